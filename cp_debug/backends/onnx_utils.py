@@ -1,0 +1,151 @@
+"""Shared ONNX helpers: load with one clear error, expose intermediate tensors as outputs, export like the input.
+
+Graph edits go through onnx-graphsurgeon only (import_onnx → edit → cleanup().toposort() → export_onnx).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+    import onnx_graphsurgeon as gs
+
+_PROTO_LIMIT = 2**31 - 1  # protobuf's 2 GiB limit: bigger models are checked by path, not in memory
+
+
+def load_onnx(path_or_model: "onnx.ModelProto | str | Path") -> "onnx.ModelProto":
+    """Load and check an ONNX model; a missing, corrupt or invalid file is one `BadInputError` line.
+
+    External data next to the file is loaded. A ModelProto given directly is checked and returned as is
+    (callers never mutate it: every transform here builds a new model).
+    """
+    import onnx
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        model = path_or_model
+        try:
+            if model.ByteSize() < _PROTO_LIMIT:
+                onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as err:
+            raise BadInputError(f"the ONNX model is not valid: {_first_line(err)}; re-export it or fix the graph") from err
+        return model
+    if not isinstance(path_or_model, (str, Path)):
+        raise BadInputError(f"expected an ONNX file path or onnx.ModelProto, got {type(path_or_model).__name__}")
+    path = Path(path_or_model)
+    if not path.is_file():
+        raise BadInputError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=True)
+    except FileNotFoundError as err:
+        raise BadInputError(f"cannot load {path}: its external data file is missing ({_first_line(err)})") from err
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, onnx errors, truncated files: all one message
+        raise BadInputError(
+            f"cannot read {path} as an ONNX model ({type(err).__name__}: {_first_line(err)}); is it a complete .onnx file?"
+        ) from err
+    try:
+        onnx.checker.check_model(str(path))  # by path: works beyond 2 GiB and with external data
+    except onnx.checker.ValidationError as err:
+        raise BadInputError(f"{path} is not a valid ONNX model: {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001
+        raise BadInputError(f"{path} could not be checked as an ONNX model: {_first_line(err)}") from err
+    return model
+
+
+def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`gs.export_onnx` keeping the original's IR version, opsets and metadata (ORT rejects too-new IR versions)."""
+    import onnx_graphsurgeon as gs
+
+    model = gs.export_onnx(graph)
+    model.ir_version = original.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend(original.opset_import)
+    model.producer_name = original.producer_name
+    model.producer_version = original.producer_version
+    del model.metadata_props[:]
+    model.metadata_props.extend(original.metadata_props)
+    return model
+
+
+def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """Shape/type inference that never fails: returns the model unchanged where inference cannot run."""
+    import onnx
+
+    try:
+        if model.ByteSize() >= _PROTO_LIMIT:
+            return model
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=False)
+    except Exception:  # noqa: BLE001 - custom ops, odd graphs: types stay as they were
+        return model
+
+
+def expose_outputs(model: "onnx.ModelProto", names: Iterable[str]) -> "onnx.ModelProto":
+    """A copy of `model` with the named intermediate tensors added as graph outputs (existing outputs kept first).
+
+    Types come from shape inference (float32 where unknown). Unknown names → BadInputError naming a few valid
+    ones; names of constants (initializers) are refused: they are not computed, so there is nothing to compare.
+    """
+    import onnx_graphsurgeon as gs
+    import numpy as np
+
+    names = list(dict.fromkeys(names))
+    if not names:
+        return model
+    graph = gs.import_onnx(infer_types(model))
+    _check_names(graph, names)
+    tensors = graph.tensors()
+    present = {t.name for t in graph.outputs}
+    for name in names:
+        if name in present:
+            continue
+        t = tensors[name]
+        if t.dtype is None:
+            t.dtype = np.float32
+        graph.outputs.append(t)
+        present.add(name)
+    graph.cleanup().toposort()
+    return export_like(graph, model)
+
+
+def check_tensor_names(model: "onnx.ModelProto", names: Iterable[str]) -> None:
+    """BadInputError unless every name is a computed tensor (node output or graph input) of the model."""
+    import onnx_graphsurgeon as gs
+
+    names = list(names)
+    if names:
+        _check_names(gs.import_onnx(model), names)
+
+
+def _check_names(graph: "gs.Graph", names: list[str]) -> None:
+    import onnx_graphsurgeon as gs
+
+    tensors = graph.tensors()
+    unknown = [n for n in names if n not in tensors]
+    if unknown:
+        raise BadInputError(
+            f"unknown ONNX tensor name(s) {_few(unknown)}: not in the graph; valid ones include {_few(computed_tensor_names(graph))}"
+        )
+    consts = [n for n in names if isinstance(tensors[n], gs.Constant)]
+    if consts:
+        raise BadInputError(f"{_few(consts)} are constants (initializers), not computed tensors: probe their consumers instead")
+
+
+def computed_tensor_names(graph: "gs.Graph") -> list[str]:
+    """Names of node outputs in topological order (what can be exposed and compared)."""
+    out: list[str] = []
+    for node in graph.nodes:
+        out.extend(t.name for t in node.outputs if t.name)
+    return out
+
+
+def _few(names: list[str], k: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:k])
+    return shown + (f" … ({len(names)} in all)" if len(names) > k else "")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__

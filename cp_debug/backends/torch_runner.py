@@ -1,0 +1,346 @@
+"""PyTorch runner: the reference (torch-cpu-fp32) and torch's own reduced precisions (tf32, fp16, bf16).
+
+fp16/bf16 are real reduced-precision arithmetic: the module copy is cast with `.to(dtype)` and floating inputs
+too, so every op computes on float16/bfloat16 tensors. Measured with torch 2.13 (CPU build, AVX512 x86) on
+Conv2d 64→32 3×3: the float16 output matches "inputs and weights rounded to float16, float32 accumulation,
+output rounded to float16" on 99.9% of elements and is 1 ulp away on the rest (summation order); a partial sum
+of 6e4+6e4-6e4-6e4 does not overflow (float32 accumulator), while a float16 output above 65504 is inf —
+the same contract as cuDNN/cuBLAS FP16 with float32 accumulation. TF32 flags are switched on only inside
+`infer` of a `*-tf32` runner and restored after.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from cp_debug.backends.base import PrecisionReport, Runner
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.determinism import Determinism
+from cp_debug.errors import BackendUnavailableError, BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+TORCH_CUDA_HINT = ("torch-cuda needs a CUDA device: torch.cuda.is_available() is False ({why}); run on a GPU "
+                   "machine with a CUDA build of torch, or use torch-cpu-*")
+
+
+class TorchRunner(Runner):
+    """Runs a `torch.nn.Module` (never the caller's object: a deep copy made in `activate`).
+
+    input_names: the feed keys, in the module's positional-argument order.
+    output_names: names for the module's outputs (a tensor, a tuple/list mapped positionally after flattening,
+        or a dict mapped by key).
+    probe_modules: qualified submodule names whose outputs are returned too (first tensor of a tuple output;
+        a module called k>1 times also gives `name#1`, `name#2`…). `capture_inputs` adds their input tensors
+        under `name:in0`, `name:in1`…
+    on_probe: if given, each probe array is passed to `on_probe(name, array)` as it is produced and not kept in
+        the result (streaming for big models).
+    """
+
+    def __init__(self, module: "torch.nn.Module", input_names: Sequence[str], output_names: Sequence[str],
+                 spec: BackendSpec | str, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
+                 on_probe: Callable[[str, np.ndarray], None] | None = None, determinism: Determinism = Determinism()):
+        spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
+        if spec.framework != "torch":
+            raise BadInputError(f"TorchRunner runs torch-* specs, not {spec}")
+        super().__init__(str(spec))
+        self.spec = spec
+        self._source = module
+        self.input_names = tuple(input_names)
+        self.output_names = tuple(output_names)
+        self.probe_modules = tuple(dict.fromkeys(probe_modules))
+        self.capture_inputs = capture_inputs
+        self.on_probe = on_probe
+        self.determinism = determinism
+        self._module = None
+        self._device = None
+        self._dtype = None
+        self._hooks: list = []
+        self._probe_buf: dict[str, np.ndarray] | None = None
+        self._calls: Counter = Counter()
+        self._observed: Counter = Counter()  # output dtypes of parameterised leaf modules, over all infer calls
+        self._cpu_check: str | None = None
+
+    # -- the contract ------------------------------------------------------------------------------------
+    def _activate(self) -> None:
+        import torch
+
+        if self.spec.device == "cuda" and not torch.cuda.is_available():
+            why = "torch is a CPU-only build" if torch.version.cuda is None else "no GPU visible to this process"
+            raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
+        if not isinstance(self._source, torch.nn.Module):
+            raise BadInputError(f"TorchRunner needs a torch.nn.Module, got {type(self._source).__name__}")
+        named = dict(self._source.named_modules())
+        unknown = [n for n in self.probe_modules if n not in named]
+        if unknown:
+            some = ", ".join(repr(n) for n in list(named)[1:6])
+            raise BadInputError(f"unknown probe module(s) {', '.join(map(repr, unknown[:5]))}: module names look like {some}")
+        self._observed.clear()
+        self._device = torch.device("cuda" if self.spec.device == "cuda" else "cpu")
+        self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.spec.precision, torch.float32)
+        module = copy.deepcopy(self._source).eval().to(self._device)
+        if self._dtype != torch.float32:
+            module = module.to(self._dtype)
+        self._module = module
+        self._register_hooks()
+        if self.spec.device == "cpu" and self._dtype != torch.float32:
+            self._cpu_check = _check_cpu_reduced(self._dtype)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = self._tensors_from_feed(feed)
+        self._probe_buf = {}
+        self._calls.clear()
+        try:
+            with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
+                    torch.no_grad():
+                try:
+                    result = self._module(*args)
+                except (RuntimeError, NotImplementedError) as err:
+                    self._raise_if_missing_kernel(err)
+                    raise
+            out = self._map_outputs(result)
+            probes = self._probe_buf
+        finally:
+            self._probe_buf = None
+        out.update(probes)
+        return out
+
+    def _deactivate(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self._module = None
+        if self._device is not None and self._device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # -- local error -------------------------------------------------------------------------------------
+    def run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Run submodule `name` ("" = the whole module) alone on `inputs`, at this runner's device and precision.
+
+        Returns its output (first tensor of a tuple) as float32. Probe hooks do not fire.
+        """
+        import torch
+
+        if not self.is_active:
+            raise BadInputError(f"runner {self.name!r} is not active: call activate() first")
+        named = dict(self._module.named_modules())
+        if name not in named:
+            some = ", ".join(repr(n) for n in list(named)[1:6])
+            raise BadInputError(f"unknown submodule {name!r}: module names look like {some}")
+        args = tuple(self._to_tensor(f"{name}:in{i}", a) for i, a in enumerate(inputs))
+        saved, self._probe_buf = self._probe_buf, None
+        try:
+            with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
+                    torch.no_grad():
+                y = named[name](*args)
+        finally:
+            self._probe_buf = saved
+        t = _first_tensor(y)
+        if t is None:
+            raise BadInputError(f"submodule {name!r} returned no tensor ({type(y).__name__})")
+        return _to_numpy(t)
+
+    # -- information -------------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        import torch
+
+        return {
+            "backend": str(self.spec),
+            "torch": torch.__version__,
+            "device": self.spec.device,
+            "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(self.spec.precision, "float32"),
+            "tf32": self.spec.precision == "tf32",
+            "probe_modules": len(self.probe_modules),
+            "capture_inputs": self.capture_inputs,
+            **{f"determinism.{k}": v for k, v in self.determinism.settings()["torch"].items()},
+            "seed": self.determinism.seed if self.determinism.enabled else None,
+        }
+
+    def precision_report(self) -> PrecisionReport | None:
+        if self._dtype is None:  # never activated
+            return None
+        req = self.spec.precision
+        notes: list[str] = []
+        effective = req
+        if req == "tf32":
+            import torch
+
+            cap = torch.cuda.get_device_capability(self._device) if torch.cuda.is_available() else (0, 0)
+            if cap[0] < 8:
+                effective = "fp32"
+                notes.append(f"GPU sm_{cap[0]}{cap[1]} has no TF32: ran FP32")
+        if req in ("fp16", "bf16"):
+            if self._cpu_check:
+                notes.append(self._cpu_check)
+                if self._cpu_check.startswith("not "):
+                    effective = "fp32"
+        want = {"fp16": "float16", "bf16": "bfloat16"}.get(req, "float32")
+        if self._observed:
+            total = sum(self._observed.values())
+            other = {k: v for k, v in self._observed.items() if k != want}
+            if other:
+                n = sum(other.values())
+                notes.append(f"{n} of {total} parameterised layer calls produced "
+                             f"{'/'.join(sorted(other))} instead of {want} (explicit casts in forward?)")
+                if effective == req:
+                    effective = "mixed"
+        else:
+            notes.append("no inference run yet: layer output dtypes not observed")
+        return PrecisionReport(req, effective, tuple(notes))
+
+    # -- internals ---------------------------------------------------------------------------------------
+    def _register_hooks(self) -> None:
+        named = dict(self._module.named_modules())
+        for name in self.probe_modules:
+            self._hooks.append(named[name].register_forward_hook(self._make_probe_hook(name)))
+        # Observe the dtype parameterised leaf layers really computed in (catches `x.float()` inside forward).
+        for mod in self._module.modules():
+            if next(mod.children(), None) is None and any(True for _ in mod.parameters(recurse=False)):
+                self._hooks.append(mod.register_forward_hook(self._observe_hook))
+
+    def _raise_if_missing_kernel(self, err: BaseException) -> None:
+        """torch has no kernel for an op at this dtype/device: that is this backend being unavailable, not a bug."""
+        msg = str(err)
+        if "not implemented for" in msg and ("'Half'" in msg or "'BFloat16'" in msg):
+            raise BackendUnavailableError(
+                f"{self.spec}: torch {self.spec.device} has no {self.spec.precision} kernel for an op of this model "
+                f"({msg.splitlines()[0][:120]}); try torch-cuda-{self.spec.precision} or another precision"
+            ) from err
+
+    def _observe_hook(self, module, args, output) -> None:
+        t = _first_tensor(output)
+        if t is not None and t.is_floating_point():
+            self._observed[str(t.dtype).replace("torch.", "")] += 1
+
+    def _make_probe_hook(self, name: str):
+        def hook(module, args, output):
+            if self._probe_buf is None:  # run_submodule, or a call outside infer
+                return
+            k = self._calls[name]
+            self._calls[name] += 1
+            key = name if k == 0 else f"{name}#{k}"
+            t = _first_tensor(output)
+            if t is not None:
+                self._emit(key, _to_numpy(t))
+            if self.capture_inputs:
+                for i, a in enumerate(args):
+                    if _is_tensor(a):
+                        self._emit(f"{key}:in{i}", _to_numpy(a))
+        return hook
+
+    def _emit(self, key: str, arr: np.ndarray) -> None:
+        if self.on_probe is not None:
+            self.on_probe(key, arr)
+        else:
+            self._probe_buf[key] = arr
+
+    def _tensors_from_feed(self, feed: dict[str, np.ndarray]) -> list:
+        if not isinstance(feed, dict):
+            raise BadInputError(f"the feed must be a dict of input name → array, got {type(feed).__name__}")
+        unknown = [k for k in feed if k not in self.input_names]
+        if unknown:
+            raise BadInputError(f"unknown input name(s) {', '.join(map(repr, unknown))}: the module's inputs are "
+                                f"{', '.join(self.input_names)}")
+        missing = [k for k in self.input_names if k not in feed]
+        if missing:
+            raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: the module's inputs are "
+                                f"{', '.join(self.input_names)}")
+        return [self._to_tensor(n, feed[n]) for n in self.input_names]
+
+    def _to_tensor(self, name: str, value: Any):
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            raise BadInputError(f"input {name!r} has dtype {arr.dtype}: only float, int and bool arrays can be fed")
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self._device)
+        if t.is_floating_point():
+            t = t.to(self._dtype)
+        return t
+
+    def _map_outputs(self, result) -> dict[str, np.ndarray]:
+        names = self.output_names
+        if isinstance(result, dict) and all(n in result for n in names):
+            leaves = [(n, result[n]) for n in names]
+        else:
+            flat = _flatten(result)
+            if len(flat) != len(names):
+                raise BadInputError(
+                    f"the module returned {len(flat)} tensor(s) but {len(names)} output name(s) were given "
+                    f"({', '.join(names)}); name every output, in order"
+                )
+            leaves = list(zip(names, flat))
+        out = {}
+        for n, v in leaves:
+            if not _is_tensor(v):
+                raise BadInputError(f"output {n!r} is a {type(v).__name__}, not a tensor")
+            out[n] = _to_numpy(v)
+        return out
+
+
+def _check_cpu_reduced(dtype) -> str:
+    """Does torch's CPU build really compute conv in `dtype`? Measured once per activate, on a tiny conv."""
+    import torch
+
+    name = str(dtype).replace("torch.", "")
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 8, 6, 6, generator=g)
+        w = torch.randn(4, 8, 3, 3, generator=g)
+        y = torch.nn.functional.conv2d(x.to(dtype), w.to(dtype))
+        y32 = torch.nn.functional.conv2d(x.to(dtype).float(), w.to(dtype).float())
+    except RuntimeError as err:
+        return f"not computed in {name}: torch CPU has no {name} conv ({str(err).splitlines()[0][:80]})"
+    if y.dtype != dtype:
+        return f"not computed in {name}: conv returned {y.dtype}"
+    rounded = bool((y.float() == y32.to(dtype).float()).float().mean() > 0.9)
+    return (f"torch CPU computes {name} conv natively ({name} storage, float32 accumulation"
+            f"{'' if rounded else ', rounding differs from the float32-accumulate model'})")
+
+
+def _is_tensor(v) -> bool:
+    import torch
+
+    return isinstance(v, torch.Tensor)
+
+
+def _first_tensor(v):
+    if _is_tensor(v):
+        return v
+    if isinstance(v, dict):
+        v = list(v.values())
+    if isinstance(v, (list, tuple)):
+        for item in v:
+            t = _first_tensor(item)
+            if t is not None:
+                return t
+    return None
+
+
+def _flatten(v) -> list:
+    if isinstance(v, dict):
+        return [x for item in v.values() for x in _flatten(item)]
+    if isinstance(v, (list, tuple)):
+        return [x for item in v for x in _flatten(item)]
+    return [v]
+
+
+def _to_numpy(t) -> np.ndarray:
+    """A copy, never a view: a later in-place op (ReLU(inplace=True) after a BatchNorm) must not change it."""
+    src = t.detach()
+    out = src.float() if src.is_floating_point() else src
+    out = out.cpu()
+    if out.data_ptr() == src.data_ptr():
+        out = out.clone()
+    return out.numpy()

@@ -1,0 +1,254 @@
+"""TensorRT runner, thin, over Polygraphy's TensorRT loaders and runner (`polygraphy.backend.trt`).
+
+NOT RUN AGAINST A REAL TENSORRT HERE: it was written on a machine without TensorRT or a GPU. Its pure decision
+logic (`plan_build`) is unit-tested; the build/infer path follows Polygraphy's documented API and must be
+checked on a GPU machine (tests marked `trt`).
+
+Precision, by TensorRT version:
+  * TensorRT 10: the ONNX graph is parsed as is (INT8: with our Q/DQ) into a weakly typed network and the
+    builder flags pick precisions (fp16 / bf16 / int8; TF32 only for trt-tf32).
+  * TensorRT ≥ 11: the FP16/INT8 builder flags are gone; precision comes from the ONNX graph (our FP16
+    conversion, our Q/DQ) and the network is built strongly typed.
+Probe tensors are marked as network outputs (ModifyNetworkOutputs) by their ONNX tensor names; marking
+changes TensorRT's layer fusion, which is why the bisect engine can mark subsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from cp_debug.backends.base import PrecisionReport, Runner
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.determinism import Determinism
+from cp_debug.errors import BackendUnavailableError, BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+TRT_HINT = ("trt-* needs TensorRT 10+: pip install 'cp-debug[trt]' on a machine with an NVIDIA GPU "
+            "(PyPI's tensorrt downloads from NVIDIA's index)")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to build one trt-* spec: the ONNX transform to apply first, network typing, builder flags, TF32."""
+
+    onnx_transform: str  # none | fp16 | int8_qdq
+    strongly_typed: bool
+    flags: tuple[str, ...]  # builder precision flags: fp16 / bf16 / int8 (TensorRT 10 only)
+    tf32: bool
+
+
+def plan_build(spec: BackendSpec | str, trt_major: int) -> BuildPlan:
+    """Pure decision: what to do for `spec` on TensorRT `trt_major`. Raises BackendUnavailableError when impossible."""
+    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
+    if spec.framework != "trt":
+        raise BadInputError(f"plan_build is for trt-* specs, not {spec}")
+    if trt_major < 10:
+        raise BackendUnavailableError(f"TensorRT {trt_major} is too old: {TRT_HINT}")
+    p = spec.precision
+    tf32 = p == "tf32"
+    if trt_major == 10:
+        if p in ("fp32", "tf32"):
+            return BuildPlan("none", False, (), tf32)
+        if p == "int8":  # explicit quantization: Q/DQ in the graph, INT8 flag to let the builder use it
+            return BuildPlan("int8_qdq", False, ("int8",), False)
+        return BuildPlan("none", False, (p,), False)  # fp16 / bf16 through builder flags
+    if p in ("fp32", "tf32"):
+        return BuildPlan("none", True, (), tf32)
+    if p == "fp16":
+        return BuildPlan("fp16", True, (), False)
+    if p == "int8":
+        return BuildPlan("int8_qdq", True, (), False)
+    raise BackendUnavailableError(
+        f"{spec} on TensorRT {trt_major} needs a BF16 ONNX graph, which cp_debug does not write yet: "
+        "use trt-fp16, or TensorRT 10 (builder flag)"
+    )
+
+
+def import_tensorrt():
+    """The `tensorrt` module and its major version, or BackendUnavailableError with what to install."""
+    try:
+        import tensorrt as trt
+    except Exception as err:  # noqa: BLE001 - ImportError, or a broken install (missing libnvinfer)
+        raise BackendUnavailableError(TRT_HINT) from err
+    try:
+        major = int(str(trt.__version__).split(".")[0])
+    except ValueError:
+        major = 0
+    if major < 10:
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} found; {TRT_HINT}")
+    return trt, major
+
+
+class TrtRunner(Runner):
+    """Builds a TensorRT engine from an ONNX model (the `trt-*` specs). Same constructor shape as OrtRunner.
+
+    workspace: builder memory pool limit in bytes (None: TensorRT's default).
+    """
+
+    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
+                 extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
+                 keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
+                 determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax"):
+        spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
+        if spec.framework != "trt":
+            raise BadInputError(f"TrtRunner runs trt-* specs, not {spec}")
+        super().__init__(str(spec))
+        self.spec = spec
+        self._model_src = model
+        self.extra_outputs = tuple(dict.fromkeys(extra_outputs))
+        self.calib_feeds = calib_feeds
+        self.keep_fp32_nodes = tuple(keep_fp32_nodes)
+        self.exclude_int8_nodes = tuple(exclude_int8_nodes)
+        self.determinism = determinism
+        self.workspace = workspace
+        self.calib_method = calib_method
+        self._runner = None
+        self._plan: BuildPlan | None = None
+        self._trt_version: str | None = None
+        self._out_map: dict[str, str] = {}
+        self._quant = None
+        self._layer_precisions: dict[str, int] | None = None
+
+    def _activate(self) -> None:
+        trt, major = import_tensorrt()
+        from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxBytes
+        from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
+
+        from cp_debug.backends.onnx_utils import check_tensor_names, load_onnx
+
+        self._trt_version = trt.__version__
+        plan = plan_build(self.spec, major)
+        self._plan = plan
+        model = load_onnx(self._model_src)
+        graph_outputs = [o.name for o in model.graph.output]
+        extras = [n for n in self.extra_outputs if n not in graph_outputs]
+        check_tensor_names(model, extras)
+        self._out_map = {n: n for n in graph_outputs + extras}
+        if plan.onnx_transform == "fp16":
+            from cp_debug.precision.fp16 import convert_to_fp16
+
+            model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes)
+        elif plan.onnx_transform == "int8_qdq":
+            from cp_debug.precision.int8 import quantize_int8
+
+            if not self.calib_feeds:
+                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) for its Q/DQ scales")
+            self._quant = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
+                                        method=self.calib_method)
+            model = self._quant.model
+            for n in extras:
+                mapped = self._quant.tensor_map.get(n)
+                if mapped is None:
+                    self._out_map.pop(n, None)
+                else:
+                    self._out_map[n] = mapped
+        if model.ByteSize() > 1_800_000_000:
+            raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
+        network = NetworkFromOnnxBytes(model.SerializeToString(), strongly_typed=plan.strongly_typed or None)
+        network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(self._out_map.values())))
+        config_kwargs = {"tf32": plan.tf32, "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
+        if major < 11:
+            config_kwargs.update({"fp16": "fp16" in plan.flags or None, "bf16": "bf16" in plan.flags or None,
+                                  "int8": "int8" in plan.flags or None})
+        if self.workspace:
+            config_kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(self.workspace)}
+        engine = EngineFromNetwork(network, config=CreateConfig(**config_kwargs))()
+        self._layer_precisions = _layer_precisions(trt, engine)
+        self._runner = PolyTrtRunner(engine, name=str(self.spec))
+        self._runner.activate()
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        meta = self._runner.get_input_metadata()
+        names = list(meta.keys())
+        unknown = [k for k in feed if k not in meta]
+        missing = [k for k in names if k not in feed]
+        if unknown or missing:
+            raise BadInputError(f"inputs {sorted(feed)} do not match the engine's inputs {', '.join(names)}")
+        ready = {}
+        for name, value in feed.items():
+            arr = np.asarray(value)
+            want = meta[name].dtype
+            try:
+                want = np.dtype(want)
+            except TypeError:
+                want = None
+            if want is not None and arr.dtype != want:
+                if arr.dtype.kind != want.kind:
+                    raise BadInputError(f"input {name!r} has dtype {arr.dtype}, the engine wants {want.name}")
+                arr = arr.astype(want)
+            ready[name] = np.ascontiguousarray(arr)
+        try:
+            raw = self._runner.infer(ready)
+        except Exception as err:  # noqa: BLE001 - polygraphy reports shape/dtype problems as generic errors
+            raise BadInputError(f"TensorRT rejected the inputs: {str(err).strip().splitlines()[0][:300]}") from err
+        out = {}
+        for original, name in self._out_map.items():
+            arr = np.array(raw[name], copy=True)  # polygraphy reuses its host buffers between calls
+            out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
+        return out
+
+    def _deactivate(self) -> None:
+        if self._runner is not None:
+            self._runner.deactivate()
+        self._runner = None
+
+    def quant_amax(self) -> dict[str, float]:
+        return dict(self._quant.activation_amax) if self._quant is not None else {}
+
+    def settings(self) -> dict:
+        plan = self._plan
+        return {
+            "backend": str(self.spec),
+            "tensorrt": self._trt_version,
+            "build_plan": None if plan is None else {
+                "onnx_transform": plan.onnx_transform, "strongly_typed": plan.strongly_typed,
+                "flags": list(plan.flags), "tf32": plan.tf32},
+            "workspace": self.workspace,
+            "extra_outputs": len(self.extra_outputs),
+        }
+
+    def precision_report(self) -> PrecisionReport | None:
+        if self._plan is None:  # never activated
+            return None
+        req = self.spec.precision
+        lp = self._layer_precisions
+        if not lp:
+            return PrecisionReport(req, "unknown", ("engine layer precisions not available from the engine inspector",))
+        want = {"fp32": "Float", "tf32": "Float", "fp16": "Half", "bf16": "BFloat16", "int8": "Int8"}[req]
+        total = sum(lp.values())
+        n = lp.get(want, 0)
+        effective = req if n == total else ("mixed" if n else "fp32")
+        notes = (f"{n} of {total} engine layers output {want}; others: "
+                 + ", ".join(f"{v} {k}" for k, v in lp.items() if k != want),) if n != total else ()
+        return PrecisionReport(req, effective, notes)
+
+
+_FORMAT_KEYS = (("Int8", ("int8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),
+                ("Float", ("fp32", "float")))
+
+
+def _layer_precisions(trt, engine) -> dict[str, int] | None:
+    """Count engine layers by the data type of their first output (engine inspector, DETAILED verbosity)."""
+    import json
+
+    try:
+        inspector = engine.create_engine_inspector()
+        info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    except Exception:  # noqa: BLE001
+        return None
+    counts: dict[str, int] = {}
+    for layer in info.get("Layers", []):
+        if not isinstance(layer, dict) or not layer.get("Outputs"):
+            continue
+        fmt = str(layer["Outputs"][0].get("Format/Datatype", "")).lower()  # e.g. "Row major linear FP16 format"
+        kind = next((k for k, keys in _FORMAT_KEYS if any(key in fmt for key in keys)), None)
+        if kind is None:
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts or None

@@ -1,0 +1,213 @@
+"""Determinism first: one switch for TF32, cuDNN, seeds and ORT session settings, plus the environment manifest.
+
+Numbers only mean something when the reference itself is repeatable: TF32 silently changes FP32 results on
+Ampere+ GPUs (ORT's CUDA EP and cuDNN default to it), cuDNN autotuning picks different kernels from run to run,
+and seeds move sampled inputs. `Determinism` pins all of that, restores what it changed, and records every
+setting (`settings()`) and library version (`environment()`) for the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+_ORT_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for deterministic GEMMs (see torch.use_deterministic_algorithms)
+
+
+@dataclass(frozen=True)
+class Determinism:
+    """Settings that make a backend repeatable.
+
+    enabled: cuDNN deterministic + benchmark off, torch deterministic algorithms (warn only), ORT deterministic
+        compute and a fixed cuDNN conv algorithm (no exhaustive autotuning), seeds fixed.
+        TF32 is governed by the backend's precision (on only for `*-tf32` specs), whatever `enabled` says.
+    seed: seeds python `random`, numpy's global RNG and torch (CPU and CUDA) inside `apply_torch`.
+    ort_opt_level: ORT graph optimisation level: disable | basic | extended | all (ORT's default is all).
+    """
+
+    enabled: bool = True
+    seed: int = 0
+    ort_opt_level: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.ort_opt_level not in _ORT_OPT_LEVELS:
+            from cp_debug.errors import BadInputError
+
+            raise BadInputError(
+                f"unknown ORT graph optimisation level {self.ort_opt_level!r}: use one of {', '.join(_ORT_OPT_LEVELS)}"
+            )
+
+    # -- torch ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def apply_torch(self, device: str = "cpu", allow_tf32: bool = False) -> Iterator[None]:
+        """Set torch's TF32/cuDNN/determinism flags and seeds for the duration of the block, then restore them.
+
+        RNG states (python, numpy, torch CPU and CUDA) are restored too, so seeding here does not disturb the
+        caller's random streams.
+        """
+        import numpy as np
+        import torch
+
+        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+        saved = {
+            "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+            "cudnn_det": torch.backends.cudnn.deterministic,
+            "cudnn_bench": torch.backends.cudnn.benchmark,
+            "det_algos": torch.are_deterministic_algorithms_enabled(),
+            "det_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "py_rng": random.getstate(),
+            "np_rng": np.random.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
+            "cublas_ws": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        }
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = bool(allow_tf32)
+            torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
+            if self.enabled:
+                torch.backends.cudnn.deterministic = True
+                torch.backends.cudnn.benchmark = False
+                torch.use_deterministic_algorithms(True, warn_only=True)
+                if cuda and saved["cublas_ws"] is None:
+                    # Only effective before cuBLAS creates its first handle; recorded in settings() either way.
+                    os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE
+                random.seed(self.seed)
+                np.random.seed(self.seed)
+                torch.manual_seed(self.seed)  # seeds every CUDA device as well
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved["matmul_tf32"]
+            torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
+            torch.backends.cudnn.deterministic = saved["cudnn_det"]
+            torch.backends.cudnn.benchmark = saved["cudnn_bench"]
+            torch.use_deterministic_algorithms(saved["det_algos"], warn_only=saved["det_warn_only"])
+            random.setstate(saved["py_rng"])
+            np.random.set_state(saved["np_rng"])
+            torch.set_rng_state(saved["torch_rng"])
+            if saved["cuda_rng"] is not None:
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            if saved["cublas_ws"] is None:
+                os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+    # -- ONNX Runtime --------------------------------------------------------------------------------------
+    def ort_session_options(self, *, threads: int | None = None, optimized_model_filepath: str | None = None,
+                            record_assignment: bool = False):
+        """An `onnxruntime.SessionOptions` with the graph optimisation level, thread count and determinism set."""
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self.ort_opt_level])
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.enabled and hasattr(so, "use_deterministic_compute"):
+            so.use_deterministic_compute = True
+        if threads is not None:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        if optimized_model_filepath:
+            so.optimized_model_filepath = str(optimized_model_filepath)
+        if record_assignment:
+            so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        so.log_severity_level = 3  # errors only: ORT's warnings (e.g. node placement) are read from the session
+        return so
+
+    def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0) -> dict[str, str]:
+        """CUDA EP options: TF32 only when asked (ORT turns it on by default), fixed conv algorithm when deterministic.
+
+        'DEFAULT' is cuDNN's fixed implicit-precomp-GEMM algorithm (no search at all); 'EXHAUSTIVE' benchmarks
+        every algorithm at session start and may pick a different one each run.
+        """
+        return {
+            "device_id": str(device_id),
+            "use_tf32": "1" if tf32 else "0",
+            "cudnn_conv_algo_search": "DEFAULT" if self.enabled else "EXHAUSTIVE",
+        }
+
+    # -- the record ----------------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """Every setting this switch controls, for the report's `settings`."""
+        return {
+            "determinism": self.enabled,
+            "seed": self.seed,
+            "torch": {
+                "cudnn.deterministic": True if self.enabled else "unchanged",
+                "cudnn.benchmark": False if self.enabled else "unchanged",
+                "use_deterministic_algorithms": "warn_only" if self.enabled else "unchanged",
+                "allow_tf32": "on for *-tf32 specs only (cuda.matmul and cudnn)",
+                "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+                or (_CUBLAS_WORKSPACE + " (set on CUDA)" if self.enabled else None),
+            },
+            "onnxruntime": {
+                "graph_optimization_level": _ORT_OPT_LEVELS[self.ort_opt_level],
+                "execution_mode": "ORT_SEQUENTIAL",
+                "use_deterministic_compute": self.enabled,
+                "cuda.use_tf32": "1 for *-tf32 specs only, else 0",
+                "cuda.cudnn_conv_algo_search": "DEFAULT" if self.enabled else "EXHAUSTIVE",
+            },
+            "tensorrt": {"tf32": "on for trt-tf32 only"},
+        }
+
+
+def environment() -> dict:
+    """Library and device versions for the report. Never fails: what is missing is reported as None."""
+    env: dict = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    env["numpy"] = _version("numpy")
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_cuda"] = torch.version.cuda
+        env["cudnn"] = _safe(lambda: torch.backends.cudnn.version())
+        cuda_ok = _safe(torch.cuda.is_available) or False
+        env["cuda_available"] = cuda_ok
+        if cuda_ok:
+            env["gpu"] = _safe(lambda: torch.cuda.get_device_name(0))
+            env["gpu_capability"] = _safe(lambda: ".".join(map(str, torch.cuda.get_device_capability(0))))
+        else:
+            env["gpu"] = None
+    except Exception:  # noqa: BLE001 - a broken install is still something to report, not a crash
+        env["torch"] = None
+    env["onnx"] = _version("onnx")
+    try:
+        import onnxruntime as ort
+
+        env["onnxruntime"] = ort.__version__
+        env["onnxruntime_providers"] = list(ort.get_available_providers())
+    except Exception:  # noqa: BLE001
+        env["onnxruntime"] = None
+        env["onnxruntime_providers"] = []
+    env["polygraphy"] = _version("polygraphy")
+    env["onnx_graphsurgeon"] = _version("onnx_graphsurgeon")
+    env["tensorrt"] = _version("tensorrt")
+    env["modelopt"] = _version("modelopt")
+    return env
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+    except Exception:  # noqa: BLE001 - ImportError, or a package that fails on import (no GPU driver…)
+        return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def _safe(fn):
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001
+        return None

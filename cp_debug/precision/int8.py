@@ -1,0 +1,192 @@
+"""INT8 post-training quantization to explicit Q/DQ (what TensorRT consumes), through ONNX Runtime's quantizer.
+
+Activations and weights are symmetric int8 (TensorRT supports symmetric quantization only), weights per channel,
+biases left in float (TensorRT rejects int32 bias DequantizeLinear), fp32 weights with a Q/DQ pair and one
+dedicated Q/DQ pair per consumer (TensorRT's documented Q/DQ placement).
+
+Names: the quantizer renames. When a tensor T is followed by QuantizeLinear → DequantizeLinear, the consumers read
+the DequantizeLinear output, so that is what is compared. With asymmetric activations the quantizer also drops a
+ReLU that a QuantizeLinear follows and leaves the ReLU's output name on the conv's pre-ReLU output: the tensor
+of that name then holds negative values, and only the DequantizeLinear output equals the ReLU's. `tensor_map`
+carries the answer for every tensor of the original graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    """The Q/DQ model and how to read it.
+
+    tensor_map: original tensor name → tensor to compare in `model` (absent: the quantizer removed it).
+    activation_amax: original tensor name → calibrated amax (the largest magnitude int8 represents,
+        scale·127 for symmetric int8): values beyond it saturate.
+    """
+
+    model: "onnx.ModelProto"
+    tensor_map: dict[str, str] = field(default_factory=dict)
+    activation_amax: dict[str, float] = field(default_factory=dict)
+    method: str = "minmax"
+
+    def mapped(self, name: str) -> str | None:
+        return self.tensor_map.get(name)
+
+
+def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.ndarray]], *,
+                  exclude_nodes: Iterable[str] = (), op_types: Sequence[str] | None = DEFAULT_OP_TYPES,
+                  per_channel: bool = True, method: str = "minmax", activation_symmetric: bool = True,
+                  trt_compatible: bool = True) -> QuantizedModel:
+    """Calibrate on `calib_feeds` and insert Q/DQ (ORT `quantize_static`, QDQ format). Temp files are removed.
+
+    op_types: op types to quantize (None: every op type ORT can quantize).
+    activation_symmetric: False gives ORT's uint8 asymmetric activations (not TensorRT-compatible; there for
+        comparison: it is the mode in which ORT drops ReLUs).
+    trt_compatible: float bias, fp32 weights with a Q/DQ pair, dedicated Q/DQ pairs.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    if method not in METHODS:
+        raise BadInputError(f"unknown INT8 calibration method {method!r}: use one of {', '.join(METHODS)}")
+    feeds = list(calib_feeds or ())
+    if not feeds:
+        raise BadInputError("INT8 quantization needs calibration inputs: give at least one feed (--calib FILE.npz)")
+    input_names = {i.name for i in model.graph.input} - {i.name for i in model.graph.initializer}
+    for k, feed in enumerate(feeds):
+        missing = sorted(input_names - set(feed))
+        extra = sorted(set(feed) - input_names)
+        if missing or extra:
+            raise BadInputError(
+                f"calibration feed {k} does not match the model's inputs {sorted(input_names)}: "
+                f"missing {missing}, unknown {extra}"
+            )
+    node_names = {n.name for n in model.graph.node}
+    exclude = list(dict.fromkeys(exclude_nodes))
+    unknown = [n for n in exclude if n not in node_names]
+    if unknown:
+        raise BadInputError(f"INT8 exclude list names node(s) not in the graph: {', '.join(map(repr, unknown[:5]))}")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+        def rewind(self):
+            self._it = iter(feeds)
+
+    extra = {"ActivationSymmetric": bool(activation_symmetric), "WeightSymmetric": True}
+    if trt_compatible:
+        extra.update({"QuantizeBias": False, "AddQDQPairToWeight": True, "DedicatedQDQPair": True})
+    calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+             "percentile": CalibrationMethod.Percentile}[method]
+    big = model.ByteSize() > 1_800_000_000
+    with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
+        src = Path(tmp) / "model.onnx"
+        dst = Path(tmp) / "model_int8.onnx"
+        onnx.save(model, str(src), save_as_external_data=big)
+        quantize_static(
+            str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+            activation_type=QuantType.QInt8 if activation_symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=calib,
+            use_external_data_format=big, extra_options=extra, calibration_providers=["CPUExecutionProvider"],
+        )
+        qmodel = onnx.load(str(dst), load_external_data=True)
+    original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
+    tmap, amax = read_qdq(qmodel, original)
+    return QuantizedModel(qmodel, tmap, amax, method)
+
+
+def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:
+    """(tensor_map, activation_amax) for the given original tensor names.
+
+    tensor_map[name]: the DequantizeLinear output when the tensor feeds QuantizeLinear → DequantizeLinear, else the
+    name itself; names no longer in the quantized graph are left out. activation_amax[name]: the amax of the
+    QuantizeLinear that quantizes it (for a renamed graph output, the one in front of its DequantizeLinear).
+    """
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(qmodel)
+    tensors = graph.tensors()
+    tmap: dict[str, str] = {}
+    amax: dict[str, float] = {}
+    for name in names:
+        t = tensors.get(name)
+        if t is None:
+            continue
+        tmap[name] = name
+        for q in t.outputs:
+            if q.op != "QuantizeLinear":
+                continue
+            dqs = [c for c in q.outputs[0].outputs if c.op == "DequantizeLinear"]
+            if dqs:
+                tmap[name] = dqs[0].outputs[0].name
+                a = _q_amax(q)
+                if a is not None:
+                    amax[name] = a
+                break
+        else:  # the name itself may be a DequantizeLinear output (ORT renames a quantized graph output this way)
+            if t.inputs and t.inputs[0].op == "DequantizeLinear":
+                src = t.inputs[0].inputs[0]
+                if src.inputs and src.inputs[0].op == "QuantizeLinear":
+                    a = _q_amax(src.inputs[0])
+                    if a is not None:
+                        amax[name] = a
+    return tmap, amax
+
+
+def _q_amax(q) -> float | None:
+    """amax of one per-tensor QuantizeLinear: 127·scale for symmetric int8, else the larger end of its range."""
+    import onnx_graphsurgeon as gs
+
+    scale = q.inputs[1] if len(q.inputs) > 1 else None
+    if not isinstance(scale, gs.Constant) or scale.values.size != 1:
+        return None
+    s = float(np.asarray(scale.values).reshape(()))
+    zp = q.inputs[2] if len(q.inputs) > 2 and isinstance(q.inputs[2], gs.Constant) else None
+    if zp is None:
+        return 127.0 * s
+    z_arr = np.asarray(zp.values)
+    z = int(z_arr.reshape(()))
+    if z_arr.dtype == np.int8 and z == 0:
+        return 127.0 * s
+    info = np.iinfo(z_arr.dtype)
+    return float(max(abs((info.min - z) * s), abs((info.max - z) * s)))
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """ORT's quantizer logs 'please consider pre-processing' on the root logger; keep the terminal clean."""
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    f = _Drop()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)

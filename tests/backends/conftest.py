@@ -1,0 +1,47 @@
+"""A small CenterPoint-like conv net (Conv→BN→ReLU→Conv→ReLU→upsample→head), exported once per session."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(4, 16, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.c2 = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.up = torch.nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.c1(x)))
+        y = torch.relu(self.c2(y))
+        y = self.up(y)
+        return self.head(y.permute(0, 2, 3, 1)).sigmoid(), y.mean()
+
+
+INPUT_NAMES = ["x"]
+OUTPUT_NAMES = ["out", "mean"]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """module, x (example input), path (ONNX), calib (feeds), input_names, output_names."""
+    torch.manual_seed(0)
+    module = TinyNet().eval()
+    with torch.no_grad():  # non-trivial BN statistics, folded into the conv by the exporter
+        module.bn.running_mean.uniform_(-0.2, 0.2)
+        module.bn.running_var.uniform_(0.5, 1.5)
+    rs = np.random.RandomState(0)
+    x = rs.randn(1, 4, 16, 16).astype(np.float32)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    torch.onnx.export(module, (torch.from_numpy(x),), str(path), input_names=INPUT_NAMES,
+                      output_names=OUTPUT_NAMES, dynamo=False, opset_version=17)
+    calib = [{"x": rs.randn(1, 4, 16, 16).astype(np.float32)} for _ in range(4)] + [{"x": x}]
+    return SimpleNamespace(module=module, x=x, path=path, calib=calib, input_names=INPUT_NAMES,
+                           output_names=OUTPUT_NAMES)

@@ -1,0 +1,63 @@
+"""One contract test, parametrized over every runner spec: activate / infer / deactivate, names, dtypes, closeness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cp_debug.backends import PrecisionReport, all_specs, check_available, make_runner
+from cp_debug.compare.diff import TensorDiff, default_tolerance
+from cp_debug.errors import BackendUnavailableError, CpDebugError
+
+SPECS = [str(s) for s in all_specs()]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    with make_runner("torch", torch_module=tiny.module, input_names=tiny.input_names,
+                     output_names=tiny.output_names) as r:
+        return r.infer({"x": tiny.x})
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_runner_contract(spec, tiny, reference):
+    try:
+        check_available(spec)
+    except BackendUnavailableError as err:
+        pytest.skip(str(err))
+    x, names = tiny.x, tiny.output_names
+    runner = make_runner(spec, torch_module=tiny.module, onnx_model=tiny.path, input_names=tiny.input_names,
+                         output_names=names, calib_feeds=tiny.calib)
+    assert not runner.is_active
+    assert runner.precision_report() is None  # nothing ran yet
+    with pytest.raises(CpDebugError, match="not active"):
+        runner.infer({"x": x})
+
+    with runner as r:
+        assert r is runner and r.is_active
+        out = r.infer({"x": x})
+        assert list(out) == names
+        precision = r.spec.precision
+        tol = default_tolerance(precision)
+        for name in names:
+            assert out[name].dtype == np.float32
+            assert out[name].shape == reference[name].shape
+            diff = TensorDiff.from_arrays(name, reference[name], out[name], tol)
+            assert diff.status == "ok", (spec, name, diff)
+        again = r.infer({"x": x})
+        for name in names:  # deterministic
+            np.testing.assert_array_equal(again[name], out[name])
+        report = r.precision_report()
+        assert isinstance(report, PrecisionReport) and report.requested == precision
+        assert isinstance(r.settings(), dict) and r.settings()
+    assert not runner.is_active
+    assert runner.precision_report() == report  # what was learnt stays readable after deactivate
+
+    # explicit activate / deactivate, twice: a runner can be reused
+    runner.activate()
+    try:
+        np.testing.assert_array_equal(runner.infer({"x": x})["out"], out["out"])
+    finally:
+        runner.deactivate()
+    runner.deactivate()  # idempotent
+    assert not runner.is_active

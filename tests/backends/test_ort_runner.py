@@ -1,0 +1,147 @@
+"""OrtRunner: probes, INT8 name mapping and amax, what ORT CPU really runs for FP16, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from cp_debug.backends.onnx_utils import expose_outputs, load_onnx
+from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.errors import BackendUnavailableError, BadInputError
+
+RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv
+CONV2 = "/c2/Conv_output_0"
+
+
+def _ort_reference(path, names, x):
+    model = expose_outputs(load_onnx(path), names)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x})))
+
+
+def test_extra_outputs_fp32_match_plain_ort(tiny):
+    ref = _ort_reference(tiny.path, [RELU, CONV2], tiny.x)
+    with OrtRunner(tiny.path, "ort", extra_outputs=[RELU, CONV2]) as r:
+        out = r.infer({"x": tiny.x})
+        assert list(out) == ["out", "mean", RELU, CONV2]
+        for k in out:
+            np.testing.assert_array_equal(out[k], ref[k])
+        assert r.precision_report().effective == "fp32"
+        assert r.quant_amax() == {}
+
+
+def test_fp16_changes_numbers_but_stays_close(tiny):
+    ref = _ort_reference(tiny.path, [RELU], tiny.x)
+    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU]) as r:
+        out = r.infer({"x": tiny.x})
+        settings = r.settings()
+    assert settings["precision_transform"]["kind"] == "fp16"
+    for k in ("out", RELU):
+        d = np.abs(out[k] - ref[k]).max()
+        assert 0 < d < 5e-3, (k, d)  # float16 weights: visible, small
+
+
+def test_ort_cpu_fp16_is_reported_as_not_fp16(tiny):
+    """Observed with ORT 1.31 on x86: the CPU EP has no float16 Conv/Gemm kernels and runs them in float32.
+
+    ORT's InsertCastTransformer wraps float16 nodes in Casts and then removes Cast pairs, including our input
+    Cast to float16: only the float16-rounded weights remain of FP16. The report must say so.
+    """
+    with OrtRunner(tiny.path, "ort-cpu-fp16") as r:
+        r.infer({"x": tiny.x})
+        rep = r.precision_report()
+    assert rep.requested == "fp16"
+    assert not rep.honest, rep
+    assert rep.effective in ("fp32", "mixed")
+    assert any("float32" in n for n in rep.notes), rep.notes
+
+
+def test_int8_maps_relu_probe_to_dequantized_output(tiny):
+    ref = _ort_reference(tiny.path, [RELU], tiny.x)
+    with OrtRunner(tiny.path, "ort-cpu-int8", extra_outputs=[RELU], calib_feeds=tiny.calib) as r:
+        out = r.infer({"x": tiny.x})
+        q = r.quantized
+        amax = r.quant_amax()
+        rep = r.precision_report()
+    mapped = q.tensor_map[RELU]
+    assert mapped != RELU and mapped.endswith("DequantizeLinear_Output")
+    dq = next(n for n in q.model.graph.node if mapped in n.output)
+    assert dq.op_type == "DequantizeLinear"
+    # the value returned under the original name is the DQ output: non-negative, close to FP32, on the int8 grid
+    got = out[RELU]
+    assert got.min() >= 0
+    step = amax[RELU] / 127
+    assert np.abs(got - ref[RELU]).max() <= 3 * step  # quantized input and weights upstream: a few steps
+    np.testing.assert_allclose(np.round(got / step), got / step, atol=1e-3)
+    # minmax calibration, symmetric: amax = the largest |value| the ReLU produced over the calibration feeds
+    calib_max = max(_ort_reference(tiny.path, [RELU], f["x"])[RELU].max() for f in tiny.calib)
+    assert amax[RELU] == pytest.approx(calib_max, rel=1e-5)
+    assert rep.requested == "int8" and rep.effective in ("int8", "mixed")
+
+
+def test_int8_needs_calibration(tiny):
+    with pytest.raises(BadInputError, match="calibration"):
+        OrtRunner(tiny.path, "ort-cpu-int8").activate()
+
+
+def test_constructor_does_no_work(tmp_path):
+    r = OrtRunner(tmp_path / "does-not-exist.onnx", "ort-cpu-fp16")  # nothing loaded yet
+    assert not r.is_active
+    with pytest.raises(BadInputError, match="not found"):
+        r.activate()
+
+
+def test_corrupt_and_invalid_files(tmp_path):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not a protobuf" * 10)
+    with pytest.raises(BadInputError) as e:
+        OrtRunner(bad, "ort").activate()
+    assert "\n" not in str(e.value)
+    # parses, but the checker rejects it: a node reads a tensor nobody produces
+    g = helper.make_graph([helper.make_node("Relu", ["nowhere"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    invalid = tmp_path / "invalid.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(invalid))
+    with pytest.raises(BadInputError, match="not a valid ONNX model"):
+        OrtRunner(invalid, "ort").activate()
+
+
+def test_bad_feeds(tiny):
+    with OrtRunner(tiny.path, "ort") as r:
+        with pytest.raises(BadInputError, match="unknown input name.*'y'.*inputs are x"):
+            r.infer({"y": tiny.x})
+        with pytest.raises(BadInputError, match="missing input"):
+            r.infer({})
+        with pytest.raises(BadInputError, match="rank"):
+            r.infer({"x": tiny.x[0]})
+        with pytest.raises(BadInputError, match="dimension 2 differs"):
+            r.infer({"x": np.zeros((1, 4, 8, 16), np.float32)})
+        with pytest.raises(BadInputError, match="dtype int64"):
+            r.infer({"x": tiny.x.astype(np.int64)})
+        # same kind, other width: cast quietly
+        out64 = r.infer({"x": tiny.x.astype(np.float64)})
+        np.testing.assert_array_equal(out64["out"], r.infer({"x": tiny.x})["out"])
+
+
+def test_unknown_extra_output_lists_valid_names(tiny):
+    with pytest.raises(BadInputError, match=r"unknown ONNX tensor name.*valid ones include.*Relu"):
+        OrtRunner(tiny.path, "ort", extra_outputs=["/nope"]).activate()
+
+
+def test_ort_cuda_unavailable_here(tiny):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed")
+    with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
+        OrtRunner(tiny.path, "ort-cuda-fp16").activate()
+
+
+def test_caller_model_is_not_modified(tiny):
+    model = load_onnx(tiny.path)
+    before = model.SerializeToString()
+    with OrtRunner(model, "ort-cpu-fp16", extra_outputs=[RELU]) as r:
+        r.infer({"x": tiny.x})
+    assert model.SerializeToString() == before

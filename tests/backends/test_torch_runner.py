@@ -1,0 +1,178 @@
+"""TorchRunner: copies the module, probes (stored or streamed), output mapping, real FP16/BF16, local runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cp_debug.backends.torch_runner import TorchRunner
+from cp_debug.determinism import Determinism
+from cp_debug.errors import BackendUnavailableError, BadInputError
+
+
+def test_caller_module_untouched(tiny):
+    before = {k: v.clone() for k, v in tiny.module.state_dict().items()}
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cpu-fp16", probe_modules=["c1"]) as r:
+        r.infer({"x": tiny.x})
+    for k, v in tiny.module.state_dict().items():
+        assert v.dtype == before[k].dtype
+        assert torch.equal(v, before[k])
+    assert all(not m._forward_hooks for m in tiny.module.modules())
+    assert not tiny.module.training
+
+
+def test_probes_and_captured_inputs(tiny):
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch", probe_modules=["c1", "up"],
+                     capture_inputs=True) as r:
+        out = r.infer({"x": tiny.x})
+    assert list(out) == ["out", "mean", "c1", "c1:in0", "up", "up:in0"]
+    np.testing.assert_array_equal(out["c1:in0"], tiny.x)
+    with torch.no_grad():
+        expect = tiny.module.c1(torch.from_numpy(tiny.x)).numpy()
+    np.testing.assert_allclose(out["c1"], expect, rtol=0, atol=1e-6)
+    assert out["up"].shape == (1, 8, 32, 32) and out["up"].dtype == np.float32
+
+
+def test_streaming_probes_are_not_kept(tiny):
+    seen = {}
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cpu-bf16", probe_modules=["c2"],
+                     on_probe=lambda name, arr: seen.__setitem__(name, arr)) as r:
+        out = r.infer({"x": tiny.x})
+    assert list(out) == ["out", "mean"]
+    assert list(seen) == ["c2"] and seen["c2"].dtype == np.float32
+
+
+def test_unknown_probe_module(tiny):
+    r = TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch", probe_modules=["c9"])
+    with pytest.raises(BadInputError, match="unknown probe module.*'c9'"):
+        r.activate()
+
+
+def test_run_submodule_matches_probe(tiny):
+    for spec, atol in (("torch", 0.0), ("torch-cpu-fp16", 0.0)):
+        with TorchRunner(tiny.module, ["x"], ["out", "mean"], spec, probe_modules=["c2"], capture_inputs=True) as r:
+            out = r.infer({"x": tiny.x})
+            alone = r.run_submodule("c2", (out["c2:in0"],))
+            np.testing.assert_allclose(alone, out["c2"], atol=atol, rtol=0)
+            with pytest.raises(BadInputError, match="unknown submodule"):
+                r.run_submodule("nope", (out["c2:in0"],))
+
+
+class _Outputs(torch.nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, a, n):
+        y = self.lin(a)
+        if self.kind == "dict":
+            return {"score": y.sigmoid(), "count": n * 2}
+        return y, [y.sum(), n * 2]
+
+
+def test_output_mapping():
+    a = np.ones((2, 3), np.float32)
+    n = np.array([3], np.int64)
+    m = _Outputs("dict")
+    with TorchRunner(m, ["a", "n"], ["count", "score"], "torch") as r:
+        out = r.infer({"a": a, "n": n})
+        assert out["count"].dtype == np.int64 and out["count"][0] == 6  # integers keep their dtype
+        assert out["score"].dtype == np.float32
+    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s", "c"], "torch-cpu-fp16") as r:
+        out = r.infer({"a": a, "n": n})
+        assert out["y"].shape == (2, 3) and out["s"].shape == () and out["y"].dtype == np.float32
+    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s"], "torch") as r:
+        with pytest.raises(BadInputError, match="returned 3 tensor"):
+            r.infer({"a": a, "n": n})
+
+
+def test_bad_feeds(tiny):
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch") as r:
+        with pytest.raises(BadInputError, match="unknown input name.*inputs are x"):
+            r.infer({"x": tiny.x, "z": tiny.x})
+        with pytest.raises(BadInputError, match="missing input"):
+            r.infer({})
+        with pytest.raises(BadInputError, match="dtype"):
+            r.infer({"x": np.array(["a"], dtype=object)})
+
+
+def test_fp16_is_real_float16_arithmetic():
+    lin = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        lin.weight.fill_(1000.0)
+        lin.bias.zero_()
+    x = np.full((1, 4), 100.0, np.float32)  # 4 · 100 · 1000 = 4e5 > 65504
+    with TorchRunner(lin, ["x"], ["y"], "torch") as r:
+        assert np.isfinite(r.infer({"x": x})["y"]).all()
+    with TorchRunner(lin, ["x"], ["y"], "torch-cpu-fp16") as r:
+        assert np.isinf(r.infer({"x": x})["y"]).all()
+        rep = r.precision_report()
+    assert rep.honest and "float16" in rep.notes[0]
+    # rounding is visible: 1 + 2^-12 is not a float16
+    ident = torch.nn.Identity()
+    with TorchRunner(ident, ["x"], ["y"], "torch-cpu-fp16") as r:
+        assert r.infer({"x": np.array([1 + 2**-12], np.float32)})["y"][0] == 1.0
+
+
+class _UpcastsInside(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 3)
+        self.b = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.b.float()(self.a(x).float())  # forces the second layer to float32: not an FP16 run
+
+
+def test_precision_report_sees_layers_that_ran_float32():
+    with TorchRunner(_UpcastsInside(), ["x"], ["y"], "torch-cpu-fp16") as r:
+        r.infer({"x": np.ones((1, 3), np.float32)})
+        rep = r.precision_report()
+    assert rep.effective == "mixed" and any("float32" in n for n in rep.notes)
+
+
+def test_torch_cuda_unavailable_here(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available")
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda-fp16").activate()
+
+
+def test_determinism_context_restores_state():
+    import random
+
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    expect = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    with Determinism(seed=7).apply_torch("cpu", allow_tf32=True):
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+        inside = torch.rand(1).item()
+    with Determinism(seed=7).apply_torch("cpu"):
+        assert inside == torch.rand(1).item()  # seeded
+        assert not torch.backends.cuda.matmul.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == flags
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expect  # caller's streams undisturbed
+
+
+class _NoHalfKernel(torch.nn.Module):
+    def forward(self, x):
+        if x.dtype == torch.float16:
+            raise RuntimeError('"some_op" not implemented for \'Half\'')
+        return x
+
+
+def test_missing_reduced_precision_kernel_is_backend_unavailable():
+    with TorchRunner(_NoHalfKernel(), ["x"], ["y"], "torch-cpu-fp16") as r:
+        with pytest.raises(BackendUnavailableError, match="no fp16 kernel"):
+            r.infer({"x": np.ones(2, np.float32)})

@@ -1,0 +1,107 @@
+"""plan_build for TensorRT 10 vs 11 (no TensorRT needed), availability, `cpdebug backends`, make_runner dispatch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cp_debug.backends import all_specs, availability, check_available, make_runner
+from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
+from cp_debug.determinism import Determinism, environment
+from cp_debug.errors import BackendUnavailableError, BadInputError
+
+
+@pytest.mark.parametrize("spec,major,plan", [
+    ("trt-fp32", 10, BuildPlan("none", False, (), False)),
+    ("trt-tf32", 10, BuildPlan("none", False, (), True)),
+    ("trt-fp16", 10, BuildPlan("none", False, ("fp16",), False)),
+    ("trt-bf16", 10, BuildPlan("none", False, ("bf16",), False)),
+    ("trt-int8", 10, BuildPlan("int8_qdq", False, ("int8",), False)),
+    ("trt-fp32", 11, BuildPlan("none", True, (), False)),
+    ("trt-tf32", 11, BuildPlan("none", True, (), True)),
+    ("trt-fp16", 11, BuildPlan("fp16", True, (), False)),
+    ("trt-int8", 11, BuildPlan("int8_qdq", True, (), False)),
+    ("trt-fp16", 12, BuildPlan("fp16", True, (), False)),
+])
+def test_plan_build(spec, major, plan):
+    assert plan_build(spec, major) == plan
+
+
+def test_plan_build_refusals():
+    with pytest.raises(BackendUnavailableError, match="BF16 ONNX graph"):
+        plan_build("trt-bf16", 11)
+    with pytest.raises(BackendUnavailableError, match="too old"):
+        plan_build("trt-fp16", 8)
+    with pytest.raises(BadInputError):
+        plan_build("ort-cpu-fp16", 10)
+
+
+def test_trt_unavailable_here(tiny):
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        pass
+    else:
+        pytest.skip("TensorRT is installed")
+    runner = TrtRunner(tiny.path, "trt-fp16")  # constructing does nothing
+    with pytest.raises(BackendUnavailableError, match=r"TensorRT 10\+.*cp-debug\[trt\]"):
+        runner.activate()
+    with pytest.raises(BackendUnavailableError):
+        check_available("trt-fp16")
+
+
+def test_availability_rows():
+    rows = availability()
+    assert [r[0] for r in rows] == [str(s) for s in all_specs()]
+    by = {s: (ok, why) for s, ok, why in rows}
+    assert by["torch-cpu-fp32"][0] and by["ort-cpu-int8"][0]
+    for spec, (ok, why) in by.items():
+        assert why and "\n" not in why
+        if not ok:
+            with pytest.raises(BackendUnavailableError):
+                check_available(spec)
+
+
+def test_backends_command_prints_table_and_json():
+    from cp_debug.cli.backends_cmd import backends
+
+    app = typer.Typer()
+    app.command()(backends)
+    res = CliRunner().invoke(app, [], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "ort-cpu-int8" in res.output and "trt-fp16" in res.output
+    res = CliRunner().invoke(app, ["--json"])
+    rows = json.loads(res.output)
+    assert {"spec", "available", "reason"} <= set(rows[0])
+
+
+def test_make_runner_dispatch(tiny):
+    with pytest.raises(BadInputError, match="PyTorch model"):
+        make_runner("torch", onnx_model=tiny.path)
+    with pytest.raises(BadInputError, match="ONNX model"):
+        make_runner("ort-cpu-fp16", torch_module=tiny.module)
+    with pytest.raises(TypeError, match="bogus"):
+        make_runner("ort", onnx_model=tiny.path, bogus=1)
+    r = make_runner("ort", onnx_model=tiny.path, probe_modules=["c1"], threads=1)  # torch-only option ignored
+    assert r.threads == 1 and not r.is_active
+
+
+def test_determinism_records():
+    d = Determinism()
+    s = d.settings()
+    assert s["determinism"] is True and s["onnxruntime"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert d.ort_cuda_provider_options(tf32=False) == {"device_id": "0", "use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+    assert Determinism(enabled=False).ort_cuda_provider_options(tf32=True)["cudnn_conv_algo_search"] == "EXHAUSTIVE"
+    assert d.ort_cuda_provider_options(tf32=True)["use_tf32"] == "1"
+    so = Determinism(ort_opt_level="basic").ort_session_options(threads=2)
+    assert so.intra_op_num_threads == 2 and "BASIC" in str(so.graph_optimization_level)
+    with pytest.raises(BadInputError):
+        Determinism(ort_opt_level="max")
+    env = environment()
+    for key in ("python", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime_providers", "polygraphy",
+                "onnx_graphsurgeon", "tensorrt", "modelopt", "gpu"):
+        assert key in env
+    assert env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_providers"]

@@ -1,0 +1,98 @@
+"""quantize_int8: Q/DQ placement TensorRT accepts, the ReLU renaming trap, tensor_map, amax, errors."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, numpy_helper
+
+from cp_debug.backends.onnx_utils import expose_outputs
+from cp_debug.errors import BadInputError
+from cp_debug.precision.int8 import quantize_int8
+
+RELU = "/1/Relu_output_0"  # Conv → ReLU → Conv
+
+
+@pytest.fixture(scope="module")
+def chain():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 3, padding=1)).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), buf, input_names=["x"], output_names=["y"], dynamo=False,
+                      opset_version=17)
+    rs = np.random.RandomState(0)
+    feeds = [{"x": rs.randn(1, 3, 8, 8).astype(np.float32)} for _ in range(4)]
+    return onnx.load_from_string(buf.getvalue()), feeds
+
+
+def _run(model, names, feed):
+    model = expose_outputs(model, names)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+
+
+def test_asymmetric_quantizer_drops_relu_and_tensor_map_finds_the_dq_output(chain):
+    """ORT removes the ReLU before a QuantizeLinear and gives its name to the conv's pre-ReLU output."""
+    model, feeds = chain
+    q = quantize_int8(model, feeds, activation_symmetric=False, op_types=None)
+    assert not any(n.op_type == "Relu" for n in q.model.graph.node)
+    mapped = q.tensor_map[RELU]
+    assert mapped != RELU
+    ref = _run(model, [RELU], feeds[0])[RELU]
+    got = _run(q.model, [RELU, mapped], feeds[0])
+    assert got[RELU].min() < 0  # same name, different value: the pre-ReLU conv output
+    assert got[mapped].min() >= 0  # the DequantizeLinear output is what the next conv reads
+    step = q.activation_amax[RELU] / 127
+    assert np.abs(got[mapped] - ref).max() < 4 * step
+
+
+def test_symmetric_defaults_are_what_tensorrt_takes(chain):
+    model, feeds = chain
+    q = quantize_int8(model, feeds)
+    inits = {i.name: numpy_helper.to_array(i) for i in q.model.graph.initializer}
+    qnodes = [n for n in q.model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for n in qnodes:  # symmetric: every zero point is an int8 zero
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+    assert not any(i.data_type == TensorProto.INT32 for i in q.model.graph.initializer)  # float bias
+    conv_w = [n.input[1] for n in q.model.graph.node if n.op_type == "Conv"]
+    for w in conv_w:  # fp32 weights with a Q/DQ pair, per output channel
+        dq = next(n for n in q.model.graph.node if w in n.output)
+        assert dq.op_type == "DequantizeLinear"
+        assert inits[dq.input[1]].shape in ((8,), (4,))
+    assert any(n.op_type == "Relu" for n in q.model.graph.node)  # symmetric: ORT keeps the ReLU
+    assert q.tensor_map[RELU].endswith("DequantizeLinear_Output")
+    assert q.tensor_map["y"] == "y"
+    ref = _run(model, [RELU], feeds[0])[RELU]
+    assert q.activation_amax[RELU] == pytest.approx(max(_run(model, [RELU], f)[RELU].max() for f in feeds), rel=1e-5)
+    assert ref.max() <= q.activation_amax[RELU] + 1e-6
+
+
+def test_exclude_nodes_and_temp_files(chain, tmp_path, monkeypatch):
+    model, feeds = chain
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    q = quantize_int8(model, feeds, exclude_nodes=["/2/Conv"], method="percentile")
+    conv2 = next(n for n in q.model.graph.node if n.name == "/2/Conv")
+    producers = {o: n for n in q.model.graph.node for o in n.output}
+    assert conv2.input[1] not in producers  # its weight is not dequantized: left in float
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(BadInputError, match="not in the graph"):
+        quantize_int8(model, feeds, exclude_nodes=["/9/Conv"])
+
+
+def test_bad_calibration(chain):
+    model, feeds = chain
+    with pytest.raises(BadInputError, match="calibration inputs"):
+        quantize_int8(model, [])
+    with pytest.raises(BadInputError, match="missing \\['x'\\]"):
+        quantize_int8(model, [{"z": feeds[0]["x"]}])
+    with pytest.raises(BadInputError, match="calibration method"):
+        quantize_int8(model, feeds, method="magic")
