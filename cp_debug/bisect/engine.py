@@ -1,0 +1,555 @@
+"""The bisection engine: propagated error at every probe, local error per segment, ranking, refinement.
+
+Flow for each candidate (DESIGN.md, "The flow of one cpdebug bisect"):
+1. the reference runs every stage with the probes exposed (twice, for the noise floor);
+2. the candidate runs every stage end to end on its own upstream outputs; each probe is compared as it
+   comes (propagated error) and dropped;
+3. each probe's segment runs alone on the reference's boundary values (local error): the submodule for
+   torch, the extracted ONNX subgraph for ONNX Runtime / TensorRT;
+4. first divergent and root cause are ranked, and the engine descends into the root cause's children
+   (and the first divergent's) until a leaf, so results name `body.2.0`, not `body`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect import hints as hints_mod
+from cp_debug.bisect.ranking import first_divergent, root_cause
+from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
+from cp_debug.bisect.store import TensorStore
+from cp_debug.bisect.subject import LEVELS, Stage, Subject
+from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
+from cp_debug.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class BisectOptions:
+    level: str | None = None  # None: the subject's default
+    refine: bool = True
+    atol: float | None = None
+    rtol: float | None = None
+    deterministic: bool = True
+    noise_floor: bool = True
+    local: bool = True
+    calib_feeds: tuple = ()  # feeds of stage 0 for INT8 calibration; default: the run's own inputs
+    keep_fp32: tuple[str, ...] = ()  # ONNX node names kept in FP32 by the FP16 transform
+    exclude_int8: tuple[str, ...] = ()  # ONNX node names left out of INT8 quantisation
+    max_refine_depth: int = 8
+    memory_budget_mb: int = 2048
+    seed: int = 0
+
+
+@dataclass
+class _ProbeSpec:
+    name: str
+    stage: int
+    kind: str  # module | output | input
+    pos: float  # execution order inside the stage
+    parent: str | None = None
+    depth: int = 0
+
+
+class _NullProgress:
+    @contextlib.contextmanager
+    def step(self, text: str):
+        yield
+
+
+@dataclass
+class _CandidateState:
+    label: str
+    spec: BackendSpec
+    tol: Tolerance
+    results: dict[str, ProbeResult] = field(default_factory=dict)
+    feeds: dict[int, dict] = field(default_factory=dict)
+    precision: dict | None = None
+    settings: dict = field(default_factory=dict)
+    plots: dict = field(default_factory=dict)
+    int8_amax: dict = field(default_factory=dict)
+
+
+class BisectEngine:
+    def __init__(self, subject: Subject, reference: tuple[str, BackendSpec],
+                 candidates: list[tuple[str, BackendSpec]], options: BisectOptions = BisectOptions(),
+                 progress=None):
+        self.subject = subject
+        self.ref_label, self.ref_spec = reference
+        self.candidates = candidates
+        self.opts = options
+        self.progress = progress or _NullProgress()
+        from cp_debug.determinism import Determinism
+
+        self.det = Determinism(enabled=options.deterministic, seed=options.seed)
+        self.level = options.level or subject.default_level
+        if self.level not in LEVELS:
+            raise BadInputError(f"unknown probe level {self.level!r}: use one of {', '.join(LEVELS)}")
+        self.store = TensorStore(options.memory_budget_mb << 20)
+        self.noise: dict[str, TensorDiff] = {}
+        self.ref_outputs: dict[int, dict] = {}
+        self.ref_feeds: dict[int, dict] = {}
+        self.probes: dict[str, _ProbeSpec] = {}
+        self.warnings: list[str] = []
+        self._states: dict[str, _CandidateState] = {}
+
+    # ---------------------------------------------------------------------------------------------------
+    def run(self) -> BisectReport:
+        from cp_debug.backends import check_available
+
+        for _, spec in [(self.ref_label, self.ref_spec)] + list(self.candidates):
+            check_available(spec)
+        needs_onnx = any(s.framework != "torch" for _, s in [(self.ref_label, self.ref_spec)] + self.candidates)
+        for st in self.subject.stages:
+            if st.module is None and "torch" in (self.ref_spec.framework,) + tuple(s.framework for _, s in self.candidates):
+                raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "
+                                    "(e.g. --backends ort,ort-cpu-fp16)")
+            if needs_onnx:
+                with self.progress.step(f"exporting {st.name} to ONNX"):
+                    st.onnx()
+                    st.probe_map()
+                if st.export_note:
+                    self.warnings.append(f"{st.name}: {st.export_note}")
+                for w in st.export_warnings:
+                    self.warnings.append(f"{st.name}: exporter warning: {w.short()}")
+        first = self._level_probes()
+        self._reference_pass(first, noise=self.opts.noise_floor)
+        cands = [self._run_candidate(label, spec, first) for label, spec in self.candidates]
+        return self._report(cands)
+
+    def close(self) -> None:
+        """Drop the reference tensors (kept after run() for bundles); also done when the engine is collected."""
+        self.store.close()
+
+    def root_cause_segment(self, label: str, probe: str) -> tuple[int, dict[str, np.ndarray], str] | None:
+        """For an ONNX-mapped probe: (stage index, reference boundary values, target tensor) of its segment."""
+        from cp_debug.probes.segment import segment_inputs
+
+        p = self.probes.get(probe)
+        if p is None or p.kind == "input":
+            return None
+        st = self.subject.stages[p.stage]
+        pm = st.probe_map()
+        tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm else None)
+        if tensor is None:
+            return None
+        known = {n: n for n in st.input_names}
+        for name, ps in self.probes.items():
+            if ps.stage == p.stage and ps.kind == "module" and name in pm.tensors and name in self.store:
+                known[pm.tensors[name]] = name
+        bnames = segment_inputs(st.onnx(), [tensor], set(known) - {tensor})
+        feed = {b: np.asarray(self._known_value(p.stage, known[b])) for b in bnames}
+        return p.stage, feed, tensor
+
+    def reference_value(self, probe: str) -> np.ndarray:
+        return np.asarray(self.store.get(probe))
+
+    def tolerance_for(self, label: str, probe: str) -> Tolerance:
+        return self._tolerance(self._states[label], probe)
+
+    # -- probes --------------------------------------------------------------------------------------------
+    def _level_probes(self) -> list[_ProbeSpec]:
+        out: list[_ProbeSpec] = []
+        for i, st in enumerate(self.subject.stages):
+            for name in self.subject.glued_inputs(i):
+                out.append(_ProbeSpec(name, i, "input", -1.0))
+            tr = st.trace()
+            chosen: list[str] = []
+            end = 0.0
+            if tr is not None:
+                pos = {n: k for k, n in enumerate(tr.order)}
+                chosen = st.probes_at(self.level)
+                for name in chosen:
+                    out.append(_ProbeSpec(name, i, "module", float(pos[name]), depth=0))
+                end = float(len(tr.order))
+            for k, name in enumerate(st.output_names):
+                if st.output_aliases.get(name) not in chosen:  # else the module probe stands for it
+                    out.append(_ProbeSpec(name, i, "output", end + k))
+        for p in out:
+            self.probes.setdefault(p.name, p)
+        return out
+
+    def _children(self, p: _ProbeSpec, mapped_only: bool) -> list[_ProbeSpec]:
+        if p.kind != "module":
+            return []
+        st = self.subject.stages[p.stage]
+        tr = st.trace()
+        pos = {n: k for k, n in enumerate(tr.order)}
+        kids = []
+        for c in st.children(p.name):
+            if mapped_only and c not in st.probe_map().tensors:
+                # e.g. a conv whose BN was folded: look through to its own children, if any
+                continue
+            kids.append(_ProbeSpec(c, p.stage, "module", float(pos[c]), parent=p.name, depth=p.depth + 1))
+        return kids
+
+    # -- running stages --------------------------------------------------------------------------------------
+    def _runner(self, spec: BackendSpec, stage: Stage, probes: list[_ProbeSpec], *, capture_inputs=False,
+                calib=None, onnx_model=None, extra_tensors=None):
+        from cp_debug.backends import make_runner
+
+        mods = [p.name for p in probes if p.kind == "module"]
+        if spec.framework == "torch":
+            return make_runner(spec, torch_module=stage.module, input_names=stage.input_names,
+                               output_names=stage.output_names, probe_modules=mods,
+                               capture_inputs=capture_inputs, determinism=self.det)
+        model = onnx_model if onnx_model is not None else stage.onnx()
+        if extra_tensors is None:
+            pm = stage.probe_map()
+            extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
+        kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=self.det)
+        if spec.precision == "int8":
+            kwargs["calib_feeds"] = calib
+            kwargs["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+        if spec.precision in ("fp16", "bf16"):
+            kwargs["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+        return make_runner(spec, onnx_model=model, **kwargs)
+
+    def _probe_values(self, stage: Stage, spec: BackendSpec, outputs: dict, probes: list[_ProbeSpec],
+                      feed: dict) -> dict[str, np.ndarray]:
+        """Pick each probe's value out of a runner's outputs (torch keys by module, ONNX by tensor)."""
+        vals = {}
+        pm = stage.probe_map() if spec.framework != "torch" else None
+        for p in probes:
+            if p.kind == "input":
+                vals[p.name] = feed[p.name]
+            elif p.kind == "output":
+                vals[p.name] = outputs[p.name]
+            elif spec.framework == "torch":
+                if p.name in outputs:
+                    vals[p.name] = outputs[p.name]
+            elif pm is not None and p.name in pm.tensors:
+                vals[p.name] = outputs[pm.tensors[p.name]]
+        return vals
+
+    def _calib(self, index: int) -> list[dict]:
+        if index == 0 and self.opts.calib_feeds:
+            return list(self.opts.calib_feeds)
+        return [self.ref_feeds[index]]
+
+    # -- reference ---------------------------------------------------------------------------------------------
+    def _reference_pass(self, probes: list[_ProbeSpec], *, noise: bool, stages: list[int] | None = None) -> None:
+        capture = any(s.framework == "torch" for _, s in self.candidates)
+        upstream: dict = {}
+        for i, st in enumerate(self.subject.stages):
+            if stages is not None and i not in stages:
+                continue
+            feed = self.ref_feeds[i] if i in self.ref_feeds else self.subject.feed(i, upstream)
+            self.ref_feeds[i] = feed
+            sp = [p for p in probes if p.stage == i]
+            with self.progress.step(f"reference {self.ref_label}: {st.name}"):
+                runner = self._runner(self.ref_spec, st, sp, capture_inputs=capture, calib=self._calib(i))
+                with runner:
+                    out = runner.infer(feed)
+                    again = runner.infer(feed) if noise else None
+            vals = self._probe_values(st, self.ref_spec, out, sp, feed)
+            for name, v in vals.items():
+                self.store.put(name, v)
+            if capture:
+                for key, v in out.items():
+                    if ":in" in key:
+                        self.store.put(key, v)
+            if again is not None:
+                vals2 = self._probe_values(st, self.ref_spec, again, sp, feed)
+                for name, v in vals.items():
+                    if name in vals2:
+                        self.noise[name] = TensorDiff.from_arrays(name, v, vals2[name])
+            self.ref_outputs[i] = {k: out[k] for k in st.output_names}
+            upstream.update(self.ref_outputs[i])
+
+    def _tolerance(self, state: _CandidateState, name: str) -> Tolerance:
+        tol = state.tol
+        nz = self.noise.get(name)
+        if nz is not None and nz.max_abs > 0 and math.isfinite(nz.max_abs):
+            return Tolerance(max(tol.atol, 4 * nz.max_abs), tol.rtol, tol.max_share)
+        return tol
+
+    # -- candidates ------------------------------------------------------------------------------------------
+    def _run_candidate(self, label: str, spec: BackendSpec, probes: list[_ProbeSpec]) -> CandidateResult:
+        t0 = time.perf_counter()
+        o = self.opts
+        tol = default_tolerance(spec.precision)
+        if o.atol is not None or o.rtol is not None:
+            tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
+                            tol.max_share)
+        state = _CandidateState(label, spec, tol)
+        self._states[label] = state
+        upstream: dict = {}
+        for i, st in enumerate(self.subject.stages):
+            feed = self.subject.feed(i, upstream)
+            state.feeds[i] = feed
+            outs = self._candidate_stage(state, i, [p for p in probes if p.stage == i], feed)
+            upstream.update(outs)
+        ordered = self._ordered(state, probes)
+        fd = first_divergent(ordered)
+        rc = root_cause(ordered, fd)
+        path: list[str] = [rc] if rc else []
+        if o.refine and rc is not None:
+            rc, fd = self._refine(state, rc, fd, path)
+        all_probes = [self.probes[n] for n in state.results]
+        ordered = self._ordered(state, all_probes)
+        hint = self._hint(state, rc) if rc else None
+        return CandidateResult(
+            label=label, spec=str(spec), results=ordered, first_divergent=fd,
+            root_cause=RootCause(rc, hint) if rc else None, path=path, precision=state.precision,
+            outputs_within_tolerance=self._outputs_ok(state),
+            wall_s=round(time.perf_counter() - t0, 3))
+
+    def _outputs_ok(self, state: _CandidateState) -> bool:
+        last = self.subject.stages[-1]
+        names = [last.output_aliases.get(n, n) if n not in state.results else n for n in last.output_names]
+        return all(state.results[n].status == "ok" for n in names if n in state.results)
+
+    def _ordered(self, state: _CandidateState, probes: list[_ProbeSpec]) -> list[ProbeResult]:
+        seen = []
+        for p in sorted(probes, key=lambda p: (p.stage, p.pos)):
+            if p.name in state.results and p.name not in seen:
+                seen.append(p.name)
+        return [state.results[n] for n in seen]
+
+    def _candidate_stage(self, state: _CandidateState, i: int, sp: list[_ProbeSpec], feed: dict) -> dict:
+        st = self.subject.stages[i]
+        spec = state.spec
+        with self.progress.step(f"{state.label}: {st.name} ({len(sp)} probes)"):
+            runner = self._runner(spec, st, sp, calib=self._calib(i))
+            with runner:
+                out = runner.infer(feed)
+                rep = runner.precision_report()
+                if rep is not None and state.precision is None:
+                    state.precision = {"requested": rep.requested, "effective": rep.effective,
+                                       "notes": list(rep.notes)}
+                state.settings.setdefault(st.name, runner.settings())
+                if hasattr(runner, "quant_amax"):
+                    with contextlib.suppress(Exception):
+                        state.int8_amax.update(runner.quant_amax() or {})
+                vals = self._probe_values(st, spec, out, sp, feed)
+                stage_out = {k: out[k] for k in st.output_names}
+                del out
+                diffs = {}
+                for p in sp:
+                    if p.name not in self.store:
+                        continue
+                    if p.name not in vals:
+                        state.results[p.name] = ProbeResult(p.name, "missing",
+                                                            note=self._unmapped_note(st, p.name, spec))
+                        continue
+                    ref = self.store.get(p.name)
+                    d = TensorDiff.from_arrays(p.name, ref, vals[p.name], self._tolerance(state, p.name))
+                    diffs[p.name] = d
+                    self._keep_plot(state, p.name, ref, vals[p.name])
+                    vals.pop(p.name)
+                local = self._local_errors(state, i, sp, runner) if self.opts.local else {}
+        for p in sp:
+            if p.name in diffs:
+                loc, _ = local.get(p.name, (None, ()))
+                state.results[p.name] = ProbeResult(p.name, diffs[p.name].status, diffs[p.name], loc)
+        for name, (_, upstream) in local.items():
+            if name in state.results:
+                state.results[name] = replace(state.results[name],
+                                              amplification=self._amplification(state, name, upstream))
+        return stage_out
+
+    def _unmapped_note(self, st: Stage, name: str, spec: BackendSpec) -> str | None:
+        pm = st.probe_map() if spec.framework != "torch" else None
+        if pm is not None and name in pm.unmapped:
+            return pm.unmapped[name]
+        return "no value for this probe"
+
+    def _keep_plot(self, state: _CandidateState, name: str, ref, test) -> None:
+        try:
+            from cp_debug.report.plot_data import error_heatmap, error_histogram
+        except ImportError:
+            return
+        ref = np.asarray(ref)
+        test = np.asarray(test)
+        if ref.shape != test.shape:
+            return
+        entry = {"histogram": error_histogram(ref, test)}
+        entry["histogram"]["probe"] = name
+        if ref.ndim in (3, 4) and min(ref.shape[-2:]) >= 8:
+            hm = error_heatmap(ref, test)
+            hm["probe"] = name
+            entry["heatmap"] = hm
+        state.plots[name] = entry
+
+    # -- local error -----------------------------------------------------------------------------------------
+    def _local_errors(self, state: _CandidateState, i: int, sp: list[_ProbeSpec], runner) -> dict:
+        st = self.subject.stages[i]
+        spec = state.spec
+        out: dict[str, tuple] = {}
+        if spec.framework == "torch":
+            tr = st.trace()
+            for p in sp:
+                if p.kind != "module":
+                    continue
+                keys = sorted((k for k in _store_keys(self.store, p.name)), key=lambda k: int(k.rsplit("in", 1)[1]))
+                if not keys:
+                    continue
+                inputs = tuple(np.asarray(self.store.get(k)) for k in keys)
+                try:
+                    val = runner.run_submodule(p.name, inputs)
+                except Exception as err:  # a submodule that cannot run alone (keyword inputs, say)
+                    self.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+                    continue
+                loc = TensorDiff.from_arrays(p.name, self.store.get(p.name), val, self._tolerance(state, p.name))
+                prod = tr.producers.get(p.name)
+                out[p.name] = (loc, [prod] if prod else [])
+            return out
+        # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
+        from cp_debug.backends import make_runner
+        from cp_debug.probes.segment import extract_segment, segment_inputs
+
+        model = st.onnx()
+        pm = st.probe_map()
+        known: dict[str, str] = {n: n for n in st.input_names}  # tensor -> store key / feed name
+        for name, ps in self.probes.items():
+            if ps.stage == i and ps.kind == "module" and name in pm.tensors and name in self.store:
+                known[pm.tensors[name]] = name
+        for p in sp:
+            if p.kind == "input":
+                continue
+            tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
+            if tensor is None or p.name not in self.store:
+                continue
+            try:
+                bnames = segment_inputs(model, [tensor], set(known) - {tensor})
+                feed = {b: np.asarray(self._known_value(i, known[b])) for b in bnames}
+                seg = extract_segment(model, feed, [tensor], {tensor: self.store.get(p.name).shape})
+                kw = {"determinism": self.det}
+                if spec.precision == "int8":
+                    kw["calib_feeds"] = [feed]
+                    kw["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+                if spec.precision in ("fp16", "bf16"):
+                    kw["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+                with make_runner(spec, onnx_model=seg, **kw) as r:
+                    val = r.infer(feed)[tensor]
+            except Exception as err:
+                self.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+                continue
+            loc = TensorDiff.from_arrays(p.name, self.store.get(p.name), val, self._tolerance(state, p.name))
+            out[p.name] = (loc, [known[b] for b in bnames if known[b] in self.probes])
+        return out
+
+    def _known_value(self, i: int, key: str):
+        if key in self.store:
+            return self.store.get(key)
+        return self.ref_feeds[i][key]
+
+    def _amplification(self, state: _CandidateState, name: str, upstream: list[str]) -> float | None:
+        """Propagated error out ÷ propagated error in (relative RMS), None where no error flows in."""
+        own = state.results[name].diff
+        e_in = max((state.results[u].diff.rel_rmse for u in upstream
+                    if u in state.results and state.results[u].diff is not None
+                    and math.isfinite(state.results[u].diff.rel_rmse)), default=0.0)
+        if own is None or e_in <= 0 or not math.isfinite(own.rel_rmse):
+            return None
+        return own.rel_rmse / e_in
+
+    # -- refinement ------------------------------------------------------------------------------------------
+    def _refine(self, state: _CandidateState, rc: str, fd: str | None, path: list[str]) -> tuple[str, str | None]:
+        mapped_only = state.spec.framework != "torch" or self.ref_spec.framework != "torch"
+        for _ in range(self.opts.max_refine_depth):
+            p = self.probes[rc]
+            kids = self._children(p, mapped_only)
+            if not kids:
+                break
+            for k in kids:
+                self.probes.setdefault(k.name, k)
+            stage = p.stage
+            self._reference_pass(kids, noise=False, stages=[stage])
+            self._candidate_stage(state, stage, kids, state.feeds[stage])
+            sub = self._ordered(state, kids)
+            sub_fd = first_divergent(sub)
+            sub_rc = root_cause(sub, sub_fd) if sub_fd else None
+            if sub_rc is None:
+                # No child diverges on its own scale: the error comes from the glue inside `rc` itself.
+                best = max((r for r in sub if r.local is not None), key=lambda r: r.local.rel_rmse, default=None)
+                if best is None or best.local.rel_rmse <= 0:
+                    break
+                sub_rc = best.probe
+            if fd == rc and sub_fd is not None:
+                fd = sub_fd
+            rc = sub_rc
+            path.append(rc)
+        return rc, fd
+
+    # -- hints and the report ----------------------------------------------------------------------------------
+    def _hint(self, state: _CandidateState, name: str) -> str | None:
+        r = state.results.get(name)
+        if r is None:
+            return None
+        p = self.probes[name]
+        st = self.subject.stages[p.stage]
+        ref_in = None
+        keys = list(_store_keys(self.store, name))
+        warn = []
+        if p.kind == "module":
+            related = {name, *st.trace().descendants(name)} if st.trace() else {name}
+            for w in st.export_warnings:
+                if related & set(w.modules):
+                    warn.append(w.short())
+        note = None
+        prec = state.precision
+        if prec and prec.get("requested") != prec.get("effective"):
+            note = f"{state.label} did not run {prec.get('requested')} throughout: " + "; ".join(prec.get("notes") or [])
+        int8 = None
+        if state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
+            pm = st.probe_map()
+            t = pm.tensors.get(name) if pm else None
+            if t in state.int8_amax and name in self.store:
+                int8 = hints_mod.int8_range(np.asarray(self.store.get(name)), float(state.int8_amax[t]))
+        ctx = hints_mod.HintContext(
+            precision=state.spec.precision, framework=state.spec.framework,
+            ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
+            precision_note=note, export_warnings=tuple(warn), int8_range=int8)
+        return hints_mod.hint_for(r, ctx)
+
+    def _report(self, cands: list[CandidateResult]) -> BisectReport:
+        names = []
+        for c in cands:
+            for r in c.results:
+                if r.probe not in names:
+                    names.append(r.probe)
+        specs = sorted((self.probes[n] for n in names), key=lambda p: (p.stage, p.pos))
+        probes = []
+        for k, p in enumerate(specs):
+            st = self.subject.stages[p.stage]
+            pm = st._map
+            tensor = p.name if p.kind in ("input", "output") else (pm.tensors.get(p.name) if pm else None)
+            probes.append(Probe(k, p.name, tensor, "Input" if p.kind == "input" else
+                                ("Output" if p.kind == "output" else st.op_type(p.name)), st.name, p.parent, p.depth))
+        plots = {}
+        for c in cands:
+            kept = self._states[c.label].plots
+            key = c.root_cause.probe if c.root_cause else None
+            if key in kept:
+                plots[c.label] = kept[key]
+        settings = {
+            "level": self.level, "refine": self.opts.refine, "deterministic": self.opts.deterministic,
+            "noise_floor": self.opts.noise_floor, "local_error": self.opts.local,
+            "tolerance": {c.label: _tol_dict(self._states[c.label].tol) for c in cands},
+            "determinism": self.det.settings(),
+            "noise": {n: d.max_abs for n, d in self.noise.items() if d.max_abs > 0},
+            "backends": {c.label: self._states[c.label].settings for c in cands},
+            "exporters": {st.name: st.exporter for st in self.subject.stages},
+        }
+        from cp_debug.determinism import environment
+
+        return BisectReport(self.ref_label, cands, probes, settings, environment(),
+                            self.subject.description, self.warnings, plots)
+
+
+def _store_keys(store: TensorStore, name: str):
+    k = 0
+    while f"{name}:in{k}" in store:
+        yield f"{name}:in{k}"
+        k += 1
+
+
+def _tol_dict(t: Tolerance) -> dict:
+    return {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}

@@ -1,0 +1,73 @@
+"""Why a probe diverges, where the data shows it: each rule looks at the numbers, never guesses a cause."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.compare.diff import FP16_MAX
+
+
+@dataclass(frozen=True)
+class HintContext:
+    precision: str  # candidate precision
+    framework: str
+    ref_absmax: float | None = None  # reference |x| max at the probe output
+    ref_input_absmax: float | None = None  # reference |x| max at the segment's inputs
+    precision_note: str | None = None  # set when the backend did not run the precision asked
+    export_warnings: tuple[str, ...] = ()  # exporter warnings attributed to this module or its children
+    int8_range: tuple[float, float, float] | None = None  # (amax, share saturated, share rounded to zero)
+
+
+def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
+    parts: list[str] = []
+    d, loc = r.diff, r.local
+    if r.status == "shape_mismatch" and d is not None:
+        parts.append(f"shape/layout mix-up: reference {list(d.ref_shape)} vs candidate {list(d.test_shape)} — "
+                     "check which tensor feeds this input (e.g. processed vs raw features)")
+    nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status == "nan")
+    if ctx.export_warnings:
+        parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
+    if nonfinite:
+        big = max([v for v in (ctx.ref_absmax, ctx.ref_input_absmax) if v is not None and math.isfinite(v)],
+                  default=None)
+        if ctx.precision == "fp16" and big is not None and big > FP16_MAX:
+            parts.append(f"values beyond the FP16 range: the reference reaches |x| = {big:.3g} > {FP16_MAX:g}; "
+                         "keep this layer in FP32 (--keep-fp32) or rescale it")
+        elif ctx.precision == "fp16":
+            parts.append("NaN/Inf appear inside this segment in FP16: an intermediate value exceeds 65504 or "
+                         "underflows; keep it in FP32 (--keep-fp32)")
+        else:
+            parts.append("the candidate produces NaN/Inf here while the reference is finite")
+    if ctx.precision_note:
+        parts.append(ctx.precision_note)
+    if ctx.int8_range is not None:
+        amax, sat, zero = ctx.int8_range
+        if sat > 1e-4:
+            parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
+        if zero > 0.5:
+            parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
+                         "by outliers); exclude this layer from INT8 (--exclude-int8) or clip the outliers")
+        if not parts or (sat <= 1e-4 and zero <= 0.5):
+            parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
+    if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
+        parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
+    if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None:
+        if ctx.ref_absmax is not None and ctx.ref_absmax > 0 and d is not None and d.ref_absmax < 1e-3:
+            parts.append(f"{ctx.precision.upper()} underflow: values here are tiny (|x| ≤ {d.ref_absmax:.2g}) and "
+                         "lose their precision; keep this layer in FP32")
+        else:
+            parts.append(f"{ctx.precision.upper()} rounding introduced by this layer (local rel. error "
+                         f"{loc.rel_rmse:.2g}); keep it in FP32 if it matters")
+    return "; ".join(parts) if parts else None
+
+
+def int8_range(ref_input: np.ndarray, amax: float) -> tuple[float, float, float]:
+    """(amax, share of |x| > amax, share of |x| that rounds to 0 at scale amax/127)."""
+    a = np.abs(np.asarray(ref_input, dtype=np.float64))
+    if a.size == 0 or amax <= 0:
+        return (amax, 0.0, 0.0)
+    return (amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()))

@@ -1,0 +1,205 @@
+"""Typed results of one bisect run and their JSON form (`cp_debug.report/1`, see DESIGN.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cp_debug.compare.diff import TensorDiff
+
+SCHEMA = "cp_debug.report/1"
+STATUSES = ("ok", "diverged", "nan", "shape_mismatch", "missing")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A point where a tensor is compared: a module output (by qualified name) or an ONNX tensor."""
+
+    index: int  # topological (execution) order
+    name: str
+    onnx_tensor: str | None = None
+    op_type: str | None = None
+    stage: str | None = None  # the model stage (ONNX file) it lives in, for staged models
+    parent: str | None = None  # the coarser probe it refines, if any
+    depth: int = 0
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "name": self.name, "onnx_tensor": self.onnx_tensor, "op_type": self.op_type,
+                "stage": self.stage, "parent": self.parent, "depth": self.depth}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Probe":
+        return cls(d["index"], d["name"], d.get("onnx_tensor"), d.get("op_type"), d.get("stage"),
+                   d.get("parent"), d.get("depth", 0))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe for one candidate: propagated error, local error (segment alone) and amplification."""
+
+    probe: str
+    status: str
+    diff: TensorDiff | None = None  # propagated: candidate end to end vs reference
+    local: TensorDiff | None = None  # the segment alone, fed the reference's boundary inputs
+    amplification: float | None = None  # propagated error out / propagated error in (rel. RMSE)
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        d = self.diff
+        out = {
+            "probe": self.probe,
+            "max_abs": _num(d.max_abs) if d else None,
+            "mean_abs": _num(d.mean_abs) if d else None,
+            "max_rel": _num(d.max_rel) if d else None,
+            "rmse": _num(d.rmse) if d else None,
+            "cosine": _num(d.cosine) if d else None,
+            "snr_db": _num(d.snr_db) if d else None,
+            "nan": d.nan if d else 0,
+            "inf": d.inf if d else 0,
+            "local_max_abs": _num(self.local.max_abs) if self.local else None,
+            "amplification": _num(self.amplification),
+            "status": self.status,
+            # extensions (the contract is extended, never renamed)
+            "rel_rmse": _num(d.rel_rmse) if d else None,
+            "share_beyond": _num(d.share_beyond) if d else None,
+            "ref_absmax": _num(d.ref_absmax) if d else None,
+            "test_absmax": _num(d.test_absmax) if d else None,
+            "ref_shape": list(d.ref_shape) if d else None,
+            "test_shape": list(d.test_shape) if d else None,
+            "local_rel_rmse": _num(self.local.rel_rmse) if self.local else None,
+            "local_status": self.local.status if self.local else None,
+            "note": self.note,
+        }
+        return out
+
+    @classmethod
+    def from_json(cls, r: dict) -> "ProbeResult":
+        diff = None
+        if r.get("max_abs") is not None or r.get("status") == "shape_mismatch":
+            diff = TensorDiff(
+                r["probe"], tuple(r.get("ref_shape") or ()), tuple(r.get("test_shape") or ()),
+                _fl(r.get("max_abs")), _fl(r.get("mean_abs")), _fl(r.get("max_rel")), _fl(r.get("rmse")),
+                _fl(r.get("rel_rmse")), _fl(r.get("cosine")), _fl(r.get("snr_db")), _fl(r.get("share_beyond")),
+                int(r.get("nan") or 0), int(r.get("inf") or 0), _fl(r.get("ref_absmax")), _fl(r.get("test_absmax")),
+                r["status"] if r["status"] != "missing" else "ok")
+        local = None
+        if r.get("local_max_abs") is not None:
+            local = TensorDiff(r["probe"], (), (), _fl(r["local_max_abs"]), math.nan, math.nan, math.nan,
+                               _fl(r.get("local_rel_rmse")), math.nan, math.nan, math.nan, 0, 0, math.nan, math.nan,
+                               r.get("local_status") or "ok")
+        return cls(r["probe"], r["status"], diff, local, _fl(r.get("amplification"), None), r.get("note"))
+
+
+@dataclass(frozen=True)
+class RootCause:
+    probe: str
+    hint: str | None = None
+
+    def to_json(self) -> dict:
+        return {"probe": self.probe, "hint": self.hint}
+
+
+@dataclass
+class CandidateResult:
+    label: str  # as typed on the command line, e.g. "ort-cpu-int8"
+    spec: str  # canonical spec
+    results: list[ProbeResult]
+    first_divergent: str | None = None
+    root_cause: RootCause | None = None
+    path: list[str] = field(default_factory=list)  # the refinement path, coarse to fine
+    precision: dict | None = None  # PrecisionReport as a dict: requested, effective, notes
+    outputs_within_tolerance: bool | None = None
+    wall_s: float | None = None
+    error: str | None = None  # set when the candidate could not run (e.g. unavailable backend)
+
+    @property
+    def diverged(self) -> bool:
+        return self.first_divergent is not None or any(r.status not in ("ok", "missing") for r in self.results)
+
+
+@dataclass
+class BisectReport:
+    reference: str
+    candidates: list[CandidateResult]
+    probes: list[Probe]
+    settings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # Small arrays for plots, per candidate label, made by cp_debug.report.plot_data:
+    # {"histogram": {"probe", "edges", "counts"}, "heatmap": {"probe", "shape", "data"}}
+    plots: dict = field(default_factory=dict)
+
+    @property
+    def any_diverged(self) -> bool:
+        return any(c.diverged for c in self.candidates)
+
+    def candidate(self, label: str) -> CandidateResult:
+        for c in self.candidates:
+            if c.label == label:
+                return c
+        raise KeyError(label)
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "reference": self.reference,
+            "candidates": [c.label for c in self.candidates],
+            "settings": self.settings,
+            "environment": self.environment,
+            "probes": [p.to_json() for p in self.probes],
+            "results": {c.label: [r.to_json() for r in c.results] for c in self.candidates},
+            "first_divergent": {c.label: c.first_divergent for c in self.candidates},
+            "root_cause": {c.label: (c.root_cause.to_json() if c.root_cause else None) for c in self.candidates},
+            # extensions
+            "model": self.model,
+            "warnings": self.warnings,
+            "paths": {c.label: c.path for c in self.candidates},
+            "precision": {c.label: c.precision for c in self.candidates},
+            "candidate_specs": {c.label: c.spec for c in self.candidates},
+            "outputs_within_tolerance": {c.label: c.outputs_within_tolerance for c in self.candidates},
+            "wall_s": {c.label: c.wall_s for c in self.candidates},
+            "errors": {c.label: c.error for c in self.candidates},
+            "plots": self.plots,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "BisectReport":
+        if d.get("schema") != SCHEMA:
+            from cp_debug.errors import BadInputError
+            raise BadInputError(f"not a cp_debug report: schema is {d.get('schema')!r}, expected {SCHEMA!r}")
+        cands = []
+        for label in d["candidates"]:
+            rc = d.get("root_cause", {}).get(label)
+            cands.append(CandidateResult(
+                label=label,
+                spec=d.get("candidate_specs", {}).get(label, label),
+                results=[ProbeResult.from_json(r) for r in d["results"].get(label, [])],
+                first_divergent=d.get("first_divergent", {}).get(label),
+                root_cause=RootCause(rc["probe"], rc.get("hint")) if rc else None,
+                path=d.get("paths", {}).get(label, []),
+                precision=d.get("precision", {}).get(label),
+                outputs_within_tolerance=d.get("outputs_within_tolerance", {}).get(label),
+                wall_s=d.get("wall_s", {}).get(label),
+                error=d.get("errors", {}).get(label),
+            ))
+        return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
+                   d.get("environment", {}), d.get("model", {}), d.get("warnings", []), d.get("plots", {}))
+
+
+def _num(x: float | None) -> float | str | None:
+    """JSON has no inf/nan: write them as strings so the report stays valid JSON."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def _fl(x, default=math.nan):
+    if x is None:
+        return default
+    return float(x)

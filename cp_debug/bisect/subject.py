@@ -1,0 +1,142 @@
+"""What is being debugged: a model cut into stages, each a torch module and/or an ONNX graph.
+
+A plain model is one stage. CenterPoint is two (the voxel encoder, the backbone/neck/head) joined by
+PyTorch glue (scatter) that every backend shares, so divergence can be followed across both ONNX files.
+The subject computes each stage's feed from the previous stages' outputs of the *same* backend, which is
+how error propagates end to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
+from cp_debug.probes.torch_trace import ModuleTrace, trace_module
+
+LEVELS = ("stage", "block", "layer", "all")
+
+
+@dataclass
+class Stage:
+    name: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    module: Any | None = None  # torch.nn.Module in eval mode, or None for ONNX-only subjects
+    example_inputs: tuple = ()  # torch tensors used for export and the module trace
+    onnx_model: onnx.ModelProto | None = None
+    export: Callable[[], Any] | None = None  # () -> ExportResult, called lazily when an ONNX model is needed
+    exporter: str | None = None
+    export_warnings: tuple = ()
+    export_note: str | None = None
+    stage_probes: tuple[str, ...] | None = None  # explicit `stage`-level probes (recipes); None = derived
+    output_aliases: dict[str, str] = field(default_factory=dict)  # output name -> the module that produces it
+    _trace: ModuleTrace | None = field(default=None, repr=False)
+    _map: ProbeMap | None = field(default=None, repr=False)
+
+    # -- lazily computed facts ---------------------------------------------------------------------------
+    def trace(self) -> ModuleTrace | None:
+        if self._trace is None:
+            if self.module is not None:
+                self._trace = trace_module(self.module, self.example_inputs)
+            else:
+                self._trace, self._map = _onnx_only_tables(self.onnx())
+        return self._trace
+
+    def onnx(self) -> onnx.ModelProto:
+        if self.onnx_model is None:
+            result = self.export()
+            self.onnx_model = result.model
+            self.exporter = result.exporter
+            self.export_warnings = tuple(result.warnings)
+            if result.fallback_reason:
+                self.export_note = f"torch.export could not capture the model ({result.fallback_reason}); " \
+                                   "exported with the TorchScript exporter"
+        return self.onnx_model
+
+    def probe_map(self) -> ProbeMap | None:
+        if self._map is None:
+            if self.module is None:
+                self.trace()
+            else:
+                self._map = map_modules_to_onnx(self.onnx(), self.trace())
+        return self._map
+
+    # -- probe selection ---------------------------------------------------------------------------------
+    def probes_at(self, level: str) -> list[str]:
+        """Module names (in execution order) to probe at `level`."""
+        tr = self.trace()
+        if tr is None:
+            return []
+        if self.module is None:
+            # ONNX only: every computed float tensor is a probe, whatever the level.
+            return [t for t in tr.order if t not in self.output_names]
+        if level == "stage" and self.stage_probes is not None:
+            return [p for p in tr.order if p in set(self.stage_probes)]
+        if level == "all":
+            return list(tr.order)
+        if level == "layer":
+            return [q for q in tr.order if tr.is_leaf(q)]
+        want = 1 if level == "stage" else 2
+        return [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))]
+
+    def children(self, name: str) -> list[str]:
+        tr = self.trace()
+        return list(tr.children.get(name, ())) if tr else []
+
+    def op_type(self, name: str) -> str | None:
+        pm = self._map
+        if pm is not None and name in pm.op_types:
+            return pm.op_types[name]
+        tr = self._trace
+        return tr.types.get(name) if tr else None
+
+
+@dataclass
+class Subject:
+    """A model in stages, the inputs to run, and the glue that feeds stage i from earlier outputs."""
+
+    name: str
+    stages: list[Stage]
+    inputs: dict[str, np.ndarray]  # the feed of stage 0
+    glue: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    description: dict = field(default_factory=dict)
+    default_level: str = "block"
+    finish: Callable[[dict[str, np.ndarray]], dict] | None = None  # e.g. decode boxes from head maps
+
+    def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""
+        if index == 0:
+            return dict(self.inputs)
+        if self.glue is None:
+            raise RuntimeError("a multi-stage subject needs glue")
+        return self.glue(index, upstream)
+
+    def glued_inputs(self, index: int) -> tuple[str, ...]:
+        """Stage inputs computed from upstream outputs (boundary probes); stage 0's inputs are shared."""
+        return () if index == 0 else self.stages[index].input_names
+
+
+def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:
+    """For an ONNX file without its PyTorch module: probes are the node outputs, named by tensor."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # best effort
+        inferred = model
+    elem = {vi.name: vi.type.tensor_type.elem_type for vi in
+            list(inferred.graph.value_info) + list(inferred.graph.output)}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    order, types, index = [], {}, {}
+    for i, node in enumerate(model.graph.node):
+        if node.op_type == "Constant":
+            continue
+        for t in node.output:
+            if t and elem.get(t, onnx.TensorProto.FLOAT) in floats:
+                order.append(t)
+                types[t] = node.op_type
+                index[t] = i
+    trace = ModuleTrace(tuple(order), {t: None for t in order}, {}, types, {}, {})
+    return trace, ProbeMap({t: t for t in order}, dict(types), {}, index)

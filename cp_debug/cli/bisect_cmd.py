@@ -1,0 +1,140 @@
+"""`cpdebug bisect`: where do the candidates part from the reference, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+
+Backends = Annotated[str, typer.Option("--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. "
+                                       "Spec: framework[-device][-precision], e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
+
+
+def bisect(
+    backends: Backends = "torch,ort",
+    recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
+    preset: Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")] = "demo",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); random weights if omitted.")] = None,
+    points: Annotated[Optional[Path], typer.Option(help="Point cloud (.bin/.npy/.npz) for CenterPoint; a synthetic scan if omitted.")] = None,
+    torch_model: Annotated[Optional[str], typer.Option("--torch", help="FILE.py:FUNC returning (module, example_inputs).")] = None,
+    onnx_model: Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (ONNX backends only).")] = None,
+    inputs: Annotated[Optional[Path], typer.Option(help="Inputs to run (.npz; keys = input names or input0, input1, …).")] = None,
+    level: Annotated[Optional[str], typer.Option(help="Probe level: stage, block, layer, all (default: stage for CenterPoint, block otherwise).")] = None,
+    refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
+    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision).")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision).")] = None,
+    deterministic: Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")] = True,
+    noise_floor: Annotated[bool, typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
+    local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
+    calib: Annotated[Optional[Path], typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
+    keep_fp32: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
+    exclude_int8: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
+    exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for weights, synthetic scans and generated inputs.")] = 0,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
+    parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")] = None,
+    bundle: Annotated[Optional[Path], typer.Option(help="Write a bug-report bundle (failing subgraph, inputs, repro.py) to DIR.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run the backends side by side, find the first divergent probe and the root cause.
+
+    Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
+    """
+    with handle_errors():
+        code = _bisect(**locals())
+    raise typer.Exit(code)
+
+
+def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, level, refine, atol,
+            rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, json_out,
+            csv, parquet, html, bundle, quiet) -> int:
+    from cp_debug.backends.spec import parse_backends
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.errors import BadInputError
+
+    pairs = parse_backends(backends)
+    given = [x for x in (recipe, torch_model, onnx_model) if x]
+    if len(given) > 1:
+        raise BadInputError("give one model: --recipe, --torch or --onnx")
+    progress = StepProgress(quiet=quiet or json_out == "-")
+    with progress.step("loading the model"):
+        subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed)
+
+    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+    from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
+
+    calib_feeds = ()
+    if calib is not None:
+        st0 = subject.stages[0]
+        raw = load_npz_inputs(calib)
+        calib_feeds = (match_inputs(raw, st0.input_names, {}, "the model"),)
+    opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
+                         noise_floor=noise_floor, local=local, calib_feeds=calib_feeds,
+                         keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed)
+    engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
+    try:
+        report = engine.run()
+        _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress)
+    finally:
+        engine.close()
+    return 1 if report.any_diverged else 0
+
+
+def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress) -> None:
+    from cp_debug.cli._output import stdout_console
+
+    from cp_debug.report import io as report_io
+
+    if json_out == "-":
+        print(report_io.dumps(report.to_json()))
+    else:
+        from cp_debug.report.table import render_table
+
+        render_table(report, stdout_console())
+        if json_out:
+            report_io.write_json(report, Path(json_out))
+    if csv:
+        from cp_debug.report.frames import write_csv
+
+        write_csv(report, csv)
+    if parquet:
+        from cp_debug.report.frames import write_parquet
+
+        write_parquet(report, parquet)
+    if html:
+        from cp_debug.report.html import write_html
+
+        write_html(report, html)
+    if bundle:
+        from cp_debug.bisect.bundle import bundle_from_run
+
+        with progress.step(f"writing bug-report bundle {bundle}"):
+            bundle_from_run(engine, report, bundle)
+
+
+def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed):
+    from cp_debug.errors import BadInputError
+
+    if torch_model:
+        from cp_debug.bisect.loaders import torch_subject
+
+        return torch_subject(torch_model, inputs, exporter=exporter)
+    if onnx_model:
+        from cp_debug.bisect.loaders import onnx_subject
+
+        return onnx_subject(onnx_model, inputs, seed=seed)
+    recipe = recipe or "centerpoint"
+    if recipe != "centerpoint":
+        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed)
+
+
+def _csv_list(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())

@@ -1,0 +1,176 @@
+"""Typed per-tensor differences between a reference and a candidate array."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+FP16_MAX = 65504.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An element is beyond tolerance when |test - ref| > atol + rtol * |ref|.
+
+    A tensor diverges when more than `max_share` of its elements are beyond tolerance (0 = any element).
+    """
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    max_share: float = 0.0
+
+    def scaled(self, factor: float) -> "Tolerance":
+        return Tolerance(self.atol * factor, self.rtol * factor, self.max_share)
+
+
+# Defaults by the candidate's precision: what a correct backend of that precision stays within.
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3),
+    "tf32": Tolerance(atol=2e-3, rtol=1e-2),
+    "fp16": Tolerance(atol=2e-2, rtol=2e-2, max_share=1e-3),
+    "bf16": Tolerance(atol=1e-1, rtol=5e-2, max_share=1e-3),
+    "int8": Tolerance(atol=1e-1, rtol=1e-1, max_share=1e-2),
+}
+
+
+def default_tolerance(precision: str) -> Tolerance:
+    return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+
+
+@dataclass(frozen=True)
+class TensorDiff:
+    """How far `test` is from `ref`. Shapes must match exactly: a mismatch is its own status, never broadcast."""
+
+    name: str
+    ref_shape: tuple[int, ...]
+    test_shape: tuple[int, ...]
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    rmse: float
+    rel_rmse: float  # rmse / rms(ref): scale-free, what ranking and amplification use
+    cosine: float
+    snr_db: float
+    share_beyond: float
+    nan: int
+    inf: int
+    ref_absmax: float
+    test_absmax: float
+    status: str  # ok | diverged | nan | shape_mismatch
+
+    @property
+    def shape_ok(self) -> bool:
+        return self.ref_shape == self.test_shape
+
+    @classmethod
+    def from_arrays(cls, name: str, ref: np.ndarray, test: np.ndarray, tol: Tolerance | None = None) -> "TensorDiff":
+        tol = tol or Tolerance()
+        ref = np.asarray(ref)
+        test = np.asarray(test)
+        if ref.shape != test.shape:
+            nan_ = inf_ = 0
+            if np.issubdtype(test.dtype, np.floating):
+                nan_ = int(np.isnan(test).sum())
+                inf_ = int(np.isinf(test).sum())
+            return cls(name, tuple(ref.shape), tuple(test.shape), *([math.nan] * 7), math.nan, nan_, inf_,
+                       _absmax(ref), _absmax(test), "shape_mismatch")
+        acc = _Accumulator(tol)
+        flat_r, flat_t = ref.reshape(-1), test.reshape(-1)
+        for lo in range(0, flat_r.size, _CHUNK):
+            acc.add(flat_r[lo:lo + _CHUNK], flat_t[lo:lo + _CHUNK])
+        return acc.result(cls, name, tuple(ref.shape), tuple(test.shape))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ref_shape"] = list(self.ref_shape)
+        d["test_shape"] = list(self.test_shape)
+        return d
+
+
+_CHUNK = 1 << 22  # elements per block: metrics stream over large tensors in float64 without big temporaries
+
+
+class _Accumulator:
+    """Running sums for TensorDiff over blocks of elements."""
+
+    def __init__(self, tol: Tolerance):
+        self.tol = tol
+        self.n = 0
+        self.nan = self.inf = 0
+        self.nonfinite_diff = 0
+        self.max_abs = self.max_rel = 0.0
+        self.sum_abs = self.sum_sq = self.ref_sq = self.test_sq = self.dot = 0.0
+        self.beyond = 0
+        self.ref_absmax = self.test_absmax = 0.0
+
+    def add(self, ref: np.ndarray, test: np.ndarray) -> None:
+        r = np.asarray(ref, dtype=np.float64)
+        t = np.asarray(test, dtype=np.float64)
+        self.n += r.size
+        self.nan += int(np.isnan(t).sum())
+        self.inf += int(np.isinf(t).sum())
+        d = np.abs(t - r)
+        finite = np.isfinite(d)
+        self.nonfinite_diff += int((~finite).sum())
+        df = np.where(finite, d, 0.0)
+        absr = np.abs(r)
+        if r.size:
+            self.max_abs = max(self.max_abs, float(df.max()))
+            self.max_rel = max(self.max_rel, float((df / np.maximum(absr, 1e-12)).max()))
+            rf = np.where(np.isfinite(r), r, 0.0)
+            tf = np.where(np.isfinite(t), t, 0.0)
+            self.ref_absmax = max(self.ref_absmax, float(np.abs(rf).max()))
+            self.test_absmax = max(self.test_absmax, float(np.abs(tf).max()))
+            self.dot += float(np.dot(rf, tf))
+            self.ref_sq += float(np.dot(rf, rf))
+            self.test_sq += float(np.dot(tf, tf))
+        self.sum_abs += float(df.sum())
+        self.sum_sq += float(np.dot(df, df))
+        self.beyond += int((~finite | (d > self.tol.atol + self.tol.rtol * absr)).sum())
+
+    def result(self, cls, name, ref_shape, test_shape) -> "TensorDiff":
+        n, tol = self.n, self.tol
+        if n == 0:
+            return cls(name, ref_shape, test_shape, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, math.inf, 0.0, self.nan, self.inf,
+                       0.0, 0.0, "ok")
+        bad = self.nonfinite_diff > 0
+        max_abs = math.inf if bad else self.max_abs
+        mean_abs = math.inf if bad else self.sum_abs / n
+        max_rel = math.inf if bad else self.max_rel
+        mse = math.inf if bad else self.sum_sq / n
+        rmse = math.sqrt(mse)
+        ref_power = self.ref_sq / n
+        rel_rmse = rmse / math.sqrt(ref_power) if ref_power > 0 else (0.0 if rmse == 0 else math.inf)
+        if bad:
+            cosine = math.nan
+        elif self.ref_sq == 0 and self.test_sq == 0:
+            cosine = 1.0
+        elif self.ref_sq == 0 or self.test_sq == 0:
+            cosine = 0.0
+        else:
+            cosine = self.dot / math.sqrt(self.ref_sq * self.test_sq)
+        if mse == 0:
+            snr_db = math.inf
+        elif ref_power == 0 or not math.isfinite(mse):
+            snr_db = -math.inf
+        else:
+            snr_db = 10.0 * math.log10(ref_power / mse)
+        share = self.beyond / n
+        if self.nan or self.inf:
+            status = "nan"
+        elif (share > tol.max_share) if tol.max_share > 0 else self.beyond > 0:
+            status = "diverged"
+        else:
+            status = "ok"
+        return cls(name, ref_shape, test_shape, max_abs, mean_abs, max_rel, rmse, rel_rmse, cosine, snr_db, share,
+                   self.nan, self.inf, self.ref_absmax, self.test_absmax, status)
+
+
+def _absmax(a: np.ndarray) -> float:
+    if a.size == 0 or not np.issubdtype(a.dtype, np.number):
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        v = np.nanmax(np.abs(a.astype(np.float64, copy=False))) if np.isfinite(a).any() else math.inf
+    return float(v)

@@ -1,0 +1,158 @@
+"""The one name table: PyTorch module qualified name ↔ ONNX tensor, built from the exporter's own scopes.
+
+Both exporters record which module each ONNX node came from:
+- the TorchScript exporter names nodes `/head/shared/conv/Conv`, one scope component per module level
+  (`body.0` for the first child of Sequential `body`, attribute names otherwise);
+- the torch.export-based exporter stores `pkg.torch.onnx.name_scopes` metadata with qualified names.
+A module's tensor is the output of its scope's nodes that leaves the scope (or is a graph output), checked
+against the shape the module really produced. Exporters fold BatchNorm into the preceding conv: the BN module
+then owns no node, and the conv's ONNX output carries the *BN's* value — so the BN maps to that tensor and
+the conv is left unmapped (same name ≠ same value).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+import onnx
+
+from cp_debug.probes.torch_trace import ModuleTrace
+
+_BN_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
+
+
+@dataclass(frozen=True)
+class ProbeMap:
+    tensors: dict[str, str]  # module qualified name -> ONNX tensor
+    op_types: dict[str, str]  # module -> op type of the node producing its tensor
+    unmapped: dict[str, str] = field(default_factory=dict)  # module -> why it has no ONNX tensor
+    node_index: dict[str, int] = field(default_factory=dict)  # ONNX tensor -> index of its producing node
+
+    def tensor(self, module: str) -> str | None:
+        return self.tensors.get(module)
+
+
+def node_scopes(model: onnx.ModelProto, module_names: set[str]) -> list[tuple[str, ...]]:
+    """For every node, the chain of module qualified names it was created in (outermost first)."""
+    out = []
+    for node in model.graph.node:
+        chain = _scopes_from_metadata(node)
+        if chain is None:
+            chain = _scopes_from_name(node.name, module_names)
+        out.append(tuple(chain))
+    return out
+
+
+def _scopes_from_metadata(node) -> list[str] | None:
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError):
+                return None
+            # ['', 'body', 'body.0', ..., '<fx node name>']: the last entry is the op, the first the root.
+            return [s for s in scopes[1:-1] if s]
+    return None
+
+
+def _scopes_from_name(name: str, module_names: set[str]) -> list[str]:
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0] != "":
+        return []
+    chain: list[str] = []
+    parent_q, parent_c = "", ""
+    for comp in parts[1:-1]:
+        options = []
+        if parent_c and comp.startswith(parent_c + "."):
+            options.append(parent_q + comp[len(parent_c):])
+        options.append(f"{parent_q}.{comp}" if parent_q else comp)
+        options.append(comp)
+        q = next((o for o in options if o in module_names), None)
+        if q is None:
+            break
+        chain.append(q)
+        parent_q, parent_c = q, comp
+    return chain
+
+
+def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace) -> ProbeMap:
+    """Build the module → tensor table for every module in `trace`."""
+    graph = model.graph
+    names = set(trace.order)
+    scopes = node_scopes(model, names)
+    shapes = _static_shapes(model)
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for t in node.input:
+            consumers.setdefault(t, []).append(i)
+    graph_outputs = {o.name for o in graph.output}
+    node_index = {t: i for i, node in enumerate(graph.node) for t in node.output}
+
+    members: dict[str, list[int]] = {}
+    for i, chain in enumerate(scopes):
+        for q in chain:
+            members.setdefault(q, []).append(i)
+
+    tensors: dict[str, str] = {}
+    op_types: dict[str, str] = {}
+    unmapped: dict[str, str] = {}
+    for q in trace.order:
+        idx = [i for i in members.get(q, []) if graph.node[i].op_type != "Constant"]
+        if not idx:
+            unmapped[q] = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
+            continue
+        inside = set(idx)
+        leaving = []
+        for i in idx:
+            for t in graph.node[i].output:
+                if not t:
+                    continue
+                if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
+                    leaving.append((i, t))
+        want = trace.shapes.get(q)
+        if want is None:
+            unmapped[q] = "module output is not a single tensor"
+            continue
+        fitting = [(i, t) for i, t in leaving if _shape_fits(shapes.get(t), want)]
+        if not fitting:
+            unmapped[q] = f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
+            continue
+        i, t = max(fitting)
+        tensors[q] = t
+        op_types[q] = graph.node[i].op_type
+
+    # BatchNorm folded into the preceding module's conv: the BN owns no node, its producer's tensor holds the
+    # BN output. Move the tensor to the BN and leave the producer unmapped.
+    for q in trace.order:
+        if trace.types.get(q) in _BN_TYPES and q not in tensors:
+            prod = trace.producers.get(q)
+            if prod and prod in tensors and trace.is_leaf(prod):
+                tensors[q] = tensors.pop(prod)
+                op_types[q] = op_types.pop(prod)
+                unmapped.pop(q, None)
+                unmapped[prod] = f"BatchNorm {q} was folded into it by the exporter: its ONNX output is the BN's"
+    return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()})
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # shape inference is best effort: without it shapes are not checked
+        inferred = model
+    out: dict[str, tuple | None] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            out[vi.name] = None
+            continue
+        out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return out
+
+
+def _shape_fits(onnx_shape: tuple | None, torch_shape: tuple) -> bool:
+    if onnx_shape is None:
+        return True  # unknown: accept, the value comparison will tell
+    if len(onnx_shape) != len(torch_shape):
+        return False
+    return all(a is None or a == b for a, b in zip(onnx_shape, torch_shape))

@@ -1,0 +1,103 @@
+"""Cut an ONNX graph between probes: the segment that computes some tensors from other known tensors.
+
+Used for local error (run one segment alone on the reference's boundary values) and for bug-report
+bundles. Graph surgery goes through onnx-graphsurgeon only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+
+from cp_debug.errors import BadInputError
+
+
+def segment_inputs(model: onnx.ModelProto, targets: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The known tensors (or graph inputs) that `targets` depend on, walking back and stopping at known ones."""
+    targets = list(targets)
+    known = set(known)
+    producer = {t: n for n in model.graph.node for t in n.output}
+    initializers = {i.name for i in model.graph.initializer}
+    graph_inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    seen: set[str] = set()
+    boundary: list[str] = []
+    stack = list(targets)
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        if t in known and t not in targets:
+            boundary.append(t)
+            continue
+        if t in initializers:
+            continue
+        node = producer.get(t)
+        if node is None:
+            if t in graph_inputs:
+                boundary.append(t)
+                continue
+            raise BadInputError(f"tensor {t!r} is neither produced by a node nor a graph input")
+        stack.extend(i for i in node.input if i)
+    order = {n: i for i, n in enumerate(graph_inputs)}
+    return sorted(set(boundary), key=lambda n: (order.get(n, -1), n))
+
+
+def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outputs: list[str],
+                    output_shapes: dict[str, tuple] | None = None) -> onnx.ModelProto:
+    """A standalone model computing `outputs` from the tensors named in `inputs` (shapes/dtypes from the arrays).
+
+    `output_shapes` (e.g. from the reference values) fills output shapes that shape inference cannot resolve.
+    """
+    import onnx_graphsurgeon as gs
+
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # best effort: dtypes of outputs default to float32 below
+        pass
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    missing = [n for n in list(inputs) + list(outputs) if n not in tensors]
+    if missing:
+        raise BadInputError(f"cannot cut the graph: no tensor named {missing[0]!r}")
+    new_inputs = []
+    for name, arr in inputs.items():
+        t = tensors[name]
+        if isinstance(t, gs.Constant):
+            raise BadInputError(f"cannot cut the graph at constant {name!r}")
+        t.dtype = np.asarray(arr).dtype
+        t.shape = list(np.asarray(arr).shape)
+        new_inputs.append(t)
+    new_outputs = []
+    for name in outputs:
+        t = tensors[name]
+        t.dtype = t.dtype or np.float32
+        new_outputs.append(t)
+    graph.inputs = new_inputs
+    graph.outputs = new_outputs
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    return _fill_output_shapes(out, output_shapes or {})
+
+
+def _fill_output_shapes(model: onnx.ModelProto, given: dict[str, tuple]) -> onnx.ModelProto:
+    """Outputs whose shape the original graph left unknown get it from inference on the (now static) segment."""
+    if all(o.type.tensor_type.HasField("shape") for o in model.graph.output):
+        return model
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        inferred = model
+    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for o in model.graph.output:
+        vi = known.get(o.name)
+        if not o.type.tensor_type.HasField("shape"):
+            if vi is not None and vi.type.tensor_type.HasField("shape"):
+                o.type.tensor_type.shape.CopyFrom(vi.type.tensor_type.shape)
+            elif o.name in given:
+                for d in given[o.name]:
+                    o.type.tensor_type.shape.dim.add().dim_value = int(d)
+    return model

@@ -1,0 +1,140 @@
+"""Export a torch module to ONNX in memory, keeping the exporter's warnings and who they point at.
+
+The torch.export-based exporter is tried first; when it cannot capture the model (data-dependent control
+flow, say) the TorchScript exporter takes over — and its TracerWarnings ("Converting a tensor to a Python
+boolean might cause the trace to be incorrect") are exactly the evidence of a branch frozen at export time,
+so each warning is attributed to the modules whose `forward` holds the warned line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+
+import onnx
+
+from cp_debug.errors import BadInputError
+
+_IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
+
+
+@dataclass(frozen=True)
+class ExportWarning:
+    category: str
+    message: str
+    filename: str
+    lineno: int
+    modules: tuple[str, ...] = ()  # qualified names whose forward() contains filename:lineno
+
+    def short(self) -> str:
+        first = self.message.strip().splitlines()[0] if self.message.strip() else self.category
+        return f"{self.category}: {first[:160]} ({os.path.basename(self.filename)}:{self.lineno})"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model: onnx.ModelProto
+    exporter: str  # "dynamo" | "torchscript"
+    warnings: tuple[ExportWarning, ...] = ()
+    fallback_reason: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def export_module(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
+                  exporter: str = "auto", opset: int = 17) -> ExportResult:
+    """Export `module` (eval mode) with `example_inputs`. exporter: auto | dynamo | torchscript."""
+    import torch
+
+    if exporter not in ("auto", "dynamo", "torchscript"):
+        raise BadInputError(f"unknown exporter {exporter!r}: use auto, dynamo or torchscript")
+    module.eval()
+    fallback = None
+    if exporter in ("auto", "dynamo"):
+        try:
+            model, warns = _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
+                                       opset=max(opset, 18), dynamo=True)
+            return ExportResult(model, "dynamo", _attribute(warns, module))
+        except Exception as err:  # the torch.export path failing is expected for some models
+            if exporter == "dynamo":
+                raise BadInputError(f"torch.export-based ONNX export failed: {_first_line(err)}") from err
+            fallback = _first_line(err)
+    try:
+        model, warns = _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
+                                   opset=opset, dynamo=False)
+    except Exception as err:
+        raise BadInputError(f"ONNX export failed with both exporters: {_first_line(err)}") from err
+    return ExportResult(model, "torchscript", _attribute(warns, module), fallback)
+
+
+def _run_export(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
+                          do_constant_folding=True)
+            if dynamo:
+                kwargs["dynamic_shapes"] = None
+                kwargs["verbose"] = False
+                # The dynamo exporter prints its progress; keep the user's terminal clean.
+                with _quiet():
+                    torch.onnx.export(module, tuple(example_inputs), path, dynamo=True, external_data=False,
+                                      **kwargs)
+            else:
+                torch.onnx.export(module, tuple(example_inputs), path, dynamo=False,
+                                  dynamic_axes=dynamic_axes, **kwargs)
+        model = onnx.load(path)
+    return model, caught
+
+
+class _quiet:
+    """Silence stdout/stderr writes of the dynamo exporter (its progress lines), at the fd level too."""
+
+    def __enter__(self):
+        import contextlib
+        import sys
+
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        self._stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+
+def _attribute(caught, module) -> tuple[ExportWarning, ...]:
+    spans = _forward_spans(module)
+    out = []
+    for w in caught:
+        cat = w.category.__name__
+        if cat in _IGNORED_CATEGORIES:
+            continue
+        fname = os.path.abspath(w.filename)
+        mods = tuple(q for q, (f, a, b) in spans.items() if f == fname and a <= w.lineno <= b)
+        out.append(ExportWarning(cat, str(w.message), w.filename, w.lineno, mods))
+    return tuple(out)
+
+
+def _forward_spans(module) -> dict[str, tuple[str, int, int]]:
+    spans = {}
+    for q, m in module.named_modules():
+        fwd = type(m).forward
+        try:
+            lines, start = inspect.getsourcelines(fwd)
+            fname = os.path.abspath(inspect.getsourcefile(fwd) or "")
+        except (OSError, TypeError):
+            continue
+        spans[q] = (fname, start, start + len(lines) - 1)
+    return spans
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
