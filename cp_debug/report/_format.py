@@ -1,0 +1,210 @@
+"""What every report view shares: compact numbers, rows in display order, one verdict per candidate.
+
+The terminal table, the HTML page and the summary line all read a BisectReport through these helpers, so
+they say the same thing in the same words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult
+
+FIRST_DIVERGENT = "◀ first divergent"
+ROOT_CAUSE = "★ root cause"
+NOT_OK = ("diverged", "nan", "shape_mismatch")
+
+
+def as_float(x) -> float | None:
+    """A metric as a float: None stays None, the JSON strings "nan"/"inf"/"-inf" become floats."""
+    if x is None:
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt_num(x) -> str:
+    """3 significant digits; scientific (1.23e-5) when small or large; "—" for no value."""
+    v = as_float(x)
+    if v is None:
+        return "—"
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if 1e-3 <= a < 1e4:
+        s = f"{v:.3g}"
+        return f"{v:.0f}" if "e" in s else s
+    mant, exp = f"{v:.2e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def fmt_db(x) -> str:
+    v = as_float(x)
+    if v is None:
+        return "—"
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.1f}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One probe of one candidate, as the views show it."""
+
+    index: int | None  # topological index of the probe (None: a result without a known probe)
+    probe: str
+    depth: int
+    op_type: str | None
+    result: ProbeResult
+    first_divergent: bool
+    root_cause: bool
+    on_path: bool
+
+    @property
+    def marker(self) -> str:
+        marks = []
+        if self.first_divergent:
+            marks.append(FIRST_DIVERGENT)
+        if self.root_cause:
+            marks.append(ROOT_CAUSE)
+        return "  ".join(marks)
+
+
+def rows(report: BisectReport, cand: CandidateResult) -> list[Row]:
+    """The candidate's results in tree order: each probe followed by the finer probes that refine it."""
+    probes: dict[str, Probe] = {p.name: p for p in report.probes}
+    by_name: dict[str, ProbeResult] = {}
+    for r in cand.results:
+        by_name.setdefault(r.probe, r)
+    shown = set(by_name)
+
+    def key(name: str) -> tuple:
+        p = probes.get(name)
+        return (p is None, p.index if p else 0)
+
+    children: dict[str | None, list[str]] = {}
+    for name in by_name:
+        p = probes.get(name)
+        parent = p.parent if p is not None and p.parent in shown and p.parent != name else None
+        children.setdefault(parent, []).append(name)
+    for names in children.values():
+        names.sort(key=key)
+
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        order.append(name)
+        for child in children.get(name, []):
+            visit(child)
+
+    for name in children.get(None, []):
+        visit(name)
+    for name in by_name:  # anything left over (a parent cycle) still shows, never silently dropped
+        visit(name)
+
+    rc = cand.root_cause.probe if cand.root_cause else None
+    path = set(cand.path)
+    out = []
+    for name in order:
+        p = probes.get(name)
+        out.append(Row(p.index if p else None, name, p.depth if p else 0, p.op_type if p else None, by_name[name],
+                       name == cand.first_divergent, name == rc, name in path))
+    return out
+
+
+def topo_rows(report: BisectReport, cand: CandidateResult) -> list[Row]:
+    """The candidate's results in topological order (probe index), for plots along the model."""
+    rs = rows(report, cand)
+    return sorted(rs, key=lambda r: (r.index is None, r.index if r.index is not None else 0))
+
+
+def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
+    """(kind, text): kind is "ok", "diverged", "error" or "unknown"; text is one line for people.
+
+    hint=False leaves the root cause's hint out (for views that show it on its own line).
+    """
+    if cand.error:
+        return "error", f"could not run: {cand.error}"
+    missing = sum(1 for r in cand.results if r.status == "missing")
+    tail = f" ({missing} probe{'s' if missing != 1 else ''} missing)" if missing else ""
+    if cand.first_divergent:
+        text = f"diverged at {cand.first_divergent}"
+        if cand.root_cause:
+            same = cand.root_cause.probe == cand.first_divergent
+            text += " (the root cause)" if same else f", root cause {cand.root_cause.probe}"
+            if cand.root_cause.hint and hint:
+                text += f": {cand.root_cause.hint}"
+        if cand.outputs_within_tolerance:
+            text += " (final outputs still within tolerance)"
+        return "diverged", text + tail
+    bad = next((r for r in cand.results if r.status in NOT_OK), None)
+    if bad is not None:
+        return "diverged", f"{bad.status.replace('_', ' ')} at {bad.probe}{tail}"
+    if cand.outputs_within_tolerance is False:
+        return "diverged", f"outputs beyond tolerance, no probe diverged{tail}"
+    if not cand.results:
+        return "unknown", "no probes compared"
+    return "ok", f"within tolerance{tail}"
+
+
+def precision_line(cand: CandidateResult) -> str | None:
+    """"requested fp16, ran fp32: note; note" or None."""
+    p = cand.precision
+    if not p:
+        return None
+    req, eff = p.get("requested"), p.get("effective")
+    parts = []
+    if req or eff:
+        if req and eff and req != eff:
+            parts.append(f"requested {req}, ran {eff}")
+        else:
+            parts.append(f"ran {eff or req}")
+    notes = [str(n) for n in (p.get("notes") or ())]
+    text = ", ".join(parts)
+    if notes:
+        text = f"{text}: {'; '.join(notes)}" if text else "; ".join(notes)
+    return text or None
+
+
+def tolerance_for(report: BisectReport, label: str) -> dict | None:
+    """The tolerance the candidate was judged by, from settings["tolerance"] (per label, or one for all)."""
+    s = report.settings or {}
+    for key in ("tolerance", "tolerances"):
+        tol = s.get(key)
+        if isinstance(tol, dict) and isinstance(tol.get(label), dict):
+            return tol[label]
+        if isinstance(tol, dict) and ("atol" in tol or "rtol" in tol):
+            return tol
+    return None
+
+
+def model_title(report: BisectReport) -> str:
+    """A short name for the model: its name, recipe (and preset), class or file."""
+    m = report.model or {}
+    if m.get("name"):
+        return str(m["name"])
+    if m.get("recipe"):
+        return f"{m['recipe']} ({m['preset']})" if m.get("preset") else str(m["recipe"])
+    if m.get("class"):
+        return str(m["class"])
+    if m.get("source"):
+        return str(m["source"]).replace("\\", "/").rsplit("/", 1)[-1]
+    return "model"
+
+
+def summary_line(report: BisectReport) -> str:
+    parts = [f"{c.label}: {verdict(c)[1]}" for c in report.candidates]
+    return f"vs {report.reference} — " + (" | ".join(parts) if parts else "no candidates")

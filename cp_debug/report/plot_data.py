@@ -1,0 +1,78 @@
+"""Small arrays for plots, kept in the JSON report (`report.plots[label]`) so a saved run can be re-plotted.
+
+`error_histogram`: how |test - ref| is distributed, on log-spaced bins. `error_heatmap`: where in a BEV grid
+the error lives — mean over channels of |test - ref|, max-pooled to at most `max_side` cells per side.
+Non-finite errors (NaN/Inf in the candidate) are counted, never hidden: the heat map marks their cells "inf".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+
+def error_histogram(ref: np.ndarray, test: np.ndarray, bins: int = 50, *, probe: str | None = None) -> dict:
+    """{"probe", "edges" (bins+1, log-spaced), "counts" (bins), "zeros", "nonfinite", "total", "scale": "log"}.
+
+    Exact matches (|diff| == 0) cannot sit on a log axis: they are counted in "zeros".
+    """
+    d = _absdiff(ref, test, "error_histogram")
+    finite = np.isfinite(d)
+    nonfinite = int((~finite).sum())
+    pos = d[finite & (d > 0)]
+    zeros = int((finite & (d == 0)).sum())
+    out = {"probe": probe, "scale": "log", "total": int(d.size), "zeros": zeros, "nonfinite": nonfinite,
+           "edges": [], "counts": []}
+    if pos.size:
+        lo, hi = float(pos.min()), float(pos.max())
+        if hi <= lo * 1.0001:
+            lo, hi = lo / 1.5, hi * 1.5
+        edges = np.geomspace(lo, hi, int(bins) + 1)
+        counts, _ = np.histogram(pos, bins=edges)
+        out["edges"] = [float(f"{e:.6g}") for e in edges]
+        out["counts"] = [int(c) for c in counts]
+    return out
+
+
+def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, probe: str | None = None) -> dict:
+    """{"probe", "shape": [h, w], "source_shape": [H, W], "pool": [kh, kw], "data": h×w nested lists,
+    "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max", "nonfinite_cells": n}.
+
+    Takes (B, C, H, W), (C, H, W) or (H, W). A cell whose channels hold a NaN/Inf error is "inf".
+    """
+    d = _absdiff(ref, test, "error_heatmap")
+    if d.ndim not in (2, 3, 4):
+        raise BadInputError(f"error_heatmap needs a (B,C,H,W), (C,H,W) or (H,W) tensor, got shape {list(d.shape)}")
+    if d.size == 0:
+        raise BadInputError(f"error_heatmap got an empty tensor of shape {list(d.shape)}")
+    d = np.where(np.isfinite(d), d, np.inf)
+    if d.ndim == 4:
+        d = d.max(axis=0)  # the worst sample: where the error lives in any of them
+    if d.ndim == 3:
+        d = d.mean(axis=0)
+    H, W = d.shape
+    kh, kw = max(1, math.ceil(H / max_side)), max(1, math.ceil(W / max_side))
+    h, w = math.ceil(H / kh), math.ceil(W / kw)
+    padded = np.zeros((h * kh, w * kw), dtype=np.float64)
+    padded[:H, :W] = d
+    pooled = padded.reshape(h, kh, w, kw).max(axis=(1, 3))
+    data = [["inf" if not math.isfinite(v) else _round(v) for v in row] for row in pooled.tolist()]
+    return {"probe": probe, "shape": [h, w], "source_shape": [H, W], "pool": [kh, kw], "data": data,
+            "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max",
+            "nonfinite_cells": int((~np.isfinite(pooled)).sum())}
+
+
+def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
+    ref, test = np.asarray(ref), np.asarray(test)
+    if ref.shape != test.shape:
+        raise BadInputError(f"{who}: shapes differ ({list(ref.shape)} vs {list(test.shape)}); nothing to plot")
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(test.astype(np.float64) - ref.astype(np.float64))
+
+
+def _round(v: float) -> float:
+    """4 significant digits: plenty for a plot, and it keeps the JSON small."""
+    return float(f"{v:.4g}")

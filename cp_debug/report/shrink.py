@@ -1,0 +1,231 @@
+"""Shrink a diverging ONNX segment to a smaller contiguous range of nodes that still diverges on its own.
+
+The FP32 segment runs once in ONNX Runtime with every intermediate tensor exposed: those are the reference
+values at any cut. A candidate range [start, stop) of the topologically sorted nodes is cut out with
+onnx-graphsurgeon (its inputs: the tensors it consumes but does not make; its outputs: the tensors it makes that
+later nodes or the segment's outputs use), put through the precision transform, fed the reference values and
+judged by the divergence predicate. The end is shrunk first (the shortest diverging prefix), then the start
+(the latest start that still diverges), by binary search; every range returned has been run and seen to diverge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from cp_debug.compare.diff import TensorDiff, Tolerance
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:
+    import onnx
+
+Predicate = Callable[[dict, dict], bool]  # (reference outputs, candidate outputs) -> diverges?
+
+
+@dataclass
+class ShrunkSegment:
+    """The smallest diverging range found: what `write_bundle` ships (`candidate` is the graph to bundle)."""
+
+    model: "onnx.ModelProto"  # the FP32 sub-range
+    candidate: "onnx.ModelProto"  # the same nodes after the precision transform
+    inputs: dict[str, np.ndarray]  # boundary inputs: the reference's (FP32) values at the cut
+    reference_outputs: dict[str, np.ndarray]
+    candidate_outputs: dict[str, np.ndarray]
+    nodes: list[str]  # node names of the range, in topological order
+    start: int  # [start, stop) in the segment's topological node order
+    stop: int
+    total_nodes: int
+    evaluations: int  # candidate ranges cut, transformed and run
+    notes: list[str] = field(default_factory=list)  # ranges that could not be transformed or run
+
+
+def diverges_beyond(tolerance: Tolerance) -> Predicate:
+    """The usual predicate: any output the candidate computes beyond `tolerance` (or NaN/Inf, or missing)."""
+
+    def diverges(ref: dict, cand: dict) -> bool:
+        return any(name not in cand or TensorDiff.from_arrays(name, r, cand[name], tolerance).status != "ok"
+                   for name, r in ref.items())
+
+    return diverges
+
+
+def shrink_segment(model: "onnx.ModelProto", transform: Callable[["onnx.ModelProto"], "onnx.ModelProto"],
+                   inputs: dict[str, np.ndarray], diverges: Predicate | Tolerance, *,
+                   providers=("CPUExecutionProvider",), session_options: dict | None = None,
+                   run: Callable[["onnx.ModelProto", dict], dict] | None = None,
+                   max_evaluations: int = 200) -> ShrunkSegment:
+    """Find a smaller contiguous node range of the FP32 segment `model` that still diverges after `transform`.
+
+    `transform` maps an FP32 model to the candidate's precision (FP16 conversion, Q/DQ insertion…) and keeps
+    tensor names; `diverges` is a predicate or a Tolerance (see `diverges_beyond`). The reference values come
+    from ONNX Runtime (`providers`, `session_options`); the candidate ranges run there too unless `run`
+    (model, feed) -> outputs is given, e.g. a TensorRT runner.
+    """
+    import onnx_graphsurgeon as gs
+
+    pred = diverges_beyond(diverges) if isinstance(diverges, Tolerance) else diverges
+    graph = gs.import_onnx(model)
+    graph.cleanup().toposort()
+    n = len(graph.nodes)
+    if n == 0:
+        raise BadInputError("shrink_segment: the segment has no nodes")
+    for i, node in enumerate(graph.nodes):
+        node.name = node.name or f"{node.op}_{i}"
+    values = _reference_values(graph, inputs, providers, session_options)
+    run = run or (lambda m, feed: run_ort(m, feed, providers, session_options))
+    search = _Search(graph, values, transform, pred, run, max_evaluations)
+
+    if not search.diverges(0, n, strict=True):
+        raise BadInputError("shrink_segment: the segment does not diverge on its own after the precision "
+                            "transform, so there is nothing to shrink")
+    start, stop = 0, n
+    for _ in range(3):  # a new start can let the end move again; stop when neither moves
+        lo, hi = start + 1, stop  # the shortest diverging range [start, hi)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if search.diverges(start, mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        new_stop = hi
+        lo, hi = start, new_stop - 1  # the latest start that still diverges
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if search.diverges(mid, new_stop):
+                lo = mid
+            else:
+                hi = mid - 1
+        if (lo, new_stop) == (start, stop):
+            break
+        start, stop = lo, new_stop
+
+    best = search.cache[(start, stop)]
+    return ShrunkSegment(best.model, best.candidate, best.inputs, best.reference_outputs, best.candidate_outputs,
+                         [nd.name for nd in graph.nodes[start:stop]], start, stop, n, search.evaluations,
+                         search.notes)
+
+
+@dataclass
+class _Run:
+    diverged: bool
+    model: object = None
+    candidate: object = None
+    inputs: dict = field(default_factory=dict)
+    reference_outputs: dict = field(default_factory=dict)
+    candidate_outputs: dict = field(default_factory=dict)
+
+
+class _Search:
+    """Cuts, transforms, runs and judges node ranges, caching each verdict."""
+
+    def __init__(self, graph, values, transform, pred, run, max_evaluations):
+        self.graph, self.values, self.transform, self.pred, self.run = graph, values, transform, pred, run
+        self.max_evaluations = max_evaluations
+        self.cache: dict[tuple[int, int], _Run] = {}
+        self.evaluations = 0
+        self.notes: list[str] = []
+
+    def diverges(self, start: int, stop: int, strict: bool = False) -> bool:
+        key = (start, stop)
+        if key not in self.cache:
+            if self.evaluations >= self.max_evaluations:
+                return False
+            self.evaluations += 1
+            self.cache[key] = self._run(start, stop, strict)
+        return self.cache[key].diverged
+
+    def _run(self, start: int, stop: int, strict: bool) -> _Run:
+        import onnx
+
+        sub, in_names, out_names = _cut(self.graph, start, stop, self.values)
+        feed = {k: self.values[k] for k in in_names}
+        ref = {k: self.values[k] for k in out_names}
+        try:
+            cand_model = self.transform(onnx.ModelProto.FromString(sub.SerializeToString()))
+            got = self.run(cand_model, feed)
+            lost = [k for k in out_names if k not in got]
+            if lost:
+                raise ValueError(f"the transformed range has no output {lost[0]!r}: the transform must keep names")
+        except Exception as e:  # a range the transform or the runtime cannot take is not a repro
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if strict:
+                raise BadInputError(f"shrink_segment: the whole segment cannot run after the precision transform: "
+                                    f"{why}") from None
+            self.notes.append(f"nodes [{start}, {stop}): {type(e).__name__}: {why[:200]}")
+            return _Run(False)
+        return _Run(bool(self.pred(ref, got)), sub, cand_model, feed, ref, got)
+
+
+def _cut(graph, start: int, stop: int, values: dict):
+    """The FP32 model of nodes [start, stop), with typed inputs/outputs taken from the reference values."""
+    import onnx_graphsurgeon as gs
+
+    g = graph.copy()
+    nodes = g.nodes[start:stop]
+    made = {t.name for nd in nodes for t in nd.outputs}
+    used_later = {t.name for nd in g.nodes[stop:] for t in nd.inputs}
+    final = {t.name for t in g.outputs}
+    ins, outs, seen = [], [], set()
+    for nd in nodes:
+        for t in nd.inputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in made and t.name not in seen:
+                seen.add(t.name)
+                ins.append(t)
+    for nd in nodes:
+        for t in nd.outputs:
+            if t.name in used_later or t.name in final:
+                outs.append(t)
+    for t in ins + outs:
+        v = values[t.name]
+        t.dtype, t.shape = v.dtype, list(v.shape)
+    g.inputs, g.outputs = ins, outs
+    g.cleanup()
+    return gs.export_onnx(g), [t.name for t in ins], [t.name for t in outs]
+
+
+def _reference_values(graph, inputs: dict, providers, session_options) -> dict[str, np.ndarray]:
+    """Every tensor of the FP32 segment, from one ONNX Runtime run with all intermediates exposed."""
+    import onnx_graphsurgeon as gs
+
+    declared = [t.name for t in graph.inputs]
+    missing = [k for k in declared if k not in inputs]
+    if missing:
+        raise BadInputError(f"shrink_segment: no value given for segment input(s) {', '.join(missing)}")
+    g = graph.copy()
+    seen = {t.name for t in g.outputs}
+    outs = list(g.outputs)
+    for nd in g.nodes:
+        for t in nd.outputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in seen:
+                seen.add(t.name)
+                outs.append(t)
+    g.outputs = outs
+    model = gs.export_onnx(g, do_type_check=False)
+    got = run_ort(model, {k: inputs[k] for k in declared}, providers, session_options)
+    values = {k: np.asarray(v) for k, v in inputs.items()}
+    values.update(got)
+    return values
+
+
+def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_options: dict | None = None) -> dict:
+    """Run an in-memory ONNX model in ONNX Runtime; feeds are cast to the types the model declares."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    for key, value in (session_options or {}).items():
+        if key == "graph_optimization_level" and isinstance(value, str):
+            value = getattr(ort.GraphOptimizationLevel, value)
+        setattr(so, key, value)
+    names = [p if isinstance(p, str) else p[0] for p in providers]
+    opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=names, provider_options=opts)
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+    fed = {}
+    for i in sess.get_inputs():
+        a = np.asarray(feed[i.name])
+        want = types.get(i.type)
+        fed[i.name] = a.astype(want) if want is not None and a.dtype != want else a
+    outs = sess.run(None, fed)
+    return dict(zip([o.name for o in sess.get_outputs()], outs))

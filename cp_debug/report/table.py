@@ -1,0 +1,197 @@
+"""The terminal view of a BisectReport: one rich table per candidate, then a summary panel.
+
+Rows follow the refinement tree (a stage, then the layers it was refined into), indented by depth; the path
+the search took is marked with "›", the first divergent probe and the root cause get their markers, and the
+root cause's hint is printed under the table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cp_debug.bisect.result import BisectReport, CandidateResult
+from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
+                                     rows, summary_line, tolerance_for, verdict)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "shape_mismatch": "bold yellow",
+                "missing": "dim"}
+VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
+
+
+def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None) -> None:
+    """Print one table per candidate and the summary panel.
+
+    `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables.
+    """
+    for cand in report.candidates:
+        if cand.results:
+            _render_candidate(report, cand, console, max_rows)
+    render_summary(report, console)
+
+
+def render_summary(report: BisectReport, console: "Console") -> None:
+    """The summary panel: reference, each candidate's verdict, precision notes, errors, warnings."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("reference", Text(report.reference))
+    if report.model:
+        grid.add_row("model", Text(model_title(report)))
+    for cand in report.candidates:
+        kind, text = verdict(cand)
+        label = cand.label if cand.spec in (None, "", cand.label) else f"{cand.label} ({cand.spec})"
+        grid.add_row(label, Text(text, style=VERDICT_STYLE[kind]))
+        prec = precision_line(cand)
+        if prec:
+            grid.add_row("", Text(f"precision: {prec}", style="cyan"))
+        tol = tolerance_for(report, cand.label)
+        if tol:
+            grid.add_row("", Text("tolerance: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items()),
+                                  style="dim"))
+        if cand.wall_s is not None:
+            grid.add_row("", Text(f"took {fmt_num(cand.wall_s)} s", style="dim"))
+    for w in report.warnings:
+        grid.add_row(Text("warning", style="yellow"), Text(str(w)))
+    kinds = {verdict(c)[0] for c in report.candidates}
+    border = "red" if "diverged" in kinds else "yellow" if kinds & {"error", "unknown"} else "green"
+    console.print(Panel(grid, title="cp_debug summary", border_style=border, expand=False))
+
+
+def render_summary_line(report: BisectReport) -> str:
+    """One plain line for logs and status bars: each candidate's verdict against the reference."""
+    return summary_line(report)
+
+
+def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Console", max_rows: int | None) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    all_rows = rows(report, cand)
+    width = max(len(r.probe) + 2 * r.depth + 2 for r in all_rows)
+    short = 0 if console.width >= 150 else 1 if console.width >= 100 else 2  # the lines under the table spell
+    # the markers out in full
+    narrow = console.width < 115  # drop the op type and max rel columns
+    table = Table(title=f"{cand.label} vs {report.reference}", title_justify="left", title_style="bold",
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("probe", overflow="fold", min_width=min(width, max(16, console.width - 105)))
+    if not narrow:
+        table.add_column("op", style="dim", overflow="fold")
+    metrics = ("max abs", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.") if narrow else \
+        ("max abs", "max rel", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.")
+    for name in metrics:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("", no_wrap=True)
+
+    for row in _elide(all_rows, max_rows):
+        if isinstance(row, str):
+            table.add_row("", Text(row, style="dim"), *[""] * (len(table.columns) - 2))
+            continue
+        r, d = row.result, row.result.diff
+        amp = r.amplification
+        values = {
+            "max abs": fmt_num(d.max_abs if d else None),
+            "max rel": fmt_num(d.max_rel if d else None),
+            "rel RMSE": fmt_num(d.rel_rmse if d else None),
+            "SNR dB": fmt_db(d.snr_db if d else None),
+            "local\nmax abs": fmt_num(r.local.max_abs if r.local else None),
+            "ampl.": "—" if amp is None else "×" + fmt_num(amp),
+        }
+        cells = ["" if row.index is None else str(row.index), _probe_cell(row)]
+        if not narrow:
+            cells.append(row.op_type or "")
+        cells += [values[m] for m in metrics]
+        cells += [Text(r.status, style=STATUS_STYLE.get(r.status, "")), _marker(row, short)]
+        table.add_row(*cells)
+    console.print(table)
+    if cand.path:
+        console.print(Text("  path: ", style="dim") + Text(" → ".join(cand.path), style="cyan"))
+    if cand.first_divergent:
+        console.print(Text(f"  {FIRST_DIVERGENT}: {cand.first_divergent}", style="bold red"))
+    if cand.root_cause:
+        line = Text(f"  {ROOT_CAUSE}: {cand.root_cause.probe}", style="bold yellow")
+        if cand.root_cause.hint:
+            line.append(f" — {cand.root_cause.hint}", style="yellow")
+        console.print(line)
+    kind, text = verdict(cand)
+    if not cand.first_divergent:
+        console.print(Text(f"  {text}", style=VERDICT_STYLE[kind]))
+    notes = [r for r in cand.results if r.note]
+    for r in notes[:10]:
+        console.print(Text(f"  note {r.probe}: {r.note}", style="dim"))
+    if len(notes) > 10:
+        console.print(Text(f"  … {len(notes) - 10} more notes in the JSON report", style="dim"))
+    console.print()
+
+
+def _probe_cell(row: Row):
+    """The probe name indented by depth, "›" on the search path; a long name folds under itself."""
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    g = Table.grid()
+    g.add_column(width=2, no_wrap=True)
+    g.add_column(overflow="fold")
+    g.add_row(Text("› " if row.on_path else "  ", style="bold cyan"),
+              Text(row.probe, style="bold" if (row.first_divergent or row.root_cause) else ""))
+    return Padding(g, (0, 0, 0, 2 * row.depth))
+
+
+def _marker(row: Row, short: int):
+    from rich.text import Text
+
+    t = Text()
+    if row.first_divergent:
+        t.append((FIRST_DIVERGENT, "◀ first", "◀")[short], style="bold red")
+    if row.root_cause:
+        t.append(("\n" if row.first_divergent else "") + (ROOT_CAUSE, "★ root", "★")[short], style="bold yellow")
+    return t
+
+
+def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
+    """Keep what tells the story — markers and their neighbours, the search path, the coarse (depth-0) probes,
+    NaN/shape problems, rows with a local error — and replace each run of other rows by one counting line."""
+    if not max_rows or len(all_rows) <= max_rows:
+        return list(all_rows)
+    tree = any(r.depth > 0 for r in all_rows)  # a refined run: its coarse probes are the overview
+    keep = [r.first_divergent or r.root_cause or r.on_path or (tree and r.depth == 0) or r.result.local is not None
+            or r.result.status in ("nan", "shape_mismatch") for r in all_rows]
+    keep[0] = keep[-1] = True
+    for i, r in enumerate(all_rows):
+        if r.first_divergent or r.root_cause:
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(keep):
+                    keep[j] = True
+    out: list[Row | str] = []
+    run: list[Row] = []
+    for r, k in zip(all_rows, keep):
+        if not k:
+            run.append(r)
+            continue
+        if run:
+            out.append(_count_line(run))
+            run = []
+        out.append(r)
+    if run:
+        out.append(_count_line(run))
+    return out
+
+
+def _count_line(run: list[Row]) -> str:
+    from collections import Counter
+
+    counts = Counter(r.result.status for r in run)
+    if len(counts) == 1:
+        (status, n), = counts.items()
+        return f"… {n} {status} probe{'s' if n != 1 else ''} …"
+    return f"… {len(run)} probes: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()) + " …"

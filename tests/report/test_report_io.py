@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from cp_debug.bisect.result import BisectReport
+from cp_debug.errors import BadInputError
+from cp_debug.report.io import dumps, load_report, write_bytes_atomic, write_json, write_text_atomic
+from tests.report.sample import FP16, FP32, HINT, PLANTED, TRT
+
+
+def _one_line(err: BadInputError) -> str:
+    msg = str(err)
+    assert "\n" not in msg and msg
+    return msg
+
+
+def test_json_round_trip_is_strict(report, tmp_path):
+    text = json.dumps(report.to_json(), allow_nan=False)  # raises on a NaN/Infinity token
+    back = BisectReport.from_json(json.loads(text))
+    assert [c.label for c in back.candidates] == [FP16, FP32, TRT]
+    c = back.candidate(FP16)
+    assert c.first_divergent == PLANTED
+    assert c.root_cause.probe == PLANTED and c.root_cause.hint == HINT
+    assert back.candidate(TRT).error and back.candidate(FP32).first_divergent is None
+    assert back.to_json()["results"] == report.to_json()["results"]
+    assert back.plots == json.loads(json.dumps(report.plots))
+
+    path = write_json(report, tmp_path / "run.json")
+    raw = path.read_text()
+    assert "NaN" not in raw and "Infinity" not in raw
+    json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+    loaded = load_report(path)
+    assert loaded.to_json()["results"] == report.to_json()["results"]
+    assert loaded.candidate(FP16).root_cause.hint == HINT
+
+
+def test_non_finite_values_anywhere_stay_strict_json(report, tmp_path):
+    report.settings["noise"] = {"a": float("nan"), "b": np.float32(np.inf), "arr": np.array([1.0, -np.inf])}
+    report.environment["tuple"] = (1, 2)
+    text = dumps(report.to_json())
+    d = json.loads(text)
+    assert d["settings"]["noise"] == {"a": "nan", "b": "inf", "arr": [1.0, "-inf"]}
+    assert d["environment"]["tuple"] == [1, 2]
+    write_json(report, tmp_path / "r.json")
+    assert load_report(tmp_path / "r.json").settings["noise"]["a"] == "nan"
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "not found"),
+    ("{not json", "not valid JSON (line 1"),
+    ('{"schema": "other/1"}', "schema is 'other/1'"),
+    ("[1, 2]", "not a cp_debug report"),
+    ('{"schema": "cp_debug.report/1", "reference": "torch"}', "not a complete cp_debug report"),
+])
+def test_load_report_errors_are_one_line(tmp_path, content, needle):
+    p = tmp_path / "run.json"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(BadInputError) as e:
+        load_report(p)
+    assert needle in _one_line(e.value)
+
+
+def test_load_report_on_a_directory(tmp_path):
+    with pytest.raises(BadInputError, match="is a directory"):
+        load_report(tmp_path)
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "out.txt"
+    p.write_text("old")
+    write_text_atomic(p, "new")
+    assert p.read_text() == "new"
+    assert os.listdir(tmp_path) == ["out.txt"]
+    assert (p.stat().st_mode & 0o777) & 0o044  # readable by others, not mkstemp's 0600
+
+
+@pytest.mark.parametrize("where", ["parent_is_file", "missing_dir", "proc", "target_is_dir"])
+def test_atomic_write_failures_are_one_line(tmp_path, where):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = {"parent_is_file": blocker / "out.json", "missing_dir": tmp_path / "nope" / "out.json",
+              "proc": "/proc/cp_debug_test/out.json", "target_is_dir": tmp_path}[where]
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(BadInputError) as e:
+        write_bytes_atomic(target, b"data")
+    msg = _one_line(e.value)
+    assert msg.startswith(f"cannot write {target}:")
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_atomic_write_disk_full_leaves_nothing(tmp_path, monkeypatch):
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    with pytest.raises(BadInputError, match="no space left on device"):
+        write_text_atomic(tmp_path / "r.json", "x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_json_numbers_survive(report, tmp_path):
+    d = json.loads(dumps(report.to_json()))
+    r = next(r for r in d["results"][FP16] if r["probe"] == PLANTED)
+    orig = next(r for r in report.candidate(FP16).results if r.probe == PLANTED).diff
+    assert math.isclose(r["max_abs"], orig.max_abs) and r["status"] == "diverged"

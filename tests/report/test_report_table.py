@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from rich.console import Console
+
+from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult
+from cp_debug.compare.diff import TensorDiff
+from cp_debug.report._format import fmt_num, rows
+from cp_debug.report.table import render_summary_line, render_table
+from tests.report.sample import FP16, FP32, HINT, PLANTED, PROBES
+
+
+def _render(report, width=200, **kw) -> str:
+    console = Console(record=True, width=width, color_system=None)
+    render_table(report, console, **kw)
+    return console.export_text()
+
+
+def test_table_shows_probes_markers_hint_and_summary(report):
+    out = _render(report)
+    for p in PROBES:
+        assert p.name in out
+    assert "◀ first divergent" in out and "★ root cause" in out
+    assert HINT in out
+    assert "path: pts_backbone.blocks.1 → " + PLANTED in out
+    # the marker sits on the planted probe's row
+    row = next(line for line in out.splitlines() if PLANTED in line and "Conv" in line)
+    assert "◀ first divergent" in row and "diverged" in row
+    # summary panel: verdicts, precision notes, tolerance, the unavailable backend, warnings
+    assert f"diverged at {PLANTED}" in out
+    assert "within tolerance" in out
+    assert "could not run: TensorRT is not installed" in out
+    assert "all 12 Conv nodes ran in float16" in out
+    assert "atol 0.02" in out
+    assert "noise floor: the reference repeats bit-exactly" in out
+    assert "not exported by this recipe" in out
+
+
+def test_rows_follow_the_refinement_tree(report):
+    names = [r.probe for r in rows(report, report.candidate(FP16))]
+    assert names.index("pts_backbone.blocks.1") < names.index(PLANTED) < names.index("pts_neck")
+    assert names[-1] == "pts_bbox_head.reg"  # a result without a known probe still shows
+    depth = {r.probe: r.depth for r in rows(report, report.candidate(FP16))}
+    assert depth[PLANTED] == 1 and depth["pts_neck"] == 0
+
+
+def test_narrow_consoles_do_not_lose_the_story(report):
+    for width in (80, 110, 130):
+        out = _render(report, width=width)
+        assert f"◀ first divergent: {PLANTED}" in out
+        assert "★ root cause: " + PLANTED in out
+
+
+def test_max_rows_elides_what_does_not_tell_the_story():
+    probes = [Probe(i, f"layer{i}", None, "Conv") for i in range(60)]
+    res = []
+    for p in probes:
+        test = 1.0 + (1.0 if p.index >= 30 else 0.0)
+        d = TensorDiff.from_arrays(p.name, [1.0, 2.0], [test, 2.0])
+        res.append(ProbeResult(p.name, d.status, d))
+    res[45] = ProbeResult("layer45", "nan", TensorDiff.from_arrays("layer45", [1.0], [float("nan")]))
+    rep = BisectReport("torch", [CandidateResult("ort", "ort-cpu-fp32", res, first_divergent="layer30")], probes)
+    out = _render(rep, max_rows=10)
+    for kept in ("layer0 ", "layer29", "layer30", "layer31", "layer45", "layer59"):
+        assert kept in out
+    assert "layer10" not in out and "layer40" not in out
+    assert "… 28 ok probes …" in out and out.count("… 13 diverged probes …") == 2
+    assert len(_render(rep)) > len(out)
+
+
+def test_summary_line(report):
+    line = render_summary_line(report)
+    assert "\n" not in line
+    assert f"{FP16}: diverged at {PLANTED}" in line and f"{FP32}: within tolerance" in line
+    assert "trt-fp16: could not run" in line
+
+
+def test_fmt_num_is_compact():
+    assert fmt_num(0.000012345) == "1.23e-5"
+    assert fmt_num(0.5) == "0.5"
+    assert fmt_num(123.456) == "123"
+    assert fmt_num(1234.5) == "1234"
+    assert fmt_num(123456.0) == "1.23e5"
+    assert fmt_num(0) == "0"
+    assert fmt_num("inf") == "inf" and fmt_num(float("-inf")) == "-inf" and fmt_num("nan") == "nan"
+    assert fmt_num(None) == "—"
