@@ -1,0 +1,128 @@
+"""`cpdebug infer`: run CenterPoint's staged pipeline with torch or ONNX Runtime per stage, save maps and boxes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
+
+STAGE_BACKENDS = ("torch", "ort")
+
+
+def infer(
+    preset: Preset = "demo",
+    checkpoint: Checkpoint = None,
+    seed: Seed = 0,
+    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points'); a synthetic scan if omitted.")] = None,
+    out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
+    encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
+    backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
+    onnx_dir: Annotated[Optional[Path], typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is omitted.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
+    rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
+    with handle_errors():
+        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet)
+
+
+def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet) -> None:
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.errors import BackendUnavailableError, BadInputError
+    from cp_debug.models.centerpoint.config import get_preset
+
+    cfg = get_preset(preset)
+    for label, value in (("--encoder", encoder), ("--backbone", backbone)):
+        if value not in STAGE_BACKENDS:
+            raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
+    if out.suffix != ".npz":
+        raise BadInputError(f"--out {out} must end in .npz")
+
+    if onnx_dir is not None and not onnx_dir.is_dir():
+        raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
+    import numpy as np
+
+    from cp_debug.models.centerpoint.points import load_points
+
+    pts = load_points(points, cfg) if points is not None else None  # checked before the slow imports
+
+    progress = StepProgress(quiet)
+    with progress.step("loading torch"):
+        import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
+
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx, read_metadata
+    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+    from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
+
+    if pts is None:
+        pts = synthetic_scene(seed, cfg).points
+    uses_ort = "ort" in (encoder, backbone)
+    if onnx_dir is not None and uses_ort:
+        meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
+        file_preset = meta.get("cp_debug.preset")
+        file_rot = meta.get("cp_debug.rot_y_axis_reference")
+        if file_rot is not None:
+            if rot_y is not None and rot_y != (file_rot == "true"):
+                raise BadInputError(
+                    f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
+                    "--(no-)rot-y-axis-reference option or re-export"
+                )
+            rot_y = file_rot == "true"
+        if file_preset is not None and file_preset != cfg.name and not quiet:
+            progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
+    rot_y = bool(rot_y)
+
+    with progress.step(f"building {preset} ({'checkpoint' if checkpoint else f'random weights, seed {seed}'})"):
+        loaded = load_model(preset, checkpoint, seed)
+
+    with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
+        if uses_ort and onnx_dir is None:
+            with progress.step("exporting ONNX to a temporary directory"):
+                onnx_dir = Path(tmp)
+                export_onnx(loaded.model, cfg, onnx_dir, rot_y_axis_reference=rot_y, sample_points=pts)
+        providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
+        torch_enc, torch_bb = torch_stage_runners(loaded.model, device=device, rot_y_axis_reference=rot_y)
+        enc = OrtStageRunner(onnx_dir / VOXEL_ENCODER_FILE, providers) if encoder == "ort" else torch_enc
+        bb = OrtStageRunner(onnx_dir / BACKBONE_FILE, providers) if backbone == "ort" else torch_bb
+        with progress.step(f"running the pipeline (encoder {encoder}, backbone {backbone}, {device})"):
+            with enc, bb:
+                result = run_pipeline(cfg, pts, enc, bb, capture=False, device=device, rot_y_axis_reference=rot_y)
+
+    dets = result.detections
+    arrays = {name: result.head[name] for name in result.head}
+    arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names))
+    _save_npz(out, arrays)
+
+    console = stdout_console()
+    counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
+    console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)
+    console.print(str(out), highlight=False, soft_wrap=True)
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

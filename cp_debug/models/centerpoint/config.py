@@ -1,0 +1,199 @@
+"""CenterPoint model configuration: one frozen dataclass and the named presets of centerpoint-spec.md §1.
+
+No torch here: `cpdebug --help` and preset validation stay instant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+CLASS_NAMES = ("car", "truck", "bus", "bicycle", "pedestrian")
+# Common heads in the order mmdet3d registers them (the heatmap head comes after them).
+COMMON_HEADS = (("reg", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))
+
+
+@dataclass(frozen=True)
+class CenterPointConfig:
+    """Everything that fixes the network's structure, the voxelizer and the decoder.
+
+    `use_dim` picks the model's input columns out of a 5-column point file (x, y, z, intensity, time):
+    (0, 1, 2, 4) for the 4-channel models (x, y, z, t), (0, 1, 2, 3, 4) for the 5-channel J6Gen2 model.
+    """
+
+    name: str
+    point_cloud_range: tuple[float, float, float, float, float, float]
+    voxel_size: tuple[float, float, float]
+    max_num_points: int = 32
+    max_voxels: int = 96000
+    in_channels: int = 4
+    use_dim: tuple[int, ...] = (0, 1, 2, 4)
+    # PillarFeatureNet
+    pfn_feat_channels: tuple[int, ...] = (32, 32)
+    pfn_norm_eps: float = 1e-3
+    pfn_norm_momentum: float = 0.01
+    # SECOND
+    backbone_out_channels: tuple[int, ...] = (64, 128, 256)
+    backbone_layer_nums: tuple[int, ...] = (3, 5, 5)
+    backbone_strides: tuple[int, ...] = (1, 2, 2)
+    # SECONDFPN
+    neck_out_channels: tuple[int, ...] = (128, 128, 128)
+    neck_upsample_strides: tuple[float, ...] = (0.5, 1, 2)
+    norm_eps: float = 1e-3  # backbone and neck BN
+    norm_momentum: float = 0.01
+    # CenterHead (BN with PyTorch defaults, per the spec)
+    share_conv_channel: int = 64
+    head_conv: int = 64
+    common_heads: tuple[tuple[str, int], ...] = COMMON_HEADS
+    head_norm_eps: float = 1e-5
+    head_norm_momentum: float = 0.1
+    heatmap_init_bias: float = -4.595
+    class_names: tuple[str, ...] = CLASS_NAMES
+    # Decoding
+    out_size_factor: int = 2
+    post_center_range: tuple[float, float, float, float, float, float] = (-200.0, -200.0, -10.0, 200.0, 200.0, 10.0)
+    score_threshold: float = 0.1
+    max_num: int = 500  # top-k per class, then overall
+    nms_dist_sq: float = 1.0  # circle NMS suppresses where squared centre distance <= this (mmdet3d min_radius)
+    post_max_size: int = 100
+    norm_bbox: bool = True  # dim is predicted in log space
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.use_dim) != self.in_channels:
+            raise BadInputError(
+                f"preset {self.name!r}: use_dim {self.use_dim} picks {len(self.use_dim)} columns "
+                f"but in_channels is {self.in_channels}"
+            )
+        stride = self.backbone_strides[0] / self.neck_upsample_strides[0]
+        if not math.isclose(stride, self.out_size_factor):
+            raise BadInputError(
+                f"preset {self.name!r}: the neck's output stride is {stride:g} but out_size_factor is "
+                f"{self.out_size_factor}; the decoded boxes would be misplaced"
+            )
+
+    # -- derived sizes --------------------------------------------------------------------------------
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(nx, ny) as mmcv computes it: round((max - min) / voxel_size) in float32."""
+        nx, ny, _ = self.grid_size_xyz
+        return nx, ny
+
+    @property
+    def grid_size_xyz(self) -> tuple[int, int, int]:
+        pcr = np.asarray(self.point_cloud_range, dtype=np.float32)
+        vs = np.asarray(self.voxel_size, dtype=np.float32)
+        g = (pcr[3:] - pcr[:3]) / vs
+        return tuple(int(math.floor(float(v) + 0.5)) for v in g)  # C round(): half away from zero
+
+    @property
+    def head_size(self) -> tuple[int, int]:
+        """(width, height) of the head maps."""
+        nx, ny = self.grid_size
+        return nx // self.out_size_factor, ny // self.out_size_factor
+
+    @property
+    def decorated_channels(self) -> int:
+        """Channels of `input_features`: raw features + cluster offsets (3) + voxel-centre offsets (3)."""
+        return self.in_channels + 6
+
+    @property
+    def pillar_channels(self) -> int:
+        return self.pfn_feat_channels[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def neck_channels(self) -> int:
+        return sum(self.neck_out_channels)
+
+    def head_channels(self) -> dict[str, int]:
+        """Output channels per head in ONNX output order: heatmap, reg, height, dim, rot, vel."""
+        out = {"heatmap": self.num_classes}
+        out.update(dict(self.common_heads))
+        return out
+
+    def with_(self, **changes) -> "CenterPointConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+_AWML_RANGE = (-122.4, -122.4, -3.0, 122.4, 122.4, 5.0)
+
+PRESETS: dict[str, CenterPointConfig] = {
+    "awml-base": CenterPointConfig(
+        name="awml-base",
+        point_cloud_range=_AWML_RANGE,
+        voxel_size=(0.24, 0.24, 8.0),
+        max_voxels=96000,
+        in_channels=4,
+        use_dim=(0, 1, 2, 4),
+        out_size_factor=2,
+        neck_upsample_strides=(0.5, 1, 2),
+        description="AWML CenterPoint base >= 2.5: 1020x1020 grid, 0.24 m pillars, x,y,z,t",
+    ),
+    "awml-j6gen2": CenterPointConfig(
+        name="awml-j6gen2",
+        point_cloud_range=_AWML_RANGE,
+        voxel_size=(0.24, 0.24, 8.0),
+        max_voxels=96000,
+        in_channels=5,
+        use_dim=(0, 1, 2, 3, 4),
+        out_size_factor=2,
+        neck_upsample_strides=(0.5, 1, 2),
+        description="AWML CenterPoint J6Gen2: as base with intensity, x,y,z,intensity,t",
+    ),
+    "awml-760": CenterPointConfig(
+        name="awml-760",
+        point_cloud_range=(-121.6, -121.6, -3.0, 121.6, 121.6, 5.0),
+        voxel_size=(0.32, 0.32, 8.0),
+        max_voxels=64000,
+        in_channels=4,
+        use_dim=(0, 1, 2, 4),
+        out_size_factor=1,
+        neck_upsample_strides=(1, 2, 4),
+        description="AWML CenterPoint <= 2.4: 760x760 grid, 0.32 m pillars, full-resolution heads",
+    ),
+    "demo": CenterPointConfig(
+        name="demo",
+        point_cloud_range=(-51.2, -51.2, -3.0, 51.2, 51.2, 5.0),
+        voxel_size=(0.32, 0.32, 8.0),
+        max_voxels=30000,
+        in_channels=4,
+        use_dim=(0, 1, 2, 4),
+        out_size_factor=2,
+        neck_upsample_strides=(0.5, 1, 2),
+        description="small CPU-friendly grid (320x320) with the awml-base modules and state_dict keys",
+    ),
+    "tiny": CenterPointConfig(
+        name="tiny",
+        point_cloud_range=(-25.6, -25.6, -3.0, 25.6, 25.6, 5.0),
+        voxel_size=(0.32, 0.32, 8.0),
+        max_voxels=12000,
+        in_channels=4,
+        use_dim=(0, 1, 2, 4),
+        out_size_factor=2,
+        neck_upsample_strides=(0.5, 1, 2),
+        description="160x160 grid for fast tests; same modules and state_dict keys as awml-base",
+    ),
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def get_preset(name: str) -> CenterPointConfig:
+    """The preset called `name`; an unknown name is a BadInputError that lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BadInputError(
+            f"unknown CenterPoint preset {name!r}: choose one of {', '.join(PRESETS)}"
+        ) from None

@@ -1,0 +1,165 @@
+"""CenterPoint decoding (centerpoint-spec.md §5): raw head maps -> boxes, as mmdet3d's CenterHead does it.
+
+sigmoid(heatmap), exp(dim), yaw = atan2(rot[0], rot[1]); top-k per class then overall; x = (col + reg_x) *
+out_size_factor * vx + x_min (same for y); z = height; keep score > threshold inside post_center_range;
+circle NMS (squared centre distance <= nms_dist_sq) in descending score, at most post_max_size boxes;
+z moved to the bottom centre. Runs in float32 torch on CPU whatever produced the maps, so that identical
+head maps always give identical boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.models.centerpoint.config import CenterPointConfig
+
+HEAD_NAMES = ("heatmap", "reg", "height", "dim", "rot", "vel")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """boxes (N, 9) float32 [x, y, z_bottom, l, w, h, yaw, vx, vy]; scores (N,) float32; labels (N,) int64,
+    sorted by descending score."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def count_by_class(self) -> dict[str, int]:
+        names = self.class_names or tuple(str(i) for i in range(int(self.labels.max(initial=-1)) + 1))
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(names)}
+
+    @classmethod
+    def empty(cls, class_names: tuple[str, ...] = ()) -> "Detections":
+        return cls(np.zeros((0, 9), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), class_names)
+
+
+def _as_maps(head) -> dict:
+    if isinstance(head, Mapping):
+        missing = [n for n in HEAD_NAMES if n not in head]
+        if missing:
+            raise BadInputError(f"head maps are missing {', '.join(missing)}; decoding needs {', '.join(HEAD_NAMES)}")
+        return {n: head[n] for n in HEAD_NAMES}
+    head = list(head)
+    if len(head) != len(HEAD_NAMES):
+        raise BadInputError(f"expected {len(HEAD_NAMES)} head maps in the order {', '.join(HEAD_NAMES)}, got {len(head)}")
+    return dict(zip(HEAD_NAMES, head))
+
+
+def undo_rot_y_axis_reference(dim, rot):
+    """Inverse of AWML's rot_y_axis_reference outputs: dim [w, l, h] -> [l, w, h]; rot [-cos, -sin] -> [sin, cos]."""
+    import torch
+
+    dim = dim[:, [1, 0, 2]]
+    rot = torch.cat([-rot[:, 1:2], -rot[:, 0:1]], dim=1)
+    return dim, rot
+
+
+def circle_nms(centers: np.ndarray, scores: np.ndarray, dist_sq: float, max_keep: int) -> np.ndarray:
+    """mmdet3d's circle_nms: walk boxes in descending score, suppress later ones within dist_sq; stable order."""
+    order = np.argsort(-scores, kind="stable")
+    c = centers[order].astype(np.float32)
+    d2 = (c[:, None, 0] - c[None, :, 0]) ** 2 + (c[:, None, 1] - c[None, :, 1]) ** 2
+    suppressed = np.zeros(len(order), dtype=bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        if len(keep) >= max_keep:
+            break
+        suppressed |= d2[i] <= dist_sq
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode(
+    head,
+    cfg: "CenterPointConfig",
+    *,
+    rot_y_axis_reference: bool = False,
+    batch_index: int = 0,
+    score_threshold: float | None = None,
+) -> Detections:
+    """Decode one sample's raw head maps (dict by name or a 6-tuple in HEAD_NAMES order; numpy or torch)."""
+    import torch
+
+    maps = {}
+    for name, value in _as_maps(head).items():
+        t = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(np.asarray(value, dtype=np.float32))
+        t = t.to(device="cpu", dtype=torch.float32)
+        if t.dim() != 4:
+            raise BadInputError(f"head map {name!r} must be (B, C, H, W), got shape {tuple(t.shape)}")
+        maps[name] = t[batch_index : batch_index + 1]
+    expected = cfg.head_channels()
+    shape_hw = maps["heatmap"].shape[2:]
+    for name, t in maps.items():
+        if t.shape[1] != expected[name] or t.shape[2:] != shape_hw:
+            raise BadInputError(
+                f"head map {name!r} has shape {tuple(t.shape)}; preset {cfg.name!r} expects "
+                f"{expected[name]} channels at the heatmap's {tuple(shape_hw)}"
+            )
+
+    dim, rot = maps["dim"], maps["rot"]
+    if rot_y_axis_reference:
+        dim, rot = undo_rot_y_axis_reference(dim, rot)
+    heat = maps["heatmap"].sigmoid()
+    if cfg.norm_bbox:
+        dim = torch.exp(dim)
+
+    _, num_cls, height, width = heat.shape
+    k = min(cfg.max_num, height * width)
+    topk_scores, topk_inds = torch.topk(heat.view(1, num_cls, -1), k)
+    topk_ys = torch.div(topk_inds, width, rounding_mode="floor").float()
+    topk_xs = (topk_inds % width).float()
+    k_all = min(k, num_cls * k)
+    scores, ind = torch.topk(topk_scores.view(1, -1), k_all)
+    clses = torch.div(ind, k, rounding_mode="floor")
+    inds = topk_inds.view(1, -1).gather(1, ind)
+    ys = topk_ys.view(1, -1).gather(1, ind)
+    xs = topk_xs.view(1, -1).gather(1, ind)
+
+    def gather(t: torch.Tensor) -> torch.Tensor:  # (1, C, H, W) -> (k, C)
+        return t.reshape(t.shape[1], -1)[:, inds[0]].t()
+
+    reg = gather(maps["reg"])
+    xs = xs[0] + reg[:, 0]
+    ys = ys[0] + reg[:, 1]
+    r = gather(rot)
+    yaw = torch.atan2(r[:, 0], r[:, 1])
+    hei = gather(maps["height"])[:, 0]
+    dims = gather(dim)
+    vel = gather(maps["vel"])
+    vx, vy = cfg.voxel_size[0], cfg.voxel_size[1]
+    pcr = cfg.point_cloud_range
+    xs = xs * cfg.out_size_factor * vx + pcr[0]
+    ys = ys * cfg.out_size_factor * vy + pcr[1]
+    boxes = torch.cat([xs[:, None], ys[:, None], hei[:, None], dims, yaw[:, None], vel], dim=1)
+    scores = scores[0]
+    labels = clses[0]
+
+    thr = cfg.score_threshold if score_threshold is None else score_threshold
+    pcr_post = torch.tensor(cfg.post_center_range, dtype=torch.float32)
+    mask = (boxes[:, :3] >= pcr_post[:3]).all(1) & (boxes[:, :3] <= pcr_post[3:]).all(1)
+    mask &= scores > thr
+    boxes, scores, labels = boxes[mask].numpy(), scores[mask].numpy(), labels[mask].numpy().astype(np.int64)
+
+    keep = circle_nms(boxes[:, :2], scores, cfg.nms_dist_sq, cfg.post_max_size)
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    boxes = boxes.copy()
+    boxes[:, 2] = boxes[:, 2] - boxes[:, 5] * 0.5
+    return Detections(
+        boxes=np.ascontiguousarray(boxes, dtype=np.float32),
+        scores=np.ascontiguousarray(scores, dtype=np.float32),
+        labels=np.ascontiguousarray(labels, dtype=np.int64),
+        class_names=tuple(cfg.class_names),
+    )

@@ -1,0 +1,136 @@
+"""Compare two sets of boxes: greedy nuScenes-style matching by BEV centre distance within each class.
+
+Boxes of `a` (the reference) are taken in descending score; each takes the nearest unmatched box of `b` with
+the same label within `max_dist` metres. The result counts matches and reports score, centre, size, yaw and
+velocity differences over the matched pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cp_debug.models.centerpoint.decode import Detections
+
+
+@dataclass(frozen=True)
+class MatchedPair:
+    index_a: int
+    index_b: int
+    label: int
+    centre_dist: float  # BEV (x, y) distance, metres
+    z_diff: float
+    score_diff: float  # b - a
+    size_diff: float  # max |l, w, h| difference, metres
+    yaw_diff: float  # |angle difference| wrapped to [0, pi]
+    vel_diff: float  # |(vx, vy) difference|, m/s
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    arr = np.abs(np.asarray(values, dtype=np.float64))
+    return float(arr.max()), float(arr.mean())
+
+
+@dataclass(frozen=True)
+class DetectionDiff:
+    num_a: int
+    num_b: int
+    max_dist: float
+    matched: tuple[MatchedPair, ...]
+    unmatched_a: tuple[int, ...]
+    unmatched_b: tuple[int, ...]
+    max_score_diff: float
+    mean_score_diff: float
+    max_centre_dist: float
+    mean_centre_dist: float
+    max_z_diff: float
+    max_size_diff: float
+    mean_size_diff: float
+    max_yaw_diff: float
+    mean_yaw_diff: float
+    max_vel_diff: float
+
+    @property
+    def num_matched(self) -> int:
+        return len(self.matched)
+
+    @property
+    def all_matched(self) -> bool:
+        return not self.unmatched_a and not self.unmatched_b
+
+    def summary(self) -> str:
+        return (
+            f"{self.num_matched} matched of {self.num_a} / {self.num_b} boxes "
+            f"({len(self.unmatched_a)} only in a, {len(self.unmatched_b)} only in b); "
+            f"max |dscore| {self.max_score_diff:.3g}, max centre {self.max_centre_dist:.3g} m, "
+            f"max size {self.max_size_diff:.3g} m, max yaw {self.max_yaw_diff:.3g} rad"
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["matched"] = [asdict(m) for m in self.matched]
+        d["unmatched_a"] = list(self.unmatched_a)
+        d["unmatched_b"] = list(self.unmatched_b)
+        return d
+
+
+def _wrap(angle: float) -> float:
+    return abs((angle + math.pi) % (2 * math.pi) - math.pi)
+
+
+def compare_detections(a: Detections, b: Detections, max_dist: float = 2.0) -> DetectionDiff:
+    """Match `b`'s boxes to the reference `a`'s and measure the differences."""
+    matched: list[MatchedPair] = []
+    used_b = np.zeros(len(b), dtype=bool)
+    matched_a = np.zeros(len(a), dtype=bool)
+    for ia in np.argsort(-a.scores, kind="stable"):
+        candidates = np.nonzero((b.labels == a.labels[ia]) & ~used_b)[0]
+        if candidates.size == 0:
+            continue
+        d = np.hypot(b.boxes[candidates, 0] - a.boxes[ia, 0], b.boxes[candidates, 1] - a.boxes[ia, 1])
+        j = int(np.argmin(d))
+        if d[j] > max_dist:
+            continue
+        ib = int(candidates[j])
+        used_b[ib] = True
+        matched_a[ia] = True
+        ba, bb = a.boxes[ia].astype(np.float64), b.boxes[ib].astype(np.float64)
+        matched.append(
+            MatchedPair(
+                index_a=int(ia),
+                index_b=ib,
+                label=int(a.labels[ia]),
+                centre_dist=float(d[j]),
+                z_diff=float(bb[2] - ba[2]),
+                score_diff=float(b.scores[ib]) - float(a.scores[ia]),
+                size_diff=float(np.abs(bb[3:6] - ba[3:6]).max()),
+                yaw_diff=_wrap(float(bb[6] - ba[6])),
+                vel_diff=float(np.hypot(bb[7] - ba[7], bb[8] - ba[8])),
+            )
+        )
+    score = _stats([m.score_diff for m in matched])
+    centre = _stats([m.centre_dist for m in matched])
+    size = _stats([m.size_diff for m in matched])
+    yaw = _stats([m.yaw_diff for m in matched])
+    return DetectionDiff(
+        num_a=len(a),
+        num_b=len(b),
+        max_dist=float(max_dist),
+        matched=tuple(matched),
+        unmatched_a=tuple(int(i) for i in np.nonzero(~matched_a)[0]),
+        unmatched_b=tuple(int(i) for i in np.nonzero(~used_b)[0]),
+        max_score_diff=score[0],
+        mean_score_diff=score[1],
+        max_centre_dist=centre[0],
+        mean_centre_dist=centre[1],
+        max_z_diff=_stats([m.z_diff for m in matched])[0],
+        max_size_diff=size[0],
+        mean_size_diff=size[1],
+        max_yaw_diff=yaw[0],
+        mean_yaw_diff=yaw[1],
+        max_vel_diff=_stats([m.vel_diff for m in matched])[0],
+    )

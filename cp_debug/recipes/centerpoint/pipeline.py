@@ -1,0 +1,189 @@
+"""The staged CenterPoint pipeline, as AWML deploys it, with every stage boundary captured.
+
+voxelize -> get_input_features -> [voxel encoder runner] -> scatter -> [backbone/neck/head runner] -> decode.
+The glue (voxelizer, decoration, scatter, decode) is one torch implementation shared by every backend, so a
+divergence can only come from the two runners; the captured boundaries let it be followed across the two
+ONNX files and the glue between them.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+from cp_debug.models.centerpoint.decode import Detections, decode
+from cp_debug.models.centerpoint.model import (
+    BACKBONE_INPUTS,
+    HEAD_OUTPUTS,
+    STAGE_BACKBONE,
+    STAGE_VOXEL_ENCODER,
+    VOXEL_ENCODER_INPUTS,
+    VOXEL_ENCODER_OUTPUTS,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.models.centerpoint.voxelize import Voxels
+
+# Timing keys, in pipeline order.
+STEP_VOXELIZE = "voxelize"
+STEP_INPUT_FEATURES = "get_input_features"
+STEP_SCATTER = "pts_middle_encoder"
+STEP_DECODE = "decode"
+STEPS = (STEP_VOXELIZE, STEP_INPUT_FEATURES, STAGE_VOXEL_ENCODER, STEP_SCATTER, STAGE_BACKBONE, STEP_DECODE)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Every stage boundary of one run (None where capture=False), the decoded boxes and per-step seconds."""
+
+    voxels: "Voxels | None"
+    input_features: np.ndarray | None
+    pillar_features: np.ndarray | None
+    spatial_features: np.ndarray | None
+    head: dict[str, np.ndarray]
+    detections: Detections
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def boundaries(self) -> dict[str, np.ndarray]:
+        """Captured tensors by name, in pipeline order: voxels, num_points, coors, input_features,
+        pillar_features, spatial_features, then the six head maps."""
+        out: dict[str, np.ndarray] = {}
+        if self.voxels is not None:
+            out.update(self.voxels.numpy())
+        for name in ("input_features", "pillar_features", "spatial_features"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update({n: self.head[n] for n in HEAD_OUTPUTS})
+        return out
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.timings.values()))
+
+
+def _run(runner: Any, feed: dict[str, np.ndarray], stage: str) -> dict[str, np.ndarray]:
+    out = runner.infer(feed)
+    if not isinstance(out, dict):
+        raise BadInputError(f"the {stage} runner returned a {type(out).__name__}; runners must return a dict by tensor name")
+    return out
+
+
+def _check_pillars(out: dict, n_voxels: int, channels: int) -> np.ndarray:
+    name = VOXEL_ENCODER_OUTPUTS[0]
+    if name not in out:
+        raise BadInputError(f"the {STAGE_VOXEL_ENCODER} runner returned {', '.join(out) or 'nothing'}, not {name!r}")
+    arr = np.asarray(out[name])
+    if arr.shape != (n_voxels, 1, channels):
+        raise BadInputError(
+            f"the {STAGE_VOXEL_ENCODER} runner returned {name} of shape {arr.shape}, expected ({n_voxels}, 1, "
+            f"{channels}): is the encoder fed the decorated input_features and exported from PillarFeatureNet?"
+        )
+    return arr
+
+
+def _check_head(out: dict, cfg: "CenterPointConfig", batch: int) -> dict[str, np.ndarray]:
+    missing = [n for n in HEAD_OUTPUTS if n not in out]
+    if missing:
+        raise BadInputError(
+            f"the {STAGE_BACKBONE} runner returned {', '.join(out) or 'nothing'}; missing {', '.join(missing)}"
+        )
+    w, h = cfg.head_size
+    channels = cfg.head_channels()
+    for n in HEAD_OUTPUTS:
+        shape = np.asarray(out[n]).shape
+        if shape != (batch, channels[n], h, w):
+            raise BadInputError(
+                f"the {STAGE_BACKBONE} runner returned {n} of shape {shape}, expected {(batch, channels[n], h, w)} "
+                f"for preset {cfg.name!r}"
+            )
+    return {n: np.asarray(out[n]) for n in HEAD_OUTPUTS}
+
+
+def _activated(stack: ExitStack, runner: Any) -> Any:
+    if getattr(runner, "is_active", True) is False and hasattr(runner, "__enter__"):
+        stack.enter_context(runner)
+    return runner
+
+
+def run_pipeline(
+    model_cfg: "CenterPointConfig",
+    points,
+    encoder_runner: Any,
+    backbone_runner: Any,
+    *,
+    capture: bool = True,
+    device: str = "cpu",
+    rot_y_axis_reference: bool = False,
+) -> PipelineResult:
+    """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
+
+    The runners take {"input_features"} -> {"pillar_features"} and {"spatial_features"} -> the six head maps.
+    A runner that is not active is activated for this call and deactivated after it.
+    """
+    import torch
+
+    from cp_debug.models.centerpoint.pillar_encoder import get_input_features
+    from cp_debug.models.centerpoint.points import prepare_points
+    from cp_debug.models.centerpoint.scatter import PointPillarsScatter
+    from cp_debug.models.centerpoint.voxelize import voxelize
+
+    cfg = model_cfg
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    pts = prepare_points(np.asarray(points), cfg, source="points")
+    timings: dict[str, float] = {}
+
+    def tick(step: str, start: float) -> float:
+        now = time.perf_counter()
+        timings[step] = now - start
+        return now
+
+    with ExitStack() as stack:
+        encoder = _activated(stack, encoder_runner)
+        backbone = _activated(stack, backbone_runner)
+
+        t = time.perf_counter()
+        vox = voxelize(pts, cfg, device=device)
+        if vox.num_voxels == 0:
+            raise BadInputError(
+                f"no point lies inside preset {cfg.name!r}'s point_cloud_range {list(cfg.point_cloud_range)}; "
+                "check the point file's units and frame"
+            )
+        t = tick(STEP_VOXELIZE, t)
+        feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
+        feats_np = feats.detach().cpu().numpy()
+        t = tick(STEP_INPUT_FEATURES, t)
+
+        enc_out = _run(encoder, {VOXEL_ENCODER_INPUTS[0]: feats_np}, STAGE_VOXEL_ENCODER)
+        pillars_np = _check_pillars(enc_out, vox.num_voxels, cfg.pillar_channels)
+        t = tick(STAGE_VOXEL_ENCODER, t)
+
+        nx, ny = cfg.grid_size
+        scatter = PointPillarsScatter(cfg.pillar_channels, (ny, nx))
+        pillars = torch.from_numpy(np.ascontiguousarray(pillars_np, dtype=np.float32)).to(device).squeeze(1)
+        spatial = scatter(pillars, vox.coors, 1)
+        spatial_np = spatial.detach().cpu().numpy()
+        t = tick(STEP_SCATTER, t)
+
+        head = _check_head(_run(backbone, {BACKBONE_INPUTS[0]: spatial_np}, STAGE_BACKBONE), cfg, 1)
+        t = tick(STAGE_BACKBONE, t)
+
+        dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference)
+        tick(STEP_DECODE, t)
+
+    return PipelineResult(
+        voxels=vox if capture else None,
+        input_features=feats_np if capture else None,
+        pillar_features=pillars_np if capture else None,
+        spatial_features=spatial_np if capture else None,
+        head=head,
+        detections=dets,
+        timings=timings,
+    )

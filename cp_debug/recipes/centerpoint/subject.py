@@ -1,0 +1,103 @@
+"""CenterPoint as a bisect subject: two stages (the two ONNX files AWML deploys) joined by shared glue.
+
+Voxelization and the decorated features are computed once in PyTorch and given to every backend (voxel
+order differs between implementations otherwise); the scatter between the stages runs in PyTorch FP32 on
+each backend's own pillar features, so error flows from the voxel encoder into the backbone as it does in
+deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cp_debug.bisect.subject import Stage, Subject
+
+# The `stage` level: each SECOND block, each neck deblock, the shared conv and each head.
+_ENCODER_PROBES = ("pts_voxel_encoder.pfn_layers.0", "pts_voxel_encoder.pfn_layers.1")
+
+
+def _backbone_probes(model) -> tuple[str, ...]:
+    names = [f"pts_backbone.blocks.{i}" for i in range(len(model.pts_backbone.blocks))]
+    names += [f"pts_neck.deblocks.{i}" for i in range(len(model.pts_neck.deblocks))]
+    names.append("pts_bbox_head.shared_conv")
+    head = model.pts_bbox_head.task_heads[0]
+    names += [f"pts_bbox_head.task_heads.0.{h}" for h, _ in head.named_children()]
+    return tuple(names)
+
+
+def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
+                        seed: int = 0, trace_side: int = 128) -> Subject:
+    import torch
+
+    from cp_debug.models.centerpoint.checkpoint import load_checkpoint
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
+                                                   VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage,
+                                                   build_model)
+    from cp_debug.models.centerpoint.pillar_encoder import get_input_features
+    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.recipes.onnx_export import export_module
+
+    cfg = get_preset(preset)
+    if checkpoint is not None:  # the checkpoint replaces every weight: skip the realistic random init
+        model = build_model(cfg, seed=seed, init="mmdet3d")
+        load_checkpoint(model, checkpoint)
+        source = str(checkpoint)
+    else:
+        model = build_model(cfg, seed=seed)
+        source = "random weights (seed %d)" % seed
+    model.eval()
+    if points is not None:
+        pts = load_points(points, cfg)
+        scan = str(points)
+    else:
+        pts = synthetic_scene(seed, cfg).points
+        from cp_debug.models.centerpoint.points import prepare_points
+
+        pts = prepare_points(pts, cfg, source="synthetic scene")
+        scan = f"synthetic scene (seed {seed})"
+    with torch.no_grad():
+        vox = voxelize(torch.as_tensor(pts), cfg)
+        feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
+    coors = vox.coors
+    encoder = VoxelEncoderStage(model).eval()
+    backbone = BackboneNeckHeadStage(model).eval()
+    nx, ny = cfg.grid_size
+    side_y, side_x = min(ny, trace_side), min(nx, trace_side)
+    ex_spatial = torch.zeros(1, cfg.pillar_channels, side_y, side_x)
+    ex_spatial.normal_(generator=torch.Generator().manual_seed(seed)).relu_()
+    ex_feats = feats[: min(len(feats), 2000)]
+
+    enc_stage = Stage(
+        name="pts_voxel_encoder", input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
+        module=encoder, example_inputs=(ex_feats,), stage_probes=_ENCODER_PROBES,
+        export=lambda: export_module(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
+                                     exporter="torchscript", opset=17,
+                                     dynamic_axes={"input_features": {0: "num_voxels", 1: "num_max_points"},
+                                                   "pillar_features": {0: "num_voxels"}}))
+    bb_stage = Stage(
+        name="pts_backbone_neck_head", input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
+        module=backbone, example_inputs=(ex_spatial,), stage_probes=_backbone_probes(model),
+        output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS},
+        export=lambda: export_module(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS,
+                                     exporter="torchscript", opset=17,
+                                     dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
+                                                   **{h: {0: "batch_size", 2: "height", 3: "width"}
+                                                      for h in HEAD_OUTPUTS}}))
+    scatter = model.pts_middle_encoder
+
+    def glue(index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pillars = torch.as_tensor(np.asarray(upstream["pillar_features"], dtype=np.float32))
+        with torch.no_grad():
+            spatial = scatter(pillars.reshape(pillars.shape[0], -1), coors, 1)
+        return {"spatial_features": spatial.numpy()}
+
+    return Subject(
+        name=f"centerpoint:{preset}", stages=[enc_stage, bb_stage],
+        inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
+        description={"kind": "recipe", "recipe": "centerpoint", "preset": preset, "weights": source, "points": scan,
+                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]})
