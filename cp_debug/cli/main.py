@@ -1,0 +1,28 @@
+"""`cpdebug`: the command-line entry point. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, infer_cmd, report_cmd
+
+app = typer.Typer(
+    name="cpdebug",
+    help="Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("bisect")(bisect_cmd.bisect)
+app.command("export")(export_cmd.export)
+app.command("infer")(infer_cmd.infer)
+app.command("backends")(backends_cmd.backends)
+app.command("report")(report_cmd.report)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
