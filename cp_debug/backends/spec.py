@@ -69,6 +69,6 @@ def parse_backends(text: str) -> list[tuple[str, BackendSpec]]:
     labels = [t.strip() for t in text.split(",") if t.strip()]
     if len(labels) < 2:
         raise BadInputError(f"--backends needs a reference and at least one candidate, e.g. torch,ort (got {text!r})")
-    if len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends lists the same backend twice: {text!r}")
+    if len(set(labels[1:])) != len(labels) - 1:  # the reference may reappear as a candidate (a noise check)
+        raise BadInputError(f"--backends lists the same candidate twice: {text!r}")
     return [(label, BackendSpec.parse(label)) for label in labels]

@@ -1,0 +1,89 @@
+"""`cpdebug bisect` end to end in a fresh process: exit codes, one-line errors, table, JSON, bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PLANTED = Path(__file__).with_name("planted.py")
+
+
+def cpdebug(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, env=env)
+
+
+def one_error_line(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_demo_prints_table_and_strict_json(tmp_path):
+    proc = cpdebug("bisect", "--backends", "torch,ort", "--json", tmp_path / "run.json", "--csv", tmp_path / "run.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pts_backbone.blocks.0" in proc.stdout and "within tolerance" in proc.stdout
+    report = json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert report["schema"] == "cp_debug.report/1"
+    assert report["reference"] == "torch" and report["candidates"] == ["ort"]
+    names = [p["name"] for p in report["probes"]]
+    assert "pts_neck.deblocks.2" in names and "spatial_features" in names
+    assert report["first_divergent"] == {"ort": None}
+    assert (tmp_path / "run.csv").read_text().count("\n") >= len(names)
+
+
+def test_bundle_of_a_planted_fault_reproduces_in_a_fresh_process(tmp_path):
+    out = tmp_path / "bundle"
+    proc = cpdebug("bisect", "--torch", f"{PLANTED}:fp16_overflow", "--backends", "torch,ort-cpu-fp16",
+                   "--bundle", out, "--html", tmp_path / "r.html", "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    import onnx
+
+    sub = onnx.load(out / "subgraph.onnx")
+    onnx.checker.check_model(sub)
+    assert len(sub.graph.node) < 10  # the model has ~14 nodes: the bundle holds the failing segment only
+    rep = subprocess.run([sys.executable, "repro.py"], cwd=out, capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 1, rep.stdout + rep.stderr
+    assert "REPRODUCED" in rep.stdout
+    assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") >= 2
+
+
+@pytest.mark.parametrize("case", ["unknown_backend", "corrupt_onnx", "unknown_input", "wrong_shape", "nan_input",
+                                  "missing_backend"])
+def test_bad_input_gives_one_line_and_the_documented_exit_code(tmp_path, case):
+    x = np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)
+    args = ["bisect", "--torch", f"{PLANTED}:healthy", "--quiet"]
+    code = 2
+    if case == "unknown_backend":
+        args += ["--backends", "torch,onnxrt-gpu"]
+    elif case == "corrupt_onnx":
+        bad = tmp_path / "bad.onnx"
+        bad.write_bytes(b"\x08\x07 this is not a protobuf model")
+        args = ["bisect", "--onnx", bad, "--backends", "ort,ort-cpu-fp16"]
+    elif case == "unknown_input":
+        np.savez(tmp_path / "in.npz", image=x)
+        args += ["--inputs", tmp_path / "in.npz", "--backends", "torch,ort"]
+    elif case == "wrong_shape":
+        np.savez(tmp_path / "in.npz", x=x[:, :4])
+        args += ["--inputs", tmp_path / "in.npz", "--backends", "torch,ort"]
+    elif case == "nan_input":
+        x[0, 0, 0, 0] = np.nan
+        np.savez(tmp_path / "in.npz", x=x)
+        args += ["--inputs", tmp_path / "in.npz", "--backends", "torch,ort"]
+    elif case == "missing_backend":
+        args += ["--backends", "torch,ort-cuda"]
+        code = 3
+    proc = cpdebug(*args)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    line = one_error_line(proc)
+    expected = {"unknown_backend": "onnxrt", "corrupt_onnx": "bad.onnx", "unknown_input": "image",
+                "wrong_shape": "shape", "nan_input": "NaN", "missing_backend": "onnxruntime-gpu"}[case]
+    assert expected in line, line
