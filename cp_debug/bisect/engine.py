@@ -320,9 +320,8 @@ class BisectEngine:
             with runner:
                 out = runner.infer(feed)
                 rep = runner.precision_report()
-                if rep is not None and state.precision is None:
-                    state.precision = {"requested": rep.requested, "effective": rep.effective,
-                                       "notes": list(rep.notes)}
+                if rep is not None:
+                    self._merge_precision(state, st.name, rep)
                 state.settings.setdefault(st.name, runner.settings())
                 if hasattr(runner, "quant_amax"):
                     with contextlib.suppress(Exception):
@@ -353,6 +352,21 @@ class BisectEngine:
                 state.results[name] = replace(state.results[name],
                                               amplification=self._amplification(state, name, upstream))
         return stage_out
+
+    @staticmethod
+    def _merge_precision(state: _CandidateState, stage: str, rep) -> None:
+        """One precision verdict over all stages: any stage that ran something else makes it not honest."""
+        notes = [f"{stage}: {n}" for n in rep.notes]
+        if state.precision is None:
+            state.precision = {"requested": rep.requested, "effective": rep.effective, "notes": notes}
+            return
+        for n in notes:
+            if n not in state.precision["notes"]:
+                state.precision["notes"].append(n)
+        if rep.effective != rep.requested and state.precision["effective"] == state.precision["requested"]:
+            state.precision["effective"] = rep.effective
+        elif rep.effective != state.precision["effective"] and rep.effective != rep.requested:
+            state.precision["effective"] = "mixed"
 
     def _unmapped_note(self, st: Stage, name: str, spec: BackendSpec) -> str | None:
         pm = st.probe_map() if spec.framework != "torch" else None
@@ -507,7 +521,29 @@ class BisectEngine:
             precision=state.spec.precision, framework=state.spec.framework,
             ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
             precision_note=note, export_warnings=tuple(warn), int8_range=int8)
-        return hints_mod.hint_for(r, ctx)
+        hint = hints_mod.hint_for(r, ctx)
+        spread = self._dominance(state, name)
+        if spread is not None:
+            hint = (hint + "; " if hint else "") + spread
+        return hint
+
+    def _dominance(self, state: _CandidateState, name: str) -> str | None:
+        """Say so when the root cause's local error barely stands out from its siblings' (error spread evenly)."""
+        p = self.probes[name]
+        sibs = [n for n, q in self.probes.items() if q.parent == p.parent and q.stage == p.stage and n != name
+                and q.kind == "module" and n in state.results and state.results[n].local is not None]
+        r = state.results[name]
+        if len(sibs) < 3 or r.local is None or not math.isfinite(r.local.rel_rmse) or r.status == "nan":
+            return None
+        others = sorted(v for v in (state.results[n].local.rel_rmse for n in sibs) if v > 0 and math.isfinite(v))
+        if len(others) < 3:
+            return None
+        sibs = others
+        median = others[len(others) // 2]
+        if median > 0 and r.local.rel_rmse < 3 * median:
+            return (f"no single layer dominates: this local error is {r.local.rel_rmse / median:.1f}× the median of "
+                    f"{len(sibs)} sibling layers — the error accumulates across the network")
+        return None
 
     def _report(self, cands: list[CandidateResult]) -> BisectReport:
         names = []
