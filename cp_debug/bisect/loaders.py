@@ -103,7 +103,8 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
         name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
         export=lambda: export_module(module, example, input_names, output_names, exporter=exporter))
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
-                   description={"kind": "torch", "source": str(target), "class": type(module).__name__},
+                   description={"kind": "torch", "source": str(target), "class": type(module).__name__,
+                                "inputs": str(inputs) if inputs is not None else None, "exporter": exporter},
                    default_level="block")
 
 
@@ -131,7 +132,9 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     stage = Stage(name=Path(path).stem, input_names=names, output_names=tuple(o.name for o in model.graph.output),
                   onnx_model=model, exporter="given")
     return Subject(name=str(path), stages=[stage], inputs=feed,
-                   description={"kind": "onnx", "source": str(path)}, default_level="all")
+                   description={"kind": "onnx", "source": str(path),
+                                "inputs": str(inputs) if inputs is not None else None, "seed": seed},
+                   default_level="all")
 
 
 def _forward_names(module, n: int) -> tuple[str, ...]:

@@ -87,3 +87,15 @@ def test_bad_input_gives_one_line_and_the_documented_exit_code(tmp_path, case):
     expected = {"unknown_backend": "onnxrt", "corrupt_onnx": "bad.onnx", "unknown_input": "image",
                 "wrong_shape": "shape", "nan_input": "NaN", "missing_backend": "onnxruntime-gpu"}[case]
     assert expected in line, line
+
+
+def test_extract_bundles_a_saved_run(tmp_path):
+    run = tmp_path / "run.json"
+    proc = cpdebug("bisect", "--torch", f"{PLANTED}:int8_hostile", "--backends", "torch,ort-cpu-int8",
+                   "--json", run, "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    out = tmp_path / "bundle"
+    proc = cpdebug("extract", run, "--bundle", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = subprocess.run([sys.executable, "repro.py"], cwd=out, capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 1, rep.stdout + rep.stderr

@@ -100,4 +100,6 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         name=f"centerpoint:{preset}", stages=[enc_stage, bb_stage],
         inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
         description={"kind": "recipe", "recipe": "centerpoint", "preset": preset, "weights": source, "points": scan,
+                     "checkpoint": str(checkpoint) if checkpoint else None,
+                     "points_file": str(points) if points else None, "seed": seed,
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]})

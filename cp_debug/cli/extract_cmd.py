@@ -1,0 +1,69 @@
+"""`cpdebug extract run.json --bundle DIR`: a bug-report bundle for a saved run.
+
+The reference tensors of a run are not saved in its JSON, so the run's model is loaded again from what the
+report records (recipe and preset, --torch source, or --onnx file, with their inputs), bisected again with the
+same backends and settings, and the root cause of the candidate is bundled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+
+
+def extract(
+    run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json`.")],
+    bundle: Annotated[Path, typer.Option(help="Directory to write the bundle to.")],
+    candidate: Annotated[Optional[str], typer.Option(help="Which candidate to bundle (default: the first that diverged).")] = None,
+    tar: Annotated[bool, typer.Option(help="Also write DIR.tar.gz.")] = False,
+) -> None:
+    """Re-run a saved bisect from its JSON report and write the failing subgraph as a bug-report bundle."""
+    with handle_errors():
+        _extract(run_json, bundle, candidate, tar)
+
+
+def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> None:
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.bundle import bundle_from_run
+    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+    from cp_debug.cli._output import StepProgress
+    from cp_debug.errors import BadInputError
+    from cp_debug.report.io import load_report
+
+    saved = load_report(run_json)
+    m = saved.model or {}
+    progress = StepProgress()
+    with progress.step("loading the run's model"):
+        if m.get("kind") == "torch":
+            from cp_debug.bisect.loaders import torch_subject
+
+            subject = torch_subject(m["source"], m.get("inputs"), exporter=m.get("exporter") or "auto")
+        elif m.get("kind") == "onnx":
+            from cp_debug.bisect.loaders import onnx_subject
+
+            subject = onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
+        elif m.get("recipe") == "centerpoint":
+            from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+            subject = centerpoint_subject(preset=m["preset"], checkpoint=m.get("checkpoint"),
+                                          points=m.get("points_file"), seed=m.get("seed") or 0)
+        else:
+            raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
+    labels = [c.label for c in saved.candidates if candidate in (None, c.label)]
+    if not labels:
+        raise BadInputError(f"{run_json} has no candidate {candidate!r}: it has {', '.join(c.label for c in saved.candidates)}")
+    s = saved.settings
+    opts = BisectOptions(level=s.get("level"), refine=s.get("refine", True), deterministic=s.get("deterministic", True),
+                         noise_floor=s.get("noise_floor", True), local=True)
+    engine = BisectEngine(subject, (saved.reference, BackendSpec.parse(saved.reference)),
+                          [(lab, BackendSpec.parse(lab)) for lab in labels], opts, progress=progress)
+    try:
+        report = engine.run()
+        with progress.step(f"writing bug-report bundle {bundle}"):
+            bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
+    finally:
+        engine.close()
