@@ -138,10 +138,7 @@ class BisectEngine:
         tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm else None)
         if tensor is None:
             return None
-        known = {n: n for n in st.input_names}
-        for name, ps in self.probes.items():
-            if ps.stage == p.stage and ps.kind == "module" and name in pm.tensors and name in self.store:
-                known[pm.tensors[name]] = name
+        known = self._known_tensors(p.stage)
         bnames = segment_inputs(st.onnx(), [tensor], set(known) - {tensor})
         feed = {b: np.asarray(self._known_value(p.stage, known[b])) for b in bnames}
         return p.stage, feed, tensor
@@ -420,10 +417,7 @@ class BisectEngine:
 
         model = st.onnx()
         pm = st.probe_map()
-        known: dict[str, str] = {n: n for n in st.input_names}  # tensor -> store key / feed name
-        for name, ps in self.probes.items():
-            if ps.stage == i and ps.kind == "module" and name in pm.tensors and name in self.store:
-                known[pm.tensors[name]] = name
+        known = self._known_tensors(i)
         for p in sp:
             if p.kind == "input":
                 continue
@@ -448,6 +442,15 @@ class BisectEngine:
             loc = TensorDiff.from_arrays(p.name, self.store.get(p.name), val, self._tolerance(state, p.name))
             out[p.name] = (loc, [known[b] for b in bnames if known[b] in self.probes])
         return out
+
+    def _known_tensors(self, i: int) -> dict[str, str]:
+        """ONNX tensors of stage i whose reference value is known: tensor -> store key (or feed name)."""
+        pm = self.subject.stages[i].probe_map()
+        known = {n: n for n in self.subject.stages[i].input_names}
+        for name, ps in self.probes.items():
+            if ps.stage == i and ps.kind == "module" and name in pm.tensors and name in self.store:
+                known[pm.tensors[name]] = name
+        return known
 
     def _known_value(self, i: int, key: str):
         if key in self.store:
