@@ -319,6 +319,8 @@ def _plot_histogram(h: dict, tol: dict | None) -> bytes | None:
     ax.set_xlabel("|candidate − reference|")
     ax.set_ylabel("elements")
     extra = [f"{h.get('total', sum(counts)):,} elements"]
+    if h.get("every", 1) > 1:
+        extra[0] += f" (every {h['every']}th of {h.get('source_total', 0):,})"
     if h.get("zeros"):
         extra.append(f"{h['zeros']:,} exact (not shown)")
     if h.get("nonfinite"):

@@ -14,18 +14,33 @@ import numpy as np
 from cp_debug.errors import BadInputError
 
 
-def error_histogram(ref: np.ndarray, test: np.ndarray, bins: int = 50, *, probe: str | None = None) -> dict:
-    """{"probe", "edges" (bins+1, log-spaced), "counts" (bins), "zeros", "nonfinite", "total", "scale": "log"}.
+MAX_HISTOGRAM_ELEMENTS = 1 << 20
 
-    Exact matches (|diff| == 0) cannot sit on a log axis: they are counted in "zeros".
+
+def error_histogram(ref: np.ndarray, test: np.ndarray, bins: int = 50, *, probe: str | None = None,
+                    max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> dict:
+    """{"probe", "edges" (bins+1, log-spaced), "counts" (bins), "zeros", "nonfinite", "total", "scale": "log",
+    "every": k}.
+
+    Exact matches (|diff| == 0) cannot sit on a log axis: they are counted in "zeros". A tensor of more than
+    `max_elements` elements is sampled: every k-th element ("every": k); counts, zeros, nonfinite and total are
+    then of the sample, `source_total` is the tensor's size.
     """
+    ref, test = np.asarray(ref), np.asarray(test)
+    _same_shape(ref, test, "error_histogram")
+    source_total = int(ref.size)
+    every = max(1, -(-source_total // max_elements))
+    if every > 1:
+        ref, test = ref.reshape(-1)[::every], test.reshape(-1)[::every]
     d = _absdiff(ref, test, "error_histogram")
     finite = np.isfinite(d)
     nonfinite = int((~finite).sum())
     pos = d[finite & (d > 0)]
     zeros = int((finite & (d == 0)).sum())
     out = {"probe": probe, "scale": "log", "total": int(d.size), "zeros": zeros, "nonfinite": nonfinite,
-           "edges": [], "counts": []}
+           "edges": [], "counts": [], "every": every}
+    if every > 1:
+        out["source_total"] = source_total
     if pos.size:
         lo, hi = float(pos.min()), float(pos.max())
         if hi <= lo * 1.0001:
@@ -43,16 +58,14 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
 
     Takes (B, C, H, W), (C, H, W) or (H, W). A cell whose channels hold a NaN/Inf error is "inf".
     """
-    d = _absdiff(ref, test, "error_heatmap")
-    if d.ndim not in (2, 3, 4):
-        raise BadInputError(f"error_heatmap needs a (B,C,H,W), (C,H,W) or (H,W) tensor, got shape {list(d.shape)}")
-    if d.size == 0:
-        raise BadInputError(f"error_heatmap got an empty tensor of shape {list(d.shape)}")
-    d = np.where(np.isfinite(d), d, np.inf)
-    if d.ndim == 4:
-        d = d.max(axis=0)  # the worst sample: where the error lives in any of them
-    if d.ndim == 3:
-        d = d.mean(axis=0)
+    ref, test = np.asarray(ref), np.asarray(test)
+    _same_shape(ref, test, "error_heatmap")
+    if ref.ndim not in (2, 3, 4):
+        raise BadInputError(f"error_heatmap needs a (B,C,H,W), (C,H,W) or (H,W) tensor, got shape {list(ref.shape)}")
+    if ref.size == 0:
+        raise BadInputError(f"error_heatmap got an empty tensor of shape {list(ref.shape)}")
+    lead = (1,) * (4 - ref.ndim)
+    d = _channel_mean_error(ref.reshape(lead + ref.shape), test.reshape(lead + test.shape))
     H, W = d.shape
     kh, kw = max(1, math.ceil(H / max_side)), max(1, math.ceil(W / max_side))
     h, w = math.ceil(H / kh), math.ceil(W / kw)
@@ -65,10 +78,30 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
             "nonfinite_cells": int((~np.isfinite(pooled)).sum())}
 
 
-def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
-    ref, test = np.asarray(ref), np.asarray(test)
+def _channel_mean_error(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) → (H, W): max over the batch of the channel mean of |test - ref|, one channel at a time
+    (no full-size temporaries); non-finite errors become inf."""
+    B, C, H, W = ref.shape
+    worst = np.zeros((H, W), np.float64)
+    acc = np.empty((H, W), np.float64)
+    for b in range(B):
+        acc.fill(0.0)
+        for c in range(C):
+            acc += _absdiff(ref[b, c], test[b, c], "error_heatmap")
+        acc /= C
+        np.nan_to_num(acc, copy=False, nan=np.inf, posinf=np.inf)
+        np.maximum(worst, acc, out=worst)
+    return worst
+
+
+def _same_shape(ref: np.ndarray, test: np.ndarray, who: str) -> None:
     if ref.shape != test.shape:
         raise BadInputError(f"{who}: shapes differ ({list(ref.shape)} vs {list(test.shape)}); nothing to plot")
+
+
+def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
+    ref, test = np.asarray(ref), np.asarray(test)
+    _same_shape(ref, test, who)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.abs(test.astype(np.float64) - ref.astype(np.float64))
 

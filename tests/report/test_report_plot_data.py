@@ -59,3 +59,24 @@ def test_heatmap_takes_3d_and_2d_and_refuses_others():
         error_heatmap(np.zeros(5), np.zeros(5))
     with pytest.raises(BadInputError, match="shapes differ"):
         error_heatmap(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_histogram_samples_large_tensors_and_says_so():
+    ref = np.zeros(10_000, np.float32)
+    test = np.zeros(10_000, np.float32)
+    test[::2] = 1e-3  # half the elements differ; a stride-4 sample sees only differing ones
+    h = error_histogram(ref, test, max_elements=2_500)
+    assert h["every"] == 4 and h["source_total"] == 10_000 and h["total"] == 2_500
+    assert sum(h["counts"]) == 2_500 and h["zeros"] == 0
+    full = error_histogram(ref, test)
+    assert full["every"] == 1 and "source_total" not in full and full["zeros"] == 5_000
+
+
+def test_heatmap_of_a_batch_takes_the_worst_sample_and_the_channel_mean():
+    ref = np.zeros((2, 4, 8, 8), np.float32)
+    test = ref.copy()
+    test[1, 0, 3, 5] = 8.0  # sample 1, one channel of four: channel mean 2.0
+    test[0, :, 0, 0] = 1.0  # sample 0, all channels: mean 1.0
+    hm = error_heatmap(ref, test)
+    a = np.array(hm["data"], dtype=float)
+    assert a[3, 5] == 2.0 and a[0, 0] == 1.0 and a.sum() == 3.0
