@@ -43,8 +43,12 @@ class BuildPlan:
     tf32: bool
 
 
-def plan_build(spec: BackendSpec | str, trt_major: int) -> BuildPlan:
-    """Pure decision: what to do for `spec` on TensorRT `trt_major`. Raises BackendUnavailableError when impossible."""
+def plan_build(spec: BackendSpec | str, trt_major: int, keep_fp32: bool = False) -> BuildPlan:
+    """Pure decision: what to do for `spec` on TensorRT `trt_major`. Raises BackendUnavailableError when impossible.
+
+    keep_fp32: ONNX nodes are to stay in FP32. That works where FP16 comes from the ONNX graph (TensorRT ≥ 11);
+    TensorRT 10's FP16 builder flag would ignore the list silently, so that combination is refused.
+    """
     spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     if spec.framework != "trt":
         raise BadInputError(f"plan_build is for trt-* specs, not {spec}")
@@ -52,6 +56,12 @@ def plan_build(spec: BackendSpec | str, trt_major: int) -> BuildPlan:
         raise BackendUnavailableError(f"TensorRT {trt_major} is too old: {TRT_HINT}")
     p = spec.precision
     tf32 = p == "tf32"
+    if trt_major == 10 and keep_fp32 and p in ("fp16", "bf16"):
+        raise BackendUnavailableError(
+            f"{spec} on TensorRT 10 takes {p.upper()} from a builder flag, which would ignore the keep-FP32 node "
+            "list (cp_debug sets no per-layer precision constraints): keeping nodes in FP32 needs TensorRT 11+, "
+            "where precision comes from the ONNX graph; or use ort-cuda-fp16"
+        )
     if trt_major == 10:
         if p in ("fp32", "tf32"):
             return BuildPlan("none", False, (), tf32)
@@ -123,7 +133,7 @@ class TrtRunner(Runner):
         from cp_debug.backends.onnx_utils import check_tensor_names, load_onnx
 
         self._trt_version = trt.__version__
-        plan = plan_build(self.spec, major)
+        plan = plan_build(self.spec, major, keep_fp32=bool(self.keep_fp32_nodes))
         self._plan = plan
         model = load_onnx(self._model_src)
         graph_outputs = [o.name for o in model.graph.output]

@@ -1,0 +1,231 @@
+"""The nodes to keep in FP32 so that an FP16 model passes: a `KeepFp32Search` run on real backends.
+
+Each experiment converts the model to FP16 with a keep-FP32 node list, runs it, and compares the graph outputs
+with an ORT CPU FP32 reference. Candidates are ranked so the likely culprits come first: nodes touching values
+near or beyond FP16's range (|x| ≥ NEAR_FP16_MAX in the reference: inputs or outputs), largest first, then the
+compute nodes in execution order. Consumers of an overflowing tensor are candidates too: a node kept in FP32
+hands its output to FP16 consumers through a Cast, which overflows just the same.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.backends import PrecisionReport, check_available
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.marking import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
+                                     reference_lookup, run_once)
+from cp_debug.bisect.search import KeepFp32Search
+from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+SCHEMA = "cp_debug.keep_fp32/1"
+# 2**14: FP16's spacing there is 16, and a ×4 growth overflows 65504.
+NEAR_FP16_MAX = 16384.0
+CANDIDATE_MODES = ("compute", "all")
+_NEVER = frozenset({"Constant"})  # nothing to compute; FP32-only ops (FP32_ONLY_OPS) are kept by the conversion
+
+
+@dataclass(frozen=True)
+class KeepCandidate:
+    """A node the search may keep in FP32: its name, op, execution index and the largest |x| it touches."""
+
+    name: str
+    op_type: str
+    index: int
+    absmax: float  # over its computed float inputs and outputs, in the FP32 reference (inf: non-finite)
+
+    @property
+    def near_fp16_max(self) -> bool:
+        return not self.absmax < NEAR_FP16_MAX
+
+
+@dataclass(frozen=True)
+class KeepFp32Step:
+    """One experiment: the nodes kept in FP32, the verdict, and the worst graph output (rel. RMSE)."""
+
+    keep: tuple[str, ...]
+    phase: str  # none | all | prefix | minimize (see KeepFp32Search)
+    passed: bool
+    worst_output: str | None
+    worst_rel_rmse: float
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"keep": list(self.keep), "size": len(self.keep), "phase": self.phase, "passed": self.passed,
+                "worst_output": self.worst_output, "worst_rel_rmse": self.worst_rel_rmse, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class KeepFp32Result:
+    """What to keep in FP32 for `backend` to pass.
+
+    status: found (keep holds a 1-minimal set: it passed, and dropping any one of its nodes failed);
+        not_needed (the FP16 model passes as is; keep is ()); impossible (even with every candidate in FP32 the
+        outputs fail; keep is None). baseline: the graph outputs with nothing kept; final: with `keep` (with
+        every candidate kept when impossible). precision: what the backend really ran, in the baseline run.
+    """
+
+    backend: str
+    status: str
+    keep: tuple[str, ...] | None
+    candidates: tuple[KeepCandidate, ...]
+    steps: tuple[KeepFp32Step, ...]
+    baseline: tuple[TensorDiff, ...]
+    final: tuple[TensorDiff, ...]
+    tolerance: Tolerance
+    precision: PrecisionReport | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.status != "impossible"
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    def keep_fp32_option(self) -> str | None:
+        """`--keep-fp32 'a,b'` for `cpdebug bisect`; None when there is nothing to keep."""
+        if not self.keep:
+            return None
+        return "--keep-fp32 " + shlex.quote(",".join(self.keep))
+
+    def to_json(self) -> dict:
+        t = self.tolerance
+        return {
+            "schema": SCHEMA, "backend": self.backend, "status": self.status,
+            "keep": None if self.keep is None else list(self.keep), "runs": self.runs,
+            "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
+            "precision": precision_to_json(self.precision),
+            "candidates": [{"name": c.name, "op_type": c.op_type, "index": c.index, "absmax": c.absmax}
+                           for c in self.candidates],
+            "steps": [s.to_json() for s in self.steps],
+            "baseline": [d.to_dict() for d in self.baseline],
+            "final": [d.to_dict() for d in self.final],
+        }
+
+
+def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed: Mapping[str, np.ndarray],
+                   tol: Tolerance | None = None, candidates: Sequence[str] | str | None = None, *,
+                   reference: Reference | None = None, progress=None,
+                   runner_options: Mapping | None = None) -> KeepFp32Result:
+    """Search a 1-minimal set of nodes to keep in FP32 for `spec` (ort-*-fp16 or trt-fp16) to pass `tol`.
+
+    candidates: node names, or "compute" (default: compute nodes plus nodes near FP16's range) or "all" (every
+        named node with a float output); ranked either way (`rank_candidates`).
+    tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
+        to values; default ORT CPU FP32. Runs: see KeepFp32Search.
+    """
+    from cp_debug.backends.onnx_utils import load_onnx
+
+    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
+    check_backend(spec)
+    model = load_onnx(model)
+    tol = tol or default_tolerance(spec.precision)
+    ref = reference_lookup(reference, model, feed)
+    outputs = [o.name for o in model.graph.output]
+    if isinstance(ref, OrtFp32Reference):  # magnitudes of every float tensor, in the same run as the outputs
+        absmax = _absmax(ref(list(probe_order(model))))
+    else:
+        absmax = _absmax(ref(outputs))
+    absmax.update(_absmax(feed))
+    ranked = rank_candidates(model, absmax, candidates)
+    expected = ref(outputs)
+    opts = dict(runner_options or {})
+    search = KeepFp32Search([c.name for c in ranked])
+    steps: list[KeepFp32Step] = []
+    diffs_by_set: dict[frozenset[str], tuple[TensorDiff, ...]] = {}
+    precision = None
+    while (keep := search.next()) is not None:
+        t0 = time.perf_counter()
+        out, report = run_once(spec, model, feed, progress, f"{spec}: run {len(steps) + 1}, {len(keep)} node(s) kept "
+                               "in FP32", keep_fp32_nodes=keep, **opts)
+        precision = report if not keep else precision
+        diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
+        worst = max(diffs, key=_badness, default=None)
+        passed = not any(is_bad(d) for d in diffs)
+        search.tell(not passed)
+        steps.append(KeepFp32Step(tuple(keep), search.history[-1].phase, passed, worst.name if worst else None,
+                                  worst.rel_rmse if worst else 0.0, time.perf_counter() - t0))
+        diffs_by_set[frozenset(keep)] = diffs
+    final_set = search.result if search.result is not None else tuple(c.name for c in ranked)
+    return KeepFp32Result(str(spec), search.status, search.result, ranked, tuple(steps),
+                          diffs_by_set[frozenset()], diffs_by_set[frozenset(final_set)], tol, precision)
+
+
+def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
+                    candidates: Sequence[str] | str | None = None) -> tuple[KeepCandidate, ...]:
+    """Candidates, most likely needed first: nodes touching |x| ≥ NEAR_FP16_MAX (largest first), then the rest
+    in execution order. `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
+    tensor missing from it counts as small)."""
+    from cp_debug.backends.ort_runner import COMPUTE_OPS
+    from cp_debug.precision.fp16 import FP32_ONLY_OPS
+
+    mode = "compute" if candidates is None else candidates if isinstance(candidates, str) else None
+    if mode is not None and mode not in CANDIDATE_MODES:
+        raise BadInputError(f"unknown candidate set {mode!r}: use {' or '.join(CANDIDATE_MODES)}, or node names")
+    floats = set(probe_order(model))
+    nodes = {}
+    for index, node in enumerate(model.graph.node):
+        touched = [absmax[t] for t in list(node.input) + list(node.output) if t in absmax]
+        has_float_out = any(t in floats for t in node.output)
+        nodes[node.name] = KeepCandidate(node.name, node.op_type, index, max(touched, default=0.0)), has_float_out
+    if mode is None:
+        names = list(dict.fromkeys(candidates))
+        unknown = [n for n in names if not n or n not in nodes]
+        if unknown:
+            known = ", ".join(repr(n) for n in list(nodes)[:5] if n)
+            raise BadInputError(f"candidate node(s) {', '.join(map(repr, unknown[:5]))} not in the graph; node names "
+                                f"look like {known}")
+        chosen = [nodes[n][0] for n in names]
+    else:
+        chosen = [c for c, has_float_out in nodes.values()
+                  if c.name and has_float_out and c.op_type not in _NEVER | FP32_ONLY_OPS
+                  and (mode == "all" or c.op_type in COMPUTE_OPS or c.near_fp16_max)]
+    near = sorted((c for c in chosen if c.near_fp16_max), key=lambda c: (-c.absmax, c.index))
+    rest = sorted((c for c in chosen if not c.near_fp16_max), key=lambda c: c.index)
+    return tuple(near + rest)
+
+
+def tolerance_for(precision: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    """The default tolerance of `precision`, with atol / rtol replaced where given."""
+    base = default_tolerance(precision)
+    return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, base.max_share)
+
+
+def check_backend(spec: BackendSpec) -> None:
+    """BadInputError unless `spec` is an FP16 ONNX backend; BackendUnavailableError unless it can keep nodes here."""
+    if spec.framework not in ("ort", "trt") or spec.precision != "fp16":
+        raise BadInputError(f"the keep-FP32 search runs FP16 ONNX backends (ort-cpu-fp16, ort-cuda-fp16, trt-fp16), "
+                            f"not {spec}")
+    check_available(spec)
+    if spec.framework == "trt":  # TensorRT 10 cannot keep ONNX nodes in FP32: say so before any run
+        from cp_debug.backends.trt_runner import import_tensorrt, plan_build
+
+        _, major = import_tensorrt()
+        plan_build(spec, major, keep_fp32=True)
+
+
+def _absmax(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+    out = {}
+    for name, arr in values.items():
+        a = np.asarray(arr)
+        if a.size and np.issubdtype(a.dtype, np.floating):
+            with np.errstate(invalid="ignore"):
+                out[name] = float(np.abs(a).max()) if np.isfinite(a).all() else float("inf")
+    return out
+
+
+def _badness(d: TensorDiff) -> tuple:
+    """Order diffs worst last: bad before ok, then by rel. RMSE (NaN counts as infinite)."""
+    r = d.rel_rmse
+    return (is_bad(d), float("inf") if r != r else r)
+

@@ -1,0 +1,116 @@
+"""The keep-FP32 search on real ONNX Runtime sessions: planted FP16 overflows, verified with fresh runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cp_debug.backends import make_runner
+from cp_debug.backends.trt_runner import BuildPlan, plan_build
+from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
+from cp_debug.compare.diff import FP16_MAX, TensorDiff, default_tolerance
+from cp_debug.errors import BackendUnavailableError, BadInputError
+from tests.bisect.exported import exported
+
+PLANTED_BLOCK = "/body/body.2/"
+
+
+def passes(model, feed, keep) -> bool:
+    """A fresh, independent check: ort-cpu-fp16 with `keep` in FP32 against ORT FP32, on the graph outputs."""
+    with make_runner("ort", onnx_model=model) as ref_runner:
+        ref = ref_runner.infer(feed)
+    with make_runner("ort-cpu-fp16", onnx_model=model, keep_fp32_nodes=list(keep)) as runner:
+        out = runner.infer(feed)
+    tol = default_tolerance("fp16")
+    return all(TensorDiff.from_arrays(n, ref[n], out[n], tol).status == "ok" for n in ref)
+
+
+def test_overflow_is_fixed_by_a_small_one_minimal_set_inside_the_planted_block():
+    model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
+    result = find_keep_fp32(model, "ort-cpu-fp16", feed)
+    assert result.status == "found" and result.found
+    keep = result.keep
+    assert 1 <= len(keep) <= 4, keep
+    assert all(name.startswith(PLANTED_BLOCK) for name in keep), keep
+    absmax = {c.name: c.absmax for c in result.candidates}
+    assert all(absmax[name] > FP16_MAX for name in keep)  # each touches values beyond FP16's range
+    # ranking: nodes touching |x| beyond FP16 first, the planted conv (largest |x|) at the top
+    assert result.candidates[0].name == "/body/body.2/body.2.0/Conv"
+    near = [c.near_fp16_max for c in result.candidates]
+    assert near == sorted(near, reverse=True) and near.count(True) == 6
+
+    # verified with fresh sessions: fails without the set, passes with it, and with no node of it left out
+    assert not passes(model, feed, ())
+    assert passes(model, feed, keep)
+    for name in keep:
+        assert not passes(model, feed, [k for k in keep if k != name]), name
+
+    assert result.baseline[0].status == "nan" and result.baseline[0].inf > 0
+    assert all(d.status == "ok" for d in result.final)
+    n, k = len(result.candidates), 6
+    assert result.runs <= 2 + math.ceil(math.log2(n)) + k * (k - 1) // 2 + k
+    assert [s.phase for s in result.steps][:2] == ["none", "all"]
+    assert [s.passed for s in result.steps][:2] == [False, True]
+    assert result.keep_fp32_option() == "--keep-fp32 " + ",".join(keep)
+    data = result.to_json()
+    assert data["schema"] == "cp_debug.keep_fp32/1" and data["keep"] == list(keep) and data["runs"] == result.runs
+
+
+def test_plain_planted_overflow_needs_nothing_on_ort_cpu_because_it_runs_fp32():
+    """ORT's CPU provider runs Conv/Relu in float32 and drops the Cast pairs between them: no float16 tensor holds
+    the 1e5 activations, so the FP16 graph passes as it is — and the result says what really ran."""
+    model, feed = exported("planted.py", "fp16_overflow")
+    result = find_keep_fp32(model, "ort-cpu-fp16", feed)
+    assert result.status == "not_needed" and result.keep == () and result.runs == 1
+    assert result.keep_fp32_option() is None
+    assert result.precision.requested == "fp16" and result.precision.effective == "fp32"
+    assert result.candidates[0].absmax > FP16_MAX  # the overflow is there in the reference all the same
+
+
+def test_impossible_when_the_candidates_cannot_fix_it():
+    model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
+    result = find_keep_fp32(model, "ort-cpu-fp16", feed, candidates=["/head/Conv"])
+    assert result.status == "impossible" and not result.found and result.keep is None
+    assert [s.phase for s in result.steps] == ["none", "all"] and not any(s.passed for s in result.steps)
+    assert result.final[0].status == "nan"  # the outputs with every candidate kept
+    assert result.to_json()["keep"] is None
+
+
+def test_candidate_modes_and_bad_requests():
+    model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
+    absmax = {"/body/body.2/body.2.0/Conv_output_0": 1e5}
+    compute = [c.name for c in rank_candidates(model, absmax)]
+    # the big conv and the Relu reading its output first, then the other convs in execution order
+    assert compute == ["/body/body.2/body.2.0/Conv", "/body/body.2/body.2.2/Relu", "/body/body.0/body.0.0/Conv",
+                       "/body/body.1/body.1.0/Conv", "/body/body.3/body.3.0/Conv", "/head/Conv"]
+    every = rank_candidates(model, {}, "all")
+    assert {c.op_type for c in every} >= {"Conv", "Relu", "Slice", "Concat"}
+    assert "Constant" not in {c.op_type for c in every}
+    with pytest.raises(BadInputError, match="not in the graph"):
+        find_keep_fp32(model, "ort-cpu-fp16", feed, candidates=["/no/such/node"])
+    with pytest.raises(BadInputError, match="unknown candidate set"):
+        find_keep_fp32(model, "ort-cpu-fp16", feed, candidates="everything")
+    for spec in ("torch-cpu-fp16", "ort-cpu-int8", "ort"):
+        with pytest.raises(BadInputError, match="FP16 ONNX backends"):
+            find_keep_fp32(model, spec, feed)
+
+
+def test_trt_fp16_is_refused_before_any_run_where_tensorrt_is_missing():
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or a broken install: both mean unavailable
+        pass
+    else:
+        pytest.skip("TensorRT is installed here")
+    model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
+    with pytest.raises(BackendUnavailableError, match="TensorRT"):
+        find_keep_fp32(model, "trt-fp16", feed)
+
+
+def test_tensorrt_10_refuses_a_keep_list_its_fp16_builder_flag_would_ignore():
+    with pytest.raises(BackendUnavailableError, match="TensorRT 11"):
+        plan_build("trt-fp16", 10, keep_fp32=True)
+    assert plan_build("trt-fp16", 10) == BuildPlan("none", False, ("fp16",), False)  # no list: as before
+    assert plan_build("trt-fp16", 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)  # from the ONNX graph
+    assert plan_build("trt-fp32", 10, keep_fp32=True) == BuildPlan("none", False, (), False)
