@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, report_cmd
+from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
 
 app = typer.Typer(
     name="cpdebug",
@@ -19,6 +19,7 @@ app.command("infer")(infer_cmd.infer)
 app.command("backends")(backends_cmd.backends)
 app.command("report")(report_cmd.report)
 app.command("extract")(extract_cmd.extract)
+app.command("keep-fp32")(keep_fp32_cmd.keep_fp32)
 
 
 def main() -> None:

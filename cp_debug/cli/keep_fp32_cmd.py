@@ -1,0 +1,125 @@
+"""`cpdebug keep-fp32`: the nodes to keep in FP32 so that the FP16 model passes (a 1-minimal set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+
+
+def keep_fp32(
+    onnx_model: Annotated[Optional[Path], typer.Option("--onnx", help="The ONNX model (FP32) to convert to FP16.")] = None,
+    torch_model: Annotated[Optional[str], typer.Option("--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX.")] = None,
+    inputs: Annotated[Optional[Path], typer.Option(help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="The FP16 backend: ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
+    candidates: Annotated[str, typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or comma-separated node names.")] = "compute",
+    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's).")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
+    exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for generated inputs.")] = 0,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Search a small set of nodes (1-minimal) to keep in FP32 for the FP16 model to match FP32.
+
+    The reference is ONNX Runtime on the CPU in FP32; the set comes out in the form `cpdebug bisect --keep-fp32`
+    takes. Exit codes: 0 a set was found (or none is needed), 1 even every candidate in FP32 fails, 2 bad input
+    or usage, 3 backend not available here.
+    """
+    with handle_errors():
+        code = _keep_fp32(**locals())
+    raise typer.Exit(code)
+
+
+def _keep_fp32(onnx_model, torch_model, inputs, backend, candidates, atol, rtol, exporter, seed, json_out,
+               quiet) -> int:
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32, tolerance_for
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.errors import BadInputError
+
+    if bool(onnx_model) == bool(torch_model):
+        raise BadInputError("give one model: --onnx FILE.onnx or --torch FILE.py:FUNC")
+    spec = BackendSpec.parse(backend)
+    check_backend(spec)  # before loading or exporting anything
+    if json_out and json_out != "-":
+        from cp_debug.report.io import check_writable
+
+        check_writable(json_out)
+    progress = StepProgress(quiet=quiet or json_out == "-")
+    with progress.step("loading the model"):
+        model, feed = _load(onnx_model, torch_model, inputs, exporter, seed)
+    names = candidates.strip()
+    chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
+    result = find_keep_fp32(model, spec, feed, tolerance_for(spec.precision, atol, rtol), chosen, progress=progress)
+    if json_out == "-":
+        from cp_debug.report.io import dumps
+
+        print(dumps(result.to_json()))
+    else:
+        render(result, stdout_console())
+        if json_out:
+            from cp_debug.report.io import dumps, write_text_atomic
+
+            write_text_atomic(json_out, dumps(result.to_json()) + "\n")
+    return 0 if result.found else 1
+
+
+def _load(onnx_model, torch_model, inputs, exporter, seed):
+    """(ONNX model, feed) through the loaders `cpdebug bisect` uses; one-stage models only."""
+    from cp_debug.errors import BadInputError
+
+    if onnx_model:
+        from cp_debug.bisect.loaders import onnx_subject
+
+        subject = onnx_subject(onnx_model, inputs, seed=seed)
+    else:
+        from cp_debug.bisect.loaders import torch_subject
+
+        subject = torch_subject(torch_model, inputs, exporter=exporter)
+    if len(subject.stages) != 1:
+        raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: keep-fp32 searches one ONNX model")
+    return subject.stages[0].onnx(), subject.inputs
+
+
+def render(result, console) -> None:
+    """The steps as a table, then the set found, in the form `cpdebug bisect --keep-fp32` takes."""
+    from rich.table import Table
+
+    table = Table(title=f"keep-FP32 search on {result.backend} ({result.runs} runs, "
+                        f"{len(result.candidates)} candidates)", title_justify="left")
+    for col, kw in (("#", {"justify": "right"}), ("phase", {}), ("kept in FP32", {}), ("verdict", {}),
+                    ("worst output", {}), ("rel. RMSE", {"justify": "right"}), ("s", {"justify": "right"})):
+        table.add_column(col, **kw)
+    for i, s in enumerate(result.steps, 1):
+        verdict = "[green]pass[/green]" if s.passed else "[red]fail[/red]"
+        table.add_row(str(i), s.phase, _kept(s.keep), verdict, s.worst_output or "-", f"{s.worst_rel_rmse:.3g}",
+                      f"{s.seconds:.2f}")
+    console.print(table)
+    p = result.precision
+    if p is not None and not p.honest:
+        console.print(f"[yellow]note:[/yellow] {result.backend} ran {p.effective}, not {p.requested}: "
+                      + "; ".join(p.notes), highlight=False)
+    if result.status == "not_needed":
+        console.print("[green]The FP16 model passes as it is: no node needs to stay in FP32.[/green]")
+    elif result.status == "impossible":
+        worst = max((d.rel_rmse for d in result.final), default=float("nan"))
+        console.print(f"[red]Even with all {len(result.candidates)} candidates in FP32 the outputs fail[/red] "
+                      f"(worst rel. RMSE {worst:.3g}): FP16 of these nodes does not explain the divergence; "
+                      "try --candidates all, or `cpdebug bisect`.", highlight=False)
+    else:
+        console.print(f"[green]Keep {len(result.keep)} node(s) in FP32[/green] (1-minimal: dropping any one fails):",
+                      highlight=False)
+        for name in result.keep:
+            console.print(f"  {name}", highlight=False)
+        console.print(f"cpdebug bisect ... {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
+
+
+def _kept(keep: tuple[str, ...], k: int = 2) -> str:
+    if not keep:
+        return "(none)"
+    shown = ", ".join(keep[:k])
+    return f"{len(keep)}: {shown}" + (f" … +{len(keep) - k}" if len(keep) > k else "")

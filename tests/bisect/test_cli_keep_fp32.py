@@ -1,0 +1,104 @@
+"""`cpdebug keep-fp32` in a fresh process: the set found, its `--keep-fp32` line, JSON, exit codes 0/1/2/3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.bisect.exported import exported
+
+HERE = Path(__file__).parent
+CONCAT = f"{HERE / 'fp16_planted.py'}:fp16_overflow_concat"
+
+
+def cpdebug(*args):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "keep-fp32", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The planted concat overflow as ONNX + inputs on disk."""
+    import onnx
+
+    model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
+    out = tmp_path_factory.mktemp("keep_fp32")
+    onnx.save(model, str(out / "model.onnx"))
+    np.savez(out / "inputs.npz", **feed)
+    return out
+
+
+def one_error_line(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_found_set_is_printed_in_keep_fp32_form_and_written_as_json(files, tmp_path):
+    proc = cpdebug("--onnx", files / "model.onnx", "--inputs", files / "inputs.npz", "--json", tmp_path / "k.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "k.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert data["schema"] == "cp_debug.keep_fp32/1" and data["status"] == "found"
+    keep = data["keep"]
+    assert keep and all(k.startswith("/body/body.2/") for k in keep)
+    assert data["steps"][0] == {**data["steps"][0], "phase": "none", "passed": False, "size": 0}
+    assert f"--keep-fp32 {','.join(keep)}" in proc.stdout  # what `cpdebug bisect --keep-fp32` takes
+    assert "keep-FP32 search on ort-cpu-fp16" in proc.stdout and "minimize" in proc.stdout
+    assert "ran fp32, not fp16" in proc.stdout  # ORT CPU's precision is reported, not hidden
+    assert "✓ ort-cpu-fp16: run 1" in proc.stderr  # progress, on stderr
+
+
+def test_json_to_stdout_and_torch_loader(tmp_path):
+    proc = cpdebug("--torch", CONCAT, "--exporter", "torchscript", "--json", "-")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)  # stdout holds the JSON only
+    assert data["status"] == "found" and data["backend"] == "ort-cpu-fp16"
+    assert "✓" not in proc.stderr  # no progress with --json -
+
+
+def test_exit_1_when_even_every_candidate_in_fp32_fails(files):
+    proc = cpdebug("--onnx", files / "model.onnx", "--inputs", files / "inputs.npz", "--candidates", "/head/Conv",
+                   "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Even with all 1 candidates in FP32 the outputs fail" in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["missing_file", "two_models", "no_model", "unknown_node", "int8_backend",
+                                  "wrong_inputs", "unwritable_json"])
+def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
+    model, inputs = files / "model.onnx", files / "inputs.npz"
+    args = {
+        "missing_file": ["--onnx", tmp_path / "nope.onnx"],
+        "two_models": ["--onnx", model, "--torch", CONCAT],
+        "no_model": [],
+        "unknown_node": ["--onnx", model, "--inputs", inputs, "--candidates", "/no/such,/head/Conv"],
+        "int8_backend": ["--onnx", model, "--backend", "ort-cpu-int8"],
+        "wrong_inputs": ["--onnx", model, "--inputs", tmp_path / "bad.npz"],
+        "unwritable_json": ["--onnx", model, "--json", tmp_path / "no_dir" / "k.json"],
+    }[case]
+    if case == "wrong_inputs":
+        np.savez(tmp_path / "bad.npz", image=np.zeros((1, 8, 16, 16), np.float32))
+    proc = cpdebug(*args, "--quiet")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    one_error_line(proc)
+    assert not (tmp_path / "no_dir").exists()
+
+
+def test_trt_fp16_unavailable_here_is_exit_3(files):
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+    else:
+        pytest.skip("TensorRT is installed here")
+    proc = cpdebug("--onnx", files / "model.onnx", "--backend", "trt-fp16", "--quiet")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "TensorRT" in one_error_line(proc)
