@@ -103,7 +103,7 @@ class Determinism:
 
     # -- ONNX Runtime --------------------------------------------------------------------------------------
     def ort_session_options(self, *, threads: int | None = None, optimized_model_filepath: str | None = None,
-                            record_assignment: bool = False):
+                            record_assignment: bool = False, spinning: bool = True):
         """An `onnxruntime.SessionOptions` with the graph optimisation level, thread count and determinism set."""
         import onnxruntime as ort
 
@@ -119,6 +119,8 @@ class Determinism:
             so.optimized_model_filepath = str(optimized_model_filepath)
         if record_assignment:
             so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        if not spinning:  # idle ORT threads would busy-wait and slow the numpy work done between runs
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # errors only: ORT's warnings (e.g. node placement) are read from the session
         return so
 

@@ -58,12 +58,14 @@ class OrtRunner(Runner):
     calib_feeds: calibration inputs, required for INT8.
     keep_fp32_nodes: node names kept in FP32 by the FP16 conversion. exclude_int8_nodes: nodes left unquantized.
     threads: ORT intra-op threads (None: ORT's default).
+    spinning: let idle ORT threads busy-wait for the next run (ORT's default; off when other work interleaves).
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
-                 determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax"):
+                 determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
+                 spinning: bool = True):
         spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
@@ -77,6 +79,7 @@ class OrtRunner(Runner):
         self.determinism = determinism
         self.threads = threads
         self.calib_method = calib_method
+        self.spinning = spinning
         self._reset()
 
     def _reset(self) -> None:
@@ -197,62 +200,19 @@ class OrtRunner(Runner):
         }
 
     def precision_report(self) -> PrecisionReport | None:
-        req = self.spec.precision
         if self._facts is None:  # never activated
             return None
-        facts = self._facts
-        notes: list[str] = []
-        if facts.get("error"):
-            notes.append(f"could not read ORT's optimised graph ({facts['error']}): precision unverified")
-            return PrecisionReport(req, "unknown", tuple(notes))
-        by = facts["compute_dtypes"]
-        where = "ORT CPU" if self.spec.device == "cpu" else "ORT CUDA"
-        ops = "/".join(sorted(facts["compute_ops"])) or "compute"
-        if not by and req in ("fp16", "fp32", "tf32"):  # no Conv/MatMul/Gemm: judge by the elementwise float ops
-            by, ops = facts.get("other_float_dtypes", {}), "float arithmetic"
-        total = sum(by.values())
-        if total == 0:
-            notes.append("the optimised graph has no Conv/MatMul/Gemm nodes: nothing to verify")
-            effective = req
-        elif req == "fp16":
-            n16 = by.get("float16", 0)
-            effective = "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
-            if n16 < total:
-                notes.append(f"{where} ran {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
-                             "weights are still rounded to float16")
-            other = facts.get("other_float_dtypes", {})
-            if by is facts["compute_dtypes"] and other.get("float32"):
-                notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
-            kept = self._transform.get("fp32_nodes_user", 0) + self._transform.get("fp32_nodes_required", 0)
-            if kept:
-                notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
-        elif req == "int8":
-            n8 = by.get("int8", 0) + by.get("uint8", 0)
-            effective = "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
-            if n8 < total:
-                notes.append(f"{where} ran {n8} of {total} {ops} nodes as int8 kernels; "
-                             f"{total - n8} in float on dequantized inputs or unquantized")
-            if self._probe_effect:
-                notes.append(self._probe_effect)
-            if self._missing:
-                notes.append(f"{len(self._missing)} probe tensor(s) vanished in quantization: {', '.join(self._missing[:3])}")
-        else:
-            nf = by.get("float32", 0)
-            effective = req if nf == total else "mixed"
-            if nf < total:
-                other = ", ".join(f"{v} {k}" for k, v in by.items() if k != "float32")
-                notes.append(f"{where}: {other} of {total} {ops} nodes are not float32 in the model itself")
-            if req == "tf32":
-                notes.append("TF32 requested through the CUDA EP's use_tf32=1 (only Ampere or newer GPUs have it)")
-        fallback = facts.get("cpu_fallback")
-        if self.spec.device == "cuda":
-            if fallback is None:
-                notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
-            elif fallback:
-                notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: {', '.join(fallback[:3])}")
-                if effective == req:
-                    effective = "mixed"
-        return PrecisionReport(req, effective, tuple(notes))
+        return precision_report_from_facts(self.spec, self._facts, self._transform, self._missing, self._probe_effect)
+
+    @property
+    def graph_facts(self) -> dict | None:
+        """What ORT's optimised graph holds (compute dtypes, EP fallback): None before activate."""
+        return self._facts
+
+    @property
+    def transform(self) -> dict:
+        """The precision transform applied to the graph (kind, counts)."""
+        return dict(self._transform)
 
     # -- internals ---------------------------------------------------------------------------------------
     def _provider_names(self) -> list[str]:
@@ -282,12 +242,14 @@ class OrtRunner(Runner):
             try:
                 try:
                     so = self.determinism.ort_session_options(
-                        threads=self.threads, optimized_model_filepath=dump, record_assignment=record)
+                        threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
+                        spinning=self.spinning)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except Exception:  # noqa: BLE001 - saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
-                    so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record)
+                    so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
+                                                              spinning=self.spinning)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
             except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
                 kind = type(err).__name__
@@ -339,6 +301,97 @@ class OrtRunner(Runner):
                                     f"(dimension {bad[0]} differs)")
             out[name] = np.ascontiguousarray(arr)
         return out
+
+
+def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict, missing: Sequence[str] = (),
+                                probe_effect: str | None = None) -> PrecisionReport:
+    """What precision ORT really ran, from the facts read off its optimised graph (one session's or merged)."""
+    req = spec.precision
+    notes: list[str] = []
+    if facts.get("error"):
+        notes.append(f"could not read ORT's optimised graph ({facts['error']}): precision unverified")
+        return PrecisionReport(req, "unknown", tuple(notes))
+    by = facts["compute_dtypes"]
+    where = "ORT CPU" if spec.device == "cpu" else "ORT CUDA"
+    ops = "/".join(sorted(facts["compute_ops"])) or "compute"
+    if not by and req in ("fp16", "fp32", "tf32"):  # no Conv/MatMul/Gemm: judge by the elementwise float ops
+        by, ops = facts.get("other_float_dtypes", {}), "float arithmetic"
+    total = sum(by.values())
+    if total == 0:
+        notes.append("the optimised graph has no Conv/MatMul/Gemm nodes: nothing to verify")
+        effective = req
+    elif req == "fp16":
+        n16 = by.get("float16", 0)
+        effective = "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
+        if n16 < total:
+            notes.append(f"{where} ran {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
+                         "weights are still rounded to float16")
+        other = facts.get("other_float_dtypes", {})
+        if by is facts["compute_dtypes"] and other.get("float32"):
+            notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
+        kept = transform.get("fp32_nodes_user", 0) + transform.get("fp32_nodes_required", 0)
+        if kept:
+            notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
+    elif req == "int8":
+        n8 = by.get("int8", 0) + by.get("uint8", 0)
+        effective = "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
+        if n8 < total:
+            notes.append(f"{where} ran {n8} of {total} {ops} nodes as int8 kernels; "
+                         f"{total - n8} in float on dequantized inputs or unquantized")
+        if probe_effect:
+            notes.append(probe_effect)
+        if missing:
+            notes.append(f"{len(missing)} probe tensor(s) vanished in quantization: {', '.join(missing[:3])}")
+    else:
+        nf = by.get("float32", 0)
+        effective = req if nf == total else "mixed"
+        if nf < total:
+            other = ", ".join(f"{v} {k}" for k, v in by.items() if k != "float32")
+            notes.append(f"{where}: {other} of {total} {ops} nodes are not float32 in the model itself")
+        if req == "tf32":
+            notes.append("TF32 requested through the CUDA EP's use_tf32=1 (only Ampere or newer GPUs have it)")
+    fallback = facts.get("cpu_fallback")
+    if spec.device == "cuda":
+        if fallback is None:
+            notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
+        elif fallback:
+            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: {', '.join(fallback[:3])}")
+            if effective == req:
+                effective = "mixed"
+    return PrecisionReport(req, effective, tuple(notes))
+
+
+def merge_graph_facts(all_facts: Sequence[dict]) -> dict:
+    """The facts of several sessions (segments of one graph) as if of one: counts summed, fallbacks joined."""
+    out: dict = {"compute_dtypes": Counter(), "compute_ops": set(), "other_float_dtypes": Counter(), "casts": 0,
+                 "cpu_fallback": []}
+    for f in all_facts:
+        if f.get("error"):
+            out.setdefault("error", f["error"])
+            continue
+        out["compute_dtypes"].update(f.get("compute_dtypes", {}))
+        out["compute_ops"].update(f.get("compute_ops", ()))
+        out["other_float_dtypes"].update(f.get("other_float_dtypes", {}))
+        out["casts"] += f.get("casts", 0)
+        fb = f.get("cpu_fallback")
+        out["cpu_fallback"] = None if fb is None or out["cpu_fallback"] is None else out["cpu_fallback"] + list(fb)
+    out["compute_dtypes"] = dict(out["compute_dtypes"])
+    out["other_float_dtypes"] = dict(out["other_float_dtypes"])
+    out["compute_ops"] = sorted(out["compute_ops"])
+    return out
+
+
+def merge_transforms(transforms: Sequence[dict]) -> dict:
+    """One precision-transform summary for several segments: numeric fields summed."""
+    if not transforms:
+        return {"kind": "none"}
+    out = dict(transforms[0])
+    for t in transforms[1:]:
+        for k, v in t.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(out.get(k), (int, float)):
+                out[k] += v
+    out["segments"] = len(transforms)
+    return out
 
 
 # -- reading ORT's optimised graph ---------------------------------------------------------------------------

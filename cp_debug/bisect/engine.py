@@ -1,13 +1,17 @@
 """The bisection engine: propagated error at every probe, local error per segment, ranking, refinement.
 
-Flow for each candidate (DESIGN.md, "The flow of one cpdebug bisect"):
-1. the reference runs every stage with the probes exposed (twice, for the noise floor);
-2. the candidate runs every stage end to end on its own upstream outputs; each probe is compared as it
-   comes (propagated error) and dropped;
-3. each probe's segment runs alone on the reference's boundary values (local error): the submodule for
-   torch, the extracted ONNX subgraph for ONNX Runtime / TensorRT;
-4. first divergent and root cause are ranked, and the engine descends into the root cause's children
-   (and the first divergent's) until a leaf, so results name `body.2.0`, not `body`.
+Flow, stage by stage (DESIGN.md, "The flow of one cpdebug bisect"):
+1. where the reference and a candidate both run in ONNX Runtime, the stage runs *in lockstep*
+   (`lockstep.py`): cut into segments at the probes, each segment runs for the reference, then for the
+   candidate on its own upstream values (propagated error) and on the reference's (local error); probes are
+   compared as they come and dropped, so memory stays bounded at any model size;
+2. otherwise (a torch or TensorRT side) the reference runs the stage with the probes exposed (twice, for
+   the noise floor) and its values are kept (spilled to disk past the memory budget); the candidate runs the
+   stage end to end on its own upstream outputs, each probe compared as it comes, and each probe's segment
+   runs alone on the reference's boundary values (local error): the submodule for torch, the extracted ONNX
+   subgraph for ONNX Runtime / TensorRT;
+3. first divergent and root cause are ranked per candidate, and the engine descends into the root cause's
+   children (and the first divergent's) until a leaf, so results name `body.2.0`, not `body`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class BisectOptions:
     max_refine_depth: int = 8
     memory_budget_mb: int = 2048
     seed: int = 0
+    lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
 
 
 @dataclass
@@ -73,6 +78,9 @@ class _CandidateState:
     settings: dict = field(default_factory=dict)
     plots: dict = field(default_factory=dict)
     int8_amax: dict = field(default_factory=dict)
+    int8_ranges: dict = field(default_factory=dict)  # probe -> hints.int8_range(...), computed while values live
+    seconds: float = 0.0
+    lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
 
 
 class BisectEngine:
@@ -97,6 +105,9 @@ class BisectEngine:
         self.probes: dict[str, _ProbeSpec] = {}
         self.warnings: list[str] = []
         self._states: dict[str, _CandidateState] = {}
+        self._lockstep_runs: dict[str, tuple] = {}  # probe -> (stage, Lockstep) of the run that last measured it
+        self._ref_cache: dict[str, np.ndarray] = {}
+        self._execution: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------------------------------
     def run(self) -> BisectReport:
@@ -117,14 +128,51 @@ class BisectEngine:
                     self.warnings.append(f"{st.name}: {st.export_note}")
                 for w in st.export_warnings:
                     self.warnings.append(f"{st.name}: exporter warning: {w.short()}")
+        if needs_onnx:
+            self._check_node_lists()
         first = self._level_probes()
-        self._reference_pass(first, noise=self.opts.noise_floor)
-        cands = [self._run_candidate(label, spec, first) for label, spec in self.candidates]
+        states = [self._new_state(label, spec) for label, spec in self.candidates]
+        ref_up: dict = {}
+        cand_up: dict[str, dict] = {s.label: {} for s in states}
+        for i, st in enumerate(self.subject.stages):
+            sp = [p for p in first if p.stage == i]
+            self.ref_feeds[i] = self.subject.feed(i, ref_up)
+            for s in states:
+                s.feeds[i] = self.subject.feed(i, cand_up[s.label])
+            locked = [s for s in states if s.lockstep]
+            classic = [s for s in states if not s.lockstep]
+            ref_out = None
+            if classic or not locked:
+                ref_out = self._reference_stage(i, sp, noise=self.opts.noise_floor,
+                                                capture=any(s.spec.framework == "torch" for s in classic))
+                for s in classic:
+                    t0 = time.perf_counter()
+                    cand_up[s.label].update(self._candidate_stage(s, i, sp, s.feeds[i]))
+                    s.seconds += time.perf_counter() - t0
+            if locked:
+                ls_ref, ls_out = self._lockstep_stage(i, sp, locked)
+                ref_out = ref_out if ref_out is not None else ls_ref
+                for s in locked:
+                    cand_up[s.label].update(ls_out[s.label])
+            self.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
+            ref_up.update(self.ref_outputs[i])
+        cands = [self._conclude(s, first) for s in states]
         return self._report(cands)
+
+    def _check_node_lists(self) -> None:
+        """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own)."""
+        names = {n.name for st in self.subject.stages for n in st.onnx().graph.node}
+        for flag, given in (("--keep-fp32", self.opts.keep_fp32), ("--exclude-int8", self.opts.exclude_int8)):
+            unknown = [n for n in given if n not in names]
+            if unknown:
+                raise BadInputError(f"{flag} names node(s) not in the ONNX graph: {', '.join(unknown[:3])}"
+                                    f"{' …' if len(unknown) > 3 else ''} (node names as in the exported ONNX)")
 
     def close(self) -> None:
         """Drop the reference tensors (kept after run() for bundles); also done when the engine is collected."""
         self.store.close()
+        self._lockstep_runs.clear()
+        self._ref_cache.clear()
 
     def root_cause_segment(self, label: str, probe: str) -> tuple[int, dict[str, np.ndarray], str] | None:
         """For an ONNX-mapped probe: (stage index, reference boundary values, target tensor) of its segment."""
@@ -138,13 +186,27 @@ class BisectEngine:
         tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm else None)
         if tensor is None:
             return None
+        if probe in self._lockstep_runs:
+            stage, ls = self._lockstep_runs[probe]
+            seg = ls.plan.segment_of(tensor)
+            values = ls.reference_values(self.ref_feeds[stage], list(seg.inputs) + [tensor])
+            self._ref_cache[probe] = values[tensor]
+            return stage, {t: values[t] for t in seg.inputs}, tensor
         known = self._known_tensors(p.stage)
         bnames = segment_inputs(st.onnx(), [tensor], set(known) - {tensor})
         feed = {b: np.asarray(self._known_value(p.stage, known[b])) for b in bnames}
         return p.stage, feed, tensor
 
     def reference_value(self, probe: str) -> np.ndarray:
-        return np.asarray(self.store.get(probe))
+        if probe in self.store:
+            return np.asarray(self.store.get(probe))
+        if probe not in self._ref_cache and probe in self._lockstep_runs:
+            stage, ls = self._lockstep_runs[probe]
+            p = self.probes[probe]
+            pm = self.subject.stages[stage].probe_map()
+            tensor = probe if p.kind == "output" else pm.tensors[probe]
+            self._ref_cache[probe] = ls.reference_values(self.ref_feeds[stage], [tensor])[tensor]
+        return np.asarray(self._ref_cache[probe])
 
     def tolerance_for(self, label: str, probe: str) -> Tolerance:
         return self._tolerance(self._states[label], probe)
@@ -199,12 +261,12 @@ class BisectEngine:
         if extra_tensors is None:
             pm = stage.probe_map()
             extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
-        kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=self.det)
+        kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=self.det, spinning=False)
         if spec.precision == "int8":
             kwargs["calib_feeds"] = calib
-            kwargs["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+            kwargs["exclude_int8_nodes"] = _in_graph(self.opts.exclude_int8, model)
         if spec.precision in ("fp16", "bf16"):
-            kwargs["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+            kwargs["keep_fp32_nodes"] = _in_graph(self.opts.keep_fp32, model)
         return make_runner(spec, onnx_model=model, **kwargs)
 
     def _probe_values(self, stage: Stage, spec: BackendSpec, outputs: dict, probes: list[_ProbeSpec],
@@ -230,34 +292,29 @@ class BisectEngine:
         return [self.ref_feeds[index]]
 
     # -- reference ---------------------------------------------------------------------------------------------
-    def _reference_pass(self, probes: list[_ProbeSpec], *, noise: bool, stages: list[int] | None = None) -> None:
-        capture = any(s.framework == "torch" for _, s in self.candidates)
-        upstream: dict = {}
-        for i, st in enumerate(self.subject.stages):
-            if stages is not None and i not in stages:
-                continue
-            feed = self.ref_feeds[i] if i in self.ref_feeds else self.subject.feed(i, upstream)
-            self.ref_feeds[i] = feed
-            sp = [p for p in probes if p.stage == i]
-            with self.progress.step(f"reference {self.ref_label}: {st.name}"):
-                runner = self._runner(self.ref_spec, st, sp, capture_inputs=capture, calib=self._calib(i))
-                with runner:
-                    out = runner.infer(feed)
-                    again = runner.infer(feed) if noise else None
-            vals = self._probe_values(st, self.ref_spec, out, sp, feed)
+    def _reference_stage(self, i: int, sp: list[_ProbeSpec], *, noise: bool, capture: bool) -> dict:
+        """Run the reference over stage i with `sp` exposed and keep their values (torch: inputs too)."""
+        st = self.subject.stages[i]
+        feed = self.ref_feeds[i]
+        with self.progress.step(f"reference {self.ref_label}: {st.name}"):
+            runner = self._runner(self.ref_spec, st, sp, capture_inputs=capture, calib=self._calib(i))
+            with runner:
+                out = runner.infer(feed)
+                again = runner.infer(feed) if noise else None
+        vals = self._probe_values(st, self.ref_spec, out, sp, feed)
+        for name, v in vals.items():
+            self.store.put(name, v)
+        if capture:
+            for key, v in out.items():
+                if ":in" in key:
+                    self.store.put(key, v)
+        if again is not None:
+            vals2 = self._probe_values(st, self.ref_spec, again, sp, feed)
             for name, v in vals.items():
-                self.store.put(name, v)
-            if capture:
-                for key, v in out.items():
-                    if ":in" in key:
-                        self.store.put(key, v)
-            if again is not None:
-                vals2 = self._probe_values(st, self.ref_spec, again, sp, feed)
-                for name, v in vals.items():
-                    if name in vals2:
-                        self.noise[name] = TensorDiff.from_arrays(name, v, vals2[name])
-            self.ref_outputs[i] = {k: out[k] for k in st.output_names}
-            upstream.update(self.ref_outputs[i])
+                if name in vals2:
+                    self.noise[name] = TensorDiff.from_arrays(name, v, vals2[name])
+        self._execution.setdefault(st.name, "whole stage, probes exposed")
+        return {k: out[k] for k in st.output_names}
 
     def _tolerance(self, state: _CandidateState, name: str) -> Tolerance:
         tol = state.tol
@@ -267,35 +324,36 @@ class BisectEngine:
         return tol
 
     # -- candidates ------------------------------------------------------------------------------------------
-    def _run_candidate(self, label: str, spec: BackendSpec, probes: list[_ProbeSpec]) -> CandidateResult:
-        t0 = time.perf_counter()
+    def _new_state(self, label: str, spec: BackendSpec) -> _CandidateState:
+        from cp_debug.bisect.lockstep import lockstep_supported
+
         o = self.opts
         tol = default_tolerance(spec.precision)
         if o.atol is not None or o.rtol is not None:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)
         state = _CandidateState(label, spec, tol)
+        state.lockstep = o.lockstep and lockstep_supported(self.ref_spec, spec, custom_calibration=bool(o.calib_feeds))
         self._states[label] = state
-        upstream: dict = {}
-        for i, st in enumerate(self.subject.stages):
-            feed = self.subject.feed(i, upstream)
-            state.feeds[i] = feed
-            outs = self._candidate_stage(state, i, [p for p in probes if p.stage == i], feed)
-            upstream.update(outs)
+        return state
+
+    def _conclude(self, state: _CandidateState, probes: list[_ProbeSpec]) -> CandidateResult:
+        """Rank, refine and explain one candidate's results."""
+        t0 = time.perf_counter()
         ordered = self._ordered(state, probes)
         fd = first_divergent(ordered)
         rc = root_cause(ordered, fd)
         path: list[str] = [rc] if rc else []
-        if o.refine and rc is not None:
+        if self.opts.refine and rc is not None:
             rc, fd = self._refine(state, rc, fd, path)
         all_probes = [self.probes[n] for n in state.results]
         ordered = self._ordered(state, all_probes)
         hint = self._hint(state, rc) if rc else None
+        state.seconds += time.perf_counter() - t0
         return CandidateResult(
-            label=label, spec=str(spec), results=ordered, first_divergent=fd,
+            label=state.label, spec=str(state.spec), results=ordered, first_divergent=fd,
             root_cause=RootCause(rc, hint) if rc else None, path=path, precision=state.precision,
-            outputs_within_tolerance=self._outputs_ok(state),
-            wall_s=round(time.perf_counter() - t0, 3))
+            outputs_within_tolerance=self._outputs_ok(state), wall_s=round(state.seconds, 3))
 
     def _outputs_ok(self, state: _CandidateState) -> bool:
         last = self.subject.stages[-1]
@@ -349,6 +407,114 @@ class BisectEngine:
                 state.results[name] = replace(state.results[name],
                                               amplification=self._amplification(state, name, upstream))
         return stage_out
+
+    def _lockstep_stage(self, i: int, sp: list[_ProbeSpec], states: list[_CandidateState], *,
+                        refine: bool = False) -> tuple[dict, dict[str, dict]]:
+        """Stage i segment by segment for the reference and `states` together (lockstep.py); results are
+        recorded as each segment's probes come out. Returns (reference outputs, {label: outputs})."""
+        from cp_debug.bisect import lockstep as ls_mod
+
+        st = self.subject.stages[i]
+        pm = st.probe_map()
+        by_tensor: dict[str, list[_ProbeSpec]] = {}
+        for p in sp:
+            if p.kind == "input":
+                for s in states:
+                    self._record(s, p.name, self.ref_feeds[i][p.name], s.feeds[i][p.name], None, ())
+                continue
+            tensor = p.name if p.kind == "output" else (pm.tensors.get(p.name) if pm else None)
+            if tensor is None:
+                for s in states:
+                    s.results[p.name] = ProbeResult(p.name, "missing", note=self._unmapped_note(st, p.name, s.spec))
+                continue
+            by_tensor.setdefault(tensor, []).append(p)
+        model = st.onnx()
+        plan = ls_mod.plan_segments(model, list(by_tensor))
+        for t in plan.missing:
+            for p in by_tensor.pop(t):
+                for s in states:
+                    s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
+        lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), self._ort_kwargs(s.spec)) for s in states]
+        runner = ls_mod.Lockstep(model, plan, self.ref_spec, lanes, determinism=self.det,
+                                 noise=self.opts.noise_floor, local=self.opts.local, progress=self.progress,
+                                 stop_after_probes=refine)
+        by_label = {s.label: s for s in states}
+        name_of = {t: ps[0].name for t, ps in by_tensor.items()}
+        name_of.update({n: n for n in st.input_names})
+
+        def on_probe(pv: ls_mod.ProbeValues) -> bool:
+            """Compare one probe tensor for every candidate; True asks for the reference's noise floor here."""
+            names = [p.name for p in by_tensor[pv.tensor]]
+            if pv.noise is not None:
+                for n in names:
+                    self.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
+            upstream = self._upstream_names(i, pv.tensor, states) or tuple(name_of[u] for u in pv.upstream
+                                                                          if u in name_of)
+            off = False
+            for lane in lanes:
+                s = by_label[lane.label]
+                if s.spec.precision == "int8" and pv.tensor in lane.amax:
+                    s.int8_ranges[names[0]] = hints_mod.int8_range(pv.reference, float(lane.amax[pv.tensor]))
+                for n in names:
+                    d = self._record(s, n, pv.reference, pv.propagated[lane.label], pv.local[lane.label], upstream)
+                    off = off or d.status != "ok"
+                    self._lockstep_runs[n] = (i, runner)
+            return off and pv.noise is None
+
+        ref_out, outs = runner.run(self.ref_feeds[i], on_probe, label=f"{st.name}: ")
+        for s, lane in zip(states, lanes):
+            rep = ls_mod.lane_precision(lane)
+            if rep is not None:
+                self._merge_precision(s, st.name, rep)
+            if lane.settings is not None:
+                s.settings.setdefault(st.name, {**lane.settings, "extra_outputs": 0,
+                                                "precision_transform": ls_mod.lane_transform(lane)})
+            s.int8_amax.update(lane.amax)
+            s.seconds += lane.seconds
+        self._execution[st.name] = f"lockstep, {len(plan.segments)} segments"
+        return ref_out, outs
+
+    def _upstream_names(self, i: int, tensor: str, states: list[_CandidateState]) -> tuple[str, ...]:
+        """The nearest probes (of any pass so far) that `tensor` depends on: what amplification divides by."""
+        from cp_debug.probes.segment import segment_inputs
+
+        st = self.subject.stages[i]
+        pm = st.probe_map()
+        measured = set().union(*(s.results for s in states)) if states else set()
+        known = {n: n for n in st.input_names}
+        for name in measured:
+            p = self.probes.get(name)
+            if p is not None and p.stage == i and p.kind == "module" and name in pm.tensors:
+                known.setdefault(pm.tensors[name], name)
+        try:
+            found = segment_inputs(st.onnx(), [tensor], set(known) - {tensor})
+        except BadInputError:
+            return ()
+        return tuple(known[t] for t in found if known[t] in measured or t in st.input_names)
+
+    def _record(self, s: _CandidateState, name: str, ref, value, local_value, upstream: tuple) -> TensorDiff:
+        """Store one probe's propagated (and local) error for a candidate; returns the propagated diff."""
+        tol = self._tolerance(s, name)
+        d = TensorDiff.from_arrays(name, ref, value, tol)
+        loc = None
+        if local_value is value:
+            loc = d
+        elif local_value is not None:
+            loc = TensorDiff.from_arrays(name, ref, local_value, tol)
+        if name not in s.plots:
+            self._keep_plot(s, name, ref, value)
+        s.results[name] = ProbeResult(name, d.status, d, loc)
+        if upstream:
+            s.results[name] = replace(s.results[name], amplification=self._amplification(s, name, list(upstream)))
+        return d
+
+    def _ort_kwargs(self, spec: BackendSpec) -> dict:
+        kw: dict = {}
+        if spec.precision == "int8":
+            kw["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+        if spec.precision in ("fp16", "bf16"):
+            kw["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+        return kw
 
     @staticmethod
     def _merge_precision(state: _CandidateState, stage: str, rep) -> None:
@@ -428,12 +594,12 @@ class BisectEngine:
                 bnames = segment_inputs(model, [tensor], set(known) - {tensor})
                 feed = {b: np.asarray(self._known_value(i, known[b])) for b in bnames}
                 seg = extract_segment(model, feed, [tensor], {tensor: self.store.get(p.name).shape})
-                kw = {"determinism": self.det}
+                kw = {"determinism": self.det, "spinning": False}
                 if spec.precision == "int8":
                     kw["calib_feeds"] = [feed]
-                    kw["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+                    kw["exclude_int8_nodes"] = _in_graph(self.opts.exclude_int8, seg)
                 if spec.precision in ("fp16", "bf16"):
-                    kw["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+                    kw["keep_fp32_nodes"] = _in_graph(self.opts.keep_fp32, seg)
                 with make_runner(spec, onnx_model=seg, **kw) as r:
                     val = r.infer(feed)[tensor]
             except Exception as err:
@@ -478,8 +644,12 @@ class BisectEngine:
             for k in kids:
                 self.probes.setdefault(k.name, k)
             stage = p.stage
-            self._reference_pass(kids, noise=False, stages=[stage])
-            self._candidate_stage(state, stage, kids, state.feeds[stage])
+            if state.lockstep:
+                self._lockstep_stage(stage, kids, [state], refine=True)
+            else:
+                self._reference_stage(stage, kids, noise=False,
+                                      capture=state.spec.framework == "torch")
+                self._candidate_stage(state, stage, kids, state.feeds[stage])
             sub = self._ordered(state, kids)
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None
@@ -514,8 +684,8 @@ class BisectEngine:
         prec = state.precision
         if prec and prec.get("requested") != prec.get("effective"):
             note = f"{state.label} did not run {prec.get('requested')} throughout: " + "; ".join(prec.get("notes") or [])
-        int8 = None
-        if state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
+        int8 = state.int8_ranges.get(name)
+        if int8 is None and state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
             pm = st.probe_map()
             t = pm.tensors.get(name) if pm else None
             if t in state.int8_amax and name in self.store:
@@ -570,12 +740,13 @@ class BisectEngine:
                 plots[c.label] = kept[key]
         settings = {
             "level": self.level, "refine": self.opts.refine, "deterministic": self.opts.deterministic,
-            "noise_floor": self.opts.noise_floor, "local_error": self.opts.local,
+            "noise_floor": self.opts.noise_floor, "local_error": self.opts.local, "lockstep": self.opts.lockstep,
             "tolerance": {c.label: _tol_dict(self._states[c.label].tol) for c in cands},
             "determinism": self.det.settings(),
             "noise": {n: d.max_abs for n, d in self.noise.items() if d.max_abs > 0},
             "backends": {c.label: self._states[c.label].settings for c in cands},
             "exporters": {st.name: st.exporter for st in self.subject.stages},
+            "execution": dict(self._execution),
         }
         from cp_debug.determinism import environment
 
@@ -588,6 +759,12 @@ def _store_keys(store: TensorStore, name: str):
     while f"{name}:in{k}" in store:
         yield f"{name}:in{k}"
         k += 1
+
+
+def _in_graph(nodes: tuple[str, ...], model) -> list[str]:
+    """The named nodes that `model` (a stage's graph, or a segment cut from it) holds."""
+    present = {n.name for n in model.graph.node}
+    return [n for n in nodes if n in present]
 
 
 def _tol_dict(t: Tolerance) -> dict:

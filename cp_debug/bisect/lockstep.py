@@ -1,0 +1,447 @@
+"""Segment-by-segment execution of one ONNX stage: the reference and every candidate in lockstep.
+
+The stage's graph is cut after each probe tensor (in node order) into segments. Segment by segment:
+the reference runs on its own values (and a second time, on a chain of its own, for the noise floor); each
+candidate runs on *its* upstream values (propagated error) and, where those differ from the reference's,
+on the reference's (local error: the segment alone, on the reference's boundary). Every probe is handed to
+the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
+An FP16 candidate's values are rounded to float16 at every cut, as the deployed graph holds them.
+
+Memory is therefore bounded by the tensors live across one cut (skip connections, say) plus one segment's
+working set, per chain — not by every activation of both backends at once, which is what marking every
+tensor as an output costs (polygraphy `--onnx-outputs mark all`). Where a candidate's boundary values are
+bit-identical to the reference's, the arrays are shared and the local run is the propagated one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import onnx
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    nodes: tuple[int, ...]  # indices into graph.node, in execution order
+    inputs: tuple[str, ...]  # tensors read here that an earlier segment (or the graph input) produced
+    outputs: tuple[str, ...]  # tensors produced here that are probes, read later, or graph outputs
+    probes: tuple[str, ...]  # the probe tensors this segment produces
+
+
+@dataclass
+class SegmentPlan:
+    segments: list[Segment]
+    graph_inputs: tuple[str, ...]
+    graph_outputs: tuple[str, ...]
+    last_use: dict[str, int]  # tensor -> the last segment that reads it (graph outputs: past the end)
+    missing: tuple[str, ...]  # probe tensors no node produces
+    upstream: dict[str, tuple[str, ...]]  # probe tensor -> the nearest probe tensors (or graph inputs) it depends on
+
+    def segment_of(self, tensor: str) -> Segment | None:
+        for seg in self.segments:
+            if tensor in seg.outputs and tensor in seg.probes:
+                return seg
+        return None
+
+
+def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
+    """Cut `model` after the node producing each probe tensor; Constant nodes are copied where they are read."""
+    graph = model.graph
+    nodes = list(graph.node)
+    initializers = {i.name for i in graph.initializer}
+    graph_inputs = tuple(i.name for i in graph.input if i.name not in initializers)
+    graph_outputs = tuple(o.name for o in graph.output)
+    constants = {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    order = _topological(nodes, set(graph_inputs) | initializers)
+    producer = {t: k for k in order for t in nodes[k].output if t}
+    probe_list = list(dict.fromkeys(probes))
+    missing = tuple(p for p in probe_list if p not in producer and p not in graph_inputs)
+    wanted = set(p for p in probe_list if p in producer and p not in constants)
+    pos = {k: j for j, k in enumerate(order)}
+    cuts = sorted({pos[producer[p]] for p in wanted})
+    if not cuts or cuts[-1] != len(order) - 1:
+        cuts.append(len(order) - 1)
+    ranges, start = [], 0
+    for c in cuts:
+        ks = tuple(k for k in order[start:c + 1] if nodes[k].op_type != "Constant")
+        if ks:
+            ranges.append(ks)
+        start = c + 1
+    reads = [_reads(nodes, ks) - initializers - constants for ks in ranges]
+    made = [{t for k in ks for t in nodes[k].output if t} for ks in ranges]
+    last_use: dict[str, int] = {}
+    for s, r in enumerate(reads):
+        for t in r:
+            last_use[t] = s
+    for t in graph_outputs:
+        last_use[t] = len(ranges)
+    segments = []
+    for s, ks in enumerate(ranges):
+        outs = [t for k in ks for t in nodes[k].output
+                if t and (t in wanted or t in graph_outputs or last_use.get(t, -1) > s)]
+        ins = [t for k in ks for t in _node_reads(nodes[k]) if t in reads[s] and t not in made[s]]
+        segments.append(Segment(s, ks, tuple(dict.fromkeys(ins)), tuple(dict.fromkeys(outs)),
+                                tuple(t for t in dict.fromkeys(outs) if t in wanted)))
+    upstream = _nearest_upstream(nodes, producer, wanted, set(graph_inputs), constants | initializers)
+    return SegmentPlan(segments, graph_inputs, graph_outputs, last_use, missing, upstream)
+
+
+def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, inputs: dict[str, np.ndarray],
+                  types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:
+    """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it, outputs
+    from `types` (the whole graph's inferred types, see `tensor_types`) or inference on the segment."""
+    from onnx import helper
+
+    graph = model.graph
+    nodes = list(graph.node)
+    inits = initializers if initializers is not None else {i.name: i for i in graph.initializer}
+    const_nodes = {o: n for n in nodes if n.op_type == "Constant" for o in n.output}
+    reads = _reads(nodes, seg.nodes)
+    body = [const_nodes[t] for t in sorted(reads) if t in const_nodes] + [nodes[k] for k in seg.nodes]
+    g_inputs = []
+    for t in seg.inputs:
+        arr = np.asarray(inputs[t])
+        g_inputs.append(helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)))
+    g_outputs = []
+    untyped = []
+    for t in seg.outputs:
+        vi = onnx.ValueInfoProto(name=t)
+        if t in types:
+            vi.type.CopyFrom(types[t])
+        else:
+            untyped.append(t)
+        g_outputs.append(vi)
+    g = helper.make_graph(body, f"{graph.name or 'graph'}_segment{seg.index}", g_inputs, g_outputs,
+                          initializer=[inits[t] for t in sorted(reads) if t in inits])
+    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="cp_debug.lockstep")
+    m.ir_version = model.ir_version
+    m.functions.extend(model.functions)
+    if untyped:  # the whole graph's inference left these open: infer on the (statically shaped) segment
+        found = tensor_types(m)
+        for vi in m.graph.output:
+            if vi.name in untyped:
+                vi.type.CopyFrom(found.get(vi.name) or helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None))
+    return m
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """The type (element type and shape, possibly symbolic) of every tensor shape inference can type."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - large or unusual graphs: fall back to the declared types
+        inferred = model
+    g = inferred.graph
+    return {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
+            and vi.type.tensor_type.HasField("shape")}
+
+
+# -- running -------------------------------------------------------------------------------------------------
+@dataclass
+class Lane:
+    """One candidate's chain of values through the stage."""
+
+    label: str
+    spec: BackendSpec
+    env: dict[str, np.ndarray]
+    runner_kwargs: dict = field(default_factory=dict)  # keep_fp32_nodes, exclude_int8_nodes, …
+    facts: list[dict] = field(default_factory=list)  # ORT graph facts of every segment session
+    transforms: list[dict] = field(default_factory=list)
+    amax: dict[str, float] = field(default_factory=dict)  # INT8: calibrated amax per tensor
+    settings: dict | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeValues:
+    """A probe tensor's values as one segment left them; None where a run was not needed."""
+
+    tensor: str
+    reference: np.ndarray
+    noise: np.ndarray | None  # the reference's second chain (noise floor); None when not measured here
+    propagated: dict[str, np.ndarray]  # label -> the candidate's value on its own upstream values
+    local: dict[str, np.ndarray | None]  # label -> on the reference's boundary (the propagated array itself
+    # when the boundary was bit-identical); None when local error is off
+    upstream: tuple[str, ...]
+
+
+class Lockstep:
+    """Runs `plan`'s segments for a reference spec and candidate lanes; see the module docstring."""
+
+    def __init__(self, model: onnx.ModelProto, plan: SegmentPlan, reference: BackendSpec, lanes: list[Lane], *,
+                 determinism, noise: bool, local: bool, progress=None, stop_after_probes: bool = False):
+        self.model = model
+        self.plan = plan
+        self.reference = reference
+        self.lanes = lanes
+        self.det = determinism
+        self.noise = noise
+        self.local = local
+        self.progress = progress
+        self.stop_after_probes = stop_after_probes
+        self.types = tensor_types(model)
+        self._inits = {i.name: i for i in model.graph.initializer}
+
+    def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], None],
+            label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        """Run every segment; returns (reference graph outputs, {lane label: graph outputs})."""
+        ref_env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
+        noise_env = dict(ref_env) if self.noise else None
+        for lane in self.lanes:
+            lane.env = {t: _share(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
+        n = len(self.plan.segments)
+        last_probe_seg = max((s.index for s in self.plan.segments if s.probes), default=-1)
+        for seg in self.plan.segments:
+            if self.stop_after_probes and seg.index > last_probe_seg:
+                break
+            ctx = self.progress.step(f"{label}segment {seg.index + 1}/{n}") if self.progress else _nullctx()
+            with ctx:
+                self._segment(seg, ref_env, noise_env, on_probe)
+            for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
+                if env is not None:
+                    for t in [t for t in env if self.plan.last_use.get(t, -1) <= seg.index]:
+                        del env[t]
+        outs = self.plan.graph_outputs
+        return ({t: ref_env[t] for t in outs if t in ref_env},
+                {lane.label: {t: lane.env[t] for t in outs if t in lane.env} for lane in self.lanes})
+
+    def reference_values(self, ref_feed: dict[str, np.ndarray], tensors: Sequence[str]) -> dict[str, np.ndarray]:
+        """Re-run the reference alone until `tensors` are known (for bug-report bundles); keeps only those."""
+        want = set(tensors)
+        env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
+        got = {t: env[t] for t in want if t in env}
+        for seg in self.plan.segments:
+            if want <= set(got):
+                break
+            out = self._run(self.reference, seg, env, {})
+            env.update(out)
+            got.update({t: v for t, v in out.items() if t in want})
+            for t in [t for t in env if self.plan.last_use.get(t, -1) <= seg.index and t not in want]:
+                del env[t]
+        return got
+
+    # -- one segment -------------------------------------------------------------------------------------
+    def _segment(self, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
+        ref_in = {t: ref_env[t] for t in seg.inputs}
+        model = segment_model(self.model, self.plan, seg, ref_in, self.types, self._inits)
+        with self._runner(self.reference, model, {}, None) as ref_runner:
+            ref_out = ref_runner.infer(ref_in)
+            ref_env.update(ref_out)
+            local: dict[str, dict | None] = {}
+            for lane in self.lanes:
+                t0 = time.perf_counter()
+                lane_in = {t: lane.env[t] for t in seg.inputs}
+                same = _all_shared(lane_in, ref_in)
+                calib = [ref_in] if lane.spec.precision == "int8" else None
+                with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
+                                  calib) as r:
+                    out = _as_stored(lane.spec, r.infer(lane_in))
+                    local[lane.label] = (_as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in)))
+                                         if (self.local and not same) else None)
+                    self._record(lane, r)
+                lane.env.update({t: _share(v, ref_out[t]) for t, v in out.items()})
+                lane.seconds += time.perf_counter() - t0
+            values = [ProbeValues(
+                t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
+                {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
+                self.plan.upstream.get(t, ())) for t in seg.probes]
+            wants_noise = [on_probe(v) for v in values]
+            if noise_env is None:
+                return
+            if any(wants_noise):
+                # The noise floor matters only where a candidate is off: run the reference again there (on its
+                # own second chain) and compare once more with the tolerance the noise allows.
+                noise_in = {t: noise_env[t] for t in seg.inputs}
+                noise_out = ref_runner.infer(noise_in)
+                noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
+                for v in values:
+                    on_probe(replace(v, noise=noise_env[v.tensor]))
+            else:  # not measured here: the second chain takes the reference's values
+                noise_env.update(ref_out)
+
+    def _local_value(self, lane: Lane, local_out: dict | None, t: str):
+        """The segment on the reference's boundary: run values, or the propagated ones when the inputs were the
+        reference's own arrays (identical), or None when local error is off."""
+        if local_out is not None:
+            return local_out[t]
+        return lane.env[t] if self.local else None
+
+    def _model_for(self, model, seg: Segment, lane_in: dict, ref_in: dict):
+        if all(np.shape(lane_in[t]) == np.shape(ref_in[t]) and np.asarray(lane_in[t]).dtype == ref_in[t].dtype
+               for t in seg.inputs):
+            return model
+        # the candidate's boundary has another shape: its own model (a shape mismatch the probes will report)
+        return segment_model(self.model, self.plan, seg, lane_in, self.types, self._inits)
+
+    def _run(self, spec: BackendSpec, seg: Segment, env: dict, kwargs: dict) -> dict[str, np.ndarray]:
+        feed = {t: env[t] for t in seg.inputs}
+        model = segment_model(self.model, self.plan, seg, feed, self.types, self._inits)
+        with self._runner(spec, model, kwargs, [feed] if spec.precision == "int8" else None) as r:
+            return r.infer(feed)
+
+    def _runner(self, spec: BackendSpec, model, kwargs: dict, calib):
+        from cp_debug.backends.ort_runner import OrtRunner
+
+        names = {n.name for n in model.graph.node}
+        kw = {k: ([n for n in v if n in names] if k in ("keep_fp32_nodes", "exclude_int8_nodes") else v)
+              for k, v in kwargs.items()}  # node lists name nodes of the whole graph: keep this segment's
+        if calib is not None:
+            kw["calib_feeds"] = calib
+        return OrtRunner(model, spec, determinism=self.det, spinning=False, **kw)
+
+    @staticmethod
+    def _record(lane: Lane, runner) -> None:
+        if runner.graph_facts is not None:
+            lane.facts.append(runner.graph_facts)
+        lane.transforms.append(runner.transform)
+        lane.amax.update(runner.quant_amax())
+        if lane.settings is None:
+            lane.settings = runner.settings()
+
+
+def lane_transform(lane: Lane) -> dict:
+    """The precision transform over all of a lane's segments (counts summed)."""
+    from cp_debug.backends.ort_runner import merge_transforms
+
+    return merge_transforms(lane.transforms)
+
+
+def lane_precision(lane: Lane):
+    """One PrecisionReport over all of a lane's segment sessions."""
+    from cp_debug.backends.ort_runner import merge_graph_facts, merge_transforms, precision_report_from_facts
+
+    if not lane.facts:
+        return None
+    return precision_report_from_facts(lane.spec, merge_graph_facts(lane.facts), merge_transforms(lane.transforms))
+
+
+def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom_calibration: bool) -> bool:
+    """Both in ONNX Runtime; INT8 only when calibrated on the run's own (FP32 reference) values."""
+    if reference.framework != "ort" or candidate.framework != "ort":
+        return False
+    if candidate.precision == "int8":
+        return not custom_calibration and reference.precision == "fp32"
+    return True
+
+
+# -- graph helpers -------------------------------------------------------------------------------------------
+def _node_reads(node: onnx.NodeProto) -> list[str]:
+    """A node's inputs, plus the outer-scope names its subgraphs (If/Loop/Scan bodies) read."""
+    out = [t for t in node.input if t]
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            inner = {t for n in g.node for t in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
+            out += [t for n in g.node for t in _node_reads(n) if t not in inner]
+    return out
+
+
+def _reads(nodes: list, ks: Iterable[int]) -> set[str]:
+    return {t for k in ks for t in _node_reads(nodes[k])}
+
+
+def _topological(nodes: list, available: set[str]) -> list[int]:
+    """Node indices in execution order: the file's order when it is already topological (the ONNX rule)."""
+    have = set(available)
+    ok = True
+    for n in nodes:
+        if any(t not in have for t in _node_reads(n)):
+            ok = False
+            break
+        have.update(t for t in n.output if t)
+    if ok:
+        return list(range(len(nodes)))
+    producer = {t: k for k, n in enumerate(nodes) for t in n.output if t}
+    order, done, state = [], set(), {}
+
+    def visit(k):  # iterative DFS would be nicer for deep graphs; recursion depth is raised below
+        if k in done:
+            return
+        if state.get(k):
+            raise BadInputError("the ONNX graph has a cycle: it cannot be run")
+        state[k] = True
+        for t in _node_reads(nodes[k]):
+            if t in producer:
+                visit(producer[t])
+        done.add(k)
+        order.append(k)
+
+    import sys
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(nodes) + 100))
+    for k in range(len(nodes)):
+        visit(k)
+    return order
+
+
+def _nearest_upstream(nodes, producer: dict[str, int], probes: set[str], graph_inputs: set[str],
+                      ignore: set[str]) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for p in probes:
+        found, seen, stack = [], set(), [t for t in _node_reads(nodes[producer[p]])]
+        while stack:
+            t = stack.pop()
+            if t in seen or t in ignore:
+                continue
+            seen.add(t)
+            if t in probes or t in graph_inputs:
+                found.append(t)
+            elif t in producer:
+                stack.extend(_node_reads(nodes[producer[t]]))
+        out[p] = tuple(sorted(found))
+    return out
+
+
+def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float tensors as an FP16 graph holds them between two nodes: rounded to float16 (and back to float32).
+
+    The FP16 transform keeps a segment's inputs and outputs in float32, so without this the values crossing a
+    cut would skip the float16 rounding (and overflow to inf) that every tensor of the deployed graph gets —
+    and ONNX Runtime's CPU provider even drops the Cast pairs it inserts itself around float32-only kernels.
+    """
+    if spec.precision != "fp16":
+        return values
+    out = {}
+    for t, v in values.items():
+        a = np.asarray(v)
+        if a.dtype == np.float32:
+            with np.errstate(over="ignore"):
+                a = a.astype(np.float16).astype(np.float32)
+        out[t] = a
+    return out
+
+
+def _share(value: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`ref` itself when `value` is bit-identical to it (one array, and local runs can be skipped)."""
+    if value is ref:
+        return ref
+    return ref if _identical(value, ref) else value
+
+
+def _identical(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    for lo in range(0, fa.size, block):
+        if not np.array_equal(fa[lo:lo + block], fb[lo:lo + block]):
+            return False
+    return True
+
+
+def _all_shared(a: dict, b: dict) -> bool:
+    return all(a[t] is b[t] for t in b)
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

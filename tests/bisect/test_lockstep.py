@@ -1,0 +1,123 @@
+"""Segment-by-segment (lockstep) execution: the plan, the values it yields, and the engine on planted faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from cp_debug.backends import make_runner
+from cp_debug.backends.onnx_utils import expose_outputs
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.engine import BisectEngine, BisectOptions
+from cp_debug.bisect.lockstep import Lane, Lockstep, plan_segments
+from cp_debug.bisect.loaders import onnx_subject, torch_subject
+from cp_debug.determinism import Determinism
+
+PLANTED = Path(__file__).with_name("planted.py")
+
+
+def _residual_model() -> onnx.ModelProto:
+    """x -> conv a -> relu b -> conv c -> add(c, a) = y: `a` is read again two segments later."""
+    rng = np.random.default_rng(0)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [4, 4, 3, 3], rng.normal(size=144).astype(np.float32) * 0.3)
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [4, 4, 3, 3], rng.normal(size=144).astype(np.float32) * 0.3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="conv_a"),
+        helper.make_node("Relu", ["a"], ["b"], name="relu_b"),
+        helper.make_node("Constant", [], ["k"], value=helper.make_tensor("k", TensorProto.FLOAT, [], [2.0])),
+        helper.make_node("Conv", ["b", "w2"], ["c0"], pads=[1, 1, 1, 1], name="conv_c"),
+        helper.make_node("Mul", ["c0", "k"], ["c"], name="scale_c"),
+        helper.make_node("Add", ["c", "a"], ["y"], name="add_y"),
+    ]
+    g = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w1, w2])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def test_plan_cuts_after_each_probe_and_keeps_skip_tensors_alive():
+    plan = plan_segments(_residual_model(), ["a", "c", "nowhere"])
+    assert [s.probes for s in plan.segments] == [("a",), ("c",), ()]
+    assert plan.segments[0].inputs == ("x",) and plan.segments[1].inputs == ("a",)
+    assert set(plan.segments[2].inputs) == {"c", "a"} and plan.segments[2].outputs == ("y",)
+    assert plan.last_use["a"] == 2 and plan.last_use["y"] == 3  # graph outputs live to the end
+    assert plan.upstream == {"a": ("x",), "c": ("a",)}
+    assert plan.missing == ("nowhere",)
+
+
+def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tensors():
+    model = _residual_model()
+    x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    with make_runner("ort", onnx_model=expose_outputs(model, ["a", "b", "c"])) as r:
+        whole = r.infer({"x": x})
+    plan = plan_segments(model, ["a", "b", "c"])
+    lane = Lane("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"), {"x": x})
+    seen = {}
+    ls = Lockstep(model, plan, BackendSpec.parse("ort"), [lane], determinism=Determinism(), noise=True, local=True)
+    ref_out, outs = ls.run({"x": x}, lambda pv: seen.setdefault(pv.tensor, pv) is None)
+    assert list(seen) == ["a", "b", "c"]
+    for t in ("a", "b", "c"):
+        np.testing.assert_allclose(seen[t].reference, whole[t], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ref_out["y"], whole["y"], rtol=1e-5, atol=1e-5)
+    # the first segment reads the shared input: its local run is the propagated one (same array)
+    assert seen["a"].local["ort-cpu-fp16"] is seen["a"].propagated["ort-cpu-fp16"]
+    # later segments get FP16-rounded inputs: the local run (on the reference's values) is a run of its own
+    assert seen["c"].local["ort-cpu-fp16"] is not seen["c"].propagated["ort-cpu-fp16"]
+    fp16_err = np.abs(outs["ort-cpu-fp16"]["y"] - ref_out["y"]).max()
+    assert 0 < fp16_err < 0.05
+    assert set(lane.env) == {"y"}  # everything else was dropped once read for the last time
+    assert len(lane.facts) == len(plan.segments)
+
+
+def _engine(subject, backends: str, **opts) -> BisectEngine:
+    labels = backends.split(",")
+    return BisectEngine(subject, (labels[0], BackendSpec.parse(labels[0])),
+                        [(lab, BackendSpec.parse(lab)) for lab in labels[1:]], BisectOptions(**opts))
+
+
+def test_int8_hostile_layer_is_found_in_lockstep_as_in_the_whole_graph_run():
+    subject = torch_subject(f"{PLANTED}:int8_hostile")
+    lock = _engine(subject, "ort,ort-cpu-int8").run()
+    whole = _engine(subject, "ort,ort-cpu-int8", lockstep=False).run()
+    a, b = lock.candidates[0], whole.candidates[0]
+    stage = subject.stages[0].name
+    assert lock.settings["execution"][stage].startswith("lockstep")
+    assert whole.settings["execution"][stage].startswith("whole stage")
+    assert a.root_cause.probe.startswith("body.2") and a.root_cause.probe == b.root_cause.probe
+    assert a.first_divergent == b.first_divergent
+    ra = {r.probe: r for r in a.results}
+    rb = {r.probe: r for r in b.results}
+    assert ra.keys() == rb.keys()
+    for name in ra:  # the same numbers, up to where INT8 rounding differs between the two graphs
+        assert ra[name].diff.rel_rmse == pytest.approx(rb[name].diff.rel_rmse, rel=0.05), name
+        assert ra[name].local.rel_rmse == pytest.approx(rb[name].local.rel_rmse, rel=0.05, abs=1e-3), name
+    assert ra[a.root_cause.probe].amplification > 10  # error in ÷ error out: the layer that adds it
+    assert a.precision["requested"] == "int8"
+
+
+def test_fp16_overflow_in_lockstep_and_its_bundle_reproduces(tmp_path):
+    from cp_debug.bisect.bundle import bundle_from_run
+
+    engine = _engine(torch_subject(f"{PLANTED}:fp16_overflow"), "ort,ort-cpu-fp16")
+    report = engine.run()
+    cand = report.candidates[0]
+    assert report.settings["execution"][engine.subject.stages[0].name].startswith("lockstep")
+    # the exporter folds BatchNorm into the conv: body.2.0's conv and body.2.1's BN are one ONNX tensor, which
+    # the probe map names after the BN (the most specific module with a tensor of its own)
+    assert cand.root_cause.probe == "body.2.1" and "FP16 range" in cand.root_cause.hint
+    assert cand.path == ["body.2", "body.2.1"] and cand.first_divergent == "body.2.1"
+    assert report.settings["noise"] == {}  # ORT CPU is deterministic: no noise where it was measured
+    out = bundle_from_run(engine, report, tmp_path / "bundle")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "repro.py"], cwd=out, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "REPRODUCED" in proc.stdout, proc.stdout + proc.stderr
+    engine.close()
