@@ -17,18 +17,19 @@ if TYPE_CHECKING:  # pragma: no cover
 _PROTO_LIMIT = 2**31 - 1  # protobuf's 2 GiB limit: bigger models are checked by path, not in memory
 
 
-def load_onnx(path_or_model: "onnx.ModelProto | str | Path") -> "onnx.ModelProto":
+def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True) -> "onnx.ModelProto":
     """Load and check an ONNX model; a missing, corrupt or invalid file is one `BadInputError` line.
 
-    External data next to the file is loaded. A ModelProto given directly is checked and returned as is
-    (callers never mutate it: every transform here builds a new model).
+    External data next to the file is loaded. A ModelProto given directly is checked (unless `check` is False:
+    a graph we cut ourselves from a checked one, whose outputs may lack the shapes the checker insists on)
+    and returned as is (callers never mutate it: every transform here builds a new model).
     """
     import onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
         try:
-            if model.ByteSize() < _PROTO_LIMIT:
+            if check and model.ByteSize() < _PROTO_LIMIT:
                 onnx.checker.check_model(model)
         except onnx.checker.ValidationError as err:
             raise BadInputError(f"the ONNX model is not valid: {_first_line(err)}; re-export it or fix the graph") from err

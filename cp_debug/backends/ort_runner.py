@@ -59,13 +59,14 @@ class OrtRunner(Runner):
     keep_fp32_nodes: node names kept in FP32 by the FP16 conversion. exclude_int8_nodes: nodes left unquantized.
     threads: ORT intra-op threads (None: ORT's default).
     spinning: let idle ORT threads busy-wait for the next run (ORT's default; off when other work interleaves).
+    check_model: run the ONNX checker on a ModelProto given directly (off for segments cut by cp_debug itself).
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
-                 spinning: bool = True):
+                 spinning: bool = True, check_model: bool = True):
         spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
@@ -80,6 +81,7 @@ class OrtRunner(Runner):
         self.threads = threads
         self.calib_method = calib_method
         self.spinning = spinning
+        self.check_model = check_model
         self._reset()
 
     def _reset(self) -> None:
@@ -102,7 +104,7 @@ class OrtRunner(Runner):
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
-        model = load_onnx(self._model_src)
+        model = load_onnx(self._model_src, check=self.check_model)
         graph_outputs = [o.name for o in model.graph.output]
         extras = [n for n in self.extra_outputs if n not in graph_outputs]
         check_tensor_names(model, extras)

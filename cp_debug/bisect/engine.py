@@ -463,7 +463,7 @@ class BisectEngine:
 
         ref_out, outs = runner.run(self.ref_feeds[i], on_probe, label=f"{st.name}: ")
         for s, lane in zip(states, lanes):
-            rep = ls_mod.lane_precision(lane)
+            rep = ls_mod.lane_precision(lane) if not refine else None  # a refinement re-runs part of the stage
             if rep is not None:
                 self._merge_precision(s, st.name, rep)
             if lane.settings is not None:
@@ -471,7 +471,8 @@ class BisectEngine:
                                                 "precision_transform": ls_mod.lane_transform(lane)})
             s.int8_amax.update(lane.amax)
             s.seconds += lane.seconds
-        self._execution[st.name] = f"lockstep, {len(plan.segments)} segments"
+        if not refine:
+            self._execution[st.name] = f"lockstep, {len(plan.segments)} segments"
         return ref_out, outs
 
     def _upstream_names(self, i: int, tensor: str, states: list[_CandidateState]) -> tuple[str, ...]:

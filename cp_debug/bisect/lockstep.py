@@ -115,7 +115,7 @@ def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, input
         vi = onnx.ValueInfoProto(name=t)
         if t in types:
             vi.type.CopyFrom(types[t])
-        else:
+        if not vi.type.tensor_type.HasField("shape"):
             untyped.append(t)
         g_outputs.append(vi)
     g = helper.make_graph(body, f"{graph.name or 'graph'}_segment{seg.index}", g_inputs, g_outputs,
@@ -126,21 +126,22 @@ def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, input
     if untyped:  # the whole graph's inference left these open: infer on the (statically shaped) segment
         found = tensor_types(m)
         for vi in m.graph.output:
-            if vi.name in untyped:
-                vi.type.CopyFrom(found.get(vi.name) or helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None))
+            if vi.name in untyped and vi.name in found:
+                vi.type.CopyFrom(found[vi.name])
+            elif vi.name in untyped and not vi.type.tensor_type.elem_type:
+                vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT  # shape left open: ORT does not need it
     return m
 
 
 def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    """The type (element type and shape, possibly symbolic) of every tensor shape inference can type."""
+    """The type (element type, and the shape where known, possibly symbolic) of every tensor inference can type."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # noqa: BLE001 - large or unusual graphs: fall back to the declared types
         inferred = model
     g = inferred.graph
     return {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
-            and vi.type.tensor_type.HasField("shape")}
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ class Lockstep:
               for k, v in kwargs.items()}  # node lists name nodes of the whole graph: keep this segment's
         if calib is not None:
             kw["calib_feeds"] = calib
-        return OrtRunner(model, spec, determinism=self.det, spinning=False, **kw)
+        return OrtRunner(model, spec, determinism=self.det, spinning=False, check_model=False, **kw)
 
     @staticmethod
     def _record(lane: Lane, runner) -> None:
