@@ -261,12 +261,10 @@ class BisectEngine:
         if extra_tensors is None:
             pm = stage.probe_map()
             extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
-        kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=self.det, spinning=False)
+        kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=self.det, spinning=False,
+                      **self._ort_kwargs(spec, model))
         if spec.precision == "int8":
             kwargs["calib_feeds"] = calib
-            kwargs["exclude_int8_nodes"] = _in_graph(self.opts.exclude_int8, model)
-        if spec.precision in ("fp16", "bf16"):
-            kwargs["keep_fp32_nodes"] = _in_graph(self.opts.keep_fp32, model)
         return make_runner(spec, onnx_model=model, **kwargs)
 
     def _probe_values(self, stage: Stage, spec: BackendSpec, outputs: dict, probes: list[_ProbeSpec],
@@ -509,12 +507,15 @@ class BisectEngine:
             s.results[name] = replace(s.results[name], amplification=self._amplification(s, name, list(upstream)))
         return d
 
-    def _ort_kwargs(self, spec: BackendSpec) -> dict:
+    def _ort_kwargs(self, spec: BackendSpec, model=None) -> dict:
+        """The precision transform's node lists for `spec`: those of `model`'s nodes (a stage's graph or a
+        segment of it); every listed node when no model is given (lockstep filters per segment itself)."""
+        pick = (lambda nodes: _in_graph(nodes, model)) if model is not None else list
         kw: dict = {}
         if spec.precision == "int8":
-            kw["exclude_int8_nodes"] = list(self.opts.exclude_int8)
+            kw["exclude_int8_nodes"] = pick(self.opts.exclude_int8)
         if spec.precision in ("fp16", "bf16"):
-            kw["keep_fp32_nodes"] = list(self.opts.keep_fp32)
+            kw["keep_fp32_nodes"] = pick(self.opts.keep_fp32)
         return kw
 
     @staticmethod
@@ -595,12 +596,9 @@ class BisectEngine:
                 bnames = segment_inputs(model, [tensor], set(known) - {tensor})
                 feed = {b: np.asarray(self._known_value(i, known[b])) for b in bnames}
                 seg = extract_segment(model, feed, [tensor], {tensor: self.store.get(p.name).shape})
-                kw = {"determinism": self.det, "spinning": False}
+                kw = {"determinism": self.det, "spinning": False, **self._ort_kwargs(spec, seg)}
                 if spec.precision == "int8":
                     kw["calib_feeds"] = [feed]
-                    kw["exclude_int8_nodes"] = _in_graph(self.opts.exclude_int8, seg)
-                if spec.precision in ("fp16", "bf16"):
-                    kw["keep_fp32_nodes"] = _in_graph(self.opts.keep_fp32, seg)
                 with make_runner(spec, onnx_model=seg, **kw) as r:
                     val = r.infer(feed)[tensor]
             except Exception as err:

@@ -29,12 +29,9 @@ def as_float(x) -> float | None:
 def fmt_num(x) -> str:
     """3 significant digits; scientific (1.23e-5) when small or large; "—" for no value."""
     v = as_float(x)
-    if v is None:
-        return "—"
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
+    special = _special(v)
+    if special is not None:
+        return special
     if v == 0:
         return "0"
     a = abs(v)
@@ -47,13 +44,19 @@ def fmt_num(x) -> str:
 
 def fmt_db(x) -> str:
     v = as_float(x)
+    special = _special(v)
+    return special if special is not None else f"{v:.1f}"
+
+
+def _special(v: float | None) -> str | None:
+    """How "no value", NaN and ±inf read in tables; None for an ordinary number."""
     if v is None:
         return "—"
     if math.isnan(v):
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    return f"{v:.1f}"
+    return None
 
 
 @dataclass(frozen=True)
