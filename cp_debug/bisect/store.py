@@ -1,22 +1,39 @@
-"""Reference tensors kept for comparison, within a memory budget: past it, arrays go to disk (memory-mapped)."""
+"""Reference tensors kept for comparison, within a memory budget: past it, arrays go to disk (memory-mapped).
+
+Every spilled array gets a file name of its own (a counter that never repeats), so putting a name again can
+never overwrite another name's file. The spill folder is removed on `close()`, when the store is collected,
+and at interpreter exit (also after Ctrl-C or an error), through `weakref.finalize`.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
+import weakref
 
 import numpy as np
 
 
 class TensorStore:
+    """`budget_bytes` of arrays in memory; the rest in .npy files. A budget of 0 puts every array on disk."""
+
     def __init__(self, budget_bytes: int = 2 << 30):
+        if budget_bytes < 0:
+            raise ValueError(f"memory budget must be >= 0 bytes, got {budget_bytes}")
         self.budget = budget_bytes
         self._mem: dict[str, np.ndarray] = {}
         self._disk: dict[str, str] = {}
         self._dir: str | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._serial = itertools.count()
         self.in_memory = 0
-        self.spilled = 0
+        self.spilled = 0  # bytes ever written to disk
+
+    @property
+    def spill_dir(self) -> str | None:
+        return self._dir
 
     def put(self, name: str, arr: np.ndarray) -> None:
         self.drop(name)
@@ -27,7 +44,8 @@ class TensorStore:
             return
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="cpdebug-store-")
-        path = os.path.join(self._dir, f"{len(self._disk)}.npy")
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        path = os.path.join(self._dir, f"{next(self._serial)}.npy")
         np.save(path, arr)
         self._disk[name] = path
         self.spilled += arr.nbytes
@@ -39,6 +57,9 @@ class TensorStore:
 
     def __contains__(self, name: str) -> bool:
         return name in self._mem or name in self._disk
+
+    def __len__(self) -> int:
+        return len(self._mem) + len(self._disk)
 
     def drop(self, name: str) -> None:
         arr = self._mem.pop(name, None)
@@ -52,9 +73,13 @@ class TensorStore:
         self._mem.clear()
         self._disk.clear()
         self.in_memory = 0
-        if self._dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        if self._finalizer is not None:
+            self._finalizer()  # removes the folder once; later calls are no-ops
+            self._finalizer = None
+        self._dir = None
 
-    def __del__(self):
+    def __enter__(self) -> TensorStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.close()

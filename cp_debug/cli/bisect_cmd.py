@@ -34,6 +34,9 @@ def bisect(
     exclude_int8: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for weights, synthetic scans and generated inputs.")] = 0,
+    memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
+                                               help="Reference tensors kept in memory, in MiB; past it they go to "
+                                                    "disk (0 = every reference tensor on disk).")] = 2048,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
     parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
@@ -51,8 +54,8 @@ def bisect(
 
 
 def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, level, refine, atol,
-            rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, json_out,
-            csv, parquet, html, bundle, quiet) -> int:
+            rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, memory_budget,
+            json_out, csv, parquet, html, bundle, quiet) -> int:
     from cp_debug.backends.spec import parse_backends
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
@@ -75,7 +78,8 @@ def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_mode
         calib_feeds = (match_inputs(raw, st0.input_names, {}, "the model"),)
     opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
                          noise_floor=noise_floor, local=local, calib_feeds=calib_feeds,
-                         keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed)
+                         keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed,
+                         memory_budget_mb=memory_budget)
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
