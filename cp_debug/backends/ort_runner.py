@@ -99,7 +99,7 @@ class OrtRunner(Runner):
     def _activate(self) -> None:
         import onnxruntime as ort
 
-        from cp_debug.backends.onnx_utils import check_tensor_names, expose_outputs, load_onnx
+        from cp_debug.graph.model import check_tensor_names, expose_outputs, load_onnx
 
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)

@@ -176,7 +176,7 @@ class BisectEngine:
 
     def root_cause_segment(self, label: str, probe: str) -> tuple[int, dict[str, np.ndarray], str] | None:
         """For an ONNX-mapped probe: (stage index, reference boundary values, target tensor) of its segment."""
-        from cp_debug.probes.segment import segment_inputs
+        from cp_debug.graph.segment import segment_inputs
 
         p = self.probes.get(probe)
         if p is None or p.kind == "input":
@@ -475,7 +475,7 @@ class BisectEngine:
 
     def _upstream_names(self, i: int, tensor: str, states: list[_CandidateState]) -> tuple[str, ...]:
         """The nearest probes (of any pass so far) that `tensor` depends on: what amplification divides by."""
-        from cp_debug.probes.segment import segment_inputs
+        from cp_debug.graph.segment import segment_inputs
 
         st = self.subject.stages[i]
         pm = st.probe_map()
@@ -581,7 +581,7 @@ class BisectEngine:
             return out
         # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
         from cp_debug.backends import make_runner
-        from cp_debug.probes.segment import extract_segment, segment_inputs
+        from cp_debug.graph.segment import extract_segment, segment_inputs
 
         model = st.onnx()
         pm = st.probe_map()

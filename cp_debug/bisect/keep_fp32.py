@@ -124,7 +124,7 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed
     tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
         to values; default ORT CPU FP32. Runs: see KeepFp32Search.
     """
-    from cp_debug.backends.onnx_utils import load_onnx
+    from cp_debug.graph.model import load_onnx
 
     spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     check_backend(spec)

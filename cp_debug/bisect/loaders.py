@@ -109,7 +109,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
-    from cp_debug.backends.onnx_utils import load_onnx
+    from cp_debug.graph.model import load_onnx
 
     model = load_onnx(path)
     inits = {i.name for i in model.graph.initializer}

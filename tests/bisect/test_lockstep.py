@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from cp_debug.backends import make_runner
-from cp_debug.backends.onnx_utils import expose_outputs
+from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from cp_debug.bisect.lockstep import Lane, Lockstep, plan_segments
