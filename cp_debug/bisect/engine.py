@@ -541,7 +541,7 @@ class BisectEngine:
 
     def _keep_plot(self, state: _CandidateState, name: str, ref, test) -> None:
         try:
-            from cp_debug.report.plot_data import error_heatmap, error_histogram
+            from cp_debug.compare.plot_data import error_heatmap, error_histogram
         except ImportError:
             return
         ref = np.asarray(ref)

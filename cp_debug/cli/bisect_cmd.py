@@ -115,7 +115,7 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
 
         write_html(report, html)
     if bundle:
-        from cp_debug.bisect.bundle import bundle_from_run
+        from cp_debug.bugreport.from_run import bundle_from_run
 
         with progress.step(f"writing bug-report bundle {bundle}"):
             bundle_from_run(engine, report, bundle)

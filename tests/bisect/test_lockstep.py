@@ -105,7 +105,7 @@ def test_int8_hostile_layer_is_found_in_lockstep_as_in_the_whole_graph_run():
 
 
 def test_fp16_overflow_in_lockstep_and_its_bundle_reproduces(tmp_path):
-    from cp_debug.bisect.bundle import bundle_from_run
+    from cp_debug.bugreport.from_run import bundle_from_run
 
     engine = _engine(torch_subject(f"{PLANTED}:fp16_overflow"), "ort,ort-cpu-fp16")
     report = engine.run()

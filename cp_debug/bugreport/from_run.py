@@ -2,7 +2,7 @@
 
 The root cause's segment (from the nearest known reference tensors to its tensor) is cut from the FP32
 graph, shrunk when large, put through the candidate's precision transform, and written with the reference's
-boundary inputs and outputs and the candidate's outputs by `cp_debug.report.bundle.write_bundle`.
+boundary inputs and outputs and the candidate's outputs by `cp_debug.bugreport.writer.write_bundle`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ def _transform(spec, feed_for_calib):
 def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None = None, make_tar: bool = False) -> Path:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.graph.segment import extract_segment
-    from cp_debug.report.bundle import write_bundle
+    from cp_debug.bugreport.writer import write_bundle
     from cp_debug.graph.model import expose_all
     from cp_debug.graph.session import cast_feed, run_ort
-    from cp_debug.report.shrink import diverges_beyond, shrink_segment
+    from cp_debug.bugreport.window import diverges_beyond, shrink_segment
 
     cands = [c for c in report.candidates if c.root_cause is not None]
     if candidate is not None:
