@@ -9,7 +9,7 @@ import torch
 
 from cp_debug.probes.naming import map_modules_to_onnx
 from cp_debug.probes.torch_trace import trace_module
-from cp_debug.recipes.onnx_export import export_module
+from cp_debug.export.torch_export import export_module
 from tests.bisect import planted
 
 
