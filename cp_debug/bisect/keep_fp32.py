@@ -166,7 +166,7 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
     """Candidates, most likely needed first: nodes touching |x| ≥ NEAR_FP16_MAX (largest first), then the rest
     in execution order. `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
     tensor missing from it counts as small)."""
-    from cp_debug.backends.ort_runner import COMPUTE_OPS
+    from cp_debug.backends.ort_precision import COMPUTE_OPS
     from cp_debug.precision.fp16 import FP32_ONLY_OPS
 
     mode = "compute" if candidates is None else candidates if isinstance(candidates, str) else None

@@ -309,14 +309,14 @@ class Lockstep:
 
 def lane_transform(lane: Lane) -> dict:
     """The precision transform over all of a lane's segments (counts summed)."""
-    from cp_debug.backends.ort_runner import merge_transforms
+    from cp_debug.backends.ort_precision import merge_transforms
 
     return merge_transforms(lane.transforms)
 
 
 def lane_precision(lane: Lane):
     """One PrecisionReport over all of a lane's segment sessions."""
-    from cp_debug.backends.ort_runner import merge_graph_facts, merge_transforms, precision_report_from_facts
+    from cp_debug.backends.ort_precision import merge_graph_facts, merge_transforms, precision_report_from_facts
 
     if not lane.facts:
         return None
