@@ -16,8 +16,9 @@ from cp_debug.backends import make_runner
 from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.lockstep import Lane, Lockstep, plan_segments
-from cp_debug.bisect.loaders import onnx_subject, torch_subject
+from cp_debug.bisect.lockstep import Lane, Lockstep
+from cp_debug.graph.plan import plan_segments
+from cp_debug.bisect.loaders import torch_subject
 from cp_debug.determinism import Determinism
 
 PLANTED = Path(__file__).with_name("planted.py")
