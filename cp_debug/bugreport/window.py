@@ -18,7 +18,7 @@ import numpy as np
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.graph.segment import cut_range
-from cp_debug.graph.session import run_ort
+from cp_debug.graph.session import run_all_outputs, run_ort
 
 if TYPE_CHECKING:
     import onnx
@@ -75,7 +75,12 @@ def shrink_segment(model: "onnx.ModelProto", transform: Callable[["onnx.ModelPro
         raise BadInputError("shrink_segment: the segment has no nodes")
     for i, node in enumerate(graph.nodes):
         node.name = node.name or f"{node.op}_{i}"
-    values = _reference_values(graph, inputs, providers, session_options)
+    declared = [t.name for t in graph.inputs]
+    missing = [k for k in declared if k not in inputs]
+    if missing:
+        raise BadInputError(f"shrink_segment: no value given for segment input(s) {', '.join(missing)}")
+    values = {k: np.asarray(v) for k, v in inputs.items()}  # the reference's value of every tensor, at any cut
+    values.update(run_all_outputs(graph, {k: inputs[k] for k in declared}, providers, session_options))
     run = run or (lambda m, feed: run_ort(m, feed, providers, session_options))
     search = _Search(graph, values, transform, pred, run, max_evaluations)
 
@@ -158,27 +163,3 @@ class _Search:
             self.notes.append(f"nodes [{start}, {stop}): {type(e).__name__}: {why[:200]}")
             return _Run(False)
         return _Run(bool(self.pred(ref, got)), sub, cand_model, feed, ref, got)
-
-
-def _reference_values(graph, inputs: dict, providers, session_options) -> dict[str, np.ndarray]:
-    """Every tensor of the FP32 segment, from one ONNX Runtime run with all intermediates exposed."""
-    import onnx_graphsurgeon as gs
-
-    declared = [t.name for t in graph.inputs]
-    missing = [k for k in declared if k not in inputs]
-    if missing:
-        raise BadInputError(f"shrink_segment: no value given for segment input(s) {', '.join(missing)}")
-    g = graph.copy()
-    seen = {t.name for t in g.outputs}
-    outs = list(g.outputs)
-    for nd in g.nodes:
-        for t in nd.outputs:
-            if isinstance(t, gs.Variable) and t.name and t.name not in seen:
-                seen.add(t.name)
-                outs.append(t)
-    g.outputs = outs
-    model = gs.export_onnx(g, do_type_check=False)
-    got = run_ort(model, {k: inputs[k] for k in declared}, providers, session_options)
-    values = {k: np.asarray(v) for k, v in inputs.items()}
-    values.update(got)
-    return values

@@ -37,3 +37,21 @@ def cast_feed(model, feed: dict) -> dict:
             dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
             out[i.name] = np.asarray(feed[i.name]).astype(dt, copy=False)
     return out
+
+
+def run_all_outputs(graph, feed: dict, providers=("CPUExecutionProvider",),
+                    session_options: dict | None = None) -> dict[str, np.ndarray]:
+    """Every computed tensor of a gs.Graph (outputs and intermediates) from one ONNX Runtime run on `feed`."""
+    import onnx_graphsurgeon as gs
+
+    g = graph.copy()
+    seen = {t.name for t in g.outputs}
+    outs = list(g.outputs)
+    for nd in g.nodes:
+        for t in nd.outputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in seen:
+                seen.add(t.name)
+                outs.append(t)
+    g.outputs = outs
+    model = gs.export_onnx(g, do_type_check=False)
+    return run_ort(model, feed, providers, session_options)
