@@ -40,7 +40,6 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
 
 def prepare(preset: str, out: str) -> tuple[str, str, str]:
     import numpy as np
-    import torch
     from polygraphy.json import save_json
 
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject

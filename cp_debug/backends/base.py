@@ -83,7 +83,7 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def _deactivate(self) -> None:
+    def _deactivate(self) -> None:  # noqa: B027 - an optional hook: most runners have nothing to release
         pass
 
 

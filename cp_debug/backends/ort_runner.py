@@ -3,19 +3,19 @@
 Precision is applied to the ONNX graph (FP16 conversion, Q/DQ insertion), so what ORT really computed has to be
 checked afterwards: the CPU provider has few float16 kernels and wraps float16 nodes in Casts, running them in
 float32. `precision_report()` reads ORT's optimised graph (and, on CUDA, its node-to-EP assignment) and says
-what ran.
+what ran (`ort_precision.py` reads the facts and writes the report; this module holds the session).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
+from cp_debug.backends.ort_precision import cpu_fallback, graph_facts, precision_report_from_facts, probe_effect
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
@@ -25,22 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ORT_CUDA_HINT = "ort-cuda needs onnxruntime-gpu: pip uninstall -y onnxruntime && pip install 'cp-debug[gpu]'"
 
-# Nodes that do the arithmetic precision is about (ONNX ops plus ORT's fused/contrib/quantized forms).
-COMPUTE_OPS = frozenset({
-    "Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedGemm", "FusedMatMul", "NhwcConv", "NhwcFusedConv",
-    "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
-    "Attention", "MultiHeadAttention", "QAttention", "Einsum",
-})
-# Ops that move or reshape data: their dtype says nothing about arithmetic precision.
-_NOT_ARITHMETIC = frozenset({
-    "Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Constant", "ConstantOfShape", "Identity", "Shape",
-    "Size", "Reshape", "Transpose", "Slice", "Concat", "Squeeze", "Unsqueeze", "Flatten", "Gather", "GatherND",
-    "GatherElements", "Expand", "Split", "Tile", "Pad", "ReorderInput", "ReorderOutput", "ScatterND",
-    "ScatterElements", "DepthToSpace", "SpaceToDepth", "NonZero", "TopK",
-})
-_INT_OUT_OPS = {"Shape": 7, "Size": 7, "NonZero": 7, "ArgMax": 7, "ArgMin": 7, "MatMulInteger": 6, "ConvInteger": 6,
-                "DynamicQuantizeLinear": 2}
-_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(bfloat16)": None, "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
@@ -99,7 +83,7 @@ class OrtRunner(Runner):
     def _activate(self) -> None:
         import onnxruntime as ort
 
-        from cp_debug.backends.onnx_utils import check_tensor_names, expose_outputs, load_onnx
+        from cp_debug.graph.model import check_tensor_names, expose_outputs, load_onnx
 
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
@@ -142,7 +126,7 @@ class OrtRunner(Runner):
         self._sess, self._facts = self._session(model, self._providers, record=True)
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
             _, plain_facts = self._session(plain, self._providers, record=False)
-            self._probe_effect = _probe_effect(plain_facts, self._facts)
+            self._probe_effect = probe_effect(plain_facts, self._facts)
         self._inputs = {i.name: (i.type, list(i.shape)) for i in self._sess.get_inputs()}
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -265,10 +249,10 @@ class OrtRunner(Runner):
                 facts["error"] = "model too large to dump" if big else "ORT wrote no optimised model"
             else:
                 try:
-                    facts.update(_graph_facts(onnx.load(str(opt_path), load_external_data=False)))
+                    facts.update(graph_facts(onnx.load(str(opt_path), load_external_data=False)))
                 except Exception as err:  # noqa: BLE001
                     facts["error"] = _first_line(err)
-            facts["cpu_fallback"] = _cpu_fallback(sess) if record else None
+            facts["cpu_fallback"] = cpu_fallback(sess) if record else None
         return sess, facts
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -303,199 +287,6 @@ class OrtRunner(Runner):
                                     f"(dimension {bad[0]} differs)")
             out[name] = np.ascontiguousarray(arr)
         return out
-
-
-def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict, missing: Sequence[str] = (),
-                                probe_effect: str | None = None) -> PrecisionReport:
-    """What precision ORT really ran, from the facts read off its optimised graph (one session's or merged)."""
-    req = spec.precision
-    notes: list[str] = []
-    if facts.get("error"):
-        notes.append(f"could not read ORT's optimised graph ({facts['error']}): precision unverified")
-        return PrecisionReport(req, "unknown", tuple(notes))
-    by = facts["compute_dtypes"]
-    where = "ORT CPU" if spec.device == "cpu" else "ORT CUDA"
-    ops = "/".join(sorted(facts["compute_ops"])) or "compute"
-    if not by and req in ("fp16", "fp32", "tf32"):  # no Conv/MatMul/Gemm: judge by the elementwise float ops
-        by, ops = facts.get("other_float_dtypes", {}), "float arithmetic"
-    total = sum(by.values())
-    if total == 0:
-        notes.append("the optimised graph has no Conv/MatMul/Gemm nodes: nothing to verify")
-        effective = req
-    elif req == "fp16":
-        n16 = by.get("float16", 0)
-        effective = "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
-        if n16 < total:
-            notes.append(f"{where} ran {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
-                         "weights are still rounded to float16")
-        other = facts.get("other_float_dtypes", {})
-        if by is facts["compute_dtypes"] and other.get("float32"):
-            notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
-        kept = transform.get("fp32_nodes_user", 0) + transform.get("fp32_nodes_required", 0)
-        if kept:
-            notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
-    elif req == "int8":
-        n8 = by.get("int8", 0) + by.get("uint8", 0)
-        effective = "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
-        if n8 < total:
-            notes.append(f"{where} ran {n8} of {total} {ops} nodes as int8 kernels; "
-                         f"{total - n8} in float on dequantized inputs or unquantized")
-        if probe_effect:
-            notes.append(probe_effect)
-        if missing:
-            notes.append(f"{len(missing)} probe tensor(s) vanished in quantization: {', '.join(missing[:3])}")
-    else:
-        nf = by.get("float32", 0)
-        effective = req if nf == total else "mixed"
-        if nf < total:
-            other = ", ".join(f"{v} {k}" for k, v in by.items() if k != "float32")
-            notes.append(f"{where}: {other} of {total} {ops} nodes are not float32 in the model itself")
-        if req == "tf32":
-            notes.append("TF32 requested through the CUDA EP's use_tf32=1 (only Ampere or newer GPUs have it)")
-    fallback = facts.get("cpu_fallback")
-    if spec.device == "cuda":
-        if fallback is None:
-            notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
-        elif fallback:
-            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: {', '.join(fallback[:3])}")
-            if effective == req:
-                effective = "mixed"
-    return PrecisionReport(req, effective, tuple(notes))
-
-
-def merge_graph_facts(all_facts: Sequence[dict]) -> dict:
-    """The facts of several sessions (segments of one graph) as if of one: counts summed, fallbacks joined."""
-    out: dict = {"compute_dtypes": Counter(), "compute_ops": set(), "other_float_dtypes": Counter(), "casts": 0,
-                 "cpu_fallback": []}
-    for f in all_facts:
-        if f.get("error"):
-            out.setdefault("error", f["error"])
-            continue
-        out["compute_dtypes"].update(f.get("compute_dtypes", {}))
-        out["compute_ops"].update(f.get("compute_ops", ()))
-        out["other_float_dtypes"].update(f.get("other_float_dtypes", {}))
-        out["casts"] += f.get("casts", 0)
-        fb = f.get("cpu_fallback")
-        out["cpu_fallback"] = None if fb is None or out["cpu_fallback"] is None else out["cpu_fallback"] + list(fb)
-    out["compute_dtypes"] = dict(out["compute_dtypes"])
-    out["other_float_dtypes"] = dict(out["other_float_dtypes"])
-    out["compute_ops"] = sorted(out["compute_ops"])
-    return out
-
-
-def merge_transforms(transforms: Sequence[dict]) -> dict:
-    """One precision-transform summary for several segments: numeric fields summed."""
-    if not transforms:
-        return {"kind": "none"}
-    out = dict(transforms[0])
-    for t in transforms[1:]:
-        for k, v in t.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(out.get(k), (int, float)):
-                out[k] += v
-    out["segments"] = len(transforms)
-    return out
-
-
-# -- reading ORT's optimised graph ---------------------------------------------------------------------------
-def _graph_facts(opt: "onnx.ModelProto") -> dict:
-    """Compute-node counts by the dtype of their data input, propagated through the optimised graph."""
-    dtypes = _propagate_dtypes(opt)
-    by: Counter = Counter()
-    ops: set[str] = set()
-    for node in opt.graph.node:
-        if node.op_type not in COMPUTE_OPS or not node.input:
-            continue
-        ops.add(node.op_type if node.op_type not in ("FusedConv", "NhwcConv", "NhwcFusedConv") else "Conv")
-        by[_DTYPE_NAMES.get(dtypes.get(node.input[0]), "unknown")] += 1
-    other: Counter = Counter()
-    for node in opt.graph.node:
-        if node.op_type in COMPUTE_OPS or node.op_type in _NOT_ARITHMETIC or not node.input:
-            continue
-        dt = _DTYPE_NAMES.get(dtypes.get(node.input[0]))
-        if dt in ("float16", "float32", "bfloat16"):
-            other[dt] += 1
-    casts = sum(1 for n in opt.graph.node if n.op_type == "Cast")
-    return {"compute_dtypes": dict(by), "compute_ops": sorted(ops), "other_float_dtypes": dict(other), "casts": casts}
-
-
-def _propagate_dtypes(model: "onnx.ModelProto") -> dict[str, int]:
-    """Element type of every tensor: from declared types, else forward rules (ORT's contrib ops have no inference)."""
-    types: dict[str, int] = {}
-    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            types[vi.name] = vi.type.tensor_type.elem_type
-    for init in model.graph.initializer:
-        types[init.name] = init.data_type
-    for _ in range(3):  # the dump is topologically ordered; extra passes cover the odd exception
-        changed = False
-        for node in model.graph.node:
-            attrs = {a.name: a for a in node.attribute}
-            for k, out in enumerate(node.output):
-                if not out or out in types:
-                    continue
-                t = _rule(node, attrs, k, types)
-                if t:
-                    types[out] = t
-                    changed = True
-        if not changed:
-            break
-    return types
-
-
-def _rule(node, attrs, k: int, types: dict[str, int]) -> int | None:
-    op = node.op_type
-    if op == "Cast" and "to" in attrs:
-        return attrs["to"].i
-    if op in _INT_OUT_OPS and k == 0:
-        return _INT_OUT_OPS[op]
-    if op == "TopK" and k == 1:
-        return 7
-    if op == "QuantizeLinear":
-        if len(node.input) > 2 and node.input[2] in types:
-            return types[node.input[2]]
-        return attrs["output_dtype"].i if "output_dtype" in attrs and attrs["output_dtype"].i else 2
-    if op == "DequantizeLinear":
-        return types.get(node.input[1]) if len(node.input) > 1 else None
-    if op.startswith("QLinear") and len(node.input) > 2:  # output type = output zero point's (last input)
-        return types.get(node.input[-1]) or types.get(node.input[2])
-    if op in ("Constant", "ConstantOfShape") and "value" in attrs:
-        return attrs["value"].t.data_type
-    for name in node.input:
-        if name in types:
-            return types[name]
-    return None
-
-
-def _cpu_fallback(sess) -> list[str] | None:
-    """Compute nodes ORT assigned to the CPU EP although another EP came first; None if ORT cannot say."""
-    try:
-        subgraphs = sess.get_provider_graph_assignment_info()
-    except Exception:  # noqa: BLE001 - older ORT, or recording not enabled
-        return None
-    if not subgraphs:
-        return None
-    eps = {sg.ep_name for sg in subgraphs}
-    if eps == {"CPUExecutionProvider"} and "CPUExecutionProvider" == sess.get_providers()[0]:
-        return []
-    return [n.name or n.op_type for sg in subgraphs if sg.ep_name == "CPUExecutionProvider"
-            for n in sg.get_nodes() if n.op_type in COMPUTE_OPS]
-
-
-def _probe_effect(plain: dict, probed: dict) -> str | None:
-    """What exposing probe outputs changed in ORT's kernels (it blocks Q/DQ fusion of the tensors it exposes)."""
-    if plain.get("error") or probed.get("error"):
-        return None
-
-    def int8(f):
-        d = f["compute_dtypes"]
-        return d.get("int8", 0) + d.get("uint8", 0)
-
-    a, b = int8(plain), int8(probed)
-    total = sum(plain["compute_dtypes"].values())
-    if a == b:
-        return None
-    return (f"exposing probes kept ORT from fusing {a - b} of {a} int8 kernels (ran as float on dequantized "
-            f"inputs, {total} compute nodes): probe values may differ from the deployed graph by int8 rounding")
 
 
 def _fmt_dims(dims: list) -> str:

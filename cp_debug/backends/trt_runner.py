@@ -130,7 +130,7 @@ class TrtRunner(Runner):
         from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxBytes
         from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
 
-        from cp_debug.backends.onnx_utils import check_tensor_names, load_onnx
+        from cp_debug.graph.model import check_tensor_names, load_onnx
 
         self._trt_version = trt.__version__
         plan = plan_build(self.spec, major, keep_fp32=bool(self.keep_fp32_nodes))

@@ -124,7 +124,7 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed
     tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
         to values; default ORT CPU FP32. Runs: see KeepFp32Search.
     """
-    from cp_debug.backends.onnx_utils import load_onnx
+    from cp_debug.graph.model import load_onnx
 
     spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     check_backend(spec)
@@ -166,7 +166,7 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
     """Candidates, most likely needed first: nodes touching |x| ≥ NEAR_FP16_MAX (largest first), then the rest
     in execution order. `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
     tensor missing from it counts as small)."""
-    from cp_debug.backends.ort_runner import COMPUTE_OPS
+    from cp_debug.backends.ort_precision import COMPUTE_OPS
     from cp_debug.precision.fp16 import FP32_ONLY_OPS
 
     mode = "compute" if candidates is None else candidates if isinstance(candidates, str) else None

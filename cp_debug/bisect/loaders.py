@@ -56,7 +56,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple)."""
     import torch
 
-    from cp_debug.recipes.onnx_export import export_module
+    from cp_debug.export.torch_export import export_module
 
     file, _, func = target.rpartition(":")
     if not file or not func:
@@ -109,7 +109,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
-    from cp_debug.backends.onnx_utils import load_onnx
+    from cp_debug.graph.model import load_onnx
 
     model = load_onnx(path)
     inits = {i.name for i in model.graph.initializer}

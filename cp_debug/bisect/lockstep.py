@@ -11,137 +11,23 @@ Memory is therefore bounded by the tensors live across one cut (skip connections
 working set, per chain — not by every activation of both backends at once, which is what marking every
 tensor as an output costs (polygraphy `--onnx-outputs mark all`). Where a candidate's boundary values are
 bit-identical to the reference's, the arrays are shared and the local run is the propagated one.
+The cut itself (segment plan, standalone segment models) is graph work: `cp_debug.graph.plan`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.errors import BadInputError
+from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
 
-
-@dataclass(frozen=True)
-class Segment:
-    index: int
-    nodes: tuple[int, ...]  # indices into graph.node, in execution order
-    inputs: tuple[str, ...]  # tensors read here that an earlier segment (or the graph input) produced
-    outputs: tuple[str, ...]  # tensors produced here that are probes, read later, or graph outputs
-    probes: tuple[str, ...]  # the probe tensors this segment produces
-
-
-@dataclass
-class SegmentPlan:
-    segments: list[Segment]
-    graph_inputs: tuple[str, ...]
-    graph_outputs: tuple[str, ...]
-    last_use: dict[str, int]  # tensor -> the last segment that reads it (graph outputs: past the end)
-    missing: tuple[str, ...]  # probe tensors no node produces
-    upstream: dict[str, tuple[str, ...]]  # probe tensor -> the nearest probe tensors (or graph inputs) it depends on
-
-    def segment_of(self, tensor: str) -> Segment | None:
-        for seg in self.segments:
-            if tensor in seg.outputs and tensor in seg.probes:
-                return seg
-        return None
-
-
-def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
-    """Cut `model` after the node producing each probe tensor; Constant nodes are copied where they are read."""
-    graph = model.graph
-    nodes = list(graph.node)
-    initializers = {i.name for i in graph.initializer}
-    graph_inputs = tuple(i.name for i in graph.input if i.name not in initializers)
-    graph_outputs = tuple(o.name for o in graph.output)
-    constants = {o for n in nodes if n.op_type == "Constant" for o in n.output}
-    order = _topological(nodes, set(graph_inputs) | initializers)
-    producer = {t: k for k in order for t in nodes[k].output if t}
-    probe_list = list(dict.fromkeys(probes))
-    missing = tuple(p for p in probe_list if p not in producer and p not in graph_inputs)
-    wanted = set(p for p in probe_list if p in producer and p not in constants)
-    pos = {k: j for j, k in enumerate(order)}
-    cuts = sorted({pos[producer[p]] for p in wanted})
-    if not cuts or cuts[-1] != len(order) - 1:
-        cuts.append(len(order) - 1)
-    ranges, start = [], 0
-    for c in cuts:
-        ks = tuple(k for k in order[start:c + 1] if nodes[k].op_type != "Constant")
-        if ks:
-            ranges.append(ks)
-        start = c + 1
-    reads = [_reads(nodes, ks) - initializers - constants for ks in ranges]
-    made = [{t for k in ks for t in nodes[k].output if t} for ks in ranges]
-    last_use: dict[str, int] = {}
-    for s, r in enumerate(reads):
-        for t in r:
-            last_use[t] = s
-    for t in graph_outputs:
-        last_use[t] = len(ranges)
-    segments = []
-    for s, ks in enumerate(ranges):
-        outs = [t for k in ks for t in nodes[k].output
-                if t and (t in wanted or t in graph_outputs or last_use.get(t, -1) > s)]
-        ins = [t for k in ks for t in _node_reads(nodes[k]) if t in reads[s] and t not in made[s]]
-        segments.append(Segment(s, ks, tuple(dict.fromkeys(ins)), tuple(dict.fromkeys(outs)),
-                                tuple(t for t in dict.fromkeys(outs) if t in wanted)))
-    upstream = _nearest_upstream(nodes, producer, wanted, set(graph_inputs), constants | initializers)
-    return SegmentPlan(segments, graph_inputs, graph_outputs, last_use, missing, upstream)
-
-
-def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, inputs: dict[str, np.ndarray],
-                  types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:
-    """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it, outputs
-    from `types` (the whole graph's inferred types, see `tensor_types`) or inference on the segment."""
-    from onnx import helper
-
-    graph = model.graph
-    nodes = list(graph.node)
-    inits = initializers if initializers is not None else {i.name: i for i in graph.initializer}
-    const_nodes = {o: n for n in nodes if n.op_type == "Constant" for o in n.output}
-    reads = _reads(nodes, seg.nodes)
-    body = [const_nodes[t] for t in sorted(reads) if t in const_nodes] + [nodes[k] for k in seg.nodes]
-    g_inputs = []
-    for t in seg.inputs:
-        arr = np.asarray(inputs[t])
-        g_inputs.append(helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)))
-    g_outputs = []
-    untyped = []
-    for t in seg.outputs:
-        vi = onnx.ValueInfoProto(name=t)
-        if t in types:
-            vi.type.CopyFrom(types[t])
-        if not vi.type.tensor_type.HasField("shape"):
-            untyped.append(t)
-        g_outputs.append(vi)
-    g = helper.make_graph(body, f"{graph.name or 'graph'}_segment{seg.index}", g_inputs, g_outputs,
-                          initializer=[inits[t] for t in sorted(reads) if t in inits])
-    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="cp_debug.lockstep")
-    m.ir_version = model.ir_version
-    m.functions.extend(model.functions)
-    if untyped:  # the whole graph's inference left these open: infer on the (statically shaped) segment
-        found = tensor_types(m)
-        for vi in m.graph.output:
-            if vi.name in untyped and vi.name in found:
-                vi.type.CopyFrom(found[vi.name])
-            elif vi.name in untyped and not vi.type.tensor_type.elem_type:
-                vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT  # shape left open: ORT does not need it
-    return m
-
-
-def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    """The type (element type, and the shape where known, possibly symbolic) of every tensor inference can type."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - large or unusual graphs: fall back to the declared types
-        inferred = model
-    g = inferred.graph
-    return {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
+__all__ = ["Lane", "Lockstep", "ProbeValues", "Segment", "SegmentPlan", "lane_precision", "lane_transform",
+           "lockstep_supported", "plan_segments"]
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -309,14 +195,14 @@ class Lockstep:
 
 def lane_transform(lane: Lane) -> dict:
     """The precision transform over all of a lane's segments (counts summed)."""
-    from cp_debug.backends.ort_runner import merge_transforms
+    from cp_debug.backends.ort_precision import merge_transforms
 
     return merge_transforms(lane.transforms)
 
 
 def lane_precision(lane: Lane):
     """One PrecisionReport over all of a lane's segment sessions."""
-    from cp_debug.backends.ort_runner import merge_graph_facts, merge_transforms, precision_report_from_facts
+    from cp_debug.backends.ort_precision import merge_graph_facts, merge_transforms, precision_report_from_facts
 
     if not lane.facts:
         return None
@@ -330,73 +216,6 @@ def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom
     if candidate.precision == "int8":
         return not custom_calibration and reference.precision == "fp32"
     return True
-
-
-# -- graph helpers -------------------------------------------------------------------------------------------
-def _node_reads(node: onnx.NodeProto) -> list[str]:
-    """A node's inputs, plus the outer-scope names its subgraphs (If/Loop/Scan bodies) read."""
-    out = [t for t in node.input if t]
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            inner = {t for n in g.node for t in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
-            out += [t for n in g.node for t in _node_reads(n) if t not in inner]
-    return out
-
-
-def _reads(nodes: list, ks: Iterable[int]) -> set[str]:
-    return {t for k in ks for t in _node_reads(nodes[k])}
-
-
-def _topological(nodes: list, available: set[str]) -> list[int]:
-    """Node indices in execution order: the file's order when it is already topological (the ONNX rule)."""
-    have = set(available)
-    ok = True
-    for n in nodes:
-        if any(t not in have for t in _node_reads(n)):
-            ok = False
-            break
-        have.update(t for t in n.output if t)
-    if ok:
-        return list(range(len(nodes)))
-    producer = {t: k for k, n in enumerate(nodes) for t in n.output if t}
-    order, done, state = [], set(), {}
-
-    def visit(k):  # iterative DFS would be nicer for deep graphs; recursion depth is raised below
-        if k in done:
-            return
-        if state.get(k):
-            raise BadInputError("the ONNX graph has a cycle: it cannot be run")
-        state[k] = True
-        for t in _node_reads(nodes[k]):
-            if t in producer:
-                visit(producer[t])
-        done.add(k)
-        order.append(k)
-
-    import sys
-
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(nodes) + 100))
-    for k in range(len(nodes)):
-        visit(k)
-    return order
-
-
-def _nearest_upstream(nodes, producer: dict[str, int], probes: set[str], graph_inputs: set[str],
-                      ignore: set[str]) -> dict[str, tuple[str, ...]]:
-    out = {}
-    for p in probes:
-        found, seen, stack = [], set(), [t for t in _node_reads(nodes[producer[p]])]
-        while stack:
-            t = stack.pop()
-            if t in seen or t in ignore:
-                continue
-            seen.add(t)
-            if t in probes or t in graph_inputs:
-                found.append(t)
-            elif t in producer:
-                stack.extend(_node_reads(nodes[producer[t]]))
-        out[p] = tuple(sorted(found))
-    return out
 
 
 def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -114,7 +114,7 @@ def first_bad_by_marking(model: "onnx.ModelProto | str", spec: BackendSpec | str
     reference: values by tensor name, or a callable from names to values; default `OrtFp32Reference`.
     runner_options: passed to `make_runner` for every candidate run (e.g. calib_feeds, keep_fp32_nodes).
     """
-    from cp_debug.backends.onnx_utils import check_tensor_names, load_onnx
+    from cp_debug.graph.model import check_tensor_names, load_onnx
 
     spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     model = load_onnx(model)

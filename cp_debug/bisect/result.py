@@ -126,7 +126,7 @@ class BisectReport:
     environment: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    # Small arrays for plots, per candidate label, made by cp_debug.report.plot_data:
+    # Small arrays for plots, per candidate label, made by cp_debug.compare.plot_data:
     # {"histogram": {"probe", "edges", "counts"}, "heatmap": {"probe", "shape", "data"}}
     plots: dict = field(default_factory=dict)
 

@@ -25,7 +25,7 @@ def handle_errors():
             raise
         msg = str(err).strip().splitlines()
         print(f"cpdebug: error: {msg[0] if msg else type(err).__name__}", file=sys.stderr)
-        raise SystemExit(err.exit_code)
+        raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
         print("cpdebug: interrupted", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None

@@ -57,7 +57,7 @@ def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_mode
             rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, memory_budget,
             json_out, csv, parquet, html, bundle, quiet) -> int:
     from cp_debug.backends.spec import parse_backends
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli._output import StepProgress
     from cp_debug.errors import BadInputError
 
     pairs = parse_backends(backends)
@@ -115,7 +115,7 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
 
         write_html(report, html)
     if bundle:
-        from cp_debug.bisect.bundle import bundle_from_run
+        from cp_debug.bugreport.from_run import bundle_from_run
 
         with progress.step(f"writing bug-report bundle {bundle}"):
             bundle_from_run(engine, report, bundle)

@@ -28,7 +28,7 @@ def extract(
 
 def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> None:
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bisect.bundle import bundle_from_run
+    from cp_debug.bugreport.from_run import bundle_from_run
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.cli._output import StepProgress
     from cp_debug.errors import BadInputError

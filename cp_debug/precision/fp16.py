@@ -58,7 +58,7 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
     import onnx
     import onnx_graphsurgeon as gs
 
-    from cp_debug.backends.onnx_utils import export_like, infer_types
+    from cp_debug.graph.model import export_like, infer_types
 
     f32, f16 = np.dtype(np.float32), np.dtype(np.float16)
     graph = gs.import_onnx(infer_types(model))

@@ -246,7 +246,7 @@ def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) 
             lo, hi = min(lo, float(tline)), max(hi, float(tline))
         floor, top = lo / 10, hi * 10
 
-        def place(v):  # zero sits at the floor, inf/nan at the top: visible, never dropped
+        def place(v, floor=floor, top=top):  # zero sits at the floor, inf/nan at the top: visible, never dropped
             if v is None:
                 return None
             if not math.isfinite(v):

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from cp_debug.backends.onnx_utils import expose_outputs, load_onnx
+from cp_debug.graph.model import expose_outputs, load_onnx
 from cp_debug.backends.ort_runner import OrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 

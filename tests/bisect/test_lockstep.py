@@ -1,4 +1,4 @@
-"""Segment-by-segment (lockstep) execution: the plan, the values it yields, and the engine on planted faults."""
+"""Segment-by-segment (lockstep) execution: the values it yields, and the engine on planted faults."""
 
 from __future__ import annotations
 
@@ -8,54 +8,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from cp_debug.backends import make_runner
-from cp_debug.backends.onnx_utils import expose_outputs
+from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.lockstep import Lane, Lockstep, plan_segments
-from cp_debug.bisect.loaders import onnx_subject, torch_subject
+from cp_debug.bisect.lockstep import Lane, Lockstep
+from cp_debug.graph.plan import plan_segments
+from cp_debug.bisect.loaders import torch_subject
 from cp_debug.determinism import Determinism
+from tests.graph.models import residual_model
 
 PLANTED = Path(__file__).with_name("planted.py")
 
 
-def _residual_model() -> onnx.ModelProto:
-    """x -> conv a -> relu b -> conv c -> add(c, a) = y: `a` is read again two segments later."""
-    rng = np.random.default_rng(0)
-    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [4, 4, 3, 3], rng.normal(size=144).astype(np.float32) * 0.3)
-    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [4, 4, 3, 3], rng.normal(size=144).astype(np.float32) * 0.3)
-    nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="conv_a"),
-        helper.make_node("Relu", ["a"], ["b"], name="relu_b"),
-        helper.make_node("Constant", [], ["k"], value=helper.make_tensor("k", TensorProto.FLOAT, [], [2.0])),
-        helper.make_node("Conv", ["b", "w2"], ["c0"], pads=[1, 1, 1, 1], name="conv_c"),
-        helper.make_node("Mul", ["c0", "k"], ["c"], name="scale_c"),
-        helper.make_node("Add", ["c", "a"], ["y"], name="add_y"),
-    ]
-    g = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w1, w2])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
-
-
-def test_plan_cuts_after_each_probe_and_keeps_skip_tensors_alive():
-    plan = plan_segments(_residual_model(), ["a", "c", "nowhere"])
-    assert [s.probes for s in plan.segments] == [("a",), ("c",), ()]
-    assert plan.segments[0].inputs == ("x",) and plan.segments[1].inputs == ("a",)
-    assert set(plan.segments[2].inputs) == {"c", "a"} and plan.segments[2].outputs == ("y",)
-    assert plan.last_use["a"] == 2 and plan.last_use["y"] == 3  # graph outputs live to the end
-    assert plan.upstream == {"a": ("x",), "c": ("a",)}
-    assert plan.missing == ("nowhere",)
-
-
 def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tensors():
-    model = _residual_model()
+    model = residual_model()
     x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
     with make_runner("ort", onnx_model=expose_outputs(model, ["a", "b", "c"])) as r:
         whole = r.infer({"x": x})
@@ -105,7 +74,7 @@ def test_int8_hostile_layer_is_found_in_lockstep_as_in_the_whole_graph_run():
 
 
 def test_fp16_overflow_in_lockstep_and_its_bundle_reproduces(tmp_path):
-    from cp_debug.bisect.bundle import bundle_from_run
+    from cp_debug.bugreport.from_run import bundle_from_run
 
     engine = _engine(torch_subject(f"{PLANTED}:fp16_overflow"), "ort,ort-cpu-fp16")
     report = engine.run()

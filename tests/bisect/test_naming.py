@@ -9,7 +9,7 @@ import torch
 
 from cp_debug.probes.naming import map_modules_to_onnx
 from cp_debug.probes.torch_trace import trace_module
-from cp_debug.recipes.onnx_export import export_module
+from cp_debug.export.torch_export import export_module
 from tests.bisect import planted
 
 
@@ -26,7 +26,7 @@ def test_mapped_tensors_hold_the_module_values(exporter):
     # folded BatchNorm: the BN carries the conv's fused output, the conv itself is not comparable
     assert "body.0.1" in pm.tensors and "body.0.0" not in pm.tensors
     # values: ORT's tensor equals the torch module output
-    from cp_debug.backends.onnx_utils import expose_outputs
+    from cp_debug.graph.model import expose_outputs
 
     model = expose_outputs(res.model, list(pm.tensors.values()))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -31,7 +31,7 @@ def test_many_re_puts_keep_every_name_its_own_value():
     rng = np.random.default_rng(0)
     s = TensorStore(64)  # a few small arrays in memory, the rest on disk
     truth = {}
-    for step in range(200):
+    for _ in range(200):
         name = f"t{rng.integers(0, 12)}"
         arr = rng.standard_normal(int(rng.integers(1, 40))).astype(np.float32)
         s.put(name, arr)

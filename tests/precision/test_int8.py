@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, numpy_helper
 
-from cp_debug.backends.onnx_utils import expose_outputs
+from cp_debug.graph.model import expose_outputs
 from cp_debug.errors import BadInputError
 from cp_debug.precision.int8 import quantize_int8
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.compare.diff import TensorDiff, Tolerance
-from cp_debug.report.plot_data import error_heatmap, error_histogram
+from cp_debug.compare.plot_data import error_heatmap, error_histogram
 
 FP16 = "ort-cpu-fp16"
 FP32 = "ort-cpu-fp32"

@@ -40,7 +40,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     from cp_debug.models.centerpoint.points import load_points
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
-    from cp_debug.recipes.onnx_export import export_module
+    from cp_debug.export.torch_export import export_module
 
     cfg = get_preset(preset)
     if checkpoint is not None:  # the checkpoint replaces every weight: skip the realistic random init

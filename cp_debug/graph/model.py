@@ -150,3 +150,9 @@ def _few(names: list[str], k: int = 5) -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:300] if text else type(err).__name__
+
+
+def expose_all(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """A copy of `model` with every computed tensor (but Constant nodes' outputs) exposed as an output."""
+    names = [t for n in model.graph.node for t in n.output if t and n.op_type != "Constant"]
+    return expose_outputs(model, names)

@@ -16,7 +16,7 @@ import pytest
 
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
-from cp_debug.report.bundle import write_bundle
+from cp_debug.bugreport.writer import write_bundle
 from tests.report import models
 from tests.report.sample import FP16, build_report
 
@@ -166,7 +166,7 @@ def test_unwritable_destination_is_one_line_and_leaves_nothing(tmp_path, where):
 
 
 def test_disk_full_midway_leaves_no_half_bundle(tmp_path, monkeypatch):
-    import cp_debug.report.bundle as bundle_mod
+    import cp_debug.bugreport.writer as bundle_mod
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")

@@ -2,7 +2,7 @@
 
 The directory is built beside its target and renamed into place at the end, so a reader (or a crash) never
 sees half a bundle; a read-only or full destination is one BadInputError line and leaves nothing behind.
-`shrink_segment` (in shrink.py) makes the subgraph smaller before it is bundled.
+`shrink_segment` (window.py) makes the subgraph smaller before it is bundled.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp_debug.bisect.result import BisectReport
+from cp_debug.bugreport.polygraphy import polygraphy_cmd, polygraphy_inputs, polygraphy_outputs
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.report._format import fmt_db, fmt_num
 from cp_debug.report.io import _reason, dumps
-from cp_debug.report.shrink import ShrunkSegment, diverges_beyond, shrink_segment  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import onnx
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 BUNDLE_FORMAT = "cp_debug.bundle/1"
 _TEMPLATE = Path(__file__).with_name("_repro_template.py")
 _SETTINGS_LINE = re.compile(r"^SETTINGS: dict = \{\}  # <cp_debug:settings>$", re.M)
-_ORT_SHORT = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "trt"}
 
 
 def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inputs: dict[str, np.ndarray],
@@ -78,12 +77,12 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         files["inputs.npz"] = _npz(feed)
         files["reference_outputs.npz"] = _npz(ref_outputs)
         files["candidate_outputs.npz"] = _npz(cand_outputs)
-        files["inputs.json"] = _polygraphy_inputs(feed)
-        pg_outputs = _polygraphy_outputs(ref_outputs, reference)
+        files["inputs.json"] = polygraphy_inputs(feed)
+        pg_outputs = polygraphy_outputs(ref_outputs, reference)
         if pg_outputs is not None:
             files["reference_outputs.json"] = pg_outputs
         files["repro.py"] = _repro(repro_settings).encode()
-        files["polygraphy_cmd.txt"] = _polygraphy_cmd(tolerance, providers, pg_outputs is not None).encode()
+        files["polygraphy_cmd.txt"] = polygraphy_cmd(tolerance, providers, pg_outputs is not None).encode()
         if report is not None:
             files["report.json"] = (dumps(report.to_json()) + "\n").encode()
         files["README.md"] = _readme(subgraph, diffs, report, candidate_label, candidate_spec, reference, tolerance,
@@ -215,25 +214,6 @@ def _npz(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
-def _polygraphy_inputs(feed: dict) -> bytes:
-    """Polygraphy's JSON for --load-inputs: a list of feed dicts (one iteration)."""
-    from polygraphy.json import to_json
-
-    return to_json([feed]).encode()
-
-
-def _polygraphy_outputs(ref: dict, reference: str) -> bytes | None:
-    """The reference outputs as Polygraphy RunResults, for `polygraphy run ... --load-outputs`."""
-    try:
-        from polygraphy.comparator import RunResults
-        from polygraphy.comparator.struct import IterationResult
-    except ImportError:  # polygraphy without its comparator: the repro script does not need this file
-        return None
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"reference-{reference}")
-    rr = RunResults([(name, [IterationResult({k: np.asarray(v) for k, v in ref.items()}, runner_name=name)])])
-    return rr.to_json().encode()
-
-
 def _repro(settings: dict) -> str:
     text = _TEMPLATE.read_text(encoding="utf-8")
     line = "SETTINGS: dict = " + json.dumps(settings, indent=4, allow_nan=False) \
@@ -241,21 +221,6 @@ def _repro(settings: dict) -> str:
     new, n = _SETTINGS_LINE.subn(lambda _: line, text, count=1)
     assert n == 1, "repro template lost its settings line"
     return new
-
-
-def _polygraphy_cmd(tol: Tolerance, providers: list, with_outputs: bool) -> str:
-    names = [p if isinstance(p, str) else p[0] for p in providers]
-    short = " ".join(_ORT_SHORT.get(n, n) for n in names)
-    check = (" --load-outputs reference_outputs.json --check-error-stat elemwise"
-             f" --atol {tol.atol:g} --rtol {tol.rtol:g}") if with_outputs else ""
-    return (
-        "# Run inside this directory. Polygraphy compares with reference_outputs.json (the reference's values).\n"
-        "# Its elementwise check fails an element only when it is beyond BOTH atol and rtol*|ref|, so it is a little\n"
-        "# looser than cp_debug's |cand - ref| > atol + rtol*|ref| (what repro.py uses): trust repro.py's verdict.\n"
-        f"polygraphy run subgraph.onnx --onnxrt --providers {short} --load-inputs inputs.json{check}\n"
-        "# The same subgraph through TensorRT (it already holds the candidate's precision):\n"
-        f"polygraphy run subgraph.onnx --trt --strongly-typed --load-inputs inputs.json{check}\n"
-    )
 
 
 def _library_versions() -> dict:
@@ -370,7 +335,7 @@ def _readme(model, diffs, report, label, spec, reference, tol, settings, environ
               "```", "", f"`repro.py` runs ONNX Runtime with {', '.join(names)} and the recorded session options; "
               "`--providers`, `--atol`, `--rtol` override them. It needs neither cp_debug nor PyTorch.",
               "", "With Polygraphy (see `polygraphy_cmd.txt`):", "", "```sh",
-              *[ln for ln in _polygraphy_cmd(tol, providers, "reference_outputs.json" in files).splitlines()
+              *[ln for ln in polygraphy_cmd(tol, providers, "reference_outputs.json" in files).splitlines()
                 if not ln.startswith("#")], "```",
               "", "## Files", ""]
     described = {

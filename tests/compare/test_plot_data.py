@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.report.plot_data import error_heatmap, error_histogram
+from cp_debug.compare.plot_data import error_heatmap, error_histogram
 
 
 def test_histogram_counts_every_element():

@@ -17,6 +17,8 @@ import numpy as np
 
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
+from cp_debug.graph.segment import cut_range
+from cp_debug.graph.session import run_all_outputs, run_ort
 
 if TYPE_CHECKING:
     import onnx
@@ -73,7 +75,12 @@ def shrink_segment(model: "onnx.ModelProto", transform: Callable[["onnx.ModelPro
         raise BadInputError("shrink_segment: the segment has no nodes")
     for i, node in enumerate(graph.nodes):
         node.name = node.name or f"{node.op}_{i}"
-    values = _reference_values(graph, inputs, providers, session_options)
+    declared = [t.name for t in graph.inputs]
+    missing = [k for k in declared if k not in inputs]
+    if missing:
+        raise BadInputError(f"shrink_segment: no value given for segment input(s) {', '.join(missing)}")
+    values = {k: np.asarray(v) for k, v in inputs.items()}  # the reference's value of every tensor, at any cut
+    values.update(run_all_outputs(graph, {k: inputs[k] for k in declared}, providers, session_options))
     run = run or (lambda m, feed: run_ort(m, feed, providers, session_options))
     search = _Search(graph, values, transform, pred, run, max_evaluations)
 
@@ -139,7 +146,7 @@ class _Search:
     def _run(self, start: int, stop: int, strict: bool) -> _Run:
         import onnx
 
-        sub, in_names, out_names = _cut(self.graph, start, stop, self.values)
+        sub, in_names, out_names = cut_range(self.graph, start, stop, self.values)
         feed = {k: self.values[k] for k in in_names}
         ref = {k: self.values[k] for k in out_names}
         try:
@@ -156,76 +163,3 @@ class _Search:
             self.notes.append(f"nodes [{start}, {stop}): {type(e).__name__}: {why[:200]}")
             return _Run(False)
         return _Run(bool(self.pred(ref, got)), sub, cand_model, feed, ref, got)
-
-
-def _cut(graph, start: int, stop: int, values: dict):
-    """The FP32 model of nodes [start, stop), with typed inputs/outputs taken from the reference values."""
-    import onnx_graphsurgeon as gs
-
-    g = graph.copy()
-    nodes = g.nodes[start:stop]
-    made = {t.name for nd in nodes for t in nd.outputs}
-    used_later = {t.name for nd in g.nodes[stop:] for t in nd.inputs}
-    final = {t.name for t in g.outputs}
-    ins, outs, seen = [], [], set()
-    for nd in nodes:
-        for t in nd.inputs:
-            if isinstance(t, gs.Variable) and t.name and t.name not in made and t.name not in seen:
-                seen.add(t.name)
-                ins.append(t)
-    for nd in nodes:
-        for t in nd.outputs:
-            if t.name in used_later or t.name in final:
-                outs.append(t)
-    for t in ins + outs:
-        v = values[t.name]
-        t.dtype, t.shape = v.dtype, list(v.shape)
-    g.inputs, g.outputs = ins, outs
-    g.cleanup()
-    return gs.export_onnx(g), [t.name for t in ins], [t.name for t in outs]
-
-
-def _reference_values(graph, inputs: dict, providers, session_options) -> dict[str, np.ndarray]:
-    """Every tensor of the FP32 segment, from one ONNX Runtime run with all intermediates exposed."""
-    import onnx_graphsurgeon as gs
-
-    declared = [t.name for t in graph.inputs]
-    missing = [k for k in declared if k not in inputs]
-    if missing:
-        raise BadInputError(f"shrink_segment: no value given for segment input(s) {', '.join(missing)}")
-    g = graph.copy()
-    seen = {t.name for t in g.outputs}
-    outs = list(g.outputs)
-    for nd in g.nodes:
-        for t in nd.outputs:
-            if isinstance(t, gs.Variable) and t.name and t.name not in seen:
-                seen.add(t.name)
-                outs.append(t)
-    g.outputs = outs
-    model = gs.export_onnx(g, do_type_check=False)
-    got = run_ort(model, {k: inputs[k] for k in declared}, providers, session_options)
-    values = {k: np.asarray(v) for k, v in inputs.items()}
-    values.update(got)
-    return values
-
-
-def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_options: dict | None = None) -> dict:
-    """Run an in-memory ONNX model in ONNX Runtime; feeds are cast to the types the model declares."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    for key, value in (session_options or {}).items():
-        if key == "graph_optimization_level" and isinstance(value, str):
-            value = getattr(ort.GraphOptimizationLevel, value)
-        setattr(so, key, value)
-    names = [p if isinstance(p, str) else p[0] for p in providers]
-    opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
-    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=names, provider_options=opts)
-    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-    fed = {}
-    for i in sess.get_inputs():
-        a = np.asarray(feed[i.name])
-        want = types.get(i.type)
-        fed[i.name] = a.astype(want) if want is not None and a.dtype != want else a
-    outs = sess.run(None, fed)
-    return dict(zip([o.name for o in sess.get_outputs()], outs))

@@ -2,14 +2,12 @@
 
 The root cause's segment (from the nearest known reference tensors to its tensor) is cut from the FP32
 graph, shrunk when large, put through the candidate's precision transform, and written with the reference's
-boundary inputs and outputs and the candidate's outputs by `cp_debug.report.bundle.write_bundle`.
+boundary inputs and outputs and the candidate's outputs by `cp_debug.bugreport.writer.write_bundle`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from cp_debug.errors import BadInputError
 
@@ -29,9 +27,11 @@ def _transform(spec, feed_for_calib):
 
 def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None = None, make_tar: bool = False) -> Path:
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.probes.segment import extract_segment
-    from cp_debug.report.bundle import write_bundle
-    from cp_debug.report.shrink import diverges_beyond, run_ort, shrink_segment
+    from cp_debug.graph.segment import extract_segment
+    from cp_debug.bugreport.writer import write_bundle
+    from cp_debug.graph.model import expose_all
+    from cp_debug.graph.session import cast_feed, run_ort
+    from cp_debug.bugreport.window import diverges_beyond, shrink_segment
 
     cands = [c for c in report.candidates if c.root_cause is not None]
     if candidate is not None:
@@ -56,14 +56,14 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
 
     inputs, refs = feed, {tensor: ref_out}
     subgraph = _transform(spec, lambda m: {i.name: feed[i.name] for i in m.graph.input if i.name in feed})(seg)
-    cand_out = run_ort(subgraph, _cast_feed(subgraph, feed), providers=providers)
+    cand_out = run_ort(subgraph, cast_feed(subgraph, feed), providers=providers)
     notes = []
     if len(seg.graph.node) > _SHRINK_ABOVE and spec.precision in ("fp16", "int8"):
         try:
             shrink_feed = dict(feed)
             if spec.precision == "int8":
                 # each cut is calibrated on the reference values at its boundary: run the FP32 segment once
-                shrink_feed.update(run_ort(_expose_all(seg), feed))
+                shrink_feed.update(run_ort(expose_all(seg), feed))
             shrink_transform = _transform(
                 spec, lambda m: {i.name: shrink_feed[i.name] for i in m.graph.input if i.name in shrink_feed})
             small = shrink_segment(seg, shrink_transform, feed, diverges_beyond(tol), providers=providers)
@@ -81,21 +81,3 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
     return write_bundle(out_dir, subgraph=subgraph, inputs=inputs, ref_outputs=refs, cand_outputs=cand_out,
                         candidate_label=cand.label, candidate_spec=cand.spec, report=report, tolerance=tol,
                         settings=settings, environment=report.environment, providers=providers, make_tar=make_tar)
-
-
-def _cast_feed(model, feed: dict) -> dict:
-    import onnx
-
-    out = {}
-    for i in model.graph.input:
-        if i.name in feed:
-            dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
-            out[i.name] = np.asarray(feed[i.name]).astype(dt, copy=False)
-    return out
-
-
-def _expose_all(model):
-    from cp_debug.backends.onnx_utils import expose_outputs
-
-    names = [t for n in model.graph.node for t in n.output if t and n.op_type != "Constant"]
-    return expose_outputs(model, names)

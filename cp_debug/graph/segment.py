@@ -101,3 +101,34 @@ def _fill_output_shapes(model: onnx.ModelProto, given: dict[str, tuple]) -> onnx
                 for d in given[o.name]:
                     o.type.tensor_type.shape.dim.add().dim_value = int(d)
     return model
+
+
+def cut_range(graph, start: int, stop: int, values: dict):
+    """The model of nodes [start, stop) of a toposorted gs.Graph, typed from `values`, with its input/output names.
+
+    Inputs: the variables the range consumes but does not make; outputs: the tensors it makes that later nodes or
+    the graph's outputs use. Dtypes and shapes come from `values` (name → array: reference values at any cut).
+    """
+    import onnx_graphsurgeon as gs
+
+    g = graph.copy()
+    nodes = g.nodes[start:stop]
+    made = {t.name for nd in nodes for t in nd.outputs}
+    used_later = {t.name for nd in g.nodes[stop:] for t in nd.inputs}
+    final = {t.name for t in g.outputs}
+    ins, outs, seen = [], [], set()
+    for nd in nodes:
+        for t in nd.inputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in made and t.name not in seen:
+                seen.add(t.name)
+                ins.append(t)
+    for nd in nodes:
+        for t in nd.outputs:
+            if t.name in used_later or t.name in final:
+                outs.append(t)
+    for t in ins + outs:
+        v = values[t.name]
+        t.dtype, t.shape = v.dtype, list(v.shape)
+    g.inputs, g.outputs = ins, outs
+    g.cleanup()
+    return gs.export_onnx(g), [t.name for t in ins], [t.name for t in outs]

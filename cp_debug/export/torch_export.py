@@ -47,8 +47,6 @@ class ExportResult:
 def export_module(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
                   exporter: str = "auto", opset: int = 17) -> ExportResult:
     """Export `module` (eval mode) with `example_inputs`. exporter: auto | dynamo | torchscript."""
-    import torch
-
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise BadInputError(f"unknown exporter {exporter!r}: use auto, dynamo or torchscript")
     module.eval()
@@ -98,7 +96,6 @@ class _quiet:
 
     def __enter__(self):
         import contextlib
-        import sys
 
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(contextlib.redirect_stdout(io.StringIO()))

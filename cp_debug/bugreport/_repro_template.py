@@ -91,7 +91,7 @@ def run_ort(model: str, feed: dict, providers: list) -> tuple[dict, str]:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise SystemExit(_fail("onnxruntime is not installed here: pip install onnxruntime"))
+        raise SystemExit(_fail("onnxruntime is not installed here: pip install onnxruntime")) from None
     names = [p if isinstance(p, str) else p[0] for p in providers]
     available = ort.get_available_providers()
     missing = [n for n in names if n not in available]
@@ -122,7 +122,7 @@ def run_trt(model: str, feed: dict) -> tuple[dict, str]:
         from polygraphy.backend.trt import EngineFromNetwork, NetworkFromOnnxPath, TrtRunner
     except ImportError:
         raise SystemExit(_fail("TensorRT is not installed here (pip install tensorrt polygraphy): "
-                               "run without --trt to use onnxruntime"))
+                               "run without --trt to use onnxruntime")) from None
     try:  # the subgraph already holds the candidate's precision: let TensorRT keep its types
         network = NetworkFromOnnxPath(model, strongly_typed=True)
     except TypeError:

@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cp_debug.compare.diff import Tolerance
 from cp_debug.errors import BadInputError
-from cp_debug.report.bundle import shrink_segment
+from cp_debug.bugreport.window import shrink_segment
 from tests.report import models
 
 TOL = Tolerance(atol=2e-2, rtol=2e-2)

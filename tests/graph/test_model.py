@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from cp_debug.backends.onnx_utils import expose_outputs, load_onnx
+from cp_debug.graph.model import expose_outputs, load_onnx
 from cp_debug.errors import BadInputError
 
 

@@ -1,0 +1,86 @@
+"""Local error: each probe's segment run alone on the reference's boundary values.
+
+For torch the segment is the probe's submodule, fed the reference's captured inputs; for ONNX backends it is
+the subgraph cut from the nearest known reference tensors to the probe's tensor. A probe's local error says
+what its own segment adds, apart from the error flowing in from upstream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, store_keys
+from cp_debug.compare.diff import TensorDiff
+from cp_debug.errors import BadInputError
+
+
+def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
+    """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
+    st = run.subject.stages[i]
+    spec = state.spec
+    out: dict[str, tuple] = {}
+    if spec.framework == "torch":
+        tr = st.trace()
+        for p in sp:
+            if p.kind != "module":
+                continue
+            keys = sorted((k for k in store_keys(run.store, p.name)), key=lambda k: int(k.rsplit("in", 1)[1]))
+            if not keys:
+                continue
+            inputs = tuple(np.asarray(run.store.get(k)) for k in keys)
+            try:
+                val = runner.run_submodule(p.name, inputs)
+            except Exception as err:  # a submodule that cannot run alone (keyword inputs, say)
+                run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+                continue
+            loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
+            prod = tr.producers.get(p.name)
+            out[p.name] = (loc, [prod] if prod else [])
+        return out
+    # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
+    from cp_debug.backends import make_runner
+    from cp_debug.graph.segment import extract_segment, segment_inputs
+
+    model = st.onnx()
+    pm = st.probe_map()
+    known = run.known_tensors(i)
+    for p in sp:
+        if p.kind == "input":
+            continue
+        tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
+        if tensor is None or p.name not in run.store:
+            continue
+        try:
+            bnames = segment_inputs(model, [tensor], set(known) - {tensor})
+            feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
+            seg = extract_segment(model, feed, [tensor], {tensor: run.store.get(p.name).shape})
+            kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, seg)}
+            if spec.precision == "int8":
+                kw["calib_feeds"] = [feed]
+            with make_runner(spec, onnx_model=seg, **kw) as r:
+                val = r.infer(feed)[tensor]
+        except Exception as err:
+            run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+            continue
+        loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
+        out[p.name] = (loc, [known[b] for b in bnames if known[b] in run.probes])
+    return out
+
+
+def upstream_names(run: RunState, i: int, tensor: str, states: list[CandidateState]) -> tuple[str, ...]:
+    """The nearest probes (of any pass so far) that `tensor` depends on: what amplification divides by."""
+    from cp_debug.graph.segment import segment_inputs
+
+    st = run.subject.stages[i]
+    pm = st.probe_map()
+    measured = set().union(*(s.results for s in states)) if states else set()
+    known = {n: n for n in st.input_names}
+    for name in measured:
+        p = run.probes.get(name)
+        if p is not None and p.stage == i and p.kind == "module" and name in pm.tensors:
+            known.setdefault(pm.tensors[name], name)
+    try:
+        found = segment_inputs(st.onnx(), [tensor], set(known) - {tensor})
+    except BadInputError:
+        return ()
+    return tuple(known[t] for t in found if known[t] in measured or t in st.input_names)

@@ -1,0 +1,153 @@
+"""The state of one bisect run, shared by its parts: options, probe specs, candidate states, the reference store.
+
+The engine (`engine.py`) makes one `RunState`; the parts that do the work receive it and read or fill it —
+stage execution (`stage_whole.py`, `stage_lockstep.py`), local error (`local_error.py`), result recording
+(`record.py`) and the verdict (`verdict.py`). Nothing here runs a backend: the arrows run one way, from the
+engine to the parts to this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.bisect.store import TensorStore
+from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.compare.diff import TensorDiff, Tolerance
+
+
+@dataclass(frozen=True)
+class BisectOptions:
+    level: str | None = None  # None: the subject's default
+    refine: bool = True
+    atol: float | None = None
+    rtol: float | None = None
+    deterministic: bool = True
+    noise_floor: bool = True
+    local: bool = True
+    calib_feeds: tuple = ()  # feeds of stage 0 for INT8 calibration; default: the run's own inputs
+    keep_fp32: tuple[str, ...] = ()  # ONNX node names kept in FP32 by the FP16 transform
+    exclude_int8: tuple[str, ...] = ()  # ONNX node names left out of INT8 quantisation
+    max_refine_depth: int = 8
+    memory_budget_mb: int = 2048
+    seed: int = 0
+    lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
+
+
+@dataclass
+class ProbeSpec:
+    name: str
+    stage: int
+    kind: str  # module | output | input
+    pos: float  # execution order inside the stage
+    parent: str | None = None
+    depth: int = 0
+
+
+@dataclass
+class CandidateState:
+    label: str
+    spec: BackendSpec
+    tol: Tolerance
+    results: dict[str, ProbeResult] = field(default_factory=dict)
+    feeds: dict[int, dict] = field(default_factory=dict)
+    precision: dict | None = None
+    settings: dict = field(default_factory=dict)
+    plots: dict = field(default_factory=dict)
+    int8_amax: dict = field(default_factory=dict)
+    int8_ranges: dict = field(default_factory=dict)  # probe -> hints.int8_range(...), computed while values live
+    seconds: float = 0.0
+    lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
+
+
+class NullProgress:
+    @contextlib.contextmanager
+    def step(self, text: str):
+        yield
+
+
+@dataclass
+class RunState:
+    """What the parts of one run share. `store` holds the reference's probe values (spilled past the budget)."""
+
+    subject: Subject
+    ref_label: str
+    ref_spec: BackendSpec
+    opts: BisectOptions
+    det: object  # cp_debug.determinism.Determinism
+    level: str
+    progress: object = field(default_factory=NullProgress)
+    store: TensorStore = field(default_factory=TensorStore)
+    noise: dict[str, TensorDiff] = field(default_factory=dict)  # probe -> reference vs itself (second run)
+    ref_outputs: dict[int, dict] = field(default_factory=dict)
+    ref_feeds: dict[int, dict] = field(default_factory=dict)
+    probes: dict[str, ProbeSpec] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    states: dict[str, CandidateState] = field(default_factory=dict)
+    lockstep_runs: dict[str, tuple] = field(default_factory=dict)  # probe -> (stage, Lockstep) that last measured it
+    ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
+
+    def tolerance(self, state: CandidateState, name: str) -> Tolerance:
+        """The candidate's tolerance, widened to 4× the reference's own noise at this probe."""
+        tol = state.tol
+        nz = self.noise.get(name)
+        if nz is not None and nz.max_abs > 0 and math.isfinite(nz.max_abs):
+            return Tolerance(max(tol.atol, 4 * nz.max_abs), tol.rtol, tol.max_share)
+        return tol
+
+    def calib(self, index: int) -> list[dict]:
+        if index == 0 and self.opts.calib_feeds:
+            return list(self.opts.calib_feeds)
+        return [self.ref_feeds[index]]
+
+    def known_tensors(self, i: int) -> dict[str, str]:
+        """ONNX tensors of stage i whose reference value is known: tensor -> store key (or feed name)."""
+        pm = self.subject.stages[i].probe_map()
+        known = {n: n for n in self.subject.stages[i].input_names}
+        for name, ps in self.probes.items():
+            if ps.stage == i and ps.kind == "module" and name in pm.tensors and name in self.store:
+                known[pm.tensors[name]] = name
+        return known
+
+    def known_value(self, i: int, key: str):
+        if key in self.store:
+            return self.store.get(key)
+        return self.ref_feeds[i][key]
+
+    def ort_kwargs(self, spec: BackendSpec, model=None) -> dict:
+        """The precision transform's node lists for `spec`: those of `model`'s nodes (a stage's graph or a
+        segment of it); every listed node when no model is given (lockstep filters per segment itself)."""
+        pick = (lambda nodes: _in_graph(nodes, model)) if model is not None else list
+        kw: dict = {}
+        if spec.precision == "int8":
+            kw["exclude_int8_nodes"] = pick(self.opts.exclude_int8)
+        if spec.precision in ("fp16", "bf16"):
+            kw["keep_fp32_nodes"] = pick(self.opts.keep_fp32)
+        return kw
+
+
+def unmapped_note(st: Stage, name: str, spec: BackendSpec) -> str | None:
+    pm = st.probe_map() if spec.framework != "torch" else None
+    if pm is not None and name in pm.unmapped:
+        return pm.unmapped[name]
+    return "no value for this probe"
+
+
+def store_keys(store: TensorStore, name: str):
+    """The keys of a torch probe's captured inputs (`name:in0`, `name:in1`, …) present in the store."""
+    k = 0
+    while f"{name}:in{k}" in store:
+        yield f"{name}:in{k}"
+        k += 1
+
+
+def _in_graph(nodes: tuple[str, ...], model) -> list[str]:
+    """The named nodes that `model` (a stage's graph, or a segment cut from it) holds."""
+    present = {n.name for n in model.graph.node}
+    return [n for n in nodes if n in present]

@@ -1,0 +1,82 @@
+"""Lockstep stage execution, the engine's side: probes → segment plan → `Lockstep` → recorded results.
+
+Where the reference and the candidates all run in ONNX Runtime, a stage is cut into segments at the probes
+(`lockstep.py`) and each probe is compared for every candidate as soon as its segment has run, then dropped.
+"""
+
+from __future__ import annotations
+
+from cp_debug.bisect import hints as hints_mod
+from cp_debug.bisect.local_error import upstream_names
+from cp_debug.bisect.record import merge_precision, record
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
+from cp_debug.compare.diff import TensorDiff
+
+
+def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[CandidateState], *,
+                   refine: bool = False) -> tuple[dict, dict[str, dict]]:
+    """Stage i segment by segment for the reference and `states` together; results are recorded as each
+    segment's probes come out. Returns (reference outputs, {label: outputs})."""
+    from cp_debug.bisect import lockstep as ls_mod
+
+    st = run.subject.stages[i]
+    pm = st.probe_map()
+    by_tensor: dict[str, list[ProbeSpec]] = {}
+    for p in sp:
+        if p.kind == "input":
+            for s in states:
+                record(run, s, p.name, run.ref_feeds[i][p.name], s.feeds[i][p.name], None, ())
+            continue
+        tensor = p.name if p.kind == "output" else (pm.tensors.get(p.name) if pm else None)
+        if tensor is None:
+            for s in states:
+                s.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, s.spec))
+            continue
+        by_tensor.setdefault(tensor, []).append(p)
+    model = st.onnx()
+    plan = ls_mod.plan_segments(model, list(by_tensor))
+    for t in plan.missing:
+        for p in by_tensor.pop(t):
+            for s in states:
+                s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
+    lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
+    runner = ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det,
+                             noise=run.opts.noise_floor, local=run.opts.local, progress=run.progress,
+                             stop_after_probes=refine)
+    by_label = {s.label: s for s in states}
+    name_of = {t: ps[0].name for t, ps in by_tensor.items()}
+    name_of.update({n: n for n in st.input_names})
+
+    def on_probe(pv: ls_mod.ProbeValues) -> bool:
+        """Compare one probe tensor for every candidate; True asks for the reference's noise floor here."""
+        names = [p.name for p in by_tensor[pv.tensor]]
+        if pv.noise is not None:
+            for n in names:
+                run.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
+        upstream = upstream_names(run, i, pv.tensor, states) or tuple(name_of[u] for u in pv.upstream
+                                                                      if u in name_of)
+        off = False
+        for lane in lanes:
+            s = by_label[lane.label]
+            if s.spec.precision == "int8" and pv.tensor in lane.amax:
+                s.int8_ranges[names[0]] = hints_mod.int8_range(pv.reference, float(lane.amax[pv.tensor]))
+            for n in names:
+                d = record(run, s, n, pv.reference, pv.propagated[lane.label], pv.local[lane.label], upstream)
+                off = off or d.status != "ok"
+                run.lockstep_runs[n] = (i, runner)
+        return off and pv.noise is None
+
+    ref_out, outs = runner.run(run.ref_feeds[i], on_probe, label=f"{st.name}: ")
+    for s, lane in zip(states, lanes):
+        rep = ls_mod.lane_precision(lane) if not refine else None  # a refinement re-runs part of the stage
+        if rep is not None:
+            merge_precision(s, st.name, rep)
+        if lane.settings is not None:
+            s.settings.setdefault(st.name, {**lane.settings, "extra_outputs": 0,
+                                            "precision_transform": ls_mod.lane_transform(lane)})
+        s.int8_amax.update(lane.amax)
+        s.seconds += lane.seconds
+    if not refine:
+        run.execution[st.name] = f"lockstep, {len(plan.segments)} segments"
+    return ref_out, outs

@@ -1,0 +1,141 @@
+"""The verdict of a run: results in execution order, the root cause's hint and dominance, the report.
+
+Ranking itself (first divergent, root cause) is `ranking.py`; the hint texts are `hints.py`. This module turns
+a finished candidate state into its `CandidateResult` and all of them into the `BisectReport`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from cp_debug.bisect import hints as hints_mod
+from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.compare.diff import Tolerance
+
+
+def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]:
+    """The candidate's results for `probes`, in execution order (stage, then position), each once."""
+    seen = []
+    for p in sorted(probes, key=lambda p: (p.stage, p.pos)):
+        if p.name in state.results and p.name not in seen:
+            seen.append(p.name)
+    return [state.results[n] for n in seen]
+
+
+def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: str | None, path: list[str],
+                     started: float) -> CandidateResult:
+    """One candidate's result over every probe it measured, with the root cause explained; the time since
+    `started` (perf_counter) is added to the candidate's seconds."""
+    all_probes = [run.probes[n] for n in state.results]
+    results = ordered(state, all_probes)
+    hint = _hint(run, state, rc) if rc else None
+    state.seconds += time.perf_counter() - started
+    return CandidateResult(
+        label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
+        root_cause=RootCause(rc, hint) if rc else None, path=path, precision=state.precision,
+        outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3))
+
+
+def _outputs_ok(run: RunState, state: CandidateState) -> bool:
+    last = run.subject.stages[-1]
+    names = [last.output_aliases.get(n, n) if n not in state.results else n for n in last.output_names]
+    return all(state.results[n].status == "ok" for n in names if n in state.results)
+
+
+def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
+    r = state.results.get(name)
+    if r is None:
+        return None
+    p = run.probes[name]
+    st = run.subject.stages[p.stage]
+    ref_in = None
+    warn = []
+    if p.kind == "module":
+        related = {name, *st.trace().descendants(name)} if st.trace() else {name}
+        for w in st.export_warnings:
+            if related & set(w.modules):
+                warn.append(w.short())
+    note = None
+    prec = state.precision
+    if prec and prec.get("requested") != prec.get("effective"):
+        note = f"{state.label} did not run {prec.get('requested')} throughout: " + "; ".join(prec.get("notes") or [])
+    int8 = state.int8_ranges.get(name)
+    if int8 is None and state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
+        pm = st.probe_map()
+        t = pm.tensors.get(name) if pm else None
+        if t in state.int8_amax and name in run.store:
+            int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
+    ctx = hints_mod.HintContext(
+        precision=state.spec.precision, framework=state.spec.framework,
+        ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
+        precision_note=note, export_warnings=tuple(warn), int8_range=int8)
+    hint = hints_mod.hint_for(r, ctx)
+    spread = _dominance(run, state, name)
+    if spread is not None:
+        hint = (hint + "; " if hint else "") + spread
+    return hint
+
+
+def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
+    """Say so when the root cause's local error barely stands out from its siblings' (error spread evenly)."""
+    p = run.probes[name]
+    sibs = [n for n, q in run.probes.items() if q.parent == p.parent and q.stage == p.stage and n != name
+            and q.kind == "module" and n in state.results and state.results[n].local is not None]
+    r = state.results[name]
+    if len(sibs) < 3 or r.local is None or not math.isfinite(r.local.rel_rmse) or r.status == "nan":
+        return None
+    others = sorted(v for v in (state.results[n].local.rel_rmse for n in sibs) if v > 0 and math.isfinite(v))
+    if len(others) < 3:
+        return None
+    sibs = others
+    median = others[len(others) // 2]
+    if median > 0 and r.local.rel_rmse < 3 * median:
+        return (f"no single layer dominates: this local error is {r.local.rel_rmse / median:.1f}× the median of "
+                f"{len(sibs)} sibling layers — the error accumulates across the network")
+    return None
+
+
+def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport:
+    """The run's report: the probes every candidate measured, plot arrays at each root cause, the settings."""
+    names = []
+    for c in cands:
+        for r in c.results:
+            if r.probe not in names:
+                names.append(r.probe)
+    specs = sorted((run.probes[n] for n in names), key=lambda p: (p.stage, p.pos))
+    probes = []
+    for k, p in enumerate(specs):
+        st = run.subject.stages[p.stage]
+        pm = st._map
+        tensor = p.name if p.kind in ("input", "output") else (pm.tensors.get(p.name) if pm else None)
+        probes.append(Probe(k, p.name, tensor, "Input" if p.kind == "input" else
+                            ("Output" if p.kind == "output" else st.op_type(p.name)), st.name, p.parent, p.depth))
+    plots = {}
+    for c in cands:
+        kept = run.states[c.label].plots
+        key = c.root_cause.probe if c.root_cause else None
+        if key in kept:
+            plots[c.label] = kept[key]
+    o = run.opts
+    settings = {
+        "level": run.level, "refine": o.refine, "deterministic": o.deterministic,
+        "noise_floor": o.noise_floor, "local_error": o.local, "lockstep": o.lockstep,
+        "tolerance": {c.label: _tol_dict(run.states[c.label].tol) for c in cands},
+        "determinism": run.det.settings(),
+        "noise": {n: d.max_abs for n, d in run.noise.items() if d.max_abs > 0},
+        "backends": {c.label: run.states[c.label].settings for c in cands},
+        "exporters": {st.name: st.exporter for st in run.subject.stages},
+        "execution": dict(run.execution),
+    }
+    from cp_debug.determinism import environment
+
+    return BisectReport(run.ref_label, cands, probes, settings, environment(),
+                        run.subject.description, run.warnings, plots)
+
+
+def _tol_dict(t: Tolerance) -> dict:
+    return {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}

@@ -1,0 +1,57 @@
+"""Run an in-memory ONNX model in a plain ONNX Runtime session (the graph helpers' runner, not a backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_options: dict | None = None) -> dict:
+    """Run an in-memory ONNX model in ONNX Runtime; feeds are cast to the types the model declares."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    for key, value in (session_options or {}).items():
+        if key == "graph_optimization_level" and isinstance(value, str):
+            value = getattr(ort.GraphOptimizationLevel, value)
+        setattr(so, key, value)
+    names = [p if isinstance(p, str) else p[0] for p in providers]
+    opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=names, provider_options=opts)
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+    fed = {}
+    for i in sess.get_inputs():
+        a = np.asarray(feed[i.name])
+        want = types.get(i.type)
+        fed[i.name] = a.astype(want) if want is not None and a.dtype != want else a
+    outs = sess.run(None, fed)
+    return dict(zip([o.name for o in sess.get_outputs()], outs))
+
+
+def cast_feed(model, feed: dict) -> dict:
+    """The model's declared inputs from `feed`, each cast to the element type the graph declares."""
+    import onnx
+
+    out = {}
+    for i in model.graph.input:
+        if i.name in feed:
+            dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            out[i.name] = np.asarray(feed[i.name]).astype(dt, copy=False)
+    return out
+
+
+def run_all_outputs(graph, feed: dict, providers=("CPUExecutionProvider",),
+                    session_options: dict | None = None) -> dict[str, np.ndarray]:
+    """Every computed tensor of a gs.Graph (outputs and intermediates) from one ONNX Runtime run on `feed`."""
+    import onnx_graphsurgeon as gs
+
+    g = graph.copy()
+    seen = {t.name for t in g.outputs}
+    outs = list(g.outputs)
+    for nd in g.nodes:
+        for t in nd.outputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in seen:
+                seen.add(t.name)
+                outs.append(t)
+    g.outputs = outs
+    model = gs.export_onnx(g, do_type_check=False)
+    return run_ort(model, feed, providers, session_options)
