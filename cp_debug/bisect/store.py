@@ -29,6 +29,7 @@ class TensorStore:
         self._finalizer: weakref.finalize | None = None
         self._serial = itertools.count()
         self.in_memory = 0
+        self.peak_in_memory = 0
         self.spilled = 0  # bytes ever written to disk
 
     @property
@@ -41,6 +42,7 @@ class TensorStore:
         if self.in_memory + arr.nbytes <= self.budget:
             self._mem[name] = arr
             self.in_memory += arr.nbytes
+            self.peak_in_memory = max(self.peak_in_memory, self.in_memory)
             return
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="cpdebug-store-")

@@ -130,6 +130,8 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "backends": {c.label: run.states[c.label].settings for c in cands},
         "exporters": {st.name: st.exporter for st in run.subject.stages},
         "execution": dict(run.execution),
+        "reference_store": {"budget_mb": o.memory_budget_mb, "peak_in_memory_bytes": run.store.peak_in_memory,
+                            "spilled_bytes": run.store.spilled},
     }
     from cp_debug.determinism import environment
 

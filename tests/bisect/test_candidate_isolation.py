@@ -72,3 +72,5 @@ def test_memory_budget_zero_gives_the_same_report_probe_for_probe(runs):
         assert _rows(default, cand) == _rows(disk, cand)
         assert _verdict(default, cand) == _verdict(disk, cand)
     assert default["settings"]["noise"] == disk["settings"]["noise"]
+    assert disk["settings"]["reference_store"]["peak_in_memory_bytes"] == 0
+    assert disk["settings"]["reference_store"]["spilled_bytes"] > 0  # the run really went through the disk
