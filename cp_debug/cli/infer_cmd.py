@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.bisect_cmd import LoadDim, UseDim
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
 STAGE_BACKENDS = ("torch", "ort")
@@ -19,7 +20,9 @@ def infer(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
     seed: Seed = 0,
-    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points'); a synthetic scan if omitted.")] = None,
+    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")] = None,
+    load_dim: LoadDim = None,
+    use_dim: UseDim = None,
     out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
@@ -30,10 +33,12 @@ def infer(
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with handle_errors():
-        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet)
+        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
+               load_dim, use_dim)
 
 
-def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet) -> None:
+def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
+           load_dim=None, use_dim=None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
@@ -51,9 +56,14 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
         raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
     import numpy as np
 
-    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
 
-    pts = load_points(points, cfg) if points is not None else None  # checked before the slow imports
+    if (load_dim is not None or use_dim is not None) and points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
+    loaded = None
+    if points is not None:  # checked before the slow imports
+        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
+    pts = loaded.points if loaded is not None else None
 
     progress = StepProgress(quiet)
     with progress.step("loading torch"):
@@ -108,6 +118,12 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     _save_npz(out, arrays)
 
     console = stdout_console()
+    if loaded is not None:
+        console.print(f"{loaded.points_in_range} of {loaded.points_read} points in range "
+                      f"({loaded.out_of_range_dropped} outside, {loaded.non_finite_dropped} NaN/Inf dropped)",
+                      highlight=False, soft_wrap=True)
+        for w in loaded.warnings:
+            console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)

@@ -28,7 +28,11 @@ def _backbone_probes(model) -> tuple[str, ...]:
 
 
 def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
-                        seed: int = 0, trace_side: int = 128) -> Subject:
+                        seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
+                        use_dim: int | tuple[int, ...] | None = None) -> Subject:
+    """The two-stage subject. `load_dim`/`use_dim` read `points` as mmdet3d's LoadPointsFromFile; what loading
+    did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
+    `point_warnings(subject)`."""
     import torch
 
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
@@ -37,7 +41,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage,
                                                    build_model)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.points import load_point_file, points_from_array
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.onnx_export import export_module
@@ -52,14 +56,12 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         source = "random weights (seed %d)" % seed
     model.eval()
     if points is not None:
-        pts = load_points(points, cfg)
+        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
         scan = str(points)
     else:
-        pts = synthetic_scene(seed, cfg).points
-        from cp_debug.models.centerpoint.points import prepare_points
-
-        pts = prepare_points(pts, cfg, source="synthetic scene")
         scan = f"synthetic scene (seed {seed})"
+        loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
+    pts = loaded.points
     with torch.no_grad():
         vox = voxelize(torch.as_tensor(pts), cfg)
         feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
@@ -102,4 +104,11 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         description={"kind": "recipe", "recipe": "centerpoint", "preset": preset, "weights": source, "points": scan,
                      "checkpoint": str(checkpoint) if checkpoint else None,
                      "points_file": str(points) if points else None, "seed": seed,
+                     "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
+                     "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]})
+
+
+def point_warnings(subject: Subject) -> list[str]:
+    """What loading the scan warned about (zero-filled columns, dropped NaN/Inf points), for the report's warnings."""
+    return list((subject.description.get("point_cloud") or {}).get("warnings", ()))
