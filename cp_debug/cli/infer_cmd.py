@@ -60,10 +60,10 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
 
     if (load_dim is not None or use_dim is not None) and points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
-    loaded = None
+    scan = None
     if points is not None:  # checked before the slow imports
-        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
-    pts = loaded.points if loaded is not None else None
+        scan = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
+    pts = scan.points if scan is not None else None
 
     progress = StepProgress(quiet)
     with progress.step("loading torch"):
@@ -118,11 +118,11 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     _save_npz(out, arrays)
 
     console = stdout_console()
-    if loaded is not None:
-        console.print(f"{loaded.points_in_range} of {loaded.points_read} points in range "
-                      f"({loaded.out_of_range_dropped} outside, {loaded.non_finite_dropped} NaN/Inf dropped)",
+    if scan is not None:
+        console.print(f"{scan.points_in_range} of {scan.points_read} points in range "
+                      f"({scan.out_of_range_dropped} outside, {scan.non_finite_dropped} NaN/Inf dropped)",
                       highlight=False, soft_wrap=True)
-        for w in loaded.warnings:
+        for w in scan.warnings:
             console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)

@@ -229,3 +229,13 @@ def test_bisect_reads_a_kitti_scan_with_load_dim_4(tmp_path):
     assert report["model"]["num_points"] == 1500
     assert any("zero-filled" in w and str(scan) in w for w in report["warnings"])
     assert report["outputs_within_tolerance"] == {"ort": True}
+
+
+def test_infer_reads_a_kitti_scan_and_prints_the_counts(tmp_path):
+    scan = tmp_path / "000001.bin"
+    _scan(n=900, cols=4, far=13, seed=4).tofile(scan)
+    proc = _cpdebug("infer", "--preset", "tiny", "--points", scan, "--load-dim", "4", "--out", tmp_path / "o.npz", "-q")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "900 of 913 points in range (13 outside, 0 NaN/Inf dropped)" in proc.stdout
+    assert "time was zero-filled" in proc.stdout
+    assert (tmp_path / "o.npz").is_file()
