@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.eval_cmd import Deterministic, Quiet, RandomWeights, quiet_third_party
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
 
@@ -15,15 +16,15 @@ def bench(
     backends: Annotated[str, typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the default checkpoint.")] = False,
+    random_weights: RandomWeights = False,
     seed: Seed = 0,
     points: Annotated[Optional[Path], typer.Option(help="Point file to time on; a held-out synthetic scene if omitted.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 20,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
-    deterministic: Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")] = True,
+    deterministic: Deterministic = True,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write rows (backend, stage, median_ms, p90_ms, …) as JSON to FILE ('-' = stdout).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the rows as CSV.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up.
 
@@ -36,9 +37,6 @@ def bench(
 
 def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out, csv,
            quiet) -> None:
-    import logging
-    import warnings
-
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bench.run import BenchOptions, run_bench
     from cp_debug.cli._bar import progress_bar
@@ -60,15 +58,8 @@ def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, w
             check_writable(out)
     opts = BenchOptions(labels, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic)
     steps = StepProgress(quiet)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime.quantization logs warnings through the root logger
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
-    finally:
-        root.setLevel(level)
+    with quiet_third_party():
+        report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
 
     data = report.to_dict()
     if json_out == "-":

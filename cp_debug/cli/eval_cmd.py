@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,22 +11,45 @@ import typer
 from cp_debug.cli._errors import handle_errors
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
+# Options `eval` and `bench` share.
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the default checkpoint.")]
+Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
+JsonOut = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+@contextlib.contextmanager
+def quiet_third_party():
+    """Third-party warnings stay off the terminal (onnxruntime.quantization logs through the root logger)."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
 
 def eval_(
     backends: Annotated[Optional[str], typer.Option("--backends", "-b", help="REF[,CAND…]: backend specs, the first is the reference (default torch,ort; torch with --detections).")] = None,
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the default checkpoint.")] = False,
+    random_weights: RandomWeights = False,
     seed: Seed = 0,
     scenes: Annotated[Optional[Path], typer.Option(help="mmdet3d info file (or DIR with infos.pkl) of the scans to evaluate.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
     detections: Annotated[Optional[Path], typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = scene file stems): one more candidate.")] = None,
     calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a reference box in the diff.")] = 2.0,
-    deterministic: Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")] = True,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
+    deterministic: Deterministic = True,
+    json_out: JsonOut = None,
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML page with the BEV of the most different scan.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
@@ -38,9 +62,6 @@ def eval_(
 
 def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes, match_distance,
           deterministic, json_out, html, quiet) -> None:
-    import logging
-    import warnings
-
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.eval.session import EvalOptions, parse_backend_list, run_eval
@@ -56,15 +77,8 @@ def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detecti
                        seed=seed, scenes_dir=scenes, n=n, detections_file=detections, deterministic=deterministic,
                        calib_scenes=calib_scenes, max_dist=match_distance)
     steps = StepProgress(quiet)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime.quantization logs warnings through the root logger
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
-    finally:
-        root.setLevel(level)
+    with quiet_third_party():
+        report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
 
     from cp_debug.report.io import dumps, write_text_atomic
 
