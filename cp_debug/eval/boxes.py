@@ -19,11 +19,13 @@ from cp_debug.errors import BadInputError
 @dataclass(frozen=True)
 class SampleBoxes:
     """One sample's boxes (K, 9) float [x, y, z_bottom, l, w, h, yaw, vx, vy], labels (K,) int indices into the
-    class names, scores (K,) float or None for ground truth."""
+    class names, scores (K,) float or None for ground truth; `num_points` (K,) lidar points per ground-truth
+    box where known (the devkit drops ground truth with none)."""
 
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray | None = None
+    num_points: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 9) if np.size(self.boxes) else np.zeros((0, 9))
@@ -37,6 +39,9 @@ class SampleBoxes:
             if scores.shape[0] != boxes.shape[0]:
                 raise BadInputError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores; give one score per box")
             object.__setattr__(self, "scores", scores)
+        if self.num_points is not None:
+            npts = np.asarray(self.num_points, dtype=np.int64).reshape(-1)
+            object.__setattr__(self, "num_points", npts if npts.shape[0] == boxes.shape[0] else None)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

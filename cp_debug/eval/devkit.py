@@ -10,8 +10,9 @@ Three deliberate departures, because our classes and data are not nuScenes':
   insists on all ten nuScenes classes; its `class_names` is narrowed after construction). A class with no
   ground-truth box would otherwise add AP 0 and TP errors 1 whatever the detector does.
 - Range: `class_range` is one radius for every class, by default the half-diagonal of the preset's
-  point-cloud range, so no box the network can see is dropped. The devkit's distance filter is applied
-  (`box.ego_dist < range`); its bike-rack and points-per-box filters need the nuScenes database and are not.
+  point-cloud range, so no box the network can see is dropped. The devkit's distance filter and its
+  points-per-box filter (ground truth with 0 lidar points, where the count is known) are applied; its
+  bike-rack filter needs the nuScenes database and is not.
 - Attributes: our boxes have none. `calc_tp` would give attr_err 1 (its `cummean` of all-nan errors), so the
   attribute error is set to nan for every class, as `NuScenesEval.evaluate` does for traffic_cone, and mAAE
   is reported as nan. NDS is computed over the four TP errors that exist:
@@ -136,6 +137,7 @@ def _to_eval_boxes(samples: Mapping[str, SampleBoxes], tokens, class_names, is_g
                         rotation=nb["rotation"],
                         velocity=nb["velocity"],
                         ego_translation=nb["translation"],  # lidar frame taken as the ego frame
+                        num_pts=int(sb.num_points[i]) if is_gt and sb.num_points is not None else -1,
                         detection_name=class_names[int(sb.labels[i])],
                         detection_score=-1.0 if is_gt else float(sb.scores[i]),
                         attribute_name="",
@@ -179,9 +181,9 @@ def evaluate(
     tokens = sorted(ground_truth)
     gt = _to_eval_boxes(ground_truth, tokens, class_names, True, DetectionBox, EvalBoxes)
     pred = _to_eval_boxes(detections, tokens, class_names, False, DetectionBox, EvalBoxes)
-    for boxes in (gt, pred):  # the devkit's distance filter (filter_eval_boxes' first step)
+    for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
         for token in tokens:
-            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range]
+            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
 
     num_gt = {c: sum(1 for b in gt.all if b.detection_name == c) for c in class_names}
     num_det = {c: sum(1 for b in pred.all if b.detection_name == c) for c in class_names}

@@ -52,7 +52,8 @@ def scenes_from_infos(path: str | Path, cfg) -> list[EvalScene]:
     tokens = [s.token for s in samples]
     if len(set(tokens)) != len(tokens):
         raise BadInputError(f"{path}: sample tokens repeat; each scan needs its own token")
-    return [EvalScene(s.token, SampleBoxes(s.boxes, s.labels), lidar_path=Path(s.lidar_path)) for s in samples]
+    return [EvalScene(s.token, SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
+                      lidar_path=Path(s.lidar_path)) for s in samples]
 
 
 def heldout_eval_scenes(cfg, n: int) -> list[EvalScene]:

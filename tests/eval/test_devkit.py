@@ -100,3 +100,11 @@ def test_range_filter_and_bad_inputs():
         evaluate(gt, {"zz": det["a"]}, CLASSES)
     with pytest.raises(BadInputError, match="nuScenes detection names"):
         evaluate(gt, det, ("car", "van"))
+
+
+def test_ground_truth_without_points_is_dropped_as_the_devkit_does():
+    gt = {"a": SampleBoxes(np.array([box(5, 5), box(-5, 5)]), np.array([CAR, CAR]), num_points=np.array([30, 0]))}
+    det = {"a": sb([box(5, 5)], [CAR], [0.9])}
+    assert evaluate(gt, det, CLASSES).mean_ap == pytest.approx(1.0)
+    gt_unknown = {"a": SampleBoxes(gt["a"].boxes, gt["a"].labels)}  # counts unknown: both boxes count
+    assert evaluate(gt_unknown, det, CLASSES).mean_ap < 1.0
