@@ -47,6 +47,13 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     from cp_debug.recipes.onnx_export import export_module
 
     cfg = get_preset(preset)
+    if points is not None:  # before the model: a bad file fails fast
+        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
+        scan = str(points)
+    else:
+        scan = f"synthetic scene (seed {seed})"
+        loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
+    pts = loaded.points
     if checkpoint is not None:  # the checkpoint replaces every weight: skip the realistic random init
         model = build_model(cfg, seed=seed, init="mmdet3d")
         load_checkpoint(model, checkpoint)
@@ -55,13 +62,6 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         model = build_model(cfg, seed=seed)
         source = "random weights (seed %d)" % seed
     model.eval()
-    if points is not None:
-        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
-        scan = str(points)
-    else:
-        scan = f"synthetic scene (seed {seed})"
-        loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
-    pts = loaded.points
     with torch.no_grad():
         vox = voxelize(torch.as_tensor(pts), cfg)
         feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
