@@ -6,6 +6,8 @@ import typer
 
 from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
 from cp_debug.cli import quantize_cmd, sensitivity_cmd
+from cp_debug.cli import scenes_cmd
+from cp_debug.cli import train_cmd
 from cp_debug.cli import eval_cmd
 from cp_debug.cli import bench_cmd
 
@@ -25,6 +27,8 @@ app.command("extract")(extract_cmd.extract)
 app.command("keep-fp32")(keep_fp32_cmd.keep_fp32)
 app.command("quantize")(quantize_cmd.quantize)
 app.command("sensitivity")(sensitivity_cmd.sensitivity)
+app.command("scenes")(scenes_cmd.scenes)
+app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.eval_)
 app.command("bench")(bench_cmd.bench)
 
