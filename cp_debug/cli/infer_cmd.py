@@ -11,7 +11,7 @@ import typer
 
 from cp_debug.cli._errors import handle_errors
 from cp_debug.cli.bisect_cmd import LoadDim, UseDim
-from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
+from cp_debug.cli.export_cmd import Checkpoint, Preset, RandomWeights, Seed
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -19,6 +19,7 @@ STAGE_BACKENDS = ("torch", "ort")
 def infer(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
     seed: Seed = 0,
     points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")] = None,
     load_dim: LoadDim = None,
@@ -34,11 +35,11 @@ def infer(
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with handle_errors():
         _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
-               load_dim, use_dim)
+               load_dim, use_dim, random_weights)
 
 
 def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
-           load_dim=None, use_dim=None) -> None:
+           load_dim=None, use_dim=None, random_weights=False) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
@@ -96,8 +97,10 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
             progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
     rot_y = bool(rot_y)
 
-    with progress.step(f"building {preset} ({'checkpoint' if checkpoint else f'random weights, seed {seed}'})"):
-        loaded = load_model(preset, checkpoint, seed)
+    from cp_debug.recipes.centerpoint.model_source import weights_label
+
+    with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
+        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
         if uses_ort and onnx_dir is None:
