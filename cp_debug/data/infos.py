@@ -13,15 +13,14 @@ Files are unpickled with a restricted unpickler (plain containers and numpy only
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from cp_debug.data.atomic import write_bytes_atomic
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CLASS_NAMES
 
@@ -61,21 +60,10 @@ def info_entry(sample_idx: int, token: str, lidar_path: str, boxes: np.ndarray, 
 def write_infos(path: str | Path, entries: Iterable[dict], class_names: Sequence[str] = CLASS_NAMES,
                 dataset: str = "cp_debug synthetic scenes") -> Path:
     """Write `{"metainfo", "data_list"}` atomically (temp file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     data = {"metainfo": {"categories": {name: i for i, name in enumerate(class_names)}, "dataset": dataset,
                          "info_version": "1.1"},
             "data_list": list(entries)}
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(data, f, protocol=4)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return write_bytes_atomic(path, pickle.dumps(data, protocol=4))
 
 
 def _load_pickle(p: Path):

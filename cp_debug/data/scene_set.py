@@ -6,14 +6,13 @@ Each point file is written whole (temp + rename) and the info file last, atomica
 
 from __future__ import annotations
 
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from cp_debug.data.atomic import write_bytes_atomic
 from cp_debug.data.boxes import count_points_in_boxes
 from cp_debug.data.infos import INFO_FILE, POINTS_DIR, info_entry, write_infos
 from cp_debug.data.scenes import make_scene, scene_token
@@ -24,15 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def write_points(path: Path, points: np.ndarray) -> None:
     """(M, 5) float32 -> a KITTI/T4-style .bin, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(np.ascontiguousarray(points, dtype=np.float32).tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, np.ascontiguousarray(points, dtype=np.float32).tobytes())
 
 
 def _one(args: tuple) -> dict:

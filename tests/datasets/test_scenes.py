@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cp_debug.data.boxes import count_points_in_boxes
-from cp_debug.data.scenes import (BOX, HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object, heldout_scenes,
+from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object, heldout_scenes,
                                   lidar_returns, make_scene, scene_token, training_seeds)
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import get_preset
@@ -89,3 +89,23 @@ def test_heldout_seeds_are_disjoint_from_training_seeds():
 def test_old_synthetic_scene_still_works():
     s = synthetic_scene(0, get_preset("tiny"))
     assert s.points.shape[1] == 5 and s.boxes.shape[1] == 9
+
+
+def test_scenes_cli_writes_a_folder_and_refuses_bad_input(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from cp_debug.cli.scenes_cmd import scenes
+
+    app = typer.Typer()
+    app.command()(scenes)
+    app.command("noop")(lambda: None)  # two commands: the first is called by name
+    res = CliRunner().invoke(app, ["scenes", "--preset", "tiny", "--n", "2", "--out", str(tmp_path / "s"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "s" / "points").iterdir()) == [f"{scene_token(0)}.pcd.bin",
+                                                                          f"{scene_token(1)}.pcd.bin"]
+    assert (tmp_path / "s" / "infos.pkl").is_file()
+    for args, msg in ((["--n", "0"], "at least 1"), (["--seed", str(HELDOUT_SEED_BASE)], "held-out"),
+                      (["--preset", "nope"], "unknown CenterPoint preset")):
+        res = CliRunner().invoke(app, ["scenes", "--out", str(tmp_path / "x"), *args])
+        assert res.exit_code == 2 and msg in res.output, res.output
