@@ -12,13 +12,21 @@ from cp_debug.cli._errors import handle_errors
 Backends = Annotated[str, typer.Option("--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. "
                                        "Spec: framework[-device][-precision], e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
 
+LoadDim = Annotated[Optional[int], typer.Option("--load-dim", min=3, help="float32 columns per point in a .bin "
+                                                "(mmdet3d load_dim; default: the preset's, 5 as nuScenes/T4; KITTI: 4).")]
+UseDim = Annotated[Optional[str], typer.Option("--use-dim", help="Columns read as x,y,z[,intensity[,time]]: a count "
+                                               "(4 = the first 4) or indices (0,1,2,4); mmdet3d use_dim.")]
+
 
 def bisect(
     backends: Backends = "torch,ort",
     recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")] = "demo",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); random weights if omitted.")] = None,
-    points: Annotated[Optional[Path], typer.Option(help="Point cloud (.bin/.npy/.npz) for CenterPoint; a synthetic scan if omitted.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")] = False,
+    points: Annotated[Optional[Path], typer.Option(help="Point cloud (.bin/.npy/.npz/.pcd) for CenterPoint; a synthetic scan if omitted.")] = None,
+    load_dim: LoadDim = None,
+    use_dim: UseDim = None,
     torch_model: Annotated[Optional[str], typer.Option("--torch", help="FILE.py:FUNC returning (module, example_inputs).")] = None,
     onnx_model: Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (ONNX backends only).")] = None,
     inputs: Annotated[Optional[Path], typer.Option(help="Inputs to run (.npz; keys = input names or input0, input1, …).")] = None,
@@ -53,7 +61,7 @@ def bisect(
     raise typer.Exit(code)
 
 
-def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, level, refine, atol,
+def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
             rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, memory_budget,
             json_out, csv, parquet, html, bundle, quiet) -> int:
     from cp_debug.backends.spec import parse_backends
@@ -66,7 +74,8 @@ def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_mode
         raise BadInputError("give one model: --recipe, --torch or --onnx")
     progress = StepProgress(quiet=quiet or json_out == "-")
     with progress.step("loading the model"):
-        subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed)
+        subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
+                                load_dim, use_dim, random_weights)
 
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
@@ -81,6 +90,10 @@ def _bisect(backends, recipe, preset, checkpoint, points, torch_model, onnx_mode
                          keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed,
                          memory_budget_mb=memory_budget)
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
+    if subject.description.get("recipe") == "centerpoint":
+        from cp_debug.recipes.centerpoint.subject import point_warnings
+
+        engine.warnings.extend(point_warnings(subject))  # zero-filled columns, dropped NaN/Inf points
     try:
         report = engine.run()
         _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress)
@@ -121,8 +134,13 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
             bundle_from_run(engine, report, bundle)
 
 
-def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed):
+def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
+                  load_dim=None, use_dim=None, random_weights=False):
     from cp_debug.errors import BadInputError
+    from cp_debug.models.centerpoint.points import parse_use_dim
+
+    if (load_dim is not None or use_dim is not None) and points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
 
     if torch_model:
         from cp_debug.bisect.loaders import torch_subject
@@ -137,7 +155,8 @@ def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, i
         raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed)
+    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed, load_dim=load_dim,
+                               use_dim=parse_use_dim(use_dim), random_weights=random_weights)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...]:

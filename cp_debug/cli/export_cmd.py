@@ -10,7 +10,8 @@ import typer
 from cp_debug.cli._errors import handle_errors
 
 Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
-Checkpoint = Annotated[Optional[Path], typer.Option(help="mmengine/AWML checkpoint (.pth); seeded random weights if omitted.")]
+Checkpoint = Annotated[Optional[Path], typer.Option(help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")]
 Seed = Annotated[int, typer.Option(help="Seed for random weights and the synthetic scan.")]
 RotY = Annotated[bool, typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
@@ -18,6 +19,7 @@ RotY = Annotated[bool, typer.Option(help="AWML's rot_y_axis_reference head outpu
 def export(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
     seed: Seed = 0,
     out: Annotated[Path, typer.Option(help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx.")] = Path("cpdebug-out/onnx"),
     rot_y_axis_reference: RotY = False,
@@ -26,19 +28,19 @@ def export(
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
     with handle_errors():
-        _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet)
+        _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, random_weights)
 
 
-def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet) -> None:
+def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, random_weights=False) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.models.centerpoint.config import get_preset
 
     get_preset(preset)  # an unknown preset fails before torch is imported
     progress = StepProgress(quiet)
-    with progress.step(f"building {preset} ({'checkpoint' if checkpoint else f'random weights, seed {seed}'})"):
-        from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.recipes.centerpoint.model_source import load_model, weights_label
 
-        loaded = load_model(preset, checkpoint, seed)
+    with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
+        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
     sample = None
     if points is not None:
         from cp_debug.models.centerpoint.points import load_points

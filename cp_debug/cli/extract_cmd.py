@@ -49,8 +49,14 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> 
         elif m.get("recipe") == "centerpoint":
             from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
+            use_dim = m.get("use_dim")
             subject = centerpoint_subject(preset=m["preset"], checkpoint=m.get("checkpoint"),
-                                          points=m.get("points_file"), seed=m.get("seed") or 0)
+                                          points=m.get("points_file"), seed=m.get("seed") or 0,
+                                          load_dim=m.get("load_dim"),
+                                          use_dim=tuple(use_dim) if isinstance(use_dim, list) else use_dim,
+                                          # runs recorded before the trained default said "random weights"
+                                          random_weights=bool(m.get("random_weights",
+                                                                    str(m.get("weights", "")).startswith("random"))))
         else:
             raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
     labels = [c.label for c in saved.candidates if candidate in (None, c.label)]

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
+from cp_debug.cli.bisect_cmd import LoadDim, UseDim
+from cp_debug.cli.export_cmd import Checkpoint, Preset, RandomWeights, Seed
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -18,8 +19,11 @@ STAGE_BACKENDS = ("torch", "ort")
 def infer(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
     seed: Seed = 0,
-    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points'); a synthetic scan if omitted.")] = None,
+    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")] = None,
+    load_dim: LoadDim = None,
+    use_dim: UseDim = None,
     out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
@@ -30,10 +34,12 @@ def infer(
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with handle_errors():
-        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet)
+        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
+               load_dim, use_dim, random_weights)
 
 
-def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet) -> None:
+def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
+           load_dim=None, use_dim=None, random_weights=False) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
@@ -51,9 +57,14 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
         raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
     import numpy as np
 
-    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
 
-    pts = load_points(points, cfg) if points is not None else None  # checked before the slow imports
+    if (load_dim is not None or use_dim is not None) and points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
+    scan = None
+    if points is not None:  # checked before the slow imports
+        scan = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
+    pts = scan.points if scan is not None else None
 
     progress = StepProgress(quiet)
     with progress.step("loading torch"):
@@ -86,8 +97,10 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
             progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
     rot_y = bool(rot_y)
 
-    with progress.step(f"building {preset} ({'checkpoint' if checkpoint else f'random weights, seed {seed}'})"):
-        loaded = load_model(preset, checkpoint, seed)
+    from cp_debug.recipes.centerpoint.model_source import weights_label
+
+    with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
+        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
         if uses_ort and onnx_dir is None:
@@ -108,6 +121,12 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     _save_npz(out, arrays)
 
     console = stdout_console()
+    if scan is not None:
+        console.print(f"{scan.points_in_range} of {scan.points_read} points in range "
+                      f"({scan.out_of_range_dropped} outside, {scan.non_finite_dropped} NaN/Inf dropped)",
+                      highlight=False, soft_wrap=True)
+        for w in scan.warnings:
+            console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import typer
 
 from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
+from cp_debug.cli import quantize_cmd, sensitivity_cmd
+from cp_debug.cli import scenes_cmd
+from cp_debug.cli import train_cmd
+from cp_debug.cli import eval_cmd
+from cp_debug.cli import bench_cmd
 
 app = typer.Typer(
     name="cpdebug",
@@ -20,6 +25,12 @@ app.command("backends")(backends_cmd.backends)
 app.command("report")(report_cmd.report)
 app.command("extract")(extract_cmd.extract)
 app.command("keep-fp32")(keep_fp32_cmd.keep_fp32)
+app.command("quantize")(quantize_cmd.quantize)
+app.command("sensitivity")(sensitivity_cmd.sensitivity)
+app.command("scenes")(scenes_cmd.scenes)
+app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.eval_)
+app.command("bench")(bench_cmd.bench)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ class CenterPointConfig:
 
     `use_dim` picks the model's input columns out of a 5-column point file (x, y, z, intensity, time):
     (0, 1, 2, 4) for the 4-channel models (x, y, z, t), (0, 1, 2, 3, 4) for the 5-channel J6Gen2 model.
+    `load_dim` is the column count of the preset's .bin point files (nuScenes/T4 `.pcd.bin`: 5), the
+    default of `cpdebug --load-dim`.
     """
 
     name: str
@@ -32,6 +34,7 @@ class CenterPointConfig:
     max_voxels: int = 96000
     in_channels: int = 4
     use_dim: tuple[int, ...] = (0, 1, 2, 4)
+    load_dim: int = 5
     # PillarFeatureNet
     pfn_feat_channels: tuple[int, ...] = (32, 32)
     pfn_norm_eps: float = 1e-3

@@ -1,27 +1,62 @@
-"""Where the CenterPoint weights come from: a checkpoint, or seeded random weights when none is given."""
+"""Where the CenterPoint weights come from: a checkpoint, the shipped trained weights, or seeded random weights.
+
+The demo preset ships weights trained on cp_debug's synthetic scenes (not on a real dataset; see README,
+"Trained demo weights"): they are the default when no checkpoint is given. `random_weights=True` (CLI
+`--random-weights`) gives the seeded random initialisation instead, which every other preset uses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+SHIPPED_WEIGHTS = {"demo": "centerpoint_demo.pth"}  # preset -> file in cp_debug/models/centerpoint/weights/
+
 
 @dataclass(frozen=True)
 class LoadedModel:
     cfg: object  # CenterPointConfig
     model: object  # CenterPoint, eval mode
-    weights: str  # "checkpoint PATH" or "random (seed N)", for messages and reports
+    weights: str  # "checkpoint PATH", "trained demo weights (...)" or "random (seed N)", for messages and reports
 
 
-def load_model(preset: str, checkpoint: str | Path | None = None, seed: int | None = 0) -> LoadedModel:
-    """Build `preset` and load `checkpoint` into it strictly, or initialise it randomly from `seed`."""
+def shipped_checkpoint(preset: str) -> Path | None:
+    """The packaged trained checkpoint of `preset`, or None where the preset has none."""
+    name = SHIPPED_WEIGHTS.get(preset)
+    if name is None:
+        return None
+    from importlib.resources import files
+
+    path = Path(str(files("cp_debug.models.centerpoint") / "weights" / name))
+    return path if path.is_file() else None
+
+
+def weights_label(preset: str, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
+    """What `load_model` will load, in words (for progress lines before the model is built)."""
+    if checkpoint is not None:
+        return f"checkpoint {checkpoint}"
+    if not random_weights and shipped_checkpoint(preset) is not None:
+        return f"trained {preset} weights (synthetic scenes)"
+    return f"random weights, seed {seed}"
+
+
+def load_model(preset: str, checkpoint: str | Path | None = None, seed: int | None = 0, *,
+               random_weights: bool = False) -> LoadedModel:
+    """Build `preset` and load `checkpoint` into it strictly; without one, the shipped trained weights of the
+    preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
+    from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.centerpoint.config import get_preset
     from cp_debug.models.centerpoint.model import build_model
 
     cfg = get_preset(preset)
+    if checkpoint is not None and random_weights:
+        raise BadInputError("give a checkpoint or --random-weights, not both")
+    label = weights_label(preset, checkpoint, seed, random_weights)
+    if checkpoint is None and not random_weights:
+        checkpoint = shipped_checkpoint(preset)
     if checkpoint is None:
         return LoadedModel(cfg, build_model(cfg, seed=seed), f"random (seed {seed})")
     model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load
     load_checkpoint(model, checkpoint)
-    return LoadedModel(cfg, model.eval(), f"checkpoint {checkpoint}")
+    return LoadedModel(cfg, model.eval(), label)

@@ -28,38 +28,36 @@ def _backbone_probes(model) -> tuple[str, ...]:
 
 
 def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
-                        seed: int = 0, trace_side: int = 128) -> Subject:
+                        seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
+                        use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False) -> Subject:
+    """The two-stage subject. `load_dim`/`use_dim` read `points` as mmdet3d's LoadPointsFromFile; what loading
+    did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
+    `point_warnings(subject)`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
+    trained weights (demo), else (or with `random_weights`) the seeded random initialisation."""
     import torch
 
-    from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.centerpoint.config import get_preset
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
-                                                   VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage,
-                                                   build_model)
+                                                   VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.points import load_point_file, points_from_array
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.export.torch_export import export_module
 
     cfg = get_preset(preset)
-    if checkpoint is not None:  # the checkpoint replaces every weight: skip the realistic random init
-        model = build_model(cfg, seed=seed, init="mmdet3d")
-        load_checkpoint(model, checkpoint)
-        source = str(checkpoint)
-    else:
-        model = build_model(cfg, seed=seed)
-        source = "random weights (seed %d)" % seed
-    model.eval()
-    if points is not None:
-        pts = load_points(points, cfg)
+    if points is not None:  # before the model: a bad file fails fast
+        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
         scan = str(points)
     else:
-        pts = synthetic_scene(seed, cfg).points
-        from cp_debug.models.centerpoint.points import prepare_points
-
-        pts = prepare_points(pts, cfg, source="synthetic scene")
         scan = f"synthetic scene (seed {seed})"
+        loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
+    pts = loaded.points
+    from cp_debug.recipes.centerpoint.model_source import load_model
+
+    weights = load_model(preset, checkpoint, seed, random_weights=random_weights)
+    model, source = weights.model, weights.weights
+    model.eval()
     with torch.no_grad():
         vox = voxelize(torch.as_tensor(pts), cfg)
         feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
@@ -100,6 +98,13 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         name=f"centerpoint:{preset}", stages=[enc_stage, bb_stage],
         inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
         description={"kind": "recipe", "recipe": "centerpoint", "preset": preset, "weights": source, "points": scan,
-                     "checkpoint": str(checkpoint) if checkpoint else None,
+                     "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": bool(random_weights),
                      "points_file": str(points) if points else None, "seed": seed,
+                     "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
+                     "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]})
+
+
+def point_warnings(subject: Subject) -> list[str]:
+    """What loading the scan warned about (zero-filled columns, dropped NaN/Inf points), for the report's warnings."""
+    return list((subject.description.get("point_cloud") or {}).get("warnings", ()))

@@ -12,7 +12,10 @@ J6 = get_preset("awml-j6gen2")
 
 
 def _pts(n=100, cols=5, seed=0):
-    return np.random.default_rng(seed).uniform(-10, 10, (n, cols)).astype(np.float32)
+    """Points inside every preset's range (z -3..5 m), so none is dropped by the range filter."""
+    pts = np.random.default_rng(seed).uniform(-10, 10, (n, cols)).astype(np.float32)
+    pts[:, 2:3] /= 5
+    return pts
 
 
 def test_bin_five_columns_to_use_dim(tmp_path):
@@ -40,14 +43,15 @@ def test_npy_npz_and_in_channel_arrays(tmp_path):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda p: np.save(p.with_suffix(".npy"), _pts(cols=3)), "3 column"),
-        (lambda p: p.with_suffix(".bin").write_bytes(b"\x00" * 30), "30 bytes"),
+        (lambda p: np.save(p.with_suffix(".npy"), _pts(cols=2)), "2 column"),
+        (lambda p: p.with_suffix(".bin").write_bytes(b"\x00" * 30), "30 bytes, which fits no float32 layout"),
         (lambda p: p.with_suffix(".bin").write_bytes(b""), "empty"),
         (lambda p: p.with_suffix(".npy").write_bytes(b"garbage, not numpy"), "not a readable .npy"),
         (lambda p: p.with_suffix(".npz").write_bytes(b"PK garbage"), "not a readable .npz"),
         (lambda p: np.savez(p.with_suffix(".npz"), other=_pts()), "no array named 'points'"),
         (lambda p: np.save(p.with_suffix(".npy"), np.zeros((0, 5), np.float32)), "no points"),
-        (lambda p: p.with_suffix(".pcd").write_bytes(b"x"), "unknown suffix"),
+        (lambda p: p.with_suffix(".pcd").write_bytes(b"x"), "not a PCD file"),
+        (lambda p: p.with_suffix(".ply").write_bytes(b"x"), "unknown suffix"),
     ],
 )
 def test_bad_files_give_one_clear_line(tmp_path, make, match):

@@ -71,8 +71,8 @@ def test_infer_exports_to_a_temp_dir_when_needed(tmp_path):
         (["infer", "--preset", "nope"], 2, "unknown CenterPoint preset"),
         (["infer", "--preset", "tiny", "--encoder", "trt"], 2, "not a stage backend"),
         (["export", "--preset", "awml-760", "--checkpoint", "{ckpt}"], 2, "awml-base, demo, tiny"),
-        (["infer", "--preset", "tiny", "--points", "{pts3}"], 2, "3 column"),
-        (["infer", "--preset", "tiny", "--points", "{corrupt}"], 2, "not a whole number"),
+        (["infer", "--preset", "tiny", "--points", "{pts2}"], 2, "2 column"),
+        (["infer", "--preset", "tiny", "--points", "{corrupt}"], 2, "fits no float32 layout"),
         (["infer", "--preset", "tiny", "--checkpoint", "{ptq}"], 2, "PTQ"),
     ],
 )
@@ -84,11 +84,11 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_model, args, code, text)
 
     paths = {
         "ckpt": save_checkpoint(tiny_model, tmp_path / "tiny.pth"),
-        "pts3": tmp_path / "p3.npy",
+        "pts2": tmp_path / "p2.npy",
         "corrupt": tmp_path / "bad.bin",
         "ptq": tmp_path / "ptq.pth",
     }
-    np.save(paths["pts3"], np.zeros((10, 3), np.float32))
+    np.save(paths["pts2"], np.zeros((10, 2), np.float32))  # x, y only: 3+ columns are read (missing ones zero-filled)
     paths["corrupt"].write_bytes(b"\x01" * 26)
     torch.save({"state_dict": _fuse_layout(tiny_model.state_dict())}, paths["ptq"])
     res = _run(*[a.format(**paths) for a in args], "--out", tmp_path / ("x.npz" if args[0] == "infer" else "o"), "-q")

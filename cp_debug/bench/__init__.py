@@ -1,0 +1,1 @@
+"""Latency benchmarks: per-stage timings of CenterPoint's staged pipeline per backend."""

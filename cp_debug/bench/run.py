@@ -1,0 +1,102 @@
+"""`cpdebug bench`'s work: one scan, each backend built once, warmed up, then timed stage by stage."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from cp_debug.bench.latency import BackendBench, baseline_gpu_used_mb, bench_backend
+from cp_debug.determinism import Determinism
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    backends: tuple[str, ...]
+    preset: str = "demo"
+    checkpoint: Path | None = None
+    random_weights: bool = False
+    seed: int = 0
+    points: Path | None = None
+    repeat: int = 20
+    warmup: int = 3
+    deterministic: bool = True
+    calib_scenes: int = 2
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    preset: str
+    weights: str
+    scan: str
+    num_points: int
+    repeat: int
+    warmup: int
+    results: tuple[BackendBench, ...]
+
+    def to_dict(self) -> dict:
+        from cp_debug.bench.latency import table_rows
+
+        return {"preset": self.preset, "weights": self.weights, "scan": self.scan, "num_points": self.num_points,
+                "repeat": self.repeat, "warmup": self.warmup, "rows": table_rows(self.results),
+                "notes": {r.backend: list(r.notes) for r in self.results}}
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
+              step: Callable[[str], ContextManager] | None = None) -> BenchReport:
+    from cp_debug.backends import check_available
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.eval.runner import BackendPipeline, calibration_points, int8_calibration
+    from cp_debug.eval.session import load_weights
+    from cp_debug.models.centerpoint.config import get_preset
+
+    step = step or (lambda text: contextlib.nullcontext())
+    specs = {label: BackendSpec.parse(label) for label in opts.backends}
+    for spec in specs.values():
+        check_available(spec)
+    cfg = get_preset(opts.preset)
+    if opts.points is not None:
+        from cp_debug.models.centerpoint.points import load_points
+
+        points, scan = load_points(opts.points, cfg), str(opts.points)
+    else:
+        from cp_debug.data.scenes import heldout_scenes
+
+        with step("generating a held-out synthetic scene"):
+            token, scene = heldout_scenes(cfg, 1)[0]
+        points, scan = scene.points, f"held-out synthetic scene {token}"
+    with step("loading weights"):
+        loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
+        onnx_dir = None
+        if any(s.framework != "torch" for s in specs.values()):
+            from cp_debug.recipes.centerpoint.export import export_onnx
+
+            with step("exporting the two ONNX stages"):
+                onnx_dir = Path(tmp)
+                export_onnx(loaded.model, cfg, onnx_dir, sample_points=points)
+        calib = None
+        if any(s.precision == "int8" for s in specs.values()):
+            with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes"):
+                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, max(1, opts.calib_scenes)))
+        for label, spec in specs.items():
+            base = baseline_gpu_used_mb() if spec.device == "cuda" else None
+            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
+                                   glue_device=spec.device)
+            with step(f"{label}: building runners"):
+                pipe.__enter__()
+            try:
+                bar = progress(label, opts.warmup + opts.repeat) if progress else contextlib.nullcontext(None)
+                with bar as advance:
+                    res = bench_backend(pipe, points, repeat=opts.repeat, warmup=opts.warmup,
+                                        on_run=advance if advance else None)
+            finally:
+                pipe.__exit__(None, None, None)
+            if base is not None and res.gpu_used_mb is not None:
+                res = replace(res, gpu_used_mb=max(0.0, res.gpu_used_mb - base))
+            results.append(res)
+    return BenchReport(cfg.name, loaded.weights, scan, int(len(points)), opts.repeat, opts.warmup, tuple(results))

@@ -1,0 +1,26 @@
+"""A rich progress bar with ETA on stderr (silent with quiet), for commands that loop over many items."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, quiet: bool = False):
+    """Yields `advance(n=1, **fields)`; `fields` (e.g. loss=...) are shown after the bar."""
+    if quiet:
+        yield lambda n=1, **fields: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, **fields) -> None:
+            info = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+            progress.update(task, advance=n, **({"info": info} if fields else {}))
+
+        yield advance

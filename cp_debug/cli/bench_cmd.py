@@ -1,0 +1,96 @@
+"""`cpdebug bench`: per-stage latency (median, p90) of CenterPoint's staged pipeline per backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.eval_cmd import Deterministic, Quiet, RandomWeights, quiet_third_party
+from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
+
+
+def bench(
+    backends: Annotated[str, typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
+    preset: Preset = "demo",
+    checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
+    seed: Seed = 0,
+    points: Annotated[Optional[Path], typer.Option(help="Point file to time on; a held-out synthetic scene if omitted.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    deterministic: Deterministic = True,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write rows (backend, stage, median_ms, p90_ms, …) as JSON to FILE ('-' = stdout).")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write the rows as CSV.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up.
+
+    Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
+    """
+    with handle_errors():
+        _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out,
+               csv, quiet or json_out == "-")
+
+
+def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out, csv,
+           quiet) -> None:
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bench.run import BenchOptions, run_bench
+    from cp_debug.cli._bar import progress_bar
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.errors import BadInputError
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.report.io import check_writable, dumps, write_text_atomic
+
+    get_preset(preset)
+    labels = tuple(t.strip() for t in backends.split(",") if t.strip())
+    if not labels or len(set(labels)) != len(labels):
+        raise BadInputError(f"--backends {backends!r}: give distinct backend specs, e.g. torch,ort")
+    for label in labels:
+        BackendSpec.parse(label)
+    if points is not None and not points.is_file():
+        raise BadInputError(f"--points {points} does not exist")
+    for out in (json_out if json_out not in (None, "-") else None, csv):
+        if out is not None:
+            check_writable(out)
+    opts = BenchOptions(labels, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic)
+    steps = StepProgress(quiet)
+    with quiet_third_party():
+        report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
+
+    data = report.to_dict()
+    if json_out == "-":
+        print(dumps(data))
+    else:
+        _print(report, stdout_console())
+        if json_out:
+            write_text_atomic(json_out, dumps(data) + "\n")
+    if csv is not None:
+        import pandas as pd
+
+        write_text_atomic(csv, pd.DataFrame(data["rows"]).to_csv(index=False))
+
+
+def _print(report, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"Latency per stage (ms, median / p90 of {report.repeat} runs after {report.warmup} warm-up) — "
+                    f"{report.preset}, {report.num_points} points", title_justify="left")
+    t.add_column("stage")
+    for r in report.results:
+        t.add_column(r.backend, justify="right")
+    for i, stage in enumerate(row.stage for row in report.results[0].rows):
+        t.add_row(stage, *[f"{r.rows[i].median_ms:.2f} / {r.rows[i].p90_ms:.2f}" for r in report.results],
+                  style="bold" if stage == "total" else None)
+    if any(r.peak_torch_gpu_mb is not None for r in report.results):
+        t.add_row("peak torch GPU MB", *[f"{r.peak_torch_gpu_mb:.0f}" if r.peak_torch_gpu_mb is not None else "—"
+                                         for r in report.results])
+        t.add_row("GPU used MB", *[f"{r.gpu_used_mb:.0f}" if r.gpu_used_mb is not None else "—"
+                                   for r in report.results])
+    console.print(t)
+    for r in report.results:
+        for n in r.notes:
+            console.print(f"[dim]note ({r.backend}): {n}[/dim]", highlight=False, soft_wrap=True)

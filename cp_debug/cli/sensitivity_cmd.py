@@ -1,0 +1,161 @@
+"""`cpdebug sensitivity`: which layers INT8 hurts (one at a time), and the FP32 exclusion set (--search)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT,
+                                       Preset, Quiet, Seed, SkipLayers)
+
+
+def sensitivity(
+    preset: Preset = "demo",
+    checkpoint: Checkpoint = None,
+    seed: Seed = 0,
+    calib_scenes: CalibScenes = None,
+    calib_n: Annotated[Optional[int], typer.Option("--calib-n", help="Calibration scenes (synthetic: default 16).")] = None,
+    method: Method = "mse",
+    percentile: Percentile = 99.99,
+    skip_layers: SkipLayers = None,
+    convtranspose: ConvT = "skip",
+    per_tensor_convtranspose: PerTensorConvT = False,
+    eval_scenes: Annotated[int, typer.Option("--eval-scenes", help="Held-out scenes the output error is measured on.")] = 4,
+    layers: Annotated[Optional[str], typer.Option("--layers", help="Comma-separated quantized layers to measure (default: all).")] = None,
+    search: Annotated[bool, typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
+    tol: Annotated[float, typer.Option(help="--search: largest rel. RMSE of the worst head output that passes.")] = 0.05,
+    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="--search on mAP (needs cpdebug eval; not available yet).")] = None,
+    top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write the ranked table as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a bar chart of the ranking (PNG).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
+    on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
+    Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
+    with handle_errors():
+        code = _sensitivity(**locals())
+    raise typer.Exit(code)
+
+
+def _sensitivity(preset, checkpoint, seed, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
+                 per_tensor_convtranspose, eval_scenes, layers, search, tol, max_map_drop, top, json_out, csv, plot,
+                 quiet) -> int:
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli.quantize_cmd import calibrated, parse_common, progress_bar
+    from cp_debug.errors import BadInputError
+
+    cfg, convtranspose, extra = parse_common(preset, method, skip_layers, convtranspose, per_tensor_convtranspose)
+    if max_map_drop is not None:
+        raise BadInputError("--max-map-drop needs mAP from `cpdebug eval`, which this command cannot call yet; "
+                            "use --tol (rel. RMSE of the head outputs)")
+    if eval_scenes < 1:
+        raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
+    from cp_debug.report.io import check_writable
+
+    for path in (json_out if json_out != "-" else None, csv, plot):
+        if path:
+            check_writable(path)
+    quiet = quiet or json_out == "-"
+    progress = StepProgress(quiet)
+    _, run, _ = calibrated(preset, checkpoint, seed, calib_scenes, 16 if calib_n is None and calib_scenes is None
+                           else calib_n, method, percentile, extra, convtranspose, quiet, progress)
+
+    from cp_debug.quant.ptq import heldout_points, stage_inputs
+    from cp_debug.quant.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+
+    with progress.step(f"preparing {eval_scenes} held-out scene(s)"):
+        spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
+        ev = Evaluator(run.model, run.fused_fp32, spatial)
+    chosen = [n.strip() for n in layers.split(",") if n.strip()] if layers else list(ev.layers)
+    unknown = [n for n in chosen if n not in ev.layers]
+    if unknown:
+        raise BadInputError(f"--layers names no quantized layer: {', '.join(unknown)} (quantized: "
+                            f"{', '.join(ev.layers[:3])}, ...)")
+    with progress_bar("one layer at a time", len(chosen), quiet) as advance:
+        result = layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance(i, n))
+    found = None
+    if search:
+        ranked = [r.layer for r in result.rows]
+        with progress.step(f"exclusion search (tol {tol:g}, {len(ranked)} candidates)"):
+            found = exclusion_search(ev, ranked, tol)
+    out = {"preset": cfg.name, "method": run.method, "calibration_scenes": run.scenes,
+           "skipped": [n for n, _ in run.plan.skipped], "sensitivity": result.to_json(),
+           "search": found.to_json() if found else None}
+    if csv:
+        from cp_debug.report.io import write_text_atomic
+
+        write_text_atomic(csv, result.to_frame().to_csv(index=False))
+    if plot:
+        _plot(result, plot, top=max(top, 10))
+    if json_out == "-":
+        from cp_debug.report.io import dumps
+
+        print(dumps(out))
+    else:
+        render(result, found, stdout_console(), top)
+        if json_out:
+            from cp_debug.report.io import dumps, write_text_atomic
+
+            write_text_atomic(json_out, dumps(out) + "\n")
+    return 1 if found is not None and found.status == "impossible" else 0
+
+
+def render(result, found, console, top: int = 10) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"INT8 sensitivity, one layer at a time ({result.scenes} held-out scene(s); rel. RMSE vs FP32)",
+              title_justify="left")
+    for col in ("#", "layer", "worst", "output", "heatmap", "reg"):
+        t.add_column(col, justify="left" if col in ("layer", "output") else "right")
+    for i, r in enumerate(result.top(top), 1):
+        t.add_row(str(i), r.layer, f"{r.rel_rmse:.3g}", r.worst_output, f"{r.heatmap:.3g}", f"{r.reg:.3g}")
+    console.print(t)
+    worst = max(result.all_int8.values())
+    console.print(f"all {len(result.rows)} layers INT8: worst rel. RMSE {worst:.3g}", highlight=False)
+    if found is None:
+        return
+    s = Table(title=f"Exclusion search (tol {found.tol:g}, {found.runs} runs)", title_justify="left")
+    for col in ("#", "phase", "left in FP32", "verdict", "worst rel. RMSE"):
+        s.add_column(col)
+    for i, st in enumerate(found.steps, 1):
+        kept = f"{len(st.fp32)}: " + ", ".join(st.fp32[:2]) + (" …" if len(st.fp32) > 2 else "") if st.fp32 else "(none)"
+        s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]", f"{st.rel_rmse:.3g}")
+    console.print(s)
+    if found.status == "not_needed":
+        console.print("[green]All-INT8 meets the tolerance: no layer needs to stay in FP32.[/green]")
+    elif found.status == "impossible":
+        console.print(f"[red]Even with every candidate layer in FP32 the tolerance fails[/red]: is --tol "
+                      f"{found.tol:g} below the FP32 noise?", highlight=False)
+    else:
+        console.print(f"[green]Leave {len(found.fp32)} layer(s) in FP32[/green] (1-minimal: quantizing any one of them "
+                      "again fails):", highlight=False)
+        for n in found.fp32:
+            console.print(f"  {n}", highlight=False)
+        console.print(f"cpdebug quantize ... {found.skip_layers_option()}", highlight=False, soft_wrap=True)
+
+
+def _plot(result, path: Path, top: int = 20) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cp_debug.report.io import write_bytes_atomic
+
+    rows = result.top(top)[::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.2))
+    ax.barh([r.layer for r in rows], [r.rel_rmse for r in rows], color="tab:red")
+    ax.set_xlabel("rel. RMSE of the worst head output vs FP32 (this layer alone in INT8)")
+    ax.set_title(f"INT8 sensitivity ({result.scenes} held-out scenes)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())

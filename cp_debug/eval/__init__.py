@@ -1,0 +1,1 @@
+"""Detection-level evaluation: nuScenes metrics through nuscenes-devkit, submission files, detection diffs."""

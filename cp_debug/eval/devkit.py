@@ -1,0 +1,244 @@
+"""nuScenes detection metrics through nuscenes-devkit's own algorithms, on boxes held in memory.
+
+No dataset is needed: ground truth and detections become the devkit's `EvalBoxes` of `DetectionBox`, then
+`accumulate`, `calc_ap`, `calc_tp` and `DetectionMetrics` compute mAP, the TP errors and NDS exactly as
+`NuScenesEval.evaluate` does, with the nuScenes detection config (center distance 0.5/1/2/4 m, TP errors at
+2 m, min recall and precision 0.1, 500 boxes per sample, mAP weight 5).
+
+Three deliberate departures, because our classes and data are not nuScenes':
+- Classes: only the classes present in the ground truth are evaluated (the devkit's `DetectionConfig`
+  insists on all ten nuScenes classes; its `class_names` is narrowed after construction). A class with no
+  ground-truth box would otherwise add AP 0 and TP errors 1 whatever the detector does.
+- Range: `class_range` is one radius for every class, by default the half-diagonal of the preset's
+  point-cloud range, so no box the network can see is dropped. The devkit's distance filter and its
+  points-per-box filter (ground truth with 0 lidar points, where the count is known) are applied; its
+  bike-rack filter needs the nuScenes database and is not.
+- Attributes: our boxes have none. `calc_tp` would give attr_err 1 (its `cummean` of all-nan errors), so the
+  attribute error is set to nan for every class, as `NuScenesEval.evaluate` does for traffic_cone, and mAAE
+  is reported as nan. NDS is computed over the four TP errors that exist:
+  NDS = (5 mAP + sum over ATE, ASE, AOE, AVE of max(0, 1 - err)) / 9, so a perfect detector scores 1.
+  (The devkit's own `nd_score` would count the nan attribute score as 0 and cap NDS at 0.9.)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.eval.boxes import SampleBoxes, box_to_nuscenes
+
+# nuScenes detection config (detection_cvpr_2019.json) apart from class_range.
+DIST_THS = (0.5, 1.0, 2.0, 4.0)
+DIST_TH_TP = 2.0
+MIN_RECALL = 0.1
+MIN_PRECISION = 0.1
+MAX_BOXES_PER_SAMPLE = 500
+MEAN_AP_WEIGHT = 5
+TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE", "attr_err": "mAAE"}
+NDS_TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err")  # attr_err left out: no attributes
+
+INSTALL_HINT = (
+    "nuscenes-devkit is not installed: pip install --no-deps nuscenes-devkit==1.2.0 && "
+    "pip install 'cp-debug[eval]' (see README, 'Evaluation')"
+)
+
+
+def _devkit():
+    """The devkit modules, imported lazily; missing devkit is one clear message."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from nuscenes.eval.common.data_classes import EvalBoxes
+            from nuscenes.eval.detection import algo
+            from nuscenes.eval.detection.constants import DETECTION_NAMES
+            from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig, DetectionMetrics
+    except ImportError as err:
+        raise BackendUnavailableError(f"{INSTALL_HINT} ({err})") from None
+    return EvalBoxes, algo, DETECTION_NAMES, DetectionBox, DetectionConfig, DetectionMetrics
+
+
+def default_range(point_cloud_range: Sequence[float]) -> float:
+    """Radius covering the whole BEV point-cloud range (its half-diagonal, from the sensor)."""
+    x0, y0, _, x1, y1, _ = (float(v) for v in point_cloud_range)
+    return math.hypot(max(abs(x0), abs(x1)), max(abs(y0), abs(y1)))
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """One class: AP per center-distance threshold, their mean, and the TP errors at 2 m."""
+
+    name: str
+    ap_per_threshold: dict[float, float]
+    ap: float
+    tp_errors: dict[str, float]  # trans_err, scale_err, orient_err, vel_err, attr_err (nan: no attributes)
+    num_gt: int
+    num_detections: int
+
+
+@dataclass(frozen=True)
+class DetectionEvaluation:
+    """mAP, NDS and the mean TP errors over the evaluated classes, plus each class's figures."""
+
+    mean_ap: float
+    nds: float
+    tp_errors: dict[str, float]  # keyed mATE, mASE, mAOE, mAVE, mAAE
+    per_class: tuple[ClassMetrics, ...]
+    num_samples: int
+    class_range: float
+    not_evaluated: tuple[str, ...] = field(default=())  # classes with no ground-truth box
+
+    def to_dict(self) -> dict:
+        def num(v: float):
+            return None if v is None or not math.isfinite(v) else float(v)
+
+        return {
+            "mAP": num(self.mean_ap),
+            "NDS": num(self.nds),
+            **{k: num(v) for k, v in self.tp_errors.items()},
+            "num_samples": self.num_samples,
+            "class_range": self.class_range,
+            "not_evaluated": list(self.not_evaluated),
+            "per_class": {
+                c.name: {
+                    "AP": num(c.ap),
+                    "AP_per_threshold": {f"{th:g}": num(v) for th, v in c.ap_per_threshold.items()},
+                    **{TP_NAMES[k][1:]: num(v) for k, v in c.tp_errors.items()},
+                    "num_gt": c.num_gt,
+                    "num_detections": c.num_detections,
+                }
+                for c in self.per_class
+            },
+        }
+
+
+def _to_eval_boxes(samples: Mapping[str, SampleBoxes], tokens, class_names, is_gt: bool, DetectionBox, EvalBoxes):
+    out = EvalBoxes()
+    for token in tokens:
+        sb = samples.get(token)
+        boxes = []
+        if sb is not None:
+            if not is_gt and len(sb) > MAX_BOXES_PER_SAMPLE:
+                raise BadInputError(
+                    f"sample {token!r} has {len(sb)} detections; nuScenes evaluation allows at most "
+                    f"{MAX_BOXES_PER_SAMPLE} per sample: keep the highest-scoring ones"
+                )
+            for i in range(len(sb)):
+                nb = box_to_nuscenes(sb.boxes[i])
+                boxes.append(
+                    DetectionBox(
+                        sample_token=token,
+                        translation=nb["translation"],
+                        size=nb["size"],
+                        rotation=nb["rotation"],
+                        velocity=nb["velocity"],
+                        ego_translation=nb["translation"],  # lidar frame taken as the ego frame
+                        num_pts=int(sb.num_points[i]) if is_gt and sb.num_points is not None else -1,
+                        detection_name=class_names[int(sb.labels[i])],
+                        detection_score=-1.0 if is_gt else float(sb.scores[i]),
+                        attribute_name="",
+                    )
+                )
+        out.add_boxes(token, boxes)
+    return out
+
+
+def evaluate(
+    ground_truth: Mapping[str, SampleBoxes],
+    detections: Mapping[str, SampleBoxes],
+    class_names: Sequence[str],
+    *,
+    class_range: float = 1e9,
+) -> DetectionEvaluation:
+    """nuScenes mAP, NDS and TP errors of `detections` against `ground_truth`, both keyed by sample token.
+
+    `class_names[label]` must be nuScenes detection names (ours are). Samples with no detections count as
+    empty; a detection sample that has no ground-truth sample is an error. `class_range`: boxes whose BEV
+    centre is this far from the sensor or farther are dropped from both sides (see `default_range`).
+    """
+    EvalBoxes, algo, DETECTION_NAMES, DetectionBox, DetectionConfig, DetectionMetrics = _devkit()
+    class_names = tuple(class_names)
+    unknown = [c for c in class_names if c not in DETECTION_NAMES]
+    if unknown:
+        raise BadInputError(f"class names {unknown} are not nuScenes detection names ({', '.join(DETECTION_NAMES)})")
+    extra = sorted(set(detections) - set(ground_truth))
+    if extra:
+        raise BadInputError(
+            f"{len(extra)} detection sample token(s) have no ground truth, e.g. {extra[0]!r}; "
+            "sample tokens must be the scene file stems"
+        )
+    for name, samples in (("ground truth", ground_truth), ("detections", detections)):
+        for token, sb in samples.items():
+            if len(sb) and (sb.labels.min() < 0 or sb.labels.max() >= len(class_names)):
+                raise BadInputError(f"{name} of sample {token!r} has a label outside 0..{len(class_names) - 1}")
+            if name == "detections" and sb.scores is None:
+                raise BadInputError(f"detections of sample {token!r} have no scores")
+
+    tokens = sorted(ground_truth)
+    gt = _to_eval_boxes(ground_truth, tokens, class_names, True, DetectionBox, EvalBoxes)
+    pred = _to_eval_boxes(detections, tokens, class_names, False, DetectionBox, EvalBoxes)
+    for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
+        for token in tokens:
+            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
+
+    num_gt = {c: sum(1 for b in gt.all if b.detection_name == c) for c in class_names}
+    num_det = {c: sum(1 for b in pred.all if b.detection_name == c) for c in class_names}
+    evaluated = tuple(c for c in class_names if num_gt[c] > 0)
+    if not evaluated:
+        raise BadInputError("the ground truth has no box inside the evaluation range; nothing to evaluate")
+
+    cfg = DetectionConfig(
+        class_range={c: class_range for c in DETECTION_NAMES},
+        dist_fcn="center_distance",
+        dist_ths=list(DIST_THS),
+        dist_th_tp=DIST_TH_TP,
+        min_recall=MIN_RECALL,
+        min_precision=MIN_PRECISION,
+        max_boxes_per_sample=MAX_BOXES_PER_SAMPLE,
+        mean_ap_weight=MEAN_AP_WEIGHT,
+    )
+    cfg.class_range = {c: class_range for c in evaluated}
+    cfg.class_names = cfg.class_range.keys()
+
+    metrics = DetectionMetrics(cfg)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
+        # As NuScenesEval.evaluate: accumulate per class and threshold, then AP and TP errors.
+        data = {(c, th): algo.accumulate(gt, pred, c, cfg.dist_fcn_callable, th) for c in evaluated for th in DIST_THS}
+        for c in evaluated:
+            for th in DIST_THS:
+                metrics.add_label_ap(c, th, algo.calc_ap(data[c, th], cfg.min_recall, cfg.min_precision))
+            for metric in TP_NAMES:
+                # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
+                tp = np.nan if metric == "attr_err" else algo.calc_tp(data[c, DIST_TH_TP], cfg.min_recall, metric)
+                metrics.add_label_tp(c, metric, tp)
+        mean_ap = metrics.mean_ap
+        tp_errors = metrics.tp_errors
+        tp_scores = metrics.tp_scores
+    nds = (MEAN_AP_WEIGHT * mean_ap + sum(tp_scores[m] for m in NDS_TP_METRICS)) / (
+        MEAN_AP_WEIGHT + len(NDS_TP_METRICS)
+    )
+    per_class = tuple(
+        ClassMetrics(
+            name=c,
+            ap_per_threshold={th: float(metrics.get_label_ap(c, th)) for th in DIST_THS},
+            ap=float(np.mean([metrics.get_label_ap(c, th) for th in DIST_THS])),
+            tp_errors={m: float(metrics.get_label_tp(c, m)) for m in TP_NAMES},
+            num_gt=num_gt[c],
+            num_detections=num_det[c],
+        )
+        for c in evaluated
+    )
+    return DetectionEvaluation(
+        mean_ap=float(mean_ap),
+        nds=float(nds),
+        tp_errors={TP_NAMES[m]: float(v) for m, v in tp_errors.items()},
+        per_class=per_class,
+        num_samples=len(tokens),
+        class_range=float(class_range),
+        not_evaluated=tuple(c for c in class_names if c not in evaluated),
+    )

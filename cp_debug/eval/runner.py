@@ -1,0 +1,186 @@
+"""Run CenterPoint's staged pipeline per backend spec over evaluation scenes.
+
+Each backend's two stage runners (voxel encoder, backbone/neck/head) are built once through `make_runner`
+(torch specs on the export stages, ONNX specs on the two exported files; FP16/INT8 transforms as `bisect`
+applies them) and reused for every scene. The glue (voxelize, decoration, scatter, decode + NMS) is
+`run_pipeline`'s, on the CPU for every backend in evaluation so that differences come from the runners.
+INT8 is calibrated per stage on held-out synthetic scenes that are not among the evaluated ones.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cp_debug.determinism import Determinism
+from cp_debug.errors import BadInputError
+from cp_debug.eval.boxes import SampleBoxes
+
+CALIBRATION_SEED_OFFSET = 500_000  # calibration scenes: held-out seeds this far past the first held-out seed
+
+
+@dataclass(frozen=True)
+class EvalScene:
+    """One scan to evaluate: its sample token (the point file's stem), ground truth, and its points, given
+    as an array or read from `lidar_path` when asked."""
+
+    token: str
+    gt: SampleBoxes
+    points_array: np.ndarray | None = None
+    lidar_path: Path | None = None
+
+    def points(self, cfg) -> np.ndarray:
+        if self.points_array is not None:
+            return self.points_array
+        from cp_debug.models.centerpoint.points import load_points
+
+        return load_points(self.lidar_path, cfg)
+
+
+def scenes_from_infos(path: str | Path, cfg) -> list[EvalScene]:
+    """The samples of an mmdet3d info file (or DIR/infos.pkl) as evaluation scenes."""
+    from cp_debug.data.infos import read_infos
+
+    samples = read_infos(path, class_names=cfg.class_names)
+    if not samples:
+        raise BadInputError(f"{path} lists no sample; nothing to evaluate")
+    tokens = [s.token for s in samples]
+    if len(set(tokens)) != len(tokens):
+        raise BadInputError(f"{path}: sample tokens repeat; each scan needs its own token")
+    return [EvalScene(s.token, SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
+                      lidar_path=Path(s.lidar_path)) for s in samples]
+
+
+def heldout_eval_scenes(cfg, n: int) -> list[EvalScene]:
+    """The first n held-out synthetic scenes (never training seeds)."""
+    from cp_debug.data.scenes import heldout_scenes
+
+    if n < 1:
+        raise BadInputError(f"--n {n}: evaluate at least one scene")
+    return [EvalScene(token, SampleBoxes(s.boxes, s.labels), points_array=s.points) for token, s in heldout_scenes(cfg, n)]
+
+
+def calibration_points(cfg, k: int, exclude: Sequence[str] = ()) -> list[np.ndarray]:
+    """Points of k held-out synthetic scenes whose tokens are not in `exclude` (INT8 calibration)."""
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
+
+    out, seed, skip = [], HELDOUT_SEED_BASE + CALIBRATION_SEED_OFFSET, set(exclude)
+    while len(out) < k:
+        if scene_token(seed) not in skip:
+            out.append(make_scene(cfg, seed).points)
+        seed += 1
+    return out
+
+
+class BackendPipeline:
+    """The staged pipeline for one backend spec: runners built and activated once, `run(points)` per scan.
+
+    `onnx_dir` holds the two exported files (ONNX specs); `calib` gives the per-stage INT8 calibration feeds
+    ({"encoder": [...], "backbone": [...]}) when the spec is INT8; `glue_device` runs voxelize/scatter.
+    """
+
+    def __init__(self, label: str, spec, cfg, model, *, onnx_dir: Path | None = None,
+                 determinism: Determinism = Determinism(), calib: dict | None = None, glue_device: str = "cpu",
+                 rot_y_axis_reference: bool = False):
+        self.label, self.spec, self.cfg, self.model = label, spec, cfg, model
+        self.onnx_dir, self.determinism, self.calib = onnx_dir, determinism, calib
+        self.glue_device, self.rot_y = glue_device, rot_y_axis_reference
+        self._stack: ExitStack | None = None
+        self.encoder = self.backbone = None
+
+    def _runners(self) -> tuple[Any, Any]:
+        from cp_debug.backends import make_runner
+        from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
+                                                       VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
+                                                       VoxelEncoderStage)
+        from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
+
+        spec, det = self.spec, self.determinism
+        if spec.framework == "torch":
+            return (make_runner(spec, torch_module=VoxelEncoderStage(self.model), input_names=VOXEL_ENCODER_INPUTS,
+                                output_names=VOXEL_ENCODER_OUTPUTS, determinism=det),
+                    make_runner(spec, torch_module=BackboneNeckHeadStage(self.model, self.rot_y),
+                                input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS, determinism=det))
+        if self.onnx_dir is None:
+            raise BadInputError(f"{self.label} needs the exported ONNX files")
+        kw: dict = {"determinism": det}
+        enc_kw, bb_kw = dict(kw), dict(kw)
+        if spec.precision == "int8":
+            if not self.calib:
+                raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-scenes >= 1)")
+            enc_kw["calib_feeds"], bb_kw["calib_feeds"] = self.calib["encoder"], self.calib["backbone"]
+        return (make_runner(spec, onnx_model=self.onnx_dir / VOXEL_ENCODER_FILE, **enc_kw),
+                make_runner(spec, onnx_model=self.onnx_dir / BACKBONE_FILE, **bb_kw))
+
+    def __enter__(self) -> "BackendPipeline":
+        from cp_debug.backends import check_available
+
+        check_available(self.spec)
+        self._stack = ExitStack()
+        try:
+            self.encoder, self.backbone = self._runners()
+            self._stack.enter_context(self.encoder)
+            self._stack.enter_context(self.backbone)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def run(self, points: np.ndarray, capture: bool = False):
+        from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+
+        return run_pipeline(self.cfg, points, self.encoder, self.backbone, capture=capture,
+                            device=self.glue_device, rot_y_axis_reference=self.rot_y)
+
+    def precision_notes(self) -> list[str]:
+        notes = []
+        for r in (self.encoder, self.backbone):
+            rep = r.precision_report() if r is not None else None
+            if rep is not None and not rep.honest:
+                notes.extend(rep.notes or (f"{r.name}: requested {rep.requested}, ran {rep.effective}",))
+        return notes
+
+
+def int8_calibration(cfg, model, points: Sequence[np.ndarray]) -> dict:
+    """Per-stage INT8 calibration feeds from the FP32 torch pipeline over `points`."""
+    from cp_debug.backends.spec import BackendSpec
+
+    enc, bb = [], []
+    with BackendPipeline("calibration", BackendSpec.parse("torch"), cfg, model) as pipe:
+        for pts in points:
+            r = pipe.run(pts, capture=True)
+            enc.append({"input_features": r.input_features})
+            bb.append({"spatial_features": r.spatial_features})
+    return {"encoder": enc, "backbone": bb}
+
+
+@dataclass(frozen=True)
+class BackendRun:
+    label: str
+    spec: str
+    detections: dict[str, SampleBoxes]
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+def run_backend(pipe: BackendPipeline, scenes: Sequence[EvalScene], on_scene: Callable[[int], None] | None = None
+                ) -> BackendRun:
+    """Every scene through an entered `pipe`; detections keyed by token."""
+    out: dict[str, SampleBoxes] = {}
+    t0 = time.perf_counter()
+    for i, scene in enumerate(scenes):
+        res = pipe.run(scene.points(pipe.cfg))
+        out[scene.token] = SampleBoxes.from_detections(res.detections)
+        if on_scene:
+            on_scene(i)
+    return BackendRun(pipe.label, str(pipe.spec), out, time.perf_counter() - t0, tuple(pipe.precision_notes()))

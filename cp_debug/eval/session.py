@@ -1,0 +1,162 @@
+"""One evaluation: scenes, weights, every backend over every scene, metrics, diffs and diagnoses.
+
+Checks that can fail fast (backend specs and availability, the detections file's format and tokens) run
+before the slow work (ONNX export, calibration, inference).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from cp_debug.determinism import Determinism
+from cp_debug.errors import BadInputError
+from cp_debug.eval.report import EvalReport
+
+# progress(description, total) -> context manager yielding advance(n=1)
+ProgressFactory = Callable[[str, int], ContextManager[Callable[..., None]]]
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int):
+    yield lambda n=1, **fields: None
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    backends: tuple[str, ...]
+    preset: str = "demo"
+    checkpoint: Path | None = None
+    random_weights: bool = False
+    seed: int = 0
+    scenes_dir: Path | None = None
+    n: int = 50
+    detections_file: Path | None = None
+    deterministic: bool = True
+    calib_scenes: int = 4
+    max_dist: float = 2.0
+
+
+def parse_backend_list(text: str | None, has_detections: bool) -> tuple[str, ...]:
+    """Backend labels (reference first). Default: torch,ort; torch alone when a detections file is the candidate."""
+    from cp_debug.backends.spec import BackendSpec
+
+    labels = tuple(t.strip() for t in (text or ("torch" if has_detections else "torch,ort")).split(",") if t.strip())
+    if not labels:
+        raise BadInputError("--backends is empty: give e.g. torch,ort")
+    if len(set(labels)) != len(labels):
+        raise BadInputError(f"--backends lists a backend twice: {text!r}")
+    if len(labels) < 2 and not has_detections:
+        raise BadInputError("--backends needs a reference and a candidate (e.g. torch,ort), or a --detections file")
+    for label in labels:
+        BackendSpec.parse(label)
+    return labels
+
+
+def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
+    """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
+    from cp_debug.recipes.centerpoint import model_source
+
+    if random_weights and checkpoint is not None:
+        raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise BadInputError(f"--checkpoint {checkpoint} does not exist")
+    if random_weights:
+        try:
+            return model_source.load_model(preset, None, seed, random_weights=True)
+        except TypeError:  # a load_model without a packaged default: no checkpoint means random weights
+            return model_source.load_model(preset, None, seed)
+    return model_source.load_model(preset, checkpoint, seed)
+
+
+def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
+             step: Callable[[str], ContextManager] | None = None) -> EvalReport:
+    """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
+    from cp_debug.backends import check_available
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.eval.detection_diff import diff_detections
+    from cp_debug.eval.devkit import default_range, evaluate
+    from cp_debug.eval.diagnose import diagnose
+    from cp_debug.eval.results_format import read_results
+    from cp_debug.eval.runner import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
+                                      run_backend, scenes_from_infos)
+    from cp_debug.models.centerpoint.config import get_preset
+
+    step = step or (lambda text: contextlib.nullcontext())
+    specs = {label: BackendSpec.parse(label) for label in opts.backends}
+    for spec in specs.values():
+        check_available(spec)
+    cfg = get_preset(opts.preset)
+    if opts.detections_file is not None and not Path(opts.detections_file).is_file():
+        raise BadInputError(f"--detections {opts.detections_file} does not exist")
+
+    with step(f"reading scenes from {opts.scenes_dir}" if opts.scenes_dir else f"generating {opts.n} held-out scenes"):
+        scenes = scenes_from_infos(opts.scenes_dir, cfg) if opts.scenes_dir else heldout_eval_scenes(cfg, opts.n)
+    tokens = [s.token for s in scenes]
+    file_dets = absent = None
+    if opts.detections_file is not None:
+        file_dets, _meta, absent = read_results(opts.detections_file, cfg.class_names, tokens)
+    with step("loading weights"):
+        loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
+
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
+    detections, seconds, notes = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
+        onnx_dir = None
+        if any(s.framework != "torch" for s in specs.values()):
+            from cp_debug.recipes.centerpoint.export import export_onnx
+
+            with step("exporting the two ONNX stages"):
+                onnx_dir = Path(tmp)
+                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].points(cfg))
+        calib = None
+        if any(s.precision == "int8" for s in specs.values()):
+            if opts.calib_scenes < 1:
+                raise BadInputError("INT8 backends need --calib-scenes >= 1")
+            with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
+                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, opts.calib_scenes, tokens))
+        for label, spec in specs.items():
+            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib)
+            with step(f"{label}: building runners"):
+                pipe.__enter__()
+            try:
+                with progress(label, len(scenes)) as advance:
+                    run = run_backend(pipe, scenes, on_scene=lambda i: advance())
+            finally:
+                pipe.__exit__(None, None, None)
+            detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
+
+    labels = list(opts.backends)
+    if file_dets is not None:
+        name = Path(opts.detections_file).name
+        detections[name] = file_dets
+        labels.append(name)
+    gt = {s.token: s.gt for s in scenes}
+    rng = default_range(cfg.point_cloud_range)
+    with step("nuScenes metrics (nuscenes-devkit)"):
+        metrics = {b: evaluate(gt, detections[b], cfg.class_names, class_range=rng) for b in labels}
+    ref = labels[0]
+    diffs, diagnoses = {}, {}
+    for cand in labels[1:]:
+        diffs[cand] = diff_detections(detections[ref], detections[cand], cfg.class_names, reference_name=ref,
+                                      candidate_name=cand, max_dist=opts.max_dist)
+        diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
+                                   score_threshold=cfg.score_threshold,
+                                   map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
+                                   absent=absent if cand not in opts.backends and absent else (),
+                                   voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
+    settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
+                "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
+                "calibration_scenes": opts.calib_scenes if calib else 0, "match_distance_m": opts.max_dist,
+                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
+    report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
+                        backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
+                        detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings)
+    worst = report.worst_scene()
+    if worst is not None:  # its points, for the BEV picture
+        pts = next(s for s in scenes if s.token == worst[1]).points(cfg)
+        report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
+    return report

@@ -1,0 +1,1 @@
+"""Training CenterPoint on scenes with ground truth: targets, losses, the loop, held-out validation."""

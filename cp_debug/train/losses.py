@@ -1,0 +1,52 @@
+"""CenterHead's losses as mmdet3d computes them (`CenterHead.loss_by_feat`, one task).
+
+Heatmap: GaussianFocalLoss (alpha 2, gamma 4) on clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided
+by the number of cells equal to 1. Boxes: L1 (weight 0.25) on the head outputs gathered at the GT centre
+cells, weighted by mask x code_weights, divided by the number of GT boxes + 1e-4. Computed in float32 even
+under autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cp_debug.models.centerpoint.config import COMMON_HEADS
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    heatmap_weight: float = 1.0
+    bbox_weight: float = 0.25
+    alpha: float = 2.0
+    gamma: float = 4.0
+
+
+def gaussian_focal_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, gamma: float = 4.0,
+                        eps: float = 1e-12) -> torch.Tensor:
+    """mmdet's gaussian_focal_loss, element-wise (pred are probabilities)."""
+    pos_weights = target.eq(1).float()
+    neg_weights = (1 - target).pow(gamma)
+    pos = -(pred + eps).log() * (1 - pred).pow(alpha) * pos_weights
+    neg = -(1 - pred + eps).log() * pred.pow(alpha) * neg_weights
+    return pos + neg
+
+
+def centerpoint_losses(maps: dict[str, torch.Tensor], heatmap: torch.Tensor, anno_box: torch.Tensor,
+                       ind: torch.Tensor, mask: torch.Tensor, code_weights: torch.Tensor,
+                       cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
+    """{"loss_heatmap", "loss_bbox"} for a batch: maps (B, C, H, W) by head name; targets stacked over B."""
+    hm = torch.clamp(maps["heatmap"].float().sigmoid(), min=1e-4, max=1 - 1e-4)
+    num_pos = heatmap.eq(1).float().sum().clamp(min=1.0)
+    loss_heatmap = gaussian_focal_loss(hm, heatmap, cfg.alpha, cfg.gamma).sum() / num_pos * cfg.heatmap_weight
+
+    pred = torch.cat([maps[name].float() for name, _ in COMMON_HEADS], dim=1)  # (B, 10, H, W)
+    b, c = pred.shape[:2]
+    pred = pred.permute(0, 2, 3, 1).reshape(b, -1, c)
+    pred = pred.gather(1, ind.unsqueeze(2).expand(-1, -1, c))  # (B, max_objs, 10)
+    num = mask.float().sum()
+    weights = mask.unsqueeze(2).float() * ~torch.isnan(anno_box) * code_weights
+    target = torch.nan_to_num(anno_box)
+    loss_bbox = (torch.abs(pred - target) * weights).sum() / (num + 1e-4) * cfg.bbox_weight
+    return {"loss_heatmap": loss_heatmap, "loss_bbox": loss_bbox}

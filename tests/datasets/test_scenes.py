@@ -1,0 +1,111 @@
+"""Whole synthetic scenes: GT boxes hold points of the cloud, determinism by seed, occlusion, seed ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cp_debug.data.boxes import count_points_in_boxes
+from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object, heldout_scenes,
+                                  lidar_returns, make_scene, scene_token, training_seeds)
+from cp_debug.errors import BadInputError
+from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.synthetic import Scene, synthetic_scene
+
+DEMO = get_preset("demo")
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return make_scene(DEMO, 7)
+
+
+def test_scene_layout_and_columns(scene):
+    assert isinstance(scene, Scene)
+    assert scene.points.dtype == np.float32 and scene.points.shape[1] == 5
+    assert scene.boxes.shape == (len(scene.labels), 9) and len(scene.boxes) >= 5
+    assert set(np.unique(scene.labels)) <= set(range(5))
+    assert np.all(scene.points[:, 4] == 0)  # key-frame time lag
+    assert scene.points[:, 3].min() >= 0 and scene.points[:, 3].max() <= 255
+    # a spinning sensor at 1.9 m: nothing beyond the range, ground around z = 0
+    assert np.hypot(scene.points[:, 0], scene.points[:, 1]).max() <= 51.2
+    assert abs(np.median(scene.points[:, 2])) < 0.2
+    # sizes: a car is ~4.6 x 1.9, a pedestrian is under a metre long
+    cars, peds = scene.boxes[scene.labels == 0], scene.boxes[scene.labels == 4]
+    assert len(cars) and np.all((cars[:, 3] > 3) & (cars[:, 3] < 6.5))
+    assert len(peds) == 0 or np.all(peds[:, 3] < 1.2)
+
+
+def test_every_gt_box_contains_points_of_the_cloud(scene):
+    counts = count_points_in_boxes(scene.points, scene.boxes)
+    assert np.all(counts >= 5), counts  # GT keeps objects with >= 5 returns (noise may push 1-2 just outside)
+    # points are on visible surfaces: no box is filled with returns through its volume
+    assert counts.sum() < 0.25 * len(scene.points)
+
+
+def test_deterministic_by_seed():
+    a, b, c = make_scene(DEMO, 11), make_scene(DEMO, 11), make_scene(DEMO, 12)
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.boxes, b.boxes)
+    assert a.points.shape != c.points.shape or not np.array_equal(a.points, c.points)
+
+
+def test_occlusion_hides_points_behind_a_near_object():
+    spec = SceneSpec(max_range=40.0, walls=0, poles=0, blobs=0)
+    far = np.array([20.0, 0.0, 0.0, 4.6, 1.9, 1.6, np.pi / 2, 0.0, 0.0])
+    near = np.array([8.0, 0.0, 0.0, 4.6, 1.9, 1.6, np.pi / 2, 0.0, 0.0])
+
+    def far_points(with_near: bool) -> int:
+        prims = Primitives([])
+        add_object(prims, "car", far, 0)
+        if with_near:
+            add_object(prims, "car", near, 1)
+        _, owner = lidar_returns(np.random.default_rng(0), spec, prims)
+        return int((owner == 0).sum())
+
+    alone, behind = far_points(False), far_points(True)
+    assert alone > 20
+    assert behind < 0.3 * alone
+
+
+def test_density_falls_with_range():
+    spec = SceneSpec(max_range=50.0, walls=0, poles=0, blobs=0, dropout=0.0)
+    counts = []
+    for x in (10.0, 30.0):
+        prims = Primitives([])
+        add_object(prims, "car", np.array([x, 0.0, 0.0, 4.6, 1.9, 1.6, np.pi / 2, 0.0, 0.0]), 0)
+        _, owner = lidar_returns(np.random.default_rng(0), spec, prims)
+        counts.append(int((owner == 0).sum()))
+    assert counts[1] < 0.5 * counts[0]
+
+
+def test_heldout_seeds_are_disjoint_from_training_seeds():
+    held = heldout_scenes(get_preset("tiny"), 2)
+    assert [t for t, _ in held] == [scene_token(HELDOUT_SEED_BASE), scene_token(HELDOUT_SEED_BASE + 1)]
+    assert list(training_seeds(3, 5)) == [5, 6, 7]
+    with pytest.raises(BadInputError, match="held-out"):
+        training_seeds(10, HELDOUT_SEED_BASE - 5)
+
+
+def test_old_synthetic_scene_still_works():
+    s = synthetic_scene(0, get_preset("tiny"))
+    assert s.points.shape[1] == 5 and s.boxes.shape[1] == 9
+
+
+def test_scenes_cli_writes_a_folder_and_refuses_bad_input(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from cp_debug.cli.scenes_cmd import scenes
+
+    app = typer.Typer()
+    app.command()(scenes)
+    app.command("noop")(lambda: None)  # two commands: the first is called by name
+    res = CliRunner().invoke(app, ["scenes", "--preset", "tiny", "--n", "2", "--out", str(tmp_path / "s"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "s" / "points").iterdir()) == [f"{scene_token(0)}.pcd.bin",
+                                                                          f"{scene_token(1)}.pcd.bin"]
+    assert (tmp_path / "s" / "infos.pkl").is_file()
+    for args, msg in ((["--n", "0"], "at least 1"), (["--seed", str(HELDOUT_SEED_BASE)], "held-out"),
+                      (["--preset", "nope"], "unknown CenterPoint preset")):
+        res = CliRunner().invoke(app, ["scenes", "--out", str(tmp_path / "x"), *args])
+        assert res.exit_code == 2 and msg in res.output, res.output

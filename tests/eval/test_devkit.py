@@ -1,0 +1,110 @@
+"""The nuscenes-devkit adapter against figures worked out by hand on a tiny two-sample case."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nuscenes.eval.detection.algo")
+
+from cp_debug.errors import BadInputError  # noqa: E402
+from cp_debug.eval.boxes import SampleBoxes  # noqa: E402
+from cp_debug.eval.devkit import default_range, evaluate  # noqa: E402
+
+CLASSES = ("car", "truck", "bus", "bicycle", "pedestrian")
+CAR, TRUCK, BUS, BICYCLE, PED = range(5)
+
+
+def box(x, y, l=4.0, w=2.0, h=1.5, yaw=0.0, vx=0.0, vy=0.0):
+    return [x, y, -1.0, l, w, h, yaw, vx, vy]
+
+
+def sb(rows, labels, scores=None):
+    return SampleBoxes(np.array(rows, dtype=np.float64).reshape(-1, 9), np.array(labels), scores)
+
+
+def hand_case():
+    # Cars: one GT per sample. Detections, by score: a false positive 10 m from anything (0.9), then the two
+    # cars found 0.3 m off, yaw off by 0.1 rad, velocity off by 0.5 m/s (0.8, 0.7).
+    # Pedestrians: found exactly. Bus: a GT never detected. Truck: detections but no GT (not evaluated).
+    gt = {
+        "a": sb([box(10, 0, vx=1.0), box(0, 5, 0.7, 0.7, 1.7), box(-20, 0, 11, 3, 3.3)], [CAR, PED, BUS]),
+        "b": sb([box(30, 10, yaw=1.0)], [CAR]),
+    }
+    det = {
+        "a": sb([box(10.3, 0, yaw=0.1, vx=1.5), box(0, 5, 0.7, 0.7, 1.7), box(10, 10), box(40, 40, 8, 2.5, 3)],
+                [CAR, PED, CAR, TRUCK], [0.8, 0.6, 0.9, 0.5]),
+        "b": sb([box(30, 10.3, yaw=1.1, vx=0.5)], [CAR], [0.7]),
+    }
+    return gt, det
+
+
+def test_hand_made_case_matches_hand_computed_metrics():
+    gt, det = hand_case()
+    result = evaluate(gt, det, CLASSES)
+    per = {c.name: c for c in result.per_class}
+    assert set(per) == {"car", "bus", "pedestrian"} and result.not_evaluated == ("truck", "bicycle")
+
+    # Car, every threshold: FP, TP, TP over 2 GT -> precision 0, 1/2, 2/3 at recall 0, 1/2, 1. Interpolated on
+    # r = k/100: p = r up to 1/2, then 1/2 + (r - 1/2)/3. AP = mean over k = 11..100 of (p - 0.1) / 0.9:
+    # sum_{k=11..50} (k-10)/100 = 8.2, sum_{j=1..50} (0.4 + j/300) = 24.25  ->  (8.2 + 24.25) / 90 / 0.9.
+    car_ap = (8.2 + 24.25) / 90 / 0.9
+    for th in (0.5, 1.0, 2.0, 4.0):
+        assert per["car"].ap_per_threshold[th] == pytest.approx(car_ap, abs=1e-9)
+        assert per["pedestrian"].ap_per_threshold[th] == pytest.approx(1.0)
+        assert per["bus"].ap_per_threshold[th] == 0.0
+    # Both matched cars are off by the same amounts, so every TP error is that constant.
+    assert per["car"].tp_errors["trans_err"] == pytest.approx(0.3, abs=1e-6)
+    assert per["car"].tp_errors["scale_err"] == pytest.approx(0.0, abs=1e-9)
+    assert per["car"].tp_errors["orient_err"] == pytest.approx(0.1, abs=1e-6)
+    assert per["car"].tp_errors["vel_err"] == pytest.approx(0.5, abs=1e-6)
+    assert math.isnan(per["car"].tp_errors["attr_err"])
+    assert per["bus"].tp_errors["trans_err"] == 1.0  # the devkit's value for a class never found
+
+    assert result.mean_ap == pytest.approx((car_ap + 1.0 + 0.0) / 3, abs=1e-9)
+    assert result.tp_errors["mATE"] == pytest.approx((0.3 + 0 + 1) / 3, abs=1e-6)
+    assert result.tp_errors["mASE"] == pytest.approx((0 + 0 + 1) / 3, abs=1e-6)
+    assert result.tp_errors["mAOE"] == pytest.approx((0.1 + 0 + 1) / 3, abs=1e-6)
+    assert result.tp_errors["mAVE"] == pytest.approx((0.5 + 0 + 1) / 3, abs=1e-6)
+    assert math.isnan(result.tp_errors["mAAE"])
+    tp_scores = sum(1 - result.tp_errors[k] for k in ("mATE", "mASE", "mAOE", "mAVE"))
+    assert result.nds == pytest.approx((5 * result.mean_ap + tp_scores) / 9, abs=1e-9)
+    assert per["car"].num_gt == 2 and per["car"].num_detections == 3
+
+
+def test_perfect_detections_score_one_and_swapped_sizes_cost_scale():
+    gt = {"a": sb([box(5, 5), box(-8, 3, yaw=0.5)], [CAR, CAR]), "b": sb([box(0, -9, 0.7, 0.7, 1.7)], [PED])}
+    perfect = {k: SampleBoxes(v.boxes, v.labels, np.full(len(v), 0.9)) for k, v in gt.items()}
+    result = evaluate(gt, perfect, CLASSES)
+    assert result.mean_ap == pytest.approx(1.0) and result.nds == pytest.approx(1.0)
+
+    # l and w exchanged on the cars: aligned 3D IoU of 4x2x1.5 with 2x4x1.5 is 6 / 18, so ASE = 2/3.
+    swapped = perfect["a"].boxes.copy()
+    swapped[:, [3, 4]] = swapped[:, [4, 3]]
+    result = evaluate(gt, {"a": SampleBoxes(swapped, perfect["a"].labels, perfect["a"].scores), "b": perfect["b"]},
+                      CLASSES)
+    car = {c.name: c for c in result.per_class}["car"]
+    assert car.tp_errors["scale_err"] == pytest.approx(2 / 3, abs=1e-6)
+    assert car.ap == pytest.approx(1.0)
+
+
+def test_range_filter_and_bad_inputs():
+    gt = {"a": sb([box(5, 5), box(60, 0)], [CAR, CAR])}
+    det = {"a": sb([box(5, 5)], [CAR], [0.9])}
+    assert evaluate(gt, det, CLASSES, class_range=50.0).mean_ap == pytest.approx(1.0)
+    assert evaluate(gt, det, CLASSES).mean_ap < 1.0
+    assert default_range((-51.2, -51.2, -3, 51.2, 51.2, 5)) == pytest.approx(51.2 * math.sqrt(2))
+    with pytest.raises(BadInputError, match="no ground truth"):
+        evaluate(gt, {"zz": det["a"]}, CLASSES)
+    with pytest.raises(BadInputError, match="nuScenes detection names"):
+        evaluate(gt, det, ("car", "van"))
+
+
+def test_ground_truth_without_points_is_dropped_as_the_devkit_does():
+    gt = {"a": SampleBoxes(np.array([box(5, 5), box(-5, 5)]), np.array([CAR, CAR]), num_points=np.array([30, 0]))}
+    det = {"a": sb([box(5, 5)], [CAR], [0.9])}
+    assert evaluate(gt, det, CLASSES).mean_ap == pytest.approx(1.0)
+    gt_unknown = {"a": SampleBoxes(gt["a"].boxes, gt["a"].labels)}  # counts unknown: both boxes count
+    assert evaluate(gt_unknown, det, CLASSES).mean_ap < 1.0

@@ -1,0 +1,108 @@
+"""`cpdebug eval` end to end in a subprocess: real scenes on disk, torch and ONNX Runtime, JSON/HTML, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nuscenes.eval.detection.algo")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cpdebug(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory) -> Path:
+    from cp_debug.data.scene_set import write_scene_set
+    from cp_debug.data.scenes import heldout_seeds
+    from cp_debug.models.centerpoint.config import get_preset
+
+    d = tmp_path_factory.mktemp("scenes")
+    write_scene_set(get_preset("tiny"), d, heldout_seeds(2))
+    return d
+
+
+@pytest.fixture(scope="module")
+def torch_ort(scene_dir, tmp_path_factory):
+    """torch and ort over the scenes, plus a deployment's file: the ground truth with logit-valued scores."""
+    from cp_debug.data.infos import read_infos
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.results_format import write_results
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+
+    out = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    logits = {s.token: SampleBoxes(s.boxes, s.labels, rng.normal(0.0, 2.0, len(s.boxes))) for s in read_infos(scene_dir)}
+    write_results(out / "logits.json", logits, CLASS_NAMES)
+    r = cpdebug("eval", "--preset", "tiny", "--backends", "torch,ort", "--scenes", str(scene_dir),
+                "--detections", str(out / "logits.json"), "--json", str(out / "e.json"), "--html", str(out / "e.html"),
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    return r, json.loads((out / "e.json").read_text()), out
+
+
+def test_torch_and_ort_fp32_agree_and_the_json_recomputes(torch_ort, scene_dir):
+    from cp_debug.eval.devkit import default_range, evaluate
+    from cp_debug.eval.results_format import parse_results
+    from cp_debug.models.centerpoint.config import get_preset
+
+    r, data, out = torch_ort
+    assert "mAP" in r.stdout and "ort vs torch" in r.stdout
+    m = data["metrics"]
+    assert abs(m["ort"]["mAP"] - m["torch"]["mAP"]) <= 0.01
+    total = data["diffs"]["ort"]["total"]
+    assert total["reference"] > 0 and total["max_centre_shift"] < 0.01 and total["missing"] + total["extra"] <= 1
+    assert set(data["ground_truth"]) == set(data["detections"]["torch"]) == {p.stem.split(".")[0] for p in
+                                                                            (scene_dir / "points").iterdir()}
+    # Anyone can recompute the metrics from the JSON alone, with the devkit.
+    cfg = get_preset("tiny")
+    dets, _ = parse_results({"meta": {}, "results": data["detections"]["torch"]}, cfg.class_names)
+    gt, _ = parse_results({"meta": {}, "results": data["ground_truth"]}, cfg.class_names)
+    again = evaluate({t: type(sb)(sb.boxes, sb.labels) for t, sb in gt.items()}, dets, cfg.class_names,
+                     class_range=default_range(cfg.point_cloud_range))
+    assert again.mean_ap == pytest.approx(m["torch"]["mAP"], abs=1e-9)
+    assert again.nds == pytest.approx(m["torch"]["NDS"], abs=1e-9)
+    html = (out / "e.html").read_text()
+    assert "data:image/png;base64," in html and "ort vs torch" in html
+
+
+def test_logit_scores_in_a_results_file_get_the_sigmoid_diagnosis(torch_ort):
+    _, data, _ = torch_ort
+    assert data["backends"] == ["torch", "ort", "logits.json"]
+    kinds = {d["kind"]: d for d in data["diagnoses"]["logits.json"]}
+    assert "logits" in kinds and "without sigmoid" in kinds["logits"]["message"]
+    assert kinds["logits"]["evidence"]["candidate_scores"]["min"] < 0
+    # The file's boxes are the ground truth itself: every GT box is found, whatever its score.
+    per_class = data["metrics"]["logits.json"]["per_class"]
+    assert all(c["num_detections"] == c["num_gt"] for c in per_class.values())
+    assert data["metrics"]["logits.json"]["mATE"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bad_detections_file_and_unavailable_backend_exit_with_one_line(scene_dir, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"meta": {}, "results": {"not_a_scene": []}}))
+    r = cpdebug("eval", "--preset", "tiny", "--scenes", str(scene_dir), "--detections", str(path), "-q")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "match no scene" in lines[0]
+    path.write_text(json.dumps({"results": {}}))
+    r = cpdebug("eval", "--preset", "tiny", "--scenes", str(scene_dir), "--detections", str(path), "-q")
+    assert r.returncode == 2 and "missing top-level key 'meta'" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = cpdebug("eval", "--preset", "tiny", "--scenes", str(scene_dir), "--backends", "torch,torch-cuda", "-q")
+        assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1
+    r = cpdebug("eval", "--preset", "tiny", "--backends", "torch,tensorflow")
+    assert r.returncode == 2 and "unknown backend spec" in r.stderr

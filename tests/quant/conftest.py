@@ -1,0 +1,34 @@
+"""One calibrated tiny CenterPoint (max calibration, 2 synthetic scenes), shared by the quant tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from cp_debug.models.centerpoint.config import get_preset
+
+    return get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32(tiny_cfg):
+    from cp_debug.models.centerpoint.model import build_model
+
+    return build_model(tiny_cfg, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_ptq(tiny_cfg, tiny_fp32):
+    from cp_debug.quant.ptq import quantize_centerpoint, synthetic_points
+
+    return quantize_centerpoint(tiny_fp32, tiny_cfg, synthetic_points(tiny_cfg, range(2)), 2, method="max")
+
+
+@pytest.fixture(scope="session")
+def tiny_spatial(tiny_cfg, tiny_ptq):
+    """spatial_features of one held-out scene (FP32 voxel encoder)."""
+    from cp_debug.quant.ptq import heldout_points, stage_inputs
+
+    return [stage_inputs(tiny_ptq.fused_fp32, tiny_cfg, p)[1] for p in heldout_points(tiny_cfg, 1)]

@@ -1,0 +1,64 @@
+"""`cpdebug quantize` and `cpdebug sensitivity` end to end on the tiny preset, and their bad-input lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cp_debug.cli.main import app
+
+runner = CliRunner()
+
+
+def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
+    out = tmp_path / "ptq"
+    res = runner.invoke(app, ["quantize", "--preset", "tiny", "--calib-n", "1", "--method", "percentile",
+                              "--eval-scenes", "1", "--out", str(out), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["method"] == "percentile" and len(summary["layers"]) == 29
+    assert summary["onnx"]["backbone"]["quantized_convs"] == 29
+    assert {r["tensor"] for r in summary["sqnr"]["rows"]} == {"weight", "input"}
+    assert all(r["sqnr_db"] > 10 for r in summary["sqnr"]["rows"])
+
+    from cp_debug.quant.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint, read_ptq_dir
+
+    ptq = read_ptq_dir(out)
+    assert ptq.preset == "tiny" and ptq.backbone.is_file() and ptq.voxel_encoder.is_file()
+    model = build_fakequant_model(tiny_cfg, load_ptq_checkpoint(ptq.checkpoint, tiny_cfg))
+    assert model.pts_backbone.blocks[0][0]._input_quantizer.amax is not None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--skip-layers", "pts_backbone.nope"], "pts_backbone.nope"),
+    (["--method", "kl"], "--method"),
+    (["--calib-n", "0"], "--calib-n"),
+    (["--convtranspose", "sideways"], "--convtranspose"),
+])
+def test_quantize_bad_input_is_one_line(tmp_path, args, needle):
+    res = runner.invoke(app, ["quantize", "--preset", "tiny", "--out", str(tmp_path / "o"), "-q", *args])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sensitivity_ranks_chosen_layers_and_writes_csv(tmp_path):
+    layers = "pts_backbone.blocks.2.3,pts_bbox_head.task_heads.0.heatmap.1,pts_bbox_head.shared_conv.conv"
+    csv = tmp_path / "s.csv"
+    res = runner.invoke(app, ["sensitivity", "--preset", "tiny", "--calib-n", "1", "--method", "max",
+                              "--eval-scenes", "1", "--layers", layers, "--csv", str(csv), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    rows = data["sensitivity"]["rows"]
+    assert {r["layer"] for r in rows} == set(layers.split(","))
+    assert [r["rel_rmse"] for r in rows] == sorted((r["rel_rmse"] for r in rows), reverse=True)
+    assert csv.read_text().splitlines()[0].startswith("rank,layer,rel_rmse")
+
+
+def test_sensitivity_refuses_map_drop_without_eval(tmp_path):
+    res = runner.invoke(app, ["sensitivity", "--preset", "tiny", "--search", "--max-map-drop", "0.005", "-q"])
+    assert res.exit_code == 2 and "--max-map-drop" in res.output

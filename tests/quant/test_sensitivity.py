@@ -1,0 +1,50 @@
+"""Sensitivity ranks a deliberately broken layer first; the exclusion search returns a 1-minimal FP32 set."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from cp_debug.quant.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+
+HOSTILE = ("pts_backbone.blocks.1.6", "pts_bbox_head.shared_conv.conv")
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_ptq, tiny_spatial):
+    """The calibrated tiny model with two layers made hostile: input amax 40x too large (most codes 0).
+    The stage is fully convolutional: a 64 x 64 crop around the sensor keeps the runs fast."""
+    model = copy.deepcopy(tiny_ptq.model)
+    crop = [s[:, :, 48:112, 48:112].contiguous() for s in tiny_spatial]
+    clean = Evaluator(tiny_ptq.model, tiny_ptq.fused_fp32, crop)
+    base = max(clean.errors(clean.layers).values())
+    for name in HOSTILE:
+        q = model.get_submodule(name)._input_quantizer
+        q.set_amax(q.amax * 40)
+    ev = Evaluator(model, tiny_ptq.fused_fp32, crop)
+    return ev, base, layer_sensitivity(ev)
+
+
+def test_hostile_layers_rank_first(hostile):
+    _, _, result = hostile
+    assert len(result.rows) == 29
+    assert {r.layer for r in result.rows[:2]} == set(HOSTILE)
+    assert result.rows[1].rel_rmse > 3 * result.rows[2].rel_rmse
+    frame = result.to_frame()
+    assert list(frame["layer"][:2]) == [r.layer for r in result.rows[:2]] and "heatmap" in frame
+
+
+def test_exclusion_search_is_one_minimal(hostile):
+    ev, base, result = hostile
+    ranked = [r.layer for r in result.rows][:6]
+    tol = 2.0 * base  # the clean all-INT8 model passes; each hostile layer alone must not
+    found = exclusion_search(ev, ranked, tol)
+    assert found.status == "found"
+    assert set(found.fp32) == set(HOSTILE)
+    worst = lambda fp32: max(ev.errors([n for n in ev.layers if n not in fp32]).values())  # noqa: E731
+    assert worst(found.fp32) <= tol  # the set passes...
+    for name in found.fp32:  # ...and putting any one of its layers back into INT8 fails
+        assert worst(set(found.fp32) - {name}) > tol
+    assert found.steps[0].fp32 == () and not found.steps[0].passed
+    assert found.skip_layers_option().startswith("--skip-layers ")

@@ -1,0 +1,54 @@
+"""The shipped demo weights: the default of `load_model("demo")`, float16 on disk, float32 in the model, trained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cp_debug.data.scenes import heldout_scenes
+from cp_debug.errors import BadInputError
+from cp_debug.models.centerpoint.checkpoint import read_checkpoint
+from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.model import build_model
+from cp_debug.recipes.centerpoint.model_source import load_model, shipped_checkpoint
+from cp_debug.train.validate import validate
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model("demo")
+
+
+def test_demo_default_is_the_shipped_checkpoint(demo):
+    path = shipped_checkpoint("demo")
+    assert path is not None and path.stat().st_size <= 20 * 2**20
+    assert "trained" in demo.weights
+    raw = read_checkpoint(path)
+    assert raw["meta"]["stored_dtype"] == "float16" and "synthetic" in raw["meta"]["note"]
+    key = "pts_bbox_head.task_heads.0.heatmap.1.weight"
+    assert raw["state_dict"][key].dtype == torch.float16
+    assert torch.equal(demo.model.state_dict()[key], raw["state_dict"][key].float())
+
+
+def test_random_weights_and_other_presets_keep_the_random_initialisation():
+    rnd = load_model("demo", seed=3, random_weights=True)
+    assert rnd.weights == "random (seed 3)"
+    ref = build_model(get_preset("demo"), seed=3)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(rnd.model.state_dict()[k], v), k
+    assert shipped_checkpoint("tiny") is None and load_model("tiny").weights == "random (seed 0)"
+    with pytest.raises(BadInputError, match="not both"):
+        load_model("demo", checkpoint=shipped_checkpoint("demo"), random_weights=True)
+
+
+def test_shipped_weights_detect_held_out_scenes(demo):
+    torch.set_num_threads(2)
+    result = validate(demo.model, demo.cfg, heldout_scenes(demo.cfg, 3))
+    assert result.mean_ap >= 0.5, result.to_dict()
+
+
+def test_demo_bisect_subject_uses_the_trained_default():
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    subject = centerpoint_subject("demo")
+    assert "trained" in subject.description["weights"] and subject.description["random_weights"] is False
