@@ -74,6 +74,7 @@ class BisectEngine:
         for _, spec in everyone:
             check_available(spec)
         needs_onnx = any(s.framework != "torch" for _, s in everyone)
+        rs.warnings.extend(rs.subject.warnings)
         for st in rs.subject.stages:
             if st.module is None and "torch" in (rs.ref_spec.framework,) + tuple(s.framework for _, s in self.candidates):
                 raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "

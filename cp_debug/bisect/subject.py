@@ -106,6 +106,7 @@ class Subject:
     description: dict = field(default_factory=dict)
     default_level: str = "block"
     finish: Callable[[dict[str, np.ndarray]], dict] | None = None  # e.g. decode boxes from head maps
+    warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""

@@ -90,10 +90,6 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
                          keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed,
                          memory_budget_mb=memory_budget)
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
-    if subject.description.get("recipe") == "centerpoint":
-        from cp_debug.recipes.centerpoint.subject import point_warnings
-
-        engine.warnings.extend(point_warnings(subject))  # zero-filled columns, dropped NaN/Inf points
     try:
         report = engine.run()
         _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress)

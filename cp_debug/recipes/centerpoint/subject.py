@@ -32,7 +32,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
                         use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False) -> Subject:
     """The two-stage subject. `load_dim`/`use_dim` read `points` as mmdet3d's LoadPointsFromFile; what loading
     did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
-    `point_warnings(subject)`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
+    `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation."""
     import torch
 
@@ -102,9 +102,6 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
                      "points_file": str(points) if points else None, "seed": seed,
                      "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
                      "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
-                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]})
+                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]},
+        warnings=list(loaded.warnings))
 
-
-def point_warnings(subject: Subject) -> list[str]:
-    """What loading the scan warned about (zero-filled columns, dropped NaN/Inf points), for the report's warnings."""
-    return list((subject.description.get("point_cloud") or {}).get("warnings", ()))
