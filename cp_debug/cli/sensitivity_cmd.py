@@ -152,8 +152,9 @@ def render(result, found, console, top: int = 10) -> None:
     if found.status == "not_needed":
         console.print("[green]All-INT8 meets the tolerance: no layer needs to stay in FP32.[/green]")
     elif found.status == "impossible":
-        console.print("[red]Even with every candidate layer in FP32 the criterion fails[/red]: is it below the FP32 "
-                      "noise?", highlight=False)
+        console.print("[red]Even with every candidate layer in FP32 the criterion fails[/red]: the other quantized "
+                      "layers alone break it; widen the candidates (--layers, or all) or loosen the criterion.",
+                      highlight=False)
     else:
         console.print(f"[green]Leave {len(found.fp32)} layer(s) in FP32[/green] (1-minimal: quantizing any one of them "
                       "again fails):", highlight=False)
