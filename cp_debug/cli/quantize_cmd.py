@@ -13,6 +13,7 @@ from cp_debug.cli._errors import handle_errors
 Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(help="FP32 mmengine/AWML checkpoint (.pth); seeded random weights if omitted.")]
 Seed = Annotated[int, typer.Option(help="Seed for random weights.")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the preset's shipped trained weights.")]
 CalibScenes = Annotated[Optional[Path], typer.Option("--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]
 CalibN = Annotated[Optional[int], typer.Option("--calib-n", help="Number of calibration scenes (synthetic: default 100; with --calib-scenes: the first N).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
@@ -21,6 +22,7 @@ SkipLayers = Annotated[Optional[str], typer.Option("--skip-layers", help="Comma-
 ConvT = Annotated[str, typer.Option("--convtranspose", help="ConvTranspose2d: skip (default; with pts_neck.deblocks.{0,1,2}.0 as AWML), per-channel (axis 1) or per-tensor.")]
 PerTensorConvT = Annotated[bool, typer.Option("--per-tensor-convtranspose", help="AWML's variant: ConvTranspose quantized with per-tensor weights, pts_backbone.blocks.0 left FP32 (= --convtranspose per-tensor).")]
 EvalScenes = Annotated[int, typer.Option("--eval-scenes", help="Held-out scenes for the SQNR table and the FP32 vs INT8 error.")]
+MapScenes = Annotated[int, typer.Option("--map-scenes", help="Held-out scenes with ground truth for FP32 vs INT8 mAP (0: none).")]
 Json = Annotated[Optional[str], typer.Option("--json", help="Write the summary as JSON to FILE ('-' = stdout, no table).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
@@ -29,6 +31,7 @@ def quantize(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
     seed: Seed = 0,
+    random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
     calib_n: CalibN = None,
     method: Method = "mse",
@@ -37,6 +40,7 @@ def quantize(
     convtranspose: ConvT = "skip",
     per_tensor_convtranspose: PerTensorConvT = False,
     eval_scenes: EvalScenes = 2,
+    map_scenes: MapScenes = 0,
     out: Annotated[Path, typer.Option(help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
     quiet: Quiet = False,
@@ -81,43 +85,45 @@ def parse_common(preset: str, method: str | None, skip_layers: str | None, convt
     return cfg, convtranspose, extra
 
 
-def calibrated(preset, checkpoint, seed, calib_scenes, calib_n, method, percentile, extra_skip, convtranspose, quiet,
-               progress):
+def calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, extra_skip,
+               convtranspose, quiet, progress):
     """Load the model and run PTQ with a progress bar; returns (LoadedModel, PtqRun, calibration description)."""
     from cp_debug.quant.ptq import calibration_points, default_skip, quantize_centerpoint
     from cp_debug.recipes.centerpoint.model_source import load_model
 
-    with progress.step(f"building {preset} ({'checkpoint' if checkpoint else f'random weights, seed {seed}'})"):
-        loaded = load_model(preset, checkpoint, seed)
+    with progress.step(f"building {preset}"):
+        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
     n, points, desc = calibration_points(loaded.cfg, calib_scenes, calib_n)
     skip = tuple(default_skip(convtranspose)) + tuple(extra_skip)
     with progress_bar(f"calibrating ({method})", n, quiet) as advance:
         run = quantize_centerpoint(loaded.model, loaded.cfg, points, n, method=method, percentile=percentile,
                                    skip=skip, convtranspose=convtranspose, on_scene=advance)
     if not quiet:
-        progress.console.print(f"[dim]✓ BN fused ({run.bn_pairs} pairs), {len(run.plan.layers)} layers calibrated "
+        progress.console.print(f"[dim]✓ weights: {loaded.weights}; BN fused ({run.bn_pairs} pairs), {len(run.plan.layers)} layers calibrated "
                                f"on {desc} ({run.seconds:.1f} s)[/dim]", highlight=False)
     return loaded, run, desc
 
 
-def _quantize(preset, checkpoint, seed, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
-              per_tensor_convtranspose, eval_scenes, out, json_out, quiet) -> None:
+def _quantize(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
+              per_tensor_convtranspose, eval_scenes, map_scenes, out, json_out, quiet) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
 
     cfg, convtranspose, extra = parse_common(preset, method, skip_layers, convtranspose, per_tensor_convtranspose)
     if eval_scenes < 1:
         raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
+    if map_scenes < 0:
+        raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
     if json_out and json_out != "-":
         from cp_debug.report.io import check_writable
 
         check_writable(json_out)
     quiet = quiet or json_out == "-"
     progress = StepProgress(quiet)
-    loaded, run, desc = calibrated(preset, checkpoint, seed, calib_scenes, calib_n, method, percentile, extra,
-                                   convtranspose, quiet, progress)
+    loaded, run, desc = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method,
+                                   percentile, extra, convtranspose, quiet, progress)
     with progress.step(f"writing the PTQ checkpoint and Q/DQ ONNX to {out}"):
-        summary = _write(loaded, run, desc, convtranspose, percentile, eval_scenes, out)
+        summary = _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes, out)
     if json_out == "-":
         from cp_debug.report.io import dumps
 
@@ -130,7 +136,7 @@ def _quantize(preset, checkpoint, seed, calib_scenes, calib_n, method, percentil
         write_text_atomic(json_out, dumps(summary) + "\n")
 
 
-def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, out) -> dict:
+def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes, out) -> dict:
     import json
 
     from cp_debug.quant.compare import compare_int8
@@ -163,6 +169,12 @@ def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, out) -> di
         qdq = export_qdq(run.model, cfg, tmp)
         table = quantization_error(run.model, sqnr_loop)
         cmp = compare_int8(run.fused_fp32, run.model, qdq.backbone.path, spatial)
+        maps = None
+        if map_scenes:
+            from cp_debug.quant.map_eval import map_scenes as held_out_with_gt, map_table
+
+            scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
+            maps = map_table(cfg, run.fused_fp32, run.model, scenes, qdq.backbone.path)
         summary = {
             "preset": cfg.name, "weights": loaded.weights, **quant,
             "onnx": {name: {"file": s.path.name, "quantize_nodes": s.quantize_nodes,
@@ -171,6 +183,7 @@ def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, out) -> di
                      for name, s in (("voxel_encoder", qdq.voxel_encoder), ("backbone", qdq.backbone))},
             "sqnr": table.to_json(),
             "int8_error": cmp.to_json(),
+            "map": maps,
             "tensorrt": "not run (not available here); the Q/DQ form is TensorRT's explicit quantization",
         }
         (tmp / REPORT_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -209,5 +222,14 @@ def render(summary: dict, console) -> None:
     for r in summary["int8_error"]["rows"]:
         e.add_row(r["lane"], r["reference"], *(f"{v:.3g}" for v in r["per_output"].values()))
     console.print(e)
+    maps = summary.get("map")
+    if maps:
+        m = Table(title=f"mAP on {maps['scenes']} held-out scene(s)", title_justify="left")
+        for col in ("lane", "mAP", "NDS", "drop vs FP32"):
+            m.add_column(col, justify="left" if col == "lane" else "right")
+        for lane, v in maps.items():
+            if isinstance(v, dict):
+                m.add_row(lane, f"{v['mAP']:.4f}", f"{v['NDS']:.4f}", f"{v['drop']:+.4f}")
+        console.print(m)
     console.print(f"written: {summary['out']} (ptq.pth, pts_voxel_encoder.onnx, pts_backbone_neck_head.onnx, "
                   "quantization.json); TensorRT not run here", highlight=False, soft_wrap=True)

@@ -8,14 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT,
-                                       Preset, Quiet, Seed, SkipLayers)
+from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT, Preset,
+                                       Quiet, RandomWeights, Seed, SkipLayers)
 
 
 def sensitivity(
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
     seed: Seed = 0,
+    random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
     calib_n: Annotated[Optional[int], typer.Option("--calib-n", help="Calibration scenes (synthetic: default 16).")] = None,
     method: Method = "mse",
@@ -26,8 +27,9 @@ def sensitivity(
     eval_scenes: Annotated[int, typer.Option("--eval-scenes", help="Held-out scenes the output error is measured on.")] = 4,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Comma-separated quantized layers to measure (default: all).")] = None,
     search: Annotated[bool, typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
-    tol: Annotated[float, typer.Option(help="--search: largest rel. RMSE of the worst head output that passes.")] = 0.05,
-    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="--search on mAP (needs cpdebug eval; not available yet).")] = None,
+    tol: Annotated[Optional[float], typer.Option(help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 without --max-map-drop).")] = None,
+    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with --tol, both must hold.")] = None,
+    map_scenes: Annotated[int, typer.Option("--map-scenes", help="Held-out scenes with ground truth for mAP (0: no mAP; 20 when --max-map-drop is given).")] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the ranked table as CSV.")] = None,
@@ -42,17 +44,20 @@ def sensitivity(
     raise typer.Exit(code)
 
 
-def _sensitivity(preset, checkpoint, seed, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
-                 per_tensor_convtranspose, eval_scenes, layers, search, tol, max_map_drop, top, json_out, csv, plot,
-                 quiet) -> int:
+def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
+                 per_tensor_convtranspose, eval_scenes, layers, search, tol, max_map_drop, map_scenes, top, json_out,
+                 csv, plot, quiet) -> int:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli.quantize_cmd import calibrated, parse_common, progress_bar
     from cp_debug.errors import BadInputError
 
     cfg, convtranspose, extra = parse_common(preset, method, skip_layers, convtranspose, per_tensor_convtranspose)
     if max_map_drop is not None:
-        raise BadInputError("--max-map-drop needs mAP from `cpdebug eval`, which this command cannot call yet; "
-                            "use --tol (rel. RMSE of the head outputs)")
+        if max_map_drop < 0:
+            raise BadInputError(f"--max-map-drop must be >= 0, got {max_map_drop}")
+        map_scenes = map_scenes or 20
+    if map_scenes < 0:
+        raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
     if eval_scenes < 1:
         raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
     from cp_debug.report.io import check_writable
@@ -60,17 +65,25 @@ def _sensitivity(preset, checkpoint, seed, calib_scenes, calib_n, method, percen
     for path in (json_out if json_out != "-" else None, csv, plot):
         if path:
             check_writable(path)
+    if search and tol is None and max_map_drop is None:
+        tol = 0.05
     quiet = quiet or json_out == "-"
     progress = StepProgress(quiet)
-    _, run, _ = calibrated(preset, checkpoint, seed, calib_scenes, 16 if calib_n is None and calib_scenes is None
-                           else calib_n, method, percentile, extra, convtranspose, quiet, progress)
+    n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
+    _, run, _ = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, n_calib, method, percentile, extra,
+                           convtranspose, quiet, progress)
 
     from cp_debug.quant.ptq import heldout_points, stage_inputs
     from cp_debug.quant.sensitivity import Evaluator, exclusion_search, layer_sensitivity
 
     with progress.step(f"preparing {eval_scenes} held-out scene(s)"):
         spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
-        ev = Evaluator(run.model, run.fused_fp32, spatial)
+        scenes = None
+        if map_scenes:
+            from cp_debug.quant.map_eval import map_scenes as held_out_with_gt
+
+            scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
+        ev = Evaluator(run.model, run.fused_fp32, spatial, scenes, cfg)
     chosen = [n.strip() for n in layers.split(",") if n.strip()] if layers else list(ev.layers)
     unknown = [n for n in chosen if n not in ev.layers]
     if unknown:
@@ -81,8 +94,10 @@ def _sensitivity(preset, checkpoint, seed, calib_scenes, calib_n, method, percen
     found = None
     if search:
         ranked = [r.layer for r in result.rows]
-        with progress.step(f"exclusion search (tol {tol:g}, {len(ranked)} candidates)"):
-            found = exclusion_search(ev, ranked, tol)
+        crit = " ".join(x for x in (f"tol {tol:g}" if tol is not None else "",
+                                    f"max mAP drop {max_map_drop:g}" if max_map_drop is not None else "") if x)
+        with progress.step(f"exclusion search ({crit}, {len(ranked)} candidates)"):
+            found = exclusion_search(ev, ranked, tol, max_map_drop=max_map_drop)
     out = {"preset": cfg.name, "method": run.method, "calibration_scenes": run.scenes,
            "skipped": [n for n, _ in run.plan.skipped], "sensitivity": result.to_json(),
            "search": found.to_json() if found else None}
@@ -110,27 +125,36 @@ def render(result, found, console, top: int = 10) -> None:
 
     t = Table(title=f"INT8 sensitivity, one layer at a time ({result.scenes} held-out scene(s); rel. RMSE vs FP32)",
               title_justify="left")
-    for col in ("#", "layer", "worst", "output", "heatmap", "reg"):
+    has_map = result.fp32_map is not None
+    for col in ("#", "layer", "worst", "output", "heatmap", "reg") + (("mAP drop",) if has_map else ()):
         t.add_column(col, justify="left" if col in ("layer", "output") else "right")
     for i, r in enumerate(result.top(top), 1):
-        t.add_row(str(i), r.layer, f"{r.rel_rmse:.3g}", r.worst_output, f"{r.heatmap:.3g}", f"{r.reg:.3g}")
+        extra = (f"{r.map_drop:+.4f}",) if has_map else ()
+        t.add_row(str(i), r.layer, f"{r.rel_rmse:.3g}", r.worst_output, f"{r.heatmap:.3g}", f"{r.reg:.3g}", *extra)
     console.print(t)
     worst = max(result.all_int8.values())
-    console.print(f"all {len(result.rows)} layers INT8: worst rel. RMSE {worst:.3g}", highlight=False)
+    line = f"all {len(result.rows)} layers INT8: worst rel. RMSE {worst:.3g}"
+    if has_map:
+        line += f"; FP32 mAP {result.fp32_map:.4f}, all-INT8 mAP drop {result.all_int8_map_drop:+.4f}"
+    console.print(line, highlight=False)
     if found is None:
         return
-    s = Table(title=f"Exclusion search (tol {found.tol:g}, {found.runs} runs)", title_justify="left")
-    for col in ("#", "phase", "left in FP32", "verdict", "worst rel. RMSE"):
+    crit = ", ".join(x for x in (f"tol {found.tol:g}" if found.tol is not None else "",
+                                 f"max mAP drop {found.max_map_drop:g}" if found.max_map_drop is not None else "") if x)
+    s = Table(title=f"Exclusion search ({crit}, {found.runs} runs)", title_justify="left")
+    for col in ("#", "phase", "left in FP32", "verdict", "worst rel. RMSE", "mAP drop"):
         s.add_column(col)
     for i, st in enumerate(found.steps, 1):
         kept = f"{len(st.fp32)}: " + ", ".join(st.fp32[:2]) + (" …" if len(st.fp32) > 2 else "") if st.fp32 else "(none)"
-        s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]", f"{st.rel_rmse:.3g}")
+        s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]", f"{st.rel_rmse:.3g}",
+                  "-" if st.map_drop is None else f"{st.map_drop:+.4f}")
     console.print(s)
     if found.status == "not_needed":
         console.print("[green]All-INT8 meets the tolerance: no layer needs to stay in FP32.[/green]")
     elif found.status == "impossible":
-        console.print(f"[red]Even with every candidate layer in FP32 the tolerance fails[/red]: is --tol "
-                      f"{found.tol:g} below the FP32 noise?", highlight=False)
+        console.print("[red]Even with every candidate layer in FP32 the criterion fails[/red]: the other quantized "
+                      "layers alone break it; widen the candidates (--layers, or all) or loosen the criterion.",
+                      highlight=False)
     else:
         console.print(f"[green]Leave {len(found.fp32)} layer(s) in FP32[/green] (1-minimal: quantizing any one of them "
                       "again fails):", highlight=False)

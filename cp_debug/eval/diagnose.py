@@ -23,7 +23,7 @@ _SIGMOID_TWICE = (0.5, 1.0 / (1.0 + math.exp(-1.0)))  # sigmoid(sigmoid(x)) lies
 
 @dataclass(frozen=True)
 class Diagnosis:
-    kind: str  # logits | too_few | sigmoid_twice | offset | size_swap | yaw_offset | unchanged | threshold | absent
+    kind: str  # logits | too_few | sigmoid_twice | offset | size_swap | yaw_offset | unchanged | many_extra | threshold | absent
     message: str
     evidence: dict = field(default_factory=dict)
 
@@ -158,6 +158,11 @@ def diagnose(reference: Mapping[str, SampleBoxes], candidate: Mapping[str, Sampl
     if diff.unchanged:
         return [Diagnosis("unchanged", f"no box changed ({t.matched} matched, none moved or rescored by 1e-3): the "
                                        f"divergence is harmless at score threshold {score_threshold:g}", ev)]
+    if t.extra > max(10, t.reference // 2):
+        ev["extra_per_reference_box"] = round(t.extra / max(t.reference, 1), 3)
+        out.append(Diagnosis("many_extra", f"{t.extra} boxes the reference does not have ({t.candidate} against "
+                                           f"{t.reference}): scores raised broadly — the heatmap head's "
+                                           "precision (INT8/FP16 range) or a lower score threshold?", ev))
     if t.missing or t.extra:
         near = diff.missing_ref_scores < score_threshold + 0.05
         if diff.missing_ref_scores.size and near.mean() >= 0.5:

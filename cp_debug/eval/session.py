@@ -7,6 +7,7 @@ before the slow work (ONNX export, calibration, inference).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,11 +65,9 @@ def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, see
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    if random_weights:
-        try:
-            return model_source.load_model(preset, None, seed, random_weights=True)
-        except TypeError:  # a load_model without a packaged default: no checkpoint means random weights
-            return model_source.load_model(preset, None, seed)
+    # (a load_model that ships no trained weights has no random_weights: no checkpoint means random there)
+    if "random_weights" in inspect.signature(model_source.load_model).parameters:
+        return model_source.load_model(preset, checkpoint, seed, random_weights=random_weights)
     return model_source.load_model(preset, checkpoint, seed)
 
 

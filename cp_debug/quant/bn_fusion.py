@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from cp_debug.errors import BadInputError
+from cp_debug.quant.quantizers import set_module
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _BNS = (nn.BatchNorm2d,)
@@ -68,11 +69,6 @@ def find_conv_bn_pairs(module: nn.Module) -> list[ConvBnPair]:
     return pairs
 
 
-def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, attr, new)
-
-
 @torch.no_grad()
 def fold_pairs(root: nn.Module, pairs: list[ConvBnPair], prefix: str = "") -> nn.Module:
     """Fold each BN's eval statistics into its conv (which gains a bias) and replace the BN by nn.Identity,
@@ -89,7 +85,7 @@ def fold_pairs(root: nn.Module, pairs: list[ConvBnPair], prefix: str = "") -> nn
                                     bn.bias, transpose=transpose)
         conv.weight = nn.Parameter(w.detach().clone())
         conv.bias = nn.Parameter(b.detach().clone())
-        _set_module(root, prefix + p.bn, nn.Identity())
+        set_module(root, prefix + p.bn, nn.Identity())
     return root
 
 

@@ -89,8 +89,8 @@ def _layer_amax(layer: str, conv, inp, w, source: str) -> LayerAmax:
                 f"{source}: {layer}{WEIGHT_SUFFIX} has shape {list(w.shape)} ({w.numel()} values) but {layer} is a "
                 f"{kind} with weight {list(conv.weight.shape)}: need 1 value (per tensor) or {c} (per output "
                 f"channel, axis {ax})")
-    f32 = lambda t: None if t is None else t.to(torch.float32)  # noqa: E731
-    return LayerAmax(layer, kind, f32(inp if inp is None else inp.reshape(())), f32(w), axis)
+    inp = None if inp is None else inp.reshape(()).to(torch.float32)
+    return LayerAmax(layer, kind, inp, None if w is None else w.to(torch.float32), axis)
 
 
 def ptq_state(cfg, obj, source: str = "checkpoint") -> PtqState:
@@ -206,7 +206,11 @@ def write_dir_atomically(out: str | Path, write) -> Any:
     old = None
     try:
         result = write(tmp)
-        os.chmod(tmp, 0o755)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        for f in tmp.iterdir():  # temp-file writers leave 0600: give the files the umask's usual mode
+            os.chmod(f, 0o666 & ~mask)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, old / out.name)
@@ -220,3 +224,13 @@ def write_dir_atomically(out: str | Path, write) -> Any:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def fakequant_model_from_dir(path: str | Path, cfg) -> tuple[PtqDir, Any]:
+    """(PtqDir, fake-quant CenterPoint) of a PTQ directory written for preset `cfg` - the one call a
+    torch-*-int8 backend needs; the ORT lanes take `PtqDir.voxel_encoder` / `.backbone` as they are."""
+    ptq = read_ptq_dir(path)
+    if ptq.preset and ptq.preset != cfg.name:
+        raise CheckpointError(f"{ptq.root} was quantized for preset {ptq.preset!r}, not {cfg.name!r}: pass --preset "
+                              f"{ptq.preset}")
+    return ptq, build_fakequant_model(cfg, load_ptq_checkpoint(ptq.checkpoint, cfg))

@@ -193,7 +193,8 @@ def plan_quantization(model: nn.Module, skip: Iterable[str] = (), convtranspose:
     return QuantPlan(tuple(layers), tuple(skipped))
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put `new` in place of the submodule called `name`."""
     parent_name, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
@@ -202,7 +203,7 @@ def insert_quantizers(model: nn.Module, plan: QuantPlan) -> nn.Module:
     """Replace the planned convs of `model` (in place) by Quant* convs; returns `model`."""
     for p in plan.layers:
         conv = model.get_submodule(p.name)
-        _set_module(model, p.name, to_quant(conv, per_channel=p.weight_axis is not None))
+        set_module(model, p.name, to_quant(conv, per_channel=p.weight_axis is not None))
     return model
 
 

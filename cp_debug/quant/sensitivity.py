@@ -32,7 +32,7 @@ class Evaluator:
     """Runs the fake-quant model's backbone/neck/head stage on fixed FP32 stage inputs with a chosen set of
     layers quantized, and scores the outputs against the FP32 model's."""
 
-    def __init__(self, qmodel, fp32_model, spatial_inputs: Sequence):
+    def __init__(self, qmodel, fp32_model, spatial_inputs: Sequence, map_scenes=None, cfg=None):
         from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
         from cp_debug.quant.ptq import head_outputs
 
@@ -43,6 +43,26 @@ class Evaluator:
         self.outputs = HEAD_OUTPUTS
         self.ref = [head_outputs(fp32_model, s) for s in self.spatial]
         self.runs = 0
+        self.cfg, self.map_scenes = cfg, map_scenes  # map_eval.MapScenes: mAP judged on these
+        self.fp32_map = None
+        if map_scenes is not None:
+            from cp_debug.quant.map_eval import mean_ap, torch_heads
+
+            self.fp32_map = mean_ap(cfg, map_scenes, torch_heads(fp32_model, map_scenes)).mean_ap
+
+    def map_drop(self, quantized: Sequence[str]) -> float:
+        """FP32 mAP minus the mAP with exactly `quantized` in INT8 (on the mAP scenes)."""
+        from cp_debug.quant.map_eval import mean_ap, torch_heads
+        from cp_debug.quant.quantizers import only_enabled, set_enabled
+
+        if self.map_scenes is None:
+            raise BadInputError("mAP needs held-out scenes with ground truth (map_scenes)")
+        only_enabled(self.qmodel, quantized)
+        try:
+            heads = torch_heads(self.qmodel, self.map_scenes)
+        finally:
+            set_enabled(self.qmodel, True)
+        return self.fp32_map - mean_ap(self.cfg, self.map_scenes, heads).mean_ap
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -77,6 +97,7 @@ class LayerSensitivity:
     heatmap: float
     reg: float
     per_output: dict = field(default_factory=dict)
+    map_drop: float | None = None  # FP32 mAP minus this layer-alone INT8 mAP, where mAP scenes were given
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,8 @@ class SensitivityResult:
     all_int8: dict  # per-output rel. RMSE with every layer quantized
     scenes: int
     seconds: float
+    fp32_map: float | None = None
+    all_int8_map_drop: float | None = None
 
     def top(self, n: int = 10) -> list[LayerSensitivity]:
         return list(self.rows[:n])
@@ -98,6 +121,7 @@ class SensitivityResult:
 
     def to_json(self) -> dict:
         return {"scenes": self.scenes, "seconds": self.seconds, "all_int8": self.all_int8,
+                "fp32_map": self.fp32_map, "all_int8_map_drop": self.all_int8_map_drop,
                 "rows": [asdict(r) for r in self.rows]}
 
 
@@ -110,12 +134,14 @@ def layer_sensitivity(ev: Evaluator, layers: Sequence[str] | None = None,
     for i, name in enumerate(layers, 1):
         errs = ev.errors([name])
         out, worst = _worst(errs)
-        rows.append(LayerSensitivity(name, worst, out, errs["heatmap"], errs["reg"], errs))
+        drop = ev.map_drop([name]) if ev.map_scenes is not None else None
+        rows.append(LayerSensitivity(name, worst, out, errs["heatmap"], errs["reg"], errs, drop))
         if on_layer:
             on_layer(i, len(layers), name)
     all_int8 = ev.errors(ev.layers)
+    all_drop = ev.map_drop(ev.layers) if ev.map_scenes is not None else None
     rows.sort(key=lambda r: -r.rel_rmse)
-    return SensitivityResult(tuple(rows), all_int8, len(ev.spatial), time.perf_counter() - t0)
+    return SensitivityResult(tuple(rows), all_int8, len(ev.spatial), time.perf_counter() - t0, ev.fp32_map, all_drop)
 
 
 @dataclass(frozen=True)
@@ -125,6 +151,7 @@ class ExclusionStep:
     passed: bool
     rel_rmse: float
     worst_output: str
+    map_drop: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +161,7 @@ class ExclusionResult:
 
     status: str
     fp32: tuple[str, ...] | None
-    tol: float
+    tol: float | None
     candidates: tuple[str, ...]
     steps: tuple[ExclusionStep, ...]
 
@@ -145,19 +172,28 @@ class ExclusionResult:
     def skip_layers_option(self) -> str:
         return "--skip-layers " + ",".join(self.fp32 or ())
 
+    max_map_drop: float | None = None
+
     def to_json(self) -> dict:
         return {"status": self.status, "fp32": list(self.fp32) if self.fp32 is not None else None,
-                "tol": self.tol, "candidates": list(self.candidates), "steps": [asdict(s) for s in self.steps]}
+                "tol": self.tol, "max_map_drop": self.max_map_drop, "candidates": list(self.candidates),
+                "steps": [asdict(s) for s in self.steps]}
 
 
-def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float,
-                     on_step: Callable[[ExclusionStep], None] | None = None) -> ExclusionResult:
-    """A 1-minimal set of layers to leave in FP32 so that the worst output's rel. RMSE is <= `tol`, every
-    other quantized layer in INT8. `ranked`: candidates, most sensitive first."""
+def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = None,
+                     on_step: Callable[[ExclusionStep], None] | None = None,
+                     max_map_drop: float | None = None) -> ExclusionResult:
+    """A 1-minimal set of layers to leave in FP32 so that the worst output's rel. RMSE is <= `tol` (or, with
+    `max_map_drop`, the mAP drop vs FP32 is <= it; both when both are given), every other quantized layer in
+    INT8. `ranked`: candidates, most sensitive first."""
     from cp_debug.bisect.search import KeepFp32Search
 
-    if not tol > 0:
+    if tol is None and max_map_drop is None:
+        raise BadInputError("give a tolerance (--tol) or a maximum mAP drop (--max-map-drop)")
+    if tol is not None and not tol > 0:
         raise BadInputError(f"--tol must be positive, got {tol}")
+    if max_map_drop is not None and ev.map_scenes is None:
+        raise BadInputError("--max-map-drop needs held-out scenes with ground truth for mAP")
     all_layers = ev.layers
     unknown = [n for n in ranked if n not in all_layers]
     if unknown:
@@ -165,12 +201,14 @@ def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float,
     search = KeepFp32Search(ranked)
     steps = []
     while not search.done:
-        keep = tuple(search.next())
-        errs = ev.errors([n for n in all_layers if n not in set(keep)])
-        out, worst = _worst(errs)
-        search.tell(worst > tol)  # bad = fails the tolerance
-        step = ExclusionStep(keep, search.history[-1].phase, worst <= tol, worst, out)
+        keep = set(search.next())
+        quantized = [n for n in all_layers if n not in keep]
+        out, worst = _worst(ev.errors(quantized))
+        drop = ev.map_drop(quantized) if max_map_drop is not None else None
+        passed = (tol is None or worst <= tol) and (drop is None or drop <= max_map_drop)
+        search.tell(not passed)  # bad = fails
+        step = ExclusionStep(search.history[-1].keep, search.history[-1].phase, passed, worst, out, drop)
         steps.append(step)
         if on_step:
             on_step(step)
-    return ExclusionResult(search.status, search.result, tol, tuple(ranked), tuple(steps))
+    return ExclusionResult(search.status, search.result, tol, tuple(ranked), tuple(steps), max_map_drop)

@@ -95,3 +95,14 @@ def test_identical_boxes_are_harmless_and_threshold_losses_are_named(reference):
     low = _map(reference, lambda sb: SampleBoxes(sb.boxes, sb.labels, np.where(sb.scores > 0.3, sb.scores, 0.12)))
     kinds, diff = _kinds(low, _map(low, near_threshold_lost))
     assert set(kinds) == {"threshold"} and diff.total.missing == int(sum((sb.scores <= 0.3).sum() for sb in low.values()))
+
+
+def test_many_extra_boxes_are_named(reference):
+    def doubled(sb):
+        b = sb.boxes.copy()
+        b[:, 0] += 20.0  # far from every reference box: all extra
+        return SampleBoxes(np.concatenate([sb.boxes, b]), np.concatenate([sb.labels, sb.labels]),
+                           np.concatenate([sb.scores, sb.scores]))
+
+    kinds, diff = _kinds(reference, _map(reference, doubled))
+    assert "many_extra" in kinds and diff.total.extra == diff.total.reference

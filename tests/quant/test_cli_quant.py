@@ -23,12 +23,15 @@ def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
     assert {r["tensor"] for r in summary["sqnr"]["rows"]} == {"weight", "input"}
     assert all(r["sqnr_db"] > 10 for r in summary["sqnr"]["rows"])
 
-    from cp_debug.quant.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint, read_ptq_dir
+    from cp_debug.errors import CheckpointError
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.quant.ptq_checkpoint import fakequant_model_from_dir
 
-    ptq = read_ptq_dir(out)
+    ptq, model = fakequant_model_from_dir(out, tiny_cfg)
     assert ptq.preset == "tiny" and ptq.backbone.is_file() and ptq.voxel_encoder.is_file()
-    model = build_fakequant_model(tiny_cfg, load_ptq_checkpoint(ptq.checkpoint, tiny_cfg))
     assert model.pts_backbone.blocks[0][0]._input_quantizer.amax is not None
+    with pytest.raises(CheckpointError, match="--preset tiny"):
+        fakequant_model_from_dir(out, get_preset("demo"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
@@ -59,6 +62,21 @@ def test_sensitivity_ranks_chosen_layers_and_writes_csv(tmp_path):
     assert csv.read_text().splitlines()[0].startswith("rank,layer,rel_rmse")
 
 
-def test_sensitivity_refuses_map_drop_without_eval(tmp_path):
-    res = runner.invoke(app, ["sensitivity", "--preset", "tiny", "--search", "--max-map-drop", "0.005", "-q"])
+def test_sensitivity_refuses_a_negative_map_drop():
+    res = runner.invoke(app, ["sensitivity", "--preset", "tiny", "--search", "--max-map-drop", "-0.1", "-q"])
     assert res.exit_code == 2 and "--max-map-drop" in res.output
+
+
+def test_calibration_scenes_come_from_an_info_file(tmp_path, tiny_cfg):
+    """--calib-scenes reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
+    scene_set = pytest.importorskip("cp_debug.data.scene_set")
+    from cp_debug.quant.ptq import calibration_points, synthetic_points
+
+    info = scene_set.write_scene_set(tiny_cfg, tmp_path / "set", [5, 6])
+    n, points, desc = calibration_points(tiny_cfg, info.parent, None)
+    got = list(points)
+    assert n == 2 and len(got) == 2 and str(info.parent) in desc
+    want = list(synthetic_points(tiny_cfg, [5, 6]))
+    for g, w in zip(got, want):  # the same scans, read back from .bin files (model columns x, y, z, t)
+        assert g.shape[0] > 0 and g.shape[1] == tiny_cfg.in_channels
+        assert abs(g.shape[0] - w.shape[0]) <= w.shape[0] // 10

@@ -1,0 +1,68 @@
+"""mAP of FP32 and INT8 on held-out scenes, through cp_debug.eval's devkit metrics.
+
+Every lane shares the torch glue (voxelize, decoration, FP32 voxel encoder, scatter) and the decoder; only
+the backbone/neck/head stage differs: the BN-fused FP32 model, the fake-quant torch model, or the Q/DQ ONNX
+in ONNX Runtime. Detections go through `cp_debug.eval.devkit.evaluate` (nuScenes mAP/NDS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MapScenes:
+    """Held-out scenes with ground truth and their FP32 stage inputs (spatial_features)."""
+
+    tokens: tuple[str, ...]
+    ground_truth: dict  # token -> SampleBoxes
+    spatial: tuple  # torch tensors, in token order
+
+
+def map_scenes(cfg, fp32_model, n: int) -> MapScenes:
+    from cp_debug.eval.runner import heldout_eval_scenes
+    from cp_debug.quant.ptq import stage_inputs
+
+    scenes = heldout_eval_scenes(cfg, n)
+    spatial = tuple(stage_inputs(fp32_model, cfg, s.points(cfg))[1] for s in scenes)
+    return MapScenes(tuple(s.token for s in scenes), {s.token: s.gt for s in scenes}, spatial)
+
+
+def mean_ap(cfg, scenes: MapScenes, heads: Sequence[dict[str, np.ndarray]]):
+    """DetectionEvaluation of the decoded `heads` (one dict of head maps per scene, in token order)."""
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.devkit import default_range, evaluate
+    from cp_debug.models.centerpoint.decode import decode
+
+    dets = {t: SampleBoxes.from_detections(decode(h, cfg)) for t, h in zip(scenes.tokens, heads)}
+    return evaluate(scenes.ground_truth, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
+
+
+def torch_heads(model, scenes: MapScenes) -> list[dict[str, np.ndarray]]:
+    from cp_debug.quant.ptq import head_outputs
+
+    return [head_outputs(model, s) for s in scenes.spatial]
+
+
+def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | Path | None = None) -> dict:
+    """{lane: {"mAP", "NDS", "drop"}} for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
+    from cp_debug.quant.compare import ort_outputs
+
+    lanes: dict[str, Callable[[], list]] = {
+        "fp32": lambda: torch_heads(fp32_model, scenes),
+        "torch-fakequant": lambda: torch_heads(qmodel, scenes),
+    }
+    if backbone_onnx is not None:
+        lanes["ort-qdq"] = lambda: ort_outputs(backbone_onnx, scenes.spatial)
+    out = {}
+    for lane, heads in lanes.items():
+        ev = mean_ap(cfg, scenes, heads())
+        out[lane] = {"mAP": ev.mean_ap, "NDS": ev.nds}
+    for lane in out:
+        out[lane]["drop"] = out["fp32"]["mAP"] - out[lane]["mAP"]
+    out["scenes"] = len(scenes.tokens)
+    return out

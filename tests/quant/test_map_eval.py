@@ -1,0 +1,57 @@
+"""INT8 mAP with the trained demo weights: the devkit's mAP per lane, a mAP-judged exclusion search.
+
+The weights run on the tiny preset's grid (same modules, voxel size and keys as demo; a quarter of the
+pixels), on a held-out tiny scene, to keep the test fast."""
+
+from __future__ import annotations
+
+import pytest
+
+HOSTILE = "pts_bbox_head.task_heads.0.heatmap.0.conv"
+
+
+@pytest.fixture(scope="module")
+def demo_eval():
+    from cp_debug.quant.map_eval import map_scenes
+    from cp_debug.quant.ptq import quantize_centerpoint, synthetic_points
+    from cp_debug.quant.sensitivity import Evaluator
+    from cp_debug.recipes.centerpoint.model_source import load_model
+
+    from cp_debug.recipes.centerpoint.model_source import shipped_checkpoint
+
+    weights = shipped_checkpoint("demo")
+    if weights is None:
+        pytest.skip("no shipped trained demo weights in this checkout")
+    loaded = load_model("tiny", weights)
+    cfg = loaded.cfg
+    run = quantize_centerpoint(loaded.model, cfg, synthetic_points(cfg, range(1)), 1, method="percentile")
+    scenes = map_scenes(cfg, run.fused_fp32, 1)
+    q = run.model.get_submodule(HOSTILE)._input_quantizer
+    q.set_amax(q.amax * 200)  # most of the heatmap branch's input rounds to zero
+    return cfg, run, scenes, Evaluator(run.model, run.fused_fp32, scenes.spatial, scenes, cfg)
+
+
+def test_map_table_lanes(demo_eval):
+    from cp_debug.quant.map_eval import map_table
+
+    cfg, run, scenes, _ = demo_eval
+    table = map_table(cfg, run.fused_fp32, run.model, scenes)
+    assert table["scenes"] == 1 and table["fp32"]["mAP"] > 0.5  # the trained weights detect
+    assert table["fp32"]["drop"] == 0
+    fq = table["torch-fakequant"]
+    assert fq["drop"] == pytest.approx(table["fp32"]["mAP"] - fq["mAP"])
+
+
+def test_map_judged_exclusion_search(demo_eval):
+    from cp_debug.quant.sensitivity import exclusion_search
+
+    _, _, _, ev = demo_eval
+    assert ev.map_drop([]) == 0
+    hostile_drop = ev.map_drop([HOSTILE])
+    rest = [n for n in ev.layers if n != HOSTILE]
+    base = ev.map_drop(rest)
+    assert hostile_drop > 0.2 and hostile_drop > base + 0.1
+    limit = max(base, 0.0) + 0.05  # the rest in INT8 passes; the hostile layer in INT8 does not
+    found = exclusion_search(ev, [HOSTILE, rest[0], rest[-1]], max_map_drop=limit)
+    assert found.status == "found" and found.fp32 == (HOSTILE,)
+    assert all(s.map_drop is not None for s in found.steps)
