@@ -65,8 +65,8 @@ def _sensitivity(preset, checkpoint, seed, calib_scenes, calib_n, method, percen
     _, run, _ = calibrated(preset, checkpoint, seed, calib_scenes, 16 if calib_n is None and calib_scenes is None
                            else calib_n, method, percentile, extra, convtranspose, quiet, progress)
 
-    from cp_debug.quant.ptq import heldout_points, stage_inputs
-    from cp_debug.quant.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+    from cp_debug.ptq.ptq import heldout_points, stage_inputs
+    from cp_debug.ptq.sensitivity import Evaluator, exclusion_search, layer_sensitivity
 
     with progress.step(f"preparing {eval_scenes} held-out scene(s)"):
         spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
