@@ -34,7 +34,7 @@ def ptq_dir(tmp_path_factory):
 def fp32_vs_int8(ptq_dir):
     """torch (FP32: the fused model, quantizers off) against fake-quant torch and the Q/DQ graph in ORT."""
     proc = cpdebug("bisect", "--preset", "tiny", "--backends", "torch,torch-cpu-int8,ort-cpu-int8", "--int8", ptq_dir,
-                   "--no-refine", "--json", "-")
+                   "--no-refine", "--no-local", "--no-noise-floor", "--json", "-")
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     return strict(proc.stdout)
 
@@ -42,7 +42,7 @@ def fp32_vs_int8(ptq_dir):
 @pytest.fixture(scope="module")
 def fakequant_vs_qdq(ptq_dir):
     proc = cpdebug("bisect", "--preset", "tiny", "--backends", "torch-cpu-int8,ort-cpu-int8", "--int8", ptq_dir,
-                   "--json", "-")
+                   "--no-noise-floor", "--json", "-")
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     return strict(proc.stdout)
 
@@ -101,3 +101,13 @@ def test_int8_dir_of_another_preset_is_refused(ptq_dir):
     proc = cpdebug("bisect", "--preset", "demo", "--backends", "torch,ort-cpu-int8", "--int8", ptq_dir)
     assert proc.returncode == 2
     assert "pass --preset tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_int8_runs_the_ptq_model_next_to_fp32(ptq_dir):
+    proc = cpdebug("eval", "--preset", "tiny", "--backends", "torch,torch-cpu-int8,ort-cpu-int8", "--int8", ptq_dir,
+                   "--n", 1, "--json", "-")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = strict(proc.stdout)
+    assert set(r["metrics"]) == {"torch", "torch-cpu-int8", "ort-cpu-int8"}
+    assert r["settings"]["int8_dir"] == str(ptq_dir) and r["settings"]["calibration_scenes"] == 0  # no ORT calibration
+    assert any("Conv" in n for n in r["notes"]["ort-cpu-int8"])  # what ORT ran on the Q/DQ files, said
