@@ -76,6 +76,7 @@ def test_both_int8_candidates_have_results_and_say_what_ran(fp32_vs_int8, ptq_di
 
 def test_fake_quant_and_qdq_graph_agree_layer_by_layer(fakequant_vs_qdq, fp32_vs_int8):
     rows = fakequant_vs_qdq["results"]["ort-cpu-int8"]
+    assert not any("_quantizer" in r["probe"] for r in rows)  # refinement stops at the quantized conv, the layer
     # Each quantized conv run alone on the same inputs: the Q/DQ nodes carry the checkpoint's scales, so
     # the deployed graph computes what the fake-quant module does up to float summation order.
     convs = [r for r in rows if r["local_rel_rmse"] is not None and r["probe"].startswith("pts_backbone.blocks.1.")
