@@ -115,7 +115,10 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 if p.name not in run.store:
                     continue
                 if p.name not in vals:
-                    state.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, spec))
+                    gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
+                    lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
+                    note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
+                    state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
                     continue
                 ref = run.store.get(p.name)
                 d = TensorDiff.from_arrays(p.name, ref, vals[p.name], run.tolerance(state, p.name))
