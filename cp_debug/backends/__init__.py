@@ -16,7 +16,7 @@ __all__ = ["BackendSpec", "PrecisionReport", "Runner", "availability", "check_av
 
 _TORCH_OPTS = {"probe_modules", "capture_inputs", "on_probe", "determinism"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
-_ORT_ONLY = {"threads", "spinning"}
+_ORT_ONLY = {"threads", "spinning", "int8_model"}
 _TRT_ONLY = {"workspace"}
 _ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
 
@@ -117,7 +117,8 @@ def availability() -> list[tuple[str, bool, str]]:
 def _runs_on(spec: BackendSpec, env: dict) -> str:
     if spec.framework == "torch":
         where = env.get("gpu") if spec.device == "cuda" else "CPU"
-        return f"torch {env.get('torch')} on {where}"
+        extra = " (fake quantization of a PTQ model: bisect/eval --int8 DIR)" if spec.precision == "int8" else ""
+        return f"torch {env.get('torch')} on {where}{extra}"
     if spec.framework == "ort":
         ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
         extra = " (FP16 graphs run mostly in float32 there: see precision_report)" if spec.device == "cpu" and spec.precision == "fp16" else ""

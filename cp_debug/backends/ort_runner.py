@@ -44,13 +44,15 @@ class OrtRunner(Runner):
     threads: ORT intra-op threads (None: ORT's default).
     spinning: let idle ORT threads busy-wait for the next run (ORT's default; off when other work interleaves).
     check_model: run the ONNX checker on a ModelProto given directly (off for segments cut by cp_debug itself).
+    int8_model: for ort-*-int8, an already quantized Q/DQ model (e.g. exported from a PTQ checkpoint) run as it
+        is instead of quantizing `model`; extra outputs absent from it are reported missing, never guessed.
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
-                 spinning: bool = True, check_model: bool = True):
+                 spinning: bool = True, check_model: bool = True, int8_model: "onnx.ModelProto | str | Path | None" = None):
         spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
@@ -66,6 +68,7 @@ class OrtRunner(Runner):
         self.calib_method = calib_method
         self.spinning = spinning
         self.check_model = check_model
+        self.int8_model = int8_model
         self._reset()
 
     def _reset(self) -> None:
@@ -88,13 +91,23 @@ class OrtRunner(Runner):
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
-        model = load_onnx(self._model_src, check=self.check_model)
+        qdq = self.int8_model is not None and self.spec.precision == "int8"
+        model = load_onnx(self.int8_model if qdq else self._model_src, check=self.check_model)
         graph_outputs = [o.name for o in model.graph.output]
         extras = [n for n in self.extra_outputs if n not in graph_outputs]
-        check_tensor_names(model, extras)
         precision = self.spec.precision
         plain = None  # the model without probe outputs, to measure what exposing probes changes (INT8)
-        if precision == "int8":
+        if qdq:
+            present = {t for n in model.graph.node for t in n.output} | {i.name for i in model.graph.input}
+            self._missing = [n for n in extras if n not in present]
+            extras = [n for n in extras if n in present]
+            self._transform = {"kind": "qdq_model", "quantize_nodes": _count_ops(model, "QuantizeLinear"),
+                               "dequantize_nodes": _count_ops(model, "DequantizeLinear")}
+            plain = model
+            self._out_map = {n: n for n in graph_outputs + extras}
+            model = expose_outputs(model, extras) if extras else model
+        elif precision == "int8":
+            check_tensor_names(model, extras)
             from cp_debug.precision.int8 import quantize_int8
 
             if not self.calib_feeds:
@@ -114,6 +127,7 @@ class OrtRunner(Runner):
             probe_names = [self._out_map[n] for n in extras if n in self._out_map]
             model = expose_outputs(q.model, probe_names) if probe_names else q.model
         else:
+            check_tensor_names(model, extras)
             model = expose_outputs(model, extras) if extras else model
             self._out_map = {n: n for n in graph_outputs + extras}
             if precision == "fp16":
@@ -306,3 +320,6 @@ def _ort_version() -> str | None:
     except Exception:  # noqa: BLE001
         return None
 
+
+def _count_ops(model, op_type: str) -> int:
+    return sum(1 for n in model.graph.node if n.op_type == op_type)

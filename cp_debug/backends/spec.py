@@ -12,7 +12,7 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 
 # What each framework can do: (devices, precisions).
 _SUPPORT = {
-    "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16")),
+    "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8")),  # int8: fake quant of a PTQ model
     "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8")),
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
 }

@@ -25,6 +25,8 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+TORCH_INT8_HINT = ("{spec} runs a fake-quantized PTQ model and this model has no calibrated quantizers: pass "
+                   "--int8 DIR (a PTQ dir from `cpdebug quantize --out DIR`, or an AWML PTQ/QAT checkpoint)")
 TORCH_CUDA_HINT = ("torch-cuda needs a CUDA device: torch.cuda.is_available() is False ({why}); run on a GPU "
                    "machine with a CUDA build of torch, or use torch-cpu-*")
 
@@ -65,6 +67,7 @@ class TorchRunner(Runner):
         self._calls: Counter = Counter()
         self._observed: Counter = Counter()  # output dtypes of parameterised leaf modules, over all infer calls
         self._cpu_check: str | None = None
+        self._int8_layers = 0  # int8: layers whose fake quantizers run
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -86,6 +89,12 @@ class TorchRunner(Runner):
         module = copy.deepcopy(self._source).eval().to(self._device)
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
+        if self.spec.precision == "int8":  # on the copy only: the source (the FP32 reference) keeps them off
+            from cp_debug.quant.quantizers import enable_calibrated, is_ptq
+
+            if not is_ptq(module):
+                raise BadInputError(TORCH_INT8_HINT.format(spec=self.spec))
+            self._int8_layers = enable_calibrated(module)
         self._module = module
         self._register_hooks()
         if self.spec.device == "cpu" and self._dtype != torch.float32:
@@ -159,6 +168,7 @@ class TorchRunner(Runner):
             "device": self.spec.device,
             "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(self.spec.precision, "float32"),
             "tf32": self.spec.precision == "tf32",
+            **({"fake_quant_layers": self._int8_layers} if self.spec.precision == "int8" else {}),
             "probe_modules": len(self.probe_modules),
             "capture_inputs": self.capture_inputs,
             **{f"determinism.{k}": v for k, v in self.determinism.settings()["torch"].items()},
@@ -178,6 +188,11 @@ class TorchRunner(Runner):
             if cap[0] < 8:
                 effective = "fp32"
                 notes.append(f"GPU sm_{cap[0]}{cap[1]} has no TF32: ran FP32")
+        if req == "int8" and not self._int8_layers:
+            notes.append("no quantized layer here: the PTQ model keeps it in float32, and so did this run")
+        elif req == "int8":
+            notes.append(f"fake quantization: {self._int8_layers} layers quantize-dequantize their input and weight "
+                         "with the checkpoint's amax (symmetric INT8, as Q/DQ), arithmetic in float32")
         if req in ("fp16", "bf16"):
             if self._cpu_check:
                 notes.append(self._cpu_check)

@@ -221,8 +221,9 @@ class BisectEngine:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)
         state = CandidateState(label, spec, tol)
-        state.lockstep = o.lockstep and lockstep_supported(self.run_state.ref_spec, spec,
-                                                           custom_calibration=bool(o.calib_feeds))
+        qdq = spec.precision == "int8" and any(st.qdq_export is not None for st in self.subject.stages)
+        state.lockstep = o.lockstep and not qdq and lockstep_supported(  # --int8 Q/DQ graphs run whole stages
+            self.run_state.ref_spec, spec, custom_calibration=bool(o.calib_feeds))
         self.run_state.states[label] = state
         return state
 

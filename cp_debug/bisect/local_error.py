@@ -41,21 +41,25 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     from cp_debug.backends import make_runner
     from cp_debug.graph.segment import extract_segment, segment_inputs
 
-    model = st.onnx()
+    qdq = st.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" else None
+    model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
+    present = {t for n in model.graph.node for t in n.output}
     pm = st.probe_map()
     known = run.known_tensors(i)
     for p in sp:
         if p.kind == "input":
             continue
         tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
-        if tensor is None or p.name not in run.store:
+        if tensor is None or p.name not in run.store or tensor not in present:
             continue
         try:
             bnames = segment_inputs(model, [tensor], set(known) - {tensor})
             feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
             seg = extract_segment(model, feed, [tensor], {tensor: run.store.get(p.name).shape})
             kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, seg)}
-            if spec.precision == "int8":
+            if qdq is not None:
+                kw["int8_model"] = seg
+            elif spec.precision == "int8":
                 kw["calib_feeds"] = [feed]
             with make_runner(spec, onnx_model=seg, **kw) as r:
                 val = r.infer(feed)[tensor]

@@ -38,7 +38,10 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
     kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=run.det, spinning=False,
                   **run.ort_kwargs(spec, model))
-    if spec.precision == "int8":
+    qdq = stage.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" and onnx_model is None else None
+    if qdq is not None:
+        kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
+    elif spec.precision == "int8":
         kwargs["calib_feeds"] = calib
     return make_runner(spec, onnx_model=model, **kwargs)
 
@@ -56,8 +59,8 @@ def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[Pr
         elif spec.framework == "torch":
             if p.name in outputs:
                 vals[p.name] = outputs[p.name]
-        elif pm is not None and p.name in pm.tensors:
-            vals[p.name] = outputs[pm.tensors[p.name]]
+        elif pm is not None and p.name in pm.tensors and pm.tensors[p.name] in outputs:
+            vals[p.name] = outputs[pm.tensors[p.name]]  # absent: the candidate's graph lost it (reported missing)
     return vals
 
 
@@ -98,6 +101,9 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
             if rep is not None:
                 merge_precision(state, st.name, rep)
             state.settings.setdefault(st.name, runner.settings())
+            if getattr(runner, "int8_model", None) is not None:
+                note, done = f"{state.label} runs the --int8 Q/DQ graph whole (no lockstep)", run.execution.get(st.name, "")
+                run.execution[st.name] = done if note in done else f"{done or 'whole stage, probes exposed'}; {note}"
             if hasattr(runner, "quant_amax"):
                 with contextlib.suppress(Exception):
                     state.int8_amax.update(runner.quant_amax() or {})
@@ -109,7 +115,10 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 if p.name not in run.store:
                     continue
                 if p.name not in vals:
-                    state.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, spec))
+                    gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
+                    lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
+                    note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
+                    state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
                     continue
                 ref = run.store.get(p.name)
                 d = TensorDiff.from_arrays(p.name, ref, vals[p.name], run.tolerance(state, p.name))

@@ -34,6 +34,8 @@ class Stage:
     export_note: str | None = None
     stage_probes: tuple[str, ...] | None = None  # explicit `stage`-level probes (recipes); None = derived
     output_aliases: dict[str, str] = field(default_factory=dict)  # output name -> the module that produces it
+    qdq_export: Callable[[], Any] | None = None  # --int8: () -> ExportResult of the Q/DQ graph (same exporter names)
+    _qdq: onnx.ModelProto | None = field(default=None, repr=False)
     _trace: ModuleTrace | None = field(default=None, repr=False)
     _map: ProbeMap | None = field(default=None, repr=False)
 
@@ -56,6 +58,13 @@ class Stage:
                 self.export_note = f"torch.export could not capture the model ({result.fallback_reason}); " \
                                    "exported with the TorchScript exporter"
         return self.onnx_model
+
+    def qdq_onnx(self) -> onnx.ModelProto | None:
+        """The stage's Q/DQ graph (the PTQ model's quantizers on), exported once when first asked; None without
+        --int8. Its tensors carry the FP32 export's names wherever the two graphs share a node."""
+        if self._qdq is None and self.qdq_export is not None:
+            self._qdq = self.qdq_export().model
+        return self._qdq
 
     def probe_map(self) -> ProbeMap | None:
         if self._map is None:

@@ -38,6 +38,10 @@ def bisect(
     noise_floor: Annotated[bool, typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
     calib: Annotated[Optional[Path], typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
+    int8: Annotated[Optional[Path], typer.Option("--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir "
+                                                 "(`cpdebug quantize --out DIR`) or an AWML PTQ/QAT checkpoint. The model "
+                                                 "becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "
+                                                 "fake quantization, ort-*-int8 its Q/DQ ONNX.")] = None,
     keep_fp32: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
     exclude_int8: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
@@ -62,7 +66,7 @@ def bisect(
 
 
 def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
-            rtol, deterministic, noise_floor, local, calib, keep_fp32, exclude_int8, exporter, seed, memory_budget,
+            rtol, deterministic, noise_floor, local, calib, int8, keep_fp32, exclude_int8, exporter, seed, memory_budget,
             json_out, csv, parquet, html, bundle, quiet) -> int:
     from cp_debug.backends.spec import parse_backends
     from cp_debug.cli._output import StepProgress
@@ -72,10 +76,19 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
     given = [x for x in (recipe, torch_model, onnx_model) if x]
     if len(given) > 1:
         raise BadInputError("give one model: --recipe, --torch or --onnx")
+    if int8 is not None and (torch_model or onnx_model):
+        raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
+    if int8 is None and any(s.framework == "torch" and s.precision == "int8" for _, s in pairs):
+        from cp_debug.backends.torch_runner import TORCH_INT8_HINT
+
+        spec = next(s for _, s in pairs if s.framework == "torch" and s.precision == "int8")
+        raise BadInputError(TORCH_INT8_HINT.format(spec=spec))
+    if int8 is not None and calib is not None:
+        raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
     progress = StepProgress(quiet=quiet or json_out == "-")
     with progress.step("loading the model"):
         subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                                load_dim, use_dim, random_weights)
+                                load_dim, use_dim, random_weights, int8)
 
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
@@ -131,7 +144,7 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
 
 
 def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                  load_dim=None, use_dim=None, random_weights=False):
+                  load_dim=None, use_dim=None, random_weights=False, int8=None):
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.points import parse_use_dim
 
@@ -152,7 +165,7 @@ def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, i
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed, load_dim=load_dim,
-                               use_dim=parse_use_dim(use_dim), random_weights=random_weights)
+                               use_dim=parse_use_dim(use_dim), random_weights=random_weights, int8=int8)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...]:

@@ -47,6 +47,8 @@ def eval_(
     calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a reference box in the diff.")] = 2.0,
     deterministic: Deterministic = True,
+    int8: Annotated[Optional[Path], typer.Option("--int8", metavar="DIR", help="A PTQ dir (`cpdebug quantize --out DIR`): "
+                                                 "torch-*-int8 runs its fake-quant model, ort-*-int8 its Q/DQ files.")] = None,
     json_out: JsonOut = None,
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML page with the BEV of the most different scan.")] = None,
     quiet: Quiet = False,
@@ -57,11 +59,11 @@ def eval_(
     """
     with handle_errors():
         _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes,
-              match_distance, deterministic, json_out, html, quiet or json_out == "-")
+              match_distance, deterministic, json_out, html, quiet or json_out == "-", int8)
 
 
 def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes, match_distance,
-          deterministic, json_out, html, quiet) -> None:
+          deterministic, json_out, html, quiet, int8=None) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.eval.session import EvalOptions, parse_backend_list, run_eval
@@ -75,7 +77,7 @@ def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detecti
             check_writable(out)
     opts = EvalOptions(backends=labels, preset=preset, checkpoint=checkpoint, random_weights=random_weights,
                        seed=seed, scenes_dir=scenes, n=n, detections_file=detections, deterministic=deterministic,
-                       calib_scenes=calib_scenes, max_dist=match_distance)
+                       calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
     steps = StepProgress(quiet)
     with quiet_third_party():
         report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)

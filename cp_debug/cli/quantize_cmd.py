@@ -88,7 +88,7 @@ def parse_common(preset: str, method: str | None, skip_layers: str | None, convt
 def calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, extra_skip,
                convtranspose, quiet, progress):
     """Load the model and run PTQ with a progress bar; returns (LoadedModel, PtqRun, calibration description)."""
-    from cp_debug.quant.ptq import calibration_points, default_skip, quantize_centerpoint
+    from cp_debug.ptq.ptq import calibration_points, default_skip, quantize_centerpoint
     from cp_debug.recipes.centerpoint.model_source import load_model
 
     with progress.step(f"building {preset}"):
@@ -139,11 +139,11 @@ def _quantize(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, m
 def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes, out) -> dict:
     import json
 
-    from cp_debug.quant.compare import compare_int8
-    from cp_debug.quant.ptq import heldout_points, stage_inputs
+    from cp_debug.ptq.compare import compare_int8
+    from cp_debug.ptq.ptq import heldout_points, stage_inputs
     from cp_debug.quant.ptq_checkpoint import (CHECKPOINT_FILE, REPORT_FILE, save_ptq_checkpoint,
                                                write_dir_atomically)
-    from cp_debug.quant.qdq_export import export_qdq
+    from cp_debug.ptq.export import export_qdq
     from cp_debug.quant.sqnr import quantization_error
 
     cfg = loaded.cfg

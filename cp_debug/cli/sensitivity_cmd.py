@@ -73,8 +73,8 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
     _, run, _ = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, n_calib, method, percentile, extra,
                            convtranspose, quiet, progress)
 
-    from cp_debug.quant.ptq import heldout_points, stage_inputs
-    from cp_debug.quant.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+    from cp_debug.ptq.ptq import heldout_points, stage_inputs
+    from cp_debug.ptq.sensitivity import Evaluator, exclusion_search, layer_sensitivity
 
     with progress.step(f"preparing {eval_scenes} held-out scene(s)"):
         spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]

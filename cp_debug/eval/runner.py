@@ -86,8 +86,9 @@ class BackendPipeline:
 
     def __init__(self, label: str, spec, cfg, model, *, onnx_dir: Path | None = None,
                  determinism: Determinism = Determinism(), calib: dict | None = None, glue_device: str = "cpu",
-                 rot_y_axis_reference: bool = False):
+                 rot_y_axis_reference: bool = False, int8_dir: Path | None = None):
         self.label, self.spec, self.cfg, self.model = label, spec, cfg, model
+        self.int8_dir = int8_dir if spec.precision == "int8" else None  # --int8: a PTQ dir (cpdebug quantize)
         self.onnx_dir, self.determinism, self.calib = onnx_dir, determinism, calib
         self.glue_device, self.rot_y = glue_device, rot_y_axis_reference
         self._stack: ExitStack | None = None
@@ -102,14 +103,26 @@ class BackendPipeline:
 
         spec, det = self.spec, self.determinism
         if spec.framework == "torch":
-            return (make_runner(spec, torch_module=VoxelEncoderStage(self.model), input_names=VOXEL_ENCODER_INPUTS,
+            enc, bb = VoxelEncoderStage(self.model), BackboneNeckHeadStage(self.model, self.rot_y)
+            if self.int8_dir is not None:  # the PTQ checkpoint's modules; the runner turns its quantizers on
+                from cp_debug.quant.quantizers import mark_ptq
+                from cp_debug.recipes.centerpoint.int8_source import load_int8_model
+
+                self.model = load_int8_model(self.int8_dir, self.cfg).model
+                enc, bb = mark_ptq(VoxelEncoderStage(self.model)), mark_ptq(BackboneNeckHeadStage(self.model, self.rot_y))
+            return (make_runner(spec, torch_module=enc, input_names=VOXEL_ENCODER_INPUTS,
                                 output_names=VOXEL_ENCODER_OUTPUTS, determinism=det),
-                    make_runner(spec, torch_module=BackboneNeckHeadStage(self.model, self.rot_y),
-                                input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS, determinism=det))
+                    make_runner(spec, torch_module=bb, input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
+                                determinism=det))
         if self.onnx_dir is None:
             raise BadInputError(f"{self.label} needs the exported ONNX files")
         kw: dict = {"determinism": det}
         enc_kw, bb_kw = dict(kw), dict(kw)
+        if self.int8_dir is not None and spec.framework == "ort":  # the deployed Q/DQ files, as they are
+            return (make_runner(spec, onnx_model=self.onnx_dir / VOXEL_ENCODER_FILE, determinism=det,
+                                int8_model=self.int8_dir / VOXEL_ENCODER_FILE),
+                    make_runner(spec, onnx_model=self.onnx_dir / BACKBONE_FILE, determinism=det,
+                                int8_model=self.int8_dir / BACKBONE_FILE))
         if spec.precision == "int8":
             if not self.calib:
                 raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-scenes >= 1)")

@@ -39,6 +39,7 @@ class EvalOptions:
     deterministic: bool = True
     calib_scenes: int = 4
     max_dist: float = 2.0
+    int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
 
 
 def parse_backend_list(text: str | None, has_detections: bool) -> tuple[str, ...]:
@@ -112,13 +113,20 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
                 onnx_dir = Path(tmp)
                 export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].points(cfg))
         calib = None
-        if any(s.precision == "int8" for s in specs.values()):
+        if opts.int8_dir is not None:
+            from cp_debug.quant.ptq_checkpoint import read_ptq_dir
+
+            ptq = read_ptq_dir(opts.int8_dir)
+            if ptq.preset != cfg.name:
+                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass --preset {ptq.preset}")
+        if any(s.precision == "int8" and (opts.int8_dir is None or s.framework == "trt") for s in specs.values()):
             if opts.calib_scenes < 1:
                 raise BadInputError("INT8 backends need --calib-scenes >= 1")
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
                 calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, opts.calib_scenes, tokens))
         for label, spec in specs.items():
-            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib)
+            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
+                                   int8_dir=opts.int8_dir if spec.framework != "trt" else None)
             with step(f"{label}: building runners"):
                 pipe.__enter__()
             try:
@@ -149,7 +157,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
                                    voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
-                "calibration_scenes": opts.calib_scenes if calib else 0, "match_distance_m": opts.max_dist,
+                "calibration_scenes": opts.calib_scenes if calib else 0,
+                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}), "match_distance_m": opts.max_dist,
                 "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
     report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,

@@ -83,6 +83,8 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
 
     handles = []
     for m in names:
+        if getattr(m, "cpdebug_trace_skip", False):  # e.g. fake quantizers: part of their layer, not probes
+            continue
         handles.append(m.register_forward_pre_hook(pre_hook))
         handles.append(m.register_forward_hook(post_hook))
     try:

@@ -179,7 +179,7 @@ class PtqDir:
 
 def read_ptq_dir(path: str | Path) -> PtqDir:
     """The files of a PTQ directory, checked to exist; `info` is its quantization.json."""
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
+    from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
     root = Path(path)
     files = [root / CHECKPOINT_FILE, root / VOXEL_ENCODER_FILE, root / BACKBONE_FILE, root / REPORT_FILE]

@@ -2,8 +2,8 @@
 
 torch.fake_quantize_per_tensor_affine / _per_channel_affine export (opset >= 13) as QuantizeLinear ->
 DequantizeLinear with int8 zero points 0 and scale = amax / 127: per-tensor for inputs, per-axis (axis 0 for
-Conv, 1 for ConvTranspose) for weights. The files are the two AWML stages written by
-`recipes/centerpoint/export.export_onnx`, same input and output names. `check_qdq` reads a file back and says,
+Conv, 1 for ConvTranspose) for weights. Writing the two AWML stage files is
+`cp_debug.ptq.export.export_qdq` (it calls the recipe's exporter); `check_qdq` reads a file back and says,
 conv by conv, whether both its data input and its weight come out of a DequantizeLinear (quantized) or not.
 TensorRT is not run here: the form is the one its explicit-quantization parser documents (symmetric int8,
 zero point 0, positive scales, per-channel only on the weight's output-channel axis).
@@ -11,7 +11,6 @@ zero point 0, positive scales, per-channel only on the weight's output-channel a
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,25 +69,3 @@ def check_qdq(path: str | Path) -> QdqSummary:
         ok = all(s is not None and s.op_type == "DequantizeLinear" for s in srcs)
         (quantized if ok else floating).append(n.name)
     return QdqSummary(Path(path), len(q), len(dq), tuple(quantized), tuple(floating), per_axis)
-
-
-@dataclass(frozen=True)
-class QdqExport:
-    voxel_encoder: QdqSummary
-    backbone: QdqSummary
-
-
-def export_qdq(model, cfg, out_dir: str | Path, *, sample_points=None, opset: int = 17) -> QdqExport:
-    """Write `pts_voxel_encoder.onnx` and `pts_backbone_neck_head.onnx` of a fake-quant CenterPoint into
-    `out_dir` (each file atomically) and check both."""
-    import torch
-
-    from cp_debug.recipes.centerpoint.export import export_onnx
-
-    if opset < 13:
-        raise BadInputError(f"per-channel Q/DQ needs opset 13 or later, not {opset}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the python-float scales, which are constants
-        with torch.no_grad():
-            result = export_onnx(model, cfg, out_dir, sample_points=sample_points, opset=opset)
-    return QdqExport(check_qdq(result.voxel_encoder), check_qdq(result.backbone))

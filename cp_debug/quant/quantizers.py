@@ -53,6 +53,8 @@ class TensorQuantizer(nn.Module):
     """Fake-quantizes what passes through with its `_amax`; collects statistics instead while a calibrator is
     attached (values pass unchanged); passes everything through when disabled."""
 
+    cpdebug_trace_skip = True  # bisect's module trace sees the quantized conv as the layer, not its quantizers
+
     def __init__(self, axis: int | None = None):
         super().__init__()
         self.axis = axis
@@ -228,3 +230,47 @@ def only_enabled(model: nn.Module, layers: Iterable[str]) -> None:
     if unknown:
         raise BadInputError(f"not quantized layers: {', '.join(sorted(unknown))}")
     set_enabled(model, {n: n in keep for n in quantized_layers(model)})
+
+
+PTQ_MARK = "_cpdebug_ptq_model"  # set on a module built from a PTQ checkpoint, even where it quantizes nothing
+
+
+def mark_ptq(module: nn.Module) -> nn.Module:
+    """Mark `module` as part of a PTQ model: an int8 runner then runs it (a stage without quantized layers,
+    such as the PFN's Linear layers, stays FP32 as it is deployed) instead of refusing a plain FP32 model."""
+    setattr(module, PTQ_MARK, True)
+    return module
+
+
+def is_ptq(module: nn.Module) -> bool:
+    return bool(getattr(module, PTQ_MARK, False)) or bool(tensor_quantizers(module))
+
+
+def tensor_quantizers(model: nn.Module) -> list[TensorQuantizer]:
+    """Every TensorQuantizer of `model` (inputs and weights), in model order."""
+    return [m for m in model.modules() if isinstance(m, TensorQuantizer)]
+
+
+def enable_calibrated(model: nn.Module) -> int:
+    """Turn on exactly the quantizers that hold an amax (off: the rest), as the PTQ checkpoint deploys them;
+    returns the number of quantized layers with at least one quantizer on (0: nothing to quantize)."""
+    for q in tensor_quantizers(model):
+        q.enabled = q.amax is not None
+    return sum(1 for m in quantized_layers(model).values()
+               if m._input_quantizer.enabled or m._weight_quantizer.enabled)
+
+
+class calibrated_on:
+    """Context manager: the calibrated quantizers of `model` on inside, every quantizer's state restored after."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._saved: list[tuple[TensorQuantizer, bool]] = []
+
+    def __enter__(self) -> int:
+        self._saved = [(q, q.enabled) for q in tensor_quantizers(self.model)]
+        return enable_calibrated(self.model)
+
+    def __exit__(self, *exc) -> None:
+        for q, on in self._saved:
+            q.enabled = on

@@ -12,6 +12,9 @@ import numpy as np
 
 from cp_debug.errors import BadInputError
 
+VOXEL_ENCODER_FILE = "pts_voxel_encoder.onnx"  # the two ONNX files AWML deploys
+BACKBONE_FILE = "pts_backbone_neck_head.onnx"
+
 CLASS_NAMES = ("car", "truck", "bus", "bicycle", "pedestrian")
 # Common heads in the order mmdet3d registers them (the heatmap head comes after them).
 COMMON_HEADS = (("reg", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))

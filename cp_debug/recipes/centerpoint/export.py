@@ -17,10 +17,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
 DEFAULT_OPSET = 17
-VOXEL_ENCODER_FILE = "pts_voxel_encoder.onnx"
-BACKBONE_FILE = "pts_backbone_neck_head.onnx"
+__all__ = ["BACKBONE_FILE", "VOXEL_ENCODER_FILE", "DEFAULT_OPSET", "ExportResult", "export_onnx", "export_stage",
+           "example_stage_inputs", "read_metadata"]
 
 
 @dataclass(frozen=True)

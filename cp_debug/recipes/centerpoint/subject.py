@@ -29,11 +29,13 @@ def _backbone_probes(model) -> tuple[str, ...]:
 
 def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
                         seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
-                        use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False) -> Subject:
+                        use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False,
+                        int8: str | Path | None = None) -> Subject:
     """The two-stage subject. `load_dim`/`use_dim` read `points` as mmdet3d's LoadPointsFromFile; what loading
     did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
-    trained weights (demo), else (or with `random_weights`) the seeded random initialisation."""
+    trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
+    (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py)."""
     import torch
 
     from cp_debug.models.centerpoint.config import get_preset
@@ -43,6 +45,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     from cp_debug.models.centerpoint.points import load_point_file, points_from_array
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.errors import BadInputError
     from cp_debug.export.torch_export import export_module
 
     cfg = get_preset(preset)
@@ -55,8 +58,17 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     pts = loaded.points
     from cp_debug.recipes.centerpoint.model_source import load_model
 
-    weights = load_model(preset, checkpoint, seed, random_weights=random_weights)
-    model, source = weights.model, weights.weights
+    int8_info = None
+    if int8 is not None:
+        from cp_debug.recipes.centerpoint.int8_source import load_int8_model
+
+        if checkpoint is not None or random_weights:
+            raise BadInputError("--int8 brings its own (BN-fused) weights: drop --checkpoint / --random-weights")
+        loaded_int8 = load_int8_model(int8, cfg)
+        model, source, int8_info = loaded_int8.model, loaded_int8.weights, loaded_int8.info
+    else:
+        weights = load_model(preset, checkpoint, seed, random_weights=random_weights)
+        model, source = weights.model, weights.weights
     model.eval()
     with torch.no_grad():
         vox = voxelize(torch.as_tensor(pts), cfg)
@@ -64,29 +76,47 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     coors = vox.coors
     encoder = VoxelEncoderStage(model).eval()
     backbone = BackboneNeckHeadStage(model).eval()
+    if int8 is not None:
+        from cp_debug.quant.quantizers import mark_ptq
+
+        mark_ptq(encoder), mark_ptq(backbone)
     nx, ny = cfg.grid_size
     side_y, side_x = min(ny, trace_side), min(nx, trace_side)
     ex_spatial = torch.zeros(1, cfg.pillar_channels, side_y, side_x)
     ex_spatial.normal_(generator=torch.Generator().manual_seed(seed)).relu_()
     ex_feats = feats[: min(len(feats), 2000)]
 
+    def export_encoder():
+        return export_module(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
+                             exporter="torchscript", opset=17,
+                             dynamic_axes={"input_features": {0: "num_voxels", 1: "num_max_points"},
+                                           "pillar_features": {0: "num_voxels"}})
+
+    def export_backbone():
+        return export_module(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS, exporter="torchscript", opset=17,
+                             dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
+                                           **{h: {0: "batch_size", 2: "height", 3: "width"} for h in HEAD_OUTPUTS}})
+
+    from cp_debug.recipes.centerpoint.int8_source import qdq_export
+
     enc_stage = Stage(
         name="pts_voxel_encoder", input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
         module=encoder, example_inputs=(ex_feats,), stage_probes=_ENCODER_PROBES,
-        export=lambda: export_module(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
-                                     exporter="torchscript", opset=17,
-                                     dynamic_axes={"input_features": {0: "num_voxels", 1: "num_max_points"},
-                                                   "pillar_features": {0: "num_voxels"}}))
+        export=export_encoder, qdq_export=qdq_export(model, export_encoder) if int8 is not None else None)
     bb_stage = Stage(
         name="pts_backbone_neck_head", input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
         module=backbone, example_inputs=(ex_spatial,), stage_probes=_backbone_probes(model),
         output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS},
-        export=lambda: export_module(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS,
-                                     exporter="torchscript", opset=17,
-                                     dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
-                                                   **{h: {0: "batch_size", 2: "height", 3: "width"}
-                                                      for h in HEAD_OUTPUTS}}))
+        export=export_backbone, qdq_export=qdq_export(model, export_backbone) if int8 is not None else None)
     scatter = model.pts_middle_encoder
+    if int8_info is not None:
+        from cp_debug.recipes.centerpoint.int8_source import layer_quant_error
+
+        def forward_once(_):
+            pillars = encoder(feats)
+            backbone(scatter(pillars.reshape(pillars.shape[0], -1), coors, 1))
+
+        int8_info["quantization"] = layer_quant_error(model, forward_once)
 
     def glue(index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pillars = torch.as_tensor(np.asarray(upstream["pillar_features"], dtype=np.float32))
@@ -102,6 +132,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
                      "points_file": str(points) if points else None, "seed": seed,
                      "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
                      "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
-                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny]},
+                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],
+                     **({"int8": int8_info} if int8_info is not None else {})},
         warnings=list(loaded.warnings))
 

@@ -34,7 +34,7 @@ class Evaluator:
 
     def __init__(self, qmodel, fp32_model, spatial_inputs: Sequence, map_scenes=None, cfg=None):
         from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-        from cp_debug.quant.ptq import head_outputs
+        from cp_debug.ptq.ptq import head_outputs
 
         if not spatial_inputs:
             raise BadInputError("sensitivity needs at least one held-out scene")
@@ -72,7 +72,7 @@ class Evaluator:
 
     def errors(self, quantized: Sequence[str]) -> dict[str, float]:
         """rel. RMSE per head output with exactly `quantized` in INT8."""
-        from cp_debug.quant.ptq import head_outputs
+        from cp_debug.ptq.ptq import head_outputs
         from cp_debug.quant.quantizers import only_enabled, set_enabled
 
         only_enabled(self.qmodel, quantized)
