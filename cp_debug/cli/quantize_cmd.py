@@ -171,7 +171,7 @@ def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes
         cmp = compare_int8(run.fused_fp32, run.model, qdq.backbone.path, spatial)
         maps = None
         if map_scenes:
-            from cp_debug.quant.map_eval import map_scenes as held_out_with_gt, map_table
+            from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt, map_table
 
             scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
             maps = map_table(cfg, run.fused_fp32, run.model, scenes, qdq.backbone.path)

@@ -80,7 +80,7 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
         spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
         scenes = None
         if map_scenes:
-            from cp_debug.quant.map_eval import map_scenes as held_out_with_gt
+            from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt
 
             scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
         ev = Evaluator(run.model, run.fused_fp32, spatial, scenes, cfg)

@@ -46,13 +46,13 @@ class Evaluator:
         self.cfg, self.map_scenes = cfg, map_scenes  # map_eval.MapScenes: mAP judged on these
         self.fp32_map = None
         if map_scenes is not None:
-            from cp_debug.quant.map_eval import mean_ap, torch_heads
+            from cp_debug.ptq.map_eval import mean_ap, torch_heads
 
             self.fp32_map = mean_ap(cfg, map_scenes, torch_heads(fp32_model, map_scenes)).mean_ap
 
     def map_drop(self, quantized: Sequence[str]) -> float:
         """FP32 mAP minus the mAP with exactly `quantized` in INT8 (on the mAP scenes)."""
-        from cp_debug.quant.map_eval import mean_ap, torch_heads
+        from cp_debug.ptq.map_eval import mean_ap, torch_heads
         from cp_debug.quant.quantizers import only_enabled, set_enabled
 
         if self.map_scenes is None:

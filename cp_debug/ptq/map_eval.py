@@ -25,7 +25,7 @@ class MapScenes:
 
 def map_scenes(cfg, fp32_model, n: int) -> MapScenes:
     from cp_debug.eval.runner import heldout_eval_scenes
-    from cp_debug.quant.ptq import stage_inputs
+    from cp_debug.ptq.ptq import stage_inputs
 
     scenes = heldout_eval_scenes(cfg, n)
     spatial = tuple(stage_inputs(fp32_model, cfg, s.points(cfg))[1] for s in scenes)
@@ -43,14 +43,14 @@ def mean_ap(cfg, scenes: MapScenes, heads: Sequence[dict[str, np.ndarray]]):
 
 
 def torch_heads(model, scenes: MapScenes) -> list[dict[str, np.ndarray]]:
-    from cp_debug.quant.ptq import head_outputs
+    from cp_debug.ptq.ptq import head_outputs
 
     return [head_outputs(model, s) for s in scenes.spatial]
 
 
 def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | Path | None = None) -> dict:
     """{lane: {"mAP", "NDS", "drop"}} for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
-    from cp_debug.quant.compare import ort_outputs
+    from cp_debug.ptq.compare import ort_outputs
 
     lanes: dict[str, Callable[[], list]] = {
         "fp32": lambda: torch_heads(fp32_model, scenes),

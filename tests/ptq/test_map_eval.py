@@ -12,9 +12,9 @@ HOSTILE = "pts_bbox_head.task_heads.0.heatmap.0.conv"
 
 @pytest.fixture(scope="module")
 def demo_eval():
-    from cp_debug.quant.map_eval import map_scenes
-    from cp_debug.quant.ptq import quantize_centerpoint, synthetic_points
-    from cp_debug.quant.sensitivity import Evaluator
+    from cp_debug.ptq.map_eval import map_scenes
+    from cp_debug.ptq.ptq import quantize_centerpoint, synthetic_points
+    from cp_debug.ptq.sensitivity import Evaluator
     from cp_debug.recipes.centerpoint.model_source import load_model
 
     from cp_debug.recipes.centerpoint.model_source import shipped_checkpoint
@@ -32,7 +32,7 @@ def demo_eval():
 
 
 def test_map_table_lanes(demo_eval):
-    from cp_debug.quant.map_eval import map_table
+    from cp_debug.ptq.map_eval import map_table
 
     cfg, run, scenes, _ = demo_eval
     table = map_table(cfg, run.fused_fp32, run.model, scenes)
@@ -43,7 +43,7 @@ def test_map_table_lanes(demo_eval):
 
 
 def test_map_judged_exclusion_search(demo_eval):
-    from cp_debug.quant.sensitivity import exclusion_search
+    from cp_debug.ptq.sensitivity import exclusion_search
 
     _, _, _, ev = demo_eval
     assert ev.map_drop([]) == 0
