@@ -69,6 +69,7 @@ class ProbeResult:
             "local_rel_rmse": _num(self.local.rel_rmse) if self.local else None,
             "local_status": self.local.status if self.local else None,
             "note": self.note,
+            "rel_max": _num(d.rel_max) if d else None,  # max |diff| / max |ref|: robust to near-zero references
         }
         return out
 

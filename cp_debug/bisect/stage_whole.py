@@ -15,7 +15,7 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.local_error import local_errors
-from cp_debug.bisect.record import amplification, keep_plot, merge_precision
+from cp_debug.bisect.record import amplification, judged, keep_plot, merge_precision
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.subject import Stage
@@ -120,7 +120,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     for p in sp:
         if p.name in diffs:
             loc, _ = local.get(p.name, (None, ()))
-            state.results[p.name] = ProbeResult(p.name, diffs[p.name].status, diffs[p.name], loc)
+            state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
     for name, (_, upstream) in local.items():
         if name in state.results:
             state.results[name] = replace(state.results[name],

@@ -142,9 +142,9 @@ def _candidate(report: BisectReport, cand: CandidateResult) -> str:
 
 
 def _table(report: BisectReport, cand: CandidateResult) -> str:
-    heads = ["#", "probe", "op", "max abs", "max rel", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl.",
+    heads = ["#", "probe", "op", "max abs", "max/|ref|max", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl.",
              "status", ""]
-    num = {"max abs", "max rel", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl."}
+    num = {"max abs", "max/|ref|max", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl."}
     out = ["<table class=\"probes\"><thead><tr>"
            + "".join(f'<th class="{"num" if h in num else ""}">{escape(h)}</th>' for h in heads)
            + "</tr></thead><tbody>"]
@@ -160,7 +160,7 @@ def _table(report: BisectReport, cand: CandidateResult) -> str:
             f'<td class="probe" style="{pad}"{title}>{escape(name)}</td>',
             f'<td class="op">{escape(row.op_type or "")}</td>',
             *(f'<td class="num">{v}</td>' for v in (
-                fmt_num(d.max_abs if d else None), fmt_num(d.max_rel if d else None),
+                fmt_num(d.max_abs if d else None), fmt_num(d.rel_max if d else None),
                 fmt_num(d.rel_rmse if d else None), _fmt_cos(d.cosine if d else None),
                 fmt_db(d.snr_db if d else None), fmt_num(r.local.max_abs if r.local else None),
                 "—" if r.amplification is None else "×" + fmt_num(r.amplification))),

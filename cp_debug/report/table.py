@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "shape_mismatch": "bold yellow",
                 "missing": "dim"}
+REL_MAX = "max/\n|ref|max"  # max |diff| / max |ref| (the JSON keeps the per-element max_rel too)
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
 
@@ -78,7 +79,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     width = max(len(r.probe) + 2 * r.depth + 2 for r in all_rows)
     short = 0 if console.width >= 150 else 1 if console.width >= 100 else 2  # the lines under the table spell
     # the markers out in full
-    narrow = console.width < 115  # drop the op type and max rel columns
+    narrow = console.width < 115  # drop the op type and max/|ref|max columns
     table = Table(title=f"{cand.label} vs {report.reference}", title_justify="left", title_style="bold",
                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
@@ -86,7 +87,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     if not narrow:
         table.add_column("op", style="dim", overflow="fold")
     metrics = ("max abs", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.") if narrow else \
-        ("max abs", "max rel", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.")
+        ("max abs", REL_MAX, "rel RMSE", "SNR dB", "local\nmax abs", "ampl.")
     for name in metrics:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -100,7 +101,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
         amp = r.amplification
         values = {
             "max abs": fmt_num(d.max_abs if d else None),
-            "max rel": fmt_num(d.max_rel if d else None),
+            REL_MAX: fmt_num(d.rel_max if d else None),
             "rel RMSE": fmt_num(d.rel_rmse if d else None),
             "SNR dB": fmt_db(d.snr_db if d else None),
             "local\nmax abs": fmt_num(r.local.max_abs if r.local else None),
