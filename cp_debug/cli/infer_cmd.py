@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
 STAGE_BACKENDS = ("torch", "ort")
@@ -27,13 +28,16 @@ def infer(
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
     rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
-    with handle_errors():
-        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
+               third_party)
 
 
-def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet) -> None:
+def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
+           third_party) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
@@ -55,7 +59,7 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
 
     pts = load_points(points, cfg) if points is not None else None  # checked before the slow imports
 
-    progress = StepProgress(quiet)
+    progress = StepProgress(quiet, stream=third_party.terminal)
     with progress.step("loading torch"):
         import torch
 
@@ -112,6 +116,7 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
+    third_party.print_count(console, where=None)
 
 
 def _save_npz(path: Path, arrays: dict) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
-                                     rows, summary_line, tolerance_for, verdict)
+                                     rows, summary_line, third_party_line, tolerance_for, verdict)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,8 +22,9 @@ REL_MAX = "max/\n|ref|max"  # max |diff| / max |ref| (the JSON keeps the per-ele
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
 
-def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None) -> None:
-    """Print one table per candidate and the summary panel.
+def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None,
+                 verbose: bool = False) -> None:
+    """Print one table per candidate, the summary panel and the count of third-party warnings.
 
     `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables.
     """
@@ -31,6 +32,11 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
         if cand.results:
             _render_candidate(report, cand, console, max_rows)
     render_summary(report, console)
+    line = third_party_line(report.third_party_warnings, verbose=verbose)
+    if line:
+        from rich.text import Text
+
+        console.print(Text(line, style="dim"))
 
 
 def render_summary(report: BisectReport, console: "Console") -> None:
