@@ -92,6 +92,9 @@ class RunState:
     lockstep_runs: dict[str, tuple] = field(default_factory=dict)  # probe -> (stage, Lockstep) that last measured it
     ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
+    # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
+    # tensor can change what ONNX Runtime computes: a bug-report window exposes the same ones)
+    exposed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
         """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:

@@ -117,8 +117,11 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 keep_plot(state, p.name, ref, vals[p.name])
                 vals.pop(p.name)
             local = local_errors(run, state, i, sp, runner) if run.opts.local else {}
+    pm = st.probe_map() if spec.framework != "torch" else None
+    exposed = tuple(pm.tensors[p.name] for p in sp if p.kind == "module" and p.name in pm.tensors) if pm else ()
     for p in sp:
         if p.name in diffs:
+            run.exposed[p.name] = exposed
             loc, _ = local.get(p.name, (None, ()))
             state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
     for name, (_, upstream) in local.items():
