@@ -159,8 +159,9 @@ def _grown_bundle(engine, cand, fd, rc, spec, providers):
     stage_name = engine.subject.stages[ctx.stage].name
     growth = grow_window(model, ctx.target, ctx.reference, list(ctx.cuts), ctx.values, ctx.stage_inputs,
                          runner.make, runner.run, tol)
+    why = "the error accumulates over many layers" if ctx.probe != rc else "the error builds up before it"
     story = [f"The root cause `{rc}` does not diverge on its own (its segment, fed the reference's values, stays "
-             "within tolerance): the error accumulates over many layers. So the window keeps the first divergent "
+             f"within tolerance): {why}. So the window keeps the first divergent "
              f"tensor `{ctx.target}` (probe `{ctx.probe}`) as its output and moves its start upstream over the "
              f"run's {len(ctx.cuts)} cut points in `{stage_name}` (binary search, the reference's values fed "
              "at the start) until the candidate diverges there.", *ctx.notes]
@@ -170,13 +171,14 @@ def _grown_bundle(engine, cand, fd, rc, spec, providers):
     w = growth.found
     if w is not None:
         story.append(f"**This window starts at {'the stage inputs' if w.start == STAGE_INPUT else '`' + w.start + '`'} "
-                     f"and holds {w.nodes} nodes**: the smallest found whose output diverges "
+                     f"and holds {_nodes(w.nodes)}**: the smallest found whose output diverges "
                      f"({w.diff.share_beyond:.3%} of its elements beyond tolerance, max |diff| {w.diff.max_abs:.3g}).")
         meta["window"] = f"grown from {w.start}"
     else:
         whole = growth.whole
         own = {k: v for k, v in ctx.candidate_inputs.items() if k in whole.inputs}
-        story.append(f"Even the whole stage `{stage_name}` ({whole.nodes} nodes) on the reference's stage inputs "
+        story.append(f"Even the whole stage `{stage_name}` up to that tensor ({_nodes(whole.nodes)}) on the "
+                     "reference's stage inputs "
                      f"stays within tolerance (max |diff| {whole.diff.max_abs:.3g}, {whole.diff.share_beyond:.3%} "
                      "beyond): the error that crosses the tolerance came in with the stage's inputs, from an "
                      "earlier stage.")
@@ -188,7 +190,7 @@ def _grown_bundle(engine, cand, fd, rc, spec, providers):
             drift = max(TensorDiff.from_arrays(k, whole.inputs[k], v).max_abs for k, v in own.items())
             verdict = ("diverges as the bisect saw" if d.status != "ok"
                        else "still stays within tolerance: NOT REPRODUCED")
-            story.append(f"**This bundle feeds the stage ({whole.nodes} nodes) the candidate's own stage inputs**, "
+            story.append(f"**This bundle feeds the stage ({_nodes(whole.nodes)}) the candidate's own stage inputs**, "
                          f"what its earlier stage(s) computed (max |diff| {drift:.3g} from the reference's): on them "
                          f"it {verdict} (max |diff| {d.max_abs:.3g}, {d.share_beyond:.3%} beyond tolerance). "
                          "`inputs.npz` holds the candidate's values, not the reference's; the earlier stage's error "
@@ -207,6 +209,10 @@ def _grown_bundle(engine, cand, fd, rc, spec, providers):
                                        "(what TensorRT or the CUDA EP would run; ORT's CPU provider computes it in "
                                        "float32)")
     return w.candidate, w.inputs, w.reference_outputs, w.candidate_outputs, tol, story, meta, extra
+
+
+def _nodes(n: int) -> str:
+    return f"{n} node{'s' if n != 1 else ''}"
 
 
 def _fp16_story(runner: _Candidate, window, tol=None) -> list[str]:

@@ -60,7 +60,8 @@ class Trial:
     share_beyond: float
 
     def line(self) -> str:
-        return (f"from {self.start}: {self.nodes} nodes, {self.status} (max |diff| {self.max_abs:.3g}, "
+        return (f"from {self.start}: {self.nodes} node{'s' if self.nodes != 1 else ''}, {self.status} "
+                f"(max |diff| {self.max_abs:.3g}, "
                 f"rel. RMSE {self.rel_rmse:.3g}, {self.share_beyond:.3%} beyond tolerance)")
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.graph.model import fold_initializer_identities
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -106,7 +107,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         # building a calibration session for nothing (whose unused initializer ORT then warns about)
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
-    model = _fold_initializer_identities(model)
+    model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
     big = model.ByteSize() > 1_800_000_000
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"
@@ -122,33 +123,6 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         qmodel = onnx.load(str(dst), load_external_data=True)
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
-
-
-def _fold_initializer_identities(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """Identity nodes that pass an initializer on become initializers of their own name.
-
-    The TorchScript exporter deduplicates equal weights (two zero biases, say) and leaves `Identity(bias_a)`
-    as `bias_b`; ORT's quantizer then finds a Conv bias that is not an initializer ("Expected bias … to be an
-    initializer") and leaves that Conv unquantized. Folding keeps every tensor name and value."""
-    import onnx_graphsurgeon as gs
-
-    if not any(n.op_type == "Identity" for n in model.graph.node):
-        return model
-    inits = {i.name for i in model.graph.initializer}
-    if not any(n.op_type == "Identity" and n.input and n.input[0] in inits for n in model.graph.node):
-        return model
-    graph = gs.import_onnx(model)
-    outputs = {t.name for t in graph.outputs}
-    for node in graph.nodes:
-        src = node.inputs[0] if node.op == "Identity" and node.inputs else None
-        if isinstance(src, gs.Constant) and node.outputs[0].name not in outputs:
-            out = node.outputs[0]
-            node.outputs.clear()
-            out.to_constant(np.array(src.values, copy=True))
-    graph.cleanup()
-    folded = gs.export_onnx(graph)
-    folded.ir_version = model.ir_version
-    return folded
 
 
 def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:

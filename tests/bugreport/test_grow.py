@@ -78,7 +78,7 @@ def _repro(bundle: Path) -> subprocess.CompletedProcess:
 
 
 def _nodes_named(readme: str) -> int:
-    m = re.search(r"holds (\d+) nodes|feeds the stage \((\d+) nodes\)", readme)
+    m = re.search(r"holds (\d+) nodes?\*\*|feeds the stage \((\d+) nodes?\)", readme)
     assert m, readme
     return int(m.group(1) or m.group(2))
 
