@@ -279,7 +279,10 @@ class TorchRunner(Runner):
         arr = np.asarray(value)
         if arr.dtype.kind not in "fiub":
             raise BadInputError(f"input {name!r} has dtype {arr.dtype}: only float, int and bool arrays can be fed")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self._device)
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # a read-only array (a memory-mapped reference, say): torch wants to own one
+            arr = arr.copy()
+        t = torch.from_numpy(arr).to(self._device)
         if t.is_floating_point():
             t = t.to(self._dtype)
         return t

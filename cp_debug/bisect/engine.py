@@ -159,6 +159,12 @@ class BisectEngine:
         feed = {b: np.asarray(rs.known_value(p.stage, known[b])) for b in bnames}
         return p.stage, feed, tensor
 
+    def window_context(self, label: str, probe: str):
+        """What a bug report needs to grow a window that ends at `probe` (see `window_context.py`), or None."""
+        from cp_debug.bisect.window_context import window_context
+
+        return window_context(self.run_state, label, probe)
+
     def reference_value(self, probe: str) -> np.ndarray:
         rs = self.run_state
         if probe in rs.store:

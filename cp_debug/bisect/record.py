@@ -24,10 +24,39 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
         loc = TensorDiff.from_arrays(name, ref, local_value, tol)
     if name not in s.plots:
         keep_plot(s, name, ref, value)
-    s.results[name] = ProbeResult(name, d.status, d, loc)
+    s.results[name] = judged(run, s, name, d, loc)
     if upstream:
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
     return d
+
+
+def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: TensorDiff | None) -> ProbeResult:
+    """A probe's result. A glued input row (a stage input computed from earlier outputs by the subject's glue,
+    which every backend shares) is never better than the rows it is glued from: a scatter spreads the same
+    elements beyond tolerance over a larger tensor, diluting the share that `max_share` judges. The note says so
+    wherever this changes the row's status."""
+    res = ProbeResult(name, d.status, d, loc)
+    if d.status != "ok":
+        return res
+    bad = [(src, s.results[src]) for src in run.glue_sources(name)
+           if src in s.results and s.results[src].status == "diverged" and s.results[src].diff is not None]
+    if not bad:
+        return res
+    src, r = bad[0]
+    sd = r.diff
+    n, n_src = _size(d.ref_shape), _size(sd.ref_shape)
+    beyond, beyond_src = round(d.share_beyond * n), round(sd.share_beyond * n_src)
+    note = (f"judged as {src}, which it is glued from (diverged there): {beyond:,} of its {n:,} elements are "
+            f"beyond tolerance ({d.share_beyond:.3%}), against {beyond_src:,} of {src}'s {n_src:,} "
+            f"({sd.share_beyond:.3%})")
+    if n > n_src:
+        note += (f"; the glue spreads them over a {n / n_src:.3g}× larger tensor, which dilutes the share under "
+                 f"max_share {run.tolerance(s, name).max_share:g}")
+    return ProbeResult(name, "diverged", d, loc, note=note)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
 def amplification(state: CandidateState, name: str, upstream: list[str]) -> float | None:

@@ -69,6 +69,7 @@ class ProbeResult:
             "local_rel_rmse": _num(self.local.rel_rmse) if self.local else None,
             "local_status": self.local.status if self.local else None,
             "note": self.note,
+            "rel_max": _num(d.rel_max) if d else None,  # max |diff| / max |ref|: robust to near-zero references
         }
         return out
 
@@ -129,6 +130,9 @@ class BisectReport:
     # Small arrays for plots, per candidate label, made by cp_debug.compare.plot_data:
     # {"histogram": {"probe", "edges", "counts"}, "heatmap": {"probe", "shape", "data"}}
     plots: dict = field(default_factory=dict)
+    # Warnings of the libraries cp_debug drives (ONNX Runtime's C++ log, Python warnings, log records), each
+    # distinct message once: {"source", "message", "count"}; kept off the terminal, listed in JSON `warnings`.
+    third_party_warnings: list[dict] = field(default_factory=list)
 
     @property
     def any_diverged(self) -> bool:
@@ -153,7 +157,7 @@ class BisectReport:
             "root_cause": {c.label: (c.root_cause.to_json() if c.root_cause else None) for c in self.candidates},
             # extensions
             "model": self.model,
-            "warnings": self.warnings,
+            "warnings": list(self.warnings) + [third_party_text(w) for w in self.third_party_warnings],
             "paths": {c.label: c.path for c in self.candidates},
             "precision": {c.label: c.precision for c in self.candidates},
             "candidate_specs": {c.label: c.spec for c in self.candidates},
@@ -161,6 +165,7 @@ class BisectReport:
             "wall_s": {c.label: c.wall_s for c in self.candidates},
             "errors": {c.label: c.error for c in self.candidates},
             "plots": self.plots,
+            "third_party_warnings": self.third_party_warnings,
         }
 
     @classmethod
@@ -183,8 +188,17 @@ class BisectReport:
                 wall_s=d.get("wall_s", {}).get(label),
                 error=d.get("errors", {}).get(label),
             ))
+        third = list(d.get("third_party_warnings") or [])
+        listed = {third_party_text(w) for w in third}
+        own = [w for w in d.get("warnings", []) if w not in listed]
         return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
-                   d.get("environment", {}), d.get("model", {}), d.get("warnings", []), d.get("plots", {}))
+                   d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third)
+
+
+def third_party_text(w: dict) -> str:
+    """A third-party warning as one line of the JSON `warnings` list."""
+    n = int(w.get("count", 1))
+    return f"third-party ({w.get('source')}{f', ×{n}' if n > 1 else ''}): {w.get('message')}"
 
 
 def _num(x: float | None) -> float | str | None:

@@ -92,14 +92,33 @@ class RunState:
     lockstep_runs: dict[str, tuple] = field(default_factory=dict)  # probe -> (stage, Lockstep) that last measured it
     ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
+    # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
+    # tensor can change what ONNX Runtime computes: a bug-report window exposes the same ones)
+    exposed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
-        """The candidate's tolerance, widened to 4× the reference's own noise at this probe."""
+        """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:
+        the noise of the outputs it is glued from, which the glue carries over)."""
         tol = state.tol
-        nz = self.noise.get(name)
-        if nz is not None and nz.max_abs > 0 and math.isfinite(nz.max_abs):
-            return Tolerance(max(tol.atol, 4 * nz.max_abs), tol.rtol, tol.max_share)
+        noise = [self.noise.get(n) for n in [name, *self.glue_sources(name)]]
+        worst = max((nz.max_abs for nz in noise if nz is not None and math.isfinite(nz.max_abs)), default=0.0)
+        if worst > 0:
+            return Tolerance(max(tol.atol, 4 * worst), tol.rtol, tol.max_share)
         return tol
+
+    def glue_sources(self, name: str) -> list[str]:
+        """The rows a glued input row is computed from: the earlier stages' output rows (or the module rows that
+        stand for them) that the subject's glue reads. Empty for any other probe."""
+        p = self.probes.get(name)
+        if p is None or p.kind != "input" or p.stage == 0:
+            return []
+        rows = []
+        for out in self.subject.glue_sources(p.stage, name):
+            st = next((s for s in self.subject.stages[:p.stage] if out in s.output_names), None)
+            row = out if out in self.probes or st is None else st.output_aliases.get(out, out)
+            if row in self.probes:
+                rows.append(row)
+        return rows
 
     def calib(self, index: int) -> list[dict]:
         if index == 0 and self.opts.calib_feeds:

@@ -15,7 +15,7 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.local_error import local_errors
-from cp_debug.bisect.record import amplification, keep_plot, merge_precision
+from cp_debug.bisect.record import amplification, judged, keep_plot, merge_precision
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.subject import Stage
@@ -126,10 +126,13 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 keep_plot(state, p.name, ref, vals[p.name])
                 vals.pop(p.name)
             local = local_errors(run, state, i, sp, runner) if run.opts.local else {}
+    pm = st.probe_map() if spec.framework != "torch" else None
+    exposed = tuple(pm.tensors[p.name] for p in sp if p.kind == "module" and p.name in pm.tensors) if pm else ()
     for p in sp:
         if p.name in diffs:
+            run.exposed[p.name] = exposed
             loc, _ = local.get(p.name, (None, ()))
-            state.results[p.name] = ProbeResult(p.name, diffs[p.name].status, diffs[p.name], loc)
+            state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
     for name, (_, upstream) in local.items():
         if name in state.results:
             state.results[name] = replace(state.results[name],

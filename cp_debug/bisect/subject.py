@@ -116,6 +116,8 @@ class Subject:
     default_level: str = "block"
     finish: Callable[[dict[str, np.ndarray]], dict] | None = None  # e.g. decode boxes from head maps
     warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
+    # glued input -> the earlier stages' outputs the glue computes it from (default: the previous stage's outputs)
+    glue_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""
@@ -128,6 +130,12 @@ class Subject:
     def glued_inputs(self, index: int) -> tuple[str, ...]:
         """Stage inputs computed from upstream outputs (boundary probes); stage 0's inputs are shared."""
         return () if index == 0 else self.stages[index].input_names
+
+    def glue_sources(self, index: int, name: str) -> tuple[str, ...]:
+        """The earlier outputs that glued input `name` of stage `index` is computed from."""
+        if index == 0:
+            return ()
+        return tuple(self.glue_from.get(name, self.stages[index - 1].output_names))
 
 
 def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:

@@ -31,12 +31,14 @@ def compare(ref, test, atol: float, rtol: float, max_share: float) -> dict:
     ref, test = np.asarray(ref), np.asarray(test)
     out = {"shape": list(ref.shape), "test_shape": list(test.shape)}
     if ref.shape != test.shape:
-        return {**out, "max_abs": math.nan, "max_rel": math.nan, "rel_rmse": math.nan, "snr_db": math.nan,
+        return {**out, "max_abs": math.nan, "max_rel": math.nan, "rel_max": math.nan, "rel_rmse": math.nan,
+                "snr_db": math.nan,
                 "share_beyond": math.nan, "status": "shape_mismatch"}
     r, t = ref.astype(np.float64), test.astype(np.float64)
     nan, inf = int(np.isnan(t).sum()), int(np.isinf(t).sum())
     if r.size == 0:
-        return {**out, "max_abs": 0.0, "max_rel": 0.0, "rel_rmse": 0.0, "snr_db": math.inf, "share_beyond": 0.0,
+        return {**out, "max_abs": 0.0, "max_rel": 0.0, "rel_max": 0.0, "rel_rmse": 0.0, "snr_db": math.inf,
+                "share_beyond": 0.0,
                 "nan": nan, "inf": inf, "status": "ok"}
     with np.errstate(all="ignore"):
         d = np.abs(t - r)
@@ -65,7 +67,11 @@ def compare(ref, test, atol: float, rtol: float, max_share: float) -> dict:
         status = "diverged"
     else:
         status = "ok"
-    return {**out, "max_abs": max_abs, "max_rel": max_rel, "rel_rmse": rel_rmse, "snr_db": snr_db,
+    ref_max = float(np.abs(np.where(np.isfinite(r), r, 0.0)).max())
+    rel_max = (max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else math.inf)) \
+        if math.isfinite(max_abs) else math.inf
+    return {**out, "max_abs": max_abs, "max_rel": max_rel, "rel_max": rel_max, "rel_rmse": rel_rmse,
+            "snr_db": snr_db,
             "share_beyond": share, "nan": nan, "inf": inf, "status": status}
 
 
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
     print(f"this run  : {runner}")
     print(f"tolerance : |cand - ref| <= atol + rtol*|ref|, atol={fmt(args.atol)} rtol={fmt(args.rtol)} "
           f"max_share={fmt(args.max_share)}")
-    cols = ("output", "shape", "max_abs", "max_rel", "rel_rmse", "snr_db", "beyond", "status", "vs recorded")
+    cols = ("output", "shape", "max_abs", "max/|ref|max", "rel_rmse", "snr_db", "beyond", "status", "vs recorded")
     table = []
     diverged = []
     for name, r in ref.items():
@@ -211,7 +217,7 @@ def main(argv=None) -> int:
                 same = f"max_abs {fmt(compare(a, b, 0.0, 0.0, 0.0)['max_abs'])}"
         if m["status"] != "ok":
             diverged.append(name)
-        table.append((name, "x".join(map(str, m["shape"])), fmt(m["max_abs"]), fmt(m["max_rel"]),
+        table.append((name, "x".join(map(str, m["shape"])), fmt(m["max_abs"]), fmt(m["rel_max"]),
                       fmt(m["rel_rmse"]), fmt(m["snr_db"]), f"{m['share_beyond'] * 100:.3g}%"
                       if math.isfinite(m["share_beyond"]) else "-", m["status"].upper()
                       if m["status"] != "ok" else "ok", same))

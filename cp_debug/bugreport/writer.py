@@ -42,12 +42,16 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
                  ref_outputs: dict[str, np.ndarray], cand_outputs: dict[str, np.ndarray], candidate_label: str,
                  candidate_spec: str, report: BisectReport | None, tolerance: Tolerance, settings: dict,
                  environment: dict, providers=("CPUExecutionProvider",), session_options: dict | None = None,
-                 make_tar: bool = False) -> Path:
+                 make_tar: bool = False, story: list[str] | None = None,
+                 extra_files: dict[str, tuple[bytes, str]] | None = None) -> Path:
     """Write the bundle directory (and `<out_dir>.tar.gz` with make_tar); returns the directory.
 
     `subgraph` is the candidate's graph of the failing segment, already in the candidate's precision;
     `inputs` its boundary inputs (the reference's values), cast here to the types the subgraph declares.
+    `story`: paragraphs for README.md saying how the window was chosen (its node count, and why);
+    `extra_files`: name → (bytes, what it is), written beside the others.
     """
+    extra_files = dict(extra_files or {})
     import onnx
 
     out = Path(out_dir)
@@ -85,8 +89,11 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         files["polygraphy_cmd.txt"] = polygraphy_cmd(tolerance, providers, pg_outputs is not None).encode()
         if report is not None:
             files["report.json"] = (dumps(report.to_json()) + "\n").encode()
+        for name, (data, _) in extra_files.items():
+            files[name] = data
         files["README.md"] = _readme(subgraph, diffs, report, candidate_label, candidate_spec, reference, tolerance,
-                                     settings, environment, providers, cast_notes, files).encode()
+                                     settings, environment, providers, cast_notes, files, story or [],
+                                     {k: why for k, (_, why) in extra_files.items()}).encode()
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         os.chmod(tmp / "repro.py", 0o755)
@@ -262,6 +269,7 @@ def _size(d: TensorDiff) -> int:
 
 def _diff_json(d: TensorDiff) -> dict:
     return {"status": d.status, "shape": list(d.ref_shape), "max_abs": d.max_abs, "max_rel": d.max_rel,
+            "rel_max": d.rel_max,
             "rel_rmse": d.rel_rmse, "snr_db": d.snr_db, "share_beyond": d.share_beyond, "nan": d.nan, "inf": d.inf,
             "ref_absmax": d.ref_absmax, "test_absmax": d.test_absmax}
 
@@ -289,7 +297,7 @@ def _manifest(model, diffs, label, spec, reference, tol, settings, environment, 
 
 
 def _readme(model, diffs, report, label, spec, reference, tol, settings, environment, providers, cast_notes,
-            files) -> str:
+            files, story=(), extra=None) -> str:
     info = _subgraph_info(model)
     bad = [d for d in diffs.values() if d.status != "ok"]
     ops = ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in info["op_types"].items())
@@ -305,15 +313,20 @@ def _readme(model, diffs, report, label, spec, reference, tol, settings, environ
     else:
         lines += [f"`subgraph.onnx` ({info['nodes']} nodes: {ops}) as **{label}** stays within tolerance of the "
                   f"reference (**{reference}**) on these inputs: this bundle does not show a divergence."]
-    lines += ["", "| output | shape | max abs | max rel | rel RMSE | SNR dB | beyond tol. | NaN/Inf | status |",
+    lines += ["", "| output | shape | max abs | max/\\|ref\\|max | rel RMSE | SNR dB | beyond tol. | NaN/Inf | status |",
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for d in diffs.values():
-        lines.append(f"| `{d.name}` | {'×'.join(map(str, d.ref_shape))} | {fmt_num(d.max_abs)} | {fmt_num(d.max_rel)} "
+        lines.append(f"| `{d.name}` | {'×'.join(map(str, d.ref_shape))} | {fmt_num(d.max_abs)} | {fmt_num(d.rel_max)} "
                      f"| {fmt_num(d.rel_rmse)} | {fmt_db(d.snr_db)} | {d.share_beyond * 100:.3g}% | {d.nan}/{d.inf} "
                      f"| **{d.status}** |")
     lines += ["", f"An element is beyond tolerance when |candidate − reference| > atol + rtol·|reference| "
               f"(atol = {tol.atol:g}, rtol = {tol.rtol:g}); an output diverges when more than {tol.max_share:g} of its "
               "elements are (0: any one). NaN or Inf in the candidate is its own status."]
+    if story:
+        lines += ["", "## How this window was chosen", ""]
+        for para in story:
+            lines += [para, ""]
+        lines.pop()
     if report is not None:
         c = next((c for c in report.candidates if c.label == label), None)
         if c is not None and (c.first_divergent or c.root_cause):
@@ -349,6 +362,7 @@ def _readme(model, diffs, report, label, spec, reference, tol, settings, environ
         "polygraphy_cmd.txt": "the equivalent polygraphy command lines",
         "report.json": "the whole cp_debug report (`cp_debug.report/1`); render it with `cpdebug report report.json`",
         "manifest.json": "library versions, device, determinism settings, backend options, sha256 of every file",
+        **(extra or {}),
     }
     for name in sorted(set(files) | {"manifest.json"}):
         if name != "README.md":

@@ -9,10 +9,12 @@ import time
 class StepProgress:
     """A spinner per long step, and one finished line with its wall time (on stderr, so stdout stays clean)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, stream=None):
+        """`stream`: where to write instead of stderr (`_quiet.ThirdParty.terminal` while fd 2 is captured)."""
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = Console(file=stream) if stream is not None else Console(stderr=True)
+        self.own_stream = stream is not None
         self.quiet = quiet
         self.timings: list[tuple[str, float]] = []
 
@@ -22,7 +24,12 @@ class StepProgress:
         if self.quiet or not self.console.is_terminal:
             yield
         else:
-            with self.console.status(text, spinner="dots"):
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            # sys.stderr is left alone while fd 2 is captured, so that third-party text goes to the capture
+            with Live(Spinner("dots", text=text, style="status.spinner"), console=self.console, transient=True,
+                      refresh_per_second=12.5, redirect_stderr=not self.own_stream):
                 yield
         dt = time.perf_counter() - t0
         self.timings.append((text, dt))

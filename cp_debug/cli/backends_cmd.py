@@ -6,14 +6,17 @@ from typing import Annotated
 
 import typer
 
+from cp_debug.cli._quiet import ThirdParty, Verbose
+
 
 def backends(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """List every backend spec (torch/ort/trt × device × precision) and whether it is available here."""
     from cp_debug.cli._errors import handle_errors
 
-    with handle_errors():
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends import availability
 
         rows = availability()
@@ -33,4 +36,6 @@ def backends(
         table.add_column("runs on / what to install", overflow="fold")
         for spec, ok, why in rows:
             table.add_row(spec, "[green]yes[/green]" if ok else "[red]no[/red]", escape(why))  # "[gpu]" is not markup
-        stdout_console().print(table)
+        console = stdout_console()
+        console.print(table)
+        third_party.print_count(console, where=None)

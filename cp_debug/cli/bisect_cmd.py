@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 
 Backends = Annotated[str, typer.Option("--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. "
                                        "Spec: framework[-device][-precision], e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
@@ -55,19 +56,21 @@ def bisect(
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")] = None,
     bundle: Annotated[Optional[Path], typer.Option(help="Write a bug-report bundle (failing subgraph, inputs, repro.py) to DIR.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
 
     Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
     """
-    with handle_errors():
-        code = _bisect(**locals())
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        code = _bisect(**args, third_party=third_party)
     raise typer.Exit(code)
 
 
 def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
             rtol, deterministic, noise_floor, local, calib, int8, keep_fp32, exclude_int8, exporter, seed, memory_budget,
-            json_out, csv, parquet, html, bundle, quiet) -> int:
+            json_out, csv, parquet, html, bundle, quiet, third_party) -> int:
     from cp_debug.backends.spec import parse_backends
     from cp_debug.cli._output import StepProgress
     from cp_debug.errors import BadInputError
@@ -85,7 +88,7 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
         raise BadInputError(TORCH_INT8_HINT.format(spec=spec))
     if int8 is not None and calib is not None:
         raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
-    progress = StepProgress(quiet=quiet or json_out == "-")
+    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
         subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
                                 load_dim, use_dim, random_weights, int8)
@@ -105,42 +108,55 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
-        _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress)
+        _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress, third_party)
     finally:
         engine.close()
     return 1 if report.any_diverged else 0
 
 
-def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress) -> None:
+def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress, third_party) -> None:
+    """The bundle first (it runs ONNX Runtime again), then the files, then the table or JSON on stdout: each
+    written with the third-party warnings caught so far."""
     from cp_debug.cli._output import stdout_console
 
     from cp_debug.report import io as report_io
 
-    if json_out == "-":
-        print(report_io.dumps(report.to_json()))
-    else:
-        from cp_debug.report.table import render_table
+    def caught():
+        report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
+        return report
 
-        render_table(report, stdout_console())
-        if json_out:
-            report_io.write_json(report, Path(json_out))
+    failed = None
+    if bundle:
+        from cp_debug.bugreport.from_run import bundle_from_run
+        from cp_debug.errors import CpDebugError
+
+        try:
+            with progress.step(f"writing bug-report bundle {bundle}"):
+                bundle_from_run(engine, caught(), bundle)
+        except CpDebugError as err:  # the report is still written, then the bundle's error is the exit
+            failed = err
     if csv:
         from cp_debug.report.frames import write_csv
 
-        write_csv(report, csv)
+        write_csv(caught(), csv)
     if parquet:
         from cp_debug.report.frames import write_parquet
 
-        write_parquet(report, parquet)
+        write_parquet(caught(), parquet)
     if html:
         from cp_debug.report.html import write_html
 
-        write_html(report, html)
-    if bundle:
-        from cp_debug.bugreport.from_run import bundle_from_run
+        write_html(caught(), html)
+    if json_out == "-":
+        print(report_io.dumps(caught().to_json()))
+    else:
+        if json_out:
+            report_io.write_json(caught(), Path(json_out))
+        from cp_debug.report.table import render_table
 
-        with progress.step(f"writing bug-report bundle {bundle}"):
-            bundle_from_run(engine, report, bundle)
+        render_table(caught(), stdout_console(), verbose=third_party.verbose)
+    if failed is not None:
+        raise failed
 
 
 def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,

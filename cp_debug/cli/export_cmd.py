@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 
 Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")]
@@ -25,18 +26,19 @@ def export(
     rot_y_axis_reference: RotY = False,
     points: Annotated[Optional[Path], typer.Option(help="Point file (.bin/.npy/.npz) to trace with; a synthetic scan if omitted.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
-    with handle_errors():
-        _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, random_weights)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, third_party, random_weights)
 
 
-def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, random_weights=False) -> None:
+def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, third_party, random_weights=False) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.models.centerpoint.config import get_preset
 
     get_preset(preset)  # an unknown preset fails before torch is imported
-    progress = StepProgress(quiet)
+    progress = StepProgress(quiet, stream=third_party.terminal)
     from cp_debug.recipes.centerpoint.model_source import load_model, weights_label
 
     with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
@@ -53,3 +55,4 @@ def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, 
     console = stdout_console()
     console.print(f"{result.voxel_encoder}", highlight=False, soft_wrap=True)
     console.print(f"{result.backbone}", highlight=False, soft_wrap=True)
+    third_party.print_count(console, where=None)

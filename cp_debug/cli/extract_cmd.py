@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 
 
 def extract(
@@ -20,13 +21,14 @@ def extract(
     bundle: Annotated[Path, typer.Option(help="Directory to write the bundle to.")],
     candidate: Annotated[Optional[str], typer.Option(help="Which candidate to bundle (default: the first that diverged).")] = None,
     tar: Annotated[bool, typer.Option(help="Also write DIR.tar.gz.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Re-run a saved bisect from its JSON report and write the failing subgraph as a bug-report bundle."""
-    with handle_errors():
-        _extract(run_json, bundle, candidate, tar)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        _extract(run_json, bundle, candidate, tar, third_party)
 
 
-def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> None:
+def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, third_party: ThirdParty) -> None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bugreport.from_run import bundle_from_run
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
@@ -36,7 +38,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> 
 
     saved = load_report(run_json)
     m = saved.model or {}
-    progress = StepProgress()
+    progress = StepProgress(stream=third_party.terminal)
     with progress.step("loading the run's model"):
         if m.get("kind") == "torch":
             from cp_debug.bisect.loaders import torch_subject
@@ -69,7 +71,11 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool) -> 
                           [(lab, BackendSpec.parse(lab)) for lab in labels], opts, progress=progress)
     try:
         report = engine.run()
+        report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
         with progress.step(f"writing bug-report bundle {bundle}"):
             bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
     finally:
         engine.close()
+    from cp_debug.cli._output import stdout_console
+
+    third_party.print_count(stdout_console(), where="the bundle's report.json")

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.bisect_cmd import LoadDim, UseDim
 from cp_debug.cli.export_cmd import Checkpoint, Preset, RandomWeights, Seed
 
@@ -31,15 +32,16 @@ def infer(
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
     rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
-    with handle_errors():
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
         _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
-               load_dim, use_dim, random_weights)
+               third_party, load_dim, use_dim, random_weights)
 
 
 def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
-           load_dim=None, use_dim=None, random_weights=False) -> None:
+           third_party, load_dim=None, use_dim=None, random_weights=False) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
@@ -66,7 +68,7 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
         scan = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
     pts = scan.points if scan is not None else None
 
-    progress = StepProgress(quiet)
+    progress = StepProgress(quiet, stream=third_party.terminal)
     with progress.step("loading torch"):
         import torch
 
@@ -131,6 +133,7 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
+    third_party.print_count(console, where=None)
 
 
 def _save_npz(path: Path, arrays: dict) -> None:

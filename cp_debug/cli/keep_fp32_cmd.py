@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 
 
 def keep_fp32(
@@ -22,6 +23,7 @@ def keep_fp32(
     seed: Annotated[int, typer.Option(help="Seed for generated inputs.")] = 0,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Search a small set of nodes (1-minimal) to keep in FP32 for the FP16 model to match FP32.
 
@@ -29,13 +31,14 @@ def keep_fp32(
     takes. Exit codes: 0 a set was found (or none is needed), 1 even every candidate in FP32 fails, 2 bad input
     or usage, 3 backend not available here.
     """
-    with handle_errors():
-        code = _keep_fp32(**locals())
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        code = _keep_fp32(**args, third_party=third_party)
     raise typer.Exit(code)
 
 
 def _keep_fp32(onnx_model, torch_model, inputs, backend, candidates, atol, rtol, exporter, seed, json_out,
-               quiet) -> int:
+               quiet, third_party) -> int:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32, tolerance_for
     from cp_debug.cli._output import StepProgress, stdout_console
@@ -49,22 +52,26 @@ def _keep_fp32(onnx_model, torch_model, inputs, backend, candidates, atol, rtol,
         from cp_debug.report.io import check_writable
 
         check_writable(json_out)
-    progress = StepProgress(quiet=quiet or json_out == "-")
+    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
         model, feed = _load(onnx_model, torch_model, inputs, exporter, seed)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tolerance_for(spec.precision, atol, rtol), chosen, progress=progress)
+    from cp_debug.report.io import dumps
+
+    caught = [w.to_json() for w in third_party.warnings()]
+    doc = {**result.to_json(), "third_party_warnings": caught}
     if json_out == "-":
-        from cp_debug.report.io import dumps
-
-        print(dumps(result.to_json()))
+        print(dumps(doc))
     else:
-        render(result, stdout_console())
         if json_out:
-            from cp_debug.report.io import dumps, write_text_atomic
+            from cp_debug.report.io import write_text_atomic
 
-            write_text_atomic(json_out, dumps(result.to_json()) + "\n")
+            write_text_atomic(json_out, dumps(doc) + "\n")
+        console = stdout_console()
+        render(result, console)
+        third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)
     return 0 if result.found else 1
 
 

@@ -64,6 +64,17 @@ class TensorDiff:
     def shape_ok(self) -> bool:
         return self.ref_shape == self.test_shape
 
+    @property
+    def rel_max(self) -> float:
+        """max |test − ref| / max |ref|: the largest error on the tensor's own scale. Unlike `max_rel` (the largest
+        per-element |diff| / |ref|, which explodes wherever a reference value is near zero) it says how big the
+        worst error is next to the values the tensor holds."""
+        if not math.isfinite(self.max_abs) or not math.isfinite(self.ref_absmax):
+            return self.max_abs if math.isnan(self.max_abs) or math.isnan(self.ref_absmax) else math.inf
+        if self.ref_absmax == 0:
+            return 0.0 if self.max_abs == 0 else math.inf
+        return self.max_abs / self.ref_absmax
+
     @classmethod
     def from_arrays(cls, name: str, ref: np.ndarray, test: np.ndarray, tol: Tolerance | None = None) -> "TensorDiff":
         tol = tol or Tolerance()
@@ -98,6 +109,7 @@ class TensorDiff:
         d = asdict(self)
         d["ref_shape"] = list(self.ref_shape)
         d["test_shape"] = list(self.test_shape)
+        d["rel_max"] = self.rel_max
         return d
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from cp_debug.errors import BadInputError
+from cp_debug.graph.model import fold_initializer_identities
 
 _IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
 
@@ -87,7 +88,7 @@ def _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
             else:
                 torch.onnx.export(module, tuple(example_inputs), path, dynamo=False,
                                   dynamic_axes=dynamic_axes, **kwargs)
-        model = onnx.load(path)
+        model = fold_initializer_identities(onnx.load(path))  # deduplicated weights: initializers again
     return model, caught
 
 

@@ -156,3 +156,30 @@ def expose_all(model: "onnx.ModelProto") -> "onnx.ModelProto":
     """A copy of `model` with every computed tensor (but Constant nodes' outputs) exposed as an output."""
     names = [t for n in model.graph.node for t in n.output if t and n.op_type != "Constant"]
     return expose_outputs(model, names)
+
+
+def fold_initializer_identities(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """Identity nodes that pass an initializer on become initializers of their own name.
+
+    The TorchScript exporter deduplicates equal weights (two zero biases, say) and leaves `Identity(bias_a)`
+    as `bias_b`: ORT's quantizer then finds a Conv bias that is not an initializer ("Expected bias … to be an
+    initializer"), and a graph cut between the Identity and its reader turns the bias into a boundary input.
+    Folding keeps every tensor name and value."""
+    import numpy as np
+    import onnx_graphsurgeon as gs
+
+    if not any(n.op_type == "Identity" for n in model.graph.node):
+        return model
+    inits = {i.name for i in model.graph.initializer}
+    if not any(n.op_type == "Identity" and n.input and n.input[0] in inits for n in model.graph.node):
+        return model
+    graph = gs.import_onnx(model)
+    outputs = {t.name for t in graph.outputs}
+    for node in graph.nodes:
+        src = node.inputs[0] if node.op == "Identity" and node.inputs else None
+        if isinstance(src, gs.Constant) and node.outputs[0].name not in outputs:
+            out = node.outputs[0]
+            node.outputs.clear()
+            out.to_constant(np.array(src.values, copy=True))
+    graph.cleanup()
+    return export_like(graph, model)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.graph.model import fold_initializer_identities
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -100,6 +101,13 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         extra.update({"QuantizeBias": False, "AddQDQPairToWeight": True, "DedicatedQDQPair": True})
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
              "percentile": CalibrationMethod.Percentile}[method]
+    original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
+    if op_types and not any(n.op_type in op_types for n in model.graph.node):
+        # nothing to quantize (a Relu-only segment, say): the quantizer would return the graph as it is, after
+        # building a calibration session for nothing (whose unused initializer ORT then warns about)
+        tmap, amax = read_qdq(model, original)
+        return QuantizedModel(model, tmap, amax, method)
+    model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
     big = model.ByteSize() > 1_800_000_000
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"
@@ -113,7 +121,6 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
             use_external_data_format=big, extra_options=extra, calibration_providers=["CPUExecutionProvider"],
         )
         qmodel = onnx.load(str(dst), load_external_data=True)
-    original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
 

@@ -211,3 +211,16 @@ def model_title(report: BisectReport) -> str:
 def summary_line(report: BisectReport) -> str:
     parts = [f"{c.label}: {verdict(c)[1]}" for c in report.candidates]
     return f"vs {report.reference} — " + (" | ".join(parts) if parts else "no candidates")
+
+
+def third_party_line(caught: list[dict], verbose: bool = False, where: str | None = "the report's warnings"
+                     ) -> str | None:
+    """"12 third-party warnings (3 distinct) in the report's warnings (-v shows them as they come)", or None.
+    `where`: where they were kept (None: nowhere but this count)."""
+    if not caught:
+        return None
+    n = sum(int(w.get("count", 1)) for w in caught)
+    distinct = f" ({len(caught)} distinct)" if len(caught) != n else ""
+    kept = f" in {where}" if where else " kept off the terminal"
+    tail = "" if verbose else " (-v shows them as they come)"
+    return f"{n} third-party warning{'s' if n != 1 else ''}{distinct}{kept}{tail}"

@@ -24,7 +24,7 @@ RESULT_KEYS: tuple[str, ...] = tuple(ProbeResult("", "missing").to_json())
 LEADING = ("candidate", "index", "probe", "op_type", "depth", "stage")
 FLAGS = ("first_divergent", "root_cause", "on_path")
 _NUMERIC = ("max_abs", "mean_abs", "max_rel", "rmse", "cosine", "snr_db", "local_max_abs", "amplification",
-            "rel_rmse", "share_beyond", "ref_absmax", "test_absmax", "local_rel_rmse")
+            "rel_rmse", "share_beyond", "ref_absmax", "test_absmax", "local_rel_rmse", "rel_max")
 
 
 def columns() -> list[str]:

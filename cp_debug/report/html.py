@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
-                                     precision_line, rows, tolerance_for, topo_rows, verdict)
+                                     precision_line, rows, third_party_line, tolerance_for, topo_rows, verdict)
 from cp_debug.report.io import check_writable, dumps, write_text_atomic
 
 STATUS_COLOR = {"ok": "#2e7d32", "diverged": "#c62828", "nan": "#8e24aa", "shape_mismatch": "#ef6c00",
@@ -98,7 +98,14 @@ def _summary(report: BisectReport) -> str:
         out.append(f"<tr><td>{anchor}</td><td>{cell}</td></tr>")
     for w in report.warnings:
         out.append(f'<tr><td class="warn">warning</td><td class="warn">{escape(str(w))}</td></tr>')
-    out.append("</table></section>")
+    out.append("</table>")
+    if report.third_party_warnings:
+        line = third_party_line(report.third_party_warnings, verbose=True)
+        items = "".join(f"<li><span class=\"note\">{escape(str(w.get('source')))}"
+                        f"{' ×' + str(w.get('count')) if int(w.get('count', 1)) > 1 else ''}</span> "
+                        f"<code>{escape(str(w.get('message')))}</code></li>" for w in report.third_party_warnings)
+        out.append(f"<details><summary>{escape(line)}</summary><ul>{items}</ul></details>")
+    out.append("</section>")
     return "\n".join(out)
 
 
@@ -142,9 +149,9 @@ def _candidate(report: BisectReport, cand: CandidateResult) -> str:
 
 
 def _table(report: BisectReport, cand: CandidateResult) -> str:
-    heads = ["#", "probe", "op", "max abs", "max rel", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl.",
+    heads = ["#", "probe", "op", "max abs", "max/|ref|max", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl.",
              "status", ""]
-    num = {"max abs", "max rel", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl."}
+    num = {"max abs", "max/|ref|max", "rel RMSE", "cosine", "SNR dB", "local max abs", "ampl."}
     out = ["<table class=\"probes\"><thead><tr>"
            + "".join(f'<th class="{"num" if h in num else ""}">{escape(h)}</th>' for h in heads)
            + "</tr></thead><tbody>"]
@@ -160,7 +167,7 @@ def _table(report: BisectReport, cand: CandidateResult) -> str:
             f'<td class="probe" style="{pad}"{title}>{escape(name)}</td>',
             f'<td class="op">{escape(row.op_type or "")}</td>',
             *(f'<td class="num">{v}</td>' for v in (
-                fmt_num(d.max_abs if d else None), fmt_num(d.max_rel if d else None),
+                fmt_num(d.max_abs if d else None), fmt_num(d.rel_max if d else None),
                 fmt_num(d.rel_rmse if d else None), _fmt_cos(d.cosine if d else None),
                 fmt_db(d.snr_db if d else None), fmt_num(r.local.max_abs if r.local else None),
                 "—" if r.amplification is None else "×" + fmt_num(r.amplification))),

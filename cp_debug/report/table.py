@@ -11,18 +11,20 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
-                                     rows, summary_line, tolerance_for, verdict)
+                                     rows, summary_line, third_party_line, tolerance_for, verdict)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "shape_mismatch": "bold yellow",
                 "missing": "dim"}
+REL_MAX = "max/\n|ref|max"  # max |diff| / max |ref| (the JSON keeps the per-element max_rel too)
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
 
-def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None) -> None:
-    """Print one table per candidate and the summary panel.
+def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None,
+                 verbose: bool = False) -> None:
+    """Print one table per candidate, the summary panel and the count of third-party warnings.
 
     `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables.
     """
@@ -30,6 +32,11 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
         if cand.results:
             _render_candidate(report, cand, console, max_rows)
     render_summary(report, console)
+    line = third_party_line(report.third_party_warnings, verbose=verbose)
+    if line:
+        from rich.text import Text
+
+        console.print(Text(line, style="dim"))
 
 
 def render_summary(report: BisectReport, console: "Console") -> None:
@@ -78,7 +85,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     width = max(len(r.probe) + 2 * r.depth + 2 for r in all_rows)
     short = 0 if console.width >= 150 else 1 if console.width >= 100 else 2  # the lines under the table spell
     # the markers out in full
-    narrow = console.width < 115  # drop the op type and max rel columns
+    narrow = console.width < 115  # drop the op type and max/|ref|max columns
     table = Table(title=f"{cand.label} vs {report.reference}", title_justify="left", title_style="bold",
                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
@@ -86,7 +93,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     if not narrow:
         table.add_column("op", style="dim", overflow="fold")
     metrics = ("max abs", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.") if narrow else \
-        ("max abs", "max rel", "rel RMSE", "SNR dB", "local\nmax abs", "ampl.")
+        ("max abs", REL_MAX, "rel RMSE", "SNR dB", "local\nmax abs", "ampl.")
     for name in metrics:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -100,7 +107,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
         amp = r.amplification
         values = {
             "max abs": fmt_num(d.max_abs if d else None),
-            "max rel": fmt_num(d.max_rel if d else None),
+            REL_MAX: fmt_num(d.rel_max if d else None),
             "rel RMSE": fmt_num(d.rel_rmse if d else None),
             "SNR dB": fmt_db(d.snr_db if d else None),
             "local\nmax abs": fmt_num(r.local.max_abs if r.local else None),

@@ -99,7 +99,7 @@ def test_repro_uses_cp_debugs_metrics(tmp_path):
         ours = mod.compare(ref, test, TOL.atol, TOL.rtol, TOL.max_share)
         td = TensorDiff.from_arrays("t", ref, test, TOL)
         assert ours["status"] == td.status
-        for k in ("max_abs", "max_rel", "rel_rmse", "snr_db", "share_beyond"):
+        for k in ("max_abs", "max_rel", "rel_max", "rel_rmse", "snr_db", "share_beyond"):
             a, e = ours[k], getattr(td, k)
             assert (np.isnan(a) and np.isnan(e)) or np.isclose(a, e, rtol=1e-9), (k, a, e)
 
