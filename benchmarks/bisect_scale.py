@@ -28,8 +28,9 @@ import tempfile
 import time
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS GiB, exit code) of one child process."""
+def measure(cmd: list[str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS GiB, exit code, CPU seconds user+sys) of one child process. On a machine shared
+    with other work, CPU seconds move less than wall time does."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -38,7 +39,7 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         print(f"  ! {' '.join(cmd[:4])}… exited {code}: {err.strip().splitlines()[-1] if err.strip() else ''}")
-    return wall, usage.ru_maxrss / (1 << 20), code
+    return wall, usage.ru_maxrss / (1 << 20), code, usage.ru_utime + usage.ru_stime
 
 
 def prepare(preset: str, out: str) -> tuple[str, str, str]:
@@ -134,8 +135,8 @@ def main() -> None:
             res = {}
             for name, cmd in runs.items():
                 res[name] = measure(cmd)
-                wall, rss, code = res[name]
-                print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS   exit {code}")
+                wall, rss, code, cpu = res[name]
+                print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS {cpu:8.1f} s CPU   exit {code}")
             if not args.only_fp16:
                 base = res["polygraphy outputs only"]
                 mine = res["cpdebug bisect --level all"]
@@ -143,10 +144,13 @@ def main() -> None:
                       f"{mine[1] / base[1]:.2f}x memory (target 1.5x)")
             if "floor: plain ORT FP32 + FP16" in res:
                 fl, f16 = res["floor: plain ORT FP32 + FP16"], res["cpdebug … ort,ort-cpu-fp16"]
-                print("\n  | run | wall | peak RSS |\n  |---|---|---|")
-                print(f"  | floor: one plain ORT session + inference, FP32 then FP16 | {fl[0]:.1f} s | {fl[1]:.2f} GiB |")
-                print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s | {f16[1]:.2f} GiB |")
-                print(f"  | ratio (target 3x time, 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | **{f16[1] / fl[1]:.2f}x** |")
+                print("\n  | run | wall | peak RSS | CPU (user+sys) |\n  |---|---|---|---|")
+                print(f"  | floor: one plain ORT session + inference, FP32 then FP16 | {fl[0]:.1f} s | {fl[1]:.2f} GiB "
+                      f"| {fl[3]:.1f} s |")
+                print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s | {f16[1]:.2f} GiB "
+                      f"| {f16[3]:.1f} s |")
+                print(f"  | ratio (target 3x time, 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | **{f16[1] / fl[1]:.2f}x** "
+                      f"| {f16[3] / fl[3]:.2f}x |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
