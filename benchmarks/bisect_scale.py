@@ -11,7 +11,10 @@ format costs it several seconds more on awml-base's 133 MB feed; `--json-inputs`
 every segment also runs on the reference's boundary (local error) and the noise floor is measured where it
 diverges — the ort,ort run shares bit-identical arrays and skips both.
 
-    python benchmarks/bisect_scale.py --preset demo [--preset awml-base] [--fp16]
+`--only-fp16` measures just that (issue 12): the floor — one plain ORT session + inference of the FP32 model,
+then of the FP16 model (`convert_to_fp16`), outputs only — against `ort,ort-cpu-fp16`, and prints the table.
+
+    python benchmarks/bisect_scale.py --preset demo [--preset awml-base] [--fp16 | --only-fp16]
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import tempfile
 import time
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS GiB, exit code) of one child process."""
+def measure(cmd: list[str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS GiB, exit code, CPU seconds user+sys) of one child process. On a machine shared
+    with other work, CPU seconds move less than wall time does."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -35,7 +39,7 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         print(f"  ! {' '.join(cmd[:4])}… exited {code}: {err.strip().splitlines()[-1] if err.strip() else ''}")
-    return wall, usage.ru_maxrss / (1 << 20), code
+    return wall, usage.ru_maxrss / (1 << 20), code, usage.ru_utime + usage.ru_stime
 
 
 def prepare(preset: str, out: str) -> tuple[str, str, str]:
@@ -67,19 +71,44 @@ def prepare(preset: str, out: str) -> tuple[str, str, str]:
     return onnx_path, npz, js, loader
 
 
+def floor(onnx_path: str, npz: str) -> None:
+    """The issue's floor: one plain ORT session + inference of the FP32 model, then of the FP16 model
+    (`convert_to_fp16`), graph outputs only. Run as a child so its peak RSS is its own."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from cp_debug.precision.fp16 import convert_to_fp16
+
+    with np.load(npz) as z:
+        feed = {k: z[k] for k in z.files}
+    model = onnx.load(onnx_path)
+    for m in (model, convert_to_fp16(model)):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess.run(None, feed)
+        del sess
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", action="append", default=None)
     ap.add_argument("--fp16", action="store_true", help="also bisect ort,ort-cpu-fp16")
     ap.add_argument("--json-inputs", action="store_true", help="polygraphy loads the inputs from JSON")
     ap.add_argument("--prepare-into", help=argparse.SUPPRESS)  # internal: run prepare() in a child process
+    ap.add_argument("--floor", nargs=2, help=argparse.SUPPRESS)  # internal: the FP32 + FP16 plain runs
+    ap.add_argument("--only-fp16", action="store_true",
+                    help="measure only the issue-12 table: the FP32+FP16 floor against ort,ort-cpu-fp16")
     args = ap.parse_args()
+    if args.floor:
+        floor(*args.floor)
+        return
     if args.prepare_into:
         print("\n".join(prepare(args.preset[0], args.prepare_into)))
         return
     presets = args.preset or ["demo"]
     polygraphy = shutil.which("polygraphy") or "polygraphy"
-    cpdebug = shutil.which("cpdebug") or "cpdebug"
+    # this checkout's cp_debug (PYTHONPATH is inherited), not whatever `cpdebug` is on PATH
+    cpdebug = [sys.executable, "-m", "cp_debug.cli.main"]
     for preset in presets:
         tmp = tempfile.mkdtemp(prefix=f"cpdebug-scale-{preset}-")
         try:
@@ -89,32 +118,39 @@ def main() -> None:
                                   check=True, capture_output=True, text=True)
             onnx_path, npz, js, loader = made.stdout.strip().splitlines()[-4:]
             feed = ["--load-inputs", js] if args.json_inputs else ["--data-loader-script", f"{loader}:load_data"]
-            runs = {
+            runs = {} if args.only_fp16 else {
                 "polygraphy mark all": [polygraphy, "run", onnx_path, "--onnxrt", "--onnxrt", *feed,
                                         "--onnx-outputs", "mark", "all"],
                 "polygraphy outputs only": [polygraphy, "run", onnx_path, "--onnxrt", "--onnxrt", *feed],
-                "cpdebug bisect --level all": [cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
+                "cpdebug bisect --level all": [*cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
                                                "--backends", "ort,ort", "--level", "all", "--quiet",
                                                "--json", os.path.join(tmp, "run.json")],
             }
-            if args.fp16:
-                runs["cpdebug … ort,ort-cpu-fp16"] = [cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
+            if args.fp16 or args.only_fp16:
+                runs["floor: plain ORT FP32 + FP16"] = [sys.executable, __file__, "--floor", onnx_path, npz]
+                runs["cpdebug … ort,ort-cpu-fp16"] = [*cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
                                                      "--backends", "ort,ort-cpu-fp16", "--level", "all",
                                                      "--quiet", "--json", os.path.join(tmp, "run16.json")]
-            print(f"\n{preset}: {onnx_path}")
+            print(f"\n{preset}: {onnx_path}  (floor and cpdebug measured in this one run, one after the other)")
             res = {}
             for name, cmd in runs.items():
                 res[name] = measure(cmd)
-                wall, rss, code = res[name]
-                print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS   exit {code}")
-            base = res["polygraphy outputs only"]
-            mine = res["cpdebug bisect --level all"]
-            print(f"  cpdebug / plain inferences: {mine[0] / base[0]:.2f}x time (target 3x), "
-                  f"{mine[1] / base[1]:.2f}x memory (target 1.5x)")
-            if args.fp16:
-                f16 = res["cpdebug … ort,ort-cpu-fp16"]
-                print(f"  ort,ort-cpu-fp16 / plain inferences: {f16[0] / base[0]:.2f}x time, "
-                      f"{f16[1] / base[1]:.2f}x memory")
+                wall, rss, code, cpu = res[name]
+                print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS {cpu:8.1f} s CPU   exit {code}")
+            if not args.only_fp16:
+                base = res["polygraphy outputs only"]
+                mine = res["cpdebug bisect --level all"]
+                print(f"  cpdebug / plain inferences: {mine[0] / base[0]:.2f}x time (target 3x), "
+                      f"{mine[1] / base[1]:.2f}x memory (target 1.5x)")
+            if "floor: plain ORT FP32 + FP16" in res:
+                fl, f16 = res["floor: plain ORT FP32 + FP16"], res["cpdebug … ort,ort-cpu-fp16"]
+                print("\n  | run | wall | peak RSS | CPU (user+sys) |\n  |---|---|---|---|")
+                print(f"  | floor: one plain ORT session + inference, FP32 then FP16 | {fl[0]:.1f} s | {fl[1]:.2f} GiB "
+                      f"| {fl[3]:.1f} s |")
+                print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s | {f16[1]:.2f} GiB "
+                      f"| {f16[3]:.1f} s |")
+                print(f"  | ratio (target 3x time, 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | **{f16[1] / fl[1]:.2f}x** "
+                      f"| {f16[3] / fl[3]:.2f}x |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -130,7 +130,7 @@ class Lockstep:
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   calib) as r:
                     out = _as_stored(lane.spec, r.infer(lane_in))
-                    local[lane.label] = (_as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in)))
+                    local[lane.label] = (_as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in, copy=True)))
                                          if (self.local and not same) else None)
                     self._record(lane, r)
                 lane.env.update({t: _share(v, ref_out[t]) for t, v in out.items()})
@@ -218,22 +218,22 @@ def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom
     return True
 
 
-def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False) -> dict[str, np.ndarray]:
     """Float tensors as an FP16 graph holds them between two nodes: rounded to float16 (and back to float32).
 
     The FP16 transform keeps a segment's inputs and outputs in float32, so without this the values crossing a
     cut would skip the float16 rounding (and overflow to inf) that every tensor of the deployed graph gets —
     and ONNX Runtime's CPU provider even drops the Cast pairs it inserts itself around float32-only kernels.
+    Rounded in place (a runner's fresh outputs) unless `copy` (arrays someone else holds: the reference's).
     """
     if spec.precision != "fp16":
         return values
+    from cp_debug.precision.rounding import as_fp16_stored
+
     out = {}
     for t, v in values.items():
         a = np.asarray(v)
-        if a.dtype == np.float32:
-            with np.errstate(over="ignore"):
-                a = a.astype(np.float16).astype(np.float32)
-        out[t] = a
+        out[t] = as_fp16_stored(a, copy=copy) if a.dtype == np.float32 else a
     return out
 
 

@@ -135,7 +135,9 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     }
     from cp_debug.determinism import environment
 
-    return BisectReport(run.ref_label, cands, probes, settings, environment(),
+    # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU
+    on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
+    return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),
                         run.subject.description, run.warnings, plots)
 
 
