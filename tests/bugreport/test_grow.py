@@ -110,7 +110,7 @@ def test_an_accumulated_fp16_error_gives_a_bundle_that_reproduces(tmp_path, back
 @pytest.mark.slow
 def test_the_demo_fp16_bundle_reproduces(tmp_path):
     out = tmp_path / "bundle"
-    proc = _cpdebug("bisect", "--backends", "torch,ort-cpu-fp16", "--bundle", out, "--quiet")
+    proc = _cpdebug("bisect", "--random-weights", "--backends", "torch,ort-cpu-fp16", "--bundle", out, "--quiet")
     assert proc.returncode == 1, proc.stderr[-2000:]
     readme = (out / "README.md").read_text()
     n = _nodes_named(readme)
