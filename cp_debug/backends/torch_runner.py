@@ -1,7 +1,11 @@
 """PyTorch runner: the reference (torch-cpu-fp32) and torch's own reduced precisions (tf32, fp16, bf16).
 
 fp16/bf16 are real reduced-precision arithmetic: the module copy is cast with `.to(dtype)` and floating inputs
-too, so every op computes on float16/bfloat16 tensors. Measured with torch 2.13 (CPU build, AVX512 x86) on
+too, so every op computes on float16/bfloat16 tensors. On the CPU, convolutions, matrix products and
+normalisations are by default *emulated* as a GPU runs them (`torch_emulation.py`: float32 accumulation on the
+half inputs, result rounded to the half type; the report says "emulated"): torch's CPU half kernels are slow
+(minutes for one CenterPoint backbone) and are not what deploys. `CPDEBUG_TORCH_CPU_HALF=native` uses torch's
+CPU half kernels instead. Measured with torch 2.13 (CPU build, AVX512 x86) on
 Conv2d 64→32 3×3: the float16 output matches "inputs and weights rounded to float16, float32 accumulation,
 output rounded to float16" on 99.9% of elements and is 1 ulp away on the rest (summation order); a partial sum
 of 6e4+6e4-6e4-6e4 does not overflow (float32 accumulator), while a float16 output above 65504 is inf —
@@ -27,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TORCH_INT8_HINT = ("{spec} runs a fake-quantized PTQ model and this model has no calibrated quantizers: pass "
                    "--int8 DIR (a PTQ dir from `cpdebug quantize --out DIR`, or an AWML PTQ/QAT checkpoint)")
+CPU_HALF_ENV = "CPDEBUG_TORCH_CPU_HALF"  # "native": torch's CPU half kernels; default "emulated"
 TORCH_CUDA_HINT = ("torch-cuda needs a CUDA device: torch.cuda.is_available() is False ({why}); run on a GPU "
                    "machine with a CUDA build of torch, or use torch-cpu-*")
 
@@ -68,6 +73,7 @@ class TorchRunner(Runner):
         self._observed: Counter = Counter()  # output dtypes of parameterised leaf modules, over all infer calls
         self._cpu_check: str | None = None
         self._int8_layers = 0  # int8: layers whose fake quantizers run
+        self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -98,7 +104,9 @@ class TorchRunner(Runner):
         self._module = module
         self._register_hooks()
         if self.spec.device == "cpu" and self._dtype != torch.float32:
-            self._cpu_check = _check_cpu_reduced(self._dtype)
+            self._emulate = _cpu_half_mode() == "emulated"
+            if not self._emulate:
+                self._cpu_check = _check_cpu_reduced(self._dtype)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -108,7 +116,7 @@ class TorchRunner(Runner):
         self._calls.clear()
         try:
             with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
-                    torch.no_grad():
+                    torch.no_grad(), self._arithmetic():
                 try:
                     result = self._module(*args)
                 except (RuntimeError, NotImplementedError) as err:
@@ -149,7 +157,7 @@ class TorchRunner(Runner):
         saved, self._probe_buf = self._probe_buf, None
         try:
             with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
-                    torch.no_grad():
+                    torch.no_grad(), self._arithmetic():
                 y = named[name](*args)
         finally:
             self._probe_buf = saved
@@ -167,6 +175,8 @@ class TorchRunner(Runner):
             "torch": torch.__version__,
             "device": self.spec.device,
             "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(self.spec.precision, "float32"),
+            **({"half_arithmetic": "emulated" if self._emulate else "native"}
+               if self.spec.device == "cpu" and self.spec.precision in ("fp16", "bf16") else {}),
             "tf32": self.spec.precision == "tf32",
             **({"fake_quant_layers": self._int8_layers} if self.spec.precision == "int8" else {}),
             "probe_modules": len(self.probe_modules),
@@ -193,6 +203,9 @@ class TorchRunner(Runner):
         elif req == "int8":
             notes.append(f"fake quantization: {self._int8_layers} layers quantize-dequantize their input and weight "
                          "with the checkpoint's amax (symmetric INT8, as Q/DQ), arithmetic in float32")
+        if req in ("fp16", "bf16") and self._emulate:
+            notes.append(f"emulated: {self._dtype_name()} storage, float32 accumulation in conv/matmul/norm "
+                         f"(as GPU FP16 kernels; {CPU_HALF_ENV}=native for torch's CPU half kernels)")
         if req in ("fp16", "bf16"):
             if self._cpu_check:
                 notes.append(self._cpu_check)
@@ -213,6 +226,19 @@ class TorchRunner(Runner):
         return PrecisionReport(req, effective, tuple(notes))
 
     # -- internals ---------------------------------------------------------------------------------------
+    def _arithmetic(self):
+        """The emulation mode around a forward (CPU fp16/bf16), else nothing."""
+        import contextlib
+
+        if not self._emulate:
+            return contextlib.nullcontext()
+        from cp_debug.backends.torch_emulation import emulation_mode
+
+        return emulation_mode(self._dtype)
+
+    def _dtype_name(self) -> str:
+        return str(self._dtype).replace("torch.", "")
+
     def _register_hooks(self) -> None:
         named = dict(self._module.named_modules())
         for name in self.probe_modules:
@@ -305,6 +331,15 @@ class TorchRunner(Runner):
                 raise BadInputError(f"output {n!r} is a {type(v).__name__}, not a tensor")
             out[n] = _to_numpy(v)
         return out
+
+
+def _cpu_half_mode() -> str:
+    import os
+
+    mode = os.environ.get(CPU_HALF_ENV, "emulated").strip().lower() or "emulated"
+    if mode not in ("emulated", "native"):
+        raise BadInputError(f"{CPU_HALF_ENV}={mode!r}: use 'emulated' (default) or 'native'")
+    return mode
 
 
 def _check_cpu_reduced(dtype) -> str:
