@@ -37,6 +37,9 @@ class BisectOptions:
     memory_budget_mb: int = 2048
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
+    # how the lockstep runs: "segments" (a session per segment), "grouped" (whole-stage sessions, see
+    # lockstep_grouped.py), "auto" (grouped where a side runs on CUDA, where sessions are expensive)
+    lockstep_mode: str = "auto"
 
 
 @dataclass

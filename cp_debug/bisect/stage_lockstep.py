@@ -19,6 +19,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     """Stage i segment by segment for the reference and `states` together; results are recorded as each
     segment's probes come out. Returns (reference outputs, {label: outputs})."""
     from cp_debug.bisect import lockstep as ls_mod
+    from cp_debug.bisect.lockstep_grouped import GroupedLockstep as grouped_cls
 
     st = run.subject.stages[i]
     pm = st.probe_map()
@@ -41,9 +42,11 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
             for s in states:
                 s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
     lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
-    runner = ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det,
-                             noise=run.opts.noise_floor, local=run.opts.local, progress=run.progress,
-                             stop_after_probes=refine)
+    grouped = _grouped(run, model, plan, lanes)
+    runner = grouped_cls(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
+                         local=run.opts.local, progress=run.progress, stop_after_probes=refine) if grouped else \
+        ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
+                        local=run.opts.local, progress=run.progress, stop_after_probes=refine)
     by_label = {s.label: s for s in states}
     name_of = {t: ps[0].name for t, ps in by_tensor.items()}
     name_of.update({n: n for n in st.input_names})
@@ -78,5 +81,19 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         s.int8_amax.update(lane.amax)
         s.seconds += lane.seconds
     if not refine:
-        run.execution[st.name] = f"lockstep, {len(plan.segments)} segments"
+        run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in whole-stage sessions" if grouped
+                                  else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs
+
+
+def _grouped(run: RunState, model, plan, lanes) -> bool:
+    """Whole-stage sessions (`lockstep_grouped.py`) instead of a session per segment?"""
+    from cp_debug.bisect.lockstep_grouped import grouped_supported
+
+    mode = run.opts.lockstep_mode
+    if mode == "segments":
+        return False
+    on_cuda = run.ref_spec.device == "cuda" or any(lane.spec.device == "cuda" for lane in lanes)
+    if mode == "auto" and not on_cuda:
+        return False
+    return grouped_supported(model, plan, lanes)

@@ -50,6 +50,9 @@ def bisect(
     memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
                                                help="Reference tensors kept in memory, in MiB; past it they go to "
                                                     "disk (0 = every reference tensor on disk).")] = 2048,
+    lockstep_mode: Annotated[str, typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
+                                               "per segment, least memory), 'grouped' (whole-stage sessions, every probe "
+                                               "held at once), 'auto' (grouped where a side runs on CUDA).")] = "auto",
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
     parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
@@ -69,13 +72,15 @@ def bisect(
 
 
 def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
-            rtol, deterministic, noise_floor, local, calib, int8, keep_fp32, exclude_int8, exporter, seed, memory_budget,
+            rtol, deterministic, noise_floor, local, calib, int8, keep_fp32, exclude_int8, exporter, seed, memory_budget, lockstep_mode,
             json_out, csv, parquet, html, bundle, quiet, third_party) -> int:
     from cp_debug.backends.spec import parse_backends
     from cp_debug.cli._output import StepProgress
     from cp_debug.errors import BadInputError
 
     pairs = parse_backends(backends)
+    if lockstep_mode not in ("auto", "segments", "grouped"):
+        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use auto, segments or grouped")
     given = [x for x in (recipe, torch_model, onnx_model) if x]
     if len(given) > 1:
         raise BadInputError("give one model: --recipe, --torch or --onnx")
@@ -104,7 +109,7 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
     opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
                          noise_floor=noise_floor, local=local, calib_feeds=calib_feeds,
                          keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed,
-                         memory_budget_mb=memory_budget)
+                         memory_budget_mb=memory_budget, lockstep_mode=lockstep_mode)
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
