@@ -6,8 +6,9 @@ import contextlib
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, quiet: bool = False):
-    """Yields `advance(n=1, **fields)`; `fields` (e.g. loss=...) are shown after the bar."""
+def progress_bar(description: str, total: int, quiet: bool = False, stream=None):
+    """Yields `advance(n=1, **fields)`; `fields` (e.g. loss=...) are shown after the bar. `stream`: where to draw
+    instead of stderr (`ThirdParty.terminal` while fd 2 is captured; sys.stderr is then left to the capture)."""
     if quiet:
         yield lambda n=1, **fields: None
         return
@@ -16,7 +17,8 @@ def progress_bar(description: str, total: int, quiet: bool = False):
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    console = Console(file=stream) if stream is not None else Console(stderr=True)
+    with Progress(*columns, console=console, transient=False, redirect_stderr=stream is None) as progress:
         task = progress.add_task(description, total=total, info="")
 
         def advance(n: int = 1, **fields) -> None:

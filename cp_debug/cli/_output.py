@@ -47,3 +47,20 @@ def stdout_console():
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return Console()
     return Console(width=200)
+
+
+def finish(doc: dict, json_out: str | None, third_party, show) -> None:
+    """A command's result: with `--json -` the JSON on stdout; else `show(console)` (the tables), the JSON written
+    to `--json FILE` if given, and the one count line of third-party warnings. The JSON is `doc` plus the
+    third-party warnings caught so far (`third_party_warnings`, from `_quiet.ThirdParty`)."""
+    from cp_debug.report.io import dumps, write_text_atomic
+
+    doc = {**doc, "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
+    if json_out == "-":
+        print(dumps(doc))
+        return
+    console = stdout_console()
+    show(console)
+    if json_out:
+        write_text_atomic(json_out, dumps(doc) + "\n")
+    third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)

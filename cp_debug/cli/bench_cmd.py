@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli.eval_cmd import Deterministic, Quiet, RandomWeights, quiet_third_party
+from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli.eval_cmd import Deterministic, Quiet, RandomWeights
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
 
@@ -25,25 +26,26 @@ def bench(
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write rows (backend, stage, median_ms, p90_ms, …) as JSON to FILE ('-' = stdout).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the rows as CSV.")] = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up.
 
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
-    with handle_errors():
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
         _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out,
-               csv, quiet or json_out == "-")
+               csv, quiet or json_out == "-", third_party)
 
 
 def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out, csv,
-           quiet) -> None:
+           quiet, third_party) -> None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bench.run import BenchOptions, run_bench
     from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.report.io import check_writable, dumps, write_text_atomic
+    from cp_debug.report.io import check_writable, write_text_atomic
 
     get_preset(preset)
     labels = tuple(t.strip() for t in backends.split(",") if t.strip())
@@ -57,17 +59,11 @@ def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, w
         if out is not None:
             check_writable(out)
     opts = BenchOptions(labels, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic)
-    steps = StepProgress(quiet)
-    with quiet_third_party():
-        report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
-
+    steps = StepProgress(quiet, stream=third_party.terminal)
+    report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
+                       step=steps.step)
     data = report.to_dict()
-    if json_out == "-":
-        print(dumps(data))
-    else:
-        _print(report, stdout_console())
-        if json_out:
-            write_text_atomic(json_out, dumps(data) + "\n")
+    finish(data, json_out, third_party, lambda console: _print(report, console))
     if csv is not None:
         import pandas as pd
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
 
 # Options `eval` and `bench` share.
@@ -16,23 +16,6 @@ RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded ra
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
 JsonOut = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-
-
-@contextlib.contextmanager
-def quiet_third_party():
-    """Third-party warnings stay off the terminal (onnxruntime.quantization logs through the root logger)."""
-    import logging
-    import warnings
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def eval_(
@@ -52,20 +35,21 @@ def eval_(
     json_out: JsonOut = None,
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML page with the BEV of the most different scan.")] = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
-    with handle_errors():
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
         _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes,
-              match_distance, deterministic, json_out, html, quiet or json_out == "-", int8)
+              match_distance, deterministic, json_out, html, quiet or json_out == "-", int8, third_party)
 
 
 def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes, match_distance,
-          deterministic, json_out, html, quiet, int8=None) -> None:
+          deterministic, json_out, html, quiet, int8, third_party) -> None:
     from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.eval.session import EvalOptions, parse_backend_list, run_eval
     from cp_debug.models.centerpoint.config import get_preset
     from cp_debug.report.io import check_writable
@@ -78,20 +62,12 @@ def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detecti
     opts = EvalOptions(backends=labels, preset=preset, checkpoint=checkpoint, random_weights=random_weights,
                        seed=seed, scenes_dir=scenes, n=n, detections_file=detections, deterministic=deterministic,
                        calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
-    steps = StepProgress(quiet)
-    with quiet_third_party():
-        report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet), step=steps.step)
+    steps = StepProgress(quiet, stream=third_party.terminal)
+    report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
+                      step=steps.step)
+    from cp_debug.eval.report import print_report
 
-    from cp_debug.report.io import dumps, write_text_atomic
-
-    if json_out == "-":
-        print(dumps(report.to_dict()))
-    else:
-        from cp_debug.eval.report import print_report
-
-        print_report(report, stdout_console())
-        if json_out:
-            write_text_atomic(json_out, dumps(report.to_dict()) + "\n")
+    finish(report.to_dict(), json_out, third_party, lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html
 

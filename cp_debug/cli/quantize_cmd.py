@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 
 Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(help="FP32 mmengine/AWML checkpoint (.pth); seeded random weights if omitted.")]
@@ -44,16 +45,18 @@ def quantize(
     out: Annotated[Path, typer.Option(help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Quantize CenterPoint to INT8 (PTQ): fuse BN by data flow, calibrate per-channel weights and per-tensor
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
-    with handle_errors():
-        _quantize(**locals())
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        _quantize(**args, third_party=third_party)
 
 
 @contextlib.contextmanager
-def progress_bar(text: str, total: int, quiet: bool):
-    """A rich progress bar with ETA on stderr; yields advance(done, total)."""
+def progress_bar(text: str, total: int, quiet: bool, stream=None):
+    """A rich progress bar with ETA on stderr (or `stream`, as `_bar.progress_bar`); yields advance(done, total)."""
     if quiet:
         yield lambda *a: None
         return
@@ -61,7 +64,8 @@ def progress_bar(text: str, total: int, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False) as p:
+                  TextColumn("ETA"), TimeRemainingColumn(), transient=False, redirect_stderr=stream is None,
+                  console=Console(file=stream) if stream is not None else Console(stderr=True)) as p:
         task = p.add_task(text, total=total)
         yield lambda done, total_=total, *rest: p.update(task, completed=done, total=total_)
 
@@ -95,7 +99,8 @@ def calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, 
         loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
     n, points, desc = calibration_points(loaded.cfg, calib_scenes, calib_n)
     skip = tuple(default_skip(convtranspose)) + tuple(extra_skip)
-    with progress_bar(f"calibrating ({method})", n, quiet) as advance:
+    with progress_bar(f"calibrating ({method})", n, quiet,
+                      progress.console.file if progress.own_stream else None) as advance:
         run = quantize_centerpoint(loaded.model, loaded.cfg, points, n, method=method, percentile=percentile,
                                    skip=skip, convtranspose=convtranspose, on_scene=advance)
     if not quiet:
@@ -105,8 +110,8 @@ def calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, 
 
 
 def _quantize(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
-              per_tensor_convtranspose, eval_scenes, map_scenes, out, json_out, quiet) -> None:
-    from cp_debug.cli._output import StepProgress, stdout_console
+              per_tensor_convtranspose, eval_scenes, map_scenes, out, json_out, quiet, third_party) -> None:
+    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.errors import BadInputError
 
     cfg, convtranspose, extra = parse_common(preset, method, skip_layers, convtranspose, per_tensor_convtranspose)
@@ -119,21 +124,12 @@ def _quantize(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, m
 
         check_writable(json_out)
     quiet = quiet or json_out == "-"
-    progress = StepProgress(quiet)
+    progress = StepProgress(quiet, stream=third_party.terminal)
     loaded, run, desc = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method,
                                    percentile, extra, convtranspose, quiet, progress)
     with progress.step(f"writing the PTQ checkpoint and Q/DQ ONNX to {out}"):
         summary = _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes, out)
-    if json_out == "-":
-        from cp_debug.report.io import dumps
-
-        print(dumps(summary))
-        return
-    render(summary, stdout_console())
-    if json_out:
-        from cp_debug.report.io import dumps, write_text_atomic
-
-        write_text_atomic(json_out, dumps(summary) + "\n")
+    finish(summary, json_out, third_party, lambda console: render(summary, console))
 
 
 def _write(loaded, run, desc, convtranspose, percentile, eval_scenes, map_scenes, out) -> dict:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.export_cmd import Preset
 
 
@@ -19,14 +20,16 @@ def scenes(
                                             "disjoint from the held-out ones).")] = 0,
     workers: Annotated[int, typer.Option(help="Processes generating scenes.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Generate N whole scenes (ground, clutter, five classes) as a spinning LiDAR sees them, with GT boxes."""
-    with handle_errors():
-        _scenes(out, n, preset, seed, workers, quiet)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        _scenes(out, n, preset, seed, workers, quiet, third_party)
 
 
-def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool) -> None:
+def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool, third_party) -> None:
     from cp_debug.cli._bar import progress_bar
+    from cp_debug.cli._output import stdout_console
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import training_seeds
     from cp_debug.errors import BadInputError
@@ -38,7 +41,8 @@ def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool
         raise BadInputError(f"--workers must be at least 1, got {workers}")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} exists and is not a folder")
-    with progress_bar(f"scenes ({preset})", n, quiet) as advance:
+    with progress_bar(f"scenes ({preset})", n, quiet, third_party.terminal) as advance:
         info = write_scene_set(cfg, out, seeds, workers=workers, on_scene=lambda i: advance())
     if not quiet:
         print(f"wrote {n} scenes to {out} ({info.name})")
+    third_party.print_count(stdout_console(), where=None)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT, Preset,
                                        Quiet, RandomWeights, Seed, SkipLayers)
 
@@ -35,19 +36,21 @@ def sensitivity(
     csv: Annotated[Optional[Path], typer.Option(help="Write the ranked table as CSV.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a bar chart of the ranking (PNG).")] = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
     Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
-    with handle_errors():
-        code = _sensitivity(**locals())
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        code = _sensitivity(**args, third_party=third_party)
     raise typer.Exit(code)
 
 
 def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
                  per_tensor_convtranspose, eval_scenes, layers, search, tol, max_map_drop, map_scenes, top, json_out,
-                 csv, plot, quiet) -> int:
-    from cp_debug.cli._output import StepProgress, stdout_console
+                 csv, plot, quiet, third_party) -> int:
+    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli.quantize_cmd import calibrated, parse_common, progress_bar
     from cp_debug.errors import BadInputError
 
@@ -68,7 +71,7 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
     if search and tol is None and max_map_drop is None:
         tol = 0.05
     quiet = quiet or json_out == "-"
-    progress = StepProgress(quiet)
+    progress = StepProgress(quiet, stream=third_party.terminal)
     n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
     _, run, _ = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, n_calib, method, percentile, extra,
                            convtranspose, quiet, progress)
@@ -89,7 +92,7 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
     if unknown:
         raise BadInputError(f"--layers names no quantized layer: {', '.join(unknown)} (quantized: "
                             f"{', '.join(ev.layers[:3])}, ...)")
-    with progress_bar("one layer at a time", len(chosen), quiet) as advance:
+    with progress_bar("one layer at a time", len(chosen), quiet, third_party.terminal) as advance:
         result = layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance(i, n))
     found = None
     if search:
@@ -107,16 +110,7 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
         write_text_atomic(csv, result.to_frame().to_csv(index=False))
     if plot:
         _plot(result, plot, top=max(top, 10))
-    if json_out == "-":
-        from cp_debug.report.io import dumps
-
-        print(dumps(out))
-    else:
-        render(result, found, stdout_console(), top)
-        if json_out:
-            from cp_debug.report.io import dumps, write_text_atomic
-
-            write_text_atomic(json_out, dumps(out) + "\n")
+    finish(out, json_out, third_party, lambda console: render(result, found, console, top))
     return 1 if found is not None and found.status == "impossible" else 0
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
 from cp_debug.cli.export_cmd import Preset
 
 
@@ -29,15 +30,18 @@ def train(
     log: Annotated[Optional[Path], typer.Option(help="Write the training log (loss curve, times, mAP) as JSON.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
-    with handle_errors():
-        _train(**locals())
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        _train(**args, third_party=third_party)
 
 
 def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size, lr, device, workers, val_scenes,
-           val_every, half, log, seed, quiet) -> None:
+           val_every, half, log, seed, quiet, third_party) -> None:
     from cp_debug.cli._bar import progress_bar
+    from cp_debug.cli._output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
 
@@ -74,8 +78,16 @@ def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size,
     from cp_debug.train.runner import run_training
 
     result = run_training(cfg, dataset, steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers,
-                          val_scenes=val_scenes, val_every=val_every, seed=seed, out=out, half=half, log_path=log,
+                          val_scenes=val_scenes, val_every=val_every, seed=seed, out=out, half=half, log_path=None,
                           source=str(scenes) if scenes is not None else f"synthetic seeds 0..{synthetic - 1}",
-                          bar=lambda total: progress_bar(f"train {preset}", total, quiet))
+                          bar=lambda total: progress_bar(f"train {preset}", total, quiet, third_party.terminal))
+    if log is not None:  # the run's log, with the third-party warnings caught in it
+        import json
+
+        from cp_debug.report.io import write_text_atomic
+
+        caught = [w.to_json() for w in third_party.warnings()]
+        write_text_atomic(log, json.dumps({**result.to_json(), "third_party_warnings": caught}, indent=1))
     if not quiet:
         print(result.summary())
+    third_party.print_count(stdout_console(), where="the log's third_party_warnings" if log is not None else None)

@@ -20,6 +20,8 @@ def test_bench_rows_for_each_stage_and_backend(tmp_path):
                         "--csv", str(tmp_path / "b.csv"), "--quiet"],
                        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # --quiet: nothing of ours, and third-party text (ORT's C++ log, warnings) is caught
+    assert json.loads((tmp_path / "b.json").read_text())["third_party_warnings"] == []
     for stage in STAGES:
         assert stage in r.stdout
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]

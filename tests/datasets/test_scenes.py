@@ -109,3 +109,18 @@ def test_scenes_cli_writes_a_folder_and_refuses_bad_input(tmp_path):
                       (["--preset", "nope"], "unknown CenterPoint preset")):
         res = CliRunner().invoke(app, ["scenes", "--out", str(tmp_path / "x"), *args])
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_scenes_cli_in_a_subprocess_says_nothing_third_party_when_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "scenes", "--preset", "tiny", "--n", "1",
+                        "--out", str(tmp_path / "s"), "-q"], capture_output=True, text=True, timeout=120, cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout == ""  # -q: no progress, no count line (nothing third-party was caught)
+    assert (tmp_path / "s" / "infos.pkl").is_file()

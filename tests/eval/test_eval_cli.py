@@ -59,6 +59,8 @@ def test_torch_and_ort_fp32_agree_and_the_json_recomputes(torch_ort, scene_dir):
 
     r, data, out = torch_ort
     assert "mAP" in r.stdout and "ort vs torch" in r.stdout
+    assert r.stderr == ""  # --quiet: nothing of ours, and third-party text (ORT's C++ log, warnings) is caught
+    assert data["third_party_warnings"] == []
     m = data["metrics"]
     assert abs(m["ort"]["mAP"] - m["torch"]["mAP"]) <= 0.01
     total = data["diffs"]["ort"]["total"]

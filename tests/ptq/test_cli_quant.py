@@ -18,6 +18,7 @@ def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
                               "--eval-scenes", "1", "--out", str(out), "--json", "-"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
+    assert res.stderr == "" and summary["third_party_warnings"] == []  # ORT/torch text caught, none left
     assert summary["method"] == "percentile" and len(summary["layers"]) == 29
     assert summary["onnx"]["backbone"]["quantized_convs"] == 29
     assert {r["tensor"] for r in summary["sqnr"]["rows"]} == {"weight", "input"}
@@ -56,6 +57,7 @@ def test_sensitivity_ranks_chosen_layers_and_writes_csv(tmp_path):
                               "--eval-scenes", "1", "--layers", layers, "--csv", str(csv), "--json", "-"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
+    assert res.stderr == "" and data["third_party_warnings"] == []
     rows = data["sensitivity"]["rows"]
     assert {r["layer"] for r in rows} == set(layers.split(","))
     assert [r["rel_rmse"] for r in rows] == sorted((r["rel_rmse"] for r in rows), reverse=True)

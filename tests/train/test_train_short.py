@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import typer
 from typer.testing import CliRunner
@@ -66,3 +71,49 @@ def test_train_refuses_bad_input(tmp_path):
     assert res.exit_code == 2 and "--scenes" in res.output
     res = CliRunner().invoke(app, ["train", "--preset", "tiny", "--synthetic", "2", "--out", str(tmp_path / "x.ckpt")])
     assert res.exit_code == 2 and ".pth" in res.output
+
+
+# A real third-party warning: torch's DataLoader warns (UserWarning) when --workers exceeds the CPUs the process
+# may use; the subprocess is pinned to one CPU and asks for two workers.
+DATALOADER_WARNING = "This DataLoader will create 2 worker processes in total"
+
+
+@pytest.fixture(scope="module")
+def one_scene(tmp_path_factory) -> Path:
+    from cp_debug.data.scene_set import write_scene_set
+
+    d = tmp_path_factory.mktemp("scenes")
+    write_scene_set(get_preset("tiny"), d, [0])
+    return d
+
+
+def _train_on_one_cpu(scene_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "train", "--preset", "tiny", "--scenes",
+                           str(scene_dir), "--steps", "1", "--batch-size", "1", "--val-scenes", "0", "--workers", "2",
+                           "--out", str(out), *extra], capture_output=True, text=True, timeout=300, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"},
+                          preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_train_keeps_torchs_warning_off_the_terminal_and_in_the_log(one_scene, tmp_path):
+    log = tmp_path / "log.json"
+    r = _train_on_one_cpu(one_scene, tmp_path / "ck.pth", "--log", str(log))
+    assert r.returncode == 0, r.stderr
+    assert DATALOADER_WARNING not in r.stderr + r.stdout and "UserWarning" not in r.stderr + r.stdout
+    assert "train tiny" in r.stderr  # our own progress still reaches the terminal
+    caught = json.loads(log.read_text())["third_party_warnings"]
+    ours = [w for w in caught if w["source"] == "python warning" and DATALOADER_WARNING in w["message"]]
+    assert ours and all(w["count"] >= 1 for w in ours)
+    total = sum(w["count"] for w in caught)
+    assert f"{total} third-party warning" in r.stdout.splitlines()[-1]
+    assert "in the log's third_party_warnings (-v shows them as they come)" in r.stdout.splitlines()[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_train_verbose_shows_torchs_warning(one_scene, tmp_path):
+    r = _train_on_one_cpu(one_scene, tmp_path / "ck.pth", "-v", "-q")
+    assert r.returncode == 0, r.stderr
+    assert DATALOADER_WARNING in r.stderr and "UserWarning" in r.stderr
+    assert DATALOADER_WARNING not in r.stdout
