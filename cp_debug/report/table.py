@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
                                      rows, summary_line, third_party_line, tolerance_for, verdict)
+from cp_debug.report import int8_rows
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,11 +27,13 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
                  verbose: bool = False) -> None:
     """Print one table per candidate, the summary panel and the count of third-party warnings.
 
-    `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables.
+    `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables;
+    the INT8 quantization error shows its worst layers, all of them with `verbose`.
     """
     for cand in report.candidates:
         if cand.results:
             _render_candidate(report, cand, console, max_rows)
+    render_int8_quantization(report, console, verbose=verbose)
     render_summary(report, console)
     line = third_party_line(report.third_party_warnings, verbose=verbose)
     if line:
@@ -69,6 +72,33 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     kinds = {verdict(c)[0] for c in report.candidates}
     border = "red" if "diverged" in kinds else "yellow" if kinds & {"error", "unknown"} else "green"
     console.print(Panel(grid, title="cp_debug summary", border_style=border, expand=False))
+
+
+def render_int8_quantization(report: BisectReport, console: "Console", *, verbose: bool = False) -> None:
+    """The per-layer quantization error of an INT8 run, worst input SQNR first; nothing for other runs."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    qrows = int8_rows.quant_rows(report)
+    if not qrows:
+        return
+    shown = qrows if verbose else qrows[:int8_rows.TERMINAL_ROWS]
+    table = Table(title=int8_rows.TITLE, title_justify="left", title_style="bold", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    heads, cells = int8_rows.columns(shown)
+    for head in heads:
+        table.add_column(head.replace(" ", "\n", 1) if head in int8_rows.NUMERIC else head, overflow="fold",
+                         justify="right" if head in int8_rows.NUMERIC else "left", no_wrap=head in int8_rows.NUMERIC)
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+    if len(shown) < len(qrows):
+        more = len(qrows) - len(shown)
+        console.print(Text(f"  … {more} more layer{'s' if more != 1 else ''}: bisect -v and the HTML page show all",
+                           style="dim"))
+    console.print(Text(f"  {int8_rows.CAPTION}", style="dim"))
+    console.print()
 
 
 def render_summary_line(report: BisectReport) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -112,3 +113,94 @@ def test_eval_int8_runs_the_ptq_model_next_to_fp32(ptq_dir):
     assert set(r["metrics"]) == {"torch", "torch-cpu-int8", "ort-cpu-int8"}
     assert r["settings"]["int8_dir"] == str(ptq_dir) and r["settings"]["calibration_scenes"] == 0  # no ORT calibration
     assert any("Conv" in n for n in r["notes"]["ort-cpu-int8"])  # what ORT ran on the Q/DQ files, said
+
+
+def worst_first(q: dict) -> list[str]:
+    """Layers by input SQNR, lowest first; ties (the JSON keeps 0.01 dB) by weight SQNR, then name."""
+    return sorted(q, key=lambda n: (q[n]["input"]["sqnr_db"], q[n]["weight"]["sqnr_db"], n))
+
+
+def _terminal(report, verbose=False) -> str:
+    from rich.console import Console
+
+    from cp_debug.report.table import render_table
+
+    console = Console(record=True, width=200, color_system=None)
+    render_table(report, console, verbose=verbose)
+    return console.export_text()
+
+
+def _layer_lines(text: str, layers) -> list[str]:
+    """The layers in the order their rows appear in `text` (a layer named in a row of its own)."""
+    found = []
+    for line in text.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first in layers:
+            found.append(first)
+    return found
+
+
+def test_quantization_error_shows_in_the_table_worst_first(fp32_vs_int8):
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.int8_rows import TITLE
+
+    q = fp32_vs_int8["model"]["int8"]["quantization"]
+    worst = worst_first(q)
+    report = BisectReport.from_json(fp32_vs_int8)
+    out = _terminal(report)
+    section = out[out.index(TITLE):]
+    assert _layer_lines(section, q) == worst[:10]  # the worst ten, worst input SQNR first
+    assert f"… {len(q) - 10} more layers" in section
+    row = next(ln for ln in section.splitlines() if ln.split() and ln.split()[0] == worst[0])
+    w, i = q[worst[0]]["weight"], q[worst[0]]["input"]
+    assert f"{w['sqnr_db']:.1f}" in row and f"{i['sqnr_db']:.1f}" in row and "per-channel (axis 0) / per-tensor" in row
+    assert f"{100 * i['zeroed']:.3g}" in row
+    everything = _terminal(report, verbose=True)
+    assert _layer_lines(everything[everything.index(TITLE):], q) == worst and "more layers" not in everything
+
+
+def test_quantization_error_shows_in_the_html_with_probe_marks(fakequant_vs_qdq):
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.html import render_html
+
+    q = fakequant_vs_qdq["model"]["int8"]["quantization"]
+    worst = worst_first(q)
+    html = render_html(BisectReport.from_json(fakequant_vs_qdq))
+    section = html[html.index('<section id="int8-quantization">'):]
+    section = section[:section.index("</section>")]
+    layers = re.findall(r'<tr><td class="probe">([^<]+)</td>', section)
+    assert layers == worst  # every layer, worst first
+    # the refined run has the backbone's quantized convs as probes: their rows name the probe row
+    index = {p["name"]: p["index"] for p in fakequant_vs_qdq["probes"]}
+    probed = [n for n in q if n in index]
+    assert probed, "the refined run has no quantized layer among its probes"
+    for n in probed:
+        assert re.search(rf'<td class="probe">{re.escape(n)}</td>.*<td class="">#{index[n]}</td></tr>', section)
+
+
+def test_infinite_sqnr_renders_and_sorts_sanely(fp32_vs_int8):
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.int8_rows import quant_rows
+
+    d = json.loads(json.dumps(fp32_vs_int8))
+    q = d["model"]["int8"]["quantization"]
+    exact, dead = list(q)[:2]
+    q[exact]["input"]["sqnr_db"] = "inf"  # q(x) == x: how layer_quant_error writes it
+    q[dead]["input"]["sqnr_db"] = "-inf"  # an all-zero input
+    report = BisectReport.from_json(d)
+    rows = quant_rows(report)
+    assert rows[0].layer == dead and rows[-1].layer == exact
+    out = _terminal(report, verbose=True)
+    assert next(ln for ln in out.splitlines() if ln.split()[:1] == [exact]).split()[3] == "inf"
+    assert next(ln for ln in out.splitlines() if ln.split()[:1] == [dead]).split()[3] == "-inf"
+
+
+def test_a_report_without_int8_has_no_quantization_section(fp32_vs_int8):
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.html import render_html
+    from cp_debug.report.int8_rows import TITLE
+
+    d = json.loads(json.dumps(fp32_vs_int8))
+    del d["model"]["int8"]
+    report = BisectReport.from_json(d)
+    assert TITLE not in _terminal(report) and "int8-quantization" not in render_html(report)
