@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cp_debug.compare.parallel import run_parts, split, thread_count
+
 FP16_MAX = 65504.0
 
 
@@ -89,10 +91,20 @@ class TensorDiff:
                        _absmax(ref), _absmax(test), "shape_mismatch")
         if test is ref and np.issubdtype(ref.dtype, np.floating) and all_finite(ref):
             return cls._identical(name, ref)
-        acc = _Accumulator(tol)
         flat_r, flat_t = ref.reshape(-1), test.reshape(-1)
-        for lo in range(0, flat_r.size, _CHUNK):
-            acc.add(flat_r[lo:lo + _CHUNK], flat_t[lo:lo + _CHUNK])
+
+        def part(lo: int, hi: int) -> _Accumulator:
+            acc = _Accumulator(tol)
+            for a in range(lo, hi, _CHUNK):
+                b = min(hi, a + _CHUNK)
+                acc.add(flat_r[a:b], flat_t[a:b])
+            return acc
+
+        threads = thread_count() if flat_r.size >= _PARALLEL_MIN else 1
+        accs = run_parts(part, split(flat_r.size, threads, _CHUNK))
+        acc = accs[0]
+        for other in accs[1:]:
+            acc.merge(other)
         return acc.result(cls, name, tuple(ref.shape), tuple(test.shape))
 
     @classmethod
@@ -114,6 +126,7 @@ class TensorDiff:
 
 
 _CHUNK = 1 << 16  # elements per block: metrics stream in float64 over cache-sized blocks, no big temporaries
+_PARALLEL_MIN = 1 << 21  # elements from which a tensor's blocks are shared out over threads (compare/parallel.py)
 
 
 class _Accumulator:
@@ -164,6 +177,21 @@ class _Accumulator:
         np.maximum(a, 1e-12, out=a)
         np.divide(d, a, out=a)
         self.max_rel = max(self.max_rel, float(a.max()))
+
+    def merge(self, o: "_Accumulator") -> None:
+        """Fold another part's sums in (parts of one tensor, in order)."""
+        self.n += o.n
+        self.nan += o.nan
+        self.inf += o.inf
+        self.nonfinite_diff += o.nonfinite_diff
+        self.max_abs, self.max_rel = max(self.max_abs, o.max_abs), max(self.max_rel, o.max_rel)
+        self.ref_absmax, self.test_absmax = max(self.ref_absmax, o.ref_absmax), max(self.test_absmax, o.test_absmax)
+        self.sum_abs += o.sum_abs
+        self.sum_sq += o.sum_sq
+        self.ref_sq += o.ref_sq
+        self.test_sq += o.test_sq
+        self.dot += o.dot
+        self.beyond += o.beyond
 
     def _add_nonfinite(self, r: np.ndarray, t: np.ndarray, d: np.ndarray) -> None:
         self.nan += int(np.isnan(t).sum())

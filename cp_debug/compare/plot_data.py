@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from cp_debug.compare.diff import all_finite
+from cp_debug.compare.parallel import run_parts, split, thread_count
 from cp_debug.errors import BadInputError
 
 
@@ -88,11 +89,18 @@ def _channel_mean_error(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
     (no full-size temporaries); non-finite errors become inf."""
     B, C, H, W = ref.shape
     worst = np.zeros((H, W), np.float64)
-    acc = np.empty((H, W), np.float64)
-    for b in range(B):
-        acc.fill(0.0)
-        for c in range(C):
+
+    def channels(b: int, lo: int, hi: int) -> np.ndarray:
+        acc = np.zeros((H, W), np.float64)
+        for c in range(lo, hi):
             acc += _absdiff(ref[b, c], test[b, c], "error_heatmap")
+        return acc
+
+    threads = thread_count() if ref.size >= (1 << 21) else 1
+    for b in range(B):
+        acc = np.zeros((H, W), np.float64)
+        for part in run_parts(lambda lo, hi, b=b: channels(b, lo, hi), split(C, min(threads, C))):
+            acc += part
         acc /= C
         np.nan_to_num(acc, copy=False, nan=np.inf, posinf=np.inf)
         np.maximum(worst, acc, out=worst)

@@ -1,0 +1,53 @@
+"""Threads for the element-wise comparisons: numpy's ufuncs release the GIL, so a tensor's blocks can be
+compared on several cores at once. A bisect of awml-base at `--level all` spent most of its time in
+TensorDiff's float64 arithmetic on one core (H100 machine, torch-cuda,ort-cuda-fp16: 72 of 127 s).
+
+`CPDEBUG_COMPARE_THREADS` sets the count (default: the cores this process may use, at most 8); 1 = serial.
+Results do not depend on it beyond float64 summation order (parts are summed in a fixed order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+
+
+def thread_count() -> int:
+    env = os.environ.get("CPDEBUG_COMPARE_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """[lo, hi) ranges covering range(n) in `parts` pieces, boundaries on multiples of `align`."""
+    step = -(-n // parts)
+    step = -(-step // align) * align
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)] or [(0, 0)]
+
+
+def run_parts(fn: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> list[T]:
+    """fn(lo, hi) for each range, on the shared pool when there is more than one; results in range order."""
+    if len(ranges) <= 1:
+        return [fn(lo, hi) for lo, hi in ranges]
+    pool = _pool(len(ranges))
+    return list(pool.map(lambda r: fn(*r), ranges))
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < n:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False)
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cpdebug-compare"), n
+    return _POOL
