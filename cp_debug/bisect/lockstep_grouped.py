@@ -1,136 +1,133 @@
-"""The lockstep in whole-stage sessions: the same values as `lockstep.py`, a handful of sessions per stage.
+"""The lockstep in groups of segments: the values of `lockstep.py` from a few sessions per stage.
 
-On a GPU, building one ONNX Runtime session per segment and side dominates a lockstep run (awml-base at
-`--level all` on the H100: minutes, against seconds of inference). Here each side builds sessions of the
-whole stage instead (`cp_debug.graph.grouped`):
-- the reference: the stage with every probe and cut tensor exposed, run once (and once more for the noise
-  floor, when a probe asks for it);
-- each candidate, propagated: the same exposed stage on its own inputs;
-- each candidate, local: the stage with every cut opened, fed the reference's boundary values at once.
-FP16 candidates' values are rounded to float16 where they cross a cut, as in `lockstep.py`. What this costs is
-memory: every probe and boundary tensor of the stage is held at once per chain, where the segment lockstep holds
-those live across one cut. INT8 lanes (calibrated per segment) and graphs whose subgraphs read a cut tensor
-keep the segment lockstep.
+On a GPU, building one ONNX Runtime session per segment and side dominates a lockstep run. Here consecutive
+segments are grouped (`cp_debug.graph.grouped`) while the tensors a group exposes fit `budget_bytes`, and per
+group:
+- the reference runs the group's model (every member's probes and inner cut tensors as outputs), once — and
+  once more on its own second chain for the noise floor, where a probe asks for it;
+- each candidate runs the same model on its own values (propagated error), and the group with its inner cuts
+  opened on the reference's values (local error: every member alone on the reference's boundary, one run).
+FP16 candidates' values are rounded to float16 where they cross a cut, as in `lockstep.py`; tensors are dropped
+once no later group reads them. Memory: about three times a group's tensors per candidate, on top of what
+crosses the group's boundary. INT8 lanes (calibrated per segment) keep the segment lockstep.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import onnx
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.lockstep import Lane, ProbeValues, _as_stored, _identical
-from cp_debug.graph.grouped import CUT_SUFFIX, crossing_tensors, cut_model, cuts_openable, exposed_model
-from cp_debug.graph.plan import SegmentPlan, tensor_types
+from cp_debug.bisect.lockstep import Lane, Lockstep, ProbeValues, _as_stored, _share
+from cp_debug.graph import grouped as gg
+from cp_debug.graph.plan import SegmentPlan, segment_model
+
+DEFAULT_GROUP_BYTES = 1 << 30
 
 
-def grouped_supported(model: onnx.ModelProto, plan: SegmentPlan, lanes: Sequence[Lane]) -> bool:
-    if any(lane.spec.precision == "int8" for lane in lanes):
-        return False
-    return cuts_openable(model, plan)
+def grouped_supported(lanes: Sequence[Lane]) -> bool:
+    return not any(lane.spec.precision == "int8" for lane in lanes)
 
 
-class GroupedLockstep:
-    """Same interface as `lockstep.Lockstep` (`run`, `reference_values`, `plan`)."""
+class GroupedLockstep(Lockstep):
+    """`Lockstep` over groups of segments (see the module docstring); `plan` stays the segment plan."""
 
     def __init__(self, model: onnx.ModelProto, plan: SegmentPlan, reference: BackendSpec, lanes: list[Lane], *,
-                 determinism, noise: bool, local: bool, progress=None, stop_after_probes: bool = False):
-        self.model = model
-        self.plan = plan
-        self.reference = reference
-        self.lanes = lanes
-        self.det = determinism
-        self.noise = noise
-        self.local = local
-        self.progress = progress
-        self.types = tensor_types(model)
-        self.probes = [t for seg in plan.segments for t in seg.probes]
-        self.crossing = crossing_tensors(plan)
-        wanted = list(dict.fromkeys([*self.probes, *self.crossing, *plan.graph_outputs]))
-        self.exposed = exposed_model(model, wanted, self.types)
-        self._cut = None
+                 determinism, noise: bool, local: bool, progress=None, stop_after_probes: bool = False,
+                 budget_bytes: int = DEFAULT_GROUP_BYTES):
+        super().__init__(model, plan, reference, lanes, determinism=determinism, noise=noise, local=local,
+                         progress=progress, stop_after_probes=stop_after_probes)
+        self.budget_bytes = budget_bytes
+        self.groups: list[list] = []
 
     def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], bool],
             label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-        feed = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
-        with self._step(f"{label}reference (whole stage, {len(self.probes)} probes exposed)"):
-            with self._runner(self.reference, self.exposed, {}) as ref_runner:
-                ref = ref_runner.infer(feed)
-                noise_runner_feed = feed
-                propagated, local = {}, {}
-                for lane in self.lanes:
-                    with self._step(f"{label}{lane.label} (whole stage)"):
-                        propagated[lane.label], local[lane.label] = self._lane(lane, ref, feed)
-                values = [ProbeValues(t, ref[t], None, {lb: propagated[lb][t] for lb in propagated},
-                                      {lb: (local[lb][t] if local[lb] is not None else
-                                            (propagated[lb][t] if self.local else None)) for lb in local},
-                                      self.plan.upstream.get(t, ())) for t in self.probes]
-                wants_noise = [on_probe(v) for v in values]
-                if self.noise and any(wants_noise):
-                    with self._step(f"{label}reference again (noise floor)"):
-                        again = ref_runner.infer(noise_runner_feed)
-                    for v, wants in zip(values, wants_noise):
-                        if wants:
-                            on_probe(ProbeValues(v.tensor, v.reference, again[v.tensor], v.propagated, v.local,
-                                                 v.upstream))
-        outs = self.plan.graph_outputs
+        ref_env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
+        types = gg.static_types(self.model, gg.shapes_of(ref_env))
+        self.groups = self._split_unopenable(gg.group_segments(self.plan, types, self.budget_bytes))
+        last_group = {}
+        for gi, members in enumerate(self.groups):
+            for s in members:
+                last_group[s.index] = gi
+        last_use = {t: (last_group[s] if s in last_group else len(self.groups)) for t, s in self.plan.last_use.items()}
+        noise_env = dict(ref_env) if self.noise else None
         for lane in self.lanes:
-            lane.env = {t: propagated[lane.label][t] for t in outs if t in propagated[lane.label]}
-        return {t: ref[t] for t in outs if t in ref}, {lane.label: lane.env for lane in self.lanes}
+            lane.env = {t: _share(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
+        n = len(self.groups)
+        for gi, members in enumerate(self.groups):
+            seg = gg.merge_segments(self.model, members, gi)
+            first, last = members[0].index + 1, members[-1].index + 1
+            text = f"{label}segments {first}-{last} of {len(self.plan.segments)} (group {gi + 1}/{n})"
+            with (self.progress.step(text) if self.progress else _null()):
+                self._group(members, seg, ref_env, noise_env, on_probe)
+            for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
+                if env is not None:
+                    for t in [t for t in env if last_use.get(t, -1) <= gi]:
+                        del env[t]
+        outs = self.plan.graph_outputs
+        return ({t: ref_env[t] for t in outs if t in ref_env},
+                {lane.label: {t: lane.env[t] for t in outs if t in lane.env} for lane in self.lanes})
 
-    def reference_values(self, ref_feed: dict[str, np.ndarray], tensors: Sequence[str]) -> dict[str, np.ndarray]:
-        feed = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
-        with self._runner(self.reference, self.exposed, {}) as r:
-            out = r.infer(feed)
-        got = {t: out[t] for t in tensors if t in out}
-        got.update({t: feed[t] for t in tensors if t in feed})
-        return got
+    def _split_unopenable(self, groups: list[list]) -> list[list]:
+        """Groups whose inner cuts a subgraph reads run their segments one by one (rare: If/Loop bodies)."""
+        out = []
+        for g in groups:
+            out += [g] if gg.cuts_openable(self.model, g) else [[s] for s in g]
+        return out
 
-    # -- one candidate -----------------------------------------------------------------------------------
-    def _lane(self, lane: Lane, ref: dict, ref_feed: dict) -> tuple[dict, dict | None]:
-        t0 = time.perf_counter()
-        lane_in = {t: np.asarray(lane.env[t]) for t in self.plan.graph_inputs}
-        with self._runner(lane.spec, self.exposed, lane.runner_kwargs) as r:
-            prop = _as_stored(lane.spec, r.infer(lane_in))
-            self._record(lane, r)
-        prop = {t: (ref[t] if t in ref and _identical(v, ref[t]) else v) for t, v in prop.items()}
-        same = all(prop[t] is ref[t] for t in self.crossing if t in prop) and all(
-            _identical(lane_in[t], ref_feed[t]) for t in lane_in)
-        local = None
-        if self.local and not same:
-            cut = self._cut_model(ref)
-            feed = dict(_as_stored(lane.spec, {t: ref_feed[t] for t in self.plan.graph_inputs}, copy=True))
-            feed.update({t + CUT_SUFFIX: v for t, v in
-                         _as_stored(lane.spec, {t: ref[t] for t in self.crossing if t + CUT_SUFFIX in cut[1]},
-                                    copy=True).items()})
-            with self._runner(lane.spec, cut[0], lane.runner_kwargs) as r:  # facts: the exposed session's only
-                local = _as_stored(lane.spec, r.infer(feed))
-        lane.seconds += time.perf_counter() - t0
-        return prop, local
+    def _group(self, members: list, seg, ref_env: dict, noise_env: dict | None, on_probe) -> None:
+        ref_in = {t: ref_env[t] for t in seg.inputs}
+        model = segment_model(self.model, self.plan, seg, ref_in, self.types, self._inits)
+        cuts = gg.inner_cuts(self.model, members)
+        with self._runner(self.reference, model, {}, None) as ref_runner:
+            ref_out = ref_runner.infer(ref_in)
+            ref_env.update(ref_out)
+            local: dict[str, dict | None] = {}
+            opened = None
+            for lane in self.lanes:
+                t0 = time.perf_counter()
+                lane_in = {t: lane.env[t] for t in seg.inputs}
+                with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
+                                  None) as r:
+                    out = {t: _share(v, ref_out[t]) for t, v in _as_stored(lane.spec, r.infer(lane_in)).items()}
+                    self._record(lane, r)
+                same = all(lane_in[t] is ref_in[t] for t in seg.inputs) and all(out[t] is ref_out[t] for t in cuts)
+                local[lane.label] = None
+                if self.local and not same:
+                    if opened is None:
+                        opened = gg.open_cuts(model, self.model, members, gg.shapes_of({t: ref_out[t] for t in cuts}))
+                    feed = {**_as_stored(lane.spec, ref_in, copy=True),
+                            **{t + gg.CUT_SUFFIX: v for t, v in
+                               _as_stored(lane.spec, {t: ref_out[t] for t in cuts}, copy=True).items()}}
+                    with self._runner(lane.spec, opened, lane.runner_kwargs, None) as r:  # facts: the deployed model's
+                        local[lane.label] = _as_stored(lane.spec, r.infer(feed))
+                lane.env.update(out)
+                lane.seconds += time.perf_counter() - t0
+            values = [ProbeValues(
+                t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
+                {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
+                self.plan.upstream.get(t, ())) for t in seg.probes]
+            wants_noise = [on_probe(v) for v in values]
+            if noise_env is None:
+                return
+            if any(wants_noise):
+                noise_out = ref_runner.infer({t: noise_env[t] for t in seg.inputs})
+                noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
+                for v in values:
+                    on_probe(replace(v, noise=noise_env[v.tensor]))
+            else:
+                noise_env.update(ref_out)
 
-    def _cut_model(self, ref: dict):
-        if self._cut is None:
-            outs = list(dict.fromkeys([*self.probes, *self.plan.graph_outputs]))
-            shapes = {t: np.shape(ref[t]) for t in self.crossing if t in ref}
-            m = cut_model(self.model, self.plan, self.types, outs, shapes)
-            self._cut = (m, {i.name for i in m.graph.input})
-        return self._cut
 
-    def _runner(self, spec: BackendSpec, model, kwargs: dict):
-        from cp_debug.backends.ort_runner import OrtRunner
+class _null:
+    def __enter__(self):
+        return self
 
-        return OrtRunner(model, spec, determinism=self.det, spinning=False, check_model=False, **kwargs)
+    def __exit__(self, *exc):
+        return False
 
-    def _step(self, text: str):
-        import contextlib
 
-        return self.progress.step(text) if self.progress else contextlib.nullcontext()
-
-    @staticmethod
-    def _record(lane: Lane, runner) -> None:
-        from cp_debug.bisect.lockstep import Lockstep
-
-        Lockstep._record(lane, runner)

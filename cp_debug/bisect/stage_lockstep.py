@@ -44,7 +44,8 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
     grouped = _grouped(run, model, plan, lanes)
     runner = grouped_cls(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
-                         local=run.opts.local, progress=run.progress, stop_after_probes=refine) if grouped else \
+                         local=run.opts.local, progress=run.progress, stop_after_probes=refine,
+                         budget_bytes=max(64 << 20, (run.opts.memory_budget_mb << 20) // 2)) if grouped else \
         ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
                         local=run.opts.local, progress=run.progress, stop_after_probes=refine)
     by_label = {s.label: s for s in states}
@@ -81,8 +82,8 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         s.int8_amax.update(lane.amax)
         s.seconds += lane.seconds
     if not refine:
-        run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in whole-stage sessions" if grouped
-                                  else f"lockstep, {len(plan.segments)} segments")
+        run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in {len(runner.groups)} group sessions"
+                                  if grouped else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs
 
 
@@ -96,4 +97,4 @@ def _grouped(run: RunState, model, plan, lanes) -> bool:
     on_cuda = run.ref_spec.device == "cuda" or any(lane.spec.device == "cuda" for lane in lanes)
     if mode == "auto" and not on_cuda:
         return False
-    return grouped_supported(model, plan, lanes)
+    return grouped_supported(lanes)

@@ -1,92 +1,129 @@
-"""A stage's segment plan as two whole-stage models, for one session each instead of one per segment.
+"""Consecutive segments of a plan run as one session: groups, and each group's two models.
 
-`exposed_model` is the stage with every probe and every tensor that crosses a cut added to its outputs: one
-run gives every segment's boundary and probe values (the reference's, or a candidate's propagated ones).
-`cut_model` is the stage with every cut *opened*: a node that reads a tensor an earlier segment made reads a
-graph input `<tensor>::cut` instead, so each segment runs on whatever is fed there. Fed the reference's boundary
-values, one run gives every segment's local values at once — what the segment-by-segment lockstep gets from
-one session per segment. Used by `cp_debug.bisect.lockstep_grouped` on GPUs, where building a session per
-segment dominates the run.
+A group is a run of consecutive segments (`group_segments`, sized so that the tensors it exposes stay under
+a byte budget). `merge_segments` makes it one `Segment` whose outputs are every member's outputs — its probes
+and the tensors that cross the cuts inside it — so the group's model (`graph.plan.segment_model`) gives in one
+run what the members' models give one by one. `open_cuts` turns that model into the *local* one: a node that
+reads a tensor an earlier member made reads a graph input `<tensor>::cut` instead, so each member runs on
+whatever is fed there — fed the reference's values, one run gives every member's local values at once.
+Used by `cp_debug.bisect.lockstep_grouped` on GPUs, where building a session per segment is expensive.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
-from cp_debug.graph.plan import SegmentPlan, _node_reads
+from cp_debug.graph.plan import Segment, SegmentPlan, _node_reads
 
 CUT_SUFFIX = "::cut"
 
 
-def crossing_tensors(plan: SegmentPlan) -> tuple[str, ...]:
-    """Tensors an earlier segment produces and a later one reads (not graph inputs), in plan order."""
-    graph_inputs = set(plan.graph_inputs)
-    return tuple(dict.fromkeys(t for seg in plan.segments for t in seg.inputs if t not in graph_inputs))
+def tensor_bytes(types: dict[str, onnx.TypeProto], tensor: str) -> int:
+    """Bytes of a tensor whose inferred shape is static (0 when unknown)."""
+    t = types.get(tensor)
+    if t is None or not t.tensor_type.HasField("shape"):
+        return 0
+    n = 1
+    for d in t.tensor_type.shape.dim:
+        if not d.HasField("dim_value"):
+            return 0
+        n *= d.dim_value
+    size = {onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.INT64: 8}
+    return n * size.get(t.tensor_type.elem_type, 4)
 
 
-def exposed_model(model: onnx.ModelProto, tensors: list[str] | tuple[str, ...],
-                  types: dict[str, onnx.TypeProto]) -> onnx.ModelProto:
-    """`model` with `tensors` added to its outputs (typed from `types` where known)."""
+def group_segments(plan: SegmentPlan, types: dict[str, onnx.TypeProto], budget_bytes: int) -> list[list[Segment]]:
+    """Consecutive segments, grouped while the tensors they expose (outputs: probes and cut tensors) stay
+    within `budget_bytes`; a segment over the budget is a group of its own."""
+    groups: list[list[Segment]] = []
+    size = 0
+    for seg in plan.segments:
+        b = sum(tensor_bytes(types, t) for t in seg.outputs)
+        if groups and size + b <= budget_bytes:
+            groups[-1].append(seg)
+            size += b
+        else:
+            groups.append([seg])
+            size = b
+    return groups
+
+
+def merge_segments(model: onnx.ModelProto, members: list[Segment], index: int) -> Segment:
+    """One Segment for consecutive `members`: their nodes, the tensors they read from before the group, every
+    member's outputs and probes."""
+    nodes = model.graph.node
+    made: set[str] = set()
+    inputs: list[str] = []
+    for seg in members:
+        inputs += [t for t in seg.inputs if t not in made]
+        made.update(t for k in seg.nodes for t in nodes[k].output if t)
+    return Segment(index, tuple(k for s in members for k in s.nodes), tuple(dict.fromkeys(inputs)),
+                   tuple(dict.fromkeys(t for s in members for t in s.outputs)),
+                   tuple(dict.fromkeys(t for s in members for t in s.probes)))
+
+
+def inner_cuts(model: onnx.ModelProto, members: list[Segment]) -> tuple[str, ...]:
+    """Tensors a member reads that an earlier member of the group made."""
+    nodes = model.graph.node
+    made: set[str] = set()
+    out: list[str] = []
+    for seg in members:
+        out += [t for t in seg.inputs if t in made]
+        made.update(t for k in seg.nodes for t in nodes[k].output if t)
+    return tuple(dict.fromkeys(out))
+
+
+def cuts_openable(model: onnx.ModelProto, members: list[Segment]) -> bool:
+    """False when a subgraph (If/Loop body) reads an inner cut tensor, which renaming node inputs cannot open."""
+    cuts = set(inner_cuts(model, members))
+    nodes = model.graph.node
+    return not any((set(_node_reads(nodes[k])) - set(nodes[k].input)) & cuts for s in members for k in s.nodes)
+
+
+def open_cuts(group_model: onnx.ModelProto, stage_model: onnx.ModelProto, members: list[Segment],
+              shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """`group_model` (`segment_model` of `merge_segments(members)`) with every inner cut opened; each opened
+    input shaped as the array that will feed it (`shapes`)."""
+    cuts = set(inner_cuts(stage_model, members))
+    member_of = [i for i, s in enumerate(members) for _ in s.nodes]  # the group model's non-Constant nodes
+    made_in = {t: i for i, s in enumerate(members) for k in s.nodes for t in stage_model.graph.node[k].output if t}
     m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for t in dict.fromkeys(tensors):
-        if t in have:
-            continue
-        vi = _value_info(t, t, types)
-        m.graph.output.append(vi)
-    return m
-
-
-def cuts_openable(model: onnx.ModelProto, plan: SegmentPlan) -> bool:
-    """False when a subgraph (If/Loop body) reads a crossing tensor, which a rename of node inputs cannot open."""
-    crossing = set(crossing_tensors(plan))
-    return not any((set(_node_reads(n)) - set(n.input)) & crossing for n in model.graph.node)
-
-
-def cut_model(model: onnx.ModelProto, plan: SegmentPlan, types: dict[str, onnx.TypeProto],
-              outputs: list[str] | tuple[str, ...], shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto | None:
-    """The stage with every cut opened (see the module docstring), with `outputs` as its outputs; each opened
-    input shaped as the array that will feed it (`shapes`). None when the cuts cannot be opened
-    (`cuts_openable`)."""
-    crossing = set(crossing_tensors(plan))
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    nodes = m.graph.node
-    seg_of = {k: seg.index for seg in plan.segments for k in seg.nodes}
-    made_in = {t: seg.index for seg in plan.segments for k in seg.nodes for t in model.graph.node[k].output if t}
+    m.CopyFrom(group_model)
+    body = [n for n in m.graph.node if n.op_type != "Constant"]
+    if len(body) != len(member_of):
+        raise ValueError("open_cuts: the group model's nodes are not the members' nodes")
     opened: list[str] = []
-    for k, node in enumerate(nodes):
-        s = seg_of.get(k)
-        if s is None:  # Constant nodes: not part of any segment, read where needed
-            continue
-        sub_reads = set(_node_reads(node)) - set(node.input)
-        if sub_reads & crossing:
-            return None
+    for node, i in zip(body, member_of):
         for j, t in enumerate(node.input):
-            if t in crossing and made_in.get(t, s) < s:
+            if t in cuts and made_in.get(t, i) < i:
                 node.input[j] = t + CUT_SUFFIX
                 opened.append(t)
+    types = {vi.name: vi.type for vi in m.graph.output}
     for t in dict.fromkeys(opened):
-        vi = _value_info(t + CUT_SUFFIX, t, types, shapes.get(t))
+        vi = onnx.ValueInfoProto(name=t + CUT_SUFFIX)
+        vi.type.tensor_type.elem_type = (types[t].tensor_type.elem_type if t in types
+                                         else onnx.TensorProto.FLOAT)
+        for d in shapes[t]:
+            vi.type.tensor_type.shape.dim.add().dim_value = int(d)
         m.graph.input.append(vi)
-    del m.graph.output[:]
-    for t in dict.fromkeys(outputs):
-        vi = _value_info(t, t, types)
-        m.graph.output.append(vi)
     return m
 
 
-def _value_info(name: str, tensor: str, types: dict[str, onnx.TypeProto],
-                shape: tuple[int, ...] | None = None) -> onnx.ValueInfoProto:
-    """Typed by element type (shape inference's shapes of inner tensors can be missing or symbolic); shaped only
-    when `shape` is given (an input: ONNX Runtime checks what is fed against it)."""
-    vi = onnx.ValueInfoProto(name=name)
-    t = types.get(tensor)
-    vi.type.tensor_type.elem_type = (t.tensor_type.elem_type if t is not None and t.tensor_type.elem_type
-                                     else onnx.TensorProto.FLOAT)
-    if shape is not None:
-        dims = vi.type.tensor_type.shape
-        for d in shape:
-            dims.dim.add().dim_value = int(d)
-    return vi
+def shapes_of(values: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    return {t: tuple(np.shape(v)) for t, v in values.items()}
+
+
+def static_types(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> dict[str, onnx.TypeProto]:
+    """Inferred types with the graph inputs fixed to `shapes` (concrete sizes where the file has symbols)."""
+    from cp_debug.graph.plan import tensor_types
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape
+            del dims.dim[:]
+            for d in shapes[vi.name]:
+                dims.dim.add().dim_value = int(d)
+    return tensor_types(m)

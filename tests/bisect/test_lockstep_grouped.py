@@ -13,8 +13,9 @@ from cp_debug.bisect.loaders import torch_subject
 from cp_debug.bisect.lockstep import Lane, Lockstep
 from cp_debug.bisect.lockstep_grouped import GroupedLockstep
 from cp_debug.determinism import Determinism
-from cp_debug.graph.grouped import CUT_SUFFIX, crossing_tensors, cut_model
-from cp_debug.graph.plan import plan_segments, tensor_types
+from cp_debug.graph.grouped import (CUT_SUFFIX, group_segments, inner_cuts, merge_segments, open_cuts,
+                                    static_types, tensor_bytes)
+from cp_debug.graph.plan import plan_segments, segment_model, tensor_types
 from tests.graph.models import residual_model
 
 PLANTED = Path(__file__).with_name("planted.py")
@@ -48,20 +49,36 @@ def test_grouped_values_are_the_segment_lockstep_values():
     assert set(ls.reference_values({"x": x}, ["b", "x"])) == {"b", "x"}
 
 
-def test_opened_cuts_read_graph_inputs():
+def test_groups_and_opened_cuts():
     model = residual_model()
     plan = plan_segments(model, ["a", "b", "c"])
-    crossing = crossing_tensors(plan)
-    cut = cut_model(model, plan, tensor_types(model), ["a", "b", "c"], {t: (1, 4, 8, 8) for t in crossing})
-    assert crossing == ("a", "b", "c")
-    assert {i.name for i in cut.graph.input} == {"x"} | {t + CUT_SUFFIX for t in crossing}
-    seg_of = {k: s.index for s in plan.segments for k in s.nodes}
-    made_in = {t: seg_of[k] for k, n in enumerate(model.graph.node) if k in seg_of for t in n.output}
-    for k, node in enumerate(cut.graph.node):  # no node reads a tensor another segment made
-        for t in node.input:
-            assert t not in made_in or made_in[t] == seg_of[k], (node.name, t)
-    assert [n.input[1] for n in cut.graph.node if n.name == "add_y"] == ["a" + CUT_SUFFIX]
-    assert [o.name for o in cut.graph.output] == ["a", "b", "c"]
+    types = static_types(model, {"x": (1, 4, 8, 8)})
+    assert tensor_bytes(types, "a") == 4 * 4 * 8 * 8
+    assert [[s.index for s in g] for g in group_segments(plan, types, 1 << 20)] == [[0, 1, 2, 3]]
+    assert [[s.index for s in g] for g in group_segments(plan, types, 2100)] == [[0, 1], [2, 3]]
+    members = plan.segments
+    seg = merge_segments(model, members, 0)
+    assert seg.inputs == ("x",) and seg.probes == ("a", "b", "c") and set(seg.outputs) == {"a", "b", "c", "y"}
+    assert inner_cuts(model, members) == ("a", "b", "c")
+    group = segment_model(model, plan, seg, {"x": np.zeros((1, 4, 8, 8), np.float32)}, tensor_types(model))
+    opened = open_cuts(group, model, members, {t: (1, 4, 8, 8) for t in "abc"})
+    assert {i.name for i in opened.graph.input} == {"x"} | {t + CUT_SUFFIX for t in "abc"}
+    reads = {n.name: list(n.input) for n in opened.graph.node}
+    assert reads["relu_b"] == ["a" + CUT_SUFFIX] and reads["add_y"] == ["c" + CUT_SUFFIX, "a" + CUT_SUFFIX]
+    assert reads["conv_a"][0] == "x"  # the first member reads the group's own input
+
+
+def test_one_segment_a_group_is_the_segment_lockstep():
+    model = residual_model()
+    x = np.random.default_rng(2).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    plan = plan_segments(model, ["a", "b", "c"])
+    seg, *_ = _run(Lockstep, model, plan, x)
+    small, *_, ls = _run(lambda *a, **k: GroupedLockstep(*a, budget_bytes=1, **k), model, plan, x)
+    assert len(ls.groups) == len(plan.segments)
+    for t in "abc":
+        for lab in ("ort-cpu-fp16",):
+            np.testing.assert_array_equal(small[t].propagated[lab], seg[t].propagated[lab])
+            np.testing.assert_array_equal(small[t].local[lab], seg[t].local[lab])
 
 
 def _engine(subject, backends: str, **opts) -> BisectEngine:
@@ -78,8 +95,8 @@ def test_grouped_engine_finds_the_planted_fp16_overflow_as_the_segment_lockstep(
     seg = _engine(subject, "ort,ort-cpu-fp16", lockstep_mode="segments").run()
     engine = _engine(subject, "ort,ort-cpu-fp16", lockstep_mode="grouped")
     grp = engine.run()
-    assert grp.settings["execution"][stage].endswith("in whole-stage sessions")
-    assert not seg.settings["execution"][stage].endswith("in whole-stage sessions")
+    assert grp.settings["execution"][stage].endswith("segments in 1 group sessions")
+    assert not seg.settings["execution"][stage].endswith("group sessions")
     a, b = seg.candidates[0], grp.candidates[0]
     assert b.root_cause.probe == a.root_cause.probe == "body.2.1" and "FP16 range" in b.root_cause.hint
     assert b.first_divergent == a.first_divergent and b.path == a.path
