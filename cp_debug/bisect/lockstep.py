@@ -225,8 +225,11 @@ def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = Fa
     cut would skip the float16 rounding (and overflow to inf) that every tensor of the deployed graph gets —
     and ONNX Runtime's CPU provider even drops the Cast pairs it inserts itself around float32-only kernels.
     Rounded in place (a runner's fresh outputs) unless `copy` (arrays someone else holds: the reference's).
+    A CUDA runner's own outputs are left as they are: the CUDA EP keeps the Casts, so a float16 node's output
+    already is a float16 value, and a node the transform kept in float32 holds float32 as deployed (rounding
+    them again cost 13 s of an awml-base `--level all` run on the H100).
     """
-    if spec.precision != "fp16":
+    if spec.precision != "fp16" or (spec.device == "cuda" and not copy):
         return values
     from cp_debug.precision.rounding import as_fp16_stored
 

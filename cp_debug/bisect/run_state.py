@@ -37,9 +37,9 @@ class BisectOptions:
     memory_budget_mb: int = 2048
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
-    # how the lockstep runs: "segments" (a session per segment), "grouped" (whole-stage sessions, see
-    # lockstep_grouped.py), "auto" (grouped where a side runs on CUDA, where sessions are expensive)
-    lockstep_mode: str = "auto"
+    # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of segments sized by the
+    # memory budget, a session each: lockstep_grouped.py)
+    lockstep_mode: str = "segments"
 
 
 @dataclass

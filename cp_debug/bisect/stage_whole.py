@@ -22,6 +22,9 @@ from cp_debug.bisect.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
 
+MIN_CHUNK_BYTES = 64 << 20  # below this, more runs cost more than the memory they save
+
+
 def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
                       capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None):
     """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX)."""
@@ -65,72 +68,78 @@ def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[Pr
 
 
 def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, capture: bool) -> dict:
-    """Run the reference over stage i with `sp` exposed and keep their values (torch: inputs too)."""
+    """Run the reference over stage i with `sp` exposed and keep their values (torch: inputs too).
+
+    A torch reference streams its probe values into the store as its hooks produce them, and its noise-floor
+    run compares each with the store as it comes: the stage's probes are never all in memory at once (awml-base
+    at `--level all`: 8.7 GB of probe tensors a run). Other references hold one run's outputs at a time."""
     st = run.subject.stages[i]
     feed = run.ref_feeds[i]
+    modules = {p.name for p in sp if p.kind == "module"}
+    streaming = run.ref_spec.framework == "torch"
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
+        if streaming:
+            def keep(key: str, arr: np.ndarray) -> None:
+                if key in modules or (capture and ":in" in key):
+                    run.store.put(key, arr)
+            runner.on_probe = keep
         with runner:
             out = runner.infer(feed)
-            again = runner.infer(feed) if noise else None
-    vals = probe_values(st, run.ref_spec, out, sp, feed)
-    for name, v in vals.items():
-        run.store.put(name, v)
-    if capture:
-        for key, v in out.items():
-            if ":in" in key:
-                run.store.put(key, v)
-    if again is not None:
-        vals2 = probe_values(st, run.ref_spec, again, sp, feed)
-        for name, v in vals.items():
-            if name in vals2:
-                run.noise[name] = TensorDiff.from_arrays(name, v, vals2[name])
+            for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
+                run.store.put(name, v)
+            if capture and not streaming:
+                for key, v in out.items():
+                    if ":in" in key:
+                        run.store.put(key, v)
+            stage_out = {k: out[k] for k in st.output_names}
+            del out
+            if noise:
+                def against_store(name: str, v: np.ndarray) -> None:
+                    if name in run.store and name in {p.name for p in sp}:
+                        run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
+                if streaming:
+                    runner.on_probe = against_store
+                again = runner.infer(feed)
+                for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
+                    against_store(name, v)
+                del again
     run.execution.setdefault(st.name, "whole stage, probes exposed")
-    return {k: out[k] for k in st.output_names}
+    return stage_out
 
 
 def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict) -> dict:
-    """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors."""
+    """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors.
+
+    An ONNX candidate whose probe tensors would not fit half the memory budget together runs the stage once per
+    chunk of probes that does (each run exposes only its chunk): more inferences, bounded memory."""
     st = run.subject.stages[i]
     spec = state.spec
-    with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes)"):
-        runner = make_stage_runner(run, spec, st, sp, calib=run.calib(i))
-        with runner:
-            out = runner.infer(feed)
-            rep = runner.precision_report()
-            if rep is not None:
-                merge_precision(state, st.name, rep)
-            state.settings.setdefault(st.name, runner.settings())
-            if getattr(runner, "int8_model", None) is not None:
-                note, done = f"{state.label} runs the --int8 Q/DQ graph whole (no lockstep)", run.execution.get(st.name, "")
-                run.execution[st.name] = done if note in done else f"{done or 'whole stage, probes exposed'}; {note}"
-            if hasattr(runner, "quant_amax"):
-                with contextlib.suppress(Exception):
-                    state.int8_amax.update(runner.quant_amax() or {})
-            vals = probe_values(st, spec, out, sp, feed)
-            stage_out = {k: out[k] for k in st.output_names}
-            del out
-            diffs = {}
-            for p in sp:
-                if p.name not in run.store:
-                    continue
-                if p.name not in vals:
-                    gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
-                    lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
-                    note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
-                    state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
-                    continue
-                ref = run.store.get(p.name)
-                d = TensorDiff.from_arrays(p.name, ref, vals[p.name], run.tolerance(state, p.name))
-                diffs[p.name] = d
-                keep_plot(state, p.name, ref, vals[p.name])
-                vals.pop(p.name)
-            local = local_errors(run, state, i, sp, runner) if run.opts.local else {}
-    pm = st.probe_map() if spec.framework != "torch" else None
-    exposed = tuple(pm.tensors[p.name] for p in sp if p.kind == "module" and p.name in pm.tensors) if pm else ()
+    chunks = probe_chunks(run, spec, sp)
+    runs = f", {len(chunks)} runs" if len(chunks) > 1 else ""
+    diffs: dict[str, TensorDiff] = {}
+    exposed: dict[str, tuple[str, ...]] = {}  # probe -> the tensors exposed in the run that measured it
+    stage_out: dict | None = None
+    local: dict = {}
+    with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"):
+        for k, chunk in enumerate(chunks):
+            runner = make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+            with runner:
+                out = runner.infer(feed)
+                if k == 0:
+                    _describe(run, state, st, runner)
+                vals = probe_values(st, spec, out, chunk, feed)
+                if stage_out is None:
+                    stage_out = {n: out[n] for n in st.output_names}
+                del out
+                _compare(run, state, st, chunk, vals, runner, diffs)
+                del vals
+                exposed.update({p.name: _exposed(st, spec, chunk) for p in chunk})
+                if k == len(chunks) - 1 and run.opts.local:
+                    local = local_errors(run, state, i, sp, runner)
     for p in sp:
         if p.name in diffs:
-            run.exposed[p.name] = exposed
+            run.exposed[p.name] = exposed[p.name]
             loc, _ = local.get(p.name, (None, ()))
             state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
     for name, (_, upstream) in local.items():
@@ -138,3 +147,62 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
             state.results[name] = replace(state.results[name],
                                           amplification=amplification(state, name, upstream))
     return stage_out
+
+
+def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[list[ProbeSpec]]:
+    """`sp` in consecutive chunks whose reference values fit half the memory budget (ONNX candidates; a torch
+    candidate runs them all in one pass)."""
+    if spec.framework == "torch":
+        return [sp]
+    budget = max(MIN_CHUNK_BYTES, (run.opts.memory_budget_mb << 20) // 2)
+    size = {p.name: (run.store.get(p.name).nbytes if p.name in run.store else 0) for p in sp}
+    if sum(size.values()) <= budget:
+        return [sp]
+    chunks: list[list[ProbeSpec]] = []
+    used = 0
+    for p in sp:
+        if chunks and used + size[p.name] <= budget:
+            chunks[-1].append(p)
+            used += size[p.name]
+        else:
+            chunks.append([p])
+            used = size[p.name]
+    return chunks
+
+
+def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
+    pm = st.probe_map() if spec.framework != "torch" else None
+    return tuple(pm.tensors[p.name] for p in chunk if p.kind == "module" and p.name in pm.tensors) if pm else ()
+
+
+def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:
+    """Precision, settings, INT8 facts of a candidate's stage runner, into its state."""
+    rep = runner.precision_report()
+    if rep is not None:
+        merge_precision(state, st.name, rep)
+    state.settings.setdefault(st.name, runner.settings())
+    if getattr(runner, "int8_model", None) is not None:
+        note, done = f"{state.label} runs the --int8 Q/DQ graph whole (no lockstep)", run.execution.get(st.name, "")
+        run.execution[st.name] = done if note in done else f"{done or 'whole stage, probes exposed'}; {note}"
+    if hasattr(runner, "quant_amax"):
+        with contextlib.suppress(Exception):
+            state.int8_amax.update(runner.quant_amax() or {})
+
+
+def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeSpec], vals: dict, runner,
+             diffs: dict) -> None:
+    """Each probe of `chunk` against the store (missing ones recorded as such); values popped as compared."""
+    spec = state.spec
+    for p in chunk:
+        if p.name not in run.store:
+            continue
+        if p.name not in vals:
+            gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
+            lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
+            note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
+            state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
+            continue
+        ref = run.store.get(p.name)
+        diffs[p.name] = TensorDiff.from_arrays(p.name, ref, vals[p.name], run.tolerance(state, p.name))
+        keep_plot(state, p.name, ref, vals[p.name])
+        vals.pop(p.name)

@@ -51,8 +51,8 @@ def bisect(
                                                help="Reference tensors kept in memory, in MiB; past it they go to "
                                                     "disk (0 = every reference tensor on disk).")] = 2048,
     lockstep_mode: Annotated[str, typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
-                                               "per segment, least memory), 'grouped' (whole-stage sessions, every probe "
-                                               "held at once), 'auto' (grouped where a side runs on CUDA).")] = "auto",
+                                               "per segment, least memory) or 'grouped' (consecutive segments in one "
+                                               "session while they fit half the memory budget).")] = "segments",
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
     parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
@@ -79,8 +79,8 @@ def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_d
     from cp_debug.errors import BadInputError
 
     pairs = parse_backends(backends)
-    if lockstep_mode not in ("auto", "segments", "grouped"):
-        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use auto, segments or grouped")
+    if lockstep_mode not in ("segments", "grouped"):
+        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use segments or grouped")
     given = [x for x in (recipe, torch_model, onnx_model) if x]
     if len(given) > 1:
         raise BadInputError("give one model: --recipe, --torch or --onnx")

@@ -6,7 +6,7 @@ and the tensors that cross the cuts inside it — so the group's model (`graph.p
 run what the members' models give one by one. `open_cuts` turns that model into the *local* one: a node that
 reads a tensor an earlier member made reads a graph input `<tensor>::cut` instead, so each member runs on
 whatever is fed there — fed the reference's values, one run gives every member's local values at once.
-Used by `cp_debug.bisect.lockstep_grouped` on GPUs, where building a session per segment is expensive.
+Used by `cp_debug.bisect.lockstep_grouped` (`cpdebug bisect --lockstep-mode grouped`).
 """
 
 from __future__ import annotations
