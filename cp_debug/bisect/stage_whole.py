@@ -22,7 +22,10 @@ from cp_debug.bisect.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
 
-MIN_CHUNK_BYTES = 64 << 20  # below this, more runs cost more than the memory they save
+# An ONNX candidate's probe values held at once, at most (one run per chunk beyond it). Not tied to
+# --memory-budget: which tensors a run exposes changes what ORT fuses and rounds, so a report must not depend on
+# the budget (a `--memory-budget 0` run gives the default run's numbers).
+CHUNK_BYTES = 1 << 30
 
 
 def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
@@ -111,8 +114,8 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict) -> dict:
     """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors.
 
-    An ONNX candidate whose probe tensors would not fit half the memory budget together runs the stage once per
-    chunk of probes that does (each run exposes only its chunk): more inferences, bounded memory."""
+    An ONNX candidate whose probe tensors would not fit `CHUNK_BYTES` together runs the stage once per chunk of
+    probes that does (each run exposes only its chunk): more inferences, bounded memory."""
     st = run.subject.stages[i]
     spec = state.spec
     chunks = probe_chunks(run, spec, sp)
@@ -150,11 +153,11 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
 
 
 def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[list[ProbeSpec]]:
-    """`sp` in consecutive chunks whose reference values fit half the memory budget (ONNX candidates; a torch
-    candidate runs them all in one pass)."""
-    if spec.framework == "torch":
+    """`sp` in consecutive chunks whose reference values fit `CHUNK_BYTES` (ONNX candidates). A torch candidate
+    runs them all in one pass, and so does an INT8 one (ORT calibrates on what the run exposes)."""
+    if spec.framework == "torch" or spec.precision == "int8":
         return [sp]
-    budget = max(MIN_CHUNK_BYTES, (run.opts.memory_budget_mb << 20) // 2)
+    budget = CHUNK_BYTES
     size = {p.name: (run.store.get(p.name).nbytes if p.name in run.store else 0) for p in sp}
     if sum(size.values()) <= budget:
         return [sp]

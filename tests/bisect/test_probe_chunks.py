@@ -3,24 +3,37 @@ the same verdicts and numbers (up to what exposing other outputs changes in ORT'
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cp_debug.bisect import stage_whole
 from tests.bisect.test_planted_faults import run
 
 
-def test_chunked_candidate_runs_give_the_one_run_results(monkeypatch):
-    whole = run("int8_hostile", "torch,ort-cpu-int8")
-    monkeypatch.setattr(stage_whole, "MIN_CHUNK_BYTES", 0)
+def test_chunked_candidate_runs_give_the_one_run_results(monkeypatch, tmp_path):
+    x = -np.abs(np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)) - 3.0
+    np.savez(tmp_path / "in.npz", x=x)  # the branch the exporter froze: the ONNX candidate diverges at body.0
+    whole = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
+    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
     seen = []
     real = stage_whole.probe_chunks
     monkeypatch.setattr(stage_whole, "probe_chunks", lambda *a: seen.append(real(*a)) or seen[-1])
-    chunked = run("int8_hostile", "torch,ort-cpu-int8", memory_budget_mb=0)
+    chunked = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
     assert max(len(c) for c in seen) > 1 and all(len(ch) == 1 for c in seen for ch in c)  # one probe a run
     a, b = whole.candidates[0], chunked.candidates[0]
-    assert b.root_cause.probe == a.root_cause.probe and b.first_divergent == a.first_divergent
+    assert b.root_cause.probe == a.root_cause.probe == "body.0" and b.first_divergent == a.first_divergent
     ra = {r.probe: r for r in a.results}
     for r in b.results:
         assert r.status == ra[r.probe].status, r.probe
         if r.diff is not None:
             assert r.diff.rel_rmse == pytest.approx(ra[r.probe].diff.rel_rmse, rel=0.05, abs=1e-6), r.probe
+
+
+def test_int8_candidates_are_never_chunked(monkeypatch):
+    """ORT's quantizer calibrates on what a run exposes: one run for all probes keeps its calibration whole."""
+    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
+    seen = []
+    real = stage_whole.probe_chunks
+    monkeypatch.setattr(stage_whole, "probe_chunks", lambda *a: seen.append(real(*a)) or seen[-1])
+    run("int8_hostile", "torch,ort-cpu-int8")
+    assert seen and all(len(c) == 1 for c in seen)
