@@ -37,8 +37,8 @@ class BisectOptions:
     memory_budget_mb: int = 2048
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
-    # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of segments sized by the
-    # memory budget, a session each: lockstep_grouped.py)
+    # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose
+    # tensors fit 1 GiB, a session each: lockstep_grouped.py)
     lockstep_mode: str = "segments"
 
 

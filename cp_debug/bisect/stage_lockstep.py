@@ -44,8 +44,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
     grouped = _grouped(run, model, plan, lanes)
     runner = grouped_cls(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
-                         local=run.opts.local, progress=run.progress, stop_after_probes=refine,
-                         budget_bytes=max(64 << 20, (run.opts.memory_budget_mb << 20) // 2)) if grouped else \
+                         local=run.opts.local, progress=run.progress, stop_after_probes=refine) if grouped else \
         ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
                         local=run.opts.local, progress=run.progress, stop_after_probes=refine)
     by_label = {s.label: s for s in states}

@@ -52,7 +52,7 @@ def bisect(
                                                     "disk (0 = every reference tensor on disk).")] = 2048,
     lockstep_mode: Annotated[str, typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
-                                               "session while they fit half the memory budget).")] = "segments",
+                                               "session while their tensors fit 1 GiB).")] = "segments",
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
     parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
