@@ -114,8 +114,9 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict) -> dict:
     """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors.
 
-    An ONNX candidate whose probe tensors would not fit `CHUNK_BYTES` together runs the stage once per chunk of
-    probes that does (each run exposes only its chunk): more inferences, bounded memory."""
+    A torch candidate's probes are compared as its hooks produce them. An ONNX candidate whose probe tensors would
+    not fit `CHUNK_BYTES` together runs the stage once per chunk of probes that does (each run exposes only its
+    chunk): more inferences, bounded memory."""
     st = run.subject.stages[i]
     spec = state.spec
     chunks = probe_chunks(run, spec, sp)
@@ -127,6 +128,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"):
         for k, chunk in enumerate(chunks):
             runner = make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+            if spec.framework == "torch":  # compared as the hooks produce them: never all probes in memory
+                runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
             with runner:
                 out = runner.infer(feed)
                 if k == 0:
@@ -192,12 +195,21 @@ def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:
             state.int8_amax.update(runner.quant_amax() or {})
 
 
+def _streamed_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
+    def on_probe(key: str, arr: np.ndarray) -> None:
+        if key in names and key in run.store:
+            ref = run.store.get(key)
+            diffs[key] = TensorDiff.from_arrays(key, ref, arr, run.tolerance(state, key))
+            keep_plot(state, key, ref, arr)
+    return on_probe
+
+
 def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeSpec], vals: dict, runner,
              diffs: dict) -> None:
     """Each probe of `chunk` against the store (missing ones recorded as such); values popped as compared."""
     spec = state.spec
     for p in chunk:
-        if p.name not in run.store:
+        if p.name not in run.store or p.name in diffs:  # in diffs: streamed from a torch runner's hooks
             continue
         if p.name not in vals:
             gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
