@@ -115,8 +115,26 @@ class BisectEngine:
                     cand_up[s.label].update(ls_out[s.label])
             rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
             ref_up.update(rs.ref_outputs[i])
+        self._detection_verdicts(states, cand_up)
         cands = [self._conclude(s, first) for s in states]
         return assemble_report(rs, cands)
+
+    def _detection_verdicts(self, states: list[CandidateState], cand_up: dict[str, dict]) -> None:
+        """The subject's detection verdict per candidate, on the last stage's outputs (a failure is a warning)."""
+        rs = self.run_state
+        judge = rs.subject.detection_verdict
+        if judge is None:
+            return
+        last = rs.subject.stages[-1].output_names
+        ref = rs.ref_outputs[len(rs.subject.stages) - 1]
+        for s in states:
+            out = cand_up[s.label]
+            if not all(n in out for n in last):
+                continue
+            try:
+                s.detections = judge(ref, {n: out[n] for n in last})
+            except Exception as err:  # noqa: BLE001 - a verdict that cannot be made must not lose the run
+                rs.warnings.append(f"{s.label}: detection verdict not made: {str(err).splitlines()[0][:160]}")
 
     def _check_node_lists(self) -> None:
         """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own)."""

@@ -112,6 +112,7 @@ class CandidateResult:
     outputs_within_tolerance: bool | None = None
     wall_s: float | None = None
     error: str | None = None  # set when the candidate could not run (e.g. unavailable backend)
+    detections: dict | None = None  # the subject's detection verdict on this input, where it has one
 
     @property
     def diverged(self) -> bool:
@@ -164,6 +165,7 @@ class BisectReport:
             "outputs_within_tolerance": {c.label: c.outputs_within_tolerance for c in self.candidates},
             "wall_s": {c.label: c.wall_s for c in self.candidates},
             "errors": {c.label: c.error for c in self.candidates},
+            "detections": {c.label: c.detections for c in self.candidates},
             "plots": self.plots,
             "third_party_warnings": self.third_party_warnings,
         }
@@ -187,6 +189,7 @@ class BisectReport:
                 outputs_within_tolerance=d.get("outputs_within_tolerance", {}).get(label),
                 wall_s=d.get("wall_s", {}).get(label),
                 error=d.get("errors", {}).get(label),
+                detections=(d.get("detections") or {}).get(label),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

@@ -66,6 +66,7 @@ class CandidateState:
     int8_ranges: dict = field(default_factory=dict)  # probe -> hints.int8_range(...), computed while values live
     seconds: float = 0.0
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
+    detections: dict | None = None  # the subject's detection verdict on this input (Subject.detection_verdict)
 
 
 class NullProgress:

@@ -114,7 +114,9 @@ class Subject:
     glue: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
     description: dict = field(default_factory=dict)
     default_level: str = "block"
-    finish: Callable[[dict[str, np.ndarray]], dict] | None = None  # e.g. decode boxes from head maps
+    # (reference's, candidate's last-stage outputs) -> {"summary", "changed", ...}: does the divergence change
+    # what the model detects on this input? (CenterPoint: decoded boxes matched box to box)
+    detection_verdict: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict] | None = None
     warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
     # glued input -> the earlier stages' outputs the glue computes it from (default: the previous stage's outputs)
     glue_from: dict[str, tuple[str, ...]] = field(default_factory=dict)

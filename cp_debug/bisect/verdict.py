@@ -37,7 +37,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
         root_cause=RootCause(rc, hint) if rc else None, path=path, precision=state.precision,
-        outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3))
+        outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
+        detections=state.detections)
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:

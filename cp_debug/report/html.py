@@ -94,6 +94,8 @@ def _summary(report: BisectReport) -> str:
         if tol:
             cell += '<div class="note">tolerance: ' + escape(", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items())) \
                     + "</div>"
+        if cand.detections:
+            cell += f'<div class="note">detections: {escape(str(cand.detections.get("summary", "")))}</div>'
         if cand.wall_s is not None:
             cell += f'<div class="note">took {fmt_num(cand.wall_s)} s</div>'
         anchor = f'<a href="#c-{_slug(cand.label)}">{escape(label)}</a>' if cand.results else escape(label)

@@ -65,6 +65,10 @@ def render_summary(report: BisectReport, console: "Console") -> None:
         if tol:
             grid.add_row("", Text("tolerance: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items()),
                                   style="dim"))
+        if cand.detections:
+            changed = cand.detections.get("changed")
+            grid.add_row("", Text(f"detections: {cand.detections.get('summary', '')}",
+                                  style="yellow" if changed else "green"))
         if cand.wall_s is not None:
             grid.add_row("", Text(f"took {fmt_num(cand.wall_s)} s", style="dim"))
     for w in report.warnings:

@@ -38,6 +38,10 @@ def test_demo_prints_table_and_strict_json(tmp_path):
     assert "pts_neck.deblocks.2" in names and "spatial_features" in names
     assert report["first_divergent"] == {"ort": None}
     assert (tmp_path / "run.csv").read_text().count("\n") >= len(names)
+    # the end of a CenterPoint bisect: the boxes of both sides on this scan, matched box to box
+    det = report["detections"]["ort"]
+    assert det["reference_boxes"] > 0 and det["matched"] == det["reference_boxes"] and not det["changed"]
+    assert "detections: no box changed on this scan" in proc.stdout
 
 
 def test_bundle_of_a_planted_fault_reproduces_in_a_fresh_process(tmp_path):

@@ -45,6 +45,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     from cp_debug.models.centerpoint.points import load_point_file, points_from_array
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
     from cp_debug.errors import BadInputError
     from cp_debug.export.torch_export import export_module
 
@@ -134,5 +135,5 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
                      "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],
                      **({"int8": int8_info} if int8_info is not None else {})},
-        warnings=list(loaded.warnings))
+        warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg))
 

@@ -1,0 +1,41 @@
+"""Does a candidate's divergence change the detections on the bisected scan? The end of a CenterPoint bisect.
+
+The reference's and the candidate's head maps (the last stage's outputs) are decoded as the deployment decodes
+them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and matched box to box
+(`compare_detections.py`). "Changed" means a box lost or added, or a matched box moved or rescored by more than
+`MOVED_M` / `RESCORED`: the same test as `cpdebug eval`'s "no box changed" diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+MOVED_M = 1e-3
+RESCORED = 1e-3
+
+
+def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict]:
+    """A `Subject.detection_verdict` for preset `cfg`."""
+
+    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict:
+        from cp_debug.models.centerpoint.decode import decode
+        from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+
+        a, b = decode(reference, cfg), decode(candidate, cfg)
+        d = compare_detections(a, b)
+        lost, added = len(d.unmatched_a), len(d.unmatched_b)
+        changed = bool(lost or added or d.max_centre_dist > MOVED_M or d.max_score_diff > RESCORED)
+        if not changed:
+            summary = (f"no box changed on this scan ({d.num_matched} matched, none moved or rescored by 1e-3): "
+                       "the divergence is harmless here")
+        else:
+            summary = (f"{d.num_matched} of {d.num_a} reference boxes matched, {lost} lost, {added} added; "
+                       f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
+                       f"max Δyaw {d.max_yaw_diff:.3g} rad")
+        return {"reference_boxes": d.num_a, "candidate_boxes": d.num_b, "matched": d.num_matched, "lost": lost,
+                "added": added, "max_centre_shift_m": d.max_centre_dist, "max_abs_score_change": d.max_score_diff,
+                "max_yaw_change_rad": d.max_yaw_diff, "changed": changed, "summary": summary}
+
+    return verdict
