@@ -28,7 +28,8 @@ from cp_debug.bugreport.polygraphy import polygraphy_cmd, polygraphy_inputs, pol
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.report._format import fmt_db, fmt_num
-from cp_debug.report.io import _reason, dumps
+from cp_debug.files import os_reason
+from cp_debug.report.io import dumps
 
 if TYPE_CHECKING:
     import onnx
@@ -112,7 +113,7 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
             os.replace(tar_tmp, _tar_path(out))
             tar_tmp = None
     except OSError as e:
-        raise BadInputError(f"cannot write bundle {out}: {_reason(e)}") from None
+        raise BadInputError(f"cannot write bundle {out}: {os_reason(e)}") from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,8 @@ def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, w
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.report.io import check_writable, write_text_atomic
+    from cp_debug.files import write_text_atomic
+    from cp_debug.report.io import check_writable
 
     get_preset(preset)
     labels = tuple(t.strip() for t in backends.split(",") if t.strip())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -139,12 +138,6 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
 def _save_npz(path: Path, arrays: dict) -> None:
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from cp_debug.files import write_atomic
+
+    write_atomic(path, lambda f: np.savez(f, **arrays), parents=True)

@@ -66,7 +66,7 @@ def _keep_fp32(onnx_model, torch_model, inputs, backend, candidates, atol, rtol,
         print(dumps(doc))
     else:
         if json_out:
-            from cp_debug.report.io import write_text_atomic
+            from cp_debug.files import write_text_atomic
 
             write_text_atomic(json_out, dumps(doc) + "\n")
         console = stdout_console()

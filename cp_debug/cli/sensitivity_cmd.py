@@ -105,7 +105,7 @@ def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n
            "skipped": [n for n, _ in run.plan.skipped], "sensitivity": result.to_json(),
            "search": found.to_json() if found else None}
     if csv:
-        from cp_debug.report.io import write_text_atomic
+        from cp_debug.files import write_text_atomic
 
         write_text_atomic(csv, result.to_frame().to_csv(index=False))
     if plot:
@@ -165,7 +165,7 @@ def _plot(result, path: Path, top: int = 20) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cp_debug.report.io import write_bytes_atomic
+    from cp_debug.files import write_bytes_atomic
 
     rows = result.top(top)[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.2))

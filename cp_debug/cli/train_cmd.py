@@ -84,7 +84,7 @@ def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size,
     if log is not None:  # the run's log, with the third-party warnings caught in it
         import json
 
-        from cp_debug.report.io import write_text_atomic
+        from cp_debug.files import write_text_atomic
 
         caught = [w.to_json() for w in third_party.warnings()]
         write_text_atomic(log, json.dumps({**result.to_json(), "third_party_warnings": caught}, indent=1))

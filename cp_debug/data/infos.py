@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from cp_debug.data.atomic import write_bytes_atomic
+from cp_debug.files import write_bytes_atomic
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CLASS_NAMES
 
@@ -63,7 +63,7 @@ def write_infos(path: str | Path, entries: Iterable[dict], class_names: Sequence
     data = {"metainfo": {"categories": {name: i for i, name in enumerate(class_names)}, "dataset": dataset,
                          "info_version": "1.1"},
             "data_list": list(entries)}
-    return write_bytes_atomic(path, pickle.dumps(data, protocol=4))
+    return write_bytes_atomic(path, pickle.dumps(data, protocol=4), parents=True)
 
 
 def _load_pickle(p: Path):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from cp_debug.data.atomic import write_bytes_atomic
+from cp_debug.files import write_bytes_atomic
 from cp_debug.data.boxes import count_points_in_boxes
 from cp_debug.data.infos import INFO_FILE, POINTS_DIR, info_entry, write_infos
 from cp_debug.data.scenes import make_scene, scene_token
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def write_points(path: Path, points: np.ndarray) -> None:
     """(M, 5) float32 -> a KITTI/T4-style .bin, atomically."""
-    write_bytes_atomic(path, np.ascontiguousarray(points, dtype=np.float32).tobytes())
+    write_bytes_atomic(path, np.ascontiguousarray(points, dtype=np.float32).tobytes(), parents=True)
 
 
 def _one(args: tuple) -> dict:

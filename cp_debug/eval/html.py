@@ -12,7 +12,7 @@ import numpy as np
 
 from cp_debug.eval.report import EvalReport
 from cp_debug.report.html import CSS, _figure, _img, _png
-from cp_debug.report.io import write_text_atomic
+from cp_debug.files import write_text_atomic
 
 
 def _fmt(v, digits=4) -> str:

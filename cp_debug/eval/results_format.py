@@ -44,7 +44,8 @@ def to_results(detections: Mapping[str, SampleBoxes], class_names: Sequence[str]
 
 def write_results(path: str | Path, detections: Mapping[str, SampleBoxes], class_names: Sequence[str],
                   meta: dict | None = None) -> Path:
-    from cp_debug.report.io import dumps, write_text_atomic
+    from cp_debug.files import write_text_atomic
+    from cp_debug.report.io import dumps
 
     return write_text_atomic(path, dumps(to_results(detections, class_names, meta), indent=None) + "\n")
 

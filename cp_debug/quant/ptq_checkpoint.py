@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cp_debug.errors import CheckpointError
+from cp_debug.files import umask
 
 CHECKPOINT_FILE = "ptq.pth"
 REPORT_FILE = "quantization.json"
@@ -206,8 +207,7 @@ def write_dir_atomically(out: str | Path, write) -> Any:
     old = None
     try:
         result = write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
+        mask = umask()
         os.chmod(tmp, 0o777 & ~mask)
         for f in tmp.iterdir():  # temp-file writers leave 0600: give the files the umask's usual mode
             os.chmod(f, 0o666 & ~mask)

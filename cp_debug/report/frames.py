@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from cp_debug.bisect.result import BisectReport, ProbeResult
 from cp_debug.errors import BadInputError
 from cp_debug.report._format import as_float, rows
-from cp_debug.report.io import write_bytes_atomic, write_text_atomic
+from cp_debug.files import write_bytes_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd

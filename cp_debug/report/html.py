@@ -18,7 +18,8 @@ from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
                                      precision_line, rows, third_party_line, tolerance_for, topo_rows, verdict)
 from cp_debug.report.int8_html import int8_section
-from cp_debug.report.io import check_writable, dumps, write_text_atomic
+from cp_debug.files import write_text_atomic
+from cp_debug.report.io import check_writable, dumps
 
 STATUS_COLOR = {"ok": "#2e7d32", "diverged": "#c62828", "nan": "#8e24aa", "shape_mismatch": "#ef6c00",
                 "missing": "#9e9e9e"}

@@ -1,6 +1,6 @@
 """Reading and writing reports: strict JSON (no NaN/Infinity tokens), atomic writes, one-line errors.
 
-Every file cp_debug writes goes through `write_bytes_atomic`: a temporary file in the same directory, then
+Reports are written by `cp_debug.files.write_text_atomic`: a temporary file in the same directory, then
 `os.replace`, so a reader never sees half a report and a failed write leaves nothing behind.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from cp_debug.bisect.result import SCHEMA, BisectReport
 from cp_debug.errors import BadInputError
+from cp_debug.files import os_reason, write_text_atomic
 
 
 def write_json(report: BisectReport, path: str | os.PathLike) -> Path:
@@ -60,7 +60,7 @@ def load_report(path: str | os.PathLike) -> BisectReport:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(f"cannot read {p}: {_reason(e)}") from None
+        raise BadInputError(f"cannot read {p}: {os_reason(e)}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -75,36 +75,6 @@ def load_report(path: str | os.PathLike) -> BisectReport:
         raise BadInputError(f"{p} is not a complete cp_debug report: {what}") from None
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file beside it and os.replace; OSError → one-line BadInputError."""
-    p = Path(path)
-    tmp = None
-    try:
-        if p.is_dir():
-            raise IsADirectoryError(21, "it is a directory")
-        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, p)
-        tmp = None
-    except OSError as e:
-        raise BadInputError(f"cannot write {p}: {_reason(e)}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return p
-
-
 def check_writable(path: str | os.PathLike) -> Path:
     """Fail early (before expensive rendering) when `path` cannot be written: one-line BadInputError."""
     p = Path(path)
@@ -116,20 +86,3 @@ def check_writable(path: str | os.PathLike) -> Path:
     if not parent.is_dir():
         raise BadInputError(f"cannot write {p}: not a directory")
     return p
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror[:1].lower() + e.strerror[1:]
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return _UMASK

@@ -42,9 +42,9 @@ class RunSummary:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from cp_debug.data.atomic import write_bytes_atomic
+    from cp_debug.files import write_bytes_atomic
 
-    write_bytes_atomic(path, json.dumps(data, indent=1).encode())
+    write_bytes_atomic(path, json.dumps(data, indent=1).encode(), parents=True)
 
 
 def _validation_row(step: int, r: "DetectionEvaluation") -> dict:

@@ -9,7 +9,8 @@ import pytest
 
 from cp_debug.bisect.result import BisectReport
 from cp_debug.errors import BadInputError
-from cp_debug.report.io import dumps, load_report, write_bytes_atomic, write_json, write_text_atomic
+from cp_debug.files import write_bytes_atomic, write_text_atomic
+from cp_debug.report.io import dumps, load_report, write_json
 from tests.report.sample import FP16, FP32, HINT, PLANTED, TRT
 
 

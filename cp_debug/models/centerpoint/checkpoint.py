@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import types
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cp_debug.errors import CheckpointError
+from cp_debug.files import write_atomic
 
 _SHOW = 5  # keys named per category in an error message
 
@@ -271,26 +271,15 @@ def load_checkpoint(model, path_or_state) -> LoadedCheckpoint:
 
 
 def save_checkpoint(model, path: str | Path, meta: dict | None = None) -> Path:
-    """Write `{"state_dict": ..., "meta": {...}}` as mmengine does, atomically (temp file + os.replace)."""
+    """Write `{"state_dict": ..., "meta": {...}}` as mmengine does, atomically (`cp_debug.files.write_atomic`)."""
     import torch
 
     import cp_debug
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     cfg = getattr(model, "cfg", None)
     full_meta = {"cp_debug_version": cp_debug.__version__, "torch_version": str(torch.__version__)}
     if cfg is not None:
         full_meta["preset"] = cfg.name
     full_meta.update(meta or {})
     state = OrderedDict((k, v.detach().cpu().clone()) for k, v in model.state_dict().items())
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"state_dict": state, "meta": full_meta}, f)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return write_atomic(path, lambda f: torch.save({"state_dict": state, "meta": full_meta}, f), parents=True)
