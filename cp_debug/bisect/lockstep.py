@@ -83,21 +83,28 @@ class Lockstep:
         noise_env = dict(ref_env) if self.noise else None
         for lane in self.lanes:
             lane.env = {t: _share(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
-        n = len(self.plan.segments)
-        last_probe_seg = max((s.index for s in self.plan.segments if s.probes), default=-1)
-        for seg in self.plan.segments:
-            if self.stop_after_probes and seg.index > last_probe_seg:
+        units, last_use = self._schedule(ref_env)
+        last_with_probes = max((k for k, (seg, _) in enumerate(units) if seg.probes), default=-1)
+        for k, (seg, text) in enumerate(units):
+            if self.stop_after_probes and k > last_with_probes:
                 break
-            ctx = self.progress.step(f"{label}segment {seg.index + 1}/{n}") if self.progress else _nullctx()
-            with ctx:
-                self._segment(seg, ref_env, noise_env, on_probe)
+            with self.progress.step(f"{label}{text}") if self.progress else _nullctx():
+                self._run_unit(k, seg, ref_env, noise_env, on_probe)
             for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
                 if env is not None:
-                    for t in [t for t in env if self.plan.last_use.get(t, -1) <= seg.index]:
+                    for t in [t for t in env if last_use.get(t, -1) <= k]:
                         del env[t]
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
                 {lane.label: {t: lane.env[t] for t in outs if t in lane.env} for lane in self.lanes})
+
+    def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
+        """What `run` runs, in order — (segment, progress text) — and tensor -> the last unit that reads it."""
+        n = len(self.plan.segments)
+        return [(seg, f"segment {seg.index + 1}/{n}") for seg in self.plan.segments], self.plan.last_use
+
+    def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
+        self._segment(seg, ref_env, noise_env, on_probe)
 
     def reference_values(self, ref_feed: dict[str, np.ndarray], tensors: Sequence[str]) -> dict[str, np.ndarray]:
         """Re-run the reference alone until `tensors` are known (for bug-report bundles); keeps only those."""
@@ -135,23 +142,28 @@ class Lockstep:
                     self._record(lane, r)
                 lane.env.update({t: _share(v, ref_out[t]) for t, v in out.items()})
                 lane.seconds += time.perf_counter() - t0
-            values = [ProbeValues(
-                t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
-                {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
-                self.plan.upstream.get(t, ())) for t in seg.probes]
-            wants_noise = [on_probe(v) for v in values]
-            if noise_env is None:
-                return
-            if any(wants_noise):
-                # The noise floor matters only where a candidate is off: run the reference again there (on its
-                # own second chain) and compare once more with the tolerance the noise allows.
-                noise_in = {t: noise_env[t] for t in seg.inputs}
-                noise_out = ref_runner.infer(noise_in)
-                noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
-                for v in values:
-                    on_probe(replace(v, noise=noise_env[v.tensor]))
-            else:  # not measured here: the second chain takes the reference's values
-                noise_env.update(ref_out)
+            self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)
+
+    def _hand_over(self, seg: Segment, ref_out: dict, local: dict, ref_runner, noise_env: dict | None,
+                   on_probe) -> None:
+        """Give `seg`'s probes to `on_probe` (lanes' propagated values in their env, local ones in `local`);
+        where a probe asks for it, run the reference once more on the noise chain and give them again."""
+        values = [ProbeValues(
+            t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
+            {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
+            self.plan.upstream.get(t, ())) for t in seg.probes]
+        wants_noise = [on_probe(v) for v in values]
+        if noise_env is None:
+            return
+        if any(wants_noise):
+            # The noise floor matters only where a candidate is off: run the reference again there (on its
+            # own second chain) and compare once more with the tolerance the noise allows.
+            noise_out = ref_runner.infer({t: noise_env[t] for t in seg.inputs})
+            noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
+            for v in values:
+                on_probe(replace(v, noise=noise_env[v.tensor]))
+        else:  # not measured here: the second chain takes the reference's values
+            noise_env.update(ref_out)
 
     def _local_value(self, lane: Lane, local_out: dict | None, t: str):
         """The segment on the reference's boundary: run values, or the propagated ones when the inputs were the

@@ -17,16 +17,14 @@ crosses the group's boundary. INT8 lanes (calibrated per segment) keep the segme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 
-import numpy as np
 import onnx
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.lockstep import Lane, Lockstep, ProbeValues, _as_stored, _share
+from cp_debug.bisect.lockstep import Lane, Lockstep, _all_shared, _as_stored, _share
 from cp_debug.graph import grouped as gg
-from cp_debug.graph.plan import SegmentPlan, segment_model
+from cp_debug.graph.plan import Segment, SegmentPlan, segment_model
 
 DEFAULT_GROUP_BYTES = 1 << 30
 
@@ -46,33 +44,20 @@ class GroupedLockstep(Lockstep):
         self.budget_bytes = budget_bytes
         self.groups: list[list] = []
 
-    def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], bool],
-            label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-        ref_env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
+    def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
+        """Groups as merged segments, and each tensor's last reading group."""
         types = gg.static_types(self.model, gg.shapes_of(ref_env))
         self.groups = self._split_unopenable(gg.group_segments(self.plan, types, self.budget_bytes))
-        last_group = {}
-        for gi, members in enumerate(self.groups):
-            for s in members:
-                last_group[s.index] = gi
-        last_use = {t: (last_group[s] if s in last_group else len(self.groups)) for t, s in self.plan.last_use.items()}
-        noise_env = dict(ref_env) if self.noise else None
-        for lane in self.lanes:
-            lane.env = {t: _share(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
-        n = len(self.groups)
-        for gi, members in enumerate(self.groups):
-            seg = gg.merge_segments(self.model, members, gi)
-            first, last = members[0].index + 1, members[-1].index + 1
-            text = f"{label}segments {first}-{last} of {len(self.plan.segments)} (group {gi + 1}/{n})"
-            with (self.progress.step(text) if self.progress else _null()):
-                self._group(members, seg, ref_env, noise_env, on_probe)
-            for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
-                if env is not None:
-                    for t in [t for t in env if last_use.get(t, -1) <= gi]:
-                        del env[t]
-        outs = self.plan.graph_outputs
-        return ({t: ref_env[t] for t in outs if t in ref_env},
-                {lane.label: {t: lane.env[t] for t in outs if t in lane.env} for lane in self.lanes})
+        group_of = {s.index: gi for gi, members in enumerate(self.groups) for s in members}
+        last_use = {t: group_of.get(s, len(self.groups)) for t, s in self.plan.last_use.items()}
+        n, total = len(self.groups), len(self.plan.segments)
+        units = [(gg.merge_segments(self.model, members, gi),
+                  f"segments {members[0].index + 1}-{members[-1].index + 1} of {total} (group {gi + 1}/{n})")
+                 for gi, members in enumerate(self.groups)]
+        return units, last_use
+
+    def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
+        self._group(self.groups[k], seg, ref_env, noise_env, on_probe)
 
     def _split_unopenable(self, groups: list[list]) -> list[list]:
         """Groups whose inner cuts a subgraph reads run their segments one by one (rare: If/Loop bodies)."""
@@ -97,7 +82,7 @@ class GroupedLockstep(Lockstep):
                                   None) as r:
                     out = {t: _share(v, ref_out[t]) for t, v in _as_stored(lane.spec, r.infer(lane_in)).items()}
                     self._record(lane, r)
-                same = all(lane_in[t] is ref_in[t] for t in seg.inputs) and all(out[t] is ref_out[t] for t in cuts)
+                same = _all_shared(lane_in, ref_in) and all(out[t] is ref_out[t] for t in cuts)
                 local[lane.label] = None
                 if self.local and not same:
                     if opened is None:
@@ -109,27 +94,4 @@ class GroupedLockstep(Lockstep):
                         local[lane.label] = _as_stored(lane.spec, r.infer(feed))
                 lane.env.update(out)
                 lane.seconds += time.perf_counter() - t0
-            values = [ProbeValues(
-                t, ref_out[t], None, {lane.label: lane.env[t] for lane in self.lanes},
-                {lane.label: self._local_value(lane, local[lane.label], t) for lane in self.lanes},
-                self.plan.upstream.get(t, ())) for t in seg.probes]
-            wants_noise = [on_probe(v) for v in values]
-            if noise_env is None:
-                return
-            if any(wants_noise):
-                noise_out = ref_runner.infer({t: noise_env[t] for t in seg.inputs})
-                noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
-                for v in values:
-                    on_probe(replace(v, noise=noise_env[v.tensor]))
-            else:
-                noise_env.update(ref_out)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
+            self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)

@@ -29,8 +29,10 @@ def tensor_bytes(types: dict[str, onnx.TypeProto], tensor: str) -> int:
         if not d.HasField("dim_value"):
             return 0
         n *= d.dim_value
-    size = {onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.INT64: 8}
-    return n * size.get(t.tensor_type.elem_type, 4)
+    try:
+        return n * onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).itemsize
+    except (KeyError, ValueError):  # an element type numpy has no dtype for
+        return 0
 
 
 def group_segments(plan: SegmentPlan, types: dict[str, onnx.TypeProto], budget_bytes: int) -> list[list[Segment]]:
