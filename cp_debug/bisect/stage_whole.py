@@ -98,8 +98,10 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
             stage_out = {k: out[k] for k in st.output_names}
             del out
             if noise:
+                names = {p.name for p in sp}
+
                 def against_store(name: str, v: np.ndarray) -> None:
-                    if name in run.store and name in {p.name for p in sp}:
+                    if name in run.store and name in names:
                         run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
                 if streaming:
                     runner.on_probe = against_store
@@ -198,9 +200,7 @@ def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:
 def _streamed_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
     def on_probe(key: str, arr: np.ndarray) -> None:
         if key in names and key in run.store:
-            ref = run.store.get(key)
-            diffs[key] = TensorDiff.from_arrays(key, ref, arr, run.tolerance(state, key))
-            keep_plot(state, key, ref, arr)
+            _compare_one(run, state, key, arr, diffs)
     return on_probe
 
 
@@ -217,7 +217,11 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
             note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
             state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
             continue
-        ref = run.store.get(p.name)
-        diffs[p.name] = TensorDiff.from_arrays(p.name, ref, vals[p.name], run.tolerance(state, p.name))
-        keep_plot(state, p.name, ref, vals[p.name])
-        vals.pop(p.name)
+        _compare_one(run, state, p.name, vals.pop(p.name), diffs)
+
+
+def _compare_one(run: RunState, state: CandidateState, name: str, value: np.ndarray, diffs: dict) -> None:
+    """One probe's value against the store: its diff into `diffs`, its plot arrays into the state."""
+    ref = run.store.get(name)
+    diffs[name] = TensorDiff.from_arrays(name, ref, value, run.tolerance(state, name))
+    keep_plot(state, name, ref, value)
