@@ -45,3 +45,11 @@ def tiny(tmp_path_factory):
     calib = [{"x": rs.randn(1, 4, 16, 16).astype(np.float32)} for _ in range(4)] + [{"x": x}]
     return SimpleNamespace(module=module, x=x, path=path, calib=calib, input_names=INPUT_NAMES,
                            output_names=OUTPUT_NAMES)
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    """The `tiny` CenterPoint preset, for the recipe, quant and ptq tests."""
+    from cp_debug.models.centerpoint.config import get_preset
+
+    return get_preset("tiny")

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.quant.conftest import tiny_cfg, tiny_fp32, tiny_ptq, tiny_spatial  # noqa: F401
+from tests.quant.conftest import tiny_fp32, tiny_ptq, tiny_spatial  # noqa: F401

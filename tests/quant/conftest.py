@@ -6,13 +6,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_cfg():
-    from cp_debug.models.centerpoint.config import get_preset
-
-    return get_preset("tiny")
-
-
-@pytest.fixture(scope="session")
 def tiny_fp32(tiny_cfg):
     from cp_debug.models.centerpoint.model import build_model
 
