@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.eval.boxes import SampleBoxes
-from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+from cp_debug.recipes.centerpoint.compare_detections import compare_detections, unchanged
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,7 @@ class CandidateDiff:
     def unchanged(self) -> bool:
         """Every box kept, none added, and no box moved, rescored or turned measurably."""
         t = self.total
-        return (t.missing == 0 and t.extra == 0 and t.max_centre_shift < 1e-3 and t.max_abs_score_change < 1e-3
-                and t.max_yaw_change < 1e-3)
+        return unchanged(t.missing, t.extra, t.max_centre_shift, t.max_abs_score_change, t.max_yaw_change)
 
     def worst_scenes(self, k: int = 5) -> tuple[SceneDiff, ...]:
         return tuple(s for s in self.scenes[:k] if s.rank_key > (0, 0.0, 0.0))

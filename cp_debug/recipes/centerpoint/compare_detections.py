@@ -35,6 +35,17 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(arr.max()), float(arr.mean())
 
 
+UNCHANGED_TOL = 1e-3  # metres of centre shift, score, radians of yaw
+
+
+def unchanged(lost: int, added: int, max_centre_shift: float, max_abs_score_change: float, max_yaw_change: float,
+              tol: float = UNCHANGED_TOL) -> bool:
+    """No box lost or added, and none moved, rescored or turned by `tol` or more: the divergence changes no
+    detection (the test of `cpdebug eval`'s diagnosis and of the bisect's detection verdict)."""
+    return (lost == 0 and added == 0 and max_centre_shift < tol and max_abs_score_change < tol
+            and max_yaw_change < tol)
+
+
 @dataclass(frozen=True)
 class DetectionDiff:
     num_a: int
@@ -61,6 +72,11 @@ class DetectionDiff:
     @property
     def all_matched(self) -> bool:
         return not self.unmatched_a and not self.unmatched_b
+
+    @property
+    def unchanged(self) -> bool:
+        return unchanged(len(self.unmatched_a), len(self.unmatched_b), self.max_centre_dist, self.max_score_diff,
+                         self.max_yaw_diff)
 
     def summary(self) -> str:
         return (

@@ -2,8 +2,8 @@
 
 The reference's and the candidate's head maps (the last stage's outputs) are decoded as the deployment decodes
 them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and matched box to box
-(`compare_detections.py`). "Changed" means a box lost or added, or a matched box moved or rescored by more than
-`MOVED_M` / `RESCORED`: the same test as `cpdebug eval`'s "no box changed" diagnosis.
+(`compare_detections.py`). "Changed" means a box lost or added, or a matched box moved, rescored or turned by
+1e-3 or more: `compare_detections.unchanged`, the same test as `cpdebug eval`'s "no box changed" diagnosis.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-MOVED_M = 1e-3
-RESCORED = 1e-3
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict]:
@@ -26,10 +23,10 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
         a, b = decode(reference, cfg), decode(candidate, cfg)
         d = compare_detections(a, b)
         lost, added = len(d.unmatched_a), len(d.unmatched_b)
-        changed = bool(lost or added or d.max_centre_dist > MOVED_M or d.max_score_diff > RESCORED)
+        changed = not d.unchanged
         if not changed:
-            summary = (f"no box changed on this scan ({d.num_matched} matched, none moved or rescored by 1e-3): "
-                       "the divergence is harmless here")
+            summary = (f"no box changed on this scan ({d.num_matched} matched, none moved, rescored or turned by "
+                       "1e-3): the divergence is harmless here")
         else:
             summary = (f"{d.num_matched} of {d.num_a} reference boxes matched, {lost} lost, {added} added; "
                        f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
