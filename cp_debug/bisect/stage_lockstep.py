@@ -19,7 +19,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     """Stage i segment by segment for the reference and `states` together; results are recorded as each
     segment's probes come out. Returns (reference outputs, {label: outputs})."""
     from cp_debug.bisect import lockstep as ls_mod
-    from cp_debug.bisect.lockstep_grouped import GroupedLockstep as grouped_cls
+    from cp_debug.bisect.lockstep_grouped import GroupedLockstep, grouped_supported
 
     st = run.subject.stages[i]
     pm = st.probe_map()
@@ -42,11 +42,11 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
             for s in states:
                 s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
     lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
-    grouped = _grouped(run, model, plan, lanes)
-    runner = grouped_cls(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
-                         local=run.opts.local, progress=run.progress, stop_after_probes=refine) if grouped else \
-        ls_mod.Lockstep(model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor,
-                        local=run.opts.local, progress=run.progress, stop_after_probes=refine)
+    # groups of segments in one session each only when asked: on the H100 they were not faster (lockstep_grouped.py)
+    grouped = run.opts.lockstep_mode == "grouped" and grouped_supported(lanes)
+    runner = (GroupedLockstep if grouped else ls_mod.Lockstep)(
+        model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor, local=run.opts.local,
+        progress=run.progress, stop_after_probes=refine)
     by_label = {s.label: s for s in states}
     name_of = {t: ps[0].name for t, ps in by_tensor.items()}
     name_of.update({n: n for n in st.input_names})
@@ -85,11 +85,3 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
                                   if grouped else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs
 
-
-def _grouped(run: RunState, model, plan, lanes) -> bool:
-    """Groups of segments in one session each (`lockstep_grouped.py`) instead of a session per segment? Only
-    when asked (`--lockstep-mode grouped`): on the H100 it was not faster than the segment lockstep for
-    awml-base at `--level all` (94.7 s against 87.7 s) and held more memory (13.2 GB against 4.7 GB)."""
-    from cp_debug.bisect.lockstep_grouped import grouped_supported
-
-    return run.opts.lockstep_mode == "grouped" and grouped_supported(lanes)
