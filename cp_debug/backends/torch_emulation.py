@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch.overrides import TorchFunctionMode
+
 # Ops with a reduction inside: float32 accumulation on the GPU (cuDNN / cuBLAS / TensorRT FP16 kernels).
 ACCUMULATING_OPS = frozenset({
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -25,39 +28,33 @@ ACCUMULATING_OPS = frozenset({
 })
 
 
-def emulation_mode(dtype):
-    """A `TorchFunctionMode` that runs `ACCUMULATING_OPS` in float32 on `dtype` inputs and rounds to `dtype`."""
-    import torch
-    from torch.overrides import TorchFunctionMode
+class HalfAccumulateFp32(TorchFunctionMode):
+    """Runs `ACCUMULATING_OPS` in float32 on `dtype` (float16/bfloat16) inputs and rounds the result to `dtype`;
+    every other op as it is. Imported only where emulation runs (this module imports torch)."""
 
-    def up(v: Any):
-        if isinstance(v, torch.Tensor) and v.dtype == dtype:
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") not in ACCUMULATING_OPS or not self._any_half((args, tuple(kwargs.values()))):
+            return func(*args, **kwargs)
+        out = func(*self._up(args), **{k: self._up(v) for k, v in kwargs.items()})
+        if isinstance(out, torch.Tensor) and out.dtype == torch.float32:
+            return out.to(self.dtype)
+        return out
+
+    def _up(self, v: Any):
+        if isinstance(v, torch.Tensor) and v.dtype == self.dtype:
             return v.float()
         if isinstance(v, (list, tuple)):
-            return type(v)(up(x) for x in v)
+            return type(v)(self._up(x) for x in v)
         return v
 
-    class HalfAccumulateFp32(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if getattr(func, "__name__", "") not in ACCUMULATING_OPS or not _has(args, kwargs, dtype):
-                return func(*args, **kwargs)
-            out = func(*up(args), **{k: up(v) for k, v in kwargs.items()})
-            if isinstance(out, torch.Tensor) and out.dtype == torch.float32:
-                return out.to(dtype)
-            return out
-
-    return HalfAccumulateFp32()
-
-
-def _has(args, kwargs, dtype) -> bool:
-    import torch
-
-    def any_half(v) -> bool:
+    def _any_half(self, v: Any) -> bool:
         if isinstance(v, torch.Tensor):
-            return v.dtype == dtype
+            return v.dtype == self.dtype
         if isinstance(v, (list, tuple)):
-            return any(any_half(x) for x in v)
+            return any(self._any_half(x) for x in v)
         return False
-
-    return any_half(args) or any_half(tuple(kwargs.values()))

@@ -232,9 +232,9 @@ class TorchRunner(Runner):
 
         if not self._emulate:
             return contextlib.nullcontext()
-        from cp_debug.backends.torch_emulation import emulation_mode
+        from cp_debug.backends.torch_emulation import HalfAccumulateFp32
 
-        return emulation_mode(self._dtype)
+        return HalfAccumulateFp32(self._dtype)
 
     def _dtype_name(self) -> str:
         return str(self._dtype).replace("torch.", "")
