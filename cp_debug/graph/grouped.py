@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from cp_debug.graph.plan import Segment, SegmentPlan, _node_reads
+from cp_debug.graph.plan import Segment, SegmentPlan, _node_reads, tensor_types
 
 CUT_SUFFIX = "::cut"
 
@@ -118,8 +118,6 @@ def shapes_of(values: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
 
 def static_types(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> dict[str, onnx.TypeProto]:
     """Inferred types with the graph inputs fixed to `shapes` (concrete sizes where the file has symbols)."""
-    from cp_debug.graph.plan import tensor_types
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for vi in m.graph.input:
