@@ -101,7 +101,9 @@ def test_repro_uses_cp_debugs_metrics(tmp_path):
         assert ours["status"] == td.status
         for k in ("max_abs", "max_rel", "rel_max", "rel_rmse", "snr_db", "share_beyond"):
             a, e = ours[k], getattr(td, k)
-            assert (np.isnan(a) and np.isnan(e)) or np.isclose(a, e, rtol=1e-9), (k, a, e)
+            # cp_debug's compiled kernel takes maxima in float32 (compare/kernels.py): one float32 rounding
+            rtol = 1e-6 if k in ("max_abs", "max_rel", "rel_max") else 1e-9
+            assert (np.isnan(a) and np.isnan(e)) or np.isclose(a, e, rtol=rtol), (k, a, e)
 
 
 def test_manifest_readme_and_polygraphy_files(tmp_path):

@@ -1,0 +1,80 @@
+"""The compiled comparison kernel gives TensorDiff the numbers the float64 numpy path gives, NaN/Inf included,
+and the numpy fallbacks (no numba) agree with it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cp_debug.compare import kernels
+from cp_debug.compare.diff import TensorDiff, Tolerance
+from cp_debug.compare.plot_data import error_heatmap
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+TOL = Tolerance(atol=1e-3, rtol=1e-2, max_share=1e-3)
+FIELDS = ("max_abs", "mean_abs", "max_rel", "rmse", "rel_rmse", "cosine", "snr_db", "share_beyond", "ref_absmax",
+          "test_absmax", "nan", "inf", "status")
+
+
+def _pairs():
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((2, 8, 70, 90)).astype(np.float32)
+    near = ref + rng.standard_normal(ref.shape).astype(np.float32) * np.float32(2e-3)
+    spiky = np.where(rng.random(ref.shape) < 1e-3, ref + 5, ref).astype(np.float32)
+    holes = near.copy()
+    holes.reshape(-1)[[7, 5000, 90000]] = [np.nan, np.inf, -np.inf]
+    return ref, {"near": near, "near as float16": near.astype(np.float16), "spiky": spiky, "holes": holes,
+                 "zeros": np.zeros_like(ref), "itself": ref.copy()}
+
+
+def _close(a, b, field):
+    if isinstance(b, str) or isinstance(b, int):
+        return a == b
+    if math.isnan(b):
+        return math.isnan(a)
+    if math.isinf(b):
+        return a == b
+    rtol = 1e-6 if field in ("max_abs", "max_rel") else 1e-9  # maxima are float32 in the kernel
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["near", "near as float16", "spiky", "holes", "zeros", "itself"])
+def test_kernel_matches_the_float64_path(case):
+    ref, tests = _pairs()
+    test = tests[case]
+    got = TensorDiff.from_arrays("t", ref, test, TOL)
+    want = TensorDiff.from_arrays("t", ref.astype(np.float64), test.astype(np.float64), TOL)  # float64: numpy
+    for f in FIELDS:
+        assert _close(getattr(got, f), getattr(want, f), f), (case, f, getattr(got, f), getattr(want, f))
+
+
+def test_parts_do_not_depend_on_the_thread_count():
+    import numba
+
+    ref, tests = _pairs()
+    r, t = ref.reshape(-1), tests["near"].reshape(-1)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = kernels.diff_parts(r, t, 1e-3, 1e-2)
+        numba.set_num_threads(before)
+        many = kernels.diff_parts(r, t, 1e-3, 1e-2)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, many)
+
+
+def test_numpy_fallbacks_agree_with_the_kernel(monkeypatch):
+    ref, tests = _pairs()
+    test = tests["near as float16"]
+    compiled = TensorDiff.from_arrays("t", ref, test, TOL)
+    heat = error_heatmap(ref, test)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    plain = TensorDiff.from_arrays("t", ref, test, TOL)
+    for f in FIELDS:
+        assert _close(getattr(plain, f), getattr(compiled, f), "max_abs"), f  # float32 blocks: 1e-6 everywhere
+    plain_heat = error_heatmap(ref, test)
+    a, b = np.array(heat["data"], float), np.array(plain_heat["data"], float)
+    assert np.allclose(a, b, rtol=2e-3)  # 4 significant digits each
