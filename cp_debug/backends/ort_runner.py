@@ -46,13 +46,21 @@ class OrtRunner(Runner):
     check_model: run the ONNX checker on a ModelProto given directly (off for segments cut by cp_debug itself).
     int8_model: for ort-*-int8, an already quantized Q/DQ model (e.g. exported from a PTQ checkpoint) run as it
         is instead of quantizing `model`; extra outputs absent from it are reported missing, never guessed.
+    fp16_io: for ort-*-fp16, the converted graph takes and returns float16 (no Casts at its edges): float32 feeds
+        are converted on the way in, float16 outputs are returned as they are (the lockstep's segments, whose
+        values cross every cut in float16 as the deployed graph holds them).
+    shared_arena: CPU sessions allocate from one arena kept by ONNX Runtime's environment for the process
+        (`session.use_env_allocators`) instead of one of their own: the lockstep builds a session per segment,
+        and each fresh arena faulted its pages in anew (on the CPU machine, 48 of 128 CPU seconds of an
+        awml-base `--level all` bisect were the kernel's, zero-filling pages).
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
-                 spinning: bool = True, check_model: bool = True, int8_model: "onnx.ModelProto | str | Path | None" = None):
+                 spinning: bool = True, check_model: bool = True, int8_model: "onnx.ModelProto | str | Path | None" = None,
+                 fp16_io: bool = False, shared_arena: bool = False):
         spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
@@ -69,6 +77,8 @@ class OrtRunner(Runner):
         self.spinning = spinning
         self.check_model = check_model
         self.int8_model = int8_model
+        self.fp16_io = fp16_io and spec.precision == "fp16"
+        self.shared_arena = shared_arena and spec.device == "cpu"
         self._reset()
 
     def _reset(self) -> None:
@@ -133,7 +143,7 @@ class OrtRunner(Runner):
             if precision == "fp16":
                 from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
 
-                model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes)
+                model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=not self.fp16_io)
                 self._transform = {"kind": "fp16", "keep_fp32_nodes": list(self.keep_fp32_nodes),
                                    **(conversion_summary(model) or {})}
         self._providers = self._provider_list()
@@ -156,7 +166,10 @@ class OrtRunner(Runner):
         out: dict[str, np.ndarray] = {}
         for original, name in self._out_map.items():
             arr = np.asarray(by_name[name])
-            out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
+            if self.fp16_io and arr.dtype == np.float16:
+                out[original] = arr
+            else:
+                out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
 
     def _deactivate(self) -> None:
@@ -244,12 +257,14 @@ class OrtRunner(Runner):
                     so = self.determinism.ort_session_options(
                         threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
                         spinning=self.spinning)
+                    self._use_shared_arena(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except Exception:  # noqa: BLE001 - saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
                     so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
                                                               spinning=self.spinning)
+                    self._use_shared_arena(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
             except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
                 kind = type(err).__name__
@@ -268,6 +283,11 @@ class OrtRunner(Runner):
                     facts["error"] = _first_line(err)
             facts["cpu_fallback"] = cpu_fallback(sess) if record else None
         return sess, facts
+
+    def _use_shared_arena(self, so) -> None:
+        if self.shared_arena:
+            _register_env_arena()
+            so.add_session_config_entry("session.use_env_allocators", "1")
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(feed, dict):
@@ -291,7 +311,7 @@ class OrtRunner(Runner):
                     info = np.iinfo(want)
                     if arr.min() < info.min or arr.max() > info.max:
                         raise BadInputError(f"input {name!r} has values outside {np.dtype(want).name}'s range")
-                arr = arr.astype(want)
+                arr = _to_fp16(arr) if (arr.dtype == np.float32 and want is np.float16) else arr.astype(want)
             if len(arr.shape) != len(dims):
                 raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); the model wants rank "
                                     f"{len(dims)}: {_fmt_dims(dims)}")
@@ -301,6 +321,31 @@ class OrtRunner(Runner):
                                     f"(dimension {bad[0]} differs)")
             out[name] = np.ascontiguousarray(arr)
         return out
+
+
+def _to_fp16(arr: np.ndarray) -> np.ndarray:
+    from cp_debug.half import to_fp16
+
+    return to_fp16(arr)
+
+
+_ENV_ARENA = False
+
+
+def _register_env_arena() -> None:
+    """One CPU arena in ONNX Runtime's environment, for sessions that ask for it (once per process)."""
+    global _ENV_ARENA
+    if _ENV_ARENA:
+        return
+    import onnxruntime as ort
+
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    # ORT's defaults but for max_dead_bytes_per_chunk: a free chunk is split when more than 4 MiB of it would sit
+    # unused (ORT's 128 MiB default kept large chunks whole for small tensors). On the CPU machine's awml-base
+    # `--level all` FP16 bisect: peak RSS 2.55 GiB against 2.77 (default) and 1.88 with no arena at all, which
+    # was 40% slower (the kernel zero-filling pages again for every segment)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, 1 << 22))
+    _ENV_ARENA = True
 
 
 def _fmt_dims(dims: list) -> str:
@@ -323,3 +368,4 @@ def _ort_version() -> str | None:
 
 def _count_ops(model, op_type: str) -> int:
     return sum(1 for n in model.graph.node if n.op_type == op_type)
+

@@ -5,7 +5,10 @@ the reference runs on its own values (and a second time, on a chain of its own, 
 candidate runs on *its* upstream values (propagated error) and, where those differ from the reference's,
 on the reference's (local error: the segment alone, on the reference's boundary). Every probe is handed to
 the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
-An FP16 candidate's values are rounded to float16 at every cut, as the deployed graph holds them.
+An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: on the CPU its
+segments take and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory, and no
+rounding pass); on CUDA, whose FP16 segments keep float32 edges, they are rounded at the cut (`_as_stored`).
+All CPU sessions allocate from one shared arena (`shared_arena`), not a fresh one per segment.
 
 Memory is therefore bounded by the tensors live across one cut (skip connections, say) plus one segment's
 working set, per chain — not by every activation of both backends at once, which is what marking every
@@ -78,7 +81,8 @@ class Lockstep:
 
     def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], None],
             label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-        """Run every segment; returns (reference graph outputs, {lane label: graph outputs})."""
+        """Run every segment; returns (reference graph outputs, {lane label: graph outputs}), float32 where
+        a lane's chain held float16."""
         ref_env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
         noise_env = dict(ref_env) if self.noise else None
         for lane in self.lanes:
@@ -96,7 +100,11 @@ class Lockstep:
                         del env[t]
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
-                {lane.label: {t: lane.env[t] for t in outs if t in lane.env} for lane in self.lanes})
+                {lane.label: {t: _float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
+
+    def _native_half(self, spec: BackendSpec) -> bool:
+        """Whether `spec`'s segments take and return float16 (CPU FP16 lanes; see the module docstring)."""
+        return spec.precision == "fp16" and spec.device == "cpu"
 
     def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
         """What `run` runs, in order — (segment, progress text) — and tensor -> the last unit that reads it."""
@@ -134,11 +142,16 @@ class Lockstep:
                 lane_in = {t: lane.env[t] for t in seg.inputs}
                 same = _all_shared(lane_in, ref_in)
                 calib = [ref_in] if lane.spec.precision == "int8" else None
+                native = self._native_half(lane.spec)
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
-                                  calib) as r:
-                    out = _as_stored(lane.spec, r.infer(lane_in))
-                    local[lane.label] = (_as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in, copy=True)))
-                                         if (self.local and not same) else None)
+                                  calib, fp16_io=native) as r:
+                    if native:  # the runner converts float32 feeds (the reference's boundary) to float16
+                        out = r.infer(lane_in)
+                        local[lane.label] = r.infer(ref_in) if (self.local and not same) else None
+                    else:
+                        out = _as_stored(lane.spec, r.infer(lane_in))
+                        local[lane.label] = (_as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in, copy=True)))
+                                             if (self.local and not same) else None)
                     self._record(lane, r)
                 lane.env.update({t: _share(v, ref_out[t]) for t, v in out.items()})
                 lane.seconds += time.perf_counter() - t0
@@ -173,7 +186,7 @@ class Lockstep:
         return lane.env[t] if self.local else None
 
     def _model_for(self, model, seg: Segment, lane_in: dict, ref_in: dict):
-        if all(np.shape(lane_in[t]) == np.shape(ref_in[t]) and np.asarray(lane_in[t]).dtype == ref_in[t].dtype
+        if all(np.shape(lane_in[t]) == np.shape(ref_in[t]) and _same_type(np.asarray(lane_in[t]).dtype, ref_in[t].dtype)
                for t in seg.inputs):
             return model
         # the candidate's boundary has another shape: its own model (a shape mismatch the probes will report)
@@ -185,7 +198,7 @@ class Lockstep:
         with self._runner(spec, model, kwargs, [feed] if spec.precision == "int8" else None) as r:
             return r.infer(feed)
 
-    def _runner(self, spec: BackendSpec, model, kwargs: dict, calib):
+    def _runner(self, spec: BackendSpec, model, kwargs: dict, calib, fp16_io: bool = False):
         from cp_debug.backends.ort_runner import OrtRunner
 
         names = {n.name for n in model.graph.node}
@@ -193,7 +206,8 @@ class Lockstep:
               for k, v in kwargs.items()}  # node lists name nodes of the whole graph: keep this segment's
         if calib is not None:
             kw["calib_feeds"] = calib
-        return OrtRunner(model, spec, determinism=self.det, spinning=False, check_model=False, **kw)
+        return OrtRunner(model, spec, determinism=self.det, spinning=False, check_model=False, fp16_io=fp16_io,
+                         shared_arena=True, **kw)
 
     @staticmethod
     def _record(lane: Lane, runner) -> None:
@@ -250,6 +264,20 @@ def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = Fa
         a = np.asarray(v)
         out[t] = as_fp16_stored(a, copy=copy) if a.dtype == np.float32 else a
     return out
+
+
+def _same_type(a: np.dtype, b: np.dtype) -> bool:
+    """Equal dtypes, float16 counting as float32 (an FP16 lane's chain holds float16 arrays)."""
+    half = (np.dtype(np.float16), np.dtype(np.float32))
+    return a == b or (a in half and b in half)
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    if a.dtype != np.float16:
+        return a
+    from cp_debug.half import to_fp32
+
+    return to_fp32(a)
 
 
 def _share(value: np.ndarray, ref: np.ndarray) -> np.ndarray:

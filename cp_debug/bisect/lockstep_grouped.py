@@ -56,6 +56,9 @@ class GroupedLockstep(Lockstep):
                  for gi, members in enumerate(self.groups)]
         return units, last_use
 
+    def _native_half(self, spec: BackendSpec) -> bool:
+        return False  # groups round at their cuts (`_as_stored`): one model serves the propagated and local runs
+
     def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
         self._group(self.groups[k], seg, ref_env, noise_env, on_probe)
 
@@ -80,7 +83,11 @@ class GroupedLockstep(Lockstep):
                 lane_in = {t: lane.env[t] for t in seg.inputs}
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   None) as r:
-                    out = {t: _share(v, ref_out[t]) for t, v in _as_stored(lane.spec, r.infer(lane_in)).items()}
+                    # the reference's own arrays (the stage's inputs) are float32: an FP16 graph reads them in
+                    # float16, as the segment lockstep's float16 segments do
+                    feed = ({t: (_as_stored(lane.spec, {t: v}, copy=True)[t] if v is ref_in[t] else v)
+                             for t, v in lane_in.items()} if lane.spec.device == "cpu" else lane_in)
+                    out = {t: _share(v, ref_out[t]) for t, v in _as_stored(lane.spec, r.infer(feed)).items()}
                     self._record(lane, r)
                 same = _all_shared(lane_in, ref_in) and all(out[t] is ref_out[t] for t in cuts)
                 local[lane.label] = None

@@ -43,6 +43,13 @@ def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tenso
     assert seen["c"].local["ort-cpu-fp16"] is not seen["c"].propagated["ort-cpu-fp16"]
     fp16_err = np.abs(outs["ort-cpu-fp16"]["y"] - ref_out["y"]).max()
     assert 0 < fp16_err < 0.05
+    # a CPU FP16 lane's chain holds float16 (as the deployed graph stores it), its graph outputs come back float32
+    assert {seen[t].propagated["ort-cpu-fp16"].dtype for t in "abc"} == {np.dtype(np.float16)}
+    assert outs["ort-cpu-fp16"]["y"].dtype == np.float32
+    # the propagated values are exactly the FP16 graph's on float16-rounded inputs, segment by segment
+    with make_runner("ort-cpu-fp16", onnx_model=expose_outputs(model, ["a"])) as r:
+        a16 = r.infer({"x": x.astype(np.float16).astype(np.float32)})["a"]
+    np.testing.assert_array_equal(seen["a"].propagated["ort-cpu-fp16"], a16.astype(np.float16))
     assert set(lane.env) == {"y"}  # everything else was dropped once read for the last time
     assert len(lane.facts) == len(plan.segments)
 
