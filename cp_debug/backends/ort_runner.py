@@ -49,10 +49,11 @@ class OrtRunner(Runner):
     fp16_io: for ort-*-fp16, the converted graph takes and returns float16 (no Casts at its edges): float32 feeds
         are converted on the way in, float16 outputs are returned as they are (the lockstep's segments, whose
         values cross every cut in float16 as the deployed graph holds them).
-    shared_arena: CPU sessions allocate from one arena kept by ONNX Runtime's environment for the process
-        (`session.use_env_allocators`) instead of one of their own: the lockstep builds a session per segment,
-        and each fresh arena faulted its pages in anew (on the CPU machine, 48 of 128 CPU seconds of an
-        awml-base `--level all` bisect were the kernel's, zero-filling pages).
+    shared_arena: host memory (a CPU session's tensors, a CUDA session's outputs copied back) comes from one
+        arena kept by ONNX Runtime's environment for the process (`session.use_env_allocators`) instead of
+        one of the session's own: the lockstep builds a session per segment, and each fresh arena faulted its
+        pages in anew (on the CPU machine, 48 of 128 CPU seconds of an awml-base `--level all` bisect were the
+        kernel's, zero-filling pages).
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
@@ -78,7 +79,7 @@ class OrtRunner(Runner):
         self.check_model = check_model
         self.int8_model = int8_model
         self.fp16_io = fp16_io and spec.precision == "fp16"
-        self.shared_arena = shared_arena and spec.device == "cpu"
+        self.shared_arena = shared_arena
         self._reset()
 
     def _reset(self) -> None:

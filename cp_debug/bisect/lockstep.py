@@ -5,10 +5,13 @@ the reference runs on its own values (and a second time, on a chain of its own, 
 candidate runs on *its* upstream values (propagated error) and, where those differ from the reference's,
 on the reference's (local error: the segment alone, on the reference's boundary). Every probe is handed to
 the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
-An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: on the CPU its
-segments take and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory, and no
-rounding pass); on CUDA, whose FP16 segments keep float32 edges, they are rounded at the cut (`_as_stored`).
-All CPU sessions allocate from one shared arena (`shared_arena`), not a fresh one per segment.
+An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
+and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory and half the transfers, no
+rounding pass). Only a CUDA lane with nodes kept in FP32 keeps float32 edges, rounded at the cut
+(`_as_stored`): a kept node's float32 output must reach a kept consumer unrounded. Host memory of every
+session (a CPU session's tensors, a CUDA session's outputs) comes from one shared arena (`shared_arena`), not a
+fresh one per segment: on the H100 that alone took the ORT time of an awml-base `--level all` lockstep from
+21 s to 9 s (fresh pages for every output).
 
 Memory is therefore bounded by the tensors live across one cut (skip connections, say) plus one segment's
 working set, per chain — not by every activation of both backends at once, which is what marking every
@@ -102,9 +105,13 @@ class Lockstep:
         return ({t: ref_env[t] for t in outs if t in ref_env},
                 {lane.label: {t: _float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
 
-    def _native_half(self, spec: BackendSpec) -> bool:
-        """Whether `spec`'s segments take and return float16 (CPU FP16 lanes; see the module docstring)."""
-        return spec.precision == "fp16" and spec.device == "cpu"
+    def _native_half(self, lane: Lane) -> bool:
+        """Whether `lane`'s segments take and return float16 (see the module docstring): FP16 lanes on the CPU,
+        and on CUDA unless nodes are kept in FP32 (a kept node's float32 output must reach a kept consumer
+        unrounded, so those lanes keep float32 edges)."""
+        if lane.spec.precision != "fp16":
+            return False
+        return lane.spec.device == "cpu" or not lane.runner_kwargs.get("keep_fp32_nodes")
 
     def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
         """What `run` runs, in order — (segment, progress text) — and tensor -> the last unit that reads it."""
@@ -142,7 +149,7 @@ class Lockstep:
                 lane_in = {t: lane.env[t] for t in seg.inputs}
                 same = _all_shared(lane_in, ref_in)
                 calib = [ref_in] if lane.spec.precision == "int8" else None
-                native = self._native_half(lane.spec)
+                native = self._native_half(lane)
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   calib, fp16_io=native) as r:
                     if native:  # the runner converts float32 feeds (the reference's boundary) to float16

@@ -56,7 +56,7 @@ class GroupedLockstep(Lockstep):
                  for gi, members in enumerate(self.groups)]
         return units, last_use
 
-    def _native_half(self, spec: BackendSpec) -> bool:
+    def _native_half(self, lane: Lane) -> bool:
         return False  # groups round at their cuts (`_as_stored`): one model serves the propagated and local runs
 
     def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:

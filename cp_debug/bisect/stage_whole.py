@@ -43,7 +43,7 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         pm = stage.probe_map()
         extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
     kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=run.det, spinning=False,
-                  **run.ort_kwargs(spec, model))
+                  shared_arena=True, **run.ort_kwargs(spec, model))
     qdq = stage.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" and onnx_model is None else None
     if qdq is not None:
         kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
