@@ -80,7 +80,8 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
     padded = np.zeros((h * kh, w * kw), dtype=np.float64)
     padded[:H, :W] = d
     pooled = padded.reshape(h, kh, w, kw).max(axis=(1, 3))
-    data = [["inf" if not math.isfinite(v) else _round(v) for v in row] for row in pooled.tolist()]
+    # 4 significant digits (`_round`, written out here: this runs for up to 16k cells of every probe)
+    data = [[float(f"{v:.4g}") if v - v == 0 else "inf" for v in row] for row in pooled.tolist()]
     return {"probe": probe, "shape": [h, w], "source_shape": [H, W], "pool": [kh, kw], "data": data,
             "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max",
             "nonfinite_cells": int((~np.isfinite(pooled)).sum())}
