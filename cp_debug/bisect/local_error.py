@@ -56,7 +56,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
             bnames = segment_inputs(model, [tensor], set(known) - {tensor})
             feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
             seg = extract_segment(model, feed, [tensor], {tensor: run.store.get(p.name).shape})
-            kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, seg)}
+            kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
             if qdq is not None:
                 kw["int8_model"] = seg
             elif spec.precision == "int8":
