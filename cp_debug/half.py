@@ -4,8 +4,9 @@ numpy converts between float32 and float16 element by element in software: 6–1
 machine, which made an FP16 lockstep bisect of awml-base spend more time converting than running the model.
 ONNX Runtime's CPU Cast uses the processor's F16C conversions (0.25–0.3 ns an element there), rounding to
 nearest-even with overflow to ±inf and NaN kept, bit-identical to `astype` (tests/test_half.py). Two tiny
-Cast sessions are built on first use, one intra-op thread each (callers run them on their own threads), and
-are shared by every caller; `InferenceSession.run` may be called from several threads at once.
+Cast sessions are built on first use, one intra-op thread each, and are shared by every caller
+(`InferenceSession.run` may be called from several threads at once); arrays of more than 8M elements are cast
+in parts on up to four threads.
 """
 
 from __future__ import annotations
@@ -39,14 +40,40 @@ def _cast(a: np.ndarray, src, dst, out: np.ndarray | None) -> np.ndarray:
         return res.reshape(a.shape)
     flat = np.ascontiguousarray(a).reshape(-1)
     sess = _session(np.dtype(src).name, np.dtype(dst).name)
-    if out is None:
-        return sess.run(None, {"x": flat})[0].reshape(a.shape)
-    io = sess.io_binding()
-    io.bind_cpu_input("x", flat)
+    if out is None:  # numpy's allocation (huge pages where the kernel allows) beats ORT's for large outputs
+        out = np.empty(a.shape, dst)
     dest = out.reshape(-1)
-    io.bind_output("y", "cpu", 0, dst, [dest.size], dest.ctypes.data)
-    sess.run_with_iobinding(io)
+    parts = [(lo, min(flat.size, lo + _PART)) for lo in range(0, flat.size, _PART)]
+
+    def cast(lo: int, hi: int) -> None:
+        io = sess.io_binding()
+        io.bind_cpu_input("x", flat[lo:hi])
+        io.bind_output("y", "cpu", 0, dst, [hi - lo], dest[lo:hi].ctypes.data)
+        sess.run_with_iobinding(io)
+
+    if len(parts) == 1:
+        cast(*parts[0])
+    else:  # large arrays in parts on a few threads (ORT releases the GIL while it runs)
+        list(_pool().map(lambda p: cast(*p), parts))
     return out.reshape(a.shape)
+
+
+_PART = 1 << 23  # elements per Cast call when an array is split over threads
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, cores)), thread_name_prefix="cpdebug-half")
+    return _POOL
 
 
 def _session(src: str, dst: str):
