@@ -6,7 +6,7 @@ ONNX Runtime's CPU Cast uses the processor's F16C conversions (0.25–0.3 ns an 
 nearest-even with overflow to ±inf and NaN kept, bit-identical to `astype` (tests/test_half.py). Two tiny
 Cast sessions are built on first use, one intra-op thread each, and are shared by every caller
 (`InferenceSession.run` may be called from several threads at once); arrays of more than 8M elements are cast
-in parts on up to four threads.
+in parts on the shared threads of `cp_debug.parallel`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+
+from cp_debug.parallel import run_parts, split, thread_count
 
 _LOCK = threading.Lock()
 _SESSIONS: dict[str, object] = {}
@@ -27,6 +29,11 @@ def to_fp16(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def to_fp32(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """`a` (float16) as float32: into `out` (float32, C-contiguous, a's size) when given, else a new array."""
     return _cast(a, np.float16, np.float32, out)
+
+
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """`a` itself unless it is float16, then its float32 copy."""
+    return to_fp32(a) if np.asarray(a).dtype == np.float16 else a
 
 
 def _cast(a: np.ndarray, src, dst, out: np.ndarray | None) -> np.ndarray:
@@ -43,7 +50,6 @@ def _cast(a: np.ndarray, src, dst, out: np.ndarray | None) -> np.ndarray:
     if out is None:  # numpy's allocation (huge pages where the kernel allows) beats ORT's for large outputs
         out = np.empty(a.shape, dst)
     dest = out.reshape(-1)
-    parts = [(lo, min(flat.size, lo + _PART)) for lo in range(0, flat.size, _PART)]
 
     def cast(lo: int, hi: int) -> None:
         io = sess.io_binding()
@@ -51,29 +57,12 @@ def _cast(a: np.ndarray, src, dst, out: np.ndarray | None) -> np.ndarray:
         io.bind_output("y", "cpu", 0, dst, [hi - lo], dest[lo:hi].ctypes.data)
         sess.run_with_iobinding(io)
 
-    if len(parts) == 1:
-        cast(*parts[0])
-    else:  # large arrays in parts on a few threads (ORT releases the GIL while it runs)
-        list(_pool().map(lambda p: cast(*p), parts))
+    # large arrays in parts on the shared threads (ORT releases the GIL while it runs)
+    run_parts(cast, split(flat.size, thread_count()) if flat.size >= _PARALLEL_MIN else [(0, flat.size)])
     return out.reshape(a.shape)
 
 
-_PART = 1 << 23  # elements per Cast call when an array is split over threads
-_POOL = None
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, cores)), thread_name_prefix="cpdebug-half")
-    return _POOL
+_PARALLEL_MIN = 1 << 23  # elements from which a cast is split over threads
 
 
 def _session(src: str, dst: str):

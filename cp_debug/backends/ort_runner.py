@@ -19,6 +19,7 @@ from cp_debug.backends.ort_precision import cpu_fallback, graph_facts, precision
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.half import to_fp16
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -312,7 +313,7 @@ class OrtRunner(Runner):
                     info = np.iinfo(want)
                     if arr.min() < info.min or arr.max() > info.max:
                         raise BadInputError(f"input {name!r} has values outside {np.dtype(want).name}'s range")
-                arr = _to_fp16(arr) if (arr.dtype == np.float32 and want is np.float16) else arr.astype(want)
+                arr = to_fp16(arr) if (arr.dtype == np.float32 and want is np.float16) else arr.astype(want)
             if len(arr.shape) != len(dims):
                 raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); the model wants rank "
                                     f"{len(dims)}: {_fmt_dims(dims)}")
@@ -322,12 +323,6 @@ class OrtRunner(Runner):
                                     f"(dimension {bad[0]} differs)")
             out[name] = np.ascontiguousarray(arr)
         return out
-
-
-def _to_fp16(arr: np.ndarray) -> np.ndarray:
-    from cp_debug.half import to_fp16
-
-    return to_fp16(arr)
 
 
 _ENV_ARENA = False
@@ -369,4 +364,3 @@ def _ort_version() -> str | None:
 
 def _count_ops(model, op_type: str) -> int:
     return sum(1 for n in model.graph.node if n.op_type == op_type)
-

@@ -31,6 +31,7 @@ import onnx
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
+from cp_debug.half import as_float32
 
 __all__ = ["Lane", "Lockstep", "ProbeValues", "Segment", "SegmentPlan", "lane_precision", "lane_transform",
            "lockstep_supported", "plan_segments"]
@@ -103,7 +104,7 @@ class Lockstep:
                         del env[t]
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
-                {lane.label: {t: _float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
+                {lane.label: {t: as_float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
 
     def _native_half(self, lane: Lane) -> bool:
         """Whether `lane`'s segments take and return float16 (see the module docstring): FP16 lanes on the CPU,
@@ -277,14 +278,6 @@ def _same_type(a: np.dtype, b: np.dtype) -> bool:
     """Equal dtypes, float16 counting as float32 (an FP16 lane's chain holds float16 arrays)."""
     half = (np.dtype(np.float16), np.dtype(np.float32))
     return a == b or (a in half and b in half)
-
-
-def _float32(a: np.ndarray) -> np.ndarray:
-    if a.dtype != np.float16:
-        return a
-    from cp_debug.half import to_fp32
-
-    return to_fp32(a)
 
 
 def _share(value: np.ndarray, ref: np.ndarray) -> np.ndarray:

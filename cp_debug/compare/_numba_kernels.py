@@ -12,6 +12,7 @@ from numba.extending import intrinsic, overload
 @intrinsic
 def bits(typingctx, x):  # noqa: ARG001 - numba's intrinsic signature
     """float32 → its uint32 bit pattern."""
+
     def codegen(context, builder, signature, args):  # noqa: ARG001
         return builder.bitcast(args[0], context.get_value_type(types.uint32))
 
@@ -21,6 +22,7 @@ def bits(typingctx, x):  # noqa: ARG001 - numba's intrinsic signature
 @intrinsic
 def from_bits(typingctx, x):  # noqa: ARG001
     """uint32 bit pattern → float32."""
+
     def codegen(context, builder, signature, args):  # noqa: ARG001
         return builder.bitcast(args[0], context.get_value_type(types.float32))
 
@@ -35,7 +37,7 @@ def as_f32(x):
 def _as_f32(x):
     if isinstance(x, types.Float):
         return lambda x: x
-    if isinstance(x, types.Integer):  # float16 bits, branch-free (vectorises): normal, subnormal, inf/NaN
+    if isinstance(x, types.Integer):  # float16 bits, exactly: normal, subnormal, inf/NaN
         def half(x):
             h = np.uint32(x)
             sign = (h & np.uint32(0x8000)) << np.uint32(16)
@@ -48,6 +50,7 @@ def _as_f32(x):
             return from_bits(bits(v) | sign)
         return half
     return None
+
 
 @nb.njit(fastmath=True, cache=True)
 def part(rs, ts, atol, rtol, o):
@@ -99,6 +102,7 @@ def part(rs, ts, atol, rtol, o):
     o[10] = beyond
     o[11] = odd
 
+
 @nb.njit(parallel=True, cache=True)
 def diff(r, t, atol, rtol, parts):
     n = r.size
@@ -110,6 +114,7 @@ def diff(r, t, atol, rtol, parts):
         part(r[lo:hi], t[lo:hi], atol, rtol, out[p])
     return out
 
+
 @nb.njit(fastmath={"reassoc", "contract", "nsz", "arcp"}, cache=True)
 def heat_rows(r, t, acc):
     for c in range(r.shape[0]):
@@ -119,6 +124,7 @@ def heat_rows(r, t, acc):
             ah = acc[h]
             for w in range(rr.size):
                 ah[w] += np.float64(abs(as_f32(tt[w]) - as_f32(rr[w])))
+
 
 @nb.njit(parallel=True, cache=True)
 def heat(r, t):

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cp_debug.compare import kernels
-from cp_debug.compare.parallel import run_parts, split, thread_count
+from cp_debug.parallel import run_parts, split, thread_count
 
 FP16_MAX = 65504.0
 
@@ -90,24 +90,21 @@ class TensorDiff:
                 inf_ = int(np.isinf(test).sum())
             return cls(name, tuple(ref.shape), tuple(test.shape), *([math.nan] * 7), math.nan, nan_, inf_,
                        _absmax(ref), _absmax(test), "shape_mismatch")
-        single = ref.dtype in _SINGLE and test.dtype in _SINGLE
-        if test is ref and single and kernels.available():
+        compiled = ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE and kernels.available()
+        if test is ref and compiled:
             amax = kernels.finite_absmax(ref.reshape(-1))  # one pass: None where a NaN/Inf is present
             if amax is not None:
                 return cls._identical(name, ref, amax)
         elif test is ref and np.issubdtype(ref.dtype, np.floating) and all_finite(ref):
             return cls._identical(name, ref)
         flat_r, flat_t = ref.reshape(-1), test.reshape(-1)
-        if single and kernels.available():
+        if compiled:
             acc = _Accumulator(tol)
             acc.add_compiled(flat_r, flat_t)
             return acc.result(cls, name, tuple(ref.shape), tuple(test.shape))
 
         def part(lo: int, hi: int) -> _Accumulator:
             acc = _Accumulator(tol)
-            if single:
-                acc.add_single(flat_r[lo:hi], flat_t[lo:hi])
-                return acc
             for a in range(lo, hi, _CHUNK):
                 b = min(hi, a + _CHUNK)
                 acc.add(flat_r[a:b], flat_t[a:b])
@@ -138,11 +135,9 @@ class TensorDiff:
         return d
 
 
-_CHUNK = 1 << 16  # elements per block: metrics stream over cache-sized blocks, no big temporaries
+_CHUNK = 1 << 16  # elements per block: metrics stream in float64 over cache-sized blocks, no big temporaries
 _KERNEL_CHUNK = 1 << 22  # elements per call of the compiled kernel
-_HALF_CHUNK = 1 << 20  # float16 operands are converted to float32 this many elements at a time
-_SINGLE = (np.dtype(np.float32), np.dtype(np.float16))  # compared in float32 blocks (sums in float64 across them)
-_PARALLEL_MIN = 1 << 21  # elements from which a tensor's blocks are shared out over threads (compare/parallel.py)
+_PARALLEL_MIN = 1 << 21  # elements from which a tensor's blocks are shared out over threads (cp_debug/parallel.py)
 
 
 class _Accumulator:
@@ -157,20 +152,18 @@ class _Accumulator:
         self.sum_abs = self.sum_sq = self.ref_sq = self.test_sq = self.dot = 0.0
         self.beyond = 0
         self.ref_absmax = self.test_absmax = 0.0
-        self._buf: dict[int, tuple[np.ndarray, ...]] = {}  # scratch blocks (+ one bool): float64 by size, float32 by -size
+        self._buf: dict[int, tuple[np.ndarray, ...]] = {}  # float64 scratch blocks (+ one bool) by size
 
     def _scratch(self, n: int) -> tuple[np.ndarray, ...]:
         if n not in self._buf:
-            self._buf = {k: v for k, v in self._buf.items() if k < 0}
-            self._buf[n] = tuple(np.empty(n, np.float64) for _ in range(4)) + (np.empty(n, np.bool_),)
+            self._buf = {n: tuple(np.empty(n, np.float64) for _ in range(4)) + (np.empty(n, np.bool_),)}
         return self._buf[n]
 
     def add_compiled(self, ref: np.ndarray, test: np.ndarray) -> None:
         """float32/float16 operands through the compiled one-pass kernel (`kernels.py`), a chunk at a time; a part
         holding NaN/Inf is measured again by `add` (float64, exact NaN/Inf rules)."""
         for lo in range(0, ref.size, _KERNEL_CHUNK):
-            parts = [np.ascontiguousarray(x[lo:lo + _KERNEL_CHUNK]) for x in (ref, test)]
-            r, t = parts
+            r, t = (np.ascontiguousarray(x[lo:lo + _KERNEL_CHUNK]) for x in (ref, test))
             rows = kernels.diff_parts(r, t, self.tol.atol, self.tol.rtol)
             for (a, b), row in zip(kernels.part_ranges(r.size), rows):
                 if a == b:
@@ -190,73 +183,6 @@ class _Accumulator:
                 self.ref_absmax = max(self.ref_absmax, float(row[8]))
                 self.test_absmax = max(self.test_absmax, float(row[9]))
                 self.beyond += int(row[10])
-
-    def add_single(self, ref: np.ndarray, test: np.ndarray) -> None:
-        """Blocks of float32/float16 operands, in float32 arithmetic: float16 ones converted a chunk at a time
-        (`cp_debug.half`), every block summed pairwise in float32 (numpy's reductions) and the block sums added
-        in float64 — relative error about 1e-7, against 5 ns an element for the float64 blocks on two cores.
-        A block whose float32 sums overflow, or that holds NaN/Inf, is measured again in float64 (`add`)."""
-        from cp_debug.half import to_fp32
-
-        conv: list[np.ndarray | None] = [None, None]
-        for lo in range(0, ref.size, _HALF_CHUNK):
-            parts = [ref[lo:lo + _HALF_CHUNK], test[lo:lo + _HALF_CHUNK]]
-            for k, x in enumerate(parts):
-                if x.dtype == np.float16:
-                    if conv[k] is None:
-                        conv[k] = np.empty(min(_HALF_CHUNK, ref.size), np.float32)
-                    parts[k] = to_fp32(x, out=conv[k][:x.size])
-            r_all, t_all = parts
-            for a in range(0, r_all.size, _CHUNK):
-                r, t = r_all[a:a + _CHUNK], t_all[a:a + _CHUNK]
-                if not self._add_float32(r, t):
-                    self.add(r, t)
-
-    def _add_float32(self, r: np.ndarray, t: np.ndarray) -> bool:
-        """One float32 block; False (nothing added) when a float32 sum is not finite."""
-        n = r.size
-        if n == 0:
-            return True
-        d, a, s, mask = self._scratch32(n)
-        np.subtract(t, r, out=d)
-        np.abs(d, out=d)
-        sum_abs = float(d.sum())
-        if not math.isfinite(sum_abs):
-            return False
-        np.multiply(d, d, out=s)
-        sum_sq = float(s.sum())
-        np.multiply(r, t, out=s)
-        dot = float(s.sum())
-        np.multiply(r, r, out=s)
-        ref_sq = float(s.sum())
-        np.multiply(t, t, out=s)
-        test_sq = float(s.sum())
-        if not all(map(math.isfinite, (sum_sq, dot, ref_sq, test_sq))):
-            return False
-        self.n += n
-        self.sum_abs += sum_abs
-        self.sum_sq += sum_sq
-        self.dot += dot
-        self.ref_sq += ref_sq
-        self.test_sq += test_sq
-        self.max_abs = max(self.max_abs, float(d.max()))
-        np.abs(r, out=a)
-        self.ref_absmax = max(self.ref_absmax, float(a.max()))
-        self.test_absmax = max(self.test_absmax, float(t.max()), -float(t.min()))
-        np.multiply(a, np.float32(self.tol.rtol), out=s)  # beyond tolerance: d > atol + rtol*|r|
-        s += np.float32(self.tol.atol)
-        self.beyond += int(np.count_nonzero(np.greater(d, s, out=mask)))
-        np.maximum(a, np.float32(1e-12), out=a)
-        np.divide(d, a, out=a)
-        self.max_rel = max(self.max_rel, float(a.max()))
-        return True
-
-    def _scratch32(self, n: int) -> tuple[np.ndarray, ...]:
-        key = -n  # float32 blocks share the scratch dict with add's float64 ones, under negative sizes
-        if key not in self._buf:
-            self._buf = {k: v for k, v in self._buf.items() if k > 0}
-            self._buf[key] = tuple(np.empty(n, np.float32) for _ in range(3)) + (np.empty(n, np.bool_),)
-        return self._buf[key]
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:
         n = ref.size

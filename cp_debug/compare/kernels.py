@@ -11,7 +11,7 @@ the larger half of an FP16 lockstep bisect's time after the inference. These ker
   integer maxima but not float ones that must respect NaN. A part holding a NaN or an infinity
   reports so (`nonfinite`): the caller measures it again with numpy, which keeps the exact NaN/Inf semantics.
 - Parts are fixed ranges of the input, not one per thread, so the sums do not depend on the thread count.
-- `available()` is False where numba is not installed: callers then use their numpy paths.
+- `available()` is False where numba is not installed: callers then use their numpy paths (float64 blocks).
 - One call at a time (a lock): numba's fallback thread layer may not be entered from two threads at once.
 """
 
@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+SINGLE = (np.dtype(np.float32), np.dtype(np.float16))  # the dtypes the kernels take
 PARTS = 16  # fixed ranges per call: the summation order, whatever the number of threads
 SUMS = ("n", "sum_abs", "sum_sq", "dot", "ref_sq", "test_sq", "max_abs", "max_rel", "ref_absmax", "test_absmax",
         "beyond", "nonfinite")

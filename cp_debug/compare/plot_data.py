@@ -13,9 +13,9 @@ import numpy as np
 
 from cp_debug.compare import kernels
 from cp_debug.compare.diff import all_finite
-from cp_debug.compare.parallel import run_parts, split, thread_count
+from cp_debug.parallel import run_parts, split, thread_count
 from cp_debug.errors import BadInputError
-from cp_debug.half import to_fp32
+from cp_debug.half import as_float32
 
 
 MAX_HISTOGRAM_ELEMENTS = 1 << 20
@@ -80,7 +80,8 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
     padded = np.zeros((h * kh, w * kw), dtype=np.float64)
     padded[:H, :W] = d
     pooled = padded.reshape(h, kh, w, kw).max(axis=(1, 3))
-    # 4 significant digits (`_round`, written out here: this runs for up to 16k cells of every probe)
+    # 4 significant digits (plenty for a plot, and it keeps the JSON small), "inf" where not finite; written
+    # out inline: this runs for up to 16k cells of every probe
     data = [[float(f"{v:.4g}") if v - v == 0 else "inf" for v in row] for row in pooled.tolist()]
     return {"probe": probe, "shape": [h, w], "source_shape": [H, W], "pool": [kh, kw], "data": data,
             "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max",
@@ -101,8 +102,7 @@ def _channel_mean_error(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
         return acc if acc is not None else np.zeros((H, W), np.float64)
 
     threads = thread_count() if ref.size >= (1 << 21) else 1
-    single = (np.dtype(np.float32), np.dtype(np.float16))
-    compiled = ref.dtype in single and test.dtype in single and kernels.available()
+    compiled = ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE and kernels.available()
     for b in range(B):
         if compiled:  # one pass over both arrays (compare/kernels.py)
             acc = kernels.channel_abs_sum(np.ascontiguousarray(ref[b]), np.ascontiguousarray(test[b]))
@@ -126,20 +126,10 @@ def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
     `cp_debug.half`, numpy's own conversion being 20 times slower), else float64."""
     ref, test = np.asarray(ref), np.asarray(test)
     _same_shape(ref, test, who)
-    single = (np.dtype(np.float32), np.dtype(np.float16))
-    if ref.dtype in single and test.dtype in single:
-        ref, test = _float32(ref), _float32(test)
+    if ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE:
+        ref, test = as_float32(ref), as_float32(test)
         with np.errstate(invalid="ignore", over="ignore"):
             d = np.subtract(test, ref)
             return np.abs(d, out=d)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.abs(test.astype(np.float64) - ref.astype(np.float64))
-
-
-def _float32(a: np.ndarray) -> np.ndarray:
-    return to_fp32(np.ascontiguousarray(a)) if a.dtype == np.float16 else a
-
-
-def _round(v: float) -> float:
-    """4 significant digits: plenty for a plot, and it keeps the JSON small."""
-    return float(f"{v:.4g}")

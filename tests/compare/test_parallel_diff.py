@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cp_debug.compare.diff import TensorDiff
-from cp_debug.compare.parallel import split
+from cp_debug.parallel import split
 from cp_debug.compare.plot_data import error_heatmap
 
 

@@ -1,19 +1,23 @@
-"""Threads for the element-wise comparisons: numpy's ufuncs release the GIL, so a tensor's blocks can be
-compared on several cores at once. A bisect of awml-base at `--level all` spent most of its time in
-TensorDiff's float64 arithmetic on one core (H100 machine, torch-cuda,ort-cuda-fp16: 72 of 127 s).
+"""Threads for element-wise numpy work: numpy's ufuncs and ONNX Runtime's runs release the GIL, so a tensor's
+blocks can be processed on several cores at once. A bisect of awml-base at `--level all` spent most of its time
+in TensorDiff's float64 arithmetic on one core (H100 machine, torch-cuda,ort-cuda-fp16: 72 of 127 s); the
+comparisons' numpy paths and the heat map (`compare/`) and large float16 casts (`cp_debug/half.py`) share this pool.
 
 `CPDEBUG_COMPARE_THREADS` sets the count (default: the cores this process may use, at most 8); 1 = serial.
-Results do not depend on it beyond float64 summation order (parts are summed in a fixed order).
+Results do not depend on it beyond float64 summation order (parts are summed in a fixed order). Work handed out
+from one of the pool's own threads runs serially in that thread (a worker waiting on its pool could deadlock it).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+_PREFIX = "cpdebug-pool"
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 
@@ -38,7 +42,7 @@ def split(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
 
 def run_parts(fn: Callable[[int, int], T], ranges: Sequence[tuple[int, int]]) -> list[T]:
     """fn(lo, hi) for each range, on the shared pool when there is more than one; results in range order."""
-    if len(ranges) <= 1:
+    if len(ranges) <= 1 or threading.current_thread().name.startswith(_PREFIX):
         return [fn(lo, hi) for lo, hi in ranges]
     pool = _pool(len(ranges))
     return list(pool.map(lambda r: fn(*r), ranges))
@@ -49,5 +53,5 @@ def _pool(n: int) -> ThreadPoolExecutor:
     if _POOL is None or _POOL_SIZE < n:
         if _POOL is not None:
             _POOL.shutdown(wait=False)
-        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cpdebug-compare"), n
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_PREFIX), n
     return _POOL
