@@ -18,7 +18,7 @@ from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.ort_precision import cpu_fallback, graph_facts, precision_report_from_facts, probe_effect
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
 from cp_debug.half import to_fp16
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +32,13 @@ _ORT_TYPES = {
     "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
     "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_,
 }
+
+
+# x86 CPUs without VNNI (AVX2, AVX-512F) run ORT's U8S8 integer products through a 16-bit saturating instruction
+# (VPMADDUBSW): some convs come out far off (0.65 against a 0.022 INT8 step on the tiny test net, AVX2 EPYC).
+# ORT's U8U8 path is exact there and changes nothing on other CPUs: INT8 numbers then do not depend on the CPU
+# the debugger runs on, as the deployed integer arithmetic (TensorRT, VNNI) does not.
+INT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
 
 
 class OrtRunner(Runner):
@@ -106,6 +113,7 @@ class OrtRunner(Runner):
         qdq = self.int8_model is not None and self.spec.precision == "int8"
         model = load_onnx(self.int8_model if qdq else self._model_src, check=self.check_model)
         graph_outputs = [o.name for o in model.graph.output]
+        self._graph_outputs = graph_outputs
         extras = [n for n in self.extra_outputs if n not in graph_outputs]
         precision = self.spec.precision
         plain = None  # the model without probe outputs, to measure what exposing probes changes (INT8)
@@ -155,9 +163,13 @@ class OrtRunner(Runner):
             self._probe_effect = probe_effect(plain_facts, self._facts)
         self._inputs = {i.name: (i.type, list(i.shape)) for i in self._sess.get_inputs()}
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: dict[str, np.ndarray], only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         ort_feed = self._check_feed(feed)
-        wanted = list(dict.fromkeys(self._out_map.values()))
+        out_map = self._out_map
+        if only is not None:  # the graph's outputs and, of the extra outputs, those named (original names)
+            keep = set(self._graph_outputs) | set(only)
+            out_map = {k: v for k, v in out_map.items() if k in keep}
+        wanted = list(dict.fromkeys(out_map.values()))
         try:
             values = self._sess.run(wanted, ort_feed)
         except Exception as err:  # noqa: BLE001
@@ -166,13 +178,20 @@ class OrtRunner(Runner):
             raise
         by_name = dict(zip(wanted, values))
         out: dict[str, np.ndarray] = {}
-        for original, name in self._out_map.items():
+        for original, name in out_map.items():
             arr = np.asarray(by_name[name])
             if self.fp16_io and arr.dtype == np.float16:
                 out[original] = arr
             else:
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
+
+    def infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
+        """`infer`, returning the graph's outputs and only the `extra` outputs named (original names): a session
+        that exposes many tensors, read a part at a time (ORT computes the others and does not copy them out)."""
+        if not self.is_active:
+            raise CpDebugError(f"runner {self.name!r} is not active: use it as a context manager")
+        return self._infer(feed, only=extra)
 
     def _deactivate(self) -> None:
         self._sess = None  # what was learnt (precision facts, amax, names) stays readable after deactivate
@@ -209,6 +228,7 @@ class OrtRunner(Runner):
             "graph_optimization_level": self.determinism.settings()["onnxruntime"]["graph_optimization_level"],
             "deterministic_compute": self.determinism.enabled,
             "intra_op_threads": self.threads,
+            **({"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else {}),
             "precision_transform": self._transform,
             "extra_outputs": len(self.extra_outputs),
             "missing_outputs": list(self._missing),
@@ -259,14 +279,14 @@ class OrtRunner(Runner):
                     so = self.determinism.ort_session_options(
                         threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
                         spinning=self.spinning)
-                    self._use_shared_arena(so)
+                    self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except Exception:  # noqa: BLE001 - saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
                     so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
                                                               spinning=self.spinning)
-                    self._use_shared_arena(so)
+                    self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
             except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
                 kind = type(err).__name__
@@ -286,10 +306,14 @@ class OrtRunner(Runner):
             facts["cpu_fallback"] = cpu_fallback(sess) if record else None
         return sess, facts
 
-    def _use_shared_arena(self, so) -> None:
+    def _configure(self, so) -> None:
+        """Session settings beyond determinism's: the shared host arena; for INT8, exact integer products."""
         if self.shared_arena:
             _register_env_arena()
             so.add_session_config_entry("session.use_env_allocators", "1")
+        if self.spec.precision == "int8":
+            for key, value in INT8_SESSION_CONFIG.items():
+                so.add_session_config_entry(key, value)
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(feed, dict):

@@ -55,10 +55,17 @@ class _Candidate:
             return quantize_int8(model, calib, exclude_nodes=kw.get("exclude_int8_nodes", ())).model
         return model
 
+    @property
+    def session_options(self) -> dict | None:
+        """The session settings the bisect's runner used beyond the defaults (INT8: exact integer products)."""
+        from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
+
+        return {"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else None
+
     def run(self, model, feed: dict) -> dict:
         from cp_debug.graph.session import cast_feed, run_ort
 
-        return run_ort(model, cast_feed(model, feed), providers=self.providers)
+        return run_ort(model, cast_feed(model, feed), providers=self.providers, session_options=self.session_options)
 
     def plain_fp16(self, model, exposed: bool = False):
         """The FP16 conversion of `model`; with `exposed`, the tensors the bisect's whole-stage run exposed are
@@ -96,10 +103,10 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
     if found is not None:
         bundle = _root_cause_bundle(engine, cand, probe, found, runner)
         if bundle is not None:
-            return _write(out_dir, report, cand, make_tar, providers, *bundle)
+            return _write(out_dir, report, cand, make_tar, runner, *bundle)
     fd = cand.first_divergent or probe
     bundle = _grown_bundle(engine, cand, fd, probe, spec, providers)
-    return _write(out_dir, report, cand, make_tar, providers, *bundle)
+    return _write(out_dir, report, cand, make_tar, runner, *bundle)
 
 
 def _root_cause_bundle(engine, cand, probe, found, runner):
@@ -130,7 +137,7 @@ def _root_cause_bundle(engine, cand, probe, found, runner):
             if spec.precision == "int8":  # each cut is calibrated on the reference values at its boundary
                 shrink_feed.update(run_ort(expose_all(seg), feed))
             small = shrink_segment(seg, lambda m: runner.make(m, shrink_feed), feed, diverges_beyond(tol),
-                                   providers=runner.providers)
+                                   providers=runner.providers, session_options=runner.session_options)
             if len(small.nodes) < len(seg.graph.node):
                 story.append(f"Shrunk from {len(seg.graph.node)} to {len(small.nodes)} nodes: the smallest "
                              f"contiguous range of them that still diverges ({small.evaluations} ranges run).")
@@ -246,12 +253,13 @@ def _fp16_story(runner: _Candidate, window, tol=None) -> list[str]:
     return lines
 
 
-def _write(out_dir, report, cand, make_tar, providers, subgraph, inputs, refs, cand_out, tol, story, meta, extra):
+def _write(out_dir, report, cand, make_tar, runner, subgraph, inputs, refs, cand_out, tol, story, meta, extra):
     from cp_debug.bugreport.writer import write_bundle
 
     settings = dict(report.settings)
     settings["bundle"] = {**meta, "nodes": len(subgraph.graph.node), "story": story}
     return write_bundle(out_dir, subgraph=subgraph, inputs=inputs, ref_outputs=refs, cand_outputs=cand_out,
                         candidate_label=cand.label, candidate_spec=cand.spec, report=report, tolerance=tol,
-                        settings=settings, environment=report.environment, providers=providers, make_tar=make_tar,
+                        settings=settings, environment=report.environment, providers=runner.providers,
+                        session_options=runner.session_options, make_tar=make_tar,
                         story=story, extra_files=extra)

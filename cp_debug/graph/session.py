@@ -13,6 +13,10 @@ def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_opti
     for key, value in (session_options or {}).items():
         if key == "graph_optimization_level" and isinstance(value, str):
             value = getattr(ort.GraphOptimizationLevel, value)
+        if key == "config_entries":  # session config keys, e.g. {"session.x64quantprecision": "1"}
+            for k, v in value.items():
+                so.add_session_config_entry(str(k), str(v))
+            continue
         setattr(so, key, value)
     names = [p if isinstance(p, str) else p[0] for p in providers]
     opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]

@@ -163,3 +163,15 @@ def test_fp16_io_takes_and_returns_float16_on_the_shared_arena(tiny):
         np.testing.assert_allclose(from_32[k].astype(np.float32), edges32[k], rtol=2e-3, atol=2e-3)
     with OrtRunner(tiny.path, "ort", fp16_io=True, shared_arena=True) as r:  # fp16_io means nothing at FP32
         assert r.infer({"x": tiny.x})["out"].dtype == np.float32
+
+
+def test_infer_some_returns_the_graph_outputs_and_the_named_extras_only(tiny):
+    """One session exposing many tensors, read a part at a time (the CUDA whole-stage candidate's chunks)."""
+    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU, CONV2]) as r:
+        every = r.infer({"x": tiny.x})
+        part = r.infer_some({"x": tiny.x}, [CONV2])
+        outputs_only = r.infer_some({"x": tiny.x}, [])
+    assert set(part) == set(tiny.output_names) | {CONV2}
+    assert set(outputs_only) == set(tiny.output_names)
+    for name, value in part.items():
+        np.testing.assert_array_equal(value, every[name])

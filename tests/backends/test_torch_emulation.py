@@ -56,9 +56,12 @@ def test_emulated_agrees_with_torch_cpu_half_kernels(monkeypatch):
         native = r.infer({"x": x})["y"]
         assert r.settings()["half_arithmetic"] == "native"
         assert "natively" in " ".join(r.precision_report().notes)
-    ulp = np.spacing(np.abs(native).astype(np.float16)).astype(np.float32)
-    off = np.abs(emulated - native) > ulp
-    assert off.mean() < 0.01, f"{off.mean():.2%} of elements differ by more than 1 float16 ulp"
+    # Within one float16 ulp of the output's largest value, everywhere. Not of each element's own value: torch's
+    # AVX2 kernels round their intermediate values in other places than AVX-512 ones do (seen: 4.4% of elements
+    # beyond their own ulp on an AVX2 EPYC, all of them near zero, none beyond half the top ulp).
+    top = float(np.spacing(np.float16(np.abs(native).max())))
+    worst = float(np.abs(emulated - native).max())
+    assert worst <= top, f"emulated and native half differ by {worst:.3g}, more than 1 float16 ulp ({top:.3g})"
 
 
 def test_emulated_overflow_and_local_runs():
