@@ -39,23 +39,26 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
         return out
     # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
     from cp_debug.backends import make_runner
-    from cp_debug.graph.segment import extract_segment, segment_inputs
+    from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
     qdq = st.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" else None
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
     present = {t for n in model.graph.node for t in n.output}
+    types = tensor_types(model)  # once per stage: each cut is typed from it (no shape inference per probe)
+    inits = {init.name: init for init in model.graph.initializer}
     pm = st.probe_map()
     known = run.known_tensors(i)
-    for p in sp:
+    for k, p in enumerate(sp):
         if p.kind == "input":
             continue
         tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
         if tensor is None or p.name not in run.store or tensor not in present:
             continue
         try:
-            bnames = segment_inputs(model, [tensor], set(known) - {tensor})
+            cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
+            bnames = list(cut.inputs)
             feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
-            seg = extract_segment(model, feed, [tensor], {tensor: run.store.get(p.name).shape})
+            seg = segment_model(model, cut, feed, types, inits)
             kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
             if qdq is not None:
                 kw["int8_model"] = seg

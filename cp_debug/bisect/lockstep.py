@@ -140,7 +140,7 @@ class Lockstep:
     # -- one segment -------------------------------------------------------------------------------------
     def _segment(self, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
         ref_in = {t: ref_env[t] for t in seg.inputs}
-        model = segment_model(self.model, self.plan, seg, ref_in, self.types, self._inits)
+        model = segment_model(self.model, seg, ref_in, self.types, self._inits)
         with self._runner(self.reference, model, {}, None) as ref_runner:
             ref_out = ref_runner.infer(ref_in)
             ref_env.update(ref_out)
@@ -198,11 +198,11 @@ class Lockstep:
                for t in seg.inputs):
             return model
         # the candidate's boundary has another shape: its own model (a shape mismatch the probes will report)
-        return segment_model(self.model, self.plan, seg, lane_in, self.types, self._inits)
+        return segment_model(self.model, seg, lane_in, self.types, self._inits)
 
     def _run(self, spec: BackendSpec, seg: Segment, env: dict, kwargs: dict) -> dict[str, np.ndarray]:
         feed = {t: env[t] for t in seg.inputs}
-        model = segment_model(self.model, self.plan, seg, feed, self.types, self._inits)
+        model = segment_model(self.model, seg, feed, self.types, self._inits)
         with self._runner(spec, model, kwargs, [feed] if spec.precision == "int8" else None) as r:
             return r.infer(feed)
 

@@ -71,7 +71,7 @@ class GroupedLockstep(Lockstep):
 
     def _group(self, members: list, seg, ref_env: dict, noise_env: dict | None, on_probe) -> None:
         ref_in = {t: ref_env[t] for t in seg.inputs}
-        model = segment_model(self.model, self.plan, seg, ref_in, self.types, self._inits)
+        model = segment_model(self.model, seg, ref_in, self.types, self._inits)
         cuts = gg.inner_cuts(self.model, members)
         with self._runner(self.reference, model, {}, None) as ref_runner:
             ref_out = ref_runner.infer(ref_in)

@@ -117,23 +117,28 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors.
 
     A torch candidate's probes are compared as its hooks produce them. An ONNX candidate whose probe tensors would
-    not fit `CHUNK_BYTES` together runs the stage once per chunk of probes that does (each run exposes only its
-    chunk): more inferences, bounded memory."""
+    not fit `CHUNK_BYTES` together runs the stage once per chunk of probes that does: more inferences, bounded host
+    memory. Each run exposes only its chunk, except on CUDA where every probe tensor fits in half the free device
+    memory: there one session exposes them all and each run copies one chunk to the host (`_fits_on_device`)."""
     st = run.subject.stages[i]
     spec = state.spec
     chunks = probe_chunks(run, spec, sp)
+    one_session = len(chunks) > 1 and _fits_on_device(run, spec, sp)
     runs = f", {len(chunks)} runs" if len(chunks) > 1 else ""
     diffs: dict[str, TensorDiff] = {}
     exposed: dict[str, tuple[str, ...]] = {}  # probe -> the tensors exposed in the run that measured it
     stage_out: dict | None = None
     local: dict = {}
-    with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"):
+    with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"), contextlib.ExitStack() as keep:
+        # a CUDA candidate whose probe tensors all fit in device memory: one session exposes them all and each run
+        # copies one chunk out (not a session, and an FP16 conversion of the stage, per chunk)
+        whole = keep.enter_context(make_stage_runner(run, spec, st, sp, calib=run.calib(i))) if one_session else None
         for k, chunk in enumerate(chunks):
-            runner = make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+            runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
             if spec.framework == "torch":  # compared as the hooks produce them: never all probes in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
-            with runner:
-                out = runner.infer(feed)
+            with contextlib.nullcontext(whole) if whole else runner:
+                out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
                     _describe(run, state, st, runner)
                 vals = probe_values(st, spec, out, chunk, feed)
@@ -142,7 +147,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 del out
                 _compare(run, state, st, chunk, vals, runner, diffs)
                 del vals
-                exposed.update({p.name: _exposed(st, spec, chunk) for p in chunk})
+                exposed.update({p.name: _exposed(st, spec, sp if whole else chunk) for p in chunk})
                 if k == len(chunks) - 1 and run.opts.local:
                     local = local_errors(run, state, i, sp, runner)
     for p in sp:
@@ -176,6 +181,24 @@ def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[
             chunks.append([p])
             used = size[p.name]
     return chunks
+
+
+def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
+    """An ONNX Runtime CUDA candidate whose probe tensors (the reference's sizes) take at most half the GPU's free
+    memory: then they are exposed in one session (`candidate_stage`). Measured through torch's CUDA runtime; False
+    where it cannot tell."""
+    if spec.framework != "ort" or spec.device != "cuda" or spec.precision == "int8":
+        return False
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        free, _ = torch.cuda.mem_get_info()
+    except Exception:  # noqa: BLE001 - no CUDA runtime to ask: keep one session per chunk
+        return False
+    need = sum(run.store.get(p.name).nbytes for p in sp if p.name in run.store)
+    return need <= free // 2
 
 
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:

@@ -83,7 +83,7 @@ def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
     return SegmentPlan(segments, graph_inputs, graph_outputs, last_use, missing, upstream)
 
 
-def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, inputs: dict[str, np.ndarray],
+def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.ndarray],
                   types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:
     """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it, outputs
     from `types` (the whole graph's inferred types, see `tensor_types`) or inference on the segment."""
@@ -121,6 +121,36 @@ def segment_model(model: onnx.ModelProto, plan: SegmentPlan, seg: Segment, input
             elif vi.name in untyped and not vi.type.tensor_type.elem_type:
                 vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT  # shape left open: ORT does not need it
     return m
+
+
+def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterable[str], index: int = 0) -> Segment:
+    """The nodes that compute `targets` from the `boundary` tensors (plus initializers and Constant nodes), as a
+    Segment for `segment_model`: a cut between any known tensors, typed from the whole graph's `tensor_types`
+    computed once — no shape inference or graph surgery per cut (local error cuts one segment per probe)."""
+    graph = model.graph
+    nodes = list(graph.node)
+    initializers = {i.name for i in graph.initializer}
+    producer = {t: k for k, n in enumerate(nodes) for t in n.output if t}
+    targets, stop = list(dict.fromkeys(targets)), set(boundary)
+    picked: set[int] = set()
+    seen: set[str] = set()
+    stack = list(targets)
+    while stack:
+        t = stack.pop()
+        if t in seen or t in initializers or (t in stop and t not in targets):
+            continue
+        seen.add(t)
+        k = producer.get(t)
+        if k is None or k in picked or nodes[k].op_type == "Constant":
+            continue
+        picked.add(k)
+        stack.extend(_node_reads(nodes[k]))
+    graph_inputs = {i.name for i in graph.input if i.name not in initializers}
+    order = [k for k in _topological(nodes, graph_inputs | initializers) if k in picked]
+    made = {t for k in order for t in nodes[k].output if t}
+    reads = (t for k in order for t in _node_reads(nodes[k]) if t not in made)
+    inputs = tuple(t for t in dict.fromkeys(reads) if t in stop or t in graph_inputs)
+    return Segment(index, tuple(order), inputs, tuple(targets), tuple(targets))
 
 
 def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:

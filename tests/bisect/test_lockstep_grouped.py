@@ -60,7 +60,7 @@ def test_groups_and_opened_cuts():
     seg = merge_segments(model, members, 0)
     assert seg.inputs == ("x",) and seg.probes == ("a", "b", "c") and set(seg.outputs) == {"a", "b", "c", "y"}
     assert inner_cuts(model, members) == ("a", "b", "c")
-    group = segment_model(model, plan, seg, {"x": np.zeros((1, 4, 8, 8), np.float32)}, tensor_types(model))
+    group = segment_model(model, seg, {"x": np.zeros((1, 4, 8, 8), np.float32)}, tensor_types(model))
     opened = open_cuts(group, model, members, {t: (1, 4, 8, 8) for t in "abc"})
     assert {i.name for i in opened.graph.input} == {"x"} | {t + CUT_SUFFIX for t in "abc"}
     reads = {n.name: list(n.input) for n in opened.graph.node}

@@ -37,3 +37,30 @@ def test_int8_candidates_are_never_chunked(monkeypatch):
     monkeypatch.setattr(stage_whole, "probe_chunks", lambda *a: seen.append(real(*a)) or seen[-1])
     run("int8_hostile", "torch,ort-cpu-int8")
     assert seen and all(len(c) == 1 for c in seen)
+
+
+def test_one_session_read_a_chunk_at_a_time_gives_the_chunked_results(monkeypatch, tmp_path):
+    """Where every probe fits in device memory (CUDA: `_fits_on_device`), one session exposes all of them and each
+    run copies one chunk out: the same verdicts and numbers as a session per chunk. Forced here on the CPU."""
+    x = -np.abs(np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)) - 3.0
+    np.savez(tmp_path / "in.npz", x=x)
+    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
+    made = []  # (spec, probes) of every stage runner made
+    real_make = stage_whole.make_stage_runner
+    monkeypatch.setattr(stage_whole, "make_stage_runner",
+                        lambda *a, **k: made.append((str(a[1]), len(a[3]))) or real_make(*a, **k))
+    chunked = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
+    per_chunk = [n for spec, n in made if "fp16" in spec]
+    made.clear()
+    monkeypatch.setattr(stage_whole, "_fits_on_device", lambda *a: True)
+    shared = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
+    one = [n for spec, n in made if "fp16" in spec]
+    assert max(per_chunk) == 1 and len(per_chunk) > len(one) and max(one) > 1  # one session, all probes exposed
+    a, b = chunked.candidates[0], shared.candidates[0]
+    assert b.root_cause.probe == a.root_cause.probe == "body.0" and b.first_divergent == a.first_divergent
+    ra = {r.probe: r for r in a.results}
+    assert {r.probe for r in b.results} == set(ra)
+    for r in b.results:
+        assert r.status == ra[r.probe].status, r.probe
+        if r.diff is not None:
+            assert r.diff.rel_rmse == pytest.approx(ra[r.probe].diff.rel_rmse, rel=0.05, abs=1e-6), r.probe

@@ -14,3 +14,25 @@ def test_plan_cuts_after_each_probe_and_keeps_skip_tensors_alive():
     assert plan.last_use["a"] == 2 and plan.last_use["y"] == 3  # graph outputs live to the end
     assert plan.upstream == {"a": ("x",), "c": ("a",)}
     assert plan.missing == ("nowhere",)
+
+
+def test_a_cut_between_known_tensors_runs_alone_and_reproduces_its_target():
+    """cut_segment + segment_model (local error's cut): the nodes from the known tensors to the target, Constant
+    nodes copied in, typed from the whole graph's inferred types; run alone it gives the whole graph's value."""
+    import numpy as np
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
+    from cp_debug.graph.session import run_all_outputs, run_ort
+
+    model = residual_model()
+    x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    values = {"x": x, **run_all_outputs(gs.import_onnx(model), {"x": x})}
+    cut = cut_segment(model, ["y"], {"a", "x"})
+    assert cut.inputs == ("a",) and cut.outputs == ("y",)
+    assert [model.graph.node[k].name for k in cut.nodes] == ["relu_b", "conv_c", "scale_c", "add_y"]
+    seg = segment_model(model, cut, {"a": values["a"]}, tensor_types(model))
+    assert "Constant" in [n.op_type for n in seg.graph.node]
+    np.testing.assert_allclose(run_ort(seg, {"a": values["a"]})["y"], values["y"], rtol=1e-6, atol=1e-6)
+    # nothing known but the graph input: the cut reaches back to it
+    assert cut_segment(model, ["c"], set()).inputs == ("x",)
