@@ -58,7 +58,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
             cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
             bnames = list(cut.inputs)
             feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
-            seg = segment_model(model, cut, feed, types, inits)
+            seg = segment_model(model, cut, feed, types, inits, {tensor: run.store.get(p.name).shape})
             kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
             if qdq is not None:
                 kw["int8_model"] = seg

@@ -84,9 +84,11 @@ def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
 
 
 def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.ndarray],
-                  types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:
+                  types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None,
+                  output_shapes: dict[str, tuple] | None = None) -> onnx.ModelProto:
     """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it, outputs
-    from `types` (the whole graph's inferred types, see `tensor_types`) or inference on the segment."""
+    from `types` (the whole graph's inferred types, see `tensor_types`), inference on the segment, or
+    `output_shapes` (e.g. the reference's values) where neither gives a shape."""
     from onnx import helper
 
     graph = model.graph
@@ -120,6 +122,10 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
                 vi.type.CopyFrom(found[vi.name])
             elif vi.name in untyped and not vi.type.tensor_type.elem_type:
                 vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT  # shape left open: ORT does not need it
+            tt = vi.type.tensor_type
+            if vi.name in untyped and not tt.HasField("shape") and output_shapes and vi.name in output_shapes:
+                for d in output_shapes[vi.name]:  # the onnx checker wants a shape on every graph output
+                    tt.shape.dim.add().dim_value = int(d)
     return m
 
 
