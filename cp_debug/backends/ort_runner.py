@@ -41,6 +41,12 @@ _ORT_TYPES = {
 INT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
 
 
+def exact_int8(so) -> None:
+    """Set `INT8_SESSION_CONFIG` on an `onnxruntime.SessionOptions` (every session that may run INT8 kernels)."""
+    for key, value in INT8_SESSION_CONFIG.items():
+        so.add_session_config_entry(key, value)
+
+
 class OrtRunner(Runner):
     """Runs an ONNX model in ONNX Runtime (the `ort-*` specs).
 
@@ -190,7 +196,7 @@ class OrtRunner(Runner):
         """`infer`, returning the graph's outputs and only the `extra` outputs named (original names): a session
         that exposes many tensors, read a part at a time (ORT computes the others and does not copy them out)."""
         if not self.is_active:
-            raise CpDebugError(f"runner {self.name!r} is not active: use it as a context manager")
+            raise CpDebugError(f"runner {self.name!r} is not active: call activate() or use it as a context manager")
         return self._infer(feed, only=extra)
 
     def _deactivate(self) -> None:
@@ -312,8 +318,7 @@ class OrtRunner(Runner):
             _register_env_arena()
             so.add_session_config_entry("session.use_env_allocators", "1")
         if self.spec.precision == "int8":
-            for key, value in INT8_SESSION_CONFIG.items():
-                so.add_session_config_entry(key, value)
+            exact_int8(so)
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(feed, dict):

@@ -137,6 +137,7 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
     nodes = list(graph.node)
     initializers = {i.name for i in graph.initializer}
     producer = {t: k for k, n in enumerate(nodes) for t in n.output if t}
+    graph_inputs = {i.name for i in graph.input if i.name not in initializers}
     targets, stop = list(dict.fromkeys(targets)), set(boundary)
     picked: set[int] = set()
     seen: set[str] = set()
@@ -147,11 +148,12 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
             continue
         seen.add(t)
         k = producer.get(t)
+        if k is None and t not in graph_inputs:
+            raise BadInputError(f"tensor {t!r} is neither produced by a node nor a graph input")
         if k is None or k in picked or nodes[k].op_type == "Constant":
             continue
         picked.add(k)
         stack.extend(_node_reads(nodes[k]))
-    graph_inputs = {i.name for i in graph.input if i.name not in initializers}
     order = [k for k in _topological(nodes, graph_inputs | initializers) if k in picked]
     made = {t for k in order for t in nodes[k].output if t}
     reads = (t for k in order for t in _node_reads(nodes[k]) if t not in made)

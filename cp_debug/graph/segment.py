@@ -15,34 +15,13 @@ from cp_debug.errors import BadInputError
 
 
 def segment_inputs(model: onnx.ModelProto, targets: Iterable[str], known: Iterable[str]) -> list[str]:
-    """The known tensors (or graph inputs) that `targets` depend on, walking back and stopping at known ones."""
-    targets = list(targets)
-    known = set(known)
-    producer = {t: n for n in model.graph.node for t in n.output}
+    """The known tensors (or graph inputs) that `targets` depend on, walking back and stopping at known ones
+    (`graph.plan.cut_segment`'s inputs): the known tensors by name, then the graph inputs in their order."""
+    from cp_debug.graph.plan import cut_segment
+
     initializers = {i.name for i in model.graph.initializer}
-    graph_inputs = [i.name for i in model.graph.input if i.name not in initializers]
-    seen: set[str] = set()
-    boundary: list[str] = []
-    stack = list(targets)
-    while stack:
-        t = stack.pop()
-        if t in seen or not t:
-            continue
-        seen.add(t)
-        if t in known and t not in targets:
-            boundary.append(t)
-            continue
-        if t in initializers:
-            continue
-        node = producer.get(t)
-        if node is None:
-            if t in graph_inputs:
-                boundary.append(t)
-                continue
-            raise BadInputError(f"tensor {t!r} is neither produced by a node nor a graph input")
-        stack.extend(i for i in node.input if i)
-    order = {n: i for i, n in enumerate(graph_inputs)}
-    return sorted(set(boundary), key=lambda n: (order.get(n, -1), n))
+    order = {n: i for i, n in enumerate(i.name for i in model.graph.input if i.name not in initializers)}
+    return sorted(set(cut_segment(model, targets, known).inputs), key=lambda n: (order.get(n, -1), n))
 
 
 def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outputs: list[str],

@@ -52,12 +52,11 @@ def ort_outputs(onnx_path: str | Path, spatial_inputs: Sequence, optimize: bool 
 
     from cp_debug.models.centerpoint.model import BACKBONE_INPUTS, HEAD_OUTPUTS
 
-    from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
+    from cp_debug.backends.ort_runner import exact_int8
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    for key, value in INT8_SESSION_CONFIG.items():  # exact integer products on CPUs without VNNI
-        so.add_session_config_entry(key, value)
+    exact_int8(so)  # exact integer products on CPUs without VNNI
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

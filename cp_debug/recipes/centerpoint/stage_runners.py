@@ -88,11 +88,10 @@ class OrtStageRunner(Runner):
                 f"onnxruntime here lacks {', '.join(missing)} (it has {', '.join(available)}); "
                 "install onnxruntime-gpu for CUDAExecutionProvider"
             )
-        from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
+        from cp_debug.backends.ort_runner import exact_int8
 
         so = ort.SessionOptions()
-        for key, value in INT8_SESSION_CONFIG.items():  # a Q/DQ file: exact integer products without VNNI
-            so.add_session_config_entry(key, value)
+        exact_int8(so)  # a Q/DQ file: exact integer products on CPUs without VNNI
         self.session = ort.InferenceSession(str(self.onnx_path), sess_options=so, providers=list(self.providers))
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
