@@ -82,11 +82,17 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     streaming = run.ref_spec.framework == "torch"
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
+        twins = None
         if streaming:
-            def keep(key: str, arr: np.ndarray) -> None:
+            def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
                 if key in modules or (capture and ":in" in key):
-                    run.store.put(key, arr)
+                    run.store.put(key, arr, borrowed=True)
             runner.on_probe = keep
+            if noise and run.ref_spec.device == "cuda":  # the noise run is checked on the device first
+                from cp_debug.bisect.device_twins import DeviceTwins
+
+                twins = DeviceTwins(modules)
+                runner.on_device_probe = twins.keep
         with runner:
             out = runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
@@ -105,10 +111,16 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                         run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
                 if streaming:
                     runner.on_probe = against_store
+                if twins is not None:
+                    runner.on_device_probe = twins.same
                 again = runner.infer(feed)
                 for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
                     against_store(name, v)
                 del again
+                if twins is not None:  # bit-identical on the device: no error, nothing to copy out or compare
+                    for name, amax in twins.identical.items():
+                        run.noise[name] = TensorDiff.identical(name, run.store.get(name).shape, amax)
+                    twins.clear()
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
 

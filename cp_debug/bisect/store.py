@@ -36,11 +36,13 @@ class TensorStore:
     def spill_dir(self) -> str | None:
         return self._dir
 
-    def put(self, name: str, arr: np.ndarray) -> None:
+    def put(self, name: str, arr: np.ndarray, *, borrowed: bool = False) -> None:
+        """Keep `arr` under `name`. `borrowed`: the array is only lent (a runner's reused buffer), so one kept in
+        memory is copied (one written to disk needs no copy)."""
         self.drop(name)
         arr = np.ascontiguousarray(arr)
         if self.in_memory + arr.nbytes <= self.budget:
-            self._mem[name] = arr
+            self._mem[name] = arr.copy() if borrowed else arr
             self.in_memory += arr.nbytes
             self.peak_in_memory = max(self.peak_in_memory, self.in_memory)
             return

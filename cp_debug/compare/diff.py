@@ -121,10 +121,15 @@ class TensorDiff:
     def _identical(cls, name: str, ref: np.ndarray, amax: float | None = None) -> "TensorDiff":
         """The candidate's array *is* the reference's (the runner found them bit-identical): zero error, no
         arithmetic; only the reference's own magnitude is measured (`amax`, when already known)."""
-        shape = tuple(ref.shape)
         if ref.size == 0:
-            return cls(name, shape, shape, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, math.inf, 0.0, 0, 0, 0.0, 0.0, "ok")
-        amax = _absmax(ref) if amax is None else amax
+            return cls.identical(name, ref.shape, 0.0)
+        return cls.identical(name, ref.shape, _absmax(ref) if amax is None else amax)
+
+    @classmethod
+    def identical(cls, name: str, shape: tuple[int, ...], amax: float) -> "TensorDiff":
+        """Two finite tensors of `shape` found bit-identical elsewhere (on a GPU, say), whose largest magnitude
+        is `amax`: zero error."""
+        shape = tuple(shape)
         return cls(name, shape, shape, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, math.inf, 0.0, 0, 0, amax, amax, "ok")
 
     def to_dict(self) -> dict:

@@ -176,3 +176,25 @@ def test_missing_reduced_precision_kernel_is_backend_unavailable():
     with TorchRunner(_NoHalfKernel(), ["x"], ["y"], "torch-cpu-fp16") as r:
         with pytest.raises(BackendUnavailableError, match="no fp16 kernel"):
             r.infer({"x": np.ones(2, np.float32)})
+
+
+@pytest.mark.gpu
+def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda", probe_modules=["c1", "c2", "up"]) as r:
+        whole = r.infer({"x": tiny.x})
+    seen, lent = {}, []
+
+    def on_probe(name, arr):
+        assert not arr.flags.writeable  # lent: the consumer copies what it keeps
+        lent.append(arr)
+        seen[name] = arr.copy()
+
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda", probe_modules=["c1", "c2", "up"],
+                     on_probe=on_probe) as r:
+        r.infer({"x": tiny.x})
+    for name in ("c1", "c2", "up"):
+        np.testing.assert_array_equal(seen[name], whole[name])  # what the hooks lent is what they produced
+    # one buffer: c1 and c2 have the same size, so c2 was written where c1 had been
+    assert np.shares_memory(lent[0], lent[1])

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.torch_runner import TorchRunner
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from cp_debug.bisect.loaders import torch_subject
 
@@ -73,3 +76,32 @@ def test_error_introduced_early_is_blamed_where_introduced_not_where_it_crosses(
     assert cand.first_divergent == "body.2"  # …crossing it only after amplification
     assert cand.root_cause.probe == "body.1"
     assert results["body.1"].local.rel_rmse > 10 * results["body.2"].local.rel_rmse
+
+
+@pytest.mark.gpu
+def test_a_cuda_reference_keeps_what_its_hooks_lent_in_memory_and_on_disk():
+    """A torch-cuda reference's probes reach the store through one reused host buffer (TorchRunner.on_probe):
+    what the store keeps, in memory or spilled, is each probe's own value, and the verdict is found."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    kept = {}
+    for budget in (2048, 0):
+        subject = torch_subject(f"{PLANTED}:fp16_overflow", None)
+        engine = BisectEngine(subject, ("torch-cuda", BackendSpec.parse("torch-cuda")),
+                              [("torch-cuda-fp16", BackendSpec.parse("torch-cuda-fp16"))],
+                              BisectOptions(memory_budget_mb=budget))
+        report = engine.run()
+        assert report.candidates[0].root_cause.probe == "body.2.0"
+        kept[budget] = {p: np.array(engine.reference_value(p)) for p in ("body.0", "body.1", "body.2", "body.3")}
+        # the noise-floor run repeated the reference bit for bit (deterministic cuDNN), found on the device
+        noise = engine.run_state.noise
+        assert {p: noise[p].max_abs for p in kept[budget]} == {p: 0.0 for p in kept[budget]}
+        assert noise["body.2"].ref_absmax == float(np.abs(kept[budget]["body.2"]).max())
+        engine.close()
+    st = torch_subject(f"{PLANTED}:fp16_overflow", None).stages[0]
+    with TorchRunner(st.module, st.input_names, st.output_names, "torch-cuda",
+                     probe_modules=list(kept[0])) as r:
+        own = r.infer(subject.feed(0, {}))
+    for budget, values in kept.items():
+        for p, v in values.items():
+            np.testing.assert_array_equal(v, own[p], err_msg=f"{p} at --memory-budget {budget}")

@@ -71,3 +71,14 @@ def test_spill_folder_is_removed_when_the_process_dies_of_an_error(tmp_path):
     assert proc.returncode != 0
     spill = (tmp_path / "dir.txt").read_text()
     assert spill and not os.path.exists(spill)
+
+
+def test_a_borrowed_array_is_copied_when_kept_in_memory_and_written_as_it_was_past_the_budget():
+    lent = np.arange(6, dtype=np.float32)  # a runner's reused buffer: its contents change after the call
+    s = TensorStore(lent.nbytes)
+    s.put("in_memory", lent, borrowed=True)
+    s.put("on_disk", lent * 2, borrowed=True)
+    lent[:] = -1
+    np.testing.assert_array_equal(s.get("in_memory"), np.arange(6, dtype=np.float32))
+    np.testing.assert_array_equal(s.get("on_disk"), np.arange(6, dtype=np.float32) * 2)
+    s.close()
