@@ -80,3 +80,17 @@ def test_heatmap_of_a_batch_takes_the_worst_sample_and_the_channel_mean():
     hm = error_heatmap(ref, test)
     a = np.array(hm["data"], dtype=float)
     assert a[3, 5] == 2.0 and a[0, 0] == 1.0 and a.sum() == 3.0
+
+
+def test_heatmap_cells_round_to_four_significant_digits_as_formatting_does():
+    from cp_debug.compare.plot_data import _significant
+
+    rng = np.random.default_rng(4)
+    a = np.exp(rng.uniform(-25, 12, size=20_000))
+    a[:3] = [0.0, np.inf, 1.0]
+    got = _significant(a, 4)
+    want = np.array([float(f"{v:.4g}") for v in a])
+    assert np.isinf(got[1]) and got[0] == 0.0 and got[2] == 1.0
+    # equal floats for every finite cell but where the decimal rounding sits on a tie (a last-bit difference)
+    close = got == want
+    assert close.mean() > 0.999 and np.allclose(got, want, rtol=1e-3, atol=0)
