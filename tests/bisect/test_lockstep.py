@@ -54,6 +54,43 @@ def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tenso
     assert len(lane.facts) == len(plan.segments)
 
 
+def test_a_local_run_reads_the_reference_boundary_in_float16_into_the_lanes_dropped_array():
+    from cp_debug.backends.ort_runner import OrtRunner
+    from cp_debug.graph.plan import segment_model, tensor_types
+
+    model = residual_model()
+    x = np.random.default_rng(2).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    plan = plan_segments(model, ["a", "b", "c"])
+    lane = Lane("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"), {"x": x})
+    seen = {}
+    ls = Lockstep(model, plan, BackendSpec.parse("ort"), [lane], determinism=Determinism(), noise=False, local=True)
+    ls.run({"x": x}, lambda pv: seen.setdefault(pv.tensor, pv) is None)
+    # `b` is read last by c's segment: the lane's float16 `b` is dropped before the local run and the reference's
+    # `b` converted into it. The local value is the float16 segment's on the float16-rounded reference boundary.
+    seg = plan.segment_of("c")
+    b16 = seen["b"].reference.astype(np.float16)
+    part = segment_model(model, seg, {"b": seen["b"].reference}, tensor_types(model))
+    with OrtRunner(part, BackendSpec.parse("ort-cpu-fp16"), fp16_io=True, check_model=False) as r:
+        expect = r.infer({"b": b16})["c"]
+    np.testing.assert_array_equal(seen["c"].local["ort-cpu-fp16"], expect)
+
+
+def test_half_feed_converts_into_a_spare_array_only_when_nothing_else_holds_it():
+    from cp_debug.bisect.lockstep import _half_feed
+
+    ref = {"t": np.linspace(-2, 2, 64, dtype=np.float32).reshape(4, 16)}
+    spare = {"t": np.zeros((4, 16), np.float16)}
+    buf = spare["t"]
+    del buf  # only the spare dict holds it
+    held = spare["t"].ctypes.data
+    feed = _half_feed(ref, spare)
+    assert feed["t"].dtype == np.float16 and feed["t"].ctypes.data == held and not spare
+    np.testing.assert_array_equal(feed["t"], ref["t"].astype(np.float16))
+    kept = np.zeros((4, 16), np.float16)  # still held by this test: never written over
+    assert _half_feed(ref, {"t": kept})["t"] is ref["t"] and not kept.any()
+    assert _half_feed(ref, {"t": np.zeros((2, 32), np.float16)})["t"] is ref["t"]  # another shape
+
+
 def _engine(subject, backends: str, **opts) -> BisectEngine:
     labels = backends.split(",")
     return BisectEngine(subject, (labels[0], BackendSpec.parse(labels[0])),
