@@ -88,12 +88,12 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                 if key in modules or (capture and ":in" in key):
                     run.store.put(key, arr, borrowed=True)
             runner.on_probe = keep
-            if noise and run.ref_spec.device == "cuda":  # the noise run is checked on the device first
+        with runner:
+            if streaming and noise and run.ref_spec.device == "cuda":  # the noise run is checked on the device first
                 from cp_debug.bisect.device_twins import DeviceTwins
 
-                twins = DeviceTwins(modules)
+                twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
-        with runner:
             out = runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
                 run.store.put(name, v)
