@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cp_debug.compare.diff import TensorDiff
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -31,7 +33,7 @@ class DeviceTwins:
         self.budget = free // 2
         self.used = 0
         self._kept: dict[str, torch.Tensor] = {}
-        self.identical: dict[str, float] = {}  # probe -> its finite absolute maximum, for those found identical
+        self.identical: dict[str, TensorDiff] = {}  # probe -> its (zero) noise, for those found identical
 
     def keep(self, name: str, t: "torch.Tensor") -> bool:
         """A first-run probe (TorchRunner.on_device_probe): kept on the device while it fits. Always False: the
@@ -44,7 +46,7 @@ class DeviceTwins:
 
     def same(self, name: str, t: "torch.Tensor") -> bool:
         """A second-run probe: True when it is bit-identical to its twin and finite (then `identical[name]`
-        holds its absolute maximum and the probe need not reach the host)."""
+        holds its zero-error diff and the probe need not reach the host)."""
         import torch
 
         twin = self._kept.pop(name, None)
@@ -57,7 +59,8 @@ class DeviceTwins:
         bits = getattr(torch, _BITS[t.element_size()])
         if not torch.equal(twin.view(bits), t.view(bits)) or not bool(torch.isfinite(t).all()):
             return False
-        self.identical[name] = float(t.abs().max()) if t.numel() else 0.0
+        amax = float(t.abs().max()) if t.numel() else 0.0
+        self.identical[name] = TensorDiff.identical(name, tuple(t.shape), amax)
         return True
 
     def clear(self) -> None:
