@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# On the GPU device machine: install what its image lacks, from wheels staged on the CPU machine.
+# Stage them there first (repo root): bash ../shared/tools/stage-device-wheels.sh mmengine-lite addict yapf termcolor \
+#   platformdirs nuscenes-devkit==1.2.0 pyquaternion cachetools   (CHUNK=50M keeps one part + the tree under 64 MiB)
+# Then one device call per part:  carry [".whl/ort.partNN"], command: mkdir -p /tmp/stage && cp .whl/ort.partNN /tmp/stage/
+# and finally, in the same warm machine, carry [".whl/deps"] and begin the command with:
+#   source benchmarks/gpu_setup.sh && ...
+# The image already has numba, pyarrow, onnxscript, scikit-learn, opencv and tqdm; onnxruntime 1.30 there is CPU-only,
+# so onnxruntime-gpu goes into /tmp/site, which comes first on PYTHONPATH.
+set -e
+if [ ! -f /tmp/site/.cpdebug-ready ]; then
+  whl=/tmp/stage/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+  [ -f "$whl" ] || cat /tmp/stage/ort.part* > "$whl"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl" .whl/deps/*.whl
+  touch /tmp/site/.cpdebug-ready
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+python3 -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
+set +e
