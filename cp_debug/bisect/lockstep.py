@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
+from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+                                             precision_report_from_facts)
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
 from cp_debug.half import as_float32, to_fp16
@@ -47,8 +49,8 @@ class Lane:
     spec: BackendSpec
     env: dict[str, np.ndarray]
     runner_kwargs: dict = field(default_factory=dict)  # keep_fp32_nodes, exclude_int8_nodes, …
-    facts: list[dict] = field(default_factory=list)  # ORT graph facts of every segment session
-    transforms: list[dict] = field(default_factory=list)
+    facts: list[GraphFacts] = field(default_factory=list)  # ORT graph facts of every segment session
+    transforms: list[PrecisionTransform] = field(default_factory=list)
     amax: dict[str, float] = field(default_factory=dict)  # INT8: calibrated amax per tensor
     settings: dict | None = None
     seconds: float = 0.0
@@ -238,17 +240,13 @@ class Lockstep:
             lane.settings = runner.settings()
 
 
-def lane_transform(lane: Lane) -> dict:
+def lane_transform(lane: Lane) -> PrecisionTransform:
     """The precision transform over all of a lane's segments (counts summed)."""
-    from cp_debug.backends.ort_precision import merge_transforms
-
     return merge_transforms(lane.transforms)
 
 
 def lane_precision(lane: Lane):
     """One PrecisionReport over all of a lane's segment sessions."""
-    from cp_debug.backends.ort_precision import merge_graph_facts, merge_transforms, precision_report_from_facts
-
     if not lane.facts:
         return None
     return precision_report_from_facts(lane.spec, merge_graph_facts(lane.facts), merge_transforms(lane.transforms))
