@@ -200,4 +200,4 @@ def progress_step(progress, text: str):
 
 
 def precision_to_json(p: PrecisionReport | None) -> dict | None:
-    return None if p is None else {"requested": p.requested, "effective": p.effective, "notes": list(p.notes)}
+    return None if p is None else p.to_json()
