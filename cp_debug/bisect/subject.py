@@ -66,6 +66,11 @@ class Stage:
             self._qdq = self.qdq_export().model
         return self._qdq
 
+    @property
+    def made_probe_map(self) -> ProbeMap | None:
+        """The probe map if the run has made it already, else None (`probe_map()` would export the stage)."""
+        return self._map
+
     def probe_map(self) -> ProbeMap | None:
         if self._map is None:
             if self.module is None:

@@ -112,7 +112,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     probes = []
     for k, p in enumerate(specs):
         st = run.subject.stages[p.stage]
-        pm = st._map
+        pm = st.made_probe_map
         tensor = p.name if p.kind in ("input", "output") else (pm.tensors.get(p.name) if pm else None)
         probes.append(Probe(k, p.name, tensor, "Input" if p.kind == "input" else
                             ("Output" if p.kind == "output" else st.op_type(p.name)), st.name, p.parent, p.depth))
