@@ -32,6 +32,9 @@ class PrecisionReport:
     def honest(self) -> bool:
         return self.requested == self.effective
 
+    def to_json(self) -> dict:
+        return {"requested": self.requested, "effective": self.effective, "notes": list(self.notes)}
+
 
 class Runner(abc.ABC):
     """Base class: subclasses implement `_activate`, `_infer` and `_deactivate`."""

@@ -8,7 +8,8 @@ kernels ran or the provider wrapped nodes in Casts. Segments of one graph (locks
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.backends.spec import BackendSpec
@@ -34,19 +35,72 @@ _INT_OUT_OPS = {"Shape": 7, "Size": 7, "NonZero": 7, "ArgMax": 7, "ArgMin": 7, "
 _DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
 
 
-def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict, missing: Sequence[str] = (),
-                                probe_effect: str | None = None) -> PrecisionReport:
+@dataclass(frozen=True)
+class GraphFacts:
+    """What ORT's optimised graph of one session (or of a graph's segments, merged) holds.
+
+    `error` says why the optimised graph could not be read; the precision is then unverified.
+    """
+
+    compute_dtypes: Mapping[str, int] = field(default_factory=dict)  # compute nodes by their data input's dtype
+    compute_ops: tuple[str, ...] = ()
+    other_float_dtypes: Mapping[str, int] = field(default_factory=dict)  # other float arithmetic, by dtype
+    casts: int = 0
+    cpu_fallback: tuple[str, ...] | None = None  # compute nodes ORT put on the CPU EP; None: ORT cannot say
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PrecisionTransform:
+    """The precision transform applied to a graph before ORT ran it: `kind` and the facts of that kind (None where
+    they do not apply). `to_json()` is the runner settings' "precision_transform"."""
+
+    kind: str = "none"  # none | fp16 | int8_qdq (quantized here) | qdq_model (a Q/DQ file as given)
+    # qdq_model
+    quantize_nodes: int | None = None
+    dequantize_nodes: int | None = None
+    # int8_qdq (symmetric, per channel)
+    method: str | None = None
+    symmetric: bool | None = None
+    per_channel: bool | None = None
+    calibration_feeds: int | None = None
+    quantized_tensors: int | None = None
+    excluded_nodes: tuple[str, ...] | None = None
+    # fp16: the user's keep list, then `precision.fp16.conversion_summary`'s fields
+    keep_fp32_nodes: tuple[str, ...] | None = None
+    nodes: int | None = None
+    fp32_nodes_user: int | None = None
+    fp32_nodes_required: int | None = None
+    casts_inserted: int | None = None
+    constants_overflowing_fp16: tuple[str, ...] | None = None
+    constant_values_flushed_to_zero: int | None = None
+    untyped_tensors: int | None = None
+    segments: int | None = None  # set when merged over the segments of one graph
+
+    @classmethod
+    def fp16(cls, keep_fp32_nodes: Sequence[str], summary: Mapping[str, Any] | None) -> PrecisionTransform:
+        """An FP16 conversion: the nodes kept by the user and the converter's summary (see `conversion_summary`)."""
+        facts = {k: tuple(v) if isinstance(v, list) else v for k, v in (summary or {}).items()}
+        return cls("fp16", keep_fp32_nodes=tuple(keep_fp32_nodes), **facts)
+
+    def to_json(self) -> dict:
+        return {f.name: list(v) if isinstance(v, tuple) else v
+                for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform: PrecisionTransform,
+                                missing: Sequence[str] = (), probe_effect: str | None = None) -> PrecisionReport:
     """What precision ORT really ran, from the facts read off its optimised graph (one session's or merged)."""
     req = spec.precision
     notes: list[str] = []
-    if facts.get("error"):
-        notes.append(f"could not read ORT's optimised graph ({facts['error']}): precision unverified")
+    if facts.error:
+        notes.append(f"could not read ORT's optimised graph ({facts.error}): precision unverified")
         return PrecisionReport(req, "unknown", tuple(notes))
-    by = facts["compute_dtypes"]
+    by = facts.compute_dtypes
     where = "ORT CPU" if spec.device == "cpu" else "ORT CUDA"
-    ops = "/".join(sorted(facts["compute_ops"])) or "compute"
+    ops = "/".join(sorted(facts.compute_ops)) or "compute"
     if not by and req in ("fp16", "fp32", "tf32"):  # no Conv/MatMul/Gemm: judge by the elementwise float ops
-        by, ops = facts.get("other_float_dtypes", {}), "float arithmetic"
+        by, ops = facts.other_float_dtypes, "float arithmetic"
     total = sum(by.values())
     if total == 0:
         notes.append("the optimised graph has no Conv/MatMul/Gemm nodes: nothing to verify")
@@ -57,10 +111,10 @@ def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict,
         if n16 < total:
             notes.append(f"{where} ran {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
                          "weights are still rounded to float16")
-        other = facts.get("other_float_dtypes", {})
-        if by is facts["compute_dtypes"] and other.get("float32"):
+        other = facts.other_float_dtypes
+        if by is facts.compute_dtypes and other.get("float32"):
             notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
-        kept = transform.get("fp32_nodes_user", 0) + transform.get("fp32_nodes_required", 0)
+        kept = (transform.fp32_nodes_user or 0) + (transform.fp32_nodes_required or 0)
         if kept:
             notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
     elif req == "int8":
@@ -81,7 +135,7 @@ def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict,
             notes.append(f"{where}: {other} of {total} {ops} nodes are not float32 in the model itself")
         if req == "tf32":
             notes.append("TF32 requested through the CUDA EP's use_tf32=1 (only Ampere or newer GPUs have it)")
-    fallback = facts.get("cpu_fallback")
+    fallback = facts.cpu_fallback
     if spec.device == "cuda":
         if fallback is None:
             notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
@@ -92,41 +146,41 @@ def precision_report_from_facts(spec: BackendSpec, facts: dict, transform: dict,
     return PrecisionReport(req, effective, tuple(notes))
 
 
-def merge_graph_facts(all_facts: Sequence[dict]) -> dict:
+def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
     """The facts of several sessions (segments of one graph) as if of one: counts summed, fallbacks joined."""
-    out: dict = {"compute_dtypes": Counter(), "compute_ops": set(), "other_float_dtypes": Counter(), "casts": 0,
-                 "cpu_fallback": []}
+    dtypes: Counter = Counter()
+    other: Counter = Counter()
+    ops: set[str] = set()
+    casts = 0
+    fallback: tuple[str, ...] | None = ()
+    error = None
     for f in all_facts:
-        if f.get("error"):
-            out.setdefault("error", f["error"])
+        if f.error:
+            error = error or f.error
             continue
-        out["compute_dtypes"].update(f.get("compute_dtypes", {}))
-        out["compute_ops"].update(f.get("compute_ops", ()))
-        out["other_float_dtypes"].update(f.get("other_float_dtypes", {}))
-        out["casts"] += f.get("casts", 0)
-        fb = f.get("cpu_fallback")
-        out["cpu_fallback"] = None if fb is None or out["cpu_fallback"] is None else out["cpu_fallback"] + list(fb)
-    out["compute_dtypes"] = dict(out["compute_dtypes"])
-    out["other_float_dtypes"] = dict(out["other_float_dtypes"])
-    out["compute_ops"] = sorted(out["compute_ops"])
-    return out
+        dtypes.update(f.compute_dtypes)
+        ops.update(f.compute_ops)
+        other.update(f.other_float_dtypes)
+        casts += f.casts
+        fallback = None if f.cpu_fallback is None or fallback is None else fallback + tuple(f.cpu_fallback)
+    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error)
 
 
-def merge_transforms(transforms: Sequence[dict]) -> dict:
-    """One precision-transform summary for several segments: numeric fields summed."""
+def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
+    """One precision transform for several segments: counts summed (other facts are the first segment's)."""
     if not transforms:
-        return {"kind": "none"}
-    out = dict(transforms[0])
-    for t in transforms[1:]:
-        for k, v in t.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(out.get(k), (int, float)):
-                out[k] += v
-    out["segments"] = len(transforms)
-    return out
+        return PrecisionTransform()
+    first = transforms[0]
+    sums = {}
+    for f in fields(first):
+        v = getattr(first, f.name)
+        if f.name != "segments" and isinstance(v, int) and not isinstance(v, bool):
+            sums[f.name] = v + sum(getattr(t, f.name) or 0 for t in transforms[1:])
+    return replace(first, **sums, segments=len(transforms))
 
 
 # -- reading ORT's optimised graph ---------------------------------------------------------------------------
-def graph_facts(opt: "onnx.ModelProto") -> dict:
+def graph_facts(opt: "onnx.ModelProto") -> GraphFacts:
     """Compute-node counts by the dtype of their data input, propagated through the optimised graph."""
     dtypes = _propagate_dtypes(opt)
     by: Counter = Counter()
@@ -144,7 +198,7 @@ def graph_facts(opt: "onnx.ModelProto") -> dict:
         if dt in ("float16", "float32", "bfloat16"):
             other[dt] += 1
     casts = sum(1 for n in opt.graph.node if n.op_type == "Cast")
-    return {"compute_dtypes": dict(by), "compute_ops": sorted(ops), "other_float_dtypes": dict(other), "casts": casts}
+    return GraphFacts(dict(by), tuple(sorted(ops)), dict(other), casts)
 
 
 def _propagate_dtypes(model: "onnx.ModelProto") -> dict[str, int]:
@@ -210,17 +264,17 @@ def cpu_fallback(sess) -> list[str] | None:
             for n in sg.get_nodes() if n.op_type in COMPUTE_OPS]
 
 
-def probe_effect(plain: dict, probed: dict) -> str | None:
+def probe_effect(plain: GraphFacts, probed: GraphFacts) -> str | None:
     """What exposing probe outputs changed in ORT's kernels (it blocks Q/DQ fusion of the tensors it exposes)."""
-    if plain.get("error") or probed.get("error"):
+    if plain.error or probed.error:
         return None
 
-    def int8(f):
-        d = f["compute_dtypes"]
+    def int8(f: GraphFacts) -> int:
+        d = f.compute_dtypes
         return d.get("int8", 0) + d.get("uint8", 0)
 
     a, b = int8(plain), int8(probed)
-    total = sum(plain["compute_dtypes"].values())
+    total = sum(plain.compute_dtypes.values())
     if a == b:
         return None
     return (f"exposing probes kept ORT from fusing {a - b} of {a} int8 kernels (ran as float on dequantized "

@@ -9,13 +9,15 @@ what ran (`ort_precision.py` reads the facts and writes the report; this module 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.ort_precision import cpu_fallback, graph_facts, precision_report_from_facts, probe_effect
+from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, cpu_fallback, graph_facts,
+                                             precision_report_from_facts, probe_effect)
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
@@ -102,8 +104,8 @@ class OrtRunner(Runner):
         self._out_map: dict[str, str] = {}  # original name → session output name
         self._missing: list[str] = []
         self._quant = None
-        self._transform: dict = {"kind": "none"}
-        self._facts: dict | None = None
+        self._transform = PrecisionTransform()
+        self._facts: GraphFacts | None = None
         self._probe_effect: str | None = None
         self._providers: list = []
 
@@ -127,8 +129,8 @@ class OrtRunner(Runner):
             present = {t for n in model.graph.node for t in n.output} | {i.name for i in model.graph.input}
             self._missing = [n for n in extras if n not in present]
             extras = [n for n in extras if n in present]
-            self._transform = {"kind": "qdq_model", "quantize_nodes": _count_ops(model, "QuantizeLinear"),
-                               "dequantize_nodes": _count_ops(model, "DequantizeLinear")}
+            self._transform = PrecisionTransform("qdq_model", quantize_nodes=_count_ops(model, "QuantizeLinear"),
+                                                 dequantize_nodes=_count_ops(model, "DequantizeLinear"))
             plain = model
             self._out_map = {n: n for n in graph_outputs + extras}
             model = expose_outputs(model, extras) if extras else model
@@ -140,9 +142,9 @@ class OrtRunner(Runner):
                 raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) to compute INT8 scales")
             q = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes, method=self.calib_method)
             self._quant = q
-            self._transform = {"kind": "int8_qdq", "method": q.method, "symmetric": True, "per_channel": True,
-                               "calibration_feeds": len(self.calib_feeds), "quantized_tensors": len(q.activation_amax),
-                               "excluded_nodes": list(self.exclude_int8_nodes)}
+            self._transform = PrecisionTransform(
+                "int8_qdq", method=q.method, symmetric=True, per_channel=True, calibration_feeds=len(self.calib_feeds),
+                quantized_tensors=len(q.activation_amax), excluded_nodes=tuple(self.exclude_int8_nodes))
             self._out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized
             for n in extras:
                 if n in q.tensor_map:
@@ -160,8 +162,7 @@ class OrtRunner(Runner):
                 from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
 
                 model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=not self.fp16_io)
-                self._transform = {"kind": "fp16", "keep_fp32_nodes": list(self.keep_fp32_nodes),
-                                   **(conversion_summary(model) or {})}
+                self._transform = PrecisionTransform.fp16(self.keep_fp32_nodes, conversion_summary(model))
         self._providers = self._provider_list()
         self._sess, self._facts = self._session(model, self._providers, record=True)
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
@@ -235,7 +236,7 @@ class OrtRunner(Runner):
             "deterministic_compute": self.determinism.enabled,
             "intra_op_threads": self.threads,
             **({"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else {}),
-            "precision_transform": self._transform,
+            "precision_transform": self._transform.to_json(),
             "extra_outputs": len(self.extra_outputs),
             "missing_outputs": list(self._missing),
         }
@@ -246,14 +247,14 @@ class OrtRunner(Runner):
         return precision_report_from_facts(self.spec, self._facts, self._transform, self._missing, self._probe_effect)
 
     @property
-    def graph_facts(self) -> dict | None:
+    def graph_facts(self) -> GraphFacts | None:
         """What ORT's optimised graph holds (compute dtypes, EP fallback): None before activate."""
         return self._facts
 
     @property
-    def transform(self) -> dict:
+    def transform(self) -> PrecisionTransform:
         """The precision transform applied to the graph (kind, counts)."""
-        return dict(self._transform)
+        return self._transform
 
     # -- internals ---------------------------------------------------------------------------------------
     def _provider_names(self) -> list[str]:
@@ -301,16 +302,15 @@ class OrtRunner(Runner):
                         f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this precision: {_first_line(err)}"
                     ) from err
                 raise BadInputError(f"ONNX Runtime cannot load the model for {self.spec}: {_first_line(err)}") from err
-            facts: dict = {}
             if big or not opt_path.is_file():
-                facts["error"] = "model too large to dump" if big else "ORT wrote no optimised model"
+                facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
             else:
                 try:
-                    facts.update(graph_facts(onnx.load(str(opt_path), load_external_data=False)))
+                    facts = graph_facts(onnx.load(str(opt_path), load_external_data=False))
                 except Exception as err:  # noqa: BLE001
-                    facts["error"] = _first_line(err)
-            facts["cpu_fallback"] = cpu_fallback(sess) if record else None
-        return sess, facts
+                    facts = GraphFacts(error=_first_line(err))
+            fallback = cpu_fallback(sess) if record else None
+        return sess, replace(facts, cpu_fallback=None if fallback is None else tuple(fallback))
 
     def _configure(self, so) -> None:
         """Session settings beyond determinism's: the shared host arena; for INT8, exact integer products."""

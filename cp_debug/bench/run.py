@@ -48,7 +48,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
     from cp_debug.backends import check_available
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.eval.runner import BackendPipeline, calibration_points, int8_calibration
+    from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.config import get_preset
 

@@ -12,6 +12,15 @@ from cp_debug.compare.diff import FP16_MAX
 
 
 @dataclass(frozen=True)
+class Int8Range:
+    """A probe's reference values against its calibrated INT8 range (`int8_range`)."""
+
+    amax: float
+    saturated: float  # share of |x| beyond amax
+    rounded_to_zero: float  # share of |x| that rounds to 0 at scale amax / 127
+
+
+@dataclass(frozen=True)
 class HintContext:
     precision: str  # candidate precision
     framework: str
@@ -19,7 +28,7 @@ class HintContext:
     ref_input_absmax: float | None = None  # reference |x| max at the segment's inputs
     precision_note: str | None = None  # set when the backend did not run the precision asked
     export_warnings: tuple[str, ...] = ()  # exporter warnings attributed to this module or its children
-    int8_range: tuple[float, float, float] | None = None  # (amax, share saturated, share rounded to zero)
+    int8_range: Int8Range | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -45,7 +54,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.precision_note:
         parts.append(ctx.precision_note)
     if ctx.int8_range is not None:
-        amax, sat, zero = ctx.int8_range
+        amax, sat, zero = ctx.int8_range.amax, ctx.int8_range.saturated, ctx.int8_range.rounded_to_zero
         if sat > 1e-4:
             parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
         if zero > 0.5:
@@ -65,9 +74,9 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     return "; ".join(parts) if parts else None
 
 
-def int8_range(ref_input: np.ndarray, amax: float) -> tuple[float, float, float]:
-    """(amax, share of |x| > amax, share of |x| that rounds to 0 at scale amax/127)."""
+def int8_range(ref_input: np.ndarray, amax: float) -> Int8Range:
+    """How `ref_input` fits the range ±amax: the share of |x| > amax, the share that rounds to 0 at scale amax/127."""
     a = np.abs(np.asarray(ref_input, dtype=np.float64))
     if a.size == 0 or amax <= 0:
-        return (amax, 0.0, 0.0)
-    return (amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()))
+        return Int8Range(amax, 0.0, 0.0)
+    return Int8Range(amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()))

@@ -18,8 +18,8 @@ import numpy as np
 
 from cp_debug.backends import PrecisionReport, check_available
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.marking import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
-                                     reference_lookup, run_once)
+from cp_debug.bisect.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
+                                        reference_lookup, run_once)
 from cp_debug.bisect.search import KeepFp32Search
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError

@@ -8,7 +8,7 @@ the caller as soon as its segment has run, and a tensor is dropped once no later
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
 and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory and half the transfers, no
 rounding pass). Only a CUDA lane with nodes kept in FP32 keeps float32 edges, rounded at the cut
-(`_as_stored`): a kept node's float32 output must reach a kept consumer unrounded. Host memory of every
+(`as_stored`): a kept node's float32 output must reach a kept consumer unrounded. Host memory of every
 session (a CPU session's tensors, a CUDA session's outputs) comes from one shared arena (`shared_arena`), not a
 fresh one per segment: on the H100 that alone took the ORT time of an awml-base `--level all` lockstep from
 21 s to 9 s (fresh pages for every output).
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
+from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+                                             precision_report_from_facts)
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
 from cp_debug.half import as_float32, to_fp16
@@ -47,8 +49,8 @@ class Lane:
     spec: BackendSpec
     env: dict[str, np.ndarray]
     runner_kwargs: dict = field(default_factory=dict)  # keep_fp32_nodes, exclude_int8_nodes, …
-    facts: list[dict] = field(default_factory=list)  # ORT graph facts of every segment session
-    transforms: list[dict] = field(default_factory=list)
+    facts: list[GraphFacts] = field(default_factory=list)  # ORT graph facts of every segment session
+    transforms: list[PrecisionTransform] = field(default_factory=list)
     amax: dict[str, float] = field(default_factory=dict)  # INT8: calibrated amax per tensor
     settings: dict | None = None
     seconds: float = 0.0
@@ -91,7 +93,7 @@ class Lockstep:
         ref_env = {t: np.asarray(ref_feed[t]) for t in self.plan.graph_inputs}
         noise_env = dict(ref_env) if self.noise else None
         for lane in self.lanes:
-            lane.env = {t: _share(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
+            lane.env = {t: share_if_identical(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
         units, last_use = self._schedule(ref_env)
         last_with_probes = max((k for k, (seg, _) in enumerate(units) if seg.probes), default=-1)
         for k, (seg, text) in enumerate(units):
@@ -149,12 +151,12 @@ class Lockstep:
             for lane in self.lanes:
                 t0 = time.perf_counter()
                 lane_in = {t: lane.env[t] for t in seg.inputs}
-                same = _all_shared(lane_in, ref_in)
+                same = all_shared(lane_in, ref_in)
                 calib = [ref_in] if lane.spec.precision == "int8" else None
                 native = self._native_half(lane)
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   calib, fp16_io=native) as r:
-                    out = r.infer(lane_in) if native else _as_stored(lane.spec, r.infer(lane_in))
+                    out = r.infer(lane_in) if native else as_stored(lane.spec, r.infer(lane_in))
                     # the lane's own inputs that no later segment reads go before the local run converts the
                     # reference's (to float16, or rounded): on awml-base the neck's concat, 0.19 GiB of peak RSS
                     lane_in = None
@@ -164,10 +166,10 @@ class Lockstep:
                     elif native:  # float16 feeds: the reference's boundary converted, into spare arrays where they fit
                         local[lane.label] = r.infer(_half_feed(ref_in, spare))
                     else:
-                        local[lane.label] = _as_stored(lane.spec, r.infer(_as_stored(lane.spec, ref_in, copy=True)))
+                        local[lane.label] = as_stored(lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True)))
                     del spare
                     self._record(lane, r)
-                lane.env.update({t: _share(v, ref_out[t]) for t, v in out.items()})
+                lane.env.update({t: share_if_identical(v, ref_out[t]) for t, v in out.items()})
                 lane.seconds += time.perf_counter() - t0
             self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)
 
@@ -191,7 +193,7 @@ class Lockstep:
             # The noise floor matters only where a candidate is off: run the reference again there (on its
             # own second chain) and compare once more with the tolerance the noise allows.
             noise_out = ref_runner.infer({t: noise_env[t] for t in seg.inputs})
-            noise_env.update({t: _share(v, ref_out[t]) for t, v in noise_out.items()})
+            noise_env.update({t: share_if_identical(v, ref_out[t]) for t, v in noise_out.items()})
             for v in values:
                 on_probe(replace(v, noise=noise_env[v.tensor]))
         else:  # not measured here: the second chain takes the reference's values
@@ -238,17 +240,13 @@ class Lockstep:
             lane.settings = runner.settings()
 
 
-def lane_transform(lane: Lane) -> dict:
+def lane_transform(lane: Lane) -> PrecisionTransform:
     """The precision transform over all of a lane's segments (counts summed)."""
-    from cp_debug.backends.ort_precision import merge_transforms
-
     return merge_transforms(lane.transforms)
 
 
 def lane_precision(lane: Lane):
     """One PrecisionReport over all of a lane's segment sessions."""
-    from cp_debug.backends.ort_precision import merge_graph_facts, merge_transforms, precision_report_from_facts
-
     if not lane.facts:
         return None
     return precision_report_from_facts(lane.spec, merge_graph_facts(lane.facts), merge_transforms(lane.transforms))
@@ -263,7 +261,7 @@ def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom
     return True
 
 
-def _as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False) -> dict[str, np.ndarray]:
+def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False) -> dict[str, np.ndarray]:
     """Float tensors as an FP16 graph holds them between two nodes: rounded to float16 (and back to float32).
 
     The FP16 transform keeps a segment's inputs and outputs in float32, so without this the values crossing a
@@ -305,7 +303,7 @@ def _same_type(a: np.dtype, b: np.dtype) -> bool:
     return a == b or (a in half and b in half)
 
 
-def _share(value: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def share_if_identical(value: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """`ref` itself when `value` is bit-identical to it (one array, and local runs can be skipped)."""
     if value is ref:
         return ref
@@ -323,7 +321,8 @@ def _identical(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> bool:
     return True
 
 
-def _all_shared(a: dict, b: dict) -> bool:
+def all_shared(a: dict, b: dict) -> bool:
+    """Every tensor of `b` is the very same array in `a` (the lane runs on the reference's values)."""
     return all(a[t] is b[t] for t in b)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import onnx
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.lockstep import Lane, Lockstep, _all_shared, _as_stored, _share
+from cp_debug.bisect.lockstep import Lane, Lockstep, all_shared, as_stored, share_if_identical
 from cp_debug.graph import grouped as gg
 from cp_debug.graph.plan import Segment, SegmentPlan, segment_model
 
@@ -57,7 +57,7 @@ class GroupedLockstep(Lockstep):
         return units, last_use
 
     def _native_half(self, lane: Lane) -> bool:
-        return False  # groups round at their cuts (`_as_stored`): one model serves the propagated and local runs
+        return False  # groups round at their cuts (`as_stored`): one model serves the propagated and local runs
 
     def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
         self._group(self.groups[k], seg, ref_env, noise_env, on_probe)
@@ -85,20 +85,21 @@ class GroupedLockstep(Lockstep):
                                   None) as r:
                     # the reference's own arrays (the stage's inputs) are float32: an FP16 graph reads them in
                     # float16, as the segment lockstep's float16 segments do
-                    feed = ({t: (_as_stored(lane.spec, {t: v}, copy=True)[t] if v is ref_in[t] else v)
+                    feed = ({t: (as_stored(lane.spec, {t: v}, copy=True)[t] if v is ref_in[t] else v)
                              for t, v in lane_in.items()} if lane.spec.device == "cpu" else lane_in)
-                    out = {t: _share(v, ref_out[t]) for t, v in _as_stored(lane.spec, r.infer(feed)).items()}
+                    out = {t: share_if_identical(v, ref_out[t])
+                           for t, v in as_stored(lane.spec, r.infer(feed)).items()}
                     self._record(lane, r)
-                same = _all_shared(lane_in, ref_in) and all(out[t] is ref_out[t] for t in cuts)
+                same = all_shared(lane_in, ref_in) and all(out[t] is ref_out[t] for t in cuts)
                 local[lane.label] = None
                 if self.local and not same:
                     if opened is None:
                         opened = gg.open_cuts(model, self.model, members, gg.shapes_of({t: ref_out[t] for t in cuts}))
-                    feed = {**_as_stored(lane.spec, ref_in, copy=True),
+                    feed = {**as_stored(lane.spec, ref_in, copy=True),
                             **{t + gg.CUT_SUFFIX: v for t, v in
-                               _as_stored(lane.spec, {t: ref_out[t] for t in cuts}, copy=True).items()}}
+                               as_stored(lane.spec, {t: ref_out[t] for t in cuts}, copy=True).items()}}
                     with self._runner(lane.spec, opened, lane.runner_kwargs, None) as r:  # facts: the deployed model's
-                        local[lane.label] = _as_stored(lane.spec, r.infer(feed))
+                        local[lane.label] = as_stored(lane.spec, r.infer(feed))
                 lane.env.update(out)
                 lane.seconds += time.perf_counter() - t0
             self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)

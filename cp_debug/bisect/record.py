@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from cp_debug.backends.base import PrecisionReport
 from cp_debug.bisect.result import ProbeResult
-from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.bisect.run_state import CandidateState, ProbePlots, RunState
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.plot_data import error_heatmap, error_histogram
 
@@ -76,25 +77,23 @@ def keep_plot(state: CandidateState, name: str, ref, test) -> None:
     test = np.asarray(test)
     if ref.shape != test.shape:
         return
-    entry = {"histogram": error_histogram(ref, test)}
-    entry["histogram"]["probe"] = name
+    histogram = error_histogram(ref, test, probe=name)
+    heatmap = None
     if ref.ndim in (3, 4) and min(ref.shape[-2:]) >= 8:
-        hm = error_heatmap(ref, test)
-        hm["probe"] = name
-        entry["heatmap"] = hm
-    state.plots[name] = entry
+        heatmap = error_heatmap(ref, test, probe=name)
+    state.plots[name] = ProbePlots(histogram, heatmap)
 
 
-def merge_precision(state: CandidateState, stage: str, rep) -> None:
+def merge_precision(state: CandidateState, stage: str, rep: PrecisionReport) -> None:
     """One precision verdict over all stages: any stage that ran something else makes it not honest."""
-    notes = [f"{stage}: {n}" for n in rep.notes]
-    if state.precision is None:
-        state.precision = {"requested": rep.requested, "effective": rep.effective, "notes": notes}
+    notes = tuple(f"{stage}: {n}" for n in rep.notes)
+    prev = state.precision
+    if prev is None:
+        state.precision = PrecisionReport(rep.requested, rep.effective, notes)
         return
-    for n in notes:
-        if n not in state.precision["notes"]:
-            state.precision["notes"].append(n)
-    if rep.effective != rep.requested and state.precision["effective"] == state.precision["requested"]:
-        state.precision["effective"] = rep.effective
-    elif rep.effective != state.precision["effective"] and rep.effective != rep.requested:
-        state.precision["effective"] = "mixed"
+    effective = prev.effective
+    if rep.effective != rep.requested and prev.effective == prev.requested:
+        effective = rep.effective
+    elif rep.effective != prev.effective and rep.effective != rep.requested:
+        effective = "mixed"
+    state.precision = PrecisionReport(prev.requested, effective, tuple(dict.fromkeys(prev.notes + notes)))

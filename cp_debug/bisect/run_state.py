@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from cp_debug.backends.base import PrecisionReport
 from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.hints import Int8Range
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.store import TensorStore
-from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.bisect.subject import DetectionVerdict, Stage, Subject
 from cp_debug.compare.diff import TensorDiff, Tolerance
 
 
@@ -52,21 +55,33 @@ class ProbeSpec:
     depth: int = 0
 
 
+@dataclass(frozen=True)
+class ProbePlots:
+    """The small arrays of one probe's error plots (`compare.plot_data`): a histogram, and a heat map where the
+    tensor is image-like. `to_json()` is what the report keeps for the root cause."""
+
+    histogram: dict[str, Any]
+    heatmap: dict[str, Any] | None = None
+
+    def to_json(self) -> dict:
+        return {"histogram": self.histogram, **({"heatmap": self.heatmap} if self.heatmap is not None else {})}
+
+
 @dataclass
 class CandidateState:
     label: str
     spec: BackendSpec
     tol: Tolerance
     results: dict[str, ProbeResult] = field(default_factory=dict)
-    feeds: dict[int, dict] = field(default_factory=dict)
-    precision: dict | None = None
-    settings: dict = field(default_factory=dict)
-    plots: dict = field(default_factory=dict)
-    int8_amax: dict = field(default_factory=dict)
-    int8_ranges: dict = field(default_factory=dict)  # probe -> hints.int8_range(...), computed while values live
+    feeds: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # stage -> its feed, from this backend
+    precision: PrecisionReport | None = None  # over every stage run so far (record.merge_precision)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
+    plots: dict[str, ProbePlots] = field(default_factory=dict)
+    int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax
+    int8_ranges: dict[str, Int8Range] = field(default_factory=dict)  # probe -> its range, computed while values live
     seconds: float = 0.0
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
-    detections: dict | None = None  # the subject's detection verdict on this input (Subject.detection_verdict)
+    detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
 
 
 class NullProgress:

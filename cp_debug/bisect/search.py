@@ -3,7 +3,7 @@
 Nothing here knows about models or runners (after Polygraphy's `debug` markers), so every strategy is tested
 with oracle functions instead of models. One protocol for all of them:
 
-    search = MarkBisect(order)
+    search = KeepFp32Search(candidates)
     while (experiment := search.next()) is not None:
         search.tell(run_and_judge(experiment))   # True = bad (beyond tolerance)
     search.result, search.status, search.history
@@ -13,18 +13,9 @@ with oracle functions instead of models. One protocol for all of them:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generator
-
-
-@dataclass(frozen=True)
-class MarkStep:
-    """One run of a marking search: the tensors marked as outputs and the verdict for each (True = bad)."""
-
-    marked: tuple[str, ...]
-    bad: tuple[bool, ...]
 
 
 @dataclass(frozen=True)
@@ -51,10 +42,10 @@ class _Search:
         return None if self._pending is None else list(self._pending)
 
     def tell(self, verdict) -> None:
-        """The verdict of the experiment `next()` gave (True / a bool per marked tensor: bad)."""
+        """The verdict of the experiment `next()` gave (True = bad)."""
         if self._pending is None:
             raise RuntimeError(f"{type(self).__name__}.tell() without a pending experiment: the search is {self.status}")
-        self._advance(self._normalize(verdict, self._pending))  # checked here: an error inside _run would end it
+        self._advance(_verdict(verdict))  # checked here: an error inside _run would end it
 
     @property
     def done(self) -> bool:
@@ -70,108 +61,9 @@ class _Search:
         except StopIteration:
             self._pending = None
 
-    def _normalize(self, verdict, pending: tuple[str, ...]):
-        """The verdict in the form `_run` receives: a bool per marked tensor (marking searches)."""
-        return _verdicts(verdict, pending)
-
     def _run(self) -> Generator[tuple[str, ...], object, None]:  # pragma: no cover - abstract
         raise NotImplementedError
         yield ()
-
-
-class MarkBisect(_Search):
-    """The first probe, in execution order, whose value is bad — marking one (or `per_run`) tensor(s) per run.
-
-    For TensorRT, marking every tensor as an output blocks layer fusion, so the engine measured is not the one
-    deployed; marking one tensor at a time keeps the rest of the engine as built. Binary search (k-ary with
-    `per_run` = k − 1 > 1): at most `max_runs(n, per_run)` = ⌈log_{per_run+1}(n + 1)⌉ runs, e.g.
-    ⌈log2(n + 1)⌉ ≤ ⌈log2 n⌉ + 1 for one mark a run.
-
-    Guarantee without any assumption: `result` was observed bad and `last_good` — the probe just before it in
-    `order` — observed good (or `result` is the first probe). It is *the* first bad probe when badness is
-    monotone in `order` (a bad tensor's downstream stays bad), the usual case for propagated error.
-    `result` is None (status "clean") when no probe was bad.
-    """
-
-    def __init__(self, order: Sequence[str], per_run: int = 1):
-        if per_run < 1:
-            raise ValueError(f"per_run must be at least 1, got {per_run}")
-        self.order = _unique(order, "order")
-        self.per_run = int(per_run)
-        self._lo, self._hi = -1, len(self.order)  # last index seen good, first index seen bad (n: none)
-        super().__init__()
-
-    @staticmethod
-    def max_runs(n: int, per_run: int = 1) -> int:
-        """Worst-case number of runs for `n` probes (each run leaves at most ⌈(u + 1)/(per_run + 1)⌉ − 1 unknowns)."""
-        runs, reach = 0, 1
-        while reach < n + 1:
-            reach *= per_run + 1
-            runs += 1
-        return runs
-
-    @property
-    def result(self) -> str | None:
-        if not self.done or self._hi >= len(self.order):
-            return None
-        return self.order[self._hi]
-
-    @property
-    def last_good(self) -> str | None:
-        """The probe just before `result` (seen good); None when `result` is the first probe or the search runs."""
-        return self.order[self._lo] if self.done and self._lo >= 0 else None
-
-    def _run(self):
-        while self._hi - self._lo > 1:
-            idx = _spread(self._lo, self._hi, self.per_run)
-            marked = tuple(self.order[i] for i in idx)
-            bad = yield marked
-            self.history.append(MarkStep(marked, bad))
-            seen_bad = [i for i, b in zip(idx, bad) if b]
-            if seen_bad:
-                self._hi = seen_bad[0]
-            seen_good = [i for i, b in zip(idx, bad) if not b and i < self._hi]
-            if seen_good:
-                self._lo = max(seen_good)
-        self.status = "found" if self._hi < len(self.order) else "clean"
-
-
-class ChunkedMarks(_Search):
-    """Every probe, at most `max_per_run` marked per run, in execution order: ⌈n / max_per_run⌉ runs.
-
-    For "all probes, but never more than N outputs at once" (memory, or fusion kept mostly intact).
-    `verdicts` collects the verdict of every probe run so far; `result` is the first bad probe in order.
-    With `stop_at_first`, the search ends after the first chunk holding a bad probe.
-    """
-
-    def __init__(self, order: Sequence[str], max_per_run: int, stop_at_first: bool = False):
-        if max_per_run < 1:
-            raise ValueError(f"max_per_run must be at least 1, got {max_per_run}")
-        self.order = _unique(order, "order")
-        self.max_per_run = int(max_per_run)
-        self.stop_at_first = stop_at_first
-        self.verdicts: dict[str, bool] = {}
-        super().__init__()
-
-    @staticmethod
-    def max_runs(n: int, max_per_run: int) -> int:
-        return math.ceil(n / max_per_run)
-
-    @property
-    def result(self) -> str | None:
-        if not self.done:
-            return None
-        return next((p for p in self.order if self.verdicts.get(p)), None)
-
-    def _run(self):
-        for lo in range(0, len(self.order), self.max_per_run):
-            chunk = self.order[lo:lo + self.max_per_run]
-            bad = yield chunk
-            self.history.append(MarkStep(chunk, bad))
-            self.verdicts.update(zip(chunk, bad))
-            if self.stop_at_first and any(bad):
-                break
-        self.status = "found" if any(self.verdicts.values()) else "clean"
 
 
 class KeepFp32Search(_Search):
@@ -200,9 +92,6 @@ class KeepFp32Search(_Search):
     def result(self) -> tuple[str, ...] | None:
         """The keep set found (in candidate order); () when none is needed; None when impossible or running."""
         return self._result
-
-    def _normalize(self, verdict, pending: tuple[str, ...]) -> bool:
-        return _verdict(verdict)
 
     def _test(self, keep: Sequence[str], phase: str):
         key = frozenset(keep)
@@ -248,12 +137,6 @@ class KeepFp32Search(_Search):
         return keep  # one node left: removing it gives ∅, which failed in phase 1
 
 
-def _spread(lo: int, hi: int, k: int) -> list[int]:
-    """Up to k distinct indices spread evenly strictly between lo and hi."""
-    m = min(k, hi - lo - 1)
-    return [lo + (j + 1) * (hi - lo) // (m + 1) for j in range(m)]
-
-
 def _split(items: list[str], g: int) -> list[list[str]]:
     """`items` in g contiguous chunks of near-equal size."""
     n = len(items)
@@ -274,20 +157,3 @@ def _verdict(value) -> bool:
     if value is None:
         raise TypeError("tell() needs a verdict: True (bad) or False (good), got None")
     return bool(value)
-
-
-def _verdicts(value, marked: tuple[str, ...]) -> tuple[bool, ...]:
-    """A bool per marked tensor, from one bool (one tensor marked), a sequence in marked order, or a name → bool map."""
-    if isinstance(value, Mapping):
-        missing = [m for m in marked if m not in value]
-        if missing:
-            raise ValueError(f"tell() lacks a verdict for {', '.join(map(repr, missing[:5]))}")
-        return tuple(bool(value[m]) for m in marked)
-    if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):  # a list, tuple or numpy array
-        value = list(value)
-        if len(value) != len(marked):
-            raise ValueError(f"tell() got {len(value)} verdicts for {len(marked)} marked tensors")
-        return tuple(bool(v) for v in value)
-    if len(marked) != 1:
-        raise ValueError(f"{len(marked)} tensors were marked: tell() needs a verdict for each (a list or a dict)")
-    return (_verdict(value),)

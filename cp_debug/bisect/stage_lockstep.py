@@ -77,7 +77,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
             merge_precision(s, st.name, rep)
         if lane.settings is not None:
             s.settings.setdefault(st.name, {**lane.settings, "extra_outputs": 0,
-                                            "precision_transform": ls_mod.lane_transform(lane)})
+                                            "precision_transform": ls_mod.lane_transform(lane).to_json()})
         s.int8_amax.update(lane.amax)
         s.seconds += lane.seconds
     if not refine:

@@ -9,7 +9,7 @@ how error propagates end to end.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import onnx
@@ -66,6 +66,11 @@ class Stage:
             self._qdq = self.qdq_export().model
         return self._qdq
 
+    @property
+    def made_probe_map(self) -> ProbeMap | None:
+        """The probe map if the run has made it already, else None (`probe_map()` would export the stage)."""
+        return self._map
+
     def probe_map(self) -> ProbeMap | None:
         if self._map is None:
             if self.module is None:
@@ -104,6 +109,15 @@ class Stage:
         return tr.types.get(name) if tr else None
 
 
+class DetectionVerdict(Protocol):
+    """A subject's answer to "does the divergence change what the model detects on this input?"."""
+
+    changed: bool
+    summary: str  # one line for the report
+
+    def to_json(self) -> dict: ...
+
+
 @dataclass
 class Subject:
     """A model in stages, the inputs to run, and the glue that feeds stage i from earlier outputs."""
@@ -114,9 +128,9 @@ class Subject:
     glue: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
     description: dict = field(default_factory=dict)
     default_level: str = "block"
-    # (reference's, candidate's last-stage outputs) -> {"summary", "changed", ...}: does the divergence change
-    # what the model detects on this input? (CenterPoint: decoded boxes matched box to box)
-    detection_verdict: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict] | None = None
+    # (reference's, candidate's last-stage outputs) -> DetectionVerdict: does the divergence change what the model
+    # detects on this input? (CenterPoint: decoded boxes matched box to box)
+    detection_verdict: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], DetectionVerdict] | None = None
     warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
     # glued input -> the earlier stages' outputs the glue computes it from (default: the previous stage's outputs)
     glue_from: dict[str, tuple[str, ...]] = field(default_factory=dict)

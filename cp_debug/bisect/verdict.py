@@ -36,9 +36,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
-        root_cause=RootCause(rc, hint) if rc else None, path=path, precision=state.precision,
+        root_cause=RootCause(rc, hint) if rc else None, path=path,
+        precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
-        detections=state.detections)
+        detections=state.detections.to_json() if state.detections is not None else None)
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:
@@ -62,8 +63,8 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
                 warn.append(w.short())
     note = None
     prec = state.precision
-    if prec and prec.get("requested") != prec.get("effective"):
-        note = f"{state.label} did not run {prec.get('requested')} throughout: " + "; ".join(prec.get("notes") or [])
+    if prec is not None and not prec.honest:
+        note = f"{state.label} did not run {prec.requested} throughout: " + "; ".join(prec.notes)
     int8 = state.int8_ranges.get(name)
     if int8 is None and state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
         pm = st.probe_map()
@@ -111,7 +112,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     probes = []
     for k, p in enumerate(specs):
         st = run.subject.stages[p.stage]
-        pm = st._map
+        pm = st.made_probe_map
         tensor = p.name if p.kind in ("input", "output") else (pm.tensors.get(p.name) if pm else None)
         probes.append(Probe(k, p.name, tensor, "Input" if p.kind == "input" else
                             ("Output" if p.kind == "output" else st.op_type(p.name)), st.name, p.parent, p.depth))
@@ -120,7 +121,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         kept = run.states[c.label].plots
         key = c.root_cause.probe if c.root_cause else None
         if key in kept:
-            plots[c.label] = kept[key]
+            plots[c.label] = kept[key].to_json()
     o = run.opts
     settings = {
         "level": run.level, "refine": o.refine, "deterministic": o.deterministic,

@@ -67,11 +67,11 @@ def write_infos(path: str | Path, entries: Iterable[dict], class_names: Sequence
 
 
 def _load_pickle(p: Path):
-    from cp_debug.models.centerpoint.checkpoint import _RestrictedUnpickler
+    from cp_debug.models.centerpoint.checkpoint import RestrictedUnpickler
 
     try:
         with open(p, "rb") as f:
-            return _RestrictedUnpickler(f).load()
+            return RestrictedUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, IndexError) as err:
         raise BadInputError(f"info file {p} is not a readable pickle ({type(err).__name__}: {err}); "
                             "give an mmdet3d v1.x info .pkl") from None

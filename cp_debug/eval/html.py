@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.eval.report import EvalReport
-from cp_debug.report.html import CSS, _figure, _img, _png
+from cp_debug.report.html import CSS, figure_png, img_tag, new_figure
 from cp_debug.files import write_text_atomic
 
 
@@ -58,7 +58,7 @@ def _corners(box: np.ndarray) -> np.ndarray:
 
 def plot_bev(report: EvalReport, cand: str, token: str) -> bytes:
     """BEV of one scan: points (grey), ground truth (green), reference (blue), candidate (red, dashed)."""
-    fig = _figure(8.0, 8.0)
+    fig = new_figure(8.0, 8.0)
     ax = fig.add_subplot(1, 1, 1)
     if report.worst_points is not None:
         pts = np.asarray(report.worst_points)
@@ -79,7 +79,7 @@ def plot_bev(report: EvalReport, cand: str, token: str) -> bytes:
     ax.set_ylabel("y (m)")
     ax.set_title(f"{token}: {cand} vs {report.reference}")
     ax.legend(loc="upper right", fontsize=9)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def render_html(report: EvalReport) -> str:
@@ -92,7 +92,7 @@ def render_html(report: EvalReport) -> str:
     if worst is not None:
         cand, token = worst
         parts.append(f"<section><h2>Most different scan: {escape(token)}</h2>"
-                     f"{_img(plot_bev(report, cand, token), 'BEV of ' + token)}</section>")
+                     f"{img_tag(plot_bev(report, cand, token), 'BEV of ' + token)}</section>")
     parts += [_diff(report, cand) for cand in report.diffs]
     parts.append("</main></body></html>")
     return "\n".join(parts)

@@ -7,7 +7,6 @@ before the slow work (ONNX export, calibration, inference).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,10 +65,7 @@ def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, see
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    # (a load_model that ships no trained weights has no random_weights: no checkpoint means random there)
-    if "random_weights" in inspect.signature(model_source.load_model).parameters:
-        return model_source.load_model(preset, checkpoint, seed, random_weights=random_weights)
-    return model_source.load_model(preset, checkpoint, seed)
+    return model_source.load_model(preset, checkpoint, seed, random_weights=random_weights)
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
@@ -77,12 +73,12 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
     from cp_debug.backends import check_available
     from cp_debug.backends.spec import BackendSpec
+    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes,
+                                                int8_calibration, run_backend, scenes_from_infos)
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.devkit import default_range, evaluate
     from cp_debug.eval.diagnose import diagnose
     from cp_debug.eval.results_format import read_results
-    from cp_debug.eval.runner import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
-                                      run_backend, scenes_from_infos)
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())

@@ -1,5 +1,9 @@
 """Generic export of a torch module to ONNX (in memory, exporter warnings attributed to modules).
 
 Below bisect and recipes: bisect's loaders export a user's module with it, and the CenterPoint recipe its stages.
-Model-specific export (file names, stage splits) stays in `recipes/<model>/export.py`.
+"Export" names three jobs in cp_debug, one place each:
+  * here: any torch module -> an in-memory ModelProto, for bisect (nothing is written);
+  * `recipes/centerpoint/export.py`: the CenterPoint ONNX pair written as AWML deploys it (`cpdebug export`);
+  * the PTQ workflow (`cp_debug.ptq`): that pair with the quantizers on, the Q/DQ files of `cpdebug quantize`,
+    whose structure `quant/qdq_check.py` checks.
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from cp_debug.graph.plan import Segment, SegmentPlan, _node_reads, tensor_types
+from cp_debug.graph.plan import Segment, SegmentPlan, node_reads, tensor_types
 
 CUT_SUFFIX = "::cut"
 
@@ -80,7 +80,7 @@ def cuts_openable(model: onnx.ModelProto, members: list[Segment]) -> bool:
     """False when a subgraph (If/Loop body) reads an inner cut tensor, which renaming node inputs cannot open."""
     cuts = set(inner_cuts(model, members))
     nodes = model.graph.node
-    return not any((set(_node_reads(nodes[k])) - set(nodes[k].input)) & cuts for s in members for k in s.nodes)
+    return not any((set(node_reads(nodes[k])) - set(nodes[k].input)) & cuts for s in members for k in s.nodes)
 
 
 def open_cuts(group_model: onnx.ModelProto, stage_model: onnx.ModelProto, members: list[Segment],

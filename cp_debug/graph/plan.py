@@ -76,7 +76,7 @@ def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
     for s, ks in enumerate(ranges):
         outs = [t for k in ks for t in nodes[k].output
                 if t and (t in wanted or t in graph_outputs or last_use.get(t, -1) > s)]
-        ins = [t for k in ks for t in _node_reads(nodes[k]) if t in reads[s] and t not in made[s]]
+        ins = [t for k in ks for t in node_reads(nodes[k]) if t in reads[s] and t not in made[s]]
         segments.append(Segment(s, ks, tuple(dict.fromkeys(ins)), tuple(dict.fromkeys(outs)),
                                 tuple(t for t in dict.fromkeys(outs) if t in wanted)))
     upstream = _nearest_upstream(nodes, producer, wanted, set(graph_inputs), constants | initializers)
@@ -153,10 +153,10 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
         if k is None or k in picked or nodes[k].op_type == "Constant":
             continue
         picked.add(k)
-        stack.extend(_node_reads(nodes[k]))
+        stack.extend(node_reads(nodes[k]))
     order = [k for k in _topological(nodes, graph_inputs | initializers) if k in picked]
     made = {t for k in order for t in nodes[k].output if t}
-    reads = (t for k in order for t in _node_reads(nodes[k]) if t not in made)
+    reads = (t for k in order for t in node_reads(nodes[k]) if t not in made)
     inputs = tuple(t for t in dict.fromkeys(reads) if t in stop or t in graph_inputs)
     return Segment(index, tuple(order), inputs, tuple(targets), tuple(targets))
 
@@ -173,18 +173,18 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _node_reads(node: onnx.NodeProto) -> list[str]:
+def node_reads(node: onnx.NodeProto) -> list[str]:
     """A node's inputs, plus the outer-scope names its subgraphs (If/Loop/Scan bodies) read."""
     out = [t for t in node.input if t]
     for a in node.attribute:
         for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
             inner = {t for n in g.node for t in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
-            out += [t for n in g.node for t in _node_reads(n) if t not in inner]
+            out += [t for n in g.node for t in node_reads(n) if t not in inner]
     return out
 
 
 def _reads(nodes: list, ks: Iterable[int]) -> set[str]:
-    return {t for k in ks for t in _node_reads(nodes[k])}
+    return {t for k in ks for t in node_reads(nodes[k])}
 
 
 def _topological(nodes: list, available: set[str]) -> list[int]:
@@ -192,7 +192,7 @@ def _topological(nodes: list, available: set[str]) -> list[int]:
     have = set(available)
     ok = True
     for n in nodes:
-        if any(t not in have for t in _node_reads(n)):
+        if any(t not in have for t in node_reads(n)):
             ok = False
             break
         have.update(t for t in n.output if t)
@@ -207,7 +207,7 @@ def _topological(nodes: list, available: set[str]) -> list[int]:
         if state.get(k):
             raise BadInputError("the ONNX graph has a cycle: it cannot be run")
         state[k] = True
-        for t in _node_reads(nodes[k]):
+        for t in node_reads(nodes[k]):
             if t in producer:
                 visit(producer[t])
         done.add(k)
@@ -225,7 +225,7 @@ def _nearest_upstream(nodes, producer: dict[str, int], probes: set[str], graph_i
                       ignore: set[str]) -> dict[str, tuple[str, ...]]:
     out = {}
     for p in probes:
-        found, seen, stack = [], set(), [t for t in _node_reads(nodes[producer[p]])]
+        found, seen, stack = [], set(), [t for t in node_reads(nodes[producer[p]])]
         while stack:
             t = stack.pop()
             if t in seen or t in ignore:
@@ -234,6 +234,6 @@ def _nearest_upstream(nodes, producer: dict[str, int], probes: set[str], graph_i
             if t in probes or t in graph_inputs:
                 found.append(t)
             elif t in producer:
-                stack.extend(_node_reads(nodes[producer[t]]))
+                stack.extend(node_reads(nodes[producer[t]]))
         out[p] = tuple(sorted(found))
     return out

@@ -54,92 +54,167 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
     A summary (nodes converted/kept, Casts inserted, constants that overflow or flush to zero in FP16) is stored
     in the model's metadata under "cp_debug.fp16_conversion" (see `conversion_summary`).
     """
-    import numpy as np
-    import onnx
     import onnx_graphsurgeon as gs
 
     from cp_debug.graph.model import export_like, infer_types
 
-    f32, f16 = np.dtype(np.float32), np.dtype(np.float16)
     graph = gs.import_onnx(infer_types(model))
     graph.toposort()
+    keep_nodes = set(keep_fp32_nodes)
+    _check_convertible(graph, keep_nodes)
+    step = _Fp16Conversion(graph)
+    step.constants_to_initializers()
+    step.choose_fp32_nodes(keep_nodes, set(keep_fp32_op_types))
+    step.retype(keep_io_types)
+    step.convert_constants()
+    step.insert_casts()
+    if keep_io_types:
+        step.keep_output_types()
+    graph.nodes.extend(step.cast_nodes)
+    graph.cleanup().toposort()
+    converted = export_like(graph, model)
+    del converted.graph.value_info[:]  # stale float32 types of intermediates: re-inferred below
+    converted = infer_types(converted)
+
+    entry = converted.metadata_props.add()
+    entry.key, entry.value = _META_KEY, json.dumps(step.summary())
+    if step.overflow:
+        warnings.warn(f"FP16 conversion: {len(step.overflow)} constant(s) overflow float16 to inf, "
+                      f"e.g. {step.overflow[0]!r}", stacklevel=2)
+    if step.untyped:
+        warnings.warn(f"FP16 conversion: {step.untyped} tensor(s) have no inferred type; Casts may be missing "
+                      "around them", stacklevel=2)
+    return converted
+
+
+def _check_convertible(graph, keep_nodes: set[str]) -> None:
+    """BadInputError for control flow (not converted) and for keep-FP32 names that are not nodes of `graph`."""
     if any(n.op in _CONTROL_FLOW for n in graph.nodes):
         raise BadInputError(
             "FP16 conversion does not handle control flow (If/Loop/Scan): fold it first, e.g. "
             "`polygraphy surgeon sanitize model.onnx --fold-constants -o folded.onnx`"
         )
-    keep_nodes = set(keep_fp32_nodes)
-    keep_ops = set(keep_fp32_op_types)
     node_names = {n.name for n in graph.nodes}
     unknown = sorted(keep_nodes - node_names)
     if unknown:
         some = ", ".join(repr(n) for n in list(node_names)[:5])
-        raise BadInputError(f"keep-FP32 node(s) {', '.join(map(repr, unknown[:5]))} not in the graph; node names look like {some}")
+        raise BadInputError(f"keep-FP32 node(s) {', '.join(map(repr, unknown[:5]))} not in the graph; "
+                            f"node names look like {some}")
 
-    names: set[str] = set(graph.tensors().keys()) | node_names
 
-    def unique(base: str) -> str:
+class _Fp16Conversion:
+    """The steps of one conversion, in order, on one onnx-graphsurgeon graph (edited in place):
+
+    1. `constants_to_initializers`: Constant nodes become constants, so every constant is handled the same way;
+    2. `choose_fp32_nodes`: the nodes that compute in FP32 (the user's list, FP32-only ops, the shape arithmetic
+       feeding them); every other node computes in FP16;
+    3. `retype`: graph inputs (without keep_io_types), node outputs, dtype attributes, ConstantOfShape values;
+    4. `convert_constants`: in place when only FP16 consumers read a constant, a float16 copy when both kinds do;
+    5. `insert_casts`: where a float input's dtype differs from what its slot needs;
+    6. `keep_output_types`: graph outputs keep their names and float32 type (with keep_io_types).
+    The Casts made are collected in `cast_nodes` (added to the graph by the caller); new names never clash.
+    """
+
+    def __init__(self, graph):
+        import numpy as np
+
+        self.graph = graph
+        self.f32, self.f16 = np.dtype(np.float32), np.dtype(np.float16)
+        self.names: set[str] = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+        self.graph_outputs = {id(t) for t in graph.outputs}
+        self.user_kept: set[int] = set()
+        self.auto_kept: set[int] = set()
+        self.fp32_nodes: set[int] = set()
+        self.original_f32: set[int] = set()
+        self.cast_nodes: list = []
+        self.casts: dict[tuple[int, str], object] = {}
+        self.overflow: list[str] = []
+        self.flushed = 0
+        self.untyped = 0
+
+    def unique(self, base: str) -> str:
         name, k = base, 1
-        while name in names:
+        while name in self.names:
             name, k = f"{base}_{k}", k + 1
-        names.add(name)
+        self.names.add(name)
         return name
 
-    graph_outputs = {id(t) for t in graph.outputs}
+    def wanted(self, node, slot: int):
+        """The dtype a float input slot needs; None when any dtype will do."""
+        if slot in ANY_DTYPE_SLOTS.get(node.op, ()):
+            return None
+        if id(node) in self.fp32_nodes or slot in FP32_ONLY_SLOTS.get(node.op, ()):
+            return self.f32
+        return self.f16
 
-    # 1. Constant nodes → initializers, so every constant is handled the same way (the tensor keeps its name).
-    for node in graph.nodes:
-        if node.op == "Constant" and len(node.outputs) == 1 and id(node.outputs[0]) not in graph_outputs:
-            values = _constant_node_values(node)
-            if values is not None:
-                out = node.outputs[0]
-                out.to_constant(values)
-                node.outputs.clear()
-    graph.cleanup()
+    # 1 ------------------------------------------------------------------------------------------------------------
+    def constants_to_initializers(self) -> None:
+        """Constant nodes → constants (the tensor keeps its name); a Constant that is a graph output stays."""
+        for node in self.graph.nodes:
+            if node.op == "Constant" and len(node.outputs) == 1 and id(node.outputs[0]) not in self.graph_outputs:
+                values = _constant_node_values(node)
+                if values is not None:
+                    out = node.outputs[0]
+                    out.to_constant(values)
+                    node.outputs.clear()
+        self.graph.cleanup()
 
-    # 2. Which nodes compute in FP32: the user's list, FP32-only ops, and the shape arithmetic feeding them.
-    consumers = _consumer_map(graph)
-    user_kept = {id(n) for n in graph.nodes if n.name in keep_nodes or n.op in keep_ops}
-    auto_kept: set[int] = set()
-    for node in reversed(graph.nodes):
-        if id(node) in user_kept:
-            continue
-        if node.op in FP32_ONLY_OPS or node.op == "Constant":  # Constant nodes left by step 1 stay as they are
-            auto_kept.add(id(node))
-            continue
+    # 2 ------------------------------------------------------------------------------------------------------------
+    def choose_fp32_nodes(self, keep_nodes: set[str], keep_ops: set[str]) -> None:
+        """The user's nodes and op types, FP32-only ops, and (walking backwards) every node whose float outputs
+        feed only FP32-only slots, FP32 nodes or Casts to an integer type."""
+        consumers = _consumer_map(self.graph)
+        self.user_kept = {id(n) for n in self.graph.nodes if n.name in keep_nodes or n.op in keep_ops}
+        for node in reversed(self.graph.nodes):
+            if id(node) in self.user_kept:
+                continue
+            if node.op in FP32_ONLY_OPS or node.op == "Constant":  # Constant nodes left by step 1 stay as they are
+                self.auto_kept.add(id(node))
+            elif self._feeds_only_fp32(node, consumers):
+                self.auto_kept.add(id(node))
+        self.fp32_nodes = self.user_kept | self.auto_kept
+
+    def _feeds_only_fp32(self, node, consumers: dict[int, list]) -> bool:
         needs32 = other = 0
         for out in node.outputs:
-            if out.dtype != f32:
+            if out.dtype != self.f32:
                 continue
             for cons, slot in consumers.get(id(out), ()):
-                if slot in FP32_ONLY_SLOTS.get(cons.op, ()) or id(cons) in auto_kept or _casts_to_int(cons):
+                if slot in FP32_ONLY_SLOTS.get(cons.op, ()) or id(cons) in self.auto_kept or _casts_to_int(cons):
                     needs32 += 1
                 elif slot in ANY_DTYPE_SLOTS.get(cons.op, ()):
                     continue  # Shape/Cast take any dtype: no preference either way
                 else:
                     other += 1
-        if needs32 and not other:
-            auto_kept.add(id(node))
-    fp32_nodes = user_kept | auto_kept
+        return bool(needs32 and not other)
 
-    def wanted(node, slot: int):
-        """The dtype a float input slot needs; None when any dtype will do."""
-        if slot in ANY_DTYPE_SLOTS.get(node.op, ()):
-            return None
-        if id(node) in fp32_nodes or slot in FP32_ONLY_SLOTS.get(node.op, ()):
-            return f32
-        return f16
+    # 3 ------------------------------------------------------------------------------------------------------------
+    def retype(self, keep_io_types: bool) -> None:
+        """Graph inputs (unless kept), then every FP16 node: its outputs, dtype attributes, ConstantOfShape value."""
+        import onnx_graphsurgeon as gs
 
-    # 3. Retype: graph inputs, node outputs, dtype attributes, constant-producing attributes.
-    original_f32 = {id(t) for t in graph.tensors().values() if isinstance(t, gs.Variable) and t.dtype == f32}
-    if not keep_io_types:
-        for t in graph.inputs:
-            if t.dtype == f32:
-                t.dtype = f16
-    untyped = 0
-    for node in graph.nodes:
-        if id(node) in fp32_nodes:
-            continue
+        f32, f16 = self.f32, self.f16
+        self.original_f32 = {id(t) for t in self.graph.tensors().values()
+                             if isinstance(t, gs.Variable) and t.dtype == f32}
+        if not keep_io_types:
+            for t in self.graph.inputs:
+                if t.dtype == f32:
+                    t.dtype = f16
+        for node in self.graph.nodes:
+            if id(node) in self.fp32_nodes:
+                continue
+            self._retype_attrs(node)
+            for out in node.outputs:
+                if out.dtype == f32:
+                    out.dtype = f16
+                elif out.dtype is None and out.name:
+                    self.untyped += 1
+
+    def _retype_attrs(self, node) -> None:
+        import numpy as np
+        import onnx
+        import onnx_graphsurgeon as gs
+
         if node.op == "Cast" and node.attrs.get("to") == onnx.TensorProto.FLOAT:
             node.attrs["to"] = onnx.TensorProto.FLOAT16
         if node.attrs.get("dtype") == onnx.TensorProto.FLOAT:
@@ -147,101 +222,103 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
         if node.op == "ConstantOfShape":
             value = node.attrs.get("value")
             if value is None:  # default: float32 zero
-                node.attrs["value"] = gs.Constant(unique(f"{node.name}_value"), np.zeros([1], dtype=f16))
-            elif isinstance(value, gs.Constant) and value.dtype == f32:
-                node.attrs["value"] = gs.Constant(value.name, np.asarray(value.values, dtype=f16))
-        for out in node.outputs:
-            if out.dtype == f32:
-                out.dtype = f16
-            elif out.dtype is None and out.name:
-                untyped += 1
+                node.attrs["value"] = gs.Constant(self.unique(f"{node.name}_value"), np.zeros([1], dtype=self.f16))
+            elif isinstance(value, gs.Constant) and value.dtype == self.f32:
+                node.attrs["value"] = gs.Constant(value.name, np.asarray(value.values, dtype=self.f16))
 
-    # 4. Constants: convert in place when only FP16 consumers read them; duplicate when both kinds do.
-    overflow: list[str] = []
-    flushed = 0
-    const_uses: dict[int, list] = {}
-    for node in graph.nodes:
-        for slot, t in enumerate(node.inputs):
-            if isinstance(t, gs.Constant) and t.dtype == f32 and t.export_dtype == f32:
-                const_uses.setdefault(id(t), []).append((node, slot, t))
-    fp16_copies: dict[int, gs.Constant] = {}
-    for uses in const_uses.values():
-        const = uses[0][2]
-        want16 = [(n, s) for n, s, _ in uses if wanted(n, s) == f16]
-        if not want16:
-            continue
+    # 4 ------------------------------------------------------------------------------------------------------------
+    def convert_constants(self) -> None:
+        """Float32 constants read by FP16 slots: converted in place, or copied to float16 where an FP32 slot (or
+        the graph's outputs) still reads the float32 values. Overflow to inf and flushes to zero are counted."""
+        import onnx_graphsurgeon as gs
+
+        const_uses: dict[int, list] = {}
+        for node in self.graph.nodes:
+            for slot, t in enumerate(node.inputs):
+                if isinstance(t, gs.Constant) and t.dtype == self.f32 and t.export_dtype == self.f32:
+                    const_uses.setdefault(id(t), []).append((node, slot, t))
+        fp16_copies: dict[int, gs.Constant] = {}
+        for uses in const_uses.values():
+            const = uses[0][2]
+            want16 = [(n, s) for n, s, _ in uses if self.wanted(n, s) == self.f16]
+            if not want16:
+                continue
+            half = self._half_values(const)
+            keep32 = any(self.wanted(n, s) == self.f32 for n, s, _ in uses) or id(const) in self.graph_outputs
+            if keep32:
+                copy = fp16_copies.get(id(const)) or gs.Constant(self.unique(f"{const.name}_fp16"), half)
+                fp16_copies[id(const)] = copy
+                for n, s in want16:
+                    n.inputs[s] = copy
+            else:
+                const.values = half
+
+    def _half_values(self, const):
+        import numpy as np
+
         values = np.asarray(const.values)
-        half = values.astype(f16)
+        half = values.astype(self.f16)
         with np.errstate(invalid="ignore"):
             if (np.isfinite(values) & ~np.isfinite(half)).any():
-                overflow.append(const.name)
-            flushed += int(((values != 0) & (half == 0)).sum())
-        keep32 = any(wanted(n, s) == f32 for n, s, _ in uses) or id(const) in graph_outputs
-        if keep32:
-            copy = fp16_copies.get(id(const)) or gs.Constant(unique(f"{const.name}_fp16"), half)
-            fp16_copies[id(const)] = copy
-            for n, s in want16:
-                n.inputs[s] = copy
-        else:
-            const.values = half
+                self.overflow.append(const.name)
+            self.flushed += int(((values != 0) & (half == 0)).sum())
+        return half
 
-    # 5. Casts where a float input's dtype differs from what its slot needs (graph inputs, kept nodes, scales).
-    casts: dict[tuple[int, str], gs.Variable] = {}
-    cast_nodes: list[gs.Node] = []
+    # 5 ------------------------------------------------------------------------------------------------------------
+    def insert_casts(self) -> None:
+        """A Cast in front of every float input whose dtype is not what its slot needs (one Cast per tensor and
+        dtype): graph inputs, the edges into and out of FP32 nodes, FP32-only slots."""
+        for node in list(self.graph.nodes):
+            for slot, t in enumerate(node.inputs):
+                if t is None or not t.name or t.dtype not in (self.f32, self.f16):
+                    continue
+                need = self.wanted(node, slot)
+                if need is not None and t.dtype != need:
+                    node.inputs[slot] = self._cast(t, need)
 
-    def cast(t, dtype):
+    def _cast(self, t, dtype):
+        import onnx
+        import onnx_graphsurgeon as gs
+
         key = (id(t), dtype.name)
-        if key not in casts:
-            suffix = "fp16" if dtype == f16 else "fp32"
-            out = gs.Variable(unique(f"{t.name}_{suffix}"), dtype=dtype, shape=t.shape)
-            to = onnx.TensorProto.FLOAT16 if dtype == f16 else onnx.TensorProto.FLOAT
-            cast_nodes.append(gs.Node("Cast", unique(f"{t.name}_cast_{suffix}"), {"to": to}, [t], [out]))
-            casts[key] = out
-        return casts[key]
+        if key not in self.casts:
+            suffix = "fp16" if dtype == self.f16 else "fp32"
+            out = gs.Variable(self.unique(f"{t.name}_{suffix}"), dtype=dtype, shape=t.shape)
+            to = onnx.TensorProto.FLOAT16 if dtype == self.f16 else onnx.TensorProto.FLOAT
+            self.cast_nodes.append(gs.Node("Cast", self.unique(f"{t.name}_cast_{suffix}"), {"to": to}, [t], [out]))
+            self.casts[key] = out
+        return self.casts[key]
 
-    for node in list(graph.nodes):
-        for slot, t in enumerate(node.inputs):
-            if t is None or not t.name or t.dtype not in (f32, f16):
-                continue
-            need = wanted(node, slot)
-            if need is not None and t.dtype != need:
-                node.inputs[slot] = cast(t, need)
+    # 6 ------------------------------------------------------------------------------------------------------------
+    def keep_output_types(self) -> None:
+        """Each float32 graph output now float16: its tensor renamed, a Cast to float32 into the original name."""
+        import onnx
+        import onnx_graphsurgeon as gs
 
-    # 6. Graph outputs keep their names and float32 type: rename the fp16 tensor, Cast into the original name.
-    if keep_io_types:
+        graph = self.graph
         input_ids = {id(t) for t in graph.inputs}
         for i, t in enumerate(list(graph.outputs)):
-            if id(t) in original_f32 and t.dtype == f16 and id(t) not in input_ids:
+            if id(t) in self.original_f32 and t.dtype == self.f16 and id(t) not in input_ids:
                 name = t.name
-                names.discard(name)
-                t.name = unique(f"{name}_fp16")
-                names.add(name)
-                out = gs.Variable(name, dtype=f32, shape=t.shape)
-                cast_nodes.append(gs.Node("Cast", unique(f"{name}_cast_fp32"), {"to": onnx.TensorProto.FLOAT}, [t], [out]))
+                self.names.discard(name)
+                t.name = self.unique(f"{name}_fp16")
+                self.names.add(name)
+                out = gs.Variable(name, dtype=self.f32, shape=t.shape)
+                self.cast_nodes.append(gs.Node("Cast", self.unique(f"{name}_cast_fp32"),
+                                               {"to": onnx.TensorProto.FLOAT}, [t], [out]))
                 graph.outputs[i] = out
 
-    graph.nodes.extend(cast_nodes)
-    graph.cleanup().toposort()
-    converted = export_like(graph, model)
-    del converted.graph.value_info[:]  # stale float32 types of intermediates: re-inferred below
-    converted = infer_types(converted)
-
-    summary = {
-        "nodes": len(graph.nodes) - len(cast_nodes),
-        "fp32_nodes_user": len(user_kept),
-        "fp32_nodes_required": len(auto_kept),
-        "casts_inserted": len(cast_nodes),
-        "constants_overflowing_fp16": overflow[:20],
-        "constant_values_flushed_to_zero": flushed,
-        "untyped_tensors": untyped,
-    }
-    entry = converted.metadata_props.add()
-    entry.key, entry.value = _META_KEY, json.dumps(summary)
-    if overflow:
-        warnings.warn(f"FP16 conversion: {len(overflow)} constant(s) overflow float16 to inf, e.g. {overflow[0]!r}", stacklevel=2)
-    if untyped:
-        warnings.warn(f"FP16 conversion: {untyped} tensor(s) have no inferred type; Casts may be missing around them", stacklevel=2)
-    return converted
+    def summary(self) -> dict:
+        """What the conversion did, for the model's metadata (`conversion_summary`); after the graph's cleanup."""
+        return {
+            "nodes": len(self.graph.nodes) - len(self.cast_nodes),
+            "fp32_nodes_user": len(self.user_kept),
+            "fp32_nodes_required": len(self.auto_kept),
+            "casts_inserted": len(self.cast_nodes),
+            "constants_overflowing_fp16": self.overflow[:20],
+            "constant_values_flushed_to_zero": self.flushed,
+            "untyped_tensors": self.untyped,
+        }
 
 
 def conversion_summary(model: "onnx.ModelProto") -> dict | None:

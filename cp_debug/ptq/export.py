@@ -1,7 +1,7 @@
 """The two Q/DQ ONNX files of a fake-quant CenterPoint, as `cpdebug quantize` writes them.
 
 `pts_voxel_encoder.onnx` and `pts_backbone_neck_head.onnx` come from `recipes/centerpoint/export.export_onnx`
-(same input and output names as the FP32 files) with the quantizers on; `quant.qdq_export.check_qdq` checks
+(same input and output names as the FP32 files) with the quantizers on; `quant.qdq_check.check_qdq` checks
 each file's Q/DQ structure.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.errors import BadInputError
-from cp_debug.quant.qdq_export import QdqSummary, check_qdq
+from cp_debug.quant.qdq_check import QdqSummary, check_qdq
 
 
 @dataclass(frozen=True)

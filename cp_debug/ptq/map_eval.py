@@ -24,7 +24,7 @@ class MapScenes:
 
 
 def map_scenes(cfg, fp32_model, n: int) -> MapScenes:
-    from cp_debug.eval.runner import heldout_eval_scenes
+    from cp_debug.eval.backend_pipeline import heldout_eval_scenes
     from cp_debug.ptq.ptq import stage_inputs
 
     scenes = heldout_eval_scenes(cfg, n)

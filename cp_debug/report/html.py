@@ -132,17 +132,17 @@ def _candidate(report: BisectReport, cand: CandidateResult) -> str:
     imgs = []
     png = _plot_errors(report, cand, tol)
     if png:
-        imgs.append(_img(png, f"error of every probe along the model, {cand.label}"))
+        imgs.append(img_tag(png, f"error of every probe along the model, {cand.label}"))
     extra = report.plots.get(cand.label) or {}
     side = []
     if extra.get("histogram"):
         png = _plot_histogram(extra["histogram"], tol)
         if png:
-            side.append(_img(png, f"error histogram at {extra['histogram'].get('probe')}"))
+            side.append(img_tag(png, f"error histogram at {extra['histogram'].get('probe')}"))
     if extra.get("heatmap"):
         png = _plot_heatmap(extra["heatmap"])
         if png:
-            side.append(_img(png, f"BEV error heat map at {extra['heatmap'].get('probe')}"))
+            side.append(img_tag(png, f"BEV error heat map at {extra['heatmap'].get('probe')}"))
     if imgs:
         out.append("<h3>Error along the model</h3>")
         out += imgs
@@ -212,12 +212,14 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in s)
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
+    """An <img> holding `png` inline (base64), for the bisect and eval pages."""
     return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 # -- plots ----------------------------------------------------------------------------------------------------------
-def _figure(w: float, h: float):
+def new_figure(w: float, h: float):
+    """A matplotlib Figure of w × h inches on the Agg canvas (no display needed); `figure_png` renders it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -226,7 +228,8 @@ def _figure(w: float, h: float):
     return fig
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
+    """`fig` as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -238,7 +241,7 @@ def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) 
     if not rs:
         return None
     n = len(rs)
-    fig = _figure(12.5, 6.4 if n <= 40 else 5.6)
+    fig = new_figure(12.5, 6.4 if n <= 40 else 5.6)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     x = list(range(n))
     series = [
@@ -311,14 +314,14 @@ def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) 
     else:
         ax2.set_xlabel("probe (topological order)")
     ax2.set_xlim(-0.5, n - 0.5)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _plot_histogram(h: dict, tol: dict | None) -> bytes | None:
     edges, counts = h.get("edges") or [], h.get("counts") or []
     if not edges or len(edges) != len(counts) + 1:
         return None
-    fig = _figure(6.2, 4.0)
+    fig = new_figure(6.2, 4.0)
     ax = fig.subplots()
     widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
     ax.bar(edges[:-1], counts, width=widths, align="edge", color="#5b6b8c", edgecolor="#3d4a66", lw=0.3)
@@ -339,7 +342,7 @@ def _plot_histogram(h: dict, tol: dict | None) -> bytes | None:
         extra.append(f"{h['nonfinite']:,} NaN/Inf (not shown)")
     ax.set_title(f"error histogram at {_short(str(h.get('probe') or ''), 40)}\n" + ", ".join(extra), fontsize=10,
                  loc="left")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _plot_heatmap(hm: dict) -> bytes | None:
@@ -353,7 +356,7 @@ def _plot_heatmap(hm: dict) -> bytes | None:
     a = np.array([[as_float(v) if as_float(v) is not None else math.nan for v in row] for row in data], dtype=float)
     bad = ~np.isfinite(a)
     pos = a[~bad & (a > 0)]
-    fig = _figure(6.2, 4.3 if a.shape[0] <= a.shape[1] else 5.4)
+    fig = new_figure(6.2, 4.3 if a.shape[0] <= a.shape[1] else 5.4)
     ax = fig.subplots()
     cmap = colormaps["inferno"].with_extremes(bad="#00e5ff", under="#000004")
     vmin = float(pos.min()) if pos.size else 1e-12
@@ -379,7 +382,7 @@ def _plot_heatmap(hm: dict) -> bytes | None:
     if bad.any():
         title += f"\ncyan: {int(bad.sum())} cell{'s' if bad.sum() != 1 else ''} with NaN/Inf"
     ax.set_title(title, fontsize=10, loc="left")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _short(name: str, n: int = 28) -> str:

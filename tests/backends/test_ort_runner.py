@@ -175,3 +175,35 @@ def test_infer_some_returns_the_graph_outputs_and_the_named_extras_only(tiny):
     assert set(outputs_only) == set(tiny.output_names)
     for name, value in part.items():
         np.testing.assert_array_equal(value, every[name])
+
+
+def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
+    """What ORT ran comes back as GraphFacts and the FP16 transform as PrecisionTransform; merged over two
+    sessions (a lockstep stage's segments) the counts add up and one unreadable graph makes the precision
+    unverified."""
+    from dataclasses import replace
+
+    from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+                                                 precision_report_from_facts)
+    from cp_debug.backends.spec import BackendSpec
+
+    with OrtRunner(tiny.path, "ort-cpu-fp16") as r:
+        r.infer({"x": tiny.x})
+        facts, transform, settings = r.graph_facts, r.transform, r.settings()
+    assert isinstance(facts, GraphFacts) and facts.error is None and facts.cpu_fallback == ()
+    assert sum(facts.compute_dtypes.values()) > 0 and "Conv" in facts.compute_ops
+    assert isinstance(transform, PrecisionTransform) and transform.kind == "fp16"
+    assert settings["precision_transform"] == transform.to_json()
+    assert list(transform.to_json())[:3] == ["kind", "keep_fp32_nodes", "nodes"]
+
+    both = merge_graph_facts([facts, facts])
+    assert dict(both.compute_dtypes) == {k: 2 * v for k, v in facts.compute_dtypes.items()}
+    merged = merge_transforms([transform, transform])
+    assert merged.nodes == 2 * transform.nodes and merged.segments == 2
+    assert merged.keep_fp32_nodes == transform.keep_fp32_nodes
+    assert merge_transforms([]).to_json() == {"kind": "none"}
+
+    spec = BackendSpec.parse("ort-cpu-fp16")
+    broken = merge_graph_facts([facts, replace(facts, error="ORT wrote no optimised model")])
+    rep = precision_report_from_facts(spec, broken, merged)
+    assert rep.effective == "unknown" and "ORT wrote no optimised model" in rep.notes[0]

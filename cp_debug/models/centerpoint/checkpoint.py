@@ -94,7 +94,10 @@ def _torch_dtype_names() -> set[str]:
     return {n for n in dir(torch) if isinstance(getattr(torch, n, None), torch.dtype)}
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds only safe classes (builtins, numpy, torch storages and dtypes); any other class
+    becomes an opaque stand-in, so a checkpoint or info file never runs code of its own."""
+
     def find_class(self, module: str, name: str):
         if _is_safe(module, name):
             return super().find_class(module, name)
@@ -102,12 +105,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _restricted_load(file, **kwargs):
-    return _RestrictedUnpickler(file, **kwargs).load()
+    return RestrictedUnpickler(file, **kwargs).load()
 
 
 # A pickle "module" for torch.load(pickle_module=...): torch subclasses its Unpickler and calls its load.
 _restricted_pickle = types.ModuleType("cp_debug_restricted_pickle")
-_restricted_pickle.Unpickler = _RestrictedUnpickler
+_restricted_pickle.Unpickler = RestrictedUnpickler
 _restricted_pickle.load = _restricted_load
 
 
@@ -170,13 +173,13 @@ def _few(keys: list[str]) -> str:
 def _shape_table(cfg, fused: bool = False) -> dict[str, tuple[int, ...]]:
     import torch
 
-    from cp_debug.models.centerpoint.fused import _fuse_structure
+    from cp_debug.models.centerpoint.fused import fuse_structure
     from cp_debug.models.centerpoint.model import CenterPoint
 
     with torch.device("meta"):
         model = CenterPoint(cfg)
         if fused:
-            _fuse_structure(model)
+            fuse_structure(model)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

@@ -44,9 +44,10 @@ def _with_bias(conv: nn.Module) -> nn.Module:
     return nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, **kwargs)
 
 
-def _fuse_structure(model: CenterPoint) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+def fuse_structure(model: CenterPoint) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
     """Give every conv of a conv+BN pair a bias and replace the BN by Identity; returns (new conv, old conv,
-    old BN) triples. Only called on a model this module has just built."""
+    old BN) triples. Only called on a freshly built model (here, and on a meta-device one by checkpoint.py's
+    shape table)."""
     out = []
     for parent, cname, bname, _ in _conv_bn_pairs(model):
         conv, bn = getattr(parent, cname), getattr(parent, bname)
@@ -61,7 +62,7 @@ def build_fused_model(cfg: CenterPointConfig) -> CenterPoint:
     """An empty (zero-bias, default-weight) BN-fused CenterPoint in eval mode, ready to load a PTQ checkpoint."""
     model = build_model(cfg, seed=0, init="mmdet3d")
     with torch.no_grad():
-        for new, _, _ in _fuse_structure(model):
+        for new, _, _ in fuse_structure(model):
             new.bias.zero_()
     model.is_bn_fused = True
     return model.eval()
@@ -75,7 +76,7 @@ def fuse_batchnorm(model: CenterPoint) -> CenterPoint:
 
     fused = build_model(model.cfg, seed=0, init="mmdet3d")
     fused.load_state_dict(model.state_dict())
-    for new, conv, bn in _fuse_structure(fused):
+    for new, conv, bn in fuse_structure(fused):
         w, b = fuse_conv_bn_weights(
             conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias,
             transpose=isinstance(conv, nn.ConvTranspose2d),

@@ -9,14 +9,34 @@ them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 
-def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict]:
+@dataclass(frozen=True)
+class BoxVerdict:
+    """The candidate's boxes against the reference's on the bisected scan (a `bisect.subject.DetectionVerdict`)."""
+
+    reference_boxes: int
+    candidate_boxes: int
+    matched: int
+    lost: int
+    added: int
+    max_centre_shift_m: float
+    max_abs_score_change: float
+    max_yaw_change_rad: float
+    changed: bool
+    summary: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:
     """A `Subject.detection_verdict` for preset `cfg`."""
 
-    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict:
+    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> BoxVerdict:
         from cp_debug.models.centerpoint.decode import decode
         from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
@@ -31,8 +51,7 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
             summary = (f"{d.num_matched} of {d.num_a} reference boxes matched, {lost} lost, {added} added; "
                        f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
                        f"max Δyaw {d.max_yaw_diff:.3g} rad")
-        return {"reference_boxes": d.num_a, "candidate_boxes": d.num_b, "matched": d.num_matched, "lost": lost,
-                "added": added, "max_centre_shift_m": d.max_centre_dist, "max_abs_score_change": d.max_score_diff,
-                "max_yaw_change_rad": d.max_yaw_diff, "changed": changed, "summary": summary}
+        return BoxVerdict(d.num_a, d.num_b, d.num_matched, lost, added, d.max_centre_dist, d.max_score_diff,
+                          d.max_yaw_diff, changed, summary)
 
     return verdict

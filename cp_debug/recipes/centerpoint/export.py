@@ -1,4 +1,7 @@
-"""Export CenterPoint as AWML deploys it: `pts_voxel_encoder.onnx` and `pts_backbone_neck_head.onnx`.
+"""Export CenterPoint as AWML deploys it, to files: `pts_voxel_encoder.onnx` and `pts_backbone_neck_head.onnx`.
+
+This is the file export of `cpdebug export` (and of eval, bench and the PTQ workflow's Q/DQ files); bisect's
+in-memory export of a module is `cp_debug.export`.
 
 TorchScript exporter (`dynamo=False`), opset 17, constant folding on, as AWML's exporter does. Example inputs
 come from a real (or synthetic) scan run through the torch glue, so traced shapes are realistic. Every file is

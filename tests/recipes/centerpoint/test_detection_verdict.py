@@ -27,8 +27,9 @@ def head_and_verdict():
 def test_same_maps_change_no_box(head_and_verdict):
     head, verdict = head_and_verdict
     v = verdict(head, {k: a.copy() for k, a in head.items()})
-    assert v["reference_boxes"] > 0 and v["matched"] == v["reference_boxes"] and v["lost"] == v["added"] == 0
-    assert not v["changed"] and v["summary"].startswith("no box changed")
+    assert v.reference_boxes > 0 and v.matched == v.reference_boxes and v.lost == v.added == 0
+    assert not v.changed and v.summary.startswith("no box changed")
+    assert list(v.to_json())[-2:] == ["changed", "summary"] and v.to_json()["matched"] == v.matched
 
 
 def test_logits_read_without_sigmoid_change_the_boxes(head_and_verdict):
@@ -36,11 +37,11 @@ def test_logits_read_without_sigmoid_change_the_boxes(head_and_verdict):
     cand = {k: a.copy() for k, a in head.items()}
     cand["heatmap"] = cand["heatmap"] - 4.0  # every score far lower: boxes fall under the threshold
     v = verdict(head, cand)
-    assert v["changed"] and v["lost"] > 0 and v["matched"] < v["reference_boxes"]
+    assert v.changed and v.lost > 0 and v.matched < v.reference_boxes
     cand = {k: a.copy() for k, a in head.items()}
     cand["reg"] = cand["reg"] + 0.5  # every centre moved half a cell
     v = verdict(head, cand)
-    assert v["changed"] and v["max_centre_shift_m"] > 0.01 and "max centre shift" in v["summary"]
+    assert v.changed and v.max_centre_shift_m > 0.01 and "max centre shift" in v.summary
 
 
 def test_the_verdict_survives_a_saved_report(tmp_path):

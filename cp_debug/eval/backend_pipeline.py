@@ -1,4 +1,4 @@
-"""Run CenterPoint's staged pipeline per backend spec over evaluation scenes.
+"""`BackendPipeline`: CenterPoint's staged pipeline for one backend spec, run over evaluation scenes.
 
 Each backend's two stage runners (voxel encoder, backbone/neck/head) are built once through `make_runner`
 (torch specs on the export stages, ONNX specs on the two exported files; FP16/INT8 transforms as `bisect`

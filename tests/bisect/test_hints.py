@@ -1,0 +1,20 @@
+"""INT8 hints from the reference values against the calibrated range."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.bisect.hints import HintContext, Int8Range, hint_for, int8_range
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.compare.diff import TensorDiff, default_tolerance
+
+
+def test_saturation_and_lost_resolution_are_named_with_the_range():
+    x = np.concatenate([np.full(990, 1e-4), np.full(10, 50.0)]).astype(np.float32)
+    r = int8_range(x, amax=10.0)
+    assert r == Int8Range(10.0, 0.01, 0.99)
+    tol = default_tolerance("int8")
+    d = TensorDiff.from_arrays("conv", x, x * 1.5, tol)
+    hint = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", "ort", int8_range=r))
+    assert "INT8 saturation: 1.00%" in hint and "±10" in hint and "99% of the values round to zero" in hint
+    assert int8_range(np.zeros(0, np.float32), 3.0) == Int8Range(3.0, 0.0, 0.0)

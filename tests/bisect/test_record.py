@@ -1,0 +1,41 @@
+"""Recording a candidate: the precision verdict merged over stages, the plot arrays kept per probe."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.record import keep_plot, merge_precision
+from cp_debug.bisect.run_state import CandidateState, ProbePlots
+from cp_debug.compare.diff import default_tolerance
+
+
+def _state() -> CandidateState:
+    spec = BackendSpec.parse("ort-cpu-fp16")
+    return CandidateState("ort-cpu-fp16", spec, default_tolerance("fp16"))
+
+
+def test_one_stage_that_ran_another_precision_makes_the_whole_verdict_not_honest():
+    s = _state()
+    merge_precision(s, "encoder", PrecisionReport("fp16", "fp16"))
+    assert s.precision == PrecisionReport("fp16", "fp16") and s.precision.honest
+    merge_precision(s, "backbone", PrecisionReport("fp16", "fp32", ("12 of 12 Conv nodes ran in float32",)))
+    assert s.precision.effective == "fp32" and not s.precision.honest
+    assert s.precision.notes == ("backbone: 12 of 12 Conv nodes ran in float32",)
+    merge_precision(s, "head", PrecisionReport("fp16", "mixed", ("2 of 4 Conv nodes ran in float32",)))
+    merge_precision(s, "head", PrecisionReport("fp16", "mixed", ("2 of 4 Conv nodes ran in float32",)))
+    assert s.precision.effective == "mixed" and len(s.precision.notes) == 2  # a note repeated is kept once
+    assert s.precision.to_json() == {"requested": "fp16", "effective": "mixed", "notes": list(s.precision.notes)}
+
+
+def test_plots_are_kept_typed_with_a_heat_map_only_for_image_like_tensors():
+    s = _state()
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(1, 2, 16, 16)).astype(np.float32)
+    keep_plot(s, "image", ref, ref + 1e-3)
+    keep_plot(s, "vector", ref.reshape(-1), ref.reshape(-1) + 1e-3)
+    image, vector = s.plots["image"], s.plots["vector"]
+    assert isinstance(image, ProbePlots) and image.heatmap is not None and vector.heatmap is None
+    assert image.histogram["probe"] == "image" and image.heatmap["probe"] == "image"
+    assert list(image.to_json()) == ["histogram", "heatmap"] and list(vector.to_json()) == ["histogram"]
