@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(help="FP32 mmengine/AWML checkpoint (.pth); seeded random weights if omitted.")]

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Verbose
+from cp_debug.cli._quiet import ThirdParty
 from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT, Preset,
                                        Quiet, RandomWeights, Seed, SkipLayers)
 

@@ -7,7 +7,6 @@ before the slow work (ONNX export, calibration, inference).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,16 +59,13 @@ def parse_backend_list(text: str | None, has_detections: bool) -> tuple[str, ...
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
-    from cp_debug.recipes.centerpoint import model_source
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
     if random_weights and checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    # (a load_model that ships no trained weights has no random_weights: no checkpoint means random there)
-    if "random_weights" in inspect.signature(model_source.load_model).parameters:
-        return model_source.load_model(preset, checkpoint, seed, random_weights=random_weights)
-    return model_source.load_model(preset, checkpoint, seed)
+    return ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed).load()
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
