@@ -47,7 +47,7 @@ class OrtFp32Reference:
     def __call__(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         missing = [n for n in dict.fromkeys(names) if n not in self._values]
         if missing or not self._values:
-            runner = make_runner("ort-cpu-fp32", onnx_model=self.model, extra_outputs=missing,
+            runner = make_runner(BackendSpec.parse("ort-cpu-fp32"), onnx_model=self.model, extra_outputs=missing,
                                  determinism=self.determinism, threads=self.threads)
             with runner:
                 self._values.update(runner.infer(self.feed))
@@ -104,7 +104,7 @@ class MarkingResult:
                 "precision": precision_to_json(self.precision), "steps": [s.to_json() for s in self.steps]}
 
 
-def first_bad_by_marking(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed: Mapping[str, np.ndarray],
+def first_bad_by_marking(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapping[str, np.ndarray],
                          reference: Reference | None = None, probes: Sequence[str] | None = None,
                          tol: Tolerance | None = None, *, per_run: int = 1, progress=None,
                          runner_options: Mapping | None = None) -> MarkingResult:
@@ -116,7 +116,6 @@ def first_bad_by_marking(model: "onnx.ModelProto | str", spec: BackendSpec | str
     """
     from cp_debug.graph.model import check_tensor_names, load_onnx
 
-    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     model = load_onnx(model)
     order = tuple(probes) if probes is not None else probe_order(model)
     check_tensor_names(model, order)

@@ -9,6 +9,7 @@ import pytest
 from cp_debug.bisect.marking import OrtFp32Reference, first_bad_by_marking, probe_order
 from cp_debug.compare.diff import Tolerance
 from cp_debug.errors import BadInputError
+from cp_debug.backends.spec import BackendSpec
 from tests.bisect.exported import exported
 
 PLANTED_TENSOR = "/body/body.2/body.2.0/Conv_output_0"
@@ -16,7 +17,7 @@ PLANTED_TENSOR = "/body/body.2/body.2.0/Conv_output_0"
 
 def test_first_bad_tensor_is_the_planted_conv_in_log2_runs():
     model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
-    result = first_bad_by_marking(model, "ort-cpu-fp16", feed)
+    result = first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     n = len(result.probes)
     assert result.probes == probe_order(model) and result.probes[-1] == "output0" and n == 12
     assert result.first_bad == PLANTED_TENSOR
@@ -37,7 +38,7 @@ def test_given_reference_values_and_k_ary_marking_agree():
     reference = OrtFp32Reference(model, feed)
     values = reference(probe_order(model))  # every probe at once, one ORT run
     assert reference.runs == 1
-    result = first_bad_by_marking(model, "ort-cpu-fp16", feed, reference=values, per_run=3)
+    result = first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed, reference=values, per_run=3)
     assert result.first_bad == PLANTED_TENSOR and result.reference_runs == 0
     assert all(1 <= len(step.marked) <= 3 for step in result.steps)
     assert result.runs <= math.ceil(math.log(len(result.probes) + 1, 4))
@@ -45,17 +46,17 @@ def test_given_reference_values_and_k_ary_marking_agree():
 
 def test_healthy_model_has_no_bad_tensor():
     model, feed = exported("planted.py", "healthy")
-    result = first_bad_by_marking(model, "ort-cpu-fp16", feed)
+    result = first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     assert result.first_bad is None and result.diff is None
     assert result.runs == math.ceil(math.log2(len(result.probes) + 1))
     assert all(not any(step.bad) for step in result.steps)
-    strict = first_bad_by_marking(model, "ort-cpu-fp16", feed, tol=Tolerance(atol=0.0, rtol=0.0))
+    strict = first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed, tol=Tolerance(atol=0.0, rtol=0.0))
     assert strict.first_bad == strict.probes[0]  # FP16 rounding shows from the first tensor on
 
 
 def test_unknown_probe_and_incomplete_reference_are_one_line_errors():
     model, feed = exported("planted.py", "healthy")
     with pytest.raises(BadInputError, match="unknown ONNX tensor name"):
-        first_bad_by_marking(model, "ort-cpu-fp16", feed, probes=["nope"])
+        first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed, probes=["nope"])
     with pytest.raises(BadInputError, match="reference values lack"):
-        first_bad_by_marking(model, "ort-cpu-fp16", feed, reference={"output0": feed["x"]})
+        first_bad_by_marking(model, BackendSpec.parse("ort-cpu-fp16"), feed, reference={"output0": feed["x"]})
