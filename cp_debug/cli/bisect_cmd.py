@@ -89,7 +89,6 @@ def bisect(
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import parse_backends
-        from cp_debug.bisect.engine import BisectOptions
 
         pairs = parse_backends(backends or "torch,ort")
         subject = SubjectRequest(
@@ -97,12 +96,15 @@ def bisect(
                                 random_weights=random_weights, seed=seed, int8=int8),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim)
+        outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
+                                quiet=quiet or json_out == "-")
+        _preflight(pairs, subject, calib, lockstep_mode, outputs)
+        from cp_debug.bisect.engine import BisectOptions
+
         opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
                              noise_floor=noise_floor, local=local, keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
                              lockstep_mode=lockstep_mode)
-        outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
-                                quiet=quiet or json_out == "-")
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party)
     raise typer.Exit(code)
 
@@ -122,17 +124,14 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
     return ModelRecord.of(**record)
 
 
-def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
-               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty) -> int:
-    """Check, load, bisect, write: the exit code (1 when a candidate diverged)."""
-    from dataclasses import replace
-
-    from cp_debug.cli._output import StepProgress
+def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: Path | None,
+               lockstep_mode: str, outputs: BisectOutputs) -> None:
+    """Everything that can be wrong with the request, said before the model is loaded."""
     from cp_debug.cli._preflight import check_inputs, check_outputs, check_report_writers
     from cp_debug.errors import BadInputError
 
-    if opts.lockstep_mode not in ("segments", "grouped"):
-        raise BadInputError(f"--lockstep-mode {opts.lockstep_mode!r}: use segments or grouped")
+    if lockstep_mode not in ("segments", "grouped"):
+        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use segments or grouped")
     int8 = subject_request.model.int8 if subject_request.model is not None else None
     torch_int8 = [s for _, s in pairs if s.framework == "torch" and s.precision == "int8"]
     if int8 is None and torch_int8:
@@ -141,9 +140,20 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         raise BadInputError(TORCH_INT8_HINT.format(spec=torch_int8[0]))
     if int8 is not None and calib is not None:
         raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
+    if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, calib=calib, int8=int8)
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html)
     check_report_writers(parquet=outputs.parquet, html=outputs.html)
+
+
+def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
+               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty) -> int:
+    """Load, bisect, write (the request checked by `_preflight`): the exit code (1 when a candidate diverged)."""
+    from dataclasses import replace
+
+    from cp_debug.cli._output import StepProgress
+
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
     with progress.step("loading the model"):
         subject = _load_subject(subject_request)
@@ -212,11 +222,8 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
 
 def _load_subject(request: SubjectRequest):
-    from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.points import parse_use_dim
 
-    if (request.load_dim is not None or request.use_dim is not None) and request.points is None:
-        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
     if request.torch_model:
         from cp_debug.bisect.loaders import torch_subject
 
