@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet, RandomWeights, Seed, Verbose
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+if TYPE_CHECKING:
+    from cp_debug.backends.spec import BackendSpec
 
 
 def bench(
@@ -42,17 +45,15 @@ def bench(
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
 
 
-def _labels(backends: str) -> tuple[str, ...]:
-    """The backend specs as typed (each checked), distinct."""
+def _labels(backends: str) -> tuple[tuple[str, BackendSpec], ...]:
+    """(label as typed, spec) per backend, distinct."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.errors import BadInputError
 
     labels = tuple(t.strip() for t in backends.split(",") if t.strip())
     if not labels or len(set(labels)) != len(labels):
         raise BadInputError(f"--backends {backends!r}: give distinct backend specs, e.g. torch,ort")
-    for label in labels:
-        BackendSpec.parse(label)
-    return labels
+    return tuple((label, BackendSpec.parse(label)) for label in labels)
 
 
 def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, quiet: bool,

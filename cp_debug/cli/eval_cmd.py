@@ -38,10 +38,10 @@ def eval_(
     nuscenes-devkit cannot run here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.eval.session import EvalOptions, parse_backend_list
-
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
+        from cp_debug.eval.session import EvalOptions, parse_backend_list
+
         model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes, n=n,

@@ -60,3 +60,19 @@ def test_model_record_refuses_what_it_cannot_load():
         ModelRecord.of(None, config="my_centerpoint.py").load()
     with pytest.raises(BadInputError, match="not a model record"):
         ModelRecord.from_json({"preset": "demo", "weights": "random"})
+
+
+def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
+    """The record wins over the old untyped `model` dict (whose weights text once decided random weights)."""
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.cli.extract_cmd import _saved_subject
+
+    saved = BisectReport("torch", [], [], model={"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
+                                                 "weights": "trained demo weights", "seed": 0},
+                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5).to_json())
+    again = BisectReport.from_json(json.loads(json.dumps(saved.to_json())))
+    subject = _saved_subject(again, tmp_path / "run.json")
+    assert subject.name == "centerpoint:tiny"
+    assert (subject.description["random_weights"], subject.description["seed"]) == (True, 5)
+    old = BisectReport("torch", [], [], model={**saved.model, "preset": "tiny"})  # a report from before the record
+    assert _saved_subject(old, tmp_path / "old.json").description["random_weights"] is False
