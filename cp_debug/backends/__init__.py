@@ -21,7 +21,7 @@ _TRT_ONLY = {"workspace"}
 _ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
 
 
-def make_runner(spec: BackendSpec | str, *, torch_module: Any = None, onnx_model: Any = None,
+def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any = None,
                 input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
                 **opts) -> Runner:
     """Build (not activate) the runner for `spec`.
@@ -31,7 +31,6 @@ def make_runner(spec: BackendSpec | str, *, torch_module: Any = None, onnx_model
     for an ONNX backend) are ignored so one option set can serve every backend of a run; unknown options are a
     TypeError.
     """
-    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     unknown = sorted(set(opts) - _ALL_OPTS)
     if unknown:
         raise TypeError(f"make_runner got unknown option(s): {', '.join(unknown)}")
@@ -55,9 +54,8 @@ def make_runner(spec: BackendSpec | str, *, torch_module: Any = None, onnx_model
     return TrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _TRT_ONLY})
 
 
-def check_available(spec: BackendSpec | str) -> None:
+def check_available(spec: BackendSpec) -> None:
     """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine."""
-    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     if spec.framework == "torch":
         try:
             import torch

@@ -72,13 +72,12 @@ class OrtRunner(Runner):
         kernel's, zero-filling pages).
     """
 
-    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
+    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
                  spinning: bool = True, check_model: bool = True, int8_model: "onnx.ModelProto | str | Path | None" = None,
                  fp16_io: bool = False, shared_arena: bool = False):
-        spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
         super().__init__(str(spec))

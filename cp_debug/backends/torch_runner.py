@@ -55,9 +55,8 @@ class TorchRunner(Runner):
     """
 
     def __init__(self, module: "torch.nn.Module", input_names: Sequence[str], output_names: Sequence[str],
-                 spec: BackendSpec | str, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
+                 spec: BackendSpec, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
                  on_probe: Callable[[str, np.ndarray], None] | None = None, determinism: Determinism = Determinism()):
-        spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "torch":
             raise BadInputError(f"TorchRunner runs torch-* specs, not {spec}")
         super().__init__(str(spec))

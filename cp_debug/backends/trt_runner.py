@@ -43,13 +43,12 @@ class BuildPlan:
     tf32: bool
 
 
-def plan_build(spec: BackendSpec | str, trt_major: int, keep_fp32: bool = False) -> BuildPlan:
+def plan_build(spec: BackendSpec, trt_major: int, keep_fp32: bool = False) -> BuildPlan:
     """Pure decision: what to do for `spec` on TensorRT `trt_major`. Raises BackendUnavailableError when impossible.
 
     keep_fp32: ONNX nodes are to stay in FP32. That works where FP16 comes from the ONNX graph (TensorRT ≥ 11);
     TensorRT 10's FP16 builder flag would ignore the list silently, so that combination is refused.
     """
-    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     if spec.framework != "trt":
         raise BadInputError(f"plan_build is for trt-* specs, not {spec}")
     if trt_major < 10:
@@ -101,11 +100,10 @@ class TrtRunner(Runner):
     workspace: builder memory pool limit in bytes (None: TensorRT's default).
     """
 
-    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec | str, *,
+    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax"):
-        spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
         if spec.framework != "trt":
             raise BadInputError(f"TrtRunner runs trt-* specs, not {spec}")
         super().__init__(str(spec))

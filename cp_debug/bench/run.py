@@ -8,13 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.bench.latency import BackendBench, baseline_gpu_used_mb, bench_backend
 from cp_debug.determinism import Determinism
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    backends: tuple[str, ...]
+    backends: tuple[tuple[str, BackendSpec], ...]  # (label as typed, spec)
     preset: str = "demo"
     checkpoint: Path | None = None
     random_weights: bool = False
@@ -47,13 +48,12 @@ class BenchReport:
 def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
     from cp_debug.backends import check_available
-    from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
-    specs = {label: BackendSpec.parse(label) for label in opts.backends}
+    specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
     cfg = get_preset(opts.preset)

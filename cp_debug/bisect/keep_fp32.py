@@ -113,7 +113,7 @@ class KeepFp32Result:
         }
 
 
-def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed: Mapping[str, np.ndarray],
+def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapping[str, np.ndarray],
                    tol: Tolerance | None = None, candidates: Sequence[str] | str | None = None, *,
                    reference: Reference | None = None, progress=None,
                    runner_options: Mapping | None = None) -> KeepFp32Result:
@@ -126,7 +126,6 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec | str, feed
     """
     from cp_debug.graph.model import load_onnx
 
-    spec = BackendSpec.parse(spec) if isinstance(spec, str) else spec
     check_backend(spec)
     model = load_onnx(model)
     tol = tol or default_tolerance(spec.precision)

@@ -134,6 +134,9 @@ class BisectReport:
     # Warnings of the libraries cp_debug drives (ONNX Runtime's C++ log, Python warnings, log records), each
     # distinct message once: {"source", "message", "count"}; kept off the terminal, listed in JSON `warnings`.
     third_party_warnings: list[dict] = field(default_factory=list)
+    # The CenterPoint model as the user named it (recipes.centerpoint.model_source.ModelRecord.to_json()), which
+    # `cpdebug extract` loads again; None for --torch / --onnx models and for runs recorded before it existed.
+    model_record: dict | None = None
 
     @property
     def any_diverged(self) -> bool:
@@ -168,6 +171,7 @@ class BisectReport:
             "detections": {c.label: c.detections for c in self.candidates},
             "plots": self.plots,
             "third_party_warnings": self.third_party_warnings,
+            "model_record": self.model_record,
         }
 
     @classmethod
@@ -195,7 +199,8 @@ class BisectReport:
         listed = {third_party_text(w) for w in third}
         own = [w for w in d.get("warnings", []) if w not in listed]
         return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
-                   d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third)
+                   d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third,
+                   d.get("model_record"))
 
 
 def third_party_text(w: dict) -> str:

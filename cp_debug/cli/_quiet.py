@@ -19,12 +19,9 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import Annotated, TextIO
+from typing import TextIO
 
-import typer
-
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show third-party warnings (ONNX Runtime, torch, …) "
-                                       "as they come; by default they go to the report's warnings.")]
+from cp_debug.cli._options import Verbose  # noqa: F401 - its old home; commands take it from cli._options
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ")  # ORT's log line prefix

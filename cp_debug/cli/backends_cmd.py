@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 
 def backends(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.eval_cmd import Deterministic, Quiet, RandomWeights
-from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
+from cp_debug.cli._options import Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+if TYPE_CHECKING:
+    from cp_debug.backends.spec import BackendSpec
 
 
 def bench(
@@ -19,51 +22,56 @@ def bench(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    points: Annotated[Optional[Path], typer.Option(help="Point file to time on; a held-out synthetic scene if omitted.")] = None,
+    points: Points = None,
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 20,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
     deterministic: Deterministic = True,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write rows (backend, stage, median_ms, p90_ms, …) as JSON to FILE ('-' = stdout).")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write the rows as CSV.")] = None,
+    json_out: Json = None,
+    csv: Csv = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up.
+    """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up (on
+    --points, else a held-out synthetic scene); the JSON and CSV hold one row per backend and stage.
 
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out,
-               csv, quiet or json_out == "-", third_party)
+        from cp_debug.bench.run import BenchOptions
+
+        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
+                            deterministic)
+        _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
 
 
-def _bench(backends, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic, json_out, csv,
-           quiet, third_party) -> None:
+def _labels(backends: str) -> tuple[tuple[str, BackendSpec], ...]:
+    """(label as typed, spec) per backend, distinct."""
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bench.run import BenchOptions, run_bench
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.files import write_text_atomic
-    from cp_debug.report.io import check_writable
 
-    get_preset(preset)
     labels = tuple(t.strip() for t in backends.split(",") if t.strip())
     if not labels or len(set(labels)) != len(labels):
         raise BadInputError(f"--backends {backends!r}: give distinct backend specs, e.g. torch,ort")
-    for label in labels:
-        BackendSpec.parse(label)
-    if points is not None and not points.is_file():
-        raise BadInputError(f"--points {points} does not exist")
-    for out in (json_out if json_out not in (None, "-") else None, csv):
-        if out is not None:
-            check_writable(out)
-    opts = BenchOptions(labels, preset, checkpoint, random_weights, seed, points, repeat, warmup, deterministic)
+    return tuple((label, BackendSpec.parse(label)) for label in labels)
+
+
+def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, quiet: bool,
+           third_party: ThirdParty) -> None:
+    from cp_debug.bench.run import run_bench
+    from cp_debug.cli._bar import progress_bar
+    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.cli._preflight import check_inputs, check_outputs
+    from cp_debug.files import write_text_atomic
+    from cp_debug.models.centerpoint.config import get_preset
+
+    get_preset(opts.preset)
+    check_inputs(checkpoint=opts.checkpoint, points=opts.points)
+    check_outputs(json_out, csv)
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                        step=steps.step)
-    data = report.to_dict()
+    data = {**report.to_dict(), "model_record": model.to_json()}
     finish(data, json_out, third_party, lambda console: _print(report, console))
     if csv is not None:
         import pandas as pd

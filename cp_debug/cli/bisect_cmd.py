@@ -2,126 +2,183 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import (Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs, Int8Dir, Json,
+                                   LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
+                                   TorchModel, UseDim, Verbose)
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
-Backends = Annotated[str, typer.Option("--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. "
-                                       "Spec: framework[-device][-precision], e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
+if TYPE_CHECKING:
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.engine import BisectOptions
 
-LoadDim = Annotated[Optional[int], typer.Option("--load-dim", min=3, help="float32 columns per point in a .bin "
-                                                "(mmdet3d load_dim; default: the preset's, 5 as nuScenes/T4; KITTI: 4).")]
-UseDim = Annotated[Optional[str], typer.Option("--use-dim", help="Columns read as x,y,z[,intensity[,time]]: a count "
-                                               "(4 = the first 4) or indices (0,1,2,4); mmdet3d use_dim.")]
+@dataclass(frozen=True)
+class SubjectRequest:
+    """The model of a bisect as the user named it: the CenterPoint recipe (`model`), or `--torch` / `--onnx`."""
+
+    model: ModelRecord | None  # None: --torch or --onnx
+    torch_model: str | None = None
+    onnx_model: Path | None = None
+    inputs: Path | None = None
+    exporter: str = "auto"
+    seed: int = 0  # of the inputs generated for --onnx
+    points: Path | None = None
+    load_dim: int | None = None
+    use_dim: str | None = None
+
+
+@dataclass(frozen=True)
+class BisectOutputs:
+    json_out: str | None = None
+    csv: Path | None = None
+    parquet: Path | None = None
+    html: Path | None = None
+    bundle: Path | None = None
+    quiet: bool = False
 
 
 def bisect(
     backends: Backends = "torch,ort",
     recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
-    preset: Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")] = "demo",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")] = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")] = False,
-    points: Annotated[Optional[Path], typer.Option(help="Point cloud (.bin/.npy/.npz/.pcd) for CenterPoint; a synthetic scan if omitted.")] = None,
+    preset: Preset = "demo",
+    checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
+    points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
-    torch_model: Annotated[Optional[str], typer.Option("--torch", help="FILE.py:FUNC returning (module, example_inputs).")] = None,
-    onnx_model: Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (ONNX backends only).")] = None,
-    inputs: Annotated[Optional[Path], typer.Option(help="Inputs to run (.npz; keys = input names or input0, input1, …).")] = None,
+    torch_model: TorchModel = None,
+    onnx_model: OnnxModel = None,
+    inputs: Inputs = None,
     level: Annotated[Optional[str], typer.Option(help="Probe level: stage, block, layer, all (default: stage for CenterPoint, block otherwise).")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision).")] = None,
     rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision).")] = None,
-    deterministic: Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")] = True,
+    deterministic: Deterministic = True,
     noise_floor: Annotated[bool, typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
     calib: Annotated[Optional[Path], typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
-    int8: Annotated[Optional[Path], typer.Option("--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir "
-                                                 "(`cpdebug quantize --out DIR`) or an AWML PTQ/QAT checkpoint. The model "
-                                                 "becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "
-                                                 "fake quantization, ort-*-int8 its Q/DQ ONNX.")] = None,
+    int8: Int8Dir = None,
     keep_fp32: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
     exclude_int8: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
-    exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for weights, synthetic scans and generated inputs.")] = 0,
+    exporter: Exporter = "auto",
+    seed: Seed = 0,
     memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
                                                help="Reference tensors kept in memory, in MiB; past it they go to "
                                                     "disk (0 = every reference tensor on disk).")] = 2048,
     lockstep_mode: Annotated[str, typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
                                                "session while their tensors fit 1 GiB).")] = "segments",
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
-    parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
-    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")] = None,
+    json_out: Json = None,
+    csv: Csv = None,
+    parquet: Parquet = None,
+    html: Html = None,
     bundle: Annotated[Optional[Path], typer.Option(help="Write a bug-report bundle (failing subgraph, inputs, repro.py) to DIR.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
 
     Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
     """
-    args = locals()
-    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
-        code = _bisect(**args, third_party=third_party)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.backends.spec import parse_backends
+
+        pairs = parse_backends(backends or "torch,ort")
+        subject = SubjectRequest(
+            model=_recipe_model(recipe, torch_model, onnx_model, preset=preset, checkpoint=checkpoint,
+                                random_weights=random_weights, seed=seed, int8=int8),
+            torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
+            load_dim=load_dim, use_dim=use_dim)
+        outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
+                                quiet=quiet or json_out == "-")
+        _preflight(pairs, subject, calib, lockstep_mode, outputs)
+        from cp_debug.bisect.engine import BisectOptions
+
+        opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
+                             noise_floor=noise_floor, local=local, keep_fp32=_csv_list(keep_fp32),
+                             exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
+                             lockstep_mode=lockstep_mode)
+        code = run_bisect(pairs, subject, opts, calib, outputs, third_party)
     raise typer.Exit(code)
 
 
-def _bisect(backends, recipe, preset, checkpoint, random_weights, points, load_dim, use_dim, torch_model, onnx_model, inputs, level, refine, atol,
-            rtol, deterministic, noise_floor, local, calib, int8, keep_fp32, exclude_int8, exporter, seed, memory_budget, lockstep_mode,
-            json_out, csv, parquet, html, bundle, quiet, third_party) -> int:
-    from cp_debug.backends.spec import parse_backends
-    from cp_debug.cli._output import StepProgress
+def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path | None, **record) -> ModelRecord | None:
+    """The CenterPoint model record, or None for a --torch / --onnx model (one model only)."""
     from cp_debug.errors import BadInputError
 
-    pairs = parse_backends(backends)
+    if len([x for x in (recipe, torch_model, onnx_model) if x]) > 1:
+        raise BadInputError("give one model: --recipe, --torch or --onnx")
+    if torch_model or onnx_model:
+        if record["int8"] is not None:
+            raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
+        return None
+    if (recipe or "centerpoint") != "centerpoint":
+        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
+    return ModelRecord.of(**record)
+
+
+def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: Path | None,
+               lockstep_mode: str, outputs: BisectOutputs) -> None:
+    """Everything that can be wrong with the request, said before the model is loaded."""
+    from cp_debug.cli._preflight import check_inputs, check_outputs, check_report_writers
+    from cp_debug.errors import BadInputError
+
     if lockstep_mode not in ("segments", "grouped"):
         raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use segments or grouped")
-    given = [x for x in (recipe, torch_model, onnx_model) if x]
-    if len(given) > 1:
-        raise BadInputError("give one model: --recipe, --torch or --onnx")
-    if int8 is not None and (torch_model or onnx_model):
-        raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
-    if int8 is None and any(s.framework == "torch" and s.precision == "int8" for _, s in pairs):
+    int8 = subject_request.model.int8 if subject_request.model is not None else None
+    torch_int8 = [s for _, s in pairs if s.framework == "torch" and s.precision == "int8"]
+    if int8 is None and torch_int8:
         from cp_debug.backends.torch_runner import TORCH_INT8_HINT
 
-        spec = next(s for _, s in pairs if s.framework == "torch" and s.precision == "int8")
-        raise BadInputError(TORCH_INT8_HINT.format(spec=spec))
+        raise BadInputError(TORCH_INT8_HINT.format(spec=torch_int8[0]))
     if int8 is not None and calib is not None:
         raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
-    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
-    with progress.step("loading the model"):
-        subject = _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                                load_dim, use_dim, random_weights, int8)
+    if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
+    check_inputs(points=subject_request.points, inputs=subject_request.inputs, calib=calib, int8=int8)
+    check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html)
+    check_report_writers(parquet=outputs.parquet, html=outputs.html)
 
-    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+
+def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
+               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty) -> int:
+    """Load, bisect, write (the request checked by `_preflight`): the exit code (1 when a candidate diverged)."""
+    from dataclasses import replace
+
+    from cp_debug.cli._output import StepProgress
+
+    progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
+    with progress.step("loading the model"):
+        subject = _load_subject(subject_request)
+
+    from cp_debug.bisect.engine import BisectEngine
     from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
 
-    calib_feeds = ()
     if calib is not None:
-        st0 = subject.stages[0]
-        raw = load_npz_inputs(calib)
-        calib_feeds = (match_inputs(raw, st0.input_names, {}, "the model"),)
-    opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
-                         noise_floor=noise_floor, local=local, calib_feeds=calib_feeds,
-                         keep_fp32=_csv_list(keep_fp32), exclude_int8=_csv_list(exclude_int8), seed=seed,
-                         memory_budget_mb=memory_budget, lockstep_mode=lockstep_mode)
+        feeds = match_inputs(load_npz_inputs(calib), subject.stages[0].input_names, {}, "the model")
+        opts = replace(opts, calib_feeds=(feeds,))
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
-        _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress, third_party)
+        if subject_request.model is not None:
+            report.model_record = subject_request.model.to_json()
+        _write_outputs(engine, report, outputs, progress, third_party)
     finally:
         engine.close()
     return 1 if report.any_diverged else 0
 
 
-def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progress, third_party) -> None:
+def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party) -> None:
     """The bundle first (it runs ONNX Runtime again), then the files, then the table or JSON on stdout: each
     written with the third-party warnings caught so far."""
+    json_out, csv, parquet, html, bundle = outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.bundle
     from cp_debug.cli._output import stdout_console
 
     from cp_debug.report import io as report_io
@@ -164,29 +221,23 @@ def _write_outputs(engine, report, json_out, csv, parquet, html, bundle, progres
         raise failed
 
 
-def _load_subject(recipe, preset, checkpoint, points, torch_model, onnx_model, inputs, exporter, seed,
-                  load_dim=None, use_dim=None, random_weights=False, int8=None):
-    from cp_debug.errors import BadInputError
+def _load_subject(request: SubjectRequest):
     from cp_debug.models.centerpoint.points import parse_use_dim
 
-    if (load_dim is not None or use_dim is not None) and points is None:
-        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
-
-    if torch_model:
+    if request.torch_model:
         from cp_debug.bisect.loaders import torch_subject
 
-        return torch_subject(torch_model, inputs, exporter=exporter)
-    if onnx_model:
+        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter)
+    if request.onnx_model:
         from cp_debug.bisect.loaders import onnx_subject
 
-        return onnx_subject(onnx_model, inputs, seed=seed)
-    recipe = recipe or "centerpoint"
-    if recipe != "centerpoint":
-        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
+        return onnx_subject(request.onnx_model, request.inputs, seed=request.seed)
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed, load_dim=load_dim,
-                               use_dim=parse_use_dim(use_dim), random_weights=random_weights, int8=int8)
+    m = request.model
+    return centerpoint_subject(preset=m.preset, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
+                               load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
+                               random_weights=m.random_weights, int8=m.int8)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...]:

@@ -8,18 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.export_cmd import Checkpoint, Preset, Seed
-
-# Options `eval` and `bench` share.
-RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the default checkpoint.")]
-Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
-JsonOut = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+from cp_debug.cli._options import (Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet, RandomWeights,
+                                   Seed, Verbose)
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 def eval_(
-    backends: Annotated[Optional[str], typer.Option("--backends", "-b", help="REF[,CAND…]: backend specs, the first is the reference (default torch,ort; torch with --detections).")] = None,
+    backends: Backends = None,
     preset: Preset = "demo",
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
@@ -30,44 +26,54 @@ def eval_(
     calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a reference box in the diff.")] = 2.0,
     deterministic: Deterministic = True,
-    int8: Annotated[Optional[Path], typer.Option("--int8", metavar="DIR", help="A PTQ dir (`cpdebug quantize --out DIR`): "
-                                                 "torch-*-int8 runs its fake-quant model, ort-*-int8 its Q/DQ files.")] = None,
-    json_out: JsonOut = None,
+    int8: Int8Dir = None,
+    json_out: Json = None,
     html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML page with the BEV of the most different scan.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
-    Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
+    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done, 2 bad input, 3 a backend or
+    nuscenes-devkit cannot run here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes,
-              match_distance, deterministic, json_out, html, quiet or json_out == "-", int8, third_party)
+        _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
+                   json_out=json_out, html=html)
+        from cp_debug.eval.session import EvalOptions, parse_backend_list
+
+        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
+                           checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes, n=n,
+                           detections_file=detections, deterministic=deterministic, calib_scenes=calib_scenes,
+                           max_dist=match_distance, int8_dir=int8)
+        _eval(opts, model, json_out=json_out, html=html, quiet=quiet or json_out == "-", third_party=third_party)
 
 
-def _eval(backends, preset, checkpoint, random_weights, seed, scenes, n, detections, calib_scenes, match_distance,
-          deterministic, json_out, html, quiet, int8, third_party) -> None:
+def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
+    """What eval needs, checked before any scene is run: the devkit, the preset, the inputs, the outputs."""
+    from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, check_report_writers
+    from cp_debug.models.centerpoint.config import get_preset
+
+    check_devkit()
+    get_preset(preset)
+    check_inputs(checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8)
+    check_outputs(json_out, html)
+    check_report_writers(html=html)
+
+
+def _eval(opts, model: ModelRecord, *, json_out: str | None, html: Path | None, quiet: bool,
+          third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.eval.session import EvalOptions, parse_backend_list, run_eval
-    from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.report.io import check_writable
+    from cp_debug.eval.report import print_report
+    from cp_debug.eval.session import run_eval
 
-    get_preset(preset)
-    labels = parse_backend_list(backends, detections is not None)
-    for out in (json_out if json_out not in (None, "-") else None, html):
-        if out is not None:
-            check_writable(out)
-    opts = EvalOptions(backends=labels, preset=preset, checkpoint=checkpoint, random_weights=random_weights,
-                       seed=seed, scenes_dir=scenes, n=n, detections_file=detections, deterministic=deterministic,
-                       calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                       step=steps.step)
-    from cp_debug.eval.report import print_report
-
-    finish(report.to_dict(), json_out, third_party, lambda console: print_report(report, console))
+    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+           lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html
 

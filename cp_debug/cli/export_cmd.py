@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
-Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
-Checkpoint = Annotated[Optional[Path], typer.Option(help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random weights (other presets).")]
-RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")]
-Seed = Annotated[int, typer.Option(help="Seed for random weights and the synthetic scan.")]
 RotY = Annotated[bool, typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
 
@@ -24,25 +22,27 @@ def export(
     seed: Seed = 0,
     out: Annotated[Path, typer.Option(help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx.")] = Path("cpdebug-out/onnx"),
     rot_y_axis_reference: RotY = False,
-    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin/.npy/.npz) to trace with; a synthetic scan if omitted.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    points: Points = None,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, third_party, random_weights)
+        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        _export(model, out, rot_y_axis_reference, points, quiet, third_party)
 
 
-def _export(preset, checkpoint, seed, out, rot_y_axis_reference, points, quiet, third_party, random_weights=False) -> None:
+def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None, quiet: bool,
+            third_party: ThirdParty) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli._preflight import check_inputs
     from cp_debug.models.centerpoint.config import get_preset
 
-    get_preset(preset)  # an unknown preset fails before torch is imported
+    get_preset(model.preset)  # an unknown preset fails before torch is imported
+    check_inputs(points=points, checkpoint=model.checkpoint)
     progress = StepProgress(quiet, stream=third_party.terminal)
-    from cp_debug.recipes.centerpoint.model_source import load_model, weights_label
-
-    with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
-        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
+    with progress.step(f"building {model.preset} ({model.label})"):
+        loaded = model.load()
     sample = None
     if points is not None:
         from cp_debug.models.centerpoint.points import load_points

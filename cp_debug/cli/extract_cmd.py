@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 
 def extract(
@@ -37,33 +38,12 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
     from cp_debug.report.io import load_report
 
     saved = load_report(run_json)
-    m = saved.model or {}
-    progress = StepProgress(stream=third_party.terminal)
-    with progress.step("loading the run's model"):
-        if m.get("kind") == "torch":
-            from cp_debug.bisect.loaders import torch_subject
-
-            subject = torch_subject(m["source"], m.get("inputs"), exporter=m.get("exporter") or "auto")
-        elif m.get("kind") == "onnx":
-            from cp_debug.bisect.loaders import onnx_subject
-
-            subject = onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
-        elif m.get("recipe") == "centerpoint":
-            from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
-            use_dim = m.get("use_dim")
-            subject = centerpoint_subject(preset=m["preset"], checkpoint=m.get("checkpoint"),
-                                          points=m.get("points_file"), seed=m.get("seed") or 0,
-                                          load_dim=m.get("load_dim"),
-                                          use_dim=tuple(use_dim) if isinstance(use_dim, list) else use_dim,
-                                          # runs recorded before the trained default said "random weights"
-                                          random_weights=bool(m.get("random_weights",
-                                                                    str(m.get("weights", "")).startswith("random"))))
-        else:
-            raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
     labels = [c.label for c in saved.candidates if candidate in (None, c.label)]
     if not labels:
         raise BadInputError(f"{run_json} has no candidate {candidate!r}: it has {', '.join(c.label for c in saved.candidates)}")
+    progress = StepProgress(stream=third_party.terminal)
+    with progress.step("loading the run's model"):
+        subject = _saved_subject(saved, run_json)
     s = saved.settings
     opts = BisectOptions(level=s.get("level"), refine=s.get("refine", True), deterministic=s.get("deterministic", True),
                          noise_floor=s.get("noise_floor", True), local=True)
@@ -71,6 +51,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
                           [(lab, BackendSpec.parse(lab)) for lab in labels], opts, progress=progress)
     try:
         report = engine.run()
+        report.model_record = saved.model_record
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
         with progress.step(f"writing bug-report bundle {bundle}"):
             bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
@@ -79,3 +60,36 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
     from cp_debug.cli._output import stdout_console
 
     third_party.print_count(stdout_console(), where="the bundle's report.json")
+
+
+def _saved_subject(saved, run_json: Path):
+    """The run's model again: from its `model_record` (CenterPoint), its --torch / --onnx source, or, for reports
+    written before `model_record`, the recipe fields of its `model` description."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+    m = saved.model or {}
+    if m.get("kind") == "torch":
+        from cp_debug.bisect.loaders import torch_subject
+
+        return torch_subject(m["source"], m.get("inputs"), exporter=m.get("exporter") or "auto")
+    if m.get("kind") == "onnx":
+        from cp_debug.bisect.loaders import onnx_subject
+
+        return onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
+    if saved.model_record is not None:
+        record = ModelRecord.from_json(saved.model_record)
+    elif m.get("recipe") == "centerpoint":
+        # runs recorded before the trained default said "random weights"
+        random_weights = bool(m.get("random_weights", str(m.get("weights", "")).startswith("random")))
+        record = ModelRecord.of(m["preset"], checkpoint=m.get("checkpoint"), random_weights=random_weights,
+                                seed=m.get("seed") or 0)
+    else:
+        raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    use_dim = m.get("use_dim")
+    return centerpoint_subject(preset=record.preset, checkpoint=record.checkpoint, points=m.get("points_file"),
+                               seed=record.seed, load_dim=m.get("load_dim"),
+                               use_dim=tuple(use_dim) if isinstance(use_dim, list) else use_dim,
+                               random_weights=record.random_weights, int8=record.int8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.bisect_cmd import LoadDim, UseDim
-from cp_debug.cli.export_cmd import Checkpoint, Preset, RandomWeights, Seed
+from cp_debug.cli._options import Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim, Verbose
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -21,7 +22,7 @@ def infer(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    points: Annotated[Optional[Path], typer.Option(help="Point file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")] = None,
+    points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
     out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
@@ -30,22 +31,25 @@ def infer(
     onnx_dir: Annotated[Optional[Path], typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is omitted.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
     rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y_axis_reference, quiet,
-               third_party, load_dim, use_dim, random_weights)
+        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
+               rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
 
-def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, device, rot_y, quiet,
-           third_party, load_dim=None, use_dim=None, random_weights=False) -> None:
+def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
+           device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
+           use_dim: str | None = None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
 
-    cfg = get_preset(preset)
+    cfg = get_preset(model.preset)
+    seed = model.seed
     for label, value in (("--encoder", encoder), ("--backbone", backbone)):
         if value not in STAGE_BACKENDS:
             raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
@@ -54,6 +58,11 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
     if out.suffix != ".npz":
         raise BadInputError(f"--out {out} must end in .npz")
 
+    from cp_debug.cli._preflight import check_inputs
+
+    check_inputs(checkpoint=model.checkpoint)
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a directory: give a file name ending in .npz")
     if onnx_dir is not None and not onnx_dir.is_dir():
         raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
     import numpy as np
@@ -76,7 +85,6 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
 
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx, read_metadata
-    from cp_debug.recipes.centerpoint.model_source import load_model
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
     from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
 
@@ -98,10 +106,8 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
             progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
     rot_y = bool(rot_y)
 
-    from cp_debug.recipes.centerpoint.model_source import weights_label
-
-    with progress.step(f"building {preset} ({weights_label(preset, checkpoint, seed, random_weights)})"):
-        loaded = load_model(preset, checkpoint, seed, random_weights=random_weights)
+    with progress.step(f"building {model.preset} ({model.label})"):
+        loaded = model.load()
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
         if uses_ort and onnx_dir is None:
@@ -118,7 +124,8 @@ def _infer(preset, checkpoint, seed, points, out, encoder, backbone, onnx_dir, d
 
     dets = result.detections
     arrays = {name: result.head[name] for name in result.head}
-    arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names))
+    arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names),
+                  model_record=np.asarray(json.dumps(model.to_json())))  # the run's model, as JSON text
     _save_npz(out, arrays)
 
     console = stdout_console()

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Exporter, Inputs, Json, OnnxModel, Quiet, Seed, TorchModel, Verbose
+from cp_debug.cli._quiet import ThirdParty
+
+if TYPE_CHECKING:
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.compare.diff import Tolerance
 
 
 def keep_fp32(
-    onnx_model: Annotated[Optional[Path], typer.Option("--onnx", help="The ONNX model (FP32) to convert to FP16.")] = None,
-    torch_model: Annotated[Optional[str], typer.Option("--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX.")] = None,
-    inputs: Annotated[Optional[Path], typer.Option(help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")] = None,
+    onnx_model: OnnxModel = None,
+    torch_model: TorchModel = None,
+    inputs: Inputs = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="The FP16 backend: ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
     candidates: Annotated[str, typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or comma-separated node names.")] = "compute",
     atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's).")] = None,
     rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
-    exporter: Annotated[str, typer.Option(help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for generated inputs.")] = 0,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    exporter: Exporter = "auto",
+    seed: Seed = 0,
+    json_out: Json = None,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Search a small set of nodes (1-minimal) to keep in FP32 for the FP16 model to match FP32.
@@ -31,33 +36,35 @@ def keep_fp32(
     takes. Exit codes: 0 a set was found (or none is needed), 1 even every candidate in FP32 fails, 2 bad input
     or usage, 3 backend not available here.
     """
-    args = locals()
-    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
-        code = _keep_fp32(**args, third_party=third_party)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.backends.spec import BackendSpec
+        from cp_debug.bisect.keep_fp32 import tolerance_for
+
+        spec = BackendSpec.parse(backend)
+        code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates, tolerance_for(spec.precision, atol, rtol),
+                          exporter=exporter, seed=seed, json_out=json_out, quiet=quiet, third_party=third_party)
     raise typer.Exit(code)
 
 
-def _keep_fp32(onnx_model, torch_model, inputs, backend, candidates, atol, rtol, exporter, seed, json_out,
-               quiet, third_party) -> int:
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32, tolerance_for
+def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | None, spec: BackendSpec,
+               candidates: str, tol: Tolerance, *, exporter: str, seed: int, json_out: str | None, quiet: bool,
+               third_party: ThirdParty) -> int:
+    from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32
     from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
 
     if bool(onnx_model) == bool(torch_model):
         raise BadInputError("give one model: --onnx FILE.onnx or --torch FILE.py:FUNC")
-    spec = BackendSpec.parse(backend)
     check_backend(spec)  # before loading or exporting anything
-    if json_out and json_out != "-":
-        from cp_debug.report.io import check_writable
-
-        check_writable(json_out)
+    check_inputs(onnx=onnx_model, inputs=inputs)
+    check_outputs(json_out)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
         model, feed = _load(onnx_model, torch_model, inputs, exporter, seed)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
-    result = find_keep_fp32(model, spec, feed, tolerance_for(spec.precision, atol, rtol), chosen, progress=progress)
+    result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress)
     from cp_debug.report.io import dumps
 
     caught = [w.to_json() for w in third_party.warnings()]

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.export_cmd import Preset
+from cp_debug.cli._options import Preset, Quiet, Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 
 def scenes(
@@ -19,7 +19,7 @@ def scenes(
     seed: Annotated[int, typer.Option(help="First scene seed; scenes use seeds SEED..SEED+N-1 (training seeds, "
                                             "disjoint from the held-out ones).")] = 0,
     workers: Annotated[int, typer.Option(help="Processes generating scenes.")] = 1,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Generate N whole scenes (ground, clutter, five classes) as a spinning LiDAR sees them, with GT boxes."""

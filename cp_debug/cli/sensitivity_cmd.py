@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.quantize_cmd import (CalibScenes, Checkpoint, ConvT, Method, Percentile, PerTensorConvT, Preset,
-                                       Quiet, RandomWeights, Seed, SkipLayers)
+from cp_debug.cli._options import (CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What to measure after calibration: the layers, the held-out scenes, the exclusion search's criterion."""
+
+    eval_scenes: int = 4
+    layers: str | None = None
+    search: bool = False
+    tol: float | None = None
+    max_map_drop: float | None = None
+    map_scenes: int = 0
+
+    def checked(self) -> "SearchRequest":
+        """The request with its defaults filled in (20 mAP scenes for --max-map-drop, tol 0.05 for a bare
+        --search); a BadInputError names a wrong value."""
+        from cp_debug.errors import BadInputError
+
+        map_scenes, tol = self.map_scenes, self.tol
+        if self.max_map_drop is not None:
+            if self.max_map_drop < 0:
+                raise BadInputError(f"--max-map-drop must be >= 0, got {self.max_map_drop}")
+            map_scenes = map_scenes or 20
+        if map_scenes < 0:
+            raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
+        if self.eval_scenes < 1:
+            raise BadInputError(f"--eval-scenes must be at least 1, got {self.eval_scenes}")
+        if self.search and tol is None and self.max_map_drop is None:
+            tol = 0.05
+        return replace(self, map_scenes=map_scenes, tol=tol)
 
 
 def sensitivity(
@@ -19,7 +51,7 @@ def sensitivity(
     seed: Seed = 0,
     random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
-    calib_n: Annotated[Optional[int], typer.Option("--calib-n", help="Calibration scenes (synthetic: default 16).")] = None,
+    calib_n: CalibN = None,
     method: Method = "mse",
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
@@ -32,8 +64,8 @@ def sensitivity(
     max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with --tol, both must hold.")] = None,
     map_scenes: Annotated[int, typer.Option("--map-scenes", help="Held-out scenes with ground truth for mAP (0: no mAP; 20 when --max-map-drop is given).")] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write the ranked table as CSV.")] = None,
+    json_out: Json = None,
+    csv: Csv = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a bar chart of the ranking (PNG).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -41,69 +73,63 @@ def sensitivity(
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
     Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
-    args = locals()
-    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
-        code = _sensitivity(**args, third_party=third_party)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.ptq.quantize import PtqSettings
+
+        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
+                                max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
+        n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
+        code = _sensitivity(model, settings, request, calib_scenes=calib_scenes, calib_n=n_calib, top=top,
+                            json_out=json_out, csv=csv, plot=plot, quiet=quiet or json_out == "-",
+                            third_party=third_party)
     raise typer.Exit(code)
 
 
-def _sensitivity(preset, checkpoint, seed, random_weights, calib_scenes, calib_n, method, percentile, skip_layers, convtranspose,
-                 per_tensor_convtranspose, eval_scenes, layers, search, tol, max_map_drop, map_scenes, top, json_out,
-                 csv, plot, quiet, third_party) -> int:
+def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_scenes: Path | None,
+                 calib_n: int | None, top: int, json_out: str | None, csv: Path | None, plot: Path | None,
+                 quiet: bool, third_party: ThirdParty) -> int:
+    from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli.quantize_cmd import calibrated, parse_common, progress_bar
+    from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.ptq.quantize import calibrate_model
+    from cp_debug.ptq.sensitivity import exclusion_search, held_out_evaluator, layer_sensitivity
 
-    cfg, convtranspose, extra = parse_common(preset, method, skip_layers, convtranspose, per_tensor_convtranspose)
-    if max_map_drop is not None:
-        if max_map_drop < 0:
-            raise BadInputError(f"--max-map-drop must be >= 0, got {max_map_drop}")
-        map_scenes = map_scenes or 20
-    if map_scenes < 0:
-        raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
-    if eval_scenes < 1:
-        raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
-    from cp_debug.report.io import check_writable
-
-    for path in (json_out if json_out != "-" else None, csv, plot):
-        if path:
-            check_writable(path)
-    if search and tol is None and max_map_drop is None:
-        tol = 0.05
-    quiet = quiet or json_out == "-"
+    cfg = get_preset(model.preset)
+    check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
+    check_outputs(json_out, csv, plot)
+    if plot is not None and not has_module("matplotlib"):
+        raise BadInputError("--plot needs matplotlib: pip install matplotlib")
+    if request.map_scenes:
+        check_devkit()
     progress = StepProgress(quiet, stream=third_party.terminal)
-    n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
-    _, run, _ = calibrated(preset, checkpoint, seed, random_weights, calib_scenes, n_calib, method, percentile, extra,
-                           convtranspose, quiet, progress)
 
-    from cp_debug.ptq.ptq import heldout_points, stage_inputs
-    from cp_debug.ptq.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+    def bar(text: str, total: int):
+        return progress_bar(text, total, quiet, third_party.terminal)
 
-    with progress.step(f"preparing {eval_scenes} held-out scene(s)"):
-        spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
-        scenes = None
-        if map_scenes:
-            from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt
-
-            scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
-        ev = Evaluator(run.model, run.fused_fp32, spatial, scenes, cfg)
-    chosen = [n.strip() for n in layers.split(",") if n.strip()] if layers else list(ev.layers)
-    unknown = [n for n in chosen if n not in ev.layers]
-    if unknown:
-        raise BadInputError(f"--layers names no quantized layer: {', '.join(unknown)} (quantized: "
-                            f"{', '.join(ev.layers[:3])}, ...)")
-    with progress_bar("one layer at a time", len(chosen), quiet, third_party.terminal) as advance:
-        result = layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance(i, n))
+    cal = calibrate_model(model, settings, calib_scenes, calib_n, step=progress.step, bar=bar)
+    if not quiet:
+        progress.console.print(f"[dim]✓ {cal.summary()}[/dim]", highlight=False)
+    run = cal.run
+    with progress.step(f"preparing {request.eval_scenes} held-out scene(s)"):
+        ev = held_out_evaluator(run, cfg, request.eval_scenes, request.map_scenes)
+    chosen = ev.chosen_layers(request.layers)
+    with bar("one layer at a time", len(chosen)) as advance:
+        result = layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance())
     found = None
-    if search:
+    if request.search:
         ranked = [r.layer for r in result.rows]
+        tol, max_map_drop = request.tol, request.max_map_drop
         crit = " ".join(x for x in (f"tol {tol:g}" if tol is not None else "",
                                     f"max mAP drop {max_map_drop:g}" if max_map_drop is not None else "") if x)
         with progress.step(f"exclusion search ({crit}, {len(ranked)} candidates)"):
             found = exclusion_search(ev, ranked, tol, max_map_drop=max_map_drop)
     out = {"preset": cfg.name, "method": run.method, "calibration_scenes": run.scenes,
            "skipped": [n for n, _ in run.plan.skipped], "sensitivity": result.to_json(),
-           "search": found.to_json() if found else None}
+           "search": found.to_json() if found else None, "model_record": model.to_json()}
     if csv:
         from cp_debug.files import write_text_atomic
 

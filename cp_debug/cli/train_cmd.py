@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
-from cp_debug.cli.export_cmd import Preset
+from cp_debug.cli._options import Preset, Quiet, Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 
 def train(
@@ -29,38 +30,71 @@ def train(
     half: Annotated[bool, typer.Option(help="Store the checkpoint's tensors in float16 (half the size; loads as float32).")] = False,
     log: Annotated[Optional[Path], typer.Option(help="Write the training log (loss curve, times, mAP) as JSON.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
-    args = locals()
-    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
-        _train(**args, third_party=third_party)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        request = TrainRequest(out=out, preset=preset, scenes=scenes, data_root=data_root, synthetic=synthetic,
+                               steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                               workers=workers, val_scenes=val_scenes, val_every=val_every, half=half, log=log,
+                               seed=seed)
+        _train(request, quiet, third_party)
 
 
-def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size, lr, device, workers, val_scenes,
-           val_every, half, log, seed, quiet, third_party) -> None:
+@dataclass(frozen=True)
+class TrainRequest:
+    """One `cpdebug train` as typed; `check()` says what is wrong before any scene is read."""
+
+    out: Path
+    preset: str
+    scenes: Path | None
+    data_root: Path | None
+    synthetic: int
+    steps: int
+    epochs: float
+    batch_size: int
+    lr: float
+    device: str
+    workers: int
+    val_scenes: int
+    val_every: int
+    half: bool
+    log: Path | None
+    seed: int
+
+    def check(self) -> None:
+        from cp_debug.cli._preflight import check_inputs, check_outputs
+        from cp_debug.errors import BadInputError
+
+        if (self.scenes is None) == (self.synthetic <= 0):
+            raise BadInputError("give the training scenes: --scenes DIR (from `cpdebug scenes`) or --synthetic N")
+        if self.device not in ("cpu", "cuda"):
+            raise BadInputError(f"--device {self.device!r}: choose cpu or cuda")
+        if self.batch_size < 1 or self.workers < 0 or self.val_scenes < 0 or self.val_every < 0:
+            raise BadInputError("--batch-size must be >= 1 and --workers, --val-scenes, --val-every >= 0")
+        if self.out.suffix != ".pth":
+            raise BadInputError(f"--out {self.out} must end in .pth")
+        check_inputs(scenes=self.scenes, data_root=self.data_root)
+        check_outputs(self.log)
+
+
+def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
 
-    cfg = get_preset(preset)
-    if (scenes is None) == (synthetic <= 0):
-        raise BadInputError("give the training scenes: --scenes DIR (from `cpdebug scenes`) or --synthetic N")
-    if device not in ("cpu", "cuda"):
-        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
-    if batch_size < 1 or workers < 0 or val_scenes < 0 or val_every < 0:
-        raise BadInputError("--batch-size must be >= 1 and --workers, --val-scenes, --val-every >= 0")
-    if out.suffix != ".pth":
-        raise BadInputError(f"--out {out} must end in .pth")
+    cfg = get_preset(r.preset)
+    r.check()
+    scenes, synthetic, seed, steps, device = r.scenes, r.synthetic, r.seed, r.steps, r.device
 
     from cp_debug.train.batches import SceneDataset
 
     if scenes is not None:
         from cp_debug.data.infos import read_infos
 
-        samples = read_infos(scenes, data_root)
+        samples = read_infos(scenes, r.data_root)
         if not samples:
             raise BadInputError(f"{scenes} holds no samples")
         dataset = SceneDataset(cfg, samples=samples, seed=seed)
@@ -69,7 +103,7 @@ def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size,
 
         dataset = SceneDataset(cfg, seeds=list(training_seeds(synthetic)), seed=seed)
     if steps <= 0:
-        steps = max(1, int(round(epochs * len(dataset) / batch_size)))
+        steps = max(1, int(round(r.epochs * len(dataset) / r.batch_size)))
 
     import torch
 
@@ -77,10 +111,12 @@ def _train(out, preset, scenes, data_root, synthetic, steps, epochs, batch_size,
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
     from cp_debug.train.runner import run_training
 
-    result = run_training(cfg, dataset, steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers,
-                          val_scenes=val_scenes, val_every=val_every, seed=seed, out=out, half=half, log_path=None,
+    result = run_training(cfg, dataset, steps=steps, batch_size=r.batch_size, lr=r.lr, device=device,
+                          workers=r.workers, val_scenes=r.val_scenes, val_every=r.val_every, seed=seed, out=r.out,
+                          half=r.half, log_path=None,
                           source=str(scenes) if scenes is not None else f"synthetic seeds 0..{synthetic - 1}",
-                          bar=lambda total: progress_bar(f"train {preset}", total, quiet, third_party.terminal))
+                          bar=lambda total: progress_bar(f"train {r.preset}", total, quiet, third_party.terminal))
+    log = r.log
     if log is not None:  # the run's log, with the third-party warnings caught in it
         import json
 

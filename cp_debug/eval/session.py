@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.report import EvalReport
@@ -27,7 +28,7 @@ def _no_progress(description: str, total: int):
 
 @dataclass(frozen=True)
 class EvalOptions:
-    backends: tuple[str, ...]
+    backends: tuple[tuple[str, BackendSpec], ...]  # (label as typed, spec), the reference first
     preset: str = "demo"
     checkpoint: Path | None = None
     random_weights: bool = False
@@ -41,10 +42,9 @@ class EvalOptions:
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
 
 
-def parse_backend_list(text: str | None, has_detections: bool) -> tuple[str, ...]:
-    """Backend labels (reference first). Default: torch,ort; torch alone when a detections file is the candidate."""
-    from cp_debug.backends.spec import BackendSpec
-
+def parse_backend_list(text: str | None, has_detections: bool) -> tuple[tuple[str, BackendSpec], ...]:
+    """(label, spec) per backend (reference first). Default: torch,ort; torch alone when a detections file is the
+    candidate."""
     labels = tuple(t.strip() for t in (text or ("torch" if has_detections else "torch,ort")).split(",") if t.strip())
     if not labels:
         raise BadInputError("--backends is empty: give e.g. torch,ort")
@@ -52,37 +52,34 @@ def parse_backend_list(text: str | None, has_detections: bool) -> tuple[str, ...
         raise BadInputError(f"--backends lists a backend twice: {text!r}")
     if len(labels) < 2 and not has_detections:
         raise BadInputError("--backends needs a reference and a candidate (e.g. torch,ort), or a --detections file")
-    for label in labels:
-        BackendSpec.parse(label)
-    return labels
+    return tuple((label, BackendSpec.parse(label)) for label in labels)
 
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
-    from cp_debug.recipes.centerpoint import model_source
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
     if random_weights and checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    return model_source.load_model(preset, checkpoint, seed, random_weights=random_weights)
+    return ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed).load()
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
              step: Callable[[str], ContextManager] | None = None) -> EvalReport:
     """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
     from cp_debug.backends import check_available
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes,
-                                                int8_calibration, run_backend, scenes_from_infos)
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.devkit import default_range, evaluate
     from cp_debug.eval.diagnose import diagnose
     from cp_debug.eval.results_format import read_results
+    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
+                                      run_backend, scenes_from_infos)
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
-    specs = {label: BackendSpec.parse(label) for label in opts.backends}
+    specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
     cfg = get_preset(opts.preset)
@@ -132,7 +129,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
                 pipe.__exit__(None, None, None)
             detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
 
-    labels = list(opts.backends)
+    labels = list(specs)
     if file_dets is not None:
         name = Path(opts.detections_file).name
         detections[name] = file_dets
@@ -149,7 +146,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
                                    score_threshold=cfg.score_threshold,
                                    map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
-                                   absent=absent if cand not in opts.backends and absent else (),
+                                   absent=absent if cand not in specs and absent else (),
                                    voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,

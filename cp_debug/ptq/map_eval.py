@@ -25,7 +25,7 @@ class MapScenes:
 
 def map_scenes(cfg, fp32_model, n: int) -> MapScenes:
     from cp_debug.eval.backend_pipeline import heldout_eval_scenes
-    from cp_debug.ptq.ptq import stage_inputs
+    from cp_debug.ptq.scenes import stage_inputs
 
     scenes = heldout_eval_scenes(cfg, n)
     spatial = tuple(stage_inputs(fp32_model, cfg, s.points(cfg))[1] for s in scenes)
@@ -43,14 +43,40 @@ def mean_ap(cfg, scenes: MapScenes, heads: Sequence[dict[str, np.ndarray]]):
 
 
 def torch_heads(model, scenes: MapScenes) -> list[dict[str, np.ndarray]]:
-    from cp_debug.ptq.ptq import head_outputs
+    from cp_debug.ptq.scenes import head_outputs
 
     return [head_outputs(model, s) for s in scenes.spatial]
 
 
-def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | Path | None = None) -> dict:
-    """{lane: {"mAP", "NDS", "drop"}} for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
-    from cp_debug.ptq.compare import ort_outputs
+@dataclass(frozen=True)
+class LaneMap:
+    """One lane's nuScenes figures on the mAP scenes, and its mAP drop against FP32."""
+
+    lane: str  # fp32, torch-fakequant or ort-qdq
+    mean_ap: float  # nuScenes mAP (center distance)
+    nds: float  # nuScenes detection score
+    drop: float  # FP32 mAP minus this lane's
+
+
+@dataclass(frozen=True)
+class MapTable:
+    """mAP / NDS per lane (fp32 first) on `scenes` held-out scenes."""
+
+    scenes: int  # held-out scenes with ground truth
+    lanes: tuple[LaneMap, ...]
+
+    def get(self, lane: str) -> LaneMap:
+        return next(m for m in self.lanes if m.lane == lane)
+
+    def to_json(self) -> dict:
+        """{lane: {"mAP", "NDS", "drop"}, …, "scenes": n}, as `quantization.json` keeps it."""
+        return {**{m.lane: {"mAP": m.mean_ap, "NDS": m.nds, "drop": m.drop} for m in self.lanes},
+                "scenes": self.scenes}
+
+
+def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | Path | None = None) -> MapTable:
+    """mAP, NDS and drop vs FP32 for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
+    from cp_debug.ptq.int8_error import ort_outputs
 
     lanes: dict[str, Callable[[], list]] = {
         "fp32": lambda: torch_heads(fp32_model, scenes),
@@ -58,11 +84,7 @@ def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | P
     }
     if backbone_onnx is not None:
         lanes["ort-qdq"] = lambda: ort_outputs(backbone_onnx, scenes.spatial)
-    out = {}
-    for lane, heads in lanes.items():
-        ev = mean_ap(cfg, scenes, heads())
-        out[lane] = {"mAP": ev.mean_ap, "NDS": ev.nds}
-    for lane in out:
-        out[lane]["drop"] = out["fp32"]["mAP"] - out[lane]["mAP"]
-    out["scenes"] = len(scenes.tokens)
-    return out
+    evals = {lane: mean_ap(cfg, scenes, heads()) for lane, heads in lanes.items()}
+    fp32 = evals["fp32"].mean_ap
+    return MapTable(len(scenes.tokens),
+                    tuple(LaneMap(lane, ev.mean_ap, ev.nds, fp32 - ev.mean_ap) for lane, ev in evals.items()))

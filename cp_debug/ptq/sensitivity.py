@@ -12,20 +12,13 @@ result is 1-minimal: putting any one of its layers back into INT8 fails the tole
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 
+from cp_debug.compare.pooled import rel_rmse
 from cp_debug.errors import BadInputError
-
-
-def rel_rmse(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
-    num = sum(float(((g.astype(np.float64) - r) ** 2).sum()) for r, g in zip(ref, got))
-    den = sum(float((r.astype(np.float64) ** 2).sum()) for r in ref)
-    return math.sqrt(num / den) if den > 0 else (0.0 if num == 0 else math.inf)
 
 
 class Evaluator:
@@ -34,7 +27,7 @@ class Evaluator:
 
     def __init__(self, qmodel, fp32_model, spatial_inputs: Sequence, map_scenes=None, cfg=None):
         from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-        from cp_debug.ptq.ptq import head_outputs
+        from cp_debug.ptq.scenes import head_outputs
 
         if not spatial_inputs:
             raise BadInputError("sensitivity needs at least one held-out scene")
@@ -70,9 +63,18 @@ class Evaluator:
 
         return tuple(quantized_layers(self.qmodel))
 
+    def chosen_layers(self, names: str | None) -> list[str]:
+        """The quantized layers of a comma-separated list (`--layers`); every layer when None."""
+        chosen = [n.strip() for n in names.split(",") if n.strip()] if names else list(self.layers)
+        unknown = [n for n in chosen if n not in self.layers]
+        if unknown:
+            raise BadInputError(f"--layers names no quantized layer: {', '.join(unknown)} (quantized: "
+                                f"{', '.join(self.layers[:3])}, ...)")
+        return chosen
+
     def errors(self, quantized: Sequence[str]) -> dict[str, float]:
         """rel. RMSE per head output with exactly `quantized` in INT8."""
-        from cp_debug.ptq.ptq import head_outputs
+        from cp_debug.ptq.scenes import head_outputs
         from cp_debug.quant.quantizers import only_enabled, set_enabled
 
         only_enabled(self.qmodel, quantized)
@@ -82,6 +84,20 @@ class Evaluator:
             set_enabled(self.qmodel, True)
         self.runs += 1
         return {n: rel_rmse([r[n] for r in self.ref], [g[n] for g in got]) for n in self.outputs}
+
+
+def held_out_evaluator(run, cfg, eval_scenes: int, map_scenes: int = 0) -> Evaluator:
+    """The Evaluator of a PTQ run (`ptq.quantize.PtqRun`) on `eval_scenes` held-out scenes, with mAP judged on
+    `map_scenes` held-out scenes with ground truth (0: no mAP)."""
+    from cp_debug.ptq.scenes import heldout_points, stage_inputs
+
+    spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
+    scenes = None
+    if map_scenes:
+        from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt
+
+        scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
+    return Evaluator(run.model, run.fused_fp32, spatial, scenes, cfg)
 
 
 def _worst(errs: dict[str, float]) -> tuple[str, float]:

@@ -8,13 +8,14 @@ import pytest
 from cp_debug.backends import PrecisionReport, all_specs, check_available, make_runner
 from cp_debug.compare.diff import TensorDiff, default_tolerance
 from cp_debug.errors import BackendUnavailableError, CpDebugError
+from cp_debug.backends.spec import BackendSpec
 
 SPECS = [str(s) for s in all_specs()]
 
 
 @pytest.fixture(scope="module")
 def reference(tiny):
-    with make_runner("torch", torch_module=tiny.module, input_names=tiny.input_names,
+    with make_runner(BackendSpec.parse("torch"), torch_module=tiny.module, input_names=tiny.input_names,
                      output_names=tiny.output_names) as r:
         return r.infer({"x": tiny.x})
 
@@ -47,12 +48,12 @@ def tiny_fakequant(tiny):
 @pytest.mark.parametrize("spec", SPECS)
 def test_runner_contract(spec, tiny, reference, tiny_fakequant):
     try:
-        check_available(spec)
+        check_available(BackendSpec.parse(spec))
     except BackendUnavailableError as err:
         pytest.skip(str(err))
     x, names = tiny.x, tiny.output_names
     module = tiny_fakequant if spec.startswith("torch") and spec.endswith("int8") else tiny.module
-    runner = make_runner(spec, torch_module=module, onnx_model=tiny.path, input_names=tiny.input_names,
+    runner = make_runner(BackendSpec.parse(spec), torch_module=module, onnx_model=tiny.path, input_names=tiny.input_names,
                          output_names=names, calib_feeds=tiny.calib)
     assert not runner.is_active
     assert runner.precision_report() is None  # nothing ran yet
@@ -90,7 +91,7 @@ def test_runner_contract(spec, tiny, reference, tiny_fakequant):
 
 
 def test_torch_int8_refuses_a_model_without_quantizers(tiny):
-    runner = make_runner("torch-cpu-int8", torch_module=tiny.module, input_names=tiny.input_names,
+    runner = make_runner(BackendSpec.parse("torch-cpu-int8"), torch_module=tiny.module, input_names=tiny.input_names,
                          output_names=tiny.output_names)
     with pytest.raises(CpDebugError, match="--int8 DIR"):
         runner.activate()
@@ -100,12 +101,12 @@ def test_torch_int8_refuses_a_model_without_quantizers(tiny):
 def test_torch_int8_turns_only_its_copy_on(tiny_fakequant, tiny):
     from cp_debug.quant.quantizers import tensor_quantizers
 
-    with make_runner("torch-cpu-int8", torch_module=tiny_fakequant, input_names=tiny.input_names,
+    with make_runner(BackendSpec.parse("torch-cpu-int8"), torch_module=tiny_fakequant, input_names=tiny.input_names,
                      output_names=tiny.output_names) as r:
         q = r.infer({"x": tiny.x})["out"]
         assert r.settings()["fake_quant_layers"] >= 1
     assert not any(t.enabled for t in tensor_quantizers(tiny_fakequant))  # the FP32 source stays FP32
-    with make_runner("torch", torch_module=tiny_fakequant, input_names=tiny.input_names,
+    with make_runner(BackendSpec.parse("torch"), torch_module=tiny_fakequant, input_names=tiny.input_names,
                      output_names=tiny.output_names) as r:
         f = r.infer({"x": tiny.x})["out"]
     assert 0 < np.abs(q - f).max() < 0.1 * np.abs(f).max()
@@ -127,11 +128,11 @@ def test_ort_int8_model_runs_the_given_qdq_graph(tiny_fakequant, tiny, tmp_path)
         torch.onnx.export(tiny_fakequant, (torch.from_numpy(tiny.x),), str(path), input_names=tiny.input_names,
                           output_names=tiny.output_names, dynamo=False, opset_version=17)
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node) >= 2
-    with make_runner("ort-cpu-int8", onnx_model=tiny.path, int8_model=path, extra_outputs=["not_in_the_qdq_graph"]) as r:
+    with make_runner(BackendSpec.parse("ort-cpu-int8"), onnx_model=tiny.path, int8_model=path, extra_outputs=["not_in_the_qdq_graph"]) as r:
         got = r.infer({"x": tiny.x})["out"]
         assert r.missing_outputs == ["not_in_the_qdq_graph"]
         assert r.settings()["precision_transform"]["kind"] == "qdq_model"
-    with make_runner("torch-cpu-int8", torch_module=tiny_fakequant, input_names=tiny.input_names,
+    with make_runner(BackendSpec.parse("torch-cpu-int8"), torch_module=tiny_fakequant, input_names=tiny.input_names,
                      output_names=tiny.output_names) as r:
         want = r.infer({"x": tiny.x})["out"]
     assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()  # measured: 6e-8 of 0.52

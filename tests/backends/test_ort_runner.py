@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 from cp_debug.graph.model import expose_outputs, load_onnx
 from cp_debug.backends.ort_runner import OrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.backends.spec import BackendSpec
 
 RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv
 CONV2 = "/c2/Conv_output_0"
@@ -24,7 +25,7 @@ def _ort_reference(path, names, x):
 
 def test_extra_outputs_fp32_match_plain_ort(tiny):
     ref = _ort_reference(tiny.path, [RELU, CONV2], tiny.x)
-    with OrtRunner(tiny.path, "ort", extra_outputs=[RELU, CONV2]) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort"), extra_outputs=[RELU, CONV2]) as r:
         out = r.infer({"x": tiny.x})
         assert list(out) == ["out", "mean", RELU, CONV2]
         for k in out:
@@ -35,7 +36,7 @@ def test_extra_outputs_fp32_match_plain_ort(tiny):
 
 def test_fp16_changes_numbers_but_stays_close(tiny):
     ref = _ort_reference(tiny.path, [RELU], tiny.x)
-    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU]) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU]) as r:
         out = r.infer({"x": tiny.x})
         settings = r.settings()
     assert settings["precision_transform"]["kind"] == "fp16"
@@ -50,7 +51,7 @@ def test_ort_cpu_fp16_is_reported_as_not_fp16(tiny):
     ORT's InsertCastTransformer wraps float16 nodes in Casts and then removes Cast pairs, including our input
     Cast to float16: only the float16-rounded weights remain of FP16. The report must say so.
     """
-    with OrtRunner(tiny.path, "ort-cpu-fp16") as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16")) as r:
         r.infer({"x": tiny.x})
         rep = r.precision_report()
     assert rep.requested == "fp16"
@@ -61,7 +62,7 @@ def test_ort_cpu_fp16_is_reported_as_not_fp16(tiny):
 
 def test_int8_maps_relu_probe_to_dequantized_output(tiny):
     ref = _ort_reference(tiny.path, [RELU], tiny.x)
-    with OrtRunner(tiny.path, "ort-cpu-int8", extra_outputs=[RELU], calib_feeds=tiny.calib) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-int8"), extra_outputs=[RELU], calib_feeds=tiny.calib) as r:
         out = r.infer({"x": tiny.x})
         q = r.quantized
         amax = r.quant_amax()
@@ -84,11 +85,11 @@ def test_int8_maps_relu_probe_to_dequantized_output(tiny):
 
 def test_int8_needs_calibration(tiny):
     with pytest.raises(BadInputError, match="calibration"):
-        OrtRunner(tiny.path, "ort-cpu-int8").activate()
+        OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-int8")).activate()
 
 
 def test_constructor_does_no_work(tmp_path):
-    r = OrtRunner(tmp_path / "does-not-exist.onnx", "ort-cpu-fp16")  # nothing loaded yet
+    r = OrtRunner(tmp_path / "does-not-exist.onnx", BackendSpec.parse("ort-cpu-fp16"))  # nothing loaded yet
     assert not r.is_active
     with pytest.raises(BadInputError, match="not found"):
         r.activate()
@@ -98,7 +99,7 @@ def test_corrupt_and_invalid_files(tmp_path):
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf" * 10)
     with pytest.raises(BadInputError) as e:
-        OrtRunner(bad, "ort").activate()
+        OrtRunner(bad, BackendSpec.parse("ort")).activate()
     assert "\n" not in str(e.value)
     # parses, but the checker rejects it: a node reads a tensor nobody produces
     g = helper.make_graph([helper.make_node("Relu", ["nowhere"], ["y"])], "g",
@@ -107,11 +108,11 @@ def test_corrupt_and_invalid_files(tmp_path):
     invalid = tmp_path / "invalid.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(invalid))
     with pytest.raises(BadInputError, match="not a valid ONNX model"):
-        OrtRunner(invalid, "ort").activate()
+        OrtRunner(invalid, BackendSpec.parse("ort")).activate()
 
 
 def test_bad_feeds(tiny):
-    with OrtRunner(tiny.path, "ort") as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort")) as r:
         with pytest.raises(BadInputError, match="unknown input name.*'y'.*inputs are x"):
             r.infer({"y": tiny.x})
         with pytest.raises(BadInputError, match="missing input"):
@@ -129,20 +130,20 @@ def test_bad_feeds(tiny):
 
 def test_unknown_extra_output_lists_valid_names(tiny):
     with pytest.raises(BadInputError, match=r"unknown ONNX tensor name.*valid ones include.*Relu"):
-        OrtRunner(tiny.path, "ort", extra_outputs=["/nope"]).activate()
+        OrtRunner(tiny.path, BackendSpec.parse("ort"), extra_outputs=["/nope"]).activate()
 
 
 def test_ort_cuda_unavailable_here(tiny):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed")
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
-        OrtRunner(tiny.path, "ort-cuda-fp16").activate()
+        OrtRunner(tiny.path, BackendSpec.parse("ort-cuda-fp16")).activate()
 
 
 def test_caller_model_is_not_modified(tiny):
     model = load_onnx(tiny.path)
     before = model.SerializeToString()
-    with OrtRunner(model, "ort-cpu-fp16", extra_outputs=[RELU]) as r:
+    with OrtRunner(model, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU]) as r:
         r.infer({"x": tiny.x})
     assert model.SerializeToString() == before
 
@@ -151,23 +152,23 @@ def test_fp16_io_takes_and_returns_float16_on_the_shared_arena(tiny):
     """The lockstep's FP16 segments: float16 in and out, float32 feeds converted on the way in (bit-exactly as
     numpy would), and the numbers of a float16 input run through the ordinary FP16 graph."""
     x16 = tiny.x.astype(np.float16)
-    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU], fp16_io=True, shared_arena=True) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU], fp16_io=True, shared_arena=True) as r:
         from_32 = r.infer({"x": tiny.x})
         from_16 = r.infer({"x": x16})
     assert {v.dtype for v in from_32.values()} == {np.dtype(np.float16)}
     for k in from_32:
         np.testing.assert_array_equal(from_32[k], from_16[k])
-    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU]) as r:  # float32 edges, own arena
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU]) as r:  # float32 edges, own arena
         edges32 = r.infer({"x": x16.astype(np.float32)})
     for k in from_32:  # same graph, same input values: the float32 edge only rounds later
         np.testing.assert_allclose(from_32[k].astype(np.float32), edges32[k], rtol=2e-3, atol=2e-3)
-    with OrtRunner(tiny.path, "ort", fp16_io=True, shared_arena=True) as r:  # fp16_io means nothing at FP32
+    with OrtRunner(tiny.path, BackendSpec.parse("ort"), fp16_io=True, shared_arena=True) as r:  # fp16_io means nothing at FP32
         assert r.infer({"x": tiny.x})["out"].dtype == np.float32
 
 
 def test_infer_some_returns_the_graph_outputs_and_the_named_extras_only(tiny):
     """One session exposing many tensors, read a part at a time (the CUDA whole-stage candidate's chunks)."""
-    with OrtRunner(tiny.path, "ort-cpu-fp16", extra_outputs=[RELU, CONV2]) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU, CONV2]) as r:
         every = r.infer({"x": tiny.x})
         part = r.infer_some({"x": tiny.x}, [CONV2])
         outputs_only = r.infer_some({"x": tiny.x}, [])

@@ -9,6 +9,7 @@ import torch
 
 from cp_debug.backends.torch_runner import CPU_HALF_ENV, TorchRunner
 from cp_debug.errors import BadInputError
+from cp_debug.backends.spec import BackendSpec
 
 
 def _conv_block():
@@ -36,7 +37,7 @@ def _by_hand(block, x, dtype):
 @pytest.mark.parametrize("spec,dtype", [("torch-cpu-fp16", torch.float16), ("torch-cpu-bf16", torch.bfloat16)])
 def test_emulated_is_float32_accumulation_rounded_to_half(spec, dtype):
     block, x = _conv_block(), _x()
-    with TorchRunner(block, ["x"], ["y"], spec, probe_modules=["1"]) as r:
+    with TorchRunner(block, ["x"], ["y"], BackendSpec.parse(spec), probe_modules=["1"]) as r:
         out = r.infer({"x": x})
         rep = r.precision_report()
         settings = r.settings()
@@ -49,10 +50,10 @@ def test_emulated_is_float32_accumulation_rounded_to_half(spec, dtype):
 
 def test_emulated_agrees_with_torch_cpu_half_kernels(monkeypatch):
     block, x = _conv_block(), _x(2)
-    with TorchRunner(block, ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(block, ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         emulated = r.infer({"x": x})["y"]
     monkeypatch.setenv(CPU_HALF_ENV, "native")
-    with TorchRunner(block, ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(block, ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         native = r.infer({"x": x})["y"]
         assert r.settings()["half_arithmetic"] == "native"
         assert "natively" in " ".join(r.precision_report().notes)
@@ -70,7 +71,7 @@ def test_emulated_overflow_and_local_runs():
         lin.weight.fill_(1000.0)
         lin.bias.zero_()
     x = np.full((1, 4), 100.0, np.float32)  # 4e5 accumulates fine in float32, the float16 result is inf
-    with TorchRunner(lin, ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(lin, ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         assert np.isinf(r.infer({"x": x})["y"]).all()
         assert np.isinf(r.run_submodule("", (x,))).all()  # the local-error path emulates too
 
@@ -78,4 +79,4 @@ def test_emulated_overflow_and_local_runs():
 def test_bad_mode(monkeypatch):
     monkeypatch.setenv(CPU_HALF_ENV, "fast")
     with pytest.raises(BadInputError, match="emulated.*native"):
-        TorchRunner(torch.nn.Identity(), ["x"], ["y"], "torch-cpu-fp16").activate()
+        TorchRunner(torch.nn.Identity(), ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")).activate()

@@ -9,11 +9,12 @@ import torch
 from cp_debug.backends.torch_runner import TorchRunner
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.backends.spec import BackendSpec
 
 
 def test_caller_module_untouched(tiny):
     before = {k: v.clone() for k, v in tiny.module.state_dict().items()}
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cpu-fp16", probe_modules=["c1"]) as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cpu-fp16"), probe_modules=["c1"]) as r:
         r.infer({"x": tiny.x})
     for k, v in tiny.module.state_dict().items():
         assert v.dtype == before[k].dtype
@@ -23,7 +24,7 @@ def test_caller_module_untouched(tiny):
 
 
 def test_probes_and_captured_inputs(tiny):
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch", probe_modules=["c1", "up"],
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch"), probe_modules=["c1", "up"],
                      capture_inputs=True) as r:
         out = r.infer({"x": tiny.x})
     assert list(out) == ["out", "mean", "c1", "c1:in0", "up", "up:in0"]
@@ -36,7 +37,7 @@ def test_probes_and_captured_inputs(tiny):
 
 def test_streaming_probes_are_not_kept(tiny):
     seen = {}
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cpu-bf16", probe_modules=["c2"],
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cpu-bf16"), probe_modules=["c2"],
                      on_probe=lambda name, arr: seen.__setitem__(name, arr)) as r:
         out = r.infer({"x": tiny.x})
     assert list(out) == ["out", "mean"]
@@ -44,14 +45,14 @@ def test_streaming_probes_are_not_kept(tiny):
 
 
 def test_unknown_probe_module(tiny):
-    r = TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch", probe_modules=["c9"])
+    r = TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch"), probe_modules=["c9"])
     with pytest.raises(BadInputError, match="unknown probe module.*'c9'"):
         r.activate()
 
 
 def test_run_submodule_matches_probe(tiny):
     for spec, atol in (("torch", 0.0), ("torch-cpu-fp16", 0.0)):
-        with TorchRunner(tiny.module, ["x"], ["out", "mean"], spec, probe_modules=["c2"], capture_inputs=True) as r:
+        with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse(spec), probe_modules=["c2"], capture_inputs=True) as r:
             out = r.infer({"x": tiny.x})
             alone = r.run_submodule("c2", (out["c2:in0"],))
             np.testing.assert_allclose(alone, out["c2"], atol=atol, rtol=0)
@@ -76,20 +77,20 @@ def test_output_mapping():
     a = np.ones((2, 3), np.float32)
     n = np.array([3], np.int64)
     m = _Outputs("dict")
-    with TorchRunner(m, ["a", "n"], ["count", "score"], "torch") as r:
+    with TorchRunner(m, ["a", "n"], ["count", "score"], BackendSpec.parse("torch")) as r:
         out = r.infer({"a": a, "n": n})
         assert out["count"].dtype == np.int64 and out["count"][0] == 6  # integers keep their dtype
         assert out["score"].dtype == np.float32
-    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s", "c"], "torch-cpu-fp16") as r:
+    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s", "c"], BackendSpec.parse("torch-cpu-fp16")) as r:
         out = r.infer({"a": a, "n": n})
         assert out["y"].shape == (2, 3) and out["s"].shape == () and out["y"].dtype == np.float32
-    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s"], "torch") as r:
+    with TorchRunner(_Outputs("tuple"), ["a", "n"], ["y", "s"], BackendSpec.parse("torch")) as r:
         with pytest.raises(BadInputError, match="returned 3 tensor"):
             r.infer({"a": a, "n": n})
 
 
 def test_bad_feeds(tiny):
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch") as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch")) as r:
         with pytest.raises(BadInputError, match="unknown input name.*inputs are x"):
             r.infer({"x": tiny.x, "z": tiny.x})
         with pytest.raises(BadInputError, match="missing input"):
@@ -104,15 +105,15 @@ def test_fp16_is_real_float16_arithmetic():
         lin.weight.fill_(1000.0)
         lin.bias.zero_()
     x = np.full((1, 4), 100.0, np.float32)  # 4 · 100 · 1000 = 4e5 > 65504
-    with TorchRunner(lin, ["x"], ["y"], "torch") as r:
+    with TorchRunner(lin, ["x"], ["y"], BackendSpec.parse("torch")) as r:
         assert np.isfinite(r.infer({"x": x})["y"]).all()
-    with TorchRunner(lin, ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(lin, ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         assert np.isinf(r.infer({"x": x})["y"]).all()
         rep = r.precision_report()
     assert rep.honest and "float16" in rep.notes[0]
     # rounding is visible: 1 + 2^-12 is not a float16
     ident = torch.nn.Identity()
-    with TorchRunner(ident, ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(ident, ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         assert r.infer({"x": np.array([1 + 2**-12], np.float32)})["y"][0] == 1.0
 
 
@@ -127,7 +128,7 @@ class _UpcastsInside(torch.nn.Module):
 
 
 def test_precision_report_sees_layers_that_ran_float32():
-    with TorchRunner(_UpcastsInside(), ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(_UpcastsInside(), ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         r.infer({"x": np.ones((1, 3), np.float32)})
         rep = r.precision_report()
     assert rep.effective == "mixed" and any("float32" in n for n in rep.notes)
@@ -137,7 +138,7 @@ def test_torch_cuda_unavailable_here(tiny):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available")
     with pytest.raises(BackendUnavailableError, match="CUDA"):
-        TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda-fp16").activate()
+        TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda-fp16")).activate()
 
 
 def test_determinism_context_restores_state():
@@ -173,7 +174,7 @@ class _NoHalfKernel(torch.nn.Module):
 
 
 def test_missing_reduced_precision_kernel_is_backend_unavailable():
-    with TorchRunner(_NoHalfKernel(), ["x"], ["y"], "torch-cpu-fp16") as r:
+    with TorchRunner(_NoHalfKernel(), ["x"], ["y"], BackendSpec.parse("torch-cpu-fp16")) as r:
         with pytest.raises(BackendUnavailableError, match="no fp16 kernel"):
             r.infer({"x": np.ones(2, np.float32)})
 
@@ -182,7 +183,7 @@ def test_missing_reduced_precision_kernel_is_backend_unavailable():
 def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda", probe_modules=["c1", "c2", "up"]) as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"), probe_modules=["c1", "c2", "up"]) as r:
         whole = r.infer({"x": tiny.x})
     seen, lent = {}, []
 
@@ -191,7 +192,7 @@ def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
         lent.append(arr)
         seen[name] = arr.copy()
 
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], "torch-cuda", probe_modules=["c1", "c2", "up"],
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"), probe_modules=["c1", "c2", "up"],
                      on_probe=on_probe) as r:
         r.infer({"x": tiny.x})
     for name in ("c1", "c2", "up"):

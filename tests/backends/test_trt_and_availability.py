@@ -12,6 +12,7 @@ from cp_debug.backends import all_specs, availability, check_available, make_run
 from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
 from cp_debug.determinism import Determinism, environment
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.backends.spec import BackendSpec
 
 
 @pytest.mark.parametrize("spec,major,plan", [
@@ -27,16 +28,16 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
     ("trt-fp16", 12, BuildPlan("fp16", True, (), False)),
 ])
 def test_plan_build(spec, major, plan):
-    assert plan_build(spec, major) == plan
+    assert plan_build(BackendSpec.parse(spec), major) == plan
 
 
 def test_plan_build_refusals():
     with pytest.raises(BackendUnavailableError, match="BF16 ONNX graph"):
-        plan_build("trt-bf16", 11)
+        plan_build(BackendSpec.parse("trt-bf16"), 11)
     with pytest.raises(BackendUnavailableError, match="too old"):
-        plan_build("trt-fp16", 8)
+        plan_build(BackendSpec.parse("trt-fp16"), 8)
     with pytest.raises(BadInputError):
-        plan_build("ort-cpu-fp16", 10)
+        plan_build(BackendSpec.parse("ort-cpu-fp16"), 10)
 
 
 def test_trt_unavailable_here(tiny):
@@ -46,11 +47,11 @@ def test_trt_unavailable_here(tiny):
         pass
     else:
         pytest.skip("TensorRT is installed")
-    runner = TrtRunner(tiny.path, "trt-fp16")  # constructing does nothing
+    runner = TrtRunner(tiny.path, BackendSpec.parse("trt-fp16"))  # constructing does nothing
     with pytest.raises(BackendUnavailableError, match=r"TensorRT 10\+.*cp-debug\[trt\]"):
         runner.activate()
     with pytest.raises(BackendUnavailableError):
-        check_available("trt-fp16")
+        check_available(BackendSpec.parse("trt-fp16"))
 
 
 def test_availability_rows():
@@ -62,7 +63,7 @@ def test_availability_rows():
         assert why and "\n" not in why
         if not ok:
             with pytest.raises(BackendUnavailableError):
-                check_available(spec)
+                check_available(BackendSpec.parse(spec))
 
 
 def test_backends_command_prints_table_and_json():
@@ -80,12 +81,12 @@ def test_backends_command_prints_table_and_json():
 
 def test_make_runner_dispatch(tiny):
     with pytest.raises(BadInputError, match="PyTorch model"):
-        make_runner("torch", onnx_model=tiny.path)
+        make_runner(BackendSpec.parse("torch"), onnx_model=tiny.path)
     with pytest.raises(BadInputError, match="ONNX model"):
-        make_runner("ort-cpu-fp16", torch_module=tiny.module)
+        make_runner(BackendSpec.parse("ort-cpu-fp16"), torch_module=tiny.module)
     with pytest.raises(TypeError, match="bogus"):
-        make_runner("ort", onnx_model=tiny.path, bogus=1)
-    r = make_runner("ort", onnx_model=tiny.path, probe_modules=["c1"], threads=1)  # torch-only option ignored
+        make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, bogus=1)
+    r = make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, probe_modules=["c1"], threads=1)  # torch-only option ignored
     assert r.threads == 1 and not r.is_active
 
 

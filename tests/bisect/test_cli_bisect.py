@@ -37,6 +37,9 @@ def test_demo_prints_table_and_strict_json(tmp_path):
     names = [p["name"] for p in report["probes"]]
     assert "pts_neck.deblocks.2" in names and "spatial_features" in names
     assert report["first_divergent"] == {"ort": None}
+    # the model as the user named it, which `extract` loads again
+    assert report["model_record"] == {"preset": "demo", "config": None, "checkpoint": None, "random_weights": False,
+                                      "seed": 0, "int8": None}
     # every local error was computed (a segment cut at a dynamic-shaped tensor once was not: no output shape)
     assert not [w for w in report["warnings"] if "not computed" in w], report["warnings"]
     assert (tmp_path / "run.csv").read_text().count("\n") >= len(names)

@@ -11,6 +11,7 @@ from cp_debug.backends.trt_runner import BuildPlan, plan_build
 from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
 from cp_debug.compare.diff import FP16_MAX, TensorDiff, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.backends.spec import BackendSpec
 from tests.bisect.exported import exported
 
 PLANTED_BLOCK = "/body/body.2/"
@@ -18,9 +19,9 @@ PLANTED_BLOCK = "/body/body.2/"
 
 def passes(model, feed, keep) -> bool:
     """A fresh, independent check: ort-cpu-fp16 with `keep` in FP32 against ORT FP32, on the graph outputs."""
-    with make_runner("ort", onnx_model=model) as ref_runner:
+    with make_runner(BackendSpec.parse("ort"), onnx_model=model) as ref_runner:
         ref = ref_runner.infer(feed)
-    with make_runner("ort-cpu-fp16", onnx_model=model, keep_fp32_nodes=list(keep)) as runner:
+    with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=model, keep_fp32_nodes=list(keep)) as runner:
         out = runner.infer(feed)
     tol = default_tolerance("fp16")
     return all(TensorDiff.from_arrays(n, ref[n], out[n], tol).status == "ok" for n in ref)
@@ -28,7 +29,7 @@ def passes(model, feed, keep) -> bool:
 
 def test_overflow_is_fixed_by_a_small_one_minimal_set_inside_the_planted_block():
     model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
-    result = find_keep_fp32(model, "ort-cpu-fp16", feed)
+    result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     assert result.status == "found" and result.found
     keep = result.keep
     assert 1 <= len(keep) <= 4, keep
@@ -61,7 +62,7 @@ def test_plain_planted_overflow_needs_nothing_on_ort_cpu_because_it_runs_fp32():
     """ORT's CPU provider runs Conv/Relu in float32 and drops the Cast pairs between them: no float16 tensor holds
     the 1e5 activations, so the FP16 graph passes as it is — and the result says what really ran."""
     model, feed = exported("planted.py", "fp16_overflow")
-    result = find_keep_fp32(model, "ort-cpu-fp16", feed)
+    result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     assert result.status == "not_needed" and result.keep == () and result.runs == 1
     assert result.keep_fp32_option() is None
     assert result.precision.requested == "fp16" and result.precision.effective == "fp32"
@@ -70,7 +71,7 @@ def test_plain_planted_overflow_needs_nothing_on_ort_cpu_because_it_runs_fp32():
 
 def test_impossible_when_the_candidates_cannot_fix_it():
     model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
-    result = find_keep_fp32(model, "ort-cpu-fp16", feed, candidates=["/head/Conv"])
+    result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed, candidates=["/head/Conv"])
     assert result.status == "impossible" and not result.found and result.keep is None
     assert [s.phase for s in result.steps] == ["none", "all"] and not any(s.passed for s in result.steps)
     assert result.final[0].status == "nan"  # the outputs with every candidate kept
@@ -88,12 +89,12 @@ def test_candidate_modes_and_bad_requests():
     assert {c.op_type for c in every} >= {"Conv", "Relu", "Slice", "Concat"}
     assert "Constant" not in {c.op_type for c in every}
     with pytest.raises(BadInputError, match="not in the graph"):
-        find_keep_fp32(model, "ort-cpu-fp16", feed, candidates=["/no/such/node"])
+        find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed, candidates=["/no/such/node"])
     with pytest.raises(BadInputError, match="unknown candidate set"):
-        find_keep_fp32(model, "ort-cpu-fp16", feed, candidates="everything")
+        find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed, candidates="everything")
     for spec in ("torch-cpu-fp16", "ort-cpu-int8", "ort"):
         with pytest.raises(BadInputError, match="FP16 ONNX backends"):
-            find_keep_fp32(model, spec, feed)
+            find_keep_fp32(model, BackendSpec.parse(spec), feed)
 
 
 def test_trt_fp16_is_refused_before_any_run_where_tensorrt_is_missing():
@@ -105,12 +106,12 @@ def test_trt_fp16_is_refused_before_any_run_where_tensorrt_is_missing():
         pytest.skip("TensorRT is installed here")
     model, feed = exported("fp16_planted.py", "fp16_overflow_concat")
     with pytest.raises(BackendUnavailableError, match="TensorRT"):
-        find_keep_fp32(model, "trt-fp16", feed)
+        find_keep_fp32(model, BackendSpec.parse("trt-fp16"), feed)
 
 
 def test_tensorrt_10_refuses_a_keep_list_its_fp16_builder_flag_would_ignore():
     with pytest.raises(BackendUnavailableError, match="TensorRT 11"):
-        plan_build("trt-fp16", 10, keep_fp32=True)
-    assert plan_build("trt-fp16", 10) == BuildPlan("none", False, ("fp16",), False)  # no list: as before
-    assert plan_build("trt-fp16", 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)  # from the ONNX graph
-    assert plan_build("trt-fp32", 10, keep_fp32=True) == BuildPlan("none", False, (), False)
+        plan_build(BackendSpec.parse("trt-fp16"), 10, keep_fp32=True)
+    assert plan_build(BackendSpec.parse("trt-fp16"), 10) == BuildPlan("none", False, ("fp16",), False)  # no list: as before
+    assert plan_build(BackendSpec.parse("trt-fp16"), 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)  # from the ONNX graph
+    assert plan_build(BackendSpec.parse("trt-fp32"), 10, keep_fp32=True) == BuildPlan("none", False, (), False)

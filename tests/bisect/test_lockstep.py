@@ -26,7 +26,7 @@ PLANTED = Path(__file__).with_name("planted.py")
 def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tensors():
     model = residual_model()
     x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
-    with make_runner("ort", onnx_model=expose_outputs(model, ["a", "b", "c"])) as r:
+    with make_runner(BackendSpec.parse("ort"), onnx_model=expose_outputs(model, ["a", "b", "c"])) as r:
         whole = r.infer({"x": x})
     plan = plan_segments(model, ["a", "b", "c"])
     lane = Lane("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"), {"x": x})
@@ -47,7 +47,7 @@ def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tenso
     assert {seen[t].propagated["ort-cpu-fp16"].dtype for t in "abc"} == {np.dtype(np.float16)}
     assert outs["ort-cpu-fp16"]["y"].dtype == np.float32
     # the propagated values are exactly the FP16 graph's on float16-rounded inputs, segment by segment
-    with make_runner("ort-cpu-fp16", onnx_model=expose_outputs(model, ["a"])) as r:
+    with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=expose_outputs(model, ["a"])) as r:
         a16 = r.infer({"x": x.astype(np.float16).astype(np.float32)})["a"]
     np.testing.assert_array_equal(seen["a"].propagated["ort-cpu-fp16"], a16.astype(np.float16))
     assert set(lane.env) == {"y"}  # everything else was dropped once read for the last time

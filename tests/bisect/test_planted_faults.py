@@ -99,7 +99,7 @@ def test_a_cuda_reference_keeps_what_its_hooks_lent_in_memory_and_on_disk():
         assert noise["body.2"].ref_absmax == float(np.abs(kept[budget]["body.2"]).max())
         engine.close()
     st = torch_subject(f"{PLANTED}:fp16_overflow", None).stages[0]
-    with TorchRunner(st.module, st.input_names, st.output_names, "torch-cuda",
+    with TorchRunner(st.module, st.input_names, st.output_names, BackendSpec.parse("torch-cuda"),
                      probe_modules=list(kept[0])) as r:
         own = r.infer(subject.feed(0, {}))
     for budget, values in kept.items():

@@ -16,6 +16,7 @@ from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.ort_runner import OrtRunner
 from cp_debug.errors import BadInputError
 from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
+from cp_debug.backends.spec import BackendSpec
 
 F16 = TensorProto.FLOAT16
 F32 = TensorProto.FLOAT
@@ -105,7 +106,7 @@ def test_precision_report_agrees_with_what_ort_computed(tmp_path):
     path = tmp_path / "mul.onnx"
     onnx.save(_mul_chain(), str(path))
     x = np.array([0.1, 1.0, 100.0, 2.0], np.float32)
-    with OrtRunner(path, "ort-cpu-fp16") as r:
+    with OrtRunner(path, BackendSpec.parse("ort-cpu-fp16")) as r:
         z = r.infer({"x": x})["z"]
         rep = r.precision_report()
     overflowed = bool(np.isinf(z[1:3]).all())

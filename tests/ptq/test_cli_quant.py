@@ -72,7 +72,7 @@ def test_sensitivity_refuses_a_negative_map_drop():
 def test_calibration_scenes_come_from_an_info_file(tmp_path, tiny_cfg):
     """--calib-scenes reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
     scene_set = pytest.importorskip("cp_debug.data.scene_set")
-    from cp_debug.ptq.ptq import calibration_points, synthetic_points
+    from cp_debug.ptq.scenes import calibration_points, synthetic_points
 
     info = scene_set.write_scene_set(tiny_cfg, tmp_path / "set", [5, 6])
     n, points, desc = calibration_points(tiny_cfg, info.parent, None)

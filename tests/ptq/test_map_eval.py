@@ -13,7 +13,8 @@ HOSTILE = "pts_bbox_head.task_heads.0.heatmap.0.conv"
 @pytest.fixture(scope="module")
 def demo_eval():
     from cp_debug.ptq.map_eval import map_scenes
-    from cp_debug.ptq.ptq import quantize_centerpoint, synthetic_points
+    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.ptq.scenes import synthetic_points
     from cp_debug.ptq.sensitivity import Evaluator
     from cp_debug.recipes.centerpoint.model_source import load_model
 
@@ -36,10 +37,11 @@ def test_map_table_lanes(demo_eval):
 
     cfg, run, scenes, _ = demo_eval
     table = map_table(cfg, run.fused_fp32, run.model, scenes)
-    assert table["scenes"] == 1 and table["fp32"]["mAP"] > 0.5  # the trained weights detect
-    assert table["fp32"]["drop"] == 0
-    fq = table["torch-fakequant"]
-    assert fq["drop"] == pytest.approx(table["fp32"]["mAP"] - fq["mAP"])
+    assert table.scenes == 1 and table.get("fp32").mean_ap > 0.5  # the trained weights detect
+    assert table.get("fp32").drop == 0
+    fq = table.get("torch-fakequant")
+    assert fq.drop == pytest.approx(table.get("fp32").mean_ap - fq.mean_ap)
+    assert table.to_json()["torch-fakequant"] == {"mAP": fq.mean_ap, "NDS": fq.nds, "drop": fq.drop}
 
 
 def test_map_judged_exclusion_search(demo_eval):

@@ -14,7 +14,8 @@ def tiny_fp32(tiny_cfg):
 
 @pytest.fixture(scope="session")
 def tiny_ptq(tiny_cfg, tiny_fp32):
-    from cp_debug.ptq.ptq import quantize_centerpoint, synthetic_points
+    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.ptq.scenes import synthetic_points
 
     return quantize_centerpoint(tiny_fp32, tiny_cfg, synthetic_points(tiny_cfg, range(2)), 2, method="max")
 
@@ -22,6 +23,6 @@ def tiny_ptq(tiny_cfg, tiny_fp32):
 @pytest.fixture(scope="session")
 def tiny_spatial(tiny_cfg, tiny_ptq):
     """spatial_features of one held-out scene (FP32 voxel encoder)."""
-    from cp_debug.ptq.ptq import heldout_points, stage_inputs
+    from cp_debug.ptq.scenes import heldout_points, stage_inputs
 
     return [stage_inputs(tiny_ptq.fused_fp32, tiny_cfg, p)[1] for p in heldout_points(tiny_cfg, 1)]

@@ -10,7 +10,7 @@ from cp_debug.quant.ptq_checkpoint import build_fakequant_model, load_ptq_checkp
 
 
 def _head(model, spatial):
-    from cp_debug.ptq.ptq import head_outputs
+    from cp_debug.ptq.scenes import head_outputs
 
     return head_outputs(model, spatial)
 

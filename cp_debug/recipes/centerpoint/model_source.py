@@ -3,11 +3,13 @@
 The demo preset ships weights trained on cp_debug's synthetic scenes (not on a real dataset; see README,
 "Trained demo weights"): they are the default when no checkpoint is given. `random_weights=True` (CLI
 `--random-weights`) gives the seeded random initialisation instead, which every other preset uses.
+`ModelRecord` is the model a run is about as the user named it: what every report stores (`model_record`) and
+what `cpdebug extract` loads again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 SHIPPED_WEIGHTS = {"demo": "centerpoint_demo.pth"}  # preset -> file in cp_debug/models/centerpoint/weights/
@@ -60,3 +62,55 @@ def load_model(preset: str, checkpoint: str | Path | None = None, seed: int | No
     model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load
     load_checkpoint(model, checkpoint)
     return LoadedModel(cfg, model.eval(), label)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The model of one run, as the user named it: a preset (or a config file), its weights (a checkpoint, the
+    shipped trained weights, or seeded random ones) and, for INT8, a PTQ dir or checkpoint. Building it loads
+    nothing (`load()` does); `to_json()` / `from_json()` round-trip it through a report."""
+
+    preset: str | None = "demo"
+    config: str | None = None  # a user's config file (not read yet)
+    checkpoint: str | None = None
+    random_weights: bool = False
+    seed: int = 0
+    int8: str | None = None  # a PTQ dir or PTQ/QAT checkpoint the run's INT8 side came from
+
+    @classmethod
+    def of(cls, preset: str | None = "demo", *, config: str | Path | None = None, checkpoint: str | Path | None = None,
+           random_weights: bool = False, seed: int = 0, int8: str | Path | None = None) -> "ModelRecord":
+        """The record of command-line values (paths become strings)."""
+        def text(p):
+            return None if p is None else str(p)
+
+        return cls(preset, text(config), text(checkpoint), bool(random_weights), int(seed), text(int8))
+
+    @property
+    def label(self) -> str:
+        """What `load()` will load, in words (for progress lines before the model is built)."""
+        return weights_label(self.preset, self.checkpoint, self.seed, self.random_weights)
+
+    def load(self) -> LoadedModel:
+        """Build the model with its weights (see `load_model`). `int8` is recorded, not loaded here: the INT8 side
+        is built by what runs it (`centerpoint_subject(int8=…)` for bisect and extract, eval's int8 backends)."""
+        from cp_debug.errors import BadInputError
+
+        if self.config is not None:
+            raise BadInputError("--config is not supported yet: give --preset")
+        if self.preset is None:
+            raise BadInputError("the model names no preset: give --preset")
+        return load_model(self.preset, self.checkpoint, self.seed, random_weights=self.random_weights)
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelRecord":
+        """The record of `to_json()`'s dict; a report's `model_record`. Unknown keys are a BadInputError."""
+        from cp_debug.errors import BadInputError
+
+        known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - known:
+            raise BadInputError(f"not a model record: {d!r} (keys: {', '.join(sorted(known))})")
+        return cls.of(**d)

@@ -230,8 +230,8 @@ def test_bisect_reads_a_kitti_scan_with_load_dim_4(tmp_path):
     assert any("zero-filled" in w and str(scan) in w for w in report["warnings"])
     assert report["outputs_within_tolerance"] == {"ort": True}
 
-    # `extract` rebuilds the run's model from the report: the recorded --load-dim 4 reads the scan again (without
-    # it the scan would be refused as above); an unknown candidate then stops it before any backend runs.
+    # `extract` rebuilds the run's model from the report (its model_record, the recorded --load-dim 4); an unknown
+    # candidate stops it first, before the model is loaded.
     (tmp_path / "run.json").write_text(proc.stdout)
     again = _cpdebug("extract", tmp_path / "run.json", "--bundle", tmp_path / "b", "--candidate", "nope")
     assert again.returncode == 2 and "has no candidate 'nope'" in again.stderr, again.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -63,6 +64,9 @@ def test_infer_exports_to_a_temp_dir_when_needed(tmp_path):
     assert res.exit_code == 0, res.output
     with np.load(out) as data:
         assert data["scores"].ndim == 1
+        record = json.loads(str(data["model_record"]))  # the run's model, as `cpdebug extract` reads it
+    assert record == {"preset": "tiny", "config": None, "checkpoint": None, "random_weights": False, "seed": 0,
+                      "int8": None}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,74 @@
+"""The command-line options several commands share, written once: one name, one flag, one help text each.
+
+A command module takes its shared options from here (`preset: Preset = "demo"`) and writes only its own inline;
+command modules never import each other (an import-linter contract in pyproject.toml says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+# -- the model a run is about ----------------------------------------------------------------------------------
+Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
+Checkpoint = Annotated[Optional[Path], typer.Option(
+    help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random "
+         "weights (other presets).")]
+RandomWeights = Annotated[bool, typer.Option(
+    "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs.")]
+Int8Dir = Annotated[Optional[Path], typer.Option(
+    "--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir (`cpdebug quantize --out DIR`) or an "
+    "AWML PTQ/QAT checkpoint. The model becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "
+    "fake quantization, ort-*-int8 its Q/DQ ONNX.")]
+TorchModel = Annotated[Optional[str], typer.Option(
+    "--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX for ONNX backends.")]
+OnnxModel = Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (FP32; ONNX backends only).")]
+Inputs = Annotated[Optional[Path], typer.Option(
+    help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")]
+Exporter = Annotated[str, typer.Option(
+    help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
+
+# -- the scan --------------------------------------------------------------------------------------------------
+Points = Annotated[Optional[Path], typer.Option(
+    help="Point cloud file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")]
+LoadDim = Annotated[Optional[int], typer.Option(
+    "--load-dim", min=3, help="float32 columns per point in a .bin (mmdet3d load_dim; default: the preset's, 5 as "
+    "nuScenes/T4; KITTI: 4).")]
+UseDim = Annotated[Optional[str], typer.Option(
+    "--use-dim", help="Columns read as x,y,z[,intensity[,time]]: a count (4 = the first 4) or indices (0,1,2,4); "
+    "mmdet3d use_dim.")]
+
+# -- backends and how they run ---------------------------------------------------------------------------------
+Backends = Annotated[Optional[str], typer.Option(
+    "--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. Spec: framework[-device][-precision], "
+    "e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
+Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
+
+# -- PTQ (quantize, sensitivity) -------------------------------------------------------------------------------
+CalibScenes = Annotated[Optional[Path], typer.Option(
+    "--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]
+CalibN = Annotated[Optional[int], typer.Option(
+    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity; with "
+    "--calib-scenes: the first N).")]
+Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
+Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
+SkipLayers = Annotated[Optional[str], typer.Option(
+    "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
+ConvT = Annotated[str, typer.Option(
+    "--convtranspose", help="ConvTranspose2d: skip (default; with pts_neck.deblocks.{0,1,2}.0 as AWML), per-channel "
+    "(axis 1) or per-tensor.")]
+PerTensorConvT = Annotated[bool, typer.Option(
+    "--per-tensor-convtranspose", help="AWML's variant: ConvTranspose quantized with per-tensor weights, "
+    "pts_backbone.blocks.0 left FP32 (= --convtranspose per-tensor).")]
+
+# -- output ----------------------------------------------------------------------------------------------------
+Json = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
+Csv = Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")]
+Parquet = Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")]
+Html = Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show third-party warnings (ONNX Runtime, torch, …) "
+                                       "as they come; by default they go to the report's warnings.")]

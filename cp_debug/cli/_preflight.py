@@ -1,0 +1,55 @@
+"""What a command checks before it spends time: optional libraries, input files, output paths.
+
+Each check is one clear line (a `CpDebugError`) and runs in milliseconds, so a missing nuscenes-devkit or an
+unwritable `--json` path is said before the first scene is run, not after a minute of inference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from cp_debug.errors import BadInputError
+
+
+def has_module(name: str) -> bool:
+    """Whether `import name` can find the module (without importing it; a `sys.modules[name] = None` blocks it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_outputs(*paths: str | os.PathLike | None) -> None:
+    """Every output file given can be written (None and '-', stdout, are skipped)."""
+    from cp_debug.report.io import check_writable
+
+    for path in paths:
+        if path is not None and str(path) != "-":
+            check_writable(path)
+
+
+def check_inputs(**files: str | os.PathLike | None) -> None:
+    """Every input given exists: `check_inputs(points=path)` fails with '--points PATH does not exist'."""
+    for flag, path in files.items():
+        if path is not None and not Path(path).exists():
+            raise BadInputError(f"--{flag.replace('_', '-')} {path} does not exist")
+
+
+def check_report_writers(parquet: str | os.PathLike | None = None, html: str | os.PathLike | None = None) -> None:
+    """The libraries the report's writers need: pyarrow for --parquet, matplotlib for --html."""
+    if parquet is not None and not has_module("pyarrow"):
+        raise BadInputError("--parquet needs pyarrow: pip install 'cp-debug[parquet]'")
+    if html is not None and not has_module("matplotlib"):
+        raise BadInputError("--html needs matplotlib: pip install matplotlib")
+
+
+def check_devkit() -> None:
+    """nuscenes-devkit, which `eval`'s metrics need (BackendUnavailableError with the install line)."""
+    from cp_debug.errors import BackendUnavailableError
+
+    if not has_module("nuscenes"):
+        from cp_debug.eval.devkit import INSTALL_HINT
+
+        raise BackendUnavailableError(INSTALL_HINT)

@@ -1,0 +1,78 @@
+"""Commands check what they need before they spend time, and every report records its model (`ModelRecord`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cp_debug.cli.main import app
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+
+def _run(*args):
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result, time.perf_counter() - t0
+
+
+def _error_line(result) -> str:
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_eval_without_the_devkit_stops_before_any_inference(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nuscenes", None)  # `import nuscenes` raises ImportError
+    result, seconds = _run("eval", "--n", "50", "--backends", "torch,ort", "--quiet")
+    assert result.exit_code == 3, result.output
+    assert "nuscenes-devkit is not installed" in _error_line(result)
+    assert seconds < 2.0  # not a minute of inference first
+
+
+def test_bisect_parquet_without_pyarrow_and_an_unwritable_json_stop_before_the_model_loads(monkeypatch, tmp_path):
+    result, seconds = _run("bisect", "--json", tmp_path / "no" / "such" / "dir" / "run.json", "-q")
+    assert result.exit_code == 2 and "no such file or directory" in _error_line(result)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result, more = _run("bisect", "--parquet", tmp_path / "run.parquet", "-q")
+    assert result.exit_code == 2 and "--parquet needs pyarrow" in _error_line(result)
+    result, most = _run("bisect", "--points", tmp_path / "missing.bin", "-q")
+    assert result.exit_code == 2 and "--points" in _error_line(result) and "does not exist" in result.output
+    assert max(seconds, more, most) < 2.5  # no model was built (the demo takes several seconds)
+
+
+def test_model_record_round_trips_through_json_and_loads():
+    rec = ModelRecord.of("tiny", checkpoint=None, random_weights=True, seed=3)
+    doc = json.loads(json.dumps(rec.to_json()))
+    assert ModelRecord.from_json(doc) == rec
+    assert rec.label == "random weights, seed 3"
+    loaded = rec.load()
+    assert loaded.cfg.name == "tiny" and loaded.weights == "random (seed 3)"
+
+
+def test_model_record_refuses_what_it_cannot_load():
+    from cp_debug.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="--config is not supported yet"):
+        ModelRecord.of(None, config="my_centerpoint.py").load()
+    with pytest.raises(BadInputError, match="not a model record"):
+        ModelRecord.from_json({"preset": "demo", "weights": "random"})
+
+
+def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
+    """The record wins over the old untyped `model` dict (whose weights text once decided random weights)."""
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.cli.extract_cmd import _saved_subject
+
+    saved = BisectReport("torch", [], [], model={"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
+                                                 "weights": "trained demo weights", "seed": 0},
+                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5).to_json())
+    again = BisectReport.from_json(json.loads(json.dumps(saved.to_json())))
+    subject = _saved_subject(again, tmp_path / "run.json")
+    assert subject.name == "centerpoint:tiny"
+    assert (subject.description["random_weights"], subject.description["seed"]) == (True, 5)
+    old = BisectReport("torch", [], [], model={**saved.model, "preset": "tiny"})  # a report from before the record
+    assert _saved_subject(old, tmp_path / "old.json").description["random_weights"] is False
