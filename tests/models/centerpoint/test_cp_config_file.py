@@ -126,6 +126,7 @@ def test_missing_base_is_named(tmp_path):
 @pytest.mark.parametrize("change, match", [
     ('TOP.replace(\'type="ConvNeXt_PC"\', \'type="ResNet"\')',
      r"model\.pts_backbone\.type = 'ResNet' is not built by cp_debug; supported: 'SECOND', 'ConvNeXt_PC'"),
+    # without _delete_ the base's SECOND keys stay beside ConvNeXt_PC's: refused, not silently dropped
     ("TOP.replace('_delete_=True, ', '')", r"model\.pts_backbone\.norm_cfg\.type = 'BN' is not built"),
     ("TOP.replace('with_cp=True', 'with_cp=True, large_arch=dict(stages=[3])')", r"model\.pts_backbone\.large_arch"),
     ("TOP.replace('legacy', 'legacy') + 'model[\"pts_voxel_encoder\"][\"legacy\"] = True'",
@@ -152,6 +153,14 @@ def test_inconsistent_values_are_refused():
                           "pts_middle_encoder": {"type": "PointPillarsScatter", "in_channels": 32,
                                                  "output_shape": [10, 10]}}}
         config_from_dict(data, "inline")
+
+
+def test_missing_mmengine_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
+    from cp_debug.errors import BackendUnavailableError
+
+    monkeypatch.setitem(sys.modules, "mmengine.config", None)  # `from mmengine.config import ...` fails
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'cp-debug\[config\]'"):
+        read_config(write_chain(tmp_path))
 
 
 def test_cli_config_with_missing_base_exits_2(tmp_path):
