@@ -29,6 +29,7 @@ class HintContext:
     precision_note: str | None = None  # set when the backend did not run the precision asked
     export_warnings: tuple[str, ...] = ()  # exporter warnings attributed to this module or its children
     int8_range: Int8Range | None = None
+    layer_norm: bool = False  # the probe is a LayerNorm (module, LayerNormalization node or decomposed chain)
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -43,7 +44,13 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if nonfinite:
         big = max([v for v in (ctx.ref_absmax, ctx.ref_input_absmax) if v is not None and math.isfinite(v)],
                   default=None)
-        if ctx.precision == "fp16" and big is not None and big > FP16_MAX:
+        if ctx.precision == "fp16" and ctx.layer_norm:
+            parts.append("FP16 LayerNorm overflow: its variance sums (x - mean)^2, which passes 65504 once "
+                         "|x - mean| > 256 although x itself is in range; keep this LayerNorm in FP32 (--keep-fp32: "
+                         "the LayerNormalization node, or the Pow and ReduceMean of its decomposed "
+                         "ReduceMean/Sub/Pow/Sqrt/Div chain), or export at opset >= 17 for one LayerNormalization "
+                         "node with FP32 statistics")
+        elif ctx.precision == "fp16" and big is not None and big > FP16_MAX:
             parts.append(f"values beyond the FP16 range: the reference reaches |x| = {big:.3g} > {FP16_MAX:g}; "
                          "keep this layer in FP32 (--keep-fp32) or rescale it")
         elif ctx.precision == "fp16":

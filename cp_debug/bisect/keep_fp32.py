@@ -163,15 +163,18 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
 def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
                     candidates: Sequence[str] | str | None = None) -> tuple[KeepCandidate, ...]:
     """Candidates, most likely needed first: nodes touching |x| ≥ NEAR_FP16_MAX (largest first), then the rest
-    in execution order. `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
+    in execution order. "compute" offers the compute ops and every LayerNorm's nodes (fused or decomposed, whose
+    squares overflow FP16 at |x - mean| > 256 while x is in range). `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
     tensor missing from it counts as small)."""
     from cp_debug.backends.ort_precision import COMPUTE_OPS
     from cp_debug.precision.fp16 import FP32_ONLY_OPS
+    from cp_debug.precision.layernorm import layernorm_nodes
 
     mode = "compute" if candidates is None else candidates if isinstance(candidates, str) else None
     if mode is not None and mode not in CANDIDATE_MODES:
         raise BadInputError(f"unknown candidate set {mode!r}: use {' or '.join(CANDIDATE_MODES)}, or node names")
     floats = set(probe_order(model))
+    norms = layernorm_nodes(model)  # LayerNorms overflow FP16 at |x - mean| > 256: candidates like the convs
     nodes = {}
     for index, node in enumerate(model.graph.node):
         touched = [absmax[t] for t in list(node.input) + list(node.output) if t in absmax]
@@ -188,7 +191,7 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
     else:
         chosen = [c for c, has_float_out in nodes.values()
                   if c.name and has_float_out and c.op_type not in _NEVER | FP32_ONLY_OPS
-                  and (mode == "all" or c.op_type in COMPUTE_OPS or c.near_fp16_max)]
+                  and (mode == "all" or c.op_type in COMPUTE_OPS or c.name in norms or c.near_fp16_max)]
     near = sorted((c for c in chosen if c.near_fp16_max), key=lambda c: (-c.absmax, c.index))
     rest = sorted((c for c in chosen if not c.near_fp16_max), key=lambda c: c.index)
     return tuple(near + rest)

@@ -74,12 +74,31 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
     ctx = hints_mod.HintContext(
         precision=state.spec.precision, framework=state.spec.framework,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
-        precision_note=note, export_warnings=tuple(warn), int8_range=int8)
+        precision_note=note, export_warnings=tuple(warn), int8_range=int8,
+        layer_norm=_is_layer_norm(st, name, p.kind))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint
+
+
+def _is_layer_norm(st, name: str, kind: str) -> bool:
+    """A LayerNorm module (nn.LayerNorm or a subclass such as LayerNorm2d), a LayerNormalization node, or the
+    output of a decomposed LayerNorm chain (precision/layernorm.py)."""
+    if kind == "module" and st.module is not None:
+        module = dict(st.module.named_modules()).get(name)
+        if module is not None and any(c.__name__ == "LayerNorm" for c in type(module).__mro__):
+            return True
+    if st.op_type(name) == "LayerNormalization":
+        return True
+    if st.module is None and st.onnx_model is not None:
+        from cp_debug.precision.layernorm import layernorm_sites
+
+        pm = st.probe_map()
+        tensor = pm.tensors.get(name, name) if pm else name
+        return any(site.output == tensor for site in layernorm_sites(st.onnx_model))
+    return False
 
 
 def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:

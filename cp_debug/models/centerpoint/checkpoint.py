@@ -245,7 +245,7 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     if fits:
         hint = f"its keys and shapes fit preset(s) {', '.join(fits)}: pass --preset {fits[0]}"
     else:
-        hint = "it fits none of the presets (" + ", ".join(_all_presets()) + "); is it a pillar CenterPoint (SECOND/SECONDFPN) checkpoint?"
+        hint = "it fits none of the presets (" + ", ".join(_all_presets()) + "); give the config file it was trained with (.py) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint"
     name = f"preset {cfg.name!r}" if cfg is not None else "the model"
     raise CheckpointError(f"{source} does not fit {name}: {'; '.join(parts)}; {hint}")
 

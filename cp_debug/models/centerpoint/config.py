@@ -15,6 +15,8 @@ from cp_debug.errors import BadInputError
 VOXEL_ENCODER_FILE = "pts_voxel_encoder.onnx"  # the two ONNX files AWML deploys
 BACKBONE_FILE = "pts_backbone_neck_head.onnx"
 
+VOXEL_ENCODERS = ("PillarFeatureNet", "BackwardPillarFeatureNet")
+BACKBONES = ("SECOND", "ConvNeXt_PC")
 CLASS_NAMES = ("car", "truck", "bus", "bicycle", "pedestrian")
 # Common heads in the order mmdet3d registers them (the heatmap head comes after them).
 COMMON_HEADS = (("reg", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))
@@ -38,14 +40,30 @@ class CenterPointConfig:
     in_channels: int = 4
     use_dim: tuple[int, ...] = (0, 1, 2, 4)
     load_dim: int = 5
-    # PillarFeatureNet
+    # PillarFeatureNet (mmdet3d) or BackwardPillarFeatureNet (AWML: x, y voxel-centre offsets only, no z)
+    voxel_encoder: str = "PillarFeatureNet"
     pfn_feat_channels: tuple[int, ...] = (32, 32)
     pfn_norm_eps: float = 1e-3
     pfn_norm_momentum: float = 0.01
+    pfn_with_cluster_center: bool = True
+    pfn_with_voxel_center: bool = True
+    pfn_with_distance: bool = False
+    # the backbone: "SECOND" (backbone_* fields) or "ConvNeXt_PC" (convnext_* fields)
+    backbone: str = "SECOND"
     # SECOND
     backbone_out_channels: tuple[int, ...] = (64, 128, 256)
     backbone_layer_nums: tuple[int, ...] = (3, 5, 5)
     backbone_strides: tuple[int, ...] = (1, 2, 2)
+    # ConvNeXt_PC (AWML projects/ConvNeXt_PC on mmpretrain's ConvNeXt blocks); stage 0 has the pillar channels
+    convnext_channels: tuple[int, ...] = ()
+    convnext_depths: tuple[int, ...] = ()
+    convnext_out_indices: tuple[int, ...] = ()
+    convnext_layer_scale: float = 1e-6  # gamma's initial value (0: no gamma)
+    convnext_norm_eps: float = 1e-6  # the blocks' and the outputs' LayerNorm2d (norm_cfg LN2d)
+    convnext_downsample_eps: float = 1e-5  # AWML's downsample LayerNorm2d takes nn.LayerNorm's default
+    convnext_mlp_ratio: float = 4.0
+    convnext_linear_pw_conv: bool = True
+    convnext_first_downsample: int = 1
     # SECONDFPN
     neck_out_channels: tuple[int, ...] = (128, 128, 128)
     neck_upsample_strides: tuple[float, ...] = (0.5, 1, 2)
@@ -75,14 +93,70 @@ class CenterPointConfig:
                 f"preset {self.name!r}: use_dim {self.use_dim} picks {len(self.use_dim)} columns "
                 f"but in_channels is {self.in_channels}"
             )
-        stride = self.backbone_strides[0] / self.neck_upsample_strides[0]
+        if self.voxel_encoder not in VOXEL_ENCODERS:
+            raise BadInputError(f"preset {self.name!r}: voxel encoder {self.voxel_encoder!r} is not built by cp_debug; "
+                                f"supported: {', '.join(VOXEL_ENCODERS)}")
+        if self.backbone not in BACKBONES:
+            raise BadInputError(f"preset {self.name!r}: backbone {self.backbone!r} is not built by cp_debug; "
+                                f"supported: {', '.join(BACKBONES)}")
+        if self.backbone == "ConvNeXt_PC":
+            self._check_convnext()
+        levels = self.backbone_output_strides
+        if len(levels) != len(self.neck_upsample_strides):
+            raise BadInputError(f"preset {self.name!r}: the backbone gives {len(levels)} feature maps but the neck has "
+                                f"{len(self.neck_upsample_strides)} upsample strides")
+        strides = [b / u for b, u in zip(levels, self.neck_upsample_strides)]
+        if any(not math.isclose(s, strides[0]) for s in strides):
+            raise BadInputError(f"preset {self.name!r}: the neck brings its inputs to strides {strides}, not to one")
+        stride = strides[0]
         if not math.isclose(stride, self.out_size_factor):
             raise BadInputError(
                 f"preset {self.name!r}: the neck's output stride is {stride:g} but out_size_factor is "
                 f"{self.out_size_factor}; the decoded boxes would be misplaced"
             )
 
+    def _check_convnext(self) -> None:
+        n = len(self.convnext_depths)
+        if n == 0 or len(self.convnext_channels) != n:
+            raise BadInputError(f"preset {self.name!r}: ConvNeXt_PC needs one channel count per stage "
+                                f"(depths {self.convnext_depths}, channels {self.convnext_channels})")
+        if not self.convnext_out_indices or any(not 0 <= i < n for i in self.convnext_out_indices):
+            raise BadInputError(f"preset {self.name!r}: ConvNeXt_PC out_indices {self.convnext_out_indices} must "
+                                f"pick stages in 0..{n - 1}")
+        if self.convnext_channels[0] != self.pillar_channels:
+            raise BadInputError(f"preset {self.name!r}: ConvNeXt_PC stage 0 has {self.convnext_channels[0]} channels "
+                                f"but the pillars have {self.pillar_channels}")
+        if self.convnext_first_downsample not in (0, 1):
+            raise BadInputError(f"preset {self.name!r}: ConvNeXt_PC first_downsample "
+                                f"{self.convnext_first_downsample} is not supported; supported: 0, 1")
+
     # -- derived sizes --------------------------------------------------------------------------------
+    @property
+    def backbone_output_channels(self) -> tuple[int, ...]:
+        """Channels of the backbone's feature maps, in the order the neck takes them."""
+        if self.backbone == "ConvNeXt_PC":
+            return tuple(self.convnext_channels[i] for i in self.convnext_out_indices)
+        return tuple(self.backbone_out_channels)
+
+    @property
+    def backbone_output_strides(self) -> tuple[int, ...]:
+        """Stride of each backbone feature map relative to the BEV grid."""
+        if self.backbone == "ConvNeXt_PC":
+            first = self.convnext_first_downsample
+            return tuple(2 ** (i + 1 - first) for i in self.convnext_out_indices)
+        out, stride = [], 1
+        for s in self.backbone_strides:
+            stride *= s
+            out.append(stride)
+        return tuple(out)
+
+    @property
+    def total_stride(self) -> int:
+        """The largest stride inside the backbone: grid sides that are multiples of it map back exactly."""
+        if self.backbone == "ConvNeXt_PC":
+            return 2 ** (len(self.convnext_depths) - self.convnext_first_downsample)
+        return max(self.backbone_output_strides)
+
     @property
     def grid_size(self) -> tuple[int, int]:
         """(nx, ny) as mmcv computes it: round((max - min) / voxel_size) in float32."""
@@ -91,10 +165,7 @@ class CenterPointConfig:
 
     @property
     def grid_size_xyz(self) -> tuple[int, int, int]:
-        pcr = np.asarray(self.point_cloud_range, dtype=np.float32)
-        vs = np.asarray(self.voxel_size, dtype=np.float32)
-        g = (pcr[3:] - pcr[:3]) / vs
-        return tuple(int(math.floor(float(v) + 0.5)) for v in g)  # C round(): half away from zero
+        return voxel_grid(self.point_cloud_range, self.voxel_size)
 
     @property
     def head_size(self) -> tuple[int, int]:
@@ -104,8 +175,11 @@ class CenterPointConfig:
 
     @property
     def decorated_channels(self) -> int:
-        """Channels of `input_features`: raw features + cluster offsets (3) + voxel-centre offsets (3)."""
-        return self.in_channels + 6
+        """Channels of `input_features`: raw features + cluster offsets (3) + voxel-centre offsets (3; 2 for
+        BackwardPillarFeatureNet, which has no z offset) + distance (1), as the flags say."""
+        centre = 2 if self.voxel_encoder == "BackwardPillarFeatureNet" else 3
+        return (self.in_channels + 3 * self.pfn_with_cluster_center + centre * self.pfn_with_voxel_center
+                + self.pfn_with_distance)
 
     @property
     def pillar_channels(self) -> int:
@@ -128,6 +202,14 @@ class CenterPointConfig:
     def with_(self, **changes) -> "CenterPointConfig":
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+def voxel_grid(point_cloud_range, voxel_size) -> tuple[int, int, int]:
+    """(nx, ny, nz) as mmcv computes it: round((max - min) / voxel_size) in float32."""
+    pcr = np.asarray(point_cloud_range, dtype=np.float32)
+    vs = np.asarray(voxel_size, dtype=np.float32)
+    g = (pcr[3:] - pcr[:3]) / vs
+    return tuple(int(math.floor(float(v) + 0.5)) for v in g)  # C round(): half away from zero
 
 
 _AWML_RANGE = (-122.4, -122.4, -3.0, 122.4, 122.4, 5.0)
@@ -188,6 +270,23 @@ PRESETS: dict[str, CenterPointConfig] = {
         neck_upsample_strides=(0.5, 1, 2),
         description="160x160 grid for fast tests; same modules and state_dict keys as awml-base",
     ),
+    "convnextpc-demo": CenterPointConfig(
+        name="convnextpc-demo",
+        point_cloud_range=(-51.2, -51.2, -3.0, 51.2, 51.2, 5.0),
+        voxel_size=(0.32, 0.32, 8.0),
+        max_voxels=30000,
+        voxel_encoder="BackwardPillarFeatureNet",
+        backbone="ConvNeXt_PC",
+        convnext_channels=(32, 64, 128, 128, 128),
+        convnext_depths=(3, 2, 1, 1, 1),
+        convnext_out_indices=(2, 3, 4),
+        convnext_layer_scale=1.0,
+        neck_upsample_strides=(1, 2, 4),
+        out_size_factor=4,
+        heatmap_init_bias=-2.19,
+        description="AWML ConvNeXt-PC small (BackwardPillarFeatureNet, LayerNorm/GELU blocks) on the 320x320 "
+                    "demo grid",
+    ),
 }
 
 
@@ -195,11 +294,34 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
+def as_config(preset: "str | CenterPointConfig") -> CenterPointConfig:
+    """A CenterPointConfig as it is, else `get_preset(preset)` (a preset name or a config file)."""
+    return preset if isinstance(preset, CenterPointConfig) else get_preset(preset)
+
+
+def preset_config_path(name: str):
+    """The config file shipped for preset `name` (cp_debug/models/centerpoint/configs/NAME.py)."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    get_preset(name)
+    return Path(str(files("cp_debug.models.centerpoint") / "configs" / f"{name}.py"))
+
+
 def get_preset(name: str) -> CenterPointConfig:
-    """The preset called `name`; an unknown name is a BadInputError that lists the known ones."""
+    """The preset called `name`, or the model of the config file `name` when it ends in `.py` (read_config);
+    an unknown name is a BadInputError that lists the known ones.
+
+    The presets are also shipped as config files (`preset_config_path`); the table above is their parsed
+    form, so that naming a preset needs neither mmengine nor a file read (a test keeps the two equal).
+    """
+    if name.endswith(".py"):
+        from cp_debug.models.centerpoint.config_file import read_config
+
+        return read_config(name)
     try:
         return PRESETS[name]
     except KeyError:
         raise BadInputError(
-            f"unknown CenterPoint preset {name!r}: choose one of {', '.join(PRESETS)}"
+            f"unknown CenterPoint preset {name!r}: choose one of {', '.join(PRESETS)}, or give a config file (.py)"
         ) from None

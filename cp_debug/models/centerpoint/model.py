@@ -15,7 +15,8 @@ from torch import nn
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.centerpoint_head import CenterHead
 from cp_debug.models.centerpoint.config import CenterPointConfig
-from cp_debug.models.centerpoint.pillar_encoder import PillarFeatureNet
+from cp_debug.models.centerpoint.convnext_pc import ConvNeXt_PC
+from cp_debug.models.centerpoint.pillar_encoder import BackwardPillarFeatureNet, PillarFeatureNet
 from cp_debug.models.centerpoint.scatter import PointPillarsScatter
 from cp_debug.models.centerpoint.second import SECOND
 from cp_debug.models.centerpoint.second_fpn import SECONDFPN
@@ -29,31 +30,29 @@ HEAD_OUTPUTS = ("heatmap", "reg", "height", "dim", "rot", "vel")
 
 
 class CenterPoint(nn.Module):
-    """Pillar CenterPoint: PillarFeatureNet -> PointPillarsScatter -> SECOND -> SECONDFPN -> CenterHead."""
+    """Pillar CenterPoint: (Backward)PillarFeatureNet -> PointPillarsScatter -> SECOND or ConvNeXt_PC -> SECONDFPN
+    -> CenterHead, as `cfg.voxel_encoder` and `cfg.backbone` say."""
 
     def __init__(self, cfg: CenterPointConfig):
         super().__init__()
         self.cfg = cfg
         nx, ny = cfg.grid_size
-        self.pts_voxel_encoder = PillarFeatureNet(
+        encoder = BackwardPillarFeatureNet if cfg.voxel_encoder == "BackwardPillarFeatureNet" else PillarFeatureNet
+        self.pts_voxel_encoder = encoder(
             cfg.in_channels,
             cfg.pfn_feat_channels,
             cfg.voxel_size,
             cfg.point_cloud_range,
             norm_eps=cfg.pfn_norm_eps,
             norm_momentum=cfg.pfn_norm_momentum,
+            with_cluster_center=cfg.pfn_with_cluster_center,
+            with_voxel_center=cfg.pfn_with_voxel_center,
+            with_distance=cfg.pfn_with_distance,
         )
         self.pts_middle_encoder = PointPillarsScatter(cfg.pillar_channels, (ny, nx))
-        self.pts_backbone = SECOND(
-            cfg.pillar_channels,
-            cfg.backbone_out_channels,
-            cfg.backbone_layer_nums,
-            cfg.backbone_strides,
-            eps=cfg.norm_eps,
-            momentum=cfg.norm_momentum,
-        )
+        self.pts_backbone = _backbone(cfg)
         self.pts_neck = SECONDFPN(
-            cfg.backbone_out_channels,
+            cfg.backbone_output_channels,
             cfg.neck_out_channels,
             cfg.neck_upsample_strides,
             eps=cfg.norm_eps,
@@ -75,6 +74,29 @@ class CenterPoint(nn.Module):
         pillars = self.pts_voxel_encoder(input_features).squeeze(1)
         spatial = self.pts_middle_encoder(pillars, coors, batch_size)
         return self.pts_bbox_head(self.pts_neck(self.pts_backbone(spatial)))
+
+
+def _backbone(cfg: CenterPointConfig) -> nn.Module:
+    if cfg.backbone == "ConvNeXt_PC":
+        return ConvNeXt_PC(
+            cfg.convnext_channels,
+            cfg.convnext_depths,
+            cfg.convnext_out_indices,
+            mlp_ratio=cfg.convnext_mlp_ratio,
+            linear_pw_conv=cfg.convnext_linear_pw_conv,
+            layer_scale=cfg.convnext_layer_scale,
+            norm_eps=cfg.convnext_norm_eps,
+            downsample_eps=cfg.convnext_downsample_eps,
+            first_downsample=cfg.convnext_first_downsample,
+        )
+    return SECOND(
+        cfg.pillar_channels,
+        cfg.backbone_out_channels,
+        cfg.backbone_layer_nums,
+        cfg.backbone_strides,
+        eps=cfg.norm_eps,
+        momentum=cfg.norm_momentum,
+    )
 
 
 class VoxelEncoderStage(nn.Module):
@@ -126,7 +148,7 @@ def init_weights(model: CenterPoint, generator: torch.Generator | None = None) -
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
             module.reset_parameters()
     head = model.pts_bbox_head.task_heads[0]
     nn.init.constant_(head.heatmap[-1].bias, model.cfg.heatmap_init_bias)

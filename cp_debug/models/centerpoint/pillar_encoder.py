@@ -1,6 +1,7 @@
 """mmdet3d's PillarFeatureNet as AWML deploys it (pillar_encoder_onnx): decoration in torch, PFN in the graph.
 
-`get_input_features` builds the decorated features (N, P, C + 6) that the `pts_voxel_encoder.onnx` file takes;
+`get_input_features` builds the decorated features (N, P, C + 6; C + 5 for AWML's BackwardPillarFeatureNet, which
+drops the z offset from the voxel centre) that the `pts_voxel_encoder.onnx` file takes;
 `PillarFeatureNet.forward` runs the PFN layers on them and returns (N, 1, 32). As in training, there is no
 mask inside the PFN: padded (all-zero) rows take part in the max.
 """
@@ -28,19 +29,29 @@ def _decorate(
     x_offset: float,
     y_offset: float,
     z_offset: float,
+    *,
+    cluster: bool = True,
+    centre_dims: int = 3,
+    distance: bool = False,
 ) -> torch.Tensor:
-    # The same operations, in the same order, as mmdet3d/AWML's get_input_features (legacy=False).
+    # The same operations, in the same order, as mmdet3d/AWML's get_input_features (legacy=False):
+    # raw features, cluster offsets, voxel-centre offsets (x, y and, but for BackwardPillarFeatureNet, z), distance.
     if features.shape[-1] > in_channels:
         features = features[:, :, :in_channels]
     features_ls = [features]
-    points_mean = features[:, :, :3].sum(dim=1, keepdim=True) / num_points.type_as(features).view(-1, 1, 1)
-    features_ls.append(features[:, :, :3] - points_mean)
+    if cluster:
+        points_mean = features[:, :, :3].sum(dim=1, keepdim=True) / num_points.type_as(features).view(-1, 1, 1)
+        features_ls.append(features[:, :, :3] - points_mean)
     dtype = features.dtype
-    f_center = torch.zeros_like(features[:, :, :3])
-    f_center[:, :, 0] = features[:, :, 0] - (coors[:, 3].to(dtype).unsqueeze(1) * vx + x_offset)
-    f_center[:, :, 1] = features[:, :, 1] - (coors[:, 2].to(dtype).unsqueeze(1) * vy + y_offset)
-    f_center[:, :, 2] = features[:, :, 2] - (coors[:, 1].to(dtype).unsqueeze(1) * vz + z_offset)
-    features_ls.append(f_center)
+    if centre_dims:
+        f_center = torch.zeros_like(features[:, :, :centre_dims])
+        f_center[:, :, 0] = features[:, :, 0] - (coors[:, 3].to(dtype).unsqueeze(1) * vx + x_offset)
+        f_center[:, :, 1] = features[:, :, 1] - (coors[:, 2].to(dtype).unsqueeze(1) * vy + y_offset)
+        if centre_dims == 3:
+            f_center[:, :, 2] = features[:, :, 2] - (coors[:, 1].to(dtype).unsqueeze(1) * vz + z_offset)
+        features_ls.append(f_center)
+    if distance:
+        features_ls.append(torch.norm(features[:, :, :3], 2, 2, keepdim=True))
     features = torch.cat(features_ls, dim=-1)
     # mmdet3d's get_paddings_indicator: slot < num_points
     slots = torch.arange(features.shape[1], dtype=torch.int64, device=features.device).view(1, -1)
@@ -51,13 +62,21 @@ def _decorate(
 def get_input_features(
     voxels: torch.Tensor, num_points: torch.Tensor, coors: torch.Tensor, cfg: "CenterPointConfig"
 ) -> torch.Tensor:
-    """Decorated pillar features (N, P, in_channels + 6): raw features, xyz - pillar mean, xyz - voxel centre,
-    zeroed beyond each pillar's point count."""
+    """Decorated pillar features (N, P, cfg.decorated_channels): raw features, xyz - pillar mean, xyz (xy for
+    BackwardPillarFeatureNet) - voxel centre, as the config's flags say; zeroed beyond each pillar's point count."""
     vx, vy, vz = cfg.voxel_size
     pcr = cfg.point_cloud_range
     return _decorate(
-        voxels, num_points, coors, cfg.in_channels, vx, vy, vz, vx / 2 + pcr[0], vy / 2 + pcr[1], vz / 2 + pcr[2]
+        voxels, num_points, coors, cfg.in_channels, vx, vy, vz, vx / 2 + pcr[0], vy / 2 + pcr[1], vz / 2 + pcr[2],
+        cluster=cfg.pfn_with_cluster_center, centre_dims=_centre_dims(cfg.voxel_encoder, cfg.pfn_with_voxel_center),
+        distance=cfg.pfn_with_distance,
     )
+
+
+def _centre_dims(voxel_encoder: str, with_voxel_center: bool) -> int:
+    if not with_voxel_center:
+        return 0
+    return 2 if voxel_encoder == "BackwardPillarFeatureNet" else 3
 
 
 class PFNLayer(nn.Module):
@@ -95,7 +114,9 @@ class PFNLayer(nn.Module):
 
 
 class PillarFeatureNet(nn.Module):
-    """mmdet3d PillarFeatureNet (with_cluster_center, with_voxel_center, no distance, legacy=False, max mode)."""
+    """mmdet3d PillarFeatureNet (legacy=False, max mode; cluster centre, voxel centre and distance as flagged)."""
+
+    CENTRE_DIMS = 3  # x, y and z offsets from the voxel centre
 
     def __init__(
         self,
@@ -106,10 +127,16 @@ class PillarFeatureNet(nn.Module):
         *,
         norm_eps: float = 1e-3,
         norm_momentum: float = 0.01,
+        with_cluster_center: bool = True,
+        with_voxel_center: bool = True,
+        with_distance: bool = False,
     ):
         super().__init__()
         self.raw_channels = in_channels
-        self.in_channels = in_channels + 6
+        self.with_cluster_center = bool(with_cluster_center)
+        self.centre_dims = self.CENTRE_DIMS if with_voxel_center else 0
+        self.with_distance = bool(with_distance)
+        self.in_channels = in_channels + 3 * self.with_cluster_center + self.centre_dims + self.with_distance
         chans = [self.in_channels, *feat_channels]
         layers = []
         for i in range(len(chans) - 1):
@@ -132,6 +159,7 @@ class PillarFeatureNet(nn.Module):
         return _decorate(
             voxels, num_points, coors, self.raw_channels,
             self.vx, self.vy, self.vz, self.x_offset, self.y_offset, self.z_offset,
+            cluster=self.with_cluster_center, centre_dims=self.centre_dims, distance=self.with_distance,
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -139,3 +167,11 @@ class PillarFeatureNet(nn.Module):
         for pfn in self.pfn_layers:
             features = pfn(features)
         return features
+
+
+class BackwardPillarFeatureNet(PillarFeatureNet):
+    """AWML's BackwardPillarFeatureNet (projects/CenterPoint/models/voxel_encoders/pillar_encoder.py): the same PFN
+    layers and state_dict keys, fed without the z offset from the voxel centre (C + 5 decorated channels: raw
+    features, xyz - pillar mean, xy - voxel centre), as the models trained with older mmdet3d versions."""
+
+    CENTRE_DIMS = 2

@@ -64,7 +64,7 @@ def calibrate_batchnorm(model, points=None, *, seed: int = 0, crop: int = 320) -
         _, _, ny, nx = canvas.shape
         cy, cx = min(crop, ny), min(crop, nx)
         y0, x0 = (ny - cy) // 2, (nx - cx) // 2
-        stride = 4 * cfg.out_size_factor  # keep the crop a multiple of the network's total stride
+        stride = max(4 * cfg.out_size_factor, cfg.total_stride)  # the crop: a multiple of the total stride
         cy, cx = cy - cy % stride, cx - cx % stride
         canvas = canvas[:, :, y0 : y0 + cy, x0 : x0 + cx].contiguous()
         model.pts_bbox_head(model.pts_neck(model.pts_backbone(canvas)))

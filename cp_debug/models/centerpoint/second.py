@@ -42,6 +42,10 @@ class SECOND(nn.Module):
             blocks.append(nn.Sequential(*block))
         self.blocks = nn.ModuleList(blocks)
 
+    def stage_names(self) -> tuple[str, ...]:
+        """The children in execution order (the probes of the `stage` level, relative to this module)."""
+        return tuple(f"blocks.{i}" for i in range(len(self.blocks)))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = []
         for block in self.blocks:

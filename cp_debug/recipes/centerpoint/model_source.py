@@ -22,8 +22,13 @@ class LoadedModel:
     weights: str  # "checkpoint PATH", "trained demo weights (...)" or "random (seed N)", for messages and reports
 
 
-def shipped_checkpoint(preset: str) -> Path | None:
-    """The packaged trained checkpoint of `preset`, or None where the preset has none."""
+def shipped_checkpoint(preset) -> Path | None:
+    """The packaged trained checkpoint of `preset` (a name or a CenterPointConfig), or None where it has none:
+    a config only has the shipped weights of the preset it equals."""
+    if not isinstance(preset, str):
+        from cp_debug.models.centerpoint.config import PRESETS
+
+        preset = preset.name if PRESETS.get(preset.name) == preset else ""
     name = SHIPPED_WEIGHTS.get(preset)
     if name is None:
         return None
@@ -33,30 +38,31 @@ def shipped_checkpoint(preset: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def weights_label(preset: str, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
+def weights_label(preset, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
     """What `load_model` will load, in words (for progress lines before the model is built)."""
     if checkpoint is not None:
         return f"checkpoint {checkpoint}"
     if not random_weights and shipped_checkpoint(preset) is not None:
-        return f"trained {preset} weights (synthetic scenes)"
+        return f"trained {getattr(preset, 'name', preset)} weights (synthetic scenes)"
     return f"random weights, seed {seed}"
 
 
-def load_model(preset: str, checkpoint: str | Path | None = None, seed: int | None = 0, *,
+def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 0, *,
                random_weights: bool = False) -> LoadedModel:
-    """Build `preset` and load `checkpoint` into it strictly; without one, the shipped trained weights of the
+    """Build `preset` (a preset name, a config file path ending in .py, or a CenterPointConfig from
+    `read_config`) and load `checkpoint` into it strictly; without one, the shipped trained weights of the
     preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.config import as_config
     from cp_debug.models.centerpoint.model import build_model
 
-    cfg = get_preset(preset)
+    cfg = as_config(preset)
     if checkpoint is not None and random_weights:
         raise BadInputError("give a checkpoint or --random-weights, not both")
-    label = weights_label(preset, checkpoint, seed, random_weights)
+    label = weights_label(cfg, checkpoint, seed, random_weights)
     if checkpoint is None and not random_weights:
-        checkpoint = shipped_checkpoint(preset)
+        checkpoint = shipped_checkpoint(cfg)
     if checkpoint is None:
         return LoadedModel(cfg, build_model(cfg, seed=seed), f"random (seed {seed})")
     model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load

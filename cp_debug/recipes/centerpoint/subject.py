@@ -14,12 +14,14 @@ import numpy as np
 
 from cp_debug.bisect.subject import Stage, Subject
 
-# The `stage` level: each SECOND block, each neck deblock, the shared conv and each head.
-_ENCODER_PROBES = ("pts_voxel_encoder.pfn_layers.0", "pts_voxel_encoder.pfn_layers.1")
+# The `stage` level: each PFN layer; each SECOND block (or each ConvNeXt_PC downsample layer, stage and output
+# norm), each neck deblock, the shared conv and each head.
+def _encoder_probes(model) -> tuple[str, ...]:
+    return tuple(f"pts_voxel_encoder.pfn_layers.{i}" for i in range(len(model.pts_voxel_encoder.pfn_layers)))
 
 
 def _backbone_probes(model) -> tuple[str, ...]:
-    names = [f"pts_backbone.blocks.{i}" for i in range(len(model.pts_backbone.blocks))]
+    names = [f"pts_backbone.{n}" for n in model.pts_backbone.stage_names()]
     names += [f"pts_neck.deblocks.{i}" for i in range(len(model.pts_neck.deblocks))]
     names.append("pts_bbox_head.shared_conv")
     head = model.pts_bbox_head.task_heads[0]
@@ -27,7 +29,7 @@ def _backbone_probes(model) -> tuple[str, ...]:
     return tuple(names)
 
 
-def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
+def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
                         seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
                         use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False,
                         int8: str | Path | None = None) -> Subject:
@@ -35,10 +37,11 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
-    (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py)."""
+    (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
+    `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`)."""
     import torch
 
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.config import as_config
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
@@ -49,7 +52,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
     from cp_debug.errors import BadInputError
     from cp_debug.export.torch_export import export_module
 
-    cfg = get_preset(preset)
+    cfg = as_config(preset)
     if points is not None:  # before the model: a bad file fails fast
         loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
         scan = str(points)
@@ -68,7 +71,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         loaded_int8 = load_int8_model(int8, cfg)
         model, source, int8_info = loaded_int8.model, loaded_int8.weights, loaded_int8.info
     else:
-        weights = load_model(preset, checkpoint, seed, random_weights=random_weights)
+        weights = load_model(cfg, checkpoint, seed, random_weights=random_weights)
         model, source = weights.model, weights.weights
     model.eval()
     with torch.no_grad():
@@ -102,7 +105,7 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
 
     enc_stage = Stage(
         name="pts_voxel_encoder", input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
-        module=encoder, example_inputs=(ex_feats,), stage_probes=_ENCODER_PROBES,
+        module=encoder, example_inputs=(ex_feats,), stage_probes=_encoder_probes(model),
         export=export_encoder, qdq_export=qdq_export(model, export_encoder) if int8 is not None else None)
     bb_stage = Stage(
         name="pts_backbone_neck_head", input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
@@ -126,9 +129,9 @@ def centerpoint_subject(preset: str = "demo", checkpoint: str | Path | None = No
         return {"spatial_features": spatial.numpy()}
 
     return Subject(
-        name=f"centerpoint:{preset}", stages=[enc_stage, bb_stage],
+        name=f"centerpoint:{cfg.name}", stages=[enc_stage, bb_stage],
         inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
-        description={"kind": "recipe", "recipe": "centerpoint", "preset": preset, "weights": source, "points": scan,
+        description={"kind": "recipe", "recipe": "centerpoint", "preset": cfg.name, "weights": source, "points": scan,
                      "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": bool(random_weights),
                      "points_file": str(points) if points else None, "seed": seed,
                      "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,

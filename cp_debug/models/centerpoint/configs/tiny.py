@@ -1,0 +1,13 @@
+_base_ = ["./_base_/pillar_second_secfpn.py"]
+cp_debug_description = "160x160 grid for fast tests; same modules and state_dict keys as awml-base"
+point_cloud_range = [-25.6, -25.6, -3.0, 25.6, 25.6, 5.0]
+voxel_size = [0.32, 0.32, 8.0]
+grid_size = [160, 160, 1]
+model = dict(
+    data_preprocessor=dict(voxel_layer=dict(voxel_size=voxel_size, point_cloud_range=point_cloud_range,
+                                            max_voxels=(12000, 12000))),
+    pts_voxel_encoder=dict(point_cloud_range=point_cloud_range, voxel_size=voxel_size),
+    pts_middle_encoder=dict(output_shape=(grid_size[1], grid_size[0])),
+    pts_bbox_head=dict(bbox_coder=dict(pc_range=point_cloud_range, voxel_size=voxel_size)),
+    test_cfg=dict(pts=dict(grid_size=grid_size)),
+)
