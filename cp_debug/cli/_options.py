@@ -12,7 +12,11 @@ from typing import Annotated, Optional
 import typer
 
 # -- the model a run is about ----------------------------------------------------------------------------------
-Preset = Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")]
+Preset = Annotated[str, typer.Option(
+    help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760, convnextpc-demo.")]
+ConfigFile = Annotated[Optional[Path], typer.Option(
+    "--config", metavar="FILE.py", help="An AWML/mmdet3d config file (mmengine syntax, `_base_` chains); replaces "
+    "--preset. Its custom_imports are never imported: cp_debug builds its own modules from the keys.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(
     help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random "
          "weights (other presets).")]

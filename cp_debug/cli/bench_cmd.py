@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._options import ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet, RandomWeights, Seed, Verbose
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def bench(
     backends: Annotated[str, typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
@@ -37,9 +38,10 @@ def bench(
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         from cp_debug.bench.run import BenchOptions
 
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
                             deterministic)
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)

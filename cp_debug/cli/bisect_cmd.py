@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs, Int8Dir, Json,
+from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs, Int8Dir, Json,
                                    LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
                                    TorchModel, UseDim, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -48,6 +48,7 @@ def bisect(
     backends: Backends = "torch,ort",
     recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     points: Points = None,
@@ -88,11 +89,12 @@ def bisect(
     Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         from cp_debug.backends.spec import parse_backends
 
         pairs = parse_backends(backends or "torch,ort")
         subject = SubjectRequest(
-            model=_recipe_model(recipe, torch_model, onnx_model, preset=preset, checkpoint=checkpoint,
+            model=_recipe_model(recipe, torch_model, onnx_model, preset=preset, config=config, checkpoint=checkpoint,
                                 random_weights=random_weights, seed=seed, int8=int8),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim)
@@ -235,7 +237,7 @@ def _load_subject(request: SubjectRequest):
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     m = request.model
-    return centerpoint_subject(preset=m.preset, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
+    return centerpoint_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
                                load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
                                random_weights=m.random_weights, int8=m.int8)
 

@@ -8,15 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet, RandomWeights,
+from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet, RandomWeights,
                                    Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 
 def eval_(
     backends: Backends = None,
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
@@ -38,11 +39,12 @@ def eval_(
     nuscenes-devkit cannot run here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
         from cp_debug.eval.session import EvalOptions, parse_backend_list
 
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes, n=n,
                            detections_file=detections, deterministic=deterministic, calib_scenes=calib_scenes,

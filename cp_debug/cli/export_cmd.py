@@ -8,15 +8,16 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._options import ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 RotY = Annotated[bool, typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
 
 def export(
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
@@ -28,7 +29,8 @@ def export(
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        preset = model_name(preset, config)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         _export(model, out, rot_y_axis_reference, points, quiet, third_party)
 
 
@@ -38,10 +40,10 @@ def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: P
     from cp_debug.cli._preflight import check_inputs
     from cp_debug.models.centerpoint.config import get_preset
 
-    get_preset(model.preset)  # an unknown preset fails before torch is imported
+    get_preset(model.model_name)  # an unknown preset fails before torch is imported
     check_inputs(points=points, checkpoint=model.checkpoint)
     progress = StepProgress(quiet, stream=third_party.terminal)
-    with progress.step(f"building {model.preset} ({model.label})"):
+    with progress.step(f"building {model.model_name} ({model.label})"):
         loaded = model.load()
     sample = None
     if points is not None:

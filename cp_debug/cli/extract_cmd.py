@@ -89,7 +89,7 @@ def _saved_subject(saved, run_json: Path):
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     use_dim = m.get("use_dim")
-    return centerpoint_subject(preset=record.preset, checkpoint=record.checkpoint, points=m.get("points_file"),
+    return centerpoint_subject(preset=record.model_name, checkpoint=record.checkpoint, points=m.get("points_file"),
                                seed=record.seed, load_dim=m.get("load_dim"),
                                use_dim=tuple(use_dim) if isinstance(use_dim, list) else use_dim,
                                random_weights=record.random_weights, int8=record.int8)

@@ -10,15 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim, Verbose
+from cp_debug.cli._options import ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim, Verbose
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 STAGE_BACKENDS = ("torch", "ort")
 
 
 def infer(
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
@@ -36,7 +37,8 @@ def infer(
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        preset = model_name(preset, config)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
@@ -48,7 +50,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.models.centerpoint.config import get_preset
 
-    cfg = get_preset(model.preset)
+    cfg = get_preset(model.model_name)
     seed = model.seed
     for label, value in (("--encoder", encoder), ("--backbone", backbone)):
         if value not in STAGE_BACKENDS:
@@ -106,7 +108,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
             progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
     rot_y = bool(rot_y)
 
-    with progress.step(f"building {model.preset} ({model.label})"):
+    with progress.step(f"building {model.model_name} ({model.label})"):
         loaded = model.load()
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:

@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile, PerTensorConvT,
+from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile, PerTensorConvT,
                                    Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 
 def quantize(
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     seed: Seed = 0,
     random_weights: RandomWeights = False,
@@ -36,9 +37,10 @@ def quantize(
     """Quantize CenterPoint to INT8 (PTQ): fuse BN by data flow, calibrate per-channel weights and per-tensor
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         from cp_debug.ptq.quantize import PtqSettings
 
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         _quantize(model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",
@@ -55,7 +57,7 @@ def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_
     from cp_debug.ptq.ptq_dir import write_ptq_dir
     from cp_debug.ptq.quantize import calibrate_model
 
-    get_preset(model.preset)
+    get_preset(model.model_name)
     if eval_scenes < 1:
         raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
     if map_scenes < 0:

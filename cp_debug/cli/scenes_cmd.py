@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Preset, Quiet, Verbose
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
+from cp_debug.recipes.centerpoint.model_source import model_name
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -16,6 +17,7 @@ def scenes(
     out: Annotated[Path, typer.Option(help="Output folder: points/<token>.pcd.bin and infos.pkl.")],
     n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 200,
     preset: Preset = "demo",
+    config: ConfigFile = None,
     seed: Annotated[int, typer.Option(help="First scene seed; scenes use seeds SEED..SEED+N-1 (training seeds, "
                                             "disjoint from the held-out ones).")] = 0,
     workers: Annotated[int, typer.Option(help="Processes generating scenes.")] = 1,
@@ -24,6 +26,7 @@ def scenes(
 ) -> None:
     """Generate N whole scenes (ground, clutter, five classes) as a spinning LiDAR sees them, with GT boxes."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         _scenes(out, n, preset, seed, workers, quiet, third_party)
 
 

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
+from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class SearchRequest:
 
 def sensitivity(
     preset: Preset = "demo",
+    config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     seed: Seed = 0,
     random_weights: RandomWeights = False,
@@ -74,9 +75,10 @@ def sensitivity(
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
     Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         from cp_debug.ptq.quantize import PtqSettings
 
-        model = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
@@ -98,7 +100,7 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
     from cp_debug.ptq.quantize import calibrate_model
     from cp_debug.ptq.sensitivity import exclusion_search, held_out_evaluator, layer_sensitivity
 
-    cfg = get_preset(model.preset)
+    cfg = get_preset(model.model_name)
     check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
     check_outputs(json_out, csv, plot)
     if plot is not None and not has_module("matplotlib"):

@@ -9,13 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Preset, Quiet, Verbose
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
+from cp_debug.recipes.centerpoint.model_source import model_name
 from cp_debug.cli._quiet import ThirdParty
 
 
 def train(
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pth, mmengine layout).")],
     preset: Preset = "demo",
+    config: ConfigFile = None,
     scenes: Annotated[Optional[Path], typer.Option(help="Training scenes: a folder from `cpdebug scenes` or an mmdet3d info .pkl.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Folder the info file's lidar paths are relative to (default: its own).")] = None,
     synthetic: Annotated[int, typer.Option(help="Instead of --scenes: generate this many training scenes (seeds 0..N-1) on the fly.")] = 0,
@@ -35,6 +37,7 @@ def train(
 ) -> None:
     """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        preset = model_name(preset, config)
         request = TrainRequest(out=out, preset=preset, scenes=scenes, data_root=data_root, synthetic=synthetic,
                                steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                                workers=workers, val_scenes=val_scenes, val_every=val_every, half=half, log=log,

@@ -53,11 +53,17 @@ def test_model_record_round_trips_through_json_and_loads():
     assert loaded.cfg.name == "tiny" and loaded.weights == "random (seed 3)"
 
 
-def test_model_record_refuses_what_it_cannot_load():
+def test_model_record_of_a_config_file_loads_that_model_and_refuses_a_missing_one(tmp_path):
     from cp_debug.errors import BadInputError
+    from cp_debug.models.centerpoint.config import preset_config_path
 
-    with pytest.raises(BadInputError, match="--config is not supported yet"):
-        ModelRecord.of(None, config="my_centerpoint.py").load()
+    shipped = preset_config_path("tiny")  # an AWML-syntax file with a _base_ chain
+    rec = ModelRecord.of("demo", config=shipped, random_weights=True, seed=1)
+    assert rec.preset is None and rec.model_name == str(shipped)  # the config file is the model
+    assert ModelRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    assert rec.load().cfg.grid_size == ModelRecord.of("tiny", random_weights=True, seed=1).load().cfg.grid_size
+    with pytest.raises(BadInputError, match="not found"):
+        ModelRecord.of(None, config=tmp_path / "my_centerpoint.py").load()
     with pytest.raises(BadInputError, match="not a model record"):
         ModelRecord.from_json({"preset": "demo", "weights": "random"})
 

@@ -38,6 +38,20 @@ def shipped_checkpoint(preset) -> Path | None:
     return path if path.is_file() else None
 
 
+def model_name(preset: str, config: str | Path | None) -> str:
+    """The model a command's `--preset` / `--config` pair names: the config file where one is given (it must exist),
+    else the preset. `get_preset` and `load_model` take either."""
+    if config is None:
+        return preset
+    from cp_debug.errors import BadInputError
+
+    if not Path(config).is_file():
+        raise BadInputError(f"--config {config}: no such file (give an AWML/mmdet3d config .py)")
+    if not str(config).endswith(".py"):
+        raise BadInputError(f"--config {config}: a config is a Python file (.py) in mmengine syntax")
+    return str(config)
+
+
 def weights_label(preset, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
     """What `load_model` will load, in words (for progress lines before the model is built)."""
     if checkpoint is not None:
@@ -77,7 +91,7 @@ class ModelRecord:
     nothing (`load()` does); `to_json()` / `from_json()` round-trip it through a report."""
 
     preset: str | None = "demo"
-    config: str | None = None  # a user's config file (not read yet)
+    config: str | None = None  # a user's config file (AWML/mmdet3d syntax); replaces the preset
     checkpoint: str | None = None
     random_weights: bool = False
     seed: int = 0
@@ -90,23 +104,29 @@ class ModelRecord:
         def text(p):
             return None if p is None else str(p)
 
+        if config is not None:
+            preset = None  # the config file is the model
         return cls(preset, text(config), text(checkpoint), bool(random_weights), int(seed), text(int8))
+
+    @property
+    def model_name(self) -> str:
+        """What `get_preset` / `load_model` take: the config file's path where one is given, else the preset."""
+        from cp_debug.errors import BadInputError
+
+        name = self.config if self.config is not None else self.preset
+        if name is None:
+            raise BadInputError("the model names no preset and no config file: give --preset or --config")
+        return name
 
     @property
     def label(self) -> str:
         """What `load()` will load, in words (for progress lines before the model is built)."""
-        return weights_label(self.preset, self.checkpoint, self.seed, self.random_weights)
+        return weights_label(self.model_name, self.checkpoint, self.seed, self.random_weights)
 
     def load(self) -> LoadedModel:
         """Build the model with its weights (see `load_model`). `int8` is recorded, not loaded here: the INT8 side
         is built by what runs it (`centerpoint_subject(int8=…)` for bisect and extract, eval's int8 backends)."""
-        from cp_debug.errors import BadInputError
-
-        if self.config is not None:
-            raise BadInputError("--config is not supported yet: give --preset")
-        if self.preset is None:
-            raise BadInputError("the model names no preset: give --preset")
-        return load_model(self.preset, self.checkpoint, self.seed, random_weights=self.random_weights)
+        return load_model(self.model_name, self.checkpoint, self.seed, random_weights=self.random_weights)
 
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -167,8 +167,24 @@ def test_cli_config_with_missing_base_exits_2(tmp_path):
     path = tmp_path / "top.py"
     path.write_text('_base_ = ["../nowhere/base.py"]\n')
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "export", "--preset", str(path), "--out",
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "export", "--config", str(path), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
     assert len(lines) == 1 and "nowhere/base.py" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_cli_bisect_of_a_config_file_names_convnext_probes_by_module(tmp_path):
+    import json
+
+    out = tmp_path / "run.json"
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--config", write_chain(tmp_path),
+                           "--random-weights", "--backends", "torch,ort", "--no-noise-floor", "--no-refine",
+                           "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    names = [p["name"] for p in report["probes"]]
+    assert "pts_backbone.stages.0" in names and "pts_backbone.downsample_layers.1" in names, names
+    assert report["model_record"]["config"].endswith("pillar_convnext_small.py")
+    assert report["model_record"]["preset"] is None
