@@ -5,15 +5,15 @@ table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
 1. **scope names**: the file's nodes carry the exporter's scopes (`/pts_backbone/blocks.1/blocks.1.0/Conv`, or
    `pkg.torch.onnx.name_scopes` metadata): `map_modules_to_onnx` reads them exactly as for our own export;
 2. **structure**: the compute nodes (Conv, ConvTranspose, Gemm, MatMul, …) of our export and of the file are
-   aligned in topological order by op type and weight shapes; a probe tensor of ours is reached from its nearest
-   compute node (or graph input) by a chain of ops, and the same chain is followed in the file.
+   paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
+   a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
+   same chain is followed in the file.
 A probe whose correspondence is not certain — its compute node unaligned, a chain step with no or several
 fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 import onnx
@@ -79,6 +79,7 @@ class _Graph:
     constants: dict[str, tuple[int, ...]] = field(default_factory=dict)  # constant tensor -> its shape
     inputs: frozenset = frozenset()
     anchors: list[int] = field(default_factory=list)
+    _anchor_set: frozenset = frozenset()
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "_Graph":
@@ -99,6 +100,7 @@ class _Graph:
                     g.consumers.setdefault(t, []).append((i, k))
             if node.op_type in ANCHOR_OPS:
                 g.anchors.append(i)
+        g._anchor_set = frozenset(g.anchors)
         return g
 
     def signature(self, i: int) -> tuple:
@@ -108,17 +110,59 @@ class _Graph:
     def computed(self, t: str) -> bool:
         return bool(t) and t not in self.constants and (t in self.producer or t in self.inputs)
 
+    def keys(self, kind: str) -> dict[int, int]:
+        """Every anchor's structural key: "history" (from the inputs) or "future" (to the outputs)."""
+        nodes = self.model.graph.node
+        outputs = {o.name for o in self.model.graph.output}
+        key: dict[int, int] = {}
+        if kind == "history":
+            memo: dict[str, frozenset] = {}
+            for i in self.anchors:  # graph order is topological: every upstream anchor is keyed first
+                ins = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sources(t, memo)))
+                            for t in nodes[i].input if self.computed(t))
+                key[i] = hash((self.signature(i), ins))
+            return key
+        memo = {}
+        for i in reversed(self.anchors):
+            outs = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sinks(t, memo, outputs)))
+                         for t in nodes[i].output if t)
+            key[i] = hash((self.signature(i), outs))
+        return key
+
+    def _sources(self, t: str, memo: dict) -> frozenset:
+        """The nearest anchors (node indices) or graph inputs (("in", name)) that tensor `t` is computed from."""
+        if t not in memo:
+            if t in self.inputs:
+                memo[t] = frozenset({("in", t)})
+            else:
+                i, _ = self.producer[t]
+                if i in self._anchor_set:
+                    memo[t] = frozenset({i})
+                else:
+                    memo[t] = frozenset().union(*(self._sources(x, memo) for x in self.model.graph.node[i].input
+                                                  if self.computed(x)))
+        return memo[t]
+
+    def _sinks(self, t: str, memo: dict, outputs: set[str]) -> frozenset:
+        """The nearest anchors (node indices) or graph outputs (("out", name)) that tensor `t` flows into."""
+        if t not in memo:
+            found = {("out", t)} if t in outputs else set()
+            for j, _ in self.consumers.get(t, []):
+                if j in self._anchor_set:
+                    found.add(j)
+                else:
+                    for x in self.model.graph.node[j].output:
+                        if x:
+                            found |= self._sinks(x, memo, outputs)
+            memo[t] = frozenset(found)
+        return memo[t]
+
 
 def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
                   wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Our tensors `wanted` → the foreign graph's corresponding tensors, by structure; and, for the rest, why not."""
     a, b = _Graph.of(ours), _Graph.of(foreign)
-    sm = difflib.SequenceMatcher(None, [a.signature(i) for i in a.anchors], [b.signature(i) for i in b.anchors],
-                                 autojunk=False)
-    pair: dict[int, int] = {}
-    for tag, i1, i2, j1, _ in sm.get_opcodes():
-        if tag == "equal":
-            pair.update({a.anchors[i1 + k]: b.anchors[j1 + k] for k in range(i2 - i1)})
+    pair = align_anchors(a, b)
     found: dict[str, str] = {}
     why: dict[str, str] = {}
     graph_names = {o.name for o in foreign.graph.output} | set(b.inputs)
@@ -134,6 +178,31 @@ def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
     return found, why
 
 
+def align_anchors(a: "_Graph", b: "_Graph") -> dict[int, int]:
+    """Anchor node of `a` → anchor node of `b`, where the two certainly correspond.
+
+    Each anchor gets two structural keys: its *history* (its signature and, per input, the histories of the nearest
+    anchors or graph inputs it is computed from) and its *future* (its signature and the futures of the nearest
+    anchors or graph outputs it feeds). Anchors pair where their history is unique in both graphs; the rest pair
+    where their future is. Node order does not matter (simplifiers reorder), identical parallel branches part by
+    their outputs (`reg` vs `vel`), and one changed layer leaves the layers before it their future and the layers
+    after it their history. Anything not unique stays unpaired."""
+    pair: dict[int, int] = {}
+    for key in ("history", "future"):
+        ka, kb = a.keys(key), b.keys(key)
+        ua, ub = _unique(ka, set(pair)), _unique(kb, set(pair.values()))
+        pair.update({i: ub[k] for k, i in ua.items() if k in ub})
+    return pair
+
+
+def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
+    """key -> node for keys held by exactly one node (all nodes counted), leaving out nodes already paired."""
+    seen: dict[int, list[int]] = {}
+    for i, k in keys.items():
+        seen.setdefault(k, []).append(i)
+    return {k: nodes[0] for k, nodes in seen.items() if len(nodes) == 1 and nodes[0] not in taken}
+
+
 def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
     """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
     graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
@@ -147,7 +216,7 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
             break
         i, out_slot = a.producer[cur]
         node = a.model.graph.node[i]
-        if i in a.anchors:
+        if i in a._anchor_set:
             if i not in pair:
                 return (f"its {node.op_type} (weights {a.signature(i)[1]}) has no counterpart in the deployed graph",)
             j = pair[i]

@@ -73,8 +73,8 @@ def interface_problems(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> list
             problems.append(f"no output {name!r} (it gives {', '.join(d_out) or 'nothing'})")
             continue
         if got.producer == "Sigmoid" and want.producer != "Sigmoid":
-            problems.append(f"output {name!r} comes out of a Sigmoid: sigmoid inside the exported head, the decoder "
-                            "applies it again (export the raw logits)")
+            problems.append(f"output {name!r} already went through a Sigmoid (sigmoid inside the exported head: the "
+                            "decoder applies it again; export the raw logits)")
         elif (bad := _dims_differ(got, want)) is not None:
             problems.append(f"output {name!r} is {got.shown()} but the model's stage gives {want.shown()}{bad}")
     return problems
