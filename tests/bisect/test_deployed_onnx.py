@@ -89,6 +89,7 @@ def test_spec_at_dir_grammar(tmp_path):
         BackendSpec.parse(f"ort@{tmp_path.parent}")
 
 
+@pytest.mark.slow  # the torch reference runs the tiny backbone three times: about 10 s on two idle cores
 def test_planted_layer_is_the_root_cause_through_scope_names(subject, tmp_path):
     folder = _write(tmp_path / "deploy", subject, {"pts_backbone_neck_head": [_plant]})
     report = _bisect(subject, "torch", folder)
