@@ -185,3 +185,27 @@ def test_missing_file_and_deployed_reference_are_refused(subject, tmp_path):
     engine = BisectEngine(subject, (label, BackendSpec.parse(label)), [("ort", BackendSpec.parse("ort"))])
     with pytest.raises(BadInputError, match="the reference must be the model"):
         engine.run()
+
+
+def test_eval_pipeline_runs_the_deployed_files_and_checks_them(subject, tmp_path):
+    """eval / bench build their stage runners through BackendPipeline: `ort@DIR` runs the user's files (a renamed
+    copy gives our export's heads exactly) and a mixed-up file stops it in one line."""
+    from cp_debug.eval.runner import BackendPipeline
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+
+    cfg = get_preset("tiny")
+    points = synthetic_scene(3, cfg).points[::4]
+    ours = _write(tmp_path / "ours", subject, {})
+    deployed = _write(tmp_path / "deploy", subject, {st.name: [_rename] for st in subject.stages})
+    heads = {}
+    for label in ("ort", f"ort@{deployed}"):  # ONNX backends: the torch model is not needed
+        with BackendPipeline(label, BackendSpec.parse(label), cfg, None, onnx_dir=ours) as pipe:
+            heads[label] = pipe.run(points, capture=False).head
+    for name, value in heads["ort"].items():
+        np.testing.assert_array_equal(heads[f"ort@{deployed}"][name], value)
+    onnx.save(_edited(onnx.load(str(ours / "pts_backbone_neck_head.onnx")), _sigmoid_head),
+              deployed / "pts_backbone_neck_head.onnx")
+    label = f"ort@{deployed}"
+    with pytest.raises(InterfaceMismatchError, match="sigmoid inside the exported head"):
+        BackendPipeline(label, BackendSpec.parse(label), cfg, None, onnx_dir=ours).__enter__()
