@@ -18,12 +18,31 @@ from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError
 
 
+_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger"})
+
+
 @dataclass(frozen=True)
 class DeployedStages:
-    """The candidate's stage views (in subject order) and what mapping them found, for the report's warnings."""
+    """The candidate's stage views (in subject order), what mapping them found (for the report's warnings), and
+    the precision the files hold themselves (`file_precision`: what the candidate's tolerance follows)."""
 
     stages: tuple[Stage, ...]
     notes: tuple[str, ...]
+    precision: str = "fp32"
+
+
+def file_precision(model) -> str:
+    """"int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
+    import onnx
+
+    if any(n.op_type in _INT8_OPS for n in model.graph.node):
+        return "int8"
+    half = onnx.TensorProto.FLOAT16
+    if any(i.data_type == half for i in model.graph.initializer) or any(
+            n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in model.graph.node):
+        return "fp16"
+    return "fp32"
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
@@ -47,12 +66,13 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.interface import check_interface
 
-    views, notes = [], []
+    views, notes, held = [], [], []
     for i, st in enumerate(subject.stages):
         path = stage_file(spec, subject, st)
         model = load_onnx(path)
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace())
+        held.append(file_precision(model))
         views.append(replace(st, onnx_model=model, export=None, qdq_export=None, _qdq=None, _trace=st.trace(),
                              _map=found.probe_map, export_warnings=(), export_note=None))
         wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
@@ -63,4 +83,8 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         if lost:
             note += f"; not mapped: {', '.join(lost[:6])}{' …' if len(lost) > 6 else ''} (reported missing)"
         notes.append(note)
-    return DeployedStages(tuple(views), tuple(notes))
+    precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
+    if precision != "fp32":
+        notes.append(f"{spec}: the deployed files hold {precision} ({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); "
+                     f"{'they run as they are' if spec.precision == 'fp32' else f'converted to {spec.precision} as asked'}")
+    return DeployedStages(tuple(views), tuple(notes), precision)

@@ -155,14 +155,14 @@ class BisectEngine:
             if spec.onnx_dir is not None:
                 with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"):
                     found = deployed_stages(spec, self.subject, per_stage)
-                rs.deployed[label] = found.stages
+                rs.deployed[label] = found
                 rs.warnings.extend(found.notes)
 
     def _check_node_lists(self) -> None:
         """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own; a SPEC@DIR
         candidate's deployed files count too)."""
         graphs = [st.onnx() for st in self.subject.stages]
-        graphs += [st.onnx() for views in self.run_state.deployed.values() for st in views]
+        graphs += [st.onnx() for found in self.run_state.deployed.values() for st in found.stages]
         names = {n.name for g in graphs for n in g.graph.node}
         for flag, given in (("--keep-fp32", self.opts.keep_fp32), ("--exclude-int8", self.opts.exclude_int8)):
             unknown = [n for n in given if n not in names]
@@ -267,7 +267,8 @@ class BisectEngine:
         from cp_debug.bisect.lockstep import lockstep_supported
 
         o = self.opts
-        tol = default_tolerance(spec.precision)
+        found = self.run_state.deployed.get(label)  # SPEC@DIR at fp32: the files' own precision sets the tolerance
+        tol = default_tolerance(found.precision if found is not None and spec.precision == "fp32" else spec.precision)
         if o.atol is not None or o.rtol is not None:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)

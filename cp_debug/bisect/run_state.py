@@ -99,13 +99,14 @@ class RunState:
     # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
     # tensor can change what ONNX Runtime computes: a bug-report window exposes the same ones)
     exposed: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # candidate label -> its stages over the user's deployed files (SPEC@DIR, `deployed.py`); others use the subject's
-    deployed: dict[str, tuple[Stage, ...]] = field(default_factory=dict)
+    # candidate label -> its stages over the user's deployed files (SPEC@DIR: a `deployed.DeployedStages`); others
+    # run the subject's
+    deployed: dict[str, object] = field(default_factory=dict)
 
     def stage_of(self, label: str, i: int) -> Stage:
         """Stage i as candidate `label` runs it: the view over its deployed file (SPEC@DIR), else the subject's."""
-        views = self.deployed.get(label)
-        return views[i] if views is not None else self.subject.stages[i]
+        found = self.deployed.get(label)
+        return found.stages[i] if found is not None else self.subject.stages[i]
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
         """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:

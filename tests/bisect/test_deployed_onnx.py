@@ -209,3 +209,12 @@ def test_eval_pipeline_runs_the_deployed_files_and_checks_them(subject, tmp_path
     label = f"ort@{deployed}"
     with pytest.raises(InterfaceMismatchError, match="sigmoid inside the exported head"):
         BackendPipeline(label, BackendSpec.parse(label), cfg, None, onnx_dir=ours).__enter__()
+
+
+def test_the_files_own_precision_is_read_not_assumed(subject):
+    from cp_debug.bisect.deployed import file_precision
+    from cp_debug.precision.fp16 import convert_to_fp16
+
+    st = subject.stages[1]
+    assert file_precision(st.onnx()) == "fp32"
+    assert file_precision(convert_to_fp16(st.onnx())) == "fp16"
