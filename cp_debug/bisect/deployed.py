@@ -30,6 +30,19 @@ class DeployedStages:
     stages: tuple[Stage, ...]
     notes: tuple[str, ...]
     precision: str = "fp32"
+    files: tuple[Path, ...] = ()
+    how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
+
+    def to_dict(self) -> dict:
+        """For the report's settings: per stage, the file and each probe's deployed tensor (and how it was found),
+        and why the others have none."""
+        out = {}
+        for st, path, how in zip(self.stages, self.files, self.how):
+            pm = st.probe_map()
+            out[st.name] = {"file": str(path), "precision_held": file_precision(st.onnx()),
+                            "mapped": {q: {"tensor": t, "by": how.get(q)} for q, t in pm.tensors.items()},
+                            "unmapped": dict(pm.unmapped)}
+        return out
 
 
 def file_precision(model) -> str:
@@ -66,13 +79,15 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.interface import check_interface
 
-    views, notes, held = [], [], []
+    views, notes, held, files, how = [], [], [], [], []
     for i, st in enumerate(subject.stages):
         path = stage_file(spec, subject, st)
         model = load_onnx(path)
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace())
         held.append(file_precision(model))
+        files.append(path)
+        how.append(dict(found.how))
         views.append(replace(st, onnx_model=model, export=None, qdq_export=None, _qdq=None, _trace=st.trace(),
                              _map=found.probe_map, export_warnings=(), export_note=None))
         wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
@@ -87,4 +102,4 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     if precision != "fp32":
         notes.append(f"{spec}: the deployed files hold {precision} ({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); "
                      f"{'they run as they are' if spec.precision == 'fp32' else f'converted to {spec.precision} as asked'}")
-    return DeployedStages(tuple(views), tuple(notes), precision)
+    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how))

@@ -109,6 +109,8 @@ def test_renamed_copy_still_maps_and_names_the_same_layer(subject, tmp_path):
     cand = report.candidates[0]
     assert cand.root_cause is not None and cand.root_cause.probe in PLANTED_LAYER
     assert any("by structure" in w for w in report.warnings)
+    mapped = report.settings["deployed"][f"ort@{folder}"]["pts_backbone_neck_head"]["mapped"]
+    assert mapped["pts_backbone.blocks.1"]["by"] == "structure" and mapped["pts_backbone.blocks.1"]["tensor"][0] == "t"
 
 
 @pytest.mark.parametrize("level", ["block", "layer"])
