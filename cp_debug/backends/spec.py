@@ -1,8 +1,14 @@
-"""Backend specs: `framework[-device][-precision]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`, `trt-fp16`."""
+"""Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`, `trt-fp16`.
+
+`SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
+names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
+`trt-fp16@DIR`. The files' own precision is kept; a precision in the spec converts them as the built-in path does.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cp_debug.errors import BadInputError
 
@@ -24,10 +30,12 @@ class BackendSpec:
     framework: str
     device: str
     precision: str
+    onnx_dir: Path | None = None  # SPEC@DIR: the user's deployed ONNX files (ort/trt only)
 
     @classmethod
     def parse(cls, text: str) -> "BackendSpec":
-        parts = [p for p in text.strip().lower().split("-") if p]
+        head, at, where = text.strip().partition("@")
+        parts = [p for p in head.lower().split("-") if p]
         if not parts or parts[0] not in FRAMEWORKS:
             raise BadInputError(
                 f"unknown backend spec {text!r}: it must start with one of {', '.join(FRAMEWORKS)} "
@@ -56,12 +64,30 @@ class BackendSpec:
             )
         if precision == "tf32" and device != "cuda":
             raise BadInputError(f"bad backend spec {text!r}: TF32 exists on CUDA devices only (try {framework}-cuda-tf32)")
-        return cls(framework, device, precision)
+        if at and framework == "torch":
+            raise BadInputError(f"bad backend spec {text!r}: @DIR names deployed ONNX files, which torch cannot run; "
+                                "use ort@DIR or trt@DIR")
+        onnx_dir = _onnx_dir(text, head, where) if at else None
+        return cls(framework, device, precision, onnx_dir)
 
     def __str__(self) -> str:
-        if self.framework == "trt":
-            return f"trt-{self.precision}"
-        return f"{self.framework}-{self.device}-{self.precision}"
+        base = f"trt-{self.precision}" if self.framework == "trt" else f"{self.framework}-{self.device}-{self.precision}"
+        return f"{base}@{self.onnx_dir}" if self.onnx_dir is not None else base
+
+
+def _onnx_dir(text: str, head: str, where: str) -> Path:
+    """The DIR of `SPEC@DIR`: an existing folder holding ONNX files (which file each stage takes is checked when
+    the subject's stages are known)."""
+    if not head.strip() or not where.strip():
+        raise BadInputError(f"bad backend spec {text!r}: write SPEC@DIR, e.g. ort@deploy/onnx or trt-fp16@deploy/onnx")
+    path = Path(where.strip()).expanduser()
+    if not path.is_dir():
+        raise BadInputError(f"bad backend spec {text!r}: {path} is not a folder (it should hold the deployed "
+                            "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+    if not any(path.glob("*.onnx")):
+        raise BadInputError(f"bad backend spec {text!r}: {path} holds no .onnx file (expected the deployed "
+                            "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+    return path
 
 
 def parse_backends(text: str) -> list[tuple[str, BackendSpec]]:

@@ -12,6 +12,8 @@ Flow, stage by stage (DESIGN.md, "The flow of one cpdebug bisect"):
    subgraph for ONNX Runtime / TensorRT;
 3. first divergent and root cause are ranked per candidate, and the engine descends into the root cause's
    children (and the first divergent's) until a leaf, so results name `body.2.0`, not `body`.
+A `SPEC@DIR` candidate (the user's own deployed files) runs whole stages over its files, its probes mapped onto
+them by `deployed.py`; the reference stays the model or cp_debug's export.
 
 Files: `run_state.py` (options, probe specs, candidate states, the reference store: what the parts share),
 this file (orchestration and refinement), `stage_whole.py` and `stage_lockstep.py` (stage execution),
@@ -71,6 +73,9 @@ class BisectEngine:
 
         rs = self.run_state
         everyone = [(rs.ref_label, rs.ref_spec)] + list(self.candidates)
+        if rs.ref_spec.onnx_dir is not None:
+            raise BadInputError(f"the reference {rs.ref_label} runs deployed files: the reference must be the model "
+                                f"(torch) or cp_debug's export (ort), e.g. --backends torch,{rs.ref_label}")
         for _, spec in everyone:
             check_available(spec)
         needs_onnx = any(s.framework != "torch" for _, s in everyone)
@@ -87,9 +92,10 @@ class BisectEngine:
                     rs.warnings.append(f"{st.name}: {st.export_note}")
                 for w in st.export_warnings:
                     rs.warnings.append(f"{st.name}: exporter warning: {w.short()}")
+        first = self._level_probes()
+        self._deployed(first)
         if needs_onnx:
             self._check_node_lists()
-        first = self._level_probes()
         states = [self._new_state(label, spec) for label, spec in self.candidates]
         ref_up: dict = {}
         cand_up: dict[str, dict] = {s.label: {} for s in states}
@@ -136,9 +142,28 @@ class BisectEngine:
             except Exception as err:  # noqa: BLE001 - a verdict that cannot be made must not lose the run
                 rs.warnings.append(f"{s.label}: detection verdict not made: {str(err).splitlines()[0][:160]}")
 
+    def _deployed(self, probes: list[ProbeSpec]) -> None:
+        """SPEC@DIR candidates: their stage views over the user's files, checked and mapped (`deployed.py`)."""
+        from cp_debug.bisect.deployed import deployed_stages
+
+        rs = self.run_state
+        per_stage: dict[int, list[str]] = {}
+        for p in probes:
+            if p.kind == "module":
+                per_stage.setdefault(p.stage, []).append(p.name)
+        for label, spec in self.candidates:
+            if spec.onnx_dir is not None:
+                with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"):
+                    found = deployed_stages(spec, self.subject, per_stage)
+                rs.deployed[label] = found
+                rs.warnings.extend(found.notes)
+
     def _check_node_lists(self) -> None:
-        """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own)."""
-        names = {n.name for st in self.subject.stages for n in st.onnx().graph.node}
+        """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own; a SPEC@DIR
+        candidate's deployed files count too)."""
+        graphs = [st.onnx() for st in self.subject.stages]
+        graphs += [st.onnx() for found in self.run_state.deployed.values() for st in found.stages]
+        names = {n.name for g in graphs for n in g.graph.node}
         for flag, given in (("--keep-fp32", self.opts.keep_fp32), ("--exclude-int8", self.opts.exclude_int8)):
             unknown = [n for n in given if n not in names]
             if unknown:
@@ -159,7 +184,7 @@ class BisectEngine:
 
         rs = self.run_state
         p = rs.probes.get(probe)
-        if p is None or p.kind == "input":
+        if p is None or p.kind == "input" or label in rs.deployed:  # deployed files: no segment of our export
             return None
         st = rs.subject.stages[p.stage]
         pm = st.probe_map()
@@ -181,6 +206,8 @@ class BisectEngine:
         """What a bug report needs to grow a window that ends at `probe` (see `window_context.py`), or None."""
         from cp_debug.bisect.window_context import window_context
 
+        if label in self.run_state.deployed:  # a window of our export would not be the user's graph
+            return None
         return window_context(self.run_state, label, probe)
 
     def reference_value(self, probe: str) -> np.ndarray:
@@ -221,10 +248,10 @@ class BisectEngine:
             rs.probes.setdefault(p.name, p)
         return out
 
-    def _children(self, p: ProbeSpec, mapped_only: bool) -> list[ProbeSpec]:
+    def _children(self, p: ProbeSpec, mapped_only: bool, label: str | None = None) -> list[ProbeSpec]:
         if p.kind != "module":
             return []
-        st = self.subject.stages[p.stage]
+        st = self.run_state.stage_of(label, p.stage) if label is not None else self.subject.stages[p.stage]
         tr = st.trace()
         pos = {n: k for k, n in enumerate(tr.order)}
         kids = []
@@ -240,13 +267,14 @@ class BisectEngine:
         from cp_debug.bisect.lockstep import lockstep_supported
 
         o = self.opts
-        tol = default_tolerance(spec.precision)
+        found = self.run_state.deployed.get(label)  # SPEC@DIR at fp32: the files' own precision sets the tolerance
+        tol = default_tolerance(found.precision if found is not None and spec.precision == "fp32" else spec.precision)
         if o.atol is not None or o.rtol is not None:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)
         state = CandidateState(label, spec, tol)
         qdq = spec.precision == "int8" and any(st.qdq_export is not None for st in self.subject.stages)
-        state.lockstep = o.lockstep and not qdq and lockstep_supported(  # --int8 Q/DQ graphs run whole stages
+        state.lockstep = o.lockstep and not qdq and spec.onnx_dir is None and lockstep_supported(  # --int8 Q/DQ graphs run whole stages
             self.run_state.ref_spec, spec, custom_calibration=bool(o.calib_feeds))
         self.run_state.states[label] = state
         return state
@@ -269,7 +297,7 @@ class BisectEngine:
         mapped_only = state.spec.framework != "torch" or rs.ref_spec.framework != "torch"
         for _ in range(self.opts.max_refine_depth):
             p = rs.probes[rc]
-            kids = self._children(p, mapped_only)
+            kids = self._children(p, mapped_only, state.label)
             if not kids:
                 break
             for k in kids:

@@ -16,7 +16,7 @@ from cp_debug.errors import BadInputError
 
 def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
     """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
-    st = run.subject.stages[i]
+    st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
     spec = state.spec
     out: dict[str, tuple] = {}
     if spec.framework == "torch":
@@ -47,7 +47,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     types = tensor_types(model)  # once per stage: each cut is typed from it (no shape inference per probe)
     inits = {init.name: init for init in model.graph.initializer}
     pm = st.probe_map()
-    known = run.known_tensors(i)
+    known = run.known_tensors(i, st)
     for k, p in enumerate(sp):
         if p.kind == "input":
             continue

@@ -114,6 +114,14 @@ class RunState:
     # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
     # tensor can change what ONNX Runtime computes: a bug-report window exposes the same ones)
     exposed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # candidate label -> its stages over the user's deployed files (SPEC@DIR: a `deployed.DeployedStages`); others
+    # run the subject's
+    deployed: dict[str, object] = field(default_factory=dict)
+
+    def stage_of(self, label: str, i: int) -> Stage:
+        """Stage i as candidate `label` runs it: the view over its deployed file (SPEC@DIR), else the subject's."""
+        found = self.deployed.get(label)
+        return found.stages[i] if found is not None else self.subject.stages[i]
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
         """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:
@@ -144,10 +152,12 @@ class RunState:
             return list(self.opts.calib_feeds)
         return [self.ref_feeds[index]]
 
-    def known_tensors(self, i: int) -> dict[str, str]:
-        """ONNX tensors of stage i whose reference value is known: tensor -> store key (or feed name)."""
-        pm = self.subject.stages[i].probe_map()
-        known = {n: n for n in self.subject.stages[i].input_names}
+    def known_tensors(self, i: int, stage: Stage | None = None) -> dict[str, str]:
+        """ONNX tensors of stage i whose reference value is known: tensor -> store key (or feed name). With `stage`
+        (a SPEC@DIR view), the tensors of that stage's graph."""
+        st = stage if stage is not None else self.subject.stages[i]
+        pm = st.probe_map()
+        known = {n: n for n in st.input_names}
         for name, ps in self.probes.items():
             if ps.stage == i and ps.kind == "module" and name in pm.tensors and name in self.store:
                 known[pm.tensors[name]] = name

@@ -130,8 +130,9 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     A torch candidate's probes are compared as its hooks produce them. An ONNX candidate whose probe tensors would
     not fit `CHUNK_BYTES` together runs the stage once per chunk of probes that does: more inferences, bounded host
     memory. Each run exposes only its chunk, except on CUDA where every probe tensor fits in half the free device
-    memory: there one session exposes them all and each run copies one chunk to the host (`_fits_on_device`)."""
-    st = run.subject.stages[i]
+    memory: there one session exposes them all and each run copies one chunk to the host (`_fits_on_device`). A SPEC@DIR
+    candidate runs its deployed file, its probes mapped onto that file's tensors (`deployed.py`)."""
+    st = run.stage_of(state.label, i)
     spec = state.spec
     chunks = probe_chunks(run, spec, sp)
     one_session = len(chunks) > 1 and _fits_on_device(run, spec, sp)

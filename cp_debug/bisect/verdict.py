@@ -154,6 +154,8 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "reference_store": {"budget_mb": o.memory_budget_mb, "peak_in_memory_bytes": run.store.peak_in_memory,
                             "spilled_bytes": run.store.spilled},
     }
+    if run.deployed:  # SPEC@DIR candidates: which deployed tensor each probe was compared at, and how it was found
+        settings["deployed"] = {label: found.to_dict() for label, found in run.deployed.items()}
     from cp_debug.determinism import environment
 
     # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU

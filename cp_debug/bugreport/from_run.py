@@ -95,6 +95,9 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
         raise BadInputError("bundles hold an ONNX subgraph: bisect an ONNX backend (ort-…, trt-…) to make one")
     cand = onnx_cands[0]
     spec = BackendSpec.parse(cand.label)
+    if spec.onnx_dir is not None:
+        raise BadInputError(f"--bundle cuts cp_debug's own export, not the deployed files of {cand.label}: bisect "
+                            f"without @DIR for a bundle, or cut {spec.onnx_dir} with the report's probe tensors")
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if spec.device == "cuda" else ("CPUExecutionProvider",)
     probe = cand.root_cause.probe
     ctx = engine.window_context(cand.label, probe)

@@ -114,6 +114,8 @@ class BackendPipeline:
                                 output_names=VOXEL_ENCODER_OUTPUTS, determinism=det),
                     make_runner(spec, torch_module=bb, input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
                                 determinism=det))
+        if spec.onnx_dir is not None:  # SPEC@DIR: the user's deployed files, checked against our export
+            return self._deployed_runners()
         if self.onnx_dir is None:
             raise BadInputError(f"{self.label} needs the exported ONNX files")
         kw: dict = {"determinism": det}
@@ -129,6 +131,31 @@ class BackendPipeline:
             enc_kw["calib_feeds"], bb_kw["calib_feeds"] = self.calib["encoder"], self.calib["backbone"]
         return (make_runner(spec, onnx_model=self.onnx_dir / VOXEL_ENCODER_FILE, **enc_kw),
                 make_runner(spec, onnx_model=self.onnx_dir / BACKBONE_FILE, **bb_kw))
+
+    def _deployed_runners(self) -> tuple[Any, Any]:
+        """SPEC@DIR: runners over the user's own two files, their interface checked against cp_debug's export of
+        the same model (one line, exit 2, on a mix-up); their precision kept, or converted as the spec asks."""
+        from cp_debug.backends import make_runner
+        from cp_debug.graph.model import load_onnx
+        from cp_debug.probes.interface import check_interface
+        from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
+
+        spec, runners = self.spec, []
+        for name in (VOXEL_ENCODER_FILE, BACKBONE_FILE):
+            path = spec.onnx_dir / name
+            if not path.is_file():
+                raise BadInputError(f"{self.label}: {path} is missing ({spec.onnx_dir} must hold {VOXEL_ENCODER_FILE} "
+                                    f"and {BACKBONE_FILE}, as AWML's exporter names them)")
+            model = load_onnx(path)
+            if self.onnx_dir is not None:
+                check_interface(model, load_onnx(self.onnx_dir / name), f"{spec.framework}@{path}")
+            kw: dict = {"determinism": self.determinism}
+            if spec.precision == "int8":
+                if not self.calib:
+                    raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-scenes >= 1)")
+                kw["calib_feeds"] = self.calib["encoder" if name == VOXEL_ENCODER_FILE else "backbone"]
+            runners.append(make_runner(spec, onnx_model=model, **kw))
+        return runners[0], runners[1]
 
     def __enter__(self) -> "BackendPipeline":
         from cp_debug.backends import check_available

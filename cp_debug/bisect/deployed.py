@@ -1,0 +1,105 @@
+"""A `SPEC@DIR` candidate's stages: the user's own deployed ONNX files in place of cp_debug's export.
+
+Each stage of the subject gets a view that keeps its PyTorch module, trace and probe names but whose graph is the
+user's file (`DIR/<stage name>.onnx`: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx` as AWML names them)
+and whose probe map is the file's tensors found by `probes/foreign.py` (scope names, else structure). The file's
+interface is checked against the model's stage first (`probes/interface.py`: one line, exit 2). The reference keeps
+the subject's own stages (torch or cp_debug's export), so the two are compared probe by probe; a probe the file
+does not map is reported missing with the reason, never compared with a tensor that does not correspond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.errors import BadInputError
+
+
+_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger"})
+
+
+@dataclass(frozen=True)
+class DeployedStages:
+    """The candidate's stage views (in subject order), what mapping them found (for the report's warnings), and
+    the precision the files hold themselves (`file_precision`: what the candidate's tolerance follows)."""
+
+    stages: tuple[Stage, ...]
+    notes: tuple[str, ...]
+    precision: str = "fp32"
+    files: tuple[Path, ...] = ()
+    how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
+
+    def to_dict(self) -> dict:
+        """For the report's settings: per stage, the file and each probe's deployed tensor (and how it was found),
+        and why the others have none."""
+        out = {}
+        for st, path, how in zip(self.stages, self.files, self.how):
+            pm = st.probe_map()
+            out[st.name] = {"file": str(path), "precision_held": file_precision(st.onnx()),
+                            "mapped": {q: {"tensor": t, "by": how.get(q)} for q, t in pm.tensors.items()},
+                            "unmapped": dict(pm.unmapped)}
+        return out
+
+
+def file_precision(model) -> str:
+    """"int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
+    import onnx
+
+    if any(n.op_type in _INT8_OPS for n in model.graph.node):
+        return "int8"
+    half = onnx.TensorProto.FLOAT16
+    if any(i.data_type == half for i in model.graph.initializer) or any(
+            n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in model.graph.node):
+        return "fp16"
+    return "fp32"
+
+
+def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
+    """The user's file for `stage`: `DIR/<stage>.onnx`; a one-stage subject also takes DIR's only .onnx file."""
+    assert spec.onnx_dir is not None
+    path = spec.onnx_dir / f"{stage.name}.onnx"
+    if path.is_file():
+        return path
+    found = sorted(spec.onnx_dir.glob("*.onnx"))
+    if len(subject.stages) == 1 and len(found) == 1:
+        return found[0]
+    wanted = ", ".join(f"{s.name}.onnx" for s in subject.stages)
+    raise BadInputError(f"{spec}: {path} is missing ({spec.onnx_dir} must hold {wanted}, as the deployment "
+                        "exporter names them)")
+
+
+def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int, list[str]]) -> DeployedStages:
+    """Load, check and map the user's files for every stage of `subject` (stages already exported and mapped).
+    `level_probes` (stage → the run's probes) picks which unmapped probes the notes name."""
+    from cp_debug.graph.model import load_onnx
+    from cp_debug.probes.foreign import map_foreign
+    from cp_debug.probes.interface import check_interface
+
+    views, notes, held, files, how = [], [], [], [], []
+    for i, st in enumerate(subject.stages):
+        path = stage_file(spec, subject, st)
+        model = load_onnx(path)
+        check_interface(model, st.onnx(), f"{spec.framework}@{path}")
+        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace())
+        held.append(file_precision(model))
+        files.append(path)
+        how.append(dict(found.how))
+        views.append(replace(st, onnx_model=model, export=None, qdq_export=None, _qdq=None, _trace=st.trace(),
+                             _map=found.probe_map, export_warnings=(), export_note=None))
+        wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
+        lost = [p for p in wanted if p not in found.probe_map.tensors]
+        ways = ", ".join(f"{n} by {way}" for way, n in found.counts().items() if n) or "none"
+        note = (f"{spec}: {path.name}: {len(wanted) - len(lost)} of {len(wanted)} probes mapped onto the deployed "
+                f"graph (of all modules: {ways})")
+        if lost:
+            note += f"; not mapped: {', '.join(lost[:6])}{' …' if len(lost) > 6 else ''} (reported missing)"
+        notes.append(note)
+    precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
+    if precision != "fp32":
+        notes.append(f"{spec}: the deployed files hold {precision} ({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); "
+                     f"{'they run as they are' if spec.precision == 'fp32' else f'converted to {spec.precision} as asked'}")
+    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how))

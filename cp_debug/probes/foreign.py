@@ -1,0 +1,244 @@
+"""A foreign ONNX (the user's own deployed file) mapped onto our probe names: by scope names, else by structure.
+
+The user's exporter, simplifier or hand edits decide the file's node and tensor names, so our own module ↔ tensor
+table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
+1. **scope names**: the file's nodes carry the exporter's scopes (`/pts_backbone/blocks.1/blocks.1.0/Conv`, or
+   `pkg.torch.onnx.name_scopes` metadata): `map_modules_to_onnx` reads them exactly as for our own export;
+2. **structure**: the compute nodes (Conv, ConvTranspose, Gemm, MatMul, …) of our export and of the file are
+   paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
+   a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
+   same chain is followed in the file.
+A probe whose correspondence is not certain — its compute node unaligned, a chain step with no or several
+fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
+from cp_debug.probes.torch_trace import ModuleTrace
+
+# Nodes whose weights make them recognisable: the anchors of the structural alignment.
+ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
+                        "InstanceNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"})
+_MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+
+
+@dataclass(frozen=True)
+class ForeignMap:
+    """Our probe names on the foreign graph's tensors; `how` says per probe whether scope names or structure
+    found it, `probe_map.unmapped` why the others have no tensor."""
+
+    probe_map: ProbeMap
+    how: dict[str, str] = field(default_factory=dict)  # module -> "scope" | "structure"
+
+    def counts(self) -> dict[str, int]:
+        out = {"scope": 0, "structure": 0}
+        for way in self.how.values():
+            out[way] += 1
+        return out
+
+
+def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
+                trace: ModuleTrace) -> ForeignMap:
+    """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`."""
+    module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
+    by_scope = map_modules_to_onnx(foreign, trace)
+    matched, why_not = match_tensors(ours, foreign, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
+    producers = {t: n.op_type for n in foreign.graph.node for t in n.output}
+    index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}
+    tensors: dict[str, str] = {}
+    op_types: dict[str, str] = {}
+    unmapped: dict[str, str] = {}
+    how: dict[str, str] = {}
+    for q in module_names:
+        if q in by_scope.tensors:
+            tensors[q], how[q] = by_scope.tensors[q], "scope"
+        elif q not in our_map.tensors:
+            unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
+            continue
+        elif our_map.tensors[q] in matched:
+            tensors[q], how[q] = matched[our_map.tensors[q]], "structure"
+        else:
+            unmapped[q] = f"not found in the deployed graph: {why_not.get(our_map.tensors[q], 'no match')}"
+            continue
+        op_types[q] = producers.get(tensors[q], "Input")
+    return ForeignMap(ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()}), how)
+
+
+@dataclass
+class _Graph:
+    """What the alignment needs of one graph: producers, consumers, constants, anchors in order."""
+
+    model: onnx.ModelProto
+    producer: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (node index, output slot)
+    consumers: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # tensor -> [(node, input slot)]
+    constants: dict[str, tuple[int, ...]] = field(default_factory=dict)  # constant tensor -> its shape
+    inputs: frozenset = frozenset()
+    anchors: list[int] = field(default_factory=list)
+    _anchor_set: frozenset = frozenset()
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> "_Graph":
+        g = cls(model)
+        graph = model.graph
+        g.constants = {init.name: tuple(init.dims) for init in graph.initializer}
+        g.inputs = frozenset(i.name for i in graph.input if i.name not in g.constants)
+        for i, node in enumerate(graph.node):
+            if node.op_type == "Constant":
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                g.constants[node.output[0]] = tuple(value.dims) if value is not None else ()
+                continue
+            for k, t in enumerate(node.output):
+                if t:
+                    g.producer[t] = (i, k)
+            for k, t in enumerate(node.input):
+                if t:
+                    g.consumers.setdefault(t, []).append((i, k))
+            if node.op_type in ANCHOR_OPS:
+                g.anchors.append(i)
+        g._anchor_set = frozenset(g.anchors)
+        return g
+
+    def signature(self, i: int) -> tuple:
+        node = self.model.graph.node[i]
+        return (node.op_type, tuple(self.constants.get(t) for t in node.input if t in self.constants))
+
+    def computed(self, t: str) -> bool:
+        return bool(t) and t not in self.constants and (t in self.producer or t in self.inputs)
+
+    def keys(self, kind: str) -> dict[int, int]:
+        """Every anchor's structural key: "history" (from the inputs) or "future" (to the outputs)."""
+        nodes = self.model.graph.node
+        outputs = {o.name for o in self.model.graph.output}
+        key: dict[int, int] = {}
+        if kind == "history":
+            memo: dict[str, frozenset] = {}
+            for i in self.anchors:  # graph order is topological: every upstream anchor is keyed first
+                ins = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sources(t, memo)))
+                            for t in nodes[i].input if self.computed(t))
+                key[i] = hash((self.signature(i), ins))
+            return key
+        memo = {}
+        for i in reversed(self.anchors):
+            outs = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sinks(t, memo, outputs)))
+                         for t in nodes[i].output if t)
+            key[i] = hash((self.signature(i), outs))
+        return key
+
+    def _sources(self, t: str, memo: dict) -> frozenset:
+        """The nearest anchors (node indices) or graph inputs (("in", name)) that tensor `t` is computed from."""
+        if t not in memo:
+            if t in self.inputs:
+                memo[t] = frozenset({("in", t)})
+            else:
+                i, _ = self.producer[t]
+                if i in self._anchor_set:
+                    memo[t] = frozenset({i})
+                else:
+                    memo[t] = frozenset().union(*(self._sources(x, memo) for x in self.model.graph.node[i].input
+                                                  if self.computed(x)))
+        return memo[t]
+
+    def _sinks(self, t: str, memo: dict, outputs: set[str]) -> frozenset:
+        """The nearest anchors (node indices) or graph outputs (("out", name)) that tensor `t` flows into."""
+        if t not in memo:
+            found = {("out", t)} if t in outputs else set()
+            for j, _ in self.consumers.get(t, []):
+                if j in self._anchor_set:
+                    found.add(j)
+                else:
+                    for x in self.model.graph.node[j].output:
+                        if x:
+                            found |= self._sinks(x, memo, outputs)
+            memo[t] = frozenset(found)
+        return memo[t]
+
+
+def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
+                  wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Our tensors `wanted` → the foreign graph's corresponding tensors, by structure; and, for the rest, why not."""
+    a, b = _Graph.of(ours), _Graph.of(foreign)
+    pair = align_anchors(a, b)
+    found: dict[str, str] = {}
+    why: dict[str, str] = {}
+    graph_names = {o.name for o in foreign.graph.output} | set(b.inputs)
+    for t in wanted:
+        if t in graph_names and (t in a.inputs or t in {o.name for o in ours.graph.output}):
+            found[t] = t  # the interface's names (checked against the model beforehand)
+            continue
+        result = _follow(a, b, pair, t)
+        if isinstance(result, tuple):
+            why[t] = result[0]
+        else:
+            found[t] = result
+    return found, why
+
+
+def align_anchors(a: "_Graph", b: "_Graph") -> dict[int, int]:
+    """Anchor node of `a` → anchor node of `b`, where the two certainly correspond.
+
+    Each anchor gets two structural keys: its *history* (its signature and, per input, the histories of the nearest
+    anchors or graph inputs it is computed from) and its *future* (its signature and the futures of the nearest
+    anchors or graph outputs it feeds). Anchors pair where their history is unique in both graphs; the rest pair
+    where their future is. Node order does not matter (simplifiers reorder), identical parallel branches part by
+    their outputs (`reg` vs `vel`), and one changed layer leaves the layers before it their future and the layers
+    after it their history. Anything not unique stays unpaired."""
+    pair: dict[int, int] = {}
+    for key in ("history", "future"):
+        ka, kb = a.keys(key), b.keys(key)
+        ua, ub = _unique(ka, set(pair)), _unique(kb, set(pair.values()))
+        pair.update({i: ub[k] for k, i in ua.items() if k in ub})
+    return pair
+
+
+def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
+    """key -> node for keys held by exactly one node (all nodes counted), leaving out nodes already paired."""
+    seen: dict[int, list[int]] = {}
+    for i, k in keys.items():
+        seen.setdefault(k, []).append(i)
+    return {k: nodes[0] for k, nodes in seen.items() if len(nodes) == 1 and nodes[0] not in taken}
+
+
+def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
+    """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
+    graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
+    steps: list[tuple[str, int, int]] = []  # (op type, input slot taken, output slot), walking back
+    cur = t
+    for _ in range(_MAX_CHAIN + 1):
+        if cur in a.inputs:
+            if cur not in b.inputs:
+                return (f"the deployed graph has no input {cur!r}",)
+            start = cur
+            break
+        i, out_slot = a.producer[cur]
+        node = a.model.graph.node[i]
+        if i in a._anchor_set:
+            if i not in pair:
+                return (f"its {node.op_type} (weights {a.signature(i)[1]}) has no counterpart in the deployed graph",)
+            j = pair[i]
+            start = b.model.graph.node[j].output[out_slot] if out_slot < len(b.model.graph.node[j].output) else ""
+            if not start:
+                return ("its anchor's output is missing in the deployed graph",)
+            break
+        slot = next((k for k, x in enumerate(node.input) if a.computed(x)), None)
+        if slot is None:
+            return ("it is computed from constants only",)
+        steps.append((node.op_type, slot, out_slot))
+        cur = node.input[slot]
+    else:
+        return (f"more than {_MAX_CHAIN} ops from the nearest weighted node",)
+    cur = start
+    for op, slot, out_slot in reversed(steps):
+        fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
+        if len(set(fits)) != 1:
+            what = "no" if not fits else "several"
+            return (f"{what} {op} after the matching node in the deployed graph (the chain is ambiguous or changed)",)
+        outs = b.model.graph.node[fits[0]].output
+        if out_slot >= len(outs) or not outs[out_slot]:
+            return (f"the deployed graph's {op} lacks output {out_slot}",)
+        cur = outs[out_slot]
+    return cur

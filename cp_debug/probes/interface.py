@@ -1,0 +1,114 @@
+"""The interface of a user's deployed ONNX checked against the model's own stage, before anything runs.
+
+Compared with cp_debug's export of the same stage: input and output names, ranks and every dimension both files fix
+(channel counts). The mix-ups seen in the wild are named, as they cost a whole deployment each:
+- the voxel encoder fed processed pillar features, (N, 1, 32), where the raw decorated voxel features (N, 32, C)
+  belong (an AWML report's max diff of 99);
+- a file that takes more feature channels than the model computes (11 where it has 10): the deployed glue then
+  zero-pads the features instead of computing them (TensorRT mAP 0.08 against 0.44 in ONNX);
+- a head output that already went through a Sigmoid: the decoder applies it again.
+Each problem is one clause of one line (`InterfaceMismatchError`, exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+from cp_debug.errors import BadInputError
+
+
+class InterfaceMismatchError(BadInputError):
+    """A deployed ONNX file's inputs or outputs do not fit the model's stage (exit 2)."""
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    name: str
+    dims: tuple[int | None, ...]  # None where the file leaves the dimension open
+    producer: str | None = None  # the op type that computes it (outputs only)
+
+    def shown(self) -> str:
+        return "(" + ", ".join("?" if d is None else str(d) for d in self.dims) + ")"
+
+
+def interface(model: onnx.ModelProto) -> tuple[dict[str, TensorSig], dict[str, TensorSig]]:
+    """(inputs, outputs) of a graph by name; initializers listed as inputs (old IR) are left out."""
+    inits = {i.name for i in model.graph.initializer}
+    producer = {t: n.op_type for n in model.graph.node for t in n.output}
+
+    def sig(vi, prod=None) -> TensorSig:
+        shape = vi.type.tensor_type.shape
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in shape.dim)
+        return TensorSig(vi.name, dims, prod)
+
+    ins = {vi.name: sig(vi) for vi in model.graph.input if vi.name not in inits}
+    outs = {vi.name: sig(vi, producer.get(vi.name)) for vi in model.graph.output}
+    return ins, outs
+
+
+def interface_problems(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> list[str]:
+    """What does not fit, one clause each (empty: the deployed file takes and gives what the model's stage does)."""
+    d_in, d_out = interface(deployed)
+    o_in, o_out = interface(ours)
+    out_dims = {s.dims[-1] for s in o_out.values() if s.dims and s.dims[-1]}
+    problems: list[str] = []
+    for name, want in o_in.items():
+        got = d_in.get(name)
+        if got is None:
+            problems.append(f"no input {name!r} (it takes {', '.join(d_in) or 'nothing'})")
+            continue
+        mixup = _input_mixup(name, got, want, out_dims)
+        if mixup:
+            problems.append(mixup)
+        elif (bad := _dims_differ(got, want)) is not None:
+            problems.append(f"input {name!r} is {got.shown()} but the model's stage takes {want.shown()}{bad}")
+    extra = [n for n in d_in if n not in o_in]
+    if extra:
+        problems.append(f"extra input(s) {', '.join(extra)} the model's stage does not have")
+    for name, want in o_out.items():
+        got = d_out.get(name)
+        if got is None:
+            problems.append(f"no output {name!r} (it gives {', '.join(d_out) or 'nothing'})")
+            continue
+        if got.producer == "Sigmoid" and want.producer != "Sigmoid":
+            problems.append(f"output {name!r} already went through a Sigmoid (sigmoid inside the exported head: the "
+                            "decoder applies it again; export the raw logits)")
+        elif (bad := _dims_differ(got, want)) is not None:
+            problems.append(f"output {name!r} is {got.shown()} but the model's stage gives {want.shown()}{bad}")
+    return problems
+
+
+def check_interface(deployed: onnx.ModelProto, ours: onnx.ModelProto, where: str) -> None:
+    """Raise InterfaceMismatchError, one line naming `where` and every problem, unless the interfaces fit."""
+    problems = interface_problems(deployed, ours)
+    if problems:
+        raise InterfaceMismatchError(f"{where} does not fit the model: " + "; ".join(problems))
+
+
+def _dims_differ(got: TensorSig, want: TensorSig) -> str | None:
+    """None where ranks agree and no dimension fixed by both files differs; else a short reason."""
+    if len(got.dims) != len(want.dims):
+        return f" (rank {len(got.dims)} instead of {len(want.dims)})"
+    for k, (g, w) in enumerate(zip(got.dims, want.dims)):
+        if g is not None and w is not None and g != w:
+            return f" (dimension {k}: {g} instead of {w})"
+    return None
+
+
+def _input_mixup(name: str, got: TensorSig, want: TensorSig, out_dims: set[int]) -> str | None:
+    """The known mix-ups of a (N, points, channels) feature input, named; None for anything else."""
+    if len(want.dims) != 3 or not want.dims[-1] or len(got.dims) != 3 or got.dims[-1] is None:
+        return None
+    c_got, c_want = got.dims[-1], want.dims[-1]
+    if c_got == c_want:
+        return None
+    if c_got in out_dims or got.dims[1] == 1:
+        return (f"input {name!r} is {got.shown()} where the model takes {want.shown()}: processed pillar features "
+                f"where raw decorated voxel features belong (export the voxel encoder on the {c_want} decorated "
+                "features per point)")
+    if c_got > c_want:
+        return (f"input {name!r} takes {c_got} feature channels where the model computes {c_want}: zero-padding the "
+                f"features to {c_got} feeds zeros where computed features belong (export with the model's in_channels)")
+    return None
