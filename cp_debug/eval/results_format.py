@@ -79,7 +79,7 @@ def _record(where: str, token: str, rec: Any, class_index: dict[str, int]) -> tu
                            f"{', '.join(class_index)}")
     score = rec["detection_score"]
     if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(float(score)):
-        raise _fail(where, f"'detection_score' must be a finite number, got {json.dumps(score)[:40]}")
+        raise _fail(where, f"'detection_score' must be a number (finite), got {json.dumps(score)[:40]}")
     vals = {k: _number_list(where, k, rec[k], n) for k, n in BOX_KEYS.items() if isinstance(n, int)}
     for key in ("translation", "rotation"):
         if not all(math.isfinite(v) for v in vals[key]):
