@@ -97,7 +97,9 @@ class ReferenceRunner:
 
         if self._runners is None:
             raise RuntimeError("ReferenceRunner.run outside its `with` block")
-        pts = np.ascontiguousarray(points, dtype=np.float32)
+        from cp_debug.models.centerpoint.points import prepare_points
+
+        pts = prepare_points(np.asarray(points), self.cfg, source="the frame's points")  # the model's columns
         key = (hashlib.blake2b(pts.tobytes(), digest_size=16).hexdigest(), pts.shape, order_seed, max_voxels, features)
         if key not in self._memo:
             if order_seed is not None:

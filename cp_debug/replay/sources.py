@@ -37,11 +37,17 @@ def frames_from_bag(path: str | Path, cfg, *, lidar_topic: str, objects_topic: s
             f"bag {p}: {len(pairing.unpaired_objects)} DetectedObjects message(s) have no cloud on {lidar_topic} "
             f"within {tolerance_ms:g} ms, e.g. stamp {o.stamp_ns} (nearest cloud {near:.3f} ms away); "
             "give --stamp-tolerance-ms or the topic of the cloud the node read (--lidar-topic)")
-    frames = [ReplayFrame(str(clouds[i].stamp_ns), clouds[i].points, objects[j].detections, clouds[i].stamp_ns, dt)
-              for i, j, dt in pairing.pairs]
+    frames = [ReplayFrame(str(clouds[i].stamp_ns), _finite(clouds[i].points), objects[j].detections, clouds[i].stamp_ns,
+                          dt) for i, j, dt in pairing.pairs]
     skipped = sum(o.skipped for o in objects)
     text = pairing.describe() + (f"; {skipped} object(s) of classes the model lacks left out" if skipped else "")
     return FrameSource(frames[:max_frames] if max_frames else frames, f"bag {p}", text)
+
+
+def _finite(points: np.ndarray) -> np.ndarray:
+    """Organized clouds carry NaN for rays without a return; the node drops them, and so do we."""
+    keep = np.isfinite(points).all(axis=1)
+    return points if keep.all() else points[keep]
 
 
 def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cfg,
