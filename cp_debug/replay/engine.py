@@ -173,7 +173,13 @@ def variant_detections(runner: ReferenceRunner, frame: ReplayFrame, variant: Glu
                           features=p.get("features", "computed")).detections
     ref = runner.run(frame.points)
     if variant.kind == "decode":
-        return decode(ref.head, cfg_for(cfg, p), heat_activation=p.get("heat_activation", "sigmoid"))
+        dets = decode(ref.head, cfg_for(cfg, p), heat_activation=p.get("heat_activation", "sigmoid"))
+        if "rotated_iou" in p:
+            from cp_debug.replay.nms import rotated_nms
+
+            k = rotated_nms(dets.boxes, dets.scores, p["rotated_iou"], p["keep"])
+            dets = Detections(dets.boxes[k], dets.scores[k], dets.labels[k], dets.class_names)
+        return dets
     if variant.kind == "box":
         return apply_box_variant(variant, ref.detections)
     return ref.detections

@@ -7,7 +7,7 @@ Three kinds, cheapest first:
   bottom or read as the bottom, length/width swapped, per-class score thresholds (fitted to the deployment's
   lowest score per class).
 - `decode`: the reference's raw head maps decoded again: the heatmap without sigmoid (logits as scores), with
-  two sigmoids, circle NMS with another radius or none, other pre/post max sizes.
+  two sigmoids, circle NMS with another radius or none, rotated-IoU NMS instead, other pre/post max sizes.
 - `rerun`: the engines run again on the frame's points: point order shuffled before voxelization (seeded; with
   the preset's or a smaller `max_voxels` cap and the 32-points-per-pillar cap), a smaller `max_voxels` alone,
   the voxel features zero-padded (decorations left at 0) instead of computed.
@@ -108,6 +108,9 @@ def decode_variants(cfg) -> list[GlueVariant]:
         GlueVariant("NMS: none", "nms", "decode", {"nms_dist_sq": -1.0}),
         GlueVariant(f"NMS: circle radius {2 * r:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": 4 * cfg.nms_dist_sq}),
         GlueVariant(f"NMS: circle radius {r / 2:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": cfg.nms_dist_sq / 4}),
+        GlueVariant("NMS: rotated BEV IoU > 0.2 instead of circle", "nms", "decode",
+                    {"nms_dist_sq": -1.0, "post_max_size": cfg.max_num, "rotated_iou": 0.2,
+                     "keep": cfg.post_max_size}),
         GlueVariant(f"NMS: post max size {cfg.post_max_size // 2} (preset {cfg.post_max_size})", "nms", "decode",
                     {"post_max_size": cfg.post_max_size // 2}),
         GlueVariant(f"decode: pre max size {cfg.max_num // 5} (preset {cfg.max_num})", "nms", "decode",
