@@ -164,7 +164,11 @@ class ReplayReport:
                     f"from the reference ({best.deployed_to_reference:.0%} against {best.runs_to_reference:.0%})")
         else:
             rest = f"the rest differ as engine numerics do (centre shift p95 {best.centre_p95 * 100:.1f} cm)"
-            if best.fraction < EXPLAINS:
+            if ref.deployed == 0 and ref.boxes > 0 and best.fraction < EXPLAINS:
+                text = (f"the deployment published no box on {len(self.frames)} frame(s) where the reference finds "
+                        f"{ref.boxes}: is the node running on these clouds, and are its scores heatmap logits compared "
+                        "with a probability threshold, or its threshold too high?")
+            elif best.fraction < EXPLAINS:
                 text = (f"no glue variant explains the deployment's boxes (best `{best.variant.name}`: "
                         f"{best.fraction:.0%} agree; the reference glue as is: {ref.fraction:.0%}): the engines "
                         "themselves differ — bisect them (cpdebug bisect)")
