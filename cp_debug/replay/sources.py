@@ -4,7 +4,7 @@ deployment's prediction files (CUDA-CenterPoint txt folder, mmdet3d results pkl)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,10 @@ def frames_from_bag(path: str | Path, cfg, *, lidar_topic: str, objects_topic: s
                           dt) for i, j, dt in pairing.pairs]
     skipped = sum(o.skipped for o in objects)
     text = pairing.describe() + (f"; {skipped} object(s) of classes the model lacks left out" if skipped else "")
+    frames_ids = {(clouds[i].frame_id, objects[j].frame_id) for i, j, _ in pairing.pairs}
+    other = sorted(f"{a} vs {b}" for a, b in frames_ids if a != b)
+    if other:
+        text += f"; cloud and objects frames differ ({other[0]}): boxes are compared in the cloud's frame as published"
     return FrameSource(frames[:max_frames] if max_frames else frames, f"bag {p}", text)
 
 
@@ -60,7 +64,13 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
     if scenes is None:
         raise BadInputError(f"--{kind} needs --scenes: the info file (or DIR with infos.pkl) of the scans it predicted")
     dep = read_cuda_centerpoint(path, cfg.class_names) if kind == "cuda-centerpoint" else read_mmdet3d_pkl(path, cfg.class_names)
-    by_token = {s.token: s for s in scenes_from_infos(scenes, cfg)}
+    scans = scenes_from_infos(scenes, cfg)
+    by_token = {s.token: s for s in scans}
+    if not set(dep.frames) & set(by_token) and all(t.isdigit() for t in dep.frames):
+        # mmdet3d 0.x results carry no token: their order is the info file's.
+        if max(int(t) for t in dep.frames) >= len(scans):
+            raise BadInputError(f"{path}: {len(dep.frames)} results by position but {scenes} lists {len(scans)} scans")
+        dep = replace(dep, frames={scans[int(t)].token: d for t, d in dep.frames.items()})
     unknown = sorted(set(dep.frames) - set(by_token))
     if unknown:
         raise BadInputError(f"{path}: {len(unknown)} of {len(dep.frames)} frame token(s) match no scan of {scenes}, e.g. "

@@ -182,3 +182,18 @@ def test_broken_inputs_are_one_line_and_write_nothing(world, tmp_path):
     r = cpdebug("replay", str(bag), *out)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_mmdet3d_0x_results_without_tokens_follow_the_info_order(world, tmp_path):
+    import pickle
+
+    from cp_debug.data.scene_set import write_scene_set
+
+    runner, _, refs, _, weights, _, _ = world
+    write_scene_set(CFG, tmp_path / "scenes", SEEDS[:1])
+    d = refs[0].detections
+    (tmp_path / "r.pkl").write_bytes(pickle.dumps([{"pts_bbox": {"boxes_3d": d.boxes, "scores_3d": d.scores,
+                                                                 "labels_3d": d.labels}}]))
+    source = frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG)
+    assert [f.token for f in source.frames] == [scene_token(SEEDS[0])]
+    assert replay(source, runner, weights, ReplayOptions(seeds=(0,))).matches_reference
