@@ -104,7 +104,7 @@ class ReferenceRunner:
         if key not in self._memo:
             if order_seed is not None:
                 pts = pts[np.random.default_rng(order_seed).permutation(len(pts))]
-            transform = _zero_decorations(self.cfg.in_channels) if features == "zero_padded" else None
+            transform = FEATURE_TRANSFORMS[features](self.cfg.in_channels)
             self._memo[key] = run_pipeline(self.cfg, pts, *self._runners, capture=False, device=self.device,
                                            max_voxels=max_voxels, feature_transform=transform)
             self.runs += 1
@@ -124,6 +124,19 @@ def _zero_decorations(in_channels: int) -> Callable:
         return out
 
     return zero
+
+
+def _legacy_centre(in_channels: int) -> Callable:
+    """Columns: raw (in_channels), xyz - pillar mean (3), xyz - pillar centre (3); x, y take the last block's."""
+    def legacy(feats):
+        out = feats.clone()
+        out[..., 0:2] = feats[..., in_channels + 3:in_channels + 5]
+        return out
+
+    return legacy
+
+
+FEATURE_TRANSFORMS = {"computed": lambda c: None, "zero_padded": _zero_decorations, "legacy_centre": _legacy_centre}
 
 
 @dataclass(frozen=True)

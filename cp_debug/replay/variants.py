@@ -10,7 +10,8 @@ Three kinds, cheapest first:
   two sigmoids, circle NMS with another radius or none, rotated-IoU NMS instead, other pre/post max sizes.
 - `rerun`: the engines run again on the frame's points: point order shuffled before voxelization (seeded; with
   the preset's or a smaller `max_voxels` cap and the 32-points-per-pillar cap), a smaller `max_voxels` alone,
-  the voxel features zero-padded (decorations left at 0) instead of computed.
+  the voxel features zero-padded (decorations left at 0) instead of computed, or processed where raw belongs
+  (mmdet3d's `legacy=True` PillarFeatureNet writes the pillar-centre offsets over the raw x, y).
 
 A variant is a frozen description (`GlueVariant`); `engine.py` applies it.
 """
@@ -124,7 +125,9 @@ def rerun_variants(cfg, seeds: Sequence[int], max_voxels: Sequence[int]) -> list
     each smaller cap alone, and zero-padded voxel features."""
     caps = [int(m) for m in dict.fromkeys(max_voxels) if int(m) != cfg.max_voxels]
     out = [GlueVariant("voxel features: zero-padded (decorations not computed)", "voxel features", "rerun",
-                       {"features": "zero_padded"})]
+                       {"features": "zero_padded"}),
+           GlueVariant("voxel features: raw x, y overwritten by the pillar-centre offsets (mmdet3d legacy)",
+                       "voxel features", "rerun", {"features": "legacy_centre"})]
     for m in caps:
         out.append(GlueVariant(f"max_voxels {m} (preset {cfg.max_voxels})", "max_voxels", "rerun", {"max_voxels": m}))
     for seed in seeds:

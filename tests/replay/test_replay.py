@@ -82,7 +82,7 @@ def _planted(world, fault: str) -> list[Detections]:
             out.append(_with(d, b))
         elif fault == "shuffle":  # the node's time-seeded shuffle, with a voxel cap the cloud exceeds
             out.append(runner.run(c, order_seed=NODE_SEED, max_voxels=cap).detections)
-        elif fault == "zero":  # voxel features zero-padded instead of computed
+        elif fault in ("zero", "legacy"):  # voxel features zero-padded, or processed where raw belongs
             from cp_debug.recipes.centerpoint.pipeline import run_pipeline
             from cp_debug.recipes.centerpoint.stage_runners import torch_stage_runners
 
@@ -91,7 +91,14 @@ def _planted(world, fault: str) -> list[Detections]:
                 feats[..., CFG.in_channels:] = 0.0
                 return feats
 
-            out.append(run_pipeline(CFG, c, *torch_stage_runners(model), capture=False, feature_transform=zero).detections)
+            def legacy(feats):  # mmdet3d's legacy PillarFeatureNet: f_center computed in place on x, y
+                feats = feats.clone()
+                c0 = CFG.in_channels + 3
+                feats[..., 0], feats[..., 1] = feats[..., c0], feats[..., c0 + 1]
+                return feats
+
+            out.append(run_pipeline(CFG, c, *torch_stage_runners(model), capture=False,
+                                    feature_transform=zero if fault == "zero" else legacy).detections)
     return out
 
 
@@ -103,11 +110,11 @@ def _bag(world, fault: str, storage: str) -> Path:
 
 
 EXPECTED = {"clean": "none", "yaw": "yaw", "sigmoid": "sigmoid", "z": "z", "shuffle": "point order + max_voxels",
-            "zero": "voxel features"}
+            "zero": "voxel features", "legacy": "voxel features"}
 
 
 @pytest.mark.parametrize("fault,storage", [("clean", "sqlite3"), ("yaw", "mcap"), ("sigmoid", "sqlite3"), ("z", "mcap"),
-                                           ("shuffle", "sqlite3"), ("zero", "mcap")])
+                                           ("shuffle", "sqlite3"), ("zero", "mcap"), ("legacy", "sqlite3")])
 def test_replay_names_the_planted_fault(world, fault, storage):
     runner, _, _, cap, weights, _, _ = world
     source = frames_from_bag(_bag(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
@@ -123,7 +130,7 @@ def test_replay_names_the_planted_fault(world, fault, storage):
     else:
         assert verdict.startswith("100% of the deployment's boxes match the reference after `")
         assert {"yaw": "y-axis reference", "sigmoid": "missing", "z": "bottom published as the centre",
-                "zero": "zero-padded"}[fault] in report.best_name
+                "zero": "zero-padded", "legacy": "legacy"}[fault] in report.best_name
         assert report.reference.fraction < 0.5
     assert "point order alone moves" in verdict
     frame = report.to_frame()
