@@ -4,6 +4,7 @@ exactly, pairing by stamp, and one clear line for each broken bag."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -103,3 +104,11 @@ def test_a_failed_write_leaves_nothing(tmp_path, cloud):
     write_bag(tmp_path / "b", [Cloud(S, "base_link", cloud)])
     with pytest.raises(BadInputError, match="exists"):
         write_bag(tmp_path / "b", [Cloud(S, "base_link", cloud)])
+
+
+def test_missing_rosbags_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    from cp_debug.errors import BackendUnavailableError
+
+    monkeypatch.setitem(sys.modules, "rosbags.rosbag2", None)  # as if rosbags were not installed
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'cp-debug\[ros\]'"):
+        list_topics(tmp_path)
