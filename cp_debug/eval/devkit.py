@@ -62,6 +62,33 @@ def _devkit():
     return EvalBoxes, algo, DETECTION_NAMES, DetectionBox, DetectionConfig, DetectionMetrics
 
 
+def order_scores(samples: Mapping[str, SampleBoxes]) -> tuple[dict[str, SampleBoxes], str]:
+    """Scores outside [0, 1] (heatmap logits) replaced by their rank, spread over (0, 1], with the reason; other
+    detections unchanged and an empty reason.
+
+    The devkit interpolates confidences with 0 past the last recall and asserts they descend, so one negative
+    score crashes it. Average precision and the TP errors depend only on the order of the scores (every box of
+    a class is sorted over all samples), so the rank transform keeps the ranking metrics exact: they are the
+    figures the deployment would get after any monotone squashing of its scores, sigmoid included."""
+    parts = [sb.scores for sb in samples.values() if sb.scores is not None and len(sb)]
+    if not parts:
+        return dict(samples), ""
+    scores = np.concatenate(parts)
+    if scores.min() >= 0.0 and scores.max() <= 1.0:
+        return dict(samples), ""
+    ranks = np.empty(scores.size, np.float64)
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, scores.size + 1) / scores.size
+    out, start = {}, 0
+    for token, sb in samples.items():
+        if sb.scores is None or not len(sb):
+            out[token] = sb
+            continue
+        out[token] = SampleBoxes(sb.boxes, sb.labels, ranks[start:start + len(sb)], sb.num_points)
+        start += len(sb)
+    return out, (f"scores span [{scores.min():.3g}, {scores.max():.3g}], outside [0, 1]: metrics computed on "
+                 "the scores' rank (the same mAP any monotone squashing such as a sigmoid gives)")
+
+
 def default_range(point_cloud_range: Sequence[float]) -> float:
     """Radius covering the whole BEV point-cloud range (its half-diagonal, from the sensor)."""
     x0, y0, _, x1, y1, _ = (float(v) for v in point_cloud_range)

@@ -171,3 +171,10 @@ def diagnose(reference: Mapping[str, SampleBoxes], candidate: Mapping[str, Sampl
                                               f"{int(near.sum())} of the lost within 0.05 of the score threshold "
                                               f"{score_threshold:g}: small score changes crossing it", ev))
     return out
+
+
+def with_map_change(diagnoses: Sequence[Diagnosis], map_change: float) -> list[Diagnosis]:
+    """`diagnoses` with the mAP change (candidate - reference) added to the evidence of an `unchanged` one
+    (diagnoses run before the metrics, so that a candidate the devkit cannot score is still diagnosed)."""
+    return [Diagnosis(d.kind, d.message, {**d.evidence, "mAP_change": round(map_change, 6)})
+            if d.kind == "unchanged" else d for d in diagnoses]

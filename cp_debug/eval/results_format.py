@@ -78,9 +78,12 @@ def _record(where: str, token: str, rec: Any, class_index: dict[str, int]) -> tu
         raise _fail(where, f"unknown detection_name {rec['detection_name']!r}; this model's classes are "
                            f"{', '.join(class_index)}")
     score = rec["detection_score"]
-    if not isinstance(score, (int, float)) or isinstance(score, bool) or math.isnan(float(score)):
-        raise _fail(where, f"'detection_score' must be a number (not NaN), got {json.dumps(score)[:40]}")
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(float(score)):
+        raise _fail(where, f"'detection_score' must be a number (finite), got {json.dumps(score)[:40]}")
     vals = {k: _number_list(where, k, rec[k], n) for k, n in BOX_KEYS.items() if isinstance(n, int)}
+    for key in ("translation", "rotation"):
+        if not all(math.isfinite(v) for v in vals[key]):
+            raise _fail(where, f"{key!r} must hold finite numbers, got {vals[key]}")
     if any(v <= 0 or not math.isfinite(v) for v in vals["size"]):
         raise _fail(where, f"'size' must be three positive lengths [w, l, h], got {vals['size']}")
     if not math.isclose(math.fsum(v * v for v in vals["rotation"]), 1.0, abs_tol=1e-3):
@@ -127,8 +130,12 @@ def read_results(path: str | Path, class_names: Sequence[str], scene_tokens: Seq
     try:
         with open(p) as f:
             obj = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise BadInputError(f"{p} is not JSON ({err}); expected a nuScenes detection submission file") from None
+    except OSError as err:
+        from cp_debug.files import os_reason
+
+        raise BadInputError(f"cannot read --detections {p}: {os_reason(err)}") from None
     dets, meta = parse_results(obj, class_names, str(p))
     absent: list[str] = []
     if scene_tokens is not None:

@@ -71,8 +71,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
     from cp_debug.backends import check_available
     from cp_debug.eval.detection_diff import diff_detections
-    from cp_debug.eval.devkit import default_range, evaluate
-    from cp_debug.eval.diagnose import diagnose
+    from cp_debug.eval.devkit import default_range, evaluate, order_scores
+    from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
     from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
                                       run_backend, scenes_from_infos)
@@ -136,18 +136,25 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         labels.append(name)
     gt = {s.token: s.gt for s in scenes}
     rng = default_range(cfg.point_cloud_range)
-    with step("nuScenes metrics (nuscenes-devkit)"):
-        metrics = {b: evaluate(gt, detections[b], cfg.class_names, class_range=rng) for b in labels}
     ref = labels[0]
     diffs, diagnoses = {}, {}
+    # Diagnoses first: they say what is wrong with a candidate whatever its metrics come to.
     for cand in labels[1:]:
         diffs[cand] = diff_detections(detections[ref], detections[cand], cfg.class_names, reference_name=ref,
                                       candidate_name=cand, max_dist=opts.max_dist)
         diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
                                    score_threshold=cfg.score_threshold,
-                                   map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
                                    absent=absent if cand not in specs and absent else (),
                                    voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
+    metrics = {}
+    with step("nuScenes metrics (nuscenes-devkit)"):
+        for b in labels:
+            ordered, why = order_scores(detections[b])
+            if why:
+                notes[b] = (*notes.get(b, ()), why)
+            metrics[b] = evaluate(gt, ordered, cfg.class_names, class_range=rng)
+    for cand in labels[1:]:
+        diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
                 "calibration_scenes": opts.calib_scenes if calib else 0,

@@ -108,3 +108,19 @@ def test_ground_truth_without_points_is_dropped_as_the_devkit_does():
     assert evaluate(gt, det, CLASSES).mean_ap == pytest.approx(1.0)
     gt_unknown = {"a": SampleBoxes(gt["a"].boxes, gt["a"].labels)}  # counts unknown: both boxes count
     assert evaluate(gt_unknown, det, CLASSES).mean_ap < 1.0
+
+
+def test_logit_scores_cannot_crash_the_devkit_and_keep_the_ranking_metrics():
+    from cp_debug.eval.devkit import order_scores
+
+    gt, det = hand_case()
+    det["b"] = sb([box(30, 18, yaw=1.1, vx=0.5)], [CAR], [0.7])  # a car missed: recall stops at 1/2
+    logits = {t: SampleBoxes(s.boxes, s.labels, np.log(s.scores / (1 - s.scores)) - 3.0) for t, s in det.items()}
+    with pytest.raises(AssertionError):  # the devkit's own check: confidences must descend
+        evaluate(gt, logits, CLASSES)
+    ordered, why = order_scores(logits)
+    assert "outside [0, 1]" in why and "rank" in why
+    assert all(0 < s.scores.min() and s.scores.max() <= 1 for s in ordered.values())
+    got, want = evaluate(gt, ordered, CLASSES), evaluate(gt, det, CLASSES)
+    assert got.mean_ap == pytest.approx(want.mean_ap) and got.nds == pytest.approx(want.nds)
+    assert order_scores(det) == (det, "")

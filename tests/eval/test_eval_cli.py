@@ -108,3 +108,26 @@ def test_bad_detections_file_and_unavailable_backend_exit_with_one_line(scene_di
         assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1
     r = cpdebug("eval", "--preset", "tiny", "--backends", "torch,tensorflow")
     assert r.returncode == 2 and "unknown backend spec" in r.stderr
+
+
+def test_the_seeds_case_logits_with_missed_boxes_print_the_diagnosis_not_a_traceback(scene_dir, tmp_path):
+    """A deployment that reads heatmap logits and misses boxes: the devkit's own assert used to end the run."""
+    from cp_debug.data.infos import read_infos
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.results_format import write_results
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+
+    rng = np.random.default_rng(1)
+    dets = {}
+    for s in read_infos(scene_dir):
+        keep = np.arange(len(s.boxes)) % 2 == 0  # half the objects missed: recall stops short of 1
+        dets[s.token] = SampleBoxes(s.boxes[keep], s.labels[keep], rng.normal(-2.0, 1.5, int(keep.sum())))
+    write_results(tmp_path / "logits.json", dets, CLASS_NAMES)
+    r = cpdebug("eval", "--preset", "tiny", "--scenes", str(scene_dir), "--detections", str(tmp_path / "logits.json"),
+                "--json", str(tmp_path / "e.json"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert [d["kind"] for d in data["diagnoses"]["logits.json"]][0] == "logits"
+    assert any("outside [0, 1]" in n and "rank" in n for n in data["notes"]["logits.json"])
+    assert 0.0 < data["metrics"]["logits.json"]["mAP"] < 1.0

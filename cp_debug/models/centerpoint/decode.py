@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
 
 HEAD_NAMES = ("heatmap", "reg", "height", "dim", "rot", "vel")
+HEAT_ACTIVATIONS = {"none": 0, "sigmoid": 1, "sigmoid_twice": 2}  # how many sigmoids the heatmap gets
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,11 @@ def decode(
     rot_y_axis_reference: bool = False,
     batch_index: int = 0,
     score_threshold: float | None = None,
+    heat_activation: str = "sigmoid",
 ) -> Detections:
-    """Decode one sample's raw head maps (dict by name or a 6-tuple in HEAD_NAMES order; numpy or torch)."""
+    """Decode one sample's raw head maps (dict by name or a 6-tuple in HEAD_NAMES order; numpy or torch).
+    `heat_activation`: "sigmoid" (the model's), or a deployment's glue fault replayed: "none" (logits read as
+    scores) or "sigmoid_twice"."""
     import torch
 
     maps = {}
@@ -112,7 +116,11 @@ def decode(
     dim, rot = maps["dim"], maps["rot"]
     if rot_y_axis_reference:
         dim, rot = undo_rot_y_axis_reference(dim, rot)
-    heat = maps["heatmap"].sigmoid()
+    if heat_activation not in HEAT_ACTIVATIONS:
+        raise BadInputError(f"heat_activation {heat_activation!r}: choose one of {', '.join(HEAT_ACTIVATIONS)}")
+    heat = maps["heatmap"]
+    for _ in range(HEAT_ACTIVATIONS[heat_activation]):
+        heat = heat.sigmoid()
     if cfg.norm_bbox:
         dim = torch.exp(dim)
 

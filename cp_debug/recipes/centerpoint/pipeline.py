@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -121,8 +121,14 @@ def run_pipeline(
     capture: bool = True,
     device: str = "cpu",
     rot_y_axis_reference: bool = False,
+    max_voxels: int | None = None,
+    feature_transform: Callable[[Any], Any] | None = None,
+    heat_activation: str = "sigmoid",
 ) -> PipelineResult:
     """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
+
+    A deployment's glue can be replayed: `max_voxels` overrides the preset's voxel cap, `feature_transform`
+    maps the decorated input features (torch, (N, P, C)) before the encoder, `heat_activation` goes to `decode`.
 
     The runners take {"input_features"} -> {"pillar_features"} and {"spatial_features"} -> the six head maps.
     A runner that is not active is activated for this call and deactivated after it.
@@ -150,7 +156,7 @@ def run_pipeline(
         backbone = _activated(stack, backbone_runner)
 
         t = time.perf_counter()
-        vox = voxelize(pts, cfg, device=device)
+        vox = voxelize(pts, cfg if max_voxels is None else replace(cfg, max_voxels=int(max_voxels)), device=device)
         if vox.num_voxels == 0:
             raise BadInputError(
                 f"no point lies inside preset {cfg.name!r}'s point_cloud_range {list(cfg.point_cloud_range)}; "
@@ -158,6 +164,8 @@ def run_pipeline(
             )
         t = tick(STEP_VOXELIZE, t)
         feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
+        if feature_transform is not None:
+            feats = feature_transform(feats)
         feats_np = feats.detach().cpu().numpy()
         t = tick(STEP_INPUT_FEATURES, t)
 
@@ -175,7 +183,7 @@ def run_pipeline(
         head = _check_head(_run(backbone, {BACKBONE_INPUTS[0]: spatial_np}, STAGE_BACKBONE), cfg, 1)
         t = tick(STAGE_BACKBONE, t)
 
-        dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference)
+        dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference, heat_activation=heat_activation)
         tick(STEP_DECODE, t)
 
     return PipelineResult(

@@ -53,6 +53,18 @@ def test_sigmoid_is_applied():
     assert len(d) == 1 and d.labels[0] == 2
 
 
+def test_heat_activation_replays_a_missing_or_doubled_sigmoid():
+    maps = _blank()
+    _plant(maps, cls=0, row=30, col=50, logit=2.0)
+    _plant(maps, cls=1, row=10, col=10, logit=0.05)  # a logit of 0.05: below 0.1 without sigmoid, above with it
+    raw = decode(maps, CFG, heat_activation="none")
+    assert len(raw) == 1 and raw.scores[0] == pytest.approx(2.0)
+    twice = decode(maps, CFG, heat_activation="sigmoid_twice")
+    assert twice.scores.min() >= 0.5 and len(twice) == CFG.post_max_size  # every cell passes the threshold
+    with pytest.raises(BadInputError, match="heat_activation"):
+        decode(maps, CFG, heat_activation="softmax")
+
+
 def test_torch_and_tuple_inputs_give_the_same():
     maps = _blank()
     _plant(maps, 1, 5, 6)

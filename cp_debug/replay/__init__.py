@@ -1,0 +1,1 @@
+"""Replay a deployment's own detections against the reference and name the glue that explains them."""

@@ -1,0 +1,150 @@
+"""The deployment-glue variants a replay tries: each is the reference's glue with one thing done as deployments
+get it wrong, so that the variant whose boxes come closest to the deployment's names its glue.
+
+Three kinds, cheapest first:
+- `box`: a pure function of the reference's boxes (the convention the boxes are published in): yaw from the
+  y axis (Autoware's `-yaw - pi/2` for a model that needs none), yaw +-pi/2 or negated, z published at the
+  bottom or read as the bottom, length/width swapped, per-class score thresholds (fitted to the deployment's
+  lowest score per class).
+- `decode`: the reference's raw head maps decoded again: the heatmap without sigmoid (logits as scores), with
+  two sigmoids, circle NMS with another radius or none, rotated-IoU NMS instead, other pre/post max sizes.
+- `rerun`: the engines run again on the frame's points: point order shuffled before voxelization (seeded; with
+  the preset's or a smaller `max_voxels` cap and the 32-points-per-pillar cap), a smaller `max_voxels` alone,
+  the voxel features zero-padded (decorations left at 0) instead of computed, or processed where raw belongs
+  (mmdet3d's `legacy=True` PillarFeatureNet writes the pillar-centre offsets over the raw x, y).
+
+A variant is a frozen description (`GlueVariant`); `engine.py` applies it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.models.centerpoint.decode import Detections
+
+REFERENCE = "reference glue"
+
+
+@dataclass(frozen=True)
+class GlueVariant:
+    """name: what the verdict prints; family: the group it belongs to (yaw, z, sigmoid, order, ...);
+    kind: box | decode | rerun; params: what the engine needs (and the report shows)."""
+
+    name: str
+    family: str
+    kind: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "family": self.family, "kind": self.kind, "params": dict(self.params)}
+
+
+def _wrap(yaw: np.ndarray) -> np.ndarray:
+    return (yaw + np.pi) % (2 * np.pi) - np.pi
+
+
+# name -> (family, function of the (N, 9) boxes)
+_BOX_TRANSFORMS = {
+    "yaw: y-axis reference (-yaw - pi/2)": ("yaw", lambda b: _set(b, 6, _wrap(-b[:, 6] - math.pi / 2))),
+    "yaw: +pi/2": ("yaw", lambda b: _set(b, 6, _wrap(b[:, 6] + math.pi / 2))),
+    "yaw: -pi/2": ("yaw", lambda b: _set(b, 6, _wrap(b[:, 6] - math.pi / 2))),
+    "yaw: sign flipped": ("yaw", lambda b: _set(b, 6, _wrap(-b[:, 6]))),
+    "yaw: +pi": ("yaw", lambda b: _set(b, 6, _wrap(b[:, 6] + math.pi))),
+    "z: bottom published as the centre": ("z", lambda b: _set(b, 2, b[:, 2] - b[:, 5] / 2)),
+    "z: centre published as the bottom": ("z", lambda b: _set(b, 2, b[:, 2] + b[:, 5] / 2)),
+    "size: length and width swapped": ("size", lambda b: _swap_lw(b)),
+}
+
+
+def _set(boxes: np.ndarray, col: int, values: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    out[:, col] = values
+    return out
+
+
+def _swap_lw(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    out[:, [3, 4]] = boxes[:, [4, 3]]
+    return out
+
+
+def box_variants() -> list[GlueVariant]:
+    return [GlueVariant(name, fam, "box") for name, (fam, _) in _BOX_TRANSFORMS.items()]
+
+
+def apply_box_variant(variant: GlueVariant, dets: Detections) -> Detections:
+    """The reference's boxes as `variant` publishes them."""
+    if variant.name.startswith("score: per-class thresholds"):
+        thr = np.array([variant.params["thresholds"].get(c, np.inf) for c in dets.class_names] or [np.inf])
+        keep = dets.scores >= thr[dets.labels] if len(dets) else np.zeros(0, bool)
+        return Detections(dets.boxes[keep], dets.scores[keep], dets.labels[keep], dets.class_names)
+    fn = _BOX_TRANSFORMS[variant.name][1]
+    boxes = fn(dets.boxes.astype(np.float64)).astype(np.float32) if len(dets) else dets.boxes
+    return Detections(boxes, dets.scores, dets.labels, dets.class_names)
+
+
+def fitted_thresholds(deployed: Sequence[Detections], class_names: Sequence[str]) -> GlueVariant | None:
+    """Per-class score thresholds at the deployment's lowest score of each class (None: no deployed box)."""
+    lows: dict[str, float] = {}
+    for d in deployed:
+        for lab, s in zip(d.labels, d.scores):
+            name = class_names[int(lab)]
+            lows[name] = min(lows.get(name, math.inf), float(s))
+    if not lows:
+        return None
+    text = ", ".join(f"{c} {v:.3g}" for c, v in lows.items())
+    return GlueVariant(f"score: per-class thresholds ({text})", "score threshold", "box", {"thresholds": lows})
+
+
+def decode_variants(cfg) -> list[GlueVariant]:
+    """Re-decodes of the reference's head maps (see the module docstring)."""
+    r = math.sqrt(cfg.nms_dist_sq)
+    out = [
+        GlueVariant("sigmoid: missing (heatmap logits as scores)", "sigmoid", "decode", {"heat_activation": "none"}),
+        GlueVariant("sigmoid: applied twice", "sigmoid", "decode", {"heat_activation": "sigmoid_twice"}),
+        GlueVariant("NMS: none", "nms", "decode", {"nms_dist_sq": -1.0}),
+        GlueVariant(f"NMS: circle radius {2 * r:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": 4 * cfg.nms_dist_sq}),
+        GlueVariant(f"NMS: circle radius {r / 2:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": cfg.nms_dist_sq / 4}),
+        GlueVariant("NMS: rotated BEV IoU > 0.2 instead of circle", "nms", "decode",
+                    {"nms_dist_sq": -1.0, "post_max_size": cfg.max_num, "rotated_iou": 0.2,
+                     "keep": cfg.post_max_size}),
+        GlueVariant(f"NMS: post max size {cfg.post_max_size // 2} (preset {cfg.post_max_size})", "nms", "decode",
+                    {"post_max_size": cfg.post_max_size // 2}),
+        GlueVariant(f"decode: pre max size {cfg.max_num // 5} (preset {cfg.max_num})", "nms", "decode",
+                    {"max_num": max(1, cfg.max_num // 5)}),
+    ]
+    return out
+
+
+def rerun_variants(cfg, seeds: Sequence[int], max_voxels: Sequence[int]) -> list[GlueVariant]:
+    """Re-runs of the engines: shuffled point order per seed (with the preset's cap and each of `max_voxels`),
+    each smaller cap alone, and zero-padded voxel features."""
+    caps = [int(m) for m in dict.fromkeys(max_voxels) if int(m) != cfg.max_voxels]
+    out = [GlueVariant("voxel features: zero-padded (decorations not computed)", "voxel features", "rerun",
+                       {"features": "zero_padded"}),
+           GlueVariant("voxel features: raw x, y overwritten by the pillar-centre offsets (mmdet3d legacy)",
+                       "voxel features", "rerun", {"features": "legacy_centre"})]
+    for m in caps:
+        out.append(GlueVariant(f"max_voxels {m} (preset {cfg.max_voxels})", "max_voxels", "rerun", {"max_voxels": m}))
+    for seed in seeds:
+        out.append(GlueVariant(f"point order: shuffled (seed {seed})", "point order", "rerun", {"order_seed": int(seed)}))
+        for m in caps:
+            out.append(GlueVariant(f"point order: shuffled with max_voxels {m} (seed {seed})", "point order + max_voxels",
+                                   "rerun", {"order_seed": int(seed), "max_voxels": m}))
+    return out
+
+
+def reference_variant() -> GlueVariant:
+    return GlueVariant(REFERENCE, "none", "reference")
+
+
+def cfg_for(cfg, params: Mapping) -> object:
+    """The preset with a decode variant's settings (NMS radius, max sizes)."""
+    from dataclasses import replace
+
+    keys = {k: params[k] for k in ("nms_dist_sq", "post_max_size", "max_num") if k in params}
+    return replace(cfg, **keys) if keys else cfg

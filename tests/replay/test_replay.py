@@ -1,0 +1,206 @@
+"""`cpdebug replay` names the glue a deployment got wrong: real rosbag2 files (sqlite3 and mcap, written with
+rosbags' writer) of synthetic clouds and DetectedObjects made from the reference's own detections with one
+planted fault per bag; a CUDA-CenterPoint folder and an mmdet3d results pkl; broken inputs.
+
+The model is the tiny preset (160x160 grid) with the demo preset's trained weights (same modules), so that
+its boxes are a trained detector's; one runner is shared by every in-process replay, so each frame's engine
+runs happen once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags.rosbag2")
+
+from cp_debug.data.rosbag import LIDAR_TOPIC, Cloud, write_bag  # noqa: E402
+from cp_debug.data.scenes import heldout_seeds, make_scene, scene_token  # noqa: E402
+from cp_debug.models.centerpoint.config import get_preset  # noqa: E402
+from cp_debug.models.centerpoint.decode import Detections, decode  # noqa: E402
+from cp_debug.recipes.centerpoint.model_source import load_model, shipped_checkpoint  # noqa: E402
+from cp_debug.replay.engine import ReferenceRunner, ReplayOptions  # noqa: E402
+from cp_debug.replay.session import replay  # noqa: E402
+from cp_debug.replay.sources import frames_from_bag, frames_from_files  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = get_preset("tiny")
+S = 1_000_000_000
+SEEDS = list(heldout_seeds(3))
+NODE_SEED = 1_732_377_600  # the node seeds its shuffle with the time: a seed the replay does not try
+
+
+def cpdebug(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def _with(d: Detections, boxes=None, scores=None) -> Detections:
+    return Detections(np.asarray(d.boxes if boxes is None else boxes, np.float32),
+                      np.asarray(d.scores if scores is None else scores, np.float32), d.labels, d.class_names)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The runner, the clouds, the reference's head maps and boxes per frame, and the cap the shuffled fault used."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    loaded = load_model("tiny", shipped_checkpoint("demo"))
+    clouds = [make_scene(CFG, s).points for s in SEEDS]
+    with ReferenceRunner(loaded.model, CFG) as runner:
+        refs = [runner.run(c) for c in clouds]
+        cap = int(0.83 * np.median([runner.voxel_count(c) for c in clouds]))
+        yield runner, clouds, refs, cap, loaded.weights, tmp_path_factory.mktemp("bags"), loaded.model
+    torch.set_num_threads(threads)
+
+
+def _planted(world, fault: str) -> list[Detections]:
+    """The deployment's boxes per frame: the reference's, with one glue fault done as deployments do it."""
+    runner, clouds, refs, cap, _, _, model = world
+    out = []
+    for c, r in zip(clouds, refs):
+        d, b = r.detections, r.detections.boxes.astype(np.float64)
+        if fault == "clean":
+            out.append(d)
+        elif fault == "yaw":  # Autoware's `-yaw - pi/2` applied to a model whose yaw needs no conversion
+            b[:, 6] = np.arctan2(np.sin(-b[:, 6] - math.pi / 2), np.cos(-b[:, 6] - math.pi / 2))
+            out.append(_with(d, b))
+        elif fault == "sigmoid":  # the heatmap read as scores, thresholded as logits
+            out.append(decode(r.head, CFG, heat_activation="none"))
+        elif fault == "z":  # the bottom z published as the pose position (which is the centre)
+            b[:, 2] -= b[:, 5] / 2
+            out.append(_with(d, b))
+        elif fault == "shuffle":  # the node's time-seeded shuffle, with a voxel cap the cloud exceeds
+            out.append(runner.run(c, order_seed=NODE_SEED, max_voxels=cap).detections)
+        elif fault in ("zero", "legacy"):  # voxel features zero-padded, or processed where raw belongs
+            from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+            from cp_debug.recipes.centerpoint.stage_runners import torch_stage_runners
+
+            def zero(feats):
+                feats = feats.clone()
+                feats[..., CFG.in_channels:] = 0.0
+                return feats
+
+            def legacy(feats):  # mmdet3d's legacy PillarFeatureNet: f_center computed in place on x, y
+                feats = feats.clone()
+                c0 = CFG.in_channels + 3
+                feats[..., 0], feats[..., 1] = feats[..., c0], feats[..., c0 + 1]
+                return feats
+
+            out.append(run_pipeline(CFG, c, *torch_stage_runners(model), capture=False,
+                                    feature_transform=zero if fault == "zero" else legacy).detections)
+    return out
+
+
+def _bag(world, fault: str, storage: str) -> Path:
+    _, clouds, _, _, _, tmp, _ = world
+    stamps = [(i + 1) * S + 123 for i in range(len(clouds))]
+    return write_bag(tmp / f"{fault}_{storage}", [Cloud(t, "base_link", c) for t, c in zip(stamps, clouds)],
+                     list(zip(stamps, _planted(world, fault))), CFG.class_names, storage=storage)
+
+
+EXPECTED = {"clean": "none", "yaw": "yaw", "sigmoid": "sigmoid", "z": "z", "shuffle": "point order + max_voxels",
+            "zero": "voxel features", "legacy": "voxel features"}
+
+
+@pytest.mark.parametrize("fault,storage", [("clean", "sqlite3"), ("yaw", "mcap"), ("sigmoid", "sqlite3"), ("z", "mcap"),
+                                           ("shuffle", "sqlite3"), ("zero", "mcap"), ("legacy", "sqlite3")])
+def test_replay_names_the_planted_fault(world, fault, storage):
+    runner, _, _, cap, weights, _, _ = world
+    source = frames_from_bag(_bag(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
+                             objects_topic="/perception/object_recognition/detection/centerpoint/objects")
+    assert "3 frame(s) paired by header stamp (exact stamps; 3 exact), 0 cloud(s)" in source.pairing
+    report = replay(source, runner, weights, ReplayOptions(seeds=(0, 1), max_voxels=(cap,)))
+    assert report.best_family == EXPECTED[fault], report.verdict()
+    verdict = report.verdict()
+    if fault == "clean":
+        assert report.matches_reference and verdict.startswith("100% of the deployment's boxes match the reference")
+    elif fault == "shuffle":
+        assert "consistent with `point order: shuffled with max_voxels" in verdict
+    else:
+        assert verdict.startswith("100% of the deployment's boxes match the reference after `")
+        assert {"yaw": "y-axis reference", "sigmoid": "missing", "z": "bottom published as the centre",
+                "zero": "zero-padded", "legacy": "legacy"}[fault] in report.best_name
+        assert report.reference.fraction < 0.5
+    assert "point order alone moves" in verdict
+    frame = report.to_frame()
+    assert len(frame) == 3 * len(report.scores) and set(frame["token"]) == {f.token for f in source.frames}
+
+
+def test_prediction_files_are_judged_the_same_way(world, tmp_path):
+    from cp_debug.data.deployed_detections import write_cuda_centerpoint, write_mmdet3d_pkl
+    from cp_debug.data.scene_set import write_scene_set
+
+    runner, _, _, _, weights, _, _ = world
+    write_scene_set(CFG, tmp_path / "scenes", SEEDS[:2])
+    tokens = [scene_token(s) for s in SEEDS[:2]]
+    opts = ReplayOptions(seeds=(0,))
+    write_cuda_centerpoint(tmp_path / "cc", dict(zip(tokens, _planted(world, "z"))), CFG.class_names)
+    report = replay(frames_from_files("cuda-centerpoint", tmp_path / "cc", tmp_path / "scenes", CFG), runner, weights, opts)
+    assert report.best_family == "z" and report.best.fraction == 1.0, report.verdict()
+    write_mmdet3d_pkl(tmp_path / "r.pkl", dict(zip(tokens, _planted(world, "clean"))))
+    report = replay(frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG), runner, weights, opts)
+    assert report.matches_reference, report.verdict()
+    assert "2 frame(s) paired by token" in report.pairing
+
+
+def test_cli_replays_a_bag_and_writes_json_parquet_html(world, tmp_path):
+    bag = _bag(world, "yaw", "sqlite3") if not (world[5] / "yaw_sqlite3").exists() else world[5] / "yaw_sqlite3"
+    r = cpdebug("replay", "--list", str(bag))
+    assert r.returncode == 0 and LIDAR_TOPIC in r.stdout and "autoware_perception_msgs/msg/DetectedObjects" in r.stdout
+    r = cpdebug("replay", str(bag), "--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")),
+                "--shuffle-seeds", "0", "--max-frames", "1", "--json", str(tmp_path / "r.json"),
+                "--parquet", str(tmp_path / "r.parquet"), "--html", str(tmp_path / "r.html"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "y-axis reference" in r.stdout and "verdict" in r.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["best_family"] == "yaw" and data["settings"]["frames"] == 1
+    import pandas as pd
+
+    assert len(pd.read_parquet(tmp_path / "r.parquet")) == len(data["frames"])
+    assert "data:image/png;base64," in (tmp_path / "r.html").read_text()
+
+
+def test_broken_inputs_are_one_line_and_write_nothing(world, tmp_path):
+    _, clouds, refs, _, _, _, _ = world
+    out = ["--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")]
+    # DetectedObjects 1 ms after its cloud: no cloud with its stamp.
+    bag = write_bag(tmp_path / "late", [Cloud(S, "base_link", clouds[0][::10])], [(S + 10**6, refs[0].detections)],
+                    CFG.class_names)
+    r = cpdebug("replay", str(bag), *out)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "have no cloud" in r.stderr and "1.000 ms away" in r.stderr and "--stamp-tolerance-ms" in r.stderr
+    r = cpdebug("replay", str(bag), "--lidar-topic", "/sensing/lidar/top/pointcloud", *out)
+    assert r.returncode == 2 and "has no topic /sensing/lidar/top/pointcloud" in r.stderr
+    r = cpdebug("replay", str(bag), "--objects-topic", LIDAR_TOPIC, *out)
+    assert r.returncode == 2 and "carries sensor_msgs/msg/PointCloud2, not autoware_perception_msgs" in r.stderr
+    data = next(p for p in bag.iterdir() if p.suffix == ".db3")
+    data.write_bytes(data.read_bytes()[:4096])
+    r = cpdebug("replay", str(bag), *out)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_mmdet3d_0x_results_without_tokens_follow_the_info_order(world, tmp_path):
+    import pickle
+
+    from cp_debug.data.scene_set import write_scene_set
+
+    runner, _, refs, _, weights, _, _ = world
+    write_scene_set(CFG, tmp_path / "scenes", SEEDS[:1])
+    d = refs[0].detections
+    (tmp_path / "r.pkl").write_bytes(pickle.dumps([{"pts_bbox": {"boxes_3d": d.boxes, "scores_3d": d.scores,
+                                                                 "labels_3d": d.labels}}]))
+    source = frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG)
+    assert [f.token for f in source.frames] == [scene_token(SEEDS[0])]
+    assert replay(source, runner, weights, ReplayOptions(seeds=(0,))).matches_reference
