@@ -13,11 +13,11 @@ from cp_debug.eval.html import _corners
 from cp_debug.files import write_text_atomic
 from cp_debug.replay.engine import FrameResult
 from cp_debug.replay.report import ReplayReport
-from cp_debug.report.html import CSS, _figure, _img, _png
+from cp_debug.report.html import CSS, figure_png, img_tag, new_figure
 
 
 def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:
-    fig = _figure(8.0, 8.0)
+    fig = new_figure(8.0, 8.0)
     ax = fig.add_subplot(1, 1, 1)
     if frame.bev_points is not None:
         ax.scatter(frame.bev_points[:, 0], frame.bev_points[:, 1], s=0.2, c="#9aa3ad", linewidths=0)
@@ -36,7 +36,7 @@ def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:
     ax.set_ylabel("y (m)")
     ax.set_title(f"frame {frame.token}: agreement {frame.agreements[best].fraction:.0%}")
     ax.legend(loc="upper right", fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def render_html(report: ReplayReport) -> str:
@@ -54,7 +54,7 @@ def render_html(report: ReplayReport) -> str:
              "<section><h2>Glue variants</h2><table><tr><th>variant</th><th>family</th><th class=num>deployed</th>"
              f"<th class=num>variant</th><th class=num>agree</th><th class=num>agreement</th></tr>{rows}</table></section>"]
     for f in report.worst_frames(3):
-        parts.append(f"<section><h2>Frame {escape(f.token)}</h2>{_img(plot_frame(report, f), 'BEV of ' + f.token)}</section>")
+        parts.append(f"<section><h2>Frame {escape(f.token)}</h2>{img_tag(plot_frame(report, f), 'BEV of ' + f.token)}</section>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
 

@@ -59,7 +59,7 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
     """`kind`: "cuda-centerpoint" (a folder of <token>.txt) or "mmdet3d-pkl"; `scenes`: the info file whose
     scans the predictions are of (tokens = scan file stems)."""
     from cp_debug.data.deployed_detections import read_cuda_centerpoint, read_mmdet3d_pkl
-    from cp_debug.eval.runner import scenes_from_infos
+    from cp_debug.eval.backend_pipeline import scenes_from_infos
 
     if scenes is None:
         raise BadInputError(f"--{kind} needs --scenes: the info file (or DIR with infos.pkl) of the scans it predicted")
