@@ -334,8 +334,6 @@ def build_subject(settings: SweepSettings, onnx_dir: Path | None = None):
 
 def save_stages(subject, onnx_dir: Path) -> None:
     """Write the subject's two ONNX stages (exported once) for the workers to load."""
-    import onnx
-
     from cp_debug.files import write_bytes_atomic
 
     for st in subject.stages:
