@@ -76,6 +76,7 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
     from cp_debug.determinism import environment
     from cp_debug.sweep.rank import LOCAL_FACTOR
 
+    opts = outcome.opts or opts
     by_index = {r.index: r for r in outcome.results}
     lanes = list(opts.settings.backends)
     probes: dict = {c: [] for c in lanes[1:]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 
@@ -54,6 +54,7 @@ class SweepOutcome:
     executor: dict = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    opts: SweepOptions | None = None  # as run (threads fixed)
 
     @property
     def any_diverged(self) -> bool:
@@ -88,6 +89,10 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.sweep.worker import SweepWorker, build_subject, save_stages
 
     step = step or (lambda text: contextlib.nullcontext())
+    if opts.settings.threads is None:
+        from cp_debug.parallel import thread_count
+
+        opts = replace(opts, settings=replace(opts.settings, threads=thread_count()))
     s = opts.settings
     check_backends(s.backends)
     if opts.bisect_top < 0:
@@ -136,7 +141,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
         raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to finish")
     ranked, spread = rank_frames(results, opts.factor)
     outcome = SweepOutcome(results, ranked, spread, model=model, executor=describe,
-                           seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0, opts=opts)
     if opts.bisect_top:
         from cp_debug.sweep.explain import bisect_worst
 

@@ -47,7 +47,10 @@ class SweepSettings:
     deterministic: bool = True
     max_dist: float = 2.0
     calib_scenes: int = 4
-    threads: int | None = None  # ONNX Runtime intra-op threads per session (None: ORT's default)
+    # torch and ONNX Runtime intra-op threads in every worker: their reductions split work by thread, so the same
+    # count on every worker (a Ray actor gets OMP_NUM_THREADS=1) is what makes a Ray sweep equal an in-process one
+    # number for number. None: run_sweep fixes it to this machine's `parallel.thread_count()`.
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,6 +193,10 @@ class SweepWorker:
         self.cfg = get_preset(s.preset)
         self.subject = build_subject(s, self.onnx_dir)
         self.order = probe_order(self.subject, s.level)
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
         self._stack = ExitStack()
         try:
             calib = self._calibration()
