@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
 from cp_debug.sweep.shards import ShardStore, ShardTask
 from cp_debug.sweep.worker import FrameResult, SweepSettings, SweepWorker
 
@@ -111,7 +111,13 @@ class RayExecutor:
                     running[actor.run_shard.remote(task)] = (actor, task)
                 ready, _ = ray.wait(list(running), num_returns=1)
                 actor, task = running.pop(ready[0])
-                results = [FrameResult.from_dict(d) for d in ray.get(ready[0])]
+                try:
+                    results = [FrameResult.from_dict(d) for d in ray.get(ready[0])]
+                except ray.exceptions.RayError as err:  # a CpDebugError in the actor is still one line
+                    cause = getattr(err, "cause", None)
+                    if isinstance(cause, CpDebugError):
+                        raise cause from None
+                    raise
                 for r in results[len(task.done):]:
                     on_frame(r)
                 store.write(task.index, sorted(results, key=lambda r: r.index))

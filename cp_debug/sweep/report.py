@@ -57,9 +57,10 @@ def verdict_line(outcome: SweepOutcome) -> str:
     local = [r for r in div if r.klass == "local"]
     parts = [f"{len(div)} of {n} frames diverge"]
     if local:
-        layers = {}
+        layers: dict[str, int] = {}
         for r in local:
-            layers[r.worst.local_probe] = layers.get(r.worst.local_probe, 0) + 1 if r.worst else 0
+            probe = next(v.local_probe for v in r.verdicts if v.klass == "local")
+            layers[probe] = layers.get(probe, 0) + 1
         top = max(layers, key=layers.get)
         parts.append(f"{len(local)} by a layer-local fault (first at `{top}` on {layers[top]})")
     if len(div) - len(local):
