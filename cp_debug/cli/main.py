@@ -11,6 +11,7 @@ from cp_debug.cli import train_cmd
 from cp_debug.cli import eval_cmd
 from cp_debug.cli import bench_cmd
 from cp_debug.cli import replay_cmd
+from cp_debug.cli import sweep_cmd
 
 app = typer.Typer(
     name="cpdebug",
@@ -33,6 +34,7 @@ app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.eval_)
 app.command("bench")(bench_cmd.bench)
 app.command("replay")(replay_cmd.replay)
+app.command("sweep")(sweep_cmd.sweep)
 
 
 def main() -> None:

@@ -1,0 +1,138 @@
+"""Who runs the shards: `InProcessExecutor` (the embedded default, one local worker) or `RayExecutor` (Ray Core
+actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
+`run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
+
+Ray is imported only by `RayExecutor`. Its actors are declared with `max_restarts=-1, max_task_retries=-1`: a
+worker process killed mid-shard is restarted by Ray and the shard's call runs again on it; the driver writes a
+shard once, from the call's result, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.sweep.shards import ShardStore, ShardTask
+from cp_debug.sweep.worker import FrameResult, SweepSettings, SweepWorker
+
+OnFrame = Callable[[FrameResult], None]
+
+RAY_HINT = "--ray needs Ray: pip install 'cp-debug[ray]' (ray>=2.40)"
+
+
+class InProcessExecutor:
+    """Every shard in this process through one worker (built once); the partial file follows each frame."""
+
+    def __init__(self, worker: SweepWorker):
+        self.worker = worker
+
+    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
+        for task in tasks:
+            results = list(task.done)
+            for index, frame in task.todo:
+                r = self.worker.run_frame(index, frame)
+                results.append(r)
+                on_frame(r)
+                if len(results) < len(task.frames):
+                    store.write(task.index, results, partial=True)
+            store.write(task.index, sorted(results, key=lambda r: r.index))
+
+    def describe(self) -> dict:
+        return {"kind": "in-process", "workers": 1}
+
+
+class _ActorBody:
+    """The Ray actor: a `SweepWorker` opened once in the actor's process."""
+
+    def __init__(self, settings: SweepSettings, onnx_dir: str):
+        import os
+
+        self.worker = SweepWorker(settings, onnx_dir).open()
+        self.pid = os.getpid()
+
+    def getpid(self) -> int:
+        return self.pid
+
+    def run_shard(self, task: ShardTask) -> list[dict]:
+        done = list(task.done)
+        return [r.to_dict() for r in done] + [self.worker.run_frame(i, f).to_dict() for i, f in task.todo]
+
+
+class RayExecutor:
+    """Shards on a Ray cluster: `address` "auto" (a running cluster) or an address; a Ray already initialised in
+    this process (a test's `ray.init(num_cpus=2)`) is used as it is. `workers`: actors to start (default: one per
+    GPU for CUDA backends, else the cluster's CPUs / `cpus_per_worker`)."""
+
+    def __init__(self, settings: SweepSettings, onnx_dir: str | Path, address: str = "auto", workers: int | None = None,
+                 cpus_per_worker: int = 1):
+        self.settings, self.onnx_dir, self.address = settings, str(onnx_dir), address
+        self.workers, self.cpus = workers, cpus_per_worker
+        self.actors: list = []
+
+    def _ray(self):
+        try:
+            import ray
+        except ImportError:
+            raise BackendUnavailableError(RAY_HINT) from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise BadInputError(f"--ray {self.address}: no Ray cluster reached ({str(err).splitlines()[0][:160]}); "
+                                    "start one with `ray start --head`, or pass its address") from None
+        return ray
+
+    def start(self) -> list:
+        ray = self._ray()
+        cuda = any("cuda" in b or b.startswith("trt") for b in self.settings.backends)
+        res = ray.cluster_resources()
+        if cuda:
+            opts = {"num_gpus": 1, "num_cpus": self.cpus}
+            n = self.workers or max(1, int(res.get("GPU", 0)))
+        else:
+            opts = {"num_cpus": self.cpus}
+            n = self.workers or max(1, int(res.get("CPU", 1)) // self.cpus)
+        actor = ray.remote(max_restarts=-1, max_task_retries=-1, **opts)(_ActorBody)
+        self.actors = [actor.remote(self.settings, self.onnx_dir) for _ in range(n)]
+        return self.actors
+
+    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
+        ray = self._ray()
+        if not self.actors:
+            self.start()
+        queue = list(tasks)
+        running: dict = {}
+        idle = list(self.actors)
+        try:
+            while queue or running:
+                while queue and idle:
+                    actor, task = idle.pop(), queue.pop(0)
+                    running[actor.run_shard.remote(task)] = (actor, task)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                actor, task = running.pop(ready[0])
+                try:
+                    results = [FrameResult.from_dict(d) for d in ray.get(ready[0])]
+                except ray.exceptions.RayError as err:  # a CpDebugError in the actor is still one line
+                    cause = getattr(err, "cause", None)
+                    if isinstance(cause, CpDebugError):
+                        raise cause from None
+                    raise
+                for r in results[len(task.done):]:
+                    on_frame(r)
+                store.write(task.index, sorted(results, key=lambda r: r.index))
+                idle.append(actor)
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self.actors:
+            import ray
+
+            for a in self.actors:
+                ray.kill(a)
+            self.actors = []
+
+    def describe(self) -> dict:
+        return {"kind": "ray", "address": self.address, "workers": len(self.actors)}

@@ -1,0 +1,73 @@
+"""The worst frames explained: the full bisect (root cause, hints) of the K worst diverged frames, each report
+written to `DIR/bisect/<token>.json`, and the root causes counted over them."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cp_debug.errors import CpDebugError
+from cp_debug.sweep.frames import Frame
+from cp_debug.sweep.rank import RankedFrame
+
+
+def bisect_frame(settings, points: np.ndarray, candidate: str):
+    """The bisect report (`cp_debug.report/1` JSON) of one frame, reference against `candidate`."""
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    with tempfile.TemporaryDirectory(prefix="cpdebug-sweep-") as tmp:
+        f = Path(tmp) / "points.npy"
+        np.save(f, np.asarray(points, dtype=np.float32))
+        subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=f,
+                                      seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir)
+    ref = settings.backends[0]
+    engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
+                          BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed))
+    try:
+        return engine.run().to_json()
+    finally:
+        engine.close()
+
+
+def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> tuple[dict, list[RankedFrame]]:
+    """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports by token, and the
+    ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own files."""
+    from cp_debug.files import write_text_atomic
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.report.io import dumps
+
+    cfg = get_preset(opts.settings.preset)
+    by_token = {f.token: f for f in frames}
+    todo = [r for r in ranked if r.status == "diverged" and r.candidate]
+    reports: dict[str, dict] = {}
+    out = list(ranked)
+    for r in todo[: opts.bisect_top]:
+        with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
+            try:
+                points, _ = by_token[r.token].load(cfg)
+                rep = bisect_frame(opts.settings, points, r.candidate)
+            except CpDebugError as err:
+                reports[r.token] = {"error": str(err).splitlines()[0]}
+                continue
+        reports[r.token] = rep
+        write_text_atomic(Path(opts.out) / "bisect" / f"{r.token}.json", dumps(rep) + "\n", parents=True)
+        rc = (rep.get("root_cause") or {}).get(r.candidate) or {}
+        out[out.index(r)] = replace(r, root_cause=rc.get("probe"), extra={"bisected": True, "hint": rc.get("hint")})
+    return reports, out
+
+
+def root_cause_counts(ranked: list[RankedFrame]) -> dict:
+    """{"bisected": n, "counts": {probe: frames}, "text": "root cause X on a of n bisected frames"}."""
+    bisected = [r for r in ranked if r.extra.get("bisected")]
+    counts = Counter(r.root_cause for r in bisected if r.root_cause)
+    text = None
+    if counts:
+        top, k = counts.most_common(1)[0]
+        text = f"root cause `{top}` on {k} of {len(bisected)} bisected frames"
+    return {"bisected": len(bisected), "counts": dict(counts.most_common()), "text": text}

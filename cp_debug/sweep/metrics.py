@@ -1,0 +1,179 @@
+"""Metrics over the swept set: mAP/NDS per backend through `eval/devkit.py` (nuscenes-devkit, as `cpdebug eval`),
+and per class x distance bucket each candidate's AP change against the reference with a paired bootstrap
+confidence interval over frames; with several candidates, the chain of steps (torch -> ort -> ort-cpu-fp16 ...)
+so that backend error and precision error are told apart.
+
+The bootstrap needs AP thousands of times, so it is computed here in numpy exactly as the devkit's `accumulate`
+and `calc_ap` do (center distance, greedy by score within each sample, 101 recall points, min recall and
+precision 0.1, mean over the thresholds 0.5/1/2/4 m): matching never crosses frames, so each frame's
+true-positive flags are computed once and a resample only concatenates them. Resampling is seeded: the same
+sweep gives the same intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from cp_debug.sweep.worker import DISTANCE_BUCKETS, FrameResult, SweepSettings
+
+DIST_THS = (0.5, 1.0, 2.0, 4.0)
+MIN_RECALL = 0.1
+MIN_PRECISION = 0.1
+BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
+CONFIDENCE = 0.95
+
+
+def _tables(gt: dict, det: dict, n_classes: int) -> dict:
+    """(class, bucket) -> (number of GT boxes, det scores (n,), TP flags (n, thresholds)) of one frame."""
+    gb = np.asarray(gt["boxes"], np.float64).reshape(-1, 9)
+    gl = np.asarray(gt["labels"], np.int64).reshape(-1)
+    npts = gt.get("num_points")
+    if npts is not None:  # the devkit drops ground truth with no lidar point
+        keep = np.asarray(npts) != 0
+        gb, gl = gb[keep], gl[keep]
+    db = np.asarray(det["boxes"], np.float64).reshape(-1, 9)
+    ds = np.asarray(det["scores"], np.float64).reshape(-1)
+    dl = np.asarray(det["labels"], np.int64).reshape(-1)
+    gd, dd = np.hypot(gb[:, 0], gb[:, 1]), np.hypot(db[:, 0], db[:, 1])
+    out = {}
+    for c in range(n_classes):
+        for name, lo, hi in BUCKETS:
+            g = gb[(gl == c) & (gd >= lo) & (gd < hi)]
+            sel = (dl == c) & (dd >= lo) & (dd < hi)
+            boxes, scores = db[sel], ds[sel]
+            order = np.argsort(-scores, kind="stable")
+            boxes, scores = boxes[order], scores[order]
+            tp = np.zeros((len(scores), len(DIST_THS)), dtype=bool)
+            for k, th in enumerate(DIST_THS):
+                taken = np.zeros(len(g), dtype=bool)
+                for i in range(len(scores)):
+                    if not len(g):
+                        break
+                    d = np.hypot(g[:, 0] - boxes[i, 0], g[:, 1] - boxes[i, 1])
+                    d[taken] = np.inf
+                    j = int(np.argmin(d))
+                    if d[j] < th:
+                        taken[j] = True
+                        tp[i, k] = True
+            out[(c, name)] = (len(g), scores, tp)
+    return out
+
+
+def average_precision(npos: int, scores: np.ndarray, tp: np.ndarray) -> float:
+    """Mean over the distance thresholds of the devkit's AP; nan where there is no ground truth."""
+    if npos == 0:
+        return math.nan
+    if len(scores) == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    tp = tp[order].astype(np.float64)
+    ctp = np.cumsum(tp, axis=0)
+    cfp = np.cumsum(1.0 - tp, axis=0)
+    grid = np.linspace(0, 1, 101)
+    aps = []
+    for k in range(tp.shape[1]):
+        prec = ctp[:, k] / (ctp[:, k] + cfp[:, k])
+        rec = ctp[:, k] / npos
+        p = np.interp(grid, rec, prec, right=0)[round(100 * MIN_RECALL) + 1:]
+        p = np.clip(p - MIN_PRECISION, 0, None)
+        aps.append(float(np.mean(p)) / (1.0 - MIN_PRECISION))
+    return float(np.mean(aps))
+
+
+def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
+    parts = [tables[i][key] for i in idx]
+    npos = sum(p[0] for p in parts)
+    if npos == 0:
+        return math.nan
+    scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+    tp = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, len(DIST_THS)), bool)
+    return average_precision(npos, scores, tp)
+
+
+def _mean_ap(tables: Sequence[dict], idx: np.ndarray, n_classes: int) -> float:
+    aps = [_ap(tables, idx, (c, "all")) for c in range(n_classes)]
+    aps = [a for a in aps if not math.isnan(a)]
+    return float(np.mean(aps)) if aps else math.nan
+
+
+def _interval(values: list[float]) -> list[float] | None:
+    arr = np.asarray([v for v in values if not math.isnan(v)])
+    if arr.size == 0:
+        return None
+    a = (1 - CONFIDENCE) / 2
+    return [float(np.quantile(arr, a)), float(np.quantile(arr, 1 - a))]
+
+
+def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap: int = 200) -> dict:
+    """The metrics block of sweep.json (None-valued where the frames have no ground truth)."""
+    from cp_debug.models.centerpoint.config import get_preset
+
+    cfg = get_preset(settings.preset)
+    names = tuple(cfg.class_names)
+    lanes = list(settings.backends)
+    frames = [r for r in results if r.status != "failed" and r.gt is not None and all(b in r.boxes for b in lanes)]
+    if not frames:
+        return {"note": "no frame with ground truth ran: metrics need an info file (or held-out synthetic frames)"}
+    out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
+                 "buckets": [b[0] for b in BUCKETS], "devkit": _devkit(frames, lanes, cfg)}
+    tables = {b: [_tables(r.gt, r.boxes[b], len(names)) for r in frames] for b in lanes}
+    rng = np.random.default_rng(settings.seed)
+    n = len(frames)
+    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
+    full = np.arange(n)
+    ref = lanes[0]
+    ap_change: dict = {}
+    for cand in lanes[1:]:
+        per_class: dict = {}
+        for c, cname in enumerate(names):
+            per_bucket = {}
+            for bname, _, _ in BUCKETS:
+                key = (c, bname)
+                num_gt = sum(t[key][0] for t in tables[ref])
+                if num_gt == 0:
+                    continue
+                a, b = _ap(tables[ref], full, key), _ap(tables[cand], full, key)
+                deltas = [_ap(tables[cand], s, key) - _ap(tables[ref], s, key) for s in samples]
+                per_bucket[bname] = {"ap_ref": a, "ap_cand": b, "delta": b - a, "ci": _interval(deltas),
+                                     "num_gt": num_gt}
+            if per_bucket:
+                per_class[cname] = per_bucket
+        ap_change[cand] = per_class
+    out["ap_change"] = ap_change
+    chain = []
+    for a, b in zip(lanes, lanes[1:]):
+        deltas = [_mean_ap(tables[b], s, len(names)) - _mean_ap(tables[a], s, len(names)) for s in samples]
+        d = _mean_ap(tables[b], full, len(names)) - _mean_ap(tables[a], full, len(names))
+        dk = out["devkit"]
+        step = {"from": a, "to": b, "delta_map": d, "ci": _interval(deltas)}
+        if dk.get(a) and dk.get(b):
+            step["devkit_delta_map"] = _sub(dk[b].get("mAP"), dk[a].get("mAP"))
+            step["devkit_delta_nds"] = _sub(dk[b].get("NDS"), dk[a].get("NDS"))
+        chain.append(step)
+    out["chain"] = chain
+    return out
+
+
+def _sub(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _devkit(frames: list[FrameResult], lanes: list[str], cfg) -> dict:
+    """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
+    one-line reason."""
+    from cp_debug.errors import CpDebugError
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.devkit import default_range, evaluate
+
+    gt = {r.token: SampleBoxes(r.gt["boxes"], r.gt["labels"], num_points=r.gt.get("num_points")) for r in frames}
+    out = {}
+    for b in lanes:
+        dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
+        try:
+            out[b] = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range)).to_dict()
+        except CpDebugError as err:
+            out[b] = {"error": str(err).splitlines()[0]}
+    return out

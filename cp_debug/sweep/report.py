@@ -1,0 +1,274 @@
+"""The files of a sweep: `sweep.json` (schema `cp_debug.sweep/1`, a contract: extend it, never rename),
+`frames.parquet` (a row per frame x candidate x probe) and `report.html`; and the terminal's ranked table.
+
+sweep.json:
+```
+{ "schema": "cp_debug.sweep/1", "reference": "torch", "candidates": [...],
+  "summary": {"frames", "ok", "diverged", "failed", "local", "uniform"}, "verdict": "<one line>",
+  "frames": [ {"token", "rank", "status": "ok|diverged|failed", "class": "local|uniform|null", "reason",
+               "num_points", "candidate", "worst_probe", "worst_ratio", "local_probe", "first_divergent",
+               "detections": {"<cand>": {matched, lost, added, max_centre_shift, max_score_change,
+                                         max_yaw_change, changed, by_class, by_range}},
+               "candidates": {"<cand>": {class, worst_probe, worst_ratio, local_probe, first_divergent}},
+               "root_cause": "<probe>" (bisected frames only), "hint"} ],
+  "probes": {"<cand>": [ {"probe", "order", "median", "p95", "max", "frames", "worst_frames"} ]},
+  "root_cause_counts": {"bisected", "counts": {probe: n}, "text"},
+  "metrics": {"devkit": {lane: {mAP, NDS, ...}}, "ap_change": {cand: {class: {bucket: {ap_ref, ap_cand,
+              delta, ci, num_gt}}}}, "chain": [{from, to, delta_map, ci, ...}], "bootstrap", "confidence"},
+  "settings": {...}, "environment": {...}, "model": {...}, "local_factor": 10.0 }
+```
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+from cp_debug.sweep.explain import root_cause_counts
+from cp_debug.sweep.rank import RankedFrame
+from cp_debug.sweep.session import SweepOptions, SweepOutcome
+
+SCHEMA = "cp_debug.sweep/1"
+
+
+def _frame_doc(r: RankedFrame, result) -> dict:
+    w = r.worst
+    doc = {"token": r.token, "rank": r.rank, "status": r.status, "class": r.klass, "reason": r.reason,
+           "num_points": r.num_points, "candidate": r.candidate,
+           "worst_probe": w.worst_probe if w else None, "worst_ratio": w.worst_ratio if w else None,
+           "local_probe": w.local_probe if w else None, "first_divergent": w.first_divergent if w else None,
+           "detections": {c.candidate: {k: v for k, v in vars(c.detections).items()} for c in result.candidates},
+           "candidates": {v.candidate: {"class": v.klass, "worst_probe": v.worst_probe, "worst_ratio": v.worst_ratio,
+                                        "local_probe": v.local_probe, "first_divergent": v.first_divergent}
+                          for v in r.verdicts}}
+    if r.extra.get("bisected"):
+        doc["root_cause"] = r.root_cause
+        doc["hint"] = r.extra.get("hint")
+    return doc
+
+
+def verdict_line(outcome: SweepOutcome) -> str:
+    n = len(outcome.results)
+    div = [r for r in outcome.ranked if r.status == "diverged"]
+    failed = sum(1 for r in outcome.ranked if r.status == "failed")
+    local = [r for r in div if r.klass == "local"]
+    parts = [f"{len(div)} of {n} frames diverge"]
+    if local:
+        layers: dict[str, int] = {}
+        for r in local:
+            probe = next(v.local_probe for v in r.verdicts if v.klass == "local")
+            layers[probe] = layers.get(probe, 0) + 1
+        top = max(layers, key=layers.get)
+        parts.append(f"{len(local)} by a layer-local fault (first at `{top}` on {layers[top]})")
+    if len(div) - len(local):
+        parts.append(f"{len(div) - len(local)} by uniform noise")
+    if failed:
+        parts.append(f"{failed} failed")
+    rc = root_cause_counts(outcome.ranked)
+    if rc["text"]:
+        parts.append(rc["text"])
+    return "; ".join(parts)
+
+
+def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
+    from cp_debug.determinism import environment
+    from cp_debug.sweep.rank import LOCAL_FACTOR
+
+    opts = outcome.opts or opts
+    by_index = {r.index: r for r in outcome.results}
+    lanes = list(opts.settings.backends)
+    probes: dict = {c: [] for c in lanes[1:]}
+    for s in sorted(outcome.spreads.values(), key=lambda s: (s.candidate, s.order)):
+        probes.setdefault(s.candidate, []).append({"probe": s.probe, "order": s.order, "median": s.median, "p95": s.p95,
+                                                   "max": s.max, "frames": s.frames, "worst_frames": list(s.worst)})
+    count = {k: sum(1 for r in outcome.ranked if r.status == k) for k in ("ok", "diverged", "failed")}
+    return {
+        "schema": SCHEMA, "reference": lanes[0], "candidates": lanes[1:],
+        "summary": {"frames": len(outcome.results), **count,
+                    "local": sum(1 for r in outcome.ranked if r.klass == "local"),
+                    "uniform": sum(1 for r in outcome.ranked if r.klass == "uniform")},
+        "verdict": verdict_line(outcome),
+        "frames": [_frame_doc(r, by_index[r.index]) for r in outcome.ranked],
+        "probes": probes,
+        "root_cause_counts": root_cause_counts(outcome.ranked),
+        "metrics": outcome.metrics,
+        "local_factor": opts.factor if opts.factor else LOCAL_FACTOR,
+        "settings": {**opts.settings.to_dict(), "scenes": str(opts.scenes) if opts.scenes else f"{opts.n} held-out "
+                     "synthetic frames", "shard_size": opts.shard_size, "bisect_top": opts.bisect_top,
+                     "bootstrap": opts.bootstrap, "executor": outcome.executor},
+        "environment": environment(),
+        "model": outcome.model,
+    }
+
+
+def frame_rows(outcome: SweepOutcome):
+    """The pandas frame of frames.parquet: a row per frame x candidate x probe (a failed frame: one row)."""
+    import pandas as pd
+
+    from cp_debug.sweep.rank import ratio
+
+    rank = {r.index: r for r in outcome.ranked}
+    rows = []
+    for res in outcome.results:
+        rf = rank[res.index]
+        base = {"token": res.token, "index": res.index, "rank": rf.rank, "status": res.status, "class": rf.klass,
+                "reason": res.reason, "num_points": res.num_points}
+        if not res.candidates:
+            rows.append({**base, "candidate": None, "probe": None})
+        for c in res.candidates:
+            d = c.detections
+            for p in c.probes:
+                s = outcome.spreads.get((c.candidate, p.probe))
+                rows.append({**base, "candidate": c.candidate, "probe": p.probe, "order": p.order,
+                             "rel_rmse": p.rel_rmse, "rel_max": p.rel_max, "cosine": p.cosine, "max_abs": p.max_abs,
+                             "nan": p.nan, "inf": p.inf, "probe_status": p.status,
+                             "ratio_to_median": ratio(p.rel_rmse, s.median) if s else math.nan,
+                             "lost": d.lost, "added": d.added, "matched": d.matched,
+                             "max_centre_shift": d.max_centre_shift, "max_score_change": d.max_score_change,
+                             "max_yaw_change": d.max_yaw_change})
+    return pd.DataFrame(rows)
+
+
+def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True) -> dict:
+    """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc."""
+    from cp_debug.files import write_atomic, write_text_atomic
+    from cp_debug.report.io import dumps
+
+    doc = sweep_doc(outcome, opts)
+    out = Path(opts.out)
+    write_text_atomic(out / "sweep.json", dumps(doc) + "\n", parents=True)
+    df = frame_rows(outcome)
+    write_atomic(out / "frames.parquet", lambda f: df.to_parquet(f, index=False))
+    if html_report:
+        write_text_atomic(out / "report.html", render_html(doc, outcome, opts))
+    return doc
+
+
+# -- HTML ----------------------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _heatmap(outcome: SweepOutcome, cand: str, top: int = 60) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by_index = {r.index: r for r in outcome.results}
+    frames = [r for r in outcome.ranked if r.status != "failed"][:top]
+    names = sorted({(s.order, s.probe) for s in outcome.spreads.values() if s.candidate == cand})
+    if not frames or not names:
+        return "<p>no frame ran</p>"
+    grid = np.full((len(frames), len(names)), np.nan)
+    for i, rf in enumerate(frames):
+        c = next((c for c in by_index[rf.index].candidates if c.candidate == cand), None)
+        for p in c.probes if c else ():
+            j = next((k for k, (_, n) in enumerate(names) if n == p.probe), None)
+            if j is not None and p.rel_rmse > 0:
+                grid[i, j] = math.log10(p.rel_rmse) if math.isfinite(p.rel_rmse) else 3
+    fig, ax = plt.subplots(figsize=(min(14, 2 + 0.45 * len(names)), min(12, 1.5 + 0.22 * len(frames))))
+    im = ax.imshow(grid, aspect="auto", cmap="magma")
+    ax.set_xticks(range(len(names)), [n.split(".", 1)[-1] for _, n in names], rotation=75, fontsize=7)
+    ax.set_yticks(range(len(frames)), [f"{r.rank}. {r.token}" for r in frames], fontsize=7)
+    fig.colorbar(im, ax=ax, label="log10 rel. RMSE")
+    ax.set_title(f"{cand}: frames (ranked) x probes")
+    return _png(fig)
+
+
+def _bev(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = next(r for r in outcome.results if r.index == rf.index)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for lane, colour in zip([lanes[0], rf.candidate], ("tab:blue", "tab:red")):
+        b = res.boxes.get(lane)
+        if b and b["boxes"]:
+            xs = [x[0] for x in b["boxes"]]
+            ys = [x[1] for x in b["boxes"]]
+            ax.scatter(xs, ys, s=[8 + 30 * s for s in b["scores"]], facecolors="none", edgecolors=colour, label=lane)
+    if res.gt and res.gt["boxes"]:
+        ax.scatter([x[0] for x in res.gt["boxes"]], [x[1] for x in res.gt["boxes"]], s=4, c="k", label="ground truth")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{rf.rank}. {rf.token} (BEV, box centres)", fontsize=9)
+    return _png(fig)
+
+
+def _table(rows: list[list], head: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions) -> str:
+    lanes = list(opts.settings.backends)
+    parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>", f"<p><b>{html.escape(doc['verdict'])}</b></p>"]
+    parts.append("<h2>Ranked frames</h2>")
+    parts.append(_table([[f["rank"], f["token"], f["status"], f["class"], f["candidate"], f["worst_probe"],
+                          f["worst_ratio"], f["local_probe"], f["first_divergent"], f.get("root_cause"), f["reason"]]
+                         for f in doc["frames"][:50]],
+                        ["rank", "token", "status", "class", "candidate", "worst probe", "x median", "local probe",
+                         "first divergent", "root cause", "reason"]))
+    for cand in lanes[1:]:
+        parts.append(f"<h2>{html.escape(cand)}: heat map</h2>{_heatmap(outcome, cand)}")
+        parts.append("<h3>Per-probe spread across frames (rel. RMSE)</h3>")
+        parts.append(_table([[p["probe"], p["median"], p["p95"], p["max"], ", ".join(p["worst_frames"])]
+                             for p in doc["probes"].get(cand, [])], ["probe", "median", "p95", "max", "worst frames"]))
+        totals: dict = {}
+        for f in doc["frames"]:
+            d = f["detections"].get(cand)
+            for group in ("by_class", "by_range"):
+                for k, (m, lost, added) in (d or {}).get(group, {}).items():
+                    t = totals.setdefault((group, k), [0, 0, 0])
+                    t[0], t[1], t[2] = t[0] + m, t[1] + lost, t[2] + added
+        parts.append("<h3>Detection changes by class and range</h3>")
+        parts.append(_table([[g.replace("by_", ""), k, *v] for (g, k), v in totals.items()],
+                            ["by", "group", "matched", "lost", "added"]))
+    m = doc.get("metrics") or {}
+    if m.get("chain"):
+        parts.append("<h2>Metrics</h2>")
+        parts.append(_table([[lane, (m["devkit"].get(lane) or {}).get("mAP"), (m["devkit"].get(lane) or {}).get("NDS")]
+                             for lane in lanes], ["backend", "mAP", "NDS"]))
+        parts.append(_table([[s["from"], s["to"], s["delta_map"], s["ci"]] for s in m["chain"]],
+                            ["from", "to", "Δ mAP (ours)", f"{int(m['confidence'] * 100)}% CI"]))
+    parts.append("<h2>Worst frames (BEV)</h2>")
+    parts += [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
+    style = "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;" \
+            "padding:2px 6px;font-size:12px}</style>"
+    return f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
+
+
+def print_summary(doc: dict, console, top: int = 10) -> None:
+    """The short ranked table and the verdict."""
+    from rich.table import Table
+
+    t = Table(title=f"sweep: {doc['reference']} vs {', '.join(doc['candidates'])}")
+    for h in ("rank", "token", "status", "class", "candidate", "lost/added", "worst probe", "×median", "local probe",
+              "root cause"):
+        t.add_column(h)
+    for f in doc["frames"][:top]:
+        d = (f["detections"] or {}).get(f["candidate"]) or {}
+        t.add_row(str(f["rank"]), f["token"], f["status"], f["class"] or "", f["candidate"] or "",
+                  f"{d.get('lost', '')}/{d.get('added', '')}" if d else "", f["worst_probe"] or "",
+                  _cell(f["worst_ratio"]), f["local_probe"] or "", f.get("root_cause") or (f["reason"] or ""))
+    console.print(t)
+    console.print(doc["verdict"])

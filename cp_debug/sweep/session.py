@@ -1,0 +1,154 @@
+"""One sweep: frames, shards (fresh or resumed), the executor, ranking, the bisect of the worst frames, the
+metrics, and the files of `--out`.
+
+Checks that can fail fast (backend specs, the frames, the out folder's manifest) run before any model is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from cp_debug.errors import BadInputError
+from cp_debug.sweep.frames import Frame, frames_from, heldout_frames
+from cp_debug.sweep.rank import LOCAL_FACTOR, RankedFrame, rank_frames
+from cp_debug.sweep.shards import ShardStore, plan_shards
+from cp_debug.sweep.worker import FrameResult, SweepSettings
+
+# progress(description, total) -> context manager yielding advance(n=1, **fields)
+ProgressFactory = Callable[[str, int], ContextManager[Callable[..., None]]]
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int):
+    yield lambda n=1, **fields: None
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    settings: SweepSettings
+    out: Path
+    scenes: Path | None = None
+    n: int = 20
+    shard_size: int = 8
+    resume: bool = False
+    bisect_top: int = 3
+    ray: str | None = None  # None: in process; "auto" or an address: Ray
+    ray_workers: int | None = None
+    bootstrap: int = 200
+    factor: float = LOCAL_FACTOR
+
+
+@dataclass
+class SweepOutcome:
+    results: list[FrameResult]
+    ranked: list[RankedFrame]
+    spreads: dict
+    bisects: dict[str, dict] = field(default_factory=dict)  # token -> bisect report JSON
+    metrics: dict | None = None
+    model: dict = field(default_factory=dict)
+    executor: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    opts: SweepOptions | None = None  # as run (threads fixed)
+
+    @property
+    def any_diverged(self) -> bool:
+        return any(r.status != "ok" for r in self.results)
+
+
+def check_backends(labels: tuple[str, ...]) -> None:
+    from cp_debug.backends import check_available
+    from cp_debug.backends.spec import BackendSpec
+
+    if len(labels) < 2:
+        raise BadInputError("--backends needs a reference and at least one candidate, e.g. torch,ort-cpu-fp16")
+    if len(set(labels)) != len(labels):
+        raise BadInputError(f"--backends lists a backend twice: {','.join(labels)}")
+    specs = [BackendSpec.parse(label) for label in labels]
+    if specs[0].onnx_dir is not None:
+        raise BadInputError(f"the reference {labels[0]!r} cannot be a deployed folder: put it among the candidates")
+    for spec in specs:
+        check_available(spec)
+
+
+def select_frames(opts: SweepOptions) -> list[Frame]:
+    from cp_debug.models.centerpoint.config import get_preset
+
+    cfg = get_preset(opts.settings.preset)
+    return frames_from(opts.scenes, cfg) if opts.scenes is not None else heldout_frames(opts.n)
+
+
+def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
+              step: Callable[[str], ContextManager] | None = None) -> SweepOutcome:
+    """Run (or resume) the sweep of `opts` and rank it; files of `opts.out` are written by `report.write_all`."""
+    from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
+    from cp_debug.sweep.worker import SweepWorker, build_subject, save_stages
+
+    step = step or (lambda text: contextlib.nullcontext())
+    if opts.settings.threads is None:
+        from cp_debug.parallel import thread_count
+
+        opts = replace(opts, settings=replace(opts.settings, threads=thread_count()))
+    s = opts.settings
+    check_backends(s.backends)
+    if opts.bisect_top < 0:
+        raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
+    frames = select_frames(opts)
+    store = ShardStore(opts.out)
+    store.start({**s.to_dict(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
+                opts.shard_size, opts.resume)
+    tasks = store.pending(plan_shards(frames, opts.shard_size))
+    already = len(frames) - sum(len(t.todo) for t in tasks)
+    t0 = time.perf_counter()
+    worker = None
+    try:
+        if opts.ray is None:
+            with step("building every backend's sessions (once)"):
+                worker = SweepWorker(s).open()
+            executor = InProcessExecutor(worker)
+            subject = worker.subject
+        else:
+            with step("exporting the two ONNX stages (once, for every Ray worker)"):
+                subject = build_subject(s)
+                save_stages(subject, opts.out / "model")
+            executor = RayExecutor(s, opts.out / "model", address=opts.ray, workers=opts.ray_workers)
+            with step("starting the Ray workers"):
+                executor.start()
+        if tasks:
+            with progress("frames", len(frames)) as advance:
+                advance(already)
+                counts = Counter()
+
+                def on_frame(r: FrameResult) -> None:
+                    counts[r.status] += 1
+                    advance(1, diverged=counts["diverged"], failed=counts["failed"])
+
+                executor.run(tasks, store, on_frame)
+        describe = executor.describe()
+        if opts.ray is not None:
+            executor.close()
+        model = {"preset": s.preset, "weights": subject.description.get("weights"), "checkpoint": s.checkpoint,
+                 "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
+    finally:
+        if worker is not None:
+            worker.close()
+    results = store.results()
+    if len(results) != len(frames) or {r.token for r in results} != {f.token for f in frames}:
+        raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to finish")
+    ranked, spread = rank_frames(results, opts.factor)
+    outcome = SweepOutcome(results, ranked, spread, model=model, executor=describe,
+                           seconds=time.perf_counter() - t0, opts=opts)
+    if opts.bisect_top:
+        from cp_debug.sweep.explain import bisect_worst
+
+        outcome.bisects, outcome.ranked = bisect_worst(opts, outcome.ranked, frames, step)
+    from cp_debug.sweep.metrics import sweep_metrics
+
+    with step("metrics over the set (nuscenes-devkit, bootstrap intervals)"):
+        outcome.metrics = sweep_metrics(results, s, opts.bootstrap)
+    return outcome

@@ -1,0 +1,112 @@
+"""Shard files: a sweep's results on disk, each file written whole or not at all, and the resume that trusts them.
+
+`DIR/shards/shard-00003.json` holds the `FrameResult`s of one shard (consecutive frames). While a shard runs
+in process, `shard-00003.partial.json` is rewritten (whole) after every frame, so a killed sweep loses at most
+the frame in flight. `DIR/manifest.json` records the settings and frame tokens: `--resume` continues only a
+sweep of the same settings and frames, skipping finished shards and the finished frames of a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cp_debug.errors import BadInputError
+from cp_debug.files import write_text_atomic
+from cp_debug.sweep.frames import Frame
+from cp_debug.sweep.worker import FrameResult
+
+MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"
+SHARD_SCHEMA = "cp_debug.sweep-shard/1"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Shard `index`: its frames as (frame index, Frame), and the results a partial file already holds."""
+
+    index: int
+    frames: tuple[tuple[int, Frame], ...]
+    done: tuple[FrameResult, ...] = ()
+
+    @property
+    def todo(self) -> tuple[tuple[int, Frame], ...]:
+        have = {r.index for r in self.done}
+        return tuple((i, f) for i, f in self.frames if i not in have)
+
+
+def plan_shards(frames: list[Frame], size: int) -> list[ShardTask]:
+    if size < 1:
+        raise BadInputError(f"--shard-size {size}: a shard holds at least one frame")
+    return [ShardTask(k // size, tuple((i, frames[i]) for i in range(k, min(k + size, len(frames)))))
+            for k in range(0, len(frames), size)]
+
+
+def _dump(obj) -> str:
+    from cp_debug.report.io import dumps
+
+    return dumps(obj, indent=None)
+
+
+class ShardStore:
+    """The shard files of one sweep under `out/shards`."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.dir = self.out / "shards"
+
+    def path(self, index: int, partial: bool = False) -> Path:
+        return self.dir / f"shard-{index:05d}{'.partial' if partial else ''}.json"
+
+    # -- the manifest ------------------------------------------------------------------------------------
+    def start(self, settings: dict, tokens: list[str], shard_size: int, resume: bool) -> None:
+        """Write the manifest of a fresh sweep, or check that `resume` continues the same one."""
+        want = {"schema": MANIFEST_SCHEMA, "settings": settings, "tokens": tokens, "shard_size": shard_size}
+        manifest = self.out / "manifest.json"
+        if manifest.is_file():
+            if not resume:
+                raise BadInputError(f"{self.out} already holds a sweep: add --resume to continue it, or give another --out")
+            try:
+                have = json.loads(manifest.read_text())
+            except (OSError, ValueError) as err:
+                raise BadInputError(f"{manifest} cannot be read ({err}); start the sweep in another --out") from None
+            for key in ("settings", "tokens", "shard_size"):
+                if json.loads(_dump(have.get(key))) != json.loads(_dump(want[key])):
+                    raise BadInputError(f"--resume: {self.out} holds a sweep with other {key.replace('_', ' ')}; "
+                                        "give the same options, or start in another --out")
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(manifest, _dump(want))
+
+    # -- shards ------------------------------------------------------------------------------------------
+    def pending(self, tasks: list[ShardTask]) -> list[ShardTask]:
+        """The tasks whose shard file is not written yet, each with what its partial file holds."""
+        out = []
+        for t in tasks:
+            if self.path(t.index).is_file():
+                continue
+            done = self._read(self.path(t.index, partial=True)) if self.path(t.index, partial=True).is_file() else []
+            wanted = {i for i, _ in t.frames}
+            out.append(ShardTask(t.index, t.frames, tuple(r for r in done if r.index in wanted)))
+        return out
+
+    def write(self, index: int, results: list[FrameResult], partial: bool = False) -> None:
+        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_dict() for r in results]}
+        write_text_atomic(self.path(index, partial), _dump(doc), parents=True)
+        if not partial:
+            self.path(index, partial=True).unlink(missing_ok=True)
+
+    def results(self) -> list[FrameResult]:
+        """Every finished shard's frames, in frame order."""
+        out: list[FrameResult] = []
+        for f in sorted(self.dir.glob("shard-?????.json")):
+            out.extend(self._read(f))
+        return sorted(out, key=lambda r: r.index)
+
+    @staticmethod
+    def _read(path: Path) -> list[FrameResult]:
+        try:
+            doc = json.loads(path.read_text())
+            return [FrameResult.from_dict(d) for d in doc["frames"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); delete it and --resume") from None

@@ -1,0 +1,393 @@
+"""One sweep worker: every backend's probed pipeline built once, then each frame through all of them.
+
+Per frame the reference runs first with the probes of the level exposed (torch hooks, or ONNX Runtime extra
+outputs mapped through `probes/` names); then each candidate runs end to end on its own upstream values and
+each probe and stage boundary is compared with the reference's as a `TensorDiff`, of which only the scalar
+metrics are kept; the decoded boxes are matched to the reference's (`compare_detections`). No tensor outlives
+its frame, so memory stays flat in the number of frames. A frame that cannot be read or run is a `failed`
+result with its one-line reason; the worker goes on with the next frame.
+
+A candidate label `SPEC@DIR` (e.g. `ort@deploy/`) runs the two deployed ONNX files of DIR
+(`pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of the model's own export; its probes are
+the tensors of the same names, and those the deployed graph lacks are reported `missing`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError, CpDebugError
+from cp_debug.sweep.frames import Frame
+
+DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
+BOUNDARIES = ("pillar_features", "spatial_features")  # the glue's tensors between the two stages
+
+
+def bucket_of(x: float, y: float) -> str:
+    d = math.hypot(x, y)
+    return next(name for lo, hi, name in DISTANCE_BUCKETS if lo <= d < hi)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What every worker needs to build the same lanes (picklable: it travels to Ray actors)."""
+
+    backends: tuple[str, ...]
+    preset: str = "demo"
+    level: str = "block"
+    checkpoint: str | None = None
+    random_weights: bool = False
+    seed: int = 0
+    int8_dir: str | None = None
+    deterministic: bool = True
+    max_dist: float = 2.0
+    calib_scenes: int = 4
+    # torch and ONNX Runtime intra-op threads in every worker: their reductions split work by thread, so the same
+    # count on every worker (a Ray actor gets OMP_NUM_THREADS=1) is what makes a Ray sweep equal an in-process one
+    # number for number. None: run_sweep fixes it to this machine's `parallel.thread_count()`.
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbeStat:
+    """One probe (or stage boundary) of one candidate on one frame: the scalar comparison with the reference."""
+
+    probe: str
+    order: int  # position in the pipeline (topological across both stages)
+    rel_rmse: float
+    rel_max: float  # max |cand - ref| / max |ref|
+    cosine: float
+    max_abs: float
+    nan: int
+    inf: int
+    status: str  # ok | diverged | nan | shape_mismatch | missing
+
+
+@dataclass(frozen=True)
+class DetectionDelta:
+    """The candidate's boxes against the reference's on one frame; `by_class` / `by_range` map a class or a
+    distance bucket to [matched, lost, added]."""
+
+    num_ref: int
+    num_cand: int
+    matched: int
+    lost: int
+    added: int
+    max_centre_shift: float
+    mean_centre_shift: float
+    max_score_change: float
+    max_yaw_change: float
+    changed: bool
+    by_class: dict = field(default_factory=dict)
+    by_range: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CandidateFrame:
+    candidate: str
+    probes: tuple[ProbeStat, ...]
+    detections: DetectionDelta
+    diverged: bool
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame through every lane. `boxes`: per lane {"boxes", "scores", "labels"} lists (for the metrics);
+    `gt`: the ground truth, where the frame has one."""
+
+    index: int
+    token: str
+    status: str  # ok | diverged | failed
+    reason: str | None = None
+    num_points: int = 0
+    candidates: tuple[CandidateFrame, ...] = ()
+    boxes: dict = field(default_factory=dict)
+    gt: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrameResult":
+        cands = tuple(CandidateFrame(c["candidate"], tuple(_probe_stat(p) for p in c["probes"]),
+                                     DetectionDelta(**c["detections"]), c["diverged"]) for c in d["candidates"])
+        return cls(d["index"], d["token"], d["status"], d.get("reason"), d.get("num_points", 0), cands,
+                   d.get("boxes", {}), d.get("gt"))
+
+
+def _probe_stat(d: dict) -> ProbeStat:
+    """From JSON, where non-finite floats are the strings "nan" / "inf" (report/io.py)."""
+    return ProbeStat(**{k: float(v) if k in ("rel_rmse", "rel_max", "cosine", "max_abs") else v for k, v in d.items()})
+
+
+class _Tap:
+    """A runner seen by `run_pipeline`: returns the stage's outputs and keeps the probes (renamed to module
+    names) of the last call aside."""
+
+    is_active = True
+
+    def __init__(self, runner: Any, outputs: Sequence[str], rename: dict[str, str]):
+        self.runner, self.outputs, self.rename = runner, tuple(outputs), rename
+        self.probes: dict[str, np.ndarray] = {}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.runner.infer(feed)
+        self.probes = {self.rename[k]: v for k, v in out.items() if k in self.rename}
+        return {k: out[k] for k in self.outputs if k in out}
+
+
+@dataclass
+class _Lane:
+    label: str
+    spec: Any
+    encoder: _Tap
+    backbone: _Tap
+    missing: tuple[str, ...] = ()
+
+    def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
+        from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+
+        res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True)
+        probes = {**self.encoder.probes, **self.backbone.probes}
+        self.encoder.probes = self.backbone.probes = {}
+        probes.setdefault("pillar_features", res.pillar_features)
+        probes["spatial_features"] = res.spatial_features
+        probes.update(res.head)
+        return res, probes
+
+
+class SweepWorker:
+    """Sessions built once (`open`), then `run_frame` per frame; a context manager. `onnx_dir`: the two stages
+    already exported by the driver (each Ray actor loads them instead of exporting again)."""
+
+    def __init__(self, settings: SweepSettings, onnx_dir: str | Path | None = None):
+        self.settings = settings
+        self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else None
+        self.cfg = None
+        self.subject = None
+        self.order: list[str] = []
+        self._lanes: list[_Lane] = []
+        self._stack = None
+
+    # -- building ----------------------------------------------------------------------------------------
+    def open(self) -> "SweepWorker":
+        from contextlib import ExitStack
+
+        from cp_debug.models.centerpoint.config import get_preset
+
+        s = self.settings
+        self.cfg = get_preset(s.preset)
+        self.subject = build_subject(s, self.onnx_dir)
+        self.order = probe_order(self.subject, s.level)
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        self._stack = ExitStack()
+        try:
+            calib = self._calibration()
+            for label in s.backends:
+                lane = self._lane(label, calib)
+                self._stack.enter_context(lane.encoder.runner)
+                self._stack.enter_context(lane.backbone.runner)
+                self._lanes.append(lane)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+        self._lanes = []
+
+    def __enter__(self) -> "SweepWorker":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _calibration(self) -> dict | None:
+        s = self.settings
+        from cp_debug.backends.spec import BackendSpec
+
+        if not any(BackendSpec.parse(b).precision == "int8" for b in s.backends) or s.int8_dir is not None:
+            return None
+        from cp_debug.eval.backend_pipeline import calibration_points, int8_calibration
+
+        if s.calib_scenes < 1:
+            raise BadInputError("INT8 backends need --calib-scenes >= 1")
+        from cp_debug.eval.session import load_weights
+
+        model = load_weights(s.preset, s.checkpoint, s.random_weights, s.seed).model
+        return int8_calibration(self.cfg, model, calibration_points(self.cfg, s.calib_scenes))
+
+    def _lane(self, label: str, calib: dict | None) -> _Lane:
+        from cp_debug.backends import check_available, make_runner
+        from cp_debug.backends.spec import BackendSpec
+        from cp_debug.determinism import Determinism
+
+        spec = BackendSpec.parse(label)  # SPEC@DIR: the user's deployed files (torch@DIR is refused there)
+        check_available(spec)
+        det = Determinism(enabled=self.settings.deterministic, seed=self.settings.seed)
+        taps, missing = [], []
+        stages = self.subject.stages
+        if spec.onnx_dir is not None:  # the files' tensors mapped onto our probes (scope names, else structure)
+            from cp_debug.bisect.deployed import deployed_stages
+
+            level = {i: stage_probes(st, self.settings.level) for i, st in enumerate(stages)}
+            stages = deployed_stages(spec, self.subject, level).stages
+        for i, st in enumerate(stages):
+            probes = stage_probes(st, self.settings.level)
+            if spec.framework == "torch":
+                runner = make_runner(spec, torch_module=st.module, input_names=st.input_names,
+                                     output_names=st.output_names, probe_modules=probes, determinism=det)
+                rename = {p: p for p in probes}
+            else:
+                pm = st.probe_map()
+                model = st.onnx()
+                rename = {pm.tensors[p]: p for p in probes if p in pm.tensors}
+                missing += [p for p in probes if p not in pm.tensors]
+                kw: dict = {"determinism": det, "extra_outputs": list(rename), "threads": self.settings.threads}
+                if spec.precision == "int8":
+                    if self.settings.int8_dir is not None and spec.framework == "ort":
+                        kw["int8_model"] = st.qdq_onnx()
+                    elif calib is not None:
+                        kw["calib_feeds"] = calib["encoder" if i == 0 else "backbone"]
+                runner = make_runner(spec, onnx_model=model, **kw)
+            taps.append(_Tap(runner, st.output_names, rename))
+        return _Lane(label, spec, taps[0], taps[1], tuple(missing))
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run_frame(self, index: int, frame: Frame) -> FrameResult:
+        """One frame through every lane; any failure is a `failed` result with its one-line reason."""
+        try:
+            points, gt = frame.load(self.cfg)
+            points = np.asarray(points)
+            if not np.isfinite(points).all():
+                raise BadInputError(f"{int((~np.isfinite(points)).sum())} point values are NaN or Inf")
+            return self._compare(index, frame.token, points, gt)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
+            return FrameResult(index, frame.token, "failed", _one_line(err))
+
+    def _compare(self, index: int, token: str, points: np.ndarray, gt: dict | None) -> FrameResult:
+        from cp_debug.compare.diff import TensorDiff, default_tolerance
+
+        ref_lane, *cands = self._lanes
+        try:
+            ref_res, ref_probes = ref_lane.run(self.cfg, points)
+        except CpDebugError:
+            raise
+        except Exception as err:
+            raise RuntimeError(f"{ref_lane.label}: {_one_line(err)}") from err
+        boxes = {ref_lane.label: _boxes(ref_res.detections)}
+        out = []
+        for lane in cands:
+            try:
+                res, probes = lane.run(self.cfg, points)
+            except CpDebugError:
+                raise
+            except Exception as err:
+                raise RuntimeError(f"{lane.label}: {_one_line(err)}") from err
+            tol = default_tolerance(lane.spec.precision)
+            stats = []
+            for k, name in enumerate(self.order):
+                if name in lane.missing or name not in probes or name not in ref_probes:
+                    stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
+                    continue
+                d = TensorDiff.from_arrays(name, ref_probes[name], probes[name], tol)
+                stats.append(ProbeStat(name, k, d.rel_rmse, d.rel_max, d.cosine, d.max_abs, d.nan, d.inf, d.status))
+            del probes
+            delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist)
+            diverged = delta.changed or any(p.status not in ("ok", "missing") for p in stats)
+            out.append(CandidateFrame(lane.label, tuple(stats), delta, diverged))
+            boxes[lane.label] = _boxes(res.detections)
+        status = "diverged" if any(c.diverged for c in out) else "ok"
+        gt_d = None if gt is None else {"boxes": np.asarray(gt["boxes"]).tolist(),
+                                        "labels": np.asarray(gt["labels"]).astype(int).tolist(),
+                                        "num_points": None if gt.get("num_points") is None
+                                        else np.asarray(gt["num_points"]).astype(int).tolist()}
+        return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
+
+
+def build_subject(settings: SweepSettings, onnx_dir: Path | None = None):
+    """The CenterPoint subject (modules, probe maps); its two ONNX stages loaded from `onnx_dir` when given."""
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, seed=settings.seed,
+                                  random_weights=settings.random_weights, int8=settings.int8_dir)
+    if onnx_dir is not None:
+        import onnx
+
+        for st in subject.stages:
+            f = Path(onnx_dir) / f"{st.name}.onnx"
+            if f.is_file():
+                st.onnx_model = onnx.load(str(f))
+    return subject
+
+
+def save_stages(subject, onnx_dir: Path) -> None:
+    """Write the subject's two ONNX stages (exported once) for the workers to load."""
+    from cp_debug.files import write_bytes_atomic
+
+    for st in subject.stages:
+        write_bytes_atomic(Path(onnx_dir) / f"{st.name}.onnx", st.onnx().SerializeToString(), parents=True)
+
+
+def stage_probes(stage, level: str) -> list[str]:
+    """The level's module probes of `stage` that have an ONNX tensor (compared on every backend alike)."""
+    pm = stage.probe_map()
+    return [p for p in stage.probes_at(level) if pm is not None and p in pm.tensors]
+
+
+def probe_order(subject, level: str) -> list[str]:
+    """Every compared name in pipeline order: encoder probes, the boundaries, backbone probes, head outputs."""
+    enc, bb = subject.stages
+    enc_probes = stage_probes(enc, level)
+    enc_tensors = {enc.probe_map().tensors[p] for p in enc_probes}
+    order = list(enc_probes) + [b for b in BOUNDARIES if b not in enc_tensors]
+    return order + stage_probes(bb, level) + list(bb.output_names)
+
+
+def _boxes(det) -> dict:
+    return {"boxes": np.asarray(det.boxes, np.float64).tolist(), "scores": np.asarray(det.scores, np.float64).tolist(),
+            "labels": np.asarray(det.labels).astype(int).tolist()}
+
+
+def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float) -> DetectionDelta:
+    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes."""
+    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+
+    d = compare_detections(ref, cand, max_dist=max_dist)
+    by_class = {c: [0, 0, 0] for c in class_names}
+    by_range = {name: [0, 0, 0] for _, _, name in DISTANCE_BUCKETS}
+
+    def count(slot: int, label: int, box) -> None:
+        by_class[class_names[int(label)]][slot] += 1
+        by_range[bucket_of(float(box[0]), float(box[1]))][slot] += 1
+
+    for m in d.matched:
+        count(0, m.label, ref.boxes[m.index_a])
+    for i in d.unmatched_a:
+        count(1, ref.labels[i], ref.boxes[i])
+    for i in d.unmatched_b:
+        count(2, cand.labels[i], cand.boxes[i])
+    return DetectionDelta(d.num_a, d.num_b, d.num_matched, len(d.unmatched_a), len(d.unmatched_b),
+                          d.max_centre_dist, d.mean_centre_dist, d.max_score_diff, d.max_yaw_diff, not d.unchanged,
+                          by_class, by_range)
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:300]}" if lines else type(err).__name__

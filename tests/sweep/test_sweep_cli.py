@@ -1,0 +1,49 @@
+"""`cpdebug sweep` end to end in a subprocess: an info file's frames, the worst frame bisected, the files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nuscenes.eval.detection.algo")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cpdebug(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=ROOT)
+
+
+def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
+    from cp_debug.data.scene_set import write_scene_set
+    from cp_debug.data.scenes import heldout_seeds
+    from cp_debug.models.centerpoint.config import get_preset
+
+    write_scene_set(get_preset("tiny"), tmp_path / "scenes", heldout_seeds(2))
+    out = tmp_path / "out"
+    args = ["sweep", "--out", str(out), "--scenes", str(tmp_path / "scenes"), "--backends", "torch,ort-cpu-fp16",
+            "--preset", "tiny", "--level", "stage", "--bootstrap", "20", "-q"]
+    run = cpdebug(*args, "--bisect-top", "1")
+    assert run.returncode == 1, run.stderr  # FP16 diverges on every frame
+    doc = json.loads((out / "sweep.json").read_text())
+    top = doc["frames"][0]
+    assert top["root_cause"] and (out / "bisect" / f"{top['token']}.json").is_file()
+    assert doc["root_cause_counts"]["bisected"] == 1 and doc["root_cause_counts"]["counts"] == {top["root_cause"]: 1}
+    assert "root_cause" not in doc["frames"][1]
+    assert set(doc["metrics"]["devkit"]) == {"torch", "ort-cpu-fp16"}
+    assert doc["verdict"] in run.stdout
+
+    again = cpdebug(*args)
+    assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
+    resumed = cpdebug(*args, "--resume", "--bisect-top", "0")
+    assert resumed.returncode == 1, resumed.stderr
+    assert [f["token"] for f in json.loads((out / "sweep.json").read_text())["frames"]] == \
+        [f["token"] for f in doc["frames"]]

@@ -1,0 +1,71 @@
+"""Ranking and classes on hand-made frame results; the bootstrap's AP against nuscenes-devkit's own."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cp_debug.sweep.rank import LOCAL_FACTOR, rank_frames
+from cp_debug.sweep.worker import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
+
+PROBES = ("a", "b", "c")
+
+
+def _frame(i: int, errors, lost: int = 0, status: str = "diverged") -> FrameResult:
+    if status == "failed":
+        return FrameResult(i, f"f{i}", "failed", "OSError: cannot read")
+    probes = tuple(ProbeStat(p, k, e, e, 1.0, e, 0, 0, "diverged") for k, (p, e) in enumerate(zip(PROBES, errors)))
+    d = DetectionDelta(10, 10 - lost, 10 - lost, lost, 0, 0.0, 0.0, 0.0, 0.0, lost > 0)
+    return FrameResult(i, f"f{i}", status, None, 100, (CandidateFrame("cand", probes, d, True),))
+
+
+def test_a_jump_at_one_probe_is_local_and_named_where_it_starts():
+    noise = [(1e-3, 2e-3, 4e-3), (1.1e-3, 2.1e-3, 4.2e-3), (0.9e-3, 1.9e-3, 3.9e-3), (1e-3, 2e-3, 4e-3)]
+    results = [_frame(i, e) for i, e in enumerate(noise)]
+    results.append(_frame(4, (1e-3, 5e-2, 9e-2)))  # b jumps 25x, c inherits it
+    results.append(_frame(5, (1e-3, 2e-3, 4e-3), lost=1))  # a borderline box flips on noise
+    results.append(_frame(6, (), status="failed"))
+    ranked, spread = rank_frames(results)
+    assert [r.token for r in ranked][:2] == ["f5", "f4"]  # detection change first, then the worst probe
+    assert ranked[-1].token == "f6" and ranked[-1].status == "failed"
+    by = {r.token: r for r in ranked}
+    assert by["f4"].klass == "local" and by["f4"].worst.local_probe == "b"
+    assert by["f5"].klass == "uniform" and all(by[f"f{i}"].klass == "uniform" for i in range(4))
+    assert spread[("cand", "b")].worst[0] == "f4"
+    assert by["f4"].worst.worst_ratio >= LOCAL_FACTOR
+
+
+def test_a_usually_exact_probe_does_not_turn_rounding_into_a_fault():
+    results = [_frame(i, (0.0, 1e-3, 1e-3)) for i in range(4)] + [_frame(4, (3e-7, 1e-3, 1e-3))]
+    ranked, _ = rank_frames(results)
+    assert all(r.klass == "uniform" for r in ranked)
+
+
+def test_bootstrap_ap_is_the_devkits_ap():
+    pytest.importorskip("nuscenes")
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.devkit import evaluate
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.sweep.metrics import _ap, _tables
+
+    rng = np.random.default_rng(3)
+    gt, det, tables = {}, {}, []
+    for t in range(6):
+        k = 8
+        boxes = np.zeros((k, 9))
+        boxes[:, :2] = rng.uniform(-40, 40, (k, 2))
+        boxes[:, 3:6] = [4.0, 2.0, 1.5]
+        labels = rng.integers(0, 2, k)
+        noisy = boxes.copy()
+        noisy[:, :2] += rng.normal(0, 0.8, (k, 2))
+        scores = rng.uniform(0.1, 1.0, k)
+        gt[f"t{t}"] = SampleBoxes(boxes, labels)
+        det[f"t{t}"] = SampleBoxes(noisy, labels, scores)
+        tables.append(_tables({"boxes": boxes, "labels": labels, "num_points": None},
+                              {"boxes": noisy, "scores": scores, "labels": labels}, len(CLASS_NAMES)))
+    ours = {CLASS_NAMES[c]: _ap(tables, np.arange(6), (c, "all")) for c in range(2)}
+    theirs = {c.name: c.ap for c in evaluate(gt, det, CLASS_NAMES).per_class}
+    for name, ap in ours.items():
+        assert math.isclose(ap, theirs[name], abs_tol=1e-9), (name, ap, theirs[name])
