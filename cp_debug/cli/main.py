@@ -10,6 +10,7 @@ from cp_debug.cli import scenes_cmd
 from cp_debug.cli import train_cmd
 from cp_debug.cli import eval_cmd
 from cp_debug.cli import bench_cmd
+from cp_debug.cli import fix_cmd
 
 app = typer.Typer(
     name="cpdebug",
@@ -31,6 +32,7 @@ app.command("scenes")(scenes_cmd.scenes)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.eval_)
 app.command("bench")(bench_cmd.bench)
+app.command("fix")(fix_cmd.fix)
 
 
 def main() -> None:
