@@ -60,6 +60,7 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
     import onnx
 
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
+    from cp_debug.report.io import dumps
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -74,7 +75,7 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
         (tmp / SKIP_LAYERS).write_text(",".join(skip_layers) + "\n")
         (tmp / README).write_text(readme(doc))
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / FIX_JSON).write_text(json.dumps({**doc, "files": files}, indent=2, default=_plain) + "\n")
+        (tmp / FIX_JSON).write_text(dumps({**doc, "files": files}) + "\n")
 
     write_dir_atomically(out, write)
     return out
@@ -101,13 +102,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _plain(value):
-    """JSON for numpy scalars and other stragglers."""
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 def readme(doc: dict) -> str:

@@ -82,7 +82,7 @@ def version_changes(recorded: dict, now: dict) -> tuple[Change, ...]:
 def figure_changes(recorded: dict, now: dict, rel: float = 1e-6) -> tuple[Change, ...]:
     out = []
     for k in FIGURES:
-        a, b = recorded.get(k), now.get(k)
+        a, b = _num(recorded.get(k)), _num(now.get(k))
         if a is None and b is None:
             continue
         same = (a is not None and b is not None
@@ -91,6 +91,11 @@ def figure_changes(recorded: dict, now: dict, rel: float = 1e-6) -> tuple[Change
         if not same:
             out.append(Change(k, a, b))
     return tuple(out)
+
+
+def _num(x):
+    """Figures as numbers: strict JSON holds non-finite floats as "nan" / "inf" / "-inf"."""
+    return float(x) if isinstance(x, str) and x in ("nan", "inf", "-inf") else x
 
 
 def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> CheckResult:
