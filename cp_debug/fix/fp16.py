@@ -4,8 +4,9 @@ Each experiment converts both AWML files with `precision.fp16.convert_to_fp16` (
 explicit Casts, the form a strongly typed TensorRT build takes) and runs the pair in ONNX Runtime through the
 staged pipeline; the reference is the FP32 pair in ONNX Runtime on the same frames. Candidates are the nodes of
 both files, named `FILE:NODE`, ranked as `cpdebug keep-fp32` ranks them (`bisect.keep_fp32.rank_candidates`:
-nodes touching values near FP16's range first, by the largest |x| on any frame's reference), with the nodes of
-the probes a bisect report blamed first of all. The converted models of the found set are the artifact.
+nodes touching values near FP16's range first, by the largest |x| in the FP32 reference on the ranking frame:
+the worst frame of a report, else the first), with the nodes of the probes a bisect report blamed first of
+all. The converted models of the found set are the artifact.
 """
 
 from __future__ import annotations
