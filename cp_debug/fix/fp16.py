@@ -38,8 +38,10 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
     """FILE:NODE candidates of both files, ranked: nodes of `first` (module names a report blamed) first, then
     nodes touching |x| near FP16's range (largest first), then the compute nodes in file and execution order.
     The magnitudes are the FP32 reference's, over the frames `indices`."""
+    import onnx_graphsurgeon as gs
+
     from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
-    from cp_debug.bisect.marking import OrtFp32Reference, probe_order
+    from cp_debug.graph.session import run_all_outputs
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     absmax: dict[str, dict[str, float]] = {f: {} for f in models}
@@ -48,7 +50,7 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
         res = run_pipeline(cfg, frames.scenes[i].points(cfg), _Plain(models[enc_file]), _Plain(models[bb_file]))
         feeds = {enc_file: {"input_features": res.input_features}, bb_file: {"spatial_features": res.spatial_features}}
         for f, model in models.items():
-            values = OrtFp32Reference(model, feeds[f])(list(probe_order(model)) + list(feeds[f]))
+            values = {**run_all_outputs(gs.import_onnx(model), feeds[f]), **feeds[f]}  # every tensor, one run
             for name, v in absmax_by_name(values).items():
                 absmax[f][name] = max(absmax[f].get(name, 0.0), v)
     ranked = [(f, c) for f, model in models.items() for c in rank_candidates(model, absmax[f])]
@@ -70,7 +72,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
 
     first: module names to rank first (a bisect report's root causes). candidates: FILE:NODE keys instead of the
     ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names)."""
-    from cp_debug.bisect.marking import progress_step
+    from cp_debug.fix.frames import progress_step
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)

@@ -19,8 +19,20 @@ from cp_debug.errors import BadInputError
 
 
 @dataclass(frozen=True)
+class Frame:
+    """One held-out scene: its token, ground truth (eval.boxes.SampleBoxes) and points."""
+
+    token: str
+    gt: object
+    points_array: np.ndarray
+
+    def points(self, cfg) -> np.ndarray:
+        return self.points_array
+
+
+@dataclass(frozen=True)
 class FrameSet:
-    """n held-out scenes starting `first` scenes past the first held-out seed; `scenes` are EvalScenes."""
+    """n held-out scenes starting `first` scenes past the first held-out seed (`scenes`: Frames)."""
 
     first: int
     scenes: tuple
@@ -37,7 +49,6 @@ def heldout_frames(cfg, n: int, first: int = 0) -> FrameSet:
     """n held-out synthetic scenes, from the `first`-th held-out seed on (eval's first n are first=0)."""
     from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
     from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.eval.runner import EvalScene
 
     if n < 1:
         raise BadInputError(f"--scenes must be at least 1, got {n}")
@@ -46,8 +57,15 @@ def heldout_frames(cfg, n: int, first: int = 0) -> FrameSet:
     out = []
     for seed in range(HELDOUT_SEED_BASE + first, HELDOUT_SEED_BASE + first + n):
         s = make_scene(cfg, seed)
-        out.append(EvalScene(scene_token(seed), SampleBoxes(s.boxes, s.labels), points_array=s.points))
+        out.append(Frame(scene_token(seed), SampleBoxes(s.boxes, s.labels), s.points))
     return FrameSet(first, tuple(out))
+
+
+def progress_step(progress, text: str):
+    """`progress.step(text)`, or nothing without a progress object."""
+    import contextlib
+
+    return progress.step(text) if progress is not None else contextlib.nullcontext()
 
 
 def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,

@@ -88,7 +88,7 @@ class FixOutcome:
 
 
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
-    from cp_debug.bisect.marking import progress_step
+    from cp_debug.fix.frames import progress_step
     from cp_debug.fix.frames import heldout_frames
     from cp_debug.models.centerpoint.config import get_preset
 
@@ -194,7 +194,7 @@ def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress):
 
 
 def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str]):
-    from cp_debug.bisect.marking import progress_step
+    from cp_debug.fix.frames import progress_step
     from cp_debug.fix.int8 import export_pairs, find_int8_fix
     from cp_debug.fix.names import layer_nodes
 

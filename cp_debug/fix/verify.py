@@ -66,7 +66,7 @@ def verify_pair(cfg, frames: FrameSet, target: FixTarget, reference: Sequence, f
                 ) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a
     (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target`."""
-    from cp_debug.bisect.marking import progress_step
+    from cp_debug.fix.frames import progress_step
 
     every = range(len(frames.scenes))
     with progress_step(progress, f"verification: FP32 reference on {len(frames.scenes)} frame(s)"):
