@@ -132,10 +132,10 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     ref = reference_lookup(reference, model, feed)
     outputs = [o.name for o in model.graph.output]
     if isinstance(ref, OrtFp32Reference):  # magnitudes of every float tensor, in the same run as the outputs
-        absmax = _absmax(ref(list(probe_order(model))))
+        absmax = absmax_by_name(ref(list(probe_order(model))))
     else:
-        absmax = _absmax(ref(outputs))
-    absmax.update(_absmax(feed))
+        absmax = absmax_by_name(ref(outputs))
+    absmax.update(absmax_by_name(feed))
     ranked = rank_candidates(model, absmax, candidates)
     expected = ref(outputs)
     opts = dict(runner_options or {})
@@ -216,7 +216,8 @@ def check_backend(spec: BackendSpec) -> None:
         plan_build(spec, major, keep_fp32=True)
 
 
-def _absmax(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+def absmax_by_name(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The largest |x| of each float array by name (inf where a value is not finite)."""
     out = {}
     for name, arr in values.items():
         a = np.asarray(arr)

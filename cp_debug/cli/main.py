@@ -12,6 +12,7 @@ from cp_debug.cli import eval_cmd
 from cp_debug.cli import bench_cmd
 from cp_debug.cli import replay_cmd
 from cp_debug.cli import sweep_cmd
+from cp_debug.cli import fix_cmd
 
 app = typer.Typer(
     name="cpdebug",
@@ -35,6 +36,7 @@ app.command("eval")(eval_cmd.eval_)
 app.command("bench")(bench_cmd.bench)
 app.command("replay")(replay_cmd.replay)
 app.command("sweep")(sweep_cmd.sweep)
+app.command("fix")(fix_cmd.fix)
 
 
 def main() -> None:

@@ -1,0 +1,178 @@
+"""`cpdebug fix`: the smallest set to keep in FP32 / leave out of INT8 for a target to hold over a frame set,
+written as a deployable, verified artifact; `--check DIR` re-verifies a written one on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._errors import handle_errors
+from cp_debug.cli._quiet import ThirdParty, Verbose
+
+
+def fix(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
+    check: Annotated[Optional[Path], typer.Option("--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
+    backends: Annotated[Optional[str], typer.Option("--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default torch,ort-cpu-fp16).")] = None,
+    from_bisect: Annotated[Optional[Path], typer.Option("--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path (ranked first).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="CenterPoint preset (default demo).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to load (default: the preset's shipped weights).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the random weights.")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")] = False,
+    int8: Annotated[Optional[Path], typer.Option("--int8", help="A PTQ dir (`cpdebug quantize --out`) or PTQ/QAT checkpoint: the INT8 model to fix.")] = None,
+    tol: Annotated[Optional[float], typer.Option(help="Largest rel. RMSE of the worst head output on the worst frame.")] = None,
+    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
+    max_lost_boxes: Annotated[Optional[int], typer.Option("--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
+    scenes: Annotated[int, typer.Option("--scenes", help="Held-out frames the search judges on.")] = 8,
+    first_scene: Annotated[int, typer.Option("--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones).")] = 0,
+    verify_scenes: Annotated[int, typer.Option("--verify-scenes", help="Verify on this many other held-out frames after the search's (0: on the search's).")] = 0,
+    worst_frames: Annotated[int, typer.Option("--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
+    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
+    calib_n: Annotated[int, typer.Option("--calib-n", help="INT8 from scratch: synthetic calibration scenes.")] = 16,
+    method: Annotated[str, typer.Option(help="INT8 from scratch: calibration method (mse, max, percentile).")] = "mse",
+    percentile: Annotated[float, typer.Option(help="INT8 from scratch: percentile for --method percentile.")] = 99.99,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
+    candidates) so that --tol / --max-map-drop / --max-lost-boxes holds over held-out frames, and write the
+    deployable ONNX pair, the exclusion lists, fix.json and a README to --out DIR.
+
+    Exit codes: 0 written and verified (or --check holds), 1 no set meets the target / the verification or
+    --check fails, 2 bad input, 3 backend not available here.
+    """
+    args = locals()
+    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
+        code = _fix(**args, third_party=third_party)
+    raise typer.Exit(code)
+
+
+def _fix(out, check, backends, from_bisect, preset, checkpoint, seed, random_weights, int8, tol, max_map_drop,
+         max_lost_boxes, scenes, first_scene, verify_scenes, worst_frames, candidates, calib_n, method, percentile,
+         bootstrap, json_out, quiet, third_party) -> int:
+    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.errors import BadInputError
+
+    if json_out and json_out != "-":
+        from cp_debug.report.io import check_writable
+
+        check_writable(json_out)
+    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
+    if check is not None:
+        if out is not None:
+            raise BadInputError("give --check DIR or --out DIR, not both")
+        from cp_debug.fix.check import check_fix
+
+        result = check_fix(check, progress=progress)
+        finish(result.to_json(), json_out, third_party, lambda console: render_check(result, console))
+        return 0 if result.holds else 1
+    if out is None:
+        raise BadInputError("give --out DIR to write the fix to (or --check DIR to re-verify one)")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; give a directory")
+    from cp_debug.fix.run import FixRequest, check_request, request_from_bisect, run_fix
+    from cp_debug.fix.targets import FixTarget
+
+    target = FixTarget(tol, max_map_drop, max_lost_boxes)
+    ref = cand = None
+    if backends:
+        parts = [p.strip() for p in backends.split(",") if p.strip()]
+        if len(parts) != 2:
+            raise BadInputError(f"--backends takes REF,CAND (two specs), got {backends!r}")
+        ref, cand = parts
+    chosen = tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None
+    common = dict(target=target, reference=ref, candidate=cand, preset=preset,
+                  checkpoint=str(checkpoint) if checkpoint else None, seed=seed, random_weights=random_weights or None,
+                  int8=str(int8) if int8 else None, scenes=scenes, first_scene=first_scene,
+                  verify_scenes=verify_scenes, worst=worst_frames, candidates=chosen, calib_n=calib_n, method=method,
+                  percentile=percentile, bootstrap=bootstrap)
+    if from_bisect is not None:
+        req = request_from_bisect(from_bisect, **common)
+    else:
+        req = FixRequest(**{k: v for k, v in common.items() if v is not None})
+    check_request(req)
+    outcome = run_fix(req, progress=progress)
+    written = None
+    if outcome.fixed is not None:
+        with progress.step(f"writing {out}"):
+            written = outcome.write(out)
+    doc = {**outcome.doc, "out": str(written) if written else None}
+    finish(doc, json_out, third_party, lambda console: render(doc, console))
+    verification = outcome.doc.get("verification")
+    return 0 if written is not None and verification and verification["holds"] else 1
+
+
+def render(doc: dict, console) -> None:
+    from rich.table import Table
+
+    s = doc["search"]
+    t = Table(title=f"fix search: {doc['backends']['candidate']} vs {doc['backends']['reference']}, "
+                    f"{doc['target_text']} ({s['runs']} runs, {s['cheap_rejections']} rejected on the worst frames)",
+              title_justify="left")
+    for col in ("#", "phase", "kept", "frames", "verdict", "worst rel. RMSE", "lost", "mAP drop", "s"):
+        t.add_column(col, justify="left" if col in ("phase", "kept", "frames") else "right")
+    for i, st in enumerate(s["steps"], 1):
+        kept = f"{st['size']}: " + ", ".join(st["keep"][:2]) + (" …" if st["size"] > 2 else "") if st["keep"] else "(none)"
+        t.add_row(str(i), st["phase"], kept, st["checked"], "[green]pass[/green]" if st["passed"] else "[red]fail[/red]",
+                  f"{st['worst_rel_rmse']:.3g}", _opt(st["lost_boxes"]), _opt(st["map_drop"], "{:+.4f}"),
+                  f"{st['seconds']:.1f}")
+    console.print(t)
+    what = "node(s) kept in FP32" if doc["kind"] == "fp16" else "layer(s) left out of INT8"
+    if s["status"] == "impossible":
+        st = s["steps"][1] if len(s["steps"]) > 1 else s["steps"][0]
+        console.print(f"[red]No set meets {doc['target_text']}[/red]: even with all {len(s['candidates'])} candidates "
+                      f"kept, worst rel. RMSE {st['worst_rel_rmse']:.3g}, lost boxes {_opt(st['lost_boxes'])}, "
+                      f"mAP drop {_opt(st['map_drop'], '{:+.4f}')}. Nothing was written.", highlight=False)
+        return
+    n = len(s["keep"])
+    console.print(f"[green]{n} {what}[/green] (1-minimal over {doc['search_frames']['n']} frame(s))"
+                  + (":" if n else ": the plain candidate already meets the target."), highlight=False)
+    names = doc["set"].get("modules") or []
+    for key in s["keep"]:
+        console.print(f"  {key}", highlight=False)
+    if doc["kind"] == "fp16" and names:
+        console.print(f"  modules: {', '.join(names)}", highlight=False)
+    v = doc.get("verification")
+    if v:
+        vt = Table(title=f"verification in ONNX Runtime ({v['device']}, {v['frames']['n']} frame(s)): "
+                         + ("[green]holds[/green]" if v["holds"] else "[red]does not hold[/red]"), title_justify="left")
+        for col in ("lane", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
+            vt.add_column(col, justify="left" if col == "lane" else "right")
+        vt.add_row("FP32 reference", f"{v['reference']['mAP']:.4f}", f"{v['reference']['NDS']:.4f}", "-", "-", "-", "-")
+        for name, lane in (("plain candidate", v.get("plain")), ("fix", v["fixed"])):
+            if lane:
+                vt.add_row(name, f"{lane['mAP']:.4f}", f"{lane['NDS']:.4f}", f"{lane['worst_rel_rmse']:.3g}",
+                           str(lane["lost_boxes"]), str(lane["added_boxes"]),
+                           f"{lane['latency_ms'].get('pts_backbone_neck_head', float('nan')):.1f}")
+        console.print(vt)
+    if doc.get("out"):
+        console.print(f"written: {doc['out']} (README.md says how to build the engines; "
+                      f"`cpdebug fix --check {doc['out']}` re-verifies it)", highlight=False, soft_wrap=True)
+
+
+def render_check(result, console) -> None:
+    v = result.verification
+    f = v.fixed.figures
+    state = "[green]holds[/green]" if result.holds else "[red]does NOT hold[/red]"
+    console.print(f"fix {result.path}: {v.target.describe()} {state} here (recorded: "
+                  f"{'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE {f.worst:.3g}, "
+                  f"lost boxes {f.lost_boxes}, mAP drop {f.map_drop:+.4f} on {len(f.frames)} frame(s)",
+                  highlight=False)
+    if result.versions:
+        console.print("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions),
+                      highlight=False)
+    else:
+        console.print("toolchain unchanged since written", highlight=False)
+    if result.figures:
+        console.print("figures changed: " + "; ".join(c.text() for c in result.figures), highlight=False)
+    if result.modified_files:
+        console.print(f"[yellow]files modified since written:[/yellow] {', '.join(result.modified_files)}",
+                      highlight=False)
+
+
+def _opt(x, fmt: str = "{}") -> str:
+    return "-" if x is None else fmt.format(x)

@@ -1,0 +1,129 @@
+"""`cpdebug fix --check DIR`: re-verify a written fix on this machine's toolchain, and say what changed.
+
+The recorded verification is run again exactly (same frames, same FP32 pair, same fixed pair, same device)
+and judged against the recorded target; the recorded versions of every library and driver involved are
+compared with this machine's, so a fix that stops holding after an ONNX Runtime, TensorRT, CUDA or driver
+upgrade names the upgrade (users roll TensorRT back over unexplained FP16 drift: this is the guard). Files
+whose sha256 differs from the record are named too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cp_debug.fix.verify import Verification
+
+# Recorded environment keys compared by --check, in the order they are reported.
+VERSION_KEYS = ("onnxruntime", "tensorrt", "torch_cuda", "nvidia_driver", "cudnn", "gpu", "torch", "onnx",
+                "onnx_graphsurgeon", "polygraphy", "modelopt", "numpy", "python")
+FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")
+
+
+def toolchain() -> dict:
+    """This machine's versions: `determinism.environment()` plus the NVIDIA driver (None without one)."""
+    from cp_debug.determinism import environment
+
+    env = environment()
+    env["nvidia_driver"] = nvidia_driver()
+    return env
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version, from /proc (no subprocess); None where there is none."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    for word in text.split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(p.isdigit() for p in parts):
+            return word
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    recorded: object
+    now: object
+
+    def text(self) -> str:
+        return f"{self.name} {self.recorded} -> {self.now}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    path: Path
+    recorded_holds: bool | None
+    verification: Verification
+    versions: tuple[Change, ...]  # versions that differ from the record
+    figures: tuple[Change, ...]  # verification figures that differ from the record
+    modified_files: tuple[str, ...]
+
+    @property
+    def holds(self) -> bool:
+        return self.verification.holds
+
+    def to_json(self) -> dict:
+        return {"schema": "cp_debug.fix_check/1", "path": str(self.path), "holds": self.holds,
+                "recorded_holds": self.recorded_holds,
+                "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
+                "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
+                "modified_files": list(self.modified_files), "verification": self.verification.to_json()}
+
+
+def version_changes(recorded: dict, now: dict) -> tuple[Change, ...]:
+    return tuple(Change(k, recorded.get(k), now.get(k)) for k in VERSION_KEYS
+                 if k in recorded and recorded.get(k) != now.get(k))
+
+
+def figure_changes(recorded: dict, now: dict, rel: float = 1e-6) -> tuple[Change, ...]:
+    out = []
+    for k in FIGURES:
+        a, b = _num(recorded.get(k)), _num(now.get(k))
+        if a is None and b is None:
+            continue
+        same = (a is not None and b is not None
+                and (a == b or (isinstance(a, float) and isinstance(b, float)
+                                and (math.isclose(a, b, rel_tol=rel, abs_tol=1e-12) or (a != a and b != b)))))
+        if not same:
+            out.append(Change(k, a, b))
+    return tuple(out)
+
+
+def _num(x):
+    """Figures as numbers: strict JSON holds non-finite floats as "nan" / "inf" / "-inf"."""
+    return float(x) if isinstance(x, str) and x in ("nan", "inf", "-inf") else x
+
+
+def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> CheckResult:
+    """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.fix.artifact import read_fix, reference_name, sha256
+    from cp_debug.fix.frames import check_onnx_pair, heldout_frames
+    from cp_debug.fix.targets import FixTarget
+    from cp_debug.fix.verify import verify_pair
+    from cp_debug.models.centerpoint.config import get_preset
+
+    root = Path(path)
+    doc = read_fix(root)
+    fixed = check_onnx_pair(root)
+    reference = tuple(root / reference_name(p.name) for p in fixed)
+    missing = [p.name for p in reference if not p.is_file()]
+    if missing:
+        raise BadInputError(f"{root} lacks {', '.join(missing)} (the FP32 pair the fix is checked against)")
+    recorded_files = doc.get("files") or {}
+    modified = tuple(name for name, digest in recorded_files.items()
+                     if not (root / name).is_file() or sha256(root / name) != digest)
+    cfg = get_preset(doc["preset"])
+    rec = doc["verification"]
+    frames = heldout_frames(cfg, rec["frames"]["n"], rec["frames"]["first"])
+    if list(frames.tokens) != list(rec["frames"]["tokens"]):
+        raise BadInputError(f"the frames of {root} ({rec['frames']['tokens'][:2]}...) are not the ones this cp_debug "
+                            "makes any more; write the fix again")
+    ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
+                      device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
+    return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
+                       figure_changes(rec["fixed"], ver.fixed.to_json()), modified)

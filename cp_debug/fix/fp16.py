@@ -1,0 +1,124 @@
+"""The FP16 fix of a CenterPoint ONNX pair: the smallest set of nodes to keep in FP32 over a frame set.
+
+Each experiment converts both AWML files with `precision.fp16.convert_to_fp16` (kept nodes in FP32 between
+explicit Casts, the form a strongly typed TensorRT build takes) and runs the pair in ONNX Runtime through the
+staged pipeline; the reference is the FP32 pair in ONNX Runtime on the same frames. Candidates are the nodes of
+both files, named `FILE:NODE`, ranked as `cpdebug keep-fp32` ranks them (`bisect.keep_fp32.rank_candidates`:
+nodes touching values near FP16's range first, by the largest |x| in the FP32 reference on the ranking frame:
+the worst frame of a report, else the first), with the nodes of the probes a bisect report blamed first of
+all. The converted models of the found set are the artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from cp_debug.errors import BadInputError
+from cp_debug.fix.frames import FrameSet, ort_pair_heads
+from cp_debug.fix.names import SEP, node_modules, per_file
+from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
+from cp_debug.fix.targets import FixTarget
+
+
+@dataclass(frozen=True)
+class Fp16Fix:
+    """The search and the models: reference (FP32), plain (all FP16) and fixed (None when impossible), each
+    {file name: ModelProto}; `modules` maps each kept FILE:NODE to its torch module (None where unknown)."""
+
+    search: FixSearch
+    reference: dict
+    plain: dict
+    fixed: dict | None
+    modules: dict
+
+
+def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int], first: Sequence[str] = (),
+                    module_names: set[str] | None = None) -> list[str]:
+    """FILE:NODE candidates of both files, ranked: nodes of `first` (module names a report blamed) first, then
+    nodes touching |x| near FP16's range (largest first), then the compute nodes in file and execution order.
+    The magnitudes are the FP32 reference's, over the frames `indices`."""
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
+    from cp_debug.graph.session import run_all_outputs
+    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+
+    absmax: dict[str, dict[str, float]] = {f: {} for f in models}
+    enc_file, bb_file = list(models)
+    for i in indices:
+        res = run_pipeline(cfg, frames.scenes[i].points(cfg), _Plain(models[enc_file]), _Plain(models[bb_file]))
+        feeds = {enc_file: {"input_features": res.input_features}, bb_file: {"spatial_features": res.spatial_features}}
+        for f, model in models.items():
+            values = {**run_all_outputs(gs.import_onnx(model), feeds[f]), **feeds[f]}  # every tensor, one run
+            for name, v in absmax_by_name(values).items():
+                absmax[f][name] = max(absmax[f].get(name, 0.0), v)
+    ranked = [(f, c) for f, model in models.items() for c in rank_candidates(model, absmax[f])]
+    near = sorted((x for x in ranked if x[1].near_fp16_max), key=lambda x: -x[1].absmax)
+    rest = [x for x in ranked if not x[1].near_fp16_max]
+    keys = [f"{f}{SEP}{c.name}" for f, c in near + rest]
+    if first:
+        modules = node_modules(models, module_names)
+        blamed = [k for k in keys if any(m and (m == b or m.startswith(b + ".")) for b in first for m in [modules[k]])]
+        keys = blamed + [k for k in keys if k not in set(blamed)]
+    return keys
+
+
+def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *, device: str = "cpu",
+                  worst: int = 2, frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
+                  candidates: Sequence[str] | None = None, module_names: set[str] | None = None,
+                  progress=None) -> Fp16Fix:
+    """Search the FP16 fix of `fp32_models` ({VOXEL_ENCODER_FILE: model, BACKBONE_FILE: model}) over `frames`.
+
+    first: module names to rank first (a bisect report's root causes). candidates: FILE:NODE keys instead of the
+    ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names)."""
+    from cp_debug.fix.frames import progress_step
+    from cp_debug.precision.fp16 import convert_to_fp16
+
+    files = list(fp32_models)
+    every = range(len(frames.scenes))
+    with progress_step(progress, f"FP32 reference on {len(frames.scenes)} frame(s)"):
+        reference, _ = ort_pair_heads(cfg, fp32_models[files[0]], fp32_models[files[1]], frames, device=device)
+    cache: dict[tuple[str, frozenset], object] = {}
+
+    def converted(keep: Sequence[str]) -> dict:
+        out = {}
+        for f, nodes in per_file(keep, files).items():
+            key = (f, frozenset(nodes))
+            if key not in cache:
+                cache[key] = convert_to_fp16(fp32_models[f], keep_fp32_nodes=nodes)
+            out[f] = cache[key]
+        return out
+
+    def heads(keep, indices):
+        models = converted(keep)
+        with progress_step(progress, f"FP16 with {len(keep)} node(s) in FP32 on {len(indices)} frame(s)"):
+            return ort_pair_heads(cfg, models[files[0]], models[files[1]], frames, indices, device=device)[0]
+
+    if candidates is None:
+        with progress_step(progress, "ranking the candidates (FP32 magnitudes)"):
+            candidates = fp16_candidates(cfg, fp32_models, frames, list(frame_order or every)[:1], first,
+                                        module_names)
+    else:
+        known = {f"{f}{SEP}{n.name}" for f in files for n in fp32_models[f].graph.node}
+        unknown = [c for c in candidates if c not in known]
+        if unknown:
+            raise BadInputError(f"candidate(s) {', '.join(unknown[:3])} are not FILE{SEP}NODE of the pair "
+                                f"(e.g. {sorted(known)[0]})")
+    judge = HeadJudge(cfg, frames, reference, target, heads)
+    result = search_fix(candidates, judge, target, len(frames.scenes), worst=worst, frame_order=frame_order)
+    fixed = converted(result.keep) if result.keep is not None else None
+    modules = node_modules(fp32_models, module_names)
+    return Fp16Fix(result, dict(fp32_models), converted(()), fixed, {k: modules.get(k) for k in result.keep or ()})
+
+
+class _Plain:
+    """An in-memory ModelProto run by one ONNX Runtime session (the ranking pass)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def infer(self, feed):
+        from cp_debug.graph.session import run_ort
+
+        return run_ort(self.model, feed)

@@ -1,0 +1,199 @@
+"""The frames a fix is judged on, and the figures of one candidate on them.
+
+Frames are held-out synthetic scenes (never training or calibration seeds) named by their seed range, so
+`fix --check` rebuilds exactly the same ones. A candidate is judged by its six head maps against the
+reference's on the same frames: per frame the worst output's rel. RMSE (`ptq.sensitivity.rel_rmse`), and from
+the decoded boxes the reference boxes it loses or adds (`eval.detection_diff`) and nuScenes mAP/NDS
+(`eval.devkit`) against the ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One held-out scene: its token, ground truth (eval.boxes.SampleBoxes) and points."""
+
+    token: str
+    gt: object
+    points_array: np.ndarray
+
+    def points(self, cfg) -> np.ndarray:
+        return self.points_array
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """n held-out scenes starting `first` scenes past the first held-out seed (`scenes`: Frames)."""
+
+    first: int
+    scenes: tuple
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(s.token for s in self.scenes)
+
+    def to_json(self) -> dict:
+        return {"kind": "heldout_synthetic", "first": self.first, "n": len(self.scenes), "tokens": list(self.tokens)}
+
+
+def heldout_frames(cfg, n: int, first: int = 0) -> FrameSet:
+    """n held-out synthetic scenes, from the `first`-th held-out seed on (eval's first n are first=0)."""
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
+    from cp_debug.eval.boxes import SampleBoxes
+
+    if n < 1:
+        raise BadInputError(f"--scenes must be at least 1, got {n}")
+    if first < 0:
+        raise BadInputError(f"--first-scene must be >= 0, got {first}")
+    out = []
+    for seed in range(HELDOUT_SEED_BASE + first, HELDOUT_SEED_BASE + first + n):
+        s = make_scene(cfg, seed)
+        out.append(Frame(scene_token(seed), SampleBoxes(s.boxes, s.labels), s.points))
+    return FrameSet(first, tuple(out))
+
+
+def progress_step(progress, text: str):
+    """`progress.step(text)`, or nothing without a progress object."""
+    import contextlib
+
+    return progress.step(text) if progress is not None else contextlib.nullcontext()
+
+
+def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
+                   device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
+    """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
+    in the staged pipeline (the shared torch glue between the two files)."""
+    from cp_debug.backends import make_runner
+    from cp_debug.models.centerpoint.model import STAGE_BACKBONE, STAGE_VOXEL_ENCODER
+    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+
+    indices = range(len(frames.scenes)) if indices is None else indices
+    spec = f"ort-{device}"
+    heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
+    with make_runner(spec, onnx_model=encoder) as enc, make_runner(spec, onnx_model=backbone) as bb:
+        for i in indices:
+            scene = frames.scenes[i]
+            res = run_pipeline(cfg, scene.points(cfg), enc, bb, capture=False)
+            heads.append(res.head)
+            for stage in seconds:
+                seconds[stage].append(res.timings.get(stage, 0.0))
+    return heads, seconds
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A candidate on some frames: worst output rel. RMSE per frame, and where boxes were decoded, the reference
+    boxes lost and added and the mAP drop vs the reference (mAP only on the whole set)."""
+
+    frames: tuple[int, ...]
+    rel_rmse: tuple[float, ...]  # per frame, worst head output
+    worst_output: tuple[str, ...]
+    lost_boxes: int | None = None
+    added_boxes: int | None = None
+    map_drop: float | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def worst(self) -> float:
+        return max(self.rel_rmse, default=0.0)
+
+    def to_json(self) -> dict:
+        return {"frames": list(self.frames), "worst_rel_rmse": self.worst, "rel_rmse": list(self.rel_rmse),
+                "worst_output": list(self.worst_output), "lost_boxes": self.lost_boxes,
+                "added_boxes": self.added_boxes, "map_drop": self.map_drop, **self.extra}
+
+
+def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[str, np.ndarray]]
+                 ) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """Per frame: the worst head output's rel. RMSE and its name."""
+    from cp_debug.ptq.sensitivity import rel_rmse
+
+    values, names = [], []
+    for r, g in zip(ref, got):
+        errs = {n: rel_rmse([r[n]], [g[n]]) for n in r}
+        name = max(errs, key=lambda k: (errs[k] != errs[k], errs[k]))  # NaN counts as worst
+        values.append(float(errs[name]))
+        names.append(name)
+    return tuple(values), tuple(names)
+
+
+def detections(cfg, frames: FrameSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
+    """{token: SampleBoxes} of decoded head maps."""
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.models.centerpoint.decode import decode
+
+    return {frames.scenes[i].token: SampleBoxes.from_detections(decode(h, cfg)) for i, h in zip(indices, heads)}
+
+
+def evaluation(cfg, frames: FrameSet, dets: Mapping):
+    """nuScenes DetectionEvaluation of `dets` against the frames' ground truth."""
+    from cp_debug.eval.devkit import default_range, evaluate
+
+    gt = {s.token: s.gt for s in frames.scenes if s.token in dets}
+    return evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
+
+
+def box_diff(cfg, ref_dets: Mapping, dets: Mapping) -> tuple[int, int]:
+    """(reference boxes lost, boxes added) of `dets` against `ref_dets`."""
+    from cp_debug.eval.detection_diff import diff_detections
+
+    d = diff_detections(ref_dets, dets, cfg.class_names)
+    return int(d.total.missing), int(d.total.extra)
+
+
+def class_ap_change(cfg, frames: FrameSet, ref_dets: Mapping, dets: Mapping, bootstrap: int = 20,
+                    seed: int = 0) -> dict:
+    """Per class: AP of the reference and of the candidate and their difference, with a 90 % paired bootstrap
+    interval over frames (`bootstrap` resamples; none when 0 or one frame)."""
+    ref_ev, ev = evaluation(cfg, frames, ref_dets), evaluation(cfg, frames, dets)
+    ref_ap = {c.name: c.ap for c in ref_ev.per_class}
+    out = {c.name: {"reference_ap": ref_ap[c.name], "ap": c.ap, "change": c.ap - ref_ap[c.name], "interval": None}
+           for c in ev.per_class}
+    tokens = [t for t in frames.tokens if t in dets]
+    if bootstrap < 1 or len(tokens) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {name: [] for name in out}
+    by_token = {s.token: s for s in frames.scenes}
+    for _ in range(bootstrap):
+        pick = rng.integers(0, len(tokens), len(tokens))
+        names = [f"{tokens[i]}#{k}" for k, i in enumerate(pick)]  # resampled frames keep distinct tokens
+        gt = {n: by_token[tokens[i]].gt for n, i in zip(names, pick)}
+        a = _ap(cfg, gt, {n: ref_dets[tokens[i]] for n, i in zip(names, pick)})
+        b = _ap(cfg, gt, {n: dets[tokens[i]] for n, i in zip(names, pick)})
+        for name in samples:
+            if name in a and name in b:
+                samples[name].append(b[name] - a[name])
+    for name, values in samples.items():
+        finite = [v for v in values if v == v]
+        if finite:
+            out[name]["interval"] = [float(np.percentile(finite, 5)), float(np.percentile(finite, 95))]
+    return out
+
+
+def _ap(cfg, gt: Mapping, dets: Mapping) -> dict[str, float]:
+    from cp_debug.eval.devkit import default_range, evaluate
+
+    ev = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
+    return {c.name: c.ap for c in ev.per_class}
+
+
+def check_onnx_pair(root: str | Path) -> tuple[Path, Path]:
+    """The two AWML file paths under `root`; BadInputError naming what is missing."""
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
+
+    root = Path(root)
+    paths = (root / VOXEL_ENCODER_FILE, root / BACKBONE_FILE)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise BadInputError(f"{root} lacks {', '.join(missing)}: it is not a written fix (cpdebug fix --out DIR)")
+    return paths

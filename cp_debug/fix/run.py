@@ -1,0 +1,253 @@
+"""One `cpdebug fix` run: the request (where the user starts from), the search, the verification, the document.
+
+From scratch (preset / checkpoint / backends / frames), from a bisect report (its model, its candidate, its
+root-cause path ranked first) or, for INT8, from a PTQ dir or checkpoint. FP16 candidates (`ort-*-fp16`) search
+nodes to keep in FP32; INT8 candidates (`ort-*-int8`) layers to leave out of INT8. Nothing is written here:
+`FixOutcome.write(DIR)` hands the result to `artifact.write_fix`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.errors import BadInputError
+from cp_debug.fix.targets import FixTarget
+
+
+@dataclass(frozen=True)
+class FixRequest:
+    target: FixTarget
+    candidate: str = "ort-cpu-fp16"
+    reference: str = "torch"
+    preset: str = "demo"
+    checkpoint: str | None = None
+    seed: int = 0
+    random_weights: bool = False
+    int8: str | None = None  # a PTQ dir or checkpoint (INT8 only)
+    scenes: int = 8
+    first_scene: int = 0
+    verify_scenes: int = 0  # 0: verify on the search's frames; else on as many frames after them
+    worst: int = 2
+    candidates: tuple[str, ...] | None = None
+    first_modules: tuple[str, ...] = ()
+    calib_n: int = 16
+    method: str = "mse"
+    percentile: float = 99.99
+    bootstrap: int = 20
+    source: dict = field(default_factory=lambda: {"from": "scratch"})
+
+    @property
+    def spec(self) -> BackendSpec:
+        return BackendSpec.parse(self.candidate)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.precision
+
+
+def check_request(req: FixRequest) -> None:
+    """BadInputError before anything runs, for a candidate or reference the fix cannot search with."""
+    spec = req.spec
+    if spec.framework != "ort" or spec.precision not in ("fp16", "int8"):
+        raise BadInputError(f"fix searches ONNX Runtime FP16 or INT8 candidates (ort-cpu-fp16, ort-cuda-fp16, "
+                            f"ort-cpu-int8), not {req.candidate}; the written pair builds TensorRT engines (README)")
+    ref = BackendSpec.parse(req.reference)
+    if ref.precision != "fp32" or ref.framework not in ("torch", "ort"):
+        raise BadInputError(f"the reference must be FP32 torch or ort, not {req.reference}")
+    if req.int8 is not None and spec.precision != "int8":
+        raise BadInputError("--int8 DIR is a PTQ model: use an INT8 candidate (ort-cpu-int8)")
+    if req.worst < 0:
+        raise BadInputError(f"--worst-frames must be >= 0, got {req.worst}")
+    if req.verify_scenes < 0:
+        raise BadInputError(f"--verify-scenes must be >= 0, got {req.verify_scenes}")
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    """status: found | not_needed | impossible (then `fixed` is None and nothing can be written)."""
+
+    status: str
+    doc: dict
+    fixed: dict | None
+    reference: dict
+    nodes_to_exclude: dict
+    skip_layers: tuple[str, ...]
+
+    def write(self, out: str | Path) -> Path:
+        from cp_debug.fix.artifact import write_fix
+
+        if self.fixed is None:
+            raise BadInputError("no set meets the target: nothing to write (the figures say why)")
+        return write_fix(out, fixed=self.fixed, reference=self.reference, doc=self.doc,
+                         nodes_to_exclude=self.nodes_to_exclude, skip_layers=self.skip_layers)
+
+
+def run_fix(req: FixRequest, progress=None) -> FixOutcome:
+    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.frames import heldout_frames
+    from cp_debug.models.centerpoint.config import get_preset
+
+    check_request(req)
+    cfg = get_preset(req.preset)
+    frames = heldout_frames(cfg, req.scenes, req.first_scene)
+    with progress_step(progress, "loading the model"):
+        qmodel, model, weights, skipped = _models(req, cfg, progress)
+    module_names = {n for n, _ in model.named_modules()}
+    sample = frames.scenes[0].points(cfg)
+    with tempfile.TemporaryDirectory(prefix="cpdebug_fix_") as tmp:
+        if req.kind == "fp16":
+            found, models, set_doc, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress)
+        else:
+            found, models, set_doc, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
+                                                       progress, skipped)
+    search = found.search
+    fixed = models.get("fixed")
+    verification = None
+    if fixed is not None:
+        from cp_debug.fix.artifact import kept_fp32_violations
+        from cp_debug.fix.verify import verify_pair
+
+        if req.kind == "fp16":
+            for file, nodes in excl.items():
+                bad = kept_fp32_violations(fixed[file], nodes)
+                if bad:  # convert_to_fp16 broke its promise: an internal error, not the user's
+                    raise RuntimeError(f"{file}: kept nodes do not compute in float32: {bad}")
+        vframes = frames if not req.verify_scenes else heldout_frames(cfg, req.verify_scenes,
+                                                                      req.first_scene + req.scenes)
+        files = list(fixed)
+        verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
+                                   [fixed[f] for f in files], [models["plain"][f] for f in files],
+                                   device=req.spec.device, bootstrap=req.bootstrap, progress=progress)
+    from cp_debug.fix.artifact import SCHEMA
+    from cp_debug.fix.check import toolchain
+
+    import cp_debug
+
+    with progress_step(progress, "versions"):
+        env = toolchain()
+    doc = {
+        "schema": SCHEMA, "kind": req.kind, "status": search.status, "preset": cfg.name, "weights": weights,
+        "source": req.source, "backends": {"reference": req.reference, "candidate": req.candidate},
+        "judged_against": ("the FP32 ONNX pair in ONNX Runtime" if req.kind == "fp16" else
+                           "search: the BN-fused FP32 torch model (fake-quant INT8 candidate); verification: its "
+                           "FP32 ONNX pair in ONNX Runtime (the Q/DQ pair as candidate)"),
+        "target": req.target.to_json(), "target_text": req.target.describe(),
+        "search_frames": frames.to_json(), "set": set_doc, "search": search.to_json(),
+        "verification": verification.to_json() if verification else None,
+        "environment": env, "cp_debug_version": cp_debug.__version__,
+        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if req.kind == "int8" and found.sensitivity is not None:
+        doc["sensitivity"] = [{"layer": r.layer, "rel_rmse": r.rel_rmse, "worst_output": r.worst_output}
+                              for r in found.sensitivity.rows]
+    return FixOutcome(search.status, doc, fixed, models["fp32"], excl, tuple(skip))
+
+
+def _models(req: FixRequest, cfg, progress):
+    """(fake-quant model or None, FP32 model, weights text, layers skipped by the PTQ plan)."""
+    if req.int8 is not None:
+        import copy
+
+        from cp_debug.recipes.centerpoint.int8_source import load_int8_model
+
+        if req.checkpoint is not None or req.random_weights:
+            raise BadInputError("--int8 brings its own (BN-fused) weights: drop --checkpoint / --random-weights")
+        loaded = load_int8_model(req.int8, cfg)
+        return loaded.model, copy.deepcopy(loaded.model), loaded.weights, ()
+    from cp_debug.recipes.centerpoint.model_source import load_model
+
+    lm = load_model(req.preset, req.checkpoint, req.seed, random_weights=req.random_weights)
+    if req.kind == "fp16":
+        return None, lm.model, lm.weights, ()
+    from cp_debug.ptq.ptq import calibration_points, quantize_centerpoint
+
+    n, points, _ = calibration_points(cfg, None, req.calib_n)
+    run = quantize_centerpoint(lm.model, cfg, points, n, method=req.method, percentile=req.percentile)
+    return run.model, run.fused_fp32, f"{lm.weights}, PTQ {req.method} on {n} calibration scene(s)", \
+        tuple(name for name, _ in run.plan.skipped)
+
+
+def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress):
+    import onnx
+
+    from cp_debug.fix.fp16 import find_fp16_fix
+    from cp_debug.recipes.centerpoint.export import export_onnx
+
+    res = export_onnx(model, cfg, tmp, sample_points=sample)
+    fp32 = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
+    fx = find_fp16_fix(cfg, fp32, frames, req.target, device=req.spec.device, worst=req.worst,
+                       first=req.first_modules, candidates=req.candidates, module_names=module_names,
+                       progress=progress)
+    from cp_debug.fix.names import per_file
+
+    keep = fx.search.keep or ()
+    nodes = per_file(keep, list(fp32))
+    modules = sorted({m for m in fx.modules.values() if m})
+    set_doc = {"keep_fp32": list(keep), "onnx_nodes": {f: list(n) for f, n in nodes.items()},
+               "modules": modules, "node_modules": fx.modules}
+    return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, set_doc, nodes, modules
+
+
+def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str]):
+    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.int8 import export_pairs, find_int8_fix
+    from cp_debug.fix.names import layer_nodes
+
+    fx = find_int8_fix(cfg, qmodel, fp32_model, frames, req.target, worst=req.worst, first=req.first_modules,
+                       candidates=req.candidates, progress=progress)
+    keep = fx.search.keep
+    if keep is None:
+        return fx, {"fp32": {}, "plain": {}, "fixed": None}, {"modules": None, "onnx_nodes": {}}, {}, ()
+    quantized = [n for n in fx.layers if n not in set(keep)]
+    with progress_step(progress, "exporting the FP32, all-INT8 and fixed Q/DQ pairs"):
+        models = export_pairs(cfg, qmodel, fp32_model, quantized, tmp, sample_points=sample)
+    nodes = layer_nodes(models["fixed"], keep, module_names)
+    set_doc = {"modules": list(keep), "onnx_nodes": nodes, "quantized": quantized,
+               "skipped_by_plan": list(skipped)}
+    return fx, models, set_doc, nodes, tuple(sorted(set(skipped) | set(keep)))
+
+
+def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
+    """A FixRequest from a `cpdebug bisect --json` report: its model, reference, first ONNX Runtime FP16/INT8
+    candidate, and the root-cause path ranked first; `overrides` (not None) replace what it says."""
+    import json
+
+    from cp_debug.bisect.result import BisectReport
+
+    p = Path(report_path)
+    try:
+        report = BisectReport.from_json(json.loads(p.read_text()))
+    except (OSError, ValueError) as err:
+        raise BadInputError(f"cannot read the bisect report {p}: {err}") from None
+    m = report.model or {}
+    if m.get("recipe") != "centerpoint":
+        raise BadInputError(f"{p} is a bisect of {m.get('kind') or 'another model'}; fix works on the CenterPoint "
+                            "recipe (run `cpdebug bisect --json` on it)")
+    usable = [c for c in report.candidates if _fixable(c.spec)]
+    if not usable:
+        raise BadInputError(f"{p} has no ONNX Runtime FP16/INT8 candidate ({', '.join(c.label for c in report.candidates)})"
+                            "; give --backends REF,CAND")
+    cand = usable[0]
+    first = tuple(x for x in ([cand.root_cause.probe] if cand.root_cause else []) + list(cand.path or []) if x)
+    base = {"candidate": cand.spec, "reference": report.reference, "preset": m.get("preset") or "demo",
+            "checkpoint": m.get("checkpoint"), "seed": m.get("seed") or 0,
+            "random_weights": bool(m.get("random_weights")), "first_modules": tuple(dict.fromkeys(first)),
+            "source": {"from": "bisect", "report": str(p), "candidate": cand.label,
+                       "root_cause": cand.root_cause.probe if cand.root_cause else None}}
+    if (m.get("int8") or {}).get("source"):
+        base["int8"] = m["int8"]["source"]
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return FixRequest(**base)
+
+
+def _fixable(spec: str) -> bool:
+    try:
+        s = BackendSpec.parse(spec)
+    except BadInputError:
+        return False
+    return s.framework == "ort" and s.precision in ("fp16", "int8")

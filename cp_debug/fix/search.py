@@ -1,0 +1,143 @@
+"""The fix search: bisect's `KeepFp32Search` driven against a `FixTarget` over a frame set.
+
+The same pure search object as `cpdebug keep-fp32` and the INT8 exclusion search (its "keep" set is what stays
+in FP32 / out of INT8); only the judge differs. Each experiment is judged first on the worst frames (cheap
+rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is failing) and, if it
+holds there, on the whole set. The frame order comes from the caller (a sweep / bisect report) or from the
+search's first run, which always covers every frame. A set the search returns passed on every frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.fix.frames import Figures, FrameSet, box_diff, detections, evaluation, frame_errors
+from cp_debug.fix.targets import FixTarget
+
+# judge(keep set, frame indices, whole set?) -> Figures
+Judge = Callable[[tuple[str, ...], Sequence[int], bool], Figures]
+
+
+@dataclass(frozen=True)
+class FixStep:
+    """One experiment: the set kept in FP32, its phase (see KeepFp32Search), the verdict, the frames it was judged
+    on ("worst k" when rejected on the worst frames alone, else "all") and the figures there."""
+
+    keep: tuple[str, ...]
+    phase: str
+    passed: bool
+    checked: str
+    figures: Figures
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"keep": list(self.keep), "size": len(self.keep), "phase": self.phase, "passed": self.passed,
+                "checked": self.checked, "seconds": round(self.seconds, 3), **self.figures.to_json()}
+
+
+@dataclass(frozen=True)
+class FixSearch:
+    """status: found (keep is 1-minimal), not_needed (keep is ()), impossible (keep is None: even every
+    candidate kept fails; `steps[1]` holds its figures)."""
+
+    status: str
+    keep: tuple[str, ...] | None
+    candidates: tuple[str, ...]
+    steps: tuple[FixStep, ...]
+    target: FixTarget
+    frame_order: tuple[int, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    @property
+    def cheap_rejections(self) -> int:
+        return sum(1 for s in self.steps if s.checked != "all")
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "keep": None if self.keep is None else list(self.keep),
+                "target": self.target.to_json(), "runs": self.runs, "cheap_rejections": self.cheap_rejections,
+                "frame_order": list(self.frame_order), "candidates": list(self.candidates),
+                "steps": [s.to_json() for s in self.steps]}
+
+
+def search_fix(candidates: Sequence[str], judge: Judge, target: FixTarget, n_frames: int, *, worst: int = 2,
+               frame_order: Sequence[int] | None = None,
+               on_step: Callable[[FixStep], None] | None = None) -> FixSearch:
+    """A 1-minimal set of `candidates` (ranked, likeliest first) to keep for `target` to hold on all n_frames."""
+    from cp_debug.bisect.search import KeepFp32Search
+
+    search = KeepFp32Search(candidates)
+    order = list(frame_order) if frame_order is not None else None
+    per_frame = target.tol is not None or target.max_lost_boxes is not None
+    every = tuple(range(n_frames))
+    steps: list[FixStep] = []
+    while (keep := search.next()) is not None:
+        t0 = time.perf_counter()
+        keep = tuple(keep)
+        if per_frame and order is not None and 0 < worst < n_frames:
+            few = tuple(order[:worst])
+            fig = judge(keep, few, False)
+            if not target.holds(fig.worst, None, fig.lost_boxes):
+                search.tell(True)
+                steps.append(_step(search, False, f"worst {len(few)}", fig, t0, on_step))
+                continue
+        fig = judge(keep, every, True)
+        if order is None:
+            order = sorted(every, key=lambda i: -_nan_last(fig.rel_rmse[i]))
+        passed = target.holds(fig.worst, fig.map_drop, fig.lost_boxes)
+        search.tell(not passed)
+        steps.append(_step(search, passed, "all", fig, t0, on_step))
+    return FixSearch(search.status, search.result, tuple(candidates), tuple(steps), target, tuple(order or every))
+
+
+def _step(search, passed: bool, checked: str, fig: Figures, t0: float, on_step) -> FixStep:
+    last = search.history[-1]
+    step = FixStep(last.keep, last.phase, passed, checked, fig, time.perf_counter() - t0)
+    if on_step:
+        on_step(step)
+    return step
+
+
+def _nan_last(x: float) -> float:
+    return float("inf") if x != x else x
+
+
+class HeadJudge:
+    """A judge from head maps: `heads(keep, indices)` gives the candidate's head maps on those frames; the
+    reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set."""
+
+    def __init__(self, cfg, frames: FrameSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
+                 heads: Callable[[tuple[str, ...], Sequence[int]], list]):
+        self.cfg, self.frames, self.reference, self.target, self.heads = cfg, frames, list(reference), target, heads
+        self._ref_dets = None
+        self._ref_map = None
+
+    def reference_detections(self) -> dict:
+        if self._ref_dets is None:
+            every = range(len(self.frames.scenes))
+            self._ref_dets = detections(self.cfg, self.frames, every, self.reference)
+        return self._ref_dets
+
+    def reference_map(self) -> float:
+        if self._ref_map is None:
+            self._ref_map = evaluation(self.cfg, self.frames, self.reference_detections()).mean_ap
+        return self._ref_map
+
+    def __call__(self, keep: tuple[str, ...], indices: Sequence[int], whole: bool) -> Figures:
+        indices = tuple(indices)
+        got = self.heads(keep, indices)
+        errs, names = frame_errors([self.reference[i] for i in indices], got)
+        lost = added = drop = None
+        if self.target.needs_boxes:
+            dets = detections(self.cfg, self.frames, indices, got)
+            ref = {k: v for k, v in self.reference_detections().items() if k in dets}
+            lost, added = box_diff(self.cfg, ref, dets)
+            if whole and self.target.needs_map:
+                drop = self.reference_map() - evaluation(self.cfg, self.frames, dets).mean_ap
+        return Figures(indices, errs, names, lost, added, drop)

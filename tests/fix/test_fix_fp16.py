@@ -1,0 +1,142 @@
+"""`cpdebug fix` on a planted FP16 fault, in a fresh process: the written pair loads in ONNX Runtime, its kept
+nodes compute in float32 (checked on the graph), it matches FP32 where the plain FP16 pair does not, and
+`fix --check` re-verifies it and names a changed version."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.fix.planted import PLANTED_NODE, planted_checkpoint
+
+pytestmark = pytest.mark.slow
+OTHER = "pts_backbone_neck_head.onnx:/pts_backbone/blocks.0/blocks.0.0/Conv"
+
+
+def cpdebug(*args):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fix_fp16")
+    ckpt = planted_checkpoint(tmp / "planted.pth")
+    out = tmp / "fix"
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
+                   "--scenes", 2, "--bootstrap", 0, "--candidates", f"{OTHER},{PLANTED_NODE}", "--out", out,
+                   "--json", tmp / "fix_run.json", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, json.loads((tmp / "fix_run.json").read_text()), proc.stdout
+
+
+def _heads(path_enc, path_bb, cfg, points):
+    """The pair run by plain ONNX Runtime sessions through the staged pipeline (no cp_debug runner)."""
+    import onnxruntime as ort
+
+    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+
+    class Session:
+        def __init__(self, model):
+            data = model if isinstance(model, bytes) else open(model, "rb").read()
+            self.s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+        def infer(self, feed):
+            return dict(zip([o.name for o in self.s.get_outputs()], self.s.run(None, feed)))
+
+    return run_pipeline(cfg, points, Session(path_enc), Session(path_bb), capture=False).head
+
+
+def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp16_does_not(written):
+    import onnx
+
+    from cp_debug.fix.artifact import kept_fp32_violations
+    from cp_debug.fix.frames import heldout_frames
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.precision.fp16 import convert_to_fp16
+    from cp_debug.ptq.sensitivity import rel_rmse
+
+    out, doc, stdout = written
+    names = {p.name for p in out.iterdir()}
+    assert names == {"pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx", "fp32.pts_voxel_encoder.onnx",
+                     "fp32.pts_backbone_neck_head.onnx", "nodes_to_exclude.json", "skip_layers.txt", "fix.json",
+                     "README.md"}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".fix.")]  # no temp dir left behind
+    assert doc["status"] == "found" and doc["search"]["keep"] == [PLANTED_NODE]
+    assert doc["set"]["modules"] == ["pts_neck.deblocks.0.0"]
+    node = PLANTED_NODE.split(":", 1)[1]
+    assert json.loads((out / "nodes_to_exclude.json").read_text())["pts_backbone_neck_head.onnx"] == [node]
+    assert (out / "skip_layers.txt").read_text().strip() == "pts_neck.deblocks.0.0"
+
+    # on the graph: the kept Conv's inputs and outputs are float32 (types from ONNX shape inference) ...
+    fixed = onnx.load(str(out / "pts_backbone_neck_head.onnx"))
+    assert kept_fp32_violations(fixed, [node]) == {}
+    conv = next(n for n in fixed.graph.node if n.name == node)
+    casts = {n.output[0]: n for n in fixed.graph.node if n.op_type == "Cast"}
+    assert conv.input[0] in casts and casts[conv.input[0]].attribute[0].i == onnx.TensorProto.FLOAT  # explicit Cast
+    # ... while the plain FP16 conversion of the same FP32 file leaves it in float16: the check can fail
+    fp32 = onnx.load(str(out / "fp32.pts_backbone_neck_head.onnx"))
+    assert node in kept_fp32_violations(convert_to_fp16(fp32), [node])
+    assert sum(1 for n in fixed.graph.node if n.op_type == "Cast") > 2  # the rest really is FP16
+
+    # the written files in fresh ONNX Runtime sessions, on a frame: within tol of FP32, the plain FP16 pair is not
+    cfg = get_preset("tiny")
+    points = heldout_frames(cfg, 1).scenes[0].points(cfg)
+    ref = _heads(out / "fp32.pts_voxel_encoder.onnx", out / "fp32.pts_backbone_neck_head.onnx", cfg, points)
+    got = _heads(out / "pts_voxel_encoder.onnx", out / "pts_backbone_neck_head.onnx", cfg, points)
+    plain = _heads(convert_to_fp16(onnx.load(str(out / "fp32.pts_voxel_encoder.onnx"))).SerializeToString(),
+                   convert_to_fp16(fp32).SerializeToString(), cfg, points)
+    assert max(rel_rmse([ref[k]], [got[k]]) for k in ref) <= 0.05
+    assert not np.isfinite(plain["heatmap"]).all() or max(rel_rmse([ref[k]], [plain[k]]) for k in ref) > 0.05
+
+    v = doc["verification"]
+    assert v["holds"] and v["fixed"]["worst_rel_rmse"] <= 0.05
+    assert not float(v["plain"]["worst_rel_rmse"]) <= 0.05  # NaN or beyond: the plain FP16 pair fails
+    assert set(v["latency_cost_ms"]) == {"pts_voxel_encoder", "pts_backbone_neck_head"}
+    assert doc["environment"]["onnxruntime"] and "nvidia_driver" in doc["environment"]
+    assert set(json.loads((out / "fix.json").read_text())["files"]) >= {"pts_backbone_neck_head.onnx", "README.md"}
+    readme = (out / "README.md").read_text()
+    assert "--stronglyTyped" in readme and "polygraphy convert" in readme and "holds" in readme
+    assert "1 node(s) kept in FP32" in stdout or doc["out"]
+
+
+def test_check_passes_here_and_names_a_changed_version(written, tmp_path):
+    from cp_debug.fix.check import toolchain, version_changes
+
+    out, doc, _ = written
+    assert version_changes(doc["environment"], toolchain()) == ()  # recorded on this machine: nothing differs
+    copy = tmp_path / "fix"
+    shutil.copytree(out, copy)
+    recorded = json.loads((copy / "fix.json").read_text())
+    now = recorded["environment"]["onnxruntime"]
+    recorded["environment"]["onnxruntime"] = "1.0.0"
+    (copy / "fix.json").write_text(json.dumps(recorded))
+    proc = cpdebug("--check", copy, "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"onnxruntime 1.0.0 -> {now}" in proc.stdout and "holds" in proc.stdout
+    assert "figures changed" not in proc.stdout  # same machine, same frames: the same figures
+    proc = cpdebug("--check", copy, "--json", "-", "--quiet")
+    report = json.loads(proc.stdout)
+    assert report["holds"] and report["changed_versions"] == [{"name": "onnxruntime", "recorded": "1.0.0", "now": now}]
+    assert report["modified_files"] == []
+
+
+def test_bad_requests_are_one_line_and_exit_2(tmp_path):
+    cases = [
+        (("--out", tmp_path / "x", "--preset", "tiny"), "give a target"),
+        (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch,trt-fp16"), "ONNX Runtime FP16 or INT8"),
+        (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch"), "REF,CAND"),
+        (("--check", tmp_path), "fix.json"),
+        (("--tol", "0.1"), "--out DIR"),
+    ]
+    for args, match in cases:
+        proc = cpdebug(*args)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+        assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], (args, proc.stderr)

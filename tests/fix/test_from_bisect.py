@@ -1,0 +1,62 @@
+"""`fix --from-bisect`: a real `cpdebug bisect --json` report gives the model, the candidate and the root-cause
+path, and the FP16 candidates of that path are ranked first; without it the planted overflow leads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cp_debug.errors import BadInputError
+from tests.fix.planted import PLANTED_NODE, planted_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def test_request_and_ranking_from_a_bisect_report(tmp_path):
+    import onnx
+
+    from cp_debug.fix.fp16 import fp16_candidates
+    from cp_debug.fix.frames import heldout_frames
+    from cp_debug.fix.names import node_modules
+    from cp_debug.fix.run import request_from_bisect
+    from cp_debug.fix.targets import FixTarget
+    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.recipes.centerpoint.export import export_onnx
+    from cp_debug.recipes.centerpoint.model_source import load_model
+
+    ckpt = planted_checkpoint(tmp_path / "planted.pth")
+    report = tmp_path / "bisect.json"
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--preset", "tiny", "--checkpoint",
+                           str(ckpt), "--backends", "torch,ort-cpu-fp16", "--json", str(report), "-q"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode in (0, 1), proc.stderr
+    req = request_from_bisect(report, target=FixTarget(tol=0.05), scenes=1)
+    assert (req.preset, req.checkpoint, req.candidate, req.reference) == ("tiny", str(ckpt), "ort-cpu-fp16", "torch")
+    assert req.source["from"] == "bisect" and req.first_modules and req.first_modules[0] == req.source["root_cause"]
+    assert req.scenes == 1 and req.target.tol == 0.05  # overrides win
+
+    cfg = get_preset("tiny")
+    model = load_model("tiny", ckpt).model
+    res = export_onnx(model, cfg, tmp_path / "onnx")
+    models = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
+    names = {n for n, _ in model.named_modules()}
+    frames = heldout_frames(cfg, 1)
+    plain = fp16_candidates(cfg, models, frames, [0], module_names=names)
+    assert plain[0] == PLANTED_NODE  # the node touching the largest |x| (beyond FP16's range) leads
+    blamed = fp16_candidates(cfg, models, frames, [0], req.first_modules, names)
+    modules = node_modules(models, names)
+    k = sum(1 for key in plain if any(str(modules[key]).startswith(b) for b in req.first_modules))
+    assert k >= 1 and all(any(str(modules[key]).startswith(b) for b in req.first_modules) for key in blamed[:k])
+    assert sorted(blamed) == sorted(plain)
+
+
+def test_a_report_without_a_fixable_candidate_is_refused(tmp_path):
+    from cp_debug.fix.run import request_from_bisect
+
+    bad = tmp_path / "r.json"
+    bad.write_text('{"schema": "nope"}')
+    with pytest.raises(BadInputError, match="not a cp_debug report"):
+        request_from_bisect(bad)

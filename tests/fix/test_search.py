@@ -1,0 +1,88 @@
+"""The fix search without models: targets, cheap rejection on the worst frames, and the 1-minimal result."""
+
+from __future__ import annotations
+
+import pytest
+
+from cp_debug.errors import BadInputError
+from cp_debug.fix.frames import Figures
+from cp_debug.fix.search import search_fix
+from cp_debug.fix.targets import FixTarget
+
+CANDIDATES = ["a", "b", "c", "d", "e", "f"]
+NEEDED = {"b", "e"}
+# per-frame error with the needed nodes missing: frame 2 is the worst, frame 0 the mildest
+FRAME_ERRORS = (0.2, 0.5, 0.9, 0.3)
+
+
+class OracleJudge:
+    """Frame i fails (error FRAME_ERRORS[i]) unless every needed node is kept; counts frame evaluations."""
+
+    def __init__(self):
+        self.frame_runs = 0
+        self.calls = []
+
+    def __call__(self, keep, indices, whole):
+        self.frame_runs += len(indices)
+        self.calls.append((tuple(keep), tuple(indices), whole))
+        ok = NEEDED <= set(keep)
+        errs = tuple(0.01 if ok else FRAME_ERRORS[i] for i in indices)
+        lost = 0 if ok else len(indices)
+        return Figures(tuple(indices), errs, ("heatmap",) * len(indices), lost, 0, None)
+
+
+def test_cheap_rejection_on_the_worst_frames_keeps_the_answer_and_saves_frame_runs():
+    target = FixTarget(tol=0.1)
+    full = OracleJudge()
+    plain = search_fix(CANDIDATES, full, target, len(FRAME_ERRORS), worst=0)
+    cheap_judge = OracleJudge()
+    cheap = search_fix(CANDIDATES, cheap_judge, target, len(FRAME_ERRORS), worst=1)
+    assert plain.status == cheap.status == "found"
+    assert set(plain.keep) == set(cheap.keep) == NEEDED
+    assert cheap.frame_order[0] == 2  # the worst frame of the first (whole-set) run leads the order
+    assert cheap.cheap_rejections > 0 and plain.cheap_rejections == 0
+    assert cheap_judge.frame_runs < full.frame_runs
+    # every rejection on the worst frame judged that frame alone; every pass was confirmed on all frames
+    for step in cheap.steps:
+        if step.checked != "all":
+            assert step.figures.frames == (2,) and not step.passed
+        if step.passed:
+            assert step.checked == "all" and step.figures.frames == (0, 1, 2, 3)
+    assert [s.phase for s in cheap.steps][:2] == ["none", "all"]
+    doc = cheap.to_json()
+    assert doc["keep"] == list(cheap.keep) and doc["runs"] == len(doc["steps"]) == cheap.runs
+
+
+def test_frame_order_from_a_report_is_used_from_the_first_step():
+    judge = OracleJudge()
+    result = search_fix(CANDIDATES, judge, FixTarget(max_lost_boxes=0), 4, worst=2, frame_order=[3, 1, 0, 2])
+    assert judge.calls[0][1] == (3, 1) and not judge.calls[0][2]  # the first run already cheap, on the given order
+    assert set(result.keep) == NEEDED
+
+
+def test_map_target_is_never_judged_on_a_subset():
+    judge = OracleJudge()
+    search_fix(CANDIDATES, judge, FixTarget(max_map_drop=0.1), 4, worst=1)
+    assert all(whole and len(idx) == 4 for _, idx, whole in judge.calls)
+
+
+def test_impossible_and_not_needed():
+    never = search_fix(["a"], lambda keep, idx, whole: Figures(tuple(idx), (1.0,) * len(idx), ("reg",) * len(idx)),
+                       FixTarget(tol=0.1), 2)
+    assert never.status == "impossible" and never.keep is None and never.runs == 2
+    fine = search_fix(["a"], lambda keep, idx, whole: Figures(tuple(idx), (0.0,) * len(idx), ("reg",) * len(idx)),
+                      FixTarget(tol=0.1), 2)
+    assert fine.status == "not_needed" and fine.keep == () and fine.runs == 1
+
+
+def test_targets():
+    t = FixTarget(tol=0.05, max_map_drop=0.01, max_lost_boxes=2)
+    assert t.holds(0.05, 0.01, 2) and not t.holds(0.06, 0.0, 0) and not t.holds(0.0, 0.02, 0)
+    assert not t.holds(0.0, 0.0, 3) and not t.holds(float("nan"))
+    assert t.holds(0.01, None, None)  # figures not measured are not judged
+    assert FixTarget.from_json(t.to_json()) == t
+    assert t.describe() == "tol 0.05, max mAP drop 0.01, max lost boxes 2"
+    for kwargs, match in (({}, "give a target"), ({"tol": 0}, "--tol"), ({"max_map_drop": -1}, "--max-map-drop"),
+                          ({"max_lost_boxes": -1}, "--max-lost-boxes")):
+        with pytest.raises(BadInputError, match=match):
+            FixTarget(**kwargs)
