@@ -73,11 +73,12 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
     """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
     in the staged pipeline (the shared torch glue between the two files)."""
     from cp_debug.backends import make_runner
+    from cp_debug.backends.spec import BackendSpec
     from cp_debug.models.centerpoint.model import STAGE_BACKBONE, STAGE_VOXEL_ENCODER
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     indices = range(len(frames.scenes)) if indices is None else indices
-    spec = f"ort-{device}"
+    spec = BackendSpec.parse(f"ort-{device}")
     heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
     with make_runner(spec, onnx_model=encoder) as enc, make_runner(spec, onnx_model=backbone) as bb:
         for i in indices:
@@ -115,7 +116,7 @@ class Figures:
 def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[str, np.ndarray]]
                  ) -> tuple[tuple[float, ...], tuple[str, ...]]:
     """Per frame: the worst head output's rel. RMSE and its name."""
-    from cp_debug.ptq.sensitivity import rel_rmse
+    from cp_debug.compare.pooled import rel_rmse
 
     values, names = [], []
     for r, g in zip(ref, got):

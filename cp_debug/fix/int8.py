@@ -1,6 +1,6 @@
 """The INT8 fix of a CenterPoint PTQ model: the smallest set of layers to leave out of INT8 over a frame set.
 
-The model is a calibrated fake-quant CenterPoint (`ptq.ptq.quantize_centerpoint`, or a PTQ dir / checkpoint
+The model is a calibrated fake-quant CenterPoint (`ptq.quantize.quantize_centerpoint`, or a PTQ dir / checkpoint
 through `recipes.centerpoint.int8_source`). Candidates are its quantized layers ranked by `ptq.sensitivity`
 (one layer in INT8 at a time, worst head output's rel. RMSE; the modules a bisect report blamed first of all);
 each experiment runs the backbone/neck/head stage in torch with every other layer quantized, on the frames'
@@ -31,7 +31,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""
     from cp_debug.fix.frames import progress_step
     from cp_debug.errors import BadInputError
-    from cp_debug.ptq.ptq import head_outputs, stage_inputs
+    from cp_debug.ptq.scenes import head_outputs, stage_inputs
     from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity
     from cp_debug.quant.quantizers import only_enabled, quantized_layers, set_enabled
 
@@ -71,7 +71,7 @@ def export_pairs(cfg, qmodel, fp32_model, quantized: Sequence[str], out_dir, sam
 
     import onnx
 
-    from cp_debug.ptq.export import export_qdq
+    from cp_debug.ptq.qdq_files import export_qdq
     from cp_debug.quant.quantizers import only_enabled, set_enabled
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
 

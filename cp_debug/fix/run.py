@@ -164,7 +164,8 @@ def _models(req: FixRequest, cfg, progress):
     lm = load_model(req.preset, req.checkpoint, req.seed, random_weights=req.random_weights)
     if req.kind == "fp16":
         return None, lm.model, lm.weights, ()
-    from cp_debug.ptq.ptq import calibration_points, quantize_centerpoint
+    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.ptq.scenes import calibration_points
 
     n, points, _ = calibration_points(cfg, None, req.calib_n)
     run = quantize_centerpoint(lm.model, cfg, points, n, method=req.method, percentile=req.percentile)
