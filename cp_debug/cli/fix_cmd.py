@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose
+from cp_debug.cli._quiet import ThirdParty
 
 
 def fix(
@@ -17,11 +18,14 @@ def fix(
     check: Annotated[Optional[Path], typer.Option("--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
     backends: Annotated[Optional[str], typer.Option("--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default torch,ort-cpu-fp16).")] = None,
     from_bisect: Annotated[Optional[Path], typer.Option("--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path (ranked first).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="CenterPoint preset (default demo).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to load (default: the preset's shipped weights).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the random weights.")] = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights instead of the shipped trained demo weights.")] = False,
-    int8: Annotated[Optional[Path], typer.Option("--int8", help="A PTQ dir (`cpdebug quantize --out`) or PTQ/QAT checkpoint: the INT8 model to fix.")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="CenterPoint preset (default demo, or the --from-bisect report's).")] = None,
+    config: ConfigFile = None,
+    checkpoint: Checkpoint = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of random weights (default 0, or the --from-bisect report's).")] = None,
+    random_weights: RandomWeights = False,
+    int8: Int8Dir = None,
     tol: Annotated[Optional[float], typer.Option(help="Largest rel. RMSE of the worst head output on the worst frame.")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
     max_lost_boxes: Annotated[Optional[int], typer.Option("--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
@@ -34,8 +38,8 @@ def fix(
     method: Annotated[str, typer.Option(help="INT8 from scratch: calibration method (mse, max, percentile).")] = "mse",
     percentile: Annotated[float, typer.Option(help="INT8 from scratch: percentile for --method percentile.")] = 99.99,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON to FILE ('-' = stdout, no table).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: Json = None,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
@@ -45,15 +49,26 @@ def fix(
     Exit codes: 0 written and verified (or --check holds), 1 no set meets the target / the verification or
     --check fails, 2 bad input, 3 backend not available here.
     """
-    args = locals()
-    with handle_errors(), ThirdParty(verbose=args.pop("verbose")) as third_party:
-        code = _fix(**args, third_party=third_party)
+    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.recipes.centerpoint.model_source import model_name
+
+        if config is not None:
+            preset = model_name(preset or "demo", config)
+        request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset,
+                       checkpoint=str(checkpoint) if checkpoint else None, seed=seed,
+                       random_weights=random_weights or None, int8=str(int8) if int8 else None, scenes=scenes,
+                       first_scene=first_scene, verify_scenes=verify_scenes, worst=worst_frames,
+                       candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
+                       calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
+        code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
+                    quiet=quiet, third_party=third_party)
     raise typer.Exit(code)
 
 
-def _fix(out, check, backends, from_bisect, preset, checkpoint, seed, random_weights, int8, tol, max_map_drop,
-         max_lost_boxes, scenes, first_scene, verify_scenes, worst_frames, candidates, calib_n, method, percentile,
-         bootstrap, json_out, quiet, third_party) -> int:
+def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
+         json_out: str | None, quiet: bool, third_party) -> int:
+    """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
+    them); the reference and candidate come from `backends`."""
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.errors import BadInputError
 
@@ -77,19 +92,13 @@ def _fix(out, check, backends, from_bisect, preset, checkpoint, seed, random_wei
     from cp_debug.fix.run import FixRequest, check_request, request_from_bisect, run_fix
     from cp_debug.fix.targets import FixTarget
 
-    target = FixTarget(tol, max_map_drop, max_lost_boxes)
     ref = cand = None
     if backends:
         parts = [p.strip() for p in backends.split(",") if p.strip()]
         if len(parts) != 2:
             raise BadInputError(f"--backends takes REF,CAND (two specs), got {backends!r}")
         ref, cand = parts
-    chosen = tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None
-    common = dict(target=target, reference=ref, candidate=cand, preset=preset,
-                  checkpoint=str(checkpoint) if checkpoint else None, seed=seed, random_weights=random_weights or None,
-                  int8=str(int8) if int8 else None, scenes=scenes, first_scene=first_scene,
-                  verify_scenes=verify_scenes, worst=worst_frames, candidates=chosen, calib_n=calib_n, method=method,
-                  percentile=percentile, bootstrap=bootstrap)
+    common = {**request, "target": FixTarget(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None:
         req = request_from_bisect(from_bisect, **common)
     else:

@@ -3,27 +3,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._quiet import ThirdParty, Verbose
+from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, Deterministic, Int8Dir, Preset, Quiet,
+                                   RandomWeights, Seed, Verbose)
+from cp_debug.cli._quiet import ThirdParty
+from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+
+Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
+                                   "worst frames' bisect reports.")]
+Scenes = Annotated[Optional[Path], typer.Option(
+    help="Info file (mmdet3d / T4), a folder with infos.pkl, or a folder of point files.")]
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """How the sweep runs (besides the model and the backends): frames, probes, shards, executor, outputs."""
+
+    out: Path
+    scenes: Path | None
+    n: int
+    level: str
+    bisect_top: int
+    shard_size: int
+    resume: bool
+    ray: str | None
+    ray_workers: int | None
+    bootstrap: int
+    calib_scenes: int
+    match_distance: float
+    deterministic: bool
+    html: bool
+    quiet: bool
 
 
 def sweep(
-    out: Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and "
-                                      "the worst frames' bisect reports.")],
-    backends: Annotated[str, typer.Option("--backends", "-b", help="REF,CAND[,CAND…]; a candidate SPEC@DIR runs the "
-                                          "deployed ONNX files of DIR. Several candidates form a chain.")] = "torch,ort",
-    preset: Annotated[str, typer.Option(help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760.")] = "demo",
-    checkpoint: Annotated[Optional[Path], typer.Option(help="CenterPoint checkpoint (mmengine .pth).")] = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Seeded random weights.")] = False,
-    int8: Annotated[Optional[Path], typer.Option("--int8", metavar="DIR", help="A PTQ dir or AWML PTQ checkpoint "
-                                                 "(as bisect --int8).")] = None,
-    scenes: Annotated[Optional[Path], typer.Option(help="Info file (mmdet3d / T4), a folder with infos.pkl, or a "
-                                                   "folder of point files.")] = None,
+    out: Out,
+    backends: Backends = None,
+    preset: Preset = "demo",
+    config: ConfigFile = None,
+    checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
+    int8: Int8Dir = None,
+    scenes: Scenes = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
     level: Annotated[str, typer.Option(help="Probe level: stage, block, layer, all.")] = "block",
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0, help="Bisect the K worst diverged frames.")] = 3,
@@ -36,26 +63,30 @@ def sweep(
     calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes that calibrate INT8 backends.")] = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
-    deterministic: Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed for weights, bootstrap and the model's example scan.")] = 0,
+    deterministic: Deterministic = True,
+    seed: Seed = 0,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
+    A candidate SPEC@DIR runs the deployed ONNX files of DIR; several candidates form a chain (ref → c1 → c2 …).
     Exit codes: 0 no frame diverges, 1 a frame diverges or fails, 2 bad input or usage, 3 backend not available here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        code = _sweep(out, backends, preset, checkpoint, random_weights, int8, scenes, n, level, bisect_top, shard_size,
-                      resume, ray, ray_workers, bootstrap, calib_scenes, match_distance, deterministic, seed, html,
-                      quiet, third_party)
+        preset = model_name(preset, config)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
+                               int8=int8)
+        run = SweepRun(out=out, scenes=scenes, n=n, level=level, bisect_top=bisect_top, shard_size=shard_size,
+                       resume=resume, ray=ray, ray_workers=ray_workers, bootstrap=bootstrap,
+                       calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
+                       html=html, quiet=quiet or False)
+        code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
 
-def _sweep(out, backends, preset, checkpoint, random_weights, int8, scenes, n, level, bisect_top, shard_size, resume,
-           ray, ray_workers, bootstrap, calib_scenes, match_distance, deterministic, seed, html, quiet,
-           third_party) -> int:
+def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int:
     from cp_debug.bisect.subject import LEVELS
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
@@ -65,18 +96,21 @@ def _sweep(out, backends, preset, checkpoint, random_weights, int8, scenes, n, l
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings
 
+    preset, quiet = model.model_name, run.quiet
     get_preset(preset)
-    if level not in LEVELS:
-        raise BadInputError(f"--level {level!r}: use one of {', '.join(LEVELS)}")
+    if run.level not in LEVELS:
+        raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
     labels = tuple(t.strip() for t in backends.split(",") if t.strip())
-    settings = SweepSettings(labels, preset=preset, level=level, checkpoint=str(checkpoint) if checkpoint else None,
-                             random_weights=random_weights, seed=seed, int8_dir=str(int8) if int8 else None,
-                             deterministic=deterministic, max_dist=match_distance, calib_scenes=calib_scenes)
-    opts = SweepOptions(settings, Path(out), scenes=scenes, n=n, shard_size=shard_size, resume=resume,
-                        bisect_top=bisect_top, ray=ray, ray_workers=ray_workers, bootstrap=bootstrap)
+    settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
+                             random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
+                             deterministic=run.deterministic, max_dist=run.match_distance,
+                             calib_scenes=run.calib_scenes)
+    opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, n=run.n, shard_size=run.shard_size,
+                        resume=run.resume, bisect_top=run.bisect_top, ray=run.ray, ray_workers=run.ray_workers,
+                        bootstrap=run.bootstrap, model_record=model.to_json())
     steps = StepProgress(quiet, stream=third_party.terminal)
     outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                         step=steps.step)
-    doc = write_all(outcome, opts, html_report=html)
+    doc = write_all(outcome, opts, html_report=run.html)
     print_summary(doc, stdout_console())
     return 1 if outcome.any_diverged else 0

@@ -101,6 +101,7 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
                      "bootstrap": opts.bootstrap, "executor": outcome.executor},
         "environment": environment(),
         "model": outcome.model,
+        "model_record": opts.model_record,
     }
 
 

@@ -41,6 +41,7 @@ class SweepOptions:
     ray_workers: int | None = None
     bootstrap: int = 200
     factor: float = LOCAL_FACTOR
+    model_record: dict | None = None  # recipes.centerpoint.model_source.ModelRecord.to_json(), stored in sweep.json
 
 
 @dataclass
