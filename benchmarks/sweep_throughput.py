@@ -1,6 +1,8 @@
 """`cpdebug sweep` throughput and memory (issue 22's targets). Run it alone on a quiet machine:
 
     python benchmarks/sweep_throughput.py [--preset demo] [--frames 50] [--memory-frames 20,200]
+        [--backends torch,ort-cpu-fp16] [--level block] [--what both|throughput|memory]
+On the GPU machine (issue 25): --preset awml-base --backends torch-cuda,ort-cuda-fp16 (GPU memory is printed too).
 
 1. Throughput: a sweep over N held-out frames (`torch,ort-cpu-fp16`, `--level block`, no bisect, in process)
    against the plain pipelines run back to back (reference then candidate, outputs only, sessions reused: eval's
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 
-def _plain(preset: str, n: int) -> float:
+def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.backend_pipeline import BackendPipeline  # the lead may rename eval/backend_pipeline.py at merge
     from cp_debug.eval.session import load_weights
@@ -33,8 +35,7 @@ def _plain(preset: str, n: int) -> float:
     model = load_weights(preset, None, False, 0).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points[0])
-        pipes = [BackendPipeline(lbl, BackendSpec.parse(lbl), cfg, model, onnx_dir=Path(tmp)) for lbl in
-                 ("torch", "ort-cpu-fp16")]
+        pipes = [BackendPipeline(lbl, BackendSpec.parse(lbl), cfg, model, onnx_dir=Path(tmp)) for lbl in labels]
         for p in pipes:
             p.__enter__()
         try:
@@ -44,49 +45,92 @@ def _plain(preset: str, n: int) -> float:
             for pts in points:
                 for p in pipes:
                     p.run(pts)
+            _sync()
             return time.perf_counter() - t0
         finally:
             for p in pipes:
                 p.__exit__(None, None, None)
 
 
-def _sweep(preset: str, n: int, out: Path) -> tuple[float, list[int]]:
-    """Seconds of the frame loop, and peak RSS (KiB) after each frame."""
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _gpu_mib() -> float:
+    """GPU memory in use on the device (torch's allocator and ONNX Runtime's arena alike), MiB; 0 without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0.0
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
+           ) -> tuple[float, list[int], list[float]]:
+    """Seconds of the frame loop, peak RSS (KiB) and GPU memory in use (MiB) after each frame."""
     from cp_debug.sweep.executor import InProcessExecutor
     from cp_debug.sweep.frames import heldout_frames
     from cp_debug.sweep.shards import ShardStore, plan_shards
     from cp_debug.sweep.worker import SweepSettings, SweepWorker
 
-    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset=preset, level="block")
+    settings = SweepSettings(labels, preset=preset, level=level)
     frames = heldout_frames(n)
     store = ShardStore(out)
     store.start(settings.to_dict(), [f.token for f in frames], 8, resume=False)
     peaks: list[int] = []
+    gpu: list[float] = []
+
+    def after(_result) -> None:
+        peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        gpu.append(_gpu_mib())
+
     with SweepWorker(settings) as worker:
         worker.run_frame(0, frames[0])  # warm-up
         t0 = time.perf_counter()
-        InProcessExecutor(worker).run(plan_shards(frames, 8), store,
-                                      lambda r: peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-        return time.perf_counter() - t0, peaks
+        InProcessExecutor(worker).run(plan_shards(frames, 8), store, after)
+        _sync()
+        return time.perf_counter() - t0, peaks, gpu
 
 
 def main() -> None:
+    import subprocess
+    import sys
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--memory-frames", default="20,200")
+    ap.add_argument("--backends", default="torch,ort-cpu-fp16")
+    ap.add_argument("--level", default="block")
+    ap.add_argument("--what", default="both", choices=("both", "throughput", "memory", "memory-child"))
     args = ap.parse_args()
-    plain = _plain(args.preset, args.frames)
-    with tempfile.TemporaryDirectory() as tmp:
-        swept, _ = _sweep(args.preset, args.frames, Path(tmp) / "t")
-    print(f"throughput: plain pipelines {args.frames / plain:.2f} frames/s, sweep {args.frames / swept:.2f} frames/s, "
-          f"ratio {plain / swept:.2f} (target >= 0.5)")
-    lo, hi = (int(x) for x in args.memory_frames.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        _, peaks = _sweep(args.preset, hi, Path(tmp) / "m")
-    a, b = peaks[lo - 1], peaks[hi - 1]
-    print(f"memory: peak RSS after {lo} frames {a / 1024:.0f} MiB, after {hi} frames {b / 1024:.0f} MiB, "
-          f"ratio {b / a:.3f} (target <= 1.2)")
+    labels = tuple(args.backends.split(","))
+    if args.what in ("both", "throughput"):
+        plain = _plain(args.preset, args.frames, labels)
+        with tempfile.TemporaryDirectory() as tmp:
+            swept, _, _ = _sweep(args.preset, args.frames, Path(tmp) / "t", labels, args.level)
+        print(f"throughput ({args.preset}, {args.backends}, --level {args.level}, {args.frames} frames): plain "
+              f"pipelines {args.frames / plain:.2f} frames/s, sweep {args.frames / swept:.2f} frames/s, ratio "
+              f"{plain / swept:.2f} (target >= 0.5)", flush=True)
+    if args.what == "both" or args.what == "memory":
+        # a fresh process: the throughput part's own peak must not hide the frame loop's growth
+        cmd = [sys.executable, __file__, "--what", "memory-child", "--preset", args.preset, "--backends", args.backends,
+               "--level", args.level, "--memory-frames", args.memory_frames]
+        subprocess.run(cmd, check=True)
+    if args.what == "memory-child":
+        lo, hi = (int(x) for x in args.memory_frames.split(","))
+        with tempfile.TemporaryDirectory() as tmp:
+            _, peaks, gpu = _sweep(args.preset, hi, Path(tmp) / "m", labels, args.level)
+        a, b = peaks[lo - 1], peaks[hi - 1]
+        print(f"memory: peak RSS after {lo} frames {a / 1024:.0f} MiB, after {hi} frames {b / 1024:.0f} MiB, "
+              f"ratio {b / a:.3f} (target <= 1.2)", flush=True)
+        if gpu[-1] > 0:
+            print(f"GPU memory in use after {lo} frames {gpu[lo - 1]:.0f} MiB, after {hi} frames {gpu[hi - 1]:.0f} MiB, "
+                  f"max {max(gpu):.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue 25's GPU runs on one H100, each printing its figures (run from the repo root on the device machine, after
+# `source benchmarks/gpu_setup.sh`). Usage: bash benchmarks/gpu_issue25.sh OUT [steps] [sweep frames]
+#   steps: any of speed,convnext,fix,sweep (default all); a fix written on the CPU machine is read from .gpu_carry/.
+set -u
+out=${1:-/tmp/issue25}; steps=${2:-speed,convnext,fix,sweep}; frames=${3:-100}
+mkdir -p "$out"; export PYTHONUNBUFFERED=1
+cp="python3 -m cp_debug.cli.main"
+timed() { local name=$1; shift; local t0; t0=$(date +%s.%N); "$@" > "$out/$name.log" 2>&1; local rc=$?
+  echo "== $name: exit $rc, wall $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s"; tail -n "${TAILN:-30}" "$out/$name.log"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+git log --oneline -1 2>/dev/null || true
+if [[ $steps == *speed* ]]; then  # 5: whole awml-base --level all bisects (targets: 15 s warm, 20 s fresh, 8 GB)
+  TAILN=12 timed gpu_speed python3 benchmarks/gpu_speed.py --out "$out/speed"
+fi
+if [[ $steps == *convnext* ]]; then  # 3: ConvNeXt-PC in FP16 on CUDA (random weights), and the CPU emulation's error
+  timed convnext_cuda $cp bisect --preset convnextpc-demo --random-weights --level all \
+    --backends torch-cuda,torch-cuda-fp16,ort-cuda-fp16 --json "$out/convnext_cuda.json"
+  TAILN=50 timed convnext_emulation python3 benchmarks/fp16_emulation_check.py --presets convnextpc-demo --level all \
+    --out "$out/emulation"
+fi
+if [[ $steps == *fix* ]]; then  # 4: a CPU-written FP16 fix re-checked on CUDA; a fix searched with ort-cuda-fp16
+  for d in .gpu_carry/fix_*; do [ -d "$d" ] && timed "check_$(basename "$d")" $cp fix --check "$d"; done
+  if [ -f .gpu_carry/planted_demo.pth ]; then
+    timed fix_cuda $cp fix --preset demo --checkpoint .gpu_carry/planted_demo.pth --backends torch,ort-cuda-fp16 \
+      --tol 0.05 --scenes 4 --out "$out/fix_cuda" --json "$out/fix_cuda.json"
+    python3 - "$out/fix_cuda.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = d.get("verification") or {}
+nodes = sum(len(x) for x in (d.get("set") or {}).get("onnx_nodes", {}).values())
+print("fix_cuda:", d["status"], "; kept", nodes, "nodes in FP32; runs", d["search"]["runs"], "; latency cost ms",
+      json.dumps(v.get("latency_cost_ms")), "; fixed", json.dumps((v.get("fixed") or {}).get("latency_ms")))
+PY
+  fi
+fi
+if [[ $steps == *sweep* ]]; then  # 1: the sweep on one GPU (awml-base, held-out synthetic frames)
+  timed sweep_awml $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 3 \
+    --n "$frames" --out "$out/sweep_awml" --no-html
+  timed sweep_throughput python3 benchmarks/sweep_throughput.py --preset awml-base \
+    --backends torch-cuda,ort-cuda-fp16 --frames 20 --memory-frames 10,60
+fi
