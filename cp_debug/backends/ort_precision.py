@@ -32,7 +32,8 @@ _NOT_ARITHMETIC = frozenset({
 })
 _INT_OUT_OPS = {"Shape": 7, "Size": 7, "NonZero": 7, "ArgMax": 7, "ArgMin": 7, "MatMulInteger": 6, "ConvInteger": 6,
                 "DynamicQuantizeLinear": 2}
-_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
+_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32",
+                7: "int64"}
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
         if fallback is None:
             notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
         elif fallback:
-            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: {', '.join(fallback[:3])}")
+            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: "
+                         f"{', '.join(fallback[:3])}")
             if effective == req:
                 effective = "mixed"
     return PrecisionReport(req, effective, tuple(notes))

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim, Verbose
+from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed,
+                                   UseDim, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -26,12 +27,19 @@ def infer(
     points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
-    out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
+    out: Annotated[Path,
+                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, "
+                                     "boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
-    onnx_dir: Annotated[Optional[Path], typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is omitted.")] = None,
+    onnx_dir: Annotated[Optional[Path],
+                        typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked "
+                                          "and this is omitted.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
-    rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
+    rot_y_axis_reference: Annotated[Optional[bool],
+                                    typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference",
+                                                 help="Head outputs in AWML's y-axis reference (default: as the ONNX "
+                                                      "files were exported, else off).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -105,7 +113,8 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
                 )
             rot_y = file_rot == "true"
         if file_preset is not None and file_preset != cfg.name and not quiet:
-            progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
+            progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as "
+                                   f"{cfg.name}[/yellow]")
     rot_y = bool(rot_y)
 
     with progress.step(f"building {model.model_name} ({model.label})"):
@@ -139,7 +148,8 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
             console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
-    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,
+                  soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
     third_party.print_count(console, where=None)
 

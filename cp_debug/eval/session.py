@@ -74,8 +74,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
-    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
-                                      run_backend, scenes_from_infos)
+    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes,
+                                                int8_calibration, run_backend, scenes_from_infos)
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
@@ -111,7 +111,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
 
             ptq = read_ptq_dir(opts.int8_dir)
             if ptq.preset != cfg.name:
-                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass --preset {ptq.preset}")
+                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass "
+                                    f"--preset {ptq.preset}")
         if any(s.precision == "int8" and (opts.int8_dir is None or s.framework == "trt") for s in specs.values()):
             if opts.calib_scenes < 1:
                 raise BadInputError("INT8 backends need --calib-scenes >= 1")
@@ -158,7 +159,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
                 "calibration_scenes": opts.calib_scenes if calib else 0,
-                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}), "match_distance_m": opts.max_dist,
+                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
+                "match_distance_m": opts.max_dist,
                 "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
     report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,

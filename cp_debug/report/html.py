@@ -32,7 +32,8 @@ section{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:18px 
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:4px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top}
 th{background:#f0f2f6;font-weight:600;white-space:nowrap;position:sticky;top:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;
+  font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
 td.probe{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px;word-break:break-all}
 td.idx,td.op{color:#777}
 tr.fd td{background:#fdecea}tr.rc td{background:#fff6db}tr.fd.rc td{background:#fde7d6}
