@@ -74,8 +74,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
-    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes,
-                                                int8_calibration, run_backend, scenes_from_infos)
+    from cp_debug.eval.backend_pipeline import heldout_eval_scenes, scenes_from_infos
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
@@ -95,6 +94,57 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     with step("loading weights"):
         loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
 
+    detections, seconds, notes, calibrated = _run_backends(opts, specs, cfg, loaded, scenes, progress, step)
+
+    labels = list(specs)
+    if file_dets is not None:
+        name = Path(opts.detections_file).name
+        detections[name] = file_dets
+        labels.append(name)
+    gt = {s.token: s.gt for s in scenes}
+    rng = default_range(cfg.point_cloud_range)
+    ref = labels[0]
+    diffs, diagnoses = {}, {}
+    # Diagnoses first: they say what is wrong with a candidate whatever its metrics come to.
+    for cand in labels[1:]:
+        diffs[cand] = diff_detections(detections[ref], detections[cand], cfg.class_names, reference_name=ref,
+                                      candidate_name=cand, max_dist=opts.max_dist)
+        diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
+                                   score_threshold=cfg.score_threshold,
+                                   absent=absent if cand not in specs and absent else (),
+                                   voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
+    metrics = {}
+    with step("nuScenes metrics (nuscenes-devkit)"):
+        for b in labels:
+            ordered, why = order_scores(detections[b])
+            if why:
+                notes[b] = (*notes.get(b, ()), why)
+            metrics[b] = evaluate(gt, ordered, cfg.class_names, class_range=rng)
+    for cand in labels[1:]:
+        diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
+    settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
+                "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
+                "calibration_scenes": opts.calib_scenes if calibrated else 0,
+                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
+                "match_distance_m": opts.max_dist,
+                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
+    report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
+                        backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
+                        detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings)
+    worst = report.worst_scene()
+    if worst is not None:  # its points, for the BEV picture
+        pts = next(s for s in scenes if s.token == worst[1]).points(cfg)
+        report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
+    return report
+
+
+def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, progress: ProgressFactory,
+                  step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, bool]:
+    """Run every backend of `specs` on the scenes (ONNX exported and INT8 calibrated where one needs it): their
+    detections, seconds and notes by label, and whether INT8 calibration feeds were made."""
+    from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration, run_backend
+
+    tokens = [s.token for s in scenes]
     det = Determinism(enabled=opts.deterministic, seed=opts.seed)
     detections, seconds, notes = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
@@ -129,44 +179,4 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
             finally:
                 pipe.__exit__(None, None, None)
             detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
-
-    labels = list(specs)
-    if file_dets is not None:
-        name = Path(opts.detections_file).name
-        detections[name] = file_dets
-        labels.append(name)
-    gt = {s.token: s.gt for s in scenes}
-    rng = default_range(cfg.point_cloud_range)
-    ref = labels[0]
-    diffs, diagnoses = {}, {}
-    # Diagnoses first: they say what is wrong with a candidate whatever its metrics come to.
-    for cand in labels[1:]:
-        diffs[cand] = diff_detections(detections[ref], detections[cand], cfg.class_names, reference_name=ref,
-                                      candidate_name=cand, max_dist=opts.max_dist)
-        diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
-                                   score_threshold=cfg.score_threshold,
-                                   absent=absent if cand not in specs and absent else (),
-                                   voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
-    metrics = {}
-    with step("nuScenes metrics (nuscenes-devkit)"):
-        for b in labels:
-            ordered, why = order_scores(detections[b])
-            if why:
-                notes[b] = (*notes.get(b, ()), why)
-            metrics[b] = evaluate(gt, ordered, cfg.class_names, class_range=rng)
-    for cand in labels[1:]:
-        diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
-    settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
-                "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
-                "calibration_scenes": opts.calib_scenes if calib else 0,
-                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
-                "match_distance_m": opts.max_dist,
-                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
-    report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
-                        backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
-                        detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings)
-    worst = report.worst_scene()
-    if worst is not None:  # its points, for the BEV picture
-        pts = next(s for s in scenes if s.token == worst[1]).points(cfg)
-        report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
-    return report
+    return detections, seconds, notes, bool(calib)
