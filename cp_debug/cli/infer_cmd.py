@@ -51,6 +51,50 @@ def infer(
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
 
+
+def _check_options(model: ModelRecord, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
+                   device: str) -> None:
+    """The options `cpdebug infer` can check before the slow imports: one clear line for each bad one."""
+    from cp_debug.cli._preflight import check_inputs
+    from cp_debug.errors import BadInputError
+
+    for label, value in (("--encoder", encoder), ("--backbone", backbone)):
+        if value not in STAGE_BACKENDS:
+            raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
+    if out.suffix != ".npz":
+        raise BadInputError(f"--out {out} must end in .npz")
+    check_inputs(checkpoint=model.checkpoint)
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a directory: give a file name ending in .npz")
+    if onnx_dir is not None and not onnx_dir.is_dir():
+        raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
+
+
+def _rot_y_of_files(onnx_dir: Path, rot_y: bool | None, preset: str, console) -> bool | None:
+    """The head convention the ONNX files of `onnx_dir` were exported with (their metadata; `rot_y` when they do
+    not say), refusing a --(no-)rot-y-axis-reference that contradicts it; notes on `console` (None: quiet) when
+    they were exported from another preset."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, read_metadata
+
+    meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
+    file_preset = meta.get("cp_debug.preset")
+    file_rot = meta.get("cp_debug.rot_y_axis_reference")
+    if file_rot is not None:
+        if rot_y is not None and rot_y != (file_rot == "true"):
+            raise BadInputError(
+                f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
+                "--(no-)rot-y-axis-reference option or re-export"
+            )
+        rot_y = file_rot == "true"
+    if file_preset is not None and file_preset != preset and console is not None:
+        console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as "
+                      f"{preset}[/yellow]")
+    return rot_y
+
+
 def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
@@ -60,21 +104,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
 
     cfg = get_preset(model.model_name)
     seed = model.seed
-    for label, value in (("--encoder", encoder), ("--backbone", backbone)):
-        if value not in STAGE_BACKENDS:
-            raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
-    if device not in ("cpu", "cuda"):
-        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
-    if out.suffix != ".npz":
-        raise BadInputError(f"--out {out} must end in .npz")
-
-    from cp_debug.cli._preflight import check_inputs
-
-    check_inputs(checkpoint=model.checkpoint)
-    if out.is_dir():
-        raise BadInputError(f"--out {out} is a directory: give a file name ending in .npz")
-    if onnx_dir is not None and not onnx_dir.is_dir():
-        raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
+    _check_options(model, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device)
     import numpy as np
 
     from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
@@ -94,7 +124,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx, read_metadata
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
     from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
 
@@ -102,19 +132,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
         pts = synthetic_scene(seed, cfg).points
     uses_ort = "ort" in (encoder, backbone)
     if onnx_dir is not None and uses_ort:
-        meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
-        file_preset = meta.get("cp_debug.preset")
-        file_rot = meta.get("cp_debug.rot_y_axis_reference")
-        if file_rot is not None:
-            if rot_y is not None and rot_y != (file_rot == "true"):
-                raise BadInputError(
-                    f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
-                    "--(no-)rot-y-axis-reference option or re-export"
-                )
-            rot_y = file_rot == "true"
-        if file_preset is not None and file_preset != cfg.name and not quiet:
-            progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as "
-                                   f"{cfg.name}[/yellow]")
+        rot_y = _rot_y_of_files(onnx_dir, rot_y, cfg.name, None if quiet else progress.console)
     rot_y = bool(rot_y)
 
     with progress.step(f"building {model.model_name} ({model.label})"):
