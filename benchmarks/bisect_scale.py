@@ -147,9 +147,11 @@ def main() -> None:
                 print("\n  | run | wall | peak RSS | CPU (user+sys) |\n  |---|---|---|---|")
                 print(f"  | floor: one plain ORT session + inference, FP32 then FP16 | {fl[0]:.1f} s | {fl[1]:.2f} GiB "
                       f"| {fl[3]:.1f} s |")
-                print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s | {f16[1]:.2f} GiB "
+                print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s "
+                      f"| {f16[1]:.2f} GiB "
                       f"| {f16[3]:.1f} s |")
-                print(f"  | ratio (target 3x time, 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | **{f16[1] / fl[1]:.2f}x** "
+                print(f"  | ratio (target 3x time, 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | "
+                      f"**{f16[1] / fl[1]:.2f}x** "
                       f"| {f16[3] / fl[3]:.2f}x |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

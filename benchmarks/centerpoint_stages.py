@@ -1,7 +1,8 @@
 """Run the staged CenterPoint pipeline on several torch backends and print, per stage, the max abs difference
 from the CPU FP32 result and the median time. Meant for the GPU machine:
 
-    python benchmarks/centerpoint_stages.py --preset awml-base --backends torch,torch-cuda,torch-cuda-tf32,torch-cuda-fp16
+    python benchmarks/centerpoint_stages.py --preset awml-base \
+        --backends torch,torch-cuda,torch-cuda-tf32,torch-cuda-fp16
 """
 
 from __future__ import annotations

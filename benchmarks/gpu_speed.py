@@ -4,7 +4,8 @@ RSS of each process (export, sessions, comparisons and report included), with th
 Run on the GPU machine from the repo root (onnxruntime-gpu and numba installed):
     python benchmarks/gpu_speed.py [--out DIR]
 The first run of a fresh machine also compiles the comparison kernels into numba's cache ("cold"); the same
-command runs again warm. The first torch-cuda run also reads torch's CUDA libraries from disk ("first"). Targets: ≤ 30 s and ≤ 8 GB for ort-cuda,ort-cuda-fp16 and torch-cuda,ort-cuda-fp16.
+command runs again warm. The first torch-cuda run also reads torch's CUDA libraries from disk ("first").
+Targets: ≤ 30 s and ≤ 8 GB for ort-cuda,ort-cuda-fp16 and torch-cuda,ort-cuda-fp16.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import sys
 import tempfile
 import time
 
-PAIRS = [("cold: ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"), ("ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"),
+PAIRS = [("cold: ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"),
+         ("ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"),
          ("first: torch-cuda,ort-cuda-fp16", "torch-cuda,ort-cuda-fp16"),
          ("torch-cuda,ort-cuda-fp16", "torch-cuda,ort-cuda-fp16"),
          ("torch-cuda,torch-cuda-fp16", "torch-cuda,torch-cuda-fp16")]
@@ -37,7 +39,8 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="cpdebug-gpu-speed-")
     os.makedirs(out, exist_ok=True)
-    print("| backends (`--preset awml-base --level all`) | wall | peak host RSS | execution | first divergent | root cause |")
+    print("| backends (`--preset awml-base --level all`) | wall | peak host RSS | execution | first "
+          "divergent | root cause |")
     print("|---|---|---|---|---|---|")
     for k, (name, backends) in enumerate(PAIRS):
         js = os.path.join(out, f"run{k}.json")

@@ -1,4 +1,5 @@
-"""Shared fixture: a small CenterPoint-like conv net (Conv→BN→ReLU→Conv→ReLU→upsample→head), exported once per session."""
+"""Shared fixture: a small CenterPoint-like conv net (Conv→BN→ReLU→Conv→ReLU→upsample→head), exported once per
+session."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
         raise TypeError(f"make_runner got unknown option(s): {', '.join(unknown)}")
     if spec.framework == "torch":
         if torch_module is None:
-            raise BadInputError(f"{spec} needs the PyTorch model (--recipe or --torch FILE.py:FUNC), not only an ONNX file")
+            raise BadInputError(f"{spec} needs the PyTorch model (--recipe or --torch FILE.py:FUNC), "
+                                "not only an ONNX file")
         if input_names is None or output_names is None:
             raise BadInputError(f"{spec} needs input and output names for the PyTorch model")
         from cp_debug.backends.torch_runner import TorchRunner
@@ -119,7 +120,8 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         return f"torch {env.get('torch')} on {where}{extra}"
     if spec.framework == "ort":
         ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
-        extra = " (FP16 graphs run mostly in float32 there: see precision_report)" if spec.device == "cpu" and spec.precision == "fp16" else ""
+        extra = (" (FP16 graphs run mostly in float32 there: see precision_report)"
+                 if spec.device == "cpu" and spec.precision == "fp16" else "")
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     return f"TensorRT {env.get('tensorrt')}"
 

@@ -32,7 +32,8 @@ _NOT_ARITHMETIC = frozenset({
 })
 _INT_OUT_OPS = {"Shape": 7, "Size": 7, "NonZero": 7, "ArgMax": 7, "ArgMin": 7, "MatMulInteger": 6, "ConvInteger": 6,
                 "DynamicQuantizeLinear": 2}
-_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32", 7: "int64"}
+_DTYPE_NAMES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 3: "int8", 2: "uint8", 6: "int32",
+                7: "int64"}
 
 
 @dataclass(frozen=True)
@@ -106,23 +107,9 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
         notes.append("the optimised graph has no Conv/MatMul/Gemm nodes: nothing to verify")
         effective = req
     elif req == "fp16":
-        n16 = by.get("float16", 0)
-        effective = "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
-        if n16 < total:
-            notes.append(f"{where} ran {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
-                         "weights are still rounded to float16")
-        other = facts.other_float_dtypes
-        if by is facts.compute_dtypes and other.get("float32"):
-            notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
-        kept = (transform.fp32_nodes_user or 0) + (transform.fp32_nodes_required or 0)
-        if kept:
-            notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
+        effective = _fp16_effective(facts, by, f"{where} ran", ops, transform, notes)
     elif req == "int8":
-        n8 = by.get("int8", 0) + by.get("uint8", 0)
-        effective = "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
-        if n8 < total:
-            notes.append(f"{where} ran {n8} of {total} {ops} nodes as int8 kernels; "
-                         f"{total - n8} in float on dequantized inputs or unquantized")
+        effective = _int8_effective(by, f"{where} ran", ops, notes)
         if probe_effect:
             notes.append(probe_effect)
         if missing:
@@ -140,10 +127,38 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
         if fallback is None:
             notes.append("node-to-EP assignment unknown (this onnxruntime cannot report it)")
         elif fallback:
-            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: {', '.join(fallback[:3])}")
+            notes.append(f"{len(fallback)} compute node(s) fell back to CPUExecutionProvider: "
+                         f"{', '.join(fallback[:3])}")
             if effective == req:
                 effective = "mixed"
     return PrecisionReport(req, effective, tuple(notes))
+
+
+def _fp16_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, transform: PrecisionTransform,
+                    notes: list[str]) -> str:
+    """The effective precision of an FP16 request from the dtypes `by` of its `ops` nodes; its notes go to `notes`."""
+    total = sum(by.values())
+    n16 = by.get("float16", 0)
+    if n16 < total:
+        notes.append(f"{ran} {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
+                     "weights are still rounded to float16")
+    other = facts.other_float_dtypes
+    if by is facts.compute_dtypes and other.get("float32"):
+        notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
+    kept = (transform.fp32_nodes_user or 0) + (transform.fp32_nodes_required or 0)
+    if kept:
+        notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
+    return "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
+
+
+def _int8_effective(by: dict[str, int], ran: str, ops: str, notes: list[str]) -> str:
+    """The effective precision of an INT8 request from the dtypes `by` of its `ops` nodes; its note goes to `notes`."""
+    total = sum(by.values())
+    n8 = by.get("int8", 0) + by.get("uint8", 0)
+    if n8 < total:
+        notes.append(f"{ran} {n8} of {total} {ops} nodes as int8 kernels; "
+                     f"{total - n8} in float on dequantized inputs or unquantized")
+    return "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
 def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:

@@ -76,7 +76,8 @@ class OrtRunner(Runner):
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
-                 spinning: bool = True, check_model: bool = True, int8_model: "onnx.ModelProto | str | Path | None" = None,
+                 spinning: bool = True, check_model: bool = True,
+                 int8_model: "onnx.ModelProto | str | Path | None" = None,
                  fp16_io: bool = False, shared_arena: bool = False):
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
@@ -138,7 +139,8 @@ class OrtRunner(Runner):
             from cp_debug.precision.int8 import quantize_int8
 
             if not self.calib_feeds:
-                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) to compute INT8 scales")
+                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) to "
+                                    "compute INT8 scales")
             q = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes, method=self.calib_method)
             self._quant = q
             self._transform = PrecisionTransform(
@@ -257,7 +259,8 @@ class OrtRunner(Runner):
 
     # -- internals ---------------------------------------------------------------------------------------
     def _provider_names(self) -> list[str]:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.spec.device == "cuda" else ["CPUExecutionProvider"]
+        cpu = ["CPUExecutionProvider"]
+        return ["CUDAExecutionProvider", *cpu] if self.spec.device == "cuda" else cpu
 
     def _provider_list(self) -> list:
         if self.spec.device == "cuda":
@@ -298,7 +301,8 @@ class OrtRunner(Runner):
                 kind = type(err).__name__
                 if kind == "NotImplemented":
                     raise BackendUnavailableError(
-                        f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this precision: {_first_line(err)}"
+                        f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this "
+                        f"precision: {_first_line(err)}"
                     ) from err
                 raise BadInputError(f"ONNX Runtime cannot load the model for {self.spec}: {_first_line(err)}") from err
             if big or not opt_path.is_file():
@@ -325,17 +329,20 @@ class OrtRunner(Runner):
         names = list(self._inputs)
         unknown = [k for k in feed if k not in self._inputs]
         if unknown:
-            raise BadInputError(f"unknown input name(s) {', '.join(map(repr, unknown))}: the model's inputs are {', '.join(names)}")
+            raise BadInputError(f"unknown input name(s) {', '.join(map(repr, unknown))}: the model's inputs "
+                                f"are {', '.join(names)}")
         missing = [k for k in names if k not in feed]
         if missing:
-            raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: the model's inputs are {', '.join(names)}")
+            raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: the model's inputs "
+                                f"are {', '.join(names)}")
         out = {}
         for name, value in feed.items():
             type_str, dims = self._inputs[name]
             arr = np.asarray(value)
             want = _ORT_TYPES.get(type_str)
             if want is not None and arr.dtype != want:
-                if np.dtype(want).kind != arr.dtype.kind and not (np.dtype(want).kind in "iu" and arr.dtype.kind in "iu"):
+                if np.dtype(want).kind != arr.dtype.kind and not (np.dtype(want).kind in "iu"
+                                                                  and arr.dtype.kind in "iu"):
                     raise BadInputError(f"input {name!r} has dtype {arr.dtype}, the model wants {np.dtype(want).name}")
                 if np.dtype(want).kind in "iu" and arr.size:
                     info = np.iinfo(want)
@@ -343,7 +350,8 @@ class OrtRunner(Runner):
                         raise BadInputError(f"input {name!r} has values outside {np.dtype(want).name}'s range")
                 arr = to_fp16(arr) if (arr.dtype == np.float32 and want is np.float16) else arr.astype(want)
             if len(arr.shape) != len(dims):
-                raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); the model wants rank "
+                raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); "
+                                    "the model wants rank "
                                     f"{len(dims)}: {_fmt_dims(dims)}")
             bad = [i for i, (a, d) in enumerate(zip(arr.shape, dims)) if isinstance(d, int) and d >= 0 and a != d]
             if bad:

@@ -63,7 +63,8 @@ class BackendSpec:
                 f"bad backend spec {text!r}: {framework} supports {'/'.join(precisions)}, not {precision}"
             )
         if precision == "tf32" and device != "cuda":
-            raise BadInputError(f"bad backend spec {text!r}: TF32 exists on CUDA devices only (try {framework}-cuda-tf32)")
+            raise BadInputError(f"bad backend spec {text!r}: TF32 exists on CUDA devices only (try "
+                                f"{framework}-cuda-tf32)")
         if at and framework == "torch":
             raise BadInputError(f"bad backend spec {text!r}: @DIR names deployed ONNX files, which torch cannot run; "
                                 "use ort@DIR or trt@DIR")
@@ -71,7 +72,8 @@ class BackendSpec:
         return cls(framework, device, precision, onnx_dir)
 
     def __str__(self) -> str:
-        base = f"trt-{self.precision}" if self.framework == "trt" else f"{self.framework}-{self.device}-{self.precision}"
+        base = (f"trt-{self.precision}" if self.framework == "trt"
+                else f"{self.framework}-{self.device}-{self.precision}")
         return f"{base}@{self.onnx_dir}" if self.onnx_dir is not None else base
 
 

@@ -93,7 +93,8 @@ class TorchRunner(Runner):
         unknown = [n for n in self.probe_modules if n not in named]
         if unknown:
             some = ", ".join(repr(n) for n in list(named)[1:6])
-            raise BadInputError(f"unknown probe module(s) {', '.join(map(repr, unknown[:5]))}: module names look like {some}")
+            raise BadInputError(f"unknown probe module(s) {', '.join(map(repr, unknown[:5]))}: module "
+                                f"names look like {some}")
         self._observed.clear()
         self._device = torch.device("cuda" if self.spec.device == "cuda" else "cpu")
         self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.spec.precision, torch.float32)

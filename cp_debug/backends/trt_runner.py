@@ -146,7 +146,8 @@ class TrtRunner(Runner):
             from cp_debug.precision.int8 import quantize_int8
 
             if not self.calib_feeds:
-                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) for its Q/DQ scales")
+                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) "
+                                    "for its Q/DQ scales")
             self._quant = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
                                         method=self.calib_method)
             model = self._quant.model

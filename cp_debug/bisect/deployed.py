@@ -100,6 +100,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(note)
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":
-        notes.append(f"{spec}: the deployed files hold {precision} ({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); "
-                     f"{'they run as they are' if spec.precision == 'fp32' else f'converted to {spec.precision} as asked'}")
+        how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"
+        notes.append(f"{spec}: the deployed files hold {precision} "
+                     f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how))

@@ -80,8 +80,9 @@ class BisectEngine:
             check_available(spec)
         needs_onnx = any(s.framework != "torch" for _, s in everyone)
         rs.warnings.extend(rs.subject.warnings)
+        frameworks = (rs.ref_spec.framework,) + tuple(s.framework for _, s in self.candidates)
         for st in rs.subject.stages:
-            if st.module is None and "torch" in (rs.ref_spec.framework,) + tuple(s.framework for _, s in self.candidates):
+            if st.module is None and "torch" in frameworks:
                 raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "
                                     "(e.g. --backends ort,ort-cpu-fp16)")
             if needs_onnx:
@@ -274,7 +275,8 @@ class BisectEngine:
                             tol.max_share)
         state = CandidateState(label, spec, tol)
         qdq = spec.precision == "int8" and any(st.qdq_export is not None for st in self.subject.stages)
-        state.lockstep = o.lockstep and not qdq and spec.onnx_dir is None and lockstep_supported(  # --int8 Q/DQ graphs run whole stages
+        # --int8 Q/DQ graphs run whole stages
+        state.lockstep = o.lockstep and not qdq and spec.onnx_dir is None and lockstep_supported(
             self.run_state.ref_spec, spec, custom_calibration=bool(o.calib_feeds))
         self.run_state.states[label] = state
         return state

@@ -164,8 +164,8 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
                     candidates: Sequence[str] | str | None = None) -> tuple[KeepCandidate, ...]:
     """Candidates, most likely needed first: nodes touching |x| ≥ NEAR_FP16_MAX (largest first), then the rest
     in execution order. "compute" offers the compute ops and every LayerNorm's nodes (fused or decomposed, whose
-    squares overflow FP16 at |x - mean| > 256 while x is in range). `absmax` holds the reference's largest |x| per tensor name (graph inputs included; a
-    tensor missing from it counts as small)."""
+    squares overflow FP16 at |x - mean| > 256 while x is in range). `absmax` holds the reference's largest |x| per
+    tensor name (graph inputs included; a tensor missing from it counts as small)."""
     from cp_debug.backends.ort_precision import COMPUTE_OPS
     from cp_debug.precision.fp16 import FP32_ONLY_OPS
     from cp_debug.precision.layernorm import layernorm_nodes

@@ -42,7 +42,8 @@ def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected:
         raise BadInputError(f"--inputs lacks {', '.join(missing)}: {what} takes {', '.join(names)}")
     for n, arr in out.items():
         want = expected.get(n)
-        if want is not None and (len(want) != arr.ndim or any(w is not None and w != a for w, a in zip(want, arr.shape))):
+        if want is not None and (len(want) != arr.ndim
+                                 or any(w is not None and w != a for w, a in zip(want, arr.shape))):
             shown = ["?" if w is None else w for w in want]
             raise BadInputError(f"input {n!r} has shape {list(arr.shape)}, but {what} expects {shown}")
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():

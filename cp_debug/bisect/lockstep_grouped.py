@@ -3,8 +3,8 @@
 `--lockstep-mode grouped`: fewer sessions than the segment lockstep (one per segment and side), more memory.
 Measured on the H100 (awml-base, `--level all`, ort-cuda,ort-cuda-fp16): 94.7 s and 13.2 GB peak host RSS in
 7 groups against 87.7 s and 4.7 GB for the segment lockstep — session building was not what bounds the run
-there, so the segments stay the default. Consecutive segments are grouped (`cp_debug.graph.grouped`) while the tensors a group exposes fit `budget_bytes`, and per
-group:
+there, so the segments stay the default. Consecutive segments are grouped (`cp_debug.graph.grouped`) while the
+tensors a group exposes fit `budget_bytes`, and per group:
 - the reference runs the group's model (every member's probes and inner cut tensors as outputs), once — and
   once more on its own second chain for the noise floor, where a probe asks for it;
 - each candidate runs the same model on its own values (propagated error), and the group with its inner cuts

@@ -44,7 +44,8 @@ class _Search:
     def tell(self, verdict) -> None:
         """The verdict of the experiment `next()` gave (True = bad)."""
         if self._pending is None:
-            raise RuntimeError(f"{type(self).__name__}.tell() without a pending experiment: the search is {self.status}")
+            raise RuntimeError(f"{type(self).__name__}.tell() without a pending experiment: the "
+                               f"search is {self.status}")
         self._advance(_verdict(verdict))  # checked here: an error inside _run would end it
 
     @property

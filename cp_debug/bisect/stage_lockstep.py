@@ -22,19 +22,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     from cp_debug.bisect.lockstep_grouped import GroupedLockstep, grouped_supported
 
     st = run.subject.stages[i]
-    pm = st.probe_map()
-    by_tensor: dict[str, list[ProbeSpec]] = {}
-    for p in sp:
-        if p.kind == "input":
-            for s in states:
-                record(run, s, p.name, run.ref_feeds[i][p.name], s.feeds[i][p.name], None, ())
-            continue
-        tensor = p.name if p.kind == "output" else (pm.tensors.get(p.name) if pm else None)
-        if tensor is None:
-            for s in states:
-                s.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, s.spec))
-            continue
-        by_tensor.setdefault(tensor, []).append(p)
+    by_tensor = _probes_by_tensor(run, i, sp, states)
     model = st.onnx()
     plan = ls_mod.plan_segments(model, list(by_tensor))
     for t in plan.missing:
@@ -57,8 +45,8 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         if pv.noise is not None:
             for n in names:
                 run.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
-        upstream = upstream_names(run, i, pv.tensor, states) or tuple(name_of[u] for u in pv.upstream
-                                                                      if u in name_of)
+        upstream = (upstream_names(run, i, pv.tensor, states)
+                    or tuple(name_of[u] for u in pv.upstream if u in name_of))
         off = False
         for lane in lanes:
             s = by_label[lane.label]
@@ -71,17 +59,44 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         return off and pv.noise is None
 
     ref_out, outs = runner.run(run.ref_feeds[i], on_probe, label=f"{st.name}: ")
-    for s, lane in zip(states, lanes):
-        rep = ls_mod.lane_precision(lane) if not refine else None  # a refinement re-runs part of the stage
-        if rep is not None:
-            merge_precision(s, st.name, rep)
-        if lane.settings is not None:
-            s.settings.setdefault(st.name, {**lane.settings, "extra_outputs": 0,
-                                            "precision_transform": ls_mod.lane_transform(lane).to_json()})
-        s.int8_amax.update(lane.amax)
-        s.seconds += lane.seconds
+    _take_lanes(st.name, states, lanes, refine=refine)
     if not refine:
         run.execution[st.name] = (f"lockstep, {len(plan.segments)} segments in {len(runner.groups)} group sessions"
                                   if grouped else f"lockstep, {len(plan.segments)} segments")
     return ref_out, outs
 
+
+def _probes_by_tensor(run: RunState, i: int, sp: list[ProbeSpec],
+                      states: list[CandidateState]) -> dict[str, list[ProbeSpec]]:
+    """Stage i's probes by the ONNX tensor they read; input probes are recorded here (their values are the feeds)
+    and probes without a tensor recorded as missing."""
+    st = run.subject.stages[i]
+    pm = st.probe_map()
+    by_tensor: dict[str, list[ProbeSpec]] = {}
+    for p in sp:
+        if p.kind == "input":
+            for s in states:
+                record(run, s, p.name, run.ref_feeds[i][p.name], s.feeds[i][p.name], None, ())
+            continue
+        tensor = p.name if p.kind == "output" else (pm.tensors.get(p.name) if pm else None)
+        if tensor is None:
+            for s in states:
+                s.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, s.spec))
+            continue
+        by_tensor.setdefault(tensor, []).append(p)
+    return by_tensor
+
+
+def _take_lanes(stage: str, states: list[CandidateState], lanes: list, *, refine: bool) -> None:
+    """What each candidate's lane learned running the stage: precision report, settings, INT8 ranges, seconds."""
+    from cp_debug.bisect import lockstep as ls_mod
+
+    for s, lane in zip(states, lanes):
+        rep = ls_mod.lane_precision(lane) if not refine else None  # a refinement re-runs part of the stage
+        if rep is not None:
+            merge_precision(s, stage, rep)
+        if lane.settings is not None:
+            s.settings.setdefault(stage, {**lane.settings, "extra_outputs": 0,
+                                          "precision_transform": ls_mod.lane_transform(lane).to_json()})
+        s.int8_amax.update(lane.amax)
+        s.seconds += lane.seconds

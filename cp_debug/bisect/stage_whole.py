@@ -104,24 +104,30 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
             stage_out = {k: out[k] for k in st.output_names}
             del out
             if noise:
-                names = {p.name for p in sp}
-
-                def against_store(name: str, v: np.ndarray) -> None:
-                    if name in run.store and name in names:
-                        run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
-                if streaming:
-                    runner.on_probe = against_store
-                if twins is not None:
-                    runner.on_device_probe = twins.same
-                again = runner.infer(feed)
-                for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
-                    against_store(name, v)
-                del again
-                if twins is not None:  # bit-identical on the device: no error, nothing to copy out or compare
-                    run.noise.update(twins.identical)
-                    twins.clear()
+                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
+
+
+def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins, *, streaming: bool) -> None:
+    """The reference's second run on the same feed (its runner active): each probe compared with the store, the
+    differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some."""
+    names = {p.name for p in sp}
+
+    def against_store(name: str, v: np.ndarray) -> None:
+        if name in run.store and name in names:
+            run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
+    if streaming:
+        runner.on_probe = against_store
+    if twins is not None:
+        runner.on_device_probe = twins.same
+    again = runner.infer(feed)
+    for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
+        against_store(name, v)
+    del again
+    if twins is not None:  # bit-identical on the device: no error, nothing to copy out or compare
+        run.noise.update(twins.identical)
+        twins.clear()
 
 
 def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict) -> dict:

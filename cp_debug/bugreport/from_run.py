@@ -98,7 +98,8 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
     if spec.onnx_dir is not None:
         raise BadInputError(f"--bundle cuts cp_debug's own export, not the deployed files of {cand.label}: bisect "
                             f"without @DIR for a bundle, or cut {spec.onnx_dir} with the report's probe tensors")
-    providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if spec.device == "cuda" else ("CPUExecutionProvider",)
+    providers = (("CUDAExecutionProvider", "CPUExecutionProvider") if spec.device == "cuda"
+                 else ("CPUExecutionProvider",))
     probe = cand.root_cause.probe
     ctx = engine.window_context(cand.label, probe)
     runner = _Candidate(engine, spec, providers, ctx)
@@ -243,7 +244,8 @@ def _fp16_story(runner: _Candidate, window, tol=None) -> list[str]:
              "crossing one of its cuts to float16 (as TensorRT or the CUDA EP hold them), while ONNX Runtime's CPU "
              "provider computes an FP16 graph mostly in float32 on the float16 weights, without those roundings. "
              "So `subgraph.onnx` is the window as the bisect computed it: the FP32 window with the weights the FP16 "
-             "conversion rounds rounded to float16, and an explicit Cast float32 → float16 → float32 on every tensor the "
+             "conversion rounds rounded to float16, and an explicit Cast float32 → float16 → float32 "
+             "on every tensor the "
              "lockstep rounded: the cut tensors inside the window, its output, and its inputs where they are cuts "
              "(ORT keeps these pairs in a float32 graph)."]
     if window is not None:

@@ -314,7 +314,8 @@ def _readme(model, diffs, report, label, spec, reference, tol, settings, environ
     else:
         lines += [f"`subgraph.onnx` ({info['nodes']} nodes: {ops}) as **{label}** stays within tolerance of the "
                   f"reference (**{reference}**) on these inputs: this bundle does not show a divergence."]
-    lines += ["", "| output | shape | max abs | max/\\|ref\\|max | rel RMSE | SNR dB | beyond tol. | NaN/Inf | status |",
+    lines += ["",
+              "| output | shape | max abs | max/\\|ref\\|max | rel RMSE | SNR dB | beyond tol. | NaN/Inf | status |",
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for d in diffs.values():
         lines.append(f"| `{d.name}` | {'×'.join(map(str, d.ref_shape))} | {fmt_num(d.max_abs)} | {fmt_num(d.rel_max)} "

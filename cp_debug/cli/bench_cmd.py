@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
+                                   RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def bench(
-    backends: Annotated[str, typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
+    backends: Annotated[str,
+                        typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. "
+                                          "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,

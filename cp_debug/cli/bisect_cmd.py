@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs, Int8Dir, Json,
+from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
+                                   Int8Dir, Json,
                                    LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
                                    TorchModel, UseDim, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -46,7 +47,8 @@ class BisectOutputs:
 
 def bisect(
     backends: Backends = "torch,ort",
-    recipe: Annotated[Optional[str], typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
+    recipe: Annotated[Optional[str],
+                      typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -57,30 +59,39 @@ def bisect(
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
-    level: Annotated[Optional[str], typer.Option(help="Probe level: stage, block, layer, all (default: stage for CenterPoint, block otherwise).")] = None,
+    level: Annotated[Optional[str],
+                     typer.Option(help="Probe level: stage, block, layer, all (default: stage for "
+                                       "CenterPoint, block otherwise).")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision).")] = None,
     rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision).")] = None,
     deterministic: Deterministic = True,
-    noise_floor: Annotated[bool, typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
+    noise_floor: Annotated[bool,
+                           typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
-    calib: Annotated[Optional[Path], typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
+    calib: Annotated[Optional[Path],
+                     typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
     int8: Int8Dir = None,
-    keep_fp32: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
-    exclude_int8: Annotated[Optional[str], typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
+    keep_fp32: Annotated[Optional[str],
+                         typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
+    exclude_int8: Annotated[Optional[str],
+                            typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Exporter = "auto",
     seed: Seed = 0,
     memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
                                                help="Reference tensors kept in memory, in MiB; past it they go to "
                                                     "disk (0 = every reference tensor on disk).")] = 2048,
-    lockstep_mode: Annotated[str, typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
+    lockstep_mode: Annotated[str,
+                             typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
                                                "session while their tensors fit 1 GiB).")] = "segments",
     json_out: Json = None,
     csv: Csv = None,
     parquet: Parquet = None,
     html: Html = None,
-    bundle: Annotated[Optional[Path], typer.Option(help="Write a bug-report bundle (failing subgraph, inputs, repro.py) to DIR.")] = None,
+    bundle: Annotated[Optional[Path],
+                      typer.Option(help="Write a bug-report bundle (failing subgraph, "
+                                        "inputs, repro.py) to DIR.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet, RandomWeights,
-                                   Seed, Verbose)
+from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet,
+                                   RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -21,15 +21,26 @@ def eval_(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    scenes: Annotated[Optional[Path], typer.Option(help="mmdet3d info file (or DIR with infos.pkl) of the scans to evaluate.")] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
-    detections: Annotated[Optional[Path], typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = scene file stems): one more candidate.")] = None,
-    calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
-    match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a reference box in the diff.")] = 2.0,
+    scenes: Annotated[Optional[Path],
+                      typer.Option(help="mmdet3d info file (or DIR with infos.pkl) of the scans to evaluate.")] = None,
+    n: Annotated[int,
+                 typer.Option("--n", min=1,
+                              help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
+    detections: Annotated[Optional[Path],
+                          typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = "
+                                            "scene file stems): one more candidate.")] = None,
+    calib_scenes: Annotated[int,
+                            typer.Option(min=0,
+                                         help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
+    match_distance: Annotated[float,
+                              typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
+                                                "reference box in the diff.")] = 2.0,
     deterministic: Deterministic = True,
     int8: Int8Dir = None,
     json_out: Json = None,
-    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML page with the BEV of the most different scan.")] = None,
+    html: Annotated[Optional[Path],
+                    typer.Option(help="Write a self-contained HTML page with the BEV of the "
+                                      "most different scan.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -44,7 +55,8 @@ def eval_(
                    json_out=json_out, html=html)
         from cp_debug.eval.session import EvalOptions, parse_backend_list
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
+                               int8=int8)
         opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes, n=n,
                            detections_file=detections, deterministic=deterministic, calib_scenes=calib_scenes,

@@ -12,7 +12,8 @@ from cp_debug.cli._options import ConfigFile, Checkpoint, Points, Preset, Quiet,
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
-RotY = Annotated[bool, typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
+RotY = Annotated[bool,
+                 typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
 
 def export(
@@ -21,7 +22,8 @@ def export(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    out: Annotated[Path, typer.Option(help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx.")] = Path("cpdebug-out/onnx"),
+    out: Annotated[Path, typer.Option(
+        help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx.")] = Path("cpdebug-out/onnx"),
     rot_y_axis_reference: RotY = False,
     points: Points = None,
     quiet: Quiet = False,
@@ -53,7 +55,8 @@ def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: P
     with progress.step(f"exporting to {out}"):
         from cp_debug.recipes.centerpoint.export import export_onnx
 
-        result = export_onnx(loaded.model, loaded.cfg, out, rot_y_axis_reference=rot_y_axis_reference, sample_points=sample)
+        result = export_onnx(loaded.model, loaded.cfg, out, rot_y_axis_reference=rot_y_axis_reference,
+                             sample_points=sample)
     console = stdout_console()
     console.print(f"{result.voxel_encoder}", highlight=False, soft_wrap=True)
     console.print(f"{result.backbone}", highlight=False, soft_wrap=True)

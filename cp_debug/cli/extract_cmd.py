@@ -20,7 +20,8 @@ from cp_debug.cli._quiet import ThirdParty
 def extract(
     run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json`.")],
     bundle: Annotated[Path, typer.Option(help="Directory to write the bundle to.")],
-    candidate: Annotated[Optional[str], typer.Option(help="Which candidate to bundle (default: the first that diverged).")] = None,
+    candidate: Annotated[Optional[str],
+                         typer.Option(help="Which candidate to bundle (default: the first that diverged).")] = None,
     tar: Annotated[bool, typer.Option(help="Also write DIR.tar.gz.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -40,7 +41,8 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
     saved = load_report(run_json)
     labels = [c.label for c in saved.candidates if candidate in (None, c.label)]
     if not labels:
-        raise BadInputError(f"{run_json} has no candidate {candidate!r}: it has {', '.join(c.label for c in saved.candidates)}")
+        raise BadInputError(f"{run_json} has no candidate {candidate!r}: it has "
+                            f"{', '.join(c.label for c in saved.candidates)}")
     progress = StepProgress(stream=third_party.terminal)
     with progress.step("loading the run's model"):
         subject = _saved_subject(saved, run_json)

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim, Verbose
+from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed,
+                                   UseDim, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -26,12 +27,19 @@ def infer(
     points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
-    out: Annotated[Path, typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
+    out: Annotated[Path,
+                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, "
+                                     "boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
-    onnx_dir: Annotated[Optional[Path], typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is omitted.")] = None,
+    onnx_dir: Annotated[Optional[Path],
+                        typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked "
+                                          "and this is omitted.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
-    rot_y_axis_reference: Annotated[Optional[bool], typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference", help="Head outputs in AWML's y-axis reference (default: as the ONNX files were exported, else off).")] = None,
+    rot_y_axis_reference: Annotated[Optional[bool],
+                                    typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference",
+                                                 help="Head outputs in AWML's y-axis reference (default: as the ONNX "
+                                                      "files were exported, else off).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -43,6 +51,50 @@ def infer(
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
 
+
+def _check_options(model: ModelRecord, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
+                   device: str) -> None:
+    """The options `cpdebug infer` can check before the slow imports: one clear line for each bad one."""
+    from cp_debug.cli._preflight import check_inputs
+    from cp_debug.errors import BadInputError
+
+    for label, value in (("--encoder", encoder), ("--backbone", backbone)):
+        if value not in STAGE_BACKENDS:
+            raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
+    if out.suffix != ".npz":
+        raise BadInputError(f"--out {out} must end in .npz")
+    check_inputs(checkpoint=model.checkpoint)
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a directory: give a file name ending in .npz")
+    if onnx_dir is not None and not onnx_dir.is_dir():
+        raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
+
+
+def _rot_y_of_files(onnx_dir: Path, rot_y: bool | None, preset: str, console) -> bool | None:
+    """The head convention the ONNX files of `onnx_dir` were exported with (their metadata; `rot_y` when they do
+    not say), refusing a --(no-)rot-y-axis-reference that contradicts it; notes on `console` (None: quiet) when
+    they were exported from another preset."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, read_metadata
+
+    meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
+    file_preset = meta.get("cp_debug.preset")
+    file_rot = meta.get("cp_debug.rot_y_axis_reference")
+    if file_rot is not None:
+        if rot_y is not None and rot_y != (file_rot == "true"):
+            raise BadInputError(
+                f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
+                "--(no-)rot-y-axis-reference option or re-export"
+            )
+        rot_y = file_rot == "true"
+    if file_preset is not None and file_preset != preset and console is not None:
+        console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as "
+                      f"{preset}[/yellow]")
+    return rot_y
+
+
 def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
@@ -52,21 +104,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
 
     cfg = get_preset(model.model_name)
     seed = model.seed
-    for label, value in (("--encoder", encoder), ("--backbone", backbone)):
-        if value not in STAGE_BACKENDS:
-            raise BadInputError(f"{label} {value!r} is not a stage backend: choose one of {', '.join(STAGE_BACKENDS)}")
-    if device not in ("cpu", "cuda"):
-        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
-    if out.suffix != ".npz":
-        raise BadInputError(f"--out {out} must end in .npz")
-
-    from cp_debug.cli._preflight import check_inputs
-
-    check_inputs(checkpoint=model.checkpoint)
-    if out.is_dir():
-        raise BadInputError(f"--out {out} is a directory: give a file name ending in .npz")
-    if onnx_dir is not None and not onnx_dir.is_dir():
-        raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
+    _check_options(model, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device)
     import numpy as np
 
     from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
@@ -86,7 +124,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx, read_metadata
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
     from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
 
@@ -94,18 +132,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
         pts = synthetic_scene(seed, cfg).points
     uses_ort = "ort" in (encoder, backbone)
     if onnx_dir is not None and uses_ort:
-        meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
-        file_preset = meta.get("cp_debug.preset")
-        file_rot = meta.get("cp_debug.rot_y_axis_reference")
-        if file_rot is not None:
-            if rot_y is not None and rot_y != (file_rot == "true"):
-                raise BadInputError(
-                    f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
-                    "--(no-)rot-y-axis-reference option or re-export"
-                )
-            rot_y = file_rot == "true"
-        if file_preset is not None and file_preset != cfg.name and not quiet:
-            progress.console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as {cfg.name}[/yellow]")
+        rot_y = _rot_y_of_files(onnx_dir, rot_y, cfg.name, None if quiet else progress.console)
     rot_y = bool(rot_y)
 
     with progress.step(f"building {model.model_name} ({model.label})"):
@@ -139,7 +166,8 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
             console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
-    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False, soft_wrap=True)
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,
+                  soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
     third_party.print_count(console, where=None)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile, PerTensorConvT,
-                                   Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
+from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -27,9 +27,14 @@ def quantize(
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
     per_tensor_convtranspose: PerTensorConvT = False,
-    eval_scenes: Annotated[int, typer.Option("--eval-scenes", help="Held-out scenes for the SQNR table and the FP32 vs INT8 error.")] = 2,
-    map_scenes: Annotated[int, typer.Option("--map-scenes", help="Held-out scenes with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
-    out: Annotated[Path, typer.Option(help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
+    eval_scenes: Annotated[int,
+                           typer.Option("--eval-scenes",
+                                        help="Held-out scenes for the SQNR table and the FP32 vs INT8 error.")] = 2,
+    map_scenes: Annotated[int,
+                          typer.Option("--map-scenes",
+                                       help="Held-out scenes with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
+    out: Annotated[Path, typer.Option(
+        help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -58,12 +58,24 @@ def sensitivity(
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
     per_tensor_convtranspose: PerTensorConvT = False,
-    eval_scenes: Annotated[int, typer.Option("--eval-scenes", help="Held-out scenes the output error is measured on.")] = 4,
-    layers: Annotated[Optional[str], typer.Option("--layers", help="Comma-separated quantized layers to measure (default: all).")] = None,
-    search: Annotated[bool, typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
-    tol: Annotated[Optional[float], typer.Option(help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 without --max-map-drop).")] = None,
-    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with --tol, both must hold.")] = None,
-    map_scenes: Annotated[int, typer.Option("--map-scenes", help="Held-out scenes with ground truth for mAP (0: no mAP; 20 when --max-map-drop is given).")] = 0,
+    eval_scenes: Annotated[int,
+                           typer.Option("--eval-scenes", help="Held-out scenes the output error is measured on.")] = 4,
+    layers: Annotated[Optional[str],
+                      typer.Option("--layers",
+                                   help="Comma-separated quantized layers to measure (default: all).")] = None,
+    search: Annotated[bool,
+                      typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
+    tol: Annotated[Optional[float],
+                   typer.Option(help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 "
+                                     "without --max-map-drop).")] = None,
+    max_map_drop: Annotated[Optional[float],
+                            typer.Option("--max-map-drop",
+                                         help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with "
+                                              "--tol, both must hold.")] = None,
+    map_scenes: Annotated[int,
+                          typer.Option("--map-scenes",
+                                       help="Held-out scenes with ground truth for mAP (0: no mAP; 20 when "
+                                            "--max-map-drop is given).")] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
     json_out: Json = None,
     csv: Csv = None,
@@ -167,9 +179,10 @@ def render(result, found, console, top: int = 10) -> None:
     for col in ("#", "phase", "left in FP32", "verdict", "worst rel. RMSE", "mAP drop"):
         s.add_column(col)
     for i, st in enumerate(found.steps, 1):
-        kept = f"{len(st.fp32)}: " + ", ".join(st.fp32[:2]) + (" …" if len(st.fp32) > 2 else "") if st.fp32 else "(none)"
-        s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]", f"{st.rel_rmse:.3g}",
-                  "-" if st.map_drop is None else f"{st.map_drop:+.4f}")
+        kept = (f"{len(st.fp32)}: " + ", ".join(st.fp32[:2]) + (" …" if len(st.fp32) > 2 else "")
+                if st.fp32 else "(none)")
+        s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
+                  f"{st.rel_rmse:.3g}", "-" if st.map_drop is None else f"{st.map_drop:+.4f}")
     console.print(s)
     if found.status == "not_needed":
         console.print("[green]All-INT8 meets the tolerance: no layer needs to stay in FP32.[/green]")

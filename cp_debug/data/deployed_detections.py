@@ -64,7 +64,8 @@ def read_cuda_centerpoint(folder: str | os.PathLike, class_names: Sequence[str])
     for f in files:
         arr = _txt_rows(f)
         if not np.isfinite(arr).all():
-            raise BadInputError(f"{f}: a value is not finite; expected 11 numbers per line: x y z w l h vx vy rt id score")
+            raise BadInputError(f"{f}: a value is not finite; expected 11 numbers per line: x y z w l "
+                                "h vx vy rt id score")
         boxes, scores, labels = [], [], []
         for x, y, z, w, length, h, vx, vy, rt, cid, score in arr:
             name = CUDA_CENTERPOINT_CLASSES[int(cid)] if 0 <= int(cid) < len(CUDA_CENTERPOINT_CLASSES) else None
@@ -95,7 +96,8 @@ def _txt_rows(f: Path) -> np.ndarray:
     return np.array(lines, np.float64).reshape(-1, 11)
 
 
-def write_cuda_centerpoint(folder: str | os.PathLike, frames: Mapping[str, Detections], class_names: Sequence[str]) -> Path:
+def write_cuda_centerpoint(folder: str | os.PathLike, frames: Mapping[str, Detections],
+                           class_names: Sequence[str]) -> Path:
     """The inverse of `read_cuda_centerpoint`: one `<token>.txt` per frame, 5 decimals as CUDA-CenterPoint's."""
     from cp_debug.files import write_text_atomic
 

@@ -87,7 +87,8 @@ def _info_path(path_or_dir: str | Path) -> Path:
             raise BadInputError(f"{p} holds {len(pkls)} .pkl files and no {INFO_FILE}: give the info file itself")
         return pkls[0]
     if not p.is_file():
-        raise BadInputError(f"info file {p} does not exist (give a scenes folder from `cpdebug scenes` or an mmdet3d .pkl)")
+        raise BadInputError(f"info file {p} does not exist (give a scenes folder from `cpdebug scenes` "
+                            "or an mmdet3d .pkl)")
     return p
 
 
@@ -102,7 +103,8 @@ def _sample(entry: dict, i: int, root: Path, labels_of: dict[int, int] | None, c
             source: Path) -> InfoSample:
     lp = (entry.get("lidar_points") or {}).get("lidar_path") if isinstance(entry, dict) else None
     if not lp:
-        raise BadInputError(f"{source}: data_list[{i}] has no lidar_points.lidar_path; is it an mmdet3d v1.x info file?")
+        raise BadInputError(f"{source}: data_list[{i}] has no lidar_points.lidar_path; is it an "
+                            "mmdet3d v1.x info file?")
     path = Path(lp)
     if not path.is_absolute():
         path = root / path

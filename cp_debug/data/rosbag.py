@@ -328,7 +328,8 @@ def _connection(reader, path: Path, topic: str, msgtype: str, option: str):
         raise BadInputError(f"bag {path} has no topic {topic}; its topics: {have}. Choose one with {option}")
     wrong = [c.msgtype for c in conns if c.msgtype != msgtype]
     if wrong:
-        raise BadInputError(f"bag {path}: topic {topic} carries {wrong[0]}, not {msgtype}; choose another with {option}")
+        raise BadInputError(f"bag {path}: topic {topic} carries {wrong[0]}, not {msgtype}; choose "
+                            f"another with {option}")
     return conns
 
 

@@ -251,7 +251,8 @@ def lidar_returns(rng: np.random.Generator, spec: SceneSpec, primitives: Primiti
     owner = np.where(hit >= 0, prims[np.maximum(hit, 0), 9], -1).astype(np.int64)
     refl, refl_std, extra_drop, extra_noise = (np.array([m[k] for m in MATERIALS.values()]) for k in range(4))
     t_noisy = t + rng.normal(0.0, spec.range_noise, n)
-    keep_p = (1.0 - spec.dropout) * (1.0 - extra_drop[material]) * (1.0 - 0.4 * np.minimum(t / spec.max_range, 1.0) ** 2)
+    keep_p = ((1.0 - spec.dropout) * (1.0 - extra_drop[material])
+              * (1.0 - 0.4 * np.minimum(t / spec.max_range, 1.0) ** 2))
     keep = (hit != -2) & (t <= spec.max_range) & (rng.uniform(size=n) < keep_p)
     xyz = np.array([0.0, 0.0, spec.sensor_height]) + t_noisy[:, None] * d
     xyz += rng.normal(0.0, 1.0, (n, 3)) * extra_noise[material][:, None]

@@ -52,7 +52,8 @@ def scenes_from_infos(path: str | Path, cfg) -> list[EvalScene]:
     tokens = [s.token for s in samples]
     if len(set(tokens)) != len(tokens):
         raise BadInputError(f"{path}: sample tokens repeat; each scan needs its own token")
-    return [EvalScene(s.token, SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
+    return [EvalScene(s.token,
+                      SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
                       lidar_path=Path(s.lidar_path)) for s in samples]
 
 
@@ -62,7 +63,8 @@ def heldout_eval_scenes(cfg, n: int) -> list[EvalScene]:
 
     if n < 1:
         raise BadInputError(f"--n {n}: evaluate at least one scene")
-    return [EvalScene(token, SampleBoxes(s.boxes, s.labels), points_array=s.points) for token, s in heldout_scenes(cfg, n)]
+    return [EvalScene(token, SampleBoxes(s.boxes, s.labels), points_array=s.points)
+            for token, s in heldout_scenes(cfg, n)]
 
 
 def calibration_points(cfg, k: int, exclude: Sequence[str] = ()) -> list[np.ndarray]:
@@ -109,7 +111,8 @@ class BackendPipeline:
                 from cp_debug.recipes.centerpoint.int8_source import load_int8_model
 
                 self.model = load_int8_model(self.int8_dir, self.cfg).model
-                enc, bb = mark_ptq(VoxelEncoderStage(self.model)), mark_ptq(BackboneNeckHeadStage(self.model, self.rot_y))
+                enc = mark_ptq(VoxelEncoderStage(self.model))
+                bb = mark_ptq(BackboneNeckHeadStage(self.model, self.rot_y))
             return (make_runner(spec, torch_module=enc, input_names=VOXEL_ENCODER_INPUTS,
                                 output_names=VOXEL_ENCODER_OUTPUTS, determinism=det),
                     make_runner(spec, torch_module=bb, input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,

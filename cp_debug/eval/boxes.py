@@ -57,7 +57,8 @@ class SampleBoxes:
 
 
 def yaw_to_quaternion(yaw: float) -> list[float]:
-    """[w, x, y, z] of a rotation by `yaw` about +z (what pyquaternion's Quaternion(axis=[0,0,1], radians=yaw) gives)."""
+    """[w, x, y, z] of a rotation by `yaw` about +z (what pyquaternion's Quaternion(axis=[0,0,1], radians=yaw)
+    gives)."""
     return [math.cos(yaw / 2.0), 0.0, 0.0, math.sin(yaw / 2.0)]
 
 

@@ -23,7 +23,8 @@ _SIGMOID_TWICE = (0.5, 1.0 / (1.0 + math.exp(-1.0)))  # sigmoid(sigmoid(x)) lies
 
 @dataclass(frozen=True)
 class Diagnosis:
-    kind: str  # logits | too_few | sigmoid_twice | offset | size_swap | yaw_offset | unchanged | many_extra | threshold | absent
+    # logits | too_few | sigmoid_twice | offset | size_swap | yaw_offset | unchanged | many_extra | threshold | absent
+    kind: str
     message: str
     evidence: dict = field(default_factory=dict)
 

@@ -148,5 +148,6 @@ def read_results(path: str | Path, class_names: Sequence[str], scene_tokens: Seq
             )
         absent = [t for t in scene_tokens if t not in dets]
         if scene_tokens and len(absent) == len(scene_tokens):
-            raise BadInputError(f"{p}: 'results' has no entry for any of the {len(absent)} scene(s); nothing to evaluate")
+            raise BadInputError(f"{p}: 'results' has no entry for any of the {len(absent)} scene(s); "
+                                "nothing to evaluate")
     return dets, meta, absent

@@ -74,8 +74,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
-    from cp_debug.eval.backend_pipeline import (BackendPipeline, calibration_points, heldout_eval_scenes, int8_calibration,
-                                      run_backend, scenes_from_infos)
+    from cp_debug.eval.backend_pipeline import heldout_eval_scenes, scenes_from_infos
     from cp_debug.models.centerpoint.config import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
@@ -95,39 +94,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     with step("loading weights"):
         loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
 
-    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
-    detections, seconds, notes = {}, {}, {}
-    with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
-        onnx_dir = None
-        if any(s.framework != "torch" for s in specs.values()):
-            from cp_debug.recipes.centerpoint.export import export_onnx
-
-            with step("exporting the two ONNX stages"):
-                onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].points(cfg))
-        calib = None
-        if opts.int8_dir is not None:
-            from cp_debug.quant.ptq_checkpoint import read_ptq_dir
-
-            ptq = read_ptq_dir(opts.int8_dir)
-            if ptq.preset != cfg.name:
-                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass --preset {ptq.preset}")
-        if any(s.precision == "int8" and (opts.int8_dir is None or s.framework == "trt") for s in specs.values()):
-            if opts.calib_scenes < 1:
-                raise BadInputError("INT8 backends need --calib-scenes >= 1")
-            with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
-                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, opts.calib_scenes, tokens))
-        for label, spec in specs.items():
-            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
-                                   int8_dir=opts.int8_dir if spec.framework != "trt" else None)
-            with step(f"{label}: building runners"):
-                pipe.__enter__()
-            try:
-                with progress(label, len(scenes)) as advance:
-                    run = run_backend(pipe, scenes, on_scene=lambda i: advance())
-            finally:
-                pipe.__exit__(None, None, None)
-            detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
+    detections, seconds, notes, calibrated = _run_backends(opts, specs, cfg, loaded, scenes, progress, step)
 
     labels = list(specs)
     if file_dets is not None:
@@ -157,8 +124,9 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
-                "calibration_scenes": opts.calib_scenes if calib else 0,
-                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}), "match_distance_m": opts.max_dist,
+                "calibration_scenes": opts.calib_scenes if calibrated else 0,
+                **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
+                "match_distance_m": opts.max_dist,
                 "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
     report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
@@ -168,3 +136,47 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         pts = next(s for s in scenes if s.token == worst[1]).points(cfg)
         report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
     return report
+
+
+def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, progress: ProgressFactory,
+                  step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, bool]:
+    """Run every backend of `specs` on the scenes (ONNX exported and INT8 calibrated where one needs it): their
+    detections, seconds and notes by label, and whether INT8 calibration feeds were made."""
+    from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration, run_backend
+
+    tokens = [s.token for s in scenes]
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
+    detections, seconds, notes = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
+        onnx_dir = None
+        if any(s.framework != "torch" for s in specs.values()):
+            from cp_debug.recipes.centerpoint.export import export_onnx
+
+            with step("exporting the two ONNX stages"):
+                onnx_dir = Path(tmp)
+                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].points(cfg))
+        calib = None
+        if opts.int8_dir is not None:
+            from cp_debug.quant.ptq_checkpoint import read_ptq_dir
+
+            ptq = read_ptq_dir(opts.int8_dir)
+            if ptq.preset != cfg.name:
+                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass "
+                                    f"--preset {ptq.preset}")
+        if any(s.precision == "int8" and (opts.int8_dir is None or s.framework == "trt") for s in specs.values()):
+            if opts.calib_scenes < 1:
+                raise BadInputError("INT8 backends need --calib-scenes >= 1")
+            with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
+                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, opts.calib_scenes, tokens))
+        for label, spec in specs.items():
+            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
+                                   int8_dir=opts.int8_dir if spec.framework != "trt" else None)
+            with step(f"{label}: building runners"):
+                pipe.__enter__()
+            try:
+                with progress(label, len(scenes)) as advance:
+                    run = run_backend(pipe, scenes, on_scene=lambda i: advance())
+            finally:
+                pipe.__exit__(None, None, None)
+            detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
+    return detections, seconds, notes, bool(calib)

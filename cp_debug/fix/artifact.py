@@ -143,12 +143,14 @@ def readme(doc: dict) -> str:
         else:
             lines += [f"`{file}` (explicit quantization: the Q/DQ nodes say what runs INT8):", "```",
                       f"trtexec --onnx={file} --int8 --fp16 --saveEngine={engine}       # TensorRT 10 (builder flags)",
-                      f"trtexec --onnx={file} --stronglyTyped --saveEngine={engine}     # TensorRT 11 (no INT8/FP16 flags)",
+                      f"trtexec --onnx={file} --stronglyTyped --saveEngine={engine}     # TensorRT 11 "
+                      "(no INT8/FP16 flags)",
                       f"polygraphy convert {file} --int8 --fp16 -o {engine}              # TensorRT 10",
                       f"polygraphy convert {file} --strongly-typed -o {engine}          # TensorRT 11", "```"]
     lines += ["", "With TensorRT 10 a plain `--fp16` build (not strongly typed) may run the kept nodes in FP16 anyway; "
               "use `--stronglyTyped` there too.", "",
-              "## Check it again", "", "```", "cpdebug fix --check .      # re-runs the verification here and names any "
+              "## Check it again", "", "```",
+              "cpdebug fix --check .      # re-runs the verification here and names any "
               "ONNX Runtime / TensorRT / CUDA / driver version that changed", "```",
               "As a candidate (once `SPEC@DIR` is available): `cpdebug eval --backends torch,ort@DIR`.", ""]
     return "\n".join(lines)

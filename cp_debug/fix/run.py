@@ -231,7 +231,8 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
                             "recipe (run `cpdebug bisect --json` on it)")
     usable = [c for c in report.candidates if _fixable(c.spec)]
     if not usable:
-        raise BadInputError(f"{p} has no ONNX Runtime FP16/INT8 candidate ({', '.join(c.label for c in report.candidates)})"
+        raise BadInputError(f"{p} has no ONNX Runtime FP16/INT8 candidate "
+                            f"({', '.join(c.label for c in report.candidates)})"
                             "; give --backends REF,CAND")
     cand = usable[0]
     first = tuple(x for x in ([cand.root_cause.probe] if cand.root_cause else []) + list(cand.path or []) if x)

@@ -32,7 +32,8 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
             if check and model.ByteSize() < _PROTO_LIMIT:
                 onnx.checker.check_model(model)
         except onnx.checker.ValidationError as err:
-            raise BadInputError(f"the ONNX model is not valid: {_first_line(err)}; re-export it or fix the graph") from err
+            raise BadInputError(f"the ONNX model is not valid: {_first_line(err)}; re-export "
+                                "it or fix the graph") from err
         return model
     if not isinstance(path_or_model, (str, Path)):
         raise BadInputError(f"expected an ONNX file path or onnx.ModelProto, got {type(path_or_model).__name__}")
@@ -45,7 +46,8 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
         raise BadInputError(f"cannot load {path}: its external data file is missing ({_first_line(err)})") from err
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, onnx errors, truncated files: all one message
         raise BadInputError(
-            f"cannot read {path} as an ONNX model ({type(err).__name__}: {_first_line(err)}); is it a complete .onnx file?"
+            f"cannot read {path} as an ONNX model ({type(err).__name__}: {_first_line(err)}); is it a "
+            "complete .onnx file?"
         ) from err
     try:
         onnx.checker.check_model(str(path))  # by path: works beyond 2 GiB and with external data
@@ -127,11 +129,13 @@ def _check_names(graph: "gs.Graph", names: list[str]) -> None:
     unknown = [n for n in names if n not in tensors]
     if unknown:
         raise BadInputError(
-            f"unknown ONNX tensor name(s) {_few(unknown)}: not in the graph; valid ones include {_few(computed_tensor_names(graph))}"
+            f"unknown ONNX tensor name(s) {_few(unknown)}: not in the graph; valid ones include "
+            f"{_few(computed_tensor_names(graph))}"
         )
     consts = [n for n in names if isinstance(tensors[n], gs.Constant)]
     if consts:
-        raise BadInputError(f"{_few(consts)} are constants (initializers), not computed tensors: probe their consumers instead")
+        raise BadInputError(f"{_few(consts)} are constants (initializers), not computed tensors: probe "
+                            "their consumers instead")
 
 
 def computed_tensor_names(graph: "gs.Graph") -> list[str]:

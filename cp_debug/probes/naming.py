@@ -102,14 +102,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace) -> ProbeMap:
         if not idx:
             unmapped[q] = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
             continue
-        inside = set(idx)
-        leaving = []
-        for i in idx:
-            for t in graph.node[i].output:
-                if not t:
-                    continue
-                if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
-                    leaving.append((i, t))
+        leaving = _leaving(graph, idx, graph_outputs, consumers)
         want = trace.shapes.get(q)
         if want is None:
             unmapped[q] = "module output is not a single tensor"
@@ -122,8 +115,27 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace) -> ProbeMap:
         tensors[q] = t
         op_types[q] = graph.node[i].op_type
 
-    # BatchNorm folded into the preceding module's conv: the BN owns no node, its producer's tensor holds the
-    # BN output. Move the tensor to the BN and leave the producer unmapped.
+    _move_folded_batchnorms(trace, tensors, op_types, unmapped)
+    return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()})
+
+
+def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str, list[int]]) -> list[tuple[int, str]]:
+    """(node index, tensor) of the outputs of nodes `idx` read outside them or by the graph's outputs."""
+    inside = set(idx)
+    leaving = []
+    for i in idx:
+        for t in graph.node[i].output:
+            if not t:
+                continue
+            if t in graph_outputs or any(c not in inside for c in consumers.get(t, [])):
+                leaving.append((i, t))
+    return leaving
+
+
+def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_types: dict[str, str],
+                            unmapped: dict[str, str]) -> None:
+    """BatchNorm folded into the preceding module's conv: the BN owns no node, its producer's tensor holds the
+    BN output. Move the tensor to the BN and leave the producer unmapped."""
     for q in trace.order:
         if trace.types.get(q) in _BN_TYPES and q not in tensors:
             prod = trace.producers.get(q)
@@ -132,7 +144,6 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace) -> ProbeMap:
                 op_types[q] = op_types.pop(prod)
                 unmapped.pop(q, None)
                 unmapped[prod] = f"BatchNorm {q} was folded into it by the exporter: its ONNX output is the BN's"
-    return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()})
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:

@@ -80,7 +80,8 @@ def fold_pairs(root: nn.Module, pairs: list[ConvBnPair], prefix: str = "") -> nn
         bn = root.get_submodule(prefix + p.bn)
         transpose = isinstance(conv, nn.ConvTranspose2d)
         if transpose and conv.groups != 1:
-            raise BadInputError(f"BN fusion: {p.conv} is a grouped ConvTranspose2d (groups={conv.groups}); not supported")
+            raise BadInputError(f"BN fusion: {p.conv} is a grouped ConvTranspose2d "
+                                f"(groups={conv.groups}); not supported")
         w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
                                     bn.bias, transpose=transpose)
         conv.weight = nn.Parameter(w.detach().clone())

@@ -52,9 +52,11 @@ def render_html(report: ReplayReport) -> str:
              f'<div class="sub">{escape(report.preset)} · {escape(report.weights)} · {escape(report.pairing)}</div>',
              f'<div class="hint">{escape(report.verdict())}</div>',
              "<section><h2>Glue variants</h2><table><tr><th>variant</th><th>family</th><th class=num>deployed</th>"
-             f"<th class=num>variant</th><th class=num>agree</th><th class=num>agreement</th></tr>{rows}</table></section>"]
+             "<th class=num>variant</th><th class=num>agree</th>"
+             f"<th class=num>agreement</th></tr>{rows}</table></section>"]
     for f in report.worst_frames(3):
-        parts.append(f"<section><h2>Frame {escape(f.token)}</h2>{img_tag(plot_frame(report, f), 'BEV of ' + f.token)}</section>")
+        img = img_tag(plot_frame(report, f), "BEV of " + f.token)
+        parts.append(f"<section><h2>Frame {escape(f.token)}</h2>{img}</section>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
 

@@ -13,7 +13,8 @@ def bev_corners(boxes: np.ndarray) -> np.ndarray:
     local = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]])
     lx = local[None, :, 0] * b[:, None, 3]
     ly = local[None, :, 1] * b[:, None, 4]
-    return np.stack([b[:, None, 0] + c[:, None] * lx - s[:, None] * ly, b[:, None, 1] + s[:, None] * lx + c[:, None] * ly], -1)
+    return np.stack([b[:, None, 0] + c[:, None] * lx - s[:, None] * ly,
+                     b[:, None, 1] + s[:, None] * lx + c[:, None] * ly], -1)
 
 
 def _area(poly: list) -> float:

@@ -74,7 +74,8 @@ class GroupScore:
         return min(1.0, self.to_runs / self.spread)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "family": self.family, "kind": "seeded group", "consistency": round(self.fraction, 6),
+        return {"name": self.name, "family": self.family, "kind": "seeded group",
+                "consistency": round(self.fraction, 6),
                 "agreement_with_runs": round(self.to_runs, 6), "runs_among_themselves": round(self.spread, 6),
                 "runs_to_reference": round(self.runs_to_reference, 6),
                 "deployed_to_reference": round(self.deployed_to_reference, 6)}
@@ -153,14 +154,16 @@ class ReplayReport:
 
     def order_moves(self) -> float | None:
         """Share of the reference's boxes that shuffling the points alone (the preset's cap) moves, or None."""
-        moves = [a for f in self.frames for i, a in f.to_reference.items() if self.scores[i].variant.family == "point order"]
+        moves = [a for f in self.frames for i, a in f.to_reference.items()
+                 if self.scores[i].variant.family == "point order"]
         return None if not moves else 1.0 - _pooled(moves)
 
     def verdict(self) -> str:
         best, ref = self.best, self.reference
         if isinstance(best, GroupScore):
             text = (f"the deployment's boxes are consistent with `{best.name}`: they agree with its runs "
-                    f"({best.to_runs:.0%}) as much as the runs agree with each other ({best.spread:.0%}) and sit as far "
+                    f"({best.to_runs:.0%}) as much as the runs agree with each other "
+                    f"({best.spread:.0%}) and sit as far "
                     f"from the reference ({best.deployed_to_reference:.0%} against {best.runs_to_reference:.0%})")
         else:
             rest = f"the rest differ as engine numerics do (centre shift p95 {best.centre_p95 * 100:.1f} cm)"
@@ -191,7 +194,8 @@ class ReplayReport:
                             "variant": s.variant.name, "family": s.variant.family, "deployed_boxes": a.deployed,
                             "variant_boxes": a.boxes, "matched": a.matched, "agreeing": a.agreeing,
                             "agreement": a.fraction,
-                            "centre_shift_p95_m": float(np.quantile(a.centre_shifts, 0.95)) if a.centre_shifts.size else 0.0})
+                            "centre_shift_p95_m": (float(np.quantile(a.centre_shifts, 0.95))
+                                                   if a.centre_shifts.size else 0.0)})
         return out
 
     def to_frame(self):
@@ -203,7 +207,8 @@ class ReplayReport:
         """Index of the variant whose boxes stand for the verdict (a group: its first run)."""
         b = self.best
         if isinstance(b, GroupScore):
-            return next(i for i, s in enumerate(self.scores) if b.name.startswith(s.variant.name.rsplit(" (seed", 1)[0]))
+            return next(i for i, s in enumerate(self.scores)
+                        if b.name.startswith(s.variant.name.rsplit(" (seed", 1)[0]))
         return self.scores.index(b)
 
     def worst_frames(self, k: int = 3) -> list[FrameResult]:

@@ -15,7 +15,8 @@ def replay(source: FrameSource, runner: ReferenceRunner, weights: str, opts: Rep
     variants, frames = replay_frames(runner, source.frames, opts, on_frame)
     settings = {"seeds": list(opts.seeds), "max_voxels": [runner.cfg.max_voxels, *opts.max_voxels],
                 "tolerances": vars(opts.tolerances).copy(), "frames": len(frames), "engine_runs": runner.runs}
-    return ReplayReport(source.source, runner.cfg.name, weights, source.pairing, tuple(score_variants(variants, frames)),
+    return ReplayReport(source.source, runner.cfg.name, weights, source.pairing,
+                        tuple(score_variants(variants, frames)),
                         tuple(frames), settings, tuple(score_groups(variants, frames)))
 
 

@@ -63,7 +63,8 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
 
     if scenes is None:
         raise BadInputError(f"--{kind} needs --scenes: the info file (or DIR with infos.pkl) of the scans it predicted")
-    dep = read_cuda_centerpoint(path, cfg.class_names) if kind == "cuda-centerpoint" else read_mmdet3d_pkl(path, cfg.class_names)
+    read = read_cuda_centerpoint if kind == "cuda-centerpoint" else read_mmdet3d_pkl
+    dep = read(path, cfg.class_names)
     scans = scenes_from_infos(scenes, cfg)
     by_token = {s.token: s for s in scans}
     if not set(dep.frames) & set(by_token) and all(t.isdigit() for t in dep.frames):
@@ -73,7 +74,8 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
         dep = replace(dep, frames={scans[int(t)].token: d for t, d in dep.frames.items()})
     unknown = sorted(set(dep.frames) - set(by_token))
     if unknown:
-        raise BadInputError(f"{path}: {len(unknown)} of {len(dep.frames)} frame token(s) match no scan of {scenes}, e.g. "
+        raise BadInputError(f"{path}: {len(unknown)} of {len(dep.frames)} frame token(s) match no "
+                            f"scan of {scenes}, e.g. "
                             f"{unknown[0]!r} (scan tokens look like {sorted(by_token)[0]!r})")
     frames = [ReplayFrame(t, np.asarray(by_token[t].points(cfg)), d) for t, d in sorted(dep.frames.items())]
     absent = len(by_token) - len(frames)

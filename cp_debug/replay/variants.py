@@ -107,8 +107,10 @@ def decode_variants(cfg) -> list[GlueVariant]:
         GlueVariant("sigmoid: missing (heatmap logits as scores)", "sigmoid", "decode", {"heat_activation": "none"}),
         GlueVariant("sigmoid: applied twice", "sigmoid", "decode", {"heat_activation": "sigmoid_twice"}),
         GlueVariant("NMS: none", "nms", "decode", {"nms_dist_sq": -1.0}),
-        GlueVariant(f"NMS: circle radius {2 * r:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": 4 * cfg.nms_dist_sq}),
-        GlueVariant(f"NMS: circle radius {r / 2:g} m (preset {r:g} m)", "nms", "decode", {"nms_dist_sq": cfg.nms_dist_sq / 4}),
+        GlueVariant(f"NMS: circle radius {2 * r:g} m (preset {r:g} m)", "nms", "decode",
+                    {"nms_dist_sq": 4 * cfg.nms_dist_sq}),
+        GlueVariant(f"NMS: circle radius {r / 2:g} m (preset {r:g} m)", "nms", "decode",
+                    {"nms_dist_sq": cfg.nms_dist_sq / 4}),
         GlueVariant("NMS: rotated BEV IoU > 0.2 instead of circle", "nms", "decode",
                     {"nms_dist_sq": -1.0, "post_max_size": cfg.max_num, "rotated_iou": 0.2,
                      "keep": cfg.post_max_size}),
@@ -131,10 +133,11 @@ def rerun_variants(cfg, seeds: Sequence[int], max_voxels: Sequence[int]) -> list
     for m in caps:
         out.append(GlueVariant(f"max_voxels {m} (preset {cfg.max_voxels})", "max_voxels", "rerun", {"max_voxels": m}))
     for seed in seeds:
-        out.append(GlueVariant(f"point order: shuffled (seed {seed})", "point order", "rerun", {"order_seed": int(seed)}))
+        out.append(GlueVariant(f"point order: shuffled (seed {seed})", "point order", "rerun",
+                               {"order_seed": int(seed)}))
         for m in caps:
-            out.append(GlueVariant(f"point order: shuffled with max_voxels {m} (seed {seed})", "point order + max_voxels",
-                                   "rerun", {"order_seed": int(seed), "max_voxels": m}))
+            out.append(GlueVariant(f"point order: shuffled with max_voxels {m} (seed {seed})",
+                                   "point order + max_voxels", "rerun", {"order_seed": int(seed), "max_voxels": m}))
     return out
 
 

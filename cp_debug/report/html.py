@@ -32,7 +32,8 @@ section{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:18px 
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:4px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top}
 th{background:#f0f2f6;font-weight:600;white-space:nowrap;position:sticky;top:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;
+  font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
 td.probe{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px;word-break:break-all}
 td.idx,td.op{color:#777}
 tr.fd td{background:#fdecea}tr.rc td{background:#fff6db}tr.fd.rc td{background:#fde7d6}
@@ -250,55 +251,7 @@ def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) 
         (ax2, "rel RMSE", [r.result.diff.rel_rmse for r in rs], None, tol and tol.get("rtol"), "rtol (guide)"),
     ]
     for ax, name, ys, local, tline, tname in series:
-        vals = [as_float(v) for v in ys]
-        finite = [v for v in vals if v is not None and math.isfinite(v) and v > 0]
-        lo = min(finite) if finite else 1e-8
-        hi = max(finite) if finite else 1.0
-        if local:
-            finite += [v for v in (as_float(u) for u in local) if v is not None and math.isfinite(v) and v > 0]
-            lo, hi = min(finite), max(finite)
-        if tline:
-            lo, hi = min(lo, float(tline)), max(hi, float(tline))
-        floor, top = lo / 10, hi * 10
-
-        def place(v, floor=floor, top=top):  # zero sits at the floor, inf/nan at the top: visible, never dropped
-            if v is None:
-                return None
-            if not math.isfinite(v):
-                return top
-            return max(v, floor)
-
-        ys_p = [place(v) for v in vals]
-        ax.plot(x, ys_p, "-", color="#5b6b8c", lw=1.2, zorder=2, label="propagated")
-        for i, (r, v) in enumerate(zip(rs, vals)):
-            if v is not None and not math.isfinite(v):
-                color = STATUS_COLOR.get(r.result.status, STATUS_COLOR["nan"])
-                ax.scatter([i], [top], marker="^", s=60, color=color, zorder=4)
-                label = {"nan": "NaN/Inf", "shape_mismatch": "shape"}.get(r.result.status, "inf" if v > 0 else "nan")
-                ax.annotate(label, (i, top), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7.5,
-                            color=color)
-            else:
-                ax.scatter([i], [ys_p[i]], s=26, color=STATUS_COLOR.get(r.result.status, "#777"), zorder=3)
-        if local:
-            lv = [(i, place(as_float(v))) for i, v in enumerate(local) if v is not None]
-            if lv:
-                ax.scatter([i for i, _ in lv], [v for _, v in lv], s=70, facecolors="none", edgecolors="#1f77b4",
-                           linewidths=1.5, zorder=6, label="local (segment alone)")
-        if tline:
-            ax.axhline(float(tline), color="#888", ls="--", lw=1, zorder=1, label=f"{tname} {fmt_num(tline)}")
-        ax.set_yscale("log")
-        ax.set_ylim(floor / 2, top * 40)
-        ax.set_ylabel(name)
-        ax.grid(True, which="major", axis="y", alpha=0.3)
-        for i, r in enumerate(rs):
-            if r.first_divergent:
-                ax.axvline(i, color=STATUS_COLOR["diverged"], ls=":", lw=1.5, zorder=1)
-            if r.root_cause:
-                ax.scatter([i], [ys_p[i]], marker="*", s=260, color="#f2b705", edgecolors="#7a5a00", zorder=5,
-                           label="root cause")
-                if ax is ax2 and n > 40:  # no per-probe tick labels: name the root cause on the plot
-                    ax.annotate(_short(r.probe, 40), (i, ys_p[i]), textcoords="offset points", xytext=(10, -14),
-                                fontsize=8.5, color="#7a5a00", ha="left" if i < n * 0.7 else "right")
+        _plot_panel(ax, rs, name, ys, local, tline, tname, name_root=ax is ax2 and n > 40)
     ax1.set_title(f"{cand.label} vs {report.reference}: error at each probe (topological order)", fontsize=11,
                   loc="left")
     fd = next((i for i, r in enumerate(rs) if r.first_divergent), None)
@@ -315,6 +268,62 @@ def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) 
         ax2.set_xlabel("probe (topological order)")
     ax2.set_xlim(-0.5, n - 0.5)
     return figure_png(fig)
+
+
+def _plot_panel(ax, rs: list, name: str, ys: list, local: list | None, tline, tname: str, *, name_root: bool) -> None:
+    """One panel of `_plot_errors`: the metric `ys` of every probe row `rs` (and the local one), its tolerance
+    line `tline`, the first divergent probe and the root cause; `name_root` writes the root cause's name."""
+    n = len(rs)
+    x = list(range(n))
+    vals = [as_float(v) for v in ys]
+    finite = [v for v in vals if v is not None and math.isfinite(v) and v > 0]
+    lo = min(finite) if finite else 1e-8
+    hi = max(finite) if finite else 1.0
+    if local:
+        finite += [v for v in (as_float(u) for u in local) if v is not None and math.isfinite(v) and v > 0]
+        lo, hi = min(finite), max(finite)
+    if tline:
+        lo, hi = min(lo, float(tline)), max(hi, float(tline))
+    floor, top = lo / 10, hi * 10
+
+    def place(v, floor=floor, top=top):  # zero sits at the floor, inf/nan at the top: visible, never dropped
+        if v is None:
+            return None
+        if not math.isfinite(v):
+            return top
+        return max(v, floor)
+
+    ys_p = [place(v) for v in vals]
+    ax.plot(x, ys_p, "-", color="#5b6b8c", lw=1.2, zorder=2, label="propagated")
+    for i, (r, v) in enumerate(zip(rs, vals)):
+        if v is not None and not math.isfinite(v):
+            color = STATUS_COLOR.get(r.result.status, STATUS_COLOR["nan"])
+            ax.scatter([i], [top], marker="^", s=60, color=color, zorder=4)
+            label = {"nan": "NaN/Inf", "shape_mismatch": "shape"}.get(r.result.status, "inf" if v > 0 else "nan")
+            ax.annotate(label, (i, top), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7.5,
+                        color=color)
+        else:
+            ax.scatter([i], [ys_p[i]], s=26, color=STATUS_COLOR.get(r.result.status, "#777"), zorder=3)
+    if local:
+        lv = [(i, place(as_float(v))) for i, v in enumerate(local) if v is not None]
+        if lv:
+            ax.scatter([i for i, _ in lv], [v for _, v in lv], s=70, facecolors="none", edgecolors="#1f77b4",
+                       linewidths=1.5, zorder=6, label="local (segment alone)")
+    if tline:
+        ax.axhline(float(tline), color="#888", ls="--", lw=1, zorder=1, label=f"{tname} {fmt_num(tline)}")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 2, top * 40)
+    ax.set_ylabel(name)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    for i, r in enumerate(rs):
+        if r.first_divergent:
+            ax.axvline(i, color=STATUS_COLOR["diverged"], ls=":", lw=1.5, zorder=1)
+        if r.root_cause:
+            ax.scatter([i], [ys_p[i]], marker="*", s=260, color="#f2b705", edgecolors="#7a5a00", zorder=5,
+                       label="root cause")
+            if name_root:  # no per-probe tick labels: name the root cause on the plot
+                ax.annotate(_short(r.probe, 40), (i, ys_p[i]), textcoords="offset points", xytext=(10, -14),
+                            fontsize=8.5, color="#7a5a00", ha="left" if i < n * 0.7 else "right")
 
 
 def _plot_histogram(h: dict, tol: dict | None) -> bytes | None:

@@ -25,7 +25,8 @@ def bisect_frame(settings, points: np.ndarray, candidate: str):
         f = Path(tmp) / "points.npy"
         np.save(f, np.asarray(points, dtype=np.float32))
         subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=f,
-                                      seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir)
+                                      seed=settings.seed, random_weights=settings.random_weights,
+                                      int8=settings.int8_dir)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed))

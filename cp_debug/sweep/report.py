@@ -222,7 +222,8 @@ def _cell(v) -> str:
 
 def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions) -> str:
     lanes = list(opts.settings.backends)
-    parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>", f"<p><b>{html.escape(doc['verdict'])}</b></p>"]
+    parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>",
+             f"<p><b>{html.escape(doc['verdict'])}</b></p>"]
     parts.append("<h2>Ranked frames</h2>")
     parts.append(_table([[f["rank"], f["token"], f["status"], f["class"], f["candidate"], f["worst_probe"],
                           f["worst_ratio"], f["local_probe"], f["first_divergent"], f.get("root_cause"), f["reason"]]

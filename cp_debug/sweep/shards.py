@@ -65,7 +65,8 @@ class ShardStore:
         manifest = self.out / "manifest.json"
         if manifest.is_file():
             if not resume:
-                raise BadInputError(f"{self.out} already holds a sweep: add --resume to continue it, or give another --out")
+                raise BadInputError(f"{self.out} already holds a sweep: add --resume to continue it, "
+                                    "or give another --out")
             try:
                 have = json.loads(manifest.read_text())
             except (OSError, ValueError) as err:
@@ -109,4 +110,5 @@ class ShardStore:
             doc = json.loads(path.read_text())
             return [FrameResult.from_dict(d) for d in doc["frames"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); delete it and --resume") from None
+            raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); "
+                                "delete it and --resume") from None

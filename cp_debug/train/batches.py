@@ -58,7 +58,8 @@ def rotate_scale_translate(points: np.ndarray, boxes: np.ndarray, angle: float, 
     boxes[:, :3] += shift
 
 
-def augment(rng: np.random.Generator, points: np.ndarray, boxes: np.ndarray, acfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def augment(rng: np.random.Generator, points: np.ndarray, boxes: np.ndarray,
+            acfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     points = points.astype(np.float64, copy=True)
     boxes = boxes.astype(np.float64, copy=True)
     if acfg.flip:
@@ -120,7 +121,8 @@ def collate(items: list[dict]) -> dict:
         c = it["coors"].clone()
         c[:, 0] = b
         coors.append(c)
-    out = {"voxels": torch.cat([it["voxels"] for it in items]), "num_points": torch.cat([it["num_points"] for it in items]),
+    out = {"voxels": torch.cat([it["voxels"] for it in items]),
+           "num_points": torch.cat([it["num_points"] for it in items]),
            "coors": torch.cat(coors), "batch_size": len(items)}
     for key in ("heatmap", "anno_box", "ind", "mask"):
         out[key] = torch.from_numpy(np.stack([it[key] for it in items]))

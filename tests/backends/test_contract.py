@@ -53,8 +53,8 @@ def test_runner_contract(spec, tiny, reference, tiny_fakequant):
         pytest.skip(str(err))
     x, names = tiny.x, tiny.output_names
     module = tiny_fakequant if spec.startswith("torch") and spec.endswith("int8") else tiny.module
-    runner = make_runner(BackendSpec.parse(spec), torch_module=module, onnx_model=tiny.path, input_names=tiny.input_names,
-                         output_names=names, calib_feeds=tiny.calib)
+    runner = make_runner(BackendSpec.parse(spec), torch_module=module, onnx_model=tiny.path,
+                         input_names=tiny.input_names, output_names=names, calib_feeds=tiny.calib)
     assert not runner.is_active
     assert runner.precision_report() is None  # nothing ran yet
     with pytest.raises(CpDebugError, match="not active"):
@@ -128,7 +128,8 @@ def test_ort_int8_model_runs_the_given_qdq_graph(tiny_fakequant, tiny, tmp_path)
         torch.onnx.export(tiny_fakequant, (torch.from_numpy(tiny.x),), str(path), input_names=tiny.input_names,
                           output_names=tiny.output_names, dynamo=False, opset_version=17)
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node) >= 2
-    with make_runner(BackendSpec.parse("ort-cpu-int8"), onnx_model=tiny.path, int8_model=path, extra_outputs=["not_in_the_qdq_graph"]) as r:
+    with make_runner(BackendSpec.parse("ort-cpu-int8"), onnx_model=tiny.path, int8_model=path,
+                     extra_outputs=["not_in_the_qdq_graph"]) as r:
         got = r.infer({"x": tiny.x})["out"]
         assert r.missing_outputs == ["not_in_the_qdq_graph"]
         assert r.settings()["precision_transform"]["kind"] == "qdq_model"

@@ -152,7 +152,8 @@ def test_fp16_io_takes_and_returns_float16_on_the_shared_arena(tiny):
     """The lockstep's FP16 segments: float16 in and out, float32 feeds converted on the way in (bit-exactly as
     numpy would), and the numbers of a float16 input run through the ordinary FP16 graph."""
     x16 = tiny.x.astype(np.float16)
-    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU], fp16_io=True, shared_arena=True) as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16"), extra_outputs=[RELU], fp16_io=True,
+                   shared_arena=True) as r:
         from_32 = r.infer({"x": tiny.x})
         from_16 = r.infer({"x": x16})
     assert {v.dtype for v in from_32.values()} == {np.dtype(np.float16)}
@@ -162,7 +163,8 @@ def test_fp16_io_takes_and_returns_float16_on_the_shared_arena(tiny):
         edges32 = r.infer({"x": x16.astype(np.float32)})
     for k in from_32:  # same graph, same input values: the float32 edge only rounds later
         np.testing.assert_allclose(from_32[k].astype(np.float32), edges32[k], rtol=2e-3, atol=2e-3)
-    with OrtRunner(tiny.path, BackendSpec.parse("ort"), fp16_io=True, shared_arena=True) as r:  # fp16_io means nothing at FP32
+    # fp16_io means nothing at FP32
+    with OrtRunner(tiny.path, BackendSpec.parse("ort"), fp16_io=True, shared_arena=True) as r:
         assert r.infer({"x": tiny.x})["out"].dtype == np.float32
 
 

@@ -14,7 +14,8 @@ from cp_debug.backends.spec import BackendSpec
 
 def test_caller_module_untouched(tiny):
     before = {k: v.clone() for k, v in tiny.module.state_dict().items()}
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cpu-fp16"), probe_modules=["c1"]) as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cpu-fp16"),
+                     probe_modules=["c1"]) as r:
         r.infer({"x": tiny.x})
     for k, v in tiny.module.state_dict().items():
         assert v.dtype == before[k].dtype
@@ -52,7 +53,8 @@ def test_unknown_probe_module(tiny):
 
 def test_run_submodule_matches_probe(tiny):
     for spec, atol in (("torch", 0.0), ("torch-cpu-fp16", 0.0)):
-        with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse(spec), probe_modules=["c2"], capture_inputs=True) as r:
+        with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse(spec), probe_modules=["c2"],
+                         capture_inputs=True) as r:
             out = r.infer({"x": tiny.x})
             alone = r.run_submodule("c2", (out["c2:in0"],))
             np.testing.assert_allclose(alone, out["c2"], atol=atol, rtol=0)
@@ -183,7 +185,8 @@ def test_missing_reduced_precision_kernel_is_backend_unavailable():
 def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"), probe_modules=["c1", "c2", "up"]) as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"),
+                     probe_modules=["c1", "c2", "up"]) as r:
         whole = r.infer({"x": tiny.x})
     seen, lent = {}, []
 
@@ -192,8 +195,8 @@ def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
         lent.append(arr)
         seen[name] = arr.copy()
 
-    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"), probe_modules=["c1", "c2", "up"],
-                     on_probe=on_probe) as r:
+    with TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda"),
+                     probe_modules=["c1", "c2", "up"], on_probe=on_probe) as r:
         r.infer({"x": tiny.x})
     for name in ("c1", "c2", "up"):
         np.testing.assert_array_equal(seen[name], whole[name])  # what the hooks lent is what they produced

@@ -86,7 +86,8 @@ def test_make_runner_dispatch(tiny):
         make_runner(BackendSpec.parse("ort-cpu-fp16"), torch_module=tiny.module)
     with pytest.raises(TypeError, match="bogus"):
         make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, bogus=1)
-    r = make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, probe_modules=["c1"], threads=1)  # torch-only option ignored
+    # torch-only option ignored
+    r = make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, probe_modules=["c1"], threads=1)
     assert r.threads == 1 and not r.is_active
 
 
@@ -94,7 +95,8 @@ def test_determinism_records():
     d = Determinism()
     s = d.settings()
     assert s["determinism"] is True and s["onnxruntime"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
-    assert d.ort_cuda_provider_options(tf32=False) == {"device_id": "0", "use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+    assert d.ort_cuda_provider_options(tf32=False) == {"device_id": "0", "use_tf32": "0",
+                                                       "cudnn_conv_algo_search": "DEFAULT"}
     assert Determinism(enabled=False).ort_cuda_provider_options(tf32=True)["cudnn_conv_algo_search"] == "EXHAUSTIVE"
     assert d.ort_cuda_provider_options(tf32=True)["use_tf32"] == "1"
     so = Determinism(ort_opt_level="basic").ort_session_options(threads=2)

@@ -112,6 +112,8 @@ def test_trt_fp16_is_refused_before_any_run_where_tensorrt_is_missing():
 def test_tensorrt_10_refuses_a_keep_list_its_fp16_builder_flag_would_ignore():
     with pytest.raises(BackendUnavailableError, match="TensorRT 11"):
         plan_build(BackendSpec.parse("trt-fp16"), 10, keep_fp32=True)
-    assert plan_build(BackendSpec.parse("trt-fp16"), 10) == BuildPlan("none", False, ("fp16",), False)  # no list: as before
-    assert plan_build(BackendSpec.parse("trt-fp16"), 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)  # from the ONNX graph
+    # no list: as before
+    assert plan_build(BackendSpec.parse("trt-fp16"), 10) == BuildPlan("none", False, ("fp16",), False)
+    # from the ONNX graph
+    assert plan_build(BackendSpec.parse("trt-fp16"), 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)
     assert plan_build(BackendSpec.parse("trt-fp32"), 10, keep_fp32=True) == BuildPlan("none", False, (), False)

@@ -43,7 +43,8 @@ def torch_ort(scene_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("eval")
     rng = np.random.default_rng(0)
-    logits = {s.token: SampleBoxes(s.boxes, s.labels, rng.normal(0.0, 2.0, len(s.boxes))) for s in read_infos(scene_dir)}
+    logits = {s.token: SampleBoxes(s.boxes, s.labels, rng.normal(0.0, 2.0, len(s.boxes)))
+              for s in read_infos(scene_dir)}
     write_results(out / "logits.json", logits, CLASS_NAMES)
     r = cpdebug("eval", "--preset", "tiny", "--backends", "torch,ort", "--scenes", str(scene_dir),
                 "--detections", str(out / "logits.json"), "--json", str(out / "e.json"), "--html", str(out / "e.html"),

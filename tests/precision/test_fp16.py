@@ -33,11 +33,13 @@ def _model(nodes, inputs, outputs, inits=()):
 def _mul_chain():
     """z = x·1000·1000 (overflows float16 for |x| > 0.065), w = x + 1e-4."""
     return _model(
-        [helper.make_node("Mul", ["x", "k"], ["y"], name="mul1"), helper.make_node("Mul", ["y", "k"], ["z"], name="mul2"),
+        [helper.make_node("Mul", ["x", "k"], ["y"], name="mul1"),
+         helper.make_node("Mul", ["y", "k"], ["z"], name="mul2"),
          helper.make_node("Add", ["x", "eps"], ["w"], name="add")],
         [helper.make_tensor_value_info("x", F32, [4])],
         [helper.make_tensor_value_info("z", F32, [4]), helper.make_tensor_value_info("w", F32, [4])],
-        [numpy_helper.from_array(np.array(1000.0, np.float32), "k"), numpy_helper.from_array(np.array(1e-4, np.float32), "eps")])
+        [numpy_helper.from_array(np.array(1000.0, np.float32), "k"),
+         numpy_helper.from_array(np.array(1e-4, np.float32), "eps")])
 
 
 def _ort(model, feed):
@@ -102,7 +104,8 @@ def test_float16_semantics_overflow_and_rounding():
 
 
 def test_precision_report_agrees_with_what_ort_computed(tmp_path):
-    """ORT CPU may run float16 nodes in float32 (observed with 1.31 on x86: it does). Either way the report must match."""
+    """ORT CPU may run float16 nodes in float32 (observed with 1.31 on x86: it does). Either way the report must
+    match."""
     path = tmp_path / "mul.onnx"
     onnx.save(_mul_chain(), str(path))
     x = np.array([0.1, 1.0, 100.0, 2.0], np.float32)
@@ -160,8 +163,8 @@ def test_shape_math_stays_exact():
 def test_float32_only_ops_are_kept():
     nodes = [helper.make_node("Range", ["start", "limit", "delta"], ["r"]),
              helper.make_node("Add", ["x", "r"], ["y"])]
-    model = _model(nodes, [helper.make_tensor_value_info("x", F32, [5])], [helper.make_tensor_value_info("y", F32, [5])],
-                   [numpy_helper.from_array(np.array(v, np.float32), n)
+    model = _model(nodes, [helper.make_tensor_value_info("x", F32, [5])],
+                   [helper.make_tensor_value_info("y", F32, [5])], [numpy_helper.from_array(np.array(v, np.float32), n)
                     for v, n in ((0.0, "start"), (5.0, "limit"), (1.0, "delta"))])
     half = convert_to_fp16(model)
     onnx.checker.check_model(half, full_check=True)
@@ -171,7 +174,8 @@ def test_float32_only_ops_are_kept():
 
 def test_keep_io_types_false_and_constant_overflow_warning():
     model = _model([helper.make_node("Mul", ["x", "big"], ["y"])], [helper.make_tensor_value_info("x", F32, [2])],
-                   [helper.make_tensor_value_info("y", F32, [2])], [numpy_helper.from_array(np.array(1e5, np.float32), "big")])
+                   [helper.make_tensor_value_info("y", F32, [2])],
+                   [numpy_helper.from_array(np.array(1e5, np.float32), "big")])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         half = convert_to_fp16(model, keep_io_types=False)

@@ -21,7 +21,8 @@ def exported(tiny_cfg, tiny_ptq, tmp_path_factory):
 
 def test_qdq_structure_is_what_tensorrt_takes(exported, tiny_ptq):
     bb = exported.backbone
-    assert bb.path.name == "pts_backbone_neck_head.onnx" and exported.voxel_encoder.path.name == "pts_voxel_encoder.onnx"
+    assert bb.path.name == "pts_backbone_neck_head.onnx"
+    assert exported.voxel_encoder.path.name == "pts_voxel_encoder.onnx"
     assert len(bb.quantized_convs) == 29 and bb.quantize_nodes == bb.dequantize_nodes == 58
     assert bb.per_axis_weights == 28  # the height head (1 output channel) has a one-element scale
     assert sorted(bb.float_convs) == sorted(f"/pts_neck/deblocks.{i}/deblocks.{i}.0/{op}" for i, op in

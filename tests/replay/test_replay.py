@@ -146,10 +146,12 @@ def test_prediction_files_are_judged_the_same_way(world, tmp_path):
     tokens = [scene_token(s) for s in SEEDS[:2]]
     opts = ReplayOptions(seeds=(0,))
     write_cuda_centerpoint(tmp_path / "cc", dict(zip(tokens, _planted(world, "z"))), CFG.class_names)
-    report = replay(frames_from_files("cuda-centerpoint", tmp_path / "cc", tmp_path / "scenes", CFG), runner, weights, opts)
+    report = replay(frames_from_files("cuda-centerpoint", tmp_path / "cc", tmp_path / "scenes", CFG), runner, weights,
+                    opts)
     assert report.best_family == "z" and report.best.fraction == 1.0, report.verdict()
     write_mmdet3d_pkl(tmp_path / "r.pkl", dict(zip(tokens, _planted(world, "clean"))))
-    report = replay(frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG), runner, weights, opts)
+    report = replay(frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG), runner, weights,
+                    opts)
     assert report.matches_reference, report.verdict()
     assert "2 frame(s) paired by token" in report.pairing
 

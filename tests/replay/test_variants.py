@@ -43,8 +43,8 @@ def test_box_conventions_and_fitted_thresholds():
 
 def test_agreement_counts_missing_and_extra_boxes_and_the_tolerances():
     a = _dets([[0, 0, -1, 4, 2, 1.5, 0, 0, 0], [10, 0, -1, 4, 2, 1.5, 0, 0, 0]], [0.9, 0.8], [0, 0])
-    b = _dets([[0.05, 0, -1, 4, 2, 1.5, 0.02, 0, 0], [10, 0, -1, 4, 2, 1.5, 1.0, 0, 0], [30, 0, -1, 4, 2, 1.5, 0, 0, 0]],
-              [0.9, 0.8, 0.5], [0, 0, 0])
+    b = _dets([[0.05, 0, -1, 4, 2, 1.5, 0.02, 0, 0], [10, 0, -1, 4, 2, 1.5, 1.0, 0, 0],
+               [30, 0, -1, 4, 2, 1.5, 0, 0, 0]], [0.9, 0.8, 0.5], [0, 0, 0])
     ag = agreement(a, b, Tolerances())
     assert (ag.deployed, ag.boxes, ag.matched, ag.agreeing) == (2, 3, 2, 1) and ag.fraction == pytest.approx(1 / 3)
 

@@ -40,7 +40,10 @@ def tensors(seed: int = 0):
             ref[:, :, 8:13, 20:27] *= 4e4
             err = np.zeros_like(ref)
             err[:, :, 8:13, 20:27] = np.sign(ref[:, :, 8:13, 20:27]) * 3e3
-        cand = np.clip(ref + err, -65504, 65504).astype(np.float16).astype(np.float64) if i >= 3 else ref + rng.normal(size=ref.shape) * 1e-4
+        if i >= 3:
+            cand = np.clip(ref + err, -65504, 65504).astype(np.float16).astype(np.float64)
+        else:
+            cand = ref + rng.normal(size=ref.shape) * 1e-4
         refs.append(ref)
         fp16.append(cand)
         fp32.append(ref + rng.normal(size=ref.shape) * 1e-7)

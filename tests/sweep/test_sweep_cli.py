@@ -1,4 +1,5 @@
-"""`cpdebug sweep` end to end in a subprocess: an info file's frames, the worst frame bisected, the files, exit codes."""
+"""`cpdebug sweep` end to end in a subprocess: an info file's frames, the worst frame bisected, the files, exit
+codes."""
 
 from __future__ import annotations
 

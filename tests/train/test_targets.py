@@ -32,8 +32,10 @@ def test_heatmap_peak_is_one_at_the_centre_cell():
         assert t.heatmap[label, iy, ix] == 1.0
         assert np.unravel_index(t.heatmap[label].argmax(), (80, 80)) == (iy, ix)
         assert t.ind[k] == iy * 80 + ix
-        np.testing.assert_allclose(t.anno_box[k, :2], [(box[0] + 25.6) / 0.64 - ix, (box[1] + 25.6) / 0.64 - iy], atol=1e-5)
-        np.testing.assert_allclose(t.anno_box[k, 2:], [box[5] / 2, *np.log(box[3:6]), math.sin(box[6]), math.cos(box[6]),
+        np.testing.assert_allclose(t.anno_box[k, :2], [(box[0] + 25.6) / 0.64 - ix, (box[1] + 25.6) / 0.64 - iy],
+                                   atol=1e-5)
+        np.testing.assert_allclose(t.anno_box[k, 2:],
+                                   [box[5] / 2, *np.log(box[3:6]), math.sin(box[6]), math.cos(box[6]),
                                                         box[7], box[8]], atol=1e-5)
     assert (t.heatmap == 1.0).sum() == 3
     assert t.heatmap[1].max() == 0 and t.heatmap[3].max() == 0  # no truck, no bicycle

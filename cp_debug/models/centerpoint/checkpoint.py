@@ -126,11 +126,13 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError:
         pass  # holds globals that weights_only refuses: read it again, restricted
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-        raise CheckpointError(f"checkpoint {p} cannot be read ({_first_line(err)}); is it a PyTorch .pth file?") from None
+        raise CheckpointError(f"checkpoint {p} cannot be read ({_first_line(err)}); is it "
+                              "a PyTorch .pth file?") from None
     try:
         return torch.load(p, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {p} cannot be read ({_first_line(err)}); is it a PyTorch .pth file?") from None
+        raise CheckpointError(f"checkpoint {p} cannot be read ({_first_line(err)}); is it "
+                              "a PyTorch .pth file?") from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -218,14 +220,16 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if not (missing or unexpected or wrong):
         return
-    if unexpected and all(k.endswith(".bias") for k in unexpected) and any(k.endswith(".running_mean") for k in missing):
+    if (unexpected and all(k.endswith(".bias") for k in unexpected)
+            and any(k.endswith(".running_mean") for k in missing)):
         raise CheckpointError(
             f"{source} has BN fused into its convs ({len(unexpected)} conv bias key(s) the model lacks, "
             f"{sum(k.endswith('.running_mean') for k in missing)} BN layer(s) gone); it does not fit the unfused "
             "model - load the unfused FP32 checkpoint, or build the fused structure first "
             "(cp_debug.models.centerpoint.fused.build_fused_model)"
         )
-    if fused_model and any(k.endswith(".running_mean") for k in unexpected) and all(k.endswith(".bias") for k in missing):
+    if (fused_model and any(k.endswith(".running_mean") for k in unexpected)
+            and all(k.endswith(".bias") for k in missing)):
         raise CheckpointError(
             f"{source} is an unfused checkpoint (it has the BN layers) and the model is BN-fused: load it into "
             "the unfused model, then fold its BN with cp_debug.models.centerpoint.fused.fuse_batchnorm"
@@ -245,7 +249,8 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     if fits:
         hint = f"its keys and shapes fit preset(s) {', '.join(fits)}: pass --preset {fits[0]}"
     else:
-        hint = "it fits none of the presets (" + ", ".join(_all_presets()) + "); give the config file it was trained with (.py) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint"
+        hint = ("it fits none of the presets (" + ", ".join(_all_presets()) + "); give the config file it was "
+                "trained with (.py) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint")
     name = f"preset {cfg.name!r}" if cfg is not None else "the model"
     raise CheckpointError(f"{source} does not fit {name}: {'; '.join(parts)}; {hint}")
 

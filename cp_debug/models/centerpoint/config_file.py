@@ -73,7 +73,8 @@ class _Section:
         extra = [k for k in self.data if k not in self.read and k != "_delete_"]
         if extra:
             k = extra[0]
-            self.refuse(k, self.data[k], f"cp_debug does not read this key here (it reads {', '.join(sorted(self.read))})")
+            self.refuse(k, self.data[k],
+                        f"cp_debug does not read this key here (it reads {', '.join(sorted(self.read))})")
 
 
 def _show(value: Any) -> str:

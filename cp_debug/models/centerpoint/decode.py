@@ -53,7 +53,8 @@ def _as_maps(head) -> dict:
         return {n: head[n] for n in HEAD_NAMES}
     head = list(head)
     if len(head) != len(HEAD_NAMES):
-        raise BadInputError(f"expected {len(HEAD_NAMES)} head maps in the order {', '.join(HEAD_NAMES)}, got {len(head)}")
+        raise BadInputError(f"expected {len(HEAD_NAMES)} head maps in the order "
+                            f"{', '.join(HEAD_NAMES)}, got {len(head)}")
     return dict(zip(HEAD_NAMES, head))
 
 

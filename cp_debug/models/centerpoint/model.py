@@ -69,7 +69,8 @@ class CenterPoint(nn.Module):
             momentum=cfg.head_norm_momentum,
         )
 
-    def forward(self, input_features: torch.Tensor, coors: torch.Tensor, batch_size: int = 1) -> dict[str, torch.Tensor]:
+    def forward(self, input_features: torch.Tensor, coors: torch.Tensor,
+                batch_size: int = 1) -> dict[str, torch.Tensor]:
         """Decorated pillar features and their coors -> raw head maps by name (heatmap, reg, ...)."""
         pillars = self.pts_voxel_encoder(input_features).squeeze(1)
         spatial = self.pts_middle_encoder(pillars, coors, batch_size)

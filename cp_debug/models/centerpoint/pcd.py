@@ -51,7 +51,8 @@ def read_pcd(path: Path) -> PcdCloud:
             "(PCL tools; 1 = binary) and pass that file"
         )
     if head.data not in ("ascii", "binary"):
-        raise BadInputError(f"point file {path} has DATA {head.data!r}: a PCD holds ascii, binary or binary_compressed data")
+        raise BadInputError(f"point file {path} has DATA {head.data!r}: a PCD holds ascii, binary or "
+                            "binary_compressed data")
     if head.data == "binary":
         table = _binary_table(path, raw[head.data_offset:], head)
     else:

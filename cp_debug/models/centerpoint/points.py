@@ -68,7 +68,8 @@ def parse_use_dim(text: str | None) -> int | tuple[int, ...] | None:
     try:
         values = [int(t) for t in parts]
     except ValueError:
-        raise BadInputError(f"--use-dim {text!r}: give a column count (e.g. 4) or column indices (e.g. 0,1,2,3)") from None
+        raise BadInputError(f"--use-dim {text!r}: give a column count (e.g. 4) or column "
+                            "indices (e.g. 0,1,2,3)") from None
     if any(v < 0 for v in values):
         raise BadInputError(f"--use-dim {text!r}: columns are counted from 0 and counts are positive")
     return values[0] if len(values) == 1 and "," not in text else tuple(values)
@@ -183,7 +184,8 @@ def _read_bin(path: Path, load_dim: int | None, cfg: "CenterPointConfig") -> np.
         return np.fromfile(path, dtype=np.float32).reshape(-1, want)
     fits = [n for n in _FIT_COLUMNS if size % (4 * n) == 0]
     flags = " or ".join(f"`--load-dim {n}`" for n in fits)
-    what = f"--load-dim {load_dim}" if load_dim else f"{want} columns (the default of preset {cfg.name!r}, as nuScenes/T4 .pcd.bin)"
+    what = (f"--load-dim {load_dim}" if load_dim
+            else f"{want} columns (the default of preset {cfg.name!r}, as nuScenes/T4 .pcd.bin)")
     if not fits:
         raise BadInputError(
             f"point file {path} has {size} bytes, which fits no float32 layout of {_FIT_COLUMNS[0]} to "
@@ -201,7 +203,8 @@ def _read_numpy(path: Path, suffix: str) -> np.ndarray:
         try:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
-            raise BadInputError(f"point file {path} is not a readable .npy array ({err}); re-save it with numpy.save") from None
+            raise BadInputError(f"point file {path} is not a readable .npy array ({err}); "
+                                "re-save it with numpy.save") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             if "points" not in data.files:
@@ -211,7 +214,8 @@ def _read_numpy(path: Path, suffix: str) -> np.ndarray:
                 )
             return data["points"]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"point file {path} is not a readable .npz archive ({err}); re-save it with numpy.savez") from None
+        raise BadInputError(f"point file {path} is not a readable .npz archive ({err}); re-save "
+                            "it with numpy.savez") from None
 
 
 def _checked(arr: np.ndarray, source: str) -> np.ndarray:
@@ -273,7 +277,8 @@ def _finish(feats, columns, cfg, time_lag, source, fmt, load_dim, use_dim, pcd_f
     filled = tuple(FILE_FEATURES[i] for i in cfg.use_dim if FILE_FEATURES[i] not in have)
     warnings = []
     if filled:
-        stored = f"fields {' '.join(pcd_fields)}" if pcd_fields else f"{len(columns)} columns read ({', '.join(columns)})"
+        stored = (f"fields {' '.join(pcd_fields)}" if pcd_fields
+                  else f"{len(columns)} columns read ({', '.join(columns)})")
         lag = " (0 is also the key frame's time lag AWML sets)" if "time" in filled and time_lag == 0 else ""
         warnings.append(f"{source} has no {' or '.join(filled)} column ({stored}): preset {cfg.name!r} reads "
                         f"{', '.join(FILE_FEATURES[i] for i in cfg.use_dim)}, so {', '.join(filled)} was "

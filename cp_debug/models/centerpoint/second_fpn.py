@@ -31,7 +31,8 @@ class SECONDFPN(nn.Module):
             else:
                 k = int(round(1 / stride))
                 up = nn.Conv2d(in_channels[i], out_channel, k, stride=k, bias=False)
-            deblocks.append(nn.Sequential(up, nn.BatchNorm2d(out_channel, eps=eps, momentum=momentum), nn.ReLU(inplace=True)))
+            deblocks.append(nn.Sequential(up, nn.BatchNorm2d(out_channel, eps=eps, momentum=momentum),
+                                          nn.ReLU(inplace=True)))
         self.deblocks = nn.ModuleList(deblocks)
 
     def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -120,7 +120,8 @@ def example_stage_inputs(model, cfg, sample_points=None):
     device = next(model.parameters()).device
     vox = voxelize(pts, cfg, device=device)
     if vox.num_voxels == 0:
-        raise BadInputError(f"the sample points lie outside preset {cfg.name!r}'s point_cloud_range {cfg.point_cloud_range}")
+        raise BadInputError(f"the sample points lie outside preset {cfg.name!r}'s point_cloud_range "
+                            f"{cfg.point_cloud_range}")
     feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
     with torch.no_grad():
         pillars = model.pts_voxel_encoder(feats).squeeze(1)

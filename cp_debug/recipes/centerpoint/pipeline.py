@@ -71,7 +71,8 @@ class PipelineResult:
 def _run(runner: Any, feed: dict[str, np.ndarray], stage: str) -> dict[str, np.ndarray]:
     out = runner.infer(feed)
     if not isinstance(out, dict):
-        raise BadInputError(f"the {stage} runner returned a {type(out).__name__}; runners must return a dict by tensor name")
+        raise BadInputError(f"the {stage} runner returned a {type(out).__name__}; runners must return a "
+                            "dict by tensor name")
     return out
 
 

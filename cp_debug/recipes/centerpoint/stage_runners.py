@@ -116,7 +116,8 @@ class OrtStageRunner(Runner):
         return {"providers": list(self.providers), "onnx": str(self.onnx_path)}
 
 
-def torch_stage_runner(module, input_names: Sequence[str], output_names: Sequence[str], device: str = "cpu") -> TorchStageRunner:
+def torch_stage_runner(module, input_names: Sequence[str], output_names: Sequence[str],
+                       device: str = "cpu") -> TorchStageRunner:
     return TorchStageRunner(module, input_names, output_names, device)
 
 
@@ -124,7 +125,8 @@ def ort_stage_runner(onnx_path: str | Path, providers: Sequence[str] = ("CPUExec
     return OrtStageRunner(onnx_path, providers)
 
 
-def torch_stage_runners(model, *, device: str = "cpu", rot_y_axis_reference: bool = False) -> tuple[TorchStageRunner, TorchStageRunner]:
+def torch_stage_runners(model, *, device: str = "cpu",
+                        rot_y_axis_reference: bool = False) -> tuple[TorchStageRunner, TorchStageRunner]:
     """(voxel encoder, backbone/neck/head) runners on a CenterPoint model's export stages."""
     from cp_debug.models.centerpoint.model import (
         BACKBONE_INPUTS,
@@ -145,7 +147,8 @@ def torch_stage_runners(model, *, device: str = "cpu", rot_y_axis_reference: boo
     )
 
 
-def ort_stage_runners(onnx_dir: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> tuple[OrtStageRunner, OrtStageRunner]:
+def ort_stage_runners(onnx_dir: str | Path,
+                      providers: Sequence[str] = ("CPUExecutionProvider",)) -> tuple[OrtStageRunner, OrtStageRunner]:
     """(voxel encoder, backbone/neck/head) runners on the two files `export_onnx` writes into `onnx_dir`."""
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
 

@@ -1,7 +1,8 @@
 # AWML's CenterPoint-ConvNeXtPC (pillar_020_convnext_small_secfpn_4xb8_121m_base: BackwardPillarFeatureNet,
 # ConvNeXt_PC small, SECONDFPN to stride 4) on the demo grid: 320 x 320 pillars of 0.32 m, heads 80 x 80.
 _base_ = ["./_base_/pillar_second_secfpn.py"]
-cp_debug_description = "AWML ConvNeXt-PC small (BackwardPillarFeatureNet, LayerNorm/GELU blocks) on the 320x320 demo grid"
+cp_debug_description = ("AWML ConvNeXt-PC small (BackwardPillarFeatureNet, LayerNorm/GELU blocks) "
+                        "on the 320x320 demo grid")
 point_cloud_range = [-51.2, -51.2, -3.0, 51.2, 51.2, 5.0]
 voxel_size = [0.32, 0.32, 8.0]
 grid_size = [320, 320, 1]
