@@ -129,8 +129,8 @@ def main() -> None:
         print(f"memory: peak RSS after {lo} frames {a / 1024:.0f} MiB, after {hi} frames {b / 1024:.0f} MiB, "
               f"ratio {b / a:.3f} (target <= 1.2)", flush=True)
         if gpu[-1] > 0:
-            print(f"GPU memory in use after {lo} frames {gpu[lo - 1]:.0f} MiB, after {hi} frames {gpu[hi - 1]:.0f} MiB, "
-                  f"max {max(gpu):.0f} MiB", flush=True)
+            print(f"GPU memory in use after {lo} frames {gpu[lo - 1]:.0f} MiB, after {hi} frames "
+                  f"{gpu[hi - 1]:.0f} MiB, max {max(gpu):.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,16 @@ from cp_debug.cli._quiet import ThirdParty
 
 
 def fix(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
-    check: Annotated[Optional[Path], typer.Option("--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
-    backends: Annotated[Optional[str], typer.Option("--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default torch,ort-cpu-fp16).")] = None,
-    from_bisect: Annotated[Optional[Path], typer.Option("--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path (ranked first).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
+    check: Annotated[Optional[Path], typer.Option(
+        "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
+    backends: Annotated[Optional[str], typer.Option(
+        "--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
+             "torch,ort-cpu-fp16).")] = None,
+    from_bisect: Annotated[Optional[Path], typer.Option(
+        "--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path "
+             "(ranked first).")] = None,
     preset: Annotated[Optional[str], typer.Option(
         help="CenterPoint preset (default demo, or the --from-bisect report's).")] = None,
     config: ConfigFile = None,
@@ -26,18 +32,27 @@ def fix(
         help="Seed of random weights (default 0, or the --from-bisect report's).")] = None,
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
-    tol: Annotated[Optional[float], typer.Option(help="Largest rel. RMSE of the worst head output on the worst frame.")] = None,
-    max_map_drop: Annotated[Optional[float], typer.Option("--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
-    max_lost_boxes: Annotated[Optional[int], typer.Option("--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
+    tol: Annotated[Optional[float], typer.Option(
+        help="Largest rel. RMSE of the worst head output on the worst frame.")] = None,
+    max_map_drop: Annotated[Optional[float], typer.Option(
+        "--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
+    max_lost_boxes: Annotated[Optional[int], typer.Option(
+        "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
     scenes: Annotated[int, typer.Option("--scenes", help="Held-out frames the search judges on.")] = 8,
-    first_scene: Annotated[int, typer.Option("--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones).")] = 0,
-    verify_scenes: Annotated[int, typer.Option("--verify-scenes", help="Verify on this many other held-out frames after the search's (0: on the search's).")] = 0,
-    worst_frames: Annotated[int, typer.Option("--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
-    candidates: Annotated[Optional[str], typer.Option(help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
+    first_scene: Annotated[int, typer.Option(
+        "--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones).")] = 0,
+    verify_scenes: Annotated[int, typer.Option(
+        "--verify-scenes",
+        help="Verify on this many other held-out frames after the search's (0: on the search's).")] = 0,
+    worst_frames: Annotated[int, typer.Option(
+        "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
+    candidates: Annotated[Optional[str], typer.Option(
+        help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
     calib_n: Annotated[int, typer.Option("--calib-n", help="INT8 from scratch: synthetic calibration scenes.")] = 16,
     method: Annotated[str, typer.Option(help="INT8 from scratch: calibration method (mse, max, percentile).")] = "mse",
     percentile: Annotated[float, typer.Option(help="INT8 from scratch: percentile for --method percentile.")] = 99.99,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
+    bootstrap: Annotated[int, typer.Option(
+        help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
     json_out: Json = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -125,8 +140,10 @@ def render(doc: dict, console) -> None:
     for col in ("#", "phase", "kept", "frames", "verdict", "worst rel. RMSE", "lost", "mAP drop", "s"):
         t.add_column(col, justify="left" if col in ("phase", "kept", "frames") else "right")
     for i, st in enumerate(s["steps"], 1):
-        kept = f"{st['size']}: " + ", ".join(st["keep"][:2]) + (" …" if st["size"] > 2 else "") if st["keep"] else "(none)"
-        t.add_row(str(i), st["phase"], kept, st["checked"], "[green]pass[/green]" if st["passed"] else "[red]fail[/red]",
+        more = " …" if st["size"] > 2 else ""
+        kept = f"{st['size']}: " + ", ".join(st["keep"][:2]) + more if st["keep"] else "(none)"
+        verdict = "[green]pass[/green]" if st["passed"] else "[red]fail[/red]"
+        t.add_row(str(i), st["phase"], kept, st["checked"], verdict,
                   f"{st['worst_rel_rmse']:.3g}", _opt(st["lost_boxes"]), _opt(st["map_drop"], "{:+.4f}"),
                   f"{st['seconds']:.1f}")
     console.print(t)

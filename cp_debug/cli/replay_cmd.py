@@ -1,4 +1,5 @@
-"""`cpdebug replay`: a deployment's own boxes against the reference on the same clouds, and the glue that explains them."""
+"""`cpdebug replay`: a deployment's own boxes against the reference on the same clouds, and the glue that explains
+them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Checkpoint, ConfigFile, Html, Json, Parquet, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._options import (Checkpoint, ConfigFile, Html, Json, Parquet, Preset, Quiet, RandomWeights, Seed,
+                                   Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -61,7 +63,8 @@ def replay(
     stamp_tolerance_ms: Annotated[float, typer.Option(
         min=0.0, help="Pair objects with the nearest cloud within this many ms (0: equal header stamps).")] = 0.0,
     cuda_centerpoint: Annotated[Optional[Path], typer.Option(
-        "--cuda-centerpoint", metavar="DIR", help="CUDA-CenterPoint's <token>.txt prediction folder (with --scenes).")] = None,
+        "--cuda-centerpoint", metavar="DIR",
+        help="CUDA-CenterPoint's <token>.txt prediction folder (with --scenes).")] = None,
     mmdet3d_pkl: Annotated[Optional[Path], typer.Option(
         "--mmdet3d-pkl", metavar="FILE", help="An mmdet3d results .pkl (with --scenes).")] = None,
     scenes: Annotated[Optional[Path], typer.Option(
@@ -71,7 +74,8 @@ def replay(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    shuffle_seeds: Annotated[str, typer.Option(help="Seeds of the point-order shuffles tried (comma-separated).")] = "0,1,2",
+    shuffle_seeds: Annotated[str, typer.Option(
+        help="Seeds of the point-order shuffles tried (comma-separated).")] = "0,1,2",
     max_voxels: Annotated[Optional[str], typer.Option(
         help="Voxel caps to try besides the model's (the node's max_voxel_size), comma-separated.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many frames.")] = None,
@@ -120,7 +124,8 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
 
     bag, cuda_centerpoint, mmdet3d_pkl = src.bag, src.cuda_centerpoint, src.mmdet3d_pkl
     json_out, parquet, html, quiet = out.json_out, out.parquet, out.html, out.quiet
-    given = [n for n, v in (("BAG", bag), ("--cuda-centerpoint", cuda_centerpoint), ("--mmdet3d-pkl", mmdet3d_pkl)) if v]
+    named = (("BAG", bag), ("--cuda-centerpoint", cuda_centerpoint), ("--mmdet3d-pkl", mmdet3d_pkl))
+    given = [n for n, v in named if v]
     if len(given) != 1:
         raise BadInputError("give exactly one of BAG, --cuda-centerpoint DIR, --mmdet3d-pkl FILE"
                             + (f" (got {', '.join(given)})" if given else ""))
@@ -154,7 +159,8 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
                             on_frame=lambda i: advance())
-    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party, lambda console: print_report(report, console))
+    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+           lambda console: print_report(report, console))
     if parquet is not None:
         from cp_debug.replay.files import write_parquet
 

@@ -56,7 +56,8 @@ def sweep(
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0, help="Bisect the K worst diverged frames.")] = 3,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out.")] = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run the shards on Ray: 'auto' or a cluster address.")] = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", help="Run the shards on Ray: 'auto' or a cluster address.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
                                                        "GPU for CUDA backends, else one per CPU).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,

@@ -190,7 +190,7 @@ def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
                                                  precision_report_from_facts)
     from cp_debug.backends.spec import BackendSpec
 
-    with OrtRunner(tiny.path, "ort-cpu-fp16") as r:
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16")) as r:
         r.infer({"x": tiny.x})
         facts, transform, settings = r.graph_facts, r.transform, r.settings()
     assert isinstance(facts, GraphFacts) and facts.error is None and facts.cpu_fallback == ()
