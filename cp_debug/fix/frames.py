@@ -80,7 +80,13 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
     indices = range(len(frames.scenes)) if indices is None else indices
     spec = BackendSpec.parse(f"ort-{device}")
     heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
-    with make_runner(spec, onnx_model=encoder) as enc, make_runner(spec, onnx_model=backbone) as bb:
+    # ORT's CPU provider computes float16 Conv/MatMul in float32 and drops the Cast pairs between such nodes, so a
+    # value past 65504 between two of them never becomes inf there, while a GPU (CUDA EP, TensorRT) holds it in
+    # float16. Exposing every float16 tensor as an output makes ORT CPU materialise them in float16 as a GPU does.
+    enc_extra = float16_tensors(encoder) if device == "cpu" else []
+    bb_extra = float16_tensors(backbone) if device == "cpu" else []
+    with make_runner(spec, onnx_model=encoder, extra_outputs=enc_extra) as enc, \
+            make_runner(spec, onnx_model=backbone, extra_outputs=bb_extra) as bb:
         for i in indices:
             scene = frames.scenes[i]
             res = run_pipeline(cfg, scene.points(cfg), enc, bb, capture=False)
@@ -88,6 +94,18 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
             for stage in seconds:
                 seconds[stage].append(res.timings.get(stage, 0.0))
     return heads, seconds
+
+
+def float16_tensors(model) -> list[str]:
+    """The float16 tensors that nodes of `model` (a path or ModelProto) compute, in graph order."""
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    half = {v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    outputs = {o.name for o in model.graph.output}
+    return [t for n in model.graph.node for t in n.output if t in half and t not in outputs]
 
 
 @dataclass(frozen=True)
