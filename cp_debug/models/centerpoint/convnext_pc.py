@@ -62,8 +62,11 @@ class ConvNeXtBlock(nn.Module):
         shortcut = x
         x = self.depthwise_conv(x)
         if self.linear_pw_conv:
-            x = x.permute(0, 2, 3, 1)  # (N, H, W, C): the Linear layers act on channels
-            x = self.pointwise_conv2(self.act(self.pointwise_conv1(self.norm(x, channels_last=True))))
+            # the norm takes the (N, C, H, W) map positionally (a probe's local error re-runs a module on its
+            # recorded positional inputs: a channels_last keyword would be lost), then the Linear layers act on
+            # the channels of (N, H, W, C)
+            x = self.norm(x).permute(0, 2, 3, 1)
+            x = self.pointwise_conv2(self.act(self.pointwise_conv1(x)))
             x = x.permute(0, 3, 1, 2)
         else:
             x = self.pointwise_conv2(self.act(self.pointwise_conv1(self.norm(x))))

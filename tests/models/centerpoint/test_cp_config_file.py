@@ -188,3 +188,22 @@ def test_cli_bisect_of_a_config_file_names_convnext_probes_by_module(tmp_path):
     assert "pts_backbone.stages.0" in names and "pts_backbone.downsample_layers.1" in names, names
     assert report["model_record"]["config"].endswith("pillar_convnext_small.py")
     assert report["model_record"]["preset"] is None
+
+
+def test_convnext_blocks_local_errors_are_computed_for_every_layer(tmp_path):
+    """A torch candidate's local error re-runs each module on its recorded positional inputs: the ConvNeXt block's
+    LayerNorm must take its (N, C, H, W) map positionally (a channels_last keyword was lost, and the H100 run of
+    torch-cuda-fp16 reported 'local error of ...norm not computed' for every block)."""
+    import json
+
+    out = tmp_path / "run.json"
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--config", write_chain(tmp_path),
+                           "--random-weights", "--backends", "torch,torch-cpu-fp16", "--level", "all",
+                           "--no-noise-floor", "--json", str(out), "--quiet"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert not [w for w in report["warnings"] if "not computed" in w], report["warnings"]
+    rows = {r["probe"]: r for r in report["results"]["torch-cpu-fp16"]}
+    assert rows["pts_backbone.stages.0.0.norm"]["local_max_abs"] is not None
