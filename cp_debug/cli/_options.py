@@ -41,6 +41,9 @@ Points = Annotated[Optional[Path], typer.Option(
 LoadDim = Annotated[Optional[int], typer.Option(
     "--load-dim", min=3, help="float32 columns per point in a .bin (mmdet3d load_dim; default: the preset's, 5 as "
     "nuScenes/T4; KITTI: 4).")]
+DataRoot = Annotated[Optional[Path], typer.Option(
+    "--data-root", help="Folder the info file's lidar_path (and lidar_sweeps) are relative to (AWML: the T4 data "
+    "root); default: the info file's folder.")]
 UseDim = Annotated[Optional[str], typer.Option(
     "--use-dim", help="Columns read as x,y,z[,intensity[,time]]: a count (4 = the first 4) or indices (0,1,2,4); "
     "mmdet3d use_dim.")]

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Deterministic, Int8Dir, Json, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose)
+from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset,
+                                   Quiet, RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -23,6 +23,7 @@ def eval_(
     seed: Seed = 0,
     scenes: Annotated[Optional[Path],
                       typer.Option(help="mmdet3d info file (or DIR with infos.pkl) of the scans to evaluate.")] = None,
+    data_root: DataRoot = None,
     n: Annotated[int,
                  typer.Option("--n", min=1,
                               help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
@@ -58,9 +59,9 @@ def eval_(
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
                                int8=int8)
         opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
-                           checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes, n=n,
-                           detections_file=detections, deterministic=deterministic, calib_scenes=calib_scenes,
-                           max_dist=match_distance, int8_dir=int8)
+                           checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
+                           data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
+                           calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
         _eval(opts, model, json_out=json_out, html=html, quiet=quiet or json_out == "-", third_party=third_party)
 
 

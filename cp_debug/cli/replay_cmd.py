@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (Checkpoint, ConfigFile, Html, Json, Parquet, Preset, Quiet, RandomWeights, Seed,
-                                   Verbose)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
+                                   Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 
@@ -27,6 +27,7 @@ class ReplaySource:
     cuda_centerpoint: Path | None
     mmdet3d_pkl: Path | None
     scenes: Path | None
+    data_root: Path | None
     max_frames: int | None
 
 
@@ -69,6 +70,7 @@ def replay(
         "--mmdet3d-pkl", metavar="FILE", help="An mmdet3d results .pkl (with --scenes).")] = None,
     scenes: Annotated[Optional[Path], typer.Option(
         help="mmdet3d info file (or DIR with infos.pkl) of the scans the prediction files are of.")] = None,
+    data_root: DataRoot = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -96,7 +98,8 @@ def replay(
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         source = ReplaySource(bag=bag, lidar_topic=lidar_topic, objects_topic=objects_topic,
                               stamp_tolerance_ms=stamp_tolerance_ms, cuda_centerpoint=cuda_centerpoint,
-                              mmdet3d_pkl=mmdet3d_pkl, scenes=scenes, max_frames=max_frames)
+                              mmdet3d_pkl=mmdet3d_pkl, scenes=scenes, data_root=data_root,
+                              max_frames=max_frames)
         outputs = ReplayOutputs(json_out=json_out, parquet=parquet, html=html, quiet=quiet or json_out == "-")
         if list_topics:
             _list_topics(bag)
@@ -151,7 +154,8 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
             from cp_debug.replay.sources import frames_from_files
 
             kind, path = ("cuda-centerpoint", cuda_centerpoint) if cuda_centerpoint else ("mmdet3d-pkl", mmdet3d_pkl)
-            source = frames_from_files(kind, path, src.scenes, cfg, max_frames=src.max_frames)
+            source = frames_from_files(kind, path, src.scenes, cfg, max_frames=src.max_frames,
+                                       data_root=src.data_root)
     from cp_debug.cli._bar import progress_bar
     from cp_debug.replay.report import print_report
     from cp_debug.replay.session import run_replay

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, Deterministic, Int8Dir, Preset, Quiet,
+from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, Int8Dir, Preset, Quiet,
                                    RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
@@ -27,6 +27,7 @@ class SweepRun:
 
     out: Path
     scenes: Path | None
+    data_root: Path | None
     n: int
     level: str
     bisect_top: int
@@ -51,6 +52,7 @@ def sweep(
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
     scenes: Scenes = None,
+    data_root: DataRoot = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
     level: Annotated[str, typer.Option(help="Probe level: stage, block, layer, all.")] = "block",
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0, help="Bisect the K worst diverged frames.")] = 3,
@@ -79,8 +81,8 @@ def sweep(
         preset = model_name(preset, config)
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
                                int8=int8)
-        run = SweepRun(out=out, scenes=scenes, n=n, level=level, bisect_top=bisect_top, shard_size=shard_size,
-                       resume=resume, ray=ray, ray_workers=ray_workers, bootstrap=bootstrap,
+        run = SweepRun(out=out, scenes=scenes, data_root=data_root, n=n, level=level, bisect_top=bisect_top,
+                       shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers, bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False)
         code = _sweep(backends or "torch,ort", model, run, third_party)
@@ -106,9 +108,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,
                              calib_scenes=run.calib_scenes)
-    opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, n=run.n, shard_size=run.shard_size,
-                        resume=run.resume, bisect_top=run.bisect_top, ray=run.ray, ray_workers=run.ray_workers,
-                        bootstrap=run.bootstrap, model_record=model.to_json())
+    opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
+                        shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
+                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model.to_json())
     steps = StepProgress(quiet, stream=third_party.terminal)
     outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                         step=steps.step)

@@ -9,6 +9,13 @@ Reading tolerates what real files do: `lidar_path` relative to a data root (defa
 instances without velocity (zeros; NaN velocities become zeros too), labels of -1 (mmdet3d's "ignored") and
 categories outside the five classes (both dropped), labels mapped by category name when the file has them.
 Files are unpickled with a restricted unpickler (plain containers and numpy only; no code runs).
+
+Sweeps (T4 / AWML, nuScenes): each sample's `lidar_sweeps` are kept as `Sweep`s, their `lidar_path` resolved
+against the data root like the key frame's. The transform is mmdet3d v1.x's `lidar_points.lidar2sensor` (4x4;
+applied as mmdet3d's LoadPointsFromMultiSweeps does: `xyz @ M[:3, :3] - M[:3, 3]`) or, failing that, v0.x's
+`sensor2lidar_rotation` / `sensor2lidar_translation` (`xyz @ R.T + t`). The time lag is the sample's `timestamp`
+minus the sweep's, in seconds: mmdet3d v1.x files store seconds; timestamps above 1e11 are microseconds (v0.x,
+nuScenes tables) and are divided by 1e6 first, as mmdet3d v0.x does.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import numpy as np
 from cp_debug.files import write_bytes_atomic
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.models.centerpoint.points import Sweep
 
 INFO_FILE = "infos.pkl"
+MICROSECONDS_ABOVE = 1e11  # a timestamp this large is in µs (seconds since 1970 are ~1.7e9, µs ~1.7e15)
 POINTS_DIR = "points"
 
 
@@ -40,6 +49,8 @@ class InfoSample:
     sample_idx: int = 0
     num_lidar_pts: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     class_names: tuple[str, ...] = CLASS_NAMES
+    timestamp: float | None = None  # the key frame's, seconds
+    sweeps: tuple[Sweep, ...] = ()  # `lidar_sweeps` in the file's order (nearest first in T4 / nuScenes files)
 
 
 def info_entry(sample_idx: int, token: str, lidar_path: str, boxes: np.ndarray, labels: np.ndarray,
@@ -127,18 +138,62 @@ def _sample(entry: dict, i: int, root: Path, labels_of: dict[int, int] | None, c
         boxes.append([*map(float, box[:7]), *vel])
         labels.append(label)
         npts.append(int(inst.get("num_lidar_pts", -1)))
+    token = str(entry.get("token", entry.get("sample_idx", i)))
+    key_ts = _seconds(entry.get("timestamp"))
+    sweeps = tuple(_sweep(sw, j, root, key_ts, f"{source} sample {token} sweep {j}")
+                   for j, sw in enumerate(entry.get("lidar_sweeps") or []))
     return InfoSample(
-        token=str(entry.get("token", entry.get("sample_idx", i))), lidar_path=path,
+        token=token, lidar_path=path, timestamp=key_ts, sweeps=sweeps,
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 9), labels=np.asarray(labels, dtype=np.int64),
         sample_idx=int(entry.get("sample_idx", i)), num_lidar_pts=np.asarray(npts, dtype=np.int64),
         class_names=tuple(class_names),
     )
 
 
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    t = float(value)
+    return t / 1e6 if abs(t) > MICROSECONDS_ABOVE else t
+
+
+def _matrix(value, shape: tuple[int, ...]) -> np.ndarray | None:
+    if value is None:
+        return None
+    m = np.asarray(value, dtype=np.float64)
+    return m if m.shape == shape else None
+
+
+def _sweep(sw, j: int, root: Path, key_ts: float | None, source: str) -> Sweep:
+    """One `lidar_sweeps` entry (mmdet3d v1.x `lidar_points.lidar2sensor`, or v0.x sensor2lidar keys)."""
+    if not isinstance(sw, dict):
+        raise BadInputError(f"{source} is not a dict; is it an mmdet3d v1.x info file?")
+    pts = sw.get("lidar_points") if isinstance(sw.get("lidar_points"), dict) else {}
+    lp = pts.get("lidar_path", sw.get("lidar_path", sw.get("data_path")))
+    if not lp:
+        raise BadInputError(f"{source} has no lidar_points.lidar_path; is it an mmdet3d v1.x info file?")
+    path = Path(lp) if Path(lp).is_absolute() else root / lp
+    rotation = translation = None
+    l2s = _matrix(pts.get("lidar2sensor"), (4, 4))
+    if l2s is not None:
+        rotation, translation = l2s[:3, :3], -l2s[:3, 3]
+    else:
+        rot = _matrix(sw.get("sensor2lidar_rotation", pts.get("sensor2lidar_rotation")), (3, 3))
+        trans = _matrix(sw.get("sensor2lidar_translation", pts.get("sensor2lidar_translation")), (3,))
+        if rot is not None and trans is not None:
+            rotation, translation = rot.T, trans
+    sweep_ts = _seconds(sw.get("timestamp"))
+    lag = None if key_ts is None or sweep_ts is None else key_ts - sweep_ts
+    return Sweep(path, lag, rotation, translation, source)
+
+
 def read_infos(path_or_dir: str | Path, data_root: str | Path | None = None,
-               class_names: Sequence[str] = CLASS_NAMES, check_files: bool = True) -> list[InfoSample]:
-    """The samples of an info file (or of DIR/infos.pkl). Relative lidar paths are joined to `data_root`
-    (default: the info file's folder); with `check_files`, a missing point file is one clear error."""
+               class_names: Sequence[str] = CLASS_NAMES, check_files: bool = True,
+               sweeps_num: int = 0) -> list[InfoSample]:
+    """The samples of an info file (or of DIR/infos.pkl). Relative lidar paths (key frames and sweeps) are joined
+    to `data_root` (default: the info file's folder); with `check_files`, a missing point file is one clear error,
+    and so is a missing file or transform among the first `sweeps_num` sweeps of a sample (those a test pipeline
+    with LoadPointsFromMultiSweeps(sweeps_num) reads)."""
     p = _info_path(path_or_dir)
     data = _load_pickle(p)
     if isinstance(data, dict) and "infos" in data and "data_list" not in data:
@@ -154,4 +209,20 @@ def read_infos(path_or_dir: str | Path, data_root: str | Path | None = None,
         if missing:
             raise BadInputError(f"{p}: {len(missing)} of {len(samples)} point file(s) not found, e.g. {missing[0]}; "
                                 "give the data root the lidar paths are relative to (--data-root)")
+        for s in samples:
+            for sweep in s.sweeps[:sweeps_num]:
+                _check_sweep(sweep, root)
     return samples
+
+
+def _check_sweep(sweep: Sweep, root: Path) -> None:
+    if not sweep.path.is_file():
+        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} not found; give the data root its lidar_path "
+                            f"is relative to (--data-root; now {root})")
+    if sweep.rotation is None:
+        raise BadInputError(f"{sweep.source} has no transform to the key frame (lidar_points.lidar2sensor, or "
+                            "sensor2lidar_rotation and sensor2lidar_translation): fix the info file, or read no "
+                            "sweeps (sweeps_num=0 in the config's LoadPointsFromMultiSweeps)")
+    if sweep.time_lag is None:
+        raise BadInputError(f"{sweep.source}: the sample or the sweep has no timestamp, so the sweep has no time lag: "
+                            "fix the info file, or read no sweeps (sweeps_num=0)")

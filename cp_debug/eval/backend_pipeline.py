@@ -27,26 +27,28 @@ CALIBRATION_SEED_OFFSET = 500_000  # calibration scenes: held-out seeds this far
 @dataclass(frozen=True)
 class EvalScene:
     """One scan to evaluate: its sample token (the point file's stem), ground truth, and its points, given
-    as an array or read from `lidar_path` when asked."""
+    as an array or read from `lidar_path` (plus its `sweeps`, as the test pipeline adds them) when asked."""
 
     token: str
     gt: SampleBoxes
     points_array: np.ndarray | None = None
     lidar_path: Path | None = None
+    sweeps: tuple = ()  # points.Sweep: the past scans the config's LoadPointsFromMultiSweeps adds
 
     def points(self, cfg) -> np.ndarray:
         if self.points_array is not None:
             return self.points_array
-        from cp_debug.models.centerpoint.points import load_points
+        from cp_debug.models.centerpoint.points import load_with_sweeps
 
-        return load_points(self.lidar_path, cfg)
+        return load_with_sweeps(self.lidar_path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
 
 
-def scenes_from_infos(path: str | Path, cfg) -> list[EvalScene]:
-    """The samples of an mmdet3d info file (or DIR/infos.pkl) as evaluation scenes."""
+def scenes_from_infos(path: str | Path, cfg, data_root: str | Path | None = None) -> list[EvalScene]:
+    """The samples of an mmdet3d info file (or DIR/infos.pkl) as evaluation scenes, each with the first
+    `cfg.sweeps_num` sweeps it lists; relative lidar paths are joined to `data_root` (default: the file's folder)."""
     from cp_debug.data.infos import read_infos
 
-    samples = read_infos(path, class_names=cfg.class_names)
+    samples = read_infos(path, data_root, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
     if not samples:
         raise BadInputError(f"{path} lists no sample; nothing to evaluate")
     tokens = [s.token for s in samples]
@@ -54,7 +56,7 @@ def scenes_from_infos(path: str | Path, cfg) -> list[EvalScene]:
         raise BadInputError(f"{path}: sample tokens repeat; each scan needs its own token")
     return [EvalScene(s.token,
                       SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
-                      lidar_path=Path(s.lidar_path)) for s in samples]
+                      lidar_path=Path(s.lidar_path), sweeps=s.sweeps[: cfg.sweeps_num]) for s in samples]
 
 
 def heldout_eval_scenes(cfg, n: int) -> list[EvalScene]:

@@ -34,6 +34,7 @@ class EvalOptions:
     random_weights: bool = False
     seed: int = 0
     scenes_dir: Path | None = None
+    data_root: Path | None = None  # what the info file's relative lidar paths are joined to (default: its folder)
     n: int = 50
     detections_file: Path | None = None
     deterministic: bool = True
@@ -86,7 +87,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         raise BadInputError(f"--detections {opts.detections_file} does not exist")
 
     with step(f"reading scenes from {opts.scenes_dir}" if opts.scenes_dir else f"generating {opts.n} held-out scenes"):
-        scenes = scenes_from_infos(opts.scenes_dir, cfg) if opts.scenes_dir else heldout_eval_scenes(cfg, opts.n)
+        scenes = (scenes_from_infos(opts.scenes_dir, cfg, opts.data_root) if opts.scenes_dir
+                  else heldout_eval_scenes(cfg, opts.n))
     tokens = [s.token for s in scenes]
     file_dets = absent = None
     if opts.detections_file is not None:

@@ -25,15 +25,17 @@ def synthetic_points(cfg, seeds: Sequence[int]) -> Iterator[np.ndarray]:
 
 
 def info_points(cfg, path: str | Path, n: int | None = None) -> tuple[int, Iterator[np.ndarray]]:
-    """(number of scenes, points iterator) of the samples of an info file or DIR/infos.pkl."""
+    """(number of scenes, points iterator) of the samples of an info file or DIR/infos.pkl (each with its first
+    `cfg.sweeps_num` sweeps, as the test pipeline reads it)."""
     from cp_debug.data.infos import read_infos
-    from cp_debug.models.centerpoint.points import load_points
+    from cp_debug.models.centerpoint.points import load_with_sweeps
 
-    samples = read_infos(path, class_names=cfg.class_names)
+    samples = read_infos(path, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
     if not samples:
         raise BadInputError(f"{path} lists no sample to calibrate on")
     samples = samples[:n] if n else samples
-    return len(samples), (load_points(s.lidar_path, cfg) for s in samples)
+    return len(samples), (load_with_sweeps(s.lidar_path, cfg, s.sweeps[: cfg.sweeps_num],
+                                           remove_close=cfg.sweeps_remove_close).points for s in samples)
 
 
 def calibration_points(cfg, scenes_dir: str | Path | None, n: int | None) -> tuple[int, Iterator[np.ndarray], str]:

@@ -55,9 +55,9 @@ def _finite(points: np.ndarray) -> np.ndarray:
 
 
 def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cfg,
-                      max_frames: int | None = None) -> FrameSource:
+                      max_frames: int | None = None, data_root: str | Path | None = None) -> FrameSource:
     """`kind`: "cuda-centerpoint" (a folder of <token>.txt) or "mmdet3d-pkl"; `scenes`: the info file whose
-    scans the predictions are of (tokens = scan file stems)."""
+    scans the predictions are of (tokens = scan file stems; lidar paths relative to `data_root`)."""
     from cp_debug.data.deployed_detections import read_cuda_centerpoint, read_mmdet3d_pkl
     from cp_debug.eval.backend_pipeline import scenes_from_infos
 
@@ -65,7 +65,7 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
         raise BadInputError(f"--{kind} needs --scenes: the info file (or DIR with infos.pkl) of the scans it predicted")
     read = read_cuda_centerpoint if kind == "cuda-centerpoint" else read_mmdet3d_pkl
     dep = read(path, cfg.class_names)
-    scans = scenes_from_infos(scenes, cfg)
+    scans = scenes_from_infos(scenes, cfg, data_root)
     by_token = {s.token: s for s in scans}
     if not set(dep.frames) & set(by_token) and all(t.isdigit() for t in dep.frames):
         # mmdet3d 0.x results carry no token: their order is the info file's.

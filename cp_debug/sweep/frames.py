@@ -23,6 +23,7 @@ class Frame:
     path: str | None = None
     seed: int | None = None
     gt_boxes: tuple | None = None  # ((K, 9) box rows, K labels, K lidar point counts or None) from an info file
+    sweeps: tuple = ()  # points.Sweep: the past scans the config's LoadPointsFromMultiSweeps adds (info files)
 
     def load(self, cfg) -> tuple[np.ndarray, dict | None]:
         """(points, ground truth as {"boxes", "labels", "num_points"} or None). Raises on an unreadable file."""
@@ -32,11 +33,11 @@ class Frame:
             scene = make_scene(cfg, self.seed)
             return scene.points, {"boxes": np.asarray(scene.boxes, np.float64), "labels": np.asarray(scene.labels),
                                   "num_points": None}
-        from cp_debug.models.centerpoint.points import load_points
+        from cp_debug.models.centerpoint.points import load_with_sweeps
 
         if self.path is None:
             raise BadInputError(f"frame {self.token!r} has neither a point file nor a seed")
-        points = load_points(self.path, cfg)
+        points = load_with_sweeps(self.path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
         gt = None
         if self.gt_boxes is not None:
             boxes, labels, npts = self.gt_boxes
@@ -54,8 +55,10 @@ def heldout_frames(n: int) -> list[Frame]:
     return [Frame(scene_token(s), seed=s) for s in heldout_seeds(n)]
 
 
-def frames_from(scenes: str | Path, cfg) -> list[Frame]:
-    """The frames of `scenes`: an info file (or a folder holding infos.pkl), else a folder of point files."""
+def frames_from(scenes: str | Path, cfg, data_root: str | Path | None = None) -> list[Frame]:
+    """The frames of `scenes`: an info file (or a folder holding infos.pkl; its relative lidar paths joined to
+    `data_root`, default its folder; each sample with its first `cfg.sweeps_num` sweeps), else a folder of point
+    files."""
     p = Path(scenes)
     if not p.exists():
         raise BadInputError(f"--scenes {p} does not exist: give an info file, a folder with infos.pkl, or a folder "
@@ -63,12 +66,13 @@ def frames_from(scenes: str | Path, cfg) -> list[Frame]:
     if p.is_file() or (p / "infos.pkl").is_file():
         from cp_debug.data.infos import read_infos
 
-        samples = read_infos(p, class_names=cfg.class_names)
+        samples = read_infos(p, data_root, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
         if not samples:
             raise BadInputError(f"{p} lists no sample; nothing to sweep")
         frames = [Frame(s.token, path=str(s.lidar_path),
                         gt_boxes=(np.asarray(s.boxes).tolist(), np.asarray(s.labels).tolist(),
-                                  np.asarray(s.num_lidar_pts).tolist() if len(s.num_lidar_pts) else None))
+                                  np.asarray(s.num_lidar_pts).tolist() if len(s.num_lidar_pts) else None),
+                        sweeps=s.sweeps[: cfg.sweeps_num])
                   for s in samples]
     else:
         files = sorted(f for f in p.iterdir() if f.suffix in POINT_SUFFIXES and f.is_file())

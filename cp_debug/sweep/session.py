@@ -33,6 +33,7 @@ class SweepOptions:
     settings: SweepSettings
     out: Path
     scenes: Path | None = None
+    data_root: Path | None = None  # what the info file's relative lidar paths are joined to (default: its folder)
     n: int = 20
     shard_size: int = 8
     resume: bool = False
@@ -81,7 +82,7 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
     from cp_debug.models.centerpoint.config import get_preset
 
     cfg = get_preset(opts.settings.preset)
-    return frames_from(opts.scenes, cfg) if opts.scenes is not None else heldout_frames(opts.n)
+    return frames_from(opts.scenes, cfg, opts.data_root) if opts.scenes is not None else heldout_frames(opts.n)
 
 
 def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,

@@ -132,3 +132,30 @@ def test_the_seeds_case_logits_with_missed_boxes_print_the_diagnosis_not_a_trace
     assert [d["kind"] for d in data["diagnoses"]["logits.json"]][0] == "logits"
     assert any("outside [0, 1]" in n and "rank" in n for n in data["notes"]["logits.json"])
     assert 0.0 < data["metrics"]["logits.json"]["mAP"] < 1.0
+
+
+def test_t4_style_infos_with_sweeps_and_a_data_root(scene_dir, tmp_path):
+    """An AWML-style info file away from its data: --data-root joins the lidar paths; each scan gets its sweep."""
+    import pickle
+
+    data = pickle.loads((scene_dir / "infos.pkl").read_bytes())
+    paths = [e["lidar_points"]["lidar_path"] for e in data["data_list"]]
+    for i, e in enumerate(data["data_list"]):
+        e["timestamp"] = 100.0 + i
+        e["lidar_sweeps"] = [{"timestamp": 99.95 + i, "lidar_points": {
+            "lidar_path": paths[1 - i], "lidar2sensor": np.eye(4).tolist()}}]  # the other scan as its sweep
+    info = tmp_path / "t4dataset_x_infos_test.pkl"
+    info.write_bytes(pickle.dumps(data))
+    from cp_debug.data.infos import read_infos
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.results_format import write_results
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+
+    write_results(tmp_path / "gt.json", {s.token: SampleBoxes(s.boxes, s.labels, np.ones(len(s.boxes)))
+                                         for s in read_infos(scene_dir)}, CLASS_NAMES)
+    args = ("eval", "--preset", "tiny", "--scenes", str(info), "--detections", str(tmp_path / "gt.json"), "-q")
+    r = cpdebug(*args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--data-root" in r.stderr
+    r = cpdebug(*args, "--data-root", str(scene_dir), "--json", str(tmp_path / "e.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["backends"]

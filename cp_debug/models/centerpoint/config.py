@@ -29,7 +29,8 @@ class CenterPointConfig:
     `use_dim` picks the model's input columns out of a 5-column point file (x, y, z, intensity, time):
     (0, 1, 2, 4) for the 4-channel models (x, y, z, t), (0, 1, 2, 3, 4) for the 5-channel J6Gen2 model.
     `load_dim` is the column count of the preset's .bin point files (nuScenes/T4 `.pcd.bin`: 5), the
-    default of `cpdebug --load-dim`.
+    default of `cpdebug --load-dim`. `sweeps_num` past scans of an info file's sample are added to its key frame
+    as the test pipeline's LoadPointsFromMultiSweeps adds them (`points.load_with_sweeps`).
     """
 
     name: str
@@ -40,6 +41,11 @@ class CenterPointConfig:
     in_channels: int = 4
     use_dim: tuple[int, ...] = (0, 1, 2, 4)
     load_dim: int = 5
+    # LoadPointsFromMultiSweeps (test_mode): past scans added to an info file's key frame (mmdet3d's count, besides
+    # the key frame; 0 = the key frame alone) and whether points within 1 m of a sweep's sensor are dropped;
+    # AWML's base pipeline: sweeps_num=1, remove_close=True. A sample that lists no sweep is its key frame alone.
+    sweeps_num: int = 1
+    sweeps_remove_close: bool = True
     # PillarFeatureNet (mmdet3d) or BackwardPillarFeatureNet (AWML: x, y voxel-centre offsets only, no z)
     voxel_encoder: str = "PillarFeatureNet"
     pfn_feat_channels: tuple[int, ...] = (32, 32)
@@ -233,6 +239,7 @@ PRESETS: dict[str, CenterPointConfig] = {
         max_voxels=96000,
         in_channels=5,
         use_dim=(0, 1, 2, 3, 4),
+        sweeps_remove_close=False,
         out_size_factor=2,
         neck_upsample_strides=(0.5, 1, 2),
         description="AWML CenterPoint J6Gen2: as base with intensity, x,y,z,intensity,t",

@@ -383,20 +383,26 @@ def _test_cfg(test: _Section, fields: dict) -> dict:
 
 
 def _pipeline(data: Mapping[str, Any], in_channels: int) -> dict:
-    """load_dim and use_dim from the test pipeline (LoadPointsFromFile, then LoadPointsFromMultiSweeps)."""
+    """load_dim, use_dim and the sweeps from the test pipeline (LoadPointsFromFile, then LoadPointsFromMultiSweeps:
+    sweeps_num past scans besides the key frame, mmdet3d's default 10; none without that step)."""
     steps = data.get("test_pipeline")
     if steps is None:
         steps = (((data.get("test_dataloader") or {}).get("dataset") or {}).get("pipeline")) or []
-    load_dim, use_dim = 5, None
+    load_dim, use_dim, sweeps = 5, None, {"sweeps_num": 0, "sweeps_remove_close": False}
     for step in steps:
         kind = step.get("type") if isinstance(step, Mapping) else None
         if kind in ("LoadPointsFromFile", "LoadPointsFromMultiSweeps"):
             load_dim = int(step.get("load_dim", 6 if kind == "LoadPointsFromFile" else 5))
             dims = step.get("use_dim", [0, 1, 2] if kind == "LoadPointsFromFile" else [0, 1, 2, 4])
             use_dim = tuple(range(dims)) if isinstance(dims, int) else _ints(dims, f"test_pipeline.{kind}.use_dim")
+        if kind == "LoadPointsFromMultiSweeps":
+            num = step.get("sweeps_num", 10)
+            if not isinstance(num, int) or isinstance(num, bool) or num < 0:
+                raise BadInputError(f"test_pipeline.LoadPointsFromMultiSweeps.sweeps_num {num!r}: give a count >= 0")
+            sweeps = {"sweeps_num": num, "sweeps_remove_close": bool(step.get("remove_close", False))}
     if use_dim is None:
         use_dim = (0, 1, 2, 4) if in_channels == 4 else tuple(range(in_channels))
     if len(use_dim) != in_channels:
         raise BadInputError(f"test_pipeline's use_dim {list(use_dim)} gives {len(use_dim)} point columns but "
                             f"model.pts_voxel_encoder.in_channels is {in_channels}")
-    return {"use_dim": use_dim, "load_dim": load_dim}
+    return {"use_dim": use_dim, "load_dim": load_dim, **sweeps}

@@ -13,9 +13,9 @@ arrays given through the API (`prepare_points`) are refused instead.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class LoadedPoints:
     non_finite_dropped: int
     out_of_range_dropped: int
     warnings: tuple[str, ...] = ()
+    sweeps: int = 0  # past scans added to the key frame (LoadPointsFromMultiSweeps)
 
     @property
     def points_in_range(self) -> int:
@@ -57,7 +58,8 @@ class LoadedPoints:
                 "use_dim": list(self.use_dim) if self.use_dim is not None else None,
                 "columns": list(self.columns), "zero_filled": list(self.zero_filled),
                 "points_read": self.points_read, "non_finite_dropped": self.non_finite_dropped,
-                "out_of_range_dropped": self.out_of_range_dropped, "points_in_range": self.points_in_range}
+                "out_of_range_dropped": self.out_of_range_dropped, "points_in_range": self.points_in_range,
+                **({"sweeps": self.sweeps} if self.sweeps else {})}
 
 
 def parse_use_dim(text: str | None) -> int | tuple[int, ...] | None:
@@ -89,7 +91,30 @@ def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: flo
     columns; an array of exactly `cfg.in_channels` (!= 5) columns is the model's columns as is unless
     `load_dim`/`use_dim` is given. .pcd: fields x, y, z, intensity and time (`time`/`t`/`timestamp`) by name.
     """
-    p = Path(path)
+    read = _read_features(Path(path), cfg, load_dim, use_dim)
+    if read.model is not None:
+        return _cropped(read.model, cfg, read.source, read.fmt, read.load_dim, None,
+                        tuple(FILE_FEATURES[i] for i in cfg.use_dim), (), ())
+    return _finish(read.feats, read.columns, cfg, time_lag, read.source, read.fmt, read.load_dim, read.use_dim,
+                   read.pcd_fields)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A point file's points as (M, 5) file features (or, `model`, already the model's columns)."""
+
+    source: str
+    fmt: str
+    feats: np.ndarray | None
+    columns: tuple[str, ...]
+    load_dim: int | None
+    use_dim: tuple[int, ...] | None
+    pcd_fields: tuple[str, ...] = ()
+    model: np.ndarray | None = None
+
+
+def _read_features(p: Path, cfg: "CenterPointConfig", load_dim: int | None,
+                   use_dim: int | tuple[int, ...] | None) -> _Read:
     if not p.is_file():
         raise BadInputError(f"point file {p} does not exist (give a {', '.join(SUFFIXES)} file)")
     if load_dim is not None and load_dim < 3:
@@ -103,7 +128,7 @@ def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: flo
 
         cloud = read_pcd(p)
         feats, columns, notes = _pcd_features(cloud, source)
-        return _finish(feats, columns, cfg, time_lag, source, f"pcd-{cloud.data}", None, None, notes)
+        return _Read(source, f"pcd-{cloud.data}", feats, columns, None, None, notes)
     if suffix == ".bin":
         arr = _read_bin(p, load_dim, cfg)
     elif suffix in (".npy", ".npz"):
@@ -115,8 +140,7 @@ def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: flo
                                 f"drop --load-dim or give --load-dim {arr.shape[1]}")
         if load_dim is None and use_dim is None and arr.shape[1] == cfg.in_channels != FILE_COLUMNS:
             model = _checked(arr, source).astype(np.float32)  # already the model's columns
-            return _cropped(model, cfg, source, suffix[1:], arr.shape[1], None,
-                            tuple(FILE_FEATURES[i] for i in cfg.use_dim), (), ())
+            return _Read(source, suffix[1:], None, (), arr.shape[1], None, model=model)
     else:
         raise BadInputError(f"point file {p} has an unknown suffix {suffix!r}: use one of {', '.join(SUFFIXES)}")
     arr = _checked(arr, source)
@@ -124,7 +148,73 @@ def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: flo
     kept = arr[:, list(cols)].astype(np.float32)
     feats = np.zeros((len(kept), FILE_COLUMNS), np.float32)
     feats[:, : len(cols)] = kept
-    return _finish(feats, FILE_FEATURES[: len(cols)], cfg, time_lag, source, suffix[1:], arr.shape[1], cols, ())
+    return _Read(source, suffix[1:], feats, FILE_FEATURES[: len(cols)], arr.shape[1], cols)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A past scan added to a key frame as mmdet3d's LoadPointsFromMultiSweeps adds it: its xyz become
+    `xyz @ rotation`, then `+ translation` (rounded to float32 after each step, as mmdet3d's in-place arithmetic
+    does), its time column `time_lag` (key timestamp - sweep timestamp, seconds). `rotation`/`translation` are
+    None where the info file gave no transform (refused when the sweep is used)."""
+
+    path: Path
+    time_lag: float | None
+    rotation: np.ndarray | None  # (3, 3), right-multiplied
+    translation: np.ndarray | None  # (3,)
+    source: str = "sweep"  # names it in messages, e.g. "infos.pkl sample abc sweep 0"
+
+
+SWEEP_CLOSE_RADIUS = 1.0  # mmdet3d's _remove_close: |x| < 1 and |y| < 1 (the sweep's own frame)
+
+
+def load_with_sweeps(path: str | Path, cfg: "CenterPointConfig", sweeps: Sequence[Sweep], *,
+                     load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None,
+                     remove_close: bool = True, data_root_hint: str = "--data-root") -> LoadedPoints:
+    """The key frame (time column 0) plus `sweeps` moved into its frame, as mmdet3d's test pipeline
+    LoadPointsFromFile + LoadPointsFromMultiSweeps(test_mode) + PointsRangeFilter build a scan: each sweep read with
+    the same load_dim/use_dim, its points within 1 m of its sensor (x and y) dropped when `remove_close`, then
+    transformed, given its time lag, cut to `cfg.use_dim` and to the range. No sweep: exactly `load_point_file`."""
+    key = load_point_file(path, cfg, time_lag=0.0, load_dim=load_dim, use_dim=use_dim)
+    if not sweeps:
+        return key
+    parts, read, bad, out = [key.points], key.points_read, key.non_finite_dropped, key.out_of_range_dropped
+    warnings = list(key.warnings)
+    for sweep in sweeps:
+        model = _sweep_points(sweep, cfg, load_dim, use_dim, remove_close, data_root_hint)
+        finite = np.isfinite(model).all(axis=1)
+        kept = crop_to_range(model[finite], cfg)
+        parts.append(kept)
+        read, bad, out = read + len(model), bad + int((~finite).sum()), out + int(finite.sum()) - len(kept)
+        if not finite.all():
+            warnings.append(f"{sweep.source}: {int((~finite).sum())} points have NaN/Inf values and were dropped")
+    return replace(key, points=np.ascontiguousarray(np.concatenate(parts)), points_read=read, non_finite_dropped=bad,
+                   out_of_range_dropped=out, warnings=tuple(warnings), sweeps=len(sweeps))
+
+
+def _sweep_points(sweep: Sweep, cfg: "CenterPointConfig", load_dim, use_dim, remove_close: bool,
+                  hint: str) -> np.ndarray:
+    """One sweep's (M, in_channels) points in the key frame (before the range filter; M after remove_close)."""
+    if not Path(sweep.path).is_file():
+        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} does not exist; give the data root its "
+                            f"lidar_path is relative to ({hint})")
+    if sweep.rotation is None or sweep.translation is None or sweep.time_lag is None:
+        what = "timestamp" if sweep.rotation is not None and sweep.translation is not None else "transform"
+        raise BadInputError(f"{sweep.source} has no {what} (mmdet3d v1.x: lidar_points.lidar2sensor and timestamp; "
+                            "or sensor2lidar_rotation/sensor2lidar_translation): fix the info file or use no "
+                            "sweeps (sweeps_num=0 in the config's LoadPointsFromMultiSweeps)")
+    read = _read_features(Path(sweep.path), cfg, load_dim, use_dim)
+    feats = read.feats
+    if feats is None:  # an .npy of the model's columns: no time column to set
+        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} holds the model's {cfg.in_channels} columns, not "
+                            "a point file's (x, y, z, intensity, time): give it with its file columns")
+    if remove_close:
+        close = (np.abs(feats[:, 0]) < SWEEP_CLOSE_RADIUS) & (np.abs(feats[:, 1]) < SWEEP_CLOSE_RADIUS)
+        feats = feats[~close]
+    feats = feats.copy()
+    feats[:, :3] = feats[:, :3] @ np.asarray(sweep.rotation, np.float64)
+    feats[:, :3] += np.asarray(sweep.translation, np.float64)
+    return _model_columns(feats, cfg, float(sweep.time_lag))
 
 
 def prepare_points(
