@@ -107,3 +107,15 @@ def test_a_sweep_without_a_transform_is_one_line(tmp_path):
     with pytest.raises(BadInputError, match="sample bad sweep 0 has no transform") as err:
         read_infos(tmp_path, sweeps_num=1)
     assert "\n" not in str(err.value)
+
+
+def test_sweep_frames_carry_the_data_root_and_sweeps(tmp_path):
+    from cp_debug.sweep.frames import frames_from
+
+    info, root = _t4_info(tmp_path)
+    with pytest.raises(BadInputError, match="--data-root"):
+        frames_from(info, TINY)
+    (frame,) = frames_from(info, replace(TINY, sweeps_num=2), data_root=root)
+    points, gt = frame.load(replace(TINY, sweeps_num=2))
+    assert len(frame.sweeps) == 2 and len(points) == 5 and sorted(set(points[:, 3].round(3))) == [0.0, 0.1, 0.2]
+    assert gt is not None and gt["boxes"].shape == (0, 9)

@@ -207,3 +207,16 @@ def test_convnext_blocks_local_errors_are_computed_for_every_layer(tmp_path):
     assert not [w for w in report["warnings"] if "not computed" in w], report["warnings"]
     rows = {r["probe"]: r for r in report["results"]["torch-cpu-fp16"]}
     assert rows["pts_backbone.stages.0.0.norm"]["local_max_abs"] is not None
+
+
+def test_the_test_pipelines_sweeps(tmp_path):
+    """LoadPointsFromMultiSweeps: sweeps_num past scans (mmdet3d's default 10), remove_close; none without the step."""
+    step = 'dict(type="LoadPointsFromMultiSweeps", sweeps_num=1, load_dim=5, use_dim=[0, 1, 2, 4], test_mode=True)'
+    cfg = read_config(write_chain(tmp_path, TOP.replace(step, step.replace("sweeps_num=1", "sweeps_num=3, "
+                                                                          "remove_close=True"))))
+    assert (cfg.sweeps_num, cfg.sweeps_remove_close) == (3, True)
+    cfg = read_config(write_chain(tmp_path, TOP.replace(step, step.replace("sweeps_num=1, ", ""))))
+    assert (cfg.sweeps_num, cfg.sweeps_remove_close) == (10, False)
+    cfg = read_config(write_chain(tmp_path, TOP.replace(step + ",", "").replace("use_dim=5", "use_dim=[0, 1, 2, 4]")))
+    assert cfg.sweeps_num == 0
+    one_line_error(write_chain(tmp_path, TOP.replace("sweeps_num=1", "sweeps_num=-2")), "sweeps_num -2")
