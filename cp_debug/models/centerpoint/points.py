@@ -185,6 +185,7 @@ def load_with_sweeps(path: str | Path, cfg: "CenterPointConfig", sweeps: Sequenc
         finite = np.isfinite(model).all(axis=1)
         kept = crop_to_range(model[finite], cfg)
         parts.append(kept)
+        # a sweep's points are counted after remove_close (mmdet3d drops them before anything else)
         read, bad, out = read + len(model), bad + int((~finite).sum()), out + int(finite.sum()) - len(kept)
         if not finite.all():
             warnings.append(f"{sweep.source}: {int((~finite).sum())} points have NaN/Inf values and were dropped")
