@@ -17,6 +17,12 @@ from tests.fix.planted import PLANTED_NODE, planted_checkpoint
 
 pytestmark = pytest.mark.slow
 OTHER = "pts_backbone_neck_head.onnx:/pts_backbone/blocks.0/blocks.0.0/Conv"
+# With every float16 tensor held in float16 (as a GPU holds it), the planted deblock's output overflows wherever it
+# becomes float16 again: the neck's Concat and, after the shared conv, the heads' output convs must stay in FP32 too
+# (an unrestricted search on this model finds exactly these 8 in 68 runs; the test offers them and one decoy).
+HEAD_OUTPUTS = [f"pts_backbone_neck_head.onnx:/pts_bbox_head/task_heads.0/{h}/{h}.1/Conv"
+                for h in ("reg", "height", "dim", "rot", "vel", "heatmap")]
+NEEDED = [PLANTED_NODE, "pts_backbone_neck_head.onnx:/pts_neck/Concat", *HEAD_OUTPUTS]
 
 
 def cpdebug(*args):
@@ -31,7 +37,7 @@ def written(tmp_path_factory):
     ckpt = planted_checkpoint(tmp / "planted.pth")
     out = tmp / "fix"
     proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
-                   "--scenes", 2, "--bootstrap", 0, "--candidates", f"{OTHER},{PLANTED_NODE}", "--out", out,
+                   "--scenes", 2, "--bootstrap", 0, "--candidates", ",".join([OTHER, *NEEDED]), "--out", out,
                    "--json", tmp / "fix_run.json", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, json.loads((tmp / "fix_run.json").read_text()), proc.stdout
@@ -69,11 +75,11 @@ def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp
                      "fp32.pts_backbone_neck_head.onnx", "nodes_to_exclude.json", "skip_layers.txt", "fix.json",
                      "README.md"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".fix.")]  # no temp dir left behind
-    assert doc["status"] == "found" and doc["search"]["keep"] == [PLANTED_NODE]
-    assert doc["set"]["modules"] == ["pts_neck.deblocks.0.0"]
+    assert doc["status"] == "found" and sorted(doc["search"]["keep"]) == sorted(NEEDED)  # not the decoy
+    assert "pts_neck.deblocks.0.0" in doc["set"]["modules"]
     node = PLANTED_NODE.split(":", 1)[1]
-    assert json.loads((out / "nodes_to_exclude.json").read_text())["pts_backbone_neck_head.onnx"] == [node]
-    assert (out / "skip_layers.txt").read_text().strip() == "pts_neck.deblocks.0.0"
+    assert node in json.loads((out / "nodes_to_exclude.json").read_text())["pts_backbone_neck_head.onnx"]
+    assert "pts_neck.deblocks.0.0" in (out / "skip_layers.txt").read_text().strip().split(",")
 
     # on the graph: the kept Conv's inputs and outputs are float32 (types from ONNX shape inference) ...
     fixed = onnx.load(str(out / "pts_backbone_neck_head.onnx"))
@@ -104,7 +110,7 @@ def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp
     assert set(json.loads((out / "fix.json").read_text())["files"]) >= {"pts_backbone_neck_head.onnx", "README.md"}
     readme = (out / "README.md").read_text()
     assert "--stronglyTyped" in readme and "polygraphy convert" in readme and "holds" in readme
-    assert "1 node(s) kept in FP32" in stdout or doc["out"]
+    assert "8 node(s) kept in FP32" in stdout or doc["out"]
 
 
 def test_check_passes_here_and_names_a_changed_version(written, tmp_path):
