@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 25's GPU runs on one H100, each printing its figures (run from the repo root on the device machine, after
 # `source benchmarks/gpu_setup.sh`). Usage: bash benchmarks/gpu_issue25.sh OUT [steps] [sweep frames]
-#   steps: any of speed,convnext,fix,sweep (default all); a fix written on the CPU machine is read from .gpu_carry/.
+#   steps: any of speed,convnext,fix,sweep,ray (default: all but ray); a fix written on the CPU machine is read from
+#   .gpu_carry/. `ray` needs a host of 2 or 4 GPUs (nvidia-h200-x2/-x4) and the ray wheel staged like onnxruntime-gpu
+#   (pip download ray==2.60.0 for cp312, split into parts, `cat` them back and add the wheel to the install).
 set -u
 out=${1:-/tmp/issue25}; steps=${2:-speed,convnext,fix,sweep}; frames=${3:-100}
 mkdir -p "$out"; export PYTHONUNBUFFERED=1
@@ -39,4 +41,29 @@ if [[ $steps == *sweep* ]]; then  # 1: the sweep on one GPU (awml-base, held-out
     --n "$frames" --out "$out/sweep_awml" --no-html
   timed sweep_throughput python3 benchmarks/sweep_throughput.py --preset awml-base \
     --backends torch-cuda,ort-cuda-fp16 --frames 20 --memory-frames 10,60
+fi
+if [[ $steps == *ray* ]]; then  # 2: the same sweep on 1, 2 (and 4) GPUs of one host through a local Ray cluster
+  n=$(nvidia-smi -L | wc -l)
+  for w in 1 2 4; do
+    [ "$w" -le "$n" ] || continue
+    timed "ray_$w" $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 0 \
+      --n "$frames" --ray auto --ray-workers "$w" --out "$out/ray_$w" --no-html
+  done
+  python3 - "$out" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+docs = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("ray_*/sweep.json"))}
+strip = lambda d: json.dumps({k: v for k, v in d.items() if k not in ("environment", "settings", "seconds")},
+                             sort_keys=True)
+base = next(iter(docs.values()), None)
+for name, d in docs.items():
+    print(name, "seconds", d.get("seconds"), "same sweep.json as ray_1:", strip(d) == strip(base))
+PY
+  # a worker killed mid-sweep: its shard is retried, every frame present once
+  ( $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 0 --n "$frames" \
+      --ray auto --ray-workers 2 --out "$out/ray_kill" --no-html > "$out/ray_kill.log" 2>&1 & )
+  sleep 60; pkill -9 -f "ray::_ActorBody" -n && echo "killed one actor"; wait
+  sleep 5; while pgrep -f "sweep --preset awml-base" >/dev/null; do sleep 5; done
+  python3 -c "import json,sys; d=json.load(open('$out/ray_kill/sweep.json')); t=[f['token'] for f in d['frames']]; \
+print('ray_kill frames', len(t), 'unique', len(set(t)))"
 fi

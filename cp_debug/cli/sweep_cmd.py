@@ -18,7 +18,8 @@ from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
                                    "worst frames' bisect reports.")]
 Scenes = Annotated[Optional[Path], typer.Option(
-    help="Info file (mmdet3d / T4), a folder with infos.pkl, or a folder of point files.")]
+    help="Info file (mmdet3d / T4), a folder with infos.pkl, a rosbag2 folder (its PointCloud2 clouds, "
+         "--lidar-topic), or a folder of point files.")]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class SweepRun:
     out: Path
     scenes: Path | None
     data_root: Path | None
+    lidar_topic: str | None
     n: int
     level: str
     bisect_top: int
@@ -53,6 +55,9 @@ def sweep(
     int8: Int8Dir = None,
     scenes: Scenes = None,
     data_root: DataRoot = None,
+    lidar_topic: Annotated[Optional[str], typer.Option(
+        help="--scenes BAG: the PointCloud2 topic (default: Autoware's "
+             "/sensing/lidar/concatenated/pointcloud).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
     level: Annotated[str, typer.Option(help="Probe level: stage, block, layer, all.")] = "block",
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0, help="Bisect the K worst diverged frames.")] = 3,
@@ -81,8 +86,9 @@ def sweep(
         preset = model_name(preset, config)
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
                                int8=int8)
-        run = SweepRun(out=out, scenes=scenes, data_root=data_root, n=n, level=level, bisect_top=bisect_top,
-                       shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers, bootstrap=bootstrap,
+        run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
+                       bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
+                       bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False)
         code = _sweep(backends or "torch,ort", model, run, third_party)
@@ -110,7 +116,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                              calib_scenes=run.calib_scenes)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
-                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model.to_json())
+                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model.to_json(),
+                        lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
     outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                         step=steps.step)

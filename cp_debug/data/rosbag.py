@@ -368,6 +368,44 @@ def read_bag(path: str | os.PathLike, class_names: Sequence[str], *, lidar_topic
     return clouds, frames
 
 
+def cloud_times(path: str | os.PathLike, lidar_topic: str = LIDAR_TOPIC) -> list[int]:
+    """The bag times (ns) of every message of `lidar_topic`, in order, without decoding a cloud (a sweep's frames:
+    each is read alone when its turn comes, `read_cloud_at`)."""
+    rosbag2, _ = _rosbags()
+    p = Path(path)
+    reader = _open(p)
+    try:
+        conns = _connection(reader, p, lidar_topic, POINTCLOUD2, "--lidar-topic")
+        times = [int(t) for _conn, t, _raw in reader.messages(connections=conns)]
+    except (rosbag2.ReaderError, *_BROKEN) as err:
+        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    finally:
+        reader.close()
+    if not times:
+        raise BadInputError(f"bag {p}: topic {lidar_topic} has no message")
+    return times
+
+
+def read_cloud_at(path: str | os.PathLike, lidar_topic: str, bag_time_ns: int) -> np.ndarray:
+    """The (N, 5) cloud of `lidar_topic` recorded at `bag_time_ns` (rows with NaN/Inf dropped, as the node does)."""
+    rosbag2, _ = _rosbags()
+    p = Path(path)
+    store = typestore()
+    reader = _open(p)
+    try:
+        conns = _connection(reader, p, lidar_topic, POINTCLOUD2, "--lidar-topic")
+        for conn, t, raw in reader.messages(connections=conns, start=bag_time_ns, stop=bag_time_ns + 1):
+            if int(t) == bag_time_ns:
+                pts = decode_pointcloud2(store.deserialize_cdr(raw, conn.msgtype), f"{p} {lidar_topic} at {t}")
+                return pts[np.isfinite(pts).all(axis=1)]
+    except (rosbag2.ReaderError, *_BROKEN) as err:
+        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__})") from None
+    finally:
+        reader.close()
+    raise BadInputError(f"bag {p}: no {lidar_topic} message at bag time {bag_time_ns}")
+
+
 def pair_by_stamp(cloud_stamps: Sequence[int], object_stamps: Sequence[int], tolerance_ns: int = 0) -> Pairing:
     """Pair each objects message with the cloud of the same stamp, or the nearest cloud within `tolerance_ns`
     (each cloud used once, nearest pairs first)."""

@@ -1,6 +1,6 @@
-"""Where the frames of a sweep come from: an info file (mmdet3d / T4), a folder of point files, or held-out
-synthetic scenes. A frame holds only how to get its points and ground truth, so a list of thousands of frames
-costs nothing and each worker reads (or generates) one frame at a time."""
+"""Where the frames of a sweep come from: an info file (mmdet3d / T4), a folder of point files, a rosbag2 folder
+(its PointCloud2 clouds), or held-out synthetic scenes. A frame holds only how to get its points and ground truth,
+so a list of thousands of frames costs nothing and each worker reads (or generates) one frame at a time."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class Frame:
     seed: int | None = None
     gt_boxes: tuple | None = None  # ((K, 9) box rows, K labels, K lidar point counts or None) from an info file
     sweeps: tuple = ()  # points.Sweep: the past scans the config's LoadPointsFromMultiSweeps adds (info files)
+    bag_topic: str | None = None  # a rosbag2 frame: `path` is the bag, this its PointCloud2 topic ...
+    bag_time: int | None = None  # ... and the message's bag time (ns)
 
     def load(self, cfg) -> tuple[np.ndarray, dict | None]:
         """(points, ground truth as {"boxes", "labels", "num_points"} or None). Raises on an unreadable file."""
@@ -37,6 +39,13 @@ class Frame:
 
         if self.path is None:
             raise BadInputError(f"frame {self.token!r} has neither a point file nor a seed")
+        if self.bag_time is not None:
+            from cp_debug.data.rosbag import read_cloud_at
+            from cp_debug.models.centerpoint.points import prepare_points
+
+            cloud = read_cloud_at(self.path, self.bag_topic, self.bag_time)
+            src = f"{self.path} {self.bag_topic} at {self.bag_time}"
+            return prepare_points(cloud, cfg, source=src, file_layout=True), None
         points = load_with_sweeps(self.path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
         gt = None
         if self.gt_boxes is not None:
@@ -55,14 +64,20 @@ def heldout_frames(n: int) -> list[Frame]:
     return [Frame(scene_token(s), seed=s) for s in heldout_seeds(n)]
 
 
-def frames_from(scenes: str | Path, cfg, data_root: str | Path | None = None) -> list[Frame]:
+def frames_from(scenes: str | Path, cfg, data_root: str | Path | None = None,
+                lidar_topic: str | None = None) -> list[Frame]:
     """The frames of `scenes`: an info file (or a folder holding infos.pkl; its relative lidar paths joined to
-    `data_root`, default its folder; each sample with its first `cfg.sweeps_num` sweeps), else a folder of point
-    files."""
+    `data_root`, default its folder; each sample with its first `cfg.sweeps_num` sweeps), a rosbag2 folder (every
+    cloud of `lidar_topic`, default Autoware's; no ground truth), else a folder of point files."""
     p = Path(scenes)
     if not p.exists():
-        raise BadInputError(f"--scenes {p} does not exist: give an info file, a folder with infos.pkl, or a folder "
-                            "of point files")
+        raise BadInputError(f"--scenes {p} does not exist: give an info file, a folder with infos.pkl, a rosbag2 "
+                            "folder, or a folder of point files")
+    if (p / "metadata.yaml").is_file():  # a rosbag2 folder (sqlite3 or mcap)
+        from cp_debug.data.rosbag import LIDAR_TOPIC, cloud_times
+
+        topic = lidar_topic or LIDAR_TOPIC
+        return [Frame(str(t), path=str(p), bag_topic=topic, bag_time=t) for t in cloud_times(p, topic)]
     if p.is_file() or (p / "infos.pkl").is_file():
         from cp_debug.data.infos import read_infos
 

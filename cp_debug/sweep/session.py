@@ -43,6 +43,7 @@ class SweepOptions:
     bootstrap: int = 200
     factor: float = LOCAL_FACTOR
     model_record: dict | None = None  # recipes.centerpoint.model_source.ModelRecord.to_json(), stored in sweep.json
+    lidar_topic: str | None = None  # --scenes BAG: the PointCloud2 topic (default Autoware's)
 
 
 @dataclass
@@ -82,7 +83,9 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
     from cp_debug.models.centerpoint.config import get_preset
 
     cfg = get_preset(opts.settings.preset)
-    return frames_from(opts.scenes, cfg, opts.data_root) if opts.scenes is not None else heldout_frames(opts.n)
+    if opts.scenes is None:
+        return heldout_frames(opts.n)
+    return frames_from(opts.scenes, cfg, opts.data_root, lidar_topic=opts.lidar_topic)
 
 
 def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
