@@ -37,7 +37,7 @@ def written(tmp_path_factory):
     ckpt = planted_checkpoint(tmp / "planted.pth")
     out = tmp / "fix"
     proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
-                   "--scenes", 2, "--bootstrap", 0, "--candidates", ",".join([OTHER, *NEEDED]), "--out", out,
+                   "--scenes", 1, "--bootstrap", 0, "--candidates", ",".join([OTHER, *NEEDED]), "--out", out,
                    "--json", tmp / "fix_run.json", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, json.loads((tmp / "fix_run.json").read_text()), proc.stdout
