@@ -25,8 +25,8 @@ def _bisect(tmp_path, name: str, backends: str, *extra: str) -> dict:
     env = {**os.environ, "COLUMNS": "200"}
     # the tiny preset: the same stages, modules and candidates as the demo, a sixteenth of its cells
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--preset", "tiny", "--random-weights",
-                           "--backends", backends, "--json", str(out), "--quiet", *extra], capture_output=True, text=True, timeout=900,
-                          env=env)
+                           "--backends", backends, "--json", str(out), "--quiet", *extra], capture_output=True,
+                          text=True, timeout=900, env=env)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     return json.loads(out.read_text())
 
