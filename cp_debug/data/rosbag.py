@@ -20,6 +20,7 @@ write leaves nothing behind. Every unreadable bag, missing topic or topic of the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -333,17 +334,29 @@ def _connection(reader, path: Path, topic: str, msgtype: str, option: str):
     return conns
 
 
+@contextlib.contextmanager
+def _reading(p: Path):
+    """The open reader of bag `p`; a damaged or truncated bag is one BadInputError, and the reader is closed."""
+    rosbag2, _ = _rosbags()
+    reader = _open(p)
+    try:
+        yield reader
+    except (rosbag2.ReaderError, *_BROKEN) as err:
+        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    finally:
+        reader.close()
+
+
 def read_bag(path: str | os.PathLike, class_names: Sequence[str], *, lidar_topic: str = LIDAR_TOPIC,
              objects_topic: str | None = OBJECTS_TOPIC) -> tuple[list[Cloud], list[ObjectsFrame]]:
     """Every cloud of `lidar_topic` and every DetectedObjects of `objects_topic` (None: clouds only), in stamp
     order."""
-    rosbag2, _ = _rosbags()
     p = Path(path)
     store = typestore()
-    reader = _open(p)
     clouds: list[Cloud] = []
     frames: list[ObjectsFrame] = []
-    try:
+    with _reading(p) as reader:
         conns = _connection(reader, p, lidar_topic, POINTCLOUD2, "--lidar-topic")
         if objects_topic is not None:
             conns = conns + _connection(reader, p, objects_topic, DETECTED_OBJECTS, "--objects-topic")
@@ -356,11 +369,6 @@ def read_bag(path: str | os.PathLike, class_names: Sequence[str], *, lidar_topic
             else:
                 dets, skipped = decode_objects(msg, class_names)
                 frames.append(ObjectsFrame(stamp, msg.header.frame_id, dets, skipped))
-    except (rosbag2.ReaderError, *_BROKEN) as err:
-        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
-    finally:
-        reader.close()
     if not clouds:
         raise BadInputError(f"bag {p}: topic {lidar_topic} has no message")
     clouds.sort(key=lambda c: c.stamp_ns)
@@ -371,17 +379,10 @@ def read_bag(path: str | os.PathLike, class_names: Sequence[str], *, lidar_topic
 def cloud_times(path: str | os.PathLike, lidar_topic: str = LIDAR_TOPIC) -> list[int]:
     """The bag times (ns) of every message of `lidar_topic`, in order, without decoding a cloud (a sweep's frames:
     each is read alone when its turn comes, `read_cloud_at`)."""
-    rosbag2, _ = _rosbags()
     p = Path(path)
-    reader = _open(p)
-    try:
+    with _reading(p) as reader:
         conns = _connection(reader, p, lidar_topic, POINTCLOUD2, "--lidar-topic")
         times = [int(t) for _conn, t, _raw in reader.messages(connections=conns)]
-    except (rosbag2.ReaderError, *_BROKEN) as err:
-        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
-    finally:
-        reader.close()
     if not times:
         raise BadInputError(f"bag {p}: topic {lidar_topic} has no message")
     return times
@@ -389,20 +390,14 @@ def cloud_times(path: str | os.PathLike, lidar_topic: str = LIDAR_TOPIC) -> list
 
 def read_cloud_at(path: str | os.PathLike, lidar_topic: str, bag_time_ns: int) -> np.ndarray:
     """The (N, 5) cloud of `lidar_topic` recorded at `bag_time_ns` (rows with NaN/Inf dropped, as the node does)."""
-    rosbag2, _ = _rosbags()
     p = Path(path)
     store = typestore()
-    reader = _open(p)
-    try:
+    with _reading(p) as reader:
         conns = _connection(reader, p, lidar_topic, POINTCLOUD2, "--lidar-topic")
         for conn, t, raw in reader.messages(connections=conns, start=bag_time_ns, stop=bag_time_ns + 1):
             if int(t) == bag_time_ns:
                 pts = decode_pointcloud2(store.deserialize_cdr(raw, conn.msgtype), f"{p} {lidar_topic} at {t}")
                 return pts[np.isfinite(pts).all(axis=1)]
-    except (rosbag2.ReaderError, *_BROKEN) as err:
-        raise BadInputError(f"bag {p} is damaged or truncated ({type(err).__name__})") from None
-    finally:
-        reader.close()
     raise BadInputError(f"bag {p}: no {lidar_topic} message at bag time {bag_time_ns}")
 
 
