@@ -49,7 +49,7 @@ def _diff(report: EvalReport, cand: str) -> str:
             + (f'<p class="note">most different scans: {worst}</p>' if worst else "") + "</section>")
 
 
-def _corners(box: np.ndarray) -> np.ndarray:
+def box_corners(box: np.ndarray) -> np.ndarray:
     x, y, _, l, w, _, yaw = box[:7]
     c, s = np.cos(yaw), np.sin(yaw)
     local = np.array([[l, w], [l, -w], [-l, -w], [-l, w], [l, w]]) / 2.0
@@ -70,7 +70,7 @@ def plot_bev(report: EvalReport, cand: str, token: str) -> bytes:
         if sb is None:
             continue
         for k in range(len(sb)):
-            corners = _corners(sb.boxes[k])
+            corners = box_corners(sb.boxes[k])
             ax.plot(corners[:, 0], corners[:, 1], style, color=colour, lw=1.1, label=name if k == 0 else None)
             head = sb.boxes[k]
             ax.plot([head[0], corners[:2, 0].mean()], [head[1], corners[:2, 1].mean()], style, color=colour, lw=0.8)

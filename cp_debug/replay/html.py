@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cp_debug.eval.html import _corners
+from cp_debug.eval.html import box_corners
 from cp_debug.files import write_text_atomic
 from cp_debug.replay.engine import FrameResult
 from cp_debug.replay.report import ReplayReport
@@ -29,7 +29,7 @@ def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:
         if dets is None:
             continue
         for k in range(len(dets)):
-            c = _corners(np.asarray(dets.boxes[k], np.float64))
+            c = box_corners(np.asarray(dets.boxes[k], np.float64))
             ax.plot(c[:, 0], c[:, 1], style, color=colour, lw=1.1, label=name[:60] if k == 0 else None)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
