@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 25's GPU runs on one H100, each printing its figures (run from the repo root on the device machine, after
 # `source benchmarks/gpu_setup.sh`). Usage: bash benchmarks/gpu_issue25.sh OUT [steps] [sweep frames]
-#   steps: any of speed,convnext,fix,sweep,ray (default: all but ray); a fix written on the CPU machine is read from
+#   steps: any of speed,convnext,fix,sweep,ray,half,profile (default: speed,convnext,fix,sweep); a fix written on the CPU machine is read from
 #   .gpu_carry/. `ray` needs a host of 2 or 4 GPUs (nvidia-h200-x2/-x4) and the ray wheel staged like onnxruntime-gpu
 #   (pip download ray==2.60.0 for cp312, split into parts, `cat` them back and add the wheel to the install).
 set -u
@@ -35,6 +35,23 @@ print("fix_cuda:", d["status"], "; kept", nodes, "nodes in FP32; runs", d["searc
       json.dumps(v.get("latency_cost_ms")), "; fixed", json.dumps((v.get("fixed") or {}).get("latency_ms")))
 PY
   fi
+fi
+if [[ $steps == *half* ]]; then  # 4: the CPU's float16 emulation against CUDA's float16 on the same FP16 pairs
+  fixes=(); for d in .gpu_carry/fix_*; do [ -d "$d" ] && fixes+=(--fix "$d"); done
+  TAILN=40 timed half_demo python3 benchmarks/half_storage_check.py "${fixes[@]}" --preset demo --n 2
+  TAILN=20 timed half_convnext python3 benchmarks/half_storage_check.py --preset convnextpc-demo --random-weights --n 2
+fi
+if [[ $steps == *profile* ]]; then  # 5: where an awml-base --level all bisect spends its time (warm, cProfile)
+  $cp bisect --preset awml-base --level all --backends ort-cuda,ort-cuda-fp16 --quiet --json "$out/warmup.json" \
+    > /dev/null 2>&1
+  for pair in ort-cuda,ort-cuda-fp16 torch-cuda,ort-cuda-fp16; do
+    t0=$(date +%s.%N)
+    python3 -m cProfile -o "$out/prof_${pair%%,*}.out" -m cp_debug.cli.main bisect --preset awml-base --level all \
+      --backends "$pair" --quiet --json "$out/prof_${pair%%,*}.json" > /dev/null 2>&1
+    echo "== profile $pair: wall $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s (under cProfile)"
+    python3 -c "import pstats,sys; s=pstats.Stats(sys.argv[1]); s.sort_stats('cumulative').print_stats(45); \
+s.sort_stats('tottime').print_stats(25)" "$out/prof_${pair%%,*}.out" | grep -v "^$" | cut -c1-160
+  done
 fi
 if [[ $steps == *sweep* ]]; then  # 1: the sweep on one GPU (awml-base, held-out synthetic frames)
   timed sweep_awml $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 3 \

@@ -77,6 +77,8 @@ class PrecisionTransform:
     constant_values_flushed_to_zero: int | None = None
     untyped_tensors: int | None = None
     segments: int | None = None  # set when merged over the segments of one graph
+    # CPU runs of a graph holding float16 tensors: `precision.half_storage.HalfStorage.to_json()` (None: native)
+    half_storage: dict | None = None
 
     @classmethod
     def fp16(cls, keep_fp32_nodes: Sequence[str], summary: Mapping[str, Any] | None) -> PrecisionTransform:
@@ -87,6 +89,9 @@ class PrecisionTransform:
     def to_json(self) -> dict:
         return {f.name: list(v) if isinstance(v, tuple) else v
                 for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)
 
 
 def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform: PrecisionTransform,
@@ -122,6 +127,10 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
             notes.append(f"{where}: {other} of {total} {ops} nodes are not float32 in the model itself")
         if req == "tf32":
             notes.append("TF32 requested through the CUDA EP's use_tf32=1 (only Ampere or newer GPUs have it)")
+    if transform.half_storage:
+        notes.append(f"float16 storage emulated on the CPU: {transform.half_storage.get('rounded_tensors', 0)} "
+                     "float16 tensor(s) rounded after their node, float32 arithmetic (as a GPU accumulates); "
+                     f"{HALF_ENV}=native runs ONNX Runtime's own CPU float16")
     fallback = facts.cpu_fallback
     if spec.device == "cuda":
         if fallback is None:

@@ -4,6 +4,12 @@ Precision is applied to the ONNX graph (FP16 conversion, Q/DQ insertion), so wha
 checked afterwards: the CPU provider has few float16 kernels and wraps float16 nodes in Casts, running them in
 float32. `precision_report()` reads ORT's optimised graph (and, on CUDA, its node-to-EP assignment) and says
 what ran (`ort_precision.py` reads the facts and writes the report; this module holds the session).
+
+On the CPU a graph holding float16 tensors (an FP16 conversion, a deployed FP16 file) is by default run as a GPU
+runs it: `precision.half_storage` rounds every float16 tensor after its node in a float32 graph, since the CPU
+provider drops the Cast pairs it inserts and keeps activations in float32 (no overflow, no rounding). The
+lockstep's float16 segments (`fp16_io`) are left alone: the lockstep rounds at its cuts itself.
+`CPDEBUG_ORT_CPU_HALF=native` runs ONNX Runtime's own CPU float16.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, cpu_fallback, graph_facts,
+from cp_debug.backends.ort_precision import (HALF_ENV, GraphFacts, PrecisionTransform, cpu_fallback, graph_facts,
                                              precision_report_from_facts, probe_effect)
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
@@ -108,6 +114,7 @@ class OrtRunner(Runner):
         self._facts: GraphFacts | None = None
         self._probe_effect: str | None = None
         self._providers: list = []
+        self._held_half = False
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -164,8 +171,18 @@ class OrtRunner(Runner):
 
                 model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=not self.fp16_io)
                 self._transform = PrecisionTransform.fp16(self.keep_fp32_nodes, conversion_summary(model))
+        self._held_half = precision != "fp16" and not qdq and _holds_half_constants(model)
         self._providers = self._provider_list()
+        declared = None  # emulated float16 storage: the facts are the float16 graph's, not its float32 emulation's
+        if self._emulates_half(model):
+            from cp_debug.precision.half_storage import emulate_half_storage
+
+            emulated = emulate_half_storage(model)
+            self._transform = replace(self._transform, half_storage=emulated.to_json())
+            declared, model = graph_facts(model), emulated.model
         self._sess, self._facts = self._session(model, self._providers, record=True)
+        if declared is not None:
+            self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
             _, plain_facts = self._session(plain, self._providers, record=False)
             self._probe_effect = probe_effect(plain_facts, self._facts)
@@ -245,7 +262,9 @@ class OrtRunner(Runner):
     def precision_report(self) -> PrecisionReport | None:
         if self._facts is None:  # never activated
             return None
-        return precision_report_from_facts(self.spec, self._facts, self._transform, self._missing, self._probe_effect)
+        # a file that holds float16 itself (a deployed FP16 pair run as `ort@DIR`) asked for fp16, not fp32
+        spec = replace(self.spec, precision="fp16") if self._held_half else self.spec
+        return precision_report_from_facts(spec, self._facts, self._transform, self._missing, self._probe_effect)
 
     @property
     def graph_facts(self) -> GraphFacts | None:
@@ -258,6 +277,14 @@ class OrtRunner(Runner):
         return self._transform
 
     # -- internals ---------------------------------------------------------------------------------------
+    def _emulates_half(self, model) -> bool:
+        """CPU, not a lockstep float16 segment, not INT8, the mode not native, and float16 tensors in the graph."""
+        if self.spec.device != "cpu" or self.fp16_io or self.spec.precision == "int8" or half_mode() == "native":
+            return False
+        from cp_debug.precision.half_storage import holds_half
+
+        return (self.spec.precision == "fp16" or _holds_half_constants(model)) and holds_half(model)
+
     def _provider_names(self) -> list[str]:
         cpu = ["CPUExecutionProvider"]
         return ["CUDAExecutionProvider", *cpu] if self.spec.device == "cuda" else cpu
@@ -378,6 +405,25 @@ def _register_env_arena() -> None:
     # was 40% slower (the kernel zero-filling pages again for every segment)
     ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, 1 << 22))
     _ENV_ARENA = True
+
+
+def _holds_half_constants(model) -> bool:
+    """float16 weights or a Cast to float16 in `model` (cheap: no shape inference)."""
+    import onnx
+
+    fp16 = onnx.TensorProto.FLOAT16
+    return any(t.data_type == fp16 for t in model.graph.initializer) or any(
+        a.name == "to" and a.i == fp16 for n in model.graph.node if n.op_type == "Cast" for a in n.attribute)
+
+
+def half_mode() -> str:
+    """`CPDEBUG_ORT_CPU_HALF`: "emulated" (default) or "native"."""
+    import os
+
+    mode = os.environ.get(HALF_ENV, "emulated").strip().lower() or "emulated"
+    if mode not in ("emulated", "native"):
+        raise BadInputError(f"{HALF_ENV}={mode!r}: use 'emulated' (default) or 'native'")
+    return mode
 
 
 def _fmt_dims(dims: list) -> str:

@@ -16,7 +16,19 @@ class StepProgress:
         self.console = Console(file=stream) if stream is not None else Console(stderr=True)
         self.own_stream = stream is not None
         self.quiet = quiet
+        self.stream = stream
         self.timings: list[tuple[str, float]] = []
+
+    def note(self, text: str) -> None:
+        """One dim line (nothing when quiet): what a long step just did, e.g. one run of a search."""
+        if not self.quiet:
+            self.console.print(f"[dim]  {text}[/dim]", highlight=False, soft_wrap=True)
+
+    def bar(self, description: str, total: int):
+        """A progress bar with ETA over `total` items (`cli._bar.progress_bar`): yields `advance(n=1, **fields)`."""
+        from cp_debug.cli._bar import progress_bar
+
+        return progress_bar(description, total, self.quiet, self.stream)
 
     @contextlib.contextmanager
     def step(self, text: str):

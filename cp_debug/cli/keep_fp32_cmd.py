@@ -122,6 +122,8 @@ def render(result, console) -> None:
     if p is not None and not p.honest:
         console.print(f"[yellow]note:[/yellow] {result.backend} ran {p.effective}, not {p.requested}: "
                       + "; ".join(p.notes), highlight=False)
+    elif p is not None and any("storage emulated" in n for n in p.notes):
+        console.print(f"[dim]note: {result.backend}: {'; '.join(p.notes)}[/dim]", highlight=False)
     if result.status == "not_needed":
         console.print("[green]The FP16 model passes as it is: no node needs to stay in FP32.[/green]")
     elif result.status == "impossible":

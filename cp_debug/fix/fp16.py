@@ -72,7 +72,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
 
     first: module names to rank first (a bisect report's root causes). candidates: FILE:NODE keys instead of the
     ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names)."""
-    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.frames import progress_step, step_printer
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)
@@ -92,8 +92,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
 
     def heads(keep, indices):
         models = converted(keep)
-        with progress_step(progress, f"FP16 with {len(keep)} node(s) in FP32 on {len(indices)} frame(s)"):
-            return ort_pair_heads(cfg, models[files[0]], models[files[1]], frames, indices, device=device)[0]
+        return ort_pair_heads(cfg, models[files[0]], models[files[1]], frames, indices, device=device)[0]
 
     if candidates is None:
         with progress_step(progress, "ranking the candidates (FP32 magnitudes)"):
@@ -106,7 +105,8 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
             raise BadInputError(f"candidate(s) {', '.join(unknown[:3])} are not FILE{SEP}NODE of the pair "
                                 f"(e.g. {sorted(known)[0]})")
     judge = HeadJudge(cfg, frames, reference, target, heads)
-    result = search_fix(candidates, judge, target, len(frames.scenes), worst=worst, frame_order=frame_order)
+    result = search_fix(candidates, judge, target, len(frames.scenes), worst=worst, frame_order=frame_order,
+                        on_step=step_printer(progress))
     fixed = converted(result.keep) if result.keep is not None else None
     modules = node_modules(fp32_models, module_names)
     return Fp16Fix(result, dict(fp32_models), converted(()), fixed, {k: modules.get(k) for k in result.keep or ()})

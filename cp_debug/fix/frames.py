@@ -9,6 +9,7 @@ the decoded boxes the reference boxes it loses or adds (`eval.detection_diff`) a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -68,6 +69,37 @@ def progress_step(progress, text: str):
     return progress.step(text) if progress is not None else contextlib.nullcontext()
 
 
+def progress_bar(progress, text: str, total: int):
+    """`progress.bar(text, total)` (yields `advance`), or a context yielding a no-op without a progress object."""
+    import contextlib
+
+    if progress is not None and hasattr(progress, "bar"):
+        return progress.bar(text, total)
+    return contextlib.nullcontext(lambda n=1, **fields: None)
+
+
+def step_printer(progress):
+    """An `on_step` for `search.search_fix` that notes each checked run on `progress` (None without one)."""
+    if progress is None or not hasattr(progress, "note"):
+        return None
+    t0 = time.perf_counter()
+    count = [0]
+
+    def on_step(step) -> None:
+        count[0] += 1
+        f = step.figures
+        figs = [f"worst rel. RMSE {f.worst:.3g}"]
+        if f.lost_boxes is not None:
+            figs.append(f"lost {f.lost_boxes}")
+        if f.map_drop is not None:
+            figs.append(f"mAP drop {f.map_drop:+.4f}")
+        verdict = "holds" if step.passed else "fails"
+        progress.note(f"run {count[0]}: {len(step.keep)} kept ({step.phase}) {verdict} on {step.checked} frames; "
+                      f"{', '.join(figs)}; {step.seconds:.1f} s (search {time.perf_counter() - t0:.0f} s)")
+
+    return on_step
+
+
 def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
                    device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
     """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
@@ -80,13 +112,10 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
     indices = range(len(frames.scenes)) if indices is None else indices
     spec = BackendSpec.parse(f"ort-{device}")
     heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
-    # ORT's CPU provider computes float16 Conv/MatMul in float32 and drops the Cast pairs between such nodes, so a
-    # value past 65504 between two of them never becomes inf there, while a GPU (CUDA EP, TensorRT) holds it in
-    # float16. Exposing every float16 tensor as an output makes ORT CPU materialise them in float16 as a GPU does.
-    enc_extra = float16_tensors(encoder) if device == "cpu" else []
-    bb_extra = float16_tensors(backbone) if device == "cpu" else []
-    with make_runner(spec, onnx_model=encoder, extra_outputs=enc_extra) as enc, \
-            make_runner(spec, onnx_model=backbone, extra_outputs=bb_extra) as bb:
+    # On the CPU the runner rounds every float16 tensor after its node (`precision.half_storage`), as a GPU stores
+    # it: ORT's CPU provider alone would keep activations between float16 Convs in float32 (no overflow).
+    with make_runner(spec, onnx_model=encoder) as enc, \
+            make_runner(spec, onnx_model=backbone) as bb:
         for i in indices:
             scene = frames.scenes[i]
             res = run_pipeline(cfg, scene.points(cfg), enc, bb, capture=False)
@@ -94,18 +123,6 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
             for stage in seconds:
                 seconds[stage].append(res.timings.get(stage, 0.0))
     return heads, seconds
-
-
-def float16_tensors(model) -> list[str]:
-    """The float16 tensors that nodes of `model` (a path or ModelProto) compute, in graph order."""
-    import onnx
-
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
-    inferred = onnx.shape_inference.infer_shapes(model)
-    half = {v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
-    outputs = {o.name for o in model.graph.output}
-    return [t for n in model.graph.node for t in n.output if t in half and t not in outputs]
 
 
 @dataclass(frozen=True)

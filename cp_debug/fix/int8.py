@@ -29,7 +29,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
                   frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, progress=None) -> Int8Fix:
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""
-    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.frames import progress_bar, progress_step, step_printer
     from cp_debug.errors import BadInputError
     from cp_debug.ptq.scenes import head_outputs, stage_inputs
     from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity
@@ -41,8 +41,10 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
     layers = tuple(quantized_layers(qmodel))
     sens = None
     if candidates is None:
-        with progress_step(progress, f"INT8 sensitivity of {len(layers)} layer(s), one at a time"):
-            sens = layer_sensitivity(Evaluator(qmodel, fp32_model, spatial), layers)
+        with progress_step(progress, f"INT8 sensitivity of {len(layers)} layer(s), one at a time"), \
+                progress_bar(progress, "one layer at a time", len(layers)) as advance:
+            sens = layer_sensitivity(Evaluator(qmodel, fp32_model, spatial), layers,
+                                     on_layer=lambda i, n, name: advance())
         candidates = [r.layer for r in sens.rows]
         blamed = [c for c in candidates if any(c == b or c.startswith(b + ".") for b in first)]
         candidates = blamed + [c for c in candidates if c not in set(blamed)]
@@ -60,7 +62,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
     judge = HeadJudge(cfg, frames, reference, target, heads)
     with progress_step(progress, f"exclusion search over {len(candidates)} layer(s) ({target.describe()})"):
         result = search_fix(list(candidates), judge, target, len(frames.scenes), worst=worst,
-                            frame_order=frame_order)
+                            frame_order=frame_order, on_step=step_printer(progress))
     return Int8Fix(result, layers, sens)
 
 

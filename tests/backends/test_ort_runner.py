@@ -45,12 +45,21 @@ def test_fp16_changes_numbers_but_stays_close(tiny):
         assert 0 < d < 5e-3, (k, d)  # float16 weights: visible, small
 
 
-def test_ort_cpu_fp16_is_reported_as_not_fp16(tiny):
+def test_ort_cpu_fp16_is_emulated_by_default_and_reported_as_not_fp16_when_native(tiny, monkeypatch):
     """Observed with ORT 1.31 on x86: the CPU EP has no float16 Conv/Gemm kernels and runs them in float32.
 
     ORT's InsertCastTransformer wraps float16 nodes in Casts and then removes Cast pairs, including our input
-    Cast to float16: only the float16-rounded weights remain of FP16. The report must say so.
+    Cast to float16: only the float16-rounded weights remain of FP16. So by default the runner emulates float16
+    storage (every float16 tensor rounded after its node) and says so; run natively, the report must say that
+    the Convs ran in float32.
     """
+    with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16")) as r:
+        r.infer({"x": tiny.x})
+        rep = r.precision_report()
+        settings = r.settings()
+    assert rep.requested == rep.effective == "fp16" and any("storage emulated" in n for n in rep.notes), rep
+    assert settings["precision_transform"]["half_storage"]["rounded_tensors"] > 0
+    monkeypatch.setenv("CPDEBUG_ORT_CPU_HALF", "native")
     with OrtRunner(tiny.path, BackendSpec.parse("ort-cpu-fp16")) as r:
         r.infer({"x": tiny.x})
         rep = r.precision_report()

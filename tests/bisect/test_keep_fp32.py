@@ -15,6 +15,7 @@ from cp_debug.backends.spec import BackendSpec
 from tests.bisect.exported import exported
 
 PLANTED_BLOCK = "/body/body.2/"
+READER = "/body/body.3/body.3.0/Conv"  # reads the planted block's output: in float16 it would overflow at its input
 
 
 def passes(model, feed, keep) -> bool:
@@ -32,8 +33,9 @@ def test_overflow_is_fixed_by_a_small_one_minimal_set_inside_the_planted_block()
     result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     assert result.status == "found" and result.found
     keep = result.keep
-    assert 1 <= len(keep) <= 4, keep
-    assert all(name.startswith(PLANTED_BLOCK) for name in keep), keep
+    # every node storing the ~1e5 values (float16 storage emulated, as a GPU stores them) and their reader
+    assert 1 <= len(keep) <= 6, keep
+    assert all(name.startswith(PLANTED_BLOCK) or name == READER for name in keep), keep
     absmax = {c.name: c.absmax for c in result.candidates}
     assert all(absmax[name] > FP16_MAX for name in keep)  # each touches values beyond FP16's range
     # ranking: nodes touching |x| beyond FP16 first, the planted conv (largest |x|) at the top
@@ -58,15 +60,22 @@ def test_overflow_is_fixed_by_a_small_one_minimal_set_inside_the_planted_block()
     assert data["schema"] == "cp_debug.keep_fp32/1" and data["keep"] == list(keep) and data["runs"] == result.runs
 
 
-def test_plain_planted_overflow_needs_nothing_on_ort_cpu_because_it_runs_fp32():
-    """ORT's CPU provider runs Conv/Relu in float32 and drops the Cast pairs between them: no float16 tensor holds
-    the 1e5 activations, so the FP16 graph passes as it is — and the result says what really ran."""
+def test_plain_planted_overflow_is_found_as_a_gpu_stores_it_and_not_by_ort_cpu_native(monkeypatch):
+    """ORT's CPU provider alone runs Conv/Relu in float32 and drops the Cast pairs between them: no float16 tensor
+    holds the 1e5 activations, so the FP16 graph would pass as it is. With float16 storage emulated (the default)
+    the search keeps what a GPU needs: the planted conv, its ReLU and the conv reading them. Each report says what
+    really ran."""
     model, feed = exported("planted.py", "fp16_overflow")
+    result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
+    assert result.status == "found" and result.keep == (f"{PLANTED_BLOCK}body.2.0/Conv",
+                                                         f"{PLANTED_BLOCK}body.2.2/Relu", READER)
+    assert result.precision.effective == "fp16" and any("emulated" in n for n in result.precision.notes)
+    assert result.candidates[0].absmax > FP16_MAX  # the overflow is there in the reference
+    monkeypatch.setenv("CPDEBUG_ORT_CPU_HALF", "native")
     result = find_keep_fp32(model, BackendSpec.parse("ort-cpu-fp16"), feed)
     assert result.status == "not_needed" and result.keep == () and result.runs == 1
     assert result.keep_fp32_option() is None
     assert result.precision.requested == "fp16" and result.precision.effective == "fp32"
-    assert result.candidates[0].absmax > FP16_MAX  # the overflow is there in the reference all the same
 
 
 def test_impossible_when_the_candidates_cannot_fix_it():

@@ -1,0 +1,156 @@
+"""A float16 graph as a GPU computes it, written as a float32 graph that ONNX Runtime's CPU provider runs faithfully.
+
+ONNX Runtime's CPU provider has few float16 kernels (none for Conv on x86). For the others it inserts Casts to
+float32 around the node and then removes the Cast pairs it inserted between two such nodes, so the activations
+between them stay float32: a value past 65504 never becomes inf, none is rounded to float16's grid. A GPU (the
+CUDA EP, TensorRT) stores every float16 tensor in float16 and accumulates Conv/MatMul in float32. On the CPU
+machine, an FP16 fix judged by the plain FP16 graph kept one node where the H100 needed 23 (measurements).
+
+`emulate_half_storage` rewrites a graph holding float16 tensors into the float32 graph that computes what that
+GPU computes: float16 constants become the same values in float32 (exact), every node output that was float16
+is followed by an explicit Cast float32 → float16 → float32 (round to nearest even, ±inf past 65504 — ONNX Runtime
+keeps such a pair in a float32 graph), and Casts to float16 become Casts to float32 followed by that rounding.
+Graph inputs and outputs keep their names and types (a float16 input is widened after it, a float16 output is
+the rounded value in float16), so a runner, its feeds and its probe names do not change. Nodes kept in float32
+(their Casts around them included) compute as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+SUFFIX = "__cpdebug_half"  # names this module adds end with it
+
+
+@dataclass(frozen=True)
+class HalfStorage:
+    """The emulating graph and what was done: float16 tensors rounded after their node, float16 constants widened,
+    Casts to float16 turned into rounding, float16 graph inputs widened."""
+
+    model: "onnx.ModelProto"
+    rounded: int
+    constants: int
+    casts: int
+    inputs: int
+
+    def to_json(self) -> dict:
+        return {"rounded_tensors": self.rounded, "widened_constants": self.constants, "casts_to_fp16": self.casts,
+                "widened_inputs": self.inputs}
+
+
+def holds_half(model: "onnx.ModelProto") -> bool:
+    """Whether a node of `model` computes a float16 tensor, or a float16 constant or graph input feeds one."""
+    return bool(_half_tensors(model)[0]) or any(
+        t.data_type == _fp16() for t in model.graph.initializer)
+
+
+def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
+    """The float32 graph computing what `model` (holding float16 tensors) computes on a float16 machine; `model` is
+    not modified. Control-flow subgraphs are left as they are."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    fp16, fp32 = _fp16(), onnx.TensorProto.FLOAT
+    half, dtypes = _half_tensors(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    constants = 0
+    for t in g.initializer:
+        if t.data_type == fp16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name))
+            constants += 1
+    graph_outputs = {o.name for o in g.output}
+    nodes, casts = [], 0
+    widened_inputs = [i.name for i in g.input if i.type.tensor_type.elem_type == fp16]
+    renames = {name: name + SUFFIX + "_in" for name in widened_inputs}
+    for name in widened_inputs:
+        nodes.append(helper.make_node("Cast", [name], [renames[name]], name=name + SUFFIX + "_widen", to=fp32))
+    rounded = 0
+    for node in g.node:
+        for i, x in enumerate(node.input):
+            if x in renames:
+                node.input[i] = renames[x]
+        constants += _widen_attributes(node, fp16, fp32)
+        if node.op_type == "Cast" and _attr(node, "to") == fp16:
+            _set_attr(node, "to", fp32)
+            casts += 1
+        nodes.append(node)
+        if node.op_type in ("Constant", "ConstantOfShape"):
+            continue  # its value is a float16 value already: exact in float32, nothing to round
+        for k, t in enumerate(node.output):
+            if t not in half:
+                continue
+            raw = t + SUFFIX + "_raw"
+            node.output[k] = raw
+            if t in graph_outputs:  # the output stays float16 under its name; readers take the rounded float32
+                renames[t] = t + SUFFIX + "_rounded"
+                nodes.append(helper.make_node("Cast", [raw], [t], name=t + SUFFIX + "_round", to=fp16))
+                nodes.append(helper.make_node("Cast", [t], [renames[t]], name=t + SUFFIX + "_widen", to=fp32))
+            else:
+                mid = t + SUFFIX + "_fp16"
+                nodes.append(helper.make_node("Cast", [raw], [mid], name=t + SUFFIX + "_round", to=fp16))
+                nodes.append(helper.make_node("Cast", [mid], [t], name=t + SUFFIX + "_widen", to=fp32))
+            rounded += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    kept = [v for v in g.value_info if dtypes.get(v.name) != fp16]
+    del g.value_info[:]
+    g.value_info.extend(kept)
+    return HalfStorage(out, rounded, constants, casts, len(widened_inputs))
+
+
+def _half_tensors(model) -> tuple[set[str], dict[str, int]]:
+    """(names of float16 tensors that nodes compute, every known tensor's elem type)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - untypable graphs: what the file declares
+        inferred = model
+    g = inferred.graph
+    dtypes = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    for node in g.node:  # Constants are typed by their value
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    dtypes[node.output[0]] = a.t.data_type
+    produced = {t for n in g.node for t in n.output}
+    return {t for t in produced if dtypes.get(t) == _fp16()}, dtypes
+
+
+def _widen_attributes(node, fp16: int, fp32: int) -> int:
+    """float16 tensor attributes (Constant's value, ConstantOfShape's value) and dtype attributes → float32."""
+    from onnx import numpy_helper
+
+    n = 0
+    for a in node.attribute:
+        if a.HasField("t") and a.t.data_type == fp16:
+            a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype("float32"), a.t.name))
+            n += 1
+        elif a.name == "dtype" and a.i == fp16:
+            a.i = fp32
+    return n
+
+
+def _attr(node, name: str):
+    for a in node.attribute:
+        if a.name == name:
+            return a.i
+    return None
+
+
+def _set_attr(node, name: str, value: int) -> None:
+    for a in node.attribute:
+        if a.name == name:
+            a.i = value
+
+
+def _fp16() -> int:
+    import onnx
+
+    return onnx.TensorProto.FLOAT16
