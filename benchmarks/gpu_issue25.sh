@@ -23,9 +23,10 @@ if [[ $steps == *convnext* ]]; then  # 3: ConvNeXt-PC in FP16 on CUDA (random we
 fi
 if [[ $steps == *fix* ]]; then  # 4: a CPU-written FP16 fix re-checked on CUDA; a fix searched with ort-cuda-fp16
   for d in .gpu_carry/fix_*; do [ -d "$d" ] && timed "check_$(basename "$d")" $cp fix --check "$d"; done
-  if [ -f .gpu_carry/planted_demo.pth ]; then
-    timed fix_cuda $cp fix --preset demo --checkpoint .gpu_carry/planted_demo.pth --backends torch,ort-cuda-fp16 \
-      --tol 0.05 --scenes 4 --out "$out/fix_cuda" --json "$out/fix_cuda.json"
+  ckpt=.gpu_carry/local_demo.pth; [ -f "$ckpt" ] || ckpt=.gpu_carry/planted_demo.pth  # tests/fix/planted.py
+  if [ -f "$ckpt" ]; then
+    timed fix_cuda $cp fix --preset demo --checkpoint "$ckpt" --backends torch,ort-cuda-fp16 \
+      --tol 0.05 --scenes 4 --verify-scenes 8 --out "$out/fix_cuda" --json "$out/fix_cuda.json"
     python3 - "$out/fix_cuda.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
