@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 25's GPU runs on one H100, each printing its figures (run from the repo root on the device machine, after
 # `source benchmarks/gpu_setup.sh`). Usage: bash benchmarks/gpu_issue25.sh OUT [steps] [sweep frames]
-#   steps: any of speed,convnext,fix,sweep,ray,half,profile (default: speed,convnext,fix,sweep); a fix written on the CPU machine is read from
+#   steps: any of speed,convnext,fix,fixbisect,sweep,ray,half,profile (default: speed,convnext,fix,sweep); a fix written on the CPU machine is read from
 #   .gpu_carry/. `ray` needs a host of 2 or 4 GPUs (nvidia-h200-x2/-x4) and the ray wheel staged like onnxruntime-gpu
 #   (pip download ray==2.60.0 for cp312, split into parts, `cat` them back and add the wheel to the install).
 set -u
@@ -22,7 +22,7 @@ if [[ $steps == *convnext* ]]; then  # 3: ConvNeXt-PC in FP16 on CUDA (random we
     --out "$out/emulation"
 fi
 if [[ $steps == *fix* ]]; then  # 4: a CPU-written FP16 fix re-checked on CUDA; a fix searched with ort-cuda-fp16
-  for d in .gpu_carry/fix_*; do [ -d "$d" ] && timed "check_$(basename "$d")" $cp fix --check "$d"; done
+  for d in .gpu_carry/fix_*; do [ -d "$d" ] && timed "check_$(basename "$d")" $cp fix --check "$d" --device cuda; done
   ckpt=.gpu_carry/local_demo.pth; [ -f "$ckpt" ] || ckpt=.gpu_carry/planted_demo.pth  # tests/fix/planted.py
   if [ -f "$ckpt" ]; then
     timed fix_cuda $cp fix --preset demo --checkpoint "$ckpt" --backends torch,ort-cuda-fp16 \
@@ -36,6 +36,12 @@ print("fix_cuda:", d["status"], "; kept", nodes, "nodes in FP32; runs", d["searc
       json.dumps(v.get("latency_cost_ms")), "; fixed", json.dumps((v.get("fixed") or {}).get("latency_ms")))
 PY
   fi
+fi
+if [[ $steps == *fixbisect* ]] && [ -d .gpu_carry/fix_local_demo ]; then  # #23's acceptance bisect, on CUDA
+  timed fix_bisect $cp bisect --preset demo --checkpoint .gpu_carry/local_demo.pth \
+    --backends torch-cuda,ort-cuda@.gpu_carry/fix_local_demo,ort-cuda-fp16 --json "$out/fix_bisect.json"
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('within tolerance:', d['outputs_within_tolerance'], \
+'first divergent:', d['first_divergent'])" "$out/fix_bisect.json"
 fi
 if [[ $steps == *half* ]]; then  # 4: the CPU's float16 emulation against CUDA's float16 on the same FP16 pairs
   fixes=(); for d in .gpu_carry/fix_*; do [ -d "$d" ] && fixes+=(--fix "$d"); done

@@ -15,5 +15,9 @@ if [ ! -f /tmp/site/.cpdebug-ready ]; then
   touch /tmp/site/.cpdebug-ready
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# The image's site-packages are read-only and hold no bytecode for many modules, and each call gets a fresh working
+# tree: without these, every process compiled ~1000 modules from source (3 s of an ort pair's bisect, 7 s of a
+# torch pair's under cProfile) and numba recompiled its kernels: what no installed environment does twice.
+export PYTHONPYCACHEPREFIX=/tmp/pycache NUMBA_CACHE_DIR=/tmp/numba_cache
 python3 -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
 set +e

@@ -21,6 +21,9 @@ def fix(
     backends: Annotated[Optional[str], typer.Option(
         "--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
              "torch,ort-cpu-fp16).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
+             "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
     from_bisect: Annotated[Optional[Path], typer.Option(
         "--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path "
              "(ranked first).")] = None,
@@ -76,12 +79,12 @@ def fix(
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
-                    quiet=quiet, third_party=third_party)
+                    quiet=quiet, third_party=third_party, device=device)
     raise typer.Exit(code)
 
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
-         json_out: str | None, quiet: bool, third_party) -> int:
+         json_out: str | None, quiet: bool, third_party, device: str | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
     them); the reference and candidate come from `backends`."""
     from cp_debug.cli._output import StepProgress, finish
@@ -97,9 +100,13 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
             raise BadInputError("give --check DIR or --out DIR, not both")
         from cp_debug.fix.check import check_fix
 
-        result = check_fix(check, progress=progress)
+        if device not in (None, "cpu", "cuda"):
+            raise BadInputError(f"--device must be cpu or cuda, not {device!r}")
+        result = check_fix(check, device=device, progress=progress)
         finish(result.to_json(), json_out, third_party, lambda console: render_check(result, console))
         return 0 if result.holds else 1
+    if device is not None:
+        raise BadInputError("--device goes with --check DIR; a search runs where its candidate says (ort-cuda-fp16)")
     if out is None:
         raise BadInputError("give --out DIR to write the fix to (or --check DIR to re-verify one)")
     if out.exists() and not out.is_dir():
@@ -184,7 +191,7 @@ def render_check(result, console) -> None:
     v = result.verification
     f = v.fixed.figures
     state = "[green]holds[/green]" if result.holds else "[red]does NOT hold[/red]"
-    console.print(f"fix {result.path}: {v.target.describe()} {state} here (recorded: "
+    console.print(f"fix {result.path}: {v.target.describe()} {state} here, on {v.device} (recorded: "
                   f"{'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE {f.worst:.3g}, "
                   f"lost boxes {f.lost_boxes}, mAP drop {f.map_drop:+.4f} on {len(f.frames)} frame(s)",
                   highlight=False)

@@ -132,8 +132,9 @@ def test_check_passes_here_and_names_a_changed_version(written, tmp_path):
     now = recorded["environment"]["onnxruntime"]
     recorded["environment"]["onnxruntime"] = "1.0.0"
     (copy / "fix.json").write_text(json.dumps(recorded))
-    proc = cpdebug("--check", copy, "--quiet")
+    proc = cpdebug("--check", copy, "--device", "cpu", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "here, on cpu" in proc.stdout
     assert f"onnxruntime 1.0.0 -> {now}" in proc.stdout and "holds" in proc.stdout
     assert "figures changed" not in proc.stdout  # same machine, same frames: the same figures
     proc = cpdebug("--check", copy, "--json", "-", "--quiet")
@@ -149,6 +150,8 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
         (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch"), "REF,CAND"),
         (("--check", tmp_path), "fix.json"),
         (("--tol", "0.1"), "--out DIR"),
+        (("--check", tmp_path, "--device", "tpu"), "--device must be cpu or cuda"),
+        (("--out", tmp_path / "x", "--tol", "0.1", "--device", "cuda"), "--device goes with --check"),
     ]
     for args, match in cases:
         proc = cpdebug(*args)
