@@ -27,6 +27,9 @@ def fix(
     from_bisect: Annotated[Optional[Path], typer.Option(
         "--from-bisect", help="Start from a `cpdebug bisect --json` report: its model, candidate and root-cause path "
              "(ranked first).")] = None,
+    from_sweep: Annotated[Optional[Path], typer.Option(
+        "--from-sweep", help="Start from a `cpdebug sweep --out DIR`: its model, candidate and held-out frames (judged "
+             "worst first, in its rank order), the layers it blamed ranked first.")] = None,
     preset: Annotated[Optional[str], typer.Option(
         help="CenterPoint preset (default demo, or the --from-bisect report's).")] = None,
     config: ConfigFile = None,
@@ -41,9 +44,11 @@ def fix(
         "--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
     max_lost_boxes: Annotated[Optional[int], typer.Option(
         "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
-    scenes: Annotated[int, typer.Option("--scenes", help="Held-out frames the search judges on.")] = 8,
-    first_scene: Annotated[int, typer.Option(
-        "--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones).")] = 0,
+    scenes: Annotated[Optional[int], typer.Option(
+        "--scenes", help="Held-out frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
+    first_scene: Annotated[Optional[int], typer.Option(
+        "--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones; default 0, or the "
+             "--from-sweep sweep's).")] = None,
     verify_scenes: Annotated[int, typer.Option(
         "--verify-scenes",
         help="Verify on this many other held-out frames after the search's (0: on the search's).")] = 0,
@@ -79,12 +84,13 @@ def fix(
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
-                    quiet=quiet, third_party=third_party, device=device)
+                    quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep)
     raise typer.Exit(code)
 
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
-         json_out: str | None, quiet: bool, third_party, device: str | None = None) -> int:
+         json_out: str | None, quiet: bool, third_party, device: str | None = None,
+         from_sweep: Path | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
     them); the reference and candidate come from `backends`."""
     from cp_debug.cli._output import StepProgress, finish
@@ -111,7 +117,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         raise BadInputError("give --out DIR to write the fix to (or --check DIR to re-verify one)")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; give a directory")
-    from cp_debug.fix.run import FixRequest, check_request, request_from_bisect, run_fix
+    from cp_debug.fix.run import FixRequest, check_request, request_from_bisect, request_from_sweep, run_fix
     from cp_debug.fix.targets import FixTarget
 
     ref = cand = None
@@ -121,8 +127,12 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
             raise BadInputError(f"--backends takes REF,CAND (two specs), got {backends!r}")
         ref, cand = parts
     common = {**request, "target": FixTarget(*request["target"]), "reference": ref, "candidate": cand}
+    if from_bisect is not None and from_sweep is not None:
+        raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
     if from_bisect is not None:
         req = request_from_bisect(from_bisect, **common)
+    elif from_sweep is not None:
+        req = request_from_sweep(from_sweep, **common)
     else:
         req = FixRequest(**{k: v for k, v in common.items() if v is not None})
     check_request(req)

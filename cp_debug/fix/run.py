@@ -35,6 +35,7 @@ class FixRequest:
     worst: int = 2
     candidates: tuple[str, ...] | None = None
     first_modules: tuple[str, ...] = ()
+    frame_order: tuple[int, ...] | None = None  # the frames worst first (a sweep's ranking), else found by the search
     calib_n: int = 16
     method: str = "mse"
     percentile: float = 99.99
@@ -99,12 +100,14 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
         qmodel, model, weights, skipped = _models(req, cfg, progress)
     module_names = {n for n, _ in model.named_modules()}
     sample = frames.scenes[0].points(cfg)
+    order = _frame_order(req.frame_order, len(frames.scenes))
     with tempfile.TemporaryDirectory(prefix="cpdebug_fix_") as tmp:
         if req.kind == "fp16":
-            found, models, set_doc, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress)
+            found, models, set_doc, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress,
+                                                       order)
         else:
             found, models, set_doc, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
-                                                       progress, skipped)
+                                                       progress, skipped, order)
     search = found.search
     fixed = models.get("fixed")
     verification = None
@@ -173,7 +176,15 @@ def _models(req: FixRequest, cfg, progress):
         tuple(name for name, _ in run.plan.skipped)
 
 
-def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress):
+def _frame_order(order: Sequence[int] | None, n: int) -> tuple[int, ...] | None:
+    """A given frame order (worst first) cut to the n frames judged, every frame present once; None when not given."""
+    if order is None:
+        return None
+    kept = [i for i in dict.fromkeys(order) if 0 <= i < n]
+    return tuple(kept + [i for i in range(n) if i not in set(kept)])
+
+
+def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress, order=None):
     import onnx
 
     from cp_debug.fix.fp16 import find_fp16_fix
@@ -183,7 +194,7 @@ def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress):
     fp32 = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
     fx = find_fp16_fix(cfg, fp32, frames, req.target, device=req.spec.device, worst=req.worst,
                        first=req.first_modules, candidates=req.candidates, module_names=module_names,
-                       progress=progress)
+                       frame_order=order, progress=progress)
     from cp_debug.fix.names import per_file
 
     keep = fx.search.keep or ()
@@ -194,13 +205,14 @@ def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress):
     return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, set_doc, nodes, modules
 
 
-def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str]):
+def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str],
+          order=None):
     from cp_debug.fix.frames import progress_step
     from cp_debug.fix.int8 import export_pairs, find_int8_fix
     from cp_debug.fix.names import layer_nodes
 
     fx = find_int8_fix(cfg, qmodel, fp32_model, frames, req.target, worst=req.worst, first=req.first_modules,
-                       candidates=req.candidates, progress=progress)
+                       candidates=req.candidates, frame_order=order, progress=progress)
     keep = fx.search.keep
     if keep is None:
         return fx, {"fp32": {}, "plain": {}, "fixed": None}, {"modules": None, "onnx_nodes": {}}, {}, ()
@@ -245,6 +257,67 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
         base["int8"] = m["int8"]["source"]
     base.update({k: v for k, v in overrides.items() if v is not None})
     return FixRequest(**base)
+
+
+def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
+    """A FixRequest from a `cpdebug sweep --out DIR`: its model, reference, first ONNX Runtime FP16/INT8 candidate,
+    its held-out frames (the search's whole set unless --scenes says fewer) judged worst first in the sweep's rank
+    order, and the layers it blamed (root causes by count, then layer-local faults) ranked first; `overrides` (not
+    None) replace what it says."""
+    import json
+
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE
+
+    p = Path(sweep_dir)
+    path = p / "sweep.json" if p.is_dir() else p
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise BadInputError(f"cannot read the sweep {path}: {err} (give the folder of `cpdebug sweep --out DIR`)") \
+            from None
+    if not isinstance(doc, dict) or doc.get("schema") != "cp_debug.sweep/1":
+        raise BadInputError(f"{path} is not a sweep.json (schema cp_debug.sweep/1)")
+    usable = [c for c in doc.get("candidates") or [] if _fixable(c)]
+    if not usable:
+        raise BadInputError(f"{path} has no ONNX Runtime FP16/INT8 candidate ({', '.join(doc.get('candidates') or [])})"
+                            "; give --backends REF,CAND")
+    cand = usable[0]
+    settings = doc.get("settings") or {}
+    ranked = [f for f in doc.get("frames") or [] if f.get("status") != "failed"]
+    seeds = [_heldout_seed(f.get("token")) for f in ranked]
+    if not seeds or None in seeds:
+        raise BadInputError(f"{path} ran on {settings.get('scenes') or 'other frames'}; fix judges on held-out "
+                            "synthetic frames: start from scratch (--backends, --scenes N) or from a bisect report")
+    lo = min(seeds)
+    local = [f["candidates"][cand]["local_probe"] for f in ranked
+             if (f.get("candidates") or {}).get(cand, {}).get("class") == "local"]
+    counts = (doc.get("root_cause_counts") or {}).get("counts") or {}
+    blamed = sorted(counts, key=lambda k: -counts[k]) + [x for x in local if x]
+    record = doc.get("model_record") or {}
+    base = {"candidate": cand, "reference": doc.get("reference") or "torch",
+            "preset": record.get("config") or record.get("preset") or settings.get("preset") or "demo",
+            "checkpoint": record.get("checkpoint", settings.get("checkpoint")),
+            "seed": record.get("seed", settings.get("seed")) or 0,
+            "random_weights": bool(record.get("random_weights", settings.get("random_weights"))),
+            "int8": record.get("int8") or settings.get("int8_dir"),
+            "first_scene": lo - HELDOUT_SEED_BASE, "scenes": max(seeds) - lo + 1,
+            "frame_order": tuple(s - lo for s in seeds), "first_modules": tuple(dict.fromkeys(blamed)),
+            "source": {"from": "sweep", "sweep": str(path), "candidate": cand, "frames": len(seeds),
+                       "root_causes": counts, "layer_local": sorted(set(x for x in local if x))}}
+    if BackendSpec.parse(cand).precision != "int8":
+        base["int8"] = None
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return FixRequest(**base)
+
+
+def _heldout_seed(token) -> int | None:
+    """The seed of a held-out synthetic scene's token (`scene_<seed>`), else None."""
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE
+
+    if isinstance(token, str) and token.startswith("scene_") and token[6:].isdigit():
+        seed = int(token[6:])
+        return seed if seed >= HELDOUT_SEED_BASE else None
+    return None
 
 
 def _fixable(spec: str) -> bool:

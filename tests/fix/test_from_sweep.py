@@ -1,0 +1,86 @@
+"""`cpdebug fix --from-sweep DIR`: a real sweep of a planted FP16 overflow (tiny preset, 3 held-out frames) hands
+the fix its model, candidate, frames in rank order and blamed layer; the fix finds the planted nodes; sweeps it
+cannot start from are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def cpdebug(*args):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.sweep.report import write_all
+    from cp_debug.sweep.session import SweepOptions, run_sweep
+    from cp_debug.sweep.worker import SweepSettings
+
+    tmp = tmp_path_factory.mktemp("fix_sweep")
+    ckpt = str(local_overflow_checkpoint(tmp / "planted.pth"))
+    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt)
+    opts = SweepOptions(settings, tmp / "sweep", n=3, shard_size=3, bisect_top=1, bootstrap=0,
+                        model_record=ModelRecord.of("tiny", checkpoint=ckpt).to_json())
+    doc = write_all(run_sweep(opts), opts, html_report=False)
+    return tmp, doc
+
+
+def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
+    from cp_debug.fix.run import request_from_sweep
+    from cp_debug.fix.targets import FixTarget
+
+    tmp, doc = swept
+    req = request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05))
+    assert req.candidate == "ort-cpu-fp16" and req.reference == "torch" and req.preset == "tiny"
+    assert req.checkpoint == str(tmp / "planted.pth") and (req.first_scene, req.scenes) == (0, 3)
+    ranked = [int(f["token"].split("_")[1]) - 1_000_000 for f in doc["frames"]]
+    assert req.frame_order == tuple(ranked) and sorted(ranked) == [0, 1, 2]
+    counts = doc["root_cause_counts"]["counts"]
+    assert counts and req.first_modules[0] == max(counts, key=counts.get)  # the sweep's blamed layer ranks first
+    assert request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05), scenes=2).scenes == 2  # the user's word
+
+
+def test_fix_from_the_sweep_finds_the_planted_nodes(swept, tmp_path):
+    tmp, _ = swept
+    proc = cpdebug("--from-sweep", tmp / "sweep", "--tol", "0.05", "--bootstrap", 0, "--out", tmp_path / "fix",
+                   "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["source"]["from"] == "sweep" and sum(doc["source"]["root_causes"].values()) == 1  # bisect_top 1
+    assert sorted(doc["search"]["keep"]) == sorted(LOCAL_OVERFLOW_NODES)
+    sweep = json.loads((tmp / "sweep" / "sweep.json").read_text())
+    ranked = [int(f["token"].split("_")[1]) - 1_000_000 for f in sweep["frames"]]
+    assert doc["search_frames"]["n"] == 3 and doc["search"]["frame_order"] == ranked  # judged worst first
+    assert doc["search"]["cheap_rejections"] >= 1  # steps failing on the sweep's worst frames stop there
+    assert doc["verification"]["holds"]
+
+
+def test_sweeps_it_cannot_start_from_are_one_line(swept, tmp_path):
+    tmp, doc = swept
+    other = json.loads((tmp / "sweep" / "sweep.json").read_text())
+    for f in other["frames"]:
+        f["token"] = "t4_sample_" + f["token"]  # frames of a dataset, not held-out synthetic scenes
+    (tmp_path / "t4").mkdir()
+    (tmp_path / "t4" / "sweep.json").write_text(json.dumps(other))
+    fp32 = {**other, "candidates": ["ort"]}
+    (tmp_path / "fp32").mkdir()
+    (tmp_path / "fp32" / "sweep.json").write_text(json.dumps(fp32))
+    cases = [(tmp_path / "t4", "held-out synthetic frames"), (tmp_path / "fp32", "no ONNX Runtime FP16/INT8"),
+             (tmp_path / "nothing", "cannot read the sweep")]
+    for path, match in cases:
+        proc = cpdebug("--from-sweep", path, "--tol", "0.05", "--out", tmp_path / "x")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+        assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], (path, proc.stderr)
