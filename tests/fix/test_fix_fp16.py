@@ -6,14 +6,12 @@ matches FP32 where the plain FP16 pair does not — in ONNX Runtime's own CPU ru
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.fix.cli import cpdebug
 from tests.fix.planted import LOCAL_OVERFLOW_NODES, PLANTED_NODE, local_overflow_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -23,10 +21,6 @@ pytestmark = pytest.mark.slow
 NEEDED = list(LOCAL_OVERFLOW_NODES)
 
 
-def cpdebug(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,15 @@ cannot start from are one line and exit 2."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.fix.cli import cpdebug
 from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
-def cpdebug(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
