@@ -49,8 +49,10 @@ def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
 
 def test_fix_from_the_sweep_finds_the_planted_nodes(swept, tmp_path):
     tmp, _ = swept
+    decoy = "pts_backbone_neck_head.onnx:/pts_backbone/blocks.0/blocks.0.0/Conv"  # the ranking is test_fix_fp16's
     proc = cpdebug("--from-sweep", tmp / "sweep", "--tol", "0.05", "--bootstrap", 0, "--out", tmp_path / "fix",
-                   "--json", tmp_path / "run.json", "--quiet")
+                   "--candidates", ",".join([decoy, *LOCAL_OVERFLOW_NODES]), "--json", tmp_path / "run.json",
+                   "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["source"]["from"] == "sweep" and sum(doc["source"]["root_causes"].values()) == 1  # bisect_top 1
