@@ -1,6 +1,6 @@
 """`cpdebug fix --from-sweep DIR`: a real sweep of a planted FP16 overflow (tiny preset, 3 held-out frames) hands
-the fix its model, candidate, frames in rank order and blamed layer; the fix finds the planted nodes; sweeps it
-cannot start from are one line and exit 2."""
+the fix its model, candidate, frames in rank order and blamed layer; sweeps it cannot start from are one line and
+exit 2. (The search and the written pair: test_fix_fp16.py, test_from_bisect.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.fix.cli import cpdebug
-from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
+from tests.fix.planted import local_overflow_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -47,21 +47,15 @@ def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
     assert request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05), scenes=2).scenes == 2  # the user's word
 
 
-def test_fix_from_the_sweep_finds_the_planted_nodes(swept, tmp_path):
-    tmp, _ = swept
-    decoy = "pts_backbone_neck_head.onnx:/pts_backbone/blocks.0/blocks.0.0/Conv"  # the ranking is test_fix_fp16's
-    proc = cpdebug("--from-sweep", tmp / "sweep", "--tol", "0.05", "--bootstrap", 0, "--out", tmp_path / "fix",
-                   "--candidates", ",".join([decoy, *LOCAL_OVERFLOW_NODES]), "--json", tmp_path / "run.json",
-                   "--quiet")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc = json.loads((tmp_path / "run.json").read_text())
-    assert doc["source"]["from"] == "sweep" and sum(doc["source"]["root_causes"].values()) == 1  # bisect_top 1
-    assert sorted(doc["search"]["keep"]) == sorted(LOCAL_OVERFLOW_NODES)
-    sweep = json.loads((tmp / "sweep" / "sweep.json").read_text())
-    ranked = [int(f["token"].split("_")[1]) - 1_000_000 for f in sweep["frames"]]
-    assert doc["search_frames"]["n"] == 3 and doc["search"]["frame_order"] == ranked  # judged worst first
-    assert doc["search"]["cheap_rejections"] >= 1  # steps failing on the sweep's worst frames stop there
-    assert doc["verification"]["holds"]
+def test_the_sweeps_order_reaches_the_search_cut_to_the_frames_judged():
+    """run_fix hands the search the sweep's order (worst first) over the frames it judges: every frame once (the
+    search itself, its cheap rejection on the worst frames included, is tested in test_search.py / test_fix_fp16)."""
+    from cp_debug.fix.run import _frame_order
+
+    assert _frame_order((2, 0, 1), 3) == (2, 0, 1)
+    assert _frame_order((2, 0, 1), 2) == (0, 1)  # --scenes 2: frame 2 is not judged
+    assert _frame_order((1,), 3) == (1, 0, 2)
+    assert _frame_order(None, 3) is None
 
 
 def test_sweeps_it_cannot_start_from_are_one_line(swept, tmp_path):
