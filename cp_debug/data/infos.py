@@ -30,7 +30,7 @@ import numpy as np
 from cp_debug.files import write_bytes_atomic
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CLASS_NAMES
-from cp_debug.models.centerpoint.points import Sweep
+from cp_debug.models.centerpoint.points import Sweep, check_sweep
 
 INFO_FILE = "infos.pkl"
 MICROSECONDS_ABOVE = 1e11  # a timestamp this large is in µs (seconds since 1970 are ~1.7e9, µs ~1.7e15)
@@ -211,18 +211,6 @@ def read_infos(path_or_dir: str | Path, data_root: str | Path | None = None,
                                 "give the data root the lidar paths are relative to (--data-root)")
         for s in samples:
             for sweep in s.sweeps[:sweeps_num]:
-                _check_sweep(sweep, root)
+                check_sweep(sweep, f"--data-root; now {root}")
     return samples
 
-
-def _check_sweep(sweep: Sweep, root: Path) -> None:
-    if not sweep.path.is_file():
-        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} not found; give the data root its lidar_path "
-                            f"is relative to (--data-root; now {root})")
-    if sweep.rotation is None:
-        raise BadInputError(f"{sweep.source} has no transform to the key frame (lidar_points.lidar2sensor, or "
-                            "sensor2lidar_rotation and sensor2lidar_translation): fix the info file, or read no "
-                            "sweeps (sweeps_num=0 in the config's LoadPointsFromMultiSweeps)")
-    if sweep.time_lag is None:
-        raise BadInputError(f"{sweep.source}: the sample or the sweep has no timestamp, so the sweep has no time lag: "
-                            "fix the info file, or read no sweeps (sweeps_num=0)")

@@ -193,17 +193,25 @@ def load_with_sweeps(path: str | Path, cfg: "CenterPointConfig", sweeps: Sequenc
                    out_of_range_dropped=out, warnings=tuple(warnings), sweeps=len(sweeps))
 
 
+def check_sweep(sweep: Sweep, hint: str = "--data-root") -> None:
+    """One BadInputError unless `sweep` can be added to its key frame: its file exists (`hint`: how to give the data
+    root its lidar_path is relative to), and it has a transform and a time lag."""
+    if not Path(sweep.path).is_file():
+        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} not found; give the data root its lidar_path "
+                            f"is relative to ({hint})")
+    if sweep.rotation is None or sweep.translation is None:
+        raise BadInputError(f"{sweep.source} has no transform to the key frame (lidar_points.lidar2sensor, or "
+                            "sensor2lidar_rotation and sensor2lidar_translation): fix the info file, or read no "
+                            "sweeps (sweeps_num=0 in the config's LoadPointsFromMultiSweeps)")
+    if sweep.time_lag is None:
+        raise BadInputError(f"{sweep.source}: the sample or the sweep has no timestamp, so the sweep has no time lag: "
+                            "fix the info file, or read no sweeps (sweeps_num=0)")
+
+
 def _sweep_points(sweep: Sweep, cfg: "CenterPointConfig", load_dim, use_dim, remove_close: bool,
                   hint: str) -> np.ndarray:
     """One sweep's (M, in_channels) points in the key frame (before the range filter; M after remove_close)."""
-    if not Path(sweep.path).is_file():
-        raise BadInputError(f"{sweep.source}: sweep file {sweep.path} does not exist; give the data root its "
-                            f"lidar_path is relative to ({hint})")
-    if sweep.rotation is None or sweep.translation is None or sweep.time_lag is None:
-        what = "timestamp" if sweep.rotation is not None and sweep.translation is not None else "transform"
-        raise BadInputError(f"{sweep.source} has no {what} (mmdet3d v1.x: lidar_points.lidar2sensor and timestamp; "
-                            "or sensor2lidar_rotation/sensor2lidar_translation): fix the info file or use no "
-                            "sweeps (sweeps_num=0 in the config's LoadPointsFromMultiSweeps)")
+    check_sweep(sweep, hint)
     read = _read_features(Path(sweep.path), cfg, load_dim, use_dim)
     feats = read.feats
     if feats is None:  # an .npy of the model's columns: no time column to set
