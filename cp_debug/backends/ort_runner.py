@@ -171,15 +171,18 @@ class OrtRunner(Runner):
 
                 model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=not self.fp16_io)
                 self._transform = PrecisionTransform.fp16(self.keep_fp32_nodes, conversion_summary(model))
-        self._held_half = precision != "fp16" and not qdq and _holds_half_constants(model)
+        from cp_debug.precision.half_storage import holds_half_constants
+
+        self._held_half = precision != "fp16" and not qdq and holds_half_constants(model)
         self._providers = self._provider_list()
         declared = None  # emulated float16 storage: the facts are the float16 graph's, not its float32 emulation's
         if self._emulates_half(model):
             from cp_debug.precision.half_storage import emulate_half_storage
 
             emulated = emulate_half_storage(model)
-            self._transform = replace(self._transform, half_storage=emulated.to_json())
-            declared, model = graph_facts(model), emulated.model
+            if emulated.changed:
+                self._transform = replace(self._transform, half_storage=emulated.to_json())
+                declared, model = graph_facts(model), emulated.model
         self._sess, self._facts = self._session(model, self._providers, record=True)
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
@@ -278,12 +281,13 @@ class OrtRunner(Runner):
 
     # -- internals ---------------------------------------------------------------------------------------
     def _emulates_half(self, model) -> bool:
-        """CPU, not a lockstep float16 segment, not INT8, the mode not native, and float16 tensors in the graph."""
+        """CPU, not a lockstep float16 segment, not INT8, the mode not native, and an FP16 graph (converted here, or
+        holding float16 weights or Casts itself)."""
         if self.spec.device != "cpu" or self.fp16_io or self.spec.precision == "int8" or half_mode() == "native":
             return False
-        from cp_debug.precision.half_storage import holds_half
+        from cp_debug.precision.half_storage import holds_half_constants
 
-        return (self.spec.precision == "fp16" or _holds_half_constants(model)) and holds_half(model)
+        return self.spec.precision == "fp16" or holds_half_constants(model)
 
     def _provider_names(self) -> list[str]:
         cpu = ["CPUExecutionProvider"]
@@ -405,15 +409,6 @@ def _register_env_arena() -> None:
     # was 40% slower (the kernel zero-filling pages again for every segment)
     ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, 1 << 22))
     _ENV_ARENA = True
-
-
-def _holds_half_constants(model) -> bool:
-    """float16 weights or a Cast to float16 in `model` (cheap: no shape inference)."""
-    import onnx
-
-    fp16 = onnx.TensorProto.FLOAT16
-    return any(t.data_type == fp16 for t in model.graph.initializer) or any(
-        a.name == "to" and a.i == fp16 for n in model.graph.node if n.op_type == "Cast" for a in n.attribute)
 
 
 def half_mode() -> str:

@@ -47,15 +47,12 @@ class DeployedStages:
 
 def file_precision(model) -> str:
     """"int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
-    import onnx
+
+    from cp_debug.precision.half_storage import holds_half_constants
 
     if any(n.op_type in _INT8_OPS for n in model.graph.node):
         return "int8"
-    half = onnx.TensorProto.FLOAT16
-    if any(i.data_type == half for i in model.graph.initializer) or any(
-            n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in model.graph.node):
-        return "fp16"
-    return "fp32"
+    return "fp16" if holds_half_constants(model) else "fp32"
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:

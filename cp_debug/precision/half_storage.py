@@ -42,15 +42,23 @@ class HalfStorage:
                 "widened_inputs": self.inputs}
 
 
-def holds_half(model: "onnx.ModelProto") -> bool:
-    """Whether a node of `model` computes a float16 tensor, or a float16 constant or graph input feeds one."""
-    return bool(_half_tensors(model)[0]) or any(
-        t.data_type == _fp16() for t in model.graph.initializer)
+    @property
+    def changed(self) -> bool:
+        """Whether the graph held anything float16 (else the emulation is the graph itself)."""
+        return bool(self.rounded or self.constants or self.casts or self.inputs)
+
+
+def holds_half_constants(model: "onnx.ModelProto") -> bool:
+    """float16 weights or a Cast to float16 in `model`: a graph converted to, or deployed in, FP16 (no shape
+    inference; an untyped intermediate float16 tensor alone is not seen)."""
+    fp16 = _fp16()
+    return any(t.data_type == fp16 for t in model.graph.initializer) or any(
+        a.name == "to" and a.i == fp16 for n in model.graph.node if n.op_type == "Cast" for a in n.attribute)
 
 
 def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
     """The float32 graph computing what `model` (holding float16 tensors) computes on a float16 machine; `model` is
-    not modified. Control-flow subgraphs are left as they are."""
+    not modified. Control-flow subgraphs are left as they are. Nothing float16 in `model`: `.changed` is False."""
     import onnx
     from onnx import helper, numpy_helper
 

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cp_debug.backends.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.precision.fp16 import convert_to_fp16
-from cp_debug.precision.half_storage import emulate_half_storage, holds_half
+from cp_debug.precision.half_storage import emulate_half_storage, holds_half_constants
 
 W1 = np.array([[[[300.0]]], [[[0.5]]]], np.float32)  # two output channels, 1x1: channel 0 overflows at x > 218
 W2 = np.array([[[[1.0]], [[1.0]]]], np.float32)  # sums the two channels
@@ -83,7 +83,8 @@ def test_kept_nodes_compute_in_float32_and_the_interface_is_unchanged():
     onnx.checker.check_model(em)
     out = _run(em, {"x": X.astype(np.float16)})
     np.testing.assert_array_equal(out, _gpu_like(X))
-    assert not holds_half(_chain()) and holds_half(io16)
+    assert not emulate_half_storage(_chain()).changed and emulate_half_storage(io16).changed
+    assert not holds_half_constants(_chain()) and holds_half_constants(io16)
 
 
 def test_the_cpu_runner_emulates_by_default_and_says_so(monkeypatch):
