@@ -282,6 +282,14 @@ def scene_token(seed: int) -> str:
     return f"scene_{int(seed):07d}"
 
 
+def heldout_seed(token) -> int | None:
+    """The seed of a held-out scene's token (`scene_token`'s inverse), None for any other token."""
+    if isinstance(token, str) and token.startswith("scene_") and token[6:].isdigit():
+        seed = int(token[6:])
+        return seed if seed >= HELDOUT_SEED_BASE else None
+    return None
+
+
 def training_seeds(n: int, start: int = 0) -> range:
     """n seeds from `start`; refused where they would reach into the held-out seeds."""
     if n < 1:

@@ -266,7 +266,7 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
     None) replace what it says."""
     import json
 
-    from cp_debug.data.scenes import HELDOUT_SEED_BASE
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE, heldout_seed
 
     p = Path(sweep_dir)
     path = p / "sweep.json" if p.is_dir() else p
@@ -284,7 +284,7 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
     cand = usable[0]
     settings = doc.get("settings") or {}
     ranked = [f for f in doc.get("frames") or [] if f.get("status") != "failed"]
-    seeds = [_heldout_seed(f.get("token")) for f in ranked]
+    seeds = [heldout_seed(f.get("token")) for f in ranked]
     if not seeds or None in seeds:
         raise BadInputError(f"{path} ran on {settings.get('scenes') or 'other frames'}; fix judges on held-out "
                             "synthetic frames: start from scratch (--backends, --scenes N) or from a bisect report")
@@ -293,31 +293,21 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
              if (f.get("candidates") or {}).get(cand, {}).get("class") == "local"]
     counts = (doc.get("root_cause_counts") or {}).get("counts") or {}
     blamed = sorted(counts, key=lambda k: -counts[k]) + [x for x in local if x]
-    record = doc.get("model_record") or {}
-    base = {"candidate": cand, "reference": doc.get("reference") or "torch",
-            "preset": record.get("config") or record.get("preset") or settings.get("preset") or "demo",
-            "checkpoint": record.get("checkpoint", settings.get("checkpoint")),
-            "seed": record.get("seed", settings.get("seed")) or 0,
-            "random_weights": bool(record.get("random_weights", settings.get("random_weights"))),
-            "int8": record.get("int8") or settings.get("int8_dir"),
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+
+    model = (ModelRecord.from_json(doc["model_record"]) if doc.get("model_record") else  # older sweeps: settings
+             ModelRecord.of(settings.get("preset") or "demo", checkpoint=settings.get("checkpoint"),
+                            random_weights=bool(settings.get("random_weights")), seed=settings.get("seed") or 0,
+                            int8=settings.get("int8_dir")))
+    base = {"candidate": cand, "reference": doc.get("reference") or "torch", "preset": model.model_name,
+            "checkpoint": model.checkpoint, "seed": model.seed, "random_weights": model.random_weights,
+            "int8": model.int8 if BackendSpec.parse(cand).precision == "int8" else None,
             "first_scene": lo - HELDOUT_SEED_BASE, "scenes": max(seeds) - lo + 1,
             "frame_order": tuple(s - lo for s in seeds), "first_modules": tuple(dict.fromkeys(blamed)),
             "source": {"from": "sweep", "sweep": str(path), "candidate": cand, "frames": len(seeds),
                        "root_causes": counts, "layer_local": sorted(set(x for x in local if x))}}
-    if BackendSpec.parse(cand).precision != "int8":
-        base["int8"] = None
     base.update({k: v for k, v in overrides.items() if v is not None})
     return FixRequest(**base)
-
-
-def _heldout_seed(token) -> int | None:
-    """The seed of a held-out synthetic scene's token (`scene_<seed>`), else None."""
-    from cp_debug.data.scenes import HELDOUT_SEED_BASE
-
-    if isinstance(token, str) and token.startswith("scene_") and token[6:].isdigit():
-        seed = int(token[6:])
-        return seed if seed >= HELDOUT_SEED_BASE else None
-    return None
 
 
 def _fixable(spec: str) -> bool:
