@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("rosbags.rosbag2")
 
-from cp_debug.data.rosbag import (DETECTED_OBJECTS, LIDAR_TOPIC, OBJECTS_TOPIC, POINTCLOUD2, STORAGES, Cloud,  # noqa: E402
-                                  decode_pointcloud2, encode_pointcloud2, list_topics, pair_by_stamp, read_bag,
-                                  typestore, write_bag)
+from cp_debug.data.ros_messages import (DETECTED_OBJECTS, POINTCLOUD2, decode_pointcloud2,  # noqa: E402
+                                        encode_pointcloud2, typestore)
+from cp_debug.data.rosbag import (LIDAR_TOPIC, OBJECTS_TOPIC, STORAGES, Cloud, list_topics,  # noqa: E402
+                                  pair_by_stamp, read_bag, write_bag)
 from cp_debug.data.scenes import make_scene  # noqa: E402
 from cp_debug.errors import BadInputError  # noqa: E402
 from cp_debug.models.centerpoint.config import CLASS_NAMES, get_preset  # noqa: E402
