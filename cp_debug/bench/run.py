@@ -58,7 +58,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
         check_available(spec)
     cfg = get_preset(opts.preset)
     if opts.points is not None:
-        from cp_debug.models.centerpoint.points import load_points
+        from cp_debug.data.point_files import load_points
 
         points, scan = load_points(opts.points, cfg), str(opts.points)
     else:

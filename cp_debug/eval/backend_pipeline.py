@@ -38,7 +38,7 @@ class EvalScene:
     def points(self, cfg) -> np.ndarray:
         if self.points_array is not None:
             return self.points_array
-        from cp_debug.models.centerpoint.points import load_with_sweeps
+        from cp_debug.data.point_files import load_with_sweeps
 
         return load_with_sweeps(self.lidar_path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
 

@@ -28,7 +28,7 @@ def info_points(cfg, path: str | Path, n: int | None = None) -> tuple[int, Itera
     """(number of scenes, points iterator) of the samples of an info file or DIR/infos.pkl (each with its first
     `cfg.sweeps_num` sweeps, as the test pipeline reads it)."""
     from cp_debug.data.infos import read_infos
-    from cp_debug.models.centerpoint.points import load_with_sweeps
+    from cp_debug.data.point_files import load_with_sweeps
 
     samples = read_infos(path, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
     if not samples:

@@ -35,7 +35,7 @@ class Frame:
             scene = make_scene(cfg, self.seed)
             return scene.points, {"boxes": np.asarray(scene.boxes, np.float64), "labels": np.asarray(scene.labels),
                                   "num_points": None}
-        from cp_debug.models.centerpoint.points import load_with_sweeps
+        from cp_debug.data.point_files import load_with_sweeps
 
         if self.path is None:
             raise BadInputError(f"frame {self.token!r} has neither a point file nor a seed")

@@ -45,7 +45,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import load_point_file, points_from_array
+    from cp_debug.data.point_files import load_point_file, points_from_array
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
