@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.errors import CpDebugError
-from cp_debug.sweep.frames import Frame
+from cp_debug.data.frames import Frame
 from cp_debug.sweep.rank import RankedFrame
 
 
@@ -51,7 +51,7 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> 
     for r in todo[: opts.bisect_top]:
         with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
             try:
-                points, _ = by_token[r.token].load(cfg)
+                points = by_token[r.token].load(cfg).points
                 rep = bisect_frame(opts.settings, points, r.candidate)
             except CpDebugError as err:
                 reports[r.token] = {"error": str(err).splitlines()[0]}

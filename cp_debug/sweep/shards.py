@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cp_debug.errors import BadInputError
 from cp_debug.files import write_text_atomic
-from cp_debug.sweep.frames import Frame
+from cp_debug.data.frames import Frame
 from cp_debug.sweep.worker import FrameResult
 
 MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"
