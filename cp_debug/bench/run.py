@@ -47,7 +47,7 @@ class BenchReport:
 
 def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.config import get_preset

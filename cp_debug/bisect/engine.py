@@ -69,7 +69,7 @@ class BisectEngine:
 
     # ---------------------------------------------------------------------------------------------------
     def run(self) -> BisectReport:
-        from cp_debug.backends import check_available
+        from cp_debug.backends.factory import check_available
 
         rs = self.run_state
         everyone = [(rs.ref_label, rs.ref_spec)] + list(self.candidates)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from cp_debug.backends import PrecisionReport, check_available
+from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.factory import check_available
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
                                         reference_lookup, run_once)

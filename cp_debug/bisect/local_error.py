@@ -38,7 +38,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
             out[p.name] = (loc, [prod] if prod else [])
         return out
     # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
-    from cp_debug.backends import make_runner
+    from cp_debug.backends.factory import make_runner
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
     qdq = st.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" else None

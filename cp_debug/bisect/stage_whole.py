@@ -31,7 +31,7 @@ CHUNK_BYTES = 1 << 30
 def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
                       capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None):
     """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX)."""
-    from cp_debug.backends import make_runner
+    from cp_debug.backends.factory import make_runner
 
     mods = [p.name for p in probes if p.kind == "module"]
     if spec.framework == "torch":

@@ -99,7 +99,7 @@ class BackendPipeline:
         self.encoder = self.backbone = None
 
     def _runners(self) -> tuple[Any, Any]:
-        from cp_debug.backends import make_runner
+        from cp_debug.backends.factory import make_runner
         from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                        VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
                                                        VoxelEncoderStage)
@@ -140,7 +140,7 @@ class BackendPipeline:
     def _deployed_runners(self) -> tuple[Any, Any]:
         """SPEC@DIR: runners over the user's own two files, their interface checked against cp_debug's export of
         the same model (one line, exit 2, on a mix-up); their precision kept, or converted as the spec asks."""
-        from cp_debug.backends import make_runner
+        from cp_debug.backends.factory import make_runner
         from cp_debug.graph.model import load_onnx
         from cp_debug.probes.interface import check_interface
         from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
@@ -163,7 +163,7 @@ class BackendPipeline:
         return runners[0], runners[1]
 
     def __enter__(self) -> "BackendPipeline":
-        from cp_debug.backends import check_available
+        from cp_debug.backends.factory import check_available
 
         check_available(self.spec)
         self._stack = ExitStack()

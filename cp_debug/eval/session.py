@@ -70,7 +70,7 @@ def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, see
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
              step: Callable[[str], ContextManager] | None = None) -> EvalReport:
     """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change

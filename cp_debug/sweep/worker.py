@@ -232,7 +232,7 @@ class SweepWorker:
         return int8_calibration(self.cfg, model, calibration_points(self.cfg, s.calib_scenes))
 
     def _lane(self, label: str, calib: dict | None) -> _Lane:
-        from cp_debug.backends import check_available, make_runner
+        from cp_debug.backends.factory import check_available, make_runner
         from cp_debug.backends.spec import BackendSpec
         from cp_debug.determinism import Determinism
 

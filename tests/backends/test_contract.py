@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cp_debug.backends import PrecisionReport, all_specs, check_available, make_runner
+from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.factory import all_specs, check_available, make_runner
 from cp_debug.compare.diff import TensorDiff, default_tolerance
 from cp_debug.errors import BackendUnavailableError, CpDebugError
 from cp_debug.backends.spec import BackendSpec
