@@ -1,7 +1,8 @@
 """Backends: one runner per framework behind one contract, picked by a spec such as `ort-cpu-int8`.
 
-`spec.py`: the spec grammar; `base.py`: the runner contract; `factory.py`: `make_runner`, `check_available`,
-`availability`; one module per runner (`torch_runner.py`, `ort_runner.py`, `trt_runner.py`).
+`spec.py`: the spec grammar and what each framework's runner can do (`Capability`); `base.py`: the runner contract;
+`factory.py`: `make_runner`, `check_available`, `availability`; one module per runner (`torch_runner.py`,
+`ort_runner.py`, `trt_runner.py`).
 
 Nothing heavy is imported here: torch, onnxruntime and tensorrt load when a runner activates or when
 availability is checked.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 
-__all__ = ["BackendSpec", "PrecisionReport", "Runner", "all_specs", "availability", "check_available", "make_runner"]
+__all__ = ["BackendSpec", "Capability", "PrecisionReport", "Runner", "all_specs", "availability", "check_available",
+           "make_runner"]

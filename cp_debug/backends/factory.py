@@ -53,8 +53,11 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
     return TrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _TRT_ONLY})
 
 
-def check_available(spec: BackendSpec) -> None:
-    """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine."""
+def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None:
+    """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine.
+
+    keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which TensorRT 10 cannot:
+    refused here, before any run."""
     if spec.framework == "torch":
         try:
             import torch
@@ -78,7 +81,7 @@ def check_available(spec: BackendSpec) -> None:
         from cp_debug.backends.trt_runner import import_tensorrt, plan_build
 
         _, major = import_tensorrt()
-        plan_build(spec, major)
+        plan_build(spec, major, keep_fp32=keep_fp32_nodes)
 
 
 def all_specs() -> list[BackendSpec]:

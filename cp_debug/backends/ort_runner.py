@@ -24,9 +24,9 @@ import numpy as np
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.ort_precision import (HALF_ENV, GraphFacts, PrecisionTransform, cpu_fallback, graph_facts,
                                              precision_report_from_facts, probe_effect)
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.half import to_fp16
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +77,8 @@ class OrtRunner(Runner):
         pages in anew (on the CPU machine, 48 of 128 CPU seconds of an awml-base `--level all` bisect were the
         kernel's, zero-filling pages).
     """
+
+    capabilities = CAPABILITIES["ort"]  # infer_some, int8_model=, keep_fp32_nodes=, lockstep segments
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
@@ -214,11 +216,9 @@ class OrtRunner(Runner):
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
 
-    def infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
-        """`infer`, returning the graph's outputs and only the `extra` outputs named (original names): a session
-        that exposes many tensors, read a part at a time (ORT computes the others and does not copy them out)."""
-        if not self.is_active:
-            raise CpDebugError(f"runner {self.name!r} is not active: call activate() or use it as a context manager")
+    def _infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
+        """The graph's outputs and only the `extra` outputs named (original names): a session that exposes many
+        tensors, read a part at a time (ORT computes the others and does not copy them out)."""
         return self._infer(feed, only=extra)
 
     def _deactivate(self) -> None:
@@ -235,11 +235,9 @@ class OrtRunner(Runner):
 
     @property
     def missing_outputs(self) -> list[str]:
-        """Requested extra outputs that no longer exist after the precision transform."""
         return list(self._missing)
 
     def quant_amax(self) -> dict[str, float]:
-        """Calibrated amax per original tensor name (INT8 only; {} otherwise)."""
         return dict(self._quant.activation_amax) if self._quant is not None else {}
 
     @property

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
@@ -99,6 +99,8 @@ class TrtRunner(Runner):
 
     workspace: builder memory pool limit in bytes (None: TensorRT's default).
     """
+
+    capabilities = CAPABILITIES["trt"]  # keep_fp32_nodes= (TensorRT 11+: precision from the ONNX graph)
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,

@@ -73,7 +73,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     results = []
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None
-        if any(s.framework != "torch" for s in specs.values()):
+        if any(s.runs_onnx for s in specs.values()):
             from cp_debug.recipes.centerpoint.export import export_onnx
 
             with step("exporting the two ONNX stages"):
