@@ -1,7 +1,8 @@
 """Backends: one runner per framework behind one contract, picked by a spec such as `ort-cpu-int8`.
 
 `spec.py`: the spec grammar and what each framework's runner can do (`Capability`); `base.py`: the runner contract;
-`factory.py`: `make_runner`, `check_available`, `availability`; one module per runner (`torch_runner.py`,
+`factory.py`: `make_runner`, `check_available`, `availability`; `graph_loader.py`: the graph preparation the ONNX
+Runtime and TensorRT runners share; `feed.py`: their feed check; one module per runner (`torch_runner.py`,
 `ort_runner.py`, `trt_runner.py`).
 
 Nothing heavy is imported here: torch, onnxruntime and tensorrt load when a runner activates or when

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
-from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+from cp_debug.backends.graph_loader import PrecisionTransform
+from cp_debug.backends.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
                                              precision_report_from_facts)
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
