@@ -3,10 +3,14 @@
 `SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
 names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
 `trt-fp16@DIR`. The files' own precision is kept; a precision in the spec converts them as the built-in path does.
+
+What a runner can do beyond the contract (`base.Runner`) is declared here, once per framework (`CAPABILITIES`):
+a caller asks `spec.can(...)` before a runner exists and `runner.can(...)` after, never the framework's name.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,26 @@ _SUPPORT = {
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
 }
 _DEFAULT_DEVICE = {"torch": "cpu", "ort": "cpu", "trt": "cuda"}
+
+
+class Capability(str, enum.Enum):
+    """An optional ability of a runner, beyond activate / infer / deactivate (the contract test checks each)."""
+
+    INFER_SOME = "infer_some"  # `infer_some(feed, extra)`: one session exposing many tensors, read a part at a time
+    RUN_SUBMODULE = "run_submodule"  # `run_submodule(name, inputs)`: one submodule alone on captured inputs
+    STREAM_PROBES = "stream_probes"  # `on_probe` / `capture_inputs`: module probes handed over as they are produced
+    QDQ_MODEL = "qdq_model"  # `int8_model=`: a given Q/DQ graph run as it is (the --int8 DIR's export)
+    PTQ_MODEL = "ptq_model"  # runs the PTQ model of --int8 DIR as given (fake quantizers, or its Q/DQ export)
+    KEEP_FP32_NODES = "keep_fp32_nodes"  # `keep_fp32_nodes=`: ONNX nodes left in FP32 by the FP16 conversion
+    LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/lockstep.py`)
+
+
+CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "torch": frozenset({Capability.RUN_SUBMODULE, Capability.STREAM_PROBES, Capability.PTQ_MODEL}),
+    "ort": frozenset({Capability.INFER_SOME, Capability.QDQ_MODEL, Capability.PTQ_MODEL, Capability.KEEP_FP32_NODES,
+                      Capability.LOCKSTEP}),
+    "trt": frozenset({Capability.KEEP_FP32_NODES}),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,25 @@ class BackendSpec:
                                 "use ort@DIR or trt@DIR")
         onnx_dir = _onnx_dir(text, head, where) if at else None
         return cls(framework, device, precision, onnx_dir)
+
+    @property
+    def is_torch(self) -> bool:
+        """Runs the PyTorch module: its probes are keyed by module name (not by ONNX tensor) and it needs the
+        module, not an ONNX export."""
+        return self.framework == "torch"
+
+    @property
+    def runs_onnx(self) -> bool:
+        """Runs an ONNX graph (ONNX Runtime, TensorRT): its probes are tensors found through the probe map."""
+        return not self.is_torch
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this spec's runner can do beyond the contract (`CAPABILITIES`)."""
+        return CAPABILITIES[self.framework]
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
 
     def __str__(self) -> str:
         base = (f"trt-{self.precision}" if self.framework == "trt"

@@ -47,7 +47,7 @@ class BenchReport:
 
 def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.config import get_preset
@@ -73,7 +73,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     results = []
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None
-        if any(s.framework != "torch" for s in specs.values()):
+        if any(s.runs_onnx for s in specs.values()):
             from cp_debug.recipes.centerpoint.export import export_onnx
 
             with step("exporting the two ONNX stages"):

@@ -18,7 +18,7 @@ def backends(
     from cp_debug.cli._errors import handle_errors
 
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.backends import availability
+        from cp_debug.backends.factory import availability
 
         rows = availability()
         if json_out:

@@ -65,7 +65,7 @@ class SweepOutcome:
 
 
 def check_backends(labels: tuple[str, ...]) -> None:
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.backends.spec import BackendSpec
 
     if len(labels) < 2:

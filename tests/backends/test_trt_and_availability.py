@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cp_debug.backends import all_specs, availability, check_available, make_runner
+from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
 from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
 from cp_debug.determinism import Determinism, environment
 from cp_debug.errors import BackendUnavailableError, BadInputError
