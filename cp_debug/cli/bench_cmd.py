@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
                                    RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -40,7 +39,7 @@ def bench(
 
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         from cp_debug.bench.run import BenchOptions
 

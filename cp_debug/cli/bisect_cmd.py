@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
                                    Int8Dir, Json,
                                    LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
@@ -99,7 +98,7 @@ def bisect(
 
     Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         from cp_debug.backends.spec import parse_backends
 

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset,
                                    Quiet, RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -50,7 +49,7 @@ def eval_(
     Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done, 2 bad input, 3 a backend or
     nuscenes-devkit cannot run here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
@@ -30,7 +29,7 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         _export(model, out, rot_y_axis_reference, points, quiet, third_party)

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose
 from cp_debug.cli._quiet import ThirdParty
 
@@ -72,7 +71,7 @@ def fix(
     Exit codes: 0 written and verified (or --check holds), 1 no set meets the target / the verification or
     --check fails, 2 bad input, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.recipes.centerpoint.model_source import model_name
 
         if config is not None:

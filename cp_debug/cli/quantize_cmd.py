@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -41,7 +40,7 @@ def quantize(
 ) -> None:
     """Quantize CenterPoint to INT8 (PTQ): fuse BN by data flow, calibrate per-channel weights and per-tensor
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         from cp_debug.ptq.quantize import PtqSettings
 

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
                                    Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -93,7 +92,7 @@ def replay(
 
     Exit codes: 0 done, 2 bad input, 3 a library is missing.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         source = ReplaySource(bag=bag, lidar_topic=lidar_topic, objects_topic=objects_topic,

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -86,7 +85,7 @@ def sensitivity(
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
     Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         from cp_debug.ptq.quantize import PtqSettings
 

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, Int8Dir, Preset, Quiet,
                                    RandomWeights, Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
@@ -82,7 +81,7 @@ def sweep(
     A candidate SPEC@DIR runs the deployed ONNX files of DIR; several candidates form a chain (ref → c1 → c2 …).
     Exit codes: 0 no frame diverges, 1 a frame diverges or fails, 2 bad input or usage, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
                                int8=int8)

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
 from cp_debug.recipes.centerpoint.model_source import model_name
 from cp_debug.cli._quiet import ThirdParty
@@ -49,7 +48,7 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         preset = model_name(preset, config)
         request = TrainRequest(out=out, preset=preset, scenes=scenes, data_root=data_root, synthetic=synthetic,
                                steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device,

@@ -92,14 +92,10 @@ def test_old_synthetic_scene_still_works():
 
 
 def test_scenes_cli_writes_a_folder_and_refuses_bad_input(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from cp_debug.cli.scenes_cmd import scenes
+    from cp_debug.cli.main import app
 
-    app = typer.Typer()
-    app.command()(scenes)
-    app.command("noop")(lambda: None)  # two commands: the first is called by name
     res = CliRunner().invoke(app, ["scenes", "--preset", "tiny", "--n", "2", "--out", str(tmp_path / "s"), "-q"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "s" / "points").iterdir()) == [f"{scene_token(0)}.pcd.bin",

@@ -1,4 +1,4 @@
-"""`cpdebug export` and `cpdebug infer`, through a typer app holding just these two commands."""
+"""`cpdebug export` and `cpdebug infer`, through cpdebug's app (its one error mapping included)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from cp_debug.cli.export_cmd import export
-from cp_debug.cli.infer_cmd import infer
+from cp_debug.cli.main import app
 
-app = typer.Typer(pretty_exceptions_enable=False)
-app.command("export")(export)
-app.command("infer")(infer)
 runner = CliRunner()
 
 
