@@ -7,9 +7,12 @@ command modules never import each other (an import-linter contract in pyproject.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
 Preset = Annotated[str, typer.Option(
@@ -34,6 +37,17 @@ Inputs = Annotated[Optional[Path], typer.Option(
     help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")]
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
+
+
+def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,
+                 seed: int = 0, int8: Path | None = None) -> ModelRecord:
+    """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8) as the
+    one record every report stores; --config, which must be an existing .py file, replaces --preset. Loads nothing."""
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+
+    return ModelRecord.of(model_name(preset, config), config=config, checkpoint=checkpoint,
+                          random_weights=random_weights, seed=seed, int8=int8)
+
 
 # -- the scan --------------------------------------------------------------------------------------------------
 Points = Annotated[Optional[Path], typer.Option(

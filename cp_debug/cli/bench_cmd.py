@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose)
+                                   RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -40,10 +40,10 @@ def bench(
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
+        preset = model.model_name
         from cp_debug.bench.run import BenchOptions
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
                             deterministic)
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset,
-                                   Quiet, RandomWeights, Seed, Verbose)
+                                   Quiet, RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 def eval_(
@@ -50,13 +50,12 @@ def eval_(
     nuscenes-devkit cannot run here.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
         from cp_debug.eval.session import EvalOptions, parse_backend_list
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
-                               int8=int8)
         opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,

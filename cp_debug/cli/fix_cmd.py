@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose
+from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose, model_record
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -72,10 +72,8 @@ def fix(
     --check fails, 2 bad input, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.recipes.centerpoint.model_source import model_name
-
-        if config is not None:
-            preset = model_name(preset or "demo", config)
+        if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
+            preset = model_record(preset or "demo", config).model_name
         request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset,
                        checkpoint=str(checkpoint) if checkpoint else None, seed=seed,
                        random_weights=random_weights or None, int8=str(int8) if int8 else None, scenes=scenes,

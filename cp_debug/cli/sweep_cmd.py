@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, Int8Dir, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose)
+                                   RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
                                    "worst frames' bisect reports.")]
@@ -82,9 +82,7 @@ def sweep(
     Exit codes: 0 no frame diverges, 1 a frame diverges or fails, 2 bad input or usage, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
-                               int8=int8)
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        bootstrap=bootstrap,
