@@ -63,9 +63,16 @@ UseDim = Annotated[Optional[str], typer.Option(
     "mmdet3d use_dim.")]
 
 # -- backends and how they run ---------------------------------------------------------------------------------
-Backends = Annotated[Optional[str], typer.Option(
-    "--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. Spec: framework[-device][-precision], "
-    "e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
+
+
+def backends_option(rule: str):
+    """`--backends/-b`, its help saying the command's rule (`backends.spec.BackendsRule`: how many specs, which may
+    come twice) and the spec grammar."""
+    return typer.Option("--backends", "-b", help=f"{rule} Spec: framework[-device][-precision], e.g. torch, "
+                        "torch-cuda-tf32, ort-cpu-int8, trt-fp16.")
+
+
+Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
 
 # -- PTQ (quantize, sensitivity) -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, model_record)
+                                   RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def bench(
-    backends: Annotated[str,
-                        typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. "
-                                          "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
+    backends: Annotated[str, backends_option(
+        "SPEC[,SPEC…]: the backends timed side by side (no reference), no spec twice, e.g. "
+        "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -51,13 +51,9 @@ def bench(
 
 def _labels(backends: str) -> tuple[tuple[str, BackendSpec], ...]:
     """(label as typed, spec) per backend, distinct."""
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.errors import BadInputError
+    from cp_debug.backends.spec import SPECS, parse_backends
 
-    labels = tuple(t.strip() for t in backends.split(",") if t.strip())
-    if not labels or len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends {backends!r}: give distinct backend specs, e.g. torch,ort")
-    return tuple((label, BackendSpec.parse(label)) for label in labels)
+    return tuple(parse_backends(backends, rule=SPECS))
 
 
 def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, quiet: bool,

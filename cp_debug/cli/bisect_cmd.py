@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
                                    Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
-                                   Seed, TorchModel, UseDim, Verbose, model_record)
+                                   Seed, TorchModel, UseDim, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
@@ -44,7 +44,9 @@ class BisectOutputs:
 
 
 def bisect(
-    backends: Backends = "torch,ort",
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND[,CAND…]: the first is the reference, which may come back as a candidate (a noise check: ort,ort); "
+        "no candidate twice.")] = "torch,ort",
     recipe: Annotated[Optional[str],
                       typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Preset = "demo",
@@ -99,9 +101,9 @@ def bisect(
     """
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
-        from cp_debug.backends.spec import parse_backends
+        from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
-        pairs = parse_backends(backends or "torch,ort")
+        pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,

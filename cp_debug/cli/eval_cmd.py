@@ -7,14 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset,
-                                   Quiet, RandomWeights, Seed, Verbose, model_record)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset, Quiet,
+                                   RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 def eval_(
-    backends: Backends = None,
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND[,CAND…]: the first is the reference (default torch,ort); REF alone (default torch) with "
+        "--detections; no spec twice.")] = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -54,13 +56,23 @@ def eval_(
         preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
-        from cp_debug.eval.session import EvalOptions, parse_backend_list
+        from cp_debug.eval.session import EvalOptions
 
-        opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
+        opts = EvalOptions(backends=_backends(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
         _eval(opts, model, json_out=json_out, html=html, quiet=quiet or json_out == "-", third_party=third_party)
+
+
+def _backends(text: str | None, has_detections: bool) -> tuple:
+    """(label, spec) per backend, the reference first: a reference and candidates, or the reference alone when a
+    detections file is the candidate."""
+    from cp_debug.backends.spec import BackendsRule, parse_backends
+
+    if has_detections:
+        return tuple(parse_backends(text or "torch", rule=BackendsRule(form="REF[,CAND…]", least=1)))
+    return tuple(parse_backends(text or "torch,ort", rule=BackendsRule(hint=" or REF with a --detections file")))
 
 
 def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose, model_record
+from cp_debug.cli._options import (Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose,
+                                   backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -17,9 +18,9 @@ def fix(
         "--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
     check: Annotated[Optional[Path], typer.Option(
         "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
-    backends: Annotated[Optional[str], typer.Option(
-        "--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
-             "torch,ort-cpu-fp16).")] = None,
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND: exactly one reference and one candidate, e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
+        "torch,ort-cpu-fp16).")] = None,
     device: Annotated[Optional[str], typer.Option(
         "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
              "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
@@ -119,10 +120,9 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
 
     ref = cand = None
     if backends:
-        parts = [p.strip() for p in backends.split(",") if p.strip()]
-        if len(parts) != 2:
-            raise BadInputError(f"--backends takes REF,CAND (two specs), got {backends!r}")
-        ref, cand = parts
+        from cp_debug.backends.spec import REF_CAND, parse_backends
+
+        (ref, _), (cand, _) = parse_backends(backends, rule=REF_CAND)
     common = {**request, "target": FixTarget(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None and from_sweep is not None:
         raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")

@@ -106,7 +106,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     get_preset(preset)
     if run.level not in LEVELS:
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
-    labels = tuple(t.strip() for t in backends.split(",") if t.strip())
+    from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
+
+    labels = tuple(label for label, _ in parse_backends(backends, rule=REF_CANDIDATES))
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,

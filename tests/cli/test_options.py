@@ -33,3 +33,16 @@ def test_a_bad_config_file_is_one_line(tmp_path, name, words):
         path.write_text("")
     with pytest.raises(BadInputError, match=words):
         model_record("demo", path)
+
+
+@pytest.mark.parametrize("command,rule", [("bisect", "NOISE_CHECK"), ("eval", "REF_CANDIDATES"),
+                                          ("sweep", "REF_CANDIDATES"), ("fix", "REF_CAND"), ("bench", "SPECS")])
+def test_each_commands_backends_help_says_its_rule(command, rule):
+    import typer
+
+    from cp_debug.backends import spec
+    from cp_debug.cli.main import app
+
+    option = next(p for p in typer.main.get_command(app).commands[command].params if p.name == "backends")
+    assert option.opts == ["--backends", "-b"]
+    assert option.help.startswith(getattr(spec, rule).form + ":"), option.help
