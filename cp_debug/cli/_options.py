@@ -75,14 +75,17 @@ def backends_option(rule: str):
 Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
 
-# -- PTQ (quantize, sensitivity) -------------------------------------------------------------------------------
+# -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
 CalibScenes = Annotated[Optional[Path], typer.Option(
     "--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]
 CalibN = Annotated[Optional[int], typer.Option(
-    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity; with "
+    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity and fix; with "
     "--calib-scenes: the first N).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
+# the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
+HeldOutCalib = Annotated[int, typer.Option(
+    "--calib-scenes", min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")]
 SkipLayers = Annotated[Optional[str], typer.Option(
     "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(

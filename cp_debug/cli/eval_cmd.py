@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, backends_option, model_record)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir, Json,
+                                   Preset, Quiet, RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
@@ -31,9 +31,7 @@ def eval_(
     detections: Annotated[Optional[Path],
                           typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = "
                                             "scene file stems): one more candidate.")] = None,
-    calib_scenes: Annotated[int,
-                            typer.Option(min=0,
-                                         help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
+    calib_scenes: HeldOutCalib = 4,
     match_distance: Annotated[float,
                               typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
                                                 "reference box in the diff.")] = 2.0,

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose,
-                                   backends_option, model_record)
+from cp_debug.cli._options import (CalibN, Checkpoint, ConfigFile, Int8Dir, Json, Method, Percentile, Quiet,
+                                   RandomWeights, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -56,9 +56,9 @@ def fix(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
     candidates: Annotated[Optional[str], typer.Option(
         help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
-    calib_n: Annotated[int, typer.Option("--calib-n", help="INT8 from scratch: synthetic calibration scenes.")] = 16,
-    method: Annotated[str, typer.Option(help="INT8 from scratch: calibration method (mse, max, percentile).")] = "mse",
-    percentile: Annotated[float, typer.Option(help="INT8 from scratch: percentile for --method percentile.")] = 99.99,
+    calib_n: CalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
+    method: Method = "mse",
+    percentile: Percentile = 99.99,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
     json_out: Json = None,

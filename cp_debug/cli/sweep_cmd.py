@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, Int8Dir, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, model_record)
+from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
+                                   Preset, Quiet, RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
@@ -67,7 +67,7 @@ def sweep(
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
                                                        "GPU for CUDA backends, else one per CPU).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
-    calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes that calibrate INT8 backends.")] = 4,
+    calib_scenes: HeldOutCalib = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
