@@ -135,11 +135,41 @@ def _onnx_dir(text: str, head: str, where: str) -> Path:
     return path
 
 
-def parse_backends(text: str) -> list[tuple[str, BackendSpec]]:
-    """Parse `REF,CAND[,CAND…]` into (label as typed, spec) pairs; at least two are required."""
+@dataclass(frozen=True)
+class BackendsRule:
+    """What one command's `--backends` takes: how many specs, and whether one may come twice.
+
+    Every command reads its list with `parse_backends(text, rule=...)`; the rules are side by side below, and a
+    command whose rule is not `REF_CANDIDATES` says so in its `--backends` help (`form`).
+    """
+
+    form: str = "REF,CAND[,CAND…]"  # the shape, in the messages and the help
+    least: int = 2
+    most: int | None = None
+    reference_again: bool = False  # the reference may come back as a candidate (a noise check: ort,ort)
+    example: str = "torch,ort"
+    hint: str = ""  # after the form when too few or too many are given, e.g. " or a --detections file"
+
+    def check(self, labels: list[str], text: str) -> None:
+        """A BadInputError, in one line, when `labels` (as typed in `text`) break the rule."""
+        if not labels:
+            raise BadInputError(f"--backends is empty: give {self.form}, e.g. {self.example}")
+        if len(labels) < self.least or (self.most is not None and len(labels) > self.most):
+            raise BadInputError(f"--backends takes {self.form}{self.hint}, e.g. {self.example} (got {text!r})")
+        distinct = labels[1:] if self.reference_again else labels
+        if len(set(distinct)) != len(distinct):
+            what = "the same candidate" if self.reference_again else "a backend"
+            raise BadInputError(f"--backends lists {what} twice: {text!r}")
+
+
+REF_CANDIDATES = BackendsRule()  # a reference and one or more candidates, no spec twice (eval, sweep)
+NOISE_CHECK = BackendsRule(reference_again=True)  # bisect: `ort,ort` runs the reference against itself
+REF_CAND = BackendsRule(form="REF,CAND", most=2, example="torch,ort-cpu-fp16")  # fix: one reference, one candidate
+SPECS = BackendsRule(form="SPEC[,SPEC…]", least=1)  # bench: backends timed side by side, no reference
+
+
+def parse_backends(text: str, *, rule: BackendsRule = REF_CANDIDATES) -> list[tuple[str, BackendSpec]]:
+    """Parse a comma-separated `--backends` into (label as typed, spec) pairs, checked against `rule`."""
     labels = [t.strip() for t in text.split(",") if t.strip()]
-    if len(labels) < 2:
-        raise BadInputError(f"--backends needs a reference and at least one candidate, e.g. torch,ort (got {text!r})")
-    if len(set(labels[1:])) != len(labels) - 1:  # the reference may reappear as a candidate (a noise check)
-        raise BadInputError(f"--backends lists the same candidate twice: {text!r}")
+    rule.check(labels, text)
     return [(label, BackendSpec.parse(label)) for label in labels]

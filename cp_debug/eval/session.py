@@ -43,19 +43,6 @@ class EvalOptions:
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
 
 
-def parse_backend_list(text: str | None, has_detections: bool) -> tuple[tuple[str, BackendSpec], ...]:
-    """(label, spec) per backend (reference first). Default: torch,ort; torch alone when a detections file is the
-    candidate."""
-    labels = tuple(t.strip() for t in (text or ("torch" if has_detections else "torch,ort")).split(",") if t.strip())
-    if not labels:
-        raise BadInputError("--backends is empty: give e.g. torch,ort")
-    if len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends lists a backend twice: {text!r}")
-    if len(labels) < 2 and not has_detections:
-        raise BadInputError("--backends needs a reference and a candidate (e.g. torch,ort), or a --detections file")
-    return tuple((label, BackendSpec.parse(label)) for label in labels)
-
-
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
     from cp_debug.recipes.centerpoint.model_source import ModelRecord
