@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 available() {
   python3 - "$@" <<'PY'
 import sys
-from cp_debug.backends import check_available
+from cp_debug.backends.factory import check_available
 from cp_debug.errors import CpDebugError
 ok = []
 for spec in sys.argv[1:]:

@@ -54,7 +54,7 @@ def prepare(preset: str, out: str) -> tuple[str, str, str]:
     import onnx
 
     onnx.save(bb.onnx(), onnx_path)
-    from cp_debug.backends import make_runner
+    from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
 
     with make_runner(BackendSpec.parse("ort"), onnx_model=enc.onnx()) as r:

@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from cp_debug.backends import check_available, make_runner
+    from cp_debug.backends.factory import check_available, make_runner
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.errors import BackendUnavailableError
     from cp_debug.models.centerpoint.config import get_preset

@@ -21,3 +21,10 @@ class BackendUnavailableError(CpDebugError):
     """A requested backend cannot run on this machine (exit 3); the message says what to install."""
 
     exit_code = 3
+
+
+class BackendRuntimeError(CpDebugError):
+    """A backend failed building or running a model it accepted (exit 3): a TensorRT engine build or inference
+    error, with the backend's own message. Not the user's input, and not a bug of cp_debug."""
+
+    exit_code = 3

@@ -1,4 +1,9 @@
-"""Backends: one runner per framework behind one contract (see base.py), picked by a spec such as `ort-cpu-int8`.
+"""Backends: one runner per framework behind one contract, picked by a spec such as `ort-cpu-int8`.
+
+`spec.py`: the spec grammar and what each framework's runner can do (`Capability`); `base.py`: the runner contract;
+`factory.py`: `make_runner`, `check_available`, `availability`; `graph_loader.py`: the graph preparation the ONNX
+Runtime and TensorRT runners share; `feed.py`: their feed check; one module per runner (`torch_runner.py`,
+`ort_runner.py`, `trt_runner.py`).
 
 Nothing heavy is imported here: torch, onnxruntime and tensorrt load when a runner activates or when
 availability is checked.
@@ -6,122 +11,9 @@ availability is checked.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.spec import BackendSpec
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
+from cp_debug.backends.spec import BackendSpec, Capability
 
-__all__ = ["BackendSpec", "PrecisionReport", "Runner", "availability", "check_available", "make_runner"]
-
-_TORCH_OPTS = {"probe_modules", "capture_inputs", "on_probe", "determinism"}
-_ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
-_ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena"}
-_TRT_ONLY = {"workspace"}
-_ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
-
-
-def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any = None,
-                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
-                **opts) -> Runner:
-    """Build (not activate) the runner for `spec`.
-
-    torch specs need `torch_module`, `input_names` and `output_names`; ort/trt specs need `onnx_model` (a path or
-    ModelProto; their names come from the model). Options meant for another framework (e.g. `probe_modules`
-    for an ONNX backend) are ignored so one option set can serve every backend of a run; unknown options are a
-    TypeError.
-    """
-    unknown = sorted(set(opts) - _ALL_OPTS)
-    if unknown:
-        raise TypeError(f"make_runner got unknown option(s): {', '.join(unknown)}")
-    if spec.framework == "torch":
-        if torch_module is None:
-            raise BadInputError(f"{spec} needs the PyTorch model (--recipe or --torch FILE.py:FUNC), "
-                                "not only an ONNX file")
-        if input_names is None or output_names is None:
-            raise BadInputError(f"{spec} needs input and output names for the PyTorch model")
-        from cp_debug.backends.torch_runner import TorchRunner
-
-        return TorchRunner(torch_module, input_names, output_names, spec,
-                           **{k: v for k, v in opts.items() if k in _TORCH_OPTS})
-    if onnx_model is None:
-        raise BadInputError(f"{spec} needs an ONNX model (--onnx FILE.onnx, or a recipe that exports one)")
-    if spec.framework == "ort":
-        from cp_debug.backends.ort_runner import OrtRunner
-
-        return OrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _ORT_ONLY})
-    from cp_debug.backends.trt_runner import TrtRunner
-
-    return TrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _TRT_ONLY})
-
-
-def check_available(spec: BackendSpec) -> None:
-    """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine."""
-    if spec.framework == "torch":
-        try:
-            import torch
-        except ImportError as err:
-            raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
-        if spec.device == "cuda" and not torch.cuda.is_available():
-            from cp_debug.backends.torch_runner import TORCH_CUDA_HINT
-
-            why = "torch is a CPU-only build" if torch.version.cuda is None else "no GPU visible to this process"
-            raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
-    elif spec.framework == "ort":
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise BackendUnavailableError("ort backends need ONNX Runtime: pip install onnxruntime") from err
-        if spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            from cp_debug.backends.ort_runner import ORT_CUDA_HINT
-
-            raise BackendUnavailableError(ORT_CUDA_HINT)
-    else:
-        from cp_debug.backends.trt_runner import import_tensorrt, plan_build
-
-        _, major = import_tensorrt()
-        plan_build(spec, major)
-
-
-def all_specs() -> list[BackendSpec]:
-    """Every framework/device/precision combination the spec grammar allows."""
-    from cp_debug.backends.spec import _SUPPORT  # the one table of what each framework supports
-
-    specs = []
-    for framework, (devices, precisions) in _SUPPORT.items():
-        for device in devices:
-            for precision in precisions:
-                if precision == "tf32" and device != "cuda":
-                    continue
-                specs.append(BackendSpec(framework, device, precision))
-    return specs
-
-
-def availability() -> list[tuple[str, bool, str]]:
-    """(spec, available, reason) for every spec: the reason says what is missing, or what will run it."""
-    from cp_debug.determinism import environment
-
-    env = environment()
-    rows = []
-    for spec in all_specs():
-        try:
-            check_available(spec)
-        except BackendUnavailableError as err:
-            rows.append((str(spec), False, str(err)))
-        else:
-            rows.append((str(spec), True, _runs_on(spec, env)))
-    return rows
-
-
-def _runs_on(spec: BackendSpec, env: dict) -> str:
-    if spec.framework == "torch":
-        where = env.get("gpu") if spec.device == "cuda" else "CPU"
-        extra = " (fake quantization of a PTQ model: bisect/eval --int8 DIR)" if spec.precision == "int8" else ""
-        return f"torch {env.get('torch')} on {where}{extra}"
-    if spec.framework == "ort":
-        ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
-        extra = (" (FP16 graphs run mostly in float32 there: see precision_report)"
-                 if spec.device == "cpu" and spec.precision == "fp16" else "")
-        return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
-    return f"TensorRT {env.get('tensorrt')}"
-
+__all__ = ["BackendSpec", "Capability", "PrecisionReport", "Runner", "all_specs", "availability", "check_available",
+           "make_runner"]

@@ -2,17 +2,22 @@
 
 A runner is built cheaply (no model loading, no CUDA probing), made ready by `activate()`, runs with
 `infer(feed)` where feed and result are dicts of numpy arrays keyed by tensor name, and releases its
-resources in `deactivate()`. It is also a context manager.
+resources in `deactivate()`. It is also a context manager. What a runner can do beyond that is declared in
+`capabilities` (the spec's, `spec.CAPABILITIES`): a caller asks `runner.can(...)`, and using an ability the runner
+lacks is a NotImplementedError naming it (a caller's bug, not the user's input).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Iterable
 
-import numpy as np
-
+from cp_debug.backends.spec import Capability
 from cp_debug.errors import CpDebugError
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: importing the contract loads no numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,10 @@ class PrecisionReport:
 
 
 class Runner(abc.ABC):
-    """Base class: subclasses implement `_activate`, `_infer` and `_deactivate`."""
+    """Base class: subclasses implement `_activate`, `_infer` and `_deactivate`, and the methods of the
+    capabilities they declare."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, name: str):
         self.name = name
@@ -51,8 +59,7 @@ class Runner(abc.ABC):
         self.is_active = True
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self.is_active:
-            raise CpDebugError(f"runner {self.name!r} is not active: call activate() or use it as a context manager")
+        self._check_active()
         return self._infer(feed)
 
     def deactivate(self) -> None:
@@ -70,6 +77,22 @@ class Runner(abc.ABC):
     def __exit__(self, *exc) -> None:
         self.deactivate()
 
+    # -- optional abilities (`capabilities`) -------------------------------------------------------------
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
+        """`infer`, returning the graph's outputs and only the `extra` outputs named (Capability.INFER_SOME)."""
+        self._require(Capability.INFER_SOME)
+        self._check_active()
+        return self._infer_some(feed, extra)
+
+    def run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """One submodule alone on the given inputs (Capability.RUN_SUBMODULE)."""
+        self._require(Capability.RUN_SUBMODULE)
+        self._check_active()
+        return self._run_submodule(name, inputs)
+
     # -- optional information ----------------------------------------------------------------------------
     def precision_report(self) -> PrecisionReport | None:
         """What precision really ran; None where the runner cannot tell."""
@@ -77,6 +100,16 @@ class Runner(abc.ABC):
 
     def settings(self) -> dict:
         """Backend options that affect numbers (providers, flags), for the report's `settings`."""
+        return {}
+
+    @property
+    def missing_outputs(self) -> list[str]:
+        """Requested probe tensors its graph lacks after the precision transform (reported missing, never
+        guessed); [] where an unknown probe is an error instead (torch)."""
+        return []
+
+    def quant_amax(self) -> dict[str, float]:
+        """Calibrated amax per original tensor name, where the runner quantized (INT8); {} otherwise."""
         return {}
 
     # -- to implement ------------------------------------------------------------------------------------
@@ -89,11 +122,18 @@ class Runner(abc.ABC):
     def _deactivate(self) -> None:  # noqa: B027 - an optional hook: most runners have nothing to release
         pass
 
+    def _infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError  # declared with Capability.INFER_SOME
 
-@dataclass
-class RunnerInfo:
-    """Static facts about a runner kind, for `cpdebug backends` and unavailability messages."""
+    def _run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+        raise NotImplementedError  # declared with Capability.RUN_SUBMODULE
 
-    framework: str
-    install_hint: str
-    extras: dict = field(default_factory=dict)
+    def _check_active(self) -> None:
+        if not self.is_active:
+            raise CpDebugError(f"runner {self.name!r} is not active: call activate() or use it as a context manager")
+
+    def _require(self, capability: Capability) -> None:
+        if not self.can(capability):
+            have = ", ".join(sorted(c.value for c in self.capabilities)) or "none"
+            raise NotImplementedError(f"runner {self.name!r} cannot {capability.value} (its capabilities: {have}); "
+                                      "ask runner.can(...) first")

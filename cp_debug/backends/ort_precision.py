@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.graph_loader import PrecisionTransform, vanished_note
 from cp_debug.backends.spec import BackendSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,46 +52,6 @@ class GraphFacts:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class PrecisionTransform:
-    """The precision transform applied to a graph before ORT ran it: `kind` and the facts of that kind (None where
-    they do not apply). `to_json()` is the runner settings' "precision_transform"."""
-
-    kind: str = "none"  # none | fp16 | int8_qdq (quantized here) | qdq_model (a Q/DQ file as given)
-    # qdq_model
-    quantize_nodes: int | None = None
-    dequantize_nodes: int | None = None
-    # int8_qdq (symmetric, per channel)
-    method: str | None = None
-    symmetric: bool | None = None
-    per_channel: bool | None = None
-    calibration_feeds: int | None = None
-    quantized_tensors: int | None = None
-    excluded_nodes: tuple[str, ...] | None = None
-    # fp16: the user's keep list, then `precision.fp16.conversion_summary`'s fields
-    keep_fp32_nodes: tuple[str, ...] | None = None
-    nodes: int | None = None
-    fp32_nodes_user: int | None = None
-    fp32_nodes_required: int | None = None
-    casts_inserted: int | None = None
-    constants_overflowing_fp16: tuple[str, ...] | None = None
-    constant_values_flushed_to_zero: int | None = None
-    untyped_tensors: int | None = None
-    segments: int | None = None  # set when merged over the segments of one graph
-    # CPU runs of a graph holding float16 tensors: `precision.half_storage.HalfStorage.to_json()` (None: native)
-    half_storage: dict | None = None
-
-    @classmethod
-    def fp16(cls, keep_fp32_nodes: Sequence[str], summary: Mapping[str, Any] | None) -> PrecisionTransform:
-        """An FP16 conversion: the nodes kept by the user and the converter's summary (see `conversion_summary`)."""
-        facts = {k: tuple(v) if isinstance(v, list) else v for k, v in (summary or {}).items()}
-        return cls("fp16", keep_fp32_nodes=tuple(keep_fp32_nodes), **facts)
-
-    def to_json(self) -> dict:
-        return {f.name: list(v) if isinstance(v, tuple) else v
-                for f in fields(self) if (v := getattr(self, f.name)) is not None}
-
-
 HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)
 
 
@@ -118,7 +79,7 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
         if probe_effect:
             notes.append(probe_effect)
         if missing:
-            notes.append(f"{len(missing)} probe tensor(s) vanished in quantization: {', '.join(missing[:3])}")
+            notes.append(vanished_note(missing))
     else:
         nf = by.get("float32", 0)
         effective = req if nf == total else "mixed"

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.ort_precision import (HALF_ENV, GraphFacts, PrecisionTransform, cpu_fallback, graph_facts,
+from cp_debug.backends.feed import check_feed
+from cp_debug.backends.graph_loader import PrecisionTransform, PreparedGraph, PrepareGraph
+from cp_debug.backends.ort_precision import (HALF_ENV, GraphFacts, cpu_fallback, graph_facts,
                                              precision_report_from_facts, probe_effect)
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
-from cp_debug.half import to_fp16
+from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -76,7 +77,11 @@ class OrtRunner(Runner):
         one of the session's own: the lockstep builds a session per segment, and each fresh arena faulted its
         pages in anew (on the CPU machine, 48 of 128 CPU seconds of an awml-base `--level all` bisect were the
         kernel's, zero-filling pages).
+    The graph is prepared by `graph_loader()` (`graph_loader.PrepareGraph`, shared with TensorRT); this class holds
+    the session.
     """
+
+    capabilities = CAPABILITIES["ort"]  # infer_some, int8_model=, keep_fp32_nodes=, lockstep segments
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
@@ -106,74 +111,37 @@ class OrtRunner(Runner):
 
     def _reset(self) -> None:
         self._sess = None
-        self._inputs: dict[str, tuple[str, list]] = {}
-        self._out_map: dict[str, str] = {}  # original name → session output name
-        self._missing: list[str] = []
-        self._quant = None
+        self._inputs: dict[str, tuple[np.dtype | None, list]] = {}
+        self._graph: PreparedGraph | None = None
         self._transform = PrecisionTransform()
         self._facts: GraphFacts | None = None
         self._probe_effect: str | None = None
         self._providers: list = []
         self._held_half = False
 
+    def graph_loader(self) -> PrepareGraph:
+        """The loader that prepares this runner's graph: the spec's precision transform, the probes exposed (a
+        given Q/DQ model, `int8_model`, is run as it is)."""
+        qdq = self.int8_model is not None and self.spec.precision == "int8"
+        transform = "qdq_model" if qdq else {"int8": "int8_qdq", "fp16": "fp16"}.get(self.spec.precision, "none")
+        return PrepareGraph(self.int8_model if qdq else self._model_src, str(self.spec), transform,
+                            extra_outputs=self.extra_outputs, calib_feeds=self.calib_feeds,
+                            keep_fp32_nodes=self.keep_fp32_nodes, exclude_int8_nodes=self.exclude_int8_nodes,
+                            calib_method=self.calib_method, keep_io_types=not self.fp16_io, check=self.check_model)
+
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
         import onnxruntime as ort
 
-        from cp_debug.graph.model import check_tensor_names, expose_outputs, load_onnx
-
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
-        qdq = self.int8_model is not None and self.spec.precision == "int8"
-        model = load_onnx(self.int8_model if qdq else self._model_src, check=self.check_model)
-        graph_outputs = [o.name for o in model.graph.output]
-        self._graph_outputs = graph_outputs
-        extras = [n for n in self.extra_outputs if n not in graph_outputs]
-        precision = self.spec.precision
-        plain = None  # the model without probe outputs, to measure what exposing probes changes (INT8)
-        if qdq:
-            present = {t for n in model.graph.node for t in n.output} | {i.name for i in model.graph.input}
-            self._missing = [n for n in extras if n not in present]
-            extras = [n for n in extras if n in present]
-            self._transform = PrecisionTransform("qdq_model", quantize_nodes=_count_ops(model, "QuantizeLinear"),
-                                                 dequantize_nodes=_count_ops(model, "DequantizeLinear"))
-            plain = model
-            self._out_map = {n: n for n in graph_outputs + extras}
-            model = expose_outputs(model, extras) if extras else model
-        elif precision == "int8":
-            check_tensor_names(model, extras)
-            from cp_debug.precision.int8 import quantize_int8
-
-            if not self.calib_feeds:
-                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) to "
-                                    "compute INT8 scales")
-            q = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes, method=self.calib_method)
-            self._quant = q
-            self._transform = PrecisionTransform(
-                "int8_qdq", method=q.method, symmetric=True, per_channel=True, calibration_feeds=len(self.calib_feeds),
-                quantized_tensors=len(q.activation_amax), excluded_nodes=tuple(self.exclude_int8_nodes))
-            self._out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized
-            for n in extras:
-                if n in q.tensor_map:
-                    self._out_map[n] = q.tensor_map[n]
-                else:
-                    self._missing.append(n)
-            plain = q.model
-            probe_names = [self._out_map[n] for n in extras if n in self._out_map]
-            model = expose_outputs(q.model, probe_names) if probe_names else q.model
-        else:
-            check_tensor_names(model, extras)
-            model = expose_outputs(model, extras) if extras else model
-            self._out_map = {n: n for n in graph_outputs + extras}
-            if precision == "fp16":
-                from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
-
-                model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=not self.fp16_io)
-                self._transform = PrecisionTransform.fp16(self.keep_fp32_nodes, conversion_summary(model))
+        graph = self.graph_loader()()
+        self._graph, self._transform, model = graph, graph.transform, graph.model
         from cp_debug.precision.half_storage import holds_half_constants
 
-        self._held_half = precision != "fp16" and not qdq and holds_half_constants(model)
+        qdq = graph.transform.kind == "qdq_model"
+        self._held_half = self.spec.precision != "fp16" and not qdq and holds_half_constants(model)
         self._providers = self._provider_list()
         declared = None  # emulated float16 storage: the facts are the float16 graph's, not its float32 emulation's
         if self._emulates_half(model):
@@ -186,24 +154,23 @@ class OrtRunner(Runner):
         self._sess, self._facts = self._session(model, self._providers, record=True)
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
+        plain = graph.plain
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
             _, plain_facts = self._session(plain, self._providers, record=False)
             self._probe_effect = probe_effect(plain_facts, self._facts)
-        self._inputs = {i.name: (i.type, list(i.shape)) for i in self._sess.get_inputs()}
+        self._inputs = {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in self._sess.get_inputs()}
 
     def _infer(self, feed: dict[str, np.ndarray], only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        ort_feed = self._check_feed(feed)
-        out_map = self._out_map
+        ort_feed = check_feed(feed, self._inputs)
+        out_map = self._graph.out_map
         if only is not None:  # the graph's outputs and, of the extra outputs, those named (original names)
-            keep = set(self._graph_outputs) | set(only)
+            keep = set(self._graph.graph_outputs) | set(only)
             out_map = {k: v for k, v in out_map.items() if k in keep}
         wanted = list(dict.fromkeys(out_map.values()))
         try:
             values = self._sess.run(wanted, ort_feed)
-        except Exception as err:  # noqa: BLE001
-            if type(err).__name__ in ("InvalidArgument", "InvalidGraph"):
-                raise BadInputError(f"ONNX Runtime rejected the inputs: {_first_line(err)}") from err
-            raise
+        except _ort_errors("InvalidArgument", "InvalidGraph") as err:
+            raise BadInputError(f"ONNX Runtime rejected the inputs: {_first_line(err)}") from err
         by_name = dict(zip(wanted, values))
         out: dict[str, np.ndarray] = {}
         for original, name in out_map.items():
@@ -214,11 +181,9 @@ class OrtRunner(Runner):
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
 
-    def infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
-        """`infer`, returning the graph's outputs and only the `extra` outputs named (original names): a session
-        that exposes many tensors, read a part at a time (ORT computes the others and does not copy them out)."""
-        if not self.is_active:
-            raise CpDebugError(f"runner {self.name!r} is not active: call activate() or use it as a context manager")
+    def _infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
+        """The graph's outputs and only the `extra` outputs named (original names): a session that exposes many
+        tensors, read a part at a time (ORT computes the others and does not copy them out)."""
         return self._infer(feed, only=extra)
 
     def _deactivate(self) -> None:
@@ -231,21 +196,19 @@ class OrtRunner(Runner):
 
     @property
     def output_names(self) -> list[str]:
-        return list(self._out_map)
+        return list(self._graph.out_map) if self._graph is not None else []
 
     @property
     def missing_outputs(self) -> list[str]:
-        """Requested extra outputs that no longer exist after the precision transform."""
-        return list(self._missing)
+        return list(self._graph.missing) if self._graph is not None else []
 
     def quant_amax(self) -> dict[str, float]:
-        """Calibrated amax per original tensor name (INT8 only; {} otherwise)."""
-        return dict(self._quant.activation_amax) if self._quant is not None else {}
+        return dict(self.quantized.activation_amax) if self.quantized is not None else {}
 
     @property
     def quantized(self):
         """The `QuantizedModel` (INT8 after activate), else None."""
-        return self._quant
+        return self._graph.quantized if self._graph is not None else None
 
     def settings(self) -> dict:
         return {
@@ -259,7 +222,7 @@ class OrtRunner(Runner):
             **({"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else {}),
             "precision_transform": self._transform.to_json(),
             "extra_outputs": len(self.extra_outputs),
-            "missing_outputs": list(self._missing),
+            "missing_outputs": self.missing_outputs,
         }
 
     def precision_report(self) -> PrecisionReport | None:
@@ -267,7 +230,8 @@ class OrtRunner(Runner):
             return None
         # a file that holds float16 itself (a deployed FP16 pair run as `ort@DIR`) asked for fp16, not fp32
         spec = replace(self.spec, precision="fp16") if self._held_half else self.spec
-        return precision_report_from_facts(spec, self._facts, self._transform, self._missing, self._probe_effect)
+        return precision_report_from_facts(spec, self._facts, self._transform, self.missing_outputs,
+                                           self._probe_effect)
 
     @property
     def graph_facts(self) -> GraphFacts | None:
@@ -321,20 +285,19 @@ class OrtRunner(Runner):
                         spinning=self.spinning)
                     self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
-                except Exception:  # noqa: BLE001 - saving the optimised graph can fail (fused EP nodes): retry without
+                except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
                     so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
                                                               spinning=self.spinning)
                     self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
-            except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
-                kind = type(err).__name__
-                if kind == "NotImplemented":
-                    raise BackendUnavailableError(
-                        f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this "
-                        f"precision: {_first_line(err)}"
-                    ) from err
+            except _ort_errors("NotImplemented") as err:
+                raise BackendUnavailableError(
+                    f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this "
+                    f"precision: {_first_line(err)}"
+                ) from err
+            except _ort_errors(*_BAD_MODEL) as err:  # the model, not the machine: anything else propagates
                 raise BadInputError(f"ONNX Runtime cannot load the model for {self.spec}: {_first_line(err)}") from err
             if big or not opt_path.is_file():
                 facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
@@ -353,43 +316,6 @@ class OrtRunner(Runner):
             so.add_session_config_entry("session.use_env_allocators", "1")
         if self.spec.precision == "int8":
             exact_int8(so)
-
-    def _check_feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not isinstance(feed, dict):
-            raise BadInputError(f"the feed must be a dict of input name → array, got {type(feed).__name__}")
-        names = list(self._inputs)
-        unknown = [k for k in feed if k not in self._inputs]
-        if unknown:
-            raise BadInputError(f"unknown input name(s) {', '.join(map(repr, unknown))}: the model's inputs "
-                                f"are {', '.join(names)}")
-        missing = [k for k in names if k not in feed]
-        if missing:
-            raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: the model's inputs "
-                                f"are {', '.join(names)}")
-        out = {}
-        for name, value in feed.items():
-            type_str, dims = self._inputs[name]
-            arr = np.asarray(value)
-            want = _ORT_TYPES.get(type_str)
-            if want is not None and arr.dtype != want:
-                if np.dtype(want).kind != arr.dtype.kind and not (np.dtype(want).kind in "iu"
-                                                                  and arr.dtype.kind in "iu"):
-                    raise BadInputError(f"input {name!r} has dtype {arr.dtype}, the model wants {np.dtype(want).name}")
-                if np.dtype(want).kind in "iu" and arr.size:
-                    info = np.iinfo(want)
-                    if arr.min() < info.min or arr.max() > info.max:
-                        raise BadInputError(f"input {name!r} has values outside {np.dtype(want).name}'s range")
-                arr = to_fp16(arr) if (arr.dtype == np.float32 and want is np.float16) else arr.astype(want)
-            if len(arr.shape) != len(dims):
-                raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); "
-                                    "the model wants rank "
-                                    f"{len(dims)}: {_fmt_dims(dims)}")
-            bad = [i for i, (a, d) in enumerate(zip(arr.shape, dims)) if isinstance(d, int) and d >= 0 and a != d]
-            if bad:
-                raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)}; the model wants {_fmt_dims(dims)} "
-                                    f"(dimension {bad[0]} differs)")
-            out[name] = np.ascontiguousarray(arr)
-        return out
 
 
 _ENV_ARENA = False
@@ -421,8 +347,17 @@ def half_mode() -> str:
     return mode
 
 
-def _fmt_dims(dims: list) -> str:
-    return "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"
+# ONNX Runtime's errors that say the model itself cannot be loaded (bad input). Others (RuntimeException: out of
+# memory, a provider failing; EPFail; Python errors) are not the user's input and keep their traceback.
+_BAD_MODEL = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile")
+
+
+def _ort_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception types of these names (its pybind module's), or all of them without names."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    found = [getattr(state, n, None) for n in names] if names else [getattr(state, n) for n in dir(state)]
+    return tuple(t for t in found if isinstance(t, type) and issubclass(t, Exception))
 
 
 def _first_line(err: BaseException) -> str:
@@ -438,6 +373,3 @@ def _ort_version() -> str | None:
     except Exception:  # noqa: BLE001
         return None
 
-
-def _count_ops(model, op_type: str) -> int:
-    return sum(1 for n in model.graph.node if n.op_type == op_type)

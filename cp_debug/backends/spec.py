@@ -3,10 +3,14 @@
 `SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
 names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
 `trt-fp16@DIR`. The files' own precision is kept; a precision in the spec converts them as the built-in path does.
+
+What a runner can do beyond the contract (`base.Runner`) is declared here, once per framework (`CAPABILITIES`):
+a caller asks `spec.can(...)` before a runner exists and `runner.can(...)` after, never the framework's name.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,26 @@ _SUPPORT = {
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
 }
 _DEFAULT_DEVICE = {"torch": "cpu", "ort": "cpu", "trt": "cuda"}
+
+
+class Capability(str, enum.Enum):
+    """An optional ability of a runner, beyond activate / infer / deactivate (the contract test checks each)."""
+
+    INFER_SOME = "infer_some"  # `infer_some(feed, extra)`: one session exposing many tensors, read a part at a time
+    RUN_SUBMODULE = "run_submodule"  # `run_submodule(name, inputs)`: one submodule alone on captured inputs
+    STREAM_PROBES = "stream_probes"  # `on_probe` / `capture_inputs`: module probes handed over as they are produced
+    QDQ_MODEL = "qdq_model"  # `int8_model=`: a given Q/DQ graph run as it is (the --int8 DIR's export)
+    PTQ_MODEL = "ptq_model"  # runs the PTQ model of --int8 DIR as given (fake quantizers, or its Q/DQ export)
+    KEEP_FP32_NODES = "keep_fp32_nodes"  # `keep_fp32_nodes=`: ONNX nodes left in FP32 by the FP16 conversion
+    LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/lockstep.py`)
+
+
+CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "torch": frozenset({Capability.RUN_SUBMODULE, Capability.STREAM_PROBES, Capability.PTQ_MODEL}),
+    "ort": frozenset({Capability.INFER_SOME, Capability.QDQ_MODEL, Capability.PTQ_MODEL, Capability.KEEP_FP32_NODES,
+                      Capability.LOCKSTEP}),
+    "trt": frozenset({Capability.KEEP_FP32_NODES}),
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,25 @@ class BackendSpec:
         onnx_dir = _onnx_dir(text, head, where) if at else None
         return cls(framework, device, precision, onnx_dir)
 
+    @property
+    def is_torch(self) -> bool:
+        """Runs the PyTorch module: its probes are keyed by module name (not by ONNX tensor) and it needs the
+        module, not an ONNX export."""
+        return self.framework == "torch"
+
+    @property
+    def runs_onnx(self) -> bool:
+        """Runs an ONNX graph (ONNX Runtime, TensorRT): its probes are tensors found through the probe map."""
+        return not self.is_torch
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this spec's runner can do beyond the contract (`CAPABILITIES`)."""
+        return CAPABILITIES[self.framework]
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
     def __str__(self) -> str:
         base = (f"trt-{self.precision}" if self.framework == "trt"
                 else f"{self.framework}-{self.device}-{self.precision}")
@@ -92,11 +135,41 @@ def _onnx_dir(text: str, head: str, where: str) -> Path:
     return path
 
 
-def parse_backends(text: str) -> list[tuple[str, BackendSpec]]:
-    """Parse `REF,CAND[,CAND…]` into (label as typed, spec) pairs; at least two are required."""
+@dataclass(frozen=True)
+class BackendsRule:
+    """What one command's `--backends` takes: how many specs, and whether one may come twice.
+
+    Every command reads its list with `parse_backends(text, rule=...)`; the rules are side by side below, and a
+    command whose rule is not `REF_CANDIDATES` says so in its `--backends` help (`form`).
+    """
+
+    form: str = "REF,CAND[,CAND…]"  # the shape, in the messages and the help
+    least: int = 2
+    most: int | None = None
+    reference_again: bool = False  # the reference may come back as a candidate (a noise check: ort,ort)
+    example: str = "torch,ort"
+    hint: str = ""  # after the form when too few or too many are given, e.g. " or a --detections file"
+
+    def check(self, labels: list[str], text: str) -> None:
+        """A BadInputError, in one line, when `labels` (as typed in `text`) break the rule."""
+        if not labels:
+            raise BadInputError(f"--backends is empty: give {self.form}, e.g. {self.example}")
+        if len(labels) < self.least or (self.most is not None and len(labels) > self.most):
+            raise BadInputError(f"--backends takes {self.form}{self.hint}, e.g. {self.example} (got {text!r})")
+        distinct = labels[1:] if self.reference_again else labels
+        if len(set(distinct)) != len(distinct):
+            what = "the same candidate" if self.reference_again else "a backend"
+            raise BadInputError(f"--backends lists {what} twice: {text!r}")
+
+
+REF_CANDIDATES = BackendsRule()  # a reference and one or more candidates, no spec twice (eval, sweep)
+NOISE_CHECK = BackendsRule(reference_again=True)  # bisect: `ort,ort` runs the reference against itself
+REF_CAND = BackendsRule(form="REF,CAND", most=2, example="torch,ort-cpu-fp16")  # fix: one reference, one candidate
+SPECS = BackendsRule(form="SPEC[,SPEC…]", least=1)  # bench: backends timed side by side, no reference
+
+
+def parse_backends(text: str, *, rule: BackendsRule = REF_CANDIDATES) -> list[tuple[str, BackendSpec]]:
+    """Parse a comma-separated `--backends` into (label as typed, spec) pairs, checked against `rule`."""
     labels = [t.strip() for t in text.split(",") if t.strip()]
-    if len(labels) < 2:
-        raise BadInputError(f"--backends needs a reference and at least one candidate, e.g. torch,ort (got {text!r})")
-    if len(set(labels[1:])) != len(labels) - 1:  # the reference may reappear as a candidate (a noise check)
-        raise BadInputError(f"--backends lists the same candidate twice: {text!r}")
+    rule.check(labels, text)
     return [(label, BackendSpec.parse(label)) for label in labels]

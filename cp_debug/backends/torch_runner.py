@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
@@ -53,6 +53,8 @@ class TorchRunner(Runner):
         device, to `on_device_probe(name, tensor)`; when it returns True the probe is dealt with and does not
         reach the host. The tensor may be changed by a later in-place op: clone what you keep.
     """
+
+    capabilities = CAPABILITIES["torch"]  # run_submodule, on_probe streaming, a PTQ model's fake quantizers
 
     def __init__(self, module: "torch.nn.Module", input_names: Sequence[str], output_names: Sequence[str],
                  spec: BackendSpec, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
@@ -146,15 +148,13 @@ class TorchRunner(Runner):
             torch.cuda.empty_cache()
 
     # -- local error -------------------------------------------------------------------------------------
-    def run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         """Run submodule `name` ("" = the whole module) alone on `inputs`, at this runner's device and precision.
 
         Returns its output (first tensor of a tuple) as float32. Probe hooks do not fire.
         """
         import torch
 
-        if not self.is_active:
-            raise BadInputError(f"runner {self.name!r} is not active: call activate() first")
         named = dict(self._module.named_modules())
         if name not in named:
             some = ", ".join(repr(n) for n in list(named)[1:6])

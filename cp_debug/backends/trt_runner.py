@@ -9,8 +9,11 @@ Precision, by TensorRT version:
     builder flags pick precisions (fp16 / bf16 / int8; TF32 only for trt-tf32).
   * TensorRT ≥ 11: the FP16/INT8 builder flags are gone; precision comes from the ONNX graph (our FP16
     conversion, our Q/DQ) and the network is built strongly typed.
-Probe tensors are marked as network outputs (ModifyNetworkOutputs) by their ONNX tensor names; marking
-changes TensorRT's layer fusion, which is why the bisect engine can mark subsets.
+The graph is prepared as ONNX Runtime's is (`graph_loader.PrepareGraph`: precision transform, probe tensors exposed
+as outputs, probes an INT8 graph lost reported missing); the probe tensors are then marked as network outputs
+(ModifyNetworkOutputs) by their ONNX tensor names. Marking changes TensorRT's layer fusion.
+A failed engine build or inference is a BackendRuntimeError with TensorRT's own message; a feed that does not fit
+the engine's inputs is bad input, checked before TensorRT sees it (`feed.check_feed`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.feed import check_feed
+from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -97,8 +102,12 @@ def import_tensorrt():
 class TrtRunner(Runner):
     """Builds a TensorRT engine from an ONNX model (the `trt-*` specs). Same constructor shape as OrtRunner.
 
+    The graph is prepared by `graph_loader(plan)` (`graph_loader.PrepareGraph`, shared with ONNX Runtime: the same
+    transforms, probe outputs and missing probes); this class builds the engine and runs it.
     workspace: builder memory pool limit in bytes (None: TensorRT's default).
     """
+
+    capabilities = CAPABILITIES["trt"]  # keep_fp32_nodes= (TensorRT 11+: precision from the ONNX graph)
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
@@ -119,85 +128,62 @@ class TrtRunner(Runner):
         self._runner = None
         self._plan: BuildPlan | None = None
         self._trt_version: str | None = None
-        self._out_map: dict[str, str] = {}
-        self._quant = None
+        self._graph: PreparedGraph | None = None
         self._layer_precisions: dict[str, int] | None = None
+
+    def graph_loader(self, plan: BuildPlan) -> PrepareGraph:
+        """The loader that prepares this runner's graph for `plan` (its ONNX transform), the probes exposed."""
+        return PrepareGraph(self._model_src, str(self.spec), plan.onnx_transform, extra_outputs=self.extra_outputs,
+                            calib_feeds=self.calib_feeds, keep_fp32_nodes=self.keep_fp32_nodes,
+                            exclude_int8_nodes=self.exclude_int8_nodes, calib_method=self.calib_method)
 
     def _activate(self) -> None:
         trt, major = import_tensorrt()
-        from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxBytes
         from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
-
-        from cp_debug.graph.model import check_tensor_names, load_onnx
 
         self._trt_version = trt.__version__
         plan = plan_build(self.spec, major, keep_fp32=bool(self.keep_fp32_nodes))
         self._plan = plan
-        model = load_onnx(self._model_src)
-        graph_outputs = [o.name for o in model.graph.output]
-        extras = [n for n in self.extra_outputs if n not in graph_outputs]
-        check_tensor_names(model, extras)
-        self._out_map = {n: n for n in graph_outputs + extras}
-        if plan.onnx_transform == "fp16":
-            from cp_debug.precision.fp16 import convert_to_fp16
-
-            model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes)
-        elif plan.onnx_transform == "int8_qdq":
-            from cp_debug.precision.int8 import quantize_int8
-
-            if not self.calib_feeds:
-                raise BadInputError(f"{self.spec} needs calibration inputs (calib_feeds / --calib FILE.npz) "
-                                    "for its Q/DQ scales")
-            self._quant = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
-                                        method=self.calib_method)
-            model = self._quant.model
-            for n in extras:
-                mapped = self._quant.tensor_map.get(n)
-                if mapped is None:
-                    self._out_map.pop(n, None)
-                else:
-                    self._out_map[n] = mapped
-        if model.ByteSize() > 1_800_000_000:
+        self._graph = self.graph_loader(plan)()
+        if self._graph.model.ByteSize() > 1_800_000_000:
             raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
-        network = NetworkFromOnnxBytes(model.SerializeToString(), strongly_typed=plan.strongly_typed or None)
-        network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(self._out_map.values())))
+        engine = self._build(trt, major, plan)
+        self._layer_precisions = _layer_precisions(trt, engine)
+        self._runner = PolyTrtRunner(engine, name=str(self.spec))
+        self._runner.activate()
+
+    def _build(self, trt, major: int, plan: BuildPlan):
+        """The engine of the prepared graph, its probe tensors marked as outputs; a failed build is TensorRT's own
+        message (BackendRuntimeError)."""
+        from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxBytes
+        from polygraphy.exception import PolygraphyException
+
+        graph = self._graph
+        network = NetworkFromOnnxBytes(graph.model.SerializeToString(), strongly_typed=plan.strongly_typed or None)
+        network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(graph.out_map.values())))
         config_kwargs = {"tf32": plan.tf32, "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
         if major < 11:
             config_kwargs.update({"fp16": "fp16" in plan.flags or None, "bf16": "bf16" in plan.flags or None,
                                   "int8": "int8" in plan.flags or None})
         if self.workspace:
             config_kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(self.workspace)}
-        engine = EngineFromNetwork(network, config=CreateConfig(**config_kwargs))()
-        self._layer_precisions = _layer_precisions(trt, engine)
-        self._runner = PolyTrtRunner(engine, name=str(self.spec))
-        self._runner.activate()
+        try:
+            return EngineFromNetwork(network, config=CreateConfig(**config_kwargs))()
+        except PolygraphyException as err:
+            raise BackendRuntimeError(f"TensorRT cannot build an engine for {self.spec}: {_first_line(err)}") from err
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from polygraphy.exception import PolygraphyException
+
         meta = self._runner.get_input_metadata()
-        names = list(meta.keys())
-        unknown = [k for k in feed if k not in meta]
-        missing = [k for k in names if k not in feed]
-        if unknown or missing:
-            raise BadInputError(f"inputs {sorted(feed)} do not match the engine's inputs {', '.join(names)}")
-        ready = {}
-        for name, value in feed.items():
-            arr = np.asarray(value)
-            want = meta[name].dtype
-            try:
-                want = np.dtype(want)
-            except TypeError:
-                want = None
-            if want is not None and arr.dtype != want:
-                if arr.dtype.kind != want.kind:
-                    raise BadInputError(f"input {name!r} has dtype {arr.dtype}, the engine wants {want.name}")
-                arr = arr.astype(want)
-            ready[name] = np.ascontiguousarray(arr)
+        ready = check_feed(feed, {name: (_np_dtype(m.dtype), list(m.shape)) for name, m in meta.items()},
+                           "the engine")
         try:
             raw = self._runner.infer(ready)
-        except Exception as err:  # noqa: BLE001 - polygraphy reports shape/dtype problems as generic errors
-            raise BadInputError(f"TensorRT rejected the inputs: {str(err).strip().splitlines()[0][:300]}") from err
+        except PolygraphyException as err:  # the feed was checked above: this is TensorRT failing, not the input
+            raise BackendRuntimeError(f"TensorRT failed running {self.spec}: {_first_line(err)}") from err
         out = {}
-        for original, name in self._out_map.items():
+        for original, name in self._graph.out_map.items():
             arr = np.array(raw[name], copy=True)  # polygraphy reuses its host buffers between calls
             out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
@@ -207,8 +193,13 @@ class TrtRunner(Runner):
             self._runner.deactivate()
         self._runner = None
 
+    @property
+    def missing_outputs(self) -> list[str]:
+        return list(self._graph.missing) if self._graph is not None else []
+
     def quant_amax(self) -> dict[str, float]:
-        return dict(self._quant.activation_amax) if self._quant is not None else {}
+        quantized = self._graph.quantized if self._graph is not None else None
+        return dict(quantized.activation_amax) if quantized is not None else {}
 
     def settings(self) -> dict:
         plan = self._plan
@@ -219,23 +210,40 @@ class TrtRunner(Runner):
                 "onnx_transform": plan.onnx_transform, "strongly_typed": plan.strongly_typed,
                 "flags": list(plan.flags), "tf32": plan.tf32},
             "workspace": self.workspace,
+            "precision_transform": None if self._graph is None else self._graph.transform.to_json(),
             "extra_outputs": len(self.extra_outputs),
+            "missing_outputs": self.missing_outputs,
         }
 
     def precision_report(self) -> PrecisionReport | None:
         if self._plan is None:  # never activated
             return None
         req = self.spec.precision
+        lost = (vanished_note(self.missing_outputs),) if req == "int8" and self.missing_outputs else ()
         lp = self._layer_precisions
         if not lp:
-            return PrecisionReport(req, "unknown", ("engine layer precisions not available from the engine inspector",))
+            return PrecisionReport(req, "unknown",
+                                   ("engine layer precisions not available from the engine inspector", *lost))
         want = {"fp32": "Float", "tf32": "Float", "fp16": "Half", "bf16": "BFloat16", "int8": "Int8"}[req]
         total = sum(lp.values())
         n = lp.get(want, 0)
         effective = req if n == total else ("mixed" if n else "fp32")
         notes = (f"{n} of {total} engine layers output {want}; others: "
                  + ", ".join(f"{v} {k}" for k, v in lp.items() if k != want),) if n != total else ()
-        return PrecisionReport(req, effective, notes)
+        return PrecisionReport(req, effective, notes + lost)
+
+
+def _np_dtype(dtype) -> np.dtype | None:
+    """A numpy dtype for an engine input's dtype (polygraphy's metadata), None where numpy has none."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = [line for line in str(err).strip().splitlines() if line.strip()]
+    return text[0][:300] if text else type(err).__name__
 
 
 _FORMAT_KEYS = (("Int8", ("int8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),

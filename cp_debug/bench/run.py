@@ -47,7 +47,7 @@ class BenchReport:
 
 def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
     from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
@@ -71,7 +71,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     results = []
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None
-        if any(s.framework != "torch" for s in specs.values()):
+        if any(s.runs_onnx for s in specs.values()):
             from cp_debug.recipes.centerpoint.export import export_onnx
 
             with step("exporting the two ONNX stages"):

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.ranking import first_divergent, root_cause
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -69,7 +69,7 @@ class BisectEngine:
 
     # ---------------------------------------------------------------------------------------------------
     def run(self) -> BisectReport:
-        from cp_debug.backends import check_available
+        from cp_debug.backends.factory import check_available
 
         rs = self.run_state
         everyone = [(rs.ref_label, rs.ref_spec)] + list(self.candidates)
@@ -78,11 +78,11 @@ class BisectEngine:
                                 f"(torch) or cp_debug's export (ort), e.g. --backends torch,{rs.ref_label}")
         for _, spec in everyone:
             check_available(spec)
-        needs_onnx = any(s.framework != "torch" for _, s in everyone)
+        needs_onnx = any(s.runs_onnx for _, s in everyone)
+        needs_module = any(s.is_torch for _, s in everyone)
         rs.warnings.extend(rs.subject.warnings)
-        frameworks = (rs.ref_spec.framework,) + tuple(s.framework for _, s in self.candidates)
         for st in rs.subject.stages:
-            if st.module is None and "torch" in frameworks:
+            if st.module is None and needs_module:
                 raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "
                                     "(e.g. --backends ort,ort-cpu-fp16)")
             if needs_onnx:
@@ -110,7 +110,7 @@ class BisectEngine:
             ref_out = None
             if classic or not locked:
                 ref_out = reference_stage(rs, i, sp, noise=self.opts.noise_floor,
-                                          capture=any(s.spec.framework == "torch" for s in classic))
+                                          capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in classic))
                 for s in classic:
                     t0 = time.perf_counter()
                     cand_up[s.label].update(candidate_stage(rs, s, i, sp, s.feeds[i]))
@@ -296,7 +296,7 @@ class BisectEngine:
     def _refine(self, state: CandidateState, rc: str, fd: str | None, path: list[str]) -> tuple[str, str | None]:
         """Descend into the root cause's children (re-running its stage with them exposed) down to a leaf."""
         rs = self.run_state
-        mapped_only = state.spec.framework != "torch" or rs.ref_spec.framework != "torch"
+        mapped_only = state.spec.runs_onnx or rs.ref_spec.runs_onnx
         for _ in range(self.opts.max_refine_depth):
             p = rs.probes[rc]
             kids = self._children(p, mapped_only, state.label)
@@ -308,7 +308,7 @@ class BisectEngine:
             if state.lockstep:
                 lockstep_stage(rs, stage, kids, [state], refine=True)
             else:
-                reference_stage(rs, stage, kids, noise=False, capture=state.spec.framework == "torch")
+                reference_stage(rs, stage, kids, noise=False, capture=state.spec.can(Capability.RUN_SUBMODULE))
                 candidate_stage(rs, state, stage, kids, state.feeds[stage])
             sub = ordered(state, kids)
             sub_fd = first_divergent(sub)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from cp_debug.backends import PrecisionReport, check_available
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.factory import check_available
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
                                         reference_lookup, run_once)
 from cp_debug.bisect.search import KeepFp32Search
@@ -205,15 +206,10 @@ def tolerance_for(precision: str, atol: float | None = None, rtol: float | None 
 
 def check_backend(spec: BackendSpec) -> None:
     """BadInputError unless `spec` is an FP16 ONNX backend; BackendUnavailableError unless it can keep nodes here."""
-    if spec.framework not in ("ort", "trt") or spec.precision != "fp16":
+    if not spec.can(Capability.KEEP_FP32_NODES) or spec.precision != "fp16":
         raise BadInputError(f"the keep-FP32 search runs FP16 ONNX backends (ort-cpu-fp16, ort-cuda-fp16, trt-fp16), "
                             f"not {spec}")
-    check_available(spec)
-    if spec.framework == "trt":  # TensorRT 10 cannot keep ONNX nodes in FP32: say so before any run
-        from cp_debug.backends.trt_runner import import_tensorrt, plan_build
-
-        _, major = import_tensorrt()
-        plan_build(spec, major, keep_fp32=True)
+    check_available(spec, keep_fp32_nodes=True)  # TensorRT 10 cannot keep ONNX nodes in FP32: said before any run
 
 
 def absmax_by_name(values: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, store_keys
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.errors import BadInputError
@@ -19,7 +20,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
     spec = state.spec
     out: dict[str, tuple] = {}
-    if spec.framework == "torch":
+    if runner.can(Capability.RUN_SUBMODULE):
         tr = st.trace()
         for p in sp:
             if p.kind != "module":
@@ -38,10 +39,10 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
             out[p.name] = (loc, [prod] if prod else [])
         return out
     # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
-    from cp_debug.backends import make_runner
+    from cp_debug.backends.factory import make_runner
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
-    qdq = st.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" else None
+    qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
     present = {t for n in model.graph.node for t in n.output}
     types = tensor_types(model)  # once per stage: each cut is typed from it (no shape inference per probe)

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import onnx
 
-from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+from cp_debug.backends.graph_loader import PrecisionTransform
+from cp_debug.backends.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
                                              precision_report_from_facts)
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
 from cp_debug.half import as_float32, to_fp16
 
@@ -253,8 +254,8 @@ def lane_precision(lane: Lane):
 
 
 def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom_calibration: bool) -> bool:
-    """Both in ONNX Runtime; INT8 only when calibrated on the run's own (FP32 reference) values."""
-    if reference.framework != "ort" or candidate.framework != "ort":
+    """Both can run in lockstep (ONNX Runtime); INT8 only when calibrated on the run's own (FP32 reference) values."""
+    if not (reference.can(Capability.LOCKSTEP) and candidate.can(Capability.LOCKSTEP)):
         return False
     if candidate.precision == "int8":
         return not custom_calibration and reference.precision == "fp32"

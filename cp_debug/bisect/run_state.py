@@ -181,7 +181,7 @@ class RunState:
 
 
 def unmapped_note(st: Stage, name: str, spec: BackendSpec) -> str | None:
-    pm = st.probe_map() if spec.framework != "torch" else None
+    pm = st.probe_map() if spec.runs_onnx else None
     if pm is not None and name in pm.unmapped:
         return pm.unmapped[name]
     return "no value for this probe"

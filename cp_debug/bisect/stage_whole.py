@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.local_error import local_errors
 from cp_debug.bisect.record import amplification, judged, keep_plot, merge_precision
 from cp_debug.bisect.result import ProbeResult
@@ -31,10 +31,10 @@ CHUNK_BYTES = 1 << 30
 def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
                       capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None):
     """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX)."""
-    from cp_debug.backends import make_runner
+    from cp_debug.backends.factory import make_runner
 
     mods = [p.name for p in probes if p.kind == "module"]
-    if spec.framework == "torch":
+    if spec.is_torch:
         return make_runner(spec, torch_module=stage.module, input_names=stage.input_names,
                            output_names=stage.output_names, probe_modules=mods,
                            capture_inputs=capture_inputs, determinism=run.det)
@@ -44,7 +44,8 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
     kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=run.det, spinning=False,
                   shared_arena=True, **run.ort_kwargs(spec, model))
-    qdq = stage.qdq_onnx() if spec.framework == "ort" and spec.precision == "int8" and onnx_model is None else None
+    takes_qdq = spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) and onnx_model is None
+    qdq = stage.qdq_onnx() if takes_qdq else None
     if qdq is not None:
         kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
     elif spec.precision == "int8":
@@ -56,13 +57,13 @@ def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[Pr
                  feed: dict) -> dict[str, np.ndarray]:
     """Pick each probe's value out of a runner's outputs (torch keys by module, ONNX by tensor)."""
     vals = {}
-    pm = stage.probe_map() if spec.framework != "torch" else None
+    pm = stage.probe_map() if spec.runs_onnx else None
     for p in probes:
         if p.kind == "input":
             vals[p.name] = feed[p.name]
         elif p.kind == "output":
             vals[p.name] = outputs[p.name]
-        elif spec.framework == "torch":
+        elif spec.is_torch:
             if p.name in outputs:
                 vals[p.name] = outputs[p.name]
         elif pm is not None and p.name in pm.tensors and pm.tensors[p.name] in outputs:
@@ -79,7 +80,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     st = run.subject.stages[i]
     feed = run.ref_feeds[i]
     modules = {p.name for p in sp if p.kind == "module"}
-    streaming = run.ref_spec.framework == "torch"
+    streaming = run.ref_spec.can(Capability.STREAM_PROBES)
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
@@ -153,7 +154,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
         whole = keep.enter_context(make_stage_runner(run, spec, st, sp, calib=run.calib(i))) if one_session else None
         for k, chunk in enumerate(chunks):
             runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
-            if spec.framework == "torch":  # compared as the hooks produce them: never all probes in memory
+            if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
             with contextlib.nullcontext(whole) if whole else runner:
                 out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
@@ -182,8 +183,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
 
 def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[list[ProbeSpec]]:
     """`sp` in consecutive chunks whose reference values fit `CHUNK_BYTES` (ONNX candidates). A torch candidate
-    runs them all in one pass, and so does an INT8 one (ORT calibrates on what the run exposes)."""
-    if spec.framework == "torch" or spec.precision == "int8":
+    runs them all in one pass (streamed), and so does an INT8 one (ORT calibrates on what the run exposes)."""
+    if spec.can(Capability.STREAM_PROBES) or spec.precision == "int8":
         return [sp]
     budget = CHUNK_BYTES
     size = {p.name: (run.store.get(p.name).nbytes if p.name in run.store else 0) for p in sp}
@@ -205,7 +206,7 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
     """An ONNX Runtime CUDA candidate whose probe tensors (the reference's sizes) take at most half the GPU's free
     memory: then they are exposed in one session (`candidate_stage`). Measured through torch's CUDA runtime; False
     where it cannot tell."""
-    if spec.framework != "ort" or spec.device != "cuda" or spec.precision == "int8":
+    if not spec.can(Capability.INFER_SOME) or spec.device != "cuda" or spec.precision == "int8":
         return False
     try:
         import torch
@@ -220,7 +221,7 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
 
 
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
-    pm = st.probe_map() if spec.framework != "torch" else None
+    pm = st.probe_map() if spec.runs_onnx else None
     return tuple(pm.tensors[p.name] for p in chunk if p.kind == "module" and p.name in pm.tensors) if pm else ()
 
 
@@ -230,12 +231,11 @@ def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:
     if rep is not None:
         merge_precision(state, st.name, rep)
     state.settings.setdefault(st.name, runner.settings())
-    if getattr(runner, "int8_model", None) is not None:
+    if runner.can(Capability.QDQ_MODEL) and runner.int8_model is not None:
         note, done = f"{state.label} runs the --int8 Q/DQ graph whole (no lockstep)", run.execution.get(st.name, "")
         run.execution[st.name] = done if note in done else f"{done or 'whole stage, probes exposed'}; {note}"
-    if hasattr(runner, "quant_amax"):
-        with contextlib.suppress(Exception):
-            state.int8_amax.update(runner.quant_amax() or {})
+    with contextlib.suppress(Exception):
+        state.int8_amax.update(runner.quant_amax() or {})
 
 
 def _streamed_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
@@ -253,7 +253,7 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
         if p.name not in run.store or p.name in diffs:  # in diffs: streamed from a torch runner's hooks
             continue
         if p.name not in vals:
-            gone = getattr(runner, "missing_outputs", ())  # ONNX runners: tensors their graph lacks
+            gone = runner.missing_outputs  # tensors its graph lacks after the precision transform
             lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
             note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
             state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))

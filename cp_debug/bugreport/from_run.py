@@ -88,7 +88,7 @@ def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None =
     cands = [c for c in report.candidates if c.root_cause is not None]
     if candidate is not None:
         cands = [c for c in cands if c.label == candidate]
-    onnx_cands = [c for c in cands if BackendSpec.parse(c.label).framework != "torch"]
+    onnx_cands = [c for c in cands if BackendSpec.parse(c.label).runs_onnx]
     if not cands:
         raise BadInputError("no candidate diverged: there is nothing to bundle")
     if not onnx_cands:

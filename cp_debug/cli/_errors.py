@@ -1,4 +1,5 @@
-"""CLI error handling: a CpDebugError becomes one line on stderr and its exit code.
+"""CLI error mapping, applied once around every command (cli/main.py): a CpDebugError becomes one line on stderr
+and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130.
 
 The traceback is shown only with CPDEBUG_DEBUG=1; internal bugs (any other exception) keep theirs.
 """

@@ -7,9 +7,12 @@ command modules never import each other (an import-linter contract in pyproject.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
 Preset = Annotated[str, typer.Option(
@@ -35,6 +38,17 @@ Inputs = Annotated[Optional[Path], typer.Option(
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
 
+
+def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,
+                 seed: int = 0, int8: Path | None = None) -> ModelRecord:
+    """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8) as the
+    one record every report stores; --config, which must be an existing .py file, replaces --preset. Loads nothing."""
+    from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+
+    return ModelRecord.of(model_name(preset, config), config=config, checkpoint=checkpoint,
+                          random_weights=random_weights, seed=seed, int8=int8)
+
+
 # -- the scan --------------------------------------------------------------------------------------------------
 Points = Annotated[Optional[Path], typer.Option(
     help="Point cloud file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")]
@@ -49,19 +63,29 @@ UseDim = Annotated[Optional[str], typer.Option(
     "mmdet3d use_dim.")]
 
 # -- backends and how they run ---------------------------------------------------------------------------------
-Backends = Annotated[Optional[str], typer.Option(
-    "--backends", "-b", help="REF,CAND[,CAND…]: the first is the reference. Spec: framework[-device][-precision], "
-    "e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16.")]
+
+
+def backends_option(rule: str):
+    """`--backends/-b`, its help saying the command's rule (`backends.spec.BackendsRule`: how many specs, which may
+    come twice) and the spec grammar."""
+    return typer.Option("--backends", "-b", help=f"{rule} Spec: framework[-device][-precision], e.g. torch, "
+                        "torch-cuda-tf32, ort-cpu-int8, trt-fp16.")
+
+
+Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
 
-# -- PTQ (quantize, sensitivity) -------------------------------------------------------------------------------
+# -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
 CalibScenes = Annotated[Optional[Path], typer.Option(
     "--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]
 CalibN = Annotated[Optional[int], typer.Option(
-    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity; with "
+    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity and fix; with "
     "--calib-scenes: the first N).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
+# the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
+HeldOutCalib = Annotated[int, typer.Option(
+    "--calib-scenes", min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")]
 SkipLayers = Annotated[Optional[str], typer.Option(
     "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(

@@ -15,10 +15,8 @@ def backends(
     verbose: Verbose = False,
 ) -> None:
     """List every backend spec (torch/ort/trt × device × precision) and whether it is available here."""
-    from cp_debug.cli._errors import handle_errors
-
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.backends import availability
+    with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.backends.factory import availability
 
         rows = availability()
         if json_out:

@@ -7,20 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose)
+                                   RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
 
 
 def bench(
-    backends: Annotated[str,
-                        typer.Option("--backends", "-b", help="Comma-separated backend specs, e.g. "
-                                          "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
+    backends: Annotated[str, backends_option(
+        "SPEC[,SPEC…]: the backends timed side by side (no reference), no spec twice, e.g. "
+        "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -40,11 +39,11 @@ def bench(
 
     Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
+        preset = model.model_name
         from cp_debug.bench.run import BenchOptions
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
                             deterministic)
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
@@ -52,13 +51,9 @@ def bench(
 
 def _labels(backends: str) -> tuple[tuple[str, BackendSpec], ...]:
     """(label as typed, spec) per backend, distinct."""
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.errors import BadInputError
+    from cp_debug.backends.spec import SPECS, parse_backends
 
-    labels = tuple(t.strip() for t in backends.split(",") if t.strip())
-    if not labels or len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends {backends!r}: give distinct backend specs, e.g. torch,ort")
-    return tuple((label, BackendSpec.parse(label)) for label in labels)
+    return tuple(parse_backends(backends, rule=SPECS))
 
 
 def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, quiet: bool,

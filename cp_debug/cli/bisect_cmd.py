@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
-                                   Int8Dir, Json,
-                                   LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
-                                   TorchModel, UseDim, Verbose)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
+                                   Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
+                                   Seed, TorchModel, UseDim, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -46,7 +44,9 @@ class BisectOutputs:
 
 
 def bisect(
-    backends: Backends = "torch,ort",
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND[,CAND…]: the first is the reference, which may come back as a candidate (a noise check: ort,ort); "
+        "no candidate twice.")] = "torch,ort",
     recipe: Annotated[Optional[str],
                       typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
     preset: Preset = "demo",
@@ -99,14 +99,13 @@ def bisect(
 
     Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        from cp_debug.backends.spec import parse_backends
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
-        pairs = parse_backends(backends or "torch,ort")
+        pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
         subject = SubjectRequest(
-            model=_recipe_model(recipe, torch_model, onnx_model, preset=preset, config=config, checkpoint=checkpoint,
-                                random_weights=random_weights, seed=seed, int8=int8),
+            model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
@@ -122,19 +121,20 @@ def bisect(
     raise typer.Exit(code)
 
 
-def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path | None, **record) -> ModelRecord | None:
-    """The CenterPoint model record, or None for a --torch / --onnx model (one model only)."""
+def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path | None,
+                  model: ModelRecord) -> ModelRecord | None:
+    """The CenterPoint model record `model`, or None for a --torch / --onnx model (one model only)."""
     from cp_debug.errors import BadInputError
 
     if len([x for x in (recipe, torch_model, onnx_model) if x]) > 1:
         raise BadInputError("give one model: --recipe, --torch or --onnx")
     if torch_model or onnx_model:
-        if record["int8"] is not None:
+        if model.int8 is not None:
             raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
         return None
     if (recipe or "centerpoint") != "centerpoint":
         raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
-    return ModelRecord.of(**record)
+    return model
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: Path | None,

@@ -7,15 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, DataRoot, Deterministic, Int8Dir, Json, Preset,
-                                   Quiet, RandomWeights, Seed, Verbose)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir, Json,
+                                   Preset, Quiet, RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 def eval_(
-    backends: Backends = None,
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND[,CAND…]: the first is the reference (default torch,ort); REF alone (default torch) with "
+        "--detections; no spec twice.")] = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -30,9 +31,7 @@ def eval_(
     detections: Annotated[Optional[Path],
                           typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = "
                                             "scene file stems): one more candidate.")] = None,
-    calib_scenes: Annotated[int,
-                            typer.Option(min=0,
-                                         help="Held-out scenes (not evaluated) that calibrate INT8 backends.")] = 4,
+    calib_scenes: HeldOutCalib = 4,
     match_distance: Annotated[float,
                               typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
                                                 "reference box in the diff.")] = 2.0,
@@ -50,19 +49,28 @@ def eval_(
     Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done, 2 bad input, 3 a backend or
     nuscenes-devkit cannot run here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
-        from cp_debug.eval.session import EvalOptions, parse_backend_list
+        from cp_debug.eval.session import EvalOptions
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
-                               int8=int8)
-        opts = EvalOptions(backends=parse_backend_list(backends, detections is not None), preset=preset,
+        opts = EvalOptions(backends=_backends(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
         _eval(opts, model, json_out=json_out, html=html, quiet=quiet or json_out == "-", third_party=third_party)
+
+
+def _backends(text: str | None, has_detections: bool) -> tuple:
+    """(label, spec) per backend, the reference first: a reference and candidates, or the reference alone when a
+    detections file is the candidate."""
+    from cp_debug.backends.spec import BackendsRule, parse_backends
+
+    if has_detections:
+        return tuple(parse_backends(text or "torch", rule=BackendsRule(form="REF[,CAND…]", least=1)))
+    return tuple(parse_backends(text or "torch,ort", rule=BackendsRule(hint=" or REF with a --detections file")))
 
 
 def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 RotY = Annotated[bool,
                  typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
@@ -30,9 +30,8 @@ def export(
     verbose: Verbose = False,
 ) -> None:
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         _export(model, out, rot_y_axis_reference, points, quiet, third_party)
 
 

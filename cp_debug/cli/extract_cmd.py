@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import Verbose
 from cp_debug.cli._quiet import ThirdParty
 
@@ -26,7 +25,7 @@ def extract(
     verbose: Verbose = False,
 ) -> None:
     """Re-run a saved bisect from its JSON report and write the failing subgraph as a bug-report bundle."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         _extract(run_json, bundle, candidate, tar, third_party)
 
 

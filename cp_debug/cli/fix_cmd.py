@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import Checkpoint, ConfigFile, Int8Dir, Json, Quiet, RandomWeights, Verbose
+from cp_debug.cli._options import (CalibN, Checkpoint, ConfigFile, Int8Dir, Json, Method, Percentile, Quiet,
+                                   RandomWeights, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -18,9 +18,9 @@ def fix(
         "--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
     check: Annotated[Optional[Path], typer.Option(
         "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
-    backends: Annotated[Optional[str], typer.Option(
-        "--backends", "-b", help="REF,CAND: e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
-             "torch,ort-cpu-fp16).")] = None,
+    backends: Annotated[Optional[str], backends_option(
+        "REF,CAND: exactly one reference and one candidate, e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
+        "torch,ort-cpu-fp16).")] = None,
     device: Annotated[Optional[str], typer.Option(
         "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
              "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
@@ -56,9 +56,9 @@ def fix(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
     candidates: Annotated[Optional[str], typer.Option(
         help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
-    calib_n: Annotated[int, typer.Option("--calib-n", help="INT8 from scratch: synthetic calibration scenes.")] = 16,
-    method: Annotated[str, typer.Option(help="INT8 from scratch: calibration method (mse, max, percentile).")] = "mse",
-    percentile: Annotated[float, typer.Option(help="INT8 from scratch: percentile for --method percentile.")] = 99.99,
+    calib_n: CalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
+    method: Method = "mse",
+    percentile: Percentile = 99.99,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
     json_out: Json = None,
@@ -72,11 +72,9 @@ def fix(
     Exit codes: 0 written and verified (or --check holds), 1 no set meets the target / the verification or
     --check fails, 2 bad input, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.recipes.centerpoint.model_source import model_name
-
-        if config is not None:
-            preset = model_name(preset or "demo", config)
+    with ThirdParty(verbose=verbose) as third_party:
+        if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
+            preset = model_record(preset or "demo", config).model_name
         request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset,
                        checkpoint=str(checkpoint) if checkpoint else None, seed=seed,
                        random_weights=random_weights or None, int8=str(int8) if int8 else None, scenes=scenes,
@@ -122,10 +120,9 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
 
     ref = cand = None
     if backends:
-        parts = [p.strip() for p in backends.split(",") if p.strip()]
-        if len(parts) != 2:
-            raise BadInputError(f"--backends takes REF,CAND (two specs), got {backends!r}")
-        ref, cand = parts
+        from cp_debug.backends.spec import REF_CAND, parse_backends
+
+        (ref, _), (cand, _) = parse_backends(backends, rule=REF_CAND)
     common = {**request, "target": FixTarget(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None and from_sweep is not None:
         raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")

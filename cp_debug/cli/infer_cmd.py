@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed,
-                                   UseDim, Verbose)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim,
+                                   Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -44,9 +43,8 @@ def infer(
     verbose: Verbose = False,
 ) -> None:
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import Exporter, Inputs, Json, OnnxModel, Quiet, Seed, TorchModel, Verbose
 from cp_debug.cli._quiet import ThirdParty
 
@@ -41,7 +40,7 @@ def keep_fp32(
     takes. Exit codes: 0 a set was found (or none is needed), 1 even every candidate in FP32 fails, 2 bad input
     or usage, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
+    with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import BackendSpec
         from cp_debug.bisect.keep_fp32 import tolerance_for
 

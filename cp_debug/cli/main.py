@@ -1,8 +1,14 @@
-"""`cpdebug`: the command-line entry point. Each command group lives in its own module."""
+"""`cpdebug`: the command-line entry point. Each command group lives in its own module.
+
+Errors are mapped here, once, for every command (`_Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
+line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug and keeps its traceback. Click's own
+usage errors (exit 2) and `--help` are click's.
+"""
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
 from cp_debug.cli import quantize_cmd, sensitivity_cmd
@@ -13,8 +19,20 @@ from cp_debug.cli import bench_cmd
 from cp_debug.cli import replay_cmd
 from cp_debug.cli import sweep_cmd
 from cp_debug.cli import fix_cmd
+from cp_debug.cli._errors import handle_errors
+
+
+class _Commands(TyperGroup):
+    """cpdebug's command group: runs the chosen command inside the one error mapping (`handle_errors`), so that
+    `main()` and a test's `CliRunner().invoke(app, ...)` see the same one-line errors and exit codes."""
+
+    def invoke(self, ctx):
+        with handle_errors():
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="cpdebug",
     help="Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why.",
     no_args_is_help=True,

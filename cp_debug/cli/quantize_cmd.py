@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 def quantize(
@@ -41,11 +41,10 @@ def quantize(
 ) -> None:
     """Quantize CenterPoint to INT8 (PTQ): fuse BN by data flow, calibrate per-channel weights and per-tensor
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.ptq.quantize import PtqSettings
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         _quantize(model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",

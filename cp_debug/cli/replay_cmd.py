@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
-                                   Seed, Verbose)
+                                   Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,8 @@ def replay(
 
     Exit codes: 0 done, 2 bad input, 3 a library is missing.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         source = ReplaySource(bag=bag, lidar_topic=lidar_topic, objects_topic=objects_topic,
                               stamp_tolerance_ms=stamp_tolerance_ms, cuda_centerpoint=cuda_centerpoint,
                               mmdet3d_pkl=mmdet3d_pkl, scenes=scenes, data_root=data_root,

@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-
 
 def report(
     run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json FILE`.")],
@@ -23,34 +21,33 @@ def report(
 
     Exit codes: 0 rendered, 2 the file is missing or not a cp_debug report (or an output cannot be written).
     """
-    with handle_errors():
-        from rich.console import Console
+    from rich.console import Console
 
-        from cp_debug.cli._output import stdout_console
-        from cp_debug.report.io import load_report
+    from cp_debug.cli._output import stdout_console
+    from cp_debug.report.io import load_report
 
-        rep = load_report(run_json)
-        if not quiet:
-            from cp_debug.report.table import render_table
+    rep = load_report(run_json)
+    if not quiet:
+        from cp_debug.report.table import render_table
 
-            render_table(rep, stdout_console(), max_rows=max_rows)
-        written = []
-        if html:
-            from cp_debug.report.html import write_html
+        render_table(rep, stdout_console(), max_rows=max_rows)
+    written = []
+    if html:
+        from cp_debug.report.html import write_html
 
-            written.append(write_html(rep, html))
-        if csv:
-            from cp_debug.report.frames import write_csv
+        written.append(write_html(rep, html))
+    if csv:
+        from cp_debug.report.frames import write_csv
 
-            written.append(write_csv(rep, csv))
-        if parquet:
-            from cp_debug.report.frames import write_parquet
+        written.append(write_csv(rep, csv))
+    if parquet:
+        from cp_debug.report.frames import write_parquet
 
-            written.append(write_parquet(rep, parquet))
-        if json_out:
-            from cp_debug.report.io import write_json
+        written.append(write_parquet(rep, parquet))
+    if json_out:
+        from cp_debug.report.io import write_json
 
-            written.append(write_json(rep, json_out))
-        err = Console(stderr=True)
-        for path in written:
-            err.print(f"[dim]wrote {path}[/dim]", highlight=False)
+        written.append(write_json(rep, json_out))
+    err = Console(stderr=True)
+    for path in written:
+        err.print(f"[dim]wrote {path}[/dim]", highlight=False)

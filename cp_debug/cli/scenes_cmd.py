@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
-from cp_debug.recipes.centerpoint.model_source import model_name
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -25,8 +23,8 @@ def scenes(
     verbose: Verbose = False,
 ) -> None:
     """Generate N whole scenes (ground, clutter, five classes) as a spinning LiDAR sees them, with GT boxes."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        preset = model_record(preset, config).model_name
         _scenes(out, n, preset, seed, workers, quiet, third_party)
 
 

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,10 @@ def sensitivity(
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
     Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.ptq.quantize import PtqSettings
 
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
         settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()

@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, Int8Dir, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose)
+from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
+                                   Preset, Quiet, RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.recipes.centerpoint.model_source import ModelRecord
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
                                    "worst frames' bisect reports.")]
@@ -68,7 +67,7 @@ def sweep(
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
                                                        "GPU for CUDA backends, else one per CPU).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
-    calib_scenes: Annotated[int, typer.Option(min=0, help="Held-out scenes that calibrate INT8 backends.")] = 4,
+    calib_scenes: HeldOutCalib = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
@@ -82,10 +81,8 @@ def sweep(
     A candidate SPEC@DIR runs the deployed ONNX files of DIR; several candidates form a chain (ref → c1 → c2 …).
     Exit codes: 0 no frame diverges, 1 a frame diverges or fails, 2 bad input or usage, 3 backend not available here.
     """
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
-        model = ModelRecord.of(preset, config=config, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
-                               int8=int8)
+    with ThirdParty(verbose=verbose) as third_party:
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        bootstrap=bootstrap,
@@ -109,7 +106,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     get_preset(preset)
     if run.level not in LEVELS:
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
-    labels = tuple(t.strip() for t in backends.split(",") if t.strip())
+    from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
+
+    labels = tuple(label for label, _ in parse_backends(backends, rule=REF_CANDIDATES))
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,

@@ -8,9 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
-from cp_debug.recipes.centerpoint.model_source import model_name
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -49,8 +47,8 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
-    with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        preset = model_name(preset, config)
+    with ThirdParty(verbose=verbose) as third_party:
+        preset = model_record(preset, config).model_name
         request = TrainRequest(out=out, preset=preset, scenes=scenes, data_root=data_root, synthetic=synthetic,
                                steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                                workers=workers, val_scenes=val_scenes, val_every=val_every, half=half, log=log,

@@ -42,14 +42,15 @@ class BackendPipeline:
         self.encoder = self.backbone = None
 
     def _runners(self) -> tuple[Any, Any]:
-        from cp_debug.backends import make_runner
+        from cp_debug.backends.factory import make_runner
+        from cp_debug.backends.spec import Capability
         from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                        VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
                                                        VoxelEncoderStage)
         from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
         spec, det = self.spec, self.determinism
-        if spec.framework == "torch":
+        if spec.is_torch:
             enc, bb = VoxelEncoderStage(self.model), BackboneNeckHeadStage(self.model, self.rot_y)
             if self.int8_dir is not None:  # the PTQ checkpoint's modules; the runner turns its quantizers on
                 from cp_debug.quant.quantizers import mark_ptq
@@ -68,7 +69,7 @@ class BackendPipeline:
             raise BadInputError(f"{self.label} needs the exported ONNX files")
         kw: dict = {"determinism": det}
         enc_kw, bb_kw = dict(kw), dict(kw)
-        if self.int8_dir is not None and spec.framework == "ort":  # the deployed Q/DQ files, as they are
+        if self.int8_dir is not None and spec.can(Capability.QDQ_MODEL):  # the deployed Q/DQ files, as they are
             return (make_runner(spec, onnx_model=self.onnx_dir / VOXEL_ENCODER_FILE, determinism=det,
                                 int8_model=self.int8_dir / VOXEL_ENCODER_FILE),
                     make_runner(spec, onnx_model=self.onnx_dir / BACKBONE_FILE, determinism=det,
@@ -83,7 +84,7 @@ class BackendPipeline:
     def _deployed_runners(self) -> tuple[Any, Any]:
         """SPEC@DIR: runners over the user's own two files, their interface checked against cp_debug's export of
         the same model (one line, exit 2, on a mix-up); their precision kept, or converted as the spec asks."""
-        from cp_debug.backends import make_runner
+        from cp_debug.backends.factory import make_runner
         from cp_debug.graph.model import load_onnx
         from cp_debug.probes.interface import check_interface
         from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
@@ -106,7 +107,7 @@ class BackendPipeline:
         return runners[0], runners[1]
 
     def __enter__(self) -> "BackendPipeline":
-        from cp_debug.backends import check_available
+        from cp_debug.backends.factory import check_available
 
         check_available(self.spec)
         self._stack = ExitStack()

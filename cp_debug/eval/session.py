@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.report import EvalReport
@@ -43,19 +43,6 @@ class EvalOptions:
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
 
 
-def parse_backend_list(text: str | None, has_detections: bool) -> tuple[tuple[str, BackendSpec], ...]:
-    """(label, spec) per backend (reference first). Default: torch,ort; torch alone when a detections file is the
-    candidate."""
-    labels = tuple(t.strip() for t in (text or ("torch" if has_detections else "torch,ort")).split(",") if t.strip())
-    if not labels:
-        raise BadInputError("--backends is empty: give e.g. torch,ort")
-    if len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends lists a backend twice: {text!r}")
-    if len(labels) < 2 and not has_detections:
-        raise BadInputError("--backends needs a reference and a candidate (e.g. torch,ort), or a --detections file")
-    return tuple((label, BackendSpec.parse(label)) for label in labels)
-
-
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
     from cp_debug.recipes.centerpoint.model_source import ModelRecord
@@ -70,7 +57,7 @@ def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, see
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
              step: Callable[[str], ContextManager] | None = None) -> EvalReport:
     """Evaluate every backend of `opts` (and the detections file) on the scenes; the first backend is the reference."""
-    from cp_debug.backends import check_available
+    from cp_debug.backends.factory import check_available
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change
@@ -153,7 +140,7 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
     detections, seconds, notes = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
         onnx_dir = None
-        if any(s.framework != "torch" for s in specs.values()):
+        if any(s.runs_onnx for s in specs.values()):
             from cp_debug.recipes.centerpoint.export import export_onnx
 
             with step("exporting the two ONNX stages"):
@@ -167,7 +154,8 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
             if ptq.preset != cfg.name:
                 raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass "
                                     f"--preset {ptq.preset}")
-        if any(s.precision == "int8" and (opts.int8_dir is None or s.framework == "trt") for s in specs.values()):
+        if any(s.precision == "int8" and (opts.int8_dir is None or not s.can(Capability.PTQ_MODEL))
+               for s in specs.values()):
             if opts.calib_scenes < 1:
                 raise BadInputError("INT8 backends need --calib-scenes >= 1")
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
@@ -175,7 +163,7 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
                 calib = int8_calibration(cfg, loaded.model, points_of(frames, cfg))
         for label, spec in specs.items():
             pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
-                                   int8_dir=opts.int8_dir if spec.framework != "trt" else None)
+                                   int8_dir=opts.int8_dir if spec.can(Capability.PTQ_MODEL) else None)
             with step(f"{label}: building runners"):
                 pipe.__enter__()
             try:

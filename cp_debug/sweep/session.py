@@ -65,14 +65,10 @@ class SweepOutcome:
 
 
 def check_backends(labels: tuple[str, ...]) -> None:
-    from cp_debug.backends import check_available
-    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.backends.factory import check_available
+    from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
 
-    if len(labels) < 2:
-        raise BadInputError("--backends needs a reference and at least one candidate, e.g. torch,ort-cpu-fp16")
-    if len(set(labels)) != len(labels):
-        raise BadInputError(f"--backends lists a backend twice: {','.join(labels)}")
-    specs = [BackendSpec.parse(label) for label in labels]
+    specs = [spec for _, spec in parse_backends(",".join(labels), rule=REF_CANDIDATES)]
     if specs[0].onnx_dir is not None:
         raise BadInputError(f"the reference {labels[0]!r} cannot be a deployed folder: put it among the candidates")
     for spec in specs:

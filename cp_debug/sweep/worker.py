@@ -234,8 +234,8 @@ class SweepWorker:
         return int8_calibration(self.cfg, model, points_of(frames, self.cfg))
 
     def _lane(self, label: str, calib: dict | None) -> _Lane:
-        from cp_debug.backends import check_available, make_runner
-        from cp_debug.backends.spec import BackendSpec
+        from cp_debug.backends.factory import check_available, make_runner
+        from cp_debug.backends.spec import BackendSpec, Capability
         from cp_debug.determinism import Determinism
 
         spec = BackendSpec.parse(label)  # SPEC@DIR: the user's deployed files (torch@DIR is refused there)
@@ -250,7 +250,7 @@ class SweepWorker:
             stages = deployed_stages(spec, self.subject, level).stages
         for i, st in enumerate(stages):
             probes = stage_probes(st, self.settings.level)
-            if spec.framework == "torch":
+            if spec.is_torch:
                 runner = make_runner(spec, torch_module=st.module, input_names=st.input_names,
                                      output_names=st.output_names, probe_modules=probes, determinism=det)
                 rename = {p: p for p in probes}
@@ -261,7 +261,7 @@ class SweepWorker:
                 missing += [p for p in probes if p not in pm.tensors]
                 kw: dict = {"determinism": det, "extra_outputs": list(rename), "threads": self.settings.threads}
                 if spec.precision == "int8":
-                    if self.settings.int8_dir is not None and spec.framework == "ort":
+                    if self.settings.int8_dir is not None and spec.can(Capability.QDQ_MODEL):
                         kw["int8_model"] = st.qdq_onnx()
                     elif calib is not None:
                         kw["calib_feeds"] = calib["encoder" if i == 0 else "backbone"]

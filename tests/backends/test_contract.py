@@ -1,16 +1,19 @@
-"""One contract test, parametrized over every runner spec: activate / infer / deactivate, names, dtypes, closeness."""
+"""One contract test, parametrized over every runner spec: activate / infer / deactivate, names, dtypes, closeness;
+and the optional abilities each runner declares (`Capability`), used or refused as declared."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cp_debug.backends import PrecisionReport, all_specs, check_available, make_runner
+from cp_debug.backends.base import PrecisionReport
+from cp_debug.backends.factory import all_specs, check_available, make_runner
 from cp_debug.compare.diff import TensorDiff, default_tolerance
 from cp_debug.errors import BackendUnavailableError, CpDebugError
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import CAPABILITIES, BackendSpec, Capability
 
 SPECS = [str(s) for s in all_specs()]
+CONV2 = "/c2/Conv_output_0"  # the second conv's output tensor in the tiny net's ONNX export
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,44 @@ def test_runner_contract(spec, tiny, reference, tiny_fakequant):
         runner.deactivate()
     runner.deactivate()  # idempotent
     assert not runner.is_active
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_runner_capabilities(spec, tiny, tiny_fakequant):
+    """A runner declares what its spec declares (before anything runs); a declared ability works, one it lacks is a
+    NotImplementedError naming it; every runner reports missing probes (a list) the same way."""
+    bspec = BackendSpec.parse(spec)
+    module = tiny_fakequant if bspec.is_torch and bspec.precision == "int8" else tiny.module
+    runner = make_runner(bspec, torch_module=module, onnx_model=tiny.path, input_names=tiny.input_names,
+                         output_names=tiny.output_names, calib_feeds=tiny.calib, probe_modules=["c2"],
+                         capture_inputs=True, extra_outputs=[CONV2])
+    assert runner.capabilities == bspec.capabilities == CAPABILITIES[bspec.framework]
+    assert all(runner.can(c) == (c in bspec.capabilities) for c in Capability)
+    assert bspec.runs_onnx == (not bspec.is_torch) == (bspec.framework != "torch")
+    assert runner.missing_outputs == []  # nothing prepared yet
+    try:
+        check_available(bspec)
+    except BackendUnavailableError as err:
+        pytest.skip(str(err))
+    with runner as r:
+        out = r.infer({"x": tiny.x})
+        assert r.missing_outputs == []
+        if r.can(Capability.INFER_SOME):
+            assert set(r.infer_some({"x": tiny.x}, [])) == set(tiny.output_names)
+        else:
+            with pytest.raises(NotImplementedError, match="cannot infer_some"):
+                r.infer_some({"x": tiny.x}, [])
+        if r.can(Capability.RUN_SUBMODULE):
+            alone = r.run_submodule("c2", (out["c2:in0"],))
+            np.testing.assert_array_equal(alone, out["c2"])
+        else:
+            with pytest.raises(NotImplementedError, match="cannot run_submodule"):
+                r.run_submodule("c2", (tiny.x,))
+        if r.can(Capability.STREAM_PROBES):  # module probes handed over as produced, not kept in the result
+            seen = {}
+            r.on_probe = seen.__setitem__
+            assert "c2" not in r.infer({"x": tiny.x}) and "c2" in seen
+        assert r.quant_amax() == {} or bspec.precision == "int8"
 
 
 def test_torch_int8_refuses_a_model_without_quantizers(tiny):

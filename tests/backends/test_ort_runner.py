@@ -195,7 +195,8 @@ def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
     unverified."""
     from dataclasses import replace
 
-    from cp_debug.backends.ort_precision import (GraphFacts, PrecisionTransform, merge_graph_facts, merge_transforms,
+    from cp_debug.backends.graph_loader import PrecisionTransform
+    from cp_debug.backends.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
                                                  precision_report_from_facts)
     from cp_debug.backends.spec import BackendSpec
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from cp_debug.backends.torch_runner import TorchRunner
-from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 
@@ -141,31 +140,6 @@ def test_torch_cuda_unavailable_here(tiny):
         pytest.skip("CUDA is available")
     with pytest.raises(BackendUnavailableError, match="CUDA"):
         TorchRunner(tiny.module, ["x"], ["out", "mean"], BackendSpec.parse("torch-cuda-fp16")).activate()
-
-
-def test_determinism_context_restores_state():
-    import random
-
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
-    random.seed(123)
-    np.random.seed(123)
-    torch.manual_seed(123)
-    expect = (random.random(), np.random.rand(), torch.rand(1).item())
-    random.seed(123)
-    np.random.seed(123)
-    torch.manual_seed(123)
-    with Determinism(seed=7).apply_torch("cpu", allow_tf32=True):
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-        assert torch.are_deterministic_algorithms_enabled()
-        inside = torch.rand(1).item()
-    with Determinism(seed=7).apply_torch("cpu"):
-        assert inside == torch.rand(1).item()  # seeded
-        assert not torch.backends.cuda.matmul.allow_tf32
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
-            torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == flags
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expect  # caller's streams undisturbed
 
 
 class _NoHalfKernel(torch.nn.Module):

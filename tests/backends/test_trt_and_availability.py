@@ -8,9 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cp_debug.backends import all_specs, availability, check_available, make_runner
+from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
 from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
-from cp_debug.determinism import Determinism, environment
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 
@@ -89,22 +88,3 @@ def test_make_runner_dispatch(tiny):
     # torch-only option ignored
     r = make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, probe_modules=["c1"], threads=1)
     assert r.threads == 1 and not r.is_active
-
-
-def test_determinism_records():
-    d = Determinism()
-    s = d.settings()
-    assert s["determinism"] is True and s["onnxruntime"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
-    assert d.ort_cuda_provider_options(tf32=False) == {"device_id": "0", "use_tf32": "0",
-                                                       "cudnn_conv_algo_search": "DEFAULT"}
-    assert Determinism(enabled=False).ort_cuda_provider_options(tf32=True)["cudnn_conv_algo_search"] == "EXHAUSTIVE"
-    assert d.ort_cuda_provider_options(tf32=True)["use_tf32"] == "1"
-    so = Determinism(ort_opt_level="basic").ort_session_options(threads=2)
-    assert so.intra_op_num_threads == 2 and "BASIC" in str(so.graph_optimization_level)
-    with pytest.raises(BadInputError):
-        Determinism(ort_opt_level="max")
-    env = environment()
-    for key in ("python", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime_providers", "polygraphy",
-                "onnx_graphsurgeon", "tensorrt", "modelopt", "gpu"):
-        assert key in env
-    assert env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_providers"]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cp_debug.backends import make_runner
+from cp_debug.backends.factory import make_runner
 from cp_debug.backends.trt_runner import BuildPlan, plan_build
 from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
 from cp_debug.compare.diff import FP16_MAX, TensorDiff, default_tolerance

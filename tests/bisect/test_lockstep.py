@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cp_debug.backends import make_runner
+from cp_debug.backends.factory import make_runner
 from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions

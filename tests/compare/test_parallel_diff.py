@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 
 from cp_debug.compare.diff import TensorDiff
-from cp_debug.parallel import split
 from cp_debug.compare.plot_data import error_heatmap
-
-
-def test_split_covers_the_range_on_block_boundaries():
-    assert split(10, 3) == [(0, 4), (4, 8), (8, 10)]
-    parts = split(1_000_003, 4, align=1 << 16)
-    assert parts[0][0] == 0 and parts[-1][1] == 1_000_003
-    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
-    assert all(lo % (1 << 16) == 0 for lo, _ in parts)
 
 
 @pytest.mark.parametrize("plant_inf", [False, True])

@@ -3,16 +3,11 @@ from __future__ import annotations
 import base64
 import json
 
-import typer
 from typer.testing import CliRunner
 
-from cp_debug.cli.report_cmd import report as report_command
+from cp_debug.cli.main import app
 from cp_debug.report.io import write_json
 from tests.report.sample import PLANTED
-
-app = typer.Typer()
-app.command("report")(report_command)
-app.command("noop", hidden=True)(lambda: None)  # two commands: typer keeps "report" as a sub-command
 
 
 def test_report_command_renders_a_saved_run(report, tmp_path):

@@ -41,8 +41,12 @@ def test_html_without_plot_data_still_plots_the_errors(report):
 
 
 def test_html_escapes_names(report):
-    report.warnings.append("<script>alert(1)</script>")
-    assert "<script>alert" not in render_html(report)
+    text = "<script>alert(1)</script>"
+    report.warnings.append(text)
+    html = render_html(report)
+    assert f'<td class="warn">{escape(text)}</td>' in html  # shown among the warnings, as text
+    assert "<script" not in html.lower()  # the page runs no script, the warning's included
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # one self-contained file
 
 
 def test_write_html_into_a_file_path_fails_cleanly(report, tmp_path):

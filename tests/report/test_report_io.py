@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
 from cp_debug.bisect.result import BisectReport
 from cp_debug.errors import BadInputError
-from cp_debug.files import write_bytes_atomic, write_text_atomic
 from cp_debug.report.io import dumps, load_report, write_json
 from tests.report.sample import FP16, FP32, HINT, PLANTED, TRT
 
@@ -70,51 +68,6 @@ def test_load_report_errors_are_one_line(tmp_path, content, needle):
 def test_load_report_on_a_directory(tmp_path):
     with pytest.raises(BadInputError, match="is a directory"):
         load_report(tmp_path)
-
-
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
-    p = tmp_path / "out.txt"
-    p.write_text("old")
-    write_text_atomic(p, "new")
-    assert p.read_text() == "new"
-    assert os.listdir(tmp_path) == ["out.txt"]
-    assert (p.stat().st_mode & 0o777) & 0o044  # readable by others, not mkstemp's 0600
-
-
-@pytest.mark.parametrize("where", ["parent_is_file", "missing_dir", "proc", "target_is_dir"])
-def test_atomic_write_failures_are_one_line(tmp_path, where):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    target = {"parent_is_file": blocker / "out.json", "missing_dir": tmp_path / "nope" / "out.json",
-              "proc": "/proc/cp_debug_test/out.json", "target_is_dir": tmp_path}[where]
-    before = sorted(os.listdir(tmp_path))
-    with pytest.raises(BadInputError) as e:
-        write_bytes_atomic(target, b"data")
-    msg = _one_line(e.value)
-    assert msg.startswith(f"cannot write {target}:")
-    assert sorted(os.listdir(tmp_path)) == before
-
-
-def test_atomic_write_disk_full_leaves_nothing(tmp_path, monkeypatch):
-    real_fdopen = os.fdopen
-
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-        def write(self, data):
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
-    with pytest.raises(BadInputError, match="no space left on device"):
-        write_text_atomic(tmp_path / "r.json", "x")
-    assert os.listdir(tmp_path) == []
 
 
 def test_json_numbers_survive(report, tmp_path):

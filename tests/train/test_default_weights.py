@@ -10,8 +10,19 @@ from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.checkpoint import read_checkpoint
 from cp_debug.models.centerpoint.config import get_preset
 from cp_debug.models.centerpoint.model import build_model
-from cp_debug.recipes.centerpoint.model_source import load_model, shipped_checkpoint
+from cp_debug.recipes.centerpoint.model_source import SHIPPED_WEIGHTS, load_model, shipped_checkpoint
 from cp_debug.train.validate import validate
+
+TRAINED = "trained demo weights (synthetic scenes)"  # the label of the shipped demo checkpoint's weights
+
+
+def _holds_the_shipped_weights(state: dict) -> None:
+    """Every tensor of the shipped demo checkpoint is in `state`, bit for bit (float16 on disk, float32 here)."""
+    raw = read_checkpoint(shipped_checkpoint("demo"))["state_dict"]
+    assert set(state) == set(raw)
+    for key, stored in raw.items():
+        assert state[key].dtype == (torch.float32 if stored.is_floating_point() else stored.dtype), key
+        assert torch.equal(state[key], stored.to(state[key].dtype)), key
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +32,14 @@ def demo():
 
 def test_demo_default_is_the_shipped_checkpoint(demo):
     path = shipped_checkpoint("demo")
-    assert path is not None and path.stat().st_size <= 20 * 2**20
-    assert "trained" in demo.weights
+    assert path is not None and path.name == SHIPPED_WEIGHTS["demo"] and path.stat().st_size <= 20 * 2**20
+    assert demo.weights == TRAINED
     raw = read_checkpoint(path)
     assert raw["meta"]["stored_dtype"] == "float16" and "synthetic" in raw["meta"]["note"]
     key = "pts_bbox_head.task_heads.0.heatmap.1.weight"
     assert raw["state_dict"][key].dtype == torch.float16
     assert torch.equal(demo.model.state_dict()[key], raw["state_dict"][key].float())
+    _holds_the_shipped_weights(demo.model.state_dict())
 
 
 def test_random_weights_and_other_presets_keep_the_random_initialisation():
@@ -51,4 +63,5 @@ def test_demo_bisect_subject_uses_the_trained_default():
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     subject = centerpoint_subject("demo")
-    assert "trained" in subject.description["weights"] and subject.description["random_weights"] is False
+    assert subject.description["weights"] == TRAINED and subject.description["random_weights"] is False
+    _holds_the_shipped_weights({k: v for stage in subject.stages for k, v in stage.module.state_dict().items()})

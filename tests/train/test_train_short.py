@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-from cp_debug.cli.scenes_cmd import scenes
-from cp_debug.cli.train_cmd import train
+from cp_debug.cli.main import app
 from cp_debug.models.centerpoint.checkpoint import load_checkpoint, read_checkpoint
 from cp_debug.models.centerpoint.config import get_preset
 from cp_debug.models.centerpoint.model import build_model
@@ -23,9 +21,6 @@ from cp_debug.train.batches import SceneDataset
 from cp_debug.train.loop import TrainOptions
 from cp_debug.train.loop import train as train_loop
 
-app = typer.Typer()
-app.command("scenes")(scenes)
-app.command("train")(train)
 # tiny's modules on a 12.8 m half-range (80 x 80 pillars): the same network, a quarter of tiny's work
 SMALL = get_preset("tiny").with_(name="tiny", point_cloud_range=(-12.8, -12.8, -3.0, 12.8, 12.8, 5.0), max_voxels=6000)
 

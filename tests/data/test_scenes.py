@@ -88,19 +88,34 @@ def test_heldout_seeds_are_disjoint_from_training_seeds():
 
 
 def test_old_synthetic_scene_still_works():
-    s = synthetic_scene(0, get_preset("tiny"))
-    assert s.points.shape[1] == 5 and s.boxes.shape[1] == 9
+    """Its columns hold what they say: x, y, z inside the preset's range, intensity, time lag 0; its boxes are
+    [x, y, z_bottom, l, w, h, yaw, vx, vy] on the ground, moving along their yaw, each with returns of the cloud."""
+    cfg = get_preset("tiny")
+    s = synthetic_scene(0, cfg)
+    assert s.points.dtype == np.float32 and s.points.shape == (s.num_points, 5) and s.num_points > 10_000
+    assert np.isfinite(s.points).all()
+    x, y, z, intensity, time = s.points.T
+    lo, hi = np.array(cfg.point_cloud_range[:3]), np.array(cfg.point_cloud_range[3:])
+    assert ((s.points[:, :3] > lo) & (s.points[:, :3] < hi)).all()
+    assert abs(np.median(z)) < 0.2  # mostly ground returns, around z = 0
+    assert intensity.min() >= 0 and intensity.max() <= 120 and intensity.std() > 5  # a spread of reflectivities
+    assert (time == 0).all()  # one sweep: no time lag
+    assert s.boxes.dtype == np.float32 and s.boxes.shape == (len(s.labels), 9) and len(s.labels) > 0
+    assert set(s.labels.tolist()) <= set(range(len(s.class_names)))
+    assert (s.boxes[:, 2] == 0).all() and (s.boxes[:, 3:6] > 0).all() and (np.abs(s.boxes[:, 6]) <= np.pi).all()
+    speed = np.hypot(s.boxes[:, 7], s.boxes[:, 8])
+    np.testing.assert_allclose(s.boxes[:, 7:9], speed[:, None] * np.stack([np.cos(s.boxes[:, 6]),
+                                                                           np.sin(s.boxes[:, 6])], 1), atol=1e-4)
+    for box in s.boxes:  # returns on each object's surface, within its footprint
+        near = np.hypot(x - box[0], y - box[1]) < 0.5 * np.hypot(box[3], box[4])
+        assert near.sum() >= 20
 
 
 def test_scenes_cli_writes_a_folder_and_refuses_bad_input(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from cp_debug.cli.scenes_cmd import scenes
+    from cp_debug.cli.main import app
 
-    app = typer.Typer()
-    app.command()(scenes)
-    app.command("noop")(lambda: None)  # two commands: the first is called by name
     res = CliRunner().invoke(app, ["scenes", "--preset", "tiny", "--n", "2", "--out", str(tmp_path / "s"), "-q"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "s" / "points").iterdir()) == [f"{scene_token(0)}.pcd.bin",

@@ -1,0 +1,63 @@
+"""A feed checked against a graph's inputs, the same way for every runner of an ONNX graph (ONNX Runtime, TensorRT).
+
+Names must match; a value of the same kind is cast to the input's dtype (float32 → float16 through ONNX Runtime's
+Cast kernel, integers within the target's range); ranks and fixed dimensions must match. What does not fit is one
+BadInputError line saying what the graph wants, before the backend sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+from cp_debug.half import to_fp16
+
+
+def check_feed(feed: dict[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype | None, Sequence]],
+               what: str = "the model") -> dict[str, np.ndarray]:
+    """`feed` ready to run: `inputs` maps each input name to (dtype, or None where any goes; dims, where an int
+    ≥ 0 is fixed). `what` names the graph in messages ("the model", "the engine")."""
+    if not isinstance(feed, dict):
+        raise BadInputError(f"the feed must be a dict of input name → array, got {type(feed).__name__}")
+    names = list(inputs)
+    unknown = [k for k in feed if k not in inputs]
+    if unknown:
+        raise BadInputError(f"unknown input name(s) {', '.join(map(repr, unknown))}: {what}'s inputs "
+                            f"are {', '.join(names)}")
+    missing = [k for k in names if k not in feed]
+    if missing:
+        raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: {what}'s inputs "
+                            f"are {', '.join(names)}")
+    out = {}
+    for name, value in feed.items():
+        want, dims = inputs[name]
+        arr = _cast(name, np.asarray(value), want, what)
+        if len(arr.shape) != len(dims):
+            raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); "
+                                f"{what} wants rank {len(dims)}: {_fmt_dims(dims)}")
+        bad = [i for i, (a, d) in enumerate(zip(arr.shape, dims)) if isinstance(d, int) and d >= 0 and a != d]
+        if bad:
+            raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)}; {what} wants {_fmt_dims(dims)} "
+                                f"(dimension {bad[0]} differs)")
+        out[name] = np.ascontiguousarray(arr)
+    return out
+
+
+def _cast(name: str, arr: np.ndarray, want: np.dtype | None, what: str) -> np.ndarray:
+    """`arr` in dtype `want` where the kinds agree (any integer to any integer, range checked)."""
+    if want is None or arr.dtype == want:
+        return arr
+    want = np.dtype(want)
+    if want.kind != arr.dtype.kind and not (want.kind in "iu" and arr.dtype.kind in "iu"):
+        raise BadInputError(f"input {name!r} has dtype {arr.dtype}, {what} wants {want.name}")
+    if want.kind in "iu" and arr.size:
+        info = np.iinfo(want)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise BadInputError(f"input {name!r} has values outside {want.name}'s range")
+    return to_fp16(arr) if (arr.dtype == np.float32 and want == np.float16) else arr.astype(want)
+
+
+def _fmt_dims(dims: Sequence) -> str:
+    return "[" + ", ".join(str(d) if d is not None else "?" for d in dims) + "]"

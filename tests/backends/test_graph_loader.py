@@ -1,0 +1,181 @@
+"""The graph preparation shared by the ONNX Runtime and TensorRT runners (`graph_loader.PrepareGraph`), the shared
+feed check, and errors: a missing probe is reported the same way by both runners; a backend failing is not bad
+input.
+
+TensorRT cannot be installed here: its runner is driven with an ONNX Runtime session standing in for the engine
+(`_OrtAsEngine`), so everything of it but the engine build runs: the shared preparation, the feed check, the output
+map, the reports.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
+from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.trt_runner import TrtRunner, plan_build
+from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
+
+RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv
+CONV2 = "/c2/Conv_output_0"
+
+
+class _OrtAsEngine:
+    """Stands in for polygraphy's TrtRunner: the "engine" is the prepared ONNX graph, run by ONNX Runtime."""
+
+    fail_with: Exception | None = None
+
+    def __init__(self, engine, name=None):
+        self.model, self.name, self.sess = engine, name, None
+
+    def activate(self):
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(self.model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def deactivate(self):
+        self.sess = None
+
+    def get_input_metadata(self):
+        return {i.name: SimpleNamespace(dtype=np.float32, shape=i.shape) for i in self.sess.get_inputs()}
+
+    def infer(self, feed):
+        if self.fail_with is not None:
+            raise self.fail_with
+        names = [o.name for o in self.sess.get_outputs()]
+        return dict(zip(names, self.sess.run(names, feed)))
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    """TensorRT 11 "installed": the engine build hands over the prepared graph, run by `_OrtAsEngine`."""
+    import polygraphy.backend.trt
+
+    from cp_debug.backends import trt_runner
+
+    monkeypatch.setattr(trt_runner, "import_tensorrt", lambda: (SimpleNamespace(__version__="11.0.0"), 11))
+    monkeypatch.setattr(TrtRunner, "_build", lambda self, trt, major, plan: self._graph.model)
+    monkeypatch.setattr(polygraphy.backend.trt, "TrtRunner", _OrtAsEngine)
+    monkeypatch.setattr(_OrtAsEngine, "fail_with", None)
+    return _OrtAsEngine
+
+
+@pytest.fixture
+def relu_lost(monkeypatch):
+    """INT8 quantization that loses RELU from its tensor map (as the quantizer does for a ReLU it removes)."""
+    from cp_debug.precision import int8
+
+    real = int8.quantize_int8
+
+    def quantize(*args, **kwargs):
+        q = real(*args, **kwargs)
+        q.tensor_map.pop(RELU, None)
+        return q
+
+    monkeypatch.setattr(int8, "quantize_int8", quantize)
+
+
+def test_building_a_loader_does_nothing_and_calling_it_prepares(tiny):
+    loader = PrepareGraph(tiny.path / "not-there.onnx", "ort-cpu-fp32")  # nothing is read yet
+    with pytest.raises(BadInputError):
+        loader()
+    with pytest.raises(ValueError, match="unknown graph transform"):
+        PrepareGraph(tiny.path, "x", "fp8")
+    graph = PrepareGraph(tiny.path, "ort-cpu-fp16", "fp16", extra_outputs=(RELU, CONV2, "out"))()
+    assert isinstance(graph, PreparedGraph)
+    assert graph.graph_outputs == tuple(tiny.output_names)
+    assert dict(graph.out_map) == {"out": "out", "mean": "mean", RELU: RELU, CONV2: CONV2}
+    assert graph.missing == () and graph.plain is None and graph.quantized is None
+    assert graph.transform.kind == "fp16" and graph.transform.nodes
+    assert {o.name for o in graph.model.graph.output} == {"out", "mean", RELU, CONV2}
+    with pytest.raises(BadInputError):  # a probe name the graph does not have is an error, not a missing probe
+        PrepareGraph(tiny.path, "ort-cpu-fp32", extra_outputs=("no_such_tensor",))()
+
+
+def test_int8_without_calibration_is_one_line(tiny):
+    with pytest.raises(BadInputError, match="ort-cpu-int8 needs calibration inputs"):
+        PrepareGraph(tiny.path, "ort-cpu-int8", "int8_qdq", extra_outputs=(RELU,))()
+
+
+def test_ort_and_trt_prepare_the_same_graph_and_report_a_lost_probe_the_same_way(tiny, relu_lost, fake_tensorrt):
+    """An INT8 graph that lost a probe: both runners leave it out of their outputs and report it missing, in
+    `missing_outputs`, in their settings and in their precision report's notes."""
+    spec_ort, spec_trt = BackendSpec.parse("ort-cpu-int8"), BackendSpec.parse("trt-int8")
+    kw = dict(extra_outputs=[RELU, CONV2], calib_feeds=tiny.calib)
+    ort_graph = OrtRunner(tiny.path, spec_ort, **kw).graph_loader()()
+    trt_graph = TrtRunner(tiny.path, spec_trt, **kw).graph_loader(plan_build(spec_trt, 11))()
+    assert ort_graph.missing == trt_graph.missing == (RELU,)
+    assert dict(ort_graph.out_map) == dict(trt_graph.out_map) and RELU not in ort_graph.out_map
+    assert ort_graph.transform == trt_graph.transform and ort_graph.transform.kind == "int8_qdq"
+
+    note = vanished_note([RELU])
+    outs = {}
+    for runner in (OrtRunner(tiny.path, spec_ort, **kw), TrtRunner(tiny.path, spec_trt, **kw)):
+        with runner as r:
+            outs[r.name] = r.infer({"x": tiny.x})
+            assert r.missing_outputs == [RELU]
+            assert r.settings()["missing_outputs"] == [RELU]
+            assert note in r.precision_report().notes
+            assert r.quant_amax()  # calibrated here
+        assert runner.missing_outputs == [RELU]  # what was learnt stays readable after deactivate
+    ort_out, trt_out = outs.values()
+    assert list(ort_out) == list(trt_out) == ["out", "mean", CONV2]
+    for name in ort_out:
+        np.testing.assert_array_equal(ort_out[name], trt_out[name])
+
+
+def test_trt_fp16_on_tensorrt_11_takes_precision_from_the_prepared_graph(tiny, fake_tensorrt):
+    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp16"), extra_outputs=[CONV2]) as r:
+        out = r.infer({"x": tiny.x})
+        settings = r.settings()
+    assert set(out) == {"out", "mean", CONV2} and all(v.dtype == np.float32 for v in out.values())
+    assert settings["build_plan"]["onnx_transform"] == "fp16" and settings["precision_transform"]["kind"] == "fp16"
+    assert settings["missing_outputs"] == []
+
+
+def test_trt_feed_problems_are_bad_input_and_tensorrt_failures_are_not(tiny, fake_tensorrt):
+    from polygraphy.exception import PolygraphyException
+
+    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp32")) as r:
+        with pytest.raises(BadInputError, match=r"input 'x' has shape \(1, 4, 8, 8\); the engine wants"):
+            r.infer({"x": tiny.x[:, :, :8, :8]})
+        with pytest.raises(BadInputError, match="unknown input name"):
+            r.infer({"y": tiny.x})
+        with pytest.raises(BadInputError, match="has dtype int32, the engine wants float32"):
+            r.infer({"x": tiny.x.astype(np.int32)})
+        fake_tensorrt.fail_with = PolygraphyException("Invalid Context. See error log for details.")
+        with pytest.raises(BackendRuntimeError, match="TensorRT failed running trt-fp32: Invalid Context") as err:
+            r.infer({"x": tiny.x})
+        assert err.value.exit_code == 3 and isinstance(err.value.__cause__, PolygraphyException)
+        fake_tensorrt.fail_with = MemoryError("out of host memory")  # not TensorRT's: propagates as it is
+        with pytest.raises(MemoryError):
+            r.infer({"x": tiny.x})
+
+
+def test_ort_session_errors_that_are_not_the_model_keep_their_type(tiny, monkeypatch):
+    """Only ONNX Runtime's errors about the model become bad input (chained); an out-of-memory or a bug in
+    cp_debug propagates with its traceback."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    def failing(error):
+        def session(*args, **kwargs):
+            raise error
+        return session
+
+    spec = BackendSpec.parse("ort")
+    monkeypatch.setattr(ort, "InferenceSession", failing(state.Fail("[ONNXRuntimeError] : 1 : FAIL : bad node")))
+    with pytest.raises(BadInputError, match="ONNX Runtime cannot load the model for ort-cpu-fp32: .*bad node") as err:
+        OrtRunner(tiny.path, spec).activate()
+    assert isinstance(err.value.__cause__, state.Fail)
+    monkeypatch.setattr(ort, "InferenceSession", failing(state.NotImplemented("no kernel")))
+    with pytest.raises(BackendUnavailableError, match="no kernel for a node"):
+        OrtRunner(tiny.path, spec).activate()
+    for error in (state.RuntimeException("Failed to allocate memory"), MemoryError(), KeyError("a bug")):
+        monkeypatch.setattr(ort, "InferenceSession", failing(error))
+        with pytest.raises(type(error)):
+            OrtRunner(tiny.path, spec).activate()
