@@ -38,15 +38,16 @@ def detect(model, cfg: "CenterPointConfig", points: np.ndarray, device="cpu") ->
 def validate(model, cfg: "CenterPointConfig", frames: Sequence["Frame"], device="cpu") -> "DetectionEvaluation":
     """Held-out mAP of `model` on `frames`, e.g. `cp_debug.data.frames.held_out(n)` (loaded once with
     `in_memory(cfg)` when validated more than once)."""
+    scans = [(f.token, f.load(cfg)) for f in frames]
     was_training = model.training
     model.eval()
     try:
-        det = {f.token: detect(model, cfg, f.load(cfg).points, device) for f in frames}
+        det = {token: detect(model, cfg, scan.points, device) for token, scan in scans}
     finally:
         model.train(was_training)
-    from cp_debug.eval.boxes import SampleBoxes, ground_truth
+    from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.devkit import default_range, evaluate
 
-    gt = ground_truth(frames, cfg)
+    gt = {token: SampleBoxes.from_truth(scan.truth) for token, scan in scans}
     return evaluate(gt, {t: SampleBoxes.from_detections(d) for t, d in det.items()}, tuple(cfg.class_names),
                     class_range=default_range(cfg.point_cloud_range))
