@@ -46,15 +46,12 @@ class Evaluator:
     def map_drop(self, quantized: Sequence[str]) -> float:
         """FP32 mAP minus the mAP with exactly `quantized` in INT8 (on the mAP scenes)."""
         from cp_debug.ptq.map_eval import mean_ap, torch_heads
-        from cp_debug.quant.quantizers import only_enabled, set_enabled
+        from cp_debug.quant.quantizers import only_quantized
 
         if self.map_scenes is None:
             raise BadInputError("mAP needs held-out scenes with ground truth (map_scenes)")
-        only_enabled(self.qmodel, quantized)
-        try:
+        with only_quantized(self.qmodel, quantized):
             heads = torch_heads(self.qmodel, self.map_scenes)
-        finally:
-            set_enabled(self.qmodel, True)
         return self.fp32_map - mean_ap(self.cfg, self.map_scenes, heads).mean_ap
 
     @property
@@ -75,13 +72,10 @@ class Evaluator:
     def errors(self, quantized: Sequence[str]) -> dict[str, float]:
         """rel. RMSE per head output with exactly `quantized` in INT8."""
         from cp_debug.ptq.scenes import head_outputs
-        from cp_debug.quant.quantizers import only_enabled, set_enabled
+        from cp_debug.quant.quantizers import only_quantized
 
-        only_enabled(self.qmodel, quantized)
-        try:
+        with only_quantized(self.qmodel, quantized):
             got = [head_outputs(self.qmodel, s) for s in self.spatial]
-        finally:
-            set_enabled(self.qmodel, True)
         self.runs += 1
         return {n: rel_rmse([r[n] for r in self.ref], [g[n] for g in got]) for n in self.outputs}
 
