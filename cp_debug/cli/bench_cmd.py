@@ -68,7 +68,7 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.files import write_text_atomic
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     get_preset(opts.preset)
     check_inputs(checkpoint=opts.checkpoint, points=opts.points)

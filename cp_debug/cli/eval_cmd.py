@@ -68,7 +68,7 @@ def eval_(
 def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
     """What eval needs, checked before any scene is run: the devkit, the preset, the inputs, the outputs."""
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, check_report_writers
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     check_devkit()
     get_preset(preset)

@@ -40,7 +40,7 @@ def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: P
             third_party: ThirdParty) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli._preflight import check_inputs
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     get_preset(model.model_name)  # an unknown preset fails before torch is imported
     check_inputs(points=points, checkpoint=model.checkpoint)

@@ -100,7 +100,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
            use_dim: str | None = None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(model.model_name)
     seed = model.seed

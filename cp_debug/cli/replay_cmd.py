@@ -132,7 +132,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     if len(given) != 1:
         raise BadInputError("give exactly one of BAG, --cuda-centerpoint DIR, --mmdet3d-pkl FILE"
                             + (f" (got {', '.join(given)})" if given else ""))
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.replay.engine import ReplayOptions
     from cp_debug.report.io import check_writable
 

@@ -108,7 +108,7 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.ptq.quantize import calibrate_model
     from cp_debug.ptq.sensitivity import exclusion_search, held_out_evaluator, layer_sensitivity
 

@@ -100,7 +100,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.sweep.report import print_summary, write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings

@@ -76,7 +76,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
     from cp_debug.eval.backend_pipeline import heldout_eval_scenes, scenes_from_infos
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)

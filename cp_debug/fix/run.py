@@ -91,7 +91,7 @@ class FixOutcome:
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     from cp_debug.fix.frames import progress_step
     from cp_debug.fix.frames import heldout_frames
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
     cfg = get_preset(req.preset)

@@ -40,7 +40,7 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> 
     """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports by token, and the
     ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own files."""
     from cp_debug.files import write_text_atomic
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.report.io import dumps
 
     cfg = get_preset(opts.settings.preset)

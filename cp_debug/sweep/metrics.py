@@ -109,7 +109,7 @@ def _interval(values: list[float]) -> list[float] | None:
 
 def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap: int = 200) -> dict:
     """The metrics block of sweep.json (None-valued where the frames have no ground truth)."""
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(settings.preset)
     names = tuple(cfg.class_names)

@@ -80,7 +80,7 @@ def check_backends(labels: tuple[str, ...]) -> None:
 
 
 def select_frames(opts: SweepOptions) -> list[Frame]:
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(opts.settings.preset)
     if opts.scenes is None:

@@ -181,7 +181,7 @@ class SweepWorker:
     def open(self) -> "SweepWorker":
         from contextlib import ExitStack
 
-        from cp_debug.models.centerpoint.config import get_preset
+        from cp_debug.models.centerpoint.presets import get_preset
 
         s = self.settings
         self.cfg = get_preset(s.preset)

@@ -55,7 +55,7 @@ def test_model_record_round_trips_through_json_and_loads():
 
 def test_model_record_of_a_config_file_loads_that_model_and_refuses_a_missing_one(tmp_path):
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import preset_config_path
+    from cp_debug.models.centerpoint.presets import preset_config_path
 
     shipped = preset_config_path("tiny")  # an AWML-syntax file with a _base_ chain
     rec = ModelRecord.of("demo", config=shipped, random_weights=True, seed=1)

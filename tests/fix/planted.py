@@ -58,7 +58,7 @@ def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, ran
 
     from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene
     from cp_debug.models.centerpoint.checkpoint import save_checkpoint
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.model_source import load_model
 
     model = load_model(preset, None, 0, random_weights=random_weights).model.eval()

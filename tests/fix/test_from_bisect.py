@@ -23,7 +23,7 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     from cp_debug.fix.names import node_modules
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
     from cp_debug.recipes.centerpoint.model_source import load_model
 

@@ -56,7 +56,7 @@ def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
 
 
 def test_failed_frames_are_recorded_and_the_sweep_goes_on(worker, tmp_path):
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     good = heldout_frames(2)
     pts = good[0].load(get_preset("tiny"))[0].copy()

@@ -26,9 +26,9 @@ def shipped_checkpoint(preset) -> Path | None:
     """The packaged trained checkpoint of `preset` (a name or a CenterPointConfig), or None where it has none:
     a config only has the shipped weights of the preset it equals."""
     if not isinstance(preset, str):
-        from cp_debug.models.centerpoint.config import PRESETS
+        from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset
 
-        preset = preset.name if PRESETS.get(preset.name) == preset else ""
+        preset = preset.name if preset.name in PRESET_NAMES and get_preset(preset.name) == preset else ""
     name = SHIPPED_WEIGHTS.get(preset)
     if name is None:
         return None
@@ -68,7 +68,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
     preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
-    from cp_debug.models.centerpoint.config import as_config
+    from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import build_model
 
     cfg = as_config(preset)
