@@ -35,7 +35,7 @@ def _pairs(args, tmp: Path):
         yield f"{d.name}: plain", args.fix_preset, ref, [convert_to_fp16(m) for m in ref]
     if args.preset:
         from cp_debug.models.centerpoint.presets import get_preset
-        from cp_debug.recipes.centerpoint.model_source import load_model
+        from cp_debug.models.centerpoint.source import load_model
 
         cfg = get_preset(args.preset)
         model = load_model(args.preset, None, 0, random_weights=args.random_weights).model

@@ -134,7 +134,7 @@ class BisectReport:
     # Warnings of the libraries cp_debug drives (ONNX Runtime's C++ log, Python warnings, log records), each
     # distinct message once: {"source", "message", "count"}; kept off the terminal, listed in JSON `warnings`.
     third_party_warnings: list[dict] = field(default_factory=list)
-    # The CenterPoint model as the user named it (recipes.centerpoint.model_source.ModelRecord.to_json()), which
+    # The CenterPoint model as the user named it (models.centerpoint.source.ModelRecord.to_json()), which
     # `cpdebug extract` loads again; None for --torch / --onnx models and for runs recorded before it existed.
     model_record: dict | None = None
 

@@ -14,7 +14,7 @@ from cp_debug.cli._options import (ConfigFile, Backends, Checkpoint, Csv, Determ
                                    LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights, Seed,
                                    TorchModel, UseDim, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec

@@ -10,7 +10,7 @@ import typer
 from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
 RotY = Annotated[bool,
                  typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]

@@ -68,7 +68,7 @@ def _saved_subject(saved, run_json: Path):
     """The run's model again: from its `model_record` (CenterPoint), its --torch / --onnx source, or, for reports
     written before `model_record`, the recipe fields of its `model` description."""
     from cp_debug.errors import BadInputError
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
 
     m = saved.model or {}
     if m.get("kind") == "torch":

@@ -73,7 +73,7 @@ def fix(
     --check fails, 2 bad input, 3 backend not available here.
     """
     with handle_errors(), ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.recipes.centerpoint.model_source import model_name
+        from cp_debug.models.centerpoint.source import model_name
 
         if config is not None:
             preset = model_name(preset or "demo", config)

@@ -13,7 +13,7 @@ from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
                                    Seed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import typer
 
 from cp_debug.cli._errors import handle_errors
 from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose
-from cp_debug.recipes.centerpoint.model_source import model_name
+from cp_debug.models.centerpoint.source import model_name
 from cp_debug.cli._quiet import ThirdParty
 
 

@@ -162,7 +162,7 @@ def _models(req: FixRequest, cfg, progress):
             raise BadInputError("--int8 brings its own (BN-fused) weights: drop --checkpoint / --random-weights")
         loaded = load_int8_model(req.int8, cfg)
         return loaded.model, copy.deepcopy(loaded.model), loaded.weights, ()
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     lm = load_model(req.preset, req.checkpoint, req.seed, random_weights=req.random_weights)
     if req.kind == "fp16":
@@ -293,7 +293,7 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
              if (f.get("candidates") or {}).get(cand, {}).get("class") == "local"]
     counts = (doc.get("root_cause_counts") or {}).get("counts") or {}
     blamed = sorted(counts, key=lambda k: -counts[k]) + [x for x in local if x]
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
 
     model = (ModelRecord.from_json(doc["model_record"]) if doc.get("model_record") else  # older sweeps: settings
              ModelRecord.of(settings.get("preset") or "demo", checkpoint=settings.get("checkpoint"),

@@ -42,7 +42,7 @@ class SweepOptions:
     ray_workers: int | None = None
     bootstrap: int = 200
     factor: float = LOCAL_FACTOR
-    model_record: dict | None = None  # recipes.centerpoint.model_source.ModelRecord.to_json(), stored in sweep.json
+    model_record: dict | None = None  # models.centerpoint.source.ModelRecord.to_json(), stored in sweep.json
     lidar_topic: str | None = None  # --scenes BAG: the PointCloud2 topic (default Autoware's)
 
 

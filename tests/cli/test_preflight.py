@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 def _run(*args):

@@ -25,7 +25,7 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     from cp_debug.fix.targets import FixTarget
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     ckpt = planted_checkpoint(tmp_path / "planted.pth")
     report = tmp_path / "bisect.json"

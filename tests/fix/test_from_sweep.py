@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
     from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings

@@ -10,7 +10,7 @@ from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.checkpoint import read_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
-from cp_debug.recipes.centerpoint.model_source import load_model, shipped_checkpoint
+from cp_debug.models.centerpoint.source import load_model, shipped_checkpoint
 from cp_debug.train.validate import validate
 
 

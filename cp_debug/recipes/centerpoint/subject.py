@@ -60,7 +60,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
         scan = f"synthetic scene (seed {seed})"
         loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
     pts = loaded.points
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     int8_info = None
     if int8 is not None:

@@ -4,20 +4,25 @@ The demo preset ships weights trained on cp_debug's synthetic scenes (not on a r
 "Trained demo weights"): they are the default when no checkpoint is given. `random_weights=True` (CLI
 `--random-weights`) gives the seeded random initialisation instead, which every other preset uses.
 `ModelRecord` is the model a run is about as the user named it: what every report stores (`model_record`) and
-what `cpdebug extract` loads again.
+what `cpdebug extract` loads again. It lives beside the network (floor 4) so that every floor above types with it:
+bisect's report, fix's request, a sweep. Importing this module loads nothing heavy (the CLI imports it at start-up).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cp_debug.models.centerpoint.config import CenterPointConfig
 
 SHIPPED_WEIGHTS = {"demo": "centerpoint_demo.pth"}  # preset -> file in cp_debug/models/centerpoint/weights/
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    cfg: object  # CenterPointConfig
+    cfg: CenterPointConfig
     model: object  # CenterPoint, eval mode
     weights: str  # "checkpoint PATH", "trained demo weights (...)" or "random (seed N)", for messages and reports
 
