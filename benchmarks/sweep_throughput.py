@@ -80,7 +80,7 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
     settings = SweepSettings(labels, preset=preset, level=level)
     frames = heldout_frames(n)
     store = ShardStore(out)
-    store.start(settings.to_dict(), [f.token for f in frames], 8, resume=False)
+    store.start(settings.to_json(), [f.token for f in frames], 8, resume=False)
     peaks: list[int] = []
     gpu: list[float] = []
 

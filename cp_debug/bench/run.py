@@ -37,7 +37,7 @@ class BenchReport:
     warmup: int
     results: tuple[BackendBench, ...]
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         from cp_debug.bench.latency import table_rows
 
         return {"preset": self.preset, "weights": self.weights, "scan": self.scan, "num_points": self.num_points,

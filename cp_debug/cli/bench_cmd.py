@@ -76,7 +76,7 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                        step=steps.step)
-    data = {**report.to_dict(), "model_record": model.to_json()}
+    data = {**report.to_json(), "model_record": model.to_json()}
     finish(data, json_out, third_party, lambda console: _print(report, console))
     if csv is not None:
         import pandas as pd

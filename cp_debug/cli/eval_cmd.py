@@ -87,7 +87,7 @@ def _eval(opts, model: ModelRecord, *, json_out: str | None, html: Path | None, 
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                       step=steps.step)
-    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
            lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html

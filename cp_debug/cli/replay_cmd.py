@@ -163,7 +163,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
                             on_frame=lambda i: advance())
-    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
            lambda console: print_report(report, console))
     if parquet is not None:
         from cp_debug.replay.files import write_parquet

@@ -173,7 +173,7 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg) -> dict:
     for b in lanes:
         dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
         try:
-            out[b] = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range)).to_dict()
+            out[b] = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range)).to_json()
         except CpDebugError as err:
             out[b] = {"error": str(err).splitlines()[0]}
     return out

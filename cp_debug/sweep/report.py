@@ -96,7 +96,7 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
         "root_cause_counts": root_cause_counts(outcome.ranked),
         "metrics": outcome.metrics,
         "local_factor": opts.factor if opts.factor else LOCAL_FACTOR,
-        "settings": {**opts.settings.to_dict(), "scenes": str(opts.scenes) if opts.scenes else f"{opts.n} held-out "
+        "settings": {**opts.settings.to_json(), "scenes": str(opts.scenes) if opts.scenes else f"{opts.n} held-out "
                      "synthetic frames", "shard_size": opts.shard_size, "bisect_top": opts.bisect_top,
                      "bootstrap": opts.bootstrap, "executor": outcome.executor},
         "environment": environment(),

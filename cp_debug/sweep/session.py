@@ -105,7 +105,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
         raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
     frames = select_frames(opts)
     store = ShardStore(opts.out)
-    store.start({**s.to_dict(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
+    store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
                 opts.shard_size, opts.resume)
     tasks = store.pending(plan_shards(frames, opts.shard_size))
     already = len(frames) - sum(len(t.todo) for t in tasks)

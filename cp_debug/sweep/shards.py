@@ -92,7 +92,7 @@ class ShardStore:
         return out
 
     def write(self, index: int, results: list[FrameResult], partial: bool = False) -> None:
-        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_dict() for r in results]}
+        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_json() for r in results]}
         write_text_atomic(self.path(index, partial), _dump(doc), parents=True)
         if not partial:
             self.path(index, partial=True).unlink(missing_ok=True)
@@ -108,7 +108,7 @@ class ShardStore:
     def _read(path: Path) -> list[FrameResult]:
         try:
             doc = json.loads(path.read_text())
-            return [FrameResult.from_dict(d) for d in doc["frames"]]
+            return [FrameResult.from_json(d) for d in doc["frames"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); "
                                 "delete it and --resume") from None

@@ -24,7 +24,7 @@ class RunSummary:
     seconds: float
     loss_curve: list  # StepLog as dicts
     validations: list = field(default_factory=list)  # {"step", "mAP", "AP"}
-    final: dict | None = None  # DetectionEvaluation.to_dict() of the saved checkpoint, re-loaded
+    final: dict | None = None  # DetectionEvaluation.to_json() of the saved checkpoint, re-loaded
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,7 +93,7 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
         reloaded = build_model(cfg, seed=0, init="mmdet3d")
         load_checkpoint(reloaded, path)
         r: DetectionEvaluation = validate(reloaded.to(device), cfg, heldout, device)
-        final = r.to_dict()
+        final = r.to_json()
         validations.append(_validation_row(steps, r))
         meta["heldout_mAP"] = r.mean_ap
         meta["heldout_scenes"] = len(heldout)
