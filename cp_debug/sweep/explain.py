@@ -39,9 +39,8 @@ def bisect_frame(settings, points: np.ndarray, candidate: str):
 def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> tuple[dict, list[RankedFrame]]:
     """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports by token, and the
     ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own files."""
-    from cp_debug.files import write_text_atomic
+    from cp_debug.files import write_json
     from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.report.io import dumps
 
     cfg = get_preset(opts.settings.preset)
     by_token = {f.token: f for f in frames}
@@ -57,7 +56,7 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> 
                 reports[r.token] = {"error": str(err).splitlines()[0]}
                 continue
         reports[r.token] = rep
-        write_text_atomic(Path(opts.out) / "bisect" / f"{r.token}.json", dumps(rep) + "\n", parents=True)
+        write_json(Path(opts.out) / "bisect" / f"{r.token}.json", rep, parents=True)
         rc = (rep.get("root_cause") or {}).get(r.candidate) or {}
         out[out.index(r)] = replace(r, root_cause=rc.get("probe"), extra={"bisected": True, "hint": rc.get("hint")})
     return reports, out

@@ -135,12 +135,11 @@ def frame_rows(outcome: SweepOutcome):
 
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True) -> dict:
     """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc."""
-    from cp_debug.files import write_atomic, write_text_atomic
-    from cp_debug.report.io import dumps
+    from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
     out = Path(opts.out)
-    write_text_atomic(out / "sweep.json", dumps(doc) + "\n", parents=True)
+    write_json(out / "sweep.json", doc, parents=True)
     df = frame_rows(outcome)
     write_atomic(out / "frames.parquet", lambda f: df.to_parquet(f, index=False))
     if html_report:

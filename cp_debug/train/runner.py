@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -42,9 +41,10 @@ class RunSummary:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from cp_debug.files import write_bytes_atomic
+    """The training log: strict JSON (`files.json_text`), indent 1, no final newline (as it always was)."""
+    from cp_debug.files import json_text, write_text_atomic
 
-    write_bytes_atomic(path, json.dumps(data, indent=1).encode(), parents=True)
+    write_text_atomic(path, json_text(data, indent=1), parents=True)
 
 
 def _validation_row(step: int, r: "DetectionEvaluation") -> dict:

@@ -7,7 +7,7 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.cli.report_cmd import report as report_command
-from cp_debug.report.io import write_json
+from cp_debug.files import write_json
 from tests.report.sample import PLANTED
 
 app = typer.Typer()
@@ -16,7 +16,7 @@ app.command("noop", hidden=True)(lambda: None)  # two commands: typer keeps "rep
 
 
 def test_report_command_renders_a_saved_run(report, tmp_path):
-    run = write_json(report, tmp_path / "run.json")
+    run = write_json(tmp_path / "run.json", report)
     out = tmp_path / "out"
     out.mkdir()
     r = CliRunner().invoke(app, ["report", str(run), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"),
