@@ -181,7 +181,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     try:
         report = engine.run()
         if subject_request.model is not None:
-            report.model_record = subject_request.model.to_json()
+            report.model_record = subject_request.model
         _write_outputs(engine, report, outputs, progress, third_party)
     finally:
         engine.close()

@@ -80,7 +80,7 @@ def _saved_subject(saved, run_json: Path):
 
         return onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
     if saved.model_record is not None:
-        record = ModelRecord.from_json(saved.model_record)
+        record = saved.model_record
     elif m.get("recipe") == "centerpoint":
         # runs recorded before the trained default said "random weights"
         random_weights = bool(m.get("random_weights", str(m.get("weights", "")).startswith("random")))

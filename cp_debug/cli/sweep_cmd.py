@@ -116,7 +116,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                              calib_scenes=run.calib_scenes)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
-                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model.to_json(),
+                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
     outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),

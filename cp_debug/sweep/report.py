@@ -44,9 +44,9 @@ def _frame_doc(r: RankedFrame, result) -> dict:
            "candidates": {v.candidate: {"class": v.klass, "worst_probe": v.worst_probe, "worst_ratio": v.worst_ratio,
                                         "local_probe": v.local_probe, "first_divergent": v.first_divergent}
                           for v in r.verdicts}}
-    if r.extra.get("bisected"):
+    if r.bisected:
         doc["root_cause"] = r.root_cause
-        doc["hint"] = r.extra.get("hint")
+        doc["hint"] = r.hint
     return doc
 
 
@@ -101,7 +101,7 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
                      "bootstrap": opts.bootstrap, "executor": outcome.executor},
         "environment": environment(),
         "model": outcome.model,
-        "model_record": opts.model_record,
+        "model_record": opts.model_record.to_json() if opts.model_record is not None else None,
     }
 
 

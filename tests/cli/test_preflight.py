@@ -75,8 +75,9 @@ def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
 
     saved = BisectReport("torch", [], [], model={"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
                                                  "weights": "trained demo weights", "seed": 0},
-                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5).to_json())
+                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5))
     again = BisectReport.from_json(json.loads(json.dumps(saved.to_json())))
+    assert again.model_record == saved.model_record  # typed in the report, ModelRecord.to_json() in its JSON
     subject = _saved_subject(again, tmp_path / "run.json")
     assert subject.name == "centerpoint:tiny"
     assert (subject.description["random_weights"], subject.description["seed"]) == (True, 5)
