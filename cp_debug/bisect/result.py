@@ -201,7 +201,7 @@ class BisectReport:
         own = [w for w in d.get("warnings", []) if w not in listed]
         return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
                    d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third,
-                   ModelRecord.from_json(d["model_record"]) if d.get("model_record") is not None else None)
+                   ModelRecord.from_json(d["model_record"]) if d.get("model_record") else None)
 
 
 def third_party_text(w: dict) -> str:
