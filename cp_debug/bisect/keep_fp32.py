@@ -109,8 +109,8 @@ class KeepFp32Result:
             "candidates": [{"name": c.name, "op_type": c.op_type, "index": c.index, "absmax": c.absmax}
                            for c in self.candidates],
             "steps": [s.to_json() for s in self.steps],
-            "baseline": [d.to_dict() for d in self.baseline],
-            "final": [d.to_dict() for d in self.final],
+            "baseline": [d.to_json() for d in self.baseline],
+            "final": [d.to_json() for d in self.final],
         }
 
 

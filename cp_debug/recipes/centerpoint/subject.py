@@ -41,7 +41,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
     `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`)."""
     import torch
 
-    from cp_debug.models.centerpoint.config import as_config
+    from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
@@ -60,7 +60,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
         scan = f"synthetic scene (seed {seed})"
         loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
     pts = loaded.points
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     int8_info = None
     if int8 is not None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.points import load_points, prepare_points
 
 BASE = get_preset("awml-base")
