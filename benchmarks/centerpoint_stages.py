@@ -24,7 +24,7 @@ def main() -> None:
     from cp_debug.backends.factory import check_available, make_runner
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.errors import BackendUnavailableError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
                                                    VoxelEncoderStage, build_model)

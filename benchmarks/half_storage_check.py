@@ -34,8 +34,8 @@ def _pairs(args, tmp: Path):
         yield f"{d.name}: fix", args.fix_preset, ref, [onnx.load(str(d / f)) for f in files]
         yield f"{d.name}: plain", args.fix_preset, ref, [convert_to_fp16(m) for m in ref]
     if args.preset:
-        from cp_debug.models.centerpoint.config import get_preset
-        from cp_debug.recipes.centerpoint.model_source import load_model
+        from cp_debug.models.centerpoint.presets import get_preset
+        from cp_debug.models.centerpoint.source import load_model
 
         cfg = get_preset(args.preset)
         model = load_model(args.preset, None, 0, random_weights=args.random_weights).model
@@ -59,7 +59,7 @@ def main() -> None:
     from cp_debug.compare.pooled import rel_rmse
     from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.frames import ort_pair_heads
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     def run(cfg, pair, frames, device, mode="emulated"):
         os.environ["CPDEBUG_ORT_CPU_HALF"] = mode

@@ -25,7 +25,7 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.backend_pipeline import BackendPipeline  # the lead may rename eval/backend_pipeline.py at merge
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
     from cp_debug.data.frames import held_out
 
@@ -80,7 +80,7 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
     settings = SweepSettings(labels, preset=preset, level=level)
     frames = held_out(n)
     store = ShardStore(out)
-    store.start(settings.to_dict(), [f.token for f in frames], 8, resume=False)
+    store.start(settings.to_json(), [f.token for f in frames], 8, resume=False)
     peaks: list[int] = []
     gpu: list[float] = []
 

@@ -5,10 +5,17 @@ mode a plain `open()` would (0666 less the umask: temp files are born 0600) and 
 target, so a reader never sees half a file and a failed write leaves nothing behind. An `OSError` becomes one
 `BadInputError` line naming the file. It sits on the ground floor so that `data`, `models`, `report` and `cli`
 share one writer.
+
+`write_json` is the one JSON writer (reports, sweep.json, fix.json, shards, PTQ dirs, logs): strict JSON through
+`json_text`, where a non-finite float is the string "nan" / "inf" / "-inf" (never a NaN token other readers
+refuse) and a typed value (a dataclass with `to_json()`) is serialized by its own `to_json()`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -55,6 +62,43 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, parents: bool = 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, parents: bool = False) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"), parents=parents)
+
+
+def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, parents: bool = False) -> Path:
+    """Write `obj` as strict JSON (`json_text`) and a newline, whole or not at all; returns the path written."""
+    return write_text_atomic(path, json_text(obj, indent) + "\n", parents=parents)
+
+
+def json_text(obj, indent: int | None = 2) -> str:
+    """Strict JSON of `obj` (no NaN/Infinity tokens; see `jsonable`), non-ASCII text kept as it is."""
+    return json.dumps(jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def jsonable(obj):
+    """A copy of `obj` that strict JSON can hold: typed values (their `to_json()`), numpy scalars/arrays, tuples,
+    paths and non-finite floats (the strings "nan", "inf", "-inf"); anything else unknown becomes its str()."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "nan"
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return float(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and callable(getattr(obj, "to_json", None)):
+        return jsonable(obj.to_json())
+    tolist = getattr(obj, "tolist", None)  # numpy scalars and arrays, without importing numpy
+    if callable(tolist):
+        return jsonable(tolist())
+    return str(obj)
 
 
 def os_reason(e: BaseException) -> str:

@@ -51,6 +51,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_cfg():
     """The `tiny` CenterPoint preset, for the recipe, quant and ptq tests."""
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     return get_preset("tiny")

@@ -37,7 +37,7 @@ class BenchReport:
     warmup: int
     results: tuple[BackendBench, ...]
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         from cp_debug.bench.latency import table_rows
 
         return {"preset": self.preset, "weights": self.weights, "scan": self.scan, "num_points": self.num_points,
@@ -51,7 +51,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
     from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)

@@ -33,7 +33,7 @@ class DeployedStages:
     files: tuple[Path, ...] = ()
     how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         """For the report's settings: per stage, the file and each probe's deployed tensor (and how it was found),
         and why the others have none."""
         out = {}

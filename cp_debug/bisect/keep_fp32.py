@@ -9,8 +9,8 @@ hands its output to FP16 consumers through a Cast, which overflows just the same
 
 from __future__ import annotations
 
+import itertools
 import shlex
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -21,7 +21,7 @@ from cp_debug.backends.factory import check_available
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
                                         reference_lookup, run_once)
-from cp_debug.bisect.search import KeepFp32Search
+from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError
 
@@ -109,8 +109,8 @@ class KeepFp32Result:
             "candidates": [{"name": c.name, "op_type": c.op_type, "index": c.index, "absmax": c.absmax}
                            for c in self.candidates],
             "steps": [s.to_json() for s in self.steps],
-            "baseline": [d.to_dict() for d in self.baseline],
-            "final": [d.to_dict() for d in self.final],
+            "baseline": [d.to_json() for d in self.baseline],
+            "final": [d.to_json() for d in self.final],
         }
 
 
@@ -140,25 +140,33 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     ranked = rank_candidates(model, absmax, candidates)
     expected = ref(outputs)
     opts = dict(runner_options or {})
-    search = KeepFp32Search([c.name for c in ranked])
-    steps: list[KeepFp32Step] = []
-    diffs_by_set: dict[frozenset[str], tuple[TensorDiff, ...]] = {}
-    precision = None
-    while (keep := search.next()) is not None:
-        t0 = time.perf_counter()
-        out, report = run_once(spec, model, feed, progress, f"{spec}: run {len(steps) + 1}, {len(keep)} node(s) kept "
+    runs = itertools.count(1)
+
+    def judge(keep: list[str]) -> Verdict:
+        out, report = run_once(spec, model, feed, progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) kept "
                                "in FP32", keep_fp32_nodes=keep, **opts)
-        precision = report if not keep else precision
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
-        worst = max(diffs, key=_badness, default=None)
-        passed = not any(is_bad(d) for d in diffs)
-        search.tell(not passed)
-        steps.append(KeepFp32Step(tuple(keep), search.history[-1].phase, passed, worst.name if worst else None,
-                                  worst.rel_rmse if worst else 0.0, time.perf_counter() - t0))
-        diffs_by_set[frozenset(keep)] = diffs
-    final_set = search.result if search.result is not None else tuple(c.name for c in ranked)
-    return KeepFp32Result(str(spec), search.status, search.result, ranked, tuple(steps),
-                          diffs_by_set[frozenset()], diffs_by_set[frozenset(final_set)], tol, precision)
+        return Verdict(any(is_bad(d) for d in diffs), _Run(diffs, report))
+
+    trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
+    final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
+    return KeepFp32Result(str(spec), trace.status, trace.result, ranked, tuple(_step(s) for s in trace.steps),
+                          trace.find((), frozenset).figures.diffs, trace.find(final_set, frozenset).figures.diffs,
+                          tol, trace.find((), frozenset).figures.precision)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the judge measured in one run: the graph outputs' diffs and what the backend really ran."""
+
+    diffs: tuple[TensorDiff, ...]
+    precision: PrecisionReport | None
+
+
+def _step(s: TraceStep) -> KeepFp32Step:
+    worst = max(s.figures.diffs, key=_badness, default=None)
+    return KeepFp32Step(s.experiment, s.phase, not s.bad, worst.name if worst else None,
+                        worst.rel_rmse if worst else 0.0, s.seconds)
 
 
 def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],

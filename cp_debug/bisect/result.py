@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from cp_debug.compare.diff import TensorDiff
+from cp_debug.models.centerpoint.source import ModelRecord
 
 SCHEMA = "cp_debug.report/1"
 STATUSES = ("ok", "diverged", "nan", "shape_mismatch", "missing")
@@ -134,9 +135,9 @@ class BisectReport:
     # Warnings of the libraries cp_debug drives (ONNX Runtime's C++ log, Python warnings, log records), each
     # distinct message once: {"source", "message", "count"}; kept off the terminal, listed in JSON `warnings`.
     third_party_warnings: list[dict] = field(default_factory=list)
-    # The CenterPoint model as the user named it (recipes.centerpoint.model_source.ModelRecord.to_json()), which
-    # `cpdebug extract` loads again; None for --torch / --onnx models and for runs recorded before it existed.
-    model_record: dict | None = None
+    # The CenterPoint model as the user named it, which `cpdebug extract` loads again and `fix --from-bisect`
+    # starts from; None for --torch / --onnx models and for runs recorded before it existed.
+    model_record: ModelRecord | None = None
 
     @property
     def any_diverged(self) -> bool:
@@ -171,7 +172,7 @@ class BisectReport:
             "detections": {c.label: c.detections for c in self.candidates},
             "plots": self.plots,
             "third_party_warnings": self.third_party_warnings,
-            "model_record": self.model_record,
+            "model_record": self.model_record.to_json() if self.model_record is not None else None,
         }
 
     @classmethod
@@ -200,7 +201,7 @@ class BisectReport:
         own = [w for w in d.get("warnings", []) if w not in listed]
         return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
                    d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third,
-                   d.get("model_record"))
+                   ModelRecord.from_json(d["model_record"]) if d.get("model_record") else None)
 
 
 def third_party_text(w: dict) -> str:

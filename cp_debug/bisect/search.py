@@ -1,4 +1,4 @@
-"""Search strategies as pure objects: each proposes the next experiment and takes its verdict.
+"""Search strategies as pure objects, and the one driver that runs any of them against a judge.
 
 Nothing here knows about models or runners (after Polygraphy's `debug` markers), so every strategy is tested
 with oracle functions instead of models. One protocol for all of them:
@@ -8,14 +8,17 @@ with oracle functions instead of models. One protocol for all of them:
         search.tell(run_and_judge(experiment))   # True = bad (beyond tolerance)
     search.result, search.status, search.history
 
-`history` holds one step per run, so `len(history)` is the number of runs made.
+`history` holds one step per run, so `len(history)` is the number of runs made. `run_search(strategy, judge)`
+is that loop once for every caller (keep-fp32, the INT8 exclusion search, fix, the bug-report windows): the
+judge answers a bool or a `Verdict` carrying its figures, and the driver returns a typed `Trace` of every run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generator
+from typing import Generator, Protocol
 
 
 @dataclass(frozen=True)
@@ -27,19 +30,120 @@ class KeepStep:
     phase: str  # none | all | prefix | minimize
 
 
-class _Search:
-    """The next()/tell() machinery; subclasses write the search as a generator (`_run`) that yields experiments."""
+@dataclass(frozen=True)
+class Tried:
+    """One run of a range or window search: the experiment, the verdict (True = diverges), the phase."""
 
-    def __init__(self) -> None:
+    experiment: object
+    bad: bool
+    phase: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's answer: bad (beyond tolerance) and the figures it measured (any typed value), kept in the trace."""
+
+    bad: bool
+    figures: object = None
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One run the driver made: its number (1-based), the phase that asked for it, the experiment, the verdict
+    (True = bad), the judge's figures and the seconds the run took."""
+
+    step: int
+    phase: str
+    experiment: object
+    bad: bool
+    figures: object
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every run of one search, in order, with the strategy's result and status at the end."""
+
+    steps: tuple[TraceStep, ...]
+    result: object
+    status: str
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    def find(self, experiment, key: Callable[[object], Hashable] | None = None) -> TraceStep:
+        """The step that ran `experiment` (compared by `key`, e.g. frozenset for keep sets); KeyError if none."""
+        key = key or (lambda x: x)
+        want = key(experiment)
+        for s in self.steps:
+            if key(s.experiment) == want:
+                return s
+        raise KeyError(f"no run of {experiment!r} in this trace")
+
+
+class Strategy(Protocol):
+    """What the driver needs of a search: the next experiment (None when done), its phase, and the verdict."""
+
+    status: str
+
+    def next(self): ...
+
+    @property
+    def phase(self) -> str | None: ...
+
+    def tell(self, verdict) -> None: ...
+
+    @property
+    def result(self): ...
+
+
+def run_search(strategy: Strategy, judge: Callable[[object], "Verdict | bool"],
+               on_step: Callable[[TraceStep], None] | None = None) -> Trace:
+    """Run `strategy` to the end, `judge(experiment)` deciding each run (True / Verdict.bad = bad); `on_step`
+    sees each step as it ends (progress lines). A list experiment is recorded as a tuple."""
+    steps: list[TraceStep] = []
+    while (experiment := strategy.next()) is not None:
+        phase = strategy.phase
+        t0 = time.perf_counter()
+        verdict = judge(experiment)
+        verdict = verdict if isinstance(verdict, Verdict) else Verdict(verdict)
+        bad = _verdict(verdict.bad)
+        strategy.tell(bad)
+        shown = tuple(experiment) if isinstance(experiment, list) else experiment
+        step = TraceStep(len(steps) + 1, phase, shown, bad, verdict.figures, time.perf_counter() - t0)
+        steps.append(step)
+        if on_step:
+            on_step(step)
+    return Trace(tuple(steps), strategy.result, strategy.status)
+
+
+class _Search:
+    """The next()/tell() machinery; subclasses write the search as a generator (`_run`) that asks for each
+    experiment through `_test` (which caches verdicts by `_key`, so an experiment is never run twice)."""
+
+    def __init__(self, max_runs: int | None = None) -> None:
         self.history: list = []
         self.status = "running"
-        self._pending: tuple[str, ...] | None = None
+        self._max_runs = max_runs
+        self._cache: dict = {}
+        self._result = None
+        self._pending: tuple[object, str] | None = None  # (experiment, phase)
         self._gen = self._run()
         self._advance(None)
 
-    def next(self) -> list[str] | None:
+    def next(self):
         """The experiment to run next (asking twice without `tell` gives the same one); None when finished."""
-        return None if self._pending is None else list(self._pending)
+        return None if self._pending is None else self._pending[0]
+
+    @property
+    def phase(self) -> str | None:
+        """The phase that asks for the pending experiment; None when finished."""
+        return None if self._pending is None else self._pending[1]
+
+    @property
+    def result(self):
+        return self._result
 
     def tell(self, verdict) -> None:
         """The verdict of the experiment `next()` gave (True = bad)."""
@@ -58,11 +162,28 @@ class _Search:
 
     def _advance(self, verdict) -> None:
         try:
-            self._pending = tuple(self._gen.send(verdict))
+            self._pending = self._gen.send(verdict)
         except StopIteration:
             self._pending = None
 
-    def _run(self) -> Generator[tuple[str, ...], object, None]:  # pragma: no cover - abstract
+    def _test(self, experiment, phase: str):
+        """The verdict of `experiment`: cached, else asked for (False, unasked, once `max_runs` runs are made)."""
+        key = self._key(experiment)
+        if key not in self._cache:
+            if self._max_runs is not None and len(self.history) >= self._max_runs:
+                return False
+            bad = yield experiment, phase
+            self._cache[key] = bad
+            self.history.append(self._record(experiment, bad, phase))
+        return self._cache[key]
+
+    def _key(self, experiment) -> Hashable:
+        return experiment
+
+    def _record(self, experiment, bad: bool, phase: str):
+        return Tried(experiment, bad, phase)
+
+    def _run(self) -> Generator[tuple[object, str], object, None]:  # pragma: no cover - abstract
         raise NotImplementedError
         yield ()
 
@@ -85,9 +206,12 @@ class KeepFp32Search(_Search):
 
     def __init__(self, candidates: Sequence[str]):
         self.candidates = _unique(candidates, "candidates")
-        self._cache: dict[frozenset[str], bool] = {}
-        self._result: tuple[str, ...] | None = None
         super().__init__()
+
+    def next(self) -> list[str] | None:
+        """The keep set to try next (asking twice without `tell` gives the same one); None when finished."""
+        experiment = super().next()
+        return None if experiment is None else list(experiment)
 
     @property
     def result(self) -> tuple[str, ...] | None:
@@ -95,13 +219,13 @@ class KeepFp32Search(_Search):
         return self._result
 
     def _test(self, keep: Sequence[str], phase: str):
-        key = frozenset(keep)
-        if key not in self._cache:
-            keep = tuple(keep)
-            bad = yield keep
-            self._cache[key] = bad
-            self.history.append(KeepStep(keep, bad, phase))
-        return self._cache[key]
+        return (yield from super()._test(tuple(keep), phase))
+
+    def _key(self, experiment) -> frozenset[str]:
+        return frozenset(experiment)
+
+    def _record(self, experiment, bad: bool, phase: str) -> KeepStep:
+        return KeepStep(experiment, bad, phase)
 
     def _run(self):
         c = self.candidates
@@ -136,6 +260,77 @@ class KeepFp32Search(_Search):
                     break
                 g = min(2 * g, len(keep))
         return keep  # one node left: removing it gives ∅, which failed in phase 1
+
+
+class RangeShrinkSearch(_Search):
+    """A short contiguous range [start, stop) of n ordered nodes that still diverges; `next()` gives the range.
+
+    Phases: whole (0, n) first — not diverging → status "not_diverging", result None; then, up to three rounds
+    while either end moves, end (binary search for the shortest diverging range from the start) and start (the
+    latest start that still diverges up to that end). Result: status "found", (start, stop), a range that was
+    run and seen to diverge. After `max_runs` runs every new range counts as not diverging (not run).
+    """
+
+    def __init__(self, n: int, max_runs: int | None = None):
+        self.n = int(n)
+        super().__init__(max_runs)
+
+    def _run(self):
+        if not (yield from self._test((0, self.n), "whole")):
+            self.status = "not_diverging"
+            return
+        start, stop = 0, self.n
+        for _ in range(3):  # a new start can let the end move again; stop when neither moves
+            lo, hi = start + 1, stop  # the shortest diverging range [start, hi)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if (yield from self._test((start, mid), "end")):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            new_stop = hi
+            lo, hi = start, new_stop - 1  # the latest start that still diverges
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if (yield from self._test((mid, new_stop), "start")):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if (lo, new_stop) == (start, stop):
+                break
+            start, stop = lo, new_stop
+        self.status, self._result = "found", (start, stop)
+
+
+class WindowGrowSearch(_Search):
+    """The largest k in 0..n whose window diverges, windows growing as k falls (k = 0: the whole stage);
+    `next()` gives k.
+
+    Phases: whole (k = 0) — not diverging → status "not_diverging", result None; then grow, a binary search for
+    the largest diverging k (assumes divergence holds below it). `key(k)`: windows with the same key are one
+    run (two cuts whose windows share a boundary), so each is run once. Result: status "found", k.
+    """
+
+    def __init__(self, n: int, key: Callable[[int], Hashable] | None = None):
+        self.n = int(n)
+        self._window_key = key or (lambda k: k)
+        super().__init__()
+
+    def _key(self, experiment) -> Hashable:
+        return self._window_key(experiment)
+
+    def _run(self):
+        if not (yield from self._test(0, "whole")):
+            self.status = "not_diverging"
+            return
+        lo, hi = 0, self.n  # window lo diverges; find the largest such k (the smallest window)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (yield from self._test(mid, "grow")):
+                lo = mid
+            else:
+                hi = mid - 1
+        self.status, self._result = "found", lo
 
 
 def _split(items: list[str], g: int) -> list[list[str]]:

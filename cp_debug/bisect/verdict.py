@@ -155,7 +155,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
                             "spilled_bytes": run.store.spilled},
     }
     if run.deployed:  # SPEC@DIR candidates: which deployed tensor each probe was compared at, and how it was found
-        settings["deployed"] = {label: found.to_dict() for label, found in run.deployed.items()}
+        settings["deployed"] = {label: found.to_json() for label, found in run.deployed.items()}
     from cp_debug.determinism import environment
 
     # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU

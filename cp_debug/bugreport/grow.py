@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp_debug.bisect.search import Verdict, WindowGrowSearch, run_search
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.graph.segment import extract_segment, segment_inputs
 
@@ -81,42 +82,49 @@ def grow_window(model: "onnx.ModelProto", target: str, reference: np.ndarray, cu
 
     `values(tensors)` gives the reference's values at cut tensors and stage inputs; `run(model, feed)` runs the
     candidate's window (ONNX Runtime, say). The whole stage is window 0; window k > 0 starts at cuts[k - 1].
+    The search is `bisect.search.WindowGrowSearch`, run by the one search driver; `trials` are its runs.
     """
-    search = _Search(model, target, reference, cuts, values, stage_inputs, make_candidate, run, tolerance)
-    whole = search.window(0)
-    growth = Growth(None, whole, search.trials)
-    if not whole.diverged:
-        return growth
-    lo, hi = 0, len(cuts)  # window lo diverges; find the largest such k (the smallest window)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if search.window(mid).diverged:
-            lo = mid
-        else:
-            hi = mid - 1
-    growth.found = search.window(lo)
-    return growth
+    windows = _Windows(model, target, reference, cuts, values, stage_inputs, make_candidate, run, tolerance)
+    trace = run_search(WindowGrowSearch(len(cuts), key=windows.boundary), windows)
+    trials = [windows.trial(s.figures) for s in trace.steps]
+    found = windows.at(trace.result) if trace.status == "found" else None
+    return Growth(found, windows.at(0), trials)
 
 
-class _Search:
+class _Windows:
+    """The judge of `WindowGrowSearch`: window k (0: the whole stage; k > 0 from cuts[k - 1]) cut, transformed,
+    run and compared at the target. Windows that share a boundary are one window."""
+
     def __init__(self, model, target, reference, cuts, values, stage_inputs, make_candidate, run, tolerance):
         self.model, self.target, self.reference = model, target, np.asarray(reference)
         self.cuts, self.values, self.inputs = list(cuts), values, tuple(stage_inputs)
         self.make_candidate, self.run, self.tol = make_candidate, run, tolerance
         self.by_boundary: dict[tuple[str, ...], Window] = {}
-        self.trials: list[Trial] = []
+        self._boundaries: dict[int, tuple[str, ...]] = {}
 
-    def window(self, k: int) -> Window:
-        # the walk back from the target passes the later cuts and stops at cut k - 1 (or at an earlier cut or
-        # stage input that a skip connection reaches)
-        known = set(self.inputs) | {t for _, t in self.cuts[:k]}
-        boundary = tuple(segment_inputs(self.model, [self.target], known - {self.target}))
+    def boundary(self, k: int) -> tuple[str, ...]:
+        """The tensors window k is fed: the walk back from the target passes the later cuts and stops at cut
+        k - 1 (or at an earlier cut or stage input that a skip connection reaches)."""
+        if k not in self._boundaries:
+            known = set(self.inputs) | {t for _, t in self.cuts[:k]}
+            self._boundaries[k] = tuple(segment_inputs(self.model, [self.target], known - {self.target}))
+        return self._boundaries[k]
+
+    def __call__(self, k: int) -> Verdict:
+        w = self.at(k)
+        return Verdict(w.diverged, w)
+
+    def at(self, k: int) -> Window:
+        """Window k, run once per boundary."""
+        boundary = self.boundary(k)
         if boundary not in self.by_boundary:
             start = STAGE_INPUT if k == 0 else self.cuts[k - 1][0]
-            self.by_boundary[boundary] = w = self._run(start, list(boundary))
-            self.trials.append(Trial(start, w.nodes, w.diff.status, w.diff.max_abs, w.diff.rel_rmse,
-                                     w.diff.share_beyond))
+            self.by_boundary[boundary] = self._run(start, list(boundary))
         return self.by_boundary[boundary]
+
+    @staticmethod
+    def trial(w: Window) -> Trial:
+        return Trial(w.start, w.nodes, w.diff.status, w.diff.max_abs, w.diff.rel_rmse, w.diff.share_beyond)
 
     def _run(self, start: str, boundary: list[str]) -> Window:
         feed = {t: np.asarray(v) for t, v in self.values(boundary).items()}

@@ -5,7 +5,8 @@ values at any cut. A candidate range [start, stop) of the topologically sorted n
 onnx-graphsurgeon (its inputs: the tensors it consumes but does not make; its outputs: the tensors it makes that
 later nodes or the segment's outputs use), put through the precision transform, fed the reference values and
 judged by the divergence predicate. The end is shrunk first (the shortest diverging prefix), then the start
-(the latest start that still diverges), by binary search; every range returned has been run and seen to diverge.
+(the latest start that still diverges), by binary search (`bisect.search.RangeShrinkSearch`, run by the one
+search driver); every range returned has been run and seen to diverge.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from cp_debug.bisect.search import RangeShrinkSearch, Verdict, run_search
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.graph.segment import cut_range
@@ -82,36 +84,16 @@ def shrink_segment(model: "onnx.ModelProto", transform: Callable[["onnx.ModelPro
     values = {k: np.asarray(v) for k, v in inputs.items()}  # the reference's value of every tensor, at any cut
     values.update(run_all_outputs(graph, {k: inputs[k] for k in declared}, providers, session_options))
     run = run or (lambda m, feed: run_ort(m, feed, providers, session_options))
-    search = _Search(graph, values, transform, pred, run, max_evaluations)
-
-    if not search.diverges(0, n, strict=True):
+    judge = _Ranges(graph, values, transform, pred, run)
+    search = RangeShrinkSearch(n, max_runs=max_evaluations)
+    trace = run_search(search, judge)
+    if search.status != "found":
         raise BadInputError("shrink_segment: the segment does not diverge on its own after the precision "
                             "transform, so there is nothing to shrink")
-    start, stop = 0, n
-    for _ in range(3):  # a new start can let the end move again; stop when neither moves
-        lo, hi = start + 1, stop  # the shortest diverging range [start, hi)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if search.diverges(start, mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        new_stop = hi
-        lo, hi = start, new_stop - 1  # the latest start that still diverges
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if search.diverges(mid, new_stop):
-                lo = mid
-            else:
-                hi = mid - 1
-        if (lo, new_stop) == (start, stop):
-            break
-        start, stop = lo, new_stop
-
-    best = search.cache[(start, stop)]
+    start, stop = search.result
+    best = trace.find((start, stop)).figures
     return ShrunkSegment(best.model, best.candidate, best.inputs, best.reference_outputs, best.candidate_outputs,
-                         [nd.name for nd in graph.nodes[start:stop]], start, stop, n, search.evaluations,
-                         search.notes)
+                         [nd.name for nd in graph.nodes[start:stop]], start, stop, n, trace.runs, judge.notes)
 
 
 @dataclass
@@ -124,24 +106,18 @@ class _Run:
     candidate_outputs: dict = field(default_factory=dict)
 
 
-class _Search:
-    """Cuts, transforms, runs and judges node ranges, caching each verdict."""
+class _Ranges:
+    """The judge of `RangeShrinkSearch`: cuts a node range out, transforms, runs and judges it. The whole
+    segment must run (a BadInputError otherwise); a smaller range that cannot is noted and counts as passing."""
 
-    def __init__(self, graph, values, transform, pred, run, max_evaluations):
+    def __init__(self, graph, values, transform, pred, run):
         self.graph, self.values, self.transform, self.pred, self.run = graph, values, transform, pred, run
-        self.max_evaluations = max_evaluations
-        self.cache: dict[tuple[int, int], _Run] = {}
-        self.evaluations = 0
         self.notes: list[str] = []
 
-    def diverges(self, start: int, stop: int, strict: bool = False) -> bool:
-        key = (start, stop)
-        if key not in self.cache:
-            if self.evaluations >= self.max_evaluations:
-                return False
-            self.evaluations += 1
-            self.cache[key] = self._run(start, stop, strict)
-        return self.cache[key].diverged
+    def __call__(self, experiment: tuple[int, int]) -> Verdict:
+        start, stop = experiment
+        r = self._run(start, stop, strict=(start, stop) == (0, len(self.graph.nodes)))
+        return Verdict(r.diverged, r)
 
     def _run(self, start: int, stop: int, strict: bool) -> _Run:
         import onnx

@@ -28,8 +28,7 @@ from cp_debug.bugreport.polygraphy import polygraphy_cmd, polygraphy_inputs, pol
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.report._format import fmt_db, fmt_num
-from cp_debug.files import os_reason
-from cp_debug.report.io import dumps
+from cp_debug.files import json_text, os_reason, write_json
 
 if TYPE_CHECKING:
     import onnx
@@ -89,7 +88,7 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         files["repro.py"] = _repro(repro_settings).encode()
         files["polygraphy_cmd.txt"] = polygraphy_cmd(tolerance, providers, pg_outputs is not None).encode()
         if report is not None:
-            files["report.json"] = (dumps(report.to_json()) + "\n").encode()
+            files["report.json"] = (json_text(report) + "\n").encode()
         for name, (data, _) in extra_files.items():
             files[name] = data
         files["README.md"] = _readme(subgraph, diffs, report, candidate_label, candidate_spec, reference, tolerance,
@@ -100,7 +99,7 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         os.chmod(tmp / "repro.py", 0o755)
         manifest = _manifest(subgraph, diffs, candidate_label, candidate_spec, reference, tolerance, settings,
                              environment, providers, session_options, cast_notes, tmp, sorted(files))
-        (tmp / "manifest.json").write_text(dumps(manifest) + "\n", encoding="utf-8")
+        write_json(tmp / "manifest.json", manifest)
         os.chmod(tmp, 0o755)
         if make_tar:
             fd, tar_tmp = tempfile.mkstemp(dir=_parent(out), prefix=f".{out.name}.tar.", suffix=".tmp")

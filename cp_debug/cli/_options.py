@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
 Preset = Annotated[str, typer.Option(
@@ -43,7 +43,7 @@ def model_record(preset: str, config: Path | None, checkpoint: Path | None = Non
                  seed: int = 0, int8: Path | None = None) -> ModelRecord:
     """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8) as the
     one record every report stores; --config, which must be an existing .py file, replaces --preset. Loads nothing."""
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord, model_name
+    from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
     return ModelRecord.of(model_name(preset, config), config=config, checkpoint=checkpoint,
                           random_weights=random_weights, seed=seed, int8=int8)

@@ -65,15 +65,14 @@ def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     """A command's result: with `--json -` the JSON on stdout; else `show(console)` (the tables), the JSON written
     to `--json FILE` if given, and the one count line of third-party warnings. The JSON is `doc` plus the
     third-party warnings caught so far (`third_party_warnings`, from `_quiet.ThirdParty`)."""
-    from cp_debug.files import write_text_atomic
-    from cp_debug.report.io import dumps
+    from cp_debug.files import json_text, write_json
 
     doc = {**doc, "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
     if json_out == "-":
-        print(dumps(doc))
+        print(json_text(doc))
         return
     console = stdout_console()
     show(console)
     if json_out:
-        write_text_atomic(json_out, dumps(doc) + "\n")
+        write_json(json_out, doc)
     third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)

@@ -10,7 +10,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
                                    RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -63,7 +63,7 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.files import write_text_atomic
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     get_preset(opts.preset)
     check_inputs(checkpoint=opts.checkpoint, points=opts.points)
@@ -71,7 +71,7 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_bench(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                        step=steps.step)
-    data = {**report.to_dict(), "model_record": model.to_json()}
+    data = {**report.to_json(), "model_record": model.to_json()}
     finish(data, json_out, third_party, lambda console: _print(report, console))
     if csv is not None:
         import pandas as pd

@@ -12,7 +12,7 @@ from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, E
                                    Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
                                    Seed, TorchModel, UseDim, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -181,7 +181,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     try:
         report = engine.run()
         if subject_request.model is not None:
-            report.model_record = subject_request.model.to_json()
+            report.model_record = subject_request.model
         _write_outputs(engine, report, outputs, progress, third_party)
     finally:
         engine.close()
@@ -194,7 +194,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
     json_out, csv, parquet, html, bundle = outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.bundle
     from cp_debug.cli._output import stdout_console
 
-    from cp_debug.report import io as report_io
+    from cp_debug.files import json_text, write_json
 
     def caught():
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
@@ -223,10 +223,10 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
         write_html(caught(), html)
     if json_out == "-":
-        print(report_io.dumps(caught().to_json()))
+        print(json_text(caught()))
     else:
         if json_out:
-            report_io.write_json(caught(), Path(json_out))
+            write_json(Path(json_out), caught())
         from cp_debug.report.table import render_table
 
         render_table(caught(), stdout_console(), verbose=third_party.verbose)

@@ -10,7 +10,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir, Json,
                                    Preset, Quiet, RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 def eval_(
@@ -76,7 +76,7 @@ def _backends(text: str | None, has_detections: bool) -> tuple:
 def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
     """What eval needs, checked before any scene is run: the devkit, the preset, the inputs, the outputs."""
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, check_report_writers
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     check_devkit()
     get_preset(preset)
@@ -95,7 +95,7 @@ def _eval(opts, model: ModelRecord, *, json_out: str | None, html: Path | None, 
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                       step=steps.step)
-    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
            lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html

@@ -10,7 +10,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Seed, Verbose,
                                    model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 RotY = Annotated[bool,
                  typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
@@ -39,7 +39,7 @@ def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: P
             third_party: ThirdParty) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli._preflight import check_inputs
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     get_preset(model.model_name)  # an unknown preset fails before torch is imported
     check_inputs(points=points, checkpoint=model.checkpoint)

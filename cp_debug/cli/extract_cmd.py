@@ -67,7 +67,7 @@ def _saved_subject(saved, run_json: Path):
     """The run's model again: from its `model_record` (CenterPoint), its --torch / --onnx source, or, for reports
     written before `model_record`, the recipe fields of its `model` description."""
     from cp_debug.errors import BadInputError
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
 
     m = saved.model or {}
     if m.get("kind") == "torch":
@@ -79,7 +79,7 @@ def _saved_subject(saved, run_json: Path):
 
         return onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
     if saved.model_record is not None:
-        record = ModelRecord.from_json(saved.model_record)
+        record = saved.model_record
     elif m.get("recipe") == "centerpoint":
         # runs recorded before the trained default said "random weights"
         random_weights = bool(m.get("random_weights", str(m.get("weights", "")).startswith("random")))

@@ -74,11 +74,11 @@ def fix(
     """
     with ThirdParty(verbose=verbose) as third_party:
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
-            preset = model_record(preset or "demo", config).model_name
-        request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset,
-                       checkpoint=str(checkpoint) if checkpoint else None, seed=seed,
-                       random_weights=random_weights or None, int8=str(int8) if int8 else None, scenes=scenes,
-                       first_scene=first_scene, verify_scenes=verify_scenes, worst=worst_frames,
+            model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
+        request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset if config is None else None,
+                       config=str(config) if config else None, checkpoint=str(checkpoint) if checkpoint else None,
+                       seed=seed, random_weights=random_weights or None, int8=str(int8) if int8 else None,
+                       scenes=scenes, first_scene=first_scene, verify_scenes=verify_scenes, worst=worst_frames,
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
@@ -115,7 +115,8 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         raise BadInputError("give --out DIR to write the fix to (or --check DIR to re-verify one)")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; give a directory")
-    from cp_debug.fix.run import FixRequest, check_request, request_from_bisect, request_from_sweep, run_fix
+    from cp_debug.fix.run import check_request, make_request, request_from_bisect, request_from_sweep, run_fix
+    from cp_debug.models.centerpoint.source import ModelRecord
     from cp_debug.fix.targets import FixTarget
 
     ref = cand = None
@@ -131,67 +132,71 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     elif from_sweep is not None:
         req = request_from_sweep(from_sweep, **common)
     else:
-        req = FixRequest(**{k: v for k, v in common.items() if v is not None})
+        req = make_request(ModelRecord(), {}, common)
     check_request(req)
     outcome = run_fix(req, progress=progress)
     written = None
     if outcome.fixed is not None:
         with progress.step(f"writing {out}"):
             written = outcome.write(out)
-    doc = {**outcome.doc, "out": str(written) if written else None}
-    finish(doc, json_out, third_party, lambda console: render(doc, console))
-    verification = outcome.doc.get("verification")
-    return 0 if written is not None and verification and verification["holds"] else 1
+    doc = {**outcome.to_json(), "out": str(written) if written else None}
+    finish(doc, json_out, third_party, lambda console: render(outcome, written, console))
+    return 0 if written is not None and outcome.holds else 1
 
 
-def render(doc: dict, console) -> None:
+def render(outcome, written: Path | None, console) -> None:
+    """The search's steps, the set found (or why none), the verification's lanes and where the fix was written."""
     from rich.table import Table
 
-    s = doc["search"]
-    t = Table(title=f"fix search: {doc['backends']['candidate']} vs {doc['backends']['reference']}, "
-                    f"{doc['target_text']} ({s['runs']} runs, {s['cheap_rejections']} rejected on the worst frames)",
-              title_justify="left")
+    s, req = outcome.search, outcome.request
+    target = req.target.describe()
+    t = Table(title=f"fix search: {req.candidate} vs {req.reference}, {target} ({s.runs} runs, "
+                    f"{s.cheap_rejections} rejected on the worst frames)", title_justify="left")
     for col in ("#", "phase", "kept", "frames", "verdict", "worst rel. RMSE", "lost", "mAP drop", "s"):
         t.add_column(col, justify="left" if col in ("phase", "kept", "frames") else "right")
-    for i, st in enumerate(s["steps"], 1):
-        more = " …" if st["size"] > 2 else ""
-        kept = f"{st['size']}: " + ", ".join(st["keep"][:2]) + more if st["keep"] else "(none)"
-        verdict = "[green]pass[/green]" if st["passed"] else "[red]fail[/red]"
-        t.add_row(str(i), st["phase"], kept, st["checked"], verdict,
-                  f"{st['worst_rel_rmse']:.3g}", _opt(st["lost_boxes"]), _opt(st["map_drop"], "{:+.4f}"),
-                  f"{st['seconds']:.1f}")
+    for i, st in enumerate(s.steps, 1):
+        f = st.figures
+        more = " …" if len(st.keep) > 2 else ""
+        kept = f"{len(st.keep)}: " + ", ".join(st.keep[:2]) + more if st.keep else "(none)"
+        verdict = "[green]pass[/green]" if st.passed else "[red]fail[/red]"
+        t.add_row(str(i), st.phase, kept, st.checked, verdict, f"{f.worst:.3g}", _opt(f.lost_boxes),
+                  _opt(f.map_drop, "{:+.4f}"), f"{round(st.seconds, 3):.1f}")
     console.print(t)
-    what = "node(s) kept in FP32" if doc["kind"] == "fp16" else "layer(s) left out of INT8"
-    if s["status"] == "impossible":
-        st = s["steps"][1] if len(s["steps"]) > 1 else s["steps"][0]
-        console.print(f"[red]No set meets {doc['target_text']}[/red]: even with all {len(s['candidates'])} candidates "
-                      f"kept, worst rel. RMSE {st['worst_rel_rmse']:.3g}, lost boxes {_opt(st['lost_boxes'])}, "
-                      f"mAP drop {_opt(st['map_drop'], '{:+.4f}')}. Nothing was written.", highlight=False)
+    what = "node(s) kept in FP32" if outcome.kind == "fp16" else "layer(s) left out of INT8"
+    if s.status == "impossible":
+        f = (s.steps[1] if len(s.steps) > 1 else s.steps[0]).figures
+        console.print(f"[red]No set meets {target}[/red]: even with all {len(s.candidates)} candidates kept, worst "
+                      f"rel. RMSE {f.worst:.3g}, lost boxes {_opt(f.lost_boxes)}, mAP drop "
+                      f"{_opt(f.map_drop, '{:+.4f}')}. Nothing was written.", highlight=False)
         return
-    n = len(s["keep"])
-    console.print(f"[green]{n} {what}[/green] (1-minimal over {doc['search_frames']['n']} frame(s))"
+    n = len(s.keep)
+    console.print(f"[green]{n} {what}[/green] (1-minimal over {outcome.frames_judged} frame(s))"
                   + (":" if n else ": the plain candidate already meets the target."), highlight=False)
-    names = doc["set"].get("modules") or []
-    for key in s["keep"]:
+    for key in s.keep:
         console.print(f"  {key}", highlight=False)
-    if doc["kind"] == "fp16" and names:
-        console.print(f"  modules: {', '.join(names)}", highlight=False)
-    v = doc.get("verification")
-    if v:
-        vt = Table(title=f"verification in ONNX Runtime ({v['device']}, {v['frames']['n']} frame(s)): "
-                         + ("[green]holds[/green]" if v["holds"] else "[red]does not hold[/red]"), title_justify="left")
-        for col in ("lane", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
-            vt.add_column(col, justify="left" if col == "lane" else "right")
-        vt.add_row("FP32 reference", f"{v['reference']['mAP']:.4f}", f"{v['reference']['NDS']:.4f}", "-", "-", "-", "-")
-        for name, lane in (("plain candidate", v.get("plain")), ("fix", v["fixed"])):
-            if lane:
-                vt.add_row(name, f"{lane['mAP']:.4f}", f"{lane['NDS']:.4f}", f"{lane['worst_rel_rmse']:.3g}",
-                           str(lane["lost_boxes"]), str(lane["added_boxes"]),
-                           f"{lane['latency_ms'].get('pts_backbone_neck_head', float('nan')):.1f}")
-        console.print(vt)
-    if doc.get("out"):
-        console.print(f"written: {doc['out']} (README.md says how to build the engines; "
-                      f"`cpdebug fix --check {doc['out']}` re-verifies it)", highlight=False, soft_wrap=True)
+    if outcome.kind == "fp16" and outcome.kept.modules:
+        console.print(f"  modules: {', '.join(outcome.kept.modules)}", highlight=False)
+    if outcome.verification is not None:
+        console.print(_verification_table(outcome.verification))
+    if written is not None:
+        console.print(f"written: {written} (README.md says how to build the engines; "
+                      f"`cpdebug fix --check {written}` re-verifies it)", highlight=False, soft_wrap=True)
+
+
+def _verification_table(v):
+    from rich.table import Table
+
+    vt = Table(title=f"verification in ONNX Runtime ({v.device}, {len(v.frames.scenes)} frame(s)): "
+                     + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
+    for col in ("lane", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
+        vt.add_column(col, justify="left" if col == "lane" else "right")
+    vt.add_row("FP32 reference", f"{v.reference_map:.4f}", f"{v.reference_nds:.4f}", "-", "-", "-", "-")
+    for name, lane in (("plain candidate", v.plain), ("fix", v.fixed)):
+        if lane is not None:
+            f = lane.figures
+            vt.add_row(name, f"{lane.map:.4f}", f"{lane.nds:.4f}", f"{f.worst:.3g}", str(f.lost_boxes),
+                       str(f.added_boxes), f"{lane.latency_ms.get('pts_backbone_neck_head', float('nan')):.1f}")
+    return vt
 
 
 def render_check(result, console) -> None:

@@ -12,7 +12,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim,
                                    Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -98,7 +98,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
            use_dim: str | None = None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(model.model_name)
     seed = model.seed

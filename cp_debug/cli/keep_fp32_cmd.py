@@ -69,17 +69,15 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress)
-    from cp_debug.report.io import dumps
+    from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
     doc = {**result.to_json(), "third_party_warnings": caught}
     if json_out == "-":
-        print(dumps(doc))
+        print(json_text(doc))
     else:
         if json_out:
-            from cp_debug.files import write_text_atomic
-
-            write_text_atomic(json_out, dumps(doc) + "\n")
+            write_json(json_out, doc)
         console = stdout_console()
         render(result, console)
         third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)

@@ -11,7 +11,7 @@ from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, 
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
                                    model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 def quantize(
@@ -57,7 +57,7 @@ def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.ptq.ptq_dir import write_ptq_dir
     from cp_debug.ptq.quantize import calibrate_model
 

@@ -12,7 +12,7 @@ import typer
 from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
                                    Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     if len(given) != 1:
         raise BadInputError("give exactly one of BAG, --cuda-centerpoint DIR, --mmdet3d-pkl FILE"
                             + (f" (got {', '.join(given)})" if given else ""))
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.replay.engine import ReplayOptions
     from cp_debug.report.io import check_writable
 
@@ -161,7 +161,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
                             on_frame=lambda i: advance())
-    finish({**report.to_dict(), "model_record": model.to_json()}, json_out, third_party,
+    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
            lambda console: print_report(report, console))
     if parquet is not None:
         from cp_debug.replay.files import write_parquet

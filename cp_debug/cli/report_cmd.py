@@ -45,9 +45,9 @@ def report(
 
         written.append(write_parquet(rep, parquet))
     if json_out:
-        from cp_debug.report.io import write_json
+        from cp_debug.files import write_json
 
-        written.append(write_json(rep, json_out))
+        written.append(write_json(json_out, rep))
     err = Console(stderr=True)
     for path in written:
         err.print(f"[dim]wrote {path}[/dim]", highlight=False)

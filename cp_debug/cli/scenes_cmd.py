@@ -34,7 +34,7 @@ def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import training_seeds
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(preset)
     seeds = training_seeds(n, seed)

@@ -12,7 +12,7 @@ from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, 
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
                                    model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.ptq.quantize import calibrate_model
     from cp_debug.ptq.sensitivity import exclusion_search, held_out_evaluator, layer_sensitivity
 

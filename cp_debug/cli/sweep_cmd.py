@@ -12,7 +12,7 @@ import typer
 from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
                                    Preset, Quiet, RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
                                    "worst frames' bisect reports.")]
@@ -97,7 +97,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.sweep.report import print_summary, write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings
@@ -115,7 +115,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                              calib_scenes=run.calib_scenes)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
-                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model.to_json(),
+                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
     outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),

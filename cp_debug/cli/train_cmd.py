@@ -97,7 +97,7 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(r.preset)
     r.check()
@@ -132,12 +132,10 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
                           bar=lambda total: progress_bar(f"train {r.preset}", total, quiet, third_party.terminal))
     log = r.log
     if log is not None:  # the run's log, with the third-party warnings caught in it
-        import json
-
-        from cp_debug.files import write_text_atomic
+        from cp_debug.files import json_text, write_text_atomic
 
         caught = [w.to_json() for w in third_party.warnings()]
-        write_text_atomic(log, json.dumps({**result.to_json(), "third_party_warnings": caught}, indent=1))
+        write_text_atomic(log, json_text({**result.to_json(), "third_party_warnings": caught}, indent=1))
     if not quiet:
         print(result.summary())
     third_party.print_count(stdout_console(), where="the log's third_party_warnings" if log is not None else None)

@@ -132,7 +132,7 @@ class TensorDiff:
         shape = tuple(shape)
         return cls(name, shape, shape, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, math.inf, 0.0, 0, 0, amax, amax, "ok")
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         d = asdict(self)
         d["ref_shape"] = list(self.ref_shape)
         d["test_shape"] = list(self.test_shape)

@@ -80,7 +80,7 @@ class CandidateDiff:
     def worst_scenes(self, k: int = 5) -> tuple[SceneDiff, ...]:
         return tuple(s for s in self.scenes[:k] if s.rank_key > (0, 0.0, 0.0))
 
-    def to_dict(self, top_scenes: int = 10) -> dict:
+    def to_json(self, top_scenes: int = 10) -> dict:
         from dataclasses import asdict
 
         return {"reference": self.reference, "candidate": self.candidate, "max_dist": self.max_dist,

@@ -119,7 +119,7 @@ class DetectionEvaluation:
     class_range: float
     not_evaluated: tuple[str, ...] = field(default=())  # classes with no ground-truth box
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         def num(v: float):
             return None if v is None or not math.isfinite(v) else float(v)
 

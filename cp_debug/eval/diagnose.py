@@ -28,7 +28,7 @@ class Diagnosis:
     message: str
     evidence: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"kind": self.kind, "message": self.message, "evidence": self.evidence}
 
 

@@ -42,14 +42,14 @@ class EvalReport:
                     best = (s.rank_key, cand, s.token)
         return (best[1], best[2]) if best else None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {
             "preset": self.preset, "weights": self.weights, "class_names": list(self.class_names),
             "reference": self.reference, "backends": list(self.backends), "settings": self.settings,
-            "metrics": {b: m.to_dict() for b, m in self.metrics.items()},
+            "metrics": {b: m.to_json() for b, m in self.metrics.items()},
             "seconds": self.seconds, "notes": {b: list(n) for b, n in self.notes.items()},
-            "diffs": {c: d.to_dict() for c, d in self.diffs.items()},
-            "diagnoses": {c: [x.to_dict() for x in ds] for c, ds in self.diagnoses.items()},
+            "diffs": {c: d.to_json() for c, d in self.diffs.items()},
+            "diagnoses": {c: [x.to_json() for x in ds] for c, ds in self.diagnoses.items()},
             "detections": {b: {t: boxes_to_records(t, sb, self.class_names) for t, sb in dets.items()}
                            for b, dets in self.detections.items()},
             "ground_truth": {t: boxes_to_records(t, sb, self.class_names) for t, sb in self.ground_truth.items()},

@@ -44,10 +44,9 @@ def to_results(detections: Mapping[str, SampleBoxes], class_names: Sequence[str]
 
 def write_results(path: str | Path, detections: Mapping[str, SampleBoxes], class_names: Sequence[str],
                   meta: dict | None = None) -> Path:
-    from cp_debug.files import write_text_atomic
-    from cp_debug.report.io import dumps
+    from cp_debug.files import write_json
 
-    return write_text_atomic(path, dumps(to_results(detections, class_names, meta), indent=None) + "\n")
+    return write_json(path, to_results(detections, class_names, meta), indent=None)
 
 
 def _fail(where: str, what: str) -> BadInputError:

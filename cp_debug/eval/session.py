@@ -45,7 +45,7 @@ class EvalOptions:
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
 
     if random_weights and checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
@@ -64,7 +64,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.results_format import read_results
     from cp_debug.data.frames import from_infos, held_out, unique_tokens
     from cp_debug.eval.boxes import ground_truth
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)

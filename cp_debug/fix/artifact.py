@@ -59,8 +59,8 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
     without its `files` entry (sha256 of every file written, added here)."""
     import onnx
 
+    from cp_debug.files import write_json
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
-    from cp_debug.report.io import dumps
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -71,11 +71,11 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
             onnx.save(model, str(tmp / file))
         for file, model in reference.items():
             onnx.save(model, str(tmp / reference_name(file)))
-        (tmp / EXCLUDE_JSON).write_text(json.dumps({f: list(n) for f, n in nodes_to_exclude.items()}, indent=2) + "\n")
+        write_json(tmp / EXCLUDE_JSON, {f: list(n) for f, n in nodes_to_exclude.items()})
         (tmp / SKIP_LAYERS).write_text(",".join(skip_layers) + "\n")
         (tmp / README).write_text(readme(doc))
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
-        (tmp / FIX_JSON).write_text(dumps({**doc, "files": files}) + "\n")
+        write_json(tmp / FIX_JSON, {**doc, "files": files})
 
     write_dir_atomically(out, write)
     return out

@@ -106,7 +106,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
     from cp_debug.fix.frames import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
     from cp_debug.fix.verify import verify_pair
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     root = Path(path)
     doc = read_fix(root)

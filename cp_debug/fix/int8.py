@@ -33,7 +33,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget
     from cp_debug.errors import BadInputError
     from cp_debug.ptq.scenes import head_outputs, stage_inputs
     from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity
-    from cp_debug.quant.quantizers import only_enabled, quantized_layers, set_enabled
+    from cp_debug.quant.quantizers import only_quantized, quantized_layers
 
     with progress_step(progress, f"FP32 stage inputs and reference on {len(frames)} frame(s)"):
         spatial = [stage_inputs(fp32_model, cfg, f.load(cfg).points)[1] for f in frames.frames]
@@ -53,11 +53,9 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget
         raise BadInputError(f"not quantized layers: {', '.join(unknown[:3])} (quantized: {', '.join(layers[:3])}, ...)")
 
     def heads(keep, indices):
-        only_enabled(qmodel, [n for n in layers if n not in set(keep)])
-        try:
+        kept = set(keep)
+        with only_quantized(qmodel, [n for n in layers if n not in kept]):
             return [head_outputs(qmodel, spatial[i]) for i in indices]
-        finally:
-            set_enabled(qmodel, True)
 
     judge = HeadJudge(cfg, frames, reference, target, heads)
     with progress_step(progress, f"exclusion search over {len(candidates)} layer(s) ({target.describe()})"):
@@ -74,17 +72,14 @@ def export_pairs(cfg, qmodel, fp32_model, quantized: Sequence[str], out_dir, sam
     import onnx
 
     from cp_debug.ptq.qdq_files import export_qdq
-    from cp_debug.quant.quantizers import only_enabled, set_enabled
+    from cp_debug.quant.quantizers import only_quantized, quantized_layers
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
 
     out = Path(out_dir)
     export_onnx(fp32_model, cfg, out / "fp32", sample_points=sample_points)
-    try:
-        set_enabled(qmodel, True)
+    with only_quantized(qmodel, quantized_layers(qmodel)):
         export_qdq(qmodel, cfg, out / "plain", sample_points=sample_points)
-        only_enabled(qmodel, quantized)
+    with only_quantized(qmodel, quantized):
         export_qdq(qmodel, cfg, out / "fixed", sample_points=sample_points)
-    finally:
-        set_enabled(qmodel, True)
     return {lane: {f: onnx.load(str(out / lane / f)) for f in (VOXEL_ENCODER_FILE, BACKBONE_FILE)}
             for lane in ("fp32", "plain", "fixed")}

@@ -2,33 +2,37 @@
 
 From scratch (preset / checkpoint / backends / frames), from a bisect report (its model, its candidate, its
 root-cause path ranked first) or, for INT8, from a PTQ dir or checkpoint. FP16 candidates (`ort-*-fp16`) search
-nodes to keep in FP32; INT8 candidates (`ort-*-int8`) layers to leave out of INT8. Nothing is written here:
-`FixOutcome.write(DIR)` hands the result to `artifact.write_fix`.
+nodes to keep in FP32; INT8 candidates (`ort-*-int8`) layers to leave out of INT8. Nothing is written here: the
+typed `FixOutcome` (outcome.py) is written by its `write(DIR)` through `artifact.write_fix`.
 """
 
 from __future__ import annotations
 
 import datetime
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
+from cp_debug.fix.outcome import FixOutcome, FixSet
 from cp_debug.fix.targets import FixTarget
+from cp_debug.models.centerpoint.source import ModelRecord
+
+# The request's keys that name the model: they go into its ModelRecord (`with_model`).
+MODEL_KEYS = ("preset", "config", "checkpoint", "seed", "random_weights", "int8")
 
 
 @dataclass(frozen=True)
 class FixRequest:
+    """What to fix: the model (a ModelRecord; its `int8`, a PTQ dir or checkpoint, for INT8 candidates only), the
+    candidate against the reference, the target, the frames and how the search runs."""
+
     target: FixTarget
     candidate: str = "ort-cpu-fp16"
     reference: str = "torch"
-    preset: str = "demo"
-    checkpoint: str | None = None
-    seed: int = 0
-    random_weights: bool = False
-    int8: str | None = None  # a PTQ dir or checkpoint (INT8 only)
+    model: ModelRecord = field(default_factory=ModelRecord)
     scenes: int = 8
     first_scene: int = 0
     verify_scenes: int = 0  # 0: verify on the search's frames; else on as many frames after them
@@ -51,6 +55,27 @@ class FixRequest:
         return self.spec.precision
 
 
+def with_model(model: ModelRecord, **given) -> ModelRecord:
+    """`model` with the model options the user gave (None: not given) in place of its own: a config file replaces
+    the preset and a preset the config file, as on the command line."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return model
+    fields = model.to_json()
+    if "preset" in given:
+        fields["config"] = None
+    fields.update(given)
+    return ModelRecord.of(**fields)
+
+
+def make_request(model: ModelRecord, base: dict, overrides: dict) -> FixRequest:
+    """A FixRequest of `base` (what a report or sweep says) with `overrides` (the user's options; None: not given)
+    in its place; the model options among them go into `model`."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    model = with_model(model, **{k: given.pop(k) for k in MODEL_KEYS if k in given})
+    return FixRequest(**{**base, **given}, model=model)
+
+
 def check_request(req: FixRequest) -> None:
     """BadInputError before anything runs, for a candidate or reference the fix cannot search with."""
     spec = req.spec
@@ -60,7 +85,7 @@ def check_request(req: FixRequest) -> None:
     ref = BackendSpec.parse(req.reference)
     if ref.precision != "fp32" or ref.framework not in ("torch", "ort"):
         raise BadInputError(f"the reference must be FP32 torch or ort, not {req.reference}")
-    if req.int8 is not None and spec.precision != "int8":
+    if req.model.int8 is not None and spec.precision != "int8":
         raise BadInputError("--int8 DIR is a PTQ model: use an INT8 candidate (ort-cpu-int8)")
     if req.worst < 0:
         raise BadInputError(f"--worst-frames must be >= 0, got {req.worst}")
@@ -72,33 +97,14 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
 
 
-@dataclass(frozen=True)
-class FixOutcome:
-    """status: found | not_needed | impossible (then `fixed` is None and nothing can be written)."""
-
-    status: str
-    doc: dict
-    fixed: dict | None
-    reference: dict
-    nodes_to_exclude: dict
-    skip_layers: tuple[str, ...]
-
-    def write(self, out: str | Path) -> Path:
-        from cp_debug.fix.artifact import write_fix
-
-        if self.fixed is None:
-            raise BadInputError("no set meets the target: nothing to write (the figures say why)")
-        return write_fix(out, fixed=self.fixed, reference=self.reference, doc=self.doc,
-                         nodes_to_exclude=self.nodes_to_exclude, skip_layers=self.skip_layers)
-
-
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
+    """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written)."""
     from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.frames import progress_step
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
-    cfg = get_preset(req.preset)
+    cfg = get_preset(req.model.model_name)
     frames = HeldOutSet.load(cfg, req.scenes, req.first_scene)
     with progress_step(progress, "loading the model"):
         qmodel, model, weights, skipped = _models(req, cfg, progress)
@@ -107,11 +113,11 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     order = _frame_order(req.frame_order, len(frames))
     with tempfile.TemporaryDirectory(prefix="cpdebug_fix_") as tmp:
         if req.kind == "fp16":
-            found, models, set_doc, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress,
-                                                       order)
+            found, models, kept, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress,
+                                                    order)
         else:
-            found, models, set_doc, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
-                                                       progress, skipped, order)
+            found, models, kept, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
+                                                    progress, skipped, order)
     search = found.search
     fixed = models.get("fixed")
     verification = None
@@ -130,45 +136,33 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
         verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
                                    device=req.spec.device, bootstrap=req.bootstrap, progress=progress)
-    from cp_debug.fix.artifact import SCHEMA
     from cp_debug.fix.check import toolchain
 
     import cp_debug
 
     with progress_step(progress, "versions"):
         env = toolchain()
-    doc = {
-        "schema": SCHEMA, "kind": req.kind, "status": search.status, "preset": cfg.name, "weights": weights,
-        "source": req.source, "backends": {"reference": req.reference, "candidate": req.candidate},
-        "judged_against": ("the FP32 ONNX pair in ONNX Runtime" if req.kind == "fp16" else
-                           "search: the BN-fused FP32 torch model (fake-quant INT8 candidate); verification: its "
-                           "FP32 ONNX pair in ONNX Runtime (the Q/DQ pair as candidate)"),
-        "target": req.target.to_json(), "target_text": req.target.describe(),
-        "search_frames": frames.to_json(), "set": set_doc, "search": search.to_json(),
-        "verification": verification.to_json() if verification else None,
-        "environment": env, "cp_debug_version": cp_debug.__version__,
-        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    sensitivity = None
     if req.kind == "int8" and found.sensitivity is not None:
-        doc["sensitivity"] = [{"layer": r.layer, "rel_rmse": r.rel_rmse, "worst_output": r.worst_output}
-                              for r in found.sensitivity.rows]
-    return FixOutcome(search.status, doc, fixed, models["fp32"], excl, tuple(skip))
+        sensitivity = tuple(found.sensitivity.rows)
+    return FixOutcome(req, cfg.name, weights, frames, kept, search, verification, env, cp_debug.__version__,
+                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), sensitivity,
+                      fixed, models["fp32"], excl, tuple(skip))
 
 
 def _models(req: FixRequest, cfg, progress):
     """(fake-quant model or None, FP32 model, weights text, layers skipped by the PTQ plan)."""
-    if req.int8 is not None:
+    m = req.model
+    if m.int8 is not None:
         import copy
 
         from cp_debug.recipes.centerpoint.int8_source import load_int8_model
 
-        if req.checkpoint is not None or req.random_weights:
+        if m.checkpoint is not None or m.random_weights:
             raise BadInputError("--int8 brings its own (BN-fused) weights: drop --checkpoint / --random-weights")
-        loaded = load_int8_model(req.int8, cfg)
+        loaded = load_int8_model(m.int8, cfg)
         return loaded.model, copy.deepcopy(loaded.model), loaded.weights, ()
-    from cp_debug.recipes.centerpoint.model_source import load_model
-
-    lm = load_model(req.preset, req.checkpoint, req.seed, random_weights=req.random_weights)
+    lm = m.load()
     if req.kind == "fp16":
         return None, lm.model, lm.weights, ()
     from cp_debug.ptq.quantize import quantize_centerpoint
@@ -205,9 +199,8 @@ def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress, order=No
     keep = fx.search.keep or ()
     nodes = per_file(keep, list(fp32))
     modules = sorted({m for m in fx.modules.values() if m})
-    set_doc = {"keep_fp32": list(keep), "onnx_nodes": {f: list(n) for f, n in nodes.items()},
-               "modules": modules, "node_modules": fx.modules}
-    return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, set_doc, nodes, modules
+    kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(keep), node_modules=fx.modules)
+    return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, kept, nodes, modules
 
 
 def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str],
@@ -220,19 +213,19 @@ def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progr
                        candidates=req.candidates, frame_order=order, progress=progress)
     keep = fx.search.keep
     if keep is None:
-        return fx, {"fp32": {}, "plain": {}, "fixed": None}, {"modules": None, "onnx_nodes": {}}, {}, ()
+        return fx, {"fp32": {}, "plain": {}, "fixed": None}, FixSet("int8", None), {}, ()
     quantized = [n for n in fx.layers if n not in set(keep)]
     with progress_step(progress, "exporting the FP32, all-INT8 and fixed Q/DQ pairs"):
         models = export_pairs(cfg, qmodel, fp32_model, quantized, tmp, sample_points=sample)
     nodes = layer_nodes(models["fixed"], keep, module_names)
-    set_doc = {"modules": list(keep), "onnx_nodes": nodes, "quantized": quantized,
-               "skipped_by_plan": list(skipped)}
-    return fx, models, set_doc, nodes, tuple(sorted(set(skipped) | set(keep)))
+    kept = FixSet("int8", tuple(keep), nodes, quantized=tuple(quantized), skipped_by_plan=tuple(skipped))
+    return fx, models, kept, nodes, tuple(sorted(set(skipped) | set(keep)))
 
 
 def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
-    """A FixRequest from a `cpdebug bisect --json` report: its model, reference, first ONNX Runtime FP16/INT8
-    candidate, and the root-cause path ranked first; `overrides` (not None) replace what it says."""
+    """A FixRequest from a `cpdebug bisect --json` report: its model (the report's ModelRecord), reference, first
+    ONNX Runtime FP16/INT8 candidate, and the root-cause path ranked first; `overrides` (not None) replace what it
+    says."""
     import json
 
     from cp_debug.bisect.result import BisectReport
@@ -253,15 +246,17 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
                             "; give --backends REF,CAND")
     cand = usable[0]
     first = tuple(x for x in ([cand.root_cause.probe] if cand.root_cause else []) + list(cand.path or []) if x)
-    base = {"candidate": cand.spec, "reference": report.reference, "preset": m.get("preset") or "demo",
-            "checkpoint": m.get("checkpoint"), "seed": m.get("seed") or 0,
-            "random_weights": bool(m.get("random_weights")), "first_modules": tuple(dict.fromkeys(first)),
+    base = {"candidate": cand.spec, "reference": report.reference, "first_modules": tuple(dict.fromkeys(first)),
             "source": {"from": "bisect", "report": str(p), "candidate": cand.label,
                        "root_cause": cand.root_cause.probe if cand.root_cause else None}}
-    if (m.get("int8") or {}).get("source"):
-        base["int8"] = m["int8"]["source"]
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return FixRequest(**base)
+    return make_request(report.model_record or _described_model(m), base, overrides)
+
+
+def _described_model(m: dict) -> ModelRecord:
+    """The model of a bisect report written before `model_record`, from its description's recipe fields."""
+    return ModelRecord.of(m.get("preset") or "demo", checkpoint=m.get("checkpoint"), seed=m.get("seed") or 0,
+                          random_weights=bool(m.get("random_weights")),
+                          int8=(m.get("int8") or {}).get("source") or None)
 
 
 def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
@@ -298,21 +293,18 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
              if (f.get("candidates") or {}).get(cand, {}).get("class") == "local"]
     counts = (doc.get("root_cause_counts") or {}).get("counts") or {}
     blamed = sorted(counts, key=lambda k: -counts[k]) + [x for x in local if x]
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
-
     model = (ModelRecord.from_json(doc["model_record"]) if doc.get("model_record") else  # older sweeps: settings
              ModelRecord.of(settings.get("preset") or "demo", checkpoint=settings.get("checkpoint"),
                             random_weights=bool(settings.get("random_weights")), seed=settings.get("seed") or 0,
                             int8=settings.get("int8_dir")))
-    base = {"candidate": cand, "reference": doc.get("reference") or "torch", "preset": model.model_name,
-            "checkpoint": model.checkpoint, "seed": model.seed, "random_weights": model.random_weights,
-            "int8": model.int8 if BackendSpec.parse(cand).precision == "int8" else None,
+    if BackendSpec.parse(cand).precision != "int8":
+        model = replace(model, int8=None)
+    base = {"candidate": cand, "reference": doc.get("reference") or "torch",
             "first_scene": lo - HELDOUT_SEED_BASE, "scenes": max(seeds) - lo + 1,
             "frame_order": tuple(s - lo for s in seeds), "first_modules": tuple(dict.fromkeys(blamed)),
             "source": {"from": "sweep", "sweep": str(path), "candidate": cand, "frames": len(seeds),
                        "root_causes": counts, "layer_local": sorted(set(x for x in local if x))}}
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return FixRequest(**base)
+    return make_request(model, base, overrides)
 
 
 def _fixable(spec: str) -> bool:

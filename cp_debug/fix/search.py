@@ -1,20 +1,20 @@
-"""The fix search: bisect's `KeepFp32Search` driven against a `FixTarget` over a frame set.
+"""The fix search: bisect's `KeepFp32Search` run by the one search driver against a `FixTarget` over frames.
 
-The same pure search object as `cpdebug keep-fp32` and the INT8 exclusion search (its "keep" set is what stays
-in FP32 / out of INT8); only the judge differs. Each experiment is judged first on the worst frames (cheap
-rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is failing) and, if it
-holds there, on the whole set. The frame order comes from the caller (a sweep / bisect report) or from the
-search's first run, which always covers every frame. A set the search returns passed on every frame.
+The same pure search object and driver as `cpdebug keep-fp32` and the INT8 exclusion search (its "keep" set is
+what stays in FP32 / out of INT8); only the judge differs (`CheapFirst`). Each experiment is judged first on the
+worst frames (cheap rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is
+failing) and, if it holds there, on the whole set. The frame order comes from the caller (a sweep / bisect report)
+or from the search's first run, which always covers every frame. A set the search returns passed on every frame.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.data.frames import HeldOutSet
 from cp_debug.fix.frames import Figures, box_diff, detections, evaluation, frame_errors
 from cp_debug.fix.targets import FixTarget
@@ -71,38 +71,53 @@ def search_fix(candidates: Sequence[str], judge: Judge, target: FixTarget, n_fra
                frame_order: Sequence[int] | None = None,
                on_step: Callable[[FixStep], None] | None = None) -> FixSearch:
     """A 1-minimal set of `candidates` (ranked, likeliest first) to keep for `target` to hold on all n_frames."""
-    from cp_debug.bisect.search import KeepFp32Search
+    cheap = CheapFirst(judge, target, n_frames, worst, frame_order)
 
-    search = KeepFp32Search(candidates)
-    order = list(frame_order) if frame_order is not None else None
-    per_frame = target.tol is not None or target.max_lost_boxes is not None
-    every = tuple(range(n_frames))
-    steps: list[FixStep] = []
-    while (keep := search.next()) is not None:
-        t0 = time.perf_counter()
+    def each(s: TraceStep) -> None:
+        if on_step:
+            on_step(_step(s))
+
+    trace = run_search(KeepFp32Search(candidates), cheap, each)
+    return FixSearch(trace.status, trace.result, tuple(candidates), tuple(_step(s) for s in trace.steps), target,
+                     tuple(cheap.order or range(n_frames)))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `CheapFirst` measured for one keep set: the frames it was judged on ("worst k" or "all") and there."""
+
+    checked: str
+    figures: Figures
+
+
+class CheapFirst:
+    """The fix's judge for the search driver: a keep set is judged first on the `worst` worst frames (cheap
+    rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is failing) and, if
+    it holds there, on every frame. Without a given order, the first whole-set run orders the frames, worst first."""
+
+    def __init__(self, judge: Judge, target: FixTarget, n_frames: int, worst: int,
+                 frame_order: Sequence[int] | None):
+        self.judge, self.target, self.n_frames, self.worst = judge, target, n_frames, worst
+        self.order = list(frame_order) if frame_order is not None else None
+        self.per_frame = target.tol is not None or target.max_lost_boxes is not None
+
+    def __call__(self, keep: Sequence[str]) -> Verdict:
         keep = tuple(keep)
-        if per_frame and order is not None and 0 < worst < n_frames:
-            few = tuple(order[:worst])
-            fig = judge(keep, few, False)
-            if not target.holds(fig.worst, None, fig.lost_boxes):
-                search.tell(True)
-                steps.append(_step(search, False, f"worst {len(few)}", fig, t0, on_step))
-                continue
-        fig = judge(keep, every, True)
-        if order is None:
-            order = sorted(every, key=lambda i: -_nan_last(fig.rel_rmse[i]))
-        passed = target.holds(fig.worst, fig.map_drop, fig.lost_boxes)
-        search.tell(not passed)
-        steps.append(_step(search, passed, "all", fig, t0, on_step))
-    return FixSearch(search.status, search.result, tuple(candidates), tuple(steps), target, tuple(order or every))
+        if self.per_frame and self.order is not None and 0 < self.worst < self.n_frames:
+            few = tuple(self.order[:self.worst])
+            fig = self.judge(keep, few, False)
+            if not self.target.holds(fig.worst, None, fig.lost_boxes):
+                return Verdict(True, Checked(f"worst {len(few)}", fig))
+        every = tuple(range(self.n_frames))
+        fig = self.judge(keep, every, True)
+        if self.order is None:
+            self.order = sorted(every, key=lambda i: -_nan_last(fig.rel_rmse[i]))
+        passed = self.target.holds(fig.worst, fig.map_drop, fig.lost_boxes)
+        return Verdict(not passed, Checked("all", fig))
 
 
-def _step(search, passed: bool, checked: str, fig: Figures, t0: float, on_step) -> FixStep:
-    last = search.history[-1]
-    step = FixStep(last.keep, last.phase, passed, checked, fig, time.perf_counter() - t0)
-    if on_step:
-        on_step(step)
-    return step
+def _step(s: TraceStep) -> FixStep:
+    return FixStep(s.experiment, s.phase, not s.bad, s.figures.checked, s.figures.figures, s.seconds)
 
 
 def _nan_last(x: float) -> float:

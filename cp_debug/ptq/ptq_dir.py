@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cp_debug.ptq.quantize import CalibratedModel, PtqSettings
@@ -12,6 +11,7 @@ from cp_debug.ptq.quantize import CalibratedModel, PtqSettings
 def write_ptq_dir(cal: CalibratedModel, settings: PtqSettings, eval_scenes: int, map_scenes: int,
                   out: str | Path) -> dict:
     """Write the PTQ dir `out` of a calibrated model; returns its summary (quantization.json plus "out")."""
+    from cp_debug.files import write_json
     from cp_debug.ptq.int8_error import compare_int8
     from cp_debug.ptq.qdq_files import export_qdq
     from cp_debug.data.frames import held_out, points_of
@@ -60,7 +60,7 @@ def write_ptq_dir(cal: CalibratedModel, settings: PtqSettings, eval_scenes: int,
             "map": maps,
             "tensorrt": "not run (not available here); the Q/DQ form is TensorRT's explicit quantization",
         }
-        (tmp / REPORT_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_json(tmp / REPORT_FILE, summary)
         return summary
 
     summary = write_dir_atomically(out, write)

@@ -19,7 +19,7 @@ from cp_debug.errors import BadInputError
 from cp_debug.ptq.scenes import stage_inputs
 
 if TYPE_CHECKING:
-    from cp_debug.recipes.centerpoint.model_source import LoadedModel, ModelRecord
+    from cp_debug.models.centerpoint.source import LoadedModel, ModelRecord
 
 # AWML's skip list: the neck's deblocks (deblocks.2.0 is a ConvTranspose2d; TensorRT has no INT8 kernel for it).
 DEFAULT_SKIP = ("pts_neck.deblocks.0.0", "pts_neck.deblocks.1.0", "pts_neck.deblocks.2.0")

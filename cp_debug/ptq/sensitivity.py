@@ -5,8 +5,8 @@ model against the BN-fused FP32 model (the same weights; fusing BN changes nothi
   rel_rmse(name) = ||y_int8 - y_fp32|| / ||y_fp32|| over all scenes; a run's score is its worst output.
 Only the backbone/neck/head stage holds quantized layers, so the FP32 stage inputs are computed once.
 
-The exclusion search drives `cp_debug.bisect.search.KeepFp32Search` (pure next()/tell()): its "keep" set is
-the set of layers left in FP32, candidates ranked most sensitive first; every verdict is one real run. The
+The exclusion search runs `cp_debug.bisect.search.KeepFp32Search` on the one search driver (`run_search`): its
+"keep" set is the set of layers left in FP32, candidates ranked most sensitive first; every verdict is one run. The
 result is 1-minimal: putting any one of its layers back into INT8 fails the tolerance (each was run).
 """
 
@@ -46,15 +46,12 @@ class Evaluator:
     def map_drop(self, quantized: Sequence[str]) -> float:
         """FP32 mAP minus the mAP with exactly `quantized` in INT8 (on the mAP scenes)."""
         from cp_debug.ptq.map_eval import mean_ap, torch_heads
-        from cp_debug.quant.quantizers import only_enabled, set_enabled
+        from cp_debug.quant.quantizers import only_quantized
 
         if self.map_scenes is None:
             raise BadInputError("mAP needs held-out scenes with ground truth (map_scenes)")
-        only_enabled(self.qmodel, quantized)
-        try:
+        with only_quantized(self.qmodel, quantized):
             heads = torch_heads(self.qmodel, self.map_scenes)
-        finally:
-            set_enabled(self.qmodel, True)
         return self.fp32_map - mean_ap(self.cfg, self.map_scenes, heads).mean_ap
 
     @property
@@ -75,13 +72,10 @@ class Evaluator:
     def errors(self, quantized: Sequence[str]) -> dict[str, float]:
         """rel. RMSE per head output with exactly `quantized` in INT8."""
         from cp_debug.ptq.scenes import head_outputs
-        from cp_debug.quant.quantizers import only_enabled, set_enabled
+        from cp_debug.quant.quantizers import only_quantized
 
-        only_enabled(self.qmodel, quantized)
-        try:
+        with only_quantized(self.qmodel, quantized):
             got = [head_outputs(self.qmodel, s) for s in self.spatial]
-        finally:
-            set_enabled(self.qmodel, True)
         self.runs += 1
         return {n: rel_rmse([r[n] for r in self.ref], [g[n] for g in got]) for n in self.outputs}
 
@@ -203,7 +197,7 @@ def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = N
     """A 1-minimal set of layers to leave in FP32 so that the worst output's rel. RMSE is <= `tol` (or, with
     `max_map_drop`, the mAP drop vs FP32 is <= it; both when both are given), every other quantized layer in
     INT8. `ranked`: candidates, most sensitive first."""
-    from cp_debug.bisect.search import KeepFp32Search
+    from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 
     if tol is None and max_map_drop is None:
         raise BadInputError("give a tolerance (--tol) or a maximum mAP drop (--max-map-drop)")
@@ -215,17 +209,32 @@ def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = N
     unknown = [n for n in ranked if n not in all_layers]
     if unknown:
         raise BadInputError(f"not quantized layers: {', '.join(unknown)}")
-    search = KeepFp32Search(ranked)
-    steps = []
-    while not search.done:
-        keep = set(search.next())
-        quantized = [n for n in all_layers if n not in keep]
+
+    def judge(keep: list[str]) -> Verdict:
+        kept = set(keep)
+        quantized = [n for n in all_layers if n not in kept]
         out, worst = _worst(ev.errors(quantized))
         drop = ev.map_drop(quantized) if max_map_drop is not None else None
         passed = (tol is None or worst <= tol) and (drop is None or drop <= max_map_drop)
-        search.tell(not passed)  # bad = fails
-        step = ExclusionStep(search.history[-1].keep, search.history[-1].phase, passed, worst, out, drop)
-        steps.append(step)
+        return Verdict(not passed, _Scores(worst, out, drop))  # bad = fails
+
+    def step(s: TraceStep) -> ExclusionStep:
+        f = s.figures
+        return ExclusionStep(s.experiment, s.phase, not s.bad, f.rel_rmse, f.worst_output, f.map_drop)
+
+    def each(s: TraceStep) -> None:
         if on_step:
-            on_step(step)
-    return ExclusionResult(search.status, search.result, tol, tuple(ranked), tuple(steps), max_map_drop)
+            on_step(step(s))
+
+    trace = run_search(KeepFp32Search(ranked), judge, each)
+    return ExclusionResult(trace.status, trace.result, tol, tuple(ranked), tuple(step(s) for s in trace.steps),
+                           max_map_drop)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """What the exclusion judge measured in one run: the worst output's rel. RMSE, its name, the mAP drop."""
+
+    rel_rmse: float
+    worst_output: str
+    map_drop: float | None

@@ -11,8 +11,9 @@ pytorch-quantization: a layer left in FP32 has no quantizer keys at all.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -260,17 +261,43 @@ def enable_calibrated(model: nn.Module) -> int:
                if m._input_quantizer.enabled or m._weight_quantizer.enabled)
 
 
-class calibrated_on:
-    """Context manager: the calibrated quantizers of `model` on inside, every quantizer's state restored after."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-        self._saved: list[tuple[TensorQuantizer, bool]] = []
-
-    def __enter__(self) -> int:
-        self._saved = [(q, q.enabled) for q in tensor_quantizers(self.model)]
-        return enable_calibrated(self.model)
-
-    def __exit__(self, *exc) -> None:
-        for q, on in self._saved:
+@contextmanager
+def quantizer_state(model: nn.Module) -> Iterator[None]:
+    """Context manager: every quantizer's on/off state as found, restored on exit (also on an exception); the
+    base of the switches below, so a judge that flips quantizers leaves the model as it found it."""
+    saved = [(q, q.enabled) for q in tensor_quantizers(model)]
+    try:
+        yield
+    finally:
+        for q, on in saved:
             q.enabled = on
+
+
+@contextmanager
+def only_quantized(model: nn.Module, layers: Iterable[str]) -> Iterator[None]:
+    """Context manager: exactly `layers` quantized inside (both quantizers on; every other quantized layer in
+    FP32); the state found restored on exit. BadInputError, before any change, for a layer not quantized."""
+    with quantizer_state(model):
+        only_enabled(model, layers)
+        yield
+
+
+@contextmanager
+def without_quantizers(model: nn.Module, layers: Iterable[str]) -> Iterator[None]:
+    """Context manager: the quantizers of `layers` off inside (the others as found); the state found restored
+    on exit. BadInputError, before any change, for a layer not quantized."""
+    off = set(layers)
+    unknown = off - set(quantized_layers(model))
+    if unknown:
+        raise BadInputError(f"not quantized layers: {', '.join(sorted(unknown))}")
+    with quantizer_state(model):
+        set_enabled(model, dict.fromkeys(off, False))
+        yield
+
+
+@contextmanager
+def calibrated_on(model: nn.Module) -> Iterator[int]:
+    """Context manager: the calibrated quantizers of `model` on inside (gives `enable_calibrated`'s count),
+    every quantizer's state restored after."""
+    with quantizer_state(model):
+        yield enable_calibrated(model)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cp_debug.quant.quantizers import BOUND, QMAX, QMIN, quantized_layers
+from cp_debug.quant.quantizers import BOUND, QMAX, QMIN, quantized_layers, without_quantizers
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,6 @@ def quantization_error(model: nn.Module, forward_loop: Callable[[nn.Module], int
     layers = {n: m for n, m in quantized_layers(model).items()
               if m._input_quantizer.amax is not None or m._weight_quantizer.amax is not None}
     accs = {n: _Acc() for n in layers}
-    saved = {n: (m._input_quantizer.enabled, m._weight_quantizer.enabled) for n, m in layers.items()}
     hooks = []
 
     def hook(name):
@@ -101,17 +100,15 @@ def quantization_error(model: nn.Module, forward_loop: Callable[[nn.Module], int
                 accs[name].add(args[0], mod._input_quantizer.amax, None)
         return pre
 
-    try:
-        for n, m in layers.items():
-            m._input_quantizer.enabled = m._weight_quantizer.enabled = False
-            hooks.append(m.register_forward_pre_hook(hook(n)))
-        with torch.no_grad():
-            scenes = int(forward_loop(model))
-    finally:
-        for h in hooks:
-            h.remove()
-        for n, m in layers.items():
-            m._input_quantizer.enabled, m._weight_quantizer.enabled = saved[n]
+    with without_quantizers(model, layers):
+        try:
+            for n, m in layers.items():
+                hooks.append(m.register_forward_pre_hook(hook(n)))
+            with torch.no_grad():
+                scenes = int(forward_loop(model))
+        finally:
+            for h in hooks:
+                h.remove()
     rows = []
     for n, m in layers.items():
         wq, iq = m._weight_quantizer, m._input_quantizer

@@ -33,8 +33,8 @@ class VariantScore:
         n = max(self.deployed, self.boxes)
         return 1.0 if n == 0 else self.agreeing / n
 
-    def to_dict(self) -> dict:
-        return {**self.variant.to_dict(), "deployed_boxes": self.deployed, "variant_boxes": self.boxes,
+    def to_json(self) -> dict:
+        return {**self.variant.to_json(), "deployed_boxes": self.deployed, "variant_boxes": self.boxes,
                 "matched": self.matched, "agreeing": self.agreeing, "agreement": round(self.fraction, 6),
                 "centre_shift_p95_m": round(self.centre_p95, 6)}
 
@@ -73,7 +73,7 @@ class GroupScore:
             return self.to_runs
         return min(1.0, self.to_runs / self.spread)
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"name": self.name, "family": self.family, "kind": "seeded group",
                 "consistency": round(self.fraction, 6),
                 "agreement_with_runs": round(self.to_runs, 6), "runs_among_themselves": round(self.spread, 6),
@@ -216,13 +216,13 @@ class ReplayReport:
         i = self.best_index()
         return sorted(self.frames, key=lambda f: f.agreements[i].fraction)[:k]
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"source": self.source, "preset": self.preset, "weights": self.weights, "pairing": self.pairing,
                 "settings": self.settings, "verdict": self.verdict(), "matches_reference": self.matches_reference,
-                "best": self.best.to_dict(), "best_family": self.best_family, "reference": self.reference.to_dict(),
+                "best": self.best.to_json(), "best_family": self.best_family, "reference": self.reference.to_json(),
                 "point_order_moves": self.order_moves(),
-                "variants": sorted((s.to_dict() for s in self.scores), key=lambda d: -d["agreement"]),
-                "seeded_groups": [g.to_dict() for g in self.groups],
+                "variants": sorted((s.to_json() for s in self.scores), key=lambda d: -d["agreement"]),
+                "seeded_groups": [g.to_json() for g in self.groups],
                 "frames": self.rows()}
 
 

@@ -39,7 +39,7 @@ class GlueVariant:
     kind: str
     params: dict = field(default_factory=dict, hash=False, compare=False)
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {"name": self.name, "family": self.family, "kind": self.kind, "params": dict(self.params)}
 
 

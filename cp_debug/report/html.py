@@ -19,7 +19,8 @@ from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float,
                                      precision_line, rows, third_party_line, tolerance_for, topo_rows, verdict)
 from cp_debug.report.int8_html import int8_section
 from cp_debug.files import write_text_atomic
-from cp_debug.report.io import check_writable, dumps
+from cp_debug.files import json_text
+from cp_debug.report.io import check_writable
 
 STATUS_COLOR = {"ok": "#2e7d32", "diverged": "#c62828", "nan": "#8e24aa", "shape_mismatch": "#ef6c00",
                 "missing": "#9e9e9e"}
@@ -188,7 +189,7 @@ def _table(report: BisectReport, cand: CandidateResult) -> str:
 
 def _details(report: BisectReport) -> str:
     blocks = [("settings", report.settings), ("environment", report.environment), ("model", report.model)]
-    body = "".join(f"<details><summary>{name}</summary><pre>{escape(dumps(value))}</pre></details>"
+    body = "".join(f"<details><summary>{name}</summary><pre>{escape(json_text(value))}</pre></details>"
                    for name, value in blocks if value)
     return f'<section id="details"><h2>Run details</h2>{body or "<p class=note>none recorded</p>"}</section>'
 

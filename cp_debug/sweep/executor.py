@@ -56,7 +56,7 @@ class _ActorBody:
 
     def run_shard(self, task: ShardTask) -> list[dict]:
         done = list(task.done)
-        return [r.to_dict() for r in done] + [self.worker.run_frame(i, f).to_dict() for i, f in task.todo]
+        return [r.to_json() for r in done] + [self.worker.run_frame(i, f).to_json() for i, f in task.todo]
 
 
 class RayExecutor:
@@ -112,7 +112,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(running), num_returns=1)
                 actor, task = running.pop(ready[0])
                 try:
-                    results = [FrameResult.from_dict(d) for d in ray.get(ready[0])]
+                    results = [FrameResult.from_json(d) for d in ray.get(ready[0])]
                 except ray.exceptions.RayError as err:  # a CpDebugError in the actor is still one line
                     cause = getattr(err, "cause", None)
                     if isinstance(cause, CpDebugError):

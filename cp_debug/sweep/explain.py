@@ -1,21 +1,34 @@
 """The worst frames explained: the full bisect (root cause, hints) of the K worst diverged frames, each report
-written to `DIR/bisect/<token>.json`, and the root causes counted over them."""
+written to `DIR/bisect/<token>.json`, and the root causes counted over them. A frame whose bisect fails is a
+`FrameFailure` (its one-line reason); the sweep goes on."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp_debug.bisect.result import BisectReport
 from cp_debug.data.frames import Frame
 from cp_debug.errors import CpDebugError
 from cp_debug.sweep.rank import RankedFrame
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.point_files import LoadedPoints
+
+
+@dataclass(frozen=True)
+class FrameFailure:
+    """A frame the bisect could not explain, and why (one line)."""
+
+    token: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"error": self.reason}
 
 
 def frame_scan(frame: Frame, cfg) -> "LoadedPoints":
@@ -27,8 +40,8 @@ def frame_scan(frame: Frame, cfg) -> "LoadedPoints":
     return load_point_array(points, cfg, f"sweep frame {frame.token}")
 
 
-def bisect_frame(settings, scan: "LoadedPoints", candidate: str):
-    """The bisect report (`cp_debug.report/1` JSON) of one frame's scan, reference against `candidate`."""
+def bisect_frame(settings, scan: "LoadedPoints", candidate: str) -> BisectReport:
+    """The bisect report of one frame's scan, reference against `candidate`."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
@@ -39,40 +52,41 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str):
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed))
     try:
-        return engine.run().to_json()
+        return engine.run()
     finally:
         engine.close()
 
 
-def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step) -> tuple[dict, list[RankedFrame]]:
-    """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports by token, and the
-    ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own files."""
-    from cp_debug.files import write_text_atomic
-    from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.report.io import dumps
+def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
+                 ) -> tuple[dict[str, BisectReport | FrameFailure], list[RankedFrame]]:
+    """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports (or failures) by token,
+    and the ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own
+    files."""
+    from cp_debug.files import write_json
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(opts.settings.preset)
     by_token = {f.token: f for f in frames}
     todo = [r for r in ranked if r.status == "diverged" and r.candidate]
-    reports: dict[str, dict] = {}
+    reports: dict[str, BisectReport | FrameFailure] = {}
     out = list(ranked)
     for r in todo[: opts.bisect_top]:
         with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
             try:
                 rep = bisect_frame(opts.settings, frame_scan(by_token[r.token], cfg), r.candidate)
             except CpDebugError as err:
-                reports[r.token] = {"error": str(err).splitlines()[0]}
+                reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue
         reports[r.token] = rep
-        write_text_atomic(Path(opts.out) / "bisect" / f"{r.token}.json", dumps(rep) + "\n", parents=True)
-        rc = (rep.get("root_cause") or {}).get(r.candidate) or {}
-        out[out.index(r)] = replace(r, root_cause=rc.get("probe"), extra={"bisected": True, "hint": rc.get("hint")})
+        write_json(Path(opts.out) / "bisect" / f"{r.token}.json", rep, parents=True)
+        rc = next((c.root_cause for c in rep.candidates if c.label == r.candidate), None)
+        out[out.index(r)] = replace(r, bisected=True, root_cause=rc.probe if rc else None, hint=rc.hint if rc else None)
     return reports, out
 
 
 def root_cause_counts(ranked: list[RankedFrame]) -> dict:
     """{"bisected": n, "counts": {probe: frames}, "text": "root cause X on a of n bisected frames"}."""
-    bisected = [r for r in ranked if r.extra.get("bisected")]
+    bisected = [r for r in ranked if r.bisected]
     counts = Counter(r.root_cause for r in bisected if r.root_cause)
     text = None
     if counts:

@@ -109,7 +109,7 @@ def _interval(values: list[float]) -> list[float] | None:
 
 def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap: int = 200) -> dict:
     """The metrics block of sweep.json (None-valued where the frames have no ground truth)."""
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(settings.preset)
     names = tuple(cfg.class_names)
@@ -173,7 +173,7 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg) -> dict:
     for b in lanes:
         dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
         try:
-            out[b] = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range)).to_dict()
+            out[b] = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range)).to_json()
         except CpDebugError as err:
             out[b] = {"error": str(err).splitlines()[0]}
     return out

@@ -19,7 +19,7 @@ probe's ratio; failed frames come last.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,8 +70,9 @@ class RankedFrame:
     klass: str | None
     candidate: str | None  # the candidate that ranks this frame (the worst one)
     verdicts: tuple[CandidateVerdict, ...] = ()
+    bisected: bool = False  # the worst frames' full bisect ran (explain.bisect_worst)
     root_cause: str | None = None  # filled for bisected frames
-    extra: dict = field(default_factory=dict)
+    hint: str | None = None  # the bisect's hint at the root cause
 
     @property
     def worst(self) -> CandidateVerdict | None:

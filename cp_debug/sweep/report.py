@@ -44,9 +44,9 @@ def _frame_doc(r: RankedFrame, result) -> dict:
            "candidates": {v.candidate: {"class": v.klass, "worst_probe": v.worst_probe, "worst_ratio": v.worst_ratio,
                                         "local_probe": v.local_probe, "first_divergent": v.first_divergent}
                           for v in r.verdicts}}
-    if r.extra.get("bisected"):
+    if r.bisected:
         doc["root_cause"] = r.root_cause
-        doc["hint"] = r.extra.get("hint")
+        doc["hint"] = r.hint
     return doc
 
 
@@ -96,12 +96,12 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
         "root_cause_counts": root_cause_counts(outcome.ranked),
         "metrics": outcome.metrics,
         "local_factor": opts.factor if opts.factor else LOCAL_FACTOR,
-        "settings": {**opts.settings.to_dict(), "scenes": str(opts.scenes) if opts.scenes else f"{opts.n} held-out "
+        "settings": {**opts.settings.to_json(), "scenes": str(opts.scenes) if opts.scenes else f"{opts.n} held-out "
                      "synthetic frames", "shard_size": opts.shard_size, "bisect_top": opts.bisect_top,
                      "bootstrap": opts.bootstrap, "executor": outcome.executor},
         "environment": environment(),
         "model": outcome.model,
-        "model_record": opts.model_record,
+        "model_record": opts.model_record.to_json() if opts.model_record is not None else None,
     }
 
 
@@ -135,12 +135,11 @@ def frame_rows(outcome: SweepOutcome):
 
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True) -> dict:
     """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc."""
-    from cp_debug.files import write_atomic, write_text_atomic
-    from cp_debug.report.io import dumps
+    from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
     out = Path(opts.out)
-    write_text_atomic(out / "sweep.json", dumps(doc) + "\n", parents=True)
+    write_json(out / "sweep.json", doc, parents=True)
     df = frame_rows(outcome)
     write_atomic(out / "frames.parquet", lambda f: df.to_parquet(f, index=False))
     if html_report:

@@ -11,13 +11,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import Frame, from_scenes, held_out
+from cp_debug.models.centerpoint.source import ModelRecord
 from cp_debug.sweep.rank import LOCAL_FACTOR, RankedFrame, rank_frames
 from cp_debug.sweep.shards import ShardStore, plan_shards
 from cp_debug.sweep.worker import FrameResult, SweepSettings
+
+if TYPE_CHECKING:
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.sweep.explain import FrameFailure
 
 # progress(description, total) -> context manager yielding advance(n=1, **fields)
 ProgressFactory = Callable[[str, int], ContextManager[Callable[..., None]]]
@@ -42,7 +47,7 @@ class SweepOptions:
     ray_workers: int | None = None
     bootstrap: int = 200
     factor: float = LOCAL_FACTOR
-    model_record: dict | None = None  # recipes.centerpoint.model_source.ModelRecord.to_json(), stored in sweep.json
+    model_record: ModelRecord | None = None  # the model as the user named it, stored in sweep.json
     lidar_topic: str | None = None  # --scenes BAG: the PointCloud2 topic (default Autoware's)
 
 
@@ -51,7 +56,7 @@ class SweepOutcome:
     results: list[FrameResult]
     ranked: list[RankedFrame]
     spreads: dict
-    bisects: dict[str, dict] = field(default_factory=dict)  # token -> bisect report JSON
+    bisects: dict[str, BisectReport | FrameFailure] = field(default_factory=dict)  # token -> the frame's bisect
     metrics: dict | None = None
     model: dict = field(default_factory=dict)
     executor: dict = field(default_factory=dict)
@@ -76,7 +81,7 @@ def check_backends(labels: tuple[str, ...]) -> None:
 
 
 def select_frames(opts: SweepOptions) -> list[Frame]:
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(opts.settings.preset)
     if opts.scenes is None:
@@ -101,7 +106,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
         raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
     frames = select_frames(opts)
     store = ShardStore(opts.out)
-    store.start({**s.to_dict(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
+    store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
                 opts.shard_size, opts.resume)
     tasks = store.pending(plan_shards(frames, opts.shard_size))
     already = len(frames) - sum(len(t.todo) for t in tasks)

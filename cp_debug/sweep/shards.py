@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.errors import BadInputError
-from cp_debug.files import write_text_atomic
 from cp_debug.data.frames import Frame
+from cp_debug.files import json_text, write_text_atomic
 from cp_debug.sweep.worker import FrameResult
 
 MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"
@@ -42,12 +42,6 @@ def plan_shards(frames: list[Frame], size: int) -> list[ShardTask]:
             for k in range(0, len(frames), size)]
 
 
-def _dump(obj) -> str:
-    from cp_debug.report.io import dumps
-
-    return dumps(obj, indent=None)
-
-
 class ShardStore:
     """The shard files of one sweep under `out/shards`."""
 
@@ -72,12 +66,12 @@ class ShardStore:
             except (OSError, ValueError) as err:
                 raise BadInputError(f"{manifest} cannot be read ({err}); start the sweep in another --out") from None
             for key in ("settings", "tokens", "shard_size"):
-                if json.loads(_dump(have.get(key))) != json.loads(_dump(want[key])):
+                if json.loads(json_text(have.get(key))) != json.loads(json_text(want[key])):
                     raise BadInputError(f"--resume: {self.out} holds a sweep with other {key.replace('_', ' ')}; "
                                         "give the same options, or start in another --out")
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(manifest, _dump(want))
+        write_text_atomic(manifest, json_text(want, indent=None))
 
     # -- shards ------------------------------------------------------------------------------------------
     def pending(self, tasks: list[ShardTask]) -> list[ShardTask]:
@@ -92,8 +86,8 @@ class ShardStore:
         return out
 
     def write(self, index: int, results: list[FrameResult], partial: bool = False) -> None:
-        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_dict() for r in results]}
-        write_text_atomic(self.path(index, partial), _dump(doc), parents=True)
+        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_json() for r in results]}
+        write_text_atomic(self.path(index, partial), json_text(doc, indent=None), parents=True)
         if not partial:
             self.path(index, partial=True).unlink(missing_ok=True)
 
@@ -108,7 +102,7 @@ class ShardStore:
     def _read(path: Path) -> list[FrameResult]:
         try:
             doc = json.loads(path.read_text())
-            return [FrameResult.from_dict(d) for d in doc["frames"]]
+            return [FrameResult.from_json(d) for d in doc["frames"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); "
                                 "delete it and --resume") from None

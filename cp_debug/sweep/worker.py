@@ -52,7 +52,7 @@ class SweepSettings:
     # number for number. None: run_sweep fixes it to this machine's `parallel.thread_count()`.
     threads: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return asdict(self)
 
 
@@ -112,11 +112,11 @@ class FrameResult:
     boxes: dict = field(default_factory=dict)
     gt: dict | None = None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FrameResult":
+    def from_json(cls, d: dict) -> "FrameResult":
         cands = tuple(CandidateFrame(c["candidate"], tuple(_probe_stat(p) for p in c["probes"]),
                                      DetectionDelta(**c["detections"]), c["diverged"]) for c in d["candidates"])
         return cls(d["index"], d["token"], d["status"], d.get("reason"), d.get("num_points", 0), cands,
@@ -181,7 +181,7 @@ class SweepWorker:
     def open(self) -> "SweepWorker":
         from contextlib import ExitStack
 
-        from cp_debug.models.centerpoint.config import get_preset
+        from cp_debug.models.centerpoint.presets import get_preset
 
         s = self.settings
         self.cfg = get_preset(s.preset)

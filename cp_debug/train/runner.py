@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -24,7 +23,7 @@ class RunSummary:
     seconds: float
     loss_curve: list  # StepLog as dicts
     validations: list = field(default_factory=list)  # {"step", "mAP", "AP"}
-    final: dict | None = None  # DetectionEvaluation.to_dict() of the saved checkpoint, re-loaded
+    final: dict | None = None  # DetectionEvaluation.to_json() of the saved checkpoint, re-loaded
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -42,9 +41,10 @@ class RunSummary:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from cp_debug.files import write_bytes_atomic
+    """The training log: strict JSON (`files.json_text`), indent 1, no final newline (as it always was)."""
+    from cp_debug.files import json_text, write_text_atomic
 
-    write_bytes_atomic(path, json.dumps(data, indent=1).encode(), parents=True)
+    write_text_atomic(path, json_text(data, indent=1), parents=True)
 
 
 def _validation_row(step: int, r: "DetectionEvaluation") -> dict:
@@ -93,7 +93,7 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
         reloaded = build_model(cfg, seed=0, init="mmdet3d")
         load_checkpoint(reloaded, path)
         r: DetectionEvaluation = validate(reloaded.to(device), cfg, heldout, device)
-        final = r.to_dict()
+        final = r.to_json()
         validations.append(_validation_row(steps, r))
         meta["heldout_mAP"] = r.mean_ap
         meta["heldout_scenes"] = len(heldout)

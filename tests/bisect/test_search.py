@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from cp_debug.bisect.search import KeepFp32Search, KeepStep
+from cp_debug.bisect.search import (KeepFp32Search, KeepStep, RangeShrinkSearch, Trace, TraceStep, Verdict,
+                                    WindowGrowSearch, run_search)
 
 
 def drive(search, oracle):
@@ -127,3 +128,106 @@ def test_keep_search_edge_cases():
         KeepFp32Search(["a"]).tell(None)
     with pytest.raises(ValueError, match="more than once"):
         KeepFp32Search(["a", "a"])
+
+
+# -- the driver: any strategy against a judge, a typed trace -----------------------------------------------------
+def test_the_driver_records_every_step_with_its_figures_and_seconds():
+    cands = list("abcdefgh")
+    seen = []
+    judged = []
+
+    def judge(keep):
+        judged.append(tuple(keep))
+        bad = not {"a", "c"} <= set(keep)
+        return Verdict(bad, {"size": len(keep)})  # any typed value: kept as given
+
+    strategy = KeepFp32Search(cands)
+    trace = run_search(strategy, judge, on_step=seen.append)
+    plain = KeepFp32Search(cands)
+    drive(plain, needs("a", "c"))  # the same search run by hand: the driver changes nothing
+    assert isinstance(trace, Trace) and trace.status == plain.status == "found"
+    assert trace.result == plain.result == ("a", "c") and trace.runs == plain.runs == len(judged)
+    assert list(trace.steps) == seen  # on_step saw each step as it ended
+    assert [s.step for s in trace.steps] == list(range(1, trace.runs + 1))
+    assert [(s.experiment, s.bad, s.phase) for s in trace.steps] == [(h.keep, h.bad, h.phase) for h in plain.history]
+    assert [s.experiment for s in trace.steps] == judged  # a list experiment is recorded as a tuple
+    assert all(s.figures == {"size": len(s.experiment)} and s.seconds >= 0 for s in trace.steps)
+    assert trace.find(("c", "a"), frozenset).experiment == ("a", "c")
+    with pytest.raises(KeyError):
+        trace.find(("b",))
+
+
+def test_the_driver_takes_a_plain_bool_and_refuses_a_missing_verdict():
+    trace = run_search(KeepFp32Search(list("ab")), lambda keep: "a" not in keep)
+    assert trace.result == ("a",) and all(isinstance(s, TraceStep) and s.figures is None for s in trace.steps)
+    with pytest.raises(TypeError, match="needs a verdict"):
+        run_search(KeepFp32Search(list("ab")), lambda keep: None)
+
+
+# -- RangeShrinkSearch and WindowGrowSearch: the bug-report searches ---------------------------------------------
+# (n, max_runs, oracle, result, ranges run) as the search written inside bugreport/window.shrink_segment ran them
+def _contains(a, b):
+    return lambda s, e: s <= a and b < e
+
+
+def _long_around(a, w):
+    return lambda s, e: e - s >= w and s <= a < e
+
+
+SHRINK_CASES = [
+    (10, 6, _contains(2, 3), (2, 4), [(0, 10), (0, 5), (0, 3), (0, 4), (2, 4), (3, 4)]),
+    (30, 200, _long_around(17, 5), (13, 18),
+     [(0, 30), (0, 15), (0, 23), (0, 19), (0, 17), (0, 18), (9, 18), (13, 18), (15, 18), (14, 18), (13, 16),
+      (13, 17)]),
+    (26, 200, _contains(17, 24), (17, 25),
+     [(0, 26), (0, 13), (0, 20), (0, 23), (0, 25), (0, 24), (12, 25), (18, 25), (15, 25), (16, 25), (17, 25),
+      (17, 21), (17, 23), (17, 24), (21, 25), (19, 25)]),
+    (13, 200, _contains(1, 6), (1, 7),  # a second round: the new start lets the end move again
+     [(0, 13), (0, 7), (0, 4), (0, 6), (3, 7), (1, 7), (2, 7), (1, 4), (1, 6), (4, 7)]),
+    (28, 6, _contains(12, 25), (0, 26), [(0, 28), (0, 14), (0, 21), (0, 25), (0, 27), (0, 26)]),  # budget spent
+    (1, 200, lambda s, e: False, None, [(0, 1)]),
+]
+
+
+@pytest.mark.parametrize("n, max_runs, oracle, result, ranges", SHRINK_CASES)
+def test_range_shrink_runs_the_ranges_the_bug_report_search_ran(n, max_runs, oracle, result, ranges):
+    search = RangeShrinkSearch(n, max_runs=max_runs)
+    trace = run_search(search, lambda r: Verdict(oracle(*r), r[1] - r[0]))
+    assert [s.experiment for s in trace.steps] == ranges and trace.result == result
+    assert trace.status == ("found" if result else "not_diverging")
+    assert trace.steps[0].phase == "whole" and {s.phase for s in trace.steps} <= {"whole", "end", "start"}
+    assert all(s.figures == s.experiment[1] - s.experiment[0] for s in trace.steps)
+    if result:
+        assert trace.find(result).bad  # the range returned was run and seen to diverge (bad = diverges)
+    assert trace.runs <= max_runs and len(set(ranges)) == len(ranges)  # each range run once
+
+
+def test_range_shrink_returns_a_diverging_range_for_any_oracle():
+    rng = random.Random(2)
+    for _ in range(300):
+        n = rng.randint(1, 40)
+        bad = {(s, e) for s in range(n) for e in range(s + 1, n + 1) if rng.random() < 0.3} | {(0, n)}
+        trace = run_search(RangeShrinkSearch(n), lambda r: r in bad)
+        start, stop = trace.result
+        assert trace.status == "found" and (start, stop) in bad and 0 <= start < stop <= n
+        assert trace.runs == len({s.experiment for s in trace.steps})
+
+
+# (n, k diverges while k <= last, windows merged by k // merge, result, windows run) as bugreport/grow ran them
+GROW_CASES = [
+    (20, 10, 1, 10, [0, 10, 15, 12, 11]),
+    (20, 15, 3, 17, [0, 10, 15, 18]),  # 16 and 17 share a boundary with 15: not run again
+    (18, 8, 1, 8, [0, 9, 4, 6, 7, 8]),
+    (8, 8, 1, 8, [0, 4, 6, 7, 8]),
+    (7, -1, 2, None, [0]),  # not even the whole stage diverges
+]
+
+
+@pytest.mark.parametrize("n, last, merge, result, windows", GROW_CASES)
+def test_window_grow_runs_the_windows_the_bug_report_search_ran(n, last, merge, result, windows):
+    search = WindowGrowSearch(n, key=lambda k: k // merge)
+    trace = run_search(search, lambda k: Verdict(k <= last, f"window {k}"))
+    assert [s.experiment for s in trace.steps] == windows and trace.result == result
+    assert trace.status == ("found" if result is not None else "not_diverging")
+    assert [s.phase for s in trace.steps] == ["whole"] + ["grow"] * (len(windows) - 1)
+    assert [s.figures for s in trace.steps] == [f"window {k}" for k in windows]

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.recipes.centerpoint.model_source import ModelRecord
+from cp_debug.models.centerpoint.source import ModelRecord
 
 
 def _run(*args):
@@ -55,7 +55,7 @@ def test_model_record_round_trips_through_json_and_loads():
 
 def test_model_record_of_a_config_file_loads_that_model_and_refuses_a_missing_one(tmp_path):
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.config import preset_config_path
+    from cp_debug.models.centerpoint.presets import preset_config_path
 
     shipped = preset_config_path("tiny")  # an AWML-syntax file with a _base_ chain
     rec = ModelRecord.of("demo", config=shipped, random_weights=True, seed=1)
@@ -75,8 +75,9 @@ def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
 
     saved = BisectReport("torch", [], [], model={"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
                                                  "weights": "trained demo weights", "seed": 0},
-                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5).to_json())
+                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5))
     again = BisectReport.from_json(json.loads(json.dumps(saved.to_json())))
+    assert again.model_record == saved.model_record  # typed in the report, ModelRecord.to_json() in its JSON
     subject = _saved_subject(again, tmp_path / "run.json")
     assert subject.name == "centerpoint:tiny"
     assert (subject.description["random_weights"], subject.description["seed"]) == (True, 5)

@@ -15,7 +15,7 @@ from cp_debug.data.point_files import load_point_array, load_point_file, load_po
 from cp_debug.data.scene_set import write_scene_set
 from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.points import prepare_points
 from cp_debug.models.centerpoint.synthetic import synthetic_scene
 

@@ -12,7 +12,7 @@ import pytest
 from cp_debug.data.infos import read_infos
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import from_infos
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.point_files import load_points, load_with_sweeps
 
 TINY = get_preset("tiny")  # range ±25.6 m, z -3..5; use_dim x, y, z, time; AWML's sweeps_num=1, remove_close

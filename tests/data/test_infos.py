@@ -11,7 +11,7 @@ from cp_debug.data.infos import read_infos
 from cp_debug.data.scene_set import write_scene_set
 from cp_debug.data.scenes import make_scene, scene_token
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 
 TINY = get_preset("tiny")
 

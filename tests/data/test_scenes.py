@@ -10,7 +10,7 @@ from cp_debug.data.frames import held_out
 from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object,
                                   lidar_returns, make_scene, scene_token, training_seeds)
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.synthetic import Scene, synthetic_scene
 
 DEMO = get_preset("demo")

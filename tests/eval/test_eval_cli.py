@@ -26,7 +26,7 @@ def cpdebug(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def scene_dir(tmp_path_factory) -> Path:
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import heldout_seeds
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     d = tmp_path_factory.mktemp("scenes")
     write_scene_set(get_preset("tiny"), d, heldout_seeds(2))
@@ -56,7 +56,7 @@ def torch_ort(scene_dir, tmp_path_factory):
 def test_torch_and_ort_fp32_agree_and_the_json_recomputes(torch_ort, scene_dir):
     from cp_debug.eval.devkit import default_range, evaluate
     from cp_debug.eval.results_format import parse_results
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     r, data, out = torch_ort
     assert "mAP" in r.stdout and "ort vs torch" in r.stdout

@@ -10,7 +10,7 @@ def planted_checkpoint(path, scale: float = 1e6, preset: str = "tiny"):
     import torch
 
     from cp_debug.models.centerpoint.checkpoint import save_checkpoint
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     model = load_model(preset, None, 0, random_weights=True).model
     with torch.no_grad():
@@ -28,7 +28,7 @@ def int8_hostile_checkpoint(path):
     import torch
 
     from cp_debug.models.centerpoint.checkpoint import save_checkpoint
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     model = load_model("tiny", None, 0, random_weights=True).model
     block0, conv = model.pts_backbone.blocks[0], model.pts_backbone.blocks[1][0]
@@ -58,8 +58,8 @@ def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, ran
 
     from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene
     from cp_debug.models.centerpoint.checkpoint import save_checkpoint
-    from cp_debug.models.centerpoint.config import get_preset
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.source import load_model
 
     model = load_model(preset, None, 0, random_weights=random_weights).model.eval()
     deblock = model.pts_neck.deblocks[0]

@@ -56,7 +56,7 @@ def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp
 
     from cp_debug.fix.artifact import kept_fp32_violations
     from cp_debug.data.frames import held_out
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.precision.fp16 import convert_to_fp16
     from cp_debug.compare.pooled import rel_rmse
 

@@ -23,9 +23,9 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     from cp_debug.fix.names import node_modules
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     ckpt = planted_checkpoint(tmp_path / "planted.pth")
     report = tmp_path / "bisect.json"
@@ -34,7 +34,8 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
                           capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode in (0, 1), proc.stderr
     req = request_from_bisect(report, target=FixTarget(tol=0.05), scenes=1)
-    assert (req.preset, req.checkpoint, req.candidate, req.reference) == ("tiny", str(ckpt), "ort-cpu-fp16", "torch")
+    assert (req.model.preset, req.model.checkpoint, req.candidate, req.reference) == ("tiny", str(ckpt), "ort-cpu-fp16",
+                                                                                        "torch")
     assert req.source["from"] == "bisect" and req.first_modules and req.first_modules[0] == req.source["root_cause"]
     assert req.scenes == 1 and req.target.tol == 0.05  # overrides win
 
@@ -60,3 +61,32 @@ def test_a_report_without_a_fixable_candidate_is_refused(tmp_path):
     bad.write_text('{"schema": "nope"}')
     with pytest.raises(BadInputError, match="not a cp_debug report"):
         request_from_bisect(bad)
+
+
+def test_the_request_carries_the_reports_model_record_and_the_users_options_win(tmp_path):
+    """The model is the report's ModelRecord, whole (a config file stays a config file, not its stem as a preset);
+    a model option given on the command line replaces its field, a config file the preset and back."""
+    import json
+
+    from cp_debug.bisect.result import BisectReport, CandidateResult
+    from cp_debug.fix.run import request_from_bisect
+    from cp_debug.fix.targets import FixTarget
+    from cp_debug.models.centerpoint.presets import preset_config_path
+    from cp_debug.models.centerpoint.source import ModelRecord
+
+    shipped = str(preset_config_path("tiny"))
+    record = ModelRecord.of(config=shipped, checkpoint="w.pth", seed=4)
+    report = BisectReport("torch", [CandidateResult("fp16", "ort-cpu-fp16", [])], [],
+                          model={"kind": "recipe", "recipe": "centerpoint", "preset": "tiny", "seed": 4},
+                          model_record=record)
+    path = tmp_path / "bisect.json"
+    path.write_text(json.dumps(report.to_json()))
+    target = FixTarget(tol=0.05)
+    assert request_from_bisect(path, target=target).model == record
+    assert request_from_bisect(path, target=target, seed=7).model == ModelRecord.of(config=shipped, checkpoint="w.pth",
+                                                                                    seed=7)
+    assert request_from_bisect(path, target=target, preset="demo").model == ModelRecord.of("demo",
+                                                                                         checkpoint="w.pth", seed=4)
+    old = {**report.to_json(), "model_record": None}  # a report from before the record: its description's fields
+    path.write_text(json.dumps(old))
+    assert request_from_bisect(path, target=target).model == ModelRecord.of("tiny", seed=4)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from cp_debug.recipes.centerpoint.model_source import ModelRecord
+    from cp_debug.models.centerpoint.source import ModelRecord
     from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings
@@ -27,19 +27,21 @@ def swept(tmp_path_factory):
     ckpt = str(local_overflow_checkpoint(tmp / "planted.pth"))
     settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt)
     opts = SweepOptions(settings, tmp / "sweep", n=3, shard_size=3, bisect_top=1, bootstrap=0,
-                        model_record=ModelRecord.of("tiny", checkpoint=ckpt).to_json())
+                        model_record=ModelRecord.of("tiny", checkpoint=ckpt))
     doc = write_all(run_sweep(opts), opts, html_report=False)
     return tmp, doc
 
 
 def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
     from cp_debug.fix.run import request_from_sweep
+    from cp_debug.models.centerpoint.source import ModelRecord
     from cp_debug.fix.targets import FixTarget
 
     tmp, doc = swept
     req = request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05))
-    assert req.candidate == "ort-cpu-fp16" and req.reference == "torch" and req.preset == "tiny"
-    assert req.checkpoint == str(tmp / "planted.pth") and (req.first_scene, req.scenes) == (0, 3)
+    assert req.candidate == "ort-cpu-fp16" and req.reference == "torch" and req.model.preset == "tiny"
+    assert req.model.checkpoint == str(tmp / "planted.pth") and (req.first_scene, req.scenes) == (0, 3)
+    assert req.model == ModelRecord.of("tiny", checkpoint=str(tmp / "planted.pth"))  # the sweep's record, whole
     ranked = [int(f["token"].split("_")[1]) - 1_000_000 for f in doc["frames"]]
     assert req.frame_order == tuple(ranked) and sorted(ranked) == [0, 1, 2]
     counts = doc["root_cause_counts"]["counts"]

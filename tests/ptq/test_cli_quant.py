@@ -25,7 +25,7 @@ def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
     assert all(r["sqnr_db"] > 10 for r in summary["sqnr"]["rows"])
 
     from cp_debug.errors import CheckpointError
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.quant.ptq_checkpoint import fakequant_model_from_dir
 
     ptq, model = fakequant_model_from_dir(out, tiny_cfg)

@@ -16,9 +16,9 @@ def demo_eval():
     from cp_debug.ptq.quantize import quantize_centerpoint
     from cp_debug.data.frames import calibration, points_of
     from cp_debug.ptq.sensitivity import Evaluator
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
-    from cp_debug.recipes.centerpoint.model_source import shipped_checkpoint
+    from cp_debug.models.centerpoint.source import shipped_checkpoint
 
     weights = shipped_checkpoint("demo")
     if weights is None:

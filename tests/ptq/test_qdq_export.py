@@ -59,15 +59,12 @@ def test_ort_runs_it_and_agrees_with_fake_quant_to_int8_rounding(exported, tiny_
 def test_one_quantized_layer_matches_ort_within_a_step(tiny_cfg, tiny_ptq, tiny_spatial, tmp_path):
     """Only the heatmap's last conv in INT8: torch fake-quant and ORT's Q/DQ agree within two output steps."""
     from cp_debug.ptq.qdq_files import export_qdq
-    from cp_debug.quant.quantizers import only_enabled, set_enabled
+    from cp_debug.quant.quantizers import only_quantized
 
     layer = "pts_bbox_head.task_heads.0.heatmap.1"
-    only_enabled(tiny_ptq.model, [layer])
-    try:
+    with only_quantized(tiny_ptq.model, [layer]):
         ex = export_qdq(tiny_ptq.model, tiny_cfg, tmp_path)
         fq = head_outputs(tiny_ptq.model, tiny_spatial[0])["heatmap"]
-    finally:
-        set_enabled(tiny_ptq.model, True)
     assert ex.backbone.quantized_convs == ("/pts_bbox_head/task_heads.0/heatmap/heatmap.1/Conv",)
     got = ort_outputs(ex.backbone.path, tiny_spatial, optimize=False)[0]["heatmap"]
     conv = tiny_ptq.model.get_submodule(layer)

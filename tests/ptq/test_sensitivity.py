@@ -48,3 +48,28 @@ def test_exclusion_search_is_one_minimal(hostile):
         assert worst(set(found.fp32) - {name}) > tol
     assert found.steps[0].fp32 == () and not found.steps[0].passed
     assert found.skip_layers_option().startswith("--skip-layers ")
+
+
+class _OracleEvaluator:
+    """An Evaluator without a model: l3 and l7 in INT8 hurt (each adds 0.5 to heatmap's error, l7 0.1 to reg)."""
+
+    map_scenes = None
+    layers = tuple(f"l{i}" for i in range(10))
+
+    def errors(self, quantized):
+        bad = {"l3", "l7"} & set(quantized)
+        return {"heatmap": 0.01 + 0.5 * len(bad), "reg": 0.02 + 0.1 * ("l7" in bad)}
+
+
+def test_exclusion_search_steps_are_those_it_always_gave():
+    """Every run, in order (recorded from the search before it ran on the shared driver); on_step sees each."""
+    seen = []
+    found = exclusion_search(_OracleEvaluator(), ["l7", "l0", "l3", "l1", "l5", "l2"], 0.05, on_step=seen.append)
+    assert found.status == "found" and found.fp32 == ("l7", "l3") and list(found.steps) == seen
+    hm, reg = "heatmap", "reg"
+    assert [(s.fp32, s.phase, s.passed, round(s.rel_rmse, 6), s.worst_output, s.map_drop) for s in found.steps] == [
+        ((), "none", False, 1.01, hm, None), (("l7", "l0", "l3", "l1", "l5", "l2"), "all", True, 0.02, reg, None),
+        (("l7", "l0", "l3"), "prefix", True, 0.02, reg, None), (("l7",), "prefix", False, 0.51, hm, None),
+        (("l7", "l0"), "prefix", False, 0.51, hm, None), (("l0", "l3"), "minimize", False, 0.51, hm, None),
+        (("l7", "l3"), "minimize", True, 0.02, reg, None), (("l3",), "minimize", False, 0.51, hm, None)]
+    assert list(found.to_json()["steps"][0]) == ["fp32", "phase", "passed", "rel_rmse", "worst_output", "map_drop"]

@@ -6,12 +6,12 @@ import json
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.report.io import write_json
+from cp_debug.files import write_json
 from tests.report.sample import PLANTED
 
 
 def test_report_command_renders_a_saved_run(report, tmp_path):
-    run = write_json(report, tmp_path / "run.json")
+    run = write_json(tmp_path / "run.json", report)
     out = tmp_path / "out"
     out.mkdir()
     r = CliRunner().invoke(app, ["report", str(run), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"),

@@ -26,7 +26,7 @@ def cpdebug(*args: str) -> subprocess.CompletedProcess:
 def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import heldout_seeds
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     write_scene_set(get_preset("tiny"), tmp_path / "scenes", heldout_seeds(2))
     out = tmp_path / "out"

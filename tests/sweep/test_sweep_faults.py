@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.frames import held_out
 from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep

@@ -37,16 +37,16 @@ class _Counting:
 def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
     frames = held_out(5)
     store = ShardStore(tmp_path)
-    store.start(SETTINGS.to_dict(), [f.token for f in frames], 3, resume=False)
+    store.start(SETTINGS.to_json(), [f.token for f in frames], 3, resume=False)
     first = _Counting(worker, stop_after=4)  # shard 0 (3 frames) whole, shard 1 interrupted after 1 frame
     with pytest.raises(KeyboardInterrupt):
         InProcessExecutor(first).run(store.pending(plan_shards(frames, 3)), store, lambda r: None)
     assert [r.token for r in store.results()] == [f.token for f in frames[:3]]  # the finished shard is readable
     with pytest.raises(BadInputError, match="--resume"):
-        store.start(SETTINGS.to_dict(), [f.token for f in frames], 3, resume=False)
+        store.start(SETTINGS.to_json(), [f.token for f in frames], 3, resume=False)
     with pytest.raises(BadInputError, match="other shard size"):
-        store.start(SETTINGS.to_dict(), [f.token for f in frames], 2, resume=True)
-    store.start(SETTINGS.to_dict(), [f.token for f in frames], 3, resume=True)
+        store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=True)
+    store.start(SETTINGS.to_json(), [f.token for f in frames], 3, resume=True)
     second = _Counting(worker)
     InProcessExecutor(second).run(store.pending(plan_shards(frames, 3)), store, lambda r: None)
     assert sorted(first.computed + second.computed) == sorted(f.token for f in frames)
@@ -56,7 +56,7 @@ def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
 
 
 def test_failed_frames_are_recorded_and_the_sweep_goes_on(worker, tmp_path):
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
 
     good = held_out(2)
     pts = good[0].load(get_preset("tiny")).points.copy()
@@ -66,7 +66,7 @@ def test_failed_frames_are_recorded_and_the_sweep_goes_on(worker, tmp_path):
     frames = [good[0], Frame("broken", PointFile(str(tmp_path / "broken.bin"))),
               Frame("far", PointFile(str(tmp_path / "far.npy"))), good[1]]
     store = ShardStore(tmp_path / "out")
-    store.start(SETTINGS.to_dict(), [f.token for f in frames], 2, resume=False)
+    store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=False)
     InProcessExecutor(worker).run(store.pending(plan_shards(frames, 2)), store, lambda r: None)
     by = {r.token: r for r in store.results()}
     assert by["broken"].status == "failed" and by["broken"].reason

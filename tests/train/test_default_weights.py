@@ -8,9 +8,9 @@ import torch
 from cp_debug.data.frames import held_out
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.checkpoint import read_checkpoint
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
-from cp_debug.recipes.centerpoint.model_source import SHIPPED_WEIGHTS, load_model, shipped_checkpoint
+from cp_debug.models.centerpoint.source import SHIPPED_WEIGHTS, load_model, shipped_checkpoint
 from cp_debug.train.validate import validate
 
 TRAINED = "trained demo weights (synthetic scenes)"  # the label of the shipped demo checkpoint's weights
@@ -56,7 +56,7 @@ def test_random_weights_and_other_presets_keep_the_random_initialisation():
 def test_shipped_weights_detect_held_out_scenes(demo):
     torch.set_num_threads(2)
     result = validate(demo.model, demo.cfg, held_out(3))
-    assert result.mean_ap >= 0.5, result.to_dict()
+    assert result.mean_ap >= 0.5, result.to_json()
 
 
 def test_demo_bisect_subject_uses_the_trained_default():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import decode
 from cp_debug.train.targets import TargetConfig, build_targets, gaussian_radius
 

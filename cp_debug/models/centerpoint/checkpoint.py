@@ -188,10 +188,10 @@ def _shape_table(cfg, fused: bool = False) -> dict[str, tuple[int, ...]]:
 def presets_matching(state: Mapping[str, Any], fused: bool = False) -> list[str]:
     """Names of the presets whose state_dict keys and shapes equal `state`'s (several presets share shapes);
     quantizer amax keys are ignored, `fused` compares with the BN-fused structure."""
-    from cp_debug.models.centerpoint.config import PRESETS
+    from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset
 
     shapes = {k: tuple(v.shape) for k, v in state.items() if not is_quantizer_key(k)}
-    return [name for name, cfg in PRESETS.items() if _shape_table(cfg, fused) == shapes]
+    return [name for name in PRESET_NAMES if _shape_table(get_preset(name), fused) == shapes]
 
 
 def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint") -> None:
@@ -256,9 +256,9 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
 
 
 def _all_presets() -> tuple[str, ...]:
-    from cp_debug.models.centerpoint.config import PRESETS
+    from cp_debug.models.centerpoint.presets import PRESET_NAMES
 
-    return tuple(PRESETS)
+    return PRESET_NAMES
 
 
 # -- public API ------------------------------------------------------------------------------------------------

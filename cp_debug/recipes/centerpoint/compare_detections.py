@@ -86,7 +86,7 @@ class DetectionDiff:
             f"max size {self.max_size_diff:.3g} m, max yaw {self.max_yaw_diff:.3g} rad"
         )
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         d = asdict(self)
         d["matched"] = [asdict(m) for m in self.matched]
         d["unmatched_a"] = list(self.unmatched_a)

@@ -62,7 +62,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`)."""
     import torch
 
-    from cp_debug.models.centerpoint.config import as_config
+    from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
@@ -75,7 +75,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # before the model: a bad file fails fast
     scan = points_file or loaded.source
     pts = loaded.points
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     int8_info = None
     if int8 is not None:

@@ -10,7 +10,7 @@ import torch
 
 from cp_debug.errors import CheckpointError, CpDebugError
 from cp_debug.models.centerpoint.checkpoint import load_checkpoint, presets_matching, save_checkpoint
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from cp_debug.models.centerpoint.checkpoint import load_checkpoint, save_checkpoint
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.convnext_pc import ConvNeXt_PC
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.models.centerpoint.pillar_encoder import get_input_features

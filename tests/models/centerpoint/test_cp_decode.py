@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import HEAD_NAMES, circle_nms, decode
 
 CFG = get_preset("tiny")  # 80x80 head maps, out_size_factor 2, 0.32 m, x/y min -25.6

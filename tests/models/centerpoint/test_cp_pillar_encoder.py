@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.models.centerpoint.pillar_encoder import get_input_features
 from cp_debug.models.centerpoint.scatter import PointPillarsScatter

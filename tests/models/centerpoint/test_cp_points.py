@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.point_files import load_points
 from cp_debug.models.centerpoint.points import prepare_points
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cp_debug.models.centerpoint.config import PRESETS, get_preset
+from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset
 from cp_debug.models.centerpoint.model import build_model
 
 
@@ -108,7 +108,8 @@ def test_module_types_and_norm_settings():
 
 
 def test_every_preset_builds_with_180_keys():
-    for name, cfg in PRESETS.items():
+    for name in PRESET_NAMES:
+        cfg = get_preset(name)
         if cfg.backbone != "SECOND":  # convnextpc-demo: tests/models/centerpoint/test_cp_convnext_pc.py
             continue
         assert len(build_model(cfg, seed=0, init="mmdet3d").state_dict()) == 180, name

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.synthetic import CLASS_SIZES, synthetic_scene
 
 

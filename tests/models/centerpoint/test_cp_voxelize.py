@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.models.centerpoint.config import get_preset
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.voxelize import hard_voxelize, voxelize
 
 

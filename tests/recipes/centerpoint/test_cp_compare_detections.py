@@ -33,7 +33,7 @@ def test_greedy_per_class_with_unmatched():
     assert d.unmatched_a == (1, 2) and d.unmatched_b == (1, 2)  # label 1 vs 2 never match
     assert not d.all_matched
     assert "1 matched of 3 / 3" in d.summary()
-    assert d.to_dict()["matched"][0]["index_b"] == 0
+    assert d.to_json()["matched"][0]["index_b"] == 0
 
 
 def test_empty():

@@ -96,7 +96,7 @@ def test_rot_y_axis_reference_export(tmp_path, tiny_model, tiny_cfg, scene):
 def test_other_module_variants_on_a_small_grid(tmp_path, base):
     """The 760 neck (Conv k1, ConvT k2, ConvT k4; full-resolution heads) and the 11-channel J6Gen2 encoder,
     on a 160 x 160 grid: export, ONNX Runtime and the decoded boxes agree with PyTorch."""
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.model import build_model
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.compare_detections import compare_detections

@@ -10,10 +10,10 @@ import pytest
 def head_and_verdict():
     import torch
 
-    from cp_debug.models.centerpoint.config import get_preset
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.model import HEAD_OUTPUTS, BackboneNeckHeadStage
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
-    from cp_debug.recipes.centerpoint.model_source import load_model
+    from cp_debug.models.centerpoint.source import load_model
 
     cfg = get_preset("tiny")
     model = load_model("tiny", None, 0).model.eval()

@@ -4,20 +4,25 @@ The demo preset ships weights trained on cp_debug's synthetic scenes (not on a r
 "Trained demo weights"): they are the default when no checkpoint is given. `random_weights=True` (CLI
 `--random-weights`) gives the seeded random initialisation instead, which every other preset uses.
 `ModelRecord` is the model a run is about as the user named it: what every report stores (`model_record`) and
-what `cpdebug extract` loads again.
+what `cpdebug extract` loads again. It lives beside the network (floor 4) so that every floor above types with it:
+bisect's report, fix's request, a sweep. Importing this module loads nothing heavy (the CLI imports it at start-up).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cp_debug.models.centerpoint.config import CenterPointConfig
 
 SHIPPED_WEIGHTS = {"demo": "centerpoint_demo.pth"}  # preset -> file in cp_debug/models/centerpoint/weights/
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    cfg: object  # CenterPointConfig
+    cfg: CenterPointConfig
     model: object  # CenterPoint, eval mode
     weights: str  # "checkpoint PATH", "trained demo weights (...)" or "random (seed N)", for messages and reports
 
@@ -26,9 +31,9 @@ def shipped_checkpoint(preset) -> Path | None:
     """The packaged trained checkpoint of `preset` (a name or a CenterPointConfig), or None where it has none:
     a config only has the shipped weights of the preset it equals."""
     if not isinstance(preset, str):
-        from cp_debug.models.centerpoint.config import PRESETS
+        from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset
 
-        preset = preset.name if PRESETS.get(preset.name) == preset else ""
+        preset = preset.name if preset.name in PRESET_NAMES and get_preset(preset.name) == preset else ""
     name = SHIPPED_WEIGHTS.get(preset)
     if name is None:
         return None
@@ -68,7 +73,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
     preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
-    from cp_debug.models.centerpoint.config import as_config
+    from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import build_model
 
     cfg = as_config(preset)

@@ -1,0 +1,57 @@
+"""The worst frames' bisects stay typed until the JSON writer: a BisectReport per bisected frame (its root cause
+and hint on the ranked frame), a FrameFailure with its one-line reason where the bisect could not run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+from cp_debug.bisect.result import BisectReport, CandidateResult, RootCause
+from cp_debug.errors import BadInputError
+from cp_debug.sweep import explain
+from cp_debug.sweep.rank import RankedFrame
+
+
+class _Frame:
+    def __init__(self, token: str):
+        self.token = token
+
+    def load(self, cfg):
+        return np.zeros((4, 5), np.float32), None
+
+
+def _ranked(token: str, rank: int) -> RankedFrame:
+    return RankedFrame(token, rank - 1, rank, "diverged", None, 4, "local", "ort-cpu-fp16")
+
+
+def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path, monkeypatch):
+    report = BisectReport("torch", [CandidateResult("ort-cpu-fp16", "ort-cpu-fp16", [], first_divergent="x",
+                                                    root_cause=RootCause("pts_neck.deblocks.0", "fp16 overflow"))], [])
+
+    def bisect_frame(settings, points, candidate):
+        if settings.fail:
+            raise BadInputError("the frame cannot be bisected\nsecond line")
+        return report
+
+    monkeypatch.setattr(explain, "bisect_frame", bisect_frame)
+    ranked = [_ranked("a", 1), _ranked("b", 2)]
+    frames = [_Frame("a"), _Frame("b")]
+    step = lambda text: contextlib.nullcontext()  # noqa: E731
+    opts = SimpleNamespace(settings=SimpleNamespace(preset="tiny", fail=False), bisect_top=1, out=tmp_path)
+    reports, out = explain.bisect_worst(opts, ranked, frames, step)
+    assert reports == {"a": report}
+    assert (out[0].bisected, out[0].root_cause, out[0].hint) == (True, "pts_neck.deblocks.0", "fp16 overflow")
+    assert not out[1].bisected and out[1].root_cause is None
+    assert json.loads((tmp_path / "bisect" / "a.json").read_text()) == json.loads(json.dumps(report.to_json()))
+    assert explain.root_cause_counts(out) == {"bisected": 1, "counts": {"pts_neck.deblocks.0": 1},
+                                             "text": "root cause `pts_neck.deblocks.0` on 1 of 1 bisected frames"}
+
+    opts = SimpleNamespace(settings=SimpleNamespace(preset="tiny", fail=True), bisect_top=2, out=tmp_path / "f")
+    reports, out = explain.bisect_worst(opts, ranked, frames, step)
+    assert reports == {"a": explain.FrameFailure("a", "the frame cannot be bisected"),
+                       "b": explain.FrameFailure("b", "the frame cannot be bisected")}
+    assert reports["a"].to_json() == {"error": "the frame cannot be bisected"}
+    assert not any(r.bisected for r in out) and not (tmp_path / "f").exists()
