@@ -57,7 +57,8 @@ def main() -> None:
     import numpy as np
 
     from cp_debug.compare.pooled import rel_rmse
-    from cp_debug.fix.frames import heldout_frames, ort_pair_heads
+    from cp_debug.data.frames import HeldOutSet
+    from cp_debug.fix.frames import ort_pair_heads
     from cp_debug.models.centerpoint.presets import get_preset
 
     def run(cfg, pair, frames, device, mode="emulated"):
@@ -70,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, preset, ref_pair, cand in _pairs(args, Path(tmp)):
             cfg = get_preset(preset)
-            frames = heldout_frames(cfg, args.n)
+            frames = HeldOutSet.load(cfg, args.n)
             ref = run(cfg, ref_pair, frames, "cpu")
             got = {"cuda": run(cfg, cand, frames, "cuda"), "emulated": run(cfg, cand, frames, "cpu"),
                    "native": run(cfg, cand, frames, "cpu", "native")}

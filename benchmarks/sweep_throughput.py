@@ -27,11 +27,11 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
-    from cp_debug.sweep.frames import heldout_frames
+    from cp_debug.data.frames import held_out
 
     cfg = get_preset(preset)
-    frames = heldout_frames(n)
-    points = [f.load(cfg)[0] for f in frames]
+    frames = held_out(n)
+    points = [f.load(cfg).points for f in frames]
     model = load_weights(preset, None, False, 0).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points[0])
@@ -73,12 +73,12 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
            ) -> tuple[float, list[int], list[float]]:
     """Seconds of the frame loop, peak RSS (KiB) and GPU memory in use (MiB) after each frame."""
     from cp_debug.sweep.executor import InProcessExecutor
-    from cp_debug.sweep.frames import heldout_frames
+    from cp_debug.data.frames import held_out
     from cp_debug.sweep.shards import ShardStore, plan_shards
     from cp_debug.sweep.worker import SweepSettings, SweepWorker
 
     settings = SweepSettings(labels, preset=preset, level=level)
-    frames = heldout_frames(n)
+    frames = held_out(n)
     store = ShardStore(out)
     store.start(settings.to_json(), [f.token for f in frames], 8, resume=False)
     peaks: list[int] = []

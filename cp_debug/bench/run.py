@@ -48,7 +48,8 @@ class BenchReport:
 def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager] | None = None,
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
     from cp_debug.backends.factory import check_available
-    from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration
+    from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
+    from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
 
@@ -58,15 +59,12 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
         check_available(spec)
     cfg = get_preset(opts.preset)
     if opts.points is not None:
-        from cp_debug.models.centerpoint.points import load_points
-
-        points, scan = load_points(opts.points, cfg), str(opts.points)
+        points, scan = Frame(str(opts.points), PointFile(str(opts.points))).load(cfg).points, str(opts.points)
     else:
-        from cp_debug.data.scenes import heldout_scenes
-
         with step("generating a held-out synthetic scene"):
-            token, scene = heldout_scenes(cfg, 1)[0]
-        points, scan = scene.points, f"held-out synthetic scene {token}"
+            frame = held_out(1)[0]
+            points = frame.load(cfg).points
+        scan = f"held-out synthetic scene {frame.token}"
     with step("loading weights"):
         loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
     det = Determinism(enabled=opts.deterministic, seed=opts.seed)
@@ -82,7 +80,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
         calib = None
         if any(s.precision == "int8" for s in specs.values()):
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes"):
-                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, max(1, opts.calib_scenes)))
+                calib_frames = calibration(cfg, max(1, opts.calib_scenes), held_out_seeds=True)
+                calib = int8_calibration(cfg, loaded.model, points_of(calib_frames, cfg))
         for label, spec in specs.items():
             base = baseline_gpu_used_mb() if spec.device == "cuda" else None
             pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,

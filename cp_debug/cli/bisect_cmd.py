@@ -235,7 +235,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
 
 def _load_subject(request: SubjectRequest):
-    from cp_debug.models.centerpoint.points import parse_use_dim
+    from cp_debug.data.point_files import parse_use_dim
 
     if request.torch_model:
         from cp_debug.bisect.loaders import torch_subject

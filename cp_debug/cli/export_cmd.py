@@ -48,7 +48,7 @@ def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: P
         loaded = model.load()
     sample = None
     if points is not None:
-        from cp_debug.models.centerpoint.points import load_points
+        from cp_debug.data.point_files import load_points
 
         sample = load_points(points, loaded.cfg)
     with progress.step(f"exporting to {out}"):

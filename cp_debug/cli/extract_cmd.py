@@ -89,6 +89,9 @@ def _saved_subject(saved, run_json: Path):
         raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
+    if m.get("points_file") is None and (m.get("point_cloud") or {}).get("format") == "array":
+        raise BadInputError(f"{run_json} bisected a scan held in memory ({m.get('points')}), which it cannot load "
+                            "again: bisect that frame's point file (cpdebug bisect --points FILE --bundle DIR)")
     use_dim = m.get("use_dim")
     return centerpoint_subject(preset=record.model_name, checkpoint=record.checkpoint, points=m.get("points_file"),
                                seed=record.seed, load_dim=m.get("load_dim"),

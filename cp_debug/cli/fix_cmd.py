@@ -186,7 +186,7 @@ def render(outcome, written: Path | None, console) -> None:
 def _verification_table(v):
     from rich.table import Table
 
-    vt = Table(title=f"verification in ONNX Runtime ({v.device}, {len(v.frames.scenes)} frame(s)): "
+    vt = Table(title=f"verification in ONNX Runtime ({v.device}, {len(v.frames)} frame(s)): "
                      + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
     for col in ("lane", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
         vt.add_column(col, justify="left" if col == "lane" else "right")

@@ -105,7 +105,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
     _check_options(model, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device)
     import numpy as np
 
-    from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
+    from cp_debug.data.point_files import load_point_file, parse_use_dim
 
     if (load_dim is not None or use_dim is not None) and points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")

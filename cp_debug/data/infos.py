@@ -30,7 +30,7 @@ import numpy as np
 from cp_debug.files import write_bytes_atomic
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CLASS_NAMES
-from cp_debug.models.centerpoint.points import Sweep, check_sweep
+from cp_debug.data.point_files import Sweep, check_sweep
 
 INFO_FILE = "infos.pkl"
 MICROSECONDS_ABOVE = 1e11  # a timestamp this large is in µs (seconds since 1970 are ~1.7e9, µs ~1.7e15)

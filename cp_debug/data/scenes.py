@@ -12,7 +12,8 @@ the cloud; fully occluded or too distant objects are dropped, as dataset convert
 LiDAR points. Boxes are (K, 9) [x, y, z_bottom, l, w, h, yaw, vx, vy] (the decoder's convention).
 
 Everything is vectorised numpy and deterministic by seed. Training uses seeds below HELDOUT_SEED_BASE;
-`heldout_scenes` draws from seeds at and above it, so evaluation never sees a training scene.
+held-out frames (`data.frames.held_out`) draw from seeds at and above it, so evaluation never sees a training
+scene.
 """
 
 from __future__ import annotations
@@ -302,13 +303,10 @@ def training_seeds(n: int, start: int = 0) -> range:
     return range(start, start + n)
 
 
-def heldout_seeds(n: int) -> range:
-    """The seeds of the first n held-out scenes (never used for training)."""
+def heldout_seeds(n: int, first: int = 0) -> range:
+    """The seeds of n held-out scenes from the `first`-th on (never used for training)."""
     if n < 1:
         raise BadInputError(f"the number of held-out scenes must be at least 1, got {n}")
-    return range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + n)
-
-
-def heldout_scenes(cfg: "CenterPointConfig", n: int) -> list[tuple[str, Scene]]:
-    """n held-out scenes as (token, Scene), deterministic, disjoint from every training seed."""
-    return [(scene_token(s), make_scene(cfg, s)) for s in heldout_seeds(n)]
+    if first < 0:
+        raise BadInputError(f"the first held-out scene must be >= 0, got {first}")
+    return range(HELDOUT_SEED_BASE + first, HELDOUT_SEED_BASE + first + n)

@@ -4,7 +4,8 @@ Each backend's two stage runners (voxel encoder, backbone/neck/head) are built o
 (torch specs on the export stages, ONNX specs on the two exported files; FP16/INT8 transforms as `bisect`
 applies them) and reused for every scene. The glue (voxelize, decoration, scatter, decode + NMS) is
 `run_pipeline`'s, on the CPU for every backend in evaluation so that differences come from the runners.
-INT8 is calibrated per stage on held-out synthetic scenes that are not among the evaluated ones.
+INT8 is calibrated per stage on held-out synthetic scenes that are not among the evaluated ones
+(`data.frames.calibration`). Scenes are `data.frames.Frame`s.
 """
 
 from __future__ import annotations
@@ -17,68 +18,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cp_debug.data.frames import Frame
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.boxes import SampleBoxes
-
-CALIBRATION_SEED_OFFSET = 500_000  # calibration scenes: held-out seeds this far past the first held-out seed
-
-
-@dataclass(frozen=True)
-class EvalScene:
-    """One scan to evaluate: its sample token (the point file's stem), ground truth, and its points, given
-    as an array or read from `lidar_path` (plus its `sweeps`, as the test pipeline adds them) when asked."""
-
-    token: str
-    gt: SampleBoxes
-    points_array: np.ndarray | None = None
-    lidar_path: Path | None = None
-    sweeps: tuple = ()  # points.Sweep: the past scans the config's LoadPointsFromMultiSweeps adds
-
-    def points(self, cfg) -> np.ndarray:
-        if self.points_array is not None:
-            return self.points_array
-        from cp_debug.models.centerpoint.points import load_with_sweeps
-
-        return load_with_sweeps(self.lidar_path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
-
-
-def scenes_from_infos(path: str | Path, cfg, data_root: str | Path | None = None) -> list[EvalScene]:
-    """The samples of an mmdet3d info file (or DIR/infos.pkl) as evaluation scenes, each with the first
-    `cfg.sweeps_num` sweeps it lists; relative lidar paths are joined to `data_root` (default: the file's folder)."""
-    from cp_debug.data.infos import read_infos
-
-    samples = read_infos(path, data_root, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
-    if not samples:
-        raise BadInputError(f"{path} lists no sample; nothing to evaluate")
-    tokens = [s.token for s in samples]
-    if len(set(tokens)) != len(tokens):
-        raise BadInputError(f"{path}: sample tokens repeat; each scan needs its own token")
-    return [EvalScene(s.token,
-                      SampleBoxes(s.boxes, s.labels, num_points=s.num_lidar_pts if len(s.num_lidar_pts) else None),
-                      lidar_path=Path(s.lidar_path), sweeps=s.sweeps[: cfg.sweeps_num]) for s in samples]
-
-
-def heldout_eval_scenes(cfg, n: int) -> list[EvalScene]:
-    """The first n held-out synthetic scenes (never training seeds)."""
-    from cp_debug.data.scenes import heldout_scenes
-
-    if n < 1:
-        raise BadInputError(f"--n {n}: evaluate at least one scene")
-    return [EvalScene(token, SampleBoxes(s.boxes, s.labels), points_array=s.points)
-            for token, s in heldout_scenes(cfg, n)]
-
-
-def calibration_points(cfg, k: int, exclude: Sequence[str] = ()) -> list[np.ndarray]:
-    """Points of k held-out synthetic scenes whose tokens are not in `exclude` (INT8 calibration)."""
-    from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
-
-    out, seed, skip = [], HELDOUT_SEED_BASE + CALIBRATION_SEED_OFFSET, set(exclude)
-    while len(out) < k:
-        if scene_token(seed) not in skip:
-            out.append(make_scene(cfg, seed).points)
-        seed += 1
-    return out
 
 
 class BackendPipeline:
@@ -219,14 +162,14 @@ class BackendRun:
     notes: tuple[str, ...] = ()
 
 
-def run_backend(pipe: BackendPipeline, scenes: Sequence[EvalScene], on_scene: Callable[[int], None] | None = None
+def run_backend(pipe: BackendPipeline, frames: Sequence[Frame], on_scene: Callable[[int], None] | None = None
                 ) -> BackendRun:
-    """Every scene through an entered `pipe`; detections keyed by token."""
+    """Every frame through an entered `pipe`; detections keyed by token."""
     out: dict[str, SampleBoxes] = {}
     t0 = time.perf_counter()
-    for i, scene in enumerate(scenes):
-        res = pipe.run(scene.points(pipe.cfg))
-        out[scene.token] = SampleBoxes.from_detections(res.detections)
+    for i, frame in enumerate(frames):
+        res = pipe.run(frame.load(pipe.cfg).points)
+        out[frame.token] = SampleBoxes.from_detections(res.detections)
         if on_scene:
             on_scene(i)
     return BackendRun(pipe.label, str(pipe.spec), out, time.perf_counter() - t0, tuple(pipe.precision_notes()))

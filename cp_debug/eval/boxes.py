@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -54,6 +55,21 @@ class SampleBoxes:
     def from_detections(cls, det) -> "SampleBoxes":
         """From the decoder's `Detections` (boxes, scores, labels)."""
         return cls(det.boxes, det.labels, det.scores)
+
+    @classmethod
+    def from_truth(cls, truth) -> "SampleBoxes":
+        """From a frame's ground truth (`data.frames.GroundTruth`: boxes, labels, points per box)."""
+        return cls(truth.boxes, truth.labels, num_points=truth.num_points)
+
+
+def ground_truth(frames: Sequence, cfg) -> dict[str, SampleBoxes]:
+    """{token: SampleBoxes} of the ground truth of `frames` (`data.frames.Frame`s; those without one left out)."""
+    out = {}
+    for f in frames:
+        truth = f.truth(cfg)
+        if truth is not None:
+            out[f.token] = SampleBoxes.from_truth(truth)
+    return out
 
 
 def yaw_to_quaternion(yaw: float) -> list[float]:

@@ -62,7 +62,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.devkit import default_range, evaluate, order_scores
     from cp_debug.eval.diagnose import diagnose, with_map_change
     from cp_debug.eval.results_format import read_results
-    from cp_debug.eval.backend_pipeline import heldout_eval_scenes, scenes_from_infos
+    from cp_debug.data.frames import from_infos, held_out, unique_tokens
+    from cp_debug.eval.boxes import ground_truth
     from cp_debug.models.centerpoint.presets import get_preset
 
     step = step or (lambda text: contextlib.nullcontext())
@@ -74,8 +75,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         raise BadInputError(f"--detections {opts.detections_file} does not exist")
 
     with step(f"reading scenes from {opts.scenes_dir}" if opts.scenes_dir else f"generating {opts.n} held-out scenes"):
-        scenes = (scenes_from_infos(opts.scenes_dir, cfg, opts.data_root) if opts.scenes_dir
-                  else heldout_eval_scenes(cfg, opts.n))
+        scenes = (unique_tokens(from_infos(opts.scenes_dir, cfg, opts.data_root, task="evaluate"), opts.scenes_dir)
+                  if opts.scenes_dir else [f.in_memory(cfg) for f in held_out(opts.n)])
     tokens = [s.token for s in scenes]
     file_dets = absent = None
     if opts.detections_file is not None:
@@ -90,7 +91,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         name = Path(opts.detections_file).name
         detections[name] = file_dets
         labels.append(name)
-    gt = {s.token: s.gt for s in scenes}
+    gt = ground_truth(scenes, cfg)
     rng = default_range(cfg.point_cloud_range)
     ref = labels[0]
     diffs, diagnoses = {}, {}
@@ -122,7 +123,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
                         detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings)
     worst = report.worst_scene()
     if worst is not None:  # its points, for the BEV picture
-        pts = next(s for s in scenes if s.token == worst[1]).points(cfg)
+        pts = next(s for s in scenes if s.token == worst[1]).load(cfg).points
         report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
     return report
 
@@ -131,7 +132,8 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
                   step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, bool]:
     """Run every backend of `specs` on the scenes (ONNX exported and INT8 calibrated where one needs it): their
     detections, seconds and notes by label, and whether INT8 calibration feeds were made."""
-    from cp_debug.eval.backend_pipeline import BackendPipeline, calibration_points, int8_calibration, run_backend
+    from cp_debug.data.frames import calibration, points_of
+    from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration, run_backend
 
     tokens = [s.token for s in scenes]
     det = Determinism(enabled=opts.deterministic, seed=opts.seed)
@@ -143,7 +145,7 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
 
             with step("exporting the two ONNX stages"):
                 onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].points(cfg))
+                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].load(cfg).points)
         calib = None
         if opts.int8_dir is not None:
             from cp_debug.quant.ptq_checkpoint import read_ptq_dir
@@ -157,7 +159,8 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
             if opts.calib_scenes < 1:
                 raise BadInputError("INT8 backends need --calib-scenes >= 1")
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
-                calib = int8_calibration(cfg, loaded.model, calibration_points(cfg, opts.calib_scenes, tokens))
+                frames = calibration(cfg, opts.calib_scenes, held_out_seeds=True, exclude=tokens)
+                calib = int8_calibration(cfg, loaded.model, points_of(frames, cfg))
         for label, spec in specs.items():
             pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
                                    int8_dir=opts.int8_dir if spec.can(Capability.PTQ_MODEL) else None)

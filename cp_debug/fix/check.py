@@ -102,7 +102,8 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
     """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record."""
     from cp_debug.errors import BadInputError
     from cp_debug.fix.artifact import read_fix, reference_name, sha256
-    from cp_debug.fix.frames import check_onnx_pair, heldout_frames
+    from cp_debug.data.frames import HeldOutSet
+    from cp_debug.fix.frames import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
     from cp_debug.fix.verify import verify_pair
     from cp_debug.models.centerpoint.presets import get_preset
@@ -119,7 +120,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
                      if not (root / name).is_file() or sha256(root / name) != digest)
     cfg = get_preset(doc["preset"])
     rec = doc["verification"]
-    frames = heldout_frames(cfg, rec["frames"]["n"], rec["frames"]["first"])
+    frames = HeldOutSet.load(cfg, rec["frames"]["n"], rec["frames"]["first"])
     if list(frames.tokens) != list(rec["frames"]["tokens"]):
         raise BadInputError(f"the frames of {root} ({rec['frames']['tokens'][:2]}...) are not the ones this cp_debug "
                             "makes any more; write the fix again")

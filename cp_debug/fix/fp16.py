@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from cp_debug.errors import BadInputError
-from cp_debug.fix.frames import FrameSet, ort_pair_heads
+from cp_debug.data.frames import HeldOutSet
+from cp_debug.fix.frames import ort_pair_heads
 from cp_debug.fix.names import SEP, node_modules, per_file
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
 from cp_debug.fix.targets import FixTarget
@@ -33,7 +34,7 @@ class Fp16Fix:
     modules: dict
 
 
-def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int], first: Sequence[str] = (),
+def fp16_candidates(cfg, models: dict, frames: HeldOutSet, indices: Sequence[int], first: Sequence[str] = (),
                     module_names: set[str] | None = None) -> list[str]:
     """FILE:NODE candidates of both files, ranked: nodes of `first` (module names a report blamed) first, then
     nodes touching |x| near FP16's range (largest first), then the compute nodes in file and execution order.
@@ -47,7 +48,7 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
     absmax: dict[str, dict[str, float]] = {f: {} for f in models}
     enc_file, bb_file = list(models)
     for i in indices:
-        res = run_pipeline(cfg, frames.scenes[i].points(cfg), _Plain(models[enc_file]), _Plain(models[bb_file]))
+        res = run_pipeline(cfg, frames.frames[i].load(cfg).points, _Plain(models[enc_file]), _Plain(models[bb_file]))
         feeds = {enc_file: {"input_features": res.input_features}, bb_file: {"spatial_features": res.spatial_features}}
         for f, model in models.items():
             values = {**run_all_outputs(gs.import_onnx(model), feeds[f]), **feeds[f]}  # every tensor, one run
@@ -64,7 +65,7 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
     return keys
 
 
-def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *, device: str = "cpu",
+def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget, *, device: str = "cpu",
                   worst: int = 2, frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, module_names: set[str] | None = None,
                   progress=None) -> Fp16Fix:
@@ -76,8 +77,8 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)
-    every = range(len(frames.scenes))
-    with progress_step(progress, f"FP32 reference on {len(frames.scenes)} frame(s)"):
+    every = range(len(frames))
+    with progress_step(progress, f"FP32 reference on {len(frames)} frame(s)"):
         reference, _ = ort_pair_heads(cfg, fp32_models[files[0]], fp32_models[files[1]], frames, device=device)
     cache: dict[tuple[str, frozenset], object] = {}
 
@@ -105,7 +106,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
             raise BadInputError(f"candidate(s) {', '.join(unknown[:3])} are not FILE{SEP}NODE of the pair "
                                 f"(e.g. {sorted(known)[0]})")
     judge = HeadJudge(cfg, frames, reference, target, heads)
-    result = search_fix(candidates, judge, target, len(frames.scenes), worst=worst, frame_order=frame_order,
+    result = search_fix(candidates, judge, target, len(frames), worst=worst, frame_order=frame_order,
                         on_step=step_printer(progress))
     fixed = converted(result.keep) if result.keep is not None else None
     modules = node_modules(fp32_models, module_names)

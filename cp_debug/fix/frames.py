@@ -1,10 +1,10 @@
-"""The frames a fix is judged on, and the figures of one candidate on them.
+"""The figures of one candidate on the frames a fix is judged on, and the progress helpers of a fix.
 
-Frames are held-out synthetic scenes (never training or calibration seeds) named by their seed range, so
-`fix --check` rebuilds exactly the same ones. A candidate is judged by its six head maps against the
-reference's on the same frames: per frame the worst output's rel. RMSE (`ptq.sensitivity.rel_rmse`), and from
-the decoded boxes the reference boxes it loses or adds (`eval.detection_diff`) and nuScenes mAP/NDS
-(`eval.devkit`) against the ground truth.
+Frames are held-out synthetic scenes loaded once (`data.frames.HeldOutSet`: never training or calibration
+seeds), named by their seed range, so `fix --check` rebuilds exactly the same ones. A candidate is judged by
+its six head maps against the reference's on the same frames: per frame the worst output's rel. RMSE
+(`ptq.sensitivity.rel_rmse`), and from the decoded boxes the reference boxes it loses or adds
+(`eval.detection_diff`) and nuScenes mAP/NDS (`eval.devkit`) against the ground truth.
 """
 
 from __future__ import annotations
@@ -16,50 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from cp_debug.data.frames import HeldOutSet
 from cp_debug.errors import BadInputError
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One held-out scene: its token, ground truth (eval.boxes.SampleBoxes) and points."""
-
-    token: str
-    gt: object
-    points_array: np.ndarray
-
-    def points(self, cfg) -> np.ndarray:
-        return self.points_array
-
-
-@dataclass(frozen=True)
-class FrameSet:
-    """n held-out scenes starting `first` scenes past the first held-out seed (`scenes`: Frames)."""
-
-    first: int
-    scenes: tuple
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return tuple(s.token for s in self.scenes)
-
-    def to_json(self) -> dict:
-        return {"kind": "heldout_synthetic", "first": self.first, "n": len(self.scenes), "tokens": list(self.tokens)}
-
-
-def heldout_frames(cfg, n: int, first: int = 0) -> FrameSet:
-    """n held-out synthetic scenes, from the `first`-th held-out seed on (eval's first n are first=0)."""
-    from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
-    from cp_debug.eval.boxes import SampleBoxes
-
-    if n < 1:
-        raise BadInputError(f"--scenes must be at least 1, got {n}")
-    if first < 0:
-        raise BadInputError(f"--first-scene must be >= 0, got {first}")
-    out = []
-    for seed in range(HELDOUT_SEED_BASE + first, HELDOUT_SEED_BASE + first + n):
-        s = make_scene(cfg, seed)
-        out.append(Frame(scene_token(seed), SampleBoxes(s.boxes, s.labels), s.points))
-    return FrameSet(first, tuple(out))
 
 
 def progress_step(progress, text: str):
@@ -100,7 +58,7 @@ def step_printer(progress):
     return on_step
 
 
-def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
+def ort_pair_heads(cfg, encoder, backbone, frames: HeldOutSet, indices: Sequence[int] | None = None, *,
                    device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
     """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
     in the staged pipeline (the shared torch glue between the two files)."""
@@ -109,7 +67,7 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
     from cp_debug.models.centerpoint.model import STAGE_BACKBONE, STAGE_VOXEL_ENCODER
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
-    indices = range(len(frames.scenes)) if indices is None else indices
+    indices = range(len(frames)) if indices is None else indices
     spec = BackendSpec.parse(f"ort-{device}")
     heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
     # On the CPU the runner rounds every float16 tensor after its node (`precision.half_storage`), as a GPU stores
@@ -117,8 +75,7 @@ def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[i
     with make_runner(spec, onnx_model=encoder) as enc, \
             make_runner(spec, onnx_model=backbone) as bb:
         for i in indices:
-            scene = frames.scenes[i]
-            res = run_pipeline(cfg, scene.points(cfg), enc, bb, capture=False)
+            res = run_pipeline(cfg, frames.frames[i].load(cfg).points, enc, bb, capture=False)
             heads.append(res.head)
             for stage in seconds:
                 seconds[stage].append(res.timings.get(stage, 0.0))
@@ -162,19 +119,20 @@ def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[
     return tuple(values), tuple(names)
 
 
-def detections(cfg, frames: FrameSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
+def detections(cfg, frames: HeldOutSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
     """{token: SampleBoxes} of decoded head maps."""
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.models.centerpoint.decode import decode
 
-    return {frames.scenes[i].token: SampleBoxes.from_detections(decode(h, cfg)) for i, h in zip(indices, heads)}
+    return {frames.frames[i].token: SampleBoxes.from_detections(decode(h, cfg)) for i, h in zip(indices, heads)}
 
 
-def evaluation(cfg, frames: FrameSet, dets: Mapping):
+def evaluation(cfg, frames: HeldOutSet, dets: Mapping):
     """nuScenes DetectionEvaluation of `dets` against the frames' ground truth."""
+    from cp_debug.eval.boxes import ground_truth
     from cp_debug.eval.devkit import default_range, evaluate
 
-    gt = {s.token: s.gt for s in frames.scenes if s.token in dets}
+    gt = {t: g for t, g in ground_truth(frames.frames, cfg).items() if t in dets}
     return evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
 
 
@@ -186,7 +144,7 @@ def box_diff(cfg, ref_dets: Mapping, dets: Mapping) -> tuple[int, int]:
     return int(d.total.missing), int(d.total.extra)
 
 
-def class_ap_change(cfg, frames: FrameSet, ref_dets: Mapping, dets: Mapping, bootstrap: int = 20,
+def class_ap_change(cfg, frames: HeldOutSet, ref_dets: Mapping, dets: Mapping, bootstrap: int = 20,
                     seed: int = 0) -> dict:
     """Per class: AP of the reference and of the candidate and their difference, with a 90 % paired bootstrap
     interval over frames (`bootstrap` resamples; none when 0 or one frame)."""
@@ -197,13 +155,15 @@ def class_ap_change(cfg, frames: FrameSet, ref_dets: Mapping, dets: Mapping, boo
     tokens = [t for t in frames.tokens if t in dets]
     if bootstrap < 1 or len(tokens) < 2:
         return out
+    from cp_debug.eval.boxes import ground_truth
+
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {name: [] for name in out}
-    by_token = {s.token: s for s in frames.scenes}
+    truth = ground_truth(frames.frames, cfg)
     for _ in range(bootstrap):
         pick = rng.integers(0, len(tokens), len(tokens))
         names = [f"{tokens[i]}#{k}" for k, i in enumerate(pick)]  # resampled frames keep distinct tokens
-        gt = {n: by_token[tokens[i]].gt for n, i in zip(names, pick)}
+        gt = {n: truth[tokens[i]] for n, i in zip(names, pick)}
         a = _ap(cfg, gt, {n: ref_dets[tokens[i]] for n, i in zip(names, pick)})
         b = _ap(cfg, gt, {n: dets[tokens[i]] for n, i in zip(names, pick)})
         for name in samples:

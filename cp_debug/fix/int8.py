@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from cp_debug.fix.frames import FrameSet
+from cp_debug.data.frames import HeldOutSet
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
 from cp_debug.fix.targets import FixTarget
 
@@ -25,7 +25,7 @@ class Int8Fix:
     sensitivity: object  # ptq.sensitivity.SensitivityResult of the ranking
 
 
-def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, *, worst: int = 2,
+def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget, *, worst: int = 2,
                   frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, progress=None) -> Int8Fix:
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""
@@ -35,8 +35,8 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
     from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity
     from cp_debug.quant.quantizers import only_quantized, quantized_layers
 
-    with progress_step(progress, f"FP32 stage inputs and reference on {len(frames.scenes)} frame(s)"):
-        spatial = [stage_inputs(fp32_model, cfg, s.points(cfg))[1] for s in frames.scenes]
+    with progress_step(progress, f"FP32 stage inputs and reference on {len(frames)} frame(s)"):
+        spatial = [stage_inputs(fp32_model, cfg, f.load(cfg).points)[1] for f in frames.frames]
         reference = [head_outputs(fp32_model, s) for s in spatial]
     layers = tuple(quantized_layers(qmodel))
     sens = None
@@ -59,7 +59,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
 
     judge = HeadJudge(cfg, frames, reference, target, heads)
     with progress_step(progress, f"exclusion search over {len(candidates)} layer(s) ({target.describe()})"):
-        result = search_fix(list(candidates), judge, target, len(frames.scenes), worst=worst,
+        result = search_fix(list(candidates), judge, target, len(frames), worst=worst,
                             frame_order=frame_order, on_step=step_printer(progress))
     return Int8Fix(result, layers, sens)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:
-    from cp_debug.fix.frames import FrameSet
+    from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.run import FixRequest
     from cp_debug.fix.search import FixSearch
     from cp_debug.fix.verify import Verification
@@ -57,7 +57,7 @@ class FixOutcome:
     request: FixRequest
     preset: str  # the config's name
     weights: str  # the weights in words
-    search_frames: FrameSet
+    search_frames: HeldOutSet
     kept: FixSet
     search: FixSearch
     verification: Verification | None
@@ -80,7 +80,7 @@ class FixOutcome:
 
     @property
     def frames_judged(self) -> int:
-        return len(self.search_frames.scenes)
+        return len(self.search_frames)
 
     @property
     def holds(self) -> bool:

@@ -91,22 +91,26 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"--worst-frames must be >= 0, got {req.worst}")
     if req.verify_scenes < 0:
         raise BadInputError(f"--verify-scenes must be >= 0, got {req.verify_scenes}")
+    if req.scenes < 1:
+        raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
+    if req.first_scene < 0:
+        raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
 
 
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written)."""
+    from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.frames import progress_step
-    from cp_debug.fix.frames import heldout_frames
     from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
     cfg = get_preset(req.model.model_name)
-    frames = heldout_frames(cfg, req.scenes, req.first_scene)
+    frames = HeldOutSet.load(cfg, req.scenes, req.first_scene)
     with progress_step(progress, "loading the model"):
         qmodel, model, weights, skipped = _models(req, cfg, progress)
     module_names = {n for n, _ in model.named_modules()}
-    sample = frames.scenes[0].points(cfg)
-    order = _frame_order(req.frame_order, len(frames.scenes))
+    sample = frames.frames[0].load(cfg).points
+    order = _frame_order(req.frame_order, len(frames))
     with tempfile.TemporaryDirectory(prefix="cpdebug_fix_") as tmp:
         if req.kind == "fp16":
             found, models, kept, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress,
@@ -126,8 +130,8 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
                 bad = kept_fp32_violations(fixed[file], nodes)
                 if bad:  # convert_to_fp16 broke its promise: an internal error, not the user's
                     raise RuntimeError(f"{file}: kept nodes do not compute in float32: {bad}")
-        vframes = frames if not req.verify_scenes else heldout_frames(cfg, req.verify_scenes,
-                                                                      req.first_scene + req.scenes)
+        vframes = frames if not req.verify_scenes else HeldOutSet.load(cfg, req.verify_scenes,
+                                                                       req.first_scene + req.scenes)
         files = list(fixed)
         verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
@@ -162,10 +166,11 @@ def _models(req: FixRequest, cfg, progress):
     if req.kind == "fp16":
         return None, lm.model, lm.weights, ()
     from cp_debug.ptq.quantize import quantize_centerpoint
-    from cp_debug.ptq.scenes import calibration_points
+    from cp_debug.data.frames import calibration, points_of
 
-    n, points, _ = calibration_points(cfg, None, req.calib_n)
-    run = quantize_centerpoint(lm.model, cfg, points, n, method=req.method, percentile=req.percentile)
+    frames = calibration(cfg, req.calib_n)
+    n = len(frames)
+    run = quantize_centerpoint(lm.model, cfg, points_of(frames, cfg), n, method=req.method, percentile=req.percentile)
     return run.model, run.fused_fp32, f"{lm.weights}, PTQ {req.method} on {n} calibration scene(s)", \
         tuple(name for name, _ in run.plan.skipped)
 

@@ -15,7 +15,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
-from cp_debug.fix.frames import Figures, FrameSet, box_diff, detections, evaluation, frame_errors
+from cp_debug.data.frames import HeldOutSet
+from cp_debug.fix.frames import Figures, box_diff, detections, evaluation, frame_errors
 from cp_debug.fix.targets import FixTarget
 
 # judge(keep set, frame indices, whole set?) -> Figures
@@ -127,7 +128,7 @@ class HeadJudge:
     """A judge from head maps: `heads(keep, indices)` gives the candidate's head maps on those frames; the
     reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set."""
 
-    def __init__(self, cfg, frames: FrameSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
+    def __init__(self, cfg, frames: HeldOutSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
                  heads: Callable[[tuple[str, ...], Sequence[int]], list]):
         self.cfg, self.frames, self.reference, self.target, self.heads = cfg, frames, list(reference), target, heads
         self._ref_dets = None
@@ -135,7 +136,7 @@ class HeadJudge:
 
     def reference_detections(self) -> dict:
         if self._ref_dets is None:
-            every = range(len(self.frames.scenes))
+            every = range(len(self.frames))
             self._ref_dets = detections(self.cfg, self.frames, every, self.reference)
         return self._ref_dets
 

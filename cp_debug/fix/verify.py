@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cp_debug.fix.frames import (Figures, FrameSet, box_diff, class_ap_change, detections, evaluation, frame_errors,
-                                 ort_pair_heads)
+from cp_debug.data.frames import HeldOutSet
+from cp_debug.fix.frames import Figures, box_diff, class_ap_change, detections, evaluation, frame_errors, ort_pair_heads
 from cp_debug.fix.targets import FixTarget
 
 
@@ -33,7 +33,7 @@ class Lane:
 @dataclass(frozen=True)
 class Verification:
     target: FixTarget
-    frames: FrameSet
+    frames: HeldOutSet
     reference_map: float
     reference_nds: float
     plain: Lane | None
@@ -61,21 +61,21 @@ class Verification:
                 "latency_note": "median per stage over this verification's frames, ONNX Runtime on this machine"}
 
 
-def verify_pair(cfg, frames: FrameSet, target: FixTarget, reference: Sequence, fixed: Sequence,
+def verify_pair(cfg, frames: HeldOutSet, target: FixTarget, reference: Sequence, fixed: Sequence,
                 plain: Sequence | None = None, *, device: str = "cpu", bootstrap: int = 20, progress=None
                 ) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a
     (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target`."""
     from cp_debug.fix.frames import progress_step
 
-    every = range(len(frames.scenes))
-    with progress_step(progress, f"verification: FP32 reference on {len(frames.scenes)} frame(s)"):
+    every = range(len(frames))
+    with progress_step(progress, f"verification: FP32 reference on {len(frames)} frame(s)"):
         ref_heads, _ = ort_pair_heads(cfg, reference[0], reference[1], frames, device=device)
         ref_dets = detections(cfg, frames, every, ref_heads)
         ref_ev = evaluation(cfg, frames, ref_dets)
 
     def lane(pair, name):
-        with progress_step(progress, f"verification: {name} on {len(frames.scenes)} frame(s)"):
+        with progress_step(progress, f"verification: {name} on {len(frames)} frame(s)"):
             heads, seconds = ort_pair_heads(cfg, pair[0], pair[1], frames, device=device)
             errs, names = frame_errors(ref_heads, heads)
             dets = detections(cfg, frames, every, heads)

@@ -13,36 +13,41 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cp_debug.data.frames import HeldOutSet
+
 
 @dataclass(frozen=True)
-class MapScenes:
-    """Held-out scenes with ground truth and their FP32 stage inputs (spatial_features)."""
+class MapFrames:
+    """Held-out frames (with their ground truth) and their FP32 stage inputs (spatial_features, in frame order)."""
 
-    tokens: tuple[str, ...]
-    ground_truth: dict  # token -> SampleBoxes
-    spatial: tuple  # torch tensors, in token order
+    frames: HeldOutSet
+    spatial: tuple  # torch tensors
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.frames.tokens
 
 
-def map_scenes(cfg, fp32_model, n: int) -> MapScenes:
-    from cp_debug.eval.backend_pipeline import heldout_eval_scenes
+def map_scenes(cfg, fp32_model, n: int) -> MapFrames:
+    """The first n held-out frames (eval's) and their FP32 stage inputs."""
     from cp_debug.ptq.scenes import stage_inputs
 
-    scenes = heldout_eval_scenes(cfg, n)
-    spatial = tuple(stage_inputs(fp32_model, cfg, s.points(cfg))[1] for s in scenes)
-    return MapScenes(tuple(s.token for s in scenes), {s.token: s.gt for s in scenes}, spatial)
+    frames = HeldOutSet.load(cfg, n)
+    return MapFrames(frames, tuple(stage_inputs(fp32_model, cfg, f.load(cfg).points)[1] for f in frames.frames))
 
 
-def mean_ap(cfg, scenes: MapScenes, heads: Sequence[dict[str, np.ndarray]]):
-    """DetectionEvaluation of the decoded `heads` (one dict of head maps per scene, in token order)."""
-    from cp_debug.eval.boxes import SampleBoxes
+def mean_ap(cfg, scenes: MapFrames, heads: Sequence[dict[str, np.ndarray]]):
+    """DetectionEvaluation of the decoded `heads` (one dict of head maps per frame, in frame order)."""
+    from cp_debug.eval.boxes import SampleBoxes, ground_truth
     from cp_debug.eval.devkit import default_range, evaluate
     from cp_debug.models.centerpoint.decode import decode
 
     dets = {t: SampleBoxes.from_detections(decode(h, cfg)) for t, h in zip(scenes.tokens, heads)}
-    return evaluate(scenes.ground_truth, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
+    return evaluate(ground_truth(scenes.frames.frames, cfg), dets, cfg.class_names,
+                    class_range=default_range(cfg.point_cloud_range))
 
 
-def torch_heads(model, scenes: MapScenes) -> list[dict[str, np.ndarray]]:
+def torch_heads(model, scenes: MapFrames) -> list[dict[str, np.ndarray]]:
     from cp_debug.ptq.scenes import head_outputs
 
     return [head_outputs(model, s) for s in scenes.spatial]
@@ -74,7 +79,7 @@ class MapTable:
                 "scenes": self.scenes}
 
 
-def map_table(cfg, fp32_model, qmodel, scenes: MapScenes, backbone_onnx: str | Path | None = None) -> MapTable:
+def map_table(cfg, fp32_model, qmodel, scenes: MapFrames, backbone_onnx: str | Path | None = None) -> MapTable:
     """mAP, NDS and drop vs FP32 for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
     from cp_debug.ptq.int8_error import ort_outputs
 

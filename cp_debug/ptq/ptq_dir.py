@@ -14,13 +14,14 @@ def write_ptq_dir(cal: CalibratedModel, settings: PtqSettings, eval_scenes: int,
     from cp_debug.files import write_json
     from cp_debug.ptq.int8_error import compare_int8
     from cp_debug.ptq.qdq_files import export_qdq
-    from cp_debug.ptq.scenes import heldout_points, stage_inputs
+    from cp_debug.data.frames import held_out, points_of
+    from cp_debug.ptq.scenes import stage_inputs
     from cp_debug.quant.ptq_checkpoint import CHECKPOINT_FILE, REPORT_FILE, save_ptq_checkpoint, write_dir_atomically
     from cp_debug.quant.sqnr import quantization_error
 
     loaded, run = cal.loaded, cal.run
     cfg = loaded.cfg
-    spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
+    spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in points_of(held_out(eval_scenes), cfg)]
 
     def sqnr_loop(model) -> int:
         from cp_debug.models.centerpoint.model import BackboneNeckHeadStage

@@ -2,7 +2,7 @@
 
 `PtqSettings.parse` checks the options `cpdebug quantize` and `cpdebug sensitivity` share before anything is
 loaded; `calibrate_model` is their common first step (load the model, calibrate it over the calibration scenes
-of `ptq/scenes.py`); `quantize_centerpoint` does the work on a built model.
+of `data.frames.calibration`); `quantize_centerpoint` does the work on a built model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.ptq.scenes import calibration_points, stage_inputs
+from cp_debug.ptq.scenes import stage_inputs
 
 if TYPE_CHECKING:
     from cp_debug.models.centerpoint.source import LoadedModel, ModelRecord
@@ -136,12 +136,22 @@ def calibrate_model(model: ModelRecord, settings: PtqSettings, calib_scenes: str
                     bar: Callable[[str, int], ContextManager] = _no_bar) -> CalibratedModel:
     """Load `model` and run PTQ over the calibration scenes (an info file, or `calib_n` synthetic ones).
     `step(text)`: a context per long step; `bar(text, total)`: a progress bar yielding `advance()`."""
+    from cp_debug.data.frames import calibration, points_of
+
     step = step or (lambda text: contextlib.nullcontext())
     with step(f"building {model.preset}"):
         loaded = model.load()
-    n, points, desc = calibration_points(loaded.cfg, calib_scenes, calib_n)
+    frames = calibration(loaded.cfg, calib_n, infos=calib_scenes)
+    n = len(frames)
     with bar(f"calibrating ({settings.method})", n) as advance:
-        run = quantize_centerpoint(loaded.model, loaded.cfg, points, n, method=settings.method,
+        run = quantize_centerpoint(loaded.model, loaded.cfg, points_of(frames, loaded.cfg), n, method=settings.method,
                                    percentile=settings.percentile, skip=settings.skip,
                                    convtranspose=settings.convtranspose, on_scene=lambda done, total: advance())
-    return CalibratedModel(loaded, run, desc)
+    return CalibratedModel(loaded, run, calibration_text(n, calib_scenes))
+
+
+def calibration_text(n: int, calib_scenes: str | Path | None) -> str:
+    """What PTQ calibrated on, for the summary and quantization.json."""
+    if calib_scenes is not None:
+        return f"{n} scene(s) of {calib_scenes}"
+    return f"{n} synthetic training scene(s) (seeds 0..{n - 1})"

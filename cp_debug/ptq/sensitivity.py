@@ -36,7 +36,7 @@ class Evaluator:
         self.outputs = HEAD_OUTPUTS
         self.ref = [head_outputs(fp32_model, s) for s in self.spatial]
         self.runs = 0
-        self.cfg, self.map_scenes = cfg, map_scenes  # map_eval.MapScenes: mAP judged on these
+        self.cfg, self.map_scenes = cfg, map_scenes  # map_eval.MapFrames: mAP judged on these
         self.fp32_map = None
         if map_scenes is not None:
             from cp_debug.ptq.map_eval import mean_ap, torch_heads
@@ -83,9 +83,10 @@ class Evaluator:
 def held_out_evaluator(run, cfg, eval_scenes: int, map_scenes: int = 0) -> Evaluator:
     """The Evaluator of a PTQ run (`ptq.quantize.PtqRun`) on `eval_scenes` held-out scenes, with mAP judged on
     `map_scenes` held-out scenes with ground truth (0: no mAP)."""
-    from cp_debug.ptq.scenes import heldout_points, stage_inputs
+    from cp_debug.data.frames import held_out, points_of
+    from cp_debug.ptq.scenes import stage_inputs
 
-    spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in heldout_points(cfg, eval_scenes)]
+    spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in points_of(held_out(eval_scenes), cfg)]
     scenes = None
     if map_scenes:
         from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt

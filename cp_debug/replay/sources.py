@@ -59,13 +59,13 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
     """`kind`: "cuda-centerpoint" (a folder of <token>.txt) or "mmdet3d-pkl"; `scenes`: the info file whose
     scans the predictions are of (tokens = scan file stems; lidar paths relative to `data_root`)."""
     from cp_debug.data.deployed_detections import read_cuda_centerpoint, read_mmdet3d_pkl
-    from cp_debug.eval.backend_pipeline import scenes_from_infos
+    from cp_debug.data.frames import from_infos, unique_tokens
 
     if scenes is None:
         raise BadInputError(f"--{kind} needs --scenes: the info file (or DIR with infos.pkl) of the scans it predicted")
     read = read_cuda_centerpoint if kind == "cuda-centerpoint" else read_mmdet3d_pkl
     dep = read(path, cfg.class_names)
-    scans = scenes_from_infos(scenes, cfg, data_root)
+    scans = unique_tokens(from_infos(scenes, cfg, data_root, task="replay"), scenes)
     by_token = {s.token: s for s in scans}
     if not set(dep.frames) & set(by_token) and all(t.isdigit() for t in dep.frames):
         # mmdet3d 0.x results carry no token: their order is the info file's.
@@ -77,7 +77,7 @@ def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cf
         raise BadInputError(f"{path}: {len(unknown)} of {len(dep.frames)} frame token(s) match no "
                             f"scan of {scenes}, e.g. "
                             f"{unknown[0]!r} (scan tokens look like {sorted(by_token)[0]!r})")
-    frames = [ReplayFrame(t, np.asarray(by_token[t].points(cfg)), d) for t, d in sorted(dep.frames.items())]
+    frames = [ReplayFrame(t, np.asarray(by_token[t].load(cfg).points), d) for t, d in sorted(dep.frames.items())]
     absent = len(by_token) - len(frames)
     text = (f"{len(frames)} frame(s) paired by token with the scans of {scenes}; {absent} scan(s) without predictions"
             + (f"; {dep.skipped} box(es) of classes the model lacks left out" if dep.skipped else ""))

@@ -4,17 +4,20 @@ written to `DIR/bisect/<token>.json`, and the root causes counted over them. A f
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cp_debug.bisect.result import BisectReport
+from cp_debug.data.frames import Frame
 from cp_debug.errors import CpDebugError
-from cp_debug.sweep.frames import Frame
 from cp_debug.sweep.rank import RankedFrame
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.point_files import LoadedPoints
 
 
 @dataclass(frozen=True)
@@ -28,18 +31,23 @@ class FrameFailure:
         return {"error": self.reason}
 
 
-def bisect_frame(settings, points: np.ndarray, candidate: str) -> BisectReport:
-    """The bisect report of one frame, reference against `candidate`."""
+def frame_scan(frame: Frame, cfg) -> "LoadedPoints":
+    """The scan bisect runs for a sweep's frame: the frame's points read as a point file of them would be (so the
+    report's `point_cloud` facts are those of the points the sweep ran), named by the frame's token."""
+    from cp_debug.data.point_files import load_point_array
+
+    points = np.asarray(frame.load(cfg).points, dtype=np.float32)
+    return load_point_array(points, cfg, f"sweep frame {frame.token}")
+
+
+def bisect_frame(settings, scan: "LoadedPoints", candidate: str) -> BisectReport:
+    """The bisect report of one frame's scan, reference against `candidate`."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    with tempfile.TemporaryDirectory(prefix="cpdebug-sweep-") as tmp:
-        f = Path(tmp) / "points.npy"
-        np.save(f, np.asarray(points, dtype=np.float32))
-        subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=f,
-                                      seed=settings.seed, random_weights=settings.random_weights,
-                                      int8=settings.int8_dir)
+    subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=scan,
+                                  seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed))
@@ -65,8 +73,7 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
     for r in todo[: opts.bisect_top]:
         with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
             try:
-                points, _ = by_token[r.token].load(cfg)
-                rep = bisect_frame(opts.settings, points, r.candidate)
+                rep = bisect_frame(opts.settings, frame_scan(by_token[r.token], cfg), r.candidate)
             except CpDebugError as err:
                 reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ContextManager
 
 from cp_debug.errors import BadInputError
+from cp_debug.data.frames import Frame, from_scenes, held_out
 from cp_debug.models.centerpoint.source import ModelRecord
-from cp_debug.sweep.frames import Frame, frames_from, heldout_frames
 from cp_debug.sweep.rank import LOCAL_FACTOR, RankedFrame, rank_frames
 from cp_debug.sweep.shards import ShardStore, plan_shards
 from cp_debug.sweep.worker import FrameResult, SweepSettings
@@ -85,8 +85,8 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
 
     cfg = get_preset(opts.settings.preset)
     if opts.scenes is None:
-        return heldout_frames(opts.n)
-    return frames_from(opts.scenes, cfg, opts.data_root, lidar_topic=opts.lidar_topic)
+        return held_out(opts.n)
+    return from_scenes(opts.scenes, cfg, opts.data_root, lidar_topic=opts.lidar_topic, task="sweep")
 
 
 def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.errors import BadInputError
+from cp_debug.data.frames import Frame
 from cp_debug.files import json_text, write_text_atomic
-from cp_debug.sweep.frames import Frame
 from cp_debug.sweep.worker import FrameResult
 
 MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError, CpDebugError
-from cp_debug.sweep.frames import Frame
+from cp_debug.data.frames import Frame, GroundTruth
 
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
 BOUNDARIES = ("pillar_features", "spatial_features")  # the glue's tensors between the two stages
@@ -222,14 +222,16 @@ class SweepWorker:
 
         if not any(BackendSpec.parse(b).precision == "int8" for b in s.backends) or s.int8_dir is not None:
             return None
-        from cp_debug.eval.backend_pipeline import calibration_points, int8_calibration
+        from cp_debug.data.frames import calibration, points_of
+        from cp_debug.eval.backend_pipeline import int8_calibration
 
         if s.calib_scenes < 1:
             raise BadInputError("INT8 backends need --calib-scenes >= 1")
         from cp_debug.eval.session import load_weights
 
         model = load_weights(s.preset, s.checkpoint, s.random_weights, s.seed).model
-        return int8_calibration(self.cfg, model, calibration_points(self.cfg, s.calib_scenes))
+        frames = calibration(self.cfg, s.calib_scenes, held_out_seeds=True)
+        return int8_calibration(self.cfg, model, points_of(frames, self.cfg))
 
     def _lane(self, label: str, calib: dict | None) -> _Lane:
         from cp_debug.backends.factory import check_available, make_runner
@@ -271,17 +273,17 @@ class SweepWorker:
     def run_frame(self, index: int, frame: Frame) -> FrameResult:
         """One frame through every lane; any failure is a `failed` result with its one-line reason."""
         try:
-            points, gt = frame.load(self.cfg)
-            points = np.asarray(points)
+            scan = frame.load(self.cfg)
+            points = np.asarray(scan.points)
             if not np.isfinite(points).all():
                 raise BadInputError(f"{int((~np.isfinite(points)).sum())} point values are NaN or Inf")
-            return self._compare(index, frame.token, points, gt)
+            return self._compare(index, frame.token, points, scan.truth)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
             return FrameResult(index, frame.token, "failed", _one_line(err))
 
-    def _compare(self, index: int, token: str, points: np.ndarray, gt: dict | None) -> FrameResult:
+    def _compare(self, index: int, token: str, points: np.ndarray, gt: GroundTruth | None) -> FrameResult:
         from cp_debug.compare.diff import TensorDiff, default_tolerance
 
         ref_lane, *cands = self._lanes
@@ -314,10 +316,9 @@ class SweepWorker:
             out.append(CandidateFrame(lane.label, tuple(stats), delta, diverged))
             boxes[lane.label] = _boxes(res.detections)
         status = "diverged" if any(c.diverged for c in out) else "ok"
-        gt_d = None if gt is None else {"boxes": np.asarray(gt["boxes"]).tolist(),
-                                        "labels": np.asarray(gt["labels"]).astype(int).tolist(),
-                                        "num_points": None if gt.get("num_points") is None
-                                        else np.asarray(gt["num_points"]).astype(int).tolist()}
+        gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
+                                        "num_points": None if gt.num_points is None
+                                        else gt.num_points.astype(int).tolist()}
         return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
 
 

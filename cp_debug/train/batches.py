@@ -89,7 +89,8 @@ class SceneDataset:
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(points (M, in_channels) in the model's columns, boxes (K, 9), labels (K,)) of sample i, unaugmented."""
-        from cp_debug.models.centerpoint.points import load_points, prepare_points
+        from cp_debug.data.point_files import load_points
+        from cp_debug.models.centerpoint.points import prepare_points
 
         if self.samples is not None:
             s = self.samples[i]

@@ -65,11 +65,11 @@ def save_trained(model, path: Path, meta: dict, half: bool = False) -> Path:
 def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: int, batch_size: int, lr: float,
                  device: str, workers: int, val_scenes: int, val_every: int, seed: int, out: Path, half: bool,
                  log_path: Path | None, source: str, bar: Callable[[int], object]) -> RunSummary:
-    from cp_debug.data.scenes import heldout_scenes
+    from cp_debug.data.frames import held_out
     from cp_debug.train.loop import TrainOptions, train
     from cp_debug.train.validate import validate
 
-    heldout = heldout_scenes(cfg, val_scenes) if val_scenes else []
+    heldout = [f.in_memory(cfg) for f in held_out(val_scenes)] if val_scenes else []
     validations: list[dict] = []
     opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed,
                         log_every=max(1, min(50, steps // 20)))

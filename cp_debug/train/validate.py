@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.frames import Frame
     from cp_debug.eval.devkit import DetectionEvaluation
     from cp_debug.models.centerpoint.config import CenterPointConfig
     from cp_debug.models.centerpoint.decode import Detections
@@ -34,17 +35,19 @@ def detect(model, cfg: "CenterPointConfig", points: np.ndarray, device="cpu") ->
     return decode(maps, cfg)
 
 
-def validate(model, cfg: "CenterPointConfig", scenes: Sequence[tuple], device="cpu") -> "DetectionEvaluation":
-    """Held-out mAP of `model` on [(token, Scene)], e.g. `cp_debug.data.scenes.heldout_scenes(cfg, n)`."""
+def validate(model, cfg: "CenterPointConfig", frames: Sequence["Frame"], device="cpu") -> "DetectionEvaluation":
+    """Held-out mAP of `model` on `frames`, e.g. `cp_debug.data.frames.held_out(n)` (loaded once with
+    `in_memory(cfg)` when validated more than once)."""
+    scans = [(f.token, f.load(cfg)) for f in frames]
     was_training = model.training
     model.eval()
     try:
-        det = {token: detect(model, cfg, scene.points, device) for token, scene in scenes}
+        det = {token: detect(model, cfg, scan.points, device) for token, scan in scans}
     finally:
         model.train(was_training)
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.devkit import default_range, evaluate
 
-    gt = {token: SampleBoxes(scene.boxes, scene.labels) for token, scene in scenes}
+    gt = {token: SampleBoxes.from_truth(scan.truth) for token, scan in scans}
     return evaluate(gt, {t: SampleBoxes.from_detections(d) for t, d in det.items()}, tuple(cfg.class_names),
                     class_range=default_range(cfg.point_cloud_range))

@@ -11,9 +11,9 @@ import pytest
 
 from cp_debug.data.infos import read_infos
 from cp_debug.errors import BadInputError
-from cp_debug.eval.backend_pipeline import scenes_from_infos
+from cp_debug.data.frames import from_infos
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.points import load_points, load_with_sweeps
+from cp_debug.data.point_files import load_points, load_with_sweeps
 
 TINY = get_preset("tiny")  # range ±25.6 m, z -3..5; use_dim x, y, z, time; AWML's sweeps_num=1, remove_close
 KEY_TS = 1_700_000_000.5  # seconds, as mmdet3d v1.x / AWML info files store them
@@ -80,10 +80,10 @@ def test_sweeps_move_into_the_key_frame_with_time_lags_and_close_points_dropped(
 
 def test_eval_scenes_take_the_configs_sweeps_and_no_sweeps_is_the_key_frame_alone(tmp_path):
     info, root = _t4_info(tmp_path)
-    (one,) = scenes_from_infos(info, TINY, data_root=root)  # AWML's sweeps_num=1: the nearest sweep
-    assert len(one.sweeps) == 1 and len(one.points(TINY)) == 4
-    (none,) = scenes_from_infos(info, replace(TINY, sweeps_num=0), data_root=root)
-    assert np.array_equal(none.points(TINY), load_points(root / "scene/lidar/key.pcd.bin", TINY))
+    (one,) = from_infos(info, TINY, data_root=root)  # AWML's sweeps_num=1: the nearest sweep
+    assert len(one.source.sweeps) == 1 and len(one.load(TINY).points) == 4
+    (none,) = from_infos(info, replace(TINY, sweeps_num=0), data_root=root)
+    assert np.array_equal(none.load(TINY).points, load_points(root / "scene/lidar/key.pcd.bin", TINY))
 
 
 def test_v0_style_sensor2lidar_keys_and_microsecond_timestamps(tmp_path):
@@ -94,8 +94,8 @@ def test_v0_style_sensor2lidar_keys_and_microsecond_timestamps(tmp_path):
              "lidar_sweeps": [{"data_path": "s.bin", "timestamp": 1_533_151_603_497_590,
                                "sensor2lidar_rotation": ROT_Z90, "sensor2lidar_translation": np.array([1.0, 0, 0])}]}
     (tmp_path / "infos.pkl").write_bytes(pickle.dumps({"data_list": [entry]}))
-    (scene,) = scenes_from_infos(tmp_path, TINY)
-    np.testing.assert_allclose(scene.points(TINY), [[3, 0, 0, 0], [1, 3, 0, 0.05]], atol=1e-5)
+    (scene,) = from_infos(tmp_path, TINY)
+    np.testing.assert_allclose(scene.load(TINY).points, [[3, 0, 0, 0], [1, 3, 0, 0.05]], atol=1e-5)
 
 
 def test_a_sweep_without_a_transform_is_one_line(tmp_path):
@@ -110,12 +110,13 @@ def test_a_sweep_without_a_transform_is_one_line(tmp_path):
 
 
 def test_sweep_frames_carry_the_data_root_and_sweeps(tmp_path):
-    from cp_debug.sweep.frames import frames_from
+    from cp_debug.data.frames import from_scenes
 
     info, root = _t4_info(tmp_path)
     with pytest.raises(BadInputError, match="--data-root"):
-        frames_from(info, TINY)
-    (frame,) = frames_from(info, replace(TINY, sweeps_num=2), data_root=root)
-    points, gt = frame.load(replace(TINY, sweeps_num=2))
-    assert len(frame.sweeps) == 2 and len(points) == 5 and sorted(set(points[:, 3].round(3))) == [0.0, 0.1, 0.2]
-    assert gt is not None and gt["boxes"].shape == (0, 9)
+        from_scenes(info, TINY)
+    (frame,) = from_scenes(info, replace(TINY, sweeps_num=2), data_root=root)
+    scan = frame.load(replace(TINY, sweeps_num=2))
+    points, gt = scan.points, scan.truth
+    assert len(frame.source.sweeps) == 2 and len(points) == 5 and sorted(set(points[:, 3].round(3))) == [0.0, 0.1, 0.2]
+    assert gt is not None and gt.boxes.shape == (0, 9)

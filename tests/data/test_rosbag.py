@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("rosbags.rosbag2")
 
-from cp_debug.data.rosbag import (DETECTED_OBJECTS, LIDAR_TOPIC, OBJECTS_TOPIC, POINTCLOUD2, STORAGES, Cloud,  # noqa: E402
-                                  decode_pointcloud2, encode_pointcloud2, list_topics, pair_by_stamp, read_bag,
-                                  typestore, write_bag)
+from cp_debug.data.ros_messages import (DETECTED_OBJECTS, POINTCLOUD2, decode_pointcloud2,  # noqa: E402
+                                        encode_pointcloud2, typestore)
+from cp_debug.data.rosbag import (LIDAR_TOPIC, OBJECTS_TOPIC, STORAGES, Cloud, list_topics,  # noqa: E402
+                                  pair_by_stamp, read_bag, write_bag)
 from cp_debug.data.scenes import make_scene  # noqa: E402
 from cp_debug.errors import BadInputError  # noqa: E402
 from cp_debug.models.centerpoint.config import CLASS_NAMES  # noqa: E402
@@ -118,17 +119,18 @@ def test_missing_rosbags_is_one_line_naming_the_extra(tmp_path, monkeypatch):
 def test_a_bag_is_a_sweeps_frames_each_cloud_read_alone(tmp_path, cloud):
     """`cpdebug sweep --scenes BAG`: one frame per cloud of the lidar topic (token = bag time), each read by
     itself when its turn comes, in the model's columns; the objects topic is not needed."""
-    from cp_debug.sweep.frames import frames_from
+    from cp_debug.data.frames import from_scenes
 
     cfg = get_preset("tiny")
     second = cloud[::2].copy()
     second[0, :3] = np.nan  # an organised cloud's missing return: dropped, as the node drops it
     bag = write_bag(tmp_path / "b", [Cloud(S, "base_link", cloud), Cloud(S + 10**8, "base_link", second)],
                     storage="mcap")
-    frames = frames_from(bag, cfg)
+    frames = from_scenes(bag, cfg)
     assert [f.token for f in frames] == [str(S), str(S + 10**8)]
-    pts, gt = frames[1].load(cfg)
-    assert gt is None and pts.shape == (len(second) - 1, cfg.in_channels)
+    scan = frames[1].load(cfg)
+    pts = scan.points
+    assert scan.truth is None and frames[1].truth(cfg) is None and pts.shape == (len(second) - 1, cfg.in_channels)
     np.testing.assert_allclose(pts[:, :3], second[1:, :3], atol=1e-6)
     with pytest.raises(BadInputError, match="no topic /lidar"):
-        frames_from(bag, cfg, lidar_topic="/lidar")
+        from_scenes(bag, cfg, lidar_topic="/lidar")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cp_debug.data.boxes import count_points_in_boxes
-from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object, heldout_scenes,
+from cp_debug.data.frames import held_out
+from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object,
                                   lidar_returns, make_scene, scene_token, training_seeds)
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
@@ -79,8 +80,8 @@ def test_density_falls_with_range():
 
 
 def test_heldout_seeds_are_disjoint_from_training_seeds():
-    held = heldout_scenes(get_preset("tiny"), 2)
-    assert [t for t, _ in held] == [scene_token(HELDOUT_SEED_BASE), scene_token(HELDOUT_SEED_BASE + 1)]
+    held = held_out(2)
+    assert [f.token for f in held] == [scene_token(HELDOUT_SEED_BASE), scene_token(HELDOUT_SEED_BASE + 1)]
     assert list(training_seeds(3, 5)) == [5, 6, 7]
     with pytest.raises(BadInputError, match="held-out"):
         training_seeds(10, HELDOUT_SEED_BASE - 5)

@@ -55,7 +55,7 @@ def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp
     import onnx
 
     from cp_debug.fix.artifact import kept_fp32_violations
-    from cp_debug.fix.frames import heldout_frames
+    from cp_debug.data.frames import held_out
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.precision.fp16 import convert_to_fp16
     from cp_debug.compare.pooled import rel_rmse
@@ -86,7 +86,7 @@ def test_fp16_fix_keeps_the_planted_node_in_fp32_and_matches_fp32_where_plain_fp
 
     # the written files in fresh ONNX Runtime sessions, on a frame: within tol of FP32, the plain FP16 pair is not
     cfg = get_preset("tiny")
-    points = heldout_frames(cfg, 1).scenes[0].points(cfg)
+    points = held_out(1)[0].load(cfg).points
     ref = _heads(out / "fp32.pts_voxel_encoder.onnx", out / "fp32.pts_backbone_neck_head.onnx", cfg, points)
     got = _heads(out / "pts_voxel_encoder.onnx", out / "pts_backbone_neck_head.onnx", cfg, points)
     assert max(rel_rmse([ref[k]], [got[k]]) for k in ref) <= 0.05

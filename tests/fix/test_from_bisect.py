@@ -19,7 +19,7 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     import onnx
 
     from cp_debug.fix.fp16 import fp16_candidates
-    from cp_debug.fix.frames import heldout_frames
+    from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.names import node_modules
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget
@@ -44,7 +44,7 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     res = export_onnx(model, cfg, tmp_path / "onnx")
     models = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
     names = {n for n, _ in model.named_modules()}
-    frames = heldout_frames(cfg, 1)
+    frames = HeldOutSet.load(cfg, 1)
     plain = fp16_candidates(cfg, models, frames, [0], module_names=names)
     assert plain[0] == PLANTED_NODE  # the node touching the largest |x| (beyond FP16's range) leads
     blamed = fp16_candidates(cfg, models, frames, [0], req.first_modules, names)

@@ -72,13 +72,15 @@ def test_sensitivity_refuses_a_negative_map_drop():
 def test_calibration_scenes_come_from_an_info_file(tmp_path, tiny_cfg):
     """--calib-scenes reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
     scene_set = pytest.importorskip("cp_debug.data.scene_set")
-    from cp_debug.ptq.scenes import calibration_points, synthetic_points
+    from cp_debug.data.frames import calibration, points_of
+    from cp_debug.ptq.quantize import calibration_text
 
     info = scene_set.write_scene_set(tiny_cfg, tmp_path / "set", [5, 6])
-    n, points, desc = calibration_points(tiny_cfg, info.parent, None)
-    got = list(points)
+    frames = calibration(tiny_cfg, None, infos=info.parent)
+    n, desc = len(frames), calibration_text(len(frames), info.parent)
+    got = list(points_of(frames, tiny_cfg))
     assert n == 2 and len(got) == 2 and str(info.parent) in desc
-    want = list(synthetic_points(tiny_cfg, [5, 6]))
+    want = list(points_of(calibration(tiny_cfg, 7)[5:], tiny_cfg))  # training seeds 5 and 6
     for g, w in zip(got, want):  # the same scans, read back from .bin files (model columns x, y, z, t)
         assert g.shape[0] > 0 and g.shape[1] == tiny_cfg.in_channels
         assert abs(g.shape[0] - w.shape[0]) <= w.shape[0] // 10

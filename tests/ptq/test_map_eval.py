@@ -14,7 +14,7 @@ HOSTILE = "pts_bbox_head.task_heads.0.heatmap.0.conv"
 def demo_eval():
     from cp_debug.ptq.map_eval import map_scenes
     from cp_debug.ptq.quantize import quantize_centerpoint
-    from cp_debug.ptq.scenes import synthetic_points
+    from cp_debug.data.frames import calibration, points_of
     from cp_debug.ptq.sensitivity import Evaluator
     from cp_debug.models.centerpoint.source import load_model
 
@@ -25,7 +25,7 @@ def demo_eval():
         pytest.skip("no shipped trained demo weights in this checkout")
     loaded = load_model("tiny", weights)
     cfg = loaded.cfg
-    run = quantize_centerpoint(loaded.model, cfg, synthetic_points(cfg, range(1)), 1, method="percentile")
+    run = quantize_centerpoint(loaded.model, cfg, points_of(calibration(cfg, 1), cfg), 1, method="percentile")
     scenes = map_scenes(cfg, run.fused_fp32, 1)
     q = run.model.get_submodule(HOSTILE)._input_quantizer
     q.set_amax(q.amax * 200)  # most of the heatmap branch's input rounds to zero

@@ -76,10 +76,10 @@ def test_one_quantized_layer_matches_ort_within_a_step(tiny_cfg, tiny_ptq, tiny_
 
 def test_awml_variant_quantizes_the_convtranspose_per_tensor(tiny_cfg, tiny_fp32, tmp_path):
     from cp_debug.ptq.quantize import quantize_centerpoint
-    from cp_debug.ptq.scenes import synthetic_points
+    from cp_debug.data.frames import calibration, points_of
     from cp_debug.ptq.qdq_files import export_qdq
 
-    run = quantize_centerpoint(tiny_fp32, tiny_cfg, synthetic_points(tiny_cfg, range(1)), 1, method="max",
+    run = quantize_centerpoint(tiny_fp32, tiny_cfg, points_of(calibration(tiny_cfg, 1), tiny_cfg), 1, method="max",
                                convtranspose="per-tensor")
     names = run.plan.names
     assert "pts_neck.deblocks.2.0" in names and not any(n.startswith("pts_backbone.blocks.0.") for n in names)

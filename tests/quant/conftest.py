@@ -15,14 +15,15 @@ def tiny_fp32(tiny_cfg):
 @pytest.fixture(scope="session")
 def tiny_ptq(tiny_cfg, tiny_fp32):
     from cp_debug.ptq.quantize import quantize_centerpoint
-    from cp_debug.ptq.scenes import synthetic_points
+    from cp_debug.data.frames import calibration, points_of
 
-    return quantize_centerpoint(tiny_fp32, tiny_cfg, synthetic_points(tiny_cfg, range(2)), 2, method="max")
+    return quantize_centerpoint(tiny_fp32, tiny_cfg, points_of(calibration(tiny_cfg, 2), tiny_cfg), 2, method="max")
 
 
 @pytest.fixture(scope="session")
 def tiny_spatial(tiny_cfg, tiny_ptq):
     """spatial_features of one held-out scene (FP32 voxel encoder)."""
-    from cp_debug.ptq.scenes import heldout_points, stage_inputs
+    from cp_debug.data.frames import held_out, points_of
+    from cp_debug.ptq.scenes import stage_inputs
 
-    return [stage_inputs(tiny_ptq.fused_fp32, tiny_cfg, p)[1] for p in heldout_points(tiny_cfg, 1)]
+    return [stage_inputs(tiny_ptq.fused_fp32, tiny_cfg, p)[1] for p in points_of(held_out(1), tiny_cfg)]

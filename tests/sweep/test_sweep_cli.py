@@ -37,6 +37,9 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     doc = json.loads((out / "sweep.json").read_text())
     top = doc["frames"][0]
     assert top["root_cause"] and (out / "bisect" / f"{top['token']}.json").is_file()
+    model = json.loads((out / "bisect" / f"{top['token']}.json").read_text())["model"]
+    assert model["points"] == f"sweep frame {top['token']}" and model["points_file"] is None  # no temporary file
+    assert model["point_cloud"]["format"] == "array" and model["point_cloud"]["points_read"] > 0
     assert doc["root_cause_counts"]["bisected"] == 1 and doc["root_cause_counts"]["counts"] == {top["root_cause"]: 1}
     assert "root_cause" not in doc["frames"][1]
     assert set(doc["metrics"]["devkit"]) == {"torch", "ort-cpu-fp16"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.sweep.frames import heldout_frames
+from cp_debug.data.frames import held_out
 from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.worker import SweepSettings, build_subject
@@ -21,8 +21,8 @@ N = 6
 def swept(tmp_path_factory):
     cfg = get_preset("tiny")
     tmp = tmp_path_factory.mktemp("sweep")
-    frames = heldout_frames(N)
-    occupied = {f.token: occupied_pillars(f.load(cfg)[0], cfg) for f in frames}
+    frames = held_out(N)
+    occupied = {f.token: occupied_pillars(f.load(cfg).points, cfg) for f in frames}
     ranked = sorted(occupied.values(), reverse=True)
     threshold = (ranked[1] + ranked[2]) / 2  # the two densest frames only
     faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset="tiny")), tmp / "deploy",

@@ -8,7 +8,7 @@ import pytest
 
 from cp_debug.errors import BadInputError
 from cp_debug.sweep.executor import InProcessExecutor
-from cp_debug.sweep.frames import Frame, heldout_frames
+from cp_debug.data.frames import Frame, PointFile, held_out
 from cp_debug.sweep.shards import ShardStore, plan_shards
 from cp_debug.sweep.worker import SweepSettings, SweepWorker
 
@@ -35,7 +35,7 @@ class _Counting:
 
 
 def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
-    frames = heldout_frames(5)
+    frames = held_out(5)
     store = ShardStore(tmp_path)
     store.start(SETTINGS.to_json(), [f.token for f in frames], 3, resume=False)
     first = _Counting(worker, stop_after=4)  # shard 0 (3 frames) whole, shard 1 interrupted after 1 frame
@@ -58,13 +58,13 @@ def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
 def test_failed_frames_are_recorded_and_the_sweep_goes_on(worker, tmp_path):
     from cp_debug.models.centerpoint.presets import get_preset
 
-    good = heldout_frames(2)
-    pts = good[0].load(get_preset("tiny"))[0].copy()
+    good = held_out(2)
+    pts = good[0].load(get_preset("tiny")).points.copy()
     pts[:, 0] += 1000.0  # a scan in the wrong frame: no point inside the range, the pipeline refuses it
     np.save(tmp_path / "far.npy", pts)
     (tmp_path / "broken.bin").write_bytes(b"\x00" * 7)
-    frames = [good[0], Frame("broken", path=str(tmp_path / "broken.bin")), Frame("far", path=str(tmp_path / "far.npy")),
-              good[1]]
+    frames = [good[0], Frame("broken", PointFile(str(tmp_path / "broken.bin"))),
+              Frame("far", PointFile(str(tmp_path / "far.npy"))), good[1]]
     store = ShardStore(tmp_path / "out")
     store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=False)
     InProcessExecutor(worker).run(store.pending(plan_shards(frames, 2)), store, lambda r: None)

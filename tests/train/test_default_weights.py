@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cp_debug.data.scenes import heldout_scenes
+from cp_debug.data.frames import held_out
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.checkpoint import read_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
@@ -55,7 +55,7 @@ def test_random_weights_and_other_presets_keep_the_random_initialisation():
 
 def test_shipped_weights_detect_held_out_scenes(demo):
     torch.set_num_threads(2)
-    result = validate(demo.model, demo.cfg, heldout_scenes(demo.cfg, 3))
+    result = validate(demo.model, demo.cfg, held_out(3))
     assert result.mean_ap >= 0.5, result.to_json()
 
 

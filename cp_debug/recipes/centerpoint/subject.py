@@ -9,10 +9,14 @@ deployment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cp_debug.bisect.subject import Stage, Subject
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.point_files import LoadedPoints
 
 # The `stage` level: each PFN layer; each SECOND block (or each ConvNeXt_PC downsample layer, stage and output
 # norm), each neck deblock, the shared conv and each head.
@@ -29,12 +33,29 @@ def _backbone_probes(model) -> tuple[str, ...]:
     return tuple(names)
 
 
-def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, points: str | Path | None = None,
+def _scan(cfg, points: "str | Path | LoadedPoints | None", seed: int, load_dim: int | None,
+          use_dim: int | tuple[int, ...] | None) -> "tuple[LoadedPoints, str | None]":
+    """(the scan, its file or None): a point file (`load_dim`/`use_dim` read it as mmdet3d's LoadPointsFromFile),
+    a scan already in memory (`data.point_files.LoadedPoints`, e.g. a sweep's frame: no temporary file), or None:
+    the model's synthetic scan of `seed` (`data.frames.ModelScan`, bisect's default input)."""
+    from cp_debug.data.frames import ModelScan
+    from cp_debug.data.point_files import LoadedPoints, load_point_file, points_from_array
+
+    if isinstance(points, LoadedPoints):
+        return points, None
+    if points is not None:
+        return load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim), str(points)
+    source = ModelScan(seed)
+    return points_from_array(source.load(cfg).points, cfg, source.describe()), None
+
+
+def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
+                        points: "str | Path | LoadedPoints | None" = None,
                         seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
                         use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False,
                         int8: str | Path | None = None) -> Subject:
-    """The two-stage subject. `load_dim`/`use_dim` read `points` as mmdet3d's LoadPointsFromFile; what loading
-    did (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
+    """The two-stage subject. `points`: a point file, a scan in memory or None (see `_scan`); what loading did
+    (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
     (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
@@ -45,20 +66,14 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import load_point_file, points_from_array
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
     from cp_debug.errors import BadInputError
     from cp_debug.export.torch_export import export_module
 
     cfg = as_config(preset)
-    if points is not None:  # before the model: a bad file fails fast
-        loaded = load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim)
-        scan = str(points)
-    else:
-        scan = f"synthetic scene (seed {seed})"
-        loaded = points_from_array(synthetic_scene(seed, cfg).points, cfg, scan)
+    loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # before the model: a bad file fails fast
+    scan = points_file or loaded.source
     pts = loaded.points
     from cp_debug.models.centerpoint.source import load_model
 
@@ -133,7 +148,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None, poi
         inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
         description={"kind": "recipe", "recipe": "centerpoint", "preset": cfg.name, "weights": source, "points": scan,
                      "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": bool(random_weights),
-                     "points_file": str(points) if points else None, "seed": seed,
+                     "points_file": points_file, "seed": seed,
                      "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
                      "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],

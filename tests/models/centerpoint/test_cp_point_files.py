@@ -13,7 +13,7 @@ import pytest
 
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.points import load_point_file, parse_use_dim
+from cp_debug.data.point_files import load_point_file, parse_use_dim
 
 TINY = get_preset("tiny")  # x, y, z, t; range +-25.6 m, z -3..5 m
 J6 = get_preset("awml-j6gen2")  # x, y, z, intensity, t

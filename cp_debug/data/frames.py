@@ -1,0 +1,289 @@
+"""One frame, the scan every feature passes around: a token and where its points come from.
+
+A `Frame` holds only how to get its scan, so a list of thousands costs nothing and a worker loads one at a time;
+`frame.load(cfg)` gives the points (as the staged pipeline takes them: a 5-column file-layout array or the model's
+columns) and the typed `GroundTruth` where the source has one. Sources:
+
+- `SceneSeed`: a synthetic scene of `data.scenes.make_scene` (ray-cast, ground truth from its boxes); held-out
+  seeds (`held_out`) for evaluation, training seeds or far held-out seeds for calibration (`calibration`).
+- `PointFile`: a point file with the sweeps the config adds and, from an info file, its ground truth.
+- `BagMessage`: one PointCloud2 message of a rosbag2 folder (topic, bag time); no ground truth.
+- `ModelScan`: `models.centerpoint.synthetic.synthetic_scene`, bisect's default scan.
+- `InMemory`: a frame already loaded (`frame.in_memory(cfg)`), for features that run many experiments on it.
+
+Two scan generators, on purpose: `synthetic_scene` (surface-sampled boxes) is part of the model: the random
+init calibrates on it and it is every earlier bisect report's default input, so it lives with the model and
+stays as it is; every held-out, calibration and training frame comes from `make_scene`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence, Union
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.point_files import Sweep
+    from cp_debug.models.centerpoint.config import CenterPointConfig
+
+POINT_SUFFIXES = (".bin", ".npy", ".npz", ".pcd")
+CALIBRATION_SEED_OFFSET = 500_000  # held-out calibration scenes: this far past the first held-out seed
+TRAINING_CALIBRATION_SCENES = 100  # PTQ's calibration scenes when no count is given
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """A frame's boxes (K, 9) float64 [x, y, z_bottom, l, w, h, yaw, vx, vy], labels (K,) int64 into the class
+    names, and lidar points per box (K,) int64 where an info file gives them (None otherwise)."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    num_points: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, np.float64).reshape(-1, 9))
+        object.__setattr__(self, "labels", np.asarray(self.labels, np.int64).reshape(-1))
+        if self.num_points is not None:
+            object.__setattr__(self, "num_points", np.asarray(self.num_points, np.int64).reshape(-1))
+
+
+@dataclass(frozen=True, eq=False)
+class Scan:
+    """What `Frame.load` gives: the points and the ground truth (None where the source has none)."""
+
+    points: np.ndarray
+    truth: GroundTruth | None = None
+
+
+@dataclass(frozen=True)
+class SceneSeed:
+    """The synthetic scene of `seed` (`data.scenes.make_scene`), with its ground truth."""
+
+    seed: int
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        from cp_debug.data.scenes import make_scene
+
+        scene = make_scene(cfg, self.seed)
+        return Scan(scene.points, GroundTruth(scene.boxes, scene.labels))
+
+    def truth(self, cfg: "CenterPointConfig") -> GroundTruth:
+        return self.load(cfg).truth
+
+
+@dataclass(frozen=True)
+class PointFile:
+    """A point file with the sweeps the config's LoadPointsFromMultiSweeps adds, and its ground truth (an info
+    file's sample) or None."""
+
+    path: str
+    sweeps: tuple["Sweep", ...] = ()
+    ground_truth: GroundTruth | None = None
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        from cp_debug.data.point_files import load_with_sweeps
+
+        points = load_with_sweeps(self.path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
+        return Scan(points, self.ground_truth)
+
+    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+        return self.ground_truth
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    """The PointCloud2 message of `topic` recorded at bag time `time_ns` in the rosbag2 folder `path`."""
+
+    path: str
+    topic: str
+    time_ns: int
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        from cp_debug.data.rosbag import read_cloud_at
+        from cp_debug.models.centerpoint.points import prepare_points
+
+        cloud = read_cloud_at(self.path, self.topic, self.time_ns)
+        src = f"{self.path} {self.topic} at {self.time_ns}"
+        return Scan(prepare_points(cloud, cfg, source=src, file_layout=True))
+
+    def truth(self, cfg: "CenterPointConfig") -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ModelScan:
+    """The model's own synthetic scan of `seed` (`models.centerpoint.synthetic.synthetic_scene`)."""
+
+    seed: int
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        from cp_debug.models.centerpoint.synthetic import synthetic_scene
+
+        scene = synthetic_scene(self.seed, cfg)
+        return Scan(scene.points, GroundTruth(scene.boxes, scene.labels))
+
+    def truth(self, cfg: "CenterPointConfig") -> GroundTruth:
+        return self.load(cfg).truth
+
+    def describe(self) -> str:
+        return f"synthetic scene (seed {self.seed})"
+
+
+@dataclass(frozen=True, eq=False)
+class InMemory:
+    """A scan already loaded: `load` gives it back as it is."""
+
+    scan: Scan
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        return self.scan
+
+    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+        return self.scan.truth
+
+
+Source = Union[SceneSeed, PointFile, BagMessage, ModelScan, InMemory]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One scan: its token (a sample token, a file stem, a bag time) and its source."""
+
+    token: str
+    source: Source
+
+    def load(self, cfg: "CenterPointConfig") -> Scan:
+        """The points and ground truth of this frame for preset `cfg`; a BadInputError for an unreadable source."""
+        return self.source.load(cfg)
+
+    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+        """The ground truth alone (None where the source has none); a point file's without reading its points."""
+        return self.source.truth(cfg)
+
+    def in_memory(self, cfg: "CenterPointConfig") -> "Frame":
+        """This frame loaded once, for work that runs it many times (a fix's experiments, every backend of eval)."""
+        return self if isinstance(self.source, InMemory) else Frame(self.token, InMemory(self.load(cfg)))
+
+
+def points_of(frames: Sequence[Frame], cfg: "CenterPointConfig") -> Iterator[np.ndarray]:
+    """The points of each frame, loaded one at a time."""
+    for f in frames:
+        yield f.load(cfg).points
+
+
+# -- held-out and calibration frames ---------------------------------------------------------------------------
+def held_out(n: int, first: int = 0) -> list[Frame]:
+    """n held-out synthetic frames from the `first`-th held-out seed on (never training seeds; eval's n are
+    first=0). Tokens are `scene_token(seed)`; the preset is given when a frame is loaded."""
+    from cp_debug.data.scenes import heldout_seeds, scene_token
+
+    return [Frame(scene_token(s), SceneSeed(s)) for s in heldout_seeds(n, first)]
+
+
+@dataclass(frozen=True)
+class HeldOutSet:
+    """n held-out frames from the `first`-th held-out seed, loaded once; named by that range (`to_json`), so a
+    fix's `--check` rebuilds exactly the same frames."""
+
+    first: int
+    frames: tuple[Frame, ...]
+
+    @classmethod
+    def load(cls, cfg: "CenterPointConfig", n: int, first: int = 0) -> "HeldOutSet":
+        return cls(first, tuple(f.in_memory(cfg) for f in held_out(n, first)))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(f.token for f in self.frames)
+
+    def to_json(self) -> dict:
+        return {"kind": "heldout_synthetic", "first": self.first, "n": len(self.frames), "tokens": list(self.tokens)}
+
+
+def calibration(cfg: "CenterPointConfig", n: int | None, *, infos: str | Path | None = None,
+                held_out_seeds: bool = False, exclude: Sequence[str] = ()) -> list[Frame]:
+    """Calibration frames: the samples of an info file (`infos`, the first n; all when n is None or 0), else n
+    synthetic scenes: training seeds 0..n-1 (PTQ, as a deployment calibrates on training data; n None: 100), or
+    with `held_out_seeds` far held-out seeds (CALIBRATION_SEED_OFFSET past the first) whose tokens are not in
+    `exclude` (the INT8 runners of eval, sweep and bench: never a scene they evaluate). Two seed pools because
+    each keeps the scenes its earlier results were calibrated on."""
+    from cp_debug.data.scenes import HELDOUT_SEED_BASE, scene_token
+
+    if infos is not None:
+        return from_infos(infos, cfg, n=n, task="calibrate on")
+    if held_out_seeds:
+        out, seed, skip = [], HELDOUT_SEED_BASE + CALIBRATION_SEED_OFFSET, set(exclude)
+        while len(out) < (n or 0):
+            if scene_token(seed) not in skip:
+                out.append(Frame(scene_token(seed), SceneSeed(seed)))
+            seed += 1
+        return out
+    n = TRAINING_CALIBRATION_SCENES if n is None else int(n)
+    if n < 1:
+        raise BadInputError(f"--calib-n must be at least 1, got {n}")
+    return [Frame(scene_token(s), SceneSeed(s)) for s in range(n)]
+
+
+# -- frames of files -------------------------------------------------------------------------------------------
+def from_infos(path: str | Path, cfg: "CenterPointConfig", data_root: str | Path | None = None, *,
+               n: int | None = None, task: str = "read") -> list[Frame]:
+    """The samples of an mmdet3d info file (or DIR/infos.pkl; the first n when n is given), each with its ground
+    truth and the first `cfg.sweeps_num` sweeps it lists; relative lidar paths are joined to `data_root`
+    (default: the file's folder). `task` finishes the error when it lists none ("nothing to evaluate")."""
+    from cp_debug.data.infos import read_infos
+
+    samples = read_infos(path, data_root, class_names=cfg.class_names, sweeps_num=cfg.sweeps_num)
+    if not samples:
+        raise BadInputError(f"{path} lists no sample; nothing to {task}")
+    samples = samples[:n] if n else samples
+    return [Frame(s.token, PointFile(str(s.lidar_path), tuple(s.sweeps[: cfg.sweeps_num]),
+                                     GroundTruth(s.boxes, s.labels,
+                                                 s.num_lidar_pts if len(s.num_lidar_pts) else None)))
+            for s in samples]
+
+
+def from_bag(path: str | Path, topic: str | None = None) -> list[Frame]:
+    """Every PointCloud2 message of `topic` (default Autoware's) in a rosbag2 folder, token = its bag time."""
+    from cp_debug.data.rosbag import LIDAR_TOPIC, cloud_times
+
+    topic = topic or LIDAR_TOPIC
+    return [Frame(str(t), BagMessage(str(path), topic, t)) for t in cloud_times(path, topic)]
+
+
+def from_folder(path: str | Path) -> list[Frame]:
+    """Every point file of a folder (token = file stem), in name order; no ground truth."""
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.suffix in POINT_SUFFIXES and f.is_file())
+    if not files:
+        raise BadInputError(f"--scenes {p}: no info file and no point file ({', '.join(POINT_SUFFIXES)}) in it")
+    return [Frame(f.stem, PointFile(str(f))) for f in files]
+
+
+def from_scenes(scenes: str | Path, cfg: "CenterPointConfig", data_root: str | Path | None = None,
+                lidar_topic: str | None = None, *, task: str = "read") -> list[Frame]:
+    """The frames of `scenes`: an info file (or a folder holding infos.pkl), a rosbag2 folder (every cloud of
+    `lidar_topic`), else a folder of point files; tokens must not repeat."""
+    p = Path(scenes)
+    if not p.exists():
+        raise BadInputError(f"--scenes {p} does not exist: give an info file, a folder with infos.pkl, a rosbag2 "
+                            "folder, or a folder of point files")
+    if (p / "metadata.yaml").is_file():  # a rosbag2 folder (sqlite3 or mcap)
+        return from_bag(p, lidar_topic)
+    if p.is_file() or (p / "infos.pkl").is_file():
+        return unique_tokens(from_infos(p, cfg, data_root, task=task), p)
+    return unique_tokens(from_folder(p), p)
+
+
+def unique_tokens(frames: list[Frame], where: str | Path) -> list[Frame]:
+    """`frames`, or one BadInputError when a token repeats (results are keyed by token)."""
+    tokens = [f.token for f in frames]
+    if len(set(tokens)) != len(tokens):
+        raise BadInputError(f"{where}: frame tokens repeat; each scan needs its own token (file stem)")
+    return frames
