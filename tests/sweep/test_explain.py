@@ -10,17 +10,14 @@ from types import SimpleNamespace
 import numpy as np
 
 from cp_debug.bisect.result import BisectReport, CandidateResult, RootCause
+from cp_debug.data.frames import Frame, InMemory, Scan
 from cp_debug.errors import BadInputError
 from cp_debug.sweep import explain
 from cp_debug.sweep.rank import RankedFrame
 
 
-class _Frame:
-    def __init__(self, token: str):
-        self.token = token
-
-    def load(self, cfg):
-        return np.zeros((4, 5), np.float32), None
+def _Frame(token: str) -> Frame:
+    return Frame(token, InMemory(Scan(np.zeros((4, 5), np.float32))))
 
 
 def _ranked(token: str, rank: int) -> RankedFrame:
@@ -31,7 +28,10 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
     report = BisectReport("torch", [CandidateResult("ort-cpu-fp16", "ort-cpu-fp16", [], first_divergent="x",
                                                     root_cause=RootCause("pts_neck.deblocks.0", "fp16 overflow"))], [])
 
+    scans = []
+
     def bisect_frame(settings, points, candidate):
+        scans.append((points.source, points.file_format, len(points.points)))  # the frame's scan, in memory
         if settings.fail:
             raise BadInputError("the frame cannot be bisected\nsecond line")
         return report
@@ -42,7 +42,7 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
     step = lambda text: contextlib.nullcontext()  # noqa: E731
     opts = SimpleNamespace(settings=SimpleNamespace(preset="tiny", fail=False), bisect_top=1, out=tmp_path)
     reports, out = explain.bisect_worst(opts, ranked, frames, step)
-    assert reports == {"a": report}
+    assert reports == {"a": report} and scans == [("sweep frame a", "array", 4)]
     assert (out[0].bisected, out[0].root_cause, out[0].hint) == (True, "pts_neck.deblocks.0", "fp16 overflow")
     assert not out[1].bisected and out[1].root_cause is None
     assert json.loads((tmp_path / "bisect" / "a.json").read_text()) == json.loads(json.dumps(report.to_json()))
