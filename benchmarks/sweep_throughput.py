@@ -23,7 +23,7 @@ from pathlib import Path
 
 def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.eval.backend_pipeline import BackendPipeline  # the lead may rename eval/backend_pipeline.py at merge
+    from cp_debug.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
