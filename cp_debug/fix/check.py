@@ -103,7 +103,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
     from cp_debug.errors import BadInputError
     from cp_debug.fix.artifact import read_fix, reference_name, sha256
     from cp_debug.data.frames import HeldOutSet
-    from cp_debug.fix.frames import check_onnx_pair
+    from cp_debug.fix.figures import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
     from cp_debug.fix.verify import verify_pair
     from cp_debug.models.centerpoint.presets import get_preset

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import HeldOutSet
-from cp_debug.fix.frames import ort_pair_heads
+from cp_debug.fix.figures import ort_pair_heads
 from cp_debug.fix.names import SEP, node_modules, per_file
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
 from cp_debug.fix.targets import FixTarget
@@ -73,7 +73,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget,
 
     first: module names to rank first (a bisect report's root causes). candidates: FILE:NODE keys instead of the
     ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names)."""
-    from cp_debug.fix.frames import progress_step, step_printer
+    from cp_debug.fix.figures import progress_step, step_printer
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)

@@ -29,7 +29,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget
                   frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, progress=None) -> Int8Fix:
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""
-    from cp_debug.fix.frames import progress_bar, progress_step, step_printer
+    from cp_debug.fix.figures import progress_bar, progress_step, step_printer
     from cp_debug.errors import BadInputError
     from cp_debug.ptq.scenes import head_outputs, stage_inputs
     from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity

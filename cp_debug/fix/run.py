@@ -100,7 +100,7 @@ def check_request(req: FixRequest) -> None:
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written)."""
     from cp_debug.data.frames import HeldOutSet
-    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.figures import progress_step
     from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
@@ -205,7 +205,7 @@ def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress, order=No
 
 def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str],
           order=None):
-    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.figures import progress_step
     from cp_debug.fix.int8 import export_pairs, find_int8_fix
     from cp_debug.fix.names import layer_nodes
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.data.frames import HeldOutSet
-from cp_debug.fix.frames import Figures, box_diff, detections, evaluation, frame_errors
+from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors
 from cp_debug.fix.targets import FixTarget
 
 # judge(keep set, frame indices, whole set?) -> Figures

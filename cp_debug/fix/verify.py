@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from cp_debug.data.frames import HeldOutSet
-from cp_debug.fix.frames import Figures, box_diff, class_ap_change, detections, evaluation, frame_errors, ort_pair_heads
+from cp_debug.fix.figures import (Figures, box_diff, class_ap_change, detections, evaluation, frame_errors,
+                                  ort_pair_heads)
 from cp_debug.fix.targets import FixTarget
 
 
@@ -66,7 +67,7 @@ def verify_pair(cfg, frames: HeldOutSet, target: FixTarget, reference: Sequence,
                 ) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a
     (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target`."""
-    from cp_debug.fix.frames import progress_step
+    from cp_debug.fix.figures import progress_step
 
     every = range(len(frames))
     with progress_step(progress, f"verification: FP32 reference on {len(frames)} frame(s)"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.fix.frames import Figures
+from cp_debug.fix.figures import Figures
 from cp_debug.fix.search import search_fix
 from cp_debug.fix.targets import FixTarget
 
