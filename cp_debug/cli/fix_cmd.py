@@ -115,7 +115,8 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         raise BadInputError("give --out DIR to write the fix to (or --check DIR to re-verify one)")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; give a directory")
-    from cp_debug.fix.run import check_request, make_request, request_from_bisect, request_from_sweep, run_fix
+    from cp_debug.fix.request import check_request, make_request
+    from cp_debug.fix.run import request_from_bisect, request_from_sweep, run_fix
     from cp_debug.models.centerpoint.source import ModelRecord
     from cp_debug.fix.targets import FixTarget
 

@@ -13,7 +13,7 @@ from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:
     from cp_debug.data.frames import HeldOutSet
-    from cp_debug.fix.run import FixRequest
+    from cp_debug.fix.request import FixRequest
     from cp_debug.fix.search import FixSearch
     from cp_debug.fix.verify import Verification
 

@@ -10,92 +10,15 @@ from __future__ import annotations
 
 import datetime
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.fix.outcome import FixOutcome, FixSet
-from cp_debug.fix.targets import FixTarget
+from cp_debug.fix.request import FixRequest, check_request, fixable, make_request
 from cp_debug.models.centerpoint.source import ModelRecord
-
-# The request's keys that name the model: they go into its ModelRecord (`with_model`).
-MODEL_KEYS = ("preset", "config", "checkpoint", "seed", "random_weights", "int8")
-
-
-@dataclass(frozen=True)
-class FixRequest:
-    """What to fix: the model (a ModelRecord; its `int8`, a PTQ dir or checkpoint, for INT8 candidates only), the
-    candidate against the reference, the target, the frames and how the search runs."""
-
-    target: FixTarget
-    candidate: str = "ort-cpu-fp16"
-    reference: str = "torch"
-    model: ModelRecord = field(default_factory=ModelRecord)
-    scenes: int = 8
-    first_scene: int = 0
-    verify_scenes: int = 0  # 0: verify on the search's frames; else on as many frames after them
-    worst: int = 2
-    candidates: tuple[str, ...] | None = None
-    first_modules: tuple[str, ...] = ()
-    frame_order: tuple[int, ...] | None = None  # the frames worst first (a sweep's ranking), else found by the search
-    calib_n: int = 16
-    method: str = "mse"
-    percentile: float = 99.99
-    bootstrap: int = 20
-    source: dict = field(default_factory=lambda: {"from": "scratch"})
-
-    @property
-    def spec(self) -> BackendSpec:
-        return BackendSpec.parse(self.candidate)
-
-    @property
-    def kind(self) -> str:
-        return self.spec.precision
-
-
-def with_model(model: ModelRecord, **given) -> ModelRecord:
-    """`model` with the model options the user gave (None: not given) in place of its own: a config file replaces
-    the preset and a preset the config file, as on the command line."""
-    given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return model
-    fields = model.to_json()
-    if "preset" in given:
-        fields["config"] = None
-    fields.update(given)
-    return ModelRecord.of(**fields)
-
-
-def make_request(model: ModelRecord, base: dict, overrides: dict) -> FixRequest:
-    """A FixRequest of `base` (what a report or sweep says) with `overrides` (the user's options; None: not given)
-    in its place; the model options among them go into `model`."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    model = with_model(model, **{k: given.pop(k) for k in MODEL_KEYS if k in given})
-    return FixRequest(**{**base, **given}, model=model)
-
-
-def check_request(req: FixRequest) -> None:
-    """BadInputError before anything runs, for a candidate or reference the fix cannot search with."""
-    spec = req.spec
-    if spec.framework != "ort" or spec.precision not in ("fp16", "int8"):
-        raise BadInputError(f"fix searches ONNX Runtime FP16 or INT8 candidates (ort-cpu-fp16, ort-cuda-fp16, "
-                            f"ort-cpu-int8), not {req.candidate}; the written pair builds TensorRT engines (README)")
-    ref = BackendSpec.parse(req.reference)
-    if ref.precision != "fp32" or ref.framework not in ("torch", "ort"):
-        raise BadInputError(f"the reference must be FP32 torch or ort, not {req.reference}")
-    if req.model.int8 is not None and spec.precision != "int8":
-        raise BadInputError("--int8 DIR is a PTQ model: use an INT8 candidate (ort-cpu-int8)")
-    if req.worst < 0:
-        raise BadInputError(f"--worst-frames must be >= 0, got {req.worst}")
-    if req.verify_scenes < 0:
-        raise BadInputError(f"--verify-scenes must be >= 0, got {req.verify_scenes}")
-    if req.scenes < 1:
-        raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
-    if req.first_scene < 0:
-        raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
-
 
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written)."""
@@ -312,4 +235,4 @@ def _fixable(spec: str) -> bool:
         s = BackendSpec.parse(spec)
     except BadInputError:
         return False
-    return s.framework == "ort" and s.precision in ("fp16", "int8")
+    return fixable(s)
