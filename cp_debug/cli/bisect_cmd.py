@@ -146,7 +146,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     if lockstep_mode not in ("segments", "grouped"):
         raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use segments or grouped")
     int8 = subject_request.model.int8 if subject_request.model is not None else None
-    torch_int8 = [s for _, s in pairs if s.framework == "torch" and s.precision == "int8"]
+    torch_int8 = [s for _, s in pairs if s.is_torch and s.precision == "int8"]
     if int8 is None and torch_int8:
         from cp_debug.backends.torch_runner import TORCH_INT8_HINT
 
