@@ -85,7 +85,9 @@ class RayExecutor:
 
     def start(self) -> list:
         ray = self._ray()
-        cuda = any("cuda" in b or b.startswith("trt") for b in self.settings.backends)
+        from cp_debug.backends.spec import BackendSpec
+
+        cuda = any(BackendSpec.parse(b).device == "cuda" for b in self.settings.backends)  # trt-* runs on CUDA too
         res = ray.cluster_resources()
         if cuda:
             opts = {"num_gpus": 1, "num_cpus": self.cpus}
