@@ -249,16 +249,12 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
     if fits:
         hint = f"its keys and shapes fit preset(s) {', '.join(fits)}: pass --preset {fits[0]}"
     else:
-        hint = ("it fits none of the presets (" + ", ".join(_all_presets()) + "); give the config file it was "
+        from cp_debug.models.centerpoint.presets import PRESET_NAMES
+
+        hint = ("it fits none of the presets (" + ", ".join(PRESET_NAMES) + "); give the config file it was "
                 "trained with (.py) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint")
     name = f"preset {cfg.name!r}" if cfg is not None else "the model"
     raise CheckpointError(f"{source} does not fit {name}: {'; '.join(parts)}; {hint}")
-
-
-def _all_presets() -> tuple[str, ...]:
-    from cp_debug.models.centerpoint.presets import PRESET_NAMES
-
-    return PRESET_NAMES
 
 
 # -- public API ------------------------------------------------------------------------------------------------

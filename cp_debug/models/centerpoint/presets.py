@@ -22,10 +22,6 @@ from cp_debug.models.centerpoint.config import CenterPointConfig
 PRESET_NAMES = ("awml-base", "awml-j6gen2", "awml-760", "demo", "tiny", "convnextpc-demo")
 
 
-def preset_names() -> tuple[str, ...]:
-    return PRESET_NAMES
-
-
 def as_config(preset: "str | CenterPointConfig") -> CenterPointConfig:
     """A CenterPointConfig as it is, else `get_preset(preset)` (a preset name or a config file)."""
     return preset if isinstance(preset, CenterPointConfig) else get_preset(preset)
