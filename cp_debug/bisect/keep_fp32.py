@@ -150,9 +150,9 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
 
     trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
+    plain = trace.find((), frozenset).figures  # the run that kept nothing
     return KeepFp32Result(str(spec), trace.status, trace.result, ranked, tuple(_step(s) for s in trace.steps),
-                          trace.find((), frozenset).figures.diffs, trace.find(final_set, frozenset).figures.diffs,
-                          tol, trace.find((), frozenset).figures.precision)
+                          plain.diffs, trace.find(final_set, frozenset).figures.diffs, tol, plain.precision)
 
 
 @dataclass(frozen=True)
