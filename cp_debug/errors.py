@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Every exit code cpdebug gives, in one place (the README's exit-code table lists the same).
+
+    A CI reads them as: 0 pass; 1 and 4 the numbers part (a local fault / beyond what the precision explains);
+    5 an artifact was written but did not verify; 2 the input is unusable; 3 a backend is missing or failed;
+    70 a bug of cp_debug (an uncaught exception: report it); 130 interrupted.
+    """
+
+    OK = 0  # within precision (or within tolerance, --tolerance-mode fixed); every check or gate passed
+    DIVERGED = 1  # a local fault: a layer or frame far beyond its siblings, NaN/Inf, a shape or interface mix-up;
+    #               also a gate the user set failed (eval/replay --max-map-drop, --min-match), fix found no set
+    BAD_INPUT = 2  # a file, option or value cannot be used (nothing written)
+    BACKEND = 3  # a requested backend is not available here, or failed building/running (its own message)
+    DEGRADED = 4  # beyond the precision's expected noise, or detections change, without a local fault
+    NOT_VERIFIED = 5  # fix: the artifact was written but its verification failed
+    INTERNAL = 70  # an uncaught exception: a bug of cp_debug (sysexits' EX_SOFTWARE)
+    INTERRUPTED = 130  # Ctrl-C
+
 
 class CpDebugError(Exception):
     """A user-facing error: the message says what is wrong and what to do."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class BadInputError(CpDebugError):
@@ -20,11 +41,11 @@ class CheckpointError(BadInputError):
 class BackendUnavailableError(CpDebugError):
     """A requested backend cannot run on this machine (exit 3); the message says what to install."""
 
-    exit_code = 3
+    exit_code = ExitCode.BACKEND
 
 
 class BackendRuntimeError(CpDebugError):
     """A backend failed building or running a model it accepted (exit 3): a TensorRT engine build or inference
     error, with the backend's own message. Not the user's input, and not a bug of cp_debug."""
 
-    exit_code = 3
+    exit_code = ExitCode.BACKEND
