@@ -1,0 +1,88 @@
+"""TensorRT optimization profiles: one (min, opt, max) shape per input, for every dynamic axis of a graph.
+
+The CenterPoint pair has dynamic axes (`num_voxels`, `num_max_points`; `batch_size`, `height`, `width`). A TensorRT
+engine built without a profile for them cannot run (Polygraphy then fixes each dynamic axis to 1, and the first real
+frame is rejected). The profile comes from the frames being run (min/max over their feeds, opt the most common
+shape's largest) widened by caps the deployment sets (`max_voxels` of the deploy config: the engine must take the
+largest frame the car can send, not only the ones at hand). The TensorRT runner and the kit's trtexec commands take
+it from here, so both build the same engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from cp_debug.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """The shapes one input takes: TensorRT's kMIN / kOPT / kMAX."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+Profile = dict[str, ShapeRange]  # input name -> its range; inputs of fixed shape have min == opt == max
+
+
+def profile_from_shapes(shapes: Sequence[Mapping[str, Sequence[int]]],
+                        caps: Mapping[str, Mapping[int, int]] | None = None) -> Profile:
+    """The profile covering every feed's shapes (`shapes`: one {input: shape} per frame, the same inputs each).
+
+    min and max are taken axis by axis over the frames; opt is the largest frame's shape (what a deployment runs
+    most: full frames). `caps` ({input: {axis: size}}) raises an axis's max to a deployment's limit (e.g.
+    {"input_features": {0: max_voxels}}), never lowers it below a frame at hand.
+    """
+    if not shapes:
+        raise BadInputError("an optimization profile needs the shapes of at least one frame")
+    names = list(shapes[0])
+    for i, s in enumerate(shapes):
+        if set(s) != set(names):
+            raise BadInputError(f"frame {i} feeds {sorted(s)}, frame 0 feeds {sorted(names)}: one profile cannot "
+                                "cover both")
+    prof: Profile = {}
+    for name in names:
+        dims = [tuple(int(d) for d in s[name]) for s in shapes]
+        rank = {len(d) for d in dims}
+        if len(rank) != 1:
+            raise BadInputError(f"input {name!r} changes rank between frames ({sorted(rank)}): one profile cannot "
+                                "cover it")
+        lo = tuple(min(d[a] for d in dims) for a in range(len(dims[0])))
+        hi = list(max(d[a] for d in dims) for a in range(len(dims[0])))
+        for axis, size in (caps or {}).get(name, {}).items():
+            if not 0 <= axis < len(hi):
+                raise BadInputError(f"a cap on axis {axis} of {name!r}, which has {len(hi)} axes")
+            hi[axis] = max(hi[axis], int(size))
+        opt = max(dims, key=lambda d: (_numel(d), d))
+        prof[name] = ShapeRange(lo, opt, tuple(hi))
+    return prof
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as trtexec writes it: `1x32x512x512`."""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def trtexec_shape_flags(profile: Profile) -> list[str]:
+    """`--minShapes=… --optShapes=… --maxShapes=…` for trtexec's build (inputs in the profile's order).
+
+    trtexec takes `name:AxBxC` pairs joined by commas; a name holding a comma or colon cannot be written there.
+    """
+    for name in profile:
+        if "," in name or ":" in name:
+            raise BadInputError(f"input {name!r} holds ',' or ':', which trtexec's --minShapes cannot carry")
+    return [f"--{key}Shapes=" + ",".join(f"{n}:{shape_text(getattr(r, key))}" for n, r in profile.items())
+            for key in ("min", "opt", "max")]
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
