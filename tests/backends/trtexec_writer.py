@@ -1,0 +1,111 @@
+"""Files as trtexec writes them on the target, for tests that cannot run TensorRT (no GPU, no TensorRT here).
+
+Each writer follows the TensorRT open-source code that writes the real file (NVIDIA/TensorRT, samples/common, read
+at the TensorRT 11.1 release; the debug-tensor writer unchanged in substance since 10.13):
+
+- `write_debug_dumps`: `DebugTensorWriter::processDebugTensor` (debugTensorWriter.cpp): one callback per debug
+  tensor per inference, numbered from 0 over the whole run; `writeNumpy` picks the dtype and the "_to_float" /
+  "_to_int8" suffix, `writeNumpyFile` writes the .npy (v1.0 header with a ", " after every dimension, padded with
+  spaces by `16 - ((10 + len + 1) % 16)` — 16 when already aligned — then "\n"), the name through
+  `genFilenameSafeString` (common.h); `writeSummary` the tensor_summary.json, written as text, not by a JSON
+  library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# writeNumpy: TensorRT type → (numpy descr, suffix, the values written)
+_AS = {"FLOAT": ("<f4", "", np.float32), "HALF": ("<f2", "", np.float16), "INT8": ("<i1", "", np.int8),
+       "INT32": ("<i4", "", np.int32), "INT64": ("<i8", "", np.int64), "UINT8": ("|u1", "", np.uint8),
+       "BOOL": ("|b1", "", np.bool_), "BF16": ("<f4", "_to_float", np.float32),
+       "FP8": ("<f4", "_to_float", np.float32), "INT4": ("<i1", "_to_int8", np.int8)}
+
+
+def gen_filename_safe_string(s: str, *, truncate: bool = True) -> str:
+    """common.h genFilenameSafeString, byte by byte (10.12: no truncation)."""
+    data = s.encode("utf-8")
+    keep = b"._-,"
+
+    def conv(part: bytes) -> str:
+        return "".join(chr(b) if (chr(b).isascii() and chr(b).isalnum()) or b in keep else "_" for b in part)
+
+    if not truncate or len(data) <= 150:
+        return conv(data)
+    half = (150 - 3) // 2
+    return conv(data[:half]) + "..." + conv(data[-half:])
+
+
+def numpy_file_bytes(values: np.ndarray, descr: str) -> bytes:
+    """writeNumpyFile: magic, version 1.0, the header text, its padding, then the raw data."""
+    header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': ("
+    for d in values.shape:
+        header += str(d) + ", "
+    header += "), }"
+    padding = 16 - ((10 + len(header) + 1) % 16)
+    header += " " * padding + "\n"
+    return (b"\x93NUMPY" + b"\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin-1")
+            + np.ascontiguousarray(values).tobytes())
+
+
+def _g(x: float) -> str:
+    """C++ `ostream << float` at the default precision (6 significant digits, %g); nan/inf quoted as writeSummary
+    quotes them."""
+    if not np.isfinite(x):
+        return '"' + ("nan" if np.isnan(x) else ("inf" if x > 0 else "-inf")) + '"'
+    return f"{x:g}"
+
+
+def write_debug_dumps(folder: Path, tensors: Sequence[tuple[str, np.ndarray, str]], *, runs: int = 1,
+                      summary: bool = False, truncate: bool = True, engine_name: str = "Unnamed Network 0",
+                      cmdline: str = "trtexec --loadEngine=model.engine --saveAllDebugTensors=numpy") -> list[Path]:
+    """What `trtexec --saveAllDebugTensors=numpy[,summary]` leaves in its working folder after `runs` inferences:
+    `tensors` are (TensorRT tensor name, values, TensorRT type) in callback order. Returns the .npy paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = 0
+    written = []
+    entries = []
+    for _ in range(runs):
+        for name, values, trt_type in tensors:
+            descr, suffix, np_type = _AS[trt_type]
+            data = np.asarray(values).astype(np_type)
+            file_name = gen_filename_safe_string(f"{index:04d}_{name}{suffix}.npy", truncate=truncate)
+            (folder / file_name).write_bytes(numpy_file_bytes(data, descr))
+            written.append(folder / file_name)
+            if summary:
+                entries.append(_summary_entry(name, data, trt_type, file_name))
+            index += 1
+    if summary:
+        text = ("{\n  \"metadata\": {\n    \"title\": \"Tensor Summary Report\",\n"
+                "    \"time_generated\": \"2026-07-01T12:00:00+0000\",\n"
+                f"    \"engine_name\": \"{engine_name}\",\n    \"command_line\": \"{cmdline}\"\n  }},\n"
+                "  \"tensors\": [\n" + ",\n".join(entries) + "\n  ]\n}\n")
+        (folder / "tensor_summary.json").write_text(text)
+    return written
+
+
+def _summary_entry(name: str, data: np.ndarray, trt_type: str, file_name: str) -> str:
+    """writeSummary + processTensorSummary + printTensorElements for one tensor (name written unescaped, as the
+    C++ code does)."""
+    flat = data.reshape(-1)
+    if data.dtype.kind == "f":
+        vals = flat.astype(np.float32)
+        stats = (f"        \"min\": {_g(float(vals.min()))},\n        \"max\": {_g(float(vals.max()))},\n"
+                 f"        \"avg\": {_g(float(vals.astype(np.float64).sum() / flat.size))},\n")
+        show = [f"{float(v):g}" for v in vals]
+    else:
+        vals = flat.astype(np.int64)
+        stats = (f"        \"min\": {int(vals.min())},\n        \"max\": {int(vals.max())},\n"
+                 f"        \"avg\": {float(vals.sum()) / flat.size:g},\n")
+        show = [str(int(v)) for v in vals]
+    n = len(show)
+    first = show[: min(5, n)]
+    last = show[n - 5:] if n > 10 else show[5:] if n > 5 else []
+    elements = ", ".join(first) + (", ..." if n > 10 else "") + "".join(", " + v for v in last)
+    shape = ", ".join(str(d) for d in data.shape)
+    return ("  {\n" f"    \"name\": \"{name}\",\n" f"    \"shape\": [{shape}],\n" f"    \"type\": \"{trt_type}\",\n"
+            "    \"statistics\": {\n" + stats + f"        \"elements\": \"{elements}\"\n" + "    }"
+            + ",\n    \"files\": {\n" + f"      \"numpy\": \"{file_name}\"" + "\n    }" + "\n  }")
