@@ -203,3 +203,91 @@ def test_damaged_dumps_are_refused_in_one_line(backbone, tmp_path):
     with pytest.raises(BadInputError) as err:
         trt_dumps.read_debug_dumps(tmp_path / "absent", names)
     assert "not found" in _one_line(err)
+
+
+# -- layer information, precisions and what the engine fused away ------------------------------------------------
+def _engine_of(model, fp16_layer: int):
+    """An engine as TensorRT builds the backbone: each Conv fused with the Relu after it (one layer, named
+    "CONV + RELU", writing the Relu's output: the Conv's output is fused away), other nodes one layer each; layer
+    `fp16_layer` writes FP16, the rest FP32. Returns (layer dicts for write_layer_info, engine bindings)."""
+    nodes = list(model.graph.node)
+    consumers = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    layers, done = [], set()
+    for n in nodes:
+        if n.name in done:
+            continue
+        group = [n]
+        after = consumers.get(n.output[0], [])
+        if n.op_type == "Conv" and len(after) == 1 and after[0].op_type == "Relu":
+            group.append(after[0])
+        done.update(g.name for g in group)
+        fmt = "Channel major FP16 format where channel % 8 == 0" if len(layers) == fp16_layer else \
+            "Row major linear FP32"
+        layers.append({"name": " + ".join(g.name for g in group), "type": "CaskConvolution",
+                       "inputs": [(n.input[0], [1, 64, 64, 64], "Row major linear FP32")],
+                       "outputs": [(group[-1].output[0], [1, 64, 64, 64], fmt)], "onnx": [g.name for g in group]})
+    bindings = [i.name for i in model.graph.input] + [o.name for o in model.graph.output]
+    return layers, bindings
+
+
+def test_layer_info_names_the_precision_trtexec_ran_and_the_tensors_it_fused(backbone, tmp_path):
+    model, names = backbone
+    layers, bindings = _engine_of(model, fp16_layer=1)
+    trtexec_writer.write_layer_info(tmp_path / "layers.json", layers, bindings)
+    info = trt_dumps.read_layer_info(tmp_path / "layers.json")
+    assert info.detailed and len(info.layers) == len(layers) and info.bindings == tuple(bindings)
+    second = info.layers[1]
+    assert second.onnx_nodes == tuple(layers[1]["onnx"]) and second.precision == "fp16"
+    assert info.layer_of_tensor(layers[1]["outputs"][0][0]) is second
+    assert info.precision_of_node(layers[0]["onnx"][0]) == "fp32"
+
+    mismatches = trt_dumps.precision_mismatches(info, model)
+    assert [m.node for m in mismatches] == layers[1]["onnx"]  # the Conv and the Relu fused with it
+    mismatch, conv = mismatches[0], layers[1]["onnx"][0]
+    assert mismatch.op_type == "Conv" and mismatch.trt_precision == "fp16" and mismatch.onnx_precision == "fp32"
+    assert mismatch.message.startswith(f"TensorRT ran {conv} in FP16 although the ONNX keeps it in FP32")
+
+    written = [la["outputs"][0][0] for la in layers]
+    dumped = [(t, _values(i), "FLOAT") for i, t in enumerate(written[1:])]  # the first layer's dump was not copied
+    trtexec_writer.write_debug_dumps(tmp_path / "dumps", dumped)
+    dumps = trt_dumps.read_debug_dumps(tmp_path / "dumps", names)
+    seen = trt_dumps.unobservable(names, dumps, info)
+    assert seen.missing == (written[0],)
+    fused_convs = [n.output[0] for n in model.graph.node if n.op_type == "Conv" and n.output[0] not in written]
+    assert fused_convs and set(seen.fused) == set(fused_convs)
+    assert seen.reason(fused_convs[0]) == "fused: not observable in this engine"
+    assert "incomplete" in seen.reason(written[0])
+
+    trtexec_writer.write_layer_info(tmp_path / "names.json", layers, bindings, detailed=False)
+    names_only = trt_dumps.read_layer_info(tmp_path / "names.json")
+    assert not names_only.detailed and names_only.layers[1].name_parts == tuple(layers[1]["onnx"])
+    with pytest.raises(BadInputError) as err:
+        trt_dumps.precision_mismatches(names_only, model)
+    assert "--profilingVerbosity=detailed" in _one_line(err)
+    assert set(trt_dumps.unobservable(names, dumps, names_only).undetermined) == set(fused_convs) | {written[0]}
+
+    text = (tmp_path / "layers.json").read_text()
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])
+    with pytest.raises(BadInputError) as err:
+        trt_dumps.read_layer_info(tmp_path / "cut.json")
+    assert "cut.json" in _one_line(err) and "re-copy" in str(err.value)
+
+
+# -- trtexec --exportOutput ----------------------------------------------------------------------------------------
+def test_export_output_is_read_as_trtexec_prints_it(tmp_path):
+    heat = np.random.RandomState(0).randn(1, 2, 3, 4).astype(np.float32)
+    heat[0, 0, 0, :2] = [np.inf, np.nan]
+    ids = np.arange(6, dtype=np.int64).reshape(2, 3)
+    trtexec_writer.write_export_output(tmp_path / "out.json", [("heatmap", heat), ("ids", ids)])
+    out = trt_dumps.read_trtexec_outputs(tmp_path / "out.json")
+    assert out["heatmap"].shape == (1, 2, 3, 4) and out["heatmap"].dtype == np.float32
+    np.testing.assert_allclose(out["heatmap"], heat, rtol=1e-5)  # six significant digits, inf and nan kept
+    np.testing.assert_array_equal(out["ids"], ids)
+    text = (tmp_path / "out.json").read_text()
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])
+    with pytest.raises(BadInputError) as err:
+        trt_dumps.read_trtexec_outputs(tmp_path / "cut.json")
+    assert "--exportOutput" in _one_line(err)

@@ -9,6 +9,11 @@ at the TensorRT 11.1 release; the debug-tensor writer unchanged in substance sin
   spaces by `16 - ((10 + len + 1) % 16)` — 16 when already aligned — then "\n"), the name through
   `genFilenameSafeString` (common.h); `writeSummary` the tensor_summary.json, written as text, not by a JSON
   library.
+- `write_layer_info`: `--exportLayerInfo` is `IEngineInspector::getEngineInformation(kJSON)` (sampleReporting.cpp
+  `printLayerInfo`); the inspector is closed source, so the layout is copied from real files: trtexec 10.x's output
+  quoted in NVIDIA/TensorRT issue #4020 (with "StreamId", "Metadata") and the graph JSONs in trt-engine-explorer's
+  tests/inputs; Metadata entries "[ONNX Layer: NAME]" joined by "\x1e" (trex's parser.py `fix_metadata`).
+- `write_export_output`: `exportJSONOutput` (sampleReporting.cpp): values through `ostream <<`, dims "AxB".
 """
 
 from __future__ import annotations
@@ -109,3 +114,51 @@ def _summary_entry(name: str, data: np.ndarray, trt_type: str, file_name: str) -
     return ("  {\n" f"    \"name\": \"{name}\",\n" f"    \"shape\": [{shape}],\n" f"    \"type\": \"{trt_type}\",\n"
             "    \"statistics\": {\n" + stats + f"        \"elements\": \"{elements}\"\n" + "    }"
             + ",\n    \"files\": {\n" + f"      \"numpy\": \"{file_name}\"" + "\n    }" + "\n  }")
+
+
+def write_layer_info(path: Path, layers: Sequence[dict], bindings: Sequence[str], *, detailed: bool = True) -> None:
+    """`layers`: {"name", "type", "inputs"/"outputs": [(name, dims, "Format/Datatype")], "onnx": [node names]}."""
+    import json
+
+    def tensor(t) -> str:
+        name, dims, fmt = t
+        return ("  {\n" f"    \"Name\": {json.dumps(name)},\n    \"Location\": \"Device\",\n"
+                f"    \"Dimensions\": [{','.join(str(d) for d in dims)}],\n"
+                f"    \"Format/Datatype\": {json.dumps(fmt)}\n  }}")
+
+    if not detailed:
+        text = '{"Layers": [' + "\n,".join(json.dumps(la["name"]) for la in layers) + "],\n"
+    else:
+        blocks = []
+        for la in layers:
+            meta = "\x1e".join(f"[ONNX Layer: {n}]" for n in la.get("onnx", ()))
+            blocks.append("{\n" f"  \"Name\": {json.dumps(la['name'])},\n  \"LayerType\": \"{la['type']}\",\n"
+                          "  \"Inputs\": [\n" + ",".join(tensor(t) for t in la["inputs"]) + "],\n"
+                          "  \"Outputs\": [\n" + ",".join(tensor(t) for t in la["outputs"]) + "],\n"
+                          f"  \"TacticValue\": \"0x0000000000000000\",\n  \"StreamId\": 0,\n"
+                          f"  \"Metadata\": {json.dumps(meta)}\n}}")
+        text = '{"Layers": [' + ",".join(blocks) + "],\n"
+    text += '"Bindings": [' + "\n,".join(json.dumps(b) for b in bindings) + "]}"
+    path.write_text(text)
+
+
+def write_export_output(path: Path, outputs: Sequence[tuple[str, np.ndarray]]) -> None:
+    """exportJSONOutput: sep "  " then ", "; values printed as C++ streams them (%g; bare nan / inf / -nan)."""
+    def show(v) -> str:
+        if isinstance(v, (bool, np.bool_)):
+            return "1" if v else "0"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if np.isnan(v):
+            return "-nan" if np.signbit(v) else "nan"
+        if np.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{float(v):g}"
+
+    text, sep = "[\n", "  "
+    for name, arr in outputs:
+        text += sep + '{ "name" : "' + name + '"\n'
+        sep = ", "
+        text += "  " + sep + '"dimensions" : "' + "x".join(str(d) for d in arr.shape) + '"\n'
+        text += "  " + sep + '"values" : [ ' + sep.join(show(v) for v in arr.reshape(-1).tolist()) + " ]\n  }\n"
+    path.write_text(text + "]\n")
