@@ -15,7 +15,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 _TORCH_OPTS = {"probe_modules", "capture_inputs", "on_probe", "determinism"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
 _ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena"}
-_TRT_ONLY = {"workspace"}
+_TRT_ONLY = {"workspace", "profile", "profile_caps", "engine_file", "cache_dir", "cache"}
 _ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
 
 
@@ -56,8 +56,8 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
 def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None:
     """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine.
 
-    keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which TensorRT 10 cannot:
-    refused here, before any run."""
+    keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which trt-bf16 cannot (no
+    BF16 ONNX conversion): refused here, before any run."""
     if spec.framework == "torch":
         try:
             import torch
@@ -78,10 +78,11 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
     else:
-        from cp_debug.backends.trt_runner import import_tensorrt, plan_build
+        from cp_debug.backends.trt_plan import plan_build
+        from cp_debug.backends.trt_runner import import_tensorrt
 
-        _, major = import_tensorrt()
-        plan_build(spec, major, keep_fp32=keep_fp32_nodes)
+        _, version = import_tensorrt()
+        plan_build(spec, version, keep_fp32=keep_fp32_nodes)
 
 
 def all_specs() -> list[BackendSpec]:

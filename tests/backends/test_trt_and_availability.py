@@ -1,4 +1,4 @@
-"""plan_build for TensorRT 10 vs 11 (no TensorRT needed), availability, `cpdebug backends`, make_runner dispatch."""
+"""Availability, `cpdebug backends`, make_runner dispatch (the TensorRT build plan: test_trt_plan.py)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,9 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
-from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
+from cp_debug.backends.trt_runner import TrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
-
-
-@pytest.mark.parametrize("spec,major,plan", [
-    ("trt-fp32", 10, BuildPlan("none", False, (), False)),
-    ("trt-tf32", 10, BuildPlan("none", False, (), True)),
-    ("trt-fp16", 10, BuildPlan("none", False, ("fp16",), False)),
-    ("trt-bf16", 10, BuildPlan("none", False, ("bf16",), False)),
-    ("trt-int8", 10, BuildPlan("int8_qdq", False, ("int8",), False)),
-    ("trt-fp32", 11, BuildPlan("none", True, (), False)),
-    ("trt-tf32", 11, BuildPlan("none", True, (), True)),
-    ("trt-fp16", 11, BuildPlan("fp16", True, (), False)),
-    ("trt-int8", 11, BuildPlan("int8_qdq", True, (), False)),
-    ("trt-fp16", 12, BuildPlan("fp16", True, (), False)),
-])
-def test_plan_build(spec, major, plan):
-    assert plan_build(BackendSpec.parse(spec), major) == plan
-
-
-def test_plan_build_refusals():
-    with pytest.raises(BackendUnavailableError, match="BF16 ONNX graph"):
-        plan_build(BackendSpec.parse("trt-bf16"), 11)
-    with pytest.raises(BackendUnavailableError, match="too old"):
-        plan_build(BackendSpec.parse("trt-fp16"), 8)
-    with pytest.raises(BadInputError):
-        plan_build(BackendSpec.parse("ort-cpu-fp16"), 10)
 
 
 def test_trt_unavailable_here(tiny):
