@@ -127,3 +127,26 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     return f"TensorRT {env.get('tensorrt')}"
 
+
+
+def tensorrt_paths() -> list[tuple[str, bool, str]]:
+    """(path, available, why) for each way a TensorRT result can enter a run: an engine built here from the ONNX,
+    the user's prebuilt engines, and results read back from a kit run on the target (no TensorRT needed)."""
+    import importlib.util
+
+    from cp_debug.backends.trt_runner import import_tensorrt
+
+    try:
+        trt, _ = import_tensorrt()
+    except BackendUnavailableError as err:
+        here, why = False, str(err)
+    else:
+        here, why = True, f"TensorRT {trt.__version__} (a visible NVIDIA GPU is needed to run it)"
+    kit = importlib.util.find_spec("cp_debug.backends.kit_runner") is not None
+    return [
+        ("trt-* (engine built here from the ONNX: tensorrt + a GPU)", here, why),
+        ("trt-*@DIR with DIR/<stage>.engine|.plan (your prebuilt engines: the TensorRT runtime + a GPU)", here, why),
+        ("trt-*@KIT (results a kit brought back from the target: no TensorRT needed)", kit,
+         "reads trtexec / polygraphy outputs of `cpdebug trt-kit`" if kit
+         else "this cp_debug has no kit reader (backends/kit_runner.py)"),
+    ]

@@ -48,9 +48,26 @@ def test_backends_command_prints_table_and_json():
     res = CliRunner().invoke(app, [], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "ort-cpu-int8" in res.output and "trt-fp16" in res.output
+    assert "trt-*@KIT" in res.output and "prebuilt engines" in res.output
     res = CliRunner().invoke(app, ["--json"])
-    rows = json.loads(res.output)
-    assert {"spec", "available", "reason"} <= set(rows[0])
+    out = json.loads(res.output)
+    assert {"spec", "available", "reason"} <= set(out["specs"][0])
+    paths = out["tensorrt_paths"]
+    assert [p["path"].split(" ")[0] for p in paths] == ["trt-*", "trt-*@DIR", "trt-*@KIT"]
+
+
+def test_tensorrt_paths_say_why_not_here():
+    from cp_debug.backends.factory import tensorrt_paths
+
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+    else:
+        pytest.skip("TensorRT is installed")
+    built, prebuilt, kit = tensorrt_paths()
+    assert not built[1] and not prebuilt[1] and "cp-debug[trt]" in built[2]
+    assert "no TensorRT needed" in kit[0]
 
 
 def test_make_runner_dispatch(tiny):
