@@ -15,7 +15,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 _TORCH_OPTS = {"probe_modules", "capture_inputs", "on_probe", "determinism"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
 _ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena"}
-_TRT_ONLY = {"workspace"}
+_TRT_ONLY = {"workspace", "profile", "profile_caps", "engine_file", "cache_dir", "cache"}
 _ALL_OPTS = _TORCH_OPTS | _ONNX_OPTS | _ORT_ONLY | _TRT_ONLY
 
 
@@ -56,8 +56,8 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
 def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None:
     """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine.
 
-    keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which TensorRT 10 cannot:
-    refused here, before any run."""
+    keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which trt-bf16 cannot (no
+    BF16 ONNX conversion): refused here, before any run."""
     if spec.framework == "torch":
         try:
             import torch
@@ -78,10 +78,11 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
     else:
-        from cp_debug.backends.trt_runner import import_tensorrt, plan_build
+        from cp_debug.backends.trt_plan import plan_build
+        from cp_debug.backends.trt_runner import import_tensorrt
 
-        _, major = import_tensorrt()
-        plan_build(spec, major, keep_fp32=keep_fp32_nodes)
+        _, version = import_tensorrt()
+        plan_build(spec, version, keep_fp32=keep_fp32_nodes)
 
 
 def all_specs() -> list[BackendSpec]:
@@ -126,3 +127,26 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     return f"TensorRT {env.get('tensorrt')}"
 
+
+
+def tensorrt_paths() -> list[tuple[str, bool, str]]:
+    """(path, available, why) for each way a TensorRT result can enter a run: an engine built here from the ONNX,
+    the user's prebuilt engines, and results read back from a kit run on the target (no TensorRT needed)."""
+    import importlib.util
+
+    from cp_debug.backends.trt_runner import import_tensorrt
+
+    try:
+        trt, _ = import_tensorrt()
+    except BackendUnavailableError as err:
+        here, why = False, str(err)
+    else:
+        here, why = True, f"TensorRT {trt.__version__} (a visible NVIDIA GPU is needed to run it)"
+    kit = importlib.util.find_spec("cp_debug.backends.kit_runner") is not None
+    return [
+        ("trt-* (engine built here from the ONNX: tensorrt + a GPU)", here, why),
+        ("trt-*@DIR with DIR/<stage>.engine|.plan (your prebuilt engines: the TensorRT runtime + a GPU)", here, why),
+        ("trt-*@KIT (results a kit brought back from the target: no TensorRT needed)", kit,
+         "reads trtexec / polygraphy outputs of `cpdebug trt-kit`" if kit
+         else "this cp_debug has no kit reader (backends/kit_runner.py)"),
+    ]

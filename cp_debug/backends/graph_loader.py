@@ -90,6 +90,8 @@ class PrepareGraph:
     transform: none | fp16 | int8_qdq (quantized here on `calib_feeds`) | qdq_model (`source` is a Q/DQ graph,
         run as it is: probes it lacks are missing). keep_io_types (fp16): float32 at the graph's edges; False for
         the lockstep's float16 segments. check: run the ONNX checker on a ModelProto given directly.
+    expose: add the probe tensors to the graph's outputs; False where the backend reads them otherwise (TensorRT's
+        debug tensors): `out_map` and `missing` are the same either way, the graph is left as deployed.
     """
 
     source: "onnx.ModelProto | str | Path"
@@ -102,6 +104,7 @@ class PrepareGraph:
     calib_method: str = "minmax"
     keep_io_types: bool = True
     check: bool = True
+    expose: bool = True
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
@@ -132,7 +135,7 @@ class PrepareGraph:
         transform = PrecisionTransform("qdq_model", quantize_nodes=_count_ops(model, "QuantizeLinear"),
                                        dequantize_nodes=_count_ops(model, "DequantizeLinear"))
         out_map = {n: n for n in graph_outputs + tuple(extras)}
-        exposed = expose_outputs(model, extras) if extras else model
+        exposed = expose_outputs(model, extras) if extras and self.expose else model
         return PreparedGraph(exposed, graph_outputs, out_map, missing, transform, plain=model)
 
     def _quantized(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
@@ -154,14 +157,14 @@ class PrepareGraph:
             else:
                 missing.append(n)
         probe_names = [out_map[n] for n in extras if n in out_map]
-        exposed = expose_outputs(q.model, probe_names) if probe_names else q.model
+        exposed = expose_outputs(q.model, probe_names) if probe_names and self.expose else q.model
         return PreparedGraph(exposed, graph_outputs, out_map, tuple(missing), transform, plain=q.model, quantized=q)
 
     def _exposed(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
         """none / fp16: the probes exposed first, then the whole graph converted (their Casts included)."""
         from cp_debug.graph.model import expose_outputs
 
-        model = expose_outputs(model, extras) if extras else model
+        model = expose_outputs(model, extras) if extras and self.expose else model
         out_map = {n: n for n in graph_outputs + tuple(extras)}
         transform = PrecisionTransform()
         if self.transform == "fp16":

@@ -86,3 +86,17 @@ def _numel(shape: Sequence[int]) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def check_within(profile: Profile, shapes: Mapping[str, Sequence[int]], what: str = "the engine") -> None:
+    """A BadInputError, in one line, where a feed's shapes (`shapes`: {input: shape}) leave `profile`: an engine
+    runs only the shapes its optimization profile covers."""
+    for name, shape in shapes.items():
+        r = profile.get(name)
+        if r is None:
+            continue
+        s = tuple(int(d) for d in shape)
+        if len(s) != len(r.min) or any(not lo <= d <= hi for d, lo, hi in zip(s, r.min, r.max)):
+            raise BadInputError(f"input {name!r} has shape {shape_text(s)}, outside {what}'s optimization profile "
+                                f"(min {shape_text(r.min)}, max {shape_text(r.max)}): build it with a profile "
+                                "covering every frame to be run (a larger cap)")

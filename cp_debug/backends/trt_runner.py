@@ -1,26 +1,35 @@
 """TensorRT runner, thin, over Polygraphy's TensorRT loaders and runner (`polygraphy.backend.trt`).
 
-NOT RUN AGAINST A REAL TENSORRT HERE: it was written on a machine without TensorRT or a GPU. Its pure decision
-logic (`plan_build`) is unit-tested; the build/infer path follows Polygraphy's documented API and must be
-checked on a GPU machine (tests marked `trt`).
+NOT RUN AGAINST A REAL TENSORRT HERE: it was written on a machine without TensorRT or a GPU. Its decisions
+(`trt_plan.plan_build`: which API per TensorRT version, debug tensors or marked outputs) are unit-tested, and every
+TensorRT name it and its polygraphy calls use is checked against the TensorRT 10 and 11 bindings' own name lists
+(`tests/backends/test_trt_names.py`); the build and inference must be checked on a GPU machine (tests marked `trt`).
 
-Precision, by TensorRT version:
-  * TensorRT 10: the ONNX graph is parsed as is (INT8: with our Q/DQ) into a weakly typed network and the
-    builder flags pick precisions (fp16 / bf16 / int8; TF32 only for trt-tf32).
-  * TensorRT ≥ 11: the FP16/INT8 builder flags are gone; precision comes from the ONNX graph (our FP16
-    conversion, our Q/DQ) and the network is built strongly typed.
-The graph is prepared as ONNX Runtime's is (`graph_loader.PrepareGraph`: precision transform, probe tensors exposed
-as outputs, probes an INT8 graph lost reported missing); the probe tensors are then marked as network outputs
-(ModifyNetworkOutputs) by their ONNX tensor names. Marking changes TensorRT's layer fusion.
-A failed engine build or inference is a BackendRuntimeError with TensorRT's own message; a feed that does not fit
-the engine's inputs is bad input, checked before TensorRT sees it (`feed.check_feed`).
+What it does, in order (`trt_plan` says why):
+  * The graph is prepared as ONNX Runtime's is (`graph_loader.PrepareGraph`: the precision transform the plan asks
+    for, the probes looked up, probes an INT8 graph lost reported missing).
+  * Probes on TensorRT ≥ 10.12: the network is parsed with `mark_unfused_tensors_as_debug_tensors` and the graph
+    is left as deployed; polygraphy's runner collects the debug tensors and `infer` returns them beside the
+    outputs. A probe TensorRT fused away is not in them: it is reported missing ("fused: not observable in this
+    engine"). Below 10.12 the probes are marked as network outputs (`ModifyNetworkOutputs`), a fallback the
+    settings and the precision report state (marking changes TensorRT's fusion).
+  * Optimization profiles cover every dynamic axis: `profile=` (`trt_profile.profile_from_shapes` over the frames
+    to be run, widened by the deployment's caps); none given and the graph has dynamic axes: the engine is built
+    at the first `infer`, from that feed's shapes widened by `profile_caps=`. A later feed outside the profile is
+    one BadInputError line.
+  * `engine_file=`: the user's own `.engine` / `.plan` is deserialized with the TensorRT runtime, nothing is built;
+    its probes are what it exposes (outputs, and debug tensors if it was built with them).
+  * Built engines and timing caches are kept in `cache_dir` (default `trt_plan.default_cache_dir()`), keyed by the
+    prepared ONNX's hash, TensorRT's version, the GPU and the build settings; files written whole.
+A failed engine build or inference is a BackendRuntimeError with TensorRT's own message (exit 3); a feed that does
+not fit the engine's inputs is bad input, checked before TensorRT sees it (`feed.check_feed`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,91 +37,48 @@ from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
+from cp_debug.backends.trt_plan import (TRT_HINT, BuildPlan, cache_key, config_kwargs, default_cache_dir,
+                                        parse_version, plan_build, plan_prebuilt)
+from cp_debug.backends.trt_profile import Profile, ShapeRange, check_within, profile_from_shapes
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-TRT_HINT = ("trt-* needs TensorRT 10+: pip install 'cp-debug[trt]' on a machine with an NVIDIA GPU "
-            "(PyPI's tensorrt downloads from NVIDIA's index)")
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """How to build one trt-* spec: the ONNX transform to apply first, network typing, builder flags, TF32."""
-
-    onnx_transform: str  # none | fp16 | int8_qdq
-    strongly_typed: bool
-    flags: tuple[str, ...]  # builder precision flags: fp16 / bf16 / int8 (TensorRT 10 only)
-    tf32: bool
-
-
-def plan_build(spec: BackendSpec, trt_major: int, keep_fp32: bool = False) -> BuildPlan:
-    """Pure decision: what to do for `spec` on TensorRT `trt_major`. Raises BackendUnavailableError when impossible.
-
-    keep_fp32: ONNX nodes are to stay in FP32. That works where FP16 comes from the ONNX graph (TensorRT ≥ 11);
-    TensorRT 10's FP16 builder flag would ignore the list silently, so that combination is refused.
-    """
-    if spec.framework != "trt":
-        raise BadInputError(f"plan_build is for trt-* specs, not {spec}")
-    if trt_major < 10:
-        raise BackendUnavailableError(f"TensorRT {trt_major} is too old: {TRT_HINT}")
-    p = spec.precision
-    tf32 = p == "tf32"
-    if trt_major == 10 and keep_fp32 and p in ("fp16", "bf16"):
-        raise BackendUnavailableError(
-            f"{spec} on TensorRT 10 takes {p.upper()} from a builder flag, which would ignore the keep-FP32 node "
-            "list (cp_debug sets no per-layer precision constraints): keeping nodes in FP32 needs TensorRT 11+, "
-            "where precision comes from the ONNX graph; or use ort-cuda-fp16"
-        )
-    if trt_major == 10:
-        if p in ("fp32", "tf32"):
-            return BuildPlan("none", False, (), tf32)
-        if p == "int8":  # explicit quantization: Q/DQ in the graph, INT8 flag to let the builder use it
-            return BuildPlan("int8_qdq", False, ("int8",), False)
-        return BuildPlan("none", False, (p,), False)  # fp16 / bf16 through builder flags
-    if p in ("fp32", "tf32"):
-        return BuildPlan("none", True, (), tf32)
-    if p == "fp16":
-        return BuildPlan("fp16", True, (), False)
-    if p == "int8":
-        return BuildPlan("int8_qdq", True, (), False)
-    raise BackendUnavailableError(
-        f"{spec} on TensorRT {trt_major} needs a BF16 ONNX graph, which cp_debug does not write yet: "
-        "use trt-fp16, or TensorRT 10 (builder flag)"
-    )
+FUSED_NOTE = "fused: not observable in this engine"
 
 
 def import_tensorrt():
-    """The `tensorrt` module and its major version, or BackendUnavailableError with what to install."""
+    """The `tensorrt` module and its (major, minor) version, or BackendUnavailableError with what to install."""
     try:
         import tensorrt as trt
     except Exception as err:  # noqa: BLE001 - ImportError, or a broken install (missing libnvinfer)
         raise BackendUnavailableError(TRT_HINT) from err
-    try:
-        major = int(str(trt.__version__).split(".")[0])
-    except ValueError:
-        major = 0
-    if major < 10:
+    version = parse_version(trt.__version__)
+    if version[0] < 10:
         raise BackendUnavailableError(f"TensorRT {trt.__version__} found; {TRT_HINT}")
-    return trt, major
+    return trt, version
 
 
 class TrtRunner(Runner):
-    """Builds a TensorRT engine from an ONNX model (the `trt-*` specs). Same constructor shape as OrtRunner.
+    """Builds (or loads) a TensorRT engine for an ONNX model (the `trt-*` specs). Same constructor shape as
+    OrtRunner; constructing does nothing.
 
-    The graph is prepared by `graph_loader(plan)` (`graph_loader.PrepareGraph`, shared with ONNX Runtime: the same
-    transforms, probe outputs and missing probes); this class builds the engine and runs it.
-    workspace: builder memory pool limit in bytes (None: TensorRT's default).
+    workspace: builder memory pool limit in bytes (None: TensorRT's default). profile / profile_caps: the
+    optimization profile, or the caps ({input: {axis: size}}) widening the one built from the first feed.
+    engine_file: a prebuilt engine to run instead of building. cache_dir: where engines and timing caches are kept
+    (None: the user's cache dir); cache=False builds every time and keeps nothing.
     """
 
-    capabilities = CAPABILITIES["trt"]  # keep_fp32_nodes= (TensorRT 11+: precision from the ONNX graph)
+    capabilities = CAPABILITIES["trt"]
 
-    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,
+    def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,  # noqa: PLR0913
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
-                 determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax"):
+                 determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax",
+                 profile: Profile | None = None, profile_caps: Mapping[str, Mapping[int, int]] | None = None,
+                 engine_file: str | Path | None = None, cache_dir: str | Path | None = None, cache: bool = True):
         if spec.framework != "trt":
             raise BadInputError(f"TrtRunner runs trt-* specs, not {spec}")
         super().__init__(str(spec))
@@ -125,67 +91,145 @@ class TrtRunner(Runner):
         self.determinism = determinism
         self.workspace = workspace
         self.calib_method = calib_method
+        self.profile = dict(profile) if profile else None
+        self.profile_caps = {k: dict(v) for k, v in (profile_caps or {}).items()}
+        self.engine_file = Path(engine_file) if engine_file is not None else None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache = cache
         self._runner = None
+        self._trt = None
         self._plan: BuildPlan | None = None
         self._trt_version: str | None = None
         self._graph: PreparedGraph | None = None
         self._layer_precisions: dict[str, int] | None = None
+        self._fused: tuple[str, ...] = ()
+        self._cache_note: str | None = None
 
-    def graph_loader(self, plan: BuildPlan) -> PrepareGraph:
-        """The loader that prepares this runner's graph for `plan` (its ONNX transform), the probes exposed."""
-        return PrepareGraph(self._model_src, str(self.spec), plan.onnx_transform, extra_outputs=self.extra_outputs,
-                            calib_feeds=self.calib_feeds, keep_fp32_nodes=self.keep_fp32_nodes,
-                            exclude_int8_nodes=self.exclude_int8_nodes, calib_method=self.calib_method)
+    def graph_loader(self, plan: BuildPlan, source=None) -> PrepareGraph:
+        """The loader that prepares this runner's graph for `plan`: its ONNX transform, the probes looked up, and
+        exposed as outputs only where the plan marks them (`probes == "outputs"`)."""
+        return PrepareGraph(self._model_src if source is None else source, str(self.spec), plan.onnx_transform,
+                            extra_outputs=self.extra_outputs, calib_feeds=self.calib_feeds,
+                            keep_fp32_nodes=self.keep_fp32_nodes, exclude_int8_nodes=self.exclude_int8_nodes,
+                            calib_method=self.calib_method, check=source is None,
+                            expose=plan.probes == "outputs")
 
     def _activate(self) -> None:
-        trt, major = import_tensorrt()
-        from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
+        from cp_debug.graph.model import load_onnx
+        from cp_debug.precision.held import file_precision
 
-        self._trt_version = trt.__version__
-        plan = plan_build(self.spec, major, keep_fp32=bool(self.keep_fp32_nodes))
+        trt, version = import_tensorrt()
+        self._trt, self._trt_version = trt, str(trt.__version__)
+        source = load_onnx(self._model_src)
+        if self.engine_file is not None:
+            plan = plan_prebuilt(self.spec, self.engine_file)
+        else:
+            outputs = {o.name for o in source.graph.output}
+            plan = plan_build(self.spec, version, keep_fp32=bool(self.keep_fp32_nodes), held=file_precision(source),
+                              probes=any(n not in outputs for n in self.extra_outputs))
         self._plan = plan
-        self._graph = self.graph_loader(plan)()
+        self._graph = self.graph_loader(plan, source)()
         if self._graph.model.ByteSize() > 1_800_000_000:
             raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
-        engine = self._build(trt, major, plan)
-        self._layer_precisions = _layer_precisions(trt, engine)
+        if plan.prebuilt or self.profile is not None or not _dynamic_inputs(self._graph.model):
+            self._start(self._build(trt, version, plan))
+        # else: built at the first infer, from its shapes (`profile_caps` widening them)
+
+    def _start(self, engine) -> None:
+        from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
+
+        self._layer_precisions = _layer_precisions(self._trt, engine)
+        if self._plan.prebuilt:
+            self.profile = _engine_profile(self._trt, engine)
         self._runner = PolyTrtRunner(engine, name=str(self.spec))
         self._runner.activate()
 
-    def _build(self, trt, major: int, plan: BuildPlan):
-        """The engine of the prepared graph, its probe tensors marked as outputs; a failed build is TensorRT's own
-        message (BackendRuntimeError)."""
-        from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, ModifyNetworkOutputs, NetworkFromOnnxBytes
+    def _build(self, trt, version: tuple[int, int], plan: BuildPlan):
+        """The engine: the user's file, a cached one, or one built now (cached after). A failed build or load is
+        TensorRT's own message (BackendRuntimeError)."""
+        from polygraphy.backend.trt import EngineFromBytes
         from polygraphy.exception import PolygraphyException
 
-        graph = self._graph
-        network = NetworkFromOnnxBytes(graph.model.SerializeToString(), strongly_typed=plan.strongly_typed or None)
-        network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(graph.out_map.values())))
-        config_kwargs = {"tf32": plan.tf32, "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
-        if major < 11:
-            config_kwargs.update({"fp16": "fp16" in plan.flags or None, "bf16": "bf16" in plan.flags or None,
-                                  "int8": "int8" in plan.flags or None})
-        if self.workspace:
-            config_kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(self.workspace)}
         try:
-            return EngineFromNetwork(network, config=CreateConfig(**config_kwargs))()
+            if plan.prebuilt:
+                return EngineFromBytes(_read(self.engine_file))()
+            return EngineFromBytes(self._engine_bytes(trt, version, plan))()
         except PolygraphyException as err:
-            raise BackendRuntimeError(f"TensorRT cannot build an engine for {self.spec}: {_first_line(err)}") from err
+            what = "load the engine" if plan.prebuilt else "build an engine"
+            raise BackendRuntimeError(f"TensorRT cannot {what} for {self.spec}: {_first_line(err)}") from err
+
+    def _engine_bytes(self, trt, version: tuple[int, int], plan: BuildPlan) -> bytes:
+        import io
+
+        from polygraphy.backend.trt import (CreateConfig, EngineBytesFromNetwork, ModifyNetworkOutputs,
+                                            NetworkFromOnnxBytes)
+        from polygraphy.backend.trt import Profile as PolyProfile
+
+        from cp_debug.files import write_bytes_atomic
+
+        graph = self._graph
+        model_bytes = graph.model.SerializeToString()
+        marked = sorted(set(graph.out_map.values()) - set(graph.graph_outputs)) if plan.probes == "outputs" else []
+        settings = {"plan": plan.to_json(), "marked": marked, "workspace": self.workspace, "gpu": _gpu_name(),
+                    "profile": {k: r.to_json() for k, r in (self.profile or {}).items()}}
+        onnx_sha = hashlib.sha256(model_bytes).hexdigest()
+        folder = (self.cache_dir or default_cache_dir()) if self.cache else None
+        engine_path = folder / f"{cache_key(onnx_sha, self._trt_version, settings)}.engine" if folder else None
+        timing_path = folder / f"{cache_key(onnx_sha, self._trt_version, _timing_settings(settings))}.timing" \
+            if folder else None
+        if engine_path is not None and engine_path.is_file():
+            self._cache_note = f"engine from the cache: {engine_path}"
+            return _read(engine_path)
+        network = NetworkFromOnnxBytes(model_bytes, strongly_typed=plan.strongly_typed or None,
+                                       mark_unfused_tensors_as_debug_tensors=(plan.probes == "debug") or None)
+        if marked:
+            network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(graph.out_map.values())))
+        profiles = []
+        if self.profile:
+            poly = PolyProfile()
+            for name, r in self.profile.items():
+                poly.add(name, min=list(r.min), opt=list(r.opt), max=list(r.max))
+            profiles = [poly]
+        kwargs = dict(config_kwargs(plan, version), profiles=profiles,
+                      profiling_verbosity=trt.ProfilingVerbosity.DETAILED)
+        if self.workspace:
+            kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(self.workspace)}
+        if timing_path is not None and timing_path.is_file():
+            kwargs["load_timing_cache"] = io.BytesIO(_read(timing_path))
+        timing = io.BytesIO()
+        data = bytes(EngineBytesFromNetwork(network, config=CreateConfig(**kwargs),
+                                            save_timing_cache=timing if folder else None)())
+        if engine_path is not None:
+            write_bytes_atomic(engine_path, data, parents=True)
+            if timing.getvalue():
+                write_bytes_atomic(timing_path, timing.getvalue(), parents=True)
+            self._cache_note = f"engine built and cached: {engine_path}"
+        return data
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from polygraphy.exception import PolygraphyException
 
+        if self._runner is None:  # dynamic axes and no profile given: this feed's shapes, widened by the caps
+            ready = check_feed(feed, _graph_inputs(self._graph.model), "the model")
+            self.profile = _first_feed_profile({k: v.shape for k, v in ready.items()}, self.profile_caps)
+            self._start(self._build(self._trt, parse_version(self._trt_version), self._plan))
         meta = self._runner.get_input_metadata()
         ready = check_feed(feed, {name: (_np_dtype(m.dtype), list(m.shape)) for name, m in meta.items()},
                            "the engine")
+        if self.profile:
+            check_within(self.profile, {k: v.shape for k, v in ready.items()})
         try:
             raw = self._runner.infer(ready)
         except PolygraphyException as err:  # the feed was checked above: this is TensorRT failing, not the input
             raise BackendRuntimeError(f"TensorRT failed running {self.spec}: {_first_line(err)}") from err
-        out = {}
+        out, fused = {}, []
         for original, name in self._graph.out_map.items():
+            if name not in raw:
+                fused.append(original)
+                continue
             arr = np.array(raw[name], copy=True)  # polygraphy reuses its host buffers between calls
             out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
+        self._fused = tuple(fused)
         return out
 
     def _deactivate(self) -> None:
@@ -195,7 +239,9 @@ class TrtRunner(Runner):
 
     @property
     def missing_outputs(self) -> list[str]:
-        return list(self._graph.missing) if self._graph is not None else []
+        """Probes the prepared graph lacks (INT8), then probes the engine did not hand back (fused away)."""
+        lost = list(self._graph.missing) if self._graph is not None else []
+        return lost + [n for n in self._fused if n not in lost]
 
     def quant_amax(self) -> dict[str, float]:
         quantized = self._graph.quantized if self._graph is not None else None
@@ -206,20 +252,26 @@ class TrtRunner(Runner):
         return {
             "backend": str(self.spec),
             "tensorrt": self._trt_version,
-            "build_plan": None if plan is None else {
-                "onnx_transform": plan.onnx_transform, "strongly_typed": plan.strongly_typed,
-                "flags": list(plan.flags), "tf32": plan.tf32},
+            "build_plan": None if plan is None else plan.to_json(),
+            "engine_file": None if self.engine_file is None else str(self.engine_file),
+            "profile": None if not self.profile else {k: r.to_json() for k, r in self.profile.items()},
+            "cache": self._cache_note,
             "workspace": self.workspace,
             "precision_transform": None if self._graph is None else self._graph.transform.to_json(),
             "extra_outputs": len(self.extra_outputs),
             "missing_outputs": self.missing_outputs,
+            "fused": list(self._fused),
         }
 
     def precision_report(self) -> PrecisionReport | None:
         if self._plan is None:  # never activated
             return None
         req = self.spec.precision
-        lost = (vanished_note(self.missing_outputs),) if req == "int8" and self.missing_outputs else ()
+        lost = (vanished_note(self._graph.missing),) if req == "int8" and self._graph.missing else ()
+        if self._fused:
+            lost += (f"{len(self._fused)} probe(s) {FUSED_NOTE}: {', '.join(self._fused[:3])}"
+                     f"{' …' if len(self._fused) > 3 else ''}",)
+        lost = tuple(self._plan.notes) + lost
         lp = self._layer_precisions
         if not lp:
             return PrecisionReport(req, "unknown",
@@ -231,6 +283,71 @@ class TrtRunner(Runner):
         notes = (f"{n} of {total} engine layers output {want}; others: "
                  + ", ".join(f"{v} {k}" for k, v in lp.items() if k != want),) if n != total else ()
         return PrecisionReport(req, effective, notes + lost)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise BadInputError(f"cannot read {path}: {err.strerror or err}") from err
+
+
+def _timing_settings(settings: dict) -> dict:
+    """A timing cache serves every build of one prepared graph with one typing and precision, on one GPU, whatever
+    its probes and profile: keyed by those alone."""
+    plan = settings["plan"]
+    return {"strongly_typed": plan["strongly_typed"], "flags": plan["flags"], "tf32": plan["tf32"],
+            "gpu": settings["gpu"]}
+
+
+def _gpu_name() -> str | None:
+    """This machine's GPU (engines are built for one), as the environment records it."""
+    from cp_debug.determinism import environment
+
+    return environment().get("gpu")
+
+
+def _first_feed_profile(shapes: Mapping[str, Sequence[int]], caps: Mapping[str, Mapping[int, int]]) -> Profile:
+    """The profile of an engine built at its first feed: that feed's shapes; an axis the deployment caps runs
+    from 1 to its cap (every later frame fits, as on the car), the others stay as fed."""
+    prof = profile_from_shapes([shapes], caps)
+    for name, axes in caps.items():
+        if name in prof:
+            r = prof[name]
+            lo = tuple(1 if a in axes else d for a, d in enumerate(r.min))
+            prof[name] = ShapeRange(lo, r.opt, r.max)
+    return prof
+
+
+def _dynamic_inputs(model) -> bool:
+    return any(not d.HasField("dim_value") for i in model.graph.input for d in i.type.tensor_type.shape.dim)
+
+
+def _graph_inputs(model) -> dict[str, tuple[np.dtype | None, list]]:
+    """The graph's inputs as `check_feed` takes them: dtype and dims (-1 where dynamic)."""
+    from onnx import helper
+
+    out = {}
+    for i in model.graph.input:
+        t = i.type.tensor_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
+        except (KeyError, TypeError, ValueError):
+            dtype = None
+        out[i.name] = (dtype, [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim])
+    return out
+
+
+def _engine_profile(trt, engine) -> Profile:
+    """A prebuilt engine's optimization profile 0, per input (what it can run)."""
+    prof: Profile = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+            continue
+        lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
+        prof[name] = ShapeRange(tuple(lo), tuple(opt), tuple(hi))
+    return prof
 
 
 def _np_dtype(dtype) -> np.dtype | None:

@@ -16,10 +16,7 @@ from pathlib import Path
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError
-
-
-_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                       "MatMulInteger"})
+from cp_debug.precision.held import file_precision
 
 
 @dataclass(frozen=True)
@@ -43,16 +40,6 @@ class DeployedStages:
                             "mapped": {q: {"tensor": t, "by": how.get(q)} for q, t in pm.tensors.items()},
                             "unmapped": dict(pm.unmapped)}
         return out
-
-
-def file_precision(model) -> str:
-    """"int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
-
-    from cp_debug.precision.half_storage import holds_half_constants
-
-    if any(n.op_type in _INT8_OPS for n in model.graph.node):
-        return "int8"
-    return "fp16" if holds_half_constants(model) else "fp32"
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:

@@ -50,6 +50,10 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
     elif spec.precision == "int8":
         kwargs["calib_feeds"] = calib
+    if onnx_model is None and spec.onnx_dir is not None:  # trt@DIR: the user's engine beside the stage's ONNX
+        from cp_debug.backends.trt_plan import prebuilt_engine
+
+        kwargs["engine_file"] = prebuilt_engine(spec.onnx_dir, stage.name)  # a runner that builds none ignores it
     return make_runner(spec, onnx_model=model, **kwargs)
 
 

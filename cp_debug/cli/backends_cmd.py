@@ -14,15 +14,18 @@ def backends(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """List every backend spec (torch/ort/trt × device × precision) and whether it is available here."""
+    """List every backend spec (torch/ort/trt × device × precision) and whether it is available here, then the
+    TensorRT paths: an engine built here, your prebuilt engines, results read from a kit (no TensorRT needed)."""
     with ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.backends.factory import availability
+        from cp_debug.backends.factory import availability, tensorrt_paths
 
-        rows = availability()
+        rows, paths = availability(), tensorrt_paths()
         if json_out:
             import json
 
-            typer.echo(json.dumps([{"spec": s, "available": ok, "reason": why} for s, ok, why in rows], indent=2))
+            typer.echo(json.dumps({"specs": [{"spec": s, "available": ok, "reason": why} for s, ok, why in rows],
+                                   "tensorrt_paths": [{"path": p, "available": ok, "reason": why}
+                                                      for p, ok, why in paths]}, indent=2))
             return
         from rich.markup import escape
         from rich.table import Table
@@ -35,6 +38,13 @@ def backends(
         table.add_column("runs on / what to install", overflow="fold")
         for spec, ok, why in rows:
             table.add_row(spec, "[green]yes[/green]" if ok else "[red]no[/red]", escape(why))  # "[gpu]" is not markup
+        trt = Table(title="TensorRT results: how they can enter a run here")
+        trt.add_column("path", overflow="fold")
+        trt.add_column("available")
+        trt.add_column("why / what to install", overflow="fold")
+        for path, ok, why in paths:
+            trt.add_row(escape(path), "[green]yes[/green]" if ok else "[red]no[/red]", escape(why))
         console = stdout_console()
         console.print(table)
+        console.print(trt)
         third_party.print_count(console, where=None)

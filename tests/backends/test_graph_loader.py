@@ -17,7 +17,8 @@ import pytest
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
 from cp_debug.backends.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_runner import TrtRunner, plan_build
+from cp_debug.backends.trt_plan import OUTPUTS_NOTE, plan_build
+from cp_debug.backends.trt_runner import TrtRunner
 from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 
 RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv
@@ -52,12 +53,13 @@ class _OrtAsEngine:
 
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
-    """TensorRT 11 "installed": the engine build hands over the prepared graph, run by `_OrtAsEngine`."""
+    """TensorRT 10.8 "installed" (probes marked as outputs): the engine build hands over the prepared graph, run by
+    `_OrtAsEngine`. Not TensorRT: this checks our side of the runner (graph, feed checks, error mapping) only."""
     import polygraphy.backend.trt
 
     from cp_debug.backends import trt_runner
 
-    monkeypatch.setattr(trt_runner, "import_tensorrt", lambda: (SimpleNamespace(__version__="11.0.0"), 11))
+    monkeypatch.setattr(trt_runner, "import_tensorrt", lambda: (SimpleNamespace(__version__="10.8.0"), (10, 8)))
     monkeypatch.setattr(TrtRunner, "_build", lambda self, trt, major, plan: self._graph.model)
     monkeypatch.setattr(polygraphy.backend.trt, "TrtRunner", _OrtAsEngine)
     monkeypatch.setattr(_OrtAsEngine, "fail_with", None)
@@ -107,7 +109,7 @@ def test_ort_and_trt_prepare_the_same_graph_and_report_a_lost_probe_the_same_way
     spec_ort, spec_trt = BackendSpec.parse("ort-cpu-int8"), BackendSpec.parse("trt-int8")
     kw = dict(extra_outputs=[RELU, CONV2], calib_feeds=tiny.calib)
     ort_graph = OrtRunner(tiny.path, spec_ort, **kw).graph_loader()()
-    trt_graph = TrtRunner(tiny.path, spec_trt, **kw).graph_loader(plan_build(spec_trt, 11))()
+    trt_graph = TrtRunner(tiny.path, spec_trt, **kw).graph_loader(plan_build(spec_trt, (11, 0), probes=True))()
     assert ort_graph.missing == trt_graph.missing == (RELU,)
     assert dict(ort_graph.out_map) == dict(trt_graph.out_map) and RELU not in ort_graph.out_map
     assert ort_graph.transform == trt_graph.transform and ort_graph.transform.kind == "int8_qdq"
@@ -128,13 +130,18 @@ def test_ort_and_trt_prepare_the_same_graph_and_report_a_lost_probe_the_same_way
         np.testing.assert_array_equal(ort_out[name], trt_out[name])
 
 
-def test_trt_fp16_on_tensorrt_11_takes_precision_from_the_prepared_graph(tiny, fake_tensorrt):
-    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp16"), extra_outputs=[CONV2]) as r:
+def test_trt_fp16_plan_and_the_marked_outputs_fallback_reach_settings_and_report(tiny, fake_tensorrt):
+    """TensorRT 10.8: an FP32 file as trt-fp16 takes the builder flag; probes are marked as outputs, and the
+    settings and the precision report say so."""
+    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp16"), extra_outputs=[CONV2], cache=False) as r:
         out = r.infer({"x": tiny.x})
         settings = r.settings()
+        report = r.precision_report()
     assert set(out) == {"out", "mean", CONV2} and all(v.dtype == np.float32 for v in out.values())
-    assert settings["build_plan"]["onnx_transform"] == "fp16" and settings["precision_transform"]["kind"] == "fp16"
-    assert settings["missing_outputs"] == []
+    plan = settings["build_plan"]
+    assert plan["onnx_transform"] == "none" and plan["flags"] == ["fp16"] and not plan["strongly_typed"]
+    assert plan["probes"] == "outputs" and OUTPUTS_NOTE in plan["notes"] and OUTPUTS_NOTE in report.notes
+    assert settings["missing_outputs"] == [] and settings["fused"] == []
 
 
 def test_trt_feed_problems_are_bad_input_and_tensorrt_failures_are_not(tiny, fake_tensorrt):

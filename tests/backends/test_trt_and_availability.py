@@ -1,4 +1,4 @@
-"""plan_build for TensorRT 10 vs 11 (no TensorRT needed), availability, `cpdebug backends`, make_runner dispatch."""
+"""Availability, `cpdebug backends`, make_runner dispatch (the TensorRT build plan: test_trt_plan.py)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,9 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
-from cp_debug.backends.trt_runner import BuildPlan, TrtRunner, plan_build
+from cp_debug.backends.trt_runner import TrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
-
-
-@pytest.mark.parametrize("spec,major,plan", [
-    ("trt-fp32", 10, BuildPlan("none", False, (), False)),
-    ("trt-tf32", 10, BuildPlan("none", False, (), True)),
-    ("trt-fp16", 10, BuildPlan("none", False, ("fp16",), False)),
-    ("trt-bf16", 10, BuildPlan("none", False, ("bf16",), False)),
-    ("trt-int8", 10, BuildPlan("int8_qdq", False, ("int8",), False)),
-    ("trt-fp32", 11, BuildPlan("none", True, (), False)),
-    ("trt-tf32", 11, BuildPlan("none", True, (), True)),
-    ("trt-fp16", 11, BuildPlan("fp16", True, (), False)),
-    ("trt-int8", 11, BuildPlan("int8_qdq", True, (), False)),
-    ("trt-fp16", 12, BuildPlan("fp16", True, (), False)),
-])
-def test_plan_build(spec, major, plan):
-    assert plan_build(BackendSpec.parse(spec), major) == plan
-
-
-def test_plan_build_refusals():
-    with pytest.raises(BackendUnavailableError, match="BF16 ONNX graph"):
-        plan_build(BackendSpec.parse("trt-bf16"), 11)
-    with pytest.raises(BackendUnavailableError, match="too old"):
-        plan_build(BackendSpec.parse("trt-fp16"), 8)
-    with pytest.raises(BadInputError):
-        plan_build(BackendSpec.parse("ort-cpu-fp16"), 10)
 
 
 def test_trt_unavailable_here(tiny):
@@ -73,9 +48,26 @@ def test_backends_command_prints_table_and_json():
     res = CliRunner().invoke(app, [], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "ort-cpu-int8" in res.output and "trt-fp16" in res.output
+    assert "trt-*@KIT" in res.output and "prebuilt engines" in res.output
     res = CliRunner().invoke(app, ["--json"])
-    rows = json.loads(res.output)
-    assert {"spec", "available", "reason"} <= set(rows[0])
+    out = json.loads(res.output)
+    assert {"spec", "available", "reason"} <= set(out["specs"][0])
+    paths = out["tensorrt_paths"]
+    assert [p["path"].split(" ")[0] for p in paths] == ["trt-*", "trt-*@DIR", "trt-*@KIT"]
+
+
+def test_tensorrt_paths_say_why_not_here():
+    from cp_debug.backends.factory import tensorrt_paths
+
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+    else:
+        pytest.skip("TensorRT is installed")
+    built, prebuilt, kit = tensorrt_paths()
+    assert not built[1] and not prebuilt[1] and "cp-debug[trt]" in built[2]
+    assert "no TensorRT needed" in kit[0]
 
 
 def test_make_runner_dispatch(tiny):

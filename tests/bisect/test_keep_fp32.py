@@ -7,7 +7,7 @@ import math
 import pytest
 
 from cp_debug.backends.factory import make_runner
-from cp_debug.backends.trt_runner import BuildPlan, plan_build
+from cp_debug.backends.trt_plan import BuildPlan, plan_build
 from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
 from cp_debug.compare.diff import FP16_MAX, TensorDiff, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError
@@ -118,11 +118,13 @@ def test_trt_fp16_is_refused_before_any_run_where_tensorrt_is_missing():
         find_keep_fp32(model, BackendSpec.parse("trt-fp16"), feed)
 
 
-def test_tensorrt_10_refuses_a_keep_list_its_fp16_builder_flag_would_ignore():
-    with pytest.raises(BackendUnavailableError, match="TensorRT 11"):
-        plan_build(BackendSpec.parse("trt-fp16"), 10, keep_fp32=True)
-    # no list: as before
-    assert plan_build(BackendSpec.parse("trt-fp16"), 10) == BuildPlan("none", False, ("fp16",), False)
-    # from the ONNX graph
-    assert plan_build(BackendSpec.parse("trt-fp16"), 11, keep_fp32=True) == BuildPlan("fp16", True, (), False)
-    assert plan_build(BackendSpec.parse("trt-fp32"), 10, keep_fp32=True) == BuildPlan("none", False, (), False)
+def test_tensorrt_10_keeps_nodes_through_our_conversion_not_its_fp16_builder_flag():
+    """The FP16 builder flag would ignore a keep list: with one, TensorRT 10 takes our FP16 conversion, strongly
+    typed, as TensorRT 11 does."""
+    spec = BackendSpec.parse("trt-fp16")
+    assert plan_build(spec, (10, 8), keep_fp32=True) == BuildPlan("fp16", True)
+    assert plan_build(spec, (10, 8)) == BuildPlan("none", False, ("fp16",))  # no list: the builder flag
+    assert plan_build(spec, (11, 0), keep_fp32=True) == BuildPlan("fp16", True)
+    assert plan_build(BackendSpec.parse("trt-fp32"), (10, 8), keep_fp32=True) == BuildPlan("none", False)
+    with pytest.raises(BackendUnavailableError, match="BF16"):
+        plan_build(BackendSpec.parse("trt-bf16"), (10, 8), keep_fp32=True)
