@@ -82,9 +82,9 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
     elif spec.kit:  # no TensorRT needed: the kit and its results are checked instead (one line, exit 2)
-        from cp_debug.backends.kit_files import check_ran, open_kit
+        from cp_debug.backends.kit_runner import check_kit
 
-        check_ran(open_kit(spec.onnx_dir), spec.precision)
+        check_kit(spec)
     else:
         from cp_debug.backends.trt_runner import import_tensorrt, plan_build
 

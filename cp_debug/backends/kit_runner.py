@@ -68,6 +68,14 @@ def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetRes
     return found
 
 
+def check_kit(spec: BackendSpec) -> None:
+    """Everything `spec`'s kit must be, checked before a run: its files, what the target ran, every stage's results
+    readable and shaped as the reference's (read once, kept for the runners)."""
+    kit = kf.open_kit(spec.onnx_dir)
+    for stage in kit.manifest.stages:
+        target_results(kit, spec.precision, stage)
+
+
 class KitRunner(Runner):
     """Serves a kit's target results for one stage (`TargetResults`), as an ONNX runner would compute them."""
 
