@@ -69,6 +69,17 @@ def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, parents:
     return write_text_atomic(path, json_text(obj, indent) + "\n", parents=parents)
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), read a MiB at a time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def json_text(obj, indent: int | None = 2) -> str:
     """Strict JSON of `obj` (no NaN/Infinity tokens; see `jsonable`), non-ASCII text kept as it is."""
     return json.dumps(jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)

@@ -108,6 +108,11 @@ class Runner(abc.ABC):
         guessed); [] where an unknown probe is an error instead (torch)."""
         return []
 
+    def unobserved(self) -> dict[str, str]:
+        """Requested tensors it has no value for, each with the reason (a kit's: fused away by TensorRT); {} where
+        every requested tensor is computed or `missing_outputs` says why."""
+        return {}
+
     def quant_amax(self) -> dict[str, float]:
         """Calibrated amax per original tensor name, where the runner quantized (INT8); {} otherwise."""
         return {}

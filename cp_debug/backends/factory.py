@@ -44,6 +44,10 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
                            **{k: v for k, v in opts.items() if k in _TORCH_OPTS})
     if onnx_model is None:
         raise BadInputError(f"{spec} needs an ONNX model (--onnx FILE.onnx, or a recipe that exports one)")
+    if spec.kit:  # trt-*@KIT: the target's results, read back
+        from cp_debug.backends.kit_runner import KitRunner
+
+        return KitRunner(onnx_model, spec, extra_outputs=opts.get("extra_outputs", ()))
     if spec.framework == "ort":
         from cp_debug.backends.ort_runner import OrtRunner
 
@@ -77,6 +81,10 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
             from cp_debug.backends.ort_runner import ORT_CUDA_HINT
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
+    elif spec.kit:  # no TensorRT needed: the kit and its results are checked instead (one line, exit 2)
+        from cp_debug.backends.kit_runner import check_kit
+
+        check_kit(spec)
     else:
         from cp_debug.backends.trt_plan import plan_build
         from cp_debug.backends.trt_runner import import_tensorrt
@@ -112,6 +120,8 @@ def availability() -> list[tuple[str, bool, str]]:
             rows.append((str(spec), False, str(err)))
         else:
             rows.append((str(spec), True, _runs_on(spec, env)))
+    rows.append(("trt-*@KIT", True, "reads the results a kit brought back from the target (`cpdebug trt-kit --out "
+                 "KIT`, then its run_trtexec.sh / run_polygraphy.sh there): no TensorRT needed here"))
     return rows
 
 

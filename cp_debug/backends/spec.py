@@ -39,6 +39,9 @@ class Capability(str, enum.Enum):
     PTQ_MODEL = "ptq_model"  # runs the PTQ model of --int8 DIR as given (fake quantizers, or its Q/DQ export)
     KEEP_FP32_NODES = "keep_fp32_nodes"  # `keep_fp32_nodes=`: ONNX nodes left in FP32 by the FP16 conversion
     LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/lockstep.py`)
+    # its values are the target's, read back from a kit (`kit_runner.py`): it runs nothing here, not even a segment
+    # alone, so bisect takes ONNX Runtime's local error on the same segment and says so
+    TARGET_RESULTS = "target_results"
 
 
 CAPABILITIES: dict[str, frozenset[Capability]] = {
@@ -47,6 +50,7 @@ CAPABILITIES: dict[str, frozenset[Capability]] = {
                       Capability.LOCKSTEP}),
     "trt": frozenset({Capability.KEEP_FP32_NODES}),
 }
+KIT_CAPABILITIES = frozenset({Capability.TARGET_RESULTS})  # `trt-*@KIT`: a folder written by `cpdebug trt-kit`
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class BackendSpec:
     device: str
     precision: str
     onnx_dir: Path | None = None  # SPEC@DIR: the user's deployed ONNX files (ort/trt only)
+    kit: bool = False  # trt-*@KIT: DIR is a kit (`cpdebug trt-kit`) whose results came back from the target
 
     @classmethod
     def parse(cls, text: str) -> "BackendSpec":
@@ -93,7 +98,8 @@ class BackendSpec:
             raise BadInputError(f"bad backend spec {text!r}: @DIR names deployed ONNX files, which torch cannot run; "
                                 "use ort@DIR or trt@DIR")
         onnx_dir = _onnx_dir(text, head, where) if at else None
-        return cls(framework, device, precision, onnx_dir)
+        kit = framework == "trt" and onnx_dir is not None and (onnx_dir / "manifest.json").is_file()
+        return cls(framework, device, precision, onnx_dir, kit)
 
     @property
     def is_torch(self) -> bool:
@@ -108,8 +114,8 @@ class BackendSpec:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """What this spec's runner can do beyond the contract (`CAPABILITIES`)."""
-        return CAPABILITIES[self.framework]
+        """What this spec's runner can do beyond the contract (`CAPABILITIES`; a kit's: `KIT_CAPABILITIES`)."""
+        return KIT_CAPABILITIES if self.kit else CAPABILITIES[self.framework]
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities

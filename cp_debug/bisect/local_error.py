@@ -40,7 +40,10 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
         return out
     # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
     from cp_debug.backends.factory import make_runner
+    from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
+
+    spec = local_spec(run, state)  # trt-*@KIT: ONNX Runtime on the same segment (said in the warnings)
 
     qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph

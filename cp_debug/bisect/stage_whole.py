@@ -257,6 +257,10 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
         if p.name not in run.store or p.name in diffs:  # in diffs: streamed from a torch runner's hooks
             continue
         if p.name not in vals:
+            why = runner.unobserved().get(st.probe_map().tensors.get(p.name, p.name))
+            if why is not None:  # e.g. a tensor TensorRT fused away (a kit's results): listed, never silently missing
+                state.results[p.name] = ProbeResult(p.name, "missing", note=why)
+                continue
             gone = runner.missing_outputs  # tensors its graph lacks after the precision transform
             lost = bool(gone) and (p.name in gone or st.probe_map().tensors.get(p.name) in gone)
             note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None

@@ -19,6 +19,7 @@ from cp_debug.cli import bench_cmd
 from cp_debug.cli import replay_cmd
 from cp_debug.cli import sweep_cmd
 from cp_debug.cli import fix_cmd
+from cp_debug.cli import trt_kit_cmd
 from cp_debug.cli._errors import handle_errors
 
 
@@ -55,6 +56,7 @@ app.command("bench")(bench_cmd.bench)
 app.command("replay")(replay_cmd.replay)
 app.command("sweep")(sweep_cmd.sweep)
 app.command("fix")(fix_cmd.fix)
+app.command("trt-kit")(trt_kit_cmd.trt_kit)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ PTQ `--skip-layers`), `fix.json` (everything measured) and a README saying how t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -97,11 +96,9 @@ def read_fix(path: str | Path) -> dict:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from cp_debug.files import sha256_file
+
+    return sha256_file(path)
 
 
 def readme(doc: dict) -> str:

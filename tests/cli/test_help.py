@@ -30,7 +30,7 @@ print("RESULT " + json.dumps({"commands": names, "codes": codes,
 """ % (HEAVY,)
 
 COMMANDS = ["backends", "bench", "bisect", "eval", "export", "extract", "fix", "infer", "keep-fp32", "quantize",
-            "replay", "report", "scenes", "sensitivity", "sweep", "train"]
+            "replay", "report", "scenes", "sensitivity", "sweep", "train", "trt-kit"]
 
 
 def test_help_of_every_command_loads_no_heavy_library():

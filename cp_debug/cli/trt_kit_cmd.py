@@ -1,0 +1,78 @@
+"""`cpdebug trt-kit`: a folder for the target — the ONNX pair, every stage's inputs per frame, the reference's outputs,
+trtexec / polygraphy scripts and a manifest; no TensorRT needed here. Its results come back through `trt-*@KIT`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._options import Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Seed, Verbose, model_record
+from cp_debug.cli._quiet import ThirdParty
+
+
+def trt_kit(
+    out: Annotated[Path, typer.Option("--out", metavar="KIT", help="The kit's folder (written whole).")],
+    preset: Preset = "demo",
+    config: ConfigFile = None,
+    checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
+    seed: Seed = 0,
+    onnx_dir: Annotated[Optional[Path], typer.Option(
+        "--onnx-dir", metavar="DIR", help="A deployed ONNX pair (pts_voxel_encoder.onnx, pts_backbone_neck_head.onnx) "
+        "to put in the kit instead of cp_debug's export of the model; checked against the model.")] = None,
+    fix: Annotated[Optional[Path], typer.Option(
+        "--fix", metavar="DIR", help="A `cpdebug fix --out DIR` folder: its deployable pair goes in the kit.")] = None,
+    points: Annotated[Optional[list[Path]], typer.Option(
+        help="Point files, one frame each (repeat the option); bisect reads them as --points.")] = None,
+    scenes: Annotated[Optional[Path], typer.Option(
+        help="Frames of an info file, a folder with infos.pkl, a rosbag2 folder or a folder of point files.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="N held-out synthetic frames.")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option(
+        help="Precision the target runs (repeat for more): fp16 (default), fp32, int8. One the pair does not hold "
+             "is converted by cp_debug's transform into <precision>/ (TensorRT 11 takes precision from the ONNX).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing KIT.")] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Write a kit to run on the target with trtexec or polygraphy; read its results back with
+    `cpdebug bisect --backends torch,trt-fp16@KIT`."""
+    with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.errors import BadInputError
+        from cp_debug.kit.writer import KitRequest, frames_of, write_kit
+
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
+        if onnx_dir is not None and fix is not None:
+            raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
+        source, kind = onnx_dir, "deployed"
+        if fix is not None:
+            from cp_debug.fix.artifact import read_fix
+
+            doc = read_fix(fix)
+            if doc.get("preset") not in (None, model.model_name, Path(model.model_name).stem):
+                raise BadInputError(f"{fix} fixes the {doc.get('preset')} model; give its model options "
+                                    f"(--preset {doc.get('preset')}, or its --config and --checkpoint)")
+            source, kind = fix, "fix"
+        if source is None:
+            kind = "export"
+        elif not source.is_dir():
+            raise BadInputError(f"{source} is not a folder")
+        req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
+                         frames=frames_of(scenes, n, model.model_name),
+                         precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force)
+        if req.points and req.frames:
+            raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
+        from cp_debug.cli._output import StepProgress, stdout_console
+
+        progress = StepProgress(quiet=quiet, stream=third_party.terminal)
+        summary = write_kit(req, progress=progress)
+        console = stdout_console()
+        console.print(f"kit written to {summary.out}: {len(summary.frames)} frame(s), stages "
+                      f"{', '.join(summary.stages)}, precisions {', '.join(summary.precisions)} (the pair holds "
+                      f"{summary.held_precision}); {summary.files} files, {summary.bytes / 2**20:.1f} MiB")
+        for note in summary.notes:
+            console.print(f"  {note}")
+        console.print(f"on the target: bash {summary.out}/run_trtexec.sh {summary.precisions[0]}  (or "
+                      f"run_polygraphy.sh; see {summary.out}/README.md)", soft_wrap=True)

@@ -1,0 +1,158 @@
+"""`cpdebug trt-kit` and `trt-fp16@KIT` (issue 31): a kit written for a deployed pair that really overflows in FP16,
+run on "the target" by its own polygraphy script with ONNX Runtime in TensorRT's place (`--onnxrt`: the real
+polygraphy CLI writing a real RunResults file), read back by bisect — which must name the planted layer as first
+divergent probe, root cause and refinement path, and see the overflow where ONNX Runtime on the same files sees it.
+TensorRT itself never runs here.
+
+The tiny preset (the demo's modules on a 160×160 grid) keeps the module well under a minute: a demo kit's polygraphy
+results alone are ~600 MB.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from cp_debug.backends import kit_files as kf
+from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.errors import BadInputError
+from cp_debug.models.centerpoint.source import ModelRecord
+from tests.fix.planted import local_overflow_checkpoint
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """(kit, deployed dir, checkpoint, points file): the planted pair deployed as cp_debug exports it, its kit, and
+    the kit's polygraphy script run with ONNX Runtime standing in for TensorRT."""
+    from cp_debug.kit.writer import KitRequest, write_kit
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    tmp = tmp_path_factory.mktemp("trt_kit")
+    ckpt = local_overflow_checkpoint(tmp / "planted.pth")  # pts_neck.deblocks.0 peaks at 2e5: beyond FP16
+    points = tmp / "scan.npy"
+    np.save(points, synthetic_scene(3, get_preset("tiny")).points[::2].astype(np.float32))
+    deployed = tmp / "deploy"
+    deployed.mkdir()
+    for st in centerpoint_subject("tiny", checkpoint=ckpt, points=points, trace_side=64).stages:
+        onnx.save(st.onnx(), str(deployed / f"{st.name}.onnx"))
+    kit = tmp / "kit"
+    write_kit(KitRequest(ModelRecord.of("tiny", checkpoint=ckpt), kit, onnx_dir=deployed, source_kind="deployed",
+                         points=(points,), precisions=("fp16",)))
+    proc = subprocess.run(["bash", str(kit / kf.POLYGRAPHY_SCRIPT), "fp16", "--onnxrt"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return kit, deployed, ckpt, points
+
+
+def test_the_kit_holds_what_trtexec_and_polygraphy_read(written):
+    from polygraphy.json import load_json
+
+    kit, deployed, _, _ = written
+    m = kf.open_kit(kit).manifest  # every listed file checked against its sha256
+    assert m.held_precision == "fp32" and m.precisions == ("fp16",) and len(m.frames) == 1
+    assert (kit / "pts_voxel_encoder.onnx").read_bytes() == (deployed / "pts_voxel_encoder.onnx").read_bytes()
+    assert BackendSpec.parse(f"trt-fp16@{kit}").can(Capability.TARGET_RESULTS)
+    assert not BackendSpec.parse(f"ort@{kit}").kit  # a kit is also a plain deployed folder
+    fid = m.frames[0].id
+    for st in m.stages:
+        feeds = load_json(str(kit / kf.polygraphy_inputs(st.name)))
+        for t in st.inputs:  # trtexec's raw file and polygraphy's JSON hold the same bytes, hashed in the manifest
+            raw = np.fromfile(kit / kf.input_raw(fid, st.name, t.name), dtype=t.dtype).reshape(t.shapes[fid])
+            assert np.array_equal(raw, feeds[0][t.name]) and kf.array_sha256(raw) == t.sha256[fid]
+    enc = m.stage("pts_voxel_encoder").inputs[0]
+    assert m.profile["pts_voxel_encoder"]["input_features"]["max"][0] == 12000  # the config's max_voxels
+    assert m.profile["pts_voxel_encoder"]["input_features"]["min"] == list(enc.shapes[fid])
+    script = (kit / kf.TRTEXEC_SCRIPT).read_text()
+    for flag in ("--loadInputs=", "--loadRefOutputs=", "--accuracyThreshold=", "--markUnfusedTensorsAsDebugTensors",
+                 "--saveAllDebugTensors=numpy", "--exportLayerInfo=", "--exportOutput=", "--stronglyTyped",
+                 "--profilingVerbosity=detailed", "--minShapes=input_features:", "--maxShapes=input_features:12000x"):
+        assert flag in script, flag
+    for name in (kf.TRTEXEC_SCRIPT, kf.POLYGRAPHY_SCRIPT):
+        assert subprocess.run(["bash", "-n", str(kit / name)]).returncode == 0
+        bare = subprocess.run(["bash", str(kit / name)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert bare.returncode == 3 and len(bare.stderr.strip().splitlines()) == 1  # the tool is missing: one line
+    assert "fp16/pts_backbone_neck_head.onnx" in (kit / kf.ran_file("fp16")).read_text()
+
+
+def test_bisect_reads_the_target_results_and_names_the_planted_layer(written):
+    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    kit, deployed, ckpt, _ = written
+    subject = centerpoint_subject("tiny", checkpoint=ckpt, points=kit / "frames" / "frame_000.npy", trace_side=64)
+    target, ort = f"trt-fp16@{kit}", f"ort-cpu-fp16@{deployed}"
+    report = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
+                          [(target, BackendSpec.parse(target)), (ort, BackendSpec.parse(ort))],
+                          BisectOptions(noise_floor=False)).run()
+    t, o = report.candidate(target), report.candidate(ort)
+    # the planted layer, named by its module: the overflowing BatchNorm, with the FP16-range hint
+    assert (t.first_divergent, t.root_cause.probe) == ("pts_neck.deblocks.0.1", "pts_neck.deblocks.0.1")
+    assert t.path == ["pts_neck.deblocks.0", "pts_neck.deblocks.0.1"] and "FP16 range" in t.root_cause.hint
+    # ort-cpu-fp16@DIR on the same files sees the same overflow at the same probe (nan from there on) but, fed its
+    # own upstream values with float16 storage emulated, crosses the FP16 tolerance earlier (blocks.2's rounding
+    # accumulates past max_share): its first divergent and root cause are not the kit's (said in the report)
+    tr, orr = {r.probe: r for r in t.results}, {r.probe: r for r in o.results}
+    assert tr["pts_neck.deblocks.0"].status == orr["pts_neck.deblocks.0"].status == "nan"
+    assert tr["pts_neck.deblocks.1"].status == orr["pts_neck.deblocks.1"].status == "ok"
+    assert any("ONNX Runtime in TensorRT's place" in n for n in t.precision["notes"])
+    assert any("reference's input of frame frame_000" in n for n in t.precision["notes"])
+    assert any(f"{target}: TensorRT cannot run here" in w and "ort-cpu-fp16" in w for w in report.warnings)
+    assert tr[t.root_cause.probe].local is not None  # ONNX Runtime's local error on the kit's segment
+    doc = report.to_json()
+    assert doc["first_divergent"][target] == t.first_divergent and doc["candidate_specs"][target] == target
+
+
+def _copy(kit: Path, dest: Path) -> Path:
+    shutil.copytree(kit, dest)
+    kf._OPENED.clear()
+    return dest
+
+
+def _refused(kit: Path, words: str) -> None:
+    from cp_debug.backends.factory import check_available
+
+    with pytest.raises(BadInputError) as err:
+        check_available(BackendSpec.parse(f"trt-fp16@{kit}"))
+    assert words in str(err.value) and "\n" not in str(err.value) and err.value.exit_code == 2
+
+
+def test_a_mismatched_or_damaged_kit_is_refused_in_one_line(written, tmp_path):
+    kit = written[0]
+    bad = _copy(kit, tmp_path / "onnx")
+    (bad / "fp16" / "pts_voxel_encoder.onnx").write_bytes(b"\0" * 10)
+    _refused(bad, "does not match the kit's manifest")
+    bad = _copy(kit, tmp_path / "missing")
+    (bad / kf.input_raw("frame_000", "pts_voxel_encoder", "input_features")).unlink()
+    _refused(bad, "is missing from the kit")
+    bad = _copy(kit, tmp_path / "other_onnx")  # results computed from another ONNX file on the target
+    ran = bad / kf.ran_file("fp16")
+    ran.write_text(ran.read_text().replace(kf.sha256_file(bad / "fp16/pts_voxel_encoder.onnx"), "0" * 64))
+    _refused(bad, "computed from another ONNX file")
+    bad = _copy(kit, tmp_path / "no_results")
+    shutil.rmtree(bad / "results")
+    _refused(bad, "holds no results for fp16")
+
+
+def test_a_truncated_results_file_stops_bisect_in_one_line_writing_nothing(written, tmp_path):
+    from typer.testing import CliRunner
+
+    from cp_debug.cli.main import app
+
+    kit, _, ckpt, _ = written
+    bad = _copy(kit, tmp_path / "truncated")
+    res = bad / kf.polygraphy_results("fp16", "pts_backbone_neck_head")
+    res.write_bytes(res.read_bytes()[: res.stat().st_size // 2])
+    out = tmp_path / "report.json"
+    proc = CliRunner().invoke(app, ["bisect", "--preset", "tiny", "--checkpoint", str(ckpt), "--points",
+                                    str(bad / "frames" / "frame_000.npy"), "--backends", f"torch,trt-fp16@{bad}",
+                                    "--no-noise-floor", "--json", str(out), "--quiet"])
+    assert proc.exit_code == 2, proc.output
+    lines = [ln for ln in proc.output.splitlines() if ln.strip()]
+    assert "not a readable Polygraphy RunResults file" in lines[-1] and not out.exists()
