@@ -1,7 +1,9 @@
 """CLI error mapping, applied once around every command (cli/main.py): a CpDebugError becomes one line on stderr
-and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130.
+and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130; any other exception is a bug of cp_debug:
+one line naming it and the file that holds its traceback (for a bug report), exit 70 (`ExitCode.INTERNAL`), so a CI
+tells a crash from "divergence found".
 
-The traceback is shown only with CPDEBUG_DEBUG=1; internal bugs (any other exception) keep theirs.
+The traceback is shown in full only with CPDEBUG_DEBUG=1 (the exception is then re-raised as it came).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-from cp_debug.errors import CpDebugError
+from cp_debug.errors import CpDebugError, ExitCode
 
 
 def debug_enabled() -> bool:
@@ -19,6 +21,8 @@ def debug_enabled() -> bool:
 
 @contextmanager
 def handle_errors():
+    import typer
+
     try:
         yield
     except CpDebugError as err:
@@ -29,4 +33,35 @@ def handle_errors():
         raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
         print("cpdebug: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(ExitCode.INTERRUPTED) from None
+    except (typer.exceptions.TyperException, typer.Exit, typer.Abort):
+        raise  # usage errors (typer's click), typer.Exit(code) and aborts are click's to handle
+    except Exception as err:  # noqa: BLE001 - the one place a bug of cp_debug becomes exit 70
+        if debug_enabled():
+            raise
+        print(internal_error_line(err), file=sys.stderr)
+        raise SystemExit(ExitCode.INTERNAL) from None
+
+
+def internal_error_line(err: BaseException) -> str:
+    """"cpdebug: internal error: Type: message — a bug of cp_debug; …", the traceback written to a file it names
+    (or, where no file can be written, printed above the line)."""
+    import platform
+    import tempfile
+    import traceback
+
+    import cp_debug
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    msg = str(err).strip().splitlines()
+    head = f"cpdebug: internal error: {type(err).__name__}: {msg[0] if msg else '(no message)'}"
+    try:
+        fd, path = tempfile.mkstemp(prefix="cpdebug-internal-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"cp_debug {cp_debug.__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+                    f"argv: {sys.argv}\n\n{text}")
+        where = f"the traceback is in {path}"
+    except OSError:
+        print(text, file=sys.stderr, end="")
+        where = "the traceback is above"
+    return f"{head} — a bug of cp_debug; {where} (CPDEBUG_DEBUG=1 prints it): please report it"

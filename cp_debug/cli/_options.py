@@ -96,6 +96,11 @@ PerTensorConvT = Annotated[bool, typer.Option(
     "pts_backbone.blocks.0 left FP32 (= --convtranspose per-tensor).")]
 
 # -- output ----------------------------------------------------------------------------------------------------
+# -- gates a CI sets (eval, replay): broken -> exit 1, one line naming the gate and both figures ------------
+MinMatch = Annotated[Optional[float], typer.Option(
+    "--min-match", metavar="R", help="Gate: exit 1 when fewer than this fraction (0..1) of the boxes match the "
+    "reference's (matched over the larger box count, so lost and added boxes both count).")]
+
 Json = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
 Csv = Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")]
 Parquet = Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")]

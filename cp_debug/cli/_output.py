@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 
@@ -76,3 +77,15 @@ def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     if json_out:
         write_json(json_out, doc)
     third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)
+
+
+def gates_exit(checks, stream=None) -> int | None:
+    """The gates a CI set (`eval.gates.GateCheck`s): the broken ones in one line on `stream` (stderr; a command's
+    `ThirdParty.terminal` while it captures), and their exit code (`ExitCode.DIVERGED`; None when none is broken,
+    so the command's own code stands)."""
+    from cp_debug.eval.gates import broken_line, gate_exit
+
+    line = broken_line(checks)
+    if line:
+        print(f"cpdebug: {line}", file=stream or sys.stderr, flush=True)
+    return gate_exit(checks)

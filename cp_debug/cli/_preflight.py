@@ -53,3 +53,16 @@ def check_devkit() -> None:
         from cp_debug.eval.devkit import INSTALL_HINT
 
         raise BackendUnavailableError(INSTALL_HINT)
+
+
+def check_torch_device(device: str) -> None:
+    """`--device` is cpu or cuda, and cuda is there when asked (else exit 3, one line)."""
+    from cp_debug.errors import BackendUnavailableError
+
+    if device not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {device!r}: choose cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")

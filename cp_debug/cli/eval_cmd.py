@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir, Json,
-                                   Preset, Quiet, RandomWeights, Seed, Verbose, backends_option, model_record)
+                                   MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose, backends_option,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -37,6 +38,13 @@ def eval_(
                                                 "reference box in the diff.")] = 2.0,
     deterministic: Deterministic = True,
     int8: Int8Dir = None,
+    max_map_drop: Annotated[Optional[float], typer.Option(
+        "--max-map-drop", metavar="X", help="Gate: exit 1 when a candidate's mAP is more than X below the "
+                                            "reference's.")] = None,
+    max_nds_drop: Annotated[Optional[float], typer.Option(
+        "--max-nds-drop", metavar="Y", help="Gate: exit 1 when a candidate's NDS is more than Y below the "
+                                            "reference's.")] = None,
+    min_match: MinMatch = None,
     json_out: Json = None,
     html: Annotated[Optional[Path],
                     typer.Option(help="Write a self-contained HTML page with the BEV of the "
@@ -46,10 +54,15 @@ def eval_(
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
-    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done, 2 bad input, 3 a backend or
-    nuscenes-devkit cannot run here.
+    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done (every gate given holds), 1 a
+    gate (--max-map-drop, --max-nds-drop, --min-match) is broken, 2 bad input, 3 a backend or nuscenes-devkit cannot
+    run here.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.eval.gates import check_limits
+
+        check_limits(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
+        gates = dict(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
@@ -60,7 +73,9 @@ def eval_(
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
-        _eval(opts, model, json_out=json_out, html=html, quiet=quiet or json_out == "-", third_party=third_party)
+        code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",
+                     third_party=third_party)
+    raise typer.Exit(code)
 
 
 def _backends(text: str | None, has_detections: bool) -> tuple:
@@ -85,19 +100,25 @@ def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, h
     check_report_writers(html=html)
 
 
-def _eval(opts, model: ModelRecord, *, json_out: str | None, html: Path | None, quiet: bool,
-          third_party: ThirdParty) -> None:
+def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: Path | None, quiet: bool,
+          third_party: ThirdParty) -> int:
+    """Run the eval, show and write it; the exit code (`ExitCode.DIVERGED` when a gate of `gates` is broken)."""
     from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.cli._output import StepProgress, finish, gates_exit
+    from cp_debug.errors import ExitCode
+    from cp_debug.eval.gates import eval_gates
     from cp_debug.eval.report import print_report
     from cp_debug.eval.session import run_eval
 
     steps = StepProgress(quiet, stream=third_party.terminal)
     report = run_eval(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                       step=steps.step)
-    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
-           lambda console: print_report(report, console))
+    checks = eval_gates(report, **gates)
+    doc = {**report.to_json(), "model_record": model.to_json(), "gates": [c.to_json() for c in checks]}
+    finish(doc, json_out, third_party, lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html
 
         write_html(report, html)
+    return gates_exit(checks, third_party.terminal) or ExitCode.OK
+

@@ -69,8 +69,8 @@ def fix(
     candidates) so that --tol / --max-map-drop / --max-lost-boxes holds over held-out frames, and write the
     deployable ONNX pair, the exclusion lists, fix.json and a README to --out DIR.
 
-    Exit codes: 0 written and verified (or --check holds), 1 no set meets the target / the verification or
-    --check fails, 2 bad input, 3 backend not available here.
+    Exit codes: 0 written and verified (or --check holds), 1 no set meets the target (nothing written), 5 written
+    but its verification fails (or --check does not hold), 2 bad input, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
@@ -108,7 +108,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
             raise BadInputError(f"--device must be cpu or cuda, not {device!r}")
         result = check_fix(check, device=device, progress=progress)
         finish(result.to_json(), json_out, third_party, lambda console: render_check(result, console))
-        return 0 if result.holds else 1
+        return result.exit_code
     if device is not None:
         raise BadInputError("--device goes with --check DIR; a search runs where its candidate says (ort-cuda-fp16)")
     if out is None:
@@ -142,7 +142,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
             written = outcome.write(out)
     doc = {**outcome.to_json(), "out": str(written) if written else None}
     finish(doc, json_out, third_party, lambda console: render(outcome, written, console))
-    return 0 if written is not None and outcome.holds else 1
+    return outcome.exit_code
 
 
 def render(outcome, written: Path | None, console) -> None:
@@ -182,6 +182,10 @@ def render(outcome, written: Path | None, console) -> None:
     if written is not None:
         console.print(f"written: {written} (README.md says how to build the engines; "
                       f"`cpdebug fix --check {written}` re-verifies it)", highlight=False, soft_wrap=True)
+        if not outcome.holds:
+            console.print("[red]not verified[/red]: the set meets the target on the search's frames, but the written "
+                          "pair does not hold on the verification's (table above); widen --scenes or relax the "
+                          "target", highlight=False, soft_wrap=True)
 
 
 def _verification_table(v):

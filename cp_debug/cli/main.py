@@ -1,11 +1,13 @@
 """`cpdebug`: the command-line entry point. Each command group lives in its own module.
 
 Errors are mapped here, once, for every command (`_Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
-line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug and keeps its traceback. Click's own
-usage errors (exit 2) and `--help` are click's.
+line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug: one line, exit 70, its traceback in
+a file the line names. Click's own usage errors (exit 2), `--help` and `--version` are click's.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -40,6 +42,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import cp_debug
+
+        print(f"cpdebug {cp_debug.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_version, is_eager=True, help="Print cp_debug's version and exit.")] = False):
+    """Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why."""
+
+
 app.command("bisect")(bisect_cmd.bisect)
 app.command("export")(export_cmd.export)
 app.command("infer")(infer_cmd.infer)

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, Parquet, Preset, Quiet, RandomWeights,
-                                   Seed, Verbose, model_record)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, MinMatch, Parquet, Preset, Quiet,
+                                   RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -80,6 +80,9 @@ def replay(
     max_voxels: Annotated[Optional[str], typer.Option(
         help="Voxel caps to try besides the model's (the node's max_voxel_size), comma-separated.")] = None,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many frames.")] = None,
+    device: Annotated[str, typer.Option(
+        help="Where the reference runs: cpu or cuda (the node's GPU; exit 3 when torch sees none).")] = "cpu",
+    min_match: MinMatch = None,
     json_out: Json = None,
     parquet: Parquet = None,
     html: Html = None,
@@ -90,7 +93,8 @@ def replay(
     variants (yaw convention, sigmoid, box z, voxel features, point order and caps, NMS, thresholds) and say
     which one brings the deployment's boxes closest.
 
-    Exit codes: 0 done, 2 bad input, 3 a library is missing.
+    Exit codes: 0 done (and --min-match holds), 1 --min-match broken: fewer of the deployment's boxes agree with
+    the reference glue's, 2 bad input, 3 a library or --device cuda is missing.
     """
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
@@ -101,9 +105,13 @@ def replay(
         outputs = ReplayOutputs(json_out=json_out, parquet=parquet, html=html, quiet=quiet or json_out == "-")
         if list_topics:
             _list_topics(bag)
-        else:
-            _replay(source, model, outputs, shuffle_seeds=shuffle_seeds, max_voxels=max_voxels,
-                    third_party=third_party)
+            return
+        from cp_debug.eval.gates import check_limits
+
+        check_limits(min_match=min_match)
+        code = _replay(source, model, outputs, shuffle_seeds=shuffle_seeds, max_voxels=max_voxels,
+                       third_party=third_party, device=device, min_match=min_match)
+    raise typer.Exit(code)
 
 
 def _list_topics(bag: Path | None) -> None:
@@ -119,9 +127,11 @@ def _list_topics(bag: Path | None) -> None:
 
 
 def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffle_seeds: str, max_voxels: str | None,
-            third_party) -> None:
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.errors import BadInputError
+            third_party, device: str = "cpu", min_match: float | None = None) -> int:
+    """Replay, show and write the report; the exit code (`ExitCode.DIVERGED` when --min-match is broken)."""
+    from cp_debug.cli._output import StepProgress, finish, gates_exit
+    from cp_debug.cli._preflight import check_torch_device
+    from cp_debug.errors import BadInputError, ExitCode
 
     bag, cuda_centerpoint, mmdet3d_pkl = src.bag, src.cuda_centerpoint, src.mmdet3d_pkl
     json_out, parquet, html, quiet = out.json_out, out.parquet, out.html, out.quiet
@@ -139,6 +149,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
         if out is not None:
             check_writable(out)
     opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=_ints(max_voxels, "--max-voxels"))
+    check_torch_device(device)
     steps = StepProgress(quiet, stream=third_party.terminal)
     with steps.step("reading the deployment's frames"):
         if bag is not None:
@@ -156,13 +167,16 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
                                        data_root=src.data_root)
     from cp_debug.cli._bar import progress_bar
     from cp_debug.replay.report import print_report
-    from cp_debug.replay.session import run_replay
+    from cp_debug.replay.session import gates, run_replay
 
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
-                            on_frame=lambda i: advance())
-    finish({**report.to_json(), "model_record": model.to_json()}, json_out, third_party,
-           lambda console: print_report(report, console))
+                            on_frame=lambda i: advance(), device=device)
+    for w in report.warnings:
+        print(f"cpdebug: warning: {w}", file=third_party.terminal, flush=True)
+    checks = gates(report, min_match)
+    finish({**report.to_json(), "model_record": model.to_json(), "gates": [c.to_json() for c in checks]}, json_out,
+           third_party, lambda console: print_report(report, console))
     if parquet is not None:
         from cp_debug.replay.files import write_parquet
 
@@ -171,3 +185,4 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
         from cp_debug.replay.html import write_html
 
         write_html(report, html)
+    return gates_exit(checks, third_party.terminal) or ExitCode.OK

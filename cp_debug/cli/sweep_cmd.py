@@ -63,7 +63,11 @@ def sweep(
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out.")] = False,
     ray: Annotated[Optional[str], typer.Option(
-        "--ray", help="Run the shards on Ray: 'auto' or a cluster address.")] = None,
+        "--ray", metavar="local|auto|ADDRESS",
+        help="Run the shards on Ray actors. 'local': a new Ray cluster on this machine with every CPU and GPU it has "
+             "(Ray's own ray.init(address='local'); one box, many GPUs); 'auto': the cluster already running here "
+             "(`ray start --head`); or a cluster's address: ray://HOST:10001 (Ray Client) or HOST:6379 (its head).")
+    ] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
                                                        "GPU for CUDA backends, else one per CPU).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,

@@ -7,7 +7,8 @@ columns) and the typed `GroundTruth` where the source has one. Sources:
 - `SceneSeed`: a synthetic scene of `data.scenes.make_scene` (ray-cast, ground truth from its boxes); held-out
   seeds (`held_out`) for evaluation, training seeds or far held-out seeds for calibration (`calibration`).
 - `PointFile`: a point file with the sweeps the config adds and, from an info file, its ground truth.
-- `BagMessage`: one PointCloud2 message of a rosbag2 folder (topic, bag time); no ground truth.
+- `BagMessage`: one PointCloud2 message of a rosbag2 folder (topic, bag time), read as the node reads it (the key
+  frame's time column 0: `data.rosbag.node_points`); no ground truth.
 - `ModelScan`: `models.centerpoint.synthetic.synthetic_scene`, bisect's default scan.
 - `InMemory`: a frame already loaded (`frame.in_memory(cfg)`), for features that run many experiments on it.
 
@@ -103,12 +104,10 @@ class BagMessage:
     time_ns: int
 
     def load(self, cfg: "CenterPointConfig") -> Scan:
-        from cp_debug.data.rosbag import read_cloud_at
-        from cp_debug.models.centerpoint.points import prepare_points
+        from cp_debug.data.rosbag import node_points, read_cloud_at
 
         cloud = read_cloud_at(self.path, self.topic, self.time_ns)
-        src = f"{self.path} {self.topic} at {self.time_ns}"
-        return Scan(prepare_points(cloud, cfg, source=src, file_layout=True))
+        return Scan(node_points(cloud, cfg, f"{self.path} {self.topic} at {self.time_ns}"))
 
     def truth(self, cfg: "CenterPointConfig") -> None:
         return None

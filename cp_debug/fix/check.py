@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cp_debug.errors import ExitCode
 from cp_debug.fix.verify import Verification
 
 # Recorded environment keys compared by --check, in the order they are reported.
@@ -65,6 +66,11 @@ class CheckResult:
     @property
     def holds(self) -> bool:
         return self.verification.holds
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """OK when the written fix holds here; NOT_VERIFIED when it does not."""
+        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
 
     def to_json(self) -> dict:
         return {"schema": "cp_debug.fix_check/1", "path": str(self.path), "holds": self.holds,

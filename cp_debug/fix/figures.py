@@ -97,6 +97,10 @@ class Figures:
 
     @property
     def worst(self) -> float:
+        """The largest rel. RMSE over the frames; NaN when a frame's is (its output not finite: nothing is worse).
+        Python's `max` would skip a NaN that is not first, and a frame whose heads overflowed would pass."""
+        if any(v != v for v in self.rel_rmse):
+            return float("nan")
         return max(self.rel_rmse, default=0.0)
 
     def to_json(self) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cp_debug.errors import BadInputError
+from cp_debug.errors import BadInputError, ExitCode
 
 if TYPE_CHECKING:
     from cp_debug.data.frames import HeldOutSet
@@ -86,6 +86,14 @@ class FixOutcome:
     def holds(self) -> bool:
         """A verification ran and the fix meets the target there."""
         return self.verification is not None and self.verification.holds
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """OK: written and verified; DIVERGED: no set meets the target, nothing to write; NOT_VERIFIED: a set was
+        found and written, but its verification does not hold (other frames, or the written pair in ONNX Runtime)."""
+        if self.fixed is None:
+            return ExitCode.DIVERGED
+        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
 
     def to_json(self) -> dict:
         """fix.json, less its `files` (written by `write`)."""

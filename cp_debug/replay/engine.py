@@ -25,7 +25,8 @@ from cp_debug.replay.variants import (GlueVariant, apply_box_variant, box_varian
 
 @dataclass(frozen=True)
 class ReplayFrame:
-    """One frame: the cloud the deployment saw (N, >=4 columns), its boxes, and where it came from."""
+    """One frame: the cloud the deployment saw as its model reads it (the model's columns; a bag's through
+    `data.rosbag.node_points`), its boxes, and where it came from."""
 
     token: str
     points: np.ndarray

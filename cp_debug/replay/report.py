@@ -122,6 +122,7 @@ class ReplayReport:
     frames: tuple[FrameResult, ...] = field(repr=False)
     settings: dict = field(default_factory=dict)
     groups: tuple[GroupScore, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the replay does not do as the node did (`session.node_warnings`)
 
     @property
     def reference(self) -> VariantScore:
@@ -223,7 +224,7 @@ class ReplayReport:
                 "point_order_moves": self.order_moves(),
                 "variants": sorted((s.to_json() for s in self.scores), key=lambda d: -d["agreement"]),
                 "seeded_groups": [g.to_json() for g in self.groups],
-                "frames": self.rows()}
+                "warnings": list(self.warnings), "frames": self.rows()}
 
 
 def print_report(report: ReplayReport, console, top: int = 8) -> None:
@@ -244,3 +245,5 @@ def print_report(report: ReplayReport, console, top: int = 8) -> None:
     console.print(f"  {report.pairing}", highlight=False, soft_wrap=True)
     colour = "green" if report.matches_reference else "yellow"
     console.print(f"  [{colour}]verdict[/{colour}] {report.verdict()}", highlight=False, soft_wrap=True)
+    for w in report.warnings:
+        console.print(f"  [yellow]warning[/yellow] {w}", highlight=False, soft_wrap=True)

@@ -18,11 +18,23 @@ class FrameSource:
     frames: list[ReplayFrame]
     source: str
     pairing: str  # how frames were paired, with the unpaired counted
+    warnings: tuple[str, ...] = ()  # what these frames lack of what the node saw
+
+
+def no_densification(cfg) -> str | None:
+    """What a bag's frames lack: the node's past-frame densification (None for a model without sweeps)."""
+    if not cfg.sweeps_num:
+        return None
+    return (f"the node's past-frame densification is not done: each cloud is replayed alone, time column 0, where "
+            f"Autoware's CenterPoint (densification_num_past_frames, 1 as launched) adds past clouds moved into the "
+            f"current frame through tf, each point's time column its cloud's lag; preset {cfg.name!r} was trained "
+            f"with {cfg.sweeps_num} sweep(s), so the reference sees fewer points than the node did and boxes of "
+            "sparse or moving objects may differ for that reason, not the glue's")
 
 
 def frames_from_bag(path: str | Path, cfg, *, lidar_topic: str, objects_topic: str, tolerance_ms: float = 0.0,
                     max_frames: int | None = None) -> FrameSource:
-    from cp_debug.data.rosbag import pair_by_stamp, read_bag
+    from cp_debug.data.rosbag import node_points, pair_by_stamp, read_bag
 
     p = Path(path)
     clouds, objects = read_bag(p, cfg.class_names, lidar_topic=lidar_topic, objects_topic=objects_topic)
@@ -37,21 +49,17 @@ def frames_from_bag(path: str | Path, cfg, *, lidar_topic: str, objects_topic: s
             f"bag {p}: {len(pairing.unpaired_objects)} DetectedObjects message(s) have no cloud on {lidar_topic} "
             f"within {tolerance_ms:g} ms, e.g. stamp {o.stamp_ns} (nearest cloud {near:.3f} ms away); "
             "give --stamp-tolerance-ms or the topic of the cloud the node read (--lidar-topic)")
-    frames = [ReplayFrame(str(clouds[i].stamp_ns), _finite(clouds[i].points), objects[j].detections, clouds[i].stamp_ns,
-                          dt) for i, j, dt in pairing.pairs]
+    frames = [ReplayFrame(str(clouds[i].stamp_ns),
+                          node_points(clouds[i].points, cfg, f"bag {p} {lidar_topic} at stamp {clouds[i].stamp_ns}"),
+                          objects[j].detections, clouds[i].stamp_ns, dt) for i, j, dt in pairing.pairs]
     skipped = sum(o.skipped for o in objects)
     text = pairing.describe() + (f"; {skipped} object(s) of classes the model lacks left out" if skipped else "")
     frames_ids = {(clouds[i].frame_id, objects[j].frame_id) for i, j, _ in pairing.pairs}
     other = sorted(f"{a} vs {b}" for a, b in frames_ids if a != b)
     if other:
         text += f"; cloud and objects frames differ ({other[0]}): boxes are compared in the cloud's frame as published"
-    return FrameSource(frames[:max_frames] if max_frames else frames, f"bag {p}", text)
-
-
-def _finite(points: np.ndarray) -> np.ndarray:
-    """Organized clouds carry NaN for rays without a return; the node drops them, and so do we."""
-    keep = np.isfinite(points).all(axis=1)
-    return points if keep.all() else points[keep]
+    return FrameSource(frames[:max_frames] if max_frames else frames, f"bag {p}", text,
+                       tuple(w for w in (no_densification(cfg),) if w))
 
 
 def frames_from_files(kind: str, path: str | Path, scenes: str | Path | None, cfg,

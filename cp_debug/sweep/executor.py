@@ -60,15 +60,18 @@ class _ActorBody:
 
 
 class RayExecutor:
-    """Shards on a Ray cluster: `address` "auto" (a running cluster) or an address; a Ray already initialised in
-    this process (a test's `ray.init(num_cpus=2)`) is used as it is. `workers`: actors to start (default: one per
-    GPU for CUDA backends, else the cluster's CPUs / `cpus_per_worker`)."""
+    """Shards on a Ray cluster, `address` as Ray's `ray.init` means it (`sweep --ray`'s help says it to users):
+    "local" starts one on this machine with every CPU and GPU it has (shut down again in `close`), "auto" joins the
+    running one, else an address; a Ray already initialised in this process (a test's `ray.init(num_cpus=2)`) is
+    used as it is. `workers`: actors to start (default: one per GPU for CUDA backends, else the cluster's CPUs /
+    `cpus_per_worker`)."""
 
     def __init__(self, settings: SweepSettings, onnx_dir: str | Path, address: str = "auto", workers: int | None = None,
                  cpus_per_worker: int = 1):
         self.settings, self.onnx_dir, self.address = settings, str(onnx_dir), address
         self.workers, self.cpus = workers, cpus_per_worker
         self.actors: list = []
+        self._started = False  # this executor started Ray in this process (and shuts it down)
 
     def _ray(self):
         try:
@@ -77,10 +80,15 @@ class RayExecutor:
             raise BackendUnavailableError(RAY_HINT) from None
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, log_to_driver=False)
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
             except (ConnectionError, RuntimeError, ValueError) as err:
+                if self.address == "auto":
+                    raise BadInputError("no running Ray cluster found: start one with `ray start --head`, or use "
+                                        "--ray local for a cluster on this machine") from None
                 raise BadInputError(f"--ray {self.address}: no Ray cluster reached ({str(err).splitlines()[0][:160]}); "
-                                    "start one with `ray start --head`, or pass its address") from None
+                                    "give ray://HOST:10001 (Ray Client) or HOST:6379 (the head), 'auto' for the "
+                                    "cluster running here, or 'local' for a new one on this machine") from None
+            self._started = True
         return ray
 
     def start(self) -> list:
@@ -135,6 +143,11 @@ class RayExecutor:
             for a in self.actors:
                 ray.kill(a)
             self.actors = []
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
 
     def describe(self) -> dict:
         return {"kind": "ray", "address": self.address, "workers": len(self.actors)}

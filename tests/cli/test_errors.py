@@ -1,16 +1,23 @@
 """Errors are mapped once, around every command (cli/main.py): a CpDebugError is one line and its exit code, Ctrl-C
-is "interrupted" and 130, a bug keeps its exception (and so its traceback), click's usage errors stay click's."""
+is "interrupted" and 130, a bug is one line, exit 70 and its traceback in a file (all of it with CPDEBUG_DEBUG=1),
+click's usage errors stay click's."""
 
 from __future__ import annotations
 
+import os
+import platform
+import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import cp_debug
 import cp_debug.report.io as report_io
 from cp_debug.cli import main as cli_main
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
 
 
 def _run(monkeypatch, raised: BaseException | None, *args: str) -> None:
@@ -40,12 +47,66 @@ def test_cpdebug_debug_shows_the_traceback(monkeypatch):
         _run(monkeypatch, BadInputError("run.json is not a report"))
 
 
-def test_an_internal_error_keeps_its_exception_and_traceback(monkeypatch, capsys):
+INTERNAL_LINE = re.compile(r"cpdebug: internal error: RuntimeError: a bug — a bug of cp_debug; the traceback is in "
+                           r"(\S+cpdebug-internal-\S+\.txt) \(CPDEBUG_DEBUG=1 prints it\): please report it")
+
+
+def _traceback_file(stderr: str) -> Path:
+    """The one line an internal error prints, checked, and the traceback file it names (read, then removed)."""
+    assert len(stderr.splitlines()) == 1, stderr
+    match = INTERNAL_LINE.fullmatch(stderr.strip())
+    assert match, stderr
+    path = Path(match.group(1))
+    assert path.is_file()
+    return path
+
+
+def test_an_internal_error_is_one_line_exit_70_and_its_traceback_kept(monkeypatch, tmp_path):
+    """Through typer's CliRunner, in process: a RuntimeError planted in the report reader."""
+    from typer.testing import CliRunner
+
+    def load_report(path):
+        raise RuntimeError("a bug\nsecond line")
+
     monkeypatch.delenv("CPDEBUG_DEBUG", raising=False)
-    with pytest.raises(RuntimeError, match="a bug") as info:
-        _run(monkeypatch, RuntimeError("a bug"))
-    assert any(entry.name == "load_report" for entry in info.traceback)  # raised where it happened
-    assert "cpdebug: error" not in capsys.readouterr().err
+    monkeypatch.setattr(report_io, "load_report", load_report)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        result = CliRunner().invoke(cli_main.app, ["report", "run.json"])
+    finally:
+        tempfile.tempdir = None
+    assert result.exit_code == ExitCode.INTERNAL == 70
+    assert result.stdout == ""
+    path = _traceback_file(result.stderr)
+    assert path.parent == tmp_path
+    text = path.read_text()
+    assert text.startswith(f"cp_debug {cp_debug.__version__}, Python {platform.python_version()}")  # for the report
+    assert "in load_report" in text and "RuntimeError: a bug\nsecond line" in text  # raised where it happened
+
+
+def test_an_internal_error_in_a_fresh_process(tmp_path):
+    """`cpdebug report run.json` as `main()` runs it, in its own process, a RuntimeError planted in the reader: exit
+    70, one line; with CPDEBUG_DEBUG=1 the exception and its whole traceback, as Python prints them."""
+    script = ("import sys, cp_debug.report.io as io\n"
+              "def load_report(path):\n    raise RuntimeError('a bug')\n"
+              "io.load_report = load_report\n"
+              "from cp_debug.cli.main import main\n"
+              "sys.argv = ['cpdebug', 'report', 'run.json']\nmain()\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "CPDEBUG_DEBUG"}
+    env.update(PYTHONPATH=str(root), TMPDIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 70 and proc.stdout == "", proc.stderr
+    path = _traceback_file(proc.stderr)
+    assert path.parent == tmp_path and "in load_report\nRuntimeError: a bug" in path.read_text()
+    assert "argv: ['cpdebug', 'report', 'run.json']" in path.read_text()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**env, "CPDEBUG_DEBUG": "1"})
+    assert proc.returncode == 1  # Python's own exit for an uncaught exception
+    assert proc.stderr.startswith("Traceback (most recent call last):")
+    assert "in load_report" in proc.stderr and proc.stderr.strip().endswith("RuntimeError: a bug")
+    assert "internal error" not in proc.stderr
 
 
 def test_ctrl_c_is_interrupted_and_exit_130(monkeypatch, capsys):

@@ -1,5 +1,6 @@
-"""`cpdebug --help` and every `cpdebug CMD --help`, in a fresh process: they work, and they load none of the heavy
-libraries (torch, onnx, onnxruntime, numpy), so that help is instant and a missing backend is no ImportError."""
+"""`cpdebug --version`, `--help` and every `cpdebug CMD --help`, in a fresh process: they work, and they load none of
+the heavy libraries (torch, onnx, onnxruntime, numpy), so that help is instant and a missing backend is no
+ImportError."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cp_debug.cli.main import app, main
 
 names = sorted(typer.main.get_command(app).commands)
 codes = []
-for args in [["--help"]] + [[name, "--help"] for name in names]:
+for args in [["--version"], ["-V"], ["--help"]] + [[name, "--help"] for name in names]:
     sys.argv = ["cpdebug", *args]
     try:
         main()
@@ -33,7 +34,7 @@ COMMANDS = ["backends", "bench", "bisect", "eval", "export", "extract", "fix", "
             "replay", "report", "scenes", "sensitivity", "sweep", "train", "trt-kit"]
 
 
-def test_help_of_every_command_loads_no_heavy_library():
+def test_version_and_help_of_every_command_load_no_heavy_library():
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, cwd=root,
@@ -41,7 +42,10 @@ def test_help_of_every_command_loads_no_heavy_library():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["commands"] == COMMANDS
-    assert result["codes"] == [0] * (1 + len(COMMANDS))
+    assert result["codes"] == [0] * (3 + len(COMMANDS))
+    from importlib.metadata import version
+
+    assert proc.stdout.startswith(f"cpdebug {version('cp-debug')}\n" * 2)  # --version and -V
     assert proc.stdout.count("Usage: cpdebug") == 1 + len(COMMANDS)
     for name in COMMANDS:
         assert f"Usage: cpdebug {name} [OPTIONS]" in proc.stdout, name

@@ -159,3 +159,41 @@ def test_t4_style_infos_with_sweeps_and_a_data_root(scene_dir, tmp_path):
     r = cpdebug(*args, "--data-root", str(scene_dir), "--json", str(tmp_path / "e.json"))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e.json").read_text())["backends"]
+
+
+
+@pytest.mark.slow  # three eval runs (about 30 s of CPU)
+def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_path):
+    """The tiny model with the demo's trained weights: ort holds tight gates (exit 0); a deployment that lost every
+    other box of the reference's breaks --max-map-drop and --min-match (exit 1, one line naming them with both
+    figures) while --max-nds-drop 1 holds; no gate given keeps exit 0 (the fixture above)."""
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.results_format import parse_results, write_results
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.models.centerpoint.source import shipped_checkpoint
+
+    model = ("--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")
+    r = cpdebug("eval", *model, "--backends", "torch,ort", "--max-map-drop", "0.01", "--max-nds-drop", "0.01",
+                "--min-match", "0.95", "--json", str(tmp_path / "ref.json"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    data = json.loads((tmp_path / "ref.json").read_text())
+    assert [g["option"] for g in data["gates"]] == ["--max-map-drop", "--max-nds-drop", "--min-match"]
+    assert not any(g["broken"] for g in data["gates"]) and data["metrics"]["torch"]["mAP"] > 0.3
+    torch_boxes, _ = parse_results({"meta": {}, "results": data["detections"]["torch"]}, CLASS_NAMES)
+    half = {t: SampleBoxes(sb.boxes[::2], sb.labels[::2], sb.scores[::2]) for t, sb in torch_boxes.items()}
+    write_results(tmp_path / "half.json", half, CLASS_NAMES)
+    args = ("eval", *model, "--backends", "torch", "--detections", str(tmp_path / "half.json"))
+    r = cpdebug(*args, "--max-map-drop", "0.01", "--max-nds-drop", "1", "--min-match", "0.9",
+                "--json", str(tmp_path / "e.json"))
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cpdebug: gate broken: --max-map-drop 0.01: half.json's mAP drop "
+                                                   "vs torch ("), r.stderr
+    assert "--min-match 0.9: half.json's box match rate vs torch (" in lines[0] and "below the limit" in lines[0]
+    assert "--max-nds-drop" not in lines[0]  # it holds
+    gates = {g["option"]: g for g in json.loads((tmp_path / "e.json").read_text())["gates"]}
+    assert gates["--max-map-drop"]["broken"] and gates["--max-map-drop"]["value"] > 0.01
+    assert gates["--min-match"]["broken"] and 0.4 <= gates["--min-match"]["value"] <= 0.6
+    assert not gates["--max-nds-drop"]["broken"]
+    r = cpdebug(*args, "--min-match", "95")
+    assert r.returncode == 2 and "a match rate lies in 0..1" in r.stderr

@@ -110,3 +110,14 @@ def test_the_steps_are_those_the_fix_search_always_gave():
     assert result.to_json()["steps"][0] == {"keep": [], "size": 0, "phase": "none", "passed": False,
                                             "checked": "all", "seconds": round(first.seconds, 3),
                                             **first.figures.to_json()}
+
+
+def test_a_frame_whose_output_is_not_finite_is_the_worst_wherever_it_comes():
+    """A NaN rel. RMSE (heads overflowed on that frame) fails any --tol, first frame or last."""
+    from cp_debug.fix.figures import Figures
+    from cp_debug.fix.targets import FixTarget
+
+    for errors in ((float("nan"), 0.01), (0.01, float("nan"))):
+        figures = Figures((0, 1), errors, ("heatmap", "heatmap"))
+        assert figures.worst != figures.worst and not FixTarget(tol=0.05).holds(figures.worst)
+    assert Figures((0, 1), (0.01, 0.02), ("reg", "rot")).worst == 0.02

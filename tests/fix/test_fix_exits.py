@@ -1,0 +1,49 @@
+"""`cpdebug fix`'s two failures are two exit codes, on planted FP16 overflows of the tiny model (in a fresh process):
+no set meets the target, nothing written -> 1 (`ExitCode.DIVERGED`); a set written whose verification fails -> 5
+(`ExitCode.NOT_VERIFIED`), and `fix --check` of it -> 5 too."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cp_debug.errors import ExitCode
+from tests.fix.cli import cpdebug
+from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def test_no_set_found_is_exit_1_and_writes_nothing(tmp_path):
+    """Only the shared conv may be kept in FP32: the deblock's overflow stays, even with it kept."""
+    ckpt = local_overflow_checkpoint(tmp_path / "planted.pth")
+    out = tmp_path / "fix"
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
+                   "--scenes", 1, "--bootstrap", 0, "--candidates", LOCAL_OVERFLOW_NODES[-1], "--out", out,
+                   "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == ExitCode.DIVERGED == 1, proc.stdout + proc.stderr
+    assert "No set meets" in proc.stdout and "Nothing was written" in proc.stdout
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".fix")]
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "impossible" and doc["out"] is None and doc["verification"] is None
+
+
+def test_written_but_not_verified_is_exit_5_and_check_agrees(tmp_path):
+    """The deblock's output peaks at 58000 on the search's frame (held-out scene 0): FP16 holds it, so the plain
+    FP16 pair meets the target there and is written; on the verification's scenes 1-5 it peaks higher (scene 5:
+    1.23x, past 65504) and overflows, so the written pair does not hold."""
+    ckpt = local_overflow_checkpoint(tmp_path / "planted.pth", peak=5.8e4)
+    out = tmp_path / "fix"
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
+                   "--scenes", 1, "--verify-scenes", 5, "--bootstrap", 0, "--out", out,
+                   "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == ExitCode.NOT_VERIFIED == 5, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "not_needed" and doc["out"] == str(out)
+    assert not doc["verification"]["holds"] and doc["verification"]["frames"]["first"] == 1
+    assert (out / "fix.json").is_file() and (out / "pts_backbone_neck_head.onnx").is_file()
+    assert "not verified" in proc.stdout
+    proc = cpdebug("--check", out, "--quiet")
+    assert proc.returncode == ExitCode.NOT_VERIFIED, proc.stdout + proc.stderr
+    assert "does NOT hold" in proc.stdout

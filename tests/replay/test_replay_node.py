@@ -1,0 +1,128 @@
+"""`cpdebug replay` as the node: a bag's cloud reaches the model as Autoware's CenterPoint and `sweep --scenes BAG`
+build it (the key frame's time column 0, whatever per-point time the driver stamped), the reference runs where it
+is asked to, and what the replay cannot vouch for is said (the demo preset on a recording, no densification);
+`--min-match` is a gate.
+
+Bags are real rosbag2 folders written with rosbags' writer (`data.rosbag.write_bag`) from synthetic clouds whose
+points carry a per-point `time_stamp`, as a spinning lidar's driver stamps them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags.rosbag2")
+
+from cp_debug.data.frames import from_scenes  # noqa: E402
+from cp_debug.data.rosbag import LIDAR_TOPIC, OBJECTS_TOPIC, Cloud, read_bag, write_bag  # noqa: E402
+from cp_debug.data.scenes import heldout_seeds, make_scene  # noqa: E402
+from cp_debug.models.centerpoint.decode import Detections  # noqa: E402
+from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+S = 1_000_000_000
+
+
+def cpdebug(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def _clouds(cfg, n: int) -> list[Cloud]:
+    """n synthetic clouds of (x, y, z, intensity, time_stamp): per-point times over a 0.1 s sweep, and a few rows of
+    NaN (an organised cloud's missing returns)."""
+    rng = np.random.default_rng(7)
+    out = []
+    for i, seed in enumerate(heldout_seeds(n)):
+        pts = make_scene(cfg, seed).points.astype(np.float32)
+        pts[:, 4] = np.sort(rng.uniform(0.0, 0.1, len(pts))).astype(np.float32)
+        pts[::997, :3] = np.nan
+        out.append(Cloud((i + 1) * S + 123, "base_link", pts))
+    return out
+
+
+def test_a_5_channel_model_replayed_from_a_bag_sees_the_points_sweep_sees(tmp_path):
+    import torch
+
+    from cp_debug.models.centerpoint.source import load_model
+    from cp_debug.replay.engine import ReferenceRunner
+    from cp_debug.replay.session import replay
+    from cp_debug.replay.sources import frames_from_bag
+
+    torch.set_num_threads(1)
+    cfg = get_preset("tiny").with_(name="tiny-xyzit", in_channels=5, use_dim=(0, 1, 2, 3, 4))
+    clouds = _clouds(cfg, 2)
+    clouds_only = write_bag(tmp_path / "clouds", clouds)
+    sweep_points = [f.load(cfg).points for f in from_scenes(clouds_only, cfg)]  # what `sweep --scenes BAG` reads
+    model = load_model(cfg, random_weights=True).model
+    with ReferenceRunner(model, cfg) as runner:
+        published = [runner.run(p).detections for p in sweep_points]  # the node's boxes: the reference's own
+        bag = write_bag(tmp_path / "bag", clouds, [(c.stamp_ns, d) for c, d in zip(clouds, published)],
+                        cfg.class_names)
+        stored, _ = read_bag(bag, cfg.class_names, lidar_topic=LIDAR_TOPIC, objects_topic=OBJECTS_TOPIC)
+        assert all(np.nanmax(c.points[:, 4]) > 0.09 for c in stored)  # the bag holds the per-point times
+        source = frames_from_bag(bag, cfg, lidar_topic=LIDAR_TOPIC, objects_topic=OBJECTS_TOPIC)
+        for frame, points, cloud in zip(source.frames, sweep_points, clouds):
+            assert frame.points.shape == points.shape == (len(cloud.points) - len(cloud.points[::997]), 5)
+            assert np.array_equal(frame.points, points)  # the same points, bit for bit
+            assert not frame.points[:, 4].any()  # the key frame's time lag, 0, not the driver's stamps
+        report = replay(source, runner, "random weights")
+        assert report.reference.fraction == 1.0 and report.matches_reference, report.verdict()
+        # the time column matters to this model: fed the bag's per-point times, its boxes move
+        raw = stored[0].points[np.isfinite(stored[0].points).all(axis=1)]
+        stamped = runner.run(raw).detections
+        assert not (np.array_equal(stamped.boxes, published[0].boxes)
+                    and np.array_equal(stamped.scores, published[0].scores))
+    assert report.warnings == (report.warnings[0],) and "past-frame densification is not done" in report.warnings[0]
+
+
+@pytest.mark.slow  # four replays of the demo in fresh processes (about 60 s)
+def test_cli_warns_of_the_demo_preset_gates_on_min_match_and_needs_cuda_for_device_cuda(tmp_path):
+    import torch
+
+    from cp_debug.models.centerpoint.source import load_model
+    from cp_debug.replay.engine import ReferenceRunner
+
+    cfg = get_preset("demo")
+    clouds = _clouds(cfg, 1)
+    points = from_scenes(write_bag(tmp_path / "clouds", clouds), cfg)[0].load(cfg).points
+    torch.set_num_threads(1)
+    with ReferenceRunner(load_model("demo").model, cfg) as runner:
+        ref = runner.run(points).detections
+    assert len(ref) >= 4
+    keep = np.arange(len(ref)) != 0  # the node lost the reference's best box
+    lost = Detections(ref.boxes[keep], ref.scores[keep], ref.labels[keep], ref.class_names)
+    bag = write_bag(tmp_path / "bag", clouds, [(clouds[0].stamp_ns, lost)], cfg.class_names)
+    args = ("replay", str(bag), "--shuffle-seeds", "", "-q", "--json", str(tmp_path / "r.json"))
+    agreement = (len(ref) - 1) / len(ref)
+    r = cpdebug(*args, "--min-match", f"{agreement + 0.01:.4f}")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3, r.stderr  # the two warnings and the gate, one line each
+    assert lines[0].startswith("cpdebug: warning: the model is the built-in demo preset (weights trained on "
+                               "cp_debug's synthetic scenes)")
+    assert lines[1].startswith("cpdebug: warning: the node's past-frame densification is not done")
+    assert lines[2].startswith(f"cpdebug: gate broken: --min-match {agreement + 0.01:.4f}: the agreement of the "
+                               f"deployment's boxes with the reference ({len(ref) - 1} agreeing of {len(ref) - 1} "
+                               f"deployed and {len(ref)} reference boxes) is {agreement:.4f}, below the limit")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["warnings"][0].startswith("the model is the built-in demo preset") and len(data["warnings"]) == 2
+    assert data["gates"][0]["broken"] and data["gates"][0]["value"] == pytest.approx(agreement)
+    assert data["settings"]["device"] == "cpu"
+    r = cpdebug(*args, "--min-match", f"{agreement - 0.01:.4f}")
+    assert r.returncode == 0 and "gate" not in r.stderr, r.stderr
+    if not torch.cuda.is_available():
+        r = cpdebug(*args, "--device", "cuda")
+        assert r.returncode == 3 and r.stderr.strip().splitlines() == [
+            "cpdebug: error: --device cuda was asked but torch sees no CUDA device; use --device cpu"], r.stderr
+    r = cpdebug(*args, "--device", "tpu")
+    assert r.returncode == 2 and "--device 'tpu': choose cpu or cuda" in r.stderr

@@ -1,0 +1,57 @@
+"""`sweep --ray local` through the CLI, in fresh processes: Ray's own local cluster on this machine gives the same
+sweep.json numbers as the in-process sweep; `--ray auto` without a running cluster is one line saying which form
+does what."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "2",
+        "--shard-size", "1", "--bisect-top", "0", "--bootstrap", "20", "--no-html", "-q")
+
+
+def cpdebug(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=ROOT)
+
+
+def _numbers(out: Path) -> dict:
+    """sweep.json less what differs between runs of the same numbers: versions, the executor, where it was written."""
+    doc = json.loads((out / "sweep.json").read_text())
+    doc.pop("environment")
+    doc["settings"] = {k: v for k, v in doc["settings"].items() if k != "executor"}
+    return doc
+
+
+def test_ray_local_gives_the_in_process_numbers(tmp_path):
+    here = cpdebug(*ARGS, "--out", str(tmp_path / "here"))
+    assert here.returncode in (0, 1, 4), here.stderr
+    local = cpdebug(*ARGS, "--out", str(tmp_path / "local"), "--ray", "local", "--ray-workers", "1")
+    assert local.returncode == here.returncode, local.stderr
+    on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
+    assert on_ray["kind"] == "ray" and on_ray["address"] == "local" and on_ray["workers"] == 1
+    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
+    assert len(_numbers(tmp_path / "here")["frames"]) == 2
+
+
+def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
+    import ray
+
+    if ray.is_initialized() or os.path.exists("/tmp/ray/ray_current_cluster"):
+        pytest.skip("a Ray cluster may be running on this machine: --ray auto would join it")
+    r = cpdebug(*ARGS, "--out", str(tmp_path / "auto"), "--ray", "auto")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "cpdebug: error: no running Ray cluster found: start one with `ray start --head`, or use --ray local for a "
+        "cluster on this machine"], r.stderr
