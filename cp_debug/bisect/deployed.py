@@ -5,7 +5,9 @@ user's file (`DIR/<stage name>.onnx`: `pts_voxel_encoder.onnx`, `pts_backbone_ne
 and whose probe map is the file's tensors found by `probes/foreign.py` (scope names, else structure). The file's
 interface is checked against the model's stage first (`probes/interface.py`: one line, exit 2). The reference keeps
 the subject's own stages (torch or cp_debug's export), so the two are compared probe by probe; a probe the file
-does not map is reported missing with the reason, never compared with a tensor that does not correspond.
+does not map is reported missing with the reason, never compared with a tensor that does not correspond. The nodes
+of either graph with no counterpart in the other (`probes/graph_diff.py`) are listed per stage, for the report and
+for the verdict (`graph_blame.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError
 from cp_debug.precision.held import file_precision
+from cp_debug.probes.graph_diff import GraphDifferences
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ class DeployedStages:
     precision: str = "fp32"
     files: tuple[Path, ...] = ()
     how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
+    differences: tuple[GraphDifferences, ...] = ()  # per stage: the nodes with no counterpart on the other side
+
+    @property
+    def graph_differences(self) -> GraphDifferences:
+        """Every stage's differences, stage after stage."""
+        return sum(self.differences, GraphDifferences())
 
     def to_json(self) -> dict:
         """For the report's settings: per stage, the file and each probe's deployed tensor (and how it was found),
@@ -63,15 +72,16 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.interface import check_interface
 
-    views, notes, held, files, how = [], [], [], [], []
+    views, notes, held, files, how, differences = [], [], [], [], [], []
     for i, st in enumerate(subject.stages):
         path = stage_file(spec, subject, st)
         model = load_onnx(path)
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
-        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace())
+        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
         held.append(file_precision(model))
         files.append(path)
         how.append(dict(found.how))
+        differences.append(found.differences)
         views.append(replace(st, onnx_model=model, export=None, qdq_export=None, _qdq=None, _trace=st.trace(),
                              _map=found.probe_map, export_warnings=(), export_note=None))
         wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
@@ -82,9 +92,11 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         if lost:
             note += f"; not mapped: {', '.join(lost[:6])}{' …' if len(lost) > 6 else ''} (reported missing)"
         notes.append(note)
+        if found.differences:
+            notes.append(f"{spec}: {path.name}: graph differences: {found.differences.summary()}")
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":
         how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
-    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how))
+    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
 SCHEMA = "cp_debug.report/1"
 STATUSES = ("ok", "diverged", "nan", "shape_mismatch", "missing")
@@ -96,9 +97,26 @@ class ProbeResult:
 class RootCause:
     probe: str
     hint: str | None = None
+    # a deployed graph's nodes with no counterpart in the reference, in the probe's segment (`graph_blame.py`)
+    nodes: tuple[UnmatchedNode, ...] = ()
 
     def to_json(self) -> dict:
-        return {"probe": self.probe, "hint": self.hint}
+        out = {"probe": self.probe, "hint": self.hint}
+        if self.nodes:
+            out["graph_difference"] = [{**n.to_json(), "side": n.side} for n in self.nodes]
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RootCause":
+        nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
+        return cls(d["probe"], d.get("hint"), nodes)
+
+    @property
+    def title(self) -> str:
+        """What the root cause is called: the probe, or the unmatched node its segment holds."""
+        if not self.nodes:
+            return self.probe
+        return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}"
 
 
 @dataclass
@@ -114,6 +132,7 @@ class CandidateResult:
     wall_s: float | None = None
     error: str | None = None  # set when the candidate could not run (e.g. unavailable backend)
     detections: dict | None = None  # the subject's detection verdict on this input, where it has one
+    graph_differences: GraphDifferences | None = None  # SPEC@DIR: the nodes either graph has and the other lacks
 
     @property
     def diverged(self) -> bool:
@@ -173,6 +192,8 @@ class BisectReport:
             "plots": self.plots,
             "third_party_warnings": self.third_party_warnings,
             "model_record": self.model_record.to_json() if self.model_record is not None else None,
+            "graph_differences": {c.label: c.graph_differences.to_json() for c in self.candidates
+                                  if c.graph_differences is not None},
         }
 
     @classmethod
@@ -188,13 +209,15 @@ class BisectReport:
                 spec=d.get("candidate_specs", {}).get(label, label),
                 results=[ProbeResult.from_json(r) for r in d["results"].get(label, [])],
                 first_divergent=d.get("first_divergent", {}).get(label),
-                root_cause=RootCause(rc["probe"], rc.get("hint")) if rc else None,
+                root_cause=RootCause.from_json(rc) if rc else None,
                 path=d.get("paths", {}).get(label, []),
                 precision=d.get("precision", {}).get(label),
                 outputs_within_tolerance=d.get("outputs_within_tolerance", {}).get(label),
                 wall_s=d.get("wall_s", {}).get(label),
                 error=d.get("errors", {}).get(label),
                 detections=(d.get("detections") or {}).get(label),
+                graph_differences=(GraphDifferences.from_json(d["graph_differences"][label])
+                                   if label in (d.get("graph_differences") or {}) else None),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from cp_debug.bisect import hints as hints_mod
+from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import Tolerance
@@ -33,13 +34,15 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     hint = _hint(run, state, rc) if rc else None
+    blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
-        root_cause=RootCause(rc, hint) if rc else None, path=path,
+        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment) if rc else None, path=path,
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
-        detections=state.detections.to_json() if state.detections is not None else None)
+        detections=state.detections.to_json() if state.detections is not None else None,
+        graph_differences=blame.differences)
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:

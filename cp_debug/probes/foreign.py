@@ -10,6 +10,8 @@ table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
    same chain is followed in the file.
 A probe whose correspondence is not certain — its compute node unaligned, a chain step with no or several
 fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
+Past the probes, every node is paired where it can be (`align_nodes`); the nodes left over on either side are the
+graphs' differences (`graph_diff.py`: an inserted Clip, a dropped Sigmoid, a fused op).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes
 from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -34,6 +37,7 @@ class ForeignMap:
 
     probe_map: ProbeMap
     how: dict[str, str] = field(default_factory=dict)  # module -> "scope" | "structure"
+    differences: GraphDifferences = GraphDifferences()  # nodes with no counterpart on the other side
 
     def counts(self) -> dict[str, int]:
         out = {"scope": 0, "structure": 0}
@@ -43,11 +47,14 @@ class ForeignMap:
 
 
 def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
-                trace: ModuleTrace) -> ForeignMap:
-    """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`."""
+                trace: ModuleTrace, stage: str = "") -> ForeignMap:
+    """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`, and list the nodes
+    of either graph with no counterpart in the other (`stage` names the file they are in)."""
     module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
     by_scope = map_modules_to_onnx(foreign, trace)
-    matched, why_not = match_tensors(ours, foreign, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
+    a, b = _Graph.of(ours), _Graph.of(foreign)
+    pair = align_anchors(a, b)
+    matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
     producers = {t: n.op_type for n in foreign.graph.node for t in n.output}
     index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}
     tensors: dict[str, str] = {}
@@ -66,7 +73,12 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             unmapped[q] = f"not found in the deployed graph: {why_not.get(our_map.tensors[q], 'no match')}"
             continue
         op_types[q] = producers.get(tensors[q], "Input")
-    return ForeignMap(ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()}), how)
+    their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
+    nodes = align_nodes(a, b, pair)
+    differences = GraphDifferences(
+        unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage),
+        unmatched_nodes(ours, a.unpaired(set(nodes)), our_map, REFERENCE, stage))
+    return ForeignMap(their_map, how, differences)
 
 
 @dataclass
@@ -106,6 +118,10 @@ class _Graph:
     def signature(self, i: int) -> tuple:
         node = self.model.graph.node[i]
         return (node.op_type, tuple(self.constants.get(t) for t in node.input if t in self.constants))
+
+    def unpaired(self, paired: set[int]) -> list[int]:
+        """The nodes (Constants aside) not in `paired`, in graph order."""
+        return [i for i, n in enumerate(self.model.graph.node) if n.op_type != "Constant" and i not in paired]
 
     def computed(self, t: str) -> bool:
         return bool(t) and t not in self.constants and (t in self.producer or t in self.inputs)
@@ -162,12 +178,15 @@ def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
                   wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Our tensors `wanted` → the foreign graph's corresponding tensors, by structure; and, for the rest, why not."""
     a, b = _Graph.of(ours), _Graph.of(foreign)
-    pair = align_anchors(a, b)
+    return _match(a, b, align_anchors(a, b), wanted)
+
+
+def _match(a: "_Graph", b: "_Graph", pair: dict[int, int], wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     found: dict[str, str] = {}
     why: dict[str, str] = {}
-    graph_names = {o.name for o in foreign.graph.output} | set(b.inputs)
+    graph_names = {o.name for o in b.model.graph.output} | set(b.inputs)
     for t in wanted:
-        if t in graph_names and (t in a.inputs or t in {o.name for o in ours.graph.output}):
+        if t in graph_names and (t in a.inputs or t in {o.name for o in a.model.graph.output}):
             found[t] = t  # the interface's names (checked against the model beforehand)
             continue
         result = _follow(a, b, pair, t)
@@ -193,6 +212,62 @@ def align_anchors(a: "_Graph", b: "_Graph") -> dict[int, int]:
         ua, ub = _unique(ka, set(pair)), _unique(kb, set(pair.values()))
         pair.update({i: ub[k] for k, i in ua.items() if k in ub})
     return pair
+
+
+def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, int]:
+    """Every node of `a` → its counterpart in `b`, grown from the aligned anchors, the nodes both graphs name alike
+    (same name and op type) and the interface (inputs and outputs keep their names): a pair's producers pair where
+    they have one op type, and its consumers where exactly one on each side takes the same output in the same
+    slot with the same op type. An inserted, dropped or replaced node is reached by neither and stays unpaired."""
+    nodes_a, nodes_b = a.model.graph.node, b.model.graph.node
+    pair: dict[int, int] = {}
+    taken: set[int] = set()
+    todo: list[int] = []
+
+    def add(i: int, j: int) -> None:
+        if i not in pair and j not in taken and nodes_a[i].op_type == nodes_b[j].op_type:
+            pair[i] = j
+            taken.add(j)
+            todo.append(i)
+
+    for i, j in anchors.items():
+        add(i, j)
+    named = {n.name: j for j, n in enumerate(nodes_b) if n.name and n.op_type != "Constant"}
+    for i, n in enumerate(nodes_a):
+        if n.name and n.op_type != "Constant" and n.name in named:
+            add(i, named[n.name])
+    for t in a.inputs & b.inputs:
+        _pair_consumers(a, b, t, t, add, pair, taken)
+    for o in a.model.graph.output:
+        if o.name in b.producer and o.name in a.producer:
+            add(a.producer[o.name][0], b.producer[o.name][0])
+    while todo:
+        i = todo.pop()
+        na, nb = nodes_a[i], nodes_b[pair[i]]
+        for ta, tb in zip(na.input, nb.input):
+            if ta in a.producer and tb in b.producer and a.producer[ta][1] == b.producer[tb][1]:
+                add(a.producer[ta][0], b.producer[tb][0])
+        for ta, tb in zip(na.output, nb.output):
+            if ta and tb:
+                _pair_consumers(a, b, ta, tb, add, pair, taken)
+    return pair
+
+
+def _pair_consumers(a: "_Graph", b: "_Graph", ta: str, tb: str, add, pair: dict[int, int], taken: set[int]) -> None:
+    """Pair the unpaired consumers of `ta` (in `a`) and `tb` (in `b`) that are alone in taking it in their slot with
+    their op type."""
+    def groups(g: "_Graph", t: str, done) -> dict[tuple, list[int]]:
+        out: dict[tuple, list[int]] = {}
+        for j, slot in g.consumers.get(t, []):
+            if j not in done:
+                out.setdefault((g.model.graph.node[j].op_type, slot), []).append(j)
+        return out
+
+    ga, gb = groups(a, ta, pair), groups(b, tb, taken)
+    for key, mine in ga.items():
+        theirs = gb.get(key, [])
+        if len(set(mine)) == 1 and len(set(theirs)) == 1:
+            add(mine[0], theirs[0])
 
 
 def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:

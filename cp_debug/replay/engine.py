@@ -20,7 +20,7 @@ from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.decode import Detections, decode
 from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 from cp_debug.replay.variants import (GlueVariant, apply_box_variant, box_variants, cfg_for, decode_variants,
-                                      fitted_thresholds, reference_variant, rerun_variants)
+                                      fitted_thresholds, reference_variant, rerun_variants, score_variants)
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,28 @@ class Agreement:
         return 1.0 if n == 0 else self.agreeing / n
 
 
+def _placed(m, tol: Tolerances) -> bool:
+    """A matched pair within the tolerances of engine numerics in everything but the score."""
+    return m.centre_dist <= tol.centre and abs(m.z_diff) <= tol.z and m.size_diff <= tol.size and m.yaw_diff <= tol.yaw
+
+
 def agreement(deployed: Detections, variant: Detections, tol: Tolerances) -> Agreement:
     d = compare_detections(variant, deployed, max_dist=tol.match_distance)
-    ok = [m for m in d.matched if m.centre_dist <= tol.centre and abs(m.z_diff) <= tol.z and m.size_diff <= tol.size
-          and m.yaw_diff <= tol.yaw and abs(m.score_diff) <= tol.score]
+    ok = [m for m in d.matched if _placed(m, tol) and abs(m.score_diff) <= tol.score]
     return Agreement(len(deployed), len(variant), len(d.matched), len(ok),
                      np.array([m.centre_dist for m in d.matched], np.float64))
+
+
+def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances) -> tuple[np.ndarray, np.ndarray]:
+    """The scores (reference's, deployment's) of the boxes that agree in place, size and yaw, over the frames'
+    (reference, deployed) pairs: what a score-space variant is fitted on."""
+    ref, dep = [], []
+    for reference, deployed in pairs:
+        for m in compare_detections(reference, deployed, max_dist=tol.match_distance).matched:
+            if _placed(m, tol):
+                ref.append(float(reference.scores[m.index_a]))
+                dep.append(float(deployed.scores[m.index_b]))
+    return np.asarray(ref, np.float64), np.asarray(dep, np.float64)
 
 
 class ReferenceRunner:
@@ -165,12 +181,15 @@ class FrameResult:
     bev_points: np.ndarray | None = field(repr=False, compare=False, default=None)  # (<=4000, 2) x, y
 
 
-def all_variants(cfg, frames: Sequence[ReplayFrame], opts: ReplayOptions) -> list[GlueVariant]:
+def all_variants(cfg, frames: Sequence[ReplayFrame], opts: ReplayOptions,
+                 scores: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))) -> list[GlueVariant]:
+    """Every variant a replay tries, in order; `scores` are the pairs the score-space variants are fitted on."""
     out = [reference_variant(), *box_variants()]
     fitted = fitted_thresholds([f.deployed for f in frames], cfg.class_names)
     if fitted is not None:
         out.append(fitted)
-    return out + decode_variants(cfg) + rerun_variants(cfg, opts.seeds, opts.max_voxels)
+    return (out + decode_variants(cfg) + score_variants(*scores)
+            + rerun_variants(cfg, opts.seeds, opts.max_voxels))
 
 
 def variant_detections(runner: ReferenceRunner, frame: ReplayFrame, variant: GlueVariant, voxels: int) -> Detections:
@@ -209,7 +228,8 @@ def replay_frames(runner: ReferenceRunner, frames: Sequence[ReplayFrame], opts: 
     """Every variant's agreement with the deployment on every frame."""
     if not frames:
         raise BadInputError("no frame to replay: the deployment's detections and the clouds share no frame")
-    variants = all_variants(runner.cfg, frames, opts)
+    scores = score_pairs([(runner.run(f.points).detections, f.deployed) for f in frames], opts.tolerances)
+    variants = all_variants(runner.cfg, frames, opts, scores)
     results = []
     for i, frame in enumerate(frames):
         voxels = runner.voxel_count(frame.points)

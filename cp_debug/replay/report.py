@@ -2,7 +2,9 @@
 
 The verdict reads: "97% of the deployment's boxes match the reference after `yaw: y-axis reference`; the
 rest differ as engine numerics do (centre shift p95 3 cm); point order alone moves 0.4% of boxes". Ties go
-to the variant tried first (the reference glue itself, then the cheaper conventions).
+to the variant tried first (the reference glue itself, then the cheaper conventions). A score-space variant is
+named as the fault it is ("the deployment publishes scores in logit space: apply sigmoid before thresholding")
+with its fit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from cp_debug.replay.engine import FrameResult
-from cp_debug.replay.variants import REFERENCE, GlueVariant
+from cp_debug.replay.variants import REFERENCE, SCORE_SPACE, GlueVariant
 
 MATCHING = 0.9  # agreement at or above which a variant explains the deployment
 EXPLAINS = 0.5  # below this no variant explains it: look at the engines
@@ -176,6 +178,8 @@ class ReplayReport:
                 text = (f"no glue variant explains the deployment's boxes (best `{best.variant.name}`: "
                         f"{best.fraction:.0%} agree; the reference glue as is: {ref.fraction:.0%}): the engines "
                         "themselves differ — bisect them (cpdebug bisect)")
+            elif best.variant.family == SCORE_SPACE:
+                text = _score_space(best, ref, rest)
             elif best.variant.name == REFERENCE:
                 text = (f"{best.fraction:.0%} of the deployment's boxes match the reference with its own glue: no glue "
                         f"fault found; {rest}")
@@ -225,6 +229,24 @@ class ReplayReport:
                 "variants": sorted((s.to_json() for s in self.scores), key=lambda d: -d["agreement"]),
                 "seeded_groups": [g.to_json() for g in self.groups],
                 "warnings": list(self.warnings), "frames": self.rows()}
+
+
+def _score_space(best: VariantScore, ref: VariantScore, rest: str) -> str:
+    """The verdict of a score-space variant: what the deployment does to its scores, the fix, the fit's figures."""
+    p = best.variant.params
+    if p["score_map"] == "logit":
+        what, fix = "in logit space (the heatmap before its sigmoid)", "apply sigmoid before thresholding"
+    elif p["score_map"] == "sigmoid":
+        what, fix = "through a second sigmoid (every score lands in 0.5–0.73)", "drop the second sigmoid"
+    else:
+        offset = f" {p['offset']:+.3g}" if p["offset"] else ""
+        what = f"as {p['scale']:.3g} × the model's score{offset}"
+        fix = "publish the model's own score (thresholds tuned on these scores move with them)"
+    residual = p.get("fit_max_residual")
+    fit = (f"fitted on {p['fit_boxes']} boxes that match in all but the score, largest residual {residual:.2g}"
+           if residual is not None else "no box matches in all but the score")
+    return (f"the deployment publishes scores {what}: {fix} — after `{best.variant.name}` {best.fraction:.0%} of "
+            f"its boxes match the reference's (the reference glue as is: {ref.fraction:.0%}; {fit}); {rest}")
 
 
 def print_report(report: ReplayReport, console, top: int = 8) -> None:

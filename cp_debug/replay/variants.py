@@ -6,6 +6,9 @@ Three kinds, cheapest first:
   y axis (Autoware's `-yaw - pi/2` for a model that needs none), yaw +-pi/2 or negated, z published at the
   bottom or read as the bottom, length/width swapped, per-class score thresholds (fitted to the deployment's
   lowest score per class).
+- `box` in score space: the reference's boxes with their scores published through a monotone map — logits (no
+  sigmoid), a second sigmoid, or a scale / affine map fitted to the boxes that agree in all but the score; each
+  carries its fit (boxes, largest residual) for the verdict.
 - `decode`: the reference's raw head maps decoded again: the heatmap without sigmoid (logits as scores), with
   two sigmoids, circle NMS with another radius or none, rotated-IoU NMS instead, other pre/post max sizes.
 - `rerun`: the engines run again on the frame's points: point order shuffled before voxelization (seeded; with
@@ -27,6 +30,8 @@ import numpy as np
 from cp_debug.models.centerpoint.decode import Detections
 
 REFERENCE = "reference glue"
+SCORE_SPACE = "score space"
+SCALE_EPS = 1e-3  # a fitted map this close to the identity (|scale - 1|, |offset|) is no variant
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ def box_variants() -> list[GlueVariant]:
 
 def apply_box_variant(variant: GlueVariant, dets: Detections) -> Detections:
     """The reference's boxes as `variant` publishes them."""
+    if "score_map" in variant.params:
+        return Detections(dets.boxes, map_scores(variant.params, dets.scores), dets.labels, dets.class_names)
     if variant.name.startswith("score: per-class thresholds"):
         thr = np.array([variant.params["thresholds"].get(c, np.inf) for c in dets.class_names] or [np.inf])
         keep = dets.scores >= thr[dets.labels] if len(dets) else np.zeros(0, bool)
@@ -98,6 +105,56 @@ def fitted_thresholds(deployed: Sequence[Detections], class_names: Sequence[str]
         return None
     text = ", ".join(f"{c} {v:.3g}" for c, v in lows.items())
     return GlueVariant(f"score: per-class thresholds ({text})", "score threshold", "box", {"thresholds": lows})
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+_SCORE_MAPS = {"logit": ("score: published as logits (sigmoid not applied)", _logit),
+               "sigmoid": ("score: sigmoid applied again", _sigmoid)}
+
+
+def map_scores(params: Mapping, scores: np.ndarray) -> np.ndarray:
+    """The reference's scores as a score-space variant publishes them."""
+    s = np.asarray(scores, np.float64)
+    kind = params["score_map"]
+    out = params["scale"] * s + params["offset"] if kind == "affine" else _SCORE_MAPS[kind][1](s)
+    return out.astype(np.float32)
+
+
+def score_variants(reference: np.ndarray, deployed: np.ndarray) -> list[GlueVariant]:
+    """The score-space variants, each with its fit on the score pairs (`reference[i]`, `deployed[i]`) of the boxes
+    that agree in all but the score: logits, a second sigmoid, and the least-squares affine map where it is not
+    the identity (named a scale when its offset is nil)."""
+    ref, dep = np.asarray(reference, np.float64), np.asarray(deployed, np.float64)
+    out = []
+    for kind, (name, _) in _SCORE_MAPS.items():
+        params = {"score_map": kind}
+        out.append(GlueVariant(name, SCORE_SPACE, "box", {**params, **_fit(params, ref, dep)}))
+    if ref.size >= 2 and np.ptp(ref) > 0:
+        scale, offset = (float(v) for v in np.polyfit(ref, dep, 1))
+        if abs(scale - 1) > SCALE_EPS or abs(offset) > SCALE_EPS:
+            if abs(offset) <= SCALE_EPS:
+                name, offset = f"score: scaled by {scale:.3g}", 0.0
+            else:
+                name = f"score: {scale:.3g} × score {offset:+.3g}"
+            params = {"score_map": "affine", "scale": scale, "offset": offset}
+            out.append(GlueVariant(name, SCORE_SPACE, "box", {**params, **_fit(params, ref, dep)}))
+    return out
+
+
+def _fit(params: dict, ref: np.ndarray, dep: np.ndarray) -> dict:
+    """How the map fits the pairs: their count and the largest |deployed - map(reference)|."""
+    if not ref.size:
+        return {"fit_boxes": 0, "fit_max_residual": None}
+    residual = np.abs(dep - map_scores(params, ref).astype(np.float64))
+    return {"fit_boxes": int(ref.size), "fit_max_residual": float(residual.max())}
 
 
 def decode_variants(cfg) -> list[GlueVariant]:

@@ -146,8 +146,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
     if cand.first_divergent:
         text = f"diverged at {cand.first_divergent}"
         if cand.root_cause:
-            same = cand.root_cause.probe == cand.first_divergent
-            text += " (the root cause)" if same else f", root cause {cand.root_cause.probe}"
+            same = cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
+            text += " (the root cause)" if same else f", root cause {cand.root_cause.title}"
             if cand.root_cause.hint and hint:
                 text += f": {cand.root_cause.hint}"
         if cand.outputs_within_tolerance:

@@ -128,7 +128,7 @@ def _candidate(report: BisectReport, cand: CandidateResult) -> str:
                    + "</div>")
     if cand.root_cause:
         hint = f" — {escape(cand.root_cause.hint)}" if cand.root_cause.hint else ""
-        out.append(f'<div class="hint"><b>{ROOT_CAUSE}: {escape(cand.root_cause.probe)}</b>{hint}</div>')
+        out.append(f'<div class="hint"><b>{ROOT_CAUSE}: {escape(cand.root_cause.title)}</b>{hint}</div>')
     out.append(_table(report, cand))
     tol = tolerance_for(report, cand.label)
     imgs = []

@@ -159,7 +159,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     if cand.first_divergent:
         console.print(Text(f"  {FIRST_DIVERGENT}: {cand.first_divergent}", style="bold red"))
     if cand.root_cause:
-        line = Text(f"  {ROOT_CAUSE}: {cand.root_cause.probe}", style="bold yellow")
+        line = Text(f"  {ROOT_CAUSE}: {cand.root_cause.title}", style="bold yellow")
         if cand.root_cause.hint:
             line.append(f" — {cand.root_cause.hint}", style="yellow")
         console.print(line)

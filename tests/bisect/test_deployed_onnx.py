@@ -7,7 +7,6 @@ tensor renamed n0, n1, … (as some simplifiers write them), or the interface mi
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from cp_debug.errors import BadInputError
 from cp_debug.probes.foreign import map_foreign
 from cp_debug.probes.interface import InterfaceMismatchError
+from tests.bisect.deployed_files import edited as _edited, rename as _rename, write_folder as _write
 
 PLANTED_CONV = "/pts_backbone/blocks.1/blocks.1.3/Conv"
 # the planted conv's BatchNorm was folded into it by the exporter: its tensor is the BN's (naming.py)
@@ -34,36 +34,9 @@ def subject():
     return centerpoint_subject("tiny", random_weights=True, trace_side=64)
 
 
-def _edited(model: onnx.ModelProto, edit) -> onnx.ModelProto:
-    graph = gs.import_onnx(copy.deepcopy(model))  # graphsurgeon shares the proto's weights: never edit ours
-    edit(graph)
-    return gs.export_onnx(graph.cleanup().toposort())
-
-
 def _plant(graph: gs.Graph) -> None:
     conv = next(n for n in graph.nodes if n.name == PLANTED_CONV)
     conv.inputs[1].values = conv.inputs[1].values * np.float32(1.5)
-
-
-def _rename(graph: gs.Graph, table: dict[str, str] | None = None) -> None:
-    keep = {t.name for t in graph.inputs + graph.outputs}  # the interface keeps its names
-    for k, node in enumerate(graph.nodes):
-        node.name = f"n{k}"
-    for k, tensor in enumerate(list(graph.tensors().values())):
-        if tensor.name not in keep:
-            if table is not None:
-                table[tensor.name] = f"t{k}"
-            tensor.name = f"t{k}"
-
-
-def _write(folder: Path, subject, edits: dict) -> Path:
-    folder.mkdir()
-    for st in subject.stages:
-        model = st.onnx()
-        for edit in edits.get(st.name, ()):
-            model = _edited(model, edit)
-        onnx.save(model, folder / f"{st.name}.onnx")
-    return folder
 
 
 def _bisect(subject, reference: str, folder: Path):
@@ -108,6 +81,7 @@ def test_renamed_copy_still_maps_and_names_the_same_layer(subject, tmp_path):
     report = _bisect(subject, "ort", folder)  # cp_debug's own export as the reference
     cand = report.candidates[0]
     assert cand.root_cause is not None and cand.root_cause.probe in PLANTED_LAYER
+    assert cand.root_cause.nodes == () and not cand.graph_differences  # a changed weight is no graph difference
     assert any("by structure" in w for w in report.warnings)
     mapped = report.settings["deployed"][f"ort@{folder}"]["pts_backbone_neck_head"]["mapped"]
     assert mapped["pts_backbone.blocks.1"]["by"] == "structure" and mapped["pts_backbone.blocks.1"]["tensor"][0] == "t"

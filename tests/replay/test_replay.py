@@ -82,6 +82,15 @@ def _planted(world, fault: str) -> list[Detections]:
             out.append(_with(d, b))
         elif fault == "shuffle":  # the node's time-seeded shuffle, with a voxel cap the cloud exceeds
             out.append(runner.run(c, order_seed=NODE_SEED, max_voxels=cap).detections)
+        elif fault == "logit":  # the reference's own boxes, each published with its score before the sigmoid
+            out.append(_with(d, scores=np.log(d.scores) - np.log1p(-d.scores)))
+        elif fault == "sigmoid twice":  # a second sigmoid on the published score
+            out.append(_with(d, scores=1 / (1 + np.exp(-d.scores.astype(np.float64)))))
+        elif fault == "half":  # the score scaled by 0.5 on the way out
+            out.append(_with(d, scores=0.5 * d.scores))
+        elif fault == "moved":  # an engine fault: every box 0.5 m off, its score as the reference's
+            b[:, 0] += 0.5
+            out.append(_with(d, b))
         elif fault in ("zero", "legacy"):  # voxel features zero-padded, or processed where raw belongs
             from cp_debug.recipes.centerpoint.pipeline import run_pipeline
             from cp_debug.recipes.centerpoint.stage_runners import torch_stage_runners
@@ -109,6 +118,17 @@ def _bag(world, fault: str, storage: str) -> Path:
                      list(zip(stamps, _planted(world, fault))), CFG.class_names, storage=storage)
 
 
+def _bag_once(world, fault: str, storage: str) -> Path:
+    """The bag of `fault`, written on its first use in the session."""
+    path = world[5] / f"{fault}_{storage}"
+    return path if path.exists() else _bag(world, fault, storage)
+
+
+def _frames(world, fault: str, storage: str = "sqlite3"):
+    return frames_from_bag(_bag_once(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
+                           objects_topic="/perception/object_recognition/detection/centerpoint/objects")
+
+
 EXPECTED = {"clean": "none", "yaw": "yaw", "sigmoid": "sigmoid", "z": "z", "shuffle": "point order + max_voxels",
             "zero": "voxel features", "legacy": "voxel features"}
 
@@ -117,7 +137,7 @@ EXPECTED = {"clean": "none", "yaw": "yaw", "sigmoid": "sigmoid", "z": "z", "shuf
                                            ("shuffle", "sqlite3"), ("zero", "mcap"), ("legacy", "sqlite3")])
 def test_replay_names_the_planted_fault(world, fault, storage):
     runner, _, _, cap, weights, _, _ = world
-    source = frames_from_bag(_bag(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
+    source = frames_from_bag(_bag_once(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
                              objects_topic="/perception/object_recognition/detection/centerpoint/objects")
     assert "3 frame(s) paired by header stamp (exact stamps; 3 exact), 0 cloud(s)" in source.pairing
     report = replay(source, runner, weights, ReplayOptions(seeds=(0, 1), max_voxels=(cap,)))
@@ -135,6 +155,37 @@ def test_replay_names_the_planted_fault(world, fault, storage):
     assert "point order alone moves" in verdict
     frame = report.to_frame()
     assert len(frame) == 3 * len(report.scores) and set(frame["token"]) == {f.token for f in source.frames}
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("logit", "the deployment publishes scores in logit space (the heatmap before its sigmoid): apply sigmoid before "
+              "thresholding — after `score: published as logits (sigmoid not applied)` 100% of its boxes match"),
+    ("sigmoid twice", "the deployment publishes scores through a second sigmoid (every score lands in 0.5–0.73): drop "
+                      "the second sigmoid — after `score: sigmoid applied again` 100%"),
+    ("half", "the deployment publishes scores as 0.5 × the model's score: publish the model's own score"),
+], ids=["logit", "sigmoid-twice", "half"])
+def test_replay_names_a_score_transform(world, fault, words):
+    runner, _, refs, _, weights, _, _ = world
+    report = replay(_frames(world, fault), runner, weights, ReplayOptions(seeds=(0,)))
+    verdict = report.verdict()
+    assert report.best_family == "score space" and not report.matches_reference, verdict
+    boxes = sum(len(r.detections) for r in refs)
+    assert words in verdict and f"fitted on {boxes} boxes that match in all but the score, largest residual" in verdict
+    assert report.best.variant.params["fit_max_residual"] < 1e-5  # float32 scores through the bag, exactly fitted
+    saved = report.to_json()
+    assert saved["best_family"] == "score space" and saved["best"]["params"]["fit_boxes"] == boxes
+
+
+def test_scores_are_not_blamed_for_moved_boxes_nor_found_in_a_clean_recording(world):
+    runner, _, _, _, weights, _, _ = world
+    opts = ReplayOptions(seeds=(0,))
+    moved = replay(_frames(world, "moved", "mcap"), runner, weights, opts)
+    assert moved.best_family != "score space" and "the engines themselves differ" in moved.verdict(), moved.verdict()
+    assert not any(s.variant.name.startswith("score: scaled") for s in moved.scores)  # nothing to fit a map on
+    clean = replay(_frames(world, "clean"), runner, weights, opts)
+    assert clean.matches_reference and clean.best_name == "reference glue", clean.verdict()
+    assert {s.variant.name for s in clean.scores if s.variant.family == "score space"} == {
+        "score: published as logits (sigmoid not applied)", "score: sigmoid applied again"}  # no fitted map
 
 
 def test_prediction_files_are_judged_the_same_way(world, tmp_path):
@@ -157,7 +208,7 @@ def test_prediction_files_are_judged_the_same_way(world, tmp_path):
 
 
 def test_cli_replays_a_bag_and_writes_json_parquet_html(world, tmp_path):
-    bag = _bag(world, "yaw", "sqlite3") if not (world[5] / "yaw_sqlite3").exists() else world[5] / "yaw_sqlite3"
+    bag = _bag_once(world, "yaw", "sqlite3")
     r = cpdebug("replay", "--list", str(bag))
     assert r.returncode == 0 and LIDAR_TOPIC in r.stdout and "autoware_perception_msgs/msg/DetectedObjects" in r.stdout
     r = cpdebug("replay", str(bag), "--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")),

@@ -1,0 +1,162 @@
+"""The nodes of a deployed graph and of the reference's export that have no counterpart on the other side.
+
+`foreign.align_nodes` pairs the two graphs node by node; what is left over on either side is a graph difference: a
+Clip or a Mul the deployment inserted, a Sigmoid it dropped, an op it fused or split. Each unpaired node is placed
+between the probes around it on its own side (the nearest probe tensor upstream and downstream), so a report can
+say which segment holds it, and bisect can name it where that segment is the one the divergence arises in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from cp_debug.probes.naming import ProbeMap
+
+CANDIDATE, REFERENCE = "candidate", "reference"
+# Nodes a precision conversion adds or swaps in (FP16 casts, INT8 Q/DQ and integer ops): counted apart, never blamed.
+PRECISION_OPS = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "ConvInteger", "MatMulInteger"})
+
+
+@dataclass(frozen=True)
+class UnmatchedNode:
+    """A node of one side's graph (`side`: "candidate" = the deployed file, "reference" = cp_debug's export) with no
+    counterpart on the other, between the probes `before` and `after` (None: the graph's edge)."""
+
+    node: str
+    op_type: str
+    side: str
+    stage: str
+    before: str | None
+    after: str | None
+    # its tensors on its own side, for the segment checks of a verdict (not saved: a run's detail)
+    outputs: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def precision(self) -> bool:
+        """A cast or quantization node: the file's precision, not a change of the computation."""
+        return self.op_type in PRECISION_OPS
+
+    @property
+    def where(self) -> str:
+        return "only in the deployed graph" if self.side == CANDIDATE else "only in the reference"
+
+    def describe(self) -> str:
+        """E.g. `Clip 'n57' (between pts_backbone.blocks.1.5 and pts_backbone.blocks.1.7)`."""
+        return f"{self.op_type} {self.node!r} (between {self.before or 'the input'} and {self.after or 'the output'})"
+
+    def to_json(self) -> dict:
+        return {"node": self.node, "op_type": self.op_type, "stage": self.stage, "between": [self.before, self.after]}
+
+    @classmethod
+    def from_json(cls, d: dict, side: str) -> "UnmatchedNode":
+        before, after = (list(d.get("between") or []) + [None, None])[:2]
+        return cls(d["node"], d["op_type"], side, d.get("stage") or "", before, after)
+
+
+@dataclass(frozen=True)
+class GraphDifferences:
+    """Per side, the nodes with no counterpart on the other (in graph order, stage after stage)."""
+
+    only_in_candidate: tuple[UnmatchedNode, ...] = ()
+    only_in_reference: tuple[UnmatchedNode, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.only_in_candidate or self.only_in_reference)
+
+    def __add__(self, other: "GraphDifferences") -> "GraphDifferences":
+        return GraphDifferences(self.only_in_candidate + other.only_in_candidate,
+                                self.only_in_reference + other.only_in_reference)
+
+    @property
+    def computation(self) -> tuple[UnmatchedNode, ...]:
+        """The differences that change the computation (precision casts and Q/DQ aside), candidate's first."""
+        return tuple(n for n in self.only_in_candidate + self.only_in_reference if not n.precision)
+
+    def summary(self, limit: int = 3) -> str:
+        """One line: how many nodes differ on each side, the first few named; precision nodes only counted."""
+        parts = []
+        for what, nodes in (("only in the deployed graph", self.only_in_candidate),
+                            ("only in the reference", self.only_in_reference)):
+            named = [n for n in nodes if not n.precision]
+            if named:
+                listed = ", ".join(n.describe() for n in named[:limit]) + (" …" if len(named) > limit else "")
+                parts.append(f"{len(named)} node{'s' if len(named) > 1 else ''} {what}: {listed}")
+            ops: dict[str, int] = {}
+            for n in nodes:
+                if n.precision:
+                    ops[n.op_type] = ops.get(n.op_type, 0) + 1
+            if ops:
+                counts = ", ".join(f"{k} {op}" for op, k in ops.items())
+                parts.append(f"{counts} {what} (the files' precision, not compared as a change)")
+        return "; ".join(parts) if parts else "every node has its counterpart"
+
+    def to_json(self) -> dict:
+        return {"only_in_candidate": [n.to_json() for n in self.only_in_candidate],
+                "only_in_reference": [n.to_json() for n in self.only_in_reference]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "GraphDifferences":
+        return cls(tuple(UnmatchedNode.from_json(n, CANDIDATE) for n in d.get("only_in_candidate") or ()),
+                   tuple(UnmatchedNode.from_json(n, REFERENCE) for n in d.get("only_in_reference") or ()))
+
+
+def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMap, side: str,
+                    stage: str) -> tuple[UnmatchedNode, ...]:
+    """The nodes `nodes` (indices into `model`'s graph) placed between the probes of `probe_map` around them."""
+    graph = model.graph
+    producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(graph.node):
+        for t in n.input:
+            consumers.setdefault(t, []).append(i)
+    names = _probe_names(model, probe_map)
+
+    def upstream(t: str) -> list[str]:
+        return list(graph.node[producer[t]].input) if t in producer else []
+
+    def downstream(t: str) -> list[str]:
+        return [x for j in consumers.get(t, ()) for x in graph.node[j].output]
+
+    out = []
+    for i in nodes:
+        node = graph.node[i]
+        before = _nearest(list(node.input), names, upstream, lambda t: producer.get(t, -1), max)
+        after = _nearest(list(node.output), names, downstream, lambda t: producer.get(t, len(graph.node)), min)
+        outputs = tuple(t for t in node.output if t)
+        name = node.name or f"{node.op_type} → {outputs[0] if outputs else '?'}"  # some exporters leave nodes unnamed
+        out.append(UnmatchedNode(name, node.op_type, side, stage, before, after, outputs))
+    return tuple(out)
+
+
+def _probe_names(model: onnx.ModelProto, probe_map: ProbeMap) -> dict[str, str]:
+    """Tensor → the probe it is compared as: the deepest module mapped onto it, else the graph's input or output."""
+    names = {t.name: t.name for t in list(model.graph.input) + list(model.graph.output)}
+    init = {t.name for t in model.graph.initializer}
+    names = {t: n for t, n in names.items() if t not in init}
+    best: dict[str, str] = {}
+    for module, t in probe_map.tensors.items():
+        if t not in best or module.count(".") > best[t].count("."):
+            best[t] = module
+    names.update(best)
+    return names
+
+
+def _nearest(start: list[str], names: dict[str, str], step, order, pick) -> str | None:
+    """Walk from the tensors `start` (`step`: a tensor's next tensors), stopping at probe tensors; the probe whose
+    producer comes last (`pick=max`, upstream) or first (`pick=min`, downstream) in graph order."""
+    seen: set[str] = set()
+    found: list[str] = []
+    todo = [t for t in start if t]
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in names:
+            found.append(t)
+            continue
+        todo.extend(x for x in step(t) if x)
+    return names[pick(found, key=order)] if found else None
