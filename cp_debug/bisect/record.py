@@ -36,8 +36,15 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     which every backend shares) is never better than the rows it is glued from: a scatter spreads the same
     elements beyond tolerance over a larger tensor, diluting the share that `max_share` judges. The note says so
     wherever this changes the row's status."""
-    res = ProbeResult(name, d.status, d, loc)
-    if d.status != "ok":
+    j = run.judge(s, name, d)
+    lj = run.judge(s, name, loc) if loc is not None else None
+    status = d.status
+    if run.opts.tolerance_mode == "model":
+        from cp_debug.compare.noise import status_of
+
+        status = status_of(d, j)
+    res = ProbeResult(name, status, d, loc, judgement=j, local_judgement=lj)
+    if status != "ok" or run.opts.tolerance_mode == "model":  # rel. RMS error is not diluted by a scatter's zeros
         return res
     bad = [(src, s.results[src]) for src in run.glue_sources(name)
            if src in s.results and s.results[src].status == "diverged" and s.results[src].diff is not None]
@@ -53,7 +60,7 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
     if n > n_src:
         note += (f"; the glue spreads them over a {n / n_src:.3g}× larger tensor, which dilutes the share under "
                  f"max_share {run.tolerance(s, name).max_share:g}")
-    return ProbeResult(name, "diverged", d, loc, note=note)
+    return ProbeResult(name, "diverged", d, loc, note=note, judgement=j, local_judgement=lj)
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from cp_debug.compare.diff import TensorDiff
+from cp_debug.compare.noise import Judgement, Outcome, worst
 from cp_debug.models.centerpoint.source import ModelRecord
 from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
@@ -45,6 +46,8 @@ class ProbeResult:
     local: TensorDiff | None = None  # the segment alone, fed the reference's boundary inputs
     amplification: float | None = None  # propagated error out / propagated error in (rel. RMSE)
     note: str | None = None
+    judgement: Judgement | None = None  # the propagated error against the precision's noise (compare/noise.py)
+    local_judgement: Judgement | None = None  # the local error against it
 
     def to_json(self) -> dict:
         d = self.diff
@@ -73,6 +76,11 @@ class ProbeResult:
             "note": self.note,
             "rel_max": _num(d.rel_max) if d else None,  # max |diff| / max |ref|: robust to near-zero references
         }
+        j, lj = self.judgement, self.local_judgement
+        out["outcome"] = j.outcome.value if j else None  # of this tensor alone, by the precision's noise model
+        out["expected_rel_rmse"] = _num(j.expected_rel_rmse) if j else None
+        out["noise_ratio"] = _num(j.noise_ratio) if j else None
+        out["local_noise_ratio"] = _num(lj.noise_ratio) if lj else None
         return out
 
     @classmethod
@@ -90,7 +98,16 @@ class ProbeResult:
             local = TensorDiff(r["probe"], (), (), _fl(r["local_max_abs"]), math.nan, math.nan, math.nan,
                                _fl(r.get("local_rel_rmse")), math.nan, math.nan, math.nan, 0, 0, math.nan, math.nan,
                                r.get("local_status") or "ok")
-        return cls(r["probe"], r["status"], diff, local, _fl(r.get("amplification"), None), r.get("note"))
+        judgement = local_judgement = None
+        if r.get("outcome"):
+            judgement = Judgement(Outcome(r["outcome"]), _fl(r.get("expected_rel_rmse")), _fl(r.get("noise_ratio")),
+                                  "")
+            if r.get("local_noise_ratio") is not None:
+                ratio = _fl(r["local_noise_ratio"])
+                local_judgement = Judgement(Outcome.WITHIN_PRECISION if ratio <= 1 else Outcome.DEGRADED,
+                                            _fl(r.get("expected_rel_rmse")), ratio, "")
+        return cls(r["probe"], r["status"], diff, local, _fl(r.get("amplification"), None), r.get("note"), judgement,
+                   local_judgement)
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,11 @@ class CandidateResult:
     error: str | None = None  # set when the candidate could not run (e.g. unavailable backend)
     detections: dict | None = None  # the subject's detection verdict on this input, where it has one
     graph_differences: GraphDifferences | None = None  # SPEC@DIR: the nodes either graph has and the other lacks
+    # the verdict (compare/noise.py): within precision / degraded / diverged, and why; None for a candidate that
+    # could not run and for reports recorded before it existed
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    judged_at: str | None = None  # the precision its noise was judged at
 
     @property
     def diverged(self) -> bool:
@@ -161,6 +183,12 @@ class BisectReport:
     @property
     def any_diverged(self) -> bool:
         return any(c.diverged for c in self.candidates)
+
+    @property
+    def outcome(self) -> Outcome:
+        """The run's outcome: the worst candidate's (a report without outcomes: diverged where any diverged)."""
+        return worst(c.outcome if c.outcome is not None else
+                     (Outcome.DIVERGED if c.diverged else Outcome.WITHIN_PRECISION) for c in self.candidates)
 
     def candidate(self, label: str) -> CandidateResult:
         for c in self.candidates:
@@ -194,6 +222,10 @@ class BisectReport:
             "model_record": self.model_record.to_json() if self.model_record is not None else None,
             "graph_differences": {c.label: c.graph_differences.to_json() for c in self.candidates
                                   if c.graph_differences is not None},
+            "outcome": self.outcome.value,
+            "outcomes": {c.label: (c.outcome.value if c.outcome else None) for c in self.candidates},
+            "outcome_reasons": {c.label: c.outcome_reason for c in self.candidates},
+            "judged_at": {c.label: c.judged_at for c in self.candidates},
         }
 
     @classmethod
@@ -218,6 +250,9 @@ class BisectReport:
                 detections=(d.get("detections") or {}).get(label),
                 graph_differences=(GraphDifferences.from_json(d["graph_differences"][label])
                                    if label in (d.get("graph_differences") or {}) else None),
+                outcome=Outcome(o) if (o := (d.get("outcomes") or {}).get(label)) else None,
+                outcome_reason=(d.get("outcome_reasons") or {}).get(label),
+                judged_at=(d.get("judged_at") or {}).get(label),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

@@ -43,6 +43,9 @@ class BisectOptions:
     # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose
     # tensors fit 1 GiB, a session each: lockstep_grouped.py)
     lockstep_mode: str = "segments"
+    # how probes are judged: "model" (against the candidate's precision's noise, compare/noise.py; three outcomes)
+    # or "fixed" (element-wise atol/rtol, diverged or not, as before)
+    tolerance_mode: str = "model"
 
 
 @dataclass
@@ -82,6 +85,7 @@ class CandidateState:
     seconds: float = 0.0
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
+    judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
 
 
 class NullProgress:
@@ -132,6 +136,20 @@ class RunState:
         if worst > 0:
             return Tolerance(max(tol.atol, 4 * worst), tol.rtol, tol.max_share)
         return tol
+
+    def judge(self, state: CandidateState, name: str, d: TensorDiff):
+        """`d` against the candidate's precision (compare/noise.py): INT8 at its calibrated amax where known, the
+        reference's own noise (and that of the rows a glued input comes from) as the floor."""
+        from cp_debug.compare import noise as noise_model
+
+        floor = max((nz.rel_rmse for nz in (self.noise.get(n) for n in [name, *self.glue_sources(name)])
+                     if nz is not None and math.isfinite(nz.rel_rmse)), default=0.0)
+        amax = None
+        if state.judged_at == "int8" and state.int8_amax and name in self.probes:
+            pm = self.stage_of(state.label, self.probes[name].stage).probe_map()
+            tensor = pm.tensors.get(name, name) if pm is not None else name
+            amax = state.int8_amax.get(tensor)
+        return noise_model.judge(d, state.judged_at, amax, floor)
 
     def glue_sources(self, name: str) -> list[str]:
         """The rows a glued input row is computed from: the earlier stages' output rows (or the module rows that

@@ -15,6 +15,7 @@ from cp_debug.bisect import hints as hints_mod
 from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
 
 
@@ -35,6 +36,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     results = ordered(state, all_probes)
     hint = _hint(run, state, rc) if rc else None
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
+    outcome, reason = _outcome(run, state, results, rc, path)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -42,7 +44,56 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
-        graph_differences=blame.differences)
+        graph_differences=blame.differences,
+        outcome=outcome, outcome_reason=reason, judged_at=state.judged_at)
+
+
+def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]
+             ) -> tuple[noise.Outcome, str]:
+    """The candidate's outcome and its reason. Fixed mode: diverged where a probe is beyond tolerance. Model mode
+    (compare/noise.py): diverged for NaN/Inf or shape, or a root cause whose local error is a local fault at some
+    level of the descent (`path`: the root cause at each level, each against its own siblings); degraded for probes
+    beyond the precision otherwise, or boxes changed beyond it; else within precision."""
+    prec = state.judged_at
+    bad = [r for r in results if r.status not in ("ok", "missing")]
+    if run.opts.tolerance_mode == "fixed":
+        if bad or not _outputs_ok(run, state):
+            return noise.Outcome.DIVERGED, f"{len(bad)} probe(s) beyond tolerance (element-wise, fixed mode)"
+        return noise.Outcome.WITHIN_PRECISION, "every probe within tolerance (element-wise, --tolerance-mode fixed)"
+    judged = [r for r in results if r.judgement is not None and r.status != "missing"]
+    broken = next((r for r in bad if r.status in ("nan", "shape_mismatch")
+                   or (r.judgement is not None and r.judgement.outcome is noise.Outcome.DIVERGED)), None)
+    if broken is not None:
+        why = broken.judgement.reason if broken.judgement else broken.status
+        return noise.Outcome.DIVERGED, f"{broken.probe}: {why}"
+    judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
+    boxes = judge_boxes(prec) if judge_boxes is not None else None
+    if bad:
+        for name in dict.fromkeys([*([rc] if rc else []), *reversed(path)]):
+            r = state.results.get(name)
+            lj = r.local_judgement if r is not None else None
+            if lj is not None and noise.local_fault(lj.noise_ratio, _sibling_ratios(run, state, name)):
+                return noise.Outcome.DIVERGED, (f"local fault at {name}: its segment alone brings "
+                                                f"{lj.noise_ratio:.3g}× {prec}'s expected rounding, far beyond its "
+                                                "siblings'")
+        worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
+        why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
+               f"{worst_r.judgement.noise_ratio:.3g}×), no single layer's own error far beyond its siblings'"
+               if worst_r.judgement else f"{len(bad)} probe(s) beyond {prec}'s expected rounding")
+        return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}" if boxes is not None else "")
+    top = max((r.judgement.noise_ratio for r in judged), default=0.0)
+    why = f"every probe's error ≤ {top:.2g}× {prec}'s expected rounding"
+    if boxes is not None:
+        return boxes.outcome, f"{why}; {boxes.reason}"
+    return noise.Outcome.WITHIN_PRECISION, why
+
+
+def _sibling_ratios(run: RunState, state: CandidateState, name: str) -> list[float]:
+    """The local errors (÷ their budgets) of the probes beside `name` (same parent and stage)."""
+    p = run.probes[name]
+    return [state.results[n].local_judgement.noise_ratio for n, q in run.probes.items()
+            if q.parent == p.parent and q.stage == p.stage and n != name and n in state.results
+            and state.results[n].local_judgement is not None]
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:
@@ -149,6 +200,9 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "level": run.level, "refine": o.refine, "deterministic": o.deterministic,
         "noise_floor": o.noise_floor, "local_error": o.local, "lockstep": o.lockstep,
         "tolerance": {c.label: _tol_dict(run.states[c.label].tol) for c in cands},
+        "tolerance_mode": o.tolerance_mode,
+        "noise_model": {"growth": noise.GROWTH, "unit_roundoff": {c.label: noise.unit_roundoff(c.judged_at or "fp32")
+                                                                  for c in cands}},
         "determinism": run.det.settings(),
         "noise": {n: d.max_abs for n, d in run.noise.items() if d.max_abs > 0},
         "backends": {c.label: run.states[c.label].settings for c in cands},

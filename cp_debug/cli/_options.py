@@ -75,6 +75,16 @@ def backends_option(rule: str):
 Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
 
+# -- how a verdict is given (bisect, sweep) ------------------------------------------------------------------------
+Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision; "
+                                               "--tolerance-mode fixed judges by it).")]
+Rtol = Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision; "
+                                               "--tolerance-mode fixed judges by it).")]
+ToleranceMode = Annotated[str, typer.Option(
+    "--tolerance-mode", help="'model': each candidate against the rounding its precision is expected to bring "
+    "(relative RMS error, local faults, boxes at the score threshold): within precision (exit 0), degraded (4) or "
+    "diverged (1). 'fixed': the element-wise atol/rtol check, diverged (1) or not (0).")]
+
 # -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
 CalibScenes = Annotated[Optional[Path], typer.Option(
     "--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]

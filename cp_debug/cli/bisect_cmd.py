@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
+from cp_debug.cli._options import (Atol, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
                                    Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
-                                   Seed, TorchModel, UseDim, Verbose, backends_option, model_record)
+                                   Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -63,8 +64,9 @@ def bisect(
                      typer.Option(help="Probe level: stage, block, layer, all (default: stage for "
                                        "CenterPoint, block otherwise).")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
-    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision).")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision).")] = None,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    tolerance_mode: ToleranceMode = "model",
     deterministic: Deterministic = True,
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
@@ -97,9 +99,14 @@ def bisect(
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
 
-    Exit codes: 0 within tolerance, 1 divergence found, 2 bad input or usage, 3 backend not available here.
+    Exit codes: 0 within precision (fixed mode: within tolerance), 1 diverged (a local fault, NaN/Inf, a shape
+    mix-up; fixed mode: any probe beyond tolerance), 4 degraded (beyond the precision's noise without a local fault),
+    2 bad input or usage, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.compare.noise import check_mode
+
+        check_mode(tolerance_mode)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
@@ -116,7 +123,7 @@ def bisect(
         opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
                              noise_floor=noise_floor, local=local, keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
-                             lockstep_mode=lockstep_mode)
+                             lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party)
     raise typer.Exit(code)
 
@@ -162,7 +169,8 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
                calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty) -> int:
-    """Load, bisect, write (the request checked by `_preflight`): the exit code (1 when a candidate diverged)."""
+    """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
+    (compare/noise.py: 0 within precision, 4 degraded, 1 diverged)."""
     from dataclasses import replace
 
     from cp_debug.cli._output import StepProgress
@@ -185,7 +193,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         _write_outputs(engine, report, outputs, progress, third_party)
     finally:
         engine.close()
-    return 1 if report.any_diverged else 0
+    return int(report.outcome.exit_code)
 
 
 def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party) -> None:

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
-                                   Preset, Quiet, RandomWeights, Seed, Verbose, model_record)
+from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib,
+                                   Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode, Verbose,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -42,6 +43,9 @@ class SweepRun:
     deterministic: bool
     html: bool
     quiet: bool
+    tolerance_mode: str = "model"
+    atol: float | None = None
+    rtol: float | None = None
 
 
 def sweep(
@@ -75,6 +79,9 @@ def sweep(
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    tolerance_mode: ToleranceMode = "model",
     seed: Seed = 0,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     quiet: Quiet = False,
@@ -83,7 +90,10 @@ def sweep(
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
     A candidate SPEC@DIR runs the deployed ONNX files of DIR; several candidates form a chain (ref → c1 → c2 …).
-    Exit codes: 0 no frame diverges, 1 a frame diverges or fails, 2 bad input or usage, 3 backend not available here.
+    Every candidate is graded at its own precision (a deployed folder: the precision its files hold), as bisect does.
+    Exit codes: 0 every frame within precision (fixed mode: no frame diverges), 4 degraded (beyond the precision's
+    noise, or boxes change beyond it, on some frame, no local fault), 1 a frame diverges (a layer-local fault, NaN/Inf;
+    fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
@@ -91,7 +101,7 @@ def sweep(
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
-                       html=html, quiet=quiet or False)
+                       html=html, quiet=quiet or False, tolerance_mode=tolerance_mode, atol=atol, rtol=rtol)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -106,7 +116,10 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.worker import SweepSettings
 
+    from cp_debug.compare.noise import check_mode
+
     preset, quiet = model.model_name, run.quiet
+    check_mode(run.tolerance_mode)
     get_preset(preset)
     if run.level not in LEVELS:
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
@@ -116,7 +129,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,
-                             calib_scenes=run.calib_scenes)
+                             calib_scenes=run.calib_scenes, tolerance_mode=run.tolerance_mode, atol=run.atol,
+                             rtol=run.rtol)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
                         ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
@@ -126,4 +140,4 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         step=steps.step)
     doc = write_all(outcome, opts, html_report=run.html)
     print_summary(doc, stdout_console())
-    return 1 if outcome.any_diverged else 0
+    return int(outcome.outcome.exit_code)

@@ -143,8 +143,13 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
         return "error", f"could not run: {cand.error}"
     missing = sum(1 for r in cand.results if r.status == "missing")
     tail = f" ({missing} probe{'s' if missing != 1 else ''} missing)" if missing else ""
+    judged = cand.outcome is not None and cand.outcome_reason and "fixed mode" not in cand.outcome_reason
+    if judged and cand.outcome.value == "within_precision":  # the noise model's verdict (compare/noise.py)
+        return "ok", f"within precision: {cand.outcome_reason}{tail}"
     if cand.first_divergent:
         text = f"diverged at {cand.first_divergent}"
+        if judged:
+            text = f"{cand.outcome.words}: beyond {cand.judged_at} from {cand.first_divergent}"
         if cand.root_cause:
             same = cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
             text += " (the root cause)" if same else f", root cause {cand.root_cause.title}"
@@ -152,6 +157,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
                 text += f": {cand.root_cause.hint}"
         if cand.outputs_within_tolerance:
             text += " (final outputs still within tolerance)"
+        if judged:
+            text += f" — {cand.outcome_reason}"
         return "diverged", text + tail
     bad = next((r for r in cand.results if r.status in NOT_OK), None)
     if bad is not None:
@@ -160,6 +167,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
         return "diverged", f"outputs beyond tolerance, no probe diverged{tail}"
     if not cand.results:
         return "unknown", "no probes compared"
+    if judged:  # every probe within the precision, but the boxes changed beyond it
+        return "diverged", f"{cand.outcome.words}: {cand.outcome_reason}{tail}"
     return "ok", f"within tolerance{tail}"
 
 

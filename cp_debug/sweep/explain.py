@@ -50,7 +50,9 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str) -> BisectReport
                                   seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
-                          BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed))
+                          BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed,
+                                        atol=settings.atol, rtol=settings.rtol,
+                                        tolerance_mode=settings.tolerance_mode))
     try:
         return engine.run()
     finally:

@@ -12,6 +12,11 @@ within 0.5–2), while a fault that fires on some frames only moves its probe by
 of 10 sits an order of magnitude above the noise's spread and below any fault that changes boxes.
 `ERROR_FLOOR` keeps a probe that is usually exact (median 0) from turning float32 rounding into a fault.
 
+The outcome (compare/noise.py): a frame's candidate is *diverged* where a probe holds NaN/Inf or the wrong shape,
+or where its class is layer-local at a probe beyond the candidate's precision (the worker's judgement says which
+probes are: `ProbeStat.status`); *degraded* where probes or boxes lie beyond the precision otherwise; else
+*within precision*. With `--tolerance-mode fixed` every flagged frame is diverged, as before.
+
 Frames are ranked by detection change (boxes lost + added, then any change at all), then by their worst
 probe's ratio; failed frames come last.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.compare.noise import Outcome, worst as worst_outcome
 from cp_debug.sweep.worker import CandidateFrame, FrameResult
 
 LOCAL_FACTOR = 10.0
@@ -57,6 +63,8 @@ class CandidateVerdict:
     added: int
     changed: bool
     diverged: bool
+    outcome: Outcome = Outcome.WITHIN_PRECISION
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class RankedFrame:
     bisected: bool = False  # the worst frames' full bisect ran (explain.bisect_worst)
     root_cause: str | None = None  # filled for bisected frames
     hint: str | None = None  # the bisect's hint at the root cause
+    outcome: Outcome | None = None  # the worst of its candidates' (None: failed)
 
     @property
     def worst(self) -> CandidateVerdict | None:
@@ -106,8 +115,8 @@ def ratio(err: float, median: float) -> float:
     return err / max(median, ERROR_FLOOR)
 
 
-def verdict(c: CandidateFrame, spread: dict[tuple[str, str], ProbeSpread], factor: float = LOCAL_FACTOR
-            ) -> CandidateVerdict:
+def verdict(c: CandidateFrame, spread: dict[tuple[str, str], ProbeSpread], factor: float = LOCAL_FACTOR,
+            mode: str = "model") -> CandidateVerdict:
     ratios = []
     for p in sorted(c.probes, key=lambda p: p.order):
         s = spread.get((c.candidate, p.probe))
@@ -116,27 +125,36 @@ def verdict(c: CandidateFrame, spread: dict[tuple[str, str], ProbeSpread], facto
         err = p.rel_rmse if p.nan == 0 and p.inf == 0 else math.inf
         ratios.append((p.probe, ratio(err, s.median)))
     worst = max(ratios, key=lambda x: x[1], default=(None, 0.0))
-    local = next((name for name, r in ratios if r >= factor), None)
+    # by the noise model, only a probe beyond its precision's noise can be a layer's fault
+    beyond = {p.probe for p in c.probes if p.status not in ("ok", "missing")}
+    local = next((name for name, r in ratios if r >= factor and (mode == "fixed" or name in beyond)), None)
     first = next((p.probe for p in sorted(c.probes, key=lambda p: p.order) if p.status not in ("ok", "missing")), None)
     d = c.detections
     klass = None if not c.diverged else ("local" if local is not None else "uniform")
+    outcome = Outcome(c.outcome) if c.outcome else (Outcome.DIVERGED if c.diverged else Outcome.WITHIN_PRECISION)
+    reason = c.reason
+    if klass == "local" and outcome is not Outcome.DIVERGED:
+        outcome = Outcome.DIVERGED
+        reason = f"layer-local: {local} at {dict(ratios)[local]:.3g}× its median over the frames; {reason}"
     return CandidateVerdict(c.candidate, klass, worst[0], float(worst[1]), local, first, d.lost, d.added, d.changed,
-                            c.diverged)
+                            c.diverged, outcome, reason)
+
 
 
 def _key(v: CandidateVerdict) -> tuple:
     return (v.lost + v.added, int(v.changed), v.worst_ratio if math.isfinite(v.worst_ratio) else 1e300)
 
 
-def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR) -> tuple[list[RankedFrame], dict]:
-    """The frames, worst first, each with its class; and the probe spreads they were judged by."""
+def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR, mode: str = "model"
+                ) -> tuple[list[RankedFrame], dict]:
+    """The frames, worst first, each with its class and outcome; and the probe spreads they were judged by."""
     spread = spreads(results)
     scored = []
     for r in results:
         if r.status == "failed":
             scored.append(((-1, 0, 0.0), r, (), None))
             continue
-        vs = tuple(verdict(c, spread, factor) for c in r.candidates)
+        vs = tuple(verdict(c, spread, factor, mode) for c in r.candidates)
         worst = max(vs, key=_key) if vs else None
         scored.append((_key(worst) if worst else (0, 0, 0.0), r, vs, worst))
     scored.sort(key=lambda x: (tuple(-k for k in x[0]), x[1].index))
@@ -145,6 +163,7 @@ def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR) -> tup
         klass = None
         if r.status == "diverged":
             klass = "local" if any(v.klass == "local" for v in vs) else "uniform"
+        outcome = None if r.status == "failed" else worst_outcome(v.outcome for v in vs)
         ranked.append(RankedFrame(r.token, r.index, rank, r.status, r.reason, r.num_points, klass,
-                                  worst.candidate if worst else None, vs))
+                                  worst.candidate if worst else None, vs, outcome=outcome))
     return ranked, spread

@@ -4,14 +4,19 @@
 sweep.json:
 ```
 { "schema": "cp_debug.sweep/1", "reference": "torch", "candidates": [...],
-  "summary": {"frames", "ok", "diverged", "failed", "local", "uniform"}, "verdict": "<one line>",
+  "summary": {"frames", "ok", "diverged", "failed", "local", "uniform",
+              "outcomes": {"within_precision", "degraded", "diverged"}, "box_change_frames": [token, ...]},
+  "verdict": "<one line>", "outcome": "within_precision|degraded|diverged", "tolerance_mode": "model|fixed",
   "frames": [ {"token", "rank", "status": "ok|diverged|failed", "class": "local|uniform|null", "reason",
+               "outcome": "within_precision|degraded|diverged|null (failed)", "outcome_reason",
                "num_points", "candidate", "worst_probe", "worst_ratio", "local_probe", "first_divergent",
                "detections": {"<cand>": {matched, lost, added, max_centre_shift, max_score_change,
                                          max_yaw_change, changed, by_class, by_range}},
-               "candidates": {"<cand>": {class, worst_probe, worst_ratio, local_probe, first_divergent}},
+               "candidates": {"<cand>": {class, worst_probe, worst_ratio, local_probe, first_divergent, outcome,
+                                         reason, precision, worst_noise_ratio}},
                "root_cause": "<probe>" (bisected frames only), "hint"} ],
-  "probes": {"<cand>": [ {"probe", "order", "median", "p95", "max", "frames", "worst_frames"} ]},
+  "probes": {"<cand>": [ {"probe", "order", "median", "p95", "max", "frames", "worst_frames",
+                          "expected_rel_rmse", "max_noise_ratio"} ]},
   "root_cause_counts": {"bisected", "counts": {probe: n}, "text"},
   "metrics": {"devkit": {lane: {mAP, NDS, ...}}, "ap_change": {cand: {class: {bucket: {ap_ref, ap_cand,
               delta, ci, num_gt}}}}, "chain": [{from, to, delta_map, ci, ...}], "bootstrap", "confidence"},
@@ -27,6 +32,7 @@ import io
 import math
 from pathlib import Path
 
+from cp_debug.compare.noise import Outcome
 from cp_debug.sweep.explain import root_cause_counts
 from cp_debug.sweep.rank import RankedFrame
 from cp_debug.sweep.session import SweepOptions, SweepOutcome
@@ -42,15 +48,111 @@ def _frame_doc(r: RankedFrame, result) -> dict:
            "local_probe": w.local_probe if w else None, "first_divergent": w.first_divergent if w else None,
            "detections": {c.candidate: {k: v for k, v in vars(c.detections).items()} for c in result.candidates},
            "candidates": {v.candidate: {"class": v.klass, "worst_probe": v.worst_probe, "worst_ratio": v.worst_ratio,
-                                        "local_probe": v.local_probe, "first_divergent": v.first_divergent}
-                          for v in r.verdicts}}
+                                        "local_probe": v.local_probe, "first_divergent": v.first_divergent,
+                                        "outcome": v.outcome.value, "reason": v.reason,
+                                        "precision": _cand(result, v.candidate).precision,
+                                        "worst_noise_ratio": _worst_noise(_cand(result, v.candidate))}
+                          for v in r.verdicts},
+           "outcome": r.outcome.value if r.outcome is not None else None,
+           "outcome_reason": w.reason if w else None}
     if r.bisected:
         doc["root_cause"] = r.root_cause
         doc["hint"] = r.hint
     return doc
 
 
+def _cand(result, label: str):
+    return next(c for c in result.candidates if c.candidate == label)
+
+
+def _worst_noise(c) -> float | None:
+    """The largest rel. RMS error ÷ the precision's budget over the candidate's probes on one frame."""
+    vals = [p.noise_ratio for p in c.probes if p.status != "missing" and not math.isnan(p.noise_ratio)]
+    return max(vals) if vals else None
+
+
+def _box_frames(outcome: SweepOutcome) -> list[str]:
+    """Tokens of the frames where some candidate lost or added a box, in rank order."""
+    by_index = {r.index: r for r in outcome.results}
+    return [r.token for r in outcome.ranked if any(c.detections.lost + c.detections.added
+                                                   for c in by_index[r.index].candidates)]
+
+
+def model_verdict_line(outcome: SweepOutcome) -> str:
+    """The verdict by the noise model: the outcome, the frames by outcome, what the tensors hold, which frames
+    change boxes (and how many of those boxes sit at the score threshold)."""
+    n = len(outcome.results)
+    ran = [r for r in outcome.ranked if r.outcome is not None]
+    count = {o: sum(1 for r in ran if r.outcome is o) for o in Outcome}
+    parts = [f"{count[Outcome.WITHIN_PRECISION]} of {n} frames within precision"]
+    parts += [f"{count[o]} {o.words}" for o in (Outcome.DEGRADED, Outcome.DIVERGED) if count[o]]
+    failed = sum(1 for r in outcome.ranked if r.status == "failed")
+    if failed:
+        parts.append(f"{failed} failed")
+    local: dict[str, int] = {}
+    for r in ran:
+        probe = next((v.local_probe for v in r.verdicts if v.klass == "local" and v.local_probe), None)
+        if probe:
+            local[probe] = local.get(probe, 0) + 1
+    if local:
+        top = max(local, key=local.get)
+        parts.append(f"{sum(local.values())} by a layer-local fault (first at `{top}` on {local[top]})")
+    parts += _tensor_parts(outcome) + [_box_part(outcome)]
+    rc = root_cause_counts(outcome.ranked)
+    if rc["text"]:
+        parts.append(rc["text"])
+    return f"{outcome.outcome.words}: " + "; ".join(parts)
+
+
+def _tensor_parts(outcome: SweepOutcome) -> list[str]:
+    """Per candidate: do its tensors hold its precision's noise, and how close to the budget they come."""
+    cands: dict[str, tuple[str, float, int]] = {}
+    for r in outcome.results:
+        for c in r.candidates:
+            beyond = any(p.status not in ("ok", "missing") for p in c.probes)
+            prec, top, k = cands.get(c.candidate, (c.precision or "?", 0.0, 0))
+            cands[c.candidate] = (prec, max(top, _worst_noise(c) or 0.0), k + int(beyond))
+    out = []
+    for label, (prec, top, beyond) in cands.items():
+        if beyond:
+            out.append(f"{label}: tensors beyond {prec.upper()}'s noise on {beyond} frame(s) (up to {top:.3g}× its "
+                       "expected rounding)")
+        else:
+            out.append(f"{label}: the tensors hold {prec.upper()}'s noise (every probe ≤ {top:.2g}× its expected "
+                       "rounding)")
+    return out
+
+
+def _box_part(outcome: SweepOutcome) -> str:
+    """Which frames change boxes, and how many of the boxes lost/added sit at the score threshold."""
+    boxes = _box_frames(outcome)
+    if not boxes:
+        return "no box lost or added"
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    cfg = get_preset(outcome.opts.settings.preset) if outcome.opts else None
+    lost = added = near = 0
+    for r in outcome.results:
+        for c in r.candidates:
+            lost, added = lost + c.detections.lost, added + c.detections.added
+            near += _at_threshold(c, cfg) if c.detections.lost + c.detections.added else 0
+    shown = ", ".join(boxes[:5]) + (" …" if len(boxes) > 5 else "")
+    return (f"boxes change on {len(boxes)} frame(s) ({shown}): {lost} lost, {added} added, {near} of them at the "
+            "score threshold")
+
+
+def _at_threshold(c, cfg) -> int:
+    if cfg is None:
+        return 0
+    from cp_debug.sweep.worker import judge_delta
+
+    return judge_delta(c.precision or "fp32", c.detections, cfg).at_threshold
+
+
 def verdict_line(outcome: SweepOutcome) -> str:
+    opts = outcome.opts
+    if opts is not None and opts.settings.tolerance_mode == "model":
+        return model_verdict_line(outcome)
     n = len(outcome.results)
     div = [r for r in outcome.ranked if r.status == "diverged"]
     failed = sum(1 for r in outcome.ranked if r.status == "failed")
@@ -82,15 +184,21 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
     lanes = list(opts.settings.backends)
     probes: dict = {c: [] for c in lanes[1:]}
     for s in sorted(outcome.spreads.values(), key=lambda s: (s.candidate, s.order)):
+        budget = _budgets(outcome, s.candidate, s.probe)
         probes.setdefault(s.candidate, []).append({"probe": s.probe, "order": s.order, "median": s.median, "p95": s.p95,
-                                                   "max": s.max, "frames": s.frames, "worst_frames": list(s.worst)})
+                                                   "max": s.max, "frames": s.frames, "worst_frames": list(s.worst),
+                                                   **budget})
     count = {k: sum(1 for r in outcome.ranked if r.status == k) for k in ("ok", "diverged", "failed")}
     return {
         "schema": SCHEMA, "reference": lanes[0], "candidates": lanes[1:],
         "summary": {"frames": len(outcome.results), **count,
                     "local": sum(1 for r in outcome.ranked if r.klass == "local"),
-                    "uniform": sum(1 for r in outcome.ranked if r.klass == "uniform")},
+                    "uniform": sum(1 for r in outcome.ranked if r.klass == "uniform"),
+                    "outcomes": {o.value: sum(1 for r in outcome.ranked if r.outcome is o) for o in Outcome},
+                    "box_change_frames": _box_frames(outcome)},
         "verdict": verdict_line(outcome),
+        "outcome": outcome.outcome.value,
+        "tolerance_mode": opts.settings.tolerance_mode,
         "frames": [_frame_doc(r, by_index[r.index]) for r in outcome.ranked],
         "probes": probes,
         "root_cause_counts": root_cause_counts(outcome.ranked),
@@ -103,6 +211,17 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
         "model": outcome.model,
         "model_record": opts.model_record.to_json() if opts.model_record is not None else None,
     }
+
+
+def _budgets(outcome: SweepOutcome, cand: str, probe: str) -> dict:
+    """The precision's budget at a probe (its smallest over the frames: INT8's depends on each frame's range) and
+    the probe's largest rel. RMS error ÷ budget."""
+    stats = [p for r in outcome.results for c in r.candidates if c.candidate == cand for p in c.probes
+             if p.probe == probe and not math.isnan(p.noise_ratio)]
+    if not stats:
+        return {"expected_rel_rmse": None, "max_noise_ratio": None}
+    return {"expected_rel_rmse": min(p.expected_rel_rmse for p in stats),
+            "max_noise_ratio": max(p.noise_ratio for p in stats)}
 
 
 def frame_rows(outcome: SweepOutcome):
@@ -127,6 +246,8 @@ def frame_rows(outcome: SweepOutcome):
                              "rel_rmse": p.rel_rmse, "rel_max": p.rel_max, "cosine": p.cosine, "max_abs": p.max_abs,
                              "nan": p.nan, "inf": p.inf, "probe_status": p.status,
                              "ratio_to_median": ratio(p.rel_rmse, s.median) if s else math.nan,
+                             "expected_rel_rmse": p.expected_rel_rmse, "noise_ratio": p.noise_ratio,
+                             "outcome": rf.outcome.value if rf.outcome is not None else None,
                              "lost": d.lost, "added": d.added, "matched": d.matched,
                              "max_centre_shift": d.max_centre_shift, "max_score_change": d.max_score_change,
                              "max_yaw_change": d.max_yaw_change})
@@ -263,12 +384,14 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
     from rich.table import Table
 
     t = Table(title=f"sweep: {doc['reference']} vs {', '.join(doc['candidates'])}")
-    for h in ("rank", "token", "status", "class", "candidate", "lost/added", "worst probe", "×median", "local probe",
+    for h in ("rank", "token", "outcome", "class", "candidate", "lost/added", "worst probe", "×median", "local probe",
               "root cause"):
         t.add_column(h)
     for f in doc["frames"][:top]:
         d = (f["detections"] or {}).get(f["candidate"]) or {}
-        t.add_row(str(f["rank"]), f["token"], f["status"], f["class"] or "", f["candidate"] or "",
+        shown = (f.get("outcome") or f["status"]).replace("_", " ") if doc.get("tolerance_mode") != "fixed" \
+            else f["status"]
+        t.add_row(str(f["rank"]), f["token"], shown, f["class"] or "", f["candidate"] or "",
                   f"{d.get('lost', '')}/{d.get('added', '')}" if d else "", f["worst_probe"] or "",
                   _cell(f["worst_ratio"]), f["local_probe"] or "", f.get("root_cause") or (f["reason"] or ""))
     console.print(t)

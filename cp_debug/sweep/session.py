@@ -68,6 +68,15 @@ class SweepOutcome:
     def any_diverged(self) -> bool:
         return any(r.status != "ok" for r in self.results)
 
+    @property
+    def outcome(self):
+        """The run's outcome (compare/noise.Outcome): the worst frame's; a failed frame counts as diverged."""
+        from cp_debug.compare.noise import Outcome, worst
+
+        if any(r.status == "failed" for r in self.ranked):
+            return Outcome.DIVERGED
+        return worst(r.outcome for r in self.ranked if r.outcome is not None)
+
 
 def check_backends(labels: tuple[str, ...]) -> None:
     from cp_debug.backends.factory import check_available
@@ -146,7 +155,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     results = store.results()
     if len(results) != len(frames) or {r.token for r in results} != {f.token for f in frames}:
         raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to finish")
-    ranked, spread = rank_frames(results, opts.factor)
+    ranked, spread = rank_frames(results, opts.factor, s.tolerance_mode)
     outcome = SweepOutcome(results, ranked, spread, model=model, executor=describe,
                            seconds=time.perf_counter() - t0, opts=opts)
     if opts.bisect_top:

@@ -51,6 +51,11 @@ class SweepSettings:
     # count on every worker (a Ray actor gets OMP_NUM_THREADS=1) is what makes a Ray sweep equal an in-process one
     # number for number. None: run_sweep fixes it to this machine's `parallel.thread_count()`.
     threads: int | None = None
+    # how probes and boxes are judged: "model" (each candidate against its precision's noise, compare/noise.py) or
+    # "fixed" (element-wise atol/rtol at the candidate's precision, as before); atol/rtol override the defaults
+    tolerance_mode: str = "model"
+    atol: float | None = None
+    rtol: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,6 +74,8 @@ class ProbeStat:
     nan: int
     inf: int
     status: str  # ok | diverged | nan | shape_mismatch | missing
+    expected_rel_rmse: float = math.nan  # the precision's budget at this probe (compare/noise.py)
+    noise_ratio: float = math.nan  # rel_rmse / expected_rel_rmse
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class DetectionDelta:
     changed: bool
     by_class: dict = field(default_factory=dict)
     by_range: dict = field(default_factory=dict)
+    lost_scores: tuple[float, ...] = ()  # the reference's scores of the boxes lost
+    added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
+    score_cuts: tuple[float, ...] = ()  # where boxes are cut by score (compare/noise.score_cuts)
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,10 @@ class CandidateFrame:
     candidate: str
     probes: tuple[ProbeStat, ...]
     detections: DetectionDelta
-    diverged: bool
+    diverged: bool  # flagged: a probe or the boxes beyond the tolerance (mode fixed) or the precision (mode model)
+    outcome: str | None = None  # noise.Outcome's value on this frame alone (rank.py adds the cross-frame local class)
+    reason: str | None = None  # why, in a few words
+    precision: str | None = None  # what it was judged at (a deployed folder: the precision its files hold)
 
 
 @dataclass(frozen=True)
@@ -118,14 +131,21 @@ class FrameResult:
     @classmethod
     def from_json(cls, d: dict) -> "FrameResult":
         cands = tuple(CandidateFrame(c["candidate"], tuple(_probe_stat(p) for p in c["probes"]),
-                                     DetectionDelta(**c["detections"]), c["diverged"]) for c in d["candidates"])
+                                     _delta(c["detections"]), c["diverged"], c.get("outcome"), c.get("reason"),
+                                     c.get("precision")) for c in d["candidates"])
         return cls(d["index"], d["token"], d["status"], d.get("reason"), d.get("num_points", 0), cands,
                    d.get("boxes", {}), d.get("gt"))
 
 
 def _probe_stat(d: dict) -> ProbeStat:
     """From JSON, where non-finite floats are the strings "nan" / "inf" (report/io.py)."""
-    return ProbeStat(**{k: float(v) if k in ("rel_rmse", "rel_max", "cosine", "max_abs") else v for k, v in d.items()})
+    floats = ("rel_rmse", "rel_max", "cosine", "max_abs", "expected_rel_rmse", "noise_ratio")
+    return ProbeStat(**{k: float(v) if k in floats else v for k, v in d.items()})
+
+
+def _delta(d: dict) -> DetectionDelta:
+    return DetectionDelta(**{k: tuple(v) if k in ("lost_scores", "added_scores", "score_cuts") else v
+                             for k, v in d.items()})
 
 
 class _Tap:
@@ -151,6 +171,15 @@ class _Lane:
     encoder: _Tap
     backbone: _Tap
     missing: tuple[str, ...] = ()
+    precision: str = "fp32"  # what it is judged at: the spec's, or the precision a deployed folder's files hold
+
+    def amax(self) -> dict[str, float]:
+        """probe -> INT8's calibrated amax at that probe's tensor, where the runners quantized it."""
+        out = {}
+        for tap in (self.encoder, self.backbone):
+            found = tap.runner.quant_amax() if hasattr(tap.runner, "quant_amax") else {}
+            out.update({tap.rename[t]: float(a) for t, a in (found or {}).items() if t in tap.rename})
+        return out
 
     def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
         from cp_debug.recipes.centerpoint.pipeline import run_pipeline
@@ -243,11 +272,14 @@ class SweepWorker:
         det = Determinism(enabled=self.settings.deterministic, seed=self.settings.seed)
         taps, missing = [], []
         stages = self.subject.stages
+        precision = spec.precision
         if spec.onnx_dir is not None:  # the files' tensors mapped onto our probes (scope names, else structure)
             from cp_debug.bisect.deployed import deployed_stages
 
             level = {i: stage_probes(st, self.settings.level) for i, st in enumerate(stages)}
-            stages = deployed_stages(spec, self.subject, level).stages
+            found = deployed_stages(spec, self.subject, level)
+            stages = found.stages
+            precision = found.precision if spec.precision == "fp32" else spec.precision  # as bisect grades it
         for i, st in enumerate(stages):
             probes = stage_probes(st, self.settings.level)
             if spec.is_torch:
@@ -267,7 +299,7 @@ class SweepWorker:
                         kw["calib_feeds"] = calib["encoder" if i == 0 else "backbone"]
                 runner = make_runner(spec, onnx_model=model, **kw)
             taps.append(_Tap(runner, st.output_names, rename))
-        return _Lane(label, spec, taps[0], taps[1], tuple(missing))
+        return _Lane(label, spec, taps[0], taps[1], tuple(missing), precision)
 
     # -- running -----------------------------------------------------------------------------------------
     def run_frame(self, index: int, frame: Frame) -> FrameResult:
@@ -284,7 +316,7 @@ class SweepWorker:
             return FrameResult(index, frame.token, "failed", _one_line(err))
 
     def _compare(self, index: int, token: str, points: np.ndarray, gt: GroundTruth | None) -> FrameResult:
-        from cp_debug.compare.diff import TensorDiff, default_tolerance
+        from cp_debug.compare.diff import TensorDiff
 
         ref_lane, *cands = self._lanes
         try:
@@ -302,24 +334,90 @@ class SweepWorker:
                 raise
             except Exception as err:
                 raise RuntimeError(f"{lane.label}: {_one_line(err)}") from err
-            tol = default_tolerance(lane.spec.precision)
+            tol = tolerance_of(lane.precision, self.settings)
+            amax = lane.amax() if lane.precision == "int8" else {}
             stats = []
             for k, name in enumerate(self.order):
                 if name in lane.missing or name not in probes or name not in ref_probes:
                     stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
                     continue
                 d = TensorDiff.from_arrays(name, ref_probes[name], probes[name], tol)
-                stats.append(ProbeStat(name, k, d.rel_rmse, d.rel_max, d.cosine, d.max_abs, d.nan, d.inf, d.status))
+                stats.append(probe_stat(d, k, lane.precision, amax.get(name), self.settings.tolerance_mode))
             del probes
-            delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist)
-            diverged = delta.changed or any(p.status not in ("ok", "missing") for p in stats)
-            out.append(CandidateFrame(lane.label, tuple(stats), delta, diverged))
+            delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist,
+                                    self.cfg)
+            out.append(judge_frame(lane.label, lane.precision, tuple(stats), delta, self.cfg,
+                                   self.settings.tolerance_mode))
             boxes[lane.label] = _boxes(res.detections)
         status = "diverged" if any(c.diverged for c in out) else "ok"
         gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
                                         "num_points": None if gt.num_points is None
                                         else gt.num_points.astype(int).tolist()}
         return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
+
+
+def tolerance_of(precision: str, settings: SweepSettings):
+    """The element-wise tolerance of a candidate of `precision` (as bisect's: --atol/--rtol over the default)."""
+    from cp_debug.compare.diff import Tolerance, default_tolerance
+
+    tol = default_tolerance(precision)
+    return Tolerance(tol.atol if settings.atol is None else settings.atol,
+                     tol.rtol if settings.rtol is None else settings.rtol, tol.max_share)
+
+
+def probe_stat(d, order: int, precision: str, amax: float | None, mode: str) -> ProbeStat:
+    """A probe's scalars; with mode "model" its status says whether it lies beyond its precision's noise."""
+    from cp_debug.compare import noise
+
+    j = noise.judge(d, precision, amax)
+    status = noise.status_of(d, j) if mode == "model" else d.status
+    return ProbeStat(d.name, order, d.rel_rmse, d.rel_max, d.cosine, d.max_abs, d.nan, d.inf, status,
+                     j.expected_rel_rmse, j.noise_ratio)
+
+
+def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta: DetectionDelta, cfg,
+                mode: str) -> CandidateFrame:
+    """One candidate on one frame: flagged (`diverged`) and its outcome on this frame alone."""
+    from cp_debug.compare import noise
+
+    bad = [p for p in stats if p.status not in ("ok", "missing")]
+    if mode == "fixed":
+        flagged = delta.changed or bool(bad)
+        outcome = noise.Outcome.DIVERGED if flagged else noise.Outcome.WITHIN_PRECISION
+        why = (f"{len(bad)} probe(s) beyond tolerance" if bad else "") + ("; boxes changed" if delta.changed else "")
+        return CandidateFrame(label, stats, delta, flagged, outcome.value, why.strip("; ") or "within tolerance",
+                              precision)
+    boxes = judge_delta(precision, delta, cfg)
+    worst = max((p for p in stats if p.status != "missing"), key=lambda p: _ratio(p), default=None)
+    if any(p.status in ("nan", "shape_mismatch") for p in bad):
+        p = next(p for p in bad if p.status in ("nan", "shape_mismatch"))
+        outcome, why = noise.Outcome.DIVERGED, f"{p.probe}: {'NaN/Inf' if p.status == 'nan' else 'shape mismatch'}"
+    elif bad:
+        outcome = noise.Outcome.DEGRADED
+        why = f"{len(bad)} probe(s) beyond {precision}'s noise (worst {worst.probe}, {_ratio(worst):.3g}× its budget)"
+    else:
+        outcome = boxes.outcome
+        why = (f"every probe within {precision}'s noise (worst {_ratio(worst):.2g}× its budget)" if worst else "")
+    why = f"{why}; {boxes.reason}" if why else boxes.reason
+    outcome = noise.worst([outcome, boxes.outcome])
+    return CandidateFrame(label, stats, delta, outcome is not noise.Outcome.WITHIN_PRECISION, outcome.value, why,
+                          precision)
+
+
+def judge_delta(precision: str, delta: DetectionDelta, cfg):
+    """The boxes of one frame judged by `precision` (compare/noise.py: at the threshold or beyond)."""
+    from cp_debug.compare import noise
+
+    cell = float(cfg.voxel_size[0]) * float(cfg.out_size_factor)
+    return noise.judge_boxes(precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
+                             cuts=delta.score_cuts or (float(cfg.score_threshold),),
+                             max_centre_shift=delta.max_centre_shift,
+                             max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change,
+                             cell_m=cell)
+
+
+def _ratio(p: ProbeStat) -> float:
+    return p.noise_ratio if not math.isnan(p.noise_ratio) else 0.0
 
 
 def build_subject(settings: SweepSettings, onnx_dir: Path | None = None):
@@ -366,8 +464,10 @@ def _boxes(det) -> dict:
             "labels": np.asarray(det.labels).astype(int).tolist()}
 
 
-def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float) -> DetectionDelta:
-    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes."""
+def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=None) -> DetectionDelta:
+    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes; with
+    `cfg`, where boxes are cut by score (the threshold, a full side's lowest score)."""
+    from cp_debug.compare.noise import score_cuts
     from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
     d = compare_detections(ref, cand, max_dist=max_dist)
@@ -386,7 +486,10 @@ def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float) -> D
         count(2, cand.labels[i], cand.boxes[i])
     return DetectionDelta(d.num_a, d.num_b, d.num_matched, len(d.unmatched_a), len(d.unmatched_b),
                           d.max_centre_dist, d.mean_centre_dist, d.max_score_diff, d.max_yaw_diff, not d.unchanged,
-                          by_class, by_range)
+                          by_class, by_range, tuple(float(ref.scores[i]) for i in d.unmatched_a),
+                          tuple(float(cand.scores[i]) for i in d.unmatched_b),
+                          () if cfg is None else score_cuts(cfg.score_threshold, cfg.post_max_size,
+                                                            np.asarray(ref.scores), np.asarray(cand.scores)))
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,8 +30,9 @@ def one_error_line(proc) -> str:
 def test_demo_prints_table_and_strict_json(tmp_path):
     proc = cpdebug("bisect", "--backends", "torch,ort", "--json", tmp_path / "run.json", "--csv", tmp_path / "run.csv")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "pts_backbone.blocks.0" in proc.stdout and "within tolerance" in proc.stdout
+    assert "pts_backbone.blocks.0" in proc.stdout and "within precision" in proc.stdout
     report = json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert report["outcome"] == "within_precision" and report["settings"]["tolerance_mode"] == "model"
     assert report["schema"] == "cp_debug.report/1"
     assert report["reference"] == "torch" and report["candidates"] == ["ort"]
     names = [p["name"] for p in report["probes"]]

@@ -44,6 +44,7 @@ def test_fp16_overflow_is_found_in_the_planted_conv():
     assert cand.path[0] == "body.2" and cand.path[-1] == "body.2.0"
     r = next(r for r in cand.results if r.probe == "body.2.0")
     assert r.status == "nan" and r.diff.inf > 0
+    assert cand.outcome.value == "diverged" and report.outcome.exit_code == 1
 
 
 def test_frozen_branch_is_attributed_to_the_gate(tmp_path):
@@ -69,13 +70,36 @@ def test_int8_hostile_layer_is_the_root_cause():
 
 
 def test_error_introduced_early_is_blamed_where_introduced_not_where_it_crosses():
-    report = run("amplified", "torch,torch-cpu-fp16")
+    report = run("amplified", "torch,torch-cpu-fp16", tolerance_mode="fixed")
     cand = report.candidates[0]
     results = {r.probe: r for r in cand.results}
-    assert results["body.1"].status == "ok"  # below tolerance where it is introduced…
+    assert results["body.1"].status == "ok"  # below the element-wise tolerance where it is introduced…
     assert cand.first_divergent == "body.2"  # …crossing it only after amplification
     assert cand.root_cause.probe == "body.1"
     assert results["body.1"].local.rel_rmse > 10 * results["body.2"].local.rel_rmse
+    assert cand.outcome.value == "diverged"
+
+
+def test_the_noise_model_flags_the_cancellation_where_it_happens():
+    """Judged on relative RMS error, body.1's cancellation (FP16 keeps ~0.004 next to 8.0 around values of 0.01)
+    is far beyond FP16's rounding at once: first divergent and root cause, a local fault (diverged, exit 1)."""
+    report = run("amplified", "torch,torch-cpu-fp16")
+    cand = report.candidates[0]
+    results = {r.probe: r for r in cand.results}
+    assert cand.first_divergent == "body.1" and cand.root_cause.probe == "body.1"
+    assert results["body.1"].local_judgement.noise_ratio > 3 and results["body.0"].judgement.noise_ratio < 1
+    assert cand.outcome.value == "diverged" and "local fault at body.1" in cand.outcome_reason
+    assert report.outcome.exit_code == 1
+
+
+def test_healthy_fp16_is_within_precision_and_every_planted_fault_is_not():
+    healthy = run("healthy", "torch,torch-cpu-fp16").candidates[0]
+    assert healthy.outcome.value == "within_precision", healthy.outcome_reason
+    assert healthy.first_divergent is None
+    for func, backends in (("fp16_overflow", "torch,torch-cpu-fp16"), ("int8_hostile", "torch,ort-cpu-int8")):
+        cand = run(func, backends).candidates[0]
+        assert cand.outcome.value == "diverged", (func, cand.outcome_reason)
+        assert cand.root_cause.probe.startswith("body.2"), (func, cand.root_cause)
 
 
 @pytest.mark.gpu

@@ -44,6 +44,7 @@ def test_planted_fault_frames_rank_first_classed_local_with_the_layer(swept):
         v = f["candidates"][cand]
         assert v["class"] == "local" and v["local_probe"] == FAULT_BLOCK
         assert f["class"] == "local" and f["candidate"] == cand
+        assert v["outcome"] == f["outcome"] == "diverged" and "layer-local" in v["reason"]
     for f in doc["frames"][2:]:  # the same deployed graph, not firing: FP32 noise only
         assert f["candidates"][cand]["class"] in (None, "uniform")
     assert doc["summary"]["local"] == 2
@@ -54,6 +55,9 @@ def test_rounding_noise_alone_is_uniform(swept):
     fp16 = [f["candidates"]["ort-cpu-fp16"] for f in doc["frames"]]
     assert all(v["class"] in ("uniform", None) for v in fp16)
     assert max(v["worst_ratio"] for v in fp16) < 3  # far below the factor of 10 (rank.py)
+    # …and within FP16's expected rounding on every frame (the noise model): no false alarm
+    assert all(v["precision"] == "fp16" and v["worst_noise_ratio"] < 1 for v in fp16), fp16
+    assert [v["outcome"] for v in fp16] == ["within_precision"] * N
 
 
 def test_files_follow_the_contract(swept):
@@ -62,6 +66,8 @@ def test_files_follow_the_contract(swept):
     doc, cand, _, out = swept
     on_disk = json.loads((out / "sweep.json").read_text())
     assert on_disk["schema"] == "cp_debug.sweep/1" and on_disk["candidates"] == [cand, "ort-cpu-fp16"]
+    assert on_disk["outcome"] == "diverged" and on_disk["tolerance_mode"] == "model"
+    assert on_disk["summary"]["outcomes"]["diverged"] == 2 and on_disk["verdict"].startswith("diverged: ")
     assert [f["rank"] for f in on_disk["frames"]] == list(range(1, N + 1))
     df = pd.read_parquet(out / "frames.parquet")
     probes = len(on_disk["probes"]["ort-cpu-fp16"])

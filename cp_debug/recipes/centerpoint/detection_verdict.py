@@ -28,15 +28,33 @@ class BoxVerdict:
     max_yaw_change_rad: float
     changed: bool
     summary: str
+    lost_scores: tuple[float, ...] = ()  # the reference's scores of the boxes lost
+    added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
+    score_cuts: tuple[float, ...] = (0.1,)  # where boxes are cut by score (compare/noise.score_cuts)
+    cell_m: float = 0.0  # the output grid's cell (m): how far a centre may move by the precision's rounding
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["lost_scores"], d["added_scores"] = list(self.lost_scores), list(self.added_scores)
+        d["score_cuts"] = list(self.score_cuts)
+        return d
+
+    def judge(self, precision: str):
+        """These boxes judged by `precision`'s noise (compare/noise.py): lost/added at the score threshold, or
+        beyond what the precision explains."""
+        from cp_debug.compare.noise import judge_boxes
+
+        return judge_boxes(precision, lost_scores=self.lost_scores, added_scores=self.added_scores,
+                           cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
+                           max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
+                           cell_m=self.cell_m)
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:
     """A `Subject.detection_verdict` for preset `cfg`."""
 
     def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> BoxVerdict:
+        from cp_debug.compare.noise import score_cuts
         from cp_debug.models.centerpoint.decode import decode
         from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
@@ -52,6 +70,10 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
                        f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
                        f"max Δyaw {d.max_yaw_diff:.3g} rad")
         return BoxVerdict(d.num_a, d.num_b, d.num_matched, lost, added, d.max_centre_dist, d.max_score_diff,
-                          d.max_yaw_diff, changed, summary)
+                          d.max_yaw_diff, changed, summary, tuple(float(a.scores[i]) for i in d.unmatched_a),
+                          tuple(float(b.scores[i]) for i in d.unmatched_b),
+                          score_cuts(cfg.score_threshold, cfg.post_max_size, np.asarray(a.scores),
+                                     np.asarray(b.scores)),
+                          float(cfg.voxel_size[0]) * float(cfg.out_size_factor))
 
     return verdict

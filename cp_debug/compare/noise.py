@@ -1,0 +1,230 @@
+"""What each precision's rounding is expected to bring, and the three outcomes of every verdict.
+
+One home for the noise model, so that bisect, sweep, fix and eval give the same verdict for the same numbers.
+
+**Expected error.** A float format with a p-bit significand rounds every value to within a relative `u = 2^-p`
+(unit roundoff: fp32 2^-24, TF32 and FP16 2^-11, BF16 2^-8). INT8 rounds to a per-tensor step `amax / 127`, so its
+unit, on the tensor's own scale, is half a step over the reference's RMS magnitude: `amax / (254 · rms(ref))`
+(amax: the candidate's calibrated `_amax` where it quantized, else the reference's max |x|). A probe downstream of
+many layers carries every rounding that fed it, amplified; the error that a healthy network of that precision
+reaches is `GROWTH · u` in relative RMS error (rmse / rms(ref)), at any probe. Judged on the RMS, not the
+element-wise max: FP16's rounding always exceeds an element-wise tolerance somewhere in a large tensor.
+`GROWTH = 64` (six of the format's bits): measured, healthy FP16 runs reach at most 24 u (trained demo, its head's
+`vel` output) and 20 u (random-weights awml-base, `rot`); planted faults lie beyond it (the branch's note has the
+calibration table). INT8's unit is already the tensor's own (amax / rms), and its budget `INT8_GROWTH = 8` units.
+The reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
+
+**Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
+becomes Inf where it is stored in FP16; a finite one was kept in FP32, and is judged as any other), a shape mix-up,
+or a segment whose error *by itself* (local error) is beyond its precision's budget and stands out from its
+siblings' (`DOMINANCE`× their median) or lies `FAR`× beyond the budget. *Degraded*: beyond the
+precision's budget without a local fault (the error accumulates evenly), or detections change beyond what the
+precision explains. *Within precision*: neither.
+
+**Detections.** A box lost or added whose reference (candidate) score lies within the precision's score band of
+a cut is explained by the precision ("at the threshold"): the score threshold, and, where a side kept as many boxes
+as the decoder allows (`post_max_size`), that side's lowest kept score (random weights put hundreds of boxes near
+0.99: the cap decides there, not the threshold). The band is the budget itself on the score
+scale (a sigmoid's slope is at most 1/4, and logits are of order 1–4). A matched box that moves by more than
+the budget × the output grid's cell, or whose score changes by more than the band, or whose yaw turns by more
+than `YAW_FACTOR` × the budget (radians: atan2 of a weak box's small sin/cos amplifies their error), is degraded;
+a "matched" box more than a cell away is a neighbouring peak that NMS kept instead (explained where every matched
+score moved within the band: two boxes tied).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from cp_debug.compare.diff import TensorDiff
+from cp_debug.errors import ExitCode
+
+UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
+INT8_LEVELS = 127
+INT8_NOMINAL = 2.0 ** -8  # INT8's unit where neither amax nor the reference's RMS is known: half a step of 127
+GROWTH = 64.0
+INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on the demo's PTQ (see the note)
+FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
+DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
+FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
+YAW_FACTOR = 8.0
+MODES = ("model", "fixed")
+
+
+class Outcome(enum.Enum):
+    """The verdict of a probe, a candidate, a frame or a run; ordered by severity."""
+
+    WITHIN_PRECISION = "within_precision"
+    DEGRADED = "degraded"
+    DIVERGED = "diverged"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {"within_precision": ExitCode.OK, "degraded": ExitCode.DEGRADED,
+                "diverged": ExitCode.DIVERGED}[self.value]
+
+    @property
+    def words(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def severity(self) -> int:
+        return ("within_precision", "degraded", "diverged").index(self.value)
+
+    def to_json(self) -> str:
+        return self.value
+
+
+def worst(outcomes: Iterable[Outcome]) -> Outcome:
+    """The most severe of `outcomes` (within precision when there is none)."""
+    return max(outcomes, key=lambda o: o.severity, default=Outcome.WITHIN_PRECISION)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"--tolerance-mode {mode!r}: use 'model' (the precision's noise model) or 'fixed' "
+                            "(element-wise atol/rtol)")
+    return mode
+
+
+def unit_roundoff(precision: str, amax: float | None = None, ref_rms: float | None = None) -> float:
+    """The relative rounding unit of `precision` (INT8: half a step over the reference's RMS, see the module)."""
+    if precision == "int8":
+        if amax is not None and ref_rms and math.isfinite(amax) and amax > 0 and ref_rms > 0:
+            return amax / (2 * INT8_LEVELS * ref_rms)
+        return INT8_NOMINAL
+    return UNIT_ROUNDOFF.get(precision, UNIT_ROUNDOFF["fp32"])
+
+
+def budget(precision: str, amax: float | None = None, ref_rms: float | None = None, floor: float = 0.0) -> float:
+    """The relative RMS error a healthy network of `precision` reaches at a probe: GROWTH · u, at least
+    FLOOR_FACTOR × the reference's own rel. RMS noise `floor`."""
+    u = unit_roundoff(precision, amax, ref_rms)
+    return max(growth(precision) * u, FLOOR_FACTOR * floor if math.isfinite(floor) else 0.0)
+
+
+def growth(precision: str) -> float:
+    return INT8_GROWTH if precision == "int8" else GROWTH
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One tensor against its precision's budget: `outcome` of the tensor alone (diverged: NaN/Inf, range, shape;
+    degraded: beyond the budget), the budget (`expected_rel_rmse`) and rel. RMS error ÷ budget (`noise_ratio`)."""
+
+    outcome: Outcome
+    expected_rel_rmse: float
+    noise_ratio: float
+    reason: str
+
+    @property
+    def beyond(self) -> bool:
+        return self.outcome is not Outcome.WITHIN_PRECISION
+
+    def to_json(self) -> dict:
+        return {"outcome": self.outcome.value, "expected_rel_rmse": self.expected_rel_rmse,
+                "noise_ratio": self.noise_ratio, "reason": self.reason}  # non-finite: files.jsonable's strings
+
+
+def ref_rms(d: TensorDiff) -> float | None:
+    """rms(ref), from the diff's own figures (None where the error is 0 or not finite)."""
+    if d.rel_rmse > 0 and math.isfinite(d.rel_rmse) and math.isfinite(d.rmse):
+        return d.rmse / d.rel_rmse
+    return None
+
+
+def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float = 0.0) -> Judgement:
+    """`d` against `precision`'s budget (`amax`: INT8's calibrated range where known, else the reference's)."""
+    if not d.shape_ok:
+        return Judgement(Outcome.DIVERGED, math.nan, math.inf, f"shape {list(d.test_shape)} ≠ {list(d.ref_shape)}")
+    if precision == "int8" and amax is None:
+        amax = d.ref_absmax
+    exp = budget(precision, amax, ref_rms(d), floor)
+    if d.nan or d.inf:
+        return Judgement(Outcome.DIVERGED, exp, math.inf, f"{d.nan} NaN, {d.inf} Inf where the reference is finite")
+    err = d.rel_rmse if not math.isnan(d.rel_rmse) else math.inf
+    ratio = err / exp if exp > 0 else (0.0 if err == 0 else math.inf)
+    if ratio <= 1:
+        return Judgement(Outcome.WITHIN_PRECISION, exp, ratio, f"rel. RMS error {ratio:.2g}× {precision}'s budget")
+    return Judgement(Outcome.DEGRADED, exp, ratio, f"rel. RMS error {ratio:.3g}× {precision}'s budget")
+
+
+def status_of(d: TensorDiff, j: Judgement) -> str:
+    """The report's `status` word (unchanged vocabulary) for a tensor judged by the model."""
+    if d.status in ("nan", "shape_mismatch"):
+        return d.status
+    return "ok" if not j.beyond else "diverged"
+
+
+def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
+    """Is a segment's own error (÷ its budget) a local fault? Beyond the budget, and either standing out from its
+    siblings (`DOMINANCE`× the median of three or more) or `FAR` beyond the budget."""
+    if not local_ratio > 1:
+        return False
+    if local_ratio >= FAR or math.isinf(local_ratio):
+        return True
+    others = sorted(r for r in sibling_ratios if math.isfinite(r) and r > 0)
+    if len(others) < 3:
+        return False
+    return local_ratio >= DOMINANCE * others[len(others) // 2]
+
+
+# -- detections --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BoxJudgement:
+    """The boxes of a candidate against the reference's, judged by the precision: boxes lost/added `at_threshold`
+    (explained by the precision) and `beyond` it, and whether a matched box moved beyond the precision."""
+
+    outcome: Outcome
+    changed: int  # boxes lost + added
+    at_threshold: int
+    beyond: int
+    matched_beyond: bool
+    score_band: float
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"outcome": self.outcome.value, "boxes_changed": self.changed, "at_threshold": self.at_threshold,
+                "beyond_threshold_band": self.beyond, "matched_beyond": self.matched_beyond,
+                "score_band": self.score_band, "reason": self.reason}
+
+
+def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) -> tuple[float, ...]:
+    """Where boxes are cut by score: the threshold, and the lowest kept score of each side that holds `cap` boxes."""
+    return (float(score_threshold),) + tuple(float(min(s)) for s in kept if cap and len(s) >= cap and len(s))
+
+
+def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: Sequence[float],
+                cuts: Sequence[float], max_centre_shift: float, max_score_change: float, max_yaw_change: float,
+                cell_m: float, unit: float | None = None) -> BoxJudgement:
+    """Boxes judged against `precision` (`unit`: its rounding unit where already known, e.g. INT8's at the heatmap);
+    `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first."""
+    b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
+    scores = list(lost_scores) + list(added_scores)
+    near = sum(1 for s in scores if any(abs(s - c) <= b for c in cuts))
+    far = len(scores) - near
+    moved = []
+    swapped = max_centre_shift > cell_m and max_score_change <= b
+    if swapped:  # not the same peak: NMS kept the other of two neighbouring boxes whose scores tie within the band
+        pass
+    elif max_centre_shift > b * cell_m:
+        moved.append(f"a centre moved {max_centre_shift:.3g} m (> {b * cell_m:.2g})")
+    if max_score_change > b:
+        moved.append(f"a score changed {max_score_change:.3g} (> {b:.2g})")
+    if max_yaw_change > YAW_FACTOR * b and not swapped:
+        moved.append(f"a yaw turned {max_yaw_change:.3g} rad (> {YAW_FACTOR * b:.2g})")
+    if far or moved:
+        why = [f"{far} box(es) lost/added beyond {b:.2g} of the score threshold"] if far else []
+        return BoxJudgement(Outcome.DEGRADED, len(scores), near, far, bool(moved), b, "; ".join(why + moved))
+    reason = (f"{len(scores)} box(es) lost/added, all within {b:.2g} of the score threshold {cuts[0]:g}"
+              + (" or the box cap's cut" if len(cuts) > 1 else "") if scores else "no box lost or added")
+    if swapped:
+        reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): NMS kept the other of two "
+                   f"boxes whose scores tie within {b:.2g}")
+    return BoxJudgement(Outcome.WITHIN_PRECISION, len(scores), near, 0, False, b, reason)
+

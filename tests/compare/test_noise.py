@@ -1,0 +1,143 @@
+"""The noise model bounds what real FP16 / BF16 / INT8 rounding does, and does not bound a planted fault."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cp_debug.compare import noise
+from cp_debug.compare.diff import TensorDiff
+from cp_debug.compare.noise import Outcome
+from cp_debug.errors import ExitCode
+
+
+def _tensors():
+    rng = np.random.default_rng(0)
+    yield "normal", rng.standard_normal((4, 32, 64, 64)).astype(np.float32)
+    yield "relu", np.maximum(rng.standard_normal((4, 32, 64, 64)), 0).astype(np.float32) * 30
+    yield "lognormal", rng.lognormal(0, 2, (1 << 18,)).astype(np.float32)
+    yield "tiny", (rng.standard_normal((1 << 16,)) * 1e-3).astype(np.float32)
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    return torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_one_rounding_stays_within_one_unit_roundoff(precision):
+    """A single rounding to the format brings at most u in relative RMS error: the unit the budget scales."""
+    u = noise.unit_roundoff(precision)
+    for name, x in _tensors():
+        y = x.astype(np.float16).astype(np.float32) if precision == "fp16" else _bf16(x)
+        d = TensorDiff.from_arrays(name, x, y)
+        assert 0 < d.rel_rmse <= u, (name, d.rel_rmse / u)
+        j = noise.judge(d, precision)
+        assert j.outcome is Outcome.WITHIN_PRECISION and j.noise_ratio <= 1 / noise.GROWTH
+
+
+def _conv_chain(x: torch.Tensor, layers: int, store) -> torch.Tensor:
+    """He-initialised 3×3 convs with ReLU; `store` rounds weights and every activation as a GPU stores them."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(layers):
+        w = torch.randn(16, 16, 3, 3, generator=g) * (2.0 / (16 * 9)) ** 0.5
+        x = store(torch.relu(torch.nn.functional.conv2d(store(x), store(w), padding=1)))
+    return x
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_real_conv_outputs_in_half_storage_are_within_precision(precision, dtype):
+    """Twelve conv layers whose weights and activations are stored in the format (float32 arithmetic, as GPU
+    kernels accumulate): every layer's output within the budget, and far below it."""
+    x = torch.randn(1, 16, 48, 48, generator=torch.Generator().manual_seed(1))
+    ref = _conv_chain(x, 12, lambda t: t)
+    half = _conv_chain(x, 12, lambda t: t.to(dtype).float())
+    d = TensorDiff.from_arrays("out", ref.numpy(), half.numpy())
+    j = noise.judge(d, precision)
+    assert j.outcome is Outcome.WITHIN_PRECISION and 0 < j.noise_ratio < 0.5, j
+
+
+def test_int8_rounding_at_its_amax_is_within_and_saturation_is_not():
+    x = np.maximum(np.random.default_rng(2).standard_normal((8, 64, 32, 32)), 0).astype(np.float32)
+    amax = float(np.abs(x).max())
+
+    def fake_quant(v, a):
+        step = a / noise.INT8_LEVELS
+        return np.clip(np.round(v / step), -127, 127).astype(np.float32) * step
+
+    ok = noise.judge(TensorDiff.from_arrays("q", x, fake_quant(x, amax)), "int8", amax)
+    assert ok.outcome is Outcome.WITHIN_PRECISION and ok.noise_ratio < 1 / 8
+    clipped = noise.judge(TensorDiff.from_arrays("q", x, fake_quant(x, 0.2 * amax)), "int8", 0.2 * amax)
+    assert clipped.outcome is Outcome.DEGRADED and clipped.noise_ratio > 5
+
+
+@pytest.mark.parametrize("fault", ["saturate", "swap_channels", "scale", "offset"])
+def test_planted_faults_are_beyond_fp16s_budget(fault):
+    x = np.maximum(np.random.default_rng(3).standard_normal((1, 32, 64, 64)), 0).astype(np.float32)
+    y = x.astype(np.float16).astype(np.float32)
+    if fault == "saturate":  # the sweep's planted ReLU saturating at 20 % of its max
+        y = np.minimum(y, 0.2 * y.max())
+    elif fault == "swap_channels":
+        y = y[:, [1, 0, *range(2, 32)]]
+    elif fault == "scale":  # one channel's BN folded twice
+        y = y.copy()
+        y[:, 5] *= 1.5
+    else:  # a bias of one channel added twice (0.05 would be 1.5 % rel. RMS: FP16's own noise at a head)
+        y = y + 0.5 * (np.arange(32) == 7)[None, :, None, None]
+    j = noise.judge(TensorDiff.from_arrays(fault, x, y), "fp16")
+    assert j.beyond and j.noise_ratio > 1, j
+
+
+def test_nan_overflow_and_shape_are_diverged():
+    x = np.ones((4, 4), np.float32)
+    y = x.copy()
+    y[0, 0] = np.inf
+    assert noise.judge(TensorDiff.from_arrays("inf", x, y), "fp16").outcome is Outcome.DIVERGED
+    big = x * 7e4  # beyond FP16's range but finite: a node kept in FP32 (fix), judged as any other value
+    assert noise.judge(TensorDiff.from_arrays("range", big, big), "fp16").outcome is Outcome.WITHIN_PRECISION
+    assert noise.judge(TensorDiff.from_arrays("shape", x, x.T[:2]), "fp16").outcome is Outcome.DIVERGED
+
+
+def test_the_reference_noise_floor_widens_the_budget():
+    x = np.random.default_rng(4).standard_normal(10000).astype(np.float32)
+    d = TensorDiff.from_arrays("x", x, x * (1 + 1e-4))
+    assert noise.judge(d, "fp32").beyond
+    assert not noise.judge(d, "fp32", floor=1e-4).beyond
+
+
+def test_local_fault_needs_both_the_budget_and_standing_out():
+    assert not noise.local_fault(0.5, [0.01, 0.01, 0.01])  # within its precision
+    assert noise.local_fault(2.0, [0.1, 0.2, 0.3])  # beyond, and far beyond its siblings
+    assert not noise.local_fault(2.0, [1.5, 1.8, 2.2])  # beyond, but every sibling is too: uniform
+    assert not noise.local_fault(2.0, [0.1])  # too few siblings to say
+    assert noise.local_fault(noise.FAR, [5.0, 6.0, 7.0])  # FAR beyond the budget: a fault whatever the siblings
+    assert noise.local_fault(math.inf, [])
+
+
+def test_boxes_at_the_threshold_are_explained_and_others_are_not():
+    kw = dict(max_centre_shift=1e-3, max_score_change=1e-3, max_yaw_change=1e-2, cell_m=0.64)
+    b = noise.GROWTH * noise.unit_roundoff("fp16")
+    at = noise.judge_boxes("fp16", lost_scores=[0.1 + b / 2], added_scores=[0.1 - b / 2], cuts=(0.1,), **kw)
+    assert at.outcome is Outcome.WITHIN_PRECISION and at.at_threshold == 2 and at.changed == 2
+    far = noise.judge_boxes("fp16", lost_scores=[0.8], added_scores=[], cuts=(0.1,), **kw)
+    assert far.outcome is Outcome.DEGRADED and far.beyond == 1
+    capped = noise.judge_boxes("fp16", lost_scores=[0.9912], added_scores=[0.9913],
+                               cuts=noise.score_cuts(0.1, 3, [0.999, 0.995, 0.9913], [0.999, 0.995, 0.99]), **kw)
+    assert capped.outcome is Outcome.WITHIN_PRECISION  # the box cap's cut, not the threshold, decided
+    moved = noise.judge_boxes("fp16", lost_scores=[], added_scores=[], cuts=(0.1,), **{**kw, "max_centre_shift": 0.5})
+    assert moved.outcome is Outcome.DEGRADED and moved.matched_beyond
+    nms = noise.judge_boxes("fp16", lost_scores=[], added_scores=[], cuts=(0.1,),
+                            **{**kw, "max_centre_shift": 0.97, "max_yaw_change": 1.4})
+    assert nms.outcome is Outcome.WITHIN_PRECISION and "neighbouring peak" in nms.reason
+    rescored = noise.judge_boxes("fp16", lost_scores=[], added_scores=[], cuts=(0.1,),
+                                 **{**kw, "max_centre_shift": 0.97, "max_score_change": 0.2})
+    assert rescored.outcome is Outcome.DEGRADED
+
+
+def test_outcomes_map_to_the_exit_codes():
+    assert [o.exit_code for o in Outcome] == [ExitCode.OK, ExitCode.DEGRADED, ExitCode.DIVERGED]
+    assert noise.worst([Outcome.DEGRADED, Outcome.WITHIN_PRECISION]) is Outcome.DEGRADED
+    assert noise.worst([]) is Outcome.WITHIN_PRECISION
+    assert Outcome.WITHIN_PRECISION.words == "within precision"
