@@ -201,10 +201,13 @@ def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) 
 
 def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: Sequence[float],
                 cuts: Sequence[float], max_centre_shift: float, max_score_change: float, max_yaw_change: float,
-                cell_m: float, unit: float | None = None) -> BoxJudgement:
+                cell_m: float, unit: float | None = None, extent_m: float = 0.0) -> BoxJudgement:
     """Boxes judged against `precision` (`unit`: its rounding unit where already known, e.g. INT8's at the heatmap);
-    `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first."""
+    `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first. `extent_m`: the largest
+    |coordinate| a centre takes (the point cloud range): boxes are decoded in float32 on both sides, so a centre
+    may move by float32's rounding of its coordinate whatever the candidate's precision."""
     b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
+    centre_limit = b * cell_m + growth("fp32") * unit_roundoff("fp32") * extent_m
     scores = list(lost_scores) + list(added_scores)
     near = sum(1 for s in scores if any(abs(s - c) <= b for c in cuts))
     far = len(scores) - near
@@ -212,8 +215,8 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
     swapped = max_centre_shift > cell_m and max_score_change <= b
     if swapped:  # not the same peak: NMS kept the other of two neighbouring boxes whose scores tie within the band
         pass
-    elif max_centre_shift > b * cell_m:
-        moved.append(f"a centre moved {max_centre_shift:.3g} m (> {b * cell_m:.2g})")
+    elif max_centre_shift > centre_limit:
+        moved.append(f"a centre moved {max_centre_shift:.3g} m (> {centre_limit:.2g})")
     if max_score_change > b:
         moved.append(f"a score changed {max_score_change:.3g} (> {b:.2g})")
     if max_yaw_change > YAW_FACTOR * b and not swapped:

@@ -141,3 +141,15 @@ def test_outcomes_map_to_the_exit_codes():
     assert noise.worst([Outcome.DEGRADED, Outcome.WITHIN_PRECISION]) is Outcome.DEGRADED
     assert noise.worst([]) is Outcome.WITHIN_PRECISION
     assert Outcome.WITHIN_PRECISION.words == "within precision"
+
+
+def test_fp32_centres_move_by_float32s_rounding_of_their_coordinate():
+    """Boxes are decoded in float32 on both sides: a centre at 50 m moves by float32 ulps (3.8e-6 m each) whatever the
+    candidate's precision. The plain demo (torch vs ort FP32) moved one by 7.6e-6 m, within that; a millimetre is not."""
+    ulp_at_50m = float(np.spacing(np.float32(50.0)))
+    kw = dict(lost_scores=[], added_scores=[], cuts=(0.1,), max_score_change=0.0, max_yaw_change=0.0, cell_m=0.64,
+              extent_m=51.2)
+    assert noise.judge_boxes("fp32", max_centre_shift=2 * ulp_at_50m, **kw).outcome is noise.Outcome.WITHIN_PRECISION
+    assert noise.judge_boxes("fp32", max_centre_shift=1e-3, **kw).outcome is noise.Outcome.DEGRADED
+    no_extent = {**kw, "extent_m": 0.0}
+    assert noise.judge_boxes("fp32", max_centre_shift=2 * ulp_at_50m, **no_extent).outcome is noise.Outcome.DEGRADED

@@ -32,6 +32,7 @@ class BoxVerdict:
     added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
     score_cuts: tuple[float, ...] = (0.1,)  # where boxes are cut by score (compare/noise.score_cuts)
     cell_m: float = 0.0  # the output grid's cell (m): how far a centre may move by the precision's rounding
+    extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -47,7 +48,13 @@ class BoxVerdict:
         return judge_boxes(precision, lost_scores=self.lost_scores, added_scores=self.added_scores,
                            cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
                            max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
-                           cell_m=self.cell_m)
+                           cell_m=self.cell_m, extent_m=self.extent_m)
+
+
+def extent_m(cfg) -> float:
+    """The largest |x| or |y| a box centre of `cfg` can take (its point cloud range), in metres."""
+    r = cfg.point_cloud_range
+    return float(max(abs(r[0]), abs(r[1]), abs(r[3]), abs(r[4])))
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:
@@ -74,6 +81,6 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
                           tuple(float(b.scores[i]) for i in d.unmatched_b),
                           score_cuts(cfg.score_threshold, cfg.post_max_size, np.asarray(a.scores),
                                      np.asarray(b.scores)),
-                          float(cfg.voxel_size[0]) * float(cfg.out_size_factor))
+                          float(cfg.voxel_size[0]) * float(cfg.out_size_factor), extent_m(cfg))
 
     return verdict
