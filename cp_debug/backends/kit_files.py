@@ -32,13 +32,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from cp_debug.errors import BadInputError
 from cp_debug.files import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.data.frames import Frame
 
 SCHEMA = "cp_debug.trt_kit/1"
 MANIFEST = "manifest.json"
@@ -279,3 +282,24 @@ def check_ran(kit: Kit, precision: str) -> None:
             what = "another ONNX file" if rel.endswith(".onnx") else "other inputs"
             raise BadInputError(f"the results in {path.parent} were computed from {what} ({rel} on the target had "
                                 f"sha256 {ran[rel][:12]}…, the kit's is {want[:12]}…): run this kit's script again")
+
+
+def frames_of_kits(specs: Iterable["BackendSpec"], given: str | None) -> list["Frame"] | None:
+    """The frames a run over several frames (sweep, eval) takes when a candidate is `trt-*@KIT`: the kit's own (its
+    `frames/<frame>.npy`, tokens as in the manifest); None where no candidate is a kit. The target's results exist
+    for the kit's frames only, so frames given as well (`given`: the option that gave them, e.g. "--scenes") and two
+    kits of other frames are refused in one line."""
+    from cp_debug.data.frames import Frame, PointFile
+
+    kits = [open_kit(s.onnx_dir) for s in specs if s.kit]
+    if not kits:
+        return None
+    first = kits[0]
+    if given is not None:
+        raise BadInputError(f"{given} and trt-*@{first.folder}: the target's results exist for the kit's "
+                            f"{len(first.manifest.frames)} frame(s) only; drop {given} (the run takes the kit's)")
+    hashes = [tuple(k.manifest.files[f.points] for f in k.manifest.frames) for k in kits]
+    if len(set(hashes)) > 1:
+        raise BadInputError(f"the kits {', '.join(str(k.folder) for k in kits)} hold other frames: give kits written "
+                            "for the same frames (the same --points / --scenes at `cpdebug trt-kit`)")
+    return [Frame(f.token, PointFile(str(first.folder / f.points))) for f in first.manifest.frames]

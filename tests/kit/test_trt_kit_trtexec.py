@@ -22,6 +22,7 @@ import onnx
 import pytest
 
 from cp_debug.backends import kit_files as kf
+from cp_debug.errors import BadInputError
 from cp_debug.backends.spec import BackendSpec
 from tests.backends.trtexec_writer import write_debug_dumps, write_export_output, write_layer_info
 from tests.kit.kit_helpers import bisect_cli, copy_kit, planted_kit, refused
@@ -150,3 +151,19 @@ def test_mismatched_or_incomplete_trtexec_results_are_refused_in_one_line(writte
     for npy in out.parent.glob("*_pillar_features.npy"):
         npy.unlink()  # served from outputs.json where no dump holds it
     refused(bad, "output 'pillar_features' of frame_000 is (3, 4)")
+
+
+def test_sweep_runs_over_the_kits_frames(written, tmp_path):
+    from cp_debug.sweep.session import SweepOptions, run_sweep
+    from cp_debug.sweep.worker import SweepSettings
+
+    kit, ckpt = written
+    settings = SweepSettings(("torch", f"trt-fp16@{kit}"), preset="tiny", level="layer", checkpoint=str(ckpt))
+    out = run_sweep(SweepOptions(settings, tmp_path / "sweep", bisect_top=0, bootstrap=0))  # no --scenes: the kit's
+    (r,) = out.results
+    assert (r.token, r.status) == (kf.open_kit(kit).manifest.frames[0].token, "diverged"), r.reason
+    probes = {p.probe: p.status for p in r.candidates[0].probes}
+    assert probes["pts_neck.deblocks.0.1"] == "nan" and probes["pts_neck.deblocks.1.1"] == "ok"
+    assert probes["pts_backbone.blocks.0.1"] == "missing" and probes["pts_backbone.blocks.0.2"] == "ok"  # fused
+    with pytest.raises(BadInputError, match="drop --scenes"):
+        run_sweep(SweepOptions(settings, tmp_path / "other", scenes=kit / "frames"))
