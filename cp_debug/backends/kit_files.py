@@ -18,7 +18,9 @@ manifest):
     run_trtexec.sh, run_polygraphy.sh, README.md
     results/<precision>/ran.sha256            written on the target: the sha256 of the ONNX and input files it ran
     results/<precision>/polygraphy/<stage>.json   polygraphy --save-outputs (a RunResults), frames as iterations
-    results/<precision>/trtexec/<frame>/<stage>/  trtexec's debug-tensor dumps, layer info, outputs
+    results/<precision>/trtexec/<frame>/<stage>/  trtexec's numpy debug-tensor dumps (NNNN_<tensor>.npy), layers.json
+                                              (--exportLayerInfo), outputs.json (--exportOutput), trtexec.log;
+                                              the engines beside: results/<precision>/trtexec/<stage>.engine
 
 Reading back refuses, in one line (exit 2, before anything is written), a kit whose files do not match their
 hashes, results computed from another ONNX file or other inputs, and a missing or truncated results file.
@@ -30,7 +32,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from cp_debug.errors import BadInputError
 from cp_debug.files import sha256_file
@@ -38,13 +40,18 @@ from cp_debug.files import sha256_file
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.data.frames import Frame
+
 SCHEMA = "cp_debug.trt_kit/1"
 MANIFEST = "manifest.json"
 RAN = "ran.sha256"
 TRTEXEC_SCRIPT = "run_trtexec.sh"
 POLYGRAPHY_SCRIPT = "run_polygraphy.sh"
 README = "README.md"
-FUSED_NOTE = "fused: not observable in this engine"
+TRTEXEC_LAYERS = "layers.json"  # --exportLayerInfo, in each frame/stage folder of trtexec's results
+TRTEXEC_OUTPUTS = "outputs.json"  # --exportOutput
+TRTEXEC_LOG = "trtexec.log"
 
 
 def is_kit(folder: Path | None) -> bool:
@@ -78,8 +85,14 @@ def polygraphy_results(precision: str, stage: str) -> str:
     return f"results/{precision}/polygraphy/{stage}.json"
 
 
+def trtexec_folder(precision: str) -> str:
+    return f"results/{precision}/trtexec"
+
+
 def trtexec_results(precision: str, frame: str, stage: str) -> str:
-    return f"results/{precision}/trtexec/{frame}/{stage}"
+    """Where `run_trtexec.sh` runs `stage` on `frame` (trtexec writes its debug dumps into its working folder):
+    the dumps, TRTEXEC_LAYERS, TRTEXEC_OUTPUTS and TRTEXEC_LOG."""
+    return f"{trtexec_folder(precision)}/{frame}/{stage}"
 
 
 def ran_file(precision: str) -> str:
@@ -271,20 +284,22 @@ def check_ran(kit: Kit, precision: str) -> None:
                                 f"sha256 {ran[rel][:12]}…, the kit's is {want[:12]}…): run this kit's script again")
 
 
-def read_run_results(path: Path) -> list[tuple[str, list[dict[str, "np.ndarray"]]]]:
-    """Polygraphy's RunResults file (`polygraphy run --save-outputs`): per runner, its iterations as {tensor: array}.
-    Read by Polygraphy's own loader; a missing or truncated file is one line."""
-    if not path.is_file():
-        raise BadInputError(f"{path} is missing: run the kit's polygraphy script on the target and copy results/ "
-                            "back")
-    try:
-        from polygraphy.comparator import RunResults
-    except ImportError as err:
-        raise BadInputError(f"reading {path} needs polygraphy: pip install polygraphy") from err
-    try:
-        results = RunResults.load(str(path))
-    except Exception as err:  # noqa: BLE001 - polygraphy raises its own types for a truncated or foreign file
-        why = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise BadInputError(f"{path} is not a readable Polygraphy RunResults file ({why}): it is truncated or "
-                            "damaged; copy it again from the target") from None
-    return [(name, [{k: it[k] for k in it.keys()} for it in iterations]) for name, iterations in results.items()]
+def frames_of_kits(specs: Iterable["BackendSpec"], given: str | None) -> list["Frame"] | None:
+    """The frames a run over several frames (sweep, eval) takes when a candidate is `trt-*@KIT`: the kit's own (its
+    `frames/<frame>.npy`, tokens as in the manifest); None where no candidate is a kit. The target's results exist
+    for the kit's frames only, so frames given as well (`given`: the option that gave them, e.g. "--scenes") and two
+    kits of other frames are refused in one line."""
+    from cp_debug.data.frames import Frame, PointFile
+
+    kits = [open_kit(s.onnx_dir) for s in specs if s.kit]
+    if not kits:
+        return None
+    first = kits[0]
+    if given is not None:
+        raise BadInputError(f"{given} and trt-*@{first.folder}: the target's results exist for the kit's "
+                            f"{len(first.manifest.frames)} frame(s) only; drop {given} (the run takes the kit's)")
+    hashes = [tuple(k.manifest.files[f.points] for f in k.manifest.frames) for k in kits]
+    if len(set(hashes)) > 1:
+        raise BadInputError(f"the kits {', '.join(str(k.folder) for k in kits)} hold other frames: give kits written "
+                            "for the same frames (the same --points / --scenes at `cpdebug trt-kit`)")
+    return [Frame(f.token, PointFile(str(first.folder / f.points))) for f in first.manifest.frames]

@@ -5,9 +5,10 @@
 feed is byte for byte a kit input (sha256; bisect on the kit's frame gives it), a later stage's is the candidate's own
 upstream output glued, which the target never saw (it ran every stage on the reference's inputs), so the frame is the
 nearest kit input of that shape, and the precision report says so. It returns the graph's outputs and the asked-for
-tensors the target's results hold; the others are `unobserved()` with the reason (a tensor TensorRT fused away:
-`kit_files.FUSED_NOTE`). It cannot run a segment alone: `Capability.TARGET_RESULTS`, and bisect takes ONNX Runtime's
-local error on the same segment instead.
+tensors the target's results hold (`kit_results.py`: trtexec's dumps or polygraphy's RunResults); the others are
+`unobserved()` with the reason (a tensor TensorRT fused away: `trt_dumps.FUSED`; a dump missing from the folder). It
+cannot run a segment alone: `Capability.TARGET_RESULTS`, and bisect takes ONNX Runtime's local error on the same
+segment instead.
 """
 
 from __future__ import annotations
@@ -17,55 +18,13 @@ from typing import TYPE_CHECKING, Iterable
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.base import PrecisionReport, Runner
+from cp_debug.backends.kit_results import TargetResults, target_results
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
-
-_RESULTS: dict[tuple[str, str, str], "TargetResults"] = {}
-
-
-class TargetResults:
-    """What the target computed for one stage and precision: per frame id, {ONNX tensor: array}; and by whom."""
-
-    def __init__(self, runner_name: str, frames: dict[str, dict[str, "np.ndarray"]], source: Path):
-        self.runner_name = runner_name
-        self.frames = frames
-        self.source = source
-
-    @property
-    def stood_in(self) -> bool:
-        """ONNX Runtime ran in TensorRT's place (`run_polygraphy.sh --onnxrt`)."""
-        return self.runner_name.startswith("onnxrt")
-
-
-def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:
-    """The target's results of `stage` at `precision`, checked against the kit (hashes of what it ran, one iteration
-    per frame, each output's shape as the reference's); read once per process."""
-    key = (str(kit.folder.resolve()), precision, stage.name)
-    if key in _RESULTS:
-        return _RESULTS[key]
-    kf.check_ran(kit, precision)
-    path = kit.folder / kf.polygraphy_results(precision, stage.name)
-    runs = kf.read_run_results(path)
-    if len(runs) != 1:
-        raise BadInputError(f"{path} holds {len(runs)} runners' results; the kit's script writes one")
-    name, iterations = runs[0]
-    frames = kit.manifest.frames
-    if len(iterations) != len(frames):
-        raise BadInputError(f"{path} holds {len(iterations)} iteration(s) for the kit's {len(frames)} frame(s): it "
-                            "is not this kit's run; run the kit's script again")
-    for fr, it in zip(frames, iterations):
-        for t in stage.outputs:
-            got = tuple(it[t.name].shape) if t.name in it else None
-            if got != t.shapes[fr.id]:
-                raise BadInputError(f"{path}: output {t.name!r} of {fr.id} is {got}, the kit's reference is "
-                                    f"{t.shapes[fr.id]}: these are not this kit's results")
-    found = TargetResults(name, {fr.id: it for fr, it in zip(frames, iterations)}, path)
-    _RESULTS[key] = found
-    return found
 
 
 def check_kit(spec: BackendSpec) -> None:
@@ -118,8 +77,7 @@ class KitRunner(Runner):
             if name in got:
                 out[name] = np.asarray(got[name])
             elif name not in out:
-                self._unobserved[name] = (kf.FUSED_NOTE if not self._results.stood_in
-                                          else "not in the target's results (polygraphy --onnxrt did not save it)")
+                self._unobserved[name] = self._results.why_absent(frame.id, name)
         if how not in self._notes:
             self._notes.append(how)
         return out
@@ -166,7 +124,8 @@ class KitRunner(Runner):
         ran = self.spec.precision if self.spec.precision != "fp32" else held
         who = ("ONNX Runtime in TensorRT's place (polygraphy --onnxrt): TensorRT itself did not run"
                if self._results.stood_in else f"TensorRT on the target ({self._results.runner_name})")
-        notes = [f"read from {self._results.source} — {who}; the file ran holds {ran}", *self._notes]
+        notes = [f"read from {self._results.source} — {who}; the file ran holds {ran}", *self._results.notes,
+                 *self._notes]
         return PrecisionReport(self.spec.precision, ran, tuple(notes))
 
     def settings(self) -> dict:

@@ -538,7 +538,8 @@ class Unobservable:
         if name in self.fused:
             return FUSED
         if name in self.missing:
-            return f"written by an engine layer, but no dump of it: the folder is incomplete; {_RECOPY}"
+            return (f"written by an engine layer, but missing from the dump folder (a truncated copy? the folder is "
+                    f"incomplete); {_RECOPY}")
         if name in self.ambiguous:
             return "dumped, but its file name is also another tensor's (no tensor_summary.json to tell them apart)"
         if name in self.undetermined:

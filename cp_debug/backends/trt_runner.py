@@ -37,6 +37,7 @@ from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
+from cp_debug.backends.trt_dumps import FUSED
 from cp_debug.backends.trt_plan import (TRT_HINT, BuildPlan, cache_key, config_kwargs, default_cache_dir,
                                         parse_version, plan_build, plan_prebuilt)
 from cp_debug.backends.trt_profile import Profile, ShapeRange, check_within, profile_from_shapes
@@ -45,8 +46,6 @@ from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInp
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
-
-FUSED_NOTE = "fused: not observable in this engine"
 
 
 def import_tensorrt():
@@ -269,7 +268,7 @@ class TrtRunner(Runner):
         req = self.spec.precision
         lost = (vanished_note(self._graph.missing),) if req == "int8" and self._graph.missing else ()
         if self._fused:
-            lost += (f"{len(self._fused)} probe(s) {FUSED_NOTE}: {', '.join(self._fused[:3])}"
+            lost += (f"{len(self._fused)} probe(s) {FUSED}: {', '.join(self._fused[:3])}"
                      f"{' …' if len(self._fused) > 3 else ''}",)
         lost = tuple(self._plan.notes) + lost
         lp = self._layer_precisions

@@ -201,7 +201,7 @@ failed=0
         out.append(f"""\
 # -- {s.name}: one engine (built once), run on every frame
 {_onnx_case(m, s.name, "onnx")}
-dir="$KIT/results/$precision/trtexec"
+dir="$KIT/{kf.trtexec_folder('$precision')}"
 mkdir -p "$dir"
 echo "run_trtexec.sh: building {s.name} ($precision, TensorRT $version)"
 "$TRTEXEC" --onnx="$KIT/$onnx" --saveEngine="$dir/{s.name}.engine" "${{typed[@]}}" "${{debug_build[@]}}" \\
@@ -219,10 +219,10 @@ rm -rf "$run" && mkdir -p "$run"
 ref=()
 if [ "$refcheck" = 1 ]; then ref=(--loadRefOutputs="{refs}" "${{tol[@]}}"); fi
 ( cd "$run" && "$TRTEXEC" --loadEngine="$dir/{s.name}.engine" --shapes={shapes} --loadInputs="{loads}" \\
-    "${{debug_run[@]}}" --exportOutput=outputs.json --exportLayerInfo=layers.json --profilingVerbosity=detailed \\
-    --iterations=1 --warmUp=0 --duration=0 "${{ref[@]}}" > trtexec.log 2>&1 ) || {{
+    "${{debug_run[@]}}" --exportOutput={kf.TRTEXEC_OUTPUTS} --exportLayerInfo={kf.TRTEXEC_LAYERS} \\
+    --profilingVerbosity=detailed --iterations=1 --warmUp=0 --duration=0 "${{ref[@]}}" > {kf.TRTEXEC_LOG} 2>&1 ) || {{
   echo "run_trtexec.sh: {s.name} on {f.id} ({f.token}): trtexec reports a failure (accuracy check or run);" \
-    "see $run/trtexec.log" >&2
+    "see $run/{kf.TRTEXEC_LOG}" >&2
   failed=1; }}
 """)
     out.append(_FINISH.format(ran_cases=_ran_cases(m), ran=kf.RAN, name=name))

@@ -90,9 +90,14 @@ def check_backends(labels: tuple[str, ...]) -> None:
 
 
 def select_frames(opts: SweepOptions) -> list[Frame]:
+    from cp_debug.backends.kit_files import frames_of_kits
+    from cp_debug.backends.spec import BackendSpec
     from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(opts.settings.preset)
+    kit = frames_of_kits([BackendSpec.parse(b) for b in opts.settings.backends], "--scenes" if opts.scenes else None)
+    if kit is not None:  # a trt-*@KIT candidate: the frames the target ran
+        return kit
     if opts.scenes is None:
         return held_out(opts.n)
     return from_scenes(opts.scenes, cfg, opts.data_root, lidar_topic=opts.lidar_topic, task="sweep")

@@ -12,39 +12,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.spec import BackendSpec, Capability
-from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.source import ModelRecord
-from tests.fix.planted import local_overflow_checkpoint
+from tests.kit.kit_helpers import bisect_cli, copy_kit, planted_kit, refused
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """(kit, deployed dir, checkpoint, points file): the planted pair deployed as cp_debug exports it, its kit, and
     the kit's polygraphy script run with ONNX Runtime standing in for TensorRT."""
-    from cp_debug.kit.writer import KitRequest, write_kit
-    from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
-    tmp = tmp_path_factory.mktemp("trt_kit")
-    ckpt = local_overflow_checkpoint(tmp / "planted.pth")  # pts_neck.deblocks.0 peaks at 2e5: beyond FP16
-    points = tmp / "scan.npy"
-    np.save(points, synthetic_scene(3, get_preset("tiny")).points[::2].astype(np.float32))
-    deployed = tmp / "deploy"
-    deployed.mkdir()
-    for st in centerpoint_subject("tiny", checkpoint=ckpt, points=points, trace_side=64).stages:
-        onnx.save(st.onnx(), str(deployed / f"{st.name}.onnx"))
-    kit = tmp / "kit"
-    write_kit(KitRequest(ModelRecord.of("tiny", checkpoint=ckpt), kit, onnx_dir=deployed, source_kind="deployed",
-                         points=(points,), precisions=("fp16",)))
+    kit, deployed, ckpt, points = planted_kit(tmp_path_factory.mktemp("trt_kit"))
     proc = subprocess.run(["bash", str(kit / kf.POLYGRAPHY_SCRIPT), "fp16", "--onnxrt"], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -109,50 +90,29 @@ def test_bisect_reads_the_target_results_and_names_the_planted_layer(written):
     assert doc["first_divergent"][target] == t.first_divergent and doc["candidate_specs"][target] == target
 
 
-def _copy(kit: Path, dest: Path) -> Path:
-    shutil.copytree(kit, dest)
-    kf._OPENED.clear()
-    return dest
-
-
-def _refused(kit: Path, words: str) -> None:
-    from cp_debug.backends.factory import check_available
-
-    with pytest.raises(BadInputError) as err:
-        check_available(BackendSpec.parse(f"trt-fp16@{kit}"))
-    assert words in str(err.value) and "\n" not in str(err.value) and err.value.exit_code == 2
-
-
 def test_a_mismatched_or_damaged_kit_is_refused_in_one_line(written, tmp_path):
     kit = written[0]
-    bad = _copy(kit, tmp_path / "onnx")
+    bad = copy_kit(kit, tmp_path / "onnx")
     (bad / "fp16" / "pts_voxel_encoder.onnx").write_bytes(b"\0" * 10)
-    _refused(bad, "does not match the kit's manifest")
-    bad = _copy(kit, tmp_path / "missing")
+    refused(bad, "does not match the kit's manifest")
+    bad = copy_kit(kit, tmp_path / "missing")
     (bad / kf.input_raw("frame_000", "pts_voxel_encoder", "input_features")).unlink()
-    _refused(bad, "is missing from the kit")
-    bad = _copy(kit, tmp_path / "other_onnx")  # results computed from another ONNX file on the target
+    refused(bad, "is missing from the kit")
+    bad = copy_kit(kit, tmp_path / "other_onnx")  # results computed from another ONNX file on the target
     ran = bad / kf.ran_file("fp16")
     ran.write_text(ran.read_text().replace(kf.sha256_file(bad / "fp16/pts_voxel_encoder.onnx"), "0" * 64))
-    _refused(bad, "computed from another ONNX file")
-    bad = _copy(kit, tmp_path / "no_results")
+    refused(bad, "computed from another ONNX file")
+    bad = copy_kit(kit, tmp_path / "no_results")
     shutil.rmtree(bad / "results")
-    _refused(bad, "holds no results for fp16")
+    refused(bad, "holds no results for fp16")
 
 
 def test_a_truncated_results_file_stops_bisect_in_one_line_writing_nothing(written, tmp_path):
-    from typer.testing import CliRunner
-
-    from cp_debug.cli.main import app
-
     kit, _, ckpt, _ = written
-    bad = _copy(kit, tmp_path / "truncated")
+    bad = copy_kit(kit, tmp_path / "truncated")
     res = bad / kf.polygraphy_results("fp16", "pts_backbone_neck_head")
     res.write_bytes(res.read_bytes()[: res.stat().st_size // 2])
     out = tmp_path / "report.json"
-    proc = CliRunner().invoke(app, ["bisect", "--preset", "tiny", "--checkpoint", str(ckpt), "--points",
-                                    str(bad / "frames" / "frame_000.npy"), "--backends", f"torch,trt-fp16@{bad}",
-                                    "--no-noise-floor", "--json", str(out), "--quiet"])
-    assert proc.exit_code == 2, proc.output
-    lines = [ln for ln in proc.output.splitlines() if ln.strip()]
-    assert "not a readable Polygraphy RunResults file" in lines[-1] and not out.exists()
+    code, lines = bisect_cli(bad, ckpt, out)
+    assert code == 2, lines
+    assert "is not a complete polygraphy RunResults" in lines[-1] and not out.exists()
