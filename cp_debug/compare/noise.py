@@ -12,6 +12,11 @@ element-wise max: FP16's rounding always exceeds an element-wise tolerance somew
 `GROWTH = 64` (six of the format's bits): measured, healthy FP16 runs reach at most 24 u (trained demo, its head's
 `vel` output) and 20 u (random-weights awml-base, `rot`); planted faults lie beyond it (the branch's note has the
 calibration table). INT8's unit is already the tensor's own (amax / rms), and its budget `INT8_GROWTH = 8` units.
+FP32 against FP32 is another matter: both sides round alike, and what differs is the kernels' order of summation
+(cuDNN's algorithms, ORT's and torch's), worth about `u·sqrt(K)` per layer of K-long dot products (K = 2304 for a
+3×3 conv over 256 channels: 48 u), growing through the layers: `FP32_GROWTH = 1024`. Measured on an H100,
+awml-base `ort-cuda` against `torch-cuda` (both FP32, deterministic) reached 203 u; with GROWTH it was called
+degraded on every frame.
 The reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
 
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
@@ -46,6 +51,7 @@ UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16
 INT8_LEVELS = 127
 INT8_NOMINAL = 2.0 ** -8  # INT8's unit where neither amax nor the reference's RMS is known: half a step of 127
 GROWTH = 64.0
+FP32_GROWTH = 1024.0  # FP32 against FP32: the summation order of two implementations, not a format's rounding
 INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on the demo's PTQ (see the note)
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
@@ -109,7 +115,7 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
 
 
 def growth(precision: str) -> float:
-    return INT8_GROWTH if precision == "int8" else GROWTH
+    return {"int8": INT8_GROWTH, "fp32": FP32_GROWTH}.get(precision, GROWTH)
 
 
 @dataclass(frozen=True)
@@ -207,7 +213,7 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
     |coordinate| a centre takes (the point cloud range): boxes are decoded in float32 on both sides, so a centre
     may move by float32's rounding of its coordinate whatever the candidate's precision."""
     b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
-    centre_limit = b * cell_m + growth("fp32") * unit_roundoff("fp32") * extent_m
+    centre_limit = b * cell_m + GROWTH * unit_roundoff("fp32") * extent_m
     scores = list(lost_scores) + list(added_scores)
     near = sum(1 for s in scores if any(abs(s - c) <= b for c in cuts))
     far = len(scores) - near
