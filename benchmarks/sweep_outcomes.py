@@ -30,7 +30,8 @@ def main(paths: list[str]) -> None:
                 det = (f.get("detections") or {}).get(cand) or {}
                 print(f"   {f['token']} {cand}: {c.get('outcome')}: {c.get('reason')} | lost {det.get('lost')} "
                       f"{[round(s, 3) for s in det.get('lost_scores', [])]} added {det.get('added')} "
-                      f"{[round(s, 3) for s in det.get('added_scores', [])]} shift {det.get('max_centre_shift', 0):.3g} m"
+                      f"{[round(s, 3) for s in det.get('added_scores', [])]} "
+                      f"shift {det.get('max_centre_shift', 0):.3g} m"
                       f" dscore {det.get('max_score_change', 0):.3g} dyaw {det.get('max_yaw_change', 0):.3g}")
 
 
