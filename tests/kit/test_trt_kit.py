@@ -18,6 +18,7 @@ import pytest
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.compare.noise import Outcome
 from tests.kit.kit_helpers import bisect_cli, copy_kit, planted_kit, refused
 
 
@@ -76,9 +77,11 @@ def test_bisect_reads_the_target_results_and_names_the_planted_layer(written):
     # the planted layer, named by its module: the overflowing BatchNorm, with the FP16-range hint
     assert (t.first_divergent, t.root_cause.probe) == ("pts_neck.deblocks.0.1", "pts_neck.deblocks.0.1")
     assert t.path == ["pts_neck.deblocks.0", "pts_neck.deblocks.0.1"] and "FP16 range" in t.root_cause.hint
-    # ort-cpu-fp16@DIR on the same files sees the same overflow at the same probe (nan from there on) but, fed its
-    # own upstream values with float16 storage emulated, crosses the FP16 tolerance earlier (blocks.2's rounding
-    # accumulates past max_share): its first divergent and root cause are not the kit's (said in the report)
+    # ort-cpu-fp16@DIR on the same files names the same layer, first divergent, root cause and path (issue 31's
+    # done-when), both diverged; judged by the noise model (the default): under the fixed element-wise tolerance
+    # blocks.2's FP16 rounding, fed ORT's own upstream values, crossed max_share first
+    assert (o.first_divergent, o.root_cause.probe, o.path) == (t.first_divergent, t.root_cause.probe, t.path)
+    assert t.outcome is o.outcome is Outcome.DIVERGED
     tr, orr = {r.probe: r for r in t.results}, {r.probe: r for r in o.results}
     assert tr["pts_neck.deblocks.0"].status == orr["pts_neck.deblocks.0"].status == "nan"
     assert tr["pts_neck.deblocks.1"].status == orr["pts_neck.deblocks.1"].status == "ok"
