@@ -145,7 +145,8 @@ def test_outcomes_map_to_the_exit_codes():
 
 def test_fp32_centres_move_by_float32s_rounding_of_their_coordinate():
     """Boxes are decoded in float32 on both sides: a centre at 50 m moves by float32 ulps (3.8e-6 m each) whatever the
-    candidate's precision. The plain demo (torch vs ort FP32) moved one by 7.6e-6 m, within that; a millimetre is not."""
+    candidate's precision. The plain demo (torch vs ort FP32) moved one by 7.6e-6 m, within that; a millimetre is
+    not."""
     ulp_at_50m = float(np.spacing(np.float32(50.0)))
     kw = dict(lost_scores=[], added_scores=[], cuts=(0.1,), max_score_change=0.0, max_yaw_change=0.0, cell_m=0.64,
               extent_m=51.2)
