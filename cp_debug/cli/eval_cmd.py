@@ -45,6 +45,10 @@ def eval_(
         "--max-nds-drop", metavar="Y", help="Gate: exit 1 when a candidate's NDS is more than Y below the "
                                             "reference's.")] = None,
     min_match: MinMatch = None,
+    tolerance_mode: Annotated[str, typer.Option(
+        "--tolerance-mode", help="'model': each candidate's boxes judged by its precision's noise (lost/added at the "
+        "score threshold explained, moved or rescored beyond it degraded): within precision (exit 0), degraded (4) "
+        "or diverged (1: NaN/Inf boxes, no box at all). 'fixed': no verdict, exit 0 when done.")] = "model",
     json_out: Json = None,
     html: Annotated[Optional[Path],
                     typer.Option(help="Write a self-contained HTML page with the BEV of the "
@@ -54,13 +58,16 @@ def eval_(
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
-    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 done (every gate given holds), 1 a
+    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 every candidate within precision
+    (--tolerance-mode fixed: done) and every gate given holds, 4 a candidate degraded, 1 a candidate diverged or a
     gate (--max-map-drop, --max-nds-drop, --min-match) is broken, 2 bad input, 3 a backend or nuscenes-devkit cannot
     run here.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.compare.noise import check_mode
         from cp_debug.eval.gates import check_limits
 
+        check_mode(tolerance_mode)
         check_limits(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
         gates = dict(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
@@ -72,7 +79,8 @@ def eval_(
         opts = EvalOptions(backends=_backends(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
-                           calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8)
+                           calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8,
+                           tolerance_mode=tolerance_mode)
         code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",
                      third_party=third_party)
     raise typer.Exit(code)
@@ -102,7 +110,8 @@ def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, h
 
 def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: Path | None, quiet: bool,
           third_party: ThirdParty) -> int:
-    """Run the eval, show and write it; the exit code (`ExitCode.DIVERGED` when a gate of `gates` is broken)."""
+    """Run the eval, show and write it; the exit code: `ExitCode.DIVERGED` when a gate of `gates` is broken, else
+    the worst candidate's outcome (fixed mode: OK)."""
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, finish, gates_exit
     from cp_debug.errors import ExitCode
@@ -120,5 +129,6 @@ def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: 
         from cp_debug.eval.html import write_html
 
         write_html(report, html)
-    return gates_exit(checks, third_party.terminal) or ExitCode.OK
+    outcome = report.outcome
+    return gates_exit(checks, third_party.terminal) or (outcome.exit_code if outcome is not None else ExitCode.OK)
 

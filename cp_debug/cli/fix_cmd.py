@@ -39,11 +39,17 @@ def fix(
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
     tol: Annotated[Optional[float], typer.Option(
-        help="Largest rel. RMSE of the worst head output on the worst frame.")] = None,
+        help="Largest rel. RMSE of the worst head output on the worst frame (a fixed tolerance: the target instead "
+             "of within precision).")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(
         "--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
     max_lost_boxes: Annotated[Optional[int], typer.Option(
         "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
+    tolerance_mode: Annotated[Optional[str], typer.Option(
+        "--tolerance-mode", help="'model': the fix must be within the candidate's precision on every frame (head "
+             "maps within the rounding it brings, no box changed beyond it), besides any --tol/--max-map-drop/"
+             "--max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is given, else "
+             "them alone.")] = None,
     scenes: Annotated[Optional[int], typer.Option(
         "--scenes", help="Held-out frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
     first_scene: Annotated[Optional[int], typer.Option(
@@ -66,8 +72,9 @@ def fix(
     verbose: Verbose = False,
 ) -> None:
     """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
-    candidates) so that --tol / --max-map-drop / --max-lost-boxes holds over held-out frames, and write the
-    deployable ONNX pair, the exclusion lists, fix.json and a README to --out DIR.
+    candidates) so that the candidate is within its precision (default) or --tol / --max-map-drop /
+    --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
+    and a README to --out DIR.
 
     Exit codes: 0 written and verified (or --check holds), 1 no set meets the target (nothing written), 5 written
     but its verification fails (or --check does not hold), 2 bad input, 3 backend not available here.
@@ -75,7 +82,8 @@ def fix(
     with ThirdParty(verbose=verbose) as third_party:
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
             model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
-        request = dict(target=(tol, max_map_drop, max_lost_boxes), preset=preset if config is None else None,
+        request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode),
+                       preset=preset if config is None else None,
                        config=str(config) if config else None, checkpoint=str(checkpoint) if checkpoint else None,
                        seed=seed, random_weights=random_weights or None, int8=str(int8) if int8 else None,
                        scenes=scenes, first_scene=first_scene, verify_scenes=verify_scenes, worst=worst_frames,
@@ -125,7 +133,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         from cp_debug.backends.spec import REF_CAND, parse_backends
 
         (ref, _), (cand, _) = parse_backends(backends, rule=REF_CAND)
-    common = {**request, "target": FixTarget(*request["target"]), "reference": ref, "candidate": cand}
+    common = {**request, "target": FixTarget.of(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None and from_sweep is not None:
         raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
     if from_bisect is not None:
@@ -153,26 +161,37 @@ def render(outcome, written: Path | None, console) -> None:
     target = req.target.describe()
     t = Table(title=f"fix search: {req.candidate} vs {req.reference}, {target} ({s.runs} runs, "
                     f"{s.cheap_rejections} rejected on the worst frames)", title_justify="left")
-    for col in ("#", "phase", "kept", "frames", "verdict", "worst rel. RMSE", "lost", "mAP drop", "s"):
-        t.add_column(col, justify="left" if col in ("phase", "kept", "frames") else "right")
+    cols = ("#", "phase", "kept", "frames", "verdict", "worst rel. RMSE", "lost", "mAP drop", "s")
+    if req.target.within_precision:
+        cols = cols[:5] + ("outcome",) + cols[5:]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("phase", "kept", "frames", "outcome") else "right")
     for i, st in enumerate(s.steps, 1):
         f = st.figures
         more = " …" if len(st.keep) > 2 else ""
         kept = f"{len(st.keep)}: " + ", ".join(st.keep[:2]) + more if st.keep else "(none)"
         verdict = "[green]pass[/green]" if st.passed else "[red]fail[/red]"
-        t.add_row(str(i), st.phase, kept, st.checked, verdict, f"{f.worst:.3g}", _opt(f.lost_boxes),
-                  _opt(f.map_drop, "{:+.4f}"), f"{round(st.seconds, 3):.1f}")
+        row = [str(i), st.phase, kept, st.checked, verdict, f"{f.worst:.3g}", _opt(f.lost_boxes),
+               _opt(f.map_drop, "{:+.4f}"), f"{round(st.seconds, 3):.1f}"]
+        if req.target.within_precision:
+            row.insert(5, f.outcome.words if f.outcome is not None else "-")
+        t.add_row(*row)
     console.print(t)
     what = "node(s) kept in FP32" if outcome.kind == "fp16" else "layer(s) left out of INT8"
     if s.status == "impossible":
         f = (s.steps[1] if len(s.steps) > 1 else s.steps[0]).figures
+        judged = f", {f.outcome.words} ({_worst_reason(f)})" if f.outcome is not None else ""
         console.print(f"[red]No set meets {target}[/red]: even with all {len(s.candidates)} candidates kept, worst "
                       f"rel. RMSE {f.worst:.3g}, lost boxes {_opt(f.lost_boxes)}, mAP drop "
-                      f"{_opt(f.map_drop, '{:+.4f}')}. Nothing was written.", highlight=False)
+                      f"{_opt(f.map_drop, '{:+.4f}')}{judged}. Nothing was written.", highlight=False)
         return
     n = len(s.keep)
-    console.print(f"[green]{n} {what}[/green] (1-minimal over {outcome.frames_judged} frame(s))"
-                  + (":" if n else ": the plain candidate already meets the target."), highlight=False)
+    if not n and req.target.within_precision:
+        console.print(f"[green]nothing to fix: within precision[/green] (the plain candidate is within "
+                      f"{outcome.kind.upper()}'s noise on {outcome.frames_judged} frame(s))", highlight=False)
+    else:
+        console.print(f"[green]{n} {what}[/green] (1-minimal over {outcome.frames_judged} frame(s))"
+                      + (":" if n else ": the plain candidate already meets the target."), highlight=False)
     for key in s.keep:
         console.print(f"  {key}", highlight=False)
     if outcome.kind == "fp16" and outcome.kept.modules:
@@ -193,15 +212,29 @@ def _verification_table(v):
 
     vt = Table(title=f"verification in ONNX Runtime ({v.device}, {len(v.frames)} frame(s)): "
                      + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
-    for col in ("lane", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
-        vt.add_column(col, justify="left" if col == "lane" else "right")
-    vt.add_row("FP32 reference", f"{v.reference_map:.4f}", f"{v.reference_nds:.4f}", "-", "-", "-", "-")
+    for col in ("lane", "outcome", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
+        vt.add_column(col, justify="left" if col in ("lane", "outcome") else "right")
+    vt.add_row("FP32 reference", "-", f"{v.reference_map:.4f}", f"{v.reference_nds:.4f}", "-", "-", "-", "-")
     for name, lane in (("plain candidate", v.plain), ("fix", v.fixed)):
         if lane is not None:
             f = lane.figures
-            vt.add_row(name, f"{lane.map:.4f}", f"{lane.nds:.4f}", f"{f.worst:.3g}", str(f.lost_boxes),
-                       str(f.added_boxes), f"{lane.latency_ms.get('pts_backbone_neck_head', float('nan')):.1f}")
+            vt.add_row(name, _outcome_words(f), f"{lane.map:.4f}", f"{lane.nds:.4f}", f"{f.worst:.3g}",
+                       str(f.lost_boxes), str(f.added_boxes),
+                       f"{lane.latency_ms.get('pts_backbone_neck_head', float('nan')):.1f}")
     return vt
+
+
+def _outcome_words(f) -> str:
+    """A lane's outcome by the noise model and how many frames are not within precision."""
+    if f.outcome is None:
+        return "-"
+    off = sum(1 for x in f.verdicts if x.outcome.severity)
+    return f.outcome.words + (f" ({off} of {len(f.verdicts)} frames)" if off else "")
+
+
+def _worst_reason(f) -> str:
+    """The reason of the worst frame's verdict."""
+    return max(f.verdicts, key=lambda x: x.outcome.severity).reason
 
 
 def render_check(result, console) -> None:
@@ -209,8 +242,8 @@ def render_check(result, console) -> None:
     f = v.fixed.figures
     state = "[green]holds[/green]" if result.holds else "[red]does NOT hold[/red]"
     console.print(f"fix {result.path}: {v.target.describe()} {state} here, on {v.device} (recorded: "
-                  f"{'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE {f.worst:.3g}, "
-                  f"lost boxes {f.lost_boxes}, mAP drop {f.map_drop:+.4f} on {len(f.frames)} frame(s)",
+                  f"{'holds' if result.recorded_holds else 'did not hold'}); {_outcome_words(f)}, worst rel. RMSE "
+                  f"{f.worst:.3g}, lost boxes {f.lost_boxes}, mAP drop {f.map_drop:+.4f} on {len(f.frames)} frame(s)",
                   highlight=False)
     if result.versions:
         console.print("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions),

@@ -43,6 +43,9 @@ class SceneDiff:
     extra: int
     max_centre_shift: float
     max_abs_score_change: float
+    max_yaw_change: float = 0.0
+    missing_scores: tuple[float, ...] = ()  # the reference's scores of the boxes the candidate lost
+    extra_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes it added
 
     @property
     def rank_key(self) -> tuple:
@@ -126,7 +129,9 @@ def diff_detections(reference: Mapping[str, SampleBoxes], candidate: Mapping[str
             rows["yaw"].append(m.yaw_diff)
         missing_scores.extend(float(a.scores[i]) for i in d.unmatched_a)
         scenes.append(SceneDiff(token, len(a), len(b), d.num_matched, len(d.unmatched_a), len(d.unmatched_b),
-                                d.max_centre_dist, d.max_score_diff))
+                                d.max_centre_dist, d.max_score_diff, d.max_yaw_diff,
+                                tuple(float(a.scores[i]) for i in d.unmatched_a),
+                                tuple(float(b.scores[i]) for i in d.unmatched_b) if b.scores is not None else ()))
     pairs = MatchedBoxes(np.asarray(rows["ref"], np.float64).reshape(-1, 9),
                          np.asarray(rows["cand"], np.float64).reshape(-1, 9),
                          np.asarray(rows["rs"], np.float64), np.asarray(rows["cs"], np.float64),

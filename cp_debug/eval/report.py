@@ -1,6 +1,7 @@
 """The evaluation report: metrics per backend, detection diffs, diagnoses; JSON and rich tables.
 
-The JSON holds `metrics[backend]`, `diffs[candidate]`, `diagnoses[candidate]`, and the boxes themselves as
+The JSON holds `metrics[backend]`, `diffs[candidate]`, `diagnoses[candidate]`, `verdicts[candidate]` (the noise
+model's outcome, `verdict.py`) with the worst as `outcome`, and the boxes themselves as
 `detections[backend][sample_token]` and `ground_truth[sample_token]` in the nuScenes results format, so the
 metrics can be recomputed with the devkit from the file alone.
 """
@@ -14,6 +15,7 @@ from cp_debug.eval.detection_diff import CandidateDiff
 from cp_debug.eval.devkit import DetectionEvaluation
 from cp_debug.eval.diagnose import Diagnosis
 from cp_debug.eval.results_format import boxes_to_records
+from cp_debug.eval.verdict import CandidateVerdict
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,14 @@ class EvalReport:
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     worst_points: object = field(default=None, repr=False, compare=False)  # (M, >=2) points of worst_scene()
+    verdicts: dict[str, CandidateVerdict] = field(default_factory=dict)  # by candidate; none in fixed mode
+
+    @property
+    def outcome(self):
+        """The worst candidate's outcome (`compare.noise.Outcome`); None without verdicts (fixed mode)."""
+        from cp_debug.compare.noise import worst
+
+        return worst(v.outcome for v in self.verdicts.values()) if self.verdicts else None
 
     def worst_scene(self) -> tuple[str, str] | None:
         """(candidate, token) of the scan where a candidate differs most from the reference."""
@@ -50,6 +60,8 @@ class EvalReport:
             "seconds": self.seconds, "notes": {b: list(n) for b, n in self.notes.items()},
             "diffs": {c: d.to_json() for c, d in self.diffs.items()},
             "diagnoses": {c: [x.to_json() for x in ds] for c, ds in self.diagnoses.items()},
+            "verdicts": {c: v.to_json() for c, v in self.verdicts.items()},
+            "outcome": self.outcome.value if self.outcome is not None else None,
             "detections": {b: {t: boxes_to_records(t, sb, self.class_names) for t, sb in dets.items()}
                            for b, dets in self.detections.items()},
             "ground_truth": {t: boxes_to_records(t, sb, self.class_names) for t, sb in self.ground_truth.items()},
@@ -112,3 +124,9 @@ def print_report(report: EvalReport, console) -> None:
             console.print(f"  [{colour}]diagnosis[/{colour}] {dg.message}", highlight=False, soft_wrap=True)
         for n in report.notes.get(cand, ()):
             console.print(f"  [dim]note: {n}[/dim]", highlight=False, soft_wrap=True)
+        v = report.verdicts.get(cand)
+        if v is not None:
+            colour = {"within_precision": "green", "degraded": "yellow"}.get(v.outcome.value, "red")
+            console.print(f"  [{colour}]verdict[/{colour}] {v.text()}", highlight=False, soft_wrap=True)
+    if report.outcome is not None:
+        console.print(f"eval: {report.outcome.words} (the worst candidate's verdict)", highlight=False)

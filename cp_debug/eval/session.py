@@ -41,6 +41,7 @@ class EvalOptions:
     calib_scenes: int = 4
     max_dist: float = 2.0
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
+    tolerance_mode: str = "model"  # "model": a verdict per candidate (verdict.py); "fixed": none, as before
 
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
@@ -112,20 +113,40 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
             metrics[b] = evaluate(gt, ordered, cfg.class_names, class_range=rng)
     for cand in labels[1:]:
         diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
+    verdicts = _verdicts(opts, specs, labels, detections, diffs, metrics, cfg)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
                 "calibration_scenes": opts.calib_scenes if calibrated else 0,
                 **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
                 "match_distance_m": opts.max_dist,
-                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu"}
+                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu",
+                "tolerance_mode": opts.tolerance_mode}
     report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
-                        detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings)
+                        detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings,
+                        verdicts=verdicts)
     worst = report.worst_scene()
     if worst is not None:  # its points, for the BEV picture
         pts = next(s for s in scenes if s.token == worst[1]).load(cfg).points
         report = replace(report, worst_points=pts[:: max(1, len(pts) // 40000), :2].copy())
     return report
+
+
+def _verdicts(opts: EvalOptions, specs: dict, labels: list, detections: dict, diffs: dict, metrics: dict,
+              cfg) -> dict:
+    """Each candidate's verdict by the noise model (`verdict.judge_candidate`); none with --tolerance-mode fixed."""
+    from cp_debug.eval.verdict import FILE_PRECISION, coarser, judge_candidate
+
+    if opts.tolerance_mode != "model":
+        return {}
+    ref = labels[0]
+    out = {}
+    for cand in labels[1:]:
+        precision = coarser(specs[ref].precision, specs[cand].precision if cand in specs else FILE_PRECISION)
+        out[cand] = judge_candidate(cand, precision, detections[ref], detections[cand], diffs[cand], cfg,
+                                    map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
+                                    nds_change=metrics[cand].nds - metrics[ref].nds)
+    return out
 
 
 def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, progress: ProgressFactory,

@@ -131,6 +131,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
         raise BadInputError(f"the frames of {root} ({rec['frames']['tokens'][:2]}...) are not the ones this cp_debug "
                             "makes any more; write the fix again")
     ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
+                      precision=rec.get("precision") or doc.get("kind") or "fp16",
                       device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
     return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
                        figure_changes(rec["fixed"], ver.fixed.to_json()), modified)

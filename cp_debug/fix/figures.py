@@ -4,7 +4,9 @@ Frames are held-out synthetic scenes loaded once (`data.frames.HeldOutSet`: neve
 seeds), named by their seed range, so `fix --check` rebuilds exactly the same ones. A candidate is judged by
 its six head maps against the reference's on the same frames: per frame the worst output's rel. RMSE
 (`ptq.sensitivity.rel_rmse`), and from the decoded boxes the reference boxes it loses or adds
-(`eval.detection_diff`) and nuScenes mAP/NDS (`eval.devkit`) against the ground truth.
+(`eval.detection_diff`) and nuScenes mAP/NDS (`eval.devkit`) against the ground truth; and per frame the outcome of
+the noise model (`frame_verdict`: each head map against the rounding the candidate's precision brings, the decoded
+boxes at the score threshold or beyond it: `compare/noise.py`, as bisect and sweep judge).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from cp_debug.compare.noise import Outcome, worst as worst_outcome
 from cp_debug.data.frames import HeldOutSet
 from cp_debug.errors import BadInputError
 
@@ -47,6 +50,8 @@ def step_printer(progress):
         count[0] += 1
         f = step.figures
         figs = [f"worst rel. RMSE {f.worst:.3g}"]
+        if f.outcome is not None:
+            figs.append(f.outcome.words)
         if f.lost_boxes is not None:
             figs.append(f"lost {f.lost_boxes}")
         if f.map_drop is not None:
@@ -83,9 +88,18 @@ def ort_pair_heads(cfg, encoder, backbone, frames: HeldOutSet, indices: Sequence
 
 
 @dataclass(frozen=True)
+class FrameVerdict:
+    """One frame of a candidate judged by the noise model: its outcome and why (the worst head map, the boxes)."""
+
+    outcome: Outcome
+    reason: str
+
+
+@dataclass(frozen=True)
 class Figures:
     """A candidate on some frames: worst output rel. RMSE per frame, and where boxes were decoded, the reference
-    boxes lost and added and the mAP drop vs the reference (mAP only on the whole set)."""
+    boxes lost and added and the mAP drop vs the reference (mAP only on the whole set); where judged by the noise
+    model, each frame's verdict (`verdicts`, None where not judged)."""
 
     frames: tuple[int, ...]
     rel_rmse: tuple[float, ...]  # per frame, worst head output
@@ -94,6 +108,12 @@ class Figures:
     added_boxes: int | None = None
     map_drop: float | None = None
     extra: dict = field(default_factory=dict, compare=False)
+    verdicts: tuple[FrameVerdict, ...] | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The worst frame's outcome (None where the frames were not judged by the noise model)."""
+        return None if self.verdicts is None else worst_outcome(v.outcome for v in self.verdicts)
 
     @property
     def worst(self) -> float:
@@ -106,7 +126,34 @@ class Figures:
     def to_json(self) -> dict:
         return {"frames": list(self.frames), "worst_rel_rmse": self.worst, "rel_rmse": list(self.rel_rmse),
                 "worst_output": list(self.worst_output), "lost_boxes": self.lost_boxes,
-                "added_boxes": self.added_boxes, "map_drop": self.map_drop, **self.extra}
+                "added_boxes": self.added_boxes, "map_drop": self.map_drop, **self.extra,
+                **({} if self.verdicts is None else {
+                    "outcome": self.outcome.value, "outcomes": [v.outcome.value for v in self.verdicts],
+                    "outcome_reasons": [v.reason for v in self.verdicts]})}
+
+
+def frame_verdict(cfg, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], precision: str
+                  ) -> FrameVerdict:
+    """One frame's head maps judged against `precision`'s rounding (`compare.noise.judge`, per map: NaN/Inf is
+    diverged, beyond the budget degraded) and its decoded boxes (`compare.noise.judge_boxes` through the recipe's
+    `detection_verdict`: lost/added at the score threshold explained, moved or rescored beyond it degraded)."""
+    from cp_debug.compare.diff import TensorDiff
+    from cp_debug.compare.noise import judge
+    from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
+
+    ref = {n: np.asarray(v, np.float32) for n, v in ref.items()}
+    got = {n: np.asarray(got[n], np.float32) for n in ref}
+    heads = {n: judge(TensorDiff.from_arrays(n, ref[n], got[n]), precision) for n in ref}
+    name = max(heads, key=lambda n: (heads[n].outcome.severity, _finite_or_inf(heads[n].noise_ratio)))
+    if heads[name].outcome is Outcome.DIVERGED:  # NaN/Inf or shape: decoding adds nothing
+        return FrameVerdict(Outcome.DIVERGED, f"{name}: {heads[name].reason}")
+    boxes = detection_verdict(cfg)(ref, got).judge(precision)
+    outcome = worst_outcome((heads[name].outcome, boxes.outcome))
+    return FrameVerdict(outcome, f"worst head map {name}: {heads[name].reason}; {boxes.reason}")
+
+
+def _finite_or_inf(x: float) -> float:
+    return float("inf") if x != x else x
 
 
 def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[str, np.ndarray]]

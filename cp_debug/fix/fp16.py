@@ -105,7 +105,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget,
         if unknown:
             raise BadInputError(f"candidate(s) {', '.join(unknown[:3])} are not FILE{SEP}NODE of the pair "
                                 f"(e.g. {sorted(known)[0]})")
-    judge = HeadJudge(cfg, frames, reference, target, heads)
+    judge = HeadJudge(cfg, frames, reference, target, heads, "fp16")
     result = search_fix(candidates, judge, target, len(frames), worst=worst, frame_order=frame_order,
                         on_step=step_printer(progress))
     fixed = converted(result.keep) if result.keep is not None else None

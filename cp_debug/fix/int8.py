@@ -57,7 +57,7 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget
         with only_quantized(qmodel, [n for n in layers if n not in kept]):
             return [head_outputs(qmodel, spatial[i]) for i in indices]
 
-    judge = HeadJudge(cfg, frames, reference, target, heads)
+    judge = HeadJudge(cfg, frames, reference, target, heads, "int8")
     with progress_step(progress, f"exclusion search over {len(candidates)} layer(s) ({target.describe()})"):
         result = search_fix(list(candidates), judge, target, len(frames), worst=worst,
                             frame_order=frame_order, on_step=step_printer(progress))

@@ -88,6 +88,15 @@ class FixOutcome:
         return self.verification is not None and self.verification.holds
 
     @property
+    def outcome(self):
+        """The overall outcome by the noise model (`compare.noise.Outcome`): the verified pair's worst frame; with
+        no set found, the run with every candidate kept; None where the frames were not judged by it."""
+        if self.verification is not None:
+            return self.verification.fixed.figures.outcome
+        s = self.search.steps
+        return (s[1] if len(s) > 1 else s[0]).figures.outcome if s else None
+
+    @property
     def exit_code(self) -> ExitCode:
         """OK: written and verified; DIVERGED: no set meets the target, nothing to write; NOT_VERIFIED: a set was
         found and written, but its verification does not hold (other frames, or the written pair in ONNX Runtime)."""
@@ -105,6 +114,8 @@ class FixOutcome:
             "source": req.source, "backends": {"reference": req.reference, "candidate": req.candidate},
             "judged_against": JUDGED_AGAINST[self.kind],
             "target": req.target.to_json(), "target_text": req.target.describe(),
+            "tolerance_mode": req.target.mode,
+            "outcome": self.outcome.value if self.outcome is not None else None,
             "search_frames": self.search_frames.to_json(), "set": self.kept.to_json(), "search": self.search.to_json(),
             "verification": self.verification.to_json() if self.verification else None,
             "environment": self.environment, "cp_debug_version": self.version, "written_at": self.written_at,

@@ -58,7 +58,8 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
         files = list(fixed)
         verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
-                                   device=req.spec.device, bootstrap=req.bootstrap, progress=progress)
+                                   precision=req.kind, device=req.spec.device, bootstrap=req.bootstrap,
+                                   progress=progress)
     from cp_debug.fix.check import toolchain
 
     import cp_debug

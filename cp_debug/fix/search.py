@@ -2,9 +2,10 @@
 
 The same pure search object and driver as `cpdebug keep-fp32` and the INT8 exclusion search (its "keep" set is
 what stays in FP32 / out of INT8); only the judge differs (`CheapFirst`). Each experiment is judged first on the
-worst frames (cheap rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is
-failing) and, if it holds there, on the whole set. The frame order comes from the caller (a sweep / bisect report)
-or from the search's first run, which always covers every frame. A set the search returns passed on every frame.
+worst frames (cheap rejection, for the per-frame criteria: within precision, tol and lost boxes, where failing
+on some frames is failing) and, if it holds there, on the whole set. The frame order comes from the caller (a
+sweep / bisect report) or from the search's first run, which always covers every frame. A set the search returns
+passed on every frame.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.data.frames import HeldOutSet
-from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors
+from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors, frame_verdict
 from cp_debug.fix.targets import FixTarget
 
 # judge(keep set, frame indices, whole set?) -> Figures
@@ -92,27 +93,28 @@ class Checked:
 
 class CheapFirst:
     """The fix's judge for the search driver: a keep set is judged first on the `worst` worst frames (cheap
-    rejection, for the per-frame criteria: tol and lost boxes, where failing on some frames is failing) and, if
-    it holds there, on every frame. Without a given order, the first whole-set run orders the frames, worst first."""
+    rejection, for the per-frame criteria: within precision, tol and lost boxes, where failing on some frames is
+    failing) and, if it holds there, on every frame. Without a given order, the first whole-set run orders the
+    frames, worst first."""
 
     def __init__(self, judge: Judge, target: FixTarget, n_frames: int, worst: int,
                  frame_order: Sequence[int] | None):
         self.judge, self.target, self.n_frames, self.worst = judge, target, n_frames, worst
         self.order = list(frame_order) if frame_order is not None else None
-        self.per_frame = target.tol is not None or target.max_lost_boxes is not None
+        self.per_frame = target.per_frame
 
     def __call__(self, keep: Sequence[str]) -> Verdict:
         keep = tuple(keep)
         if self.per_frame and self.order is not None and 0 < self.worst < self.n_frames:
             few = tuple(self.order[:self.worst])
             fig = self.judge(keep, few, False)
-            if not self.target.holds(fig.worst, None, fig.lost_boxes):
+            if not self.target.holds(fig.worst, None, fig.lost_boxes, fig.outcome):
                 return Verdict(True, Checked(f"worst {len(few)}", fig))
         every = tuple(range(self.n_frames))
         fig = self.judge(keep, every, True)
         if self.order is None:
             self.order = sorted(every, key=lambda i: -_nan_last(fig.rel_rmse[i]))
-        passed = self.target.holds(fig.worst, fig.map_drop, fig.lost_boxes)
+        passed = self.target.holds(fig.worst, fig.map_drop, fig.lost_boxes, fig.outcome)
         return Verdict(not passed, Checked("all", fig))
 
 
@@ -126,11 +128,13 @@ def _nan_last(x: float) -> float:
 
 class HeadJudge:
     """A judge from head maps: `heads(keep, indices)` gives the candidate's head maps on those frames; the
-    reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set."""
+    reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set; each
+    frame judged by `precision`'s noise (`figures.frame_verdict`) where the target is within precision."""
 
     def __init__(self, cfg, frames: HeldOutSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
-                 heads: Callable[[tuple[str, ...], Sequence[int]], list]):
+                 heads: Callable[[tuple[str, ...], Sequence[int]], list], precision: str):
         self.cfg, self.frames, self.reference, self.target, self.heads = cfg, frames, list(reference), target, heads
+        self.precision = precision
         self._ref_dets = None
         self._ref_map = None
 
@@ -156,4 +160,8 @@ class HeadJudge:
             lost, added = box_diff(self.cfg, ref, dets)
             if whole and self.target.needs_map:
                 drop = self.reference_map() - evaluation(self.cfg, self.frames, dets).mean_ap
-        return Figures(indices, errs, names, lost, added, drop)
+        verdicts = None
+        if self.target.within_precision:
+            verdicts = tuple(frame_verdict(self.cfg, self.reference[i], g, self.precision)
+                             for i, g in zip(indices, got))
+        return Figures(indices, errs, names, lost, added, drop, verdicts=verdicts)

@@ -3,8 +3,10 @@
 What a deployment runs, not what the search ran (the INT8 search judges fake-quant torch; this judges the Q/DQ
 files). Per lane (the plain candidate — every node FP16 / every layer INT8 — where given, and the fix): the
 worst head output's rel. RMSE per frame, reference boxes lost and added, mAP/NDS against the ground truth; the
-fix's per-class AP change with a paired bootstrap interval; and each stage's median latency in these runs
-(the latency cost of the kept nodes on this backend: fixed minus plain).
+fix's per-class AP change with a paired bootstrap interval; each frame's outcome by the noise model of the
+candidate's precision (`figures.frame_verdict`: within precision, degraded, diverged), recorded whatever the target,
+which it decides where the target is within precision; and each stage's median latency in these runs (the
+latency cost of the kept nodes on this backend: fixed minus plain).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from cp_debug.data.frames import HeldOutSet
 from cp_debug.fix.figures import (Figures, box_diff, class_ap_change, detections, evaluation, frame_errors,
-                                  ort_pair_heads)
+                                  frame_verdict, ort_pair_heads)
 from cp_debug.fix.targets import FixTarget
 
 
@@ -41,11 +43,12 @@ class Verification:
     fixed: Lane
     per_class: dict
     device: str
+    precision: str = "fp16"  # what the frames' outcomes are judged at: the candidate's
 
     @property
     def holds(self) -> bool:
         f = self.fixed.figures
-        return self.target.holds(f.worst, f.map_drop, f.lost_boxes)
+        return self.target.holds(f.worst, f.map_drop, f.lost_boxes, f.outcome)
 
     @property
     def latency_cost_ms(self) -> dict | None:
@@ -55,6 +58,8 @@ class Verification:
 
     def to_json(self) -> dict:
         return {"holds": self.holds, "target": self.target.to_json(), "frames": self.frames.to_json(),
+                "tolerance_mode": self.target.mode, "precision": self.precision,
+                "outcome": self.fixed.figures.outcome.value,
                 "device": self.device, "reference": {"mAP": self.reference_map, "NDS": self.reference_nds},
                 "plain": self.plain.to_json() if self.plain else None, "fixed": self.fixed.to_json(),
                 "per_class_ap_change": self.per_class,
@@ -63,10 +68,11 @@ class Verification:
 
 
 def verify_pair(cfg, frames: HeldOutSet, target: FixTarget, reference: Sequence, fixed: Sequence,
-                plain: Sequence | None = None, *, device: str = "cpu", bootstrap: int = 20, progress=None
-                ) -> Verification:
+                plain: Sequence | None = None, *, precision: str, device: str = "cpu", bootstrap: int = 20,
+                progress=None) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a
-    (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target`."""
+    (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target` (each
+    frame's outcome at `precision`, the candidate's: fp16 or int8)."""
     from cp_debug.fix.figures import progress_step
 
     every = range(len(frames))
@@ -82,14 +88,16 @@ def verify_pair(cfg, frames: HeldOutSet, target: FixTarget, reference: Sequence,
             dets = detections(cfg, frames, every, heads)
             ev = evaluation(cfg, frames, dets)
             lost, added = box_diff(cfg, ref_dets, dets)
-        figs = Figures(tuple(every), errs, names, lost, added, ref_ev.mean_ap - ev.mean_ap)
+            verdicts = tuple(frame_verdict(cfg, r, h, precision) for r, h in zip(ref_heads, heads))
+        figs = Figures(tuple(every), errs, names, lost, added, ref_ev.mean_ap - ev.mean_ap, verdicts=verdicts)
         return Lane(figs, ev.mean_ap, ev.nds, _median_ms(seconds)), dets
 
     plain_lane = lane(plain, "plain candidate")[0] if plain is not None else None
     fixed_lane, fixed_dets = lane(fixed, "fix")
     with progress_step(progress, "verification: per-class AP change"):
         per_class = class_ap_change(cfg, frames, ref_dets, fixed_dets, bootstrap)
-    return Verification(target, frames, ref_ev.mean_ap, ref_ev.nds, plain_lane, fixed_lane, per_class, device)
+    return Verification(target, frames, ref_ev.mean_ap, ref_ev.nds, plain_lane, fixed_lane, per_class, device,
+                        precision)
 
 
 def _median_ms(seconds: dict) -> dict:

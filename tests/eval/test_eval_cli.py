@@ -49,7 +49,7 @@ def torch_ort(scene_dir, tmp_path_factory):
     r = cpdebug("eval", "--preset", "tiny", "--backends", "torch,ort", "--scenes", str(scene_dir),
                 "--detections", str(out / "logits.json"), "--json", str(out / "e.json"), "--html", str(out / "e.html"),
                 "--quiet")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 4, r.stderr  # the logits file's boxes change far beyond FP16's noise: degraded
     return r, json.loads((out / "e.json").read_text()), out
 
 
@@ -90,6 +90,9 @@ def test_logit_scores_in_a_results_file_get_the_sigmoid_diagnosis(torch_ort):
     per_class = data["metrics"]["logits.json"]["per_class"]
     assert all(c["num_detections"] == c["num_gt"] for c in per_class.values())
     assert data["metrics"]["logits.json"]["mATE"] == pytest.approx(0.0, abs=1e-6)
+    v = data["verdicts"]["logits.json"]
+    assert v["outcome"] == "degraded" and v["precision"] == "fp16" and data["outcome"] in ("degraded", "diverged")
+    assert "beyond 0.031 of the score threshold" in v["reason"] and v["scans_beyond_precision"] == 2
 
 
 def test_bad_detections_file_and_unavailable_backend_exit_with_one_line(scene_dir, tmp_path):
@@ -126,7 +129,7 @@ def test_the_seeds_case_logits_with_missed_boxes_print_the_diagnosis_not_a_trace
     write_results(tmp_path / "logits.json", dets, CLASS_NAMES)
     r = cpdebug("eval", "--preset", "tiny", "--scenes", str(scene_dir), "--detections", str(tmp_path / "logits.json"),
                 "--json", str(tmp_path / "e.json"), "-q")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 4, r.stderr  # degraded: half the boxes lost, the scores moved
     assert "Traceback" not in r.stderr + r.stdout
     data = json.loads((tmp_path / "e.json").read_text())
     assert [d["kind"] for d in data["diagnoses"]["logits.json"]][0] == "logits"
@@ -156,17 +159,19 @@ def test_t4_style_infos_with_sweeps_and_a_data_root(scene_dir, tmp_path):
     args = ("eval", "--preset", "tiny", "--scenes", str(info), "--detections", str(tmp_path / "gt.json"), "-q")
     r = cpdebug(*args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--data-root" in r.stderr
-    r = cpdebug(*args, "--data-root", str(scene_dir), "--json", str(tmp_path / "e.json"))
-    assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "e.json").read_text())["backends"]
+    r = cpdebug(*args, "--data-root", str(scene_dir), "--json", str(tmp_path / "e.json"), "--tolerance-mode", "fixed")
+    assert r.returncode == 0, r.stderr  # fixed: no verdict, done (the ground truth with score 1 is not the model's)
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["backends"] and data["verdicts"] == {} and data["outcome"] is None
+    assert data["settings"]["tolerance_mode"] == "fixed"
 
 
 
 @pytest.mark.slow  # three eval runs (about 30 s of CPU)
 def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_path):
-    """The tiny model with the demo's trained weights: ort holds tight gates (exit 0); a deployment that lost every
-    other box of the reference's breaks --max-map-drop and --min-match (exit 1, one line naming them with both
-    figures) while --max-nds-drop 1 holds; no gate given keeps exit 0 (the fixture above)."""
+    """The tiny model with the demo's trained weights: ort holds tight gates (exit 0 with --tolerance-mode fixed: the
+    gates alone); a deployment that lost every other box of the reference's breaks --max-map-drop and --min-match
+    (exit 1, one line naming them with both figures, whatever the verdict: degraded) while --max-nds-drop 1 holds."""
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import parse_results, write_results
     from cp_debug.models.centerpoint.config import CLASS_NAMES
@@ -174,7 +179,7 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_pa
 
     model = ("--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")
     r = cpdebug("eval", *model, "--backends", "torch,ort", "--max-map-drop", "0.01", "--max-nds-drop", "0.01",
-                "--min-match", "0.95", "--json", str(tmp_path / "ref.json"))
+                "--min-match", "0.95", "--json", str(tmp_path / "ref.json"), "--tolerance-mode", "fixed")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     data = json.loads((tmp_path / "ref.json").read_text())
     assert [g["option"] for g in data["gates"]] == ["--max-map-drop", "--max-nds-drop", "--min-match"]
@@ -195,5 +200,38 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_pa
     assert gates["--max-map-drop"]["broken"] and gates["--max-map-drop"]["value"] > 0.01
     assert gates["--min-match"]["broken"] and 0.4 <= gates["--min-match"]["value"] <= 0.6
     assert not gates["--max-nds-drop"]["broken"]
+    assert json.loads((tmp_path / "e.json").read_text())["outcome"] == "degraded"  # the gate's 1 wins over its 4
     r = cpdebug(*args, "--min-match", "95")
     assert r.returncode == 2 and "a match rate lies in 0..1" in r.stderr
+
+
+@pytest.mark.slow  # two eval runs (about 40 s of CPU)
+def test_verdicts_within_precision_degraded_and_diverged_give_the_exit_code(scene_dir, tmp_path):
+    """The tiny model with the demo's trained weights: FP16 in ONNX Runtime keeps every box within FP16's noise
+    (exit 0); a deployment that kept every other box is degraded (boxes lost beyond the score threshold's band); one
+    that gives no box at all is diverged (exit 1, the worst candidate's)."""
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.eval.results_format import parse_results, write_results
+    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.models.centerpoint.source import shipped_checkpoint
+
+    model = ("--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")
+    r = cpdebug("eval", *model, "--backends", "torch,ort-cpu-fp16", "--json", str(tmp_path / "fp16.json"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    data = json.loads((tmp_path / "fp16.json").read_text())
+    v = data["verdicts"]["ort-cpu-fp16"]
+    assert v["outcome"] == data["outcome"] == "within_precision" and v["precision"] == "fp16"
+    assert v["scans"] == 2 and v["scans_beyond_precision"] == 0 and data["settings"]["tolerance_mode"] == "model"
+    assert data["diffs"]["ort-cpu-fp16"]["total"]["max_abs_score_change"] > 0  # FP16 did change the scores
+    assert "verdict ort-cpu-fp16: within precision (judged at fp16" in r.stdout
+
+    torch_boxes, _ = parse_results({"meta": {}, "results": data["detections"]["torch"]}, CLASS_NAMES)
+    write_results(tmp_path / "half.json", {t: SampleBoxes(sb.boxes[::2], sb.labels[::2], sb.scores[::2])
+                                           for t, sb in torch_boxes.items()}, CLASS_NAMES)
+    write_results(tmp_path / "none.json", {t: SampleBoxes.empty() for t in torch_boxes}, CLASS_NAMES)
+    for name, code, outcome, why in (("half.json", 4, "degraded", "lost/added beyond"),
+                                     ("none.json", 1, "diverged", "no box on any scan")):
+        r = cpdebug("eval", *model, "--backends", "torch", "--detections", str(tmp_path / name), "--json", "-")
+        assert r.returncode == code, (name, r.stderr)
+        v = json.loads(r.stdout)["verdicts"][name]
+        assert v["outcome"] == outcome and why in v["reason"], v

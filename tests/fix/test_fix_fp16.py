@@ -139,7 +139,8 @@ def test_check_passes_here_and_names_a_changed_version(written, tmp_path):
 
 def test_bad_requests_are_one_line_and_exit_2(tmp_path):
     cases = [
-        (("--out", tmp_path / "x", "--preset", "tiny"), "give a target"),
+        (("--out", tmp_path / "x", "--preset", "tiny", "--tolerance-mode", "fixed"), "give a target"),
+        (("--out", tmp_path / "x", "--tolerance-mode", "exact"), "--tolerance-mode 'exact'"),
         (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch,trt-fp16"), "ONNX Runtime FP16 or INT8"),
         (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch"), "REF,CAND"),
         (("--check", tmp_path), "fix.json"),

@@ -121,3 +121,46 @@ def test_a_frame_whose_output_is_not_finite_is_the_worst_wherever_it_comes():
         figures = Figures((0, 1), errors, ("heatmap", "heatmap"))
         assert figures.worst != figures.worst and not FixTarget(tol=0.05).holds(figures.worst)
     assert Figures((0, 1), (0.01, 0.02), ("reg", "rot")).worst == 0.02
+
+
+class PrecisionJudge(OracleJudge):
+    """As OracleJudge, with every frame judged by the noise model: diverged (overflow) on the worst frame, degraded
+    on the others, unless every needed node is kept; the rel. RMSE stays 0.01 (a --tol would always hold)."""
+
+    def __call__(self, keep, indices, whole):
+        from cp_debug.compare.noise import Outcome
+        from cp_debug.fix.figures import FrameVerdict
+
+        f = super().__call__(keep, indices, whole)
+        ok = NEEDED <= set(keep)
+        bad = [Outcome.DIVERGED if i == 2 else Outcome.DEGRADED for i in indices]
+        verdicts = tuple(FrameVerdict(Outcome.WITHIN_PRECISION if ok else o, "x") for o in bad)
+        return Figures(f.frames, (0.01,) * len(indices), f.worst_output, verdicts=verdicts)
+
+
+def test_within_precision_is_the_default_target_and_is_judged_frame_by_frame():
+    from cp_debug.compare.noise import Outcome
+
+    default = FixTarget.of()
+    assert default.within_precision and default.per_frame and default.mode == "model"
+    assert default.describe() == "within precision"
+    assert not FixTarget.of(tol=0.05).within_precision  # a fixed criterion given keeps its old meaning, alone
+    assert FixTarget.of(max_map_drop=0.01, mode="model").within_precision  # ... unless model mode is asked for
+    assert FixTarget.of(tol=0.05, mode="fixed").mode == "fixed"
+    with pytest.raises(BadInputError, match="give a target"):
+        FixTarget.of(mode="fixed")
+    with pytest.raises(BadInputError, match="--tolerance-mode"):
+        FixTarget.of(mode="loose")
+    assert default.holds(outcome=Outcome.WITHIN_PRECISION) and not default.holds(outcome=Outcome.DEGRADED)
+    assert not default.holds(0.0, 0.0, 0, Outcome.DIVERGED)
+    assert FixTarget(tol=0.05).holds(0.01, outcome=Outcome.DIVERGED)  # fixed: the noise model does not decide
+    assert FixTarget.from_json({"tol": 0.05}) == FixTarget(tol=0.05)  # a fix.json written before the model
+    assert FixTarget.from_json(default.to_json()) == default
+
+    judge = PrecisionJudge()
+    result = search_fix(CANDIDATES, judge, default, len(FRAME_ERRORS), worst=1, frame_order=[2, 0, 1, 3])
+    assert result.status == "found" and set(result.keep) == NEEDED
+    assert result.cheap_rejections > 0  # rejected on the worst frame alone, as for --tol
+    assert search_fix(CANDIDATES, PrecisionJudge(), FixTarget(tol=0.1), 4).status == "not_needed"
+    doc = result.steps[0].to_json()
+    assert doc["outcome"] == "diverged" and doc["outcomes"] == ["diverged"] and doc["checked"] == "worst 1"
