@@ -203,6 +203,22 @@ def tolerance_for(report: BisectReport, label: str) -> dict | None:
     return None
 
 
+def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
+    """What the candidate was judged by, in one line: the precision's expected error (`--tolerance-mode model`, the
+    default; compare/noise.py) or the element-wise tolerance (fixed mode, and reports recorded before the model)."""
+    tol = tolerance_for(report, cand.label)
+    elementwise = ", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items()) if tol else None
+    if (report.settings or {}).get("tolerance_mode") == "model" and cand.judged_at:
+        from cp_debug.compare.noise import budget
+
+        line = (f"judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
+                if cand.judged_at == "int8" else
+                f"judged at {cand.judged_at}: a healthy {cand.judged_at} run reaches a relative RMS error of "
+                f"{fmt_num(budget(cand.judged_at))} (its expected rounding)")
+        return line + (f"; element-wise {elementwise} with --tolerance-mode fixed" if elementwise else "")
+    return f"tolerance: {elementwise}" if elementwise else None
+
+
 def model_title(report: BisectReport) -> str:
     """A short name for the model: its name, recipe (and preset), class or file."""
     m = report.model or {}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
-                                     precision_line, rows, third_party_line, tolerance_for, topo_rows, verdict)
+                                     precision_line, rows, third_party_line, tolerance_for, tolerance_line, topo_rows,
+                                     verdict)
 from cp_debug.report.int8_html import int8_section
 from cp_debug.files import write_text_atomic
 from cp_debug.files import json_text
@@ -93,10 +94,9 @@ def _summary(report: BisectReport) -> str:
         prec = precision_line(cand)
         if prec:
             cell += f'<div class="note">precision: {escape(prec)}</div>'
-        tol = tolerance_for(report, cand.label)
+        tol = tolerance_line(report, cand)
         if tol:
-            cell += '<div class="note">tolerance: ' + escape(", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items())) \
-                    + "</div>"
+            cell += f'<div class="note">{escape(tol)}</div>'
         if cand.detections:
             cell += f'<div class="note">detections: {escape(str(cand.detections.get("summary", "")))}</div>'
         if cand.wall_s is not None:

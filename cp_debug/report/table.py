@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
-                                     rows, summary_line, third_party_line, tolerance_for, verdict)
+                                     rows, summary_line, third_party_line, tolerance_line, verdict)
 from cp_debug.report import int8_rows
 
 if TYPE_CHECKING:
@@ -61,10 +61,9 @@ def render_summary(report: BisectReport, console: "Console") -> None:
         prec = precision_line(cand)
         if prec:
             grid.add_row("", Text(f"precision: {prec}", style="cyan"))
-        tol = tolerance_for(report, cand.label)
+        tol = tolerance_line(report, cand)
         if tol:
-            grid.add_row("", Text("tolerance: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in tol.items()),
-                                  style="dim"))
+            grid.add_row("", Text(tol, style="dim"))
         if cand.detections:
             changed = cand.detections.get("changed")
             grid.add_row("", Text(f"detections: {cand.detections.get('summary', '')}",
