@@ -211,7 +211,7 @@ def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
     if (report.settings or {}).get("tolerance_mode") == "model" and cand.judged_at:
         from cp_debug.compare.noise import budget
 
-        line = (f"judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
+        line = ("judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
                 if cand.judged_at == "int8" else
                 f"judged at {cand.judged_at}: a healthy {cand.judged_at} run reaches a relative RMS error of "
                 f"{fmt_num(budget(cand.judged_at))} (its expected rounding)")
