@@ -211,6 +211,7 @@ def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
 def _write_frames(req: KitRequest, cfg, scans, runs: list[_Run], held: str, tmp: Path) -> kf.Manifest:
     import numpy as np
     from polygraphy.json import save_json
+    from polygraphy.logger import G_LOGGER
 
     from cp_debug.backends.trt_profile import profile_from_shapes
     from cp_debug.compare.diff import default_tolerance
@@ -244,7 +245,8 @@ def _write_frames(req: KitRequest, cfg, scans, runs: list[_Run], held: str, tmp:
                                                                        hashes))
         feeds = [{t.name: np.ascontiguousarray(np.asarray(run.feeds[i][t.name]), dtype=dtypes[t.name]) for t in ins}
                  for run in runs]
-        save_json(feeds, str(tmp / kf.polygraphy_inputs(st.name)), description="cp_debug kit inputs")
+        with G_LOGGER.verbosity(G_LOGGER.CRITICAL + 1):  # its "Saving …" line is not ours to print
+            save_json(feeds, str(tmp / kf.polygraphy_inputs(st.name)), description="cp_debug kit inputs")
         caps = {"input_features": {0: cfg.max_voxels}} if i == 0 else {}
         prof = profile_from_shapes([{t.name: t.shapes[f.id] for t in ins} for f in frames],
                                    {n: c for n, c in caps.items() if n in st.input_names})
