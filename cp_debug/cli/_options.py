@@ -80,10 +80,11 @@ Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default
                                                "--tolerance-mode fixed judges by it).")]
 Rtol = Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision; "
                                                "--tolerance-mode fixed judges by it).")]
-ToleranceMode = Annotated[str, typer.Option(
+ToleranceMode = Annotated[Optional[str], typer.Option(
     "--tolerance-mode", help="'model': each candidate against the rounding its precision is expected to bring "
     "(relative RMS error, local faults, boxes at the score threshold): within precision (exit 0), degraded (4) or "
-    "diverged (1). 'fixed': the element-wise atol/rtol check, diverged (1) or not (0).")]
+    "diverged (1). 'fixed': the element-wise atol/rtol check, diverged (1) or not (0). Default: model; fixed when "
+    "--atol or --rtol is given.")]
 
 # -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
 CalibScenes = Annotated[Optional[Path], typer.Option(

@@ -66,7 +66,7 @@ def bisect(
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,
     rtol: Rtol = None,
-    tolerance_mode: ToleranceMode = "model",
+    tolerance_mode: ToleranceMode = None,
     deterministic: Deterministic = True,
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
@@ -106,7 +106,7 @@ def bisect(
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
 
-        check_mode(tolerance_mode)
+        tolerance_mode = check_mode(tolerance_mode, atol, rtol)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 

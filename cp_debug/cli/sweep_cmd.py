@@ -81,7 +81,7 @@ def sweep(
     deterministic: Deterministic = True,
     atol: Atol = None,
     rtol: Rtol = None,
-    tolerance_mode: ToleranceMode = "model",
+    tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     quiet: Quiet = False,
@@ -96,12 +96,15 @@ def sweep(
     fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.compare.noise import check_mode
+
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
-                       html=html, quiet=quiet or False, tolerance_mode=tolerance_mode, atol=atol, rtol=rtol)
+                       html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
+                       atol=atol, rtol=rtol)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 

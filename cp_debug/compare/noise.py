@@ -95,7 +95,11 @@ def worst(outcomes: Iterable[Outcome]) -> Outcome:
     return max(outcomes, key=lambda o: o.severity, default=Outcome.WITHIN_PRECISION)
 
 
-def check_mode(mode: str) -> str:
+def check_mode(mode: str | None, atol: float | None = None, rtol: float | None = None) -> str:
+    """The tolerance mode a run judges by: the one given, else 'fixed' where an --atol/--rtol is given (a tolerance
+    the user sets is one to judge by, not to ignore), else 'model'."""
+    if mode is None:
+        return "fixed" if atol is not None or rtol is not None else "model"
     if mode not in MODES:
         from cp_debug.errors import BadInputError
 

@@ -75,7 +75,7 @@ def test_the_demo_int8_bisect_says_only_what_cp_debug_says(tmp_path):
     unused initializer ORT's C++ log warned about): nothing third-party is left to catch on the demo."""
     out = tmp_path / "run.json"
     proc = _cpdebug("bisect", "--backends", "torch,ort-cpu-int8", "--json", str(out))
-    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.returncode == 4, proc.stderr[-2000:]  # degraded: the demo's INT8 (mAP 0.90 -> 0.41) is beyond its noise
     assert not _heard(proc.stdout) and not _heard(proc.stderr), (proc.stdout[-1500:], proc.stderr[-1500:])
     report = json.loads(out.read_text())
     assert report["third_party_warnings"] == []
