@@ -101,7 +101,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """An ONNX file's metadata_props as a dict (weights are not loaded)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, truncated or foreign files: one message
+        raise BadInputError(f"cannot read {path} as an ONNX model ({type(err).__name__}); is it a complete "
+                            ".onnx file (`cpdebug export` writes one)?") from None
     return {p.key: p.value for p in model.metadata_props}
 
 
