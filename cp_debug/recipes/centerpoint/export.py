@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.files import os_reason
 from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
 DEFAULT_OPSET = 17
@@ -54,8 +55,11 @@ def export_stage(
     import torch
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".onnx.tmp")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".onnx.tmp")
+    except OSError as e:  # --out names a file, or a folder that cannot be written
+        raise BadInputError(f"cannot write {p}: {os_reason(e)}; choose another --out") from None
     os.close(fd)
     modes = [(m, m.training) for m in module.modules()]  # restored exactly, submodule by submodule
     module.eval()
