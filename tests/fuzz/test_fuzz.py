@@ -29,7 +29,7 @@ SMALL_SET = {
                 "backends_unknown", "backends_empty", "level", "preset", "use_dim", "out_is_file",
                 "out_under_file", "json_missing_dir", "points_missing", "scenes_missing", "shard_size",
                 "replay_max_voxels", "replay_nothing", "int8_missing", "fix_check_not_fix", "infer_device"],
-    "env": ["ort_cpu_half", "torch_cpu_half", "compare_threads"],
+    "env": ["ort_cpu_half", "compare_threads"],
 }
 FAST = {"onnx": ("infer", "keep-fp32"), "points": ("infer",), "checkpoint": ("infer", "bisect"),
         "config": ("infer", "scenes"), "report": ("report",), "bag": ("replay",),
@@ -81,7 +81,7 @@ def test_the_real_entry_point_ends_in_one_line(fuzz):
     seeds, root, invoke = fuzz
     rng = np.random.default_rng(1)
     cases = all_cases(seeds, root / "entry", rng, invoke, kinds=("points", "checkpoint", "bag"),
-                      names={"points": ["partial_rows"], "checkpoint": ["evil_nested"], "bag": ["metadata_garbage"]})
+                      names={"points": ["partial_rows"], "checkpoint": ["evil_legacy"], "bag": ["metadata_garbage"]})
     cases += options_cases(seeds, root / "entry", rng, names=["backends_unknown"])
     runner = Runner(root / "entry-runs", seeds.marker, timeout_s=120)
     outcomes = [runner.run_one(c, _fast(c)[0], subprocess_entry=True) for c in cases]
