@@ -62,7 +62,7 @@ def test_a_sweep_out_of_space_fails_in_one_line_and_resumes(tmp_path):
     assert not [f for f in left if ".tmp" in f], left  # nothing half-written
     assert "sweep.json" not in left
     partial = out / "shards" / "shard-00000.partial.json"
-    assert len(json.loads(partial.read_text())["results"]) == 1  # the frame done before the disk filled up
+    assert len(json.loads(partial.read_text())["frames"]) == 1  # the frame done before the disk filled up
     p = cpdebug(*SWEEP, "--out", str(out), "--resume")
     assert p.returncode in (0, 1, 4), p.stderr
     doc = json.loads((out / "sweep.json").read_text())
