@@ -32,7 +32,7 @@ SMALL_SET = {
     "env": ["ort_cpu_half", "compare_threads"],
 }
 FAST = {"onnx": ("infer", "keep-fp32"), "points": ("infer",), "checkpoint": ("infer", "bisect"),
-        "config": ("infer", "scenes"), "report": ("report",), "bag": ("replay",),
+        "config": ("infer", "scenes"), "report": ("report", "fix"), "bag": ("replay",),
         "predictions": ("replay", "eval")}
 
 
