@@ -680,6 +680,12 @@ def report_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
         p("schema").write_text(json.dumps(d))
         return p("schema"), True, "schema someone.else/9"
 
+    def field_type():  # one candidate field of another type (the table once read .get() on a float)
+        field = pick(rng, ["detections", "wall_s", "precision", "paths", "errors"])
+        d = dict(doc, **{field: {label: pick(rng, [1.5, [1, "a"], "text"]) for label in doc["candidates"]}})
+        p("type").write_text(json.dumps(d))
+        return p("type"), True, f"{field} of every candidate changed"
+
     def nan_tokens():
         p("nan").write_text(seeds.report.read_text().replace("0.0", "NaN", 5))
         return p("nan"), False, "NaN tokens"

@@ -22,7 +22,7 @@ SMALL_SET = {
                "pcd_compressed", "pcd_garbage_header", "pcd_ascii_bad", "a_folder"],
     "checkpoint": ["text", "truncated", "wrong_shape", "not_a_dict", "evil_legacy", "evil_torch_save", "evil_nested"],
     "config": ["syntax_error", "base_loop", "unknown_type", "custom_imports", "model_not_dict", "wrong_value"],
-    "report": ["as_written", "truncated", "a_list", "other_schema", "value_changed"],
+    "report": ["as_written", "truncated", "a_list", "other_schema", "field_type", "value_changed"],
     "bag": ["truncated_db3", "metadata_garbage", "metadata_yaml_tags", "no_storage", "empty_folder"],
     "predictions": ["txt_columns", "txt_words", "pkl_evil", "pkl_structure", "submission_garbage"],
     "options": ["n_negative", "n_huge", "eval_n_huge",
