@@ -938,6 +938,8 @@ def infos_cases(seeds: Seeds, work: Path, rng, values: bool = True) -> list[Case
     case("evil", True, "an info file whose load opens the marker",
          lambda f: evil_pickle(f, seeds.marker, wrap=lambda e: {"data_list": [e], "metainfo": {}}))
     case("truncated", True, "cut", lambda f: truncate(src, f, rng))
+    bad_time = {**doc, "data_list": [{**doc["data_list"][0], "timestamp": "text"}, *doc["data_list"][1:]]}
+    case("timestamp_text", True, "data_list.0.timestamp = 'text'", lambda f: f.write_bytes(pickle.dumps(bad_time)))
     for k in range(3 if values else 0):
         damaged, note = _pickle_damage(doc, rng)
         case(f"value{k}", False, note, lambda f, d=damaged: f.write_bytes(pickle.dumps(d)))
