@@ -99,6 +99,9 @@ class OrtStageRunner(Runner):
                                 "ONNX file of this stage (`cpdebug export` writes one)?") from err
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
+        if not self.output_names:
+            raise BadInputError(f"{self.onnx_path} has no graph output: nothing to run (re-export it with "
+                                "`cpdebug export`)")
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_feed(self.name, feed, self.input_names)
