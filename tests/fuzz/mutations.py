@@ -245,6 +245,11 @@ def onnx_mutations(rng, marker: Path):
         del g.output[i]
         return name
 
+    def no_outputs(g, m):
+        names = [o.name for o in g.output]
+        del g.output[:]
+        return ", ".join(names)
+
     def wrong_input_type(g, m):
         g.input[0].type.tensor_type.elem_type = 7  # int64
         return g.input[0].name
@@ -266,6 +271,7 @@ def onnx_mutations(rng, marker: Path):
         "renamed_output": (False, lambda s, d: _onnx_edit(s, d, renamed_output)),
         "missing_input": (True, lambda s, d: _onnx_edit(s, d, missing_input)),
         "missing_output": (False, lambda s, d: _onnx_edit(s, d, missing_output)),
+        "no_outputs": (True, lambda s, d: _onnx_edit(s, d, no_outputs)),
         "wrong_input_type": (True, lambda s, d: _onnx_edit(s, d, wrong_input_type)),
         "wrong_input_rank": (True, lambda s, d: _onnx_edit(s, d, wrong_input_rank)),
     }
@@ -276,7 +282,8 @@ def onnx_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
     out = []
     for name in names or muts:
         bad, mutate = muts[name]
-        which = ENCODER if name in ("wrong_input_type", "wrong_input_rank") else str(pick(rng, [ENCODER, BACKBONE]))
+        small = name in ("wrong_input_type", "wrong_input_rank", "no_outputs")  # edits of the encoder's interface
+        which = ENCODER if small else str(pick(rng, [ENCODER, BACKBONE]))
         d = work / f"onnx-{name}-{len(out)}"
         shutil.copytree(seeds.onnx, d)
         note = f"{which}: {mutate(seeds.onnx / which, d / which)}"

@@ -17,7 +17,7 @@ from tests.fuzz.runner import Runner, summary
 # Cases of the fixed set, per kind: mutation names (see tests/fuzz/mutations.py), and the commands each runs
 # here (the campaign runs every command that reads the input; these are the ones that answer in seconds).
 SMALL_SET = {
-    "onnx": ["truncated", "unknown_op", "wrong_opset", "missing_input", "wrong_input_type"],
+    "onnx": ["truncated", "unknown_op", "wrong_opset", "missing_input", "no_outputs", "wrong_input_type"],
     "points": ["partial_rows", "nan_all", "object_npy", "npz_object", "wrong_shape", "complex_dtype",
                "pcd_compressed", "pcd_garbage_header", "pcd_ascii_bad", "a_folder"],
     "checkpoint": ["text", "truncated", "wrong_shape", "not_a_dict", "evil_legacy", "evil_torch_save", "evil_nested"],
