@@ -72,6 +72,10 @@ def test_the_small_fixed_set_ends_in_one_line_each(fuzz):
     assert {c.name.split("/")[1] for c in cases} >= {n for names in SMALL_SET.values() for n in names}
     assert not [o for o in outcomes if o.failed], summary(outcomes)
     assert not seeds.marker.exists()
+    from cp_debug.files import umask
+
+    for f in seeds.onnx.iterdir():  # `cpdebug export` writes its files with a plain open()'s mode (once 0600)
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask(), f
     # the set is not vacuous: most of it is refused, and refused in one line
     assert sum(o.code == 2 for o in outcomes) >= len(outcomes) // 2
 

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.files import os_reason
+from cp_debug.files import os_reason, umask
 from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
 DEFAULT_OPSET = 17
@@ -82,6 +82,7 @@ def export_stage(
             )
         if metadata:
             _add_metadata(tmp, metadata)
+        os.chmod(tmp, 0o666 & ~umask())  # the mode a plain open() gives (mkstemp's files are born 0600)
         os.replace(tmp, p)
     finally:
         for m, training in modes:
