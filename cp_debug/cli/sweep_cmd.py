@@ -117,6 +117,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.sweep.report import print_summary, write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
+    from cp_debug.sweep.shards import locked
     from cp_debug.sweep.worker import SweepSettings
 
     from cp_debug.compare.noise import check_mode
@@ -139,8 +140,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
-    outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
-                        step=steps.step)
-    doc = write_all(outcome, opts, html_report=run.html)
+    with locked(opts.out):
+        outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
+                            step=steps.step)
+        doc = write_all(outcome, opts, html_report=run.html)
     print_summary(doc, stdout_console())
     return int(outcome.outcome.exit_code)

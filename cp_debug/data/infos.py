@@ -202,8 +202,13 @@ def read_infos(path_or_dir: str | Path, data_root: str | Path | None = None,
     if not isinstance(data, dict) or not isinstance(data.get("data_list"), list):
         raise BadInputError(f"{p} has no 'data_list' list: it is not an mmdet3d v1.x info file")
     root = Path(data_root) if data_root is not None else p.parent
-    labels_of = _label_map(data.get("metainfo") or {}, list(class_names))
-    samples = [_sample(e, i, root, labels_of, class_names, p) for i, e in enumerate(data["data_list"])]
+    try:
+        labels_of = _label_map(data.get("metainfo") or {}, list(class_names))
+        samples = [_sample(e, i, root, labels_of, class_names, p) for i, e in enumerate(data["data_list"])]
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as err:  # a value of another type or shape
+        why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        raise BadInputError(f"{p} is not an mmdet3d v1.x info file cp_debug can read ({why}); write it again with "
+                            "mmdet3d's converter") from None
     if check_files:
         missing = [s.lidar_path for s in samples if not s.lidar_path.is_file()]
         if missing:

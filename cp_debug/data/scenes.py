@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
 
 HELDOUT_SEED_BASE = 1_000_000  # training scenes use seeds below this, held-out scenes from it up
+MAX_HELDOUT = 1_000_000  # held-out scenes one run may name: a set of frames that is listed whole before it runs
 
 # class -> (mean l, w, h), (std l, w, h), share moving, (speed lo, hi), mean count per 50 m radius
 CLASS_MODELS = {
@@ -309,4 +310,7 @@ def heldout_seeds(n: int, first: int = 0) -> range:
         raise BadInputError(f"the number of held-out scenes must be at least 1, got {n}")
     if first < 0:
         raise BadInputError(f"the first held-out scene must be >= 0, got {first}")
+    if first + n > MAX_HELDOUT:
+        raise BadInputError(f"held-out scenes {first}..{first + n - 1}: there are {MAX_HELDOUT} (give a smaller --n "
+                            "or first scene)")
     return range(HELDOUT_SEED_BASE + first, HELDOUT_SEED_BASE + first + n)

@@ -150,15 +150,10 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
     """A FixRequest from a `cpdebug bisect --json` report: its model (the report's ModelRecord), reference, first
     ONNX Runtime FP16/INT8 candidate, and the root-cause path ranked first; `overrides` (not None) replace what it
     says."""
-    import json
-
-    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.io import load_report
 
     p = Path(report_path)
-    try:
-        report = BisectReport.from_json(json.loads(p.read_text()))
-    except (OSError, ValueError) as err:
-        raise BadInputError(f"cannot read the bisect report {p}: {err}") from None
+    report = load_report(p)  # the one reader of a saved report: a damaged or foreign file is one line
     m = report.model or {}
     if m.get("recipe") != "centerpoint":
         raise BadInputError(f"{p} is a bisect of {m.get('kind') or 'another model'}; fix works on the CenterPoint "

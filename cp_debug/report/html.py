@@ -277,12 +277,9 @@ def _plot_panel(ax, rs: list, name: str, ys: list, local: list | None, tline, tn
     n = len(rs)
     x = list(range(n))
     vals = [as_float(v) for v in ys]
-    finite = [v for v in vals if v is not None and math.isfinite(v) and v > 0]
-    lo = min(finite) if finite else 1e-8
-    hi = max(finite) if finite else 1.0
-    if local:
-        finite += [v for v in (as_float(u) for u in local) if v is not None and math.isfinite(v) and v > 0]
-        lo, hi = min(finite), max(finite)
+    # the range of the positive finite errors, local ones included; none (every error 0 or non-finite): 1e-8..1
+    finite = [v for v in vals + [as_float(u) for u in local or ()] if v is not None and math.isfinite(v) and v > 0]
+    lo, hi = (min(finite), max(finite)) if finite else (1e-8, 1.0)
     if tline:
         lo, hi = min(lo, float(tline)), max(hi, float(tline))
     floor, top = lo / 10, hi * 10

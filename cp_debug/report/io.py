@@ -34,10 +34,27 @@ def load_report(path: str | os.PathLike) -> BisectReport:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise BadInputError(f"{p} is not a cp_debug report: schema is {got!r}, expected {SCHEMA!r}")
     try:
-        return BisectReport.from_json(data)
+        report = BisectReport.from_json(data)
+        _check_candidates(report)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         what = f"missing key {e.args[0]!r}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise BadInputError(f"{p} is not a complete cp_debug report: {what}") from None
+    return report
+
+
+# What each candidate's fields hold in a report cp_debug wrote (None: the field may be null); `from_json` keeps
+# them as read, so a value of another type would fail later, in the middle of rendering.
+_CANDIDATE_TYPES = {"spec": (str,), "first_divergent": (str, type(None)), "path": (list,),
+                    "precision": (dict, type(None)), "outputs_within_tolerance": (bool, type(None)),
+                    "wall_s": (int, float, type(None)), "error": (str, type(None)), "detections": (dict, type(None))}
+
+
+def _check_candidates(report: BisectReport) -> None:
+    for cand in report.candidates:
+        for name, types in _CANDIDATE_TYPES.items():
+            value = getattr(cand, name)
+            if not isinstance(value, types):
+                raise ValueError(f"{name} of candidate {cand.label!r} is {type(value).__name__} {value!r:.40}")
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -4,17 +4,21 @@
 in process, `shard-00003.partial.json` is rewritten (whole) after every frame, so a killed sweep loses at most
 the frame in flight. `DIR/manifest.json` records the settings and frame tokens: `--resume` continues only a
 sweep of the same settings and frames, skipping finished shards and the finished frames of a partial one.
+`locked(DIR)` holds `DIR/.lock` (fcntl.flock) for a sweep's life, so that a second sweep on the same folder is
+refused instead of interleaving its shards with the first's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import Frame
-from cp_debug.files import json_text, write_text_atomic
+from cp_debug.files import json_text, os_reason, write_text_atomic
 from cp_debug.sweep.worker import FrameResult
 
 MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"
@@ -40,6 +44,38 @@ def plan_shards(frames: list[Frame], size: int) -> list[ShardTask]:
         raise BadInputError(f"--shard-size {size}: a shard holds at least one frame")
     return [ShardTask(k // size, tuple((i, frames[i]) for i in range(k, min(k + size, len(frames)))))
             for k in range(0, len(frames), size)]
+
+
+@contextlib.contextmanager
+def locked(out: str | Path):
+    """Hold `out/.lock` while the block runs (the folder is made if missing); another holder is one line, exit 2.
+    The lock is the kernel's (released when this process ends, however it ends); the file stays, naming the last
+    holder's pid. A folder made here that is left holding only the lock file is removed again."""
+    import fcntl
+
+    out = Path(out)
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise BadInputError(f"cannot write in {out}: {os_reason(e)}; choose another --out") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise BadInputError(f"{out} is in use by another sweep (pid {pid}): wait for it or choose another "
+                                "--out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+        if made and [p.name for p in out.iterdir()] == [".lock"]:
+            with contextlib.suppress(OSError):
+                (out / ".lock").unlink()
+                out.rmdir()
 
 
 class ShardStore:

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.files import os_reason, umask
 from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
 DEFAULT_OPSET = 17
@@ -54,8 +55,11 @@ def export_stage(
     import torch
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".onnx.tmp")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".onnx.tmp")
+    except OSError as e:  # --out names a file, or a folder that cannot be written
+        raise BadInputError(f"cannot write {p}: {os_reason(e)}; choose another --out") from None
     os.close(fd)
     modes = [(m, m.training) for m in module.modules()]  # restored exactly, submodule by submodule
     module.eval()
@@ -78,6 +82,7 @@ def export_stage(
             )
         if metadata:
             _add_metadata(tmp, metadata)
+        os.chmod(tmp, 0o666 & ~umask())  # the mode a plain open() gives (mkstemp's files are born 0600)
         os.replace(tmp, p)
     finally:
         for m, training in modes:
@@ -101,7 +106,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """An ONNX file's metadata_props as a dict (weights are not loaded)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, truncated or foreign files: one message
+        raise BadInputError(f"cannot read {path} as an ONNX model ({type(err).__name__}); is it a complete "
+                            ".onnx file (`cpdebug export` writes one)?") from None
     return {p.key: p.value for p in model.metadata_props}
 
 
