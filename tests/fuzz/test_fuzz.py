@@ -29,8 +29,7 @@ SMALL_SET = {
                 "backends_unknown", "backends_empty", "level", "preset", "use_dim", "out_is_file",
                 "out_under_file", "json_missing_dir", "points_missing", "scenes_missing", "shard_size",
                 "replay_max_voxels", "replay_nothing", "int8_missing", "fix_check_not_fix", "infer_device"],
-    "env": ["ort_cpu_half", "compare_threads"],
-}
+}  # environment switches (each a whole bisect) run in the campaign only: they found nothing, and the suite has 10 min
 FAST = {"onnx": ("infer", "keep-fp32"), "points": ("infer",), "checkpoint": ("infer", "bisect"),
         "config": ("infer", "scenes"), "report": ("report", "fix"), "bag": ("replay",),
         "predictions": ("replay", "eval")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "2",
