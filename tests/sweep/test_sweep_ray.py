@@ -14,7 +14,7 @@ from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.worker import SweepSettings
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time
+pytestmark = pytest.mark.slow
 
 SETTINGS = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", level="stage")
 

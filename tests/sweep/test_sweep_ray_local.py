@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray cluster at a time
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "2",
@@ -46,12 +46,25 @@ def test_ray_local_gives_the_in_process_numbers(tmp_path):
     assert len(_numbers(tmp_path / "here")["frames"]) == 2
 
 
+def _gcs_running() -> bool:
+    """A Ray cluster's GCS server runs on this machine (what `--ray auto` finds: Ray scans the processes for it)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if "gcs_server" in comm.read_text():
+                return True
+        except OSError:  # the process ended meanwhile
+            continue
+    return False
+
+
 def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
     import ray
 
     if ray.is_initialized() or os.path.exists("/tmp/ray/ray_current_cluster"):
         pytest.skip("a Ray cluster may be running on this machine: --ray auto would join it")
     r = cpdebug(*ARGS, "--out", str(tmp_path / "auto"), "--ray", "auto")
+    if r.returncode == 0 and _gcs_running():  # under pytest-xdist another test's cluster came up meanwhile: joined
+        pytest.skip("another test's Ray cluster was running: --ray auto joined it, as Ray means it")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "cpdebug: error: no running Ray cluster found: start one with `ray start --head`, or use --ray local for a "
         "cluster on this machine"], r.stderr
