@@ -64,7 +64,7 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
                     detections: Mapping[str, SampleBoxes], diff: CandidateDiff, cfg, *, map_change: float,
                     nds_change: float) -> CandidateVerdict:
     """`candidate`'s boxes (`detections`, by token) against the `reference`'s, scan by scan (`diff.scenes`)."""
-    from cp_debug.recipes.centerpoint.detection_verdict import extent_m
+    from cp_debug.recipes.centerpoint.detection_verdict import judge_boxes_of
 
     figures = dict(map_change=_finite(map_change), nds_change=_finite(nds_change))
     n = len(diff.scenes)
@@ -81,16 +81,15 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
                                 "decode to none; or the outputs are read wrongly)", n, n, changed, 0,
                                 diff.scenes[0].token if diff.scenes else None, **figures)
     empty = SampleBoxes.empty()
-    cell = float(cfg.voxel_size[0]) * float(cfg.out_size_factor)
     judged = []
     for s in diff.scenes:
         ref_scores = _scores(reference.get(s.token, empty))
         cand_scores = _scores(detections.get(s.token, empty))
         cuts = noise.score_cuts(cfg.score_threshold, cfg.post_max_size, ref_scores, cand_scores)
-        judged.append((s, noise.judge_boxes(precision, lost_scores=s.missing_scores, added_scores=s.extra_scores,
-                                            cuts=cuts, max_centre_shift=s.max_centre_shift,
-                                            max_score_change=s.max_abs_score_change,
-                                            max_yaw_change=s.max_yaw_change, cell_m=cell, extent_m=extent_m(cfg))))
+        judged.append((s, judge_boxes_of(cfg, precision, lost_scores=s.missing_scores, added_scores=s.extra_scores,
+                                         cuts=cuts, max_centre_shift=s.max_centre_shift,
+                                         max_score_change=s.max_abs_score_change,
+                                         max_yaw_change=s.max_yaw_change)))
     beyond = [(s, j) for s, j in judged if j.outcome is not noise.Outcome.WITHIN_PRECISION]
     near = sum(j.at_threshold for _, j in judged)
     outcome = noise.worst(j.outcome for _, j in judged)

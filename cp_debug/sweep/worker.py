@@ -406,15 +406,12 @@ def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta:
 
 def judge_delta(precision: str, delta: DetectionDelta, cfg):
     """The boxes of one frame judged by `precision` (compare/noise.py: at the threshold or beyond)."""
-    from cp_debug.compare import noise
-    from cp_debug.recipes.centerpoint.detection_verdict import extent_m
+    from cp_debug.recipes.centerpoint.detection_verdict import judge_boxes_of
 
-    cell = float(cfg.voxel_size[0]) * float(cfg.out_size_factor)
-    return noise.judge_boxes(precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
-                             cuts=delta.score_cuts or (float(cfg.score_threshold),),
-                             max_centre_shift=delta.max_centre_shift,
-                             max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change,
-                             cell_m=cell, extent_m=extent_m(cfg))
+    return judge_boxes_of(cfg, precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
+                          cuts=delta.score_cuts or (float(cfg.score_threshold),),
+                          max_centre_shift=delta.max_centre_shift,
+                          max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change)
 
 
 def _ratio(p: ProbeStat) -> float:

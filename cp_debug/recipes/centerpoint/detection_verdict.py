@@ -51,10 +51,21 @@ class BoxVerdict:
                            cell_m=self.cell_m, extent_m=self.extent_m)
 
 
-def extent_m(cfg) -> float:
-    """The largest |x| or |y| a box centre of `cfg` can take (its point cloud range), in metres."""
+def box_grid(cfg) -> tuple[float, float]:
+    """(cell_m, extent_m) of `cfg`: its output grid's cell (how far a centre may move by a precision's rounding) and
+    the largest |x| or |y| a box centre can take, its point cloud range (float32's rounding of a centre), in metres."""
     r = cfg.point_cloud_range
-    return float(max(abs(r[0]), abs(r[1]), abs(r[3]), abs(r[4])))
+    return (float(cfg.voxel_size[0]) * float(cfg.out_size_factor),
+            float(max(abs(r[0]), abs(r[1]), abs(r[3]), abs(r[4]))))
+
+
+def judge_boxes_of(cfg, precision: str, **figures):
+    """`compare.noise.judge_boxes` for boxes decoded by `cfg` (its grid's cell and extent): what sweep and eval call
+    with a frame's figures (lost/added scores, cuts, centre shift, score and yaw change)."""
+    from cp_debug.compare.noise import judge_boxes
+
+    cell, extent = box_grid(cfg)
+    return judge_boxes(precision, cell_m=cell, extent_m=extent, **figures)
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:
@@ -81,6 +92,6 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
                           tuple(float(b.scores[i]) for i in d.unmatched_b),
                           score_cuts(cfg.score_threshold, cfg.post_max_size, np.asarray(a.scores),
                                      np.asarray(b.scores)),
-                          float(cfg.voxel_size[0]) * float(cfg.out_size_factor), extent_m(cfg))
+                          *box_grid(cfg))
 
     return verdict
