@@ -49,3 +49,10 @@ class BackendRuntimeError(CpDebugError):
     error, with the backend's own message. Not the user's input, and not a bug of cp_debug."""
 
     exit_code = ExitCode.BACKEND
+
+
+def first_line(err: BaseException, limit: int | None = 300) -> str:
+    """The first line of a library's error message (at most `limit` characters), or its type's name where it says
+    nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""
+    text = str(err).strip().splitlines()
+    return (text[0][:limit] if limit is not None else text[0]) if text else type(err).__name__

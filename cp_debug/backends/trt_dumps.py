@@ -28,14 +28,10 @@ from typing import Iterable
 
 import numpy as np
 
-from cp_debug.errors import BadInputError
+from cp_debug.errors import BadInputError, first_line
 
 _RECOPY = "re-copy the folder from the target"
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _existing(path: str | os.PathLike, what: str) -> Path:
@@ -163,9 +159,9 @@ def _npy_header(path: Path) -> tuple[str, tuple[int, ...], int]:
             shape, fortran, dtype = read_header(f, max_header_size=1 << 20)
             offset = f.tell()
     except OSError as err:
-        raise BadInputError(f"cannot read {path}: {_first_line(err)}; {_RECOPY}") from None
+        raise BadInputError(f"cannot read {path}: {first_line(err, None)}; {_RECOPY}") from None
     except (ValueError, EOFError, SyntaxError) as err:
-        raise BadInputError(f"{path} is not a complete .npy file ({_first_line(err)}); {_RECOPY}") from None
+        raise BadInputError(f"{path} is not a complete .npy file ({first_line(err, None)}); {_RECOPY}") from None
     if dtype.hasobject or fortran:
         raise BadInputError(f"{path} is not a dump trtexec writes (object or Fortran-ordered array); {_RECOPY}")
     want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -181,7 +177,7 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise BadInputError(f"{path} is not a readable .npy file ({_first_line(err)}); {_RECOPY}") from None
+        raise BadInputError(f"{path} is not a readable .npy file ({first_line(err, None)}); {_RECOPY}") from None
 
 
 def _read_summary(path: Path) -> dict[str, tuple[str, str]]:
@@ -198,7 +194,7 @@ def _read_summary(path: Path) -> dict[str, tuple[str, str]]:
                 out[numpy_file] = (str(t["name"]), str(t.get("type", "")))
         return out
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise BadInputError(f"{path} is not a complete trtexec tensor summary ({_first_line(err)}); "
+        raise BadInputError(f"{path} is not a complete trtexec tensor summary ({first_line(err, None)}); "
                             f"{_RECOPY}") from None
 
 
@@ -445,7 +441,7 @@ def read_layer_info(path: str | os.PathLike) -> LayerInfo:
                 tactic=raw.get("TacticName") or raw.get("TacticValue")))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise BadInputError(f"{p} is not a complete trtexec layer-information file ({type(err).__name__}: "
-                            f"{_first_line(err)}); {_RECOPY}") from None
+                            f"{first_line(err, None)}); {_RECOPY}") from None
     return LayerInfo(p, tuple(layers), bindings, detailed)
 
 
@@ -618,7 +614,7 @@ def read_trtexec_outputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
             out[str(entry["name"])] = arr.reshape(shape)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
         raise BadInputError(f"{p} is not a complete trtexec --exportOutput file ({type(err).__name__}: "
-                            f"{_first_line(err)}); {_RECOPY}") from None
+                            f"{first_line(err, None)}); {_RECOPY}") from None
     if not out:
         raise BadInputError(f"{p} holds no output; {_RECOPY}")
     return out
@@ -654,7 +650,7 @@ def read_polygraphy_results(path: str | os.PathLike) -> list[tuple[str, list[dic
     except (PolygraphyException, ValueError, KeyError, TypeError, AttributeError, EOFError, OSError) as err:
         # a cut JSON (ValueError), a JSON of another kind (PolygraphyException), a damaged array payload
         raise BadInputError(f"{p} is not a complete polygraphy RunResults ({type(err).__name__}: "
-                            f"{_first_line(err)}); {_RECOPY}") from None
+                            f"{first_line(err, None)}); {_RECOPY}") from None
     runs = []
     for runner, iterations in results.items():
         runs.append((str(runner), [{str(name): _as_numpy(arr, p, name) for name, arr in it.items()}

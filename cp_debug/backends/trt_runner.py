@@ -42,7 +42,7 @@ from cp_debug.backends.trt_plan import (TRT_HINT, BuildPlan, cache_key, config_k
                                         parse_version, plan_build, plan_prebuilt)
 from cp_debug.backends.trt_profile import Profile, ShapeRange, check_within, profile_from_shapes
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -155,7 +155,7 @@ class TrtRunner(Runner):
             return EngineFromBytes(self._engine_bytes(trt, version, plan))()
         except PolygraphyException as err:
             what = "load the engine" if plan.prebuilt else "build an engine"
-            raise BackendRuntimeError(f"TensorRT cannot {what} for {self.spec}: {_first_line(err)}") from err
+            raise BackendRuntimeError(f"TensorRT cannot {what} for {self.spec}: {first_line(err)}") from err
 
     def _engine_bytes(self, trt, version: tuple[int, int], plan: BuildPlan) -> bytes:
         import io
@@ -220,7 +220,7 @@ class TrtRunner(Runner):
         try:
             raw = self._runner.infer(ready)
         except PolygraphyException as err:  # the feed was checked above: this is TensorRT failing, not the input
-            raise BackendRuntimeError(f"TensorRT failed running {self.spec}: {_first_line(err)}") from err
+            raise BackendRuntimeError(f"TensorRT failed running {self.spec}: {first_line(err)}") from err
         out, fused = {}, []
         for original, name in self._graph.out_map.items():
             if name not in raw:
@@ -356,10 +356,6 @@ def _np_dtype(dtype) -> np.dtype | None:
     except TypeError:
         return None
 
-
-def _first_line(err: BaseException) -> str:
-    text = [line for line in str(err).strip().splitlines() if line.strip()]
-    return text[0][:300] if text else type(err).__name__
 
 
 _FORMAT_KEYS = (("Int8", ("int8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from cp_debug.errors import BadInputError
+from cp_debug.errors import BadInputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -32,7 +32,7 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
             if check and model.ByteSize() < _PROTO_LIMIT:
                 onnx.checker.check_model(model)
         except onnx.checker.ValidationError as err:
-            raise BadInputError(f"the ONNX model is not valid: {_first_line(err)}; re-export "
+            raise BadInputError(f"the ONNX model is not valid: {first_line(err)}; re-export "
                                 "it or fix the graph") from err
         return model
     if not isinstance(path_or_model, (str, Path)):
@@ -43,18 +43,18 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     try:
         model = onnx.load(str(path), load_external_data=True)
     except FileNotFoundError as err:
-        raise BadInputError(f"cannot load {path}: its external data file is missing ({_first_line(err)})") from err
+        raise BadInputError(f"cannot load {path}: its external data file is missing ({first_line(err)})") from err
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, onnx errors, truncated files: all one message
         raise BadInputError(
-            f"cannot read {path} as an ONNX model ({type(err).__name__}: {_first_line(err)}); is it a "
+            f"cannot read {path} as an ONNX model ({type(err).__name__}: {first_line(err)}); is it a "
             "complete .onnx file?"
         ) from err
     try:
         onnx.checker.check_model(str(path))  # by path: works beyond 2 GiB and with external data
     except onnx.checker.ValidationError as err:
-        raise BadInputError(f"{path} is not a valid ONNX model: {_first_line(err)}") from err
+        raise BadInputError(f"{path} is not a valid ONNX model: {first_line(err)}") from err
     except Exception as err:  # noqa: BLE001
-        raise BadInputError(f"{path} could not be checked as an ONNX model: {_first_line(err)}") from err
+        raise BadInputError(f"{path} could not be checked as an ONNX model: {first_line(err)}") from err
     return model
 
 
@@ -150,10 +150,6 @@ def _few(names: list[str], k: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:k])
     return shown + (f" … ({len(names)} in all)" if len(names) > k else "")
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
 
 
 def expose_all(model: "onnx.ModelProto") -> "onnx.ModelProto":
