@@ -173,14 +173,15 @@ def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
     the pair holds, and notes."""
     import onnx
 
-    from cp_debug.bisect.deployed import deployed_stages, file_precision
+    from cp_debug.bisect.deployed import deployed_stages
+    from cp_debug.precision.held import file_precision
 
     notes = []
     if req.onnx_dir is not None:
         from cp_debug.backends.spec import BackendSpec
 
         found = deployed_stages(BackendSpec.parse(f"ort@{req.onnx_dir}"), subject, {})  # interface checked
-        models = {st.name: onnx.load(str(path)) for st, path in zip(subject.stages, found.files)}
+        models = {st.name: view.onnx() for st, view in zip(subject.stages, found.stages)}  # the files, loaded once
         for path in found.files:
             shutil.copyfile(path, tmp / f"{Path(path).stem}.onnx")
     else:
