@@ -57,8 +57,6 @@ def trt_kit(
             source, kind = fix, "fix"
         if source is None:
             kind = "export"
-        elif not source.is_dir():
-            raise BadInputError(f"{source} is not a folder")
         req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
                          frames=frames_of(scenes, n, model.model_name),
                          precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force)

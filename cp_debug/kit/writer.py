@@ -76,6 +76,13 @@ def check_request(req: KitRequest) -> None:
     for p in req.points:
         if not Path(p).is_file():
             raise BadInputError(f"--points {p} is not a file")
+    if req.onnx_dir is not None:  # before the reference runs: a folder without the pair is known now
+        where = "--fix" if req.source_kind == "fix" else "--onnx-dir"
+        if not Path(req.onnx_dir).is_dir():
+            raise BadInputError(f"{where} {req.onnx_dir} is not a folder")
+        if not any(Path(req.onnx_dir).glob("*.onnx")):
+            raise BadInputError(f"{where} {req.onnx_dir} holds no .onnx file (expected the deployed "
+                                "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
 
 
 def write_kit(req: KitRequest, progress=None) -> KitSummary:
