@@ -78,13 +78,14 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.interface import check_interface
 
-    views, notes, held, files, how, differences, weights = [], [], [], [], [], [], []
-    for i, st in enumerate(subject.stages):
-        path = stage_file(spec, subject, st)
-        model = load_onnx(path)
+    views, notes, held, files, how, differences = [], [], [], [], [], []
+    paths = [stage_file(spec, subject, st) for st in subject.stages]
+    models = [load_onnx(path) for path in paths]
+    # first, before anything is exported or run: do the files hold the model's weights?
+    weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p.name) for st, m, p
+                                                    in zip(subject.stages, models, paths) if st.module is not None])
+    for i, (st, path, model) in enumerate(zip(subject.stages, paths, models)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
-        if st.module is not None:
-            weights.append(check_weights(st.module, model, path.name))
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
         held.append(file_precision(model))
         files.append(path)
@@ -102,7 +103,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(note)
         if found.differences:
             notes.append(f"{spec}: {path.name}: graph differences: {found.differences.summary()}")
-    notes[:0] = _weights_verdict(spec, subject, weights)
+    notes[:0] = weight_notes
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":
         how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"

@@ -113,15 +113,20 @@ def test_each_planted_mismatch_is_named_with_both_values(tmp_path, pair, change,
     assert "\n" not in found[0].message and not found[0].breaks_comparison
 
 
-def test_has_twist_without_a_vel_head_in_the_pair(tmp_path, subject, pair):
-    no_vel = tmp_path / "no_vel"
-    no_vel.mkdir()
-    shutil.copy(pair / "pts_voxel_encoder.onnx", no_vel)
+def _no_vel(subject, pair, folder: Path) -> Path:
+    """The pair with the vel output dropped from the backbone file (graph surgery)."""
+    folder.mkdir()
+    shutil.copy(pair / "pts_voxel_encoder.onnx", folder)
 
     def drop_vel(graph):
         graph.outputs = [t for t in graph.outputs if t.name != "vel"]
 
-    onnx.save(edited(subject.stages[1].onnx(), drop_vel), no_vel / "pts_backbone_neck_head.onnx")
+    onnx.save(edited(subject.stages[1].onnx(), drop_vel), folder / "pts_backbone_neck_head.onnx")
+    return folder
+
+
+def test_has_twist_without_a_vel_head_in_the_pair(tmp_path, subject, pair):
+    no_vel = _no_vel(subject, pair, tmp_path / "no_vel")
     report = _report(tmp_path, onnx_dir=no_vel, has_twist=True)
     [twist] = [f for f in report.mismatches if f.check == "has_twist"]
     assert "has_twist true (ml.param.yaml:model_params.has_twist)" in twist.message
@@ -201,3 +206,18 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
     bad = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--params", str(tmp_path / "none.yaml")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no such file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_path, subject, pair):
+    from cp_debug.lint.run import lint_before_run
+    from cp_debug.models.centerpoint.source import ModelRecord
+
+    model = ModelRecord.of("tiny", random_weights=True)
+    params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",
+                          voxel_size=[0.16, 0.16, 8.0])
+    notes = lint_before_run(model, [params], [pair])
+    assert notes[0].startswith("lint mismatch: voxel_size: voxel size: [0.32, 0.32, 8]")
+    assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 160 × 160 against 320 × 320
+    assert lint_before_run(model, [], [pair]) == []  # no parameter files: nothing to check first
+    with pytest.raises(BadInputError, match="lint: head_channels: .* the run would compare different networks"):
+        lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")])
