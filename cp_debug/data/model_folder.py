@@ -66,10 +66,3 @@ def expected_names(stages: list[str] | tuple[str, ...] = STAGES) -> str:
     """How the pair may be named, for an error that lists what is missing."""
     return ", ".join(f"{s}.onnx (or {s}_<model>.onnx)" for s in stages)
 
-
-def model_name(folder: str | Path) -> str | None:
-    """The `<model>` of Autoware's `pts_voxel_encoder_<model>.onnx`, where the folder names its files so."""
-    f = stage_file(folder, STAGES[0])
-    if f is None or f.stem == STAGES[0] or not f.stem.startswith(STAGES[0] + "_"):
-        return None
-    return f.stem[len(STAGES[0]) + 1:]
