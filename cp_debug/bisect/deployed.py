@@ -1,7 +1,8 @@
 """A `SPEC@DIR` candidate's stages: the user's own deployed ONNX files in place of cp_debug's export.
 
 Each stage of the subject gets a view that keeps its PyTorch module, trace and probe names but whose graph is the
-user's file (`DIR/<stage name>.onnx`: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx` as AWML names them)
+user's file (`DIR/<stage name>.onnx`: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx` as AWML names them,
+or Autoware's `pts_voxel_encoder_<model>.onnx` and a manifest: `data/model_folder.py`)
 and whose probe map is the file's tensors found by `probes/foreign.py` (scope names, else structure). The file's
 interface is checked against the model's stage first (`probes/interface.py`: one line, exit 2). The reference keeps
 the subject's own stages (torch or cp_debug's export), so the two are compared probe by probe; a probe the file
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.data.model_folder import stage_file as deployed_file
 from cp_debug.errors import BadInputError
 from cp_debug.precision.held import file_precision
 from cp_debug.probes.graph_diff import GraphDifferences
@@ -52,30 +54,37 @@ class DeployedStages:
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
-    """The user's file for `stage`: `DIR/<stage>.onnx`; a one-stage subject also takes DIR's only .onnx file."""
+    """The user's file for `stage` (`data/model_folder.py`: a manifest's name, `DIR/<stage>.onnx` or Autoware's
+    `DIR/<stage>_<model>.onnx`); a one-stage subject also takes DIR's only .onnx file."""
+    from cp_debug.data.model_folder import expected_names
+
     assert spec.onnx_dir is not None
-    path = spec.onnx_dir / f"{stage.name}.onnx"
-    if path.is_file():
+    path = deployed_file(spec.onnx_dir, stage.name, what=str(spec))
+    if path is not None:
         return path
     found = sorted(spec.onnx_dir.glob("*.onnx"))
     if len(subject.stages) == 1 and len(found) == 1:
         return found[0]
-    wanted = ", ".join(f"{s.name}.onnx" for s in subject.stages)
-    raise BadInputError(f"{spec}: {path} is missing ({spec.onnx_dir} must hold {wanted}, as the deployment "
-                        "exporter names them)")
+    wanted = expected_names([s.name for s in subject.stages])
+    raise BadInputError(f"{spec}: {spec.onnx_dir / (stage.name + '.onnx')} is missing ({spec.onnx_dir} must hold "
+                        f"{wanted}, as the deployment exporter or Autoware's model folders name them)")
 
 
 def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int, list[str]]) -> DeployedStages:
     """Load, check and map the user's files for every stage of `subject` (stages already exported and mapped).
     `level_probes` (stage → the run's probes) picks which unmapped probes the notes name."""
     from cp_debug.graph.model import load_onnx
+    from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.interface import check_interface
 
     views, notes, held, files, how, differences = [], [], [], [], [], []
-    for i, st in enumerate(subject.stages):
-        path = stage_file(spec, subject, st)
-        model = load_onnx(path)
+    paths = [stage_file(spec, subject, st) for st in subject.stages]
+    models = [load_onnx(path) for path in paths]
+    # first, before anything is exported or run: do the files hold the model's weights?
+    weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p.name) for st, m, p
+                                                    in zip(subject.stages, models, paths) if st.module is not None])
+    for i, (st, path, model) in enumerate(zip(subject.stages, paths, models)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
         held.append(file_precision(model))
@@ -94,9 +103,33 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(note)
         if found.differences:
             notes.append(f"{spec}: {path.name}: graph differences: {found.differences.summary()}")
+    notes[:0] = weight_notes
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":
         how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences))
+
+
+def _weights_verdict(spec: BackendSpec, subject: Subject, checks: list) -> list[str]:
+    """Said first, before any stage runs: files exported from other weights than the model's make every probe
+    "diverge" with a meaningless root cause, so that is one line and exit 2 (`lint/weights.py` compares them);
+    a few differing weights (an edited file) are a note."""
+    if not checks:
+        return []
+    compared = sum(c.compared for c in checks)
+    differ = sum(c.differ for c in checks)
+    if compared and differ * 2 > compared:
+        desc = subject.description or {}
+        weights = desc.get("weights") or "the model's weights"
+        if not desc.get("checkpoint") and "random" in str(weights):
+            weights = f"{weights}: no --checkpoint was given"
+        examples = [e for c in checks for e in c.examples][:2]
+        eg = f", e.g. {', '.join(examples)}" if examples else ""
+        raise BadInputError(f"{spec}: the pair in {spec.onnx_dir} was not exported from these weights ({weights}): "
+                            f"{differ} of {compared} weights differ{eg}; pass the checkpoint it was exported from "
+                            "with --checkpoint")
+    if not differ and not any(c.skipped for c in checks):
+        return []
+    return [f"{spec}: weights checked against the model's: " + "; ".join(c.line() for c in checks)]

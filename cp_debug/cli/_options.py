@@ -49,6 +49,12 @@ def model_record(preset: str, config: Path | None, checkpoint: Path | None = Non
                           random_weights=random_weights, seed=seed, int8=int8)
 
 
+AutowareParams = Annotated[Optional[list[Path]], typer.Option(
+    "--params", metavar="FILE", help="Autoware's parameter files of the deployment (*.param.yaml: ml_package, "
+    "centerpoint_common, a manifest; repeatable): checked against the model and the deployed pair first "
+    "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it.")]
+
+
 # -- the scan --------------------------------------------------------------------------------------------------
 Points = Annotated[Optional[Path], typer.Option(
     help="Point cloud file (.bin float32 x5, .npy, .npz 'points', .pcd); a synthetic scan if omitted.")]

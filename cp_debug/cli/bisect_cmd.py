@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
-                                   Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
-                                   Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
-                                   model_record)
+from cp_debug.cli._options import (Atol, AutowareParams, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html,
+                                   Inputs, Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet,
+                                   RandomWeights, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose,
+                                   backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -32,6 +32,7 @@ class SubjectRequest:
     points: Path | None = None
     load_dim: int | None = None
     use_dim: str | None = None
+    params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def bisect(
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
+    params: AutowareParams = None,
     points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
@@ -114,7 +116,7 @@ def bisect(
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            load_dim=load_dim, use_dim=use_dim)
+            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()))
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-")
         _preflight(pairs, subject, calib, lockstep_mode, outputs)
@@ -176,6 +178,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     from cp_debug.cli._output import StepProgress
 
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
+    notes = _lint_first(pairs, subject_request, progress)
     with progress.step("loading the model"):
         subject = _load_subject(subject_request)
 
@@ -188,6 +191,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
+        report.warnings[:0] = notes
         if subject_request.model is not None:
             report.model_record = subject_request.model
         _write_outputs(engine, report, outputs, progress, third_party)
@@ -240,6 +244,26 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         render_table(caught(), stdout_console(), verbose=third_party.verbose)
     if failed is not None:
         raise failed
+
+
+def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, progress) -> list[str]:
+    """`cpdebug lint`'s checks over the model, --params and the SPEC@DIR folders, before anything runs: a mismatch
+    between the model and a deployed pair stops the run (one line); the others are warnings of the report."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.lint.run import lint_before_run, params_of_folder
+
+    if request.model is None:
+        if request.params:
+            raise BadInputError("--params describe a CenterPoint deployment: drop --torch/--onnx or --params")
+        return []
+    dirs = [s.onnx_dir for _, s in pairs if s.onnx_dir is not None]
+    if not request.params and not any(params_of_folder(d) for d in dirs):
+        return []
+    with progress.step("checking the parameter files against the model"):
+        notes = lint_before_run(request.model, request.params, dirs)
+    for n in notes:
+        progress.note(n)
+    return notes
 
 
 def _load_subject(request: SubjectRequest):

@@ -22,6 +22,7 @@ from cp_debug.cli import replay_cmd
 from cp_debug.cli import sweep_cmd
 from cp_debug.cli import fix_cmd
 from cp_debug.cli import trt_kit_cmd
+from cp_debug.cli import lint_cmd
 from cp_debug.cli._errors import handle_errors
 
 
@@ -75,6 +76,7 @@ app.command("replay")(replay_cmd.replay)
 app.command("sweep")(sweep_cmd.sweep)
 app.command("fix")(fix_cmd.fix)
 app.command("trt-kit")(trt_kit_cmd.trt_kit)
+app.command("lint")(lint_cmd.lint)
 
 
 def main() -> None:

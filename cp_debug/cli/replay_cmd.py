@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, ConfigFile, DataRoot, Html, Json, MinMatch, Parquet, Preset, Quiet,
+from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, MinMatch, Parquet,
+                                   Preset, Quiet,
                                    RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -75,6 +76,7 @@ def replay(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
+    params: AutowareParams = None,
     shuffle_seeds: Annotated[str, typer.Option(
         help="Seeds of the point-order shuffles tried (comma-separated).")] = "0,1,2",
     max_voxels: Annotated[Optional[str], typer.Option(
@@ -110,7 +112,7 @@ def replay(
 
         check_limits(min_match=min_match)
         code = _replay(source, model, outputs, shuffle_seeds=shuffle_seeds, max_voxels=max_voxels,
-                       third_party=third_party, device=device, min_match=min_match)
+                       third_party=third_party, device=device, min_match=min_match, params=tuple(params or ()))
     raise typer.Exit(code)
 
 
@@ -127,7 +129,7 @@ def _list_topics(bag: Path | None) -> None:
 
 
 def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffle_seeds: str, max_voxels: str | None,
-            third_party, device: str = "cpu", min_match: float | None = None) -> int:
+            third_party, device: str = "cpu", min_match: float | None = None, params: tuple[Path, ...] = ()) -> int:
     """Replay, show and write the report; the exit code (`ExitCode.DIVERGED` when --min-match is broken)."""
     from cp_debug.cli._output import StepProgress, finish, gates_exit
     from cp_debug.cli._preflight import check_torch_device
@@ -148,7 +150,16 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     for out in (json_out if json_out not in (None, "-") else None, parquet, html):
         if out is not None:
             check_writable(out)
-    opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=_ints(max_voxels, "--max-voxels"))
+    node = None
+    if params:  # the node's own thresholds, NMS and cap instead of guesses; checked against the model first
+        from cp_debug.lint.run import lint_before_run
+        from cp_debug.replay.variants import NodeGlue
+
+        for note in lint_before_run(model, params, []):
+            print(f"cpdebug: {note}", file=third_party.terminal, flush=True)
+        node = NodeGlue.read(params)
+    opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=_ints(max_voxels, "--max-voxels"),
+                         node=node)
     check_torch_device(device)
     steps = StepProgress(quiet, stream=third_party.terminal)
     with steps.step("reading the deployment's frames"):

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib,
-                                   Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode, Verbose,
-                                   model_record)
+from cp_debug.cli._options import (Atol, AutowareParams, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic,
+                                   HeldOutCalib, Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode,
+                                   Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -46,6 +46,7 @@ class SweepRun:
     tolerance_mode: str = "model"
     atol: float | None = None
     rtol: float | None = None
+    params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
 
 
 def sweep(
@@ -54,6 +55,7 @@ def sweep(
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
+    params: AutowareParams = None,
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
     scenes: Scenes = None,
@@ -104,7 +106,7 @@ def sweep(
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
-                       atol=atol, rtol=rtol)
+                       atol=atol, rtol=rtol, params=tuple(params or ()))
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -129,7 +131,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
 
-    labels = tuple(label for label, _ in parse_backends(backends, rule=REF_CANDIDATES))
+    pairs = parse_backends(backends, rule=REF_CANDIDATES)
+    labels = tuple(label for label, _ in pairs)
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,
@@ -140,9 +143,19 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
+    _lint_first(model, run.params, [s.onnx_dir for _, s in pairs if s.onnx_dir is not None], third_party.terminal)
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
         doc = write_all(outcome, opts, html_report=run.html)
     print_summary(doc, stdout_console())
     return int(outcome.outcome.exit_code)
+
+
+def _lint_first(model: ModelRecord, params: tuple[Path, ...], dirs: list[Path], stream) -> None:
+    """`cpdebug lint`'s checks over the model, --params and the SPEC@DIR folders' parameter files, before any frame
+    runs: a mismatch between the model and a deployed pair stops the sweep (one line); the others are printed."""
+    from cp_debug.lint.run import lint_before_run
+
+    for note in lint_before_run(model, params, dirs):
+        print(f"cpdebug: {note}", file=stream, flush=True)

@@ -19,8 +19,9 @@ import numpy as np
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.decode import Detections, decode
 from cp_debug.recipes.centerpoint.compare_detections import compare_detections
-from cp_debug.replay.variants import (GlueVariant, apply_box_variant, box_variants, cfg_for, decode_variants,
-                                      fitted_thresholds, reference_variant, rerun_variants, score_variants)
+from cp_debug.replay.variants import (GlueVariant, NodeGlue, apply_box_variant, box_variants, cfg_for, decode_variants,
+                                      fitted_thresholds, node_filter, reference_variant, rerun_variants,
+                                      score_variants)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class ReplayOptions:
     seeds: tuple[int, ...] = (0, 1, 2)
     max_voxels: tuple[int, ...] = ()
     tolerances: Tolerances = Tolerances()
+    node: NodeGlue | None = None  # --params: the node's own thresholds, NMS and cap, tried first after the reference
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class FrameResult:
 def all_variants(cfg, frames: Sequence[ReplayFrame], opts: ReplayOptions,
                  scores: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))) -> list[GlueVariant]:
     """Every variant a replay tries, in order; `scores` are the pairs the score-space variants are fitted on."""
-    out = [reference_variant(), *box_variants()]
+    out = [reference_variant(), *([opts.node.variant()] if opts.node is not None else []), *box_variants()]
     fitted = fitted_thresholds([f.deployed for f in frames], cfg.class_names)
     if fitted is not None:
         out.append(fitted)
@@ -215,6 +217,10 @@ def variant_detections(runner: ReferenceRunner, frame: ReplayFrame, variant: Glu
         return dets
     if variant.kind == "box":
         return apply_box_variant(variant, ref.detections)
+    if variant.kind == "node":
+        cap = p.get("max_voxels")
+        run = runner.run(frame.points, max_voxels=cap) if cap is not None and cap < voxels else ref
+        return node_filter(decode(run.head, cfg_for(cfg, p)), p)
     return ref.detections
 
 

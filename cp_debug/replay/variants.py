@@ -208,3 +208,70 @@ def cfg_for(cfg, params: Mapping) -> object:
 
     keys = {k: params[k] for k in ("nms_dist_sq", "post_max_size", "max_num") if k in params}
     return replace(cfg, **keys) if keys else cfg
+
+
+@dataclass(frozen=True)
+class NodeGlue:
+    """What Autoware's node does after the network, read from its parameter files (`--params`) instead of guessed:
+    the voxel cap, circle NMS (a distance in metres), score thresholds per class and distance bin, and the final
+    BEV IoU NMS. `files` name where they came from."""
+
+    files: tuple[str, ...]
+    max_voxels: int | None = None
+    circle_nms_m: float | None = None
+    upper_bounds: tuple[float, ...] = ()
+    thresholds: tuple[tuple[float, ...], ...] = ()  # [class][bin]
+    iou_nms: float | None = None
+
+    @classmethod
+    def read(cls, paths) -> "NodeGlue":
+        from cp_debug.data.autoware_params import read_params
+
+        p = read_params(paths)
+        cap = p.ints("model_params.max_voxel_size")
+        circle = p.number("post_process_params.circle_nms_dist_threshold")
+        iou = p.number("post_process_params.iou_nms_threshold")
+        table = p.score_thresholds()
+        return cls(tuple(str(f) for f in p.files), cap.value if cap else None, circle.value if circle else None,
+                   table.upper_bounds if table else (), table.table if table else (), iou.value if iou else None)
+
+    def variant(self) -> GlueVariant:
+        parts = []
+        if self.max_voxels is not None:
+            parts.append(f"max_voxels {self.max_voxels}")
+        if self.circle_nms_m is not None:
+            parts.append(f"circle NMS {self.circle_nms_m:g} m")
+        if self.thresholds:
+            parts.append("score thresholds per class and range")
+        if self.iou_nms is not None:
+            parts.append(f"BEV IoU NMS > {self.iou_nms:g}")
+        params: dict = {"files": list(self.files)}
+        if self.max_voxels is not None:
+            params["max_voxels"] = self.max_voxels
+        if self.circle_nms_m is not None:
+            params["nms_dist_sq"] = self.circle_nms_m ** 2
+        if self.thresholds:
+            params["upper_bounds"] = [b if math.isfinite(b) else None for b in self.upper_bounds]
+            params["thresholds"] = [list(r) for r in self.thresholds]
+        if self.iou_nms is not None:
+            params["iou_nms"] = self.iou_nms
+        return GlueVariant(f"node parameters: {', '.join(parts) or 'none set'}", "node parameters", "node", params)
+
+
+def node_filter(dets: Detections, params: Mapping) -> Detections:
+    """The node's score thresholds (class × distance bin; past the last bound the last bin's) and BEV IoU NMS."""
+    keep = np.ones(len(dets), bool)
+    if "thresholds" in params and len(dets):
+        bounds = np.array([np.inf if b is None else b for b in params["upper_bounds"]])
+        table = np.asarray(params["thresholds"], dtype=np.float64)
+        dist = np.hypot(dets.boxes[:, 0], dets.boxes[:, 1])
+        b = np.minimum(np.searchsorted(bounds, dist, side="right"), len(bounds) - 1)
+        labels = np.minimum(dets.labels, len(table) - 1)
+        keep = dets.scores >= table[labels, b]
+    dets = Detections(dets.boxes[keep], dets.scores[keep], dets.labels[keep], dets.class_names)
+    if "iou_nms" in params and len(dets):
+        from cp_debug.replay.nms import rotated_nms
+
+        k = rotated_nms(dets.boxes, dets.scores, params["iou_nms"], len(dets))
+        dets = Detections(dets.boxes[k], dets.scores[k], dets.labels[k], dets.class_names)
+    return dets

@@ -30,8 +30,8 @@ print("RESULT " + json.dumps({"commands": names, "codes": codes,
                               "loaded": sorted(m for m in %r if m in sys.modules)}))
 """ % (HEAVY,)
 
-COMMANDS = ["backends", "bench", "bisect", "eval", "export", "extract", "fix", "infer", "keep-fp32", "quantize",
-            "replay", "report", "scenes", "sensitivity", "sweep", "train", "trt-kit"]
+COMMANDS = ["backends", "bench", "bisect", "eval", "export", "extract", "fix", "infer", "keep-fp32", "lint",
+            "quantize", "replay", "report", "scenes", "sensitivity", "sweep", "train", "trt-kit"]
 
 
 def test_version_and_help_of_every_command_load_no_heavy_library():

@@ -88,6 +88,9 @@ def _planted(world, fault: str) -> list[Detections]:
             out.append(_with(d, scores=1 / (1 + np.exp(-d.scores.astype(np.float64)))))
         elif fault == "half":  # the score scaled by 0.5 on the way out
             out.append(_with(d, scores=0.5 * d.scores))
+        elif fault == "node":  # the node's own post-processing: score >= 0.35 for every class (its shipped files)
+            keep = d.scores >= 0.35
+            out.append(Detections(d.boxes[keep], d.scores[keep], d.labels[keep], d.class_names))
         elif fault == "moved":  # an engine fault: every box 0.5 m off, its score as the reference's
             b[:, 0] += 0.5
             out.append(_with(d, b))
@@ -257,3 +260,23 @@ def test_mmdet3d_0x_results_without_tokens_follow_the_info_order(world, tmp_path
     source = frames_from_files("mmdet3d-pkl", tmp_path / "r.pkl", tmp_path / "scenes", CFG)
     assert [f.token for f in source.frames] == [scene_token(SEEDS[0])]
     assert replay(source, runner, weights, ReplayOptions(seeds=(0,))).matches_reference
+
+
+def test_params_give_the_nodes_own_thresholds_instead_of_a_guess(world):
+    """--params: Autoware's shipped files (tests/data/autoware) give the node's thresholds (0.35 per class and
+    range), NMS and voxel cap; the variant built from them is the glue that explains the recording."""
+    from cp_debug.replay.variants import NodeGlue
+
+    runner, _, refs, _, weights, _, _ = world
+    data = ROOT / "tests" / "data" / "autoware"
+    node = NodeGlue.read([data / "centerpoint_short_range_ml_package.param.yaml",
+                          data / "centerpoint_common.param.yaml"])
+    assert node.max_voxels == 40000 and node.circle_nms_m == 0.5 and node.iou_nms == 0.1
+    assert node.thresholds[0] == (0.35, 0.35, 0.35, 0.35)
+    dropped = sum(int((r.detections.scores < 0.35).sum()) for r in refs)
+    assert dropped > 0  # the thresholds matter on these frames
+    report = replay(_frames(world, "node"), runner, weights, ReplayOptions(seeds=(0,), node=node))
+    node_row = next(s for s in report.scores if s.variant.family == "node parameters")
+    assert node_row.fraction == 1.0 and report.reference.fraction < 1.0, report.verdict()
+    assert report.best_family == "node parameters", report.verdict()
+    assert "centerpoint_common.param.yaml" in str(node_row.variant.params["files"])

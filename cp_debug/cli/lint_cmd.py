@@ -1,0 +1,94 @@
+"""`cpdebug lint`: a training config, Autoware's parameter files and a deployed ONNX pair, checked against each
+other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cp_debug.cli._options import ConfigFile, DataRoot, Json, Verbose
+from cp_debug.cli._quiet import ThirdParty
+
+
+def lint(
+    config: ConfigFile = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="A preset as the training config (demo, tiny, awml-base, …), instead of --config.")] = None,
+    params: Annotated[Optional[list[Path]], typer.Option(
+        "--params", metavar="FILE", help="Autoware parameter files (*.param.yaml: the model's ml_package file, "
+        "centerpoint_common, a model manifest), read in order as the launch file reads them; repeat the option.")] \
+        = None,
+    onnx_dir: Annotated[Optional[Path], typer.Option(
+        "--onnx", metavar="DIR", help="The deployed pair: pts_voxel_encoder[_<model>].onnx and "
+        "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); its *.param.yaml files are read too "
+        "when no --params is given.")] = None,
+    points: Annotated[Optional[list[Path]], typer.Option(
+        "--points", metavar="FILE", help="Point files whose pillars are counted against the voxel cap; repeatable.")]
+    = None,
+    scenes: Annotated[Optional[Path], typer.Option(
+        "--scenes", help="An info file, a folder of point files or a rosbag2 folder: every frame's pillars counted "
+        "against the voxel cap.")] = None,
+    data_root: DataRoot = None,
+    json_out: Json = None,
+    verbose: Verbose = False,
+) -> None:
+    """Check the training config, the parameter files and the ONNX pair against each other: class names and order,
+    point features and the encoder's input, range and voxel size against the ONNX grid, the downsample factor
+    against the head maps, the head's channels (variance, twist), the voxel cap against the data, thresholds as
+    the node decodes them.
+
+    Exit codes: 0 consistent, 1 a mismatch (each named with both values and where each came from), 2 an input that
+    cannot be read.
+    """
+    with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.lint.run import LintRequest, lint as run_lint, params_of_folder
+
+        cfg, label = _config(config, preset)
+        files = tuple(params or ()) or params_of_folder(onnx_dir)
+        frames, data_label = _frames(points, scenes, data_root, cfg)
+        report = run_lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label))
+
+        from cp_debug.cli._output import finish
+
+        def show(console) -> None:
+            for f in report.findings:
+                if f.status != "skipped" or verbose:
+                    style = {"mismatch": "red", "warning": "yellow", "ok": "green"}.get(f.status, "")
+                    console.print(f.line(), style=style, highlight=False, soft_wrap=True)
+            console.print(f"lint: {report.summary()}", style="bold", highlight=False)
+
+        finish(report.to_json(), json_out, third_party, show)
+    raise typer.Exit(int(report.exit_code))
+
+
+def _config(config: Path | None, preset: str | None):
+    """The training config (a file, else the preset), and how messages name it; (None, "") when neither is given."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.source import model_name
+
+    if config is not None and preset is not None:
+        raise BadInputError("give --config or --preset, not both")
+    if config is None and preset is None:
+        return None, ""
+    name = model_name(preset or "", config)
+    return get_preset(name), (Path(name).name if config is not None else f"preset {name}")
+
+
+def _frames(points: list[Path] | None, scenes: Path | None, data_root: Path | None, cfg):
+    from cp_debug.errors import BadInputError
+
+    if not points and scenes is None:
+        return [], ""
+    if cfg is None:
+        raise BadInputError("--points/--scenes are loaded as the model loads them: give --config or --preset too")
+    from cp_debug.data.frames import Frame, PointFile, from_scenes
+
+    if points:
+        for p in points:
+            if not p.is_file():
+                raise BadInputError(f"--points {p}: no such file")
+        return [Frame(p.stem, PointFile(str(p))) for p in points], "--points"
+    return from_scenes(scenes, cfg, data_root, task="check"), f"--scenes {scenes.name}"
