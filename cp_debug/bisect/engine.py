@@ -124,7 +124,23 @@ class BisectEngine:
             ref_up.update(rs.ref_outputs[i])
         self._detection_verdicts(states, cand_up)
         cands = [self._conclude(s, first) for s in states]
-        return assemble_report(rs, cands)
+        report = assemble_report(rs, cands)
+        report.scene = self._scene(states, cand_up)
+        return report
+
+    def _scene(self, states: list[CandidateState], cand_up: dict[str, dict]):
+        """The subject's scene with every side's last-stage outputs (the head maps, float32 copies), for the BEV
+        pictures; None where the subject has no scene. A candidate that did not reach the end is left out."""
+        from cp_debug.half import as_float32
+
+        rs = self.run_state
+        if rs.subject.scene is None:
+            return None
+        last = rs.subject.stages[-1].output_names
+        ref = rs.ref_outputs[len(rs.subject.stages) - 1]
+        cands = {s.label: {n: np.array(as_float32(np.asarray(cand_up[s.label][n]))) for n in last}
+                 for s in states if all(n in cand_up[s.label] for n in last)}
+        return rs.subject.scene.with_heads({n: np.array(as_float32(np.asarray(ref[n]))) for n in last}, cands)
 
     def _detection_verdicts(self, states: list[CandidateState], cand_up: dict[str, dict]) -> None:
         """The subject's detection verdict per candidate, on the last stage's outputs (a failure is a warning)."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Judgement, Outcome, worst
+from cp_debug.data.frames import GroundTruth
+from cp_debug.models.centerpoint.config import CenterPointConfig
 from cp_debug.models.centerpoint.source import ModelRecord
 from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
@@ -136,6 +140,24 @@ class RootCause:
         return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}"
 
 
+@dataclass(frozen=True, eq=False)
+class BevScene:
+    """What the bird's-eye pictures of a CenterPoint run draw (`report/bev.py`), kept in memory only — never in the
+    JSON report (megabytes of arrays): the model's config (its grid), the scan's points (N, >= 3: x, y, z, ...), its
+    ground truth (None where the scan has none), and the raw head maps (the last stage's outputs, float32) of the
+    reference and of each candidate that ran to the end, by label. The subject gives one without head maps; the
+    engine fills them in (`with_heads`)."""
+
+    config: CenterPointConfig
+    points: np.ndarray
+    truth: GroundTruth | None = None
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    candidates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def with_heads(self, reference: dict[str, np.ndarray], candidates: dict[str, dict[str, np.ndarray]]) -> BevScene:
+        return BevScene(self.config, self.points, self.truth, dict(reference), dict(candidates))
+
+
 @dataclass
 class CandidateResult:
     label: str  # as typed on the command line, e.g. "ort-cpu-int8"
@@ -179,6 +201,8 @@ class BisectReport:
     # The CenterPoint model as the user named it, which `cpdebug extract` loads again and `fix --from-bisect`
     # starts from; None for --torch / --onnx models and for runs recorded before it existed.
     model_record: ModelRecord | None = None
+    # the scan, its ground truth and every side's head maps, for the BEV pictures (CenterPoint runs); not in JSON
+    scene: BevScene | None = None
 
     @property
     def any_diverged(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import onnx
 
+from cp_debug.bisect.result import BevScene
 from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
@@ -134,6 +135,9 @@ class Subject:
     warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
     # glued input -> the earlier stages' outputs the glue computes it from (default: the previous stage's outputs)
     glue_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the scan and its ground truth for the BEV pictures (CenterPoint); the engine keeps every side's last-stage
+    # outputs (the head maps) in it, on the report
+    scene: BevScene | None = None
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""

@@ -195,6 +195,9 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         key = c.root_cause.probe if c.root_cause else None
         if key in kept:
             plots[c.label] = kept[key].to_json()
+            segment = _segment_heatmaps(run, kept, key)
+            if segment:
+                plots[c.label]["segment"] = segment
     o = run.opts
     settings = {
         "level": run.level, "refine": o.refine, "deterministic": o.deterministic,
@@ -219,6 +222,24 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
     return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),
                         run.subject.description, run.warnings, plots)
+
+
+SEGMENT_LAYERS = 8  # the root cause's neighbours whose BEV error maps the report keeps (each up to 128 × 128)
+
+
+def _segment_heatmaps(run: RunState, kept: dict, root: str) -> list[dict]:
+    """The BEV error heat maps of the root cause's segment, layer by layer: the probes beside it (its parent's
+    children, in execution order) whose tensors are image-like, at most `SEGMENT_LAYERS` of them around it."""
+    spec = run.probes.get(root)
+    if spec is None:
+        return []
+    layers = sorted((p for p in run.probes.values() if p.stage == spec.stage and p.parent == spec.parent
+                     and p.name in kept and kept[p.name].heatmap is not None), key=lambda p: p.pos)
+    at = next((i for i, p in enumerate(layers) if p.name == root), None)
+    if at is None:
+        return []
+    lo = max(0, min(at - SEGMENT_LAYERS // 2, len(layers) - SEGMENT_LAYERS))
+    return [kept[p.name].heatmap for p in layers[lo:lo + SEGMENT_LAYERS]]
 
 
 def _tol_dict(t: Tolerance) -> dict:

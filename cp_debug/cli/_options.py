@@ -122,6 +122,12 @@ Json = Annotated[Optional[str], typer.Option("--json", help="Write the JSON repo
 Csv = Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")]
 Parquet = Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")]
 Html = Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")]
+Pictures = Annotated[Optional[Path], typer.Option(
+    "--pictures", metavar="DIR", help="Write the bird's-eye pictures (CenterPoint) as PNG files into DIR: each head "
+    "map's change in metres, the peak flips at the score threshold, the root cause's segment.")]
+Rrd = Annotated[Optional[Path], typer.Option(
+    "--rrd", metavar="FILE", help="Write a Rerun recording (.rrd): the scan, both sides' boxes, the BEV maps and the "
+    "per-probe errors, one time point per frame (needs rerun-sdk: pip install 'cp-debug[rerun]').")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show third-party warnings (ONNX Runtime, torch, …) "
                                        "as they come; by default they go to the report's warnings.")]

@@ -37,12 +37,20 @@ def check_inputs(**files: str | os.PathLike | None) -> None:
             raise BadInputError(f"--{flag.replace('_', '-')} {path} does not exist")
 
 
-def check_report_writers(parquet: str | os.PathLike | None = None, html: str | os.PathLike | None = None) -> None:
-    """The libraries the report's writers need: pyarrow for --parquet, matplotlib for --html."""
+def check_report_writers(parquet: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
+                         rrd: str | os.PathLike | None = None, pictures: str | os.PathLike | None = None) -> None:
+    """The libraries the report's writers need: pyarrow for --parquet, matplotlib for --html and --pictures,
+    rerun-sdk for --rrd; and a --pictures DIR that is no file."""
     if parquet is not None and not has_module("pyarrow"):
         raise BadInputError("--parquet needs pyarrow: pip install 'cp-debug[parquet]'")
     if html is not None and not has_module("matplotlib"):
         raise BadInputError("--html needs matplotlib: pip install matplotlib")
+    if rrd is not None:
+        from cp_debug.report.rerun_export import check_rerun
+
+        check_rerun()
+    if pictures is not None and Path(pictures).exists() and not Path(pictures).is_dir():
+        raise BadInputError(f"--pictures {pictures} is a file: give a folder (made if missing)")
 
 
 def check_devkit() -> None:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html,
-                                   Inputs, Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet,
-                                   RandomWeights, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose,
+                                   Inputs, Int8Dir, Json, LoadDim, OnnxModel, Parquet, Pictures, Points, Preset, Quiet,
+                                   RandomWeights, Rrd, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose,
                                    backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -43,6 +43,8 @@ class BisectOutputs:
     html: Path | None = None
     bundle: Path | None = None
     quiet: bool = False
+    pictures: Path | None = None  # the BEV pictures as PNG files in this folder
+    rrd: Path | None = None  # a Rerun recording
 
 
 def bisect(
@@ -93,6 +95,8 @@ def bisect(
     csv: Csv = None,
     parquet: Parquet = None,
     html: Html = None,
+    pictures: Pictures = None,
+    rrd: Rrd = None,
     bundle: Annotated[Optional[Path],
                       typer.Option(help="Write a bug-report bundle (failing subgraph, "
                                         "inputs, repro.py) to DIR.")] = None,
@@ -118,7 +122,7 @@ def bisect(
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()))
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
-                                quiet=quiet or json_out == "-")
+                                quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd)
         _preflight(pairs, subject, calib, lockstep_mode, outputs)
         from cp_debug.bisect.engine import BisectOptions
 
@@ -165,8 +169,9 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, calib=calib, int8=int8)
-    check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html)
-    check_report_writers(parquet=outputs.parquet, html=outputs.html)
+    check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd)
+    check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
+                         pictures=outputs.pictures)
 
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
@@ -230,10 +235,23 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         from cp_debug.report.frames import write_parquet
 
         write_parquet(caught(), parquet)
+    pictures = None
+    if html or outputs.pictures:
+        from cp_debug.report.bev_plot import bisect_pictures, write_pictures
+
+        with progress.step("drawing the bird's-eye pictures"):
+            pictures = bisect_pictures(report)
+        if outputs.pictures:
+            write_pictures([p for c in pictures.values() for p in c.pictures], outputs.pictures)
     if html:
         from cp_debug.report.html import write_html
 
-        write_html(caught(), html)
+        write_html(caught(), html, pictures)
+    if outputs.rrd:
+        from cp_debug.report.rerun_export import bisect_recording
+
+        with progress.step(f"writing the Rerun recording {outputs.rrd}"):
+            bisect_recording(report, outputs.rrd)
     if json_out == "-":
         print(json_text(caught()))
     else:

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic,
-                                   HeldOutCalib, Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode,
-                                   Verbose, model_record)
+                                   HeldOutCalib, Int8Dir, Pictures, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed,
+                                   ToleranceMode, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -47,6 +47,8 @@ class SweepRun:
     atol: float | None = None
     rtol: float | None = None
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
+    pictures: Path | None = None  # the bisected frames' BEV pictures as PNG files
+    rrd: Path | None = None  # a Rerun recording of every frame
 
 
 def sweep(
@@ -86,6 +88,8 @@ def sweep(
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
+    pictures: Pictures = None,
+    rrd: Rrd = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -106,7 +110,7 @@ def sweep(
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
-                       atol=atol, rtol=rtol, params=tuple(params or ()))
+                       atol=atol, rtol=rtol, params=tuple(params or ()), pictures=pictures, rrd=rrd)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -126,6 +130,10 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     preset, quiet = model.model_name, run.quiet
     check_mode(run.tolerance_mode)
+    from cp_debug.cli._preflight import check_outputs, check_report_writers
+
+    check_outputs(run.rrd)
+    check_report_writers(rrd=run.rrd, pictures=run.pictures)
     get_preset(preset)
     if run.level not in LEVELS:
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
@@ -147,7 +155,23 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
-        doc = write_all(outcome, opts, html_report=run.html)
+        pictures = None
+        if run.html or run.pictures:
+            from cp_debug.sweep.report import bisected_pictures
+
+            with steps.step("drawing the bisected frames' bird's-eye pictures"):
+                pictures = bisected_pictures(outcome)
+        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures)
+        if run.pictures:
+            from cp_debug.report.bev_plot import write_pictures
+
+            write_pictures([p for by_label in pictures.values() for c in by_label.values() for p in c.pictures],
+                           run.pictures)
+        if run.rrd:
+            from cp_debug.sweep.rerun import sweep_recording
+
+            with steps.step(f"writing the Rerun recording {run.rrd}"):
+                sweep_recording(outcome, opts, run.rrd)
     print_summary(doc, stdout_console())
     return int(outcome.outcome.exit_code)
 

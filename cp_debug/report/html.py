@@ -55,8 +55,13 @@ details{margin-top:10px}pre{background:#f6f8fa;padding:10px;border-radius:4px;ov
 """
 
 
-def render_html(report: BisectReport) -> str:
-    """The whole page as one string."""
+def render_html(report: BisectReport, pictures: dict | None = None) -> str:
+    """The whole page as one string. `pictures`: the BEV pictures by candidate (`report.bev_plot.bisect_pictures`),
+    drawn here when not given."""
+    if pictures is None:
+        from cp_debug.report.bev_plot import bisect_pictures
+
+        pictures = bisect_pictures(report)
     title = model_title(report)
     parts = [
         "<!DOCTYPE html>",
@@ -71,16 +76,16 @@ def render_html(report: BisectReport) -> str:
         _summary(report),
     ]
     for cand in report.candidates:
-        parts.append(_candidate(report, cand))
+        parts.append(_candidate(report, cand, pictures.get(cand.label)))
     parts.append(int8_section(report))
     parts.append(_details(report))
     parts.append("</main></body></html>")
     return "\n".join(parts)
 
 
-def write_html(report: BisectReport, path: str | os.PathLike) -> Path:
+def write_html(report: BisectReport, path: str | os.PathLike, pictures: dict | None = None) -> Path:
     check_writable(path)  # before the plots are drawn
-    return write_text_atomic(path, render_html(report))
+    return write_text_atomic(path, render_html(report, pictures))
 
 
 # -- sections -----------------------------------------------------------------------------------------------------
@@ -116,7 +121,7 @@ def _summary(report: BisectReport) -> str:
     return "\n".join(out)
 
 
-def _candidate(report: BisectReport, cand: CandidateResult) -> str:
+def _candidate(report: BisectReport, cand: CandidateResult, pictures=None) -> str:
     kind, text = verdict(cand, hint=False)  # the hint has its own box below
     out = [f'<section id="c-{_slug(cand.label)}"><h2>{escape(cand.label)} vs {escape(report.reference)}</h2>',
            f'<div class="verdict v-{kind}">{escape(text)}</div>']
@@ -151,6 +156,9 @@ def _candidate(report: BisectReport, cand: CandidateResult) -> str:
     if side:
         out.append("<h3>Where the error is</h3>")
         out.append('<div class="plots">' + "".join(side) + "</div>" if len(side) > 1 else side[0])
+    from cp_debug.report.bev_plot import pictures_html
+
+    out.append(pictures_html(pictures))
     out.append("</section>")
     return "\n".join(out)
 
@@ -220,12 +228,13 @@ def img_tag(png: bytes, alt: str) -> str:
 
 
 # -- plots ----------------------------------------------------------------------------------------------------------
-def new_figure(w: float, h: float):
-    """A matplotlib Figure of w × h inches on the Agg canvas (no display needed); `figure_png` renders it."""
+def new_figure(w: float, h: float, layout: str | None = "constrained"):
+    """A matplotlib Figure of w × h inches on the Agg canvas (no display needed); `figure_png` renders it.
+    `layout=None` for many panels placed by `subplots_adjust` (the constrained layout costs seconds there)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    fig = Figure(figsize=(w, h), dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 

@@ -17,6 +17,7 @@ from cp_debug.errors import CpDebugError
 from cp_debug.sweep.rank import RankedFrame
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.frames import GroundTruth
     from cp_debug.data.point_files import LoadedPoints
 
 
@@ -31,23 +32,26 @@ class FrameFailure:
         return {"error": self.reason}
 
 
-def frame_scan(frame: Frame, cfg) -> "LoadedPoints":
+def frame_scan(frame: Frame, cfg) -> "tuple[LoadedPoints, GroundTruth | None]":
     """The scan bisect runs for a sweep's frame: the frame's points read as a point file of them would be (so the
-    report's `point_cloud` facts are those of the points the sweep ran), named by the frame's token."""
+    report's `point_cloud` facts are those of the points the sweep ran), named by the frame's token; and its ground
+    truth (None where the frame has none), which the BEV pictures draw."""
     from cp_debug.data.point_files import load_point_array
 
-    points = np.asarray(frame.load(cfg).points, dtype=np.float32)
-    return load_point_array(points, cfg, f"sweep frame {frame.token}")
+    loaded = frame.load(cfg)
+    points = np.asarray(loaded.points, dtype=np.float32)
+    return load_point_array(points, cfg, f"sweep frame {frame.token}"), loaded.truth
 
 
-def bisect_frame(settings, scan: "LoadedPoints", candidate: str) -> BisectReport:
-    """The bisect report of one frame's scan, reference against `candidate`."""
+def bisect_frame(settings, scan: "LoadedPoints", candidate: str, truth: "GroundTruth | None" = None) -> BisectReport:
+    """The bisect report of one frame's scan, reference against `candidate` (`truth`: the scan's ground truth)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=scan,
-                                  seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir)
+                                  seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir,
+                                  truth=truth)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed,
@@ -75,7 +79,8 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
     for r in todo[: opts.bisect_top]:
         with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
             try:
-                rep = bisect_frame(opts.settings, frame_scan(by_token[r.token], cfg), r.candidate)
+                scan, truth = frame_scan(by_token[r.token], cfg)
+                rep = bisect_frame(opts.settings, scan, r.candidate, truth)
             except CpDebugError as err:
                 reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue

@@ -254,8 +254,10 @@ def frame_rows(outcome: SweepOutcome):
     return pd.DataFrame(rows)
 
 
-def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True) -> dict:
-    """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc."""
+def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True,
+              pictures: dict | None = None) -> dict:
+    """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc.
+    `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given."""
     from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
@@ -264,8 +266,20 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = Tru
     df = frame_rows(outcome)
     write_atomic(out / "frames.parquet", lambda f: df.to_parquet(f, index=False))
     if html_report:
-        write_text_atomic(out / "report.html", render_html(doc, outcome, opts))
+        if pictures is None:
+            pictures = bisected_pictures(outcome)
+        write_text_atomic(out / "report.html", render_html(doc, outcome, opts, pictures))
     return doc
+
+
+def bisected_pictures(outcome: SweepOutcome) -> dict[str, dict]:
+    """token -> candidate label -> `report.bev_plot.BevPictures` of every frame the sweep bisected (file names
+    start with the token)."""
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.report.bev_plot import bisect_pictures
+
+    return {token: bisect_pictures(rep, prefix=f"{token}-") for token, rep in outcome.bisects.items()
+            if isinstance(rep, BisectReport)}
 
 
 # -- HTML ----------------------------------------------------------------------------------------------------
@@ -340,7 +354,7 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
-def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions) -> str:
+def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: dict | None = None) -> str:
     lanes = list(opts.settings.backends)
     parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>",
              f"<p><b>{html.escape(doc['verdict'])}</b></p>"]
@@ -374,8 +388,17 @@ def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions) -> str:
                             ["from", "to", "Δ mAP (ours)", f"{int(m['confidence'] * 100)}% CI"]))
     parts.append("<h2>Worst frames (BEV)</h2>")
     parts += [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
+    if pictures:
+        from cp_debug.report.bev_plot import pictures_html
+
+        parts.append("<h2>Bisected frames: bird's-eye maps in metres</h2>")
+        for token, by_label in pictures.items():
+            for label, pics in by_label.items():
+                parts.append(f"<h3>{html.escape(token)}: {html.escape(label)}</h3>")
+                parts.append(pictures_html(pics).replace("<h3>Bird's-eye view (m)</h3>", "", 1))
     style = "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;" \
-            "padding:2px 6px;font-size:12px}</style>"
+            "padding:2px 6px;font-size:12px}img.plot{display:block;max-width:100%;height:auto;margin:8px 0}" \
+            ".note{color:#666;font-size:12.5px}</style>"
     return f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
 
 

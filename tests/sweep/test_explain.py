@@ -30,7 +30,7 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
 
     scans = []
 
-    def bisect_frame(settings, points, candidate):
+    def bisect_frame(settings, points, candidate, truth=None):
         scans.append((points.source, points.file_format, len(points.points)))  # the frame's scan, in memory
         if settings.fail:
             raise BadInputError("the frame cannot be bisected\nsecond line")

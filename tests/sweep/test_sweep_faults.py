@@ -33,11 +33,11 @@ def swept(tmp_path_factory):
     outcome = run_sweep(opts)
     doc = write_all(outcome, opts)
     dense = sorted(occupied, key=occupied.get, reverse=True)[:2]
-    return doc, cand, set(dense), tmp / "out"
+    return doc, cand, set(dense), tmp / "out", outcome, opts
 
 
 def test_planted_fault_frames_rank_first_classed_local_with_the_layer(swept):
-    doc, cand, dense, _ = swept
+    doc, cand, dense, *_ = swept
     top = doc["frames"][:2]
     assert {f["token"] for f in top} == dense
     for f in top:
@@ -63,7 +63,7 @@ def test_rounding_noise_alone_is_uniform(swept):
 def test_files_follow_the_contract(swept):
     import pandas as pd
 
-    doc, cand, _, out = swept
+    doc, cand, _, out, *_ = swept
     on_disk = json.loads((out / "sweep.json").read_text())
     assert on_disk["schema"] == "cp_debug.sweep/1" and on_disk["candidates"] == [cand, "ort-cpu-fp16"]
     assert on_disk["outcome"] == "diverged" and on_disk["tolerance_mode"] == "model"
@@ -76,3 +76,25 @@ def test_files_follow_the_contract(swept):
     chain = doc["metrics"]["chain"]
     assert [(s["from"], s["to"]) for s in chain] == [("torch", cand), (cand, "ort-cpu-fp16")]
     assert all(np.isfinite(s["delta_map"]) for s in chain)
+
+
+def test_the_rerun_recording_holds_every_frame(swept, tmp_path):
+    pytest.importorskip("rerun")
+    from rerun.chunk import RrdReader
+
+    from cp_debug.sweep.rerun import sweep_recording
+
+    doc, cand, *_, outcome, opts = swept
+    path = sweep_recording(outcome, opts, tmp_path / "sweep.rrd")
+    frames: dict[str, set] = {}
+    for chunk in RrdReader(path).stream():
+        batch = chunk.to_record_batch()
+        if "frame" in batch.schema.names:
+            frames.setdefault(chunk.entity_path, set()).update(batch.column("frame").to_pylist())
+    every = set(range(N))
+    from rerun import new_entity_path
+
+    for entity in ("/frame", "/scan", "/truth", "/boxes/torch", new_entity_path(["boxes", cand]),
+                   new_entity_path(["probes", cand]), "/probes/ort-cpu-fp16",
+                   "/errors/ort-cpu-fp16/pts_backbone.blocks.1"):
+        assert frames.get(entity) == every, entity

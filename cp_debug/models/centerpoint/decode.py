@@ -26,12 +26,14 @@ HEAT_ACTIVATIONS = {"none": 0, "sigmoid": 1, "sigmoid_twice": 2}  # how many sig
 @dataclass(frozen=True)
 class Detections:
     """boxes (N, 9) float32 [x, y, z_bottom, l, w, h, yaw, vx, vy]; scores (N,) float32; labels (N,) int64,
-    sorted by descending score."""
+    sorted by descending score; cells (N,) int64: the head-map cell row * W + col each box was decoded from (its
+    heatmap peak), None where the boxes were not decoded here."""
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...] = ()
+    cells: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -161,9 +163,10 @@ def decode(
     mask = (boxes[:, :3] >= pcr_post[:3]).all(1) & (boxes[:, :3] <= pcr_post[3:]).all(1)
     mask &= scores > thr
     boxes, scores, labels = boxes[mask].numpy(), scores[mask].numpy(), labels[mask].numpy().astype(np.int64)
+    cells = inds[0][mask].numpy().astype(np.int64)
 
     keep = circle_nms(boxes[:, :2], scores, cfg.nms_dist_sq, cfg.post_max_size)
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    boxes, scores, labels, cells = boxes[keep], scores[keep], labels[keep], cells[keep]
     boxes = boxes.copy()
     boxes[:, 2] = boxes[:, 2] - boxes[:, 5] * 0.5
     return Detections(
@@ -171,4 +174,5 @@ def decode(
         scores=np.ascontiguousarray(scores, dtype=np.float32),
         labels=np.ascontiguousarray(labels, dtype=np.int64),
         class_names=tuple(cfg.class_names),
+        cells=np.ascontiguousarray(cells, dtype=np.int64),
     )

@@ -16,6 +16,7 @@ import numpy as np
 from cp_debug.bisect.subject import Stage, Subject
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.data.frames import GroundTruth
     from cp_debug.data.point_files import LoadedPoints
 
 # The `stage` level: each PFN layer; each SECOND block (or each ConvNeXt_PC downsample layer, stage and output
@@ -53,13 +54,14 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                         points: "str | Path | LoadedPoints | None" = None,
                         seed: int = 0, trace_side: int = 128, load_dim: int | None = None,
                         use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False,
-                        int8: str | Path | None = None) -> Subject:
+                        int8: str | Path | None = None, truth: "GroundTruth | None" = None) -> Subject:
     """The two-stage subject. `points`: a point file, a scan in memory or None (see `_scan`); what loading did
     (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
     (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
-    `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`)."""
+    `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`). `truth`: the scan's ground
+    truth for the BEV pictures (a sweep's frame); the synthetic scan brings its own."""
     import torch
 
     from cp_debug.models.centerpoint.presets import as_config
@@ -67,6 +69,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
     from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.bisect.result import BevScene
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
     from cp_debug.errors import BadInputError
     from cp_debug.export.torch_export import export_module
@@ -77,6 +80,10 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     pts = loaded.points
     from cp_debug.models.centerpoint.source import load_model
 
+    if truth is None and points is None:
+        from cp_debug.data.frames import ModelScan
+
+        truth = ModelScan(seed).truth(cfg)
     int8_info = None
     if int8 is not None:
         from cp_debug.recipes.centerpoint.int8_source import load_int8_model
@@ -153,5 +160,6 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                      "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
                      "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],
                      **({"int8": int8_info} if int8_info is not None else {})},
-        warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg))
+        warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg),
+        scene=BevScene(cfg, pts, truth))
 
