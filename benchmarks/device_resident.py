@@ -32,7 +32,7 @@ def _sync() -> None:
     import torch
 
     if torch.cuda.is_available():
-        _sync()
+        torch.cuda.synchronize()
 
 
 def _gpu_mib() -> float:

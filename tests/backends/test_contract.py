@@ -130,7 +130,7 @@ def test_runner_capabilities(spec, tiny, tiny_fakequant):
             dev = r.infer_device({"x": torch.from_numpy(tiny.x)})
             assert set(dev) == set(out) and all(isinstance(v, torch.Tensor) for v in dev.values())
             for name, value in out.items():
-                np.testing.assert_array_equal(dev[name].numpy(), value)
+                np.testing.assert_array_equal(dev[name].cpu().numpy(), value)
         else:
             with pytest.raises(NotImplementedError, match="cannot device_tensors"):
                 r.infer_device({"x": tiny.x})
