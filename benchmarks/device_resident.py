@@ -92,7 +92,9 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
                       f"max box diff {shift:.3g}, max score diff {dscore:.3g}", flush=True)
 
 
-def sweep(preset: str, labels: tuple[str, ...], level: str, n: int) -> None:
+def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: bool = False) -> None:
+    import numpy as np
+
     from cp_debug.data.frames import held_out
     from cp_debug.eval.backend_pipeline import BackendPipeline
     from cp_debug.sweep.worker import SweepSettings, SweepWorker
@@ -122,9 +124,24 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int) -> None:
                 last = results
             else:
                 first = results
-        same = sum(a.boxes == b.boxes for a, b in zip(first, last))
-        print(f"sweep boxes identical host vs resident on {same}/{n} frames; statuses "
-              f"{[r.status for r in first][:8]} vs {[r.status for r in last][:8]}", flush=True)
+        same, worst = 0, 0.0
+        for a, b in zip(first, last):
+            for lane in a.boxes:
+                x, y = np.asarray(a.boxes[lane]["boxes"]), np.asarray(b.boxes[lane]["boxes"])
+                same += x.shape == y.shape
+                worst = max(worst, float(np.abs(x - y).max(initial=0.0))) if x.shape == y.shape else worst
+        print(f"sweep host vs resident: same box count on {same}/{n * len(labels)} lane-frames, max box difference "
+              f"{worst:.3g}; statuses {[r.status for r in first]} vs {[r.status for r in last]}", flush=True)
+        if profile:
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.enable()
+            for i, f in enumerate(frames[1:11], 1):
+                worker.run_frame(i, f)
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(22)
         cfg = worker.cfg
     # the plain resident pipelines, back to back, in the same process
     from cp_debug.backends.spec import BackendSpec
@@ -163,11 +180,18 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--level", default="block")
     ap.add_argument("--what", default="both", choices=("both", "frame", "sweep"))
+    ap.add_argument("--profile", action="store_true", help="cProfile 10 resident sweep frames")
     args = ap.parse_args()
+    try:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)  # errors only: not one warning line per FP16 conv
+    except ImportError:
+        pass
     if args.what in ("both", "frame"):
         per_frame(args.preset, args.backends.split(","), args.repeat)
     if args.what in ("both", "sweep"):
-        sweep(args.preset, tuple(args.sweep.split(",")), args.level, args.frames)
+        sweep(args.preset, tuple(args.sweep.split(",")), args.level, args.frames, args.profile)
 
 
 if __name__ == "__main__":
