@@ -58,6 +58,7 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
+    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     cfg = get_preset(preset)
@@ -85,11 +86,12 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
                     print(f"{preset} {label} {'resident' if resident else 'host-copies'}: total {total:.1f} ms; "
                           + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
                 a, b = res[False].detections, res[True].detections
-                same = len(a) == len(b) and np.array_equal(a.labels, b.labels)
-                shift = float(np.abs(a.boxes - b.boxes).max()) if same and len(a) else float("nan")
-                dscore = float(np.abs(a.scores - b.scores).max()) if same and len(a) else float("nan")
-                print(f"{preset} {label} boxes: host decode {len(a)}, device decode {len(b)}, same labels {same}, "
-                      f"max box diff {shift:.3g}, max score diff {dscore:.3g}", flush=True)
+                d = compare_detections(a, b, max_dist=0.5)
+                ties = int(len(a.scores) - len(np.unique(a.scores)))
+                print(f"{preset} {label} boxes, host decode vs device decode: {len(a)} vs {len(b)}, matched "
+                      f"{d.num_matched}, max centre shift {d.max_centre_dist:.3g}, max score diff "
+                      f"{d.max_score_diff:.3g}, same order {np.array_equal(a.boxes, b.boxes)}, tied scores {ties}, "
+                      f"score range {a.scores.min(initial=0):.4f}..{a.scores.max(initial=0):.4f}", flush=True)
 
 
 def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: bool = False) -> None:
@@ -108,8 +110,8 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
             rss, gpu = [], []
             t0 = time.perf_counter()
             results = []
-            for i, f in enumerate(frames[1:], 1):
-                results.append(worker.run_frame(i, f))
+            for r in worker.run_frames(enumerate(frames[1:], 1)):  # the next frame read while one runs
+                results.append(r)
                 rss.append(_rss_mib())
                 gpu.append(_gpu_mib())
             _sync()
@@ -138,8 +140,8 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
 
             prof = cProfile.Profile()
             prof.enable()
-            for i, f in enumerate(frames[1:11], 1):
-                worker.run_frame(i, f)
+            for _ in worker.run_frames(enumerate(frames[1:11], 1)):
+                pass
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(22)
         cfg = worker.cfg
