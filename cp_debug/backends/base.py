@@ -18,6 +18,7 @@ from cp_debug.errors import CpDebugError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only: importing the contract loads no numpy
     import numpy as np
+    import torch
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ class Runner(abc.ABC):
         self._check_active()
         return self._run_submodule(name, inputs)
 
+    def infer_device(self, feed: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """`infer` on torch tensors (Capability.DEVICE_TENSORS): the feed may sit on any device; the outputs (and
+        probes) are torch tensors on the runner's own device, float32 where `infer` gives float32, equal to what
+        `infer` returns. On CUDA nothing goes through the host."""
+        self._require(Capability.DEVICE_TENSORS)
+        self._check_active()
+        return self._infer_device(feed)
+
     # -- optional information ----------------------------------------------------------------------------
     def precision_report(self) -> PrecisionReport | None:
         """What precision really ran; None where the runner cannot tell."""
@@ -132,6 +141,9 @@ class Runner(abc.ABC):
 
     def _run_submodule(self, name: str, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         raise NotImplementedError  # declared with Capability.RUN_SUBMODULE
+
+    def _infer_device(self, feed: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        raise NotImplementedError  # declared with Capability.DEVICE_TENSORS
 
     def _check_active(self) -> None:
         if not self.is_active:

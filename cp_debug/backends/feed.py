@@ -19,6 +19,18 @@ def check_feed(feed: dict[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype 
                what: str = "the model") -> dict[str, np.ndarray]:
     """`feed` ready to run: `inputs` maps each input name to (dtype, or None where any goes; dims, where an int
     ≥ 0 is fixed). `what` names the graph in messages ("the model", "the engine")."""
+    check_names(feed, inputs, what)
+    out = {}
+    for name, value in feed.items():
+        want, dims = inputs[name]
+        arr = _cast(name, np.asarray(value), want, what)
+        check_shape(name, tuple(arr.shape), dims, what)
+        out[name] = np.ascontiguousarray(arr)
+    return out
+
+
+def check_names(feed: dict, inputs: Mapping, what: str = "the model") -> None:
+    """`feed` is a dict naming exactly the graph's inputs (arrays or tensors alike)."""
     if not isinstance(feed, dict):
         raise BadInputError(f"the feed must be a dict of input name → array, got {type(feed).__name__}")
     names = list(inputs)
@@ -30,19 +42,17 @@ def check_feed(feed: dict[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype 
     if missing:
         raise BadInputError(f"missing input(s) {', '.join(map(repr, missing))}: {what}'s inputs "
                             f"are {', '.join(names)}")
-    out = {}
-    for name, value in feed.items():
-        want, dims = inputs[name]
-        arr = _cast(name, np.asarray(value), want, what)
-        if len(arr.shape) != len(dims):
-            raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}); "
-                                f"{what} wants rank {len(dims)}: {_fmt_dims(dims)}")
-        bad = [i for i, (a, d) in enumerate(zip(arr.shape, dims)) if isinstance(d, int) and d >= 0 and a != d]
-        if bad:
-            raise BadInputError(f"input {name!r} has shape {tuple(arr.shape)}; {what} wants {_fmt_dims(dims)} "
-                                f"(dimension {bad[0]} differs)")
-        out[name] = np.ascontiguousarray(arr)
-    return out
+
+
+def check_shape(name: str, shape: tuple[int, ...], dims: Sequence, what: str = "the model") -> None:
+    """A value of `shape` fits an input of `dims` (rank, and every fixed dimension)."""
+    if len(shape) != len(dims):
+        raise BadInputError(f"input {name!r} has shape {shape} (rank {len(shape)}); "
+                            f"{what} wants rank {len(dims)}: {_fmt_dims(dims)}")
+    bad = [i for i, (a, d) in enumerate(zip(shape, dims)) if isinstance(d, int) and d >= 0 and a != d]
+    if bad:
+        raise BadInputError(f"input {name!r} has shape {shape}; {what} wants {_fmt_dims(dims)} "
+                            f"(dimension {bad[0]} differs)")
 
 
 def _cast(name: str, arr: np.ndarray, want: np.dtype | None, what: str) -> np.ndarray:

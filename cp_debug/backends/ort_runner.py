@@ -32,6 +32,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
+    import torch
 
 ORT_CUDA_HINT = "ort-cuda needs onnxruntime-gpu: pip uninstall -y onnxruntime && pip install 'cp-debug[gpu]'"
 
@@ -162,10 +163,7 @@ class OrtRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray], only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         ort_feed = check_feed(feed, self._inputs)
-        out_map = self._graph.out_map
-        if only is not None:  # the graph's outputs and, of the extra outputs, those named (original names)
-            keep = set(self._graph.graph_outputs) | set(only)
-            out_map = {k: v for k, v in out_map.items() if k in keep}
+        out_map = self._out_map(only)
         wanted = list(dict.fromkeys(out_map.values()))
         try:
             values = self._sess.run(wanted, ort_feed)
@@ -180,6 +178,35 @@ class OrtRunner(Runner):
             else:
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
+
+    def _infer_device(self, feed: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """Through IO binding (`ort_binding.py`): inputs read where they lie, outputs and probes left on the
+        session's device as torch tensors, float32 as `infer` gives them."""
+        import torch
+
+        from cp_debug.backends.ort_binding import run_bound
+
+        out_map = self._out_map(None)
+        wanted = list(dict.fromkeys(out_map.values()))
+        try:
+            by_name = run_bound(self._sess, feed, self._inputs, wanted, self.spec.device)
+        except _ort_errors("InvalidArgument", "InvalidGraph") as err:
+            raise BadInputError(f"ONNX Runtime rejected the inputs: {_first_line(err)}") from err
+        out: dict[str, torch.Tensor] = {}
+        for original, name in out_map.items():
+            t = by_name[name]
+            keep_half = self.fp16_io and t.dtype == torch.float16
+            out[original] = t.float() if t.is_floating_point() and not keep_half else t
+        return out
+
+    def _out_map(self, only: Iterable[str] | None) -> dict[str, str]:
+        """Original name -> graph tensor of what a run returns: every output, or the graph's outputs and, of the
+        extra outputs, those `only` names."""
+        out_map = self._graph.out_map
+        if only is not None:
+            keep = set(self._graph.graph_outputs) | set(only)
+            out_map = {k: v for k, v in out_map.items() if k in keep}
+        return out_map
 
     def _infer_some(self, feed: dict[str, np.ndarray], extra: Iterable[str]) -> dict[str, np.ndarray]:
         """The graph's outputs and only the `extra` outputs named (original names): a session that exposes many

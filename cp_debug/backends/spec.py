@@ -39,15 +39,19 @@ class Capability(str, enum.Enum):
     PTQ_MODEL = "ptq_model"  # runs the PTQ model of --int8 DIR as given (fake quantizers, or its Q/DQ export)
     KEEP_FP32_NODES = "keep_fp32_nodes"  # `keep_fp32_nodes=`: ONNX nodes left in FP32 by the FP16 conversion
     LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/lockstep.py`)
+    # `infer_device(feed)`: torch tensors in, torch tensors out on the runner's device (CUDA: no host round trip;
+    # ONNX Runtime through IO binding); the same numbers as `infer`
+    DEVICE_TENSORS = "device_tensors"
     # its values are the target's, read back from a kit (`kit_runner.py`): it runs nothing here, not even a segment
     # alone, so bisect takes ONNX Runtime's local error on the same segment and says so
     TARGET_RESULTS = "target_results"
 
 
 CAPABILITIES: dict[str, frozenset[Capability]] = {
-    "torch": frozenset({Capability.RUN_SUBMODULE, Capability.STREAM_PROBES, Capability.PTQ_MODEL}),
+    "torch": frozenset({Capability.RUN_SUBMODULE, Capability.STREAM_PROBES, Capability.PTQ_MODEL,
+                        Capability.DEVICE_TENSORS}),
     "ort": frozenset({Capability.INFER_SOME, Capability.QDQ_MODEL, Capability.PTQ_MODEL, Capability.KEEP_FP32_NODES,
-                      Capability.LOCKSTEP}),
+                      Capability.LOCKSTEP, Capability.DEVICE_TENSORS}),
     "trt": frozenset({Capability.KEEP_FP32_NODES}),
 }
 KIT_CAPABILITIES = frozenset({Capability.TARGET_RESULTS})  # `trt-*@KIT`: a folder written by `cpdebug trt-kit`

@@ -81,6 +81,7 @@ class TorchRunner(Runner):
         self._cpu_check: str | None = None
         self._int8_layers = 0  # int8: layers whose fake quantizers run
         self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
+        self._on_device = False  # inside infer_device: outputs and probes stay torch tensors
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -117,11 +118,19 @@ class TorchRunner(Runner):
                 self._cpu_check = _check_cpu_reduced(self._dtype)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._forward(self._tensors_from_feed(feed), on_device=False)
+
+    def _infer_device(self, feed: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """Outputs and probes stay torch tensors on this runner's device (probes copied there: a later in-place op
+        must not change them)."""
+        return self._forward(self._tensors_from_feed(feed), on_device=True)
+
+    def _forward(self, args: list, on_device: bool) -> dict:
         import torch
 
-        args = self._tensors_from_feed(feed)
         self._probe_buf = {}
         self._calls.clear()
+        self._on_device = on_device
         try:
             with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
                     torch.no_grad(), self._arithmetic():
@@ -134,6 +143,7 @@ class TorchRunner(Runner):
             probes = self._probe_buf
         finally:
             self._probe_buf = None
+            self._on_device = False
         out.update(probes)
         return out
 
@@ -286,7 +296,7 @@ class TorchRunner(Runner):
 
     def _emit(self, key: str, t) -> None:
         if self.on_probe is None:
-            self._probe_buf[key] = _to_numpy(t)
+            self._probe_buf[key] = _device_copy(t) if self._on_device else _to_numpy(t)
         elif t.is_cuda and t.is_floating_point():
             if self.on_device_probe is not None and self.on_device_probe(key, t):
                 return
@@ -312,8 +322,12 @@ class TorchRunner(Runner):
     def _to_tensor(self, name: str, value: Any):
         import torch
 
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
+        if isinstance(value, torch.Tensor):  # infer_device's feed (or a caller's tensor): moved, never via numpy
+            if value.is_complex():
+                raise BadInputError(f"input {name!r} has dtype {value.dtype}: only float, int and bool tensors "
+                                    "can be fed")
+            t = value.detach().to(self._device)
+            return t.to(self._dtype) if t.is_floating_point() else t
         arr = np.asarray(value)
         if arr.dtype.kind not in "fiub":
             raise BadInputError(f"input {name!r} has dtype {arr.dtype}: only float, int and bool arrays can be fed")
@@ -341,7 +355,7 @@ class TorchRunner(Runner):
         for n, v in leaves:
             if not _is_tensor(v):
                 raise BadInputError(f"output {n!r} is a {type(v).__name__}, not a tensor")
-            out[n] = _to_numpy(v)
+            out[n] = _device_copy(v, copy=False) if self._on_device else _to_numpy(v)
         return out
 
 
@@ -431,6 +445,15 @@ class _PinnedStaging:
 
 
 _STAGING = _PinnedStaging()
+
+
+def _device_copy(t, copy: bool = True):
+    """`t` where it is, float32 if floating (as `_to_numpy` gives it); a copy when `copy`, never a view then."""
+    src = t.detach()
+    out = src.float() if src.is_floating_point() else src
+    if copy and out.data_ptr() == src.data_ptr():
+        out = out.clone()
+    return out
 
 
 def _to_numpy(t) -> np.ndarray:

@@ -1,9 +1,8 @@
 """Per-stage latency of CenterPoint's staged pipeline, per backend: median and p90 over repeats after warm-up.
 
-The step times are `run_pipeline`'s own (`PipelineResult.timings`). On CUDA backends the glue runs on the GPU
-too, `torch.cuda.synchronize()` brackets every run, and every step ends in a device-to-host copy (runner
-outputs are numpy arrays), so each step's time includes its GPU work; the one exception is voxelize, whose
-last kernels may be counted in input_features (the total is exact). Peak GPU memory: torch's allocator peak
+The step times are `run_pipeline`'s own (`PipelineResult.timings`). On CUDA backends the pipeline runs resident
+(torch tensors on the GPU throughout, no host copy between the stages), `torch.cuda.synchronize()` brackets every
+run and ends every step, so each step's time is its own GPU work. Peak GPU memory: torch's allocator peak
 (torch runners and the glue) and the device's used memory above what it was before the backend was built
 (this includes ONNX Runtime's CUDA arena).
 """

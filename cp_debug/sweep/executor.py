@@ -30,8 +30,7 @@ class InProcessExecutor:
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
         for task in tasks:
             results = list(task.done)
-            for index, frame in task.todo:
-                r = self.worker.run_frame(index, frame)
+            for r in self.worker.run_frames(task.todo):
                 results.append(r)
                 on_frame(r)
                 if len(results) < len(task.frames):
@@ -56,7 +55,7 @@ class _ActorBody:
 
     def run_shard(self, task: ShardTask) -> list[dict]:
         done = list(task.done)
-        return [r.to_json() for r in done] + [self.worker.run_frame(i, f).to_json() for i, f in task.todo]
+        return [r.to_json() for r in done] + [r.to_json() for r in self.worker.run_frames(task.todo)]
 
 
 class RayExecutor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -159,7 +159,16 @@ class _Tap:
         self.probes: dict[str, np.ndarray] = {}
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.runner.infer(feed)
+        return self._keep(self.runner.infer(feed))
+
+    def can(self, capability) -> bool:
+        return self.runner.can(capability)
+
+    def infer_device(self, feed: dict) -> dict:
+        """The runner's `infer_device`: outputs and probes stay torch tensors on its device."""
+        return self._keep(self.runner.infer_device(feed))
+
+    def _keep(self, out: dict) -> dict:
         self.probes = {self.rename[k]: v for k, v in out.items() if k in self.rename}
         return {k: out[k] for k in self.outputs if k in out}
 
@@ -172,6 +181,7 @@ class _Lane:
     backbone: _Tap
     missing: tuple[str, ...] = ()
     precision: str = "fp32"  # what it is judged at: the spec's, or the precision a deployed folder's files hold
+    resident: bool | None = None  # values kept torch tensors on the spec's device; None: on CUDA
 
     def amax(self) -> dict[str, float]:
         """probe -> INT8's calibrated amax at that probe's tensor, where the runners quantized it."""
@@ -181,10 +191,15 @@ class _Lane:
             out.update({tap.rename[t]: float(a) for t, a in (found or {}).items() if t in tap.rename})
         return out
 
-    def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:
-        from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+    def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """The frame through this lane: the result and its probes by name, torch tensors on the device for a CUDA
+        lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise."""
+        from cp_debug.recipes.centerpoint.pipeline import can_take_tensors, run_pipeline
 
-        res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True)
+        resident = self.spec.device == "cuda" if self.resident is None else self.resident
+        resident = resident and can_take_tensors(self.encoder) and can_take_tensors(self.backbone)
+        res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True,
+                           device=self.spec.device if resident else "cpu", resident=resident, on_device=True)
         probes = {**self.encoder.probes, **self.backbone.probes}
         self.encoder.probes = self.backbone.probes = {}
         probes.setdefault("pillar_features", res.pillar_features)
@@ -302,10 +317,36 @@ class SweepWorker:
         return _Lane(label, spec, taps[0], taps[1], tuple(missing), precision)
 
     # -- running -----------------------------------------------------------------------------------------
-    def run_frame(self, index: int, frame: Frame) -> FrameResult:
-        """One frame through every lane; any failure is a `failed` result with its one-line reason."""
+    def run_frames(self, items: Iterable[tuple[int, Frame]]) -> Iterator[FrameResult]:
+        """`run_frame` over (index, frame) pairs, in order, each frame read (a file, a bag message, a synthetic
+        scene made) on one helper thread while the one before it runs: on the H100 the synthetic held-out scenes
+        took 156 ms a frame to make, longer than an awml-base lane's whole resident pipeline."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        items = list(items)
+        with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-frame") as pool:
+            coming = pool.submit(self._load, items[0][1]) if items else None
+            for k, (index, frame) in enumerate(items):
+                loaded = coming.result()
+                coming = pool.submit(self._load, items[k + 1][1]) if k + 1 < len(items) else None
+                yield self.run_frame(index, frame, loaded)
+
+    def _load(self, frame: Frame):
+        """The frame's scan, or the exception reading it raised (which `run_frame` turns into a failed result)."""
         try:
-            scan = frame.load(self.cfg)
+            return frame.load(self.cfg)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - the frame's own failure, recorded by run_frame
+            return err
+
+    def run_frame(self, index: int, frame: Frame, loaded=None) -> FrameResult:
+        """One frame through every lane; any failure is a `failed` result with its one-line reason. `loaded`: the
+        frame's scan already read (or the exception reading it raised), as `run_frames` passes it."""
+        try:
+            scan = frame.load(self.cfg) if loaded is None else loaded
+            if isinstance(scan, BaseException):
+                raise scan
             points = np.asarray(scan.points)
             if not np.isfinite(points).all():
                 raise BadInputError(f"{int((~np.isfinite(points)).sum())} point values are NaN or Inf")
@@ -316,8 +357,6 @@ class SweepWorker:
             return FrameResult(index, frame.token, "failed", _one_line(err))
 
     def _compare(self, index: int, token: str, points: np.ndarray, gt: GroundTruth | None) -> FrameResult:
-        from cp_debug.compare.diff import TensorDiff
-
         ref_lane, *cands = self._lanes
         try:
             ref_res, ref_probes = ref_lane.run(self.cfg, points)
@@ -341,7 +380,7 @@ class SweepWorker:
                 if name in lane.missing or name not in probes or name not in ref_probes:
                     stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
                     continue
-                d = TensorDiff.from_arrays(name, ref_probes[name], probes[name], tol)
+                d = compare_values(name, ref_probes[name], probes[name], tol)
                 stats.append(probe_stat(d, k, lane.precision, amax.get(name), self.settings.tolerance_mode))
             del probes
             delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist,
@@ -354,6 +393,18 @@ class SweepWorker:
                                         "num_points": None if gt.num_points is None
                                         else gt.num_points.astype(int).tolist()}
         return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
+
+
+def compare_values(name: str, ref, test, tol):
+    """The `TensorDiff` of a probe: where both values are torch tensors (a CUDA lane's), on their device, only the
+    figures coming to the host (`compare/device_diff.py`); a tensor beside a numpy array meets it on the host."""
+    from cp_debug.compare.device_diff import diff_tensors, is_tensor
+    from cp_debug.compare.diff import TensorDiff
+
+    if is_tensor(ref) and is_tensor(test):
+        return diff_tensors(name, ref, test, tol)
+    host = [v.detach().cpu().numpy() if is_tensor(v) else v for v in (ref, test)]
+    return TensorDiff.from_arrays(name, host[0], host[1], tol)
 
 
 def tolerance_of(precision: str, settings: SweepSettings):

@@ -124,6 +124,16 @@ def test_runner_capabilities(spec, tiny, tiny_fakequant):
         else:
             with pytest.raises(NotImplementedError, match="cannot run_submodule"):
                 r.run_submodule("c2", (tiny.x,))
+        if r.can(Capability.DEVICE_TENSORS):  # torch tensors in and out (probes too): the numbers of `infer`
+            import torch
+
+            dev = r.infer_device({"x": torch.from_numpy(tiny.x)})
+            assert set(dev) == set(out) and all(isinstance(v, torch.Tensor) for v in dev.values())
+            for name, value in out.items():
+                np.testing.assert_array_equal(dev[name].cpu().numpy(), value)
+        else:
+            with pytest.raises(NotImplementedError, match="cannot device_tensors"):
+                r.infer_device({"x": tiny.x})
         if r.can(Capability.STREAM_PROBES):  # module probes handed over as produced, not kept in the result
             seen = {}
             r.on_probe = seen.__setitem__

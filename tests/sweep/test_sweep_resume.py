@@ -33,6 +33,10 @@ class _Counting:
         self.computed.append(frame.token)
         return self.worker.run_frame(index, frame)
 
+    def run_frames(self, items):
+        for index, frame in items:
+            yield self.run_frame(index, frame)
+
 
 def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
     frames = held_out(5)

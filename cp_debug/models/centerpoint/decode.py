@@ -3,8 +3,9 @@
 sigmoid(heatmap), exp(dim), yaw = atan2(rot[0], rot[1]); top-k per class then overall; x = (col + reg_x) *
 out_size_factor * vx + x_min (same for y); z = height; keep score > threshold inside post_center_range;
 circle NMS (squared centre distance <= nms_dist_sq) in descending score, at most post_max_size boxes;
-z moved to the bottom centre. Runs in float32 torch on CPU whatever produced the maps, so that identical
-head maps always give identical boxes.
+z moved to the bottom centre. Runs in float32 torch on the CPU whatever produced the maps (identical head maps
+give identical boxes), or, asked with `device`, where a device-resident pipeline left them: the maps' reductions
+(sigmoid, top-k, gathers) on the device and only the boxes above the threshold copied out for the NMS.
 """
 
 from __future__ import annotations
@@ -94,16 +95,18 @@ def decode(
     batch_index: int = 0,
     score_threshold: float | None = None,
     heat_activation: str = "sigmoid",
+    device=None,
 ) -> Detections:
     """Decode one sample's raw head maps (dict by name or a 6-tuple in HEAD_NAMES order; numpy or torch).
     `heat_activation`: "sigmoid" (the model's), or a deployment's glue fault replayed: "none" (logits read as
-    scores) or "sigmoid_twice"."""
+    scores) or "sigmoid_twice". `device`: where the maps are decoded (None: the CPU)."""
     import torch
 
+    device = torch.device("cpu" if device is None else device)
     maps = {}
     for name, value in _as_maps(head).items():
-        t = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(np.asarray(value, dtype=np.float32))
-        t = t.to(device="cpu", dtype=torch.float32)
+        t = value.detach() if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value, dtype=np.float32))
+        t = t.to(device=device, dtype=torch.float32)
         if t.dim() != 4:
             raise BadInputError(f"head map {name!r} must be (B, C, H, W), got shape {tuple(t.shape)}")
         maps[name] = t[batch_index : batch_index + 1]
@@ -159,11 +162,11 @@ def decode(
     labels = clses[0]
 
     thr = cfg.score_threshold if score_threshold is None else score_threshold
-    pcr_post = torch.tensor(cfg.post_center_range, dtype=torch.float32)
+    pcr_post = torch.tensor(cfg.post_center_range, dtype=torch.float32, device=device)
     mask = (boxes[:, :3] >= pcr_post[:3]).all(1) & (boxes[:, :3] <= pcr_post[3:]).all(1)
     mask &= scores > thr
-    boxes, scores, labels = boxes[mask].numpy(), scores[mask].numpy(), labels[mask].numpy().astype(np.int64)
-    cells = inds[0][mask].numpy().astype(np.int64)
+    boxes, scores, labels, cells = (x[mask].cpu().numpy() for x in (boxes, scores, labels, inds[0]))
+    labels, cells = labels.astype(np.int64), cells.astype(np.int64)
 
     keep = circle_nms(boxes[:, :2], scores, cfg.nms_dist_sq, cfg.post_max_size)
     boxes, scores, labels, cells = boxes[keep], scores[keep], labels[keep], cells[keep]

@@ -4,6 +4,11 @@ voxelize -> get_input_features -> [voxel encoder runner] -> scatter -> [backbone
 The glue (voxelizer, decoration, scatter, decode) is one torch implementation shared by every backend, so a
 divergence can only come from the two runners; the captured boundaries let it be followed across the two
 ONNX files and the glue between them.
+
+A *resident* run keeps every value a torch tensor on the glue's device from the points to the boxes: runners that
+can (`Capability.DEVICE_TENSORS`) are fed and read through `infer_device`, and on CUDA nothing crosses the host
+between the stages (the BEV canvas, 133 MB at awml-base, was scattered, copied out and copied back in per frame).
+It gives the numbers of the numpy path (the same torch glue and runners; decode's device reductions aside).
 """
 
 from __future__ import annotations
@@ -52,27 +57,59 @@ class PipelineResult:
 
     def boundaries(self) -> dict[str, np.ndarray]:
         """Captured tensors by name, in pipeline order: voxels, num_points, coors, input_features,
-        pillar_features, spatial_features, then the six head maps."""
+        pillar_features, spatial_features, then the six head maps (numpy, wherever the run kept them)."""
         out: dict[str, np.ndarray] = {}
         if self.voxels is not None:
             out.update(self.voxels.numpy())
         for name in ("input_features", "pillar_features", "spatial_features"):
             value = getattr(self, name)
             if value is not None:
-                out[name] = value
-        out.update({n: self.head[n] for n in HEAD_OUTPUTS})
+                out[name] = _host(value)
+        out.update({n: _host(self.head[n]) for n in HEAD_OUTPUTS})
         return out
+
+    def host(self) -> "PipelineResult":
+        """This result with its tensors as numpy arrays (a resident run kept torch tensors on its device)."""
+        return replace(self, input_features=_host(self.input_features), pillar_features=_host(self.pillar_features),
+                       spatial_features=_host(self.spatial_features),
+                       head={n: _host(v) for n, v in self.head.items()})
 
     @property
     def total_seconds(self) -> float:
         return float(sum(self.timings.values()))
 
 
-def _run(runner: Any, feed: dict[str, np.ndarray], stage: str) -> dict[str, np.ndarray]:
-    out = runner.infer(feed)
+def _host(value):
+    """A torch tensor as a numpy array (a copy off the device); anything else as it is."""
+    if value is None or isinstance(value, np.ndarray) or not hasattr(value, "detach"):
+        return value
+    return value.detach().cpu().numpy()
+
+
+def can_take_tensors(runner: Any) -> bool:
+    """Whether `runner` is fed and read as torch tensors (`infer_device`)."""
+    from cp_debug.backends.spec import Capability
+
+    can = getattr(runner, "can", None)
+    return bool(can is not None and can(Capability.DEVICE_TENSORS))
+
+
+def _run(runner: Any, feed: dict, stage: str, device=None) -> dict:
+    """The runner on `feed`; with `device` (a resident run) torch tensors in and out, on that device: through
+    `infer_device` where the runner can, else numpy at its boundary."""
+    if device is None:
+        out = runner.infer(feed)
+    elif can_take_tensors(runner):
+        out = runner.infer_device(feed)
+    else:
+        out = runner.infer({k: _host(v) for k, v in feed.items()})
     if not isinstance(out, dict):
         raise BadInputError(f"the {stage} runner returned a {type(out).__name__}; runners must return a "
                             "dict by tensor name")
+    if device is not None:
+        import torch
+
+        out = {k: torch.as_tensor(v).to(device) for k, v in out.items()}
     return out
 
 
@@ -80,10 +117,10 @@ def _check_pillars(out: dict, n_voxels: int, channels: int) -> np.ndarray:
     name = VOXEL_ENCODER_OUTPUTS[0]
     if name not in out:
         raise BadInputError(f"the {STAGE_VOXEL_ENCODER} runner returned {', '.join(out) or 'nothing'}, not {name!r}")
-    arr = np.asarray(out[name])
-    if arr.shape != (n_voxels, 1, channels):
+    arr = out[name] if hasattr(out[name], "shape") else np.asarray(out[name])
+    if tuple(arr.shape) != (n_voxels, 1, channels):
         raise BadInputError(
-            f"the {STAGE_VOXEL_ENCODER} runner returned {name} of shape {arr.shape}, expected ({n_voxels}, 1, "
+            f"the {STAGE_VOXEL_ENCODER} runner returned {name} of shape {tuple(arr.shape)}, expected ({n_voxels}, 1, "
             f"{channels}): is the encoder fed the decorated input_features and exported from PillarFeatureNet?"
         )
     return arr
@@ -97,14 +134,15 @@ def _check_head(out: dict, cfg: "CenterPointConfig", batch: int) -> dict[str, np
         )
     w, h = cfg.head_size
     channels = cfg.head_channels()
+    maps = {n: out[n] if hasattr(out[n], "shape") else np.asarray(out[n]) for n in HEAD_OUTPUTS}
     for n in HEAD_OUTPUTS:
-        shape = np.asarray(out[n]).shape
+        shape = tuple(maps[n].shape)
         if shape != (batch, channels[n], h, w):
             raise BadInputError(
                 f"the {STAGE_BACKBONE} runner returned {n} of shape {shape}, expected {(batch, channels[n], h, w)} "
                 f"for preset {cfg.name!r}"
             )
-    return {n: np.asarray(out[n]) for n in HEAD_OUTPUTS}
+    return maps
 
 
 def _activated(stack: ExitStack, runner: Any) -> Any:
@@ -125,6 +163,8 @@ def run_pipeline(
     max_voxels: int | None = None,
     feature_transform: Callable[[Any], Any] | None = None,
     heat_activation: str = "sigmoid",
+    resident: bool | None = None,
+    on_device: bool = False,
 ) -> PipelineResult:
     """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
 
@@ -133,6 +173,9 @@ def run_pipeline(
 
     The runners take {"input_features"} -> {"pillar_features"} and {"spatial_features"} -> the six head maps.
     A runner that is not active is activated for this call and deactivated after it.
+
+    `resident` (see the module docstring): None runs resident on a CUDA `device` when both runners take tensors.
+    A resident run's result holds torch tensors on `device` when `on_device`, else numpy arrays as any run's.
     """
     import torch
 
@@ -145,13 +188,19 @@ def run_pipeline(
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().numpy()
     pts = prepare_points(np.asarray(points), cfg, source="points")
+    if resident is None:
+        resident = str(device).startswith("cuda") and all(map(can_take_tensors, (encoder_runner, backbone_runner)))
+    on_cuda = resident and str(device).startswith("cuda")
     timings: dict[str, float] = {}
 
     def tick(step: str, start: float) -> float:
+        if on_cuda:  # the step's kernels are done: its time is its own
+            torch.cuda.synchronize(device)
         now = time.perf_counter()
         timings[step] = now - start
         return now
 
+    dev = device if resident else None
     with ExitStack() as stack:
         encoder = _activated(stack, encoder_runner)
         backbone = _activated(stack, backbone_runner)
@@ -167,32 +216,43 @@ def run_pipeline(
         feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
         if feature_transform is not None:
             feats = feature_transform(feats)
-        feats_np = feats.detach().cpu().numpy()
+        if not resident:
+            feats = feats.detach().cpu().numpy()
         t = tick(STEP_INPUT_FEATURES, t)
 
-        enc_out = _run(encoder, {VOXEL_ENCODER_INPUTS[0]: feats_np}, STAGE_VOXEL_ENCODER)
-        pillars_np = _check_pillars(enc_out, vox.num_voxels, cfg.pillar_channels)
+        enc_out = _run(encoder, {VOXEL_ENCODER_INPUTS[0]: feats}, STAGE_VOXEL_ENCODER, dev)
+        pillars = _check_pillars(enc_out, vox.num_voxels, cfg.pillar_channels)
+        if not resident:
+            pillars = np.asarray(_host(pillars))
         t = tick(STAGE_VOXEL_ENCODER, t)
 
         nx, ny = cfg.grid_size
         scatter = PointPillarsScatter(cfg.pillar_channels, (ny, nx))
-        pillars = torch.from_numpy(np.ascontiguousarray(pillars_np, dtype=np.float32)).to(device).squeeze(1)
-        spatial = scatter(pillars, vox.coors, 1)
-        spatial_np = spatial.detach().cpu().numpy()
+        if resident:
+            pillars_t = pillars.to(device=device, dtype=torch.float32)
+        else:
+            pillars_t = torch.from_numpy(np.ascontiguousarray(pillars, dtype=np.float32)).to(device)
+        spatial = scatter(pillars_t.squeeze(1), vox.coors, 1)
+        if not resident:
+            spatial = spatial.detach().cpu().numpy()
         t = tick(STEP_SCATTER, t)
 
-        head = _check_head(_run(backbone, {BACKBONE_INPUTS[0]: spatial_np}, STAGE_BACKBONE), cfg, 1)
+        head = _check_head(_run(backbone, {BACKBONE_INPUTS[0]: spatial}, STAGE_BACKBONE, dev), cfg, 1)
+        if not resident:
+            head = {n: np.asarray(_host(v)) for n, v in head.items()}
         t = tick(STAGE_BACKBONE, t)
 
-        dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference, heat_activation=heat_activation)
+        dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference, heat_activation=heat_activation,
+                      device=dev)
         tick(STEP_DECODE, t)
 
-    return PipelineResult(
+    result = PipelineResult(
         voxels=vox if capture else None,
-        input_features=feats_np if capture else None,
-        pillar_features=pillars_np if capture else None,
-        spatial_features=spatial_np if capture else None,
+        input_features=feats if capture else None,
+        pillar_features=pillars if capture else None,
+        spatial_features=spatial if capture else None,
         head=head,
         detections=dets,
         timings=timings,
     )
+    return result if not resident or on_device else result.host()

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from cp_debug.backends.base import Runner
+from cp_debug.backends.spec import Capability
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
 
@@ -25,7 +26,10 @@ def _check_feed(name: str, feed: dict, input_names: Sequence[str]) -> None:
 
 
 class TorchStageRunner(Runner):
-    """Runs `module(*inputs)` under inference_mode on `device`; outputs are named by `output_names` in order."""
+    """Runs `module(*inputs)` under inference_mode on `device`; outputs are named by `output_names` in order
+    (numpy from `infer`, torch tensors on `device` from `infer_device`)."""
+
+    capabilities = frozenset({Capability.DEVICE_TENSORS})
 
     def __init__(self, module, input_names: Sequence[str], output_names: Sequence[str], device: str = "cpu",
                  name: str | None = None):
@@ -47,6 +51,14 @@ class TorchStageRunner(Runner):
         torch = self._torch
         _check_feed(self.name, feed, self.input_names)
         args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device) for n in self.input_names]
+        return {n: o.detach().cpu().numpy() for n, o in self._forward(args).items()}
+
+    def _infer_device(self, feed: dict) -> dict:
+        _check_feed(self.name, feed, self.input_names)
+        return {n: o.detach() for n, o in self._forward([feed[n].to(self.device) for n in self.input_names]).items()}
+
+    def _forward(self, args: list) -> dict:
+        torch = self._torch
         with torch.inference_mode():
             outs = self.module(*args)
         if isinstance(outs, torch.Tensor):
@@ -58,7 +70,7 @@ class TorchStageRunner(Runner):
                 f"runner {self.name!r}: the module returned {len(outs)} output(s) but {len(self.output_names)} "
                 f"name(s) were given ({', '.join(self.output_names)})"
             )
-        return {n: o.detach().cpu().numpy() for n, o in zip(self.output_names, outs)}
+        return dict(zip(self.output_names, outs))
 
     def settings(self) -> dict:
         return {"device": self.device}

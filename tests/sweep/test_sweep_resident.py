@@ -1,0 +1,35 @@
+"""A sweep lane kept resident (torch tensors from the points to the probes, compared where they lie: what a CUDA lane
+does) gives the figures and boxes of the numpy path. Run here on torch CPU tensors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from cp_debug.data.frames import held_out
+from cp_debug.sweep.worker import SweepSettings, SweepWorker
+
+FLOATS = ("rel_rmse", "cosine", "expected_rel_rmse", "noise_ratio")  # sums: float64 summation order apart
+
+
+@pytest.mark.slow
+def test_resident_lanes_give_the_numpy_figures():
+    frame = held_out(1)[0]
+    with SweepWorker(SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", level="block")) as w:
+        plain = w.run_frame(0, frame)
+        for lane in w._lanes:
+            lane.resident = True
+        kept = w.run_frame(0, frame)
+    assert plain.status != "failed" and kept.status == plain.status
+    assert kept.boxes == plain.boxes and kept.candidates[0].detections == plain.candidates[0].detections
+    (a,), (b,) = plain.candidates, kept.candidates
+    assert (a.outcome, a.diverged, a.reason) == (b.outcome, b.diverged, b.reason)
+    assert [p.probe for p in a.probes] == [p.probe for p in b.probes] and len(a.probes) > 5
+    for p, q in zip(a.probes, b.probes):
+        exact = {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name not in FLOATS}
+        assert exact == {k: getattr(q, k) for k in exact}, p.probe
+        for f in FLOATS:
+            x, y = getattr(p, f), getattr(q, f)
+            assert x == y or math.isclose(x, y, rel_tol=1e-9) or (math.isnan(x) and math.isnan(y)), (p.probe, f, x, y)
