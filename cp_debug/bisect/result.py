@@ -179,6 +179,8 @@ class BisectReport:
     # The CenterPoint model as the user named it, which `cpdebug extract` loads again and `fix --from-bisect`
     # starts from; None for --torch / --onnx models and for runs recorded before it existed.
     model_record: ModelRecord | None = None
+    # `--budget FILE`: the limits and every check (`eval.gates.budget_doc`), set by the CLI after the run; None without
+    budget: dict | None = None
 
     @property
     def any_diverged(self) -> bool:
@@ -226,6 +228,7 @@ class BisectReport:
             "outcomes": {c.label: (c.outcome.value if c.outcome else None) for c in self.candidates},
             "outcome_reasons": {c.label: c.outcome_reason for c in self.candidates},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
     @classmethod

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib,
-                                   Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode, Verbose,
-                                   model_record)
+from cp_debug.cli._options import (Atol, Backends, BudgetFile, Checkpoint, ConfigFile, DataRoot, Deterministic,
+                                   HeldOutCalib, Int8Dir, Junit, Preset, Quiet, RandomWeights, Rtol, Seed,
+                                   ToleranceMode, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -46,6 +46,8 @@ class SweepRun:
     tolerance_mode: str = "model"
     atol: float | None = None
     rtol: float | None = None
+    junit: Path | None = None
+    budget: Path | None = None
 
 
 def sweep(
@@ -84,6 +86,8 @@ def sweep(
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
+    junit: Junit = None,
+    budget: BudgetFile = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -94,6 +98,7 @@ def sweep(
     Exit codes: 0 every frame within precision (fixed mode: no frame diverges), 4 degraded (beyond the precision's
     noise, or boxes change beyond it, on some frame, no local fault), 1 a frame diverges (a layer-local fault, NaN/Inf;
     fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
+    With --budget the budget decides: 1 a limit broken, 0 all hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
@@ -104,7 +109,7 @@ def sweep(
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
-                       atol=atol, rtol=rtol)
+                       atol=atol, rtol=rtol, junit=junit, budget=budget)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -130,6 +135,11 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
 
     labels = tuple(label for label, _ in parse_backends(backends, rule=REF_CANDIDATES))
+    from cp_debug.cli._output import budget_verdict, read_budget_for
+    from cp_debug.cli._preflight import check_outputs
+
+    check_outputs(run.junit)
+    budget = read_budget_for(run.budget, "sweep")
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,
@@ -143,6 +153,19 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
-        doc = write_all(outcome, opts, html_report=run.html)
+        code, checks, verdict = int(outcome.outcome.exit_code), (), None
+        if budget is not None:
+            from cp_debug.eval.gates import budget_doc
+            from cp_debug.sweep.metrics import budget_figures
+
+            checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.metrics, opts.settings),
+                                          third_party.terminal)
+            verdict = budget_doc(budget, checks)
+        doc = write_all(outcome, opts, html_report=run.html, budget=verdict)
     print_summary(doc, stdout_console())
-    return int(outcome.outcome.exit_code)
+    if run.junit is not None:
+        from cp_debug.report.junit import write_junit
+        from cp_debug.sweep.report import junit_suite
+
+        write_junit(run.junit, [junit_suite(doc, [c.junit_case("cpdebug.budget") for c in checks])])
+    return int(code)
