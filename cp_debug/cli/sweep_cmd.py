@@ -158,7 +158,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
             from cp_debug.eval.gates import budget_doc
             from cp_debug.sweep.metrics import budget_figures
 
-            checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.metrics, opts.settings),
+            checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.ranked, outcome.metrics,
+                                                                   opts.settings),
                                           third_party.terminal)
             verdict = budget_doc(budget, checks)
         doc = write_all(outcome, opts, html_report=run.html, budget=verdict)

@@ -179,11 +179,14 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg) -> dict:
     return out
 
 
-def budget_figures(results: list[FrameResult], metrics: dict | None, settings: SweepSettings):
+def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | None, settings: SweepSettings):
     """What a sweep measured of each candidate, for `--budget` (`eval.gates.CandidateFigures`): mAP/NDS (the devkit)
     and the AP change per class and per class x range bin (`sweep_metrics`), the box matching summed over frames
     and every matched pair's centre shift and yaw change (`eval.detection_diff`), each head output's rel. RMSE per
-    frame, and the frames that diverged or failed."""
+    frame, and the frames that failed or whose verdict for it is diverged (`ranked`: `rank.RankedFrame`s, whose
+    verdicts hold the cross-frame layer-local class)."""
+    from cp_debug.compare.noise import Outcome
+
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.gates import CandidateFigures
@@ -221,9 +224,9 @@ def budget_figures(results: list[FrameResult], metrics: dict | None, settings: S
         diff = diff_detections(ref_boxes, boxes(cand), names, max_dist=settings.max_dist) if ran else None
         heads = {h: tuple(p.rel_rmse for _, c in frames if c is not None for p in c.probes
                           if p.probe == h and p.status != "missing") for h in HEAD_OUTPUTS}
-        diverged = tuple(r.token for r, c in frames
-                         if r.status == "failed" or c is None
-                         or (c.outcome == "diverged" if c.outcome is not None else c.diverged))
+        verdicts = {rf.index: next((v for v in rf.verdicts if v.candidate == cand), None) for rf in ranked}
+        diverged = tuple(r.token for r in results if r.status == "failed" or verdicts.get(r.index) is None
+                         or verdicts[r.index].outcome is Outcome.DIVERGED)
         out.append(CandidateFigures(
             cand, ref, map=pair.get("mAP"), nds=pair.get("NDS"), ap_per_class=per_class, ap_per_range=per_range,
             match=(sum(d.matched for d in dets), sum(d.num_ref for d in dets), sum(d.num_cand for d in dets))

@@ -273,14 +273,17 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = Tru
 
 def junit_suite(doc: dict, extra=()):
     """sweep.json's frames as one JUnit suite (`report.junit`): a case per frame, failed unless every candidate is
-    within precision on it (fixed mode: unless it diverges), its figures in the message; `extra`: the budget's."""
+    within precision on it (fixed mode: unless it diverges), its figures in the message; `extra`: the budget's cases.
+    With a budget (sweep.json's `budget`), which decides the exit code, a frame fails only when it diverges or fails:
+    a degraded frame is the budget's to judge."""
     from cp_debug.report.junit import TestCase, TestSuite
 
     fixed = doc.get("tolerance_mode") == "fixed"
+    passing = ("ok", "within_precision") + (("degraded",) if doc.get("budget") is not None else ())
     cases = []
     for f in doc["frames"]:
         state = f["status"] if fixed or f["status"] == "failed" else (f.get("outcome") or f["status"])
-        bad = state not in ("ok", "within_precision")
+        bad = state not in passing
         figures: dict = {"rank": f["rank"], "status": f["status"], "outcome": f.get("outcome"), "class": f["class"],
                          "worst_probe": f["worst_probe"], "worst_ratio_to_median": f["worst_ratio"],
                          "local_probe": f["local_probe"], "root_cause": f.get("root_cause")}
