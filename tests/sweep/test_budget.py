@@ -1,5 +1,6 @@
 """`--budget` on a sweep: one sweep of a planted frame (a deployed folder whose backbone saturates on the densest
-frame only, so the other frames set the median it stands out from) beside a healthy FP16 lane, shared by the tests. The budget holds for FP16 and breaks for the planted lane,
+frame only, so the other frames set the median it stands out from) beside a healthy FP16 lane, shared by the
+tests. The budget holds for FP16 and breaks for the planted lane,
 naming the broken limit with its figure; the sweep's JUnit validates against the schema CI systems read."""
 
 from __future__ import annotations
