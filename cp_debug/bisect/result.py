@@ -203,6 +203,8 @@ class BisectReport:
     model_record: ModelRecord | None = None
     # the scan, its ground truth and every side's head maps, for the BEV pictures (CenterPoint runs); not in JSON
     scene: BevScene | None = None
+    # `--budget FILE`: the limits and every check (`eval.gates.budget_doc`), set by the CLI after the run; None without
+    budget: dict | None = None
 
     @property
     def any_diverged(self) -> bool:
@@ -250,6 +252,7 @@ class BisectReport:
             "outcomes": {c.label: (c.outcome.value if c.outcome else None) for c in self.candidates},
             "outcome_reasons": {c.label: c.outcome_reason for c in self.candidates},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
     @classmethod

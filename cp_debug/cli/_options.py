@@ -131,3 +131,13 @@ Rrd = Annotated[Optional[Path], typer.Option(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show third-party warnings (ONNX Runtime, torch, …) "
                                        "as they come; by default they go to the report's warnings.")]
+
+# -- CI (bisect, sweep, eval, fix --check) -------------------------------------------------------------------------
+Junit = Annotated[Optional[Path], typer.Option(
+    "--junit", metavar="FILE", help="Write JUnit XML for CI (one test case per candidate, frame or check, the "
+    "figures in the failure message; and one per budget limit with --budget).")]
+BudgetFile = Annotated[Optional[Path], typer.Option(
+    "--budget", metavar="FILE.yaml", help="The limits a team sets (max_map_drop, max_nds_drop, max_ap_drop_per_class, "
+    "max_ap_drop_per_range, min_match_rate, max_p95_centre_shift, max_p95_yaw_change, max_head_error, "
+    "no_frame_diverged): they decide the exit code, 1 when one is broken (each named with its figure and limit), "
+    "0 when all hold. A key this command cannot measure is refused before the run (exit 2). See docs/ci.md.")]

@@ -79,6 +79,33 @@ def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)
 
 
+def read_budget_for(path, command: str):
+    """`--budget FILE` read and checked against what `command` measures, before the run (None when not given)."""
+    if path is None:
+        return None
+    from cp_debug.eval.gates import read_budget
+
+    budget = read_budget(path)
+    budget.check_measurable(command)
+    return budget
+
+
+def budget_verdict(budget, figures, stream=None):
+    """The budget checked on a run's figures (`eval.gates.CandidateFigures`): each broken limit in one line on `stream`
+    (stderr; a command's `ThirdParty.terminal` while it captures) with its figure and limit, or one line saying all
+    hold. Returns (checks, exit code: 1 broken, 0 all hold)."""
+    from cp_debug.eval.gates import budget_checks, budget_exit
+
+    checks = budget_checks(budget, figures)
+    broken = [c for c in checks if c.broken]
+    for c in broken:
+        print(f"cpdebug: budget broken: {c.text()}", file=stream or sys.stderr, flush=True)
+    if not broken:
+        print(f"cpdebug: budget {budget.path}: all {len(checks)} check(s) of {len(budget.keys)} limit(s) hold",
+              file=stream or sys.stderr, flush=True)
+    return checks, budget_exit(checks)
+
+
 def gates_exit(checks, stream=None) -> int | None:
     """The gates a CI set (`eval.gates.GateCheck`s): the broken ones in one line on `stream` (stderr; a command's
     `ThirdParty.terminal` while it captures), and their exit code (`ExitCode.DIVERGED`; None when none is broken,

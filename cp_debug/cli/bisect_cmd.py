@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html,
-                                   Inputs, Int8Dir, Json, LoadDim, OnnxModel, Parquet, Pictures, Points, Preset, Quiet,
-                                   RandomWeights, Rrd, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose,
+from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, Deterministic,
+                                   Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, OnnxModel, Parquet, Pictures,
+                                   Points, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed, ToleranceMode, TorchModel,
+                                   UseDim, Verbose,
                                    backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -45,6 +46,9 @@ class BisectOutputs:
     quiet: bool = False
     pictures: Path | None = None  # the BEV pictures as PNG files in this folder
     rrd: Path | None = None  # a Rerun recording
+    junit: Path | None = None
+    budget: Path | None = None
+    model_explorer: Path | None = None
 
 
 def bisect(
@@ -97,6 +101,12 @@ def bisect(
     html: Html = None,
     pictures: Pictures = None,
     rrd: Rrd = None,
+    junit: Junit = None,
+    budget: BudgetFile = None,
+    model_explorer: Annotated[Optional[Path], typer.Option(
+        "--model-explorer", metavar="DIR", help="Write Google Model Explorer files to DIR: each stage's reference and "
+        "candidate ONNX graphs, per-node error as custom node data (max/|ref|max, local error, status) and the node "
+        "mapping for its split-pane sync (DIR/README.md says how to open them).")] = None,
     bundle: Annotated[Optional[Path],
                       typer.Option(help="Write a bug-report bundle (failing subgraph, "
                                         "inputs, repro.py) to DIR.")] = None,
@@ -107,7 +117,8 @@ def bisect(
 
     Exit codes: 0 within precision (fixed mode: within tolerance), 1 diverged (a local fault, NaN/Inf, a shape
     mix-up; fixed mode: any probe beyond tolerance), 4 degraded (beyond the precision's noise without a local fault),
-    2 bad input or usage, 3 backend not available here.
+    2 bad input or usage, 3 backend not available here. With --budget the budget decides: 1 a limit broken, 0 all
+    hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
@@ -122,7 +133,8 @@ def bisect(
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()))
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
-                                quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd)
+                                quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
+                                budget=budget, model_explorer=model_explorer)
         _preflight(pairs, subject, calib, lockstep_mode, outputs)
         from cp_debug.bisect.engine import BisectOptions
 
@@ -169,9 +181,14 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, calib=calib, int8=int8)
-    check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd)
+    check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
     check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
                          pictures=outputs.pictures)
+    from cp_debug.cli._output import read_budget_for
+
+    read_budget_for(outputs.budget, "bisect")
+    if outputs.model_explorer is not None and outputs.model_explorer.exists() and not outputs.model_explorer.is_dir():
+        raise BadInputError(f"--model-explorer {outputs.model_explorer} is a file; give a folder")
 
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
@@ -199,13 +216,21 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         report.warnings[:0] = notes
         if subject_request.model is not None:
             report.model_record = subject_request.model
-        _write_outputs(engine, report, outputs, progress, third_party)
+        code, checks = int(report.outcome.exit_code), ()
+        if outputs.budget is not None:
+            from cp_debug.cli._output import budget_verdict, read_budget_for
+            from cp_debug.eval.gates import bisect_figures, budget_doc
+
+            budget = read_budget_for(outputs.budget, "bisect")
+            checks, code = budget_verdict(budget, bisect_figures(report), third_party.terminal)
+            report.budget = budget_doc(budget, checks)
+        _write_outputs(engine, report, outputs, progress, third_party, checks)
     finally:
         engine.close()
-    return int(report.outcome.exit_code)
+    return int(code)
 
 
-def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party) -> None:
+def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party, checks=()) -> None:
     """The bundle first (it runs ONNX Runtime again), then the files, then the table or JSON on stdout: each
     written with the third-party warnings caught so far."""
     json_out, csv, parquet, html, bundle = outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.bundle
@@ -252,6 +277,15 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
         with progress.step(f"writing the Rerun recording {outputs.rrd}"):
             bisect_recording(report, outputs.rrd)
+    if outputs.model_explorer is not None:
+        from cp_debug.report.model_explorer import stage_graphs, write_model_explorer
+
+        with progress.step(f"writing Model Explorer files to {outputs.model_explorer}"):
+            write_model_explorer(caught(), stage_graphs(engine, report), outputs.model_explorer)
+    if outputs.junit is not None:
+        from cp_debug.report.junit import bisect_suite, write_junit
+
+        write_junit(outputs.junit, [bisect_suite(caught(), [c.junit_case("cpdebug.budget") for c in checks])])
     if json_out == "-":
         print(json_text(caught()))
     else:

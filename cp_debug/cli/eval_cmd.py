@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir, Json,
-                                   MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose, backends_option,
+from cp_debug.cli._options import (BudgetFile, ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
+                                   Json, MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose, backends_option,
                                    model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -45,6 +45,7 @@ def eval_(
         "--max-nds-drop", metavar="Y", help="Gate: exit 1 when a candidate's NDS is more than Y below the "
                                             "reference's.")] = None,
     min_match: MinMatch = None,
+    budget: BudgetFile = None,
     tolerance_mode: Annotated[str, typer.Option(
         "--tolerance-mode", help="'model': each candidate's boxes judged by its precision's noise (lost/added at the "
         "score threshold explained, moved or rescored beyond it degraded): within precision (exit 0), degraded (4) "
@@ -61,7 +62,7 @@ def eval_(
     Backends default to torch,ort (torch alone with --detections). Exit codes: 0 every candidate within precision
     (--tolerance-mode fixed: done) and every gate given holds, 4 a candidate degraded, 1 a candidate diverged or a
     gate (--max-map-drop, --max-nds-drop, --min-match) is broken, 2 bad input, 3 a backend or nuscenes-devkit cannot
-    run here.
+    run here. With --budget the budget decides (with the gates): 1 a limit broken, 0 all hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
@@ -70,6 +71,9 @@ def eval_(
         check_mode(tolerance_mode)
         check_limits(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
         gates = dict(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
+        from cp_debug.cli._output import read_budget_for
+
+        budget_limits = read_budget_for(budget, "eval")
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
@@ -82,7 +86,7 @@ def eval_(
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8,
                            tolerance_mode=tolerance_mode)
         code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",
-                     third_party=third_party)
+                     third_party=third_party, budget=budget_limits)
     raise typer.Exit(code)
 
 
@@ -109,7 +113,7 @@ def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, h
 
 
 def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: Path | None, quiet: bool,
-          third_party: ThirdParty) -> int:
+          third_party: ThirdParty, budget=None) -> int:
     """Run the eval, show and write it; the exit code: `ExitCode.DIVERGED` when a gate of `gates` is broken, else
     the worst candidate's outcome (fixed mode: OK)."""
     from cp_debug.cli._bar import progress_bar
@@ -124,11 +128,19 @@ def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: 
                       step=steps.step)
     checks = eval_gates(report, **gates)
     doc = {**report.to_json(), "model_record": model.to_json(), "gates": [c.to_json() for c in checks]}
+    budget_code = None
+    if budget is not None:
+        from cp_debug.cli._output import budget_verdict
+        from cp_debug.eval.gates import budget_doc, eval_figures
+
+        limits, budget_code = budget_verdict(budget, eval_figures(report), third_party.terminal)
+        doc["budget"] = budget_doc(budget, limits)
     finish(doc, json_out, third_party, lambda console: print_report(report, console))
     if html is not None:
         from cp_debug.eval.html import write_html
 
         write_html(report, html)
     outcome = report.outcome
-    return gates_exit(checks, third_party.terminal) or (outcome.exit_code if outcome is not None else ExitCode.OK)
+    own = budget_code if budget_code is not None else (outcome.exit_code if outcome is not None else ExitCode.OK)
+    return gates_exit(checks, third_party.terminal) or own
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (CalibN, Checkpoint, ConfigFile, Int8Dir, Json, Method, Percentile, Quiet,
-                                   RandomWeights, Verbose, backends_option, model_record)
+from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, Int8Dir, Json, Method,
+                                   Percentile, Quiet, RandomWeights, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -68,6 +68,10 @@ def fix(
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
     json_out: Json = None,
+    junit: Annotated[Optional[Path], typer.Option(
+        "--junit", metavar="FILE", help="With --check: write JUnit XML for CI (a test case per check: verification, "
+        "files, figures, toolchain; and one per budget limit with --budget).")] = None,
+    budget: BudgetFile = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -77,7 +81,8 @@ def fix(
     and a README to --out DIR.
 
     Exit codes: 0 written and verified (or --check holds), 1 no set meets the target (nothing written), 5 written
-    but its verification fails (or --check does not hold), 2 bad input, 3 backend not available here.
+    but its verification fails (or --check does not hold), 2 bad input, 3 backend not available here. With
+    --check --budget the budget decides: 1 a limit broken, 0 all hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
@@ -90,13 +95,14 @@ def fix(
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
-                    quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep)
+                    quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
+                    budget=budget)
     raise typer.Exit(code)
 
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
          json_out: str | None, quiet: bool, third_party, device: str | None = None,
-         from_sweep: Path | None = None) -> int:
+         from_sweep: Path | None = None, junit: Path | None = None, budget: Path | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
     them); the reference and candidate come from `backends`."""
     from cp_debug.cli._output import StepProgress, finish
@@ -110,13 +116,10 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     if check is not None:
         if out is not None:
             raise BadInputError("give --check DIR or --out DIR, not both")
-        from cp_debug.fix.check import check_fix
-
-        if device not in (None, "cpu", "cuda"):
-            raise BadInputError(f"--device must be cpu or cuda, not {device!r}")
-        result = check_fix(check, device=device, progress=progress)
-        finish(result.to_json(), json_out, third_party, lambda console: render_check(result, console))
-        return result.exit_code
+        return _check(check, device, json_out, junit, budget, progress, third_party)
+    if junit is not None or budget is not None:
+        raise BadInputError("--junit and --budget go with --check DIR (a search is judged by its own target: --tol, "
+                            "--max-map-drop, --max-lost-boxes)")
     if device is not None:
         raise BadInputError("--device goes with --check DIR; a search runs where its candidate says (ort-cuda-fp16)")
     if out is None:
@@ -151,6 +154,33 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     doc = {**outcome.to_json(), "out": str(written) if written else None}
     finish(doc, json_out, third_party, lambda console: render(outcome, written, console))
     return outcome.exit_code
+
+
+def _check(check: Path, device: str | None, json_out: str | None, junit: Path | None, budget: Path | None, progress,
+           third_party) -> int:
+    """`fix --check DIR`: re-verify, render, write JSON and JUnit; the exit code (the budget's with --budget)."""
+    from cp_debug.cli._output import budget_verdict, finish, read_budget_for
+    from cp_debug.cli._preflight import check_outputs
+    from cp_debug.errors import BadInputError
+    from cp_debug.fix.check import budget_figures, check_fix, junit_suite
+
+    if device not in (None, "cpu", "cuda"):
+        raise BadInputError(f"--device must be cpu or cuda, not {device!r}")
+    check_outputs(junit)
+    limits = read_budget_for(budget, "fix --check")
+    result = check_fix(check, device=device, progress=progress)
+    doc, code, checks = result.to_json(), result.exit_code, ()
+    if limits is not None:
+        from cp_debug.eval.gates import budget_doc
+
+        checks, code = budget_verdict(limits, budget_figures(result), third_party.terminal)
+        doc["budget"] = budget_doc(limits, checks)
+    finish(doc, json_out, third_party, lambda console: render_check(result, console))
+    if junit is not None:
+        from cp_debug.report.junit import write_junit
+
+        write_junit(junit, [junit_suite(result, [c.junit_case("cpdebug.budget") for c in checks])])
+    return code
 
 
 def render(outcome, written: Path | None, console) -> None:

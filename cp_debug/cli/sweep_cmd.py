@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic,
-                                   HeldOutCalib, Int8Dir, Pictures, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed,
+from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, DataRoot,
+                                   Deterministic, HeldOutCalib, Int8Dir, Junit, Pictures, Preset, Quiet, RandomWeights,
+                                   Rrd, Rtol, Seed,
                                    ToleranceMode, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -49,6 +50,8 @@ class SweepRun:
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
     pictures: Path | None = None  # the bisected frames' BEV pictures as PNG files
     rrd: Path | None = None  # a Rerun recording of every frame
+    junit: Path | None = None
+    budget: Path | None = None
 
 
 def sweep(
@@ -90,6 +93,8 @@ def sweep(
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     pictures: Pictures = None,
     rrd: Rrd = None,
+    junit: Junit = None,
+    budget: BudgetFile = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -100,6 +105,7 @@ def sweep(
     Exit codes: 0 every frame within precision (fixed mode: no frame diverges), 4 degraded (beyond the precision's
     noise, or boxes change beyond it, on some frame, no local fault), 1 a frame diverges (a layer-local fault, NaN/Inf;
     fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
+    With --budget the budget decides: 1 a limit broken, 0 all hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
@@ -110,7 +116,8 @@ def sweep(
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
-                       atol=atol, rtol=rtol, params=tuple(params or ()), pictures=pictures, rrd=rrd)
+                       atol=atol, rtol=rtol, params=tuple(params or ()), pictures=pictures, rrd=rrd, junit=junit,
+                       budget=budget)
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -141,6 +148,11 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     pairs = parse_backends(backends, rule=REF_CANDIDATES)
     labels = tuple(label for label, _ in pairs)
+    from cp_debug.cli._output import budget_verdict, read_budget_for
+    from cp_debug.cli._preflight import check_outputs
+
+    check_outputs(run.junit)
+    budget = read_budget_for(run.budget, "sweep")
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, max_dist=run.match_distance,
@@ -155,13 +167,22 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
+        code, checks, verdict = int(outcome.outcome.exit_code), (), None
+        if budget is not None:
+            from cp_debug.eval.gates import budget_doc
+            from cp_debug.sweep.metrics import budget_figures
+
+            checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.ranked, outcome.metrics,
+                                                                   opts.settings),
+                                          third_party.terminal)
+            verdict = budget_doc(budget, checks)
         pictures = None
         if run.html or run.pictures:
             from cp_debug.sweep.report import bisected_pictures
 
             with steps.step("drawing the bisected frames' bird's-eye pictures"):
                 pictures = bisected_pictures(outcome)
-        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures)
+        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict)
         if run.pictures:
             from cp_debug.report.bev_plot import write_pictures
 
@@ -173,7 +194,12 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
             with steps.step(f"writing the Rerun recording {run.rrd}"):
                 sweep_recording(outcome, opts, run.rrd)
     print_summary(doc, stdout_console())
-    return int(outcome.outcome.exit_code)
+    if run.junit is not None:
+        from cp_debug.report.junit import write_junit
+        from cp_debug.sweep.report import junit_suite
+
+        write_junit(run.junit, [junit_suite(doc, [c.junit_case("cpdebug.budget") for c in checks])])
+    return int(code)
 
 
 def _lint_first(model: ModelRecord, params: tuple[Path, ...], dirs: list[Path], stream) -> None:

@@ -8,7 +8,7 @@ and the scans where the two differ most. The matched pairs are kept (not seriali
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -61,6 +61,8 @@ class MatchedBoxes:
     ref_scores: np.ndarray
     cand_scores: np.ndarray
     labels: np.ndarray
+    centre_shift: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) BEV centre distance, metres
+    yaw_change: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) |wrapped yaw difference|, radians
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def diff_detections(reference: Mapping[str, SampleBoxes], candidate: Mapping[str
                          np.asarray(rows["cand"], np.float64).reshape(-1, 9),
                          np.asarray(rows["rs"], np.float64), np.asarray(rows["cs"], np.float64),
                          np.asarray(rows["lab"], np.int64))
-    shift, yaw = np.asarray(rows["shift"]), np.asarray(rows["yaw"])
+    shift, yaw = np.asarray(rows["shift"], np.float64), np.asarray(rows["yaw"], np.float64)
+    pairs = replace(pairs, centre_shift=shift, yaw_change=yaw)
     dscore = pairs.cand_scores - pairs.ref_scores
     per_class = tuple(
         _class_diff(c, int(n_ref[i]), int(n_cand[i]), shift[pairs.labels == i], dscore[pairs.labels == i],

@@ -135,3 +135,50 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
                       device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
     return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
                        figure_changes(rec["fixed"], ver.fixed.to_json()), modified)
+
+
+def budget_figures(result: CheckResult):
+    """What `fix --check` measured of the written fix, for `--budget` (`eval.gates.CandidateFigures`): mAP and NDS
+    of the fixed pair against the FP32 pair, and the frames its verdict calls diverged."""
+    from cp_debug.compare.noise import Outcome
+    from cp_debug.eval.gates import CandidateFigures
+
+    v = result.verification
+    f = v.fixed.figures
+    tokens = list(v.frames.tokens)
+    diverged = tuple(f"{tokens[i] if i < len(tokens) else i} ({x.reason})" for i, x in enumerate(f.verdicts or ())
+                     if x.outcome is Outcome.DIVERGED)
+    return (CandidateFigures(f"fix {result.path.name}", "its FP32 pair", map=(v.reference_map, v.fixed.map),
+                             nds=(v.reference_nds, v.fixed.nds), frames=len(tokens), diverged_frames=diverged),)
+
+
+def junit_suite(result: CheckResult, extra=()):
+    """`fix --check` as one JUnit suite (`report.junit`): a case per check — the verification holds, the files are
+    the ones written, the recorded figures are met again, the toolchain (changes listed, never a failure by
+    itself) — the figures in the message; `extra`: the budget's cases."""
+    from cp_debug.report.junit import TestCase, TestSuite
+
+    v = result.verification
+    f = v.fixed.figures
+    cls = f"cpdebug.fix_check.{result.path.name}"
+    figures = {"target": v.target.describe(), "device": v.device, "frames": len(f.frames),
+               "worst_rel_rmse": f.worst, "lost_boxes": f.lost_boxes, "added_boxes": f.added_boxes,
+               "map_drop": f.map_drop, "outcome": f.outcome.value if f.outcome is not None else None}
+    figures = {k: x for k, x in figures.items() if x is not None}
+    summary = (f"worst rel. RMSE {f.worst:.3g}, lost boxes {f.lost_boxes}, mAP drop "
+               f"{f.map_drop if f.map_drop is not None else float('nan'):+.4f} on {len(f.frames)} frame(s), {v.device}")
+    cases = [
+        TestCase("verification holds", cls, failure=None if result.holds else
+                 f"{v.target.describe()} does not hold here: {summary}", properties=figures,
+                 failure_type="cpdebug.not_verified"),
+        TestCase("files unchanged", cls, failure=None if not result.modified_files else
+                 f"modified since written: {', '.join(result.modified_files)}", failure_type="cpdebug.modified"),
+        TestCase("figures as recorded", cls, failure=None if not result.figures or result.holds else
+                 "figures changed: " + "; ".join(c.text() for c in result.figures),
+                 properties={c.name: f"{c.recorded} -> {c.now}" for c in result.figures},
+                 failure_type="cpdebug.figures"),
+        TestCase("toolchain", cls, properties={c.name: f"{c.recorded} -> {c.now}" for c in result.versions}
+                 or {"changed": "nothing"}),
+    ]
+    return TestSuite("cpdebug.fix_check", [*cases, *extra], {"path": str(result.path), "holds": result.holds,
+                                                             "recorded_holds": result.recorded_holds})

@@ -255,12 +255,15 @@ def frame_rows(outcome: SweepOutcome):
 
 
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True,
-              pictures: dict | None = None) -> dict:
+              pictures: dict | None = None, budget: dict | None = None) -> dict:
     """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc.
-    `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given."""
+    `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given;
+    `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`."""
     from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
+    if budget is not None:
+        doc["budget"] = budget
     out = Path(opts.out)
     write_json(out / "sweep.json", doc, parents=True)
     df = frame_rows(outcome)
@@ -280,6 +283,45 @@ def bisected_pictures(outcome: SweepOutcome) -> dict[str, dict]:
 
     return {token: bisect_pictures(rep, prefix=f"{token}-") for token, rep in outcome.bisects.items()
             if isinstance(rep, BisectReport)}
+def junit_suite(doc: dict, extra=()):
+    """sweep.json's frames as one JUnit suite (`report.junit`): a case per frame, failed unless every candidate is
+    within precision on it (fixed mode: unless it diverges), its figures in the message; `extra`: the budget's cases.
+    With a budget (sweep.json's `budget`), which decides the exit code, a frame fails only when it diverges or fails:
+    a degraded frame is the budget's to judge."""
+    from cp_debug.report.junit import TestCase, TestSuite
+
+    fixed = doc.get("tolerance_mode") == "fixed"
+    passing = ("ok", "within_precision") + (("degraded",) if doc.get("budget") is not None else ())
+    cases = []
+    for f in doc["frames"]:
+        state = f["status"] if fixed or f["status"] == "failed" else (f.get("outcome") or f["status"])
+        bad = state not in passing
+        figures: dict = {"rank": f["rank"], "status": f["status"], "outcome": f.get("outcome"), "class": f["class"],
+                         "worst_probe": f["worst_probe"], "worst_ratio_to_median": f["worst_ratio"],
+                         "local_probe": f["local_probe"], "root_cause": f.get("root_cause")}
+        for cand, d in (f["detections"] or {}).items():
+            figures[f"{cand}.lost_added"] = f"{d['lost']}/{d['added']}"
+            figures[f"{cand}.max_centre_shift_m"] = d["max_centre_shift"]
+            v = (f["candidates"] or {}).get(cand) or {}
+            figures[f"{cand}.worst_noise_ratio"] = v.get("worst_noise_ratio")
+        figures = {k: v for k, v in figures.items() if v is not None}
+        failure = None
+        if bad:
+            parts = [f"{f['token']}: {state.replace('_', ' ')}", f.get("outcome_reason") or f["reason"] or ""]
+            if f["worst_probe"]:
+                parts.append(f"worst probe {f['worst_probe']} ({_cell(f['worst_ratio'])}× its median over frames)")
+            if f["local_probe"]:
+                parts.append(f"layer-local at {f['local_probe']}")
+            parts += [f"{c}: {d['lost']} lost, {d['added']} added" for c, d in (f["detections"] or {}).items()
+                      if d["lost"] or d["added"]]
+            if f.get("root_cause"):
+                parts.append(f"root cause {f['root_cause']}" + (f" ({f['hint']})" if f.get("hint") else ""))
+            failure = "; ".join(p for p in parts if p)
+        cases.append(TestCase(f["token"], f"cpdebug.sweep.{doc['reference']}", failure=failure,
+                              properties=figures, failure_type=f"cpdebug.{state}"))
+    props = {"reference": doc["reference"], "candidates": ",".join(doc["candidates"]), "outcome": doc["outcome"],
+             "verdict": doc["verdict"], "tolerance_mode": doc.get("tolerance_mode")}
+    return TestSuite("cpdebug.sweep", [*cases, *extra], {k: v for k, v in props.items() if v is not None})
 
 
 # -- HTML ----------------------------------------------------------------------------------------------------

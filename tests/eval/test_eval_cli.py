@@ -203,6 +203,18 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_pa
     assert json.loads((tmp_path / "e.json").read_text())["outcome"] == "degraded"  # the gate's 1 wins over its 4
     r = cpdebug(*args, "--min-match", "95")
     assert r.returncode == 2 and "a match rate lies in 0..1" in r.stderr
+    # --budget: the same figures, each broken limit on its own line (the match within 2 m pairs some reference boxes
+    # with a kept neighbour: P95 centre shift ~0.5 m, within a 2 m limit)
+    (tmp_path / "b.yaml").write_text("min_match_rate: 0.9\nmax_p95_centre_shift: 2\nno_frame_diverged: true\n")
+    r = cpdebug(*args, "--budget", str(tmp_path / "b.yaml"), "--json", str(tmp_path / "b.json"))
+    broken = [x for x in r.stderr.splitlines() if x.startswith("cpdebug: budget broken: ")]
+    assert r.returncode == 1 and len(broken) == 1, r.stderr
+    assert broken[0].endswith("below the limit") and "min_match_rate 0.9: half.json vs torch: box match" in broken[0]
+    checks = {c["option"]: c for c in json.loads((tmp_path / "b.json").read_text())["budget"]["checks"]}
+    assert 0 < checks["max_p95_centre_shift"]["value"] < 2 and not checks["no_frame_diverged"]["broken"]
+    (tmp_path / "b.yaml").write_text("max_head_error: 0.05\n")
+    r = cpdebug(*args, "--budget", str(tmp_path / "b.yaml"))
+    assert r.returncode == 2 and "eval cannot measure max_head_error" in r.stderr
 
 
 @pytest.mark.slow  # two eval runs (about 40 s of CPU)
