@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, DataRoot, Json, Verbose
+from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Verbose
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -32,6 +32,7 @@ def lint(
         "against the voxel cap.")] = None,
     data_root: DataRoot = None,
     json_out: Json = None,
+    junit: Junit = None,
     verbose: Verbose = False,
 ) -> None:
     """Check the training config, the parameter files and the ONNX pair against each other: class names and order,
@@ -43,7 +44,10 @@ def lint(
     cannot be read.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        from cp_debug.cli._preflight import check_outputs
         from cp_debug.lint.run import LintRequest, lint as run_lint, params_of_folder
+
+        check_outputs(junit)
 
         cfg, label = _config(config, preset)
         files = tuple(params or ()) or params_of_folder(onnx_dir)
@@ -59,8 +63,25 @@ def lint(
                     console.print(f.line(), style=style, highlight=False, soft_wrap=True)
             console.print(f"lint: {report.summary()}", style="bold", highlight=False)
 
+        if junit is not None:
+            from cp_debug.report.junit import write_junit
+
+            write_junit(junit, [_junit_suite(report)])
         finish(report.to_json(), json_out, third_party, show)
     raise typer.Exit(int(report.exit_code))
+
+
+def _junit_suite(report):
+    """One JUnit test case per check (`report.junit`): a mismatch fails with its line (both values and where each
+    came from), a skipped check is skipped, warnings pass with their line in the case's output."""
+    from cp_debug.report.junit import TestCase, TestSuite
+
+    cases = [TestCase(f.check, "cpdebug.lint", failure=f.message if f.failed else None,
+                      skipped=f.message if f.status == "skipped" else None, failure_type="cpdebug.lint.mismatch",
+                      properties={"status": f.status, "message": f.message,
+                                  **{f"{x.kind} ({x.where})": x.value for x in f.facts}})
+             for f in report.findings]
+    return TestSuite("cpdebug.lint", cases, {"consistent": report.consistent, "summary": report.summary()})
 
 
 def _config(config: Path | None, preset: str | None):

@@ -198,9 +198,18 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
     params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",
                           voxel_size=[0.16, 0.16, 8.0])
     proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--preset", "tiny", "--params",
-                           str(params), "--params", str(DATA / "centerpoint_common.param.yaml"), "--onnx", str(pair)],
+                           str(params), "--params", str(DATA / "centerpoint_common.param.yaml"), "--onnx", str(pair),
+                           "--junit", str(tmp_path / "lint.xml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    from tests.report.junit_schema import read_junit
+
+    cases = read_junit(tmp_path / "lint.xml")["cpdebug.lint"]  # one case per check, valid as CI systems read it
+    failed = {name: message for name, _, message in cases if message is not None}
+    # the param file's voxel size makes another grid than the pair's too: two checks fail
+    assert set(failed) == {"voxel_size", "grid"} and "[0.16, 0.16, 8] (ml.param.yaml:model_params.voxel_size)" in \
+        failed["voxel_size"]
+    assert len(cases) > 5
     assert "mismatch voxel_size: voxel size: [0.32, 0.32, 8] (preset tiny:model.data_preprocessor.voxel_layer" \
            ".voxel_size) ≠ [0.16, 0.16, 8] (ml.param.yaml:model_params.voxel_size)" in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--params", str(tmp_path / "none.yaml")],
