@@ -53,20 +53,20 @@ def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected:
     return out
 
 
-def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto") -> Subject:
-    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple)."""
-    import torch
-
-    from cp_debug.export.torch_export import export_module
-
+def user_function(target: str, option: str = "--torch"):
+    """The function FUNC of `FILE.py:FUNC`, its file imported (run) as a module of its own, with FILE's folder on
+    `sys.path` while it imports; `option` names the flag in the one-line errors. Running the user's file is what
+    the option asks for (its help says so): nothing else in cp_debug executes a file it is given."""
     file, _, func = target.rpartition(":")
     if not file or not func:
-        raise BadInputError(f"--torch wants FILE.py:FUNC (got {target!r})")
+        raise BadInputError(f"{option} wants FILE.py:FUNC (got {target!r})")
     path = Path(file)
     if not path.is_file():
-        raise BadInputError(f"--torch file not found: {path}")
+        raise BadInputError(f"{option} file not found: {path}")
     mod_name = f"cpdebug_user_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise BadInputError(f"{option} {path}: not a Python file (give FILE.py:FUNC)")
     user = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = user
     sys.path.insert(0, str(path.parent.resolve()))
@@ -79,6 +79,18 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     fn = getattr(user, func, None)
     if not callable(fn):
         raise BadInputError(f"{path} has no function {func!r}")
+    return fn
+
+
+def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto") -> Subject:
+    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple)."""
+    import torch
+
+    from cp_debug.export.torch_export import export_module
+
+    fn = user_function(target, "--torch")
+    file, _, func = target.rpartition(":")
+    path = Path(file)
     got = fn()
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")

@@ -30,6 +30,12 @@ Int8Dir = Annotated[Optional[Path], typer.Option(
     "--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir (`cpdebug quantize --out DIR`) or an "
     "AWML PTQ/QAT checkpoint. The model becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "
     "fake quantization, ort-*-int8 its Q/DQ ONNX.")]
+ModelFactory = Annotated[Optional[str], typer.Option(
+    "--model-factory", metavar="FILE.py:FUNC", help="Your own modules as the reference: RUNS FILE.py (your Python "
+    "code, with your permissions: name only a file you trust); FUNC() returns "
+    "cp_debug.models.centerpoint.factory.UserCenterPoint (voxel encoder, backbone/neck/head, CenterPoint settings). "
+    "cp_debug hooks those modules under their own names, exports them as the deployment does and runs its voxelize/"
+    "scatter/decode around them. Replaces --preset/--config/--checkpoint.")]
 TorchModel = Annotated[Optional[str], typer.Option(
     "--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX for ONNX backends.")]
 OnnxModel = Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (FP32; ONNX backends only).")]
@@ -40,11 +46,19 @@ Exporter = Annotated[str, typer.Option(
 
 
 def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,
-                 seed: int = 0, int8: Path | None = None) -> ModelRecord:
-    """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8) as the
-    one record every report stores; --config, which must be an existing .py file, replaces --preset. Loads nothing."""
+                 seed: int = 0, int8: Path | None = None, factory: str | None = None) -> ModelRecord:
+    """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8,
+    --model-factory) as the one record every report stores; --config, which must be an existing .py file, replaces
+    --preset; --model-factory replaces both and takes no weights options. Loads nothing (runs no file)."""
+    from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.source import ModelRecord, model_name
 
+    if factory is not None:
+        given = [o for o, v in (("--config", config), ("--checkpoint", checkpoint), ("--random-weights",
+                                random_weights), ("--int8", int8)) if v]
+        if given:
+            raise BadInputError(f"--model-factory builds its own modules and weights: drop {', '.join(given)}")
+        return ModelRecord.of(None, seed=seed, factory=factory)
     return ModelRecord.of(model_name(preset, config), config=config, checkpoint=checkpoint,
                           random_weights=random_weights, seed=seed, int8=int8)
 

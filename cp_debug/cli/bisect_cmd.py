@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, Deterministic,
-                                   Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, OnnxModel, Parquet, Pictures,
-                                   Points, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed, ToleranceMode, TorchModel,
-                                   UseDim, Verbose,
+                                   Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory, OnnxModel,
+                                   Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed,
+                                   ToleranceMode, TorchModel, UseDim, Verbose,
                                    backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -62,6 +62,7 @@ def bisect(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     params: AutowareParams = None,
+    model_factory: ModelFactory = None,
     points: Points = None,
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
@@ -124,7 +125,8 @@ def bisect(
         from cp_debug.compare.noise import check_mode
 
         tolerance_mode = check_mode(tolerance_mode, atol, rtol)
-        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
+        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
+                             factory=model_factory)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
         pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
@@ -151,8 +153,8 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
     """The CenterPoint model record `model`, or None for a --torch / --onnx model (one model only)."""
     from cp_debug.errors import BadInputError
 
-    if len([x for x in (recipe, torch_model, onnx_model) if x]) > 1:
-        raise BadInputError("give one model: --recipe, --torch or --onnx")
+    if len([x for x in (recipe, torch_model, onnx_model, model.factory) if x]) > 1:
+        raise BadInputError("give one model: --recipe, --model-factory, --torch or --onnx")
     if torch_model or onnx_model:
         if model.int8 is not None:
             raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
@@ -332,6 +334,11 @@ def _load_subject(request: SubjectRequest):
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     m = request.model
+    if m.factory is not None:
+        from cp_debug.recipes.centerpoint.subject import factory_subject
+
+        return factory_subject(m.factory, points=request.points, seed=m.seed, load_dim=request.load_dim,
+                               use_dim=parse_use_dim(request.use_dim))
     return centerpoint_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
                                load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
                                random_weights=m.random_weights, int8=m.int8)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, Int8Dir, Json, Method,
+from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, DataRoot, Int8Dir, Json, Method,
                                    Percentile, Quiet, RandomWeights, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 
@@ -20,7 +20,8 @@ def fix(
         "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
     backends: Annotated[Optional[str], backends_option(
         "REF,CAND: exactly one reference and one candidate, e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
-        "torch,ort-cpu-fp16).")] = None,
+        "torch,ort-cpu-fp16); ort-cpu-fp16@DIR fixes your own deployed FP32 pair in DIR and writes it, fixed, under "
+        "its own file names.")] = None,
     device: Annotated[Optional[str], typer.Option(
         "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
              "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
@@ -50,14 +51,19 @@ def fix(
              "maps within the rounding it brings, no box changed beyond it), besides any --tol/--max-map-drop/"
              "--max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is given, else "
              "them alone.")] = None,
-    scenes: Annotated[Optional[int], typer.Option(
-        "--scenes", help="Held-out frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
+    scenes: Annotated[Optional[str], typer.Option(
+        "--scenes", metavar="N|INFOS", help="N: held-out synthetic frames the search judges on (default 8, or the "
+             "--from-sweep sweep's). INFOS: your scenes, an info file (or a folder with infos.pkl, as `cpdebug "
+             "scenes` writes): the search judges the first part, the verification the last --verify-scenes frames "
+             "(default half), which the search never sees.")] = None,
+    data_root: DataRoot = None,
     first_scene: Annotated[Optional[int], typer.Option(
-        "--first-scene", help="Skip this many held-out scenes first (`eval` uses the first ones; default 0, or the "
+        "--first-scene", help="Skip this many scenes first (held-out: `eval` uses the first ones; default 0, or the "
              "--from-sweep sweep's).")] = None,
-    verify_scenes: Annotated[int, typer.Option(
+    verify_scenes: Annotated[Optional[int], typer.Option(
         "--verify-scenes",
-        help="Verify on this many other held-out frames after the search's (0: on the search's).")] = 0,
+        help="Held-out: verify on this many other frames after the search's (default 0: on the search's). INFOS: "
+             "the last N frames of the file, left out of the search (default: half; 0: on the search's).")] = None,
     worst_frames: Annotated[int, typer.Option(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
     candidates: Annotated[Optional[str], typer.Option(
@@ -91,13 +97,25 @@ def fix(
                        preset=preset if config is None else None,
                        config=str(config) if config else None, checkpoint=str(checkpoint) if checkpoint else None,
                        seed=seed, random_weights=random_weights or None, int8=str(int8) if int8 else None,
-                       scenes=scenes, first_scene=first_scene, verify_scenes=verify_scenes, worst=worst_frames,
+                       **_scenes(scenes, data_root), first_scene=first_scene, verify_scenes=verify_scenes,
+                       worst=worst_frames,
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
                     budget=budget)
     raise typer.Exit(code)
+
+
+def _scenes(scenes: str | None, data_root: Path | None) -> dict:
+    """--scenes N (held-out synthetic frames) or INFOS (the user's info file) as the request's fields."""
+    from cp_debug.errors import BadInputError
+
+    if scenes is None or scenes.strip().isdigit():
+        if data_root is not None:
+            raise BadInputError("--data-root goes with --scenes INFOS (an info file's lidar paths)")
+        return {"scenes": None if scenes is None else int(scenes)}
+    return {"scenes_path": scenes, "data_root": str(data_root) if data_root is not None else None}
 
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,

@@ -183,8 +183,21 @@ def held_out(n: int, first: int = 0) -> list[Frame]:
     return [Frame(scene_token(s), SceneSeed(s)) for s in heldout_seeds(n, first)]
 
 
+class _FrameSequence:
+    """What every frame set has: its frames (a field of the dataclass), their count and tokens."""
+
+    frames: tuple[Frame, ...]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(f.token for f in self.frames)
+
+
 @dataclass(frozen=True)
-class HeldOutSet:
+class HeldOutSet(_FrameSequence):
     """n held-out frames from the `first`-th held-out seed, loaded once; named by that range (`to_json`), so a
     fix's `--check` rebuilds exactly the same frames."""
 
@@ -195,15 +208,61 @@ class HeldOutSet:
     def load(cls, cfg: "CenterPointConfig", n: int, first: int = 0) -> "HeldOutSet":
         return cls(first, tuple(f.in_memory(cfg) for f in held_out(n, first)))
 
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return tuple(f.token for f in self.frames)
-
     def to_json(self) -> dict:
         return {"kind": "heldout_synthetic", "first": self.first, "n": len(self.frames), "tokens": list(self.tokens)}
+
+
+@dataclass(frozen=True)
+class ScenesSet(_FrameSequence):
+    """The frames of the user's scenes (an info file or a folder holding infos.pkl: frames with ground truth) from
+    the `first`-th on, loaded once; named by the file, the range and the tokens (`to_json`), so a fix's `--check`
+    reads exactly the same ones again."""
+
+    path: str
+    first: int
+    frames: tuple[Frame, ...]
+    data_root: str | None = None
+
+    @classmethod
+    def load(cls, cfg: "CenterPointConfig", path: str | Path, first: int = 0, n: int | None = None,
+             data_root: str | Path | None = None) -> "ScenesSet":
+        """Frames `first` .. `first + n` of `path` (all from `first` when n is None)."""
+        p = Path(path)
+        if not (p.is_file() or (p / "infos.pkl").is_file()):
+            raise BadInputError(f"--scenes {p}: give an info file (or a folder with infos.pkl, as `cpdebug scenes` "
+                                "writes): the frames are judged against their ground truth")
+        every = from_scenes(p, cfg, data_root, task="judge")
+        picked = every[first:] if n is None else every[first:first + n]
+        if not picked:
+            raise BadInputError(f"--scenes {p} has {len(every)} frame(s): none from frame {first} on "
+                                "(lower --first-scene)")
+        return cls(str(p), first, tuple(f.in_memory(cfg) for f in picked),
+                   None if data_root is None else str(data_root))
+
+    def split(self, n_last: int) -> "tuple[ScenesSet, ScenesSet]":
+        """(all but the last `n_last` frames, the last `n_last`): a search set and a set it never saw."""
+        cut = len(self.frames) - n_last
+        return (ScenesSet(self.path, self.first, self.frames[:cut], self.data_root),
+                ScenesSet(self.path, self.first + cut, self.frames[cut:], self.data_root))
+
+    def to_json(self) -> dict:
+        return {"kind": "scenes", "path": self.path, "data_root": self.data_root, "first": self.first,
+                "n": len(self.frames), "tokens": list(self.tokens)}
+
+
+FrameSet = Union[HeldOutSet, ScenesSet]  # the frames a fix is judged on
+
+
+def frame_set_from_json(doc: dict, cfg: "CenterPointConfig") -> FrameSet:
+    """The frame set a `to_json()` names, loaded again; one line where its frames are not those any more."""
+    if doc.get("kind") == "scenes":
+        frames = ScenesSet.load(cfg, doc["path"], doc["first"], doc["n"], doc.get("data_root"))
+    else:
+        frames = HeldOutSet.load(cfg, doc["n"], doc["first"])
+    if list(frames.tokens) != list(doc["tokens"]):
+        raise BadInputError(f"the frames recorded ({doc['tokens'][:2]}...) are not the ones "
+                            f"{doc.get('path') or 'this cp_debug'} gives now; write the fix again")
+    return frames
 
 
 def calibration(cfg: "CenterPointConfig", n: int | None, *, infos: str | Path | None = None,

@@ -116,8 +116,10 @@ def readme(doc: dict) -> str:
         f"# cp_debug fix: {doc['preset']}, {kind.upper()} ({doc['backends']['candidate']})", "",
         f"Written by cp_debug {doc.get('cp_debug_version')} on {doc.get('written_at')}. The pair in this folder is "
         f"{'FP16' if kind == 'fp16' else 'INT8 Q/DQ'} with {what}; the set was searched to meet "
-        f"**{doc['target_text']}** on {v.get('frames', {}).get('n')} held-out frame(s) and verified in ONNX Runtime "
-        f"({v.get('device')}): **{'holds' if v.get('holds') else 'does NOT hold'}**.", "",
+        f"**{doc['target_text']}** on {(doc.get('search_frames') or {}).get('n')} frame(s) and verified in ONNX "
+        f"Runtime ({v.get('device')}) on {v.get('frames', {}).get('n')} frame(s)"
+        f"{' the search never saw' if doc.get('held_out_verification') else ''}: "
+        f"**{'holds' if v.get('holds') else 'does NOT hold'}**.", "",
         "| lane | mAP | NDS | worst rel. RMSE | lost boxes | added boxes |", "|---|---|---|---|---|---|",
         f"| FP32 reference | {_f(ref.get('mAP'))} | {_f(ref.get('NDS'))} | - | - | - |",
     ]
@@ -125,12 +127,16 @@ def readme(doc: dict) -> str:
         if lane:
             lines.append(f"| {name} | {_f(lane.get('mAP'))} | {_f(lane.get('NDS'))} | {_f(lane.get('worst_rel_rmse'))} "
                          f"| {lane.get('lost_boxes')} | {lane.get('added_boxes')} |")
-    lines += ["", "Files: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx` (deploy these), `fp32.*.onnx` (the "
+    files = (doc.get("pair") or {}).get("files") or [VOXEL_ENCODER_FILE, BACKBONE_FILE]
+    if doc.get("pair"):
+        lines += ["", f"The pair is yours: the files of `{doc['pair']['dir']}` with the kept nodes' Casts added "
+                  "(same file names, inputs and outputs)."]
+    lines += ["", f"Files: {', '.join(f'`{f}`' for f in files)} (deploy these), `fp32.*.onnx` (the "
               "FP32 pair it was judged against), `nodes_to_exclude.json` (ONNX node names per file: ModelOpt AutoCast "
               "`nodes_to_exclude`, ONNX Runtime `quantize_static(nodes_to_exclude=...)`), `skip_layers.txt` (torch "
               "module names: AWML PTQ `--skip-layers`), `fix.json` (every step, figure and version).", "",
               "## Build the TensorRT engines", ""]
-    for file in (VOXEL_ENCODER_FILE, BACKBONE_FILE):
+    for file in files:
         engine = file.replace(".onnx", ".engine")
         if kind == "fp16":
             lines += [f"`{file}` (its precision is in the graph: build it strongly typed, so TensorRT keeps the "

@@ -108,7 +108,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
     """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record."""
     from cp_debug.errors import BadInputError
     from cp_debug.fix.artifact import read_fix, reference_name, sha256
-    from cp_debug.data.frames import HeldOutSet
+    from cp_debug.data.frames import frame_set_from_json
     from cp_debug.fix.figures import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
     from cp_debug.fix.verify import verify_pair
@@ -116,7 +116,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
 
     root = Path(path)
     doc = read_fix(root)
-    fixed = check_onnx_pair(root)
+    fixed = check_onnx_pair(root, (doc.get("pair") or {}).get("files"))
     reference = tuple(root / reference_name(p.name) for p in fixed)
     missing = [p.name for p in reference if not p.is_file()]
     if missing:
@@ -126,10 +126,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
                      if not (root / name).is_file() or sha256(root / name) != digest)
     cfg = get_preset(doc["preset"])
     rec = doc["verification"]
-    frames = HeldOutSet.load(cfg, rec["frames"]["n"], rec["frames"]["first"])
-    if list(frames.tokens) != list(rec["frames"]["tokens"]):
-        raise BadInputError(f"the frames of {root} ({rec['frames']['tokens'][:2]}...) are not the ones this cp_debug "
-                            "makes any more; write the fix again")
+    frames = frame_set_from_json(rec["frames"], cfg)
     ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
                       precision=rec.get("precision") or doc.get("kind") or "fp16",
                       device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)

@@ -1,7 +1,8 @@
 """The figures of one candidate on the frames a fix is judged on, and the progress helpers of a fix.
 
-Frames are held-out synthetic scenes loaded once (`data.frames.HeldOutSet`: never training or calibration
-seeds), named by their seed range, so `fix --check` rebuilds exactly the same ones. A candidate is judged by
+Frames are held-out synthetic scenes (`data.frames.HeldOutSet`: never training or calibration seeds) or the user's
+scenes with their ground truth (`data.frames.ScenesSet`: an info file), loaded once and named by their range and
+tokens, so `fix --check` rebuilds exactly the same ones. A candidate is judged by
 its six head maps against the reference's on the same frames: per frame the worst output's rel. RMSE
 (`ptq.sensitivity.rel_rmse`), and from the decoded boxes the reference boxes it loses or adds
 (`eval.detection_diff`) and nuScenes mAP/NDS (`eval.devkit`) against the ground truth; and per frame the outcome of
@@ -19,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.compare.noise import Outcome, worst as worst_outcome
-from cp_debug.data.frames import HeldOutSet
+from cp_debug.data.frames import FrameSet
 from cp_debug.errors import BadInputError
 
 
@@ -63,7 +64,7 @@ def step_printer(progress):
     return on_step
 
 
-def ort_pair_heads(cfg, encoder, backbone, frames: HeldOutSet, indices: Sequence[int] | None = None, *,
+def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
                    device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
     """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
     in the staged pipeline (the shared torch glue between the two files)."""
@@ -170,7 +171,7 @@ def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[
     return tuple(values), tuple(names)
 
 
-def detections(cfg, frames: HeldOutSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
+def detections(cfg, frames: FrameSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
     """{token: SampleBoxes} of decoded head maps."""
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.models.centerpoint.decode import decode
@@ -178,7 +179,7 @@ def detections(cfg, frames: HeldOutSet, indices: Sequence[int], heads: Sequence[
     return {frames.frames[i].token: SampleBoxes.from_detections(decode(h, cfg)) for i, h in zip(indices, heads)}
 
 
-def evaluation(cfg, frames: HeldOutSet, dets: Mapping):
+def evaluation(cfg, frames: FrameSet, dets: Mapping):
     """nuScenes DetectionEvaluation of `dets` against the frames' ground truth."""
     from cp_debug.eval.boxes import ground_truth
     from cp_debug.eval.devkit import default_range, evaluate
@@ -195,7 +196,7 @@ def box_diff(cfg, ref_dets: Mapping, dets: Mapping) -> tuple[int, int]:
     return int(d.total.missing), int(d.total.extra)
 
 
-def class_ap_change(cfg, frames: HeldOutSet, ref_dets: Mapping, dets: Mapping, bootstrap: int = 20,
+def class_ap_change(cfg, frames: FrameSet, ref_dets: Mapping, dets: Mapping, bootstrap: int = 20,
                     seed: int = 0) -> dict:
     """Per class: AP of the reference and of the candidate and their difference, with a 90 % paired bootstrap
     interval over frames (`bootstrap` resamples; none when 0 or one frame)."""
@@ -234,12 +235,13 @@ def _ap(cfg, gt: Mapping, dets: Mapping) -> dict[str, float]:
     return {c.name: c.ap for c in ev.per_class}
 
 
-def check_onnx_pair(root: str | Path) -> tuple[Path, Path]:
-    """The two AWML file paths under `root`; BadInputError naming what is missing."""
+def check_onnx_pair(root: str | Path, names: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """The pair's two file paths under `root` (`names`: the user's own file names of a fix of a deployed pair; else
+    AWML's); BadInputError naming what is missing."""
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
     root = Path(root)
-    paths = (root / VOXEL_ENCODER_FILE, root / BACKBONE_FILE)
+    paths = tuple(root / n for n in (names or (VOXEL_ENCODER_FILE, BACKBONE_FILE)))
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise BadInputError(f"{root} lacks {', '.join(missing)}: it is not a written fix (cpdebug fix --out DIR)")

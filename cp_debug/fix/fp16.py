@@ -12,10 +12,10 @@ all. The converted models of the found set are the artifact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from cp_debug.errors import BadInputError
-from cp_debug.data.frames import HeldOutSet
+from cp_debug.data.frames import FrameSet
 from cp_debug.fix.figures import ort_pair_heads
 from cp_debug.fix.names import SEP, node_modules, per_file
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
@@ -34,11 +34,12 @@ class Fp16Fix:
     modules: dict
 
 
-def fp16_candidates(cfg, models: dict, frames: HeldOutSet, indices: Sequence[int], first: Sequence[str] = (),
-                    module_names: set[str] | None = None) -> list[str]:
+def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int], first: Sequence[str] = (),
+                    module_names: set[str] | None = None, modules: Mapping | None = None) -> list[str]:
     """FILE:NODE candidates of both files, ranked: nodes of `first` (module names a report blamed) first, then
     nodes touching |x| near FP16's range (largest first), then the compute nodes in file and execution order.
-    The magnitudes are the FP32 reference's, over the frames `indices`."""
+    The magnitudes are the FP32 reference's, over the frames `indices`. `modules`: FILE:NODE -> module where the
+    nodes' own scopes do not say it (a deployed pair's, mapped as bisect maps it)."""
     import onnx_graphsurgeon as gs
 
     from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
@@ -59,20 +60,21 @@ def fp16_candidates(cfg, models: dict, frames: HeldOutSet, indices: Sequence[int
     rest = [x for x in ranked if not x[1].near_fp16_max]
     keys = [f"{f}{SEP}{c.name}" for f, c in near + rest]
     if first:
-        modules = node_modules(models, module_names)
+        modules = modules if modules is not None else node_modules(models, module_names)
         blamed = [k for k in keys if any(m and (m == b or m.startswith(b + ".")) for b in first for m in [modules[k]])]
         keys = blamed + [k for k in keys if k not in set(blamed)]
     return keys
 
 
-def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget, *, device: str = "cpu",
+def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *, device: str = "cpu",
                   worst: int = 2, frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, module_names: set[str] | None = None,
-                  progress=None) -> Fp16Fix:
+                  modules: Mapping | None = None, progress=None) -> Fp16Fix:
     """Search the FP16 fix of `fp32_models` ({VOXEL_ENCODER_FILE: model, BACKBONE_FILE: model}) over `frames`.
 
     first: module names to rank first (a bisect report's root causes). candidates: FILE:NODE keys instead of the
-    ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names)."""
+    ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names);
+    modules: FILE:NODE -> module instead of the nodes' scopes (a deployed pair: `names.mapped_node_modules`)."""
     from cp_debug.fix.figures import progress_step, step_printer
     from cp_debug.precision.fp16 import convert_to_fp16
 
@@ -98,7 +100,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget,
     if candidates is None:
         with progress_step(progress, "ranking the candidates (FP32 magnitudes)"):
             candidates = fp16_candidates(cfg, fp32_models, frames, list(frame_order or every)[:1], first,
-                                        module_names)
+                                        module_names, modules)
     else:
         known = {f"{f}{SEP}{n.name}" for f in files for n in fp32_models[f].graph.node}
         unknown = [c for c in candidates if c not in known]
@@ -109,7 +111,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: HeldOutSet, target: FixTarget,
     result = search_fix(candidates, judge, target, len(frames), worst=worst, frame_order=frame_order,
                         on_step=step_printer(progress))
     fixed = converted(result.keep) if result.keep is not None else None
-    modules = node_modules(fp32_models, module_names)
+    modules = modules if modules is not None else node_modules(fp32_models, module_names)
     return Fp16Fix(result, dict(fp32_models), converted(()), fixed, {k: modules.get(k) for k in result.keep or ()})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from cp_debug.data.frames import HeldOutSet
+from cp_debug.data.frames import FrameSet
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
 from cp_debug.fix.targets import FixTarget
 
@@ -25,7 +25,7 @@ class Int8Fix:
     sensitivity: object  # ptq.sensitivity.SensitivityResult of the ranking
 
 
-def find_int8_fix(cfg, qmodel, fp32_model, frames: HeldOutSet, target: FixTarget, *, worst: int = 2,
+def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, *, worst: int = 2,
                   frame_order: Sequence[int] | None = None, first: Sequence[str] = (),
                   candidates: Sequence[str] | None = None, progress=None) -> Int8Fix:
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""

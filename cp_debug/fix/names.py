@@ -43,3 +43,18 @@ def layer_nodes(models: Mapping, layers: Sequence[str], module_names: set[str]) 
             file, node = split_key(key)
             out[file].append(node)
     return out
+
+
+def mapped_node_modules(models: Mapping, probe_maps: Sequence) -> dict[str, str | None]:
+    """FILE:NODE -> the innermost module whose probe is one of the node's outputs, by the probe maps bisect makes of
+    a deployed pair (`bisect.deployed.deployed_stages`: scope names, else structure), one per file in order; None
+    where no output of the node is a module's tensor."""
+    out: dict[str, str | None] = {}
+    for (file, model), pm in zip(models.items(), probe_maps):
+        by_tensor: dict[str, str] = {}
+        for module, tensor in pm.tensors.items():
+            if tensor not in by_tensor or len(module) > len(by_tensor[tensor]):
+                by_tensor[tensor] = module
+        for node in model.graph.node:
+            out[f"{file}{SEP}{node.name}"] = next((by_tensor[t] for t in node.output if t in by_tensor), None)
+    return out

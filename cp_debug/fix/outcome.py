@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cp_debug.errors import BadInputError, ExitCode
 
 if TYPE_CHECKING:
-    from cp_debug.data.frames import HeldOutSet
+    from cp_debug.data.frames import FrameSet
     from cp_debug.fix.request import FixRequest
     from cp_debug.fix.search import FixSearch
     from cp_debug.fix.verify import Verification
@@ -57,7 +57,7 @@ class FixOutcome:
     request: FixRequest
     preset: str  # the config's name
     weights: str  # the weights in words
-    search_frames: HeldOutSet
+    search_frames: FrameSet
     kept: FixSet
     search: FixSearch
     verification: Verification | None
@@ -69,6 +69,14 @@ class FixOutcome:
     reference: dict = field(default_factory=dict)
     nodes_to_exclude: dict = field(default_factory=dict)
     skip_layers: tuple[str, ...] = ()
+    pair: dict | None = None  # a fix of the user's deployed pair (SPEC@DIR): its folder, file names, mapping notes
+
+    @property
+    def held_out_verification(self) -> bool | None:
+        """Whether the verification ran on frames the search never saw (None without a verification)."""
+        if self.verification is None:
+            return None
+        return not set(self.verification.frames.tokens) & set(self.search_frames.tokens)
 
     @property
     def status(self) -> str:
@@ -116,7 +124,8 @@ class FixOutcome:
             "target": req.target.to_json(), "target_text": req.target.describe(),
             "tolerance_mode": req.target.mode,
             "outcome": self.outcome.value if self.outcome is not None else None,
-            "search_frames": self.search_frames.to_json(), "set": self.kept.to_json(), "search": self.search.to_json(),
+            "search_frames": self.search_frames.to_json(), "held_out_verification": self.held_out_verification,
+            "pair": self.pair, "set": self.kept.to_json(), "search": self.search.to_json(),
             "verification": self.verification.to_json() if self.verification else None,
             "environment": self.environment, "cp_debug_version": self.version, "written_at": self.written_at,
         }

@@ -25,7 +25,11 @@ class FixRequest:
     model: ModelRecord = field(default_factory=ModelRecord)
     scenes: int = 8
     first_scene: int = 0
-    verify_scenes: int = 0  # 0: verify on the search's frames; else on as many frames after them
+    # None: the default — held-out synthetic frames: on the search's; the user's scenes: their last half, which the
+    # search never sees. 0: on the search's frames. N: synthetic: N frames after the search's; scenes: the last N
+    verify_scenes: int | None = None
+    scenes_path: str | None = None  # the user's scenes (an info file): the frames instead of synthetic held-out ones
+    data_root: str | None = None  # where the info file's lidar paths are relative to (default: its folder)
     worst: int = 2
     candidates: tuple[str, ...] | None = None
     first_modules: tuple[str, ...] = ()
@@ -79,7 +83,12 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError("--int8 DIR is a PTQ model: use an INT8 candidate (ort-cpu-int8)")
     if req.worst < 0:
         raise BadInputError(f"--worst-frames must be >= 0, got {req.worst}")
-    if req.verify_scenes < 0:
+    if spec.onnx_dir is not None and spec.precision != "fp16":
+        raise BadInputError(f"fix on a deployed pair ({req.candidate}) searches FP16 candidates (ort-cpu-fp16@DIR): "
+                            "the nodes of your FP32 files to keep in FP32; INT8 of your own files is not searched yet")
+    if spec.onnx_dir is not None and req.model.int8 is not None:
+        raise BadInputError("--int8 DIR is a PTQ model; a deployed pair (@DIR) is fixed in FP16: drop --int8")
+    if req.verify_scenes is not None and req.verify_scenes < 0:
         raise BadInputError(f"--verify-scenes must be >= 0, got {req.verify_scenes}")
     if req.scenes < 1:
         raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -22,25 +22,37 @@ from cp_debug.models.centerpoint.source import ModelRecord
 
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written)."""
-    from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.figures import progress_step
     from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
     cfg = get_preset(req.model.model_name)
-    frames = HeldOutSet.load(cfg, req.scenes, req.first_scene)
-    with progress_step(progress, "loading the model"):
-        qmodel, model, weights, skipped = _models(req, cfg, progress)
-    module_names = {n for n, _ in model.named_modules()}
-    sample = frames.frames[0].load(cfg).points
+    frames, vframes = _frames(req, cfg)
     order = _frame_order(req.frame_order, len(frames))
+    pair = None
     with tempfile.TemporaryDirectory(prefix="cpdebug_fix_") as tmp:
-        if req.kind == "fp16":
-            found, models, kept, excl, skip = _fp16(req, cfg, model, frames, module_names, sample, tmp, progress,
-                                                    order)
+        if req.spec.onnx_dir is not None:  # the user's own FP32 pair, its probes mapped as bisect maps them
+            with progress_step(progress, f"reading the deployed pair in {req.spec.onnx_dir}"):
+                pair = deployed_pair(req, cfg)
+            weights = pair.weights
+            found, models, kept, excl, skip = _fp16(req, cfg, pair.models, frames, pair.module_names, progress,
+                                                    order, pair.node_modules)
         else:
-            found, models, kept, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
-                                                    progress, skipped, order)
+            with progress_step(progress, "loading the model"):
+                qmodel, model, weights, skipped = _models(req, cfg, progress)
+            module_names = {n for n, _ in model.named_modules()}
+            sample = frames.frames[0].load(cfg).points
+            if req.kind == "fp16":
+                from cp_debug.recipes.centerpoint.export import export_onnx
+
+                import onnx
+
+                res = export_onnx(model, cfg, tmp, sample_points=sample)
+                fp32 = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
+                found, models, kept, excl, skip = _fp16(req, cfg, fp32, frames, module_names, progress, order)
+            else:
+                found, models, kept, excl, skip = _int8(req, cfg, qmodel, model, frames, module_names, sample, tmp,
+                                                        progress, skipped, order)
     search = found.search
     fixed = models.get("fixed")
     verification = None
@@ -53,8 +65,6 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
                 bad = kept_fp32_violations(fixed[file], nodes)
                 if bad:  # convert_to_fp16 broke its promise: an internal error, not the user's
                     raise RuntimeError(f"{file}: kept nodes do not compute in float32: {bad}")
-        vframes = frames if not req.verify_scenes else HeldOutSet.load(cfg, req.verify_scenes,
-                                                                       req.first_scene + req.scenes)
         files = list(fixed)
         verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
@@ -71,7 +81,75 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
         sensitivity = tuple(found.sensitivity.rows)
     return FixOutcome(req, cfg.name, weights, frames, kept, search, verification, env, cp_debug.__version__,
                       datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), sensitivity,
-                      fixed, models["fp32"], excl, tuple(skip))
+                      fixed, models["fp32"], excl, tuple(skip), pair.to_json() if pair is not None else None)
+
+
+def _frames(req: FixRequest, cfg):
+    """(the search's frames, the verification's). Held-out synthetic frames: `--scenes N` from `--first-scene`,
+    verified on them or on `--verify-scenes` frames after them. The user's scenes (an info file): every frame from
+    `--first-scene`; the last `--verify-scenes` (default: half) are verified and never seen by the search."""
+    from cp_debug.data.frames import HeldOutSet, ScenesSet
+
+    if req.scenes_path is None:
+        frames = HeldOutSet.load(cfg, req.scenes, req.first_scene)
+        if not req.verify_scenes:
+            return frames, frames
+        return frames, HeldOutSet.load(cfg, req.verify_scenes, req.first_scene + req.scenes)
+    every = ScenesSet.load(cfg, req.scenes_path, req.first_scene, data_root=req.data_root)
+    n_verify = len(every) // 2 if req.verify_scenes is None else req.verify_scenes
+    if n_verify == 0:
+        return every, every
+    if n_verify >= len(every):
+        raise BadInputError(f"--scenes {req.scenes_path} has {len(every)} frame(s) from frame {req.first_scene} on: "
+                            f"too few to verify on {n_verify} the search does not see (give more frames, or "
+                            "--verify-scenes 0 to verify on the search's own)")
+    return every.split(n_verify)
+
+
+@dataclass(frozen=True)
+class DeployedPair:
+    """The user's FP32 pair (`SPEC@DIR`) as the fix takes it: {file name: ModelProto} in stage order, each node's
+    module by the probe mapping bisect makes (FILE:NODE -> module or None), the model's module names, the
+    weights the mapping's reference model has, and what mapping found (notes)."""
+
+    folder: Path
+    models: dict
+    node_modules: dict
+    module_names: set
+    weights: str
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"from": "deployed", "dir": str(self.folder), "files": list(self.models), "notes": list(self.notes)}
+
+
+def deployed_pair(req: FixRequest, cfg) -> DeployedPair:
+    """Read, check and map the candidate's deployed pair (`req.spec.onnx_dir`) against the request's model, as a
+    bisect with `SPEC@DIR` does (`bisect.deployed.deployed_stages`); BadInputError where the files are not an FP32
+    pair the fix can name node by node."""
+    from collections import Counter
+
+    from cp_debug.bisect.deployed import deployed_stages
+    from cp_debug.fix.names import mapped_node_modules
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    m, spec = req.model, req.spec
+    subject = centerpoint_subject(cfg, checkpoint=m.checkpoint, seed=m.seed, random_weights=m.random_weights)
+    found = deployed_stages(spec, subject, {i: list(st.probe_map().tensors) for i, st in enumerate(subject.stages)})
+    if found.precision != "fp32":
+        raise BadInputError(f"{spec}: the files hold {found.precision} already; fix converts an FP32 pair to FP16 "
+                            "with nodes kept in FP32: give the folder of your FP32 export")
+    models = {path.name: st.onnx() for path, st in zip(found.files, found.stages)}
+    for file, model in models.items():
+        counts = Counter(n.name for n in model.graph.node if n.op_type != "Constant")
+        bad = [n or "(unnamed)" for n, k in counts.items() if k > 1 or not n]
+        if bad:
+            raise BadInputError(f"{spec}: {file} has nodes without a name of their own ({', '.join(bad[:3])}); the "
+                                "fix names the nodes it keeps in FP32 (FILE:NODE): name every node, e.g. with "
+                                "onnx-graphsurgeon")
+    return DeployedPair(spec.onnx_dir, models, mapped_node_modules(models, [st.probe_map() for st in found.stages]),
+                        {n for st in subject.stages for n in st.trace().order}, subject.description["weights"],
+                        found.notes)
 
 
 def _models(req: FixRequest, cfg, progress):
@@ -107,24 +185,19 @@ def _frame_order(order: Sequence[int] | None, n: int) -> tuple[int, ...] | None:
     return tuple(kept + [i for i in range(n) if i not in set(kept)])
 
 
-def _fp16(req, cfg, model, frames, module_names, sample, tmp, progress, order=None):
-    import onnx
-
+def _fp16(req, cfg, fp32: dict, frames, module_names, progress, order=None, modules=None):
     from cp_debug.fix.fp16 import find_fp16_fix
-    from cp_debug.recipes.centerpoint.export import export_onnx
 
-    res = export_onnx(model, cfg, tmp, sample_points=sample)
-    fp32 = {p.name: onnx.load(str(p)) for p in (res.voxel_encoder, res.backbone)}
     fx = find_fp16_fix(cfg, fp32, frames, req.target, device=req.spec.device, worst=req.worst,
                        first=req.first_modules, candidates=req.candidates, module_names=module_names,
-                       frame_order=order, progress=progress)
+                       modules=modules, frame_order=order, progress=progress)
     from cp_debug.fix.names import per_file
 
     keep = fx.search.keep or ()
     nodes = per_file(keep, list(fp32))
-    modules = sorted({m for m in fx.modules.values() if m})
-    kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(keep), node_modules=fx.modules)
-    return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, kept, nodes, modules
+    kept_modules = sorted({m for m in fx.modules.values() if m})
+    kept = FixSet("fp16", tuple(kept_modules), nodes, keep_fp32=tuple(keep), node_modules=fx.modules)
+    return fx, {"fp32": fp32, "plain": fx.plain, "fixed": fx.fixed}, kept, nodes, kept_modules
 
 
 def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str],

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
-from cp_debug.data.frames import HeldOutSet
+from cp_debug.data.frames import FrameSet
 from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors, frame_verdict
 from cp_debug.fix.targets import FixTarget
 
@@ -131,7 +131,7 @@ class HeadJudge:
     reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set; each
     frame judged by `precision`'s noise (`figures.frame_verdict`) where the target is within precision."""
 
-    def __init__(self, cfg, frames: HeldOutSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
+    def __init__(self, cfg, frames: FrameSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
                  heads: Callable[[tuple[str, ...], Sequence[int]], list], precision: str):
         self.cfg, self.frames, self.reference, self.target, self.heads = cfg, frames, list(reference), target, heads
         self.precision = precision

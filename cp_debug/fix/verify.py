@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cp_debug.data.frames import HeldOutSet
+from cp_debug.data.frames import FrameSet
 from cp_debug.fix.figures import (Figures, box_diff, class_ap_change, detections, evaluation, frame_errors,
                                   frame_verdict, ort_pair_heads)
 from cp_debug.fix.targets import FixTarget
@@ -36,7 +36,7 @@ class Lane:
 @dataclass(frozen=True)
 class Verification:
     target: FixTarget
-    frames: HeldOutSet
+    frames: FrameSet
     reference_map: float
     reference_nds: float
     plain: Lane | None
@@ -67,7 +67,7 @@ class Verification:
                 "latency_note": "median per stage over this verification's frames, ONNX Runtime on this machine"}
 
 
-def verify_pair(cfg, frames: HeldOutSet, target: FixTarget, reference: Sequence, fixed: Sequence,
+def verify_pair(cfg, frames: FrameSet, target: FixTarget, reference: Sequence, fixed: Sequence,
                 plain: Sequence | None = None, *, precision: str, device: str = "cpu", bootstrap: int = 20,
                 progress=None) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a

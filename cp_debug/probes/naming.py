@@ -56,6 +56,16 @@ def _scopes_from_metadata(node) -> list[str] | None:
     return None
 
 
+def _container_member(parent_q: str, comp: str, module_names: set[str]) -> str | None:
+    """`parent_q.<container>.comp`, where exactly one module name has that form: the TorchScript exporter names a
+    ModuleDict's member by its key alone (`/reg/reg.0/Conv` for `heads.reg.0`), leaving out the dict, which never
+    runs itself."""
+    head = f"{parent_q}." if parent_q else ""
+    depth = head.count(".") + 1
+    found = [n for n in module_names if n.startswith(head) and n.endswith(f".{comp}") and n.count(".") == depth]
+    return found[0] if len(found) == 1 else None
+
+
 def _scopes_from_name(name: str, module_names: set[str]) -> list[str]:
     parts = name.split("/")
     if len(parts) < 3 or parts[0] != "":
@@ -69,6 +79,8 @@ def _scopes_from_name(name: str, module_names: set[str]) -> list[str]:
         options.append(f"{parent_q}.{comp}" if parent_q else comp)
         options.append(comp)
         q = next((o for o in options if o in module_names), None)
+        if q is None:
+            q = _container_member(parent_q, comp, module_names)
         if q is None:
             break
         chain.append(q)

@@ -137,7 +137,82 @@ def test_check_passes_here_and_names_a_changed_version(written, tmp_path):
     assert report["modified_files"] == []
 
 
+@pytest.fixture(scope="module")
+def deployed_fix(written, tmp_path_factory):
+    """The user's own deployed FP32 pair — the FP32 pair of the fix above with every node and tensor renamed (n0, …,
+    t0, …: another exporter's names) — fixed with `ort-cpu-fp16@DIR` on 2 scenes written by `cpdebug scenes`
+    (`write_scene_set`): the search judges the first, the verification the second."""
+    import onnx
+
+    from cp_debug.data.scene_set import write_scene_set
+    from cp_debug.data.scenes import heldout_seeds
+    from cp_debug.models.centerpoint.presets import get_preset
+    from tests.bisect.deployed_files import edited, rename
+
+    out = written[0]
+    tmp = tmp_path_factory.mktemp("fix_deployed")
+    deploy = tmp / "deploy"
+    deploy.mkdir()
+    tables = {}
+    for name in ("pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx"):
+        table = tables.setdefault(name, {})
+        onnx.save(edited(onnx.load(str(out / f"fp32.{name}")), lambda g: rename(g, table)), deploy / name)
+    write_scene_set(get_preset("tiny"), tmp / "scenes", heldout_seeds(2))
+    fixed = tmp / "fix"
+    proc = cpdebug("--preset", "tiny", "--checkpoint", out.parent / "planted.pth", "--backends",
+                   f"torch,ort-cpu-fp16@{deploy}", "--scenes", tmp / "scenes" / "infos.pkl", "--tol", "0.05",
+                   "--bootstrap", 0, "--out", fixed, "--json", tmp / "fix_run.json", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return deploy, fixed, json.loads((tmp / "fix_run.json").read_text()), out
+
+
+def test_fix_of_a_deployed_pair_writes_that_pair_fixed_and_verifies_on_frames_it_did_not_search(deployed_fix):
+    import onnx
+    import onnx_graphsurgeon as gs
+
+    deploy, fixed, doc, ours = deployed_fix
+    assert doc["pair"]["from"] == "deployed" and doc["pair"]["dir"] == str(deploy)
+    # the same set as on cp_debug's export of this model, found on the user's nodes: the planted nodes' renamed
+    # counterparts (`rename` names the k-th node n<k>)
+    theirs = gs.import_onnx(onnx.load(str(ours / "fp32.pts_backbone_neck_head.onnx"))).nodes
+    planted = {key.split(":", 1)[1] for key in NEEDED}
+    kept = doc["search"]["keep"]
+    assert sorted(kept) == sorted(f"pts_backbone_neck_head.onnx:n{k}" for k, node in enumerate(theirs)
+                                  if node.name in planted)
+    assert {m for m in doc["set"]["node_modules"].values()} >= {"pts_neck.deblocks.0.1", "pts_neck.deblocks.0.2"}
+    # held out: the verification's frames are not the search's, and the report says which each are
+    search, verify = doc["search_frames"], doc["verification"]["frames"]
+    assert search["kind"] == verify["kind"] == "scenes"
+    assert search["tokens"] == ["scene_1000000"] and verify["tokens"] == ["scene_1000001"]
+    assert doc["held_out_verification"] is True and doc["verification"]["holds"]
+    # the written pair is the user's files with the Casts added: their names, interface, nodes and initializers
+    for name in ("pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx"):
+        user, ours = onnx.load(str(deploy / name)), onnx.load(str(fixed / name))
+        assert [(i.name, i.type) for i in ours.graph.input] == [(i.name, i.type) for i in user.graph.input]
+        assert [(o.name, o.type) for o in ours.graph.output] == [(o.name, o.type) for o in user.graph.output]
+        user_nodes = {n.name for n in user.graph.node if n.op_type != "Constant"}  # (constants become initializers)
+        assert user_nodes <= {n.name for n in ours.graph.node}  # every node of the user's, none of cp_debug's
+        assert not [n.name for n in ours.graph.node if n.name.startswith("/pts_")]
+        assert {i.name for i in user.graph.initializer} & {i.name for i in ours.graph.initializer}
+        assert onnx.load(str(fixed / f"fp32.{name}")).graph == user.graph  # judged against the user's FP32 pair
+    excl = json.loads((fixed / "nodes_to_exclude.json").read_text())
+    assert sorted(f"pts_backbone_neck_head.onnx:{n}" for n in excl["pts_backbone_neck_head.onnx"]) == sorted(kept)
+    assert f"`{deploy}`" in (fixed / "README.md").read_text()
+
+
+def test_check_of_a_deployed_pair_fix_reads_its_files_and_scenes(deployed_fix):
+    _, fixed, doc, _ = deployed_fix
+    proc = cpdebug("--check", fixed, "--json", "-", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["holds"] and report["changed_figures"] == [] and report["modified_files"] == []
+    assert report["verification"]["frames"]["tokens"] == doc["verification"]["frames"]["tokens"]
+
+
 def test_bad_requests_are_one_line_and_exit_2(tmp_path):
+    deployed = tmp_path / "deploy"
+    deployed.mkdir()
+    (deployed / "pts_voxel_encoder.onnx").write_bytes(b"")  # never read: the request is refused first
     cases = [
         (("--out", tmp_path / "x", "--preset", "tiny", "--tolerance-mode", "fixed"), "give a target"),
         (("--out", tmp_path / "x", "--tolerance-mode", "exact"), "--tolerance-mode 'exact'"),
@@ -147,6 +222,9 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
         (("--tol", "0.1"), "--out DIR"),
         (("--check", tmp_path, "--device", "tpu"), "--device must be cpu or cuda"),
         (("--out", tmp_path / "x", "--tol", "0.1", "--device", "cuda"), "--device goes with --check"),
+        (("--out", tmp_path / "x", "--backends", f"torch,ort-cpu-int8@{deployed}"), "searches FP16 candidates"),
+        (("--out", tmp_path / "x", "--scenes", tmp_path), "give an info file"),
+        (("--out", tmp_path / "x", "--scenes", "3", "--data-root", tmp_path), "--data-root goes with --scenes INFOS"),
     ]
     for args, match in cases:
         proc = cpdebug(*args)

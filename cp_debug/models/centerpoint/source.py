@@ -101,23 +101,30 @@ class ModelRecord:
     random_weights: bool = False
     seed: int = 0
     int8: str | None = None  # a PTQ dir or PTQ/QAT checkpoint the run's INT8 side came from
+    # `--model-factory FILE.py:FUNC`: the user's own modules and settings (models/centerpoint/factory.py); it
+    # replaces preset, config and weights, and is built by the subject that runs it (never by `load()`)
+    factory: str | None = None
 
     @classmethod
     def of(cls, preset: str | None = "demo", *, config: str | Path | None = None, checkpoint: str | Path | None = None,
-           random_weights: bool = False, seed: int = 0, int8: str | Path | None = None) -> "ModelRecord":
+           random_weights: bool = False, seed: int = 0, int8: str | Path | None = None,
+           factory: str | None = None) -> "ModelRecord":
         """The record of command-line values (paths become strings)."""
         def text(p):
             return None if p is None else str(p)
 
-        if config is not None:
-            preset = None  # the config file is the model
-        return cls(preset, text(config), text(checkpoint), bool(random_weights), int(seed), text(int8))
+        if config is not None or factory is not None:
+            preset = None  # the config file (or the factory) is the model
+        return cls(preset, text(config), text(checkpoint), bool(random_weights), int(seed), text(int8), text(factory))
 
     @property
     def model_name(self) -> str:
         """What `get_preset` / `load_model` take: the config file's path where one is given, else the preset."""
         from cp_debug.errors import BadInputError
 
+        if self.factory is not None:
+            raise BadInputError(f"--model-factory {self.factory}: this command builds cp_debug's own CenterPoint "
+                                "(--preset / --config); the factory's modules run in `cpdebug bisect`")
         name = self.config if self.config is not None else self.preset
         if name is None:
             raise BadInputError("the model names no preset and no config file: give --preset or --config")
@@ -126,6 +133,8 @@ class ModelRecord:
     @property
     def label(self) -> str:
         """What `load()` will load, in words (for progress lines before the model is built)."""
+        if self.factory is not None:
+            return f"model factory {self.factory}"
         return weights_label(self.model_name, self.checkpoint, self.seed, self.random_weights)
 
     def load(self) -> LoadedModel:
@@ -134,7 +143,8 @@ class ModelRecord:
         return load_model(self.model_name, self.checkpoint, self.seed, random_weights=self.random_weights)
 
     def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Every field; `factory` only where one was given (a record without one reads as before it existed)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "factory" or self.factory}
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelRecord":
