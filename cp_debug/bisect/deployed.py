@@ -52,11 +52,16 @@ class DeployedStages:
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
-    """The user's file for `stage`: `DIR/<stage>.onnx`; a one-stage subject also takes DIR's only .onnx file."""
+    """The user's file for `stage`: `DIR/<stage>.onnx`, else DIR's one `<stage>_<model>.onnx` (autoware-ml names
+    its files after its export modules, `pts_voxel_encoder_centerpoint.onnx`); a one-stage subject also takes DIR's
+    only .onnx file."""
     assert spec.onnx_dir is not None
     path = spec.onnx_dir / f"{stage.name}.onnx"
     if path.is_file():
         return path
+    named = sorted(spec.onnx_dir.glob(f"{stage.name}_*.onnx"))  # autoware-ml: pts_voxel_encoder_centerpoint.onnx
+    if len(named) == 1:
+        return named[0]
     found = sorted(spec.onnx_dir.glob("*.onnx"))
     if len(subject.stages) == 1 and len(found) == 1:
         return found[0]
@@ -77,7 +82,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         path = stage_file(spec, subject, st)
         model = load_onnx(path)
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
-        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
+        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names)
         held.append(file_precision(model))
         files.append(path)
         how.append(dict(found.how))

@@ -59,7 +59,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
     (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
-    `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`)."""
+    `preset`: a preset name, a config file (.py or .yaml) or a CenterPointConfig (`read_config`)."""
     import torch
 
     from cp_debug.models.centerpoint.presets import as_config
@@ -116,16 +116,17 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                              dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
                                            **{h: {0: "batch_size", 2: "height", 3: "width"} for h in HEAD_OUTPUTS}})
 
+    from cp_debug.models.centerpoint.autoware_ml_names import to_cp_debug  # autoware-ml's deployed files' scopes
     from cp_debug.recipes.centerpoint.int8_source import qdq_export
 
     enc_stage = Stage(
         name="pts_voxel_encoder", input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
-        module=encoder, example_inputs=(ex_feats,), stage_probes=_encoder_probes(model),
+        module=encoder, example_inputs=(ex_feats,), stage_probes=_encoder_probes(model), foreign_names=to_cp_debug,
         export=export_encoder, qdq_export=qdq_export(model, export_encoder) if int8 is not None else None)
     bb_stage = Stage(
         name="pts_backbone_neck_head", input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
         module=backbone, example_inputs=(ex_spatial,), stage_probes=_backbone_probes(model),
-        output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS},
+        output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS}, foreign_names=to_cp_debug,
         export=export_backbone, qdq_export=qdq_export(model, export_backbone) if int8 is not None else None)
     scatter = model.pts_middle_encoder
     if int8_info is not None:
