@@ -54,8 +54,9 @@ class DeployedStages:
 
 
 def stage_file(spec: BackendSpec, subject: Subject, stage: Stage) -> Path:
-    """The user's file for `stage` (`data/model_folder.py`: a manifest's name, `DIR/<stage>.onnx` or Autoware's
-    `DIR/<stage>_<model>.onnx`); a one-stage subject also takes DIR's only .onnx file."""
+    """The user's file for `stage` (`data/model_folder.py`: a manifest's name, `DIR/<stage>.onnx` or Autoware's and
+    autoware-ml's `DIR/<stage>_<model>.onnx`, e.g. `pts_voxel_encoder_centerpoint.onnx`); a one-stage subject also
+    takes DIR's only .onnx file."""
     from cp_debug.data.model_folder import expected_names
 
     assert spec.onnx_dir is not None
@@ -86,7 +87,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                                                     in zip(subject.stages, models, paths) if st.module is not None])
     for i, (st, path, model) in enumerate(zip(subject.stages, paths, models)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
-        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
+        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names)
         held.append(file_precision(model))
         files.append(path)
         how.append(dict(found.how))

@@ -35,6 +35,8 @@ class Stage:
     export_note: str | None = None
     stage_probes: tuple[str, ...] | None = None  # explicit `stage`-level probes (recipes); None = derived
     output_aliases: dict[str, str] = field(default_factory=dict)  # output name -> the module that produces it
+    # another module tree's names for this stage's modules -> ours (a deployed file's scopes; probes/naming.py)
+    foreign_names: Callable[[str], str | None] | None = None
     qdq_export: Callable[[], Any] | None = None  # --int8: () -> ExportResult of the Q/DQ graph (same exporter names)
     _qdq: onnx.ModelProto | None = field(default=None, repr=False)
     _trace: ModuleTrace | None = field(default=None, repr=False)

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 Preset = Annotated[str, typer.Option(
     help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760, convnextpc-demo.")]
 ConfigFile = Annotated[Optional[Path], typer.Option(
-    "--config", metavar="FILE.py", help="An AWML/mmdet3d config file (mmengine syntax, `_base_` chains); replaces "
-    "--preset. Its custom_imports are never imported: cp_debug builds its own modules from the keys.")]
+    "--config", metavar="FILE.py|FILE.yaml", help="An AWML/mmdet3d config file (.py: mmengine syntax, `_base_` "
+    "chains) or an autoware-ml config (.yaml: Hydra defaults lists and interpolations, composed from its config tree; "
+    "needs omegaconf); replaces --preset. Nothing in it is imported: cp_debug builds its own modules from the keys.")]
 Checkpoint = Annotated[Optional[Path], typer.Option(
-    help="mmengine/AWML checkpoint (.pth); if omitted, the shipped trained weights (demo) or seeded random "
+    help="mmengine/AWML checkpoint (.pth) or autoware-ml Lightning checkpoint (.ckpt); if omitted, the shipped "
+         "trained weights (demo) or seeded random "
          "weights (other presets).")]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
@@ -48,8 +50,8 @@ Exporter = Annotated[str, typer.Option(
 def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,
                  seed: int = 0, int8: Path | None = None, factory: str | None = None) -> ModelRecord:
     """The model options of a command (--preset, --config, --checkpoint, --random-weights, --seed, --int8,
-    --model-factory) as the one record every report stores; --config, which must be an existing .py file, replaces
-    --preset; --model-factory replaces both and takes no weights options. Loads nothing (runs no file)."""
+    --model-factory) as the one record every report stores; --config, which must be an existing .py or .yaml file,
+    replaces --preset; --model-factory replaces both and takes no weights options. Loads nothing (runs no file)."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.source import ModelRecord, model_name
 

@@ -59,10 +59,18 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
 
 
 def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelProto":
-    """`gs.export_onnx` keeping the original's IR version, opsets and metadata (ORT rejects too-new IR versions)."""
+    """`gs.export_onnx` keeping the original's IR version, opsets and metadata (ORT rejects too-new IR versions), and
+    each node's metadata where a node of the same name and op type was in the original (graphsurgeon drops it; the
+    dynamo exporter's `pkg.torch.onnx.name_scopes` there is what maps a file's nodes onto modules)."""
     import onnx_graphsurgeon as gs
 
     model = gs.export_onnx(graph)
+    kept = {(n.name, n.op_type): n.metadata_props for n in original.graph.node if n.name and n.metadata_props}
+    if kept:
+        for node in model.graph.node:
+            props = kept.get((node.name, node.op_type))
+            if props is not None and not node.metadata_props:
+                node.metadata_props.extend(props)
     model.ir_version = original.ir_version
     del model.opset_import[:]
     model.opset_import.extend(original.opset_import)

@@ -3,7 +3,9 @@
 The user's exporter, simplifier or hand edits decide the file's node and tensor names, so our own module ↔ tensor
 table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
 1. **scope names**: the file's nodes carry the exporter's scopes (`/pts_backbone/blocks.1/blocks.1.0/Conv`, or
-   `pkg.torch.onnx.name_scopes` metadata): `map_modules_to_onnx` reads them exactly as for our own export;
+   `pkg.torch.onnx.name_scopes` metadata): `map_modules_to_onnx` reads them exactly as for our own export, and,
+   where the stage knows another module tree of the same network (autoware-ml's: `Stage.foreign_names`), that
+   tree's scopes under our names;
 2. **structure**: the compute nodes (Conv, ConvTranspose, Gemm, MatMul, …) of our export and of the file are
    paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
    a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes
-from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
+from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx
 from cp_debug.probes.torch_trace import ModuleTrace
 
 # Nodes whose weights make them recognisable: the anchors of the structural alignment.
@@ -47,11 +49,12 @@ class ForeignMap:
 
 
 def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
-                trace: ModuleTrace, stage: str = "") -> ForeignMap:
+                trace: ModuleTrace, stage: str = "", rename: ScopeRename | None = None) -> ForeignMap:
     """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`, and list the nodes
-    of either graph with no counterpart in the other (`stage` names the file they are in)."""
+    of either graph with no counterpart in the other (`stage` names the file they are in). `rename` reads the
+    scopes of a file exported from another module tree of the same network (`naming.node_scopes`)."""
     module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
-    by_scope = map_modules_to_onnx(foreign, trace)
+    by_scope = map_modules_to_onnx(foreign, trace, rename)
     a, b = _Graph.of(ours), _Graph.of(foreign)
     pair = align_anchors(a, b)
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])

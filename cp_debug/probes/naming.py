@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from typing import Callable
 
 import onnx
 
@@ -33,14 +34,48 @@ class ProbeMap:
         return self.tensors.get(module)
 
 
-def node_scopes(model: onnx.ModelProto, module_names: set[str]) -> list[tuple[str, ...]]:
-    """For every node, the chain of module qualified names it was created in (outermost first)."""
+def node_scopes(model: onnx.ModelProto, module_names: set[str],
+                rename: ScopeRename | None = None) -> list[tuple[str, ...]]:
+    """For every node, the chain of module qualified names it was created in (outermost first).
+
+    `rename` reads a graph exported from another module tree that holds the same network (autoware-ml's export
+    wrappers: `backbone.blocks.0.0.conv` for our `pts_backbone.blocks.0.0`): it gives our name for one of that
+    tree's modules, None for a module with no counterpart (left out of the chain), or the name unchanged where it
+    does not know it."""
+    known = module_names if rename is None else _Known(module_names, rename)
     out = []
     for node in model.graph.node:
         chain = _scopes_from_metadata(node)
         if chain is None:
-            chain = _scopes_from_name(node.name, module_names)
+            chain = _scopes_from_name(node.name, known)
+        if rename is not None:
+            chain = _renamed(chain, module_names, rename)
         out.append(tuple(chain))
+    return out
+
+
+ScopeRename = Callable[[str], "str | None"]
+
+
+class _Known:
+    """Module names a scope walk accepts: ours, and the other tree's that `rename` recognises."""
+
+    def __init__(self, names: set[str], rename: ScopeRename):
+        self.names, self.rename = names, rename
+
+    def __contains__(self, q: str) -> bool:
+        return q in self.names or self.rename(q) != q
+
+    def __iter__(self):  # our own names (a ModuleDict member's lookup walks them)
+        return iter(self.names)
+
+
+def _renamed(chain: list[str], names: set[str], rename: ScopeRename) -> list[str]:
+    out: list[str] = []
+    for q in chain:
+        ours = q if q in names else rename(q)
+        if ours is not None and ours in names and (not out or out[-1] != ours):
+            out.append(ours)
     return out
 
 
@@ -56,7 +91,7 @@ def _scopes_from_metadata(node) -> list[str] | None:
     return None
 
 
-def _container_member(parent_q: str, comp: str, module_names: set[str]) -> str | None:
+def _container_member(parent_q: str, comp: str, module_names: "set[str] | _Known") -> str | None:
     """`parent_q.<container>.comp`, where exactly one module name has that form: the TorchScript exporter names a
     ModuleDict's member by its key alone (`/reg/reg.0/Conv` for `heads.reg.0`), leaving out the dict, which never
     runs itself."""
@@ -66,7 +101,7 @@ def _container_member(parent_q: str, comp: str, module_names: set[str]) -> str |
     return found[0] if len(found) == 1 else None
 
 
-def _scopes_from_name(name: str, module_names: set[str]) -> list[str]:
+def _scopes_from_name(name: str, module_names: "set[str] | _Known") -> list[str]:
     parts = name.split("/")
     if len(parts) < 3 or parts[0] != "":
         return []
@@ -88,11 +123,11 @@ def _scopes_from_name(name: str, module_names: set[str]) -> list[str]:
     return chain
 
 
-def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace) -> ProbeMap:
-    """Build the module → tensor table for every module in `trace`."""
+def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None) -> ProbeMap:
+    """Build the module → tensor table for every module in `trace` (`rename`: see `node_scopes`)."""
     graph = model.graph
     names = set(trace.order)
-    scopes = node_scopes(model, names)
+    scopes = node_scopes(model, names, rename)
     shapes = _static_shapes(model)
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):

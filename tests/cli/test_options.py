@@ -26,7 +26,8 @@ def test_a_config_file_replaces_the_preset(tmp_path):
     assert ModelRecord.from_json(record.to_json()) == record
 
 
-@pytest.mark.parametrize("name,words", [("missing.py", "no such file"), ("config.txt", "a Python file")])
+@pytest.mark.parametrize("name,words", [("missing.py", "no such file"),
+                                        ("config.txt", r"Python file \(.py, mmengine syntax\) or an autoware-ml YAML")])
 def test_a_bad_config_file_is_one_line(tmp_path, name, words):
     path = tmp_path / name
     if name.endswith(".txt"):

@@ -27,7 +27,8 @@ class ConvModule(nn.Module):
 
 
 class SeparateHead(nn.Module):
-    """One nn.Sequential per head: ConvModule(in -> head_conv, k) then Conv2d(head_conv -> C, k, bias)."""
+    """One nn.Sequential per head: ConvModule(in -> head_conv, inner_kernel) then Conv2d(head_conv -> C,
+    final_kernel, bias). mmdet3d's first conv takes final_kernel (inner_kernel None); autoware-ml's is a 3x3."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class SeparateHead(nn.Module):
         *,
         head_conv: int = 64,
         final_kernel: int = 1,
+        inner_kernel: int | None = None,
         init_bias: float = -4.595,
         eps: float = 1e-5,
         momentum: float = 0.1,
@@ -43,9 +45,10 @@ class SeparateHead(nn.Module):
         super().__init__()
         self.head_names = tuple(name for name, _ in heads)
         self.init_bias = init_bias
+        inner = final_kernel if inner_kernel is None else inner_kernel
         for name, classes in heads:
             seq = nn.Sequential(
-                ConvModule(in_channels, head_conv, final_kernel, eps=eps, momentum=momentum),
+                ConvModule(in_channels, head_conv, inner, eps=eps, momentum=momentum),
                 nn.Conv2d(head_conv, classes, final_kernel, padding=final_kernel // 2, bias=True),
             )
             self.add_module(name, seq)
@@ -63,6 +66,7 @@ class CenterHead(nn.Module):
         *,
         share_conv_channel: int = 64,
         head_conv: int = 64,
+        inner_kernel: int | None = None,
         init_bias: float = -4.595,
         eps: float = 1e-5,
         momentum: float = 0.1,
@@ -73,7 +77,8 @@ class CenterHead(nn.Module):
         self.task_heads = nn.ModuleList(
             [
                 SeparateHead(
-                    share_conv_channel, heads, head_conv=head_conv, init_bias=init_bias, eps=eps, momentum=momentum
+                    share_conv_channel, heads, head_conv=head_conv, inner_kernel=inner_kernel, init_bias=init_bias,
+                    eps=eps, momentum=momentum,
                 )
             ]
         )

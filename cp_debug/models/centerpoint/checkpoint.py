@@ -1,5 +1,9 @@
 """Load and save mmengine-style CenterPoint checkpoints, strictly: a checkpoint loads whole or not at all.
 
+autoware-ml's Lightning checkpoints (`.ckpt`: `state_dict` beside `epoch`, `loops`, `optimizer_states`, …) load too:
+their keys are renamed to cp_debug's through `autoware_ml_names` (its metric and loss modules hold no weights of the
+network and are dropped), then checked as strictly.
+
 A real mmengine checkpoint also holds `meta`, `message_hub`, optimizer state and objects of mmengine's own
 classes. Those are read with a restricted unpickler that rebuilds tensors, numpy arrays and plain containers
 and turns any other class into an inert placeholder, so no code from the file runs and mmengine need not be
@@ -20,6 +24,7 @@ from typing import Any, Mapping
 
 from cp_debug.errors import CheckpointError
 from cp_debug.files import write_atomic
+from cp_debug.models.centerpoint.autoware_ml_names import is_autoware_ml_state, to_cp_debug
 
 _SHOW = 5  # keys named per category in an error message
 
@@ -120,7 +125,7 @@ def read_checkpoint(path: str | Path) -> Any:
 
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist (give an mmengine .pth file)")
+        raise CheckpointError(f"checkpoint {p} does not exist (give an mmengine .pth or autoware-ml .ckpt file)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -159,7 +164,23 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple["OrderedDi
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{source}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
         out[key[len("module."):] if key.startswith("module.") else key] = value
+    if is_autoware_ml_state(out):
+        out = _from_autoware_ml(out, source)
     return out, meta
+
+
+def _from_autoware_ml(state: "OrderedDict[str, Any]", source: str) -> "OrderedDict[str, Any]":
+    """An autoware-ml Lightning state dict under cp_debug's keys (`autoware_ml_names`): its metric and loss modules
+    dropped, every other key renamed (two keys landing on one is an error, never a silent overwrite)."""
+    out: OrderedDict[str, Any] = OrderedDict()
+    for key, value in state.items():
+        ours = to_cp_debug(key)
+        if ours is None:
+            continue
+        if ours in out:
+            raise CheckpointError(f"{source}: autoware-ml keys {key!r} and another both map to {ours!r}")
+        out[ours] = value
+    return out
 
 
 # -- checking --------------------------------------------------------------------------------------------------
@@ -252,7 +273,7 @@ def check_state_dict(model, state: Mapping[str, Any], source: str = "checkpoint"
         from cp_debug.models.centerpoint.presets import PRESET_NAMES
 
         hint = ("it fits none of the presets (" + ", ".join(PRESET_NAMES) + "); give the config file it was "
-                "trained with (.py) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint")
+                "trained with (.py or .yaml) or check it is a pillar CenterPoint (SECOND or ConvNeXt_PC) checkpoint")
     name = f"preset {cfg.name!r}" if cfg is not None else "the model"
     raise CheckpointError(f"{source} does not fit {name}: {'; '.join(parts)}; {hint}")
 

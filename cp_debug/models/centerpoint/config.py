@@ -74,11 +74,13 @@ class CenterPointConfig:
     # SECONDFPN
     neck_out_channels: tuple[int, ...] = (128, 128, 128)
     neck_upsample_strides: tuple[float, ...] = (0.5, 1, 2)
+    neck_conv_for_no_stride: bool = True  # stride 1: Conv2d k1 (AWML); False: ConvTranspose2d k1 (mmdet3d, autoware-ml)
     norm_eps: float = 1e-3  # backbone and neck BN
     norm_momentum: float = 0.01
     # CenterHead (BN with PyTorch defaults, per the spec)
     share_conv_channel: int = 64
     head_conv: int = 64
+    head_inner_kernel: int | None = None  # each head's first conv: None = final kernel 1 (mmdet3d); 3 (autoware-ml)
     common_heads: tuple[tuple[str, int], ...] = COMMON_HEADS
     head_norm_eps: float = 1e-5
     head_norm_momentum: float = 0.1

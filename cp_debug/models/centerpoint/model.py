@@ -57,6 +57,7 @@ class CenterPoint(nn.Module):
             cfg.neck_upsample_strides,
             eps=cfg.norm_eps,
             momentum=cfg.norm_momentum,
+            conv_for_no_stride=cfg.neck_conv_for_no_stride,
         )
         self.pts_bbox_head = CenterHead(
             cfg.neck_channels,
@@ -64,6 +65,7 @@ class CenterPoint(nn.Module):
             cfg.common_heads,
             share_conv_channel=cfg.share_conv_channel,
             head_conv=cfg.head_conv,
+            inner_kernel=cfg.head_inner_kernel,
             init_bias=cfg.heatmap_init_bias,
             eps=cfg.head_norm_eps,
             momentum=cfg.head_norm_momentum,

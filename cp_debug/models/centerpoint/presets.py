@@ -41,15 +41,20 @@ def preset_config_path(name: str) -> Path:
 
 
 def get_preset(name: str) -> CenterPointConfig:
-    """The preset called `name`, or the model of the config file `name` when it ends in `.py` (read_config);
-    an unknown name is a BadInputError that lists the known ones."""
+    """The preset called `name`, or the model of the config file `name` when it ends in `.py` (AWML, read_config)
+    or `.yaml` / `.yml` (autoware-ml, read_yaml_config); an unknown name is a BadInputError that lists the known
+    ones."""
     if name.endswith(".py"):
         from cp_debug.models.centerpoint.config_file import read_config
 
         return read_config(name)
+    if name.lower().endswith((".yaml", ".yml")):
+        from cp_debug.models.centerpoint.config_yaml import read_yaml_config
+
+        return read_yaml_config(name)
     if name not in PRESET_NAMES:
         raise BadInputError(f"unknown CenterPoint preset {name!r}: choose one of {', '.join(PRESET_NAMES)}, or give "
-                            "a config file (.py)")
+                            "a config file (AWML .py or autoware-ml .yaml)")
     return _shipped(name)
 
 

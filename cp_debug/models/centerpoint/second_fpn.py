@@ -1,7 +1,9 @@
-"""mmdet3d's SECONDFPN neck (use_conv_for_no_stride=True): one deblock per backbone level, concatenated.
+"""mmdet3d's SECONDFPN neck: one deblock per backbone level, concatenated.
 
-A stride s > 1 is a ConvTranspose2d(k=s, s=s); a stride <= 1 is a Conv2d(k=1/s, s=1/s). awml-base's
-[0.5, 1, 2] gives Conv k2 s2, Conv k1, ConvT k2; awml-760's [1, 2, 4] gives Conv k1, ConvT k2, ConvT k4.
+A stride s > 1 is a ConvTranspose2d(k=s, s=s); a stride < 1 is a Conv2d(k=1/s, s=1/s); a stride of 1 is a
+Conv2d(k=1) with `conv_for_no_stride` (AWML's use_conv_for_no_stride=True) and a ConvTranspose2d(k=1) without it
+(mmdet3d's default, and autoware-ml's SECONDFPN). awml-base's [0.5, 1, 2] gives Conv k2 s2, Conv k1, ConvT k2;
+awml-760's [1, 2, 4] gives Conv k1, ConvT k2, ConvT k4.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ class SECONDFPN(nn.Module):
         *,
         eps: float = 1e-3,
         momentum: float = 0.01,
+        conv_for_no_stride: bool = True,
     ):
         super().__init__()
         deblocks = []
         for i, out_channel in enumerate(out_channels):
             stride = upsample_strides[i]
-            if stride > 1:
+            if stride > 1 or (stride == 1 and not conv_for_no_stride):
                 up = nn.ConvTranspose2d(in_channels[i], out_channel, int(stride), stride=int(stride), bias=False)
             else:
                 k = int(round(1 / stride))

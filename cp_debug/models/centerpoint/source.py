@@ -51,9 +51,11 @@ def model_name(preset: str, config: str | Path | None) -> str:
     from cp_debug.errors import BadInputError
 
     if not Path(config).is_file():
-        raise BadInputError(f"--config {config}: no such file (give an AWML/mmdet3d config .py)")
-    if not str(config).endswith(".py"):
-        raise BadInputError(f"--config {config}: a config is a Python file (.py) in mmengine syntax")
+        raise BadInputError(f"--config {config}: no such file (give an AWML/mmdet3d config .py or an autoware-ml "
+                            "config .yaml)")
+    if not str(config).lower().endswith((".py", ".yaml", ".yml")):
+        raise BadInputError(f"--config {config}: a config is an AWML/mmdet3d Python file (.py, mmengine syntax) or an "
+                            "autoware-ml YAML file (.yaml, Hydra syntax)")
     return str(config)
 
 
@@ -68,9 +70,9 @@ def weights_label(preset, checkpoint: str | Path | None, seed: int | None, rando
 
 def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 0, *,
                random_weights: bool = False) -> LoadedModel:
-    """Build `preset` (a preset name, a config file path ending in .py, or a CenterPointConfig from
-    `read_config`) and load `checkpoint` into it strictly; without one, the shipped trained weights of the
-    preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
+    """Build `preset` (a preset name, a config file path ending in .py or .yaml, or a CenterPointConfig from
+    `read_config` / `read_yaml_config`) and load `checkpoint` into it strictly; without one, the shipped trained
+    weights of the preset if it has them and `random_weights` is False, else a random initialisation from `seed`."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.centerpoint.presets import as_config

@@ -61,8 +61,8 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
     (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
-    `preset`: a preset name, a config file (.py) or a CenterPointConfig (`read_config`). `truth`: the scan's ground
-    truth for the BEV pictures (a sweep's frame); the synthetic scan brings its own."""
+    `preset`: a preset name, a config file (.py or .yaml) or a CenterPointConfig (`read_config`). `truth`: the
+    scan's ground truth for the BEV pictures (a sweep's frame); the synthetic scan brings its own."""
     from cp_debug.bisect.result import BevScene
     from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
@@ -102,16 +102,17 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     ex_feats, ex_spatial = _examples(cfg, feats, trace_side, seed)
     export_encoder, export_backbone = _exports(encoder, backbone, ex_feats, ex_spatial)
 
+    from cp_debug.models.centerpoint.autoware_ml_names import to_cp_debug  # autoware-ml's deployed files' scopes
     from cp_debug.recipes.centerpoint.int8_source import qdq_export
 
     enc_stage = Stage(
         name="pts_voxel_encoder", input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
-        module=encoder, example_inputs=(ex_feats,), stage_probes=_encoder_probes(model),
+        module=encoder, example_inputs=(ex_feats,), stage_probes=_encoder_probes(model), foreign_names=to_cp_debug,
         export=export_encoder, qdq_export=qdq_export(model, export_encoder) if int8 is not None else None)
     bb_stage = Stage(
         name="pts_backbone_neck_head", input_names=BACKBONE_INPUTS, output_names=HEAD_OUTPUTS,
         module=backbone, example_inputs=(ex_spatial,), stage_probes=_backbone_probes(model),
-        output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS},
+        output_aliases={h: f"pts_bbox_head.task_heads.0.{h}" for h in HEAD_OUTPUTS}, foreign_names=to_cp_debug,
         export=export_backbone, qdq_export=qdq_export(model, export_backbone) if int8 is not None else None)
     scatter = model.pts_middle_encoder
     if int8_info is not None:
