@@ -60,7 +60,8 @@ class BisectEngine:
             raise BadInputError(f"unknown probe level {level!r}: use one of {', '.join(LEVELS)}")
         self.run_state = RunState(
             subject=subject, ref_label=ref_label, ref_spec=ref_spec, opts=options,
-            det=Determinism(enabled=options.deterministic, seed=options.seed), level=level,
+            det=Determinism(enabled=options.deterministic, seed=options.seed, conv_algo=options.cudnn_algo),
+            level=level,
             progress=progress or NullProgress(), store=TensorStore(options.memory_budget_mb << 20))
 
     @property

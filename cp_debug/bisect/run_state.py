@@ -31,6 +31,7 @@ class BisectOptions:
     atol: float | None = None
     rtol: float | None = None
     deterministic: bool = True
+    cudnn_algo: str | None = None  # Determinism.conv_algo: heuristic | default | exhaustive (None: by deterministic)
     noise_floor: bool = True
     local: bool = True
     calib_feeds: tuple = ()  # feeds of stage 0 for INT8 calibration; default: the run's own inputs

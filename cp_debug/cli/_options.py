@@ -74,6 +74,12 @@ def backends_option(rule: str):
 
 Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
+CudnnAlgo = Annotated[Optional[str], typer.Option(
+    "--cudnn-algo", metavar="heuristic|default|exhaustive", help="How CUDA backends pick cuDNN conv kernels. "
+    "heuristic (default with --deterministic): cuDNN's ranking, no timing, the same kernels every run, FP16 convs "
+    "NHWC on the tensor cores (ORT prefer_nhwc, torch channels-last) as a deployment runs them; default: ORT's "
+    "DEFAULT (implicit GEMM for every conv, FP16 no faster than FP32), torch NCHW; exhaustive (default with "
+    "--no-deterministic): time every kernel at session start, may differ run to run. Recorded in the report.")]
 
 # -- how a verdict is given (bisect, sweep) ------------------------------------------------------------------------
 Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision; "

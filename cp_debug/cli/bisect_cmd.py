@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, ConfigFile, Checkpoint, Csv, Deterministic, Exporter, Html, Inputs,
+from cp_debug.cli._options import (Atol, ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Exporter, Html, Inputs,
                                    Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
                                    Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
                                    model_record)
@@ -68,6 +68,7 @@ def bisect(
     rtol: Rtol = None,
     tolerance_mode: ToleranceMode = None,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
@@ -107,6 +108,9 @@ def bisect(
         from cp_debug.compare.noise import check_mode
 
         tolerance_mode = check_mode(tolerance_mode, atol, rtol)
+        from cp_debug.determinism import check_conv_algo
+
+        check_conv_algo(cudnn_algo)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
@@ -121,7 +125,8 @@ def bisect(
         from cp_debug.bisect.engine import BisectOptions
 
         opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
-                             noise_floor=noise_floor, local=local, keep_fp32=_csv_list(keep_fp32),
+                             cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
+                             keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
                              lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party)

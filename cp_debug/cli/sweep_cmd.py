@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, DataRoot, Deterministic, HeldOutCalib,
-                                   Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode, Verbose,
-                                   model_record)
+from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
+                                   HeldOutCalib, Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode,
+                                   Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -46,6 +46,7 @@ class SweepRun:
     tolerance_mode: str = "model"
     atol: float | None = None
     rtol: float | None = None
+    cudnn_algo: str | None = None
 
 
 def sweep(
@@ -79,6 +80,7 @@ def sweep(
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     atol: Atol = None,
     rtol: Rtol = None,
     tolerance_mode: ToleranceMode = None,
@@ -97,6 +99,7 @@ def sweep(
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
+        from cp_debug.determinism import check_conv_algo
 
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
@@ -104,7 +107,7 @@ def sweep(
                        bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
-                       atol=atol, rtol=rtol)
+                       atol=atol, rtol=rtol, cudnn_algo=check_conv_algo(cudnn_algo))
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -132,7 +135,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     labels = tuple(label for label, _ in parse_backends(backends, rule=REF_CANDIDATES))
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
-                             deterministic=run.deterministic, max_dist=run.match_distance,
+                             deterministic=run.deterministic, cudnn_algo=run.cudnn_algo,
+                             max_dist=run.match_distance,
                              calib_scenes=run.calib_scenes, tolerance_mode=run.tolerance_mode, atol=run.atol,
                              rtol=run.rtol)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
