@@ -103,7 +103,7 @@ class Determinism:
             if self.enabled:
                 torch.backends.cudnn.deterministic = True
                 torch.backends.cudnn.benchmark = self.cudnn_algo == "exhaustive"
-                torch.use_deterministic_algorithms(True, warn_only=True)
+                _deterministic_algorithms(torch, True, warn_only=True)
                 if cuda and saved["cublas_ws"] is None:
                     # Only effective before cuBLAS creates its first handle; recorded in settings() either way.
                     os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE
@@ -116,7 +116,7 @@ class Determinism:
             torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
             torch.backends.cudnn.deterministic = saved["cudnn_det"]
             torch.backends.cudnn.benchmark = saved["cudnn_bench"]
-            torch.use_deterministic_algorithms(saved["det_algos"], warn_only=saved["det_warn_only"])
+            _deterministic_algorithms(torch, saved["det_algos"], warn_only=saved["det_warn_only"])
             random.setstate(saved["py_rng"])
             np.random.set_state(saved["np_rng"])
             torch.set_rng_state(saved["torch_rng"])
@@ -193,6 +193,20 @@ class Determinism:
             },
             "tensorrt": {"tf32": "on for trt-tf32 only"},
         }
+
+
+def _deterministic_algorithms(torch, mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without its `import torch._inductor.config`, which loads dynamo, sympy
+    and the rest of the compiler stack (~10 s of a warm awml-base bisect on the H100 machine, 3 s on the CPU one)
+    for a flag cp_debug never reads: the ATen flag is set, and inductor's copy only when inductor is loaded."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public call, imports and all
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    setter(mode, warn_only=warn_only)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode
 
 
 def check_conv_algo(value: str | None) -> str | None:

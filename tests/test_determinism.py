@@ -80,3 +80,17 @@ def test_conv_algo_choices_set_the_kernel_path():
                 "onnx_graphsurgeon", "tensorrt", "modelopt", "gpu"):
         assert key in env
     assert env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
+
+
+def test_deterministic_torch_does_not_load_the_compiler_stack():
+    """torch.use_deterministic_algorithms imports torch._inductor (dynamo, sympy: seconds per process); the switch
+    sets the same flag without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom cp_debug.determinism import Determinism\n"
+            "with Determinism().apply_torch('cpu'):\n    assert torch.are_deterministic_algorithms_enabled()\n"
+            "assert not torch.are_deterministic_algorithms_enabled()\n"
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
