@@ -207,6 +207,8 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "noise": {n: d.max_abs for n, d in run.noise.items() if d.max_abs > 0},
         "backends": {c.label: run.states[c.label].settings for c in cands},
         "exporters": {st.name: st.exporter for st in run.subject.stages},
+        # was each stage's graph read from the export cache (hit), exported and kept (stored), or neither (null)?
+        "export_cache": {st.name: st.export_cache for st in run.subject.stages},
         "execution": dict(run.execution),
         "reference_store": {"budget_mb": o.memory_budget_mb, "peak_in_memory_bytes": run.store.peak_in_memory,
                             "spilled_bytes": run.store.spilled},

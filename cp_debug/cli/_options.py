@@ -37,6 +37,19 @@ Inputs = Annotated[Optional[Path], typer.Option(
     help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")]
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
+NoCache = Annotated[bool, typer.Option(
+    "--no-cache", help="Export the model again instead of reading its ONNX graphs from the cache "
+    "($CPDEBUG_CACHE_DIR, default ~/.cache/cp_debug; same as CPDEBUG_NO_CACHE=1).")]
+
+
+def no_cache(flag: bool) -> None:
+    """--no-cache: the export cache is off for this process and the processes it starts (`CPDEBUG_NO_CACHE`)."""
+    if flag:
+        import os
+
+        from cp_debug.export.cache import NO_CACHE_ENV
+
+        os.environ[NO_CACHE_ENV] = "1"
 
 
 def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Exporter, Html, Inputs,
-                                   Int8Dir, Json, LoadDim, OnnxModel, Parquet, Points, Preset, Quiet, RandomWeights,
-                                   Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
-                                   model_record)
+                                   Int8Dir, Json, LoadDim, NoCache, OnnxModel, Parquet, Points, Preset, Quiet,
+                                   RandomWeights, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose,
+                                   backends_option, model_record, no_cache)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -80,6 +80,7 @@ def bisect(
     exclude_int8: Annotated[Optional[str],
                             typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Exporter = "auto",
+    cache: NoCache = False,
     seed: Seed = 0,
     memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
                                                help="Reference tensors kept in memory, in MiB; past it they go to "
@@ -111,6 +112,7 @@ def bisect(
         from cp_debug.determinism import check_conv_algo
 
         check_conv_algo(cudnn_algo)
+        no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, Backends, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
-                                   HeldOutCalib, Int8Dir, Preset, Quiet, RandomWeights, Rtol, Seed, ToleranceMode,
-                                   Verbose, model_record)
+                                   HeldOutCalib, Int8Dir, NoCache, Preset, Quiet, RandomWeights, Rtol, Seed,
+                                   ToleranceMode, Verbose, model_record, no_cache)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -85,6 +85,7 @@ def sweep(
     rtol: Rtol = None,
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
+    cache: NoCache = False,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -101,6 +102,7 @@ def sweep(
         from cp_debug.compare.noise import check_mode
         from cp_debug.determinism import check_conv_algo
 
+        no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,

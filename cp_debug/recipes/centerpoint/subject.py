@@ -69,7 +69,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
     from cp_debug.errors import BadInputError
-    from cp_debug.export.torch_export import export_module
+    from cp_debug.export.cache import export_cached
 
     cfg = as_config(preset)
     loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # before the model: a bad file fails fast
@@ -105,14 +105,16 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     ex_spatial.normal_(generator=torch.Generator().manual_seed(seed)).relu_()
     ex_feats = feats[: min(len(feats), 2000)]
 
+    # through the export cache (a second run of the same model, weights and example inputs reads the graph back)
     def export_encoder():
-        return export_module(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
-                             exporter="torchscript", opset=17,
+        return export_cached(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
+                             exporter="torchscript", opset=17, extra=cfg,
                              dynamic_axes={"input_features": {0: "num_voxels", 1: "num_max_points"},
                                            "pillar_features": {0: "num_voxels"}})
 
     def export_backbone():
-        return export_module(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS, exporter="torchscript", opset=17,
+        return export_cached(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS, exporter="torchscript", opset=17,
+                             extra=cfg,
                              dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
                                            **{h: {0: "batch_size", 2: "height", 3: "width"} for h in HEAD_OUTPUTS}})
 
