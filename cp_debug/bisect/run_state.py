@@ -38,7 +38,7 @@ class BisectOptions:
     keep_fp32: tuple[str, ...] = ()  # ONNX node names kept in FP32 by the FP16 transform
     exclude_int8: tuple[str, ...] = ()  # ONNX node names left out of INT8 quantisation
     max_refine_depth: int = 8
-    memory_budget_mb: int = 2048
+    memory_budget_mb: int | None = None  # None: store.default_budget(), a share of the available memory
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
     # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose

@@ -82,9 +82,9 @@ def bisect(
     exporter: Exporter = "auto",
     cache: NoCache = False,
     seed: Seed = 0,
-    memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
-                                               help="Reference tensors kept in memory, in MiB; past it they go to "
-                                                    "disk (0 = every reference tensor on disk).")] = 2048,
+    memory_budget: Annotated[Optional[int], typer.Option(
+        "--memory-budget", min=0, metavar="MB", help="Reference tensors kept in memory, in MiB; past it they go to "
+        "disk (0 = every reference tensor on disk). Default: a quarter of the memory available at the start.")] = None,
     lockstep_mode: Annotated[str,
                              typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
