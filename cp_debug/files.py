@@ -25,6 +25,17 @@ from typing import BinaryIO
 from cp_debug.errors import BadInputError
 
 _UMASK: int | None = None
+CACHE_ENV = "CPDEBUG_CACHE_DIR"
+
+
+def user_cache_dir() -> Path:
+    """Where cp_debug keeps files between runs (exported graphs, TensorRT engines): `$CPDEBUG_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/cp_debug`, else `~/.cache/cp_debug`."""
+    given = os.environ.get(CACHE_ENV, "").strip()
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cp_debug"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, parents: bool = False) -> Path:

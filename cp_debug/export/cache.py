@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
+from cp_debug.files import CACHE_ENV, user_cache_dir
 
-CACHE_ENV = "CPDEBUG_CACHE_DIR"
+__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "cache_root", "export_cached", "export_key", "prune"]
+
 NO_CACHE_ENV = "CPDEBUG_NO_CACHE"
 MAX_MB_ENV = "CPDEBUG_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
@@ -34,15 +36,11 @@ SCHEMA = "cp_debug.export_cache/1"
 
 
 def cache_root() -> Path | None:
-    """The cache folder (`$CPDEBUG_CACHE_DIR`, else `$XDG_CACHE_HOME/cp_debug`, else `~/.cache/cp_debug`), or None
-    when `CPDEBUG_NO_CACHE` is set to a true value (1, true, yes, on)."""
+    """cp_debug's cache folder (`files.user_cache_dir()`), or None when `CPDEBUG_NO_CACHE` is set to a true value
+    (1, true, yes, on)."""
     if os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return None
-    given = os.environ.get(CACHE_ENV, "").strip()
-    if given:
-        return Path(given).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cp_debug"
+    return user_cache_dir()
 
 
 def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
