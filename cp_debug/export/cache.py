@@ -9,9 +9,10 @@ onnx — and keeps the graph as `KEY.onnx` beside `KEY.json` (the exporter, its 
 (temp file + rename), the JSON last: two processes exporting at once both write the same files, and a reader
 never sees half of one.
 
-Where: `$CPDEBUG_CACHE_DIR/exports`, default `~/.cache/cp_debug/exports` (`$XDG_CACHE_HOME` respected). Off with
-`CPDEBUG_NO_CACHE=1` (`--no-cache`). Bounded: past `CPDEBUG_CACHE_MAX_MB` (default 2048) the least recently
-used entries go. A cache that cannot be written (read-only home) is skipped, never an error.
+Where: `exports` in cp_debug's cache folder (`files.cache_dir`: `$CPDEBUG_CACHE_DIR`, default `~/.cache/cp_debug`,
+`$XDG_CACHE_HOME` respected). Off with `CPDEBUG_NO_CACHE=1` (`--no-cache`). Bounded by `files.prune_cache`: past
+`CPDEBUG_CACHE_MAX_MB` (default 2048) the least recently used entries go. A cache that cannot be written (read-only
+home) is skipped, never an error.
 """
 
 from __future__ import annotations
@@ -25,22 +26,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
-from cp_debug.files import CACHE_ENV, user_cache_dir
+from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir, prune_cache
 
-__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "cache_root", "export_cached", "export_key", "prune"]
+__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key"]
 
-NO_CACHE_ENV = "CPDEBUG_NO_CACHE"
-MAX_MB_ENV = "CPDEBUG_CACHE_MAX_MB"
-DEFAULT_MAX_MB = 2048
 SCHEMA = "cp_debug.export_cache/1"
-
-
-def cache_root() -> Path | None:
-    """cp_debug's cache folder (`files.user_cache_dir()`), or None when `CPDEBUG_NO_CACHE` is set to a true value
-    (1, true, yes, on)."""
-    if os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
-        return None
-    return user_cache_dir()
 
 
 def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
@@ -48,18 +38,17 @@ def export_cached(module, example_inputs: tuple, input_names, output_names, *, d
     """`export_module(...)` through the cache: the stored graph when one was made from the same module, weights,
     example inputs and settings (`result.cache == "hit"`), else a fresh export, stored (`"stored"`). `extra`: what
     else the graph depends on (the model config), as its repr. With the cache off, `export_module` alone."""
-    root = cache_root()
+    folder = cache_dir("exports")
 
     def fresh() -> ExportResult:
         return export_module(module, example_inputs, input_names, output_names, dynamic_axes=dynamic_axes,
                              exporter=exporter, opset=opset)
 
-    if root is None:
+    if folder is None:
         return fresh()
     key = export_key(module, example_inputs, {
         "input_names": list(input_names), "output_names": list(output_names),
         "dynamic_axes": dynamic_axes, "exporter": exporter, "opset": opset, "extra": repr(extra)})
-    folder = root / "exports"
     found = _load(folder, key)
     if found is not None:
         return found
@@ -161,65 +150,5 @@ def _store(folder: Path, key: str, result: ExportResult) -> bool:
         write_json(folder / f"{key}.json", meta, parents=True)
     except (BadInputError, OSError):  # read-only or full: run on without the cache
         return False
-    prune(folder, _max_bytes())
+    prune_cache(folder)
     return True
-
-
-def _max_bytes() -> int:
-    raw = os.environ.get(MAX_MB_ENV, "").strip()
-    try:
-        mb = float(raw) if raw else DEFAULT_MAX_MB
-    except ValueError:
-        from cp_debug.errors import BadInputError
-
-        raise BadInputError(f"{MAX_MB_ENV}={raw!r}: give a size in MiB (e.g. 2048)") from None
-    return int(max(mb, 0) * (1 << 20))
-
-
-def prune(folder: Path, max_bytes: int) -> list[str]:
-    """Delete the least recently used entries of `folder` until its entries take at most `max_bytes`; the keys
-    deleted. An entry is its `.onnx` and `.json` (and temp files another process left behind, past an hour)."""
-    entries: dict[str, list[Path]] = {}
-    now = time.time()
-    try:
-        listing = list(folder.iterdir())
-    except OSError:
-        return []
-    for p in listing:
-        if p.name.startswith(".") and now - _mtime(p) > 3600:  # a writer's temp file, orphaned
-            _unlink(p)
-            continue
-        if p.suffix in (".onnx", ".json") and not p.name.startswith("."):
-            entries.setdefault(p.stem, []).append(p)
-    sizes = {k: sum(_size(p) for p in ps) for k, ps in entries.items()}
-    total = sum(sizes.values())
-    gone = []
-    for key in sorted(entries, key=lambda k: max(_mtime(p) for p in entries[k])):
-        if total <= max_bytes:
-            break
-        for p in sorted(entries[key], key=lambda p: p.suffix != ".json"):  # its JSON first: never half an entry
-            _unlink(p)
-        total -= sizes[key]
-        gone.append(key)
-    return gone
-
-
-def _mtime(p: Path) -> float:
-    try:
-        return p.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _size(p: Path) -> int:
-    try:
-        return p.stat().st_size
-    except OSError:
-        return 0
-
-
-def _unlink(p: Path) -> None:
-    try:
-        p.unlink()
-    except OSError:
-        pass

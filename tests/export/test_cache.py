@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.export.cache import CACHE_ENV, NO_CACHE_ENV, export_cached, prune
+from cp_debug.export.cache import CACHE_ENV, NO_CACHE_ENV, export_cached
+from cp_debug.files import prune_cache
 from tests.conftest import INPUT_NAMES, OUTPUT_NAMES, TinyNet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,9 +92,9 @@ def test_prune_drops_least_recently_used_entries_whole(tmp_path):
     orphan = folder / ".old.onnx.tmp"
     orphan.write_bytes(b"x")
     os.utime(orphan, (now - 7200, now - 7200))
-    assert prune(folder, 2300) == ["old"]
+    assert prune_cache(folder, 2300) == ["old"]
     assert sorted(p.name for p in folder.iterdir()) == ["mid.json", "mid.onnx", "new.json", "new.onnx"]
-    assert prune(folder, 0) == ["mid", "new"] and not list(folder.iterdir())
+    assert prune_cache(folder, 0) == ["mid", "new"] and not list(folder.iterdir())
 
 
 def test_the_recipe_subject_reads_its_stages_back(cache):

@@ -7,9 +7,11 @@ The demo preset ships weights trained on cp_debug's synthetic scenes (not on a r
 what `cpdebug extract` loads again. It lives beside the network (floor 4) so that every floor above types with it:
 bisect's report, fix's request, a sweep. Importing this module loads nothing heavy (the CLI imports it at start-up).
 
-A process makes each seeded random initialisation once: it calibrates on a synthetic scan (seconds for awml-base, and
-a sweep bisects each of its worst frames on a fresh subject), so `load_model` keeps the last few it made and hands
-every caller a model of its own, loaded from them. Checkpoints are read each time (a file may change).
+A seeded random initialisation is made once: it calibrates on a synthetic scan (4 s of an awml-base bisect on the
+H100 machine; a sweep bisects each of its worst frames on a fresh subject), so `load_model` keeps the last few a
+process made, and writes each to cp_debug's cache folder (`weights/`, keyed by the config, the seed, torch's and
+cp_debug's versions and the model package's source; `CPDEBUG_NO_CACHE=1` makes them afresh), and hands every
+caller a model of its own, loaded from them. Checkpoints are read each time (a file may change).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
             model = CenterPoint(cfg)
         model.load_state_dict(_LOADED[key], strict=True)  # copied in: the kept set stays no model's
     elif checkpoint is None:
-        model = build_model(cfg, seed=seed)
+        model = _random_model(cfg, int(seed)) if seed is not None else build_model(cfg, seed=None)
     else:
         model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load
         load_checkpoint(model, checkpoint)
@@ -105,6 +107,49 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return LoadedModel(cfg, model.eval(), f"random (seed {seed})" if checkpoint is None else label)
+
+
+def _random_model(cfg, seed: int):
+    """`build_model(cfg, seed)`, read back from the cache folder when a process made it before (then stored)."""
+    import torch
+
+    from cp_debug.files import cache_dir, prune_cache, write_atomic
+    from cp_debug.models.centerpoint.model import CenterPoint, build_model
+
+    folder = cache_dir("weights")
+    path = None if folder is None else folder / f"{_weights_key(cfg, seed)}.pt"
+    if path is not None and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.random.fork_rng(devices=[]):
+                model = CenterPoint(cfg)
+            model.load_state_dict(state, strict=True)
+            path.touch()  # recently used: kept longest by the pruning
+            return model
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: made again below, and rewritten
+            pass
+    model = build_model(cfg, seed=seed)
+    if path is not None:
+        try:
+            write_atomic(path, lambda f: torch.save(model.state_dict(), f), parents=True)
+            prune_cache(folder)
+        except Exception:  # noqa: BLE001 - a read-only or full cache folder: run on without it
+            pass
+    return model
+
+
+def _weights_key(cfg, seed: int) -> str:
+    """The hash a random initialisation is stored under: config, seed, versions and the model package's source."""
+    import hashlib
+
+    import torch
+
+    import cp_debug
+
+    h = hashlib.sha256(f"{cfg!r}|{seed}|{torch.__version__}|{cp_debug.__version__}".encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
