@@ -1,11 +1,21 @@
-"""Issue #12's H100 measure: whole `cpdebug bisect --preset awml-base --level all` runs, wall time and peak host
-RSS of each process (export, sessions, comparisons and report included), with the verdicts they reached.
+"""Issue 32's measure, on whatever device it finds: cp_debug's runs side by side with the plain pipelines, in one run.
 
-Run on the GPU machine from the repo root (onnxruntime-gpu and numba installed):
-    python benchmarks/gpu_speed.py [--out DIR]
-The first run of a fresh machine also compiles the comparison kernels into numba's cache ("cold"); the same
-command runs again warm. The first torch-cuda run also reads torch's CUDA libraries from disk ("first").
-Targets: ≤ 30 s and ≤ 8 GB for ort-cuda,ort-cuda-fp16 and torch-cuda,ort-cuda-fp16.
+    python benchmarks/gpu_speed.py [--preset awml-base] [--tree OLD_CHECKOUT ...] [--n 100] [--only ROW,...]
+
+Rows (each run as its own child process; wall time and the child's peak host RSS from wait4):
+  bisect     `cpdebug bisect --level all` of the two pairs (GPU: torch-cuda,ort-cuda-fp16 and ort-cuda,ort-cuda-fp16;
+             CPU: torch,ort-cpu-fp16 and ort,ort-cpu-fp16), first (a fresh export cache) and warm, against the
+             plain pipelines of the same two backends on the same scan as a process (model, export, sessions, one
+             frame each): the ratio is the issue's bar;
+  bench      `cpdebug bench` per frame per backend (median) and each stage's share of it;
+  sweep      the sweep's frame loop (`--level block`, in process, `--n` held-out frames) in frames/s against the
+             plain pipelines run back to back on the same frames (benchmarks/sweep_throughput.py's two loops);
+  backbone   (CUDA only) the backbone/neck/head alone in ONNX Runtime, input and outputs bound on the device,
+             median of 10 runs, FP32 and FP16 at each conv-algorithm setting (DEFAULT, EXHAUSTIVE, HEURISTIC,
+             HEURISTIC + prefer_nhwc), and the same with the input copied in and outputs out through the host.
+`--tree PATH` (repeatable) runs every row but `backbone` again with PATH's code (PYTHONPATH=PATH), so a before/after
+table comes from one run on one machine. On a CPU-only machine the GPU rows are skipped; `--preset demo --n 4` is a
+quick check. The first rows of a fresh machine also compile numba's kernels into its cache.
 """
 
 from __future__ import annotations
@@ -13,50 +23,283 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-PAIRS = [("cold: ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"),
-         ("ort-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"),
-         ("first: torch-cuda,ort-cuda-fp16", "torch-cuda,ort-cuda-fp16"),
-         ("torch-cuda,ort-cuda-fp16", "torch-cuda,ort-cuda-fp16"),
-         ("torch-cuda,torch-cuda-fp16", "torch-cuda,torch-cuda-fp16"),
-         # the reference store's budget (2 GiB by default) spills the torch pair's whole-stage probes to disk
-         ("torch-cuda,ort-cuda-fp16 --memory-budget 12288", "torch-cuda,ort-cuda-fp16")]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ROWS = ("bisect", "bench", "sweep", "backbone")
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS GB, exit code) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t0, usage.ru_maxrss / 1e6, os.waitstatus_to_exitcode(status)
+# -- the children (run with a tree's cp_debug on PYTHONPATH) -----------------------------------------------------
+def child_plain(preset: str, labels: list[str]) -> None:
+    """The plain pipelines of `labels` on the scan bisect runs (the model's synthetic scan of seed 0), as a process:
+    the model, the ONNX export where a backend needs it, each backend's sessions and one frame each."""
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.eval.session import load_weights
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.recipes.centerpoint.export import export_onnx
+
+    cfg = get_preset(preset)
+    points = synthetic_scene(0, cfg).points
+    model = load_weights(preset, None, False, 0).model
+    specs = {label: BackendSpec.parse(label) for label in labels}
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_dir = None
+        if any(s.runs_onnx for s in specs.values()):
+            onnx_dir = Path(tmp)
+            export_onnx(model, cfg, onnx_dir, sample_points=points)
+        for label, spec in specs.items():
+            with BackendPipeline(label, spec, cfg, model, onnx_dir=onnx_dir) as pipe:
+                pipe.run(points)
+
+
+def child_sweep(preset: str, labels: list[str], n: int) -> None:
+    """Seconds of the plain pipelines and of the sweep's frame loop over the same `n` held-out frames, as JSON."""
+    sys.path.insert(0, str(HERE))
+    from sweep_throughput import _plain, _sweep
+
+    plain = _plain(preset, n, tuple(labels))
+    with tempfile.TemporaryDirectory() as tmp:
+        swept, peaks, gpu = _sweep(preset, n, Path(tmp) / "sweep", tuple(labels), "block")
+    print(json.dumps({"plain_s": plain, "sweep_s": swept, "n": n, "peak_rss_kib": peaks, "gpu_mib": gpu}))
+
+
+def child_backbone(preset: str) -> None:
+    """The backbone/neck/head alone in ONNX Runtime CUDA at each conv-algorithm setting, as JSON rows."""
+    import numpy as np
+    import onnx
+
+    from cp_debug.eval.session import load_weights
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.precision.fp16 import convert_to_fp16
+    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, export_onnx
+
+    cfg = get_preset(preset)
+    model = load_weights(preset, None, False, 0).model
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, cfg, Path(tmp), sample_points=synthetic_scene(0, cfg).points)
+        fp32 = onnx.load(str(Path(tmp) / BACKBONE_FILE))
+    graphs = {"fp32": fp32.SerializeToString(), "fp16": convert_to_fp16(fp32).SerializeToString()}
+    nx, ny = cfg.grid_size
+    x = np.maximum(np.random.RandomState(0).randn(1, cfg.pillar_channels, ny, nx), 0).astype(np.float32)
+    rows = []
+    for algo, nhwc in (("DEFAULT", False), ("EXHAUSTIVE", False), ("HEURISTIC", False), ("HEURISTIC", True)):
+        for precision, graph in graphs.items():
+            opts = {"device_id": "0", "use_tf32": "0", "cudnn_conv_algo_search": algo}
+            if nhwc:
+                opts["prefer_nhwc"] = "1"
+            device, host = _time_session(graph, opts, x)
+            rows.append({"algo": algo + (" + prefer_nhwc" if nhwc else ""), "precision": precision,
+                         "device_ms": device, "host_ms": host})
+    print(json.dumps(rows))
+
+
+def _time_session(graph: bytes, cuda_options: dict, x) -> tuple[float, float]:
+    """(median ms with the input and outputs bound on the device, median ms through the host) of one session."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(graph, so, providers=[("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    bound = sess.io_binding()
+    bound.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+    for out in sess.get_outputs():
+        bound.bind_output(out.name, "cuda")
+    return _median_ms(lambda: sess.run_with_iobinding(bound)), _median_ms(lambda: sess.run(None, {name: x}))
+
+
+def _median_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+# -- the driver (imports nothing heavy: a child's peak RSS starts from its parent's size at fork) -----------------
+def measure(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
+    """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, tail = out.read().decode(errors="replace"), err.read().decode(errors="replace").strip().splitlines()
+    if code not in (0, 1, 4):
+        print(f"  ! {' '.join(cmd[2:6])}… exited {code}: {tail[-1] if tail else ''}", flush=True)
+    return wall, usage.ru_maxrss / 1e6, code, text
+
+
+class Tree:
+    def __init__(self, path: Path, cache: Path):
+        self.path = path.resolve()
+        self.cache = cache
+        try:
+            self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--short", "HEAD"], check=True,
+                                         capture_output=True, text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            self.commit = "?"
+        self.label = f"{self.path.name}@{self.commit}"
+
+    def env(self, fresh_cache: bool = False) -> dict:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")])}
+        if fresh_cache and self.cache.exists():
+            shutil.rmtree(self.cache)
+        env["CPDEBUG_CACHE_DIR"] = str(self.cache)
+        return env
+
+    def cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "cp_debug.cli.main", *args]
+
+    def child(self, *args: str) -> list[str]:
+        return [sys.executable, str(HERE / "gpu_speed.py"), "--child", *args]
+
+
+def _cuda() -> bool:
+    probe = "import torch; print(torch.cuda.is_available())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    return out.stdout.strip() == "True"
+
+
+def bisect_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path) -> None:
+    print(f"\n### `bisect --preset {preset} --level all` against the plain pipelines of the same two backends")
+    print("| backends | tree | first: wall / RSS | warm: wall / RSS | plain: wall / RSS | warm ÷ plain (time, "
+          "memory) | export cache | verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for pair in pairs:
+        for tree in trees:
+            figures = []
+            for k, fresh in enumerate((True, False)):
+                js = out / f"bisect-{tree.commit}-{pair.replace(',', '_')}-{k}.json"
+                wall, rss, code, _ = measure(tree.cli("bisect", "--preset", preset, "--level", "all", "--backends",
+                                                      pair, "--quiet", "--json", str(js)), tree.env(fresh))
+                figures.append((wall, rss, code, js))
+            pw, prss, _, _ = measure(tree.child("plain", preset, pair), tree.env())
+            (fw, frss, _, _), (ww, wrss, code, js) = figures
+            cache, verdict = "?", f"exit {code}"
+            if js.is_file():
+                d = json.loads(js.read_text())
+                cache = ", ".join(f"{v}" for v in (d["settings"].get("export_cache") or {}).values()) or "—"
+                cand = pair.split(",")[1]
+                verdict = f"exit {code}, first divergent {d['first_divergent'].get(cand)}"
+            print(f"| {pair} | {tree.label} | {fw:.1f} s / {frss:.2f} GB | **{ww:.1f} s** / {wrss:.2f} GB | "
+                  f"{pw:.1f} s / {prss:.2f} GB | {ww / pw:.2f}×, {wrss / prss:.2f}× | {cache} | {verdict} |",
+                  flush=True)
+
+
+def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: Path) -> None:
+    print(f"\n### `bench --preset {preset}` per frame (median ms; each stage's share of the total)")
+    stages = ("voxelize", "input_features", "voxel_encoder", "scatter", "backbone_neck_head", "decode_nms")
+    print("| backend | tree | total | " + " | ".join(stages) + " |")
+    print("|---|---|---|" + "---|" * len(stages))
+    for tree in trees:
+        js = out / f"bench-{tree.commit}.json"
+        _, _, code, _ = measure(tree.cli("bench", "--preset", preset, "--backends", backends, "--repeat", str(repeat),
+                                         "--json", str(js), "--quiet"), tree.env())
+        if not js.is_file():
+            print(f"| {backends} | {tree.label} | exit {code} |")
+            continue
+        med = {(r["backend"], r["stage"]): r["median_ms"] for r in json.loads(js.read_text())["rows"]}
+        for backend in backends.split(","):
+            total = med.get((backend, "total"), float("nan"))
+            cells = [f"{med.get((backend, s), float('nan')):.1f} ({med.get((backend, s), 0) / total:.0%})"
+                     for s in stages]
+            print(f"| {backend} | {tree.label} | **{total:.1f}** | " + " | ".join(cells) + " |", flush=True)
+
+
+def sweep_rows(trees: list[Tree], preset: str, pair: str, n: int) -> None:
+    print(f"\n### sweep frame loop (`--level block`, {n} held-out frames, in process) against the plain pipelines")
+    print("| backends | tree | sweep frames/s | plain frames/s | ratio (target ≥ 0.5) | peak RSS frame 10 → last |")
+    print("|---|---|---|---|---|---|")
+    for tree in trees:
+        _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env())
+        try:
+            d = json.loads(text.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            print(f"| {pair} | {tree.label} | exit {code} |")
+            continue
+        peaks = d["peak_rss_kib"]
+        at10 = peaks[min(9, len(peaks) - 1)] / 2**20
+        print(f"| {pair} | {tree.label} | **{d['n'] / d['sweep_s']:.2f}** | {d['n'] / d['plain_s']:.2f} | "
+              f"{d['plain_s'] / d['sweep_s']:.2f} | {at10:.2f} → {peaks[-1] / 2**20:.2f} GiB |", flush=True)
+
+
+def backbone_rows(tree: Tree, preset: str) -> None:
+    print(f"\n### backbone/neck/head alone in ONNX Runtime CUDA ({preset}; median of 10 ms; {tree.label})")
+    print("| conv algorithm | FP32 (device-bound) | FP16 (device-bound) | FP32 via host | FP16 via host |")
+    print("|---|---|---|---|---|")
+    _, _, code, text = measure(tree.child("backbone", preset), tree.env())
+    try:
+        rows = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print(f"| exit {code} |")
+        return
+    by = {(r["algo"], r["precision"]): r for r in rows}
+    for algo in dict.fromkeys(r["algo"] for r in rows):
+        a, b = by[(algo, "fp32")], by[(algo, "fp16")]
+        print(f"| {algo} | {a['device_ms']:.1f} | **{b['device_ms']:.1f}** | {a['host_ms']:.1f} | "
+              f"{b['host_ms']:.1f} |", flush=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=None, help="folder for the JSON reports (default: a temporary one)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="awml-base")
+    ap.add_argument("--tree", action="append", default=[], type=Path, help="another checkout, run beside this one")
+    ap.add_argument("--n", type=int, default=None, help="sweep frames (default 100 on CUDA, 4 on the CPU)")
+    ap.add_argument("--repeat", type=int, default=20, help="bench repeats")
+    ap.add_argument("--only", default=",".join(ROWS), help=f"rows to run, of {','.join(ROWS)}")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the reports (default: a temporary one)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    out = args.out or tempfile.mkdtemp(prefix="cpdebug-gpu-speed-")
-    os.makedirs(out, exist_ok=True)
-    print("| backends (`--preset awml-base --level all`) | wall | peak host RSS | execution | first "
-          "divergent | root cause |")
-    print("|---|---|---|---|---|---|")
-    for k, (name, backends) in enumerate(PAIRS):
-        js = os.path.join(out, f"run{k}.json")
-        extra = name.split(" ")[1:] if "--" in name else []
-        wall, rss, code = measure([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--preset", "awml-base",
-                                   "--level", "all", "--backends", backends, "--quiet", "--json", js, *extra])
-        row = ["?"] * 3
-        if os.path.isfile(js):
-            d = json.load(open(js))
-            cand = backends.split(",")[1]
-            ex = d["settings"].get("execution", {})
-            row = ["; ".join(sorted(set(ex.values()))), str(d["first_divergent"].get(cand)),
-                   str((d["root_cause"].get(cand) or {}).get("probe"))]
-        print(f"| {name} | {wall:.1f} s | {rss:.2f} GB | {row[0]} | {row[1]} | {row[2]} |  (exit {code})", flush=True)
+    if args.child:
+        what, preset, *rest = args.child
+        if what == "plain":
+            child_plain(preset, rest[0].split(","))
+        elif what == "sweep":
+            child_sweep(preset, rest[0].split(","), int(rest[1]))
+        else:
+            child_backbone(preset)
+        return
+    only = set(args.only.split(","))
+    out = args.out or Path(tempfile.mkdtemp(prefix="cpdebug-speed-"))
+    out.mkdir(parents=True, exist_ok=True)
+    trees = [Tree(p, out / f"cache-{i}") for i, p in enumerate([ROOT, *args.tree])]
+    cuda = _cuda()
+    host = os.uname().nodename
+    print(f"## issue 32 speed, {time.strftime('%Y-%m-%d %H:%M')} on {host} ({'CUDA' if cuda else 'CPU only'}, "
+          f"{os.cpu_count()} cores); trees: {', '.join(t.label for t in trees)}; reports in {out}")
+    if cuda:
+        pairs, bench, sweep = ["torch-cuda,ort-cuda-fp16", "ort-cuda,ort-cuda-fp16"], \
+            "torch-cuda,ort-cuda,ort-cuda-fp16", "torch-cuda,ort-cuda-fp16"
+    else:
+        pairs, bench, sweep = ["torch,ort-cpu-fp16", "ort,ort-cpu-fp16"], "torch,ort,ort-cpu-fp16", \
+            "torch,ort-cpu-fp16"
+    if "bisect" in only:
+        bisect_rows(trees, args.preset, pairs, out)
+    if "bench" in only:
+        bench_rows(trees, args.preset, bench, args.repeat, out)
+    if "sweep" in only:
+        sweep_rows(trees, args.preset, sweep, args.n or (100 if cuda else 4))
+    if "backbone" in only:
+        if cuda:
+            backbone_rows(trees[0], args.preset)
+        else:
+            print("\n(backbone row skipped: no CUDA device)")
 
 
 if __name__ == "__main__":

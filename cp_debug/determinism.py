@@ -9,6 +9,7 @@ setting (`settings()`) and library version (`environment()`) for the report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import random
@@ -23,6 +24,16 @@ _ORT_OPT_LEVELS = {
     "all": "ORT_ENABLE_ALL",
 }
 _CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for deterministic GEMMs (see torch.use_deterministic_algorithms)
+# How cuDNN's convolution algorithm is chosen (`--cudnn-algo`), the kernel path of every CUDA backend:
+#   heuristic:  cuDNN's own ranking of the algorithms for the shape, no timing (ORT `HEURISTIC`; torch
+#               `cudnn.benchmark=False`): fixed for a machine, uses the tensor cores; FP16 convs in NHWC
+#               (ORT `prefer_nhwc=1`, torch channels-last), as an FP16 deployment runs them. The deterministic default.
+#   default:    ORT's `DEFAULT`, cuDNN's implicit-precomp GEMM for every conv (no search at all; on the H100 FP16
+#               ran no faster than FP32); torch as heuristic but NCHW. What cp_debug set before issue 32.
+#   exhaustive: time every algorithm at session start and keep the fastest (ORT `EXHAUSTIVE`, torch
+#               `cudnn.benchmark=True`): may pick another kernel on the next run. The non-deterministic default.
+CONV_ALGOS = ("heuristic", "default", "exhaustive")
+_NHWC_ORT = (1, 20)  # the first ONNX Runtime whose CUDA EP reads `prefer_nhwc`
 
 
 @dataclass(frozen=True)
@@ -34,11 +45,14 @@ class Determinism:
         TF32 is governed by the backend's precision (on only for `*-tf32` specs), whatever `enabled` says.
     seed: seeds python `random`, numpy's global RNG and torch (CPU and CUDA) inside `apply_torch`.
     ort_opt_level: ORT graph optimisation level: disable | basic | extended | all (ORT's default is all).
+    conv_algo: how cuDNN picks convolution kernels on CUDA (`CONV_ALGOS`); None: heuristic when enabled,
+        exhaustive otherwise.
     """
 
     enabled: bool = True
     seed: int = 0
     ort_opt_level: str = "all"
+    conv_algo: str | None = None
 
     def __post_init__(self) -> None:
         if self.ort_opt_level not in _ORT_OPT_LEVELS:
@@ -47,6 +61,16 @@ class Determinism:
             raise BadInputError(
                 f"unknown ORT graph optimisation level {self.ort_opt_level!r}: use one of {', '.join(_ORT_OPT_LEVELS)}"
             )
+        check_conv_algo(self.conv_algo)
+
+    @property
+    def cudnn_algo(self) -> str:
+        """The convolution algorithm choice in force: `conv_algo`, else heuristic (deterministic) or exhaustive."""
+        return self.conv_algo or ("heuristic" if self.enabled else "exhaustive")
+
+    def channels_last(self, device: str, precision: str) -> bool:
+        """Does torch run this backend's modules channels-last (NHWC)? CUDA FP16 under the heuristic choice."""
+        return str(device).startswith("cuda") and precision == "fp16" and self.cudnn_algo == "heuristic"
 
     # -- torch ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -78,8 +102,8 @@ class Determinism:
             torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
             if self.enabled:
                 torch.backends.cudnn.deterministic = True
-                torch.backends.cudnn.benchmark = False
-                torch.use_deterministic_algorithms(True, warn_only=True)
+                torch.backends.cudnn.benchmark = self.cudnn_algo == "exhaustive"
+                _deterministic_algorithms(torch, True, warn_only=True)
                 if cuda and saved["cublas_ws"] is None:
                     # Only effective before cuBLAS creates its first handle; recorded in settings() either way.
                     os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE
@@ -92,7 +116,7 @@ class Determinism:
             torch.backends.cudnn.allow_tf32 = saved["cudnn_tf32"]
             torch.backends.cudnn.deterministic = saved["cudnn_det"]
             torch.backends.cudnn.benchmark = saved["cudnn_bench"]
-            torch.use_deterministic_algorithms(saved["det_algos"], warn_only=saved["det_warn_only"])
+            _deterministic_algorithms(torch, saved["det_algos"], warn_only=saved["det_warn_only"])
             random.setstate(saved["py_rng"])
             np.random.set_state(saved["np_rng"])
             torch.set_rng_state(saved["torch_rng"])
@@ -124,17 +148,22 @@ class Determinism:
         so.log_severity_level = 3  # errors only: ORT's warnings (e.g. node placement) are read from the session
         return so
 
-    def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0) -> dict[str, str]:
-        """CUDA EP options: TF32 only when asked (ORT turns it on by default), fixed conv algorithm when deterministic.
+    def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0, half: bool = False) -> dict[str, str]:
+        """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice
+        (`cudnn_algo`: HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph (`half`) under the heuristic
+        choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX Runtime >= 1.20).
 
-        'DEFAULT' is cuDNN's fixed implicit-precomp-GEMM algorithm (no search at all); 'EXHAUSTIVE' benchmarks
-        every algorithm at session start and may pick a different one each run.
+        Measured on the H100 (awml-base backbone/neck/head, issue 32): DEFAULT FP32 55.9 / FP16 56.4 ms, EXHAUSTIVE
+        38.4 / 52.8, HEURISTIC 40.3 / 10.1, HEURISTIC + prefer_nhwc FP16 7.3 ms.
         """
-        return {
+        opts = {
             "device_id": str(device_id),
             "use_tf32": "1" if tf32 else "0",
-            "cudnn_conv_algo_search": "DEFAULT" if self.enabled else "EXHAUSTIVE",
+            "cudnn_conv_algo_search": self.cudnn_algo.upper(),
         }
+        if half and self.cudnn_algo == "heuristic" and _ort_reads_nhwc():
+            opts["prefer_nhwc"] = "1"
+        return opts
 
     # -- the record ----------------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -142,9 +171,12 @@ class Determinism:
         return {
             "determinism": self.enabled,
             "seed": self.seed,
+            "cudnn_algo": self.cudnn_algo,
             "torch": {
                 "cudnn.deterministic": True if self.enabled else "unchanged",
-                "cudnn.benchmark": False if self.enabled else "unchanged",
+                "cudnn.benchmark": (self.cudnn_algo == "exhaustive") if self.enabled else "unchanged",
+                "memory_format": ("channels_last for torch-cuda-fp16" if self.cudnn_algo == "heuristic"
+                                  else "contiguous (NCHW)"),
                 "use_deterministic_algorithms": "warn_only" if self.enabled else "unchanged",
                 "allow_tf32": "on for *-tf32 specs only (cuda.matmul and cudnn)",
                 "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")
@@ -155,10 +187,47 @@ class Determinism:
                 "execution_mode": "ORT_SEQUENTIAL",
                 "use_deterministic_compute": self.enabled,
                 "cuda.use_tf32": "1 for *-tf32 specs only, else 0",
-                "cuda.cudnn_conv_algo_search": "DEFAULT" if self.enabled else "EXHAUSTIVE",
+                "cuda.cudnn_conv_algo_search": self.cudnn_algo.upper(),
+                "cuda.prefer_nhwc": ("1 for *-fp16 specs" if _ort_reads_nhwc() else "not read by this onnxruntime")
+                if self.cudnn_algo == "heuristic" else "0",
             },
             "tensorrt": {"tf32": "on for trt-tf32 only"},
         }
+
+
+def _deterministic_algorithms(torch, mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without its `import torch._inductor.config`, which loads dynamo, sympy
+    and the rest of the compiler stack (~10 s of a warm awml-base bisect on the H100 machine, 3 s on the CPU one)
+    for a flag cp_debug never reads: the ATen flag is set, and inductor's copy only when inductor is loaded."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # a torch without the private setter: the public call, imports and all
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    setter(mode, warn_only=warn_only)
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode
+
+
+def check_conv_algo(value: str | None) -> str | None:
+    """`value` if it names a conv algorithm choice (`CONV_ALGOS`) or is None; else one BadInputError line."""
+    if value is not None and value not in CONV_ALGOS:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"--cudnn-algo {value!r}: use one of {', '.join(CONV_ALGOS)}")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _ort_reads_nhwc() -> bool:
+    """Does the installed ONNX Runtime's CUDA EP read `prefer_nhwc`? (its metadata's version; nothing imported)"""
+    version = _dist_version("onnxruntime-gpu") or _dist_version("onnxruntime")
+    if version is None:
+        return False
+    try:
+        return tuple(int(p) for p in version.split(".")[:2]) >= _NHWC_ORT
+    except ValueError:
+        return False
 
 
 def environment(load_torch: bool = True) -> dict:

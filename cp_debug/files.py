@@ -25,6 +25,81 @@ from typing import BinaryIO
 from cp_debug.errors import BadInputError
 
 _UMASK: int | None = None
+CACHE_ENV = "CPDEBUG_CACHE_DIR"
+NO_CACHE_ENV = "CPDEBUG_NO_CACHE"
+MAX_MB_ENV = "CPDEBUG_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048
+
+
+def user_cache_dir() -> Path:
+    """Where cp_debug keeps files between runs (exported graphs, random weights, TensorRT engines):
+    `$CPDEBUG_CACHE_DIR`, else `$XDG_CACHE_HOME/cp_debug`, else `~/.cache/cp_debug`."""
+    given = os.environ.get(CACHE_ENV, "").strip()
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cp_debug"
+
+
+def cache_dir(kind: str) -> Path | None:
+    """The cache folder of one kind of entry (`exports`, `weights`), or None when `CPDEBUG_NO_CACHE` is set to a
+    true value (1, true, yes, on; `--no-cache`). Entries are written whole (`write_atomic`) and bounded by
+    `prune_cache`; a folder that cannot be written is the caller's to skip, never an error."""
+    if os.environ.get(NO_CACHE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    return user_cache_dir() / kind
+
+
+def prune_cache(folder: Path, max_bytes: int | None = None) -> list[str]:
+    """Delete the least recently used entries of `folder` (files sharing a stem: `KEY.onnx` + `KEY.json`) until they
+    take at most `max_bytes` (default `CPDEBUG_CACHE_MAX_MB`, 2048 MiB); the stems deleted. Another writer's temp
+    file (a dot name) left for more than an hour goes too."""
+    import time
+
+    if max_bytes is None:
+        max_bytes = _cache_limit()
+    now = time.time()
+    entries: dict[str, list[tuple[Path, os.stat_result]]] = {}
+    try:
+        listing = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    for p in listing:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.name.startswith("."):
+            if now - st.st_mtime > 3600:
+                _unlink(p)
+            continue
+        entries.setdefault(p.name.split(".", 1)[0], []).append((p, st))
+    total = sum(st.st_size for files in entries.values() for _, st in files)
+    gone = []
+    for key in sorted(entries, key=lambda k: max(st.st_mtime for _, st in entries[k])):
+        if total <= max_bytes:
+            break
+        for p, st in sorted(entries[key], key=lambda e: e[0].suffix != ".json"):  # the JSON, a commit mark, first
+            _unlink(p)
+            total -= st.st_size
+        gone.append(key)
+    return gone
+
+
+def _cache_limit() -> int:
+    raw = os.environ.get(MAX_MB_ENV, "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        raise BadInputError(f"{MAX_MB_ENV}={raw!r}: give a size in MiB (e.g. 2048)") from None
+    return int(max(mb, 0) * (1 << 20))
+
+
+def _unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except OSError:
+        pass
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, parents: bool = False) -> Path:

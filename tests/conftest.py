@@ -26,6 +26,17 @@ class TinyNet(torch.nn.Module):
         return self.head(y.permute(0, 2, 3, 1)).sigmoid(), y.mean()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory):
+    """The session's exports are cached in one temporary folder (`export/cache.py`), never the user's ~/.cache."""
+    from cp_debug.export.cache import CACHE_ENV
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "export-cache"))
+    yield
+    patch.undo()
+
+
 INPUT_NAMES = ["x"]
 OUTPUT_NAMES = ["out", "mean"]
 

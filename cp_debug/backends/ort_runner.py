@@ -286,7 +286,8 @@ class OrtRunner(Runner):
 
     def _provider_list(self) -> list:
         if self.spec.device == "cuda":
-            opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32")
+            opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32",
+                                                              half=self.spec.precision == "fp16")
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
 

@@ -82,6 +82,7 @@ class TorchRunner(Runner):
         self._int8_layers = 0  # int8: layers whose fake quantizers run
         self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
         self._on_device = False  # inside infer_device: outputs and probes stay torch tensors
+        self._channels_last = False  # CUDA fp16 under the heuristic conv choice (Determinism.channels_last)
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -104,6 +105,9 @@ class TorchRunner(Runner):
         module = copy.deepcopy(self._source).eval().to(self._device)
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
+        self._channels_last = self.determinism.channels_last(self.spec.device, self.spec.precision)
+        if self._channels_last:  # NHWC convs on the tensor cores, as an FP16 deployment runs them (4-D weights)
+            module = module.to(memory_format=torch.channels_last)
         if self.spec.precision == "int8":  # on the copy only: the source (the FP32 reference) keeps them off
             from cp_debug.quant.quantizers import enable_calibrated, is_ptq
 
@@ -194,6 +198,8 @@ class TorchRunner(Runner):
             **({"half_arithmetic": "emulated" if self._emulate else "native"}
                if self.spec.device == "cpu" and self.spec.precision in ("fp16", "bf16") else {}),
             "tf32": self.spec.precision == "tf32",
+            **({"memory_format": "channels_last" if self._channels_last else "contiguous",
+                "cudnn_algo": self.determinism.cudnn_algo} if self.spec.device == "cuda" else {}),
             **({"fake_quant_layers": self._int8_layers} if self.spec.precision == "int8" else {}),
             "probe_modules": len(self.probe_modules),
             "capture_inputs": self.capture_inputs,
@@ -460,7 +466,7 @@ def _to_numpy(t) -> np.ndarray:
     """A copy, never a view: a later in-place op (ReLU(inplace=True) after a BatchNorm) must not change it."""
     src = t.detach()
     out = src.float() if src.is_floating_point() else src
-    out = out.cpu()
+    out = out.contiguous().cpu()  # a channels-last tensor reaches the host in NCHW order
     if out.data_ptr() == src.data_ptr():
         out = out.clone()
     return out.numpy()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -152,6 +151,8 @@ def cache_key(onnx_sha256: str, trt_version: str, settings: Mapping) -> str:
 
 
 def default_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/cp_debug/tensorrt`, else `~/.cache/cp_debug/tensorrt`."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cp_debug" / "tensorrt"
+    """`tensorrt` in cp_debug's cache folder (`files.user_cache_dir()`: `$CPDEBUG_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/cp_debug`, else `~/.cache/cp_debug`)."""
+    from cp_debug.files import user_cache_dir
+
+    return user_cache_dir() / "tensorrt"

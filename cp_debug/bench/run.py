@@ -25,6 +25,7 @@ class BenchOptions:
     warmup: int = 3
     deterministic: bool = True
     calib_scenes: int = 2
+    cudnn_algo: str | None = None  # Determinism.conv_algo
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
         scan = f"held-out synthetic scene {frame.token}"
     with step("loading weights"):
         loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
-    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
     results = []
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None

@@ -32,7 +32,7 @@ from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
 from cp_debug.bisect.stage_lockstep import lockstep_stage
 from cp_debug.bisect.stage_whole import candidate_stage, reference_stage
-from cp_debug.bisect.store import TensorStore
+from cp_debug.bisect.store import TensorStore, default_budget
 from cp_debug.bisect.subject import LEVELS, Subject
 from cp_debug.bisect.verdict import assemble_report, candidate_result, ordered
 from cp_debug.compare.diff import Tolerance, default_tolerance
@@ -60,8 +60,10 @@ class BisectEngine:
             raise BadInputError(f"unknown probe level {level!r}: use one of {', '.join(LEVELS)}")
         self.run_state = RunState(
             subject=subject, ref_label=ref_label, ref_spec=ref_spec, opts=options,
-            det=Determinism(enabled=options.deterministic, seed=options.seed), level=level,
-            progress=progress or NullProgress(), store=TensorStore(options.memory_budget_mb << 20))
+            det=Determinism(enabled=options.deterministic, seed=options.seed, conv_algo=options.cudnn_algo),
+            level=level,
+            progress=progress or NullProgress(),
+            store=TensorStore(default_budget() if options.memory_budget_mb is None else options.memory_budget_mb << 20))
 
     @property
     def subject(self) -> Subject:

@@ -31,13 +31,14 @@ class BisectOptions:
     atol: float | None = None
     rtol: float | None = None
     deterministic: bool = True
+    cudnn_algo: str | None = None  # Determinism.conv_algo: heuristic | default | exhaustive (None: by deterministic)
     noise_floor: bool = True
     local: bool = True
     calib_feeds: tuple = ()  # feeds of stage 0 for INT8 calibration; default: the run's own inputs
     keep_fp32: tuple[str, ...] = ()  # ONNX node names kept in FP32 by the FP16 transform
     exclude_int8: tuple[str, ...] = ()  # ONNX node names left out of INT8 quantisation
     max_refine_depth: int = 8
-    memory_budget_mb: int = 2048
+    memory_budget_mb: int | None = None  # None: store.default_budget(), a share of the available memory
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
     # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose

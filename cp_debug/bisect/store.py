@@ -3,6 +3,10 @@
 Every spilled array gets a file name of its own (a counter that never repeats), so putting a name again can
 never overwrite another name's file. The spill folder is removed on `close()`, when the store is collected,
 and at interpreter exit (also after Ctrl-C or an error), through `weakref.finalize`.
+
+The default budget (`default_budget`) is a share of the memory available when the run starts (`MemAvailable`,
+within a cgroup's limit): a fixed 2 GiB spilled a torch reference's probes to disk even on a 128 GB host (87 writes,
+2.4 s of a warm awml-base bisect on the H100, and seconds more deleting them at exit). `--memory-budget` overrides it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,46 @@ import tempfile
 import weakref
 
 import numpy as np
+
+AUTO_SHARE = 0.25  # of the available memory, the default budget
+_FALLBACK = 2 << 30  # when the available memory cannot be read
+_FLOOR = 256 << 20
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still take: /proc/meminfo's MemAvailable, capped by a cgroup v2 limit
+    (memory.max - memory.current; a container sees the host's meminfo), else psutil's figure; None if unknown."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None:
+        try:
+            import psutil  # optional: not a dependency, used where /proc is not
+        except ImportError:
+            return None
+        avail = int(psutil.virtual_memory().available)
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                avail = min(avail, max(int(limit) - int(f.read().strip()), 0))
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def default_budget() -> int:
+    """The reference store's default budget: `AUTO_SHARE` of `available_memory()` (at least 256 MiB), 2 GiB when
+    that cannot be read."""
+    avail = available_memory()
+    return _FALLBACK if avail is None else max(int(avail * AUTO_SHARE), _FLOOR)
 
 
 class TensorStore:

@@ -31,6 +31,7 @@ class Stage:
     onnx_model: onnx.ModelProto | None = None
     export: Callable[[], Any] | None = None  # () -> ExportResult, called lazily when an ONNX model is needed
     exporter: str | None = None
+    export_cache: str | None = None  # "hit" | "stored" | None (not through export/cache.py): ExportResult.cache
     export_warnings: tuple = ()
     export_note: str | None = None
     stage_probes: tuple[str, ...] | None = None  # explicit `stage`-level probes (recipes); None = derived
@@ -56,6 +57,7 @@ class Stage:
             result = self.export()
             self.onnx_model = result.model
             self.exporter = result.exporter
+            self.export_cache = result.cache
             self.export_warnings = tuple(result.warnings)
             if result.fallback_reason:
                 self.export_note = f"torch.export could not capture the model ({result.fallback_reason}); " \

@@ -14,6 +14,7 @@ import numpy as np
 from cp_debug.bisect import hints as hints_mod
 from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
+from cp_debug.bisect.store import AUTO_SHARE
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
@@ -210,8 +211,13 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "noise": {n: d.max_abs for n, d in run.noise.items() if d.max_abs > 0},
         "backends": {c.label: run.states[c.label].settings for c in cands},
         "exporters": {st.name: st.exporter for st in run.subject.stages},
+        # was each stage's graph read from the export cache (hit), exported and kept (stored), or neither (null)?
+        "export_cache": {st.name: st.export_cache for st in run.subject.stages},
         "execution": dict(run.execution),
-        "reference_store": {"budget_mb": o.memory_budget_mb, "peak_in_memory_bytes": run.store.peak_in_memory,
+        "reference_store": {"budget_mb": run.store.budget >> 20,
+                            "budget_from": "--memory-budget" if o.memory_budget_mb is not None
+                            else f"{AUTO_SHARE:g} of the available memory",
+                            "peak_in_memory_bytes": run.store.peak_in_memory,
                             "spilled_bytes": run.store.spilled},
     }
     if run.deployed:  # SPEC@DIR candidates: which deployed tensor each probe was compared at, and how it was found

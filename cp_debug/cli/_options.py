@@ -45,6 +45,19 @@ Inputs = Annotated[Optional[Path], typer.Option(
     help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")]
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
+NoCache = Annotated[bool, typer.Option(
+    "--no-cache", help="Export the model again instead of reading its ONNX graphs from the cache "
+    "($CPDEBUG_CACHE_DIR, default ~/.cache/cp_debug; same as CPDEBUG_NO_CACHE=1).")]
+
+
+def no_cache(flag: bool) -> None:
+    """--no-cache: the export cache is off for this process and the processes it starts (`CPDEBUG_NO_CACHE`)."""
+    if flag:
+        import os
+
+        from cp_debug.export.cache import NO_CACHE_ENV
+
+        os.environ[NO_CACHE_ENV] = "1"
 
 
 def model_record(preset: str, config: Path | None, checkpoint: Path | None = None, *, random_weights: bool = False,
@@ -96,6 +109,12 @@ def backends_option(rule: str):
 
 Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
 Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic, fixed seeds and ORT options.")]
+CudnnAlgo = Annotated[Optional[str], typer.Option(
+    "--cudnn-algo", metavar="heuristic|default|exhaustive", help="How CUDA backends pick cuDNN conv kernels. "
+    "heuristic (default with --deterministic): cuDNN's ranking, no timing, the same kernels every run, FP16 convs "
+    "NHWC on the tensor cores (ORT prefer_nhwc, torch channels-last) as a deployment runs them; default: ORT's "
+    "DEFAULT (implicit GEMM for every conv, FP16 no faster than FP32), torch NCHW; exhaustive (default with "
+    "--no-deterministic): time every kernel at session start, may differ run to run. Recorded in the report.")]
 
 # -- how a verdict is given (bisect, sweep) ------------------------------------------------------------------------
 Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default by candidate precision; "

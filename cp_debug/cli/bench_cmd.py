@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, Deterministic, Json, Points, Preset, Quiet,
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Json, Points, Preset, Quiet,
                                    RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -29,6 +29,7 @@ def bench(
     repeat: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 20,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     json_out: Json = None,
     csv: Csv = None,
     quiet: Quiet = False,
@@ -43,9 +44,10 @@ def bench(
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         preset = model.model_name
         from cp_debug.bench.run import BenchOptions
+        from cp_debug.determinism import check_conv_algo
 
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
-                            deterministic)
+                            deterministic, cudnn_algo=check_conv_algo(cudnn_algo))
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
 
 

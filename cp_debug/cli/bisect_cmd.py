@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, Deterministic,
-                                   Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory, OnnxModel,
-                                   Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd, Rtol, Seed,
-                                   ToleranceMode, TorchModel, UseDim, Verbose,
-                                   backends_option, model_record)
+from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, CudnnAlgo,
+                                   Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
+                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
+                                   Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
+                                   model_record, no_cache)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -77,6 +77,7 @@ def bisect(
     rtol: Rtol = None,
     tolerance_mode: ToleranceMode = None,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
@@ -88,10 +89,11 @@ def bisect(
     exclude_int8: Annotated[Optional[str],
                             typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Exporter = "auto",
+    cache: NoCache = False,
     seed: Seed = 0,
-    memory_budget: Annotated[int, typer.Option("--memory-budget", min=0, metavar="MB",
-                                               help="Reference tensors kept in memory, in MiB; past it they go to "
-                                                    "disk (0 = every reference tensor on disk).")] = 2048,
+    memory_budget: Annotated[Optional[int], typer.Option(
+        "--memory-budget", min=0, metavar="MB", help="Reference tensors kept in memory, in MiB; past it they go to "
+        "disk (0 = every reference tensor on disk). Default: a quarter of the memory available at the start.")] = None,
     lockstep_mode: Annotated[str,
                              typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
@@ -125,6 +127,10 @@ def bisect(
         from cp_debug.compare.noise import check_mode
 
         tolerance_mode = check_mode(tolerance_mode, atol, rtol)
+        from cp_debug.determinism import check_conv_algo
+
+        check_conv_algo(cudnn_algo)
+        no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
                              factory=model_factory)
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
@@ -141,7 +147,8 @@ def bisect(
         from cp_debug.bisect.engine import BisectOptions
 
         opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
-                             noise_floor=noise_floor, local=local, keep_fp32=_csv_list(keep_fp32),
+                             cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
+                             keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
                              lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party)

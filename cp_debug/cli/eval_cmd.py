@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, ConfigFile, Checkpoint, DataRoot, Deterministic, HeldOutCalib, Int8Dir,
-                                   Json, MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose, backends_option,
-                                   model_record)
+from cp_debug.cli._options import (BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
+                                   HeldOutCalib, Int8Dir, Json, MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose,
+                                   backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -37,6 +37,7 @@ def eval_(
                               typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
                                                 "reference box in the diff.")] = 2.0,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     int8: Int8Dir = None,
     max_map_drop: Annotated[Optional[float], typer.Option(
         "--max-map-drop", metavar="X", help="Gate: exit 1 when a candidate's mAP is more than X below the "
@@ -78,11 +79,13 @@ def eval_(
         preset = model.model_name
         _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
+        from cp_debug.determinism import check_conv_algo
         from cp_debug.eval.session import EvalOptions
 
         opts = EvalOptions(backends=_backends(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
+                           cudnn_algo=check_conv_algo(cudnn_algo),
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8,
                            tolerance_mode=tolerance_mode)
         code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",

@@ -47,6 +47,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
         subject = _saved_subject(saved, run_json)
     s = saved.settings
     opts = BisectOptions(level=s.get("level"), refine=s.get("refine", True), deterministic=s.get("deterministic", True),
+                         cudnn_algo=(s.get("determinism") or {}).get("cudnn_algo"),
                          noise_floor=s.get("noise_floor", True), local=True)
     engine = BisectEngine(subject, (saved.reference, BackendSpec.parse(saved.reference)),
                           [(lab, BackendSpec.parse(lab)) for lab in labels], opts, progress=progress)

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, DataRoot,
-                                   Deterministic, HeldOutCalib, Int8Dir, Junit, Pictures, Preset, Quiet, RandomWeights,
-                                   Rrd, Rtol, Seed,
-                                   ToleranceMode, Verbose, model_record)
+from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
+                                   DataRoot, Deterministic, HeldOutCalib, Int8Dir, Junit, NoCache, Pictures, Preset,
+                                   Quiet, RandomWeights, Rrd, Rtol, Seed, ToleranceMode, Verbose, model_record,
+                                   no_cache)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -52,6 +52,7 @@ class SweepRun:
     rrd: Path | None = None  # a Rerun recording of every frame
     junit: Path | None = None
     budget: Path | None = None
+    cudnn_algo: str | None = None
 
 
 def sweep(
@@ -86,10 +87,12 @@ def sweep(
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
+    cudnn_algo: CudnnAlgo = None,
     atol: Atol = None,
     rtol: Rtol = None,
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
+    cache: NoCache = False,
     html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     pictures: Pictures = None,
     rrd: Rrd = None,
@@ -109,7 +112,9 @@ def sweep(
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
+        from cp_debug.determinism import check_conv_algo
 
+        no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
@@ -117,7 +122,7 @@ def sweep(
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
                        atol=atol, rtol=rtol, params=tuple(params or ()), pictures=pictures, rrd=rrd, junit=junit,
-                       budget=budget)
+                       budget=budget, cudnn_algo=check_conv_algo(cudnn_algo))
         code = _sweep(backends or "torch,ort", model, run, third_party)
     raise typer.Exit(code)
 
@@ -155,7 +160,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     budget = read_budget_for(run.budget, "sweep")
     settings = SweepSettings(labels, preset=preset, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
-                             deterministic=run.deterministic, max_dist=run.match_distance,
+                             deterministic=run.deterministic, cudnn_algo=run.cudnn_algo,
+                             max_dist=run.match_distance,
                              calib_scenes=run.calib_scenes, tolerance_mode=run.tolerance_mode, atol=run.atol,
                              rtol=run.rtol)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,

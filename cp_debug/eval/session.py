@@ -38,6 +38,7 @@ class EvalOptions:
     n: int = 50
     detections_file: Path | None = None
     deterministic: bool = True
+    cudnn_algo: str | None = None  # Determinism.conv_algo
     calib_scenes: int = 4
     max_dist: float = 2.0
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
@@ -157,7 +158,7 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
     from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration, run_backend
 
     tokens = [s.token for s in scenes]
-    det = Determinism(enabled=opts.deterministic, seed=opts.seed)
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
     detections, seconds, notes = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
         onnx_dir = None

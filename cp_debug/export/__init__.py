@@ -2,7 +2,8 @@
 
 Below bisect and recipes: bisect's loaders export a user's module with it, and the CenterPoint recipe its stages.
 "Export" names three jobs in cp_debug, one place each:
-  * here: any torch module -> an in-memory ModelProto, for bisect (nothing is written);
+  * here: any torch module -> an in-memory ModelProto, for bisect (`torch_export.py`), kept between processes by
+    a content hash of the module, its weights and the export settings (`cache.py`, the user's cache folder);
   * `recipes/centerpoint/export.py`: the CenterPoint ONNX pair written as AWML deploys it (`cpdebug export`);
   * the PTQ workflow (`cp_debug.ptq`): that pair with the quantizers on, the Q/DQ files of `cpdebug quantize`,
     whose structure `quant/qdq_check.py` checks.

@@ -43,6 +43,7 @@ class ExportResult:
     warnings: tuple[ExportWarning, ...] = ()
     fallback_reason: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cache: str | None = None  # "hit": read from export/cache.py's folder; "stored": exported and kept; None: neither
 
 
 def export_module(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,

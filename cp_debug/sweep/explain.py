@@ -55,6 +55,7 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str, truth: "GroundT
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed,
+                                        cudnn_algo=settings.cudnn_algo,
                                         atol=settings.atol, rtol=settings.rtol,
                                         tolerance_mode=settings.tolerance_mode))
     try:

@@ -45,6 +45,7 @@ class SweepSettings:
     seed: int = 0
     int8_dir: str | None = None
     deterministic: bool = True
+    cudnn_algo: str | None = None  # Determinism.conv_algo
     max_dist: float = 2.0
     calib_scenes: int = 4
     # torch and ONNX Runtime intra-op threads in every worker: their reductions split work by thread, so the same
@@ -284,7 +285,8 @@ class SweepWorker:
 
         spec = BackendSpec.parse(label)  # SPEC@DIR: the user's deployed files (torch@DIR is refused there)
         check_available(spec)
-        det = Determinism(enabled=self.settings.deterministic, seed=self.settings.seed)
+        det = Determinism(enabled=self.settings.deterministic, seed=self.settings.seed,
+                          conv_algo=self.settings.cudnn_algo)
         taps, missing = [], []
         stages = self.subject.stages
         precision = spec.precision

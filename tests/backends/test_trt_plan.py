@@ -96,8 +96,11 @@ def test_cache_keys_change_with_each_part(monkeypatch, tmp_path):
     assert len({base, cache_key("b" * 64, "10.12.0.36", {"plan": {"flags": []}}),
                 cache_key("a" * 64, "10.12.0.37", {"plan": {"flags": []}}),
                 cache_key("a" * 64, "10.12.0.36", {"plan": {"flags": ["fp16"]}})}) == 4
+    monkeypatch.delenv("CPDEBUG_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "cp_debug" / "tensorrt"
+    monkeypatch.setenv("CPDEBUG_CACHE_DIR", str(tmp_path / "mine"))  # one folder for every cache of cp_debug
+    assert default_cache_dir() == tmp_path / "mine" / "tensorrt"
 
 
 def test_parse_version():

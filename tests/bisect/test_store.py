@@ -82,3 +82,16 @@ def test_a_borrowed_array_is_copied_when_kept_in_memory_and_written_as_it_was_pa
     np.testing.assert_array_equal(s.get("in_memory"), np.arange(6, dtype=np.float32))
     np.testing.assert_array_equal(s.get("on_disk"), np.arange(6, dtype=np.float32) * 2)
     s.close()
+
+
+def test_default_budget_is_a_share_of_the_memory_available_now():
+    """No fixed 2 GiB: a quarter of what /proc/meminfo (within a cgroup's limit) says is available, read now."""
+    from cp_debug.bisect.store import AUTO_SHARE, available_memory, default_budget
+
+    avail = available_memory()
+    if avail is None:
+        pytest.skip("this machine says nothing of its available memory")
+    with open("/proc/meminfo") as f:
+        total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1]) * 1024
+    assert 0 < avail <= total
+    assert abs(default_budget() - max(AUTO_SHARE * avail, 256 << 20)) < 0.05 * total  # memory moves meanwhile

@@ -6,6 +6,12 @@ The demo preset ships weights trained on cp_debug's synthetic scenes (not on a r
 `ModelRecord` is the model a run is about as the user named it: what every report stores (`model_record`) and
 what `cpdebug extract` loads again. It lives beside the network (floor 4) so that every floor above types with it:
 bisect's report, fix's request, a sweep. Importing this module loads nothing heavy (the CLI imports it at start-up).
+
+A seeded random initialisation is made once: it calibrates on a synthetic scan (4 s of an awml-base bisect on the
+H100 machine; a sweep bisects each of its worst frames on a fresh subject), so `load_model` keeps the last few a
+process made, and writes each to cp_debug's cache folder (`weights/`, keyed by the config, the seed, torch's and
+cp_debug's versions and the model package's source; `CPDEBUG_NO_CACHE=1` makes them afresh), and hands every
+caller a model of its own, loaded from them. Checkpoints are read each time (a file may change).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ if TYPE_CHECKING:
     from cp_debug.models.centerpoint.config import CenterPointConfig
 
 SHIPPED_WEIGHTS = {"demo": "centerpoint_demo.pth"}  # preset -> file in cp_debug/models/centerpoint/weights/
+_KEEP = 2  # weight sets kept by load_model
+_LOADED: dict[tuple, dict] = {}  # (config, seed) -> a state_dict no model holds
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.centerpoint.presets import as_config
-    from cp_debug.models.centerpoint.model import build_model
+    from cp_debug.models.centerpoint.model import CenterPoint, build_model
 
     cfg = as_config(preset)
     if checkpoint is not None and random_weights:
@@ -84,11 +92,66 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
     label = weights_label(cfg, checkpoint, seed, random_weights)
     if checkpoint is None and not random_weights:
         checkpoint = shipped_checkpoint(cfg)
-    if checkpoint is None:
-        return LoadedModel(cfg, build_model(cfg, seed=seed), f"random (seed {seed})")
-    model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load
-    load_checkpoint(model, checkpoint)
-    return LoadedModel(cfg, model.eval(), label)
+    key = (repr(cfg), int(seed)) if checkpoint is None and seed is not None else None
+    if key is not None and key in _LOADED:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # the constructor's default init must not move the caller's RNG
+            model = CenterPoint(cfg)
+        model.load_state_dict(_LOADED[key], strict=True)  # copied in: the kept set stays no model's
+    elif checkpoint is None:
+        model = _random_model(cfg, int(seed)) if seed is not None else build_model(cfg, seed=None)
+    else:
+        model = build_model(cfg, seed=0, init="mmdet3d")  # every tensor is overwritten by the strict load
+        load_checkpoint(model, checkpoint)
+    if key is not None and key not in _LOADED:
+        while len(_LOADED) >= _KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return LoadedModel(cfg, model.eval(), f"random (seed {seed})" if checkpoint is None else label)
+
+
+def _random_model(cfg, seed: int):
+    """`build_model(cfg, seed)`, read back from the cache folder when a process made it before (then stored)."""
+    import torch
+
+    from cp_debug.files import cache_dir, prune_cache, write_atomic
+    from cp_debug.models.centerpoint.model import CenterPoint, build_model
+
+    folder = cache_dir("weights")
+    path = None if folder is None else folder / f"{_weights_key(cfg, seed)}.pt"
+    if path is not None and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.random.fork_rng(devices=[]):
+                model = CenterPoint(cfg)
+            model.load_state_dict(state, strict=True)
+            path.touch()  # recently used: kept longest by the pruning
+            return model
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: made again below, and rewritten
+            pass
+    model = build_model(cfg, seed=seed)
+    if path is not None:
+        try:
+            write_atomic(path, lambda f: torch.save(model.state_dict(), f), parents=True)
+            prune_cache(folder)
+        except Exception:  # noqa: BLE001 - a read-only or full cache folder: run on without it
+            pass
+    return model
+
+
+def _weights_key(cfg, seed: int) -> str:
+    """The hash a random initialisation is stored under: config, seed, versions and the model package's source."""
+    import hashlib
+
+    import torch
+
+    import cp_debug
+
+    h = hashlib.sha256(f"{cfg!r}|{seed}|{torch.__version__}|{cp_debug.__version__}".encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

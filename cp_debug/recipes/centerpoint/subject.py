@@ -100,7 +100,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
 
         mark_ptq(encoder), mark_ptq(backbone)
     ex_feats, ex_spatial = _examples(cfg, feats, trace_side, seed)
-    export_encoder, export_backbone = _exports(encoder, backbone, ex_feats, ex_spatial)
+    export_encoder, export_backbone = _exports(encoder, backbone, ex_feats, ex_spatial, cfg)
 
     from cp_debug.models.centerpoint.autoware_ml_names import to_cp_debug  # autoware-ml's deployed files' scopes
     from cp_debug.recipes.centerpoint.int8_source import qdq_export
@@ -164,21 +164,23 @@ def _examples(cfg, feats, trace_side: int, seed: int):
     return feats[: min(len(feats), 2000)], ex_spatial
 
 
-def _exports(encoder, backbone, ex_feats, ex_spatial):
+def _exports(encoder, backbone, ex_feats, ex_spatial, cfg):
     """The two stages' exports as the deployment exports them (TorchScript exporter, opset 17, the files' names
     and dynamic axes), each called when the run first needs the graph."""
-    from cp_debug.export.torch_export import export_module
+    from cp_debug.export.cache import export_cached
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS)
 
+    # through the export cache (a second run of the same model, weights and example inputs reads the graph back)
     def export_encoder():
-        return export_module(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
-                             exporter="torchscript", opset=17,
+        return export_cached(encoder, (ex_feats,), VOXEL_ENCODER_INPUTS, VOXEL_ENCODER_OUTPUTS,
+                             exporter="torchscript", opset=17, extra=cfg,
                              dynamic_axes={"input_features": {0: "num_voxels", 1: "num_max_points"},
                                            "pillar_features": {0: "num_voxels"}})
 
     def export_backbone():
-        return export_module(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS, exporter="torchscript", opset=17,
+        return export_cached(backbone, (ex_spatial,), BACKBONE_INPUTS, HEAD_OUTPUTS, exporter="torchscript", opset=17,
+                             extra=cfg,
                              dynamic_axes={"spatial_features": {0: "batch_size", 2: "height", 3: "width"},
                                            **{h: {0: "batch_size", 2: "height", 3: "width"} for h in HEAD_OUTPUTS}})
 
@@ -245,7 +247,7 @@ def factory_subject(target: str, points: "str | Path | LoadedPoints | None" = No
         check_head_outputs(_forward(backbone, ex_spatial, STAGE_BACKBONE, got.backbone_neck_head),
                            got.backbone_neck_head, cfg, tuple(ex_spatial.shape), STAGE_BACKBONE)
         aliases = _output_aliases(backbone, ex_spatial, HEAD_OUTPUTS)
-    export_encoder, export_backbone = _exports(encoder, backbone, ex_feats, ex_spatial)
+    export_encoder, export_backbone = _exports(encoder, backbone, ex_feats, ex_spatial, cfg)
     enc_stage = Stage(
         name=STAGE_VOXEL_ENCODER, input_names=VOXEL_ENCODER_INPUTS, output_names=VOXEL_ENCODER_OUTPUTS,
         module=encoder, example_inputs=(ex_feats,),

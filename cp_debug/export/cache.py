@@ -1,0 +1,154 @@
+"""Exported ONNX graphs kept on disk between processes, found again by what made them.
+
+A second bisect or sweep of the same model should not export it again: exporting awml-base's backbone/neck/head
+takes seconds and loads torch's ONNX exporter. `export_cached` keys an export by a content hash of everything its
+graph depends on — the module's structure and the source files of its classes, every parameter and buffer (bytes),
+the example inputs (bytes: a trace can freeze a data-dependent branch), the export's own arguments (names, dynamic
+axes, exporter, opset), the caller's extra settings (the model config) and the versions of cp_debug, torch and
+onnx — and keeps the graph as `KEY.onnx` beside `KEY.json` (the exporter, its warnings), each written whole
+(temp file + rename), the JSON last: two processes exporting at once both write the same files, and a reader
+never sees half of one.
+
+Where: `exports` in cp_debug's cache folder (`files.cache_dir`: `$CPDEBUG_CACHE_DIR`, default `~/.cache/cp_debug`,
+`$XDG_CACHE_HOME` respected). Off with `CPDEBUG_NO_CACHE=1` (`--no-cache`). Bounded by `files.prune_cache`: past
+`CPDEBUG_CACHE_MAX_MB` (default 2048) the least recently used entries go. A cache that cannot be written (read-only
+home) is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
+from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir, prune_cache
+
+__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key"]
+
+SCHEMA = "cp_debug.export_cache/1"
+
+
+def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
+                  exporter: str = "auto", opset: int = 17, extra: Any = None) -> ExportResult:
+    """`export_module(...)` through the cache: the stored graph when one was made from the same module, weights,
+    example inputs and settings (`result.cache == "hit"`), else a fresh export, stored (`"stored"`). `extra`: what
+    else the graph depends on (the model config), as its repr. With the cache off, `export_module` alone."""
+    folder = cache_dir("exports")
+
+    def fresh() -> ExportResult:
+        return export_module(module, example_inputs, input_names, output_names, dynamic_axes=dynamic_axes,
+                             exporter=exporter, opset=opset)
+
+    if folder is None:
+        return fresh()
+    key = export_key(module, example_inputs, {
+        "input_names": list(input_names), "output_names": list(output_names),
+        "dynamic_axes": dynamic_axes, "exporter": exporter, "opset": opset, "extra": repr(extra)})
+    found = _load(folder, key)
+    if found is not None:
+        return found
+    result = fresh()
+    stored = _store(folder, key, result)
+    return ExportResult(result.model, result.exporter, result.warnings, result.fallback_reason, result.notes,
+                        cache="stored" if stored else None)
+
+
+def export_key(module, example_inputs: Iterable, settings: dict) -> str:
+    """The content hash an export is stored under (hex sha256)."""
+    import numpy as np
+    import onnx
+    import torch
+
+    import cp_debug
+
+    h = hashlib.sha256()
+
+    def add(tag: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        h.update(f"{tag}:{len(raw)}:".encode())
+        h.update(raw)
+
+    add("schema", SCHEMA)
+    add("versions", json.dumps([cp_debug.__version__, torch.__version__, onnx.__version__]))
+    add("settings", json.dumps(settings, sort_keys=True, default=str))
+    add("structure", repr(module))
+    add("modes", "".join("1" if m.training else "0" for m in module.modules()))
+    for path in _source_files(module):
+        add("source", path.read_bytes())
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    for i, x in enumerate(example_inputs):
+        tensors.append((f"input{i}", x))
+    for name, t in tensors:
+        arr = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+        add("tensor", f"{name}|{arr.dtype}|{tuple(arr.shape)}")
+        if isinstance(arr, torch.Tensor):
+            arr = arr.view(torch.uint8) if arr.dim() else arr.reshape(1).view(torch.uint8)
+            add("bytes", arr.numpy().tobytes())
+        else:
+            add("bytes", arr.tobytes())
+    return h.hexdigest()
+
+
+def _source_files(module) -> list[Path]:
+    """The files defining the classes of `module`'s submodules (and their bases below torch.nn.Module): an edited
+    forward in an editable install changes the key even before the version does."""
+    import torch
+
+    seen: dict[str, Path] = {}
+    for m in module.modules():
+        for cls in type(m).__mro__:
+            if cls is torch.nn.Module or cls is object:
+                break
+            try:
+                path = inspect.getsourcefile(cls)
+            except (TypeError, OSError):
+                path = None
+            if path and path not in seen and os.path.isfile(path):
+                seen[path] = Path(path)
+    return [seen[p] for p in sorted(seen)]
+
+
+def _load(folder: Path, key: str) -> ExportResult | None:
+    import onnx
+
+    meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("schema") != SCHEMA:
+            return None
+        model = onnx.load_model_from_string(model_path.read_bytes())
+    except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError): export again
+        return None
+    now = time.time()
+    for p in (meta_path, model_path):  # recently used: kept longest by the pruning
+        try:
+            os.utime(p, (now, now))
+        except OSError:
+            pass
+    warns = tuple(ExportWarning(w["category"], w["message"], w["filename"], w["lineno"], tuple(w["modules"]))
+                  for w in meta.get("warnings", []))
+    return ExportResult(model, meta["exporter"], warns, meta.get("fallback_reason"), tuple(meta.get("notes", [])),
+                        cache="hit")
+
+
+def _store(folder: Path, key: str, result: ExportResult) -> bool:
+    """Write the entry (graph first, its JSON last), then prune; False when the folder cannot be written."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.files import write_bytes_atomic, write_json
+
+    meta = {"schema": SCHEMA, "exporter": result.exporter, "fallback_reason": result.fallback_reason,
+            "notes": list(result.notes), "created": time.time(),
+            "warnings": [{"category": w.category, "message": w.message, "filename": w.filename, "lineno": w.lineno,
+                          "modules": list(w.modules)} for w in result.warnings]}
+    try:
+        write_bytes_atomic(folder / f"{key}.onnx", result.model.SerializeToString(), parents=True)
+        write_json(folder / f"{key}.json", meta, parents=True)
+    except (BadInputError, OSError):  # read-only or full: run on without the cache
+        return False
+    prune_cache(folder)
+    return True
