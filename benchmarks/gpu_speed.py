@@ -129,11 +129,12 @@ def _median_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
 
 
 # -- the driver (imports nothing heavy: a child's peak RSS starts from its parent's size at fork) -----------------
-def measure(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
-    """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process."""
+def measure(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, int, str]:
+    """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process, run in `cwd` (a tree's
+    root: `python -m` puts the working folder first on sys.path, so a tree's code must be run from the tree)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -149,9 +150,12 @@ class Tree:
     def __init__(self, path: Path, cache: Path):
         self.path = path.resolve()
         self.cache = cache
-        try:
-            self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--short", "HEAD"], check=True,
-                                         capture_output=True, text=True).stdout.strip()
+        try:  # a checkout's own commit; a plain copy of the code (not a git top level) is known by its name only
+            top = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--show-toplevel"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            self.commit = "?" if Path(top).resolve() != self.path else subprocess.run(
+                ["git", "-C", str(self.path), "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                text=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             self.commit = "?"
         self.label = f"{self.path.name}@{self.commit}"
@@ -185,11 +189,11 @@ def bisect_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path) -> 
         for tree in trees:
             figures = []
             for k, fresh in enumerate((True, False)):
-                js = out / f"bisect-{tree.commit}-{pair.replace(',', '_')}-{k}.json"
+                js = out / f"bisect-{tree.label}-{pair.replace(',', '_')}-{k}.json"
                 wall, rss, code, _ = measure(tree.cli("bisect", "--preset", preset, "--level", "all", "--backends",
-                                                      pair, "--quiet", "--json", str(js)), tree.env(fresh))
+                                                      pair, "--quiet", "--json", str(js)), tree.env(fresh), tree.path)
                 figures.append((wall, rss, code, js))
-            pw, prss, _, _ = measure(tree.child("plain", preset, pair), tree.env())
+            pw, prss, _, _ = measure(tree.child("plain", preset, pair), tree.env(), tree.path)
             (fw, frss, _, _), (ww, wrss, code, js) = figures
             cache, verdict = "?", f"exit {code}"
             if js.is_file():
@@ -208,9 +212,9 @@ def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: 
     print("| backend | tree | total | " + " | ".join(stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
     for tree in trees:
-        js = out / f"bench-{tree.commit}.json"
+        js = out / f"bench-{tree.label}.json"
         _, _, code, _ = measure(tree.cli("bench", "--preset", preset, "--backends", backends, "--repeat", str(repeat),
-                                         "--json", str(js), "--quiet"), tree.env())
+                                         "--json", str(js), "--quiet"), tree.env(), tree.path)
         if not js.is_file():
             print(f"| {backends} | {tree.label} | exit {code} |")
             continue
@@ -227,7 +231,7 @@ def sweep_rows(trees: list[Tree], preset: str, pair: str, n: int) -> None:
     print("| backends | tree | sweep frames/s | plain frames/s | ratio (target ≥ 0.5) | peak RSS frame 10 → last |")
     print("|---|---|---|---|---|---|")
     for tree in trees:
-        _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env())
+        _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env(), tree.path)
         try:
             d = json.loads(text.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -243,7 +247,7 @@ def backbone_rows(tree: Tree, preset: str) -> None:
     print(f"\n### backbone/neck/head alone in ONNX Runtime CUDA ({preset}; median of 10 ms; {tree.label})")
     print("| conv algorithm | FP32 (device-bound) | FP16 (device-bound) | FP32 via host | FP16 via host |")
     print("|---|---|---|---|---|")
-    _, _, code, text = measure(tree.child("backbone", preset), tree.env())
+    _, _, code, text = measure(tree.child("backbone", preset), tree.env(), tree.path)
     try:
         rows = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -150,8 +150,11 @@ class Determinism:
 
     def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0, half: bool = False) -> dict[str, str]:
         """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice
-        (`cudnn_algo`: HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph (`half`) under the heuristic
-        choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX Runtime >= 1.20).
+        (`cudnn_algo`: HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the
+        backbone/neck/head) under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX
+        Runtime >= 1.20). Not for a graph without convs: on the H100 (onnxruntime-gpu 1.31.1, 2026-11-24) the demo's
+        FP16 session pair under prefer_nhwc aborted the process (`terminate called without an active exception`)
+        while its backbone alone ran, so the pillar encoder (MatMul, BatchNormalization, ReduceMax) stays NCHW.
 
         Measured on the H100 (awml-base backbone/neck/head, issue 32): DEFAULT FP32 55.9 / FP16 56.4 ms, EXHAUSTIVE
         38.4 / 52.8, HEURISTIC 40.3 / 10.1, HEURISTIC + prefer_nhwc FP16 7.3 ms.

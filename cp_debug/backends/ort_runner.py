@@ -143,7 +143,7 @@ class OrtRunner(Runner):
 
         qdq = graph.transform.kind == "qdq_model"
         self._held_half = self.spec.precision != "fp16" and not qdq and holds_half_constants(model)
-        self._providers = self._provider_list()
+        self._providers = self._provider_list(model)
         declared = None  # emulated float16 storage: the facts are the float16 graph's, not its float32 emulation's
         if self._emulates_half(model):
             from cp_debug.precision.half_storage import emulate_half_storage
@@ -284,10 +284,11 @@ class OrtRunner(Runner):
         cpu = ["CPUExecutionProvider"]
         return ["CUDAExecutionProvider", *cpu] if self.spec.device == "cuda" else cpu
 
-    def _provider_list(self) -> list:
+    def _provider_list(self, model: "onnx.ModelProto | None" = None) -> list:
         if self.spec.device == "cuda":
+            convs = model is not None and any(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
             opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32",
-                                                              half=self.spec.precision == "fp16")
+                                                              half=self.spec.precision == "fp16" and convs)
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
 
