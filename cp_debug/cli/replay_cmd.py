@@ -152,11 +152,10 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
             check_writable(out)
     node = None
     if params:  # the node's own thresholds, NMS and cap instead of guesses; checked against the model first
-        from cp_debug.lint.run import lint_before_run
+        from cp_debug.cli._preflight import lint_first
         from cp_debug.replay.variants import NodeGlue
 
-        for note in lint_before_run(model, params, []):
-            print(f"cpdebug: {note}", file=third_party.terminal, flush=True)
+        lint_first(model, params, [], third_party.terminal)
         node = NodeGlue.read(params)
     opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=_ints(max_voxels, "--max-voxels"),
                          node=node)

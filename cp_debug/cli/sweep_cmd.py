@@ -169,7 +169,11 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
-    _lint_first(model, run.params, [s.onnx_dir for _, s in pairs if s.onnx_dir is not None], third_party.terminal)
+    from cp_debug.cli._preflight import lint_first
+
+    # the checks run first: their reports go into sweep.json's `lint` as well as on the terminal
+    lint_doc = [r.to_json() for r in lint_first(model, run.params, [s.onnx_dir for _, s in pairs],
+                                                third_party.terminal)] or None
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
@@ -188,7 +192,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
             with steps.step("drawing the bisected frames' bird's-eye pictures"):
                 pictures = bisected_pictures(outcome)
-        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict)
+        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc)
         if run.pictures:
             from cp_debug.report.bev_plot import write_pictures
 
@@ -206,12 +210,3 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
         write_junit(run.junit, [junit_suite(doc, [c.junit_case("cpdebug.budget") for c in checks])])
     return int(code)
-
-
-def _lint_first(model: ModelRecord, params: tuple[Path, ...], dirs: list[Path], stream) -> None:
-    """`cpdebug lint`'s checks over the model, --params and the SPEC@DIR folders' parameter files, before any frame
-    runs: a mismatch between the model and a deployed pair stops the sweep (one line); the others are printed."""
-    from cp_debug.lint.run import lint_before_run
-
-    for note in lint_before_run(model, params, dirs):
-        print(f"cpdebug: {note}", file=stream, flush=True)

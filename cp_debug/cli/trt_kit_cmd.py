@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Seed, Verbose, model_record
+from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Seed, Verbose,
+                                   model_record)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -22,6 +23,7 @@ def trt_kit(
     onnx_dir: Annotated[Optional[Path], typer.Option(
         "--onnx-dir", metavar="DIR", help="A deployed ONNX pair (pts_voxel_encoder.onnx, pts_backbone_neck_head.onnx) "
         "to put in the kit instead of cp_debug's export of the model; checked against the model.")] = None,
+    params: AutowareParams = None,
     fix: Annotated[Optional[Path], typer.Option(
         "--fix", metavar="DIR", help="A `cpdebug fix --out DIR` folder: its deployable pair goes in the kit.")] = None,
     points: Annotated[Optional[list[Path]], typer.Option(
@@ -63,7 +65,12 @@ def trt_kit(
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
         from cp_debug.cli._output import StepProgress, stdout_console
+        from cp_debug.cli._preflight import lint_first
+        from cp_debug.kit.writer import check_request
 
+        check_request(req)  # a bad --out or --onnx-dir is said before the checks
+        # --params, or the deployed folder's own parameter files: checked against the model before the reference runs
+        lint_first(model, params, [onnx_dir], third_party.terminal)
         progress = StepProgress(quiet=quiet, stream=third_party.terminal)
         summary = write_kit(req, progress=progress)
         console = stdout_console()

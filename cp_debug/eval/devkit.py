@@ -204,6 +204,10 @@ def evaluate(
                 raise BadInputError(f"{name} of sample {token!r} has a label outside 0..{len(class_names) - 1}")
             if name == "detections" and sb.scores is None:
                 raise BadInputError(f"detections of sample {token!r} have no scores")
+            bad = int((~np.isfinite(sb.boxes).all(axis=1)).sum()) if len(sb) else 0
+            if bad:  # the devkit would stop on an assertion; a candidate whose heads overflow decodes such boxes
+                raise BadInputError(f"{name} of sample {token!r}: {bad} of {len(sb)} box(es) hold NaN/Inf; the "
+                                    "nuScenes metrics need finite boxes")
 
     tokens = sorted(ground_truth)
     gt = _to_eval_boxes(ground_truth, tokens, class_names, True, DetectionBox, EvalBoxes)

@@ -72,28 +72,39 @@ def params_of_folder(folder: Path | None) -> tuple[Path, ...]:
     return tuple(param_files(folder)) if folder is not None and Path(folder).is_dir() else ()
 
 
-def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path]) -> list[str]:
+def lint_reports_before_run(model: ModelRecord, params: Sequence[Path],
+                            onnx_dirs: Sequence[Path]) -> tuple[LintReport, ...]:
     """The checks a run makes first when it is given parameter files (`--params`) or deployed folders that hold
-    some (`SPEC@DIR`): a mismatch between the run's model and a deployed pair is a BadInputError (the comparison
-    would mean nothing); the other mismatches and the warnings come back as one line each, for the run's report.
-    Neither given: nothing is checked (the run checks the pair's interface and weights itself)."""
+    some (`SPEC@DIR`), one report per folder (or one for --params alone): a mismatch between the run's model and a
+    deployed pair is a BadInputError (the comparison would mean nothing). Neither given: no report (the run checks
+    the pair's interface and weights itself)."""
     from cp_debug.models.centerpoint.presets import get_preset
 
     todo = [(tuple(params) or params_of_folder(d), d) for d in (list(onnx_dirs) or [None])]
     todo = [(files, d) for files, d in todo if files]
     if not todo:
-        return []
+        return ()
     cfg = get_preset(model.model_name)
     label = Path(model.config).name if model.config is not None else f"preset {model.model_name}"
-    notes: list[str] = []
+    reports = []
     for files, folder in todo:
         report = lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder))
         breaking = [f for f in report.mismatches if f.breaks_comparison]
         if breaking:
             raise BadInputError(f"lint: {breaking[0].check}: {breaking[0].message}; the run would compare different "
                                 "networks (cpdebug lint lists every check)")
-        notes += [_note(f) for f in (*report.mismatches, *report.warnings)]
-    return notes
+        reports.append(report)
+    return tuple(reports)
+
+
+def lint_notes(reports: Sequence[LintReport]) -> list[str]:
+    """The mismatches and warnings of `lint_reports_before_run`, one line each, for the run's report."""
+    return [_note(f) for r in reports for f in (*r.mismatches, *r.warnings)]
+
+
+def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path]) -> list[str]:
+    """`lint_reports_before_run` as the lines a run reports: the other mismatches and the warnings, one line each."""
+    return lint_notes(lint_reports_before_run(model, params, onnx_dirs))
 
 
 def _note(f: LintFinding) -> str:

@@ -9,6 +9,12 @@ graph input or output is the node `[value] NAME`. Two graphs open side by side (
 through a *sync navigation* mapping, `{"mappingEntries": [{"leftNodeIds": [..], "rightNodeIds": [..]}]}`, uploaded
 in the pane's sync menu ("Upload mapping from computer").
 
+Model Explorer tells the models of one session apart by file name (node data is aimed at a model by its file name,
+and a second model of a name already seen gets none) and renames a graph whose id another model already used
+(`main_graph` becomes `main_graph (2)`, and node data keyed `main_graph` no longer reaches it). So every graph written
+here has its own file name and its own graph name (`<stage>.reference`, `<stage>.<candidate>`): both graphs and all
+their node data open in one session, side by side.
+
 For every stage, DIR holds the reference's graph and each candidate's (the graph the candidate ran: cp_debug's export
 through its FP16 conversion, the Q/DQ graph given by --int8, or the deployed file of `SPEC@DIR`), and per candidate
 three node-data files for each side — max/|ref|max (`rel_max`), the segment's own error run alone on the reference's
@@ -20,11 +26,13 @@ two. JSON holds no Inf: a non-finite error is written as 1e30 and painted dark r
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
+from urllib.parse import quote
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -135,6 +143,17 @@ def sync_mapping(reference: GraphView, candidate: GraphView, probes: Sequence) -
             "showDiffHighlights": True}
 
 
+def renamed(view: GraphView, name: str) -> GraphView:
+    """`view` with its graph named `name` (a copy; node and tensor names kept), so no other graph of the session
+    shares its id."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(view.model)
+    model.graph.name = name
+    return GraphView(model, view.tensors, view.note)
+
+
 def write_model_explorer(report, stages: Sequence[StageGraphs], out: str | Path) -> Path:
     """Every stage's graphs, node data and sync mapping into folder `out` (each file written whole); returns `out`.
     An index (`index.json`) and a README say which file is which and how to open them."""
@@ -143,32 +162,51 @@ def write_model_explorer(report, stages: Sequence[StageGraphs], out: str | Path)
     from cp_debug.files import write_bytes_atomic, write_json, write_text_atomic
 
     root = Path(out)
-    index: dict = {"schema": "cp_debug.model_explorer/1", "reference": report.reference, "stages": []}
+    index: dict = {"schema": "cp_debug.model_explorer/2", "reference": report.reference, "stages": []}
     for st in stages:
         probes = [p for p in report.probes if p.stage in (None, st.stage)]
-        ref_file = root / "reference" / f"{st.stage}.onnx"
-        write_bytes_atomic(ref_file, onnx.ModelProto.SerializeToString(st.reference.model), parents=True)
-        entry: dict = {"stage": st.stage, "reference": str(ref_file.relative_to(root)), "candidates": {}}
+        reference = renamed(st.reference, f"{st.stage}.reference")
+        ref_file = root / "reference" / f"{st.stage}.reference.onnx"
+        write_bytes_atomic(ref_file, onnx.ModelProto.SerializeToString(reference.model), parents=True)
+        entry: dict = {"stage": st.stage, "reference": str(ref_file.relative_to(root)),
+                       "reference_graph": graph_id(reference.model), "candidates": {}}
         for label, view in st.candidates.items():
             name = safe_name(label)
-            cand_file = root / name / f"{st.stage}.onnx"
+            view = renamed(view, f"{st.stage}.{name}")
+            cand_file = root / name / f"{st.stage}.{name}.onnx"
             write_bytes_atomic(cand_file, onnx.ModelProto.SerializeToString(view.model), parents=True)
-            files: dict = {"graph": str(cand_file.relative_to(root)), "note": view.note, "reference_data": {},
-                           "candidate_data": {}}
+            files: dict = {"graph": str(cand_file.relative_to(root)), "graph_id": graph_id(view.model),
+                           "note": view.note, "reference_data": {}, "candidate_data": {}}
             for metric in METRICS:
                 a = write_json(root / "reference" / f"{st.stage}.{name}.{metric}.json",
-                               node_data(report, label, st.reference, metric, probes), parents=True)
+                               node_data(report, label, reference, metric, probes), parents=True)
                 b = write_json(root / name / f"{st.stage}.{metric}.json",
                                node_data(report, label, view, metric, probes))
                 files["reference_data"][metric] = str(a.relative_to(root))
                 files["candidate_data"][metric] = str(b.relative_to(root))
-            sync = write_json(root / name / f"{st.stage}.sync.json", sync_mapping(st.reference, view, probes))
+            sync = write_json(root / name / f"{st.stage}.sync.json", sync_mapping(reference, view, probes))
             files["sync"] = str(sync.relative_to(root))
+            files["url_data"] = split_pane_url_data(root, entry, files)
             entry["candidates"][label] = files
         index["stages"].append(entry)
     write_json(root / "index.json", index)
     write_text_atomic(root / "README.md", _readme(index))
     return root
+
+
+def split_pane_url_data(root: Path, stage: dict, files: dict, metric: str = "rel_max") -> dict:
+    """Model Explorer's `?data=` URL parameter (its web app's `models`, `nodeData`, `nodeDataTargets` and `uiState`)
+    that opens the reference (left) and the candidate (right) side by side, every layer expanded, each with its
+    `metric` node data. Paths are absolute (the server reads them), so the link holds while DIR stays where it is."""
+    ref, cand = (root / stage["reference"]).resolve(), (root / files["graph"]).resolve()
+    pane = {"deepestExpandedGroupNodeIds": ["___all___"], "selectedNodeId": "", "selectedCollectionLabel": "",
+            "widthFraction": 0.5}
+    return {"models": [{"url": str(ref)}, {"url": str(cand)}],
+            "nodeData": [str((root / files["reference_data"][metric]).resolve()),
+                         str((root / files["candidate_data"][metric]).resolve())],
+            "nodeDataTargets": [ref.name, cand.name],
+            "uiState": {"paneStates": [{**pane, "selectedGraphId": stage["reference_graph"]},
+                                       {**pane, "selectedGraphId": files["graph_id"]}]}}
 
 
 def _readme(index: dict) -> str:
@@ -179,9 +217,15 @@ def _readme(index: dict) -> str:
              "mismatch; 1e30 stands for Inf/NaN). `*.sync.json` maps the reference's nodes (left pane) to the "
              "candidate's (right pane): open both graphs, split the pane, and upload it in the sync menu "
              "(\"Upload mapping from computer\").", ""]
+    lines += ["Side by side: start the server (`model-explorer --extensions=model_explorer_onnx --no_open_in_browser`, "
+              "port 8080) and open the link of a stage below: the reference left, the candidate right, every layer "
+              "expanded, max/|ref|max on both (the link names this folder by its absolute path; `index.json` holds "
+              "its `url_data`). Then upload the `*.sync.json` named there in the right pane's Sync menu.", ""]
     for st in index["stages"]:
         for label, f in st["candidates"].items():
-            lines += [f"## {st['stage']}: {label} vs {index['reference']}", "", "```",
+            link = "http://localhost:8080/?data=" + quote(json.dumps(f["url_data"]))
+            lines += [f"## {st['stage']}: {label} vs {index['reference']}", "", f"[side by side]({link}), sync "
+                      f"mapping `{f['sync']}`", "", "One graph at a time:", "", "```",
                       f"model-explorer --extensions=model_explorer_onnx {st['reference']} "
                       f"--node_data_paths={f['reference_data']['rel_max']}",
                       f"model-explorer --extensions=model_explorer_onnx {f['graph']} "

@@ -255,15 +255,18 @@ def frame_rows(outcome: SweepOutcome):
 
 
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True,
-              pictures: dict | None = None, budget: dict | None = None) -> dict:
+              pictures: dict | None = None, budget: dict | None = None, lint: list | None = None) -> dict:
     """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc.
     `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given;
-    `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`."""
+    `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`; `lint`: the checks run
+    first (`lint.run.lint_reports_before_run`, each report's JSON), sweep.json's `lint`."""
     from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
     if budget is not None:
         doc["budget"] = budget
+    if lint is not None:
+        doc["lint"] = lint
     out = Path(opts.out)
     write_json(out / "sweep.json", doc, parents=True)
     df = frame_rows(outcome)
@@ -429,7 +432,8 @@ def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: 
         parts.append(_table([[s["from"], s["to"], s["delta_map"], s["ci"]] for s in m["chain"]],
                             ["from", "to", "Δ mAP (ours)", f"{int(m['confidence'] * 100)}% CI"]))
     parts.append("<h2>Worst frames (BEV)</h2>")
-    parts += [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
+    worst = [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
+    parts += worst or ["<p class='note'>No frame diverged: nothing to draw (the pictures are of diverged frames).</p>"]
     if pictures:
         from cp_debug.report.bev_plot import pictures_html
 

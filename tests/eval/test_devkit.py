@@ -100,6 +100,9 @@ def test_range_filter_and_bad_inputs():
         evaluate(gt, {"zz": det["a"]}, CLASSES)
     with pytest.raises(BadInputError, match="nuScenes detection names"):
         evaluate(gt, det, ("car", "van"))
+    nan = {"a": sb([box(5, 5), box(float("nan"), 0)], [CAR, CAR], [0.9, 0.8])}  # an overflowing head's boxes
+    with pytest.raises(BadInputError, match="sample 'a': 1 of 2 box"):
+        evaluate(gt, nan, CLASSES)
 
 
 def test_ground_truth_without_points_is_dropped_as_the_devkit_does():

@@ -230,3 +230,31 @@ def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_p
     assert lint_before_run(model, [], [pair]) == []  # no parameter files: nothing to check first
     with pytest.raises(BadInputError, match="lint: head_channels: .* the run would compare different networks"):
         lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")])
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+                          timeout=600)
+
+
+def test_sweep_and_trt_kit_check_first_and_sweep_keeps_the_findings(tmp_path, subject, pair):
+    params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",
+                          voxel_size=[0.16, 0.16, 8.0])
+    common = DATA / "centerpoint_common.param.yaml"
+    proc = _cli("sweep", "--preset", "tiny", "--random-weights", "--n", "1", "--level", "stage", "--backends",
+                "torch,ort", "--no-html", "--out", tmp_path / "s", "--params", params, "--params", common)
+    assert proc.returncode == 0, proc.stderr
+    assert "cpdebug: lint mismatch: voxel_size: voxel size: [0.32, 0.32, 8]" in proc.stderr
+    [report] = json.loads((tmp_path / "s" / "sweep.json").read_text())["lint"]  # the same findings, as JSON
+    assert report["inputs"]["params"] == [str(params), str(common)] and not report["consistent"]
+    voxel = next(f for f in report["findings"] if f["check"] == "voxel_size")
+    assert voxel["status"] == "mismatch" and [v["where"] for v in voxel["values"]] == [
+        "preset tiny:model.data_preprocessor.voxel_layer.voxel_size", "ml.param.yaml:model_params.voxel_size"]
+    assert {f["status"] for f in report["findings"]} >= {"ok", "mismatch"}  # every check, not only the failed ones
+    # trt-kit: the pair and the parameter files checked against the model before the reference runs (the same
+    # lint_first as sweep's; a pair without the vel head the model has stops it, no kit written)
+    proc = _cli("trt-kit", "--preset", "tiny", "--random-weights", "--n", "1", "--onnx-dir",
+                _no_vel(subject, pair, tmp_path / "no_vel"), "--params", params, "--out", tmp_path / "kit2")
+    assert proc.returncode == 2 and "lint: head_channels:" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "kit2").exists()

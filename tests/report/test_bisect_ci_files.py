@@ -69,6 +69,7 @@ def test_model_explorer_files_load_in_model_explorer(run):
     index = json.loads((me / "index.json").read_text())
     assert [s["stage"] for s in index["stages"]] == ["pts_voxel_encoder", "pts_backbone_neck_head"]
     report = json.loads((tmp / "r.json").read_text())
+    session_ids, session_names = [], []  # Model Explorer renames a repeated graph id and skips a repeated file name
     for stage in index["stages"]:
         files = stage["candidates"]["ort-cpu-fp16"]
         graphs = {}
@@ -76,6 +77,17 @@ def test_model_explorer_files_load_in_model_explorer(run):
             converted = onnx_adapter.ONNXAdapter().convert(str(me / path), {})  # the ONNX adapter's own graphs
             main = converted["graphs"][0]
             graphs[side] = (main.id, {n.id for n in main.nodes})
+            session_ids.append(main.id)
+            session_names.append(Path(path).name)
+        # the split-pane link: both files, each side's node data aimed at its file by name and keyed by its graph id
+        url = files["url_data"]
+        assert [m["url"] for m in url["models"]] == [str((me / stage["reference"]).resolve()),
+                                                      str((me / files["graph"]).resolve())]
+        assert url["nodeDataTargets"] == [Path(stage["reference"]).name, Path(files["graph"]).name]
+        assert [list(json.loads(Path(p).read_text())) for p in url["nodeData"]] == [[graphs["reference"][0]],
+                                                                                  [graphs["candidate"][0]]]
+        assert [p["selectedGraphId"] for p in url["uiState"]["paneStates"]] == [graphs["reference"][0],
+                                                                              graphs["candidate"][0]]
         assert len(graphs["candidate"][1]) > len(graphs["reference"][1])  # the FP16 graph it ran: its Casts added
         for side, data in (("reference", files["reference_data"]), ("candidate", files["candidate_data"])):
             gid, nodes = graphs[side]
@@ -94,6 +106,7 @@ def test_model_explorer_files_load_in_model_explorer(run):
         sync = json.loads((me / files["sync"]).read_text())["mappingEntries"]
         assert sync and all(e["leftNodeIds"][0] in graphs["reference"][1] and e["rightNodeIds"][0]
                             in graphs["candidate"][1] for e in sync)
+    assert len(set(session_ids)) == len(session_ids) and len(set(session_names)) == len(session_names)
 
 
 def test_a_budget_key_bisect_cannot_measure_is_refused_before_the_run(tmp_path):
