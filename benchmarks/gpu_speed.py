@@ -263,6 +263,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="sweep frames (default 100 on CUDA, 4 on the CPU)")
     ap.add_argument("--repeat", type=int, default=20, help="bench repeats")
     ap.add_argument("--only", default=",".join(ROWS), help=f"rows to run, of {','.join(ROWS)}")
+    ap.add_argument("--pair", action="append", default=None, help="bisect only these REF,CAND pairs (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the reports (default: a temporary one)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -290,7 +291,7 @@ def main() -> None:
         pairs, bench, sweep = ["torch,ort-cpu-fp16", "ort,ort-cpu-fp16"], "torch,ort,ort-cpu-fp16", \
             "torch,ort-cpu-fp16"
     if "bisect" in only:
-        bisect_rows(trees, args.preset, pairs, out)
+        bisect_rows(trees, args.preset, args.pair or pairs, out)
     if "bench" in only:
         bench_rows(trees, args.preset, bench, args.repeat, out)
     if "sweep" in only:
