@@ -129,11 +129,12 @@ def _median_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
 
 
 # -- the driver (imports nothing heavy: a child's peak RSS starts from its parent's size at fork) -----------------
-def measure(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
-    """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process."""
+def measure(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, int, str]:
+    """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process, run in `cwd` (a tree's
+    root: `python -m` puts the working folder before PYTHONPATH)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -187,9 +188,9 @@ def bisect_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path) -> 
             for k, fresh in enumerate((True, False)):
                 js = out / f"bisect-{tree.commit}-{pair.replace(',', '_')}-{k}.json"
                 wall, rss, code, _ = measure(tree.cli("bisect", "--preset", preset, "--level", "all", "--backends",
-                                                      pair, "--quiet", "--json", str(js)), tree.env(fresh))
+                                                      pair, "--quiet", "--json", str(js)), tree.env(fresh), tree.path)
                 figures.append((wall, rss, code, js))
-            pw, prss, _, _ = measure(tree.child("plain", preset, pair), tree.env())
+            pw, prss, _, _ = measure(tree.child("plain", preset, pair), tree.env(), tree.path)
             (fw, frss, _, _), (ww, wrss, code, js) = figures
             cache, verdict = "?", f"exit {code}"
             if js.is_file():
@@ -210,7 +211,7 @@ def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: 
     for tree in trees:
         js = out / f"bench-{tree.commit}.json"
         _, _, code, _ = measure(tree.cli("bench", "--preset", preset, "--backends", backends, "--repeat", str(repeat),
-                                         "--json", str(js), "--quiet"), tree.env())
+                                         "--json", str(js), "--quiet"), tree.env(), tree.path)
         if not js.is_file():
             print(f"| {backends} | {tree.label} | exit {code} |")
             continue
@@ -227,7 +228,7 @@ def sweep_rows(trees: list[Tree], preset: str, pair: str, n: int) -> None:
     print("| backends | tree | sweep frames/s | plain frames/s | ratio (target ≥ 0.5) | peak RSS frame 10 → last |")
     print("|---|---|---|---|---|---|")
     for tree in trees:
-        _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env())
+        _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env(), tree.path)
         try:
             d = json.loads(text.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -243,7 +244,7 @@ def backbone_rows(tree: Tree, preset: str) -> None:
     print(f"\n### backbone/neck/head alone in ONNX Runtime CUDA ({preset}; median of 10 ms; {tree.label})")
     print("| conv algorithm | FP32 (device-bound) | FP16 (device-bound) | FP32 via host | FP16 via host |")
     print("|---|---|---|---|---|")
-    _, _, code, text = measure(tree.child("backbone", preset), tree.env())
+    _, _, code, text = measure(tree.child("backbone", preset), tree.env(), tree.path)
     try:
         rows = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError):
