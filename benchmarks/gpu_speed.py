@@ -42,17 +42,16 @@ def child_plain(preset: str, labels: list[str]) -> None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import export_onnx
 
-    cfg = get_preset(preset)
+    cfg = _preset(preset)
     points = synthetic_scene(0, cfg).points
     model = load_weights(preset, None, False, 0).model
     specs = {label: BackendSpec.parse(label) for label in labels}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = None
-        if any(s.runs_onnx for s in specs.values()):
+        if any(s.framework != "torch" for s in specs.values()):
             onnx_dir = Path(tmp)
             export_onnx(model, cfg, onnx_dir, sample_points=points)
         for label, spec in specs.items():
@@ -61,8 +60,10 @@ def child_plain(preset: str, labels: list[str]) -> None:
 
 
 def child_sweep(preset: str, labels: list[str], n: int) -> None:
-    """Seconds of the plain pipelines and of the sweep's frame loop over the same `n` held-out frames, as JSON."""
-    sys.path.insert(0, str(HERE))
+    """Seconds of the plain pipelines and of the sweep's frame loop over the same `n` held-out frames, as JSON. The
+    two loops are the tree's own `benchmarks/sweep_throughput.py` (run in the tree's folder), written to its API."""
+    own = Path.cwd() / "benchmarks"
+    sys.path.insert(0, str(own if (own / "sweep_throughput.py").is_file() else HERE))
     from sweep_throughput import _plain, _sweep
 
     plain = _plain(preset, n, tuple(labels))
@@ -77,12 +78,11 @@ def child_backbone(preset: str) -> None:
     import onnx
 
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
     from cp_debug.precision.fp16 import convert_to_fp16
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, export_onnx
 
-    cfg = get_preset(preset)
+    cfg = _preset(preset)
     model = load_weights(preset, None, False, 0).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=synthetic_scene(0, cfg).points)
@@ -117,6 +117,15 @@ def _time_session(graph: bytes, cuda_options: dict, x) -> tuple[float, float]:
     return _median_ms(lambda: sess.run_with_iobinding(bound)), _median_ms(lambda: sess.run(None, {name: x}))
 
 
+def _preset(name: str):
+    """The preset's config, wherever the tree keeps `get_preset` (presets.py; config.py in older trees)."""
+    try:
+        from cp_debug.models.centerpoint.presets import get_preset
+    except ImportError:
+        from cp_debug.models.centerpoint.config import get_preset
+    return get_preset(name)
+
+
 def _median_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
     for _ in range(warmup):
         fn()
@@ -131,7 +140,7 @@ def _median_ms(fn, warmup: int = 3, repeat: int = 10) -> float:
 # -- the driver (imports nothing heavy: a child's peak RSS starts from its parent's size at fork) -----------------
 def measure(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, int, str]:
     """(wall seconds, the child's own peak RSS GB, exit code, stdout) of one child process, run in `cwd` (a tree's
-    root: `python -m` puts the working folder first on sys.path, so a tree's code must be run from the tree)."""
+    root: `python -m` puts the working folder before PYTHONPATH)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
@@ -228,8 +237,9 @@ def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: 
 
 def sweep_rows(trees: list[Tree], preset: str, pair: str, n: int) -> None:
     print(f"\n### sweep frame loop (`--level block`, {n} held-out frames, in process) against the plain pipelines")
-    print("| backends | tree | sweep frames/s | plain frames/s | ratio (target ≥ 0.5) | peak RSS frame 10 → last |")
-    print("|---|---|---|---|---|---|")
+    print("| backends | tree | sweep frames/s | plain frames/s | ratio (target ≥ 0.5) | peak RSS frame 10 → last | "
+          "GPU memory frame 10 → last |")
+    print("|---|---|---|---|---|---|---|")
     for tree in trees:
         _, _, code, text = measure(tree.child("sweep", preset, pair, str(n)), tree.env(), tree.path)
         try:
@@ -237,10 +247,11 @@ def sweep_rows(trees: list[Tree], preset: str, pair: str, n: int) -> None:
         except (ValueError, IndexError):
             print(f"| {pair} | {tree.label} | exit {code} |")
             continue
-        peaks = d["peak_rss_kib"]
-        at10 = peaks[min(9, len(peaks) - 1)] / 2**20
+        peaks, gpu = d["peak_rss_kib"], d["gpu_mib"]
+        k = min(9, len(peaks) - 1)
         print(f"| {pair} | {tree.label} | **{d['n'] / d['sweep_s']:.2f}** | {d['n'] / d['plain_s']:.2f} | "
-              f"{d['plain_s'] / d['sweep_s']:.2f} | {at10:.2f} → {peaks[-1] / 2**20:.2f} GiB |", flush=True)
+              f"{d['plain_s'] / d['sweep_s']:.2f} | {peaks[k] / 2**20:.2f} → {peaks[-1] / 2**20:.2f} GiB | "
+              f"{gpu[k]:.0f} → {gpu[-1]:.0f} MiB |", flush=True)
 
 
 def backbone_rows(tree: Tree, preset: str) -> None:
@@ -267,6 +278,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="sweep frames (default 100 on CUDA, 4 on the CPU)")
     ap.add_argument("--repeat", type=int, default=20, help="bench repeats")
     ap.add_argument("--only", default=",".join(ROWS), help=f"rows to run, of {','.join(ROWS)}")
+    ap.add_argument("--pair", action="append", default=None, help="bisect only these REF,CAND pairs (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the reports (default: a temporary one)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -294,7 +306,7 @@ def main() -> None:
         pairs, bench, sweep = ["torch,ort-cpu-fp16", "ort,ort-cpu-fp16"], "torch,ort,ort-cpu-fp16", \
             "torch,ort-cpu-fp16"
     if "bisect" in only:
-        bisect_rows(trees, args.preset, pairs, out)
+        bisect_rows(trees, args.preset, args.pair or pairs, out)
     if "bench" in only:
         bench_rows(trees, args.preset, bench, args.repeat, out)
     if "sweep" in only:

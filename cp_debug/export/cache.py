@@ -77,7 +77,9 @@ def export_key(module, example_inputs: Iterable, settings: dict) -> str:
     add("versions", json.dumps([cp_debug.__version__, torch.__version__, onnx.__version__]))
     add("settings", json.dumps(settings, sort_keys=True, default=str))
     add("structure", repr(module))
-    add("modes", "".join("1" if m.training else "0" for m in module.modules()))
+    for qualified, m in module.named_modules():  # plain attributes too: a quantizer's on/off flag, an eps, a mode
+        add("attributes", f"{qualified}|" + json.dumps(
+            sorted((k, v) for k, v in vars(m).items() if _plain(v)), default=str))
     for path in _source_files(module):
         add("source", path.read_bytes())
     tensors = [*module.named_parameters(), *module.named_buffers()]
@@ -94,12 +96,23 @@ def export_key(module, example_inputs: Iterable, settings: dict) -> str:
     return h.hexdigest()
 
 
+def _plain(v) -> bool:
+    """A value the key can hold as text: None, a bool, number or string, or a tuple/list of them."""
+    if isinstance(v, (list, tuple)):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
 def _source_files(module) -> list[Path]:
-    """The files defining the classes of `module`'s submodules (and their bases below torch.nn.Module): an edited
-    forward in an editable install changes the key even before the version does."""
+    """The files defining the classes of `module`'s submodules (and their bases below torch.nn.Module), and the
+    exporter's own (torch_export.py, graph/model.py's clean-up): an edited forward or exporter in an editable
+    install changes the key even before the version does."""
     import torch
 
-    seen: dict[str, Path] = {}
+    from cp_debug.graph import model as graph_model
+
+    seen: dict[str, Path] = {p: Path(p) for p in (__file__, inspect.getsourcefile(export_module),
+                                                  inspect.getsourcefile(graph_model)) if p}
     for m in module.modules():
         for cls in type(m).__mro__:
             if cls is torch.nn.Module or cls is object:
