@@ -15,6 +15,7 @@ the tensors of the same names, and those the deployed graph lacks are reported `
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -31,6 +32,11 @@ BOUNDARIES = ("pillar_features", "spatial_features")  # the glue's tensors betwe
 def bucket_of(x: float, y: float) -> str:
     d = math.hypot(x, y)
     return next(name for lo, hi, name in DISTANCE_BUCKETS if lo <= d < hi)
+
+
+# Frames read ahead of the one running (threads: numpy's ray casting and file reads release the GIL for most of
+# their time): a quarter of the cores, 1 to 4.
+FRAMES_AHEAD = max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
 @dataclass(frozen=True)
@@ -319,18 +325,22 @@ class SweepWorker:
         return _Lane(label, spec, taps[0], taps[1], tuple(missing), precision)
 
     # -- running -----------------------------------------------------------------------------------------
-    def run_frames(self, items: Iterable[tuple[int, Frame]]) -> Iterator[FrameResult]:
-        """`run_frame` over (index, frame) pairs, in order, each frame read (a file, a bag message, a synthetic
-        scene made) on one helper thread while the one before it runs: on the H100 the synthetic held-out scenes
-        took 156 ms a frame to make, longer than an awml-base lane's whole resident pipeline."""
+    def run_frames(self, items: Iterable[tuple[int, Frame]], ahead: int | None = None) -> Iterator[FrameResult]:
+        """`run_frame` over (index, frame) pairs, in order, the next `ahead` frames read (a file, a bag message, a
+        synthetic scene made) on helper threads while the current one runs: on the H100 the synthetic held-out
+        scenes took 156 ms a frame to make, longer than an awml-base lane's whole resident pipeline. `ahead`
+        defaults to `FRAMES_AHEAD` (1 on a machine of 2 cores or fewer)."""
+        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         items = list(items)
-        with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-frame") as pool:
-            coming = pool.submit(self._load, items[0][1]) if items else None
+        ahead = max(1, ahead or FRAMES_AHEAD)
+        with ThreadPoolExecutor(ahead, thread_name_prefix="cpdebug-frame") as pool:
+            coming = deque(pool.submit(self._load, frame) for _, frame in items[:ahead])
             for k, (index, frame) in enumerate(items):
-                loaded = coming.result()
-                coming = pool.submit(self._load, items[k + 1][1]) if k + 1 < len(items) else None
+                loaded = coming.popleft().result()
+                if k + ahead < len(items):
+                    coming.append(pool.submit(self._load, items[k + ahead][1]))
                 yield self.run_frame(index, frame, loaded)
 
     def _load(self, frame: Frame):

@@ -33,3 +33,18 @@ def test_resident_lanes_give_the_numpy_figures():
         for f in FLOATS:
             x, y = getattr(p, f), getattr(q, f)
             assert x == y or math.isclose(x, y, rel_tol=1e-9) or (math.isnan(x) and math.isnan(y)), (p.probe, f, x, y)
+
+
+def test_frames_read_ahead_keep_their_order_and_results():
+    """`run_frames` with three frames read ahead on helper threads (what a many-core GPU host does) gives the
+    results of reading one at a time, in the frames' order; a frame that cannot be read fails alone."""
+    from cp_debug.data.frames import Frame, PointFile
+
+    frames = [*held_out(3), Frame("missing", PointFile("/nonexistent/scan.bin"))]
+    items = list(enumerate(frames))
+    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage")) as w:
+        one = list(w.run_frames(items, ahead=1))
+        three = list(w.run_frames(items, ahead=3))
+    assert [r.token for r in three] == [f.token for f in frames] == [r.token for r in one]
+    assert [r.status for r in three] == [r.status for r in one] and three[-1].status == "failed"
+    assert [r.boxes for r in three[:3]] == [r.boxes for r in one[:3]]
