@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 _CHUNK = 1 << 24  # elements per pass: bounds the float64 temporaries (128 MiB each)
+# the integer type of each float width, to compare bits (torch.equal would take -0.0 for 0.0)
+_BITS = {2: "int16", 4: "int32", 8: "int64"}
 
 
 def is_tensor(value) -> bool:
@@ -78,13 +80,64 @@ def diff_tensors(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tole
     return acc.result(TensorDiff, name, tuple(ref.shape), tuple(test.shape))
 
 
+def identical_diff(name: str, a: "torch.Tensor", b: "torch.Tensor") -> TensorDiff | None:
+    """The zero-error `TensorDiff` of two tensors that are bit for bit the same and finite (as the host gives for
+    one array), else None: a run repeated exactly needs no comparison."""
+    import torch
+
+    a, b = a.detach(), b.detach()
+    if a.device != b.device:
+        a = a.to(b.device)
+    if a.shape != b.shape or a.dtype != b.dtype or not b.is_floating_point() or b.element_size() not in _BITS:
+        return None
+    bits = getattr(torch, _BITS[b.element_size()])
+    if not torch.equal(a.view(bits), b.view(bits)) or not bool(torch.isfinite(b).all()):
+        return None
+    amax = float(b.abs().max()) if b.numel() else 0.0
+    return TensorDiff.identical(name, tuple(b.shape), amax)
+
+
 def _on_host(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance) -> TensorDiff:
-    return TensorDiff.from_arrays(name, _numpy(ref), _numpy(test), tol)
+    return TensorDiff.from_arrays(name, host_array(ref), host_array(test), tol)
 
 
-def _numpy(t: "torch.Tensor"):
+def host_array(t: "torch.Tensor"):
+    """A tensor's values as a numpy array on the host (bfloat16 as float32: numpy has no bfloat16)."""
     import torch
 
     if t.is_floating_point() and t.dtype not in (torch.float32, torch.float16, torch.float64):
         t = t.float()  # bfloat16: numpy has no such dtype
     return t.cpu().numpy()
+
+
+def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[dict, dict | None] | None:
+    """`plot_data.error_histogram` and, for an image-like tensor, `error_heatmap` of two torch tensors (None for
+    different shapes): the histogram's strided sample and the heat map's (H, W) error map are computed where the
+    tensors lie and copied to the host, the rest is the host's code. The sample is the host's (every k-th element);
+    the map sums the channels in float64 (the host's compiled kernel too), so cells agree to their 4 digits."""
+    import torch
+
+    from cp_debug.compare import plot_data
+
+    ref, test = ref.detach(), test.detach()
+    if ref.device != test.device:
+        ref = ref.to(test.device)
+    if ref.shape != test.shape:
+        return None
+    n = ref.numel()
+    every = plot_data.histogram_stride(n)
+    r_s, t_s = host_array(ref.reshape(-1)[::every]), host_array(test.reshape(-1)[::every])
+    histogram = plot_data.sampled_histogram(r_s, t_s, every, n, probe=name)
+    if not plot_data.heatmap_shape_ok(tuple(ref.shape)) or n == 0:
+        return histogram, None
+    r4 = ref.reshape((1,) * (4 - ref.dim()) + tuple(ref.shape))
+    t4 = test.reshape(r4.shape)
+    worst = None
+    for b in range(r4.shape[0]):
+        acc = torch.zeros(r4.shape[-2:], dtype=torch.float64, device=r4.device)
+        for c in range(r4.shape[1]):  # one channel at a time: no full-size float64 temporary
+            acc += (t4[b, c].float() - r4[b, c].float()).abs().double()
+        acc /= r4.shape[1]
+        acc = torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"))
+        worst = acc if worst is None else torch.maximum(worst, acc)
+    return histogram, plot_data.pooled_heatmap(worst.cpu().numpy(), probe=name)
