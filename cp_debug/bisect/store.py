@@ -111,6 +111,11 @@ class TensorStore:
         """The torch tensor kept in the device tier under `name`, else None."""
         return self._dev.get(name)
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of the value kept under `name` (without copying a device tensor out)."""
+        t = self._dev.get(name)
+        return tuple(t.shape) if t is not None else tuple(self.get(name).shape)
+
     def nbytes(self, name: str) -> int:
         """The size of the value kept under `name` (without copying a device tensor out)."""
         t = self._dev.get(name)

@@ -114,7 +114,8 @@ def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[d
     """`plot_data.error_histogram` and, for an image-like tensor, `error_heatmap` of two torch tensors (None for
     different shapes): the histogram's strided sample and the heat map's (H, W) error map are computed where the
     tensors lie and copied to the host, the rest is the host's code. The sample is the host's (every k-th element);
-    the map sums the channels in float64 (the host's compiled kernel too), so cells agree to their 4 digits."""
+    the map sums float32 |differences| in float64 (as the host's compiled kernel does, in another order), so cells
+    agree to their 4 significant digits."""
     import torch
 
     from cp_debug.compare import plot_data
@@ -133,11 +134,13 @@ def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[d
     r4 = ref.reshape((1,) * (4 - ref.dim()) + tuple(ref.shape))
     t4 = test.reshape(r4.shape)
     worst = None
-    for b in range(r4.shape[0]):
-        acc = torch.zeros(r4.shape[-2:], dtype=torch.float64, device=r4.device)
-        for c in range(r4.shape[1]):  # one channel at a time: no full-size float64 temporary
-            acc += (t4[b, c].float() - r4[b, c].float()).abs().double()
-        acc /= r4.shape[1]
+    B, C, H, W = r4.shape
+    step = max(1, _CHUNK // max(H * W, 1))  # channels per pass: bounds the float64 temporary
+    for b in range(B):
+        acc = torch.zeros((H, W), dtype=torch.float64, device=r4.device)
+        for lo in range(0, C, step):
+            acc += (t4[b, lo:lo + step].float() - r4[b, lo:lo + step].float()).abs().double().sum(0)
+        acc /= C
         acc = torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"))
         worst = acc if worst is None else torch.maximum(worst, acc)
     return histogram, plot_data.pooled_heatmap(worst.cpu().numpy(), probe=name)
