@@ -108,7 +108,8 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                 runner.on_device_probe = twins.keep
             out = runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
-                run.store.put(name, v)
+                if not (on_device and run.store.put_device(name, _on(v, run.store.device))):
+                    run.store.put(name, v)
             if capture and not streaming:
                 for key, v in out.items():
                     if ":in" in key:
@@ -131,7 +132,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
     names = {p.name for p in sp}
 
     def against_store(name: str, v: np.ndarray) -> None:
-        if name in run.store and name in names:
+        if name in run.store and name in names and not (on_device and against_device(name, v)):
             run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
 
     def against_device(name: str, t) -> bool:
@@ -140,6 +141,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         kept = run.store.device_value(name)
         if kept is None:
             return False  # kept on the host: compared there
+        t = _on(t, kept.device)  # a stage output or input: a host array, copied in
         run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t)
         return True
     if streaming:
@@ -304,9 +306,18 @@ def _compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -
 
 def _device_feed(feed: dict, device) -> dict:
     """A stage's numpy feed as torch tensors on `device` (one copy in)."""
+    return {k: _on(v, device) for k, v in feed.items()}
+
+
+def _on(value, device):
+    """`value` as a torch tensor on `device` (a numpy array copied there; a tensor moved where it lies elsewhere)."""
     import torch
 
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in feed.items()}
+    from cp_debug.compare.device_diff import is_tensor
+
+    if not is_tensor(value):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    return value.to(device)
 
 
 def _host(value):
@@ -377,12 +388,13 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     tensor against a reference in the store's device tier is compared there; any other pair on the host."""
     from cp_debug.compare.device_diff import diff_tensors, host_array, is_tensor
 
+    kept = run.store.device_value(name)
+    if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
+        value = _on(value, kept.device)
+        diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name))
+        keep_plot_device(state, name, kept, value)
+        return
     if is_tensor(value):
-        kept = run.store.device_value(name)
-        if kept is not None:
-            diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name))
-            keep_plot_device(state, name, kept, value)
-            return
         value = host_array(value)
     ref = run.store.get(name)
     diffs[name] = TensorDiff.from_arrays(name, ref, value, run.tolerance(state, name))

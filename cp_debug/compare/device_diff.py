@@ -3,7 +3,9 @@
 The same arithmetic as the host's compiled kernel (`kernels.py`): the operands as float32 (float16 converted
 exactly), the maxima (max |diff|, max |diff| / max(|ref|, 1e-12), max |ref|, max |test|) and the tolerance test
 taken on float32 values, the sums (|diff|, diff², ref·test, ref², test²) over exact float64 products in float64.
-Maxima and counts therefore equal the host's; the sums differ only by float64 summation order (~1e-16 relative).
+Maxima and counts therefore equal the host's, but for max_rel, whose division the host's kernel takes with
+fastmath's reciprocal (within an ulp of float32; the device divides exactly); the sums differ only by float64
+summation order (~1e-16 relative).
 A pair holding a NaN or an infinity, or of a non-float dtype, is measured on the host (`TensorDiff.from_arrays`),
 which keeps the exact NaN/Inf rules.
 """

@@ -65,8 +65,10 @@ def test_the_device_path_gives_the_host_paths_report(reports):
             if x is None:
                 assert y is None
                 continue
-            # maxima and counts exactly; float64 sums up to their summation order
-            assert (x.max_abs, x.max_rel, x.share_beyond) == (y.max_abs, y.max_rel, y.share_beyond)
+            # maxima and counts exactly (max_rel: the host kernel divides by fastmath's reciprocal, within an
+            # ulp); float64 sums up to their summation order
+            assert (x.max_abs, x.share_beyond) == (y.max_abs, y.share_beyond)
+            assert y.max_rel == pytest.approx(x.max_rel, rel=3e-7)
             assert y.rel_rmse == pytest.approx(x.rel_rmse, rel=1e-12, abs=1e-15)
     assert compared >= 15
     assert json.dumps(host.plots, sort_keys=True) == json.dumps(dev.plots, sort_keys=True)
