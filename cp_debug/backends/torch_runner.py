@@ -49,8 +49,8 @@ class TorchRunner(Runner):
         the result (streaming for big models). The array is valid only during the call: on CUDA it is a
         read-only view of one reused page-locked host buffer (`_PinnedStaging`), so a consumer that keeps it
         must copy it.
-    on_device_probe: set as an attribute, for a CUDA runner: each floating probe tensor is first offered, on the
-        device, to `on_device_probe(name, tensor)`; when it returns True the probe is dealt with and does not
+    on_device_probe: set as an attribute: each floating probe tensor is first offered, where it lies (the GPU
+        of a CUDA runner), to `on_device_probe(name, tensor)`; when it returns True the probe is dealt with and does not
         reach the host. The tensor may be changed by a later in-place op: clone what you keep.
     """
 
@@ -303,9 +303,9 @@ class TorchRunner(Runner):
     def _emit(self, key: str, t) -> None:
         if self.on_probe is None:
             self._probe_buf[key] = _device_copy(t) if self._on_device else _to_numpy(t)
+        elif t.is_floating_point() and self.on_device_probe is not None and self.on_device_probe(key, t):
+            return
         elif t.is_cuda and t.is_floating_point():
-            if self.on_device_probe is not None and self.on_device_probe(key, t):
-                return
             # through one page-locked buffer, not a fresh pageable copy per probe (4.3 s of an awml-base
             # `--level all` bisect on the H100, whose 8.7 GB of probes are read twice)
             self.on_probe(key, _STAGING.lend(t))

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cp_debug.compare.device_diff import identical_diff
 from cp_debug.compare.diff import TensorDiff
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-# the integer type of each float width, to compare bits (torch.equal would take -0.0 for 0.0)
-_BITS = {2: "int16", 4: "int32", 8: "int64"}
 
 
 class DeviceTwins:
@@ -47,20 +45,14 @@ class DeviceTwins:
     def same(self, name: str, t: "torch.Tensor") -> bool:
         """A second-run probe: True when it is bit-identical to its twin and finite (then `identical[name]`
         holds its zero-error diff and the probe need not reach the host)."""
-        import torch
-
         twin = self._kept.pop(name, None)
         if twin is None:
             return False
         self.used -= twin.numel() * twin.element_size()
-        t = t.detach()
-        if twin.shape != t.shape or twin.dtype != t.dtype or t.element_size() not in _BITS:
+        found = identical_diff(name, twin, t)
+        if found is None:
             return False
-        bits = getattr(torch, _BITS[t.element_size()])
-        if not torch.equal(twin.view(bits), t.view(bits)) or not bool(torch.isfinite(t).all()):
-            return False
-        amax = float(t.abs().max()) if t.numel() else 0.0
-        self.identical[name] = TensorDiff.identical(name, tuple(t.shape), amax)
+        self.identical[name] = found
         return True
 
     def clear(self) -> None:

@@ -7,10 +7,13 @@ what its own segment adds, apart from the error flowing in from upstream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cp_debug.backends.spec import Capability
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, store_keys
+from cp_debug.compare.device_diff import diff_tensors, host_array
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.errors import BadInputError
 
@@ -52,6 +55,9 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     inits = {init.name: init for init in model.graph.initializer}
     pm = st.probe_map()
     known = run.known_tensors(i, st)
+    store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
+    device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
+                              and spec.precision != "int8" and spec.can(Capability.DEVICE_TENSORS)) else None
     for k, p in enumerate(sp):
         if p.kind == "input":
             continue
@@ -61,21 +67,54 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
         try:
             cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
             bnames = list(cut.inputs)
-            feed = {b: np.asarray(run.known_value(i, known[b])) for b in bnames}
-            seg = segment_model(model, cut, feed, types, inits, {tensor: run.store.get(p.name).shape})
+            feed = {b: _boundary(run, i, known[b], device) for b in bnames}
+            seg = segment_model(model, cut, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
+                                {tensor: store.shape(p.name)})
             kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
             if qdq is not None:
                 kw["int8_model"] = seg
             elif spec.precision == "int8":
                 kw["calib_feeds"] = [feed]
             with make_runner(spec, onnx_model=seg, **kw) as r:
-                val = r.infer(feed)[tensor]
+                val = r.infer_device(feed)[tensor] if device is not None else r.infer(feed)[tensor]
         except Exception as err:
             run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue
-        loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
+        kept = store.device_value(p.name) if device is not None else None
+        if kept is not None:
+            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name))
+        else:
+            val = host_array(val) if device is not None else val
+            loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))
         out[p.name] = (loc, [known[b] for b in bnames if known[b] in run.probes])
     return out
+
+
+def _boundary(run: RunState, i: int, key: str, device):
+    """A segment's boundary value: numpy, or a torch tensor on `device` (the store's device value where it keeps
+    one, else the host value copied there)."""
+    if device is None:
+        return np.asarray(run.known_value(i, key))
+    kept = run.store.device_value(key)
+    if kept is not None:
+        return kept
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(run.known_value(i, key))).to(device)
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """What `segment_model` reads of a feed value: its numpy dtype and shape (a torch tensor's too)."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, value) -> "_Typed":
+        if isinstance(value, np.ndarray):
+            return cls(value.dtype, value.shape)
+        return cls(np.dtype(str(value.dtype).removeprefix("torch.")), tuple(value.shape))
 
 
 def upstream_names(run: RunState, i: int, tensor: str, states: list[CandidateState]) -> tuple[str, ...]:

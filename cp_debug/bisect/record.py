@@ -11,7 +11,7 @@ from cp_debug.backends.base import PrecisionReport
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbePlots, RunState
 from cp_debug.compare.diff import TensorDiff
-from cp_debug.compare.plot_data import error_heatmap, error_histogram
+from cp_debug.compare.plot_data import error_heatmap, error_histogram, heatmap_shape_ok
 
 
 def record(run: RunState, s: CandidateState, name: str, ref, value, local_value, upstream: tuple) -> TensorDiff:
@@ -86,9 +86,19 @@ def keep_plot(state: CandidateState, name: str, ref, test) -> None:
         return
     histogram = error_histogram(ref, test, probe=name)
     heatmap = None
-    if ref.ndim in (3, 4) and min(ref.shape[-2:]) >= 8:
+    if heatmap_shape_ok(ref.shape):
         heatmap = error_heatmap(ref, test, probe=name)
     state.plots[name] = ProbePlots(histogram, heatmap)
+
+
+def keep_plot_device(state: CandidateState, name: str, ref, test) -> None:
+    """`keep_plot` of two torch tensors where they lie: only the histogram's sample and the heat map's (H, W)
+    error map reach the host (`compare.device_diff.error_plots`)."""
+    from cp_debug.compare.device_diff import error_plots
+
+    plots = error_plots(name, ref, test)
+    if plots is not None:
+        state.plots[name] = ProbePlots(*plots)
 
 
 def merge_precision(state: CandidateState, stage: str, rep: PrecisionReport) -> None:

@@ -39,6 +39,9 @@ class BisectOptions:
     exclude_int8: tuple[str, ...] = ()  # ONNX node names left out of INT8 quantisation
     max_refine_depth: int = 8
     memory_budget_mb: int | None = None  # None: store.default_budget(), a share of the available memory
+    # the reference store's device tier (store.py): None: store.DEVICE_SHARE of the free GPU memory where the
+    # reference runs on CUDA; 0: off (every probe on the host); > 0: that many MiB (a CPU reference: CPU tensors)
+    device_budget_mb: int | None = None
     seed: int = 0
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
     # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose

@@ -15,7 +15,7 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.local_error import local_errors
-from cp_debug.bisect.record import amplification, judged, keep_plot, merge_precision
+from cp_debug.bisect.record import amplification, judged, keep_plot, keep_plot_device, merge_precision
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.subject import Stage
@@ -88,20 +88,28 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
+        on_device = streaming and _device_tier(run)
         if streaming:
             def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
                 if key in modules or (capture and ":in" in key):
                     run.store.put(key, arr, borrowed=True)
             runner.on_probe = keep
+        if on_device:  # the store's device tier first: `keep` gets what does not fit
+            def keep_on_device(key: str, t) -> bool:
+                if key in modules or (capture and ":in" in key):
+                    return run.store.put_device(key, t)
+                return True  # not a probe of this run: nothing to copy out
+            runner.on_device_probe = keep_on_device
         with runner:
-            if streaming and noise and run.ref_spec.device == "cuda":  # the noise run is checked on the device first
+            if streaming and noise and run.ref_spec.device == "cuda" and not on_device:  # checked on the device first
                 from cp_debug.bisect.device_twins import DeviceTwins
 
                 twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
             out = runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
-                run.store.put(name, v)
+                if not (on_device and run.store.put_device(name, _on(v, run.store.device))):
+                    run.store.put(name, v)
             if capture and not streaming:
                 for key, v in out.items():
                     if ":in" in key:
@@ -109,23 +117,39 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
             stage_out = {k: out[k] for k in st.output_names}
             del out
             if noise:
-                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming)
+                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming, on_device=on_device)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
 
 
-def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins, *, streaming: bool) -> None:
+def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins, *, streaming: bool,
+               on_device: bool = False) -> None:
     """The reference's second run on the same feed (its runner active): each probe compared with the store, the
-    differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some."""
+    differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
+    so does the store's device tier (`on_device`): bit for bit first, else `device_diff.diff_tensors`."""
+    from cp_debug.compare.device_diff import diff_tensors, identical_diff
+
     names = {p.name for p in sp}
 
     def against_store(name: str, v: np.ndarray) -> None:
-        if name in run.store and name in names:
+        if name in run.store and name in names and not (on_device and against_device(name, v)):
             run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
+
+    def against_device(name: str, t) -> bool:
+        if name not in names:
+            return True  # a captured input: the first run's value stands
+        kept = run.store.device_value(name)
+        if kept is None:
+            return False  # kept on the host: compared there
+        t = _on(t, kept.device)  # a stage output or input: a host array, copied in
+        run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t)
+        return True
     if streaming:
         runner.on_probe = against_store
     if twins is not None:
         runner.on_device_probe = twins.same
+    elif on_device:
+        runner.on_device_probe = against_device
     again = runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
@@ -145,7 +169,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     candidate runs its deployed file, its probes mapped onto that file's tensors (`deployed.py`)."""
     st = run.stage_of(state.label, i)
     spec = state.spec
-    chunks = probe_chunks(run, spec, sp)
+    device = _compares_on_device(run, spec, sp)  # read through infer_device, compared where the store keeps them
+    chunks = [sp] if device else probe_chunks(run, spec, sp)
     one_session = len(chunks) > 1 and _fits_on_device(run, spec, sp)
     runs = f", {len(chunks)} runs" if len(chunks) > 1 else ""
     diffs: dict[str, TensorDiff] = {}
@@ -160,13 +185,18 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
             runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
             if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
+                if run.store.device is not None and spec.device == run.store.device.type:
+                    runner.on_device_probe = _device_compare(run, state, {p.name for p in chunk}, diffs)
             with contextlib.nullcontext(whole) if whole else runner:
-                out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
+                if device:
+                    out = runner.infer_device(_device_feed(feed, run.store.device))
+                else:
+                    out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
                     _describe(run, state, st, runner)
                 vals = probe_values(st, spec, out, chunk, feed)
                 if stage_out is None:
-                    stage_out = {n: out[n] for n in st.output_names}
+                    stage_out = {n: _host(out[n]) for n in st.output_names}
                 del out
                 _compare(run, state, st, chunk, vals, runner, diffs)
                 del vals
@@ -191,7 +221,7 @@ def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[
     if spec.can(Capability.STREAM_PROBES) or spec.precision == "int8":
         return [sp]
     budget = CHUNK_BYTES
-    size = {p.name: (run.store.get(p.name).nbytes if p.name in run.store else 0) for p in sp}
+    size = {p.name: (run.store.nbytes(p.name) if p.name in run.store else 0) for p in sp}
     if sum(size.values()) <= budget:
         return [sp]
     chunks: list[list[ProbeSpec]] = []
@@ -212,16 +242,89 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
     where it cannot tell."""
     if not spec.can(Capability.INFER_SOME) or spec.device != "cuda" or spec.precision == "int8":
         return False
+    free = _free_gpu_memory()  # None: no CUDA runtime to ask, keep one session per chunk
+    return free is not None and _probe_bytes(run, sp) <= free // 2
+
+
+def _free_gpu_memory() -> int | None:
+    """Free bytes on the current CUDA device, through torch's CUDA runtime; None where it cannot tell."""
     try:
         import torch
 
         if not torch.cuda.is_available():
-            return False
+            return None
         free, _ = torch.cuda.mem_get_info()
-    except Exception:  # noqa: BLE001 - no CUDA runtime to ask: keep one session per chunk
+    except Exception:  # noqa: BLE001 - no CUDA runtime to ask
+        return None
+    return int(free)
+
+
+def _probe_bytes(run: RunState, sp: list[ProbeSpec]) -> int:
+    return sum(run.store.nbytes(p.name) for p in sp if p.name in run.store)
+
+
+def _device_tier(run: RunState) -> bool:
+    """Whether the reference's probes go to the store's device tier, enabling it on first use: a reference that
+    hands torch tensors over (`DEVICE_TENSORS`) on CUDA, `DEVICE_SHARE` of the free GPU memory for it;
+    `BisectOptions.device_budget_mb` sets the budget (0: off; on a CPU reference: torch CPU tensors, as the
+    tests run the device path)."""
+    from cp_debug.bisect.store import DEVICE_SHARE
+
+    store = run.store
+    if store.device is not None:
+        return True
+    mb = run.opts.device_budget_mb
+    ref = run.ref_spec
+    if mb == 0 or not ref.can(Capability.DEVICE_TENSORS) or (mb is None and ref.device != "cuda"):
         return False
-    need = sum(run.store.get(p.name).nbytes for p in sp if p.name in run.store)
-    return need <= free // 2
+    import torch
+
+    free = _free_gpu_memory() if mb is None else None
+    if mb is None and free is None:
+        return False  # no CUDA runtime to ask: the host store as before
+    budget = mb << 20 if mb is not None else int(free * DEVICE_SHARE)
+    store.enable_device(torch.device("cuda" if ref.device == "cuda" else "cpu"), budget)
+    return True
+
+
+def _compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
+    """An ONNX Runtime candidate on the device of the store's device tier, which holds some of this stage's
+    probes: it runs once through `infer_device` with every probe exposed, its outputs left on the device, when
+    they fit half the free GPU memory (the reference's sizes). Not INT8 (calibration reads host feeds)."""
+    store = run.store
+    if store.device is None or spec.device != store.device.type or spec.precision == "int8":
+        return False
+    if not spec.can(Capability.DEVICE_TENSORS) or not spec.can(Capability.INFER_SOME):
+        return False
+    if not any(store.device_value(p.name) is not None for p in sp):
+        return False
+    if spec.device != "cuda":
+        return True
+    free = _free_gpu_memory()
+    return free is not None and _probe_bytes(run, sp) <= free // 2
+
+
+def _device_feed(feed: dict, device) -> dict:
+    """A stage's numpy feed as torch tensors on `device` (one copy in)."""
+    return {k: _on(v, device) for k, v in feed.items()}
+
+
+def _on(value, device):
+    """`value` as a torch tensor on `device` (a numpy array copied there; a tensor moved where it lies elsewhere)."""
+    import torch
+
+    from cp_debug.compare.device_diff import is_tensor
+
+    if not is_tensor(value):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    return value.to(device)
+
+
+def _host(value):
+    """A stage output as the next stage's glue takes it: numpy (a device tensor copied out)."""
+    from cp_debug.compare.device_diff import host_array, is_tensor
+
+    return host_array(value) if is_tensor(value) else value
 
 
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
@@ -269,8 +372,30 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
         _compare_one(run, state, p.name, vals.pop(p.name), diffs)
 
 
-def _compare_one(run: RunState, state: CandidateState, name: str, value: np.ndarray, diffs: dict) -> None:
-    """One probe's value against the store: its diff into `diffs`, its plot arrays into the state."""
+def _device_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
+    """A torch candidate's probe tensor compared where it lies when the store's device tier holds its reference
+    (True: done); else False, and it reaches `_streamed_compare` on the host."""
+    def on_device_probe(key: str, t) -> bool:
+        if key not in names or run.store.device_value(key) is None:
+            return False
+        _compare_one(run, state, key, t, diffs)
+        return True
+    return on_device_probe
+
+
+def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: dict) -> None:
+    """One probe's value against the store: its diff into `diffs`, its plot arrays into the state. A torch
+    tensor against a reference in the store's device tier is compared there; any other pair on the host."""
+    from cp_debug.compare.device_diff import diff_tensors, host_array, is_tensor
+
+    kept = run.store.device_value(name)
+    if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
+        value = _on(value, kept.device)
+        diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name))
+        keep_plot_device(state, name, kept, value)
+        return
+    if is_tensor(value):
+        value = host_array(value)
     ref = run.store.get(name)
     diffs[name] = TensorDiff.from_arrays(name, ref, value, run.tolerance(state, name))
     keep_plot(state, name, ref, value)

@@ -218,7 +218,11 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
                             "budget_from": "--memory-budget" if o.memory_budget_mb is not None
                             else f"{AUTO_SHARE:g} of the available memory",
                             "peak_in_memory_bytes": run.store.peak_in_memory,
-                            "spilled_bytes": run.store.spilled},
+                            "spilled_bytes": run.store.spilled,
+                            # the device tier (a CUDA reference's probes kept on the GPU, compared there)
+                            "device": str(run.store.device) if run.store.device is not None else None,
+                            "device_budget_mb": run.store.device_budget >> 20,
+                            "peak_on_device_bytes": run.store.peak_on_device},
     }
     if run.deployed:  # SPEC@DIR candidates: which deployed tensor each probe was compared at, and how it was found
         settings["deployed"] = {label: found.to_json() for label, found in run.deployed.items()}

@@ -94,6 +94,10 @@ def bisect(
     memory_budget: Annotated[Optional[int], typer.Option(
         "--memory-budget", min=0, metavar="MB", help="Reference tensors kept in memory, in MiB; past it they go to "
         "disk (0 = every reference tensor on disk). Default: a quarter of the memory available at the start.")] = None,
+    device_budget: Annotated[Optional[int], typer.Option(
+        "--device-budget", min=0, metavar="MB", help="A CUDA reference's probe tensors kept on the GPU, in MiB, where "
+        "a candidate on the same GPU is compared with them (past it they go to host memory). 0 = every reference "
+        "tensor on the host. Default: 40% of the GPU memory free at the start.")] = None,
     lockstep_mode: Annotated[str,
                              typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
@@ -150,6 +154,7 @@ def bisect(
                              cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
                              keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
+                             device_budget_mb=device_budget,
                              lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party)
     raise typer.Exit(code)

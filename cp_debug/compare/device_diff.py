@@ -3,7 +3,9 @@
 The same arithmetic as the host's compiled kernel (`kernels.py`): the operands as float32 (float16 converted
 exactly), the maxima (max |diff|, max |diff| / max(|ref|, 1e-12), max |ref|, max |test|) and the tolerance test
 taken on float32 values, the sums (|diff|, diff², ref·test, ref², test²) over exact float64 products in float64.
-Maxima and counts therefore equal the host's; the sums differ only by float64 summation order (~1e-16 relative).
+Maxima and counts therefore equal the host's, but for max_rel, whose division the host's kernel takes with
+fastmath's reciprocal (within an ulp of float32; the device divides exactly); the sums differ only by float64
+summation order (~1e-16 relative).
 A pair holding a NaN or an infinity, or of a non-float dtype, is measured on the host (`TensorDiff.from_arrays`),
 which keeps the exact NaN/Inf rules.
 """
@@ -18,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 _CHUNK = 1 << 24  # elements per pass: bounds the float64 temporaries (128 MiB each)
+# the integer type of each float width, to compare bits (torch.equal would take -0.0 for 0.0)
+_BITS = {2: "int16", 4: "int32", 8: "int64"}
 
 
 def is_tensor(value) -> bool:
@@ -78,13 +82,67 @@ def diff_tensors(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tole
     return acc.result(TensorDiff, name, tuple(ref.shape), tuple(test.shape))
 
 
+def identical_diff(name: str, a: "torch.Tensor", b: "torch.Tensor") -> TensorDiff | None:
+    """The zero-error `TensorDiff` of two tensors that are bit for bit the same and finite (as the host gives for
+    one array), else None: a run repeated exactly needs no comparison."""
+    import torch
+
+    a, b = a.detach(), b.detach()
+    if a.device != b.device:
+        a = a.to(b.device)
+    if a.shape != b.shape or a.dtype != b.dtype or not b.is_floating_point() or b.element_size() not in _BITS:
+        return None
+    bits = getattr(torch, _BITS[b.element_size()])
+    if not torch.equal(a.view(bits), b.view(bits)) or not bool(torch.isfinite(b).all()):
+        return None
+    amax = float(b.abs().max()) if b.numel() else 0.0
+    return TensorDiff.identical(name, tuple(b.shape), amax)
+
+
 def _on_host(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance) -> TensorDiff:
-    return TensorDiff.from_arrays(name, _numpy(ref), _numpy(test), tol)
+    return TensorDiff.from_arrays(name, host_array(ref), host_array(test), tol)
 
 
-def _numpy(t: "torch.Tensor"):
+def host_array(t: "torch.Tensor"):
+    """A tensor's values as a numpy array on the host (bfloat16 as float32: numpy has no bfloat16)."""
     import torch
 
     if t.is_floating_point() and t.dtype not in (torch.float32, torch.float16, torch.float64):
         t = t.float()  # bfloat16: numpy has no such dtype
     return t.cpu().numpy()
+
+
+def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[dict, dict | None] | None:
+    """`plot_data.error_histogram` and, for an image-like tensor, `error_heatmap` of two torch tensors (None for
+    different shapes): the histogram's strided sample and the heat map's (H, W) error map are computed where the
+    tensors lie and copied to the host, the rest is the host's code. The sample is the host's (every k-th element);
+    the map sums float32 |differences| in float64 (as the host's compiled kernel does, in another order), so cells
+    agree to their 4 significant digits."""
+    import torch
+
+    from cp_debug.compare import plot_data
+
+    ref, test = ref.detach(), test.detach()
+    if ref.device != test.device:
+        ref = ref.to(test.device)
+    if ref.shape != test.shape:
+        return None
+    n = ref.numel()
+    every = plot_data.histogram_stride(n)
+    r_s, t_s = host_array(ref.reshape(-1)[::every]), host_array(test.reshape(-1)[::every])
+    histogram = plot_data.sampled_histogram(r_s, t_s, every, n, probe=name)
+    if not plot_data.heatmap_shape_ok(tuple(ref.shape)) or n == 0:
+        return histogram, None
+    r4 = ref.reshape((1,) * (4 - ref.dim()) + tuple(ref.shape))
+    t4 = test.reshape(r4.shape)
+    worst = None
+    B, C, H, W = r4.shape
+    step = max(1, _CHUNK // max(H * W, 1))  # channels per pass: bounds the float64 temporary
+    for b in range(B):
+        acc = torch.zeros((H, W), dtype=torch.float64, device=r4.device)
+        for lo in range(0, C, step):
+            acc += (t4[b, lo:lo + step].float() - r4[b, lo:lo + step].float()).abs().double().sum(0)
+        acc /= C
+        acc = torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"))
+        worst = acc if worst is None else torch.maximum(worst, acc)
+    return histogram, plot_data.pooled_heatmap(worst.cpu().numpy(), probe=name)

@@ -34,10 +34,23 @@ def error_histogram(ref: np.ndarray, test: np.ndarray, bins: int = 50, *, probe:
     ref, test = np.asarray(ref), np.asarray(test)
     _same_shape(ref, test, "error_histogram")
     source_total = int(ref.size)
-    every = max(1, -(-source_total // max_elements))
+    every = histogram_stride(source_total, max_elements)
     same = test is ref  # one array (bit-identical runs): every difference is an exact 0 unless it is NaN/Inf
     if every > 1:
         ref, test = ref.reshape(-1)[::every], test.reshape(-1)[::every]
+    return sampled_histogram(ref, ref if same else test, every, source_total, bins, probe=probe)
+
+
+def histogram_stride(size: int, max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> int:
+    """The k of `error_histogram`'s sample (every k-th element of a tensor of `size` elements)."""
+    return max(1, -(-size // max_elements))
+
+
+def sampled_histogram(ref: np.ndarray, test: np.ndarray, every: int, source_total: int, bins: int = 50, *,
+                      probe: str | None = None) -> dict:
+    """`error_histogram` of the sample `ref`/`test` already taken (every `every`-th of `source_total` elements;
+    `test is ref`: one array): the device path (`device_diff.error_plots`) copies only the sample to the host."""
+    same = test is ref
     d = np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
     finite = np.isfinite(d)
     nonfinite = int((~finite).sum())
@@ -75,6 +88,17 @@ def error_heatmap(ref: np.ndarray, test: np.ndarray, max_side: int = 128, *, pro
         d = np.zeros(ref.shape[-2:], np.float64)
     else:
         d = _channel_mean_error(ref.reshape(lead + ref.shape), test.reshape(lead + test.shape))
+    return pooled_heatmap(d, max_side, probe=probe)
+
+
+def heatmap_shape_ok(shape: tuple[int, ...]) -> bool:
+    """Whether a probe of `shape` gets a heat map beside its histogram (image-like: 3 or 4 dims, sides >= 8)."""
+    return len(shape) in (3, 4) and min(shape[-2:]) >= 8
+
+
+def pooled_heatmap(d: np.ndarray, max_side: int = 128, *, probe: str | None = None) -> dict:
+    """`error_heatmap` from its (H, W) error map (max over the batch of the channel mean of |test - ref|,
+    non-finite as inf): max-pooled to at most `max_side` cells a side, 4 significant digits."""
     H, W = d.shape
     kh, kw = max(1, math.ceil(H / max_side)), max(1, math.ceil(W / max_side))
     h, w = math.ceil(H / kh), math.ceil(W / kw)

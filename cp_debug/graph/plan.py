@@ -86,7 +86,8 @@ def plan_segments(model: onnx.ModelProto, probes: Iterable[str]) -> SegmentPlan:
 def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.ndarray],
                   types: dict[str, onnx.TypeProto], initializers: dict[str, onnx.TensorProto] | None = None,
                   output_shapes: dict[str, tuple] | None = None) -> onnx.ModelProto:
-    """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it, outputs
+    """A standalone model of one segment; inputs typed and shaped from the arrays that will feed it (or anything
+    with a numpy `dtype` and a `shape`: a device tensor's description), outputs
     from `types` (the whole graph's inferred types, see `tensor_types`), inference on the segment, or
     `output_shapes` (e.g. the reference's values) where neither gives a shape."""
     from onnx import helper
@@ -99,7 +100,9 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     body = [const_nodes[t] for t in sorted(reads) if t in const_nodes] + [nodes[k] for k in seg.nodes]
     g_inputs = []
     for t in seg.inputs:
-        arr = np.asarray(inputs[t])
+        arr = inputs[t]
+        if not (isinstance(getattr(arr, "dtype", None), np.dtype) and hasattr(arr, "shape")):
+            arr = np.asarray(arr)  # else: an array, or what stands for one (a numpy dtype and a shape)
         g_inputs.append(helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)))
     g_outputs = []
     untyped = []

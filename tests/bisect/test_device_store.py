@@ -1,0 +1,74 @@
+"""The reference store's device tier (bisect/store.py) and the device path of a bisect: the reference's probes kept
+as torch tensors, an ONNX Runtime candidate read through `infer_device` and compared where they lie
+(`compare/device_diff.py`). On this CPU machine the tier holds torch CPU tensors (`device_budget_mb`), the same code
+a CUDA reference runs; the report's figures must be the host path's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.engine import BisectEngine, BisectOptions
+from cp_debug.bisect.store import TensorStore
+
+
+def test_device_tier_spills_to_host_past_its_budget_and_copies_out_on_get():
+    s = TensorStore(1 << 20)
+    s.enable_device(torch.device("cpu"), 64)  # room for 16 float32s
+    lent = torch.arange(10, dtype=torch.float32)
+    assert s.put_device("a", lent)
+    lent += 100  # the runner's buffer changes after the call: the tier kept its own copy
+    assert not s.put_device("b", torch.ones(10))  # 80 bytes more would pass the budget: the caller keeps it on the host
+    s.put("b", np.ones(10, np.float32))
+    assert "a" in s and "b" in s and len(s) == 2 and s.on_device == 40 and s.device_value("b") is None
+    np.testing.assert_array_equal(s.get("a"), np.arange(10, dtype=np.float32))
+    assert s.nbytes("a") == 40 and s.nbytes("b") == 40
+    s.put("a", np.zeros(3, np.float32))  # a value put again leaves the tier
+    assert s.device_value("a") is None and s.on_device == 0 and s.peak_on_device == 40
+    s.close()
+    assert len(s) == 0
+
+
+@pytest.fixture(scope="module")
+def reports():
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
+    out = {}
+    for mb in (0, 1024):  # 0: every probe on the host (numpy); 1024: the device tier, CPU tensors
+        engine = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
+                              [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
+                              BisectOptions(level="block", device_budget_mb=mb))
+        out[mb] = engine.run()
+    return out
+
+
+@pytest.mark.slow  # two tiny-preset bisects, noise floor and local errors: about 30 s on two shared cores
+def test_the_device_path_gives_the_host_paths_report(reports):
+    host, dev = reports[0], reports[1024]
+    store = dev.settings["reference_store"]
+    assert store["device"] == "cpu" and store["peak_on_device_bytes"] > 0
+    assert store["peak_in_memory_bytes"] < host.settings["reference_store"]["peak_in_memory_bytes"] / 4
+    h, d = host.candidates[0], dev.candidates[0]
+    assert (h.outcome, h.first_divergent) == (d.outcome, d.first_divergent)
+    compared = 0
+    for a, b in zip(h.results, d.results, strict=True):
+        assert (a.probe, a.status) == (b.probe, b.status)
+        if a.diff is None:
+            continue
+        compared += 1
+        for x, y in ((a.diff, b.diff), (a.local, b.local)):
+            if x is None:
+                assert y is None
+                continue
+            # maxima and counts exactly (max_rel: the host kernel divides by fastmath's reciprocal, within an
+            # ulp); float64 sums up to their summation order
+            assert (x.max_abs, x.share_beyond) == (y.max_abs, y.share_beyond)
+            assert y.max_rel == pytest.approx(x.max_rel, rel=3e-7)
+            assert y.rel_rmse == pytest.approx(x.rel_rmse, rel=1e-12, abs=1e-15)
+    assert compared >= 15
+    assert json.dumps(host.plots, sort_keys=True) == json.dumps(dev.plots, sort_keys=True)
