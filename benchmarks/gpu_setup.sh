@@ -18,6 +18,9 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # The image's site-packages are read-only and hold no bytecode for many modules, and each call gets a fresh working
 # tree: without these, every process compiled ~1000 modules from source (3 s of an ort pair's bisect, 7 s of a
 # torch pair's under cProfile) and numba recompiled its kernels: what no installed environment does twice.
+# The image also sets PYTHONDONTWRITEBYTECODE=1, under which the prefix is never written: ~1,660 modules compiled in
+# every process (5.9 s of a warm awml-base bisect under cProfile, issue 32).
+unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/tmp/pycache NUMBA_CACHE_DIR=/tmp/numba_cache
 python3 -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
 set +e
