@@ -3,6 +3,7 @@ session."""
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,11 +29,19 @@ class TinyNet(torch.nn.Module):
 
 @pytest.fixture(scope="session", autouse=True)
 def _export_cache(tmp_path_factory):
-    """The session's exports are cached in one temporary folder (`export/cache.py`), never the user's ~/.cache."""
+    """The session's cp_debug cache (exports: `export/cache.py`; random weights) is a temporary folder, never ~/.cache.
+
+    Under xdist the folder is the run's, shared by its workers (the parent of each worker's basetemp): a model one
+    worker exported is read by the other. That is safe with both writing at once: an entry is written whole (temp
+    file + rename, its JSON last) and keyed by the content of what made it, so two writers write the same bytes and
+    a reader sees a whole entry or none (then exports itself)."""
     from cp_debug.export.cache import CACHE_ENV
 
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is .../pytest-N/popen-gwK: .../pytest-N is the run's
+        base = base.parent
     patch = pytest.MonkeyPatch()
-    patch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "export-cache"))
+    patch.setenv(CACHE_ENV, str(base / "export-cache"))
     yield
     patch.undo()
 
