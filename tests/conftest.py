@@ -76,6 +76,14 @@ def tiny_cfg():
     return get_preset("tiny")
 
 
+def pytest_configure(config):
+    """`--dist loadfile` hands out files in the order `pytest_collection_modifyitems` leaves them, not pytest-xdist's
+    default (files with the most tests first, which put the few-test slow files last: a 13-minute run with one
+    worker alone on them for the last minutes)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the files holding a `slow` test come first (each keeps its tests' order): the workers take files
     in this order (`--dist loadfile`), so the last ones handed out are short and neither worker idles long at the
