@@ -3,6 +3,7 @@ session."""
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,11 +29,19 @@ class TinyNet(torch.nn.Module):
 
 @pytest.fixture(scope="session", autouse=True)
 def _export_cache(tmp_path_factory):
-    """The session's exports are cached in one temporary folder (`export/cache.py`), never the user's ~/.cache."""
+    """The session's cp_debug cache (exports: `export/cache.py`; random weights) is a temporary folder, never ~/.cache.
+
+    Under xdist the folder is the run's, shared by its workers (the parent of each worker's basetemp): a model one
+    worker exported is read by the other. That is safe with both writing at once: an entry is written whole (temp
+    file + rename, its JSON last) and keyed by the content of what made it, so two writers write the same bytes and
+    a reader sees a whole entry or none (then exports itself)."""
     from cp_debug.export.cache import CACHE_ENV
 
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is .../pytest-N/popen-gwK: .../pytest-N is the run's
+        base = base.parent
     patch = pytest.MonkeyPatch()
-    patch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "export-cache"))
+    patch.setenv(CACHE_ENV, str(base / "export-cache"))
     yield
     patch.undo()
 
@@ -65,3 +74,21 @@ def tiny_cfg():
     from cp_debug.models.centerpoint.presets import get_preset
 
     return get_preset("tiny")
+
+
+def pytest_configure(config):
+    """`--dist loadfile` hands out files in the order `pytest_collection_modifyitems` leaves them, not pytest-xdist's
+    default (files with the most tests first, which put the few-test slow files last: a 13-minute run with one
+    worker alone on them for the last minutes)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the files holding a `slow` test come first (each keeps its tests' order): the workers take files
+    in this order (`--dist loadfile`), so the last ones handed out are short and neither worker idles long at the
+    end waiting for the other."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort: the rest in collection order

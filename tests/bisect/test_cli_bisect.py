@@ -27,6 +27,7 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_demo_prints_table_and_strict_json(tmp_path):
     proc = cpdebug("bisect", "--backends", "torch,ort", "--json", tmp_path / "run.json", "--csv", tmp_path / "run.csv")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -50,6 +51,7 @@ def test_demo_prints_table_and_strict_json(tmp_path):
     assert "detections: no box changed on this scan" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bundle_of_a_planted_fault_reproduces_in_a_fresh_process(tmp_path):
     out = tmp_path / "bundle"
     proc = cpdebug("bisect", "--torch", f"{PLANTED}:fp16_overflow", "--backends", "torch,ort-cpu-fp16",
@@ -99,6 +101,7 @@ def test_bad_input_gives_one_line_and_the_documented_exit_code(tmp_path, case):
     assert expected in line, line
 
 
+@pytest.mark.slow
 def test_extract_bundles_a_saved_run(tmp_path):
     run = tmp_path / "run.json"
     proc = cpdebug("bisect", "--torch", f"{PLANTED}:int8_hostile", "--backends", "torch,ort-cpu-int8",

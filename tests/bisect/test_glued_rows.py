@@ -112,6 +112,7 @@ def test_rel_max_is_robust_to_near_zero_references_and_reaches_json():
     assert np.isnan(TensorDiff.from_arrays("s", np.zeros(3), np.zeros(4)).rel_max)
 
 
+@pytest.mark.slow
 def test_rel_max_in_table_json_csv_and_html(tmp_path):
     from cp_debug.report.frames import write_csv
     from cp_debug.report.html import write_html

@@ -83,6 +83,7 @@ def _terminal(report: BisectReport) -> str:
     return console.export_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("names", ["intact", "stripped"])
 def test_an_inserted_clip_is_named_as_the_root_cause(demo, tmp_path, names):
     op = "Clip"
@@ -116,6 +117,7 @@ def test_an_inserted_clip_is_named_as_the_root_cause(demo, tmp_path, names):
     assert _squash(f"graph differences: 1 node only in the deployed graph: {op} {node.node!r}") in _squash(text)
 
 
+@pytest.mark.slow
 def test_a_dropped_op_is_named_on_the_reference_side(demo, tmp_path):
     folder = write_folder(tmp_path / "deploy", demo, {"pts_backbone_neck_head": [_drop_relu, rename],
                                                        "pts_voxel_encoder": [rename]})

@@ -58,6 +58,7 @@ def _fast(case):
     return cmds
 
 
+@pytest.mark.slow
 def test_the_small_fixed_set_ends_in_one_line_each(fuzz):
     seeds, root, invoke = fuzz
     rng = np.random.default_rng(0)

@@ -51,6 +51,7 @@ def _one_error_line(p: subprocess.CompletedProcess) -> str:
     return last
 
 
+@pytest.mark.slow
 def test_a_sweep_out_of_space_fails_in_one_line_and_resumes(tmp_path):
     out = tmp_path / "s"
     # one frame's shard file is ~28 kB, two frames' ~50 kB: the first shard's second frame cannot be written

@@ -36,6 +36,7 @@ def run(tmp_path_factory):
     return proc, tmp
 
 
+@pytest.mark.slow
 def test_budget_decides_the_exit_naming_the_broken_limit(run):
     proc, tmp = run
     assert proc.returncode == 1, proc.stderr

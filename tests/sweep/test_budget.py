@@ -51,6 +51,7 @@ def swept(tmp_path_factory):
     return outcome, opts, budget, figures, cand, dense, tmp
 
 
+@pytest.mark.slow
 def test_budget_holds_on_the_healthy_fp16_lane(swept):
     _, _, budget, figures, _, _, _ = swept
     checks = budget_checks(budget, [figures["ort-cpu-fp16"]])
@@ -59,6 +60,7 @@ def test_budget_holds_on_the_healthy_fp16_lane(swept):
     assert len(figures["ort-cpu-fp16"].head_errors["heatmap"]) == N
 
 
+@pytest.mark.slow
 def test_budget_breaks_on_the_planted_lane_naming_the_frames(swept):
     _, _, budget, figures, cand, dense, _ = swept
     broken = {c.option: c for c in budget_checks(budget, [figures[cand]]) if c.broken}

@@ -211,6 +211,7 @@ def _cpdebug(*args):
                           text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.slow
 def test_bisect_reads_a_kitti_scan_with_load_dim_4(tmp_path):
     scan = tmp_path / "000000.bin"
     _scan(n=1500, cols=4, far=61, seed=3).tofile(scan)  # 1561 rows: not whole 5-column rows

@@ -53,6 +53,7 @@ def heads(report: dict, cand: str) -> dict[str, dict]:
     return {h: rows[f"pts_bbox_head.task_heads.0.{h}"] for h in ("heatmap", "reg", "height", "dim", "rot", "vel")}
 
 
+@pytest.mark.slow
 def test_both_int8_candidates_have_results_and_say_what_ran(fp32_vs_int8, ptq_dir):
     r = fp32_vs_int8
     assert r["candidates"] == ["torch-cpu-int8", "ort-cpu-int8"]
@@ -75,6 +76,7 @@ def test_both_int8_candidates_have_results_and_say_what_ran(fp32_vs_int8, ptq_di
     assert 0 <= q[conv]["input"]["clipped"] <= 1 and 0 <= q[conv]["input"]["zeroed"] <= 1
 
 
+@pytest.mark.slow
 def test_fake_quant_and_qdq_graph_agree_layer_by_layer(fakequant_vs_qdq, fp32_vs_int8):
     rows = fakequant_vs_qdq["results"]["ort-cpu-int8"]
     assert not any("_quantizer" in r["probe"] for r in rows)  # refinement stops at the quantized conv, the layer
@@ -105,6 +107,7 @@ def test_int8_dir_of_another_preset_is_refused(ptq_dir):
     assert "pass --preset tiny" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_eval_int8_runs_the_ptq_model_next_to_fp32(ptq_dir):
     proc = cpdebug("eval", "--preset", "tiny", "--backends", "torch,torch-cpu-int8,ort-cpu-int8", "--int8", ptq_dir,
                    "--n", 1, "--json", "-")
