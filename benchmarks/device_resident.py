@@ -21,27 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sweep_throughput import _gpu_mib, _sync  # this folder's: the script runs as benchmarks/device_resident.py
+
 
 def _device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"  # the CPU: a dry run of the script
-
-
-def _sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _gpu_mib() -> float:
-    import torch
-
-    if not torch.cuda.is_available():
-        return 0.0
-    free, total = torch.cuda.mem_get_info()
-    return (total - free) / 2**20
 
 
 def _rss_mib() -> float:
