@@ -147,7 +147,7 @@ def bisect(
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
                                 budget=budget, model_explorer=model_explorer)
-        _preflight(pairs, subject, calib, lockstep_mode, outputs)
+        budget_limits = _preflight(pairs, subject, calib, lockstep_mode, outputs)
         from cp_debug.bisect.engine import BisectOptions
 
         opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
@@ -156,7 +156,7 @@ def bisect(
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
                              device_budget_mb=device_budget,
                              lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
-        code = run_bisect(pairs, subject, opts, calib, outputs, third_party)
+        code = run_bisect(pairs, subject, opts, calib, outputs, third_party, budget_limits)
     raise typer.Exit(code)
 
 
@@ -177,8 +177,9 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: Path | None,
-               lockstep_mode: str, outputs: BisectOutputs) -> None:
-    """Everything that can be wrong with the request, said before the model is loaded."""
+               lockstep_mode: str, outputs: BisectOutputs):
+    """Everything that can be wrong with the request, said before the model is loaded. Returns the --budget file
+    as read (`eval.gates.Budget`; None without one)."""
     from cp_debug.cli._preflight import check_inputs, check_outputs, check_report_writers
     from cp_debug.errors import BadInputError
 
@@ -198,17 +199,18 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
     check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
                          pictures=outputs.pictures)
-    from cp_debug.cli._output import read_budget_for
-
-    read_budget_for(outputs.budget, "bisect")
     if outputs.model_explorer is not None and outputs.model_explorer.exists() and not outputs.model_explorer.is_dir():
         raise BadInputError(f"--model-explorer {outputs.model_explorer} is a file; give a folder")
+    from cp_debug.cli._output import read_budget_for
+
+    return read_budget_for(outputs.budget, "bisect")
 
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
-               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty) -> int:
+               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
     """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
-    (compare/noise.py: 0 within precision, 4 degraded, 1 diverged)."""
+    (compare/noise.py: 0 within precision, 4 degraded, 1 diverged), or the budget's when `budget` (the --budget
+    file `_preflight` read) is given."""
     from dataclasses import replace
 
     from cp_debug.cli._output import StepProgress
@@ -231,11 +233,10 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         if subject_request.model is not None:
             report.model_record = subject_request.model
         code, checks = int(report.outcome.exit_code), ()
-        if outputs.budget is not None:
-            from cp_debug.cli._output import budget_verdict, read_budget_for
+        if budget is not None:
+            from cp_debug.cli._output import budget_verdict
             from cp_debug.eval.gates import bisect_figures, budget_doc
 
-            budget = read_budget_for(outputs.budget, "bisect")
             checks, code = budget_verdict(budget, bisect_figures(report), third_party.terminal)
             report.budget = budget_doc(budget, checks)
         _write_outputs(engine, report, outputs, progress, third_party, checks)
