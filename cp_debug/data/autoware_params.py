@@ -135,9 +135,20 @@ def read_params(paths: Sequence[str | Path]) -> AutowareParams:
     for path in paths:
         path = Path(path)
         files.append(path)
-        for key, value in _file_parameters(path).items():
+        params = _file_parameters(path)
+        if not {k.split(".")[0] for k in params} & _NODE_GROUPS:
+            raise BadInputError(f"{path}: none of the parameters Autoware's CenterPoint node reads "
+                                f"({', '.join(sorted(_NODE_GROUPS))}): is it the node's *.param.yaml?")
+        for key, value in params.items():
             raw[key] = Param(value, f"{path.name}:{key}")
     return AutowareParams(tuple(files), raw)
+
+
+# The first component of what the node declares (autoware_lidar_centerpoint's node, centerpoint_*.param.yaml and the
+# ml_package manifest): a file holding none of them is not the node's parameter file.
+_NODE_GROUPS = frozenset({"model_params", "post_process_params", "densification_params", "encoder_onnx_path",
+                          "head_onnx_path", "encoder_engine_path", "head_engine_path", "trt_precision",
+                          "cloud_capacity"})
 
 
 def is_param_file(path: Path) -> bool:

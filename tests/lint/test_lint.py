@@ -152,6 +152,10 @@ def test_unreadable_and_refused_files_are_one_line(tmp_path):
     bad.write_text("/**:\n  ros__parameters:\n    model_params: [1\n")
     with pytest.raises(BadInputError, match="bad.param.yaml: not YAML"):
         read_params([bad])
+    other = tmp_path / "other.param.yaml"  # YAML, none of the node's parameters: not an empty, "consistent" file
+    other.write_text("/**:\n  ros__parameters:\n    max_range: 100.0\n")
+    with pytest.raises(BadInputError, match="other.param.yaml: none of the parameters Autoware's CenterPoint node"):
+        read_params([other])
     short = _tiny_params(DATA / "centerpoint_short_range_ml_package.param.yaml", tmp_path / "s.param.yaml",
                          score_thresholds={"upper_bounds": [50.0, 90.0], "thresholds": {"CAR": [0.3, 0.3]}})
     with pytest.raises(BadInputError, match=r"s.param.yaml:model_params.score_thresholds.thresholds.TRUCK is missing"):
