@@ -39,6 +39,9 @@ def lint(req: LintRequest) -> LintReport:
 
     if req.config is None and not req.params and req.onnx_dir is None:
         raise BadInputError("nothing to check: give --config (or --preset), --params FILE or --onnx DIR")
+    if not req.params and req.onnx_dir is None and not req.frames:
+        raise BadInputError("a training config alone has nothing to be checked against: add --params FILE, "
+                            "--onnx DIR or --points/--scenes")
     for p in req.params:
         if not Path(p).is_file():
             raise BadInputError(f"--params {p}: no such file (give Autoware's *.param.yaml files)")

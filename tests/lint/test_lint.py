@@ -219,6 +219,11 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
     bad = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--params", str(tmp_path / "none.yaml")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no such file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    from cp_debug.lint.run import LintRequest, lint
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    with pytest.raises(BadInputError, match="a training config alone has nothing to be checked against"):
+        lint(LintRequest(get_preset("tiny"), "preset tiny"))  # not "consistent: 0 checks agree"
 
 
 def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_path, subject, pair):
