@@ -35,7 +35,10 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     model = load_weights(preset, None, False, 0).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points[0])
-        pipes = [BackendPipeline(lbl, BackendSpec.parse(lbl), cfg, model, onnx_dir=Path(tmp)) for lbl in labels]
+        # the glue on each backend's own device, as `bench` and the sweep's lanes run it (resident on CUDA)
+        specs = {lbl: BackendSpec.parse(lbl) for lbl in labels}
+        pipes = [BackendPipeline(lbl, spec, cfg, model, onnx_dir=Path(tmp), glue_device=spec.device)
+                 for lbl, spec in specs.items()]
         for p in pipes:
             p.__enter__()
         try:

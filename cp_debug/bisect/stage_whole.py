@@ -1,6 +1,7 @@
 """Whole-stage execution: a backend runs one stage end to end with the probes exposed.
 
-Used where a torch or TensorRT side takes part (else the stage runs in lockstep, `stage_lockstep.py`): the
+Used where a torch or TensorRT side takes part, and where an ONNX Runtime reference and candidate share a device
+whose store tier holds the probes (`device_whole`); else the stage runs in lockstep, `stage_lockstep.py`. The
 reference runs first (twice, for the noise floor) and its probe values go to the store; each candidate then
 runs the stage on its own upstream outputs, each probe compared as it comes, and its local errors are measured
 by `local_error.py`.
@@ -85,10 +86,12 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     feed = run.ref_feeds[i]
     modules = {p.name for p in sp if p.kind == "module"}
     streaming = run.ref_spec.can(Capability.STREAM_PROBES)
+    bound = not streaming and _binds_on_device(run.ref_spec)  # ONNX Runtime read through IO binding
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
-        on_device = streaming and _device_tier(run)
+        on_device = (streaming or bound) and _device_tier(run)
+        bound = bound and on_device
         if streaming:
             def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
                 if key in modules or (capture and ":in" in key):
@@ -106,27 +109,28 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 
                 twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
-            out = runner.infer(feed)
+            out = runner.infer_device(_device_feed(feed, run.store.device)) if bound else runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
                 if not (on_device and run.store.put_device(name, _on(v, run.store.device))):
-                    run.store.put(name, v)
+                    run.store.put(name, _host(v))
             if capture and not streaming:
                 for key, v in out.items():
                     if ":in" in key:
                         run.store.put(key, v)
-            stage_out = {k: out[k] for k in st.output_names}
+            stage_out = {k: _host(out[k]) for k in st.output_names}
             del out
             if noise:
-                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming, on_device=on_device)
+                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming, on_device=on_device, bound=bound)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
 
 
 def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins, *, streaming: bool,
-               on_device: bool = False) -> None:
+               on_device: bool = False, bound: bool = False) -> None:
     """The reference's second run on the same feed (its runner active): each probe compared with the store, the
     differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
-    so does the store's device tier (`on_device`): bit for bit first, else `device_diff.diff_tensors`."""
+    so does the store's device tier (`on_device`): bit for bit first, else `device_diff.diff_tensors`. A `bound`
+    reference (ONNX Runtime through IO binding) runs on the device and its values are compared there too."""
     from cp_debug.compare.device_diff import diff_tensors, identical_diff
 
     names = {p.name for p in sp}
@@ -150,6 +154,13 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         runner.on_device_probe = twins.same
     elif on_device:
         runner.on_device_probe = against_device
+    if bound:
+        again = runner.infer_device(_device_feed(feed, run.store.device))
+        for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
+            if name in run.store and name in names and not against_device(name, v):
+                run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), _host(v))
+        del again
+        return
     again = runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
@@ -268,23 +279,53 @@ def _device_tier(run: RunState) -> bool:
     hands torch tensors over (`DEVICE_TENSORS`) on CUDA, `DEVICE_SHARE` of the free GPU memory for it;
     `BisectOptions.device_budget_mb` sets the budget (0: off; on a CPU reference: torch CPU tensors, as the
     tests run the device path)."""
-    from cp_debug.bisect.store import DEVICE_SHARE
-
     store = run.store
     if store.device is not None:
         return True
-    mb = run.opts.device_budget_mb
-    ref = run.ref_spec
-    if mb == 0 or not ref.can(Capability.DEVICE_TENSORS) or (mb is None and ref.device != "cuda"):
+    budget = _device_budget(run)
+    if budget is None:
         return False
     import torch
 
-    free = _free_gpu_memory() if mb is None else None
-    if mb is None and free is None:
-        return False  # no CUDA runtime to ask: the host store as before
-    budget = mb << 20 if mb is not None else int(free * DEVICE_SHARE)
-    store.enable_device(torch.device("cuda" if ref.device == "cuda" else "cpu"), budget)
+    store.enable_device(torch.device("cuda" if run.ref_spec.device == "cuda" else "cpu"), budget)
     return True
+
+
+def _device_budget(run: RunState) -> int | None:
+    """The bytes the store's device tier would get (`_device_tier`), None where it stays off."""
+    from cp_debug.bisect.store import DEVICE_SHARE
+
+    mb = run.opts.device_budget_mb
+    ref = run.ref_spec
+    if mb == 0 or not ref.can(Capability.DEVICE_TENSORS) or (mb is None and ref.device != "cuda"):
+        return None
+    if mb is not None:
+        return mb << 20
+    free = _free_gpu_memory()
+    return None if free is None else int(free * DEVICE_SHARE)  # None: no CUDA runtime to ask, the host store
+
+
+def _binds_on_device(spec: BackendSpec) -> bool:
+    """An ONNX Runtime reference that can be read through IO binding: its probes straight into the device tier."""
+    return spec.can(Capability.INFER_SOME) and spec.can(Capability.DEVICE_TENSORS) and spec.precision != "int8"
+
+
+def device_whole(run: RunState, spec: BackendSpec) -> bool:
+    """Whether candidate `spec` runs whole stages against the reference's probes in the store's device tier rather
+    than in lockstep: an ONNX Runtime reference and candidate on one CUDA device (not INT8, whose calibration reads
+    host feeds), with a device tier to hold the probes (`--device-budget 0` keeps the lockstep). There the reference
+    runs each stage once (twice with the noise floor), the candidate once, every probe compared where it lies, and
+    only the local errors cut segments — where the lockstep ran a session per segment for each side and compared on
+    the host (on the H100, awml-base `--level all`: 14.9 s for the ORT pair against 7.8 s for the torch one).
+    Not on the CPU: there the lockstep is the faster, and an FP16 lane's values cross its cuts in float16, which a
+    whole graph on ONNX Runtime's CPU provider does not do (it drops the Cast pairs around float32-only kernels);
+    on CUDA the provider keeps them, so whole stage and lockstep hold the same float16 values."""
+    ref = run.ref_spec
+    if not (_binds_on_device(ref) and _binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
+        return False
+    if spec.precision == "int8" or spec.onnx_dir is not None:
+        return False
+    return run.store.device is not None or _device_budget(run) is not None
 
 
 def _compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:

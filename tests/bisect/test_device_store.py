@@ -72,3 +72,40 @@ def test_the_device_path_gives_the_host_paths_report(reports):
             assert y.rel_rmse == pytest.approx(x.rel_rmse, rel=1e-12, abs=1e-15)
     assert compared >= 15
     assert json.dumps(host.plots, sort_keys=True) == json.dumps(dev.plots, sort_keys=True)
+
+
+@pytest.mark.slow  # two tiny-preset bisects of ORT stages: about 20 s on two shared cores
+def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report():
+    """An ORT reference's stages run whole (`lockstep=False`; on CUDA `stage_whole.device_whole` takes this path
+    for ORT pairs) with its probes read through `infer_device` straight into the device tier, the noise floor and
+    the candidate's probes and local errors compared there: the same report as every value on the host."""
+    from cp_debug.bisect.stage_whole import device_whole
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
+    out = {}
+    for mb in (0, 1024):
+        engine = BisectEngine(subject, ("ort", BackendSpec.parse("ort")),
+                              [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
+                              BisectOptions(level="block", lockstep=False, device_budget_mb=mb))
+        out[mb] = engine.run()
+        # on the CPU an ORT pair keeps the lockstep unless asked otherwise: FP16 values cross its cuts in float16
+        assert not device_whole(engine.run_state, BackendSpec.parse("ort-cpu-fp16"))
+    host, dev = out[0], out[1024]
+    assert dev.settings["reference_store"]["peak_on_device_bytes"] > 0
+    assert host.settings["reference_store"].get("peak_on_device_bytes", 0) == 0
+    assert set(dev.settings["execution"].values()) == {"whole stage, probes exposed"}
+    h, d = host.candidates[0], dev.candidates[0]
+    assert (h.outcome, h.first_divergent, h.root_cause) == (d.outcome, d.first_divergent, d.root_cause)
+    compared = 0
+    for a, b in zip(h.results, d.results, strict=True):
+        assert (a.probe, a.status) == (b.probe, b.status)
+        for x, y in ((a.diff, b.diff), (a.local, b.local)):
+            if x is None:
+                assert y is None
+                continue
+            compared += 1
+            assert (x.max_abs, x.share_beyond) == (y.max_abs, y.share_beyond)
+            assert y.max_rel == pytest.approx(x.max_rel, rel=3e-7)
+            assert y.rel_rmse == pytest.approx(x.rel_rmse, rel=1e-12, abs=1e-15)
+    assert compared >= 20
