@@ -58,7 +58,8 @@ def test_conv_algo_choices_set_the_kernel_path():
     heur = Determinism()
     assert heur.ort_cuda_provider_options(tf32=False, half=True).get("prefer_nhwc") == ("1" if nhwc else None)
     assert "prefer_nhwc" not in heur.ort_cuda_provider_options(tf32=False, half=False)
-    assert heur.channels_last("cuda", "fp16") and not heur.channels_last("cuda", "fp32")
+    assert heur.channels_last("cuda", "fp16") and heur.channels_last("cuda", "tf32")
+    assert not heur.channels_last("cuda", "fp32")
     assert not heur.channels_last("cpu", "fp16")
     default = Determinism(conv_algo="default")
     assert default.ort_cuda_provider_options(tf32=False, half=True) == {"device_id": "0", "use_tf32": "0",

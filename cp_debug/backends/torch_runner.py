@@ -82,7 +82,7 @@ class TorchRunner(Runner):
         self._int8_layers = 0  # int8: layers whose fake quantizers run
         self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
         self._on_device = False  # inside infer_device: outputs and probes stay torch tensors
-        self._channels_last = False  # CUDA fp16 under the heuristic conv choice (Determinism.channels_last)
+        self._channels_last = False  # CUDA fp16/tf32 under the heuristic conv choice (Determinism.channels_last)
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -106,7 +106,7 @@ class TorchRunner(Runner):
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
         self._channels_last = self.determinism.channels_last(self.spec.device, self.spec.precision)
-        if self._channels_last:  # NHWC convs on the tensor cores, as an FP16 deployment runs them (4-D weights)
+        if self._channels_last:  # NHWC convs on the tensor cores, as a deployment runs them (4-D weights)
             module = module.to(memory_format=torch.channels_last)
         if self.spec.precision == "int8":  # on the copy only: the source (the FP32 reference) keeps them off
             from cp_debug.quant.quantizers import enable_calibrated, is_ptq

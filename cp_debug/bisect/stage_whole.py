@@ -398,7 +398,11 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
     """Each probe of `chunk` against the store (missing ones recorded as such); values popped as compared."""
     spec = state.spec
     for p in chunk:
-        if p.name not in run.store or p.name in diffs:  # in diffs: streamed from a torch runner's hooks
+        if p.name in diffs:  # streamed from a torch runner's hooks
+            continue
+        if p.name not in run.store:  # the reference has no value: an ONNX reference whose graph lacks the tensor
+            if p.kind != "input" and p.name not in state.results:  # (a BN the exporter folded, say): as lockstep
+                state.results[p.name] = ProbeResult(p.name, "missing", note=unmapped_note(st, p.name, spec))
             continue
         if p.name not in vals:
             why = runner.unobserved().get(st.probe_map().tensors.get(p.name, p.name))

@@ -112,9 +112,9 @@ Deterministic = Annotated[bool, typer.Option(help="TF32 off, cuDNN deterministic
 CudnnAlgo = Annotated[Optional[str], typer.Option(
     "--cudnn-algo", metavar="heuristic|default|exhaustive", help="How CUDA backends pick cuDNN conv kernels. "
     "heuristic (default with --deterministic): cuDNN's ranking, no timing, the same kernels every run, FP16 convs "
-    "NHWC on the tensor cores (ORT prefer_nhwc for FP16 conv graphs, torch channels-last) as a deployment runs "
-    "them; default: ORT's DEFAULT (implicit GEMM for every conv, FP16 no faster than FP32), torch NCHW; "
-    "exhaustive (default with --no-deterministic): time every kernel at session start, may differ run to run. "
+    "NHWC on the tensor cores (ORT prefer_nhwc for FP16 conv graphs, torch channels-last for FP16 and TF32) as a "
+    "deployment runs them; default: ORT's DEFAULT (implicit GEMM for every conv, FP16 no faster than FP32), torch "
+    "NCHW; exhaustive (default with --no-deterministic): time every kernel at session start, may differ run to run. "
     "Recorded in the report.")]
 
 # -- how a verdict is given (bisect, sweep) ------------------------------------------------------------------------

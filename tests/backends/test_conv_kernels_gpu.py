@@ -1,6 +1,7 @@
 """The CUDA kernel path (`--cudnn-algo heuristic`, the deterministic default) is reproducible: ort-cuda-fp16 (HEURISTIC
-conv search, prefer_nhwc) and torch-cuda-fp16 (cuDNN deterministic, channels-last) give bit-identical outputs, with
-the probes exposed, twice in one process and in a second process — on the demo preset's backbone/neck/head.
+conv search, prefer_nhwc), torch-cuda-fp16 and torch-cuda-tf32 (cuDNN deterministic, channels-last) give bit-identical
+outputs, with the probes exposed, twice in one process and in a second process — on the demo preset's
+backbone/neck/head.
 
 Run by hand as `python tests/backends/test_conv_kernels_gpu.py OUT.npz` (what the test's second process does).
 """
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.gpu
-LABELS = ("ort-cuda-fp16", "torch-cuda-fp16")
+LABELS = ("ort-cuda-fp16", "torch-cuda-fp16", "torch-cuda-tf32")
 PROBES = ("pts_backbone.blocks.0", "pts_neck.deblocks.0", "pts_bbox_head.shared_conv")
 
 
@@ -71,8 +72,9 @@ def test_heuristic_kernel_path_is_recorded(first):
 
     if tuple(int(p) for p in ort.__version__.split(".")[:2]) >= (1, 20):
         assert ort_opts["prefer_nhwc"] == "1"
-    torch_settings = settings["torch-cuda-fp16"]
-    assert torch_settings["memory_format"] == "channels_last" and torch_settings["cudnn_algo"] == "heuristic"
+    for label in ("torch-cuda-fp16", "torch-cuda-tf32"):
+        torch_settings = settings[label]
+        assert torch_settings["memory_format"] == "channels_last" and torch_settings["cudnn_algo"] == "heuristic"
 
 
 def test_bit_identical_in_one_process(first):

@@ -74,7 +74,7 @@ def test_the_device_path_gives_the_host_paths_report(reports):
     assert json.dumps(host.plots, sort_keys=True) == json.dumps(dev.plots, sort_keys=True)
 
 
-@pytest.mark.slow  # two tiny-preset bisects of ORT stages: about 20 s on two shared cores
+@pytest.mark.slow  # three tiny-preset bisects of ORT stages: about 30 s on two shared cores
 def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report():
     """An ORT reference's stages run whole (`lockstep=False`; on CUDA `stage_whole.device_whole` takes this path
     for ORT pairs) with its probes read through `infer_device` straight into the device tier, the noise floor and
@@ -84,14 +84,20 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
 
     subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
     out = {}
-    for mb in (0, 1024):
+    for mb, lockstep in ((0, False), (1024, False), (0, True)):
         engine = BisectEngine(subject, ("ort", BackendSpec.parse("ort")),
                               [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
-                              BisectOptions(level="block", lockstep=False, device_budget_mb=mb))
-        out[mb] = engine.run()
-        # on the CPU an ORT pair keeps the lockstep unless asked otherwise: FP16 values cross its cuts in float16
+                              BisectOptions(level="block", lockstep=lockstep, device_budget_mb=mb))
+        out[mb, lockstep] = engine.run()
+        # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
         assert not device_whole(engine.run_state, BackendSpec.parse("ort-cpu-fp16"))
-    host, dev = out[0], out[1024]
+    host, dev, locked = out[0, False], out[1024, False], out[0, True]
+    # the rows the lockstep lists, whole stages list too: a probe the ONNX graph lacks (a BN the exporter folded
+    # into its conv) is reported missing with the lockstep's note, not left out
+    assert [(r.probe, r.status, r.note) for r in locked.candidates[0].results if r.status == "missing"] == \
+        [(r.probe, r.status, r.note) for r in dev.candidates[0].results if r.status == "missing"]
+    assert [r.probe for r in locked.candidates[0].results] == [r.probe for r in dev.candidates[0].results]
+    assert any(r.status == "missing" for r in dev.candidates[0].results)
     assert dev.settings["reference_store"]["peak_on_device_bytes"] > 0
     assert host.settings["reference_store"].get("peak_on_device_bytes", 0) == 0
     assert set(dev.settings["execution"].values()) == {"whole stage, probes exposed"}
