@@ -162,31 +162,36 @@ def _layout(rng: np.random.Generator, spec: SceneSpec) -> tuple[Primitives, np.n
     prims = Primitives([])
     placed = _Discs((0.0, 0.0, 3.0))  # keep the ego vehicle's spot free
     R = spec.max_range
-    road = rng.uniform(-math.pi, math.pi)
+    draw, gauss = rng.random, rng.standard_normal
+
+    def uniform(lo: float, hi: float) -> float:  # rng.uniform(lo, hi) to the bit (lo + (hi - lo) * u), 3x cheaper
+        return lo + (hi - lo) * draw()
+
+    road = uniform(-math.pi, math.pi)
 
     def spot(r_lo: float, r_hi: float) -> tuple[float, float]:
-        r = math.sqrt(rng.uniform(r_lo**2, r_hi**2))  # uniform over the annulus' area
-        t = rng.uniform(-math.pi, math.pi)
+        r = math.sqrt(uniform(r_lo**2, r_hi**2))  # uniform over the annulus' area
+        t = uniform(-math.pi, math.pi)
         return r * math.cos(t), r * math.sin(t)
 
     for _ in range(spec.walls):
-        xy, length = spot(0.3 * R, 0.95 * R), rng.uniform(8.0, 30.0)
+        xy, length = spot(0.3 * R, 0.95 * R), uniform(8.0, 30.0)
         yaw = road + rng.integers(0, 4) * math.pi / 2
-        height = rng.uniform(2.0, 5.0)
+        height = uniform(2.0, 5.0)
         prims.add(BOX, xy[0], xy[1], height / 2, length / 2, 0.15, height / 2, yaw, "wall")
         c, s = math.cos(yaw), math.sin(yaw)
         for k in np.linspace(-0.5, 0.5, max(int(length / 3), 2)):  # the wall's footprint as a chain of discs
             placed.append((xy[0] + c * k * length, xy[1] + s * k * length, 1.6))
     for _ in range(spec.poles):
-        xy, height = spot(4.0, 0.95 * R), rng.uniform(3.0, 7.0)
+        xy, height = spot(4.0, 0.95 * R), uniform(3.0, 7.0)
         if placed.free(xy, 0.3):
-            prims.add(BOX, xy[0], xy[1], height / 2, 0.12, 0.12, height / 2, rng.uniform(0, math.pi), "pole")
+            prims.add(BOX, xy[0], xy[1], height / 2, 0.12, 0.12, height / 2, uniform(0, math.pi), "pole")
             placed.append((xy[0], xy[1], 0.3))
     for _ in range(spec.blobs):
         xy = spot(6.0, 0.95 * R)
-        a, b, c = rng.uniform(0.8, 2.5), rng.uniform(0.8, 2.5), rng.uniform(0.6, 1.8)
+        a, b, c = uniform(0.8, 2.5), uniform(0.8, 2.5), uniform(0.6, 1.8)
         if placed.free(xy, max(a, b)):
-            prims.add(ELLIPSOID, xy[0], xy[1], rng.uniform(0.7 * c, 3.5), a, b, c, rng.uniform(0, math.pi),
+            prims.add(ELLIPSOID, xy[0], xy[1], uniform(0.7 * c, 3.5), a, b, c, uniform(0, math.pi),
                       "vegetation")
             placed.append((xy[0], xy[1], max(a, b)))
 
@@ -195,8 +200,8 @@ def _layout(rng: np.random.Generator, spec: SceneSpec) -> tuple[Primitives, np.n
     for label, cls in enumerate(CLASS_NAMES):
         mean, std, moving, (v_lo, v_hi), count = CLASS_MODELS[cls]
         for _ in range(int(rng.poisson(count * scale))):
-            # rng.normal(mean, std) draws one normal per axis in turn: the same as three scalar draws
-            lwh = [max(rng.normal(m, s), 0.5 * m) for m, s in zip(mean, std)]
+            # rng.normal(mean, std): one normal per axis in turn, loc + scale * z
+            lwh = [max(m + s * gauss(), 0.5 * m) for m, s in zip(mean, std)]
             for _try in range(20):
                 xy = spot(3.0, 0.9 * R)
                 radius = 0.5 * math.hypot(lwh[0], lwh[1]) + 0.3
@@ -204,12 +209,12 @@ def _layout(rng: np.random.Generator, spec: SceneSpec) -> tuple[Primitives, np.n
                     break
             else:
                 continue
-            if label <= 2 and rng.uniform() < 0.8:  # vehicles mostly follow the roads
-                yaw = road + rng.integers(0, 4) * math.pi / 2 + rng.normal(0, 0.08)
+            if label <= 2 and draw() < 0.8:  # vehicles mostly follow the roads
+                yaw = road + rng.integers(0, 4) * math.pi / 2 + 0.08 * gauss()
             else:
-                yaw = rng.uniform(-math.pi, math.pi)
+                yaw = uniform(-math.pi, math.pi)
             yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
-            speed = rng.uniform(v_lo, v_hi) if rng.uniform() < moving else 0.0
+            speed = uniform(v_lo, v_hi) if draw() < moving else 0.0
             box = np.array([xy[0], xy[1], 0.0, *lwh, yaw, speed * math.cos(yaw), speed * math.sin(yaw)])
             add_object(prims, cls, box, len(boxes))
             placed.append((xy[0], xy[1], radius))
@@ -321,12 +326,16 @@ def _box_entry(blocks: _Blocks, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     direction, entry the largest per-axis entry ignoring NaN (an axis the ray runs along, as np.nanmax), exit the
     smallest exit."""
     ray, prim, dl = blocks.local(d)
+    axes = np.ascontiguousarray(dl.T)  # (3, M): each axis a contiguous row
+    counts = blocks.counts()
     with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = blocks.rows(-blocks.half - blocks.origin) / dl
-        t2 = blocks.rows(blocks.half - blocks.origin) / dl
-        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-        t_near = np.fmax(np.fmax(lo[:, 0], lo[:, 1]), lo[:, 2])
-        t_far = np.fmin(np.fmin(hi[:, 0], hi[:, 1]), hi[:, 2])
+        t1 = np.repeat((-blocks.half - blocks.origin).T, counts, axis=1)
+        t1 /= axes
+        t2 = np.repeat((blocks.half - blocks.origin).T, counts, axis=1)
+        t2 /= axes
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2, out=t2)
+        t_near = np.fmax(np.fmax(lo[0], lo[1]), lo[2])
+        t_far = np.fmin(np.fmin(hi[0], hi[1]), hi[2])
         hit = (t_far >= t_near) & (t_near > 0)
     return ray, prim, np.where(hit, t_near, np.inf)
 
