@@ -388,14 +388,11 @@ def _cast(rng: np.random.Generator, spec: SceneSpec, prims: np.ndarray) -> tuple
         ray, prim, t = (np.concatenate(v) for v in zip(*found))
         nearer = t < t_best[ray]
         ray, prim, t = ray[nearer], prim[nearer], t[nearer]
-        nearest = t_best.copy()
-        np.minimum.at(nearest, ray, t)
-        won = t == nearest[ray]
+        np.minimum.at(t_best, ray, t)
+        won = t == t_best[ray]  # every ray with a nearer primitive has one
         first = np.full(len(hit), len(prims))
         np.minimum.at(first, ray[won], prim[won])  # a tie goes to the primitive tested first
-        better = first < len(prims)
-        t_best[better] = nearest[better]
-        hit[better] = first[better]
+        hit[ray[won]] = first[ray[won]]
     return d.reshape(-1, 3), t_best, hit
 
 
