@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
-from cp_debug.sweep.shards import ShardStore, ShardTask
+from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
 from cp_debug.sweep.worker import FrameResult, SweepSettings, SweepWorker
 
 OnFrame = Callable[[FrameResult], None]
@@ -22,20 +22,45 @@ RAY_HINT = "--ray needs Ray: pip install 'cp-debug[ray]' (ray>=2.40)"
 
 
 class InProcessExecutor:
-    """Every shard in this process through one worker (built once); the partial file follows each frame."""
+    """Every shard in this process through one worker (built once); the partial file follows each frame. The
+    frames of all shards are one stream, so the worker's read-ahead runs on across shard boundaries, and the shard
+    files are written (fsync'd) on a helper thread while the next frame runs, one write at a time, in order."""
 
     def __init__(self, worker: SweepWorker):
         self.worker = worker
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
-        for task in tasks:
-            results = list(task.done)
-            for r in self.worker.run_frames(task.todo):
-                results.append(r)
+        from concurrent.futures import ThreadPoolExecutor
+
+        shard_of = {i: task for task in tasks for i, _ in task.todo}
+        results = {task.index: list(task.done) for task in tasks}
+        rendered: dict[int, str] = {}  # the running shard's frames, each rendered to JSON once
+        with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
+            last = None
+
+            def write(index: int, got: list[FrameResult], partial: bool) -> None:
+                nonlocal last
+                if last is not None:
+                    last.result()  # the previous write is done (its error, if any, raised here)
+                last = writer.submit(store.write, index, list(got), partial, dict(rendered))
+
+            for task in tasks:
+                if not task.todo:  # finished by its partial file
+                    write(task.index, sorted(results.pop(task.index), key=lambda r: r.index), False)
+            for r in self.worker.run_frames([item for task in tasks for item in task.todo]):
+                task = shard_of[r.index]
+                got = results[task.index]
+                got.append(r)
+                rendered[r.index] = frame_text(r)
                 on_frame(r)
-                if len(results) < len(task.frames):
-                    store.write(task.index, results, partial=True)
-            store.write(task.index, sorted(results, key=lambda r: r.index))
+                if len(got) < len(task.frames):
+                    write(task.index, got, True)
+                    continue
+                write(task.index, sorted(got, key=lambda r: r.index), False)
+                for done in results.pop(task.index):
+                    rendered.pop(done.index, None)
+            if last is not None:
+                last.result()
 
     def describe(self) -> dict:
         return {"kind": "in-process", "workers": 1}

@@ -78,6 +78,19 @@ def locked(out: str | Path):
                 out.rmdir()
 
 
+def frame_text(result: FrameResult) -> str:
+    """One frame's entry of a shard file: its strict JSON on one line (`json_text`'s). The boxes and ground truth,
+    the bulk of it, are plain lists of numbers: dumped straight where they are finite, which is what json_text
+    would write, without its walk over every number."""
+    doc = result.to_json()
+    bulk = {k: doc.pop(k) for k in ("boxes", "gt")}
+    try:
+        tail = json.dumps(bulk, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError):  # NaN or Inf somewhere, or a value only the strict writer knows
+        tail = json_text(bulk, indent=None)
+    return f"{json_text(doc, indent=None)[:-1]}, {tail[1:]}"
+
+
 class ShardStore:
     """The shard files of one sweep under `out/shards`."""
 
@@ -121,9 +134,15 @@ class ShardStore:
             out.append(ShardTask(t.index, t.frames, tuple(r for r in done if r.index in wanted)))
         return out
 
-    def write(self, index: int, results: list[FrameResult], partial: bool = False) -> None:
-        doc = {"schema": SHARD_SCHEMA, "shard": index, "frames": [r.to_json() for r in results]}
-        write_text_atomic(self.path(index, partial), json_text(doc, indent=None), parents=True)
+    def write(self, index: int, results: list[FrameResult], partial: bool = False,
+              rendered: dict[int, str] | None = None) -> None:
+        """Shard `index`'s file (or its partial file) holding `results`; `rendered`: frame index -> that frame's
+        `frame_text`, kept by a caller that rewrites the partial file after every frame (each frame is rendered
+        once, not once per later frame of its shard)."""
+        rendered = rendered or {}
+        frames = ", ".join(rendered[r.index] if r.index in rendered else frame_text(r) for r in results)
+        text = f'{{"schema": {json.dumps(SHARD_SCHEMA)}, "shard": {int(index)}, "frames": [{frames}]}}'
+        write_text_atomic(self.path(index, partial), text, parents=True)
         if not partial:
             self.path(index, partial=True).unlink(missing_ok=True)
 

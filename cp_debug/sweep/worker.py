@@ -34,8 +34,10 @@ def bucket_of(x: float, y: float) -> str:
     return next(name for lo, hi, name in DISTANCE_BUCKETS if lo <= d < hi)
 
 
-# Frames read ahead of the one running (threads: numpy's ray casting and file reads release the GIL for most of
-# their time): a quarter of the cores, 1 to 4.
+# Frames read ahead of the one running, on threads: a file read releases the GIL; a held-out synthetic scene
+# (data/scenes.py) holds it for about a third of its making (the layout's Python loop and its per-primitive calls;
+# the random draws, array work and BLAS release it), ~10 ms a frame at awml-base (benchmarks/scene_speed.py --gil).
+# A quarter of the cores, 1 to 4.
 FRAMES_AHEAD = max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
@@ -133,7 +135,10 @@ class FrameResult:
     gt: dict | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; `boxes` and `gt` (plain lists already, the bulk of a frame) as they are, not copied."""
+        return {"index": self.index, "token": self.token, "status": self.status, "reason": self.reason,
+                "num_points": self.num_points, "candidates": [asdict(c) for c in self.candidates],
+                "boxes": self.boxes, "gt": self.gt}
 
     @classmethod
     def from_json(cls, d: dict) -> "FrameResult":
@@ -327,9 +332,9 @@ class SweepWorker:
     # -- running -----------------------------------------------------------------------------------------
     def run_frames(self, items: Iterable[tuple[int, Frame]], ahead: int | None = None) -> Iterator[FrameResult]:
         """`run_frame` over (index, frame) pairs, in order, the next `ahead` frames read (a file, a bag message, a
-        synthetic scene made) on helper threads while the current one runs: on the H100 the synthetic held-out
-        scenes took 156 ms a frame to make, longer than an awml-base lane's whole resident pipeline. `ahead`
-        defaults to `FRAMES_AHEAD` (1 on a machine of 2 cores or fewer)."""
+        synthetic scene made) on helper threads while the current one runs (an awml-base held-out scene costs
+        about 30 ms of one core, `benchmarks/scene_speed.py`). `ahead` defaults to `FRAMES_AHEAD` (1 on a machine of
+        2 cores or fewer)."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
