@@ -50,3 +50,12 @@ def test_nan_shape_mismatch_and_identical_follow_the_host():
     t = torch.from_numpy(ref)
     same = diff_tensors("t", t, t)
     assert same.status == "ok" and same.max_abs == 0 and same.ref_absmax == 11.0
+
+
+def test_finite_values_whose_difference_overflows_follow_the_host():
+    """Finite operands whose float32 difference overflows (the device's finiteness test reads the difference) are
+    measured on the host, with its figures."""
+    ref = np.array([[-3e38, 1.0], [2.0, 3.0]], dtype=np.float32)
+    test = np.array([[3e38, 1.0], [2.0, 3.5]], dtype=np.float32)
+    d = _check(ref, test, default_tolerance("fp32"))
+    assert d.status != "ok" and d.ref_absmax == pytest.approx(3e38)
