@@ -78,3 +78,17 @@ def test_numpy_fallbacks_agree_with_the_kernel(monkeypatch):
     plain_heat = error_heatmap(ref, test)
     a, b = np.array(heat["data"], float), np.array(plain_heat["data"], float)
     assert np.allclose(a, b, rtol=2e-3)  # 4 significant digits each
+
+
+def test_kernels_run_on_the_workqueue_layer():
+    """numba's OpenMP layer busy-waits after every call (4-5 times the CPU seconds on the shared CPU machine);
+    the kernels pick the workqueue layer unless NUMBA_THREADING_LAYER says otherwise."""
+    import os
+
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        pytest.skip("NUMBA_THREADING_LAYER is set: the user's layer stands")
+    ref, tests = _pairs()
+    kernels.diff_parts(ref.reshape(-1), tests["near"].reshape(-1), 1e-3, 1e-2)
+    assert numba.threading_layer() == "workqueue"
