@@ -78,3 +78,30 @@ def test_numpy_fallbacks_agree_with_the_kernel(monkeypatch):
     plain_heat = error_heatmap(ref, test)
     a, b = np.array(heat["data"], float), np.array(plain_heat["data"], float)
     assert np.allclose(a, b, rtol=2e-3)  # 4 significant digits each
+
+
+def test_kernels_run_on_the_workqueue_layer():
+    """numba's OpenMP layer busy-waits after every call (4-5 times the CPU seconds on the shared CPU machine);
+    the kernels pick the workqueue layer unless NUMBA_THREADING_LAYER says otherwise."""
+    import os
+
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        pytest.skip("NUMBA_THREADING_LAYER is set: the user's layer stands")
+    ref, tests = _pairs()
+    kernels.diff_parts(ref.reshape(-1), tests["near"].reshape(-1), 1e-3, 1e-2)
+    assert numba.threading_layer() == "workqueue"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_heat_sums_channels_in_order_exactly(dtype):
+    """The heat-map kernel's per-cell sum is float64 |test - ref| added channel after channel (what a report's
+    heat map held before the kernel was vectorised), bit for bit; rows not a multiple of its row block included."""
+    ref, tests = _pairs()
+    r, t = ref[0], tests["near"][0].astype(dtype)  # (8, 70, 90)
+    want = np.zeros(r.shape[1:], np.float64)
+    for c in range(r.shape[0]):
+        want += np.abs(t[c].astype(np.float32) - r[c]).astype(np.float64)
+    assert np.array_equal(kernels.channel_abs_sum(r, t), want)
+
