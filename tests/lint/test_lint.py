@@ -242,9 +242,10 @@ def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_p
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-                          timeout=600)
+    """In process (`tests/cli_run.py`); the exit codes 0, 1 and 2 through the entry point are the tests above."""
+    from tests.cli_run import cpdebug
+
+    return cpdebug(*args, cwd=ROOT)
 
 
 def test_sweep_and_trt_kit_check_first_and_sweep_keeps_the_findings(tmp_path, subject, pair):
