@@ -190,9 +190,7 @@ def test_autoware_model_folder_is_read_as_spec_at_dir(subject, pair, tmp_path):
     (manifest / "ml_package.param.yaml").write_text(yaml.safe_dump(doc))
     assert stage_file(manifest, "pts_backbone_neck_head").name == "head.onnx"
     # and the CLI reads the folder's own parameter files beside the pair
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--config",
-                           str(preset_config_path("tiny")), "--onnx", str(folder), "--json", "-"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = _cli("lint", "--config", preset_config_path("tiny"), "--onnx", folder, "--json", "-")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["consistent"] and doc["inputs"]["params"][0].endswith("centerpoint_tiny_ml_package.param.yaml")
