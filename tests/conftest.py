@@ -11,6 +11,41 @@ import pytest
 import torch
 
 
+def _threads_per_worker() -> int | None:
+    """Under xdist, each worker's share of the cores (2 cores, 2 workers: 1); None in a single pytest process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+def _one_share_of_the_cores(threads: int) -> None:
+    """Two workers each running torch and ONNX Runtime on every core fight over them (and ORT's idle pool threads
+    spin): on the 2-core machine a tiny-preset bisect took 30 CPU s with one intra-op thread, 39 with the default
+    two. torch's and ONNX Runtime's intra-op threads in this worker are its share (`intra_op_num_threads` where a
+    session's options leave it at ORT's default, 0), and OMP_NUM_THREADS / MKL_NUM_THREADS tell the cpdebug
+    processes a test starts the same. Thread counts only: the same kernels run on the same data."""
+    import onnxruntime as ort
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    torch.set_num_threads(threads)
+    plain = ort.InferenceSession.__init__
+
+    def init(self, path_or_bytes, sess_options=None, *args, **kwargs):
+        if sess_options is None:
+            sess_options = ort.SessionOptions()
+        if sess_options.intra_op_num_threads == 0:
+            sess_options.intra_op_num_threads = threads
+        plain(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    ort.InferenceSession.__init__ = init
+
+
+if _threads_per_worker():
+    _one_share_of_the_cores(_threads_per_worker())
+
+
 class TinyNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -44,6 +79,16 @@ def _export_cache(tmp_path_factory):
     patch.setenv(CACHE_ENV, str(base / "export-cache"))
     yield
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _threads_stay_the_workers_share():
+    """A sweep run in process sets torch's thread count to its own (`SweepSettings.threads`) and leaves it: the
+    next test gets the worker's share again."""
+    yield
+    threads = _threads_per_worker()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 INPUT_NAMES = ["x"]

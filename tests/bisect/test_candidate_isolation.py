@@ -6,11 +6,10 @@ verdicts at AWML scale)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.cli_run import cpdebug
 
 CANDIDATES = ("ort-cpu-fp16", "ort-cpu-int8")
 # Everything a row says about its numbers and its verdict (timings excluded: they are the only field that
@@ -22,11 +21,9 @@ ROW_FIELDS = ("max_abs", "mean_abs", "max_rel", "rmse", "cosine", "snr_db", "nan
 
 def _bisect(tmp_path, name: str, backends: str, *extra: str) -> dict:
     out = tmp_path / f"{name}.json"
-    env = {**os.environ, "COLUMNS": "200"}
     # the tiny preset: the same stages, modules and candidates as the demo, a sixteenth of its cells
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--preset", "tiny", "--random-weights",
-                           "--backends", backends, "--json", str(out), "--quiet", *extra], capture_output=True,
-                          text=True, timeout=900, env=env)
+    proc = cpdebug("bisect", "--preset", "tiny", "--random-weights", "--backends", backends, "--json", out, "--quiet",
+                   *extra)
     assert proc.returncode in (0, 1, 4), proc.stderr[-3000:]
     return json.loads(out.read_text())
 

@@ -1,26 +1,22 @@
-"""`cpdebug keep-fp32` in a fresh process: the set found, its `--keep-fp32` line, JSON, exit codes 0/1/2/3."""
+"""`cpdebug keep-fp32` (the CLI, run in process): the set found, its `--keep-fp32` line, JSON, exit codes 0/1/2/3."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.bisect.exported import exported
+from tests.cli_run import cpdebug as run_cli
 
 HERE = Path(__file__).parent
 CONCAT = f"{HERE / 'fp16_planted.py'}:fp16_overflow_concat"
 
 
 def cpdebug(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "keep-fp32", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return run_cli("keep-fp32", *args)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from cp_debug.bugreport.grow import STAGE_INPUT, grow_window
 from cp_debug.compare.diff import Tolerance
 from cp_debug.graph.session import run_all_outputs, run_ort
+from tests.cli_run import cpdebug
 from tests.report import models
 
 ACCUMULATE = Path(__file__).with_name("accumulate.py")
@@ -66,11 +67,6 @@ def test_nothing_is_found_when_the_whole_stage_stays_within_tolerance():
     assert growth.found is None and not growth.whole.diverged and runs == [8]
 
 
-def _cpdebug(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
-
-
 def _repro(bundle: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a fresh process: numpy + onnxruntime
     return subprocess.run([sys.executable, "repro.py"], cwd=bundle, env=env, capture_output=True, text=True,
@@ -88,7 +84,7 @@ def _nodes_named(readme: str) -> int:
 @pytest.mark.parametrize("backends", ["ort,ort-cpu-fp16", "torch,ort-cpu-fp16"])
 def test_an_accumulated_fp16_error_gives_a_bundle_that_reproduces(tmp_path, backends):
     out = tmp_path / "bundle"
-    proc = _cpdebug("bisect", "--torch", f"{ACCUMULATE}:build", "--backends", backends, "--atol", "2e-2",
+    proc = cpdebug("bisect", "--torch", f"{ACCUMULATE}:build", "--backends", backends, "--atol", "2e-2",
                     "--rtol", "0", "--bundle", out, "--quiet")
     assert proc.returncode == 1, proc.stderr[-2000:]
     readme = (out / "README.md").read_text()
@@ -113,7 +109,7 @@ def test_the_centerpoint_fp16_bundle_reproduces(tmp_path):
     point is that a real CenterPoint FP16 bundle grows to a window that reproduces, not the demo's size."""
     out = tmp_path / "bundle"
     # the element-wise tolerance: the random-weights model's FP16 rounding is within precision by the noise model
-    proc = _cpdebug("bisect", "--preset", "tiny", "--random-weights", "--backends", "torch,ort-cpu-fp16",
+    proc = cpdebug("bisect", "--preset", "tiny", "--random-weights", "--backends", "torch,ort-cpu-fp16",
                     "--tolerance-mode", "fixed", "--bundle", out, "--quiet")
     assert proc.returncode == 1, proc.stderr[-2000:]
     readme = (out / "README.md").read_text()

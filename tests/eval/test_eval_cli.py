@@ -1,25 +1,24 @@
-"""`cpdebug eval` end to end in a subprocess: real scenes on disk, torch and ONNX Runtime, JSON/HTML, errors."""
+"""`cpdebug eval` end to end (the CLI, run in process): real scenes on disk, torch and ONNX Runtime, JSON/HTML,
+errors."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.cli_run import cpdebug as run_cli
 
 pytest.importorskip("nuscenes.eval.detection.algo")
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cpdebug(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+def cpdebug(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,9 @@
-"""`cpdebug fix` in a fresh process, as a user runs it (wide terminal: names do not wrap)."""
+"""`cpdebug fix ARGS` as a user runs it (wide terminal: names do not wrap), in process (`tests/cli_run.py`)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from tests.cli_run import cpdebug as _cpdebug
 
 
 def cpdebug(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    return _cpdebug("fix", *args)

@@ -1,6 +1,6 @@
-"""`cpdebug fix`'s two failures are two exit codes, on planted FP16 overflows of the tiny model (in a fresh process):
-no set meets the target, nothing written -> 1 (`ExitCode.DIVERGED`); a set written whose verification fails -> 5
-(`ExitCode.NOT_VERIFIED`), and `fix --check` of it -> 5 too."""
+"""`cpdebug fix`'s two failures are two exit codes, on planted FP16 overflows of the tiny model (the CLI, run in
+process): no set meets the target, nothing written -> 1 (`ExitCode.DIVERGED`); a set written whose verification fails
+-> 5 (`ExitCode.NOT_VERIFIED`), and `fix --check` of it -> 5 too."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`cpdebug fix` on a planted FP16 fault, in a fresh process: the search finds exactly the nodes storing the planted
-values, the written pair loads in ONNX Runtime, its kept nodes compute in float32 (checked on the graph), it
+"""`cpdebug fix` on a planted FP16 fault (the CLI, run in process): the search finds exactly the nodes storing the
+planted values, the written pair loads in ONNX Runtime, its kept nodes compute in float32 (checked on the graph), it
 matches FP32 where the plain FP16 pair does not — in ONNX Runtime's own CPU run and as a GPU stores float16 — and
 `fix --check` re-verifies it and names a changed version."""
 

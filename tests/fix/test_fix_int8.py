@@ -4,12 +4,10 @@ no Q/DQ around it (checked on the graph) and still quantizes the others, and ONN
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.fix.cli import cpdebug
 from tests.fix.planted import INT8_HOSTILE_LAYER, int8_hostile_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -20,12 +18,9 @@ def test_int8_fix_leaves_the_hostile_layer_out_of_the_qdq_pair(tmp_path):
 
     ckpt = int8_hostile_checkpoint(tmp_path / "hostile.pth")
     out = tmp_path / "fix"
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "fix", "--preset", "tiny", "--checkpoint",
-                           str(ckpt), "--backends", "torch,ort-cpu-int8", "--tol", "0.7", "--scenes", "1",
-                           "--calib-n", "1", "--bootstrap", "0", "--candidates",
-                           f"pts_backbone.blocks.0.0,{INT8_HOSTILE_LAYER}", "--out", str(out), "--json", "-",
-                           "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-int8", "--tol", "0.7",
+                   "--scenes", "1", "--calib-n", "1", "--bootstrap", "0", "--candidates",
+                   f"pts_backbone.blocks.0.0,{INT8_HOSTILE_LAYER}", "--out", out, "--json", "-", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["kind"] == "int8" and doc["search"]["keep"] == [INT8_HOSTILE_LAYER]

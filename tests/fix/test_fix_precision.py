@@ -1,6 +1,6 @@
-"""`cpdebug fix` judged by the noise model (no --tol: the default target is "within precision"), in a fresh process:
-the planted FP16 overflow still needs exactly its kept-FP32 set, and fix.json records each frame's outcome (the
-plain pair diverged, the fix within precision); the trained demo's healthy FP16 pair needs no fix at all."""
+"""`cpdebug fix` judged by the noise model (no --tol: the default target is "within precision") (the CLI, run in
+process): the planted FP16 overflow still needs exactly its kept-FP32 set, and fix.json records each frame's outcome
+(the plain pair diverged, the fix within precision); the trained demo's healthy FP16 pair needs no fix at all."""
 
 from __future__ import annotations
 

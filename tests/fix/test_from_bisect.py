@@ -3,13 +3,10 @@ path, and the FP16 candidates of that path are ranked first; without it the plan
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from cp_debug.errors import BadInputError
+from tests.cli_run import cpdebug
 from tests.fix.planted import PLANTED_NODE, planted_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -29,9 +26,8 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
 
     ckpt = planted_checkpoint(tmp_path / "planted.pth")
     report = tmp_path / "bisect.json"
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--preset", "tiny", "--checkpoint",
-                           str(ckpt), "--backends", "torch,ort-cpu-fp16", "--json", str(report), "-q"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    proc = cpdebug("bisect", "--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--json",
+                   report, "-q")
     assert proc.returncode in (0, 1, 4), proc.stderr
     req = request_from_bisect(report, target=FixTarget(tol=0.05), scenes=1)
     assert (req.model.preset, req.model.checkpoint, req.candidate, req.reference) == ("tiny", str(ckpt), "ort-cpu-fp16",

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_run import cpdebug as run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ("sweep", "--preset", "tiny", "--backends", "torch,ort", "--n", "3", "--shard-size", "2", "--bisect-top", "0",
          "--bootstrap", "0", "--no-html", "-q")
@@ -64,7 +66,7 @@ def test_a_sweep_out_of_space_fails_in_one_line_and_resumes(tmp_path):
     assert "sweep.json" not in left
     partial = out / "shards" / "shard-00000.partial.json"
     assert len(json.loads(partial.read_text())["frames"]) == 1  # the frame done before the disk filled up
-    p = cpdebug(*SWEEP, "--out", str(out), "--resume")
+    p = run_cli(*SWEEP, "--out", str(out), "--resume")  # in process: only the full disk needs a process of its own
     assert p.returncode in (0, 1, 4), p.stderr
     doc = json.loads((out / "sweep.json").read_text())
     assert len(doc["frames"]) == 3 and not [f for f in doc["frames"] if f["status"] == "failed"]
@@ -80,7 +82,7 @@ def test_a_folder_held_by_another_sweep_is_refused(tmp_path):
         "print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        p = cpdebug(*SWEEP, "--out", str(out))
+        p = run_cli(*SWEEP, "--out", str(out), cwd=ROOT)  # in process: the lock is held by another process
         assert p.returncode == 2
         assert _one_error_line(p) == (f"cpdebug: error: {out} is in use by another sweep (pid {holder.pid}): wait "
                                       "for it or choose another --out")

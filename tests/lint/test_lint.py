@@ -190,9 +190,7 @@ def test_autoware_model_folder_is_read_as_spec_at_dir(subject, pair, tmp_path):
     (manifest / "ml_package.param.yaml").write_text(yaml.safe_dump(doc))
     assert stage_file(manifest, "pts_backbone_neck_head").name == "head.onnx"
     # and the CLI reads the folder's own parameter files beside the pair
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--config",
-                           str(preset_config_path("tiny")), "--onnx", str(folder), "--json", "-"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = _cli("lint", "--config", preset_config_path("tiny"), "--onnx", folder, "--json", "-")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["consistent"] and doc["inputs"]["params"][0].endswith("centerpoint_tiny_ml_package.param.yaml")
@@ -242,9 +240,10 @@ def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_p
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
-                          timeout=600)
+    """In process (`tests/cli_run.py`); the exit codes 0, 1 and 2 through the entry point are the tests above."""
+    from tests.cli_run import cpdebug
+
+    return cpdebug(*args, cwd=ROOT)
 
 
 def test_sweep_and_trt_kit_check_first_and_sweep_keeps_the_findings(tmp_path, subject, pair):

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from cp_debug.models.centerpoint.source import load_model, shipped_checkpoint  #
 from cp_debug.replay.engine import ReferenceRunner, ReplayOptions  # noqa: E402
 from cp_debug.replay.session import replay  # noqa: E402
 from cp_debug.replay.sources import frames_from_bag, frames_from_files  # noqa: E402
+from tests.cli_run import cpdebug as run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = get_preset("tiny")
@@ -37,10 +36,8 @@ SEEDS = list(heldout_seeds(3))
 NODE_SEED = 1_732_377_600  # the node seeds its shuffle with the time: a seed the replay does not try
 
 
-def cpdebug(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+def cpdebug(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=ROOT)
 
 
 def _with(d: Detections, boxes=None, scores=None) -> Detections:

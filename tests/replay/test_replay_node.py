@@ -10,9 +10,7 @@ points carry a per-point `time_stamp`, as a spinning lidar's driver stamps them.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +23,14 @@ from cp_debug.data.rosbag import LIDAR_TOPIC, OBJECTS_TOPIC, Cloud, read_bag, wr
 from cp_debug.data.scenes import heldout_seeds, make_scene  # noqa: E402
 from cp_debug.models.centerpoint.decode import Detections  # noqa: E402
 from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
+from tests.cli_run import cpdebug as run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
 
 
-def cpdebug(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+def cpdebug(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=ROOT)
 
 
 def _clouds(cfg, n: int) -> list[Cloud]:

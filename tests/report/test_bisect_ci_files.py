@@ -1,27 +1,24 @@
-"""`cpdebug bisect` with --junit, --budget and --model-explorer (tiny preset, torch vs ort-cpu-fp16, one run in a
-fresh process shared by the tests): the JUnit XML validates against the schema CI systems read, the budget decides
+"""`cpdebug bisect` with --junit, --budget and --model-explorer (tiny preset, torch vs ort-cpu-fp16, one run of the
+CLI in process shared by the tests): the JUnit XML validates against the schema CI systems read, the budget decides
 the exit code and is in the JSON, and the Model Explorer files load in Model Explorer's own dataclasses and name nodes
 its ONNX adapter makes."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_run import cpdebug as run_cli
 from tests.report.junit_schema import read_junit
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpdebug(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=600, cwd=ROOT)
+    return run_cli(*args, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,15 @@
-"""`cpdebug sweep` end to end in a subprocess: an info file's frames, the worst frame bisected, the files, exit
-codes."""
+"""`cpdebug sweep` end to end (the CLI, run in process): an info file's frames, the worst frame bisected, the
+files, exit codes."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_run import cpdebug as run_cli
 
 pytest.importorskip("nuscenes.eval.detection.algo")
 pytestmark = pytest.mark.slow
@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpdebug(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=ROOT)
+    return run_cli(*args, cwd=ROOT)
 
 
 def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):

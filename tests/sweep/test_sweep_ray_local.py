@@ -1,6 +1,6 @@
-"""`sweep --ray local` through the CLI, in fresh processes: Ray's own local cluster on this machine gives the same
-sweep.json numbers as the in-process sweep; `--ray auto` without a running cluster is one line saying which form
-does what."""
+"""`sweep --ray local` through the CLI (the Ray runs in fresh processes, the plain sweep in this one): Ray's own local
+cluster on this machine gives the same sweep.json numbers as the in-process sweep; `--ray auto` without a running
+cluster is one line saying which form does what."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_run import cpdebug as run_cli
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -36,7 +38,7 @@ def _numbers(out: Path) -> dict:
 
 
 def test_ray_local_gives_the_in_process_numbers(tmp_path):
-    here = cpdebug(*ARGS, "--out", str(tmp_path / "here"))
+    here = run_cli(*ARGS, "--out", str(tmp_path / "here"), cwd=ROOT)  # in process; Ray's run starts its own
     assert here.returncode in (0, 1, 4), here.stderr
     local = cpdebug(*ARGS, "--out", str(tmp_path / "local"), "--ray", "local", "--ray-workers", "1")
     assert local.returncode == here.returncode, local.stderr

@@ -54,7 +54,6 @@ def test_random_weights_and_other_presets_keep_the_random_initialisation():
 
 
 def test_shipped_weights_detect_held_out_scenes(demo):
-    torch.set_num_threads(2)
     result = validate(demo.model, demo.cfg, held_out(3))
     assert result.mean_ap >= 0.5, result.to_json()
 

@@ -30,7 +30,6 @@ def _run(*args):
 
 
 def test_short_training_lowers_the_loss():
-    torch.set_num_threads(2)
     data = SceneDataset(SMALL, seeds=[1, 2, 3, 4])
     result = train_loop(SMALL, data, TrainOptions(steps=6, batch_size=1, lr=1e-3, log_every=1))
     losses = [row.loss for row in result.log]
@@ -40,7 +39,6 @@ def test_short_training_lowers_the_loss():
 
 
 def test_cli_trains_and_writes_a_float16_checkpoint_that_loads(tmp_path):
-    torch.set_num_threads(2)
     res = _run("scenes", "--preset", "tiny", "--n", "2", "--out", tmp_path / "scenes", "-q")
     assert res.exit_code == 0, res.output
     ckpt, log = tmp_path / "ck.pth", tmp_path / "log.json"

@@ -3,8 +3,6 @@ never imported, and one line naming the key path for whatever cp_debug does not 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from dataclasses import asdict
@@ -14,6 +12,7 @@ import pytest
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset, preset_config_path
 from cp_debug.models.centerpoint.config_file import config_from_dict, read_config
+from tests.cli_run import cpdebug
 
 pytest.importorskip("mmengine")
 
@@ -168,9 +167,7 @@ def test_missing_mmengine_is_one_line_saying_what_to_install(tmp_path, monkeypat
 def test_cli_config_with_missing_base_exits_2(tmp_path):
     path = tmp_path / "top.py"
     path.write_text('_base_ = ["../nowhere/base.py"]\n')
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "export", "--config", str(path), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300, env=env)
+    proc = cpdebug("export", "--config", path, "--out", tmp_path / "out")
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
     assert len(lines) == 1 and "nowhere/base.py" in lines[0] and "Traceback" not in proc.stderr
@@ -180,10 +177,8 @@ def test_cli_bisect_of_a_config_file_names_convnext_probes_by_module(tmp_path):
     import json
 
     out = tmp_path / "run.json"
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--config", write_chain(tmp_path),
-                           "--random-weights", "--backends", "torch,ort", "--no-noise-floor", "--no-refine",
-                           "--json", str(out), "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    proc = cpdebug("bisect", "--config", write_chain(tmp_path), "--random-weights", "--backends", "torch,ort",
+                   "--no-noise-floor", "--no-refine", "--json", out, "--quiet")
     assert proc.returncode in (0, 1, 4), proc.stderr[-2000:]
     report = json.loads(out.read_text())
     names = [p["name"] for p in report["probes"]]
@@ -199,11 +194,8 @@ def test_convnext_blocks_local_errors_are_computed_for_every_layer(tmp_path):
     import json
 
     out = tmp_path / "run.json"
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--config", write_chain(tmp_path),
-                           "--random-weights", "--backends", "torch,torch-cpu-fp16", "--level", "all",
-                           "--no-noise-floor", "--json", str(out), "--quiet"], capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = cpdebug("bisect", "--config", write_chain(tmp_path), "--random-weights", "--backends",
+                   "torch,torch-cpu-fp16", "--level", "all", "--no-noise-floor", "--json", out, "--quiet")
     assert proc.returncode in (0, 1, 4), proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert not [w for w in report["warnings"] if "not computed" in w], report["warnings"]

@@ -4,9 +4,6 @@ binary (Autoware/PCL), truncated files, NaN points and the range filter; and `cp
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -207,8 +204,9 @@ def test_pcd_refuses_load_dim_and_empty_range_is_an_error(tmp_path):
 
 # -- the CLI ----------------------------------------------------------------------------------------------
 def _cpdebug(*args):
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    from tests.cli_run import cpdebug
+
+    return cpdebug(*args)
 
 
 @pytest.mark.slow

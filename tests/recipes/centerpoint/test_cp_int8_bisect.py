@@ -1,21 +1,14 @@
 """`cpdebug bisect --int8 DIR`: FP32 vs the deployed INT8 of a PTQ dir written by `cpdebug quantize` (tiny preset,
-2 calibration scenes), layer by layer, in fresh processes as a user runs it."""
+2 calibration scenes), layer by layer, through the CLI as a user runs it (in process)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-
-def cpdebug(*args):
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env)
+from tests.cli_run import cpdebug
 
 
 def strict(text: str) -> dict:

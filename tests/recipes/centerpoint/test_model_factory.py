@@ -5,9 +5,6 @@ break of the contract is one line naming the stage and the module."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +103,10 @@ def test_a_stage_that_does_not_export_is_named():
 
 
 def test_cli_says_one_line_and_exits_2():
-    env = {**os.environ, "COLUMNS": "200"}
+    from tests.cli_run import cpdebug
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", *map(str, args)],
-                              capture_output=True, text=True, timeout=600, env=env)
+        return cpdebug("bisect", *args)
 
     proc = run("--model-factory", f"{FACTORY}:dict_head", "--quiet")
     assert proc.returncode == 2, proc.stderr[-2000:]
