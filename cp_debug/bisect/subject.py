@@ -16,6 +16,7 @@ import onnx
 
 from cp_debug.bisect.result import BevScene
 from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
+from cp_debug.probes.sized_shapes import sized_shapes
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
 LEVELS = ("stage", "block", "layer", "all")
@@ -81,7 +82,9 @@ class Stage:
             if self.module is None:
                 self.trace()
             else:
-                self._map = map_modules_to_onnx(self.onnx(), self.trace())
+                model = self.onnx()
+                sized = sized_shapes(model, self.module, self.example_inputs, self.input_names)
+                self._map = map_modules_to_onnx(model, self.trace(), sized=sized)
         return self._map
 
     # -- probe selection ---------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ Both exporters record which module each ONNX node came from:
   (`body.0` for the first child of Sequential `body`, attribute names otherwise);
 - the torch.export-based exporter stores `pkg.torch.onnx.name_scopes` metadata with qualified names.
 A module's tensor is the output of its scope's nodes that leaves the scope (or is a graph output), checked
-against the shape the module really produced. Exporters fold BatchNorm into the preceding conv: the BN module
+against the shape the module really produced — axis by axis at a second input size where the graph's axes are
+dynamic (`sized_shapes.py`): an exporter that cancels a module's closing transpose against the next module's
+opening one leaves the module's values in its ONNX tensor in another axis order, and such a module is left
+unmapped (same name ≠ same layout). Exporters fold BatchNorm into the preceding conv: the BN module
 then owns no node, and the conv's ONNX output carries the *BN's* value — so the BN maps to that tensor and
 the conv is left unmapped (same name ≠ same value).
 """
@@ -18,6 +21,7 @@ from typing import Callable
 
 import onnx
 
+from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
 _BN_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
@@ -123,8 +127,10 @@ def _scopes_from_name(name: str, module_names: "set[str] | _Known") -> list[str]
     return chain
 
 
-def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None) -> ProbeMap:
-    """Build the module → tensor table for every module in `trace` (`rename`: see `node_scopes`)."""
+def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
+                        sized: SizedShapes | None = None) -> ProbeMap:
+    """Build the module → tensor table for every module in `trace` (`rename`: see `node_scopes`). `sized`: both
+    sides' shapes at a size that tells axis orders apart, checked where the graph's static shape leaves axes open."""
     graph = model.graph
     names = set(trace.order)
     scopes = node_scopes(model, names, rename)
@@ -155,8 +161,12 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             unmapped[q] = "module output is not a single tensor"
             continue
         fitting = [(i, t) for i, t in leaving if _shape_fits(shapes.get(t), want)]
+        if sized is not None:
+            fitting = [(i, t) for i, t in fitting if _sized_fits(sized, q, t, shapes.get(t))]
         if not fitting:
-            unmapped[q] = f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
+            permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, q, t)]
+            unmapped[q] = _other_order(sized, q, permuted[-1]) if permuted else \
+                f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
             continue
         i, t = max(fitting)
         tensors[q] = t
@@ -206,6 +216,27 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
             continue
         out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
     return out
+
+
+def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | None) -> bool:
+    """Where the static shape leaves axes open, the shapes at `sized.sizes` must agree position by position."""
+    if static is not None and None not in static:
+        return True  # already checked exactly
+    got, want = sized.onnx.get(tensor), sized.torch.get(module)
+    return want is None or _shape_fits(got, want)
+
+
+def _permuted(sized: SizedShapes, module: str, tensor: str) -> bool:
+    """The tensor's shape at `sized.sizes` is the module's output shape with its axes in another order."""
+    got, want = sized.onnx.get(tensor), sized.torch.get(module)
+    return got is not None and want is not None and None not in got and got != want and sorted(got) == sorted(want)
+
+
+def _other_order(sized: SizedShapes, module: str, tensor: str) -> str:
+    at = ", ".join(f"{n} {list(s)}" for n, s in sized.sizes.items())
+    return (f"its ONNX tensor {tensor} holds the output in another axis order ({list(sized.onnx[tensor])} for the "
+            f"module's {list(sized.torch[module])} at input {at}: the exporter moved a transpose across the module's "
+            "boundary), so the two are not compared")
 
 
 def _shape_fits(onnx_shape: tuple | None, torch_shape: tuple) -> bool:
