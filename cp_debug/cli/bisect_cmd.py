@@ -97,11 +97,14 @@ def bisect(
     device_budget: Annotated[Optional[int], typer.Option(
         "--device-budget", min=0, metavar="MB", help="A CUDA reference's probe tensors kept on the GPU, in MiB, where "
         "a candidate on the same GPU is compared with them (past it they go to host memory). 0 = every reference "
-        "tensor on the host. Default: 40% of the GPU memory free at the start.")] = None,
+        "tensor on the host (and an ONNX Runtime pair in lockstep). Default: 40% of the GPU memory free at the "
+        "start.")] = None,
     lockstep_mode: Annotated[str,
                              typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
                                                "per segment, least memory) or 'grouped' (consecutive segments in one "
-                                               "session while their tensors fit 1 GiB).")] = "segments",
+                                               "session while their tensors fit 1 GiB). On one CUDA device the "
+                                               "pair runs whole stages, compared on the GPU, unless --device-budget "
+                                               "0.")] = "segments",
     json_out: Json = None,
     csv: Csv = None,
     parquet: Parquet = None,
