@@ -82,7 +82,7 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
         changed = not d.unchanged
         if not changed:
             summary = (f"no box changed on this scan ({d.num_matched} matched, none moved, rescored or turned by "
-                       "1e-3): the divergence is harmless here")
+                       "1e-3): whatever the tensors differ by does not reach the detections here")
         else:
             summary = (f"{d.num_matched} of {d.num_a} reference boxes matched, {lost} lost, {added} added; "
                        f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
