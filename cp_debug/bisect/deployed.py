@@ -77,6 +77,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.graph.model import load_onnx
     from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
+    from cp_debug.probes.sized_shapes import sized_shapes
     from cp_debug.probes.interface import check_interface
 
     views, notes, held, files, how, differences = [], [], [], [], [], []
@@ -87,7 +88,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                                                     in zip(subject.stages, models, paths) if st.module is not None])
     for i, (st, path, model) in enumerate(zip(subject.stages, paths, models)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
-        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names)
+        # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
+        sized = sized_shapes(model, st.module, st.example_inputs, st.input_names) if st.module is not None else None
+        found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
         held.append(file_precision(model))
         files.append(path)
         how.append(dict(found.how))

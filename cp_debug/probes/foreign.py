@@ -24,6 +24,7 @@ import onnx
 
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx
+from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
 # Nodes whose weights make them recognisable: the anchors of the structural alignment.
@@ -49,12 +50,15 @@ class ForeignMap:
 
 
 def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeMap,
-                trace: ModuleTrace, stage: str = "", rename: ScopeRename | None = None) -> ForeignMap:
+                trace: ModuleTrace, stage: str = "", rename: ScopeRename | None = None,
+                sized: SizedShapes | None = None) -> ForeignMap:
     """Map every probe `our_map` knows (a module → tensor of `ours`) onto a tensor of `foreign`, and list the nodes
     of either graph with no counterpart in the other (`stage` names the file they are in). `rename` reads the
-    scopes of a file exported from another module tree of the same network (`naming.node_scopes`)."""
+    scopes of a file exported from another module tree of the same network (`naming.node_scopes`); `sized`: both
+    sides' shapes at a non-square input, taken on `foreign` (`sized_shapes.py`), which tell a tensor holding the
+    module's output in another axis order apart."""
     module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
-    by_scope = map_modules_to_onnx(foreign, trace, rename)
+    by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized)
     a, b = _Graph.of(ours), _Graph.of(foreign)
     pair = align_anchors(a, b)
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])

@@ -72,3 +72,30 @@ def test_a_transpose_moved_across_a_module_boundary_leaves_it_unmapped(convnext_
     assert pm.tensors["pts_backbone.downsample_layers.3.0"].endswith("Transpose_output_0")
     (x,) = st.example_inputs
     _assert_values_match(st.onnx(), st.module, (x,), {st.input_names[0]: x.numpy()}, pm.tensors, tol=1e-3)
+
+
+def test_a_deployed_file_gets_the_same_axis_order_check(convnext_backbone, tmp_path):
+    """A user's own file (SPEC@DIR) is mapped by its scopes with the file's shapes at the non-square size: the
+    LayerNorm2d whose output the file holds in NHWC is left unmapped there too, not reported as a shape mismatch
+    (before, `cpdebug bisect --preset convnextpc-demo --backends torch,ort-cpu-fp16@DIR --level all` exited 1)."""
+    import onnx
+
+    from cp_debug.graph.model import load_onnx
+    from cp_debug.probes.foreign import map_foreign
+    from cp_debug.probes.sized_shapes import sized_shapes
+
+    st = convnext_backbone
+    path = tmp_path / "pts_backbone_neck_head.onnx"
+    onnx.save(st.onnx(), str(path))  # the file as a deployment folder holds it, read back
+    deployed = load_onnx(path)
+    sized = sized_shapes(deployed, st.module, st.example_inputs, st.input_names)
+    assert sized is not None
+    found = map_foreign(deployed, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
+    pm = found.probe_map
+    assert "pts_backbone.stages.1.0.norm" not in pm.tensors
+    assert "another axis order" in pm.unmapped["pts_backbone.stages.1.0.norm"]
+    down = "pts_backbone.downsample_layers.3.0"
+    assert pm.tensors[down] == st.probe_map().tensors[down]
+    # without the sized shapes the scopes alone map it to the NHWC tensor (what the check is for)
+    plain = map_foreign(deployed, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names)
+    assert plain.probe_map.tensors.get("pts_backbone.stages.1.0.norm", "").endswith("LayerNormalization_output_0")
