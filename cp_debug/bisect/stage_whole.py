@@ -86,12 +86,11 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     feed = run.ref_feeds[i]
     modules = {p.name for p in sp if p.kind == "module"}
     streaming = run.ref_spec.can(Capability.STREAM_PROBES)
-    bound = not streaming and _binds_on_device(run.ref_spec)  # ONNX Runtime read through IO binding
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
-        on_device = (streaming or bound) and _device_tier(run)
-        bound = bound and on_device
+        on_device = (streaming or _binds_on_device(run.ref_spec)) and _device_tier(run)
+        bound = on_device and not streaming  # ONNX Runtime read through IO binding
         if streaming:
             def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
                 if key in modules or (capture and ":in" in key):
@@ -135,9 +134,9 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
 
     names = {p.name for p in sp}
 
-    def against_store(name: str, v: np.ndarray) -> None:
+    def against_store(name: str, v) -> None:
         if name in run.store and name in names and not (on_device and against_device(name, v)):
-            run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), v)
+            run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), _host(v))
 
     def against_device(name: str, t) -> bool:
         if name not in names:
@@ -154,14 +153,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         runner.on_device_probe = twins.same
     elif on_device:
         runner.on_device_probe = against_device
-    if bound:
-        again = runner.infer_device(_device_feed(feed, run.store.device))
-        for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
-            if name in run.store and name in names and not against_device(name, v):
-                run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), _host(v))
-        del again
-        return
-    again = runner.infer(feed)
+    again = runner.infer_device(_device_feed(feed, run.store.device)) if bound else runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
     del again
@@ -322,8 +314,8 @@ def device_whole(run: RunState, spec: BackendSpec) -> bool:
     on CUDA the provider keeps them, so whole stage and lockstep hold the same float16 values."""
     ref = run.ref_spec
     if not (_binds_on_device(ref) and _binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
-        return False
-    if spec.precision == "int8" or spec.onnx_dir is not None:
+        return False  # (`_binds_on_device` leaves INT8 out)
+    if spec.onnx_dir is not None:
         return False
     return run.store.device is not None or _device_budget(run) is not None
 

@@ -81,6 +81,14 @@ def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelPr
     return model
 
 
+def static_dims(ty: "onnx.TypeProto") -> tuple[int | None, ...] | None:
+    """A tensor type's dimensions, None for each one left open; None where the type has no shape at all."""
+    tt = ty.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+
+
 def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":
     """Shape/type inference that never fails: returns the model unchanged where inference cannot run."""
     import onnx

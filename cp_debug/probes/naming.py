@@ -21,6 +21,7 @@ from typing import Callable
 
 import onnx
 
+from cp_debug.graph.model import static_dims
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -208,14 +209,8 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # shape inference is best effort: without it shapes are not checked
         inferred = model
-    out: dict[str, tuple | None] = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
-        tt = vi.type.tensor_type
-        if not tt.HasField("shape"):
-            out[vi.name] = None
-            continue
-        out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return out
+    return {vi.name: static_dims(vi.type)
+            for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
 
 
 def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | None) -> bool:

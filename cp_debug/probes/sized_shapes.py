@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import onnx
 
 from cp_debug.graph.grouped import static_types
+from cp_debug.graph.model import static_dims
 from cp_debug.probes.torch_trace import trace_module
 
 _FIRST_MULTIPLE = 5  # the fixed axes are 5·S, 7·S, 9·S, …
@@ -60,7 +61,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
             continue
         sizes = {name: tuple(x.shape) for name, x in zip(input_names, inputs)}
         types = static_types(model, sizes)
-        shapes = {t: _dims(ty) for t, ty in types.items()}
+        shapes = {t: static_dims(ty) for t, ty in types.items()}
         return SizedShapes(sizes, shapes, dict(trace.shapes))
     return None
 
@@ -93,10 +94,3 @@ def _resized(x, sizes: dict[int, int]):
     for axis, n in sizes.items():
         x = x.index_select(axis, torch.arange(n) % x.shape[axis])
     return x
-
-
-def _dims(ty: onnx.TypeProto) -> tuple[int | None, ...] | None:
-    tt = ty.tensor_type
-    if not tt.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
