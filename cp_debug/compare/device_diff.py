@@ -7,7 +7,8 @@ Maxima and counts therefore equal the host's, but for max_rel, whose division th
 fastmath's reciprocal (within an ulp of float32; the device divides exactly); the sums differ only by float64
 summation order (~1e-16 relative).
 A pair holding a NaN or an infinity, or of a non-float dtype, is measured on the host (`TensorDiff.from_arrays`),
-which keeps the exact NaN/Inf rules.
+which keeps the exact NaN/Inf rules. On a CUDA device, `one_pass=True` takes every figure in one fused pass
+(`fused_diff`, Triton) instead of the torch ops, with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -29,51 +30,63 @@ def is_tensor(value) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "is_floating_point")
 
 
-def diff_tensors(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance | None = None) -> TensorDiff:
+def diff_tensors(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance | None = None, *,
+                 one_pass: bool = False) -> TensorDiff:
     """`TensorDiff.from_arrays(name, ref, test, tol)` computed on the tensors' device (`test`'s; `ref` is moved
-    there when it lies elsewhere)."""
+    there when it lies elsewhere). `one_pass`: on a CUDA device, Triton's fused pass (`fused_diff`) where it runs,
+    for a process that compares many tensors (its first kernel costs ~0.8 s)."""
+    return diff_many([(name, ref, test, tol)], one_pass=one_pass)[0]
+
+
+def diff_many(items: list[tuple], *, one_pass: bool = False) -> list[TensorDiff]:
+    """`diff_tensors` of each (name, ref, test, tol) item, their figures reaching the host in one copy."""
     import torch
 
-    tol = tol or Tolerance()
-    ref, test = ref.detach(), test.detach()
-    if ref.device != test.device:
-        ref = ref.to(test.device)
-    floats = (torch.float32, torch.float16)
-    if ref.shape != test.shape or ref.dtype not in floats or test.dtype not in floats:
-        return _on_host(name, ref, test, tol)
-    r_all, t_all = ref.reshape(-1), test.reshape(-1)
-    rows = []
-    for lo in range(0, r_all.numel(), _CHUNK):
-        r, t = r_all[lo:lo + _CHUNK].float(), t_all[lo:lo + _CHUNK].float()
-        if test is ref:
-            rows.append(torch.stack([torch.isfinite(r).all().double(), r.abs().max().double()]))
+    rows, jobs = [], []
+    for name, ref, test, tol in items:
+        tol = tol or Tolerance()
+        ref, test = ref.detach(), test.detach()
+        if ref.device != test.device:
+            ref = ref.to(test.device)
+        floats = (torch.float32, torch.float16)
+        if ref.shape != test.shape or ref.dtype not in floats or test.dtype not in floats or ref.numel() == 0:
+            jobs.append((name, ref, test, tol, None))
             continue
-        d = (t - r).abs()
-        # |t - r| is finite only where both are (an overflow of the difference alone sends the pair to the host,
-        # which is exact either way): one pass instead of two
-        finite = torch.isfinite(d).all()
-        a = r.abs()
-        beyond = (d > (a * tol.rtol + tol.atol)).sum()
-        rel = (d / a.clamp_min(1e-12)).max()
-        t_lo, t_hi = torch.aminmax(t)  # max |t| without an |t| temporary
-        r64, t64 = r.double(), t.double()
-        d64 = (t64 - r64).abs()
-        # the float64 sums of exact products as dot products: no product temporaries (on the H100 the sweep's
-        # comparisons were a third of its frame time)
-        rows.append(torch.stack([
-            finite.double(), d64.sum(), torch.dot(d64, d64), torch.dot(r64, t64), torch.dot(r64, r64),
-            torch.dot(t64, t64), d.max().double(), rel.double(), a.max().double(),
-            torch.maximum(t_hi, -t_lo).double(), beyond.double(),
-        ]))
-    if not rows:  # empty tensors
-        return _on_host(name, ref, test, tol)
-    figures = torch.stack(rows).cpu().tolist()  # the one copy to the host
+        row = None
+        if one_pass and test is not ref:
+            from cp_debug.compare import fused_diff
+
+            row = fused_diff.figures_on_device(ref, test, tol.rtol, tol.atol)  # bad count first
+            if row is not None:
+                row = torch.cat([(row[:1] == 0).double(), row[1:]]).reshape(1, -1)
+        if row is None:
+            row = torch.stack(_torch_rows(ref.reshape(-1), test.reshape(-1), tol, same=test is ref))
+        jobs.append((name, ref, test, tol, len(rows)))
+        rows.append(row)
+    if len({r.device for r in rows}) == 1:  # the one copy to the host
+        host = [r.tolist() for r in torch.cat([r.reshape(-1) for r in rows]).cpu().split([r.numel() for r in rows])]
+    else:
+        host = [r.reshape(-1).cpu().tolist() for r in rows]
+    out = []
+    for name, ref, test, tol, k in jobs:
+        if k is None:
+            out.append(_on_host(name, ref, test, tol))
+            continue
+        width = 2 if test is ref else 11
+        figures = [host[k][j:j + width] for j in range(0, len(host[k]), width)]
+        out.append(_from_rows(name, ref, test, tol, figures))
+    return out
+
+
+def _from_rows(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance, figures: list) -> TensorDiff:
+    """The `TensorDiff` from the figure rows of a pair's chunks (see `_torch_rows`); a pair holding NaN/Inf is
+    measured on the host."""
     if not all(row[0] for row in figures):
         return _on_host(name, ref, test, tol)
     if test is ref:
         return TensorDiff.identical(name, tuple(ref.shape), max(row[1] for row in figures))
     acc = _Accumulator(tol)
-    acc.n = r_all.numel()
+    acc.n = ref.numel()
     for _, s_abs, s_sq, dot, rr, tt, mx, mrel, ram, tam, beyond in figures:
         acc.sum_abs += s_abs
         acc.sum_sq += s_sq
@@ -86,6 +99,36 @@ def diff_tensors(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tole
         acc.test_absmax = max(acc.test_absmax, tam)
         acc.beyond += int(beyond)
     return acc.result(TensorDiff, name, tuple(ref.shape), tuple(test.shape))
+
+
+def _torch_rows(r_all: "torch.Tensor", t_all: "torch.Tensor", tol: Tolerance, same: bool) -> list:
+    """The figures of each `_CHUNK` of the flat tensors as torch ops (where the fused pass does not run): a row
+    (finite, max |ref|) of each chunk where `same`, else the 11 figures of `fused_diff`'s row, finiteness as 1/0."""
+    import torch
+
+    rows = []
+    for lo in range(0, r_all.numel(), _CHUNK):
+        r, t = r_all[lo:lo + _CHUNK].float(), t_all[lo:lo + _CHUNK].float()
+        if same:
+            rows.append(torch.stack([torch.isfinite(r).all().double(), r.abs().max().double()]))
+            continue
+        d = (t - r).abs()
+        # |t - r| is finite only where both are (an overflow of the difference alone sends the pair to the host,
+        # which is exact either way): one pass instead of two
+        finite = torch.isfinite(d).all()
+        a = r.abs()
+        beyond = (d > (a * tol.rtol + tol.atol)).sum()
+        rel = (d / a.clamp_min(1e-12)).max()
+        t_lo, t_hi = torch.aminmax(t)  # max |t| without an |t| temporary
+        r64, t64 = r.double(), t.double()
+        d64 = (t64 - r64).abs()
+        # the float64 sums of exact products as dot products: no product temporaries
+        rows.append(torch.stack([
+            finite.double(), d64.sum(), torch.dot(d64, d64), torch.dot(r64, t64), torch.dot(r64, r64),
+            torch.dot(t64, t64), d.max().double(), rel.double(), a.max().double(),
+            torch.maximum(t_hi, -t_lo).double(), beyond.double(),
+        ]))
+    return rows
 
 
 def identical_diff(name: str, a: "torch.Tensor", b: "torch.Tensor") -> TensorDiff | None:
@@ -120,12 +163,10 @@ def host_array(t: "torch.Tensor"):
 
 def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[dict, dict | None] | None:
     """`plot_data.error_histogram` and, for an image-like tensor, `error_heatmap` of two torch tensors (None for
-    different shapes): the histogram's strided sample and the heat map's (H, W) error map are computed where the
-    tensors lie and copied to the host, the rest is the host's code. The sample is the host's (every k-th element);
-    the map sums float32 |differences| in float64 (as the host's compiled kernel does, in another order), so cells
-    agree to their 4 significant digits."""
-    import torch
-
+    different shapes), counted where the tensors lie: only the histogram's counts and the pooled heat map (at most
+    128 × 128 cells) reach the host. The histogram is the host's, count for count (the same strided sample, float32
+    |differences| binned on the host's float64 edges, the last bin closed); the map sums float32 |differences| in
+    float64 (as the host's compiled kernel does, in another order), so cells agree to their 4 significant digits."""
     from cp_debug.compare import plot_data
 
     ref, test = ref.detach(), test.detach()
@@ -135,10 +176,41 @@ def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[d
         return None
     n = ref.numel()
     every = plot_data.histogram_stride(n)
-    r_s, t_s = host_array(ref.reshape(-1)[::every]), host_array(test.reshape(-1)[::every])
-    histogram = plot_data.sampled_histogram(r_s, t_s, every, n, probe=name)
+    histogram = _histogram(name, ref.reshape(-1)[::every], test.reshape(-1)[::every], every, n)
     if not plot_data.heatmap_shape_ok(tuple(ref.shape)) or n == 0:
         return histogram, None
+    return histogram, _heatmap(name, ref, test)
+
+
+def _histogram(name: str, r: "torch.Tensor", t: "torch.Tensor", every: int, source_total: int) -> dict:
+    """`plot_data.sampled_histogram` of the sample `r`, `t` (1-D tensors), counted on their device."""
+    import numpy as np
+    import torch
+
+    from cp_debug.compare import plot_data
+
+    d = (t.float() - r.float()).abs()  # float32, as the host's _absdiff
+    finite = torch.isfinite(d)
+    pos = d[finite & (d > 0)]
+    head = torch.stack([finite.sum(), (finite & (d == 0)).sum()]).tolist()
+    edges = counts = None
+    if pos.numel():
+        lo, hi = torch.aminmax(pos)
+        edges = plot_data.histogram_edges(float(lo), float(hi))
+        # numpy's bins: [e_i, e_i+1), the last one closed; compared in float64, as numpy promotes the float32 errors
+        at = torch.bucketize(pos.double(), torch.from_numpy(edges).to(pos.device), right=True) - 1
+        counts = torch.bincount(at.clamp_(0, len(edges) - 2), minlength=len(edges) - 1).cpu().numpy()
+        counts = counts.astype(np.int64)
+    total = d.numel()
+    return plot_data.histogram_dict(total, head[1], total - head[0], every, source_total, edges, counts, probe=name)
+
+
+def _heatmap(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> dict:
+    """`plot_data.error_heatmap` of two image-like tensors, the (H, W) map made and max-pooled on their device."""
+    import torch
+
+    from cp_debug.compare import plot_data
+
     r4 = ref.reshape((1,) * (4 - ref.dim()) + tuple(ref.shape))
     t4 = test.reshape(r4.shape)
     worst = None
@@ -151,4 +223,7 @@ def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[d
         acc /= C
         acc = torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"))
         worst = acc if worst is None else torch.maximum(worst, acc)
-    return histogram, plot_data.pooled_heatmap(worst.cpu().numpy(), probe=name)
+    (h, w), (kh, kw) = plot_data.heatmap_pool(H, W)
+    padded = torch.nn.functional.pad(worst, (0, w * kw - W, 0, h * kh - H))  # zeros, as the host pads
+    pooled = padded.reshape(h, kh, w, kw).amax(dim=(1, 3))
+    return plot_data.heatmap_dict(pooled.cpu().numpy(), (H, W), (kh, kw), probe=name)

@@ -49,23 +49,34 @@ def histogram_stride(size: int, max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> i
 def sampled_histogram(ref: np.ndarray, test: np.ndarray, every: int, source_total: int, bins: int = 50, *,
                       probe: str | None = None) -> dict:
     """`error_histogram` of the sample `ref`/`test` already taken (every `every`-th of `source_total` elements;
-    `test is ref`: one array): the device path (`device_diff.error_plots`) copies only the sample to the host."""
+    `test is ref`: one array). The device path (`device_diff.error_plots`) counts where the tensors lie and builds
+    the same JSON with `histogram_edges` and `histogram_dict`."""
     same = test is ref
     d = np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")
     finite = np.isfinite(d)
-    nonfinite = int((~finite).sum())
     pos = d[finite & (d > 0)]
-    zeros = int((finite & (d == 0)).sum())
-    out = {"probe": probe, "scale": "log", "total": int(d.size), "zeros": zeros, "nonfinite": nonfinite,
+    edges = histogram_edges(float(pos.min()), float(pos.max()), bins) if pos.size else None
+    counts = np.histogram(pos, bins=edges)[0] if pos.size else None
+    return histogram_dict(int(d.size), int((finite & (d == 0)).sum()), int((~finite).sum()), every, source_total,
+                          edges, counts, probe=probe)
+
+
+def histogram_edges(lo: float, hi: float, bins: int = 50) -> np.ndarray:
+    """The log-spaced edges of a histogram of positive errors from `lo` to `hi` (widened where they are one value);
+    the first and last edge are `lo` and `hi` exactly."""
+    if hi <= lo * 1.0001:
+        lo, hi = lo / 1.5, hi * 1.5
+    return np.geomspace(lo, hi, int(bins) + 1)
+
+
+def histogram_dict(total: int, zeros: int, nonfinite: int, every: int, source_total: int, edges, counts, *,
+                   probe: str | None = None) -> dict:
+    """`error_histogram`'s JSON from its counts (`edges`/`counts` None where no error is positive)."""
+    out = {"probe": probe, "scale": "log", "total": total, "zeros": zeros, "nonfinite": nonfinite,
            "edges": [], "counts": [], "every": every}
     if every > 1:
         out["source_total"] = source_total
-    if pos.size:
-        lo, hi = float(pos.min()), float(pos.max())
-        if hi <= lo * 1.0001:
-            lo, hi = lo / 1.5, hi * 1.5
-        edges = np.geomspace(lo, hi, int(bins) + 1)
-        counts, _ = np.histogram(pos, bins=edges)
+    if edges is not None:
         out["edges"] = [float(f"{e:.6g}") for e in edges]
         out["counts"] = [int(c) for c in counts]
     return out
@@ -100,17 +111,28 @@ def pooled_heatmap(d: np.ndarray, max_side: int = 128, *, probe: str | None = No
     """`error_heatmap` from its (H, W) error map (max over the batch of the channel mean of |test - ref|,
     non-finite as inf): max-pooled to at most `max_side` cells a side, 4 significant digits."""
     H, W = d.shape
-    kh, kw = max(1, math.ceil(H / max_side)), max(1, math.ceil(W / max_side))
-    h, w = math.ceil(H / kh), math.ceil(W / kw)
+    (h, w), (kh, kw) = heatmap_pool(H, W, max_side)
     padded = np.zeros((h * kh, w * kw), dtype=np.float64)
     padded[:H, :W] = d
-    pooled = padded.reshape(h, kh, w, kw).max(axis=(1, 3))
+    return heatmap_dict(padded.reshape(h, kh, w, kw).max(axis=(1, 3)), (H, W), (kh, kw), probe=probe)
+
+
+def heatmap_pool(H: int, W: int, max_side: int = 128) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The pooled map's (h, w) and the pool's (kh, kw) for an (H, W) error map: at most `max_side` cells a side,
+    the last row and column padded with zeros."""
+    kh, kw = max(1, math.ceil(H / max_side)), max(1, math.ceil(W / max_side))
+    return (math.ceil(H / kh), math.ceil(W / kw)), (kh, kw)
+
+
+def heatmap_dict(pooled: np.ndarray, source: tuple[int, int], pool: tuple[int, int], *,
+                 probe: str | None = None) -> dict:
+    """`error_heatmap`'s JSON from the max-pooled map (non-finite cells as inf)."""
     # 4 significant digits (plenty for a plot, and it keeps the JSON small), "inf" where not finite
     data = _significant(pooled, 4).tolist()
     for i, j in zip(*np.nonzero(~np.isfinite(pooled))):
         data[i][j] = "inf"
-    return {"probe": probe, "shape": [h, w], "source_shape": [H, W], "pool": [kh, kw], "data": data,
-            "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max",
+    return {"probe": probe, "shape": list(pooled.shape), "source_shape": list(source), "pool": list(pool),
+            "data": data, "channel_reduce": "mean", "batch_reduce": "max", "pool_reduce": "max",
             "nonfinite_cells": int((~np.isfinite(pooled)).sum())}
 
 

@@ -59,3 +59,94 @@ def test_finite_values_whose_difference_overflows_follow_the_host():
     test = np.array([[3e38, 1.0], [2.0, 3.5]], dtype=np.float32)
     d = _check(ref, test, default_tolerance("fp32"))
     assert d.status != "ok" and d.ref_absmax == pytest.approx(3e38)
+
+
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                      reason="needs a CUDA device")])
+
+
+@pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(3, 64, 50), (1, 5, 1021, 1019)])
+def test_the_fused_pass_on_the_gpu_gives_the_host_figures(device, dtype, shape):
+    """On a CUDA device `diff_tensors` reads both tensors once (`fused_diff`, Triton): the host's figures, over one
+    program and over many (the second shape spans more programs than the H100's 132 SMs × 8, with a ragged end)."""
+    from cp_debug.compare import fused_diff
+
+    rs = np.random.RandomState(1)
+    ref = (rs.randn(*shape) * 3).astype(dtype)
+    test = (ref.astype(np.float32) + rs.randn(*shape).astype(np.float32) * 1e-2).astype(dtype)
+    ref[0, 0, 0] = 0.0  # max_rel's floor of 1e-12 under a zero reference
+    tol = default_tolerance("fp16")
+    fused = fused_diff.figures(torch.from_numpy(ref).to(device), torch.from_numpy(test).to(device), tol.rtol, tol.atol)
+    assert fused is not None, fused_diff.reason_unavailable()
+    assert fused[0] == 0 and fused[10] > 0  # finite; some elements beyond tolerance
+    host = TensorDiff.from_arrays("t", ref, test, tol)
+    dev = diff_tensors("t", torch.from_numpy(ref).to(device), torch.from_numpy(test).to(device), tol, one_pass=True)
+    for f in EXACT:
+        assert getattr(dev, f) == getattr(host, f), f
+    for f in SUMS:
+        assert math.isclose(getattr(dev, f), getattr(host, f), rel_tol=1e-12), f
+    assert math.isclose(dev.max_rel, host.max_rel, rel_tol=2.5e-7)
+
+
+@pytest.mark.parametrize("device", [CUDA])
+def test_the_fused_pass_sends_non_finite_and_overflowing_pairs_to_the_host(device):
+    ref = np.array([[-3e38, 1.0], [2.0, 3.0]], dtype=np.float32)
+    test = np.array([[3e38, 1.0], [2.0, 3.5]], dtype=np.float32)
+    host = TensorDiff.from_arrays("t", ref, test, default_tolerance("fp32"))
+    dev = diff_tensors("t", torch.from_numpy(ref).to(device), torch.from_numpy(test).to(device), one_pass=True)
+    assert (dev.status, dev.max_abs, dev.ref_absmax) == (host.status, host.max_abs, host.ref_absmax)
+    bad = ref.copy()
+    bad[1, 0] = np.inf
+    dev = diff_tensors("t", torch.from_numpy(ref).to(device), torch.from_numpy(bad).to(device), one_pass=True)
+    assert dev.status == "nan" and dev.inf == 1
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_error_plots_where_the_tensors_lie_are_the_host_plots(device, dtype):
+    """`error_plots` counts and pools on the tensors' device: the host's histogram count for count (a sampled
+    tensor, with a NaN and an exact zero error in the sample), the host's heat map cell for cell (4 digits)."""
+    from cp_debug.compare.device_diff import error_plots
+    from cp_debug.compare.plot_data import error_heatmap, error_histogram
+
+    rs = np.random.RandomState(2)
+    ref = (rs.randn(1, 6, 300, 301) * 3).astype(dtype)
+    test = (ref.astype(np.float32) + rs.randn(*ref.shape).astype(np.float32) * 1e-2).astype(dtype)
+    test.reshape(-1)[0] = ref.reshape(-1)[0]
+    test.reshape(-1)[3 * 7] = np.nan  # in the sample (every 3rd element of 542k)
+    hist, heat = error_plots("p", torch.from_numpy(ref).to(device), torch.from_numpy(test).to(device))
+    want = error_histogram(ref, test, probe="p")
+    assert hist == want and want["every"] == 3 and want["zeros"] >= 1 and want["nonfinite"] == 1
+    host = error_heatmap(ref, test, probe="p")
+    assert {k: v for k, v in heat.items() if k != "data"} == {k: v for k, v in host.items() if k != "data"}
+    assert host["shape"] == [100, 101] and host["nonfinite_cells"] == 1
+    flat = [(a, b) for ra, rb in zip(heat["data"], host["data"]) for a, b in zip(ra, rb)]
+    assert all(a == b or (a != "inf" and b != "inf" and math.isclose(a, b, rel_tol=1e-3)) for a, b in flat)
+    same = error_plots("p", torch.from_numpy(ref).to(device), torch.from_numpy(ref).to(device))
+    assert same[0] == error_histogram(ref, ref, probe="p")
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_diff_many_gives_each_pairs_own_figures(device):
+    """Several probes in one call (one copy to the host): each pair's figures as `diff_tensors` gives them alone,
+    whatever lies between them (an identical pair, a NaN, a shape mismatch, an integer tensor)."""
+    from cp_debug.compare.device_diff import diff_many
+
+    rs = np.random.RandomState(3)
+    a = torch.from_numpy((rs.randn(4, 300, 70) * 2).astype(np.float32)).to(device)
+    b = (a + 1e-3 * torch.from_numpy(rs.randn(4, 300, 70).astype(np.float32)).to(device)).half()
+    nan = a.clone()
+    nan[0, 0, 0] = float("nan")
+    tol = default_tolerance("fp16")
+    items = [("b", a, b, tol), ("same", a, a, tol), ("nan", a, nan, tol), ("shape", a, a[:2], tol),
+             ("int", a.long(), a.long(), tol), ("b16", b, a, None)]
+    many = diff_many(items, one_pass=True)
+    alone = [diff_tensors(*item) for item in items]
+    assert [d.status for d in many] == ["ok", "ok", "nan", "shape_mismatch", "ok", "diverged"]  # fp32 tolerance
+    for x, y in zip(many, alone):
+        for f in EXACT + SUMS:
+            u, v = getattr(x, f), getattr(y, f)
+            both_nan = isinstance(u, float) and math.isnan(u) and math.isnan(v)
+            assert u == v or both_nan or (f in SUMS and math.isclose(u, v, rel_tol=1e-12)), (x.name, f)
