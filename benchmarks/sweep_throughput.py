@@ -1,7 +1,7 @@
 """`cpdebug sweep` throughput and memory (issue 22's targets). Run it alone on a quiet machine:
 
     python benchmarks/sweep_throughput.py [--preset demo] [--frames 50] [--memory-frames 20,200]
-        [--backends torch,ort-cpu-fp16] [--level block] [--what both|throughput|memory]
+        [--backends torch,ort-cpu-fp16] [--level block] [--what both|throughput|memory] [--serial]
 On the GPU machine (issue 25): --preset awml-base --backends torch-cuda,ort-cuda-fp16 (GPU memory is printed too).
 
 1. Throughput: a sweep over N held-out frames (`torch,ort-cpu-fp16`, `--level block`, no bisect, in process)
@@ -47,7 +47,7 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
             t0 = time.perf_counter()
             for pts in points:
                 for p in pipes:
-                    p.run(pts)
+                    p.run(pts, step_times=False)  # as the sweep's lanes: no waiting for each step's kernels
             _sync()
             return time.perf_counter() - t0
         finally:
@@ -72,7 +72,7 @@ def _gpu_mib() -> float:
     return (total - free) / 2**20
 
 
-def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
+def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str, overlap: bool = True
            ) -> tuple[float, list[int], list[float]]:
     """Seconds of the frame loop, peak RSS (KiB) and GPU memory in use (MiB) after each frame."""
     from cp_debug.sweep.executor import InProcessExecutor
@@ -80,7 +80,7 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str
     from cp_debug.sweep.shards import ShardStore, plan_shards
     from cp_debug.sweep.worker import SweepSettings, SweepWorker
 
-    settings = SweepSettings(labels, preset=preset, level=level)
+    settings = SweepSettings(labels, preset=preset, level=level, overlap=overlap)
     frames = held_out(n)
     store = ShardStore(out)
     store.start(settings.to_json(), [f.token for f in frames], 8, resume=False)
@@ -110,13 +110,16 @@ def main() -> None:
     ap.add_argument("--backends", default="torch,ort-cpu-fp16")
     ap.add_argument("--level", default="block")
     ap.add_argument("--what", default="both", choices=("both", "throughput", "memory", "memory-child"))
+    ap.add_argument("--serial", action="store_true", help="CUDA: ONNX Runtime candidates after the reference, not "
+                    "beside it (SweepSettings.overlap=False): the before of the overlap's A/B")
     args = ap.parse_args()
     labels = tuple(args.backends.split(","))
     if args.what in ("both", "throughput"):
         plain = _plain(args.preset, args.frames, labels)
         with tempfile.TemporaryDirectory() as tmp:
-            swept, _, _ = _sweep(args.preset, args.frames, Path(tmp) / "t", labels, args.level)
-        print(f"throughput ({args.preset}, {args.backends}, --level {args.level}, {args.frames} frames): plain "
+            swept, _, _ = _sweep(args.preset, args.frames, Path(tmp) / "t", labels, args.level, not args.serial)
+        print(f"throughput ({args.preset}, {args.backends}, --level {args.level}, {args.frames} frames"
+              f"{', lanes serial' if args.serial else ''}): plain "
               f"pipelines {args.frames / plain:.2f} frames/s, sweep {args.frames / swept:.2f} frames/s, ratio "
               f"{plain / swept:.2f} (target >= 0.5)", flush=True)
     if args.what == "both" or args.what == "memory":

@@ -125,11 +125,12 @@ class BackendPipeline:
             self._stack.close()
             self._stack = None
 
-    def run(self, points: np.ndarray, capture: bool = False):
+    def run(self, points: np.ndarray, capture: bool = False, step_times: bool = True):
+        """One scan through the pipeline (`run_pipeline`; `step_times=False`: no per-step seconds, no waiting)."""
         from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
         return run_pipeline(self.cfg, points, self.encoder, self.backbone, capture=capture,
-                            device=self.glue_device, rot_y_axis_reference=self.rot_y)
+                            device=self.glue_device, rot_y_axis_reference=self.rot_y, step_times=step_times)
 
     def precision_notes(self) -> list[str]:
         notes = []

@@ -65,9 +65,16 @@ class SweepSettings:
     tolerance_mode: str = "model"
     atol: float | None = None
     rtol: float | None = None
+    # ONNX Runtime candidates on the reference's CUDA device run beside it (a thread and a CUDA stream of their own)
+    # instead of after it: their host work and the reference's GPU work overlap; every value is the same
+    overlap: bool = True
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The settings a sweep's results depend on (the manifest's identity for --resume): `overlap` changes no
+        value, so it is left out."""
+        out = asdict(self)
+        out.pop("overlap")
+        return out
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,14 @@ class _Lane:
             out.update({tap.rename[t]: float(a) for t, a in (found or {}).items() if t in tap.rename})
         return out
 
+    def on_cuda(self) -> bool:
+        """Whether the lane runs resident on a CUDA device (its values torch tensors there)."""
+        from cp_debug.recipes.centerpoint.pipeline import can_take_tensors
+
+        resident = self.spec.device == "cuda" if self.resident is None else self.resident
+        return bool(resident) and self.spec.device == "cuda" and can_take_tensors(self.encoder) \
+            and can_take_tensors(self.backbone)
+
     def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
         """The frame through this lane: the result and its probes by name, torch tensors on the device for a CUDA
         lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise."""
@@ -211,7 +226,8 @@ class _Lane:
         resident = self.spec.device == "cuda" if self.resident is None else self.resident
         resident = resident and can_take_tensors(self.encoder) and can_take_tensors(self.backbone)
         res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True,
-                           device=self.spec.device if resident else "cpu", resident=resident, on_device=True)
+                           device=self.spec.device if resident else "cpu", resident=resident, on_device=True,
+                           step_times=False)
         probes = {**self.encoder.probes, **self.backbone.probes}
         self.encoder.probes = self.backbone.probes = {}
         probes.setdefault("pillar_features", res.pillar_features)
@@ -232,6 +248,8 @@ class SweepWorker:
         self.order: list[str] = []
         self._lanes: list[_Lane] = []
         self._stack = None
+        self._side_pool = None  # the helper thread of the lanes that run beside the reference (`_beside`)
+        self._side_stream = None
 
     # -- building ----------------------------------------------------------------------------------------
     def open(self) -> "SweepWorker":
@@ -248,6 +266,9 @@ class SweepWorker:
 
             torch.set_num_threads(s.threads)
         self._stack = ExitStack()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._side_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-lane")
         try:
             calib = self._calibration()
             for label in s.backends:
@@ -260,7 +281,37 @@ class SweepWorker:
             raise
         return self
 
+    def _beside(self, ref_lane: "_Lane", cands: list["_Lane"]) -> list["_Lane"]:
+        """The candidates that run beside the reference: ONNX Runtime lanes resident on its CUDA device (a torch
+        candidate would share torch's global conv settings with the reference, so it runs after it)."""
+        if not self.settings.overlap or not ref_lane.on_cuda():
+            return []
+        return [lane for lane in cands if not lane.spec.is_torch and lane.on_cuda()]
+
+    def _run_beside(self, lanes: list["_Lane"], points: np.ndarray) -> dict[str, Any]:
+        """`lanes` run one after the other on the worker's side stream (on its helper thread): label -> (result,
+        probes), or the exception a lane raised. Every value is complete on return."""
+        import torch
+
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream()  # on the current device, where every CUDA lane runs
+        out: dict[str, Any] = {}
+        with torch.cuda.stream(self._side_stream):
+            for lane in lanes:
+                try:
+                    out[lane.label] = _run_lane(lane, self.cfg, points)
+                except (KeyboardInterrupt, SystemExit, MemoryError):
+                    raise
+                except BaseException as err:  # noqa: BLE001 - raised by _compare in the lanes' order
+                    out[lane.label] = err
+            self._side_stream.synchronize()
+        return out
+
     def close(self) -> None:
+        if self._side_pool is not None:
+            self._side_pool.shutdown(wait=True)
+            self._side_pool = None
+        self._side_stream = None
         if self._stack is not None:
             self._stack.close()
             self._stack = None
@@ -375,36 +426,40 @@ class SweepWorker:
 
     def _compare(self, index: int, token: str, points: np.ndarray, gt: GroundTruth | None) -> FrameResult:
         ref_lane, *cands = self._lanes
+        beside = self._beside(ref_lane, cands)
+        ahead = self._side_pool.submit(self._run_beside, beside, points) if beside else None
         try:
-            ref_res, ref_probes = ref_lane.run(self.cfg, points)
-        except CpDebugError:
-            raise
-        except Exception as err:
-            raise RuntimeError(f"{ref_lane.label}: {_one_line(err)}") from err
+            ref_res, ref_probes = _run_lane(ref_lane, self.cfg, points)
+        finally:
+            ran = ahead.result() if ahead is not None else {}  # waited for before any error leaves the frame
         boxes = {ref_lane.label: _boxes(ref_res.detections)}
         out = []
         for lane in cands:
-            try:
-                res, probes = lane.run(self.cfg, points)
-            except CpDebugError:
-                raise
-            except Exception as err:
-                raise RuntimeError(f"{lane.label}: {_one_line(err)}") from err
+            got = ran[lane.label] if lane.label in ran else _run_lane(lane, self.cfg, points)
+            if isinstance(got, BaseException):
+                raise got
+            res, probes = got
             tol = tolerance_of(lane.precision, self.settings)
             amax = lane.amax() if lane.precision == "int8" else {}
+            present = [name for name in self.order
+                       if name not in lane.missing and name in probes and name in ref_probes]
+            diffs = dict(zip(present, compare_values([(n, ref_probes[n], probes[n], tol) for n in present])))
             stats = []
             for k, name in enumerate(self.order):
-                if name in lane.missing or name not in probes or name not in ref_probes:
+                if name not in diffs:
                     stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
                     continue
-                d = compare_values(name, ref_probes[name], probes[name], tol)
-                stats.append(probe_stat(d, k, lane.precision, amax.get(name), self.settings.tolerance_mode))
+                stats.append(probe_stat(diffs[name], k, lane.precision, amax.get(name), self.settings.tolerance_mode))
             del probes
             delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist,
                                     self.cfg)
             out.append(judge_frame(lane.label, lane.precision, tuple(stats), delta, self.cfg,
                                    self.settings.tolerance_mode))
             boxes[lane.label] = _boxes(res.detections)
+        if ran:  # the side stream's tensors go back to its pool only once torch's stream is done reading them
+            import torch
+
+            torch.cuda.current_stream().synchronize()
         status = "diverged" if any(c.diverged for c in out) else "ok"
         gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
                                         "num_points": None if gt.num_points is None
@@ -412,16 +467,32 @@ class SweepWorker:
         return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
 
 
-def compare_values(name: str, ref, test, tol):
-    """The `TensorDiff` of a probe: where both values are torch tensors (a CUDA lane's), on their device, only the
-    figures coming to the host (`compare/device_diff.py`); a tensor beside a numpy array meets it on the host."""
-    from cp_debug.compare.device_diff import diff_tensors, is_tensor
+def _run_lane(lane: "_Lane", cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """`lane.run`, an error other than ours as one line naming the lane."""
+    try:
+        return lane.run(cfg, points)
+    except CpDebugError:
+        raise
+    except Exception as err:
+        raise RuntimeError(f"{lane.label}: {_one_line(err)}") from err
+
+
+def compare_values(items: list[tuple]) -> list:
+    """The `TensorDiff` of each (name, ref, test, tol) probe: where both values are torch tensors (a CUDA lane's), on
+    their device in one fused pass each (`compare/fused_diff.py`, Triton, where it runs), the figures of all of them
+    reaching the host in one copy; a tensor beside a numpy array meets it on the host."""
+    from cp_debug.compare.device_diff import diff_many, is_tensor
     from cp_debug.compare.diff import TensorDiff
 
-    if is_tensor(ref) and is_tensor(test):
-        return diff_tensors(name, ref, test, tol)
-    host = [v.detach().cpu().numpy() if is_tensor(v) else v for v in (ref, test)]
-    return TensorDiff.from_arrays(name, host[0], host[1], tol)
+    on_device = [k for k, (_, ref, test, _) in enumerate(items) if is_tensor(ref) and is_tensor(test)]
+    out: list = [None] * len(items)
+    for k, d in zip(on_device, diff_many([items[k] for k in on_device], one_pass=True)):
+        out[k] = d
+    for k, (name, ref, test, tol) in enumerate(items):
+        if out[k] is None:
+            host = [v.detach().cpu().numpy() if is_tensor(v) else v for v in (ref, test)]
+            out[k] = TensorDiff.from_arrays(name, host[0], host[1], tol)
+    return out
 
 
 def tolerance_of(precision: str, settings: SweepSettings):

@@ -48,3 +48,22 @@ def test_frames_read_ahead_keep_their_order_and_results():
     assert [r.token for r in three] == [f.token for f in frames] == [r.token for r in one]
     assert [r.status for r in three] == [r.status for r in one] and three[-1].status == "failed"
     assert [r.boxes for r in three[:3]] == [r.boxes for r in one[:3]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
+    """On one CUDA device the ONNX Runtime candidates run beside the torch reference (a thread and a stream of their
+    own, `SweepSettings.overlap`): every figure, box and verdict is the one of running them after it, frame by frame
+    (deterministic kernels on either stream)."""
+    frames = held_out(3)
+    results = {}
+    for overlap in (False, True):
+        settings = SweepSettings(("torch-cuda", "ort-cuda-fp16", "ort-cuda"), preset="demo", level="block",
+                                 overlap=overlap)
+        with SweepWorker(settings) as w:
+            assert bool(w._beside(w._lanes[0], w._lanes[1:])) == overlap
+            results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=1))
+    for a, b in zip(results[False], results[True]):
+        assert a.status == b.status != "failed" and a.boxes == b.boxes
+        assert repr(a.candidates) == repr(b.candidates)  # ProbeStat for ProbeStat, bit for bit (repr: NaN == NaN)

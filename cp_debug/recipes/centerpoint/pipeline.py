@@ -165,6 +165,7 @@ def run_pipeline(
     heat_activation: str = "sigmoid",
     resident: bool | None = None,
     on_device: bool = False,
+    step_times: bool = True,
 ) -> PipelineResult:
     """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
 
@@ -176,6 +177,9 @@ def run_pipeline(
 
     `resident` (see the module docstring): None runs resident on a CUDA `device` when both runners take tensors.
     A resident run's result holds torch tensors on `device` when `on_device`, else numpy arrays as any run's.
+
+    `step_times`: each step's seconds in `timings`, a CUDA run waiting for the step's kernels at its end (what
+    `bench` reports). False leaves `timings` empty and the device's queue full (a sweep's frames need no step times).
     """
     import torch
 
@@ -194,6 +198,8 @@ def run_pipeline(
     timings: dict[str, float] = {}
 
     def tick(step: str, start: float) -> float:
+        if not step_times:
+            return start
         if on_cuda:  # the step's kernels are done: its time is its own
             torch.cuda.synchronize(device)
         now = time.perf_counter()
