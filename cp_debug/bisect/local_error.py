@@ -20,32 +20,42 @@ from cp_debug.errors import BadInputError
 
 def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
     """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
-    st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
-    spec = state.spec
-    out: dict[str, tuple] = {}
     if runner.can(Capability.RUN_SUBMODULE):
-        tr = st.trace()
-        for p in sp:
-            if p.kind != "module":
-                continue
-            keys = sorted((k for k in store_keys(run.store, p.name)), key=lambda k: int(k.rsplit("in", 1)[1]))
-            if not keys:
-                continue
-            inputs = tuple(np.asarray(run.store.get(k)) for k in keys)
-            try:
-                val = runner.run_submodule(p.name, inputs)
-            except Exception as err:  # a submodule that cannot run alone (keyword inputs, say)
-                run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
-                continue
-            loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
-            prod = tr.producers.get(p.name)
-            out[p.name] = (loc, [prod] if prod else [])
-        return out
-    # ONNX backends: cut the segment from the nearest known reference tensors to the probe's tensor.
+        return _submodule_errors(run, state, i, sp, runner)
+    return _segment_errors(run, state, i, sp)
+
+
+def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
+    """torch: each probe's submodule run on the reference's captured inputs."""
+    st = run.stage_of(state.label, i)
+    out: dict[str, tuple] = {}
+    tr = st.trace()
+    for p in sp:
+        if p.kind != "module":
+            continue
+        keys = sorted((k for k in store_keys(run.store, p.name)), key=lambda k: int(k.rsplit("in", 1)[1]))
+        if not keys:
+            continue
+        inputs = tuple(np.asarray(run.store.get(k)) for k in keys)
+        try:
+            val = runner.run_submodule(p.name, inputs)
+        except Exception as err:  # a submodule that cannot run alone (keyword inputs, say)
+            run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+            continue
+        loc = TensorDiff.from_arrays(p.name, run.store.get(p.name), val, run.tolerance(state, p.name))
+        prod = tr.producers.get(p.name)
+        out[p.name] = (loc, [prod] if prod else [])
+    return out
+
+
+def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec]) -> dict:
+    """ONNX backends: each probe's segment cut from the nearest known reference tensors to its tensor."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
+    st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
+    out: dict[str, tuple] = {}
     spec = local_spec(run, state)  # trt-*@KIT: ONNX Runtime on the same segment (said in the warnings)
 
     qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
@@ -58,6 +68,7 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
     store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
     device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
                               and spec.precision != "int8" and spec.can(Capability.DEVICE_TENSORS)) else None
+    cuts = []  # (probe, its tensor, the segment)
     for k, p in enumerate(sp):
         if p.kind == "input":
             continue
@@ -66,8 +77,31 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
             continue
         try:
             cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
-            bnames = list(cut.inputs)
-            feed = {b: _boundary(run, i, known[b], device) for b in bnames}
+            cuts.append((p, tensor, cut))
+        except Exception as err:
+            run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+
+    def measured(p: ProbeSpec, cut, val) -> None:
+        kept = store.device_value(p.name) if device is not None else None
+        if kept is not None:
+            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name))
+        else:
+            val = host_array(val) if device is not None else val
+            loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))
+        out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
+
+    def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
+        return {b: _boundary(run, i, known[b], device) for b in cut.inputs}
+
+    alone, joined = cuts, 0
+    if device is not None and len(cuts) > 1:  # segments side by side: a session per group, not per probe
+        alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured)
+    # for the report: how many segments, in how many sessions
+    state.settings.setdefault(run.subject.stages[i].name, {}).update(
+        local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
+    for p, tensor, cut in alone:
+        try:
+            feed = feed_of(cut)
             seg = segment_model(model, cut, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
                                 {tensor: store.shape(p.name)})
             kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
@@ -80,14 +114,47 @@ def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpe
         except Exception as err:
             run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue
-        kept = store.device_value(p.name) if device is not None else None
-        if kept is not None:
-            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name))
-        else:
-            val = host_array(val) if device is not None else val
-            loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))
-        out[p.name] = (loc, [known[b] for b in bnames if known[b] in run.probes])
+        measured(p, cut, val)
     return out
+
+
+# the local values one side-by-side session holds at once (each group's outputs, on the device): an eighth of the
+# store's device budget, at least 1 GiB
+SIDE_BY_SIDE_SHARE, SIDE_BY_SIDE_MIN_BYTES = 8, 1 << 30
+
+
+def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of, measured) -> tuple[list, int]:
+    """The probes' segments run side by side (`graph.grouped.side_by_side`), a session per group of them instead
+    of one per probe (on the H100 each session's setup and first run cost ~30 ms: awml-base's 66 segments were a
+    third of an ORT pair's bisect); each member's value goes to `measured`. Returns the cuts left to run alone
+    (a group of one, or a group whose model or session failed) and the number of sessions that ran groups."""
+    from cp_debug.backends.factory import make_runner
+    from cp_debug.graph.grouped import CUT_SUFFIX, side_by_side, side_by_side_groups
+
+    by_index = {cut.index: (p, tensor, cut) for p, tensor, cut in cuts}
+    sizes = {tensor: 4 * int(np.prod(run.store.shape(p.name), dtype=np.int64)) for p, tensor, _ in cuts}
+    alone, joined = [], 0
+    budget = max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE)
+    for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
+        members = [by_index[seg.index] for seg in group]
+        if len(members) == 1:
+            alone += members
+            continue
+        try:
+            feed = {b: v for _, _, cut in members for b, v in feed_of(cut).items()}
+            m = side_by_side(model, group, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
+                             {tensor: run.store.shape(p.name) for p, tensor, _ in members})
+            kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, m)}
+            with make_runner(spec, onnx_model=m, **kw) as r:
+                vals = r.infer_device({b + CUT_SUFFIX: v for b, v in feed.items()})
+        except Exception:  # noqa: BLE001 - the members run alone, one session each, as before
+            alone += members
+            continue
+        joined += 1
+        for p, tensor, cut in members:
+            measured(p, cut, vals[tensor])
+        del vals, feed
+    return alone, joined
 
 
 def _boundary(run: RunState, i: int, key: str, device):

@@ -7,6 +7,10 @@ run what the members' models give one by one. `open_cuts` turns that model into 
 reads a tensor an earlier member made reads a graph input `<tensor>::cut` instead, so each member runs on
 whatever is fed there — fed the reference's values, one run gives every member's local values at once.
 Used by `cp_debug.bisect.lockstep_grouped` (`cpdebug bisect --lockstep-mode grouped`).
+
+`side_by_side` joins cuts that each start from their own boundary (local error's segments, `cut_segment`) into one
+model whose every boundary read is a `::cut` input: one session and one run for a group of probes' local values
+(`cp_debug.bisect.local_error`), groups formed by `side_by_side_groups`.
 """
 
 from __future__ import annotations
@@ -127,3 +131,74 @@ def static_types(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> 
             for d in shapes[vi.name]:
                 dims.dim.add().dim_value = int(d)
     return tensor_types(m)
+
+
+def side_by_side_groups(segments: list[Segment], sizes: dict[str, int], budget_bytes: int) -> list[list[Segment]]:
+    """`segments` (cuts of one graph, each from its own boundary) in groups that `side_by_side` can join, first fit
+    in order: no node in two members of a group (cuts that share a node go to different groups), the members'
+    outputs within `budget_bytes` (`sizes`: bytes by tensor; a segment over the budget is a group of its own)."""
+    groups: list[tuple[list[Segment], set[int], list[int]]] = []  # members, their nodes, [bytes]
+    for seg in segments:
+        b = sum(sizes.get(t, 0) for t in seg.outputs)
+        nodes = set(seg.nodes)
+        for members, used, size in groups:
+            if size[0] + b <= budget_bytes and not used & nodes:
+                members.append(seg)
+                used |= nodes
+                size[0] += b
+                break
+        else:
+            groups.append(([seg], nodes, [b]))
+    return [members for members, _, _ in groups]
+
+
+def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, types: dict[str, onnx.TypeProto],
+                 initializers: dict[str, onnx.TensorProto], output_shapes: dict[str, tuple]) -> onnx.ModelProto:
+    """One model running `members` side by side, each on its own boundary: every read of a member's boundary
+    tensor `t` reads the graph input `t::cut` (so a member never reads what another one computed, and one run on
+    the reference's values gives every member's local value); outputs are the members' targets. `inputs` maps each
+    boundary tensor to what will feed it (anything with a numpy `dtype` and a `shape`); output types come from
+    `types` (the whole graph's), else float32 of `output_shapes`. Members must share no node
+    (`side_by_side_groups`) and hold no subgraph reading a boundary tensor (renaming inputs cannot reach it)."""
+    from onnx import helper
+
+    nodes = model.graph.node
+    const_nodes = {o: n for n in nodes if n.op_type == "Constant" for o in n.output}
+    body: list[onnx.NodeProto] = []
+    cut_inputs: list[str] = []
+    for seg in members:
+        boundary = set(seg.inputs)
+        for k in seg.nodes:
+            node = onnx.NodeProto()
+            node.CopyFrom(nodes[k])
+            if (set(node_reads(node)) - set(node.input)) & boundary:
+                raise ValueError(f"side_by_side: node {node.name or node.op_type!r} reads a boundary tensor in a "
+                                 "subgraph")
+            for j, t in enumerate(node.input):
+                if t in boundary:
+                    node.input[j] = t + CUT_SUFFIX
+                    cut_inputs.append(t)
+            body.append(node)
+    reads = {t for n in body for t in node_reads(n)}
+    consts = [const_nodes[t] for t in sorted(reads) if t in const_nodes]
+    g_inputs = []
+    for t in dict.fromkeys(cut_inputs):
+        value = inputs[t]
+        g_inputs.append(helper.make_tensor_value_info(t + CUT_SUFFIX, helper.np_dtype_to_tensor_dtype(
+            np.dtype(value.dtype)), list(value.shape)))
+    g_outputs = []
+    for t in dict.fromkeys(o for seg in members for o in seg.outputs):
+        vi = onnx.ValueInfoProto(name=t)
+        if t in types and types[t].tensor_type.HasField("shape"):
+            vi.type.CopyFrom(types[t])
+        else:
+            vi.type.tensor_type.elem_type = types[t].tensor_type.elem_type if t in types else onnx.TensorProto.FLOAT
+            for d in output_shapes[t]:
+                vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+        g_outputs.append(vi)
+    g = helper.make_graph(consts + body, f"{model.graph.name or 'graph'}_side_by_side", g_inputs, g_outputs,
+                          initializer=[initializers[t] for t in sorted(reads) if t in initializers])
+    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="cp_debug.local_error")
+    m.ir_version = model.ir_version
+    m.functions.extend(model.functions)
+    return m
