@@ -104,7 +104,7 @@ def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[Probe
             feed = feed_of(cut)
             seg = segment_model(model, cut, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
                                 {tensor: store.shape(p.name)})
-            kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, seg)}
+            kw = _session_kw(run, spec, seg)
             if qdq is not None:
                 kw["int8_model"] = seg
             elif spec.precision == "int8":
@@ -132,7 +132,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
     from cp_debug.graph.grouped import CUT_SUFFIX, side_by_side, side_by_side_groups
 
     by_index = {cut.index: (p, tensor, cut) for p, tensor, cut in cuts}
-    sizes = {tensor: 4 * int(np.prod(run.store.shape(p.name), dtype=np.int64)) for p, tensor, _ in cuts}
+    sizes = {tensor: run.store.nbytes(p.name) for p, tensor, _ in cuts}
     alone, joined = [], 0
     budget = max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE)
     for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
@@ -144,8 +144,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
             feed = {b: v for _, _, cut in members for b, v in feed_of(cut).items()}
             m = side_by_side(model, group, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
                              {tensor: run.store.shape(p.name) for p, tensor, _ in members})
-            kw = {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, m)}
-            with make_runner(spec, onnx_model=m, **kw) as r:
+            with make_runner(spec, onnx_model=m, **_session_kw(run, spec, m)) as r:
                 vals = r.infer_device({b + CUT_SUFFIX: v for b, v in feed.items()})
         except Exception:  # noqa: BLE001 - the members run alone, one session each, as before
             alone += members
@@ -155,6 +154,11 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
             measured(p, cut, vals[tensor])
         del vals, feed
     return alone, joined
+
+
+def _session_kw(run: RunState, spec, model) -> dict:
+    """`make_runner`'s keywords for a local-error session of `model` (a segment, or segments side by side)."""
+    return {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, model)}
 
 
 def _boundary(run: RunState, i: int, key: str, device):

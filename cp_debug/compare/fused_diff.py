@@ -7,7 +7,8 @@ pass takes 0.16–0.25 ms there, with the same arithmetic: operands as float32 (
 maxima, the tolerance test and max_rel on float32 values (the division rounded to nearest, no fused multiply-add, as
 torch's separate kernels round); the sums over exact float64 products in float64 (only the summation order differs).
 Where Triton is missing or cannot compile here (it builds a small launcher with the system's C compiler on first use),
-`figures` returns None once and for all and the caller keeps its torch ops; `CPDEBUG_FUSED_DIFF=0` does the same.
+`figures_on_device` returns None once and for all and the caller keeps its torch ops; `CPDEBUG_FUSED_DIFF=0` does
+the same.
 
 Triton's first kernel of a process costs ~0.8 s (it hashes its own library for the cache key, `triton_key`), about
 what a bisect's ~90 comparisons save: callers that compare many tensors in one process (the sweep) ask for the pass,
@@ -31,26 +32,15 @@ _kernel = None  # the compiled kernel; False where Triton cannot run (decided on
 _why_not: str | None = None
 
 
-def available() -> bool:
-    """Whether the fused pass runs here (Triton importable and CUDA present; not switched off)."""
-    return _load() is not None
-
-
 def reason_unavailable() -> str | None:
-    """Why `figures` returns None (None while it has not been asked or runs)."""
+    """Why `figures_on_device` returns None (None while it has not been asked or runs)."""
     return _why_not
 
 
-def figures(ref: "torch.Tensor", test: "torch.Tensor", rtol: float, atol: float) -> list[float] | None:
-    """The 11 figures of `ref` against `test` (same shape, float32/float16, one CUDA device), in the order above, or
-    None where the fused pass cannot run (the caller measures another way)."""
-    row = figures_on_device(ref, test, rtol, atol)
-    return None if row is None else row.cpu().tolist()  # the one copy to the host
-
-
 def figures_on_device(ref: "torch.Tensor", test: "torch.Tensor", rtol: float, atol: float) -> "torch.Tensor | None":
-    """`figures` as a float64 tensor of 11 on the tensors' device, not yet copied to the host (several probes' rows
-    reach the host in one copy: `device_diff.diff_many`)."""
+    """The 11 figures of `ref` against `test` (same shape, float32/float16, one CUDA device), in the order above, as
+    a float64 tensor on their device, not yet copied to the host (several probes' rows reach the host in one copy:
+    `device_diff.diff_many`); None where the fused pass cannot run (the caller measures another way)."""
     global _kernel, _why_not
     if not test.is_cuda or ref.device != test.device:
         return None

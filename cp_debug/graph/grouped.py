@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from cp_debug.graph.plan import Segment, SegmentPlan, node_reads, tensor_types
+from cp_debug.graph.plan import Segment, SegmentPlan, input_info, node_reads, standalone_model, tensor_types
 
 CUT_SUFFIX = "::cut"
 
@@ -160,10 +160,7 @@ def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, t
     boundary tensor to what will feed it (anything with a numpy `dtype` and a `shape`); output types come from
     `types` (the whole graph's), else float32 of `output_shapes`. Members must share no node
     (`side_by_side_groups`) and hold no subgraph reading a boundary tensor (renaming inputs cannot reach it)."""
-    from onnx import helper
-
     nodes = model.graph.node
-    const_nodes = {o: n for n in nodes if n.op_type == "Constant" for o in n.output}
     body: list[onnx.NodeProto] = []
     cut_inputs: list[str] = []
     for seg in members:
@@ -179,13 +176,7 @@ def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, t
                     node.input[j] = t + CUT_SUFFIX
                     cut_inputs.append(t)
             body.append(node)
-    reads = {t for n in body for t in node_reads(n)}
-    consts = [const_nodes[t] for t in sorted(reads) if t in const_nodes]
-    g_inputs = []
-    for t in dict.fromkeys(cut_inputs):
-        value = inputs[t]
-        g_inputs.append(helper.make_tensor_value_info(t + CUT_SUFFIX, helper.np_dtype_to_tensor_dtype(
-            np.dtype(value.dtype)), list(value.shape)))
+    g_inputs = [input_info(t + CUT_SUFFIX, inputs[t]) for t in dict.fromkeys(cut_inputs)]
     g_outputs = []
     for t in dict.fromkeys(o for seg in members for o in seg.outputs):
         vi = onnx.ValueInfoProto(name=t)
@@ -196,9 +187,5 @@ def side_by_side(model: onnx.ModelProto, members: list[Segment], inputs: dict, t
             for d in output_shapes[t]:
                 vi.type.tensor_type.shape.dim.add().dim_value = int(d)
         g_outputs.append(vi)
-    g = helper.make_graph(consts + body, f"{model.graph.name or 'graph'}_side_by_side", g_inputs, g_outputs,
-                          initializer=[initializers[t] for t in sorted(reads) if t in initializers])
-    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="cp_debug.local_error")
-    m.ir_version = model.ir_version
-    m.functions.extend(model.functions)
-    return m
+    return standalone_model(model, body, g_inputs, g_outputs, initializers,
+                            f"{model.graph.name or 'graph'}_side_by_side", "cp_debug.local_error")

@@ -90,20 +90,10 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     with a numpy `dtype` and a `shape`: a device tensor's description), outputs
     from `types` (the whole graph's inferred types, see `tensor_types`), inference on the segment, or
     `output_shapes` (e.g. the reference's values) where neither gives a shape."""
-    from onnx import helper
-
     graph = model.graph
     nodes = list(graph.node)
     inits = initializers if initializers is not None else {i.name: i for i in graph.initializer}
-    const_nodes = {o: n for n in nodes if n.op_type == "Constant" for o in n.output}
-    reads = _reads(nodes, seg.nodes)
-    body = [const_nodes[t] for t in sorted(reads) if t in const_nodes] + [nodes[k] for k in seg.nodes]
-    g_inputs = []
-    for t in seg.inputs:
-        arr = inputs[t]
-        if not (isinstance(getattr(arr, "dtype", None), np.dtype) and hasattr(arr, "shape")):
-            arr = np.asarray(arr)  # else: an array, or what stands for one (a numpy dtype and a shape)
-        g_inputs.append(helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)))
+    g_inputs = [input_info(t, inputs[t]) for t in seg.inputs]
     g_outputs = []
     untyped = []
     for t in seg.outputs:
@@ -113,11 +103,8 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
         if not vi.type.tensor_type.HasField("shape"):
             untyped.append(t)
         g_outputs.append(vi)
-    g = helper.make_graph(body, f"{graph.name or 'graph'}_segment{seg.index}", g_inputs, g_outputs,
-                          initializer=[inits[t] for t in sorted(reads) if t in inits])
-    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name="cp_debug.lockstep")
-    m.ir_version = model.ir_version
-    m.functions.extend(model.functions)
+    m = standalone_model(model, [nodes[k] for k in seg.nodes], g_inputs, g_outputs, inits,
+                         f"{graph.name or 'graph'}_segment{seg.index}", "cp_debug.lockstep")
     if untyped:  # the whole graph's inference left these open: infer on the (statically shaped) segment
         found = tensor_types(m)
         for vi in m.graph.output:
@@ -129,6 +116,33 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
             if vi.name in untyped and not tt.HasField("shape") and output_shapes and vi.name in output_shapes:
                 for d in output_shapes[vi.name]:  # the onnx checker wants a shape on every graph output
                     tt.shape.dim.add().dim_value = int(d)
+    return m
+
+
+def input_info(name: str, value) -> onnx.ValueInfoProto:
+    """A graph input typed and shaped as `value` will feed it: an array, or what stands for one (anything with a
+    numpy `dtype` and a `shape`: a device tensor's description)."""
+    from onnx import helper
+
+    if not (isinstance(getattr(value, "dtype", None), np.dtype) and hasattr(value, "shape")):
+        value = np.asarray(value)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
+
+
+def standalone_model(model: onnx.ModelProto, body: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
+                     outputs: list[onnx.ValueInfoProto], initializers: dict[str, onnx.TensorProto], name: str,
+                     producer: str) -> onnx.ModelProto:
+    """A model of `body` (nodes of `model`, or edited copies of them) with the Constant nodes and initializers of
+    `model` it reads, `model`'s opsets, IR version and functions."""
+    from onnx import helper
+
+    const_nodes = {o: n for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    reads = sorted({t for n in body for t in node_reads(n)})
+    g = helper.make_graph([const_nodes[t] for t in reads if t in const_nodes] + list(body), name, inputs, outputs,
+                          initializer=[initializers[t] for t in reads if t in initializers])
+    m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name=producer)
+    m.ir_version = model.ir_version
+    m.functions.extend(model.functions)
     return m
 
 

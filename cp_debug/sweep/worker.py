@@ -210,21 +210,24 @@ class _Lane:
             out.update({tap.rename[t]: float(a) for t, a in (found or {}).items() if t in tap.rename})
         return out
 
-    def on_cuda(self) -> bool:
-        """Whether the lane runs resident on a CUDA device (its values torch tensors there)."""
+    def kept_resident(self) -> bool:
+        """Whether the lane's values stay torch tensors on its device (`resident`, by default on CUDA, where both
+        runners take tensors)."""
         from cp_debug.recipes.centerpoint.pipeline import can_take_tensors
 
         resident = self.spec.device == "cuda" if self.resident is None else self.resident
-        return bool(resident) and self.spec.device == "cuda" and can_take_tensors(self.encoder) \
-            and can_take_tensors(self.backbone)
+        return bool(resident) and can_take_tensors(self.encoder) and can_take_tensors(self.backbone)
+
+    def on_cuda(self) -> bool:
+        """Whether the lane runs resident on a CUDA device (its values torch tensors there)."""
+        return self.spec.device == "cuda" and self.kept_resident()
 
     def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
         """The frame through this lane: the result and its probes by name, torch tensors on the device for a CUDA
         lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise."""
-        from cp_debug.recipes.centerpoint.pipeline import can_take_tensors, run_pipeline
+        from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
-        resident = self.spec.device == "cuda" if self.resident is None else self.resident
-        resident = resident and can_take_tensors(self.encoder) and can_take_tensors(self.backbone)
+        resident = self.kept_resident()
         res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True,
                            device=self.spec.device if resident else "cpu", resident=resident, on_device=True,
                            step_times=False)
