@@ -21,7 +21,16 @@ def rows(report: dict) -> dict[tuple[str, str], dict]:
 
 
 def main() -> int:
-    a, b = (json.loads(open(path).read()) for path in sys.argv[1:3])
+    if len(sys.argv) != 3:
+        print("usage: python benchmarks/compare_reports.py BEFORE.json AFTER.json", file=sys.stderr)
+        return 2
+    try:
+        a, b = (json.loads(open(path).read()) for path in sys.argv[1:3])
+        rows(a), rows(b)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(f"compare_reports: cannot read two bisect JSON reports ({type(err).__name__}: {err}); pass the files "
+              "`cpdebug bisect --json` wrote", file=sys.stderr)
+        return 2
     same = True
     for key in ("first_divergent", "root_cause", "outcome", "outcomes"):
         agree = a.get(key) == b.get(key)
