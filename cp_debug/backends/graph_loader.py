@@ -168,9 +168,10 @@ class PrepareGraph:
         out_map = {n: n for n in graph_outputs + tuple(extras)}
         transform = PrecisionTransform()
         if self.transform == "fp16":
-            from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
+            from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16_cached
 
-            model = convert_to_fp16(model, keep_fp32_nodes=self.keep_fp32_nodes, keep_io_types=self.keep_io_types)
+            model = convert_to_fp16_cached(model, keep_fp32_nodes=self.keep_fp32_nodes,
+                                           keep_io_types=self.keep_io_types)
             transform = PrecisionTransform.fp16(self.keep_fp32_nodes, conversion_summary(model))
         return PreparedGraph(model, graph_outputs, out_map, (), transform)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
-from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir, prune_cache
+from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir
+from cp_debug.graph.stored import load_entry, store_entry
 
 __all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key"]
 
@@ -127,22 +128,10 @@ def _source_files(module) -> list[Path]:
 
 
 def _load(folder: Path, key: str) -> ExportResult | None:
-    import onnx
-
-    meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("schema") != SCHEMA:
-            return None
-        model = onnx.load_model_from_string(model_path.read_bytes())
-    except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError): export again
+    found = load_entry(folder, key, SCHEMA)
+    if found is None:
         return None
-    now = time.time()
-    for p in (meta_path, model_path):  # recently used: kept longest by the pruning
-        try:
-            os.utime(p, (now, now))
-        except OSError:
-            pass
+    model, meta = found
     warns = tuple(ExportWarning(w["category"], w["message"], w["filename"], w["lineno"], tuple(w["modules"]))
                   for w in meta.get("warnings", []))
     return ExportResult(model, meta["exporter"], warns, meta.get("fallback_reason"), tuple(meta.get("notes", [])),
@@ -151,17 +140,8 @@ def _load(folder: Path, key: str) -> ExportResult | None:
 
 def _store(folder: Path, key: str, result: ExportResult) -> bool:
     """Write the entry (graph first, its JSON last), then prune; False when the folder cannot be written."""
-    from cp_debug.errors import BadInputError
-    from cp_debug.files import write_bytes_atomic, write_json
-
     meta = {"schema": SCHEMA, "exporter": result.exporter, "fallback_reason": result.fallback_reason,
             "notes": list(result.notes), "created": time.time(),
             "warnings": [{"category": w.category, "message": w.message, "filename": w.filename, "lineno": w.lineno,
                           "modules": list(w.modules)} for w in result.warnings]}
-    try:
-        write_bytes_atomic(folder / f"{key}.onnx", result.model.SerializeToString(), parents=True)
-        write_json(folder / f"{key}.json", meta, parents=True)
-    except (BadInputError, OSError):  # read-only or full: run on without the cache
-        return False
-    prune_cache(folder)
-    return True
+    return store_entry(folder, key, result.model, meta)

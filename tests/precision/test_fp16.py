@@ -183,3 +183,38 @@ def test_keep_io_types_false_and_constant_overflow_warning():
     assert conversion_summary(half)["constants_overflowing_fp16"] == ["big"]
     assert half.graph.input[0].type.tensor_type.elem_type == F16
     assert half.graph.output[0].type.tensor_type.elem_type == F16
+
+
+def test_a_cached_conversion_is_read_back_with_its_warnings_and_a_changed_graph_or_setting_converts_again(
+        tmp_path, monkeypatch, conv_model):
+    from cp_debug.files import CACHE_ENV, NO_CACHE_ENV
+    from cp_debug.precision.fp16 import convert_to_fp16_cached
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    folder = tmp_path / "cache" / "fp16"
+    model = _model([helper.make_node("Mul", ["x", "big"], ["y"], name="mul")],
+                   [helper.make_tensor_value_info("x", F32, [2])], [helper.make_tensor_value_info("y", F32, [2])],
+                   [numpy_helper.from_array(np.array(1e5, np.float32), "big")])
+    said = []
+    for _ in range(2):  # converted and stored, then read back: the same graph, the same warning said again
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            said.append((convert_to_fp16_cached(model).SerializeToString(),
+                         [str(w.message) for w in caught if "FP16 conversion" in str(w.message)]))
+    assert said[0] == said[1] and said[0][1] and "overflow" in said[0][1][0]
+    assert said[0][0] == convert_to_fp16(model).SerializeToString()
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".onnx"]
+    stored = next(folder.glob("*.onnx"))
+    stored.write_bytes(stored.read_bytes()[:100])  # damaged: converted again, rewritten
+    assert convert_to_fp16_cached(model).SerializeToString() == said[0][0]
+    assert convert_to_fp16(model).SerializeToString() == stored.read_bytes()
+    # another setting, another graph: entries of their own, each what the plain conversion gives
+    graph, _ = conv_model
+    kept = convert_to_fp16_cached(model, keep_fp32_nodes=["mul"])
+    assert conversion_summary(kept)["fp32_nodes_user"] == 1
+    assert convert_to_fp16_cached(graph).SerializeToString() == convert_to_fp16(graph).SerializeToString()
+    assert len(list(folder.glob("*.onnx"))) == 3
+    monkeypatch.setenv(NO_CACHE_ENV, "1")  # off: converted, nothing written
+    convert_to_fp16_cached(graph, keep_io_types=False)
+    assert len(list(folder.glob("*.onnx"))) == 3

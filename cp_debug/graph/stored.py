@@ -1,0 +1,52 @@
+"""An ONNX graph kept in a cache folder between processes: `KEY.onnx` beside `KEY.json` (what made it), each written
+whole (temp file + rename), the JSON last, so a reader never sees half an entry. Used by the export cache
+(`export/cache.py`) and the FP16 conversion cache (`precision/fp16.py`); the folders are `files.cache_dir`'s and
+bounded by `files.prune_cache`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+
+def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, dict] | None":
+    """(graph, its JSON) of entry `key`, marked recently used; None where it is missing, of another schema, half
+    pruned or damaged (the caller makes it again)."""
+    import onnx
+
+    meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("schema") != schema:
+            return None
+        model = onnx.load_model_from_string(model_path.read_bytes())
+    except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError)
+        return None
+    now = time.time()
+    for p in (meta_path, model_path):  # recently used: kept longest by the pruning
+        try:
+            os.utime(p, (now, now))
+        except OSError:
+            pass
+    return model, meta
+
+
+def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) -> bool:
+    """Write entry `key` (the graph first, `meta` last: it must hold "schema"), then prune the folder; False when the
+    folder cannot be written (read-only or full: the caller runs on without the cache)."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.files import prune_cache, write_bytes_atomic, write_json
+
+    try:
+        write_bytes_atomic(folder / f"{key}.onnx", model.SerializeToString(), parents=True)
+        write_json(folder / f"{key}.json", meta, parents=True)
+    except (BadInputError, OSError):
+        return False
+    prune_cache(folder)
+    return True
