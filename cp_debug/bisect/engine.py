@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.bisect.ahead import Ahead, runs_ahead
 from cp_debug.bisect.ranking import first_divergent, root_cause
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -112,12 +113,9 @@ class BisectEngine:
             classic = [s for s in states if not s.lockstep]
             ref_out = None
             if classic or not locked:
-                ref_out = reference_stage(rs, i, sp, noise=self.opts.noise_floor,
-                                          capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in classic))
+                ref_out, outs = self._whole_stage(i, sp, classic, noise=self.opts.noise_floor)
                 for s in classic:
-                    t0 = time.perf_counter()
-                    cand_up[s.label].update(candidate_stage(rs, s, i, sp, s.feeds[i]))
-                    s.seconds += time.perf_counter() - t0
+                    cand_up[s.label].update(outs[s.label])
             if locked:
                 ls_ref, ls_out = lockstep_stage(rs, i, sp, locked)
                 ref_out = ref_out if ref_out is not None else ls_ref
@@ -130,6 +128,28 @@ class BisectEngine:
         report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)
         return report
+
+    def _whole_stage(self, i: int, sp: list[ProbeSpec], states: list[CandidateState], *, noise: bool,
+                     timed: bool = True) -> tuple[dict, dict[str, dict]]:
+        """The reference over stage i with `sp` exposed, then each of `states` on its own feed (`stage_whole.py`);
+        those that can run ahead (`ahead.py`) start on helper threads while the reference runs. Returns the
+        reference's stage outputs and each candidate's, by label. `timed`: each candidate's seconds (its own, and
+        its helper's) added to its state's (a refinement is timed whole by `_conclude`)."""
+        rs = self.run_state
+        outs: dict[str, dict] = {}
+        with Ahead(rs, i, sp) as ahead:
+            for s in states:
+                if runs_ahead(rs, s.spec):
+                    ahead.start(s, s.feeds[i])
+            ref_out = reference_stage(rs, i, sp, noise=noise, ran=ahead.reference_ran if ahead else None,
+                                      capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
+            ahead.reference_done()
+            for s in states:
+                t0 = time.perf_counter()
+                outs[s.label] = candidate_stage(rs, s, i, sp, s.feeds[i], ahead=ahead)
+                if timed:
+                    s.seconds += time.perf_counter() - t0 + ahead.seconds.get(s.label, 0.0)
+        return ref_out, outs
 
     def _scene(self, states: list[CandidateState], cand_up: dict[str, dict]):
         """The subject's scene with every side's last-stage outputs (the head maps, float32 copies), for the BEV
@@ -329,8 +349,7 @@ class BisectEngine:
             if state.lockstep:
                 lockstep_stage(rs, stage, kids, [state], refine=True)
             else:
-                reference_stage(rs, stage, kids, noise=False, capture=state.spec.can(Capability.RUN_SUBMODULE))
-                candidate_stage(rs, state, stage, kids, state.feeds[stage])
+                self._whole_stage(stage, kids, [state], noise=False, timed=False)
             sub = ordered(state, kids)
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None

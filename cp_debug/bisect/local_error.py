@@ -7,7 +7,8 @@ what its own segment adds, apart from the error flowing in from upstream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,29 @@ from cp_debug.compare.diff import TensorDiff
 from cp_debug.errors import BadInputError
 
 
+@dataclass
+class LocalErrors:
+    """What measuring one stage's local errors found, kept apart from the run's state until `apply`: so they can be
+    measured on a helper thread (`ahead.py`) while the engine's thread compares, and land in the report where they
+    always did. values: probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
+
+    values: dict[str, tuple] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # for the stage's runner settings (segments, sessions)
+
+    def apply(self, run: RunState, state: CandidateState, i: int) -> dict[str, tuple]:
+        """The warnings into the run's, the settings into the candidate's for stage i; returns `values`."""
+        run.warnings.extend(w for w in self.warnings if w not in run.warnings)
+        if self.settings:
+            state.settings.setdefault(run.subject.stages[i].name, {}).update(self.settings)
+        return self.values
+
+
 def local_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
     """probe -> (local TensorDiff, names of the upstream probes its segment starts from)."""
     if runner.can(Capability.RUN_SUBMODULE):
         return _submodule_errors(run, state, i, sp, runner)
-    return _segment_errors(run, state, i, sp)
+    return segment_errors(run, state, i, sp).apply(run, state, i)
 
 
 def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner) -> dict:
@@ -48,15 +67,19 @@ def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[Pro
     return out
 
 
-def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec]) -> dict:
-    """ONNX backends: each probe's segment cut from the nearest known reference tensors to its tensor."""
+def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec]) -> LocalErrors:
+    """ONNX backends: each probe's segment cut from the nearest known reference tensors to its tensor. Reads the
+    run's state (the store, the noise floor for tolerances) and writes none of it: the result says what to add."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
-    out: dict[str, tuple] = {}
-    spec = local_spec(run, state)  # trt-*@KIT: ONNX Runtime on the same segment (said in the warnings)
+    found = LocalErrors()
+    out, notes = found.values, found.warnings
+    spec, stand_in = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment (said in the warnings)
+    if stand_in is not None:
+        notes.append(stand_in)
 
     qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
@@ -79,7 +102,7 @@ def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[Probe
             cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
             cuts.append((p, tensor, cut))
         except Exception as err:
-            run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+            notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
 
     def measured(p: ProbeSpec, cut, val) -> None:
         kept = store.device_value(p.name) if device is not None else None
@@ -97,8 +120,7 @@ def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[Probe
     if device is not None and len(cuts) > 1:  # segments side by side: a session per group, not per probe
         alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured)
     # for the report: how many segments, in how many sessions
-    state.settings.setdefault(run.subject.stages[i].name, {}).update(
-        local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
+    found.settings.update(local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
     for p, tensor, cut in alone:
         try:
             feed = feed_of(cut)
@@ -112,10 +134,10 @@ def _segment_errors(run: RunState, state: CandidateState, i: int, sp: list[Probe
             with make_runner(spec, onnx_model=seg, **kw) as r:
                 val = r.infer_device(feed)[tensor] if device is not None else r.infer(feed)[tensor]
         except Exception as err:
-            run.warnings.append(f"{state.label}: local error of {p.name} not computed: {err}")
+            notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue
         measured(p, cut, val)
-    return out
+    return found
 
 
 # the local values one side-by-side session holds at once (each group's outputs, on the device): an eighth of the

@@ -50,6 +50,9 @@ class BisectOptions:
     # how probes are judged: "model" (against the candidate's precision's noise, compare/noise.py; three outcomes)
     # or "fixed" (element-wise atol/rtol, diverged or not, as before)
     tolerance_mode: str = "model"
+    # an ONNX Runtime candidate on the device of the reference's probes runs each stage on helper threads while the
+    # reference runs it (`ahead.py`: the same values); False: one after the other
+    overlap: bool = True
 
 
 @dataclass

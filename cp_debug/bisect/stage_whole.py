@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmap
 from cp_debug.bisect.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.ahead import Ahead
 
 # An ONNX candidate's probe values held at once, at most (one run per chunk beyond it). Not tied to
 # --memory-budget: which tensors a run exposes changes what ORT fuses and rounds, so a report must not depend on
@@ -76,8 +79,10 @@ def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[Pr
     return vals
 
 
-def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, capture: bool) -> dict:
-    """Run the reference over stage i with `sp` exposed and keep their values (torch: inputs too).
+def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, capture: bool,
+                    ran: Callable[[], None] | None = None) -> dict:
+    """Run the reference over stage i with `sp` exposed and keep their values (torch: inputs too). `ran` is called
+    once the first run's values are in the store (before the noise run): candidates run ahead from there (`ahead.py`).
 
     A torch reference streams its probe values into the store as its hooks produce them, and its noise-floor
     run compares each with the store as it comes: the stage's probes are never all in memory at once (awml-base
@@ -89,7 +94,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
-        on_device = (streaming or _binds_on_device(run.ref_spec)) and _device_tier(run)
+        on_device = (streaming or binds_on_device(run.ref_spec)) and _device_tier(run)
         bound = on_device and not streaming  # ONNX Runtime read through IO binding
         if streaming:
             def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
@@ -108,7 +113,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 
                 twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
-            out = runner.infer_device(_device_feed(feed, run.store.device)) if bound else runner.infer(feed)
+            out = runner.infer_device(device_feed(feed, run.store.device)) if bound else runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
                 if not (on_device and run.store.put_device(name, _on(v, run.store.device))):
                     run.store.put(name, _host(v))
@@ -118,6 +123,8 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                         run.store.put(key, v)
             stage_out = {k: _host(out[k]) for k in st.output_names}
             del out
+            if ran is not None:
+                ran()
             if noise:
                 _noise_run(run, runner, st, sp, feed, twins, streaming=streaming, on_device=on_device, bound=bound)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
@@ -153,7 +160,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         runner.on_device_probe = twins.same
     elif on_device:
         runner.on_device_probe = against_device
-    again = runner.infer_device(_device_feed(feed, run.store.device)) if bound else runner.infer(feed)
+    again = runner.infer_device(device_feed(feed, run.store.device)) if bound else runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
     del again
@@ -162,8 +169,10 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         twins.clear()
 
 
-def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict) -> dict:
-    """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors.
+def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict,
+                    ahead: "Ahead | None" = None) -> dict:
+    """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors. With
+    `ahead` holding this candidate, its run and local errors were made on helper threads (`ahead.py`): taken here.
 
     A torch candidate's probes are compared as its hooks produce them. An ONNX candidate whose probe tensors would
     not fit `CHUNK_BYTES` together runs the stage once per chunk of probes that does: more inferences, bounded host
@@ -172,7 +181,11 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     candidate runs its deployed file, its probes mapped onto that file's tensors (`deployed.py`)."""
     st = run.stage_of(state.label, i)
     spec = state.spec
-    device = _compares_on_device(run, spec, sp)  # read through infer_device, compared where the store keeps them
+    made = ahead.take(state.label) if ahead is not None and state.label in ahead else None
+    if made is not None and made.out is None:  # did not fit the device: the serial path below
+        made = None
+    # read through infer_device, compared where the store keeps them
+    device = made is not None or compares_on_device(run, spec, sp)
     chunks = [sp] if device else probe_chunks(run, spec, sp)
     one_session = len(chunks) > 1 and _fits_on_device(run, spec, sp)
     runs = f", {len(chunks)} runs" if len(chunks) > 1 else ""
@@ -184,15 +197,20 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
         # a CUDA candidate whose probe tensors all fit in device memory: one session exposes them all and each run
         # copies one chunk out (not a session, and an FP16 conversion of the stage, per chunk)
         whole = keep.enter_context(make_stage_runner(run, spec, st, sp, calib=run.calib(i))) if one_session else None
+        if made is not None:  # active since the helper made it: deactivated with the others
+            keep.callback(made.runner.__exit__, None, None, None)
         for k, chunk in enumerate(chunks):
-            runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
+            runner = made.runner if made is not None else whole or make_stage_runner(run, spec, st, chunk,
+                                                                                     calib=run.calib(i))
             if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
                 if run.store.device is not None and spec.device == run.store.device.type:
                     runner.on_device_probe = _device_compare(run, state, {p.name for p in chunk}, diffs)
-            with contextlib.nullcontext(whole) if whole else runner:
-                if device:
-                    out = runner.infer_device(_device_feed(feed, run.store.device))
+            with contextlib.nullcontext(runner) if whole or made else runner:
+                if made is not None:
+                    out, made.out = made.out, None
+                elif device:
+                    out = runner.infer_device(device_feed(feed, run.store.device))
                 else:
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
@@ -205,7 +223,9 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 del vals
                 exposed.update({p.name: _exposed(st, spec, sp if whole else chunk) for p in chunk})
                 if k == len(chunks) - 1 and run.opts.local:
-                    local = local_errors(run, state, i, sp, runner)
+                    found = ahead.local(state.label) if ahead is not None else None
+                    local = found.apply(run, state, i) if found is not None else local_errors(run, state, i, sp,
+                                                                                               runner)
     for p in sp:
         if p.name in diffs:
             run.exposed[p.name] = exposed[p.name]
@@ -274,7 +294,7 @@ def _device_tier(run: RunState) -> bool:
     store = run.store
     if store.device is not None:
         return True
-    budget = _device_budget(run)
+    budget = device_budget(run)
     if budget is None:
         return False
     import torch
@@ -283,7 +303,7 @@ def _device_tier(run: RunState) -> bool:
     return True
 
 
-def _device_budget(run: RunState) -> int | None:
+def device_budget(run: RunState) -> int | None:
     """The bytes the store's device tier would get (`_device_tier`), None where it stays off."""
     from cp_debug.bisect.store import DEVICE_SHARE
 
@@ -297,7 +317,7 @@ def _device_budget(run: RunState) -> int | None:
     return None if free is None else int(free * DEVICE_SHARE)  # None: no CUDA runtime to ask, the host store
 
 
-def _binds_on_device(spec: BackendSpec) -> bool:
+def binds_on_device(spec: BackendSpec) -> bool:
     """An ONNX Runtime reference that can be read through IO binding: its probes straight into the device tier."""
     return spec.can(Capability.INFER_SOME) and spec.can(Capability.DEVICE_TENSORS) and spec.precision != "int8"
 
@@ -313,14 +333,14 @@ def device_whole(run: RunState, spec: BackendSpec) -> bool:
     whole graph on ONNX Runtime's CPU provider does not do (it drops the Cast pairs around float32-only kernels);
     on CUDA the provider keeps them, so whole stage and lockstep hold the same float16 values."""
     ref = run.ref_spec
-    if not (_binds_on_device(ref) and _binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
-        return False  # (`_binds_on_device` leaves INT8 out)
+    if not (binds_on_device(ref) and binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
+        return False  # (`binds_on_device` leaves INT8 out)
     if spec.onnx_dir is not None:
         return False
-    return run.store.device is not None or _device_budget(run) is not None
+    return run.store.device is not None or device_budget(run) is not None
 
 
-def _compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
+def compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
     """An ONNX Runtime candidate on the device of the store's device tier, which holds some of this stage's
     probes: it runs once through `infer_device` with every probe exposed, its outputs left on the device, when
     they fit half the free GPU memory (the reference's sizes). Not INT8 (calibration reads host feeds)."""
@@ -337,7 +357,7 @@ def _compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -
     return free is not None and _probe_bytes(run, sp) <= free // 2
 
 
-def _device_feed(feed: dict, device) -> dict:
+def device_feed(feed: dict, device) -> dict:
     """A stage's numpy feed as torch tensors on `device` (one copy in)."""
     return {k: _on(v, device) for k, v in feed.items()}
 

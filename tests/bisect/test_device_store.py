@@ -120,3 +120,64 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
             assert y.max_rel == pytest.approx(x.max_rel, rel=3e-7)
             assert y.rel_rmse == pytest.approx(x.rel_rmse, rel=1e-12, abs=1e-15)
     assert compared >= 20
+
+
+def _without_times(report) -> dict:
+    """A report's JSON without what a clock or the machine's free memory sets (each candidate's wall seconds, the
+    reference store's budgets)."""
+    doc = report.to_json()
+    doc.pop("wall_s")
+    store = doc["settings"]["reference_store"]
+    store.pop("budget_mb")
+    store.pop("device_budget_mb", None)  # a share of the free GPU memory at the start
+    return doc
+
+
+def _ahead_gives_the_serial_report(monkeypatch, pairs, options: dict, preset: str = "tiny"):
+    from cp_debug.bisect import ahead
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    threads: list[str] = []
+    made = ahead.Ahead._run
+
+    def spied(self, state, feed):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        return made(self, state, feed)
+
+    monkeypatch.setattr(ahead.Ahead, "_run", spied)
+    subject = centerpoint_subject(preset, random_weights=True, trace_side=64)
+    for ref, cand in pairs:
+        docs = {}
+        for overlap in (False, True):
+            threads.clear()
+            engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(cand, BackendSpec.parse(cand))],
+                                  BisectOptions(level="block", overlap=overlap, **options))
+            docs[overlap] = _without_times(engine.run())
+            # every stage's run (and each refinement's) went ahead on the helper thread, none without overlap
+            assert (len(threads) >= 2 and all(t.startswith("cpdebug-ahead") for t in threads)) if overlap \
+                else not threads
+        a, b = (json.dumps(docs[k], sort_keys=True, indent=0).splitlines() for k in (False, True))
+        assert a == b, (ref, [(x, y) for x, y in zip(a, b) if x != y][:5])
+        rows = docs[True]["results"][cand]
+        assert sum(r["local_rel_rmse"] is not None for r in rows) >= 10, ref  # local errors measured ahead, and equal
+
+
+@pytest.mark.slow  # four tiny-preset bisects: about 20 s on two shared cores
+def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(monkeypatch):
+    """With the reference's probes on the device tier, an ONNX Runtime candidate prepares, runs and measures its local
+    errors on helper threads while the reference runs (`bisect/ahead.py`): the report is the serial one, value for
+    value, for an ONNX Runtime reference read through IO binding and for a torch reference streaming its probes."""
+    _ahead_gives_the_serial_report(monkeypatch, [("ort", "ort-cpu-fp16"), ("torch", "ort-cpu-fp16")],
+                                   {"lockstep": False, "device_budget_mb": 1024})
+
+
+@pytest.mark.gpu
+def test_a_candidate_run_ahead_on_cuda_gives_the_serial_report(monkeypatch):
+    """The same on CUDA, where it is the default: an ORT pair (`device_whole`) and a torch reference, each candidate's
+    FP16 session made and run beside the reference's runs on its own CUDA stream."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    _ahead_gives_the_serial_report(monkeypatch, [("ort-cuda", "ort-cuda-fp16"), ("torch-cuda", "ort-cuda-fp16")],
+                                   {}, preset="demo")

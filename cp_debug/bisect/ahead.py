@@ -1,0 +1,156 @@
+"""A candidate's stage, run ahead on helper threads while the reference runs it (ONNX Runtime on the store's device).
+
+Where the reference's probes go to the store's device tier and an ONNX Runtime candidate reads and writes the same
+device (`stage_whole.device_whole`, or a torch CUDA reference's streamed probes), the candidate's work need not wait
+for the reference's to finish:
+
+- its graph is prepared and its session made while the reference runs the stage (the FP16 conversion, the session,
+  cuDNN's plans on the first run are host work: on the H100 ~1 s of awml-base's backbone, as long as the reference's
+  own run);
+- it runs the stage as soon as the reference's first run has filled the store, beside the reference's noise run;
+- its local errors (`local_error.segment_errors`, which read the store and the noise floor) are measured once the
+  reference has finished, beside the engine's thread comparing the candidate's probes.
+
+One helper thread takes the candidates' runs in order, another their local errors: GPU memory holds what the
+serial order held, plus one candidate's probes during the noise run (each run still checks that its probe tensors
+fit half the free memory first, as `stage_whole.compares_on_device` does, and falls back to the serial path where
+they do not). Values are the same as one after the other: the same calls on the same inputs (ONNX Runtime on its own
+CUDA stream, torch's default stream synchronised before it reads, `ort_binding.run_bound`). What the helpers find
+lands in the run's state on the engine's thread, in the order it always did (`take`, `local`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.bisect.local_error import LocalErrors, segment_errors
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.bisect.stage_whole import (binds_on_device, compares_on_device, device_budget, device_feed,
+                                         make_stage_runner)
+
+__all__ = ["Ahead", "AheadRun", "runs_ahead"]
+
+
+def runs_ahead(run: RunState, spec: BackendSpec) -> bool:
+    """Whether candidate `spec` can run a stage ahead: ONNX Runtime read through IO binding (not INT8, not the user's
+    deployed files) on the device where the reference's probes will lie (a reference that streams them or binds
+    on the device, with a device tier for them)."""
+    if not run.opts.overlap or spec.onnx_dir is not None or not binds_on_device(spec):
+        return False
+    ref = run.ref_spec
+    if not (ref.can(Capability.STREAM_PROBES) or binds_on_device(ref)) or not ref.can(Capability.DEVICE_TENSORS):
+        return False
+    if run.store.device is not None:
+        return spec.device == run.store.device.type
+    if device_budget(run) is None:
+        return False
+    return spec.device == ("cuda" if ref.device == "cuda" else "cpu")  # the device `_device_tier` will pick
+
+
+@dataclass
+class AheadRun:
+    """A candidate's stage run made ahead: its active runner (the caller deactivates it) and the outputs of its one
+    run with every probe exposed, on the device; `out` None where the probes did not fit the device (the runner is
+    then closed: the serial path runs instead). `seconds`: the helper's time on it, waiting for the reference aside."""
+
+    runner: object
+    out: dict | None
+    seconds: float
+
+
+class Ahead:
+    """The helper threads of one stage's candidates. `start` each eligible candidate before the reference runs the
+    stage; call `reference_ran` once its first run has filled the store (the runs go), `reference_done` once its
+    noise run is over (the local errors go); `take` and `local` give each candidate's results on the engine's
+    thread; `close` (always) waits for the helpers and deactivates what nobody took."""
+
+    def __init__(self, run: RunState, i: int, sp: list[ProbeSpec]):
+        self.run, self.i, self.sp = run, i, sp
+        self._runs: dict[str, Future] = {}
+        self._locals: dict[str, Future] = {}
+        self._filled = threading.Event()
+        self._cancelled = False
+        self._run_pool: ThreadPoolExecutor | None = None
+        self._local_pool: ThreadPoolExecutor | None = None
+        self.seconds: dict[str, float] = {}  # label -> the helper's seconds on its run (`take`)
+
+    def __bool__(self) -> bool:
+        return bool(self._runs)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self._runs
+
+    def start(self, state: CandidateState, feed: dict) -> None:
+        if self._run_pool is None:
+            self._run_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-ahead")
+        self._runs[state.label] = self._run_pool.submit(self._run, state, feed)
+
+    def reference_ran(self) -> None:
+        self._filled.set()
+
+    def reference_done(self) -> None:
+        self._filled.set()
+        if not self.run.opts.local or self._cancelled:
+            return
+        for label in self._runs:
+            state = self.run.states[label]
+            if self._local_pool is None:
+                self._local_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-local")
+            self._locals[label] = self._local_pool.submit(segment_errors, self.run, state, self.i, self.sp)
+
+    def take(self, label: str) -> AheadRun:
+        """The candidate's run (raises what the helper raised, on this thread); its seconds go to `seconds`."""
+        made = self._runs.pop(label).result()
+        self.seconds[label] = made.seconds
+        return made
+
+    def local(self, label: str) -> LocalErrors | None:
+        """The candidate's local errors, None where they were not measured ahead (raises what the helper raised)."""
+        fut = self._locals.pop(label, None)
+        return None if fut is None else fut.result()
+
+    def close(self) -> None:
+        self._cancelled = True
+        self._filled.set()
+        for fut in [*self._runs.values(), *self._locals.values()]:
+            try:
+                got = fut.result()
+            except BaseException:  # noqa: BLE001 - nobody took it: the engine's own error is the one to raise
+                continue
+            if isinstance(got, AheadRun) and got.runner is not None:
+                got.runner.__exit__(None, None, None)
+        self._runs.clear()
+        self._locals.clear()
+        for pool in (self._run_pool, self._local_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._run_pool = self._local_pool = None
+
+    def __enter__(self) -> "Ahead":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- on the helper thread ----------------------------------------------------------------------------------
+    def _run(self, state: CandidateState, feed: dict) -> AheadRun:
+        run, i, sp = self.run, self.i, self.sp
+        t0 = time.perf_counter()
+        runner = make_stage_runner(run, state.spec, run.stage_of(state.label, i), sp, calib=run.calib(i))
+        runner.__enter__()
+        try:
+            waited = time.perf_counter()
+            self._filled.wait()
+            t0 += time.perf_counter() - waited  # waiting on the reference is not this candidate's time
+            if self._cancelled or not compares_on_device(run, state.spec, sp):
+                runner.__exit__(None, None, None)
+                return AheadRun(None, None, time.perf_counter() - t0)
+            out = runner.infer_device(device_feed(feed, run.store.device))
+        except BaseException:
+            runner.__exit__(None, None, None)
+            raise
+        return AheadRun(runner, out, time.perf_counter() - t0)
