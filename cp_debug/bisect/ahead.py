@@ -16,7 +16,8 @@ serial order held, plus one candidate's probes during the noise run (each run st
 fit half the free memory first, as `stage_whole.compares_on_device` does, and falls back to the serial path where
 they do not). Values are the same as one after the other: the same calls on the same inputs (ONNX Runtime on its own
 CUDA stream, torch's default stream synchronised before it reads, `ort_binding.run_bound`). What the helpers find
-lands in the run's state on the engine's thread, in the order it always did (`take`, `local`).
+lands in the run's state on the engine's thread, in the order it always did (`take`, `local`). On CUDA each
+helper queues its torch work on a stream of its own (`_on_own_stream`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class Ahead:
             state = self.run.states[label]
             if self._local_pool is None:
                 self._local_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-local")
-            self._locals[label] = self._local_pool.submit(segment_errors, self.run, state, self.i, self.sp)
+            self._locals[label] = self._local_pool.submit(_on_own_stream, self.run.store.device, segment_errors,
+                                                          self.run, state, self.i, self.sp)
 
     def take(self, label: str) -> AheadRun:
         """The candidate's run (raises what the helper raised, on this thread); its seconds go to `seconds`."""
@@ -149,8 +151,25 @@ class Ahead:
             if self._cancelled or not compares_on_device(run, state.spec, sp):
                 runner.__exit__(None, None, None)
                 return AheadRun(None, None, time.perf_counter() - t0)
-            out = runner.infer_device(device_feed(feed, run.store.device))
+            out = _on_own_stream(run.store.device, lambda: runner.infer_device(device_feed(feed, run.store.device)))
         except BaseException:
             runner.__exit__(None, None, None)
             raise
         return AheadRun(runner, out, time.perf_counter() - t0)
+
+
+def _on_own_stream(device, fn, *args):
+    """`fn(*args)` on a CUDA stream of its own where `device` is a CUDA device: ordered after what the engine's thread
+    has queued on the device so far (the store's values), its work complete on return. Without it a helper's waits
+    (each comparison's copy of its figures, `ort_binding.run_bound`'s sync before ONNX Runtime reads) would wait for
+    everything the engine's thread queues on the default stream meanwhile. Elsewhere `fn(*args)` as it is."""
+    if device is None or getattr(device, "type", None) != "cuda":
+        return fn(*args)
+    import torch
+
+    stream = torch.cuda.Stream(device=device)
+    stream.wait_stream(torch.cuda.default_stream(device))
+    with torch.cuda.stream(stream):
+        out = fn(*args)
+    stream.synchronize()
+    return out

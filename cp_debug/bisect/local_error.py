@@ -107,7 +107,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(p: ProbeSpec, cut, val) -> None:
         kept = store.device_value(p.name) if device is not None else None
         if kept is not None:
-            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name))
+            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name), one_pass=True)
         else:
             val = host_array(val) if device is not None else val
             loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))

@@ -152,7 +152,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         if kept is None:
             return False  # kept on the host: compared there
         t = _on(t, kept.device)  # a stage output or input: a host array, copied in
-        run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t)
+        run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t, one_pass=True)
         return True
     if streaming:
         runner.on_probe = against_store
@@ -448,7 +448,7 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     kept = run.store.device_value(name)
     if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
         value = _on(value, kept.device)
-        diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name))
+        diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)
         keep_plot_device(state, name, kept, value)
         return
     if is_tensor(value):

@@ -10,14 +10,16 @@ Where Triton is missing or cannot compile here (it builds a small launcher with 
 `figures_on_device` returns None once and for all and the caller keeps its torch ops; `CPDEBUG_FUSED_DIFF=0` does
 the same.
 
-Triton's first kernel of a process costs ~0.8 s (it hashes its own library for the cache key, `triton_key`), about
-what a bisect's ~90 comparisons save: callers that compare many tensors in one process (the sweep) ask for the pass,
-`device_diff.diff_tensors(one_pass=True)` / `diff_many`; a bisect keeps the torch ops.
+Triton's first kernel of a process costs ~0.8 s (it hashes its own library for the cache key, `triton_key`: file
+reads and hashing, which leave Python's lock free): callers ask for the pass (`device_diff.diff_tensors(one_pass=True)`
+/ `diff_many`) where they compare many tensors, and a bisect on CUDA pays that first kernel on a helper thread while
+it loads the model (`warm_up_in_background`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +32,8 @@ _PROGRAMS_PER_SM = 8
 
 _kernel = None  # the compiled kernel; False where Triton cannot run (decided once)
 _why_not: str | None = None
+_first = threading.Lock()  # held through the first launch: a second thread waits for it rather than compiling too
+_launched = False
 
 
 def reason_unavailable() -> str | None:
@@ -41,30 +45,60 @@ def figures_on_device(ref: "torch.Tensor", test: "torch.Tensor", rtol: float, at
     """The 11 figures of `ref` against `test` (same shape, float32/float16, one CUDA device), in the order above, as
     a float64 tensor on their device, not yet copied to the host (several probes' rows reach the host in one copy:
     `device_diff.diff_many`); None where the fused pass cannot run (the caller measures another way)."""
-    global _kernel, _why_not
+    global _kernel, _why_not, _launched
     if not test.is_cuda or ref.device != test.device:
         return None
-    kernel = _load()
-    if kernel is None:
-        return None
-    import torch
-    import triton
+    import contextlib
 
-    r, t = ref.reshape(-1).contiguous(), test.reshape(-1).contiguous()
-    n = r.numel()
-    sms = torch.cuda.get_device_properties(t.device).multi_processor_count
-    programs = max(1, min(triton.cdiv(n, _BLOCK), sms * _PROGRAMS_PER_SM))
-    per_program = triton.cdiv(triton.cdiv(n, programs), _BLOCK) * _BLOCK
-    programs = triton.cdiv(n, per_program)
-    parts = torch.empty((programs, 11), dtype=torch.float64, device=t.device)
-    try:
-        with torch.cuda.device(t.device):
-            kernel[(programs,)](r, t, parts, n, per_program, float(rtol), float(atol), BLOCK=_BLOCK,
-                                enable_fp_fusion=False)
-    except Exception as err:  # noqa: BLE001 - no C compiler, an old driver...: the torch ops measure instead
-        _kernel, _why_not = False, f"Triton could not run its kernel: {type(err).__name__}: {err}".splitlines()[0]
-        return None
+    with contextlib.nullcontext() if _launched else _first:  # a second thread waits for the first launch
+        kernel = _load()
+        if kernel is None:
+            return None
+        import torch
+        import triton
+
+        r, t = ref.reshape(-1).contiguous(), test.reshape(-1).contiguous()
+        n = r.numel()
+        sms = torch.cuda.get_device_properties(t.device).multi_processor_count
+        programs = max(1, min(triton.cdiv(n, _BLOCK), sms * _PROGRAMS_PER_SM))
+        per_program = triton.cdiv(triton.cdiv(n, programs), _BLOCK) * _BLOCK
+        programs = triton.cdiv(n, per_program)
+        parts = torch.empty((programs, 11), dtype=torch.float64, device=t.device)
+        try:
+            with torch.cuda.device(t.device):
+                kernel[(programs,)](r, t, parts, n, per_program, float(rtol), float(atol), BLOCK=_BLOCK,
+                                    enable_fp_fusion=False)
+        except Exception as err:  # noqa: BLE001 - no C compiler, an old driver...: the torch ops measure instead
+            _kernel = False
+            _why_not = f"Triton could not run its kernel: {type(err).__name__}: {err}".splitlines()[0]
+            return None
+        _launched = True
     return torch.cat([parts[:, _SUMS].sum(0), parts[:, _MAXES].amax(0), parts[:, 10].sum().reshape(1)])
+
+
+def warm_up() -> None:
+    """Compile the kernel (or read it from Triton's cache) and launch it once for each operand type on small CUDA
+    tensors, so that later comparisons do not wait for it; does nothing where Triton or CUDA is missing, and never
+    raises (`figures_on_device` decides again, and says why, when it is asked)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        ref = torch.ones(4096, device="cuda")
+        for dtype in (torch.float32, torch.float16):
+            if figures_on_device(ref, torch.ones(4096, device="cuda", dtype=dtype), 1e-3, 1e-4) is None:
+                return
+        torch.cuda.synchronize()
+    except Exception:  # noqa: BLE001 - a warm-up only: the comparison itself reports what goes wrong
+        return
+
+
+def warm_up_in_background() -> threading.Thread:
+    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
+    th = threading.Thread(target=warm_up, name="cpdebug-triton-warm-up", daemon=True)
+    th.start()
+    return th
 
 
 def _load():

@@ -152,3 +152,21 @@ def test_diff_many_gives_each_pairs_own_figures(device):
             u, v = getattr(x, f), getattr(y, f)
             both_nan = isinstance(u, float) and math.isnan(u) and math.isnan(v)
             assert u == v or both_nan or (f in SUMS and math.isclose(u, v, rel_tol=1e-12)), (x.name, f)
+
+
+@pytest.mark.parametrize("device", [CUDA])
+def test_comparisons_made_while_the_fused_pass_warms_up_on_another_thread_are_its_figures(device):
+    """A bisect warms the fused pass up on a helper thread while it loads the model
+    (`fused_diff.warm_up_in_background`); a comparison asked meanwhile waits for the first launch instead of compiling
+    again, and gives the figures a comparison after it gives."""
+    from cp_debug.compare import fused_diff
+
+    rs = np.random.RandomState(2)
+    ref = torch.from_numpy((rs.randn(2, 64, 300) * 3).astype(np.float32)).to(device)
+    test = ref.half()
+    warming = fused_diff.warm_up_in_background()
+    during = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
+    warming.join()
+    after = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
+    assert fused_diff.reason_unavailable() is None
+    assert during == after and during.max_abs > 0
