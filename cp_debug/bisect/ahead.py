@@ -8,8 +8,9 @@ for the reference's to finish:
   cuDNN's plans on the first run are host work: on the H100 ~1 s of awml-base's backbone, as long as the reference's
   own run);
 - it runs the stage as soon as the reference's first run has filled the store, beside the reference's noise run;
-- its local errors (`local_error.segment_errors`, which read the store and the noise floor) are measured once the
-  reference has finished, beside the engine's thread comparing the candidate's probes.
+- its local errors (`local_error.segment_errors`) start there too: segments cut, sessions made and run beside the
+  noise run, each value measured once the noise floor is known (it sets the tolerances), beside the engine's thread
+  comparing the candidate's probes.
 
 One helper thread takes the candidates' runs in order, another their local errors: GPU memory holds what the
 serial order held, plus one candidate's probes during the noise run (each run still checks that its probe tensors
@@ -65,15 +66,17 @@ class AheadRun:
 
 class Ahead:
     """The helper threads of one stage's candidates. `start` each eligible candidate before the reference runs the
-    stage; call `reference_ran` once its first run has filled the store (the runs go), `reference_done` once its
-    noise run is over (the local errors go); `take` and `local` give each candidate's results on the engine's
-    thread; `close` (always) waits for the helpers and deactivates what nobody took."""
+    stage; call `reference_ran` once its first run has filled the store (the runs and local errors go),
+    `reference_done` once its noise run is over (the local errors' values are measured); `take` and `local` give each
+    candidate's results on the engine's thread; `close` (always) waits for the helpers and deactivates what nobody
+    took."""
 
     def __init__(self, run: RunState, i: int, sp: list[ProbeSpec]):
         self.run, self.i, self.sp = run, i, sp
         self._runs: dict[str, Future] = {}
         self._locals: dict[str, Future] = {}
         self._filled = threading.Event()
+        self._noise_known = threading.Event()
         self._cancelled = False
         self._run_pool: ThreadPoolExecutor | None = None
         self._local_pool: ThreadPoolExecutor | None = None
@@ -91,9 +94,8 @@ class Ahead:
         self._runs[state.label] = self._run_pool.submit(self._run, state, feed)
 
     def reference_ran(self) -> None:
-        self._filled.set()
-
-    def reference_done(self) -> None:
+        """The reference's first run has filled the store: the candidates' runs go, and their local errors (cut and
+        run now, measured once `reference_done` says the noise floor is known)."""
         self._filled.set()
         if not self.run.opts.local or self._cancelled:
             return
@@ -102,7 +104,13 @@ class Ahead:
             if self._local_pool is None:
                 self._local_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-local")
             self._locals[label] = self._local_pool.submit(_on_own_stream, self.run.store.device, segment_errors,
-                                                          self.run, state, self.i, self.sp)
+                                                          self.run, state, self.i, self.sp, self._noise_known.wait)
+
+    def reference_done(self) -> None:
+        """The reference has finished the stage, its noise run included."""
+        if not self._filled.is_set():  # it never said `reference_ran` (a reference whose probes stayed off the tier)
+            self.reference_ran()
+        self._noise_known.set()
 
     def take(self, label: str) -> AheadRun:
         """The candidate's run (raises what the helper raised, on this thread); its seconds go to `seconds`."""
@@ -118,6 +126,7 @@ class Ahead:
     def close(self) -> None:
         self._cancelled = True
         self._filled.set()
+        self._noise_known.set()
         for fut in [*self._runs.values(), *self._locals.values()]:
             try:
                 got = fut.result()

@@ -8,7 +8,7 @@ what its own segment adds, apart from the error flowing in from upstream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,9 +67,12 @@ def _submodule_errors(run: RunState, state: CandidateState, i: int, sp: list[Pro
     return out
 
 
-def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec]) -> LocalErrors:
+def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec],
+                   noise_known: Callable[[], object] | None = None) -> LocalErrors:
     """ONNX backends: each probe's segment cut from the nearest known reference tensors to its tensor. Reads the
-    run's state (the store, the noise floor for tolerances) and writes none of it: the result says what to add."""
+    run's state (the store, the noise floor for tolerances) and writes none of it: the result says what to add.
+    `noise_known`, where the reference's noise run may still be going on, is waited for before the first value is
+    measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
@@ -105,6 +108,8 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
             notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
 
     def measured(p: ProbeSpec, cut, val) -> None:
+        if noise_known is not None:
+            noise_known()
         kept = store.device_value(p.name) if device is not None else None
         if kept is not None:
             loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name), one_pass=True)
