@@ -104,12 +104,10 @@ class Ahead:
             if self._local_pool is None:
                 self._local_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-local")
             self._locals[label] = self._local_pool.submit(_on_own_stream, self.run.store.device, segment_errors,
-                                                          self.run, state, self.i, self.sp, self._noise_known.wait)
+                                                          self.run, state, self.i, self.sp, self._measure)
 
     def reference_done(self) -> None:
         """The reference has finished the stage, its noise run included."""
-        if not self._filled.is_set():  # it never said `reference_ran` (a reference whose probes stayed off the tier)
-            self.reference_ran()
         self._noise_known.set()
 
     def take(self, label: str) -> AheadRun:
@@ -147,7 +145,13 @@ class Ahead:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- on the helper thread ----------------------------------------------------------------------------------
+    # -- on the helper threads ---------------------------------------------------------------------------------
+    def _measure(self) -> None:
+        """What the local errors wait for before measuring a value: the noise floor; `_Cancelled` once the engine
+        has given up on the stage (its own error is the one raised), so they stop there."""
+        self._noise_known.wait()
+        if self._cancelled:
+            raise _Cancelled()
     def _run(self, state: CandidateState, feed: dict) -> AheadRun:
         run, i, sp = self.run, self.i, self.sp
         t0 = time.perf_counter()
@@ -165,6 +169,11 @@ class Ahead:
             runner.__exit__(None, None, None)
             raise
         return AheadRun(runner, out, time.perf_counter() - t0)
+
+
+class _Cancelled(BaseException):
+    """The stage was given up (`Ahead.close` before the results were taken): a BaseException, so that no handler
+    of a failing segment (which would run it alone) takes it for one."""
 
 
 def _on_own_stream(device, fn, *args):

@@ -141,7 +141,7 @@ class BisectEngine:
             for s in states:
                 if runs_ahead(rs, s.spec):
                     ahead.start(s, s.feeds[i])
-            ref_out = reference_stage(rs, i, sp, noise=noise, ran=ahead.reference_ran if ahead else None,
+            ref_out = reference_stage(rs, i, sp, noise=noise, ran=ahead.reference_ran,
                                       capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
             ahead.reference_done()
             for s in states:

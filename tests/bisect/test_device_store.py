@@ -181,3 +181,27 @@ def test_a_candidate_run_ahead_on_cuda_gives_the_serial_report(monkeypatch):
         pytest.skip("no CUDA device")
     _ahead_gives_the_serial_report(monkeypatch, [("ort-cuda", "ort-cuda-fp16"), ("torch-cuda", "ort-cuda-fp16")],
                                    {}, preset="demo")
+
+
+@pytest.mark.slow  # one tiny-preset stage: a few seconds
+def test_an_error_on_the_engines_thread_stops_the_candidate_ahead_and_is_the_one_raised(monkeypatch):
+    """The reference fails after its first run (its noise run raises, injected): the candidate's helpers are stopped
+    and joined (its local errors give up before measuring anything), no thread is left behind, and the engine's own
+    error is the one the caller sees."""
+    import threading
+
+    from cp_debug.bisect import stage_whole
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the reference's noise run failed")
+
+    monkeypatch.setattr(stage_whole, "_noise_run", failing)
+    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
+    engine = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
+                          [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
+                          BisectOptions(level="block", lockstep=False, device_budget_mb=1024))
+    with pytest.raises(RuntimeError, match="noise run failed"):
+        engine.run()
+    engine.close()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("cpdebug-ahead", "cpdebug-local"))]
