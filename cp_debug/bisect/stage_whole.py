@@ -215,6 +215,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
                     _describe(run, state, st, runner)
+                    if made is not None:  # for the report: its run and local errors went beside the reference's
+                        state.settings[st.name]["ran_beside_reference"] = True
                 vals = probe_values(st, spec, out, chunk, feed)
                 if stage_out is None:
                     stage_out = {n: _host(out[n]) for n in st.output_names}
@@ -226,6 +228,13 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     found = ahead.local(state.label) if ahead is not None else None
                     local = found.apply(run, state, i) if found is not None else local_errors(run, state, i, sp,
                                                                                                runner)
+    _record(run, state, sp, diffs, exposed, local)
+    return stage_out
+
+
+def _record(run: RunState, state: CandidateState, sp: list[ProbeSpec], diffs: dict, exposed: dict,
+            local: dict) -> None:
+    """Each compared probe's result, judged with its local error, into the state; then its amplification."""
     for p in sp:
         if p.name in diffs:
             run.exposed[p.name] = exposed[p.name]
@@ -235,7 +244,6 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
         if name in state.results:
             state.results[name] = replace(state.results[name],
                                           amplification=amplification(state, name, upstream))
-    return stage_out
 
 
 def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[list[ProbeSpec]]:

@@ -155,6 +155,9 @@ def _ahead_gives_the_serial_report(monkeypatch, pairs, options: dict, preset: st
             engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(cand, BackendSpec.parse(cand))],
                                   BisectOptions(level="block", overlap=overlap, **options))
             docs[overlap] = _without_times(engine.run())
+            beside = [stage.pop("ran_beside_reference", False)
+                      for stage in docs[overlap]["settings"]["backends"][cand].values()]
+            assert beside and all(beside) == overlap and any(beside) == overlap, beside  # said in the report
             # every stage's run (and each refinement's) went ahead on the helper thread, none without overlap
             assert (len(threads) >= min_runs and all(t.startswith("cpdebug-ahead") for t in threads)) if overlap \
                 else not threads
