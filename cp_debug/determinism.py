@@ -115,7 +115,7 @@ class Determinism:
                 np.random.seed(self.seed)
                 # the CPU generator and, on CUDA, every CUDA device: the streams restored below. Not torch.manual_seed,
                 # which also queues seeds for accelerators never initialised (xpu, mtia), formatting the call stack
-                # each time: 1.6 ms of every sweep frame on the H100 host.
+                # each time (torch 2.11 on the H100 host: 0.116 ms a call against 0.005 ms).
                 torch.random.default_generator.manual_seed(self.seed)
                 if cuda:
                     torch.cuda.manual_seed_all(self.seed)
