@@ -28,29 +28,21 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.local_error import LocalErrors, segment_errors
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
-from cp_debug.bisect.stage_whole import (binds_on_device, compares_on_device, device_budget, device_feed,
-                                         make_stage_runner)
+from cp_debug.bisect.stage_whole import binds_on_device, compares_on_device, device_feed, make_stage_runner, tier_device
 
 __all__ = ["Ahead", "AheadRun", "runs_ahead"]
 
 
 def runs_ahead(run: RunState, spec: BackendSpec) -> bool:
     """Whether candidate `spec` can run a stage ahead: ONNX Runtime read through IO binding (not INT8, not the user's
-    deployed files) on the device where the reference's probes will lie (a reference that streams them or binds
-    on the device, with a device tier for them)."""
+    deployed files) on the device where the reference's probes lie (`stage_whole.tier_device`)."""
     if not run.opts.overlap or spec.onnx_dir is not None or not binds_on_device(spec):
         return False
-    ref = run.ref_spec
-    if not (ref.can(Capability.STREAM_PROBES) or binds_on_device(ref)) or not ref.can(Capability.DEVICE_TENSORS):
-        return False
-    if run.store.device is not None:
-        return spec.device == run.store.device.type
-    if device_budget(run) is None:
-        return False
-    return spec.device == ("cuda" if ref.device == "cuda" else "cpu")  # the device `_device_tier` will pick
+    tier = tier_device(run)
+    return tier is not None and spec.device == tier
 
 
 @dataclass
@@ -82,12 +74,6 @@ class Ahead:
         self._local_pool: ThreadPoolExecutor | None = None
         self.seconds: dict[str, float] = {}  # label -> the helper's seconds on its run (`take`)
 
-    def __bool__(self) -> bool:
-        return bool(self._runs)
-
-    def __contains__(self, label: str) -> bool:
-        return label in self._runs
-
     def start(self, state: CandidateState, feed: dict) -> None:
         if self._run_pool is None:
             self._run_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-ahead")
@@ -110,9 +96,13 @@ class Ahead:
         """The reference has finished the stage, its noise run included."""
         self._noise_known.set()
 
-    def take(self, label: str) -> AheadRun:
-        """The candidate's run (raises what the helper raised, on this thread); its seconds go to `seconds`."""
-        made = self._runs.pop(label).result()
+    def take(self, label: str) -> AheadRun | None:
+        """The candidate's run, None where it did not start one (raises what the helper raised, on this thread); its
+        seconds go to `seconds`."""
+        fut = self._runs.pop(label, None)
+        if fut is None:
+            return None
+        made = fut.result()
         self.seconds[label] = made.seconds
         return made
 

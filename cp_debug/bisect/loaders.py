@@ -122,14 +122,13 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
-    from cp_debug.graph.model import load_onnx
+    from cp_debug.graph.model import load_onnx, static_dims
 
     model = load_onnx(path)
     inits = {i.name for i in model.graph.initializer}
     ins = [i for i in model.graph.input if i.name not in inits]
     names = tuple(i.name for i in ins)
-    shapes = {i.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim)
-              for i in ins}
+    shapes = {i.name: static_dims(i.type) or () for i in ins}
     if inputs is not None:
         feed = match_inputs(load_npz_inputs(inputs), names, shapes, os.path.basename(str(path)))
     else:

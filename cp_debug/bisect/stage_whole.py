@@ -181,7 +181,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     candidate runs its deployed file, its probes mapped onto that file's tensors (`deployed.py`)."""
     st = run.stage_of(state.label, i)
     spec = state.spec
-    made = ahead.take(state.label) if ahead is not None and state.label in ahead else None
+    made = ahead.take(state.label) if ahead is not None else None
     if made is not None and made.out is None:  # did not fit the device: the serial path below
         made = None
     # read through infer_device, compared where the store keeps them
@@ -307,8 +307,25 @@ def _device_tier(run: RunState) -> bool:
         return False
     import torch
 
-    store.enable_device(torch.device("cuda" if run.ref_spec.device == "cuda" else "cpu"), budget)
+    store.enable_device(torch.device(_tier_type(run)), budget)
     return True
+
+
+def tier_device(run: RunState) -> str | None:
+    """The device type ("cuda" or "cpu") the reference's probes lie on, or will once it runs (the store's device
+    tier: a reference that streams its probes or is read through IO binding, with a device budget); None where they
+    stay on the host. Enables nothing (`_device_tier` does)."""
+    ref = run.ref_spec
+    if not (ref.can(Capability.STREAM_PROBES) or binds_on_device(ref)):
+        return None
+    if run.store.device is not None:
+        return run.store.device.type
+    return None if device_budget(run) is None else _tier_type(run)
+
+
+def _tier_type(run: RunState) -> str:
+    """The device type of the tier `_device_tier` enables: the reference's CUDA device, else torch CPU tensors."""
+    return "cuda" if run.ref_spec.device == "cuda" else "cpu"
 
 
 def device_budget(run: RunState) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import onnx
 
 from cp_debug.errors import BadInputError
+from cp_debug.graph.model import static_dims
 
 
 class InterfaceMismatchError(BadInputError):
@@ -39,9 +40,7 @@ def interface(model: onnx.ModelProto) -> tuple[dict[str, TensorSig], dict[str, T
     producer = {t: n.op_type for n in model.graph.node for t in n.output}
 
     def sig(vi, prod=None) -> TensorSig:
-        shape = vi.type.tensor_type.shape
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in shape.dim)
-        return TensorSig(vi.name, dims, prod)
+        return TensorSig(vi.name, static_dims(vi.type) or (), prod)
 
     ins = {vi.name: sig(vi) for vi in model.graph.input if vi.name not in inits}
     outs = {vi.name: sig(vi, producer.get(vi.name)) for vi in model.graph.output}
