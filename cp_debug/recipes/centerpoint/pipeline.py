@@ -9,6 +9,10 @@ A *resident* run keeps every value a torch tensor on the glue's device from the 
 can (`Capability.DEVICE_TENSORS`) are fed and read through `infer_device`, and on CUDA nothing crosses the host
 between the stages (the BEV canvas, 133 MB at awml-base, was scattered, copied out and copied back in per frame).
 It gives the numbers of the numpy path (the same torch glue and runners; decode's device reductions aside).
+
+The glue's first steps (the points' columns, voxelize, get_input_features) depend on the scan and the device only:
+`make_front` makes them once, and every run on that device can take them (`run_pipeline(front=...)`), on another
+thread ahead of the run if need be (a sweep makes the next frames' fronts while the current one runs).
 """
 
 from __future__ import annotations
@@ -77,6 +81,55 @@ class PipelineResult:
     @property
     def total_seconds(self) -> float:
         return float(sum(self.timings.values()))
+
+
+@dataclass(frozen=True)
+class Front:
+    """A scan's glue up to the voxel encoder's input, made on `device` (`make_front`): the model's point columns,
+    the voxels and the decorated features (torch). Runs take it read-only, so one front serves every run on its
+    device with the same voxel cap."""
+
+    device: str
+    max_voxels: int
+    points: np.ndarray
+    voxels: "Voxels"
+    features: Any
+
+    def used_on(self, stream) -> None:
+        """Tell torch's allocator that `stream` (a CUDA stream other than the one the front was made on) reads the
+        front's tensors: their memory is not handed out again before that stream's work queued so far is done."""
+        for t in (self.voxels.voxels, self.voxels.num_points, self.voxels.coors, self.features):
+            if t.is_cuda:
+                t.record_stream(stream)
+
+
+def make_front(model_cfg: "CenterPointConfig", points, device: str = "cpu", *, max_voxels: int | None = None) -> Front:
+    """The points checked and cut to the model's columns, voxelized on `device` and decorated: what `run_pipeline`
+    does first. A scan with no point inside the preset's range is refused (`BadInputError`)."""
+    from cp_debug.models.centerpoint.pillar_encoder import get_input_features
+
+    pts, vox, cap = _voxelized(model_cfg, points, device, max_voxels)
+    return Front(str(device), cap, pts, vox, get_input_features(vox.voxels, vox.num_points, vox.coors, model_cfg))
+
+
+def _voxelized(model_cfg: "CenterPointConfig", points, device, max_voxels: int | None):
+    """`make_front`'s first part: (the model's point columns, their voxels, the voxel cap)."""
+    import torch
+
+    from cp_debug.models.centerpoint.points import prepare_points
+    from cp_debug.models.centerpoint.voxelize import voxelize
+
+    cfg = model_cfg if max_voxels is None else replace(model_cfg, max_voxels=int(max_voxels))
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    pts = prepare_points(np.asarray(points), cfg, source="points")
+    vox = voxelize(pts, cfg, device=device)
+    if vox.num_voxels == 0:
+        raise BadInputError(
+            f"no point lies inside preset {cfg.name!r}'s point_cloud_range {list(cfg.point_cloud_range)}; "
+            "check the point file's units and frame"
+        )
+    return pts, vox, int(cfg.max_voxels)
 
 
 def _host(value):
@@ -166,6 +219,7 @@ def run_pipeline(
     resident: bool | None = None,
     on_device: bool = False,
     step_times: bool = True,
+    front: Front | None = None,
 ) -> PipelineResult:
     """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
 
@@ -180,18 +234,20 @@ def run_pipeline(
 
     `step_times`: each step's seconds in `timings`, a CUDA run waiting for the step's kernels at its end (what
     `bench` reports). False leaves `timings` empty and the device's queue full (a sweep's frames need no step times).
+
+    `front`: this scan's first steps already made on `device` (`make_front`, same voxel cap); `points` is then not
+    read again and `timings` has no voxelize or get_input_features step.
     """
     import torch
 
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import prepare_points
     from cp_debug.models.centerpoint.scatter import PointPillarsScatter
-    from cp_debug.models.centerpoint.voxelize import voxelize
 
     cfg = model_cfg
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    pts = prepare_points(np.asarray(points), cfg, source="points")
+    cap = cfg.max_voxels if max_voxels is None else int(max_voxels)
+    if front is not None and (front.device != str(device) or front.max_voxels != cap):
+        raise ValueError(f"a front made on {front.device} with {front.max_voxels} voxels at most was given to a run "
+                         f"on {device} with {cap}")
     if resident is None:
         resident = str(device).startswith("cuda") and all(map(can_take_tensors, (encoder_runner, backbone_runner)))
     on_cuda = resident and str(device).startswith("cuda")
@@ -212,19 +268,18 @@ def run_pipeline(
         backbone = _activated(stack, backbone_runner)
 
         t = time.perf_counter()
-        vox = voxelize(pts, cfg if max_voxels is None else replace(cfg, max_voxels=int(max_voxels)), device=device)
-        if vox.num_voxels == 0:
-            raise BadInputError(
-                f"no point lies inside preset {cfg.name!r}'s point_cloud_range {list(cfg.point_cloud_range)}; "
-                "check the point file's units and frame"
-            )
-        t = tick(STEP_VOXELIZE, t)
-        feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
+        if front is None:
+            _, vox, _ = _voxelized(cfg, points, device, max_voxels)
+            t = tick(STEP_VOXELIZE, t)
+            feats = get_input_features(vox.voxels, vox.num_points, vox.coors, cfg)
+        else:
+            vox, feats = front.voxels, front.features
         if feature_transform is not None:
             feats = feature_transform(feats)
         if not resident:
             feats = feats.detach().cpu().numpy()
-        t = tick(STEP_INPUT_FEATURES, t)
+        if front is None:
+            t = tick(STEP_INPUT_FEATURES, t)
 
         enc_out = _run(encoder, {VOXEL_ENCODER_INPUTS[0]: feats}, STAGE_VOXEL_ENCODER, dev)
         pillars = _check_pillars(enc_out, vox.num_voxels, cfg.pillar_channels)

@@ -7,7 +7,7 @@ import pytest
 
 from cp_debug.errors import BadInputError, CpDebugError
 from cp_debug.recipes.centerpoint.compare_detections import compare_detections
-from cp_debug.recipes.centerpoint.pipeline import STEPS, run_pipeline
+from cp_debug.recipes.centerpoint.pipeline import STEPS, make_front, run_pipeline
 from cp_debug.recipes.centerpoint.stage_runners import (
     OrtStageRunner,
     ort_stage_runners,
@@ -98,3 +98,28 @@ def test_points_outside_range(tiny_cfg, tiny_model):
     pts = np.full((50, 5), 500.0, np.float32)
     with pytest.raises(BadInputError, match="point_cloud_range"):
         run_pipeline(tiny_cfg, pts, *torch_stage_runners(tiny_model))
+
+
+def test_a_front_made_once_gives_every_run_its_values(tiny_cfg, tiny_model, onnx_dir, scene, torch_result):
+    """The scan's voxels and features made once (`make_front`) and given to a torch and an ONNX Runtime run: each
+    run's boundaries and boxes are those of making them itself; the front is left as it was; a front made for
+    another device or voxel cap is refused."""
+    front = make_front(tiny_cfg, scene.points, "cpu")
+    kept = front.features.clone()
+    with_front = run_pipeline(tiny_cfg, scene.points, *torch_stage_runners(tiny_model), front=front)
+    plain = torch_result.boundaries()
+    for name, value in with_front.boundaries().items():
+        np.testing.assert_array_equal(value, plain[name], err_msg=name)
+    assert "voxelize" not in with_front.timings and "get_input_features" not in with_front.timings
+    ort_plain = run_pipeline(tiny_cfg, scene.points, *ort_stage_runners(onnx_dir))
+    ort_front = run_pipeline(tiny_cfg, None, *ort_stage_runners(onnx_dir), front=front)
+    for name, value in ort_front.boundaries().items():
+        np.testing.assert_array_equal(value, ort_plain.boundaries()[name], err_msg=name)
+    for field in ("boxes", "scores", "labels"):
+        np.testing.assert_array_equal(getattr(ort_front.detections, field), getattr(ort_plain.detections, field))
+    assert len(ort_plain.detections) > 5
+    assert bool((front.features == kept).all())
+    with pytest.raises(ValueError, match="front made on cpu"):
+        run_pipeline(tiny_cfg, scene.points, *torch_stage_runners(tiny_model), front=front, max_voxels=7)
+    with pytest.raises(BadInputError, match="point_cloud_range"):
+        make_front(tiny_cfg, np.full((50, 5), 500.0, np.float32))
