@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError, CpDebugError
-from cp_debug.data.frames import Frame, GroundTruth
+from cp_debug.data.frames import Frame
 
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
 BOUNDARIES = ("pillar_features", "spatial_features")  # the glue's tensors between the two stages
@@ -66,7 +67,8 @@ class SweepSettings:
     atol: float | None = None
     rtol: float | None = None
     # ONNX Runtime candidates on the reference's CUDA device run beside it (a thread and a CUDA stream of their own)
-    # instead of after it: their host work and the reference's GPU work overlap; every value is the same
+    # instead of after it, and the lanes whose glue runs on one device share each frame's voxels and features (on
+    # CUDA made by the frame-reading threads, ahead of the frame): host and GPU work overlap; every value is the same
     overlap: bool = True
 
     def to_json(self) -> dict:
@@ -222,15 +224,19 @@ class _Lane:
         """Whether the lane runs resident on a CUDA device (its values torch tensors there)."""
         return self.spec.device == "cuda" and self.kept_resident()
 
-    def run(self, cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    def glue_device(self) -> str:
+        """Where the lane's glue runs: its device when resident, else the CPU."""
+        return self.spec.device if self.kept_resident() else "cpu"
+
+    def run(self, cfg, points: np.ndarray, front=None) -> tuple[Any, dict[str, Any]]:
         """The frame through this lane: the result and its probes by name, torch tensors on the device for a CUDA
-        lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise."""
+        lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise. `front`: the frame's
+        voxels and features already made on `glue_device()` (`pipeline.make_front`)."""
         from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
         resident = self.kept_resident()
-        res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True,
-                           device=self.spec.device if resident else "cpu", resident=resident, on_device=True,
-                           step_times=False)
+        res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True, device=self.glue_device(),
+                           resident=resident, on_device=True, step_times=False, front=front)
         probes = {**self.encoder.probes, **self.backbone.probes}
         self.encoder.probes = self.backbone.probes = {}
         probes.setdefault("pillar_features", res.pillar_features)
@@ -253,6 +259,8 @@ class SweepWorker:
         self._stack = None
         self._side_pool = None  # the helper thread of the lanes that run beside the reference (`_beside`)
         self._side_stream = None
+        self._front_streams: dict[str, Any] = {}  # device -> the CUDA stream the frame-reading threads make fronts on
+        self._front_lock = threading.Lock()
 
     # -- building ----------------------------------------------------------------------------------------
     def open(self) -> "SweepWorker":
@@ -291,7 +299,7 @@ class SweepWorker:
             return []
         return [lane for lane in cands if not lane.spec.is_torch and lane.on_cuda()]
 
-    def _run_beside(self, lanes: list["_Lane"], points: np.ndarray) -> dict[str, Any]:
+    def _run_beside(self, lanes: list["_Lane"], points: np.ndarray, fronts: dict) -> dict[str, Any]:
         """`lanes` run one after the other on the worker's side stream (on its helper thread): label -> (result,
         probes), or the exception a lane raised. Every value is complete on return."""
         import torch
@@ -299,10 +307,12 @@ class SweepWorker:
         if self._side_stream is None:
             self._side_stream = torch.cuda.Stream()  # on the current device, where every CUDA lane runs
         out: dict[str, Any] = {}
+        for front in fronts.values():
+            front.used_on(self._side_stream)
         with torch.cuda.stream(self._side_stream):
             for lane in lanes:
                 try:
-                    out[lane.label] = _run_lane(lane, self.cfg, points)
+                    out[lane.label] = _run_lane(lane, self.cfg, points, fronts.get(lane.glue_device()))
                 except (KeyboardInterrupt, SystemExit, MemoryError):
                     raise
                 except BaseException as err:  # noqa: BLE001 - raised by _compare in the lanes' order
@@ -315,6 +325,7 @@ class SweepWorker:
             self._side_pool.shutdown(wait=True)
             self._side_pool = None
         self._side_stream = None
+        self._front_streams = {}
         if self._stack is not None:
             self._stack.close()
             self._stack = None
@@ -403,42 +414,85 @@ class SweepWorker:
                 yield self.run_frame(index, frame, loaded)
 
     def _load(self, frame: Frame):
-        """The frame's scan, or the exception reading it raised (which `run_frame` turns into a failed result)."""
+        """The frame read and checked (`_Loaded`), or the exception that raised (which `run_frame` turns into a
+        failed result)."""
         try:
-            return frame.load(self.cfg)
+            return self._read(frame, ahead=True)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as err:  # noqa: BLE001 - the frame's own failure, recorded by run_frame
             return err
 
+    def _read(self, frame: Frame, ahead: bool = False) -> "_Loaded":
+        """The frame's scan and points; `ahead` (on a frame-reading thread): with `overlap`, its fronts on the CUDA
+        devices of the lanes too (`_fronts`), made while an earlier frame runs."""
+        scan = frame.load(self.cfg)
+        points = np.asarray(scan.points)
+        if not np.isfinite(points).all():
+            raise BadInputError(f"{int((~np.isfinite(points)).sum())} point values are NaN or Inf")
+        cuda = {lane.glue_device() for lane in self._lanes if lane.on_cuda()}
+        fronts = self._fronts(points, cuda, own_stream=True) if ahead and self.settings.overlap else {}
+        return _Loaded(scan, points, fronts)
+
+    def _fronts(self, points: np.ndarray, devices: set[str], own_stream: bool = False) -> dict:
+        """device -> the frame's `pipeline.Front` there: its voxels and decorated features, made once for every lane
+        whose glue runs on that device. `own_stream`: a CUDA front is made on the frame-reading threads' stream (off
+        the lanes' streams; complete on return)."""
+        from cp_debug.recipes.centerpoint.pipeline import make_front
+
+        out = {}
+        for device in sorted(devices):
+            if own_stream and device.startswith("cuda"):
+                import torch
+
+                with self._front_lock:  # one stream for every frame-reading thread: one pool of torch's allocator
+                    stream = self._front_streams.get(device)
+                    if stream is None:
+                        stream = self._front_streams[device] = torch.cuda.Stream(device=device)
+                with torch.cuda.stream(stream):
+                    out[device] = make_front(self.cfg, points, device)
+                    made = torch.cuda.Event()
+                    made.record(stream)
+                made.synchronize()
+            else:
+                out[device] = make_front(self.cfg, points, device)
+        return out
+
     def run_frame(self, index: int, frame: Frame, loaded=None) -> FrameResult:
         """One frame through every lane; any failure is a `failed` result with its one-line reason. `loaded`: the
-        frame's scan already read (or the exception reading it raised), as `run_frames` passes it."""
+        frame already read (`_load`'s `_Loaded`, or the exception reading it raised), as `run_frames` passes it."""
         try:
-            scan = frame.load(self.cfg) if loaded is None else loaded
-            if isinstance(scan, BaseException):
-                raise scan
-            points = np.asarray(scan.points)
-            if not np.isfinite(points).all():
-                raise BadInputError(f"{int((~np.isfinite(points)).sum())} point values are NaN or Inf")
-            return self._compare(index, frame.token, points, scan.truth)
+            got = self._read(frame) if loaded is None else loaded
+            if isinstance(got, BaseException):
+                raise got
+            return self._compare(index, frame.token, got)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
             return FrameResult(index, frame.token, "failed", _one_line(err))
 
-    def _compare(self, index: int, token: str, points: np.ndarray, gt: GroundTruth | None) -> FrameResult:
+    def _compare(self, index: int, token: str, loaded: "_Loaded") -> FrameResult:
+        points, gt = loaded.points, loaded.scan.truth
         ref_lane, *cands = self._lanes
-        beside = self._beside(ref_lane, cands)
-        ahead = self._side_pool.submit(self._run_beside, beside, points) if beside else None
+        fronts = dict(loaded.fronts)
+        if self.settings.overlap:  # one front a device for every lane there; a CUDA one made ahead already
+            fronts.update(self._fronts(points, {lane.glue_device() for lane in self._lanes} - set(fronts)))
+            if any(device.startswith("cuda") for device in fronts):
+                import torch
+
+                for front in fronts.values():
+                    front.used_on(torch.cuda.current_stream())
+        lanes = self._beside(ref_lane, cands)
+        beside = self._side_pool.submit(self._run_beside, lanes, points, fronts) if lanes else None
         try:
-            ref_res, ref_probes = _run_lane(ref_lane, self.cfg, points)
+            ref_res, ref_probes = _run_lane(ref_lane, self.cfg, points, fronts.get(ref_lane.glue_device()))
         finally:
-            ran = ahead.result() if ahead is not None else {}  # waited for before any error leaves the frame
+            ran = beside.result() if beside is not None else {}  # waited for before any error leaves the frame
         boxes = {ref_lane.label: _boxes(ref_res.detections)}
         out = []
         for lane in cands:
-            got = ran[lane.label] if lane.label in ran else _run_lane(lane, self.cfg, points)
+            got = (ran[lane.label] if lane.label in ran
+                   else _run_lane(lane, self.cfg, points, fronts.get(lane.glue_device())))
             if isinstance(got, BaseException):
                 raise got
             res, probes = got
@@ -470,10 +524,19 @@ class SweepWorker:
         return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
 
 
-def _run_lane(lane: "_Lane", cfg, points: np.ndarray) -> tuple[Any, dict[str, Any]]:
+@dataclass(frozen=True)
+class _Loaded:
+    """A frame read: its scan, its points (finite), and device -> `pipeline.Front` made ahead (`SweepWorker._read`)."""
+
+    scan: Any
+    points: np.ndarray
+    fronts: dict = field(default_factory=dict)
+
+
+def _run_lane(lane: "_Lane", cfg, points: np.ndarray, front=None) -> tuple[Any, dict[str, Any]]:
     """`lane.run`, an error other than ours as one line naming the lane."""
     try:
-        return lane.run(cfg, points)
+        return lane.run(cfg, points, front)
     except CpDebugError:
         raise
     except Exception as err:

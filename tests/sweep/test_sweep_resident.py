@@ -54,16 +54,40 @@ def test_frames_read_ahead_keep_their_order_and_results():
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
     """On one CUDA device the ONNX Runtime candidates run beside the torch reference (a thread and a stream of their
-    own, `SweepSettings.overlap`): every figure, box and verdict is the one of running them after it, frame by frame
-    (deterministic kernels on either stream)."""
-    frames = held_out(3)
+    own, `SweepSettings.overlap`) and every lane takes the frame's voxels and features made ahead on a frame-reading
+    thread's stream: every figure, box and verdict is the one of running them after it, each lane making its own,
+    frame by frame (deterministic kernels on any stream)."""
+    frames = held_out(4)
     results = {}
     for overlap in (False, True):
         settings = SweepSettings(("torch-cuda", "ort-cuda-fp16", "ort-cuda"), preset="demo", level="block",
                                  overlap=overlap)
         with SweepWorker(settings) as w:
             assert bool(w._beside(w._lanes[0], w._lanes[1:])) == overlap
-            results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=1))
+            # with overlap each frame's voxels and features are made on a frame-reading thread's own stream
+            results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=2))
     for a, b in zip(results[False], results[True]):
         assert a.status == b.status != "failed" and a.boxes == b.boxes
         assert repr(a.candidates) == repr(b.candidates)  # ProbeStat for ProbeStat, bit for bit (repr: NaN == NaN)
+
+
+def test_one_front_for_the_lanes_on_a_device_gives_each_lane_s_own_results():
+    """With `overlap`, the lanes whose glue runs on one device share the frame's voxels and features, made once
+    (`pipeline.make_front`); without it each lane makes its own: every figure, box and verdict is the same. A frame
+    whose points all lie outside the range fails alone with the pipeline's reason either way."""
+    import numpy as np
+
+    from cp_debug.data.frames import Frame, InMemory, Scan
+
+    frames = [*held_out(2), Frame("outside", InMemory(Scan(np.full((50, 5), 500.0, np.float32))))]
+    results = {}
+    for overlap in (False, True):
+        with SweepWorker(SweepSettings(("torch", "ort-cpu-fp16", "ort"), preset="tiny", level="block",
+                                       overlap=overlap)) as w:
+            assert {lane.glue_device() for lane in w._lanes} == {"cpu"}
+            results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=2))
+    for a, b in zip(results[False], results[True]):
+        assert (a.token, a.status, a.reason, a.boxes) == (b.token, b.status, b.reason, b.boxes)
+        assert repr(a.candidates) == repr(b.candidates)
+    assert [r.status for r in results[True]][:2] != ["failed"] * 2 and results[True][2].status == "failed"
+    assert "point_cloud_range" in results[True][2].reason
