@@ -12,6 +12,7 @@ import pytest
 from cp_debug.sweep.report import sweep_doc
 from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.worker import SweepSettings
+from tests.sweep.ray_lock import one_ray_module
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -28,9 +29,12 @@ def _comparable(doc: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with one_ray_module():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def test_ray_gives_the_same_sweep_json_and_survives_a_killed_worker(local_ray, tmp_path):

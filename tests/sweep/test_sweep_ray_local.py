@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.cli_run import cpdebug as run_cli
+from tests.sweep.ray_lock import one_ray_module
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _alone():
+    """No other module's Ray cluster comes up while these run (`ray_lock`)."""
+    with one_ray_module():
+        yield
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "2",
