@@ -6,6 +6,9 @@ comparisons' numpy paths and the heat map (`compare/`) and large float16 casts (
 `CPDEBUG_COMPARE_THREADS` sets the count (default: the cores this process may use, at most 8); 1 = serial.
 Results do not depend on it beyond float64 summation order (parts are summed in a fixed order). Work handed out
 from one of the pool's own threads runs serially in that thread (a worker waiting on its pool could deadlock it).
+
+Torch work that a helper thread queues on a CUDA device goes on a stream of the helper's (`on_stream`), so that its
+waits do not wait for what the main thread queues on the default stream meanwhile, nor the main thread for its work.
 """
 
 from __future__ import annotations
@@ -55,3 +58,21 @@ def _pool(n: int) -> ThreadPoolExecutor:
             _POOL.shutdown(wait=False)
         _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_PREFIX), n
     return _POOL
+
+
+def on_stream(stream, fn: Callable[..., T], *args, after_default: bool = False) -> T:
+    """`fn(*args)` with its torch work queued on CUDA `stream` (None: `fn(*args)` as it is), complete on return: an
+    event recorded after it is waited for (other threads' work on the same stream is not). `after_default`: ordered
+    after what is already queued on the device's default stream (values the caller's thread has made)."""
+    if stream is None:
+        return fn(*args)
+    import torch
+
+    if after_default:
+        stream.wait_stream(torch.cuda.default_stream(stream.device))
+    with torch.cuda.stream(stream):
+        out = fn(*args)
+        done = torch.cuda.Event()
+        done.record(stream)
+    done.synchronize()
+    return out

@@ -32,6 +32,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.local_error import LocalErrors, segment_errors
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.bisect.stage_whole import binds_on_device, compares_on_device, device_feed, make_stage_runner, tier_device
+from cp_debug.parallel import on_stream
 
 __all__ = ["Ahead", "AheadRun", "runs_ahead"]
 
@@ -175,9 +176,4 @@ def _on_own_stream(device, fn, *args):
         return fn(*args)
     import torch
 
-    stream = torch.cuda.Stream(device=device)
-    stream.wait_stream(torch.cuda.default_stream(device))
-    with torch.cuda.stream(stream):
-        out = fn(*args)
-    stream.synchronize()
-    return out
+    return on_stream(torch.cuda.Stream(device=device), fn, *args, after_default=True)

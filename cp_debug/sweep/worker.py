@@ -25,6 +25,7 @@ import numpy as np
 
 from cp_debug.errors import BadInputError, CpDebugError
 from cp_debug.data.frames import Frame
+from cp_debug.parallel import on_stream
 
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
 BOUNDARIES = ("pillar_features", "spatial_features")  # the glue's tensors between the two stages
@@ -306,10 +307,11 @@ class SweepWorker:
 
         if self._side_stream is None:
             self._side_stream = torch.cuda.Stream()  # on the current device, where every CUDA lane runs
-        out: dict[str, Any] = {}
         for front in fronts.values():
             front.used_on(self._side_stream)
-        with torch.cuda.stream(self._side_stream):
+
+        def run() -> dict[str, Any]:
+            out: dict[str, Any] = {}
             for lane in lanes:
                 try:
                     out[lane.label] = _run_lane(lane, self.cfg, points, fronts.get(lane.glue_device()))
@@ -317,8 +319,9 @@ class SweepWorker:
                     raise
                 except BaseException as err:  # noqa: BLE001 - raised by _compare in the lanes' order
                     out[lane.label] = err
-            self._side_stream.synchronize()
-        return out
+            return out
+
+        return on_stream(self._side_stream, run)
 
     def close(self) -> None:
         if self._side_pool is not None:
@@ -449,11 +452,7 @@ class SweepWorker:
                     stream = self._front_streams.get(device)
                     if stream is None:
                         stream = self._front_streams[device] = torch.cuda.Stream(device=device)
-                with torch.cuda.stream(stream):
-                    out[device] = make_front(self.cfg, points, device)
-                    made = torch.cuda.Event()
-                    made.record(stream)
-                made.synchronize()
+                out[device] = on_stream(stream, make_front, self.cfg, points, device)
             else:
                 out[device] = make_front(self.cfg, points, device)
         return out
