@@ -143,6 +143,7 @@ class Ahead:
         self._noise_known.wait()
         if self._cancelled:
             raise _Cancelled()
+
     def _run(self, state: CandidateState, feed: dict) -> AheadRun:
         run, i, sp = self.run, self.i, self.sp
         t0 = time.perf_counter()

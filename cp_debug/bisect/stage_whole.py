@@ -200,8 +200,10 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
         if made is not None:  # active since the helper made it: deactivated with the others
             keep.callback(made.runner.__exit__, None, None, None)
         for k, chunk in enumerate(chunks):
-            runner = made.runner if made is not None else whole or make_stage_runner(run, spec, st, chunk,
-                                                                                     calib=run.calib(i))
+            if made is not None:
+                runner = made.runner
+            else:
+                runner = whole or make_stage_runner(run, spec, st, chunk, calib=run.calib(i))
             if runner.can(Capability.STREAM_PROBES):  # compared as the hooks produce them: never all in memory
                 runner.on_probe = _streamed_compare(run, state, {p.name for p in chunk}, diffs)
                 if run.store.device is not None and spec.device == run.store.device.type:
@@ -226,8 +228,10 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 exposed.update({p.name: _exposed(st, spec, sp if whole else chunk) for p in chunk})
                 if k == len(chunks) - 1 and run.opts.local:
                     found = ahead.local(state.label) if ahead is not None else None
-                    local = found.apply(run, state, i) if found is not None else local_errors(run, state, i, sp,
-                                                                                               runner)
+                    if found is not None:  # measured on a helper thread while the engine's compared
+                        local = found.apply(run, state, i)
+                    else:
+                        local = local_errors(run, state, i, sp, runner)
     _record(run, state, sp, diffs, exposed, local)
     return stage_out
 

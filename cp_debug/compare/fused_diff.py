@@ -18,6 +18,7 @@ it loads the model (`warm_up_in_background`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -48,8 +49,6 @@ def figures_on_device(ref: "torch.Tensor", test: "torch.Tensor", rtol: float, at
     global _kernel, _why_not, _launched
     if not test.is_cuda or ref.device != test.device:
         return None
-    import contextlib
-
     with contextlib.nullcontext() if _launched else _first:  # a second thread waits for the first launch
         kernel = _load()
         if kernel is None:

@@ -151,7 +151,6 @@ def _convert(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32
     return converted, said
 
 
-
 def _check_convertible(graph, keep_nodes: set[str]) -> None:
     """BadInputError for control flow (not converted) and for keep-FP32 names that are not nodes of `graph`."""
     if any(n.op in _CONTROL_FLOW for n in graph.nodes):
