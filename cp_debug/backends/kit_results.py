@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cp_debug.backends.trt_dumps import DebugDumps
 
-_RESULTS: dict[tuple[str, str, str], "TargetResults"] = {}
+_RESULTS: dict[tuple, "TargetResults"] = {}
 _SHOWN = 4  # tensor names listed in a note before "… (N in all)"
 _FLOAT_TYPES = {1, 10, 16, 11, 17, 18, 19, 20, 23}  # ONNX float, float16, bfloat16, double, float8s, float4
 
@@ -58,8 +58,9 @@ class TargetResults:
 def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:
     """The target's results of `stage` at `precision`, checked against the kit (hashes of what it ran, one result
     per frame, each output's shape as the reference's): trtexec's folder where the kit holds one, else polygraphy's
-    file; read once per process."""
-    key = (str(kit.folder.resolve()), precision, stage.name)
+    file; read once per process while its files stay as they were (a long-lived process — `cpdebug serve`, a
+    notebook — reads results copied back again)."""
+    key = (str(kit.folder.resolve()), precision, stage.name, _stamp((kit.folder / kf.trtexec_folder(precision)).parent))
     if key in _RESULTS:
         return _RESULTS[key]
     kf.check_ran(kit, precision)
@@ -74,6 +75,22 @@ def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetRes
                                     f"is {t.shapes[fr.id]}: these are not this kit's results")
     _RESULTS[key] = found
     return found
+
+
+def _stamp(folder: Path) -> tuple:
+    """Every file under `folder` with its size and time: what changes when the target's results are written again."""
+    import os
+
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            found.append((os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns))
+    return tuple(found)
 
 
 def _polygraphy(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:

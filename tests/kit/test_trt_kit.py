@@ -120,3 +120,20 @@ def test_a_truncated_results_file_stops_bisect_in_one_line_writing_nothing(writt
     code, lines = bisect_cli(bad, ckpt, out)
     assert code == 2, lines
     assert "is not a complete polygraphy RunResults" in lines[-1] and not out.exists()
+
+
+def test_results_written_again_are_read_again_by_a_long_lived_process(written, tmp_path):
+    """A server (`cpdebug serve`) or a notebook reads a kit's results once while they stay as they were, and again
+    after the target's results are copied back: here a damaged copy, refused where the first read would hide it."""
+    from cp_debug.backends.kit_results import target_results
+    from cp_debug.errors import BadInputError
+
+    kit = copy_kit(written[0], tmp_path / "again")
+    opened = kf.open_kit(kit)
+    stage = opened.manifest.stage("pts_backbone_neck_head")
+    first = target_results(opened, "fp16", stage)
+    assert target_results(opened, "fp16", stage) is first
+    res = kit / kf.polygraphy_results("fp16", stage.name)
+    res.write_bytes(res.read_bytes()[: res.stat().st_size // 2])
+    with pytest.raises(BadInputError, match="is not a complete polygraphy RunResults"):
+        target_results(opened, "fp16", stage)
