@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+# A cpdebug server the developer left running (`cpdebug serve`) would take the commands the tests start in processes
+# of their own; tests/cli/test_serve.py starts its own servers on sockets of its own.
+os.environ["CPDEBUG_SERVER"] = "off"
+
 
 def _threads_per_worker() -> int | None:
     """Under xdist, each worker's share of the cores (2 cores, 2 workers: 1); None in a single pytest process."""

@@ -43,6 +43,16 @@ def handle_errors():
         raise SystemExit(ExitCode.INTERNAL) from None
 
 
+def exit_status(code: object) -> int:
+    """A `sys.exit` argument as the exit status Python would give it: an int as it is, None 0, anything else 1 after
+    printing it on stderr."""
+    if isinstance(code, int):
+        return code
+    if code is not None:
+        print(code, file=sys.stderr)
+    return 0 if code is None else 1
+
+
 def internal_error_line(err: BaseException) -> str:
     """"cpdebug: internal error: Type: message — a bug of cp_debug; …", the traceback written to a file it names
     (or, where no file can be written, printed above the line)."""

@@ -25,7 +25,8 @@ from cp_debug.cli import sweep_cmd
 from cp_debug.cli import fix_cmd
 from cp_debug.cli import trt_kit_cmd
 from cp_debug.cli import lint_cmd
-from cp_debug.cli._errors import handle_errors
+from cp_debug.cli import serve_cmd
+from cp_debug.cli._errors import exit_status, handle_errors
 
 
 class _Commands(TyperGroup):
@@ -79,6 +80,7 @@ app.command("sweep")(sweep_cmd.sweep)
 app.command("fix")(fix_cmd.fix)
 app.command("trt-kit")(trt_kit_cmd.trt_kit)
 app.command("lint")(lint_cmd.lint)
+app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:
@@ -88,8 +90,14 @@ def main() -> None:
 
 
 def entry() -> NoReturn:
-    """The `cpdebug` program (its console script, `python -m cp_debug.cli.main`): `main()`, then the process ends
-    through `leave` with its exit code."""
+    """The `cpdebug` program (its console script, `python -m cp_debug.cli.main`): the command in this environment's
+    server where one is up (`cli/_server.py`), else `main()`; then the process ends through `leave` with its exit
+    code."""
+    from cp_debug.cli._server import forward
+
+    code = forward(sys.argv[1:])
+    if code is not None:
+        leave(code)
     try:
         main()
     except SystemExit as done:
@@ -104,10 +112,7 @@ def leave(code: object) -> NoReturn:
     then `os._exit`. Tearing down torch, ONNX Runtime and numba's modules and libraries took 0.6-0.9 s of every
     command on the CPU machine (0.4 s for `import torch` alone) and writes nothing. Under a tracer or a profiler
     (coverage, cProfile), which write their results at the interpreter's exit, it exits the usual way."""
-    if not isinstance(code, int):  # sys.exit("text") prints it and exits 1, sys.exit(None) exits 0
-        if code is not None:
-            print(code, file=sys.stderr)
-        code = 0 if code is None else 1
+    code = exit_status(code)  # sys.exit("text") prints it and exits 1, sys.exit(None) exits 0
     if sys.gettrace() is not None or sys.getprofile() is not None:
         raise SystemExit(code)
     import atexit

@@ -31,7 +31,7 @@ print("RESULT " + json.dumps({"commands": names, "codes": codes,
 """ % (HEAVY,)
 
 COMMANDS = ["backends", "bench", "bisect", "eval", "export", "extract", "fix", "infer", "keep-fp32", "lint",
-            "quantize", "replay", "report", "scenes", "sensitivity", "sweep", "train", "trt-kit"]
+            "quantize", "replay", "report", "scenes", "sensitivity", "serve", "sweep", "train", "trt-kit"]
 
 
 def test_version_and_help_of_every_command_load_no_heavy_library():

@@ -1,0 +1,131 @@
+"""`cpdebug serve`: start, ask after or stop this environment's resident cpdebug process (cli/_server.py).
+
+While it is up, every other `cpdebug` command of this environment runs in it, without loading torch, ONNX Runtime
+and numba again (and on a GPU CUDA's context, ONNX Runtime's CUDA provider, the first Triton kernel): the same
+output, files and exit code, seconds sooner. It stops after `--idle-minutes` without a command.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from cp_debug.cli import _server
+from cp_debug.errors import CpDebugError, ExitCode
+
+_START_S = 300  # how long a starting server may take to answer (imports on a cold disk, CUDA's first context)
+
+
+class ServerError(CpDebugError):
+    """The server did not start (its log says why)."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+def serve(
+    ctx: typer.Context,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the server (after the command it is running, if any).")]
+    = False,
+    status: Annotated[bool, typer.Option("--status", help="Say whether a server is up, and what it has done.")]
+    = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Stop the server, then start a new one (after an "
+                                          "update of cp_debug or its libraries).")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Serve from this terminal (its log on stderr) "
+                                             "until Ctrl-C, instead of in the background.")] = False,
+    idle_minutes: Annotated[float, typer.Option(min=0.0, help="Stop after this many minutes without a command.")]
+    = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress while starting.")] = False,
+) -> None:
+    """Keep cpdebug loaded: later commands of this environment run in it, seconds sooner (`CPDEBUG_SERVER=off`
+    runs one in its own process). The socket is this user's alone; the log lies beside it."""
+    path = _server.socket_path()
+    if not (status or stop):
+        _server.socket_folder(path)  # before anything is loaded
+    if status:
+        _status(path)
+        return
+    if stop or restart:
+        _stop(path, quiet)
+        if stop:
+            return
+    if foreground:
+        _foreground(path, idle_minutes, ctx.find_root().command)
+    else:
+        _start(path, idle_minutes, quiet)
+
+
+def _status(path) -> None:
+    st = _server.ask(path, "status")
+    if st is None:
+        print(f"no cpdebug server is up for this environment (its socket would be {path})")
+        return
+    current = "current" if st.get("fingerprint") == _server.fingerprint() else \
+        "OUT OF DATE: cp_debug or its libraries changed since it started (`cpdebug serve --restart`)"
+    waiting = f", {st['waiting']} waiting" if st["waiting"] else ""
+    print(f"cpdebug server pid {st['pid']}: up {st['up_s']:.0f} s, {st['served']} command(s) served, "
+          f"{'running one' if st['busy'] else 'idle'}{waiting}; "
+          f"stops after {st['idle_s'] / 60:g} idle minutes; code {current}")
+    print(f"socket {st['socket']}; log {st['log']}")
+
+
+def _stop(path, quiet: bool) -> None:
+    st = _server.ask(path, "stop")
+    if st is None:
+        if not quiet:
+            print("no cpdebug server was up for this environment")
+        return
+    deadline = time.monotonic() + 3600
+    while path.exists() and _server.ask(path, "status", timeout=2) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)  # it ends the command it is running first
+    if not quiet:
+        print(f"stopped the cpdebug server (pid {st['pid']}, {st['served']} command(s) served)")
+
+
+def _foreground(path, idle_minutes: float, group) -> None:
+    """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
+    server = _server.Server(path, _server.command_runner(group), idle_s=idle_minutes * 60)
+    server.say(f"starting for {sys.executable}")
+    _server.warm_up(server.say)
+    server.serve(on_ready=lambda: server.say("ready"))
+
+
+def _start(path, idle_minutes: float, quiet: bool) -> None:
+    st = _server.ask(path, "status")
+    if st is not None:
+        print(f"a cpdebug server is already up (pid {st['pid']}); `cpdebug serve --status` says more")
+        return
+    log = _server.log_path(path)
+    cmd = [sys.executable, "-m", "cp_debug.cli.main", "serve", "--foreground", "--idle-minutes", str(idle_minutes)]
+    with open(log, "a", encoding="utf-8") as f:  # the package's parent as its folder: `-m` finds this cp_debug
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
+                                cwd=_server.package_dir().parent)
+    t0 = time.monotonic()
+    from cp_debug.cli._output import StepProgress
+
+    with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
+        while True:
+            st = _server.ask(path, "status", timeout=2)
+            if st is not None and st.get("pid") == proc.pid:
+                break
+            if proc.poll() is not None:
+                raise ServerError(f"the cpdebug server ended while starting (exit {proc.returncode}): "
+                                  f"{_last_line(log)} (its log: {log})")
+            if time.monotonic() - t0 > _START_S:
+                proc.terminate()
+                raise ServerError(f"the cpdebug server did not answer within {_START_S} s; its log: {log}")
+            time.sleep(0.1)
+    if not quiet:
+        print(f"cpdebug server up: pid {proc.pid}, socket {path}; stops after {idle_minutes:g} idle minutes "
+              "(`cpdebug serve --stop` stops it, CPDEBUG_SERVER=off runs a command without it)")
+
+
+def _last_line(log) -> str:
+    try:
+        lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(its log is empty)"

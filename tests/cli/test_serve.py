@@ -1,0 +1,184 @@
+"""`cpdebug serve`: a command run in the resident server gives what it gives in a process of its own (output, report,
+exit code), on the caller's streams; what the server cannot run as the caller would runs in the caller; Ctrl-C and a
+caller gone interrupt the command and leave the server serving. Real processes throughout: the servers are started
+by `cpdebug serve` on sockets of the tests' own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(sock: Path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CPDEBUG_SERVER"}  # conftest turns servers off
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env.update({"PYTHONPATH": path, "CPDEBUG_SERVER_SOCKET": str(sock)}, **extra)
+    return env
+
+
+def _cpdebug(args: list[str], env: dict, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _log(sock: Path) -> str:
+    return sock.with_suffix(".log").read_text()
+
+
+def _served(sock: Path) -> int:
+    return _log(sock).count(": exit ")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's tests that leave it up: (socket, env, work folder)."""
+    home = tmp_path_factory.mktemp("srv")
+    home.chmod(0o700)
+    sock = home / "s.sock"
+    env = _env(sock)
+    p = _cpdebug(["serve", "--quiet", "--idle-minutes", "10"], env, home)
+    assert p.returncode == 0, p.stderr
+    yield sock, env, home
+    _cpdebug(["serve", "--stop", "--quiet"], env, home)
+
+
+def _comparable(path: Path) -> dict:
+    """A report less what differs between any two runs: wall times and the store's budgets (free memory)."""
+    doc = json.loads(path.read_text())
+    doc.pop("wall_s", None)
+    for key in ("budget_mb", "device_budget_mb"):  # free host and device memory
+        doc["settings"]["reference_store"].pop(key, None)
+    return doc
+
+
+def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
+    sock, env, home = server
+    before = _served(sock)
+    # each with a cache folder of its own (the caller's environment is the command's): both export and store
+    served = _cpdebug(["bisect", "--json", "served.json"], {**env, "CPDEBUG_CACHE_DIR": str(home / "c1")}, home)
+    alone = _cpdebug(["bisect", "--json", "alone.json"],
+                     {**env, "CPDEBUG_SERVER": "off", "CPDEBUG_CACHE_DIR": str(home / "c2")}, home)
+    assert _served(sock) == before + 1  # the first went through the server, the second did not
+    assert "cpdebug bisect --json served.json" in _log(sock)
+    assert served.returncode == alone.returncode == 0, served.stderr
+    assert _untimed(served.stdout) == _untimed(alone.stdout)  # the table, on the caller's own stdout
+    assert "within precision" in served.stdout
+    assert "✓ reference torch: pts_backbone_neck_head" in served.stderr  # progress on the caller's stderr
+    assert _comparable(home / "served.json") == _comparable(home / "alone.json")
+    assert (home / "c1" / "exports").is_dir() and (home / "c2" / "exports").is_dir()
+
+
+def test_a_served_error_is_its_one_line_and_exit_code(server, tmp_path):
+    sock, env, home = server
+    tmp_path.chmod(0o700)
+    served = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)  # in the caller's folder: nothing written
+    alone = _cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    assert served.returncode == alone.returncode == 2
+    assert served.stderr == alone.stderr
+    assert served.stderr.startswith("cpdebug: error: unknown CenterPoint preset 'nope'")
+    usage = _cpdebug(["bisect", "--no-such-option"], env, tmp_path)  # click's usage error, through the server
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert "cpdebug bisect --no-such-option" in _log(sock)
+
+
+def test_what_the_server_cannot_run_as_the_caller_would_runs_in_the_caller(server, tmp_path):
+    sock, env, home = server
+    before = _served(sock)
+    other = _cpdebug(["bisect", "--preset", "nope"], {**env, "CUDA_VISIBLE_DEVICES": "7"}, tmp_path)
+    assert other.returncode == 2
+    first, second = other.stderr.splitlines()[:2]
+    assert "was started with other CUDA_VISIBLE_DEVICES than this shell's" in first
+    assert first.endswith("running it in this process")
+    assert second.startswith("cpdebug: error: unknown CenterPoint preset")
+    factory = tmp_path / "mine.py"
+    factory.write_text("raise SystemExit('not to be run by this test')\n")
+    own = _cpdebug(["bisect", "--model-factory", f"{factory}:make", "--preset", "nope"], env, tmp_path)
+    assert "--model-factory runs your own Python file" in own.stderr
+    off = _cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    assert off.returncode == 2 and "running it in this process" not in off.stderr
+    assert _served(sock) == before  # none of them reached it
+
+
+def test_ctrl_c_interrupts_the_served_command_and_the_server_goes_on(server, tmp_path):
+    sock, env, home = server
+    before = _served(sock)
+    p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "x.json"], env=env,
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: f"command from pid {p.pid}" in _log(sock))
+    time.sleep(1.0)  # into the bisect
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.rstrip().endswith("cpdebug: interrupted")
+    assert not (tmp_path / "x.json").exists()
+    gone = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "y.json"], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: f"command from pid {gone.pid}" in _log(sock))
+    gone.kill()  # the caller goes away: its command is interrupted
+    gone.wait(timeout=30)
+    _wait_for(lambda: _served(sock) == before + 2)
+    assert _log(sock).rstrip().splitlines()[-1].split(": ", 1)[1].startswith("exit 130")
+    again = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
+    assert again.returncode == 2 and _served(sock) == before + 3
+
+
+def test_two_callers_at_once_wait_in_line(server, tmp_path):
+    sock, env, home = server
+    first = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--level", "stage", "--json",
+                              "a.json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    _wait_for(lambda: f"command from pid {first.pid}" in _log(sock))
+    second = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert "waiting" in second.stderr.splitlines()[0] and second.returncode == 2
+    assert json.loads((tmp_path / "a.json").read_text())["schema"] == "cp_debug.report/1"
+
+
+def test_serve_status_stop_and_idle_end(tmp_path):
+    tmp_path.chmod(0o700)
+    sock = tmp_path / "own.sock"
+    env = _env(sock)
+    assert "no cpdebug server is up" in _cpdebug(["serve", "--status"], env, tmp_path).stdout
+    up = _cpdebug(["serve", "--idle-minutes", "0.2"], env, tmp_path)  # 12 s
+    assert up.returncode == 0 and "cpdebug server up: pid" in up.stdout, up.stderr
+    status = _cpdebug(["serve", "--status"], env, tmp_path).stdout
+    assert "0 command(s) served, idle" in status and "code current" in status
+    again = _cpdebug(["serve"], env, tmp_path)
+    assert again.returncode == 0 and "already up" in again.stdout
+    _wait_for(lambda: not sock.exists(), timeout=60)  # idle: it stopped and took its socket with it
+    assert "idle: stopping" in _log(sock)
+    assert _cpdebug(["serve", "--quiet"], env, tmp_path).returncode == 0
+    stop = _cpdebug(["serve", "--stop"], env, tmp_path)
+    assert "stopped the cpdebug server" in stop.stdout and not sock.exists()
+
+
+def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
+    tmp_path.chmod(0o755)
+    p = _cpdebug(["serve"], _env(tmp_path / "s.sock"), tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith(f"cpdebug: error: {tmp_path} is not a folder of this user's alone")
+    assert not (tmp_path / "s.sock").exists()
+
+
+def _untimed(text: str) -> str:
+    """`text` less its wall times (and the padding that follows them in the table's boxes)."""
+    return re.sub(r"\s+", " ", re.sub(r"\d+\.\d+ s\b", "N s", text))
+
+
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
