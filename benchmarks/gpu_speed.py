@@ -7,6 +7,9 @@ Rows (each run as its own child process; wall time and the child's peak host RSS
              CPU: torch,ort-cpu-fp16 and ort,ort-cpu-fp16), first (a fresh export cache) and warm, against the
              plain pipelines of the same two backends on the same scan as a process (model, export, sessions, one
              frame each): the ratio is the issue's bar;
+  served     the warm bisects of the two pairs in a process of their own against the same through `cpdebug serve`
+             (the resident server: the first command it serves, then runs interleaved with the own-process ones),
+             the server's start and its peak RSS, and whether the reports are the same (less wall times);
   bench      `cpdebug bench` per frame per backend (median) and each stage's share of it;
   sweep      the sweep's frame loop (`--level block`, in process, `--n` held-out frames) in frames/s against the
              plain pipelines run back to back on the same frames (benchmarks/sweep_throughput.py's two loops);
@@ -32,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ROWS = ("bisect", "bench", "sweep", "backbone")
+ROWS = ("bisect", "served", "bench", "sweep", "backbone")
 
 
 # -- the children (run with a tree's cp_debug on PYTHONPATH) -----------------------------------------------------
@@ -170,7 +173,8 @@ class Tree:
         self.label = f"{self.path.name}@{self.commit}"
 
     def env(self, fresh_cache: bool = False) -> dict:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")]),
+               "CPDEBUG_SERVER": "off"}  # each command in a process of its own (served_rows says otherwise)
         if fresh_cache and self.cache.exists():
             shutil.rmtree(self.cache)
         env["CPDEBUG_CACHE_DIR"] = str(self.cache)
@@ -213,6 +217,64 @@ def bisect_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path) -> 
             print(f"| {pair} | {tree.label} | {fw:.1f} s / {frss:.2f} GB | **{ww:.1f} s** / {wrss:.2f} GB | "
                   f"{pw:.1f} s / {prss:.2f} GB | {ww / pw:.2f}×, {wrss / prss:.2f}× | {cache} | {verdict} |",
                   flush=True)
+
+
+def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, runs: int = 3) -> None:
+    print(f"\n### `bisect --preset {preset} --level all`, warm: a process of its own against `cpdebug serve`")
+    print("| backends | tree | own process: walls (median) | served: first; then walls (median) | served ÷ own | "
+          "same report | server |")
+    print("|---|---|---|---|---|---|---|")
+    for i, tree in enumerate(trees):
+        if not (tree.path / "cp_debug" / "cli" / "_server.py").is_file():
+            print(f"| — | {tree.label} | (no `cpdebug serve` in this tree) | | | | |")
+            continue
+        home = out / f"server-{i}"
+        home.mkdir(mode=0o700, exist_ok=True)
+        own_env = tree.env()
+        env = {**own_env, "CPDEBUG_SERVER_SOCKET": str(home / "s.sock")}
+        env.pop("CPDEBUG_SERVER")
+        up, _, code, _ = measure(tree.cli("serve", "--quiet", "--idle-minutes", "30"), env, tree.path)
+        status = subprocess.run(tree.cli("serve", "--status"), env=env, cwd=tree.path, capture_output=True,
+                                text=True).stdout
+        pid = status.split("pid ", 1)[1].split(":", 1)[0] if "pid " in status else None
+        for pair in pairs:
+            base = ["bisect", "--preset", preset, "--level", "all", "--backends", pair, "--quiet", "--json"]
+            tag = pair.replace(",", "_")
+            measure(tree.cli(*base, str(out / f"own-{tag}-warm.json")), own_env, tree.path)  # the export cache
+            first, _, _, _ = measure(tree.cli(*base, str(out / f"served-{tag}-first.json")), env, tree.path)
+            own, served = [], []
+            for _ in range(runs):
+                own.append(measure(tree.cli(*base, str(out / f"own-{tag}.json")), own_env, tree.path)[0])
+                served.append(measure(tree.cli(*base, str(out / f"served-{tag}.json")), env, tree.path)[0])
+            same = _same_report(out / f"own-{tag}.json", out / f"served-{tag}.json")
+            mo, ms = sorted(own)[len(own) // 2], sorted(served)[len(served) // 2]
+            print(f"| {pair} | {tree.label} | {', '.join(f'{w:.2f}' for w in own)} (**{mo:.2f} s**) | {first:.2f}; "
+                  f"{', '.join(f'{w:.2f}' for w in served)} (**{ms:.2f} s**) | {ms / mo:.2f} | {same} | "
+                  f"up in {up:.1f} s (exit {code}), peak RSS {_peak_rss_gb(pid)} |", flush=True)
+        subprocess.run(tree.cli("serve", "--stop", "--quiet"), env=env, cwd=tree.path, capture_output=True)
+
+
+def _same_report(a: Path, b: Path) -> str:
+    """"yes" where two bisect reports are equal less their wall times and the store's budgets (free memory)."""
+    try:
+        docs = [json.loads(p.read_text()) for p in (a, b)]
+    except (OSError, ValueError) as err:
+        return f"? ({err})"
+    for d in docs:
+        d.pop("wall_s", None)
+        for key in ("budget_mb", "device_budget_mb"):
+            d.get("settings", {}).get("reference_store", {}).pop(key, None)
+    return "yes" if docs[0] == docs[1] else "**no**"
+
+
+def _peak_rss_gb(pid: str | None) -> str:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1e6:.2f} GB"
+    except (OSError, ValueError, TypeError):
+        pass
+    return "?"
 
 
 def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: Path) -> None:
@@ -307,6 +369,8 @@ def main() -> None:
             "torch,ort-cpu-fp16"
     if "bisect" in only:
         bisect_rows(trees, args.preset, args.pair or pairs, out)
+    if "served" in only:
+        served_rows(trees, args.preset, args.pair or pairs, out)
     if "bench" in only:
         bench_rows(trees, args.preset, bench, args.repeat, out)
     if "sweep" in only:
