@@ -96,7 +96,9 @@ def _foreground(path, idle_minutes: float, group) -> None:
 def _start(path, idle_minutes: float, quiet: bool) -> None:
     st = _server.ask(path, "status")
     if st is not None:
-        print(f"a cpdebug server is already up (pid {st['pid']}); `cpdebug serve --status` says more")
+        stale = "" if st.get("fingerprint") == _server.fingerprint() else \
+            ", running code older than this shell's: `cpdebug serve --restart` starts a current one"
+        print(f"a cpdebug server is already up (pid {st['pid']}){stale}; `cpdebug serve --status` says more")
         return
     log = _server.log_path(path)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "serve", "--foreground", "--idle-minutes", str(idle_minutes)]
