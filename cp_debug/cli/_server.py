@@ -413,6 +413,7 @@ class Server:
                 return 2
             os.environ.clear()
             os.environ.update(req.env)
+            os.environ[SERVER_ENV] = "off"  # a cpdebug the command starts runs on its own, not in line behind it
             for fd, theirs in zip((0, 1, 2), req.fds):
                 os.dup2(theirs, fd)
             sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
