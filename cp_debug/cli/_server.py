@@ -181,26 +181,37 @@ def forward(argv: list[str]) -> int | None:
     sock = _connect(path)
     if sock is None:
         return None
-    with sock:
-        fds, opened = _standard_fds()
-        try:
-            _send(sock, {"op": "run", "argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": _umask(),
-                         "fingerprint": fingerprint(), "pid": os.getpid()}, fds)
-        except OSError:
-            return None
-        finally:
-            for fd in opened:
-                os.close(fd)
-        lines = _Lines(sock)
-        try:
-            answer = lines.next()
-        except (OSError, ValueError):
-            answer = None
-        if not answer or not answer.get("ok"):
-            if answer and answer.get("why"):
-                print(f"cpdebug: {answer['why']}: running it in this process", file=sys.stderr)
-            return None
-        return _wait(sock, lines, answer, path)
+    try:
+        return _hand_over(sock, argv, cwd, path)
+    except KeyboardInterrupt:  # before the server took the command: it drops it when this connection closes
+        print("cpdebug: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sock.close()
+
+
+def _hand_over(sock: socket.socket, argv: list[str], cwd: str, path: Path) -> int | None:
+    """The command sent on `sock` with this process's standard streams; its exit code, or None where the server
+    will not run it."""
+    fds, opened = _standard_fds()
+    try:
+        _send(sock, {"op": "run", "argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": _umask(),
+                     "fingerprint": fingerprint(), "pid": os.getpid()}, fds)
+    except OSError:
+        return None
+    finally:
+        for fd in opened:
+            os.close(fd)
+    lines = _Lines(sock)
+    try:
+        answer = lines.next()
+    except (OSError, ValueError):
+        answer = None
+    if not answer or not answer.get("ok"):
+        if answer and answer.get("why"):
+            print(f"cpdebug: {answer['why']}: running it in this process", file=sys.stderr)
+        return None
+    return _wait(sock, lines, answer, path)
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -559,6 +570,11 @@ class Server:
                     _thread.interrupt_main(signal.SIGUSR1)
                 elif req in self._queue:
                     self._queue.remove(req)
+                    if msg is not None:  # Ctrl-C while it waited: the line a command's Ctrl-C prints
+                        try:
+                            os.write(req.fds[2], b"cpdebug: interrupted\n")
+                        except OSError:
+                            pass
                     for fd in req.fds:
                         os.close(fd)
                     req.done.set()

@@ -134,16 +134,25 @@ def test_ctrl_c_interrupts_the_served_command_and_the_server_goes_on(server, tmp
 
 
 def test_two_callers_at_once_wait_in_line(server, tmp_path):
+    """The second waits (and is told so); Ctrl-C while waiting takes a command out of the line, never run."""
     sock, env, home = server
-    first = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--level", "stage", "--json",
+    first = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--level", "all", "--json",
                               "a.json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     _wait_for(lambda: f"command from pid {first.pid}" in _log(sock))
+    waiting = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "w.json"], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # connected, in line
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+    assert first.poll() is None, "the first command ended before the test could interrupt one waiting behind it"
+    assert waiting.returncode == 130 and "waiting" in err and err.rstrip().endswith("cpdebug: interrupted")
     second = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert "waiting" in second.stderr.splitlines()[0] and second.returncode == 2
     assert json.loads((tmp_path / "a.json").read_text())["schema"] == "cp_debug.report/1"
+    assert f"command from pid {waiting.pid}" not in _log(sock) and not (tmp_path / "w.json").exists()
 
 
 def test_serve_status_stop_and_idle_end(tmp_path):
