@@ -229,15 +229,17 @@ class _Lane:
         """Where the lane's glue runs: its device when resident, else the CPU."""
         return self.spec.device if self.kept_resident() else "cpu"
 
-    def run(self, cfg, points: np.ndarray, front=None) -> tuple[Any, dict[str, Any]]:
+    def run(self, cfg, points: np.ndarray, front=None, meanwhile=None) -> tuple[Any, dict[str, Any]]:
         """The frame through this lane: the result and its probes by name, torch tensors on the device for a CUDA
         lane (the glue runs there too, `run_pipeline`'s resident run), numpy arrays otherwise. `front`: the frame's
-        voxels and features already made on `glue_device()` (`pipeline.make_front`)."""
+        voxels and features already made on `glue_device()` (`pipeline.make_front`); `meanwhile`: `run_pipeline`'s
+        `before_decode`."""
         from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
         resident = self.kept_resident()
         res = run_pipeline(cfg, points, self.encoder, self.backbone, capture=True, device=self.glue_device(),
-                           resident=resident, on_device=True, step_times=False, front=front)
+                           resident=resident, on_device=True, step_times=False, front=front,
+                           before_decode=meanwhile)
         probes = {**self.encoder.probes, **self.backbone.probes}
         self.encoder.probes = self.backbone.probes = {}
         probes.setdefault("pillar_features", res.pillar_features)
@@ -260,6 +262,7 @@ class SweepWorker:
         self._stack = None
         self._side_pool = None  # the helper thread of the lanes that run beside the reference (`_beside`)
         self._side_stream = None
+        self._compare_stream = None  # where `run_frames` queues a frame's comparisons while the next one runs
         self._front_streams: dict[str, Any] = {}  # device -> the CUDA stream the frame-reading threads make fronts on
         self._front_lock = threading.Lock()
 
@@ -328,6 +331,7 @@ class SweepWorker:
             self._side_pool.shutdown(wait=True)
             self._side_pool = None
         self._side_stream = None
+        self._compare_stream = None
         self._front_streams = {}
         if self._stack is not None:
             self._stack.close()
@@ -402,19 +406,74 @@ class SweepWorker:
         """`run_frame` over (index, frame) pairs, in order, the next `ahead` frames read (a file, a bag message, a
         synthetic scene made) on helper threads while the current one runs (an awml-base held-out scene costs
         about 30 ms of one core, `benchmarks/scene_speed.py`). `ahead` defaults to `FRAMES_AHEAD` (1 on a machine of
-        2 cores or fewer)."""
+        2 cores or fewer). On a CUDA reference with `overlap` (`_pipelined`) a frame is compared and judged while the
+        next frame's reference network runs on the device (between its launch and its decode), not after its own:
+        the host's 15-20 ms of comparisons and detection matching off the device's critical path."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         items = list(items)
         ahead = max(1, ahead or FRAMES_AHEAD)
+        pipelined = self._pipelined()
+        pending: list[_Ran] = []  # a frame whose lanes ran, judged while the next frame's reference runs
+        judged: list[FrameResult] = []
+
+        def meanwhile() -> None:
+            if pending:
+                judged.append(self._judge_safely(pending.pop(), self._compare_stream))
+
         with ThreadPoolExecutor(ahead, thread_name_prefix="cpdebug-frame") as pool:
             coming = deque(pool.submit(self._load, frame) for _, frame in items[:ahead])
             for k, (index, frame) in enumerate(items):
                 loaded = coming.popleft().result()
                 if k + ahead < len(items):
                     coming.append(pool.submit(self._load, items[k + ahead][1]))
-                yield self.run_frame(index, frame, loaded)
+                if not pipelined:
+                    yield self.run_frame(index, frame, loaded)
+                    continue
+                ran = self._frame_lanes(index, frame, loaded, meanwhile)
+                meanwhile()  # where the frame failed before its reference's decode
+                yield from judged
+                judged.clear()
+                if isinstance(ran, FrameResult):
+                    yield ran
+                else:
+                    pending.append(ran)
+            meanwhile()
+            yield from judged
+
+    def _pipelined(self) -> bool:
+        """Whether `run_frames` judges each frame while the next one's reference runs: with `overlap`, on a CUDA
+        reference (whose network is queued on the device while the host judges). Each frame's figures are the ones
+        of judging it at once: the same kernels, on a stream of their own."""
+        if not (self.settings.overlap and self._lanes and self._lanes[0].on_cuda()):
+            return False
+        if self._compare_stream is None:
+            import torch
+
+            # high priority: the comparisons' short kernels go between the next frame's convolutions
+            self._compare_stream = torch.cuda.Stream(priority=-1)
+        return True
+
+    def _frame_lanes(self, index: int, frame: Frame, loaded, meanwhile) -> "_Ran | FrameResult":
+        """`_run_lanes` of a frame read ahead; its failure as a failed result (as `run_frame` makes one)."""
+        try:
+            if isinstance(loaded, BaseException):
+                raise loaded
+            return self._run_lanes(index, frame.token, loaded, meanwhile)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
+            return FrameResult(index, frame.token, "failed", _one_line(err))
+
+    def _judge_safely(self, ran: "_Ran", stream) -> FrameResult:
+        """`_judge`, its failure as the frame's failed result."""
+        try:
+            return self._judge(ran, stream)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
+            return FrameResult(ran.index, ran.token, "failed", _one_line(err))
 
     def _load(self, frame: Frame):
         """The frame read and checked (`_Loaded`), or the exception that raised (which `run_frame` turns into a
@@ -471,7 +530,14 @@ class SweepWorker:
             return FrameResult(index, frame.token, "failed", _one_line(err))
 
     def _compare(self, index: int, token: str, loaded: "_Loaded") -> FrameResult:
-        points, gt = loaded.points, loaded.scan.truth
+        """One frame: every lane run (`_run_lanes`), then compared and judged (`_judge`)."""
+        return self._judge(self._run_lanes(index, token, loaded))
+
+    def _run_lanes(self, index: int, token: str, loaded: "_Loaded", meanwhile=None) -> "_Ran":
+        """Every lane on the frame: the ONNX Runtime lanes on the reference's CUDA device beside it (`_beside`), the
+        others after it. `meanwhile()`: called once the reference's network is queued, before its decode waits for
+        it (the previous frame's judging, `run_frames`); the caller calls it where a lane fails first."""
+        points = loaded.points
         ref_lane, *cands = self._lanes
         fronts = dict(loaded.fronts)
         if self.settings.overlap:  # one front a device for every lane there; a CUDA one made ahead already
@@ -484,43 +550,69 @@ class SweepWorker:
         lanes = self._beside(ref_lane, cands)
         beside = self._side_pool.submit(self._run_beside, lanes, points, fronts) if lanes else None
         try:
-            ref_res, ref_probes = _run_lane(ref_lane, self.cfg, points, fronts.get(ref_lane.glue_device()))
+            ref_res, ref_probes = _run_lane(ref_lane, self.cfg, points, fronts.get(ref_lane.glue_device()), meanwhile)
         finally:
             ran = beside.result() if beside is not None else {}  # waited for before any error leaves the frame
-        boxes = {ref_lane.label: _boxes(ref_res.detections)}
+        got = {}
+        for lane in cands:
+            res = (ran[lane.label] if lane.label in ran
+                   else _run_lane(lane, self.cfg, points, fronts.get(lane.glue_device())))
+            if isinstance(res, BaseException):
+                raise res
+            got[lane.label] = (res[0].detections, res[1])
+        # only what judging reads is kept (the boxes and the probes), not the runs' voxels and features
+        return _Ran(index, token, len(points), loaded.scan.truth, (ref_res.detections, ref_probes), got,
+                    beside=bool(ran))
+
+    def _judge(self, ran: "_Ran", stream=None) -> FrameResult:
+        """The frame's candidates compared with its reference and judged; `stream`: the CUDA stream the comparisons
+        are queued on (None: the current one), complete on return."""
+        gt = ran.truth
+        ref_lane, *cands = self._lanes
+        ref_dets, ref_probes = ran.ref
+        boxes = {ref_lane.label: _boxes(ref_dets)}
         out = []
         for lane in cands:
-            got = (ran[lane.label] if lane.label in ran
-                   else _run_lane(lane, self.cfg, points, fronts.get(lane.glue_device())))
-            if isinstance(got, BaseException):
-                raise got
-            res, probes = got
+            dets, probes = ran.cands[lane.label]
             tol = tolerance_of(lane.precision, self.settings)
             amax = lane.amax() if lane.precision == "int8" else {}
             present = [name for name in self.order
                        if name not in lane.missing and name in probes and name in ref_probes]
-            diffs = dict(zip(present, compare_values([(n, ref_probes[n], probes[n], tol) for n in present])))
+            items = [(n, ref_probes[n], probes[n], tol) for n in present]
+            diffs = dict(zip(present, on_stream(stream, compare_values, items)))
             stats = []
             for k, name in enumerate(self.order):
                 if name not in diffs:
                     stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
                     continue
                 stats.append(probe_stat(diffs[name], k, lane.precision, amax.get(name), self.settings.tolerance_mode))
-            del probes
-            delta = detection_delta(ref_res.detections, res.detections, self.cfg.class_names, self.settings.max_dist,
-                                    self.cfg)
+            del probes, items
+            delta = detection_delta(ref_dets, dets, self.cfg.class_names, self.settings.max_dist, self.cfg)
             out.append(judge_frame(lane.label, lane.precision, tuple(stats), delta, self.cfg,
                                    self.settings.tolerance_mode))
-            boxes[lane.label] = _boxes(res.detections)
-        if ran:  # the side stream's tensors go back to its pool only once torch's stream is done reading them
-            import torch
+            boxes[lane.label] = _boxes(dets)
+        if ran.beside and stream is None:  # the side stream's tensors go back to its pool only once torch's stream
+            import torch                    # is done reading them
 
             torch.cuda.current_stream().synchronize()
         status = "diverged" if any(c.diverged for c in out) else "ok"
         gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
                                         "num_points": None if gt.num_points is None
                                         else gt.num_points.astype(int).tolist()}
-        return FrameResult(index, token, status, None, int(len(points)), tuple(out), boxes, gt_d)
+        return FrameResult(ran.index, ran.token, status, None, int(ran.num_points), tuple(out), boxes, gt_d)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """A frame whose lanes have run, not yet compared: the reference's (detections, probes), each candidate's."""
+
+    index: int
+    token: str
+    num_points: int
+    truth: Any  # the scan's ground truth, or None
+    ref: tuple
+    cands: dict
+    beside: bool  # some candidates ran on the side stream
 
 
 @dataclass(frozen=True)
@@ -532,10 +624,10 @@ class _Loaded:
     fronts: dict = field(default_factory=dict)
 
 
-def _run_lane(lane: "_Lane", cfg, points: np.ndarray, front=None) -> tuple[Any, dict[str, Any]]:
+def _run_lane(lane: "_Lane", cfg, points: np.ndarray, front=None, meanwhile=None) -> tuple[Any, dict[str, Any]]:
     """`lane.run`, an error other than ours as one line naming the lane."""
     try:
-        return lane.run(cfg, points, front)
+        return lane.run(cfg, points, front, meanwhile)
     except CpDebugError:
         raise
     except Exception as err:

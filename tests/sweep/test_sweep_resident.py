@@ -54,21 +54,31 @@ def test_frames_read_ahead_keep_their_order_and_results():
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
     """On one CUDA device the ONNX Runtime candidates run beside the torch reference (a thread and a stream of their
-    own, `SweepSettings.overlap`) and every lane takes the frame's voxels and features made ahead on a frame-reading
-    thread's stream: every figure, box and verdict is the one of running them after it, each lane making its own,
-    frame by frame (deterministic kernels on any stream)."""
-    frames = held_out(4)
+    own, `SweepSettings.overlap`), every lane takes the frame's voxels and features made ahead on a frame-reading
+    thread's stream, and each frame is judged while the next one's reference runs (`run_frames` pipelined): every
+    figure, box and verdict is the one of running them after it, each lane making its own, frame by frame
+    (deterministic kernels on any stream); frames that fail (unreadable, or no point in range) fail alone, in their
+    place."""
+    import numpy as np
+
+    from cp_debug.data.frames import Frame, InMemory, PointFile, Scan
+
+    h = held_out(4)
+    frames = [h[0], h[1], Frame("missing", PointFile("/nonexistent/scan.bin")), h[2],
+              Frame("outside", InMemory(Scan(np.full((50, 5), 500.0, np.float32)))), h[3]]
     results = {}
     for overlap in (False, True):
         settings = SweepSettings(("torch-cuda", "ort-cuda-fp16", "ort-cuda"), preset="demo", level="block",
                                  overlap=overlap)
         with SweepWorker(settings) as w:
-            assert bool(w._beside(w._lanes[0], w._lanes[1:])) == overlap
+            assert bool(w._beside(w._lanes[0], w._lanes[1:])) == overlap == w._pipelined()
             # with overlap each frame's voxels and features are made on a frame-reading thread's own stream
             results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=2))
+    assert [r.token for r in results[True]] == [f.token for f in frames] == [r.token for r in results[False]]
     for a, b in zip(results[False], results[True]):
-        assert a.status == b.status != "failed" and a.boxes == b.boxes
+        assert (a.status, a.reason, a.boxes) == (b.status, b.reason, b.boxes)
         assert repr(a.candidates) == repr(b.candidates)  # ProbeStat for ProbeStat, bit for bit (repr: NaN == NaN)
+    assert [r.status == "failed" for r in results[True]] == [False, False, True, False, True, False]
 
 
 def test_one_front_for_the_lanes_on_a_device_gives_each_lane_s_own_results():

@@ -220,6 +220,7 @@ def run_pipeline(
     on_device: bool = False,
     step_times: bool = True,
     front: Front | None = None,
+    before_decode: Callable[[], None] | None = None,
 ) -> PipelineResult:
     """Run one scan through the staged pipeline. `points`: (M, 5) or (M, in_channels) array.
 
@@ -237,6 +238,9 @@ def run_pipeline(
 
     `front`: this scan's first steps already made on `device` (`make_front`, same voxel cap); `points` is then not
     read again and `timings` has no voxelize or get_input_features step.
+
+    `before_decode()`: called once the head maps are asked for (on CUDA: queued, not yet made) and before decode
+    reads them, for host work that can run meanwhile (a sweep judges its previous frame there).
     """
     import torch
 
@@ -302,6 +306,8 @@ def run_pipeline(
         if not resident:
             head = {n: np.asarray(_host(v)) for n, v in head.items()}
         t = tick(STAGE_BACKBONE, t)
+        if before_decode is not None:
+            before_decode()
 
         dets = decode(head, cfg, rot_y_axis_reference=rot_y_axis_reference, heat_activation=heat_activation,
                       device=dev)
