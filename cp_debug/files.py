@@ -194,6 +194,25 @@ def os_reason(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
+def tree_stamp(root: str | Path, suffix: str = "") -> tuple[tuple[str, int, int], ...]:
+    """Every file under `root` whose name ends with `suffix` (`__pycache__` folders left out), as (path relative to
+    `root`, size, modification time in ns), in a fixed order: what changes when any of them is written again. A file
+    gone while it is listed is left out."""
+    found = []
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(s for s in subdirs if s != "__pycache__")
+        for name in sorted(files):
+            if not name.endswith(suffix):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))
+    return tuple(found)
+
+
 def umask() -> int:
     """The process umask (read once: reading it means setting it)."""
     global _UMASK

@@ -59,3 +59,22 @@ def test_atomic_write_disk_full_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="no space left on device"):
         write_text_atomic(tmp_path / "r.json", "x")
     assert os.listdir(tmp_path) == []
+
+
+def test_tree_stamp_names_every_file_and_changes_when_one_is_written_again(tmp_path):
+    from cp_debug.files import tree_stamp
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_text("{}")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    first = tree_stamp(tmp_path)
+    assert [path for path, _, _ in first] == ["a.py", os.path.join("sub", "b.json")]
+    assert [path for path, _, _ in tree_stamp(tmp_path, ".py")] == ["a.py"]
+    assert tree_stamp(tmp_path) == first
+    st = (tmp_path / "a.py").stat()
+    (tmp_path / "a.py").write_text("x = 2\n")  # same size: the time tells
+    os.utime(tmp_path / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert tree_stamp(tmp_path) != first
+    assert tree_stamp(tmp_path / "missing") == ()

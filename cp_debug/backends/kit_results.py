@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.errors import BadInputError
+from cp_debug.files import tree_stamp
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -60,7 +61,8 @@ def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetRes
     per frame, each output's shape as the reference's): trtexec's folder where the kit holds one, else polygraphy's
     file; read once per process while its files stay as they were (a long-lived process — `cpdebug serve`, a
     notebook — reads results copied back again)."""
-    key = (str(kit.folder.resolve()), precision, stage.name, _stamp((kit.folder / kf.trtexec_folder(precision)).parent))
+    results = (kit.folder / kf.trtexec_folder(precision)).parent  # trtexec's and polygraphy's results alike
+    key = (str(kit.folder.resolve()), precision, stage.name, tree_stamp(results))
     if key in _RESULTS:
         return _RESULTS[key]
     kf.check_ran(kit, precision)
@@ -75,22 +77,6 @@ def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetRes
                                     f"is {t.shapes[fr.id]}: these are not this kit's results")
     _RESULTS[key] = found
     return found
-
-
-def _stamp(folder: Path) -> tuple:
-    """Every file under `folder` with its size and time: what changes when the target's results are written again."""
-    import os
-
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            try:
-                st = os.stat(os.path.join(root, name))
-            except OSError:
-                continue
-            found.append((os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns))
-    return tuple(found)
 
 
 def _polygraphy(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from cp_debug.files import tree_stamp, umask
+
 SERVER_ENV = "CPDEBUG_SERVER"  # "off": every command runs in its own process
 SOCKET_ENV = "CPDEBUG_SERVER_SOCKET"  # the socket's path, instead of the default one of this environment
 _OFF = ("off", "0", "no", "false")
@@ -89,14 +91,7 @@ def fingerprint() -> str:
             h.update(f"{d}\0{os.stat(d).st_mtime_ns}\0".encode())
         except OSError:
             h.update(f"{d}\0-\0".encode())
-    root = package_dir()
-    for folder, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(s for s in subdirs if s != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                p = os.path.join(folder, name)
-                st = os.stat(p)
-                h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    h.update(repr(tree_stamp(package_dir(), ".py")).encode())
     return h.hexdigest()
 
 
@@ -124,12 +119,6 @@ def socket_folder(sock: Path) -> Path:
         raise BadInputError(f"{folder} is not a folder of this user's alone (mode 700): the server's socket cannot "
                             f"live there; remove it, `chmod 700` it, or name another socket with {SOCKET_ENV}")
     return folder
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # -- the wire: one JSON object a line, file descriptors beside the first -----------------------------------------------
@@ -195,7 +184,7 @@ def _hand_over(sock: socket.socket, argv: list[str], cwd: str, path: Path) -> in
     will not run it."""
     fds, opened = _standard_fds()
     try:
-        _send(sock, {"op": "run", "argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": _umask(),
+        _send(sock, {"op": "run", "argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": umask(),
                      "fingerprint": fingerprint(), "pid": os.getpid()}, fds)
     except OSError:
         return None
@@ -317,7 +306,7 @@ class Server:
         self.served = 0
         self.fingerprint = fingerprint()
         self.env = fixed_env(dict(os.environ))
-        self.umask = _umask()
+        self.umask = umask()
         self._lock = threading.Condition()
         self._queue: list[_Request] = []
         self._current: _Request | None = None

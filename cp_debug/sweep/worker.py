@@ -420,7 +420,8 @@ class SweepWorker:
 
         def meanwhile() -> None:
             if pending:
-                judged.append(self._judge_safely(pending.pop(), self._compare_stream))
+                ran = pending.pop()
+                judged.append(_or_failed(ran.index, ran.token, self._judge, ran, self._compare_stream))
 
         with ThreadPoolExecutor(ahead, thread_name_prefix="cpdebug-frame") as pool:
             coming = deque(pool.submit(self._load, frame) for _, frame in items[:ahead])
@@ -431,7 +432,7 @@ class SweepWorker:
                 if not pipelined:
                     yield self.run_frame(index, frame, loaded)
                     continue
-                ran = self._frame_lanes(index, frame, loaded, meanwhile)
+                ran = _or_failed(index, frame.token, self._lanes_of, index, frame.token, loaded, meanwhile)
                 meanwhile()  # where the frame failed before its reference's decode
                 yield from judged
                 judged.clear()
@@ -455,25 +456,11 @@ class SweepWorker:
             self._compare_stream = torch.cuda.Stream(priority=-1)
         return True
 
-    def _frame_lanes(self, index: int, frame: Frame, loaded, meanwhile) -> "_Ran | FrameResult":
-        """`_run_lanes` of a frame read ahead; its failure as a failed result (as `run_frame` makes one)."""
-        try:
-            if isinstance(loaded, BaseException):
-                raise loaded
-            return self._run_lanes(index, frame.token, loaded, meanwhile)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
-            return FrameResult(index, frame.token, "failed", _one_line(err))
-
-    def _judge_safely(self, ran: "_Ran", stream) -> FrameResult:
-        """`_judge`, its failure as the frame's failed result."""
-        try:
-            return self._judge(ran, stream)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
-            return FrameResult(ran.index, ran.token, "failed", _one_line(err))
+    def _lanes_of(self, index: int, token: str, loaded, meanwhile) -> "_Ran":
+        """`_run_lanes` of a frame read ahead (`loaded`: its `_Loaded`, or the exception reading it raised)."""
+        if isinstance(loaded, BaseException):
+            raise loaded
+        return self._run_lanes(index, token, loaded, meanwhile)
 
     def _load(self, frame: Frame):
         """The frame read and checked (`_Loaded`), or the exception that raised (which `run_frame` turns into a
@@ -519,19 +506,12 @@ class SweepWorker:
     def run_frame(self, index: int, frame: Frame, loaded=None) -> FrameResult:
         """One frame through every lane; any failure is a `failed` result with its one-line reason. `loaded`: the
         frame already read (`_load`'s `_Loaded`, or the exception reading it raised), as `run_frames` passes it."""
-        try:
-            got = self._read(frame) if loaded is None else loaded
-            if isinstance(got, BaseException):
-                raise got
-            return self._compare(index, frame.token, got)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except Exception as err:  # noqa: BLE001 - one frame's failure is recorded, the sweep goes on
-            return FrameResult(index, frame.token, "failed", _one_line(err))
+        return _or_failed(index, frame.token, self._compare, index, frame, loaded)
 
-    def _compare(self, index: int, token: str, loaded: "_Loaded") -> FrameResult:
-        """One frame: every lane run (`_run_lanes`), then compared and judged (`_judge`)."""
-        return self._judge(self._run_lanes(index, token, loaded))
+    def _compare(self, index: int, frame: Frame, loaded=None) -> FrameResult:
+        """One frame read (where `loaded` is None), every lane run (`_run_lanes`), then compared and judged
+        (`_judge`)."""
+        return self._judge(self._lanes_of(index, frame.token, self._read(frame) if loaded is None else loaded, None))
 
     def _run_lanes(self, index: int, token: str, loaded: "_Loaded", meanwhile=None) -> "_Ran":
         """Every lane on the frame: the ONNX Runtime lanes on the reference's CUDA device beside it (`_beside`), the
@@ -622,6 +602,17 @@ class _Loaded:
     scan: Any
     points: np.ndarray
     fronts: dict = field(default_factory=dict)
+
+
+def _or_failed(index: int, token: str, fn, *args):
+    """`fn(*args)`, or where it raises (but for Ctrl-C, exits and memory) the frame's `failed` result with its
+    one-line reason: one frame's failure is recorded, the sweep goes on."""
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        return FrameResult(index, token, "failed", _one_line(err))
 
 
 def _run_lane(lane: "_Lane", cfg, points: np.ndarray, front=None, meanwhile=None) -> tuple[Any, dict[str, Any]]:
