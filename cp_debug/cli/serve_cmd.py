@@ -108,18 +108,22 @@ def _start(path, idle_minutes: float, quiet: bool) -> None:
     t0 = time.monotonic()
     from cp_debug.cli._output import StepProgress
 
-    with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
-        while True:
-            st = _server.ask(path, "status", timeout=2)
-            if st is not None and st.get("pid") == proc.pid:
-                break
-            if proc.poll() is not None:
-                raise ServerError(f"the cpdebug server ended while starting (exit {proc.returncode}): "
-                                  f"{_last_line(log)} (its log: {log})")
-            if time.monotonic() - t0 > _START_S:
-                proc.terminate()
-                raise ServerError(f"the cpdebug server did not answer within {_START_S} s; its log: {log}")
-            time.sleep(0.1)
+    try:
+        with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
+            while True:
+                st = _server.ask(path, "status", timeout=2)
+                if st is not None and st.get("pid") == proc.pid:
+                    break
+                if proc.poll() is not None:
+                    raise ServerError(f"the cpdebug server ended while starting (exit {proc.returncode}): "
+                                      f"{_last_line(log)} (its log: {log})")
+                if time.monotonic() - t0 > _START_S:
+                    raise ServerError(f"the cpdebug server did not answer within {_START_S} s; its log: {log}")
+                time.sleep(0.1)
+    except BaseException:  # Ctrl-C or no answer: no server left starting behind the caller's back
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM: stops it (and takes its socket) at whatever stage it is
+        raise
     if not quiet:
         print(f"cpdebug server up: pid {proc.pid}, socket {path}; stops after {idle_minutes:g} idle minutes "
               "(`cpdebug serve --stop` stops it, CPDEBUG_SERVER=off runs a command without it)")

@@ -173,6 +173,29 @@ def test_serve_status_stop_and_idle_end(tmp_path):
     assert "stopped the cpdebug server" in stop.stdout and not sock.exists()
 
 
+def test_ctrl_c_while_the_server_starts_leaves_no_server(tmp_path):
+    tmp_path.chmod(0o700)
+    sock = tmp_path / "s.sock"
+    p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "serve"], env=_env(sock), cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: sock.with_suffix(".log").exists() and "starting for" in _log(sock))  # loading its libraries
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.rstrip().endswith("cpdebug: interrupted")
+    pid = int(_log(sock).split(" pid ", 1)[1].split(":", 1)[0])  # the starting server's, from its log
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    _wait_for(gone, timeout=30)
+    assert not sock.exists()
+    assert "no cpdebug server is up" in _cpdebug(["serve", "--status"], _env(sock), tmp_path).stdout
+
+
 def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
     tmp_path.chmod(0o755)
     p = _cpdebug(["serve"], _env(tmp_path / "s.sock"), tmp_path)
