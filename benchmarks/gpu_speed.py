@@ -225,7 +225,7 @@ def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, run
           "same report | server |")
     print("|---|---|---|---|---|---|---|")
     for i, tree in enumerate(trees):
-        if not (tree.path / "cp_debug" / "cli" / "_server.py").is_file():
+        if not (tree.path / "cp_debug" / "cli" / "serve_cmd.py").is_file():
             print(f"| — | {tree.label} | (no `cpdebug serve` in this tree) | | | | |")
             continue
         home = out / f"server-{i}"

@@ -91,9 +91,9 @@ def main() -> None:
 
 def entry() -> NoReturn:
     """The `cpdebug` program (its console script, `python -m cp_debug.cli.main`): the command in this environment's
-    server where one is up (`cli/_server.py`), else `main()`; then the process ends through `leave` with its exit
+    server where one is up (`cp_debug/server/`), else `main()`; then the process ends through `leave` with its exit
     code."""
-    from cp_debug.cli._server import forward
+    from cp_debug.server.client import forward
 
     code = forward(sys.argv[1:])
     if code is not None:

@@ -1,4 +1,4 @@
-"""`cpdebug serve`: start, ask after or stop this environment's resident cpdebug process (cli/_server.py).
+"""`cpdebug serve`: start, ask after or stop this environment's resident cpdebug process (cp_debug/server/).
 
 While it is up, every other `cpdebug` command of this environment runs in it, without loading torch, ONNX Runtime
 and numba again (and on a GPU CUDA's context, ONNX Runtime's CUDA provider, the first Triton kernel): the same
@@ -10,12 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Callable
 
 import typer
 
-from cp_debug.cli import _server
+from cp_debug.cli._errors import exit_status, internal_error_line
 from cp_debug.errors import CpDebugError, ExitCode
+from cp_debug.server import client, resident, warm, where
 
 _START_S = 300  # how long a starting server may take to answer (imports on a cold disk, CUDA's first context)
 
@@ -42,9 +43,9 @@ def serve(
 ) -> None:
     """Keep cpdebug loaded: later commands of this environment run in it, seconds sooner (`CPDEBUG_SERVER=off`
     runs one in its own process). The socket is this user's alone; the log lies beside it."""
-    path = _server.socket_path()
+    path = where.socket_path()
     if not (status or stop):
-        _server.socket_folder(path)  # before anything is loaded
+        where.socket_folder(path)  # before anything is loaded
     if status:
         _status(path)
         return
@@ -59,11 +60,11 @@ def serve(
 
 
 def _status(path) -> None:
-    st = _server.ask(path, "status")
+    st = client.ask(path, "status")
     if st is None:
         print(f"no cpdebug server is up for this environment (its socket would be {path})")
         return
-    current = "current" if st.get("fingerprint") == _server.fingerprint() else \
+    current = "current" if st.get("fingerprint") == where.fingerprint() else \
         "OUT OF DATE: cp_debug or its libraries changed since it started (`cpdebug serve --restart`)"
     waiting = f", {st['waiting']} waiting" if st["waiting"] else ""
     print(f"cpdebug server pid {st['pid']}: up {st['up_s']:.0f} s, {st['served']} command(s) served, "
@@ -73,13 +74,13 @@ def _status(path) -> None:
 
 
 def _stop(path, quiet: bool) -> None:
-    st = _server.ask(path, "stop")
+    st = client.ask(path, "stop")
     if st is None:
         if not quiet:
             print("no cpdebug server was up for this environment")
         return
     deadline = time.monotonic() + 3600
-    while path.exists() and _server.ask(path, "status", timeout=2) is not None and time.monotonic() < deadline:
+    while path.exists() and client.ask(path, "status", timeout=2) is not None and time.monotonic() < deadline:
         time.sleep(0.1)  # it ends the command it is running first
     if not quiet:
         print(f"stopped the cpdebug server (pid {st['pid']}, {st['served']} command(s) served)")
@@ -87,31 +88,49 @@ def _stop(path, quiet: bool) -> None:
 
 def _foreground(path, idle_minutes: float, group) -> None:
     """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
-    server = _server.Server(path, _server.command_runner(group), idle_s=idle_minutes * 60)
+    server = resident.Server(path, command_runner(group), idle_s=idle_minutes * 60)
     server.say(f"starting for {sys.executable}")
-    _server.warm_up(server.say)
+    warm.warm_up(server.say)
     server.serve(on_ready=lambda: server.say("ready"))
 
 
+def command_runner(group) -> Callable[[list[str]], int]:
+    """`run(argv) -> exit status` for click command group `group` (cpdebug's): what a command run in one process
+    would exit with. A failure outside the commands' own error mapping (`cli/_errors.py`) is one line and 70 here
+    too, never the server's end."""
+
+    def run(argv: list[str]) -> int:
+        try:
+            group.main(args=argv, prog_name="cpdebug")
+        except SystemExit as done:
+            return exit_status(done.code)
+        except Exception as err:  # noqa: BLE001 - the server outlives any one command
+            print(internal_error_line(err), file=sys.stderr)
+            return 70
+        return 0
+
+    return run
+
+
 def _start(path, idle_minutes: float, quiet: bool) -> None:
-    st = _server.ask(path, "status")
+    st = client.ask(path, "status")
     if st is not None:
-        stale = "" if st.get("fingerprint") == _server.fingerprint() else \
+        stale = "" if st.get("fingerprint") == where.fingerprint() else \
             ", running code older than this shell's: `cpdebug serve --restart` starts a current one"
         print(f"a cpdebug server is already up (pid {st['pid']}){stale}; `cpdebug serve --status` says more")
         return
-    log = _server.log_path(path)
+    log = where.log_path(path)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "serve", "--foreground", "--idle-minutes", str(idle_minutes)]
     with open(log, "a", encoding="utf-8") as f:  # the package's parent as its folder: `-m` finds this cp_debug
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
-                                cwd=_server.package_dir().parent)
+                                cwd=where.package_dir().parent)
     t0 = time.monotonic()
     from cp_debug.cli._output import StepProgress
 
     try:
         with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
             while True:
-                st = _server.ask(path, "status", timeout=2)
+                st = client.ask(path, "status", timeout=2)
                 if st is not None and st.get("pid") == proc.pid:
                     break
                 if proc.poll() is not None:
