@@ -3,8 +3,10 @@
 `spec.py`: the spec grammar and what each framework's runner can do (`Capability`); `base.py`: the runner contract;
 `factory.py`: `make_runner`, `check_available`, `availability`; `graph_loader.py`: the graph preparation the ONNX
 Runtime and TensorRT runners share; `feed.py`: their feed check; one module per runner (`torch_runner.py`,
-`ort_runner.py`, `trt_runner.py`); `trt_dumps.py`: readers of what TensorRT's tools write on the target (trtexec
-debug-tensor dumps, layer information, outputs; polygraphy RunResults), for a `trt-*@KIT` backend.
+`ort_runner.py`, `trt_runner.py`); `trt_dumps_*.py`: readers of what TensorRT's tools write on the target, one per
+producer (`trt_dumps_numpy.py`: trtexec debug-tensor dumps; `trt_dumps_layer_info.py`: layer information;
+`trt_dumps_outputs.py`: trtexec outputs; `trt_dumps_polygraphy.py`: polygraphy RunResults; `trt_dumps_files.py`:
+what they share), for a `trt-*@KIT` backend.
 
 Nothing heavy is imported here: torch, onnxruntime and tensorrt load when a runner activates or when
 availability is checked.

@@ -3,7 +3,7 @@ tensors it holds, why the others are absent, and what the files say about the en
 
 Two sources, as the kit's scripts leave them (layout: `kit_files.py`):
 - `results/<precision>/trtexec/<frame>/<stage>/` (`run_trtexec.sh`): trtexec's numpy debug-tensor dumps, the engine's
-  layer information (`--exportLayerInfo`), its outputs (`--exportOutput`) and its log, read by `trt_dumps.py`;
+  layer information (`--exportLayerInfo`), its outputs (`--exportOutput`) and its log, read by `trt_dumps_*.py`;
 - `results/<precision>/polygraphy/<stage>.json` (`run_polygraphy.sh`): a polygraphy RunResults, frames as iterations.
 Where a kit holds both, trtexec's are read (the engine as trtexec built it, with its layer information: which tensors
 TensorRT fused away, which precision each layer ran) and the precision report says the polygraphy file was left aside.
@@ -25,7 +25,7 @@ from cp_debug.files import tree_stamp
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from cp_debug.backends.trt_dumps import DebugDumps
+    from cp_debug.backends.trt_dumps_numpy import DebugDumps
 
 _RESULTS: dict[tuple, "TargetResults"] = {}
 _SHOWN = 4  # tensor names listed in a note before "… (N in all)"
@@ -80,7 +80,8 @@ def target_results(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetRes
 
 
 def _polygraphy(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:
-    from cp_debug.backends.trt_dumps import FUSED, read_polygraphy_results
+    from cp_debug.backends.trt_dumps_layer_info import FUSED
+    from cp_debug.backends.trt_dumps_polygraphy import read_polygraphy_results
 
     path = kit.folder / kf.polygraphy_results(precision, stage.name)
     runs = read_polygraphy_results(path)
@@ -156,16 +157,18 @@ def _trtexec(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResults:
 def _trtexec_frame(folder: Path, names: list[str], values: list[str], stage: kf.KitStage):
     """One frame/stage folder: its values, why each tensor of `values` without a dump has none, and what was read
     (dump files resolved against every tensor name of the graph, `names`)."""
-    from cp_debug.backends import trt_dumps as td
+    from cp_debug.backends.trt_dumps_layer_info import read_layer_info, unobservable
+    from cp_debug.backends.trt_dumps_numpy import read_debug_dumps
+    from cp_debug.backends.trt_dumps_outputs import read_trtexec_outputs
 
-    layers = td.read_layer_info(folder / kf.TRTEXEC_LAYERS)
-    exported = td.read_trtexec_outputs(folder / kf.TRTEXEC_OUTPUTS)
+    layers = read_layer_info(folder / kf.TRTEXEC_LAYERS)
+    exported = read_trtexec_outputs(folder / kf.TRTEXEC_OUTPUTS)
     outputs = {t.name: exported[t.name] for t in stage.outputs if t.name in exported}
     if not any(folder.glob("[0-9][0-9][0-9][0-9]*_*.npy")):  # TensorRT < 10.12: the script saved the outputs only
         why = "no debug tensors: TensorRT before 10.12 dumps none (the engine's outputs only)"
         return _Dumped(None, outputs), dict.fromkeys(values, why), layers, None, None
-    dumps = td.read_debug_dumps(folder, names)
-    seen = td.unobservable(values, dumps, layers)
+    dumps = read_debug_dumps(folder, names)
+    seen = unobservable(values, dumps, layers)
     absent = {n: seen.reason(n) for n in values if seen.reason(n) is not None}
     for file, owners in dumps.ambiguous.items():
         for n in owners:
@@ -176,21 +179,22 @@ def _trtexec_frame(folder: Path, names: list[str], values: list[str], stage: kf.
 def _trtexec_notes(model, onnx_name: str, stage: kf.KitStage, folder: Path, layers, dumps, seen) -> list[str]:
     """What the first frame's folder says about the engine: the precision each layer ran, the layers run in
     another precision than the ONNX gives, the tensors fused away or missing, files not read."""
-    from cp_debug.backends import trt_dumps as td
+    from cp_debug.backends.trt_dumps_layer_info import FUSED, precision_mismatches
+    from cp_debug.backends.trt_dumps_numpy import SUMMARY_FILE
 
     notes = [_ran_note(layers)]
     if layers.detailed:
-        notes.extend(mm.message for mm in td.precision_mismatches(layers, model))
+        notes.extend(mm.message for mm in precision_mismatches(layers, model))
     if seen is None:
         return [*notes, "no debug tensors in the dump folders (TensorRT before 10.12): only the engine's outputs are "
                         "compared"]
     if seen.fused:
-        notes.append(f"{len(seen.fused)} tensor(s) {td.FUSED}: {_shown(seen.fused)}")
+        notes.append(f"{len(seen.fused)} tensor(s) {FUSED}: {_shown(seen.fused)}")
     if seen.missing:
         notes.append(f"{len(seen.missing)} tensor(s) an engine layer writes are missing from the dump folder "
                      f"(a truncated copy?): {_shown(seen.missing)}")
     if dumps.ambiguous:
-        notes.append(f"dump files several ONNX tensors' names give (not read: trtexec wrote no {td.SUMMARY_FILE}): "
+        notes.append(f"dump files several ONNX tensors' names give (not read: trtexec wrote no {SUMMARY_FILE}): "
                      + "; ".join(f"{f} ({', '.join(o)})" for f, o in list(dumps.ambiguous.items())[:_SHOWN]))
     if dumps.unknown:
         notes.append(f"{len(dumps.unknown)} dump file(s) name no tensor of {onnx_name} (TensorRT's own tensors): "

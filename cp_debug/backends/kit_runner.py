@@ -6,9 +6,9 @@ feed is byte for byte a kit input (sha256; bisect on the kit's frame gives it), 
 upstream output glued, which the target never saw (it ran every stage on the reference's inputs), so the frame is the
 nearest kit input of that shape, and the precision report says so. It returns the graph's outputs and the asked-for
 tensors the target's results hold (`kit_results.py`: trtexec's dumps or polygraphy's RunResults); the others are
-`unobserved()` with the reason (a tensor TensorRT fused away: `trt_dumps.FUSED`; a dump missing from the folder). It
-cannot run a segment alone: `Capability.TARGET_RESULTS`, and bisect takes ONNX Runtime's local error on the same
-segment instead.
+`unobserved()` with the reason (a tensor TensorRT fused away: `trt_dumps_layer_info.FUSED`; a dump missing from the
+folder). It cannot run a segment alone: `Capability.TARGET_RESULTS`, and bisect takes ONNX Runtime's local error on
+the same segment instead.
 """
 
 from __future__ import annotations

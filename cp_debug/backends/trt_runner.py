@@ -37,7 +37,7 @@ from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
-from cp_debug.backends.trt_dumps import FUSED
+from cp_debug.backends.trt_dumps_layer_info import FUSED
 from cp_debug.backends.trt_plan import (TRT_HINT, BuildPlan, cache_key, config_kwargs, default_cache_dir,
                                         parse_version, plan_build, plan_prebuilt)
 from cp_debug.backends.trt_profile import Profile, ShapeRange, check_within, profile_from_shapes

@@ -1,5 +1,5 @@
-"""The readers of what TensorRT's tools write on the target (cp_debug/backends/trt_dumps.py), on files written as
-their producers write them: polygraphy's RunResults by the polygraphy CLI itself (ONNX Runtime in TensorRT's
+"""The readers of what TensorRT's tools write on the target (cp_debug/backends/trt_dumps_*.py), on files written
+as their producers write them: polygraphy's RunResults by the polygraphy CLI itself (ONNX Runtime in TensorRT's
 place: the same RunResults format), trtexec's files by `trtexec_writer.py`, which follows TensorRT's own
 sources line by line (see its docstring)."""
 
@@ -11,7 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from cp_debug.backends import trt_dumps
+from cp_debug.backends.trt_dumps_layer_info import precision_mismatches, read_layer_info, unobservable
+from cp_debug.backends.trt_dumps_numpy import dump_file_name, mangle, read_debug_dumps
+from cp_debug.backends.trt_dumps_outputs import read_trtexec_outputs
+from cp_debug.backends.trt_dumps_polygraphy import read_polygraphy_results
 from cp_debug.errors import BadInputError
 from tests.backends import trtexec_writer
 
@@ -45,7 +48,7 @@ def test_polygraphy_results_hold_every_marked_tensor_as_onnx_runtime_computes_it
     from cp_debug.graph.model import expose_outputs
     from cp_debug.graph.session import run_ort
 
-    runs = trt_dumps.read_polygraphy_results(polygraphy_run / "results.json")
+    runs = read_polygraphy_results(polygraphy_run / "results.json")
     assert len(runs) == 1
     runner, iterations = runs[0]
     assert runner.startswith("onnxrt-runner") and len(iterations) == 1
@@ -60,7 +63,7 @@ def test_polygraphy_results_hold_every_marked_tensor_as_onnx_runtime_computes_it
 
 
 def test_polygraphy_results_folder_is_read_in_iteration_order(polygraphy_run):
-    runs = trt_dumps.read_polygraphy_results(polygraphy_run / "per_iteration")
+    runs = read_polygraphy_results(polygraphy_run / "per_iteration")
     assert len(runs) == 1 and len(runs[0][1]) == 2
     first, second = runs[0][1]
     assert set(first) == set(second) == {"out", "mean"}
@@ -72,17 +75,17 @@ def test_damaged_polygraphy_results_are_refused_in_one_line(polygraphy_run, tmp_
     cut = tmp_path / "cut.json"
     cut.write_text(text[: len(text) // 2])
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_polygraphy_results(cut)
+        read_polygraphy_results(cut)
     assert "cut.json" in _one_line(err) and "re-copy" in str(err.value)
 
     other = tmp_path / "inputs.json"  # valid polygraphy JSON, but a list of feeds, not a RunResults
     other.write_text((polygraphy_run / "inputs.json").read_text())
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_polygraphy_results(other)
+        read_polygraphy_results(other)
     assert "not a complete polygraphy RunResults" in _one_line(err)
 
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_polygraphy_results(tmp_path / "absent.json")
+        read_polygraphy_results(tmp_path / "absent.json")
     assert "not found" in _one_line(err)
 
 
@@ -105,15 +108,15 @@ def test_file_names_and_headers_are_trtexec_s(tmp_path):
     data = trtexec_writer.numpy_file_bytes(np.zeros((2, 3), np.float32), "<f4")
     assert data[8:10] == (70).to_bytes(2, "little")
     assert data[10:80] == b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, ), }" + b" " * 8 + b"\n"
-    assert trt_dumps.dump_file_name(7, "/pts_backbone/blocks.0/Conv_output_0", "HALF") == \
+    assert dump_file_name(7, "/pts_backbone/blocks.0/Conv_output_0", "HALF") == \
         "0007__pts_backbone_blocks.0_Conv_output_0.npy"
-    assert trt_dumps.dump_file_name(12345, "a:b", "bf16") == "12345_a_b_to_float.npy"
+    assert dump_file_name(12345, "a:b", "bf16") == "12345_a_b_to_float.npy"
     long = "/pts_bbox_head/task_heads.0/" * 8 + "Conv_output_0"
     for truncate in (True, False):
-        name = trt_dumps.dump_file_name(3, long, "float32", truncate=truncate)
+        name = dump_file_name(3, long, "float32", truncate=truncate)
         assert name == trtexec_writer.gen_filename_safe_string(f"0003_{long}.npy", truncate=truncate)
-    assert len(trt_dumps.dump_file_name(3, long, "FLOAT")) == 73 + 3 + 73  # (150 - 3) // 2 on each side
-    assert trt_dumps.mangle("é") == "__"  # two UTF-8 bytes, two "_", as the C++ loop over the string's bytes
+    assert len(dump_file_name(3, long, "FLOAT")) == 73 + 3 + 73  # (150 - 3) // 2 on each side
+    assert mangle("é") == "__"  # two UTF-8 bytes, two "_", as the C++ loop over the string's bytes
 
 
 def test_every_dump_of_the_backbone_resolves_to_its_onnx_tensor(backbone, tmp_path):
@@ -121,9 +124,9 @@ def test_every_dump_of_the_backbone_resolves_to_its_onnx_tensor(backbone, tmp_pa
     tensors = [(n, _values(i), "HALF" if i % 3 == 0 else "FLOAT") for i, n in enumerate(names)]
     trtexec_writer.write_debug_dumps(tmp_path, tensors + [("Reformatted Output Tensor 0 to heatmap", _values(0),
                                                            "FLOAT")])
-    dumps = trt_dumps.read_debug_dumps(tmp_path, names)
+    dumps = read_debug_dumps(tmp_path, names)
     assert set(dumps.files) == set(names) and not dumps.ambiguous and dumps.runs == 1
-    assert dumps.unknown == (trt_dumps.dump_file_name(len(names), "Reformatted Output Tensor 0 to heatmap",
+    assert dumps.unknown == (dump_file_name(len(names), "Reformatted Output Tensor 0 to heatmap",
                                                       "FLOAT"),)
     for i, n in enumerate(names):
         got = dumps.load(n)
@@ -140,10 +143,10 @@ def test_every_dump_of_the_backbone_resolves_to_its_onnx_tensor(backbone, tmp_pa
 def test_names_trtexec_mangles_alike_are_ambiguous_unless_the_summary_names_them(backbone, tmp_path):
     _, names = backbone
     twin = names[2].replace("/", "_")  # a foreign graph's name that gives the same file name
-    assert trt_dumps.mangle(twin) == trt_dumps.mangle(names[2]) and twin != names[2]
+    assert mangle(twin) == mangle(names[2]) and twin != names[2]
     tensors = [(n, _values(i), "FLOAT") for i, n in enumerate(names[:5])]
     trtexec_writer.write_debug_dumps(tmp_path / "plain", tensors)
-    dumps = trt_dumps.read_debug_dumps(tmp_path / "plain", [*names, twin])
+    dumps = read_debug_dumps(tmp_path / "plain", [*names, twin])
     [(file_name, owners)] = dumps.ambiguous.items()
     assert file_name.startswith("0002_") and set(owners) == {names[2], twin}
     assert names[2] not in dumps.files and twin not in dumps.files
@@ -152,7 +155,7 @@ def test_names_trtexec_mangles_alike_are_ambiguous_unless_the_summary_names_them
     assert "cannot be told" in _one_line(err)
 
     trtexec_writer.write_debug_dumps(tmp_path / "summary", tensors, summary=True)
-    dumps = trt_dumps.read_debug_dumps(tmp_path / "summary", [*names, twin])
+    dumps = read_debug_dumps(tmp_path / "summary", [*names, twin])
     assert dumps.resolved_by == "tensor_summary.json" and not dumps.ambiguous
     assert set(dumps.files) == set(names[:5])
     np.testing.assert_array_equal(dumps.load(names[2]), _values(2))
@@ -168,7 +171,7 @@ def test_long_names_are_cut_as_trtexec_cuts_them(backbone, tmp_path):
         folder = tmp_path / str(truncate)
         written = trtexec_writer.write_debug_dumps(folder, tensors, truncate=truncate)
         assert (len(written[0].name) == 149) is truncate
-        dumps = trt_dumps.read_debug_dumps(folder, [*names, unique, *twins])
+        dumps = read_debug_dumps(folder, [*names, unique, *twins])
         assert dumps.files[unique] == written[0] and dumps.files[names[3]] == written[2]
         if truncate:
             assert dumps.ambiguous == {written[1].name: tuple(sorted(twins))}
@@ -179,7 +182,7 @@ def test_long_names_are_cut_as_trtexec_cuts_them(backbone, tmp_path):
 def test_a_folder_of_several_inferences_keeps_the_first(backbone, tmp_path):
     _, names = backbone
     trtexec_writer.write_debug_dumps(tmp_path, [(n, _values(i), "FLOAT") for i, n in enumerate(names[:4])], runs=3)
-    dumps = trt_dumps.read_debug_dumps(tmp_path, names)
+    dumps = read_debug_dumps(tmp_path, names)
     assert dumps.runs == 3 and dumps.files[names[1]].name.startswith("0001_")
 
 
@@ -189,19 +192,19 @@ def test_damaged_dumps_are_refused_in_one_line(backbone, tmp_path):
     whole = written[1].read_bytes()
     written[1].write_bytes(whole[:-4])  # the copy stopped short
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_debug_dumps(tmp_path, names)
+        read_debug_dumps(tmp_path, names)
     assert written[1].name in _one_line(err) and "cut short" in str(err.value)
     written[1].write_bytes(b"not a numpy file at all")
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_debug_dumps(tmp_path, names)
+        read_debug_dumps(tmp_path, names)
     assert "not a complete .npy" in _one_line(err)
     written[1].write_bytes(whole)
     (tmp_path / "tensor_summary.json").write_text('{\n  "metadata": {},\n  "tensors": [\n')  # trtexec died
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_debug_dumps(tmp_path, names)
+        read_debug_dumps(tmp_path, names)
     assert "tensor summary" in _one_line(err)
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_debug_dumps(tmp_path / "absent", names)
+        read_debug_dumps(tmp_path / "absent", names)
     assert "not found" in _one_line(err)
 
 
@@ -237,14 +240,14 @@ def test_layer_info_names_the_precision_trtexec_ran_and_the_tensors_it_fused(bac
     model, names = backbone
     layers, bindings = _engine_of(model, fp16_layer=1)
     trtexec_writer.write_layer_info(tmp_path / "layers.json", layers, bindings)
-    info = trt_dumps.read_layer_info(tmp_path / "layers.json")
+    info = read_layer_info(tmp_path / "layers.json")
     assert info.detailed and len(info.layers) == len(layers) and info.bindings == tuple(bindings)
     second = info.layers[1]
     assert second.onnx_nodes == tuple(layers[1]["onnx"]) and second.precision == "fp16"
     assert info.layer_of_tensor(layers[1]["outputs"][0][0]) is second
     assert info.precision_of_node(layers[0]["onnx"][0]) == "fp32"
 
-    mismatches = trt_dumps.precision_mismatches(info, model)
+    mismatches = precision_mismatches(info, model)
     assert [m.node for m in mismatches] == layers[1]["onnx"]  # the Conv and the Relu fused with it
     mismatch, conv = mismatches[0], layers[1]["onnx"][0]
     assert mismatch.op_type == "Conv" and mismatch.trt_precision == "fp16" and mismatch.onnx_precision == "fp32"
@@ -253,8 +256,8 @@ def test_layer_info_names_the_precision_trtexec_ran_and_the_tensors_it_fused(bac
     written = [la["outputs"][0][0] for la in layers]
     dumped = [(t, _values(i), "FLOAT") for i, t in enumerate(written[1:])]  # the first layer's dump was not copied
     trtexec_writer.write_debug_dumps(tmp_path / "dumps", dumped)
-    dumps = trt_dumps.read_debug_dumps(tmp_path / "dumps", names)
-    seen = trt_dumps.unobservable(names, dumps, info)
+    dumps = read_debug_dumps(tmp_path / "dumps", names)
+    seen = unobservable(names, dumps, info)
     assert seen.missing == (written[0],)
     fused_convs = [n.output[0] for n in model.graph.node if n.op_type == "Conv" and n.output[0] not in written]
     assert fused_convs and set(seen.fused) == set(fused_convs)
@@ -262,17 +265,17 @@ def test_layer_info_names_the_precision_trtexec_ran_and_the_tensors_it_fused(bac
     assert "incomplete" in seen.reason(written[0])
 
     trtexec_writer.write_layer_info(tmp_path / "names.json", layers, bindings, detailed=False)
-    names_only = trt_dumps.read_layer_info(tmp_path / "names.json")
+    names_only = read_layer_info(tmp_path / "names.json")
     assert not names_only.detailed and names_only.layers[1].name_parts == tuple(layers[1]["onnx"])
     with pytest.raises(BadInputError) as err:
-        trt_dumps.precision_mismatches(names_only, model)
+        precision_mismatches(names_only, model)
     assert "--profilingVerbosity=detailed" in _one_line(err)
-    assert set(trt_dumps.unobservable(names, dumps, names_only).undetermined) == set(fused_convs) | {written[0]}
+    assert set(unobservable(names, dumps, names_only).undetermined) == set(fused_convs) | {written[0]}
 
     text = (tmp_path / "layers.json").read_text()
     (tmp_path / "cut.json").write_text(text[: len(text) // 2])
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_layer_info(tmp_path / "cut.json")
+        read_layer_info(tmp_path / "cut.json")
     assert "cut.json" in _one_line(err) and "re-copy" in str(err.value)
 
 
@@ -282,12 +285,12 @@ def test_export_output_is_read_as_trtexec_prints_it(tmp_path):
     heat[0, 0, 0, :2] = [np.inf, np.nan]
     ids = np.arange(6, dtype=np.int64).reshape(2, 3)
     trtexec_writer.write_export_output(tmp_path / "out.json", [("heatmap", heat), ("ids", ids)])
-    out = trt_dumps.read_trtexec_outputs(tmp_path / "out.json")
+    out = read_trtexec_outputs(tmp_path / "out.json")
     assert out["heatmap"].shape == (1, 2, 3, 4) and out["heatmap"].dtype == np.float32
     np.testing.assert_allclose(out["heatmap"], heat, rtol=1e-5)  # six significant digits, inf and nan kept
     np.testing.assert_array_equal(out["ids"], ids)
     text = (tmp_path / "out.json").read_text()
     (tmp_path / "cut.json").write_text(text[: len(text) // 2])
     with pytest.raises(BadInputError) as err:
-        trt_dumps.read_trtexec_outputs(tmp_path / "cut.json")
+        read_trtexec_outputs(tmp_path / "cut.json")
     assert "--exportOutput" in _one_line(err)
