@@ -23,6 +23,7 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
+from cp_debug.backends.torch_tensors import STAGING, device_copy, first_tensor, flatten, is_tensor, to_numpy
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
@@ -47,8 +48,8 @@ class TorchRunner(Runner):
         under `name:in0`, `name:in1`…
     on_probe: if given, each probe array is passed to `on_probe(name, array)` as it is produced and not kept in
         the result (streaming for big models). The array is valid only during the call: on CUDA it is a
-        read-only view of one reused page-locked host buffer (`_PinnedStaging`), so a consumer that keeps it
-        must copy it.
+        read-only view of one reused page-locked host buffer (`torch_tensors.PinnedStaging`), so a consumer that
+        keeps it must copy it.
     on_device_probe: set as an attribute: each floating probe tensor is first offered, where it lies (the GPU
         of a CUDA runner), to `on_device_probe(name, tensor)`; when it returns True the probe is dealt with and does not
         reach the host. The tensor may be changed by a later in-place op: clone what you keep.
@@ -181,10 +182,10 @@ class TorchRunner(Runner):
                 y = named[name](*args)
         finally:
             self._probe_buf = saved
-        t = _first_tensor(y)
+        t = first_tensor(y)
         if t is None:
             raise BadInputError(f"submodule {name!r} returned no tensor ({type(y).__name__})")
-        return _to_numpy(t)
+        return to_numpy(t)
 
     # -- information -------------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -280,7 +281,7 @@ class TorchRunner(Runner):
             ) from err
 
     def _observe_hook(self, module, args, output) -> None:
-        t = _first_tensor(output)
+        t = first_tensor(output)
         if t is not None and t.is_floating_point():
             self._observed[str(t.dtype).replace("torch.", "")] += 1
 
@@ -291,26 +292,26 @@ class TorchRunner(Runner):
             k = self._calls[name]
             self._calls[name] += 1
             key = name if k == 0 else f"{name}#{k}"
-            t = _first_tensor(output)
+            t = first_tensor(output)
             if t is not None:
                 self._emit(key, t)
             if self.capture_inputs:
                 for i, a in enumerate(args):
-                    if _is_tensor(a):
+                    if is_tensor(a):
                         self._emit(f"{key}:in{i}", a)
         return hook
 
     def _emit(self, key: str, t) -> None:
         if self.on_probe is None:
-            self._probe_buf[key] = _device_copy(t) if self._on_device else _to_numpy(t)
+            self._probe_buf[key] = device_copy(t) if self._on_device else to_numpy(t)
         elif t.is_floating_point() and self.on_device_probe is not None and self.on_device_probe(key, t):
             return
         elif t.is_cuda and t.is_floating_point():
             # through one page-locked buffer, not a fresh pageable copy per probe (4.3 s of an awml-base
             # `--level all` bisect on the H100, whose 8.7 GB of probes are read twice)
-            self.on_probe(key, _STAGING.lend(t))
+            self.on_probe(key, STAGING.lend(t))
         else:
-            self.on_probe(key, _to_numpy(t))
+            self.on_probe(key, to_numpy(t))
 
     def _tensors_from_feed(self, feed: dict[str, np.ndarray]) -> list:
         if not isinstance(feed, dict):
@@ -350,7 +351,7 @@ class TorchRunner(Runner):
         if isinstance(result, dict) and all(n in result for n in names):
             leaves = [(n, result[n]) for n in names]
         else:
-            flat = _flatten(result)
+            flat = flatten(result)
             if len(flat) != len(names):
                 raise BadInputError(
                     f"the module returned {len(flat)} tensor(s) but {len(names)} output name(s) were given "
@@ -359,9 +360,9 @@ class TorchRunner(Runner):
             leaves = list(zip(names, flat))
         out = {}
         for n, v in leaves:
-            if not _is_tensor(v):
+            if not is_tensor(v):
                 raise BadInputError(f"output {n!r} is a {type(v).__name__}, not a tensor")
-            out[n] = _device_copy(v, copy=False) if self._on_device else _to_numpy(v)
+            out[n] = device_copy(v, copy=False) if self._on_device else to_numpy(v)
         return out
 
 
@@ -392,81 +393,3 @@ def _check_cpu_reduced(dtype) -> str:
     rounded = bool((y.float() == y32.to(dtype).float()).float().mean() > 0.9)
     return (f"torch CPU computes {name} conv natively ({name} storage, float32 accumulation"
             f"{'' if rounded else ', rounding differs from the float32-accumulate model'})")
-
-
-def _is_tensor(v) -> bool:
-    import torch
-
-    return isinstance(v, torch.Tensor)
-
-
-def _first_tensor(v):
-    if _is_tensor(v):
-        return v
-    if isinstance(v, dict):
-        v = list(v.values())
-    if isinstance(v, (list, tuple)):
-        for item in v:
-            t = _first_tensor(item)
-            if t is not None:
-                return t
-    return None
-
-
-def _flatten(v) -> list:
-    if isinstance(v, dict):
-        return [x for item in v.values() for x in _flatten(item)]
-    if isinstance(v, (list, tuple)):
-        return [x for item in v for x in _flatten(item)]
-    return [v]
-
-
-class _PinnedStaging:
-    """One page-locked host buffer for the process, grown to the largest probe (in powers of two), through which
-    CUDA probes reach `on_probe`. Shared by every TorchRunner: a lent array lives only during its `on_probe`
-    call, and runners infer one at a time."""
-
-    def __init__(self):
-        self._buf = None
-
-    def lend(self, t) -> np.ndarray:
-        """`t` as float32 in the buffer: a read-only array, valid until the next `lend`."""
-        import torch
-
-        src = t.detach()
-        if src.dtype != torch.float32:
-            src = src.float()  # cast on the device
-        n = src.numel()
-        if self._buf is None or self._buf.numel() < n:
-            self._buf = None
-            empty_cache = getattr(torch._C, "_host_emptyCache", None)
-            if empty_cache is not None:
-                empty_cache()  # torch's host allocator would keep the smaller buffer cached (resident) for good
-            self._buf = torch.empty(1 << max(0, n - 1).bit_length(), dtype=torch.float32, pin_memory=True)
-        view = self._buf[:n].view(src.shape)
-        view.copy_(src)  # synchronous: the host buffer is filled when it returns
-        arr = view.numpy()
-        arr.flags.writeable = False
-        return arr
-
-
-_STAGING = _PinnedStaging()
-
-
-def _device_copy(t, copy: bool = True):
-    """`t` where it is, float32 if floating (as `_to_numpy` gives it); a copy when `copy`, never a view then."""
-    src = t.detach()
-    out = src.float() if src.is_floating_point() else src
-    if copy and out.data_ptr() == src.data_ptr():
-        out = out.clone()
-    return out
-
-
-def _to_numpy(t) -> np.ndarray:
-    """A copy, never a view: a later in-place op (ReLU(inplace=True) after a BatchNorm) must not change it."""
-    src = t.detach()
-    out = src.float() if src.is_floating_point() else src
-    out = out.contiguous().cpu()  # a channels-last tensor reaches the host in NCHW order
-    if out.data_ptr() == src.data_ptr():
-        out = out.clone()
-    return out.numpy()
