@@ -36,7 +36,11 @@ class _OrtAsEngine:
     def activate(self):
         import onnxruntime as ort
 
-        self.sess = ort.InferenceSession(self.model.SerializeToString(), providers=["CPUExecutionProvider"])
+        from cp_debug.backends.ort_runner import exact_int8
+
+        so = ort.SessionOptions()
+        exact_int8(so)  # as OrtRunner runs a Q/DQ graph: on a CPU without VNNI the default INT8 products differ
+        self.sess = ort.InferenceSession(self.model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     def deactivate(self):
         self.sess = None
