@@ -7,8 +7,10 @@ import pytest
 
 from cp_debug.data.boxes import count_points_in_boxes
 from cp_debug.data.frames import held_out
-from cp_debug.data.scenes import (HELDOUT_SEED_BASE, Primitives, SceneSpec, add_object,
-                                  lidar_returns, make_scene, scene_token, training_seeds)
+from cp_debug.data.ray_casting import lidar_returns
+from cp_debug.data.scene_layout import add_object
+from cp_debug.data.scene_spec import Primitives, SceneSpec
+from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token, training_seeds
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.synthetic import Scene, synthetic_scene
