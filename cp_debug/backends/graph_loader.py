@@ -168,7 +168,8 @@ class PrepareGraph:
         out_map = {n: n for n in graph_outputs + tuple(extras)}
         transform = PrecisionTransform()
         if self.transform == "fp16":
-            from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16_cached
+            from cp_debug.precision.fp16 import conversion_summary
+            from cp_debug.precision.fp16_cache import convert_to_fp16_cached
 
             model = convert_to_fp16_cached(model, keep_fp32_nodes=self.keep_fp32_nodes,
                                            keep_io_types=self.keep_io_types)

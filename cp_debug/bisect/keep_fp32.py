@@ -176,7 +176,7 @@ def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],
     squares overflow FP16 at |x - mean| > 256 while x is in range). `absmax` holds the reference's largest |x| per
     tensor name (graph inputs included; a tensor missing from it counts as small)."""
     from cp_debug.backends.ort_precision import COMPUTE_OPS
-    from cp_debug.precision.fp16 import FP32_ONLY_OPS
+    from cp_debug.precision.fp16_keep import FP32_ONLY_OPS
     from cp_debug.precision.layernorm import layernorm_nodes
 
     mode = "compute" if candidates is None else candidates if isinstance(candidates, str) else None

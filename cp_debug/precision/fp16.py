@@ -7,9 +7,11 @@ FP32 is explicit:
   * ops that ONNX defines for float32 only (`FP32_ONLY_OPS`) and float32-only input slots (`FP32_ONLY_SLOTS`,
     e.g. Resize's scales), together with the float arithmetic that only feeds them or a Cast to an integer type
     (shape and coordinate math: float16 holds integers exactly only up to 2048, so 2049·2 would become 4096).
+    That choice, and the lists, are `precision.fp16_keep`'s.
 Graph input and output names never change (probe tensors exposed as outputs before conversion keep their
 names): with `keep_io_types` a float32 input is Cast to float16 after it, and a float32 output is produced by a
 Cast from a renamed float16 tensor. Value infos of intermediate tensors are cleared and re-inferred.
+Conversions read back from the cache folder: `precision.fp16_cache`.
 """
 
 from __future__ import annotations
@@ -18,28 +20,13 @@ import json
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendUnavailableError
+from cp_debug.precision.fp16_keep import (ANY_DTYPE_SLOTS, FP32_ONLY_SLOTS, check_convertible,
+                                         fp32_nodes)
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-# Ops whose float inputs ONNX allows as float32 only (no float16 type in the op schema), or whose float input is
-# an int8 scale (Q/DQ before opset 19). Kept in FP32 whole.
-FP32_ONLY_OPS = frozenset({
-    "Range", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
-    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
-})
-# Input slots that must be float32 whatever the node computes in: (op type → slot indices).
-FP32_ONLY_SLOTS: dict[str, tuple[int, ...]] = {
-    "Resize": (2,),  # scales: tensor(float) only
-    "Upsample": (1,),  # scales: tensor(float) only
-}
-# Input slots that take any dtype: no Cast is inserted in front of them.
-ANY_DTYPE_SLOTS: dict[str, tuple[int, ...]] = {
-    "Cast": (0,), "CastLike": (0,), "Shape": (0,), "Size": (0,),
-}
-# Ops with control-flow subgraphs are not converted (see convert_to_fp16).
-_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 _META_KEY = "cp_debug.fp16_conversion"
 
 
@@ -54,68 +41,14 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
     A summary (nodes converted/kept, Casts inserted, constants that overflow or flush to zero in FP16) is stored
     in the model's metadata under "cp_debug.fp16_conversion" (see `conversion_summary`).
     """
-    converted, said = _convert(model, keep_fp32_nodes, keep_fp32_op_types, keep_io_types)
+    converted, said = convert_quietly(model, keep_fp32_nodes, keep_fp32_op_types, keep_io_types)
     for text in said:
         warnings.warn(text, stacklevel=2)
     return converted
 
 
-def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] = (),
-                           keep_fp32_op_types: Iterable[str] = (), keep_io_types: bool = True) -> "onnx.ModelProto":
-    """`convert_to_fp16` through cp_debug's cache folder (`fp16`): a graph this code converted before with the same
-    settings is read back (its warnings said again) instead of converted — each bisect converts its stages and
-    its local-error segments again otherwise (on the H100 host, ~0.45 s for awml-base's backbone). Keyed by a
-    content hash of the graph's bytes, the settings, this module's and `graph/model.py`'s source and the versions
-    of cp_debug, onnx and onnx-graphsurgeon; each entry written whole (`KEY.onnx`, then `KEY.json`), bounded like
-    the export cache (`files.prune_cache`). Off with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph
-    over protobuf's 2 GB, is converted without it."""
-    from cp_debug.files import cache_dir
-    from cp_debug.graph.stored import load_entry, store_entry
-
-    keep_nodes, keep_ops = sorted(set(keep_fp32_nodes)), sorted(set(keep_fp32_op_types))
-    folder = cache_dir("fp16")
-    if folder is None or model.ByteSize() > _CACHED_BYTES:
-        return convert_to_fp16(model, keep_fp32_nodes=keep_nodes, keep_fp32_op_types=keep_ops,
-                               keep_io_types=keep_io_types)
-    key = _cache_key(model, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
-                             "keep_io_types": bool(keep_io_types)})
-    found = load_entry(folder, key, _CACHE_SCHEMA)
-    if found is None:
-        converted, said = _convert(model, keep_nodes, keep_ops, keep_io_types)
-        store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
-    else:
-        converted, said = found[0], [str(t) for t in found[1].get("warnings", [])]
-    for text in said:
-        warnings.warn(text, stacklevel=2)
-    return converted
-
-
-_CACHE_SCHEMA = "cp_debug.fp16_cache/1"
-_CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
-
-
-def _cache_key(model: "onnx.ModelProto", settings: dict) -> str:
-    import hashlib
-    from pathlib import Path
-
-    import onnx
-    import onnx_graphsurgeon as gs
-
-    import cp_debug
-    from cp_debug.graph import model as graph_model
-
-    h = hashlib.sha256()
-    for part in (_CACHE_SCHEMA, json.dumps([cp_debug.__version__, onnx.__version__, gs.__version__]),
-                 json.dumps(settings, sort_keys=True)):
-        h.update(part.encode() + b"\0")
-    for source in (__file__, graph_model.__file__):
-        h.update(Path(source).read_bytes() + b"\0")
-    h.update(model.SerializeToString())
-    return h.hexdigest()
-
-
-def _convert(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
-             keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
+def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
+                    keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
     """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid."""
     import onnx_graphsurgeon as gs
 
@@ -124,7 +57,7 @@ def _convert(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32
     graph = gs.import_onnx(infer_types(model))
     graph.toposort()
     keep_nodes = set(keep_fp32_nodes)
-    _check_convertible(graph, keep_nodes)
+    check_convertible(graph, keep_nodes)
     step = _Fp16Conversion(graph)
     step.constants_to_initializers()
     step.choose_fp32_nodes(keep_nodes, set(keep_fp32_op_types))
@@ -149,21 +82,6 @@ def _convert(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32
         said.append(f"FP16 conversion: {step.untyped} tensor(s) have no inferred type; Casts may be missing "
                     "around them")
     return converted, said
-
-
-def _check_convertible(graph, keep_nodes: set[str]) -> None:
-    """BadInputError for control flow (not converted) and for keep-FP32 names that are not nodes of `graph`."""
-    if any(n.op in _CONTROL_FLOW for n in graph.nodes):
-        raise BadInputError(
-            "FP16 conversion does not handle control flow (If/Loop/Scan): fold it first, e.g. "
-            "`polygraphy surgeon sanitize model.onnx --fold-constants -o folded.onnx`"
-        )
-    node_names = {n.name for n in graph.nodes}
-    unknown = sorted(keep_nodes - node_names)
-    if unknown:
-        some = ", ".join(repr(n) for n in list(node_names)[:5])
-        raise BadInputError(f"keep-FP32 node(s) {', '.join(map(repr, unknown[:5]))} not in the graph; "
-                            f"node names look like {some}")
 
 
 class _Fp16Conversion:
@@ -225,32 +143,9 @@ class _Fp16Conversion:
 
     # 2 ------------------------------------------------------------------------------------------------------------
     def choose_fp32_nodes(self, keep_nodes: set[str], keep_ops: set[str]) -> None:
-        """The user's nodes and op types, FP32-only ops, and (walking backwards) every node whose float outputs
-        feed only FP32-only slots, FP32 nodes or Casts to an integer type."""
-        consumers = _consumer_map(self.graph)
-        self.user_kept = {id(n) for n in self.graph.nodes if n.name in keep_nodes or n.op in keep_ops}
-        for node in reversed(self.graph.nodes):
-            if id(node) in self.user_kept:
-                continue
-            if node.op in FP32_ONLY_OPS or node.op == "Constant":  # Constant nodes left by step 1 stay as they are
-                self.auto_kept.add(id(node))
-            elif self._feeds_only_fp32(node, consumers):
-                self.auto_kept.add(id(node))
+        """The user's nodes and op types, FP32-only ops, and the shape arithmetic feeding them (`fp32_nodes`)."""
+        self.user_kept, self.auto_kept = fp32_nodes(self.graph, keep_nodes, keep_ops)
         self.fp32_nodes = self.user_kept | self.auto_kept
-
-    def _feeds_only_fp32(self, node, consumers: dict[int, list]) -> bool:
-        needs32 = other = 0
-        for out in node.outputs:
-            if out.dtype != self.f32:
-                continue
-            for cons, slot in consumers.get(id(out), ()):
-                if slot in FP32_ONLY_SLOTS.get(cons.op, ()) or id(cons) in self.auto_kept or _casts_to_int(cons):
-                    needs32 += 1
-                elif slot in ANY_DTYPE_SLOTS.get(cons.op, ()):
-                    continue  # Shape/Cast take any dtype: no preference either way
-                else:
-                    other += 1
-        return bool(needs32 and not other)
 
     # 3 ------------------------------------------------------------------------------------------------------------
     def retype(self, keep_io_types: bool) -> None:
@@ -436,18 +331,3 @@ def _constant_node_values(node):
     return None
 
 
-def _casts_to_int(node) -> bool:
-    """A Cast to a non-float type: the float arithmetic in front of it is index/shape math."""
-    import onnx
-
-    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
-    return node.op == "Cast" and node.attrs.get("to") not in floats
-
-
-def _consumer_map(graph) -> dict[int, list]:
-    cons: dict[int, list] = {}
-    for node in graph.nodes:
-        for slot, t in enumerate(node.inputs):
-            if t is not None:
-                cons.setdefault(id(t), []).append((node, slot))
-    return cons

@@ -188,7 +188,7 @@ def test_keep_io_types_false_and_constant_overflow_warning():
 def test_a_cached_conversion_is_read_back_with_its_warnings_and_a_changed_graph_or_setting_converts_again(
         tmp_path, monkeypatch, conv_model):
     from cp_debug.files import CACHE_ENV, NO_CACHE_ENV
-    from cp_debug.precision.fp16 import convert_to_fp16_cached
+    from cp_debug.precision.fp16_cache import convert_to_fp16_cached
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(NO_CACHE_ENV, raising=False)

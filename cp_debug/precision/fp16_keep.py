@@ -1,0 +1,92 @@
+"""Which nodes of an FP16 conversion (`precision.fp16`) stay in FP32, and which graphs it refuses: the ops and input
+slots ONNX defines for float32 only, the float arithmetic that only feeds them (walking backwards), and the user's
+keep-FP32 names and op types, checked against the graph."""
+
+from __future__ import annotations
+
+from cp_debug.errors import BadInputError
+
+# Ops whose float inputs ONNX allows as float32 only (no float16 type in the op schema), or whose float input is
+# an int8 scale (Q/DQ before opset 19). Kept in FP32 whole.
+FP32_ONLY_OPS = frozenset({
+    "Range", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+})
+# Input slots that must be float32 whatever the node computes in: (op type → slot indices).
+FP32_ONLY_SLOTS: dict[str, tuple[int, ...]] = {
+    "Resize": (2,),  # scales: tensor(float) only
+    "Upsample": (1,),  # scales: tensor(float) only
+}
+# Input slots that take any dtype: no Cast is inserted in front of them.
+ANY_DTYPE_SLOTS: dict[str, tuple[int, ...]] = {
+    "Cast": (0,), "CastLike": (0,), "Shape": (0,), "Size": (0,),
+}
+# Ops with control-flow subgraphs are not converted (see convert_to_fp16).
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
+def check_convertible(graph, keep_nodes: set[str]) -> None:
+    """BadInputError for control flow (not converted) and for keep-FP32 names that are not nodes of `graph`."""
+    if any(n.op in _CONTROL_FLOW for n in graph.nodes):
+        raise BadInputError(
+            "FP16 conversion does not handle control flow (If/Loop/Scan): fold it first, e.g. "
+            "`polygraphy surgeon sanitize model.onnx --fold-constants -o folded.onnx`"
+        )
+    node_names = {n.name for n in graph.nodes}
+    unknown = sorted(keep_nodes - node_names)
+    if unknown:
+        some = ", ".join(repr(n) for n in list(node_names)[:5])
+        raise BadInputError(f"keep-FP32 node(s) {', '.join(map(repr, unknown[:5]))} not in the graph; "
+                            f"node names look like {some}")
+
+
+def fp32_nodes(graph, keep_nodes: set[str], keep_ops: set[str]) -> tuple[set[int], set[int]]:
+    """The ids of the nodes that compute in FP32: (the user's nodes and op types, the rest). The rest are FP32-only
+    ops and (walking backwards) every node whose float outputs feed only FP32-only slots, FP32 nodes or Casts to an
+    integer type."""
+    import numpy as np
+
+    f32 = np.dtype(np.float32)
+    consumers = _consumer_map(graph)
+    user_kept = {id(n) for n in graph.nodes if n.name in keep_nodes or n.op in keep_ops}
+    auto_kept: set[int] = set()
+    for node in reversed(graph.nodes):
+        if id(node) in user_kept:
+            continue
+        if node.op in FP32_ONLY_OPS or node.op == "Constant":  # Constant nodes left by step 1 stay as they are
+            auto_kept.add(id(node))
+        elif _feeds_only_fp32(node, consumers, auto_kept, f32):
+            auto_kept.add(id(node))
+    return user_kept, auto_kept
+
+
+def _feeds_only_fp32(node, consumers: dict[int, list], auto_kept: set[int], f32) -> bool:
+    needs32 = other = 0
+    for out in node.outputs:
+        if out.dtype != f32:
+            continue
+        for cons, slot in consumers.get(id(out), ()):
+            if slot in FP32_ONLY_SLOTS.get(cons.op, ()) or id(cons) in auto_kept or _casts_to_int(cons):
+                needs32 += 1
+            elif slot in ANY_DTYPE_SLOTS.get(cons.op, ()):
+                continue  # Shape/Cast take any dtype: no preference either way
+            else:
+                other += 1
+    return bool(needs32 and not other)
+
+
+def _casts_to_int(node) -> bool:
+    """A Cast to a non-float type: the float arithmetic in front of it is index/shape math."""
+    import onnx
+
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    return node.op == "Cast" and node.attrs.get("to") not in floats
+
+
+def _consumer_map(graph) -> dict[int, list]:
+    cons: dict[int, list] = {}
+    for node in graph.nodes:
+        for slot, t in enumerate(node.inputs):
+            if t is not None:
+                cons.setdefault(id(t), []).append((node, slot))
+    return cons
