@@ -85,7 +85,8 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
 
     from cp_debug.data.frames import held_out
     from cp_debug.eval.backend_pipeline import BackendPipeline
-    from cp_debug.sweep.worker import SweepSettings, SweepWorker
+    from cp_debug.sweep.records import SweepSettings
+    from cp_debug.sweep.worker import SweepWorker
 
     frames = held_out(n + 1)
     with SweepWorker(SweepSettings(labels, preset=preset, level=level)) as worker:

@@ -77,8 +77,9 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str, 
     """Seconds of the frame loop, peak RSS (KiB) and GPU memory in use (MiB) after each frame."""
     from cp_debug.sweep.executor import InProcessExecutor
     from cp_debug.data.frames import held_out
+    from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.shards import ShardStore, plan_shards
-    from cp_debug.sweep.worker import SweepSettings, SweepWorker
+    from cp_debug.sweep.worker import SweepWorker
 
     settings = SweepSettings(labels, preset=preset, level=level, overlap=overlap)
     frames = held_out(n)

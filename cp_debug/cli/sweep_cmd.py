@@ -133,10 +133,10 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.report import print_summary, write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.shards import locked
-    from cp_debug.sweep.worker import SweepSettings
 
     from cp_debug.compare.noise import check_mode
 

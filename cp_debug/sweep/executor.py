@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
-from cp_debug.sweep.worker import FrameResult, SweepSettings, SweepWorker
+from cp_debug.sweep.worker import SweepWorker
 
 OnFrame = Callable[[FrameResult], None]
 

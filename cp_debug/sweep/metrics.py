@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cp_debug.sweep.worker import DISTANCE_BUCKETS, FrameResult, SweepSettings
+from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 DIST_THS = (0.5, 1.0, 2.0, 4.0)
 MIN_RECALL = 0.1

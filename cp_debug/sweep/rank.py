@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.compare.noise import Outcome, worst as worst_outcome
-from cp_debug.sweep.worker import CandidateFrame, FrameResult
+from cp_debug.sweep.records import CandidateFrame, FrameResult
 
 LOCAL_FACTOR = 10.0
 ERROR_FLOOR = 1e-5  # relative RMSE: about 100 float32 ulps; below it an error is rounding whatever the median

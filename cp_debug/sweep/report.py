@@ -144,7 +144,7 @@ def _box_part(outcome: SweepOutcome) -> str:
 def _at_threshold(c, cfg) -> int:
     if cfg is None:
         return 0
-    from cp_debug.sweep.worker import judge_delta
+    from cp_debug.sweep.judge import judge_delta
 
     return judge_delta(c.precision or "fp32", c.detections, cfg).at_threshold
 

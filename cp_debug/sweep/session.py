@@ -17,8 +17,8 @@ from cp_debug.errors import BadInputError
 from cp_debug.data.frames import Frame, from_scenes, held_out
 from cp_debug.models.centerpoint.source import ModelRecord
 from cp_debug.sweep.rank import LOCAL_FACTOR, RankedFrame, rank_frames
+from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, plan_shards
-from cp_debug.sweep.worker import FrameResult, SweepSettings
 
 if TYPE_CHECKING:
     from cp_debug.bisect.result import BisectReport
@@ -107,7 +107,8 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
               step: Callable[[str], ContextManager] | None = None) -> SweepOutcome:
     """Run (or resume) the sweep of `opts` and rank it; files of `opts.out` are written by `report.write_all`."""
     from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
-    from cp_debug.sweep.worker import SweepWorker, build_subject, save_stages
+    from cp_debug.sweep.lanes import build_subject, save_stages
+    from cp_debug.sweep.worker import SweepWorker
 
     step = step or (lambda text: contextlib.nullcontext())
     if opts.settings.threads is None:

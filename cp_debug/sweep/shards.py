@@ -19,7 +19,7 @@ from pathlib import Path
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import Frame
 from cp_debug.files import json_text, os_reason, write_text_atomic
-from cp_debug.sweep.worker import FrameResult
+from cp_debug.sweep.records import FrameResult
 
 MANIFEST_SCHEMA = "cp_debug.sweep-manifest/1"
 SHARD_SCHEMA = "cp_debug.sweep-shard/1"

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
-    from cp_debug.sweep.worker import SweepSettings
 
     tmp = tmp_path_factory.mktemp("fix_sweep")
     ckpt = str(local_overflow_checkpoint(tmp / "planted.pth"))

@@ -154,8 +154,8 @@ def test_mismatched_or_incomplete_trtexec_results_are_refused_in_one_line(writte
 
 
 def test_sweep_runs_over_the_kits_frames(written, tmp_path):
+    from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.session import SweepOptions, run_sweep
-    from cp_debug.sweep.worker import SweepSettings
 
     kit, ckpt = written
     settings = SweepSettings(("torch", f"trt-fp16@{kit}"), preset="tiny", level="layer", checkpoint=str(ckpt))

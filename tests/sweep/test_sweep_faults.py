@@ -9,9 +9,10 @@ import pytest
 
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.frames import held_out
+from cp_debug.sweep.lanes import build_subject
+from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep
-from cp_debug.sweep.worker import SweepSettings, build_subject
 from tests.sweep.planted import FAULT_BLOCK, occupied_pillars, write_faulty_deployment
 
 N = 6

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cp_debug.sweep.rank import LOCAL_FACTOR, rank_frames
-from cp_debug.sweep.worker import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
+from cp_debug.sweep.records import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
 
 PROBES = ("a", "b", "c")
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.report import sweep_doc
 from cp_debug.sweep.session import SweepOptions, run_sweep
-from cp_debug.sweep.worker import SweepSettings
 from tests.sweep.ray_lock import one_ray_module
 
 ray = pytest.importorskip("ray")

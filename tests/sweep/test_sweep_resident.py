@@ -9,7 +9,8 @@ import math
 import pytest
 
 from cp_debug.data.frames import held_out
-from cp_debug.sweep.worker import SweepSettings, SweepWorker
+from cp_debug.sweep.records import SweepSettings
+from cp_debug.sweep.worker import SweepWorker
 
 FLOATS = ("rel_rmse", "cosine", "expected_rel_rmse", "noise_ratio")  # sums: float64 summation order apart
 

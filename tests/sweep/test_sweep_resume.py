@@ -9,8 +9,9 @@ import pytest
 from cp_debug.errors import BadInputError
 from cp_debug.sweep.executor import InProcessExecutor
 from cp_debug.data.frames import Frame, PointFile, held_out
+from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.shards import ShardStore, plan_shards
-from cp_debug.sweep.worker import SweepSettings, SweepWorker
+from cp_debug.sweep.worker import SweepWorker
 
 SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage")
 

@@ -1,0 +1,126 @@
+"""Judging one frame: each candidate's probes compared with the reference's (`TensorDiff` scalars, on the device
+where both are tensors), its boxes matched to the reference's, and the candidate flagged against its precision's
+noise (mode "model") or the element-wise tolerance (mode "fixed")."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from cp_debug.sweep.records import DISTANCE_BUCKETS, CandidateFrame, DetectionDelta, ProbeStat, SweepSettings, bucket_of
+
+
+def compare_values(items: list[tuple]) -> list:
+    """The `TensorDiff` of each (name, ref, test, tol) probe: where both values are torch tensors (a CUDA lane's), on
+    their device in one fused pass each (`compare/fused_diff.py`, Triton, where it runs), the figures of all of them
+    reaching the host in one copy; a tensor beside a numpy array meets it on the host."""
+    from cp_debug.compare.device_diff import diff_many, is_tensor
+    from cp_debug.compare.diff import TensorDiff
+
+    on_device = [k for k, (_, ref, test, _) in enumerate(items) if is_tensor(ref) and is_tensor(test)]
+    out: list = [None] * len(items)
+    for k, d in zip(on_device, diff_many([items[k] for k in on_device], one_pass=True)):
+        out[k] = d
+    for k, (name, ref, test, tol) in enumerate(items):
+        if out[k] is None:
+            host = [v.detach().cpu().numpy() if is_tensor(v) else v for v in (ref, test)]
+            out[k] = TensorDiff.from_arrays(name, host[0], host[1], tol)
+    return out
+
+
+def tolerance_of(precision: str, settings: SweepSettings):
+    """The element-wise tolerance of a candidate of `precision` (as bisect's: --atol/--rtol over the default)."""
+    from cp_debug.compare.diff import Tolerance, default_tolerance
+
+    tol = default_tolerance(precision)
+    return Tolerance(tol.atol if settings.atol is None else settings.atol,
+                     tol.rtol if settings.rtol is None else settings.rtol, tol.max_share)
+
+
+def probe_stat(d, order: int, precision: str, amax: float | None, mode: str) -> ProbeStat:
+    """A probe's scalars; with mode "model" its status says whether it lies beyond its precision's noise."""
+    from cp_debug.compare import noise
+
+    j = noise.judge(d, precision, amax)
+    status = noise.status_of(d, j) if mode == "model" else d.status
+    return ProbeStat(d.name, order, d.rel_rmse, d.rel_max, d.cosine, d.max_abs, d.nan, d.inf, status,
+                     j.expected_rel_rmse, j.noise_ratio)
+
+
+def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta: DetectionDelta, cfg,
+                mode: str) -> CandidateFrame:
+    """One candidate on one frame: flagged (`diverged`) and its outcome on this frame alone."""
+    from cp_debug.compare import noise
+
+    bad = [p for p in stats if p.status not in ("ok", "missing")]
+    if mode == "fixed":
+        flagged = delta.changed or bool(bad)
+        outcome = noise.Outcome.DIVERGED if flagged else noise.Outcome.WITHIN_PRECISION
+        why = (f"{len(bad)} probe(s) beyond tolerance" if bad else "") + ("; boxes changed" if delta.changed else "")
+        return CandidateFrame(label, stats, delta, flagged, outcome.value, why.strip("; ") or "within tolerance",
+                              precision)
+    boxes = judge_delta(precision, delta, cfg)
+    worst = max((p for p in stats if p.status != "missing"), key=lambda p: _ratio(p), default=None)
+    if any(p.status in ("nan", "shape_mismatch") for p in bad):
+        p = next(p for p in bad if p.status in ("nan", "shape_mismatch"))
+        outcome, why = noise.Outcome.DIVERGED, f"{p.probe}: {'NaN/Inf' if p.status == 'nan' else 'shape mismatch'}"
+    elif bad:
+        outcome = noise.Outcome.DEGRADED
+        why = f"{len(bad)} probe(s) beyond {precision}'s noise (worst {worst.probe}, {_ratio(worst):.3g}× its budget)"
+    else:
+        outcome = boxes.outcome
+        why = (f"every probe within {precision}'s noise (worst {_ratio(worst):.2g}× its budget)" if worst else "")
+    why = f"{why}; {boxes.reason}" if why else boxes.reason
+    outcome = noise.worst([outcome, boxes.outcome])
+    return CandidateFrame(label, stats, delta, outcome is not noise.Outcome.WITHIN_PRECISION, outcome.value, why,
+                          precision)
+
+
+def judge_delta(precision: str, delta: DetectionDelta, cfg):
+    """The boxes of one frame judged by `precision` (compare/noise.py: at the threshold or beyond)."""
+    from cp_debug.recipes.centerpoint.detection_verdict import judge_boxes_of
+
+    return judge_boxes_of(cfg, precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
+                          cuts=delta.score_cuts or (float(cfg.score_threshold),),
+                          max_centre_shift=delta.max_centre_shift,
+                          max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change)
+
+
+def _ratio(p: ProbeStat) -> float:
+    return p.noise_ratio if not math.isnan(p.noise_ratio) else 0.0
+
+
+def box_lists(det) -> dict:
+    """Detections as `FrameResult.boxes` holds a lane's: {"boxes", "scores", "labels"} lists."""
+    return {"boxes": np.asarray(det.boxes, np.float64).tolist(), "scores": np.asarray(det.scores, np.float64).tolist(),
+            "labels": np.asarray(det.labels).astype(int).tolist()}
+
+
+def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=None) -> DetectionDelta:
+    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes; with
+    `cfg`, where boxes are cut by score (the threshold, a full side's lowest score)."""
+    from cp_debug.compare.noise import score_cuts
+    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+
+    d = compare_detections(ref, cand, max_dist=max_dist)
+    by_class = {c: [0, 0, 0] for c in class_names}
+    by_range = {name: [0, 0, 0] for _, _, name in DISTANCE_BUCKETS}
+
+    def count(slot: int, label: int, box) -> None:
+        by_class[class_names[int(label)]][slot] += 1
+        by_range[bucket_of(float(box[0]), float(box[1]))][slot] += 1
+
+    for m in d.matched:
+        count(0, m.label, ref.boxes[m.index_a])
+    for i in d.unmatched_a:
+        count(1, ref.labels[i], ref.boxes[i])
+    for i in d.unmatched_b:
+        count(2, cand.labels[i], cand.boxes[i])
+    return DetectionDelta(d.num_a, d.num_b, d.num_matched, len(d.unmatched_a), len(d.unmatched_b),
+                          d.max_centre_dist, d.mean_centre_dist, d.max_score_diff, d.max_yaw_diff, not d.unchanged,
+                          by_class, by_range, tuple(float(ref.scores[i]) for i in d.unmatched_a),
+                          tuple(float(cand.scores[i]) for i in d.unmatched_b),
+                          () if cfg is None else score_cuts(cfg.score_threshold, cfg.post_max_size,
+                                                            np.asarray(ref.scores), np.asarray(cand.scores)))
