@@ -134,9 +134,10 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.sweep.records import SweepSettings
-    from cp_debug.sweep.report import print_summary, write_all
+    from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
     from cp_debug.sweep.shards import locked
+    from cp_debug.sweep.summary import print_summary
 
     from cp_debug.compare.noise import check_mode
 
@@ -206,7 +207,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     print_summary(doc, stdout_console())
     if run.junit is not None:
         from cp_debug.report.junit import write_junit
-        from cp_debug.sweep.report import junit_suite
+        from cp_debug.sweep.summary import junit_suite
 
         write_junit(run.junit, [junit_suite(doc, [c.junit_case("cpdebug.budget") for c in checks])])
     return int(code)

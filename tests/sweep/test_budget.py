@@ -13,8 +13,9 @@ from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.sweep.lanes import build_subject
 from cp_debug.sweep.metrics import budget_figures
 from cp_debug.sweep.records import SweepSettings
-from cp_debug.sweep.report import junit_suite, write_all
+from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep
+from cp_debug.sweep.summary import junit_suite
 from tests.report.junit_schema import read_junit
 from tests.sweep.planted import occupied_pillars, write_faulty_deployment
 

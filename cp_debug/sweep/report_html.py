@@ -1,0 +1,127 @@
+"""report.html of a sweep: the ranked frames, per candidate a heat map of frames x probes, the probes' spread and
+the detection changes by class and range, the metrics, the worst frames' BEV and the bisected frames' maps."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+from cp_debug.sweep.rank import RankedFrame
+from cp_debug.sweep.session import SweepOptions, SweepOutcome
+from cp_debug.sweep.summary import cell
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _heatmap(outcome: SweepOutcome, cand: str, top: int = 60) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by_index = {r.index: r for r in outcome.results}
+    frames = [r for r in outcome.ranked if r.status != "failed"][:top]
+    names = sorted({(s.order, s.probe) for s in outcome.spreads.values() if s.candidate == cand})
+    if not frames or not names:
+        return "<p>no frame ran</p>"
+    grid = np.full((len(frames), len(names)), np.nan)
+    for i, rf in enumerate(frames):
+        c = next((c for c in by_index[rf.index].candidates if c.candidate == cand), None)
+        for p in c.probes if c else ():
+            j = next((k for k, (_, n) in enumerate(names) if n == p.probe), None)
+            if j is not None and p.rel_rmse > 0:
+                grid[i, j] = math.log10(p.rel_rmse) if math.isfinite(p.rel_rmse) else 3
+    fig, ax = plt.subplots(figsize=(min(14, 2 + 0.45 * len(names)), min(12, 1.5 + 0.22 * len(frames))))
+    im = ax.imshow(grid, aspect="auto", cmap="magma")
+    ax.set_xticks(range(len(names)), [n.split(".", 1)[-1] for _, n in names], rotation=75, fontsize=7)
+    ax.set_yticks(range(len(frames)), [f"{r.rank}. {r.token}" for r in frames], fontsize=7)
+    fig.colorbar(im, ax=ax, label="log10 rel. RMSE")
+    ax.set_title(f"{cand}: frames (ranked) x probes")
+    return _png(fig)
+
+
+def _bev(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = next(r for r in outcome.results if r.index == rf.index)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for lane, colour in zip([lanes[0], rf.candidate], ("tab:blue", "tab:red")):
+        b = res.boxes.get(lane)
+        if b and b["boxes"]:
+            xs = [x[0] for x in b["boxes"]]
+            ys = [x[1] for x in b["boxes"]]
+            ax.scatter(xs, ys, s=[8 + 30 * s for s in b["scores"]], facecolors="none", edgecolors=colour, label=lane)
+    if res.gt and res.gt["boxes"]:
+        ax.scatter([x[0] for x in res.gt["boxes"]], [x[1] for x in res.gt["boxes"]], s=4, c="k", label="ground truth")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{rf.rank}. {rf.token} (BEV, box centres)", fontsize=9)
+    return _png(fig)
+
+
+def _table(rows: list[list], head: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: dict | None = None) -> str:
+    lanes = list(opts.settings.backends)
+    parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>",
+             f"<p><b>{html.escape(doc['verdict'])}</b></p>"]
+    parts.append("<h2>Ranked frames</h2>")
+    parts.append(_table([[f["rank"], f["token"], f["status"], f["class"], f["candidate"], f["worst_probe"],
+                          f["worst_ratio"], f["local_probe"], f["first_divergent"], f.get("root_cause"), f["reason"]]
+                         for f in doc["frames"][:50]],
+                        ["rank", "token", "status", "class", "candidate", "worst probe", "x median", "local probe",
+                         "first divergent", "root cause", "reason"]))
+    for cand in lanes[1:]:
+        parts.append(f"<h2>{html.escape(cand)}: heat map</h2>{_heatmap(outcome, cand)}")
+        parts.append("<h3>Per-probe spread across frames (rel. RMSE)</h3>")
+        parts.append(_table([[p["probe"], p["median"], p["p95"], p["max"], ", ".join(p["worst_frames"])]
+                             for p in doc["probes"].get(cand, [])], ["probe", "median", "p95", "max", "worst frames"]))
+        totals: dict = {}
+        for f in doc["frames"]:
+            d = f["detections"].get(cand)
+            for group in ("by_class", "by_range"):
+                for k, (m, lost, added) in (d or {}).get(group, {}).items():
+                    t = totals.setdefault((group, k), [0, 0, 0])
+                    t[0], t[1], t[2] = t[0] + m, t[1] + lost, t[2] + added
+        parts.append("<h3>Detection changes by class and range</h3>")
+        parts.append(_table([[g.replace("by_", ""), k, *v] for (g, k), v in totals.items()],
+                            ["by", "group", "matched", "lost", "added"]))
+    m = doc.get("metrics") or {}
+    if m.get("chain"):
+        parts.append("<h2>Metrics</h2>")
+        parts.append(_table([[lane, (m["devkit"].get(lane) or {}).get("mAP"), (m["devkit"].get(lane) or {}).get("NDS")]
+                             for lane in lanes], ["backend", "mAP", "NDS"]))
+        parts.append(_table([[s["from"], s["to"], s["delta_map"], s["ci"]] for s in m["chain"]],
+                            ["from", "to", "Δ mAP (ours)", f"{int(m['confidence'] * 100)}% CI"]))
+    parts.append("<h2>Worst frames (BEV)</h2>")
+    worst = [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
+    parts += worst or ["<p class='note'>No frame diverged: nothing to draw (the pictures are of diverged frames).</p>"]
+    if pictures:
+        from cp_debug.report.bev_plot import pictures_html
+
+        parts.append("<h2>Bisected frames: bird's-eye maps in metres</h2>")
+        for token, by_label in pictures.items():
+            for label, pics in by_label.items():
+                parts.append(f"<h3>{html.escape(token)}: {html.escape(label)}</h3>")
+                parts.append(pictures_html(pics).replace("<h3>Bird's-eye view (m)</h3>", "", 1))
+    style = "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;" \
+            "padding:2px 6px;font-size:12px}img.plot{display:block;max-width:100%;height:auto;margin:8px 0}" \
+            ".note{color:#666;font-size:12.5px}</style>"
+    return f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
