@@ -1,7 +1,7 @@
 """A candidate's stage, run ahead on helper threads while the reference runs it (ONNX Runtime on the store's device).
 
 Where the reference's probes go to the store's device tier and an ONNX Runtime candidate reads and writes the same
-device (`stage_whole.device_whole`, or a torch CUDA reference's streamed probes), the candidate's work need not wait
+device (`placement.device_whole`, or a torch CUDA reference's streamed probes), the candidate's work need not wait
 for the reference's to finish:
 
 - its graph is prepared and its session made while the reference runs the stage (the FP16 conversion, the session,
@@ -14,7 +14,7 @@ for the reference's to finish:
 
 One helper thread takes the candidates' runs in order, another their local errors: GPU memory holds what the
 serial order held, plus one candidate's probes during the noise run (each run still checks that its probe tensors
-fit half the free memory first, as `stage_whole.compares_on_device` does, and falls back to the serial path where
+fit half the free memory first, as `placement.compares_on_device` does, and falls back to the serial path where
 they do not). Values are the same as one after the other: the same calls on the same inputs (ONNX Runtime on its own
 CUDA stream, torch's default stream synchronised before it reads, `ort_binding.run_bound`). What the helpers find
 lands in the run's state on the engine's thread, in the order it always did (`take`, `local`). On CUDA each
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.local_error import LocalErrors, segment_errors
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
-from cp_debug.bisect.stage_whole import binds_on_device, compares_on_device, device_feed, make_stage_runner, tier_device
+from cp_debug.bisect.placement import binds_on_device, compares_on_device, device_feed, tier_device
+from cp_debug.bisect.stage_runner import make_stage_runner
 from cp_debug.parallel import on_stream
 
 __all__ = ["Ahead", "AheadRun", "runs_ahead"]
@@ -39,7 +40,7 @@ __all__ = ["Ahead", "AheadRun", "runs_ahead"]
 
 def runs_ahead(run: RunState, spec: BackendSpec) -> bool:
     """Whether candidate `spec` can run a stage ahead: ONNX Runtime read through IO binding (not INT8, not the user's
-    deployed files) on the device where the reference's probes lie (`stage_whole.tier_device`)."""
+    deployed files) on the device where the reference's probes lie (`placement.tier_device`)."""
     if not run.opts.overlap or spec.onnx_dir is not None or not binds_on_device(spec):
         return False
     tier = tier_device(run)

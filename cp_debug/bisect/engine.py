@@ -5,7 +5,7 @@ Flow, stage by stage (DESIGN.md, "The flow of one cpdebug bisect"):
    (`lockstep.py`): cut into segments at the probes, each segment runs for the reference, then for the
    candidate on its own upstream values (propagated error) and on the reference's (local error); probes are
    compared as they come and dropped, so memory stays bounded at any model size — except where both run on
-   a device whose store tier can hold the probes (CUDA: `stage_whole.device_whole`), which takes step 2;
+   a device whose store tier can hold the probes (CUDA: `placement.device_whole`), which takes step 2;
 2. otherwise (a torch or TensorRT side) the reference runs the stage with the probes exposed (twice, for
    the noise floor) and its values are kept (spilled to disk past the memory budget); the candidate runs the
    stage end to end on its own upstream outputs, each probe compared as it comes, and each probe's segment
@@ -29,11 +29,12 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.ahead import Ahead, runs_ahead
+from cp_debug.bisect.placement import device_whole
 from cp_debug.bisect.ranking import first_divergent, root_cause
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
 from cp_debug.bisect.stage_lockstep import lockstep_stage
-from cp_debug.bisect.stage_whole import candidate_stage, device_whole, reference_stage
+from cp_debug.bisect.stage_whole import candidate_stage, reference_stage
 from cp_debug.bisect.store import TensorStore, default_budget
 from cp_debug.bisect.subject import LEVELS, Subject
 from cp_debug.bisect.verdict import assemble_report, candidate_result, ordered

@@ -1,7 +1,7 @@
 """Whole-stage execution: a backend runs one stage end to end with the probes exposed.
 
 Used where a torch or TensorRT side takes part, and where an ONNX Runtime reference and candidate share a device
-whose store tier holds the probes (`device_whole`); else the stage runs in lockstep, `stage_lockstep.py`. The
+whose store tier holds the probes (`placement.device_whole`); else the stage runs in lockstep, `stage_lockstep.py`. The
 reference runs first (twice, for the noise floor) and its probe values go to the store; each candidate then
 runs the stage on its own upstream outputs, each probe compared as it comes, and its local errors are measured
 by `local_error.py`.
@@ -11,72 +11,26 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.bisect.ahead import Ahead
 from cp_debug.bisect.local_error import local_errors
+from cp_debug.bisect.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory, probe_bytes,
+                                       to_device, to_host, use_device_tier)
 from cp_debug.bisect.record import amplification, judged, keep_plot, keep_plot_device, merge_precision
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
+from cp_debug.bisect.stage_runner import make_stage_runner, probe_values
 from cp_debug.bisect.subject import Stage
 from cp_debug.compare.diff import TensorDiff
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.ahead import Ahead
 
 # An ONNX candidate's probe values held at once, at most (one run per chunk beyond it). Not tied to
 # --memory-budget: which tensors a run exposes changes what ORT fuses and rounds, so a report must not depend on
 # the budget (a `--memory-budget 0` run gives the default run's numbers).
 CHUNK_BYTES = 1 << 30
-
-
-def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
-                      capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None):
-    """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX)."""
-    from cp_debug.backends.factory import make_runner
-
-    mods = [p.name for p in probes if p.kind == "module"]
-    if spec.is_torch:
-        return make_runner(spec, torch_module=stage.module, input_names=stage.input_names,
-                           output_names=stage.output_names, probe_modules=mods,
-                           capture_inputs=capture_inputs, determinism=run.det)
-    model = onnx_model if onnx_model is not None else stage.onnx()
-    if extra_tensors is None:
-        pm = stage.probe_map()
-        extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
-    kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=run.det, spinning=False,
-                  shared_arena=True, **run.ort_kwargs(spec, model))
-    takes_qdq = spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) and onnx_model is None
-    qdq = stage.qdq_onnx() if takes_qdq else None
-    if qdq is not None:
-        kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
-    elif spec.precision == "int8":
-        kwargs["calib_feeds"] = calib
-    if onnx_model is None and spec.onnx_dir is not None:  # trt@DIR: the user's engine beside the stage's ONNX
-        from cp_debug.backends.trt_plan import prebuilt_engine
-
-        kwargs["engine_file"] = prebuilt_engine(spec.onnx_dir, stage.name)  # a runner that builds none ignores it
-    return make_runner(spec, onnx_model=model, **kwargs)
-
-
-def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[ProbeSpec],
-                 feed: dict) -> dict[str, np.ndarray]:
-    """Pick each probe's value out of a runner's outputs (torch keys by module, ONNX by tensor)."""
-    vals = {}
-    pm = stage.probe_map() if spec.runs_onnx else None
-    for p in probes:
-        if p.kind == "input":
-            vals[p.name] = feed[p.name]
-        elif p.kind == "output":
-            vals[p.name] = outputs[p.name]
-        elif spec.is_torch:
-            if p.name in outputs:
-                vals[p.name] = outputs[p.name]
-        elif pm is not None and p.name in pm.tensors and pm.tensors[p.name] in outputs:
-            vals[p.name] = outputs[pm.tensors[p.name]]  # absent: the candidate's graph lost it (reported missing)
-    return vals
 
 
 def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, capture: bool,
@@ -94,7 +48,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
     with run.progress.step(f"reference {run.ref_label}: {st.name}"):
         runner = make_stage_runner(run, run.ref_spec, st, sp, capture_inputs=capture, calib=run.calib(i))
         twins = None
-        on_device = (streaming or binds_on_device(run.ref_spec)) and _device_tier(run)
+        on_device = (streaming or binds_on_device(run.ref_spec)) and use_device_tier(run)
         bound = on_device and not streaming  # ONNX Runtime read through IO binding
         if streaming:
             def keep(key: str, arr: np.ndarray) -> None:  # `arr` is lent for the call (TorchRunner.on_probe)
@@ -115,13 +69,13 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
                 runner.on_device_probe = twins.keep
             out = runner.infer_device(device_feed(feed, run.store.device)) if bound else runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
-                if not (on_device and run.store.put_device(name, _on(v, run.store.device))):
-                    run.store.put(name, _host(v))
+                if not (on_device and run.store.put_device(name, to_device(v, run.store.device))):
+                    run.store.put(name, to_host(v))
             if capture and not streaming:
                 for key, v in out.items():
                     if ":in" in key:
                         run.store.put(key, v)
-            stage_out = {k: _host(out[k]) for k in st.output_names}
+            stage_out = {k: to_host(out[k]) for k in st.output_names}
             del out
             if ran is not None:
                 ran()
@@ -143,7 +97,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
 
     def against_store(name: str, v) -> None:
         if name in run.store and name in names and not (on_device and against_device(name, v)):
-            run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), _host(v))
+            run.noise[name] = TensorDiff.from_arrays(name, run.store.get(name), to_host(v))
 
     def against_device(name: str, t) -> bool:
         if name not in names:
@@ -151,7 +105,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         kept = run.store.device_value(name)
         if kept is None:
             return False  # kept on the host: compared there
-        t = _on(t, kept.device)  # a stage output or input: a host array, copied in
+        t = to_device(t, kept.device)  # a stage output or input: a host array, copied in
         run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t, one_pass=True)
         return True
     if streaming:
@@ -170,7 +124,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
 
 
 def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], feed: dict,
-                    ahead: "Ahead | None" = None) -> dict:
+                    ahead: Ahead | None = None) -> dict:
     """Run one candidate over stage i on `feed`, compare each probe with the store, measure local errors. With
     `ahead` holding this candidate, its run and local errors were made on helper threads (`ahead.py`): taken here.
 
@@ -221,7 +175,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                         state.settings[st.name]["ran_beside_reference"] = True
                 vals = probe_values(st, spec, out, chunk, feed)
                 if stage_out is None:
-                    stage_out = {n: _host(out[n]) for n in st.output_names}
+                    stage_out = {n: to_host(out[n]) for n in st.output_names}
                 del out
                 _compare(run, state, st, chunk, vals, runner, diffs)
                 del vals
@@ -277,136 +231,8 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
     where it cannot tell."""
     if not spec.can(Capability.INFER_SOME) or spec.device != "cuda" or spec.precision == "int8":
         return False
-    free = _free_gpu_memory()  # None: no CUDA runtime to ask, keep one session per chunk
-    return free is not None and _probe_bytes(run, sp) <= free // 2
-
-
-def _free_gpu_memory() -> int | None:
-    """Free bytes on the current CUDA device, through torch's CUDA runtime; None where it cannot tell."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        free, _ = torch.cuda.mem_get_info()
-    except Exception:  # noqa: BLE001 - no CUDA runtime to ask
-        return None
-    return int(free)
-
-
-def _probe_bytes(run: RunState, sp: list[ProbeSpec]) -> int:
-    return sum(run.store.nbytes(p.name) for p in sp if p.name in run.store)
-
-
-def _device_tier(run: RunState) -> bool:
-    """Whether the reference's probes go to the store's device tier, enabling it on first use: a reference that
-    hands torch tensors over (`DEVICE_TENSORS`) on CUDA, `DEVICE_SHARE` of the free GPU memory for it;
-    `BisectOptions.device_budget_mb` sets the budget (0: off; on a CPU reference: torch CPU tensors, as the
-    tests run the device path)."""
-    store = run.store
-    if store.device is not None:
-        return True
-    budget = device_budget(run)
-    if budget is None:
-        return False
-    import torch
-
-    store.enable_device(torch.device(_tier_type(run)), budget)
-    return True
-
-
-def tier_device(run: RunState) -> str | None:
-    """The device type ("cuda" or "cpu") the reference's probes lie on, or will once it runs (the store's device
-    tier: a reference that streams its probes or is read through IO binding, with a device budget); None where they
-    stay on the host. Enables nothing (`_device_tier` does)."""
-    ref = run.ref_spec
-    if not (ref.can(Capability.STREAM_PROBES) or binds_on_device(ref)):
-        return None
-    if run.store.device is not None:
-        return run.store.device.type
-    return None if device_budget(run) is None else _tier_type(run)
-
-
-def _tier_type(run: RunState) -> str:
-    """The device type of the tier `_device_tier` enables: the reference's CUDA device, else torch CPU tensors."""
-    return "cuda" if run.ref_spec.device == "cuda" else "cpu"
-
-
-def device_budget(run: RunState) -> int | None:
-    """The bytes the store's device tier would get (`_device_tier`), None where it stays off."""
-    from cp_debug.bisect.store import DEVICE_SHARE
-
-    mb = run.opts.device_budget_mb
-    ref = run.ref_spec
-    if mb == 0 or not ref.can(Capability.DEVICE_TENSORS) or (mb is None and ref.device != "cuda"):
-        return None
-    if mb is not None:
-        return mb << 20
-    free = _free_gpu_memory()
-    return None if free is None else int(free * DEVICE_SHARE)  # None: no CUDA runtime to ask, the host store
-
-
-def binds_on_device(spec: BackendSpec) -> bool:
-    """An ONNX Runtime reference that can be read through IO binding: its probes straight into the device tier."""
-    return spec.can(Capability.INFER_SOME) and spec.can(Capability.DEVICE_TENSORS) and spec.precision != "int8"
-
-
-def device_whole(run: RunState, spec: BackendSpec) -> bool:
-    """Whether candidate `spec` runs whole stages against the reference's probes in the store's device tier rather
-    than in lockstep: an ONNX Runtime reference and candidate on one CUDA device (not INT8, whose calibration reads
-    host feeds), with a device tier to hold the probes (`--device-budget 0` keeps the lockstep). There the reference
-    runs each stage once (twice with the noise floor), the candidate once, every probe compared where it lies, and
-    only the local errors cut segments — where the lockstep ran a session per segment for each side and compared on
-    the host (on the H100, awml-base `--level all`: 14.9 s for the ORT pair against 7.8 s for the torch one).
-    Not on the CPU: there the lockstep is the faster, and an FP16 lane's values cross its cuts in float16, which a
-    whole graph on ONNX Runtime's CPU provider does not do (it drops the Cast pairs around float32-only kernels);
-    on CUDA the provider keeps them, so whole stage and lockstep hold the same float16 values."""
-    ref = run.ref_spec
-    if not (binds_on_device(ref) and binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
-        return False  # (`binds_on_device` leaves INT8 out)
-    if spec.onnx_dir is not None:
-        return False
-    return run.store.device is not None or device_budget(run) is not None
-
-
-def compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
-    """An ONNX Runtime candidate on the device of the store's device tier, which holds some of this stage's
-    probes: it runs once through `infer_device` with every probe exposed, its outputs left on the device, when
-    they fit half the free GPU memory (the reference's sizes). Not INT8 (calibration reads host feeds)."""
-    store = run.store
-    if store.device is None or spec.device != store.device.type or spec.precision == "int8":
-        return False
-    if not spec.can(Capability.DEVICE_TENSORS) or not spec.can(Capability.INFER_SOME):
-        return False
-    if not any(store.device_value(p.name) is not None for p in sp):
-        return False
-    if spec.device != "cuda":
-        return True
-    free = _free_gpu_memory()
-    return free is not None and _probe_bytes(run, sp) <= free // 2
-
-
-def device_feed(feed: dict, device) -> dict:
-    """A stage's numpy feed as torch tensors on `device` (one copy in)."""
-    return {k: _on(v, device) for k, v in feed.items()}
-
-
-def _on(value, device):
-    """`value` as a torch tensor on `device` (a numpy array copied there; a tensor moved where it lies elsewhere)."""
-    import torch
-
-    from cp_debug.compare.device_diff import is_tensor
-
-    if not is_tensor(value):
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    return value.to(device)
-
-
-def _host(value):
-    """A stage output as the next stage's glue takes it: numpy (a device tensor copied out)."""
-    from cp_debug.compare.device_diff import host_array, is_tensor
-
-    return host_array(value) if is_tensor(value) else value
+    free = free_gpu_memory()  # None: no CUDA runtime to ask, keep one session per chunk
+    return free is not None and probe_bytes(run, sp) <= free // 2
 
 
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
@@ -476,7 +302,7 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
 
     kept = run.store.device_value(name)
     if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
-        value = _on(value, kept.device)
+        value = to_device(value, kept.device)
         diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)
         keep_plot_device(state, name, kept, value)
         return

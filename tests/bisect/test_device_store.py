@@ -81,10 +81,10 @@ def test_the_device_path_gives_the_host_paths_report(reports):
 
 @pytest.mark.slow  # three tiny-preset bisects of ORT stages: about 30 s on two shared cores
 def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report():
-    """An ORT reference's stages run whole (`lockstep=False`; on CUDA `stage_whole.device_whole` takes this path
+    """An ORT reference's stages run whole (`lockstep=False`; on CUDA `placement.device_whole` takes this path
     for ORT pairs) with its probes read through `infer_device` straight into the device tier, the noise floor and
     the candidate's probes and local errors compared there: the same report as every value on the host."""
-    from cp_debug.bisect.stage_whole import device_whole
+    from cp_debug.bisect.placement import device_whole
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
