@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.eval.report import EvalReport
-from cp_debug.report.html import CSS, figure_png, img_tag, new_figure
+from cp_debug.report.figure import figure_png, img_tag, new_figure
+from cp_debug.report.html import CSS
 from cp_debug.files import write_text_atomic
 
 

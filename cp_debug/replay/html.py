@@ -13,7 +13,8 @@ from cp_debug.eval.html import box_corners
 from cp_debug.files import write_text_atomic
 from cp_debug.replay.engine import FrameResult
 from cp_debug.replay.report import ReplayReport
-from cp_debug.report.html import CSS, figure_png, img_tag, new_figure
+from cp_debug.report.figure import figure_png, img_tag, new_figure
+from cp_debug.report.html import CSS
 
 
 def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:

@@ -21,6 +21,7 @@ import numpy as np
 
 from cp_debug.bisect.result import BevScene, BisectReport
 from cp_debug.report.bev import BevMaps, LayerMap, layer_maps
+from cp_debug.report.figure import figure_png, img_tag, new_figure
 
 REF_COLOUR, CAND_COLOUR, GT_COLOUR = "#1565c0", "#d32f2f", "#2e7d32"
 LOST_COLOUR, ADDED_COLOUR, CUT_COLOUR, NONFINITE_COLOUR = "#ff9800", "#e040fb", "#ffeb3b", "#00e5ff"
@@ -90,8 +91,6 @@ def pictures_html(pictures: BevPictures | None) -> str:
         return ""
     from html import escape
 
-    from cp_debug.report.html import img_tag
-
     return ("<h3>Bird's-eye view (m)</h3>" + f'<div class="note">{escape(pictures.summary)}</div>'
             + "".join(img_tag(p.png, p.title) for p in pictures.pictures))
 
@@ -106,8 +105,6 @@ def write_pictures(pictures: list[Picture], folder: str | os.PathLike) -> list[P
 # -- drawing --------------------------------------------------------------------------------------------------
 def heads_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
     """One panel per head map; each on its own colour scale (log where it spans > 2 decades)."""
-    from cp_debug.report.html import figure_png, new_figure
-
     n = len(maps.panels)
     cols = min(5, n)
     rows = math.ceil(n / cols)
@@ -135,8 +132,6 @@ def heads_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
 
 def peak_flip_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
     """The largest |Δ score| over classes, the peaks that cross the threshold on one side only, and the boxes."""
-    from cp_debug.report.html import figure_png, new_figure
-
     fig = new_figure(9.6, 8.6)
     ax = fig.subplots()
     im = _map(ax, maps.score_change, maps.extent, nonfinite=maps.nonfinite, cmap="Greys")
@@ -166,8 +161,6 @@ def peak_flip_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
 def segment_png(layers: list[LayerMap], root: str | None, title: str) -> bytes:
     """The layers of the root cause's segment in execution order, on one log colour scale."""
     from matplotlib.colors import LogNorm
-
-    from cp_debug.report.html import figure_png, new_figure
 
     n = len(layers)
     cols = min(4, n)

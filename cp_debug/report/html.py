@@ -2,22 +2,23 @@
 
 Per candidate: the table, the error of every probe along the model (log scale, tolerance line, first divergent
 and root cause marked), the error histogram at the root cause and the BEV heat map of where the error lives
-(both from `report.plots[label]`). matplotlib is imported only here, with the Agg canvas (no display needed).
+(both from `report.plots[label]`). The figures are made through `figure.py` (matplotlib's Agg canvas: no display
+needed).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import os
 from html import escape
 from pathlib import Path
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
+from cp_debug.report.bev_plot import bisect_pictures, pictures_html
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
                                      precision_line, rows, third_party_line, tolerance_for, tolerance_line, topo_rows,
                                      verdict)
+from cp_debug.report.figure import figure_png, img_tag, new_figure
 from cp_debug.report.int8_html import int8_section
 from cp_debug.files import write_text_atomic
 from cp_debug.files import json_text
@@ -59,8 +60,6 @@ def render_html(report: BisectReport, pictures: dict | None = None) -> str:
     """The whole page as one string. `pictures`: the BEV pictures by candidate (`report.bev_plot.bisect_pictures`),
     drawn here when not given."""
     if pictures is None:
-        from cp_debug.report.bev_plot import bisect_pictures
-
         pictures = bisect_pictures(report)
     title = model_title(report)
     parts = [
@@ -156,8 +155,6 @@ def _candidate(report: BisectReport, cand: CandidateResult, pictures=None) -> st
     if side:
         out.append("<h3>Where the error is</h3>")
         out.append('<div class="plots">' + "".join(side) + "</div>" if len(side) > 1 else side[0])
-    from cp_debug.report.bev_plot import pictures_html
-
     out.append(pictures_html(pictures))
     out.append("</section>")
     return "\n".join(out)
@@ -222,30 +219,7 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in s)
 
 
-def img_tag(png: bytes, alt: str) -> str:
-    """An <img> holding `png` inline (base64), for the bisect and eval pages."""
-    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
 # -- plots ----------------------------------------------------------------------------------------------------------
-def new_figure(w: float, h: float, layout: str | None = "constrained"):
-    """A matplotlib Figure of w × h inches on the Agg canvas (no display needed); `figure_png` renders it.
-    `layout=None` for many panels placed by `subplots_adjust` (the constrained layout costs seconds there)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100, layout=layout)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_png(fig) -> bytes:
-    """`fig` as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def _plot_errors(report: BisectReport, cand: CandidateResult, tol: dict | None) -> bytes | None:
     """max abs (with local max abs) and rel RMSE of every probe in topological order, log scale."""
     rs = [r for r in topo_rows(report, cand) if r.result.diff is not None]
