@@ -7,8 +7,10 @@ output, files and exit code, seconds sooner. It stops after `--idle-minutes` wit
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Annotated, Callable
 
@@ -16,9 +18,10 @@ import typer
 
 from cp_debug.cli._errors import exit_status, internal_error_line
 from cp_debug.errors import CpDebugError, ExitCode
-from cp_debug.server import client, resident, warm, where
+from cp_debug.server import client, hold, resident, warm, where
 
 _START_S = 300  # how long a starting server may take to answer (imports on a cold disk, CUDA's first context)
+_STOP_S = 30  # how long a starting server told to stop may take to go (it sees the flag within a second)
 
 
 class ServerError(CpDebugError):
@@ -113,6 +116,8 @@ def command_runner(group) -> Callable[[list[str]], int]:
 
 
 def _start(path, idle_minutes: float, quiet: bool) -> None:
+    """Start the server in a process of its own and wait until it answers. Ctrl-C at any moment of it (or no answer)
+    ends this command with no server left: the server process gone, its socket with it."""
     st = client.ask(path, "status")
     if st is not None:
         stale = "" if st.get("fingerprint") == where.fingerprint() else \
@@ -121,31 +126,92 @@ def _start(path, idle_minutes: float, quiet: bool) -> None:
         return
     log = where.log_path(path)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "serve", "--foreground", "--idle-minutes", str(idle_minutes)]
-    with open(log, "a", encoding="utf-8") as f:  # the package's parent as its folder: `-m` finds this cp_debug
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
-                                cwd=where.package_dir().parent)
-    t0 = time.monotonic()
-    from cp_debug.cli._output import StepProgress
-
+    ctrl_c = _CtrlC()
     try:
-        with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
-            while True:
-                st = client.ask(path, "status", timeout=2)
-                if st is not None and st.get("pid") == proc.pid:
-                    break
-                if proc.poll() is not None:
-                    raise ServerError(f"the cpdebug server ended while starting (exit {proc.returncode}): "
-                                      f"{_last_line(log)} (its log: {log})")
-                if time.monotonic() - t0 > _START_S:
-                    raise ServerError(f"the cpdebug server did not answer within {_START_S} s; its log: {log}")
-                time.sleep(0.1)
-    except BaseException:  # Ctrl-C or no answer: no server left starting behind the caller's back
-        if proc.poll() is None:
-            proc.terminate()  # SIGTERM: stops it (and takes its socket) at whatever stage it is
-        raise
+        with open(log, "a", encoding="utf-8") as f:  # the package's parent as its folder: `-m` finds this cp_debug
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
+                                    cwd=where.package_dir().parent)
+        try:
+            hold.at("spawned", proc.pid, until=ctrl_c.came)
+            _wait_until_up(proc, path, log, quiet, ctrl_c)
+            hold.at("answered", proc.pid, until=ctrl_c.came)
+            ctrl_c.done()
+        except BaseException:  # Ctrl-C or no answer: no server left starting behind the caller's back
+            _end(proc)
+            raise
+    finally:
+        ctrl_c.restore()
     if not quiet:
         print(f"cpdebug server up: pid {proc.pid}, socket {path}; stops after {idle_minutes:g} idle minutes "
               "(`cpdebug serve --stop` stops it, CPDEBUG_SERVER=off runs a command without it)")
+
+
+class _CtrlC:
+    """Ctrl-C noted, not raised where it lands, while this process starts a server: a KeyboardInterrupt raised inside
+    `Popen` (the server's process made, its pid not yet ours) or between two steps would leave the server starting
+    behind the caller. `check()` raises it where the server can be stopped; `done()` ends the start."""
+
+    def __init__(self):
+        self._came = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():  # where Python delivers signals
+            self._old = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame) -> None:
+        self._came = True
+
+    def came(self) -> bool:
+        return self._came
+
+    def check(self) -> None:
+        if self._came:
+            raise KeyboardInterrupt
+
+    def done(self) -> None:
+        """The start is done: SIGINT is blocked for the moment this process has left (a Ctrl-C now comes after the
+        start and changes nothing; blocking runs the handler for one that came before), then one noted is raised."""
+        if self._old is not None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self.restore()
+        self.check()
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def _wait_until_up(proc: subprocess.Popen, path, log, quiet: bool, ctrl_c: _CtrlC) -> None:
+    """Wait until the server `proc` answers at `path`; KeyboardInterrupt where a Ctrl-C came, ServerError where it
+    ended or did not answer in time."""
+    from cp_debug.cli._output import StepProgress
+
+    t0 = time.monotonic()
+    with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):
+        while True:
+            ctrl_c.check()
+            st = client.ask(path, "status", timeout=2)
+            if st is not None and st.get("pid") == proc.pid:
+                return
+            if proc.poll() is not None:
+                raise ServerError(f"the cpdebug server ended while starting (exit {proc.returncode}): "
+                                  f"{_last_line(log)} (its log: {log})")
+            if time.monotonic() - t0 > _START_S:
+                raise ServerError(f"the cpdebug server did not answer within {_START_S} s; its log: {log}")
+            time.sleep(0.1)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Stop a starting server and wait until it is gone. SIGTERM ends it at whatever stage it is: before its handlers
+    are set by the signal's default action (it has no socket yet), after them through its own stop, which removes its
+    socket. SIGKILL where it is still there after `_STOP_S`."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=_STOP_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _last_line(log) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from cp_debug.files import umask
+from cp_debug.server import hold
 from cp_debug.server.client import ask
 from cp_debug.server.where import SERVER_ENV, fingerprint, fixed_env, log_path, socket_folder
 from cp_debug.server.wire import Lines, send
@@ -59,21 +60,26 @@ class Server:
         self._threads: int | None = None
 
     def say(self, text: str) -> None:
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: {text}", file=self.log, flush=True)
+        try:
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: {text}", file=self.log, flush=True)
+        except (OSError, ValueError):  # a log nobody reads any more (a foreground server's closed pipe): serve on
+            pass
 
     # -- the main thread --------------------------------------------------------------------------------------------
     def serve(self, on_ready: Callable[[], None] | None = None) -> None:
         import signal
 
-        self._listen()
-        torch = sys.modules.get("torch")
-        self._threads = torch.get_num_threads() if torch is not None else None
+        hold.at("handler", os.getpid())
+        # the handlers before the socket: a signal from here on stops the server through `_close`, socket and all
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
-        threading.Thread(target=self._accept, name="cpdebug-server-accept", daemon=True).start()
-        self.say(f"serving {self.path} (stops after {self.idle_s:g} s without a command)")
-        if on_ready is not None:
-            on_ready()
         try:
+            self._listen()
+            torch = sys.modules.get("torch")
+            self._threads = torch.get_num_threads() if torch is not None else None
+            threading.Thread(target=self._accept, name="cpdebug-server-accept", daemon=True).start()
+            self.say(f"serving {self.path} (stops after {self.idle_s:g} s without a command)")
+            if on_ready is not None:
+                on_ready()
             while True:
                 req = self._next()
                 if req is None:
@@ -87,8 +93,8 @@ class Server:
 
     def _on_signal(self, signum, frame) -> None:
         """SIGUSR1: a caller's Ctrl-C (`interrupt_main`), for the command running; SIGINT/SIGTERM: stop (the command
-        running, if any, is interrupted first; `_next` sees the flag within a second). Outside a command a caller's
-        late Ctrl-C is dropped."""
+        running, if any, is interrupted first; `_next` sees the flag within a second; while the socket opens, it
+        opens whole and `_next` stops at once). Outside a command a caller's late Ctrl-C is dropped."""
         import signal
 
         if signum != signal.SIGUSR1:
@@ -210,11 +216,16 @@ class Server:
                                     "stops it")
             self.path.unlink()  # left by a server that is gone
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(self.path))
+        try:
+            sock.bind(str(self.path))
+        except BaseException:
+            sock.close()
+            raise
+        self._listener = sock  # from here `_close` removes the socket
+        self._inode = os.stat(self.path).st_ino
+        hold.at("socket", os.getpid(), until=lambda: self._stopping)
         os.chmod(self.path, 0o600)
         sock.listen(16)
-        self._listener = sock
-        self._inode = os.stat(self.path).st_ino
 
     def _close(self) -> None:
         if self._listener is not None:

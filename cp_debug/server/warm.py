@@ -3,8 +3,11 @@ GPU CUDA's context, ONNX Runtime's CUDA provider and the first Triton kernel), l
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
+
+from cp_debug.server import hold
 
 
 def warm_up(say: Callable[[str], None]) -> None:
@@ -23,6 +26,7 @@ def warm_up(say: Callable[[str], None]) -> None:
             importlib.import_module(mod.name)
         except Exception as err:  # noqa: BLE001 - an optional extra missing: its command says so when asked
             say(f"warm-up: {mod.name} not loaded ({type(err).__name__}: {err})")
+    hold.at("imports", os.getpid())
     for name in ("onnxruntime", "onnx", "onnx_graphsurgeon", "pandas", "matplotlib.colors", "rich.table",
                  "rich.live", "rich.progress"):
         try:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cp_debug.server.hold import PHASES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -173,27 +175,43 @@ def test_serve_status_stop_and_idle_end(tmp_path):
     assert "stopped the cpdebug server" in stop.stdout and not sock.exists()
 
 
-def test_ctrl_c_while_the_server_starts_leaves_no_server(tmp_path):
+@pytest.mark.parametrize("phase", PHASES)
+def test_ctrl_c_at_each_phase_of_the_start_leaves_no_server(tmp_path, phase):
+    """`CPDEBUG_SERVER_HOLD` holds the start at `phase` (cp_debug/server/hold.py) and says so in a file: the Ctrl-C
+    lands exactly there. When the caller has ended, its server is gone and so is the socket."""
     tmp_path.chmod(0o700)
-    sock = tmp_path / "s.sock"
-    p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "serve"], env=_env(sock), cwd=tmp_path,
+    sock, marker = tmp_path / "s.sock", tmp_path / "held"
+    p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "serve"],
+                         env=_env(sock, CPDEBUG_SERVER_HOLD=f"{phase}:{marker}"), cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: sock.with_suffix(".log").exists() and "starting for" in _log(sock))  # loading its libraries
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and err.rstrip().endswith("cpdebug: interrupted")
-    pid = int(_log(sock).split(" pid ", 1)[1].split(":", 1)[0])  # the starting server's, from its log
+    pid = None
+    try:
+        _wait_for(lambda: marker.exists() or p.poll() is not None)
+        assert p.poll() is None, p.communicate()
+        pid = int(marker.read_text())  # the server's
+        if phase != "spawned":  # the server goes on starting while its caller is held
+            assert sock.exists() == (phase in ("socket", "answered"))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 130, (out, err)
+        assert err.rstrip().endswith("cpdebug: interrupted") and "server up" not in out
+        assert not _alive(pid), "the server outlived the caller"
+        assert not sock.exists()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
+
+def _alive(pid: int) -> bool:
+    """A process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-
-    _wait_for(gone, timeout=30)
-    assert not sock.exists()
-    assert "no cpdebug server is up" in _cpdebug(["serve", "--status"], _env(sock), tmp_path).stdout
 
 
 def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
