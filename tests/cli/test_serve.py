@@ -17,41 +17,11 @@ from pathlib import Path
 import pytest
 
 from cp_debug.server.hold import PHASES
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(sock: Path, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CPDEBUG_SERVER"}  # conftest turns servers off
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env.update({"PYTHONPATH": path, "CPDEBUG_SERVER_SOCKET": str(sock)}, **extra)
-    return env
-
-
-def _cpdebug(args: list[str], env: dict, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300, **kw)
-
-
-def _log(sock: Path) -> str:
-    return sock.with_suffix(".log").read_text()
+from tests.cli.served import cpdebug, serve_env, server_log
 
 
 def _served(sock: Path) -> int:
-    return _log(sock).count(": exit ")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server for the module's tests that leave it up: (socket, env, work folder)."""
-    home = tmp_path_factory.mktemp("srv")
-    home.chmod(0o700)
-    sock = home / "s.sock"
-    env = _env(sock)
-    p = _cpdebug(["serve", "--quiet", "--idle-minutes", "10"], env, home)
-    assert p.returncode == 0, p.stderr
-    yield sock, env, home
-    _cpdebug(["serve", "--stop", "--quiet"], env, home)
+    return server_log(sock).count(": exit ")
 
 
 def _comparable(path: Path) -> dict:
@@ -67,11 +37,11 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
     sock, env, home = server
     before = _served(sock)
     # each with a cache folder of its own (the caller's environment is the command's): both export and store
-    served = _cpdebug(["bisect", "--json", "served.json"], {**env, "CPDEBUG_CACHE_DIR": str(home / "c1")}, home)
-    alone = _cpdebug(["bisect", "--json", "alone.json"],
+    served = cpdebug(["bisect", "--json", "served.json"], {**env, "CPDEBUG_CACHE_DIR": str(home / "c1")}, home)
+    alone = cpdebug(["bisect", "--json", "alone.json"],
                      {**env, "CPDEBUG_SERVER": "off", "CPDEBUG_CACHE_DIR": str(home / "c2")}, home)
     assert _served(sock) == before + 1  # the first went through the server, the second did not
-    assert "cpdebug bisect --json served.json" in _log(sock)
+    assert "cpdebug bisect --json served.json" in server_log(sock)
     assert served.returncode == alone.returncode == 0, served.stderr
     assert _untimed(served.stdout) == _untimed(alone.stdout)  # the table, on the caller's own stdout
     assert "within precision" in served.stdout
@@ -83,21 +53,21 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
 def test_a_served_error_is_its_one_line_and_exit_code(server, tmp_path):
     sock, env, home = server
     tmp_path.chmod(0o700)
-    served = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)  # in the caller's folder: nothing written
-    alone = _cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    served = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)  # in the caller's folder: nothing written
+    alone = cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
     assert served.returncode == alone.returncode == 2
     assert served.stderr == alone.stderr
     assert served.stderr.startswith("cpdebug: error: unknown CenterPoint preset 'nope'")
-    usage = _cpdebug(["bisect", "--no-such-option"], env, tmp_path)  # click's usage error, through the server
+    usage = cpdebug(["bisect", "--no-such-option"], env, tmp_path)  # click's usage error, through the server
     assert usage.returncode == 2 and "No such option" in usage.stderr
     assert list(tmp_path.iterdir()) == []
-    assert "cpdebug bisect --no-such-option" in _log(sock)
+    assert "cpdebug bisect --no-such-option" in server_log(sock)
 
 
 def test_what_the_server_cannot_run_as_the_caller_would_runs_in_the_caller(server, tmp_path):
     sock, env, home = server
     before = _served(sock)
-    other = _cpdebug(["bisect", "--preset", "nope"], {**env, "CUDA_VISIBLE_DEVICES": "7"}, tmp_path)
+    other = cpdebug(["bisect", "--preset", "nope"], {**env, "CUDA_VISIBLE_DEVICES": "7"}, tmp_path)
     assert other.returncode == 2
     first, second = other.stderr.splitlines()[:2]
     assert "was started with other CUDA_VISIBLE_DEVICES than this shell's" in first
@@ -105,9 +75,9 @@ def test_what_the_server_cannot_run_as_the_caller_would_runs_in_the_caller(serve
     assert second.startswith("cpdebug: error: unknown CenterPoint preset")
     factory = tmp_path / "mine.py"
     factory.write_text("raise SystemExit('not to be run by this test')\n")
-    own = _cpdebug(["bisect", "--model-factory", f"{factory}:make", "--preset", "nope"], env, tmp_path)
+    own = cpdebug(["bisect", "--model-factory", f"{factory}:make", "--preset", "nope"], env, tmp_path)
     assert "--model-factory runs your own Python file" in own.stderr
-    off = _cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    off = cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
     assert off.returncode == 2 and "running it in this process" not in off.stderr
     assert _served(sock) == before  # none of them reached it
 
@@ -117,7 +87,7 @@ def test_ctrl_c_interrupts_the_served_command_and_the_server_goes_on(server, tmp
     before = _served(sock)
     p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "x.json"], env=env,
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: f"command from pid {p.pid}" in _log(sock))
+    _wait_for(lambda: f"command from pid {p.pid}" in server_log(sock))
     time.sleep(1.0)  # into the bisect
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
@@ -126,12 +96,12 @@ def test_ctrl_c_interrupts_the_served_command_and_the_server_goes_on(server, tmp
     assert not (tmp_path / "x.json").exists()
     gone = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "y.json"], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: f"command from pid {gone.pid}" in _log(sock))
+    _wait_for(lambda: f"command from pid {gone.pid}" in server_log(sock))
     gone.kill()  # the caller goes away: its command is interrupted
     gone.wait(timeout=30)
     _wait_for(lambda: _served(sock) == before + 2)
-    assert _log(sock).rstrip().splitlines()[-1].split(": ", 1)[1].startswith("exit 130")
-    again = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
+    assert server_log(sock).rstrip().splitlines()[-1].split(": ", 1)[1].startswith("exit 130")
+    again = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
     assert again.returncode == 2 and _served(sock) == before + 3
 
 
@@ -141,7 +111,7 @@ def test_two_callers_at_once_wait_in_line(server, tmp_path):
     first = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--level", "all", "--json",
                               "a.json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    _wait_for(lambda: f"command from pid {first.pid}" in _log(sock))
+    _wait_for(lambda: f"command from pid {first.pid}" in server_log(sock))
     waiting = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "w.json"], env=env,
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # connected, in line
@@ -149,29 +119,29 @@ def test_two_callers_at_once_wait_in_line(server, tmp_path):
     _, err = waiting.communicate(timeout=60)
     assert first.poll() is None, "the first command ended before the test could interrupt one waiting behind it"
     assert waiting.returncode == 130 and "waiting" in err and err.rstrip().endswith("cpdebug: interrupted")
-    second = _cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
+    second = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert "waiting" in second.stderr.splitlines()[0] and second.returncode == 2
     assert json.loads((tmp_path / "a.json").read_text())["schema"] == "cp_debug.report/1"
-    assert f"command from pid {waiting.pid}" not in _log(sock) and not (tmp_path / "w.json").exists()
+    assert f"command from pid {waiting.pid}" not in server_log(sock) and not (tmp_path / "w.json").exists()
 
 
 def test_serve_status_stop_and_idle_end(tmp_path):
     tmp_path.chmod(0o700)
     sock = tmp_path / "own.sock"
-    env = _env(sock)
-    assert "no cpdebug server is up" in _cpdebug(["serve", "--status"], env, tmp_path).stdout
-    up = _cpdebug(["serve", "--idle-minutes", "0.2"], env, tmp_path)  # 12 s
+    env = serve_env(sock)
+    assert "no cpdebug server is up" in cpdebug(["serve", "--status"], env, tmp_path).stdout
+    up = cpdebug(["serve", "--idle-minutes", "0.2"], env, tmp_path)  # 12 s
     assert up.returncode == 0 and "cpdebug server up: pid" in up.stdout, up.stderr
-    status = _cpdebug(["serve", "--status"], env, tmp_path).stdout
+    status = cpdebug(["serve", "--status"], env, tmp_path).stdout
     assert "0 command(s) served, idle" in status and "code current" in status
-    again = _cpdebug(["serve"], env, tmp_path)
+    again = cpdebug(["serve"], env, tmp_path)
     assert again.returncode == 0 and "already up" in again.stdout
     _wait_for(lambda: not sock.exists(), timeout=60)  # idle: it stopped and took its socket with it
-    assert "idle: stopping" in _log(sock)
-    assert _cpdebug(["serve", "--quiet"], env, tmp_path).returncode == 0
-    stop = _cpdebug(["serve", "--stop"], env, tmp_path)
+    assert "idle: stopping" in server_log(sock)
+    assert cpdebug(["serve", "--quiet"], env, tmp_path).returncode == 0
+    stop = cpdebug(["serve", "--stop"], env, tmp_path)
     assert "stopped the cpdebug server" in stop.stdout and not sock.exists()
 
 
@@ -182,7 +152,7 @@ def test_ctrl_c_at_each_phase_of_the_start_leaves_no_server(tmp_path, phase):
     tmp_path.chmod(0o700)
     sock, marker = tmp_path / "s.sock", tmp_path / "held"
     p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "serve"],
-                         env=_env(sock, CPDEBUG_SERVER_HOLD=f"{phase}:{marker}"), cwd=tmp_path,
+                         env=serve_env(sock, CPDEBUG_SERVER_HOLD=f"{phase}:{marker}"), cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pid = None
     try:
@@ -216,7 +186,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
     tmp_path.chmod(0o755)
-    p = _cpdebug(["serve"], _env(tmp_path / "s.sock"), tmp_path)
+    p = cpdebug(["serve"], serve_env(tmp_path / "s.sock"), tmp_path)
     assert p.returncode == 2
     assert p.stderr.startswith(f"cpdebug: error: {tmp_path} is not a folder of this user's alone")
     assert not (tmp_path / "s.sock").exists()
