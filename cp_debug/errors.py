@@ -10,7 +10,7 @@ class ExitCode(enum.IntEnum):
 
     A CI reads them as: 0 pass; 1 and 4 the numbers part (a local fault / beyond what the precision explains);
     5 an artifact was written but did not verify; 2 the input is unusable; 3 a backend is missing or failed;
-    70 a bug of cp_debug (an uncaught exception: report it); 130 interrupted.
+    70 a bug of cp_debug (an uncaught exception: report it); 130 interrupted; 141 the output's reader went away.
     """
 
     OK = 0  # within precision (or within tolerance, --tolerance-mode fixed); every check or gate passed
@@ -22,6 +22,7 @@ class ExitCode(enum.IntEnum):
     NOT_VERIFIED = 5  # fix: the artifact was written but its verification failed
     INTERNAL = 70  # an uncaught exception: a bug of cp_debug (sysexits' EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
+    CLOSED_PIPE = 141  # stdout or stderr was a pipe whose reader went away (`| head`): 128 + SIGPIPE, as for git
 
 
 class CpDebugError(Exception):

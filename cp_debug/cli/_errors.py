@@ -1,7 +1,7 @@
 """CLI error mapping, applied once around every command (cli/main.py): a CpDebugError becomes one line on stderr
-and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130; any other exception is a bug of cp_debug:
-one line naming it and the file that holds its traceback (for a bug report), exit 70 (`ExitCode.INTERNAL`), so a CI
-tells a crash from "divergence found".
+and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130; a closed pipe is quiet (`cli/_pipe.py`); any
+other exception is a bug of cp_debug: one line naming it and the file that holds its traceback (for a bug report),
+exit 70 (`ExitCode.INTERNAL`), so a CI tells a crash from "divergence found".
 
 The traceback is shown in full only with CPDEBUG_DEBUG=1 (the exception is then re-raised as it came).
 """
@@ -12,6 +12,7 @@ import os
 import sys
 from contextlib import contextmanager
 
+from cp_debug.cli._pipe import cut_short, output_closed
 from cp_debug.errors import CpDebugError, ExitCode
 
 
@@ -37,6 +38,8 @@ def handle_errors():
     except (typer.exceptions.TyperException, typer.Exit, typer.Abort):
         raise  # usage errors (typer's click), typer.Exit(code) and aborts are click's to handle
     except Exception as err:  # noqa: BLE001 - the one place a bug of cp_debug becomes exit 70
+        if isinstance(err, BrokenPipeError) and output_closed():  # our reader went away: quietly (cli/_pipe.py)
+            raise SystemExit(cut_short()) from None
         if debug_enabled():
             raise
         print(internal_error_line(err), file=sys.stderr)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from cp_debug.cli._options import Verbose  # noqa: F401 - its old home; commands take it from cli._options
+from cp_debug.cli._pipe import guarded
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ")  # ORT's log line prefix
@@ -137,8 +138,8 @@ class ThirdParty:
         self._read_at = 0
         os.dup2(self._tmp.fileno(), 2)
         if _is_fd2(sys.stderr):  # our own stderr output goes to the real stderr, through a duplicate of it
-            self.terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                                      errors="replace")
+            self.terminal = guarded(os.fdopen(os.dup(saved), "w", buffering=1,  # a closed pipe: quiet (cli/_pipe.py)
+                                              encoding=sys.stderr.encoding or "utf-8", errors="replace"))
             self._own_terminal = True
 
     def _restore_fd2(self) -> None:

@@ -2,7 +2,8 @@
 
 Errors are mapped here, once, for every command (`_Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
 line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug: one line, exit 70, its traceback in
-a file the line names. Click's own usage errors (exit 2), `--help` and `--version` are click's.
+a file the line names. Click's own usage errors (exit 2), `--help` and `--version` are click's. Output to a pipe
+whose reader went away ends the program quietly, with 141 (`cli/_pipe.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from typing import Annotated, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
 from cp_debug.cli import quantize_cmd, sensitivity_cmd
@@ -27,15 +28,29 @@ from cp_debug.cli import trt_kit_cmd
 from cp_debug.cli import lint_cmd
 from cp_debug.cli import serve_cmd
 from cp_debug.cli._errors import exit_status, handle_errors
+from cp_debug.cli._pipe import exit_code, flush, guard, help_shown
 
 
-class _Commands(TyperGroup):
+class _HelpPage:
+    """A command (or the group) whose help page is noted as one: cut short by a reader that closed the pipe, it still
+    ends 0 (`cli/_pipe.py`)."""
+
+    def format_help(self, ctx, formatter):
+        help_shown()
+        return super().format_help(ctx, formatter)
+
+
+class _Commands(_HelpPage, TyperGroup):
     """cpdebug's command group: runs the chosen command inside the one error mapping (`handle_errors`), so that
     `main()` and a test's `CliRunner().invoke(app, ...)` see the same one-line errors and exit codes."""
 
     def invoke(self, ctx):
         with handle_errors():
             return super().invoke(ctx)
+
+
+class _Command(_HelpPage, TyperCommand):
+    """One cpdebug command."""
 
 
 app = typer.Typer(
@@ -62,25 +77,25 @@ def _main(version: Annotated[bool, typer.Option(
     """Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why."""
 
 
-app.command("bisect")(bisect_cmd.bisect)
-app.command("export")(export_cmd.export)
-app.command("infer")(infer_cmd.infer)
-app.command("backends")(backends_cmd.backends)
-app.command("report")(report_cmd.report)
-app.command("extract")(extract_cmd.extract)
-app.command("keep-fp32")(keep_fp32_cmd.keep_fp32)
-app.command("quantize")(quantize_cmd.quantize)
-app.command("sensitivity")(sensitivity_cmd.sensitivity)
-app.command("scenes")(scenes_cmd.scenes)
-app.command("train")(train_cmd.train)
-app.command("eval")(eval_cmd.eval_)
-app.command("bench")(bench_cmd.bench)
-app.command("replay")(replay_cmd.replay)
-app.command("sweep")(sweep_cmd.sweep)
-app.command("fix")(fix_cmd.fix)
-app.command("trt-kit")(trt_kit_cmd.trt_kit)
-app.command("lint")(lint_cmd.lint)
-app.command("serve")(serve_cmd.serve)
+app.command("bisect", cls=_Command)(bisect_cmd.bisect)
+app.command("export", cls=_Command)(export_cmd.export)
+app.command("infer", cls=_Command)(infer_cmd.infer)
+app.command("backends", cls=_Command)(backends_cmd.backends)
+app.command("report", cls=_Command)(report_cmd.report)
+app.command("extract", cls=_Command)(extract_cmd.extract)
+app.command("keep-fp32", cls=_Command)(keep_fp32_cmd.keep_fp32)
+app.command("quantize", cls=_Command)(quantize_cmd.quantize)
+app.command("sensitivity", cls=_Command)(sensitivity_cmd.sensitivity)
+app.command("scenes", cls=_Command)(scenes_cmd.scenes)
+app.command("train", cls=_Command)(train_cmd.train)
+app.command("eval", cls=_Command)(eval_cmd.eval_)
+app.command("bench", cls=_Command)(bench_cmd.bench)
+app.command("replay", cls=_Command)(replay_cmd.replay)
+app.command("sweep", cls=_Command)(sweep_cmd.sweep)
+app.command("fix", cls=_Command)(fix_cmd.fix)
+app.command("trt-kit", cls=_Command)(trt_kit_cmd.trt_kit)
+app.command("lint", cls=_Command)(lint_cmd.lint)
+app.command("serve", cls=_Command)(serve_cmd.serve)
 
 
 def main() -> None:
@@ -95,6 +110,7 @@ def entry() -> NoReturn:
     code."""
     from cp_debug.server.client import forward
 
+    guard()  # a closed pipe ends the program quietly (cli/_pipe.py)
     code = forward(sys.argv[1:])
     if code is not None:
         leave(code)
@@ -109,12 +125,14 @@ def leave(code: object) -> NoReturn:
     """End the process with `code` (a `sys.exit` argument) as Python's own exit would, less the interpreter's
     teardown: the thread pools told to stop and every non-daemon thread waited for, the `atexit` functions run
     (temporary folders removed, logging flushed, a Ray cluster we started stopped), the standard streams flushed,
-    then `os._exit`. Tearing down torch, ONNX Runtime and numba's modules and libraries took 0.6-0.9 s of every
-    command on the CPU machine (0.4 s for `import torch` alone) and writes nothing. Under a tracer or a profiler
-    (coverage, cProfile), which write their results at the interpreter's exit, it exits the usual way."""
+    then `os._exit` (with 141 where the output found no reader: `cli/_pipe.py`). Tearing down torch, ONNX Runtime
+    and numba's modules and libraries took 0.6-0.9 s of every command on the CPU machine (0.4 s for `import torch`
+    alone) and writes nothing. Under a tracer or a profiler (coverage, cProfile), which write their results at the
+    interpreter's exit, it exits the usual way."""
     code = exit_status(code)  # sys.exit("text") prints it and exits 1, sys.exit(None) exits 0
     if sys.gettrace() is not None or sys.getprofile() is not None:
-        raise SystemExit(code)
+        flush()
+        raise SystemExit(exit_code(code))
     import atexit
     import threading
 
@@ -122,12 +140,8 @@ def leave(code: object) -> NoReturn:
     if shutdown is not None:
         shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing left to write to
-            pass
-    os._exit(code)
+    flush()
+    os._exit(exit_code(code))  # 141 where the output found no reader (cli/_pipe.py)
 
 
 if __name__ == "__main__":

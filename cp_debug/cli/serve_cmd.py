@@ -17,6 +17,7 @@ from typing import Annotated, Callable
 import typer
 
 from cp_debug.cli._errors import exit_status, internal_error_line
+from cp_debug.cli._pipe import exit_code, flush, guard, unguard
 from cp_debug.errors import CpDebugError, ExitCode
 from cp_debug.server import client, hold, resident, warm, where
 
@@ -100,19 +101,29 @@ def _foreground(path, idle_minutes: float, group) -> None:
 def command_runner(group) -> Callable[[list[str]], int]:
     """`run(argv) -> exit status` for click command group `group` (cpdebug's): what a command run in one process
     would exit with. A failure outside the commands' own error mapping (`cli/_errors.py`) is one line and 70 here
-    too, never the server's end."""
+    too, never the server's end; a caller's pipe that closed is 141, as in one process (`cli/_pipe.py`)."""
 
     def run(argv: list[str]) -> int:
+        saved = guard()
         try:
-            group.main(args=argv, prog_name="cpdebug")
-        except SystemExit as done:
-            return exit_status(done.code)
-        except Exception as err:  # noqa: BLE001 - the server outlives any one command
-            print(internal_error_line(err), file=sys.stderr)
-            return 70
-        return 0
+            code = _run(group, argv)
+            flush()
+            return exit_code(code)
+        finally:
+            unguard(saved)
 
     return run
+
+
+def _run(group, argv: list[str]) -> int:
+    try:
+        group.main(args=argv, prog_name="cpdebug")
+    except SystemExit as done:
+        return exit_status(done.code)
+    except Exception as err:  # noqa: BLE001 - the server outlives any one command
+        print(internal_error_line(err), file=sys.stderr)
+        return 70
+    return 0
 
 
 def _start(path, idle_minutes: float, quiet: bool) -> None:
