@@ -4,26 +4,42 @@ trtexec, as TensorRT's `samples/common` reads its flags (sampleOptions.cpp): `--
 from raw bytes (`loadFromFile` in sampleUtils.cpp: the file must hold exactly the binding's bytes);
 `--loadRefOutputs=name:file` (TensorRT >= 11.1, `loadRefOutputsImpl` in sampleInference.cpp) reads each output's raw
 bytes in the engine's output dtype and needs `--accuracyThreshold` > 0; with `--accuracyAlgorithm=l0` the loss is the
-share of elements beyond `--atol + --rtol*|ref|`, cp_debug's own rule. Debug tensors
-(`--markUnfusedTensorsAsDebugTensors` at build, `--saveAllDebugTensors=numpy` at run time, TensorRT >= 10.12) are
-written to the working directory, so each run starts in its results folder. `--stronglyTyped` is needed on TensorRT 10
-and a deprecated no-op on 11, where every network is strongly typed: precision comes from the ONNX file alone.
+share of elements beyond `--atol + --rtol*|ref|`, cp_debug's own rule, and an output fails at a share >= the threshold
+(`accuracy_threshold` turns cp_debug's `> max_share` into that). Debug tensors (`--markUnfusedTensorsAsDebugTensors`
+at build, `--saveAllDebugTensors=numpy,summary` at run time, TensorRT >= 10.12: one .npy per tensor and
+`tensor_summary.json`, which names each file's tensor exactly) are written to the working directory, so each run
+starts in its results folder. `--stronglyTyped` is needed on TensorRT 10 and a deprecated no-op on 11, where every
+network is strongly typed: precision comes from the ONNX file alone.
 
-Polygraphy (0.53.6's CLI): `--load-inputs` takes the JSON list of feeds, `--save-outputs FILE.json` writes a RunResults,
-`--mark-unfused-tensors-as-debug-tensors` adds the debug tensors to it (`--trt`); `--onnxrt --onnx-outputs mark all`
-runs ONNX Runtime in TensorRT's place (the check that needs no GPU).
+Polygraphy: `--load-inputs` takes the JSON list of feeds, `--save-outputs FILE.json` writes a RunResults;
+`--mark-unfused-tensors-as-debug-tensors` (polygraphy >= 0.49.26, checked by the script) marks the unfused tensors at
+build, but no polygraphy up to 0.53.6 turns their debug state on at run time (its TrtRunner calls
+`set_all_tensors_debug_state`, never `set_unfused_tensors_debug_state`; NvInferRuntime.h: the unfused tensors' state
+is a switch of its own, off by default), so `--trt` hands back the engine's outputs: per-layer values come from
+trtexec. `--onnxrt --onnx-outputs mark all` runs ONNX Runtime in TensorRT's place (the check that needs no GPU).
+
+Every flag of both scripts is checked against TensorRT's and polygraphy's sources at the versions in
+`TRTEXEC_CHECKED` / `POLYGRAPHY_CHECKED` (`tests/kit/test_kit_sources.py`, lists from `benchmarks/trt_sources.py`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
+import struct
+import textwrap
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.trt_profile import ShapeRange, shape_text, trtexec_shape_flags
 
 DEBUG_TENSORS_FROM = 101200  # TensorRT 10.12: markUnfusedTensorsAsDebugTensors, saveAllDebugTensors
 REF_OUTPUTS_FROM = 110100  # TensorRT 11.1: --loadRefOutputs
+POLYGRAPHY_DEBUG_FROM = "0.49.26"  # polygraphy: --mark-unfused-tensors-as-debug-tensors (CHANGELOG, 0.49.26)
+# the versions whose sources every flag of the scripts was checked against (tests/kit/test_kit_sources.py)
+TRTEXEC_CHECKED = ("v10.0.0", "v11.1")  # every NVIDIA/TensorRT release tag between, samples/common/sampleOptions.cpp
+DEBUG_FILES_CHECKED = ("v10.12.0", "v11.1")  # samples/common/debugTensorWriter.cpp, common.h
+POLYGRAPHY_CHECKED = ("0.49.9", "0.53.6")  # tools/Polygraphy at the tags, PyPI's 0.49.26, 0.50.3, 0.53.4, 0.53.6
 
 
 def _profile(m: kf.Manifest, stage: str) -> dict[str, ShapeRange]:
@@ -31,7 +47,38 @@ def _profile(m: kf.Manifest, stage: str) -> dict[str, ShapeRange]:
 
 
 def _poly_shapes(prof: dict[str, ShapeRange], key: str) -> str:
-    return " ".join(f"{n}:[{','.join(str(d) for d in getattr(r, key))}]" for n, r in prof.items())
+    """`name:[a,b]` per input, quoted: unquoted, bash reads `[a,b]` as a glob and a file named `name:a` replaces it."""
+    return " ".join(shlex.quote(f"{n}:[{','.join(str(d) for d in getattr(r, key))}]") for n, r in prof.items())
+
+
+def _float32_above(x: float) -> float:
+    """The smallest float32 above `x` (>= 0), as a float: what trtexec's `std::stof` reads back from its text."""
+    if x <= 0:
+        return 2.0 ** -126  # the smallest normal float (a subnormal one may make std::stof throw out_of_range)
+    f = struct.unpack("<f", struct.pack("<f", x))[0]  # the nearest float32
+    while f <= x:
+        f = struct.unpack("<f", struct.pack("<I", struct.unpack("<I", struct.pack("<f", f))[0] + 1))[0]
+    return f
+
+
+def accuracy_threshold(max_share: float) -> float:
+    """trtexec's `--accuracyThreshold` for cp_debug's rule. cp_debug calls an output diverged when its share of
+    elements beyond tolerance is > max_share (any element where max_share is 0: compare/diff.py); trtexec 11.1 fails
+    it when that share, a double, is >= the threshold, a float (sampleInference.cpp, sampleOptions.h). The smallest
+    float above max_share makes the two agree wherever no share lies strictly between them (`threshold_exact`)."""
+    return _float32_above(float(max_share))
+
+
+def threshold_exact(max_share: float, threshold: float, n: int) -> bool:
+    """Whether trtexec's `count/n >= threshold` and cp_debug's `count/n > max_share` agree for every count of an
+    n-element output (they part only where a share lies in (max_share, threshold): outputs of many million
+    elements)."""
+    count = math.floor(max_share * n)
+    while count > 0 and count / n > max_share:
+        count -= 1
+    while count <= n and count / n <= max_share:
+        count += 1  # the fewest elements beyond tolerance that cp_debug calls diverged
+    return count > n or count / n >= threshold
 
 
 _HEAD = """\
@@ -119,6 +166,7 @@ fi
 """)
     out.append(_PRECISION_CASE.format(choices="|".join(m.precisions), name=name, precisions=", ".join(m.precisions),
                                       ran=kf.RAN))
+    out.append(_polygraphy_version_check())
     out.append("""\
 typed=()
 if [ "$runner" = trt ]; then
@@ -136,7 +184,7 @@ mkdir -p "$results/polygraphy"
 """)
     for s in m.stages:
         prof = _profile(m, s.name)
-        inputs = kf.polygraphy_inputs(s.name)
+        inputs = shlex.quote(kf.polygraphy_inputs(s.name))
         saved = kf.polygraphy_results("$precision", s.name)
         out.append(f"""\
 # -- {s.name}
@@ -152,6 +200,32 @@ fi
 """)
     out.append(_FINISH.format(ran_cases=_ran_cases(m), ran=kf.RAN, name=name))
     return _empty_ok("".join(out))
+
+
+def _polygraphy_version_check() -> str:
+    """The lines that stop `--trt` on a polygraphy without --mark-unfused-tensors-as-debug-tensors, and say what a
+    polygraphy run with TensorRT hands back."""
+    a, b, c = (int(x) for x in POLYGRAPHY_DEBUG_FROM.split("."))
+    return f"""\
+if [ "$runner" = trt ]; then
+  pv=$(polygraphy --version 2>&1 | grep -o 'Version: [0-9]*\\.[0-9]*\\.[0-9]*' | head -n 1 | cut -d' ' -f2 || true)
+  if [ -z "$pv" ]; then
+    echo "run_polygraphy.sh: cannot read polygraphy's version from 'polygraphy --version'; going on" \\
+      "(--trt needs {POLYGRAPHY_DEBUG_FROM} or later)" >&2
+  else
+    IFS=. read -r pa pb pc <<< "$pv"
+    if [ $((10#$pa * 1000000 + 10#$pb * 1000 + 10#$pc)) -lt {a * 1000000 + b * 1000 + c} ]; then
+      echo "run_polygraphy.sh: polygraphy $pv is too old for --trt: --mark-unfused-tensors-as-debug-tensors needs" \\
+        "{POLYGRAPHY_DEBUG_FROM} or later (pip install -U polygraphy), or run --onnxrt" >&2
+      exit 2
+    fi
+  fi
+  # polygraphy (up to 0.53.6 at least) marks the unfused tensors at build but never turns their debug state on at
+  # run time (its TrtRunner calls set_all_tensors_debug_state only): expect the engine's outputs, not per-layer values
+  echo "run_polygraphy.sh: --trt saves the engine's outputs only (polygraphy turns on no unfused debug tensor);" \\
+    "per-layer values: run_trtexec.sh" >&2
+fi
+"""
 
 
 def trtexec_script(m: kf.Manifest) -> str:
@@ -184,7 +258,7 @@ fi
 typed=(); debug_build=(); debug_run=(); refcheck=0
 if [ "$version" -lt 110000 ]; then typed=(--stronglyTyped); fi  # a no-op (deprecated) on TensorRT 11
 if [ "$version" -ge """ + str(DEBUG_TENSORS_FROM) + """ ]; then
-  debug_build=(--markUnfusedTensorsAsDebugTensors); debug_run=(--saveAllDebugTensors=numpy)
+  debug_build=(--markUnfusedTensorsAsDebugTensors); debug_run=(--saveAllDebugTensors=numpy,summary)
 else
   echo "run_trtexec.sh: TensorRT $version has no debug tensors (10.12 and later): only the outputs are saved" >&2
 fi
@@ -192,12 +266,12 @@ if [ "$version" -ge """ + str(REF_OUTPUTS_FROM) + """ ]; then refcheck=1; fi
 failed=0
 """)
     tol = m.tolerance
-    tol_case = " ".join(f"{p}) tol=(--accuracyAlgorithm=l0 --atol={t['atol']:g} --rtol={t['rtol']:g} "
-                        f"--accuracyThreshold={max(float(t['max_share']), 1e-9):g});;" for p, t in tol.items())
+    tol_case = " ".join(f"{p}) tol=(--accuracyAlgorithm=l0 --atol={float(t['atol'])!r} --rtol={float(t['rtol'])!r} "
+                        f"--accuracyThreshold={accuracy_threshold(t['max_share']):.9g});;" for p, t in tol.items())
     out.append(f'case "$precision" in {tol_case} esac\n')
     for s in m.stages:
         prof = _profile(m, s.name)
-        build = " ".join(trtexec_shape_flags(prof))
+        build = " ".join(shlex.quote(f) for f in trtexec_shape_flags(prof))
         out.append(f"""\
 # -- {s.name}: one engine (built once), run on every frame
 {_onnx_case(m, s.name, "onnx")}
@@ -218,9 +292,10 @@ run="$KIT/{res}"
 rm -rf "$run" && mkdir -p "$run"
 ref=()
 if [ "$refcheck" = 1 ]; then ref=(--loadRefOutputs="{refs}" "${{tol[@]}}"); fi
-( cd "$run" && "$TRTEXEC" --loadEngine="$dir/{s.name}.engine" --shapes={shapes} --loadInputs="{loads}" \\
-    "${{debug_run[@]}}" --exportOutput={kf.TRTEXEC_OUTPUTS} --exportLayerInfo={kf.TRTEXEC_LAYERS} \\
-    --profilingVerbosity=detailed --iterations=1 --warmUp=0 --duration=0 "${{ref[@]}}" > {kf.TRTEXEC_LOG} 2>&1 ) || {{
+( cd "$run" && "$TRTEXEC" --loadEngine="$dir/{s.name}.engine" {shlex.quote("--shapes=" + shapes)} \\
+    --loadInputs="{loads}" "${{debug_run[@]}}" --exportOutput={kf.TRTEXEC_OUTPUTS} \\
+    --exportLayerInfo={kf.TRTEXEC_LAYERS} --profilingVerbosity=detailed --iterations=1 --warmUp=0 --duration=0 \\
+    "${{ref[@]}}" > {kf.TRTEXEC_LOG} 2>&1 ) || {{
   echo "run_trtexec.sh: {s.name} on {f.id} ({f.token}): trtexec reports a failure (accuracy check or run);" \
     "see $run/{kf.TRTEXEC_LOG}" >&2
   failed=1; }}
@@ -228,6 +303,25 @@ if [ "$refcheck" = 1 ]; then ref=(--loadRefOutputs="{refs}" "${{tol[@]}}"); fi
     out.append(_FINISH.format(ran_cases=_ran_cases(m), ran=kf.RAN, name=name))
     out.append('exit "$failed"\n')
     return _empty_ok("".join(out))
+
+
+def _threshold_text(m: kf.Manifest) -> str:
+    """What the README says of trtexec's verdict against cp_debug's: where they agree, and that NaN escapes it."""
+    apart = []
+    for p, t in m.tolerance.items():
+        limit = accuracy_threshold(t["max_share"])
+        for s in m.stages:
+            for o in s.outputs:
+                sizes = {math.prod(shape) for shape in o.shapes.values()}
+                if not all(threshold_exact(float(t["max_share"]), limit, n) for n in sizes):
+                    apart.append(f"`{o.name}` at {p}")
+    where = (" (every output here)" if not apart else
+             f" (not quite for {', '.join(apart)}: shares just above max_share pass trtexec there)")
+    text = ("trtexec fails an output at a share of elements beyond tolerance >= `--accuracyThreshold`; the script "
+            "passes the smallest float above cp_debug's `max_share`, so trtexec fails exactly the outputs cp_debug "
+            f"calls diverged{where}. trtexec counts a NaN as no mismatch (it compares false): cp_debug finds NaN "
+            "when it reads the outputs back.")
+    return textwrap.fill(text, width=116)
 
 
 def readme(m: kf.Manifest) -> str:
@@ -243,12 +337,31 @@ Written by cp_debug {m.cp_debug} on {m.created}. The ONNX pair holds {m.held_pre
 ## On the target
 ```
 bash run_trtexec.sh {first}              # trtexec: one engine per stage, every frame, debug tensors, layer info
-bash run_polygraphy.sh {first}           # or polygraphy with TensorRT
+bash run_polygraphy.sh {first}           # or polygraphy with TensorRT: the engine's outputs only (see below)
 bash run_polygraphy.sh {first} --onnxrt  # polygraphy with ONNX Runtime in TensorRT's place (no GPU needed)
 ```
 Each script takes `--trt-major 10|11` where it cannot tell TensorRT's version. Both build strongly typed networks:
 the precision is the ONNX file's own (TensorRT 11 has no other way). trtexec checks the outputs against the
 reference by itself on TensorRT >= 11.1 (`--loadRefOutputs`, cp_debug's tolerances): a failing frame is named.
+{_threshold_text(m)}
+
+Per-layer values come from `run_trtexec.sh` (TensorRT >= 10.12: `--markUnfusedTensorsAsDebugTensors`,
+`--saveAllDebugTensors=numpy,summary`). `run_polygraphy.sh` (without `--onnxrt`) hands back the engine's outputs
+only: it passes `--mark-unfused-tensors-as-debug-tensors` (polygraphy >= {POLYGRAPHY_DEBUG_FROM}; the script stops an
+older one), which marks the unfused tensors at build, but polygraphy's TrtRunner (0.49.26 to 0.53.6, read in their
+sources) turns on `set_all_tensors_debug_state` only, never `set_unfused_tensors_debug_state`, the switch TensorRT's
+`NvInferRuntime.h` gives the unfused tensors (off by default), so none of them reaches its listener.
+
+## Versions checked
+Every flag these scripts pass was checked against the tools' own sources, at every version the scripts' gates admit
+(`tests/kit/test_kit_sources.py` in cp_debug, lists read by `benchmarks/trt_sources.py`):
+- `run_trtexec.sh`: TensorRT {TRTEXEC_CHECKED[0]} to {TRTEXEC_CHECKED[1]} (every release tag of NVIDIA/TensorRT
+  between, `samples/common/sampleOptions.cpp`); the debug-tensor files it leaves against `debugTensorWriter.cpp`
+  and `common.h` at {DEBUG_FILES_CHECKED[0]} to {DEBUG_FILES_CHECKED[1]}; the reference check against
+  `sampleInference.cpp` at {TRTEXEC_CHECKED[1]}. Later TensorRT versions were not checked.
+- `run_polygraphy.sh`: polygraphy {POLYGRAPHY_CHECKED[0]} to {POLYGRAPHY_CHECKED[1]} (the argument groups of each
+  version: those shipped in NVIDIA/TensorRT's tools/Polygraphy at the tags above, and PyPI's 0.49.26, 0.50.3, 0.53.4,
+  0.53.6; PyPI has no 0.51 or 0.52); `--onnxrt` runs with all of them, TensorRT with {POLYGRAPHY_DEBUG_FROM} and later.
 
 ## Back on the machine with cp_debug
 Copy `results/` into this folder (next to `manifest.json`), then
