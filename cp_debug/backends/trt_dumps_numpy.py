@@ -208,8 +208,8 @@ class _Candidates:
 
 
 def read_debug_dumps(folder: str | os.PathLike, tensor_names: Iterable[str]) -> DebugDumps:
-    """Resolve the .npy files trtexec wrote in `folder` (`--saveAllDebugTensors=numpy`) to `tensor_names`, the
-    ONNX graph's tensor names.
+    """Resolve the .npy files trtexec wrote in `folder` (`--saveAllDebugTensors=numpy,summary`, or `numpy` alone
+    as older kits' scripts ran it) to `tensor_names`, the ONNX graph's tensor names.
 
     Each file is checked first (numpy's header reader; the data must be exactly as long as the header says). Its
     tensor is then named by trtexec's own `tensor_summary.json` where the run wrote one (`--saveAllDebugTensors=
@@ -225,7 +225,7 @@ def read_debug_dumps(folder: str | os.PathLike, tensor_names: Iterable[str]) -> 
                    key=lambda p: int(_PREFIX.match(p.name).group(1)))
     if not paths:
         raise BadInputError(f"{root} holds no trtexec numpy dump (NNNN_<tensor>.npy): was trtexec run with "
-                            f"--saveAllDebugTensors=numpy in it? {RECOPY}")
+                            f"--saveAllDebugTensors=numpy,summary in it? {RECOPY}")
     dumps = []
     for p in paths:
         descr, shape, _ = _npy_header(p)

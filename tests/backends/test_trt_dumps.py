@@ -208,6 +208,91 @@ def test_damaged_dumps_are_refused_in_one_line(backbone, tmp_path):
     assert "not found" in _one_line(err)
 
 
+# -- file names and formats against debugTensorWriter.cpp, per TensorRT version ---------------------------------
+def _debug_facts() -> dict[str, dict[str, str]]:
+    from tests.kit.source_lists import facts
+
+    found = facts("debug_tensors")
+    assert found, "tests/data/trt_sources/debug_tensors is empty: run benchmarks/trt_sources.py"
+    return found
+
+
+DEBUG_FACTS = _debug_facts()
+
+
+def _name_from_facts(f: dict[str, str], index: int, name: str, trt_type: str) -> str:
+    """The file a version's trtexec writes, built from its facts alone (genFilenameSafeString, the index prefix,
+    writeNumpy's suffix and extension, and the order they are joined in)."""
+    def safe(data: bytes) -> str:
+        keep = f["allowed_punctuation"].encode()
+        return "".join(chr(b) if (chr(b).isascii() and chr(b).isalnum()) or b in keep else f["replacement"]
+                       for b in data)
+
+    def gen(s: str) -> str:
+        data = s.encode()
+        if f["max_length"] == "none" or len(data) <= int(f["max_length"]):
+            return safe(data)
+        half = int(f["half_length"])
+        return safe(data[:half]) + f["ellipsis"] + safe(data[-half:])
+
+    descr = f[f"numpy_dtype {trt_type}"]
+    suffix = descr.split(" suffix ")[1].split()[0] if " suffix " in descr else ""
+    prefix = str(index).rjust(int(f["index_width"]), f["index_fill"]) + f["index_separator"]
+    if f["numpy_name"] == "prefix+name made safe, then suffix and .npy appended":
+        return gen(prefix + name) + suffix + f["numpy_extension"]
+    assert f["numpy_name"] == "prefix+name+suffix+.npy made safe whole", f["numpy_name"]
+    return gen(prefix + name + suffix + f["numpy_extension"])
+
+
+@pytest.mark.parametrize("tag", sorted(DEBUG_FACTS))
+def test_the_reader_names_and_reads_dumps_as_each_versions_writer_writes_them(tag, tmp_path):
+    """TensorRT 10.12.0 ... 11.1, as their debugTensorWriter.cpp and common.h write (tests/data/trt_sources/
+    debug_tensors/<tag>.txt, read from the sources by benchmarks/trt_sources.py): the mangling, the 150-character
+    cut (10.13 on; 10.12 cuts nothing), the NNNN_ prefix, the suffixes and dtypes, the summary's file and keys."""
+    from cp_debug.backends import trt_dumps_numpy as tdn
+
+    f = DEBUG_FACTS[tag]
+    assert f["alnum_test"] == "std::isalnum(static_cast<unsigned char>(c))" and f["replacement"] == "_"
+    assert f["allowed_punctuation"] == tdn._SAFE_PUNCTUATION
+    cuts = f["max_length"] != "none"
+    if cuts:
+        assert (int(f["max_length"]), int(f["half_length"]), f["ellipsis"]) == (tdn._MAX_NAME, tdn._HALF, "...")
+    assert (f["index_width"], f["index_fill"], f["index_separator"], f["index_counts"]) == \
+        ("4", "0", "_", "every callback")
+    written = {k.split()[1]: v for k, v in f.items() if k.startswith("numpy_dtype ")}
+    for kind, how in written.items():
+        if how == "not written":
+            assert kind not in tdn._NUMPY_OF  # E8M0
+            continue
+        descr, _, rest = how.partition(" ")
+        suffix = rest.split()[1] if rest.startswith("suffix ") else ""
+        assert tdn._NUMPY_OF[kind] == (descr, suffix), kind
+    assert set(tdn._NUMPY_OF) == {k for k, v in written.items() if v != "not written"}
+    assert set(tdn._NUMPY_OF) <= {v for k, v in f.items() if k.startswith("type_name ")}
+    assert (f["npy_version"], f["numpy_extension"]) == ("1.0", ".npy")
+    assert f["npy_header"] == "{'descr': '<dtype>', 'fortran_order': False, 'shape': ("
+    assert f["summary_file"] == tdn.SUMMARY_FILE and f["summary_when"] == 'the format list holds "summary"'
+    assert {"tensors", "name", "type", "files", "numpy"} <= set(f["summary_keys"].split())  # what _read_summary reads
+    assert f["summary_name"] == "written as it is"  # unescaped: _read_summary parses with strict=False
+
+    long = "/pts_bbox_head/task_heads.0/reg/reg.0/" * 3 + "Conv_output_0"  # 121 characters, 130 with prefix and .npy
+    longer = long + "/more/é"  # over 150 bytes: cut from 10.13 on; "é" is two bytes, two "_"
+    samples = [(0, "/pts_backbone/blocks.0/Conv_output_0", "HALF"), (12, "a:b,c d", "FLOAT"), (3, long, "BF16"),
+               (10000, longer, "FLOAT"), (7, "q", "INT4"), (8, "m", "BOOL")]
+    for index, name, kind in samples:
+        assert dump_file_name(index, name, kind, truncate=cuts) == _name_from_facts(f, index, name, kind), name
+
+    tensors = [(n, np.arange(6, dtype=np.float32).reshape(2, 3) + i, k) for i, (_, n, k) in enumerate(samples[:4])]
+    for summary in (True, False):  # numpy,summary (the kit's scripts now) and numpy alone (older kits)
+        folder = tmp_path / str(summary)
+        paths = trtexec_writer.write_debug_dumps(folder, tensors, summary=summary, truncate=cuts)
+        assert [p.name for p in paths] == [_name_from_facts(f, i, n, k) for i, (n, _, k) in enumerate(tensors)]
+        dumps = read_debug_dumps(folder, [n for n, _, _ in tensors])
+        assert dumps.resolved_by == (tdn.SUMMARY_FILE if summary else "file names")
+        assert set(dumps.files) == {n for n, _, _ in tensors} and not dumps.ambiguous
+        assert dumps.dtypes[long] == ("BF16" if summary else "BF16|FP8|FP4")  # the summary names the type exactly
+
+
 # -- layer information, precisions and what the engine fused away ------------------------------------------------
 def _engine_of(model, fp16_layer: int):
     """An engine as TensorRT builds the backbone: each Conv fused with the Relu after it (one layer, named

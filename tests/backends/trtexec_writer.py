@@ -98,8 +98,10 @@ def _summary_entry(name: str, data: np.ndarray, trt_type: str, file_name: str) -
     flat = data.reshape(-1)
     if data.dtype.kind == "f":
         vals = flat.astype(np.float32)
+        with np.errstate(invalid="ignore"):  # inf + -inf sums to nan, which processTensorSummary quotes
+            avg = float(vals.astype(np.float64).sum() / flat.size)
         stats = (f"        \"min\": {_g(float(vals.min()))},\n        \"max\": {_g(float(vals.max()))},\n"
-                 f"        \"avg\": {_g(float(vals.astype(np.float64).sum() / flat.size))},\n")
+                 f"        \"avg\": {_g(avg)},\n")
         show = [f"{float(v):g}" for v in vals]
     else:
         vals = flat.astype(np.int64)

@@ -1,5 +1,6 @@
-"""`trt-fp16@KIT` reading what `run_trtexec.sh` leaves on the target (issue 31): trtexec's numpy debug-tensor dumps,
-its `--exportLayerInfo` and `--exportOutput` files, and the `ran.sha256` the script writes last.
+"""`trt-fp16@KIT` reading what `run_trtexec.sh` leaves on the target (issue 31): trtexec's numpy debug-tensor dumps
+with its tensor_summary.json (`--saveAllDebugTensors=numpy,summary`; an older kit's numpy alone is read too), its
+`--exportLayerInfo` and `--exportOutput` files, and the `ran.sha256` the script writes last.
 
 TensorRT cannot run here (no TensorRT, no GPU). The values a target would hold are computed by ONNX Runtime on the
 kit's own FP16 files with every tensor exposed — the stand-in for TensorRT, and only for the values. They are written
@@ -65,7 +66,8 @@ def _target_run(kit: Path, m: kf.Manifest, stage: kf.KitStage, frame: str) -> No
         if out != MISSING:
             dumps.append((out, values[out], "HALF" if ran_half else "FLOAT"))
     run = kit / kf.trtexec_results("fp16", frame, stage.name)
-    write_debug_dumps(run, dumps, cmdline=f"trtexec --loadEngine={stage.name}.engine --saveAllDebugTensors=numpy")
+    write_debug_dumps(run, dumps, summary=True,
+                      cmdline=f"trtexec --loadEngine={stage.name}.engine --saveAllDebugTensors=numpy,summary")
     write_layer_info(run / kf.TRTEXEC_LAYERS, layers, [i.name for i in model.graph.input]
                      + [o.name for o in model.graph.output])
     write_export_output(run / kf.TRTEXEC_OUTPUTS, [(t.name, values[t.name]) for t in stage.outputs])
@@ -117,6 +119,26 @@ def test_bisect_reads_trtexec_dumps_and_names_the_planted_layer(written):
     assert any("TensorRT ran the engine's" in n and "FP16" in n and "FP32" in n for n in notes)
     assert any("4 tensor(s) fused: not observable in this engine" in n for n in notes)
     assert any("TensorRT on the target (trtexec)" in n for n in notes)
+
+
+def test_the_summary_names_the_dumps_and_an_older_kits_numpy_alone_is_still_read(written, tmp_path):
+    from cp_debug.backends.kit_results import target_results
+    from cp_debug.backends.trt_dumps_numpy import SUMMARY_FILE
+
+    kit = written[0]
+    old = copy_kit(kit, tmp_path / "numpy_only")  # what run_trtexec.sh wrote before it asked for the summary
+    for summary in old.rglob(SUMMARY_FILE):
+        summary.unlink()
+
+    def first_frame(folder):
+        opened = kf.open_kit(folder)
+        return target_results(opened, "fp16", opened.manifest.stage("pts_backbone_neck_head")).frames["frame_000"]
+
+    new, older = first_frame(kit), first_frame(old)
+    assert new.dumps.resolved_by == SUMMARY_FILE and older.dumps.resolved_by == "file names"
+    assert set(older) == set(new) and MISSING not in new
+    for name in new:
+        np.testing.assert_array_equal(older[name], new[name])
 
 
 def test_a_truncated_dump_stops_bisect_in_one_line_writing_nothing(written, tmp_path):
