@@ -70,6 +70,17 @@ def test_polygraphy_results_folder_is_read_in_iteration_order(polygraphy_run):
     assert not np.array_equal(first["out"], second["out"])  # polygraphy feeds each iteration other random data
 
 
+def test_a_results_folder_is_read_without_polygraphy_0_53s_streaming_reader(polygraphy_run, monkeypatch):
+    """polygraphy 0.49.x and 0.50.x have no `RunResults.load_streaming` / `concat` (0.53 added them): the folder
+    0.53 writes is read file by file with `RunResults.load` whichever polygraphy reads it."""
+    from polygraphy.comparator import RunResults
+
+    for name in ("load_streaming", "concat", "split"):
+        monkeypatch.delattr(RunResults, name, raising=False)
+    runs = read_polygraphy_results(polygraphy_run / "per_iteration")
+    assert len(runs) == 1 and len(runs[0][1]) == 2 and set(runs[0][1][0]) == {"out", "mean"}
+
+
 def test_damaged_polygraphy_results_are_refused_in_one_line(polygraphy_run, tmp_path):
     text = (polygraphy_run / "results.json").read_text()
     cut = tmp_path / "cut.json"
