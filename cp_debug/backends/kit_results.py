@@ -92,9 +92,19 @@ def _polygraphy(kit: kf.Kit, precision: str, stage: kf.KitStage) -> TargetResult
     if len(iterations) != len(frames):
         raise BadInputError(f"{path} holds {len(iterations)} iteration(s) for the kit's {len(frames)} frame(s): it "
                             "is not this kit's run; run the kit's script again")
-    why = (FUSED if not name.startswith("onnxrt")
-           else "not in the target's results (polygraphy --onnxrt did not save it)")
-    return TargetResults(name, {fr.id: it for fr, it in zip(frames, iterations)}, path, default_absent=why)
+    notes: tuple[str, ...] = ()
+    outputs = {t.name for t in stage.outputs}
+    if name.startswith("onnxrt"):
+        why = "not in the target's results (polygraphy --onnxrt did not save it)"
+    elif any(set(it) - outputs for it in iterations):
+        why = FUSED  # debug tensors came back: a tensor without one was fused away
+    else:  # polygraphy's TrtRunner turns on no unfused debug tensor (0.49.26 ... 0.53.6): the outputs alone
+        why = (f"not in the target's results (polygraphy --trt hands back the engine's outputs only; "
+               f"{kf.TRTEXEC_SCRIPT} saves per-layer values)")
+        notes = (f"{path.name} holds the engine's outputs only: polygraphy's TrtRunner turns on no unfused debug "
+                 f"tensor; run {kf.TRTEXEC_SCRIPT} on the target for per-layer values",)
+    return TargetResults(name, {fr.id: it for fr, it in zip(frames, iterations)}, path, default_absent=why,
+                         notes=notes)
 
 
 class _Dumped(Mapping):

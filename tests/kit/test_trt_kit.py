@@ -137,3 +137,27 @@ def test_results_written_again_are_read_again_by_a_long_lived_process(written, t
     res.write_bytes(res.read_bytes()[: res.stat().st_size // 2])
     with pytest.raises(BadInputError, match="is not a complete polygraphy RunResults"):
         target_results(opened, "fp16", stage)
+
+
+def test_polygraphy_trt_results_hold_the_outputs_and_say_where_per_layer_values_are(written, tmp_path):
+    """What `run_polygraphy.sh` (--trt) brings back: the engine's outputs only (polygraphy's TrtRunner turns on no
+    unfused debug tensor, 0.49.26 ... 0.53.6). The other tensors are absent for that reason, not as fused away."""
+    from polygraphy.comparator import IterationResult, RunResults
+
+    from cp_debug.backends.kit_results import target_results
+    from cp_debug.backends.trt_dumps_polygraphy import read_polygraphy_results
+
+    kit = copy_kit(written[0], tmp_path / "trt")
+    stage = kf.open_kit(kit).manifest.stage("pts_backbone_neck_head")
+    path = kit / kf.polygraphy_results("fp16", stage.name)
+    [(_, iterations)] = read_polygraphy_results(path)
+    runner = "trt-runner-N0-01/01/26-00:00:00"
+    outputs = [t.name for t in stage.outputs]
+    RunResults([(runner, [IterationResult({n: it[n] for n in outputs}, runner_name=runner) for it in iterations])]
+               ).save(str(path))
+    inner = next(n for n in iterations[0] if n not in outputs)
+    found = target_results(kf.open_kit(kit), "fp16", stage)
+    assert found.runner_name == runner and not found.stood_in and set(found.frames["frame_000"]) == set(outputs)
+    why = found.why_absent("frame_000", inner)
+    assert "engine's outputs only" in why and kf.TRTEXEC_SCRIPT in why and "fused" not in why
+    assert any("turns on no unfused debug tensor" in n for n in found.notes)
