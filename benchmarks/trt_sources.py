@@ -9,8 +9,9 @@ compact lists under `tests/data/trt_sources/` (facts only: no NVIDIA or Polygrap
   each with the parse forms that read it, the option's help line and its grammar lines (`format ::= ...`).
 - `polygraphy/<version>.txt.gz`: every option of `polygraphy` and `polygraphy run`, as the argument groups of that
   version add them to argparse (built by the version's own code from a copy of its sources, nothing installed):
-  its spellings (`<dest>` for a positional), action, nargs, choices and group. Versions come from
-  `tools/Polygraphy` at the tags and from PyPI wheels (`pip download --no-deps`).
+  its spellings (`<dest>` for a positional), action, nargs, choices and group; and the values that mean every
+  tensor to `--onnx-outputs` (`get_outputs`: `mark all`, `*`). Versions come from `tools/Polygraphy` at the tags
+  and from PyPI wheels (`pip download --no-deps`).
 - `debug_tensors/<tag>.txt`: how trtexec names and writes a debug tensor (`samples/common/debugTensorWriter.cpp`,
   `genFilenameSafeString` in `samples/common/common.h`), for each tag that has the writer (10.12 on).
 - `accuracy/<tag>.txt`: trtexec's `--loadRefOutputs` check (`sampleUtils.cpp` L0 validator, the threshold test
@@ -284,7 +285,26 @@ def polygraphy_options(src: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", _DUMP, str(src)], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{src}: building polygraphy run's parser failed: {done.stderr.strip()[-800:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "mark_all": mark_all_values(src)}
+
+
+def mark_all_values(src: Path) -> str:
+    """The values of `--onnx-outputs` / `--trt-outputs` that mean every tensor, as `get_outputs` in
+    tools/args/util/util.py reads them, with any deprecation."""
+    text = (src / "polygraphy" / "tools" / "args" / "util" / "util.py").read_text()
+    m = re.search(r"def get_outputs\(args, name\):\n(.*?)\n\n", text, re.S)
+    if m is None:
+        raise SystemExit(f"{src}: get_outputs not found in tools/args/util/util.py: read it and fix this script")
+    body = m.group(1)
+    values = []
+    if re.search(r'\[0\] == "\*"', body):
+        values.append("*")
+    if re.search(r'== \["mark", "all"\]|\[0\] == "mark" and \w+\[1:\] == \["all"\]', body):
+        gone = re.search(r"warn_deprecated\(\s*\"'mark all'\",\s*\"'\*'\",\s*remove_in=\"([^\"]+)\"", body)
+        values.append("mark all" + (f" (deprecated: removed in {gone.group(1)})" if gone else ""))
+    if not values or "MARK_ALL" not in body:
+        raise SystemExit(f"{src}: get_outputs reads 'every tensor' in a way this script does not know")
+    return " | ".join(values)
 
 
 def polygraphy_list(found: dict, head: list[str]) -> list[str]:
@@ -292,7 +312,8 @@ def polygraphy_list(found: dict, head: list[str]) -> list[str]:
     for where, spellings, action, nargs, choices, group in found["options"]:
         rows.append("\t".join([where, " ".join(spellings), action, "" if nargs is None else str(nargs),
                                ",".join(map(str, choices)), group]))
-    return head + [f"# version: {found['version']}", f"# options: {len(rows)}",
+    return head + [f"# version: {found['version']}", f"# every tensor (--onnx-outputs): {found['mark_all']}",
+                   f"# options: {len(rows)}",
                    "# command<TAB>spellings<TAB>action<TAB>nargs<TAB>choices<TAB>argument group"] + sorted(rows)
 
 

@@ -16,7 +16,8 @@ Polygraphy: `--load-inputs` takes the JSON list of feeds, `--save-outputs FILE.j
 build, but no polygraphy up to 0.53.6 turns their debug state on at run time (its TrtRunner calls
 `set_all_tensors_debug_state`, never `set_unfused_tensors_debug_state`; NvInferRuntime.h: the unfused tensors' state
 is a switch of its own, off by default), so `--trt` hands back the engine's outputs: per-layer values come from
-trtexec. `--onnxrt --onnx-outputs mark all` runs ONNX Runtime in TensorRT's place (the check that needs no GPU).
+trtexec. `--onnxrt --onnx-outputs '*'` (`mark all` before polygraphy 0.50, which deprecates it for removal in 0.55)
+runs ONNX Runtime in TensorRT's place with every tensor an output (the check that needs no GPU).
 
 Every flag of both scripts is checked against TensorRT's and polygraphy's sources at the versions in
 `TRTEXEC_CHECKED` / `POLYGRAPHY_CHECKED` (`tests/kit/test_kit_sources.py`, lists from `benchmarks/trt_sources.py`).
@@ -36,6 +37,7 @@ from cp_debug.backends.trt_profile import ShapeRange, shape_text, trtexec_shape_
 DEBUG_TENSORS_FROM = 101200  # TensorRT 10.12: markUnfusedTensorsAsDebugTensors, saveAllDebugTensors
 REF_OUTPUTS_FROM = 110100  # TensorRT 11.1: --loadRefOutputs
 POLYGRAPHY_DEBUG_FROM = "0.49.26"  # polygraphy: --mark-unfused-tensors-as-debug-tensors (CHANGELOG, 0.49.26)
+POLYGRAPHY_STAR_FROM = "0.50.0"  # polygraphy reads --onnx-outputs '*' as every tensor ('mark all' before; gone in 0.55)
 # the versions whose sources every flag of the scripts was checked against (tests/kit/test_kit_sources.py)
 TRTEXEC_CHECKED = ("v10.0.0", "v11.1")  # every NVIDIA/TensorRT release tag between, samples/common/sampleOptions.cpp
 DEBUG_FILES_CHECKED = ("v10.12.0", "v11.1")  # samples/common/debugTensorWriter.cpp, common.h
@@ -191,7 +193,7 @@ mkdir -p "$results/polygraphy"
 {_onnx_case(m, s.name, "onnx")}
 echo "run_polygraphy.sh: {s.name} ($precision, $runner)"
 if [ "$runner" = onnxrt ]; then
-  polygraphy run "$onnx" --onnxrt --onnx-outputs mark all --load-inputs {inputs} --save-outputs "{saved}"
+  polygraphy run "$onnx" --onnxrt --onnx-outputs "${{every[@]}}" --load-inputs {inputs} --save-outputs "{saved}"
 else
   polygraphy run "$onnx" --trt "${{typed[@]}}" --mark-unfused-tensors-as-debug-tensors \\
     --trt-min-shapes {_poly_shapes(prof, "min")} --trt-opt-shapes {_poly_shapes(prof, "opt")} \\
@@ -203,25 +205,31 @@ fi
 
 
 def _polygraphy_version_check() -> str:
-    """The lines that stop `--trt` on a polygraphy without --mark-unfused-tensors-as-debug-tensors, and say what a
-    polygraphy run with TensorRT hands back."""
-    a, b, c = (int(x) for x in POLYGRAPHY_DEBUG_FROM.split("."))
+    """The lines that read polygraphy's version: `--trt` stops on one without --mark-unfused-tensors-as-debug-tensors
+    (and says what a polygraphy run with TensorRT hands back); `--onnxrt` asks for every tensor as that version
+    reads it (`mark all` before 0.50; `*` from 0.50, which deprecates `mark all` for removal in 0.55)."""
+    def number(v: str) -> int:
+        a, b, c = (int(x) for x in v.split("."))
+        return a * 1000000 + b * 1000 + c
+
     return f"""\
+# polygraphy's version ("Polygraphy | Version: X.Y.Z | Path: ...": every version checked prints it so)
+pv=$(polygraphy --version 2>&1 | grep -o 'Version: [0-9]*\\.[0-9]*\\.[0-9]*' | head -n 1 | cut -d' ' -f2 || true)
+pnum=999999999  # not read: a later polygraphy
+if [ -n "$pv" ]; then IFS=. read -r pa pb pc <<< "$pv"; pnum=$((10#$pa * 1000000 + 10#$pb * 1000 + 10#$pc)); fi
+every=("*")  # --onnx-outputs: every tensor
+if [ "$pnum" -lt {number(POLYGRAPHY_STAR_FROM)} ]; then every=(mark all); fi
 if [ "$runner" = trt ]; then
-  pv=$(polygraphy --version 2>&1 | grep -o 'Version: [0-9]*\\.[0-9]*\\.[0-9]*' | head -n 1 | cut -d' ' -f2 || true)
   if [ -z "$pv" ]; then
     echo "run_polygraphy.sh: cannot read polygraphy's version from 'polygraphy --version'; going on" \\
       "(--trt needs {POLYGRAPHY_DEBUG_FROM} or later)" >&2
-  else
-    IFS=. read -r pa pb pc <<< "$pv"
-    if [ $((10#$pa * 1000000 + 10#$pb * 1000 + 10#$pc)) -lt {a * 1000000 + b * 1000 + c} ]; then
-      echo "run_polygraphy.sh: polygraphy $pv is too old for --trt: --mark-unfused-tensors-as-debug-tensors needs" \\
-        "{POLYGRAPHY_DEBUG_FROM} or later (pip install -U polygraphy), or run --onnxrt" >&2
-      exit 2
-    fi
+  elif [ "$pnum" -lt {number(POLYGRAPHY_DEBUG_FROM)} ]; then
+    echo "run_polygraphy.sh: polygraphy $pv is too old for --trt: --mark-unfused-tensors-as-debug-tensors needs" \\
+      "{POLYGRAPHY_DEBUG_FROM} or later (pip install -U polygraphy), or run --onnxrt" >&2
+    exit 2
   fi
-  # polygraphy (up to 0.53.6 at least) marks the unfused tensors at build but never turns their debug state on at
-  # run time (its TrtRunner calls set_all_tensors_debug_state only): expect the engine's outputs, not per-layer values
+  # polygraphy (up to {POLYGRAPHY_CHECKED[1]} at least) marks the unfused tensors at build but never turns their
+  # debug state on (its TrtRunner calls set_all_tensors_debug_state only): the engine's outputs, not per-layer values
   echo "run_polygraphy.sh: --trt saves the engine's outputs only (polygraphy turns on no unfused debug tensor);" \\
     "per-layer values: run_trtexec.sh" >&2
 fi
@@ -361,7 +369,8 @@ Every flag these scripts pass was checked against the tools' own sources, at eve
   `sampleInference.cpp` at {TRTEXEC_CHECKED[1]}. Later TensorRT versions were not checked.
 - `run_polygraphy.sh`: polygraphy {POLYGRAPHY_CHECKED[0]} to {POLYGRAPHY_CHECKED[1]} (the argument groups of each
   version: those shipped in NVIDIA/TensorRT's tools/Polygraphy at the tags above, and PyPI's 0.49.26, 0.50.3, 0.53.4,
-  0.53.6; PyPI has no 0.51 or 0.52); `--onnxrt` runs with all of them, TensorRT with {POLYGRAPHY_DEBUG_FROM} and later.
+  0.53.6; PyPI has no 0.51 or 0.52); `--onnxrt` runs with all of them (every tensor asked for as `*` from
+  {POLYGRAPHY_STAR_FROM}, as `mark all` before), TensorRT with {POLYGRAPHY_DEBUG_FROM} and later.
 
 ## Back on the machine with cp_debug
 Copy `results/` into this folder (next to `manifest.json`), then

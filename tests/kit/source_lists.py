@@ -79,16 +79,28 @@ def _version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))
 
 
-def polygraphy_lists() -> dict[str, list[tuple[str, tuple[str, ...], str, str, str]]]:
-    """version -> [(command, spellings, action, nargs, choices)], in version order."""
+@dataclass(frozen=True)
+class PolygraphyList:
+    version: str
+    rows: list[tuple[str, tuple[str, ...], str, str, str]]  # (command, spellings, action, nargs, choices)
+    every: dict[tuple[str, ...], str]  # the values meaning every tensor to --onnx-outputs -> "" or its deprecation
+
+
+def polygraphy_lists() -> dict[str, PolygraphyList]:
+    """version -> its list, in version order."""
     out = {}
     for path in (DATA / "polygraphy").glob("*.txt.gz"):
-        rows = []
+        rows, every = [], {}
+        version = path.name.removesuffix(".txt.gz")
         for ln in _lines(path):
-            if ln and not ln.startswith("#"):
+            if ln.startswith("# every tensor (--onnx-outputs): "):
+                for value in ln.split(": ", 1)[1].split(" | "):
+                    words, _, note = value.partition(" (")
+                    every[tuple(words.split())] = note.rstrip(")")
+            elif ln and not ln.startswith("#"):
                 command, spellings, action, nargs, choices, _ = ln.split("\t")
                 rows.append((command, tuple(spellings.split()), action, nargs, choices))
-        out[path.name.removesuffix(".txt.gz")] = rows
+        out[version] = PolygraphyList(version, rows, every)
     return dict(sorted(out.items(), key=lambda kv: _version_key(kv[0])))
 
 
@@ -147,18 +159,27 @@ def _parser(rows, command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def polygraphy_problems(argv: list[str], version: str, rows) -> list[str]:
-    """What in one polygraphy call polygraphy `version`'s argument groups do not accept."""
+def polygraphy_problems(argv: list[str], listed: PolygraphyList) -> list[str]:
+    """What in one polygraphy call polygraphy `listed.version`'s argument groups do not accept, and an
+    `--onnx-outputs` meaning every tensor in a spelling that version does not read so (or has deprecated)."""
+    version = listed.version
     command = "run" if argv[:1] == ["run"] else "polygraphy"
     args = argv[1:] if command == "run" else argv
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            _, unknown = _parser(rows, command).parse_known_args(args)
+            parsed, unknown = _parser(listed.rows, command).parse_known_args(args)
     except (argparse.ArgumentError, SystemExit) as e:
         return [f"polygraphy {version}: {' '.join(argv)}: {e if isinstance(e, argparse.ArgumentError) else ''}"
                 f"{err.getvalue().strip()}"]
-    return [f"polygraphy {version}: {u} is no option of `polygraphy {command}` there" for u in unknown]
+    problems = [f"polygraphy {version}: {u} is no option of `polygraphy {command}` there" for u in unknown]
+    outputs = tuple(getattr(parsed, "onnx_outputs", None) or ())
+    if outputs in (("*",), ("mark", "all")):
+        note = listed.every.get(outputs)
+        if note is None or note:
+            problems.append(f"polygraphy {version}: --onnx-outputs {' '.join(outputs)}: "
+                            f"{note or 'not every tensor there'} (every tensor: {list(listed.every)})")
+    return problems
 
 
 # -- running a script with fake tools ----------------------------------------------------------------------------

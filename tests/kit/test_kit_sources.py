@@ -90,7 +90,7 @@ def check_polygraphy(kit: Path, polygraphy: dict, tools: Path) -> tuple[list[str
     """(problems, every flag passed): run_polygraphy.sh with each polygraphy version, --trt (TensorRT 10 and 11) and
     --onnxrt; a version the script refuses must be refused in one line with exit 2."""
     problems, passed = [], set()
-    for version, rows in polygraphy.items():
+    for version, listed in polygraphy.items():
         for extra in (["--trt-major", "10"], ["--trt-major", "11"], ["--onnxrt"]):
             ran = sl.run_with_fakes(kit / kf.POLYGRAPHY_SCRIPT, ["fp16", *extra], tools, kit / ".calls",
                                     polygraphy_version=version)
@@ -103,7 +103,7 @@ def check_polygraphy(kit: Path, polygraphy: dict, tools: Path) -> tuple[list[str
                                 f"{ran.returncode}: {ran.stderr.strip()}")
             for call in ran.calls:
                 passed.update(a for a in call if a.startswith("-"))
-                problems += sl.polygraphy_problems(call, version, rows) + _shape_problems(call, version)
+                problems += sl.polygraphy_problems(call, listed) + _shape_problems(call, version)
     return problems, passed
 
 
@@ -151,8 +151,8 @@ def test_every_polygraphy_call_parses_with_that_versions_argument_groups(lists, 
     assert not problems, "\n".join(problems)
     written = sl.static_flags((kit / kf.POLYGRAPHY_SCRIPT).read_text(), "polygraphy")
     assert written <= passed, f"flags no run passed (so unchecked): {sorted(written - passed)}"
-    first = min((v for v, rows in polygraphy.items()
-                 if any("--mark-unfused-tensors-as-debug-tensors" in r[1] for r in rows)), key=sl._version_key)
+    first = min((v for v, listed in polygraphy.items()
+                 if any("--mark-unfused-tensors-as-debug-tensors" in r[1] for r in listed.rows)), key=sl._version_key)
     assert first == scripts.POLYGRAPHY_DEBUG_FROM
 
 
