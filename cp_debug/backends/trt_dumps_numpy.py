@@ -37,6 +37,9 @@ _HELD = {("<f4", ""): "FLOAT", ("<f2", ""): "HALF", ("|b1", ""): "BOOL", ("<i1",
          ("<i1", "_to_int8"): "INT4"}
 _PREFIX = re.compile(r"^(\d{4,})_")
 SUMMARY_FILE = "tensor_summary.json"
+# tensor_summary.json's fields written as they are, unescaped: a tensor's name (writeSummary) and the engine's
+# (writeSummaryHeader); the file names and the command line go through escapeJsonString (debugTensorWriter.cpp)
+_RAW_FIELD = re.compile(r'^(\s*"(?:name|engine_name)": ")(.*)(",)$', re.M)
 
 
 def mangle(name: str, *, truncate: bool = True) -> str:
@@ -159,9 +162,12 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_summary(path: Path) -> dict[str, tuple[str, str]]:
     """numpy file name → (tensor name, TensorRT type) from trtexec's tensor_summary.json
     (`DebugTensorWriter::writeSummary`: {"metadata": {…}, "tensors": [{"name", "shape", "type", "statistics",
-    "files": {"numpy": …}}]}; its footer is written when trtexec exits, so a run that died leaves it open)."""
+    "files": {"numpy": …}}]}; its footer is written when trtexec exits, so a run that died leaves it open). The
+    names trtexec writes unescaped are escaped first, so a name holding `"` or `\\` reads as itself."""
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    text = _RAW_FIELD.sub(lambda m: m.group(1) + json.dumps(m.group(2))[1:-1] + m.group(3), text)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"), strict=False)
+        doc = json.loads(text, strict=False)
         tensors = doc["tensors"]
         out = {}
         for t in tensors:

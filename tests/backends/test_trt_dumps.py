@@ -172,6 +172,18 @@ def test_names_trtexec_mangles_alike_are_ambiguous_unless_the_summary_names_them
     np.testing.assert_array_equal(dumps.load(names[2]), _values(2))
 
 
+def test_a_name_the_summary_holds_unescaped_is_read_as_itself(backbone, tmp_path):
+    """writeSummary writes a tensor's name (and writeSummaryHeader the engine's) without escaping it: a `"` or a
+    `\\` in it would make the file invalid JSON and the whole folder refused."""
+    _, names = backbone
+    odd = ['/pts_head/"quoted"/out', "C:\\scope\\n\\Conv_output_0", names[0]]
+    trtexec_writer.write_debug_dumps(tmp_path, [(n, _values(i), "FLOAT") for i, n in enumerate(odd)], summary=True,
+                                     engine_name='graph "main"')
+    dumps = read_debug_dumps(tmp_path, odd)
+    assert dumps.resolved_by == "tensor_summary.json" and set(dumps.files) == set(odd) and not dumps.ambiguous
+    np.testing.assert_array_equal(dumps.load(odd[1]), _values(1))
+
+
 def test_long_names_are_cut_as_trtexec_cuts_them(backbone, tmp_path):
     _, names = backbone
     scope = "/pts_bbox_head/task_heads.0/reg/reg.0/reg.0.0/"  # (uncut, over 255 bytes, no file system takes them)
