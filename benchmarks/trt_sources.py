@@ -19,8 +19,9 @@ compact lists under `tests/data/trt_sources/` (facts only: no NVIDIA or Polygrap
 
 Each file's header names its source: tag and commit (and the blob of each file read), or the wheel and its sha256.
 A source this script cannot read the way it expects stops it with the reason: read that source, then fix this
-script, rather than let a list go quietly short. `tests/kit/test_kit_sources.py` checks the kit's scripts and the
-dump readers against these lists.
+script, rather than let a list go quietly short. `tests/kit/test_kit_sources.py` checks the kit's scripts against
+these lists (and trtexec's reference check against `accuracy/`), `tests/backends/test_trt_dumps.py` the dump reader
+against `debug_tensors/`.
 
 Run from the repo root (a clone of github.com/NVIDIA/TensorRT, bare or not; PyPI reachable for the wheels):
     python benchmarks/trt_sources.py --repo PATH [--tags v10.0.0 ... v11.1] [--polygraphy 0.49.26 0.50.3 ...]
