@@ -21,7 +21,7 @@ from cp_debug.backends.factory import check_available
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.experiment import (OrtFp32Reference, Reference, is_bad, precision_to_json, probe_order,
                                         reference_lookup, run_once)
-from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
+from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError
 
@@ -50,19 +50,32 @@ class KeepCandidate:
 
 
 @dataclass(frozen=True)
-class KeepFp32Step:
-    """One experiment: the nodes kept in FP32, the verdict, and the worst graph output (rel. RMSE)."""
+class KeepFp32Figures:
+    """What the keep-FP32 judge measured in one run (a `TraceStep`'s figures): the graph outputs' diffs, what the
+    backend really ran, and from the diffs the worst graph output (rel. RMSE)."""
 
-    keep: tuple[str, ...]
-    phase: str  # none | all | prefix | minimize (see KeepFp32Search)
-    passed: bool
-    worst_output: str | None
-    worst_rel_rmse: float
-    seconds: float
+    diffs: tuple[TensorDiff, ...]
+    precision: PrecisionReport | None
 
-    def to_json(self) -> dict:
-        return {"keep": list(self.keep), "size": len(self.keep), "phase": self.phase, "passed": self.passed,
-                "worst_output": self.worst_output, "worst_rel_rmse": self.worst_rel_rmse, "seconds": self.seconds}
+    @property
+    def worst_output(self) -> str | None:
+        worst = self._worst()
+        return worst.name if worst else None
+
+    @property
+    def worst_rel_rmse(self) -> float:
+        worst = self._worst()
+        return worst.rel_rmse if worst else 0.0
+
+    def _worst(self) -> TensorDiff | None:
+        return max(self.diffs, key=_badness, default=None)
+
+
+def step_json(s: TraceStep) -> dict:
+    """One step of the search as `keep.json` lists it: the set kept in FP32, the verdict, the worst graph output."""
+    f = s.figures
+    return {**keep_step_json(s), "worst_output": f.worst_output, "worst_rel_rmse": f.worst_rel_rmse,
+            "seconds": s.seconds}
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class KeepFp32Result:
     status: str
     keep: tuple[str, ...] | None
     candidates: tuple[KeepCandidate, ...]
-    steps: tuple[KeepFp32Step, ...]
+    steps: tuple[TraceStep, ...]  # every run, in order; figures: KeepFp32Figures
     baseline: tuple[TensorDiff, ...]
     final: tuple[TensorDiff, ...]
     tolerance: Tolerance
@@ -108,7 +121,7 @@ class KeepFp32Result:
             "precision": precision_to_json(self.precision),
             "candidates": [{"name": c.name, "op_type": c.op_type, "index": c.index, "absmax": c.absmax}
                            for c in self.candidates],
-            "steps": [s.to_json() for s in self.steps],
+            "steps": [step_json(s) for s in self.steps],
             "baseline": [d.to_json() for d in self.baseline],
             "final": [d.to_json() for d in self.final],
         }
@@ -146,27 +159,13 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         out, report = run_once(spec, model, feed, progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) kept "
                                "in FP32", keep_fp32_nodes=keep, **opts)
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
-        return Verdict(any(is_bad(d) for d in diffs), _Run(diffs, report))
+        return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
 
     trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
     plain = trace.find((), frozenset).figures  # the run that kept nothing
-    return KeepFp32Result(str(spec), trace.status, trace.result, ranked, tuple(_step(s) for s in trace.steps),
-                          plain.diffs, trace.find(final_set, frozenset).figures.diffs, tol, plain.precision)
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What the judge measured in one run: the graph outputs' diffs and what the backend really ran."""
-
-    diffs: tuple[TensorDiff, ...]
-    precision: PrecisionReport | None
-
-
-def _step(s: TraceStep) -> KeepFp32Step:
-    worst = max(s.figures.diffs, key=_badness, default=None)
-    return KeepFp32Step(s.experiment, s.phase, not s.bad, worst.name if worst else None,
-                        worst.rel_rmse if worst else 0.0, s.seconds)
+    return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs,
+                          trace.find(final_set, frozenset).figures.diffs, tol, plain.precision)
 
 
 def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],

@@ -10,7 +10,8 @@ with oracle functions instead of models. One protocol for all of them:
 
 `history` holds one step per run, so `len(history)` is the number of runs made. `run_search(strategy, judge)`
 is that loop once for every caller (keep-fp32, the INT8 exclusion search, fix, the bug-report windows): the
-judge answers a bool or a `Verdict` carrying its figures, and the driver returns a typed `Trace` of every run.
+judge answers a bool or a `Verdict` carrying its figures, and the driver returns a typed `Trace` of every run:
+its `TraceStep`s are the one step record of every search (each search types its own `figures`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class TraceStep:
     bad: bool
     figures: object
     seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,12 @@ def run_search(strategy: Strategy, judge: Callable[[object], "Verdict | bool"],
         if on_step:
             on_step(step)
     return Trace(tuple(steps), strategy.result, strategy.status)
+
+
+def keep_step_json(step: TraceStep) -> dict:
+    """The JSON fields every keep-set search's step starts with (keep-fp32, fix): the set run, its size, the phase
+    that asked for it and the verdict."""
+    return {"keep": list(step.experiment), "size": len(step.experiment), "phase": step.phase, "passed": step.passed}
 
 
 class _Search:

@@ -215,11 +215,11 @@ def render(outcome, written: Path | None, console) -> None:
     for col in cols:
         t.add_column(col, justify="left" if col in ("phase", "kept", "frames", "outcome") else "right")
     for i, st in enumerate(s.steps, 1):
-        f = st.figures
-        more = " …" if len(st.keep) > 2 else ""
-        kept = f"{len(st.keep)}: " + ", ".join(st.keep[:2]) + more if st.keep else "(none)"
+        f, keep = st.figures.figures, st.experiment
+        more = " …" if len(keep) > 2 else ""
+        kept = f"{len(keep)}: " + ", ".join(keep[:2]) + more if keep else "(none)"
         verdict = "[green]pass[/green]" if st.passed else "[red]fail[/red]"
-        row = [str(i), st.phase, kept, st.checked, verdict, f"{f.worst:.3g}", _opt(f.lost_boxes),
+        row = [str(i), st.phase, kept, st.figures.checked, verdict, f"{f.worst:.3g}", _opt(f.lost_boxes),
                _opt(f.map_drop, "{:+.4f}"), f"{round(st.seconds, 3):.1f}"]
         if req.target.within_precision:
             row.insert(5, f.outcome.words if f.outcome is not None else "-")
@@ -227,7 +227,7 @@ def render(outcome, written: Path | None, console) -> None:
     console.print(t)
     what = "node(s) kept in FP32" if outcome.kind == "fp16" else "layer(s) left out of INT8"
     if s.status == "impossible":
-        f = (s.steps[1] if len(s.steps) > 1 else s.steps[0]).figures
+        f = (s.steps[1] if len(s.steps) > 1 else s.steps[0]).figures.figures
         judged = f", {f.outcome.words} ({_worst_reason(f)})" if f.outcome is not None else ""
         console.print(f"[red]No set meets {target}[/red]: even with all {len(s.candidates)} candidates kept, worst "
                       f"rel. RMSE {f.worst:.3g}, lost boxes {_opt(f.lost_boxes)}, mAP drop "

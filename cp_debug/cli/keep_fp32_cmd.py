@@ -112,8 +112,8 @@ def render(result, console) -> None:
         table.add_column(col, **kw)
     for i, s in enumerate(result.steps, 1):
         verdict = "[green]pass[/green]" if s.passed else "[red]fail[/red]"
-        table.add_row(str(i), s.phase, _kept(s.keep), verdict, s.worst_output or "-", f"{s.worst_rel_rmse:.3g}",
-                      f"{s.seconds:.2f}")
+        table.add_row(str(i), s.phase, _kept(s.experiment), verdict, s.figures.worst_output or "-",
+                      f"{s.figures.worst_rel_rmse:.3g}", f"{s.seconds:.2f}")
     console.print(table)
     p = result.precision
     if p is not None and not p.honest:

@@ -178,10 +178,10 @@ def render(result, found, console, top: int = 10) -> None:
     for col in ("#", "phase", "left in FP32", "verdict", "worst rel. RMSE", "mAP drop"):
         s.add_column(col)
     for i, st in enumerate(found.steps, 1):
-        kept = (f"{len(st.fp32)}: " + ", ".join(st.fp32[:2]) + (" …" if len(st.fp32) > 2 else "")
-                if st.fp32 else "(none)")
+        fp32, f = st.experiment, st.figures
+        kept = f"{len(fp32)}: " + ", ".join(fp32[:2]) + (" …" if len(fp32) > 2 else "") if fp32 else "(none)"
         s.add_row(str(i), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
-                  f"{st.rel_rmse:.3g}", "-" if st.map_drop is None else f"{st.map_drop:+.4f}")
+                  f"{f.rel_rmse:.3g}", "-" if f.map_drop is None else f"{f.map_drop:+.4f}")
     console.print(s)
     if found.status == "not_needed":
         console.print("[green]All-INT8 meets the tolerance: no layer needs to stay in FP32.[/green]")

@@ -47,9 +47,9 @@ def step_printer(progress):
     t0 = time.perf_counter()
     count = [0]
 
-    def on_step(step) -> None:
+    def on_step(step) -> None:  # a TraceStep; figures: search.Checked
         count[0] += 1
-        f = step.figures
+        f = step.figures.figures
         figs = [f"worst rel. RMSE {f.worst:.3g}"]
         if f.outcome is not None:
             figs.append(f.outcome.words)
@@ -58,7 +58,8 @@ def step_printer(progress):
         if f.map_drop is not None:
             figs.append(f"mAP drop {f.map_drop:+.4f}")
         verdict = "holds" if step.passed else "fails"
-        progress.note(f"run {count[0]}: {len(step.keep)} kept ({step.phase}) {verdict} on {step.checked} frames; "
+        progress.note(f"run {count[0]}: {len(step.experiment)} kept ({step.phase}) {verdict} on "
+                      f"{step.figures.checked} frames; "
                       f"{', '.join(figs)}; {step.seconds:.1f} s (search {time.perf_counter() - t0:.0f} s)")
 
     return on_step

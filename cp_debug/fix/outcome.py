@@ -102,7 +102,7 @@ class FixOutcome:
         if self.verification is not None:
             return self.verification.fixed.figures.outcome
         s = self.search.steps
-        return (s[1] if len(s) > 1 else s[0]).figures.outcome if s else None
+        return (s[1] if len(s) > 1 else s[0]).figures.figures.outcome if s else None
 
     @property
     def exit_code(self) -> ExitCode:

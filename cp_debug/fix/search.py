@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
+from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
 from cp_debug.data.frames import FrameSet
 from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors, frame_verdict
 from cp_debug.fix.targets import FixTarget
@@ -24,32 +24,23 @@ from cp_debug.fix.targets import FixTarget
 Judge = Callable[[tuple[str, ...], Sequence[int], bool], Figures]
 
 
-@dataclass(frozen=True)
-class FixStep:
-    """One experiment: the set kept in FP32, its phase (see KeepFp32Search), the verdict, the frames it was judged
-    on ("worst k" when rejected on the worst frames alone, else "all") and the figures there."""
-
-    keep: tuple[str, ...]
-    phase: str
-    passed: bool
-    checked: str
-    figures: Figures
-    seconds: float
-
-    def to_json(self) -> dict:
-        return {"keep": list(self.keep), "size": len(self.keep), "phase": self.phase, "passed": self.passed,
-                "checked": self.checked, "seconds": round(self.seconds, 3), **self.figures.to_json()}
+def step_json(s: TraceStep) -> dict:
+    """One step of the fix search as fix.json lists it: the set kept in FP32, its phase (see KeepFp32Search), the
+    verdict, the frames it was judged on ("worst k" when rejected on the worst frames alone, else "all") and the
+    figures there (`Checked`)."""
+    return {**keep_step_json(s), "checked": s.figures.checked, "seconds": round(s.seconds, 3),
+            **s.figures.figures.to_json()}
 
 
 @dataclass(frozen=True)
 class FixSearch:
     """status: found (keep is 1-minimal), not_needed (keep is ()), impossible (keep is None: even every
-    candidate kept fails; `steps[1]` holds its figures)."""
+    candidate kept fails; `steps[1]` holds its figures). steps: every run, in order; figures: `Checked`."""
 
     status: str
     keep: tuple[str, ...] | None
     candidates: tuple[str, ...]
-    steps: tuple[FixStep, ...]
+    steps: tuple[TraceStep, ...]
     target: FixTarget
     frame_order: tuple[int, ...]
 
@@ -59,33 +50,29 @@ class FixSearch:
 
     @property
     def cheap_rejections(self) -> int:
-        return sum(1 for s in self.steps if s.checked != "all")
+        return sum(1 for s in self.steps if s.figures.checked != "all")
 
     def to_json(self) -> dict:
         return {"status": self.status, "keep": None if self.keep is None else list(self.keep),
                 "target": self.target.to_json(), "runs": self.runs, "cheap_rejections": self.cheap_rejections,
                 "frame_order": list(self.frame_order), "candidates": list(self.candidates),
-                "steps": [s.to_json() for s in self.steps]}
+                "steps": [step_json(s) for s in self.steps]}
 
 
 def search_fix(candidates: Sequence[str], judge: Judge, target: FixTarget, n_frames: int, *, worst: int = 2,
                frame_order: Sequence[int] | None = None,
-               on_step: Callable[[FixStep], None] | None = None) -> FixSearch:
+               on_step: Callable[[TraceStep], None] | None = None) -> FixSearch:
     """A 1-minimal set of `candidates` (ranked, likeliest first) to keep for `target` to hold on all n_frames."""
     cheap = CheapFirst(judge, target, n_frames, worst, frame_order)
-
-    def each(s: TraceStep) -> None:
-        if on_step:
-            on_step(_step(s))
-
-    trace = run_search(KeepFp32Search(candidates), cheap, each)
-    return FixSearch(trace.status, trace.result, tuple(candidates), tuple(_step(s) for s in trace.steps), target,
+    trace = run_search(KeepFp32Search(candidates), cheap, on_step)
+    return FixSearch(trace.status, trace.result, tuple(candidates), trace.steps, target,
                      tuple(cheap.order or range(n_frames)))
 
 
 @dataclass(frozen=True)
 class Checked:
-    """What `CheapFirst` measured for one keep set: the frames it was judged on ("worst k" or "all") and there."""
+    """What `CheapFirst` measured for one keep set (a `TraceStep`'s figures): the frames it was judged on ("worst k"
+    or "all") and the figures there."""
 
     checked: str
     figures: Figures
@@ -116,10 +103,6 @@ class CheapFirst:
             self.order = sorted(every, key=lambda i: -_nan_last(fig.rel_rmse[i]))
         passed = self.target.holds(fig.worst, fig.map_drop, fig.lost_boxes, fig.outcome)
         return Verdict(not passed, Checked("all", fig))
-
-
-def _step(s: TraceStep) -> FixStep:
-    return FixStep(s.experiment, s.phase, not s.bad, s.figures.checked, s.figures.figures, s.seconds)
 
 
 def _nan_last(x: float) -> float:

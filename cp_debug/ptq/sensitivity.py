@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-
+from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.compare.pooled import rel_rmse
 from cp_debug.errors import BadInputError
 
@@ -156,13 +156,20 @@ def layer_sensitivity(ev: Evaluator, layers: Sequence[str] | None = None,
 
 
 @dataclass(frozen=True)
-class ExclusionStep:
-    fp32: tuple[str, ...]
-    phase: str
-    passed: bool
+class ExclusionFigures:
+    """What the exclusion judge measured in one run (a `TraceStep`'s figures): the worst output's rel. RMSE, its
+    name, the mAP drop (None unless judged on mAP)."""
+
     rel_rmse: float
     worst_output: str
-    map_drop: float | None = None
+    map_drop: float | None
+
+
+def step_json(s: TraceStep) -> dict:
+    """One step of the exclusion search as its JSON lists it: the layers left in FP32, the verdict, the figures."""
+    f = s.figures
+    return {"fp32": s.experiment, "phase": s.phase, "passed": s.passed, "rel_rmse": f.rel_rmse,
+            "worst_output": f.worst_output, "map_drop": f.map_drop}
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class ExclusionResult:
     fp32: tuple[str, ...] | None
     tol: float | None
     candidates: tuple[str, ...]
-    steps: tuple[ExclusionStep, ...]
+    steps: tuple[TraceStep, ...]  # every run, in order; figures: ExclusionFigures
 
     @property
     def runs(self) -> int:
@@ -188,17 +195,15 @@ class ExclusionResult:
     def to_json(self) -> dict:
         return {"status": self.status, "fp32": list(self.fp32) if self.fp32 is not None else None,
                 "tol": self.tol, "max_map_drop": self.max_map_drop, "candidates": list(self.candidates),
-                "steps": [asdict(s) for s in self.steps]}
+                "steps": [step_json(s) for s in self.steps]}
 
 
 def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = None,
-                     on_step: Callable[[ExclusionStep], None] | None = None,
+                     on_step: Callable[[TraceStep], None] | None = None,
                      max_map_drop: float | None = None) -> ExclusionResult:
     """A 1-minimal set of layers to leave in FP32 so that the worst output's rel. RMSE is <= `tol` (or, with
     `max_map_drop`, the mAP drop vs FP32 is <= it; both when both are given), every other quantized layer in
     INT8. `ranked`: candidates, most sensitive first."""
-    from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
-
     if tol is None and max_map_drop is None:
         raise BadInputError("give a tolerance (--tol) or a maximum mAP drop (--max-map-drop)")
     if tol is not None and not tol > 0:
@@ -216,25 +221,7 @@ def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = N
         out, worst = _worst(ev.errors(quantized))
         drop = ev.map_drop(quantized) if max_map_drop is not None else None
         passed = (tol is None or worst <= tol) and (drop is None or drop <= max_map_drop)
-        return Verdict(not passed, _Scores(worst, out, drop))  # bad = fails
+        return Verdict(not passed, ExclusionFigures(worst, out, drop))  # bad = fails
 
-    def step(s: TraceStep) -> ExclusionStep:
-        f = s.figures
-        return ExclusionStep(s.experiment, s.phase, not s.bad, f.rel_rmse, f.worst_output, f.map_drop)
-
-    def each(s: TraceStep) -> None:
-        if on_step:
-            on_step(step(s))
-
-    trace = run_search(KeepFp32Search(ranked), judge, each)
-    return ExclusionResult(trace.status, trace.result, tol, tuple(ranked), tuple(step(s) for s in trace.steps),
-                           max_map_drop)
-
-
-@dataclass(frozen=True)
-class _Scores:
-    """What the exclusion judge measured in one run: the worst output's rel. RMSE, its name, the mAP drop."""
-
-    rel_rmse: float
-    worst_output: str
-    map_drop: float | None
+    trace = run_search(KeepFp32Search(ranked), judge, on_step)
+    return ExclusionResult(trace.status, trace.result, tol, tuple(ranked), trace.steps, max_map_drop)

@@ -6,7 +6,7 @@ import pytest
 
 from cp_debug.errors import BadInputError
 from cp_debug.fix.figures import Figures
-from cp_debug.fix.search import search_fix
+from cp_debug.fix.search import search_fix, step_json
 from cp_debug.fix.targets import FixTarget
 
 CANDIDATES = ["a", "b", "c", "d", "e", "f"]
@@ -44,10 +44,11 @@ def test_cheap_rejection_on_the_worst_frames_keeps_the_answer_and_saves_frame_ru
     assert cheap_judge.frame_runs < full.frame_runs
     # every rejection on the worst frame judged that frame alone; every pass was confirmed on all frames
     for step in cheap.steps:
-        if step.checked != "all":
-            assert step.figures.frames == (2,) and not step.passed
+        checked = step.figures.checked
+        if checked != "all":
+            assert step.figures.figures.frames == (2,) and not step.passed
         if step.passed:
-            assert step.checked == "all" and step.figures.frames == (0, 1, 2, 3)
+            assert checked == "all" and step.figures.figures.frames == (0, 1, 2, 3)
     assert [s.phase for s in cheap.steps][:2] == ["none", "all"]
     doc = cheap.to_json()
     assert doc["keep"] == list(cheap.keep) and doc["runs"] == len(doc["steps"]) == cheap.runs
@@ -96,7 +97,8 @@ def test_the_steps_are_those_the_fix_search_always_gave():
                         on_step=seen.append)
     a = "all"
     w = "worst 1"
-    assert [(s.keep, s.phase, s.passed, s.checked, s.figures.frames) for s in result.steps] == [
+    assert [(s.experiment, s.phase, s.passed, s.figures.checked, s.figures.figures.frames)
+            for s in result.steps] == [
         ((), "none", False, a, (0, 1, 2, 3)), (tuple("abcdef"), "all", True, a, (0, 1, 2, 3)),
         (tuple("abc"), "prefix", False, w, (2,)), (tuple("abcd"), "prefix", False, w, (2,)),
         (tuple("abcde"), "prefix", True, a, (0, 1, 2, 3)), (tuple("cde"), "minimize", False, w, (2,)),
@@ -109,7 +111,7 @@ def test_the_steps_are_those_the_fix_search_always_gave():
     first = result.steps[0]
     assert result.to_json()["steps"][0] == {"keep": [], "size": 0, "phase": "none", "passed": False,
                                             "checked": "all", "seconds": round(first.seconds, 3),
-                                            **first.figures.to_json()}
+                                            **first.figures.figures.to_json()}
 
 
 def test_a_frame_whose_output_is_not_finite_is_the_worst_wherever_it_comes():
@@ -162,5 +164,5 @@ def test_within_precision_is_the_default_target_and_is_judged_frame_by_frame():
     assert result.status == "found" and set(result.keep) == NEEDED
     assert result.cheap_rejections > 0  # rejected on the worst frame alone, as for --tol
     assert search_fix(CANDIDATES, PrecisionJudge(), FixTarget(tol=0.1), 4).status == "not_needed"
-    doc = result.steps[0].to_json()
+    doc = step_json(result.steps[0])
     assert doc["outcome"] == "diverged" and doc["outcomes"] == ["diverged"] and doc["checked"] == "worst 1"

@@ -56,4 +56,4 @@ def test_map_judged_exclusion_search(demo_eval):
     limit = max(base, 0.0) + 0.05  # the rest in INT8 passes; the hostile layer in INT8 does not
     found = exclusion_search(ev, [HOSTILE, rest[0], rest[-1]], max_map_drop=limit)
     assert found.status == "found" and found.fp32 == (HOSTILE,)
-    assert all(s.map_drop is not None for s in found.steps)
+    assert all(s.figures.map_drop is not None for s in found.steps)

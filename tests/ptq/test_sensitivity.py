@@ -46,7 +46,7 @@ def test_exclusion_search_is_one_minimal(hostile):
     assert worst(found.fp32) <= tol  # the set passes...
     for name in found.fp32:  # ...and putting any one of its layers back into INT8 fails
         assert worst(set(found.fp32) - {name}) > tol
-    assert found.steps[0].fp32 == () and not found.steps[0].passed
+    assert found.steps[0].experiment == () and not found.steps[0].passed
     assert found.skip_layers_option().startswith("--skip-layers ")
 
 
@@ -67,7 +67,8 @@ def test_exclusion_search_steps_are_those_it_always_gave():
     found = exclusion_search(_OracleEvaluator(), ["l7", "l0", "l3", "l1", "l5", "l2"], 0.05, on_step=seen.append)
     assert found.status == "found" and found.fp32 == ("l7", "l3") and list(found.steps) == seen
     hm, reg = "heatmap", "reg"
-    assert [(s.fp32, s.phase, s.passed, round(s.rel_rmse, 6), s.worst_output, s.map_drop) for s in found.steps] == [
+    assert [(s.experiment, s.phase, s.passed, round(s.figures.rel_rmse, 6), s.figures.worst_output, s.figures.map_drop)
+            for s in found.steps] == [
         ((), "none", False, 1.01, hm, None), (("l7", "l0", "l3", "l1", "l5", "l2"), "all", True, 0.02, reg, None),
         (("l7", "l0", "l3"), "prefix", True, 0.02, reg, None), (("l7",), "prefix", False, 0.51, hm, None),
         (("l7", "l0"), "prefix", False, 0.51, hm, None), (("l0", "l3"), "minimize", False, 0.51, hm, None),
