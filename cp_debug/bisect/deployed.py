@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.data.model_folder import stage_file as deployed_file
 from cp_debug.errors import BadInputError
@@ -125,9 +126,9 @@ def _weights_verdict(spec: BackendSpec, subject: Subject, checks: list) -> list[
     compared = sum(c.compared for c in checks)
     differ = sum(c.differ for c in checks)
     if compared and differ * 2 > compared:
-        desc = subject.description or {}
-        weights = desc.get("weights") or "the model's weights"
-        if not desc.get("checkpoint") and "random" in str(weights):
+        facts = subject.facts if isinstance(subject.facts, RecipeFacts) else None
+        weights = (facts.weights if facts else None) or "the model's weights"
+        if not (facts and facts.checkpoint) and "random" in str(weights):
             weights = f"{weights}: no --checkpoint was given"
         examples = [e for c in checks for e in c.examples][:2]
         eg = f", e.g. {', '.join(examples)}" if examples else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from cp_debug.bisect.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError
 
@@ -116,8 +117,8 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
         name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
         export=lambda: export_module(module, example, input_names, output_names, exporter=exporter))
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
-                   description={"kind": "torch", "source": str(target), "class": type(module).__name__,
-                                "inputs": str(inputs) if inputs is not None else None, "exporter": exporter},
+                   facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
+                                    exporter),
                    default_level="block")
 
 
@@ -144,8 +145,7 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     stage = Stage(name=Path(path).stem, input_names=names, output_names=tuple(o.name for o in model.graph.output),
                   onnx_model=model, exporter="given")
     return Subject(name=str(path), stages=[stage], inputs=feed,
-                   description={"kind": "onnx", "source": str(path),
-                                "inputs": str(inputs) if inputs is not None else None, "seed": seed},
+                   facts=OnnxFacts(str(path), str(inputs) if inputs is not None else None, seed),
                    default_level="all")
 
 

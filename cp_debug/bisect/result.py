@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cp_debug.bisect.model_facts import ModelFacts, model_facts_from_json
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Judgement, Outcome, worst
 from cp_debug.data.frames import GroundTruth
@@ -190,7 +191,8 @@ class BisectReport:
     probes: list[Probe]
     settings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
+    # what ran: the kind of model and its facts, made by the subject (JSON `model`); None where a subject gave none
+    facts: ModelFacts | None = None
     warnings: list[str] = field(default_factory=list)
     # Small arrays for plots, per candidate label, made by cp_debug.compare.plot_data:
     # {"histogram": {"probe", "edges", "counts"}, "heatmap": {"probe", "shape", "data"}}
@@ -198,9 +200,9 @@ class BisectReport:
     # Warnings of the libraries cp_debug drives (ONNX Runtime's C++ log, Python warnings, log records), each
     # distinct message once: {"source", "message", "count"}; kept off the terminal, listed in JSON `warnings`.
     third_party_warnings: list[dict] = field(default_factory=list)
-    # The CenterPoint model as the user named it, which `cpdebug extract` loads again and `fix --from-bisect`
-    # starts from; None for --torch / --onnx models and for runs recorded before it existed.
-    model_record: ModelRecord | None = None
+    # The CenterPoint model as the user named it (JSON `model_record`), which `cpdebug extract` loads again and
+    # `fix --from-bisect` starts from; None for --torch / --onnx models and for runs recorded before it existed.
+    model: ModelRecord | None = None
     # the scan, its ground truth and every side's head maps, for the BEV pictures (CenterPoint runs); not in JSON
     scene: BevScene | None = None
     # `--budget FILE`: the limits and every check (`eval.gates.budget_doc`), set by the CLI after the run; None without
@@ -234,7 +236,7 @@ class BisectReport:
             "first_divergent": {c.label: c.first_divergent for c in self.candidates},
             "root_cause": {c.label: (c.root_cause.to_json() if c.root_cause else None) for c in self.candidates},
             # extensions
-            "model": self.model,
+            "model": self.facts.to_json() if self.facts is not None else {},
             "warnings": list(self.warnings) + [third_party_text(w) for w in self.third_party_warnings],
             "paths": {c.label: c.path for c in self.candidates},
             "precision": {c.label: c.precision for c in self.candidates},
@@ -245,7 +247,7 @@ class BisectReport:
             "detections": {c.label: c.detections for c in self.candidates},
             "plots": self.plots,
             "third_party_warnings": self.third_party_warnings,
-            "model_record": self.model_record.to_json() if self.model_record is not None else None,
+            "model_record": self.model.to_json() if self.model is not None else None,
             "graph_differences": {c.label: c.graph_differences.to_json() for c in self.candidates
                                   if c.graph_differences is not None},
             "outcome": self.outcome.value,
@@ -285,7 +287,7 @@ class BisectReport:
         listed = {third_party_text(w) for w in third}
         own = [w for w in d.get("warnings", []) if w not in listed]
         return cls(d["reference"], cands, [Probe.from_json(p) for p in d["probes"]], d.get("settings", {}),
-                   d.get("environment", {}), d.get("model", {}), own, d.get("plots", {}), third,
+                   d.get("environment", {}), model_facts_from_json(d.get("model")), own, d.get("plots", {}), third,
                    ModelRecord.from_json(d["model_record"]) if d.get("model_record") else None)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import onnx
 
+from cp_debug.bisect.model_facts import ModelFacts
 from cp_debug.bisect.result import BevScene
 from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
 from cp_debug.probes.sized_shapes import sized_shapes
@@ -134,7 +135,7 @@ class Subject:
     stages: list[Stage]
     inputs: dict[str, np.ndarray]  # the feed of stage 0
     glue: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
-    description: dict = field(default_factory=dict)
+    facts: ModelFacts | None = None  # what the model is, for the report (its JSON `model`)
     default_level: str = "block"
     # (reference's, candidate's last-stage outputs) -> DetectionVerdict: does the divergence change what the model
     # detects on this input? (CenterPoint: decoded boxes matched box to box)

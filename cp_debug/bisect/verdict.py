@@ -231,7 +231,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU
     on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
     return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),
-                        run.subject.description, run.warnings, plots)
+                        run.subject.facts, run.warnings, plots)
 
 
 SEGMENT_LAYERS = 8  # the root cause's neighbours whose BEV error maps the report keeps (each up to 128 × 128)

@@ -238,7 +238,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         report = engine.run()
         report.warnings[:0] = notes
         if subject_request.model is not None:
-            report.model_record = subject_request.model
+            report.model = subject_request.model
         code, checks = int(report.outcome.exit_code), ()
         if budget is not None:
             from cp_debug.cli._output import budget_verdict

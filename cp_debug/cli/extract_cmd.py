@@ -53,7 +53,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
                           [(lab, BackendSpec.parse(lab)) for lab in labels], opts, progress=progress)
     try:
         report = engine.run()
-        report.model_record = saved.model_record
+        report.model = saved.model
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
         with progress.step(f"writing bug-report bundle {bundle}"):
             bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
@@ -65,36 +65,41 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
 
 
 def _saved_subject(saved, run_json: Path):
-    """The run's model again: from its `model_record` (CenterPoint), its --torch / --onnx source, or, for reports
-    written before `model_record`, the recipe fields of its `model` description."""
+    """The run's model again: from its `model` record (CenterPoint), its --torch / --onnx source, or, for reports
+    written before `model_record`, the recipe fields of its `model` facts."""
+    from cp_debug.bisect.model_facts import OnnxFacts, RecipeFacts, TorchFacts
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.source import ModelRecord
 
-    m = saved.model or {}
-    if m.get("kind") == "torch":
+    f = saved.facts
+    if isinstance(f, TorchFacts):
         from cp_debug.bisect.loaders import torch_subject
 
-        return torch_subject(m["source"], m.get("inputs"), exporter=m.get("exporter") or "auto")
-    if m.get("kind") == "onnx":
+        return torch_subject(f.source, f.inputs, exporter=f.exporter or "auto")
+    if isinstance(f, OnnxFacts):
         from cp_debug.bisect.loaders import onnx_subject
 
-        return onnx_subject(m["source"], m.get("inputs"), seed=m.get("seed") or 0)
-    if saved.model_record is not None:
-        record = saved.model_record
-    elif m.get("recipe") == "centerpoint":
+        return onnx_subject(f.source, f.inputs, seed=f.seed or 0)
+    recipe = f if isinstance(f, RecipeFacts) and f.recipe == "centerpoint" else None
+    if saved.model is not None:
+        record = saved.model
+    elif recipe is not None:
         # runs recorded before the trained default said "random weights"
-        random_weights = bool(m.get("random_weights", str(m.get("weights", "")).startswith("random")))
-        record = ModelRecord.of(m["preset"], checkpoint=m.get("checkpoint"), random_weights=random_weights,
-                                seed=m.get("seed") or 0)
+        random_weights = recipe.random_weights
+        if random_weights is None:
+            random_weights = str(recipe.weights or "").startswith("random")
+        record = ModelRecord.of(recipe.preset, checkpoint=recipe.checkpoint, random_weights=bool(random_weights),
+                                seed=recipe.seed or 0)
     else:
         raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    if m.get("points_file") is None and (m.get("point_cloud") or {}).get("format") == "array":
-        raise BadInputError(f"{run_json} bisected a scan held in memory ({m.get('points')}), which it cannot load "
-                            "again: bisect that frame's point file (cpdebug bisect --points FILE --bundle DIR)")
-    use_dim = m.get("use_dim")
-    return centerpoint_subject(preset=record.model_name, checkpoint=record.checkpoint, points=m.get("points_file"),
-                               seed=record.seed, load_dim=m.get("load_dim"),
-                               use_dim=tuple(use_dim) if isinstance(use_dim, list) else use_dim,
+    points_file = load_dim = use_dim = None  # a record without facts: the default scan
+    if recipe is not None:
+        if recipe.points_file is None and (recipe.point_cloud or {}).get("format") == "array":
+            raise BadInputError(f"{run_json} bisected a scan held in memory ({recipe.points}), which it cannot load "
+                                "again: bisect that frame's point file (cpdebug bisect --points FILE --bundle DIR)")
+        points_file, load_dim, use_dim = recipe.points_file, recipe.load_dim, recipe.use_dim
+    return centerpoint_subject(preset=record.model_name, checkpoint=record.checkpoint, points=points_file,
+                               seed=record.seed, load_dim=load_dim, use_dim=use_dim,
                                random_weights=record.random_weights, int8=record.int8)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.errors import BadInputError
 from cp_debug.fix.outcome import FixOutcome, FixSet
 from cp_debug.fix.request import FixRequest, check_request, fixable, make_request
@@ -148,7 +149,7 @@ def deployed_pair(req: FixRequest, cfg) -> DeployedPair:
                                 "fix names the nodes it keeps in FP32 (FILE:NODE): name every node, e.g. with "
                                 "onnx-graphsurgeon")
     return DeployedPair(spec.onnx_dir, models, mapped_node_modules(models, [st.probe_map() for st in found.stages]),
-                        {n for st in subject.stages for n in st.trace().order}, subject.description["weights"],
+                        {n for st in subject.stages for n in st.trace().order}, subject.facts.weights,
                         found.notes)
 
 
@@ -227,10 +228,11 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
 
     p = Path(report_path)
     report = load_report(p)  # the one reader of a saved report: a damaged or foreign file is one line
-    m = report.model or {}
-    if m.get("recipe") != "centerpoint":
-        raise BadInputError(f"{p} is a bisect of {m.get('kind') or 'another model'}; fix works on the CenterPoint "
-                            "recipe (run `cpdebug bisect --json` on it)")
+    facts = report.facts
+    if not (isinstance(facts, RecipeFacts) and facts.recipe == "centerpoint"):
+        kind = facts.kind if facts is not None else "another model"
+        raise BadInputError(f"{p} is a bisect of {kind}; fix works on the CenterPoint recipe (run `cpdebug bisect "
+                            "--json` on it)")
     usable = [c for c in report.candidates if _fixable(c.spec)]
     if not usable:
         raise BadInputError(f"{p} has no ONNX Runtime FP16/INT8 candidate "
@@ -241,14 +243,13 @@ def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
     base = {"candidate": cand.spec, "reference": report.reference, "first_modules": tuple(dict.fromkeys(first)),
             "source": {"from": "bisect", "report": str(p), "candidate": cand.label,
                        "root_cause": cand.root_cause.probe if cand.root_cause else None}}
-    return make_request(report.model_record or _described_model(m), base, overrides)
+    return make_request(report.model or _described_model(facts), base, overrides)
 
 
-def _described_model(m: dict) -> ModelRecord:
-    """The model of a bisect report written before `model_record`, from its description's recipe fields."""
-    return ModelRecord.of(m.get("preset") or "demo", checkpoint=m.get("checkpoint"), seed=m.get("seed") or 0,
-                          random_weights=bool(m.get("random_weights")),
-                          int8=(m.get("int8") or {}).get("source") or None)
+def _described_model(m: RecipeFacts) -> ModelRecord:
+    """The model of a bisect report written before `model_record`, from its facts' recipe fields."""
+    return ModelRecord.of(m.preset or "demo", checkpoint=m.checkpoint, seed=m.seed or 0,
+                          random_weights=bool(m.random_weights), int8=(m.int8 or {}).get("source") or None)
 
 
 def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:

@@ -221,16 +221,7 @@ def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
 
 def model_title(report: BisectReport) -> str:
     """A short name for the model: its name, recipe (and preset), class or file."""
-    m = report.model or {}
-    if m.get("name"):
-        return str(m["name"])
-    if m.get("recipe"):
-        return f"{m['recipe']} ({m['preset']})" if m.get("preset") else str(m["recipe"])
-    if m.get("class"):
-        return str(m["class"])
-    if m.get("source"):
-        return str(m["source"]).replace("\\", "/").rsplit("/", 1)[-1]
-    return "model"
+    return report.facts.title if report.facts is not None else "model"
 
 
 def summary_line(report: BisectReport) -> str:

@@ -193,7 +193,8 @@ def _table(report: BisectReport, cand: CandidateResult) -> str:
 
 
 def _details(report: BisectReport) -> str:
-    blocks = [("settings", report.settings), ("environment", report.environment), ("model", report.model)]
+    blocks = [("settings", report.settings), ("environment", report.environment),
+              ("model", report.facts.to_json() if report.facts is not None else None)]
     body = "".join(f"<details><summary>{name}</summary><pre>{escape(json_text(value))}</pre></details>"
                    for name, value in blocks if value)
     return f'<section id="details"><h2>Run details</h2>{body or "<p class=note>none recorded</p>"}</section>'

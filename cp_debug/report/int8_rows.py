@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.bisect.result import BisectReport
 from cp_debug.report._format import as_float, fmt_db, fmt_num
 
@@ -44,7 +45,7 @@ class QuantRow:
 def quant_rows(report: BisectReport) -> list[QuantRow]:
     """Every layer of `model.int8.quantization`, worst input SQNR first (layers without an input figure last,
     ordered by weight SQNR); [] when the run was not INT8 with a measured checkpoint."""
-    int8 = (report.model or {}).get("int8")
+    int8 = report.facts.int8 if isinstance(report.facts, RecipeFacts) else None
     table = int8.get("quantization") if isinstance(int8, dict) else None
     if not isinstance(table, dict):
         return []

@@ -52,7 +52,7 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     grid.add_row("reference", Text(report.reference))
-    if report.model:
+    if report.facts is not None:
         grid.add_row("model", Text(model_title(report)))
     for cand in report.candidates:
         kind, text = verdict(cand)

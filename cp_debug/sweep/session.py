@@ -153,7 +153,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
         describe = executor.describe()
         if opts.ray is not None:
             executor.close()
-        model = {"preset": s.preset, "weights": subject.description.get("weights"), "checkpoint": s.checkpoint,
+        model = {"preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
                  "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
     finally:
         if worker is not None:

@@ -69,17 +69,23 @@ def test_model_record_of_a_config_file_loads_that_model_and_refuses_a_missing_on
 
 
 def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
-    """The record wins over the old untyped `model` dict (whose weights text once decided random weights)."""
+    """The record wins over the recipe's facts (whose weights text once decided random weights)."""
+    from dataclasses import replace
+
+    from cp_debug.bisect.model_facts import model_facts_from_json
     from cp_debug.bisect.result import BisectReport
     from cp_debug.cli.extract_cmd import _saved_subject
 
-    saved = BisectReport("torch", [], [], model={"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
-                                                 "weights": "trained demo weights", "seed": 0},
-                         model_record=ModelRecord.of("tiny", random_weights=True, seed=5))
+    # the facts of a report written before random_weights, the point cloud and the grid were recorded
+    facts = model_facts_from_json({"kind": "recipe", "recipe": "centerpoint", "preset": "demo",
+                                   "weights": "trained demo weights", "seed": 0})
+    assert facts.random_weights is None and facts.points_file is None and facts.grid is None
+    saved = BisectReport("torch", [], [], facts=facts, model=ModelRecord.of("tiny", random_weights=True, seed=5))
     again = BisectReport.from_json(json.loads(json.dumps(saved.to_json())))
-    assert again.model_record == saved.model_record  # typed in the report, ModelRecord.to_json() in its JSON
+    assert again.model == saved.model  # typed in the report, ModelRecord.to_json() in its JSON `model_record`
+    assert again.facts == facts
     subject = _saved_subject(again, tmp_path / "run.json")
     assert subject.name == "centerpoint:tiny"
-    assert (subject.description["random_weights"], subject.description["seed"]) == (True, 5)
-    old = BisectReport("torch", [], [], model={**saved.model, "preset": "tiny"})  # a report from before the record
-    assert _saved_subject(old, tmp_path / "old.json").description["random_weights"] is False
+    assert (subject.facts.random_weights, subject.facts.seed) == (True, 5)
+    old = BisectReport("torch", [], [], facts=replace(facts, preset="tiny"))  # a report from before the record
+    assert _saved_subject(old, tmp_path / "old.json").facts.random_weights is False

@@ -64,6 +64,7 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
     a model option given on the command line replaces its field, a config file the preset and back."""
     import json
 
+    from cp_debug.bisect.model_facts import RecipeFacts
     from cp_debug.bisect.result import BisectReport, CandidateResult
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget
@@ -72,9 +73,8 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
 
     shipped = str(preset_config_path("tiny"))
     record = ModelRecord.of(config=shipped, checkpoint="w.pth", seed=4)
-    report = BisectReport("torch", [CandidateResult("fp16", "ort-cpu-fp16", [])], [],
-                          model={"kind": "recipe", "recipe": "centerpoint", "preset": "tiny", "seed": 4},
-                          model_record=record)
+    facts = RecipeFacts("centerpoint", "tiny", None, None, None, 4)
+    report = BisectReport("torch", [CandidateResult("fp16", "ort-cpu-fp16", [])], [], facts=facts, model=record)
     path = tmp_path / "bisect.json"
     path.write_text(json.dumps(report.to_json()))
     target = FixTarget(tol=0.05)
@@ -83,6 +83,8 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
                                                                                     seed=7)
     assert request_from_bisect(path, target=target, preset="demo").model == ModelRecord.of("demo",
                                                                                          checkpoint="w.pth", seed=4)
-    old = {**report.to_json(), "model_record": None}  # a report from before the record: its description's fields
+    # a report from before the record: the model from its facts' recipe fields
+    old = {**report.to_json(), "model_record": None,
+           "model": {"kind": "recipe", "recipe": "centerpoint", "preset": "tiny", "seed": 4}}
     path.write_text(json.dumps(old))
     assert request_from_bisect(path, target=target).model == ModelRecord.of("tiny", seed=4)

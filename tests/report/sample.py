@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.compare.plot_data import error_heatmap, error_histogram
@@ -76,5 +77,7 @@ def build_report() -> BisectReport:
     settings = {"deterministic": True, "tolerance": {FP16: vars(TOL16), FP32: vars(TOL32)},
                 "ort": {"graph_optimization_level": "ORT_DISABLE_ALL"}}
     env = {"python": "3.11.7", "torch": "2.13", "onnxruntime": "1.31", "device": "cpu"}
-    return BisectReport("torch", [c16, c32, ctrt], PROBES, settings, env, {"name": "centerpoint-synthetic"},
+    facts = RecipeFacts("centerpoint", "demo", "random weights (seed 0)", "synthetic scene (seed 0)", None, 0,
+                        num_points=1500, num_voxels=900, grid=(320, 320), checkpoint=None, random_weights=True)
+    return BisectReport("torch", [c16, c32, ctrt], PROBES, settings, env, facts,
                         ["noise floor: the reference repeats bit-exactly"], plots)

@@ -29,6 +29,7 @@ def test_json_round_trip_is_strict(report, tmp_path):
     assert back.candidate(TRT).error and back.candidate(FP32).first_divergent is None
     assert back.to_json()["results"] == report.to_json()["results"]
     assert back.plots == json.loads(json.dumps(report.plots))
+    assert back.facts == report.facts and back.to_json()["model"] == report.to_json()["model"]
 
     path = write_json(tmp_path / "run.json", report)
     raw = path.read_text()
@@ -48,6 +49,34 @@ def test_non_finite_values_anywhere_stay_strict_json(report, tmp_path):
     assert d["environment"]["tuple"] == [1, 2]
     write_json(tmp_path / "r.json", report)
     assert load_report(tmp_path / "r.json").settings["noise"]["a"] == "nan"
+
+
+def test_the_model_facts_of_older_reports_read_back_and_a_foreign_kind_is_one_line(report, tmp_path):
+    """A recipe run's facts from before the point cloud, the grid and random_weights were recorded read back with
+    those as None; each kind's facts write the JSON they were read from; a kind cp_debug never writes is refused."""
+    from cp_debug.bisect.model_facts import OnnxFacts, RecipeFacts, TorchFacts, model_facts_from_json
+
+    old = {"kind": "recipe", "recipe": "centerpoint", "preset": "demo", "weights": "random", "points": "synthetic"}
+    facts = model_facts_from_json(old)
+    assert isinstance(facts, RecipeFacts) and facts.title == "centerpoint (demo)"
+    assert (facts.random_weights, facts.grid, facts.point_cloud, facts.int8) == (None, None, None, None)
+    torch = {"kind": "torch", "source": "m.py:make", "class": "Net", "inputs": None, "exporter": "auto"}
+    onnx = {"kind": "onnx", "source": "dir/m.onnx", "inputs": "x.npz", "seed": 3}
+    factory = {"kind": "recipe", "recipe": "centerpoint", "model_factory": "f.py:make", "preset": "demo",
+               "name": "model factory f.py:make (settings demo)", "weights": "its own", "points": "s",
+               "points_file": None, "seed": 0, "load_dim": None, "use_dim": [0, 1, 2, 3],
+               "modules": {"pts_voxel_encoder": "A"}, "point_cloud": {"format": "synthetic"}, "num_points": 5,
+               "num_voxels": 4, "grid": [8, 8], "factory": {"note": "x"}}
+    for d, kind, title in ((torch, TorchFacts, "Net"), (onnx, OnnxFacts, "m.onnx"),
+                           (factory, RecipeFacts, factory["name"])):
+        facts = model_facts_from_json(d)
+        assert isinstance(facts, kind) and facts.title == title and list(facts.to_json().items()) == list(d.items())
+    assert model_facts_from_json({}) is None and model_facts_from_json(None) is None
+    d = {**report.to_json(), "model": {"name": "hand-made"}}
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    with pytest.raises(BadInputError, match="not a complete cp_debug report: its model is of kind None") as err:
+        load_report(tmp_path / "r.json")
+    _one_line(err.value)
 
 
 @pytest.mark.parametrize("content,needle", [

@@ -62,5 +62,5 @@ def test_demo_bisect_subject_uses_the_trained_default():
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     subject = centerpoint_subject("demo")
-    assert subject.description["weights"] == TRAINED and subject.description["random_weights"] is False
+    assert subject.facts.weights == TRAINED and subject.facts.random_weights is False
     _holds_the_shipped_weights({k: v for stage in subject.stages for k, v in stage.module.state_dict().items()})

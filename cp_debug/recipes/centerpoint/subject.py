@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError
 
@@ -57,7 +58,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                         use_dim: int | tuple[int, ...] | None = None, random_weights: bool = False,
                         int8: str | Path | None = None, truth: "GroundTruth | None" = None) -> Subject:
     """The two-stage subject. `points`: a point file, a scan in memory or None (see `_scan`); what loading did
-    (points read, dropped, zero-filled columns) is in `description["point_cloud"]`, its warnings in
+    (points read, dropped, zero-filled columns) is in `facts.point_cloud`, its warnings in
     `subject.warnings`. Weights as `load_model` gives them: the checkpoint, else the preset's shipped
     trained weights (demo), else (or with `random_weights`) the seeded random initialisation. With `int8`
     (a PTQ dir or checkpoint) the model is that checkpoint's BN-fused fake-quant model (see int8_source.py).
@@ -71,7 +72,6 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
 
     cfg = as_config(preset)
     loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # before the model: a bad file fails fast
-    scan = points_file or loaded.source
     pts = loaded.points
     from cp_debug.models.centerpoint.source import load_model
 
@@ -125,19 +125,26 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
         int8_info["quantization"] = layer_quant_error(model, forward_once)
 
     glue = _glue(scatter, coors)
-    nx, ny = cfg.grid_size
     return Subject(
         name=f"centerpoint:{cfg.name}", stages=[enc_stage, bb_stage],
         inputs={"input_features": feats.numpy()}, glue=glue, default_level="stage",
-        description={"kind": "recipe", "recipe": "centerpoint", "preset": cfg.name, "weights": source, "points": scan,
-                     "checkpoint": str(checkpoint) if checkpoint else None, "random_weights": bool(random_weights),
-                     "points_file": points_file, "seed": seed,
-                     "load_dim": load_dim, "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
-                     "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
-                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],
-                     **({"int8": int8_info} if int8_info is not None else {})},
+        facts=_facts(cfg, source, loaded, points_file, seed, load_dim, use_dim, vox,
+                     checkpoint=str(checkpoint) if checkpoint else None, random_weights=bool(random_weights),
+                     int8=int8_info),
         warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg),
         scene=BevScene(cfg, pts, truth))
+
+
+def _facts(cfg, weights: str, loaded: "LoadedPoints", points_file: str | None, seed: int, load_dim: int | None,
+           use_dim: int | tuple[int, ...] | None, vox, **more) -> RecipeFacts:
+    """The report's facts of a CenterPoint run: the settings, the weights, the scan as named and as read (the point
+    reader's record and warnings), its points and voxels and the grid; `more`: the run's own (checkpoint, --int8, a
+    model factory's)."""
+    return RecipeFacts("centerpoint", cfg.name, weights, points=points_file or loaded.source, points_file=points_file,
+                       seed=seed, load_dim=load_dim, use_dim=use_dim,
+                       point_cloud={**loaded.info(), "warnings": list(loaded.warnings)},
+                       num_points=int(len(loaded.points)), num_voxels=int(vox.num_voxels), grid=tuple(cfg.grid_size),
+                       **more)
 
 
 def _decorated(cfg, pts):
@@ -259,21 +266,15 @@ def factory_subject(target: str, points: "str | Path | LoadedPoints | None" = No
     for st, prefix in ((enc_stage, got.voxel_encoder_prefix), (bb_stage, got.backbone_neck_head_prefix)):
         st.stage_probes = st.trace().children.get(prefix, ())  # the `stage` level: the modules that ran directly
         # under the user's module (a ModuleList/ModuleDict never runs itself: its members stand for it)
-    nx, ny = cfg.grid_size
     return Subject(
         name=f"model-factory:{got.name or cfg.name}", stages=[enc_stage, bb_stage],
         inputs={"input_features": feats.numpy()}, glue=_glue(scatter, coors), default_level="stage",
-        description={"kind": "recipe", "recipe": "centerpoint", "model_factory": target, "preset": cfg.name,
-                     "name": f"model factory {Path(target.rpartition(':')[0]).name}:{target.rpartition(':')[2]} "
-                             f"(settings {cfg.name})",
-                     "weights": got.weights, "points": points_file or loaded.source, "points_file": points_file,
-                     "seed": seed, "load_dim": load_dim,
-                     "use_dim": list(use_dim) if isinstance(use_dim, tuple) else use_dim,
-                     "modules": {STAGE_VOXEL_ENCODER: type(got.voxel_encoder).__name__,
-                                 STAGE_BACKBONE: type(got.backbone_neck_head).__name__},
-                     "point_cloud": {**loaded.info(), "warnings": list(loaded.warnings)},
-                     "num_points": int(len(pts)), "num_voxels": int(vox.num_voxels), "grid": [nx, ny],
-                     **({"factory": dict(got.description)} if got.description else {})},
+        facts=_facts(cfg, got.weights, loaded, points_file, seed, load_dim, use_dim, vox, model_factory=target,
+                     name=f"model factory {Path(target.rpartition(':')[0]).name}:{target.rpartition(':')[2]} "
+                          f"(settings {cfg.name})",
+                     modules={STAGE_VOXEL_ENCODER: type(got.voxel_encoder).__name__,
+                              STAGE_BACKBONE: type(got.backbone_neck_head).__name__},
+                     factory=dict(got.description) if got.description else None),
         warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg))
 
 

@@ -73,7 +73,7 @@ def test_factory_bisects_under_its_own_module_names(subjects):
     assert all(rows[n].status == "ok" for n in names), {n: rows[n].status for n in names if rows[n].status != "ok"}
     # the head's ModuleDict entries stand for the outputs they return (mapped, compared), as cp_debug's heads do
     assert "heatmap" not in names and rows["heads.heatmap"].diff is not None
-    assert report.model["modules"] == {"pts_voxel_encoder": "PillarNet", "pts_backbone_neck_head": "BevDetector"}
+    assert report.facts.modules == {"pts_voxel_encoder": "PillarNet", "pts_backbone_neck_head": "BevDetector"}
 
 
 @pytest.mark.parametrize("func, words", [
