@@ -32,14 +32,27 @@ as the decoder allows (`post_max_size`), that side's lowest kept score (random w
 0.99: the cap decides there, not the threshold). The band is the budget itself on the score
 scale (a sigmoid's slope is at most 1/4, and logits are of order 1–4). A matched box that moves by more than
 the budget × the output grid's cell, or whose score changes by more than the band, or whose yaw turns by more
-than `YAW_FACTOR` × the budget (radians: atan2 of a weak box's small sin/cos amplifies their error), is degraded;
-unless it moved `NEIGHBOUR` (a tenth of a cell) or more and every matched score moved within the band: then the
+than its precision explains for it (below), is degraded; unless it moved `NEIGHBOUR` (a tenth of a cell) or more
+and every matched score moved within the band: then the
 "matched" box is a neighbouring peak that NMS kept
 instead of a tied one (the same peak moves by at most the budget × a cell: its offset `reg` is a tensor within its
 noise; a neighbour lies anywhere from a fraction of a cell to two cells away, as the offsets fall). Measured on an
 H100, trained demo: FP16 "moved" a box 0.10 m and BF16 0.46–0.64 m with every probe within its budget and the
 scores tied — neighbouring peaks. What this reading cannot see: a fault that moves a few boxes without changing a
 score or lifting any probe's RMS beyond its budget.
+
+**A yaw's conditioning** (`YawTurn`). A yaw is atan2(sin, cos) of the rot head at the box's peak, r = (sin, cos):
+a perturbation δ of r turns it by about |δ| / |r|, so how far a precision may turn a box depends on how well the
+reference itself defines its yaw. The rot map's expected noise is the budget × its RMS (the noise model's own scale:
+a relative RMS error), so the yaw change a precision explains for a box is `budget × rot_rms / |r|`, and at least
+`YAW_FACTOR` × the budget (a value's own rounding is relative to it: a well-defined yaw keeps a few units of
+turn). Measured on the trained demo, held-out scene_1000005 (torch vs ort-cpu-fp16, every probe within 0.2× its
+budget; the rot map's RMS 1.81, FP16's budget 0.031): a pedestrian at (18.0, 40.0) m has |r| = 0.0023 — its yaw is
+undefined within FP16's noise (0.031 × 1.81 / 0.0023 = 25 rad: any turn; FP16 put 0.0014 on r at its cell, 0.62 |r|)
+— and one at (-18.9, 20.9) m |r| = 0.022 (2.6 rad); the frame's median |r| is 0.84, where the fixed 8 × 0.031 =
+0.25 rad holds. Another machine saw a box there turn 0.30 rad, beyond that fixed limit: degraded, before this
+reading. Such a box is named in the reason (class, position, |r|, the turn it explains); a glue fault (atan2's
+arguments swapped, a yaw offset) turns the well-defined boxes too.
 """
 
 from __future__ import annotations
@@ -61,7 +74,7 @@ INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
-YAW_FACTOR = 8.0
+YAW_FACTOR = 8.0  # × the budget: the turn (radians) a precision explains for a well-defined yaw (`YawTurn`)
 NEIGHBOUR = 0.1  # a "matched" box this many cells or more away may be a neighbouring peak (scores tied)
 MODES = ("model", "fixed")
 
@@ -192,9 +205,65 @@ def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
 
 # -- detections --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class YawTurn:
+    """One matched box's yaw change with the reference's own conditioning of that yaw (see the module):
+    `rot_norm` = |(sin, cos)| of the reference's rot head at the box's peak, `rot_rms` = that rot map's RMS (NaN
+    where unknown: boxes not decoded from head maps here). `label`: the box's class; `x`, `y`: its centre (m)."""
+
+    change: float  # radians, wrapped to [0, pi]
+    rot_norm: float
+    rot_rms: float
+    label: str
+    x: float
+    y: float
+
+    @property
+    def gain(self) -> float:
+        """Radians of turn per unit of the rot map's relative RMS error: rot_rms / |r|, at least `YAW_FACTOR`."""
+        if not (math.isfinite(self.rot_norm) and math.isfinite(self.rot_rms)) or self.rot_rms <= 0:
+            return YAW_FACTOR
+        return max(YAW_FACTOR, self.rot_rms / self.rot_norm if self.rot_norm > 0 else math.inf)
+
+    def explained(self, b: float) -> float:
+        """The turn a precision of budget `b` explains for this box (radians; π or more: any turn)."""
+        return b * self.gain
+
+    def sensitive(self, b: float) -> bool:
+        """Turned beyond a well-defined yaw's limit, within what its own conditioning explains."""
+        return YAW_FACTOR * b < self.change <= self.explained(b)
+
+    def text(self, b: float) -> str:
+        explains = "any turn" if self.explained(b) >= math.pi else f"up to {self.explained(b):.2g} rad"
+        return (f"{self.label} at ({self.x:.1f}, {self.y:.1f}) m turned {self.change:.3g} rad: its yaw is "
+                f"ill-conditioned in the reference (|(sin, cos)| {self.rot_norm:.2g} where the rot map's RMS is "
+                f"{self.rot_rms:.3g}; the rot map's noise explains {explains})")
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "YawTurn":
+        return cls(**{k: float(v) if k != "label" else v for k, v in d.items()})  # non-finite: "nan" strings
+
+
+def yaw_turns_of(changes: Sequence[float], rot_norms: Sequence[float], rot_rms: float, labels: Sequence[str],
+              centres: Sequence[tuple[float, float]]) -> tuple[YawTurn, ...]:
+    """The turns a judgement needs of the matched boxes (row-aligned figures): the largest, and the largest against
+    its box's conditioning (`YawTurn.gain`, whatever the precision); one where they are the same box."""
+    if not len(changes):
+        return ()
+    turns = [YawTurn(float(c), float(n), float(rot_rms), str(lab), float(x), float(y))
+             for c, n, lab, (x, y) in zip(changes, rot_norms, labels, centres)]
+    largest = max(range(len(turns)), key=lambda i: turns[i].change)
+    least_explained = max(range(len(turns)), key=lambda i: turns[i].change / turns[i].gain)
+    return tuple(turns[i] for i in dict.fromkeys((largest, least_explained)))
+
+
+@dataclass(frozen=True)
 class BoxJudgement:
     """The boxes of a candidate against the reference's, judged by the precision: boxes lost/added `at_threshold`
-    (explained by the precision) and `beyond` it, and whether a matched box moved beyond the precision."""
+    (explained by the precision) and `beyond` it, whether a matched box moved beyond the precision, and the boxes
+    whose turn only their own conditioning explains (`sensitive`)."""
 
     outcome: Outcome
     changed: int  # boxes lost + added
@@ -203,11 +272,13 @@ class BoxJudgement:
     matched_beyond: bool
     score_band: float
     reason: str
+    sensitive: tuple[YawTurn, ...] = ()
 
     def to_json(self) -> dict:
         return {"outcome": self.outcome.value, "boxes_changed": self.changed, "at_threshold": self.at_threshold,
                 "beyond_threshold_band": self.beyond, "matched_beyond": self.matched_beyond,
-                "score_band": self.score_band, "reason": self.reason}
+                "score_band": self.score_band, "reason": self.reason,
+                "sensitive_boxes": [t.to_json() for t in self.sensitive]}
 
 
 def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) -> tuple[float, ...]:
@@ -217,11 +288,14 @@ def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) 
 
 def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: Sequence[float],
                 cuts: Sequence[float], max_centre_shift: float, max_score_change: float, max_yaw_change: float,
-                cell_m: float, unit: float | None = None, extent_m: float = 0.0) -> BoxJudgement:
+                cell_m: float, unit: float | None = None, extent_m: float = 0.0,
+                yaw_turns: Sequence[YawTurn] = ()) -> BoxJudgement:
     """Boxes judged against `precision` (`unit`: its rounding unit where already known, e.g. INT8's at the heatmap);
     `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first. `extent_m`: the largest
     |coordinate| a centre takes (the point cloud range): boxes are decoded in float32 on both sides, so a centre
-    may move by float32's rounding of its coordinate whatever the candidate's precision."""
+    may move by float32's rounding of its coordinate whatever the candidate's precision. `yaw_turns`: the matched
+    boxes' turns with their conditioning (`yaw_turns_of`); without them `max_yaw_change` is held to `YAW_FACTOR` ×
+    the budget."""
     b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
     centre_limit = b * cell_m + GROWTH * unit_roundoff("fp32") * extent_m
     scores = list(lost_scores) + list(added_scores)
@@ -235,8 +309,13 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
         moved.append(f"a centre moved {max_centre_shift:.3g} m (> {centre_limit:.2g})")
     if max_score_change > b:
         moved.append(f"a score changed {max_score_change:.3g} (> {b:.2g})")
-    if max_yaw_change > YAW_FACTOR * b and not swapped:
-        moved.append(f"a yaw turned {max_yaw_change:.3g} rad (> {YAW_FACTOR * b:.2g})")
+    turns = list(yaw_turns) or [YawTurn(max_yaw_change, math.nan, math.nan, "a box", math.nan, math.nan)]
+    turned = [t for t in turns if t.change > t.explained(b)] if not swapped else []
+    sensitive = tuple(t for t in turns if t.sensitive(b)) if not swapped else ()
+    if turned:
+        t = max(turned, key=lambda t: t.change / t.gain)
+        where = f" ({t.label} at ({t.x:.1f}, {t.y:.1f}) m, |(sin, cos)| {t.rot_norm:.2g})" if yaw_turns else ""
+        moved.append(f"a yaw turned {t.change:.3g} rad (> {t.explained(b):.2g}){where}")
     if far or moved:
         why = [f"{far} box(es) lost/added beyond {b:.2g} of the score threshold"] if far else []
         return BoxJudgement(Outcome.DEGRADED, len(scores), near, far, bool(moved), b, "; ".join(why + moved))
@@ -245,5 +324,7 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
     if swapped:
         reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): NMS kept the other of two "
                    f"boxes whose scores tie within {b:.2g}")
-    return BoxJudgement(Outcome.WITHIN_PRECISION, len(scores), near, 0, False, b, reason)
+    if sensitive:
+        reason += "; " + "; ".join(t.text(b) for t in sensitive)
+    return BoxJudgement(Outcome.WITHIN_PRECISION, len(scores), near, 0, False, b, reason, sensitive)
 

@@ -21,12 +21,15 @@ from cp_debug.errors import BadInputError
 class SampleBoxes:
     """One sample's boxes (K, 9) float [x, y, z_bottom, l, w, h, yaw, vx, vy], labels (K,) int indices into the
     class names, scores (K,) float or None for ground truth; `num_points` (K,) lidar points per ground-truth
-    box where known (the devkit drops ground truth with none)."""
+    box where known (the devkit drops ground truth with none); `rot_norm` (K,) and `rot_rms`: how well the head
+    maps define each yaw, where the boxes were decoded here (`Detections`)."""
 
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray | None = None
     num_points: np.ndarray | None = None
+    rot_norm: np.ndarray | None = None
+    rot_rms: float | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 9) if np.size(self.boxes) else np.zeros((0, 9))
@@ -43,6 +46,9 @@ class SampleBoxes:
         if self.num_points is not None:
             npts = np.asarray(self.num_points, dtype=np.int64).reshape(-1)
             object.__setattr__(self, "num_points", npts if npts.shape[0] == boxes.shape[0] else None)
+        if self.rot_norm is not None:
+            norm = np.asarray(self.rot_norm, dtype=np.float64).reshape(-1)
+            object.__setattr__(self, "rot_norm", norm if norm.shape[0] == boxes.shape[0] else None)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -53,8 +59,8 @@ class SampleBoxes:
 
     @classmethod
     def from_detections(cls, det) -> "SampleBoxes":
-        """From the decoder's `Detections` (boxes, scores, labels)."""
-        return cls(det.boxes, det.labels, det.scores)
+        """From the decoder's `Detections` (boxes, scores, labels, and how well the maps define each yaw)."""
+        return cls(det.boxes, det.labels, det.scores, rot_norm=det.rot_norm, rot_rms=det.rot_rms)
 
     @classmethod
     def from_truth(cls, truth) -> "SampleBoxes":

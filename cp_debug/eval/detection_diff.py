@@ -46,6 +46,7 @@ class SceneDiff:
     max_yaw_change: float = 0.0
     missing_scores: tuple[float, ...] = ()  # the reference's scores of the boxes the candidate lost
     extra_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes it added
+    yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with the reference's conditioning of each
 
     @property
     def rank_key(self) -> tuple:
@@ -120,7 +121,7 @@ def diff_detections(reference: Mapping[str, SampleBoxes], candidate: Mapping[str
         a, b = reference[token], candidate.get(token, empty)
         n_ref += np.bincount(a.labels, minlength=len(class_names))[: len(class_names)]
         n_cand += np.bincount(b.labels, minlength=len(class_names))[: len(class_names)]
-        d = compare_detections(a, b, max_dist=max_dist)
+        d = compare_detections(a, b, max_dist=max_dist, class_names=tuple(class_names))
         for m in d.matched:
             rows["ref"].append(a.boxes[m.index_a])
             rows["cand"].append(b.boxes[m.index_b])
@@ -133,7 +134,8 @@ def diff_detections(reference: Mapping[str, SampleBoxes], candidate: Mapping[str
         scenes.append(SceneDiff(token, len(a), len(b), d.num_matched, len(d.unmatched_a), len(d.unmatched_b),
                                 d.max_centre_dist, d.max_score_diff, d.max_yaw_diff,
                                 tuple(float(a.scores[i]) for i in d.unmatched_a),
-                                tuple(float(b.scores[i]) for i in d.unmatched_b) if b.scores is not None else ()))
+                                tuple(float(b.scores[i]) for i in d.unmatched_b) if b.scores is not None else (),
+                                d.yaw_turns))
     pairs = MatchedBoxes(np.asarray(rows["ref"], np.float64).reshape(-1, 9),
                          np.asarray(rows["cand"], np.float64).reshape(-1, 9),
                          np.asarray(rows["rs"], np.float64), np.asarray(rows["cs"], np.float64),

@@ -3,7 +3,8 @@
 Each scan's detection-level diff (`detection_diff.SceneDiff`) is judged by `compare.noise.judge_boxes` at the
 candidate's precision, as bisect and sweep judge a frame's boxes: boxes lost or added whose score lies within the
 precision's band of a cut (the score threshold, a full side's lowest kept score) are explained by the precision;
-boxes lost or added beyond it, or matched boxes moved, rescored or turned beyond it, make the scan degraded. The
+boxes lost or added beyond it, or matched boxes moved, rescored or turned beyond it (a turn weighed by how well the
+reference's head maps define that yaw, where its boxes were decoded here), make the scan degraded. The
 candidate is diverged where its boxes hold NaN/Inf or where it gives no box at all on scans where the reference
 gives some (NaN head maps decode to no box; an interface mix-up looks the same). The mAP/NDS change goes with the
 verdict as figures; the gates (`gates.py`) judge those.
@@ -89,7 +90,7 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
         judged.append((s, judge_boxes_of(cfg, precision, lost_scores=s.missing_scores, added_scores=s.extra_scores,
                                          cuts=cuts, max_centre_shift=s.max_centre_shift,
                                          max_score_change=s.max_abs_score_change,
-                                         max_yaw_change=s.max_yaw_change)))
+                                         max_yaw_change=s.max_yaw_change, yaw_turns=s.yaw_turns)))
     beyond = [(s, j) for s, j in judged if j.outcome is not noise.Outcome.WITHIN_PRECISION]
     near = sum(j.at_threshold for _, j in judged)
     outcome = noise.worst(j.outcome for _, j in judged)
@@ -100,6 +101,9 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
                                 **figures)
     reason = (f"every scan within {precision}'s noise: {changed} box(es) lost/added, all at a score cut"
               if changed else f"every scan within {precision}'s noise: no box lost or added")
+    sensitive = [f"{s.token}: {t.text(j.score_band)}" for s, j in judged for t in j.sensitive]
+    if sensitive:
+        reason += "; " + "; ".join(sensitive[:3]) + (f"; and {len(sensitive) - 3} more" if len(sensitive) > 3 else "")
     return CandidateVerdict(candidate, precision, outcome, reason, n, 0, changed, near, None, **figures)
 
 

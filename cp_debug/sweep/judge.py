@@ -85,7 +85,8 @@ def judge_delta(precision: str, delta: DetectionDelta, cfg):
     return judge_boxes_of(cfg, precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
                           cuts=delta.score_cuts or (float(cfg.score_threshold),),
                           max_centre_shift=delta.max_centre_shift,
-                          max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change)
+                          max_score_change=delta.max_score_change, max_yaw_change=delta.max_yaw_change,
+                          yaw_turns=delta.yaw_turns)
 
 
 def _ratio(p: ProbeStat) -> float:
@@ -99,12 +100,13 @@ def box_lists(det) -> dict:
 
 
 def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=None) -> DetectionDelta:
-    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes; with
-    `cfg`, where boxes are cut by score (the threshold, a full side's lowest score)."""
+    """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes (the
+    turns that decide with the reference's conditioning of each yaw); with `cfg`, where boxes are cut by score (the
+    threshold, a full side's lowest score)."""
     from cp_debug.compare.noise import score_cuts
     from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
-    d = compare_detections(ref, cand, max_dist=max_dist)
+    d = compare_detections(ref, cand, max_dist=max_dist, class_names=tuple(class_names))
     by_class = {c: [0, 0, 0] for c in class_names}
     by_range = {name: [0, 0, 0] for _, _, name in DISTANCE_BUCKETS}
 
@@ -123,4 +125,5 @@ def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=
                           by_class, by_range, tuple(float(ref.scores[i]) for i in d.unmatched_a),
                           tuple(float(cand.scores[i]) for i in d.unmatched_b),
                           () if cfg is None else score_cuts(cfg.score_threshold, cfg.post_max_size,
-                                                            np.asarray(ref.scores), np.asarray(cand.scores)))
+                                                            np.asarray(ref.scores), np.asarray(cand.scores)),
+                          d.yaw_turns)

@@ -89,6 +89,7 @@ class DetectionDelta:
     lost_scores: tuple[float, ...] = ()  # the reference's scores of the boxes lost
     added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
     score_cuts: tuple[float, ...] = ()  # where boxes are cut by score (compare/noise.score_cuts)
+    yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with the reference's conditioning of each
 
 
 @dataclass(frozen=True)
@@ -138,5 +139,8 @@ def _probe_stat(d: dict) -> ProbeStat:
 
 
 def _delta(d: dict) -> DetectionDelta:
-    return DetectionDelta(**{k: tuple(v) if k in ("lost_scores", "added_scores", "score_cuts") else v
+    from cp_debug.compare.noise import YawTurn
+
+    return DetectionDelta(**{k: tuple(v) if k in ("lost_scores", "added_scores", "score_cuts")
+                             else tuple(YawTurn.from_json(t) for t in v) if k == "yaw_turns" else v
                              for k, v in d.items()})

@@ -42,7 +42,7 @@ def model_verdict_line(outcome: SweepOutcome) -> str:
     if local:
         top = max(local, key=local.get)
         parts.append(f"{sum(local.values())} by a layer-local fault (first at `{top}` on {local[top]})")
-    parts += _tensor_parts(outcome) + [_box_part(outcome)]
+    parts += _tensor_parts(outcome) + [_box_part(outcome)] + _sensitive_part(outcome)
     rc = root_cause_counts(outcome.ranked)
     if rc["text"]:
         parts.append(rc["text"])
@@ -84,6 +84,24 @@ def _box_part(outcome: SweepOutcome) -> str:
     shown = ", ".join(boxes[:5]) + (" …" if len(boxes) > 5 else "")
     return (f"boxes change on {len(boxes)} frame(s) ({shown}): {lost} lost, {added} added, {near} of them at the "
             "score threshold")
+
+
+def _sensitive_part(outcome: SweepOutcome) -> list[str]:
+    """The boxes whose turn only their yaw's conditioning in the reference explains (compare/noise.YawTurn), named."""
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.sweep.judge import judge_delta
+
+    if outcome.opts is None:
+        return []
+    cfg = get_preset(outcome.opts.settings.preset)
+    named = [f"{r.token}: {t.label} at ({t.x:.1f}, {t.y:.1f}) m turned {t.change:.2g} rad, |(sin, cos)| "
+             f"{t.rot_norm:.2g} where the rot map's RMS is {t.rot_rms:.3g}"
+             for r in outcome.results for c in r.candidates
+             for t in judge_delta(c.precision or "fp32", c.detections, cfg).sensitive]
+    if not named:
+        return []
+    return [f"a yaw ill-conditioned in the reference explains {len(named)} box turn(s) ({'; '.join(named[:3])}"
+            + (" …" if len(named) > 3 else "") + ")"]
 
 
 def _at_threshold(c, cfg) -> int:

@@ -175,3 +175,26 @@ def test_fp32_against_fp32_allows_another_summation_order_but_not_a_fault():
     assert rel < noise.budget("fp32") / 4
     assert 203 * noise.unit_roundoff("fp32") < noise.budget("fp32")
     assert 1e-3 > 10 * noise.budget("fp32")
+
+
+def test_a_turn_is_weighed_by_how_well_the_reference_defines_the_yaw():
+    """The trained demo's scene_1000005 (issue 46): a pedestrian's |(sin, cos)| is 0.0023 where the rot map's RMS is
+    1.81, so FP16's rot noise (0.031 × 1.81) turns it any way; a car's 0.84 keeps the fixed 8 × budget = 0.25 rad."""
+    b = noise.GROWTH * noise.unit_roundoff("fp16")
+    ill = noise.YawTurn(0.30, 0.0023, 1.81, "pedestrian", 18.0, 40.0)
+    well = noise.YawTurn(0.30, 0.84, 1.81, "car", -6.0, -30.4)
+    assert well.explained(b) == pytest.approx(noise.YAW_FACTOR * b) and ill.explained(b) > math.pi
+    kw = dict(lost_scores=[], added_scores=[], cuts=(0.1,), max_centre_shift=1e-3, max_score_change=1e-3,
+              max_yaw_change=0.30, cell_m=0.64)
+    named = noise.judge_boxes("fp16", yaw_turns=(ill,), **kw)
+    assert named.outcome is Outcome.WITHIN_PRECISION and named.sensitive == (ill,)
+    assert "pedestrian at (18.0, 40.0) m turned 0.3 rad" in named.reason and "0.0023" in named.reason
+    assert named.to_json()["sensitive_boxes"][0]["rot_norm"] == 0.0023
+    turned = noise.judge_boxes("fp16", yaw_turns=(well,), **kw)
+    assert turned.outcome is Outcome.DEGRADED and "car at (-6.0, -30.4) m" in turned.reason
+    assert noise.judge_boxes("fp16", **kw).outcome is Outcome.DEGRADED  # conditioning unknown: the fixed limit
+    # the turns a judgement needs: the largest and the least explained, whatever the precision
+    picked = noise.yaw_turns_of([0.30, 0.05, 0.01], [0.0023, 0.84, 0.9], 1.81, ["p", "c", "b"],
+                                [(0, 0), (1, 1), (2, 2)])
+    assert [t.label for t in picked] == ["p", "c"]
+    assert noise.YawTurn.from_json(ill.to_json()) == ill

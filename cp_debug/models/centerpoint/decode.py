@@ -28,13 +28,17 @@ HEAT_ACTIVATIONS = {"none": 0, "sigmoid": 1, "sigmoid_twice": 2}  # how many sig
 class Detections:
     """boxes (N, 9) float32 [x, y, z_bottom, l, w, h, yaw, vx, vy]; scores (N,) float32; labels (N,) int64,
     sorted by descending score; cells (N,) int64: the head-map cell row * W + col each box was decoded from (its
-    heatmap peak), None where the boxes were not decoded here."""
+    heatmap peak), None where the boxes were not decoded here. How well the maps define each yaw (atan2 of the rot
+    head, `compare/noise.py`'s `YawTurn`): rot_norm (N,) float32, |(sin, cos)| at each box's peak, and rot_rms, the
+    rot map's RMS; None where not decoded here."""
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...] = ()
     cells: np.ndarray | None = None
+    rot_norm: np.ndarray | None = None
+    rot_rms: float | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -165,11 +169,13 @@ def decode(
     pcr_post = torch.tensor(cfg.post_center_range, dtype=torch.float32, device=device)
     mask = (boxes[:, :3] >= pcr_post[:3]).all(1) & (boxes[:, :3] <= pcr_post[3:]).all(1)
     mask &= scores > thr
-    boxes, scores, labels, cells = (x[mask].cpu().numpy() for x in (boxes, scores, labels, inds[0]))
+    boxes, scores, labels, cells, rot_norm = (x[mask].cpu().numpy()
+                                              for x in (boxes, scores, labels, inds[0], torch.hypot(r[:, 0], r[:, 1])))
     labels, cells = labels.astype(np.int64), cells.astype(np.int64)
+    rot_rms = float(rot.square().mean().sqrt())
 
     keep = circle_nms(boxes[:, :2], scores, cfg.nms_dist_sq, cfg.post_max_size)
-    boxes, scores, labels, cells = boxes[keep], scores[keep], labels[keep], cells[keep]
+    boxes, scores, labels, cells, rot_norm = boxes[keep], scores[keep], labels[keep], cells[keep], rot_norm[keep]
     boxes = boxes.copy()
     boxes[:, 2] = boxes[:, 2] - boxes[:, 5] * 0.5
     return Detections(
@@ -178,4 +184,6 @@ def decode(
         labels=np.ascontiguousarray(labels, dtype=np.int64),
         class_names=tuple(cfg.class_names),
         cells=np.ascontiguousarray(cells, dtype=np.int64),
+        rot_norm=np.ascontiguousarray(rot_norm, dtype=np.float32),
+        rot_rms=rot_rms,
     )

@@ -2,7 +2,9 @@
 
 Boxes of `a` (the reference) are taken in descending score; each takes the nearest unmatched box of `b` with
 the same label within `max_dist` metres. The result counts matches and reports score, centre, size, yaw and
-velocity differences over the matched pairs.
+velocity differences over the matched pairs, and the turns a judgement needs with how well the reference defines
+each yaw (`compare.noise.YawTurn`: |(sin, cos)| at the box's peak against the rot map's RMS, where `a` was decoded
+from head maps here).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cp_debug.compare.noise import YawTurn, yaw_turns_of
 from cp_debug.models.centerpoint.decode import Detections
 
 
@@ -26,6 +29,7 @@ class MatchedPair:
     size_diff: float  # max |l, w, h| difference, metres
     yaw_diff: float  # |angle difference| wrapped to [0, pi]
     vel_diff: float  # |(vx, vy) difference|, m/s
+    ref_rot_norm: float = math.nan  # |(sin, cos)| of the reference's rot head at its peak (NaN: not known)
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -64,6 +68,7 @@ class DetectionDiff:
     max_yaw_diff: float
     mean_yaw_diff: float
     max_vel_diff: float
+    yaw_turns: tuple[YawTurn, ...] = ()  # the largest turn and the one least explained by its yaw's conditioning
 
     @property
     def num_matched(self) -> int:
@@ -98,8 +103,11 @@ def _wrap(angle: float) -> float:
     return abs((angle + math.pi) % (2 * math.pi) - math.pi)
 
 
-def compare_detections(a: Detections, b: Detections, max_dist: float = 2.0) -> DetectionDiff:
-    """Match `b`'s boxes to the reference `a`'s and measure the differences."""
+def compare_detections(a: Detections, b: Detections, max_dist: float = 2.0,
+                       class_names: tuple[str, ...] = ()) -> DetectionDiff:
+    """Match `b`'s boxes to the reference `a`'s and measure the differences (`class_names`: the labels' names in
+    `yaw_turns`, where `a` has none)."""
+    rot_norm = getattr(a, "rot_norm", None)
     matched: list[MatchedPair] = []
     used_b = np.zeros(len(b), dtype=bool)
     matched_a = np.zeros(len(a), dtype=bool)
@@ -126,6 +134,7 @@ def compare_detections(a: Detections, b: Detections, max_dist: float = 2.0) -> D
                 size_diff=float(np.abs(bb[3:6] - ba[3:6]).max()),
                 yaw_diff=_wrap(float(bb[6] - ba[6])),
                 vel_diff=float(np.hypot(bb[7] - ba[7], bb[8] - ba[8])),
+                ref_rot_norm=float(rot_norm[ia]) if rot_norm is not None else math.nan,
             )
         )
     score = _stats([m.score_diff for m in matched])
@@ -149,4 +158,13 @@ def compare_detections(a: Detections, b: Detections, max_dist: float = 2.0) -> D
         max_yaw_diff=yaw[0],
         mean_yaw_diff=yaw[1],
         max_vel_diff=_stats([m.vel_diff for m in matched])[0],
+        yaw_turns=_turns(a, matched, class_names or tuple(getattr(a, "class_names", ()) or ())),
     )
+
+
+def _turns(a, matched: list[MatchedPair], names: tuple[str, ...]) -> tuple[YawTurn, ...]:
+    rot_rms = getattr(a, "rot_rms", None)
+    return yaw_turns_of([m.yaw_diff for m in matched], [m.ref_rot_norm for m in matched],
+                        math.nan if rot_rms is None else float(rot_rms),
+                        [names[m.label] if m.label < len(names) else str(m.label) for m in matched],
+                        [(float(a.boxes[m.index_a, 0]), float(a.boxes[m.index_a, 1])) for m in matched])

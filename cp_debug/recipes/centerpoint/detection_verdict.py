@@ -4,6 +4,8 @@ The reference's and the candidate's head maps (the last stage's outputs) are dec
 them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and matched box to box
 (`compare_detections.py`). "Changed" means a box lost or added, or a matched box moved, rescored or turned by
 1e-3 or more: `compare_detections.unchanged`, the same test as `cpdebug eval`'s "no box changed" diagnosis.
+Judged (`BoxVerdict.judge`, and `judge_boxes_of` for sweep and eval) by `compare.noise.judge_boxes`: one judgement
+of the boxes, each turn weighed by how well the reference defines that yaw.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ class BoxVerdict:
     score_cuts: tuple[float, ...] = (0.1,)  # where boxes are cut by score (compare/noise.score_cuts)
     cell_m: float = 0.0  # the output grid's cell (m): how far a centre may move by the precision's rounding
     extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
+    yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with their yaw's conditioning
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["lost_scores"], d["added_scores"] = list(self.lost_scores), list(self.added_scores)
         d["score_cuts"] = list(self.score_cuts)
+        d["yaw_turns"] = [t.to_json() for t in self.yaw_turns]
         return d
 
     def judge(self, precision: str):
@@ -48,7 +52,7 @@ class BoxVerdict:
         return judge_boxes(precision, lost_scores=self.lost_scores, added_scores=self.added_scores,
                            cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
                            max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
-                           cell_m=self.cell_m, extent_m=self.extent_m)
+                           cell_m=self.cell_m, extent_m=self.extent_m, yaw_turns=self.yaw_turns)
 
 
 def box_grid(cfg) -> tuple[float, float]:
@@ -92,6 +96,6 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
                           tuple(float(b.scores[i]) for i in d.unmatched_b),
                           score_cuts(cfg.score_threshold, cfg.post_max_size, np.asarray(a.scores),
                                      np.asarray(b.scores)),
-                          *box_grid(cfg))
+                          *box_grid(cfg), d.yaw_turns)
 
     return verdict
