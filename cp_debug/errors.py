@@ -11,6 +11,8 @@ class ExitCode(enum.IntEnum):
     A CI reads them as: 0 pass; 1 and 4 the numbers part (a local fault / beyond what the precision explains);
     5 an artifact was written but did not verify; 2 the input is unusable; 3 a backend is missing or failed;
     70 a bug of cp_debug (an uncaught exception: report it); 130 interrupted; 141 the output's reader went away.
+    A verdict's word (`compare.noise.Outcome`, the same in the JSON, the tables and the JUnit files) gives its
+    code: within_precision 0, degraded 4, diverged 1 (a sweep frame that failed: 1).
     """
 
     OK = 0  # within precision (or within tolerance, --tolerance-mode fixed); every check or gate passed

@@ -71,7 +71,8 @@ def sweep(
              "/sensing/lidar/concatenated/pointcloud).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
     level: Annotated[str, typer.Option(help="Probe level: stage, block, layer, all.")] = "block",
-    bisect_top: Annotated[int, typer.Option("--bisect-top", min=0, help="Bisect the K worst diverged frames.")] = 3,
+    bisect_top: Annotated[int, typer.Option("--bisect-top", min=0,
+                                            help="Bisect the K worst degraded or diverged frames.")] = 3,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep already in --out.")] = False,
     ray: Annotated[Optional[str], typer.Option(
@@ -108,7 +109,8 @@ def sweep(
     Exit codes: 0 every frame within precision (fixed mode: no frame diverges), 4 degraded (beyond the precision's
     noise, or boxes change beyond it, on some frame, no local fault), 1 a frame diverges (a layer-local fault, NaN/Inf;
     fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
-    With --budget the budget decides: 1 a limit broken, 0 all hold.
+    With --budget the budget decides: 1 a limit broken, 0 all hold. Each frame's status (sweep.json, frames.parquet,
+    the table, the JUnit file) is its outcome in the same words: within_precision, degraded, diverged, or failed.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

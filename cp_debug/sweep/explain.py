@@ -1,4 +1,5 @@
-"""The worst frames explained: the full bisect (root cause, hints) of the K worst diverged frames, each report
+"""The worst frames explained: the full bisect (root cause, hints) of the K worst frames beyond the precision
+(degraded or diverged), each report
 written to `DIR/bisect/<token>.json`, and the root causes counted over them. A frame whose bisect fails is a
 `FrameFailure` (its one-line reason); the sweep goes on."""
 
@@ -66,15 +67,15 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str, truth: "GroundT
 
 def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
                  ) -> tuple[dict[str, BisectReport | FrameFailure], list[RankedFrame]]:
-    """Bisect the `opts.bisect_top` worst diverged frames (their worst candidate); reports (or failures) by token,
-    and the ranked frames with `root_cause` filled in. A deployed folder (`SPEC@DIR`) is bisected on its own
-    files."""
+    """Bisect the `opts.bisect_top` worst frames beyond the precision, degraded or diverged (their worst candidate);
+    reports (or failures) by token, and the ranked frames with `root_cause` filled in. A deployed folder
+    (`SPEC@DIR`) is bisected on its own files."""
     from cp_debug.files import write_json
     from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(opts.settings.preset)
     by_token = {f.token: f for f in frames}
-    todo = [r for r in ranked if r.status == "diverged" and r.candidate]
+    todo = [r for r in ranked if r.flagged and r.candidate]
     reports: dict[str, BisectReport | FrameFailure] = {}
     out = list(ranked)
     for r in todo[: opts.bisect_top]:

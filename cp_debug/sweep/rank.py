@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.compare.noise import Outcome, worst as worst_outcome
-from cp_debug.sweep.records import CandidateFrame, FrameResult
+from cp_debug.sweep.records import FLAGGED, CandidateFrame, FrameResult
 
 LOCAL_FACTOR = 10.0
 ERROR_FLOOR = 1e-5  # relative RMSE: about 100 float32 ulps; below it an error is rounding whatever the median
@@ -72,7 +72,7 @@ class RankedFrame:
     token: str
     index: int
     rank: int
-    status: str  # ok | diverged | failed
+    status: str  # within_precision | degraded | diverged (`outcome`'s value, the local class counted) | failed
     reason: str | None
     num_points: int
     klass: str | None
@@ -82,6 +82,11 @@ class RankedFrame:
     root_cause: str | None = None  # filled for bisected frames
     hint: str | None = None  # the bisect's hint at the root cause
     outcome: Outcome | None = None  # the worst of its candidates' (None: failed)
+
+    @property
+    def flagged(self) -> bool:
+        """Beyond the precision (degraded or diverged): the frames classed and bisected."""
+        return self.status in FLAGGED
 
     @property
     def worst(self) -> CandidateVerdict | None:
@@ -161,9 +166,9 @@ def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR, mode: 
     ranked = []
     for rank, (_, r, vs, worst) in enumerate(scored, start=1):
         klass = None
-        if r.status == "diverged":
+        if r.flagged:
             klass = "local" if any(v.klass == "local" for v in vs) else "uniform"
         outcome = None if r.status == "failed" else worst_outcome(v.outcome for v in vs)
-        ranked.append(RankedFrame(r.token, r.index, rank, r.status, r.reason, r.num_points, klass,
-                                  worst.candidate if worst else None, vs, outcome=outcome))
+        ranked.append(RankedFrame(r.token, r.index, rank, outcome.value if outcome is not None else "failed", r.reason,
+                                  r.num_points, klass, worst.candidate if worst else None, vs, outcome=outcome))
     return ranked, spread

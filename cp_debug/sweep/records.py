@@ -10,6 +10,13 @@ from dataclasses import asdict, dataclass, field
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
 
 
+# a frame's status: its outcome (compare/noise.Outcome's words, the same in sweep.json, frames.parquet, the table, the
+# JUnit file and the exit code) or "failed"; `FLAGGED`: the outcomes beyond the precision (the frames ranked, classed
+# and bisected). Shards written before issue 46 say "ok" (within precision) or "diverged" (any flagged frame).
+FRAME_STATUSES = ("within_precision", "degraded", "diverged", "failed")
+FLAGGED = ("degraded", "diverged")
+
+
 def bucket_of(x: float, y: float) -> str:
     d = math.hypot(x, y)
     return next(name for lo, hi, name in DISTANCE_BUCKETS if lo <= d < hi)
@@ -110,12 +117,17 @@ class FrameResult:
 
     index: int
     token: str
-    status: str  # ok | diverged | failed
+    status: str  # FRAME_STATUSES: within_precision | degraded | diverged (the worst candidate's outcome) | failed
     reason: str | None = None
     num_points: int = 0
     candidates: tuple[CandidateFrame, ...] = ()
     boxes: dict = field(default_factory=dict)
     gt: dict | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """Beyond the precision on this frame (degraded or diverged)."""
+        return self.status in FLAGGED
 
     def to_json(self) -> dict:
         """The fields as a dict; `boxes` and `gt` (plain lists already, the bulk of a frame) as they are, not copied."""
@@ -128,8 +140,27 @@ class FrameResult:
         cands = tuple(CandidateFrame(c["candidate"], tuple(_probe_stat(p) for p in c["probes"]),
                                      _delta(c["detections"]), c["diverged"], c.get("outcome"), c.get("reason"),
                                      c.get("precision")) for c in d["candidates"])
-        return cls(d["index"], d["token"], d["status"], d.get("reason"), d.get("num_points", 0), cands,
+        return cls(d["index"], d["token"], _status(d["status"], cands), d.get("reason"), d.get("num_points", 0), cands,
                    d.get("boxes", {}), d.get("gt"))
+
+
+def _status(status: str, cands: tuple[CandidateFrame, ...]) -> str:
+    """A shard's frame status in `FRAME_STATUSES`: a shard written before issue 46 said "ok" (within precision) or
+    "diverged" for any frame beyond it (its candidates' outcomes say which)."""
+    if status in FRAME_STATUSES:
+        return status
+    if status == "ok":
+        return "within_precision"
+    return frame_status(cands) if any(c.outcome for c in cands) else "diverged"
+
+
+def frame_status(cands) -> str:
+    """The status of a frame that ran: the worst outcome of its candidates (`CandidateFrame.outcome`; a flagged one
+    without an outcome, as the oldest shards hold, is diverged)."""
+    from cp_debug.compare.noise import Outcome, worst
+
+    return worst(Outcome(c.outcome) if c.outcome else Outcome.DIVERGED if c.diverged else Outcome.WITHIN_PRECISION
+                 for c in cands).value
 
 
 def _probe_stat(d: dict) -> ProbeStat:

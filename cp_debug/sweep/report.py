@@ -5,14 +5,15 @@ line is `verdict.py`'s, the terminal's ranked table and the JUnit suite `summary
 sweep.json:
 ```
 { "schema": "cp_debug.sweep/1", "reference": "torch", "candidates": [...],
-  "summary": {"frames", "ok", "diverged", "failed", "local", "uniform",
+  "summary": {"frames", "ok", "degraded", "diverged", "failed", "local", "uniform",
               "outcomes": {"within_precision", "degraded", "diverged"}, "box_change_frames": [token, ...]},
   "verdict": "<one line>", "outcome": "within_precision|degraded|diverged", "tolerance_mode": "model|fixed",
-  "frames": [ {"token", "rank", "status": "ok|diverged|failed", "class": "local|uniform|null", "reason",
-               "outcome": "within_precision|degraded|diverged|null (failed)", "outcome_reason",
+  "frames": [ {"token", "rank", "status": "within_precision|degraded|diverged|failed", "class": "local|uniform|null",
+               "reason", "outcome": "within_precision|degraded|diverged|null (failed)", "outcome_reason",
                "num_points", "candidate", "worst_probe", "worst_ratio", "local_probe", "first_divergent",
                "detections": {"<cand>": {matched, lost, added, max_centre_shift, max_score_change,
-                                         max_yaw_change, changed, by_class, by_range}},
+                                         max_yaw_change, changed, by_class, by_range, lost_scores, added_scores,
+                                         score_cuts, yaw_turns: [{change, rot_norm, rot_rms, label, x, y}]}},
                "candidates": {"<cand>": {class, worst_probe, worst_ratio, local_probe, first_divergent, outcome,
                                          reason, precision, worst_noise_ratio}},
                "root_cause": "<probe>" (bisected frames only), "hint"} ],
@@ -23,6 +24,11 @@ sweep.json:
               delta, ci, num_gt}}}}, "chain": [{from, to, delta_map, ci, ...}], "bootstrap", "confidence"},
   "settings": {...}, "environment": {...}, "model": {...}, "local_factor": 10.0 }
 ```
+One vocabulary (issue 46): a frame's `status` is its outcome (compare/noise.Outcome: within_precision, degraded,
+diverged; the layer-local class counted) or failed, the word frames.parquet's `status`, the terminal's table and
+the JUnit file (`cpdebug.<status>`) give it, and what the exit code follows (0, 4, 1; failed 1). Before, `status`
+was ok|diverged|failed with "diverged" for any frame beyond the precision, a degraded one too; summary's `diverged`
+counted those, and now counts diverged frames only (`degraded` beside it; `ok` the frames within precision).
 """
 
 from __future__ import annotations
@@ -78,7 +84,8 @@ def sweep_doc(outcome: SweepOutcome, opts: SweepOptions) -> dict:
         probes.setdefault(s.candidate, []).append({"probe": s.probe, "order": s.order, "median": s.median, "p95": s.p95,
                                                    "max": s.max, "frames": s.frames, "worst_frames": list(s.worst),
                                                    **budget})
-    count = {k: sum(1 for r in outcome.ranked if r.status == k) for k in ("ok", "diverged", "failed")}
+    count = {k: sum(1 for r in outcome.ranked if r.status == k) for k in ("degraded", "diverged", "failed")}
+    count = {"ok": sum(1 for r in outcome.ranked if r.status == "within_precision"), **count}
     return {
         "schema": SCHEMA, "reference": lanes[0], "candidates": lanes[1:],
         "summary": {"frames": len(outcome.results), **count,
@@ -124,7 +131,7 @@ def frame_rows(outcome: SweepOutcome):
     rows = []
     for res in outcome.results:
         rf = rank[res.index]
-        base = {"token": res.token, "index": res.index, "rank": rf.rank, "status": res.status, "class": rf.klass,
+        base = {"token": res.token, "index": res.index, "rank": rf.rank, "status": rf.status, "class": rf.klass,
                 "reason": res.reason, "num_points": res.num_points}
         if not res.candidates:
             rows.append({**base, "candidate": None, "probe": None})

@@ -111,8 +111,9 @@ def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: 
         parts.append(_table([[s["from"], s["to"], s["delta_map"], s["ci"]] for s in m["chain"]],
                             ["from", "to", "Δ mAP (ours)", f"{int(m['confidence'] * 100)}% CI"]))
     parts.append("<h2>Worst frames (BEV)</h2>")
-    worst = [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.status == "diverged"]
-    parts += worst or ["<p class='note'>No frame diverged: nothing to draw (the pictures are of diverged frames).</p>"]
+    worst = [_bev(outcome, rf, lanes) for rf in outcome.ranked[:3] if rf.flagged]
+    parts += worst or ["<p class='note'>Every frame within precision: nothing to draw (the pictures are of degraded "
+                       "and diverged frames).</p>"]
     if pictures:
         from cp_debug.report.bev_plot import pictures_html
 

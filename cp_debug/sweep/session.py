@@ -66,7 +66,7 @@ class SweepOutcome:
 
     @property
     def any_diverged(self) -> bool:
-        return any(r.status != "ok" for r in self.results)
+        return any(r.status != "within_precision" for r in self.results)
 
     @property
     def outcome(self):
@@ -147,7 +147,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
 
                 def on_frame(r: FrameResult) -> None:
                     counts[r.status] += 1
-                    advance(1, diverged=counts["diverged"], failed=counts["failed"])
+                    advance(1, degraded=counts["degraded"], diverged=counts["diverged"], failed=counts["failed"])
 
                 executor.run(tasks, store, on_frame)
         describe = executor.describe()

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 
 def junit_suite(doc: dict, extra=()):
-    """sweep.json's frames as one JUnit suite (`report.junit`): a case per frame, failed unless every candidate is
-    within precision on it (fixed mode: unless it diverges), its figures in the message; `extra`: the budget's cases.
-    With a budget (sweep.json's `budget`), which decides the exit code, a frame fails only when it diverges or fails:
-    a degraded frame is the budget's to judge."""
+    """sweep.json's frames as one JUnit suite (`report.junit`): a case per frame, failed unless it is within
+    precision (fixed mode: unless it diverges), its status the failure's type (`cpdebug.degraded`), its figures in
+    the message; `extra`: the budget's cases. With a budget (sweep.json's `budget`), which decides the exit code, a
+    frame fails only when it diverges or fails: a degraded frame is the budget's to judge."""
     from cp_debug.report.junit import TestCase, TestSuite
 
-    fixed = doc.get("tolerance_mode") == "fixed"
     passing = ("ok", "within_precision") + (("degraded",) if doc.get("budget") is not None else ())
     cases = []
     for f in doc["frames"]:
-        state = f["status"] if fixed or f["status"] == "failed" else (f.get("outcome") or f["status"])
+        state = f["status"]
         bad = state not in passing
         figures: dict = {"rank": f["rank"], "status": f["status"], "outcome": f.get("outcome"), "class": f["class"],
                          "worst_probe": f["worst_probe"], "worst_ratio_to_median": f["worst_ratio"],
@@ -55,9 +54,7 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
         t.add_column(h)
     for f in doc["frames"][:top]:
         d = (f["detections"] or {}).get(f["candidate"]) or {}
-        shown = (f.get("outcome") or f["status"]).replace("_", " ") if doc.get("tolerance_mode") != "fixed" \
-            else f["status"]
-        t.add_row(str(f["rank"]), f["token"], shown, f["class"] or "", f["candidate"] or "",
+        t.add_row(str(f["rank"]), f["token"], f["status"].replace("_", " "), f["class"] or "", f["candidate"] or "",
                   f"{d.get('lost', '')}/{d.get('added', '')}" if d else "", f["worst_probe"] or "",
                   cell(f["worst_ratio"]), f["local_probe"] or "", f.get("root_cause") or (f["reason"] or ""))
     console.print(t)

@@ -117,7 +117,7 @@ def verdict_line(outcome: SweepOutcome) -> str:
     if opts is not None and opts.settings.tolerance_mode == "model":
         return model_verdict_line(outcome)
     n = len(outcome.results)
-    div = [r for r in outcome.ranked if r.status == "diverged"]
+    div = [r for r in outcome.ranked if r.flagged]  # fixed mode: a flagged frame is diverged
     failed = sum(1 for r in outcome.ranked if r.status == "failed")
     local = [r for r in div if r.klass == "local"]
     parts = [f"{len(div)} of {n} frames diverge"]

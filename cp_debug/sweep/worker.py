@@ -28,7 +28,7 @@ from cp_debug.parallel import on_stream
 from cp_debug.sweep.failures import or_failed
 from cp_debug.sweep.judge import box_lists, compare_values, detection_delta, judge_frame, probe_stat, tolerance_of
 from cp_debug.sweep.lanes import Lane, build_subject, calibration_feeds, make_lane, probe_order, run_lane
-from cp_debug.sweep.records import FrameResult, ProbeStat, SweepSettings
+from cp_debug.sweep.records import FrameResult, ProbeStat, SweepSettings, frame_status
 
 # Frames read ahead of the one running, on threads: a file read releases the GIL; a held-out synthetic scene
 # (data/scenes.py) holds it for about a third of its making (the layout's Python loop and its per-primitive calls;
@@ -307,7 +307,7 @@ class SweepWorker:
             import torch                    # is done reading them
 
             torch.cuda.current_stream().synchronize()
-        status = "diverged" if any(c.diverged for c in out) else "ok"
+        status = frame_status(out)
         gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
                                         "num_points": None if gt.num_points is None
                                         else gt.num_points.astype(int).tolist()}

@@ -49,3 +49,29 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     assert resumed.returncode == 1, resumed.stderr
     assert [f["token"] for f in json.loads((out / "sweep.json").read_text())["frames"]] == \
         [f["token"] for f in doc["frames"]]
+
+
+def test_a_degraded_frame_is_degraded_in_every_file_and_exits_4(tmp_path):
+    """One vocabulary (issue 46): the tiny preset's INT8 lies beyond its noise evenly (no layer stands out), so its
+    frame is degraded — and says so in sweep.json, frames.parquet, the terminal's table and the JUnit file, and exits
+    4. Before, sweep.json and frames.parquet said "diverged" for it."""
+    import xml.etree.ElementTree as ET
+
+    import pandas as pd
+
+    out, junit = tmp_path / "out", tmp_path / "sweep.xml"
+    run = cpdebug("sweep", "--out", out, "--n", "1", "--backends", "torch,ort-cpu-int8", "--preset", "tiny", "--level",
+                  "stage", "--calib-scenes", "1", "--bootstrap", "10", "--bisect-top", "0", "--junit", junit)
+    assert run.returncode == 4, run.stderr[-2000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    frame = doc["frames"][0]
+    assert (frame["status"], frame["outcome"], doc["outcome"]) == ("degraded",) * 3
+    assert {k: doc["summary"][k] for k in ("ok", "degraded", "diverged", "failed")} == \
+        {"ok": 0, "degraded": 1, "diverged": 0, "failed": 0}
+    assert set(pd.read_parquet(out / "frames.parquet")["status"]) == {"degraded"}
+    row = next(line for line in run.stdout.splitlines() if frame["token"] in line)
+    assert "degraded" in row and "diverged" not in row
+    assert doc["verdict"].startswith("degraded: ")
+    case = next(c for c in ET.parse(junit).iter("testcase") if c.get("name") == frame["token"])
+    assert case.find("failure").get("type") == "cpdebug.degraded"
+    assert case.find("failure").get("message").startswith(f"{frame['token']}: degraded")
