@@ -268,8 +268,10 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
     except (OSError, ValueError) as err:
         raise BadInputError(f"cannot read the sweep {path}: {err} (give the folder of `cpdebug sweep --out DIR`)") \
             from None
-    if not isinstance(doc, dict) or doc.get("schema") != "cp_debug.sweep/1":
-        raise BadInputError(f"{path} is not a sweep.json (schema cp_debug.sweep/1)")
+    from cp_debug.sweep.report import READS
+
+    if not isinstance(doc, dict) or doc.get("schema") not in READS:
+        raise BadInputError(f"{path} is not a sweep.json (schema {' or '.join(READS)})")
     usable = [c for c in doc.get("candidates") or [] if _fixable(c)]
     if not usable:
         raise BadInputError(f"{path} has no ONNX Runtime FP16/INT8 candidate ({', '.join(doc.get('candidates') or [])})"

@@ -1,10 +1,10 @@
-"""The files of a sweep: `sweep.json` (schema `cp_debug.sweep/1`, a contract: extend it, never rename),
+"""The files of a sweep: `sweep.json` (schema `cp_debug.sweep/2`, a contract: extend it, never rename),
 `frames.parquet` (a row per frame x candidate x probe) and `report.html` (drawn by `report_html.py`); the verdict
 line is `verdict.py`'s, the terminal's ranked table and the JUnit suite `summary.py`'s.
 
 sweep.json:
 ```
-{ "schema": "cp_debug.sweep/1", "reference": "torch", "candidates": [...],
+{ "schema": "cp_debug.sweep/2", "reference": "torch", "candidates": [...],
   "summary": {"frames", "ok", "degraded", "diverged", "failed", "local", "uniform",
               "outcomes": {"within_precision", "degraded", "diverged"}, "box_change_frames": [token, ...]},
   "verdict": "<one line>", "outcome": "within_precision|degraded|diverged", "tolerance_mode": "model|fixed",
@@ -24,11 +24,13 @@ sweep.json:
               delta, ci, num_gt}}}}, "chain": [{from, to, delta_map, ci, ...}], "bootstrap", "confidence"},
   "settings": {...}, "environment": {...}, "model": {...}, "local_factor": 10.0 }
 ```
-One vocabulary (issue 46): a frame's `status` is its outcome (compare/noise.Outcome: within_precision, degraded,
-diverged; the layer-local class counted) or failed, the word frames.parquet's `status`, the terminal's table and
-the JUnit file (`cpdebug.<status>`) give it, and what the exit code follows (0, 4, 1; failed 1). Before, `status`
-was ok|diverged|failed with "diverged" for any frame beyond the precision, a degraded one too; summary's `diverged`
-counted those, and now counts diverged frames only (`degraded` beside it; `ok` the frames within precision).
+Version 2 (issue 46, one vocabulary): a frame's `status` is its outcome (compare/noise.Outcome: within_precision,
+degraded, diverged; the layer-local class counted) or failed, the word frames.parquet's `status`, the terminal's
+table and the JUnit file (`cpdebug.<status>`) give it, and what the exit code follows (0, 4, 1; failed 1). Before,
+`status` was ok|diverged|failed with "diverged" for any frame beyond the precision, a degraded one too; summary's
+`diverged` counted those, and now counts diverged frames only (`degraded` beside it; `ok` the frames within
+precision). The keys are version 1's; the values of `status` and `summary.diverged` changed, hence the new version
+(`READS`: the versions cp_debug reads back, for `fix --from-sweep`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from cp_debug.sweep.report_html import render_html
 from cp_debug.sweep.session import SweepOptions, SweepOutcome
 from cp_debug.sweep.verdict import box_frames, verdict_line, worst_noise
 
-SCHEMA = "cp_debug.sweep/1"
+SCHEMA = "cp_debug.sweep/2"
+READS = ("cp_debug.sweep/1", SCHEMA)  # both hold what `fix --from-sweep` reads (a failed frame is "failed" in both)
 
 
 def _frame_doc(r: RankedFrame, result) -> dict:

@@ -66,7 +66,7 @@ def test_files_follow_the_contract(swept):
 
     doc, cand, _, out, *_ = swept
     on_disk = json.loads((out / "sweep.json").read_text())
-    assert on_disk["schema"] == "cp_debug.sweep/1" and on_disk["candidates"] == [cand, "ort-cpu-fp16"]
+    assert on_disk["schema"] == "cp_debug.sweep/2" and on_disk["candidates"] == [cand, "ort-cpu-fp16"]
     assert on_disk["outcome"] == "diverged" and on_disk["tolerance_mode"] == "model"
     assert on_disk["summary"]["outcomes"]["diverged"] == 2 and on_disk["verdict"].startswith("diverged: ")
     assert [f["rank"] for f in on_disk["frames"]] == list(range(1, N + 1))
