@@ -1,4 +1,5 @@
-"""Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`, `trt-fp16`.
+"""Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`, `trt-fp16`,
+`trt-rtx-fp16` (TensorRT for RTX: the framework's name is `trt-rtx`).
 
 `SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
 names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from cp_debug.errors import BadInputError
 
-FRAMEWORKS = ("torch", "ort", "trt")
+FRAMEWORKS = ("torch", "ort", "trt", "trt-rtx")
+TENSORRT = ("trt", "trt-rtx")  # the frameworks that build TensorRT engines (TensorRT 10/11, TensorRT for RTX)
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 
@@ -25,8 +27,10 @@ _SUPPORT = {
     "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8")),  # int8: fake quant of a PTQ model
     "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8")),
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
+    # TensorRT for RTX is strongly typed only (precision from the ONNX), and cp_debug writes no BF16 ONNX
+    "trt-rtx": (("cuda",), ("fp32", "tf32", "fp16", "int8")),
 }
-_DEFAULT_DEVICE = {"torch": "cpu", "ort": "cpu", "trt": "cuda"}
+_DEFAULT_DEVICE = {"torch": "cpu", "ort": "cpu", "trt": "cuda", "trt-rtx": "cuda"}
 
 
 class Capability(str, enum.Enum):
@@ -53,6 +57,7 @@ CAPABILITIES: dict[str, frozenset[Capability]] = {
     "ort": frozenset({Capability.INFER_SOME, Capability.QDQ_MODEL, Capability.PTQ_MODEL, Capability.KEEP_FP32_NODES,
                       Capability.LOCKSTEP, Capability.DEVICE_TENSORS}),
     "trt": frozenset({Capability.KEEP_FP32_NODES}),
+    "trt-rtx": frozenset({Capability.KEEP_FP32_NODES}),
 }
 KIT_CAPABILITIES = frozenset({Capability.TARGET_RESULTS})  # `trt-*@KIT`: a folder written by `cpdebug trt-kit`
 
@@ -69,10 +74,12 @@ class BackendSpec:
     def parse(cls, text: str) -> "BackendSpec":
         head, at, where = text.strip().partition("@")
         parts = [p for p in head.lower().split("-") if p]
+        if parts[:2] == ["trt", "rtx"]:  # the one framework whose name holds a dash
+            parts = ["trt-rtx"] + parts[2:]
         if not parts or parts[0] not in FRAMEWORKS:
             raise BadInputError(
                 f"unknown backend spec {text!r}: it must start with one of {', '.join(FRAMEWORKS)} "
-                "(e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16)"
+                "(e.g. torch, torch-cuda-tf32, ort-cpu-int8, trt-fp16, trt-rtx-fp16)"
             )
         framework, rest = parts[0], parts[1:]
         device = precision = None
@@ -102,6 +109,7 @@ class BackendSpec:
             raise BadInputError(f"bad backend spec {text!r}: @DIR names deployed ONNX files, which torch cannot run; "
                                 "use ort@DIR or trt@DIR")
         onnx_dir = _onnx_dir(text, head, where) if at else None
+        # a kit holds trtexec's / polygraphy's results from the target; trt-rtx builds its own engine of DIR's files
         kit = framework == "trt" and onnx_dir is not None and (onnx_dir / "manifest.json").is_file()
         return cls(framework, device, precision, onnx_dir, kit)
 
@@ -110,6 +118,11 @@ class BackendSpec:
         """Runs the PyTorch module: its probes are keyed by module name (not by ONNX tensor) and it needs the
         module, not an ONNX export."""
         return self.framework == "torch"
+
+    @property
+    def is_tensorrt(self) -> bool:
+        """Builds a TensorRT engine: TensorRT 10/11 (`trt-*`) or TensorRT for RTX (`trt-rtx-*`)."""
+        return self.framework in TENSORRT
 
     @property
     def runs_onnx(self) -> bool:
@@ -125,7 +138,7 @@ class BackendSpec:
         return capability in self.capabilities
 
     def __str__(self) -> str:
-        base = (f"trt-{self.precision}" if self.framework == "trt"
+        base = (f"{self.framework}-{self.precision}" if self.is_tensorrt
                 else f"{self.framework}-{self.device}-{self.precision}")
         return f"{base}@{self.onnx_dir}" if self.onnx_dir is not None else base
 
