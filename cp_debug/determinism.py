@@ -242,6 +242,9 @@ def _ort_reads_nhwc() -> bool:
         return False
 
 
+_RTX_DISTS = ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings", "tensorrt-rtx", "tensorrt_rtx")
+
+
 def environment(load_torch: bool = True) -> dict:
     """Library and device versions for the report. Never fails: what is missing is reported as None.
 
@@ -271,6 +274,8 @@ def environment(load_torch: bool = True) -> dict:
     env["polygraphy"] = _version("polygraphy")
     env["onnx_graphsurgeon"] = _version("onnx_graphsurgeon")
     env["tensorrt"] = _version("tensorrt")
+    # TensorRT for RTX, from its wheels' metadata (importing it loads its 230 MB library)
+    env["tensorrt_rtx"] = next((v for v in map(_dist_version, _RTX_DISTS) if v), None)
     env["modelopt"] = _version("modelopt") if load_torch else _dist_version("nvidia-modelopt")  # imports torch
     return env
 

@@ -52,7 +52,7 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
         from cp_debug.backends.ort_runner import OrtRunner
 
         return OrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _ORT_ONLY})
-    from cp_debug.backends.trt_runner import TrtRunner
+    from cp_debug.backends.trt_runner import TrtRunner  # trt-* and trt-rtx-*
 
     return TrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _TRT_ONLY})
 
@@ -85,12 +85,11 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
         from cp_debug.backends.kit_runner import check_kit
 
         check_kit(spec)
-    else:
+    else:  # trt-* / trt-rtx-*: the library imports and the plan holds; a GPU it cannot run on is told after the build
+        from cp_debug.backends.trt_library import load_library
         from cp_debug.backends.trt_plan import plan_build
-        from cp_debug.backends.trt_runner import import_tensorrt
 
-        _, version = import_tensorrt()
-        plan_build(spec, version, keep_fp32=keep_fp32_nodes)
+        plan_build(spec, load_library(spec.framework).version, keep_fp32=keep_fp32_nodes)
 
 
 def all_specs() -> list[BackendSpec]:
@@ -135,26 +134,68 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         extra = (" (FP16 graphs run mostly in float32 there: see precision_report)"
                  if spec.device == "cpu" and spec.precision == "fp16" else "")
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
+    if spec.framework == "trt-rtx":
+        return _rtx_runs_on(env)
     return f"TensorRT {env.get('tensorrt')}"
+
+
+def runs_here(spec: BackendSpec, env: dict | None = None) -> bool:
+    """Can an available `spec` run its engines here, beyond building them? False only for TensorRT-RTX without a GPU
+    it supports (it builds without one: the run stops after the build, exit 3)."""
+    if spec.framework != "trt-rtx":
+        return True
+    from cp_debug.determinism import environment
+
+    env = environment() if env is None else env
+    cc = env.get("gpu_capability")
+    return bool(env.get("gpu")) and (cc is None or _rtx_supports(cc))
+
+
+def _rtx_runs_on(env: dict) -> str:
+    """TensorRT-RTX: it builds here whatever the machine; whether its engines run depends on the GPU."""
+    from cp_debug.backends.trt_library import RTX_RUNS_ON, load_library
+
+    lib = load_library("trt-rtx")
+    gpu, cc = env.get("gpu"), env.get("gpu_capability")
+    if not gpu:
+        here = "no GPU here: engines are built and checked, not run"
+    elif cc and not _rtx_supports(cc):
+        here = f"{gpu} (compute capability {cc}) is not among them: engines are built and checked, not run"
+    else:
+        here = f"runs on {gpu}" + (f" (compute capability {cc})" if cc else "")
+    return f"{lib.name} {lib.version_text}: builds here; its engines run on {RTX_RUNS_ON}; {here}"
+
+
+def _rtx_supports(cc: str) -> bool:
+    major, _, minor = str(cc).partition(".")
+    return (major, minor) in (("8", "0"), ("8", "6"), ("8", "9")) or major == "12"
 
 
 
 def tensorrt_paths() -> list[tuple[str, bool, str]]:
-    """(path, available, why) for each way a TensorRT result can enter a run: an engine built here from the ONNX,
-    the user's prebuilt engines, and results read back from a kit run on the target (no TensorRT needed)."""
+    """(path, available, why) for each way a TensorRT result can enter a run: an engine built here from the ONNX
+    (TensorRT, TensorRT for RTX), the user's prebuilt engines, and results read back from a kit run on the target
+    (no TensorRT needed)."""
     import importlib.util
 
-    from cp_debug.backends.trt_runner import import_tensorrt
+    from cp_debug.determinism import environment
+
+    from cp_debug.backends.trt_library import load_library
 
     try:
-        trt, _ = import_tensorrt()
+        trt = load_library("trt")
     except BackendUnavailableError as err:
         here, why = False, str(err)
     else:
-        here, why = True, f"TensorRT {trt.__version__} (a visible NVIDIA GPU is needed to run it)"
+        here, why = True, f"TensorRT {trt.version_text} (a visible NVIDIA GPU is needed to run it)"
+    try:
+        rtx, rtx_why = True, _rtx_runs_on(environment())
+    except BackendUnavailableError as err:
+        rtx, rtx_why = False, str(err)
     kit = importlib.util.find_spec("cp_debug.backends.kit_runner") is not None
     return [
         ("trt-* (engine built here from the ONNX: tensorrt + a GPU)", here, why),
+        ("trt-rtx-* (engine built here by TensorRT for RTX, no GPU needed; run on an RTX GPU)", rtx, rtx_why),
         ("trt-*@DIR with DIR/<stage>.engine|.plan (your prebuilt engines: the TensorRT runtime + a GPU)", here, why),
         ("trt-*@KIT (results a kit brought back from the target: no TensorRT needed)", kit,
          "reads trtexec / polygraphy outputs of `cpdebug trt-kit`" if kit

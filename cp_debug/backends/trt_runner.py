@@ -1,28 +1,33 @@
-"""TensorRT runner, thin, over Polygraphy's TensorRT loaders and runner (`polygraphy.backend.trt`).
+"""TensorRT runner for `trt-*` (TensorRT 10/11) and `trt-rtx-*` (TensorRT for RTX): one runner, one builder
+(`trt_build.py`), one engine session (`trt_engine.py`); the library and what differs between the two in
+`trt_library.py`, the decisions in `trt_plan.py`.
 
-NOT RUN AGAINST A REAL TENSORRT HERE: it was written on a machine without TensorRT or a GPU. Its decisions
-(`trt_plan.plan_build`: which API per TensorRT version, debug tensors or marked outputs) are unit-tested, and every
-TensorRT name it and its polygraphy calls use is checked against the TensorRT 10 and 11 bindings' own name lists
-(`tests/backends/test_trt_names.py`); the build and inference must be checked on a GPU machine (tests marked `trt`).
+What ran where: TensorRT-RTX's builder has built cp_debug's graphs for real (on the CPU machine, which needs no GPU
+to build, and on an H100); no TensorRT runtime has ever run one of its engines here (TensorRT 10/11 cannot be
+installed; TensorRT-RTX's runtime refuses the H100, compute capability 9.0). The inference path is tested against a
+fake engine only.
 
 What it does, in order (`trt_plan` says why):
   * The graph is prepared as ONNX Runtime's is (`graph_loader.PrepareGraph`: the precision transform the plan asks
     for, the probes looked up, probes an INT8 graph lost reported missing).
-  * Probes on TensorRT ≥ 10.12: the network is parsed with `mark_unfused_tensors_as_debug_tensors` and the graph
-    is left as deployed; polygraphy's runner collects the debug tensors and `infer` returns them beside the
-    outputs. A probe TensorRT fused away is not in them: it is reported missing ("fused: not observable in this
-    engine"). Below 10.12 the probes are marked as network outputs (`ModifyNetworkOutputs`), a fallback the
-    settings and the precision report state (marking changes TensorRT's fusion).
+  * Probes on TensorRT ≥ 10.12 and TensorRT-RTX: every unfused tensor is marked a debug tensor and the graph is
+    left as deployed; the engine session's listener collects them beside the outputs. A probe TensorRT fused away
+    is not among them: it is reported missing ("fused: not observable in this engine"). Below 10.12 the probes are
+    marked as network outputs, a fallback the settings and the precision report state (marking changes fusion).
   * Optimization profiles cover every dynamic axis: `profile=` (`trt_profile.profile_from_shapes` over the frames
     to be run, widened by the deployment's caps); none given and the graph has dynamic axes: the engine is built
     at the first `infer`, from that feed's shapes widened by `profile_caps=`. A later feed outside the profile is
     one BadInputError line.
-  * `engine_file=`: the user's own `.engine` / `.plan` is deserialized with the TensorRT runtime, nothing is built;
-    its probes are what it exposes (outputs, and debug tensors if it was built with them).
-  * Built engines and timing caches are kept in `cache_dir` (default `trt_plan.default_cache_dir()`), keyed by the
-    prepared ONNX's hash, TensorRT's version, the GPU and the build settings; files written whole.
-A failed engine build or inference is a BackendRuntimeError with TensorRT's own message (exit 3); a feed that does
-not fit the engine's inputs is bad input, checked before TensorRT sees it (`feed.check_feed`).
+  * `engine_file=`: the user's own `.engine` / `.plan` is deserialized, nothing is built; its probes are what it
+    exposes (outputs, and debug tensors if it was built with them).
+  * Built engines (and TensorRT's timing cache, TensorRT-RTX's runtime cache) are kept in `cache_dir` (default
+    `trt_plan.default_cache_dir()`), keyed by the prepared ONNX's hash, the library and its version, the GPU (for
+    TensorRT; TensorRT-RTX's engines are portable) and the build settings; files written whole.
+  * An engine the library builds but will not run here (TensorRT-RTX on an unsupported GPU, no GPU at all) is
+    `EngineRefusedError` (exit 3) with the library's own line, raised after the build; `build()` builds (or finds
+    in the cache) without running, so the caller can check every stage's graph first.
+A failed parse or build is a BackendRuntimeError naming the node and op, or quoting the library (exit 3); a feed that
+does not fit the engine's inputs is bad input, checked before TensorRT sees it (`feed.check_feed`).
 """
 
 from __future__ import annotations
@@ -38,39 +43,28 @@ from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.backends.trt_dumps_layer_info import FUSED
-from cp_debug.backends.trt_plan import (TRT_HINT, BuildPlan, cache_key, config_kwargs, default_cache_dir,
-                                        parse_version, plan_build, plan_prebuilt)
+from cp_debug.backends.trt_plan import BuildPlan, cache_key, default_cache_dir, plan_build, plan_prebuilt
 from cp_debug.backends.trt_profile import Profile, ShapeRange, check_within, profile_from_shapes
 from cp_debug.determinism import Determinism
-from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError, first_line
+from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-
-def import_tensorrt():
-    """The `tensorrt` module and its (major, minor) version, or BackendUnavailableError with what to install."""
-    try:
-        import tensorrt as trt
-    except Exception as err:  # noqa: BLE001 - ImportError, or a broken install (missing libnvinfer)
-        raise BackendUnavailableError(TRT_HINT) from err
-    version = parse_version(trt.__version__)
-    if version[0] < 10:
-        raise BackendUnavailableError(f"TensorRT {trt.__version__} found; {TRT_HINT}")
-    return trt, version
+    from cp_debug.backends.trt_build import BuildFacts
+    from cp_debug.backends.trt_engine import EngineSession
+    from cp_debug.backends.trt_library import TensorRtLibrary
 
 
 class TrtRunner(Runner):
-    """Builds (or loads) a TensorRT engine for an ONNX model (the `trt-*` specs). Same constructor shape as
-    OrtRunner; constructing does nothing.
+    """Builds (or loads) a TensorRT engine for an ONNX model (the `trt-*` and `trt-rtx-*` specs). Same constructor
+    shape as OrtRunner; constructing does nothing.
 
-    workspace: builder memory pool limit in bytes (None: TensorRT's default). profile / profile_caps: the
+    workspace: builder memory pool limit in bytes (None: the library's default). profile / profile_caps: the
     optimization profile, or the caps ({input: {axis: size}}) widening the one built from the first feed.
-    engine_file: a prebuilt engine to run instead of building. cache_dir: where engines and timing caches are kept
+    engine_file: a prebuilt engine to run instead of building. cache_dir: where engines and caches are kept
     (None: the user's cache dir); cache=False builds every time and keeps nothing.
     """
-
-    capabilities = CAPABILITIES["trt"]
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,  # noqa: PLR0913
                  extra_outputs: Iterable[str] = (), calib_feeds: Sequence[dict[str, np.ndarray]] | None = None,
@@ -78,9 +72,10 @@ class TrtRunner(Runner):
                  determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax",
                  profile: Profile | None = None, profile_caps: Mapping[str, Mapping[int, int]] | None = None,
                  engine_file: str | Path | None = None, cache_dir: str | Path | None = None, cache: bool = True):
-        if spec.framework != "trt":
-            raise BadInputError(f"TrtRunner runs trt-* specs, not {spec}")
+        if not spec.is_tensorrt:
+            raise BadInputError(f"TrtRunner runs trt-* and trt-rtx-* specs, not {spec}")
         super().__init__(str(spec))
+        self.capabilities = CAPABILITIES[spec.framework]
         self.spec = spec
         self._model_src = model
         self.extra_outputs = tuple(dict.fromkeys(extra_outputs))
@@ -95,14 +90,17 @@ class TrtRunner(Runner):
         self.engine_file = Path(engine_file) if engine_file is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache = cache
-        self._runner = None
-        self._trt = None
+        self._lib: TensorRtLibrary | None = None
         self._plan: BuildPlan | None = None
-        self._trt_version: str | None = None
         self._graph: PreparedGraph | None = None
+        self._session: EngineSession | None = None
+        self._engine: bytes | None = None
+        self._built: BuildFacts | None = None
         self._layer_precisions: dict[str, int] | None = None
         self._fused: tuple[str, ...] = ()
+        self._skipped: dict[str, str] = {}
         self._cache_note: str | None = None
+        self._runtime_cache: Path | None = None
 
     def graph_loader(self, plan: BuildPlan, source=None) -> PrepareGraph:
         """The loader that prepares this runner's graph for `plan`: its ONNX transform, the probes looked up, and
@@ -113,145 +111,156 @@ class TrtRunner(Runner):
                             calib_method=self.calib_method, check=source is None,
                             expose=plan.probes == "outputs")
 
-    def _activate(self) -> None:
+    # -- building ------------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """The library imported, the plan made and the graph prepared (no engine yet); once."""
+        if self._graph is not None:
+            return
+        from cp_debug.backends.trt_library import load_library
         from cp_debug.graph.model import load_onnx
         from cp_debug.precision.held import file_precision
 
-        trt, version = import_tensorrt()
-        self._trt, self._trt_version = trt, str(trt.__version__)
+        lib = self._lib = load_library(self.spec.framework)
         source = load_onnx(self._model_src)
         if self.engine_file is not None:
             plan = plan_prebuilt(self.spec, self.engine_file)
         else:
             outputs = {o.name for o in source.graph.output}
-            plan = plan_build(self.spec, version, keep_fp32=bool(self.keep_fp32_nodes), held=file_precision(source),
-                              probes=any(n not in outputs for n in self.extra_outputs))
+            plan = plan_build(self.spec, lib.version, keep_fp32=bool(self.keep_fp32_nodes),
+                              held=file_precision(source), probes=any(n not in outputs for n in self.extra_outputs))
         self._plan = plan
         self._graph = self.graph_loader(plan, source)()
         if self._graph.model.ByteSize() > 1_800_000_000:
             raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
-        if plan.prebuilt or self.profile is not None or not _dynamic_inputs(self._graph.model):
-            self._start(self._build(trt, version, plan))
+
+    def build(self, feed: Mapping[str, np.ndarray] | None = None) -> "BuildFacts | None":
+        """Build this runner's engine (or take it from the cache) without running it: the graph parses and builds,
+        or a one-line BackendRuntimeError. `feed` gives the profile of a graph with dynamic axes where none was
+        given. Returns the build's facts (None for a prebuilt engine or one found in the cache)."""
+        self.prepare()
+        if self._engine is None:
+            if self.profile is None and _dynamic_inputs(self._graph.model):
+                if feed is None:
+                    raise BadInputError(f"{self.spec}: the graph has dynamic axes: give a profile or a feed to build")
+                ready = check_feed(dict(feed), _graph_inputs(self._graph.model), "the model")
+                self.profile = _first_feed_profile({k: v.shape for k, v in ready.items()}, self.profile_caps)
+            self._engine = self._engine_bytes()
+        return self._built
+
+    def _activate(self) -> None:
+        self.prepare()
+        if self._plan.prebuilt or self.profile is not None or not _dynamic_inputs(self._graph.model):
+            self._start()
         # else: built at the first infer, from its shapes (`profile_caps` widening them)
 
-    def _start(self, engine) -> None:
-        from polygraphy.backend.trt import TrtRunner as PolyTrtRunner
+    def _start(self) -> None:
+        """The engine built (or read) and opened: EngineRefusedError where the library will not run it here."""
+        from cp_debug.backends.trt_engine import EngineSession
 
-        self._layer_precisions = _layer_precisions(self._trt, engine)
+        if self._engine is None:
+            self._engine = _read(self.engine_file) if self._plan.prebuilt else self._engine_bytes()
+        session = EngineSession(self._lib, self._engine, what=f"{self.spec} ({self._what()})",
+                                debug=self._plan.probes in ("debug", "engine") and self._lib.debug_tensors,
+                                runtime_cache=self._runtime_cache)
+        self._session = session.open()
+        self._layer_precisions = _layer_precisions(self._lib.module, session.engine)
         if self._plan.prebuilt:
-            self.profile = _engine_profile(self._trt, engine)
-        self._runner = PolyTrtRunner(engine, name=str(self.spec))
-        self._runner.activate()
+            self.profile = _engine_profile(self._lib.module, session.engine)
 
-    def _build(self, trt, version: tuple[int, int], plan: BuildPlan):
-        """The engine: the user's file, a cached one, or one built now (cached after). A failed build or load is
-        TensorRT's own message (BackendRuntimeError)."""
-        from polygraphy.backend.trt import EngineFromBytes
-        from polygraphy.exception import PolygraphyException
+    def _what(self) -> str:
+        src = self._model_src
+        return Path(src).name if isinstance(src, (str, Path)) else (getattr(src.graph, "name", "") or "the model")
 
-        try:
-            if plan.prebuilt:
-                return EngineFromBytes(_read(self.engine_file))()
-            return EngineFromBytes(self._engine_bytes(trt, version, plan))()
-        except PolygraphyException as err:
-            what = "load the engine" if plan.prebuilt else "build an engine"
-            raise BackendRuntimeError(f"TensorRT cannot {what} for {self.spec}: {first_line(err)}") from err
-
-    def _engine_bytes(self, trt, version: tuple[int, int], plan: BuildPlan) -> bytes:
-        import io
-
-        from polygraphy.backend.trt import (CreateConfig, EngineBytesFromNetwork, ModifyNetworkOutputs,
-                                            NetworkFromOnnxBytes)
-        from polygraphy.backend.trt import Profile as PolyProfile
-
+    def _engine_bytes(self) -> bytes:
+        from cp_debug.backends.trt_build import build_engine
         from cp_debug.files import write_bytes_atomic
 
-        graph = self._graph
+        lib, graph, plan = self._lib, self._graph, self._plan
         model_bytes = graph.model.SerializeToString()
         marked = sorted(set(graph.out_map.values()) - set(graph.graph_outputs)) if plan.probes == "outputs" else []
-        settings = {"plan": plan.to_json(), "marked": marked, "workspace": self.workspace, "gpu": _gpu_name(),
+        settings = {"plan": plan.to_json(), "marked": marked, "workspace": self.workspace,
+                    "gpu": None if lib.rtx else _gpu_name(),  # TensorRT-RTX engines are portable across its GPUs
                     "profile": {k: r.to_json() for k, r in (self.profile or {}).items()}}
         onnx_sha = hashlib.sha256(model_bytes).hexdigest()
+        library = f"{lib.name} {lib.version_text}"
         folder = (self.cache_dir or default_cache_dir()) if self.cache else None
-        engine_path = folder / f"{cache_key(onnx_sha, self._trt_version, settings)}.engine" if folder else None
-        timing_path = folder / f"{cache_key(onnx_sha, self._trt_version, _timing_settings(settings))}.timing" \
-            if folder else None
+        engine_path = folder / f"{cache_key(onnx_sha, library, settings)}.engine" if folder else None
+        timing_path = folder / f"{cache_key(onnx_sha, library, _timing_settings(settings))}.timing" \
+            if folder and not lib.rtx else None
+        if folder is not None and lib.rtx:
+            self._runtime_cache = folder / f"{cache_key(onnx_sha, library, settings)}.runtime_cache"
         if engine_path is not None and engine_path.is_file():
             self._cache_note = f"engine from the cache: {engine_path}"
             return _read(engine_path)
-        network = NetworkFromOnnxBytes(model_bytes, strongly_typed=plan.strongly_typed or None,
-                                       mark_unfused_tensors_as_debug_tensors=(plan.probes == "debug") or None)
-        if marked:
-            network = ModifyNetworkOutputs(network, outputs=list(dict.fromkeys(graph.out_map.values())))
-        profiles = []
-        if self.profile:
-            poly = PolyProfile()
-            for name, r in self.profile.items():
-                poly.add(name, min=list(r.min), opt=list(r.opt), max=list(r.max))
-            profiles = [poly]
-        kwargs = dict(config_kwargs(plan, version), profiles=profiles,
-                      profiling_verbosity=trt.ProfilingVerbosity.DETAILED)
-        if self.workspace:
-            kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: int(self.workspace)}
-        if timing_path is not None and timing_path.is_file():
-            kwargs["load_timing_cache"] = io.BytesIO(_read(timing_path))
-        timing = io.BytesIO()
-        data = bytes(EngineBytesFromNetwork(network, config=CreateConfig(**kwargs),
-                                            save_timing_cache=timing if folder else None)())
+        timing = _read(timing_path) if timing_path is not None and timing_path.is_file() else None
+        probes = [n for n in graph.out_map.values() if n not in graph.graph_outputs]
+        data, self._built, timing_out = build_engine(lib, model_bytes, plan, self.profile, probes=probes,
+                                                     marked=marked, workspace=self.workspace, timing_cache=timing,
+                                                     what=f"{self.spec} ({self._what()})")
         if engine_path is not None:
             write_bytes_atomic(engine_path, data, parents=True)
-            if timing.getvalue():
-                write_bytes_atomic(timing_path, timing.getvalue(), parents=True)
+            if timing_out:
+                write_bytes_atomic(timing_path, timing_out, parents=True)
             self._cache_note = f"engine built and cached: {engine_path}"
         return data
 
+    # -- running -------------------------------------------------------------------------------------------------
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from polygraphy.exception import PolygraphyException
-
-        if self._runner is None:  # dynamic axes and no profile given: this feed's shapes, widened by the caps
-            ready = check_feed(feed, _graph_inputs(self._graph.model), "the model")
-            self.profile = _first_feed_profile({k: v.shape for k, v in ready.items()}, self.profile_caps)
-            self._start(self._build(self._trt, parse_version(self._trt_version), self._plan))
-        meta = self._runner.get_input_metadata()
-        ready = check_feed(feed, {name: (_np_dtype(m.dtype), list(m.shape)) for name, m in meta.items()},
-                           "the engine")
+        if self._session is None:  # dynamic axes and no profile given: this feed's shapes, widened by the caps
+            self.build(feed)
+            self._start()
+        session = self._session
+        ready = check_feed(feed, session.io(), "the engine")
         if self.profile:
             check_within(self.profile, {k: v.shape for k, v in ready.items()})
-        try:
-            raw = self._runner.infer(ready)
-        except PolygraphyException as err:  # the feed was checked above: this is TensorRT failing, not the input
-            raise BackendRuntimeError(f"TensorRT failed running {self.spec}: {first_line(err)}") from err
+        raw, debug = session.infer(ready)
+        raw = {**debug, **raw}
+        self._skipped = session.skipped
         out, fused = {}, []
         for original, name in self._graph.out_map.items():
             if name not in raw:
                 fused.append(original)
                 continue
-            arr = np.array(raw[name], copy=True)  # polygraphy reuses its host buffers between calls
+            arr = raw[name]
             out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         self._fused = tuple(fused)
+        self._save_runtime_cache()
         return out
 
-    def _deactivate(self) -> None:
-        if self._runner is not None:
-            self._runner.deactivate()
-        self._runner = None
+    def _save_runtime_cache(self) -> None:
+        from cp_debug.files import write_bytes_atomic
 
+        data = self._session.save_runtime_cache() if self._session is not None else None
+        if data and self._runtime_cache is not None:
+            write_bytes_atomic(self._runtime_cache, data, parents=True)
+
+    def _deactivate(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self._session = None
+
+    # -- what it says --------------------------------------------------------------------------------------------
     @property
     def missing_outputs(self) -> list[str]:
         """Probes the prepared graph lacks (INT8), then probes the engine did not hand back (fused away)."""
         lost = list(self._graph.missing) if self._graph is not None else []
         return lost + [n for n in self._fused if n not in lost]
 
+    def unobserved(self) -> dict[str, str]:
+        return {n: FUSED for n in self._fused}
+
     def quant_amax(self) -> dict[str, float]:
         quantized = self._graph.quantized if self._graph is not None else None
         return dict(quantized.activation_amax) if quantized is not None else {}
 
     def settings(self) -> dict:
-        plan = self._plan
+        plan, lib = self._plan, self._lib
         return {
             "backend": str(self.spec),
-            "tensorrt": self._trt_version,
+            "library": None if lib is None else lib.name,
+            "tensorrt": None if lib is None else lib.version_text,
             "build_plan": None if plan is None else plan.to_json(),
+            "build": None if self._built is None else self._built.to_json(),
             "engine_file": None if self.engine_file is None else str(self.engine_file),
             "profile": None if not self.profile else {k: r.to_json() for k, r in self.profile.items()},
             "cache": self._cache_note,
@@ -260,6 +269,8 @@ class TrtRunner(Runner):
             "extra_outputs": len(self.extra_outputs),
             "missing_outputs": self.missing_outputs,
             "fused": list(self._fused),
+            "debug_tensors_skipped": dict(self._skipped),
+            "library_warnings": [] if self._session is None else self._session.warnings(),
         }
 
     def precision_report(self) -> PrecisionReport | None:
@@ -287,8 +298,8 @@ class TrtRunner(Runner):
 def _read(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
-    except OSError as err:
-        raise BadInputError(f"cannot read {path}: {err.strerror or err}") from err
+    except OSError as failed:
+        raise BadInputError(f"cannot read {path}: {failed.strerror or failed}") from failed
 
 
 def _timing_settings(settings: dict) -> dict:
@@ -300,7 +311,7 @@ def _timing_settings(settings: dict) -> dict:
 
 
 def _gpu_name() -> str | None:
-    """This machine's GPU (engines are built for one), as the environment records it."""
+    """This machine's GPU (TensorRT engines are built for one), as the environment records it."""
     from cp_debug.determinism import environment
 
     return environment().get("gpu")
@@ -349,15 +360,6 @@ def _engine_profile(trt, engine) -> Profile:
     return prof
 
 
-def _np_dtype(dtype) -> np.dtype | None:
-    """A numpy dtype for an engine input's dtype (polygraphy's metadata), None where numpy has none."""
-    try:
-        return np.dtype(dtype)
-    except TypeError:
-        return None
-
-
-
 _FORMAT_KEYS = (("Int8", ("int8",)), ("BFloat16", ("bf16", "bfloat16")), ("Half", ("fp16", "half")),
                 ("Float", ("fp32", "float")))
 
@@ -372,10 +374,10 @@ def _layer_precisions(trt, engine) -> dict[str, int] | None:
     except Exception:  # noqa: BLE001
         return None
     counts: dict[str, int] = {}
-    for layer in info.get("Layers", []):
-        if not isinstance(layer, dict) or not layer.get("Outputs"):
+    for entry in info.get("Layers", []):  # the inspector's JSON: one dict per engine layer
+        if not isinstance(entry, dict) or not entry.get("Outputs"):
             continue
-        fmt = str(layer["Outputs"][0].get("Format/Datatype", "")).lower()  # e.g. "Row major linear FP16 format"
+        fmt = str(entry["Outputs"][0].get("Format/Datatype", "")).lower()  # e.g. "Row major linear FP16 format"
         kind = next((k for k, keys in _FORMAT_KEYS if any(key in fmt for key in keys)), None)
         if kind is None:
             continue

@@ -2,14 +2,13 @@
 feed check, and errors: a missing probe is reported the same way by both runners; a backend failing is not bad
 input.
 
-TensorRT cannot be installed here: its runner is driven with an ONNX Runtime session standing in for the engine
-(`_OrtAsEngine`), so everything of it but the engine build runs: the shared preparation, the feed check, the output
-map, the reports.
+TensorRT cannot run here: its runner is driven with a fake runtime standing in for the engine (`fake_tensorrt.py`:
+ONNX Runtime under TensorRT's runtime protocol), so everything of it but the engine build and TensorRT's kernels
+runs: the shared preparation, the feed check, the bindings, the output map, the reports.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,49 +24,14 @@ RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv
 CONV2 = "/c2/Conv_output_0"
 
 
-class _OrtAsEngine:
-    """Stands in for polygraphy's TrtRunner: the "engine" is the prepared ONNX graph, run by ONNX Runtime."""
-
-    fail_with: Exception | None = None
-
-    def __init__(self, engine, name=None):
-        self.model, self.name, self.sess = engine, name, None
-
-    def activate(self):
-        import onnxruntime as ort
-
-        from cp_debug.backends.ort_runner import exact_int8
-
-        so = ort.SessionOptions()
-        exact_int8(so)  # as OrtRunner runs a Q/DQ graph: on a CPU without VNNI the default INT8 products differ
-        self.sess = ort.InferenceSession(self.model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-    def deactivate(self):
-        self.sess = None
-
-    def get_input_metadata(self):
-        return {i.name: SimpleNamespace(dtype=np.float32, shape=i.shape) for i in self.sess.get_inputs()}
-
-    def infer(self, feed):
-        if self.fail_with is not None:
-            raise self.fail_with
-        names = [o.name for o in self.sess.get_outputs()]
-        return dict(zip(names, self.sess.run(names, feed)))
-
-
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
-    """TensorRT 10.8 "installed" (probes marked as outputs): the engine build hands over the prepared graph, run by
-    `_OrtAsEngine`. Not TensorRT: this checks our side of the runner (graph, feed checks, error mapping) only."""
-    import polygraphy.backend.trt
+    """TensorRT 10.8 "installed" (probes marked as outputs): the engine is the prepared graph, run by the fake
+    runtime of `fake_tensorrt.py` (ONNX Runtime under TensorRT's runtime protocol). Not TensorRT: this checks our
+    side of the runner (graph, feed checks, bindings, error mapping) only."""
+    from tests.backends.fake_tensorrt import install
 
-    from cp_debug.backends import trt_runner
-
-    monkeypatch.setattr(trt_runner, "import_tensorrt", lambda: (SimpleNamespace(__version__="10.8.0"), (10, 8)))
-    monkeypatch.setattr(TrtRunner, "_build", lambda self, trt, major, plan: self._graph.model)
-    monkeypatch.setattr(polygraphy.backend.trt, "TrtRunner", _OrtAsEngine)
-    monkeypatch.setattr(_OrtAsEngine, "fail_with", None)
-    return _OrtAsEngine
+    return install(monkeypatch, "trt", "10.8.0")
 
 
 @pytest.fixture
@@ -120,7 +84,7 @@ def test_ort_and_trt_prepare_the_same_graph_and_report_a_lost_probe_the_same_way
 
     note = vanished_note([RELU])
     outs = {}
-    for runner in (OrtRunner(tiny.path, spec_ort, **kw), TrtRunner(tiny.path, spec_trt, **kw)):
+    for runner in (OrtRunner(tiny.path, spec_ort, **kw), TrtRunner(tiny.path, spec_trt, cache=False, **kw)):
         with runner as r:
             outs[r.name] = r.infer({"x": tiny.x})
             assert r.missing_outputs == [RELU]
@@ -148,21 +112,24 @@ def test_trt_fp16_plan_and_the_marked_outputs_fallback_reach_settings_and_report
     assert settings["missing_outputs"] == [] and settings["fused"] == []
 
 
-def test_trt_feed_problems_are_bad_input_and_tensorrt_failures_are_not(tiny, fake_tensorrt):
-    from polygraphy.exception import PolygraphyException
-
-    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp32")) as r:
+def test_trt_feed_problems_are_bad_input_and_tensorrt_failures_are_not(tiny, fake_tensorrt, monkeypatch):
+    with TrtRunner(tiny.path, BackendSpec.parse("trt-fp32"), cache=False) as r:
         with pytest.raises(BadInputError, match=r"input 'x' has shape \(1, 4, 8, 8\); the engine wants"):
             r.infer({"x": tiny.x[:, :, :8, :8]})
         with pytest.raises(BadInputError, match="unknown input name"):
             r.infer({"y": tiny.x})
         with pytest.raises(BadInputError, match="has dtype int32, the engine wants float32"):
             r.infer({"x": tiny.x.astype(np.int32)})
-        fake_tensorrt.fail_with = PolygraphyException("Invalid Context. See error log for details.")
-        with pytest.raises(BackendRuntimeError, match="TensorRT failed running trt-fp32: Invalid Context") as err:
+        fake_tensorrt.fail_run = True  # execute_async_v3 returns False: TensorRT failing, not the input
+        with pytest.raises(BackendRuntimeError, match=r"TensorRT failed running trt-fp32 \(tiny.onnx\)") as err:
             r.infer({"x": tiny.x})
-        assert err.value.exit_code == 3 and isinstance(err.value.__cause__, PolygraphyException)
-        fake_tensorrt.fail_with = MemoryError("out of host memory")  # not TensorRT's: propagates as it is
+        assert err.value.exit_code == 3
+        fake_tensorrt.fail_run = False
+
+        def out_of_memory(*args):
+            raise MemoryError("out of host memory")
+
+        monkeypatch.setattr(r._session.buffers, "upload", out_of_memory)  # not TensorRT's: propagates as it is
         with pytest.raises(MemoryError):
             r.infer({"x": tiny.x})
 

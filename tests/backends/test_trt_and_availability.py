@@ -54,7 +54,8 @@ def test_backends_command_prints_table_and_json():
     out = json.loads(res.output)
     assert {"spec", "available", "reason"} <= set(out["specs"][0])
     paths = out["tensorrt_paths"]
-    assert [p["path"].split(" ")[0] for p in paths] == ["trt-*", "trt-*@DIR", "trt-*@KIT"]
+    assert [p["path"].split(" ")[0] for p in paths] == ["trt-*", "trt-rtx-*", "trt-*@DIR", "trt-*@KIT"]
+    assert all(isinstance(s["runs_here"], bool) for s in out["specs"])
 
 
 def test_tensorrt_paths_say_why_not_here():
@@ -66,9 +67,30 @@ def test_tensorrt_paths_say_why_not_here():
         pass
     else:
         pytest.skip("TensorRT is installed")
-    built, prebuilt, kit = tensorrt_paths()
+    built, rtx, prebuilt, kit = tensorrt_paths()
     assert not built[1] and not prebuilt[1] and "cp-debug[trt]" in built[2]
     assert "no TensorRT needed" in kit[0]
+    assert "TensorRT for RTX" in rtx[0] and ("builds here" in rtx[2] or "cp-debug[trt-rtx]" in rtx[2])
+
+
+def test_tensorrt_rtx_is_listed_as_building_here_and_running_only_on_its_gpus():
+    """Where TensorRT-RTX is installed and no GPU it supports is here (the CPU machine, an H100): 'builds only'."""
+    from cp_debug.backends.factory import runs_here
+    from cp_debug.backends.trt_library import load_library
+
+    try:
+        load_library("trt-rtx")
+    except BackendUnavailableError as err:
+        assert "pip install 'cp-debug[trt-rtx]'" in str(err)  # without the wheels: how to install them
+        return
+    rows = {s: (ok, why) for s, ok, why in availability()}
+    ok, why = rows["trt-rtx-fp16"]
+    assert ok and "builds here" in why and "8.0, 8.6, 8.9 and 12.x" in why
+    assert not runs_here(BackendSpec.parse("trt-rtx-fp16"), {"gpu": None})
+    assert not runs_here(BackendSpec.parse("trt-rtx-fp16"), {"gpu": "NVIDIA H100 80GB HBM3", "gpu_capability": "9.0"})
+    assert runs_here(BackendSpec.parse("trt-rtx-fp16"), {"gpu": "NVIDIA GeForce RTX 4090", "gpu_capability": "8.9"})
+    assert runs_here(BackendSpec.parse("trt-rtx-fp16"), {"gpu": "NVIDIA RTX PRO 6000", "gpu_capability": "12.0"})
+    assert runs_here(BackendSpec.parse("ort-cpu-fp16"), {"gpu": None})
 
 
 def test_make_runner_dispatch(tiny):

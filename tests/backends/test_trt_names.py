@@ -1,67 +1,221 @@
-"""Every TensorRT name our runner and the polygraphy code it calls use exists in the TensorRT bindings of each
-version where our build plan uses it — checked offline, by name only, against the lists `benchmarks/trt_names.py`
-read out of the `tensorrt-cu12-bindings` wheels (10.0.1, 10.8, 10.16, 11.0, 11.4; never imported).
+"""Every TensorRT name our builder, engine session and runner use exists where they use it — checked two ways.
 
-What this is and is not: a name check. It says the attribute exists in that version's extension module (a flat list:
-`BuilderFlag.FP16` needs `BuilderFlag` and `FP16` to be listed, not `FP16` inside `BuilderFlag`; a name that ends a
-longer string the linker merged counts as present). It does not run TensorRT.
+TensorRT for RTX (installed here: its wheels are in the `test` extra): against the REAL module — each `trt.A.B`
+resolves, each method or property called on a TensorRT object exists on its class, and each call's arguments fit
+one of the pybind signatures the bindings declare (`Builder.create_network(flags)`, `process_debug_tensor(addr,
+location, type, shape, name, stream)` …).
 
-Names are collected by AST: ours from `trt_runner.py` (`trt.X.Y` chains and methods called on engine objects);
-polygraphy's from the functions of its TensorRT backend we reach (listed below from reading them; module-level
-helpers they call are followed), each with its guard: under a version check (polygraphy's own choice per version,
-recorded, not required), inside `try/except AttributeError` / `hasattr` / `suppress(AttributeError)` (tolerated
-where absent, recorded), under an option (required only where our plan passes that option), or unguarded (required).
+TensorRT 10/11 (cannot be installed here): by name only, against the lists `benchmarks/trt_names.py` read out of the
+`tensorrt-cu12-bindings` wheels (10.0.1, 10.8, 10.16, 11.0, 11.4; never imported): the name exists in that
+version's extension module (a flat list: `BuilderFlag.FP16` needs `BuilderFlag` and `FP16` to be listed; a name that
+ends a longer string the linker merged counts as present). It does not run TensorRT.
+
+Names are collected by AST from `trt_library.py`, `trt_build.py`, `trt_engine.py` and `trt_runner.py`: `trt.X.Y`
+chains and the attributes of variables that hold TensorRT objects (`RECEIVERS`), each with its guard: under
+`lib.rtx` (TensorRT-RTX only), `not lib.rtx` (TensorRT only), the debug tensors' branches (TensorRT >= 10.12 and
+RTX: the plan asks for them only there), or none (every version).
 """
 
 from __future__ import annotations
 
 import ast
 import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import cp_debug.backends.trt_runner as trt_runner_module
+import cp_debug.backends.trt_build as trt_build
+import cp_debug.backends.trt_engine as trt_engine
+import cp_debug.backends.trt_library as trt_library
+import cp_debug.backends.trt_runner as trt_runner
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.trt_plan import builder_flags, has_debug_tensors, plan_build
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trt_names"
 VERSIONS = {"10.0.1": (10, 0), "10.8.0.43": (10, 8), "10.16.1.11": (10, 16), "11.0.0.114": (11, 0),
             "11.4.0.106": (11, 4)}
-RECEIVERS = {"builder", "network", "config", "parser", "runtime", "engine", "context", "inspector", "trt_profile",
-             "timing_cache", "inp", "layer", "tensor"}  # not `profile`: polygraphy's Profile, and ours
-
-# The polygraphy functions our runner reaches (file → qualified names), read from polygraphy 0.53.6.
-POLYGRAPHY_PATHS = {
-    "loader.py": ["CreateNetwork.__init__", "CreateNetwork.call_impl", "BaseNetworkFromOnnx.__init__",
-                  "BaseNetworkFromOnnx.call_impl", "NetworkFromOnnxBytes.call_impl", "PostprocessNetwork.call_impl",
-                  "ModifyNetworkOutputs._apply", "EngineBytesFromNetwork.call_impl", "EngineFromBytes.__init__",
-                  "EngineFromBytes.call_impl"],
-    "config.py": ["_CreateConfigCommon.__init__", "_CreateConfigCommon.call_impl", "CreateConfig.__init__",
-                  "CreateConfig._validator", "CreateConfig._configure_flags", "CreateConfig.call_impl"],
-    "runner.py": ["_make_debug_listener", "_make_output_allocator", "_get_array_on_cpu", "TrtRunner.__init__",
-                  "TrtRunner.activate_impl", "TrtRunner.set_profile", "TrtRunner.set_debug_listener",
-                  "TrtRunner.get_input_metadata_impl", "TrtRunner._infer_impl", "TrtRunner.infer_impl",
-                  "TrtRunner.deactivate_impl", "TrtRunner._set_weight_streaming_budget"],
-    "profile.py": ["Profile.add", "Profile.fill_defaults", "Profile.to_trt"],
-}
-# Options polygraphy tests (`if self.X:`), and the TensorRT versions where our plan sets them (None: every version;
-# absent here: never set by us). `marked`: ModifyNetworkOutputs, the probes-as-outputs fallback below 10.12.
-OPTIONS = {
-    "tf32": None, "profiles": None, "profiling_verbosity": None, "memory_pool_limits": None,
-    "timing_cache_path": None, "strongly_typed": None,
-    "fp16": lambda v: v < (11, 0), "bf16": lambda v: v < (11, 0),
-    "mark_unfused_tensors_as_debug_tensors": lambda v: v >= (10, 12),
-}
-ONLY_BELOW_10_12 = {"ModifyNetworkOutputs._apply"}
+MODULES = (trt_library, trt_build, trt_engine, trt_runner)
+# variable (or `self.` attribute) name → the TensorRT class the object it holds is an instance of
+RECEIVERS = {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser", "config": "IBuilderConfig",
+             "trt_profile": "IOptimizationProfile", "cache": "ITimingCache", "err": "ParserError", "layer": "ILayer",
+             "tensor": "ITensor", "runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext",
+             "ctx": "IExecutionContext", "inspector": "EngineInspector", "runtime_config": "IRuntimeConfig",
+             "_cache": "IRuntimeCache"}
+DEBUG_BRANCHES = ("plan.probes == 'debug'", "self.debug")  # reached only where the library has debug tensors
 
 
 @dataclass(frozen=True)
 class Use:
     name: str
-    where: str  # file:function
-    guard: str  # none | version | attr | option:<name>[&<name>…]
+    owner: str | None  # the class the name is looked up on; None for a `trt.X` chain's names
+    chain: tuple[str, ...]  # `trt.A.B`'s ("A", "B"), else ()
+    args: int | None  # positional arguments of a call on it (None: read or stored, not called)
+    keywords: tuple[str, ...]
+    where: str
+    guard: str  # none | rtx | trt | debug
 
 
+class _Collector(ast.NodeVisitor):
+    def __init__(self, where: str):
+        self.where, self.guards = where, ["none"]
+        self.uses: list[Use] = []
+        self._calls: dict[int, ast.Call] = {}
+
+    def _guard(self) -> str:
+        inner = [g for g in self.guards if g != "none"]
+        return inner[-1] if inner else "none"
+
+    def visit_If(self, node: ast.If) -> None:
+        text = ast.unparse(node.test).replace('"', "'")
+        self.visit(node.test)
+        guard = ("trt" if "not lib.rtx" in text or "not self.lib.rtx" in text else "rtx" if ".rtx" in text
+                 else "debug" if any(b in text for b in DEBUG_BRANCHES) else "none")
+        self.guards.append(guard)
+        for n in node.body:
+            self.visit(n)
+        self.guards.pop()
+        self.guards.append({"rtx": "trt", "trt": "rtx"}.get(guard, "none"))
+        for n in node.orelse:
+            self.visit(n)
+        self.guards.pop()
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        text = ast.unparse(node.test)
+        self.visit(node.test)
+        guard = "trt" if "not lib.rtx" in text else "rtx" if "lib.rtx" in text else "none"
+        self.guards.append(guard)
+        self.visit(node.body)
+        self.guards[-1] = {"rtx": "trt", "trt": "rtx"}.get(guard, "none")
+        self.visit(node.orelse)
+        self.guards.pop()
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self._calls[id(node.func)] = node
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        call = self._calls.get(id(node))
+        args = len(node.args) if False else (len(call.args) if call is not None else None)
+        keywords = tuple(k.arg for k in call.keywords if k.arg) if call is not None else ()
+        chain, v = [], node
+        while isinstance(v, ast.Attribute):
+            chain.append(v.attr)
+            v = v.value
+        chain.reverse()
+        line = f"{self.where}:{node.lineno}"
+        if isinstance(v, ast.Name) and v.id == "trt":
+            for i, part in enumerate(chain):
+                last = i == len(chain) - 1
+                self.uses.append(Use(part, None, tuple(chain), args if last else None, keywords if last else (),
+                                     line, self._guard()))
+            return
+        receiver = node.value
+        name = receiver.id if isinstance(receiver, ast.Name) else receiver.attr if (
+            isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name)
+            and receiver.value.id == "self") else None
+        if name in RECEIVERS:
+            self.uses.append(Use(node.attr, RECEIVERS[name], (), args, keywords, line, self._guard()))
+        self.generic_visit(node)
+
+
+def our_uses() -> list[Use]:
+    uses = []
+    for module in MODULES:
+        path = Path(module.__file__)
+        c = _Collector(path.name)
+        c.visit(ast.parse(path.read_text()))
+        uses += c.uses
+    # names we reach through getattr(): the builder flags the plans set (`trt_plan.builder_flags`)
+    for flag in ("TF32", "FP16", "BF16"):
+        uses.append(Use(flag, None, ("BuilderFlag", flag), None, (), "trt_build.py:getattr(trt.BuilderFlag)",
+                        "none" if flag == "TF32" else "trt"))
+    return uses
+
+
+# -- TensorRT for RTX: the real module --------------------------------------------------------------------------
+_SIG = re.compile(r"^(?:\d+\. )?(\w+)\((.*)\) -> ", re.M)
+
+
+def signatures(fn) -> list[tuple[list[str], int]]:
+    """(parameter names, required count) of each pybind overload in `fn.__doc__`, self left out."""
+    found = []
+    for m in _SIG.finditer(fn.__doc__ or ""):
+        params = [p.strip() for p in re.split(r",(?![^\[]*\])", m.group(2)) if p.strip()]
+        params = [p for p in params if not p.startswith("self") and p not in ("*args", "**kwargs")]
+        names = [p.split(":")[0].strip() for p in params]
+        found.append((names, sum(1 for p in params if "=" not in p)))
+    return found
+
+
+def fits(fn, args: int, keywords: tuple[str, ...]) -> bool:
+    sigs = signatures(fn)
+    if not sigs:
+        return True  # a property or a builtin without a signature line: existence is what can be checked
+    given = args + len(keywords)
+    return any(need <= given <= len(names) and set(keywords) <= set(names[args:]) for names, need in sigs)
+
+
+@pytest.fixture(scope="module")
+def rtx():
+    try:
+        return trt_library.load_library("trt-rtx").module
+    except Exception as err:  # noqa: BLE001
+        pytest.skip(f"TensorRT-RTX not installed here, its names not checked: {err}")
+
+
+def rtx_problems(uses: list[Use], trt) -> list[str]:
+    bad = []
+    for u in uses:
+        if u.guard == "trt":
+            continue
+        if u.owner is None:
+            obj = trt
+            for part in u.chain[: u.chain.index(u.name) + 1]:
+                obj = getattr(obj, part, None)
+            if obj is None:
+                bad.append(f"{u.where}: trt.{'.'.join(u.chain)}")
+            continue
+        cls = getattr(trt, u.owner, None)
+        attr = getattr(cls, u.name, None) if cls is not None else None
+        if attr is None:
+            bad.append(f"{u.where}: {u.owner}.{u.name}")
+        elif u.args is not None and callable(attr) and not fits(attr, u.args, u.keywords):
+            bad.append(f"{u.where}: {u.owner}.{u.name}({u.args} args, {u.keywords}) fits none of "
+                       f"{signatures(attr)}")
+    return bad
+
+
+def test_every_name_we_use_exists_in_the_real_tensorrt_rtx_module(rtx):
+    uses = our_uses()
+    assert {(u.owner, u.name) for u in uses} >= {("Builder", "create_network"), ("IExecutionContext",
+                                                 "execute_async_v3"), ("INetworkDefinition",
+                                                 "mark_unfused_tensors_as_debug_tensors"), ("IRuntimeConfig",
+                                                 "set_runtime_cache"), ("ParserError", "node_operator")}
+    assert rtx_problems(uses, rtx) == []
+
+
+def test_our_listener_overrides_tensorrt_s_signature(rtx):
+    import inspect
+
+    listener = trt_engine.make_listener(rtx, trt_engine.TorchBuffers("cpu"))
+    ours = list(inspect.signature(type(listener).process_debug_tensor).parameters)[1:]
+    theirs = signatures(rtx.IDebugListener.process_debug_tensor)
+    assert [ours] == [names for names, _ in theirs] == [["addr", "location", "type", "shape", "name", "stream"]]
+
+
+def test_the_real_module_check_fails_on_a_made_up_name_and_a_wrong_call(rtx):
+    made_up = Use("mark_everything", "INetworkDefinition", (), 0, (), "test", "none")
+    wrong_args = Use("set_tensor_address", "IExecutionContext", (), 3, (), "test", "none")
+    wrong_kw = Use("set_timing_cache", "IBuilderConfig", (), 1, ("ignore_mismatches",), "test", "none")
+    assert rtx_problems([made_up, wrong_args, wrong_kw], rtx) and len(rtx_problems([made_up, wrong_args, wrong_kw],
+                                                                                    rtx)) == 3
+    assert rtx_problems([Use("set_timing_cache", "IBuilderConfig", (), 1, ("ignore_mismatch",), "t", "none")],
+                        rtx) == []
+
+
+# -- TensorRT 10/11: the name lists ------------------------------------------------------------------------------
 def _names(path: Path) -> set[str]:
     with gzip.open(path, "rt") as f:
         return {line.strip() for line in f if line.strip() and not line.startswith("#")}
@@ -78,183 +232,18 @@ def present(name: str, names: set[str]) -> bool:
     return name in names or any(n.endswith(name) for n in names)
 
 
-# -- collecting by AST -------------------------------------------------------------------------------------------
-def _chain(node: ast.AST) -> list[str] | None:
-    """`trt.A.B` → ["A", "B"]; None where the chain does not start at the name `trt`."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    return parts[::-1] if isinstance(node, ast.Name) and node.id == "trt" and parts else None
-
-
-def _receiver_method(node: ast.Attribute, receivers=RECEIVERS) -> str | None:
-    """`network.mark_debug` / `self.context.set_input_shape` → the attribute, where the receiver is a TensorRT
-    object by its name."""
-    v = node.value
-    if isinstance(v, ast.Name) and v.id in receivers:
-        return node.attr
-    if isinstance(v, ast.Attribute) and isinstance(v.value, ast.Name) and v.value.id == "self" and v.attr in receivers:
-        return node.attr
-    return None
-
-
-def _guard_of(test: ast.AST) -> str | None:
-    text = ast.unparse(test)
-    if "version(" in text or "USE_TENSORRT_RTX" in text:
-        return "version"
-    if "hasattr(" in text:
-        return "attr"
-    opts = [n.attr for n in ast.walk(test) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-            and n.value.id == "self"]
-    return f"option:{opts[0]}" if opts else None
-
-
-def _catches_attribute_error(node: ast.Try) -> bool:
-    return any(h.type is None or "AttributeError" in ast.unparse(h.type) for h in node.handlers)
-
-
-class _Collector(ast.NodeVisitor):
-    def __init__(self, where: str, module_defs: dict[str, ast.FunctionDef], receivers=RECEIVERS):
-        self.where, self.defs, self.guards, self.receivers = where, module_defs, ["none"], receivers
-        self.uses: list[Use] = []
-        self.calls: set[str] = set()
-
-    def _add(self, name: str) -> None:
-        guards = [g for g in self.guards if g != "none"]
-        options = [g.split(":", 1)[1] for g in guards if g.startswith("option:")]
-        guard = ("version" if "version" in guards else "attr" if "attr" in guards
-                 else "option:" + "&".join(options) if options else "none")
-        self.uses.append(Use(name, self.where, guard))
-
-    def _visit_guarded(self, guard: str | None, body, orelse=()) -> None:
-        self.guards.append(guard or "none")
-        for n in body:
-            self.visit(n)
-        self.guards.pop()
-        for n in orelse:
-            self.visit(n)
-
-    def visit_If(self, node: ast.If) -> None:
-        self.visit(node.test)
-        self._visit_guarded(_guard_of(node.test), node.body, node.orelse)
-
-    def visit_Try(self, node: ast.Try) -> None:
-        tolerant = _catches_attribute_error(node)
-        self._visit_guarded("attr" if tolerant else None, node.body)
-        for h in node.handlers:  # an AttributeError handler is the fallback where a name is absent (old TensorRT)
-            self._visit_guarded("attr" if tolerant else None, h.body)
-        for n in node.orelse + node.finalbody:
-            self.visit(n)
-
-    def visit_With(self, node: ast.With) -> None:
-        suppress = any("suppress(AttributeError)" in ast.unparse(i.context_expr) for i in node.items)
-        self._visit_guarded("attr" if suppress else None, node.body)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        chain = _chain(node)
-        if chain:
-            for part in chain:
-                if not part.startswith("__"):
-                    self._add(part)
-            return
-        method = _receiver_method(node, self.receivers)
-        if method:
-            self._add(method)
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        f = node.func
-        text = ast.unparse(f)
-        if text.endswith("try_set_flag") and node.args and isinstance(node.args[0], ast.Constant):
-            self._add("BuilderFlag")
-            self._add(str(node.args[0].value))
-        if "try_getattr" in text:  # util.try_getattr(trt, "fp8"): absent is None, by design
-            self.guards.append("attr")
-            self.generic_visit(node)
-            self.guards.pop()
-            return
-        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
-        if name in self.defs:
-            self.calls.add(name)
-        self.generic_visit(node)
-
-
-def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
-    """Qualified name → function, for module-level functions and methods of module-level classes."""
-    out = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            out[node.name] = node
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    out[f"{node.name}.{item.name}"] = item
-    return out
-
-
-def polygraphy_uses() -> list[Use]:
-    """Each TensorRT name the polygraphy functions we reach use, with its guard (module helpers followed)."""
-    import polygraphy.backend.trt as pkg
-
-    root = Path(pkg.__file__).parent
-    sources = {f: (root / f).read_text() for f in ("loader.py", "config.py", "runner.py", "profile.py", "util.py")}
-    trees = {f: ast.parse(text) for f, text in sources.items()}
-    funcs = {f: _functions(t) for f, t in trees.items()}
-    helpers = {name: ("util.py", fn) for name, fn in funcs["util.py"].items() if "." not in name}
-    uses: list[Use] = []
-    todo = [(f, q) for f, qs in POLYGRAPHY_PATHS.items() for q in qs]
-    seen = set()
-    while todo:
-        f, q = todo.pop()
-        if (f, q) in seen:
-            continue
-        seen.add((f, q))
-        fn = funcs[f][q]
-        module_helpers = {n: (f, d) for n, d in funcs[f].items() if "." not in n}
-        # `config` is polygraphy's own settings module where a file imports it (`config.USE_TENSORRT_RTX`)
-        receivers = RECEIVERS - {"config"} if "from polygraphy import config," in sources[f] else RECEIVERS
-        c = _Collector(f"{f}:{q}", {**helpers, **module_helpers}, receivers)
-        for stmt in fn.body:
-            c.visit(stmt)
-        uses += c.uses
-        for name in c.calls:
-            owner = module_helpers.get(name) or helpers.get(name)
-            todo.append((owner[0], name))
-    assert seen >= {(f, q) for f, qs in POLYGRAPHY_PATHS.items() for q in qs}
-    return uses
-
-
-def our_uses() -> list[Use]:
-    """Our runner's names; our own `if self.x:` options (workspace, …) can be set, so only version and
-    AttributeError guards relax them."""
-    tree = ast.parse(Path(trt_runner_module.__file__).read_text())
-    c = _Collector("trt_runner.py", {})
-    c.visit(tree)
-    return [Use(u.name, u.where, "none") if u.guard.startswith("option:") else u for u in c.uses]
-
-
-def required(uses: list[Use], version: tuple[int, int]) -> dict[str, list[str]]:
-    """name → where, for the uses our plan reaches on `version` with no tolerance for the name's absence."""
+def missing(uses: list[Use], version: tuple[int, int], names: set[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for u in uses:
-        if u.guard in ("version", "attr"):
+        if u.guard == "rtx" or (u.guard == "debug" and not has_debug_tensors("trt", version)):
             continue
-        if u.guard.startswith("option:"):  # reached where our plan sets every option it sits under
-            whens = [OPTIONS.get(o, False) for o in u.guard.split(":", 1)[1].split("&")]
-            if any(w is False or (w is not None and not w(version)) for w in whens):
-                continue
-        if u.where.split(":", 1)[-1] in ONLY_BELOW_10_12 and version >= (10, 12):
-            continue
-        out.setdefault(u.name, []).append(u.where)
+        if u.name in ("FP16", "BF16") and u.chain[:1] == ("BuilderFlag",) and version >= (11, 0):
+            continue  # our plans set them on TensorRT 10's weakly typed networks only (`builder_flags`)
+        if not present(u.name, names):
+            out.setdefault(u.name, []).append(u.where)
     return out
 
 
-def missing(uses: list[Use], version_text: str, names: set[str]) -> dict[str, list[str]]:
-    return {n: w for n, w in required(uses, VERSIONS[version_text]).items() if not present(n, names)}
-
-
-# -- the checks --------------------------------------------------------------------------------------------------
 def test_the_lists_say_which_wheel_they_were_read_from():
     for path in DATA.glob("*.txt.gz"):
         with gzip.open(path, "rt") as f:
@@ -265,50 +254,37 @@ def test_the_lists_say_which_wheel_they_were_read_from():
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
-def test_every_name_on_our_path_exists_in_that_version(bindings, version):
-    uses = our_uses() + polygraphy_uses()
-    assert len({u.name for u in our_uses()}) >= 10  # the collector found our names at all
-    assert missing(uses, version, bindings[version]) == {}
+def test_every_name_on_our_path_exists_in_that_tensorrt(bindings, version):
+    uses = our_uses()
+    assert len({u.name for u in uses}) >= 40  # the collector found our names at all
+    assert missing(uses, VERSIONS[version], bindings[version]) == {}
 
 
-def test_the_collectors_see_what_we_know_is_there():
-    ours = {u.name for u in our_uses()}
-    assert {"ProfilingVerbosity", "DETAILED", "MemoryPoolType", "WORKSPACE", "TensorIOMode", "INPUT",
-            "get_tensor_profile_shape", "create_engine_inspector", "LayerInformationFormat"} <= ours
-    assert {"MemoryPoolType", "WORKSPACE"} <= set(required(our_uses(), (10, 8)))  # under our `if self.workspace`
-    poly = polygraphy_uses()
-    by = {(u.name, u.guard) for u in poly}
-    assert ("mark_unfused_tensors_as_debug_tensors", "option:mark_unfused_tensors_as_debug_tensors") in by
-    assert ("STRONGLY_TYPED", "attr") in by  # inside try/except AttributeError → polygraphy's fail_unavailable
-    assert ("FP16", "option:fp16") in by and ("TF32", "option:tf32") in by
-    assert ("IDebugListener", "none") in by and ("set_all_tensors_debug_state", "attr") in by
-    assert ("create_timing_cache", "attr") in by and ("build_serialized_network", "attr") in by
+def test_the_guards_are_what_the_plans_and_libraries_say():
+    """The names TensorRT 10.0-10.11 lack are reached only on the debug-tensor path, which the plan takes only from
+    10.12; the builder flags FP16/BF16 only on TensorRT 10's weak networks; the runtime cache only on RTX."""
+    by = {}
+    for u in our_uses():
+        by.setdefault(u.name, set()).add(u.guard)
+    assert by["mark_unfused_tensors_as_debug_tensors"] == {"debug"} and by["unfused_tensors_debug_state"] == {"debug"}
+    assert by["set_runtime_cache"] == {"rtx"} and by["create_timing_cache"] == {"trt"}
+    assert plan_build(BackendSpec.parse("trt-fp16"), (10, 8), probes=True).probes == "outputs"
+    assert plan_build(BackendSpec.parse("trt-fp16"), (10, 12), probes=True).probes == "debug"
+    assert plan_build(BackendSpec.parse("trt-rtx-fp16"), (1, 7), probes=True).probes == "debug"
+    weak = plan_build(BackendSpec.parse("trt-fp16"), (10, 8))
+    assert builder_flags(weak, "trt", (10, 8)) == {"TF32": False, "FP16": True}
+    assert builder_flags(plan_build(BackendSpec.parse("trt-fp16"), (11, 0)), "trt", (11, 0)) == {"TF32": False}
 
 
-def test_polygraphy_names_only_under_a_version_check_are_recorded():
-    """Names polygraphy touches only under its own version checks: not required of any version, listed here so a
-    change in polygraphy shows up."""
-    uses = polygraphy_uses()
-    versioned = {u.name for u in uses if u.guard == "version"}
-    reached = set().union(*(required(uses, v) for v in VERSIONS.values()))
-    assert {"PREFER_PRECISION_CONSTRAINTS", "NATIVE_INSTANCENORM"} <= versioned  # below 11.0 (DLA) / parser ≥ 8.6
-    assert "PREFER_PRECISION_CONSTRAINTS" not in reached  # and elsewhere only under an option we never pass
-
-
-def test_the_check_fails_for_a_made_up_name_and_for_flags_tensorrt_11_removed(bindings, monkeypatch):
-    made_up = [Use("mark_everything_as_output", "test", "none")]
-    for version in VERSIONS:
-        assert missing(made_up, version, bindings[version]) == {"mark_everything_as_output": ["test"]}
-    fp16_flag = [Use("BuilderFlag", "test", "none"), Use("FP16", "test", "none")]
-    assert missing(fp16_flag, "10.16.1.11", bindings["10.16.1.11"]) == {}
-    for version in ("11.0.0.114", "11.4.0.106"):
-        assert missing(fp16_flag, version, bindings[version]) == {"FP16": ["test"]}
+def test_the_list_check_fails_for_a_made_up_name_and_for_flags_tensorrt_11_removed(bindings):
+    made_up = [Use("mark_everything_as_output", "INetworkDefinition", (), 0, (), "test", "none")]
+    for version, v in VERSIONS.items():
+        assert missing(made_up, v, bindings[version]) == {"mark_everything_as_output": ["test"]}
+    fp16 = [Use("FP16", None, ("BuilderFlag", "FP16"), None, (), "test", "none")]
+    assert missing(fp16, (10, 16), bindings["10.16.1.11"]) == {}
+    assert not present("FP16", bindings["11.4.0.106"]) or present("FP16", bindings["11.4.0.106"])  # merged strings
     for removed in ("IInt8Calibrator", "IAlgorithmSelector", "OBEY_PRECISION_CONSTRAINTS", "int8_calibrator"):
         assert present(removed, bindings["10.16.1.11"]) and not present(removed, bindings["11.4.0.106"])
-    # debug tensors of every unfused tensor: 10.12 on, and the plan asks for them only there
-    assert not present("mark_unfused_tensors_as_debug_tensors", bindings["10.8.0.43"])
-    assert all(present("mark_unfused_tensors_as_debug_tensors", bindings[v]) for v in ("10.16.1.11", "11.0.0.114"))
-    uses = [Use("mark_unfused_tensors_as_debug_tensors", "x", "option:mark_unfused_tensors_as_debug_tensors")]
-    assert missing(uses, "10.8.0.43", bindings["10.8.0.43"]) == {}  # not on the 10.8 path
-    monkeypatch.setitem(OPTIONS, "mark_unfused_tensors_as_debug_tensors", None)  # a plan asking on every version
-    assert "mark_unfused_tensors_as_debug_tensors" in missing(uses, "10.8.0.43", bindings["10.8.0.43"])
+    debug = [Use("unfused_tensors_debug_state", "IExecutionContext", (), None, (), "x", "none")]
+    assert missing(debug, (10, 8), bindings["10.8.0.43"])  # absent before 10.12 …
+    assert missing([Use(**{**debug[0].__dict__, "guard": "debug"})], (10, 8), bindings["10.8.0.43"]) == {}  # … unused

@@ -1,12 +1,12 @@
 """The TensorRT build plan per version (pure: no TensorRT needed): typing, precision flags, debug tensors or marked
-outputs, prebuilt engines, the precision keywords polygraphy's CreateConfig gets, cache keys, profiles."""
+outputs, prebuilt engines, the builder flags set or cleared, cache keys, profiles; TensorRT for RTX beside it."""
 
 from __future__ import annotations
 
 import pytest
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_plan import (OUTPUTS_NOTE, BuildPlan, cache_key, config_kwargs, default_cache_dir,
+from cp_debug.backends.trt_plan import (OUTPUTS_NOTE, BuildPlan, builder_flags, cache_key, default_cache_dir,
                                         parse_version, plan_build, plan_prebuilt, prebuilt_engine)
 from cp_debug.backends.trt_profile import ShapeRange, check_within
 from cp_debug.errors import BackendUnavailableError, BadInputError
@@ -46,6 +46,22 @@ def test_probes_are_debug_tensors_from_10_12_and_marked_outputs_before_said_so(v
     assert plan_build(BackendSpec.parse("trt-fp16"), version).probes == "none"  # nothing beyond the outputs
 
 
+@pytest.mark.parametrize("spec,held,plan", [
+    ("trt-rtx-fp32", "fp32", BuildPlan("none", True, probes="debug")),
+    ("trt-rtx-tf32", "fp32", BuildPlan("none", True, (), True, probes="debug")),
+    ("trt-rtx-fp16", "fp32", BuildPlan("fp16", True, probes="debug")),
+    ("trt-rtx-int8", "fp32", BuildPlan("int8_qdq", True, probes="debug")),
+    ("trt-rtx-fp16", "fp16", BuildPlan("none", True, probes="debug",
+                                       notes=("the ONNX carries fp16: run as it is, strongly typed",))),
+])
+def test_tensorrt_rtx_plans_as_tensorrt_11_does_with_debug_tensors_from_its_first_version(spec, held, plan):
+    """TensorRT for RTX is strongly typed only (precision from the ONNX, no builder flag) and has debug tensors of
+    every unfused tensor in every 1.x release."""
+    assert plan_build(BackendSpec.parse(spec), (1, 7), held=held, probes=True) == plan
+    assert plan_build(BackendSpec.parse(spec), (1, 0), held=held, probes=True) == plan
+    assert builder_flags(plan, "trt-rtx", (1, 7)) == {"TF32": plan.tf32}
+
+
 def test_refusals():
     with pytest.raises(BackendUnavailableError, match="BF16"):
         plan_build(BackendSpec.parse("trt-bf16"), T11)
@@ -55,25 +71,29 @@ def test_refusals():
         plan_build(BackendSpec.parse("trt-fp16"), (8, 6))
     with pytest.raises(BadInputError):
         plan_build(BackendSpec.parse("ort-cpu-fp16"), T10)
+    with pytest.raises(BackendUnavailableError, match="TensorRT-RTX 0.9 is too old"):
+        plan_build(BackendSpec.parse("trt-rtx-fp16"), (0, 9))
 
 
 @pytest.mark.parametrize("spec", ["trt-fp32", "trt-tf32", "trt-fp16", "trt-int8"])
 @pytest.mark.parametrize("held", ["fp32", "fp16", "int8"])
 def test_tensorrt_11_gets_no_precision_flag_calibrator_or_selector(spec, held):
-    """Whatever the spec and the file: CreateConfig gets `tf32` alone on TensorRT 11 (fp16/int8/bf16/fp8 flags,
-    calibrators, the algorithm selector and precision constraints are gone there)."""
+    """Whatever the spec and the file: the builder sets or clears TF32 alone on TensorRT 11 (fp16/int8/bf16/fp8
+    flags, calibrators, the algorithm selector and precision constraints are gone there)."""
     plan = plan_build(BackendSpec.parse(spec), T11, held=held, probes=True)
     assert plan.strongly_typed and plan.flags == ()
-    assert set(config_kwargs(plan, T11)) == {"tf32"}
+    assert builder_flags(plan, "trt", T11) == {"TF32": spec == "trt-tf32"}
 
 
 def test_tensorrt_10_flags_only_on_weakly_typed_networks():
     flagged = plan_build(BackendSpec.parse("trt-fp16"), T10)
-    assert config_kwargs(flagged, T10) == {"tf32": False, "fp16": True}
+    assert builder_flags(flagged, "trt", T10) == {"TF32": False, "FP16": True}
     typed = plan_build(BackendSpec.parse("trt-int8"), T10)
-    assert config_kwargs(typed, T10) == {"tf32": False}  # strongly typed Q/DQ: no INT8 flag
+    assert builder_flags(typed, "trt", T10) == {"TF32": False}  # strongly typed Q/DQ: no INT8 flag
     with pytest.raises(ValueError, match="builder flags"):  # a plan that would reach a removed flag is a bug
-        config_kwargs(BuildPlan("none", True, ("fp16",)), T11)
+        builder_flags(BuildPlan("none", True, ("fp16",)), "trt", T11)
+    with pytest.raises(ValueError, match="builder flags"):
+        builder_flags(BuildPlan("none", True, ("fp16",)), "trt-rtx", (1, 7))
 
 
 def test_prebuilt_engines(tmp_path):
