@@ -88,7 +88,7 @@ def build_engine(lib: "TensorRtLibrary", model_bytes: bytes, plan: BuildPlan, pr
     data = builder.build_serialized_network(network, config)
     if data is None:
         raise BackendRuntimeError(f"{lib.name} {lib.version_text} cannot build an engine for {what}: "
-                                  f"{log.last_error('the build failed and the library said nothing')}")
+                                  f"{log.error_line('the build failed and the library said nothing')}")
     engine = bytes(data)
     facts = BuildFacts(f"{lib.name} {lib.version_text}", network.num_layers,
                        sum(1 for p in probes if p in tensors), len(probes), plan.probes, _targets(lib, config),
@@ -124,7 +124,7 @@ def _targets(lib: "TensorRtLibrary", config) -> tuple[str, ...]:
 def _parse_error(lib: "TensorRtLibrary", parser, log, what: str) -> str:
     """The parser's first error in one line: the node by name and op, then the library's words."""
     if parser.num_errors == 0:
-        return f"{lib.name} {lib.version_text} cannot parse {what}: {log.last_error('no reason given')}"
+        return f"{lib.name} {lib.version_text} cannot parse {what}: {log.error_line('no reason given')}"
     err = parser.get_error(0)
     node = err.node_name() or f"#{err.node()}"
     op = err.node_operator() or "?"

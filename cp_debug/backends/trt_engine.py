@@ -37,7 +37,12 @@ NUMPY_OF = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": n
 
 class EngineRefusedError(BackendUnavailableError):
     """The library built the engine (its graph parses and builds) but will not run it on this machine: another GPU
-    (TensorRT-RTX on compute capability 9.0), no GPU or driver. Exit 3, with the library's own reason."""
+    (TensorRT-RTX on compute capability 9.0), no GPU or driver. Exit 3, with the library's own reason (`reason`);
+    `library` names it ("TensorRT-RTX 1.7.1.116"); `built` is the build's facts where it was built just now."""
+
+    def __init__(self, message: str, *, library: str = "", reason: str = "", built=None):
+        super().__init__(message)
+        self.library, self.reason, self.built = library, reason, built
 
 
 def numpy_dtype(trt_dtype) -> np.dtype | None:
@@ -140,15 +145,16 @@ class EngineSession:
         runtime = trt.Runtime(self._log.trt_logger)
         engine = runtime.deserialize_cuda_engine(self.data)
         if engine is None:
-            raise EngineRefusedError(f"{self.lib.name} {self.lib.version_text} built the engine of {self.what} "
-                                     f"(it parses and builds) but cannot run it here: "
-                                     f"{self._log.last_error('the engine did not load')}")
+            library = f"{self.lib.name} {self.lib.version_text}"
+            reason = self._log.error_line("the engine did not load")
+            raise EngineRefusedError(f"{library} built the engine of {self.what} (it parses and builds) but cannot "
+                                     f"run it here: {reason}", library=library, reason=reason)
         self._keep.append(runtime)
         self.engine = engine
         self.context = self._context(engine)
         if self.context is None:
             raise BackendRuntimeError(f"{self.lib.name} cannot make an execution context for {self.what}: "
-                                      f"{self._log.last_error('no reason given')}")
+                                      f"{self._log.error_line('no reason given')}")
         if self.buffers is None:
             self.buffers = TorchBuffers("cuda")
         if self.debug:
@@ -188,7 +194,7 @@ class EngineSession:
         for name, array in feed.items():
             if not ctx.set_input_shape(name, tuple(int(d) for d in array.shape)):
                 raise BackendRuntimeError(f"{self.lib.name} refused the shape {list(array.shape)} of input {name!r} "
-                                          f"of {self.what}: {self._log.last_error('outside its profile')}")
+                                          f"of {self.what}: {self._log.error_line('outside its profile')}")
             buf = buffers.upload(array)
             held.append(buf)
             ctx.set_tensor_address(name, int(buf.data_ptr()))
@@ -206,7 +212,7 @@ class EngineSession:
             self.listener.skipped.clear()
         if not ctx.execute_async_v3(buffers.stream_handle):
             raise BackendRuntimeError(f"{self.lib.name} failed running {self.what}: "
-                                      f"{self._log.last_error('execute_async_v3 returned false')}")
+                                      f"{self._log.error_line('execute_async_v3 returned false')}")
         buffers.synchronize()
         host = {name: buffers.to_host(buf) for name, buf in outputs.items()}
         debug = dict(self.listener.tensors) if self.listener is not None else {}

@@ -134,11 +134,14 @@ class CapturedLog:
     def warnings(self) -> list[str]:
         return [m for s, m in self.lines if s == "WARNING"]
 
-    def last_error(self, default: str) -> str:
-        """The library's last error, in one line (the 'Error Code N: …' part where it has one), else `default`."""
-        errors = self.errors()
+    def error_line(self, default: str) -> str:
+        """What the library said went wrong, in one line: its error naming a compute capability where there is one
+        (a GPU it does not run on), else its first 'Error Code N: …' (the failing call's own, before the errors that
+        follow from it), else its last error; `default` where it said none."""
+        errors = [" ".join(e.split()) for e in self.errors()]
         if not errors:
             return default
-        text = " ".join(errors[-1].split())
-        at = text.find("Error Code")
-        return text[at:] if at >= 0 else text
+        pick = next((e for e in errors if "compute capability" in e.lower()), None) \
+            or next((e for e in errors if "Error Code" in e), errors[-1])
+        at = pick.find("Error Code")
+        return pick[at:] if at >= 0 else pick

@@ -63,7 +63,8 @@ class TrtRunner(Runner):
     workspace: builder memory pool limit in bytes (None: the library's default). profile / profile_caps: the
     optimization profile, or the caps ({input: {axis: size}}) widening the one built from the first feed.
     engine_file: a prebuilt engine to run instead of building. cache_dir: where engines and caches are kept
-    (None: the user's cache dir); cache=False builds every time and keeps nothing.
+    (None: the user's cache dir); cache=False builds every time and keeps nothing. stage: the stage's name, for
+    the messages (else the file's name).
     """
 
     def __init__(self, model: "onnx.ModelProto | str | Path", spec: BackendSpec, *,  # noqa: PLR0913
@@ -71,7 +72,8 @@ class TrtRunner(Runner):
                  keep_fp32_nodes: Iterable[str] = (), exclude_int8_nodes: Iterable[str] = (),
                  determinism: Determinism = Determinism(), workspace: int | None = None, calib_method: str = "minmax",
                  profile: Profile | None = None, profile_caps: Mapping[str, Mapping[int, int]] | None = None,
-                 engine_file: str | Path | None = None, cache_dir: str | Path | None = None, cache: bool = True):
+                 engine_file: str | Path | None = None, cache_dir: str | Path | None = None, cache: bool = True,
+                 stage: str | None = None):
         if not spec.is_tensorrt:
             raise BadInputError(f"TrtRunner runs trt-* and trt-rtx-* specs, not {spec}")
         super().__init__(str(spec))
@@ -90,6 +92,7 @@ class TrtRunner(Runner):
         self.engine_file = Path(engine_file) if engine_file is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache = cache
+        self.stage = stage
         self._lib: TensorRtLibrary | None = None
         self._plan: BuildPlan | None = None
         self._graph: PreparedGraph | None = None
@@ -155,19 +158,25 @@ class TrtRunner(Runner):
 
     def _start(self) -> None:
         """The engine built (or read) and opened: EngineRefusedError where the library will not run it here."""
-        from cp_debug.backends.trt_engine import EngineSession
+        from cp_debug.backends.trt_engine import EngineRefusedError, EngineSession
 
         if self._engine is None:
             self._engine = _read(self.engine_file) if self._plan.prebuilt else self._engine_bytes()
         session = EngineSession(self._lib, self._engine, what=f"{self.spec} ({self._what()})",
                                 debug=self._plan.probes in ("debug", "engine") and self._lib.debug_tensors,
                                 runtime_cache=self._runtime_cache)
-        self._session = session.open()
+        try:
+            self._session = session.open()
+        except EngineRefusedError as refused:
+            refused.built = self._built  # what the build just did (None: the engine came from the cache or the user)
+            raise
         self._layer_precisions = _layer_precisions(self._lib.module, session.engine)
         if self._plan.prebuilt:
             self.profile = _engine_profile(self._lib.module, session.engine)
 
     def _what(self) -> str:
+        if self.stage:
+            return self.stage
         src = self._model_src
         return Path(src).name if isinstance(src, (str, Path)) else (getattr(src.graph, "name", "") or "the model")
 

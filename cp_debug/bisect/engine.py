@@ -31,6 +31,7 @@ from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.ahead import Ahead, runs_ahead
 from cp_debug.bisect.placement import device_whole
 from cp_debug.bisect.ranking import first_divergent, root_cause
+from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
 from cp_debug.bisect.stage_lockstep import lockstep_stage
@@ -107,9 +108,7 @@ class BisectEngine:
         cand_up: dict[str, dict] = {s.label: {} for s in states}
         for i, st in enumerate(rs.subject.stages):
             sp = [p for p in first if p.stage == i]
-            rs.ref_feeds[i] = rs.subject.feed(i, ref_up)
-            for s in states:
-                s.feeds[i] = rs.subject.feed(i, cand_up[s.label])
+            self._feeds(i, states, ref_up, cand_up)
             locked = [s for s in states if s.lockstep]
             classic = [s for s in states if not s.lockstep]
             ref_out = None
@@ -128,7 +127,17 @@ class BisectEngine:
         cands = [self._conclude(s, first) for s in states]
         report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)
+        report.refusal = refusal(states)
         return report
+
+    def _feeds(self, i: int, states: list[CandidateState], ref_up: dict, cand_up: dict[str, dict]) -> None:
+        """Stage i's feed of the reference and of each candidate, from the outputs upstream of it (a refused
+        candidate runs nothing more: `refused.py` builds its engines on the reference's feed)."""
+        rs = self.run_state
+        rs.ref_feeds[i] = rs.subject.feed(i, ref_up)
+        for s in states:
+            if s.refused is None:
+                s.feeds[i] = rs.subject.feed(i, cand_up[s.label])
 
     def _whole_stage(self, i: int, sp: list[ProbeSpec], states: list[CandidateState], *, noise: bool,
                      timed: bool = True) -> tuple[dict, dict[str, dict]]:
@@ -147,10 +156,25 @@ class BisectEngine:
             ahead.reference_done()
             for s in states:
                 t0 = time.perf_counter()
-                outs[s.label] = candidate_stage(rs, s, i, sp, s.feeds[i], ahead=ahead)
+                outs[s.label] = self._candidate(s, i, sp, ahead)
                 if timed:
                     s.seconds += time.perf_counter() - t0 + ahead.seconds.get(s.label, 0.0)
         return ref_out, outs
+
+    def _candidate(self, s: CandidateState, i: int, sp: list[ProbeSpec], ahead: Ahead) -> dict:
+        """One candidate over stage i (`stage_whole.candidate_stage`); one whose library refuses to run its engine
+        here has its later stages built, not run (`refused.py`)."""
+        from cp_debug.backends.trt_engine import EngineRefusedError
+
+        rs = self.run_state
+        if s.refused is not None:
+            build_later_stage(rs, s, i, sp)
+            return {}
+        try:
+            return candidate_stage(rs, s, i, sp, s.feeds[i], ahead=ahead)
+        except EngineRefusedError as err:
+            refused_at(s, rs.subject.stages[i].name, err)
+            return {}
 
     def _scene(self, states: list[CandidateState], cand_up: dict[str, dict]):
         """The subject's scene with every side's last-stage outputs (the head maps, float32 copies), for the BEV
@@ -324,8 +348,10 @@ class BisectEngine:
         return state
 
     def _conclude(self, state: CandidateState, probes: list[ProbeSpec]) -> CandidateResult:
-        """Rank, refine and explain one candidate's results."""
+        """Rank, refine and explain one candidate's results (a refused one has none: its error instead)."""
         t0 = time.perf_counter()
+        if state.refused is not None:
+            return candidate_result(self.run_state, state, None, None, [], started=t0)
         results = ordered(state, probes)
         fd = first_divergent(results)
         rc = root_cause(results, fd)

@@ -207,6 +207,9 @@ class BisectReport:
     scene: BevScene | None = None
     # `--budget FILE`: the limits and every check (`eval.gates.budget_doc`), set by the CLI after the run; None without
     budget: dict | None = None
+    # a candidate whose library built its engines and would not run them here (`bisect/refused.py`): the one line
+    # the run ends with (exit 3) once the report is written; not in JSON (the candidate's `errors` entry says it)
+    refusal: Exception | None = None
 
     @property
     def any_diverged(self) -> bool:

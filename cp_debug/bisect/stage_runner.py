@@ -33,6 +33,8 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
     elif spec.precision == "int8":
         kwargs["calib_feeds"] = calib
+    if spec.is_tensorrt:
+        kwargs["stage"] = stage.name  # its messages name the stage
     if onnx_model is None and spec.onnx_dir is not None:  # trt@DIR: the user's engine beside the stage's ONNX
         from cp_debug.backends.trt_plan import prebuilt_engine
 

@@ -37,7 +37,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     results = ordered(state, all_probes)
     hint = _hint(run, state, rc) if rc else None
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
-    outcome, reason = _outcome(run, state, results, rc, path)
+    # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
+    outcome, reason = _outcome(run, state, results, rc, path) if state.refused is None else (None, None)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -46,7 +47,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
-        outcome=outcome, outcome_reason=reason, judged_at=state.judged_at)
+        outcome=outcome, outcome_reason=reason, judged_at=state.judged_at,
+        error=str(state.refused) if state.refused is not None else None)
 
 
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]

@@ -249,6 +249,8 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         _write_outputs(engine, report, outputs, progress, third_party, checks)
     finally:
         engine.close()
+    if report.refusal is not None:  # the report is written: the run ends with the library's line (exit 3)
+        raise report.refusal
     return int(code)
 
 

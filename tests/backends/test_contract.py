@@ -54,7 +54,7 @@ def test_runner_contract(spec, tiny, reference, tiny_fakequant):
         check_available(BackendSpec.parse(spec))
     except BackendUnavailableError as err:
         pytest.skip(str(err))
-    if not runs_here(BackendSpec.parse(spec)):  # TensorRT-RTX without a GPU it runs on: its builds are tested in test_trt_rtx.py
+    if not runs_here(BackendSpec.parse(spec)):  # TensorRT-RTX without a GPU it runs on: builds in test_trt_rtx.py
         pytest.skip(f"{spec} builds here but cannot run: not run")
     x, names = tiny.x, tiny.output_names
     module = tiny_fakequant if spec.startswith("torch") and spec.endswith("int8") else tiny.module

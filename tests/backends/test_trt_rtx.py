@@ -119,3 +119,30 @@ def test_the_tiny_centerpoint_pair_builds_with_every_probe(rtx, tiny_pair, tmp_p
         assert transform["kind"] == ("none" if precision == "fp32" else "fp16")
         if keep:
             assert transform["fp32_nodes_user"] == len(keep) > 1
+
+
+@pytest.mark.slow
+def test_a_bisect_against_tensorrt_rtx_builds_every_stage_then_ends_with_its_reason(rtx, tmp_path):
+    """`cpdebug bisect --backends torch,trt-rtx-fp16` where TensorRT-RTX cannot run: the reference runs, both stages'
+    engines are built (the second on the reference's feed), the report is written with the candidate's error, and
+    the run ends with the library's own line, exit 3."""
+    from cp_debug.backends.factory import runs_here
+    from tests.cli_run import cpdebug
+
+    if runs_here(BackendSpec.parse("trt-rtx-fp16")):
+        pytest.skip("a GPU TensorRT-RTX runs on is here: the bisect runs instead")
+    report = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--preset", "tiny", "--backends", "torch,trt-rtx-fp16", "--json", str(report),
+                   env={"CPDEBUG_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 3, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert errors[0].startswith(f"cpdebug: error: trt-rtx-fp16: TensorRT-RTX {rtx.version_text} built the engines of "
+                                "pts_voxel_encoder (")
+    assert " and pts_backbone_neck_head (" in errors[0] and "but cannot run them here: Error Code" in errors[0]
+    assert len(list((tmp_path / "cache" / "tensorrt").glob("*.engine"))) == 2  # both stages built, and kept
+    import json
+
+    doc = json.loads(report.read_text())
+    assert doc["errors"]["trt-rtx-fp16"].startswith("TensorRT-RTX") and doc["outcomes"]["trt-rtx-fp16"] is None
+    assert doc["results"]["trt-rtx-fp16"] == []
