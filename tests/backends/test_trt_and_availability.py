@@ -103,3 +103,20 @@ def test_make_runner_dispatch(tiny):
     # torch-only option ignored
     r = make_runner(BackendSpec.parse("ort"), onnx_model=tiny.path, probe_modules=["c1"], threads=1)
     assert r.threads == 1 and not r.is_active
+
+
+def test_without_tensorrt_rtx_backends_says_how_to_install_it(monkeypatch):
+    """The wheels absent (their import fails): every trt-rtx-* row is unavailable and names the extra to install."""
+    import sys
+
+    from cp_debug.backends import trt_library
+
+    for name in ("tensorrt_rtx", "tensorrt_rtx_bindings"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import` of it raises ImportError, as when not installed
+    monkeypatch.setattr(trt_library, "_load", trt_library._load.__wrapped__)  # no import remembered from before
+    rows = {s: (ok, why) for s, ok, why in availability() if s.startswith("trt-rtx")}
+    assert set(rows) == {"trt-rtx-fp32", "trt-rtx-tf32", "trt-rtx-fp16", "trt-rtx-int8"}
+    for ok, why in rows.values():
+        assert not ok and "pip install 'cp-debug[trt-rtx]'" in why and "tensorrt-rtx-cu13-libs" in why
+    with pytest.raises(BackendUnavailableError, match=r"cp-debug\[trt-rtx\]"):
+        check_available(BackendSpec.parse("trt-rtx-fp16"))
