@@ -32,4 +32,4 @@ echo "exit $?" >> "$out/tests_gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/backends/test_trt_rtx.py tests/backends/test_trt_names.py \
   tests/backends/test_trt_engine.py tests/backends/test_trt_and_availability.py > "$out/tests_rtx.txt" 2>&1
 echo "exit $?" >> "$out/tests_rtx.txt"
-tail -3 "$out"/*.txt
+tail -n 3 "$out"/*.txt
