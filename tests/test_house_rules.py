@@ -1,7 +1,11 @@
-"""House rules ruff has no rule for: no function of cp_debug/ is over 120 lines (issue 20 §4).
+"""House rules ruff and import-linter have no rule for: no function of cp_debug/ is over 120 lines (issue 20 §4),
+no module over 450 lines, and no two modules that import each other, at any level (issue 47).
 
 ruff checks complexity (C901), arguments (PLR0913) and statements (PLR0915) from pyproject.toml; a function
 can stay under all three and still run for pages (long literals, long calls), so its length is checked here.
+import-linter's layers contract keeps the packages' floors; inside one package, or through imports made inside
+functions, a circle of modules is still possible, and is found here: every `import` / `from … import` of a
+cp_debug module anywhere in a file (in functions and under TYPE_CHECKING too) is an arrow.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import ast
 from pathlib import Path
 
 MAX_FUNCTION_LINES = 120
+MAX_MODULE_LINES = 450
 PACKAGE = Path(__file__).resolve().parents[1] / "cp_debug"
 
 
@@ -40,3 +45,102 @@ def test_the_check_sees_a_long_function(tmp_path):
     body = "\n".join(f"        x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
     (pkg / "m.py").write_text(f"def short():\n    return 1\n\n\nclass C:\n    @staticmethod\n    def long():\n{body}\n")
     assert long_functions(pkg) == [("pkg/m.py:7 long", MAX_FUNCTION_LINES + 2)]
+
+
+def long_modules(root: Path, limit: int = MAX_MODULE_LINES) -> list[tuple[str, int]]:
+    """(path, lines) of every module under `root` longer than `limit` lines."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if n > limit:
+            found.append((str(path.relative_to(root.parent)), n))
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module → the modules of `root`'s package it imports anywhere in its file (`a.b` for a/b.py; a package's
+    `__init__.py` is the package itself). `from pkg import name` is an arrow to `pkg.name` where that is a module,
+    else to `pkg` (its `__init__.py`); the parent packages Python runs on the way are not arrows of the file's own."""
+    base = root.name
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == base and name in modules and name != mod:
+                    graph[mod].add(name)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_is_over_450_lines():
+    offenders = long_modules(PACKAGE)
+    assert not offenders, f"modules over {MAX_MODULE_LINES} lines (split them along a seam): " + "; ".join(
+        f"{where} ({n} lines)" for where, n in offenders)
+
+
+def test_no_two_modules_import_each_other_at_any_level():
+    found = circles(import_graph(PACKAGE))
+    assert not found, "import circles (move what both sides need down into a module of its own): " + "; ".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_the_checks_see_a_long_module_and_a_circle_made_inside_functions(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n" + "x = 1\n" * MAX_MODULE_LINES)
+    (pkg / "sub" / "b.py").write_text("def f():\n    from pkg import c\n    return c\n")
+    (pkg / "c.py").write_text("def g():\n    import pkg.a\n")
+    (pkg / "d.py").write_text("import pkg.c\n")
+    assert long_modules(pkg) == [("pkg/a.py", MAX_MODULE_LINES + 1)]
+    graph = import_graph(pkg)
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.d"] == {"pkg.c"}
+    assert circles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
