@@ -3,15 +3,17 @@ line that result and a lane's error carry."""
 
 from __future__ import annotations
 
+from cp_debug.errors import BackendUnavailableError
 from cp_debug.sweep.records import FrameResult
 
 
 def or_failed(index: int, token: str, fn, *args):
-    """`fn(*args)`, or where it raises (but for Ctrl-C, exits and memory) the frame's `failed` result with its
-    one-line reason: one frame's failure is recorded, the sweep goes on."""
+    """`fn(*args)`, or where it raises the frame's `failed` result with its one-line reason: one frame's failure is
+    recorded, the sweep goes on. Ctrl-C, exits, memory and a backend that cannot run here at all (a library missing,
+    TensorRT-RTX refusing this GPU: every frame would fail alike) end the sweep instead."""
     try:
         return fn(*args)
-    except (KeyboardInterrupt, SystemExit, MemoryError):
+    except (KeyboardInterrupt, SystemExit, MemoryError, BackendUnavailableError):
         raise
     except Exception as err:  # noqa: BLE001 - see the docstring
         return FrameResult(index, token, "failed", one_line(err))

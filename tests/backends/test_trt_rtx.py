@@ -146,3 +146,19 @@ def test_a_bisect_against_tensorrt_rtx_builds_every_stage_then_ends_with_its_rea
     doc = json.loads(report.read_text())
     assert doc["errors"]["trt-rtx-fp16"].startswith("TensorRT-RTX") and doc["outcomes"]["trt-rtx-fp16"] is None
     assert doc["results"]["trt-rtx-fp16"] == []
+
+
+@pytest.mark.slow
+def test_a_sweep_against_tensorrt_rtx_that_cannot_run_here_ends_with_its_reason(rtx, tmp_path):
+    """A library that will not run its engine here fails every frame alike: the sweep ends with its line, exit 3,
+    instead of a table of failed frames."""
+    from cp_debug.backends.factory import runs_here
+    from tests.cli_run import cpdebug
+
+    if runs_here(BackendSpec.parse("trt-rtx-fp16")):
+        pytest.skip("a GPU TensorRT-RTX runs on is here: the sweep runs instead")
+    proc = cpdebug("sweep", "--preset", "tiny", "--n", "1", "--backends", "torch,trt-rtx-fp16", "--out",
+                   str(tmp_path / "s"), env={"CPDEBUG_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 3, (proc.stdout[-500:], proc.stderr[-500:])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(errors) == 1 and "cannot run it here: Error Code" in errors[0] and "Traceback" not in proc.stderr
