@@ -1,10 +1,18 @@
 """The numba kernels behind `cp_debug.compare.kernels` (which says what they compute); imported only there,
-lazily, because importing this module imports numba and compiles (or loads from numba's cache) the kernels."""
+lazily, because importing this module imports numba and compiles (or loads from numba's cache) the kernels.
+
+float16 operands come in as their bits (uint16) and are widened exactly. Where the processor converts half
+precision itself (x86 with F16C, AArch64) that is LLVM's `fpext half` — one vcvtph2ps per 8 elements on x86; elsewhere
+integer bit arithmetic. Same float32 values either way (tests/compare/test_kernels.py checks all 65,536 patterns),
+so the same sums; on the CPU machine (AVX2 EPYC) the diff kernel took 20% less time on a float16 test side and the
+heat map 40% less.
+"""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
@@ -29,6 +37,55 @@ def from_bits(typingctx, x):  # noqa: ARG001
     return types.float32(types.uint32), codegen
 
 
+@intrinsic
+def half_by_cpu(typingctx, x):  # noqa: ARG001
+    """float16 bits (uint16) → float32 by LLVM's `fpext half` (exact): the processor's conversion where it has one."""
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@nb.njit(inline="always")
+def half_by_bits(x):
+    """float16 bits → float32 by integer arithmetic, exactly: normal, subnormal, inf/NaN."""
+    h = np.uint32(x)
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    em = h & np.uint32(0x7FFF)
+    normal = from_bits((em << np.uint32(13)) + np.uint32(0x38000000))
+    sub = from_bits((em << np.uint32(13)) | np.uint32(0x38800000)) - np.float32(2.0 ** -14)  # m·2⁻²⁴, exact
+    special = from_bits((em << np.uint32(13)) | np.uint32(0x7F800000))
+    v = sub if em < np.uint32(0x400) else normal
+    v = special if em >= np.uint32(0x7C00) else v
+    return from_bits(bits(v) | sign)
+
+
+def cpu_converts_half() -> bool:
+    """Whether the code numba builds here converts float16 in one instruction: AArch64, or x86 with F16C among the
+    features numba compiles for (`NUMBA_CPU_FEATURES` where set, else the host's). Elsewhere `fpext half` would be
+    a call into a runtime library numba may not link."""
+    import platform
+
+    from numba.core import config
+
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return True
+    if machine not in ("x86_64", "amd64"):
+        return False
+    if config.CPU_FEATURES is not None:
+        return "+f16c" in config.CPU_FEATURES.split(",")
+    if config.CPU_NAME is not None:  # a named CPU (portable caches): its features are not the host's
+        return False
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("f16c"))
+
+
+CPU_HALF = cpu_converts_half()
+
+
 def as_f32(x):
     """An element as float32: float32 itself, or float16 bits (uint16) converted exactly."""
 
@@ -37,18 +94,10 @@ def as_f32(x):
 def _as_f32(x):
     if isinstance(x, types.Float):
         return lambda x: x
-    if isinstance(x, types.Integer):  # float16 bits, exactly: normal, subnormal, inf/NaN
-        def half(x):
-            h = np.uint32(x)
-            sign = (h & np.uint32(0x8000)) << np.uint32(16)
-            em = h & np.uint32(0x7FFF)
-            normal = from_bits((em << np.uint32(13)) + np.uint32(0x38000000))
-            sub = from_bits((em << np.uint32(13)) | np.uint32(0x38800000)) - np.float32(2.0 ** -14)  # m·2⁻²⁴, exact
-            special = from_bits((em << np.uint32(13)) | np.uint32(0x7F800000))
-            v = sub if em < np.uint32(0x400) else normal
-            v = special if em >= np.uint32(0x7C00) else v
-            return from_bits(bits(v) | sign)
-        return half
+    if isinstance(x, types.Integer):
+        if CPU_HALF:
+            return lambda x: half_by_cpu(x)
+        return lambda x: half_by_bits(x)
     return None
 
 

@@ -105,3 +105,24 @@ def test_heat_sums_channels_in_order_exactly(dtype):
         want += np.abs(t[c].astype(np.float32) - r[c]).astype(np.float64)
     assert np.array_equal(kernels.channel_abs_sum(r, t), want)
 
+
+
+def test_float16_converts_exactly_both_ways():
+    """Both float16 → float32 conversions the kernels may use — the processor's (`fpext half`: F16C, AArch64) and
+    integer bit arithmetic — give numpy's float32 for every one of the 65,536 bit patterns (NaN as NaN), so a
+    kernel's sums do not depend on which one this machine compiled."""
+    import numba
+
+    from cp_debug.compare import _numba_kernels as nk
+
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    want = halves.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    by_bits = numba.njit(lambda h: [nk.half_by_bits(x) for x in h])
+    converters = {"bits": by_bits}
+    if nk.cpu_converts_half():
+        converters["cpu"] = numba.njit(lambda h: [nk.half_by_cpu(x) for x in h])
+    for name, convert in converters.items():
+        got = np.array(convert(halves), np.float32)
+        assert np.array_equal(np.isnan(got), nan), name
+        assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)), name
