@@ -103,6 +103,12 @@ def _as_f32(x):
 
 @nb.njit(fastmath=True, cache=True)
 def part(rs, ts, atol, rtol, o):
+    """One part's sums and maxima. The 32-bit quantities stay 32-bit (`& MASK` of two uint32 is typed uint64 by
+    numba, and AVX2 has no unsigned 64-bit maximum: three such maxima, and an int64 count, cost the loop a third
+    more instructions and spilled its registers): the absolute bits are kept uint32, the count beyond tolerance is
+    int32 (a part holds fewer than 2**31 elements, `kernels.diff_parts`), and a NaN/inf anywhere shows in the larger
+    of the two absolute maxima. The float64 sums and their vectorised order are as before: the same results, bit for
+    bit, in 0.6 of the time on the CPU machine."""
     s_abs = 0.0
     s_sq = 0.0
     dot = 0.0
@@ -112,17 +118,16 @@ def part(rs, ts, atol, rtol, o):
     mrel = np.uint32(0)
     ram = np.uint32(0)
     tam = np.uint32(0)
-    odd = np.uint32(0)
-    beyond = 0
+    beyond = np.int32(0)
     at = np.float32(atol)
     rt = np.float32(rtol)
     tiny = np.float32(1e-12)
+    mask = np.uint32(0x7FFFFFFF)
     for i in range(rs.size):
         a = as_f32(rs[i])
         b = as_f32(ts[i])
-        ab = bits(a) & np.uint32(0x7FFFFFFF)
-        bb = bits(b) & np.uint32(0x7FFFFFFF)
-        odd = max(odd, max(ab, bb))
+        ab = np.uint32(bits(a) & mask)
+        bb = np.uint32(bits(b) & mask)
         d = abs(b - a)
         aa = abs(a)
         a64 = np.float64(a)
@@ -137,7 +142,7 @@ def part(rs, ts, atol, rtol, o):
         ram = max(ram, ab)
         tam = max(tam, bb)
         mrel = max(mrel, bits(d / max(aa, tiny)))
-        beyond += d > at + rt * aa
+        beyond += np.int32(d > at + rt * aa)
     o[0] = rs.size
     o[1] = s_abs
     o[2] = s_sq
@@ -149,7 +154,7 @@ def part(rs, ts, atol, rtol, o):
     o[8] = ram
     o[9] = tam
     o[10] = beyond
-    o[11] = odd
+    o[11] = max(ram, tam)
 
 
 @nb.njit(parallel=True, cache=True)

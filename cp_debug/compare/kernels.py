@@ -29,6 +29,7 @@ SINGLE = (np.dtype(np.float32), np.dtype(np.float16))  # the dtypes the kernels 
 PARTS = 16  # fixed ranges per call: the summation order, whatever the number of threads
 SUMS = ("n", "sum_abs", "sum_sq", "dot", "ref_sq", "test_sq", "max_abs", "max_rel", "ref_absmax", "test_absmax",
         "beyond", "nonfinite")
+_PART_MAX = (1 << 31) - 1  # elements a part of one call may hold
 _LOCK = threading.Lock()
 _KERNELS: dict | None = None
 _MISSING = False
@@ -43,6 +44,8 @@ def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float) -> n
     (float16 converted exactly in the kernel, from its bits). Maxima come
     back as float32 values; `nonfinite` is > 0 where a part holds a NaN or an infinity (its other fields are
     then meaningless)."""
+    if ref.size >= PARTS * _PART_MAX:  # a part counts its elements beyond tolerance in int32 (_numba_kernels.part)
+        raise ValueError(f"diff_parts takes fewer than {PARTS * _PART_MAX} elements a call, got {ref.size}")
     k = _kernels()
     with _LOCK:
         out = k["diff"](_raw(ref), _raw(test), float(atol), float(rtol), PARTS)
