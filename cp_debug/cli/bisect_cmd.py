@@ -223,6 +223,10 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         from cp_debug.compare.fused_diff import warm_up_in_background
 
         warm_up_in_background()
+    if any(spec.device != "cuda" for _, spec in pairs):  # host comparisons: numba's kernels, while the model loads
+        from cp_debug.compare import kernels
+
+        kernels.warm_up_in_background()
     notes = _lint_first(pairs, subject_request, progress)
     with progress.step("loading the model"):
         subject = _load_subject(subject_request)

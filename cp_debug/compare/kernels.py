@@ -81,6 +81,37 @@ def channel_abs_sum(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
         return k["heat"](_raw(ref), _raw(test))
 
 
+# the operand types a run compares: float32 pairs, a float16 candidate against a float32 reference, float16 pairs
+WARM_PAIRS = ((np.float32, np.float32), (np.float32, np.float16), (np.float16, np.float16))
+
+
+def warm_up() -> None:
+    """Load every kernel for the operand types of `WARM_PAIRS` (from numba's cache folder; compiled where it has
+    none): a process's first call costs numba's start, about 1 s of CPU on the CPU machine even from its cache."""
+    if not available():
+        return
+    for r, t in WARM_PAIRS:
+        a, b = np.zeros((1, 8, 8), r), np.zeros((1, 8, 8), t)
+        diff_parts(a.reshape(-1), b.reshape(-1), 0.0, 0.0)
+        channel_abs_sum(a, b)
+
+
+def warm_up_in_background() -> threading.Thread:
+    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it), while the caller loads its
+    model and runs the first segments: a comparison that comes first waits for it (the kernels' lock). Never raises:
+    a comparison that needs a kernel loads it again and says what goes wrong."""
+
+    def run() -> None:
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001 - a warm-up only
+            return
+
+    th = threading.Thread(target=run, name="cpdebug-kernels-warm-up", daemon=True)
+    th.start()
+    return th
+
+
 def _raw(a: np.ndarray) -> np.ndarray:
     """What the kernels take: float32 as it is, float16 as its bits (numba has no float16 arithmetic)."""
     return a.view(np.uint16) if a.dtype == np.float16 else a

@@ -34,7 +34,9 @@ def warm_up(say: Callable[[str], None]) -> None:
         except Exception as err:  # noqa: BLE001
             say(f"warm-up: {name} not loaded ({type(err).__name__}: {err})")
     try:
-        _numba_kernels()
+        from cp_debug.compare import kernels
+
+        kernels.warm_up()
     except Exception as err:  # noqa: BLE001
         say(f"warm-up: the comparison kernels not loaded ({type(err).__name__}: {err})")
     say(f"warm-up: modules and kernels loaded in {time.perf_counter() - t0:.2f} s")
@@ -52,20 +54,6 @@ def warm_up(say: Callable[[str], None]) -> None:
             say(f"warm-up: CUDA, ONNX Runtime's CUDA provider and Triton in {time.perf_counter() - t0:.2f} s")
     except Exception as err:  # noqa: BLE001
         say(f"warm-up: the GPU part failed ({type(err).__name__}: {err})")
-
-
-def _numba_kernels() -> None:
-    """Load the comparison kernels from numba's cache folder for each dtype they take (0.6 s at a first call)."""
-    import numpy as np
-
-    from cp_debug.compare import kernels
-
-    if not kernels.available():
-        return
-    for dtype in kernels.SINGLE:
-        a = np.zeros((1, 8, 8), dtype)
-        kernels.diff_parts(a.ravel(), a.ravel(), 0.0, 0.0)
-        kernels.channel_abs_sum(a, a)
 
 
 def _ort_cuda_provider() -> None:

@@ -126,3 +126,18 @@ def test_float16_converts_exactly_both_ways():
         got = np.array(convert(halves), np.float32)
         assert np.array_equal(np.isnan(got), nan), name
         assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)), name
+
+
+def test_warm_up_in_background_loads_what_runs_compare():
+    """The warm-up a bisect starts while its model loads: once its thread is done, the diff and heat-map kernels are
+    loaded for every operand pair of WARM_PAIRS (a comparison then finds them ready)."""
+    import numba
+
+    th = kernels.warm_up_in_background()
+    th.join(timeout=600)
+    assert not th.is_alive()
+    k = kernels._kernels()
+    for r, t in kernels.WARM_PAIRS:
+        a, b = (numba.from_dtype(kernels._raw(np.zeros(1, x)).dtype) for x in (r, t))
+        for name in ("diff", "heat"):
+            assert any(sig[0].dtype == a and sig[1].dtype == b for sig in k[name].signatures), (name, r, t)
