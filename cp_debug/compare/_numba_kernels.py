@@ -158,14 +158,19 @@ def part(rs, ts, atol, rtol, o):
 
 
 @nb.njit(parallel=True, cache=True)
-def diff(r, t, atol, rtol, parts):
+def diff(r, t, atol, rtol, parts, chunk):
+    """Row c * parts + p: part p of chunk c (chunks of `chunk` elements, the last one shorter, each cut into `parts`
+    equal ranges), all in one parallel loop: one call for a whole tensor, its rows the same as a call per chunk."""
     n = r.size
-    out = np.zeros((parts, 12))
-    step = (n + parts - 1) // parts
-    for p in nb.prange(parts):
-        lo = min(n, p * step)
-        hi = min(n, lo + step)
-        part(r[lo:hi], t[lo:hi], atol, rtol, out[p])
+    chunks = (n + chunk - 1) // chunk
+    out = np.zeros((chunks * parts, 12))
+    for k in nb.prange(chunks * parts):
+        base = (k // parts) * chunk
+        m = min(n, base + chunk) - base
+        step = (m + parts - 1) // parts
+        lo = base + min(m, (k % parts) * step)
+        hi = min(base + m, lo + step)
+        part(r[lo:hi], t[lo:hi], atol, rtol, out[k])
     return out
 
 

@@ -141,7 +141,7 @@ class TensorDiff:
 
 
 _CHUNK = 1 << 16  # elements per block: metrics stream in float64 over cache-sized blocks, no big temporaries
-_KERNEL_CHUNK = 1 << 22  # elements per call of the compiled kernel
+_KERNEL_CHUNK = 1 << 22  # elements per chunk of the compiled kernel, cut into its parts: the order of the sums
 _PARALLEL_MIN = 1 << 21  # elements from which a tensor's blocks are shared out over threads (cp_debug/parallel.py)
 
 
@@ -165,29 +165,32 @@ class _Accumulator:
         return self._buf[n]
 
     def add_compiled(self, ref: np.ndarray, test: np.ndarray) -> None:
-        """float32/float16 operands through the compiled one-pass kernel (`kernels.py`), a chunk at a time; a part
-        holding NaN/Inf is measured again by `add` (float64, exact NaN/Inf rules)."""
-        for lo in range(0, ref.size, _KERNEL_CHUNK):
-            r, t = (np.ascontiguousarray(x[lo:lo + _KERNEL_CHUNK]) for x in (ref, test))
-            rows = kernels.diff_parts(r, t, self.tol.atol, self.tol.rtol)
-            for (a, b), row in zip(kernels.part_ranges(r.size), rows):
-                if a == b:
-                    continue
-                if row[11]:
-                    for c in range(a, b, _CHUNK):
-                        self.add(r[c:min(b, c + _CHUNK)], t[c:min(b, c + _CHUNK)])
-                    continue
-                self.n += int(row[0])
-                self.sum_abs += row[1]
-                self.sum_sq += row[2]
-                self.dot += row[3]
-                self.ref_sq += row[4]
-                self.test_sq += row[5]
-                self.max_abs = max(self.max_abs, float(row[6]))
-                self.max_rel = max(self.max_rel, float(row[7]))
-                self.ref_absmax = max(self.ref_absmax, float(row[8]))
-                self.test_absmax = max(self.test_absmax, float(row[9]))
-                self.beyond += int(row[10])
+        """float32/float16 operands through the compiled one-pass kernel (`kernels.py`): the parts of every chunk
+        from one call, summed in order; a part holding NaN/Inf is measured again by `add` (float64, exact NaN/Inf
+        rules). (A call per chunk gave the same rows; each call's start and end left a core idle, a third of this
+        pass's time on the two-core CPU machine.)"""
+        if ref.size == 0:
+            return
+        r, t = np.ascontiguousarray(ref), np.ascontiguousarray(test)
+        rows = kernels.diff_parts(r, t, self.tol.atol, self.tol.rtol, _KERNEL_CHUNK)
+        for (a, b), row in zip(kernels.part_ranges(r.size, _KERNEL_CHUNK), rows):
+            if a == b:
+                continue
+            if row[11]:
+                for c in range(a, b, _CHUNK):
+                    self.add(r[c:min(b, c + _CHUNK)], t[c:min(b, c + _CHUNK)])
+                continue
+            self.n += int(row[0])
+            self.sum_abs += row[1]
+            self.sum_sq += row[2]
+            self.dot += row[3]
+            self.ref_sq += row[4]
+            self.test_sq += row[5]
+            self.max_abs = max(self.max_abs, float(row[6]))
+            self.max_rel = max(self.max_rel, float(row[7]))
+            self.ref_absmax = max(self.ref_absmax, float(row[8]))
+            self.test_absmax = max(self.test_absmax, float(row[9]))
+            self.beyond += int(row[10])
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:
         n = ref.size

@@ -39,16 +39,20 @@ def available() -> bool:
     return _kernels() is not None
 
 
-def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float, chunk: int | None = None) -> np.ndarray:
     """(PARTS, len(SUMS)) partial results for two flat, C-contiguous float32 or float16 arrays of one size
-    (float16 converted exactly in the kernel, from its bits). Maxima come
+    (float16 converted exactly in the kernel, from its bits); with `chunk`, PARTS rows for each chunk of that many
+    elements in turn (the last one shorter), from one call: the rows a call per chunk would give. Maxima come
     back as float32 values; `nonfinite` is > 0 where a part holds a NaN or an infinity (its other fields are
-    then meaningless)."""
-    if ref.size >= PARTS * _PART_MAX:  # a part counts its elements beyond tolerance in int32 (_numba_kernels.part)
-        raise ValueError(f"diff_parts takes fewer than {PARTS * _PART_MAX} elements a call, got {ref.size}")
+    then meaningless). `part_ranges(ref.size, chunk)` gives the rows' element ranges."""
+    chunk = max(1, min(ref.size, chunk or ref.size))
+    if chunk >= PARTS * _PART_MAX:  # a part counts its elements beyond tolerance in int32 (_numba_kernels.part)
+        raise ValueError(f"diff_parts takes chunks of fewer than {PARTS * _PART_MAX} elements, got {chunk}")
     k = _kernels()
     with _LOCK:
-        out = k["diff"](_raw(ref), _raw(test), float(atol), float(rtol), PARTS)
+        out = k["diff"](_raw(ref), _raw(test), float(atol), float(rtol), PARTS, chunk)
+    if ref.size == 0:  # no chunk: one empty part, as a call on nothing always gave
+        out = np.zeros((PARTS, len(SUMS)))
     for col in (6, 7, 8, 9):
         out[:, col] = out[:, col].astype(np.uint32).view(np.float32)
     out[:, 11] = out[:, 11] >= 0x7F800000
@@ -57,20 +61,24 @@ def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float) -> n
 
 def finite_absmax(a: np.ndarray, chunk: int = 1 << 22) -> float | None:
     """max |a| of a flat float32/float16 array in one pass; None where it holds a NaN or an infinity."""
-    best = 0.0
-    for lo in range(0, a.size, chunk):
-        x = np.ascontiguousarray(a[lo:lo + chunk])
-        rows = diff_parts(x, x, 0.0, 0.0)
-        if rows[:, 11].any():
-            return None
-        best = max(best, float(rows[:, 8].max()))
-    return best
+    if a.size == 0:
+        return 0.0
+    x = np.ascontiguousarray(a)
+    rows = diff_parts(x, x, 0.0, 0.0, chunk)
+    if rows[:, 11].any():
+        return None
+    return float(rows[:, 8].max())
 
 
-def part_ranges(n: int) -> list[tuple[int, int]]:
-    """The [lo, hi) element ranges of `diff_parts`'s rows for arrays of n elements."""
-    step = -(-n // PARTS)
-    return [(min(n, p * step), min(n, min(n, p * step) + step)) for p in range(PARTS)]
+def part_ranges(n: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """The [lo, hi) element ranges of `diff_parts`'s rows for arrays of n elements (in chunks of `chunk`)."""
+    chunk = max(1, min(n, chunk or n))
+    out = []
+    for base in range(0, n, chunk) if n else [0]:
+        m = min(n, base + chunk) - base
+        step = -(-m // PARTS)
+        out += [(base + min(m, p * step), base + min(m, min(m, p * step) + step)) for p in range(PARTS)]
+    return out
 
 
 def channel_abs_sum(ref: np.ndarray, test: np.ndarray) -> np.ndarray:

@@ -141,3 +141,20 @@ def test_warm_up_in_background_loads_what_runs_compare():
         a, b = (numba.from_dtype(kernels._raw(np.zeros(1, x)).dtype) for x in (r, t))
         for name in ("diff", "heat"):
             assert any(sig[0].dtype == a and sig[1].dtype == b for sig in k[name].signatures), (name, r, t)
+
+
+def test_one_call_over_chunks_gives_the_rows_of_a_call_per_chunk():
+    """`diff_parts(..., chunk)` (a whole tensor in one call) returns, row for row, what one call per chunk returned,
+    the last chunk shorter and a NaN in one part included, and `part_ranges` names the same elements."""
+    rng = np.random.default_rng(8)
+    chunk, n = 4096, 3 * 4096 + 77
+    ref = rng.standard_normal(n).astype(np.float32)
+    test = (ref + np.float32(1e-3) * rng.standard_normal(n).astype(np.float32)).astype(np.float16)
+    test[5000] = np.nan
+    whole = kernels.diff_parts(ref, test, 1e-3, 1e-2, chunk)
+    each = np.concatenate([kernels.diff_parts(ref[lo:lo + chunk], test[lo:lo + chunk], 1e-3, 1e-2)
+                           for lo in range(0, n, chunk)])
+    assert np.array_equal(whole, each, equal_nan=True)  # the NaN part's sums are NaN on both sides
+    ranges = [(lo + a, lo + b) for lo in range(0, n, chunk) for a, b in kernels.part_ranges(min(chunk, n - lo))]
+    assert kernels.part_ranges(n, chunk) == ranges
+    assert [int(r[0]) for r in whole] == [b - a for a, b in ranges]
