@@ -102,20 +102,27 @@ def _summary_entry(name: str, data: np.ndarray, trt_type: str, file_name: str) -
             avg = float(vals.astype(np.float64).sum() / flat.size)
         stats = (f"        \"min\": {_g(float(vals.min()))},\n        \"max\": {_g(float(vals.max()))},\n"
                  f"        \"avg\": {_g(avg)},\n")
-        show = [f"{float(v):g}" for v in vals]
+        show = [f"{float(v):g}" for v in _shown(vals)]
     else:
         vals = flat.astype(np.int64)
         stats = (f"        \"min\": {int(vals.min())},\n        \"max\": {int(vals.max())},\n"
                  f"        \"avg\": {float(vals.sum()) / flat.size:g},\n")
-        show = [str(int(v)) for v in vals]
-    n = len(show)
+        show = [str(int(v)) for v in _shown(vals)]
+    n = flat.size
     first = show[: min(5, n)]
-    last = show[n - 5:] if n > 10 else show[5:] if n > 5 else []
+    last = show[min(5, n):]
     elements = ", ".join(first) + (", ..." if n > 10 else "") + "".join(", " + v for v in last)
     shape = ", ".join(str(d) for d in data.shape)
     return ("  {\n" f"    \"name\": \"{name}\",\n" f"    \"shape\": [{shape}],\n" f"    \"type\": \"{trt_type}\",\n"
             "    \"statistics\": {\n" + stats + f"        \"elements\": \"{elements}\"\n" + "    }"
             + ",\n    \"files\": {\n" + f"      \"numpy\": \"{file_name}\"" + "\n    }" + "\n  }")
+
+
+def _shown(vals: np.ndarray) -> np.ndarray:
+    """The elements printTensorElements writes: the first five and, of a tensor of more than ten, the last five
+    (all of one of ten or fewer) — formatted alone, not the whole tensor."""
+    n = vals.size
+    return np.concatenate([vals[:5], vals[n - 5:]]) if n > 10 else vals
 
 
 def write_layer_info(path: Path, layers: Sequence[dict], bindings: Sequence[str], *, detailed: bool = True) -> None:
