@@ -48,11 +48,11 @@ def diff_parts(ref: np.ndarray, test: np.ndarray, atol: float, rtol: float, chun
     chunk = max(1, min(ref.size, chunk or ref.size))
     if chunk >= PARTS * _PART_MAX:  # a part counts its elements beyond tolerance in int32 (_numba_kernels.part)
         raise ValueError(f"diff_parts takes chunks of fewer than {PARTS * _PART_MAX} elements, got {chunk}")
+    if ref.size == 0:  # no chunk: empty parts, as a call on nothing always gave (the kernel gives no row)
+        return np.zeros((PARTS, len(SUMS)))
     k = _kernels()
     with _LOCK:
         out = k["diff"](_raw(ref), _raw(test), float(atol), float(rtol), PARTS, chunk)
-    if ref.size == 0:  # no chunk: one empty part, as a call on nothing always gave
-        out = np.zeros((PARTS, len(SUMS)))
     for col in (6, 7, 8, 9):
         out[:, col] = out[:, col].astype(np.uint32).view(np.float32)
     out[:, 11] = out[:, 11] >= 0x7F800000
