@@ -12,7 +12,9 @@ every segment also runs on the reference's boundary (local error) and the noise 
 diverges — the ort,ort run shares bit-identical arrays and skips both.
 
 `--only-fp16` measures just that (issue 12): the floor — one plain ORT session + inference of the FP32 model,
-then of the FP16 model (`convert_to_fp16`), outputs only — against `ort,ort-cpu-fp16`, and prints the table.
+then of the FP16 model (`convert_to_fp16`), outputs only — against `ort,ort-cpu-fp16`, and prints the table. A
+second floor runs the FP16 model as the bisect's lane computes it (`emulate_half_storage`: float16 storage after
+every node; the plain FP16 model keeps float32 activations on ORT's CPU provider): the table gives both ratios.
 `--repeat N` measures the floor and that bisect N times, one after the other in turn, and tables the medians: on a
 machine shared with other work one pair moves by ±10%. Each line gives the load average when it ended.
 
@@ -92,6 +94,28 @@ def floor(onnx_path: str, npz: str) -> None:
         del sess
 
 
+def floor_emulated(onnx_path: str, npz: str) -> None:
+    """The plain *emulated* FP16 pipeline and its FP32 twin: one bare ORT session + inference of the FP32 model,
+    then of the FP16 conversion rewritten by `emulate_half_storage` (every float16 tensor rounded after its node, as
+    a GPU stores it: the values the bisect's CPU FP16 lane computes, bit for bit), outputs only. The bare floor's
+    FP16 model is not that pipeline: ONNX Runtime's CPU provider drops the Cast pairs it inserts, so its activations
+    stay float32 (precision/half_storage.py). Run as a child so its peak RSS is its own."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from cp_debug.precision.fp16 import convert_to_fp16
+    from cp_debug.precision.half_storage import emulate_half_storage
+
+    with np.load(npz) as z:
+        feed = {k: z[k] for k in z.files}
+    model = onnx.load(onnx_path)
+    for m in (model, emulate_half_storage(convert_to_fp16(model)).model):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess.run(None, feed)
+        del sess
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", action="append", default=None)
@@ -99,6 +123,7 @@ def main() -> None:
     ap.add_argument("--json-inputs", action="store_true", help="polygraphy loads the inputs from JSON")
     ap.add_argument("--prepare-into", help=argparse.SUPPRESS)  # internal: run prepare() in a child process
     ap.add_argument("--floor", nargs=2, help=argparse.SUPPRESS)  # internal: the FP32 + FP16 plain runs
+    ap.add_argument("--floor-emulated", nargs=2, help=argparse.SUPPRESS)  # internal: FP32 + emulated FP16 runs
     ap.add_argument("--only-fp16", action="store_true",
                     help="measure only the issue-12 table: the FP32+FP16 floor against ort,ort-cpu-fp16")
     ap.add_argument("--repeat", type=int, default=1,
@@ -106,6 +131,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.floor:
         floor(*args.floor)
+        return
+    if args.floor_emulated:
+        floor_emulated(*args.floor_emulated)
         return
     if args.prepare_into:
         print("\n".join(prepare(args.preset[0], args.prepare_into)))
@@ -134,6 +162,7 @@ def main() -> None:
             pair = {}
             if args.fp16 or args.only_fp16:
                 pair["floor: plain ORT FP32 + FP16"] = [sys.executable, __file__, "--floor", onnx_path, npz]
+                pair["floor: FP32 + emulated FP16"] = [sys.executable, __file__, "--floor-emulated", onnx_path, npz]
                 pair["cpdebug … ort,ort-cpu-fp16"] = [*cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
                                                      "--backends", "ort,ort-cpu-fp16", "--level", "all",
                                                      "--quiet", "--json", os.path.join(tmp, "run16.json")]
@@ -145,9 +174,10 @@ def main() -> None:
                 print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS {cpu:8.1f} s CPU   exit {code}   "
                       f"load {os.getloadavg()[0]:.1f}")
                 if name == "cpdebug … ort,ort-cpu-fp16" and args.repeat > 1:
-                    fl = seen["floor: plain ORT FP32 + FP16"][-1]
-                    print(f"  {'':28s} this pair: {wall / fl[0]:.2f}x wall, {rss / fl[1]:.2f}x memory, "
-                          f"{cpu / fl[3]:.2f}x CPU")
+                    for floor_name in ("floor: plain ORT FP32 + FP16", "floor: FP32 + emulated FP16"):
+                        fl = seen[floor_name][-1]
+                        print(f"  {'':28s} against {floor_name[7:]}: {wall / fl[0]:.2f}x wall, "
+                              f"{rss / fl[1]:.2f}x memory, {cpu / fl[3]:.2f}x CPU")
             for name, got in seen.items():  # the median of each column over the repetitions (the run itself: N=1)
                 res[name] = tuple(statistics.median(m[i] for m in got) for i in range(4))
             if not args.only_fp16:
@@ -156,18 +186,21 @@ def main() -> None:
                 print(f"  cpdebug / plain inferences: {mine[0] / base[0]:.2f}x time (target 3x), "
                       f"{mine[1] / base[1]:.2f}x memory (target 1.5x)")
             if "floor: plain ORT FP32 + FP16" in res:
-                fl, f16 = res["floor: plain ORT FP32 + FP16"], res["cpdebug … ort,ort-cpu-fp16"]
+                fl, em = res["floor: plain ORT FP32 + FP16"], res["floor: FP32 + emulated FP16"]
+                f16 = res["cpdebug … ort,ort-cpu-fp16"]
                 if args.repeat > 1:
                     print(f"\n  medians of {args.repeat} runs each:")
                 print("\n  | run | wall | peak RSS | CPU (user+sys) |\n  |---|---|---|---|")
                 print(f"  | floor: one plain ORT session + inference, FP32 then FP16 | {fl[0]:.1f} s | {fl[1]:.2f} GiB "
                       f"| {fl[3]:.1f} s |")
+                print(f"  | floor: the same, FP32 then emulated FP16 (float16 storage, as the lane computes) "
+                      f"| {em[0]:.1f} s | {em[1]:.2f} GiB | {em[3]:.1f} s |")
                 print(f"  | `cpdebug bisect … --backends ort,ort-cpu-fp16 --level all` | {f16[0]:.1f} s "
                       f"| {f16[1]:.2f} GiB "
                       f"| {f16[3]:.1f} s |")
-                print(f"  | ratio (target 2x time (issue 46), 1.5x memory) | **{f16[0] / fl[0]:.2f}x** | "
-                      f"**{f16[1] / fl[1]:.2f}x** "
-                      f"| {f16[3] / fl[3]:.2f}x |")
+                for what, base in (("plain FP16", fl), ("emulated FP16", em)):
+                    print(f"  | ratio to the {what} floor (target 2x time (issue 46), 1.5x memory) "
+                          f"| **{f16[0] / base[0]:.2f}x** | **{f16[1] / base[1]:.2f}x** | {f16[3] / base[3]:.2f}x |")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -50,6 +50,14 @@ def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tenso
     with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=expose_outputs(model, ["a"])) as r:
         a16 = r.infer({"x": x.astype(np.float16).astype(np.float32)})["a"]
     np.testing.assert_array_equal(seen["a"].propagated["ort-cpu-fp16"], a16.astype(np.float16))
+    # ... and the whole chain is the plain emulated FP16 pipeline's (float16 storage after every node), bit for bit:
+    # the floor `benchmarks/bisect_scale.py` measures the lockstep against
+    with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=expose_outputs(model, ["a", "b", "c"])) as r:
+        plain16 = r.infer({"x": x})
+    assert r.transform.half_storage  # the runner emulated float16 storage
+    for t in ("a", "b", "c"):
+        np.testing.assert_array_equal(seen[t].propagated["ort-cpu-fp16"], plain16[t].astype(np.float16))
+    np.testing.assert_array_equal(outs["ort-cpu-fp16"]["y"], plain16["y"])
     assert set(lane.env) == {"y"}  # everything else was dropped once read for the last time
     assert len(lane.facts) == len(plan.segments)
 
