@@ -76,30 +76,14 @@ def prepare(preset: str, out: str) -> tuple[str, str, str]:
     return onnx_path, npz, js, loader
 
 
-def floor(onnx_path: str, npz: str) -> None:
+def floor(onnx_path: str, npz: str, emulated: bool = False) -> None:
     """The issue's floor: one plain ORT session + inference of the FP32 model, then of the FP16 model
-    (`convert_to_fp16`), graph outputs only. Run as a child so its peak RSS is its own."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
+    (`convert_to_fp16`), graph outputs only. Run as a child so its peak RSS is its own.
 
-    from cp_debug.precision.fp16 import convert_to_fp16
-
-    with np.load(npz) as z:
-        feed = {k: z[k] for k in z.files}
-    model = onnx.load(onnx_path)
-    for m in (model, convert_to_fp16(model)):
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-        sess.run(None, feed)
-        del sess
-
-
-def floor_emulated(onnx_path: str, npz: str) -> None:
-    """The plain *emulated* FP16 pipeline and its FP32 twin: one bare ORT session + inference of the FP32 model,
-    then of the FP16 conversion rewritten by `emulate_half_storage` (every float16 tensor rounded after its node, as
-    a GPU stores it: the values the bisect's CPU FP16 lane computes, bit for bit), outputs only. The bare floor's
-    FP16 model is not that pipeline: ONNX Runtime's CPU provider drops the Cast pairs it inserts, so its activations
-    stay float32 (precision/half_storage.py). Run as a child so its peak RSS is its own."""
+    `emulated`: the FP16 model rewritten by `emulate_half_storage` (every float16 tensor rounded after its node, as a
+    GPU stores it): the plain *emulated* FP16 pipeline, whose values the bisect's CPU FP16 lane computes bit for bit.
+    The plain FP16 model is not that pipeline: ONNX Runtime's CPU provider drops the Cast pairs it inserts, so its
+    activations stay float32 (precision/half_storage.py)."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -110,7 +94,8 @@ def floor_emulated(onnx_path: str, npz: str) -> None:
     with np.load(npz) as z:
         feed = {k: z[k] for k in z.files}
     model = onnx.load(onnx_path)
-    for m in (model, emulate_half_storage(convert_to_fp16(model)).model):
+    half = convert_to_fp16(model)
+    for m in (model, emulate_half_storage(half).model if emulated else half):
         sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
         sess.run(None, feed)
         del sess
@@ -133,7 +118,7 @@ def main() -> None:
         floor(*args.floor)
         return
     if args.floor_emulated:
-        floor_emulated(*args.floor_emulated)
+        floor(*args.floor_emulated, emulated=True)
         return
     if args.prepare_into:
         print("\n".join(prepare(args.preset[0], args.prepare_into)))
