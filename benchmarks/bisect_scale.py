@@ -76,6 +76,9 @@ def prepare(preset: str, out: str) -> tuple[str, str, str]:
     return onnx_path, npz, js, loader
 
 
+PLAIN, EMULATED = "plain ORT FP32 + FP16", "FP32 + emulated FP16"  # the two floors (`floor`), as the table names them
+
+
 def floor(onnx_path: str, npz: str, emulated: bool = False) -> None:
     """The issue's floor: one plain ORT session + inference of the FP32 model, then of the FP16 model
     (`convert_to_fp16`), graph outputs only. Run as a child so its peak RSS is its own.
@@ -146,8 +149,8 @@ def main() -> None:
             }
             pair = {}
             if args.fp16 or args.only_fp16:
-                pair["floor: plain ORT FP32 + FP16"] = [sys.executable, __file__, "--floor", onnx_path, npz]
-                pair["floor: FP32 + emulated FP16"] = [sys.executable, __file__, "--floor-emulated", onnx_path, npz]
+                pair[f"floor: {PLAIN}"] = [sys.executable, __file__, "--floor", onnx_path, npz]
+                pair[f"floor: {EMULATED}"] = [sys.executable, __file__, "--floor-emulated", onnx_path, npz]
                 pair["cpdebug … ort,ort-cpu-fp16"] = [*cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
                                                      "--backends", "ort,ort-cpu-fp16", "--level", "all",
                                                      "--quiet", "--json", os.path.join(tmp, "run16.json")]
@@ -159,9 +162,9 @@ def main() -> None:
                 print(f"  {name:28s} {wall:8.1f} s {rss:7.2f} GiB peak RSS {cpu:8.1f} s CPU   exit {code}   "
                       f"load {os.getloadavg()[0]:.1f}")
                 if name == "cpdebug … ort,ort-cpu-fp16" and args.repeat > 1:
-                    for floor_name in ("floor: plain ORT FP32 + FP16", "floor: FP32 + emulated FP16"):
-                        fl = seen[floor_name][-1]
-                        print(f"  {'':28s} against {floor_name[7:]}: {wall / fl[0]:.2f}x wall, "
+                    for which in (PLAIN, EMULATED):
+                        fl = seen[f"floor: {which}"][-1]
+                        print(f"  {'':28s} against {which}: {wall / fl[0]:.2f}x wall, "
                               f"{rss / fl[1]:.2f}x memory, {cpu / fl[3]:.2f}x CPU")
             for name, got in seen.items():  # the median of each column over the repetitions (the run itself: N=1)
                 res[name] = tuple(statistics.median(m[i] for m in got) for i in range(4))
@@ -170,8 +173,8 @@ def main() -> None:
                 mine = res["cpdebug bisect --level all"]
                 print(f"  cpdebug / plain inferences: {mine[0] / base[0]:.2f}x time (target 3x), "
                       f"{mine[1] / base[1]:.2f}x memory (target 1.5x)")
-            if "floor: plain ORT FP32 + FP16" in res:
-                fl, em = res["floor: plain ORT FP32 + FP16"], res["floor: FP32 + emulated FP16"]
+            if f"floor: {PLAIN}" in res:
+                fl, em = res[f"floor: {PLAIN}"], res[f"floor: {EMULATED}"]
                 f16 = res["cpdebug … ort,ort-cpu-fp16"]
                 if args.repeat > 1:
                     print(f"\n  medians of {args.repeat} runs each:")

@@ -106,7 +106,6 @@ def test_heat_sums_channels_in_order_exactly(dtype):
     assert np.array_equal(kernels.channel_abs_sum(r, t), want)
 
 
-
 def test_float16_converts_exactly_both_ways():
     """Both float16 → float32 conversions the kernels may use — the processor's (`fpext half`: F16C, AArch64) and
     integer bit arithmetic — give numpy's float32 for every one of the 65,536 bit patterns (NaN as NaN), so a
