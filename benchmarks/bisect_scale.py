@@ -110,18 +110,18 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true", help="also bisect ort,ort-cpu-fp16")
     ap.add_argument("--json-inputs", action="store_true", help="polygraphy loads the inputs from JSON")
     ap.add_argument("--prepare-into", help=argparse.SUPPRESS)  # internal: run prepare() in a child process
-    ap.add_argument("--floor", nargs=2, help=argparse.SUPPRESS)  # internal: the FP32 + FP16 plain runs
-    ap.add_argument("--floor-emulated", nargs=2, help=argparse.SUPPRESS)  # internal: FP32 + emulated FP16 runs
+    # internal: a floor's FP32 + FP16 runs, KIND "plain" or "emulated"
+    ap.add_argument("--floor", nargs=3, metavar=("KIND", "ONNX", "NPZ"), help=argparse.SUPPRESS)
     ap.add_argument("--only-fp16", action="store_true",
-                    help="measure only the issue-12 table: the FP32+FP16 floor against ort,ort-cpu-fp16")
+                    help="measure only the issue-12 table: both FP32+FP16 floors against ort,ort-cpu-fp16")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure the FP16 floor and bisect this many times, in turn; the table holds the medians")
     args = ap.parse_args()
     if args.floor:
-        floor(*args.floor)
-        return
-    if args.floor_emulated:
-        floor(*args.floor_emulated, emulated=True)
+        kind, onnx_path, npz = args.floor
+        if kind not in ("plain", "emulated"):
+            ap.error(f"--floor KIND is plain or emulated, not {kind!r}")
+        floor(onnx_path, npz, emulated=kind == "emulated")
         return
     if args.prepare_into:
         print("\n".join(prepare(args.preset[0], args.prepare_into)))
@@ -149,8 +149,8 @@ def main() -> None:
             }
             pair = {}
             if args.fp16 or args.only_fp16:
-                pair[f"floor: {PLAIN}"] = [sys.executable, __file__, "--floor", onnx_path, npz]
-                pair[f"floor: {EMULATED}"] = [sys.executable, __file__, "--floor-emulated", onnx_path, npz]
+                for kind, which in (("plain", PLAIN), ("emulated", EMULATED)):
+                    pair[f"floor: {which}"] = [sys.executable, __file__, "--floor", kind, onnx_path, npz]
                 pair["cpdebug … ort,ort-cpu-fp16"] = [*cpdebug, "bisect", "--onnx", onnx_path, "--inputs", npz,
                                                      "--backends", "ort,ort-cpu-fp16", "--level", "all",
                                                      "--quiet", "--json", os.path.join(tmp, "run16.json")]
