@@ -277,7 +277,31 @@ def environment(load_torch: bool = True) -> dict:
     # TensorRT for RTX, from its wheels' metadata (importing it loads its 230 MB library)
     env["tensorrt_rtx"] = next((v for v in map(_dist_version, _RTX_DISTS) if v), None)
     env["modelopt"] = _version("modelopt") if load_torch else _dist_version("nvidia-modelopt")  # imports torch
+    env["cpu_int8_path"] = cpu_int8_path()
     return env
+
+
+# ONNX Runtime's integer GEMM (MLAS) picks its x86 kernel by instruction set, best first: AMX tiles, AVX-512 VNNI,
+# AVX-VNNI, AVX-512BW, AVX2. The integer sums are exact on each (AVX2's 16-bit saturating U8S8 product is avoided by
+# `session.x64quantprecision`); what differs is which float arithmetic surrounds them where a graph runs a Q/DQ
+# group unfused.
+_INT8_PATHS = (("amx_int8", "amx-int8"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"),
+               ("avx512bw", "avx512bw"), ("avx2", "avx2"))
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_int8_path() -> str:
+    """The x86 instruction set ONNX Runtime's CPU INT8 kernels run on here (`avx2`, `avx512-vnni`, `amx-int8`, …),
+    from the CPU flags Linux reports; the machine's architecture elsewhere."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return machine or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "x86_64 (flags unread)"
+    return next((name for flag, name in _INT8_PATHS if flag in flags), "sse4")
 
 
 def _torch_environment(env: dict) -> None:

@@ -133,6 +133,55 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+def _cuda() -> str | None:
+    return None if torch.cuda.is_available() else "a CUDA device (torch.cuda.is_available() is False)"
+
+
+def _ort_gpu() -> str | None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return None
+    return "onnxruntime-gpu (this onnxruntime has no CUDAExecutionProvider: pip install 'cp-debug[gpu]')"
+
+
+def _nuscenes() -> str | None:
+    try:
+        import nuscenes.eval.detection.algo  # noqa: F401 - what `cpdebug eval` / `fix` import
+    except ImportError as err:
+        return f"nuscenes-devkit (pip install --no-deps nuscenes-devkit==1.2.0: {err})"
+    return None
+
+
+def _trt_rtx() -> str | None:
+    from cp_debug.backends.trt_library import load_library
+    from cp_debug.errors import BackendUnavailableError
+
+    try:
+        load_library("trt-rtx")
+    except BackendUnavailableError as err:
+        return f"TensorRT-RTX ({err})"
+    return None
+
+
+# `@pytest.mark.needs("cuda", "onnxruntime-gpu", ...)`: each name's check returns None when it is there, else what is
+# missing; a test lacking any is skipped with every missing one named (a GPU machine without onnxruntime-gpu skips
+# the ORT lanes, it does not fail them).
+NEEDS = {"cuda": _cuda, "onnxruntime-gpu": _ort_gpu, "nuscenes-devkit": _nuscenes, "tensorrt-rtx": _trt_rtx}
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("needs")
+    if marker is None:
+        return
+    unknown = [n for n in marker.args if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"unknown prerequisite(s) {unknown} in @pytest.mark.needs: one of {', '.join(NEEDS)}")
+    missing = [why for why in (NEEDS[n]() for n in marker.args) if why]
+    if missing:
+        pytest.skip("needs " + "; ".join(missing))
+
+
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the files holding a `slow` test come first (each keeps its tests' order): the workers take files
     in this order (`--dist loadfile`), so the last ones handed out are short and neither worker idles long at the

@@ -203,6 +203,16 @@ def tolerance_for(report: BisectReport, label: str) -> dict | None:
     return None
 
 
+def _int8_cpu_note(report: BisectReport, label: str) -> str:
+    """", INT8 kernels on avx2 (…)" where the candidate's ONNX Runtime sessions recorded their CPU's INT8 path."""
+    stages = ((report.settings or {}).get("backends") or {}).get(label) or {}
+    paths = sorted({s["cpu_int8_path"] for s in stages.values() if isinstance(s, dict) and s.get("cpu_int8_path")})
+    if not paths:
+        return ""
+    return (f"; INT8 kernels on {'/'.join(paths)}: another x86 CPU may round an element one INT8 step apart "
+            f"(2 of the 8 half-steps; the settings' cpu_int8_bound says why)")
+
+
 def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
     """What the candidate was judged by, in one line: the precision's expected error (`--tolerance-mode model`, the
     default; compare/noise.py) or the element-wise tolerance (fixed mode, and reports recorded before the model)."""
@@ -212,6 +222,7 @@ def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
         from cp_debug.compare.noise import budget
 
         line = ("judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
+                + _int8_cpu_note(report, cand.label)
                 if cand.judged_at == "int8" else
                 f"judged at {cand.judged_at}: a healthy {cand.judged_at} run reaches a relative RMS error of "
                 f"{fmt_num(budget(cand.judged_at))} (its expected rounding)")

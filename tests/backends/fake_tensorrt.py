@@ -22,6 +22,7 @@ import onnx
 from onnx import helper
 
 from cp_debug.backends.ort_runner import exact_int8
+from cp_debug.determinism import Determinism
 
 _DTYPES = {np.dtype(np.float32): "FLOAT", np.dtype(np.float16): "HALF", np.dtype(np.int8): "INT8",
            np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64", np.dtype(np.bool_): "BOOL",
@@ -60,6 +61,13 @@ class IDebugListener:
         pass
 
 
+def _session_options():
+    """OrtRunner's: the determinism switch's options, exact INT8 products on CPUs without VNNI."""
+    so = Determinism().ort_session_options()
+    exact_int8(so)
+    return so
+
+
 class _Engine:
     """An ONNX graph served as an engine: its inputs and outputs are the I/O tensors, every other tensor a debug
     tensor unless `fused`."""
@@ -81,9 +89,15 @@ class _Engine:
             if name not in have:
                 exposed.graph.output.append(helper.make_empty_tensor_value_info(name))
         self.inner = [n for n in inner if n not in fake.fused]
-        so = ort.SessionOptions()
-        exact_int8(so)  # a Q/DQ graph's INT8 products as OrtRunner computes them, whatever the CPU
-        self.sess = ort.InferenceSession(exposed.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # The engine's own outputs come from a session on the graph as built, with OrtRunner's session options: an
+        # ONNX Runtime that must also return every inner tensor fuses less (on AMX, one Q/DQ group of the tests'
+        # INT8 net then runs in float and one output element moves by an INT8 step), and the outputs of the stand-in
+        # engine are to be what `ort-*` computes on any CPU. The inner tensors, for the debug listener, come from a
+        # second session with all of them exposed.
+        self.io_sess = ort.InferenceSession(model.SerializeToString(), _session_options(),
+                                            providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(exposed.SerializeToString(), _session_options(),
+                                         providers=["CPUExecutionProvider"])
         self.inputs = {i.name: i for i in self.sess.get_inputs()}
         self.outputs = outputs
 
@@ -181,8 +195,10 @@ class _Context:
 
     def _run(self) -> dict[str, np.ndarray]:
         if self._values is None:
+            feed = self._feed()
             names = [o.name for o in self.engine.sess.get_outputs()]
-            self._values = dict(zip(names, self.engine.sess.run(names, self._feed())))
+            self._values = dict(zip(names, self.engine.sess.run(names, feed)))
+            self._values.update(zip(self.engine.outputs, self.engine.io_sess.run(self.engine.outputs, feed)))
         return self._values
 
     def get_tensor_shape(self, name: str):

@@ -53,14 +53,11 @@ def _outputs() -> tuple[dict[str, np.ndarray], dict[str, dict]]:
 
 @pytest.fixture(scope="module")
 def first():
-    import torch
+    from tests.conftest import NEEDS
 
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("onnxruntime-gpu is not installed")
+    missing = [why for why in (NEEDS["cuda"](), NEEDS["onnxruntime-gpu"]()) if why]
+    if missing:
+        pytest.skip("needs " + "; ".join(missing))
     return _outputs()
 
 

@@ -101,6 +101,7 @@ def test_the_pairs_build_at_fp32_fp16_and_int8(preset, tmp_path):
     assert FACTS[-1]["transform"] == "none"  # the Q/DQ file carries INT8: no quantization of ours on top
 
 
+@pytest.mark.needs("nuscenes-devkit")  # `cpdebug fix` judges detections with its metrics
 def test_a_fix_folder_s_kept_fp32_pair_builds(tmp_path):
     """A `cpdebug fix` folder of the demo (FP16 against torch, a set kept in FP32): the pair it writes builds as it
     is. CPDEBUG_FIX_DIR names one made beforehand (`cpdebug fix --backends torch,ort-cpu-fp16 --tol 0.008 --out

@@ -14,7 +14,8 @@ STAGES = ["voxelize", "input_features", "voxel_encoder", "scatter", "backbone_ne
 
 
 def test_bench_rows_for_each_stage_and_backend(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # the repo first
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
     r = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bench", "--preset", "tiny", "--backends",
                         "torch,ort", "--repeat", "2", "--warmup", "0", "--json", str(tmp_path / "b.json"),
                         "--csv", str(tmp_path / "b.csv"), "--quiet"],

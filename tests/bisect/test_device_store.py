@@ -181,11 +181,10 @@ def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(monkeypa
 
 
 @pytest.mark.gpu
+@pytest.mark.needs("cuda", "onnxruntime-gpu")
 def test_a_candidate_run_ahead_on_cuda_gives_the_serial_report(monkeypatch):
     """The same on CUDA, where it is the default: an ORT pair (`device_whole`) and a torch reference, each candidate's
     FP16 session made and run beside the reference's runs on its own CUDA stream."""
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     _ahead_gives_the_serial_report(monkeypatch, [("ort-cuda", "ort-cuda-fp16"), ("torch-cuda", "ort-cuda-fp16")],
                                    {}, preset="demo")
 

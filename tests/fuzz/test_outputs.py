@@ -38,7 +38,8 @@ main()
 def cpdebug(*args: str, fsize: tuple[Path, int] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """cpdebug in a fresh process; `fsize` (FOLDER, BYTES): files opened once FOLDER is written to cannot grow past
     BYTES (EFBIG, as on a full disk; SIGXFSZ is ignored, or it would kill the process instead)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # the repo first
+    env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     env.pop("CPDEBUG_DEBUG", None)
     entry = ["-m", "cp_debug.cli.main"] if fsize is None else ["-c", _LIMITED, str(fsize[0]), str(fsize[1])]
     return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=env,

@@ -33,7 +33,8 @@ def _chain() -> onnx.ModelProto:
         nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 4])],
         [numpy_helper.from_array(W1, "w1"), numpy_helper.from_array(W2, "w2"), numpy_helper.from_array(W3, "w3")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 (opset 17's): onnx's newest IR is more than an older ONNX Runtime reads (1.30 reads up to 13)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def _stored(x: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_frames_read_ahead_keep_their_order_and_results():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.needs("cuda", "onnxruntime-gpu")
 def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
     """On one CUDA device the ONNX Runtime candidates run beside the torch reference (a thread and a stream of their
     own, `SweepSettings.overlap`), every lane takes the frame's voxels and features made ahead on a frame-reading
