@@ -12,7 +12,7 @@ from cp_debug.backends.base import Runner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
-_TORCH_OPTS = {"probe_modules", "capture_inputs", "on_probe", "determinism"}
+_TORCH_OPTS = {"probe_modules", "probe_sites", "capture_inputs", "on_probe", "determinism"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
 _ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena"}
 _TRT_ONLY = {"workspace", "profile", "profile_caps", "engine_file", "cache_dir", "cache", "stage"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.backends.torch_tensors import STAGING, device_copy, first_tensor, flatten, is_tensor, to_numpy
 from cp_debug.determinism import Determinism
+from cp_debug.sites import Site, at_path, tensors_in
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,9 +44,10 @@ class TorchRunner(Runner):
     input_names: the feed keys, in the module's positional-argument order.
     output_names: names for the module's outputs (a tensor, a tuple/list mapped positionally after flattening,
         or a dict mapped by key).
-    probe_modules: qualified submodule names whose outputs are returned too (first tensor of a tuple output;
-        a module called k>1 times also gives `name#1`, `name#2`…). `capture_inputs` adds their input tensors
-        under `name:in0`, `name:in1`…
+    probe_modules: probe names whose values are returned too: a qualified submodule name (its first call's output,
+        the first tensor of a container), or a call site's tensor named in `probe_sites` (`relu#2`, `attn[0]`:
+        `torch_trace.Site`, from the module trace). `capture_inputs` adds the inputs of each probe's call under
+        `name:in0`, `name:in1`…
     on_probe: if given, each probe array is passed to `on_probe(name, array)` as it is produced and not kept in
         the result (streaming for big models). The array is valid only during the call: on CUDA it is a
         read-only view of one reused page-locked host buffer (`torch_tensors.PinnedStaging`), so a consumer that
@@ -59,7 +61,8 @@ class TorchRunner(Runner):
 
     def __init__(self, module: "torch.nn.Module", input_names: Sequence[str], output_names: Sequence[str],
                  spec: BackendSpec, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
-                 on_probe: Callable[[str, np.ndarray], None] | None = None, determinism: Determinism = Determinism()):
+                 on_probe: Callable[[str, np.ndarray], None] | None = None, determinism: Determinism = Determinism(),
+                 probe_sites: "Mapping[str, Site] | None" = None):
         if spec.framework != "torch":
             raise BadInputError(f"TorchRunner runs torch-* specs, not {spec}")
         super().__init__(str(spec))
@@ -68,6 +71,7 @@ class TorchRunner(Runner):
         self.input_names = tuple(input_names)
         self.output_names = tuple(output_names)
         self.probe_modules = tuple(dict.fromkeys(probe_modules))
+        self.probe_sites = {n: (probe_sites or {}).get(n) or Site(n) for n in self.probe_modules}
         self.capture_inputs = capture_inputs
         self.on_probe = on_probe
         self.on_device_probe: Callable[[str, "torch.Tensor"], bool] | None = None
@@ -95,7 +99,7 @@ class TorchRunner(Runner):
         if not isinstance(self._source, torch.nn.Module):
             raise BadInputError(f"TorchRunner needs a torch.nn.Module, got {type(self._source).__name__}")
         named = dict(self._source.named_modules())
-        unknown = [n for n in self.probe_modules if n not in named]
+        unknown = [n for n, site in self.probe_sites.items() if site.module not in named]
         if unknown:
             some = ", ".join(repr(n) for n in list(named)[1:6])
             raise BadInputError(f"unknown probe module(s) {', '.join(map(repr, unknown[:5]))}: module "
@@ -171,7 +175,8 @@ class TorchRunner(Runner):
         import torch
 
         named = dict(self._module.named_modules())
-        if name not in named:
+        site = self.probe_sites.get(name) or Site(name)
+        if site.module not in named:
             some = ", ".join(repr(n) for n in list(named)[1:6])
             raise BadInputError(f"unknown submodule {name!r}: module names look like {some}")
         args = tuple(self._to_tensor(f"{name}:in{i}", a) for i, a in enumerate(inputs))
@@ -179,10 +184,10 @@ class TorchRunner(Runner):
         try:
             with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
                     torch.no_grad(), self._arithmetic():
-                y = named[name](*args)
+                y = named[site.module](*args)
         finally:
             self._probe_buf = saved
-        t = first_tensor(y)
+        t = _site_tensor(y, site)
         if t is None:
             raise BadInputError(f"submodule {name!r} returned no tensor ({type(y).__name__})")
         return to_numpy(t)
@@ -264,8 +269,11 @@ class TorchRunner(Runner):
 
     def _register_hooks(self) -> None:
         named = dict(self._module.named_modules())
-        for name in self.probe_modules:
-            self._hooks.append(named[name].register_forward_hook(self._make_probe_hook(name)))
+        wanted: dict[str, list[tuple[str, Site]]] = {}
+        for name, site in self.probe_sites.items():
+            wanted.setdefault(site.module, []).append((name, site))
+        for module, sites in wanted.items():
+            self._hooks.append(named[module].register_forward_hook(self._make_probe_hook(module, sites)))
         # Observe the dtype parameterised leaf layers really computed in (catches `x.float()` inside forward).
         for mod in self._module.modules():
             if next(mod.children(), None) is None and any(True for _ in mod.parameters(recurse=False)):
@@ -285,20 +293,22 @@ class TorchRunner(Runner):
         if t is not None and t.is_floating_point():
             self._observed[str(t.dtype).replace("torch.", "")] += 1
 
-    def _make_probe_hook(self, name: str):
+    def _make_probe_hook(self, module_name: str, sites: list[tuple[str, "Site"]]):
         def hook(module, args, output):
             if self._probe_buf is None:  # run_submodule, or a call outside infer
                 return
-            k = self._calls[name]
-            self._calls[name] += 1
-            key = name if k == 0 else f"{name}#{k}"
-            t = first_tensor(output)
-            if t is not None:
-                self._emit(key, t)
-            if self.capture_inputs:
-                for i, a in enumerate(args):
-                    if is_tensor(a):
-                        self._emit(f"{key}:in{i}", a)
+            self._calls[module_name] += 1
+            k = self._calls[module_name]
+            for key, site in sites:
+                if site.call != k:
+                    continue
+                t = _site_tensor(output, site)
+                if t is not None:
+                    self._emit(key, t)
+                if self.capture_inputs:
+                    for i, a in enumerate(args):
+                        if is_tensor(a):
+                            self._emit(f"{key}:in{i}", a)
         return hook
 
     def _emit(self, key: str, t) -> None:
@@ -351,7 +361,7 @@ class TorchRunner(Runner):
         if isinstance(result, dict) and all(n in result for n in names):
             leaves = [(n, result[n]) for n in names]
         else:
-            flat = flatten(result)
+            flat = [t for _, t in tensors_in(result)] or flatten(result)
             if len(flat) != len(names):
                 raise BadInputError(
                     f"the module returned {len(flat)} tensor(s) but {len(names)} output name(s) were given "
@@ -393,3 +403,11 @@ def _check_cpu_reduced(dtype) -> str:
     rounded = bool((y.float() == y32.to(dtype).float()).float().mean() > 0.9)
     return (f"torch CPU computes {name} conv natively ({name} storage, float32 accumulation"
             f"{'' if rounded else ', rounding differs from the float32-accumulate model'})")
+
+
+def _site_tensor(output, site: Site):
+    """The tensor at a probe's path in its call's output (a plain module name: the first tensor in it)."""
+    if not site.path:
+        return first_tensor(output)
+    value = at_path(output, site.path)
+    return value if is_tensor(value) else None

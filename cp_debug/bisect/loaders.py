@@ -103,8 +103,9 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     input_names = _forward_names(module, len(example))
     with torch.no_grad():
         out = module(*example)
-    n_out = len(out) if isinstance(out, (tuple, list)) else 1
-    output_names = tuple(f"output{i}" for i in range(n_out))
+    output_names = output_names_of(out)
+    if not output_names:
+        raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
     feed = ex_np
     if inputs is not None:
@@ -147,6 +148,22 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     return Subject(name=str(path), stages=[stage], inputs=feed,
                    facts=OnnxFacts(str(path), str(inputs) if inputs is not None else None, seed),
                    default_level="all")
+
+
+def output_names_of(out) -> tuple[str, ...]:
+    """A name for each tensor a forward returns, in the order torch.onnx flattens them: `output0` for one tensor,
+    `output0`, `output1`… for a tuple or list, the keys of a dict or ModelOutput, a dataclass's fields; nested
+    ones joined with `_` (`aux_0`). `None` entries are no outputs (the exporters leave them out too)."""
+    from cp_debug.sites import tensors_in
+
+    names: list[str] = []
+    for path, _ in tensors_in(out):
+        parts = [f"output{step}" if k == 0 and isinstance(step, int) else str(step) for k, step in enumerate(path)]
+        name = "_".join(parts) or "output0"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return tuple(names)
 
 
 def _forward_names(module, n: int) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
     mods = [p.name for p in probes if p.kind == "module"]
     if spec.is_torch:
         return make_runner(spec, torch_module=stage.module, input_names=stage.input_names,
-                           output_names=stage.output_names, probe_modules=mods,
+                           output_names=stage.output_names, probe_modules=mods, probe_sites=stage.sites(),
                            capture_inputs=capture_inputs, determinism=run.det)
     model = onnx_model if onnx_model is not None else stage.onnx()
     if extra_tensors is None:
@@ -58,3 +58,4 @@ def probe_values(stage: Stage, spec: BackendSpec, outputs: dict, probes: list[Pr
         elif pm is not None and p.name in pm.tensors and pm.tensors[p.name] in outputs:
             vals[p.name] = outputs[pm.tensors[p.name]]  # absent: the candidate's graph lost it (reported missing)
     return vals
+

@@ -21,6 +21,8 @@ from cp_debug.probes.sized_shapes import sized_shapes
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
 LEVELS = ("stage", "block", "layer", "all")
+# ONNX ops that end a module's computation without being it (a bias Add, a reshape back): its class says more
+_LAST_STEPS = frozenset({"Add", "Mul", "Reshape", "Transpose", "Identity", "Cast", "Squeeze", "Unsqueeze", "Flatten"})
 
 
 @dataclass
@@ -106,15 +108,25 @@ class Stage:
         want = 1 if level == "stage" else 2
         return [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))]
 
+    def sites(self) -> dict:
+        """Where each probe's value is in the module's run (a module's k-th call, a tensor of a tuple output):
+        `probe name -> sites.Site`, for the torch runner; empty for an ONNX-only stage."""
+        tr = self.trace() if self.module is not None else None
+        return dict(tr.sites) if tr is not None else {}
+
     def children(self, name: str) -> list[str]:
         tr = self.trace()
-        return list(tr.children.get(name, ())) if tr else []
+        return list(tr.kids(name)) if tr else []
 
     def op_type(self, name: str) -> str | None:
-        pm = self._map
-        if pm is not None and name in pm.op_types:
-            return pm.op_types[name]
-        tr = self._trace
+        """What computes the probe: its ONNX op; a leaf module's class where that op is only the last step of it
+        (a Linear exported as MatMul + Add says Linear, not Add)."""
+        pm, tr = self._map, self._trace
+        op = pm.op_types.get(name) if pm is not None else None
+        if op in _LAST_STEPS and tr is not None and self.module is not None and tr.is_leaf(name):
+            return tr.types.get(name, op)
+        if op is not None:
+            return op
         return tr.types.get(name) if tr else None
 
 

@@ -107,33 +107,55 @@ def _container_member(parent_q: str, comp: str, module_names: "set[str] | _Known
 
 
 def _scopes_from_name(name: str, module_names: "set[str] | _Known") -> list[str]:
+    return [q for q, _ in _walk_name(name, module_names)]
+
+
+def _walk_name(name: str, module_names: "set[str] | _Known") -> list[tuple[str, str]]:
+    """(module, the node name's scope prefix up to it) for each scope component of a TorchScript node name. A
+    module's second call is scoped `relu_1` (its third `relu_2`): the suffix is read off and the prefix tells
+    the calls apart."""
     parts = name.split("/")
     if len(parts) < 3 or parts[0] != "":
         return []
-    chain: list[str] = []
+    chain: list[tuple[str, str]] = []
     parent_q, parent_c = "", ""
-    for comp in parts[1:-1]:
-        options = []
-        if parent_c and comp.startswith(parent_c + "."):
-            options.append(parent_q + comp[len(parent_c):])
-        options.append(f"{parent_q}.{comp}" if parent_q else comp)
-        options.append(comp)
-        q = next((o for o in options if o in module_names), None)
+    for j, comp in enumerate(parts[1:-1], start=1):
+        q = _resolve(parent_q, parent_c, comp, module_names)
         if q is None:
-            q = _container_member(parent_q, comp, module_names)
+            base, _, n = comp.rpartition("_")
+            if base and n.isdigit():
+                q = _resolve(parent_q, parent_c, base, module_names)
+                comp = base if q is not None else comp
         if q is None:
             break
-        chain.append(q)
+        chain.append((q, "/".join(parts[:j + 1])))
         parent_q, parent_c = q, comp
     return chain
 
 
+def _resolve(parent_q: str, parent_c: str, comp: str, module_names: "set[str] | _Known") -> str | None:
+    options = []
+    if parent_c and comp.startswith(parent_c + "."):
+        options.append(parent_q + comp[len(parent_c):])
+    options.append(f"{parent_q}.{comp}" if parent_q else comp)
+    options.append(comp)
+    q = next((o for o in options if o in module_names), None)
+    return q if q is not None else _container_member(parent_q, comp, module_names)
+
+
 def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
                         sized: SizedShapes | None = None) -> ProbeMap:
-    """Build the module → tensor table for every module in `trace` (`rename`: see `node_scopes`). `sized`: both
-    sides' shapes at a size that tells axis orders apart, checked where the graph's static shape leaves axes open."""
+    """Build the probe → tensor table for every probe in `trace` (`rename`: see `node_scopes`). `sized`: both
+    sides' shapes at a size that tells axis orders apart, checked where the graph's static shape leaves axes open.
+
+    A module's nodes are those carrying its scope. A module called k > 1 times has its nodes split into its calls
+    (TorchScript names each call's scope apart, `relu` / `relu_1`; otherwise each call is a connected group of the
+    module's nodes) and the i-th call's probes map into the i-th group in graph order; where the groups do not
+    number k, no call is mapped (never one call's probe onto another call's tensor). A call's probes are the
+    tensors leaving its nodes, matched by shape: one tensor out, the last one that fits; several (a tuple), each
+    to the one tensor that fits it, left out where two could."""
     graph = model.graph
-    names = set(trace.order)
+    names = set(trace.call_counts) | {trace.site(p).module for p in trace.order}
     scopes = node_scopes(model, names, rename)
     shapes = _static_shapes(model)
     consumers: dict[str, list[int]] = {}
@@ -151,30 +173,100 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     tensors: dict[str, str] = {}
     op_types: dict[str, str] = {}
     unmapped: dict[str, str] = {}
-    for q in trace.order:
-        idx = [i for i in members.get(q, []) if graph.node[i].op_type != "Constant"]
+    by_call: dict[str, list[str]] = {}
+    for p in trace.order:
+        by_call.setdefault(trace.call_of(p), []).append(p)
+    groups: dict[str, list[list[int]] | str] = {}  # module -> its calls' nodes, or why they cannot be told apart
+    for probes in by_call.values():
+        site = trace.site(probes[0])
+        idx: list[int] | str = [i for i in members.get(site.module, []) if graph.node[i].op_type != "Constant"]
+        n_calls = trace.call_counts.get(site.module, 1)
         if not idx:
-            unmapped[q] = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
+            idx = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
+        elif n_calls > 1:
+            if site.module not in groups:
+                groups[site.module] = _calls_apart(graph, idx, n_calls, site.module, names, rename is None)
+            split = groups[site.module]
+            idx = split if isinstance(split, str) else split[site.call - 1]
+        if isinstance(idx, str):
+            unmapped.update((p, idx) for p in probes)
             continue
         leaving = _leaving(graph, idx, graph_outputs, consumers)
-        want = trace.shapes.get(q)
-        if want is None:
-            unmapped[q] = "module output is not a single tensor"
-            continue
-        fitting = [(i, t) for i, t in leaving if _shape_fits(shapes.get(t), want)]
-        if sized is not None:
-            fitting = [(i, t) for i, t in fitting if _sized_fits(sized, q, t, shapes.get(t))]
-        if not fitting:
-            permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, q, t)]
-            unmapped[q] = _other_order(sized, q, permuted[-1]) if permuted else \
-                f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
-            continue
-        i, t = max(fitting)
-        tensors[q] = t
-        op_types[q] = graph.node[i].op_type
+        for p, found in _match_outputs(trace, probes, leaving, shapes, sized).items():
+            if isinstance(found, str):
+                unmapped[p] = found
+            else:
+                tensors[p] = found[1]
+                op_types[p] = graph.node[found[0]].op_type
 
     _move_folded_batchnorms(trace, tensors, op_types, unmapped)
     return ProbeMap(tensors, op_types, unmapped, {t: node_index.get(t, -1) for t in tensors.values()})
+
+
+def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[int, str]],
+                   shapes: dict[str, tuple | None], sized: SizedShapes | None) -> dict[str, tuple[int, str] | str]:
+    """Each of one call's probes to (node index, tensor) among the tensors `leaving` its nodes, or why not."""
+    out: dict[str, tuple[int, str] | str] = {}
+    taken: set[str] = set()
+    for p in probes:
+        want = trace.shapes.get(p)
+        if want is None:
+            out[p] = "module output is not a tensor"
+            continue
+        fitting = [(i, t) for i, t in leaving if t not in taken and _shape_fits(shapes.get(t), want)]
+        if sized is not None:
+            fitting = [(i, t) for i, t in fitting if _sized_fits(sized, p, t, shapes.get(t))]
+        if not fitting:
+            permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, p, t)]
+            out[p] = _other_order(sized, p, permuted[-1]) if permuted else \
+                f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
+        elif len(probes) > 1 and len(fitting) > 1:
+            out[p] = (f"{len(fitting)} tensors leaving the module's ONNX scope have its shape {list(want)}: which "
+                      "one holds this output is not known, so none is compared")
+        else:
+            out[p] = max(fitting)
+            taken.add(out[p][1])
+    return out
+
+
+def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str],
+                 by_name: bool) -> list[list[int]] | str:
+    """The module's nodes `idx` split into its `n_calls` calls, in graph order; or why they cannot be."""
+    keyed: dict[str, list[int]] = {}
+    if by_name:  # TorchScript: each call's scope prefix (`/layer1/layer1.0/relu_1`)
+        for i in idx:
+            key = next((raw for q, raw in _walk_name(graph.node[i].name, names) if q == module), None)
+            if key is None:
+                keyed = {}
+                break
+            keyed.setdefault(key, []).append(i)
+    found = list(keyed.values()) if keyed else _connected(graph, idx)
+    found.sort(key=min)
+    if len(found) != n_calls:
+        return (f"called {n_calls} times, but its ONNX nodes form {len(found)} group(s): no call is paired with "
+                "another call's tensor, so none is compared")
+    return found
+
+
+def _connected(graph, idx: list[int]) -> list[list[int]]:
+    """Weakly connected groups of the nodes `idx` (edges: a tensor one of them writes and another reads)."""
+    writer = {t: i for i in idx for t in graph.node[i].output if t}
+    root = {i: i for i in idx}
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i in idx:
+        for t in graph.node[i].input:
+            if t in writer:
+                root[find(i)] = find(writer[t])
+    out: dict[int, list[int]] = {}
+    for i in idx:
+        out.setdefault(find(i), []).append(i)
+    return list(out.values())
 
 
 def _leaving(graph, idx: list[int], graph_outputs: set[str], consumers: dict[str, list[int]]) -> list[tuple[int, str]]:
@@ -202,6 +294,11 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
                 op_types[q] = op_types.pop(prod)
                 unmapped.pop(q, None)
                 unmapped[prod] = f"BatchNorm {q} was folded into it by the exporter: its ONNX output is the BN's"
+        elif trace.types.get(q) in _BN_TYPES and q in tensors:  # the exporter named the fused conv after the BN
+            prod = trace.producers.get(q)
+            if prod and prod not in tensors and trace.is_leaf(prod) and prod in unmapped:
+                unmapped[prod] = (f"folded with BatchNorm {q} into one ONNX {op_types[q]} by the exporter: its own "
+                                  "output is not in the graph (the row of the BN holds the pair's)")
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:

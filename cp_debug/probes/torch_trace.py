@@ -1,40 +1,62 @@
-"""One hooked forward pass that records the module tree as it really ran.
+"""One hooked forward pass that records the module tree as it really ran, call by call.
 
-The trace gives the execution order (a module completes after its children), output shapes, which
-module produced each module's first input (data flow, used to see BatchNorm folded into its conv), and
-the module types. It is the PyTorch side of the name table in `naming.py`.
+A probe is a **call site's tensor**, not a module: a module called twice (torchvision's BasicBlock calls `self.relu`
+twice) gives two probes, `layer1.0.relu#1` and `layer1.0.relu#2`; a module whose output is a tuple, list, dict or
+dataclass (nn.MultiheadAttention's `(attn_output, weights)`, a ModelOutput) gives one probe per tensor in it,
+`self_attn[0]`, `head.logits` (`None` entries skipped). A module called once with one tensor out keeps its plain
+name. `sites` says, for every probe name, which module, which call and which path into the output it is: the torch
+runner reads the value there, the name table (`naming.py`) maps it to its own ONNX tensor.
+
+The trace gives the execution order (a call completes after its children), output shapes, which probe's value was
+each call's first input (data flow, used to see BatchNorm folded into its conv), and the module types. It is the
+PyTorch side of the name table in `naming.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cp_debug.sites import Site, path_name, tensors_in
+
 
 @dataclass(frozen=True)
 class ModuleTrace:
-    order: tuple[str, ...]  # qualified names in completion order (root '' excluded)
-    shapes: dict[str, tuple[int, ...] | None]  # output shape; None when not a single tensor
-    producers: dict[str, str | None]  # module whose output was this module's first input
-    types: dict[str, str]  # class name
-    children: dict[str, tuple[str, ...]] = field(default_factory=dict)  # direct children that ran, in order
-    parents: dict[str, str] = field(default_factory=dict)  # child -> parent ('' for top-level modules)
+    order: tuple[str, ...]  # probe names (call sites' tensors) in completion order (root '' excluded)
+    shapes: dict[str, tuple[int, ...] | None]  # output shape per probe; None when not a tensor
+    producers: dict[str, str | None]  # probe whose value was this probe's call's first input
+    types: dict[str, str]  # class name, per probe and per call
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)  # call -> its child calls' probes, in order
+    parents: dict[str, str] = field(default_factory=dict)  # call -> parent call ('' for top-level calls)
+    sites: dict[str, Site] = field(default_factory=dict)  # probe -> where its value is
+    calls: dict[str, str] = field(default_factory=dict)  # probe -> its call's name (itself for a plain probe)
+    call_counts: dict[str, int] = field(default_factory=dict)  # module -> how often it ran
+
+    def call_of(self, name: str) -> str:
+        return self.calls.get(name, name)
+
+    def site(self, name: str) -> Site:
+        return self.sites.get(name) or Site(name)
 
     def depth(self, name: str) -> int:
-        d = 0
+        name, d = self.call_of(name), 0
         while name:
             name = self.parents.get(name, "")
             d += 1
         return d
 
     def is_leaf(self, name: str) -> bool:
-        return not self.children.get(name)
+        return not self.children.get(self.call_of(name))
+
+    def kids(self, name: str) -> tuple[str, ...]:
+        """The probes of the calls made directly inside `name`'s call ('' = the top level)."""
+        return self.children.get(self.call_of(name) if name else "", ())
 
     def descendants(self, name: str) -> list[str]:
         out: list[str] = []
-        for c in self.children.get(name, ()):
+        for c in self.kids(name):
             out.extend(self.descendants(c))
             out.append(c)
-        return out
+        return list(dict.fromkeys(out))
 
 
 def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
@@ -45,41 +67,43 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
     import torch
 
     names = {m: n for n, m in module.named_modules()}
-    order: list[str] = []
-    shapes: dict[str, tuple | None] = {}
-    producers: dict[str, str | None] = {}
-    types: dict[str, str] = {}
-    produced_by: dict[int, str] = {}
-    parent_of: dict[str, str] = {}
-    children: dict[str, list[str]] = {}
-    stack: list[str] = []
+    counts: dict[str, int] = {}
+    events: list[tuple[str, int, list[tuple[tuple, tuple | None]], str]] = []  # (module, call, tensors, type)
+    first_in: dict[tuple[str, int], tuple | None] = {}  # (module, call) -> the (module, call, path) of arg 0
+    produced_by: dict[int, tuple] = {}
+    parent_of: dict[tuple[str, int], tuple[str, int] | None] = {}
+    stack: list[tuple[str, int]] = []
+    versions: dict[tuple[str, int], dict[int, int]] = {}  # a running call's tensor inputs -> their version
     keep_alive: list = []  # tensors whose id() we recorded must stay alive during the pass
 
     def pre_hook(mod, args):
         name = names[mod]
-        if stack:
-            parent_of.setdefault(name, stack[-1])
-        stack.append(name)
+        counts[name] = counts.get(name, 0) + 1
+        key = (name, counts[name])
+        parent_of[key] = stack[-1] if stack else None
+        stack.append(key)
+        versions[key] = {id(a): a._version for a in args if isinstance(a, torch.Tensor)}
         first = args[0] if args else None
-        if isinstance(first, torch.Tensor):
-            producers[name] = produced_by.get(id(first))
-        else:
-            producers[name] = None
+        first_in[key] = produced_by.get(id(first)) if isinstance(first, torch.Tensor) else None
 
     def post_hook(mod, args, out):
-        name = names[mod]
-        stack.pop()
-        if name == "":
+        key = stack.pop()
+        if key[0] == "":
             return
-        full = prefix + name
-        order.append(full)
-        types[full] = type(mod).__name__
-        if isinstance(out, torch.Tensor):
-            shapes[full] = tuple(out.shape)
-            produced_by[id(out)] = full
-            keep_alive.append(out)
-        else:
-            shapes[full] = None
+        found = []
+        seen = versions.pop(key, {})
+        # an input handed back untouched (its version counter unchanged; an in-place ReLU changes it)
+        passed = {id(a) for a in args if isinstance(a, torch.Tensor) and seen.get(id(a)) == a._version}
+        for path, t in tensors_in(out):
+            # a container's tensor that an earlier call made (a child's output handed up) is that call's probe
+            # already, and an input handed back as it is (Identity, Dropout in eval) is no value of this call:
+            # the exporter drops such a module, and it is not "missing"
+            if (path and id(t) in produced_by) or id(t) in passed:
+                continue
+            found.append((path, tuple(t.shape)))
+            produced_by.setdefault(id(t), (*key, path))
+            keep_alive.append(t)
+        events.append((*key, found, type(mod).__name__))
 
     handles = []
     for m in names:
@@ -93,16 +117,59 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
     finally:
         for h in handles:
             h.remove()
-    for child, parent in parent_of.items():
-        if child == "":
+    return _tables(events, counts, first_in, parent_of, prefix, {prefix + n for n in names.values() if n})
+
+
+def _tables(events, counts, first_in, parent_of, prefix, modules) -> ModuleTrace:
+    """The name tables from the recorded calls: call names (`m` or `m#k`), probe names, the call tree."""
+    def call_name(module: str, call: int) -> str:
+        return "" if not module else prefix + module + (f"#{call}" if counts.get(module, 1) > 1 else "")
+
+    order: list[str] = []
+    shapes: dict[str, tuple | None] = {}
+    types: dict[str, str] = {}
+    sites: dict[str, Site] = {}
+    calls: dict[str, str] = {}
+    probes_of: dict[str, list[str]] = {}  # call -> its probes
+    probe_at: dict[tuple, str] = {}  # (module, call, path) -> probe
+    for module, call, found, kind in events:
+        cname = call_name(module, call)
+        types[cname] = kind
+        plain = len(found) == 1 and found[0][0] == ()
+        for path, shape in found:
+            probe = cname if plain else path_name(cname, path, modules)
+            order.append(probe)
+            shapes[probe], types[probe] = shape, kind
+            sites[probe], calls[probe] = Site(prefix + module, call, path), cname
+            probes_of.setdefault(cname, []).append(probe)
+            probe_at[(module, call, path)] = probe
+    producers = {}
+    for module, call, _, _ in events:
+        src = first_in.get((module, call))
+        prod = probe_at.get(src) if src is not None else None
+        for probe in probes_of.get(call_name(module, call), ()):
+            producers[probe] = prod
+    pos = {p: i for i, p in enumerate(order)}
+    children: dict[str, list[str]] = {}
+    parents: dict[str, str] = {}
+    for (module, call), parent in parent_of.items():
+        if not module:
             continue
-        key = prefix + parent if parent else ""
-        children.setdefault(key, [])
-        if prefix + child not in children[key]:
-            children[key].append(prefix + child)
-    # Children in completion order.
-    pos = {n: i for i, n in enumerate(order)}
-    kids = {k: tuple(sorted(v, key=lambda n: pos.get(n, 1 << 30))) for k, v in children.items()}
-    prods = {prefix + k: v for k, v in producers.items() if k}
-    pars = {prefix + c: (prefix + p if p else "") for c, p in parent_of.items() if c}
-    return ModuleTrace(tuple(order), shapes, prods, types, kids, pars)
+        cname = call_name(module, call)
+        pname = call_name(*parent) if parent is not None else ""
+        parents[cname] = pname
+        children.setdefault(pname, [])
+    for cname, pname in parents.items():
+        # a call with no tensor out stands in the tree through its children's probes
+        children[pname].extend(probes_of.get(cname) or _through(cname, parents, probes_of))
+    kids = {k: tuple(sorted(dict.fromkeys(v), key=lambda n: pos.get(n, 1 << 30))) for k, v in children.items()}
+    return ModuleTrace(tuple(order), shapes, producers, types, kids, parents, sites, calls,
+                       {prefix + m: n for m, n in counts.items() if m})
+
+
+def _through(call: str, parents: dict[str, str], probes_of: dict[str, list[str]]) -> list[str]:
+    out: list[str] = []
+    for c, p in parents.items():
+        if p == call:
+            out.extend(probes_of.get(c) or _through(c, parents, probes_of))
+    return out

@@ -151,7 +151,8 @@ def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) 
         probes = stage_probes(st, settings.level)
         if spec.is_torch:
             runner = make_runner(spec, torch_module=st.module, input_names=st.input_names,
-                                 output_names=st.output_names, probe_modules=probes, determinism=det)
+                                 output_names=st.output_names, probe_modules=probes, probe_sites=st.sites(),
+                                 determinism=det)
             rename = {p: p for p in probes}
         else:
             pm = st.probe_map()

@@ -1,0 +1,149 @@
+"""A zoo of models no one here tuned cp_debug for (issue 54): torchvision's own modules with random weights, a
+DETR-like CNN + Transformer, a text transformer with hand-written attention, and outputs of every shape a forward
+returns (tuple, dict, dataclass / ModelOutput-like). Each `build_*` returns (module, example_inputs) as
+`cpdebug bisect --torch tests/zoo/models.py:build_*` takes it; small enough that a bisect at `--level all` runs in
+seconds on the CPU."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def _seeded(seed: int = 0) -> None:
+    torch.manual_seed(seed)
+
+
+def build_resnet18():
+    """torchvision's resnet18, random weights: BasicBlock calls `self.relu` twice."""
+    import torchvision
+
+    _seeded()
+    return torchvision.models.resnet18(weights=None, num_classes=10).eval(), (torch.randn(1, 3, 64, 64),)
+
+
+def build_mobilenet():
+    """torchvision's MobileNetV3-small: Hardswish, squeeze-excitation, a Dropout the exporters drop."""
+    import torchvision
+
+    _seeded()
+    return torchvision.models.mobilenet_v3_small(weights=None, num_classes=10).eval(), (torch.randn(1, 3, 64, 64),)
+
+
+def build_vit():
+    """torchvision's VisionTransformer (two layers): every encoder layer's nn.MultiheadAttention."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    _seeded()
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                            num_classes=10)
+    return vit.eval(), (torch.randn(1, 3, 32, 32),)
+
+
+class Detr(nn.Module):
+    """A conv backbone, nn.TransformerEncoder / Decoder over its feature map, class and box heads: the shape of the
+    "TensorRT FP16 drifts while FP32 matches" case. Returns a dict, as DETR does."""
+
+    def __init__(self, d: int = 32, queries: int = 8, classes: int = 5):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, d, 3, 2, 1), nn.BatchNorm2d(d), nn.ReLU())
+        self.pos = nn.Parameter(torch.randn(1, 64, d) * 0.1)
+        layer = dict(d_model=d, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), num_layers=2,
+                                             enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), num_layers=2)
+        self.query = nn.Parameter(torch.randn(1, queries, d) * 0.1)
+        self.class_head = nn.Linear(d, classes + 1)
+        self.box_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 4))
+
+    def forward(self, image):
+        f = self.backbone(image)  # [1, d, 8, 8]
+        tokens = f.flatten(2).transpose(1, 2) + self.pos
+        memory = self.encoder(tokens)
+        hs = self.decoder(self.query.expand(image.shape[0], -1, -1), memory)
+        return {"logits": self.class_head(hs), "boxes": self.box_head(hs).sigmoid()}
+
+
+def build_detr():
+    _seeded()
+    return Detr().eval(), (torch.randn(1, 3, 32, 32),)
+
+
+@dataclass
+class TextOutput:  # a ModelOutput-like dataclass
+    logits: torch.Tensor
+    hidden: torch.Tensor
+
+
+class Attention(nn.Module):
+    """Attention written out by hand, as many text models do: q/k/v/o projections, QK^T, softmax, AV."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads, self.dh = heads, d // heads
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x):
+        b, n, d = x.shape
+
+        def split(t):
+            return t.view(b, n, self.heads, self.dh).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dh)
+        y = scores.softmax(-1) @ v
+        return self.o_proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(d), Attention(d, heads)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TextModel(nn.Module):
+    def __init__(self, vocab: int = 50, d: int = 32, heads: int = 4, layers: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x)
+        h = self.norm(x)
+        return TextOutput(logits=self.lm_head(h), hidden=h)
+
+
+def build_text():
+    _seeded()
+    return TextModel().eval(), (torch.randint(0, 50, (1, 12)),)
+
+
+class Twice(nn.Module):
+    """One module called twice on different values (weight sharing), its calls in one scope."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.shared = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.shared(torch.relu(self.shared(self.conv(x))))
+
+
+def build_twice():
+    _seeded()
+    return Twice().eval(), (torch.randn(1, 4, 16, 16),)
