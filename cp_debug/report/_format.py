@@ -10,10 +10,11 @@ import math
 from dataclasses import dataclass
 
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult
+from cp_debug.compare.diff import BROKEN
 
 FIRST_DIVERGENT = "◀ first divergent"
 ROOT_CAUSE = "★ root cause"
-NOT_OK = ("diverged", "nan", "shape_mismatch")
+NOT_OK = ("diverged", *BROKEN)
 
 
 def as_float(x) -> float | None:
