@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 
 
 class ExitCode(enum.IntEnum):
@@ -92,8 +93,18 @@ class BackendRuntimeError(CpDebugError):
     exit_code = ExitCode.BACKEND
 
 
+# terminal control sequences (colours, cursor moves, OSC titles and links) that third-party text carries
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """Third-party text without its terminal escape sequences (torch.export's coloured messages): what goes into a
+    report, a warning or rich output, where a raw `\\x1b[96m` would show as `[96m`."""
+    return _ANSI.sub("", text)
+
+
 def first_line(err: BaseException, limit: int | None = 300) -> str:
-    """The first line of a library's error message (at most `limit` characters), or its type's name where it says
-    nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""
-    text = str(err).strip().splitlines()
+    """The first line of a library's error message (at most `limit` characters, escape sequences removed), or its
+    type's name where it says nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""
+    text = plain(str(err)).strip().splitlines()
     return (text[0][:limit] if limit is not None else text[0]) if text else type(err).__name__

@@ -294,8 +294,8 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         from cp_debug.report.frames import write_parquet
 
         write_parquet(caught(), parquet)
-    pictures = None
-    if html or outputs.pictures:
+    pictures = {}  # the bird's-eye pictures: a subject with a BEV scene only (the CenterPoint recipe)
+    if (html or outputs.pictures) and report.scene is not None:
         from cp_debug.report.bev_plot import bisect_pictures, write_pictures
 
         with progress.step("drawing the bird's-eye pictures"):
