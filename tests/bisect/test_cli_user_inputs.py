@@ -65,6 +65,12 @@ class Broken(Net):
 
 def broken_forward():
     return Broken().eval(), (torch.randn(1, 3, 8, 8),)
+
+
+def cp_debug_raises():
+    from cp_debug.bisect.feeds import cast_inputs
+
+    cast_inputs({"x": None}, {}, "x.npz", "")  # cp_debug's own code raises (AttributeError), called from theirs
 '''
 
 
@@ -115,6 +121,11 @@ def test_the_users_forward_raising_on_their_inputs_during_the_run_is_exit_2(mode
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = error_line(proc)
     assert f"my_model.py:{line_of(model, 'raise ValueError')} in forward: ValueError: x beyond" in line, line
+
+
+def test_cp_debugs_own_code_raising_under_the_users_stays_a_bug_of_cp_debug(model):
+    proc = bisect(model, "cp_debug_raises")
+    assert proc.returncode == 70 and "internal error: AttributeError" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_calib_takes_a_batch_of_samples_and_several_files(model, tmp_path):
