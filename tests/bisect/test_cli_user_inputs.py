@@ -137,6 +137,7 @@ def test_calib_takes_a_batch_of_samples_and_several_files(model, tmp_path):
     assert proc.returncode in (0, 4), proc.stderr[-2000:]
     stage = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"]["my_model"]
     assert stage["precision_transform"]["calibration_feeds"] == 9
+    assert "calibrated on 9 samples" in proc.stdout  # the summary's line of the candidate
 
 
 def test_a_calib_array_that_is_no_batch_of_samples_is_one_line(model, tmp_path):
