@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import re
 
 
 class ExitCode(enum.IntEnum):
@@ -41,6 +43,43 @@ class CheckpointError(BadInputError):
     """A checkpoint does not fit the model it is loaded into."""
 
 
+class UserCodeError(BadInputError):
+    """The user's own code raised (a `--torch` / `--model-factory` file: building the model, its forward on the
+    example inputs or on theirs): exit 2, one line naming their file and line, the exception and its message."""
+
+    @classmethod
+    def of(cls, err: BaseException, doing: str = "") -> UserCodeError | None:
+        """`err` as the user's error where its innermost frame of either side is in a file of the user's
+        (`note_user_file`), e.g. `my_model.py:12 in build: FileNotFoundError: …`; None where cp_debug's own code
+        (a hook, a dispatch mode) raised it, or no file of the user's is on the way: then it stays what it is."""
+        tb, where = err.__traceback__, None
+        while tb is not None:
+            file = os.path.abspath(tb.tb_frame.f_code.co_filename)
+            if file in _USER_FILES:
+                where = f"{os.path.basename(file)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+            elif file.startswith(_PACKAGE):
+                where = None  # cp_debug's own code ran after the user's: the user's code did not raise it
+            tb = tb.tb_next
+        if where is None:
+            return None
+        said = first_line(err) if str(err).strip() else "(no message)"
+        doing = f" {doing}" if doing else ""
+        return cls(f"{where}: {type(err).__name__}: {said} (your model's code raised{doing}; CPDEBUG_DEBUG=1 shows "
+                   "the traceback)")
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_USER_FILES: set[str] = set()  # the user's Python files cp_debug ran (`UserCodeError.of` looks for them)
+
+
+def note_user_file(path: str | os.PathLike) -> None:
+    """`path` is the user's code (a file `--torch FILE.py:FUNC` ran, or one it imported from beside itself): an
+    exception raised from it is the user's error (`UserCodeError.of`), not a bug of cp_debug."""
+    file = os.path.abspath(path)
+    if not file.startswith(_PACKAGE):
+        _USER_FILES.add(file)
+
+
 class BackendUnavailableError(CpDebugError):
     """A requested backend cannot run on this machine (exit 3); the message says what to install."""
 
@@ -54,8 +93,18 @@ class BackendRuntimeError(CpDebugError):
     exit_code = ExitCode.BACKEND
 
 
+# terminal control sequences (colours, cursor moves, OSC titles and links) that third-party text carries
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """Third-party text without its terminal escape sequences (torch.export's coloured messages): what goes into a
+    report, a warning or rich output, where a raw `\\x1b[96m` would show as `[96m`."""
+    return _ANSI.sub("", text)
+
+
 def first_line(err: BaseException, limit: int | None = 300) -> str:
-    """The first line of a library's error message (at most `limit` characters), or its type's name where it says
-    nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""
-    text = str(err).strip().splitlines()
+    """The first line of a library's error message (at most `limit` characters, escape sequences removed), or its
+    type's name where it says nothing: what a one-line error quotes of ONNX, ONNX Runtime, polygraphy or TensorRT."""
+    text = plain(str(err)).strip().splitlines()
     return (text[0][:limit] if limit is not None else text[0]) if text else type(err).__name__

@@ -91,8 +91,9 @@ class BisectEngine:
             if st.module is None and needs_module:
                 raise BadInputError(f"stage {st.name!r} has no PyTorch module: use ONNX backends only "
                                     "(e.g. --backends ort,ort-cpu-fp16)")
-            if needs_onnx:
-                with rs.progress.step(f"exporting {st.name} to ONNX"):
+            if needs_onnx:  # a graph given (--onnx, a deployed folder) is not exported: its probes are mapped
+                what = f"exporting {st.name} to ONNX" if st.onnx_model is None else f"mapping the probes of {st.name}"
+                with rs.progress.step(what):
                     st.onnx()
                     st.probe_map()
                 if st.export_note:

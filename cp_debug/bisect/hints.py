@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.bisect.result import ProbeResult
-from cp_debug.compare.diff import FP16_MAX
+from cp_debug.compare.diff import FP16_MAX, NON_FINITE
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if r.status == "shape_mismatch" and d is not None:
         parts.append(f"shape/layout mix-up: reference {list(d.ref_shape)} vs candidate {list(d.test_shape)} — "
                      "check which tensor feeds this input (e.g. processed vs raw features)")
-    nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status == "nan")
+    nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status in NON_FINITE)
     if ctx.export_warnings:
         parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
     if nonfinite:

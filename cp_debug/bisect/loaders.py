@@ -11,47 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from cp_debug.bisect.feeds import cast_inputs, load_npz_inputs, match_inputs
 from cp_debug.bisect.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subject import Stage, Subject
-from cp_debug.errors import BadInputError
-
-
-def load_npz_inputs(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"--inputs file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
-    except Exception as err:
-        raise BadInputError(f"cannot read --inputs {path}: not a valid .npz file ({type(err).__name__})") from err
-
-
-def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected: dict[str, tuple | None],
-                 what: str) -> dict[str, np.ndarray]:
-    """Key `given` by the model's input names (accepting input0, input1, …), checking names, shapes, finiteness."""
-    positional = {f"input{i}": n for i, n in enumerate(names)}
-    out: dict[str, np.ndarray] = {}
-    for key, arr in given.items():
-        name = key if key in names else positional.get(key)
-        if name is None:
-            raise BadInputError(f"--inputs has an unknown input {key!r}: {what} takes {', '.join(names)} "
-                                f"(or input0…input{len(names) - 1})")
-        out[name] = arr
-    missing = [n for n in names if n not in out]
-    if missing:
-        raise BadInputError(f"--inputs lacks {', '.join(missing)}: {what} takes {', '.join(names)}")
-    for n, arr in out.items():
-        want = expected.get(n)
-        if want is not None and (len(want) != arr.ndim
-                                 or any(w is not None and w != a for w, a in zip(want, arr.shape))):
-            shown = ["?" if w is None else w for w in want]
-            raise BadInputError(f"input {n!r} has shape {list(arr.shape)}, but {what} expects {shown}")
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr)).sum())
-            raise BadInputError(f"input {n!r} contains {bad} NaN/Inf values: divergence cannot be measured on "
-                                "non-finite inputs; fix the input file")
-    return out
+from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
 
 
 def user_function(target: str, option: str = "--torch"):
@@ -70,13 +33,18 @@ def user_function(target: str, option: str = "--torch"):
         raise BadInputError(f"{option} {path}: not a Python file (give FILE.py:FUNC)")
     user = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = user
-    sys.path.insert(0, str(path.parent.resolve()))
+    folder = path.parent.resolve()
+    sys.path.insert(0, str(folder))
+    note_user_file(path)
+    before = set(sys.modules)
     try:
         spec.loader.exec_module(user)
     except Exception as err:
-        raise BadInputError(f"cannot import {path}: {type(err).__name__}: {err}") from err
+        raise UserCodeError.of(err, f"importing {path.name}") or BadInputError(
+            f"cannot import {path}: {type(err).__name__}: {first_line(err)}") from err
     finally:
         sys.path.pop(0)
+        _note_beside(folder, set(sys.modules) - before)
     fn = getattr(user, func, None)
     if not callable(fn):
         raise BadInputError(f"{path} has no function {func!r}")
@@ -92,7 +60,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     fn = user_function(target, "--torch")
     file, _, func = target.rpartition(":")
     path = Path(file)
-    got = fn()
+    got = _call_user(fn, f"in {func}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
     module, example = got
@@ -102,16 +70,17 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     module.eval()
     input_names = _forward_names(module, len(example))
     with torch.no_grad():
-        out = module(*example)
+        out = _call_user(module, "on the example inputs", *example)
     output_names = output_names_of(out)
     if not output_names:
         raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
-    feed = ex_np
+    feed, said = ex_np, []
     if inputs is not None:
         feed = match_inputs(load_npz_inputs(inputs), input_names, {n: a.shape for n, a in ex_np.items()},
                             f"{func}()'s model")
-        feed = {n: a.astype(ex_np[n].dtype, copy=False) for n, a in feed.items()}
+        feed, said = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
+                                 "the example input is")
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
     stage = Stage(
@@ -120,7 +89,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter),
-                   default_level="block")
+                   default_level="block", warnings=said)
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
@@ -131,8 +100,11 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     ins = [i for i in model.graph.input if i.name not in inits]
     names = tuple(i.name for i in ins)
     shapes = {i.name: static_dims(i.type) or () for i in ins}
+    said = []
     if inputs is not None:
         feed = match_inputs(load_npz_inputs(inputs), names, shapes, os.path.basename(str(path)))
+        dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in ins}
+        feed, said = cast_inputs(feed, dtypes, Path(inputs).name, f"{Path(path).name} takes")
     else:
         rng = np.random.default_rng(seed)
         feed = {}
@@ -147,7 +119,7 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
                   onnx_model=model, exporter="given")
     return Subject(name=str(path), stages=[stage], inputs=feed,
                    facts=OnnxFacts(str(path), str(inputs) if inputs is not None else None, seed),
-                   default_level="all")
+                   default_level="all", warnings=said)
 
 
 def output_names_of(out) -> tuple[str, ...]:
@@ -177,3 +149,23 @@ def _forward_names(module, n: int) -> tuple[str, ...]:
         return tuple(f"input{i}" for i in range(n))
     return tuple(names)
 
+
+
+def _call_user(fn, doing: str, *args):
+    """`fn(*args)`, the user's code: what it raises from their file is their error (`UserCodeError`, exit 2)."""
+    try:
+        return fn(*args)
+    except Exception as err:
+        user = UserCodeError.of(err, doing)
+        if user is None:
+            raise
+        raise user from err
+
+
+def _note_beside(folder: Path, modules: set[str]) -> None:
+    """The modules a user's file imported from its own folder (their model's classes, say) are theirs too."""
+    for name in modules:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and Path(file).resolve().is_relative_to(folder) \
+                and not {"site-packages", "dist-packages"} & set(Path(file).parts):  # a virtualenv in their folder
+            note_user_file(file)

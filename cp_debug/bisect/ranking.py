@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 from cp_debug.bisect.result import ProbeResult
+from cp_debug.compare.diff import BROKEN
 
-_BAD = ("diverged", "nan", "shape_mismatch")
+_BAD = ("diverged", *BROKEN)
 
 
 def first_divergent(results: list[ProbeResult]) -> str | None:
@@ -32,11 +33,11 @@ def root_cause(results: list[ProbeResult], first: str | None) -> str | None:
             break
     # A segment that produces non-finite values or the wrong shape on its own is the cause.
     for r in upto:
-        if r.local is not None and r.local.status in ("nan", "shape_mismatch"):
+        if r.local is not None and r.local.status in BROKEN:
             return r.probe
     # Without local error there, the first probe where NaN/Inf or a bad shape appears.
     for r in upto:
-        if r.diff is not None and r.status in ("nan", "shape_mismatch") and r.local is None:
+        if r.diff is not None and r.status in BROKEN and r.local is None:
             return r.probe
     best, best_score = None, -1.0
     for r in upto:

@@ -16,7 +16,7 @@ from cp_debug.models.centerpoint.source import ModelRecord
 from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
 SCHEMA = "cp_debug.report/1"
-STATUSES = ("ok", "diverged", "nan", "shape_mismatch", "missing")
+STATUSES = ("ok", "diverged", "nan", "inf", "shape_mismatch", "missing")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.store import AUTO_SHARE
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
 
@@ -64,7 +65,7 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
             return noise.Outcome.DIVERGED, f"{len(bad)} probe(s) beyond tolerance (element-wise, fixed mode)"
         return noise.Outcome.WITHIN_PRECISION, "every probe within tolerance (element-wise, --tolerance-mode fixed)"
     judged = [r for r in results if r.judgement is not None and r.status != "missing"]
-    broken = next((r for r in bad if r.status in ("nan", "shape_mismatch")
+    broken = next((r for r in bad if r.status in BROKEN
                    or (r.judgement is not None and r.judgement.outcome is noise.Outcome.DIVERGED)), None)
     if broken is not None:
         why = broken.judgement.reason if broken.judgement else broken.status
@@ -164,7 +165,7 @@ def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
     sibs = [n for n, q in run.probes.items() if q.parent == p.parent and q.stage == p.stage and n != name
             and q.kind == "module" and n in state.results and state.results[n].local is not None]
     r = state.results[name]
-    if len(sibs) < 3 or r.local is None or not math.isfinite(r.local.rel_rmse) or r.status == "nan":
+    if len(sibs) < 3 or r.local is None or not math.isfinite(r.local.rel_rmse) or r.status in NON_FINITE:
         return None
     others = sorted(v for v in (state.results[n].local.rel_rmse for n in sibs) if v > 0 and math.isfinite(v))
     if len(others) < 3:

@@ -62,7 +62,7 @@ def compare(ref, test, atol: float, rtol: float, max_share: float) -> dict:
         snr_db = 10.0 * math.log10(ref_power / mse)
     share = float(beyond.mean())
     if nan or inf:
-        status = "nan"
+        status = "nan" if nan else "inf"
     elif (share > max_share) if max_share > 0 else bool(beyond.any()):
         status = "diverged"
     else:

@@ -1,7 +1,9 @@
 """CLI error mapping, applied once around every command (cli/main.py): a CpDebugError becomes one line on stderr
-and its exit code; Ctrl-C becomes "cpdebug: interrupted" and exit 130; a closed pipe is quiet (`cli/_pipe.py`); any
-other exception is a bug of cp_debug: one line naming it and the file that holds its traceback (for a bug report),
-exit 70 (`ExitCode.INTERNAL`), so a CI tells a crash from "divergence found".
+and its exit code; an exception raised from the user's own code (a `--torch` file's `build()`, their module's
+forward: `errors.UserCodeError.of`) is their error, one line naming their file and line, exit 2; Ctrl-C becomes
+"cpdebug: interrupted" and exit 130; a closed pipe is quiet (`cli/_pipe.py`); any other exception is a bug of
+cp_debug: one line naming it and the file that holds its traceback (for a bug report), exit 70
+(`ExitCode.INTERNAL`), so a CI tells a crash from "divergence found".
 
 The traceback is shown in full only with CPDEBUG_DEBUG=1 (the exception is then re-raised as it came).
 """
@@ -13,7 +15,7 @@ import sys
 from contextlib import contextmanager
 
 from cp_debug.cli._pipe import cut_short, output_closed
-from cp_debug.errors import CpDebugError, ExitCode
+from cp_debug.errors import CpDebugError, ExitCode, UserCodeError
 
 
 def debug_enabled() -> bool:
@@ -27,11 +29,7 @@ def handle_errors():
     try:
         yield
     except CpDebugError as err:
-        if debug_enabled():
-            raise
-        msg = str(err).strip().splitlines()
-        print(f"cpdebug: error: {msg[0] if msg else type(err).__name__}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+        _error_line(err)
     except KeyboardInterrupt:
         print("cpdebug: interrupted", file=sys.stderr)
         raise SystemExit(ExitCode.INTERRUPTED) from None
@@ -40,10 +38,23 @@ def handle_errors():
     except Exception as err:  # noqa: BLE001 - the one place a bug of cp_debug becomes exit 70
         if isinstance(err, BrokenPipeError) and output_closed():  # our reader went away: quietly (cli/_pipe.py)
             raise SystemExit(cut_short()) from None
+        user = UserCodeError.of(err)
+        if user is not None:  # the user's model raised: their error (exit 2), not ours
+            _error_line(user, err)
         if debug_enabled():
             raise
         print(internal_error_line(err), file=sys.stderr)
         raise SystemExit(ExitCode.INTERNAL) from None
+
+
+def _error_line(err: CpDebugError, raised: BaseException | None = None) -> None:
+    """"cpdebug: error: <the first line of err>" on stderr, then exit with its code; with CPDEBUG_DEBUG=1 the
+    exception as it came (`raised`, else `err`) is re-raised instead."""
+    if debug_enabled():
+        raise raised or err
+    msg = str(err).strip().splitlines()
+    print(f"cpdebug: error: {msg[0] if msg else type(err).__name__}", file=sys.stderr)
+    raise SystemExit(err.exit_code) from None
 
 
 def exit_status(code: object) -> int:

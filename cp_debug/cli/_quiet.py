@@ -23,8 +23,8 @@ from typing import TextIO
 
 from cp_debug.cli._options import Verbose  # noqa: F401 - its old home; commands take it from cli._options
 from cp_debug.cli._pipe import guarded
+from cp_debug.errors import plain
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ")  # ORT's log line prefix
 _QUOTED = re.compile(r"'[^']*'")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
@@ -107,7 +107,7 @@ class ThirdParty:
             console.print(f"[dim]{line}[/dim]", highlight=False, soft_wrap=True)
 
     def add(self, source: str, message: str) -> None:
-        message = message.strip()
+        message = plain(message).strip()  # no terminal escapes in the report (or in rich's output of it)
         if not message:
             return
         key = (source, _QUOTED.sub("'…'", _HEX.sub("0x…", message)))
@@ -175,7 +175,7 @@ class ThirdParty:
             return
         self._read_at += end
         for raw in data[:end].decode("utf-8", errors="replace").splitlines():
-            text = _STAMP.sub("", _ANSI.sub("", raw)).strip()
+            text = _STAMP.sub("", plain(raw)).strip()
             if text:
                 self.add("onnxruntime (C++ log)" if ":onnxruntime:" in text else "stderr", text)
 

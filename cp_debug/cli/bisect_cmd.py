@@ -81,8 +81,9 @@ def bisect(
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
-    calib: Annotated[Optional[Path],
-                     typer.Option(help="INT8 calibration inputs (.npz, same keys as --inputs).")] = None,
+    calib: Annotated[Optional[list[Path]], typer.Option(
+        help="INT8 calibration inputs (.npz, same keys as --inputs): each array one sample or a batch of samples "
+             "along its first axis; repeat for several files.")] = None,
     int8: Int8Dir = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
@@ -150,6 +151,7 @@ def bisect(
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
                                 budget=budget, model_explorer=model_explorer)
+        calib = tuple(calib or ())
         budget_limits = _preflight(pairs, subject, calib, lockstep_mode, outputs)
         from cp_debug.bisect.engine import BisectOptions
 
@@ -179,7 +181,7 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
     return model
 
 
-def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: Path | None,
+def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],
                lockstep_mode: str, outputs: BisectOutputs):
     """Everything that can be wrong with the request, said before the model is loaded. Returns the --budget file
     as read (`eval.gates.Budget`; None without one)."""
@@ -194,11 +196,13 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         from cp_debug.backends.torch_runner import TORCH_INT8_HINT
 
         raise BadInputError(TORCH_INT8_HINT.format(spec=torch_int8[0]))
-    if int8 is not None and calib is not None:
+    if int8 is not None and calib:
         raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
     if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
-    check_inputs(points=subject_request.points, inputs=subject_request.inputs, calib=calib, int8=int8)
+    check_inputs(points=subject_request.points, inputs=subject_request.inputs, int8=int8)
+    for c in calib:
+        check_inputs(calib=c)
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
     check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
                          pictures=outputs.pictures)
@@ -210,7 +214,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
-               calib: Path | None, outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
+               calib: tuple[Path, ...], outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
     """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
     (compare/noise.py: 0 within precision, 4 degraded, 1 diverged), or the budget's when `budget` (the --budget
     file `_preflight` read) is given."""
@@ -232,11 +236,13 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         subject = _load_subject(subject_request)
 
     from cp_debug.bisect.engine import BisectEngine
-    from cp_debug.bisect.loaders import load_npz_inputs, match_inputs
 
-    if calib is not None:
-        feeds = match_inputs(load_npz_inputs(calib), subject.stages[0].input_names, {}, "the model")
-        opts = replace(opts, calib_feeds=(feeds,))
+    if calib:
+        from cp_debug.bisect.feeds import calibration_feeds
+
+        feeds, said = calibration_feeds(calib, subject.feed(0, {}), "the model", "the model's input is")
+        subject.warnings.extend(said)
+        opts = replace(opts, calib_feeds=tuple(feeds))
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
     try:
         report = engine.run()
@@ -288,8 +294,8 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         from cp_debug.report.frames import write_parquet
 
         write_parquet(caught(), parquet)
-    pictures = None
-    if html or outputs.pictures:
+    pictures = {}  # the bird's-eye pictures: a subject with a BEV scene only (the CenterPoint recipe)
+    if (html or outputs.pictures) and report.scene is not None:
         from cp_debug.report.bev_plot import bisect_pictures, write_pictures
 
         with progress.step("drawing the bird's-eye pictures"):

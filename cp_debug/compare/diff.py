@@ -42,6 +42,12 @@ def default_tolerance(precision: str) -> Tolerance:
     return DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
 
 
+# A probe's status words beyond ok / diverged: "nan" where its values hold a NaN, "inf" where they hold an Inf and no
+# NaN (the two are treated alike: NON_FINITE), "shape_mismatch" (never broadcast). BROKEN: no tolerance passes them.
+NON_FINITE = ("nan", "inf")
+BROKEN = (*NON_FINITE, "shape_mismatch")
+
+
 @dataclass(frozen=True)
 class TensorDiff:
     """How far `test` is from `ref`. Shapes must match exactly: a mismatch is its own status, never broadcast."""
@@ -61,7 +67,7 @@ class TensorDiff:
     inf: int
     ref_absmax: float
     test_absmax: float
-    status: str  # ok | diverged | nan | shape_mismatch
+    status: str  # ok | diverged | nan | inf | shape_mismatch
 
     @property
     def shape_ok(self) -> bool:
@@ -286,7 +292,7 @@ class _Accumulator:
             snr_db = 10.0 * math.log10(ref_power / mse)
         share = self.beyond / n
         if self.nan or self.inf:
-            status = "nan"
+            status = "nan" if self.nan else "inf"
         elif (share > tol.max_share) if tol.max_share > 0 else self.beyond > 0:
             status = "diverged"
         else:

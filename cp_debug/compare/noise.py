@@ -62,7 +62,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from cp_debug.compare.diff import TensorDiff
+from cp_debug.compare.diff import BROKEN, TensorDiff
 from cp_debug.errors import ExitCode
 
 UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
@@ -185,7 +185,7 @@ def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float
 
 def status_of(d: TensorDiff, j: Judgement) -> str:
     """The report's `status` word (unchanged vocabulary) for a tensor judged by the model."""
-    if d.status in ("nan", "shape_mismatch"):
+    if d.status in BROKEN:
         return d.status
     return "ok" if not j.beyond else "diverged"
 

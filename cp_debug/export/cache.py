@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from cp_debug.errors import plain
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
 from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir
 from cp_debug.graph.stored import load_entry, store_entry
@@ -134,7 +135,8 @@ def _load(folder: Path, key: str) -> ExportResult | None:
     model, meta = found
     warns = tuple(ExportWarning(w["category"], w["message"], w["filename"], w["lineno"], tuple(w["modules"]))
                   for w in meta.get("warnings", []))
-    return ExportResult(model, meta["exporter"], warns, meta.get("fallback_reason"), tuple(meta.get("notes", [])),
+    reason = meta.get("fallback_reason")  # stored before escape sequences were removed: plain now
+    return ExportResult(model, meta["exporter"], warns, reason and plain(reason), tuple(meta.get("notes", [])),
                         cache="hit")
 
 

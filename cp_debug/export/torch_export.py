@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from cp_debug.errors import BadInputError
+from cp_debug.errors import BadInputError, plain
 from cp_debug.graph.model import fold_initializer_identities
 
 _IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
@@ -32,7 +32,8 @@ class ExportWarning:
     modules: tuple[str, ...] = ()  # qualified names whose forward() contains filename:lineno
 
     def short(self) -> str:
-        first = self.message.strip().splitlines()[0] if self.message.strip() else self.category
+        text = plain(self.message).strip()
+        first = text.splitlines()[0] if text else self.category
         return f"{self.category}: {first[:160]} ({os.path.basename(self.filename)}:{self.lineno})"
 
 
@@ -135,5 +136,5 @@ def _forward_spans(module) -> dict[str, tuple[str, int, int]]:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
+    text = plain(str(err)).strip().splitlines()  # torch.export colours its messages
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]

@@ -10,10 +10,11 @@ import math
 from dataclasses import dataclass
 
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult
+from cp_debug.compare.diff import BROKEN
 
 FIRST_DIVERGENT = "◀ first divergent"
 ROOT_CAUSE = "★ root cause"
-NOT_OK = ("diverged", "nan", "shape_mismatch")
+NOT_OK = ("diverged", *BROKEN)
 
 
 def as_float(x) -> float | None:
@@ -204,12 +205,16 @@ def tolerance_for(report: BisectReport, label: str) -> dict | None:
 
 
 def _int8_cpu_note(report: BisectReport, label: str) -> str:
-    """", INT8 kernels on avx2 (…)" where the candidate's ONNX Runtime sessions recorded their CPU's INT8 path."""
-    stages = ((report.settings or {}).get("backends") or {}).get(label) or {}
-    paths = sorted({s["cpu_int8_path"] for s in stages.values() if isinstance(s, dict) and s.get("cpu_int8_path")})
+    """"; calibrated on 8 samples" where the candidate quantized its graph here, and "; INT8 kernels on avx2 (…)" where
+    its ONNX Runtime sessions recorded their CPU's INT8 path."""
+    stages = [s for s in (((report.settings or {}).get("backends") or {}).get(label) or {}).values()
+              if isinstance(s, dict)]
+    counts = sorted({n for s in stages if (n := (s.get("precision_transform") or {}).get("calibration_feeds"))})
+    said = f"; calibrated on {'/'.join(map(str, counts))} sample{'s' if counts[-1] > 1 else ''}" if counts else ""
+    paths = sorted({s["cpu_int8_path"] for s in stages if s.get("cpu_int8_path")})
     if not paths:
-        return ""
-    return (f"; INT8 kernels on {'/'.join(paths)}: another x86 CPU may round an element one INT8 step apart "
+        return said
+    return (f"{said}; INT8 kernels on {'/'.join(paths)}: another x86 CPU may round an element one INT8 step apart "
             f"(2 of the 8 half-steps; the settings' cpu_int8_bound says why)")
 
 

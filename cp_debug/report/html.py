@@ -24,7 +24,7 @@ from cp_debug.files import write_text_atomic
 from cp_debug.files import json_text
 from cp_debug.report.io import check_writable
 
-STATUS_COLOR = {"ok": "#2e7d32", "diverged": "#c62828", "nan": "#8e24aa", "shape_mismatch": "#ef6c00",
+STATUS_COLOR = {"ok": "#2e7d32", "diverged": "#c62828", "nan": "#8e24aa", "inf": "#8e24aa", "shape_mismatch": "#ef6c00",
                 "missing": "#9e9e9e"}
 CSS = """
 body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -281,7 +281,8 @@ def _plot_panel(ax, rs: list, name: str, ys: list, local: list | None, tline, tn
         if v is not None and not math.isfinite(v):
             color = STATUS_COLOR.get(r.result.status, STATUS_COLOR["nan"])
             ax.scatter([i], [top], marker="^", s=60, color=color, zorder=4)
-            label = {"nan": "NaN/Inf", "shape_mismatch": "shape"}.get(r.result.status, "inf" if v > 0 else "nan")
+            label = {"nan": "NaN", "inf": "Inf", "shape_mismatch": "shape"}.get(r.result.status,
+                                                                                 "inf" if v > 0 else "nan")
             ax.annotate(label, (i, top), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7.5,
                         color=color)
         else:

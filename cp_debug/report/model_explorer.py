@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 from urllib.parse import quote
 
+from cp_debug.compare.diff import BROKEN
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
@@ -90,7 +92,7 @@ def _value(result, metric: str) -> float | None:
         return result.diff.rel_max if result.diff is not None else None
     if metric == "local_rel_rmse":
         return result.local.rel_rmse if result.local is not None else None
-    if result.status in ("nan", "shape_mismatch"):
+    if result.status in BROKEN:
         return 3.0
     if result.status == "missing":
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
+from cp_debug.compare.diff import BROKEN
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
                                      rows, summary_line, third_party_line, tolerance_line, verdict)
 from cp_debug.report import int8_rows
@@ -17,8 +18,8 @@ from cp_debug.report import int8_rows
 if TYPE_CHECKING:
     from rich.console import Console
 
-STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "shape_mismatch": "bold yellow",
-                "missing": "dim"}
+STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "inf": "bold magenta",
+                "shape_mismatch": "bold yellow", "missing": "dim"}
 REL_MAX = "max/\n|ref|max"  # max |diff| / max |ref| (the JSON keeps the per-element max_rel too)
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
@@ -205,7 +206,7 @@ def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
         return list(all_rows)
     tree = any(r.depth > 0 for r in all_rows)  # a refined run: its coarse probes are the overview
     keep = [r.first_divergent or r.root_cause or r.on_path or (tree and r.depth == 0) or r.result.local is not None
-            or r.result.status in ("nan", "shape_mismatch") for r in all_rows]
+            or r.result.status in BROKEN for r in all_rows]
     keep[0] = keep[-1] = True
     for i, r in enumerate(all_rows):
         if r.first_divergent or r.root_cause:

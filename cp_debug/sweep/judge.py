@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cp_debug.compare.diff import BROKEN
 from cp_debug.sweep.records import DISTANCE_BUCKETS, CandidateFrame, DetectionDelta, ProbeStat, SweepSettings, bucket_of
 
 
@@ -63,9 +64,10 @@ def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta:
                               precision)
     boxes = judge_delta(precision, delta, cfg)
     worst = max((p for p in stats if p.status != "missing"), key=lambda p: _ratio(p), default=None)
-    if any(p.status in ("nan", "shape_mismatch") for p in bad):
-        p = next(p for p in bad if p.status in ("nan", "shape_mismatch"))
-        outcome, why = noise.Outcome.DIVERGED, f"{p.probe}: {'NaN/Inf' if p.status == 'nan' else 'shape mismatch'}"
+    p = next((p for p in bad if p.status in BROKEN), None)
+    if p is not None:
+        what = {"nan": "NaN", "inf": "Inf"}.get(p.status, "shape mismatch")
+        outcome, why = noise.Outcome.DIVERGED, f"{p.probe}: {what}"
     elif bad:
         outcome = noise.Outcome.DEGRADED
         why = f"{len(bad)} probe(s) beyond {precision}'s noise (worst {worst.probe}, {_ratio(worst):.3g}× its budget)"

@@ -71,7 +71,7 @@ class ProbeStat:
     max_abs: float
     nan: int
     inf: int
-    status: str  # ok | diverged | nan | shape_mismatch | missing
+    status: str  # ok | diverged | nan | inf | shape_mismatch | missing
     expected_rel_rmse: float = math.nan  # the precision's budget at this probe (compare/noise.py)
     noise_ratio: float = math.nan  # rel_rmse / expected_rel_rmse
 

@@ -43,7 +43,7 @@ def test_fp16_overflow_is_found_in_the_planted_conv():
     assert "FP16 range" in cand.root_cause.hint
     assert cand.path[0] == "body.2" and cand.path[-1] == "body.2.0"
     r = next(r for r in cand.results if r.probe == "body.2.0")
-    assert r.status == "nan" and r.diff.inf > 0
+    assert r.status == "inf" and r.diff.inf > 0 and r.diff.nan == 0  # Inf and no NaN: its own word
     assert cand.outcome.value == "diverged" and report.outcome.exit_code == 1
 
 

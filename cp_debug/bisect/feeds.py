@@ -1,0 +1,136 @@
+"""The arrays a user gives (`--inputs FILE.npz`, `--calib FILE.npz …`) as a model's feeds: keyed by its input names,
+checked (names, shapes, finite values), cast to the dtype the model takes with a word for each cast (never
+silently), and a calibration file's batch split into the samples INT8 calibrates on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+
+def load_npz_inputs(path: str | Path, option: str = "--inputs") -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{option} file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except Exception as err:
+        raise BadInputError(f"cannot read {option} {path}: not a valid .npz file ({type(err).__name__})") from err
+
+
+def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected: Mapping[str, tuple | None],
+                 what: str, option: str = "--inputs") -> dict[str, np.ndarray]:
+    """Key `given` by the model's input names (accepting input0, input1, …), checking names, shapes, finiteness."""
+    positional = {f"input{i}": n for i, n in enumerate(names)}
+    out: dict[str, np.ndarray] = {}
+    for key, arr in given.items():
+        name = key if key in names else positional.get(key)
+        if name is None:
+            also = "input0" if len(names) == 1 else f"input0…input{len(names) - 1}"
+            raise BadInputError(f"{option} has an unknown input {key!r}: {what} takes {', '.join(names)} (or {also})")
+        out[name] = arr
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise BadInputError(f"{option} lacks {', '.join(missing)}: {what} takes {', '.join(names)}")
+    for n, arr in out.items():
+        want = expected.get(n)
+        if want is not None and (len(want) != arr.ndim
+                                 or any(w is not None and w != a for w, a in zip(want, arr.shape))):
+            shown = ["?" if w is None else w for w in want]
+            raise BadInputError(f"input {n!r} has shape {list(arr.shape)}, but {what} expects {shown}")
+        _check_finite(n, arr)
+    return out
+
+
+def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], source: str,
+                takes: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """`feed` in the dtypes the model takes, and one line for each input cast ("input 'x' is float64 in x.npz; cast
+    to float32 as the example input is": `takes` ends it). An integer input (token ids, indices) given as floats is
+    cast only where every value is a whole number within the integer's range; else one line refuses it (exit 2)."""
+    out, said = dict(feed), []
+    for name, arr in feed.items():
+        want = np.dtype(dtypes[name]) if dtypes.get(name) is not None else arr.dtype
+        if want == arr.dtype:
+            continue
+        if want.kind in "iu" and arr.dtype.kind in "fiub":
+            _check_integral(name, arr, want)
+        cast = arr.astype(want)
+        if want.kind == "f":
+            _check_finite(name, cast, f" once cast to {want} (beyond its range)")
+        out[name] = cast
+        said.append(f"input {name!r} is {arr.dtype} in {source}; cast to {want} as {takes}")
+    return out, said
+
+
+def calibration_feeds(paths: Sequence[Path], sample: Mapping[str, np.ndarray], what: str,
+                      takes: str) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The feeds INT8 calibrates on, from the `--calib` files: each input's array is one sample (the shape of
+    `sample`, the run's feed) or a batch of them along the first axis (example [1,3,32,32], calib [8,3,32,32]: 8
+    samples; or stacked on a new first axis, [8,1,3,32,32]); every input of a file gives the same number. Also the
+    casts said (`cast_inputs`)."""
+    names = tuple(sample)
+    feeds: list[dict[str, np.ndarray]] = []
+    said: list[str] = []
+    for path in paths:
+        option = f"--calib {Path(path).name}"
+        given = match_inputs(load_npz_inputs(path, "--calib"), names, {}, what, option)
+        given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, Path(path).name, takes)
+        said += [c for c in casts if c not in said]
+        counts = {n: _samples(option, n, a, sample[n].shape) for n, a in given.items()}
+        if len(set(counts.values())) > 1:
+            shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
+            raise BadInputError(f"{option}: its inputs hold different numbers of samples ({shown}): give each input "
+                                "the same number")
+        for k in range(next(iter(counts.values()))):
+            feeds.append({n: _sample(a, k, sample[n].shape) for n, a in given.items()})
+    return feeds, said
+
+
+def _samples(option: str, name: str, arr: np.ndarray, shape: tuple) -> int:
+    """How many samples of `shape` `arr` holds (one line naming both shapes where it fits neither way)."""
+    shape = tuple(shape)
+    if arr.shape == shape:
+        return 1
+    if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and arr.shape[0] > 0:
+        return arr.shape[0]
+    if shape and arr.ndim == len(shape) and arr.shape[1:] == shape[1:] and shape[0] and arr.shape[0] % shape[0] == 0 \
+            and arr.shape[0] > 0:
+        return arr.shape[0] // shape[0]
+    batch = [f"N×{shape[0]}" if shape[0] != 1 else "N", *shape[1:]] if shape else ["N"]
+    raise BadInputError(f"{option}: input {name!r} has shape {list(arr.shape)}, but one sample is {list(shape)} "
+                        f"(a batch of N samples: [{', '.join(map(str, batch))}])")
+
+
+def _sample(arr: np.ndarray, k: int, shape: tuple) -> np.ndarray:
+    if arr.ndim == len(shape) + 1:
+        return arr[k]
+    b = shape[0] if shape else 1
+    return arr[k * b:(k + 1) * b] if arr.shape != tuple(shape) else arr
+
+
+def _check_finite(name: str, arr: np.ndarray, why: str = "") -> None:
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise BadInputError(f"input {name!r} contains {bad} NaN/Inf values{why}: divergence cannot be measured on "
+                            "non-finite inputs; fix the input file")
+
+
+def _check_integral(name: str, arr: np.ndarray, want: np.dtype) -> None:
+    """An integer input's values as given (floats, a wider integer) are whole numbers within `want`'s range."""
+    if arr.dtype.kind == "f":
+        off = np.flatnonzero(arr != np.round(arr))
+        if off.size:
+            at = [int(i) for i in np.unravel_index(off[0], arr.shape)]
+            raise BadInputError(f"input {name!r} holds non-integer values ({arr.flat[off[0]]:g} at {at}); the model "
+                                f"takes {want} there (token ids, indices): they must be integers")
+    if arr.dtype.kind in "fiu" and arr.size:
+        info = np.iinfo(want)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise BadInputError(f"input {name!r} holds values from {lo:g} to {hi:g}, beyond {want}'s range, which "
+                                "the model takes there")

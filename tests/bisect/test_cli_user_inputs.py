@@ -1,0 +1,182 @@
+"""`cpdebug bisect` on the user's own model file and arrays (issue 54): their code raising is their error (exit 2,
+one line naming their file and line), `--calib` takes a batch of samples or several files, and an input given in
+another dtype than the model takes is cast with a word (or refused where token ids are not integers).
+
+Each model is written into tmp_path as the user would (`my_model.py`, `build()` returning (module, examples)); the
+TorchScript exporter keeps every run about a second."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+
+MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        if bool((x > 50).any()):
+            raise ValueError("x beyond the range the model was trained on")
+        return self.head(torch.relu(self.conv(x)))
+
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, ids):
+        return self.out(self.emb(ids))
+
+
+def build():
+    torch.manual_seed(0)
+    return Net().eval(), (torch.randn(1, 3, 8, 8),)
+
+
+def tokens():
+    torch.manual_seed(0)
+    return Tokens().eval(), (torch.tensor([[1, 2, 3, 4]]),)
+
+
+def missing_checkpoint():
+    net = Net()
+    net.load_state_dict(torch.load("ckpt.pth"))
+    return net, (torch.randn(1, 3, 8, 8),)
+
+
+class Broken(Net):
+    def forward(self, x):
+        return self.head(x)  # 3 channels into a 4-channel conv
+
+
+def broken_forward():
+    return Broken().eval(), (torch.randn(1, 3, 8, 8),)
+
+
+def cp_debug_raises():
+    from cp_debug.bisect.feeds import cast_inputs
+
+    cast_inputs({"x": None}, {}, "x.npz", "")  # cp_debug's own code raises (AttributeError), called from theirs
+'''
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "my_model.py"
+    path.write_text(textwrap.dedent(MODEL))
+    return path
+
+
+def line_of(path, text: str) -> int:
+    return next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if text in ln)
+
+
+def bisect(model, func: str, *args, backends: str = "torch,ort"):
+    return cpdebug("bisect", "--torch", f"{model}:{func}", "--backends", backends, "--exporter", "torchscript",
+                   "--no-noise-floor", "--quiet", *args, cwd=model.parent)
+
+
+def error_line(proc) -> str:
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+def save(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("func, where, exc", [
+    ("missing_checkpoint", "torch.load(", "FileNotFoundError: [Errno 2] No such file or directory: 'ckpt.pth'"),
+    ("broken_forward", "3 channels into", "RuntimeError"),
+])
+def test_the_users_code_raising_is_exit_2_naming_their_file_and_line(model, func, where, exc):
+    proc = bisect(model, func)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = error_line(proc)
+    assert f"my_model.py:{line_of(model, where)} in " in line and exc in line, line
+    assert "your model's code raised" in line
+
+
+def test_the_users_forward_raising_on_their_inputs_during_the_run_is_exit_2(model, tmp_path):
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    x[0, 0, 0, 0] = 99.0  # the example inputs pass; these make forward raise in the reference run
+    proc = bisect(model, "build", "--inputs", save(tmp_path / "x.npz", x=x))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = error_line(proc)
+    assert f"my_model.py:{line_of(model, 'raise ValueError')} in forward: ValueError: x beyond" in line, line
+
+
+def test_cp_debugs_own_code_raising_under_the_users_stays_a_bug_of_cp_debug(model):
+    proc = bisect(model, "cp_debug_raises")
+    assert proc.returncode == 70 and "internal error: AttributeError" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_calib_takes_a_batch_of_samples_and_several_files(model, tmp_path):
+    rng = np.random.default_rng(0)
+    x = save(tmp_path / "x.npz", x=rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    batch = save(tmp_path / "calib.npz", x=rng.standard_normal((8, 3, 8, 8)).astype(np.float32))
+    proc = bisect(model, "build", "--inputs", x, "--calib", batch, "--calib", x, "--json", tmp_path / "r.json",
+                  backends="torch,ort-cpu-int8")
+    assert proc.returncode in (0, 4), proc.stderr[-2000:]
+    stage = json.loads((tmp_path / "r.json").read_text())["settings"]["backends"]["ort-cpu-int8"]["my_model"]
+    assert stage["precision_transform"]["calibration_feeds"] == 9
+    assert "calibrated on 9 samples" in proc.stdout  # the summary's line of the candidate
+
+
+def test_a_calib_array_that_is_no_batch_of_samples_is_one_line(model, tmp_path):
+    x = save(tmp_path / "x.npz", x=np.zeros((1, 3, 8, 8), np.float32))
+    bad = save(tmp_path / "calib.npz", x=np.zeros((8, 3, 9, 9), np.float32))
+    proc = bisect(model, "build", "--inputs", x, "--calib", bad, backends="torch,ort-cpu-int8")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = error_line(proc)
+    assert "calib.npz" in line and "'x'" in line and "[8, 3, 9, 9]" in line and "[1, 3, 8, 8]" in line, line
+
+
+def test_an_input_in_another_dtype_is_cast_with_a_word(model, tmp_path):
+    x = save(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((1, 3, 8, 8)))  # float64
+    proc = bisect(model, "build", "--inputs", x, "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = "input 'x' is float64 in x.npz; cast to float32 as the example input is"
+    assert said in json.loads((tmp_path / "r.json").read_text())["warnings"]
+
+
+def test_token_ids_given_as_floats(model, tmp_path):
+    whole = save(tmp_path / "whole.npz", ids=np.array([[1.0, 5.0, 7.0, 2.0]]))
+    proc = bisect(model, "tokens", "--inputs", whole, "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "input 'ids' is float64 in whole.npz; cast to int64 as the example input is" in \
+        json.loads((tmp_path / "r.json").read_text())["warnings"]
+    proc = bisect(model, "tokens", "--inputs", save(tmp_path / "ids.npz", ids=np.array([[1.0, 5.0, 3.7, 2.0]])))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "input 'ids' holds non-integer values (3.7 at [0, 2])" in error_line(proc)
+
+
+def test_onnx_input_in_another_dtype_is_cast(tmp_path):
+    import torch
+
+    onnx_path = tmp_path / "model.onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), onnx_path, input_names=["x"], dynamo=False)
+    x = save(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((1, 3, 8, 8)))  # float64
+    proc = cpdebug("bisect", "--onnx", onnx_path, "--inputs", x, "--backends", "ort,ort-cpu-fp16", "--json",
+                   tmp_path / "r.json", "--no-noise-floor")
+    assert proc.returncode in (0, 4), proc.stderr[-2000:]
+    assert "input 'x' is float64 in x.npz; cast to float32 as model.onnx takes" in \
+        json.loads((tmp_path / "r.json").read_text())["warnings"]
