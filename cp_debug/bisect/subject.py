@@ -106,7 +106,8 @@ class Stage:
         if level == "layer":
             return [q for q in tr.order if tr.is_leaf(q)]
         want = 1 if level == "stage" else 2
-        return [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))]
+        chosen = [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))]
+        return chosen if level == "stage" else [k for q in chosen for k in _layers_of(tr, q)]
 
     def sites(self) -> dict:
         """Where each probe's value is in the module's run (a module's k-th call, a tensor of a tuple output):
@@ -128,6 +129,17 @@ class Stage:
         if op is not None:
             return op
         return tr.types.get(name) if tr else None
+
+
+def _layers_of(tr: ModuleTrace, name: str) -> list[str]:
+    """A Sequential that runs a stack of layers of one class (a ViT's `encoder.layers`, a Transformer's layers) is
+    the stack's layers at the block level, each its own probe, the stack's own output last; any other probe
+    stands for itself."""
+    kids = [k for k in tr.kids(name) if tr.call_of(k) == k]
+    if tr.types.get(name) != "Sequential" or len(kids) < 2 or len({tr.types.get(k) for k in kids}) != 1 \
+            or all(tr.is_leaf(k) for k in kids):
+        return [name]
+    return [*kids, name]
 
 
 class DetectionVerdict(Protocol):
@@ -187,14 +199,33 @@ def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:
     elem = {vi.name: vi.type.tensor_type.elem_type for vi in
             list(inferred.graph.value_info) + list(inferred.graph.output)}
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-    order, types, index = [], {}, {}
+    order, types, index, tensors = [], {}, {}, {}
     for i, node in enumerate(model.graph.node):
         if node.op_type == "Constant":
             continue
         for t in node.output:
             if t and elem.get(t, onnx.TensorProto.FLOAT) in floats:
-                order.append(t)
-                types[t] = node.op_type
+                name = _readable(node, t, tensors)
+                order.append(name)
+                types[name] = node.op_type
                 index[t] = i
+                tensors[name] = t
     trace = ModuleTrace(tuple(order), {t: None for t in order}, {}, types, {}, {})
-    return trace, ProbeMap({t: t for t in order}, dict(types), {}, index)
+    return trace, ProbeMap(tensors, dict(types), {}, index)
+
+
+def _readable(node, tensor: str, taken: dict[str, str]) -> str:
+    """A probe name for an ONNX tensor: `module/Op` where the node carries its module's scope (the dynamo
+    exporter's `pkg.torch.onnx.name_scopes`: `layer1.0.conv1/Conv`, `encoder.layers.1.self_attn/MatMul_1`,
+    not `getitem_3` or `val_184`), else the tensor's own name (TorchScript's already reads `/layer1/…/Conv`)."""
+    from cp_debug.probes.naming import node_module
+
+    module = node_module(node)
+    if not module or len(node.output) > 1:
+        return tensor
+    base = f"{module}/{node.op_type}"
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name

@@ -71,7 +71,46 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
     return ExportResult(model, "torchscript", _attribute(warns, module), fallback)
 
 
+class _TensorsOut:
+    """A forward returning a dataclass, a ModelOutput or `None` entries (which neither exporter takes as it is)
+    returns the tuple of its tensors while exported, in `sites.tensors_in` order, the order the output names
+    follow. The module's own `forward` is wrapped on the instance, not the module in another: the ONNX scopes
+    keep the module's names."""
+
+    def __init__(self, module, example_inputs):
+        from cp_debug.sites import tensors_in
+
+        self.module, self.wrap = module, False
+        import torch
+
+        with torch.no_grad():
+            out = module(*example_inputs)
+        self.wrap = not (isinstance(out, torch.Tensor) or (isinstance(out, (tuple, list)) and all(
+            isinstance(t, torch.Tensor) for t in out)))
+        self.tensors_in = tensors_in
+
+    def __enter__(self):
+        if self.wrap:
+            forward = self.module.forward
+
+            def tensors_only(*args, **kwargs):
+                return tuple(t for _, t in self.tensors_in(forward(*args, **kwargs)))
+
+            self.module.forward = tensors_only
+        return self
+
+    def __exit__(self, *exc):
+        if self.wrap:
+            del self.module.forward
+
+
 def _run_export(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
+    with _TensorsOut(module, example_inputs):
+        return _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, opset=opset,
+                                 dynamo=dynamo)
+
+
+def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
     import torch
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
