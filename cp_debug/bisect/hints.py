@@ -30,6 +30,8 @@ class HintContext:
     export_warnings: tuple[str, ...] = ()  # exporter warnings attributed to this module or its children
     int8_range: Int8Range | None = None
     layer_norm: bool = False  # the probe is a LayerNorm (module, LayerNormalization node or decomposed chain)
+    ln_spread: float | None = None  # a LayerNorm's reference input: max |x - mean| over its normalised axis
+    segment_why: str | None = None  # the op-level finding in the segment, with its verified advice (segment_why.py)
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -41,23 +43,10 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status in NON_FINITE)
     if ctx.export_warnings:
         parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
-    if nonfinite:
-        big = max([v for v in (ctx.ref_absmax, ctx.ref_input_absmax) if v is not None and math.isfinite(v)],
-                  default=None)
-        if ctx.precision == "fp16" and ctx.layer_norm:
-            parts.append("FP16 LayerNorm overflow: its variance sums (x - mean)^2, which passes 65504 once "
-                         "|x - mean| > 256 although x itself is in range; keep this LayerNorm in FP32 (--keep-fp32: "
-                         "the LayerNormalization node, or the Pow and ReduceMean of its decomposed "
-                         "ReduceMean/Sub/Pow/Sqrt/Div chain), or export at opset >= 17 for one LayerNormalization "
-                         "node with FP32 statistics")
-        elif ctx.precision == "fp16" and big is not None and big > FP16_MAX:
-            parts.append(f"values beyond the FP16 range: the reference reaches |x| = {big:.3g} > {FP16_MAX:g}; "
-                         "keep this layer in FP32 (--keep-fp32) or rescale it")
-        elif ctx.precision == "fp16":
-            parts.append("NaN/Inf appear inside this segment in FP16: an intermediate value exceeds 65504 or "
-                         "underflows; keep it in FP32 (--keep-fp32)")
-        else:
-            parts.append("the candidate produces NaN/Inf here while the reference is finite")
+    if ctx.segment_why:
+        parts.append(ctx.segment_why)
+    elif nonfinite:
+        parts.append(_nonfinite_hint(ctx))
     if ctx.precision_note:
         parts.append(ctx.precision_note)
     if ctx.int8_range is not None:
@@ -71,7 +60,8 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
             parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
     if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
         parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
-    if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None:
+    if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
+            and not ctx.segment_why:
         if ctx.ref_absmax is not None and ctx.ref_absmax > 0 and d is not None and d.ref_absmax < 1e-3:
             parts.append(f"{ctx.precision.upper()} underflow: values here are tiny (|x| ≤ {d.ref_absmax:.2g}) and "
                          "lose their precision; keep this layer in FP32")
@@ -79,6 +69,27 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
             parts.append(f"{ctx.precision.upper()} rounding introduced by this layer (local rel. error "
                          f"{loc.rel_rmse:.2g}); keep it in FP32 if it matters")
     return "; ".join(parts) if parts else None
+
+
+def _nonfinite_hint(ctx: HintContext) -> str:
+    """NaN/Inf in the candidate where the reference is finite, without an op-level finding: what the data says."""
+    big = max([v for v in (ctx.ref_absmax, ctx.ref_input_absmax) if v is not None and math.isfinite(v)],
+              default=None)
+    if ctx.precision == "fp16" and ctx.layer_norm and ctx.ln_spread is not None and ctx.ln_spread > 256:
+        return (f"FP16 LayerNorm overflow: its variance sums (x - mean)^2, which passes 65504 once "
+                     f"|x - mean| > 256, and the reference's input reaches |x - mean| = {ctx.ln_spread:.3g} "
+                     "although x itself is in range; keep this LayerNorm in FP32 (--keep-fp32: "
+                     "the LayerNormalization node, or the Pow and ReduceMean of its decomposed "
+                     "ReduceMean/Sub/Pow/Sqrt/Div chain), or export at opset >= 17 for one LayerNormalization "
+                     "node with FP32 statistics")
+    elif ctx.precision == "fp16" and big is not None and big > FP16_MAX:
+        return (f"values beyond the FP16 range: the reference reaches |x| = {big:.3g} > {FP16_MAX:g}; "
+                     "keep this layer in FP32 (--keep-fp32) or rescale it")
+    elif ctx.precision == "fp16":
+        return ("NaN/Inf appear inside this segment in FP16: an intermediate value exceeds 65504 or "
+                     "underflows; keep it in FP32 (--keep-fp32)")
+    else:
+        return ("the candidate produces NaN/Inf here while the reference is finite")
 
 
 def int8_range(ref_input: np.ndarray, amax: float) -> Int8Range:

@@ -133,12 +133,40 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         precision=state.spec.precision, framework=state.spec.framework,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
-        layer_norm=_is_layer_norm(st, name, p.kind))
+        layer_norm=_is_layer_norm(st, name, p.kind), ln_spread=_ln_spread(run, st, name, p.kind),
+        segment_why=_segment_why(run, state, p, r))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint
+
+
+def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
+    """The op inside the root cause's segment that overflows or first makes NaN/Inf, with its advice tried on the
+    segment (segment_why.py); None where it does not apply, shows nothing, or cannot be worked out."""
+    local_bad = r.local is not None and r.local.status != "ok"
+    if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
+        return None
+    from cp_debug.bisect.segment_why import explain_segment
+
+    try:
+        why = explain_segment(run, state, p.stage, p.name)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the op-level why of {p.name} was not worked out: {err}")
+        return None
+    return why.text() if why is not None else None
+
+
+def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:
+    """max |x - mean| of a LayerNorm probe's reference input over its last axis, where the input is a stored
+    probe (its producer's value)."""
+    trace = st.trace() if kind == "module" and st.module is not None else None
+    prod = trace.producers.get(name) if trace is not None else None
+    if prod is None or prod not in run.store:
+        return None
+    x = np.asarray(run.store.get(prod), dtype=np.float64)
+    return float(np.abs(x - x.mean(axis=-1, keepdims=True)).max()) if x.size else None
 
 
 def _is_layer_norm(st, name: str, kind: str) -> bool:

@@ -96,6 +96,15 @@ def _scopes_from_metadata(node) -> list[str] | None:
     return None
 
 
+def node_scope(node, module_names: set[str]) -> str | None:
+    """The innermost module a node was created in: the dynamo exporter's scope metadata, else the TorchScript
+    exporter's node name read against `module_names`; None where neither says."""
+    chain = _scopes_from_metadata(node)
+    if chain is None:
+        chain = _scopes_from_name(node.name, module_names)
+    return chain[-1] if chain else None
+
+
 def node_module(node) -> str | None:
     """The innermost module a node was created in, from the dynamo exporter's scope metadata; None without it."""
     chain = _scopes_from_metadata(node)

@@ -147,3 +147,34 @@ class Twice(nn.Module):
 def build_twice():
     _seeded()
     return Twice().eval(), (torch.randn(1, 4, 16, 16),)
+
+
+def build_detr_planted():
+    """The DETR-like model with its second encoder layer's query and key projections scaled up: that block's QK^T
+    logits pass float16's 65504 while every module's output stays small (the seeds' FP16 overflow story)."""
+    module, example = build_detr()
+    attn = module.encoder.layers[1].self_attn
+    d = attn.embed_dim
+    with torch.no_grad():
+        attn.in_proj_weight[: 2 * d] *= 270.0  # q and k rows: logits x 7e4, to about 1.9e5
+        attn.in_proj_bias[: 2 * d] *= 270.0
+    return module, example
+
+
+def build_text_planted():
+    """The text model with block 1's q/k projections scaled: its hand-written QK^T overflows float16."""
+    module, example = build_text()
+    attn = module.blocks[1].attn
+    with torch.no_grad():
+        for proj in (attn.q_proj, attn.k_proj):
+            proj.weight *= 370.0  # logits x 1.4e5, to about 1.9e5
+            proj.bias *= 370.0
+    return module, example
+
+
+def build_text_mlp_planted():
+    """The text model with block 0's first MLP layer scaled: its output (a module boundary) passes 65504."""
+    module, example = build_text()
+    with torch.no_grad():
+        module.blocks[0].mlp[0].weight *= 5e4  # its output reaches 9.3e4
+    return module, example

@@ -1,0 +1,216 @@
+"""Why the root cause's segment diverges in FP16, op by op, from the data: the segment (cut from the reference's
+known tensors to the root cause's tensor) runs once in FP32 and once as the candidate runs it, every tensor inside
+exposed. The finding names the first op whose FP32 value leaves float16's range (|x| > 65504), else the first op
+where the candidate makes NaN/Inf while the reference is finite, with its module and the number it rests on. The
+advice, keeping in FP32 every op that writes or reads a value beyond the range, is then tried on the same segment
+and said to cure it only when it does ("verified"), else the keep-fp32 search is proposed.
+
+A probe sees module outputs only: an attention whose QK^T logits overflow shows up at the attention's output (or,
+before attention probes, at the next LayerNorm), and the segment's last op is not the one that overflowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.compare.diff import FP16_MAX, TensorDiff
+
+# ops that read big values and bring them back into range: kept with the op that wrote them
+_ATTENTION_READERS = ("Softmax",)
+
+
+@dataclass(frozen=True)
+class OpFinding:
+    node: str  # ONNX node name
+    op: str  # its op type
+    module: str | None  # the module it was created in (exporter scopes), None where the graph does not say
+    value: float  # the reference's |x| max there (overflow), or the count of non-finite candidate elements
+    kind: str  # "overflow" | "nonfinite"
+    role: str = ""  # e.g. "QK^T logits" for a MatMul a Softmax reads
+
+    def describe(self) -> str:
+        where = f"{self.module}: " if self.module else ""
+        what = f"{self.role} {self.op}" if self.role else self.op
+        return f"{where}{what} {self.node!r}"
+
+
+@dataclass(frozen=True)
+class SegmentWhy:
+    finding: OpFinding
+    keep: tuple[str, ...]  # the nodes advised to keep in FP32
+    verified: bool | None  # None: not tried
+    cured_rel_rmse: float | None = None
+    note: str | None = None
+
+    def text(self) -> str:
+        f = self.finding
+        if f.kind == "overflow":
+            why = (f"FP16 overflow at {f.describe()}: its FP32 value reaches |x| = {f.value:.3g} > {FP16_MAX:g} "
+                   "(float16's largest)")
+        else:
+            why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
+                   "FP32 reference is finite, and no FP32 value in the segment leaves float16's range")
+        keep = ", ".join(self.keep)
+        if self.verified:
+            advice = (f"verified: keeping {keep} in FP32 (--keep-fp32) brings this segment within precision "
+                      f"(local rel. RMSE {self.cured_rel_rmse:.3g})")
+        elif self.verified is False:
+            advice = (f"keeping {keep} in FP32 does not cure this segment ({self.note}); `cpdebug keep-fp32` "
+                      "searches the smallest set that does")
+        else:
+            advice = f"keep {keep} in FP32 (--keep-fp32); not verified here ({self.note})"
+        return f"{why}; {advice}"
+
+
+def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
+    """The op-level why of `probe`'s segment for an ONNX FP16 candidate, or None where it does not apply or the
+    data shows nothing (no value out of range, no NaN/Inf)."""
+    spec = state.spec
+    if spec.precision != "fp16" or not spec.runs_onnx:
+        return None
+    from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
+
+    st = run.stage_of(state.label, i)
+    pm = st.probe_map()
+    tensor = pm.tensors.get(probe) if pm is not None else None
+    model = st.onnx()
+    if tensor is None or probe not in run.store:
+        return None
+    known = run.known_tensors(i, st)
+    cut = cut_segment(model, [tensor], set(known) - {tensor})
+    feed = {b: np.asarray(run.known_value(i, known[b])) for b in cut.inputs}
+    seg = segment_model(model, cut, {b: _Typed(v.dtype, v.shape) for b, v in feed.items()}, tensor_types(model),
+                        {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(probe)})
+    inner = _float_outputs(seg)
+    ref = _run(run, "ort", seg, feed, inner)
+    finding, keep = _overflow(seg, ref, st)
+    if finding is None:
+        cand = _run(run, str(spec), seg, feed, inner, spec=spec)
+        finding = _first_nonfinite(seg, ref, cand, st)
+        if finding is None:
+            return None
+        keep = (finding.node,)
+    first = None
+    for tried in _widening(seg, keep):
+        try:
+            got = _run(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried)[tensor]
+        except Exception as err:  # noqa: BLE001 - a segment ONNX Runtime refuses to run with the nodes kept
+            return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}")
+        d = TensorDiff.from_arrays(probe, run.store.get(probe), got, run.tolerance(state, probe))
+        if d.status == "ok":
+            return SegmentWhy(finding, tried, True, d.rel_rmse)
+        first = first or f"status {d.status}, local rel. RMSE {d.rel_rmse:.3g}"
+    return SegmentWhy(finding, keep, False, note=first)
+
+
+_WIDEN_STEPS = 6  # how far upstream the kept set grows before the keep-fp32 search is proposed instead
+
+
+def _widening(seg, keep: tuple[str, ...]):
+    """The kept set, then grown one step upstream at a time (the ops computing its inputs: huge logits are only as
+    exact as the float16 q and k they come from), within the segment."""
+    producer = {t: n for n in seg.graph.node for t in n.output if t}
+    by_name = {n.name: n for n in seg.graph.node}
+    kept = list(keep)
+    yield tuple(kept)
+    for _ in range(_WIDEN_STEPS):
+        grown = [producer[t].name for k in kept for t in by_name[k].input
+                 if t in producer and producer[t].op_type != "Constant"]
+        new = [n for n in dict.fromkeys(grown) if n not in kept]
+        if not new:
+            return
+        kept = new + kept
+        yield tuple(kept)
+
+
+@dataclass(frozen=True)
+class _Typed:
+    dtype: np.dtype
+    shape: tuple
+
+
+def _float_outputs(model) -> list[str]:
+    from cp_debug.graph.plan import tensor_types
+
+    types = tensor_types(model)
+    floats = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+    return [t for n in model.graph.node if n.op_type != "Constant" for t in n.output
+            if t and (types[t].tensor_type.elem_type if t in types else 1) in floats]
+
+
+def _run(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=()) -> dict:
+    from cp_debug.backends.factory import make_runner
+    from cp_debug.backends.spec import BackendSpec
+
+    spec = spec or BackendSpec.parse(label)
+    kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    if keep:
+        kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
+    extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]
+    with make_runner(spec, onnx_model=model, extra_outputs=extra, **kw) as r:
+        out = r.infer(feed)
+    return {t: np.asarray(out[t]) for t in outputs if t in out}
+
+
+def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
+    """The first node whose FP32 output leaves float16's range, and the nodes to keep: every node that writes
+    such a value, and every node that reads one (a Softmax over overflowing logits)."""
+    big: list = []
+    for node in seg.graph.node:
+        for t in node.output:
+            v = ref.get(t)
+            if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
+                a = np.abs(v[np.isfinite(v)])
+                if a.size and float(a.max()) > FP16_MAX:
+                    big.append((node, t, float(a.max())))
+                    break
+    if not big:
+        return None, ()
+    node, _, value = big[0]
+    out_of_range = {t for _, t, _ in big}
+    keep = [n.name for n, _, _ in big]
+    keep += [n.name for n in seg.graph.node if n.name not in keep and out_of_range & set(n.input)]
+    return OpFinding(node.name, node.op_type, _module(node, st), value, "overflow", _role(seg, node)), \
+        tuple(dict.fromkeys(keep))
+
+
+def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+    for node in seg.graph.node:
+        for t in node.output:
+            r, c = ref.get(t), cand.get(t)
+            if r is None or c is None or r.shape != c.shape or not np.issubdtype(c.dtype, np.floating):
+                continue
+            bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
+            if bad.any():
+                return OpFinding(node.name, node.op_type, _module(node, st), float(bad.sum()), "nonfinite",
+                                 _role(seg, node))
+    return None
+
+
+def _role(seg, node) -> str:
+    """What the op is in the model's terms, where its neighbours say: a MatMul whose value a Softmax reads (through
+    a scaling Div / Mul, a mask Add) is the attention logits."""
+    if node.op_type in ("MatMul", "Gemm", "Einsum"):
+        at, steps = node, 0
+        while steps < 4:
+            readers = [n for n in seg.graph.node if set(at.output) & set(n.input)]
+            if any(n.op_type in _ATTENTION_READERS for n in readers):
+                return "attention logits (QK^T)"
+            if len(readers) != 1 or readers[0].op_type not in ("Div", "Mul", "Add", "Where", "Cast"):
+                break
+            at, steps = readers[0], steps + 1
+    if node.op_type == "Softmax":
+        return "attention"
+    return ""
+
+
+def _module(node, st) -> str | None:
+    """The module a node was created in: the dynamo exporter's scope metadata, else TorchScript's node name."""
+    from cp_debug.probes.naming import node_scope
+
+    trace = st.trace() if st.module is not None else None
+    names = set(trace.call_counts) if trace is not None else set()
+    return node_scope(node, names)

@@ -1,0 +1,52 @@
+"""Planted FP16 faults in models no one here tuned for (issue 55): each is named at its module with the op and
+the number the reason rests on, and the advice is tried on the segment before the report calls it a cure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli_run import cpdebug
+from tests.zoo import models
+
+ZOO = Path(models.__file__)
+
+
+def _bisect(tmp_path: Path, build: str, backends: str = "torch,ort-cpu-fp16", *extra: str):
+    out = tmp_path / f"{build}.json"
+    proc = cpdebug("bisect", "--torch", f"{ZOO}:{build}", "--backends", backends, "--json", out, *extra)
+    return proc, json.loads(out.read_text())
+
+
+def test_an_attention_overflow_is_named_at_its_logits_with_the_number_and_a_verified_cure(tmp_path):
+    proc, report = _bisect(tmp_path, "build_detr_planted")
+    assert proc.returncode == 1
+    rc = report["root_cause"]["ort-cpu-fp16"]
+    assert rc["probe"] == "encoder.layers.1.self_attn[0]"
+    hint = rc["hint"]
+    assert hint.startswith("FP16 overflow at encoder.layers.1.self_attn: attention logits (QK^T) MatMul")
+    value = float(hint.split("|x| = ")[1].split(" ")[0])
+    assert 1e5 < value < 1e6  # the planted logits, ~1.9e5
+    assert "verified: keeping" in hint and "Softmax" in hint and "LayerNorm" not in hint
+
+
+def test_a_hand_written_attention_overflow_is_named_in_its_block_and_cured(tmp_path):
+    proc, report = _bisect(tmp_path, "build_text_planted")
+    assert proc.returncode == 1
+    hint = report["root_cause"]["ort-cpu-fp16"]["hint"]
+    assert hint.startswith("FP16 overflow at blocks.1.attn: attention logits (QK^T) MatMul")
+    assert "verified: keeping" in hint
+
+
+def test_an_mlp_overflow_is_named_at_its_layer_with_the_reference_value(tmp_path):
+    proc, report = _bisect(tmp_path, "build_text_mlp_planted")
+    assert proc.returncode == 1
+    rc = report["root_cause"]["ort-cpu-fp16"]
+    assert rc["probe"].startswith("blocks.0.mlp.0"), rc
+    assert "FP16 overflow at blocks.0.mlp.0" in rc["hint"] and "verified" in rc["hint"]
+
+
+def test_a_healthy_transformer_is_within_fp16_precision_at_level_all(tmp_path):
+    proc, report = _bisect(tmp_path, "build_detr", "torch,ort-cpu-fp16", "--level", "all")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert report["first_divergent"] == {"ort-cpu-fp16": None}
