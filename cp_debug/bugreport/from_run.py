@@ -16,6 +16,7 @@ float16 rounding at every cut that the lockstep applied (`fp16_cuts.py`; ORT's C
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.compare.diff import TensorDiff
@@ -38,6 +39,14 @@ class _Candidate:
         """ORT's CPU provider does not round what the lockstep rounded: emulate it (see fp16_cuts.py)."""
         return self.spec.precision == "fp16" and self.spec.device == "cpu" and bool(self.rounded)
 
+    @property
+    def emulates_storage(self) -> bool:
+        """The bisect's whole-stage ort-cpu-fp16 run stored every float16 tensor as float16 (emulated: the default,
+        `precision/half_storage.py`): the bundle's graph does the same, in explicit Cast pairs."""
+        from cp_debug.backends.ort_runner import half_mode
+
+        return self.spec.precision == "fp16" and self.spec.device == "cpu" and half_mode() == "emulated"
+
     def make(self, model, feed: dict):
         spec = self.spec
         kw = self.rs.ort_kwargs(spec, model)
@@ -46,6 +55,10 @@ class _Candidate:
                 from cp_debug.bugreport.fp16_cuts import round_at_cuts
 
                 return round_at_cuts(model, self.rounded, keep_fp32_nodes=kw.get("keep_fp32_nodes", ()))[0]
+            if self.emulates_storage:
+                from cp_debug.precision.half_storage import emulate_half_storage
+
+                return emulate_half_storage(self.plain_fp16(model, exposed=True)).model
             return self.plain_fp16(model, exposed=True)
         if spec.precision == "int8":
             from cp_debug.precision.int8 import quantize_int8
@@ -82,7 +95,18 @@ class _Candidate:
         return convert_to_fp16(model, keep_fp32_nodes=kw.get("keep_fp32_nodes", ()))
 
 
-def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None = None, make_tar: bool = False) -> Path:
+@dataclass(frozen=True)
+class Bundle:
+    """A written bundle: its folder, and whether its candidate output diverges from the reference's there (what
+    `repro.py` checks); `why` says what the README says when it does not."""
+
+    path: Path
+    reproduces: bool
+    why: str = ""
+
+
+def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None = None,
+                    make_tar: bool = False) -> Bundle:
     from cp_debug.backends.spec import BackendSpec
 
     cands = [c for c in report.candidates if c.root_cause is not None]
@@ -230,6 +254,11 @@ def _fp16_story(runner: _Candidate, window, tol=None) -> list[str]:
     """On ort-cpu-fp16, say what really runs in this subgraph."""
     if runner.spec.precision != "fp16" or runner.spec.device != "cpu":
         return []
+    if not runner.emulates_cuts and runner.emulates_storage:
+        return ["On ort-cpu-fp16 the bisect stored every float16 tensor as float16 after its node, float32 arithmetic "
+                "(as a GPU computes float16; ONNX Runtime's CPU provider alone would keep most activations in "
+                "float32): `subgraph.onnx` is the FP16 conversion of the window with that rounding written into it "
+                "as explicit Cast float32 → float16 → float32 pairs, a float32 graph any ONNX Runtime runs the same."]
     if not runner.emulates_cuts:
         lines = ["On ort-cpu-fp16 mind what really runs: `subgraph.onnx` is the FP16 conversion of the window, as "
                  "the bisect ran the stage. ONNX Runtime's CPU provider computes most of it in float32 on the float16 "
@@ -261,10 +290,17 @@ def _fp16_story(runner: _Candidate, window, tol=None) -> list[str]:
 def _write(out_dir, report, cand, make_tar, runner, subgraph, inputs, refs, cand_out, tol, story, meta, extra):
     from cp_debug.bugreport.writer import write_bundle
 
+    diffs = [TensorDiff.from_arrays(t, refs[t], cand_out[t], tol) for t in refs if t in cand_out]
+    reproduces = any(d.status != "ok" for d in diffs)
+    why = "" if reproduces else (f"the bundled window stays within tolerance when run alone on the reference's "
+                                 f"values (max |diff| {max((d.max_abs for d in diffs), default=0.0):.3g}): the "
+                                 "divergence needs the candidate's own values from before it")
+    if why:
+        story = [*story, f"NOT REPRODUCED: {why}."]
     settings = dict(report.settings)
-    settings["bundle"] = {**meta, "nodes": len(subgraph.graph.node), "story": story}
-    return write_bundle(out_dir, subgraph=subgraph, inputs=inputs, ref_outputs=refs, cand_outputs=cand_out,
+    settings["bundle"] = {**meta, "nodes": len(subgraph.graph.node), "story": story, "reproduces": reproduces}
+    return Bundle(write_bundle(out_dir, subgraph=subgraph, inputs=inputs, ref_outputs=refs, cand_outputs=cand_out,
                         candidate_label=cand.label, candidate_spec=cand.spec, report=report, tolerance=tol,
                         settings=settings, environment=report.environment, providers=runner.providers,
                         session_options=runner.session_options, make_tar=make_tar,
-                        story=story, extra_files=extra)
+                        story=story, extra_files=extra), reproduces, why)

@@ -25,6 +25,12 @@ class StepProgress:
         if not self.quiet:
             self.console.print(f"[dim]  {text}[/dim]", highlight=False, soft_wrap=True)
 
+    def warn(self, text: str) -> None:
+        """One line that something did not come out as asked (printed even when quiet)."""
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]! {escape(text)}[/yellow]", highlight=False, soft_wrap=True)
+
     def bar(self, description: str, total: int):
         """A progress bar with ETA over `total` items (`cli._bar.progress_bar`): yields `advance(n=1, **fields)`."""
         from cp_debug.cli._bar import progress_bar

@@ -264,6 +264,22 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     return int(code)
 
 
+def _write_bundle(engine, caught, bundle, progress):
+    """The bundle, and one line where it does not reproduce; a CpDebugError is returned, to be the exit once the
+    report is written."""
+    from cp_debug.bugreport.from_run import bundle_from_run
+    from cp_debug.errors import CpDebugError
+
+    try:
+        with progress.step(f"writing bug-report bundle {bundle}"):
+            written = bundle_from_run(engine, caught(), bundle)
+    except CpDebugError as err:
+        return err
+    if not written.reproduces:
+        progress.warn(f"the bundle in {bundle} does not reproduce the divergence: {written.why}")
+    return None
+
+
 def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party, checks=()) -> None:
     """The bundle first (it runs ONNX Runtime again), then the files, then the table or JSON on stdout: each
     written with the third-party warnings caught so far."""
@@ -276,16 +292,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
         return report
 
-    failed = None
-    if bundle:
-        from cp_debug.bugreport.from_run import bundle_from_run
-        from cp_debug.errors import CpDebugError
-
-        try:
-            with progress.step(f"writing bug-report bundle {bundle}"):
-                bundle_from_run(engine, caught(), bundle)
-        except CpDebugError as err:  # the report is still written, then the bundle's error is the exit
-            failed = err
+    failed = _write_bundle(engine, caught, bundle, progress) if bundle else None
     if csv:
         from cp_debug.report.frames import write_csv
 

@@ -56,7 +56,9 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
         report.model = saved.model
         report.third_party_warnings = [w.to_json() for w in third_party.warnings()]
         with progress.step(f"writing bug-report bundle {bundle}"):
-            bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
+            written = bundle_from_run(engine, report, bundle, candidate=candidate, make_tar=tar)
+        if not written.reproduces:
+            progress.warn(f"the bundle in {bundle} does not reproduce the divergence: {written.why}")
     finally:
         engine.close()
     from cp_debug.cli._output import stdout_console

@@ -137,7 +137,7 @@ def test_fp16_overflow_in_lockstep_and_its_bundle_reproduces(tmp_path):
     assert cand.root_cause.probe == "body.2.1" and "FP16 range" in cand.root_cause.hint
     assert cand.path == ["body.2", "body.2.1"] and cand.first_divergent == "body.2.1"
     assert report.settings["noise"] == {}  # ORT CPU is deterministic: no noise where it was measured
-    out = bundle_from_run(engine, report, tmp_path / "bundle")
+    out = bundle_from_run(engine, report, tmp_path / "bundle").path
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "repro.py"], cwd=out, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "REPRODUCED" in proc.stdout, proc.stdout + proc.stderr

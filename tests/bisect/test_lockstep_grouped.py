@@ -103,6 +103,6 @@ def test_grouped_engine_finds_the_planted_fp16_overflow_as_the_segment_lockstep(
     ra = {r.probe: r for r in a.results}
     for r in b.results:
         assert r.status == ra[r.probe].status, r.probe
-    out = bundle_from_run(engine, grp, tmp_path / "bundle")
+    out = bundle_from_run(engine, grp, tmp_path / "bundle").path
     assert (out / "repro.py").is_file()
     engine.close()

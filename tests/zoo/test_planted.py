@@ -4,6 +4,8 @@ the number the reason rests on, and the advice is tried on the segment before th
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.cli_run import cpdebug
@@ -19,8 +21,13 @@ def _bisect(tmp_path: Path, build: str, backends: str = "torch,ort-cpu-fp16", *e
 
 
 def test_an_attention_overflow_is_named_at_its_logits_with_the_number_and_a_verified_cure(tmp_path):
-    proc, report = _bisect(tmp_path, "build_detr_planted")
+    proc, report = _bisect(tmp_path, "build_detr_planted", "torch,ort-cpu-fp16", "--bundle", tmp_path / "bundle")
     assert proc.returncode == 1
+    # the bundle computes what the bisect computed (float16 storage as explicit Casts): it reproduces on its own
+    assert "does not reproduce" not in proc.stderr + proc.stdout
+    rep = subprocess.run([sys.executable, "repro.py"], cwd=tmp_path / "bundle", capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 1 and "REPRODUCED" in rep.stdout, rep.stdout[-1500:] + rep.stderr[-1500:]
     rc = report["root_cause"]["ort-cpu-fp16"]
     assert rc["probe"] == "encoder.layers.1.self_attn[0]"
     hint = rc["hint"]
