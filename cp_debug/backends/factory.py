@@ -131,8 +131,13 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         return f"torch {env.get('torch')} on {where}{extra}"
     if spec.framework == "ort":
         ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
-        extra = (" (FP16 graphs run mostly in float32 there: see precision_report)"
-                 if spec.device == "cpu" and spec.precision == "fp16" else "")
+        extra = ""
+        if spec.device == "cpu" and spec.precision == "fp16":
+            from cp_debug.backends.ort_runner import half_mode
+
+            extra = (" (float16 storage emulated: every float16 tensor rounded after its node, float32 arithmetic, "
+                     "as a GPU computes)" if half_mode() == "emulated" else
+                     " (ONNX Runtime's own CPU float16: most of an FP16 graph runs in float32 there)")
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     if spec.framework == "trt-rtx":
         return _rtx_runs_on(env)

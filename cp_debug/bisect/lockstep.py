@@ -250,7 +250,20 @@ def lane_precision(lane: Lane):
     """One PrecisionReport over all of a lane's segment sessions."""
     if not lane.facts:
         return None
-    return precision_report_from_facts(lane.spec, merge_graph_facts(lane.facts), merge_transforms(lane.transforms))
+    report = precision_report_from_facts(lane.spec, merge_graph_facts(lane.facts), merge_transforms(lane.transforms))
+    from cp_debug.backends.ort_precision import HALF_ENV
+    from cp_debug.backends.ort_runner import half_mode
+
+    if lane.spec.device == "cpu" and lane.spec.precision == "fp16" and half_mode() == "emulated":
+        # what the lane computed is float16 storage: ORT's float32 kernels inside a segment are its arithmetic
+        # (as a GPU accumulates), every value crossing a cut rounded to float16 (tests/bisect/test_lockstep.py
+        # holds it equal to the emulated FP16 pipeline probe by probe)
+        kernels = [n for n in report.notes if "nodes in float32" not in n and "other float ops" not in n]
+        return replace(report, effective="fp16", notes=(
+            "float16 storage emulated on the CPU: every value rounded to float16 where the lockstep cuts the graph, "
+            f"float32 arithmetic inside (as a GPU accumulates); {HALF_ENV}=native runs ONNX Runtime's own CPU "
+            "float16", *kernels))
+    return report
 
 
 def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom_calibration: bool) -> bool:
