@@ -25,7 +25,12 @@ ACCUMULATING_OPS = frozenset({
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "linear", "bilinear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "einsum",
     "batch_norm", "layer_norm", "group_norm", "instance_norm",
+    # a GPU's fused attention (flash, memory-efficient) keeps QK^T and the softmax in float32 registers and writes
+    # only the output in half: logits beyond 65504 do not overflow there, as they do in an unfused FP16 graph
+    "scaled_dot_product_attention",
 })
+SDPA_NOTE = ("scaled_dot_product_attention emulated as a GPU's fused kernel runs it: QK^T and softmax in float32, "
+             "the output rounded to half (attention written out as matmul + softmax runs op by op in half)")
 
 
 class HalfAccumulateFp32(TorchFunctionMode):

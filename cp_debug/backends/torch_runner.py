@@ -203,6 +203,8 @@ class TorchRunner(Runner):
             "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(self.spec.precision, "float32"),
             **({"half_arithmetic": "emulated" if self._emulate else "native"}
                if self.spec.device == "cpu" and self.spec.precision in ("fp16", "bf16") else {}),
+            **({"attention": _attention_setting(self.spec, self._emulate)}
+               if self.spec.precision in ("fp16", "bf16") else {}),
             "tf32": self.spec.precision == "tf32",
             **({"memory_format": "channels_last" if self._channels_last else "contiguous",
                 "cudnn_algo": self.determinism.cudnn_algo} if self.spec.device == "cuda" else {}),
@@ -411,3 +413,23 @@ def _site_tensor(output, site: Site):
         return first_tensor(output)
     value = at_path(output, site.path)
     return value if is_tensor(value) else None
+
+
+def _attention_setting(spec: BackendSpec, emulated: bool) -> str:
+    """How `scaled_dot_product_attention` runs for a half-precision torch backend: what a user needs to tell a fused
+    attention (float32 logits, no overflow) from an unfused one (logits stored in half)."""
+    if spec.device == "cpu":
+        if emulated:
+            from cp_debug.backends.torch_emulation import SDPA_NOTE
+
+            return SDPA_NOTE
+        return "scaled_dot_product_attention in torch's CPU half kernels, not emulated (native mode)"
+    import torch
+
+    cuda = torch.backends.cuda
+    enabled = [name for name, on in (("flash", cuda.flash_sdp_enabled()), ("memory-efficient",
+               cuda.mem_efficient_sdp_enabled()), ("cudnn", getattr(cuda, "cudnn_sdp_enabled", lambda: False)()),
+               ("math", cuda.math_sdp_enabled())) if on]
+    return (f"scaled_dot_product_attention kernels enabled: {', '.join(enabled) or 'none'}; torch takes the first "
+            "the shapes and dtype allow (flash and memory-efficient keep QK^T and softmax in float32, math stores "
+            "them in half); attention written out as matmul + softmax runs op by op")

@@ -57,3 +57,20 @@ def test_a_healthy_transformer_is_within_fp16_precision_at_level_all(tmp_path):
     proc, report = _bisect(tmp_path, "build_detr", "torch,ort-cpu-fp16", "--level", "all")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert report["first_divergent"] == {"ort-cpu-fp16": None}
+
+
+def test_a_fused_attention_keeps_the_planted_logits_in_float32_and_the_settings_say_so(tmp_path):
+    """torch's scaled_dot_product_attention on a GPU (flash, memory-efficient) never stores QK^T in half: the planted
+    model is within precision there while the unfused ONNX graph overflows. torch-cpu-fp16 emulates that."""
+    proc, report = _bisect(tmp_path, "build_detr_planted", "torch,torch-cpu-fp16")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (settings,) = report["settings"]["backends"]["torch-cpu-fp16"].values()
+    assert settings["attention"].startswith("scaled_dot_product_attention emulated as a GPU's fused kernel")
+
+
+def test_the_onnx_lockstep_says_it_ran_float16_storage_not_float32(tmp_path):
+    proc, report = _bisect(tmp_path, "build_detr", "ort,ort-cpu-fp16", "--level", "all")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    precision = report["precision"]["ort-cpu-fp16"]
+    assert precision["effective"] == "fp16" and "float16 storage emulated" in precision["notes"][0]
+    assert "ran fp32" not in proc.stdout + proc.stderr
