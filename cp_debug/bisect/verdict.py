@@ -118,7 +118,9 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         related = {name, *st.trace().descendants(name)} if st.trace() else {name}
         for w in st.export_warnings:
             if related & set(w.modules):
-                warn.append(w.short())
+                warn.append(_branch_text(w) if getattr(w, "freezes_control_flow", False) else w.short())
+    else:  # a stage output: a branch frozen anywhere in the stage's forward is in its path
+        warn += [_branch_text(w) for w in st.export_warnings if getattr(w, "freezes_control_flow", False)]
     note = None
     prec = state.precision
     if prec is not None and not prec.honest:
@@ -140,6 +142,11 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint
+
+
+def _branch_text(w) -> str:
+    return (f"{w.branch()}: the ONNX graph always takes the branch the example input took, and this input may take "
+            f"the other ({w.short()})")
 
 
 def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:

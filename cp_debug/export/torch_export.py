@@ -36,6 +36,20 @@ class ExportWarning:
         first = text.splitlines()[0] if text else self.category
         return f"{self.category}: {first[:160]} ({os.path.basename(self.filename)}:{self.lineno})"
 
+    @property
+    def freezes_control_flow(self) -> bool:
+        """The tracer turned a tensor into a Python value (a bool for an `if`, an int for a loop): the graph holds
+        the branch the example input took, whatever later inputs would take."""
+        return self.category == "TracerWarning" and "Python" in self.message
+
+    def branch(self) -> str:
+        """`models.py:191 `if x.mean() > 0:`` (the user's line, read from their file), for a frozen branch."""
+        import linecache
+
+        line = linecache.getline(self.filename, self.lineno).strip()
+        where = f"{os.path.basename(self.filename)}:{self.lineno}"
+        return f"{where} `{line}`" if line else where
+
 
 @dataclass(frozen=True)
 class ExportResult:

@@ -178,3 +178,21 @@ def build_text_mlp_planted():
     with torch.no_grad():
         module.blocks[0].mlp[0].weight *= 5e4  # its output reaches 9.3e4
     return module, example
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: the exporter traces the branch the example input takes and freezes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos, self.neg = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.mean() > 0:
+            return self.pos(x)
+        return self.neg(x)
+
+
+def build_branchy():
+    _seeded()
+    return Branchy().eval(), (torch.rand(2, 4) + 0.5,)

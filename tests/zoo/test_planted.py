@@ -74,3 +74,15 @@ def test_the_onnx_lockstep_says_it_ran_float16_storage_not_float32(tmp_path):
     precision = report["precision"]["ort-cpu-fp16"]
     assert precision["effective"] == "fp16" and "float16 storage emulated" in precision["notes"][0]
     assert "ran fp32" not in proc.stdout + proc.stderr
+
+
+def test_an_input_taking_the_branch_the_exporter_did_not_trace_names_the_branch_and_its_line(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "neg.npz", x=-(np.random.default_rng(0).random((2, 4), dtype=np.float32) + 0.5))
+    proc, report = _bisect(tmp_path, "build_branchy", "torch,ort", "--exporter", "torchscript", "--inputs",
+                           tmp_path / "neg.npz")
+    assert proc.returncode == 1
+    hint = report["root_cause"]["ort"]["hint"]
+    assert "data-dependent control flow frozen by the exporter: models.py:" in hint
+    assert "`if x.mean() > 0:`" in hint
