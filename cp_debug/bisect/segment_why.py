@@ -50,6 +50,14 @@ class SegmentWhy:
         if f.kind == "overflow":
             why = (f"FP16 overflow at {f.describe()}: its FP32 value reaches |x| = {f.value:.3g} > {FP16_MAX:g} "
                    "(float16's largest)")
+        elif f.kind == "zero":
+            why = (f"FP16 output collapsed to zero at {f.describe()}: the candidate gives 0 everywhere where the "
+                   f"FP32 reference reaches |x| = {f.value:.3g}, with no NaN/Inf (as ONNX Runtime's float16 "
+                   "LayerNormalization has, onnxruntime#29034)")
+        elif f.kind == "reduction":
+            why = (f"FP16 reduction over {int(f.value)} elements at {f.describe()} (> 2^15): a float16 accumulator's "
+                   "sum outgrows its 11-bit mantissa there (a softmax's running sum reaches the key count, "
+                   "autoware-ml#95)")
         else:
             why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
                    "FP32 reference is finite, and no FP32 value in the segment leaves float16's range")
@@ -89,7 +97,8 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     finding, keep = _overflow(seg, ref, st)
     if finding is None:
         cand = _run(run, str(spec), seg, feed, inner, spec=spec)
-        finding = _first_nonfinite(seg, ref, cand, st)
+        finding = (_first_nonfinite(seg, ref, cand, st) or _collapsed(seg, ref, cand, st)
+                   or _long_reduction(seg, ref, st))
         if finding is None:
             return None
         keep = (finding.node,)
@@ -187,6 +196,46 @@ def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
             if bad.any():
                 return OpFinding(node.name, node.op_type, _module(node, st), float(bad.sum()), "nonfinite",
                                  _role(seg, node))
+    return None
+
+
+def _collapsed(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+    """The first node whose candidate output is all zeros while the reference's is not (no NaN/Inf involved)."""
+    for node in seg.graph.node:
+        for t in node.output:
+            r, c = ref.get(t), cand.get(t)
+            if r is None or c is None or r.shape != c.shape or not r.size or not np.issubdtype(r.dtype, np.floating):
+                continue
+            big = float(np.abs(r).max())
+            if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
+                return OpFinding(node.name, node.op_type, _module(node, st), big, "zero", _role(seg, node))
+    return None
+
+
+_REDUCING = {"ReduceSum": "axes", "ReduceMean": "axes", "ReduceL2": "axes", "Softmax": "axis",
+             "LayerNormalization": "axis"}
+_LONG_REDUCTION = 1 << 15
+
+
+def _long_reduction(seg, ref: dict, st) -> OpFinding | None:
+    """The first reduction (a sum, a mean, a softmax's sum, a LayerNorm's statistics) over more than 2^15 elements
+    of its input (the reference's shape), where a float16 accumulator loses the sum."""
+    from onnx import helper
+
+    for node in seg.graph.node:
+        if node.op_type not in _REDUCING or not node.input or ref.get(node.input[0]) is None:
+            continue
+        shape = ref[node.input[0]].shape
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Softmax":
+            axes = [attrs.get("axis", -1)]
+        elif node.op_type == "LayerNormalization":
+            axes = list(range(attrs.get("axis", -1) % len(shape), len(shape))) if shape else []
+        else:
+            axes = list(attrs.get("axes", range(len(shape))))
+        n = int(np.prod([shape[a] for a in axes])) if shape else 0
+        if n > _LONG_REDUCTION:
+            return OpFinding(node.name, node.op_type, _module(node, st), float(n), "reduction", _role(seg, node))
     return None
 
 
