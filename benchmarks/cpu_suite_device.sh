@@ -13,7 +13,10 @@ set -uo pipefail
 out=${OUT:-cpu-suite}; mkdir -p "$out"
 workers=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/deps/*.whl || exit
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PYTHONPYCACHEPREFIX=/tmp/pycache NUMBA_CACHE_DIR=/tmp/numba_cache
+# cp_debug's own metadata and entry point (`cpdebug`, `polygraphy` on PATH); the checkout comes first on the path
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . || exit
+export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 PYTHONPYCACHEPREFIX=/tmp/pycache \
+  NUMBA_CACHE_DIR=/tmp/numba_cache
 export CUDA_VISIBLE_DEVICES=""  # the CPU part: no test may reach the GPU
 unset PYTHONDONTWRITEBYTECODE
 lscpu | grep -E "^(Model name|Flags|CPU\(s\))" | tee "$out/cpu.txt" | cut -c1-200

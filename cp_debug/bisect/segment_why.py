@@ -48,8 +48,8 @@ class SegmentWhy:
     def text(self) -> str:
         f = self.finding
         if f.kind == "overflow":
-            why = (f"FP16 overflow at {f.describe()}: its FP32 value reaches |x| = {f.value:.3g} > {FP16_MAX:g} "
-                   "(float16's largest)")
+            why = (f"FP16 overflow at {f.describe()}: its FP32 value reaches |x| = {f.value:.3g} > {FP16_MAX:g}, "
+                   "beyond the FP16 range")
         elif f.kind == "zero":
             why = (f"FP16 output collapsed to zero at {f.describe()}: the candidate gives 0 everywhere where the "
                    f"FP32 reference reaches |x| = {f.value:.3g}, with no NaN/Inf (as ONNX Runtime's float16 "
@@ -76,8 +76,10 @@ class SegmentWhy:
 def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
     """The op-level why of `probe`'s segment for an ONNX FP16 candidate, or None where it does not apply or the
     data shows nothing (no value out of range, no NaN/Inf)."""
-    spec = state.spec
-    if spec.precision != "fp16" or not spec.runs_onnx:
+    from cp_debug.bisect.kit_local import local_spec
+
+    spec, _ = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment, as its local errors
+    if spec.precision != "fp16" or spec.framework != "ort":
         return None
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
@@ -94,6 +96,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
                         {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(probe)})
     inner = _float_outputs(seg)
     ref = _run(run, "ort", seg, feed, inner)
+    st = _Named(st, {t: p for p, t in pm.tensors.items()})
     finding, keep = _overflow(seg, ref, st)
     if finding is None:
         cand = _run(run, str(spec), seg, feed, inner, spec=spec)
@@ -256,9 +259,30 @@ def _role(seg, node) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class _Named:
+    """A stage with its probe map read backwards (tensor -> probe): a node whose output is a probe's tensor is
+    named by that probe (a conv with its BatchNorm folded in holds the BN's value, and is the BN's row)."""
+
+    stage: object
+    probes: dict
+
+    @property
+    def module(self):
+        return self.stage.module
+
+    def trace(self):
+        return self.stage.trace()
+
+
 def _module(node, st) -> str | None:
-    """The module a node was created in: the dynamo exporter's scope metadata, else TorchScript's node name."""
+    """The module a node was created in: the probe whose tensor it writes, else the dynamo exporter's scope
+    metadata, else TorchScript's node name."""
     from cp_debug.probes.naming import node_scope
+
+    named = next((st.probes[t] for t in node.output if t in getattr(st, "probes", {})), None)
+    if named is not None:
+        return named
 
     trace = st.trace() if st.module is not None else None
     names = set(trace.call_counts) if trace is not None else set()

@@ -92,7 +92,7 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
     for mb, lockstep in ((0, False), (1024, False), (0, True)):
         engine = BisectEngine(subject, ("ort", BackendSpec.parse("ort")),
                               [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
-                              BisectOptions(level="block", lockstep=lockstep, device_budget_mb=mb))
+                              BisectOptions(level="layer", lockstep=lockstep, device_budget_mb=mb))
         out[mb, lockstep] = engine.run()
         # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
         assert not device_whole(engine.run_state, BackendSpec.parse("ort-cpu-fp16"))

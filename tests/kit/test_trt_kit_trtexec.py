@@ -185,7 +185,7 @@ def test_sweep_runs_over_the_kits_frames(written, tmp_path):
     (r,) = out.results
     assert (r.token, r.status) == (kf.open_kit(kit).manifest.frames[0].token, "diverged"), r.reason
     probes = {p.probe: p.status for p in r.candidates[0].probes}
-    assert probes["pts_neck.deblocks.0.1"] == "nan" and probes["pts_neck.deblocks.1.1"] == "ok"
+    assert probes["pts_neck.deblocks.0.1"] == "inf" and probes["pts_neck.deblocks.1.1"] == "ok"  # Inf, no NaN
     assert probes["pts_backbone.blocks.0.1"] == "missing" and probes["pts_backbone.blocks.0.2"] == "ok"  # fused
     with pytest.raises(BadInputError, match="drop --scenes"):
         run_sweep(SweepOptions(settings, tmp_path / "other", scenes=kit / "frames"))
