@@ -39,9 +39,6 @@ def lint(
     point features and the encoder's input, range and voxel size against the ONNX grid, the downsample factor
     against the head maps, the head's channels (variance, twist), the voxel cap against the data, thresholds as
     the node decodes them.
-
-    Exit codes: 0 consistent, 1 a mismatch (each named with both values and where each came from), 2 an input that
-    cannot be read.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.cli._preflight import check_outputs
