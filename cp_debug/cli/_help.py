@@ -138,6 +138,31 @@ _EVERY = {2: "bad input or usage (one line: what is wrong, what to do)", 70: "a 
 _BUDGETED = ("bisect", "sweep", "eval", "fix")
 
 
+# -- deprecated spellings: accepted, with one line on stderr naming the new one ------------------------------------
+DEPRECATED = {
+    ("sweep", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
+    ("eval", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
+}
+
+
+def renamed(name: str, args: list[str]) -> list[str]:
+    """Command `name`'s arguments with each deprecated option spelling replaced by the current one, saying so once
+    on stderr (`cpdebug: warning: ...`); the option's behaviour is the same. Nothing after `--` is touched."""
+    out, done = [], False
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        new = None if done else DEPRECATED.get((name, flag))
+        done = done or arg == "--"
+        if new is None:
+            out.append(arg)
+            continue
+        import sys
+
+        print(f"cpdebug: warning: {name} {flag} is deprecated ({new[1]}): use {new[0]}", file=sys.stderr)
+        out.append(new[0] + eq + value)
+    return out
+
+
 def exit_codes(name: str) -> str:
     """The `Exit codes:` line of command `name`, codes in ascending order, the same on every page."""
     codes = {**_EVERY, **CODES[name]}
@@ -145,6 +170,15 @@ def exit_codes(name: str) -> str:
     if name in _BUDGETED:
         line += f". {_BUDGET[0].upper()}{_BUDGET[1:]}"
     return f"Exit codes: {line}."
+
+
+def root_epilog() -> str:
+    """The end of `cpdebug --help`: where to start, and every exit code in the format of the commands' pages."""
+    codes = {0: "within precision, done, every gate holds", 1: "diverged, or a gate or budget broken",
+             3: "a backend cannot run here, or failed", 4: "degraded", 5: "fix written but not verified", **_EVERY}
+    line = "; ".join(f"{code} {codes[code]}" for code in sorted(codes))
+    return ("Examples:\n\n  cpdebug bisect\n\n  cpdebug bisect --backends torch,ort-cpu-fp16@deploy/ --config cfg.py "
+            f"--checkpoint ckpt.pth\n\nExit codes: {line}. Each command's page says which it gives.")
 
 
 def epilog(name: str) -> str:

@@ -146,7 +146,8 @@ Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, ent
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
 HeldOutCalib = Annotated[int, typer.Option(
-    "--calib-scenes", min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")]
+    "--calib-n", min=0, help="Held-out synthetic scenes (not evaluated) that calibrate INT8 backends "
+    "(--calib-scenes N before: deprecated, a path in quantize and sensitivity).")]
 SkipLayers = Annotated[Optional[str], typer.Option(
     "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(

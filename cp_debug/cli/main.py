@@ -28,7 +28,7 @@ from cp_debug.cli import trt_kit_cmd
 from cp_debug.cli import lint_cmd
 from cp_debug.cli import serve_cmd
 from cp_debug.cli._errors import exit_status, handle_errors
-from cp_debug.cli._help import command_settings, polish
+from cp_debug.cli._help import command_settings, polish, renamed, root_epilog
 from cp_debug.cli._pipe import exit_code, flush, guard, help_shown
 
 
@@ -68,11 +68,15 @@ class _Command(_HelpPage, TyperCommand):
         super().__init__(*args, **kwargs)
         polish(self)
 
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, renamed(self.name, args))
+
 
 app = typer.Typer(
     cls=_Commands,
     name="cpdebug",
     help="Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why.",
+    epilog=root_epilog(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -69,3 +69,27 @@ def test_bisect_internals_sit_in_the_advanced_panel_last():
     advanced = text[text.index(f"─ {_help.ADVANCED} "):]
     for option in ("--lockstep-mode", "--device-budget", "--memory-budget"):
         assert option in advanced
+
+
+def test_the_root_page_gives_every_exit_code_in_order():
+    flat = " ".join(page().split())
+    line = flat[flat.index("Exit codes:"):].split(". ")[0]
+    from cp_debug.errors import ExitCode
+
+    assert [int(c) for c in re.findall(r"(?:: |; )(\d+) ", line)] == sorted(int(c) for c in ExitCode)
+
+
+@pytest.mark.parametrize("name", ["sweep", "eval"])
+def test_a_deprecated_spelling_still_works_and_says_so_once(name, capsys):
+    need = ["--out", "o"] if name == "sweep" else []  # sweep's one required option
+    ctx = GROUP.commands[name].make_context(name, [*need, "--calib-scenes", "2"])
+    assert ctx.params["calib_scenes"] == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--calib-scenes is deprecated" in err and "use --calib-n" in err
+    ctx = GROUP.commands[name].make_context(name, [*need, "--calib-scenes=3"])
+    assert ctx.params["calib_scenes"] == 3
+
+
+def test_nothing_after_a_double_dash_is_renamed():
+    assert _help.renamed("sweep", ["--", "--calib-scenes"]) == ["--", "--calib-scenes"]
+    assert _help.renamed("quantize", ["--calib-scenes", "infos.pkl"]) == ["--calib-scenes", "infos.pkl"]
