@@ -251,7 +251,10 @@ def _metavar(option) -> str:
     if desc.is_path or (isinstance(kind, type) and issubclass(kind, PurePath)):
         if long in _DIR_NAMES or long.endswith("-dir"):
             return "DIR"
-        return "PATH" if long in ("out", "scenes", "int8") else "FILE"
+        if long == "out":  # a folder or a file, as the command's help says
+            said = (option.help or "").lower()
+            return "DIR" if any(w in said for w in ("folder", "directory", " dir ", "dir (")) else "FILE"
+        return "PATH" if long in ("scenes", "int8") else "FILE"
     if kind is bool:
         return ""
     if kind is int:
