@@ -79,8 +79,8 @@ EXAMPLES = {
                "cpdebug replay --cuda-centerpoint pred/ --scenes infos.pkl"),
     "bench": ("cpdebug bench --backends torch,ort,ort-cpu-fp16",
               "cpdebug bench --backends torch,ort-cpu-fp16 --repeat 20 --warmup 3 --json b.json"),
-    "lint": ("cpdebug lint --config cfg.py --onnx deploy/",
-             "cpdebug lint --config cfg.py --params ml_package.param.yaml --onnx deploy/ --scenes infos.pkl "
+    "lint": ("cpdebug lint --config cfg.py --onnx-dir deploy/",
+             "cpdebug lint --config cfg.py --params ml_package.param.yaml --onnx-dir deploy/ --scenes infos.pkl "
              "--junit lint.xml"),
     "export": ("cpdebug export --out onnx/",
                "cpdebug export --preset awml-base --checkpoint ckpt.pth --out onnx/"),
@@ -142,6 +142,7 @@ _BUDGETED = ("bisect", "sweep", "eval", "fix")
 DEPRECATED = {
     ("sweep", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
     ("eval", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
+    ("lint", "--onnx"): ("--onnx-dir", "the pair's folder, as trt-kit and infer spell it; --onnx is a file elsewhere"),
 }
 
 

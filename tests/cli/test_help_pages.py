@@ -93,3 +93,8 @@ def test_a_deprecated_spelling_still_works_and_says_so_once(name, capsys):
 def test_nothing_after_a_double_dash_is_renamed():
     assert _help.renamed("sweep", ["--", "--calib-scenes"]) == ["--", "--calib-scenes"]
     assert _help.renamed("quantize", ["--calib-scenes", "infos.pkl"]) == ["--calib-scenes", "infos.pkl"]
+
+
+def test_lint_takes_the_pair_folder_as_onnx_dir_and_still_reads_onnx():
+    ctx = GROUP.commands["lint"].make_context("lint", ["--onnx", "deploy"])
+    assert str(ctx.params["onnx_dir"]) == "deploy"
