@@ -221,7 +221,7 @@ def polish(command) -> None:
                         if getattr(p, "rich_help_panel", None) in order else 0)
 
 
-_DIR_NAMES = {"bundle", "pictures", "model-explorer", "resume", "from-sweep", "from-bisect", "check", "onnx-dir", "fix"}
+_DIR_NAMES = {"bundle", "pictures", "model-explorer", "resume", "from-sweep", "check", "onnx-dir", "fix", "data-root"}
 _NAMED = {  # what goes after an option whose type alone does not say it
     "json": "FILE|-", "torch": "FILE.py:FUNC", "preset": "NAME", "recipe": "NAME", "level": "stage|block|layer|all",
     "tolerance-mode": "model|fixed", "use-dim": "N|I,I,…", "keep-fp32": "NODE,NODE…", "exclude-int8": "NODE,NODE…",
@@ -255,7 +255,7 @@ def _metavar(option) -> str:
         if long == "out":  # a folder or a file, as the command's help says
             said = (option.help or "").lower()
             return "DIR" if any(w in said for w in ("folder", "directory", " dir ", "dir (")) else "FILE"
-        return "PATH" if long in ("scenes", "int8") else "FILE"
+        return "PATH" if long in ("scenes", "calib-scenes", "int8") else "FILE"
     if kind is bool:
         return ""
     if kind is int:
