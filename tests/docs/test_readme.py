@@ -44,3 +44,27 @@ def test_every_relative_link_resolves(page):
         if "://" in target or target.startswith("mailto:"):
             continue
         assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/how-to/bisect-said-what-now.md",
+                                  "docs/reading-a-report.md"])
+def test_every_command_line_in_a_code_block_parses(name):
+    """Each `cpdebug ...` line of the page's code blocks names a command and options it has, with values it takes
+    (parsed by click, nothing run)."""
+    import shlex
+
+    import typer
+
+    from cp_debug.cli.main import app
+
+    group = typer.main.get_command(app)
+    text = (ROOT / name).read_text()
+    lines = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]
+    commands = [part.strip() for line in lines for part in line.split("  #")[0].removeprefix("$ ").split("&&")
+                if part.strip().startswith("cpdebug ")]
+    assert commands
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[1] in group.commands, command
+        group.commands[argv[1]].make_context(argv[1], argv[2:])
