@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from cp_debug.cli._help import BACKENDS
+
 if TYPE_CHECKING:
     from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -100,11 +102,17 @@ UseDim = Annotated[Optional[str], typer.Option(
 # -- backends and how they run ---------------------------------------------------------------------------------
 
 
-def backends_option(rule: str):
+SPEC_GRAMMAR = ("Spec: framework[-device][-precision][@DIR|@KIT]; framework torch, ort, trt (TensorRT), trt-rtx "
+                "(TensorRT for RTX); device cpu, cuda; precision fp32, tf32, fp16, bf16, int8; e.g. torch, "
+                "torch-cuda-tf32, ort-cpu-int8, trt-fp16, trt-rtx-fp16. @DIR runs your deployed ONNX files in DIR "
+                "(ort-cpu-fp16@deploy/); @KIT reads the results a `cpdebug trt-kit` folder brought back from the "
+                "target (trt-fp16@kit/). `cpdebug backends` lists what runs here.")
+
+
+def backends_option(rule: str, grammar: str = SPEC_GRAMMAR):
     """`--backends/-b`, its help saying the command's rule (`backends.spec.BackendsRule`: how many specs, which may
-    come twice) and the spec grammar."""
-    return typer.Option("--backends", "-b", help=f"{rule} Spec: framework[-device][-precision], e.g. torch, "
-                        "torch-cuda-tf32, ort-cpu-int8, trt-fp16.")
+    come twice) and the spec grammar (`grammar`: a command that takes fewer specs says which)."""
+    return typer.Option("--backends", "-b", metavar="SPEC,SPEC…", rich_help_panel=BACKENDS, help=f"{rule} {grammar}")
 
 
 Backends = Annotated[Optional[str], backends_option("REF,CAND[,CAND…]: the first is the reference; no spec twice.")]
@@ -138,7 +146,8 @@ Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, ent
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
 HeldOutCalib = Annotated[int, typer.Option(
-    "--calib-scenes", min=0, help="Held-out scenes (not evaluated) that calibrate INT8 backends.")]
+    "--calib-n", min=0, help="Held-out synthetic scenes (not evaluated) that calibrate INT8 backends "
+    "(--calib-scenes N before: deprecated, a path in quantize and sensitivity).")]
 SkipLayers = Annotated[Optional[str], typer.Option(
     "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(

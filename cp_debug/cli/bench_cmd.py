@@ -37,8 +37,6 @@ def bench(
 ) -> None:
     """Time voxelize, voxel encoder, scatter, backbone/neck/head and decode + NMS per backend after warm-up (on
     --points, else a held-out synthetic scene); the JSON and CSV hold one row per backend and stage.
-
-    Exit codes: 0 done, 2 bad input, 3 a backend cannot run here.
     """
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)

@@ -125,11 +125,6 @@ def bisect(
     verbose: Verbose = False,
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
-
-    Exit codes: 0 within precision (fixed mode: within tolerance), 1 diverged (a local fault, NaN/Inf, a shape
-    mix-up; fixed mode: any probe beyond tolerance), 4 degraded (beyond the precision's noise without a local fault),
-    2 bad input or usage, 3 backend not available here. With --budget the budget decides: 1 a limit broken, 0 all
-    hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

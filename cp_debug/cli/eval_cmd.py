@@ -60,11 +60,7 @@ def eval_(
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
-    Backends default to torch,ort (torch alone with --detections). Exit codes: 0 every candidate within precision
-    (--tolerance-mode fixed: done) and every gate given holds, 4 a candidate degraded, 1 a candidate diverged or a
-    gate (--max-map-drop, --max-nds-drop, --min-match) is broken, 2 bad input, 3 a backend or nuscenes-devkit cannot
-    run here. With --budget the budget decides (with the gates): 1 a limit broken, 0 all hold.
-    """
+    Backends default to torch,ort (torch alone with --detections)."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.eval.gates import check_limits

@@ -21,7 +21,9 @@ def fix(
     backends: Annotated[Optional[str], backends_option(
         "REF,CAND: exactly one reference and one candidate, e.g. torch,ort-cpu-fp16 or torch,ort-cpu-int8 (default "
         "torch,ort-cpu-fp16); ort-cpu-fp16@DIR fixes your own deployed FP32 pair in DIR and writes it, fixed, under "
-        "its own file names.")] = None,
+        "its own file names.", "Spec: framework[-device][-precision][@DIR]; fix searches ONNX Runtime FP16 or INT8 "
+        "candidates only (ort-cpu-fp16, ort-cuda-fp16, ort-cpu-int8; the written pair then builds TensorRT engines); "
+        "the reference is FP32 torch or ort.")] = None,
     device: Annotated[Optional[str], typer.Option(
         "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
              "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
@@ -85,10 +87,6 @@ def fix(
     candidates) so that the candidate is within its precision (default) or --tol / --max-map-drop /
     --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
     and a README to --out DIR.
-
-    Exit codes: 0 written and verified (or --check holds), 1 no set meets the target (nothing written), 5 written
-    but its verification fails (or --check does not hold), 2 bad input, 3 backend not available here. With
-    --check --budget the budget decides: 1 a limit broken, 0 all hold.
     """
     with ThirdParty(verbose=verbose) as third_party:
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them

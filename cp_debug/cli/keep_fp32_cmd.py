@@ -37,9 +37,7 @@ def keep_fp32(
     """Search a small set of nodes (1-minimal) to keep in FP32 for the FP16 model to match FP32.
 
     The reference is ONNX Runtime on the CPU in FP32; the set comes out in the form `cpdebug bisect --keep-fp32`
-    takes. Exit codes: 0 a set was found (or none is needed), 1 even every candidate in FP32 fails, 2 bad input
-    or usage, 3 backend not available here.
-    """
+    takes."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import BackendSpec
         from cp_debug.bisect.keep_fp32 import tolerance_for

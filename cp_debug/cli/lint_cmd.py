@@ -21,7 +21,8 @@ def lint(
         "centerpoint_common, a model manifest), read in order as the launch file reads them; repeat the option.")] \
         = None,
     onnx_dir: Annotated[Optional[Path], typer.Option(
-        "--onnx", metavar="DIR", help="The deployed pair: pts_voxel_encoder[_<model>].onnx and "
+        "--onnx-dir", metavar="DIR", help="The deployed pair (the folder SPEC@DIR names; --onnx before: "
+        "deprecated): pts_voxel_encoder[_<model>].onnx and "
         "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); its *.param.yaml files are read too "
         "when no --params is given.")] = None,
     points: Annotated[Optional[list[Path]], typer.Option(
@@ -39,9 +40,6 @@ def lint(
     point features and the encoder's input, range and voxel size against the ONNX grid, the downsample factor
     against the head maps, the head's channels (variance, twist), the voxel cap against the data, thresholds as
     the node decodes them.
-
-    Exit codes: 0 consistent, 1 a mismatch (each named with both values and where each came from), 2 an input that
-    cannot be read.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.cli._preflight import check_outputs

@@ -28,6 +28,7 @@ from cp_debug.cli import trt_kit_cmd
 from cp_debug.cli import lint_cmd
 from cp_debug.cli import serve_cmd
 from cp_debug.cli._errors import exit_status, handle_errors
+from cp_debug.cli._help import command_settings, polish, renamed, root_epilog
 from cp_debug.cli._pipe import exit_code, flush, guard, help_shown
 
 
@@ -39,10 +40,21 @@ class _HelpPage:
         help_shown()
         return super().format_help(ctx, formatter)
 
+    def get_help_option(self, ctx):
+        """--help, a flag: no type shown beside it."""
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
 
 class _Commands(_HelpPage, TyperGroup):
     """cpdebug's command group: runs the chosen command inside the one error mapping (`handle_errors`), so that
     `main()` and a test's `CliRunner().invoke(app, ...)` see the same one-line errors and exit codes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        polish(self)
 
     def invoke(self, ctx):
         with handle_errors():
@@ -50,13 +62,21 @@ class _Commands(_HelpPage, TyperGroup):
 
 
 class _Command(_HelpPage, TyperCommand):
-    """One cpdebug command."""
+    """One cpdebug command; its help page escaped for rich markup and its metavars named (`cli/_help.py`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        polish(self)
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, renamed(self.name, args))
 
 
 app = typer.Typer(
     cls=_Commands,
     name="cpdebug",
     help="Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why.",
+    epilog=root_epilog(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -77,25 +97,25 @@ def _main(version: Annotated[bool, typer.Option(
     """Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why."""
 
 
-app.command("bisect", cls=_Command)(bisect_cmd.bisect)
-app.command("export", cls=_Command)(export_cmd.export)
-app.command("infer", cls=_Command)(infer_cmd.infer)
-app.command("backends", cls=_Command)(backends_cmd.backends)
-app.command("report", cls=_Command)(report_cmd.report)
-app.command("extract", cls=_Command)(extract_cmd.extract)
-app.command("keep-fp32", cls=_Command)(keep_fp32_cmd.keep_fp32)
-app.command("quantize", cls=_Command)(quantize_cmd.quantize)
-app.command("sensitivity", cls=_Command)(sensitivity_cmd.sensitivity)
-app.command("scenes", cls=_Command)(scenes_cmd.scenes)
-app.command("train", cls=_Command)(train_cmd.train)
-app.command("eval", cls=_Command)(eval_cmd.eval_)
-app.command("bench", cls=_Command)(bench_cmd.bench)
-app.command("replay", cls=_Command)(replay_cmd.replay)
-app.command("sweep", cls=_Command)(sweep_cmd.sweep)
-app.command("fix", cls=_Command)(fix_cmd.fix)
-app.command("trt-kit", cls=_Command)(trt_kit_cmd.trt_kit)
-app.command("lint", cls=_Command)(lint_cmd.lint)
-app.command("serve", cls=_Command)(serve_cmd.serve)
+app.command("bisect", cls=_Command, **command_settings("bisect"))(bisect_cmd.bisect)
+app.command("sweep", cls=_Command, **command_settings("sweep"))(sweep_cmd.sweep)
+app.command("report", cls=_Command, **command_settings("report"))(report_cmd.report)
+app.command("extract", cls=_Command, **command_settings("extract"))(extract_cmd.extract)
+app.command("fix", cls=_Command, **command_settings("fix"))(fix_cmd.fix)
+app.command("keep-fp32", cls=_Command, **command_settings("keep-fp32"))(keep_fp32_cmd.keep_fp32)
+app.command("quantize", cls=_Command, **command_settings("quantize"))(quantize_cmd.quantize)
+app.command("sensitivity", cls=_Command, **command_settings("sensitivity"))(sensitivity_cmd.sensitivity)
+app.command("eval", cls=_Command, **command_settings("eval"))(eval_cmd.eval_)
+app.command("replay", cls=_Command, **command_settings("replay"))(replay_cmd.replay)
+app.command("bench", cls=_Command, **command_settings("bench"))(bench_cmd.bench)
+app.command("lint", cls=_Command, **command_settings("lint"))(lint_cmd.lint)
+app.command("export", cls=_Command, **command_settings("export"))(export_cmd.export)
+app.command("infer", cls=_Command, **command_settings("infer"))(infer_cmd.infer)
+app.command("trt-kit", cls=_Command, **command_settings("trt-kit"))(trt_kit_cmd.trt_kit)
+app.command("scenes", cls=_Command, **command_settings("scenes"))(scenes_cmd.scenes)
+app.command("train", cls=_Command, **command_settings("train"))(train_cmd.train)
+app.command("backends", cls=_Command, **command_settings("backends"))(backends_cmd.backends)
+app.command("serve", cls=_Command, **command_settings("serve"))(serve_cmd.serve)
 
 
 def main() -> None:

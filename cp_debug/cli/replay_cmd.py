@@ -94,9 +94,6 @@ def replay(
     """Replay a deployment's own detections: run the reference on the same clouds, try the deployment-glue
     variants (yaw convention, sigmoid, box z, voxel features, point order and caps, NMS, thresholds) and say
     which one brings the deployment's boxes closest.
-
-    Exit codes: 0 done (and --min-match holds), 1 --min-match broken: fewer of the deployment's boxes agree with
-    the reference glue's, 2 bad input, 3 a library or --device cuda is missing.
     """
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)

@@ -18,8 +18,6 @@ def report(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table; only write the requested files.")] = False,
 ) -> None:
     """Show a saved run's tables and summary, and write it as HTML / CSV / Parquet / JSON.
-
-    Exit codes: 0 rendered, 2 the file is missing or not a cp_debug report (or an output cannot be written).
     """
     from rich.console import Console
 

@@ -84,8 +84,7 @@ def sensitivity(
     verbose: Verbose = False,
 ) -> None:
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
-    on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol.
-    Exit codes: 0 done (a set was found or none is needed), 1 --search found no passing set, 2 bad input."""
+    on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.ptq.quantize import PtqSettings

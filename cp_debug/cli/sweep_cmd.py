@@ -106,11 +106,8 @@ def sweep(
 
     A candidate SPEC@DIR runs the deployed ONNX files of DIR; several candidates form a chain (ref → c1 → c2 …).
     Every candidate is graded at its own precision (a deployed folder: the precision its files hold), as bisect does.
-    Exit codes: 0 every frame within precision (fixed mode: no frame diverges), 4 degraded (beyond the precision's
-    noise, or boxes change beyond it, on some frame, no local fault), 1 a frame diverges (a layer-local fault, NaN/Inf;
-    fixed mode: any probe or box beyond tolerance) or fails, 2 bad input or usage, 3 backend not available here.
-    With --budget the budget decides: 1 a limit broken, 0 all hold. Each frame's status (sweep.json, frames.parquet,
-    the table, the JUnit file) is its outcome in the same words: within_precision, degraded, diverged, or failed.
+    Each frame's status (sweep.json, frames.parquet, the table, the JUnit file) is its outcome in the same words:
+    within_precision, degraded, diverged, or failed.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
