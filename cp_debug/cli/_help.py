@@ -238,18 +238,15 @@ def _no_type(ctx) -> None:
 
 def _metavar(option) -> str:
     """FILE / DIR / PATH for paths, N for whole numbers, X for numbers, the choices, else the option's name in
-    capitals (LEVEL)."""
-    from pathlib import PurePath
-    from typing import get_args
-
+    capitals (LEVEL). The type comes from typer's descriptor (typer >= 0.2x, which keeps no click type on an
+    option) or from click's parameter type (older typer): both are read, whichever the installed typer has."""
     long = max(option.opts, key=len).lstrip("-")
     if long in _NAMED:
         return _NAMED[long]
-    desc = option.type_descriptor
-    kind = get_args(desc.annotation)[0] if desc.is_list else desc.annotation
-    if desc.is_choice:
-        return "|".join(str(getattr(choice, "value", choice)) for choice in desc.choices)
-    if desc.is_path or (isinstance(kind, type) and issubclass(kind, PurePath)):
+    kind, choices, path = _kind(option)
+    if choices is not None:
+        return "|".join(str(getattr(choice, "value", choice)) for choice in choices)
+    if path:
         if long in _DIR_NAMES or long.endswith("-dir"):
             return "DIR"
         if long == "out":  # a folder or a file, as the command's help says
@@ -263,3 +260,24 @@ def _metavar(option) -> str:
     if kind is float:
         return "X"
     return long.upper().replace("-", "_")
+
+
+def _kind(option) -> tuple[object, tuple | None, bool]:
+    """(the Python type of one value, the choices or None, whether it is a path) of an option."""
+    from pathlib import PurePath
+    from typing import get_args
+
+    desc = getattr(option, "type_descriptor", None)
+    if desc is not None:
+        kind = get_args(desc.annotation)[0] if desc.is_list else desc.annotation
+        path = desc.is_path or (isinstance(kind, type) and issubclass(kind, PurePath))
+        return kind, (tuple(desc.choices) if desc.is_choice else None), path
+    import click
+
+    t = getattr(option, "type", None)
+    if isinstance(t, click.Choice):
+        return str, tuple(t.choices), False
+    if isinstance(t, (click.Path, click.File)):
+        return PurePath, None, True
+    kinds = ((click.types.BoolParamType, bool), (click.types.IntParamType, int), (click.types.FloatParamType, float))
+    return next((k for cls, k in kinds if isinstance(t, cls)), str), None, False
