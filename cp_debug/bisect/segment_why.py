@@ -30,6 +30,7 @@ class OpFinding:
     value: float  # the reference's |x| max there (overflow), or the count of non-finite candidate elements
     kind: str  # "overflow" | "nonfinite"
     role: str = ""  # e.g. "QK^T logits" for a MatMul a Softmax reads
+    ref_absmax: float | None = None  # nonfinite: the FP32 reference's |x| max there
 
     def describe(self) -> str:
         where = f"{self.module}: " if self.module else ""
@@ -59,8 +60,12 @@ class SegmentWhy:
                    "sum outgrows its 11-bit mantissa there (a softmax's running sum reaches the key count, "
                    "autoware-ml#95)")
         else:
+            near = ""
+            if f.ref_absmax is not None and f.ref_absmax > FP16_MAX / 2:
+                near = (f"; its FP32 value |x| = {f.ref_absmax:.5g} lies within the FP16 range, "
+                        f"{FP16_MAX - f.ref_absmax:.3g} below 65504: rounding its float16 inputs takes it past")
             why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
-                   "FP32 reference is finite, and no FP32 value in the segment leaves float16's range")
+                   f"FP32 reference is finite, and no FP32 value in the segment leaves float16's range{near}")
         keep = ", ".join(self.keep)
         if self.verified:
             advice = (f"verified: keeping {keep} in FP32 (--keep-fp32) brings this segment within precision "
@@ -198,7 +203,7 @@ def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
             bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
             if bad.any():
                 return OpFinding(node.name, node.op_type, _module(node, st), float(bad.sum()), "nonfinite",
-                                 _role(seg, node))
+                                 _role(seg, node), float(np.abs(r[np.isfinite(r)]).max(initial=0.0)))
     return None
 
 

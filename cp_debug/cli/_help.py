@@ -212,6 +212,8 @@ def polish(command) -> None:
             param.rich_help_panel = PANEL_OF.get(max(param.opts, key=len))
         if param.param_type_name == "argument":  # its name (REPORT, BAG) says what goes there; no `<path>` beside it
             param.display_type_rich = _no_type
+            if param.metavar is None:  # an older typer shows the type (`<path>`) where no metavar is set
+                param.metavar = (param.name or "").upper()
         if param.param_type_name != "option" or param.metavar is not None:
             continue
         param.metavar = "" if param.is_flag or param.count else _metavar(param)
