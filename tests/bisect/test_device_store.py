@@ -92,17 +92,18 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
     for mb, lockstep in ((0, False), (1024, False), (0, True)):
         engine = BisectEngine(subject, ("ort", BackendSpec.parse("ort")),
                               [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
-                              BisectOptions(level="layer", lockstep=lockstep, device_budget_mb=mb))
+                              BisectOptions(level="block", lockstep=lockstep, device_budget_mb=mb))
         out[mb, lockstep] = engine.run()
         # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
         assert not device_whole(engine.run_state, BackendSpec.parse("ort-cpu-fp16"))
     host, dev, locked = out[0, False], out[1024, False], out[0, True]
-    # the rows the lockstep lists, whole stages list too: a probe the ONNX graph lacks (a BN the exporter folded
-    # into its conv) is reported missing with the lockstep's note, not left out
+    # the rows the lockstep lists, whole stages list too: a probe the ONNX graph lacks would be reported missing
+    # with the lockstep's note, not left out (at the block level the tiny preset has none since the container
+    # modules without a tensor of their own stopped being probes; tests/kit/test_trt_kit_trtexec.py holds a missing
+    # row of a fused layer)
     assert [(r.probe, r.status, r.note) for r in locked.candidates[0].results if r.status == "missing"] == \
         [(r.probe, r.status, r.note) for r in dev.candidates[0].results if r.status == "missing"]
     assert [r.probe for r in locked.candidates[0].results] == [r.probe for r in dev.candidates[0].results]
-    assert any(r.status == "missing" for r in dev.candidates[0].results)
     assert dev.settings["reference_store"]["peak_on_device_bytes"] > 0
     assert host.settings["reference_store"].get("peak_on_device_bytes", 0) == 0
     assert set(dev.settings["execution"].values()) == {"whole stage, probes exposed"}
