@@ -212,8 +212,7 @@ def polish(command) -> None:
             param.rich_help_panel = PANEL_OF.get(max(param.opts, key=len))
         if param.param_type_name == "argument":  # its name (REPORT, BAG) says what goes there; no `<path>` beside it
             param.display_type_rich = _no_type
-            if param.metavar is None:  # an older typer shows the type (`<path>`) where no metavar is set
-                param.metavar = (param.name or "").upper()
+            _no_type_column(param)
         if param.param_type_name != "option" or param.metavar is not None:
             continue
         param.metavar = "" if param.is_flag or param.count else _metavar(param)
@@ -236,6 +235,18 @@ _NAMED = {  # what goes after an option whose type alone does not say it
 
 def _no_type(ctx) -> None:
     """An argument's type column: empty."""
+
+
+def _no_type_column(param) -> None:
+    """An older typer (0.27 on the GPU machine) fills an argument's type column from its click type's `get_metavar`,
+    else `<path>`: a copy of the type whose metavar is empty (the argument's own type object, not a shared one)."""
+    import copy
+
+    kind = getattr(param, "type", None)
+    if kind is None or hasattr(param, "type_descriptor"):
+        return
+    param.type = copy.copy(kind)
+    param.type.get_metavar = lambda *args, **kwargs: ""
 
 
 def _metavar(option) -> str:

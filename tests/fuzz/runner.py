@@ -137,7 +137,8 @@ class Runner:
 
     def _subprocess(self, case: Case, argv) -> Outcome:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CPDEBUG_")}
-        env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "200", **case.env})
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # the repo first
+        env.update({"PYTHONPATH": path, "COLUMNS": "200", **case.env})
         try:
             p = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", *argv], capture_output=True, text=True,
                                env=env, timeout=self.timeout_s or None, cwd=self.scratch)
