@@ -88,38 +88,39 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
 class _TensorsOut:
     """A forward returning a dataclass, a ModelOutput or `None` entries (which neither exporter takes as it is)
     returns the tuple of its tensors while exported, in `sites.tensors_in` order, the order the output names
-    follow. The module's own `forward` is wrapped on the instance, not the module in another: the ONNX scopes
-    keep the module's names."""
+    follow; a tensor or a tuple/list of tensors is returned as it is. The module's own `forward` is wrapped on the
+    instance, not the module in another: the ONNX scopes keep the module's names. No forward runs here."""
 
-    def __init__(self, module, example_inputs):
-        from cp_debug.sites import tensors_in
-
-        self.module, self.wrap = module, False
-        import torch
-
-        with torch.no_grad():
-            out = module(*example_inputs)
-        self.wrap = not (isinstance(out, torch.Tensor) or (isinstance(out, (tuple, list)) and all(
-            isinstance(t, torch.Tensor) for t in out)))
-        self.tensors_in = tensors_in
+    def __init__(self, module):
+        self.module = module
+        self.saved = module.__dict__.get("forward")  # a forward set on the instance already, put back after
 
     def __enter__(self):
-        if self.wrap:
-            forward = self.module.forward
+        import torch
 
-            def tensors_only(*args, **kwargs):
-                return tuple(t for _, t in self.tensors_in(forward(*args, **kwargs)))
+        from cp_debug.sites import tensors_in
 
-            self.module.forward = tensors_only
+        forward = self.module.forward
+
+        def tensors_only(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            if isinstance(out, torch.Tensor) or (isinstance(out, (tuple, list))
+                                                 and all(isinstance(t, torch.Tensor) for t in out)):
+                return out
+            return tuple(t for _, t in tensors_in(out))
+
+        self.module.forward = tensors_only
         return self
 
     def __exit__(self, *exc):
-        if self.wrap:
+        if self.saved is None:
             del self.module.forward
+        else:
+            self.module.forward = self.saved
 
 
 def _run_export(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
-    with _TensorsOut(module, example_inputs):
+    with _TensorsOut(module):
         return _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, opset=opset,
                                  dynamo=dynamo)
 
