@@ -131,11 +131,12 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         t = pm.tensors.get(name) if pm else None
         if t in state.int8_amax and name in run.store:
             int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
+    layer_norm = _is_layer_norm(st, name, p.kind)  # its input's spread is read (from the store) only then
     ctx = hints_mod.HintContext(
         precision=state.spec.precision, framework=state.spec.framework,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
-        layer_norm=_is_layer_norm(st, name, p.kind), ln_spread=_ln_spread(run, st, name, p.kind),
+        layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
         segment_why=_segment_why(run, state, p, r))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
