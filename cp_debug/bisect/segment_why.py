@@ -97,7 +97,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     known = run.known_tensors(i, st)
     cut = cut_segment(model, [tensor], set(known) - {tensor})
     feed = {b: np.asarray(run.known_value(i, known[b])) for b in cut.inputs}
-    seg = segment_model(model, cut, {b: _Typed(v.dtype, v.shape) for b, v in feed.items()}, tensor_types(model),
+    seg = segment_model(model, cut, feed, tensor_types(model),
                         {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(probe)})
     inner = _float_outputs(seg)
     ref = _run(run, "ort", seg, feed, inner)
@@ -141,12 +141,6 @@ def _widening(seg, keep: tuple[str, ...]):
             return
         kept = new + kept
         yield tuple(kept)
-
-
-@dataclass(frozen=True)
-class _Typed:
-    dtype: np.dtype
-    shape: tuple
 
 
 def _float_outputs(model) -> list[str]:
