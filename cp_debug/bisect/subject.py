@@ -218,9 +218,9 @@ def _readable(node, tensor: str, taken: dict[str, str]) -> str:
     """A probe name for an ONNX tensor: `module/Op` where the node carries its module's scope (the dynamo
     exporter's `pkg.torch.onnx.name_scopes`: `layer1.0.conv1/Conv`, `encoder.layers.1.self_attn/MatMul_1`,
     not `getitem_3` or `val_184`), else the tensor's own name (TorchScript's already reads `/layer1/…/Conv`)."""
-    from cp_debug.probes.naming import node_module
+    from cp_debug.probes.naming import node_scope
 
-    module = node_module(node)
+    module = node_scope(node, set())  # the metadata alone: a TorchScript name resolves to no module here
     if not module or len(node.output) > 1:
         return tensor
     base = f"{module}/{node.op_type}"

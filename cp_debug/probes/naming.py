@@ -105,12 +105,6 @@ def node_scope(node, module_names: set[str]) -> str | None:
     return chain[-1] if chain else None
 
 
-def node_module(node) -> str | None:
-    """The innermost module a node was created in, from the dynamo exporter's scope metadata; None without it."""
-    chain = _scopes_from_metadata(node)
-    return chain[-1] if chain else None
-
-
 def _container_member(parent_q: str, comp: str, module_names: "set[str] | _Known") -> str | None:
     """`parent_q.<container>.comp`, where exactly one module name has that form: the TorchScript exporter names a
     ModuleDict's member by its key alone (`/reg/reg.0/Conv` for `heads.reg.0`), leaving out the dict, which never
