@@ -12,6 +12,7 @@ before attention probes, at the next LayerNorm), and the segment's last op is no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,16 +79,24 @@ class SegmentWhy:
         return f"{why}; {advice}"
 
 
-def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
-    """The op-level why of `probe`'s segment for an ONNX FP16 candidate, or None where it does not apply or the
-    data shows nothing (no value out of range, no NaN/Inf)."""
-    from cp_debug.bisect.kit_local import local_spec
+@dataclass(frozen=True)
+class RootSegment:
+    """The root cause's segment: cut from the reference's known tensors to the probe's `tensor`, fed the reference's
+    values there (`feed`), with the stage whose probe map names its nodes (`named`) and the spec that runs it."""
 
-    spec, _ = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment, as its local errors
-    if spec.precision != "fp16" or spec.framework != "ort":
-        return None
+    model: Any  # onnx.ModelProto
+    feed: dict
+    tensor: str
+    spec: Any  # BackendSpec: the candidate's, or ONNX Runtime's standing in for a trt-*@KIT (kit_local.py)
+    named: Any  # _Named
+
+
+def root_segment(run: RunState, state: CandidateState, i: int, probe: str) -> RootSegment | None:
+    """`probe`'s segment as its local error ran it (local_error.py), or None where it has no tensor or value."""
+    from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
+    spec, _ = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment, as its local errors
     st = run.stage_of(state.label, i)
     pm = st.probe_map()
     tensor = pm.tensors.get(probe) if pm is not None else None
@@ -99,12 +108,26 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     feed = {b: np.asarray(run.known_value(i, known[b])) for b in cut.inputs}
     seg = segment_model(model, cut, feed, tensor_types(model),
                         {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(probe)})
+    return RootSegment(seg, feed, tensor, spec, _Named(st, {t: p for p, t in pm.tensors.items()}))
+
+
+def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
+    """The op-level why of `probe`'s segment for an ONNX FP16 candidate, or None where it does not apply or the
+    data shows nothing (no value out of range, no NaN/Inf)."""
+    from cp_debug.bisect.kit_local import local_spec
+
+    spec, _ = local_spec(state)
+    if spec.precision != "fp16" or spec.framework != "ort":
+        return None
+    rs = root_segment(run, state, i, probe)
+    if rs is None:
+        return None
+    seg, feed, tensor, st = rs.model, rs.feed, rs.tensor, rs.named
     inner = _float_outputs(seg)
-    ref = _run(run, "ort", seg, feed, inner)
-    st = _Named(st, {t: p for p, t in pm.tensors.items()})
+    ref = run_segment(run, "ort", seg, feed, inner).values
     finding, keep = _overflow(seg, ref, st)
     if finding is None:
-        cand = _run(run, str(spec), seg, feed, inner, spec=spec)
+        cand = run_segment(run, str(spec), seg, feed, inner, spec=spec).values
         finding = (_first_nonfinite(seg, ref, cand, st) or _collapsed(seg, ref, cand, st)
                    or _long_reduction(seg, ref, st))
         if finding is None:
@@ -113,7 +136,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     first = None
     for tried in _widening(seg, keep):
         try:
-            got = _run(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried)[tensor]
+            got = run_segment(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried).values[tensor]
         except Exception as err:  # noqa: BLE001 - a segment ONNX Runtime refuses to run with the nodes kept
             return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}")
         d = TensorDiff.from_arrays(probe, run.store.get(probe), got, run.tolerance(state, probe))
@@ -152,7 +175,16 @@ def _float_outputs(model) -> list[str]:
             if t and (types[t].tensor_type.elem_type if t in types else 1) in floats]
 
 
-def _run(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=()) -> dict:
+@dataclass(frozen=True)
+class SegmentRun:
+    values: dict  # output tensor -> value
+    amax: dict  # INT8: the calibrated amax of each tensor the runner quantized; {} otherwise
+
+
+def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=(),
+                exclude=()) -> SegmentRun:
+    """`model` (a segment) run as `label`/`spec` runs it, `outputs` exposed: with `keep` kept in FP32 (FP16) or
+    `exclude` left out of INT8 on top of the run's own lists; INT8 is calibrated on `feed`, as local errors are."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
 
@@ -160,10 +192,14 @@ def _run(run: RunState, label: str, model, feed: dict, outputs: list[str], *, sp
     kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
+    if spec.precision == "int8":
+        kw["calib_feeds"] = [feed]
+        kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
     extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]
     with make_runner(spec, onnx_model=model, extra_outputs=extra, **kw) as r:
         out = r.infer(feed)
-    return {t: np.asarray(out[t]) for t in outputs if t in out}
+        amax = r.quant_amax()
+    return SegmentRun({t: np.asarray(out[t]) for t in outputs if t in out}, amax)
 
 
 def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
@@ -184,7 +220,7 @@ def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
     out_of_range = {t for _, t, _ in big}
     keep = [n.name for n, _, _ in big]
     keep += [n.name for n in seg.graph.node if n.name not in keep and out_of_range & set(n.input)]
-    return OpFinding(node.name, node.op_type, _module(node, st), value, "overflow", _role(seg, node)), \
+    return OpFinding(node.name, node.op_type, node_module(node, st), value, "overflow", _role(seg, node)), \
         tuple(dict.fromkeys(keep))
 
 
@@ -196,7 +232,7 @@ def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
                 continue
             bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
             if bad.any():
-                return OpFinding(node.name, node.op_type, _module(node, st), float(bad.sum()), "nonfinite",
+                return OpFinding(node.name, node.op_type, node_module(node, st), float(bad.sum()), "nonfinite",
                                  _role(seg, node), float(np.abs(r[np.isfinite(r)]).max(initial=0.0)))
     return None
 
@@ -210,7 +246,7 @@ def _collapsed(seg, ref: dict, cand: dict, st) -> OpFinding | None:
                 continue
             big = float(np.abs(r).max())
             if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
-                return OpFinding(node.name, node.op_type, _module(node, st), big, "zero", _role(seg, node))
+                return OpFinding(node.name, node.op_type, node_module(node, st), big, "zero", _role(seg, node))
     return None
 
 
@@ -237,7 +273,7 @@ def _long_reduction(seg, ref: dict, st) -> OpFinding | None:
             axes = list(attrs.get("axes", range(len(shape))))
         n = int(np.prod([shape[a] for a in axes])) if shape else 0
         if n > _LONG_REDUCTION:
-            return OpFinding(node.name, node.op_type, _module(node, st), float(n), "reduction", _role(seg, node))
+            return OpFinding(node.name, node.op_type, node_module(node, st), float(n), "reduction", _role(seg, node))
     return None
 
 
@@ -274,7 +310,7 @@ class _Named:
         return self.stage.trace()
 
 
-def _module(node, st) -> str | None:
+def node_module(node, st) -> str | None:
     """The module a node was created in: the probe whose tensor it writes, else the dynamo exporter's scope
     metadata, else TorchScript's node name."""
     from cp_debug.probes.naming import node_scope
