@@ -31,7 +31,9 @@ class HintContext:
     int8_range: Int8Range | None = None
     layer_norm: bool = False  # the probe is a LayerNorm (module, LayerNormalization node or decomposed chain)
     ln_spread: float | None = None  # a LayerNorm's reference input: max |x - mean| over its normalised axis
-    segment_why: str | None = None  # the op-level finding in the segment, with its verified advice (segment_why.py)
+    # the op-level finding in the segment, with its advice tried there (FP16: segment_why.py; INT8: segment_int8.py,
+    # which then stands for the probe's own `int8_range` reading and its unverified advice)
+    segment_why: str | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -49,7 +51,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
         parts.append(_nonfinite_hint(ctx))
     if ctx.precision_note:
         parts.append(ctx.precision_note)
-    if ctx.int8_range is not None:
+    if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
         amax, sat, zero = ctx.int8_range.amax, ctx.int8_range.saturated, ctx.int8_range.rounded_to_zero
         if sat > 1e-4:
             parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")

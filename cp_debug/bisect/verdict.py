@@ -151,15 +151,18 @@ def _branch_text(w) -> str:
 
 
 def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
-    """The op inside the root cause's segment that overflows or first makes NaN/Inf, with its advice tried on the
-    segment (segment_why.py); None where it does not apply, shows nothing, or cannot be worked out."""
+    """The op inside the root cause's segment that overflows or first makes NaN/Inf (FP16, segment_why.py), or the
+    tensor whose INT8 range loses its values (INT8, segment_int8.py), with its advice tried on the segment; None
+    where it does not apply, shows nothing, or cannot be worked out."""
     local_bad = r.local is not None and r.local.status != "ok"
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None
+    from cp_debug.bisect.segment_int8 import explain_int8_segment
     from cp_debug.bisect.segment_why import explain_segment
 
+    explain = explain_int8_segment if state.spec.precision == "int8" else explain_segment
     try:
-        why = explain_segment(run, state, p.stage, p.name)
+        why = explain(run, state, p.stage, p.name)
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: the op-level why of {p.name} was not worked out: {err}")
         return None

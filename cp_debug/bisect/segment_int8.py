@@ -1,0 +1,152 @@
+"""Why the root cause's segment loses its values in INT8, and whether leaving its layer out of INT8 cures it: the
+INT8 side of `segment_why.py`, on the same segment (cut from the reference's boundary tensors, quantized as the
+candidate quantizes it, calibrated on the reference's boundary values as local errors are).
+
+The finding is the first tensor the segment quantizes whose values its per-tensor range cannot hold: most of its
+nonzero values round to zero (a range set by a few outliers: "INT8 resolution lost"), or some lie beyond it
+("INT8 saturation"). Its quantized readers (the Conv / MatMul / Gemm that read it through Q/DQ) are then left out of
+INT8 on the same segment, then with the op that wrote it too, and the advice is called a cure ("verified") only when
+the segment's local error comes back within INT8's budget. Without such a tensor the advice is the hint's own
+("exclude this layer"): every quantized node of the segment, tried the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.bisect.hints import int8_range
+from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.bisect.segment_why import node_module, root_segment, run_segment
+from cp_debug.compare.diff import TensorDiff
+
+LOST_SHARE = 0.5  # a tensor whose nonzero values mostly round to zero: its range is set by outliers
+SATURATED_SHARE = 1e-4  # as hints.py: a share of values beyond the calibrated range worth naming
+
+
+@dataclass(frozen=True)
+class Int8Finding:
+    tensor: str  # the quantized tensor (original ONNX name)
+    readers: tuple[str, ...]  # "module: Op 'node'" of each quantized node reading it
+    amax: float  # its calibrated range ±amax
+    absmax: float  # the reference's |x| max there
+    median: float  # the reference's median nonzero |x|
+    lost: float  # share of the nonzero values that round to zero
+    saturated: float  # share of the values beyond ±amax
+
+    def text(self) -> str:
+        at = "; ".join(self.readers)
+        if self.lost > LOST_SHARE:
+            return (f"INT8 resolution lost at {at}: it reads {self.tensor!r} quantized per tensor at "
+                    f"±{self.amax:.3g}, a range set by outliers (|x| max {self.absmax:.3g}, median nonzero |x| "
+                    f"{self.median:.3g}): {self.lost:.0%} of its nonzero values round to zero (|x| < half a step, "
+                    f"{self.amax / 254:.3g})")
+        return (f"INT8 saturation at {at}: it reads {self.tensor!r} quantized at ±{self.amax:.3g} and "
+                f"{self.saturated:.2%} of the reference's values lie beyond (|x| max {self.absmax:.3g})")
+
+
+@dataclass(frozen=True)
+class Int8Why:
+    finding: Int8Finding | None  # None: no quantized tensor of the segment stands out; the layer's nodes tried
+    exclude: tuple[str, ...]  # the ONNX nodes advised out of INT8 (the last set tried where none cured)
+    names: str  # those nodes with their modules, as the advice names them
+    verified: bool
+    before: float  # the segment's local rel. RMSE as the candidate runs it
+    after: float  # ... with `exclude` left out of INT8
+    budget: float | None  # INT8's budget there (rel. RMSE; None with --tolerance-mode fixed)
+    tried: int = 1  # how many sets were tried
+
+    def text(self) -> str:
+        why = (self.finding.text() if self.finding is not None
+               else "INT8 quantisation error of this layer (no tensor its segment quantizes loses most of its "
+                    "values to an outlier range or saturates)")
+        limit = f", int8's budget {self.budget:.3g}" if self.budget is not None else ""
+        numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
+        flag = f"--exclude-int8 {','.join(self.exclude)}"
+        if self.verified:
+            return f"{why}; verified: within precision with {self.names} left out of INT8 ({flag}; {numbers})"
+        sets = f"; {self.tried} sets tried, the widest shown" if self.tried > 1 else ""
+        return (f"{why}; leaving {self.names} out of INT8 does not cure this segment ({flag}; {numbers}{sets}); "
+                "`cpdebug fix` searches the smallest set of layers to leave out of INT8 that does")
+
+
+def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Int8Why | None:
+    """The INT8 why of `probe`'s segment for an ONNX Runtime INT8 candidate quantized here, with the advice tried on
+    the segment; None where it does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
+    from cp_debug.bisect.kit_local import local_spec
+    from cp_debug.precision.int8 import DEFAULT_OP_TYPES
+
+    spec, _ = local_spec(state)
+    if spec.precision != "int8" or spec.framework != "ort" \
+            or getattr(run.stage_of(state.label, i), "qdq_export", None) is not None:
+        return None
+    rs = root_segment(run, state, i, probe)
+    if rs is None:
+        return None
+    seg, feed, tensor = rs.model, rs.feed, rs.tensor
+    cand = run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec)
+    if not cand.amax or tensor not in cand.values:
+        return None
+    order = [*feed, *(t for n in seg.graph.node for t in n.output)]
+    quantized = [t for t in dict.fromkeys(order) if t in cand.amax]
+    inner = [t for t in quantized if t not in feed]
+    ref = {**feed, **(run_segment(run, "ort", seg, feed, inner).values if inner else {})}
+    nodes = [n for n in seg.graph.node if n.op_type in DEFAULT_OP_TYPES]
+    finding, sets = None, [tuple(n.name for n in nodes)]
+    for t in quantized:
+        found = _range_finding(t, ref.get(t), float(cand.amax[t]))
+        if found is None:
+            continue
+        readers = [n for n in nodes if t in n.input]
+        writer = next((n for n in nodes if t in n.output), None)
+        sets = [tuple(n.name for n in readers)] if readers else []
+        if writer is not None:
+            sets.append(tuple(n.name for n in [*readers, writer]))
+        finding = found(tuple(_named(n, rs.named) for n in readers or [writer]))
+        break
+    sets = [s for s in sets if s]
+    if not sets:
+        return None
+    truth = run.store.get(probe)
+    before = TensorDiff.from_arrays(probe, truth, cand.values[tensor], run.tolerance(state, probe))
+    by_name = {n.name: n for n in seg.graph.node}
+    for k, tried in enumerate(sets, 1):
+        got = run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=tried).values[tensor]
+        after = TensorDiff.from_arrays(probe, truth, got, run.tolerance(state, probe))
+        ok, budget = _within(run, state, probe, after)
+        if ok or k == len(sets):
+            return Int8Why(finding, tried, ", ".join(_named(by_name[n], rs.named) for n in tried), ok,
+                           before.rel_rmse, after.rel_rmse, budget, k)
+    return None
+
+
+def _range_finding(tensor: str, value, amax: float):
+    """A maker of the finding for `tensor` (given its readers' names) where its reference values do not fit
+    ±amax, else None."""
+    if value is None or amax <= 0:
+        return None
+    a = np.abs(np.asarray(value, dtype=np.float64)).ravel()
+    nonzero = a[a > 0]
+    if not nonzero.size:
+        return None
+    lost = int8_range(nonzero, amax).rounded_to_zero
+    saturated = int8_range(a, amax).saturated
+    if lost <= LOST_SHARE and saturated <= SATURATED_SHARE:
+        return None
+    return lambda readers: Int8Finding(tensor, readers, amax, float(a.max()), float(np.median(nonzero)), lost,
+                                       saturated)
+
+
+def _named(node, named) -> str:
+    module = node_module(node, named)
+    return f"{module + ': ' if module else ''}{node.op_type} {node.name!r}"
+
+
+def _within(run: RunState, state: CandidateState, probe: str, d: TensorDiff) -> tuple[bool, float | None]:
+    """Is a segment's local error within the candidate's precision, as its local error is judged (the noise model,
+    else the fixed tolerance)? With the budget it was judged against (None in fixed mode)."""
+    if run.opts.tolerance_mode == "fixed":
+        return d.status == "ok", None
+    j = run.judge(state, probe, d)
+    return not j.beyond, j.expected_rel_rmse
