@@ -196,3 +196,36 @@ class Branchy(nn.Module):
 def build_branchy():
     _seeded()
     return Branchy().eval(), (torch.rand(2, 4) + 0.5,)
+
+
+def _outlier_channels(writer_weight, writer_bias, reader_weight, scale: float = 1000.0, channels: int = 2) -> None:
+    """A few of the writer's output channels scaled by `scale` and the reader's weights on them by 1 / `scale`: the
+    same function in FP32 (and within FP16's range), while the tensor between them holds outliers that set its
+    per-tensor INT8 range, where most of its other values round to zero (the SmoothQuant story)."""
+    with torch.no_grad():
+        writer_weight[:channels] *= scale
+        if writer_bias is not None:
+            writer_bias[:channels] *= scale
+        reader_weight[:, :channels] /= scale
+
+
+def build_resnet_int8_planted():
+    """torchvision's ResNet of one BasicBlock a stage (resnet18's blocks, half as many: a fast bisect), with
+    layer2.0's conv1 writing two outlier channels (its BatchNorm keeps them: random weights leave its statistics at
+    identity) that conv2 reads quantized per tensor."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    _seeded()
+    module, example = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10).eval(), (torch.randn(1, 3, 32, 32),)
+    block = module.layer2[0]
+    _outlier_channels(block.conv1.weight, None, block.conv2.weight)
+    return module, example
+
+
+def build_text_int8_planted():
+    """The text model with block 0's first MLP layer writing two outlier channels, through the GELU, that its second
+    layer reads quantized per tensor."""
+    module, example = build_text()
+    mlp = module.blocks[0].mlp
+    _outlier_channels(mlp[0].weight, mlp[0].bias, mlp[2].weight)
+    return module, example
