@@ -18,7 +18,7 @@ import numpy as np
 
 from cp_debug.bisect.hints import int8_range
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_why import node_module, root_segment, run_segment
+from cp_debug.bisect.segment_why import named_module, root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
 LOST_SHARE = 0.5  # a tensor whose nonzero values mostly round to zero: its range is set by outliers
@@ -139,7 +139,7 @@ def _range_finding(tensor: str, value, amax: float):
 
 
 def _named(node, named) -> str:
-    module = node_module(node, named)
+    module = named_module(node, named)
     return f"{module + ': ' if module else ''}{node.op_type} {node.name!r}"
 
 

@@ -220,7 +220,7 @@ def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
     out_of_range = {t for _, t, _ in big}
     keep = [n.name for n, _, _ in big]
     keep += [n.name for n in seg.graph.node if n.name not in keep and out_of_range & set(n.input)]
-    return OpFinding(node.name, node.op_type, node_module(node, st), value, "overflow", _role(seg, node)), \
+    return OpFinding(node.name, node.op_type, named_module(node, st), value, "overflow", _role(seg, node)), \
         tuple(dict.fromkeys(keep))
 
 
@@ -232,7 +232,7 @@ def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
                 continue
             bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
             if bad.any():
-                return OpFinding(node.name, node.op_type, node_module(node, st), float(bad.sum()), "nonfinite",
+                return OpFinding(node.name, node.op_type, named_module(node, st), float(bad.sum()), "nonfinite",
                                  _role(seg, node), float(np.abs(r[np.isfinite(r)]).max(initial=0.0)))
     return None
 
@@ -246,7 +246,7 @@ def _collapsed(seg, ref: dict, cand: dict, st) -> OpFinding | None:
                 continue
             big = float(np.abs(r).max())
             if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
-                return OpFinding(node.name, node.op_type, node_module(node, st), big, "zero", _role(seg, node))
+                return OpFinding(node.name, node.op_type, named_module(node, st), big, "zero", _role(seg, node))
     return None
 
 
@@ -273,7 +273,7 @@ def _long_reduction(seg, ref: dict, st) -> OpFinding | None:
             axes = list(attrs.get("axes", range(len(shape))))
         n = int(np.prod([shape[a] for a in axes])) if shape else 0
         if n > _LONG_REDUCTION:
-            return OpFinding(node.name, node.op_type, node_module(node, st), float(n), "reduction", _role(seg, node))
+            return OpFinding(node.name, node.op_type, named_module(node, st), float(n), "reduction", _role(seg, node))
     return None
 
 
@@ -310,7 +310,7 @@ class _Named:
         return self.stage.trace()
 
 
-def node_module(node, st) -> str | None:
+def named_module(node, st) -> str | None:
     """The module a node was created in: the probe whose tensor it writes, else the dynamo exporter's scope
     metadata, else TorchScript's node name."""
     from cp_debug.probes.naming import node_scope
