@@ -67,6 +67,8 @@ def test_int8_hostile_layer_is_the_root_cause():
     rc = next(r for r in cand.results if r.probe == cand.root_cause.probe)
     others = [r.local.rel_rmse for r in cand.results if r.local is not None and not r.probe.startswith("body.2")]
     assert rc.local.rel_rmse > 5 * max(others)
+    # a weight outlier (per channel), no activation range at fault: the layer's advice is tried on its segment
+    assert "verified: within precision with body.2" in cand.root_cause.hint, cand.root_cause.hint
 
 
 def test_error_introduced_early_is_blamed_where_introduced_not_where_it_crosses():

@@ -1,0 +1,37 @@
+"""The INT8 segment finding's sentences (segment_int8.py): every number the advice rests on is shown, and an advice
+that did not cure the segment says so with what was tried."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.bisect.segment_int8 import Int8Finding, Int8Why, _range_finding
+
+_FINDING = Int8Finding("gelu", ("blocks.0.mlp.2: MatMul 'mm'",), amax=1240.0, absmax=1240.0, median=0.15, lost=0.99,
+                       saturated=0.0)
+
+
+def test_a_verified_cure_names_the_node_its_module_and_the_numbers():
+    text = Int8Why(_FINDING, ("mm",), "blocks.0.mlp.2: MatMul 'mm'", True, 0.95, 0.0, 0.031).text()
+    assert text.startswith("INT8 resolution lost at blocks.0.mlp.2: MatMul 'mm': it reads 'gelu' quantized per tensor "
+                           "at ±1.24e+03")
+    assert "99% of its nonzero values round to zero (|x| < half a step, 4.88)" in text
+    assert text.endswith("verified: within precision with blocks.0.mlp.2: MatMul 'mm' left out of INT8 "
+                         "(--exclude-int8 mm; local rel. RMSE 0.95 → 0, int8's budget 0.031)")
+
+
+def test_an_advice_that_does_not_cure_says_what_was_tried_and_proposes_the_search():
+    text = Int8Why(None, ("a", "b"), "m: Conv 'a', m: Conv 'b'", False, 0.7, 0.5, 0.1, tried=2).text()
+    assert text.startswith("INT8 quantisation error of this layer (no tensor its segment quantizes")
+    assert "leaving m: Conv 'a', m: Conv 'b' out of INT8 does not cure this segment (--exclude-int8 a,b; local rel. " \
+           "RMSE 0.7 → 0.5, int8's budget 0.1; 2 sets tried, the widest shown)" in text
+    assert "`cpdebug fix`" in text and "verified" not in text
+
+
+def test_a_relu_s_zeros_are_not_values_lost_to_the_range():
+    """Half of a ReLU's outputs are 0 in any range: only nonzero values that round to zero count."""
+    x = np.concatenate([np.zeros(1000), np.linspace(0.1, 1.0, 1000)])
+    assert _range_finding("relu", x, float(x.max())) is None
+    outliers = np.concatenate([x, [1e3]])
+    found = _range_finding("relu", outliers, 1e3)(("m: Conv 'c'",))
+    assert found.lost > 0.99 and found.median < 1
