@@ -14,12 +14,15 @@ from torch import nn
 
 
 class ConvModule(nn.Module):
-    """mmcv ConvModule with conv -> bn -> ReLU (no conv bias when followed by BN)."""
+    """mmcv ConvModule with conv -> bn -> ReLU (no conv bias when followed by BN); `dims` 1 gives Conv1d + BN1d
+    (conv_cfg Conv1d, norm_cfg BN1d, as TransFusion's prediction heads)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, eps: float, momentum: float):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, eps: float, momentum: float,
+                 dims: int = 2):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum)
+        conv, bn = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        self.conv = conv(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = bn(out_channels, eps=eps, momentum=momentum)
         self.activate = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,7 +31,8 @@ class ConvModule(nn.Module):
 
 class SeparateHead(nn.Module):
     """One nn.Sequential per head: ConvModule(in -> head_conv, inner_kernel) then Conv2d(head_conv -> C,
-    final_kernel, bias). mmdet3d's first conv takes final_kernel (inner_kernel None); autoware-ml's is a 3x3."""
+    final_kernel, bias). mmdet3d's first conv takes final_kernel (inner_kernel None); autoware-ml's is a 3x3.
+    `dims` 1: Conv1d / BN1d throughout (mmdet3d's SeparateHead with conv_cfg Conv1d, as TransFusionHead builds it)."""
 
     def __init__(
         self,
@@ -41,15 +45,17 @@ class SeparateHead(nn.Module):
         init_bias: float = -4.595,
         eps: float = 1e-5,
         momentum: float = 0.1,
+        dims: int = 2,
     ):
         super().__init__()
         self.head_names = tuple(name for name, _ in heads)
         self.init_bias = init_bias
         inner = final_kernel if inner_kernel is None else inner_kernel
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
         for name, classes in heads:
             seq = nn.Sequential(
-                ConvModule(in_channels, head_conv, inner, eps=eps, momentum=momentum),
-                nn.Conv2d(head_conv, classes, final_kernel, padding=final_kernel // 2, bias=True),
+                ConvModule(in_channels, head_conv, inner, eps=eps, momentum=momentum, dims=dims),
+                conv(head_conv, classes, final_kernel, padding=final_kernel // 2, bias=True),
             )
             self.add_module(name, seq)
 

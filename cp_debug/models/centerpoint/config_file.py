@@ -128,6 +128,13 @@ def read_config(path: str | Path) -> CenterPointConfig:
 
     Needs mmengine (`pip install 'cp-debug[config]'`, which brings mmengine-lite; a full mmengine works too).
     """
+    data = load_config_dict(path)
+    return config_from_dict(data, name=Path(path).stem, description=str(data.get("cp_debug_description") or ""))
+
+
+def load_config_dict(path: str | Path) -> dict[str, Any]:
+    """The plain dict of the mmengine config file at `path`: `Config.fromfile` with the `_base_` chain merged and
+    custom_imports never imported; each way the file or its chain can be broken is one BadInputError."""
     p = Path(path)
     if not p.is_file():
         raise BadInputError(f"config file {str(p)!r} not found")
@@ -148,8 +155,7 @@ def read_config(path: str | Path) -> CenterPointConfig:
     except Exception as err:  # mmengine reports a broken chain or file with assorted exception types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadInputError(f"config {str(p)!r} cannot be read: {first}") from None
-    data = cfg.to_dict()
-    return config_from_dict(data, name=p.stem, description=str(data.get("cp_debug_description") or ""))
+    return cfg.to_dict()
 
 
 def config_from_dict(data: Mapping[str, Any], name: str, description: str = "") -> CenterPointConfig:
@@ -193,7 +199,8 @@ def _voxel_layer(pre: _Section) -> dict:
     return out
 
 
-def _voxel_encoder(enc: _Section, fields: dict) -> dict:
+def _voxel_encoder(enc: _Section, fields: dict, *, legacy_ok: bool = False) -> dict:
+    """The PFN's fields; `legacy_ok` (TransFusion's reader) takes legacy=True and says so as `pfn_legacy`."""
     kind = enc.expect("type", tuple(_VOXEL_ENCODERS))
     d = _PFN_DEFAULTS
     out = {
@@ -208,7 +215,9 @@ def _voxel_encoder(enc: _Section, fields: dict) -> dict:
     enc.same("point_cloud_range", fields["point_cloud_range"], "data_preprocessor.voxel_layer.point_cloud_range",
              d["point_cloud_range"])
     enc.expect("mode", ("max",), d["mode"])
-    if enc.get("legacy", d["legacy"]) is not False:
+    if legacy_ok and kind == "PillarFeatureNet":
+        out["pfn_legacy"] = bool(enc.get("legacy", d["legacy"]))
+    elif enc.get("legacy", d["legacy"]) is not False:
         enc.refuse("legacy", enc.get("legacy", d["legacy"]), "supported: False (legacy=True overwrites the raw xyz "
                    "with the centre offsets; mmdet3d's default is True, so say legacy=False)")
     out["pfn_norm_eps"], out["pfn_norm_momentum"] = _norm(enc, "norm_cfg", ("BN1d",), 1e-3, 0.01)

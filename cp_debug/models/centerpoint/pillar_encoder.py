@@ -33,9 +33,13 @@ def _decorate(
     cluster: bool = True,
     centre_dims: int = 3,
     distance: bool = False,
+    legacy: bool = False,
 ) -> torch.Tensor:
     # The same operations, in the same order, as mmdet3d/AWML's get_input_features (legacy=False):
     # raw features, cluster offsets, voxel-centre offsets (x, y and, but for BackwardPillarFeatureNet, z), distance.
+    # legacy=True (mmdet3d PillarFeatureNet's default, which AWML's TransFusion configs keep): mmdet3d takes the
+    # centre offsets in place on a view of the raw xyz, so the first three channels (and the distance) are the
+    # offsets too. Done here without writing into the caller's tensor.
     if features.shape[-1] > in_channels:
         features = features[:, :, :in_channels]
     features_ls = [features]
@@ -49,6 +53,9 @@ def _decorate(
         f_center[:, :, 1] = features[:, :, 1] - (coors[:, 2].to(dtype).unsqueeze(1) * vy + y_offset)
         if centre_dims == 3:
             f_center[:, :, 2] = features[:, :, 2] - (coors[:, 1].to(dtype).unsqueeze(1) * vz + z_offset)
+        if legacy:
+            features = torch.cat([f_center, features[:, :, centre_dims:]], dim=-1)
+            features_ls[0] = features
         features_ls.append(f_center)
     if distance:
         features_ls.append(torch.norm(features[:, :, :3], 2, 2, keepdim=True))
@@ -130,8 +137,10 @@ class PillarFeatureNet(nn.Module):
         with_cluster_center: bool = True,
         with_voxel_center: bool = True,
         with_distance: bool = False,
+        legacy: bool = False,
     ):
         super().__init__()
+        self.legacy = bool(legacy)
         self.raw_channels = in_channels
         self.with_cluster_center = bool(with_cluster_center)
         self.centre_dims = self.CENTRE_DIMS if with_voxel_center else 0
@@ -160,6 +169,7 @@ class PillarFeatureNet(nn.Module):
             voxels, num_points, coors, self.raw_channels,
             self.vx, self.vy, self.vz, self.x_offset, self.y_offset, self.z_offset,
             cluster=self.with_cluster_center, centre_dims=self.centre_dims, distance=self.with_distance,
+            legacy=self.legacy,
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
