@@ -33,42 +33,7 @@ BBOX_HEADS = ("center", "height", "dim", "vel")  # bbox_pred0's channels, in the
 
 def deploy_module(model):
     """The TransFusion `model` behind Autoware's interface (a new module holding the model's children)."""
-    import torch
-    from torch import nn
-
-    class OneBatchScatter(nn.Module):
-        """mmdeploy's PointPillarsScatter rewrite for batch 1: (N, C) pillars -> (1, C, ny, nx)."""
-
-        def __init__(self, channels: int, ny: int, nx: int):
-            super().__init__()
-            self.channels, self.ny, self.nx = channels, ny, nx
-
-        def forward(self, pillars: torch.Tensor, coors: torch.Tensor) -> torch.Tensor:
-            canvas = torch.zeros(self.channels, self.ny * self.nx, dtype=pillars.dtype, device=pillars.device)
-            indices = coors[:, 2].long() * self.nx + coors[:, 3].long()
-            canvas[:, indices] = pillars.t()
-            return canvas.view(1, self.channels, self.ny, self.nx)
-
-    class TransFusionDeploy(nn.Module):
-        """voxels, num_points, coors -> cls_score0, bbox_pred0, dir_cls_pred0 (module names: the model's)."""
-
-        def __init__(self, model):
-            super().__init__()
-            cfg = model.cfg
-            nx, ny = cfg.grid_size
-            self.cfg = cfg
-            self.pts_voxel_encoder = model.pts_voxel_encoder
-            self.pts_middle_encoder = OneBatchScatter(cfg.pillar_channels, ny, nx)
-            self.pts_backbone = model.pts_backbone
-            self.pts_neck = model.pts_neck
-            self.pts_bbox_head = model.pts_bbox_head
-
-        def forward(self, voxels, num_points, coors):
-            features = self.pts_voxel_encoder.get_input_features(voxels, num_points, coors)
-            pillars = self.pts_voxel_encoder(features).squeeze(1)
-            spatial = self.pts_middle_encoder(pillars, coors)
-            out = self.pts_bbox_head(self.pts_neck(self.pts_backbone(spatial)))
-            return deploy_outputs(out, self.cfg.num_proposals)
+    from cp_debug.recipes.transfusion.stages import TransFusionDeploy
 
     return TransFusionDeploy(model).eval()
 
