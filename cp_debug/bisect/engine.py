@@ -133,12 +133,21 @@ class BisectEngine:
 
     def _feeds(self, i: int, states: list[CandidateState], ref_up: dict, cand_up: dict[str, dict]) -> None:
         """Stage i's feed of the reference and of each candidate, from the outputs upstream of it (a refused
-        candidate runs nothing more: `refused.py` builds its engines on the reference's feed)."""
+        candidate runs nothing more: `refused.py` builds its engines on the reference's feed); where the subject's
+        glue makes a discrete decision (`Subject.decide`), the candidate's feed rests on the reference's decision
+        and its own is kept as a finding."""
         rs = self.run_state
         rs.ref_feeds[i] = rs.subject.feed(i, ref_up)
+        decide = rs.subject.decide if i > 0 else None
         for s in states:
-            if s.refused is None:
+            if s.refused is not None:
+                continue
+            if decide is None:
                 s.feeds[i] = rs.subject.feed(i, cand_up[s.label])
+                continue
+            s.feeds[i], decision = decide(i, ref_up, cand_up[s.label])  # on the reference's choices
+            if decision is not None:
+                s.decisions.append(decision)
 
     def _whole_stage(self, i: int, sp: list[ProbeSpec], states: list[CandidateState], *, noise: bool,
                      timed: bool = True) -> tuple[dict, dict[str, dict]]:

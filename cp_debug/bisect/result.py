@@ -178,6 +178,9 @@ class CandidateResult:
     outcome: Outcome | None = None
     outcome_reason: str | None = None
     judged_at: str | None = None  # the precision its noise was judged at
+    # the discrete decisions of the subject's glue (TransFusion's top-K proposals), the candidate's against the
+    # reference's (`Subject.decide`); its later stages ran on the reference's choices
+    decisions: list[dict] = field(default_factory=list)
 
     @property
     def diverged(self) -> bool:
@@ -257,6 +260,7 @@ class BisectReport:
             "outcomes": {c.label: (c.outcome.value if c.outcome else None) for c in self.candidates},
             "outcome_reasons": {c.label: c.outcome_reason for c in self.candidates},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
+            "decisions": {c.label: c.decisions for c in self.candidates},
             **({"budget": self.budget} if self.budget is not None else {}),
         }
 
@@ -285,6 +289,7 @@ class BisectReport:
                 outcome=Outcome(o) if (o := (d.get("outcomes") or {}).get(label)) else None,
                 outcome_reason=(d.get("outcome_reasons") or {}).get(label),
                 judged_at=(d.get("judged_at") or {}).get(label),
+                decisions=list((d.get("decisions") or {}).get(label) or []),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

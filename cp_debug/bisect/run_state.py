@@ -92,6 +92,7 @@ class CandidateState:
     seconds: float = 0.0
     lockstep: bool = False  # stages run segment by segment with the reference (see lockstep.py)
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
+    decisions: list = field(default_factory=list)  # subject.Decision per decided stage feed (`Subject.decide`)
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts
     refused: Any = None  # backends.trt_engine.EngineRefusedError | None

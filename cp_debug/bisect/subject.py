@@ -151,6 +151,17 @@ class DetectionVerdict(Protocol):
     def to_json(self) -> dict: ...
 
 
+class Decision(Protocol):
+    """A discrete choice the glue makes between two stages (TransFusion's top-K proposals), one candidate's against
+    the reference's: where they differ, every later value is about other things, not worse numbers."""
+
+    name: str
+    changed: bool  # the candidate chose otherwise
+    summary: str  # one line for the report
+
+    def to_json(self) -> dict: ...
+
+
 @dataclass
 class Subject:
     """A model in stages, the inputs to run, and the glue that feeds stage i from earlier outputs."""
@@ -170,6 +181,12 @@ class Subject:
     # the scan and its ground truth for the BEV pictures (CenterPoint); the engine keeps every side's last-stage
     # outputs (the head maps) in it, on the report
     scene: BevScene | None = None
+    # the glue of a stage whose feed rests on a discrete decision: (stage index, the reference's upstream outputs,
+    # the candidate's) -> (the candidate's feed made on the *reference's* decision, the `Decision` of its own, or
+    # None). The candidate's later stages then run on the reference's choices, so a flipped choice is reported once
+    # as a flip instead of as divergence of every later layer. None: every side's feed is `feed` of its own outputs.
+    decide: Callable[[int, dict[str, np.ndarray], dict[str, np.ndarray]],
+                     tuple[dict[str, np.ndarray], Decision | None]] | None = None
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""

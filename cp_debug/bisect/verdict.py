@@ -48,6 +48,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
+        decisions=[d.to_json() for d in state.decisions],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at,
         error=str(state.refused) if state.refused is not None else None)
 

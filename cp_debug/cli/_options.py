@@ -17,6 +17,22 @@ if TYPE_CHECKING:
     from cp_debug.models.centerpoint.source import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
+RECIPES = ("centerpoint", "transfusion")
+Recipe = Annotated[Optional[str], typer.Option(
+    help="Built-in model recipe: centerpoint (the default) or transfusion (TransFusion-L as Autoware deploys it; "
+         "presets transfusion-tiny, transfusion-t4-90m-768, …, or --config an AWML TransFusion .py).")]
+
+
+def recipe_name(recipe: str | None) -> str:
+    """--recipe as given, checked; centerpoint when not given."""
+    from cp_debug.errors import BadInputError
+
+    name = recipe or "centerpoint"
+    if name not in RECIPES:
+        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipes are {', '.join(RECIPES)}")
+    return name
+
+
 Preset = Annotated[str, typer.Option(
     help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760, convnextpc-demo.")]
 ConfigFile = Annotated[Optional[Path], typer.Option(

@@ -11,8 +11,8 @@ import typer
 from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, CudnnAlgo,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
                                    NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
-                                   Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
-                                   model_record, no_cache)
+                                   Recipe, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
+                                   model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -34,6 +34,7 @@ class SubjectRequest:
     load_dim: int | None = None
     use_dim: str | None = None
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
+    recipe: str = "centerpoint"  # the built-in recipe `model` is of (cli._options.RECIPES)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,7 @@ def bisect(
     backends: Annotated[Optional[str], backends_option(
         "REF,CAND[,CAND…]: the first is the reference, which may come back as a candidate (a noise check: ort,ort); "
         "no candidate twice.")] = "torch,ort",
-    recipe: Annotated[Optional[str],
-                      typer.Option(help="Built-in model recipe (default when no model is given): centerpoint.")] = None,
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -142,7 +142,8 @@ def bisect(
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()))
+            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe))
+        _check_recipe(subject)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
                                 budget=budget, model_explorer=model_explorer)
@@ -171,9 +172,20 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
         if model.int8 is not None:
             raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
         return None
-    if (recipe or "centerpoint") != "centerpoint":
-        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipe is centerpoint")
+    recipe_name(recipe)
     return model
+
+
+def _check_recipe(request: SubjectRequest) -> None:
+    """What the TransFusion recipe does not take (CenterPoint's options), said before anything loads."""
+    from cp_debug.errors import BadInputError
+
+    m = request.model
+    if request.recipe != "transfusion" or m is None:
+        return
+    given = [o for o, v in (("--int8", m.int8), ("--params", request.params)) if v]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion")
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],
@@ -368,6 +380,11 @@ def _load_subject(request: SubjectRequest):
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     m = request.model
+    if request.recipe == "transfusion":
+        from cp_debug.recipes.transfusion.subject import transfusion_subject
+
+        return transfusion_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
+                                   load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim))
     if m.factory is not None:
         from cp_debug.recipes.centerpoint.subject import factory_subject
 

@@ -69,6 +69,9 @@ def render_summary(report: BisectReport, console: "Console") -> None:
             changed = cand.detections.get("changed")
             grid.add_row("", Text(f"detections: {cand.detections.get('summary', '')}",
                                   style="yellow" if changed else "green"))
+        for decision in cand.decisions:
+            grid.add_row("", Text(f"decision: {decision.get('summary', '')}",
+                                  style="yellow" if decision.get("changed") else "green"))
         if cand.wall_s is not None:
             grid.add_row("", Text(f"took {fmt_num(cand.wall_s)} s", style="dim"))
     for w in report.warnings:

@@ -96,17 +96,35 @@ class TransFusionHead(nn.Module):
         `self.query_labels`."""
         if not isinstance(x, torch.Tensor):
             (x,) = x
-        batch_size = x.shape[0]
         lidar_feat = self.shared_conv(x)
-        lidar_feat_flatten = lidar_feat.view(batch_size, lidar_feat.shape[1], -1)
-        bev_pos = self.bev_pos.repeat(batch_size, 1, 1).to(lidar_feat.device)
-
         dense_heatmap = self.heatmap_head(lidar_feat.float())
+        heatmap, top_proposals = self.select_proposals(dense_heatmap)
+        cells = heatmap.shape[-1]
+        out = self.decode_proposals(lidar_feat, top_proposals)
+        top_index = top_proposals % cells
+        out["query_heatmap_score"] = heatmap.gather(index=top_index[:, None, :].expand(-1, self.num_classes, -1),
+                                                    dim=-1)
+        out["dense_heatmap"] = dense_heatmap
+        out["query_labels"] = top_proposals // cells
+        return out
+
+    def select_proposals(self, dense_heatmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The proposal selection: (the local-max heatmap (B, classes, cells), top_proposals (B, num_proposals)
+        int64 indices into classes x cells, best first, by AWML's argsort)."""
+        batch_size = dense_heatmap.shape[0]
         heatmap = local_maxima(dense_heatmap.detach().sigmoid(), self.nms_kernel_size)
         heatmap = heatmap.view(batch_size, heatmap.shape[1], -1)
-
-        cells = heatmap.shape[-1]
         top_proposals = heatmap.view(batch_size, -1).argsort(dim=-1, descending=True)[..., : self.num_proposals]
+        return heatmap, top_proposals
+
+    def decode_proposals(self, lidar_feat: torch.Tensor, top_proposals: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The queries of the chosen proposals through the decoder layers and prediction heads: shared features
+        (B, hidden, H, W), top_proposals (B, num_proposals) int64 indices into (classes x cells) -> the per-query
+        outputs (center, height, dim, rot, vel, heatmap; every layer's with auxiliary)."""
+        batch_size = lidar_feat.shape[0]
+        lidar_feat_flatten = lidar_feat.view(batch_size, lidar_feat.shape[1], -1)
+        bev_pos = self.bev_pos.repeat(batch_size, 1, 1).to(lidar_feat.device)
+        cells = lidar_feat_flatten.shape[-1]
         query_labels = top_proposals // cells
         top_index = top_proposals % cells
         query_feat = lidar_feat_flatten.gather(
@@ -126,12 +144,7 @@ class TransFusionHead(nn.Module):
 
         if not self.auxiliary:
             layers = layers[-1:]
-        out = {key: torch.cat([res[key] for res in layers], dim=-1) for key in layers[0]}
-        out["query_heatmap_score"] = heatmap.gather(index=top_index[:, None, :].expand(-1, self.num_classes, -1),
-                                                    dim=-1)
-        out["dense_heatmap"] = dense_heatmap
-        out["query_labels"] = query_labels
-        return out
+        return {key: torch.cat([res[key] for res in layers], dim=-1) for key in layers[0]}
 
 
 def local_maxima(heatmap: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""TransFusion-L: its deployment export (one ONNX file), its bisect subject, its proposal flips."""

@@ -1,0 +1,121 @@
+"""Export TransFusion-L as Autoware deploys it: one file, `transfusion.onnx` (autoware_lidar_transfusion).
+
+AWML exports it with mmdeploy (projects/TransFusion/mmdeploy.patch, configs/deploy/
+transfusion_lidar_tensorrt_dynamic-20x5.py) and then fixes the TopK's K (scripts/fix_graph.py). The interface:
+- inputs `voxels` [N, max_points, C] float32, `num_points` [N] int32, `coors` [N, 4] int32 (batch, z, y, x); axis 0
+  of all three is dynamic, named `voxels_num`;
+- outputs `cls_score0` [1, classes, K] = query_heatmap_score * sigmoid(heatmap), `bbox_pred0` [1, 8, K] = the cat
+  of center (2), height (1), dim (3), vel (2) in that order (the patch's), `dir_cls_pred0` [1, 2, K] = rot.
+The voxel decoration, the scatter (mmdeploy's one-batch rewrite: no mask, `canvas[:, y * nx + x] = features`) and
+the head are in the one graph. With several decoder layers the outputs are the last layer's K proposals.
+
+TorchScript exporter, opset 17 (mmdeploy uses 11; torch's TorchScript exporter takes 11..20 — 17 is cp_debug's
+export opset, and its LayerNorm is one node), constant folding on; the TopK is checked to select K, as
+fix_graph.py makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+ONNX_FILE = "transfusion.onnx"
+DEPLOY_INPUTS = ("voxels", "num_points", "coors")
+DEPLOY_OUTPUTS = ("cls_score0", "bbox_pred0", "dir_cls_pred0")
+DEFAULT_OPSET = 17
+DYNAMIC_AXES = {name: {0: "voxels_num"} for name in DEPLOY_INPUTS}
+BBOX_HEADS = ("center", "height", "dim", "vel")  # bbox_pred0's channels, in the patch's order
+
+
+def deploy_module(model):
+    """The TransFusion `model` behind Autoware's interface (a new module holding the model's children)."""
+    from cp_debug.recipes.transfusion.stages import TransFusionDeploy
+
+    return TransFusionDeploy(model).eval()
+
+
+def deploy_outputs(out: dict, k: int):
+    """(cls_score0, bbox_pred0, dir_cls_pred0) of the head's outputs by AWML's names (torch or numpy): the last
+    decoder layer's `k` proposals."""
+    if isinstance(out["center"], np.ndarray):
+        sigmoid, cat = (lambda x: 1.0 / (1.0 + np.exp(-x))), (lambda xs: np.concatenate(xs, axis=1))
+    else:
+        import torch
+
+        sigmoid, cat = torch.sigmoid, (lambda xs: torch.cat(xs, dim=1))
+    last = {name: value[..., -k:] for name, value in out.items() if name not in ("dense_heatmap", "query_labels")}
+    cls_score = last["query_heatmap_score"] * sigmoid(last["heatmap"])
+    return cls_score, cat([last[h] for h in BBOX_HEADS if h in last]), last["rot"]
+
+
+@dataclass(frozen=True)
+class TransFusionExport:
+    path: Path
+    opset: int
+    num_voxels: int  # of the example the graph was traced with
+    topk: int
+
+
+def example_voxels(cfg, sample_points=None, max_voxels: int | None = None):
+    """(voxels, num_points, coors) of `sample_points` (default: the synthetic scene of seed 0), cut to `max_voxels`."""
+    import torch
+
+    from cp_debug.models.centerpoint.points import prepare_points
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.models.centerpoint.voxelize import voxelize
+
+    if sample_points is None:
+        sample_points = synthetic_scene(0, cfg).points
+    vox = voxelize(prepare_points(np.asarray(sample_points), cfg, source="sample points"), cfg)
+    if vox.num_voxels == 0:
+        raise BadInputError(f"the sample points lie outside {cfg.name!r}'s point_cloud_range {cfg.point_cloud_range}")
+    n = vox.num_voxels if max_voxels is None else min(int(vox.num_voxels), max_voxels)
+    return (vox.voxels[:n].float(), vox.num_points[:n].to(torch.int32), vox.coors[:n].to(torch.int32))
+
+
+def fix_topk(model, k: int):
+    """fix_graph.py's edit: the (first) TopK selects `k`, a constant; returns the new model. A graph without a
+    TopK is refused (the proposal selection is missing)."""
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.graph.model import export_like
+
+    graph = gs.import_onnx(model)
+    topks = [n for n in graph.nodes if n.op == "TopK"]
+    if not topks:
+        raise BadInputError("the exported TransFusion graph has no TopK: the proposal selection did not export")
+    topk = topks[0]
+    topk.inputs[1] = gs.Constant(f"{topk.name}_K", values=np.array([k], dtype=np.int64))
+    values, indices = topk.outputs
+    values.shape, values.dtype = [1, k], topk.inputs[0].dtype or np.float32
+    indices.shape, indices.dtype = [1, k], np.int64
+    graph.cleanup().toposort()
+    return export_like(graph, model)
+
+
+def export_transfusion(model, cfg, out_dir: str | Path, *, sample_points=None, opset: int = DEFAULT_OPSET,
+                       max_voxels: int | None = None) -> TransFusionExport:
+    """Write `out_dir/transfusion.onnx` (atomically) and return what was written."""
+    import os
+
+    import onnx
+
+    import cp_debug
+    from cp_debug.recipes.centerpoint.export import export_stage
+
+    feed = example_voxels(cfg, sample_points, max_voxels)
+    path = Path(out_dir) / ONNX_FILE
+    traced = path.with_name(f".{path.stem}.traced.onnx")  # as traced, beside the file: fixed, then renamed
+    try:
+        export_stage(deploy_module(model), feed, DEPLOY_INPUTS, DEPLOY_OUTPUTS, DYNAMIC_AXES, traced, opset=opset,
+                     metadata={"cp_debug.version": cp_debug.__version__, "cp_debug.recipe": "transfusion",
+                               "cp_debug.preset": cfg.name})
+        onnx.save(fix_topk(onnx.load(str(traced)), cfg.num_proposals), str(traced))
+        os.replace(traced, path)
+    finally:
+        traced.unlink(missing_ok=True)
+    return TransFusionExport(path, opset, int(feed[0].shape[0]), cfg.num_proposals)
