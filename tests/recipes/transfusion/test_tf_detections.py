@@ -1,6 +1,6 @@
 """TransFusion-L's detections as Autoware's node makes them (`recipes/transfusion/detections.py`): the decode against
-cp_debug's TransFusionBBoxCoder on the same outputs, the node's parameter files, and the score / yaw filters and the
-two NMS on hand-made boxes."""
+cp_debug's TransFusionBBoxCoder on the same outputs, the node's parameter files, the score / yaw filters and the
+two NMS on hand-made boxes, and a planted shift reported by the bisect as a moved box."""
 
 from __future__ import annotations
 
@@ -157,3 +157,33 @@ def test_a_model_the_params_do_not_describe_is_refused(head):
                         (t.numpy() for t in deploy_outputs(out, cfg.num_proposals))))
     with pytest.raises(BadInputError, match="classes"):
         node_detections(deployed, replace(P, class_names=("CAR",)))
+
+
+def test_a_planted_shift_is_a_moved_box():
+    """The candidate's best box moved half a head cell (0.8 m on the tiny preset's 1.6 m cells) in x: one box
+    moved, none lost or added."""
+    from cp_debug.recipes.transfusion.detections import NodeParams, decode_proposals, deployed_outputs
+
+    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.recipes.transfusion.subject import transfusion_subject
+
+    subject = transfusion_subject("transfusion-tiny", max_voxels=300)
+
+    verdict, cfg = subject.detection_verdict, get_preset("transfusion-tiny")
+    k, params = cfg.num_proposals, NodeParams().for_model(cfg)
+
+    def shifted(reference, candidate):
+        best = int(decode_proposals(deployed_outputs(candidate, k), params).score.argmax())
+        center = np.array(candidate["center"], dtype=np.float32)
+        center[0, 0, center.shape[-1] - k + best] += 0.5  # the last layer's proposal `best`
+        return verdict(reference, {**candidate, "center": center})
+
+    from tests.recipes.transfusion.test_tf_bisect import _run
+
+    report = _run(replace(subject, detection_verdict=shifted))
+    boxes = report.candidates[0].detections
+    assert boxes["changed"] and boxes["lost"] == boxes["added"] == 0
+    assert boxes["matched"] == boxes["reference_boxes"] > 0
+    assert boxes["max_centre_shift_m"] == pytest.approx(0.8, abs=1e-4)
+    assert "max centre shift 0.8 m" in boxes["summary"]
+
