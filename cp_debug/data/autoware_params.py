@@ -135,7 +135,7 @@ def read_params(paths: Sequence[str | Path]) -> AutowareParams:
     for path in paths:
         path = Path(path)
         files.append(path)
-        params = _file_parameters(path)
+        params = file_parameters(path)
         if not {k.split(".")[0] for k in params} & _NODE_GROUPS:
             raise BadInputError(f"{path}: none of the parameters Autoware's CenterPoint node reads "
                                 f"({', '.join(sorted(_NODE_GROUPS))}): is it the node's *.param.yaml?")
@@ -156,9 +156,10 @@ def is_param_file(path: Path) -> bool:
     return path.is_file() and path.name.endswith(".param.yaml")
 
 
-def _file_parameters(path: Path) -> dict[str, Any]:
+def file_parameters(path: Path) -> dict[str, Any]:
     """The dotted parameters of one file: the `ros__parameters` of every node entry (`/**`, `/**/name`, `name`),
-    or the file itself where it has no such wrapper."""
+    or the file itself where it has no such wrapper. Any node's file (TransFusion-L's too:
+    `recipes/transfusion/detections.read_node_params`)."""
     try:
         import yaml
     except ImportError as err:

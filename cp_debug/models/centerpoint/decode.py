@@ -74,8 +74,10 @@ def undo_rot_y_axis_reference(dim, rot):
     return dim, rot
 
 
-def circle_nms(centers: np.ndarray, scores: np.ndarray, dist_sq: float, max_keep: int) -> np.ndarray:
-    """mmdet3d's circle_nms: walk boxes in descending score, suppress later ones within dist_sq; stable order."""
+def circle_nms(centers: np.ndarray, scores: np.ndarray, dist_sq: float, max_keep: int, *,
+               strict: bool = False) -> np.ndarray:
+    """mmdet3d's circle_nms: walk boxes in descending score, suppress later ones within dist_sq; stable order.
+    `strict`: suppress only those strictly nearer (Autoware's circleNMS kernels: squared distance < threshold²)."""
     order = np.argsort(-scores, kind="stable")
     c = centers[order].astype(np.float32)
     d2 = (c[:, None, 0] - c[None, :, 0]) ** 2 + (c[:, None, 1] - c[None, :, 1]) ** 2
@@ -87,7 +89,7 @@ def circle_nms(centers: np.ndarray, scores: np.ndarray, dist_sq: float, max_keep
         keep.append(order[i])
         if len(keep) >= max_keep:
             break
-        suppressed |= d2[i] <= dist_sq
+        suppressed |= (d2[i] < dist_sq) if strict else (d2[i] <= dist_sq)
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -1,66 +1,19 @@
 """Does a candidate's divergence change the detections on the bisected scan? The end of a CenterPoint bisect.
 
 The reference's and the candidate's head maps (the last stage's outputs) are decoded as the deployment decodes
-them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and matched box to box
-(`compare_detections.py`). "Changed" means a box lost or added, or a matched box moved, rescored or turned by
-1e-3 or more: `compare_detections.unchanged`, the same test as `cpdebug eval`'s "no box changed" diagnosis.
-Judged (`BoxVerdict.judge`, and `judge_boxes_of` for sweep and eval) by `compare.noise.judge_boxes`: one judgement
-of the boxes, each turn weighed by how well the reference defines that yaw.
+them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and judged as every detector
+recipe's boxes are (`recipes/box_verdict.py`: matched box to box by `compare_detections.py`, lost, added, moved,
+rescored, turned). `judge_boxes_of`: the same judgement (`compare.noise.judge_boxes`) for sweep and eval, on a
+frame's figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class BoxVerdict:
-    """The candidate's boxes against the reference's on the bisected scan (a `bisect.subject.DetectionVerdict`)."""
-
-    reference_boxes: int
-    candidate_boxes: int
-    matched: int
-    lost: int
-    added: int
-    max_centre_shift_m: float
-    max_abs_score_change: float
-    max_yaw_change_rad: float
-    changed: bool
-    summary: str
-    lost_scores: tuple[float, ...] = ()  # the reference's scores of the boxes lost
-    added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
-    score_cuts: tuple[float, ...] = (0.1,)  # where boxes are cut by score (compare/noise.score_cuts)
-    cell_m: float = 0.0  # the output grid's cell (m): how far a centre may move by the precision's rounding
-    extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
-    yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with their yaw's conditioning
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["lost_scores"], d["added_scores"] = list(self.lost_scores), list(self.added_scores)
-        d["score_cuts"] = list(self.score_cuts)
-        d["yaw_turns"] = [t.to_json() for t in self.yaw_turns]
-        return d
-
-    def judge(self, precision: str):
-        """These boxes judged by `precision`'s noise (compare/noise.py): lost/added at the score threshold, or
-        beyond what the precision explains."""
-        from cp_debug.compare.noise import judge_boxes
-
-        return judge_boxes(precision, lost_scores=self.lost_scores, added_scores=self.added_scores,
-                           cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
-                           max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
-                           cell_m=self.cell_m, extent_m=self.extent_m, yaw_turns=self.yaw_turns)
-
-
-def box_grid(cfg) -> tuple[float, float]:
-    """(cell_m, extent_m) of `cfg`: its output grid's cell (how far a centre may move by a precision's rounding) and
-    the largest |x| or |y| a box centre can take, its point cloud range (float32's rounding of a centre), in metres."""
-    r = cfg.point_cloud_range
-    return (float(cfg.voxel_size[0]) * float(cfg.out_size_factor),
-            float(max(abs(r[0]), abs(r[1]), abs(r[3]), abs(r[4]))))
+from cp_debug.recipes.box_verdict import BoxVerdict, box_grid, box_verdict
 
 
 def judge_boxes_of(cfg, precision: str, **figures):
@@ -76,26 +29,10 @@ def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndar
     """A `Subject.detection_verdict` for preset `cfg`."""
 
     def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> BoxVerdict:
-        from cp_debug.compare.noise import score_cuts
         from cp_debug.models.centerpoint.decode import decode
-        from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
-        a, b = decode(reference, cfg), decode(candidate, cfg)
-        d = compare_detections(a, b)
-        lost, added = len(d.unmatched_a), len(d.unmatched_b)
-        changed = not d.unchanged
-        if not changed:
-            summary = (f"no box changed on this scan ({d.num_matched} matched, none moved, rescored or turned by "
-                       "1e-3): whatever the tensors differ by does not reach the detections here")
-        else:
-            summary = (f"{d.num_matched} of {d.num_a} reference boxes matched, {lost} lost, {added} added; "
-                       f"max centre shift {d.max_centre_dist:.3g} m, max |Δscore| {d.max_score_diff:.3g}, "
-                       f"max Δyaw {d.max_yaw_diff:.3g} rad")
-        return BoxVerdict(d.num_a, d.num_b, d.num_matched, lost, added, d.max_centre_dist, d.max_score_diff,
-                          d.max_yaw_diff, changed, summary, tuple(float(a.scores[i]) for i in d.unmatched_a),
-                          tuple(float(b.scores[i]) for i in d.unmatched_b),
-                          score_cuts(cfg.score_threshold, cfg.post_max_size, np.asarray(a.scores),
-                                     np.asarray(b.scores)),
-                          *box_grid(cfg), d.yaw_turns)
+        cell, extent = box_grid(cfg)
+        return box_verdict(decode(reference, cfg), decode(candidate, cfg), score_threshold=cfg.score_threshold,
+                           cap=cfg.post_max_size, cell_m=cell, extent_m=extent)
 
     return verdict

@@ -21,6 +21,7 @@ from cp_debug.bisect.subject import Stage, Subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.point_files import LoadedPoints
+    from cp_debug.recipes.transfusion.detections import NodeParams
 
 HEAD_PROBES = ("self_posembed", "cross_posembed", "self_attn", "norms.0", "cross_attn", "norms.1", "ffn", "norms.2")
 
@@ -45,14 +46,16 @@ def _query_probes(model) -> tuple[str, ...]:
 def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path | None = None,
                         points: "str | Path | LoadedPoints | None" = None, seed: int = 0,
                         load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None,
-                        max_voxels: int | None = None) -> Subject:
+                        max_voxels: int | None = None, node_params: "NodeParams | None" = None) -> Subject:
     """The two-stage subject of a TransFusion preset (or AWML config .py) with `checkpoint`'s weights, else AWML's
     initialisation from `seed`; the scan: a point file, a scan in memory or None (the synthetic scan of `seed`);
-    `max_voxels`: the scan's first voxels only (small tests)."""
+    `max_voxels`: the scan's first voxels only (small tests). The report's detection verdict: each side's boxes as
+    Autoware's node makes them (`detections.py`; `node_params`, default its shipped post-process for this model)."""
     import torch
 
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.centerpoint.subject import _scan
+    from cp_debug.recipes.transfusion.detections import detection_verdict
     from cp_debug.recipes.transfusion.proposals import ProposalSelection
     from cp_debug.recipes.transfusion.source import load_transfusion
     from cp_debug.recipes.transfusion.stages import (BEV_INPUTS, BEV_OUTPUTS, QUERY_INPUTS, QUERY_OUTPUTS, BevStage,
@@ -102,4 +105,5 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
                         checkpoint=str(checkpoint) if checkpoint else None, random_weights=checkpoint is None)
     return Subject(name=f"transfusion:{cfg.name}", stages=stages,
                    inputs={k: t.numpy() for k, t in zip(BEV_INPUTS, feed)}, glue=selection.glue,
-                   decide=selection.decide, facts=facts, default_level="stage", warnings=list(loaded_points.warnings))
+                   decide=selection.decide, facts=facts, default_level="stage", warnings=list(loaded_points.warnings),
+                   detection_verdict=detection_verdict(cfg, node_params))

@@ -26,8 +26,14 @@ def _run(subject, backends="torch,torch"):
         engine.close()
 
 
-def test_probes_reach_every_part(subject):
-    report = _run(subject)
+@pytest.fixture(scope="module")
+def same(subject):
+    """torch against torch."""
+    return _run(subject)
+
+
+def test_probes_reach_every_part(same):
+    report = same
     names = [r.probe for r in report.candidates[0].results]
     for want in ("pts_voxel_encoder.pfn_layers.0", "pts_middle_encoder", "pts_backbone.blocks.2",
                  "pts_neck.deblocks.0", "pts_bbox_head.shared_conv", "pts_bbox_head.heatmap_head", "top_proposals",
@@ -73,3 +79,14 @@ def test_planted_flip_is_a_flip_not_a_decoder_fault(subject):
                ("center", "height", "dim", "rot", "vel", "heatmap", "cls_score")]
     assert decoder and all(r.status == "ok" for r in decoder)
     assert cand.first_divergent is None and cand.root_cause is None
+
+
+def test_same_model_same_boxes(same):
+    report = same
+    (cand,) = report.candidates
+    boxes = cand.detections
+    assert boxes["reference_boxes"] > 0 and boxes["matched"] == boxes["reference_boxes"]
+    assert not boxes["changed"] and boxes["summary"].startswith("no box changed")
+    assert cand.decisions and cand.decisions[0]["changed"] is False  # the proposal decision stays on the report
+    assert report.to_json()["detections"]["torch"]["matched"] == boxes["matched"]
+

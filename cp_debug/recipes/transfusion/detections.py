@@ -1,0 +1,259 @@
+"""TransFusion-L's detections as Autoware's node makes them (autoware_lidar_transfusion), from the deployed outputs
+cls_score0 [1, classes, K], bbox_pred0 [1, 8, K] (center 2, height 1, dim 3, vel 2) and dir_cls_pred0 [1, 2, K].
+
+Step by step, each as the node's file does it:
+1. decode, `lib/postprocess/postprocess_kernel.cu:generateBoxes3D_kernel`: label and score = the max over classes of
+   cls_score0 (the first class wins a tie); the score is set to 0 where |(sin, cos)| of dir_cls_pred0 is below the
+   class's yaw_norm_threshold; x = bbox_pred0[0] * 4 * voxel_x + x_min (the kernel scales by `num_point_values_`,
+   the constant 4, not by `out_size_factor_` — the same number in every shipped model), y likewise; z =
+   bbox_pred0[2] (the gravity centre); length, width, height = exp(bbox_pred0[3:6]); yaw = atan2(sin, cos). The
+   velocity is not read. All in float32.
+2. `PostprocessCuda::generateDetectedBoxes3D_launch`: keep score > score_threshold (strictly), sort by descending
+   score (thrust::sort, not stable: here a stable sort), circle NMS (`circleNMS`, as in lidar_centerpoint's
+   `circle_nms_kernel.cu`: greedy in score order, a box is suppressed by a kept one strictly nearer than
+   circle_nms_dist_threshold, whatever their classes).
+3. `src/lidar_transfusion_node.cpp:cloudCallback` → `lib/postprocess/non_maximum_suppression.cpp`: IoU BEV NMS over
+   the boxes in that order — a box is dropped when any earlier box (kept or not) within iou_nms_search_distance_2d
+   of its centre has a BEV IoU (rotated footprints, `object_recognition_utils::get2dIoU`: 0 below 1e-6 of
+   intersection or 0.01 m² of union) above iou_nms_threshold; boxes of different classes suppress each other unless
+   one is a pedestrian (`isTargetPairObject`).
+The node's parameters (`include/.../transfusion_config.hpp:TransfusionConfig`): a score_threshold or
+circle_nms_dist_threshold ≤ 0 means the built-in 0.2 / 0.5; a yaw_norm_threshold outside [0, 1) means 0. Not done
+here: the class remapping by area (`detection_class_remapper`, its own parameter file), after the NMS.
+
+The boxes are cp_debug's `Detections` (z at the bottom, as every decode of the house gives them: the node's z less
+height / 2; velocity 0, the node publishes none), so TransFusion-L's verdict is CenterPoint's (`recipes/box_verdict`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.recipes.box_verdict import BoxVerdict
+
+DEPLOYED = ("cls_score0", "bbox_pred0", "dir_cls_pred0")
+POSITION_SCALE = 4  # the kernel's `num_point_values_` (transfusion_config.hpp), where out_size_factor belongs
+NODE_SCORE_THRESHOLD = 0.2  # TransfusionConfig's own, used where the file's is ≤ 0
+NODE_CIRCLE_NMS = 0.5  # likewise for circle_nms_dist_threshold
+MIN_INTERSECTION, MIN_UNION = 1e-6, 0.01  # get2dIoU's floors (m²)
+_SEMANTIC = ("CAR", "TRUCK", "BUS", "TRAILER", "MOTORCYCLE", "BICYCLE", "PEDESTRIAN")  # ros_utils.getSemanticType
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """What the node's post-process reads, as its parameter files give it (defaults: transfusion.param.yaml and
+    transfusion_ml_package.param.yaml as Autoware ships them). `sources`: the files read, in order."""
+
+    class_names: tuple[str, ...] = ("CAR", "TRUCK", "BUS", "BICYCLE", "PEDESTRIAN")
+    point_cloud_range: tuple[float, ...] = (-92.16, -92.16, -3.0, 92.16, 92.16, 7.0)
+    voxel_size: tuple[float, ...] = (0.24, 0.24, 10.0)
+    num_proposals: int = 200
+    score_threshold: float = 0.1
+    circle_nms_dist_threshold: float = 0.5
+    iou_nms_search_distance_2d: float = 10.0
+    iou_nms_threshold: float = 0.1
+    yaw_norm_thresholds: tuple[float, ...] = (0.3, 0.3, 0.3, 0.3, 0.0)
+    sources: tuple[str, ...] = ()
+
+    @property
+    def score_cut(self) -> float:
+        """The threshold the node applies (its own 0.2 where the file's is ≤ 0)."""
+        return float(self.score_threshold) if self.score_threshold > 0 else NODE_SCORE_THRESHOLD
+
+    @property
+    def circle_dist(self) -> float:
+        return float(self.circle_nms_dist_threshold) if self.circle_nms_dist_threshold > 0 else NODE_CIRCLE_NMS
+
+    @property
+    def yaw_norms(self) -> np.ndarray:
+        """Per class, as the node keeps them: outside [0, 1) read as 0."""
+        return np.asarray([t if 0.0 <= t < 1.0 else 0.0 for t in self.yaw_norm_thresholds], dtype=np.float32)
+
+    def for_model(self, cfg) -> "NodeParams":
+        """These post-process settings with the model's own classes, grid and proposals (what its ml_package file
+        would say): for a model that is not the one the files describe."""
+        return replace(self, class_names=tuple(str(c).upper() for c in cfg.class_names),
+                       point_cloud_range=tuple(float(v) for v in cfg.point_cloud_range),
+                       voxel_size=tuple(float(v) for v in cfg.voxel_size), num_proposals=int(cfg.num_proposals))
+
+
+def read_node_params(paths: Sequence[str | Path], base: NodeParams | None = None) -> NodeParams:
+    """The node's parameters from its files (read in order, a later key replacing an earlier one, as the launch file
+    passes them); what no file sets stays `base`'s (default: the shipped files' values)."""
+    from cp_debug.data.autoware_params import file_parameters
+
+    kinds = {f.name: f.type for f in fields(NodeParams) if f.name != "sources"}
+    got: dict = {}
+    for path in paths:
+        for key, value in file_parameters(Path(path)).items():
+            if key in kinds:
+                got[key] = _typed(key, value, kinds[key], Path(path).name)
+    base = base or NodeParams()
+    return replace(base, **got, sources=base.sources + tuple(str(p) for p in paths))
+
+
+def _typed(key: str, value, kind: str, where: str):
+    scalar = {"int": int, "float": float}.get(kind)
+    try:
+        if scalar is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            return scalar(value)
+        if not isinstance(value, list):
+            raise TypeError
+        return tuple(str(v) for v in value) if "str" in kind else tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{where}:{key} = {value!r} is not what the node reads ({kind})") from None
+
+
+def deployed_outputs(stage_outputs: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """cls_score0, bbox_pred0, dir_cls_pred0 of the bisect's last stage (`stages.QUERY_OUTPUTS`): its cls_score,
+    and the last decoder layer's `k` proposals of center, height, dim, vel (the deployed order) and rot."""
+    from cp_debug.recipes.transfusion.export import BBOX_HEADS
+
+    def last(name: str) -> np.ndarray:
+        return np.asarray(stage_outputs[name], dtype=np.float32)[..., -k:]
+
+    return {"cls_score0": last("cls_score"),
+            "bbox_pred0": np.concatenate([last(h) for h in BBOX_HEADS if h in stage_outputs], axis=1),
+            "dir_cls_pred0": last("rot")}
+
+
+@dataclass(frozen=True)
+class NodeBoxes:
+    """Every proposal as the kernel writes its Box3D (step 1), in proposal order: box (K, 7) float32 [x, y, z_centre,
+    length, width, height, yaw], score (0 where the yaw filter dropped it), label, yaw_norm (|(sin, cos)|)."""
+
+    box: np.ndarray
+    score: np.ndarray
+    label: np.ndarray
+    yaw_norm: np.ndarray
+
+
+def decode_proposals(outputs: Mapping[str, np.ndarray], params: NodeParams) -> NodeBoxes:
+    """Step 1 (`generateBoxes3D_kernel`) on batch element 0 of the deployed outputs."""
+    missing = [n for n in DEPLOYED if n not in outputs]
+    if missing:
+        raise BadInputError(f"the node's decode needs {', '.join(DEPLOYED)}; missing {', '.join(missing)}")
+    cls, box, rot = (np.asarray(outputs[n], dtype=np.float32)[0] for n in DEPLOYED)
+    if cls.shape[0] != len(params.class_names) or len(params.yaw_norm_thresholds) < cls.shape[0]:
+        raise BadInputError(f"cls_score0 has {cls.shape[0]} classes; the node's parameters name "
+                            f"{len(params.class_names)} and {len(params.yaw_norm_thresholds)} yaw_norm_thresholds")
+    if box.shape[0] < 6 or rot.shape[0] != 2:
+        raise BadInputError(f"bbox_pred0 {list(box.shape)} / dir_cls_pred0 {list(rot.shape)}: expected [8, K] / [2, K]")
+    label = cls.argmax(0)
+    score = cls.max(0)
+    yaw_norm = np.sqrt(rot[0] * rot[0] + rot[1] * rot[1])
+    score = np.where(yaw_norm >= params.yaw_norms[label], score, np.float32(0.0))
+    vx, vy = (np.float32(v) for v in params.voxel_size[:2])
+    x = box[0] * np.float32(POSITION_SCALE) * vx + np.float32(params.point_cloud_range[0])
+    y = box[1] * np.float32(POSITION_SCALE) * vy + np.float32(params.point_cloud_range[1])
+    dims = np.exp(box[3:6])
+    out = np.stack([x, y, box[2], dims[0], dims[1], dims[2], np.arctan2(rot[0], rot[1])], axis=1)
+    return NodeBoxes(out.astype(np.float32), score.astype(np.float32), label.astype(np.int64), yaw_norm)
+
+
+def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None = None) -> "Detections":
+    """The boxes the node publishes for these deployed outputs (steps 1-3), by descending score."""
+    from cp_debug.models.centerpoint.decode import Detections, circle_nms
+
+    params = params or NodeParams()
+    p = decode_proposals(outputs, params)
+    kept = np.nonzero(p.score > np.float32(params.score_cut))[0]
+    kept = kept[np.argsort(-p.score[kept], kind="stable")]
+    dist = np.float32(params.circle_dist)
+    kept = kept[np.sort(circle_nms(p.box[kept, :2], p.score[kept], float(dist * dist), len(kept), strict=True))]
+    kept = kept[iou_nms(p.box[kept], p.label[kept], params)]
+    b = p.box[kept]
+    boxes = np.concatenate([b[:, :2], b[:, 2:3] - b[:, 5:6] * 0.5, b[:, 3:7], np.zeros((len(b), 2), np.float32)], 1)
+    rot = np.asarray(outputs["dir_cls_pred0"], dtype=np.float64)
+    return Detections(np.ascontiguousarray(boxes, dtype=np.float32), p.score[kept], p.label[kept],
+                      tuple(params.class_names), rot_norm=p.yaw_norm[kept].astype(np.float32),
+                      rot_rms=float(np.sqrt(np.mean(rot * rot))) if rot.size else None)
+
+
+def iou_nms(boxes: np.ndarray, labels: np.ndarray, params: NodeParams) -> np.ndarray:
+    """Step 3 (`NonMaximumSuppression::apply`) on boxes (N, 7) [x, y, z, length, width, height, yaw] in score
+    order: the indices kept, in order."""
+    names = [params.class_names[int(c)].upper() if 0 <= int(c) < len(params.class_names) else "" for c in labels]
+    semantic = [n if n in _SEMANTIC else "UNKNOWN" for n in names]
+    corners = [_footprint(b) for b in boxes]
+    reach = float(params.iou_nms_search_distance_2d) ** 2
+    keep = []
+    for i in range(len(boxes)):
+        for j in range(i):
+            if semantic[i] != semantic[j] and "PEDESTRIAN" in (semantic[i], semantic[j]):
+                continue
+            if (boxes[i, 0] - boxes[j, 0]) ** 2 + (boxes[i, 1] - boxes[j, 1]) ** 2 > reach:
+                continue
+            if bev_iou(corners[i], corners[j]) > params.iou_nms_threshold:
+                break
+        else:
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _footprint(box: np.ndarray) -> np.ndarray:
+    """The (4, 2) corners of a box's BEV footprint, counter-clockwise: length along the yaw, width across."""
+    c, s = math.cos(float(box[6])), math.sin(float(box[6]))
+    half = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64) * (float(box[3]) / 2, float(box[4]) / 2)
+    return half @ np.array([[c, s], [-s, c]]) + (float(box[0]), float(box[1]))
+
+
+def _area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) if len(poly) >= 3 else 0.0
+
+
+def _clip(subject: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sutherland–Hodgman: the part of convex `subject` left of the directed edge a→b."""
+    if not len(subject):
+        return subject
+    side = (b[0] - a[0]) * (subject[:, 1] - a[1]) - (b[1] - a[1]) * (subject[:, 0] - a[0])
+    out = []
+    for k in range(len(subject)):
+        p, q, sp, sq = subject[k], subject[(k + 1) % len(subject)], side[k], side[(k + 1) % len(subject)]
+        if sp >= 0:
+            out.append(p)
+        if (sp >= 0) != (sq >= 0):
+            out.append(p + (q - p) * (sp / (sp - sq)))
+    return np.asarray(out).reshape(-1, 2)
+
+
+def bev_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """get2dIoU of two convex footprints (corners counter-clockwise)."""
+    inter = a
+    for k in range(len(b)):
+        inter = _clip(inter, b[k], b[(k + 1) % len(b)])
+    area = _area(inter)
+    if area < MIN_INTERSECTION:
+        return 0.0
+    union = _area(a) + _area(b) - area
+    return 0.0 if union < MIN_UNION else min(1.0, area / union)
+
+
+def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, dict], "BoxVerdict"]:
+    """A `Subject.detection_verdict` for TransFusion config `cfg`: each side's last-stage outputs → the deployed
+    outputs → the node's detections (`params`, default the shipped files' post-process for `cfg`'s model), matched
+    box to box (`recipes/box_verdict.py`)."""
+    params = params or NodeParams().for_model(cfg)
+
+    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> "BoxVerdict":
+        from cp_debug.recipes.box_verdict import box_grid, box_verdict
+
+        a, b = (node_detections(deployed_outputs(side, params.num_proposals), params)
+                for side in (reference, candidate))
+        cell, extent = box_grid(cfg)
+        return box_verdict(a, b, score_threshold=params.score_cut, cap=params.num_proposals, cell_m=cell,
+                           extent_m=extent)
+
+    return verdict
