@@ -118,7 +118,7 @@ def _typed(key: str, value, kind: str, where: str):
 def deployed_outputs(stage_outputs: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """cls_score0, bbox_pred0, dir_cls_pred0 of the bisect's last stage (`stages.QUERY_OUTPUTS`): its cls_score,
     and the last decoder layer's `k` proposals of center, height, dim, vel (the deployed order) and rot."""
-    from cp_debug.recipes.transfusion.export import BBOX_HEADS
+    from cp_debug.recipes.transfusion.interface import BBOX_HEADS
 
     def last(name: str) -> np.ndarray:
         return np.asarray(stage_outputs[name], dtype=np.float32)[..., -k:]

@@ -22,13 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.recipes.transfusion.interface import (  # noqa: F401 (the interface's names, read here too)
+    BBOX_HEADS, DEPLOY_INPUTS, DEPLOY_OUTPUTS, DYNAMIC_AXES, deploy_outputs)
 
 ONNX_FILE = "transfusion.onnx"
-DEPLOY_INPUTS = ("voxels", "num_points", "coors")
-DEPLOY_OUTPUTS = ("cls_score0", "bbox_pred0", "dir_cls_pred0")
 DEFAULT_OPSET = 17
-DYNAMIC_AXES = {name: {0: "voxels_num"} for name in DEPLOY_INPUTS}
-BBOX_HEADS = ("center", "height", "dim", "vel")  # bbox_pred0's channels, in the patch's order
 
 
 def deploy_module(model):
@@ -36,20 +34,6 @@ def deploy_module(model):
     from cp_debug.recipes.transfusion.stages import TransFusionDeploy
 
     return TransFusionDeploy(model).eval()
-
-
-def deploy_outputs(out: dict, k: int):
-    """(cls_score0, bbox_pred0, dir_cls_pred0) of the head's outputs by AWML's names (torch or numpy): the last
-    decoder layer's `k` proposals."""
-    if isinstance(out["center"], np.ndarray):
-        sigmoid, cat = (lambda x: 1.0 / (1.0 + np.exp(-x))), (lambda xs: np.concatenate(xs, axis=1))
-    else:
-        import torch
-
-        sigmoid, cat = torch.sigmoid, (lambda xs: torch.cat(xs, dim=1))
-    last = {name: value[..., -k:] for name, value in out.items() if name not in ("dense_heatmap", "query_labels")}
-    cls_score = last["query_heatmap_score"] * sigmoid(last["heatmap"])
-    return cls_score, cat([last[h] for h in BBOX_HEADS if h in last]), last["rot"]
 
 
 @dataclass(frozen=True)

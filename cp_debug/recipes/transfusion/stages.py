@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cp_debug.recipes.transfusion.interface import deploy_outputs
+
 # the bisect's stages: the BEV features and the dense heatmap; then the decoder on the chosen proposals
 BEV_INPUTS = ("voxels", "num_points", "coors")
 BEV_OUTPUTS = ("bev_features", "dense_heatmap")
@@ -54,8 +56,6 @@ class TransFusionDeploy(_BevTrunk):
     """voxels, num_points, coors -> cls_score0, bbox_pred0, dir_cls_pred0 (Autoware's transfusion.onnx)."""
 
     def forward(self, voxels, num_points, coors):
-        from cp_debug.recipes.transfusion.export import deploy_outputs
-
         out = self.pts_bbox_head(self.neck_features(voxels, num_points, coors))
         return deploy_outputs(out, self.cfg.num_proposals)
 
