@@ -1,4 +1,5 @@
-"""`cpdebug infer`: run CenterPoint's staged pipeline with torch or ONNX Runtime per stage, save maps and boxes."""
+"""`cpdebug infer`: run CenterPoint's staged pipeline with torch or ONNX Runtime per stage, save maps and boxes;
+`--recipe transfusion`: TransFusion-L's head outputs (AWML's names), proposal classes and boxes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Seed, UseDim,
-                                   Verbose, model_record)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
+                                   UseDim, Verbose, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -18,6 +19,7 @@ STAGE_BACKENDS = ("torch", "ort")
 
 
 def infer(
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -27,8 +29,10 @@ def infer(
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
     out: Annotated[Path,
-                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, "
-                                     "boxes, scores, labels.")] = Path("cpdebug-out/infer.npz"),
+                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels "
+                                     "(--recipe transfusion: dense_heatmap, heatmap, query_heatmap_score, center, "
+                                     "height, dim, rot, vel, query_labels, boxes, scores, labels).")]
+    = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
     onnx_dir: Annotated[Optional[Path],
@@ -45,9 +49,92 @@ def infer(
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
+        if recipe_name(recipe) == "transfusion":
+            _centerpoint_only(encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
+            _infer_transfusion(model, points, out, device=device, quiet=quiet, third_party=third_party,
+                               load_dim=load_dim, use_dim=use_dim)
+            return
         _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
+
+
+def _centerpoint_only(*, encoder: str, backbone: str, onnx_dir: Path | None, rot_y: bool | None) -> None:
+    """--recipe transfusion runs the torch model end to end: CenterPoint's stage options are refused by name."""
+    from cp_debug.errors import BadInputError
+
+    given = [o for o, v in (("--encoder", encoder != "torch"), ("--backbone", backbone != "torch"),
+                            ("--onnx-dir", onnx_dir is not None), ("--(no-)rot-y-axis-reference", rot_y is not None))
+             if v]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion (it runs the torch "
+                            "model; without --checkpoint its weights are random)")
+
+
+def _infer_transfusion(model: ModelRecord, points: Path | None, out: Path, *, device: str, quiet: bool,
+                       third_party: ThirdParty, load_dim: int | None, use_dim: str | None) -> None:
+    """TransFusion-L on one scan: the head's outputs by AWML's names, the proposals' classes and the decoded
+    boxes, written to `out`."""
+    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.errors import BackendUnavailableError
+    from cp_debug.models.transfusion.presets import get_preset
+
+    cfg = get_preset(model.model_name)  # an unknown preset fails before torch is imported
+    _check_options(model, out, encoder="torch", backbone="torch", onnx_dir=None, device=device)
+    scan = _scan(cfg, points, load_dim, use_dim)
+    progress = StepProgress(quiet, stream=third_party.terminal)
+    with progress.step("loading torch"):
+        import numpy as np
+        import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
+    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.recipes.transfusion.infer import run_transfusion
+    from cp_debug.recipes.transfusion.source import load_transfusion
+
+    pts = scan.points if scan is not None else synthetic_scene(model.seed, cfg).points
+    with progress.step(f"building {cfg.name}"):
+        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed)
+    with progress.step(f"running TransFusion ({device})"):
+        result = run_transfusion(loaded.model, loaded.cfg, pts, device=device)
+    dets = result.detections
+    arrays = dict(result.head)
+    arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names),
+                  model_record=np.asarray(json.dumps(model.to_json())), recipe=np.asarray("transfusion"))
+    _save_npz(out, arrays)
+    console = stdout_console()
+    _scan_lines(console, scan)
+    counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
+    console.print(f"{len(dets)} boxes ({counts}) of {cfg.num_proposals} proposals, {result.num_voxels} voxels, from "
+                  f"{loaded.weights}", highlight=False, soft_wrap=True)
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,
+                  soft_wrap=True)
+    console.print(str(out), highlight=False, soft_wrap=True)
+    third_party.print_count(console, where=None)
+
+
+def _scan(cfg, points: Path | None, load_dim: int | None, use_dim: str | None):
+    """The --points file loaded as the config loads it (None: the synthetic scan); checked before the slow imports."""
+    from cp_debug.data.point_files import load_point_file, parse_use_dim
+    from cp_debug.errors import BadInputError
+
+    if (load_dim is not None or use_dim is not None) and points is None:
+        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
+    if points is None:
+        return None
+    return load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
+
+
+def _scan_lines(console, scan) -> None:
+    """What loading the --points file did, in a line, and its warnings."""
+    if scan is None:
+        return
+    console.print(f"{scan.points_in_range} of {scan.points_read} points in range "
+                  f"({scan.out_of_range_dropped} outside, {scan.non_finite_dropped} NaN/Inf dropped)",
+                  highlight=False, soft_wrap=True)
+    for w in scan.warnings:
+        console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _check_options(model: ModelRecord, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
@@ -97,7 +184,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
-    from cp_debug.errors import BackendUnavailableError, BadInputError
+    from cp_debug.errors import BackendUnavailableError
     from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset(model.model_name)
@@ -105,13 +192,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
     _check_options(model, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device)
     import numpy as np
 
-    from cp_debug.data.point_files import load_point_file, parse_use_dim
-
-    if (load_dim is not None or use_dim is not None) and points is None:
-        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
-    scan = None
-    if points is not None:  # checked before the slow imports
-        scan = load_point_file(points, cfg, load_dim=load_dim, use_dim=parse_use_dim(use_dim))
+    scan = _scan(cfg, points, load_dim, use_dim)  # checked before the slow imports
     pts = scan.points if scan is not None else None
 
     progress = StepProgress(quiet, stream=third_party.terminal)
@@ -156,12 +237,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
     _save_npz(out, arrays)
 
     console = stdout_console()
-    if scan is not None:
-        console.print(f"{scan.points_in_range} of {scan.points_read} points in range "
-                      f"({scan.out_of_range_dropped} outside, {scan.non_finite_dropped} NaN/Inf dropped)",
-                      highlight=False, soft_wrap=True)
-        for w in scan.warnings:
-            console.print(f"warning: {w}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    _scan_lines(console, scan)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,

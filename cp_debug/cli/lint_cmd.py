@@ -8,23 +8,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Verbose
+from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Recipe, Verbose, recipe_name
 from cp_debug.cli._quiet import ThirdParty
 
 
 def lint(
+    recipe: Recipe = None,
     config: ConfigFile = None,
     preset: Annotated[Optional[str], typer.Option(
-        help="A preset as the training config (demo, tiny, awml-base, …), instead of --config.")] = None,
+        help="A preset as the training config (demo, tiny, awml-base, …; --recipe transfusion: transfusion-tiny, "
+             "transfusion-t4-90m-768, …), instead of --config.")] = None,
     params: Annotated[Optional[list[Path]], typer.Option(
         "--params", metavar="FILE", help="Autoware parameter files (*.param.yaml: the model's ml_package file, "
-        "centerpoint_common, a model manifest), read in order as the launch file reads them; repeat the option.")] \
+        "centerpoint_common, a model manifest; --recipe transfusion: transfusion.param.yaml, "
+        "transfusion_ml_package.param.yaml), read in order as the launch file reads them; repeat the option.")] \
         = None,
     onnx_dir: Annotated[Optional[Path], typer.Option(
         "--onnx-dir", metavar="DIR", help="The deployed pair (the folder SPEC@DIR names; --onnx before: "
         "deprecated): pts_voxel_encoder[_<model>].onnx and "
-        "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); its *.param.yaml files are read too "
-        "when no --params is given.")] = None,
+        "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); --recipe transfusion: the folder of "
+        "transfusion.onnx, or the file; its *.param.yaml files are read too when no --params is given.")] = None,
     points: Annotated[Optional[list[Path]], typer.Option(
         "--points", metavar="FILE", help="Point files whose pillars are counted against the voxel cap; repeatable.")]
     = None,
@@ -39,7 +42,8 @@ def lint(
     """Check the training config, the parameter files and the ONNX pair against each other: class names and order,
     point features and the encoder's input, range and voxel size against the ONNX grid, the downsample factor
     against the head maps, the head's channels (variance, twist), the voxel cap against the data, thresholds as
-    the node decodes them.
+    the node decodes them. --recipe transfusion: classes, range, voxel size, proposals, voxels_num, box values and
+    yaw-norm thresholds of an AWML TransFusion config, the node's files and transfusion.onnx.
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.cli._preflight import check_outputs
@@ -47,10 +51,11 @@ def lint(
 
         check_outputs(junit)
 
-        cfg, label = _config(config, preset)
+        name = recipe_name(recipe)
+        cfg, label = _config(config, preset, name)
         files = tuple(params or ()) or params_of_folder(onnx_dir)
         frames, data_label = _frames(points, scenes, data_root, cfg)
-        report = run_lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label))
+        report = run_lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label, recipe=name))
 
         from cp_debug.cli._output import finish
 
@@ -82,11 +87,15 @@ def _junit_suite(report):
     return TestSuite("cpdebug.lint", cases, {"consistent": report.consistent, "summary": report.summary()})
 
 
-def _config(config: Path | None, preset: str | None):
+def _config(config: Path | None, preset: str | None, recipe: str = "centerpoint"):
     """The training config (a file, else the preset), and how messages name it; (None, "") when neither is given."""
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.source import model_name
+
+    if recipe == "transfusion":
+        from cp_debug.models.transfusion.presets import get_preset
+    else:
+        from cp_debug.models.centerpoint.presets import get_preset
 
     if config is not None and preset is not None:
         raise BadInputError("give --config or --preset, not both")

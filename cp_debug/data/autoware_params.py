@@ -128,17 +128,19 @@ class AutowareParams:
         return None
 
 
-def read_params(paths: Sequence[str | Path]) -> AutowareParams:
-    """Read the files in order (later keys replace earlier ones); each must hold ROS 2 parameters."""
+def read_params(paths: Sequence[str | Path], node: str = "CenterPoint") -> AutowareParams:
+    """Read the files in order (later keys replace earlier ones); each must hold ROS 2 parameters of `node`'s
+    (CenterPoint or TransFusion: `NODE_GROUPS`)."""
     raw: dict[str, Param] = {}
     files = []
+    groups = NODE_GROUPS[node]
     for path in paths:
         path = Path(path)
         files.append(path)
         params = file_parameters(path)
-        if not {k.split(".")[0] for k in params} & _NODE_GROUPS:
-            raise BadInputError(f"{path}: none of the parameters Autoware's CenterPoint node reads "
-                                f"({', '.join(sorted(_NODE_GROUPS))}): is it the node's *.param.yaml?")
+        if not {k.split(".")[0] for k in params} & groups:
+            raise BadInputError(f"{path}: none of the parameters Autoware's {node} node reads "
+                                f"({', '.join(sorted(groups))}): is it the node's *.param.yaml?")
         for key, value in params.items():
             raw[key] = Param(value, f"{path.name}:{key}")
     return AutowareParams(tuple(files), raw)
@@ -149,6 +151,14 @@ def read_params(paths: Sequence[str | Path]) -> AutowareParams:
 _NODE_GROUPS = frozenset({"model_params", "post_process_params", "densification_params", "encoder_onnx_path",
                           "head_onnx_path", "encoder_engine_path", "head_engine_path", "trt_precision",
                           "cloud_capacity"})
+# autoware_lidar_transfusion declares flat names (src/lidar_transfusion_node.cpp)
+_TRANSFUSION_GROUPS = frozenset({"class_names", "trt_precision", "voxels_num", "point_cloud_range", "voxel_size",
+                                 "num_proposals", "onnx_path", "engine_path", "densification_world_frame_id",
+                                 "densification_num_past_frames", "circle_nms_dist_threshold",
+                                 "iou_nms_target_class_names", "iou_nms_search_distance_2d", "iou_nms_threshold",
+                                 "yaw_norm_thresholds", "score_threshold", "allow_remapping_by_area_matrix",
+                                 "min_area_matrix", "max_area_matrix"})
+NODE_GROUPS = {"CenterPoint": _NODE_GROUPS, "TransFusion": _TRANSFUSION_GROUPS}
 
 
 def is_param_file(path: Path) -> bool:
