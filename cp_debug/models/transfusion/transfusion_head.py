@@ -123,14 +123,14 @@ class TransFusionHead(nn.Module):
         outputs (center, height, dim, rot, vel, heatmap; every layer's with auxiliary)."""
         batch_size = lidar_feat.shape[0]
         lidar_feat_flatten = lidar_feat.view(batch_size, lidar_feat.shape[1], -1)
-        bev_pos = self.bev_pos.repeat(batch_size, 1, 1).to(lidar_feat.device)
+        bev_pos = self.bev_pos.repeat(batch_size, 1, 1).to(lidar_feat.device, lidar_feat.dtype)
         cells = lidar_feat_flatten.shape[-1]
         query_labels = top_proposals // cells
         top_index = top_proposals % cells
         query_feat = lidar_feat_flatten.gather(
             index=top_index[:, None, :].expand(-1, lidar_feat_flatten.shape[1], -1), dim=-1)
         one_hot = F.one_hot(query_labels, num_classes=self.num_classes).permute(0, 2, 1)
-        query_feat = query_feat + self.class_encoding(one_hot.float())
+        query_feat = query_feat + self.class_encoding(one_hot.to(lidar_feat.dtype))  # AWML: .float()
         query_pos = bev_pos.gather(index=top_index[:, None, :].permute(0, 2, 1).expand(-1, -1, bev_pos.shape[-1]),
                                    dim=1)
 

@@ -147,3 +147,22 @@ def test_the_legacy_decoration_overwrites_xyz_with_the_centre_offsets_and_not_th
     assert feats.shape[-1] == 11
     assert torch.equal(feats[..., :3], feats[..., 8:11])  # mmdet3d legacy=True: raw xyz replaced by the offsets
     assert torch.equal(feats[..., 3:5], voxels[..., 3:5] * (feats[..., 3:5] != 0))
+
+
+def test_the_head_runs_in_half_on_features_in_half(model):
+    """torch-cuda-fp16 runs the model converted with .half(): the BEV positions (a plain attribute, as AWML's, that
+    .half() does not reach) follow the features' dtype, or the position embedding's half conv met float32 input."""
+    import copy
+
+    head = copy.deepcopy(model.pts_bbox_head).half()
+    cells = CFG.head_size[0] * CFG.head_size[1]
+    feat = torch.randn(1, CFG.hidden_channel, CFG.head_size[1], CFG.head_size[0], dtype=torch.float16)
+    top = torch.arange(CFG.num_proposals)[None] * (cells // CFG.num_proposals)
+    try:
+        with torch.no_grad():
+            out = head.decode_proposals(feat, top)
+    except RuntimeError as e:
+        if "not implemented for 'Half'" in str(e):  # a CPU build without half kernels for one of the ops
+            pytest.skip(str(e))
+        raise
+    assert out["center"].dtype == torch.float16
