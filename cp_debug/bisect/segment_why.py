@@ -46,6 +46,7 @@ class SegmentWhy:
     verified: bool | None  # None: not tried
     cured_rel_rmse: float | None = None
     note: str | None = None
+    lane: str | None = None  # where the segment ran when not as the candidate runs it (a torch candidate)
 
     def text(self) -> str:
         f = self.finding
@@ -68,8 +69,10 @@ class SegmentWhy:
             why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
                    f"FP32 reference is finite, and no FP32 value in the segment leaves float16's range{near}")
         keep = ", ".join(self.keep)
+        on = (f" on {self.lane} running the exported segment (torch has no per-node FP32 switch: keep the module "
+              "out of half / autocast)") if self.lane else ""
         if self.verified:
-            advice = (f"verified: keeping {keep} in FP32 (--keep-fp32) brings this segment within precision "
+            advice = (f"verified{on}: keeping {keep} in FP32 (--keep-fp32) brings this segment within precision "
                       f"(local rel. RMSE {self.cured_rel_rmse:.3g})")
         elif self.verified is False:
             advice = (f"keeping {keep} in FP32 does not cure this segment ({self.note}); `cpdebug keep-fp32` "
@@ -112,13 +115,20 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Ro
 
 
 def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
-    """The op-level why of `probe`'s segment for an ONNX FP16 candidate, or None where it does not apply or the
-    data shows nothing (no value out of range, no NaN/Inf)."""
+    """The op-level why of `probe`'s segment for an FP16 candidate, or None where it does not apply or the data shows
+    nothing (no value out of range, no NaN/Inf). A torch candidate (torch-cuda-fp16) is explained on the stage's
+    exported segment: the FP32 values that leave float16's range are the reference's, whoever runs FP16; NaN/Inf
+    and the cure are found with ONNX Runtime's float16 storage (ort-cpu-fp16), and the report says so."""
+    from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.kit_local import local_spec
 
     spec, _ = local_spec(state)
-    if spec.precision != "fp16" or spec.framework != "ort":
+    if spec.precision != "fp16" or spec.framework not in ("ort", "torch"):
         return None
+    lane = None
+    if spec.framework == "torch":
+        spec = BackendSpec.parse("ort-cpu-fp16")
+        lane = str(spec)
     rs = root_segment(run, state, i, probe)
     if rs is None:
         return None
@@ -138,12 +148,12 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
         try:
             got = run_segment(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried).values[tensor]
         except Exception as err:  # noqa: BLE001 - a segment ONNX Runtime refuses to run with the nodes kept
-            return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}")
+            return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}", lane=lane)
         d = TensorDiff.from_arrays(probe, run.store.get(probe), got, run.tolerance(state, probe))
         if d.status == "ok":
-            return SegmentWhy(finding, tried, True, d.rel_rmse)
+            return SegmentWhy(finding, tried, True, d.rel_rmse, lane=lane)
         first = first or f"status {d.status}, local rel. RMSE {d.rel_rmse:.3g}"
-    return SegmentWhy(finding, keep, False, note=first)
+    return SegmentWhy(finding, keep, False, note=first, lane=lane)
 
 
 _WIDEN_STEPS = 6  # how far upstream the kept set grows before the keep-fp32 search is proposed instead
