@@ -6,7 +6,10 @@ advice, keeping in FP32 every op that writes or reads a value beyond the range, 
 and said to cure it only when it does ("verified"), else the keep-fp32 search is proposed.
 
 A probe sees module outputs only: an attention whose QK^T logits overflow shows up at the attention's output (or,
-before attention probes, at the next LayerNorm), and the segment's last op is not the one that overflowed.
+before attention probes, at the next LayerNorm), and the segment's last op is not the one that overflowed. Where the
+value leaving the segment is itself beyond the range (a conv whose ReLU and next conv are later probes), the nodes
+reading it are outside the segment: the segment is taken on to the first later probe of the stage whose reference
+value is back within the range, and the advice is verified there.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class OpFinding:
     kind: str  # "overflow" | "nonfinite"
     role: str = ""  # e.g. "QK^T logits" for a MatMul a Softmax reads
     ref_absmax: float | None = None  # nonfinite: the FP32 reference's |x| max there
+    rel_rmse: float | None = None  # reduction: the candidate's output there against the reference's
 
     def describe(self) -> str:
         where = f"{self.module}: " if self.module else ""
@@ -47,6 +51,7 @@ class SegmentWhy:
     cured_rel_rmse: float | None = None
     note: str | None = None
     lane: str | None = None  # where the segment ran when not as the candidate runs it (a torch candidate)
+    through: str | None = None  # the later probe the segment was taken on to (its own output out of range)
 
     def text(self) -> str:
         f = self.finding
@@ -58,9 +63,10 @@ class SegmentWhy:
                    f"FP32 reference reaches |x| = {f.value:.3g}, with no NaN/Inf (as ONNX Runtime's float16 "
                    "LayerNormalization has, onnxruntime#29034)")
         elif f.kind == "reduction":
-            why = (f"FP16 reduction over {int(f.value)} elements at {f.describe()} (> 2^15): a float16 accumulator's "
-                   "sum outgrows its 11-bit mantissa there (a softmax's running sum reaches the key count, "
-                   "autoware-ml#95)")
+            why = (f"FP16 reduction over {int(f.value)} elements at {f.describe()} (> 2^15): its float16 result is off "
+                   f"by rel. RMSE {f.rel_rmse:.3g} against FP32, beyond one float16 rounding (2^-11); over that many "
+                   "elements a softmax's weights (~1/n) sink toward float16's subnormals and a float16 accumulator's "
+                   "sum outgrows its 11-bit mantissa (autoware-ml#95)")
         else:
             near = ""
             if f.ref_absmax is not None and f.ref_absmax > FP16_MAX / 2:
@@ -69,13 +75,18 @@ class SegmentWhy:
             why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
                    f"FP32 reference is finite, and no FP32 value in the segment leaves float16's range{near}")
         keep = ", ".join(self.keep)
+        seg = "this segment"
+        if self.through:
+            why += (f"; the value it hands on is out of range too, so the segment is taken on to {self.through}, "
+                    "the first later probe back within the range")
+            seg = f"the segment through {self.through}"
         on = (f" on {self.lane} running the exported segment (torch has no per-node FP32 switch: keep the module "
               "out of half / autocast)") if self.lane else ""
         if self.verified:
-            advice = (f"verified{on}: keeping {keep} in FP32 (--keep-fp32) brings this segment within precision "
+            advice = (f"verified{on}: keeping {keep} in FP32 (--keep-fp32) brings {seg} within precision "
                       f"(local rel. RMSE {self.cured_rel_rmse:.3g})")
         elif self.verified is False:
-            advice = (f"keeping {keep} in FP32 does not cure this segment ({self.note}); `cpdebug keep-fp32` "
+            advice = (f"keeping {keep} in FP32 does not cure {seg} ({self.note}); `cpdebug keep-fp32` "
                       "searches the smallest set that does")
         else:
             advice = f"keep {keep} in FP32 (--keep-fp32); not verified here ({self.note})"
@@ -94,24 +105,61 @@ class RootSegment:
     named: Any  # _Named
 
 
-def root_segment(run: RunState, state: CandidateState, i: int, probe: str) -> RootSegment | None:
-    """`probe`'s segment as its local error ran it (local_error.py), or None where it has no tensor or value."""
+def root_segment(run: RunState, state: CandidateState, i: int, probe: str, through: str | None = None
+                 ) -> RootSegment | None:
+    """`probe`'s segment as its local error ran it (local_error.py), or None where it has no tensor or value; with
+    `through` (a later probe of the same stage), the segment from the same known tensors on to that probe's tensor,
+    the probes between computed inside it."""
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
     spec, _ = local_spec(state)  # trt-*@KIT: ONNX Runtime on the same segment, as its local errors
     st = run.stage_of(state.label, i)
     pm = st.probe_map()
-    tensor = pm.tensors.get(probe) if pm is not None else None
+    end = through or probe
+    tensor = pm.tensors.get(end) if pm is not None else None
     model = st.onnx()
-    if tensor is None or probe not in run.store:
+    if tensor is None or end not in run.store:
         return None
     known = run.known_tensors(i, st)
-    cut = cut_segment(model, [tensor], set(known) - {tensor})
+    inside = {pm.tensors[p] for p in _probes_from(run, i, probe, end) if p in pm.tensors}
+    cut = cut_segment(model, [tensor], set(known) - inside - {tensor})
     feed = {b: np.asarray(run.known_value(i, known[b])) for b in cut.inputs}
     seg = segment_model(model, cut, feed, tensor_types(model),
-                        {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(probe)})
+                        {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(end)})
     return RootSegment(seg, feed, tensor, spec, _Named(st, {t: p for p, t in pm.tensors.items()}))
+
+
+def _probes_from(run: RunState, i: int, first: str, last: str) -> list[str]:
+    """Stage i's module probes from `first` to `last` in execution order, both included."""
+    lo, hi = run.probes[first].pos, run.probes[last].pos
+    return [n for n, p in run.probes.items() if p.stage == i and p.kind == "module" and lo <= p.pos <= hi]
+
+
+_THROUGH_PROBES = 8  # how many later probes are tried for one whose value is back within float16's range
+
+
+def _back_in_range(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
+    """Where `probe`'s reference value leaves float16's range: the first later module probe of stage i with a tensor
+    in the graph whose value is back within it (None if the probe's value is in range, or none of the next few is)."""
+    if probe not in run.probes or probe not in run.store or _absmax(run, probe) <= FP16_MAX:
+        return None
+    pm = run.stage_of(state.label, i).probe_map()
+    pos = run.probes[probe].pos
+    later = sorted((p.pos, n) for n, p in run.probes.items() if p.stage == i and p.kind == "module" and p.pos > pos
+                   and n in run.store and pm is not None and n in pm.tensors)
+    for _, name in later[:_THROUGH_PROBES]:
+        if _absmax(run, name) <= FP16_MAX:
+            return name
+    return None
+
+
+def _absmax(run: RunState, name: str) -> float:
+    v = np.asarray(run.store.get(name))
+    if not v.size or not np.issubdtype(v.dtype, np.floating):
+        return 0.0
+    finite = v[np.isfinite(v)]
+    return float(np.abs(finite).max()) if finite.size else 0.0
 
 
 def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) -> SegmentWhy | None:
@@ -129,17 +177,21 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     if spec.framework == "torch":
         spec = BackendSpec.parse("ort-cpu-fp16")
         lane = str(spec)
-    rs = root_segment(run, state, i, probe)
+    through = _back_in_range(run, state, i, probe)
+    rs = root_segment(run, state, i, probe, through) if through else None
+    if rs is None:
+        through, rs = None, root_segment(run, state, i, probe)
     if rs is None:
         return None
     seg, feed, tensor, st = rs.model, rs.feed, rs.tensor, rs.named
+    judged = through or probe
     inner = _float_outputs(seg)
     ref = run_segment(run, "ort", seg, feed, inner).values
     finding, keep = _overflow(seg, ref, st)
     if finding is None:
         cand = run_segment(run, str(spec), seg, feed, inner, spec=spec).values
         finding = (_first_nonfinite(seg, ref, cand, st) or _collapsed(seg, ref, cand, st)
-                   or _long_reduction(seg, ref, st))
+                   or _long_reduction(seg, ref, cand, st))
         if finding is None:
             return None
         keep = (finding.node,)
@@ -148,12 +200,13 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
         try:
             got = run_segment(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried).values[tensor]
         except Exception as err:  # noqa: BLE001 - a segment ONNX Runtime refuses to run with the nodes kept
-            return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}", lane=lane)
-        d = TensorDiff.from_arrays(probe, run.store.get(probe), got, run.tolerance(state, probe))
+            return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}",
+                              through=through, lane=lane)
+        d = TensorDiff.from_arrays(judged, run.store.get(judged), got, run.tolerance(state, judged))
         if d.status == "ok":
-            return SegmentWhy(finding, tried, True, d.rel_rmse, lane=lane)
+            return SegmentWhy(finding, tried, True, d.rel_rmse, through=through, lane=lane)
         first = first or f"status {d.status}, local rel. RMSE {d.rel_rmse:.3g}"
-    return SegmentWhy(finding, keep, False, note=first, lane=lane)
+    return SegmentWhy(finding, keep, False, note=first, through=through, lane=lane)
 
 
 _WIDEN_STEPS = 6  # how far upstream the kept set grows before the keep-fp32 search is proposed instead
@@ -265,10 +318,13 @@ _REDUCING = {"ReduceSum": "axes", "ReduceMean": "axes", "ReduceL2": "axes", "Sof
 _LONG_REDUCTION = 1 << 15
 
 
-def _long_reduction(seg, ref: dict, st) -> OpFinding | None:
+def _long_reduction(seg, ref: dict, cand: dict, st) -> OpFinding | None:
     """The first reduction (a sum, a mean, a softmax's sum, a LayerNorm's statistics) over more than 2^15 elements
-    of its input (the reference's shape), where a float16 accumulator loses the sum."""
+    of its input (the reference's shape) whose candidate output is measurably off: a relative RMSE against the
+    reference beyond one float16 rounding (2^-11). A long reduction the candidate computes well is no finding."""
     from onnx import helper
+
+    from cp_debug.compare.noise import UNIT_ROUNDOFF
 
     for node in seg.graph.node:
         if node.op_type not in _REDUCING or not node.input or ref.get(node.input[0]) is None:
@@ -282,8 +338,17 @@ def _long_reduction(seg, ref: dict, st) -> OpFinding | None:
         else:
             axes = list(attrs.get("axes", range(len(shape))))
         n = int(np.prod([shape[a] for a in axes])) if shape else 0
-        if n > _LONG_REDUCTION:
-            return OpFinding(node.name, node.op_type, named_module(node, st), float(n), "reduction", _role(seg, node))
+        if n <= _LONG_REDUCTION:
+            continue
+        r, c = ref.get(node.output[0]), cand.get(node.output[0])
+        if r is None or c is None or r.shape != c.shape:
+            continue
+        r, c = r.astype(np.float64), c.astype(np.float64)
+        scale = float(np.sqrt(np.mean(r * r)))
+        rel = float(np.sqrt(np.mean((c - r) ** 2))) / scale if scale > 0 else 0.0
+        if rel > UNIT_ROUNDOFF["fp16"]:
+            return OpFinding(node.name, node.op_type, named_module(node, st), float(n), "reduction",
+                             _role(seg, node), rel_rmse=rel)
     return None
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 from onnx import TensorProto, helper
 
-from cp_debug.bisect.segment_why import _collapsed, _long_reduction, _overflow
+from cp_debug.bisect.segment_why import SegmentWhy, _collapsed, _long_reduction, _overflow
 
 ONNX_ONLY = SimpleNamespace(module=None)  # a stage without its torch module: modules from node metadata only
 
@@ -19,12 +19,33 @@ def _graph(op: str, n: int, **attrs):
     return helper.make_model(helper.make_graph([node], "g", [x], [y]), ir_version=8)
 
 
-def test_a_softmax_over_more_than_2_15_keys_is_a_long_reduction_and_a_short_one_is_not():
-    long = _graph("Softmax", 40000, axis=-1)
-    ref = {"x": np.zeros((1, 40000), np.float32)}
-    found = _long_reduction(long, ref, ONNX_ONLY)
-    assert found is not None and found.node == "the_softmax" and found.value == 40000 and found.kind == "reduction"
-    assert _long_reduction(_graph("Softmax", 1000, axis=-1), {"x": np.zeros((1, 1000), np.float32)}, ONNX_ONLY) is None
+def _softmax_both_ways(n: int, seed: int = 0):
+    """A softmax over `n` keys of near-equal logits (a cross-attention over mostly empty BEV cells): the graph, the
+    FP32 reference's values and ONNX Runtime's FP16 candidate's (float16 storage emulated, as the bisect runs it)."""
+    from cp_debug.backends.factory import make_runner
+    from cp_debug.backends.spec import BackendSpec
+
+    g = _graph("Softmax", n, axis=-1)
+    x = np.random.default_rng(seed).normal(0.0, 0.1, (1, n)).astype(np.float32)
+    logits = x - x.max()
+    e = np.exp(logits)
+    ref = {"x": x, "y": (e / e.sum()).astype(np.float32)}
+    with make_runner(BackendSpec.parse("ort-cpu-fp16"), onnx_model=g, spinning=False) as r:
+        cand = {"y": np.asarray(r.infer({"x": x})["y"])}
+    return g, ref, cand
+
+
+def test_a_softmax_over_more_than_2_15_keys_is_named_with_its_count_and_measured_error_and_a_short_one_is_not():
+    g, ref, cand = _softmax_both_ways(36864)  # the T4 grid's 192 x 192 cells
+    found = _long_reduction(g, ref, cand, ONNX_ONLY)
+    assert found is not None and found.node == "the_softmax" and found.value == 36864 and found.kind == "reduction"
+    assert found.rel_rmse > 2.0 ** -11  # the harm is measured, not assumed from the count
+    why = SegmentWhy(found, ("the_softmax",), None, note="a unit test").text()
+    assert "FP16 reduction over 36864 elements" in why and f"rel. RMSE {found.rel_rmse:.3g}" in why
+    g, ref, cand = _softmax_both_ways(1024)  # transfusion-tiny's 32 x 32 cells: never a long reduction
+    assert _long_reduction(g, ref, cand, ONNX_ONLY) is None
+    g, ref, _ = _softmax_both_ways(40000)
+    assert _long_reduction(g, ref, {"y": ref["y"].copy()}, ONNX_ONLY) is None  # long, but computed well: no finding
 
 
 def test_an_output_all_zero_where_the_reference_is_not_is_a_collapse_and_values_in_range_are_no_overflow():
