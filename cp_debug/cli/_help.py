@@ -91,7 +91,8 @@ EXAMPLES = {
     "scenes": ("cpdebug scenes --n 200 --out scenes/",
                "cpdebug scenes --n 200 --out scenes/ --preset demo --seed 0 --workers 8"),
     "train": ("cpdebug train --preset demo --scenes scenes/ --out ckpt.pth --steps 200",
-              "cpdebug train --preset demo --scenes scenes/ --out ckpt.pth --epochs 20 --device cuda --half"),
+              "cpdebug train --recipe transfusion --preset transfusion-demo --scenes scenes/ --out tf.pth "
+              "--device cuda --half"),
     "backends": ("cpdebug backends",
                  "cpdebug backends --json"),
     "serve": ("cpdebug serve",

@@ -1,4 +1,5 @@
-"""`cpdebug train`: train a CenterPoint preset on scenes with ground truth; an mmengine checkpoint comes out."""
+"""`cpdebug train`: train a CenterPoint (or, --recipe transfusion, a TransFusion-L) preset on scenes with ground
+truth; an mmengine checkpoint comes out."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Recipe, Verbose, model_record, recipe_name
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -16,6 +17,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pth, mmengine layout).")],
     preset: Preset = "demo",
     config: ConfigFile = None,
+    recipe: Recipe = None,
     scenes: Annotated[Optional[Path],
                       typer.Option(help="Training scenes: a folder from `cpdebug scenes` or "
                                         "an mmdet3d info .pkl.")] = None,
@@ -46,13 +48,14 @@ def train(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train with mmdet3d's CenterHead targets and losses (AdamW, one-cycle, grad clip 15, AMP on cuda)."""
+    """Train with mmdet3d's CenterHead targets and losses, or AWML's TransFusionHead's (--recipe transfusion:
+    Hungarian-matched queries); AdamW, one-cycle, grad clip 15, AMP on cuda."""
     with ThirdParty(verbose=verbose) as third_party:
         preset = model_record(preset, config).model_name
-        request = TrainRequest(out=out, preset=preset, scenes=scenes, data_root=data_root, synthetic=synthetic,
-                               steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                               workers=workers, val_scenes=val_scenes, val_every=val_every, half=half, log=log,
-                               seed=seed)
+        request = TrainRequest(out=out, recipe=recipe_name(recipe), preset=preset, scenes=scenes,
+                               data_root=data_root, synthetic=synthetic, steps=steps, epochs=epochs,
+                               batch_size=batch_size, lr=lr, device=device, workers=workers, val_scenes=val_scenes,
+                               val_every=val_every, half=half, log=log, seed=seed)
         _train(request, quiet, third_party)
 
 
@@ -61,6 +64,7 @@ class TrainRequest:
     """One `cpdebug train` as typed; `check()` says what is wrong before any scene is read."""
 
     out: Path
+    recipe: str
     preset: str
     scenes: Path | None
     data_root: Path | None
@@ -97,9 +101,10 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.train.detectors import detector
 
-    cfg = get_preset(r.preset)
+    trainee = detector(r.recipe)
+    cfg = trainee.get_preset(r.preset)
     r.check()
     scenes, synthetic, seed, steps, device = r.scenes, r.synthetic, r.seed, r.steps, r.device
 
@@ -129,7 +134,8 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
                           workers=r.workers, val_scenes=r.val_scenes, val_every=r.val_every, seed=seed, out=r.out,
                           half=r.half, log_path=None,
                           source=str(scenes) if scenes is not None else f"synthetic seeds 0..{synthetic - 1}",
-                          bar=lambda total: progress_bar(f"train {r.preset}", total, quiet, third_party.terminal))
+                          bar=lambda total: progress_bar(f"train {r.preset}", total, quiet, third_party.terminal),
+                          detector=trainee)
     log = r.log
     if log is not None:  # the run's log, with the third-party warnings caught in it
         from cp_debug.files import json_text, write_text_atomic

@@ -109,12 +109,17 @@ class SceneDataset:
             points, boxes = augment(rng, points, boxes, self.augment_cfg)
         vox = voxelize(np.ascontiguousarray(points, dtype=np.float32), self.cfg)
         t = build_targets(boxes, labels, self.cfg, self.target_cfg)
+        pcr = self.cfg.point_cloud_range  # the GT boxes themselves (for matching), as ObjectRangeFilter keeps them
+        inside = (boxes[:, 0] >= pcr[0]) & (boxes[:, 0] < pcr[3]) & (boxes[:, 1] >= pcr[1]) & (boxes[:, 1] < pcr[4])
         return {"voxels": vox.voxels, "num_points": vox.num_points, "coors": vox.coors,
-                "heatmap": t.heatmap, "anno_box": t.anno_box, "ind": t.ind, "mask": t.mask}
+                "heatmap": t.heatmap, "anno_box": t.anno_box, "ind": t.ind, "mask": t.mask,
+                "gt_boxes": np.ascontiguousarray(boxes[inside], dtype=np.float32),
+                "gt_labels": np.asarray(labels, dtype=np.int64)[inside]}
 
 
 def collate(items: list[dict]) -> dict:
-    """Concatenate voxels (coors' batch column = position in the batch) and stack the targets."""
+    """Concatenate voxels (coors' batch column = position in the batch) and stack the targets; the GT boxes
+    and labels stay a list of tensors, one per sample."""
     import torch
 
     coors = []
@@ -127,4 +132,6 @@ def collate(items: list[dict]) -> dict:
            "coors": torch.cat(coors), "batch_size": len(items)}
     for key in ("heatmap", "anno_box", "ind", "mask"):
         out[key] = torch.from_numpy(np.stack([it[key] for it in items]))
+    for key in ("gt_boxes", "gt_labels"):
+        out[key] = [torch.from_numpy(it[key]) for it in items]
     return out

@@ -1,7 +1,9 @@
-"""Train a CenterPoint on scenes with ground truth: AdamW + one-cycle, grad clip, mixed precision on CUDA.
+"""Train a detector on scenes with ground truth: AdamW + one-cycle, grad clip, mixed precision on CUDA.
 
-As AWML trains it: mmdet3d's initialisation with the heatmap bias at -2.19, AdamW (lr 3e-4, weight decay
-0.01), gradient norm clipped at 15, a one-cycle schedule (cosine), fp16 autocast with loss scaling on CUDA.
+The loop takes one `detectors.Detector` (CenterPoint's model and losses are here, TransFusion's in
+`transfusion.py`). CenterPoint as AWML trains it: mmdet3d's initialisation with the heatmap bias at -2.19;
+for both: AdamW (lr 3e-4, weight decay 0.01), gradient norm clipped at 15, a one-cycle schedule (cosine), fp16
+autocast with loss scaling on CUDA.
 The result is saved in mmengine's layout by `save_checkpoint` (float16 tensors with `half=True`; they load
 into the float32 model unchanged in meaning).
 """
@@ -20,6 +22,7 @@ from cp_debug.train.targets import TargetConfig
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
     from cp_debug.train.batches import SceneDataset
+    from cp_debug.train.detectors import Detector
 
 TRAIN_HEATMAP_BIAS = -2.19  # AWML/mmdet3d CenterHead init_bias in training configs
 
@@ -41,17 +44,22 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class StepLog:
+    """The mean losses over the steps since the previous log row; `parts` by the detector's names."""
+
     step: int
     loss: float
-    loss_heatmap: float
-    loss_bbox: float
+    parts: dict
     lr: float
     elapsed_s: float
+
+    def to_json(self) -> dict:
+        """Flat: {"step", "loss", <each part>, "lr", "elapsed_s"} (the training log's rows)."""
+        return {"step": self.step, "loss": self.loss, **self.parts, "lr": self.lr, "elapsed_s": self.elapsed_s}
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    model: object  # CenterPoint, eval mode, on CPU
+    model: object  # the trained detector, eval mode, on CPU
     log: tuple[StepLog, ...] = field(default_factory=tuple)
     seconds: float = 0.0
     samples_seen: int = 0
@@ -77,6 +85,13 @@ def training_model(cfg: "CenterPointConfig", seed: int = 0):
     return model.train()
 
 
+def eval_model(cfg: "CenterPointConfig"):
+    """A fresh CenterPoint for a saved checkpoint to be re-loaded into."""
+    from cp_debug.models.centerpoint.model import build_model
+
+    return build_model(cfg, seed=0, init="mmdet3d")
+
+
 def _batches(loader, dataset):
     epoch = 0
     while True:
@@ -95,42 +110,55 @@ def forward_batch(model, batch: dict, cfg: "CenterPointConfig", device):
     return model(feats, coors, batch["batch_size"])
 
 
-def train(cfg: "CenterPointConfig", dataset: "SceneDataset", opts: TrainOptions,
-          on_step: Callable[[int, dict, object], None] | None = None, model=None) -> TrainResult:
-    """Train for `opts.steps` optimizer steps (cycling over the dataset); `on_step(step, losses, model)` after
-    each (the model may be switched to eval and back there, e.g. to validate)."""
+def batch_losses(model, batch: dict, cfg: "CenterPointConfig", device, amp: bool) -> dict:
+    """CenterPoint's forward on a collated batch (under fp16 autocast when `amp`), then CenterHead's losses."""
+    import torch
+
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=amp):
+        maps = forward_batch(model, batch, cfg, device)
+    targets = [batch[k].to(device, non_blocking=True) for k in ("heatmap", "anno_box", "ind", "mask")]
+    code_weights = torch.tensor(TargetConfig().code_weights, dtype=torch.float32, device=device)
+    return centerpoint_losses(maps, *targets, code_weights, LossConfig())
+
+
+def train(cfg, dataset: "SceneDataset", opts: TrainOptions,
+          on_step: Callable[[int, dict, object], None] | None = None, model=None,
+          detector: "Detector | None" = None) -> TrainResult:
+    """Train `detector` (CenterPoint when None) for `opts.steps` optimizer steps (cycling over the dataset);
+    `on_step(step, losses, model)` after each (the model may be switched to eval and back there, e.g. to
+    validate)."""
     import torch
 
     from cp_debug.train.batches import collate
+    from cp_debug.train.detectors import detector as detector_of
+
+    detector = detector or detector_of("centerpoint")
 
     torch.manual_seed(opts.seed)
     device = torch.device(opts.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    model = (model or training_model(cfg, opts.seed)).to(device).train()
+    model = (model or detector.training_model(cfg, opts.seed)).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay, betas=(0.95, 0.99))
     sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opts.lr, total_steps=max(opts.steps, 2),
                                                 pct_start=opts.pct_start, anneal_strategy="cos",
                                                 div_factor=10.0, final_div_factor=1e3)
     use_amp = cuda and opts.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    code_weights = torch.tensor(TargetConfig().code_weights, dtype=torch.float32, device=device)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=opts.batch_size, shuffle=True, num_workers=opts.workers, collate_fn=collate,
         drop_last=len(dataset) >= opts.batch_size, pin_memory=cuda, persistent_workers=False,
         generator=torch.Generator().manual_seed(opts.seed))
     log: list[StepLog] = []
-    acc = {"loss": 0.0, "loss_heatmap": 0.0, "loss_bbox": 0.0, "n": 0}
+    acc: dict[str, float] = {}
+    n = 0
     t0 = time.perf_counter()
     batches = _batches(loader, dataset)
     for step in range(1, opts.steps + 1):
         batch = next(batches)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            maps = forward_batch(model, batch, cfg, device)
-        targets = [batch[k].to(device, non_blocking=True) for k in ("heatmap", "anno_box", "ind", "mask")]
-        losses = centerpoint_losses(maps, *targets, code_weights, LossConfig())
-        loss = losses["loss_heatmap"] + losses["loss_bbox"]
+        losses = detector.batch_losses(model, batch, cfg, device, use_amp)
+        loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -140,16 +168,14 @@ def train(cfg: "CenterPointConfig", dataset: "SceneDataset", opts: TrainOptions,
         with warnings.catch_warnings():  # torch warns when a skipped step precedes the scheduler's
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             sched.step()
-        values = {"loss": float(loss.detach()), "loss_heatmap": float(losses["loss_heatmap"].detach()),
-                  "loss_bbox": float(losses["loss_bbox"].detach())}
+        values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
         for k, v in values.items():
-            acc[k] += v
-        acc["n"] += 1
+            acc[k] = acc.get(k, 0.0) + v
+        n += 1
         if step % opts.log_every == 0 or step == opts.steps or step == 1:
-            n = acc.pop("n")
-            log.append(StepLog(step, acc["loss"] / n, acc["loss_heatmap"] / n, acc["loss_bbox"] / n,
-                               float(sched.get_last_lr()[0]), time.perf_counter() - t0))
-            acc = {"loss": 0.0, "loss_heatmap": 0.0, "loss_bbox": 0.0, "n": 0}
+            mean = {k: v / n for k, v in acc.items()}
+            log.append(StepLog(step, mean.pop("loss"), mean, float(sched.get_last_lr()[0]), time.perf_counter() - t0))
+            acc, n = {}, 0
         if on_step:
             on_step(step, values, model)
     model = model.eval().to("cpu")

@@ -1,9 +1,10 @@
-"""CenterHead's losses as mmdet3d computes them (`CenterHead.loss_by_feat`, one task).
+"""CenterHead's losses as mmdet3d computes them (`CenterHead.loss_by_feat`, one task), and the focal losses
+TransFusionHead's share with them (`train/transfusion.py`).
 
-Heatmap: GaussianFocalLoss (alpha 2, gamma 4) on clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided
-by the number of cells equal to 1. Boxes: L1 (weight 0.25) on the head outputs gathered at the GT centre
-cells, weighted by mask x code_weights, divided by the number of GT boxes + 1e-4. Computed in float32 even
-under autocast.
+Heatmap (CenterHead's and TransFusionHead's dense heatmap alike): GaussianFocalLoss (alpha 2, gamma 4) on
+clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided by the number of cells equal to 1. Boxes: L1 (weight
+0.25) on the head outputs gathered at the GT centre cells, weighted by mask x code_weights, divided by the number
+of GT boxes + 1e-4. Computed in float32 even under autocast.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 
 from cp_debug.models.centerpoint.config import COMMON_HEADS
 
@@ -33,13 +35,28 @@ def gaussian_focal_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float =
     return pos + neg
 
 
+def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """mmdet's FocalLoss with use_sigmoid (py_sigmoid_focal_loss), element-wise: target one-hot in {0, 1}."""
+    p = logits.sigmoid()
+    pt = (1 - p) * target + p * (1 - target)
+    weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
+
+
+def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    """GaussianFocalLoss of a dense heatmap (B, C, H, W) on clip_sigmoid(logits), summed over the number of target
+    cells equal to 1 (at least 1), times `heatmap_weight`."""
+    hm = torch.clamp(logits.float().sigmoid(), min=1e-4, max=1 - 1e-4)
+    num_pos = target.eq(1).float().sum().clamp(min=1.0)
+    return gaussian_focal_loss(hm, target, cfg.alpha, cfg.gamma).sum() / num_pos * cfg.heatmap_weight
+
+
 def centerpoint_losses(maps: dict[str, torch.Tensor], heatmap: torch.Tensor, anno_box: torch.Tensor,
                        ind: torch.Tensor, mask: torch.Tensor, code_weights: torch.Tensor,
                        cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
     """{"loss_heatmap", "loss_bbox"} for a batch: maps (B, C, H, W) by head name; targets stacked over B."""
-    hm = torch.clamp(maps["heatmap"].float().sigmoid(), min=1e-4, max=1 - 1e-4)
-    num_pos = heatmap.eq(1).float().sum().clamp(min=1.0)
-    loss_heatmap = gaussian_focal_loss(hm, heatmap, cfg.alpha, cfg.gamma).sum() / num_pos * cfg.heatmap_weight
+    loss_heatmap = heatmap_loss(maps["heatmap"], heatmap, cfg)
 
     pred = torch.cat([maps[name].float() for name, _ in COMMON_HEADS], dim=1)  # (B, 10, H, W)
     b, c = pred.shape[:2]

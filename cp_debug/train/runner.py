@@ -1,4 +1,5 @@
-"""One training run as the CLI does it: train, validate on held-out scenes, save the checkpoint and a log."""
+"""One training run as the CLI does it (any `detectors.Detector`): train, validate on held-out scenes, save the
+checkpoint and a log."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
     from cp_debug.train.batches import SceneDataset
     from cp_debug.eval.devkit import DetectionEvaluation
+    from cp_debug.train.detectors import Detector
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,14 @@ def save_trained(model, path: Path, meta: dict, half: bool = False) -> Path:
 
 def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: int, batch_size: int, lr: float,
                  device: str, workers: int, val_scenes: int, val_every: int, seed: int, out: Path, half: bool,
-                 log_path: Path | None, source: str, bar: Callable[[int], object]) -> RunSummary:
+                 log_path: Path | None, source: str, bar: Callable[[int], object],
+                 detector: "Detector | None" = None) -> RunSummary:
     from cp_debug.data.frames import held_out
+    from cp_debug.train.detectors import detector as detector_of
     from cp_debug.train.loop import TrainOptions, train
     from cp_debug.train.validate import validate
 
+    detector = detector or detector_of("centerpoint")
     heldout = [f.in_memory(cfg) for f in held_out(val_scenes)] if val_scenes else []
     validations: list[dict] = []
     opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed,
@@ -77,22 +82,21 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
         def on_step(step: int, losses: dict, model) -> None:
             advance(**losses)
             if heldout and val_every and step % val_every == 0 and step < steps:
-                r = validate(model, cfg, heldout, device)
+                r = validate(model, cfg, heldout, device, detector.detect)
                 validations.append(_validation_row(step, r))
 
-        result = train(cfg, dataset, opts, on_step)
+        result = train(cfg, dataset, opts, on_step, detector=detector)
     meta = {"trained_on": source, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
             "train_seconds": round(result.seconds, 1), "final_loss": result.last_loss,
             "note": "trained on cp_debug synthetic scenes, not on a real dataset"}
     final = None
     if heldout:
         from cp_debug.models.centerpoint.checkpoint import load_checkpoint
-        from cp_debug.models.centerpoint.model import build_model
 
         path = save_trained(result.model, out, meta, half)  # validate what was saved, re-loaded
-        reloaded = build_model(cfg, seed=0, init="mmdet3d")
+        reloaded = detector.eval_model(cfg)
         load_checkpoint(reloaded, path)
-        r: DetectionEvaluation = validate(reloaded.to(device), cfg, heldout, device)
+        r: DetectionEvaluation = validate(reloaded.to(device), cfg, heldout, device, detector.detect)
         final = r.to_json()
         validations.append(_validation_row(steps, r))
         meta["heldout_mAP"] = r.mean_ap
@@ -100,7 +104,7 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
     path = save_trained(result.model, out, meta, half)
     summary = RunSummary(checkpoint=str(path), checkpoint_bytes=path.stat().st_size, preset=cfg.name, source=source,
                          steps=steps, batch_size=batch_size, seconds=result.seconds,
-                         loss_curve=[asdict(s) for s in result.log], validations=validations, final=final)
+                         loss_curve=[s.to_json() for s in result.log], validations=validations, final=final)
     if log_path is not None:
         _write_json(Path(log_path), summary.to_json())
     return summary

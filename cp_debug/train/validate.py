@@ -1,13 +1,14 @@
 """Held-out validation during training: nuScenes center-distance mAP through nuscenes-devkit's own algorithms.
 
-The model runs on held-out scenes (never training seeds), its raw maps are decoded by `decode.py` as every
-backend's are, and `cp_debug.eval.devkit.evaluate` (the devkit's accumulate / calc_ap / calc_tp on in-memory
-`EvalBoxes`, thresholds 0.5/1/2/4 m) scores them. No dataset is needed.
+The model runs on held-out scenes (never training seeds), its outputs are decoded as every backend's are
+(CenterPoint's maps by `decode.py`; a Detector's own `detect`, e.g. TransFusion's predict_by_feat), and
+`cp_debug.eval.devkit.evaluate` (the devkit's accumulate / calc_ap / calc_tp on in-memory `EvalBoxes`, thresholds
+0.5/1/2/4 m) scores them. No dataset is needed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -35,14 +36,16 @@ def detect(model, cfg: "CenterPointConfig", points: np.ndarray, device="cpu") ->
     return decode(maps, cfg)
 
 
-def validate(model, cfg: "CenterPointConfig", frames: Sequence["Frame"], device="cpu") -> "DetectionEvaluation":
+def validate(model, cfg, frames: Sequence["Frame"], device="cpu",
+             detect_scan: Callable[..., "Detections"] = detect) -> "DetectionEvaluation":
     """Held-out mAP of `model` on `frames`, e.g. `cp_debug.data.frames.held_out(n)` (loaded once with
-    `in_memory(cfg)` when validated more than once)."""
+    `in_memory(cfg)` when validated more than once); `detect_scan(model, cfg, points, device)` decodes one scan
+    (CenterPoint's `detect` by default)."""
     scans = [(f.token, f.load(cfg)) for f in frames]
     was_training = model.training
     model.eval()
     try:
-        det = {token: detect(model, cfg, scan.points, device) for token, scan in scans}
+        det = {token: detect_scan(model, cfg, scan.points, device) for token, scan in scans}
     finally:
         model.train(was_training)
     from cp_debug.eval.boxes import SampleBoxes

@@ -1,5 +1,6 @@
-"""TransFusion decoding: mmdet3d's TransFusionBBoxCoder.decode (projects/BEVFusion/bevfusion/utils.py) and AWML's
-TransFusionHead.predict_by_feat (projects/TransFusion/transfusion/transfusion_head.py), as the T4 configs run them.
+"""TransFusion decoding (and training's encoding): mmdet3d's TransFusionBBoxCoder.decode / encode
+(projects/BEVFusion/bevfusion/utils.py) and AWML's TransFusionHead.predict_by_feat
+(projects/TransFusion/transfusion/transfusion_head.py), as the T4 configs run them.
 
 score = sigmoid(heatmap) * query_heatmap_score * one_hot(query_labels) over the last layer's proposals; each
 proposal's label and score are the max over classes (so a proposal keeps its query class). Box
@@ -47,6 +48,21 @@ class TransFusionBBoxCoder:
     def from_config(cls, cfg: "TransFusionConfig") -> "TransFusionBBoxCoder":
         return cls(cfg.point_cloud_range[:2], cfg.out_size_factor, cfg.voxel_size[:2], cfg.post_center_range,
                    cfg.score_threshold, cfg.code_size)
+
+    def encode(self, boxes: torch.Tensor) -> torch.Tensor:
+        """mmdet3d's encode: boxes (K, 9) [x, y, z_bottom, l, w, h, yaw, vx, vy] -> the regression targets (K,
+        code_size) [center x, y in head cells, z of the gravity centre, log l, w, h, sin yaw, cos yaw, vx, vy] in
+        the order of the prediction heads center, height, dim, rot, vel (the inverse of `decode`)."""
+        t = boxes.new_zeros((boxes.shape[0], self.code_size))
+        t[:, 0] = (boxes[:, 0] - self.pc_range[0]) / (self.out_size_factor * self.voxel_size[0])
+        t[:, 1] = (boxes[:, 1] - self.pc_range[1]) / (self.out_size_factor * self.voxel_size[1])
+        t[:, 2] = boxes[:, 2] + boxes[:, 5] * 0.5  # bottom centre to gravity centre
+        t[:, 3:6] = boxes[:, 3:6].log()
+        t[:, 6] = torch.sin(boxes[:, 6])
+        t[:, 7] = torch.cos(boxes[:, 6])
+        if self.code_size == 10:
+            t[:, 8:10] = boxes[:, 7:9]
+        return t
 
     def decode(self, heatmap: torch.Tensor, rot: torch.Tensor, dim: torch.Tensor, center: torch.Tensor,
                height: torch.Tensor, vel: torch.Tensor | None, filter: bool = False) -> list[dict[str, torch.Tensor]]:

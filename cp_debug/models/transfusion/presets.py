@@ -16,7 +16,7 @@ from cp_debug.models.transfusion.config import TransFusionConfig
 
 # The presets in the order people are shown them; each is the file configs/NAME.py.
 PRESET_NAMES = ("transfusion-t4-90m-768", "transfusion-t4-nearby-50m-512", "transfusion-t4-offline-120m-768",
-                "transfusion-tiny")
+                "transfusion-demo", "transfusion-tiny")
 # The AWML config file (projects/TransFusion/configs/t4dataset/...) each T4 preset stands for
 AWML_CONFIGS = {
     "transfusion-t4-90m-768": "Transfusion-L/transfusion_lidar_pillar_second_secfpn_1xb1_90m-768grid-t4base.py",
