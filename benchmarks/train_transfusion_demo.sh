@@ -8,21 +8,21 @@
 #   benchmarks/train_transfusion_demo.sh [OUT_DIR]   # env: DEVICE (cuda), N_SCENES, STEPS, BATCH, LR, WORKERS, VAL,
 #                                                    #      VAL_EVERY, CPDEBUG
 #
-# Not yet run on a GPU. CenterPoint's demo (same grid and SECOND backbone) took 348 s for 2700 steps x 16 on one H100;
-# TransFusion adds one decoder layer over 100 queries and a CPU Hungarian match per scene, so 3000 steps x 16
-# (12 epochs of 4000 scenes) is expected to take roughly 7-10 min. On a CPU: ~14 s a step at batch 1 (smoke run).
+# The shipped weights (cp_debug/models/transfusion/weights/transfusion_demo.pth) came from this script with its
+# defaults on one H100 (16 cores; the scenes already written): 1200 steps x 16 scenes in 209 s, loss 348 -> 0.71,
+# held-out mAP 0.907 on 100 scenes (car 0.964, truck 0.840, bus 0.776, bicycle 0.977, pedestrian 0.979).
 # A CPU smoke run (3 min): DEVICE=cpu N_SCENES=20 STEPS=10 BATCH=1 VAL=3 VAL_EVERY=0 WORKERS=1 \
 #   benchmarks/train_transfusion_demo.sh /tmp/tft-smoke
 set -euo pipefail
 OUT=${1:-cpdebug-out/train-transfusion-demo}
 DEVICE=${DEVICE:-cuda}
 N_SCENES=${N_SCENES:-4000}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-1200}
 BATCH=${BATCH:-16}
 LR=${LR:-1e-3}
 WORKERS=${WORKERS:-$(nproc)}
-VAL=${VAL:-200}
-VAL_EVERY=${VAL_EVERY:-1000}
+VAL=${VAL:-100}
+VAL_EVERY=${VAL_EVERY:-0}
 CPDEBUG=${CPDEBUG:-cpdebug}
 mkdir -p "$OUT"
 if [ ! -f "$OUT/scenes/infos.pkl" ]; then  # the scenes of an earlier run are reused

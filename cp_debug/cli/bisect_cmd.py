@@ -384,7 +384,8 @@ def _load_subject(request: SubjectRequest):
         from cp_debug.recipes.transfusion.subject import transfusion_subject
 
         return transfusion_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
-                                   load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim))
+                                   load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
+                                   random_weights=m.random_weights)
     if m.factory is not None:
         from cp_debug.recipes.centerpoint.subject import factory_subject
 

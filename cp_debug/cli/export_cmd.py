@@ -57,7 +57,7 @@ def _export_transfusion(model: ModelRecord, out: Path, points: Path | None, quie
     with progress.step(f"building {cfg.name}"):
         from cp_debug.recipes.transfusion.source import load_transfusion
 
-        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed)
+        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed, model.random_weights)
     sample = None
     if points is not None:
         from cp_debug.data.point_files import load_points

@@ -95,7 +95,7 @@ def _infer_transfusion(model: ModelRecord, points: Path | None, out: Path, *, de
 
     pts = scan.points if scan is not None else synthetic_scene(model.seed, cfg).points
     with progress.step(f"building {cfg.name}"):
-        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed)
+        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed, model.random_weights)
     with progress.step(f"running TransFusion ({device})"):
         result = run_transfusion(loaded.model, loaded.cfg, pts, device=device)
     dets = result.detections

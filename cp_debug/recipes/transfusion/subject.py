@@ -46,9 +46,10 @@ def _query_probes(model) -> tuple[str, ...]:
 def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path | None = None,
                         points: "str | Path | LoadedPoints | None" = None, seed: int = 0,
                         load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None,
-                        max_voxels: int | None = None, node_params: "NodeParams | None" = None) -> Subject:
-    """The two-stage subject of a TransFusion preset (or AWML config .py) with `checkpoint`'s weights, else AWML's
-    initialisation from `seed`; the scan: a point file, a scan in memory or None (the synthetic scan of `seed`);
+                        max_voxels: int | None = None, node_params: "NodeParams | None" = None,
+                        random_weights: bool = False) -> Subject:
+    """The two-stage subject of a TransFusion preset (or AWML config .py) with `checkpoint`'s weights, else the
+    preset's shipped trained weights (unless `random_weights`), else AWML's initialisation from `seed`; the scan: a point file, a scan in memory or None (the synthetic scan of `seed`);
     `max_voxels`: the scan's first voxels only (small tests). The report's detection verdict: each side's boxes as
     Autoware's node makes them (`detections.py`; `node_params`, default its shipped post-process for this model)."""
     import torch
@@ -65,7 +66,7 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
 
     cfg = get_preset(preset)
     loaded_points, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # a bad file fails before the model
-    loaded = load_transfusion(preset, checkpoint, seed)
+    loaded = load_transfusion(preset, checkpoint, seed, random_weights)
     model = loaded.model.eval()
     vox = voxelize(torch.as_tensor(loaded_points.points), cfg)
     n = int(vox.num_voxels) if max_voxels is None else min(int(vox.num_voxels), max_voxels)
@@ -102,7 +103,8 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
                         points_file=points_file, seed=seed, load_dim=load_dim, use_dim=use_dim,
                         point_cloud={**loaded_points.info(), "warnings": list(loaded_points.warnings)},
                         num_points=int(len(loaded_points.points)), num_voxels=n, grid=tuple(cfg.grid_size),
-                        checkpoint=str(checkpoint) if checkpoint else None, random_weights=checkpoint is None)
+                        checkpoint=str(checkpoint) if checkpoint else None,
+                        random_weights=loaded.weights.startswith("random"))
     return Subject(name=f"transfusion:{cfg.name}", stages=stages,
                    inputs={k: t.numpy() for k, t in zip(BEV_INPUTS, feed)}, glue=selection.glue,
                    decide=selection.decide, facts=facts, default_level="stage", warnings=list(loaded_points.warnings),
