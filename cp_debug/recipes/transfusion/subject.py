@@ -49,9 +49,10 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
                         max_voxels: int | None = None, node_params: "NodeParams | None" = None,
                         random_weights: bool = False) -> Subject:
     """The two-stage subject of a TransFusion preset (or AWML config .py) with `checkpoint`'s weights, else the
-    preset's shipped trained weights (unless `random_weights`), else AWML's initialisation from `seed`; the scan: a point file, a scan in memory or None (the synthetic scan of `seed`);
-    `max_voxels`: the scan's first voxels only (small tests). The report's detection verdict: each side's boxes as
-    Autoware's node makes them (`detections.py`; `node_params`, default its shipped post-process for this model)."""
+    preset's shipped trained weights (unless `random_weights`), else AWML's initialisation from `seed`; the scan: a
+    point file, a scan in memory or None (the synthetic scan of `seed`); `max_voxels`: the scan's first voxels only
+    (small tests). The report's detection verdict: each side's boxes as Autoware's node makes them (`detections.py`;
+    `node_params`, default its shipped post-process for this model)."""
     import torch
 
     from cp_debug.models.centerpoint.voxelize import voxelize
