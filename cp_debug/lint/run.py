@@ -9,35 +9,13 @@ every other mismatch becomes a warning of the run's report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from cp_debug.errors import BadInputError
-from cp_debug.lint.findings import Fact, LintFinding, LintReport
-from cp_debug.models.centerpoint.config import CenterPointConfig
+from cp_debug.lint.findings import LintFinding, LintReport
+from cp_debug.lint.request import LintRequest, check_request, data_fact, inputs_of  # noqa: F401 (LintRequest: the callers' import)
 from cp_debug.models.centerpoint.source import ModelRecord
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.lint.sources import Facts
-    from cp_debug.models.transfusion.config import TransFusionConfig
-
-
-@dataclass(frozen=True)
-class LintRequest:
-    """The inputs of one lint; any may be missing. `config_label` names the config in messages (its file name).
-    `frames` (with `data_label`): scans whose pillar count is checked against the voxel cap. `recipe`: centerpoint
-    (the config a CenterPointConfig, onnx_dir the deployed pair) or transfusion (a TransFusionConfig, the folder of
-    transfusion.onnx or the file: `transfusion.py`)."""
-
-    config: "CenterPointConfig | TransFusionConfig | None" = None
-    config_label: str = ""
-    params: tuple[Path, ...] = ()
-    onnx_dir: Path | None = None
-    frames: tuple = ()
-    data_label: str = ""
-    recipe: str = "centerpoint"
-
 
 def lint(req: LintRequest) -> LintReport:
     if req.recipe == "transfusion":
@@ -57,39 +35,6 @@ def lint(req: LintRequest) -> LintReport:
     onnx = onnx_facts(pair, grid.value if grid is not None else None) if pair is not None else {}
     findings = run_checks(cfg, params, onnx, autoware, data_fact(req, cfg, params))
     return LintReport(tuple(findings), inputs_of(req, [pair.encoder, pair.backbone] if pair is not None else []))
-
-
-def check_request(req: LintRequest) -> None:
-    """What a lint needs before anything is read: two inputs to compare, and the --params files there."""
-    if req.config is None and not req.params and req.onnx_dir is None:
-        raise BadInputError("nothing to check: give --config (or --preset), --params FILE or --onnx DIR")
-    if not req.params and req.onnx_dir is None and not req.frames:
-        raise BadInputError("a training config alone has nothing to be checked against: add --params FILE, "
-                            "--onnx DIR or --points/--scenes")
-    for p in req.params:
-        if not Path(p).is_file():
-            raise BadInputError(f"--params {p}: no such file (give Autoware's *.param.yaml files)")
-
-
-def data_fact(req: LintRequest, cfg: Facts, params: Facts) -> Fact | None:
-    """The most pillars a frame of `req.frames` fills, within the params' range and voxel size (else the config's);
-    None without frames."""
-    if not req.frames:
-        return None
-    from cp_debug.lint.voxel_cap import fullest_frame
-
-    if req.config is None:
-        raise BadInputError("--points/--scenes need the config (or --preset) the points are loaded with")
-    pcr = params.get("point_cloud_range") or cfg["point_cloud_range"]
-    vs = params.get("voxel_size") or cfg["voxel_size"]
-    return fullest_frame(req.frames, req.config, pcr.value, vs.value, req.data_label or "data")
-
-
-def inputs_of(req: LintRequest, onnx_files: Sequence[Path]) -> dict:
-    """What a report says was read."""
-    return {"config": req.config_label or (req.config.name if req.config is not None else None),
-            "params": [str(p) for p in req.params], "onnx": [str(f) for f in onnx_files],
-            "data": req.data_label or None, "frames": len(req.frames)}
 
 
 def params_of_folder(folder: Path | None) -> tuple[Path, ...]:

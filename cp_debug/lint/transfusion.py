@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cp_debug.lint.checks import _max_voxels, _voxel_cap, agree
 from cp_debug.lint.findings import Fact, LintFinding, LintReport
-from cp_debug.lint.run import check_request, data_fact, inputs_of
+from cp_debug.lint.request import check_request, data_fact, inputs_of
 from cp_debug.lint.sources import Facts
 from cp_debug.lint.transfusion_sources import (NODE_INPUTS, NODE_OUTPUTS, NODE_VOXELS_NUM, TRANSFUSION_NODE,
                                                tf_config_facts, tf_onnx_facts, tf_params_facts,

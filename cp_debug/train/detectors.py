@@ -24,10 +24,10 @@ class Detector:
 
 def _centerpoint() -> Detector:
     from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.train import loop, validate
+    from cp_debug.train import centerpoint, validate
 
-    return Detector("centerpoint", get_preset, loop.training_model, loop.eval_model, loop.batch_losses,
-                    validate.detect)
+    return Detector("centerpoint", get_preset, centerpoint.training_model, centerpoint.eval_model,
+                    centerpoint.batch_losses, validate.detect)
 
 
 def _transfusion() -> Detector:

@@ -16,7 +16,9 @@ def _graph(op: str, n: int, **attrs):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])
     node = helper.make_node(op, ["x"], ["y"], name=f"the_{op.lower()}", **attrs)
-    return helper.make_model(helper.make_graph([node], "g", [x], [y]), ir_version=8)
+    # IR 8 / opset 17: what every onnxruntime the suite meets reads (1.30 refuses onnx's newest opset)
+    return helper.make_model(helper.make_graph([node], "g", [x], [y]), ir_version=8,
+                             opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _softmax_both_ways(n: int, seed: int = 0):
