@@ -27,20 +27,20 @@ height / 2; velocity 0, the node publishes none), so TransFusion-L's verdict is 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
+from cp_debug.data.boxes import bev_corners, bev_overlap
 from cp_debug.errors import BadInputError
+from cp_debug.recipes.transfusion.interface import DEPLOY_OUTPUTS, deployed
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.decode import Detections
     from cp_debug.recipes.box_verdict import BoxVerdict
 
-DEPLOYED = ("cls_score0", "bbox_pred0", "dir_cls_pred0")
 POSITION_SCALE = 4  # the kernel's `num_point_values_` (transfusion_config.hpp), where out_size_factor belongs
 NODE_SCORE_THRESHOLD = 0.2  # TransfusionConfig's own, used where the file's is ≤ 0
 NODE_CIRCLE_NMS = 0.5  # likewise for circle_nms_dist_threshold
@@ -118,14 +118,8 @@ def _typed(key: str, value, kind: str, where: str):
 def deployed_outputs(stage_outputs: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
     """cls_score0, bbox_pred0, dir_cls_pred0 of the bisect's last stage (`stages.QUERY_OUTPUTS`): its cls_score,
     and the last decoder layer's `k` proposals of center, height, dim, vel (the deployed order) and rot."""
-    from cp_debug.recipes.transfusion.interface import BBOX_HEADS
-
-    def last(name: str) -> np.ndarray:
-        return np.asarray(stage_outputs[name], dtype=np.float32)[..., -k:]
-
-    return {"cls_score0": last("cls_score"),
-            "bbox_pred0": np.concatenate([last(h) for h in BBOX_HEADS if h in stage_outputs], axis=1),
-            "dir_cls_pred0": last("rot")}
+    f32 = {name: np.asarray(value, dtype=np.float32) for name, value in stage_outputs.items()}
+    return dict(zip(DEPLOY_OUTPUTS, deployed(f32["cls_score"][..., -k:], f32, k)))
 
 
 @dataclass(frozen=True)
@@ -141,10 +135,10 @@ class NodeBoxes:
 
 def decode_proposals(outputs: Mapping[str, np.ndarray], params: NodeParams) -> NodeBoxes:
     """Step 1 (`generateBoxes3D_kernel`) on batch element 0 of the deployed outputs."""
-    missing = [n for n in DEPLOYED if n not in outputs]
+    missing = [n for n in DEPLOY_OUTPUTS if n not in outputs]
     if missing:
-        raise BadInputError(f"the node's decode needs {', '.join(DEPLOYED)}; missing {', '.join(missing)}")
-    cls, box, rot = (np.asarray(outputs[n], dtype=np.float32)[0] for n in DEPLOYED)
+        raise BadInputError(f"the node's decode needs {', '.join(DEPLOY_OUTPUTS)}; missing {', '.join(missing)}")
+    cls, box, rot = (np.asarray(outputs[n], dtype=np.float32)[0] for n in DEPLOY_OUTPUTS)
     if cls.shape[0] != len(params.class_names) or len(params.yaw_norm_thresholds) < cls.shape[0]:
         raise BadInputError(f"cls_score0 has {cls.shape[0]} classes; the node's parameters name "
                             f"{len(params.class_names)} and {len(params.yaw_norm_thresholds)} yaw_norm_thresholds")
@@ -204,40 +198,14 @@ def iou_nms(boxes: np.ndarray, labels: np.ndarray, params: NodeParams) -> np.nda
 
 def _footprint(box: np.ndarray) -> np.ndarray:
     """The (4, 2) corners of a box's BEV footprint, counter-clockwise: length along the yaw, width across."""
-    c, s = math.cos(float(box[6])), math.sin(float(box[6]))
-    half = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64) * (float(box[3]) / 2, float(box[4]) / 2)
-    return half @ np.array([[c, s], [-s, c]]) + (float(box[0]), float(box[1]))
-
-
-def _area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) if len(poly) >= 3 else 0.0
-
-
-def _clip(subject: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Sutherland–Hodgman: the part of convex `subject` left of the directed edge a→b."""
-    if not len(subject):
-        return subject
-    side = (b[0] - a[0]) * (subject[:, 1] - a[1]) - (b[1] - a[1]) * (subject[:, 0] - a[0])
-    out = []
-    for k in range(len(subject)):
-        p, q, sp, sq = subject[k], subject[(k + 1) % len(subject)], side[k], side[(k + 1) % len(subject)]
-        if sp >= 0:
-            out.append(p)
-        if (sp >= 0) != (sq >= 0):
-            out.append(p + (q - p) * (sp / (sp - sq)))
-    return np.asarray(out).reshape(-1, 2)
+    return bev_corners(np.asarray(box)[None])[0]
 
 
 def bev_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """get2dIoU of two convex footprints (corners counter-clockwise)."""
-    inter = a
-    for k in range(len(b)):
-        inter = _clip(inter, b[k], b[(k + 1) % len(b)])
-    area = _area(inter)
+    """get2dIoU of two convex footprints (corners counter-clockwise), with its floors."""
+    area, union = bev_overlap(a, b)
     if area < MIN_INTERSECTION:
         return 0.0
-    union = _area(a) + _area(b) - area
     return 0.0 if union < MIN_UNION else min(1.0, area / union)
 
 

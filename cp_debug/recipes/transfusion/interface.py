@@ -12,15 +12,30 @@ DYNAMIC_AXES = {name: {0: "voxels_num"} for name in DEPLOY_INPUTS}
 BBOX_HEADS = ("center", "height", "dim", "vel")  # bbox_pred0's channels, in the patch's order
 
 
+def _ops(x):
+    """(sigmoid, cat along axis 1) for numpy arrays or torch tensors."""
+    if isinstance(x, np.ndarray):
+        return (lambda v: 1.0 / (1.0 + np.exp(-v))), (lambda vs: np.concatenate(vs, axis=1))
+    import torch
+
+    return torch.sigmoid, (lambda vs: torch.cat(vs, dim=1))
+
+
+def cls_score(query_heatmap_score, heatmap, k: int):
+    """cls_score0: the K proposals' heatmap scores (K of them) times the sigmoid of the last decoder layer's class
+    logits (the mmdeploy patch's `query_heatmap_score * heatmap.sigmoid()`)."""
+    sigmoid, _ = _ops(heatmap)
+    return query_heatmap_score * sigmoid(heatmap[..., -k:])
+
+
+def deployed(score, heads: dict, k: int):
+    """(cls_score0, bbox_pred0, dir_cls_pred0) from cls_score0 and the per-query heads by AWML's names: bbox_pred0
+    the cat of the last layer's `k` proposals of center, height, dim, vel (the patch's order), dir_cls_pred0 rot's."""
+    _, cat = _ops(heads["center"])
+    return score, cat([heads[h][..., -k:] for h in BBOX_HEADS if h in heads]), heads["rot"][..., -k:]
+
+
 def deploy_outputs(out: dict, k: int):
     """(cls_score0, bbox_pred0, dir_cls_pred0) of the head's outputs by AWML's names (torch or numpy): the last
     decoder layer's `k` proposals."""
-    if isinstance(out["center"], np.ndarray):
-        sigmoid, cat = (lambda x: 1.0 / (1.0 + np.exp(-x))), (lambda xs: np.concatenate(xs, axis=1))
-    else:
-        import torch
-
-        sigmoid, cat = torch.sigmoid, (lambda xs: torch.cat(xs, dim=1))
-    last = {name: value[..., -k:] for name, value in out.items() if name not in ("dense_heatmap", "query_labels")}
-    cls_score = last["query_heatmap_score"] * sigmoid(last["heatmap"])
-    return cls_score, cat([last[h] for h in BBOX_HEADS if h in last]), last["rot"]
+    return deployed(cls_score(out["query_heatmap_score"][..., -k:], out["heatmap"], k), out, k)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cp_debug.recipes.transfusion.interface import deploy_outputs
+from cp_debug.recipes.transfusion.interface import cls_score, deploy_outputs
 
 # the bisect's stages: the BEV features and the dense heatmap; then the decoder on the chosen proposals
 BEV_INPUTS = ("voxels", "num_points", "coors")
@@ -96,5 +96,5 @@ class QueryStage(nn.Module):
     def forward(self, bev_features, top_proposals, query_heatmap_score):
         out = self.pts_bbox_head(bev_features, top_proposals)
         k = top_proposals.shape[-1]
-        out["cls_score"] = query_heatmap_score * out["heatmap"][..., -k:].sigmoid()
+        out["cls_score"] = cls_score(query_heatmap_score, out["heatmap"], k)
         return tuple(out[name] for name in QUERY_OUTPUTS)
