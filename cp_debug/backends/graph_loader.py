@@ -140,12 +140,13 @@ class PrepareGraph:
 
     def _quantized(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
         from cp_debug.graph.model import expose_outputs
-        from cp_debug.precision.int8 import quantize_int8
+        from cp_debug.precision.int8_cache import quantize_int8_cached
 
         if not self.calib_feeds:
             raise BadInputError(f"{self.label} needs calibration inputs (calib_feeds / --calib FILE.npz) to "
                                 "compute INT8 scales")
-        q = quantize_int8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes, method=self.calib_method)
+        q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
+                                 method=self.calib_method)
         transform = PrecisionTransform(
             "int8_qdq", method=q.method, symmetric=True, per_channel=True, calibration_feeds=len(self.calib_feeds),
             quantized_tensors=len(q.activation_amax), excluded_nodes=tuple(self.exclude_int8_nodes))

@@ -1,6 +1,7 @@
 """An ONNX graph kept in a cache folder between processes: `KEY.onnx` beside `KEY.json` (what made it), each written
 whole (temp file + rename), the JSON last, so a reader never sees half an entry. Used by the export cache
-(`export/cache.py`) and the FP16 conversion cache (`precision/fp16.py`); the folders are `files.cache_dir`'s and
+(`export/cache.py`) the FP16 conversion cache (`precision/fp16_cache.py`) and the INT8 one
+(`precision/int8_cache.py`); the folders are `files.cache_dir`'s and
 bounded by `files.prune_cache`."""
 
 from __future__ import annotations

@@ -96,3 +96,36 @@ def test_bad_calibration(chain):
         quantize_int8(model, [{"z": feeds[0]["x"]}])
     with pytest.raises(BadInputError, match="calibration method"):
         quantize_int8(model, feeds, method="magic")
+
+
+def test_a_cached_quantization_is_read_back_and_other_feeds_or_settings_quantize_again(chain, tmp_path, monkeypatch):
+    from cp_debug.files import CACHE_ENV, NO_CACHE_ENV
+    from cp_debug.precision.int8_cache import quantize_int8_cached
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    folder = tmp_path / "cache" / "int8"
+    model, feeds = chain
+    plain = quantize_int8(model, feeds)
+    stored = quantize_int8_cached(model, feeds)
+    assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".onnx"]
+    read = quantize_int8_cached(model, feeds)  # read back: the same graph, tensor map and ranges as quantized
+    for q in (stored, read):
+        assert q.model.SerializeToString() == plain.model.SerializeToString()
+        assert (q.tensor_map, q.activation_amax, q.method) == (plain.tensor_map, plain.activation_amax, plain.method)
+    entry = next(folder.glob("*.onnx"))
+    entry.write_bytes(entry.read_bytes()[:100])  # damaged: quantized again, rewritten
+    assert quantize_int8_cached(model, feeds).model.SerializeToString() == plain.model.SerializeToString()
+    assert entry.read_bytes() == plain.model.SerializeToString()
+    # other calibration data, another exclusion, another method: entries of their own, each the plain result
+    other = [{"x": f["x"] * 2} for f in feeds]
+    assert quantize_int8_cached(model, other).activation_amax == quantize_int8(model, other).activation_amax \
+        != plain.activation_amax
+    excluded = quantize_int8_cached(model, feeds, exclude_nodes=["/2/Conv"])
+    assert excluded.model.SerializeToString() == quantize_int8(model, feeds, exclude_nodes=["/2/Conv"]).model \
+        .SerializeToString()
+    quantize_int8_cached(model, feeds, method="percentile")
+    assert len(list(folder.glob("*.onnx"))) == 4
+    monkeypatch.setenv(NO_CACHE_ENV, "1")  # off: quantized, nothing written
+    quantize_int8_cached(model, feeds, method="entropy")
+    assert len(list(folder.glob("*.onnx"))) == 4

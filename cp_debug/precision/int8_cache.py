@@ -1,0 +1,74 @@
+"""INT8 quantizations read back from cp_debug's cache folder (`int8`) instead of calibrated and quantized again.
+
+A bisect quantizes each of its segments with ONNX Runtime's `quantize_static` (a calibration session, then the Q/DQ
+rewrite): on the tiny preset 31 quantizations, about 6 of a bisect's 22 CPU seconds, all of them the same the next
+time the same model is bisected with the same calibration data. The key is a content hash of the graph, of every
+calibration feed (names, dtypes, shapes, bytes), of the settings, of this module's and `precision/int8.py`'s source
+and of the versions of cp_debug, onnx and onnxruntime; the entry is the quantized graph (`KEY.onnx`) and its tensor
+map and activation ranges (`KEY.json`), written whole and bounded like the export cache (`files.prune_cache`). Off
+with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph over protobuf's 2 GB, quantizes without it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from cp_debug.precision.int8 import QuantizedModel, quantize_int8
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import onnx
+
+_CACHE_SCHEMA = "cp_debug.int8_cache/1"
+_CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
+
+
+def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[str, np.ndarray]]", *,
+                         exclude_nodes: Iterable[str] = (), method: str = "minmax") -> QuantizedModel:
+    """`quantize_int8(model, calib_feeds, exclude_nodes=…, method=…)` (its other settings at their defaults), read
+    back from the cache where this graph was quantized before on the same feeds with the same settings."""
+    from cp_debug.files import cache_dir
+    from cp_debug.graph.stored import load_entry, store_entry
+
+    feeds = list(calib_feeds or ())
+    exclude = list(dict.fromkeys(exclude_nodes))
+    folder = cache_dir("int8")
+    if folder is None or not feeds or model.ByteSize() > _CACHED_BYTES:
+        return quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
+    key = _cache_key(model, feeds, {"exclude_nodes": exclude, "method": method})
+    found = load_entry(folder, key, _CACHE_SCHEMA)
+    if found is not None:
+        qmodel, meta = found
+        return QuantizedModel(qmodel, dict(meta["tensor_map"]), {k: float(v) for k, v in meta["amax"].items()},
+                              str(meta["method"]))
+    q = quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
+    store_entry(folder, key, q.model, {"schema": _CACHE_SCHEMA, "tensor_map": q.tensor_map,
+                                       "amax": q.activation_amax, "method": q.method})
+    return q
+
+
+def _cache_key(model: "onnx.ModelProto", feeds: "list[dict[str, np.ndarray]]", settings: dict) -> str:
+    import hashlib
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    import cp_debug
+    from cp_debug.precision import int8
+
+    h = hashlib.sha256()
+    for part in (_CACHE_SCHEMA, json.dumps([cp_debug.__version__, onnx.__version__, onnxruntime.__version__]),
+                 json.dumps(settings, sort_keys=True)):
+        h.update(part.encode() + b"\0")
+    for source in (__file__, int8.__file__):
+        h.update(Path(source).read_bytes() + b"\0")
+    h.update(model.SerializeToString())
+    for feed in feeds:
+        for name in sorted(feed):
+            value = np.ascontiguousarray(feed[name])
+            h.update(json.dumps([name, value.dtype.str, list(value.shape)]).encode() + b"\0")
+            h.update(value.tobytes())
+        h.update(b"\1")
+    return h.hexdigest()
