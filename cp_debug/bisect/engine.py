@@ -98,8 +98,9 @@ class BisectEngine:
                     st.probe_map()
                 if st.export_note:
                     rs.warnings.append(f"{st.name}: {st.export_note}")
-                for w in st.export_warnings:
-                    rs.warnings.append(f"{st.name}: exporter warning: {w.short()}")
+                from cp_debug.export.torch_export import folded
+
+                rs.warnings += [f"{st.name}: exporter warning: {text}" for text in folded(st.export_warnings)]
         first = self._level_probes()
         self._deployed(first)
         if needs_onnx:

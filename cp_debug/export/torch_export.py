@@ -32,9 +32,29 @@ class ExportWarning:
     modules: tuple[str, ...] = ()  # qualified names whose forward() contains filename:lineno
 
     def short(self) -> str:
+        return f"{self.category}: {self.headline()} ({os.path.basename(self.filename)}:{self.lineno})"
+
+    def headline(self) -> str:
+        """The message's first sentence (at most 160 characters): what it says, without torch's advice after it."""
         text = plain(self.message).strip()
         first = text.splitlines()[0] if text else self.category
-        return f"{self.category}: {first[:160]} ({os.path.basename(self.filename)}:{self.lineno})"
+        sentence = first.split(". ", 1)[0].rstrip(".")
+        return sentence[:160]
+
+
+def folded(found: "list[ExportWarning] | tuple[ExportWarning, ...]") -> list[str]:
+    """`found` as one line a message and file: `TracerWarning: … (functional.py:6865, 6874, 6885 ×3)` — torch's
+    own nn.MultiheadAttention code says the same thing from a few lines, once per call, and each occurrence kept
+    apart is a wall of the same text. In first-seen order; a line said more than once carries its count."""
+    groups: dict[tuple[str, str, str], dict[int, int]] = {}
+    for w in found:
+        lines = groups.setdefault((w.category, w.headline(), os.path.basename(w.filename)), {})
+        lines[w.lineno] = lines.get(w.lineno, 0) + 1
+    out = []
+    for (category, headline, name), lines in groups.items():
+        where = ", ".join(f"{n} ×{c}" if c > 1 else str(n) for n, c in lines.items())
+        out.append(f"{category}: {headline} ({name}:{where})")
+    return out
 
     @property
     def freezes_control_flow(self) -> bool:
