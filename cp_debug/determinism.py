@@ -161,9 +161,12 @@ class Determinism:
         """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice
         (`cudnn_algo`: HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the
         backbone/neck/head) under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX
-        Runtime >= 1.20). Not for a graph without convs: on the H100 (onnxruntime-gpu 1.31.1, 2026-11-24) the demo's
-        FP16 session pair under prefer_nhwc aborted the process (`terminate called without an active exception`)
-        while its backbone alone ran, so the pillar encoder (MatMul, BatchNormalization, ReduceMax) stays NCHW.
+        Runtime >= 1.20). Not for a graph without convs, nor for one holding a BatchNormalization (the caller says
+        so with `half`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25, `benchmarks/ort_cuda_nhwc_abort.py`) a
+        float16 BatchNormalization on a [N, C, P] input (the pillar encoder's BatchNorm1d) under prefer_nhwc aborts
+        the process (`terminate called without an active exception`), with or without convs beside it; float32, or
+        float16 without prefer_nhwc, runs. So CenterPoint's pillar encoder and TransFusion-L's first stage (the
+        encoder and the backbone in one graph) stay NCHW; an exported backbone's BNs are folded into its convs.
 
         Measured on the H100 (awml-base backbone/neck/head, issue 32): DEFAULT FP32 55.9 / FP16 56.4 ms, EXHAUSTIVE
         38.4 / 52.8, HEURISTIC 40.3 / 10.1, HEURISTIC + prefer_nhwc FP16 7.3 ms.

@@ -294,9 +294,10 @@ class OrtRunner(Runner):
 
     def _provider_list(self, model: "onnx.ModelProto | None" = None) -> list:
         if self.spec.device == "cuda":
-            convs = model is not None and any(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
+            ops = {n.op_type for n in model.graph.node} if model is not None else set()
+            nhwc_safe = bool(ops & {"Conv", "ConvTranspose"}) and "BatchNormalization" not in ops
             opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32",
-                                                              half=self.spec.precision == "fp16" and convs)
+                                                              half=self.spec.precision == "fp16" and nhwc_safe)
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
 

@@ -205,6 +205,28 @@ def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
 
 # -- detections --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class NmsFlip:
+    """A box one side's NMS kept and the other's suppressed though both sides hold its proposal over the score
+    threshold: the pair that decided, its figure on each side against the NMS threshold (`kind`: "IoU", or
+    "distance" in metres), and how far the two boxes moved and were rescored between the sides."""
+
+    kind: str
+    reference: float
+    candidate: float
+    threshold: float
+    shift_m: float  # the larger centre shift of the two boxes
+    score_change: float  # the larger |Δscore| of the two
+    label: str
+
+    def text(self) -> str:
+        return (f"{self.label}: NMS {self.kind} {self.reference:.4g} -> {self.candidate:.4g} against its threshold "
+                f"{self.threshold:g}, the pair moved {self.shift_m:.2g} m")
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
 class YawTurn:
     """One matched box's yaw change with the reference's own conditioning of that yaw (see the module):
     `rot_norm` = |(sin, cos)| of the reference's rot head at the box's peak, `rot_rms` = that rot map's RMS (NaN
@@ -289,17 +311,26 @@ def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) 
 def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: Sequence[float],
                 cuts: Sequence[float], max_centre_shift: float, max_score_change: float, max_yaw_change: float,
                 cell_m: float, unit: float | None = None, extent_m: float = 0.0,
-                yaw_turns: Sequence[YawTurn] = ()) -> BoxJudgement:
+                yaw_turns: Sequence[YawTurn] = (), graph_span_m: float = 0.0,
+                nms_flips: Sequence[NmsFlip] = ()) -> BoxJudgement:
     """Boxes judged against `precision` (`unit`: its rounding unit where already known, e.g. INT8's at the heatmap);
     `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first. `extent_m`: the largest
     |coordinate| a centre takes (the point cloud range): boxes are decoded in float32 on both sides, so a centre
     may move by float32's rounding of its coordinate whatever the candidate's precision. `yaw_turns`: the matched
     boxes' turns with their conditioning (`yaw_turns_of`); without them `max_yaw_change` is held to `YAW_FACTOR` ×
-    the budget."""
+    the budget. `graph_span_m`: the span of the absolute centre coordinates the candidate's graph itself computes
+    (TransFusion-L adds each query's cell position to its offset in the graph: a 16-bit float holds 150.3 cells as
+    150.25), so a centre may move by one rounding of its coordinate in a float format (u · span); 0 where the
+    coordinates are made in float32 after the graph (CenterPoint's decode) or the format is INT8 (Q/DQ around the
+    convs and matmuls, the add in float). `nms_flips`: lost/added boxes an NMS decision at its threshold made
+    (`NmsFlip`); one whose pair moved within the centre limit and was rescored within the budget is explained."""
     b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
-    centre_limit = b * cell_m + GROWTH * unit_roundoff("fp32") * extent_m
+    in_graph = unit_roundoff(precision) * graph_span_m if precision in ("fp16", "bf16") else 0.0
+    centre_limit = b * cell_m + GROWTH * unit_roundoff("fp32") * extent_m + in_graph
     scores = list(lost_scores) + list(added_scores)
     near = sum(1 for s in scores if any(abs(s - c) <= b for c in cuts))
+    at_nms = [f for f in nms_flips if f.shift_m <= centre_limit and f.score_change <= b][:len(scores) - near]
+    near += len(at_nms)
     far = len(scores) - near
     moved = []
     swapped = max_centre_shift > max(centre_limit, NEIGHBOUR * cell_m) and max_score_change <= b
@@ -320,7 +351,9 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
         why = [f"{far} box(es) lost/added beyond {b:.2g} of the score threshold"] if far else []
         return BoxJudgement(Outcome.DEGRADED, len(scores), near, far, bool(moved), b, "; ".join(why + moved))
     reason = (f"{len(scores)} box(es) lost/added, all within {b:.2g} of the score threshold {cuts[0]:g}"
-              + (" or the box cap's cut" if len(cuts) > 1 else "") if scores else "no box lost or added")
+              + (" or the box cap's cut" if len(cuts) > 1 else "")
+              + (f" or made by an NMS decision at its threshold ({'; '.join(f.text() for f in at_nms[:2])})"
+                 if at_nms else "") if scores else "no box lost or added")
     if swapped:
         reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): NMS kept the other of two "
                    f"boxes whose scores tie within {b:.2g}")

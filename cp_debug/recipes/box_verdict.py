@@ -6,7 +6,7 @@ to box (`centerpoint/compare_detections.py`) into one `BoxVerdict`: the end of a
 (`BoxVerdict.judge`) by `compare.noise.judge_boxes`: one judgement of the boxes, each turn weighed by how well the
 reference defines that yaw. What is particular to a recipe (its decode, where it cuts boxes by score, its grid) is
 the recipe's (`box_grid` reads the grid of any config with a point cloud range, voxel size and
-out_size_factor): CenterPoint's in `centerpoint/detection_verdict.py`, TransFusion-L's in `transfusion/detections.py`.
+out_size_factor): CenterPoint's in `centerpoint/detection_verdict.py`, TransFusion-L's in `transfusion/verdict.py`.
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ class BoxVerdict:
     cell_m: float = 0.0  # the output grid's cell (m): how far a centre may move by the precision's rounding
     extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
     yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with their yaw's conditioning
+    graph_span_m: float = 0.0  # the span of centre coordinates the graph itself computes (compare.noise.judge_boxes)
+    nms_flips: tuple = ()  # compare.noise.NmsFlip: lost/added boxes an NMS decision made (where a recipe finds them)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["lost_scores"], d["added_scores"] = list(self.lost_scores), list(self.added_scores)
         d["score_cuts"] = list(self.score_cuts)
         d["yaw_turns"] = [t.to_json() for t in self.yaw_turns]
+        d["nms_flips"] = [f.to_json() for f in self.nms_flips]
         return d
 
     def judge(self, precision: str):
@@ -54,7 +57,8 @@ class BoxVerdict:
         return judge_boxes(precision, lost_scores=self.lost_scores, added_scores=self.added_scores,
                            cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
                            max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
-                           cell_m=self.cell_m, extent_m=self.extent_m, yaw_turns=self.yaw_turns)
+                           cell_m=self.cell_m, extent_m=self.extent_m, yaw_turns=self.yaw_turns,
+                           graph_span_m=self.graph_span_m, nms_flips=self.nms_flips)
 
 
 def box_grid(cfg) -> tuple[float, float]:
@@ -66,10 +70,10 @@ def box_grid(cfg) -> tuple[float, float]:
 
 
 def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap: int | None, cell_m: float,
-                extent_m: float) -> BoxVerdict:
+                extent_m: float, graph_span_m: float = 0.0, nms_flips: tuple = ()) -> BoxVerdict:
     """The reference's boxes `a` against the candidate's `b`: `score_threshold` and `cap` (the most boxes a side
-    keeps, None: no cap) say where boxes are cut by score (`compare.noise.score_cuts`); `cell_m`, `extent_m` as in
-    `BoxVerdict`."""
+    keeps, None: no cap) say where boxes are cut by score (`compare.noise.score_cuts`); `cell_m`, `extent_m`,
+    `graph_span_m`, `nms_flips` as in `BoxVerdict`."""
     import numpy as np
 
     from cp_debug.compare.noise import score_cuts
@@ -89,4 +93,4 @@ def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap
                       d.max_yaw_diff, changed, summary, tuple(float(a.scores[i]) for i in d.unmatched_a),
                       tuple(float(b.scores[i]) for i in d.unmatched_b),
                       score_cuts(score_threshold, cap, np.asarray(a.scores), np.asarray(b.scores)),
-                      cell_m, extent_m, d.yaw_turns)
+                      cell_m, extent_m, d.yaw_turns, graph_span_m, tuple(nms_flips))

@@ -198,3 +198,18 @@ def test_a_turn_is_weighed_by_how_well_the_reference_defines_the_yaw():
                                 [(0, 0), (1, 1), (2, 2)])
     assert [t.label for t in picked] == ["p", "c"]
     assert noise.YawTurn.from_json(ill.to_json()) == ill
+
+
+def test_a_centre_the_graph_itself_computes_moves_by_one_rounding_of_its_coordinate():
+    """TransFusion-L adds each query's cell position in the graph: on the H100 the AWML T4 grid (range ±92.16 m,
+    0.96 m cells) under ort-cuda-fp16 moved a matched centre 0.0759 m while every probe was within 0.13× FP16's
+    rounding — float16 holds a coordinate of 150 cells to 0.0625 of a cell. One rounding of the span explains it; a
+    graph whose coordinates are made in float32 after it (span 0) does not, nor does INT8 (the add is in float)."""
+    kw = dict(lost_scores=[], added_scores=[], cuts=(0.1,), max_score_change=4e-4, max_yaw_change=0.0, cell_m=0.96,
+              extent_m=92.16, max_centre_shift=0.0759)
+    assert noise.judge_boxes("fp16", **kw).outcome is Outcome.DEGRADED
+    assert noise.judge_boxes("fp16", graph_span_m=184.32, **kw).outcome is Outcome.WITHIN_PRECISION
+    int8 = {**kw, "max_centre_shift": 0.2 * noise.unit_roundoff("int8") * 0.96}
+    assert noise.judge_boxes("int8", graph_span_m=184.32, **int8) == noise.judge_boxes("int8", **int8)
+    bound = noise.unit_roundoff("fp16") * 184.32
+    assert 0.0625 * 0.96 < bound < 0.1  # float16's half spacing at 128-256 cells, in metres, is within it

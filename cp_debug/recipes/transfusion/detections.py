@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from cp_debug.recipes.transfusion.interface import DEPLOY_OUTPUTS, deployed
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.decode import Detections
-    from cp_debug.recipes.box_verdict import BoxVerdict
 
 POSITION_SCALE = 4  # the kernel's `num_point_values_` (transfusion_config.hpp), where out_size_factor belongs
 NODE_SCORE_THRESHOLD = 0.2  # TransfusionConfig's own, used where the file's is ≤ 0
@@ -158,15 +157,11 @@ def decode_proposals(outputs: Mapping[str, np.ndarray], params: NodeParams) -> N
 
 def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None = None) -> "Detections":
     """The boxes the node publishes for these deployed outputs (steps 1-3), by descending score."""
-    from cp_debug.models.centerpoint.decode import Detections, circle_nms
+    from cp_debug.models.centerpoint.decode import Detections
 
     params = params or NodeParams()
     p = decode_proposals(outputs, params)
-    kept = np.nonzero(p.score > np.float32(params.score_cut))[0]
-    kept = kept[np.argsort(-p.score[kept], kind="stable")]
-    dist = np.float32(params.circle_dist)
-    kept = kept[np.sort(circle_nms(p.box[kept, :2], p.score[kept], float(dist * dist), len(kept), strict=True))]
-    kept = kept[iou_nms(p.box[kept], p.label[kept], params)]
+    kept = node_kept(p, params)[2]
     b = p.box[kept]
     boxes = np.concatenate([b[:, :2], b[:, 2:3] - b[:, 5:6] * 0.5, b[:, 3:7], np.zeros((len(b), 2), np.float32)], 1)
     rot = np.asarray(outputs["dir_cls_pred0"], dtype=np.float64)
@@ -175,28 +170,53 @@ def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None
                       rot_rms=float(np.sqrt(np.mean(rot * rot))) if rot.size else None)
 
 
+def node_kept(p: NodeBoxes, params: NodeParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Proposal indices in the node's order after each of steps 2-3: over the score threshold (by descending score),
+    after circle NMS, after IoU NMS."""
+    from cp_debug.models.centerpoint.decode import circle_nms
+
+    passed = np.nonzero(p.score > np.float32(params.score_cut))[0]
+    passed = passed[np.argsort(-p.score[passed], kind="stable")]
+    dist = np.float32(params.circle_dist)
+    circled = passed[np.sort(circle_nms(p.box[passed, :2], p.score[passed], float(dist * dist), len(passed),
+                                        strict=True))]
+    return passed, circled, circled[iou_nms(p.box[circled], p.label[circled], params)]
+
+
 def iou_nms(boxes: np.ndarray, labels: np.ndarray, params: NodeParams) -> np.ndarray:
     """Step 3 (`NonMaximumSuppression::apply`) on boxes (N, 7) [x, y, z, length, width, height, yaw] in score
     order: the indices kept, in order."""
-    names = [params.class_names[int(c)].upper() if 0 <= int(c) < len(params.class_names) else "" for c in labels]
-    semantic = [n if n in _SEMANTIC else "UNKNOWN" for n in names]
-    corners = [_footprint(b) for b in boxes]
-    reach = float(params.iou_nms_search_distance_2d) ** 2
+    semantic = semantic_types(labels, params)
+    corners = [footprint(b) for b in boxes]
     keep = []
     for i in range(len(boxes)):
         for j in range(i):
-            if semantic[i] != semantic[j] and "PEDESTRIAN" in (semantic[i], semantic[j]):
-                continue
-            if (boxes[i, 0] - boxes[j, 0]) ** 2 + (boxes[i, 1] - boxes[j, 1]) ** 2 > reach:
-                continue
-            if bev_iou(corners[i], corners[j]) > params.iou_nms_threshold:
+            iou = pair_iou(boxes[i], boxes[j], corners[i], corners[j], (semantic[i], semantic[j]), params)
+            if iou is not None and iou > params.iou_nms_threshold:
                 break
         else:
             keep.append(i)
     return np.asarray(keep, dtype=np.int64)
 
 
-def _footprint(box: np.ndarray) -> np.ndarray:
+def semantic_types(labels: np.ndarray, params: NodeParams) -> list[str]:
+    """Each label's semantic type as the node's IoU NMS reads it (`ros_utils.getSemanticType`)."""
+    names = [params.class_names[int(c)].upper() if 0 <= int(c) < len(params.class_names) else "" for c in labels]
+    return [n if n in _SEMANTIC else "UNKNOWN" for n in names]
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray, corners_a: np.ndarray, corners_b: np.ndarray, types: tuple[str, str],
+             params: NodeParams) -> float | None:
+    """The BEV IoU the node's IoU NMS weighs for two boxes, or None where it does not weigh them: a pedestrian and
+    another type (`isTargetPairObject`), or centres beyond iou_nms_search_distance_2d."""
+    if types[0] != types[1] and "PEDESTRIAN" in types:
+        return None
+    if (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 > float(params.iou_nms_search_distance_2d) ** 2:
+        return None
+    return bev_iou(corners_a, corners_b)
+
+
+def footprint(box: np.ndarray) -> np.ndarray:
     """The (4, 2) corners of a box's BEV footprint, counter-clockwise: length along the yaw, width across."""
     return bev_corners(np.asarray(box)[None])[0]
 
@@ -207,21 +227,3 @@ def bev_iou(a: np.ndarray, b: np.ndarray) -> float:
     if area < MIN_INTERSECTION:
         return 0.0
     return 0.0 if union < MIN_UNION else min(1.0, area / union)
-
-
-def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, dict], "BoxVerdict"]:
-    """A `Subject.detection_verdict` for TransFusion config `cfg`: each side's last-stage outputs → the deployed
-    outputs → the node's detections (`params`, default the shipped files' post-process for `cfg`'s model), matched
-    box to box (`recipes/box_verdict.py`)."""
-    params = params or NodeParams().for_model(cfg)
-
-    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> "BoxVerdict":
-        from cp_debug.recipes.box_verdict import box_grid, box_verdict
-
-        a, b = (node_detections(deployed_outputs(side, params.num_proposals), params)
-                for side in (reference, candidate))
-        cell, extent = box_grid(cfg)
-        return box_verdict(a, b, score_threshold=params.score_cut, cap=params.num_proposals, cell_m=cell,
-                           extent_m=extent)
-
-    return verdict

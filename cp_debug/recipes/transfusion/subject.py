@@ -57,7 +57,7 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
 
     from cp_debug.models.centerpoint.voxelize import voxelize
     from cp_debug.recipes.centerpoint.subject import _scan
-    from cp_debug.recipes.transfusion.detections import detection_verdict
+    from cp_debug.recipes.transfusion.verdict import detection_verdict
     from cp_debug.recipes.transfusion.proposals import ProposalSelection
     from cp_debug.recipes.transfusion.source import load_transfusion
     from cp_debug.recipes.transfusion.stages import (BEV_INPUTS, BEV_OUTPUTS, QUERY_INPUTS, QUERY_OUTPUTS, BevStage,

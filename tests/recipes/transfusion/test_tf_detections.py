@@ -137,10 +137,10 @@ def test_iou_nms_classes_distance_and_chains():
 
 
 def test_bev_iou():
-    from cp_debug.recipes.transfusion.detections import _footprint
+    from cp_debug.recipes.transfusion.detections import footprint
 
     def fp(x, y, length, width, yaw):
-        return _footprint(np.array([x, y, 0, length, width, 1, yaw]))
+        return footprint(np.array([x, y, 0, length, width, 1, yaw]))
 
     assert bev_iou(fp(0, 0, 2, 2, 0), fp(0, 0, 2, 2, 0)) == pytest.approx(1.0)
     assert bev_iou(fp(0, 0, 2, 2, 0), fp(1, 0, 2, 2, 0)) == pytest.approx(1 / 3)
@@ -187,3 +187,35 @@ def test_a_planted_shift_is_a_moved_box():
     assert boxes["max_centre_shift_m"] == pytest.approx(0.8, abs=1e-4)
     assert "max centre shift 0.8 m" in boxes["summary"]
 
+
+
+def test_a_box_an_iou_nms_decision_at_its_threshold_made_is_an_nms_flip_and_explained_only_within_precision():
+    """Two cars 4 m × 2 m one behind the other: IoU (4 - dx) / (4 + dx), the node's threshold 0.1 at dx = 3.27 m.
+    The reference's second car at 3.26 m (IoU 0.1015) is suppressed; the candidate's at 3.29 m (0.0950) is kept —
+    a box added by the NMS decision, explained where the pair moved within the precision's centre limit."""
+    from cp_debug.compare.noise import Outcome, judge_boxes
+    from cp_debug.recipes.transfusion.verdict import nms_flips
+
+    car = 0
+    ref = _outputs([(0, 0, 4, 2, 0, car, 0.9), (3.26, 0, 4, 2, 0, car, 0.8)])
+    cand = _outputs([(0, 0, 4, 2, 0, car, 0.9), (3.29, 0, 4, 2, 0, car, 0.8)])
+    assert len(_kept([(0, 0, 4, 2, 0, car, 0.9), (3.26, 0, 4, 2, 0, car, 0.8)])) == 1
+    assert len(_kept([(0, 0, 4, 2, 0, car, 0.9), (3.29, 0, 4, 2, 0, car, 0.8)])) == 2
+    (flip,) = nms_flips(ref, cand, P)
+    assert (flip.kind, flip.threshold, flip.label) == ("IoU", P.iou_nms_threshold, "CAR")
+    assert flip.reference == pytest.approx(0.74 / 7.26, rel=1e-3) and flip.candidate == pytest.approx(0.71 / 7.29,
+                                                                                                      rel=1e-3)
+    assert flip.shift_m == pytest.approx(0.03, abs=1e-4) and flip.score_change == 0.0
+    kw = dict(lost_scores=[], added_scores=[0.8], cuts=(0.1,), max_centre_shift=0.0, max_score_change=0.0,
+              max_yaw_change=0.0, cell_m=1.2)  # the centre limit: 0.031 of a cell, 0.0375 m
+    assert judge_boxes("fp16", **kw).outcome is Outcome.DEGRADED  # without the flip: a box added at score 0.8
+    within = judge_boxes("fp16", nms_flips=(flip,), **kw)
+    assert within.outcome is Outcome.WITHIN_PRECISION and "NMS IoU 0.1019 -> 0.09739" in within.reason
+    moved = nms_flips(ref, _outputs([(0, 0, 4, 2, 0, car, 0.9), (4.5, 0, 4, 2, 0, car, 0.8)]), P)
+    assert moved[0].shift_m == pytest.approx(1.24, abs=1e-3)
+    assert judge_boxes("fp16", nms_flips=moved, **kw).outcome is Outcome.DEGRADED  # moved beyond the limit
+    # a circle-NMS pair: 0.49 m apart in the reference (suppressed), 0.51 m in the candidate
+    circle = nms_flips(_outputs([(0, 0, 0.2, 0.2, 0, car, 0.9), (0.49, 0, 0.2, 0.2, 0, car, 0.8)]),
+                       _outputs([(0, 0, 0.2, 0.2, 0, car, 0.9), (0.51, 0, 0.2, 0.2, 0, car, 0.8)]), P)
+    assert [(f.kind, round(f.reference, 3), round(f.candidate, 3)) for f in circle] == [("distance", 0.49, 0.51)]
+    assert nms_flips(ref, ref, P) == ()

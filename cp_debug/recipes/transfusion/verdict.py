@@ -1,0 +1,102 @@
+"""TransFusion-L's box verdict (`detection_verdict`: the node's detections of each side, matched box to box), and
+the boxes the node's NMS kept on one side and suppressed on the other, both sides holding their proposal: a decision
+at its threshold, not a box the candidate lost or made up.
+
+The bisect runs the candidate's decoder on the reference's proposals, so proposal q is the same cell on both sides
+and its box can be followed through the node's post-process (`detections.node_kept`). Where q passes the score
+threshold on both sides and is kept on one only, the other side's NMS names the box that suppressed it — a kept,
+higher-scored box strictly nearer than circle_nms_dist_threshold, or the first earlier box whose BEV IoU is over
+iou_nms_threshold — and the same pair's figure is read on the keeping side: e.g. IoU 0.1012 against 0.0987 at a
+threshold of 0.1. `compare.noise.judge_boxes` explains such a box when the pair moved and was rescored within the
+precision."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Mapping
+
+import numpy as np
+
+from cp_debug.recipes.transfusion.detections import (NodeBoxes, NodeParams, decode_proposals, deployed_outputs,
+                                                     footprint, node_detections, node_kept, pair_iou, semantic_types)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.compare.noise import NmsFlip
+    from cp_debug.recipes.box_verdict import BoxVerdict
+
+
+def nms_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+              params: NodeParams) -> tuple["NmsFlip", ...]:
+    """The NMS flips between two sides' deployed outputs over the same proposals (none where their K differ)."""
+    a, b = decode_proposals(reference, params), decode_proposals(candidate, params)
+    if a.box.shape != b.box.shape:
+        return ()
+    stages = {"reference": node_kept(a, params), "candidate": node_kept(b, params)}
+    passed = set(stages["reference"][0].tolist()) & set(stages["candidate"][0].tolist())
+    kept = {side: set(s[2].tolist()) for side, s in stages.items()}
+    found = []
+    for q in sorted((kept["reference"] ^ kept["candidate"]) & passed):
+        dropper = "candidate" if q in kept["reference"] else "reference"
+        p = b if dropper == "candidate" else a
+        decided = _suppressor(p, stages[dropper], q, params)
+        if decided is None:
+            continue
+        j, kind = decided
+        figure = {side: _figure(boxes, q, j, kind, params) for side, boxes in (("reference", a), ("candidate", b))}
+        shift = max(float(np.hypot(*(a.box[i, :2] - b.box[i, :2]))) for i in (q, j))
+        rescored = max(abs(float(a.score[i]) - float(b.score[i])) for i in (q, j))
+        threshold = params.circle_dist if kind == "distance" else float(params.iou_nms_threshold)
+        from cp_debug.compare.noise import NmsFlip
+
+        found.append(NmsFlip(kind, figure["reference"], figure["candidate"], threshold, shift, rescored,
+                             params.class_names[int(p.label[q])]))
+    return tuple(found)
+
+
+def _suppressor(p: NodeBoxes, stages: tuple[np.ndarray, np.ndarray, np.ndarray], q: int,
+                params: NodeParams) -> tuple[int, str] | None:
+    """(the proposal that suppressed q on this side, "distance" or "IoU"), None where none is found."""
+    passed, circled, _ = stages
+    order = passed.tolist()
+    if q not in set(circled.tolist()):  # circle NMS: a kept box earlier in score order, strictly nearer
+        limit = np.float32(params.circle_dist) ** 2
+        for j in circled.tolist():
+            if order.index(j) >= order.index(q):
+                break
+            if float(((p.box[q, :2] - p.box[j, :2]) ** 2).sum()) < limit:
+                return j, "distance"
+        return None
+    earlier = circled.tolist()
+    types = dict(zip(earlier, semantic_types(p.label[circled], params)))
+    for j in earlier[:earlier.index(q)]:  # IoU NMS: any earlier box (kept or not) over the threshold
+        iou = pair_iou(p.box[q], p.box[j], footprint(p.box[q]), footprint(p.box[j]), (types[q], types[j]), params)
+        if iou is not None and iou > params.iou_nms_threshold:
+            return j, "IoU"
+    return None
+
+
+def _figure(p: NodeBoxes, q: int, j: int, kind: str, params: NodeParams) -> float:
+    if kind == "distance":
+        return float(np.hypot(*(p.box[q, :2] - p.box[j, :2])))
+    types = semantic_types(p.label[[q, j]], params)
+    iou = pair_iou(p.box[q], p.box[j], footprint(p.box[q]), footprint(p.box[j]), (types[0], types[1]), params)
+    return float("nan") if iou is None else float(iou)
+
+
+def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, dict], "BoxVerdict"]:
+    """A `Subject.detection_verdict` for TransFusion config `cfg`: each side's last-stage outputs → the deployed
+    outputs → the node's detections (`params`, default the shipped files' post-process for `cfg`'s model), matched
+    box to box (`recipes/box_verdict.py`)."""
+    params = params or NodeParams().for_model(cfg)
+
+    def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> "BoxVerdict":
+        from cp_debug.recipes.box_verdict import box_grid, box_verdict
+
+        sides = [deployed_outputs(side, params.num_proposals) for side in (reference, candidate)]
+        a, b = (node_detections(side, params) for side in sides)
+        cell, extent = box_grid(cfg)
+        r = cfg.point_cloud_range  # the head adds each query's cell position (0 … the grid's width) in the graph
+        return box_verdict(a, b, score_threshold=params.score_cut, cap=params.num_proposals, cell_m=cell,
+                           extent_m=extent, graph_span_m=float(max(r[3] - r[0], r[4] - r[1])),
+                           nms_flips=nms_flips(*sides, params))
+
+    return verdict
