@@ -43,7 +43,8 @@ def trt_kit(
     verbose: Verbose = False,
 ) -> None:
     """Write a kit to run on the target with trtexec or polygraphy; read its results back with
-    `cpdebug bisect --backends torch,trt-fp16@KIT`."""
+    `cpdebug bisect --backends torch,trt-fp16@KIT` (--recipe transfusion: `cpdebug bisect --onnx KIT/transfusion.onnx
+    --inputs KIT/inputs/frame_000/transfusion.npz --backends ort,trt-fp16@KIT`)."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.errors import BadInputError
         from cp_debug.kit.writer import KitRequest, frames_of, write_kit
