@@ -14,6 +14,8 @@ manifest):
     frames/<frame>.npy                        the frame's points as the model reads them (`bisect --points`)
     inputs/<frame>/<stage>/<input>.raw        trtexec --loadInputs: raw bytes, C order, the ONNX input's dtype
     inputs/<stage>.polygraphy.json            polygraphy --load-inputs: one feed per frame, in manifest order
+    inputs/<frame>/<stage>.npz                TransFusion-L's one graph: the frame's inputs for `bisect --onnx
+                                              KIT/transfusion.onnx --inputs` (`kit/transfusion.py`)
     reference/<frame>/<stage>/<output>.raw    trtexec --loadRefOutputs (TensorRT >= 11.1): the reference's outputs
     run_trtexec.sh, run_polygraphy.sh, README.md
     results/<precision>/ran.sha256            written on the target: the sha256 of the ONNX and input files it ran
@@ -75,6 +77,11 @@ def input_raw(frame: str, stage: str, name: str) -> str:
 
 def reference_raw(frame: str, stage: str, name: str) -> str:
     return f"reference/{frame}/{stage}/{_safe(name)}.raw"
+
+
+def onnx_inputs(frame: str, stage: str) -> str:
+    """A frame's inputs of `stage` as one .npz (`bisect --onnx … --inputs`; TransFusion-L's kit writes them)."""
+    return f"inputs/{frame}/{stage}.npz"
 
 
 def polygraphy_inputs(stage: str) -> str:
@@ -169,7 +176,7 @@ class Manifest:
     cp_debug: str
     created: str
     model_record: dict
-    source: dict  # where the ONNX pair came from: {"kind": "export" | "deployed" | "fix", "path": ...}
+    source: dict  # where the ONNX came from: {"kind": "export" | "deployed" | "fix", "path": ..., "recipe": ...}
     held_precision: str  # the precision the pair holds itself
     precisions: tuple[str, ...]  # the precisions the scripts run
     frames: tuple[KitFrame, ...]

@@ -76,14 +76,14 @@ def check_torch_device(device: str) -> None:
             raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
 
-def lint_first(model, params, dirs, stream) -> tuple:
+def lint_first(model, params, dirs, stream, recipe: str = "centerpoint") -> tuple:
     """`cpdebug lint`'s checks over the run's model, the --params files and the deployed folders' own parameter files,
     before anything runs (`lint.run.lint_reports_before_run`): a mismatch between the model and a deployed pair
     stops the command (one line); the other mismatches and the warnings are printed on `stream`, one line each.
     Returns the reports (none when there was nothing to check)."""
     from cp_debug.lint.run import lint_notes, lint_reports_before_run
 
-    reports = lint_reports_before_run(model, tuple(params or ()), [d for d in dirs if d is not None])
+    reports = lint_reports_before_run(model, tuple(params or ()), [d for d in dirs if d is not None], recipe)
     for note in lint_notes(reports):
         print(f"cpdebug: {note}", file=stream, flush=True)
     return reports

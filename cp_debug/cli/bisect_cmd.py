@@ -143,7 +143,7 @@ def bisect(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe))
-        _check_recipe(subject)
+        _check_recipe(subject, pairs)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
                                 budget=budget, model_explorer=model_explorer)
@@ -176,8 +176,9 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
     return model
 
 
-def _check_recipe(request: SubjectRequest) -> None:
-    """What the TransFusion recipe does not take (CenterPoint's options), said before anything loads."""
+def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]]) -> None:
+    """What the TransFusion recipe does not take (CenterPoint's options; a kit's results: the target ran the one
+    graph, the bisect cuts it at the proposal selection), said before anything loads."""
     from cp_debug.errors import BadInputError
 
     m = request.model
@@ -186,6 +187,14 @@ def _check_recipe(request: SubjectRequest) -> None:
     given = [o for o, v in (("--int8", m.int8), ("--params", request.params)) if v]
     if given:
         raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion")
+    kit = next((label for label, spec in pairs if spec.kit), None)
+    if kit is not None:
+        from cp_debug.backends.kit_files import onnx_inputs
+
+        d = kit.split("@", 1)[1]
+        raise BadInputError(f"{kit}: the target ran TransFusion-L's one graph, which --recipe transfusion cuts in two "
+                            f"at the proposal selection; read it with `cpdebug bisect --onnx {d}/transfusion.onnx "
+                            f"--inputs {d}/{onnx_inputs('frame_000', 'transfusion')} --backends ort,{kit}`")
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],

@@ -1,5 +1,6 @@
-"""`cpdebug trt-kit`: a folder for the target — the ONNX pair, every stage's inputs per frame, the reference's outputs,
-trtexec / polygraphy scripts and a manifest; no TensorRT needed here. Its results come back through `trt-*@KIT`."""
+"""`cpdebug trt-kit`: a folder for the target — the ONNX pair (`--recipe transfusion`: Autoware's one
+transfusion.onnx), every stage's inputs per frame, the reference's outputs, trtexec / polygraphy scripts and a
+manifest; no TensorRT needed here. Its results come back through `trt-*@KIT`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Seed, Verbose,
-                                   model_record)
+from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Recipe, Seed,
+                                   Verbose, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 
 
 def trt_kit(
     out: Annotated[Path, typer.Option("--out", metavar="KIT", help="The kit's folder (written whole).")],
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -32,22 +34,34 @@ def trt_kit(
         help="Frames of an info file, a folder with infos.pkl, a rosbag2 folder or a folder of point files.")] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="N held-out synthetic frames.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(
-        help="Precision the target runs (repeat for more): fp16 (default), fp32, int8. One the pair does not hold "
-             "is converted by cp_debug's transform into <precision>/ (TensorRT 11 takes precision from the ONNX).")
+        help="Precision the target runs (repeat for more): fp16 (default; --recipe transfusion: the --params' "
+             "trt_precision where they set it), fp32, int8. One the pair does not hold is converted by cp_debug's "
+             "transform into <precision>/ (TensorRT 11 takes precision from the ONNX).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing KIT.")] = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Write a kit to run on the target with trtexec or polygraphy; read its results back with
-    `cpdebug bisect --backends torch,trt-fp16@KIT`."""
+    `cpdebug bisect --backends torch,trt-fp16@KIT` (--recipe transfusion: `cpdebug bisect --onnx KIT/transfusion.onnx
+    --inputs KIT/inputs/frame_000/transfusion.npz --backends ort,trt-fp16@KIT`)."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.errors import BadInputError
         from cp_debug.kit.writer import KitRequest, frames_of, write_kit
 
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
+        rname = recipe_name(recipe)
         if onnx_dir is not None and fix is not None:
             raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
+        if rname == "transfusion":
+            from cp_debug.kit.transfusion import node_precision
+            from cp_debug.kit.writer import model_config
+
+            model_config(rname, model.model_name)  # an unknown preset is said before anything loads
+            if fix is not None:
+                raise BadInputError("--fix: `cpdebug fix` writes no TransFusion one graph yet; give --onnx-dir DIR "
+                                    "(the folder of a deployed transfusion.onnx) or neither (cp_debug's export)")
+            precision = precision or [node_precision(params or ()) or "fp16"]
         source, kind = onnx_dir, "deployed"
         if fix is not None:
             from cp_debug.fix.artifact import read_fix
@@ -60,8 +74,9 @@ def trt_kit(
         if source is None:
             kind = "export"
         req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
-                         frames=frames_of(scenes, n, model.model_name),
-                         precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force)
+                         frames=frames_of(scenes, n, model.model_name, rname),
+                         precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
+                         recipe=rname, params=tuple(params or ()))
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
         from cp_debug.cli._output import StepProgress, stdout_console
@@ -70,12 +85,12 @@ def trt_kit(
 
         check_request(req)  # a bad --out or --onnx-dir is said before the checks
         # --params, or the deployed folder's own parameter files: checked against the model before the reference runs
-        lint_first(model, params, [onnx_dir], third_party.terminal)
+        lint_first(model, params, [onnx_dir], third_party.terminal, rname)
         progress = StepProgress(quiet=quiet, stream=third_party.terminal)
         summary = write_kit(req, progress=progress)
         console = stdout_console()
         console.print(f"kit written to {summary.out}: {len(summary.frames)} frame(s), stages "
-                      f"{', '.join(summary.stages)}, precisions {', '.join(summary.precisions)} (the pair holds "
+                      f"{', '.join(summary.stages)}, precisions {', '.join(summary.precisions)} (the ONNX holds "
                       f"{summary.held_precision}); {summary.files} files, {summary.bytes / 2**20:.1f} MiB")
         for note in summary.notes:
             console.print(f"  {note}")

@@ -44,6 +44,17 @@ DEBUG_FILES_CHECKED = ("v10.12.0", "v11.1")  # samples/common/debugTensorWriter.
 POLYGRAPHY_CHECKED = ("0.49.9", "0.53.6")  # tools/Polygraphy at the tags, PyPI's 0.49.26, 0.50.3, 0.53.4, 0.53.6
 
 
+def bisect_command(m: kf.Manifest, precision: str) -> str:
+    """The command that reads the target's results back: bisect on the kit's first frame (TransFusion-L's one graph:
+    on its ONNX file and that frame's inputs, against ONNX Runtime: `kit/transfusion.py` says why)."""
+    frame = m.frames[0].id
+    if m.source.get("recipe") == "transfusion":
+        stage = m.stages[0].name
+        return (f"cpdebug bisect --onnx KIT/{stage}.onnx --inputs KIT/{kf.onnx_inputs(frame, stage)} "
+                f"--backends ort,trt-{precision}@KIT")
+    return f"cpdebug bisect --backends torch,trt-{precision}@KIT --points KIT/frames/{frame}.npy"
+
+
 def _profile(m: kf.Manifest, stage: str) -> dict[str, ShapeRange]:
     return {n: ShapeRange(tuple(r["min"]), tuple(r["opt"]), tuple(r["max"])) for n, r in m.profile[stage].items()}
 
@@ -89,7 +100,7 @@ _HEAD = """\
 # Written by cp_debug {version} (`cpdebug trt-kit`) on {created}. Run it on the target, from anywhere:
 #   bash {name} [PRECISION] {usage}
 # PRECISION: {precisions} (default {first}). Then copy the kit's results/ folder back next to manifest.json and run
-#   cpdebug bisect --backends torch,trt-PRECISION@KIT --points KIT/frames/frame_000.npy  (see README.md)
+#   {back}  (see README.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 KIT=$(pwd)
@@ -154,7 +165,7 @@ def polygraphy_script(m: kf.Manifest) -> str:
     out = [_HEAD.format(what="Runs each stage of this kit with Polygraphy: TensorRT (--trt, the default) or ONNX "
                              "Runtime in its place (--onnxrt).", version=m.cp_debug, created=m.created, name=name,
                         usage="[--onnxrt] [--trt-major 10|11]", precisions="|".join(m.precisions),
-                        first=m.precisions[0])]
+                        first=m.precisions[0], back=bisect_command(m, "PRECISION"))]
     out.append("""\
 runner=trt
 """)
@@ -241,7 +252,7 @@ def trtexec_script(m: kf.Manifest) -> str:
     out = [_HEAD.format(what="Builds one engine per stage with trtexec (strongly typed, debug tensors of every "
                              "unfused tensor) and runs it on every frame of this kit.", version=m.cp_debug,
                         created=m.created, name=name, usage="[--trt-major 10|11]", precisions="|".join(m.precisions),
-                        first=m.precisions[0])]
+                        first=m.precisions[0], back=bisect_command(m, "PRECISION"))]
     out.append(_arg_loop(name, "", "[PRECISION] [--trt-major 10|11]"))
     out.append("""\
 TRTEXEC=${TRTEXEC:-trtexec}
@@ -332,6 +343,20 @@ def _threshold_text(m: kf.Manifest) -> str:
     return textwrap.fill(text, width=116)
 
 
+def _recipe_text(m: kf.Manifest) -> str:
+    """What the README says of TransFusion-L's one graph (`kit/transfusion.py`): the node's profile, its precision."""
+    if m.source.get("recipe") != "transfusion":
+        return ""
+    stage = m.stages[0].name
+    r = m.profile[stage][m.stages[0].inputs[0].name]
+    text = (f"TransFusion-L's one graph, `{stage}.onnx`, as autoware_lidar_transfusion deploys it. The engine's "
+            f"profile is the node's: axis 0 (`voxels_num`) of every input at min {r['min'][0]}, opt {r['opt'][0]}, "
+            f"max {r['max'][0]} (its voxels_num). fp16 here is the FP16 file built strongly typed (TensorRT 11, "
+            "TensorRT-RTX); the node on TensorRT 10 builds the FP32 file with the FP16 builder flag instead "
+            "(`trt_precision: fp16`), where TensorRT may keep layers in FP32: this kit does not run that engine.")
+    return "\n" + textwrap.fill(text, width=116) + "\n"
+
+
 def readme(m: kf.Manifest) -> str:
     frames = "\n".join(f"| `{f.id}` | {f.token} | {f.source} |" for f in m.frames)
     stages = "\n".join(f"| `{s.name}` | " + ", ".join(f"`{t.name}` {t.dtype}" for t in s.inputs) + " | "
@@ -339,9 +364,9 @@ def readme(m: kf.Manifest) -> str:
     first = m.precisions[0]
     return f"""# A cp_debug kit for the target
 
-Written by cp_debug {m.cp_debug} on {m.created}. The ONNX pair holds {m.held_precision}; the scripts run
+Written by cp_debug {m.cp_debug} on {m.created}. The ONNX files hold {m.held_precision}; the scripts run
 {', '.join(m.precisions)}. Nothing here needs cp_debug on the target: only `trtexec` or `polygraphy`.
-
+{_recipe_text(m)}
 ## On the target
 ```
 bash run_trtexec.sh {first}              # trtexec: one engine per stage, every frame, debug tensors, layer info
@@ -375,7 +400,7 @@ Every flag these scripts pass was checked against the tools' own sources, at eve
 ## Back on the machine with cp_debug
 Copy `results/` into this folder (next to `manifest.json`), then
 ```
-cpdebug bisect --backends torch,trt-{first}@KIT --points KIT/frames/frame_000.npy [model options as for the kit]
+{bisect_command(m, first)}{"" if m.source.get("recipe") == "transfusion" else " [model options as for the kit]"}
 ```
 cp_debug checks every file against the manifest's hashes and the results against the files they were computed from
 (`results/<precision>/ran.sha256`); anything else is refused in one line.
@@ -394,7 +419,7 @@ The target ran each stage on the reference's inputs: a later stage's error is th
 ## Layout
 ```
 manifest.json                            what this kit holds, with the sha256 of every file
-<stage>.onnx                             the pair as given; <precision>/<stage>.onnx: converted copies
+<stage>.onnx                             the ONNX as given; <precision>/<stage>.onnx: converted copies
 frames/<frame>.npy                       each frame's points as the model reads them
 inputs/<frame>/<stage>/<input>.raw       trtexec --loadInputs (raw, C order)
 inputs/<stage>.polygraphy.json           polygraphy --load-inputs (one feed per frame)

@@ -1,5 +1,6 @@
-"""Write a kit for the target (`cpdebug trt-kit`): the ONNX pair, every stage's exact inputs per frame, the
-reference's outputs, the scripts and the manifest — needs no TensorRT.
+"""Write a kit for the target (`cpdebug trt-kit`): the ONNX files, every stage's exact inputs per frame, the
+reference's outputs, the scripts and the manifest — needs no TensorRT. What a recipe puts in is a `KitContent`
+(CenterPoint's pair here; TransFusion-L's one graph in `kit/transfusion.py`); the rest is written once, here.
 
 The reference runs as bisect's does (the model in PyTorch on the CPU, deterministic; each frame's stage inputs as
 `recipes/centerpoint/subject.py` makes them), so `bisect --points KIT/frames/<frame>.npy --backends
@@ -20,30 +21,15 @@ from typing import TYPE_CHECKING
 from cp_debug.backends import kit_files as kf
 from cp_debug.errors import BadInputError
 
+from cp_debug.kit.content import (KIT_PRECISIONS, KitContent, KitRequest, ReferenceRun,  # noqa: F401 (callers' names)
+                                   frame_scans, model_config, torch_reference)
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+    import onnx
 
+    from cp_debug.backends.trt_profile import Profile
     from cp_debug.data.frames import Frame
-    from cp_debug.data.point_files import LoadedPoints
-    from cp_debug.models.centerpoint.source import ModelRecord
-
-KIT_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class KitRequest:
-    """What to put in a kit: the model (the reference), the ONNX pair (None: cp_debug's export of the model; a
-    folder: a deployed pair or a fix's), the frames, the precisions the target runs."""
-
-    model: "ModelRecord"
-    out: Path
-    onnx_dir: Path | None = None
-    source_kind: str = "export"  # export | deployed | fix
-    points: tuple[Path, ...] = ()
-    frames: tuple["Frame", ...] = ()  # --scenes / --n; with neither and no points: the model's own scan of seed
-    precisions: tuple[str, ...] = ("fp16",)
-    force: bool = False
-
 
 @dataclass(frozen=True)
 class KitSummary:
@@ -81,27 +67,30 @@ def check_request(req: KitRequest) -> None:
         if not Path(req.onnx_dir).is_dir():
             raise BadInputError(f"{where} {req.onnx_dir} is not a folder")
         if not any(Path(req.onnx_dir).glob("*.onnx")):
-            raise BadInputError(f"{where} {req.onnx_dir} holds no .onnx file (expected the deployed "
-                                "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+            expected = ("transfusion.onnx" if req.recipe == "transfusion" else
+                        "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx")
+            raise BadInputError(f"{where} {req.onnx_dir} holds no .onnx file (expected the deployed {expected})")
 
 
 def write_kit(req: KitRequest, progress=None) -> KitSummary:
     """Run the reference over the frames and write the kit to `req.out`, whole or not at all."""
-    from cp_debug.models.centerpoint.presets import as_config
-
     check_request(req)
-    cfg = as_config(req.model.model_name)
-    scans = _scans(req, cfg)
     step = progress.step if progress is not None else _no_step
+    if req.recipe == "transfusion":
+        from cp_debug.kit.transfusion import transfusion_content as content_of
+    else:
+        content_of = _centerpoint_content
     req.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=req.out.parent, prefix=f".{req.out.name}.", suffix=".tmp"))
     try:
         with step("running the reference over the frames"):
-            runs = [_reference(req, cfg, loaded) for _, loaded in scans]
+            content = content_of(req)
         with step("writing the ONNX files"):
-            held, notes = _write_onnx(req, runs[0].subject, tmp)
+            held, notes = _convert(req, content.write_onnx(tmp), tmp)
         with step("writing inputs and reference outputs"):
-            manifest = _write_frames(req, cfg, scans, runs, held, tmp)
+            manifest = _write_frames(req, content, held, tmp)
+            if content.extra is not None:
+                content.extra(tmp, manifest)
         from cp_debug.kit.scripts import polygraphy_script, readme, trtexec_script
 
         for name, text in ((kf.TRTEXEC_SCRIPT, trtexec_script(manifest)),
@@ -120,70 +109,49 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
             shutil.rmtree(tmp, ignore_errors=True)
     size = sum((req.out / rel).stat().st_size for rel in files)
     return KitSummary(req.out, tuple(f.token for f in manifest.frames), tuple(s.name for s in manifest.stages),
-                      manifest.precisions, held, len(files) + 1, size, tuple(notes))
+                      manifest.precisions, held, len(files) + 1, size, tuple(content.notes + notes))
 
 
 # -- frames and the reference ----------------------------------------------------------------------------------
-def _scans(req: KitRequest, cfg) -> list[tuple[str, "LoadedPoints"]]:
-    """(token, the model's points) per frame: --points files as bisect reads them, --scenes / --n frames, or the
-    model's own scan of the seed (bisect's default input)."""
-    from cp_debug.data.frames import ModelScan
-    from cp_debug.data.point_files import load_point_file, points_from_array
+def _centerpoint_content(req: KitRequest) -> KitContent:
+    """CenterPoint's pair: each frame's stages fed as bisect feeds its reference (`recipes/centerpoint/subject.py`),
+    the profile over the frames with the first stage's voxel axis up to the config's max_voxels."""
+    from functools import partial
 
-    out: list[tuple[str, LoadedPoints]] = [(Path(p).stem, load_point_file(p, cfg)) for p in req.points]
-    out += [(f.token, points_from_array(f.load(cfg).points, cfg, f"{f.token}")) for f in req.frames]
-    if not out:
-        scan = ModelScan(req.model.seed)
-        out.append((f"seed{req.model.seed}", points_from_array(scan.load(cfg).points, cfg, scan.describe())))
-    tokens = [t for t, _ in out]
-    if len(set(tokens)) != len(tokens):
-        raise BadInputError("two frames share a token (a file stem): give each point file its own name")
-    return out
-
-
-@dataclass
-class _Run:
-    subject: object
-    feeds: list[dict]  # per stage
-    outputs: list[dict]  # per stage
-
-
-def _reference(req: KitRequest, cfg, loaded: "LoadedPoints") -> _Run:
-    """The reference (the model in PyTorch, deterministic, on the CPU) over one frame, stage by stage, fed as
-    bisect feeds its reference."""
-    from cp_debug.backends.factory import make_runner
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.determinism import Determinism
+    from cp_debug.backends.trt_profile import profile_from_shapes
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     m = req.model
-    subject = centerpoint_subject(preset=cfg, checkpoint=m.checkpoint, points=loaded, seed=m.seed,
-                                  random_weights=m.random_weights)
-    det = Determinism(enabled=True, seed=m.seed)
-    feeds, outputs, upstream = [], [], {}
-    for i, st in enumerate(subject.stages):
-        feed = subject.feed(i, upstream)
-        with make_runner(BackendSpec.parse("torch"), torch_module=st.module, input_names=st.input_names,
-                         output_names=st.output_names, determinism=det) as runner:
-            out = runner.infer(feed)
-        out = {k: out[k] for k in st.output_names}
-        feeds.append(feed)
-        outputs.append(out)
-        upstream.update(out)
-    return _Run(subject, feeds, outputs)
+    cfg = model_config("centerpoint", m.model_name)
+    scans = frame_scans(req, cfg)
+    runs, subject = [], None
+    for _, loaded in scans:
+        subject = centerpoint_subject(preset=cfg, checkpoint=m.checkpoint, points=loaded, seed=m.seed,
+                                      random_weights=m.random_weights)
+        feeds, outputs, upstream = [], [], {}
+        for i, st in enumerate(subject.stages):
+            feed = subject.feed(i, upstream)
+            out = torch_reference(st.module, st, feed, m.seed)
+            feeds.append(feed)
+            outputs.append(out)
+            upstream.update(out)
+        runs.append(ReferenceRun(feeds, outputs))
+
+    def profile(i: int, shapes: list) -> "Profile":
+        caps = {"input_features": {0: cfg.max_voxels}} if i == 0 else {}
+        return profile_from_shapes(shapes, {n: c for n, c in caps.items() if n in subject.stages[i].input_names})
+
+    return KitContent(scans, tuple(subject.stages), runs, partial(_centerpoint_onnx, req, subject), profile)
 
 
 # -- the ONNX files --------------------------------------------------------------------------------------------
-def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
-    """The pair at the top level (a deployed folder's files as they are, checked against the model; else
-    cp_debug's export), and per precision the pair does not hold its converted copy. Returns the precision
-    the pair holds, and notes."""
+def _centerpoint_onnx(req: KitRequest, subject, tmp: Path) -> dict[str, "onnx.ModelProto"]:
+    """The pair at the top level: a deployed folder's files as they are (checked against the model), else
+    cp_debug's export."""
     import onnx
 
     from cp_debug.bisect.deployed import deployed_stages
-    from cp_debug.precision.held import file_precision
 
-    notes = []
     if req.onnx_dir is not None:
         from cp_debug.backends.spec import BackendSpec
 
@@ -195,6 +163,16 @@ def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
         models = {st.name: st.onnx() for st in subject.stages}
         for name, model in models.items():
             onnx.save(model, str(tmp / f"{name}.onnx"))
+    return models
+
+
+def _convert(req: KitRequest, models: dict[str, "onnx.ModelProto"], tmp: Path) -> tuple[str, list[str]]:
+    """Per precision the files do not hold, their converted copy. Returns the precision the files hold, and notes."""
+    import onnx
+
+    from cp_debug.precision.held import file_precision
+
+    notes = []
     held_each = {name: file_precision(model) for name, model in models.items()}
     held = next((p for p in ("int8", "fp16") if p in held_each.values()), "fp32")
     for p in req.precisions:
@@ -206,7 +184,7 @@ def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
             (tmp / p).mkdir(exist_ok=True)
             for name, model in models.items():
                 onnx.save(convert_to_fp16(model), str(tmp / kf.onnx_path(p, name, held)))
-            notes.append("fp16/: the pair converted to FP16 by cp_debug's transform (every node; float32 at the "
+            notes.append("fp16/: the ONNX converted to FP16 by cp_debug's transform (every node; float32 at the "
                          "graph's inputs and outputs), as trt-fp16 and ort-*-fp16 convert it")
             continue
         each = ", ".join(f"{k}: {v}" for k, v in held_each.items())
@@ -216,16 +194,15 @@ def _write_onnx(req: KitRequest, subject, tmp: Path) -> tuple[str, list[str]]:
 
 
 # -- inputs, reference outputs, manifest -------------------------------------------------------------------------
-def _write_frames(req: KitRequest, cfg, scans, runs: list[_Run], held: str, tmp: Path) -> kf.Manifest:
+def _write_frames(req: KitRequest, content: KitContent, held: str, tmp: Path) -> kf.Manifest:
     import numpy as np
     from polygraphy.json import save_json
     from polygraphy.logger import G_LOGGER
 
-    from cp_debug.backends.trt_profile import profile_from_shapes
     from cp_debug.compare.diff import default_tolerance
 
-    subject = runs[0].subject
-    top = {st.name: _io_dtypes(tmp / f"{st.name}.onnx") for st in subject.stages}
+    scans, runs = content.scans, content.runs
+    top = {st.name: _io_dtypes(tmp / f"{st.name}.onnx") for st in content.stages}
     frames = []
     (tmp / "frames").mkdir()
     for k, (token, loaded) in enumerate(scans):
@@ -234,7 +211,7 @@ def _write_frames(req: KitRequest, cfg, scans, runs: list[_Run], held: str, tmp:
         frames.append(kf.KitFrame(fid, token, loaded.source, f"frames/{fid}.npy"))
     stages = []
     profile = {}
-    for i, st in enumerate(subject.stages):
+    for i, st in enumerate(content.stages):
         dtypes = top[st.name]
         ins, outs = [], []
         for names, kind, values_of in ((st.input_names, "input", lambda r, i=i: r.feeds[i]),
@@ -255,16 +232,15 @@ def _write_frames(req: KitRequest, cfg, scans, runs: list[_Run], held: str, tmp:
                  for run in runs]
         with G_LOGGER.verbosity(G_LOGGER.CRITICAL + 1):  # its "Saving …" line is not ours to print
             save_json(feeds, str(tmp / kf.polygraphy_inputs(st.name)), description="cp_debug kit inputs")
-        caps = {"input_features": {0: cfg.max_voxels}} if i == 0 else {}
-        prof = profile_from_shapes([{t.name: t.shapes[f.id] for t in ins} for f in frames],
-                                   {n: c for n, c in caps.items() if n in st.input_names})
+        prof = content.profile(i, [{t.name: t.shapes[f.id] for t in ins} for f in frames])
         profile[st.name] = {n: r.to_json() for n, r in prof.items()}
         stages.append(kf.KitStage(st.name, tuple(ins), tuple(outs)))
     from cp_debug import __version__
 
     tol = {p: {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}
            for p in req.precisions for t in [default_tolerance(p)]}
-    source = {"kind": req.source_kind, "path": str(req.onnx_dir) if req.onnx_dir is not None else None}
+    source = {"kind": req.source_kind, "path": str(req.onnx_dir) if req.onnx_dir is not None else None,
+              "recipe": req.recipe}
     return kf.Manifest(__version__, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        req.model.to_json(), source, held, tuple(dict.fromkeys(req.precisions)), tuple(frames),
                        tuple(stages), profile, tol, {})
@@ -317,15 +293,14 @@ class _no_step:
         return False
 
 
-def frames_of(scenes: Path | None, n: int | None, cfg_name: str) -> tuple["Frame", ...]:
+def frames_of(scenes: Path | None, n: int | None, cfg_name: str, recipe: str = "centerpoint") -> tuple["Frame", ...]:
     """The --scenes / --n frames (data/frames.py), or none."""
     from cp_debug.data.frames import from_scenes, held_out
-    from cp_debug.models.centerpoint.presets import as_config
 
     if scenes is not None and n is not None:
         raise BadInputError("give --scenes DIR or --n N, not both")
     if scenes is not None:
-        return tuple(from_scenes(scenes, as_config(cfg_name), task="write a kit for"))
+        return tuple(from_scenes(scenes, model_config(recipe, cfg_name), task="write a kit for"))
     if n is not None:
         if n < 1:
             raise BadInputError(f"--n must be at least 1, got {n}")

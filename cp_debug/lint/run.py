@@ -44,23 +44,28 @@ def params_of_folder(folder: Path | None) -> tuple[Path, ...]:
     return tuple(param_files(folder)) if folder is not None and Path(folder).is_dir() else ()
 
 
-def lint_reports_before_run(model: ModelRecord, params: Sequence[Path],
-                            onnx_dirs: Sequence[Path]) -> tuple[LintReport, ...]:
+def lint_reports_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
+                            recipe: str = "centerpoint") -> tuple[LintReport, ...]:
     """The checks a run makes first when it is given parameter files (`--params`) or deployed folders that hold
     some (`SPEC@DIR`), one report per folder (or one for --params alone): a mismatch between the run's model and a
     deployed pair is a BadInputError (the comparison would mean nothing). Neither given: no report (the run checks
-    the pair's interface and weights itself)."""
+    the pair's interface and weights itself). `recipe`: centerpoint, or transfusion (its config, its files)."""
     from cp_debug.models.centerpoint.presets import get_preset
 
     todo = [(tuple(params) or params_of_folder(d), d) for d in (list(onnx_dirs) or [None])]
     todo = [(files, d) for files, d in todo if files]
     if not todo:
         return ()
-    cfg = get_preset(model.model_name)
+    if recipe == "transfusion":
+        from cp_debug.models.transfusion.presets import get_preset as get_tf_preset
+
+        cfg = get_tf_preset(model.model_name)
+    else:
+        cfg = get_preset(model.model_name)
     label = Path(model.config).name if model.config is not None else f"preset {model.model_name}"
     reports = []
     for files, folder in todo:
-        report = lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder))
+        report = lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder, recipe=recipe))
         breaking = [f for f in report.mismatches if f.breaks_comparison]
         if breaking:
             raise BadInputError(f"lint: {breaking[0].check}: {breaking[0].message}; the run would compare different "

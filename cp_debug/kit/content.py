@@ -1,0 +1,103 @@
+"""What a kit holds, before it is written (`cpdebug trt-kit`): the request, and a recipe's `KitContent` — its
+frames, stages, the reference's values per frame and its ONNX files. CenterPoint's content is built in `writer.py`,
+TransFusion-L's in `transfusion.py`; `writer.py` writes either."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from cp_debug.backends import kit_files as kf
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+    from cp_debug.backends.trt_profile import Profile
+    from cp_debug.data.frames import Frame
+    from cp_debug.data.point_files import LoadedPoints
+    from cp_debug.models.centerpoint.source import ModelRecord
+
+KIT_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class KitRequest:
+    """What to put in a kit: the model (the reference), the ONNX pair (None: cp_debug's export of the model; a
+    folder: a deployed pair or a fix's), the frames, the precisions the target runs."""
+
+    model: "ModelRecord"
+    out: Path
+    onnx_dir: Path | None = None
+    source_kind: str = "export"  # export | deployed | fix
+    points: tuple[Path, ...] = ()
+    frames: tuple["Frame", ...] = ()  # --scenes / --n; with neither and no points: the model's own scan of seed
+    precisions: tuple[str, ...] = ("fp16",)
+    force: bool = False
+    recipe: str = "centerpoint"  # centerpoint (the pair) | transfusion (Autoware's one graph: kit/transfusion.py)
+    params: tuple[Path, ...] = ()  # Autoware's parameter files (TransFusion: voxels_num sets the profile)
+
+
+@dataclass
+class ReferenceRun:
+    """The reference over one frame: each stage's feed and outputs."""
+
+    feeds: list[dict]  # per stage
+    outputs: list[dict]  # per stage
+
+
+@dataclass
+class KitContent:
+    """What a recipe puts in a kit: the frames (token, points), the stages (each with `name`, `input_names`,
+    `output_names`), the reference's feeds and outputs per frame, `write_onnx(folder)` writing the top-level ONNX
+    files and returning them by stage, `profile(stage index, [{input: shape} per frame])` the stage's optimization
+    profile, notes for the terminal, and `extra(folder, manifest)` writing files of the recipe's own."""
+
+    scans: list[tuple[str, "LoadedPoints"]]
+    stages: tuple[Any, ...]
+    runs: list[ReferenceRun]
+    write_onnx: Callable[[Path], dict[str, "onnx.ModelProto"]]
+    profile: Callable[[int, list[dict[str, tuple[int, ...]]]], "Profile"]
+    notes: list[str] = field(default_factory=list)
+    extra: Callable[[Path, kf.Manifest], None] | None = None
+
+
+def frame_scans(req: KitRequest, cfg) -> list[tuple[str, "LoadedPoints"]]:
+    """(token, the model's points) per frame: --points files as bisect reads them, --scenes / --n frames, or the
+    model's own scan of the seed (bisect's default input)."""
+    from cp_debug.data.frames import ModelScan
+    from cp_debug.data.point_files import load_point_file, points_from_array
+
+    out: list[tuple[str, LoadedPoints]] = [(Path(p).stem, load_point_file(p, cfg)) for p in req.points]
+    out += [(f.token, points_from_array(f.load(cfg).points, cfg, f"{f.token}")) for f in req.frames]
+    if not out:
+        scan = ModelScan(req.model.seed)
+        out.append((f"seed{req.model.seed}", points_from_array(scan.load(cfg).points, cfg, scan.describe())))
+    tokens = [t for t, _ in out]
+    if len(set(tokens)) != len(tokens):
+        raise BadInputError("two frames share a token (a file stem): give each point file its own name")
+    return out
+
+
+def torch_reference(module, st, feed: dict, seed: int) -> dict:
+    """One stage's reference outputs: `module` in PyTorch, deterministic, on the CPU, as bisect runs its reference."""
+    from cp_debug.backends.factory import make_runner
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.determinism import Determinism
+
+    with make_runner(BackendSpec.parse("torch"), torch_module=module, input_names=st.input_names,
+                     output_names=st.output_names, determinism=Determinism(enabled=True, seed=seed)) as runner:
+        out = runner.infer(feed)
+    return {k: out[k] for k in st.output_names}
+
+
+def model_config(recipe: str, name: str):
+    """The model config of preset or config file `name` in `recipe` (CenterPoint's or TransFusion-L's)."""
+    if recipe == "transfusion":
+        from cp_debug.models.transfusion.presets import get_preset
+
+        return get_preset(name)
+    from cp_debug.models.centerpoint.presets import as_config
+
+    return as_config(name)

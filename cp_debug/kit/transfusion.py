@@ -1,0 +1,163 @@
+"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`): Autoware's one graph, `transfusion.onnx`, as
+autoware_lidar_transfusion deploys it — one stage, `transfusion`: voxels, num_points, coors -> cls_score0, bbox_pred0,
+dir_cls_pred0.
+
+- The profile is the node's own. `transfusion_config.hpp` takes `voxels_num` [min, opt, max] of
+  transfusion_ml_package.param.yaml (a list of another length leaves its defaults 5000, 30000, 60000) for axis 0 of
+  all three inputs, and `transfusion_trt.cpp` (`initTrt`; `network_trt.cpp` `setProfile` before it) sets voxels
+  [n, 20, 5], num_points [n], coors [n, 4] at n = min, opt, max. The other axes are the graph's own (the node's
+  constants 20, 5, 4: a graph that disagrees is named by the lint that runs first).
+- A frame outside the profile is refused: the node skips a frame of fewer voxels than min ("Too few voxels … for
+  actual optimization profile") and cuts one of more than max (its max_voxels) in its own order.
+- The precision, without --precision: `trt_precision` of transfusion.param.yaml (fp16 or fp32), else fp16. The kit's
+  fp16 is cp_debug's FP16 conversion built strongly typed (TensorRT 11's and TensorRT-RTX's only way); the node on
+  TensorRT 10 builds the FP32 file with the FP16 builder flag instead, where TensorRT may keep layers in FP32.
+- The reference: the deploy module in PyTorch (FP32, deterministic, CPU) on each frame's voxels, voxelized by
+  cp_debug as the bisect's subject voxelizes (`recipes/transfusion/subject.py`).
+- Read back: `bisect --recipe transfusion` cuts the model at the proposal selection, which the target never ran
+  apart, so it refuses a kit; each frame's inputs are written as `inputs/<frame>/transfusion.npz`, and
+  `cpdebug bisect --onnx KIT/transfusion.onnx --inputs KIT/inputs/frame_000/transfusion.npz --backends
+  ort,trt-fp16@KIT` compares the target's one graph, tensor by tensor, with ONNX Runtime's FP32 run of the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from cp_debug.backends import kit_files as kf
+from cp_debug.backends.trt_profile import Profile, ShapeRange
+from cp_debug.errors import BadInputError
+from cp_debug.kit.content import KitContent, KitRequest, ReferenceRun, frame_scans, model_config, torch_reference
+from cp_debug.recipes.transfusion.export import ONNX_FILE
+from cp_debug.recipes.transfusion.interface import DEPLOY_INPUTS, DEPLOY_OUTPUTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+STAGE = Path(ONNX_FILE).stem  # the kit's stage: its file is transfusion.onnx, the name the node loads
+NODE_PRECISIONS = ("fp16", "fp32")  # trt_precision values the node builds
+
+
+class OneGraph:
+    """The one stage's names, as the kit writer reads a stage."""
+
+    name = STAGE
+    input_names = DEPLOY_INPUTS
+    output_names = DEPLOY_OUTPUTS
+
+
+def node_voxels_num(params: Sequence[Path]) -> tuple[tuple[int, int, int], str]:
+    """(voxels_num [min, opt, max], where it came from) as the node takes it: the files' three values, else its
+    defaults."""
+    from cp_debug.lint.transfusion_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
+
+    if params:
+        from cp_debug.data.autoware_params import read_params
+
+        p = read_params(params, node="TransFusion").get("voxels_num")
+        if p is not None:
+            v = p.value
+            if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+                raise BadInputError(f"{p.where} = {v!r} must be a list of integers [min, opt, max]")
+            if len(v) == 3:
+                if not 0 < v[0] <= v[1] <= v[2]:
+                    raise BadInputError(f"{p.where} = {v!r}: TensorRT needs 0 < min <= opt <= max")
+                return (v[0], v[1], v[2]), p.where
+            return NODE_VOXELS_NUM, f"{TRANSFUSION_NODE} defaults ({p.where} has {len(v)} values, not 3)"
+    return NODE_VOXELS_NUM, f"{TRANSFUSION_NODE} defaults (no --params)"
+
+
+def node_precision(params: Sequence[Path]) -> str | None:
+    """The node's `trt_precision` in the files (fp16 | fp32), or None where they set none."""
+    if not params:
+        return None
+    from cp_debug.data.autoware_params import read_params
+
+    p = read_params(params, node="TransFusion").get("trt_precision")
+    if p is None:
+        return None
+    if str(p.value).lower() not in NODE_PRECISIONS:
+        raise BadInputError(f"{p.where} = {p.value!r}: the node builds {' or '.join(NODE_PRECISIONS)}")
+    return str(p.value).lower()
+
+
+def node_profile(voxels_num: Sequence[int], fixed: dict[str, tuple[int, ...]]) -> Profile:
+    """The node's optimization profile: axis 0 of every input at voxels_num's min, opt, max; `fixed` the other
+    axes of each input (voxels: (20, 5), num_points: (), coors: (4,))."""
+    lo, opt, hi = (int(v) for v in voxels_num)
+    return {n: ShapeRange((lo, *fixed[n]), (opt, *fixed[n]), (hi, *fixed[n])) for n in DEPLOY_INPUTS}
+
+
+def transfusion_content(req: KitRequest) -> KitContent:
+    """The one graph's kit content: frames voxelized, checked against the node's profile, run by the reference."""
+    import torch
+
+    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.recipes.transfusion.source import load_transfusion
+    from cp_debug.recipes.transfusion.stages import TransFusionDeploy
+
+    m = req.model
+    cfg = model_config("transfusion", m.model_name)
+    voxels_num, where = node_voxels_num(req.params)
+    scans = frame_scans(req, cfg)
+    feeds = []
+    for token, loaded in scans:
+        vox = voxelize(torch.as_tensor(loaded.points), cfg)
+        n = int(vox.num_voxels)
+        if not voxels_num[0] <= n <= voxels_num[2]:
+            what = ("fewer than its min: the node skips such a frame" if n < voxels_num[0] else
+                    "more than its max: the node keeps only max of them, in its own order")
+            raise BadInputError(f"frame {token} has {n} voxels, {what} (voxels_num {list(voxels_num)}: {where}); "
+                                "give frames within it, or --params with a voxels_num covering them")
+        feeds.append({"voxels": vox.voxels[:n].float().numpy(),
+                      "num_points": vox.num_points[:n].to(torch.int32).numpy(),
+                      "coors": vox.coors[:n].to(torch.int32).numpy()})
+    loaded_model = load_transfusion(m.model_name, m.checkpoint, m.seed, m.random_weights)
+    module = TransFusionDeploy(loaded_model.model).eval()
+    runs = [ReferenceRun([feed], [torch_reference(module, OneGraph, feed, m.seed)]) for feed in feeds]
+    fixed = {name: tuple(int(d) for d in arr.shape[1:]) for name, arr in feeds[0].items()}
+
+    def write_onnx(tmp: Path) -> dict[str, "onnx.ModelProto"]:
+        return {STAGE: _one_graph(req, loaded_model, scans[0][1].points, tmp)}
+
+    notes = [f"profile: voxels_num {list(voxels_num)} ({where}), as the node builds it"]
+    return KitContent(scans, (OneGraph,), runs, write_onnx, lambda i, shapes: node_profile(voxels_num, fixed),
+                      notes, _write_npz)
+
+
+def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
+    """transfusion.onnx at the kit's top level: a deployed file as it is (its interface checked), else cp_debug's
+    export of the model (traced on the first frame)."""
+    import shutil
+
+    import onnx
+
+    path = tmp / ONNX_FILE
+    if req.onnx_dir is not None:
+        from cp_debug.lint.transfusion_sources import transfusion_onnx_path
+
+        shutil.copyfile(transfusion_onnx_path(req.onnx_dir), path)
+        model = onnx.load(str(path))
+        inits = {t.name for t in model.graph.initializer}
+        ins = tuple(i.name for i in model.graph.input if i.name not in inits)
+        outs = tuple(o.name for o in model.graph.output)
+        if (ins, outs) != (DEPLOY_INPUTS, DEPLOY_OUTPUTS):
+            raise BadInputError(f"{req.onnx_dir}: {ONNX_FILE} has {', '.join(ins)} -> {', '.join(outs)}; the node "
+                                f"binds {', '.join(DEPLOY_INPUTS)} -> {', '.join(DEPLOY_OUTPUTS)}")
+        return model
+    from cp_debug.recipes.transfusion.export import export_transfusion
+
+    export_transfusion(loaded.model, loaded.cfg, tmp, sample_points=points)
+    return onnx.load(str(path))
+
+
+def _write_npz(tmp: Path, m: kf.Manifest) -> None:
+    """Each frame's inputs of the one graph as `bisect --onnx … --inputs` reads them (the raw files' bytes)."""
+    import numpy as np
+
+    stage = m.stage(STAGE)
+    for fr in m.frames:
+        arrays = {t.name: np.fromfile(tmp / kf.input_raw(fr.id, STAGE, t.name), dtype=np.dtype(t.dtype)).reshape(
+            t.shapes[fr.id]) for t in stage.inputs}
+        np.savez(tmp / kf.onnx_inputs(fr.id, STAGE), **arrays)
