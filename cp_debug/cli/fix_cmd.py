@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, DataRoot, Int8Dir, Json, Method,
-                                   Percentile, Quiet, RandomWeights, Verbose, backends_option, model_record)
+                                   Percentile, Quiet, RandomWeights, Recipe, Verbose, backends_option, model_record,
+                                   recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -33,8 +34,10 @@ def fix(
     from_sweep: Annotated[Optional[Path], typer.Option(
         "--from-sweep", help="Start from a `cpdebug sweep --out DIR`: its model, candidate and held-out frames (judged "
              "worst first, in its rank order), the layers it blamed ranked first.")] = None,
+    recipe: Recipe = None,
     preset: Annotated[Optional[str], typer.Option(
-        help="CenterPoint preset (default demo, or the --from-bisect report's).")] = None,
+        help="CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a "
+             "TransFusion-L preset (default transfusion-demo).")] = None,
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     seed: Annotated[Optional[int], typer.Option(
@@ -89,6 +92,9 @@ def fix(
     and a README to --out DIR.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        recipe = recipe_name(recipe)
+        if recipe == "transfusion" and preset is None and config is None:
+            preset = "transfusion-demo"
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
             model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
         request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode),
@@ -98,7 +104,7 @@ def fix(
                        **_scenes(scenes, data_root), first_scene=first_scene, verify_scenes=verify_scenes,
                        worst=worst_frames,
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
-                       calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap)
+                       calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap, recipe=recipe)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
                     budget=budget)
@@ -155,6 +161,9 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     common = {**request, "target": FixTarget.of(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None and from_sweep is not None:
         raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
+    if request["recipe"] == "transfusion" and (from_bisect is not None or from_sweep is not None):
+        raise BadInputError("--from-bisect / --from-sweep start from a CenterPoint run; fix --recipe transfusion "
+                            "starts from scratch (--preset, --checkpoint, --backends)")
     if from_bisect is not None:
         req = request_from_bisect(from_bisect, **common)
     elif from_sweep is not None:
@@ -258,15 +267,18 @@ def _verification_table(v):
 
     vt = Table(title=f"verification in ONNX Runtime ({v.device}, {len(v.frames)} frame(s)): "
                      + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
-    for col in ("lane", "outcome", "mAP", "NDS", "worst rel. RMSE", "lost", "added", "backbone ms"):
+    stage = "pts_backbone_neck_head" if "pts_backbone_neck_head" in v.fixed.latency_ms else \
+        next(iter(v.fixed.latency_ms), "")
+    for col in ("lane", "outcome", "mAP", "NDS", "worst rel. RMSE", "lost", "added",
+                "backbone ms" if stage == "pts_backbone_neck_head" else f"{stage} ms"):
         vt.add_column(col, justify="left" if col in ("lane", "outcome") else "right")
-    vt.add_row("FP32 reference", "-", f"{v.reference_map:.4f}", f"{v.reference_nds:.4f}", "-", "-", "-", "-")
+    vt.add_row("FP32 reference", "-", _opt(v.reference_map, "{:.4f}"), _opt(v.reference_nds, "{:.4f}"), "-", "-",
+               "-", "-")
     for name, lane in (("plain candidate", v.plain), ("fix", v.fixed)):
         if lane is not None:
             f = lane.figures
-            vt.add_row(name, _outcome_words(f), f"{lane.map:.4f}", f"{lane.nds:.4f}", f"{f.worst:.3g}",
-                       str(f.lost_boxes), str(f.added_boxes),
-                       f"{lane.latency_ms.get('pts_backbone_neck_head', float('nan')):.1f}")
+            vt.add_row(name, _outcome_words(f), _opt(lane.map, "{:.4f}"), _opt(lane.nds, "{:.4f}"), f"{f.worst:.3g}",
+                       _opt(f.lost_boxes), _opt(f.added_boxes), f"{lane.latency_ms.get(stage, float('nan')):.1f}")
     return vt
 
 

@@ -114,7 +114,8 @@ def readme(doc: dict) -> str:
             else f"{n} layer(s) left out of INT8 (no Q/DQ around them)")
     lines = [
         f"# cp_debug fix: {doc['preset']}, {kind.upper()} ({doc['backends']['candidate']})", "",
-        f"Written by cp_debug {doc.get('cp_debug_version')} on {doc.get('written_at')}. The pair in this folder is "
+        f"Written by cp_debug {doc.get('cp_debug_version')} on {doc.get('written_at')}. The "
+        f"{'graph' if len(doc.get('deployed_files') or ()) == 1 else 'pair'} in this folder is "
         f"{'FP16' if kind == 'fp16' else 'INT8 Q/DQ'} with {what}; the set was searched to meet "
         f"**{doc['target_text']}** on {(doc.get('search_frames') or {}).get('n')} frame(s) and verified in ONNX "
         f"Runtime ({v.get('device')}) on {v.get('frames', {}).get('n')} frame(s)"
@@ -127,12 +128,14 @@ def readme(doc: dict) -> str:
         if lane:
             lines.append(f"| {name} | {_f(lane.get('mAP'))} | {_f(lane.get('NDS'))} | {_f(lane.get('worst_rel_rmse'))} "
                          f"| {lane.get('lost_boxes')} | {lane.get('added_boxes')} |")
-    files = (doc.get("pair") or {}).get("files") or [VOXEL_ENCODER_FILE, BACKBONE_FILE]
+    files = ((doc.get("pair") or {}).get("files") or doc.get("deployed_files")
+             or [VOXEL_ENCODER_FILE, BACKBONE_FILE])
     if doc.get("pair"):
         lines += ["", f"The pair is yours: the files of `{doc['pair']['dir']}` with the kept nodes' Casts added "
                   "(same file names, inputs and outputs)."]
     lines += ["", f"Files: {', '.join(f'`{f}`' for f in files)} (deploy these), `fp32.*.onnx` (the "
-              "FP32 pair it was judged against), `nodes_to_exclude.json` (ONNX node names per file: ModelOpt AutoCast "
+              f"FP32 {'graph' if len(files) == 1 else 'pair'} it was judged against), `nodes_to_exclude.json` "
+              "(ONNX node names per file: ModelOpt AutoCast "
               "`nodes_to_exclude`, ONNX Runtime `quantize_static(nodes_to_exclude=...)`), `skip_layers.txt` (torch "
               "module names: AWML PTQ `--skip-layers`), `fix.json` (every step, figure and version).", "",
               "## Build the TensorRT engines", ""]

@@ -70,6 +70,8 @@ class FixOutcome:
     nodes_to_exclude: dict = field(default_factory=dict)
     skip_layers: tuple[str, ...] = ()
     pair: dict | None = None  # a fix of the user's deployed pair (SPEC@DIR): its folder, file names, mapping notes
+    recipe: str = "centerpoint"  # the built-in recipe (transfusion: the one graph `transfusion.onnx`)
+    judged_against: str | None = None  # what the candidate was judged against, where not JUDGED_AGAINST[kind]
 
     @property
     def held_out_verification(self) -> bool | None:
@@ -120,7 +122,8 @@ class FixOutcome:
         doc = {
             "schema": SCHEMA, "kind": self.kind, "status": self.status, "preset": self.preset, "weights": self.weights,
             "source": req.source, "backends": {"reference": req.reference, "candidate": req.candidate},
-            "judged_against": JUDGED_AGAINST[self.kind],
+            "recipe": self.recipe, "deployed_files": list(self.reference),
+            "judged_against": self.judged_against or JUDGED_AGAINST[self.kind],
             "target": req.target.to_json(), "target_text": req.target.describe(),
             "tolerance_mode": req.target.mode,
             "outcome": self.outcome.value if self.outcome is not None else None,

@@ -39,6 +39,7 @@ class FixRequest:
     percentile: float = 99.99
     bootstrap: int = 20
     source: dict = field(default_factory=lambda: {"from": "scratch"})
+    recipe: str = "centerpoint"  # the built-in recipe of the model (cli._options.RECIPES)
 
     @property
     def spec(self) -> BackendSpec:
@@ -94,6 +95,23 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
     if req.first_scene < 0:
         raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
+    if req.recipe == "transfusion":
+        check_transfusion(req)
+
+
+def check_transfusion(req: FixRequest) -> None:
+    """What the TransFusion fix does not take, said before anything runs: it keeps nodes of the one graph in FP32
+    for an FP16 candidate over held-out synthetic frames, judged per query (no boxes, no mAP)."""
+    spec = req.spec
+    if spec.precision != "fp16":
+        raise BadInputError(f"fix --recipe transfusion searches FP16 candidates (ort-cpu-fp16, ort-cuda-fp16), not "
+                            f"{req.candidate}: INT8 of TransFusion-L is not built")
+    given = [o for o, v in (("--int8", req.model.int8), ("@DIR (a deployed file)", spec.onnx_dir),
+                            ("--scenes INFOS", req.scenes_path), ("--max-map-drop", req.target.max_map_drop),
+                            ("--max-lost-boxes", req.target.max_lost_boxes)) if v is not None]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for fix --recipe transfusion (it judges the "
+                            "graph's per-query outputs over held-out synthetic frames: --tol or within precision)")
 
 
 def fixable(spec: BackendSpec) -> bool:

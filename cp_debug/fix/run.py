@@ -27,6 +27,8 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     from cp_debug.models.centerpoint.presets import get_preset
 
     check_request(req)
+    if req.recipe == "transfusion":
+        return _transfusion(req, progress)
     cfg = get_preset(req.model.model_name)
     frames, vframes = _frames(req, cfg)
     order = _frame_order(req.frame_order, len(frames))
@@ -71,18 +73,48 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
                                    precision=req.kind, device=req.spec.device, bootstrap=req.bootstrap,
                                    progress=progress)
+    env, version, now = _stamp(progress)
+    sensitivity = None
+    if req.kind == "int8" and found.sensitivity is not None:
+        sensitivity = tuple(found.sensitivity.rows)
+    return FixOutcome(req, cfg.name, weights, frames, kept, search, verification, env, version, now, sensitivity,
+                      fixed, models["fp32"], excl, tuple(skip), pair.to_json() if pair is not None else None)
+
+
+def _stamp(progress) -> tuple[dict, str, str]:
+    """(the toolchain's versions, cp_debug's, now in ISO 8601 UTC)."""
     from cp_debug.fix.check import toolchain
+    from cp_debug.fix.figures import progress_step
 
     import cp_debug
 
     with progress_step(progress, "versions"):
         env = toolchain()
-    sensitivity = None
-    if req.kind == "int8" and found.sensitivity is not None:
-        sensitivity = tuple(found.sensitivity.rows)
-    return FixOutcome(req, cfg.name, weights, frames, kept, search, verification, env, cp_debug.__version__,
-                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), sensitivity,
-                      fixed, models["fp32"], excl, tuple(skip), pair.to_json() if pair is not None else None)
+    return env, cp_debug.__version__, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _transfusion(req: FixRequest, progress) -> FixOutcome:
+    """The FP16 fix of TransFusion-L's one graph (`fix/transfusion.py`) as a FixOutcome."""
+    from cp_debug.fix.figures import progress_step
+    from cp_debug.fix.names import per_file
+    from cp_debug.fix.transfusion import JUDGED_AGAINST, transfusion_fix
+    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.recipes.transfusion.export import ONNX_FILE
+    from cp_debug.recipes.transfusion.source import load_transfusion
+
+    m = req.model
+    cfg = get_preset(m.model_name)
+    frames, vframes = _frames(req, cfg)
+    with progress_step(progress, "loading the model"):
+        loaded = load_transfusion(m.model_name, m.checkpoint, m.seed, m.random_weights)
+    fx = transfusion_fix(req, loaded.model.eval(), cfg, frames, vframes, progress)
+    nodes = per_file(fx.search.keep or (), [ONNX_FILE])
+    modules = sorted({v for v in fx.modules.values() if v})
+    kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(fx.search.keep or ()), node_modules=fx.modules)
+    env, version, now = _stamp(progress)
+    return FixOutcome(req, cfg.name, loaded.weights, frames, kept, fx.search, fx.verification, env, version, now,
+                      None, fx.fixed, fx.reference, nodes, tuple(modules), recipe="transfusion",
+                      judged_against=JUDGED_AGAINST)
 
 
 def _frames(req: FixRequest, cfg):

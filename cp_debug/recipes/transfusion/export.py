@@ -81,6 +81,55 @@ def fix_topk(model, k: int):
     return export_like(graph, model)
 
 
+def proposal_tensors(model) -> tuple[str, str, str]:
+    """(the dense heatmap's logits, the TopK's input: the local-max scores flat over classes x cells, the TopK's
+    indices) of a deployed graph: the tensors the proposal selection reads and writes, to expose as probes (the
+    deployed outputs do not say which cell each query is). The dense heatmap is the input of the Sigmoid the TopK's
+    input comes from (the head's `select_proposals`)."""
+    producer = {t: n for n in model.graph.node for t in n.output}
+    topks = [n for n in model.graph.node if n.op_type == "TopK"]
+    if not topks:
+        raise BadInputError("the TransFusion graph has no TopK: the proposal selection is missing")
+    todo, seen = [topks[0].input[0]], set()
+    while todo:
+        node = producer.get(todo.pop(0))
+        if node is None or node.name in seen:
+            continue
+        if node.op_type == "Sigmoid":
+            return node.input[0], topks[0].input[0], topks[0].output[1]
+        seen.add(node.name)
+        todo += [t for t in node.input if t]
+    raise BadInputError("the TransFusion graph's TopK reads no Sigmoid of a dense heatmap: not Autoware's selection")
+
+
+PINNED_PROPOSALS = "top_proposals"  # the graph input a pinned graph's decoder reads its proposals from
+
+
+def pin_proposals(model):
+    """`model` (the deployed graph, any precision) with the decoder reading its proposals from a graph input
+    `top_proposals` [1, K] int64 instead of the TopK's indices: the decoder on given proposals, as the bisect's query
+    stage runs it, so a candidate's queries line up with the reference's (its self-attention sees the same set). The
+    TopK stays, its indices a graph output (the graph's own choice, for the flips)."""
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.graph.model import export_like
+
+    graph = gs.import_onnx(model)
+    topk = next((n for n in graph.nodes if n.op == "TopK"), None)
+    if topk is None:
+        raise BadInputError("the TransFusion graph has no TopK: the proposal selection is missing")
+    own = topk.outputs[1]
+    pinned = gs.Variable(PINNED_PROPOSALS, dtype=np.int64, shape=own.shape)
+    for node in list(own.outputs):
+        for i, t in enumerate(node.inputs):
+            if t is own:
+                node.inputs[i] = pinned
+    graph.inputs.append(pinned)
+    graph.outputs.append(own)
+    graph.cleanup().toposort()
+    return export_like(graph, model)
+
+
 def export_transfusion(model, cfg, out_dir: str | Path, *, sample_points=None, opset: int = DEFAULT_OPSET,
                        max_voxels: int | None = None) -> TransFusionExport:
     """Write `out_dir/transfusion.onnx` (atomically) and return what was written."""

@@ -49,10 +49,20 @@ class ProposalFlips:
     flipped: int  # cells of the reference's top K the candidate did not choose (= cells it chose instead)
     cells: tuple[FlippedCell, ...]
     name: str = "proposal selection (top-K)"
+    # every flipped cell's (side, margin to the K-th score), listed or not (`cells` lists MAX_LISTED of them)
+    margins: tuple[tuple[str, float], ...] = ()
 
     @property
     def changed(self) -> bool:
         return self.flipped > 0
+
+    def beyond(self, band: float) -> int:
+        """The flips a score band does not explain: cells that left the top K with a reference score more than
+        `band` above the K-th, or entered it from more than `band` below; the larger of the two counts (each flip
+        is one cell out and one in, and a flip is explained only where both lay within the band)."""
+        left = sum(1 for side, m in self.margins if side == "left" and m > band)
+        entered = sum(1 for side, m in self.margins if side == "entered" and -m > band)
+        return max(left, entered)
 
     @property
     def summary(self) -> str:
@@ -112,6 +122,38 @@ class ProposalSelection:
         scores = cand_sig * (ref_pooled > 0)  # the candidate's scores under the reference's local-max decision
         return self._feed(cand_up, scores, ref_top), self.flips(ref_sig, ref_pooled, ref_top, cand_sig, cand_top)
 
+    def chosen_flips(self, ref_dense: np.ndarray, ref_top: np.ndarray, cand_dense: np.ndarray,
+                     cand_top: np.ndarray) -> ProposalFlips:
+        """The flips between two sides' own choices as a graph made them (`ref_top` / `cand_top`: the TopK's
+        indices into classes x cells, (1, K)), scored on each side's dense heatmap as `decide` scores them."""
+        import torch
+
+        ref_sig, ref_pooled, _ = self._select(ref_dense)
+        cand_sig, _, _ = self._select(cand_dense)
+        return self.flips(ref_sig, ref_pooled, torch.as_tensor(np.asarray(ref_top, dtype=np.int64)), cand_sig,
+                          torch.as_tensor(np.asarray(cand_top, dtype=np.int64)))
+
+    def local_max_flips(self, ref_dense: np.ndarray, ref_pooled: np.ndarray, cand_pooled: np.ndarray,
+                        cells: np.ndarray, band: float):
+        """The other discrete decision at a chosen cell: whether each class is a local maximum there (its
+        query_heatmap_score is the pooled score, or 0), as each side's local-max scores say (`*_pooled`, flat over
+        classes x cells, as the graph computed them). For the flat cells `cells`: (a (classes, len(cells)) bool
+        array, True where both sides decided alike; how many entries differ; how many of those the band does not
+        explain: the reference's score more than `band` below its window's max)."""
+        import torch
+        import torch.nn.functional as F
+
+        ref_sig, _, _ = self._select(ref_dense)
+        cells = torch.as_tensor(np.asarray(cells, dtype=np.int64))
+        masks = [torch.as_tensor(np.asarray(p, dtype=np.float32)).reshape(ref_sig.shape) > 0
+                 for p in (ref_pooled, cand_pooled)]
+        agree = (masks[0] == masks[1])[0][:, cells].numpy()
+        k = self.head.nms_kernel_size
+        grid = ref_sig.reshape(1, ref_sig.shape[1], -1, self.width)
+        window = F.max_pool2d(grid, kernel_size=k, stride=1, padding=k // 2).reshape(ref_sig.shape)
+        gap = (window - ref_sig)[0][:, cells].numpy()
+        return agree, int((~agree).sum()), int(((~agree) & (gap > band)).sum())
+
     def flips(self, ref_sig, ref_pooled, ref_top, cand_sig, cand_top) -> ProposalFlips:
         ref_flat, ref_sig_flat = ref_pooled.reshape(-1).numpy(), ref_sig.reshape(-1).numpy()
         cand_sig_flat = cand_sig.reshape(-1).numpy()
@@ -128,4 +170,5 @@ class ProposalSelection:
                                          cell // self.width, cell % self.width, ref_score,
                                          float(cand_sig_flat[flat]), ref_score - kth, bool(ref_flat[flat] > 0)))
         found.sort(key=lambda c: (abs(c.margin), c.side, c.row, c.col))
-        return ProposalFlips(k, kth, len(ref_set - cand_set), tuple(found[:MAX_LISTED]))
+        return ProposalFlips(k, kth, len(ref_set - cand_set), tuple(found[:MAX_LISTED]),
+                             margins=tuple((c.side, c.margin) for c in found))

@@ -1,0 +1,77 @@
+"""`cpdebug fix --recipe transfusion`: the FP16 fix of TransFusion-L's one graph, judged flip-aware (the CLI in
+process). The planted cross-attention fault (QK^T logits of 1.02e5, tests/recipes/transfusion/planted.py) is fixed
+by keeping its MatMul and Softmax in FP32, and the written transfusion.onnx holds on a frame the search never saw
+where the plain FP16 graph diverges; the healthy tiny model needs no fix; what the recipe does not take is one line,
+exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cp_debug.errors import ExitCode
+from tests.fix.cli import cpdebug
+from tests.recipes.transfusion.planted import planted_checkpoint
+
+ATTN = "transfusion.onnx:/pts_bbox_head/decoder.0/cross_attn/attn/"
+DECOY = "transfusion.onnx:/pts_bbox_head/heatmap_head/heatmap_head.1/Conv"  # FP16-safe: never kept
+
+
+@pytest.mark.slow
+def test_planted_cross_attention_is_fixed_and_the_written_graph_holds_where_plain_fp16_does_not(tmp_path):
+    ckpt = planted_checkpoint(tmp_path / "planted.pth", "attention")
+    out = tmp_path / "fix"
+    # the candidates cut to three (one a decoy) to keep the test short; the full ranking finds the same two
+    candidates = ",".join([DECOY, ATTN + "MatMul_3", ATTN + "Softmax"])
+    proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", "--checkpoint", ckpt,
+                   "--backends", "torch,ort-cpu-fp16", "--scenes", 1, "--verify-scenes", 1, "--candidates",
+                   candidates, "--out", out, "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["recipe"] == "transfusion" and doc["status"] == "found"
+    assert sorted(doc["set"]["keep_fp32"]) == [ATTN + "MatMul_3", ATTN + "Softmax"]
+    assert doc["set"]["modules"] == ["pts_bbox_head.decoder.0.cross_attn.attn"]
+    v = doc["verification"]
+    assert v["holds"] and doc["held_out_verification"] and v["frames"]["first"] == 1
+    assert v["plain"]["outcome"] == "diverged" and v["fixed"]["outcome"] == "within_precision"
+    assert {p.name for p in out.iterdir()} >= {"transfusion.onnx", "fp32.transfusion.onnx", "fix.json", "README.md",
+                                               "nodes_to_exclude.json"}
+    # the written file itself, at FP16 on the CPU as the bisect runs ort-cpu-fp16 (float16 rounded at every node)
+    from cp_debug.backends import make_runner
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.recipes.transfusion.export import example_voxels
+    from cp_debug.recipes.transfusion.interface import DEPLOY_INPUTS
+
+    feed = {k: t.numpy() for k, t in zip(DEPLOY_INPUTS, example_voxels(get_preset("transfusion-tiny")))}
+    with make_runner(BackendSpec.parse("ort-cpu"), onnx_model=out / "transfusion.onnx") as fixed:
+        got = fixed.infer(feed)
+        assert fixed.precision_report().effective == "mixed"  # FP16 with the kept nodes FP32
+    assert all(np.isfinite(got[n]).all() for n in got), {n: int(np.isnan(got[n]).sum()) for n in got}
+
+
+def test_a_healthy_transfusion_needs_no_fix(tmp_path):
+    out = tmp_path / "fix"
+    proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", "--backends", "torch,ort-cpu-fp16",
+                   "--scenes", 1, "--out", out, "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "not_needed" and doc["set"]["keep_fp32"] == []
+    assert doc["verification"]["holds"] and doc["outcome"] == "within_precision"
+    assert "nothing to fix" in proc.stdout
+    assert (out / "transfusion.onnx").is_file()
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--backends", "torch,ort-cpu-int8"), "INT8 of TransFusion-L is not built"),
+    (("--max-lost-boxes", "0"), "--max-lost-boxes: CenterPoint's"),
+    (("--from-bisect", "report.json"), "--from-bisect / --from-sweep start from a CenterPoint run"),
+])
+def test_what_the_transfusion_fix_does_not_take_is_one_line_and_exit_2(tmp_path, args, said):
+    out = tmp_path / "fix"
+    proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", *args, "--out", out)
+    assert proc.returncode == ExitCode.BAD_INPUT, proc.stdout + proc.stderr
+    assert said in proc.stdout + proc.stderr
+    assert not out.exists()
