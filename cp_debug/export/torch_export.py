@@ -41,6 +41,20 @@ class ExportWarning:
         sentence = first.split(". ", 1)[0].rstrip(".")
         return sentence[:160]
 
+    @property
+    def freezes_control_flow(self) -> bool:
+        """The tracer turned a tensor into a Python value (a bool for an `if`, an int for a loop): the graph holds
+        the branch the example input took, whatever later inputs would take."""
+        return self.category == "TracerWarning" and "Python" in self.message
+
+    def branch(self) -> str:
+        """`models.py:191 `if x.mean() > 0:`` (the user's line, read from their file), for a frozen branch."""
+        import linecache
+
+        line = linecache.getline(self.filename, self.lineno).strip()
+        where = f"{os.path.basename(self.filename)}:{self.lineno}"
+        return f"{where} `{line}`" if line else where
+
 
 def folded(found: "list[ExportWarning] | tuple[ExportWarning, ...]") -> list[str]:
     """`found` as one line a message and file: `TracerWarning: … (functional.py:6865, 6874, 6885 ×3)` — torch's
@@ -55,20 +69,6 @@ def folded(found: "list[ExportWarning] | tuple[ExportWarning, ...]") -> list[str
         where = ", ".join(f"{n} ×{c}" if c > 1 else str(n) for n, c in lines.items())
         out.append(f"{category}: {headline} ({name}:{where})")
     return out
-
-    @property
-    def freezes_control_flow(self) -> bool:
-        """The tracer turned a tensor into a Python value (a bool for an `if`, an int for a loop): the graph holds
-        the branch the example input took, whatever later inputs would take."""
-        return self.category == "TracerWarning" and "Python" in self.message
-
-    def branch(self) -> str:
-        """`models.py:191 `if x.mean() > 0:`` (the user's line, read from their file), for a frozen branch."""
-        import linecache
-
-        line = linecache.getline(self.filename, self.lineno).strip()
-        where = f"{os.path.basename(self.filename)}:{self.lineno}"
-        return f"{where} `{line}`" if line else where
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from cp_debug.precision.int8 import QuantizedModel, quantize_int8
+from cp_debug.precision import int8
+from cp_debug.precision.int8 import QuantizedModel
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -34,14 +35,14 @@ def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[s
     exclude = list(dict.fromkeys(exclude_nodes))
     folder = cache_dir("int8")
     if folder is None or not feeds or model.ByteSize() > _CACHED_BYTES:
-        return quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
+        return int8.quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
     key = _cache_key(model, feeds, {"exclude_nodes": exclude, "method": method})
     found = load_entry(folder, key, _CACHE_SCHEMA)
     if found is not None:
         qmodel, meta = found
         return QuantizedModel(qmodel, dict(meta["tensor_map"]), {k: float(v) for k, v in meta["amax"].items()},
                               str(meta["method"]))
-    q = quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
+    q = int8.quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
     store_entry(folder, key, q.model, {"schema": _CACHE_SCHEMA, "tensor_map": q.tensor_map,
                                        "amax": q.activation_amax, "method": q.method})
     return q
@@ -56,7 +57,6 @@ def _cache_key(model: "onnx.ModelProto", feeds: "list[dict[str, np.ndarray]]", s
     import onnxruntime
 
     import cp_debug
-    from cp_debug.precision import int8
 
     h = hashlib.sha256()
     for part in (_CACHE_SCHEMA, json.dumps([cp_debug.__version__, onnx.__version__, onnxruntime.__version__]),

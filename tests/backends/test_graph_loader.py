@@ -47,6 +47,9 @@ def relu_lost(monkeypatch):
         return q
 
     monkeypatch.setattr(int8, "quantize_int8", quantize)
+    from cp_debug.files import NO_CACHE_ENV
+
+    monkeypatch.setenv(NO_CACHE_ENV, "1")  # not an entry the real quantizer cached for this graph and these feeds
 
 
 def test_building_a_loader_does_nothing_and_calling_it_prepares(tiny):
