@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
-                                   HeldOutCalib, Int8Dir, Json, MinMatch, Preset, Quiet, RandomWeights, Seed, Verbose,
-                                   backends_option, model_record)
+                                   HeldOutCalib, Int8Dir, Json, MinMatch, Preset, Quiet, RandomWeights, Recipe, Seed,
+                                   Verbose, backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -18,6 +18,7 @@ def eval_(
     backends: Annotated[Optional[str], backends_option(
         "REF,CAND[,CAND…]: the first is the reference (default torch,ort); REF alone (default torch) with "
         "--detections; no spec twice.")] = None,
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -73,7 +74,12 @@ def eval_(
         budget_limits = read_budget_for(budget, "eval")
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
-        _preflight(preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
+        recipe = recipe_name(recipe)
+        if recipe == "transfusion" and int8 is not None:
+            from cp_debug.errors import BadInputError
+
+            raise BadInputError("--int8: CenterPoint's; not for --recipe transfusion")
+        _preflight(recipe, preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
         from cp_debug.determinism import check_conv_algo
         from cp_debug.eval.session import EvalOptions
@@ -83,7 +89,7 @@ def eval_(
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
                            cudnn_algo=check_conv_algo(cudnn_algo),
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8,
-                           tolerance_mode=tolerance_mode)
+                           tolerance_mode=tolerance_mode, recipe=recipe)
         code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",
                      third_party=third_party, budget=budget_limits)
     raise typer.Exit(code)
@@ -99,13 +105,13 @@ def _backends(text: str | None, has_detections: bool) -> tuple:
     return tuple(parse_backends(text or "torch,ort", rule=BackendsRule(hint=" or REF with a --detections file")))
 
 
-def _preflight(preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
+def _preflight(recipe: str, preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
     """What eval needs, checked before any scene is run: the devkit, the preset, the inputs, the outputs."""
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, check_report_writers
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import preset_config
 
     check_devkit()
-    get_preset(preset)
+    preset_config(recipe, preset)
     check_inputs(checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8)
     check_outputs(json_out, html)
     check_report_writers(html=html)

@@ -43,6 +43,7 @@ class EvalOptions:
     max_dist: float = 2.0
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
     tolerance_mode: str = "model"  # "model": a verdict per candidate (verdict.py); "fixed": none, as before
+    recipe: str = "centerpoint"  # the built-in recipe of `preset` (recipes/catalog.py)
 
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
@@ -66,13 +67,14 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.results_format import read_results
     from cp_debug.data.frames import from_infos, held_out, unique_tokens
     from cp_debug.eval.boxes import ground_truth
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import box_cut, preset_config, runs_frame_model
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    cfg = get_preset(opts.preset)
+    cfg = preset_config(opts.recipe, opts.preset)
+    cut = box_cut(opts.recipe, cfg)
     if opts.detections_file is not None and not Path(opts.detections_file).is_file():
         raise BadInputError(f"--detections {opts.detections_file} does not exist")
 
@@ -83,10 +85,14 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     file_dets = absent = None
     if opts.detections_file is not None:
         file_dets, _meta, absent = read_results(opts.detections_file, cfg.class_names, tokens)
-    with step("loading weights"):
-        loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
-
-    detections, seconds, notes, calibrated = _run_backends(opts, specs, cfg, loaded, scenes, progress, step)
+    if runs_frame_model(opts.recipe):
+        detections, seconds, notes, weights = _run_staged(opts, specs, scenes, progress, step)
+        calibrated = False
+    else:
+        with step("loading weights"):
+            loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
+        weights = loaded.weights
+        detections, seconds, notes, calibrated = _run_backends(opts, specs, cfg, loaded, scenes, progress, step)
 
     labels = list(specs)
     if file_dets is not None:
@@ -102,7 +108,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         diffs[cand] = diff_detections(detections[ref], detections[cand], cfg.class_names, reference_name=ref,
                                       candidate_name=cand, max_dist=opts.max_dist)
         diagnoses[cand] = diagnose(detections[ref], detections[cand], diffs[cand],
-                                   score_threshold=cfg.score_threshold,
+                                   score_threshold=cut[0],
                                    absent=absent if cand not in specs and absent else (),
                                    voxel_size=cfg.voxel_size, out_size_factor=cfg.out_size_factor)
     metrics = {}
@@ -114,15 +120,15 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
             metrics[b] = evaluate(gt, ordered, cfg.class_names, class_range=rng)
     for cand in labels[1:]:
         diagnoses[cand] = with_map_change(diagnoses[cand], metrics[cand].mean_ap - metrics[ref].mean_ap)
-    verdicts = _verdicts(opts, specs, labels, detections, diffs, metrics, cfg)
+    verdicts = _verdicts(opts, specs, labels, detections, diffs, metrics, cfg, cut)
     settings = {"scenes": str(opts.scenes_dir) if opts.scenes_dir else f"{len(scenes)} held-out synthetic scenes",
                 "num_scenes": len(scenes), "deterministic": opts.deterministic, "seed": opts.seed,
                 "calibration_scenes": opts.calib_scenes if calibrated else 0,
                 **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
                 "match_distance_m": opts.max_dist,
-                "class_range_m": rng, "score_threshold": cfg.score_threshold, "glue_device": "cpu",
-                "tolerance_mode": opts.tolerance_mode}
-    report = EvalReport(preset=cfg.name, weights=loaded.weights, class_names=tuple(cfg.class_names), reference=ref,
+                "class_range_m": rng, "score_threshold": cut[0], "glue_device": "cpu",
+                "tolerance_mode": opts.tolerance_mode, "recipe": opts.recipe}
+    report = EvalReport(preset=cfg.name, weights=weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
                         detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings,
                         verdicts=verdicts)
@@ -134,7 +140,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
 
 
 def _verdicts(opts: EvalOptions, specs: dict, labels: list, detections: dict, diffs: dict, metrics: dict,
-              cfg) -> dict:
+              cfg, cut: tuple) -> dict:
     """Each candidate's verdict by the noise model (`verdict.judge_candidate`); none with --tolerance-mode fixed."""
     from cp_debug.eval.verdict import FILE_PRECISION, coarser, judge_candidate
 
@@ -146,7 +152,7 @@ def _verdicts(opts: EvalOptions, specs: dict, labels: list, detections: dict, di
         precision = coarser(specs[ref].precision, specs[cand].precision if cand in specs else FILE_PRECISION)
         out[cand] = judge_candidate(cand, precision, detections[ref], detections[cand], diffs[cand], cfg,
                                     map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
-                                    nds_change=metrics[cand].nds - metrics[ref].nds)
+                                    nds_change=metrics[cand].nds - metrics[ref].nds, cut=cut)
     return out
 
 
@@ -195,3 +201,41 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
                 pipe.__exit__(None, None, None)
             detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
     return detections, seconds, notes, bool(calib)
+
+
+def _run_staged(opts: EvalOptions, specs: dict, scenes: list, progress: ProgressFactory,
+                step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, str]:
+    """Every backend of `specs` on the scenes through the recipe's `FrameModel` (recipes/staged.py: each backend's
+    stages end to end, its own decisions, the boxes its deployment makes): detections, seconds and notes by label, and
+    the weights in words."""
+    import time
+
+    from cp_debug.eval.boxes import SampleBoxes
+    from cp_debug.recipes.catalog import frame_model
+    from cp_debug.recipes.staged import StagedPipeline
+
+    if opts.int8_dir is not None:
+        raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {opts.recipe}")
+    for label, spec in specs.items():
+        if spec.precision == "int8" or spec.onnx_dir is not None:
+            raise BadInputError(f"{label}: INT8 and deployed folders (SPEC@DIR) are not built for --recipe "
+                                f"{opts.recipe}; use fp32 / fp16 backends")
+    if opts.random_weights and opts.checkpoint is not None:
+        raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
+    with step("loading weights, exporting the stages"):
+        model = frame_model(opts.recipe, opts.preset, opts.checkpoint, opts.seed, opts.random_weights)
+    det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
+    detections, seconds, notes = {}, {}, {}
+    for label, spec in specs.items():
+        with step(f"{label}: building runners"):
+            pipe = StagedPipeline(model, spec, determinism=det).__enter__()
+        try:
+            t0, out = time.perf_counter(), {}
+            with progress(label, len(scenes)) as advance:
+                for frame in scenes:
+                    out[frame.token] = SampleBoxes.from_detections(pipe.run(frame.load(model.cfg).points).detections)
+                    advance()
+        finally:
+            pipe.__exit__(None, None, None)
+        detections[label], seconds[label], notes[label] = out, time.perf_counter() - t0, ()
+    return detections, seconds, notes, model.weights

@@ -63,8 +63,9 @@ def coarser(a: str, b: str) -> str:
 
 def judge_candidate(candidate: str, precision: str, reference: Mapping[str, SampleBoxes],
                     detections: Mapping[str, SampleBoxes], diff: CandidateDiff, cfg, *, map_change: float,
-                    nds_change: float) -> CandidateVerdict:
-    """`candidate`'s boxes (`detections`, by token) against the `reference`'s, scan by scan (`diff.scenes`)."""
+                    nds_change: float, cut: tuple[float, int | None] | None = None) -> CandidateVerdict:
+    """`candidate`'s boxes (`detections`, by token) against the `reference`'s, scan by scan (`diff.scenes`); `cut`:
+    (score threshold, cap) where the boxes are cut (default `cfg`'s)."""
     from cp_debug.recipes.centerpoint.detection_verdict import judge_boxes_of
 
     figures = dict(map_change=_finite(map_change), nds_change=_finite(nds_change))
@@ -86,7 +87,7 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
     for s in diff.scenes:
         ref_scores = _scores(reference.get(s.token, empty))
         cand_scores = _scores(detections.get(s.token, empty))
-        cuts = noise.score_cuts(cfg.score_threshold, cfg.post_max_size, ref_scores, cand_scores)
+        cuts = noise.score_cuts(*(cut or (cfg.score_threshold, cfg.post_max_size)), ref_scores, cand_scores)
         judged.append((s, judge_boxes_of(cfg, precision, lost_scores=s.missing_scores, added_scores=s.extra_scores,
                                          cuts=cuts, max_centre_shift=s.max_centre_shift,
                                          max_score_change=s.max_abs_score_change,

@@ -48,11 +48,11 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str, truth: "GroundT
     """The bisect report of one frame's scan, reference against `candidate` (`truth`: the scan's ground truth)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+    from cp_debug.recipes.catalog import frame_subject
 
-    subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, points=scan,
-                                  seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir,
-                                  truth=truth)
+    subject = frame_subject(settings.recipe, settings.preset, checkpoint=settings.checkpoint, points=scan,
+                            seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir,
+                            truth=truth)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed,
@@ -71,9 +71,7 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
     reports (or failures) by token, and the ranked frames with `root_cause` filled in. A deployed folder
     (`SPEC@DIR`) is bisected on its own files."""
     from cp_debug.files import write_json
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    cfg = get_preset(opts.settings.preset)
+    cfg = opts.settings.config()
     by_token = {f.token: f for f in frames}
     todo = [r for r in ranked if r.flagged and r.candidate]
     reports: dict[str, BisectReport | FrameFailure] = {}

@@ -101,13 +101,17 @@ def box_lists(det) -> dict:
             "labels": np.asarray(det.labels).astype(int).tolist()}
 
 
-def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=None) -> DetectionDelta:
+def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=None,
+                    cut: tuple[float, int | None] | None = None, flips: int = 0) -> DetectionDelta:
     """Matched, lost and added boxes (overall, by class, by distance bucket) and the matched pairs' changes (the
-    turns that decide with the reference's conditioning of each yaw); with `cfg`, where boxes are cut by score (the
-    threshold, a full side's lowest score)."""
+    turns that decide with the reference's conditioning of each yaw); with `cut` (score threshold, cap; default
+    `cfg`'s), where boxes are cut by score (the threshold, a full side's lowest score). `flips`: the decided glue's
+    choices the candidate made otherwise."""
     from cp_debug.compare.noise import score_cuts
     from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
+    if cut is None and cfg is not None:
+        cut = (cfg.score_threshold, cfg.post_max_size)
     d = compare_detections(ref, cand, max_dist=max_dist, class_names=tuple(class_names))
     by_class = {c: [0, 0, 0] for c in class_names}
     by_range = {name: [0, 0, 0] for _, _, name in DISTANCE_BUCKETS}
@@ -126,6 +130,34 @@ def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=
                           d.max_centre_dist, d.mean_centre_dist, d.max_score_diff, d.max_yaw_diff, not d.unchanged,
                           by_class, by_range, tuple(float(ref.scores[i]) for i in d.unmatched_a),
                           tuple(float(cand.scores[i]) for i in d.unmatched_b),
-                          () if cfg is None else score_cuts(cfg.score_threshold, cfg.post_max_size,
-                                                            np.asarray(ref.scores), np.asarray(cand.scores)),
-                          d.yaw_turns)
+                          () if cut is None else score_cuts(cut[0], cut[1], np.asarray(ref.scores),
+                                                            np.asarray(cand.scores)),
+                          d.yaw_turns, int(flips))
+
+
+def candidate_frame(label: str, precision: str, order: Sequence[str], missing: Sequence[str], ref_probes: dict,
+                    probes: dict, settings: SweepSettings, delta: DetectionDelta, cfg, amax: dict | None = None,
+                    stream=None) -> CandidateFrame:
+    """One candidate on one frame: each probe of `order` compared with the reference's (on `stream`, None: the
+    current one; `missing`: those the candidate cannot expose), its boxes' `delta`, judged."""
+    from cp_debug.parallel import on_stream
+
+    tol = tolerance_of(precision, settings)
+    present = [name for name in order if name not in missing and name in probes and name in ref_probes]
+    items = [(n, ref_probes[n], probes[n], tol) for n in present]
+    diffs = dict(zip(present, on_stream(stream, compare_values, items)))
+    stats = []
+    for k, name in enumerate(order):
+        if name not in diffs:
+            stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
+            continue
+        stats.append(probe_stat(diffs[name], k, precision, (amax or {}).get(name), settings.tolerance_mode))
+    return judge_frame(label, precision, tuple(stats), delta, cfg, settings.tolerance_mode)
+
+
+def truth_lists(gt) -> dict | None:
+    """A frame's ground truth as `FrameResult.gt` holds it (None where it has none)."""
+    if gt is None:
+        return None
+    return {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
+            "num_points": None if gt.num_points is None else gt.num_points.astype(int).tolist()}

@@ -130,9 +130,10 @@ def calibration_feeds(settings: SweepSettings, cfg) -> dict | None:
 
 def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) -> Lane:
     """The lane of backend `label`: its two stages' runners (not yet entered) with the level's probes exposed."""
-    from cp_debug.backends.factory import check_available, make_runner
+    from cp_debug.backends.factory import check_available
     from cp_debug.backends.spec import BackendSpec, Capability
     from cp_debug.determinism import Determinism
+    from cp_debug.recipes.staged import stage_runner
 
     spec = BackendSpec.parse(label)  # SPEC@DIR: the user's deployed files (torch@DIR is refused there)
     check_available(spec)
@@ -148,24 +149,14 @@ def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) 
         stages = found.stages
         precision = found.precision if spec.precision == "fp32" else spec.precision  # as bisect grades it
     for i, st in enumerate(stages):
-        probes = stage_probes(st, settings.level)
-        if spec.is_torch:
-            runner = make_runner(spec, torch_module=st.module, input_names=st.input_names,
-                                 output_names=st.output_names, probe_modules=probes, probe_sites=st.sites(),
-                                 determinism=det)
-            rename = {p: p for p in probes}
-        else:
-            pm = st.probe_map()
-            model = st.onnx()
-            rename = {pm.tensors[p]: p for p in probes if p in pm.tensors}
-            missing += [p for p in probes if p not in pm.tensors]
-            kw: dict = {"determinism": det, "extra_outputs": list(rename), "threads": settings.threads}
-            if spec.precision == "int8":
-                if settings.int8_dir is not None and spec.can(Capability.QDQ_MODEL):
-                    kw["int8_model"] = st.qdq_onnx()
-                elif calib is not None:
-                    kw["calib_feeds"] = calib["encoder" if i == 0 else "backbone"]
-            runner = make_runner(spec, onnx_model=model, **kw)
+        kw: dict = {}
+        if spec.precision == "int8" and not spec.is_torch:
+            if settings.int8_dir is not None and spec.can(Capability.QDQ_MODEL):
+                kw["int8_model"] = st.qdq_onnx()
+            elif calib is not None:
+                kw["calib_feeds"] = calib["encoder" if i == 0 else "backbone"]
+        runner, rename, miss = stage_runner(spec, st, stage_probes(st, settings.level), det, settings.threads, **kw)
+        missing += miss
         taps.append(Tap(runner, st.output_names, rename))
     return Lane(label, spec, taps[0], taps[1], tuple(missing), precision)
 

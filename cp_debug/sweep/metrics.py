@@ -109,9 +109,7 @@ def _interval(values: list[float]) -> list[float] | None:
 
 def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap: int = 200) -> dict:
     """The metrics block of sweep.json (None-valued where the frames have no ground truth)."""
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    cfg = get_preset(settings.preset)
+    cfg = settings.config()
     names = tuple(cfg.class_names)
     lanes = list(settings.backends)
     frames = [r for r in results if r.status != "failed" and r.gt is not None and all(b in r.boxes for b in lanes)]
@@ -191,9 +189,7 @@ def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | Non
     from cp_debug.eval.detection_diff import diff_detections
     from cp_debug.eval.gates import CandidateFigures
     from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    names = tuple(get_preset(settings.preset).class_names)
+    names = tuple(settings.config().class_names)
     lanes = list(settings.backends)
     ref = lanes[0]
     metrics = metrics or {}

@@ -17,8 +17,8 @@ or where its class is layer-local at a probe beyond the candidate's precision (t
 probes are: `ProbeStat.status`); *degraded* where probes or boxes lie beyond the precision otherwise; else
 *within precision*. With `--tolerance-mode fixed` every flagged frame is diverged, as before.
 
-Frames are ranked by detection change (boxes lost + added, then any change at all), then by their worst
-probe's ratio; failed frames come last.
+Frames are ranked by detection change (boxes lost + added, then any change at all, then the proposals flipped
+where a recipe's glue decides some), then by their worst probe's ratio; failed frames come last.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class CandidateVerdict:
     diverged: bool
     outcome: Outcome = Outcome.WITHIN_PRECISION
     reason: str | None = None
+    flips: int = 0  # the decided glue's choices made otherwise (TransFusion-L's top-K proposals)
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,12 @@ def verdict(c: CandidateFrame, spread: dict[tuple[str, str], ProbeSpread], facto
         outcome = Outcome.DIVERGED
         reason = f"layer-local: {local} at {dict(ratios)[local]:.3g}× its median over the frames; {reason}"
     return CandidateVerdict(c.candidate, klass, worst[0], float(worst[1]), local, first, d.lost, d.added, d.changed,
-                            c.diverged, outcome, reason)
+                            c.diverged, outcome, reason, d.flips)
 
 
 
 def _key(v: CandidateVerdict) -> tuple:
-    return (v.lost + v.added, int(v.changed), v.worst_ratio if math.isfinite(v.worst_ratio) else 1e300)
+    return (v.lost + v.added, int(v.changed), v.flips, v.worst_ratio if math.isfinite(v.worst_ratio) else 1e300)
 
 
 def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR, mode: str = "model"
@@ -157,11 +158,11 @@ def rank_frames(results: list[FrameResult], factor: float = LOCAL_FACTOR, mode: 
     scored = []
     for r in results:
         if r.status == "failed":
-            scored.append(((-1, 0, 0.0), r, (), None))
+            scored.append(((-1, 0, 0, 0.0), r, (), None))
             continue
         vs = tuple(verdict(c, spread, factor, mode) for c in r.candidates)
         worst = max(vs, key=_key) if vs else None
-        scored.append((_key(worst) if worst else (0, 0, 0.0), r, vs, worst))
+        scored.append((_key(worst) if worst else (0, 0, 0, 0.0), r, vs, worst))
     scored.sort(key=lambda x: (tuple(-k for k in x[0]), x[1].index))
     ranked = []
     for rank, (_, r, vs, worst) in enumerate(scored, start=1):

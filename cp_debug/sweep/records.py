@@ -28,6 +28,7 @@ class SweepSettings:
 
     backends: tuple[str, ...]
     preset: str = "demo"
+    recipe: str = "centerpoint"  # the built-in recipe of `preset` (recipes/frame_model.RECIPES)
     level: str = "block"
     checkpoint: str | None = None
     random_weights: bool = False
@@ -50,6 +51,12 @@ class SweepSettings:
     # instead of after it, and the lanes whose glue runs on one device share each frame's voxels and features (on
     # CUDA made by the frame-reading threads, ahead of the frame): host and GPU work overlap; every value is the same
     overlap: bool = True
+
+    def config(self):
+        """The model config of `preset` in `recipe`."""
+        from cp_debug.recipes.catalog import preset_config
+
+        return preset_config(self.recipe, self.preset)
 
     def to_json(self) -> dict:
         """The settings a sweep's results depend on (the manifest's identity for --resume): `overlap` changes no
@@ -97,6 +104,7 @@ class DetectionDelta:
     added_scores: tuple[float, ...] = ()  # the candidate's scores of the boxes added
     score_cuts: tuple[float, ...] = ()  # where boxes are cut by score (compare/noise.score_cuts)
     yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with the reference's conditioning of each
+    flips: int = 0  # a decided glue's choices the candidate made otherwise (TransFusion-L: top-K proposals flipped)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ from cp_debug.sweep.session import SweepOutcome, SweepOptions, select_frames
 
 def sweep_recording(outcome: SweepOutcome, opts: SweepOptions, path: str | os.PathLike) -> Path:
     """Write the recording of `outcome` (frames loaded again, one at a time) to `path`, whole."""
-    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.report.bev_plot import bev_maps
     from cp_debug.report.rerun_export import ProbeRow, RerunWriter
 
     opts = outcome.opts or opts
-    cfg = get_preset(opts.settings.preset)
+    cfg = opts.settings.config()
     names = tuple(cfg.class_names)
     frames = {f.token: f for f in select_frames(opts)}
     lanes = list(opts.settings.backends)

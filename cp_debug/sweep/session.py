@@ -92,9 +92,7 @@ def check_backends(labels: tuple[str, ...]) -> None:
 def select_frames(opts: SweepOptions) -> list[Frame]:
     from cp_debug.backends.kit_files import frames_of_kits
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    cfg = get_preset(opts.settings.preset)
+    cfg = opts.settings.config()
     kit = frames_of_kits([BackendSpec.parse(b) for b in opts.settings.backends], "--scenes" if opts.scenes else None)
     if kit is not None:  # a trt-*@KIT candidate: the frames the target ran
         return kit
@@ -103,11 +101,30 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
     return from_scenes(opts.scenes, cfg, opts.data_root, lidar_topic=opts.lidar_topic, task="sweep")
 
 
+def _check_run(opts: SweepOptions) -> bool:
+    """What can be wrong with the run, said before anything is written; whether its recipe runs a `FrameModel`."""
+    from cp_debug.recipes.catalog import runs_frame_model
+
+    s = opts.settings
+    check_backends(s.backends)
+    if opts.bisect_top < 0:
+        raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
+    staged = runs_frame_model(s.recipe)
+    if staged:
+        from cp_debug.sweep.staged import check_specs
+
+        check_specs(s)
+        if opts.ray is not None:
+            raise BadInputError(f"--ray is not built for --recipe {s.recipe} yet: run in process")
+    return staged
+
+
 def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
               step: Callable[[str], ContextManager] | None = None) -> SweepOutcome:
     """Run (or resume) the sweep of `opts` and rank it; files of `opts.out` are written by `report.write_all`."""
     from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
     from cp_debug.sweep.lanes import build_subject, save_stages
+    from cp_debug.sweep.staged import StagedWorker
     from cp_debug.sweep.worker import SweepWorker
 
     step = step or (lambda text: contextlib.nullcontext())
@@ -116,9 +133,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
 
         opts = replace(opts, settings=replace(opts.settings, threads=thread_count()))
     s = opts.settings
-    check_backends(s.backends)
-    if opts.bisect_top < 0:
-        raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
+    staged = _check_run(opts)
     frames = select_frames(opts)
     store = ShardStore(opts.out)
     store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
@@ -130,7 +145,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
-                worker = SweepWorker(s).open()
+                worker = (StagedWorker(s) if staged else SweepWorker(s)).open()
             executor = InProcessExecutor(worker)
             subject = worker.subject
         else:
@@ -153,7 +168,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
         describe = executor.describe()
         if opts.ray is not None:
             executor.close()
-        model = {"preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
+        model = {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
                  "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
     finally:
         if worker is not None:

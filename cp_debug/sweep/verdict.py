@@ -73,9 +73,7 @@ def _box_part(outcome: SweepOutcome) -> str:
     boxes = box_frames(outcome)
     if not boxes:
         return "no box lost or added"
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    cfg = get_preset(outcome.opts.settings.preset) if outcome.opts else None
+    cfg = outcome.opts.settings.config() if outcome.opts else None
     lost = added = near = 0
     for r in outcome.results:
         for c in r.candidates:
@@ -88,12 +86,11 @@ def _box_part(outcome: SweepOutcome) -> str:
 
 def _sensitive_part(outcome: SweepOutcome) -> list[str]:
     """The boxes whose turn only their yaw's conditioning in the reference explains (compare/noise.YawTurn), named."""
-    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.sweep.judge import judge_delta
 
     if outcome.opts is None:
         return []
-    cfg = get_preset(outcome.opts.settings.preset)
+    cfg = outcome.opts.settings.config()
     named = [f"{r.token}: {t.label} at ({t.x:.1f}, {t.y:.1f}) m turned {t.change:.2g} rad, |(sin, cos)| "
              f"{t.rot_norm:.2g} where the rot map's RMS is {t.rot_rms:.3g}"
              for r in outcome.results for c in r.candidates

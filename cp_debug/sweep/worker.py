@@ -13,7 +13,6 @@ The lanes (and the subject they are built from) are `lanes.py`'s, a frame's judg
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -26,9 +25,9 @@ from cp_debug.data.frames import Frame
 from cp_debug.errors import BadInputError
 from cp_debug.parallel import on_stream
 from cp_debug.sweep.failures import or_failed
-from cp_debug.sweep.judge import box_lists, compare_values, detection_delta, judge_frame, probe_stat, tolerance_of
+from cp_debug.sweep.judge import box_lists, candidate_frame, detection_delta, truth_lists
 from cp_debug.sweep.lanes import Lane, build_subject, calibration_feeds, make_lane, probe_order, run_lane
-from cp_debug.sweep.records import FrameResult, ProbeStat, SweepSettings, frame_status
+from cp_debug.sweep.records import FrameResult, SweepSettings, frame_status
 
 # Frames read ahead of the one running, on threads: a file read releases the GIL; a held-out synthetic scene
 # (data/scenes.py) holds it for about a third of its making (the layout's Python loop and its per-primitive calls;
@@ -59,10 +58,8 @@ class SweepWorker:
     def open(self) -> "SweepWorker":
         from contextlib import ExitStack
 
-        from cp_debug.models.centerpoint.presets import get_preset
-
         s = self.settings
-        self.cfg = get_preset(s.preset)
+        self.cfg = s.config()
         self.subject = build_subject(s, self.onnx_dir)
         self.order = probe_order(self.subject, s.level)
         if s.threads:
@@ -286,32 +283,18 @@ class SweepWorker:
         out = []
         for lane in cands:
             dets, probes = ran.cands[lane.label]
-            tol = tolerance_of(lane.precision, self.settings)
-            amax = lane.amax() if lane.precision == "int8" else {}
-            present = [name for name in self.order
-                       if name not in lane.missing and name in probes and name in ref_probes]
-            items = [(n, ref_probes[n], probes[n], tol) for n in present]
-            diffs = dict(zip(present, on_stream(stream, compare_values, items)))
-            stats = []
-            for k, name in enumerate(self.order):
-                if name not in diffs:
-                    stats.append(ProbeStat(name, k, math.nan, math.nan, math.nan, math.nan, 0, 0, "missing"))
-                    continue
-                stats.append(probe_stat(diffs[name], k, lane.precision, amax.get(name), self.settings.tolerance_mode))
-            del probes, items
             delta = detection_delta(ref_dets, dets, self.cfg.class_names, self.settings.max_dist, self.cfg)
-            out.append(judge_frame(lane.label, lane.precision, tuple(stats), delta, self.cfg,
-                                   self.settings.tolerance_mode))
+            out.append(candidate_frame(lane.label, lane.precision, self.order, lane.missing, ref_probes, probes,
+                                       self.settings, delta, self.cfg,
+                                       lane.amax() if lane.precision == "int8" else None, stream))
+            del probes
             boxes[lane.label] = box_lists(dets)
         if ran.beside and stream is None:  # the side stream's tensors go back to its pool only once torch's stream
             import torch                    # is done reading them
 
             torch.cuda.current_stream().synchronize()
-        status = frame_status(out)
-        gt_d = None if gt is None else {"boxes": gt.boxes.tolist(), "labels": gt.labels.astype(int).tolist(),
-                                        "num_points": None if gt.num_points is None
-                                        else gt.num_points.astype(int).tolist()}
-        return FrameResult(ran.index, ran.token, status, None, int(ran.num_points), tuple(out), boxes, gt_d)
+        return FrameResult(ran.index, ran.token, frame_status(out), None, int(ran.num_points), tuple(out), boxes,
+                           truth_lists(gt))
 
 
 @dataclass(frozen=True)

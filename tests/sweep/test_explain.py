@@ -40,7 +40,10 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
     ranked = [_ranked("a", 1), _ranked("b", 2)]
     frames = [_Frame("a"), _Frame("b")]
     step = lambda text: contextlib.nullcontext()  # noqa: E731
-    opts = SimpleNamespace(settings=SimpleNamespace(preset="tiny", fail=False), bisect_top=1, out=tmp_path)
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    settings = SimpleNamespace(preset="tiny", fail=False, config=lambda: get_preset("tiny"))
+    opts = SimpleNamespace(settings=settings, bisect_top=1, out=tmp_path)
     reports, out = explain.bisect_worst(opts, ranked, frames, step)
     assert reports == {"a": report} and scans == [("sweep frame a", "array", 4)]
     assert (out[0].bisected, out[0].root_cause, out[0].hint) == (True, "pts_neck.deblocks.0", "fp16 overflow")
@@ -49,7 +52,8 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
     assert explain.root_cause_counts(out) == {"bisected": 1, "counts": {"pts_neck.deblocks.0": 1},
                                              "text": "root cause `pts_neck.deblocks.0` on 1 of 1 bisected frames"}
 
-    opts = SimpleNamespace(settings=SimpleNamespace(preset="tiny", fail=True), bisect_top=2, out=tmp_path / "f")
+    failing = SimpleNamespace(**{**vars(settings), "fail": True})
+    opts = SimpleNamespace(settings=failing, bisect_top=2, out=tmp_path / "f")
     reports, out = explain.bisect_worst(opts, ranked, frames, step)
     assert reports == {"a": explain.FrameFailure("a", "the frame cannot be bisected"),
                        "b": explain.FrameFailure("b", "the frame cannot be bisected")}
