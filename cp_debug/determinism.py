@@ -158,19 +158,19 @@ class Determinism:
         return so
 
     def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0, half: bool = False) -> dict[str, str]:
-        """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice
-        (`cudnn_algo`: HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the
-        backbone/neck/head) under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX
-        Runtime >= 1.20). Not for a graph without convs, nor for one holding a BatchNormalization (the caller says
-        so with `half`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25, `benchmarks/ort_cuda_nhwc_abort.py`) a
-        float16 BatchNormalization on a [N, C, P] input (the pillar encoder's BatchNorm1d) under prefer_nhwc aborts
-        the process (`terminate called without an active exception`), with or without convs beside it; float32, or
-        float16 without prefer_nhwc, runs. So CenterPoint's pillar encoder and TransFusion-L's first stage (the
-        encoder and the backbone in one graph) stay NCHW; an exported backbone's BNs are folded into its convs.
+        """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice (`cudnn_algo`:
+        HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the backbone/neck/head)
+        under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX Runtime >= 1.20). Not for a
+        graph without convs, nor for one with a BatchNormalization that does not read a conv's 4-D output (the caller
+        says so with `half`: `backends.ort_runner._nhwc_safe`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25,
+        `benchmarks/ort_cuda_nhwc_abort.py`) a float16 BatchNormalization on a [N, C, P] input (the pillar encoder's
+        BatchNorm1d) under prefer_nhwc aborts the process (`terminate called without an active exception`), with or
+        without convs beside it; float32, or float16 without prefer_nhwc, runs. So CenterPoint's pillar encoder and
+        TransFusion-L's first stage (the encoder and the backbone in one graph) stay NCHW; CenterPoint's backbone (its
+        neck's ConvTranspose → BN) runs NHWC.
 
-        Measured on the H100 (awml-base backbone/neck/head, issue 32): DEFAULT FP32 55.9 / FP16 56.4 ms, EXHAUSTIVE
-        38.4 / 52.8, HEURISTIC 40.3 / 10.1, HEURISTIC + prefer_nhwc FP16 7.3 ms.
-        """
+        Measured on the H100 (awml-base backbone/neck/head, issue 32): DEFAULT FP32 55.9 / FP16 56.4 ms, EXHAUSTIVE 38.4
+        / 52.8, HEURISTIC 40.3 / 10.1, HEURISTIC + prefer_nhwc FP16 7.3 ms."""
         opts = {
             "device_id": str(device_id),
             "use_tf32": "1" if tf32 else "0",

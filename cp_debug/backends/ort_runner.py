@@ -294,8 +294,7 @@ class OrtRunner(Runner):
 
     def _provider_list(self, model: "onnx.ModelProto | None" = None) -> list:
         if self.spec.device == "cuda":
-            ops = {n.op_type for n in model.graph.node} if model is not None else set()
-            nhwc_safe = bool(ops & {"Conv", "ConvTranspose"}) and "BatchNormalization" not in ops
+            nhwc_safe = model is not None and _nhwc_safe(model)
             opts = self.determinism.ort_cuda_provider_options(tf32=self.spec.precision == "tf32",
                                                               half=self.spec.precision == "fp16" and nhwc_safe)
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
@@ -354,6 +353,19 @@ class OrtRunner(Runner):
             so.add_session_config_entry("session.use_env_allocators", "1")
         if self.spec.precision == "int8":
             exact_int8(so)
+
+
+def _nhwc_safe(model: "onnx.ModelProto") -> bool:
+    """Whether a float16 graph may run ONNX Runtime's NHWC convs (`prefer_nhwc`): it has convs, and every
+    BatchNormalization reads a Conv's or ConvTranspose's output (a 4-D map: the neck's ConvTranspose → BN, which
+    the exporter does not fold). On the H100 (onnxruntime-gpu 1.31.1) a float16 BatchNormalization over [N, C, P]
+    (the pillar encoder's BatchNorm1d after its Linear) under prefer_nhwc aborts the process
+    (`benchmarks/ort_cuda_nhwc_abort.py`)."""
+    producer = {t: n.op_type for n in model.graph.node for t in n.output}
+    ops = {n.op_type for n in model.graph.node}
+    bn_inputs = [n.input[0] for n in model.graph.node if n.op_type == "BatchNormalization"]
+    return bool(ops & {"Conv", "ConvTranspose"}) and all(producer.get(t) in ("Conv", "ConvTranspose")
+                                                          for t in bn_inputs)
 
 
 _ENV_ARENA = False
