@@ -45,6 +45,7 @@ class RecipeFacts:
     name: str | None = None
     modules: dict[str, str] | None = None  # stage -> the factory module's class
     factory: dict | None = None
+    post_process: dict | None = None  # the detections' post-process where a recipe reads it from files (--params)
 
     kind = "recipe"
 
@@ -64,6 +65,8 @@ class RecipeFacts:
         extra, value = ("factory", self.factory) if factory else ("int8", self.int8)
         if value is not None:
             out[extra] = value
+        if self.post_process is not None:
+            out["post_process"] = self.post_process
         return out
 
     @classmethod
@@ -73,7 +76,8 @@ class RecipeFacts:
                    d.get("seed"), d.get("load_dim"), tuple(use_dim) if isinstance(use_dim, list) else use_dim,
                    d.get("point_cloud"), d.get("num_points"), d.get("num_voxels"),
                    tuple(grid) if grid is not None else None, d.get("checkpoint"), d.get("random_weights"),
-                   d.get("int8"), d.get("model_factory"), d.get("name"), d.get("modules"), d.get("factory"))
+                   d.get("int8"), d.get("model_factory"), d.get("name"), d.get("modules"), d.get("factory"),
+                   d.get("post_process"))
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,9 @@ def model_record(preset: str, config: Path | None, checkpoint: Path | None = Non
 AutowareParams = Annotated[Optional[list[Path]], typer.Option(
     "--params", metavar="FILE", help="Autoware's parameter files of the deployment (*.param.yaml: ml_package, "
     "centerpoint_common, a manifest; repeatable): checked against the model and the deployed pair first "
-    "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it.")]
+    "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it. --recipe transfusion: "
+    "transfusion.param.yaml's score threshold, circle / IoU NMS and yaw thresholds make the boxes the verdict "
+    "judges.")]
 
 
 # -- the scan --------------------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]])
     m = request.model
     if request.recipe != "transfusion" or m is None:
         return
-    given = [o for o, v in (("--int8", m.int8), ("--params", request.params)) if v]
+    given = [o for o, v in (("--int8", m.int8),) if v]
     if given:
         raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion")
     kit = next((label for label, spec in pairs if spec.kit), None)
@@ -369,7 +369,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     if not request.params and not any(params_of_folder(d) for d in dirs):
         return []
     with progress.step("checking the parameter files against the model"):
-        notes = lint_before_run(request.model, request.params, dirs)
+        notes = lint_before_run(request.model, request.params, dirs, request.recipe)
     for n in notes:
         progress.note(n)
     return notes
@@ -394,7 +394,7 @@ def _load_subject(request: SubjectRequest):
 
         return transfusion_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
                                    load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
-                                   random_weights=m.random_weights)
+                                   random_weights=m.random_weights, params=request.params)
     if m.factory is not None:
         from cp_debug.recipes.centerpoint.subject import factory_subject
 

@@ -79,9 +79,10 @@ def lint_notes(reports: Sequence[LintReport]) -> list[str]:
     return [_note(f) for r in reports for f in (*r.mismatches, *r.warnings)]
 
 
-def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path]) -> list[str]:
+def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
+                    recipe: str = "centerpoint") -> list[str]:
     """`lint_reports_before_run` as the lines a run reports: the other mismatches and the warnings, one line each."""
-    return lint_notes(lint_reports_before_run(model, params, onnx_dirs))
+    return lint_notes(lint_reports_before_run(model, params, onnx_dirs, recipe))
 
 
 def _note(f: LintFinding) -> str:

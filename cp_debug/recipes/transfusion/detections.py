@@ -77,6 +77,14 @@ class NodeParams:
         """Per class, as the node keeps them: outside [0, 1) read as 0."""
         return np.asarray([t if 0.0 <= t < 1.0 else 0.0 for t in self.yaw_norm_thresholds], dtype=np.float32)
 
+    def post_process(self) -> dict:
+        """What the node's steps 2-3 apply, and the files it was read from (a report's `model.post_process`)."""
+        return {"score_threshold": self.score_cut, "circle_nms_dist_threshold": self.circle_dist,
+                "iou_nms_threshold": float(self.iou_nms_threshold),
+                "iou_nms_search_distance_2d": float(self.iou_nms_search_distance_2d),
+                "yaw_norm_thresholds": [float(t) if 0.0 <= t < 1.0 else 0.0 for t in self.yaw_norm_thresholds],
+                "files": list(self.sources)}
+
     def for_model(self, cfg) -> "NodeParams":
         """These post-process settings with the model's own classes, grid and proposals (what its ml_package file
         would say): for a model that is not the one the files describe."""

@@ -14,7 +14,7 @@ Voxelization is cp_debug's, computed once and given to every backend.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.bisect.subject import Stage, Subject
@@ -47,12 +47,14 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
                         points: "str | Path | LoadedPoints | None" = None, seed: int = 0,
                         load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None,
                         max_voxels: int | None = None, node_params: "NodeParams | None" = None,
-                        random_weights: bool = False) -> Subject:
+                        random_weights: bool = False, params: "Sequence[str | Path]" = ()) -> Subject:
     """The two-stage subject of a TransFusion preset (or AWML config .py) with `checkpoint`'s weights, else the
     preset's shipped trained weights (unless `random_weights`), else AWML's initialisation from `seed`; the scan: a
     point file, a scan in memory or None (the synthetic scan of `seed`); `max_voxels`: the scan's first voxels only
     (small tests). The report's detection verdict: each side's boxes as Autoware's node makes them (`detections.py`;
-    `node_params`, default its shipped post-process for this model)."""
+    `node_params`, default its shipped post-process for this model; `params`: the node's parameter files
+    (`--params`), their post-process — score threshold, circle and IoU NMS, yaw thresholds — on this model's
+    classes, grid and proposals, whose agreement with the files the run's lint has checked)."""
     import torch
 
     from cp_debug.models.centerpoint.voxelize import voxelize
@@ -66,6 +68,10 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
     from cp_debug.models.transfusion.presets import get_preset
 
     cfg = get_preset(preset)
+    if params and node_params is None:
+        from cp_debug.recipes.transfusion.detections import read_node_params
+
+        node_params = read_node_params(params).for_model(cfg)
     loaded_points, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # a bad file fails before the model
     loaded = load_transfusion(preset, checkpoint, seed, random_weights)
     model = loaded.model.eval()
@@ -105,7 +111,8 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
                         point_cloud={**loaded_points.info(), "warnings": list(loaded_points.warnings)},
                         num_points=int(len(loaded_points.points)), num_voxels=n, grid=tuple(cfg.grid_size),
                         checkpoint=str(checkpoint) if checkpoint else None,
-                        random_weights=loaded.weights.startswith("random"))
+                        random_weights=loaded.weights.startswith("random"),
+                        post_process=node_params.post_process() if node_params is not None else None)
     return Subject(name=f"transfusion:{cfg.name}", stages=stages,
                    inputs={k: t.numpy() for k, t in zip(BEV_INPUTS, feed)}, glue=selection.glue,
                    decide=selection.decide, facts=facts, default_level="stage", warnings=list(loaded_points.warnings),
