@@ -205,22 +205,26 @@ def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
 
 # -- detections --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class NmsFlip:
-    """A box one side's NMS kept and the other's suppressed though both sides hold its proposal over the score
-    threshold: the pair that decided, its figure on each side against the NMS threshold (`kind`: "IoU", or
-    "distance" in metres), and how far the two boxes moved and were rescored between the sides."""
+class BoxFlip:
+    """A box a post-process decision at its threshold made on one side and not the other, both sides holding its
+    proposal over the score threshold: NMS (one side kept it, the other's suppressed it: `kind` "IoU", or
+    "distance" in metres, the pair's figure on each side against the threshold) or the class remapping by area
+    (`kind` "area", m²: its label differs, so one box is lost and another added: `boxes` 2). `shift_m` and
+    `score_change`: how far the boxes involved moved and were rescored between the sides."""
 
     kind: str
     reference: float
     candidate: float
     threshold: float
-    shift_m: float  # the larger centre shift of the two boxes
-    score_change: float  # the larger |Δscore| of the two
+    shift_m: float  # the larger centre shift of the boxes involved
+    score_change: float  # the larger |Δscore| of them
     label: str
+    boxes: int = 1  # lost/added boxes it makes
 
     def text(self) -> str:
-        return (f"{self.label}: NMS {self.kind} {self.reference:.4g} -> {self.candidate:.4g} against its threshold "
-                f"{self.threshold:g}, the pair moved {self.shift_m:.2g} m")
+        what = "class remapping by area" if self.kind == "area" else f"NMS {self.kind}"
+        return (f"{self.label}: {what} {self.reference:.4g} -> {self.candidate:.4g} against its threshold "
+                f"{self.threshold:g}, moved {self.shift_m:.2g} m")
 
     def to_json(self) -> dict:
         return dict(vars(self))
@@ -312,7 +316,7 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
                 cuts: Sequence[float], max_centre_shift: float, max_score_change: float, max_yaw_change: float,
                 cell_m: float, unit: float | None = None, extent_m: float = 0.0,
                 yaw_turns: Sequence[YawTurn] = (), graph_span_m: float = 0.0,
-                nms_flips: Sequence[NmsFlip] = ()) -> BoxJudgement:
+                box_flips: Sequence[BoxFlip] = ()) -> BoxJudgement:
     """Boxes judged against `precision` (`unit`: its rounding unit where already known, e.g. INT8's at the heatmap);
     `cuts`: the score levels boxes are cut at (`score_cuts`), the score threshold first. `extent_m`: the largest
     |coordinate| a centre takes (the point cloud range): boxes are decoded in float32 on both sides, so a centre
@@ -322,15 +326,20 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
     (TransFusion-L adds each query's cell position to its offset in the graph: a 16-bit float holds 150.3 cells as
     150.25), so a centre may move by one rounding of its coordinate in a float format (u · span); 0 where the
     coordinates are made in float32 after the graph (CenterPoint's decode) or the format is INT8 (Q/DQ around the
-    convs and matmuls, the add in float). `nms_flips`: lost/added boxes an NMS decision at its threshold made
-    (`NmsFlip`); one whose pair moved within the centre limit and was rescored within the budget is explained."""
+    convs and matmuls, the add in float). `box_flips`: lost/added boxes a post-process decision at its threshold made
+    (`BoxFlip`: NMS, class remapping); one whose boxes moved within the centre limit and were rescored within the
+    budget is explained."""
     b = growth(precision) * (unit if unit is not None else unit_roundoff(precision))
     in_graph = unit_roundoff(precision) * graph_span_m if precision in ("fp16", "bf16") else 0.0
     centre_limit = b * cell_m + GROWTH * unit_roundoff("fp32") * extent_m + in_graph
     scores = list(lost_scores) + list(added_scores)
     near = sum(1 for s in scores if any(abs(s - c) <= b for c in cuts))
-    at_nms = [f for f in nms_flips if f.shift_m <= centre_limit and f.score_change <= b][:len(scores) - near]
-    near += len(at_nms)
+    at_nms, room = [], len(scores) - near
+    for f in box_flips:
+        if f.shift_m <= centre_limit and f.score_change <= b and f.boxes <= room:
+            at_nms.append(f)
+            room -= f.boxes
+    near += sum(f.boxes for f in at_nms)
     far = len(scores) - near
     moved = []
     swapped = max_centre_shift > max(centre_limit, NEIGHBOUR * cell_m) and max_score_change <= b
@@ -352,7 +361,7 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
         return BoxJudgement(Outcome.DEGRADED, len(scores), near, far, bool(moved), b, "; ".join(why + moved))
     reason = (f"{len(scores)} box(es) lost/added, all within {b:.2g} of the score threshold {cuts[0]:g}"
               + (" or the box cap's cut" if len(cuts) > 1 else "")
-              + (f" or made by an NMS decision at its threshold ({'; '.join(f.text() for f in at_nms[:2])})"
+              + (f" or made by a post-process decision at its threshold ({'; '.join(f.text() for f in at_nms[:2])})"
                  if at_nms else "") if scores else "no box lost or added")
     if swapped:
         reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): NMS kept the other of two "

@@ -39,14 +39,14 @@ class BoxVerdict:
     extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
     yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with their yaw's conditioning
     graph_span_m: float = 0.0  # the span of centre coordinates the graph itself computes (compare.noise.judge_boxes)
-    nms_flips: tuple = ()  # compare.noise.NmsFlip: lost/added boxes an NMS decision made (where a recipe finds them)
+    box_flips: tuple = ()  # compare.noise.BoxFlip: lost/added boxes an NMS decision made (where a recipe finds them)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["lost_scores"], d["added_scores"] = list(self.lost_scores), list(self.added_scores)
         d["score_cuts"] = list(self.score_cuts)
         d["yaw_turns"] = [t.to_json() for t in self.yaw_turns]
-        d["nms_flips"] = [f.to_json() for f in self.nms_flips]
+        d["box_flips"] = [f.to_json() for f in self.box_flips]
         return d
 
     def judge(self, precision: str):
@@ -58,7 +58,7 @@ class BoxVerdict:
                            cuts=self.score_cuts, max_centre_shift=self.max_centre_shift_m,
                            max_score_change=self.max_abs_score_change, max_yaw_change=self.max_yaw_change_rad,
                            cell_m=self.cell_m, extent_m=self.extent_m, yaw_turns=self.yaw_turns,
-                           graph_span_m=self.graph_span_m, nms_flips=self.nms_flips)
+                           graph_span_m=self.graph_span_m, box_flips=self.box_flips)
 
 
 def box_grid(cfg) -> tuple[float, float]:
@@ -70,10 +70,10 @@ def box_grid(cfg) -> tuple[float, float]:
 
 
 def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap: int | None, cell_m: float,
-                extent_m: float, graph_span_m: float = 0.0, nms_flips: tuple = ()) -> BoxVerdict:
+                extent_m: float, graph_span_m: float = 0.0, box_flips: tuple = ()) -> BoxVerdict:
     """The reference's boxes `a` against the candidate's `b`: `score_threshold` and `cap` (the most boxes a side
     keeps, None: no cap) say where boxes are cut by score (`compare.noise.score_cuts`); `cell_m`, `extent_m`,
-    `graph_span_m`, `nms_flips` as in `BoxVerdict`."""
+    `graph_span_m`, `box_flips` as in `BoxVerdict`."""
     import numpy as np
 
     from cp_debug.compare.noise import score_cuts
@@ -93,4 +93,4 @@ def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap
                       d.max_yaw_diff, changed, summary, tuple(float(a.scores[i]) for i in d.unmatched_a),
                       tuple(float(b.scores[i]) for i in d.unmatched_b),
                       score_cuts(score_threshold, cap, np.asarray(a.scores), np.asarray(b.scores)),
-                      cell_m, extent_m, d.yaw_turns, graph_span_m, tuple(nms_flips))
+                      cell_m, extent_m, d.yaw_turns, graph_span_m, tuple(box_flips))

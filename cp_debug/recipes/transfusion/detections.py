@@ -17,9 +17,12 @@ Step by step, each as the node's file does it:
    of its centre has a BEV IoU (rotated footprints, `object_recognition_utils::get2dIoU`: 0 below 1e-6 of
    intersection or 0.01 m² of union) above iou_nms_threshold; boxes of different classes suppress each other unless
    one is a pedestrian (`isTargetPairObject`).
+4. `detection_class_remapper.cpp:mapClasses`, where its parameter file is given (`--params`): each box's Autoware
+   label (UNKNOWN, CAR, …, PEDESTRIAN) becomes the first label its row of allow_remapping_by_area_matrix allows
+   whose [min_area_matrix, max_area_matrix] holds its BEV area (length x width); the boxes then carry Autoware's
+   eight labels.
 The node's parameters (`include/.../transfusion_config.hpp:TransfusionConfig`): a score_threshold or
-circle_nms_dist_threshold ≤ 0 means the built-in 0.2 / 0.5; a yaw_norm_threshold outside [0, 1) means 0. Not done
-here: the class remapping by area (`detection_class_remapper`, its own parameter file), after the NMS.
+circle_nms_dist_threshold ≤ 0 means the built-in 0.2 / 0.5; a yaw_norm_threshold outside [0, 1) means 0.
 
 The boxes are cp_debug's `Detections` (z at the bottom, as every decode of the house gives them: the node's z less
 height / 2; velocity 0, the node publishes none), so TransFusion-L's verdict is CenterPoint's (`recipes/box_verdict`).
@@ -45,6 +48,7 @@ NODE_SCORE_THRESHOLD = 0.2  # TransfusionConfig's own, used where the file's is 
 NODE_CIRCLE_NMS = 0.5  # likewise for circle_nms_dist_threshold
 MIN_INTERSECTION, MIN_UNION = 1e-6, 0.01  # get2dIoU's floors (m²)
 _SEMANTIC = ("CAR", "TRUCK", "BUS", "TRAILER", "MOTORCYCLE", "BICYCLE", "PEDESTRIAN")  # ros_utils.getSemanticType
+AUTOWARE_LABELS = ("UNKNOWN",) + _SEMANTIC  # autoware_perception_msgs ObjectClassification's labels, in order
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class NodeParams:
     iou_nms_search_distance_2d: float = 10.0
     iou_nms_threshold: float = 0.1
     yaw_norm_thresholds: tuple[float, ...] = (0.3, 0.3, 0.3, 0.3, 0.0)
+    # detection_class_remapper.param.yaml: 8 x 8 row-major over AUTOWARE_LABELS (row: the label, column: the label
+    # it may become); empty: no remapping (the node's own file turns cars into trucks and vehicles into trailers)
+    allow_remapping_by_area_matrix: tuple[float, ...] = ()
+    min_area_matrix: tuple[float, ...] = ()
+    max_area_matrix: tuple[float, ...] = ()
     sources: tuple[str, ...] = ()
 
     @property
@@ -83,7 +92,7 @@ class NodeParams:
                 "iou_nms_threshold": float(self.iou_nms_threshold),
                 "iou_nms_search_distance_2d": float(self.iou_nms_search_distance_2d),
                 "yaw_norm_thresholds": [float(t) if 0.0 <= t < 1.0 else 0.0 for t in self.yaw_norm_thresholds],
-                "files": list(self.sources)}
+                "class_remapping_by_area": bool(self.allow_remapping_by_area_matrix), "files": list(self.sources)}
 
     def for_model(self, cfg) -> "NodeParams":
         """These post-process settings with the model's own classes, grid and proposals (what its ml_package file
@@ -173,9 +182,40 @@ def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None
     b = p.box[kept]
     boxes = np.concatenate([b[:, :2], b[:, 2:3] - b[:, 5:6] * 0.5, b[:, 3:7], np.zeros((len(b), 2), np.float32)], 1)
     rot = np.asarray(outputs["dir_cls_pred0"], dtype=np.float64)
-    return Detections(np.ascontiguousarray(boxes, dtype=np.float32), p.score[kept], p.label[kept],
-                      tuple(params.class_names), rot_norm=p.yaw_norm[kept].astype(np.float32),
+    labels, names = p.label[kept], tuple(params.class_names)
+    if params.allow_remapping_by_area_matrix:  # step 4: the labels Autoware publishes, remapped by area
+        labels, names = remapped_labels(p, kept, params), AUTOWARE_LABELS
+    return Detections(np.ascontiguousarray(boxes, dtype=np.float32), p.score[kept], labels, names,
+                      rot_norm=p.yaw_norm[kept].astype(np.float32),
                       rot_rms=float(np.sqrt(np.mean(rot * rot))) if rot.size else None)
+
+
+def remap_matrices(params: NodeParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(allow, min, max) as the node's DetectionClassRemapper holds them: 8 x 8 over AUTOWARE_LABELS, a bound that
+    is not finite read as the largest double."""
+    n = len(AUTOWARE_LABELS)
+    mats = [np.asarray(m, dtype=np.float64) for m in (params.allow_remapping_by_area_matrix, params.min_area_matrix,
+                                                       params.max_area_matrix)]
+    if any(m.size != n * n for m in mats):
+        raise BadInputError(f"the class remapping matrices must be {n} x {n} over {', '.join(AUTOWARE_LABELS)}; "
+                            f"got {', '.join(str(m.size) for m in mats)} values")
+    big = np.finfo(np.float64).max
+    allow, lo, hi = (m.reshape(n, n) for m in mats)
+    return allow != 0, np.where(np.isfinite(lo), lo, big), np.where(np.isfinite(hi), hi, big)
+
+
+def remapped_labels(p: NodeBoxes, kept: np.ndarray, params: NodeParams) -> np.ndarray:
+    """Step 4 (`DetectionClassRemapper::mapClasses`): each kept box's Autoware label, changed to the first label
+    its row allows whose [min, max] holds its BEV area (length x width, float32)."""
+    allow, lo, hi = remap_matrices(params)
+    source = [AUTOWARE_LABELS.index(t) for t in semantic_types(p.label[kept], params)]
+    out = np.asarray(source, dtype=np.int64)
+    for i, (q, label) in enumerate(zip(kept.tolist(), source)):
+        area = float(np.float32(p.box[q, 3]) * np.float32(p.box[q, 4]))
+        hits = np.nonzero(allow[label] & (lo[label] <= area) & (area <= hi[label]))[0]
+        if len(hits):
+            out[i] = int(hits[0])
+    return out
 
 
 def node_kept(p: NodeBoxes, params: NodeParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
-from cp_debug.recipes.transfusion.detections import (NodeBoxes, NodeParams, decode_proposals, deployed_outputs,
-                                                     footprint, node_detections, node_kept, pair_iou, semantic_types)
+from cp_debug.recipes.transfusion.detections import (AUTOWARE_LABELS, NodeBoxes, NodeParams, decode_proposals,
+                                                     deployed_outputs, footprint, node_detections, node_kept,
+                                                     pair_iou, remap_matrices, remapped_labels, semantic_types)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.compare.noise import NmsFlip
+    from cp_debug.compare.noise import BoxFlip
     from cp_debug.recipes.box_verdict import BoxVerdict
 
 
-def nms_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
-              params: NodeParams) -> tuple["NmsFlip", ...]:
-    """The NMS flips between two sides' deployed outputs over the same proposals (none where their K differ)."""
+def box_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
+              params: NodeParams) -> tuple["BoxFlip", ...]:
+    """The NMS and class-remapping flips between two sides' deployed outputs over the same proposals (none where
+    their K differ)."""
     a, b = decode_proposals(reference, params), decode_proposals(candidate, params)
     if a.box.shape != b.box.shape:
         return ()
@@ -45,11 +47,34 @@ def nms_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.nd
         shift = max(float(np.hypot(*(a.box[i, :2] - b.box[i, :2]))) for i in (q, j))
         rescored = max(abs(float(a.score[i]) - float(b.score[i])) for i in (q, j))
         threshold = params.circle_dist if kind == "distance" else float(params.iou_nms_threshold)
-        from cp_debug.compare.noise import NmsFlip
+        from cp_debug.compare.noise import BoxFlip
 
-        found.append(NmsFlip(kind, figure["reference"], figure["candidate"], threshold, shift, rescored,
+        found.append(BoxFlip(kind, figure["reference"], figure["candidate"], threshold, shift, rescored,
                              params.class_names[int(p.label[q])]))
+    if params.allow_remapping_by_area_matrix:
+        found += _remap_flips(a, b, sorted(kept["reference"] & kept["candidate"]), params)
     return tuple(found)
+
+
+def _remap_flips(a: NodeBoxes, b: NodeBoxes, both: list[int], params: NodeParams) -> list["BoxFlip"]:
+    """Boxes both sides publish whose remapped label differs: the area bound between the two sides' areas."""
+    from cp_debug.compare.noise import BoxFlip
+
+    if not both:
+        return []
+    kept = np.asarray(both, dtype=np.int64)
+    la, lb = remapped_labels(a, kept, params), remapped_labels(b, kept, params)
+    _, lo, hi = remap_matrices(params)
+    source = [AUTOWARE_LABELS.index(t) for t in semantic_types(a.label[kept], params)]
+    found = []
+    for i in np.nonzero(la != lb)[0].tolist():
+        q = both[i]
+        area = [float(np.float32(s.box[q, 3]) * np.float32(s.box[q, 4])) for s in (a, b)]
+        bounds = [v for v in (*lo[source[i]], *hi[source[i]]) if min(area) <= v <= max(area)]
+        found.append(BoxFlip("area", area[0], area[1], float(bounds[0]) if bounds else float("nan"),
+                             float(np.hypot(*(a.box[q, :2] - b.box[q, :2]))), abs(float(a.score[q] - b.score[q])),
+                             f"{AUTOWARE_LABELS[int(la[i])]} -> {AUTOWARE_LABELS[int(lb[i])]}", boxes=2))
+    return found
 
 
 def _suppressor(p: NodeBoxes, stages: tuple[np.ndarray, np.ndarray, np.ndarray], q: int,
@@ -97,6 +122,6 @@ def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, 
         r = cfg.point_cloud_range  # the head adds each query's cell position (0 … the grid's width) in the graph
         return box_verdict(a, b, score_threshold=params.score_cut, cap=params.num_proposals, cell_m=cell,
                            extent_m=extent, graph_span_m=float(max(r[3] - r[0], r[4] - r[1])),
-                           nms_flips=nms_flips(*sides, params))
+                           box_flips=box_flips(*sides, params))
 
     return verdict

@@ -194,14 +194,14 @@ def test_a_box_an_iou_nms_decision_at_its_threshold_made_is_an_nms_flip_and_expl
     The reference's second car at 3.26 m (IoU 0.1015) is suppressed; the candidate's at 3.29 m (0.0950) is kept —
     a box added by the NMS decision, explained where the pair moved within the precision's centre limit."""
     from cp_debug.compare.noise import Outcome, judge_boxes
-    from cp_debug.recipes.transfusion.verdict import nms_flips
+    from cp_debug.recipes.transfusion.verdict import box_flips
 
     car = 0
     ref = _outputs([(0, 0, 4, 2, 0, car, 0.9), (3.26, 0, 4, 2, 0, car, 0.8)])
     cand = _outputs([(0, 0, 4, 2, 0, car, 0.9), (3.29, 0, 4, 2, 0, car, 0.8)])
     assert len(_kept([(0, 0, 4, 2, 0, car, 0.9), (3.26, 0, 4, 2, 0, car, 0.8)])) == 1
     assert len(_kept([(0, 0, 4, 2, 0, car, 0.9), (3.29, 0, 4, 2, 0, car, 0.8)])) == 2
-    (flip,) = nms_flips(ref, cand, P)
+    (flip,) = box_flips(ref, cand, P)
     assert (flip.kind, flip.threshold, flip.label) == ("IoU", P.iou_nms_threshold, "CAR")
     assert flip.reference == pytest.approx(0.74 / 7.26, rel=1e-3) and flip.candidate == pytest.approx(0.71 / 7.29,
                                                                                                       rel=1e-3)
@@ -209,13 +209,77 @@ def test_a_box_an_iou_nms_decision_at_its_threshold_made_is_an_nms_flip_and_expl
     kw = dict(lost_scores=[], added_scores=[0.8], cuts=(0.1,), max_centre_shift=0.0, max_score_change=0.0,
               max_yaw_change=0.0, cell_m=1.2)  # the centre limit: 0.031 of a cell, 0.0375 m
     assert judge_boxes("fp16", **kw).outcome is Outcome.DEGRADED  # without the flip: a box added at score 0.8
-    within = judge_boxes("fp16", nms_flips=(flip,), **kw)
+    within = judge_boxes("fp16", box_flips=(flip,), **kw)
     assert within.outcome is Outcome.WITHIN_PRECISION and "NMS IoU 0.1019 -> 0.09739" in within.reason
-    moved = nms_flips(ref, _outputs([(0, 0, 4, 2, 0, car, 0.9), (4.5, 0, 4, 2, 0, car, 0.8)]), P)
+    moved = box_flips(ref, _outputs([(0, 0, 4, 2, 0, car, 0.9), (4.5, 0, 4, 2, 0, car, 0.8)]), P)
     assert moved[0].shift_m == pytest.approx(1.24, abs=1e-3)
-    assert judge_boxes("fp16", nms_flips=moved, **kw).outcome is Outcome.DEGRADED  # moved beyond the limit
+    assert judge_boxes("fp16", box_flips=moved, **kw).outcome is Outcome.DEGRADED  # moved beyond the limit
     # a circle-NMS pair: 0.49 m apart in the reference (suppressed), 0.51 m in the candidate
-    circle = nms_flips(_outputs([(0, 0, 0.2, 0.2, 0, car, 0.9), (0.49, 0, 0.2, 0.2, 0, car, 0.8)]),
+    circle = box_flips(_outputs([(0, 0, 0.2, 0.2, 0, car, 0.9), (0.49, 0, 0.2, 0.2, 0, car, 0.8)]),
                        _outputs([(0, 0, 0.2, 0.2, 0, car, 0.9), (0.51, 0, 0.2, 0.2, 0, car, 0.8)]), P)
     assert [(f.kind, round(f.reference, 3), round(f.candidate, 3)) for f in circle] == [("distance", 0.49, 0.51)]
-    assert nms_flips(ref, ref, P) == ()
+    assert box_flips(ref, ref, P) == ()
+
+
+REMAPPER = """/**:
+  ros__parameters:
+    allow_remapping_by_area_matrix:
+      # row: the label, column: what it may become (UNKNOWN, CAR, TRUCK, BUS, TRAILER, MOTORCYCLE, BICYCLE, PEDESTRIAN)
+      [0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 1, 0, 1, 0, 0, 0,
+       0, 0, 0, 0, 1, 0, 0, 0,
+       0, 0, 0, 0, 1, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0]
+    min_area_matrix:
+      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 12.1, 0.0, 36.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 36.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 36.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    max_area_matrix:
+      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 36.0, 0.0, .inf, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, .inf, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, .inf, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+"""
+
+
+def test_the_class_remapper_relabels_by_area_and_a_label_changed_at_its_bound_is_a_flip(tmp_path):
+    """The node's detection_class_remapper (its file given with --params): a car over 12.1 m² is published as a
+    truck, one over 36 m² as a trailer (the first allowed column whose [min, max] holds the area; .inf: no bound).
+    A car of 12.08 m² in the reference and 12.12 m² in the candidate is a CAR lost and a TRUCK added — a decision
+    at the area bound, explained where the box moved within the precision."""
+    from cp_debug.compare.noise import Outcome, judge_boxes
+    from cp_debug.recipes.transfusion.detections import AUTOWARE_LABELS
+    from cp_debug.recipes.transfusion.verdict import box_flips
+
+    (tmp_path / "detection_class_remapper.param.yaml").write_text(REMAPPER)
+    params = read_node_params([tmp_path / "detection_class_remapper.param.yaml"])
+    assert params.max_area_matrix[12] == math.inf and params.min_area_matrix[10] == 12.1
+    car, ped = 0, 4
+    det = node_detections(_outputs([(0, 0, 4.5, 2.0, 0, car, 0.9), (20, 0, 6.0, 2.5, 0, car, 0.8),
+                                    (40, 0, 13.0, 3.0, 0, car, 0.7), (60, 0, 0.8, 0.8, 0, ped, 0.6)]), params)
+    assert det.class_names == AUTOWARE_LABELS
+    assert [AUTOWARE_LABELS[i] for i in det.labels] == ["CAR", "TRUCK", "TRAILER", "PEDESTRIAN"]
+    assert node_detections(_outputs([(20, 0, 6.0, 2.5, 0, car, 0.8)]), P).class_names == P.class_names  # no file
+    ref = _outputs([(0, 0, 5.49, 2.2, 0, car, 0.9)])
+    cand = _outputs([(0, 0, 5.51, 2.2, 0, car, 0.9)])
+    (flip,) = box_flips(ref, cand, params)
+    assert (flip.kind, flip.threshold, flip.boxes, flip.label) == ("area", 12.1, 2, "CAR -> TRUCK")
+    assert flip.reference < 12.1 < flip.candidate
+    kw = dict(lost_scores=[0.9], added_scores=[0.9], cuts=(0.1,), max_centre_shift=0.0, max_score_change=0.0,
+              max_yaw_change=0.0, cell_m=1.2)
+    assert judge_boxes("fp16", **kw).outcome is Outcome.DEGRADED
+    assert judge_boxes("fp16", box_flips=(flip,), **kw).outcome is Outcome.WITHIN_PRECISION
+    with pytest.raises(BadInputError, match="8 x 8"):
+        node_detections(ref, replace(params, min_area_matrix=(0.0,) * 25))
