@@ -221,37 +221,19 @@ def test_a_box_an_iou_nms_decision_at_its_threshold_made_is_an_nms_flip_and_expl
     assert box_flips(ref, ref, P) == ()
 
 
-REMAPPER = """/**:
-  ros__parameters:
-    allow_remapping_by_area_matrix:
-      # row: the label, column: what it may become (UNKNOWN, CAR, TRUCK, BUS, TRAILER, MOTORCYCLE, BICYCLE, PEDESTRIAN)
-      [0, 0, 0, 0, 0, 0, 0, 0,
-       0, 0, 1, 0, 1, 0, 0, 0,
-       0, 0, 0, 0, 1, 0, 0, 0,
-       0, 0, 0, 0, 1, 0, 0, 0,
-       0, 0, 0, 0, 0, 0, 0, 0,
-       0, 0, 0, 0, 0, 0, 0, 0,
-       0, 0, 0, 0, 0, 0, 0, 0,
-       0, 0, 0, 0, 0, 0, 0, 0]
-    min_area_matrix:
-      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 12.1, 0.0, 36.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 36.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 36.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    max_area_matrix:
-      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 36.0, 0.0, .inf, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, .inf, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, .inf, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-       0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-"""
+def _remapper_yaml() -> str:
+    """A detection_class_remapper.param.yaml: a car over 12.1 m² may become a truck, any vehicle over 36 m² a
+    trailer (rows: the label, columns: what it may become, over UNKNOWN, CAR, TRUCK, BUS, TRAILER, MOTORCYCLE,
+    BICYCLE, PEDESTRIAN)."""
+    allow, lo, hi = ([[0.0] * 8 for _ in range(8)] for _ in range(3))
+    for row, col, a, b in ((1, 2, 12.1, 36.0), (1, 4, 36.0, math.inf), (2, 4, 36.0, math.inf), (3, 4, 36.0, math.inf)):
+        allow[row][col], lo[row][col], hi[row][col] = 1, a, b
+
+    def flat(m):
+        return "[" + ", ".join(".inf" if v == math.inf else repr(v) for r in m for v in r) + "]"
+
+    return (f"/**:\n  ros__parameters:\n    allow_remapping_by_area_matrix: {flat(allow)}\n"
+            f"    min_area_matrix: {flat(lo)}\n    max_area_matrix: {flat(hi)}\n")
 
 
 def test_the_class_remapper_relabels_by_area_and_a_label_changed_at_its_bound_is_a_flip(tmp_path):
@@ -263,7 +245,7 @@ def test_the_class_remapper_relabels_by_area_and_a_label_changed_at_its_bound_is
     from cp_debug.recipes.transfusion.detections import AUTOWARE_LABELS
     from cp_debug.recipes.transfusion.verdict import box_flips
 
-    (tmp_path / "detection_class_remapper.param.yaml").write_text(REMAPPER)
+    (tmp_path / "detection_class_remapper.param.yaml").write_text(_remapper_yaml())
     params = read_node_params([tmp_path / "detection_class_remapper.param.yaml"])
     assert params.max_area_matrix[12] == math.inf and params.min_area_matrix[10] == 12.1
     car, ped = 0, 4
