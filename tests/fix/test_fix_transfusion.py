@@ -109,3 +109,41 @@ def test_what_the_transfusion_fix_does_not_take_is_one_line_and_exit_2(tmp_path,
     assert proc.returncode == ExitCode.BAD_INPUT, proc.stdout + proc.stderr
     assert said in proc.stdout + proc.stderr
     assert not out.exists()
+
+
+class _Asked(Exception):
+    """Raised by the recorder in place of a search: the request was all the test wanted."""
+
+
+def test_keep_fp32_of_transfusion_is_the_fix_request_and_what_it_does_not_take_is_exit_2(tmp_path, monkeypatch):
+    """`keep-fp32 --recipe transfusion` is a thin mapping onto `fix --recipe transfusion`: the same request (judge,
+    search, frames, candidates as FILE:NODE), nothing else searched; its own options that do not apply are one line."""
+    import cp_debug.fix.run
+    from tests.cli_run import cpdebug as run
+
+    asked = []
+
+    def record(req, progress=None):
+        asked.append(req)
+        raise _Asked
+
+    monkeypatch.setattr(cp_debug.fix.run, "run_fix", record)
+    common = ("--recipe", "transfusion", "--preset", "transfusion-tiny", "--scenes", "2", "--quiet")
+    # (the recorder's exception ends each run: the CLI maps it as a bug of cp_debug, exit 70)
+    run("keep-fp32", *common, "--backend", "ort-cpu-fp16", "--candidates", "/a/MatMul,transfusion.onnx:/b/Softmax")
+    cpdebug(*common, "--backends", "torch,ort-cpu-fp16", "--candidates",
+            "transfusion.onnx:/a/MatMul,transfusion.onnx:/b/Softmax", "--out", tmp_path / "fix")
+    keep, fix = asked
+    assert keep.candidates == ("transfusion.onnx:/a/MatMul", "transfusion.onnx:/b/Softmax")
+    assert keep.source == {"from": "keep-fp32"}
+    from dataclasses import replace
+
+    assert replace(keep, source=fix.source) == fix
+    for args, said in ((("--onnx", tmp_path / "m.onnx"), "--onnx: not for keep-fp32 --recipe transfusion"),
+                       (("--candidates", "all"), "--candidates all"),
+                       (("--backend", "trt-fp16"), "ONNX Runtime FP16")):
+        proc = run("keep-fp32", *common, *args)
+        assert proc.returncode == ExitCode.BAD_INPUT and said in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    proc = run("keep-fp32", "--preset", "transfusion-tiny", "--out", tmp_path / "x")
+    assert proc.returncode == ExitCode.BAD_INPUT and "go with --recipe transfusion" in proc.stdout + proc.stderr
+    assert len(asked) == 2 and not (tmp_path / "x").exists()
