@@ -301,8 +301,9 @@ def render_check(result, console) -> None:
     state = "[green]holds[/green]" if result.holds else "[red]does NOT hold[/red]"
     console.print(f"fix {result.path}: {v.target.describe()} {state} here, on {v.device} (recorded: "
                   f"{'holds' if result.recorded_holds else 'did not hold'}); {_outcome_words(f)}, worst rel. RMSE "
-                  f"{f.worst:.3g}, lost boxes {f.lost_boxes}, mAP drop {f.map_drop:+.4f} on {len(f.frames)} frame(s)",
-                  highlight=False)
+                  f"{f.worst:.3g}, " + (f"lost boxes {f.lost_boxes}, mAP drop {_opt(f.map_drop, '{:+.4f}')}"
+                                        if f.lost_boxes is not None else _flips(f))
+                  + f" on {len(f.frames)} frame(s)", highlight=False)
     if result.versions:
         console.print("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions),
                       highlight=False)
@@ -313,6 +314,12 @@ def render_check(result, console) -> None:
     if result.modified_files:
         console.print(f"[yellow]files modified since written:[/yellow] {', '.join(result.modified_files)}",
                       highlight=False)
+
+
+def _flips(f) -> str:
+    """A TransFusion lane's proposal flips (its frames judged per query: no boxes)."""
+    flips, beyond = f.extra.get("flips") or [], f.extra.get("flips_beyond_band") or []
+    return f"{sum(flips)} proposal flip(s), {sum(beyond)} beyond the score band"
 
 
 def _opt(x, fmt: str = "{}") -> str:

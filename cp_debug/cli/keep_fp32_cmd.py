@@ -1,4 +1,9 @@
-"""`cpdebug keep-fp32`: the nodes to keep in FP32 so that the FP16 model passes (a 1-minimal set)."""
+"""`cpdebug keep-fp32`: the nodes to keep in FP32 so that the FP16 model passes (a 1-minimal set).
+
+With `--recipe transfusion` it is the fix's search of TransFusion-L's one graph (`fix/transfusion.py`), mapped
+thinly: the same request `cpdebug fix --recipe transfusion` makes, the same judge and search, the same document
+(`cp_debug.fix/1`) and, with `--out`, the same deployable folder. One graph over held-out frames judged flip-aware
+is what both commands do there; a second search would be a copy."""
 
 from __future__ import annotations
 
@@ -7,12 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Exporter, Inputs, Json, OnnxModel, Quiet, Seed, TorchModel, Verbose
+from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe, Seed,
+                                   TorchModel, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.compare.diff import Tolerance
+
+
+def _tf(kind, name: str, text: str, *more: str):
+    """An option of `--recipe transfusion` alone (None: not given)."""
+    return Annotated[Optional[kind], typer.Option(name, *more, help="With --recipe transfusion: " + text)]
 
 
 def keep_fp32(
@@ -30,6 +41,15 @@ def keep_fp32(
                     typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",
     seed: Seed = 0,
+    recipe: Recipe = None,
+    preset: _tf(str, "--preset", "the TransFusion-L preset (default transfusion-demo).") = None,
+    checkpoint: Checkpoint = None,
+    random_weights: RandomWeights = False,
+    scenes: _tf(int, "--scenes", "held-out synthetic frames the search judges on (default 8).") = None,
+    verify_scenes: _tf(int, "--verify-scenes", "verify on this many frames after the search's (default 0: on the "
+                       "search's).") = None,
+    out: _tf(Path, "--out", "write the deployable transfusion.onnx with the set kept in FP32 (the folder `cpdebug "
+             "fix --out` writes; `cpdebug fix --check DIR` re-verifies it).", "-o") = None,
     json_out: Json = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -37,14 +57,36 @@ def keep_fp32(
     """Search a small set of nodes (1-minimal) to keep in FP32 for the FP16 model to match FP32.
 
     The reference is ONNX Runtime on the CPU in FP32; the set comes out in the form `cpdebug bisect --keep-fp32`
-    takes."""
+    takes. With --recipe transfusion: the search of `cpdebug fix --recipe transfusion` (the one graph, judged
+    flip-aware over held-out frames), its fix.json document as --json."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import BackendSpec
         from cp_debug.bisect.keep_fp32 import tolerance_for
+        from cp_debug.cli._options import recipe_name
+        from cp_debug.errors import BadInputError
 
         spec = BackendSpec.parse(backend)
-        code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates, tolerance_for(spec.precision, atol, rtol),
-                          exporter=exporter, seed=seed, json_out=json_out, quiet=quiet, third_party=third_party)
+        model = {"preset": preset, "checkpoint": str(checkpoint) if checkpoint else None, "seed": seed,
+                 "random_weights": random_weights or None, "scenes": scenes, "verify_scenes": verify_scenes}
+        if recipe_name(recipe) == "transfusion":
+            given = [o for o, v in (("--onnx", onnx_model), ("--torch", torch_model), ("--inputs", inputs),
+                                    ("--atol", atol), ("--rtol", rtol)) if v is not None]
+            if given:
+                raise BadInputError(f"{', '.join(given)}: not for keep-fp32 --recipe transfusion (it exports the "
+                                    "model's one graph and judges it per query over held-out frames, within FP16's "
+                                    "precision)")
+            code = _transfusion(model, str(spec), candidates, out=out, json_out=json_out, quiet=quiet,
+                                third_party=third_party)
+        else:
+            extra = [o for o, v in (("--preset", preset), ("--checkpoint", checkpoint), ("--scenes", scenes),
+                                    ("--verify-scenes", verify_scenes), ("--out", out),
+                                    ("--random-weights", random_weights or None)) if v is not None]
+            if extra:
+                raise BadInputError(f"{', '.join(extra)} go with --recipe transfusion; keep-fp32 of --onnx / --torch "
+                                    "searches the one model given")
+            code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates,
+                              tolerance_for(spec.precision, atol, rtol), exporter=exporter, seed=seed,
+                              json_out=json_out, quiet=quiet, third_party=third_party)
     raise typer.Exit(code)
 
 
@@ -132,6 +174,75 @@ def render(result, console) -> None:
         for name in result.keep:
             console.print(f"  {name}", highlight=False)
         console.print(f"cpdebug bisect ... {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
+
+
+def _transfusion(model: dict, candidate: str, candidates: str, *, out: Path | None, json_out: str | None, quiet: bool,
+                 third_party: ThirdParty) -> int:
+    """keep-fp32 --recipe transfusion: `fix.run.run_fix` on the request `fix --recipe transfusion` makes (module
+    docstring); the exit code is the fix's (0 found or not needed and verified, 1 impossible, 5 not verified)."""
+    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.cli._preflight import check_outputs
+    from cp_debug.errors import BadInputError
+    from cp_debug.fix.names import SEP
+    from cp_debug.fix.request import check_request, make_request
+    from cp_debug.fix.run import run_fix
+    from cp_debug.fix.targets import FixTarget
+    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.recipes.transfusion.export import ONNX_FILE
+
+    names = candidates.strip()
+    if names == "all":
+        raise BadInputError("--candidates all: keep-fp32 --recipe transfusion ranks the graph's compute nodes "
+                            "(compute) or takes node names")
+    chosen = None if names == "compute" else tuple(
+        n if n.startswith(ONNX_FILE + SEP) else f"{ONNX_FILE}{SEP}{n}" for n in (x.strip() for x in names.split(","))
+        if n)
+    if out is not None and out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; give a directory")
+    check_outputs(json_out)
+    req = make_request(ModelRecord(), {"source": {"from": "keep-fp32"}},
+                       {**model, "preset": model["preset"] or "transfusion-demo", "target": FixTarget.of(),
+                        "candidate": candidate, "reference": "torch", "candidates": chosen, "recipe": "transfusion"})
+    check_request(req)
+    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
+    outcome = run_fix(req, progress=progress)
+    written = outcome.write(out) if out is not None and outcome.fixed is not None else None
+    finish({**outcome.to_json(), "out": str(written) if written else None}, json_out, third_party,
+           lambda console: _render_graph(outcome, written, console))
+    return outcome.exit_code
+
+
+def _render_graph(outcome, written: Path | None, console) -> None:
+    """The fix search's steps on the one graph (each judged flip-aware on its frames), then the set."""
+    from rich.table import Table
+
+    s = outcome.search
+    table = Table(title=f"keep-FP32 search of transfusion.onnx on {outcome.request.candidate} ({s.runs} runs, "
+                        f"{len(s.candidates)} candidates, judged per query with proposal flips)", title_justify="left")
+    for col in ("#", "phase", "kept in FP32", "frames", "verdict", "outcome", "worst output", "rel. RMSE", "flips"):
+        table.add_column(col, justify="right" if col in ("#", "rel. RMSE", "flips") else "left")
+    for i, st in enumerate(s.steps, 1):
+        f = st.figures.figures
+        table.add_row(str(i), st.phase, _kept(st.experiment), st.figures.checked,
+                      "[green]pass[/green]" if st.passed else "[red]fail[/red]",
+                      f.outcome.words if f.outcome is not None else "-", max(f.worst_output, default="-"),
+                      f"{f.worst:.3g}", str(sum(f.extra.get("flips") or [])))
+    console.print(table)
+    if s.status == "impossible":
+        console.print(f"[red]Even with all {len(s.candidates)} candidates in FP32 the graph is not within FP16's "
+                      "precision[/red]: nothing to write.", highlight=False)
+        return
+    nodes = [k.partition(":")[2] for k in s.keep]
+    console.print(f"[green]Keep {len(nodes)} node(s) in FP32[/green]" + (" (1-minimal):" if nodes else
+                  ": the FP16 graph is within precision as it is."), highlight=False)
+    for name in nodes:
+        console.print(f"  {name}", highlight=False)
+    v = outcome.verification
+    console.print(f"verified on {len(v.frames)} frame(s): " + ("[green]holds[/green]" if v.holds else
+                  "[red]does not hold[/red]"), highlight=False)
+    if written is not None:
+        console.print(f"written: {written} (`cpdebug fix --check {written}` re-verifies it)", highlight=False,
+                      soft_wrap=True)
 
 
 def _kept(keep: tuple[str, ...], k: int = 2) -> str:

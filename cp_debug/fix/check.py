@@ -20,6 +20,8 @@ from cp_debug.fix.verify import Verification
 VERSION_KEYS = ("onnxruntime", "tensorrt", "torch_cuda", "nvidia_driver", "cudnn", "gpu", "torch", "onnx",
                 "onnx_graphsurgeon", "polygraphy", "modelopt", "numpy", "python")
 FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")
+# a TransFusion fix's figures besides (fix/transfusion.py): the proposal flips per frame, those beyond the band
+GRAPH_FIGURES = FIGURES + ("flips", "flips_beyond_band", "matched_queries", "outcomes")
 
 
 def toolchain() -> dict:
@@ -85,9 +87,9 @@ def version_changes(recorded: dict, now: dict) -> tuple[Change, ...]:
                  if k in recorded and recorded.get(k) != now.get(k))
 
 
-def figure_changes(recorded: dict, now: dict, rel: float = 1e-6) -> tuple[Change, ...]:
+def figure_changes(recorded: dict, now: dict, rel: float = 1e-6, keys=FIGURES) -> tuple[Change, ...]:
     out = []
-    for k in FIGURES:
+    for k in keys:
         a, b = _num(recorded.get(k)), _num(now.get(k))
         if a is None and b is None:
             continue
@@ -116,25 +118,31 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
 
     root = Path(path)
     doc = read_fix(root)
-    if doc.get("recipe", "centerpoint") != "centerpoint":
-        raise BadInputError(f"{root} is a fix of {doc['recipe']}'s one graph: fix --check re-verifies CenterPoint "
-                            "fixes only for now (its figures are in fix.json's verification)")
-    fixed = check_onnx_pair(root, (doc.get("pair") or {}).get("files"))
-    reference = tuple(root / reference_name(p.name) for p in fixed)
-    missing = [p.name for p in reference if not p.is_file()]
-    if missing:
-        raise BadInputError(f"{root} lacks {', '.join(missing)} (the FP32 pair the fix is checked against)")
-    recorded_files = doc.get("files") or {}
-    modified = tuple(name for name, digest in recorded_files.items()
-                     if not (root / name).is_file() or sha256(root / name) != digest)
-    cfg = get_preset(doc["preset"])
+    recipe = doc.get("recipe", "centerpoint")
     rec = doc["verification"]
-    frames = frame_set_from_json(rec["frames"], cfg)
-    ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
-                      precision=rec.get("precision") or doc.get("kind") or "fp16",
-                      device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
+    keys = FIGURES
+    if recipe == "transfusion":  # the one graph, judged flip-aware as when it was written
+        from cp_debug.fix.transfusion import check_graph
+
+        ver = check_graph(root, doc, device=device, progress=progress)
+        keys = GRAPH_FIGURES
+    elif recipe != "centerpoint":
+        raise BadInputError(f"{root} is a fix of {recipe}: fix --check re-verifies CenterPoint and TransFusion fixes")
+    else:
+        fixed = check_onnx_pair(root, (doc.get("pair") or {}).get("files"))
+        reference = tuple(root / reference_name(p.name) for p in fixed)
+        missing = [p.name for p in reference if not p.is_file()]
+        if missing:
+            raise BadInputError(f"{root} lacks {', '.join(missing)} (the FP32 pair the fix is checked against)")
+        cfg = get_preset(doc["preset"])
+        frames = frame_set_from_json(rec["frames"], cfg)
+        ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
+                          precision=rec.get("precision") or doc.get("kind") or "fp16",
+                          device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
+    modified = tuple(name for name, digest in (doc.get("files") or {}).items()
+                     if not (root / name).is_file() or sha256(root / name) != digest)
     return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
-                       figure_changes(rec["fixed"], ver.fixed.to_json()), modified)
+                       figure_changes(rec["fixed"], ver.fixed.to_json(), keys=keys), modified)
 
 
 def budget_figures(result: CheckResult):
@@ -148,8 +156,11 @@ def budget_figures(result: CheckResult):
     tokens = list(v.frames.tokens)
     diverged = tuple(f"{tokens[i] if i < len(tokens) else i} ({x.reason})" for i, x in enumerate(f.verdicts or ())
                      if x.outcome is Outcome.DIVERGED)
-    return (CandidateFigures(f"fix {result.path.name}", "its FP32 pair", map=(v.reference_map, v.fixed.map),
-                             nds=(v.reference_nds, v.fixed.nds), frames=len(tokens), diverged_frames=diverged),)
+    scored = v.reference_map is not None  # (a TransFusion fix's frames are judged per query: no mAP)
+    return (CandidateFigures(f"fix {result.path.name}", "its FP32 pair",
+                             map=(v.reference_map, v.fixed.map) if scored else None,
+                             nds=(v.reference_nds, v.fixed.nds) if scored else None, frames=len(tokens),
+                             diverged_frames=diverged),)
 
 
 def junit_suite(result: CheckResult, extra=()):

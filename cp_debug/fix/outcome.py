@@ -128,7 +128,8 @@ class FixOutcome:
             "tolerance_mode": req.target.mode,
             "outcome": self.outcome.value if self.outcome is not None else None,
             "search_frames": self.search_frames.to_json(), "held_out_verification": self.held_out_verification,
-            "pair": self.pair, "set": self.kept.to_json(), "search": self.search.to_json(),
+            "model_record": req.model.to_json(), "pair": self.pair, "set": self.kept.to_json(),
+            "search": self.search.to_json(),
             "verification": self.verification.to_json() if self.verification else None,
             "environment": self.environment, "cp_debug_version": self.version, "written_at": self.written_at,
         }

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.compare.noise import Outcome
 from cp_debug.errors import BadInputError
 from cp_debug.fix.figures import Figures, FrameVerdict, progress_step
@@ -134,22 +135,37 @@ class OneGraph:
     """The FP32 graph and its selection probes over the frames' feeds. `reference(spec)` runs the FP32 graph itself;
     `run(spec, refs, model, indices, keep)` runs `model` (default the FP32 graph; else a converted file) pinned to the
     reference's proposals (`export.pin_proposals`) through `spec`'s runner, `keep` the nodes an FP16 spec keeps in
-    FP32. Each returns (runs, seconds per frame)."""
+    FP32. Each returns (runs, seconds per frame). The FP32 graph's probes are exposed and its pinned form made once,
+    not per experiment (each is a graph import of the whole graph)."""
 
     def __init__(self, model, feeds: Sequence[dict]):
         from cp_debug.recipes.transfusion.export import proposal_tensors
 
         self.model, self.feeds = model, list(feeds)
         self.dense, self.pooled, self.top = proposal_tensors(model)
+        self._exposed = self._pinned = None
+
+    @property
+    def exposed(self):
+        """The FP32 graph with the selection's tensors as graph outputs (the runner then exposes nothing)."""
+        if self._exposed is None:
+            from cp_debug.graph.model import expose_outputs
+
+            self._exposed = expose_outputs(self.model, [self.dense, self.pooled, self.top])
+        return self._exposed
 
     def reference(self, spec, indices: Sequence[int] | None = None):
-        return self._run(spec, self.model, indices, None, None)
+        return self._run(spec, self.exposed, indices, None, None)
 
     def run(self, spec, refs: Sequence[GraphRun], model=None, indices: Sequence[int] | None = None,
             keep: Sequence[str] | None = None):
         from cp_debug.recipes.transfusion.export import pin_proposals
 
-        return self._run(spec, pin_proposals(self.model if model is None else model), indices, keep, refs)
+        if model is None:
+            if self._pinned is None:
+                self._pinned = pin_proposals(self.exposed)
+            return self._run(spec, self._pinned, indices, keep, refs)
+        return self._run(spec, pin_proposals(model), indices, keep, refs)
 
     def _run(self, spec, model, indices, keep, refs):
         from cp_debug.backends import make_runner
@@ -207,7 +223,7 @@ def transfusion_fix(req, model, cfg, frames, vframes, progress=None) -> GraphFix
     from cp_debug.fix.figures import step_printer
     from cp_debug.fix.names import node_modules, per_file
     from cp_debug.fix.search import search_fix
-    from cp_debug.precision.fp16 import convert_to_fp16
+    from cp_debug.precision.fp16_cache import convert_to_fp16_cached
     from cp_debug.recipes.transfusion.export import export_transfusion
 
     with progress_step(progress, "exporting transfusion.onnx (FP32)"), \
@@ -228,14 +244,20 @@ def transfusion_fix(req, model, cfg, frames, vframes, progress=None) -> GraphFix
 
     search = search_fix(candidates, judge, req.target, len(frames), worst=req.worst, frame_order=req.frame_order,
                         on_step=step_printer(progress))
-    plain = {ONNX_FILE: convert_to_fp16(fp32)}
+    plain = {ONNX_FILE: convert_to_fp16_cached(fp32)}
     fixed = None
-    if search.keep is not None:
-        fixed = {ONNX_FILE: convert_to_fp16(fp32, keep_fp32_nodes=per_file(search.keep, [ONNX_FILE])[ONNX_FILE])}
+    if search.keep == ():  # nothing kept: the fix is the plain conversion itself
+        fixed = plain
+    elif search.keep is not None:
+        kept = per_file(search.keep, [ONNX_FILE])[ONNX_FILE]
+        fixed = {ONNX_FILE: convert_to_fp16_cached(fp32, keep_fp32_nodes=kept)}
     verification = None
     if fixed is not None:
+        # on the search's own frames (and device) the FP32 reference is the search's: not run again
+        same = list(vframes.tokens) == list(frames.tokens) and ref_spec == BackendSpec.parse(f"ort-{spec.device}")
         verification = verify_graph(cfg, model, vframes, req.target, fp32, fixed[ONNX_FILE], plain[ONNX_FILE],
-                                    device=spec.device, progress=progress)
+                                    device=spec.device, progress=progress,
+                                    known=(graph, reference) if same else None)
     modules = node_modules({ONNX_FILE: fp32}, {n for n, _ in model.named_modules()})
     return GraphFix(search, {ONNX_FILE: fp32}, plain, fixed, {k: modules.get(k) for k in search.keep or ()},
                     verification)
@@ -248,9 +270,10 @@ def _fp32(spec):
 
 
 def _selection(model, cfg):
+    """The proposal selection of `model` (a TransFusion or its head: the selection has no weights of its own)."""
     from cp_debug.recipes.transfusion.proposals import ProposalSelection
 
-    return ProposalSelection(model.pts_bbox_head, cfg.class_names, cfg.head_size)
+    return ProposalSelection(getattr(model, "pts_bbox_head", model), cfg.class_names, cfg.head_size)
 
 
 def _candidates(req, graph: OneGraph, fp32, progress) -> list[str]:
@@ -268,19 +291,23 @@ def _candidates(req, graph: OneGraph, fp32, progress) -> list[str]:
 
 
 def verify_graph(cfg, model, frames, target: FixTarget, reference, fixed, plain=None, *, device: str = "cpu",
-                 progress=None):
+                 progress=None, known: tuple | None = None):
     """Run the FP32 graph, the plain FP16 graph (optional) and the fixed graph (ModelProtos or paths, the files as
     written: their precision is in them) over `frames` and judge each frame flip-aware (`query_verdict`) against
-    `target`: a `fix.verify.Verification` (no mAP: the frames' boxes are not evaluated for TransFusion-L)."""
-    from cp_debug.backends.spec import BackendSpec
+    `target`: a `fix.verify.Verification` (no mAP: the frames' boxes are not evaluated for TransFusion-L). `model`:
+    the TransFusion model or its head (the selection's). `known`: (OneGraph, its reference runs) of this FP32 graph
+    on these frames on this device, already run. A fixed graph that is the plain one (the same object) runs once."""
     from cp_debug.fix.verify import Lane, Verification
-
     from cp_debug.graph.model import load_onnx as load
-    graph = OneGraph(load(reference), frame_feeds(cfg, frames))
+
     spec = BackendSpec.parse(f"ort-{device}")
     selection = _selection(model, cfg)
-    with progress_step(progress, f"verification: FP32 reference on {len(frames)} frame(s)"):
-        ref, _ = graph.reference(spec)
+    if known is not None:
+        graph, ref = known
+    else:
+        graph = OneGraph(load(reference), frame_feeds(cfg, frames))
+        with progress_step(progress, f"verification: FP32 reference on {len(frames)} frame(s)"):
+            ref, _ = graph.reference(spec)
 
     def lane(m, name):
         with progress_step(progress, f"verification: {name} on {len(frames)} frame(s)"):
@@ -290,4 +317,32 @@ def verify_graph(cfg, model, frames, target: FixTarget, reference, fixed, plain=
         return Lane(figures_of(range(len(frames)), verdicts), None, None, {"transfusion": ms})
 
     plain_lane = lane(plain, "plain candidate") if plain is not None else None
-    return Verification(target, frames, None, None, plain_lane, lane(fixed, "fix"), {}, device, "fp16")
+    fixed_lane = plain_lane if plain_lane is not None and fixed is plain else lane(fixed, "fix")
+    return Verification(target, frames, None, None, plain_lane, fixed_lane, {}, device, "fp16")
+
+
+def check_graph(root, doc: dict, *, device: str | None = None, progress=None):
+    """`fix --check` of a TransFusion fix folder: its recorded verification run again (same frames, target and
+    device unless `device`) on the files as written (`transfusion.onnx` against `fp32.transfusion.onnx`), judged by
+    `verify_graph` as when it was written: a `fix.verify.Verification`. The selection needs the model's head only
+    (no weights of its own): built from the recorded model, randomly initialised."""
+    from pathlib import Path
+
+    from cp_debug.data.frames import frame_set_from_json
+    from cp_debug.fix.artifact import reference_name
+    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.models.transfusion.model import build_model
+    from cp_debug.models.transfusion.presets import get_preset
+
+    root = Path(root)
+    fixed, reference = root / ONNX_FILE, root / reference_name(ONNX_FILE)
+    missing = [p.name for p in (fixed, reference) if not p.is_file()]
+    if missing:
+        raise BadInputError(f"{root} lacks {', '.join(missing)}: not a written TransFusion fix (cpdebug fix --recipe "
+                            "transfusion --out DIR)")
+    name = ModelRecord.from_json(doc["model_record"]).model_name if doc.get("model_record") else doc["preset"]
+    cfg = get_preset(name)
+    rec = doc["verification"]
+    frames = frame_set_from_json(rec["frames"], cfg)
+    return verify_graph(cfg, build_model(cfg, 0).pts_bbox_head, frames, FixTarget.from_json(doc["target"]),
+                        reference, fixed, device=device or rec.get("device", "cpu"), progress=progress)

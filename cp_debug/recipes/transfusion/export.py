@@ -125,7 +125,8 @@ def pin_proposals(model):
             if t is own:
                 node.inputs[i] = pinned
     graph.inputs.append(pinned)
-    graph.outputs.append(own)
+    if own.name not in {t.name for t in graph.outputs}:  # (one already where its probes were exposed)
+        graph.outputs.append(own)
     graph.cleanup().toposort()
     return export_like(graph, model)
 
