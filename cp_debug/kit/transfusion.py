@@ -166,9 +166,13 @@ def _fix_checked(req: KitRequest, loaded) -> list[str]:
     kept = ((doc.get("set") or {}).get("onnx_nodes") or {}).get(ONNX_FILE) or []
     modules = (doc.get("set") or {}).get("modules") or []
     held = "holds" if (doc.get("verification") or {}).get("holds") else "does NOT hold"
-    return [f"fix {req.onnx_dir}: {ONNX_FILE} FP16 with {len(kept)} node(s) kept in FP32 through explicit Casts"
-            + (f" ({', '.join(modules)})" if modules else "")
-            + f"; its verification in ONNX Runtime {held}; build it strongly typed (the scripts do)"]
+    what = (f"{len(kept)} node(s) kept in FP32 through explicit Casts" + (f" ({', '.join(modules)})" if modules else "")
+            if kept else "nothing kept in FP32 (the fix found the plain FP16 graph within precision)")
+    notes = [f"fix {req.onnx_dir}: {ONNX_FILE} FP16 with {what}; its verification in ONNX Runtime {held}; build it "
+             "strongly typed (the scripts do)"]
+    if node_precision(req.params) == "fp32":
+        notes.append("the node's trt_precision is fp32 (--params); this kit runs the fix's FP16 file, at fp16")
+    return notes
 
 
 def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
