@@ -123,9 +123,11 @@ def _weights_verdict(spec: BackendSpec, subject: Subject, checks: list) -> list[
     a few differing weights (an edited file) are a note."""
     if not checks:
         return []
+    from cp_debug.lint.weights import exported_elsewhere
+
     compared = sum(c.compared for c in checks)
     differ = sum(c.differ for c in checks)
-    if compared and differ * 2 > compared:
+    if exported_elsewhere(checks):
         facts = subject.facts if isinstance(subject.facts, RecipeFacts) else None
         weights = (facts.weights if facts else None) or "the model's weights"
         if not (facts and facts.checkpoint) and "random" in str(weights):

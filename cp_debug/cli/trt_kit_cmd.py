@@ -27,7 +27,8 @@ def trt_kit(
         "to put in the kit instead of cp_debug's export of the model; checked against the model.")] = None,
     params: AutowareParams = None,
     fix: Annotated[Optional[Path], typer.Option(
-        "--fix", metavar="DIR", help="A `cpdebug fix --out DIR` folder: its deployable pair goes in the kit.")] = None,
+        "--fix", metavar="DIR", help="A `cpdebug fix --out DIR` folder: its deployable pair (--recipe transfusion: "
+        "its FP16 transfusion.onnx) goes in the kit.")] = None,
     points: Annotated[Optional[list[Path]], typer.Option(
         help="Point files, one frame each (repeat the option); bisect reads them as --points.")] = None,
     scenes: Annotated[Optional[Path], typer.Option(
@@ -54,29 +55,28 @@ def trt_kit(
         if onnx_dir is not None and fix is not None:
             raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
         if rname == "transfusion":
-            from cp_debug.kit.transfusion import node_precision
             from cp_debug.kit.writer import model_config
 
             model_config(rname, model.model_name)  # an unknown preset is said before anything loads
-            if fix is not None:
-                raise BadInputError("--fix: `cpdebug fix` writes no TransFusion one graph yet; give --onnx-dir DIR "
-                                    "(the folder of a deployed transfusion.onnx) or neither (cp_debug's export)")
-            precision = precision or [node_precision(params or ()) or "fp16"]
-        source, kind = onnx_dir, "deployed"
+        source, kind, doc = onnx_dir, "deployed", None
         if fix is not None:
             from cp_debug.fix.artifact import read_fix
+            from cp_debug.kit.content import check_fix
 
             doc = read_fix(fix)
-            if doc.get("preset") not in (None, model.model_name, Path(model.model_name).stem):
-                raise BadInputError(f"{fix} fixes the {doc.get('preset')} model; give its model options "
-                                    f"(--preset {doc.get('preset')}, or its --config and --checkpoint)")
+            check_fix(fix, doc, model, rname)
             source, kind = fix, "fix"
+        if rname == "transfusion":
+            from cp_debug.kit.transfusion import fix_precisions, node_precision
+
+            precision = (fix_precisions(fix, doc, precision) if doc is not None else
+                         precision or [node_precision(params or ()) or "fp16"])
         if source is None:
             kind = "export"
         req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
                          frames=frames_of(scenes, n, model.model_name, rname),
                          precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
-                         recipe=rname, params=tuple(params or ()))
+                         recipe=rname, params=tuple(params or ()), fix_doc=doc)
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
         from cp_debug.cli._output import StepProgress, stdout_console
@@ -85,7 +85,8 @@ def trt_kit(
 
         check_request(req)  # a bad --out or --onnx-dir is said before the checks
         # --params, or the deployed folder's own parameter files: checked against the model before the reference runs
-        lint_first(model, params, [onnx_dir], third_party.terminal, rname)
+        # (TransFusion-L: a fix's transfusion.onnx too, against the --params)
+        lint_first(model, params, [onnx_dir, fix if rname == "transfusion" else None], third_party.terminal, rname)
         progress = StepProgress(quiet=quiet, stream=third_party.terminal)
         summary = write_kit(req, progress=progress)
         console = stdout_console()

@@ -37,6 +37,7 @@ class KitRequest:
     force: bool = False
     recipe: str = "centerpoint"  # centerpoint (the pair) | transfusion (Autoware's one graph: kit/transfusion.py)
     params: tuple[Path, ...] = ()  # Autoware's parameter files (TransFusion: voxels_num sets the profile)
+    fix_doc: dict | None = None  # fix.json of a --fix folder (read above the kit: fix/ is a floor above it)
 
 
 @dataclass
@@ -90,6 +91,18 @@ def torch_reference(module, st, feed: dict, seed: int) -> dict:
                      output_names=st.output_names, determinism=Determinism(enabled=True, seed=seed)) as runner:
         out = runner.infer(feed)
     return {k: out[k] for k in st.output_names}
+
+
+def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str) -> None:
+    """fix.json `doc` of the `cpdebug fix --out DIR` folder `path` the kit takes (`--fix DIR`): a fix of `recipe`'s
+    files, for the model's preset. BadInputError (one line) otherwise."""
+    made_for = doc.get("recipe") or "centerpoint"  # fixes written before the recipe was recorded: CenterPoint's
+    if made_for != recipe:
+        raise BadInputError(f"--fix {path} is a fix of {made_for}'s files; a {recipe} kit takes a `cpdebug fix "
+                            f"--recipe {recipe}` folder (or give --recipe {made_for})")
+    if doc.get("preset") not in (None, model.model_name, Path(model.model_name).stem):
+        raise BadInputError(f"{path} fixes the {doc.get('preset')} model; give its model options "
+                            f"(--preset {doc.get('preset')}, or its --config and --checkpoint)")
 
 
 def model_config(recipe: str, name: str):

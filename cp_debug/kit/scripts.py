@@ -354,7 +354,11 @@ def _recipe_text(m: kf.Manifest) -> str:
             f"max {r['max'][0]} (its voxels_num). fp16 here is the FP16 file built strongly typed (TensorRT 11, "
             "TensorRT-RTX); the node on TensorRT 10 builds the FP32 file with the FP16 builder flag instead "
             "(`trt_precision: fp16`), where TensorRT may keep layers in FP32: this kit does not run that engine.")
-    return "\n" + textwrap.fill(text, width=116) + "\n"
+    if m.source.get("kind") == "fix":
+        text += (f" This `{stage}.onnx` is the file of `cpdebug fix` ({m.source.get('path')}): FP16 with the nodes the "
+                 "fix keeps in FP32 through explicit Casts. Build it strongly typed, as the scripts do: a build with "
+                 "the FP16 builder flag on TensorRT 10 (not strongly typed) may run the kept nodes in FP16 anyway.")
+    return "\n" + textwrap.fill(text, width=116, break_on_hyphens=False, break_long_words=False) + "\n"  # paths whole
 
 
 def readme(m: kf.Manifest) -> str:

@@ -14,6 +14,10 @@ dir_cls_pred0.
   TensorRT 10 builds the FP32 file with the FP16 builder flag instead, where TensorRT may keep layers in FP32.
 - The reference: the deploy module in PyTorch (FP32, deterministic, CPU) on each frame's voxels, voxelized by
   cp_debug as the bisect's subject voxelizes (`recipes/transfusion/subject.py`).
+- A fix (`--fix DIR`, a `cpdebug fix --recipe transfusion --out DIR` folder): its transfusion.onnx goes in the kit
+  as it is — FP16 with the kept nodes in FP32 through explicit Casts, its precision in the file — so the kit runs fp16
+  only, built strongly typed (TensorRT 11 and TensorRT-RTX build no other way; the scripts pass `--stronglyTyped` on
+  TensorRT 10); the file is checked against the model's weights (`lint/weights.py`) before the reference runs.
 - Read back: `bisect --recipe transfusion` cuts the model at the proposal selection, which the target never ran
   apart, so it refuses a kit; each frame's inputs are written as `inputs/<frame>/transfusion.npz`, and
   `cpdebug bisect --onnx KIT/transfusion.onnx --inputs KIT/inputs/frame_000/transfusion.npz --backends
@@ -114,6 +118,7 @@ def transfusion_content(req: KitRequest) -> KitContent:
                       "num_points": vox.num_points[:n].to(torch.int32).numpy(),
                       "coors": vox.coors[:n].to(torch.int32).numpy()})
     loaded_model = load_transfusion(m.model_name, m.checkpoint, m.seed, m.random_weights)
+    fix_notes = _fix_checked(req, loaded_model) if req.source_kind == "fix" else []
     module = TransFusionDeploy(loaded_model.model).eval()
     runs = [ReferenceRun([feed], [torch_reference(module, OneGraph, feed, m.seed)]) for feed in feeds]
     fixed = {name: tuple(int(d) for d in arr.shape[1:]) for name, arr in feeds[0].items()}
@@ -121,9 +126,53 @@ def transfusion_content(req: KitRequest) -> KitContent:
     def write_onnx(tmp: Path) -> dict[str, "onnx.ModelProto"]:
         return {STAGE: _one_graph(req, loaded_model, scans[0][1].points, tmp)}
 
-    notes = [f"profile: voxels_num {list(voxels_num)} ({where}), as the node builds it"]
+    notes = [f"profile: voxels_num {list(voxels_num)} ({where}), as the node builds it", *fix_notes]
     return KitContent(scans, (OneGraph,), runs, write_onnx, lambda i, shapes: node_profile(voxels_num, fixed),
                       notes, _write_npz)
+
+
+def fix_precisions(path: Path, doc: dict, precision: Sequence[str] | None) -> list[str]:
+    """The precisions a kit of TransFusion-L's fix runs (fix.json `doc` of folder `path`): fp16 only, the file of the
+    fix's FP16 candidate with its kept nodes' Casts. One line otherwise."""
+    from cp_debug.backends.spec import BackendSpec
+
+    cand = (doc.get("backends") or {}).get("candidate")
+    if doc.get("kind") != "fp16" or not cand or BackendSpec.parse(cand).precision != "fp16":
+        raise BadInputError(f"--fix {path} is a fix of {cand or doc.get('kind')}; the TransFusion-L kit takes an FP16 "
+                            "candidate's fix (`cpdebug fix --recipe transfusion --backends torch,ort-cpu-fp16`)")
+    if not (Path(path) / ONNX_FILE).is_file():
+        raise BadInputError(f"--fix {path} has no {ONNX_FILE} (fix status {doc.get('status')}): write the fix again")
+    other = [p for p in dict.fromkeys(p.lower() for p in precision or ()) if p != "fp16"]
+    if other:
+        raise BadInputError(f"--precision {', '.join(other)}: the fix's {ONNX_FILE} is FP16 with its kept nodes in "
+                            "FP32, so a kit of it runs fp16; leave --precision out, or leave --fix out (cp_debug's "
+                            "export)")
+    return ["fp16"]
+
+
+def _fix_checked(req: KitRequest, loaded) -> list[str]:
+    """The fix's transfusion.onnx against the kit's model, before the reference runs: exported from other weights
+    (most of them differ: `lint/weights.py`) is one line, exit 2 — the reference would be another network's. Returns
+    the notes saying what the fix keeps in FP32 and whether its verification held."""
+    import onnx
+
+    from cp_debug.lint.weights import check_weights, exported_elsewhere
+
+    doc = req.fix_doc or {}
+    check = check_weights(loaded.model, onnx.load(str(Path(req.onnx_dir) / ONNX_FILE)), ONNX_FILE)
+    if exported_elsewhere([check]):
+        raise BadInputError(f"--fix {req.onnx_dir}: its {check.line()}: not the model's weights ({loaded.weights}); "
+                            f"give the model options the fix was made with (its weights: {doc.get('weights')})")
+    kept = ((doc.get("set") or {}).get("onnx_nodes") or {}).get(ONNX_FILE) or []
+    modules = (doc.get("set") or {}).get("modules") or []
+    held = "holds" if (doc.get("verification") or {}).get("holds") else "does NOT hold"
+    what = (f"{len(kept)} node(s) kept in FP32 through explicit Casts" + (f" ({', '.join(modules)})" if modules else "")
+            if kept else "nothing kept in FP32 (the fix found the plain FP16 graph within precision)")
+    notes = [f"fix {req.onnx_dir}: {ONNX_FILE} FP16 with {what}; its verification in ONNX Runtime {held}; build it "
+             "strongly typed (the scripts do)"]
+    if node_precision(req.params) == "fp32":
+        notes.append("the node's trt_precision is fp32 (--params); this kit runs the fix's FP16 file, at fp16")
+    return notes
 
 
 def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":

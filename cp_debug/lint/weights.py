@@ -93,6 +93,13 @@ def check_weights(module, model, file: str) -> WeightCheck:
     return WeightCheck(file, compared, differ, tuple(examples))
 
 
+def exported_elsewhere(checks) -> bool:
+    """Whether files were exported from other weights than the module's: most weights compared differ. A few
+    differing is not that: an edited file, or a form `_forms` does not write (attention's in_proj split in three)."""
+    compared = sum(c.compared for c in checks)
+    return bool(compared) and sum(c.differ for c in checks) * 2 > compared
+
+
 def _same(a: np.ndarray, b: np.ndarray, half: bool) -> bool:
     scale = float(np.max(np.abs(b))) or 1.0
     tol = (2e-3 if half else 1e-4) * scale
