@@ -82,12 +82,16 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.probes.interface import check_interface
 
     views, notes, held, files, how, differences = [], [], [], [], [], []
-    paths = [stage_file(spec, subject, st) for st in subject.stages]
-    models = [load_onnx(path) for path in paths]
+    if subject.deployed_split is not None:  # one deployed graph, cut at the stages' interfaces (TransFusion-L)
+        one, models = subject.deployed_split(spec.onnx_dir, str(spec))
+        paths, shown = [one] * len(models), [f"{one.name} ({st.name})" for st in subject.stages]
+    else:
+        paths = [stage_file(spec, subject, st) for st in subject.stages]
+        models, shown = [load_onnx(path) for path in paths], [path.name for path in paths]
     # first, before anything is exported or run: do the files hold the model's weights?
-    weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p.name) for st, m, p
-                                                    in zip(subject.stages, models, paths) if st.module is not None])
-    for i, (st, path, model) in enumerate(zip(subject.stages, paths, models)):
+    weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p) for st, m, p
+                                                    in zip(subject.stages, models, shown) if st.module is not None])
+    for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
         sized = sized_shapes(model, st.module, st.example_inputs, st.input_names) if st.module is not None else None
@@ -101,13 +105,13 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         wanted = [p for p in level_probes.get(i, []) if p in st.probe_map().tensors]
         lost = [p for p in wanted if p not in found.probe_map.tensors]
         ways = ", ".join(f"{n} by {way}" for way, n in found.counts().items() if n) or "none"
-        note = (f"{spec}: {path.name}: {len(wanted) - len(lost)} of {len(wanted)} probes mapped onto the deployed "
+        note = (f"{spec}: {name}: {len(wanted) - len(lost)} of {len(wanted)} probes mapped onto the deployed "
                 f"graph (of all modules: {ways})")
         if lost:
             note += f"; not mapped: {', '.join(lost[:6])}{' …' if len(lost) > 6 else ''} (reported missing)"
         notes.append(note)
         if found.differences:
-            notes.append(f"{spec}: {path.name}: graph differences: {found.differences.summary()}")
+            notes.append(f"{spec}: {name}: graph differences: {found.differences.summary()}")
     notes[:0] = weight_notes
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":

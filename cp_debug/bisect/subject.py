@@ -187,6 +187,9 @@ class Subject:
     # as a flip instead of as divergence of every later layer. None: every side's feed is `feed` of its own outputs.
     decide: Callable[[int, dict[str, np.ndarray], dict[str, np.ndarray]],
                      tuple[dict[str, np.ndarray], Decision | None]] | None = None
+    # a deployment that is one graph (TransFusion-L's transfusion.onnx): (DIR, what) -> (the file, its graphs cut
+    # at the stages' interfaces), which a SPEC@DIR candidate runs in place of per-stage files (`bisect/deployed.py`)
+    deployed_split: Callable[[Any, str], tuple[Any, tuple[onnx.ModelProto, ...]]] | None = None
 
     def feed(self, index: int, upstream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Stage `index`'s feed, from the outputs of earlier stages of the same backend."""

@@ -195,6 +195,11 @@ def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]])
         raise BadInputError(f"{kit}: the target ran TransFusion-L's one graph, which --recipe transfusion cuts in two "
                             f"at the proposal selection; read it with `cpdebug bisect --onnx {d}/transfusion.onnx "
                             f"--inputs {d}/{onnx_inputs('frame_000', 'transfusion')} --backends ort,{kit}`")
+    for _, spec in pairs:  # a deployed one graph: Autoware's interface and its TopK, before the model loads
+        if spec.onnx_dir is not None:
+            from cp_debug.recipes.transfusion.split import deployed_file
+
+            deployed_file(spec.onnx_dir, str(spec))
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],

@@ -185,15 +185,13 @@ def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
     path = tmp / ONNX_FILE
     if req.onnx_dir is not None:
         from cp_debug.lint.transfusion_sources import transfusion_onnx_path
+        from cp_debug.recipes.transfusion.interface import interface_mismatch
 
         shutil.copyfile(transfusion_onnx_path(req.onnx_dir), path)
         model = onnx.load(str(path))
-        inits = {t.name for t in model.graph.initializer}
-        ins = tuple(i.name for i in model.graph.input if i.name not in inits)
-        outs = tuple(o.name for o in model.graph.output)
-        if (ins, outs) != (DEPLOY_INPUTS, DEPLOY_OUTPUTS):
-            raise BadInputError(f"{req.onnx_dir}: {ONNX_FILE} has {', '.join(ins)} -> {', '.join(outs)}; the node "
-                                f"binds {', '.join(DEPLOY_INPUTS)} -> {', '.join(DEPLOY_OUTPUTS)}")
+        wrong = interface_mismatch(model)
+        if wrong is not None:
+            raise BadInputError(f"{req.onnx_dir}: {ONNX_FILE} {wrong}")
         return model
     from cp_debug.recipes.transfusion.export import export_transfusion
 

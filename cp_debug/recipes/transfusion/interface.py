@@ -39,3 +39,15 @@ def deploy_outputs(out: dict, k: int):
     """(cls_score0, bbox_pred0, dir_cls_pred0) of the head's outputs by AWML's names (torch or numpy): the last
     decoder layer's `k` proposals."""
     return deployed(cls_score(out["query_heatmap_score"][..., -k:], out["heatmap"], k), out, k)
+
+
+def interface_mismatch(model) -> str | None:
+    """None where the ONNX `model` takes and gives Autoware's interface (names, in order), else what it has
+    instead: "has A, B -> C; the node binds voxels, … -> cls_score0, …"."""
+    inits = {t.name for t in model.graph.initializer}
+    ins = tuple(i.name for i in model.graph.input if i.name not in inits)
+    outs = tuple(o.name for o in model.graph.output)
+    if (ins, outs) == (DEPLOY_INPUTS, DEPLOY_OUTPUTS):
+        return None
+    return (f"has {', '.join(ins)} -> {', '.join(outs)}; the node binds {', '.join(DEPLOY_INPUTS)} -> "
+            f"{', '.join(DEPLOY_OUTPUTS)}")

@@ -62,6 +62,7 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
     from cp_debug.recipes.transfusion.verdict import detection_verdict
     from cp_debug.recipes.transfusion.proposals import ProposalSelection
     from cp_debug.recipes.transfusion.source import load_transfusion
+    from cp_debug.recipes.transfusion.split import deployed_split
     from cp_debug.recipes.transfusion.stages import (BEV_INPUTS, BEV_OUTPUTS, QUERY_INPUTS, QUERY_OUTPUTS, BevStage,
                                                      QueryStage)
 
@@ -116,4 +117,4 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
     return Subject(name=f"transfusion:{cfg.name}", stages=stages,
                    inputs={k: t.numpy() for k, t in zip(BEV_INPUTS, feed)}, glue=selection.glue,
                    decide=selection.decide, facts=facts, default_level="stage", warnings=list(loaded_points.warnings),
-                   detection_verdict=detection_verdict(cfg, node_params))
+                   detection_verdict=detection_verdict(cfg, node_params), deployed_split=deployed_split)
