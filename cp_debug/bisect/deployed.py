@@ -2,7 +2,8 @@
 
 Each stage of the subject gets a view that keeps its PyTorch module, trace and probe names but whose graph is the
 user's file (`DIR/<stage name>.onnx`: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx` as AWML names them,
-or Autoware's `pts_voxel_encoder_<model>.onnx` and a manifest: `data/model_folder.py`)
+or Autoware's `pts_voxel_encoder_<model>.onnx` and a manifest: `data/model_folder.py`; a subject deployed as one
+graph cuts it into its stages' graphs itself, `Subject.deployed_split`: TransFusion-L's `transfusion.onnx`)
 and whose probe map is the file's tensors found by `probes/foreign.py` (scope names, else structure). The file's
 interface is checked against the model's stage first (`probes/interface.py`: one line, exit 2). The reference keeps
 the subject's own stages (torch or cp_debug's export), so the two are compared probe by probe; a probe the file
@@ -113,6 +114,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         if found.differences:
             notes.append(f"{spec}: {name}: graph differences: {found.differences.summary()}")
     notes[:0] = weight_notes
+    if subject.deployed_split is not None and spec.is_tensorrt:
+        notes.append(f"{spec}: TensorRT builds each stage's engine from {paths[0].name} cut in two; an engine of the "
+                     "whole graph in the folder is not what runs")
     precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
     if precision != "fp32":
         how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"
