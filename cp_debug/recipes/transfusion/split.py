@@ -31,9 +31,20 @@ def _producers(model) -> dict:
 
 
 def _unslice(producer: dict, tensor: str) -> str:
-    """The tensor a Slice (the last layer's K) reads, else `tensor` itself."""
+    """The tensor a Slice (the last layer's K) reads, through the Casts of an FP16 file, else `tensor` itself."""
     node = producer.get(tensor)
-    return node.input[0] if node is not None and node.op_type == "Slice" else tensor
+    while node is not None and node.op_type in ("Slice", "Cast"):
+        tensor = node.input[0]
+        node = producer.get(tensor)
+    return tensor
+
+
+def _through_casts(producer: dict, tensor: str):
+    """The node that computes `tensor`, through the Casts of an FP16 file."""
+    node = producer.get(tensor)
+    while node is not None and node.op_type == "Cast":
+        node = producer.get(node.input[0])
+    return node
 
 
 def _ancestors(model, tensors) -> set[int]:
@@ -53,10 +64,10 @@ def _ancestors(model, tensors) -> set[int]:
 
 def _outputs(model, producer: dict, what: str) -> dict[str, str]:
     """Stage 1's outputs (by the stage's names) -> the deployed graph's tensors, from the three deployed outputs."""
-    score = producer.get("cls_score0")
-    sig = [producer.get(t) for t in score.input] if score is not None and score.op_type == "Mul" else []
+    score = _through_casts(producer, "cls_score0")
+    sig = [_through_casts(producer, t) for t in score.input] if score is not None and score.op_type == "Mul" else []
     sig = [n for n in sig if n is not None and n.op_type == "Sigmoid"]
-    cat = producer.get("bbox_pred0")
+    cat = _through_casts(producer, "bbox_pred0")
     if not sig or cat is None or cat.op_type != "Concat" or len(cat.input) != len(BBOX_HEADS):
         raise BadInputError(f"{what}: cls_score0 is not a score times the Sigmoid of the class logits, or bbox_pred0 "
                             f"not the Concat of {', '.join(BBOX_HEADS)}: not Autoware's TransFusion outputs")

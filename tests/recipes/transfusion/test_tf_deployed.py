@@ -67,6 +67,21 @@ def test_split_stages_compute_what_the_whole_file_computes(deployed):
     assert not np.array_equal(proposals, got[[o.name for o in pinned.graph.output][3]])  # not the file's own choice
 
 
+def test_an_fp16_file_cuts_through_its_casts(deployed):
+    """The FP16 file (its outputs through Casts back to FP32) cuts at the same tensors, the interface's names."""
+    from cp_debug.precision.fp16 import convert_to_fp16
+    from cp_debug.recipes.transfusion.split import split_transfusion
+    from cp_debug.recipes.transfusion.stages import BEV_INPUTS, BEV_OUTPUTS, QUERY_INPUTS, QUERY_OUTPUTS
+
+    half = convert_to_fp16(onnx.load(str(deployed / "transfusion.onnx")))
+    bev, query = split_transfusion(getattr(half, "model", half))
+    inits = {t.name for m in (bev, query) for t in m.graph.initializer}
+    for m, ins, outs in ((bev, BEV_INPUTS, BEV_OUTPUTS), (query, QUERY_INPUTS, QUERY_OUTPUTS)):
+        assert tuple(i.name for i in m.graph.input if i.name not in inits) == ins
+        assert tuple(o.name for o in m.graph.output) == outs
+    assert any(n.op_type == "Cast" for n in query.graph.node)
+
+
 def test_bisect_deployed_file_as_the_export(deployed, tmp_path):
     """The deployed FP32 file against torch: every probe mapped by scope, the same verdict and the same numbers
     (within FP32's rounding) as cp_debug's own export of the two stages, in one run."""
