@@ -1,11 +1,12 @@
 """Does a deployed ONNX file hold the model's weights? The weight tensors of the file against the module's.
 
-An exporter writes a layer's weight as it is (ConvTranspose, the head's last convs), transposed (a Linear as
-MatMul), or folded with the BatchNorm after it (TorchScript's eval peephole: W·γ/√(σ²+ε) along the output
-channels, which is axis 1 for a ConvTranspose). Every such form is computed from the module's parameters and
-buffers; a file tensor of two or more dimensions (at least 16 values) is *held* when one form of the same shape
-equals it within the file's precision (FP16 files: float16 rounding), and *differs* when forms of its shape exist
-but none equals it. Names are not used: a foreign exporter's names (dynamo, simplifiers) do not matter.
+An exporter writes a layer's weight as it is (ConvTranspose, the head's last convs), transposed (a Linear as MatMul),
+packed or split (nn.MultiheadAttention's in_proj_weight: one MatMul where query, key and value are one tensor, k and v
+packed where only they are, q, k and v apart otherwise), or folded with the BatchNorm after it (TorchScript's eval
+peephole: W·γ/√(σ²+ε) along the output channels, which is axis 1 for a ConvTranspose). Every such form is computed from
+the module's parameters and buffers; a file tensor of two or more dimensions (at least 16 values) is *held* when one
+form of the same shape equals it within the file's precision (FP16 files: float16 rounding), and *differs* when forms of
+its shape exist but none equals it. Names are not used: a foreign exporter's names (dynamo, simplifiers) do not matter.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def _forms(module) -> dict[tuple[int, ...], list[np.ndarray]]:
     def add(a: np.ndarray) -> None:
         out.setdefault(tuple(a.shape), []).append(a)
 
+    for _, m in mods:  # nn.MultiheadAttention's in_proj_weight [3E, E]: q, k, v packed, k and v packed, apart
+        packed = getattr(m, "in_proj_weight", None)
+        if isinstance(packed, torch.Tensor):
+            parts = [packed, packed[packed.shape[0] // 3:], *packed.chunk(3, dim=0)]
+        else:
+            parts = [p for p in (getattr(m, f"{x}_proj_weight", None) for x in "qkv") if isinstance(p, torch.Tensor)]
+        for part in parts:
+            a = part.detach().double().cpu().numpy()
+            add(a)
+            add(a.T)
     for k, (_, m) in enumerate(mods):
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -95,7 +106,7 @@ def check_weights(module, model, file: str) -> WeightCheck:
 
 def exported_elsewhere(checks) -> bool:
     """Whether files were exported from other weights than the module's: most weights compared differ. A few
-    differing is not that: an edited file, or a form `_forms` does not write (attention's in_proj split in three)."""
+    differing is not that: an edited file, or a form `_forms` does not write."""
     compared = sum(c.compared for c in checks)
     return bool(compared) and sum(c.differ for c in checks) * 2 > compared
 
