@@ -38,17 +38,7 @@ class CenterPoint(nn.Module):
         self.cfg = cfg
         nx, ny = cfg.grid_size
         encoder = BackwardPillarFeatureNet if cfg.voxel_encoder == "BackwardPillarFeatureNet" else PillarFeatureNet
-        self.pts_voxel_encoder = encoder(
-            cfg.in_channels,
-            cfg.pfn_feat_channels,
-            cfg.voxel_size,
-            cfg.point_cloud_range,
-            norm_eps=cfg.pfn_norm_eps,
-            norm_momentum=cfg.pfn_norm_momentum,
-            with_cluster_center=cfg.pfn_with_cluster_center,
-            with_voxel_center=cfg.pfn_with_voxel_center,
-            with_distance=cfg.pfn_with_distance,
-        )
+        self.pts_voxel_encoder = encoder.from_config(cfg)
         self.pts_middle_encoder = PointPillarsScatter(cfg.pillar_channels, (ny, nx))
         self.pts_backbone = _backbone(cfg)
         self.pts_neck = SECONDFPN(

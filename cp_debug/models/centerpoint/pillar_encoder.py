@@ -164,6 +164,15 @@ class PillarFeatureNet(nn.Module):
         self.y_offset = self.vy / 2 + point_cloud_range[1]
         self.z_offset = self.vz / 2 + point_cloud_range[2]
 
+    @classmethod
+    def from_config(cls, cfg, *, legacy: bool = False) -> "PillarFeatureNet":
+        """The encoder of a detector config (CenterPoint's, TransFusion-L's: their `in_channels`, `pfn_*`,
+        `voxel_size` and `point_cloud_range`)."""
+        return cls(cfg.in_channels, cfg.pfn_feat_channels, cfg.voxel_size, cfg.point_cloud_range,
+                   norm_eps=cfg.pfn_norm_eps, norm_momentum=cfg.pfn_norm_momentum,
+                   with_cluster_center=cfg.pfn_with_cluster_center, with_voxel_center=cfg.pfn_with_voxel_center,
+                   with_distance=cfg.pfn_with_distance, legacy=legacy)
+
     def get_input_features(self, voxels: torch.Tensor, num_points: torch.Tensor, coors: torch.Tensor) -> torch.Tensor:
         return _decorate(
             voxels, num_points, coors, self.raw_channels,

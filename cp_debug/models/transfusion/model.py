@@ -28,18 +28,7 @@ class TransFusion(nn.Module):
         super().__init__()
         self.cfg = cfg
         nx, ny = cfg.grid_size
-        self.pts_voxel_encoder = PillarFeatureNet(
-            cfg.in_channels,
-            cfg.pfn_feat_channels,
-            cfg.voxel_size,
-            cfg.point_cloud_range,
-            norm_eps=cfg.pfn_norm_eps,
-            norm_momentum=cfg.pfn_norm_momentum,
-            with_cluster_center=cfg.pfn_with_cluster_center,
-            with_voxel_center=cfg.pfn_with_voxel_center,
-            with_distance=cfg.pfn_with_distance,
-            legacy=cfg.pfn_legacy,
-        )
+        self.pts_voxel_encoder = PillarFeatureNet.from_config(cfg, legacy=cfg.pfn_legacy)
         self.pts_middle_encoder = PointPillarsScatter(cfg.pillar_channels, (ny, nx))
         self.pts_backbone = SECOND(cfg.pillar_channels, cfg.backbone_out_channels, cfg.backbone_layer_nums,
                                    cfg.backbone_strides, eps=cfg.norm_eps, momentum=cfg.norm_momentum)
