@@ -1,7 +1,7 @@
 """An ONNX graph kept in a cache folder between processes: `KEY.onnx` beside `KEY.json` (what made it), each written
 whole (temp file + rename), the JSON last, so a reader never sees half an entry. Used by the export cache
 (`export/cache.py`) the FP16 conversion cache (`precision/fp16_cache.py`) and the INT8 one
-(`precision/int8_cache.py`); the folders are `files.cache_dir`'s and
+(`precision/int8_cache.py`), keyed by `entry_key`; the folders are `files.cache_dir`'s and
 bounded by `files.prune_cache`."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
 
@@ -51,3 +52,27 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
         return False
     prune_cache(folder)
     return True
+
+
+def entry_key(schema: str, versions: Sequence[str], settings: dict, sources: Iterable[str | Path],
+              model: "onnx.ModelProto", feeds: "Sequence[Mapping[str, np.ndarray]]" = ()) -> str:
+    """The content hash (hex sha256) an entry made from `model` is stored under: its schema, the versions and the
+    settings that made it, the source files of the code that made it, the graph's bytes and, where a graph was
+    made from data too (INT8 calibration), every feed's names, dtypes, shapes and bytes."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for part in (schema, json.dumps(list(versions)), json.dumps(settings, sort_keys=True)):
+        h.update(part.encode() + b"\0")
+    for source in sources:
+        h.update(Path(source).read_bytes() + b"\0")
+    h.update(model.SerializeToString())
+    for feed in feeds:
+        for name in sorted(feed):
+            value = np.ascontiguousarray(feed[name])
+            h.update(json.dumps([name, value.dtype.str, list(value.shape)]).encode() + b"\0")
+            h.update(value.tobytes())
+        h.update(b"\1")
+    return h.hexdigest()

@@ -3,7 +3,6 @@ schema and the cached path of `precision.fp16.convert_to_fp16`."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
@@ -49,21 +48,13 @@ _CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
 
 
 def _cache_key(model: "onnx.ModelProto", settings: dict) -> str:
-    import hashlib
-    from pathlib import Path
-
     import onnx
     import onnx_graphsurgeon as gs
 
     import cp_debug
     from cp_debug.graph import model as graph_model
+    from cp_debug.graph.stored import entry_key
     from cp_debug.precision import fp16, fp16_keep
 
-    h = hashlib.sha256()
-    for part in (_CACHE_SCHEMA, json.dumps([cp_debug.__version__, onnx.__version__, gs.__version__]),
-                 json.dumps(settings, sort_keys=True)):
-        h.update(part.encode() + b"\0")
-    for source in (__file__, fp16.__file__, fp16_keep.__file__, graph_model.__file__):
-        h.update(Path(source).read_bytes() + b"\0")
-    h.update(model.SerializeToString())
-    return h.hexdigest()
+    return entry_key(_CACHE_SCHEMA, [cp_debug.__version__, onnx.__version__, gs.__version__], settings,
+                     [__file__, fp16.__file__, fp16_keep.__file__, graph_model.__file__], model)

@@ -10,7 +10,6 @@ with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph over protob
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from cp_debug.precision import int8
@@ -49,26 +48,11 @@ def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[s
 
 
 def _cache_key(model: "onnx.ModelProto", feeds: "list[dict[str, np.ndarray]]", settings: dict) -> str:
-    import hashlib
-    from pathlib import Path
-
-    import numpy as np
     import onnx
     import onnxruntime
 
     import cp_debug
+    from cp_debug.graph.stored import entry_key
 
-    h = hashlib.sha256()
-    for part in (_CACHE_SCHEMA, json.dumps([cp_debug.__version__, onnx.__version__, onnxruntime.__version__]),
-                 json.dumps(settings, sort_keys=True)):
-        h.update(part.encode() + b"\0")
-    for source in (__file__, int8.__file__):
-        h.update(Path(source).read_bytes() + b"\0")
-    h.update(model.SerializeToString())
-    for feed in feeds:
-        for name in sorted(feed):
-            value = np.ascontiguousarray(feed[name])
-            h.update(json.dumps([name, value.dtype.str, list(value.shape)]).encode() + b"\0")
-            h.update(value.tobytes())
-        h.update(b"\1")
-    return h.hexdigest()
+    return entry_key(_CACHE_SCHEMA, [cp_debug.__version__, onnx.__version__, onnxruntime.__version__], settings,
+                     [__file__, int8.__file__], model, feeds)
