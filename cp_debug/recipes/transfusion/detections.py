@@ -173,12 +173,17 @@ def decode_proposals(outputs: Mapping[str, np.ndarray], params: NodeParams) -> N
 
 
 def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None = None) -> "Detections":
-    """The boxes the node publishes for these deployed outputs (steps 1-3), by descending score."""
-    from cp_debug.models.centerpoint.decode import Detections
-
+    """The boxes the node publishes for these deployed outputs (steps 1-4), by descending score."""
     params = params or NodeParams()
     p = decode_proposals(outputs, params)
-    kept = node_kept(p, params)[2]
+    return detections_of(p, node_kept(p, params)[2], outputs, params)
+
+
+def detections_of(p: NodeBoxes, kept: np.ndarray, outputs: Mapping[str, np.ndarray],
+                  params: NodeParams) -> "Detections":
+    """The published boxes of decoded proposals `p` whose indices `kept` came through steps 2-3 (`node_kept`)."""
+    from cp_debug.models.centerpoint.decode import Detections
+
     b = p.box[kept]
     boxes = np.concatenate([b[:, :2], b[:, 2:3] - b[:, 5:6] * 0.5, b[:, 3:7], np.zeros((len(b), 2), np.float32)], 1)
     rot = np.asarray(outputs["dir_cls_pred0"], dtype=np.float64)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import numpy as np
 
 from cp_debug.recipes.transfusion.detections import (AUTOWARE_LABELS, NodeBoxes, NodeParams, decode_proposals,
-                                                     deployed_outputs, footprint, node_detections, node_kept,
+                                                     deployed_outputs, detections_of, footprint, node_kept,
                                                      pair_iou, remap_matrices, remapped_labels, semantic_types)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,9 +30,14 @@ def box_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.nd
     """The NMS and class-remapping flips between two sides' deployed outputs over the same proposals (none where
     their K differ)."""
     a, b = decode_proposals(reference, params), decode_proposals(candidate, params)
+    return _flips(a, b, node_kept(a, params), node_kept(b, params), params)
+
+
+def _flips(a: NodeBoxes, b: NodeBoxes, stages_a: tuple, stages_b: tuple, params: NodeParams) -> tuple["BoxFlip", ...]:
+    """`box_flips` of two sides already decoded and through the node's steps 2-3 (`node_kept`)."""
     if a.box.shape != b.box.shape:
         return ()
-    stages = {"reference": node_kept(a, params), "candidate": node_kept(b, params)}
+    stages = {"reference": stages_a, "candidate": stages_b}
     passed = set(stages["reference"][0].tolist()) & set(stages["candidate"][0].tolist())
     kept = {side: set(s[2].tolist()) for side, s in stages.items()}
     found = []
@@ -117,11 +122,13 @@ def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, 
         from cp_debug.recipes.box_verdict import box_grid, box_verdict
 
         sides = [deployed_outputs(side, params.num_proposals) for side in (reference, candidate)]
-        a, b = (node_detections(side, params) for side in sides)
+        decoded = [decode_proposals(side, params) for side in sides]
+        stages = [node_kept(p, params) for p in decoded]  # each side's NMS once: its boxes and its flips
+        a, b = (detections_of(p, st[2], side, params) for p, st, side in zip(decoded, stages, sides))
         cell, extent = box_grid(cfg)
         r = cfg.point_cloud_range  # the head adds each query's cell position (0 … the grid's width) in the graph
         return box_verdict(a, b, score_threshold=params.score_cut, cap=params.num_proposals, cell_m=cell,
                            extent_m=extent, graph_span_m=float(max(r[3] - r[0], r[4] - r[1])),
-                           box_flips=box_flips(*sides, params))
+                           box_flips=_flips(*decoded, *stages, params))
 
     return verdict
