@@ -114,7 +114,14 @@ def read_node_params(paths: Sequence[str | Path], base: NodeParams | None = None
             if key in kinds:
                 got[key] = _typed(key, value, kinds[key], Path(path).name)
     base = base or NodeParams()
-    return replace(base, **got, sources=base.sources + tuple(str(p) for p in paths))
+    params = replace(base, **got, sources=base.sources + tuple(str(p) for p in paths))
+    remap = ("allow_remapping_by_area_matrix", "min_area_matrix", "max_area_matrix")
+    if any(k in got for k in remap):  # a malformed remapper file is said now, not after the run
+        try:
+            remap_matrices(params)
+        except BadInputError as err:
+            raise BadInputError(f"{', '.join(Path(p).name for p in paths)}: {err}") from None
+    return params
 
 
 def _typed(key: str, value, kind: str, where: str):

@@ -265,3 +265,6 @@ def test_the_class_remapper_relabels_by_area_and_a_label_changed_at_its_bound_is
     assert judge_boxes("fp16", box_flips=(flip,), **kw).outcome is Outcome.WITHIN_PRECISION
     with pytest.raises(BadInputError, match="8 x 8"):
         node_detections(ref, replace(params, min_area_matrix=(0.0,) * 25))
+    (tmp_path / "short.param.yaml").write_text("/**:\n  ros__parameters:\n    min_area_matrix: [0.0, 1.0]\n")
+    with pytest.raises(BadInputError, match=r"short.param.yaml: the class remapping matrices must be 8 x 8"):
+        read_node_params([tmp_path / "detection_class_remapper.param.yaml", tmp_path / "short.param.yaml"])
