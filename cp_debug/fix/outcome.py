@@ -55,7 +55,7 @@ class FixOutcome:
     it was judged against."""
 
     request: FixRequest
-    preset: str  # the config's name
+    preset: str  # the preset, or the config file's path where one was given: what `fix --check` builds again
     weights: str  # the weights in words
     search_frames: FrameSet
     kept: FixSet

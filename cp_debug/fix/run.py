@@ -77,8 +77,9 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     sensitivity = None
     if req.kind == "int8" and found.sensitivity is not None:
         sensitivity = tuple(found.sensitivity.rows)
-    return FixOutcome(req, cfg.name, weights, frames, kept, search, verification, env, version, now, sensitivity,
-                      fixed, models["fp32"], excl, tuple(skip), pair.to_json() if pair is not None else None)
+    return FixOutcome(req, req.model.model_name, weights, frames, kept, search, verification, env, version, now,
+                      sensitivity, fixed, models["fp32"], excl, tuple(skip),
+                      pair.to_json() if pair is not None else None)
 
 
 def _stamp(progress) -> tuple[dict, str, str]:
@@ -112,7 +113,7 @@ def _transfusion(req: FixRequest, progress) -> FixOutcome:
     modules = sorted({v for v in fx.modules.values() if v})
     kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(fx.search.keep or ()), node_modules=fx.modules)
     env, version, now = _stamp(progress)
-    return FixOutcome(req, cfg.name, loaded.weights, frames, kept, fx.search, fx.verification, env, version, now,
+    return FixOutcome(req, m.model_name, loaded.weights, frames, kept, fx.search, fx.verification, env, version, now,
                       None, fx.fixed, fx.reference, nodes, tuple(modules), recipe="transfusion",
                       judged_against=JUDGED_AGAINST)
 
