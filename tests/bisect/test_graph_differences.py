@@ -1,7 +1,7 @@
 """Graph differences of a `SPEC@DIR` candidate (issue 33): the nodes the deployed graph has and the reference has
 not (or the other way round) are listed, and named as the root cause where the divergence arises in their segment.
 
-The deployed files are the demo preset's export with one op planted after `pts_backbone.blocks.1.5`'s ReLU (a Clip
+The deployed files are the tiny preset's export with one op planted after `pts_backbone.blocks.1.5`'s ReLU (a Clip
 that saturates it, a Mul by a constant) or one ReLU dropped, with names intact or every node and tensor renamed.
 Without the graph differences the structural mapping calls the next layer (`blocks.1.7`'s conv) the root cause.
 """
@@ -31,10 +31,10 @@ BETWEEN = ["pts_backbone.blocks.1.5", "pts_backbone.blocks.1.7"]
 
 
 @pytest.fixture(scope="module")
-def demo():
+def tiny_subject():
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    return centerpoint_subject("demo")
+    return centerpoint_subject("tiny")
 
 
 def _insert(op: str):
@@ -44,7 +44,7 @@ def _insert(op: str):
         out = relu.outputs[0]
         raw = gs.Variable(out.name + "_raw", dtype=out.dtype, shape=out.shape)
         relu.outputs = [raw]
-        if op == "Clip":  # the demo's activations there reach ~10: a ceiling of 0.5 saturates most of them
+        if op == "Clip":  # a ceiling of 0.5 saturates the ReLU's larger outputs
             args = [gs.Constant("clip_min", np.array(0, np.float32)),
                     gs.Constant("clip_max", np.array(0.5, np.float32))]
         else:
@@ -85,12 +85,12 @@ def _terminal(report: BisectReport) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("names", ["intact", "stripped"])
-def test_an_inserted_clip_is_named_as_the_root_cause(demo, tmp_path, names):
+def test_an_inserted_clip_is_named_as_the_root_cause(tiny_subject, tmp_path, names):
     op = "Clip"
     edits = [_insert(op)] + ([rename] if names == "stripped" else [])
-    folder = write_folder(tmp_path / "deploy", demo, {"pts_backbone_neck_head": edits,
+    folder = write_folder(tmp_path / "deploy", tiny_subject, {"pts_backbone_neck_head": edits,
                                                        "pts_voxel_encoder": [rename] if names == "stripped" else []})
-    report, label = _bisect(demo, folder)
+    report, label = _bisect(tiny_subject, folder)
     cand = report.candidate(label)
     deployed = onnx.load(str(folder / "pts_backbone_neck_head.onnx"))
     (node,) = cand.root_cause.nodes
@@ -118,10 +118,10 @@ def test_an_inserted_clip_is_named_as_the_root_cause(demo, tmp_path, names):
 
 
 @pytest.mark.slow
-def test_a_dropped_op_is_named_on_the_reference_side(demo, tmp_path):
-    folder = write_folder(tmp_path / "deploy", demo, {"pts_backbone_neck_head": [_drop_relu, rename],
+def test_a_dropped_op_is_named_on_the_reference_side(tiny_subject, tmp_path):
+    folder = write_folder(tmp_path / "deploy", tiny_subject, {"pts_backbone_neck_head": [_drop_relu, rename],
                                                        "pts_voxel_encoder": [rename]})
-    report, label = _bisect(demo, folder)
+    report, label = _bisect(tiny_subject, folder)
     cand = report.candidate(label)
     (node,) = cand.root_cause.nodes
     assert (node.node, node.op_type, node.side) == (DROPPED, "Relu", "reference")
@@ -131,8 +131,8 @@ def test_a_dropped_op_is_named_on_the_reference_side(demo, tmp_path):
     assert cand.graph_differences.only_in_candidate == ()
 
 
-def test_an_inserted_mul_is_listed_between_its_probes(demo):
-    st = demo.stages[1]
+def test_an_inserted_mul_is_listed_between_its_probes(tiny_subject):
+    st = tiny_subject.stages[1]
     for edits in ([_insert("Mul")], [_insert("Mul"), rename]):
         model = st.onnx()
         for edit in edits:
@@ -143,14 +143,14 @@ def test_an_inserted_mul_is_listed_between_its_probes(demo):
         assert next(n.op_type for n in model.graph.node if n.name == node.node) == "Mul"
 
 
-def test_a_faithful_copy_differs_in_nothing_and_precision_nodes_are_not_changes(demo):
+def test_a_faithful_copy_differs_in_nothing_and_precision_nodes_are_not_changes(tiny_subject):
     from cp_debug.precision.fp16 import convert_to_fp16
 
-    for st in demo.stages:
+    for st in tiny_subject.stages:
         for model in (st.onnx(), edited(st.onnx(), rename)):
             found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name)
             assert not found.differences and found.differences.summary() == "every node has its counterpart"
-    st = demo.stages[1]
+    st = tiny_subject.stages[1]
     half = edited(convert_to_fp16(st.onnx()), rename)
     found = map_foreign(half, st.onnx(), st.probe_map(), st.trace(), st.name)
     casts = found.differences.only_in_candidate

@@ -37,11 +37,12 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
     sock, env, home = server
     before = _served(sock)
     # each with a cache folder of its own (the caller's environment is the command's): both export and store
-    served = cpdebug(["bisect", "--json", "served.json"], {**env, "CPDEBUG_CACHE_DIR": str(home / "c1")}, home)
-    alone = cpdebug(["bisect", "--json", "alone.json"],
+    served = cpdebug(["bisect", "--preset", "tiny", "--json", "served.json"],
+                     {**env, "CPDEBUG_CACHE_DIR": str(home / "c1")}, home)
+    alone = cpdebug(["bisect", "--preset", "tiny", "--json", "alone.json"],
                      {**env, "CPDEBUG_SERVER": "off", "CPDEBUG_CACHE_DIR": str(home / "c2")}, home)
     assert _served(sock) == before + 1  # the first went through the server, the second did not
-    assert "cpdebug bisect --json served.json" in server_log(sock)
+    assert "cpdebug bisect --preset tiny --json served.json" in server_log(sock)
     assert served.returncode == alone.returncode == 0, served.stderr
     assert _untimed(served.stdout) == _untimed(alone.stdout)  # the table, on the caller's own stdout
     assert "within precision" in served.stdout

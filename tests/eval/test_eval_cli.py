@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.cli_run import cpdebug as run_cli
+from tests.pillars032 import TINY_032
 
 pytest.importorskip("nuscenes.eval.detection.algo")
 
@@ -176,7 +177,7 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(scene_dir, tmp_pa
     from cp_debug.models.centerpoint.config import CLASS_NAMES
     from cp_debug.models.centerpoint.source import shipped_checkpoint
 
-    model = ("--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")
+    model = ("--config", TINY_032, "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")
     r = cpdebug("eval", *model, "--backends", "torch,ort", "--max-map-drop", "0.01", "--max-nds-drop", "0.01",
                 "--min-match", "0.95", "--json", str(tmp_path / "ref.json"), "--tolerance-mode", "fixed")
     assert r.returncode == 0 and r.stderr == "", r.stderr

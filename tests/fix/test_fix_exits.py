@@ -11,6 +11,7 @@ import pytest
 from cp_debug.errors import ExitCode
 from tests.fix.cli import cpdebug
 from tests.fix.planted import LOCAL_OVERFLOW_NODES, local_overflow_checkpoint
+from tests.pillars032 import TINY_032
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +34,9 @@ def test_written_but_not_verified_is_exit_5_and_check_agrees(tmp_path):
     """The deblock's output peaks at 58000 on the search's frame (held-out scene 0): FP16 holds it, so the plain
     FP16 pair meets the target there and is written; on the verification's scenes 1-5 it peaks higher (scene 5:
     1.23x, past 65504) and overflows, so the written pair does not hold."""
-    ckpt = local_overflow_checkpoint(tmp_path / "planted.pth", peak=5.8e4)
+    ckpt = local_overflow_checkpoint(tmp_path / "planted.pth", peak=5.8e4, preset=TINY_032)
     out = tmp_path / "fix"
-    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
+    proc = cpdebug("--config", TINY_032, "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
                    "--scenes", 1, "--verify-scenes", 5, "--bootstrap", 0, "--out", out,
                    "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.NOT_VERIFIED == 5, proc.stdout + proc.stderr

@@ -601,7 +601,9 @@ def config_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
     def wrong_value():
         d = folder("value")
         new = pick(rng, ['"abc"', "[]", "[0.32]", "[-1, -1, -1]", "None", "[0, 0, 0]"])
-        (d / "tiny.py").write_text(tiny.replace("voxel_size = [0.32, 0.32, 8.0]", f"voxel_size = {new}"))
+        planted = tiny.replace("voxel_size = [0.64, 0.64, 8.0]", f"voxel_size = {new}")
+        assert planted != tiny, "tiny.py's voxel_size line changed: plant the wrong value where it is now"
+        (d / "tiny.py").write_text(planted)
         return d / "tiny.py", True, f"voxel_size = {new}"
 
     def binary():

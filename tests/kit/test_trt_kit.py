@@ -4,7 +4,7 @@ polygraphy CLI writing a real RunResults file), read back by bisect — which mu
 divergent probe, root cause and refinement path, and see the overflow where ONNX Runtime on the same files sees it.
 TensorRT itself never runs here.
 
-The tiny preset (the demo's modules on a 160×160 grid) keeps the module well under a minute: a demo kit's polygraphy
+The tiny preset (the demo's modules on an 80×80 grid) keeps the module well under a minute: a demo kit's polygraphy
 results alone are ~600 MB.
 """
 

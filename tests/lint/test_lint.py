@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the tiny preset's values, written into Autoware's files in place of their model's
 TINY = {"class_names": ["CAR", "TRUCK", "BUS", "BICYCLE", "PEDESTRIAN"], "point_feature_size": 4,
         "max_voxel_size": 12000, "point_cloud_range": [-25.6, -25.6, -3.0, 25.6, 25.6, 5.0],
-        "voxel_size": [0.32, 0.32, 8.0], "downsample_factor": 2, "encoder_in_feature_size": 10,
+        "voxel_size": [0.64, 0.64, 8.0], "downsample_factor": 2, "encoder_in_feature_size": 10,
         "has_variance": False, "has_twist": False}
 
 
@@ -97,7 +97,7 @@ def test_real_files_against_the_tiny_model_are_consistent(tmp_path, pair):
 
 
 @pytest.mark.parametrize("change, check, words", [
-    ({"voxel_size": [0.16, 0.16, 8.0]}, "voxel_size", ["[0.32, 0.32, 8]", "[0.16, 0.16, 8]"]),
+    ({"voxel_size": [0.16, 0.16, 8.0]}, "voxel_size", ["[0.64, 0.64, 8]", "[0.16, 0.16, 8]"]),
     ({"point_cloud_range": [-51.2, -51.2, -3.0, 51.2, 51.2, 5.0]}, "point_cloud_range", ["-25.6", "-51.2"]),
     ({"point_feature_size": 5}, "point_feature_size", ["4 (tiny.py:model.pts_voxel_encoder.in_channels)",
                                                        "5 (ml.param.yaml:model_params.point_feature_size)"]),
@@ -212,7 +212,7 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
     assert set(failed) == {"voxel_size", "grid"} and "[0.16, 0.16, 8] (ml.param.yaml:model_params.voxel_size)" in \
         failed["voxel_size"]
     assert len(cases) > 5
-    assert "mismatch voxel_size: voxel size: [0.32, 0.32, 8] (preset tiny:model.data_preprocessor.voxel_layer" \
+    assert "mismatch voxel_size: voxel size: [0.64, 0.64, 8] (preset tiny:model.data_preprocessor.voxel_layer" \
            ".voxel_size) ≠ [0.16, 0.16, 8] (ml.param.yaml:model_params.voxel_size)" in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--params", str(tmp_path / "none.yaml")],
                          capture_output=True, text=True, cwd=ROOT)
@@ -232,8 +232,8 @@ def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_p
     params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",
                           voxel_size=[0.16, 0.16, 8.0])
     notes = lint_before_run(model, [params], [pair])
-    assert notes[0].startswith("lint mismatch: voxel_size: voxel size: [0.32, 0.32, 8]")
-    assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 160 × 160 against 320 × 320
+    assert notes[0].startswith("lint mismatch: voxel_size: voxel size: [0.64, 0.64, 8]")
+    assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 80 × 80 against 320 × 320
     assert lint_before_run(model, [], [pair]) == []  # no parameter files: nothing to check first
     with pytest.raises(BadInputError, match="lint: head_channels: .* the run would compare different networks"):
         lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")])
@@ -253,7 +253,7 @@ def test_sweep_and_trt_kit_check_first_and_sweep_keeps_the_findings(tmp_path, su
     proc = _cli("sweep", "--preset", "tiny", "--random-weights", "--n", "1", "--level", "stage", "--backends",
                 "torch,ort", "--no-html", "--out", tmp_path / "s", "--params", params, "--params", common)
     assert proc.returncode == 0, proc.stderr
-    assert "cpdebug: lint mismatch: voxel_size: voxel size: [0.32, 0.32, 8]" in proc.stderr
+    assert "cpdebug: lint mismatch: voxel_size: voxel size: [0.64, 0.64, 8]" in proc.stderr
     [report] = json.loads((tmp_path / "s" / "sweep.json").read_text())["lint"]  # the same findings, as JSON
     assert report["inputs"]["params"] == [str(params), str(common)] and not report["consistent"]
     voxel = next(f for f in report["findings"] if f["check"] == "voxel_size")

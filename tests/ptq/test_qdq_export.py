@@ -87,5 +87,5 @@ def test_awml_variant_quantizes_the_convtranspose_per_tensor(tiny_cfg, tiny_fp32
     assert "/pts_neck/deblocks.2/deblocks.2.0/ConvTranspose" in ex.backbone.quantized_convs
     assert len(ex.backbone.quantized_convs) == len(names) == 28
     assert ex.backbone.per_axis_weights == 26  # all but the ConvTranspose (per-tensor) and the 1-channel height head
-    out = ort_outputs(ex.backbone.path, [np.zeros((1, 32, 160, 160), np.float32)])[0]
+    out = ort_outputs(ex.backbone.path, [np.zeros((1, 32, *tiny_cfg.grid_size[::-1]), np.float32)])[0]
     assert all(np.isfinite(v).all() for v in out.values())

@@ -28,9 +28,10 @@ from cp_debug.replay.engine import ReferenceRunner, ReplayOptions  # noqa: E402
 from cp_debug.replay.session import replay  # noqa: E402
 from cp_debug.replay.sources import frames_from_bag, frames_from_files  # noqa: E402
 from tests.cli_run import cpdebug as run_cli  # noqa: E402
+from tests.pillars032 import TINY_032  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = get_preset("tiny")
+CFG = get_preset(TINY_032)  # the demo weights on the pillars they were trained on
 S = 1_000_000_000
 SEEDS = list(heldout_seeds(3))
 NODE_SEED = 1_732_377_600  # the node seeds its shuffle with the time: a seed the replay does not try
@@ -52,7 +53,7 @@ def world(tmp_path_factory):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    loaded = load_model("tiny", shipped_checkpoint("demo"))
+    loaded = load_model(CFG, shipped_checkpoint("demo"))
     clouds = [make_scene(CFG, s).points for s in SEEDS]
     with ReferenceRunner(loaded.model, CFG) as runner:
         refs = [runner.run(c) for c in clouds]
@@ -211,7 +212,7 @@ def test_cli_replays_a_bag_and_writes_json_parquet_html(world, tmp_path):
     bag = _bag_once(world, "yaw", "sqlite3")
     r = cpdebug("replay", "--list", str(bag))
     assert r.returncode == 0 and LIDAR_TOPIC in r.stdout and "autoware_perception_msgs/msg/DetectedObjects" in r.stdout
-    r = cpdebug("replay", str(bag), "--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")),
+    r = cpdebug("replay", str(bag), "--config", TINY_032, "--checkpoint", str(shipped_checkpoint("demo")),
                 "--shuffle-seeds", "0", "--max-frames", "1", "--json", str(tmp_path / "r.json"),
                 "--parquet", str(tmp_path / "r.parquet"), "--html", str(tmp_path / "r.html"), "-q")
     assert r.returncode == 0, r.stderr

@@ -22,6 +22,7 @@ from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.summary import junit_suite
 from tests.report.junit_schema import read_junit
+from tests.pillars032 import TINY_032
 from tests.sweep.planted import FAULT_BLOCK, occupied_pillars, write_faulty_deployment
 
 N = 6
@@ -41,16 +42,18 @@ no_frame_diverged: true
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    cfg = get_preset("tiny")
+    # the 0.32 m pillars (tests/pillars032.py): on tiny's own 0.64 m, healthy FP16 turned one box of frame 3 by
+    # 0.37 rad at |(sin, cos)| 0.26, beyond what the yaw's conditioning explains (closing note of issue 53)
+    cfg = get_preset(TINY_032)
     tmp = tmp_path_factory.mktemp("sweep")
     frames = held_out(N)
     occupied = {f.token: occupied_pillars(f.load(cfg).points, cfg) for f in frames}
     ranked = sorted(occupied.values(), reverse=True)
     threshold = (ranked[1] + ranked[2]) / 2  # the two densest frames only
-    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset="tiny")), tmp / "deploy",
+    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset=TINY_032)), tmp / "deploy",
                                      threshold)
     cand = f"ort@{faulty}"
-    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset="tiny")
+    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset=TINY_032)
     opts = SweepOptions(settings, tmp / "out", n=N, shard_size=4, bisect_top=0, bootstrap=20)
     outcome = run_sweep(opts)
     doc = write_all(outcome, opts)

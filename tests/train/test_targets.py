@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,8 @@ from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import decode
 from cp_debug.train.targets import TargetConfig, build_targets, gaussian_radius
 
-TINY = get_preset("tiny")  # 0.32 m voxels, out_size_factor 2: head cells of 0.64 m, 80 x 80
+# the tiny preset's range on 0.32 m pillars (its own are 0.64 m), out_size_factor 2: head cells of 0.64 m, 80 x 80
+TINY = dataclasses.replace(get_preset("tiny"), voxel_size=(0.32, 0.32, 8.0))
 BOXES = np.array([
     [3.3, -5.1, 0.0, 4.5, 1.9, 1.6, 0.4, 5.0, 1.0],  # car
     [-10.0, 8.0, 0.0, 0.7, 0.6, 1.75, -2.0, 0.5, -0.5],  # pedestrian

@@ -33,9 +33,9 @@ FORMER_PRESETS = {
         in_channels=4, use_dim=(0, 1, 2, 4), out_size_factor=2, neck_upsample_strides=(0.5, 1, 2),
         description="small CPU-friendly grid (320x320) with the awml-base modules and state_dict keys"),
     "tiny": dict(
-        point_cloud_range=(-25.6, -25.6, -3.0, 25.6, 25.6, 5.0), voxel_size=(0.32, 0.32, 8.0), max_voxels=12000,
+        point_cloud_range=(-25.6, -25.6, -3.0, 25.6, 25.6, 5.0), voxel_size=(0.64, 0.64, 8.0), max_voxels=12000,
         in_channels=4, use_dim=(0, 1, 2, 4), out_size_factor=2, neck_upsample_strides=(0.5, 1, 2),
-        description="160x160 grid for fast tests; same modules and state_dict keys as awml-base"),
+        description="80x80 grid of 0.64 m pillars for fast tests; same modules and state_dict keys as awml-base"),
     "convnextpc-demo": dict(
         point_cloud_range=(-51.2, -51.2, -3.0, 51.2, 51.2, 5.0), voxel_size=(0.32, 0.32, 8.0), max_voxels=30000,
         voxel_encoder="BackwardPillarFeatureNet", backbone="ConvNeXt_PC", convnext_channels=(32, 64, 128, 128, 128),
@@ -82,7 +82,7 @@ def test_config_py_imports_neither_config_file_nor_presets():
         ("awml-j6gen2", (1020, 1020), (510, 510), 2, 96000, 5),
         ("awml-760", (760, 760), (760, 760), 1, 64000, 4),
         ("demo", (320, 320), (160, 160), 2, 30000, 4),
-        ("tiny", (160, 160), (80, 80), 2, 12000, 4),
+        ("tiny", (80, 80), (40, 40), 2, 12000, 4),
     ],
 )
 def test_presets(name, grid, head, osf, max_voxels, c):

@@ -35,7 +35,7 @@ def test_same_maps_change_no_box(head_and_verdict):
 def test_logits_read_without_sigmoid_change_the_boxes(head_and_verdict):
     head, verdict = head_and_verdict
     cand = {k: a.copy() for k, a in head.items()}
-    cand["heatmap"] = cand["heatmap"] - 4.0  # every score far lower: boxes fall under the threshold
+    cand["heatmap"] = cand["heatmap"] - 8.0  # every score far lower: boxes fall under the threshold
     v = verdict(head, cand)
     assert v.changed and v.lost > 0 and v.matched < v.reference_boxes
     cand = {k: a.copy() for k, a in head.items()}
