@@ -95,6 +95,14 @@ def read_fix(path: str | Path) -> dict:
     return doc
 
 
+def recorded_model_name(doc: dict) -> str:
+    """The model fix.json `doc` was made from, as `get_preset` takes it: its ModelRecord's (a config file's path where
+    one was given), else its `preset` (fixes written before the record was kept)."""
+    from cp_debug.models.centerpoint.source import ModelRecord
+
+    return ModelRecord.from_json(doc["model_record"]).model_name if doc.get("model_record") else doc["preset"]
+
+
 def sha256(path: Path) -> str:
     from cp_debug.files import sha256_file
 

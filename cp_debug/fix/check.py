@@ -109,7 +109,7 @@ def _num(x):
 def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> CheckResult:
     """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record."""
     from cp_debug.errors import BadInputError
-    from cp_debug.fix.artifact import read_fix, reference_name, sha256
+    from cp_debug.fix.artifact import read_fix, recorded_model_name, reference_name, sha256
     from cp_debug.data.frames import frame_set_from_json
     from cp_debug.fix.figures import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
@@ -134,7 +134,7 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
         missing = [p.name for p in reference if not p.is_file()]
         if missing:
             raise BadInputError(f"{root} lacks {', '.join(missing)} (the FP32 pair the fix is checked against)")
-        cfg = get_preset(doc["preset"])
+        cfg = get_preset(recorded_model_name(doc))
         frames = frame_set_from_json(rec["frames"], cfg)
         ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
                           precision=rec.get("precision") or doc.get("kind") or "fp16",

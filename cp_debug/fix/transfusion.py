@@ -329,8 +329,7 @@ def check_graph(root, doc: dict, *, device: str | None = None, progress=None):
     from pathlib import Path
 
     from cp_debug.data.frames import frame_set_from_json
-    from cp_debug.fix.artifact import reference_name
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.fix.artifact import recorded_model_name, reference_name
     from cp_debug.models.transfusion.model import build_model
     from cp_debug.models.transfusion.presets import get_preset
 
@@ -340,8 +339,7 @@ def check_graph(root, doc: dict, *, device: str | None = None, progress=None):
     if missing:
         raise BadInputError(f"{root} lacks {', '.join(missing)}: not a written TransFusion fix (cpdebug fix --recipe "
                             "transfusion --out DIR)")
-    name = ModelRecord.from_json(doc["model_record"]).model_name if doc.get("model_record") else doc["preset"]
-    cfg = get_preset(name)
+    cfg = get_preset(recorded_model_name(doc))
     rec = doc["verification"]
     frames = frame_set_from_json(rec["frames"], cfg)
     return verify_graph(cfg, build_model(cfg, 0).pts_bbox_head, frames, FixTarget.from_json(doc["target"]),
