@@ -39,7 +39,7 @@ class BoxVerdict:
     extent_m: float = 0.0  # the largest |x|, |y| of the point cloud range: float32's rounding of a centre
     yaw_turns: tuple = ()  # compare.noise.YawTurn: the turns that decide, with their yaw's conditioning
     graph_span_m: float = 0.0  # the span of centre coordinates the graph itself computes (compare.noise.judge_boxes)
-    box_flips: tuple = ()  # compare.noise.BoxFlip: lost/added boxes an NMS decision made (where a recipe finds them)
+    box_flips: tuple = ()  # compare.noise.BoxFlip: lost/added boxes an NMS or class-remapping decision made
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -23,9 +23,9 @@ def demo_eval():
     weights = shipped_checkpoint("demo")
     if weights is None:
         pytest.skip("no shipped trained demo weights in this checkout")
-    from cp_debug.models.centerpoint.presets import get_preset
+    from tests.pillars032 import TINY_032
 
-    loaded = load_model(get_preset("tiny").with_(voxel_size=(0.32, 0.32, 8.0)), weights)
+    loaded = load_model(TINY_032, weights)
     cfg = loaded.cfg
     run = quantize_centerpoint(loaded.model, cfg, points_of(calibration(cfg, 1), cfg), 1, method="percentile")
     scenes = map_scenes(cfg, run.fused_fp32, 1)

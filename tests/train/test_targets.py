@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -11,9 +10,10 @@ import torch
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import decode
 from cp_debug.train.targets import TargetConfig, build_targets, gaussian_radius
+from tests.pillars032 import TINY_032
 
 # the tiny preset's range on 0.32 m pillars (its own are 0.64 m), out_size_factor 2: head cells of 0.64 m, 80 x 80
-TINY = dataclasses.replace(get_preset("tiny"), voxel_size=(0.32, 0.32, 8.0))
+TINY = get_preset(TINY_032)
 BOXES = np.array([
     [3.3, -5.1, 0.0, 4.5, 1.9, 1.6, 0.4, 5.0, 1.0],  # car
     [-10.0, 8.0, 0.0, 0.7, 0.6, 1.75, -2.0, 0.5, -0.5],  # pedestrian

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,9 +9,10 @@ import torch
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import HEAD_NAMES, circle_nms, decode
+from tests.pillars032 import TINY_032
 
 # the tiny preset's range on 0.32 m pillars (its own are 0.64 m): 80x80 head maps, out_size_factor 2, x/y min -25.6
-CFG = dataclasses.replace(get_preset("tiny"), voxel_size=(0.32, 0.32, 8.0))
+CFG = get_preset(TINY_032)
 
 
 def _blank(logit=-10.0):
