@@ -63,6 +63,16 @@ def check_devkit() -> None:
         raise BackendUnavailableError(INSTALL_HINT)
 
 
+def check_preset(model, recipe: str) -> None:
+    """A CenterPoint preset `model` (a ModelRecord) names is a shipped one: the one line of an unknown name before
+    torch loads (a config file and a model factory are read where they load; TransFusion's presets are its own)."""
+    if model is None or recipe != "centerpoint" or model.factory is not None or model.config is not None:
+        return
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    get_preset(model.model_name)
+
+
 def check_torch_device(device: str) -> None:
     """`--device` is cpu or cuda, and cuda is there when asked (else exit 3, one line)."""
     from cp_debug.errors import BackendUnavailableError

@@ -206,7 +206,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
                lockstep_mode: str, outputs: BisectOutputs):
     """Everything that can be wrong with the request, said before the model is loaded. Returns the --budget file
     as read (`eval.gates.Budget`; None without one)."""
-    from cp_debug.cli._preflight import check_inputs, check_outputs, check_report_writers
+    from cp_debug.cli._preflight import check_inputs, check_outputs, check_preset, check_report_writers
     from cp_debug.errors import BadInputError
 
     if lockstep_mode not in ("segments", "grouped"):
@@ -221,6 +221,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
     if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
         raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
+    check_preset(subject_request.model, subject_request.recipe)
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, int8=int8)
     for c in calib:
         check_inputs(calib=c)

@@ -139,6 +139,9 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     if len(given) != 1:
         raise BadInputError("give exactly one of BAG, --cuda-centerpoint DIR, --mmdet3d-pkl FILE"
                             + (f" (got {', '.join(given)})" if given else ""))
+    caps = _ints(max_voxels, "--max-voxels")
+    if 0 in caps:  # no pillar at all: nothing to replay (said before anything loads)
+        raise BadInputError(f"--max-voxels {max_voxels!r}: a voxel cap is at least 1")
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.replay.engine import ReplayOptions
     from cp_debug.report.io import check_writable
@@ -154,8 +157,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
 
         lint_first(model, params, [], third_party.terminal)
         node = NodeGlue.read(params)
-    opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=_ints(max_voxels, "--max-voxels"),
-                         node=node)
+    opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=caps, node=node)
     check_torch_device(device)
     steps = StepProgress(quiet, stream=third_party.terminal)
     with steps.step("reading the deployment's frames"):

@@ -89,3 +89,21 @@ def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
     assert (subject.facts.random_weights, subject.facts.seed) == (True, 5)
     old = BisectReport("torch", [], [], facts=replace(facts, preset="tiny"))  # a report from before the record
     assert _saved_subject(old, tmp_path / "old.json").facts.random_weights is False
+
+
+def test_an_unknown_preset_and_a_zero_voxel_cap_are_refused_before_anything_loads(tmp_path, monkeypatch):
+    """The one line of an unknown preset comes before the model loads (torch is not needed to say it); a replay's
+    --max-voxels 0 (no pillar at all) before the bag is read."""
+    from cp_debug.cli import bisect_cmd
+
+    def load(request):
+        raise AssertionError("the model was loaded before the preset was checked")
+
+    monkeypatch.setattr(bisect_cmd, "_load_subject", load)
+    result, _ = _run("bisect", "--preset", "nope", "--json", tmp_path / "r.json")
+    assert result.exit_code == 2, result.output
+    assert "unknown CenterPoint preset 'nope'" in _error_line(result)
+    assert not (tmp_path / "r.json").exists()
+    result, _ = _run("replay", tmp_path / "no-such-bag", "--preset", "tiny", "--max-voxels", "40000,0")
+    assert result.exit_code == 2
+    assert _error_line(result) == "cpdebug: error: --max-voxels '40000,0': a voxel cap is at least 1"
