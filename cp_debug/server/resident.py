@@ -105,6 +105,7 @@ class Server:
     def _next(self) -> _Request | None:
         """The next command in line; None when told to stop (those in line are then left to their callers) or after
         `idle_s` without one."""
+        hold.at("idle", os.getpid(), until=lambda: self._stopping or bool(self._queue))
         deadline = time.monotonic() + self.idle_s
         with self._lock:
             while not self._stopping and not self._queue:
@@ -171,8 +172,16 @@ class Server:
             sys.argv = ["cpdebug", *req.argv]
             try:
                 self._in_command = True
-                if req.interrupted:  # a Ctrl-C that came while the command was being set up
-                    raise KeyboardInterrupt
+                try:
+                    if req.interrupted:  # a Ctrl-C that came while the command was being set up
+                        raise KeyboardInterrupt
+                    hold.at("command", os.getpid())
+                except KeyboardInterrupt:  # before the command's own error mapping: the line it would print
+                    try:
+                        os.write(2, b"cpdebug: interrupted\n")
+                    except OSError:  # the caller's stderr is closed, or the caller gone
+                        pass
+                    return 130
                 return self.run(req.argv)
             finally:
                 self._in_command = False

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from cp_debug.files import write_json
 from cp_debug.server.hold import PHASES
 from tests.cli.served import cpdebug, serve_env, server_log
+from tests.report.sample import build_report
 
 
 def _served(sock: Path) -> int:
@@ -52,93 +54,142 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
 
 
 def test_a_served_error_is_its_one_line_and_exit_code(server, tmp_path):
+    """`report` of a file that is not there: an error the command gives at once, in a process of its own too (a
+    bisect's comes after torch has loaded, seconds later, and is the same one line)."""
     sock, env, home = server
     tmp_path.chmod(0o700)
-    served = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)  # in the caller's folder: nothing written
-    alone = cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    served = cpdebug(["report", "nope.json"], env, tmp_path)  # in the caller's folder: nothing written
+    alone = cpdebug(["report", "nope.json"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
     assert served.returncode == alone.returncode == 2
     assert served.stderr == alone.stderr
-    assert served.stderr.startswith("cpdebug: error: unknown CenterPoint preset 'nope'")
+    assert served.stderr.startswith("cpdebug: error: report file not found: nope.json")
     usage = cpdebug(["bisect", "--no-such-option"], env, tmp_path)  # click's usage error, through the server
     assert usage.returncode == 2 and "No such option" in usage.stderr
     assert list(tmp_path.iterdir()) == []
+    assert "cpdebug report nope.json" in server_log(sock)
     assert "cpdebug bisect --no-such-option" in server_log(sock)
 
 
 def test_what_the_server_cannot_run_as_the_caller_would_runs_in_the_caller(server, tmp_path):
     sock, env, home = server
     before = _served(sock)
-    other = cpdebug(["bisect", "--preset", "nope"], {**env, "CUDA_VISIBLE_DEVICES": "7"}, tmp_path)
+    other = cpdebug(["report", "nope.json"], {**env, "CUDA_VISIBLE_DEVICES": "7"}, tmp_path)
     assert other.returncode == 2
     first, second = other.stderr.splitlines()[:2]
     assert "was started with other CUDA_VISIBLE_DEVICES than this shell's" in first
     assert first.endswith("running it in this process")
-    assert second.startswith("cpdebug: error: unknown CenterPoint preset")
+    assert second.startswith("cpdebug: error: report file not found")
     factory = tmp_path / "mine.py"
     factory.write_text("raise SystemExit('not to be run by this test')\n")
-    own = cpdebug(["bisect", "--model-factory", f"{factory}:make", "--preset", "nope"], env, tmp_path)
+    # a usage error after the refusal: the caller's own click stops it before the factory could be imported
+    own = cpdebug(["bisect", "--model-factory", f"{factory}:make", "--no-such-option"], env, tmp_path)
     assert "--model-factory runs your own Python file" in own.stderr
-    off = cpdebug(["bisect", "--preset", "nope"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
+    assert own.returncode == 2 and "No such option" in own.stderr
+    off = cpdebug(["report", "nope.json"], {**env, "CPDEBUG_SERVER": "off"}, tmp_path)
     assert off.returncode == 2 and "running it in this process" not in off.stderr
     assert _served(sock) == before  # none of them reached it
 
 
+def _held(marker: Path, **extra) -> dict:
+    """`extra` and CPDEBUG_SERVER_HOLD for a caller whose command the server holds at its turn until `marker` is
+    removed (cp_debug/server/hold.py: the server writes its pid to `marker` when it holds)."""
+    return {**extra, "CPDEBUG_SERVER_HOLD": f"command:{marker}"}
+
+
 def test_ctrl_c_interrupts_the_served_command_and_the_server_goes_on(server, tmp_path):
+    """The command is held at its turn in the server (the caller's folder, environment and streams in place): the
+    Ctrl-C lands there, not at some moment of a bisect the test hopes is still running. The caller comes in line
+    behind a held command first, so that its "waiting" line says its Ctrl-C handler is set."""
     sock, env, home = server
     before = _served(sock)
-    p = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "x.json"], env=env,
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: f"command from pid {p.pid}" in server_log(sock))
-    time.sleep(1.0)  # into the bisect
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert err.rstrip().endswith("cpdebug: interrupted")
-    assert not (tmp_path / "x.json").exists()
-    gone = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "y.json"], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: f"command from pid {gone.pid}" in server_log(sock))
-    gone.kill()  # the caller goes away: its command is interrupted
-    gone.wait(timeout=30)
-    _wait_for(lambda: _served(sock) == before + 2)
+    front, mine = tmp_path / "front-held", tmp_path / "held"
+    try:
+        ahead = _popen(["report", "nope.json"], _held(front, **env), tmp_path)
+        _wait_for(lambda: front.exists() or ahead.poll() is not None)
+        p, said = _in_line(["bisect", "--json", "x.json"], _held(mine, **env), tmp_path)
+        front.unlink()
+        assert ahead.wait(timeout=120) == 2
+        _wait_for(lambda: mine.exists() or p.poll() is not None)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 130, said + err
+        assert err.rstrip().endswith("cpdebug: interrupted")
+        assert not (tmp_path / "x.json").exists()  # the bisect never ran past the Ctrl-C
+        mine.unlink(missing_ok=True)
+        gone = _popen(["bisect", "--json", "y.json"], _held(mine, **env), tmp_path)
+        _wait_for(lambda: mine.exists() or gone.poll() is not None)
+        assert gone.poll() is None
+        gone.kill()  # the caller goes away: its command is interrupted
+        gone.communicate(timeout=30)
+        _wait_for(lambda: _served(sock) == before + 3)
+    finally:
+        front.unlink(missing_ok=True)  # released, should a check above have failed while one was held
+        mine.unlink(missing_ok=True)
     assert server_log(sock).rstrip().splitlines()[-1].split(": ", 1)[1].startswith("exit 130")
-    again = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
-    assert again.returncode == 2 and _served(sock) == before + 3
+    assert not (tmp_path / "y.json").exists()
+    again = cpdebug(["report", "nope.json"], env, tmp_path)
+    assert again.returncode == 2 and _served(sock) == before + 4
 
 
 def test_two_callers_at_once_wait_in_line(server, tmp_path):
-    """The second waits (and is told so); Ctrl-C while waiting takes a command out of the line, never run."""
+    """The second waits (and is told so); Ctrl-C while waiting takes a command out of the line, never run. The first
+    is held at its turn in the server (cp_debug/server/hold.py) until the others are in line behind it."""
     sock, env, home = server
-    first = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--level", "all", "--json",
-                              "a.json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    _wait_for(lambda: f"command from pid {first.pid}" in server_log(sock))
-    waiting = subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--json", "w.json"], env=env,
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # connected, in line
-    waiting.send_signal(signal.SIGINT)
-    _, err = waiting.communicate(timeout=60)
-    assert first.poll() is None, "the first command ended before the test could interrupt one waiting behind it"
-    assert waiting.returncode == 130 and "waiting" in err and err.rstrip().endswith("cpdebug: interrupted")
-    second = cpdebug(["bisect", "--preset", "nope"], env, tmp_path)
+    write_json(tmp_path / "run.json", build_report())
+    marker = tmp_path / "held"
+    first = _popen(["report", "run.json", "--json", "a.json"], _held(marker, **env), tmp_path)
+    try:
+        _wait_for(lambda: marker.exists() or first.poll() is not None)
+        assert f"command from pid {first.pid}" in server_log(sock)
+        waiting, said = _in_line(["bisect", "--json", "w.json"], env, tmp_path)
+        waiting.send_signal(signal.SIGINT)
+        _, err = waiting.communicate(timeout=60)
+        assert first.poll() is None, "the first command ended before the test could interrupt one waiting behind it"
+        err = said + err
+        assert waiting.returncode == 130 and "waiting" in err and err.rstrip().endswith("cpdebug: interrupted")
+        second, said = _in_line(["report", "nope.json"], env, tmp_path)
+    finally:
+        marker.unlink(missing_ok=True)  # the first goes on
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert "waiting" in second.stderr.splitlines()[0] and second.returncode == 2
+    _, rest = second.communicate(timeout=120)
+    assert "waiting" in (said + rest).splitlines()[0] and second.returncode == 2
     assert json.loads((tmp_path / "a.json").read_text())["schema"] == "cp_debug.report/1"
     assert f"command from pid {waiting.pid}" not in server_log(sock) and not (tmp_path / "w.json").exists()
 
 
+def _popen(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cp_debug.cli.main", *args], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _in_line(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`cpdebug ARGS` once it waits in the server's line behind a held command, and its first line on stderr, which
+    says so: the caller prints it after setting its Ctrl-C handler, so a SIGINT from here on goes to the server."""
+    p = _popen(args, env, cwd)
+    line = p.stderr.readline()
+    assert "waiting" in line, line + p.communicate()[1]
+    return p, line
+
+
 def test_serve_status_stop_and_idle_end(tmp_path):
+    """The server's idle time starts only once the test has asked what it asks (it is held before its idle clock,
+    cp_debug/server/hold.py, until the test removes the marker): a short idle time that cannot end under a check."""
     tmp_path.chmod(0o700)
-    sock = tmp_path / "own.sock"
+    sock, marker = tmp_path / "own.sock", tmp_path / "held"
     env = serve_env(sock)
     assert "no cpdebug server is up" in cpdebug(["serve", "--status"], env, tmp_path).stdout
-    up = cpdebug(["serve", "--idle-minutes", "0.2"], env, tmp_path)  # 12 s
-    assert up.returncode == 0 and "cpdebug server up: pid" in up.stdout, up.stderr
-    status = cpdebug(["serve", "--status"], env, tmp_path).stdout
-    assert "0 command(s) served, idle" in status and "code current" in status
-    again = cpdebug(["serve"], env, tmp_path)
-    assert again.returncode == 0 and "already up" in again.stdout
+    try:
+        up = cpdebug(["serve", "--idle-minutes", "0.01"], {**env, "CPDEBUG_SERVER_HOLD": f"idle:{marker}"}, tmp_path)
+        assert up.returncode == 0 and "cpdebug server up: pid" in up.stdout, up.stderr
+        _wait_for(lambda: marker.exists())  # serving, its idle clock not started
+        status = cpdebug(["serve", "--status"], env, tmp_path).stdout
+        assert "0 command(s) served, idle" in status and "code current" in status
+        again = cpdebug(["serve"], env, tmp_path)
+        assert again.returncode == 0 and "already up" in again.stdout
+    finally:
+        marker.unlink(missing_ok=True)  # its idle time (0.6 s) starts
     _wait_for(lambda: not sock.exists(), timeout=60)  # idle: it stopped and took its socket with it
     assert "idle: stopping" in server_log(sock)
     assert cpdebug(["serve", "--quiet"], env, tmp_path).returncode == 0
