@@ -13,9 +13,10 @@ pytest.importorskip("nuscenes.eval.detection.algo")
 
 
 def test_tf_eval_scores_the_node_boxes_per_backend(tmp_path):
+    """One scene: no check rests on their number (mAP 0.63 per lane on it, 0.47 on two)."""
     out = tmp_path / "eval.json"
     res = cpdebug("eval", "--recipe", "transfusion", "--preset", "transfusion-demo", "--backends",
-                  "torch,ort-cpu-fp16", "--n", "2", "--json", out, "-q")
+                  "torch,ort-cpu-fp16", "--n", "1", "--json", out, "-q")
     assert res.returncode in (0, 4), res.stderr  # within precision or degraded, never diverged
     doc = json.loads(out.read_text())
     from cp_debug.models.transfusion.presets import get_preset

@@ -33,7 +33,9 @@ from tests.pillars032 import TINY_032  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 CFG = get_preset(TINY_032)  # the demo weights on the pillars they were trained on
 S = 1_000_000_000
-SEEDS = list(heldout_seeds(3))
+# Two frames, each fault planted in both: a third cost ~12 CPU s of engine runs (seven variant re-runs of 160 x 160
+# each) and no check rests on the number.
+SEEDS = list(heldout_seeds(2))
 NODE_SEED = 1_732_377_600  # the node seeds its shuffle with the time: a seed the replay does not try
 
 
@@ -140,7 +142,8 @@ def test_replay_names_the_planted_fault(world, fault, storage):
     runner, _, _, cap, weights, _, _ = world
     source = frames_from_bag(_bag_once(world, fault, storage), CFG, lidar_topic=LIDAR_TOPIC,
                              objects_topic="/perception/object_recognition/detection/centerpoint/objects")
-    assert "3 frame(s) paired by header stamp (exact stamps; 3 exact), 0 cloud(s)" in source.pairing
+    n = len(SEEDS)
+    assert f"{n} frame(s) paired by header stamp (exact stamps; {n} exact), 0 cloud(s)" in source.pairing
     report = replay(source, runner, weights, ReplayOptions(seeds=(0, 1), max_voxels=(cap,)))
     assert report.best_family == EXPECTED[fault], report.verdict()
     verdict = report.verdict()
@@ -155,7 +158,7 @@ def test_replay_names_the_planted_fault(world, fault, storage):
         assert report.reference.fraction < 0.5
     assert "point order alone moves" in verdict
     frame = report.to_frame()
-    assert len(frame) == 3 * len(report.scores) and set(frame["token"]) == {f.token for f in source.frames}
+    assert len(frame) == n * len(report.scores) and set(frame["token"]) == {f.token for f in source.frames}
 
 
 @pytest.mark.parametrize("fault, words", [
