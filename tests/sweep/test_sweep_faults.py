@@ -13,19 +13,27 @@ import json
 import numpy as np
 import pytest
 
-from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.frames import held_out
+from cp_debug.data.scene_set import write_scene_set
+from cp_debug.data.scenes import heldout_seeds
 from cp_debug.eval.gates import budget_checks
+from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.sweep.lanes import build_subject
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.summary import junit_suite
 from tests.report.junit_schema import read_junit
-from tests.pillars032 import TINY_032
 from tests.sweep.planted import FAULT_BLOCK, occupied_pillars, write_faulty_deployment
 
-N = 6
+# the held-out frames swept: 2 to 6 (FIRST, N). On tiny's 0.64 m pillars healthy FP16 is within its precision on
+# held-out frames 0 and 2 to 10, but frames 1 and 11 are degraded: a bus's yaw turned 0.37 / 0.28 rad (> 0.25) at
+# |(sin, cos)| 0.26 / 0.11 (measured, torch vs ort-cpu-fp16, level block), which the judgement holds against it as it
+# should. The noise claims below are about healthy frames, so these are frames where FP16 is healthy. Five of them:
+# the two that fire plus three, the median of each probe they stand out from (on frames 2 to 7 the fault's block
+# stood at 5.5e4x its median and more). tiny has random weights on either pillar size: mAP is 0 on every lane.
+FIRST, N = 2, 5
+FRAMES = held_out(N, FIRST)
 
 BUDGET = """\
 max_map_drop: 0.05
@@ -42,19 +50,17 @@ no_frame_diverged: true
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    # the 0.32 m pillars (tests/pillars032.py): on tiny's own 0.64 m, healthy FP16 turned one box of frame 3 by
-    # 0.37 rad at |(sin, cos)| 0.26, beyond what the yaw's conditioning explains (closing note of issue 53)
-    cfg = get_preset(TINY_032)
+    cfg = get_preset("tiny")
     tmp = tmp_path_factory.mktemp("sweep")
-    frames = held_out(N)
-    occupied = {f.token: occupied_pillars(f.load(cfg).points, cfg) for f in frames}
+    occupied = {f.token: occupied_pillars(f.load(cfg).points, cfg) for f in FRAMES}
     ranked = sorted(occupied.values(), reverse=True)
     threshold = (ranked[1] + ranked[2]) / 2  # the two densest frames only
-    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset=TINY_032)), tmp / "deploy",
+    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset="tiny")), tmp / "deploy",
                                      threshold)
     cand = f"ort@{faulty}"
-    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset=TINY_032)
-    opts = SweepOptions(settings, tmp / "out", n=N, shard_size=4, bisect_top=0, bootstrap=20)
+    write_scene_set(cfg, tmp / "scenes", heldout_seeds(N, FIRST))  # the sweep takes held-out frames from the first
+    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset="tiny")
+    opts = SweepOptions(settings, tmp / "out", scenes=tmp / "scenes", shard_size=4, bisect_top=0, bootstrap=20)
     outcome = run_sweep(opts)
     doc = write_all(outcome, opts)
     dense = sorted(occupied, key=occupied.get, reverse=True)[:2]
@@ -169,7 +175,7 @@ def test_sweep_junit_validates_with_a_case_per_frame(swept, budgeted, tmp_path):
     write_junit(tmp_path / "sweep.xml", [junit_suite(doc, [c.junit_case("cpdebug.budget") for c in checks])])
     cases = read_junit(tmp_path / "sweep.xml")["cpdebug.sweep"]
     frames = {name: msg for name, cls, msg in cases if cls == "cpdebug.sweep.torch"}
-    assert set(frames) == {f.token for f in held_out(N)}
+    assert set(frames) == {f.token for f in FRAMES}
     assert {t for t, m in frames.items() if m} == dense
     assert all("diverged" in frames[t] and "layer-local at pts_backbone.blocks.1" in frames[t] for t in dense)
     budget_cases = [(n, m) for n, cls, m in cases if cls == "cpdebug.budget"]

@@ -1,47 +1,75 @@
-"""The Ray path on a local Ray cluster: the same sweep.json as in process, and a worker killed mid-sweep retried."""
+"""The Ray path, with one Ray cluster for the module: `sweep --ray local` (the CLI, run in this process) starts Ray's
+own cluster on this machine and gives the sweep.json numbers of the in-process sweep, with its one worker killed
+mid-sweep and retried; `--ray auto` without a running cluster is one line saying which form is which."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from cp_debug.sweep.records import SweepSettings
-from cp_debug.sweep.report import sweep_doc
-from cp_debug.sweep.session import SweepOptions, run_sweep
+from cp_debug.data.frames import held_out
+from tests.cli_run import cpdebug
 from tests.sweep.ray_lock import one_ray_module
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-SETTINGS = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", level="stage")
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "3",
+        "--shard-size", "1", "--bisect-top", "0", "--bootstrap", "20", "--no-html", "-q")
+NO_ADDRESS = {"RAY_ADDRESS": None}  # a developer's RAY_ADDRESS would point --ray auto at their cluster
 
 
-def _comparable(doc: dict) -> dict:
-    doc = dict(doc)
+@pytest.fixture(scope="module", autouse=True)
+def _alone():
+    """No other module's Ray cluster comes up while these run (`ray_lock`)."""
+    with one_ray_module():
+        yield
+
+
+def _numbers(out: Path) -> dict:
+    """sweep.json less what differs between runs of the same numbers: versions, the executor, where it was written."""
+    doc = json.loads((out / "sweep.json").read_text())
     doc.pop("environment")
     doc["settings"] = {k: v for k, v in doc["settings"].items() if k != "executor"}
     return doc
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    with one_ray_module():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def _gcs_running() -> bool:
+    """A Ray cluster's GCS server runs on this machine (what `--ray auto` finds: Ray scans the processes for it)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            yield
-        finally:
-            ray.shutdown()
+            if "gcs_server" in comm.read_text():
+                return True
+        except OSError:  # the process ended meanwhile
+            continue
+    return False
 
 
-def test_ray_gives_the_same_sweep_json_and_survives_a_killed_worker(local_ray, tmp_path):
+def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
+    # first in the module: the test below starts (and shuts down) a cluster of its own
+    if ray.is_initialized() or os.path.exists("/tmp/ray/ray_current_cluster"):
+        pytest.skip("a Ray cluster may be running on this machine: --ray auto would join it")
+    r = cpdebug(*ARGS, "--out", tmp_path / "auto", "--ray", "auto", cwd=ROOT, env=NO_ADDRESS)
+    if r.returncode == 0 and _gcs_running():  # under pytest-xdist another test's cluster came up meanwhile: joined
+        pytest.skip("another test's Ray cluster was running: --ray auto joined it, as Ray means it")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "cpdebug: error: no running Ray cluster found: start one with `ray start --head`, or use --ray local for a "
+        "cluster on this machine"], r.stderr
+    assert not ray.is_initialized()
+
+
+def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp_path, monkeypatch):
     from cp_debug.sweep import executor as ex
 
-    base = SweepOptions(SETTINGS, tmp_path / "inproc", n=3, shard_size=1, bisect_top=0, bootstrap=20)
-    local = sweep_doc(run_sweep(base), base)
+    here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)
+    assert here.returncode in (0, 1, 4), here.stderr
 
     killed = []
     started = ex.RayExecutor.start
@@ -49,7 +77,7 @@ def test_ray_gives_the_same_sweep_json_and_survives_a_killed_worker(local_ray, t
     def start_and_arm(self):  # kill the actor's process while it works on the second shard
         actors = started(self)
         pid = ray.get(actors[0].getpid.remote())
-        first = tmp_path / "ray" / "shards" / "shard-00000.json"
+        first = tmp_path / "local" / "shards" / "shard-00000.json"
 
         def kill():
             while not first.exists():
@@ -61,13 +89,13 @@ def test_ray_gives_the_same_sweep_json_and_survives_a_killed_worker(local_ray, t
         threading.Thread(target=kill, daemon=True).start()
         return actors
 
-    ex.RayExecutor.start = start_and_arm
-    try:
-        opts = SweepOptions(SETTINGS, tmp_path / "ray", n=3, shard_size=1, bisect_top=0, bootstrap=20, ray="auto",
-                            ray_workers=1)
-        outcome = run_sweep(opts)
-    finally:
-        ex.RayExecutor.start = started
+    monkeypatch.setattr(ex.RayExecutor, "start", start_and_arm)
+    local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
+                    env=NO_ADDRESS)
     assert killed
-    assert [r.token for r in outcome.results] == [f["token"] for f in sorted(local["frames"], key=lambda f: f["token"])]
-    assert _comparable(sweep_doc(outcome, opts)) == _comparable(local)
+    assert local.returncode == here.returncode, local.stderr
+    assert not ray.is_initialized()  # the cluster --ray local started is shut down with the sweep
+    on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
+    assert on_ray["kind"] == "ray" and on_ray["address"] == "local" and on_ray["workers"] == 1
+    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
+    assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
