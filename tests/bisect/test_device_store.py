@@ -5,7 +5,10 @@ a CUDA reference runs; the report's figures must be the host path's."""
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,10 +37,15 @@ def test_device_tier_spills_to_host_past_its_budget_and_copies_out_on_get():
 
 
 @pytest.fixture(scope="module")
-def reports():
+def subject():
+    """The tiny preset's subject, read by every bisect of this file (each test's engines always shared theirs)."""
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
+    return centerpoint_subject("tiny", random_weights=True, trace_side=64)
+
+
+@pytest.fixture(scope="module")
+def reports(subject):
     out = {}
     for mb in (0, 1024):  # 0: every probe on the host (numpy); 1024: the device tier, CPU tensors
         engine = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
@@ -79,23 +87,15 @@ def test_the_device_path_gives_the_host_paths_report(reports):
             assert (k < n) if few and n > 1 else (k == n), (n, k)
 
 
-@pytest.mark.slow  # three tiny-preset bisects of ORT stages: about 30 s on two shared cores
-def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report():
+@pytest.mark.slow  # three tiny-preset bisects of ORT stages (one of them read by the run-ahead test too)
+def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_report(ort_runs):
     """An ORT reference's stages run whole (`lockstep=False`; on CUDA `placement.device_whole` takes this path
     for ORT pairs) with its probes read through `infer_device` straight into the device tier, the noise floor and
     the candidate's probes and local errors compared there: the same report as every value on the host."""
-    from cp_debug.bisect.placement import device_whole
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
-    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
-    out = {}
-    for mb, lockstep in ((0, False), (1024, False), (0, True)):
-        engine = BisectEngine(subject, ("ort", BackendSpec.parse("ort")),
-                              [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
-                              BisectOptions(level="block", lockstep=lockstep, device_budget_mb=mb))
-        out[mb, lockstep] = engine.run()
-        # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
-        assert not device_whole(engine.run_state, BackendSpec.parse("ort-cpu-fp16"))
+    out = {(mb, lockstep): ort_runs[mb, lockstep, True] for mb, lockstep in ((0, False), (1024, False), (0, True))}
+    # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
+    assert not any(run.device_whole for run in out.values())
+    out = {key: run.report for key, run in out.items()}
     host, dev, locked = out[0, False], out[1024, False], out[0, True]
     # the rows the lockstep lists, whole stages list too: a probe the ONNX graph lacks would be reported missing
     # with the lockstep's note, not left out (at the block level the tiny preset has none since the container
@@ -125,8 +125,8 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
 
 def _without_times(report) -> dict:
     """A report's JSON without what a clock or the machine's free memory sets (each candidate's wall seconds, the
-    reference store's budgets)."""
-    doc = report.to_json()
+    reference store's budgets); a copy: the report itself is left as it was."""
+    doc = copy.deepcopy(report.to_json())
     doc.pop("wall_s")
     store = doc["settings"]["reference_store"]
     store.pop("budget_mb")
@@ -134,78 +134,110 @@ def _without_times(report) -> dict:
     return doc
 
 
-def _ahead_gives_the_serial_report(monkeypatch, pairs, options: dict, preset: str = "tiny", min_runs: int = 2):
+@dataclass
+class Run:
+    report: Any
+    threads: list[str]  # the threads the candidate's stage runs went ahead on (`Ahead._run`, spied), in order
+    device_whole: bool  # `placement.device_whole` for the candidate, after the run
+
+
+def _spied_runs(subject, ref: str, cand: str, configs: dict) -> dict:
+    """key -> Run: the bisect of (ref, cand) on `subject` at the block level with each configuration's options."""
+    import threading
+
     from cp_debug.bisect import ahead
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+    from cp_debug.bisect.placement import device_whole
 
     threads: list[str] = []
     made = ahead.Ahead._run
 
     def spied(self, state, feed):
-        import threading
-
         threads.append(threading.current_thread().name)
         return made(self, state, feed)
 
-    monkeypatch.setattr(ahead.Ahead, "_run", spied)
-    subject = centerpoint_subject(preset, random_weights=True, trace_side=64)
-    for ref, cand in pairs:
-        docs = {}
-        for overlap in (False, True):
+    out = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ahead.Ahead, "_run", spied)
+        for key, options in configs.items():
             threads.clear()
             engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(cand, BackendSpec.parse(cand))],
-                                  BisectOptions(level="block", overlap=overlap, **options))
-            docs[overlap] = _without_times(engine.run())
-            beside = [stage.pop("ran_beside_reference", False)
-                      for stage in docs[overlap]["settings"]["backends"][cand].values()]
-            assert beside and all(beside) == overlap and any(beside) == overlap, beside  # said in the report
-            # every stage's run (and each refinement's) went ahead on the helper thread, none without overlap
-            assert (len(threads) >= min_runs and all(t.startswith("cpdebug-ahead") for t in threads)) if overlap \
-                else not threads
-        a, b = (json.dumps(docs[k], sort_keys=True, indent=0).splitlines() for k in (False, True))
-        assert a == b, (ref, [(x, y) for x, y in zip(a, b) if x != y][:5])
-        rows = docs[True]["results"][cand]
-        assert sum(r["local_rel_rmse"] is not None for r in rows) >= 10, ref  # local errors measured ahead, and equal
+                                  BisectOptions(level="block", **options))
+            report = engine.run()
+            out[key] = Run(report, list(threads), device_whole(engine.run_state, BackendSpec.parse(cand)))
+    return out
 
 
-@pytest.mark.slow  # four tiny-preset bisects: about 20 s on two shared cores
-def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(monkeypatch):
+@pytest.fixture(scope="module")
+def ort_runs(subject):
+    """The ORT-referenced bisects of this file, (device_budget_mb, lockstep, overlap) -> Run: the IO binding test reads
+    the three with overlap (BisectOptions' default), the run-ahead test (1024, False) with and without it."""
+    keys = ((0, False, True), (1024, False, True), (0, True, True), (1024, False, False))
+    return _spied_runs(subject, "ort", "ort-cpu-fp16",
+                       {k: {"device_budget_mb": k[0], "lockstep": k[1], "overlap": k[2]} for k in keys})
+
+
+def _ahead_gives_the_serial_report(runs: dict, ref: str, cand: str, min_runs: int = 2) -> None:
+    """`runs`: overlap (False, True) -> Run of the same bisect otherwise."""
+    docs = {}
+    for overlap in (False, True):
+        docs[overlap] = _without_times(runs[overlap].report)
+        threads = runs[overlap].threads
+        beside = [stage.pop("ran_beside_reference", False)
+                  for stage in docs[overlap]["settings"]["backends"][cand].values()]
+        assert beside and all(beside) == overlap and any(beside) == overlap, beside  # said in the report
+        # every stage's run (and each refinement's) went ahead on the helper thread, none without overlap
+        assert (len(threads) >= min_runs and all(t.startswith("cpdebug-ahead") for t in threads)) if overlap \
+            else not threads
+    a, b = (json.dumps(docs[k], sort_keys=True, indent=0).splitlines() for k in (False, True))
+    assert a == b, (ref, [(x, y) for x, y in zip(a, b) if x != y][:5])
+    rows = docs[True]["results"][cand]
+    assert sum(r["local_rel_rmse"] is not None for r in rows) >= 10, ref  # local errors measured ahead, and equal
+
+
+def _ahead_pairs(subject, pairs, options: dict, min_runs: int = 2) -> None:
+    for ref, cand in pairs:
+        runs = _spied_runs(subject, ref, cand, {overlap: {**options, "overlap": overlap} for overlap in (False, True)})
+        _ahead_gives_the_serial_report(runs, ref, cand, min_runs)
+
+
+@pytest.mark.slow  # three tiny-preset bisects (a fourth shared with the IO binding test): about 15 s on two cores
+def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(subject, ort_runs):
     """With the reference's probes on the device tier, an ONNX Runtime candidate prepares, runs and measures its local
     errors on helper threads while the reference runs (`bisect/ahead.py`): the report is the serial one, value for
     value, for an ONNX Runtime reference read through IO binding and for a torch reference streaming its probes."""
-    _ahead_gives_the_serial_report(monkeypatch, [("ort", "ort-cpu-fp16")],
-                                   {"lockstep": False, "device_budget_mb": 1024})
+    _ahead_gives_the_serial_report({overlap: ort_runs[1024, False, overlap] for overlap in (False, True)},
+                                   "ort", "ort-cpu-fp16")
     # the torch reference: a tolerance no FP16 value meets, so the candidate diverges and the refinement's re-runs go
     # ahead too (3 runs) — what a healthy torch-referenced run does ahead (stages, local errors), and more
-    _ahead_gives_the_serial_report(monkeypatch, [("torch", "ort-cpu-fp16")],
-                                   {"lockstep": False, "device_budget_mb": 1024, "atol": 1e-7, "rtol": 0.0,
-                                    "tolerance_mode": "fixed"}, min_runs=3)
+    _ahead_pairs(subject, [("torch", "ort-cpu-fp16")],
+                 {"lockstep": False, "device_budget_mb": 1024, "atol": 1e-7, "rtol": 0.0, "tolerance_mode": "fixed"},
+                 min_runs=3)
 
 
 @pytest.mark.gpu
 @pytest.mark.needs("cuda", "onnxruntime-gpu")
-def test_a_candidate_run_ahead_on_cuda_gives_the_serial_report(monkeypatch):
+def test_a_candidate_run_ahead_on_cuda_gives_the_serial_report():
     """The same on CUDA, where it is the default: an ORT pair (`device_whole`) and a torch reference, each candidate's
     FP16 session made and run beside the reference's runs on its own CUDA stream."""
-    _ahead_gives_the_serial_report(monkeypatch, [("ort-cuda", "ort-cuda-fp16"), ("torch-cuda", "ort-cuda-fp16")],
-                                   {}, preset="demo")
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    _ahead_pairs(centerpoint_subject("demo", random_weights=True, trace_side=64),
+                 [("ort-cuda", "ort-cuda-fp16"), ("torch-cuda", "ort-cuda-fp16")], {})
 
 
 @pytest.mark.slow  # one tiny-preset stage: a few seconds
-def test_an_error_on_the_engines_thread_stops_the_candidate_ahead_and_is_the_one_raised(monkeypatch):
+def test_an_error_on_the_engines_thread_stops_the_candidate_ahead_and_is_the_one_raised(monkeypatch, subject):
     """The reference fails after its first run (its noise run raises, injected): the candidate's helpers are stopped
     and joined (its local errors give up before measuring anything), no thread is left behind, and the engine's own
     error is the one the caller sees."""
     import threading
 
     from cp_debug.bisect import stage_whole
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     def failing(*args, **kwargs):
         raise RuntimeError("the reference's noise run failed")
 
     monkeypatch.setattr(stage_whole, "_noise_run", failing)
-    subject = centerpoint_subject("tiny", random_weights=True, trace_side=64)
     engine = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
                           [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
                           BisectOptions(level="block", lockstep=False, device_budget_mb=1024))

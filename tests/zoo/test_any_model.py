@@ -35,7 +35,7 @@ def _tensors(report: dict) -> dict[str, str | None]:
 
 
 def test_the_trace_names_every_call_and_every_tensor_of_a_container_output():
-    trace = trace_module(*models.build_resnet18())
+    trace = trace_module(*models.build_resnet())
     assert {"layer1.0.relu#1", "layer1.0.relu#2"} <= set(trace.order) and "layer1.0.relu" not in trace.order
     assert trace.site("layer1.0.relu#2").call == 2 and trace.call_counts["layer1.0.relu"] == 2
     detr = trace_module(*models.build_detr())
@@ -49,7 +49,7 @@ def test_the_trace_names_every_call_and_every_tensor_of_a_container_output():
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_a_healthy_resnet_is_within_precision_at_level_all_each_relu_call_its_own_probe(tmp_path, exporter):
-    report = _bisect(tmp_path, "build_resnet18", "--backends", "torch,ort", "--level", "all", "--exporter", exporter)
+    report = _bisect(tmp_path, "build_resnet", "--backends", "torch,ort", "--level", "all", "--exporter", exporter)
     rows, tensors = _rows(report), _tensors(report)
     assert report["first_divergent"] == {"ort": None}
     for block in ("layer1.0", "layer4.1"):
