@@ -122,8 +122,8 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         return {b: _boundary(run, i, known[b], device) for b in cut.inputs}
 
     alone, joined = cuts, 0
-    if device is not None and len(cuts) > 1:  # segments side by side: a session per group, not per probe
-        alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured)
+    if len(cuts) > 1 and qdq is None and spec.precision != "int8":  # side by side: a session per group, not per probe
+        alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured, device is not None)
     # for the report: how many segments, in how many sessions
     found.settings.update(local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
     for p, tensor, cut in alone:
@@ -145,23 +145,29 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     return found
 
 
-# the local values one side-by-side session holds at once (each group's outputs, on the device): an eighth of the
-# store's device budget, at least 1 GiB
+# the local values one side-by-side session holds at once (each group's outputs): on the device an eighth of the
+# store's device budget, at least 1 GiB; on the host an eighth of its memory budget
 SIDE_BY_SIDE_SHARE, SIDE_BY_SIDE_MIN_BYTES = 8, 1 << 30
 
 
-def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of, measured) -> tuple[list, int]:
+def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of, measured,
+                  on_device: bool) -> tuple[list, int]:
     """The probes' segments run side by side (`graph.grouped.side_by_side`), a session per group of them instead
     of one per probe (on the H100 each session's setup and first run cost ~30 ms: awml-base's 66 segments were a
-    third of an ORT pair's bisect); each member's value goes to `measured`. Returns the cuts left to run alone
-    (a group of one, or a group whose model or session failed) and the number of sessions that ran groups."""
+    third of an ORT pair's bisect; on the CPU, tiny's 87 sessions of an FP16 pair became 5, every local value the
+    same bit for bit), read on the device where `on_device`, else on the host; each member's value goes to
+    `measured`. INT8 segments are not joined (each is calibrated and quantized on its own feed). Returns the cuts
+    left to run alone (a group of one, or a group whose model or session failed) and the number of sessions that
+    ran groups."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.graph.grouped import CUT_SUFFIX, side_by_side, side_by_side_groups
 
     by_index = {cut.index: (p, tensor, cut) for p, tensor, cut in cuts}
     sizes = {tensor: run.store.nbytes(p.name) for p, tensor, _ in cuts}
     alone, joined = [], 0
-    budget = max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE)
+    # on the host, a share of the store's memory budget (--memory-budget 0: every segment alone, as it was)
+    budget = (max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE) if on_device
+              else run.store.budget // SIDE_BY_SIDE_SHARE)
     for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
         members = [by_index[seg.index] for seg in group]
         if len(members) == 1:
@@ -172,7 +178,8 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
             m = side_by_side(model, group, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
                              {tensor: run.store.shape(p.name) for p, tensor, _ in members})
             with make_runner(spec, onnx_model=m, **_session_kw(run, spec, m)) as r:
-                vals = r.infer_device({b + CUT_SUFFIX: v for b, v in feed.items()})
+                joint = {b + CUT_SUFFIX: v for b, v in feed.items()}
+                vals = r.infer_device(joint) if on_device else r.infer(joint)
         except Exception:  # noqa: BLE001 - the members run alone, one session each, as before
             alone += members
             continue
