@@ -87,9 +87,11 @@ def test_check_of_the_fix_holds_here_and_names_a_graph_changed_since(planted, tm
 
 
 def test_a_healthy_transfusion_needs_no_fix(tmp_path):
+    """One candidate given: the search's first run (nothing kept) is the claim, whatever the candidates; given, they
+    are not ranked by a pass over every tensor of the FP32 graph."""
     out = tmp_path / "fix"
     proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", "--backends", "torch,ort-cpu-fp16",
-                   "--scenes", 1, "--out", out, "--json", tmp_path / "run.json", "--quiet")
+                   "--scenes", 1, "--candidates", DECOY, "--out", out, "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["status"] == "not_needed" and doc["set"]["keep_fp32"] == []
