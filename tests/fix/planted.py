@@ -46,14 +46,16 @@ LOCAL_OVERFLOW_NODES = ("pts_backbone_neck_head.onnx:/pts_neck/deblocks.0/debloc
                         "pts_backbone_neck_head.onnx:/pts_bbox_head/shared_conv/conv/Conv")
 
 
-def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, random_weights: bool = True):
+def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, random_weights: bool = True,
+                              scene: int = 0):
     """A checkpoint computing what `preset`'s model computes in FP32, whose neck holds values beyond FP16's range:
-    pts_neck.deblocks.0's BatchNorm (weight and bias) × a factor that brings its output's largest value on the first
-    held-out scene to `peak`, so that output, its ReLU and the neck's concat are that much larger, and the shared
-    conv's weights on those channels ÷ the factor, so everything after it is as before. In FP16 those values
-    overflow; keeping the deblock's conv, its ReLU, the concat and the shared conv in FP32 (`LOCAL_OVERFLOW_NODES`)
-    fixes it, and the rest of the network is the model's own FP16. `random_weights=False` takes the preset's
-    shipped trained weights (demo). Returns the path."""
+    pts_neck.deblocks.0's BatchNorm (weight and bias) × a factor that brings its output's largest value on held-out
+    scene `scene` (default the first) to `peak` (every scene's output is scaled by that one factor), so that output,
+    its ReLU and the neck's concat are that much larger, and the shared conv's weights on those channels ÷ the
+    factor, so everything after it is as before. In FP16 those values overflow; keeping the deblock's conv, its
+    ReLU, the concat and the shared conv in FP32 (`LOCAL_OVERFLOW_NODES`) fixes it, and the rest of the network is
+    the model's own FP16. `random_weights=False` takes the preset's shipped trained weights (demo). Returns the
+    path."""
     import torch
 
     from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene
@@ -69,7 +71,7 @@ def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, ran
         from cp_debug.ptq.scenes import head_outputs, stage_inputs
 
         cfg = get_preset(preset)
-        head_outputs(model, stage_inputs(model, cfg, make_scene(cfg, HELDOUT_SEED_BASE).points)[1])
+        head_outputs(model, stage_inputs(model, cfg, make_scene(cfg, HELDOUT_SEED_BASE + scene).points)[1])
     finally:
         hook.remove()
     factor = peak / seen[0]

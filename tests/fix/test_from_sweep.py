@@ -15,7 +15,6 @@ pytestmark = pytest.mark.slow
 
 
 
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     from cp_debug.models.centerpoint.source import ModelRecord
@@ -25,7 +24,9 @@ def swept(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("fix_sweep")
     ckpt = str(local_overflow_checkpoint(tmp / "planted.pth"))
-    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt)
+    # one intra-op thread, as conftest gives each xdist worker: the sweep's default is every core, whose torch and
+    # ONNX Runtime threads spin against the other worker's (this sweep: 42 -> 25 CPU s). Thread counts only.
+    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt, threads=1)
     opts = SweepOptions(settings, tmp / "sweep", n=3, shard_size=3, bisect_top=1, bootstrap=0,
                         model_record=ModelRecord.of("tiny", checkpoint=ckpt))
     doc = write_all(run_sweep(opts), opts, html_report=False)
