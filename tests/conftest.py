@@ -28,10 +28,12 @@ def _one_share_of_the_cores(threads: int) -> None:
     spin): on the 2-core machine a tiny-preset bisect took 30 CPU s with one intra-op thread, 39 with the default
     two. torch's and ONNX Runtime's intra-op threads in this worker are its share (`intra_op_num_threads` where a
     session's options leave it at ORT's default, 0), and OMP_NUM_THREADS / MKL_NUM_THREADS tell the cpdebug
-    processes a test starts the same. Thread counts only: the same kernels run on the same data."""
+    processes a test starts the same; CPDEBUG_COMPARE_THREADS (`parallel.thread_count`: an in-process sweep's
+    threads, the comparisons' split) too — a sweep took 42 CPU s on every core against 25 on one. Thread counts
+    only: the same kernels run on the same data."""
     import onnxruntime as ort
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CPDEBUG_COMPARE_THREADS"):
         os.environ.setdefault(var, str(threads))
     torch.set_num_threads(threads)
     plain = ort.InferenceSession.__init__
