@@ -110,9 +110,11 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
     judge = HeadJudge(cfg, frames, reference, target, heads, "fp16")
     result = search_fix(candidates, judge, target, len(frames), worst=worst, frame_order=frame_order,
                         on_step=step_printer(progress))
-    fixed = converted(result.keep) if result.keep is not None else None
+    plain = converted(())
+    # nothing kept: the fix is the plain pair itself, the same graphs (verification then runs them once)
+    fixed = None if result.keep is None else plain if not result.keep else converted(result.keep)
     modules = modules if modules is not None else node_modules(fp32_models, module_names)
-    return Fp16Fix(result, dict(fp32_models), converted(()), fixed, {k: modules.get(k) for k in result.keep or ()})
+    return Fp16Fix(result, dict(fp32_models), plain, fixed, {k: modules.get(k) for k in result.keep or ()})
 
 
 class _Plain:

@@ -92,8 +92,11 @@ def verify_pair(cfg, frames: FrameSet, target: FixTarget, reference: Sequence, f
         figs = Figures(tuple(every), errs, names, lost, added, ref_ev.mean_ap - ev.mean_ap, verdicts=verdicts)
         return Lane(figs, ev.mean_ap, ev.nds, _median_ms(seconds)), dets
 
-    plain_lane = lane(plain, "plain candidate")[0] if plain is not None else None
-    fixed_lane, fixed_dets = lane(fixed, "fix")
+    plain_run = lane(plain, "plain candidate") if plain is not None else None
+    # a fix that keeps nothing is the plain pair, the very same graphs: its lane is the plain one, not run twice
+    same = plain is not None and len(plain) == len(fixed) and all(a is b for a, b in zip(plain, fixed))
+    fixed_lane, fixed_dets = plain_run if same else lane(fixed, "fix")
+    plain_lane = plain_run[0] if plain_run is not None else None
     with progress_step(progress, "verification: per-class AP change"):
         per_class = class_ap_change(cfg, frames, ref_dets, fixed_dets, bootstrap)
     return Verification(target, frames, ref_ev.mean_ap, ref_ev.nds, plain_lane, fixed_lane, per_class, device,
