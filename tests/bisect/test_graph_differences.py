@@ -32,9 +32,14 @@ BETWEEN = ["pts_backbone.blocks.1.5", "pts_backbone.blocks.1.7"]
 
 @pytest.fixture(scope="module")
 def tiny_subject():
+    """The tiny preset's modules and seed-0 weights on a 40 x 40 grid of its 0.64 m pillars (its middle quarter):
+    the same graphs, a quarter of the 80 x 80 grid's work in each of a bisect's runs."""
+    from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    return centerpoint_subject("tiny")
+    cfg = get_preset("tiny").with_(name="tiny-40", point_cloud_range=(-12.8, -12.8, -3.0, 12.8, 12.8, 5.0))
+    assert cfg.grid_size == (40, 40)
+    return centerpoint_subject(cfg)
 
 
 def _insert(op: str):

@@ -24,6 +24,20 @@ def run(func: str, backends: str, inputs=None, **opts):
     return engine.run()
 
 
+@pytest.fixture(scope="module")
+def bisected():
+    """`run(func, backends)` once per pair in this module: the tests that read the same bisect share its report (none
+    changes it). Settings other than the defaults go through `run` itself."""
+    reports = {}
+
+    def get(func: str, backends: str):
+        if (func, backends) not in reports:
+            reports[func, backends] = run(func, backends)
+        return reports[func, backends]
+
+    return get
+
+
 def test_healthy_model_is_within_tolerance_on_ort():
     report = run("healthy", "torch,ort")
     cand = report.candidates[0]
@@ -35,8 +49,8 @@ def test_healthy_model_is_within_tolerance_on_ort():
     assert out.diff is not None and out.diff.max_abs < 1e-4
 
 
-def test_fp16_overflow_is_found_in_the_planted_conv():
-    report = run("fp16_overflow", "torch,torch-cpu-fp16")
+def test_fp16_overflow_is_found_in_the_planted_conv(bisected):
+    report = bisected("fp16_overflow", "torch,torch-cpu-fp16")
     cand = report.candidates[0]
     assert cand.first_divergent is not None and cand.first_divergent.startswith("body.2")
     assert cand.root_cause.probe == "body.2.0"
@@ -59,8 +73,8 @@ def test_frozen_branch_is_attributed_to_the_gate(tmp_path):
     assert any("TracerWarning" in w for w in report.warnings)
 
 
-def test_int8_hostile_layer_is_the_root_cause():
-    report = run("int8_hostile", "torch,ort-cpu-int8")
+def test_int8_hostile_layer_is_the_root_cause(bisected):
+    report = bisected("int8_hostile", "torch,ort-cpu-int8")
     cand = report.candidates[0]
     assert cand.root_cause is not None
     assert cand.root_cause.probe.startswith("body.2"), cand.root_cause
@@ -94,12 +108,12 @@ def test_the_noise_model_flags_the_cancellation_where_it_happens():
     assert report.outcome.exit_code == 1
 
 
-def test_healthy_fp16_is_within_precision_and_every_planted_fault_is_not():
+def test_healthy_fp16_is_within_precision_and_every_planted_fault_is_not(bisected):
     healthy = run("healthy", "torch,torch-cpu-fp16").candidates[0]
     assert healthy.outcome.value == "within_precision", healthy.outcome_reason
     assert healthy.first_divergent is None
     for func, backends in (("fp16_overflow", "torch,torch-cpu-fp16"), ("int8_hostile", "torch,ort-cpu-int8")):
-        cand = run(func, backends).candidates[0]
+        cand = bisected(func, backends).candidates[0]
         assert cand.outcome.value == "diverged", (func, cand.outcome_reason)
         assert cand.root_cause.probe.startswith("body.2"), (func, cand.root_cause)
 

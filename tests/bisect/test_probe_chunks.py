@@ -3,6 +3,8 @@ the same verdicts and numbers (up to what exposing other outputs changes in ORT'
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -10,17 +12,30 @@ from cp_debug.bisect import stage_whole
 from tests.bisect.test_planted_faults import run
 
 
-def test_chunked_candidate_runs_give_the_one_run_results(monkeypatch, tmp_path):
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    """frozen_branch on torch,ort-cpu-fp16 with a chunk budget of 0 bytes (a session per chunk), run once for the
+    two tests that compare other runs with it: its report, the chunks `probe_chunks` made, and (spec, number of
+    probes) of every stage runner made."""
     x = -np.abs(np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)) - 3.0
-    np.savez(tmp_path / "in.npz", x=x)  # the branch the exporter froze: the ONNX candidate diverges at body.0
-    whole = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
-    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
-    seen = []
-    real = stage_whole.probe_chunks
-    monkeypatch.setattr(stage_whole, "probe_chunks", lambda *a: seen.append(real(*a)) or seen[-1])
-    chunked = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
+    inputs = tmp_path_factory.mktemp("chunks") / "in.npz"
+    np.savez(inputs, x=x)  # the branch the exporter froze: the ONNX candidate diverges at body.0
+    seen, made = [], []
+    real_chunks, real_make = stage_whole.probe_chunks, stage_whole.make_stage_runner
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stage_whole, "CHUNK_BYTES", 0)
+        mp.setattr(stage_whole, "probe_chunks", lambda *a: seen.append(real_chunks(*a)) or seen[-1])
+        mp.setattr(stage_whole, "make_stage_runner",
+                   lambda *a, **k: made.append((str(a[1]), len(a[3]))) or real_make(*a, **k))
+        report = run("frozen_branch", "torch,ort-cpu-fp16", inputs=inputs)
+    return SimpleNamespace(report=report, chunks=seen, runners=made, inputs=inputs)
+
+
+def test_chunked_candidate_runs_give_the_one_run_results(chunked):
+    whole = run("frozen_branch", "torch,ort-cpu-fp16", inputs=chunked.inputs)
+    seen = chunked.chunks
     assert max(len(c) for c in seen) > 1 and all(len(ch) == 1 for c in seen for ch in c)  # one probe a run
-    a, b = whole.candidates[0], chunked.candidates[0]
+    a, b = whole.candidates[0], chunked.report.candidates[0]
     assert b.root_cause.probe == a.root_cause.probe == "body.0" and b.first_divergent == a.first_divergent
     ra = {r.probe: r for r in a.results}
     for r in b.results:
@@ -39,24 +54,20 @@ def test_int8_candidates_are_never_chunked(monkeypatch):
     assert seen and all(len(c) == 1 for c in seen)
 
 
-def test_one_session_read_a_chunk_at_a_time_gives_the_chunked_results(monkeypatch, tmp_path):
+def test_one_session_read_a_chunk_at_a_time_gives_the_chunked_results(chunked, monkeypatch):
     """Where every probe fits in device memory (CUDA: `_fits_on_device`), one session exposes all of them and each
     run copies one chunk out: the same verdicts and numbers as a session per chunk. Forced here on the CPU."""
-    x = -np.abs(np.random.default_rng(0).standard_normal((1, 8, 16, 16)).astype(np.float32)) - 3.0
-    np.savez(tmp_path / "in.npz", x=x)
-    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
+    per_chunk = [n for spec, n in chunked.runners if "fp16" in spec]
     made = []  # (spec, probes) of every stage runner made
     real_make = stage_whole.make_stage_runner
+    monkeypatch.setattr(stage_whole, "CHUNK_BYTES", 0)
     monkeypatch.setattr(stage_whole, "make_stage_runner",
                         lambda *a, **k: made.append((str(a[1]), len(a[3]))) or real_make(*a, **k))
-    chunked = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
-    per_chunk = [n for spec, n in made if "fp16" in spec]
-    made.clear()
     monkeypatch.setattr(stage_whole, "_fits_on_device", lambda *a: True)
-    shared = run("frozen_branch", "torch,ort-cpu-fp16", inputs=tmp_path / "in.npz")
+    shared = run("frozen_branch", "torch,ort-cpu-fp16", inputs=chunked.inputs)
     one = [n for spec, n in made if "fp16" in spec]
     assert max(per_chunk) == 1 and len(per_chunk) > len(one) and max(one) > 1  # one session, all probes exposed
-    a, b = chunked.candidates[0], shared.candidates[0]
+    a, b = chunked.report.candidates[0], shared.candidates[0]
     assert b.root_cause.probe == a.root_cause.probe == "body.0" and b.first_divergent == a.first_divergent
     ra = {r.probe: r for r in a.results}
     assert {r.probe for r in b.results} == set(ra)

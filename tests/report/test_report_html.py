@@ -10,18 +10,27 @@ import pytest
 
 from cp_debug.errors import BadInputError
 from cp_debug.report.html import render_html, write_html
-from tests.report.sample import FP16, HINT, PLANTED
+from tests.report.sample import FP16, HINT, PLANTED, build_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> str:
+    """The sample report's page with its plots, written once for the two tests that read a whole page (drawing the
+    plots is most of a render); a warning holding a script tag is among its warnings."""
+    report = build_report()
+    report.warnings.append(SCRIPT)
+    return write_html(report, tmp_path_factory.mktemp("html") / "run.html").read_text(encoding="utf-8")
 
 
 def _pngs(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'<img[^>]+src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
-def test_html_is_one_self_contained_page(report, tmp_path):
-    path = write_html(report, tmp_path / "run.html")
-    html = path.read_text(encoding="utf-8")
+def test_html_is_one_self_contained_page(page):
+    html = page
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     assert '<table class="probes">' in html and PLANTED in html and escape(HINT) in html
     assert "◀ first divergent" in html and "★ root cause" in html
@@ -40,11 +49,9 @@ def test_html_without_plot_data_still_plots_the_errors(report):
     assert len(pngs) == 1 and pngs[0].startswith(PNG)
 
 
-def test_html_escapes_names(report):
-    text = "<script>alert(1)</script>"
-    report.warnings.append(text)
-    html = render_html(report)
-    assert f'<td class="warn">{escape(text)}</td>' in html  # shown among the warnings, as text
+def test_html_escapes_names(page):
+    html = page
+    assert f'<td class="warn">{escape(SCRIPT)}</td>' in html  # shown among the warnings, as text
     assert "<script" not in html.lower()  # the page runs no script, the warning's included
     assert not re.search(r'(src|href)="(https?:)?//', html)  # one self-contained file
 
