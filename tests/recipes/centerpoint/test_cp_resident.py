@@ -57,7 +57,7 @@ def test_a_runner_without_tensors_is_fed_numpy_in_a_resident_run(tiny_cfg, tiny_
 
 
 @pytest.mark.slow
-def test_resident_run_on_the_demo_preset(tmp_path):
+def test_resident_run_with_the_demo_weights(tmp_path):
     """The demo preset's shipped weights and 0.32 m pillars, one held-out frame, ONNX Runtime: the same boundaries
     and boxes. On the middle 160 x 160 cells of the demo's 320 x 320 grid (+-25.6 m, the frame laid out for that
     range): a quarter of the work in each run; 16 boxes on this frame."""
