@@ -6,7 +6,6 @@ sources line by line (see its docstring)."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -27,8 +26,15 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 # -- polygraphy RunResults, written by the polygraphy CLI -----------------------------------------------------------
 def _polygraphy(*args: str, cwd) -> None:
-    done = subprocess.run(["polygraphy", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    """`polygraphy ARGS` in `cwd`, through the CLI's entry point (`polygraphy.tools:main`, what the `polygraphy`
+    command runs) in this process: the files are what the CLI writes; a process of its own would only add its
+    start (Python, ONNX Runtime and polygraphy imported again, about 3 CPU seconds a run)."""
+    import contextlib
+
+    from polygraphy.tools import main
+
+    with contextlib.chdir(cwd):
+        assert main(list(args)) == 0, args
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +112,8 @@ def backbone():
     """The tiny preset's backbone/neck/head stage as the project exports it: its computed tensors, in graph order."""
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
-    model = centerpoint_subject("tiny", random_weights=True, trace_side=64).stages[1].onnx()
+    # the default trace side: the export the session's other tiny random-weights runs make (tests/lint, bisects)
+    model = centerpoint_subject("tiny", random_weights=True).stages[1].onnx()
     return model, [o for n in model.graph.node for o in n.output]
 
 

@@ -69,7 +69,7 @@ def test_bisect_reads_the_target_results_and_names_the_planted_layer(written):
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     kit, deployed, ckpt, _ = written
-    subject = centerpoint_subject("tiny", checkpoint=ckpt, points=kit / "frames" / "frame_000.npy", trace_side=64)
+    subject = centerpoint_subject("tiny", checkpoint=ckpt, points=kit / "frames" / "frame_000.npy")
     target, ort = f"trt-fp16@{kit}", f"ort-cpu-fp16@{deployed}"
     report = BisectEngine(subject, ("torch", BackendSpec.parse("torch")),
                           [(target, BackendSpec.parse(target)), (ort, BackendSpec.parse(ort))],

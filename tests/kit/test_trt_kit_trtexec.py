@@ -98,7 +98,7 @@ def test_bisect_reads_trtexec_dumps_and_names_the_planted_layer(written):
 
     kit, ckpt = written
     assert kf.open_kit(kit).manifest.held_precision == "fp16"  # the pair as deployed is what the target ran
-    subject = centerpoint_subject("tiny", checkpoint=ckpt, points=kit / "frames" / "frame_000.npy", trace_side=64)
+    subject = centerpoint_subject("tiny", checkpoint=ckpt, points=kit / "frames" / "frame_000.npy")
     target = f"trt-fp16@{kit}"
     report = BisectEngine(subject, ("torch", BackendSpec.parse("torch")), [(target, BackendSpec.parse(target))],
                           BisectOptions(noise_floor=False, level="layer")).run()

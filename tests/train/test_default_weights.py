@@ -54,7 +54,9 @@ def test_random_weights_and_other_presets_keep_the_random_initialisation():
 
 
 def test_shipped_weights_detect_held_out_scenes(demo):
-    result = validate(demo.model, demo.cfg, held_out(3))
+    # the first held-out scene (never a training seed): mAP 0.98 here, 0.93 over the first three; random weights
+    # detect nothing. One scene is a forward of the 320 x 320 grid (about 4 CPU s), not three.
+    result = validate(demo.model, demo.cfg, held_out(1))
     assert result.mean_ap >= 0.5, result.to_json()
 
 
