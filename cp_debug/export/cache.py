@@ -23,16 +23,20 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cp_debug.errors import plain
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
 from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir
 from cp_debug.graph.stored import load_entry, store_entry
 
-__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key"]
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+__all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key", "file_export_cached"]
 
 SCHEMA = "cp_debug.export_cache/1"
+FILE_SCHEMA = "cp_debug.file_export_cache/1"  # a deployment file's graph as torch.onnx.export wrote it
 
 
 def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
@@ -58,6 +62,52 @@ def export_cached(module, example_inputs: tuple, input_names, output_names, *, d
     stored = _store(folder, key, result)
     return ExportResult(result.model, result.exporter, result.warnings, result.fallback_reason, result.notes,
                         cache="stored" if stored else None)
+
+
+def file_export_cached(module, example_inputs: tuple, settings: dict,
+                       export: "Callable[[], onnx.ModelProto]") -> "onnx.ModelProto":
+    """A deployment file's graph (`recipes/centerpoint/export.export_stage`: torch.onnx.export as AWML runs it, not
+    `export_module`'s cleaned graph) through the cache: `export()` makes it afresh; keyed as `export_cached` keys
+    (module, weights, example inputs, sources, versions) with `settings` (names, axes, opset, folding, the writer's
+    own source). The warnings the export gave are stored with it and given again on a hit, so that what a run says
+    of them (its report's third-party warnings, their counts) is the same either way. Cache off: `export()`."""
+    import warnings
+
+    folder = cache_dir("exports")
+    if folder is None:
+        return export()
+    key = export_key(module, example_inputs, {"kind": FILE_SCHEMA, **settings})
+    found = load_entry(folder, key, FILE_SCHEMA)
+    if found is not None:
+        model, meta = found
+        for w in meta.get("warnings", []):
+            warnings.warn_explicit(w["message"], _warning_class(w["category"]), w["filename"], w["lineno"])
+        return model
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            model = export()
+    finally:  # said on, as they came, to whoever listens (the CLI's ThirdParty), once the recording has ended
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    said = [{"category": f"{w.category.__module__}:{w.category.__qualname__}", "message": str(w.message),
+             "filename": w.filename, "lineno": w.lineno} for w in caught]
+    store_entry(folder, key, model, {"schema": FILE_SCHEMA, "created": time.time(), "warnings": said})
+    return model
+
+
+def _warning_class(name: str) -> type[Warning]:
+    """The warning class stored as "module:qualname" (UserWarning where it cannot be found again)."""
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    try:
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError):
+        return UserWarning
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def export_key(module, example_inputs: Iterable, settings: dict) -> str:

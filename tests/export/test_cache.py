@@ -104,3 +104,45 @@ def test_the_recipe_subject_reads_its_stages_back(cache):
     for a, b in zip(first.stages, again.stages):
         assert a.onnx().SerializeToString() == b.onnx().SerializeToString()
         assert (a.export_cache, b.export_cache) == ("stored", "hit") and b.exporter == "torchscript"
+
+
+class _Warns(torch.nn.Module):
+    """A module whose trace warns (a tensor read as a Python bool), as CenterPoint's pillar encoder does."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        if x.shape[0] > 1 and bool(x.sum() > -1e9):  # data-dependent: a TracerWarning
+            x = x * 1.0
+        return self.lin(x)
+
+
+def test_a_file_export_is_read_back_whole_with_its_warnings_and_a_changed_weight_exports_again(cache, tmp_path):
+    """recipes/centerpoint/export.export_stage (the deployment files of export, eval, fix, bench, infer): the second
+    export of the same module is a cache entry read back — the same bytes, the same warnings said again — and one
+    changed weight exports afresh."""
+    import warnings
+
+    from cp_debug.recipes.centerpoint.export import export_stage
+
+    torch.manual_seed(0)
+    net, x = _Warns().eval(), torch.randn(5, 4)
+
+    def export(name: str) -> tuple[bytes, list[str]]:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            path = export_stage(net, (x,), ["x"], ["y"], {"x": {0: "n"}}, tmp_path / f"{name}.onnx",
+                                metadata={"cp_debug.preset": "none"})
+        return path.read_bytes(), sorted(f"{w.category.__name__}: {w.message}" for w in said)
+
+    first, said_first = export("a")
+    assert len(list(cache.glob("*.onnx"))) == 1
+    second, said_second = export("b")
+    assert second == first and len(list(cache.glob("*.onnx"))) == 1  # read back, not exported again
+    assert said_second == said_first and any(s.startswith("TracerWarning") for s in said_first)
+    with torch.no_grad():
+        net.lin.bias[0] += 1.0
+    third, _ = export("c")
+    assert third != first and len(list(cache.glob("*.onnx"))) == 2

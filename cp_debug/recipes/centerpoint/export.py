@@ -5,11 +5,14 @@ in-memory export of a module is `cp_debug.export`.
 
 TorchScript exporter (`dynamo=False`), opset 17, constant folding on, as AWML's exporter does. Example inputs
 come from a real (or synthetic) scan run through the torch glue, so traced shapes are realistic. Every file is
-written to a temporary name and moved into place, so a failed export never leaves a half-written model.
+written to a temporary name and moved into place, so a failed export never leaves a half-written model. The graph
+torch.onnx.export wrote is kept in the export cache (`export.cache.file_export_cached`, with the warnings it gave):
+eval, fix, bench and infer of the same model, weights and scan export once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -63,7 +66,11 @@ def export_stage(
     os.close(fd)
     modes = [(m, m.training) for m in module.modules()]  # restored exactly, submodule by submodule
     module.eval()
-    try:
+    axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
+
+    def fresh():
+        import onnx
+
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
@@ -73,15 +80,29 @@ def export_stage(
                 tmp,
                 input_names=list(input_names),
                 output_names=list(output_names),
-                dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                dynamic_axes=axes,
                 opset_version=opset,
                 do_constant_folding=do_constant_folding,
                 export_params=True,
                 training=torch.onnx.TrainingMode.EVAL,
                 dynamo=False,
             )
-        if metadata:
-            _add_metadata(tmp, metadata)
+        return onnx.load(tmp)
+
+    try:
+        import onnx
+
+        from cp_debug.export.cache import file_export_cached
+
+        # a second export of the same module, weights and inputs (eval, fix, bench, infer of one model) is read back
+        settings = {"input_names": list(input_names), "output_names": list(output_names), "dynamic_axes": axes,
+                    "opset": opset, "do_constant_folding": do_constant_folding,
+                    "writer": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
+        model = file_export_cached(module, tuple(example_inputs), settings, fresh)
+        for key, value in (metadata or {}).items():
+            prop = model.metadata_props.add()
+            prop.key, prop.value = str(key), str(value)
+        onnx.save(model, tmp)
         os.chmod(tmp, 0o666 & ~umask())  # the mode a plain open() gives (mkstemp's files are born 0600)
         os.replace(tmp, p)
     finally:
@@ -90,16 +111,6 @@ def export_stage(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return p
-
-
-def _add_metadata(path: str, metadata: Mapping[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(path)
-    for key, value in metadata.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = str(key), str(value)
-    onnx.save(model, path)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
