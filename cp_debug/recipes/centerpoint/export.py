@@ -55,6 +55,7 @@ def export_stage(
 
     `metadata` goes into the model's metadata_props (e.g. the preset, so a later run can check it).
     """
+    import onnx
     import torch
 
     p = Path(path)
@@ -69,8 +70,6 @@ def export_stage(
     axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
 
     def fresh():
-        import onnx
-
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
@@ -90,8 +89,6 @@ def export_stage(
         return onnx.load(tmp)
 
     try:
-        import onnx
-
         from cp_debug.export.cache import file_export_cached
 
         # a second export of the same module, weights and inputs (eval, fix, bench, infer of one model) is read back
