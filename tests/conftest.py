@@ -15,6 +15,28 @@ import torch
 os.environ["CPDEBUG_SERVER"] = "off"
 
 
+def _one_command_tree_per_app() -> None:
+    """typer's CliRunner builds the click command tree from every command's signature on each `invoke` (0.15-0.2
+    CPU s; 74 CPU-s over the suite, measured with py-spy); a `cpdebug` process builds it once, and so does a server
+    for all the commands it runs (`serve_cmd.command_runner`). Here too: the tree of an app is built on its first
+    invoke and used again (click makes a fresh context for every run; nothing of a run stays on the command)."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[int, tuple] = {}
+
+    def get_command(app):
+        kept = built.get(id(app))
+        if kept is None or kept[0] is not app:
+            kept = built[id(app)] = (app, build(app))
+        return kept[1]
+
+    typer.testing._get_command = get_command
+
+
+_one_command_tree_per_app()
+
+
 def _threads_per_worker() -> int | None:
     """Under xdist, each worker's share of the cores (2 cores, 2 workers: 1); None in a single pytest process."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
