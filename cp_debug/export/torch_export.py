@@ -19,6 +19,7 @@ import onnx
 
 from cp_debug.errors import BadInputError, plain
 from cp_debug.graph.model import fold_initializer_identities
+from cp_debug.export.torchlib_ops import torchlib_ops_once
 
 _IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
 
@@ -155,6 +156,7 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
             kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
                           do_constant_folding=True)
             if dynamo:
+                torchlib_ops_once()  # torchlib's op list read once a process (1.1 CPU s an export)
                 kwargs["dynamic_shapes"] = None
                 kwargs["verbose"] = False
                 # The dynamo exporter prints its progress; keep the user's terminal clean.

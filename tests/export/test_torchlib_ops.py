@@ -1,0 +1,64 @@
+"""torchlib's op list read once a process (`export/torchlib_ops.py`): the dynamo exporter's graphs are the same
+with the memo as without it, and the memo makes the list again when torchlib's registry changes."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from cp_debug.export import torchlib_ops
+from cp_debug.export.torch_export import export_module
+
+pytest.importorskip("onnxscript")
+
+
+class _Small(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 4)
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, x):
+        return torch.softmax(self.norm(self.fc(x)), dim=-1)
+
+
+def _apis():
+    from torch.onnx._internal.exporter import _registration
+
+    return sys.modules[_registration.onnxscript_apis.__name__]
+
+
+def test_the_graph_is_the_same_with_the_memo_as_without_it(monkeypatch):
+    torch.manual_seed(0)
+    module, x = _Small().eval(), torch.randn(2, 6)
+    first = export_module(module, (x,), ["x"], ["y"], exporter="dynamo")
+    assert first.exporter == "dynamo"
+    memo = _apis().get_torchlib_ops
+    assert getattr(memo, "cpdebug_once", False), "the dynamo export put no memo in front of get_torchlib_ops"
+    again = export_module(module, (x,), ["x"], ["y"], exporter="dynamo")
+    monkeypatch.setattr(_apis(), "get_torchlib_ops", memo.__wrapped__)  # onnxscript's own, as torch calls it
+    monkeypatch.setattr(torchlib_ops, "torchlib_ops_once", lambda: False)
+    monkeypatch.setattr("cp_debug.export.torch_export.torchlib_ops_once", lambda: False)
+    plain = export_module(module, (x,), ["x"], ["y"], exporter="dynamo")
+    assert _apis().get_torchlib_ops is memo.__wrapped__
+    blob = plain.model.SerializeToString()
+    assert first.model.SerializeToString() == blob and again.model.SerializeToString() == blob
+    # the memo's list is onnxscript's, entry for entry
+    ours = [(m.qualified_name, m.function, m.domain) for m in memo()]
+    theirs = [(m.qualified_name, m.function, m.domain) for m in memo.__wrapped__()]
+    assert ours == theirs and len(ours) > 100
+
+
+def test_the_list_is_made_once_and_again_when_the_registry_changes(monkeypatch):
+    calls = []
+    size = [10]
+    monkeypatch.setattr(torchlib_ops, "_registry_size", lambda: size[0])
+    once = torchlib_ops._once(lambda: calls.append(1) or ["a", "b"])
+    assert once() == ["a", "b"] and once() == ["a", "b"] and len(calls) == 1
+    got = once()
+    got.append("c")  # a caller's list is its own
+    assert once() == ["a", "b"]
+    size[0] = 11  # an op registered since
+    assert once() == ["a", "b"] and len(calls) == 2
