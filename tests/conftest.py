@@ -188,10 +188,28 @@ def _trt_rtx() -> str | None:
     return None
 
 
+def _importable(module: str, package: str):
+    """A check for an optional package, imported when a test needing it runs (not while collecting: nuscenes-devkit
+    with scikit-learn took 3.3 CPU s of every worker's collection, whether it ran an eval test or not)."""
+    def check() -> str | None:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            return f"{package} ({err})"
+        return None
+
+    return check
+
+
 # `@pytest.mark.needs("cuda", "onnxruntime-gpu", ...)`: each name's check returns None when it is there, else what is
 # missing; a test lacking any is skipped with every missing one named (a GPU machine without onnxruntime-gpu skips
 # the ORT lanes, it does not fail them).
-NEEDS = {"cuda": _cuda, "onnxruntime-gpu": _ort_gpu, "nuscenes-devkit": _nuscenes, "tensorrt-rtx": _trt_rtx}
+NEEDS = {"cuda": _cuda, "onnxruntime-gpu": _ort_gpu, "nuscenes-devkit": _nuscenes, "tensorrt-rtx": _trt_rtx,
+         "onnxscript": _importable("onnxscript", "onnxscript: torch.onnx.export(dynamo=True)"),
+         "omegaconf": _importable("omegaconf", "omegaconf: pip install 'cp-debug[awml]'"),
+         "mmengine": _importable("mmengine", "mmengine")}
 
 
 def pytest_runtest_setup(item):

@@ -25,8 +25,7 @@ from cp_debug.bisect.deployed import deployed_stages
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from tests.bisect.deployed_files import edited
 
-pytest.importorskip("omegaconf")
-pytest.importorskip("onnxscript")  # torch.onnx.export(dynamo=True)
+pytestmark = pytest.mark.needs("omegaconf", "onnxscript")  # onnxscript: torch.onnx.export(dynamo=True)
 
 TINY = (Path(__file__).parents[1] / "models" / "centerpoint" / "autoware_ml_configs" / "tasks" / "detection3d"
         / "centerpoint" / "cp_debug_tiny.yaml")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("nuscenes.eval.detection.algo")
+pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 from cp_debug.errors import BadInputError  # noqa: E402
 from cp_debug.eval.boxes import SampleBoxes  # noqa: E402

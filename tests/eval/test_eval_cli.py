@@ -13,7 +13,7 @@ import pytest
 from tests.cli_run import cpdebug as run_cli
 from tests.pillars032 import TINY_032
 
-pytest.importorskip("nuscenes.eval.detection.algo")
+pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 ROOT = Path(__file__).resolve().parents[2]
 

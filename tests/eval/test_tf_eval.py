@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytest.importorskip("nuscenes.eval.detection.algo")
+pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 
 def test_tf_eval_scores_the_node_boxes_per_backend(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from cp_debug.export import torchlib_ops
 from cp_debug.export.torch_export import export_module
 
-pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.needs("onnxscript")
 
 
 class _Small(torch.nn.Module):

@@ -11,8 +11,7 @@ import pytest
 
 from tests.cli_run import cpdebug as run_cli
 
-pytest.importorskip("nuscenes.eval.detection.algo")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("nuscenes-devkit")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytest.importorskip("nuscenes.eval.detection.algo")
+pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 ARGS = ("sweep", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--random-weights", "--n", "2",
         "--backends", "torch,ort-cpu-fp16", "--bootstrap", "10", "-q")

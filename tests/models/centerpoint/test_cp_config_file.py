@@ -14,7 +14,7 @@ from cp_debug.models.centerpoint.presets import PRESET_NAMES, get_preset, preset
 from cp_debug.models.centerpoint.config_file import config_from_dict, read_config
 from tests.cli_run import cpdebug
 
-pytest.importorskip("mmengine")
+pytestmark = pytest.mark.needs("mmengine")
 
 # A base in AWML's layout: a dataset file with the class names, a model file with SECOND, and a top file that
 # swaps the backbone for ConvNeXt_PC with _delete_ (leftover SECOND keys would be refused, so this checks it).

@@ -13,7 +13,7 @@ from cp_debug.errors import BadInputError
 from cp_debug.models.transfusion.config import TransFusionConfig
 from cp_debug.models.transfusion.presets import AWML_CONFIGS, PRESET_NAMES, get_preset
 
-pytest.importorskip("mmengine")
+pytestmark = pytest.mark.needs("mmengine")
 
 from cp_debug.models.transfusion.config_file import read_config  # noqa: E402
 
