@@ -72,6 +72,32 @@ def test_a_served_error_is_its_one_line_and_exit_code(server, tmp_path):
     assert "cpdebug bisect --no-such-option" in server_log(sock)
 
 
+CALLER = """
+import atexit, sys
+from pathlib import Path
+from cp_debug.cli.main import entry
+out = Path(sys.argv[1])
+atexit.register(lambda: out.write_text(" ".join(m for m in ("typer", "cp_debug.cli.app") if m in sys.modules)))
+sys.argv = ["cpdebug", *sys.argv[2:]]
+entry()
+"""
+
+
+def test_a_served_command_s_caller_loads_no_command(server, tmp_path):
+    """The entry point hands the command to the server before it imports typer and the command modules (cli/main.py:
+    0.12 CPU s of the caller instead of 0.3); run in the caller, the command has them. What it loaded is written by
+    an atexit function, which `leave` runs."""
+    sock, env, home = server
+    tmp_path.chmod(0o700)
+    before = _served(sock)
+    for way, extra, loaded in (("served", {}, ""), ("alone", {"CPDEBUG_SERVER": "off"}, "typer cp_debug.cli.app")):
+        p = subprocess.run([sys.executable, "-c", CALLER, str(tmp_path / way), "report", "nope.json"],
+                           env={**env, **extra}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.startswith("cpdebug: error: report file not found: nope.json"), p.stderr
+        assert (tmp_path / way).read_text() == loaded, way
+    assert _served(sock) == before + 1
+
+
 def test_what_the_server_cannot_run_as_the_caller_would_runs_in_the_caller(server, tmp_path):
     sock, env, home = server
     before = _served(sock)
