@@ -1,4 +1,4 @@
-"""CLI error mapping, applied once around every command (cli/main.py): a CpDebugError becomes one line on stderr
+"""CLI error mapping, applied once around every command (cli/app.py): a CpDebugError becomes one line on stderr
 and its exit code; an exception raised from the user's own code (a `--torch` file's `build()`, their module's
 forward: `errors.UserCodeError.of`) is their error, one line naming their file and line, exit 2; Ctrl-C becomes
 "cpdebug: interrupted" and exit 130; a closed pipe is quiet (`cli/_pipe.py`); any other exception is a bug of

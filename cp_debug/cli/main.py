@@ -1,126 +1,40 @@
-"""`cpdebug`: the command-line entry point. Each command group lives in its own module.
+"""`cpdebug`: the command-line entry point. Each command group lives in its own module; the command group itself,
+`app`, in `cli/app.py`.
 
-Errors are mapped here, once, for every command (`_Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
+Errors are mapped once, for every command (`app._Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
 line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug: one line, exit 70, its traceback in
 a file the line names. Click's own usage errors (exit 2), `--help` and `--version` are click's. Output to a pipe
 whose reader went away ends the program quietly, with 141 (`cli/_pipe.py`).
+
+The entry point hands a command to this environment's server, where one is up, before it imports any command:
+`cpdebug` then costs its caller 0.2 CPU s (Python, the server's client) instead of 0.4 (typer and every command
+module besides). `app` is imported on first use: `main()`, or `from cp_debug.cli.main import app` (`__getattr__`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
-import typer
-from typer.core import TyperCommand, TyperGroup
-
-from cp_debug.cli import backends_cmd, bisect_cmd, export_cmd, extract_cmd, infer_cmd, keep_fp32_cmd, report_cmd
-from cp_debug.cli import quantize_cmd, sensitivity_cmd
-from cp_debug.cli import scenes_cmd
-from cp_debug.cli import train_cmd
-from cp_debug.cli import eval_cmd
-from cp_debug.cli import bench_cmd
-from cp_debug.cli import replay_cmd
-from cp_debug.cli import sweep_cmd
-from cp_debug.cli import fix_cmd
-from cp_debug.cli import trt_kit_cmd
-from cp_debug.cli import lint_cmd
-from cp_debug.cli import serve_cmd
-from cp_debug.cli._errors import exit_status, handle_errors
-from cp_debug.cli._help import command_settings, polish, renamed, root_epilog
-from cp_debug.cli._pipe import exit_code, flush, guard, help_shown
+from cp_debug.cli._errors import exit_status
+from cp_debug.cli._pipe import exit_code, flush, guard
 
 
-class _HelpPage:
-    """A command (or the group) whose help page is noted as one: cut short by a reader that closed the pipe, it still
-    ends 0 (`cli/_pipe.py`)."""
+def __getattr__(name: str):
+    """`app`, cpdebug's command group, imported when first asked for (see the module's docstring)."""
+    if name == "app":
+        from cp_debug.cli.app import app
 
-    def format_help(self, ctx, formatter):
-        help_shown()
-        return super().format_help(ctx, formatter)
-
-    def get_help_option(self, ctx):
-        """--help, a flag: no type shown beside it."""
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-
-class _Commands(_HelpPage, TyperGroup):
-    """cpdebug's command group: runs the chosen command inside the one error mapping (`handle_errors`), so that
-    `main()` and a test's `CliRunner().invoke(app, ...)` see the same one-line errors and exit codes."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        polish(self)
-
-    def invoke(self, ctx):
-        with handle_errors():
-            return super().invoke(ctx)
-
-
-class _Command(_HelpPage, TyperCommand):
-    """One cpdebug command; its help page escaped for rich markup and its metavars named (`cli/_help.py`)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        polish(self)
-
-    def parse_args(self, ctx, args):
-        return super().parse_args(ctx, renamed(self.name, args))
-
-
-app = typer.Typer(
-    cls=_Commands,
-    name="cpdebug",
-    help="Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why.",
-    epilog=root_epilog(),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        import cp_debug
-
-        print(f"cpdebug {cp_debug.__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _main(version: Annotated[bool, typer.Option(
-        "--version", "-V", callback=_version, is_eager=True, help="Print cp_debug's version and exit.")] = False):
-    """Find where a deployed model (ONNX Runtime, TensorRT) parts from PyTorch, and why."""
-
-
-app.command("bisect", cls=_Command, **command_settings("bisect"))(bisect_cmd.bisect)
-app.command("sweep", cls=_Command, **command_settings("sweep"))(sweep_cmd.sweep)
-app.command("report", cls=_Command, **command_settings("report"))(report_cmd.report)
-app.command("extract", cls=_Command, **command_settings("extract"))(extract_cmd.extract)
-app.command("fix", cls=_Command, **command_settings("fix"))(fix_cmd.fix)
-app.command("keep-fp32", cls=_Command, **command_settings("keep-fp32"))(keep_fp32_cmd.keep_fp32)
-app.command("quantize", cls=_Command, **command_settings("quantize"))(quantize_cmd.quantize)
-app.command("sensitivity", cls=_Command, **command_settings("sensitivity"))(sensitivity_cmd.sensitivity)
-app.command("eval", cls=_Command, **command_settings("eval"))(eval_cmd.eval_)
-app.command("replay", cls=_Command, **command_settings("replay"))(replay_cmd.replay)
-app.command("bench", cls=_Command, **command_settings("bench"))(bench_cmd.bench)
-app.command("lint", cls=_Command, **command_settings("lint"))(lint_cmd.lint)
-app.command("export", cls=_Command, **command_settings("export"))(export_cmd.export)
-app.command("infer", cls=_Command, **command_settings("infer"))(infer_cmd.infer)
-app.command("trt-kit", cls=_Command, **command_settings("trt-kit"))(trt_kit_cmd.trt_kit)
-app.command("scenes", cls=_Command, **command_settings("scenes"))(scenes_cmd.scenes)
-app.command("train", cls=_Command, **command_settings("train"))(train_cmd.train)
-app.command("backends", cls=_Command, **command_settings("backends"))(backends_cmd.backends)
-app.command("serve", cls=_Command, **command_settings("serve"))(serve_cmd.serve)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """The command line in `sys.argv`; it ends in SystemExit with the command's exit code (click's standalone mode),
     which a caller in Python can catch."""
+    from cp_debug.cli.app import app
+
     app()
 
 

@@ -23,7 +23,8 @@ imported modules, CUDA's context, thread pools, and caches keyed by the content 
 The modules: `where.py` (the socket, its log and folder; the code's fingerprint and the variables fixed at the
 start), `wire.py` (JSON lines and file descriptors over the socket), `client.py` (`forward` and `ask`: what the
 entry point and `cpdebug serve` call), `resident.py` (`Server`: the line of commands, signals, the idle end),
-`warm.py` (`warm_up`: what every command loads, loaded once), `hold.py` (for tests: the start, a command's turn
-or the idle clock held at a named phase). The package knows nothing of the commands: the `Server` takes its command
-runner as a callable (`cli.serve_cmd.command_runner`), and only `cli.main` (`forward`) and `cli.serve_cmd` import it.
+`warm.py` (`warm_up`: what every command loads, loaded once; off for tests), `hold.py` (for tests: the start, a
+command's turn or the idle clock held at a named phase). The package knows nothing of the commands: the `Server` takes
+its command runner as a callable (`cli.serve_cmd.command_runner`), and only `cli.main` (`forward`) and `cli.serve_cmd`
+import it.
 """

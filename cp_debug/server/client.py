@@ -11,16 +11,14 @@ import threading
 from pathlib import Path
 
 from cp_debug.files import umask
-from cp_debug.server.where import SERVER_ENV, fingerprint, log_path, own_folder, socket_path
+from cp_debug.server.where import OFF, SERVER_ENV, fingerprint, log_path, own_folder, socket_path
 from cp_debug.server.wire import Lines, send
-
-_OFF = ("off", "0", "no", "false")
 
 
 def forward(argv: list[str]) -> int | None:
     """Run the command `argv` in this environment's server and return its exit code; None where there is no server to
     take it (see the package's docstring): the caller then runs it itself."""
-    if not argv or argv[0] == "serve" or os.environ.get(SERVER_ENV, "").strip().lower() in _OFF:
+    if not argv or argv[0] == "serve" or os.environ.get(SERVER_ENV, "").strip().lower() in OFF:
         return None
     path = socket_path()
     if not path.exists() or not own_folder(path.parent):

@@ -1,5 +1,12 @@
 """Warming a server up: what every command loads (cp_debug's modules, the comparison kernels, ONNX Runtime; on a
-GPU CUDA's context, ONNX Runtime's CUDA provider and the first Triton kernel), loaded once before it serves."""
+GPU CUDA's context, ONNX Runtime's CUDA provider and the first Triton kernel), loaded once before it serves.
+
+`CPDEBUG_SERVER_WARM_UP=off` leaves it out: the server serves with nothing loaded, each library loading with the first
+command that needs it, as in a process of its own. For the tests whose claim is the server's start, signals, status
+or idle end, not what it loaded (tests/cli/test_serve.py): the warm-up is 6-7 CPU s of every server they start. Such
+a server has no torch thread count to put back after a command (`resident.Server`): a user's server, and the tests of
+what a served command gives, warm up.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ import time
 from typing import Callable
 
 from cp_debug.server import hold
+from cp_debug.server.where import OFF
+
+WARM_UP_ENV = "CPDEBUG_SERVER_WARM_UP"  # "off": no warm-up (see above)
 
 
 def warm_up(say: Callable[[str], None]) -> None:
@@ -15,6 +25,10 @@ def warm_up(say: Callable[[str], None]) -> None:
     kernels, ONNX Runtime, onnx, onnx-graphsurgeon, pandas, matplotlib; on a GPU, CUDA's context, ONNX Runtime's
     CUDA provider and the first Triton comparison kernel. What fails here is only logged: the command that needs it
     will say so itself."""
+    if os.environ.get(WARM_UP_ENV, "").strip().lower() in OFF:
+        say(f"warm-up: off ({WARM_UP_ENV}=off): each command loads what it needs")
+        hold.at("imports", os.getpid())  # the start's phases come all the same (hold.py)
+        return
     import importlib
     import pkgutil
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from cp_debug.files import tree_stamp
 
 SERVER_ENV = "CPDEBUG_SERVER"  # "off": every command runs in its own process
+OFF = ("off", "0", "no", "false")  # the spellings of "off" in the server's variables
 SOCKET_ENV = "CPDEBUG_SERVER_SOCKET"  # the socket's path, instead of the default one of this environment
 # environment variables a library reads once, when it loads or initialises: a server started under other values
 # cannot honour the caller's (CUDA_VISIBLE_DEVICES after CUDA's context exists, OMP_NUM_THREADS after torch loads)
