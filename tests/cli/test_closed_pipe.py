@@ -115,8 +115,7 @@ def test_a_bisect_s_progress_into_a_closed_stderr_ends_141_with_its_report_whole
     """The progress lines go to the terminal's copy that the third-party capture keeps (`_quiet.ThirdParty`). The tiny
     preset: the demo's bisect writes the same things in three seconds more."""
     env, cwd, sock = way
-    code, out = _closed(["bisect", "--preset", "tiny", "--json", "run.json"],
-                        {**env, "CPDEBUG_CACHE_DIR": str(cwd / "cache")}, cwd, "stderr")
+    code, out = _closed(["bisect", "--preset", "tiny", "--json", "run.json"], env, cwd, "stderr")
     assert code == 141
     assert "within precision" in out  # the table, on stdout
     assert json.loads((cwd / "run.json").read_text())["schema"] == "cp_debug.report/1"
