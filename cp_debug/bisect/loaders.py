@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ def user_function(target: str, option: str = "--torch"):
     sys.path.insert(0, str(folder))
     note_user_file(path)
     before = set(sys.modules)
+    digest = _digest(path)  # FILE.py as it runs now (it runs afresh on each load)
     try:
         spec.loader.exec_module(user)
     except Exception as err:
@@ -44,7 +47,9 @@ def user_function(target: str, option: str = "--torch"):
             f"cannot import {path}: {type(err).__name__}: {first_line(err)}") from err
     finally:
         sys.path.pop(0)
-        _note_beside(folder, set(sys.modules) - before)
+        new = set(sys.modules) - before
+        _note_beside(folder, new)
+        _remember(path, digest, new)
     fn = getattr(user, func, None)
     if not callable(fn):
         raise BadInputError(f"{path} has no function {func!r}")
@@ -55,7 +60,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple)."""
     import torch
 
-    from cp_debug.export.torch_export import export_module
+    from cp_debug.export.cache import export_cached
 
     fn = user_function(target, "--torch")
     file, _, func = target.rpartition(":")
@@ -85,7 +90,8 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
         match_inputs(feed, input_names, {}, f"{func}()'s model")
     stage = Stage(
         name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
-        export=lambda: export_module(module, example, input_names, output_names, exporter=exporter))
+        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter,
+                                     extra={"user_code": user_code(path)}))
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter),
@@ -166,6 +172,65 @@ def _note_beside(folder: Path, modules: set[str]) -> None:
     """The modules a user's file imported from its own folder (their model's classes, say) are theirs too."""
     for name in modules:
         file = getattr(sys.modules.get(name), "__file__", None)
-        if file and Path(file).resolve().is_relative_to(folder) \
-                and not {"site-packages", "dist-packages"} & set(Path(file).parts):  # a virtualenv in their folder
+        if file and Path(file).resolve().is_relative_to(folder) and not _installed(file):
             note_user_file(file)
+
+
+def _installed(file: str) -> bool:
+    """In a site-packages or dist-packages folder: an installed package (a virtualenv in the user's folder too)."""
+    return bool({"site-packages", "dist-packages"} & set(Path(file).parts))
+
+
+_PACKAGE = os.path.realpath(Path(__file__).parents[1]) + os.sep  # cp_debug's own code
+_CODE: dict[str, str] = {}  # a file of the user's code (real path) -> sha256 of its bytes as this process loaded it
+_IMPORTED_BY: dict[str, list[str]] = {}  # a --torch FILE.py (real path) -> `_own_code` of what its import loaded
+
+
+def user_code(file: Path) -> list[tuple[str, str]]:
+    """The user's code a `--torch FILE.py:FUNC` graph may hang on beyond its module classes' files (which
+    `export.cache.export_key` hashes), as (path relative to FILE.py's folder, sha256) — what the export cache keys
+    the graph by besides (`export_cached(extra=...)`), so that an edited helper is another key, never a stale graph:
+    FILE.py itself (the helper functions forward() calls), every module loaded from FILE.py's folder or below however
+    it was imported (FILE.py's imports, a lazy import in forward, an earlier load's in a long-lived process), and
+    what FILE.py's import loaded of the user's own code elsewhere (`_own_code`: a package of theirs installed
+    editable). Each file's bytes are those this process loaded (hashed when its import ran, else when first seen):
+    Python does not import a module again, so a file edited under a long-lived process (`cpdebug serve`) keeps the
+    key of the code that still runs there. Code only an installed package holds is keyed by nothing but torch's and
+    onnx's versions: give `--no-cache` where forward() calls into a package you edit in site-packages."""
+    folder = file.parent
+    roots = (os.path.abspath(folder) + os.sep, os.path.realpath(folder) + os.sep)
+    files = {os.path.realpath(file), *_IMPORTED_BY.get(os.path.realpath(file), ())}
+    for m in list(sys.modules.values()):
+        f = getattr(m, "__file__", None)
+        # a string test first: resolving each of ~1,200 loaded modules' paths would take 0.2-0.4 s
+        if isinstance(f, str) and os.path.abspath(f).startswith(roots) and not _installed(f) and os.path.isfile(f):
+            files.add(os.path.realpath(f))
+    base = os.path.realpath(folder)
+    return [(os.path.relpath(f, base), _CODE.get(f) or _CODE.setdefault(f, _digest(f))) for f in sorted(files)]
+
+
+def _remember(path: Path, digest: str, modules: set[str]) -> None:
+    """What loading FILE.py (`path`, its bytes' `digest`) brought in, for `user_code`: the user's own modules among
+    the newly imported `modules`, each hashed now, as just loaded."""
+    own = _own_code(modules)
+    _CODE[os.path.realpath(path)] = digest
+    for f in own:
+        _CODE[f] = _digest(f)
+    _IMPORTED_BY[os.path.realpath(path)] = own
+
+
+def _own_code(modules: set[str]) -> list[str]:
+    """The real paths of `modules`' files that are no installed package, no standard library and not cp_debug: the
+    user's own code wherever it lies (beside FILE.py, a package of theirs installed editable, a folder on sys.path)."""
+    skip = (_PACKAGE, *{os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
+    found = set()
+    for name in modules:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(file, str) and os.path.isfile(file) and not _installed(file) \
+                and not os.path.realpath(file).startswith(skip):
+            found.add(os.path.realpath(file))
+    return sorted(found)
+
+
+def _digest(file: str | Path) -> str:
+    return hashlib.sha256(Path(file).read_bytes()).hexdigest()

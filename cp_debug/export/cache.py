@@ -4,10 +4,10 @@ A second bisect or sweep of the same model should not export it again: exporting
 takes seconds and loads torch's ONNX exporter. `export_cached` keys an export by a content hash of everything its
 graph depends on — the module's structure and the source files of its classes, every parameter and buffer (bytes),
 the example inputs (bytes: a trace can freeze a data-dependent branch), the export's own arguments (names, dynamic
-axes, exporter, opset), the caller's extra settings (the model config) and the versions of cp_debug, torch and
-onnx — and keeps the graph as `KEY.onnx` beside `KEY.json` (the exporter, its warnings), each written whole
-(temp file + rename), the JSON last: two processes exporting at once both write the same files, and a reader
-never sees half of one.
+axes, exporter, opset), the caller's extra settings (the model config; a `--torch` file's own code) and the
+versions of cp_debug, torch and onnx — and keeps the graph as `KEY.onnx` beside `KEY.json` (the exporter, its
+warnings, what else it said: `said.py`), each written whole (temp file + rename), the JSON last: two processes
+exporting at once both write the same files, and a reader never sees half of one.
 
 Where: `exports` in cp_debug's cache folder (`files.cache_dir`: `$CPDEBUG_CACHE_DIR`, default `~/.cache/cp_debug`,
 `$XDG_CACHE_HOME` respected). Off with `CPDEBUG_NO_CACHE=1` (`--no-cache`). Bounded by `files.prune_cache`: past
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cp_debug.errors import plain
+from cp_debug.export.said import Said, say_again
 from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
 from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir
 from cp_debug.graph.stored import load_entry, store_entry
@@ -35,15 +36,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key", "file_export_cached"]
 
-SCHEMA = "cp_debug.export_cache/1"
-FILE_SCHEMA = "cp_debug.file_export_cache/1"  # a deployment file's graph as torch.onnx.export wrote it
+# /2: what the export said (`said.Said`: log records, fd 2) is kept and said again on a hit
+SCHEMA = "cp_debug.export_cache/2"
+FILE_SCHEMA = "cp_debug.file_export_cache/2"  # a deployment file's graph as torch.onnx.export wrote it
 
 
 def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
                   exporter: str = "auto", opset: int = 17, extra: Any = None) -> ExportResult:
     """`export_module(...)` through the cache: the stored graph when one was made from the same module, weights,
     example inputs and settings (`result.cache == "hit"`), else a fresh export, stored (`"stored"`). `extra`: what
-    else the graph depends on (the model config), as its repr. With the cache off, `export_module` alone."""
+    else the graph depends on (the model config; a `--torch` file's code: `bisect.loaders.user_code`), as its
+    repr. What the export said beside its warnings (log records: `said.Said`) is said again on a hit. With the
+    cache off, `export_module` alone."""
     folder = cache_dir("exports")
 
     def fresh() -> ExportResult:
@@ -58,8 +62,9 @@ def export_cached(module, example_inputs: tuple, input_names, output_names, *, d
     found = _load(folder, key)
     if found is not None:
         return found
-    result = fresh()
-    stored = _store(folder, key, result)
+    with Said() as said:
+        result = fresh()
+    stored = _store(folder, key, result, said.to_json())
     return ExportResult(result.model, result.exporter, result.warnings, result.fallback_reason, result.notes,
                         cache="stored" if stored else None)
 
@@ -69,10 +74,9 @@ def file_export_cached(module, example_inputs: tuple, settings: dict,
     """A deployment file's graph (`recipes/centerpoint/export.export_stage`: torch.onnx.export as AWML runs it, not
     `export_module`'s cleaned graph) through the cache: `export()` makes it afresh; keyed as `export_cached` keys
     (module, weights, example inputs, sources, versions) with `settings` (names, axes, opset, folding, the writer's
-    own source). The warnings the export gave are stored with it and given again on a hit, so that what a run says
-    of them (its report's third-party warnings, their counts) is the same either way. Cache off: `export()`."""
-    import warnings
-
+    own source). What the export said (its warnings, log records: `said.Said`) is stored with it and said again on
+    a hit, so that what a run says of them (its report's third-party warnings, their counts) is the same either
+    way. Cache off: `export()`."""
     folder = cache_dir("exports")
     if folder is None:
         return export()
@@ -80,34 +84,12 @@ def file_export_cached(module, example_inputs: tuple, settings: dict,
     found = load_entry(folder, key, FILE_SCHEMA)
     if found is not None:
         model, meta = found
-        for w in meta.get("warnings", []):
-            warnings.warn_explicit(w["message"], _warning_class(w["category"]), w["filename"], w["lineno"])
+        say_again(meta["said"])
         return model
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            model = export()
-    finally:  # said on, as they came, to whoever listens (the CLI's ThirdParty), once the recording has ended
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    said = [{"category": f"{w.category.__module__}:{w.category.__qualname__}", "message": str(w.message),
-             "filename": w.filename, "lineno": w.lineno} for w in caught]
-    store_entry(folder, key, model, {"schema": FILE_SCHEMA, "created": time.time(), "warnings": said})
+    with Said() as said:
+        model = export()
+    store_entry(folder, key, model, {"schema": FILE_SCHEMA, "created": time.time(), "said": said.to_json()})
     return model
-
-
-def _warning_class(name: str) -> type[Warning]:
-    """The warning class stored as "module:qualname" (UserWarning where it cannot be found again)."""
-    import importlib
-
-    module, _, qualname = name.partition(":")
-    try:
-        found = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError, ValueError):
-        return UserWarning
-    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def export_key(module, example_inputs: Iterable, settings: dict) -> str:
@@ -183,6 +165,7 @@ def _load(folder: Path, key: str) -> ExportResult | None:
     if found is None:
         return None
     model, meta = found
+    say_again(meta["said"])
     warns = tuple(ExportWarning(w["category"], w["message"], w["filename"], w["lineno"], tuple(w["modules"]))
                   for w in meta.get("warnings", []))
     reason = meta.get("fallback_reason")  # stored before escape sequences were removed: plain now
@@ -190,9 +173,9 @@ def _load(folder: Path, key: str) -> ExportResult | None:
                         cache="hit")
 
 
-def _store(folder: Path, key: str, result: ExportResult) -> bool:
+def _store(folder: Path, key: str, result: ExportResult, said: dict) -> bool:
     """Write the entry (graph first, its JSON last), then prune; False when the folder cannot be written."""
-    meta = {"schema": SCHEMA, "exporter": result.exporter, "fallback_reason": result.fallback_reason,
+    meta = {"schema": SCHEMA, "exporter": result.exporter, "fallback_reason": result.fallback_reason, "said": said,
             "notes": list(result.notes), "created": time.time(),
             "warnings": [{"category": w.category, "message": w.message, "filename": w.filename, "lineno": w.lineno,
                           "modules": list(w.modules)} for w in result.warnings]}
