@@ -305,15 +305,18 @@ class OrtRunner(Runner):
         import onnx
         import onnxruntime as ort
 
+        from cp_debug.graph.model import serialized
+
         with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp:
             opt_path = Path(tmp) / "optimized.onnx"
-            big = model.ByteSize() > 1_800_000_000
+            data = serialized(model)  # encoded once: its length is the size (ByteSize() encoded it as well)
+            big = data is None or len(data) > 1_800_000_000
             src: bytes | str
             if big:
-                src = str(Path(tmp) / "model.onnx")
+                data, src = None, str(Path(tmp) / "model.onnx")
                 onnx.save(model, src, save_as_external_data=True)
             else:
-                src = model.SerializeToString()
+                src = data
             dump = None if big else str(opt_path)
             try:
                 try:
