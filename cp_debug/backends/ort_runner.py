@@ -323,6 +323,8 @@ class OrtRunner(Runner):
                     so = self.determinism.ort_session_options(
                         threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
                         spinning=self.spinning)
+                    if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
+                        so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
                     self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
@@ -356,6 +358,9 @@ class OrtRunner(Runner):
             so.add_session_config_entry("session.use_env_allocators", "1")
         if self.spec.precision == "int8":
             exact_int8(so)
+
+
+_DUMP_WEIGHTS = "session.optimized_model_external_initializers_file_name"
 
 
 def _nhwc_safe(model: "onnx.ModelProto") -> bool:
