@@ -305,21 +305,26 @@ class OrtRunner(Runner):
         import onnx
         import onnxruntime as ort
 
+        from cp_debug.graph.model import serialized
+
         with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp:
             opt_path = Path(tmp) / "optimized.onnx"
-            big = model.ByteSize() > 1_800_000_000
+            data = serialized(model)  # encoded once: its length is the size (ByteSize() encoded it as well)
+            big = data is None or len(data) > 1_800_000_000
             src: bytes | str
             if big:
-                src = str(Path(tmp) / "model.onnx")
+                data, src = None, str(Path(tmp) / "model.onnx")
                 onnx.save(model, src, save_as_external_data=True)
             else:
-                src = model.SerializeToString()
+                src = data
             dump = None if big else str(opt_path)
             try:
                 try:
                     so = self.determinism.ort_session_options(
                         threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
                         spinning=self.spinning)
+                    if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
+                        so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
                     self._configure(so)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
@@ -353,6 +358,9 @@ class OrtRunner(Runner):
             so.add_session_config_entry("session.use_env_allocators", "1")
         if self.spec.precision == "int8":
             exact_int8(so)
+
+
+_DUMP_WEIGHTS = "session.optimized_model_external_initializers_file_name"
 
 
 def _nhwc_safe(model: "onnx.ModelProto") -> bool:

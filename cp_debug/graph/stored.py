@@ -55,10 +55,11 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
 
 
 def entry_key(schema: str, versions: Sequence[str], settings: dict, sources: Iterable[str | Path],
-              model: "onnx.ModelProto", feeds: "Sequence[Mapping[str, np.ndarray]]" = ()) -> str:
+              model: "onnx.ModelProto | bytes", feeds: "Sequence[Mapping[str, np.ndarray]]" = ()) -> str:
     """The content hash (hex sha256) an entry made from `model` is stored under: its schema, the versions and the
-    settings that made it, the source files of the code that made it, the graph's bytes and, where a graph was
-    made from data too (INT8 calibration), every feed's names, dtypes, shapes and bytes."""
+    settings that made it, the source files of the code that made it, the graph's bytes (`model` may be them:
+    a caller that has them encodes nothing again) and, where a graph was made from data too (INT8 calibration),
+    every feed's names, dtypes, shapes and bytes."""
     import hashlib
 
     import numpy as np
@@ -68,7 +69,7 @@ def entry_key(schema: str, versions: Sequence[str], settings: dict, sources: Ite
         h.update(part.encode() + b"\0")
     for source in sources:
         h.update(Path(source).read_bytes() + b"\0")
-    h.update(model.SerializeToString())
+    h.update(model if isinstance(model, bytes) else model.SerializeToString())
     for feed in feeds:
         for name in sorted(feed):
             value = np.ascontiguousarray(feed[name])

@@ -23,18 +23,20 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
     with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph over protobuf's 2 GB, is converted without
     it."""
     from cp_debug.files import cache_dir
+    from cp_debug.graph.model import serialized
     from cp_debug.graph.stored import load_entry, store_entry
 
     keep_nodes, keep_ops = sorted(set(keep_fp32_nodes)), sorted(set(keep_fp32_op_types))
     folder = cache_dir("fp16")
-    if folder is None or model.ByteSize() > _CACHED_BYTES:
+    data = serialized(model) if folder is not None else None  # encoded once: the key and the conversion read it
+    if data is None or len(data) > _CACHED_BYTES:
         return convert_to_fp16(model, keep_fp32_nodes=keep_nodes, keep_fp32_op_types=keep_ops,
                                keep_io_types=keep_io_types)
-    key = _cache_key(model, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
-                             "keep_io_types": bool(keep_io_types)})
+    key = _cache_key(data, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
+                            "keep_io_types": bool(keep_io_types)})
     found = load_entry(folder, key, _CACHE_SCHEMA)
     if found is None:
-        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types)
+        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types, data=data)
         store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
     else:
         converted, said = found[0], [str(t) for t in found[1].get("warnings", [])]
@@ -47,7 +49,7 @@ _CACHE_SCHEMA = "cp_debug.fp16_cache/1"
 _CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
 
 
-def _cache_key(model: "onnx.ModelProto", settings: dict) -> str:
+def _cache_key(model: "onnx.ModelProto | bytes", settings: dict) -> str:
     import onnx
     import onnx_graphsurgeon as gs
 

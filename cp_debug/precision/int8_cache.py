@@ -28,14 +28,16 @@ def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[s
     """`quantize_int8(model, calib_feeds, exclude_nodes=…, method=…)` (its other settings at their defaults), read
     back from the cache where this graph was quantized before on the same feeds with the same settings."""
     from cp_debug.files import cache_dir
+    from cp_debug.graph.model import serialized
     from cp_debug.graph.stored import load_entry, store_entry
 
     feeds = list(calib_feeds or ())
     exclude = list(dict.fromkeys(exclude_nodes))
     folder = cache_dir("int8")
-    if folder is None or not feeds or model.ByteSize() > _CACHED_BYTES:
+    data = serialized(model) if folder is not None and feeds else None  # encoded once, for the key
+    if data is None or len(data) > _CACHED_BYTES:
         return int8.quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
-    key = _cache_key(model, feeds, {"exclude_nodes": exclude, "method": method})
+    key = _cache_key(data, feeds, {"exclude_nodes": exclude, "method": method})
     found = load_entry(folder, key, _CACHE_SCHEMA)
     if found is not None:
         qmodel, meta = found
@@ -47,7 +49,7 @@ def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[s
     return q
 
 
-def _cache_key(model: "onnx.ModelProto", feeds: "list[dict[str, np.ndarray]]", settings: dict) -> str:
+def _cache_key(model: "onnx.ModelProto | bytes", feeds: "list[dict[str, np.ndarray]]", settings: dict) -> str:
     import onnx
     import onnxruntime
 

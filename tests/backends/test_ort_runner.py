@@ -220,3 +220,27 @@ def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
     broken = merge_graph_facts([facts, replace(facts, error="ORT wrote no optimised model")])
     rep = precision_report_from_facts(spec, broken, merged)
     assert rep.effective == "unknown" and "ORT wrote no optimised model" in rep.notes[0]
+
+
+@pytest.mark.parametrize("precision", ["ort", "ort-cpu-int8"])
+def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_whole_dump(tiny, tmp_path, precision):
+    """ORT writes the optimised graph's weights aside (`_DUMP_WEIGHTS`): the facts read from it are those of the
+    same session's graph dumped whole, with its weights in the proto."""
+    import tempfile
+
+    from cp_debug.backends.ort_precision import graph_facts
+
+    spec = BackendSpec.parse(precision)
+    calib = [{"x": tiny.x}] if spec.precision == "int8" else None
+    runner = OrtRunner(tiny.path, spec, extra_outputs=[RELU], calib_feeds=calib, threads=1)
+    with runner:
+        model = runner._graph.model
+        facts = runner.graph_facts
+    assert facts.error is None and facts.compute_dtypes
+    with tempfile.TemporaryDirectory() as tmp:
+        so = runner.determinism.ort_session_options(threads=1, optimized_model_filepath=f"{tmp}/whole.onnx")
+        runner._configure(so)
+        ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+        whole = graph_facts(onnx.load(f"{tmp}/whole.onnx"))
+    assert (facts.compute_dtypes, facts.compute_ops, facts.other_float_dtypes, facts.casts) == (
+        whole.compute_dtypes, whole.compute_ops, whole.other_float_dtypes, whole.casts)

@@ -46,3 +46,70 @@ def test_expose_outputs(tiny):
     with pytest.raises(BadInputError, match="valid ones include '/"):
         expose_outputs(model, ["/nope"])
     assert expose_outputs(model, []) is model
+
+
+def _names_model():
+    """Edge cases of what a tensor name is: an input an initializer replaces (read and unread), an unread
+    initializer, a sparse initializer, an omitted optional input, a name read but made nowhere."""
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    f = TensorProto.FLOAT
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("Add", ["x", "w"], ["a"], name="add"),
+             helper.make_node("Clip", ["a", "", "hi"], ["c"], name="clip"),
+             helper.make_node("Mul", ["c", "sp"], ["m"], name="mul"),
+             helper.make_node("Add", ["m", "dangling"], ["y"], name="add2")]
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([1.0], np.float32), "sp"),
+                                       numpy_helper.from_array(np.array([0], np.int64)), [2])
+    graph = helper.make_graph(
+        nodes, "g", [vi("x", f, [2]), vi("w", f, [2]), vi("shadowed_unread", f, [2])], [vi("y", f, [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), n) for n in ("w", "shadowed_unread", "unread")]
+        + [numpy_helper.from_array(np.array(6.0, np.float32), "hi")], sparse_initializer=[sparse])
+    return helper.make_model(graph)
+
+
+def test_tensor_names_are_checked_as_onnx_graphsurgeon_sees_them():
+    """check_tensor_names reads the proto (no graphsurgeon import): each name is accepted, unknown or a constant
+    exactly where graphsurgeon's tensors() says it is a Variable, absent or a Constant."""
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.graph.model import check_tensor_names
+
+    model = _names_model()
+    tensors = gs.import_onnx(model).tensors()
+    for name in ("x", "w", "a", "c", "m", "y", "sp", "hi", "dangling", "shadowed_unread", "unread", "nope"):
+        seen = ("ok" if name in tensors and not isinstance(tensors[name], gs.Constant) else
+                "constants" if name in tensors else "unknown")
+        try:
+            check_tensor_names(model, [name])
+            said = "ok"
+        except BadInputError as err:
+            said = "constants" if "are constants" in str(err) else "unknown"
+            assert "\n" not in str(err)
+        assert said == seen, name
+    with pytest.raises(BadInputError, match=r"valid ones include 'a', 'c', 'm', 'y'$"):
+        check_tensor_names(model, ["nope"])
+
+
+def test_serialized_is_the_models_bytes_once_and_none_past_the_limit(tiny, monkeypatch):
+    """serialized(): SerializeToString's bytes; None past protobuf's limit, where load_onnx skips the in-memory
+    check and infer_types leaves the model as it is; infer_types on given bytes is infer_types on the model."""
+    from cp_debug.graph import model as graph_model
+
+    model = load_onnx(tiny.path)
+    data = graph_model.serialized(model)
+    assert data == model.SerializeToString()
+    inferred = graph_model.infer_types(model)
+    assert len(inferred.graph.value_info) > 0
+    assert graph_model.infer_types(model, data).SerializeToString() == inferred.SerializeToString()
+    monkeypatch.setattr(graph_model, "_PROTO_LIMIT", len(data))
+    assert graph_model.serialized(model) is None
+    assert graph_model.infer_types(model) is model
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    broken.ir_version = 10_000  # invalid: not checked in memory past the limit
+    assert load_onnx(broken) is broken
+    monkeypatch.undo()
+    with pytest.raises(BadInputError, match="not valid"):
+        load_onnx(broken)

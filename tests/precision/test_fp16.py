@@ -218,3 +218,23 @@ def test_a_cached_conversion_is_read_back_with_its_warnings_and_a_changed_graph_
     monkeypatch.setenv(NO_CACHE_ENV, "1")  # off: converted, nothing written
     convert_to_fp16_cached(graph, keep_io_types=False)
     assert len(list(folder.glob("*.onnx"))) == 3
+
+
+def test_overflow_and_flush_counts_are_read_on_float16_bits():
+    """The summary's overflow list and flush count (read on float16's bits) are their definitions: a finite value
+    that becomes inf (not an inf or NaN that was one already), a nonzero value that becomes zero (not ±0)."""
+    tricky = np.array([1e-9, -1e-9, 0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, 6e-8, 65504.0], np.float32)
+    over = np.array([1.0, -1e5, 1e-30], np.float32)
+    model = _model([helper.make_node("Mul", ["x", "t"], ["y"], name="m1"),
+                    helper.make_node("Mul", ["y", "o"], ["z"], name="m2")],
+                   [helper.make_tensor_value_info("x", F32, [10])], [helper.make_tensor_value_info("z", F32, [10])],
+                   [numpy_helper.from_array(tricky, "t"), numpy_helper.from_array(np.resize(over, 10), "o")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = conversion_summary(convert_to_fp16(model))
+        expected = 0
+        for values in (tricky, np.resize(over, 10)):
+            half = values.astype(np.float16)
+            expected += int(((values != 0) & (half == 0)).sum())
+    assert summary["constants_overflowing_fp16"] == ["o"]
+    assert summary["constant_values_flushed_to_zero"] == expected == 2 + 3  # ±1e-9; 1e-30 (3 times in o)
