@@ -94,7 +94,9 @@ def test_a_read_back_graph_comes_with_the_warnings_notes_and_what_its_export_sai
 def test_an_edited_helper_is_exported_again_once_it_is_the_code_that_runs(user_model, capfd):
     folder, helper = user_model
     _, graph, _, _ = _export(folder, capfd)
-    (folder / f"{helper}.py").write_text("def scale(y):\n    return y * 3.0\n")
+    # another size as well as other bytes: Python takes a cached .pyc whose source has the size and the mtime (in
+    # whole seconds) it recorded, and an edit within the same second would run the old code (seen on the device)
+    (folder / f"{helper}.py").write_text("def scale(y):\n    return y * 3.25\n")
     # this process still runs the helper it imported (Python imports a module once): the key is that code's
     still, graph_still, _, _ = _export(folder, capfd)
     assert still.export_cache == "hit" and graph_still == graph
