@@ -209,7 +209,8 @@ def _importable(module: str, package: str):
 NEEDS = {"cuda": _cuda, "onnxruntime-gpu": _ort_gpu, "nuscenes-devkit": _nuscenes, "tensorrt-rtx": _trt_rtx,
          "onnxscript": _importable("onnxscript", "onnxscript: torch.onnx.export(dynamo=True)"),
          "omegaconf": _importable("omegaconf", "omegaconf: pip install 'cp-debug[awml]'"),
-         "mmengine": _importable("mmengine", "mmengine")}
+         "mmengine": _importable("mmengine", "mmengine"),
+         "ray": _importable("ray", "ray: pip install 'cp-debug[ray]'")}
 
 
 def pytest_runtest_setup(item):

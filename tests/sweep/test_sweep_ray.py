@@ -17,8 +17,7 @@ from cp_debug.data.frames import held_out
 from tests.cli_run import cpdebug
 from tests.sweep.ray_lock import one_ray_module
 
-ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("ray")]  # ray imported by the tests: not while collecting
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "3",
@@ -54,6 +53,8 @@ def _gcs_running() -> bool:
 
 def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
     # first in the module: the test below starts (and shuts down) a cluster of its own
+    import ray
+
     if ray.is_initialized() or os.path.exists("/tmp/ray/ray_current_cluster"):
         pytest.skip("a Ray cluster may be running on this machine: --ray auto would join it")
     r = cpdebug(*ARGS, "--out", tmp_path / "auto", "--ray", "auto", cwd=ROOT, env=NO_ADDRESS)
@@ -66,6 +67,8 @@ def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
 
 
 def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp_path, monkeypatch):
+    import ray
+
     from cp_debug.sweep import executor as ex
 
     here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)

@@ -14,7 +14,7 @@ import torch
 from cp_debug.errors import BadInputError, CheckpointError
 from cp_debug.models.centerpoint.config_yaml import compose_yaml, read_deploy_settings, read_yaml_config
 
-pytest.importorskip("omegaconf")
+pytestmark = pytest.mark.needs("omegaconf")
 
 TREE = Path(__file__).with_name("autoware_ml_configs")
 TASKS = TREE / "tasks" / "detection3d" / "centerpoint"
