@@ -6,7 +6,8 @@ worst head output's rel. RMSE per frame, reference boxes lost and added, mAP/NDS
 fix's per-class AP change with a paired bootstrap interval; each frame's outcome by the noise model of the
 candidate's precision (`figures.frame_verdict`: within precision, degraded, diverged), recorded whatever the target,
 which it decides where the target is within precision; and each stage's median latency in these runs (the
-latency cost of the kept nodes on this backend: fixed minus plain).
+latency cost of the kept nodes on this backend: fixed minus plain). On the search's own frames the pairs the search
+ran are taken from its `pair_runs.PairRuns`, seconds included (an encoder both lanes share has one timing).
 """
 
 from __future__ import annotations
