@@ -68,25 +68,11 @@ def step_printer(progress):
 def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
                    device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
     """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
-    in the staged pipeline (the shared torch glue between the two files)."""
-    from cp_debug.backends import make_runner
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.models.centerpoint.model import STAGE_BACKBONE, STAGE_VOXEL_ENCODER
-    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
+    in the staged pipeline (the shared torch glue between the two files). A fix running several pairs on the same
+    frames keeps one `pair_runs.PairRuns` instead."""
+    from cp_debug.fix.pair_runs import PairRuns
 
-    indices = range(len(frames)) if indices is None else indices
-    spec = BackendSpec.parse(f"ort-{device}")
-    heads, seconds = [], {STAGE_VOXEL_ENCODER: [], STAGE_BACKBONE: []}
-    # On the CPU the runner rounds every float16 tensor after its node (`precision.half_storage`), as a GPU stores
-    # it: ORT's CPU provider alone would keep activations between float16 Convs in float32 (no overflow).
-    with make_runner(spec, onnx_model=encoder) as enc, \
-            make_runner(spec, onnx_model=backbone) as bb:
-        for i in indices:
-            res = run_pipeline(cfg, frames.frames[i].load(cfg).points, enc, bb, capture=False)
-            heads.append(res.head)
-            for stage in seconds:
-                seconds[stage].append(res.timings.get(stage, 0.0))
-    return heads, seconds
+    return PairRuns(cfg, frames, device).heads(encoder, backbone, indices)
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,23 @@
 """The FP16 fix of a CenterPoint ONNX pair: the smallest set of nodes to keep in FP32 over a frame set.
 
-Each experiment converts both AWML files with `precision.fp16.convert_to_fp16` (kept nodes in FP32 between
-explicit Casts, the form a strongly typed TensorRT build takes) and runs the pair in ONNX Runtime through the
-staged pipeline; the reference is the FP32 pair in ONNX Runtime on the same frames. Candidates are the nodes of
-both files, named `FILE:NODE`, ranked as `cpdebug keep-fp32` ranks them (`bisect.keep_fp32.rank_candidates`:
-nodes touching values near FP16's range first, by the largest |x| in the FP32 reference on the ranking frame:
-the worst frame of a report, else the first), with the nodes of the probes a bisect report blamed first of
-all. The converted models of the found set are the artifact.
+Each experiment converts both AWML files with `precision.fp16.convert_to_fp16` (kept nodes in FP32 between explicit
+Casts, the form a strongly typed TensorRT build takes) and runs the pair in ONNX Runtime through the staged
+pipeline; the reference is the FP32 pair in ONNX Runtime on the same frames. The pairs run through one
+`pair_runs.PairRuns`: what a candidate shares with an earlier run (the frames' fronts, an unchanged voxel encoder's
+outputs, a pair run before) is not made again. Candidates are the nodes of both files, named `FILE:NODE`, ranked as
+`cpdebug keep-fp32` ranks them (`bisect.keep_fp32.rank_candidates`: nodes touching values near FP16's range first,
+by the largest |x| in the FP32 reference on the ranking frame: the worst frame of a report, else the first), with
+the nodes of the probes a bisect report blamed first of all. The converted models of the found set are the
+artifact.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import FrameSet
-from cp_debug.fix.figures import ort_pair_heads
 from cp_debug.fix.names import SEP, node_modules, per_file
 from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
 from cp_debug.fix.targets import FixTarget
@@ -25,13 +26,16 @@ from cp_debug.fix.targets import FixTarget
 @dataclass(frozen=True)
 class Fp16Fix:
     """The search and the models: reference (FP32), plain (all FP16) and fixed (None when impossible), each
-    {file name: ModelProto}; `modules` maps each kept FILE:NODE to its torch module (None where unknown)."""
+    {file name: ModelProto}; `modules` maps each kept FILE:NODE to its torch module (None where unknown); `runs`:
+    the search's `pair_runs.PairRuns`, holding the reference's, the plain pair's and the fix's head maps on the
+    search's frames (what verification on those frames takes instead of running them again)."""
 
     search: FixSearch
     reference: dict
     plain: dict
     fixed: dict | None
     modules: dict
+    runs: object = field(default=None, compare=False, repr=False)
 
 
 def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int], first: Sequence[str] = (),
@@ -76,12 +80,14 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
     ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names);
     modules: FILE:NODE -> module instead of the nodes' scopes (a deployed pair: `names.mapped_node_modules`)."""
     from cp_debug.fix.figures import progress_step, step_printer
+    from cp_debug.fix.pair_runs import PairRuns
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)
     every = range(len(frames))
+    runs = PairRuns(cfg, frames, device)
     with progress_step(progress, f"FP32 reference on {len(frames)} frame(s)"):
-        reference, _ = ort_pair_heads(cfg, fp32_models[files[0]], fp32_models[files[1]], frames, device=device)
+        reference, _ = runs.heads(fp32_models[files[0]], fp32_models[files[1]], keep=True)
     cache: dict[tuple[str, frozenset], object] = {}
 
     def converted(keep: Sequence[str]) -> dict:
@@ -93,9 +99,20 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
             out[f] = cache[key]
         return out
 
-    def heads(keep, indices):
+    def heads(keep, indices):  # kept until its step is judged: the whole set's run takes the worst frames' heads
         models = converted(keep)
-        return ort_pair_heads(cfg, models[files[0]], models[files[1]], frames, indices, device=device)[0]
+        return runs.heads(models[files[0]], models[files[1]], indices, keep=True)[0]
+
+    passing: list[tuple[str, ...]] = []
+
+    def forget(step) -> None:  # the heads kept: the plain pair's and the last passing set's (the fix, if any)
+        keep = tuple(step.experiment)
+        drop = [keep] if not step.passed else passing[-1:]
+        if step.passed:
+            passing[:] = [keep]
+        for k in drop:
+            if k:
+                runs.forget(*(converted(k)[f] for f in files))
 
     if candidates is None:
         with progress_step(progress, "ranking the candidates (FP32 magnitudes)"):
@@ -108,13 +125,20 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
             raise BadInputError(f"candidate(s) {', '.join(unknown[:3])} are not FILE{SEP}NODE of the pair "
                                 f"(e.g. {sorted(known)[0]})")
     judge = HeadJudge(cfg, frames, reference, target, heads, "fp16")
+    printer = step_printer(progress)
+
+    def on_step(step) -> None:
+        forget(step)
+        if printer is not None:
+            printer(step)
+
     result = search_fix(candidates, judge, target, len(frames), worst=worst, frame_order=frame_order,
-                        on_step=step_printer(progress))
+                        on_step=on_step)
     plain = converted(())
     # nothing kept: the fix is the plain pair itself, the same graphs (verification then runs them once)
     fixed = None if result.keep is None else plain if not result.keep else converted(result.keep)
     modules = modules if modules is not None else node_modules(fp32_models, module_names)
-    return Fp16Fix(result, dict(fp32_models), plain, fixed, {k: modules.get(k) for k in result.keep or ()})
+    return Fp16Fix(result, dict(fp32_models), plain, fixed, {k: modules.get(k) for k in result.keep or ()}, runs)
 
 
 class _Plain:

@@ -72,7 +72,7 @@ def run_fix(req: FixRequest, progress=None) -> FixOutcome:
         verification = verify_pair(cfg, vframes, req.target, [models["fp32"][f] for f in files],
                                    [fixed[f] for f in files], [models["plain"][f] for f in files],
                                    precision=req.kind, device=req.spec.device, bootstrap=req.bootstrap,
-                                   progress=progress)
+                                   progress=progress, runs=found.runs if req.kind == "fp16" else None)
     env, version, now = _stamp(progress)
     sensitivity = None
     if req.kind == "int8" and found.sensitivity is not None:

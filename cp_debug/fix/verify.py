@@ -6,7 +6,8 @@ worst head output's rel. RMSE per frame, reference boxes lost and added, mAP/NDS
 fix's per-class AP change with a paired bootstrap interval; each frame's outcome by the noise model of the
 candidate's precision (`figures.frame_verdict`: within precision, degraded, diverged), recorded whatever the target,
 which it decides where the target is within precision; and each stage's median latency in these runs (the
-latency cost of the kept nodes on this backend: fixed minus plain).
+latency cost of the kept nodes on this backend: fixed minus plain). On the search's own frames the pairs the search
+ran are taken from its `pair_runs.PairRuns`, seconds included (an encoder both lanes share has one timing).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from cp_debug.data.frames import FrameSet
 from cp_debug.fix.figures import (Figures, box_diff, class_ap_change, detections, evaluation, frame_errors,
-                                  frame_verdict, ort_pair_heads)
+                                  frame_verdict)
 from cp_debug.fix.targets import FixTarget
 
 
@@ -69,21 +70,25 @@ class Verification:
 
 def verify_pair(cfg, frames: FrameSet, target: FixTarget, reference: Sequence, fixed: Sequence,
                 plain: Sequence | None = None, *, precision: str, device: str = "cpu", bootstrap: int = 20,
-                progress=None) -> Verification:
+                progress=None, runs=None) -> Verification:
     """Run the FP32 `reference` pair, the `plain` candidate pair (optional) and the `fixed` pair (each a
     (voxel encoder, backbone) of paths or ModelProtos) over `frames` and judge the fix against `target` (each
-    frame's outcome at `precision`, the candidate's: fp16 or int8)."""
+    frame's outcome at `precision`, the candidate's: fp16 or int8). `runs`: a `pair_runs.PairRuns` that ran
+    pairs on these very frames on this device (the search's): what it kept is taken, not run again."""
     from cp_debug.fix.figures import progress_step
+    from cp_debug.fix.pair_runs import PairRuns
 
+    if runs is None or not runs.serves(frames, device):
+        runs = PairRuns(cfg, frames, device)
     every = range(len(frames))
     with progress_step(progress, f"verification: FP32 reference on {len(frames)} frame(s)"):
-        ref_heads, _ = ort_pair_heads(cfg, reference[0], reference[1], frames, device=device)
+        ref_heads, _ = runs.heads(reference[0], reference[1])
         ref_dets = detections(cfg, frames, every, ref_heads)
         ref_ev = evaluation(cfg, frames, ref_dets)
 
     def lane(pair, name):
         with progress_step(progress, f"verification: {name} on {len(frames)} frame(s)"):
-            heads, seconds = ort_pair_heads(cfg, pair[0], pair[1], frames, device=device)
+            heads, seconds = runs.heads(pair[0], pair[1])
             errs, names = frame_errors(ref_heads, heads)
             dets = detections(cfg, frames, every, heads)
             ev = evaluation(cfg, frames, dets)
