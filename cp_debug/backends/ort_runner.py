@@ -311,12 +311,10 @@ class OrtRunner(Runner):
             opt_path = Path(tmp) / "optimized.onnx"
             data = serialized(model)  # encoded once: its length is the size (ByteSize() encoded it as well)
             big = data is None or len(data) > 1_800_000_000
-            src: bytes | str
+            src: bytes | str | None = data
             if big:
-                data, src = None, str(Path(tmp) / "model.onnx")
+                src = str(Path(tmp) / "model.onnx")
                 onnx.save(model, src, save_as_external_data=True)
-            else:
-                src = data
             dump = None if big else str(opt_path)
             try:
                 try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 import os
@@ -17,6 +16,7 @@ from cp_debug.bisect.feeds import cast_inputs, load_npz_inputs, match_inputs
 from cp_debug.bisect.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subject import Stage, Subject
 from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
+from cp_debug.files import sha256_file
 
 
 def user_function(target: str, option: str = "--torch"):
@@ -39,7 +39,7 @@ def user_function(target: str, option: str = "--torch"):
     sys.path.insert(0, str(folder))
     note_user_file(path)
     before = set(sys.modules)
-    digest = _digest(path)  # FILE.py as it runs now (it runs afresh on each load)
+    digest = sha256_file(path)  # FILE.py as it runs now (it runs afresh on each load)
     try:
         spec.loader.exec_module(user)
     except Exception as err:
@@ -206,7 +206,7 @@ def user_code(file: Path) -> list[tuple[str, str]]:
         if isinstance(f, str) and os.path.abspath(f).startswith(roots) and not _installed(f) and os.path.isfile(f):
             files.add(os.path.realpath(f))
     base = os.path.realpath(folder)
-    return [(os.path.relpath(f, base), _CODE.get(f) or _CODE.setdefault(f, _digest(f))) for f in sorted(files)]
+    return [(os.path.relpath(f, base), _CODE.get(f) or _CODE.setdefault(f, sha256_file(f))) for f in sorted(files)]
 
 
 def _remember(path: Path, digest: str, modules: set[str]) -> None:
@@ -215,7 +215,7 @@ def _remember(path: Path, digest: str, modules: set[str]) -> None:
     own = _own_code(modules)
     _CODE[os.path.realpath(path)] = digest
     for f in own:
-        _CODE[f] = _digest(f)
+        _CODE[f] = sha256_file(f)
     _IMPORTED_BY[os.path.realpath(path)] = own
 
 
@@ -230,7 +230,3 @@ def _own_code(modules: set[str]) -> list[str]:
                 and not os.path.realpath(file).startswith(skip):
             found.add(os.path.realpath(file))
     return sorted(found)
-
-
-def _digest(file: str | Path) -> str:
-    return hashlib.sha256(Path(file).read_bytes()).hexdigest()

@@ -140,8 +140,11 @@ class PairRuns:
         a graph changed in place is a new key."""
         import hashlib
 
-        data = Path(model).read_bytes() if isinstance(model, (str, Path)) else model.SerializeToString()
-        return hashlib.sha256(data).hexdigest()
+        from cp_debug.files import sha256_file
+
+        if isinstance(model, (str, Path)):
+            return sha256_file(model)
+        return hashlib.sha256(model.SerializeToString()).hexdigest()
 
 
 class _Known:
