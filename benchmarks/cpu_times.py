@@ -48,13 +48,13 @@ def main() -> None:
     total = sum(r[1] for r in rows)
     print(f"{len(rows)} tests, {total / 60:.1f} CPU-minutes ({total / 120:.1f} min over 2 cores)")
     by_file: dict[str, float] = defaultdict(float)
-    for nodeid, cpu, _ in rows:
+    for nodeid, cpu, *_ in rows:
         by_file[nodeid.split("::")[0]] += cpu
     print(f"\n{'CPU s':>8}  file (top {args.top})")
     for name, cpu in sorted(by_file.items(), key=lambda kv: -kv[1])[:args.top]:
         print(f"{cpu:8.1f}  {name}")
     print(f"\n{'CPU s':>8} {'wall s':>8}  test (top {args.top})")
-    for nodeid, cpu, wall in sorted(rows, key=lambda r: -r[1])[:args.top]:
+    for nodeid, cpu, wall, *_ in sorted(rows, key=lambda r: -r[1])[:args.top]:
         print(f"{cpu:8.1f} {wall:8.1f}  {nodeid}")
 
 
