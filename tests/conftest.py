@@ -1,14 +1,16 @@
-"""Shared fixture: a small CenterPoint-like conv net (Conv→BN→ReLU→Conv→ReLU→upsample→head), exported once per
-session."""
+"""Shared fixtures (the small conv net of tests/tiny_net.py exported once per session; the `tiny` CenterPoint preset),
+the `needs` marker, the workers' share of the cores and the order files are handed out in.
+
+torch, numpy and typer are imported where they are used, not at the top: pytest-xdist's controller loads this file
+too, runs no test, and its ~3 CPU s of imports came before any worker started (measured: `import tests.conftest`
+3.3 CPU s with torch at the top, 0.3 s without)."""
 
 from __future__ import annotations
 
 import os
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import torch
 
 # A cpdebug server the developer left running (`cpdebug serve`) would take the commands the tests start in processes
 # of their own; tests/cli/test_serve.py starts its own servers on sockets of its own.
@@ -34,9 +36,6 @@ def _one_command_tree_per_app() -> None:
     typer.testing._get_command = get_command
 
 
-_one_command_tree_per_app()
-
-
 def _threads_per_worker() -> int | None:
     """Under xdist, each worker's share of the cores (2 cores, 2 workers: 1); None in a single pytest process."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
@@ -57,6 +56,8 @@ def _one_share_of_the_cores(threads: int) -> None:
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CPDEBUG_COMPARE_THREADS"):
         os.environ.setdefault(var, str(threads))
+    import torch
+
     torch.set_num_threads(threads)
     plain = ort.InferenceSession.__init__
 
@@ -68,26 +69,6 @@ def _one_share_of_the_cores(threads: int) -> None:
         plain(self, path_or_bytes, sess_options, *args, **kwargs)
 
     ort.InferenceSession.__init__ = init
-
-
-if _threads_per_worker():
-    _one_share_of_the_cores(_threads_per_worker())
-
-
-class TinyNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = torch.nn.Conv2d(4, 16, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(16)
-        self.c2 = torch.nn.Conv2d(16, 16, 3, padding=1)
-        self.up = torch.nn.ConvTranspose2d(16, 8, 2, stride=2)
-        self.head = torch.nn.Linear(8, 5)
-
-    def forward(self, x):
-        y = torch.relu(self.bn(self.c1(x)))
-        y = torch.relu(self.c2(y))
-        y = self.up(y)
-        return self.head(y.permute(0, 2, 3, 1)).sigmoid(), y.mean()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -115,17 +96,21 @@ def _threads_stay_the_workers_share():
     next test gets the worker's share again."""
     yield
     threads = _threads_per_worker()
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    if threads:
+        import torch
 
-
-INPUT_NAMES = ["x"]
-OUTPUT_NAMES = ["out", "mean"]
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """module, x (example input), path (ONNX), calib (feeds), input_names, output_names."""
+    import numpy as np
+    import torch
+
+    from tests.tiny_net import INPUT_NAMES, OUTPUT_NAMES, TinyNet
+
     torch.manual_seed(0)
     module = TinyNet().eval()
     with torch.no_grad():  # non-trivial BN statistics, folded into the conv by the exporter
@@ -152,12 +137,20 @@ def tiny_cfg():
 def pytest_configure(config):
     """`--dist loadfile` hands out files in the order `pytest_collection_modifyitems` leaves them, not pytest-xdist's
     default (files with the most tests first, which put the few-test slow files last: a 13-minute run with one
-    worker alone on them for the last minutes)."""
+    worker alone on them for the last minutes). In a process that runs tests (not xdist's controller): typer's
+    command tree once per app, and a worker's share of the cores."""
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # xdist's controller: it runs no test
+    _one_command_tree_per_app()
+    if _threads_per_worker():
+        _one_share_of_the_cores(_threads_per_worker())
 
 
 def _cuda() -> str | None:
+    import torch
+
     return None if torch.cuda.is_available() else "a CUDA device (torch.cuda.is_available() is False)"
 
 

@@ -16,7 +16,7 @@ import torch
 
 from cp_debug.export.cache import CACHE_ENV, NO_CACHE_ENV, export_cached
 from cp_debug.files import prune_cache
-from tests.conftest import INPUT_NAMES, OUTPUT_NAMES, TinyNet
+from tests.tiny_net import INPUT_NAMES, OUTPUT_NAMES, TinyNet
 
 ROOT = Path(__file__).resolve().parents[2]
 
