@@ -141,11 +141,26 @@ def pytest_configure(config):
     command tree once per app, and a worker's share of the cores."""
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's first process: what its workers inherit
+        _compiled_once_per_run()
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # xdist's controller: it runs no test
     _one_command_tree_per_app()
     if _threads_per_worker():
         _one_share_of_the_cores(_threads_per_worker())
+
+
+def _compiled_once_per_run() -> None:
+    """Where the environment says PYTHONDONTWRITEBYTECODE (this machine's does), every process of the run compiled
+    the cp_debug and test modules it imported from source again: the workers, and each of the ~100 `cpdebug`
+    processes the tests start (9.3 CPU s of compiling in those, py-spy over the suite). For this run's processes
+    Python writes the bytecode it makes, as it does by default, into the `__pycache__` folders beside the sources
+    (ignored by git), and the next process reads it. (PYTHONPYCACHEPREFIX would keep them out of the checkout but
+    moves every module's cache there, site-packages' too: each process of the run compiled torch again.)"""
+    import sys
+
+    if sys.flags.dont_write_bytecode and os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+        sys.dont_write_bytecode = False
 
 
 def _cuda() -> str | None:
