@@ -21,7 +21,7 @@ import numpy as np
 
 from cp_debug.bisect.result import BevScene, BisectReport
 from cp_debug.report.bev import BevMaps, LayerMap, layer_maps
-from cp_debug.report.figure import figure_png, img_tag, new_figure
+from cp_debug.report.figure import figure_png, img_tag, new_figure, plain_log_ticks
 
 REF_COLOUR, CAND_COLOUR, GT_COLOUR = "#1565c0", "#d32f2f", "#2e7d32"
 LOST_COLOUR, ADDED_COLOUR, CUT_COLOUR, NONFINITE_COLOUR = "#ff9800", "#e040fb", "#ffeb3b", "#00e5ff"
@@ -114,10 +114,12 @@ def heads_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
     for ax, panel in zip(axes, maps.panels):
         im = _map(ax, panel.values, maps.extent, nonfinite=maps.nonfinite)
         cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        plain_log_ticks(cb)
         cb.ax.tick_params(labelsize=7, which="both")
         cb.ax.minorticks_off()
         unit = f" ({panel.unit})" if panel.unit else ""
-        ax.set_title(f"{panel.name}: {panel.what}{unit}\nmax {_fmt(panel.max)}", fontsize=8.5, loc="left")
+        ax.set_title(f"{panel.name}: {panel.what}{unit}\nmax {_fmt(panel.max)}", fontsize=8.5, loc="left",
+                     y=1.0)  # y given: matplotlib skips measuring every axis to place the title
         _overlay(ax, maps, scene, points_size=0.2, labels=False, max_points=MAX_POINTS // 5)
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -136,6 +138,7 @@ def peak_flip_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
     ax = fig.subplots()
     im = _map(ax, maps.score_change, maps.extent, nonfinite=maps.nonfinite, cmap="Greys")
     cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.01)
+    plain_log_ticks(cb)
     cb.set_label("max over classes of |Δ score|", fontsize=8)
     _overlay(ax, maps, scene, points_size=0.3, labels=True, max_points=MAX_POINTS)
     for kind, marker, colour, words in (("lost", "v", LOST_COLOUR, "below the threshold on the candidate: lost"),
@@ -154,7 +157,7 @@ def peak_flip_png(maps: BevMaps, scene: BevScene | None, title: str) -> bytes:
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(f"{title}: peaks crossing the score threshold {maps.threshold:g} on one side only\n"
-                 + "\n".join(textwrap.wrap(maps.summary(), 120)), fontsize=9, loc="left")
+                 + "\n".join(textwrap.wrap(maps.summary(), 120)), fontsize=9, loc="left", y=1.0)
     return figure_png(fig)
 
 
@@ -177,12 +180,14 @@ def segment_png(layers: list[LayerMap], root: str | None, title: str) -> bytes:
         mark = " ◀ root cause" if m.probe == root else ""
         ax.set_title(f"{_short(m.probe)}{mark}\n{m.source_shape[0]}×{m.source_shape[1]} cells, max "
                      f"{_fmt(float(np.nanmax(m.values)) if np.isfinite(m.values).any() else math.nan)}",
-                     fontsize=8, loc="left", color="#b26a00" if mark else "black")
+                     fontsize=8, loc="left", color="#b26a00" if mark else "black", y=1.0)
     for ax in axes[n:]:
         ax.set_visible(False)
     if im is not None:
         cax = fig.add_axes((0.89, 0.1, 0.018, 0.7))
-        fig.colorbar(im, cax=cax).set_label("mean |Δ| over channels", fontsize=8)
+        cb = fig.colorbar(im, cax=cax)
+        plain_log_ticks(cb)
+        cb.set_label("mean |Δ| over channels", fontsize=8)
     fig.suptitle(f"{title}: BEV error layer by layer along the root cause's segment (x, y in m)", fontsize=10)
     return figure_png(fig)
 
