@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.eval.report import EvalReport
-from cp_debug.report.figure import figure_png, img_tag, new_figure
+from cp_debug.report.figure import equal_aspect_size, figure_png, fit_margins, img_tag, new_figure
 from cp_debug.report.html import CSS
 from cp_debug.files import write_text_atomic
 
@@ -57,9 +57,29 @@ def box_corners(box: np.ndarray) -> np.ndarray:
     return np.stack([x + c * local[:, 0] - s * local[:, 1], y + s * local[:, 0] + c * local[:, 1]], 1)
 
 
+def draw_boxes(ax, boxes, label: str, colour: str, style: str, *, headings: bool = False) -> None:
+    """The outlines of `boxes` (rows x, y, z, l, w, h, yaw, ...) on `ax`, one LineCollection (`label` in the legend
+    where there is a box), and with `headings` a line from each centre to its front edge: the same strokes as a
+    Line2D a box (~0.2 s for 150 boxes of the eval picture)."""
+    from matplotlib.collections import LineCollection
+
+    if len(boxes) == 0:
+        return
+    outlines = [box_corners(np.asarray(b, np.float64)) for b in boxes]
+    line = {"colors": colour, "linestyles": style, "capstyle": "projecting" if style == "-" else "butt"}  # Line2D's
+    ax.add_collection(LineCollection(outlines, linewidths=1.1, label=label, **line))
+    if headings:
+        heads = [[b[:2], c[:2].mean(0)] for b, c in zip(np.asarray(boxes, np.float64), outlines)]
+        ax.add_collection(LineCollection(heads, linewidths=0.8, **line))
+    ax.autoscale_view()
+
+
+BEV_AREA = (7.2, 7.2)  # inches at most for a BEV map's axes (as in the 8 x 8 inch figure these pictures had)
+
+
 def plot_bev(report: EvalReport, cand: str, token: str) -> bytes:
     """BEV of one scan: points (grey), ground truth (green), reference (blue), candidate (red, dashed)."""
-    fig = new_figure(8.0, 8.0)
+    fig = new_figure(8.0, 8.0, layout=None)
     ax = fig.add_subplot(1, 1, 1)
     if report.worst_points is not None:
         pts = np.asarray(report.worst_points)
@@ -68,18 +88,14 @@ def plot_bev(report: EvalReport, cand: str, token: str) -> bytes:
               (report.reference, report.detections[report.reference].get(token), "#1f5fbf", "-"),
               (cand, report.detections[cand].get(token), "#c62828", "--"))
     for name, sb, colour, style in layers:
-        if sb is None:
-            continue
-        for k in range(len(sb)):
-            corners = box_corners(sb.boxes[k])
-            ax.plot(corners[:, 0], corners[:, 1], style, color=colour, lw=1.1, label=name if k == 0 else None)
-            head = sb.boxes[k]
-            ax.plot([head[0], corners[:2, 0].mean()], [head[1], corners[:2, 1].mean()], style, color=colour, lw=0.8)
+        if sb is not None:
+            draw_boxes(ax, sb.boxes, name, colour, style, headings=True)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(f"{token}: {cand} vs {report.reference}")
     ax.legend(loc="upper right", fontsize=9)
+    fit_margins(fig, ax, axes=equal_aspect_size(ax, *BEV_AREA))
     return figure_png(fig)
 
 

@@ -7,18 +7,16 @@ import os
 from html import escape
 from pathlib import Path
 
-import numpy as np
-
-from cp_debug.eval.html import box_corners
+from cp_debug.eval.html import BEV_AREA, draw_boxes
 from cp_debug.files import write_text_atomic
 from cp_debug.replay.engine import FrameResult
 from cp_debug.replay.report import ReplayReport
-from cp_debug.report.figure import figure_png, img_tag, new_figure
+from cp_debug.report.figure import equal_aspect_size, figure_png, fit_margins, img_tag, new_figure
 from cp_debug.report.html import CSS
 
 
 def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:
-    fig = new_figure(8.0, 8.0)
+    fig = new_figure(8.0, 8.0, layout=None)
     ax = fig.add_subplot(1, 1, 1)
     if frame.bev_points is not None:
         ax.scatter(frame.bev_points[:, 0], frame.bev_points[:, 1], s=0.2, c="#9aa3ad", linewidths=0)
@@ -27,16 +25,14 @@ def plot_frame(report: ReplayReport, frame: FrameResult) -> bytes:
               (f"best: {report.best_name}", frame.boxes[best] if frame.boxes else None, "#2e7d32", ":"),
               ("deployment", frame.deployed, "#c62828", "--"))
     for name, dets, colour, style in layers:
-        if dets is None:
-            continue
-        for k in range(len(dets)):
-            c = box_corners(np.asarray(dets.boxes[k], np.float64))
-            ax.plot(c[:, 0], c[:, 1], style, color=colour, lw=1.1, label=name[:60] if k == 0 else None)
+        if dets is not None:
+            draw_boxes(ax, dets.boxes, name[:60], colour, style)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(f"frame {frame.token}: agreement {frame.agreements[best].fraction:.0%}")
     ax.legend(loc="upper right", fontsize=8)
+    fit_margins(fig, ax, axes=equal_aspect_size(ax, *BEV_AREA))
     return figure_png(fig)
 
 

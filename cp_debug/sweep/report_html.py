@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 
 from cp_debug.sweep.rank import RankedFrame
@@ -14,26 +13,29 @@ from cp_debug.sweep.summary import cell
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+    from cp_debug.report.figure import figure_png
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img src="data:image/png;base64,{base64.b64encode(figure_png(fig)).decode()}">'
 
 
 def _heatmap(outcome: SweepOutcome, cand: str, top: int = 60) -> str:
-    import matplotlib
+    fig = heatmap_figure(outcome, cand, top)
+    return "<p>no frame ran</p>" if fig is None else _png(fig)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def heatmap_figure(outcome: SweepOutcome, cand: str, top: int = 60):
+    """log10 rel. RMSE of the `top` ranked frames x the probes of `cand`, a matplotlib Figure (None: no frame ran).
+    The axes keep the size they had in a figure of min(14, 2 + 0.45 a probe) x min(12, 1.5 + 0.22 a frame) inches
+    and the figure takes the labels' margins, measured (`fit_margins`), as `bbox_inches="tight"` cropped it."""
     import numpy as np
+
+    from cp_debug.report.figure import axis_depth, fit_margins, new_figure
 
     by_index = {r.index: r for r in outcome.results}
     frames = [r for r in outcome.ranked if r.status != "failed"][:top]
     names = sorted({(s.order, s.probe) for s in outcome.spreads.values() if s.candidate == cand})
     if not frames or not names:
-        return "<p>no frame ran</p>"
+        return None
     grid = np.full((len(frames), len(names)), np.nan)
     for i, rf in enumerate(frames):
         c = next((c for c in by_index[rf.index].candidates if c.candidate == cand), None)
@@ -41,23 +43,36 @@ def _heatmap(outcome: SweepOutcome, cand: str, top: int = 60) -> str:
             j = next((k for k, (_, n) in enumerate(names) if n == p.probe), None)
             if j is not None and p.rel_rmse > 0:
                 grid[i, j] = math.log10(p.rel_rmse) if math.isfinite(p.rel_rmse) else 3
-    fig, ax = plt.subplots(figsize=(min(14, 2 + 0.45 * len(names)), min(12, 1.5 + 0.22 * len(frames))))
+    w, h = min(14, 2 + 0.45 * len(names)), min(12, 1.5 + 0.22 * len(frames))
+    fig = new_figure(w, h, layout=None, dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, aspect="auto", cmap="magma")
     ax.set_xticks(range(len(names)), [n.split(".", 1)[-1] for _, n in names], rotation=75, fontsize=7)
     ax.set_yticks(range(len(frames)), [f"{r.rank}. {r.token}" for r in frames], fontsize=7)
-    fig.colorbar(im, ax=ax, label="log10 rel. RMSE")
+    area_w, area_h = _AREA[0] * w, _AREA[1] * h
+    heat, gap, bar = 0.8 * area_w, 0.05 * area_w, area_h / 20  # matplotlib's colorbar beside it: a 5 % pad, aspect 20
+    width = heat + gap + bar  # its slot as wide as the bar it draws (its default 15 % would leave a blank band)
+    cb = fig.colorbar(im, ax=ax, label="log10 rel. RMSE", fraction=bar / width, pad=gap / width)
     ax.set_title(f"{cand}: frames (ranked) x probes")
-    return _png(fig)
+    fit_margins(fig, ax, right=0.06 + axis_depth(fig, cb.long_axis), axes=(width, area_h))
+    return fig
+
+
+_AREA = (0.775, 0.77)  # the share of a figure matplotlib's default margins give the axes (left .125, right .9, ...)
 
 
 def _bev(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]) -> str:
-    import matplotlib
+    return _png(bev_figure(outcome, rf, lanes))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def bev_figure(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]):
+    """The box centres of frame `rf`, the first lane's and its candidate's (and the ground truth), a matplotlib
+    Figure whose axes take at most 3.5 x 3.5 inches at an equal aspect."""
+    from cp_debug.report.figure import equal_aspect_size, fit_margins, new_figure
 
     res = next(r for r in outcome.results if r.index == rf.index)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = new_figure(4.5, 4.5, layout=None, dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
     for lane, colour in zip([lanes[0], rf.candidate], ("tab:blue", "tab:red")):
         b = res.boxes.get(lane)
         if b and b["boxes"]:
@@ -69,7 +84,8 @@ def _bev(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]) -> str:
     ax.set_aspect("equal")
     ax.legend(fontsize=7)
     ax.set_title(f"{rf.rank}. {rf.token} (BEV, box centres)", fontsize=9)
-    return _png(fig)
+    fit_margins(fig, ax, axes=equal_aspect_size(ax, _AREA[0] * 4.5, _AREA[1] * 4.5))
+    return fig
 
 
 def _table(rows: list[list], head: list[str]) -> str:

@@ -8,8 +8,10 @@ import pytest
 
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.compare.diff import TensorDiff, Tolerance
-from cp_debug.report.figure import drawn_tick_labels, new_figure, plain_log_ticks, plain_math
+from cp_debug.report.figure import (drawn_tick_labels, equal_aspect_size, fit_margins, new_figure, plain_log_ticks,
+                                     plain_math)
 from cp_debug.report.html import errors_figure
+from tests.report.page_check import drawn_texts, off_page
 
 
 def test_plain_math_writes_matplotlibs_log_labels_in_unicode():
@@ -62,28 +64,39 @@ def _report(n: int) -> BisectReport:
 
 @pytest.mark.parametrize("n", [40, 41])  # a name under every probe; an axis of indices and the root cause named
 def test_every_label_of_the_error_plot_is_on_the_page(n):
-    from matplotlib.text import Text
-
     report = _report(n)
     fig = errors_figure(report, report.candidates[0], {"atol": 2e-2, "rtol": 2e-2})
-    fig.canvas.draw()
+    texts = drawn_texts(fig)
     renderer = fig.canvas.get_renderer()
-    page = fig.bbox
-    axes = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)]
-    ticks = {id(t) for axis in axes for t in axis.get_ticklabels(which="both")}  # drawn only within the view:
-    texts = [t for t in fig.findobj(Text) if id(t) not in ticks] + [t for a in axes for t in drawn_tick_labels(a)]
-    texts = [t for t in texts if t.get_visible() and t.get_text()]
     names = [t.get_text() for t in texts]
     assert "NaN" in names
     if n <= 40:  # every probe named below the axis, the long names shortened from the left
         assert sum(t.startswith("…") and t.endswith("bn_act_relu") for t in names) == len(range(0, n, 3))
     else:  # the root cause named beside its star
         assert report.candidates[0].root_cause.probe in names
-    for t in texts:
-        box = t.get_window_extent(renderer)
-        assert page.x0 - 0.5 <= box.x0 and box.x1 <= page.x1 + 0.5, t.get_text()
-        assert page.y0 - 0.5 <= box.y0 and box.y1 <= page.y1 + 0.5, t.get_text()
+    assert off_page(fig, texts) == []
     ax1, ax2 = fig.axes
     below = [t.get_window_extent(renderer) for t in ax2.get_xticklabels() if t.get_text()]
     assert len(below) == (n if n <= 40 else len(below)) and all(b.y1 <= ax2.bbox.y0 for b in below)
     assert ax2.bbox.y1 < ax1.bbox.y0  # the panels do not overlap
+
+
+def test_fit_margins_sizes_the_figure_around_axes_of_the_size_asked():
+    """`axes=`: the axes get that size in inches, the figure grows by the labels' margins, none clipped (the sweep's
+    pictures: what `bbox_inches="tight"` cropped); `equal_aspect_size` keeps the view's aspect within a box."""
+    fig = new_figure(4, 4, layout=None)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([-30.0, 10.0], [0.0, 20.0])
+    ax.set_title("a title")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("a long label of the y axis")
+    w, h = equal_aspect_size(ax, 3.0, 3.0)
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    assert w == 3.0 and h == pytest.approx(3.0 * (y1 - y0) / (x1 - x0)) and h < 3.0
+    fit_margins(fig, ax, axes=(w, h))
+    texts = drawn_texts(fig)
+    assert off_page(fig, texts) == [] and "a long label of the y axis" in [t.get_text() for t in texts]
+    box = ax.get_window_extent()
+    assert box.width / fig.dpi == pytest.approx(w) and box.height / fig.dpi == pytest.approx(h)
+    assert fig.get_size_inches()[0] < 4.0  # cropped to what it draws

@@ -110,6 +110,24 @@ def test_files_follow_the_contract(swept):
     assert all(np.isfinite(s["delta_map"]) for s in chain)
 
 
+def test_the_report_pictures_draw_every_label_on_the_picture(swept):
+    """The heat map and the worst frame's BEV are sized around their axes (no `bbox_inches="tight"` pass): every
+    label within the picture, the colorbar filling its slot (no blank band beside it)."""
+    from cp_debug.sweep.report_html import bev_figure, heatmap_figure
+    from tests.report.page_check import drawn_texts, off_page
+
+    _, cand, _, _, outcome, opts = swept
+    heat = heatmap_figure(outcome, cand)
+    texts = drawn_texts(heat)
+    assert off_page(heat, texts) == [] and {"log10 rel. RMSE", "1. " + outcome.ranked[0].token} <= {
+        t.get_text() for t in texts}
+    bar = heat.axes[1]
+    assert bar.get_position().width == pytest.approx(bar.get_position(original=True).width, rel=1e-3)
+    bev = bev_figure(outcome, outcome.ranked[0], list(opts.settings.backends))
+    texts = drawn_texts(bev)
+    assert off_page(bev, texts) == [] and cand in {t.get_text() for t in texts}  # the legend
+
+
 def test_the_rerun_recording_holds_every_frame(swept, tmp_path):
     pytest.importorskip("rerun")
     from rerun.chunk import RrdReader
