@@ -18,7 +18,8 @@ from cp_debug.bisect.model_facts import ModelFacts
 from cp_debug.bisect.result import BevScene
 from cp_debug.probes.naming import ProbeMap, map_modules_to_onnx
 from cp_debug.probes.sized_shapes import sized_shapes
-from cp_debug.probes.torch_trace import ModuleTrace, trace_module
+from cp_debug.probes.torch_trace import ModuleTrace
+from cp_debug.probes.trace_cache import traced
 
 LEVELS = ("stage", "block", "layer", "all")
 # ONNX ops that end a module's computation without being it (a bias Add, a reshape back): its class says more
@@ -51,7 +52,7 @@ class Stage:
     def trace(self) -> ModuleTrace | None:
         if self._trace is None:
             if self.module is not None:
-                self._trace = trace_module(self.module, self.example_inputs)
+                self._trace = traced(self.module, self.example_inputs)  # read back where a run made it
             else:
                 self._trace, self._map = _onnx_only_tables(self.onnx())
         return self._trace

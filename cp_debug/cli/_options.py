@@ -64,12 +64,12 @@ Inputs = Annotated[Optional[Path], typer.Option(
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
 NoCache = Annotated[bool, typer.Option(
-    "--no-cache", help="Export the model again instead of reading its ONNX graphs from the cache "
-    "($CPDEBUG_CACHE_DIR, default ~/.cache/cp_debug; same as CPDEBUG_NO_CACHE=1).")]
+    "--no-cache", help="Export and trace the model again instead of reading its ONNX graphs and module traces from "
+    "the cache ($CPDEBUG_CACHE_DIR, default ~/.cache/cp_debug; same as CPDEBUG_NO_CACHE=1).")]
 
 
 def no_cache(flag: bool) -> None:
-    """--no-cache: the export cache is off for this process and the processes it starts (`CPDEBUG_NO_CACHE`)."""
+    """--no-cache: the caches are off for this process and the processes it starts (`CPDEBUG_NO_CACHE`)."""
     if flag:
         import os
 

@@ -92,8 +92,11 @@ def file_export_cached(module, example_inputs: tuple, settings: dict,
     return model
 
 
-def export_key(module, example_inputs: Iterable, settings: dict) -> str:
-    """The content hash an export is stored under (hex sha256)."""
+def export_key(module, example_inputs: Iterable, settings: dict, *, schema: str = SCHEMA,
+               code: Iterable[str] | None = None) -> str:
+    """The content hash an export is stored under (hex sha256). Another entry made by running a module on example
+    inputs is keyed here too, with its own `schema` and `code` (the files of the code that makes it, in place of
+    the exporter's): the module trace (`probes/trace_cache.py`)."""
     import numpy as np
     import onnx
     import torch
@@ -107,14 +110,14 @@ def export_key(module, example_inputs: Iterable, settings: dict) -> str:
         h.update(f"{tag}:{len(raw)}:".encode())
         h.update(raw)
 
-    add("schema", SCHEMA)
+    add("schema", schema)
     add("versions", json.dumps([cp_debug.__version__, torch.__version__, onnx.__version__]))
     add("settings", json.dumps(settings, sort_keys=True, default=str))
     add("structure", repr(module))
     for qualified, m in module.named_modules():  # plain attributes too: a quantizer's on/off flag, an eps, a mode
         add("attributes", f"{qualified}|" + json.dumps(
             sorted((k, v) for k, v in vars(m).items() if _plain(v)), default=str))
-    for path in _source_files(module):
+    for path in _source_files(module, code):
         add("source", path.read_bytes())
     tensors = [*module.named_parameters(), *module.named_buffers()]
     for i, x in enumerate(example_inputs):
@@ -137,16 +140,17 @@ def _plain(v) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
 
-def _source_files(module) -> list[Path]:
-    """The files defining the classes of `module`'s submodules (and their bases below torch.nn.Module), and the
-    exporter's own (torch_export.py, graph/model.py's clean-up): an edited forward or exporter in an editable
-    install changes the key even before the version does."""
+def _source_files(module, code: Iterable[str] | None = None) -> list[Path]:
+    """The files defining the classes of `module`'s submodules (and their bases below torch.nn.Module), and those of
+    the code that makes the entry (`code`; by default the exporter's: torch_export.py, graph/model.py's clean-up):
+    an edited forward or exporter in an editable install changes the key even before the version does."""
     import torch
 
     from cp_debug.graph import model as graph_model
 
-    seen: dict[str, Path] = {p: Path(p) for p in (__file__, inspect.getsourcefile(export_module),
-                                                  inspect.getsourcefile(graph_model)) if p}
+    if code is None:
+        code = (__file__, inspect.getsourcefile(export_module), inspect.getsourcefile(graph_model))
+    seen: dict[str, Path] = {p: Path(p) for p in code if p}
     for m in module.modules():
         for cls in type(m).__mro__:
             if cls is torch.nn.Module or cls is object:

@@ -2,7 +2,8 @@
 whole (temp file + rename), the JSON last, so a reader never sees half an entry. Used by the export cache
 (`export/cache.py`) the FP16 conversion cache (`precision/fp16_cache.py`) and the INT8 one
 (`precision/int8_cache.py`), keyed by `entry_key`; the folders are `files.cache_dir`'s and
-bounded by `files.prune_cache`."""
+bounded by `files.prune_cache`. An entry that is JSON alone (`KEY.json`: the module trace cache,
+`probes/trace_cache.py`) is read and written by `load_json_entry` / `store_json_entry`, the same way."""
 
 from __future__ import annotations
 
@@ -30,13 +31,22 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
         model = onnx.load_model_from_string(model_path.read_bytes())
     except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError)
         return None
-    now = time.time()
-    for p in (meta_path, model_path):  # recently used: kept longest by the pruning
-        try:
-            os.utime(p, (now, now))
-        except OSError:
-            pass
+    _used(meta_path, model_path)
     return model, meta
+
+
+def load_json_entry(folder: Path, key: str, schema: str) -> dict | None:
+    """The JSON of a JSON-only entry `key`, marked recently used; None where it is missing, of another schema or
+    damaged (the caller makes it again)."""
+    path = folder / f"{key}.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("schema") != schema:
+        return None
+    _used(path)
+    return meta
 
 
 def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) -> bool:
@@ -52,6 +62,30 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
         return False
     prune_cache(folder)
     return True
+
+
+def store_json_entry(folder: Path, key: str, meta: dict) -> bool:
+    """Write the JSON-only entry `key` whole (it must hold "schema"), then prune the folder; False when the folder
+    cannot be written."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.files import prune_cache, write_json
+
+    try:
+        write_json(folder / f"{key}.json", meta, indent=None, parents=True)
+    except (BadInputError, OSError):
+        return False
+    prune_cache(folder)
+    return True
+
+
+def _used(*paths: Path) -> None:
+    """Mark an entry's files recently used: the pruning keeps them longest."""
+    now = time.time()
+    for p in paths:
+        try:
+            os.utime(p, (now, now))
+        except OSError:
+            pass
 
 
 def entry_key(schema: str, versions: Sequence[str], settings: dict, sources: Iterable[str | Path],

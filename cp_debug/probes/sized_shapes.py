@@ -21,7 +21,7 @@ import onnx
 
 from cp_debug.graph.grouped import static_types
 from cp_debug.graph.model import static_dims
-from cp_debug.probes.torch_trace import trace_module
+from cp_debug.probes.trace_cache import traced
 
 _FIRST_MULTIPLE = 5  # the fixed axes are 5·S, 7·S, 9·S, …
 _MAX_GROWTH = 2  # tried while the input holds at most this many times the example's elements
@@ -56,7 +56,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
         try:
             with warnings.catch_warnings():  # a size the net cannot take says so here, and is passed over
                 warnings.simplefilter("ignore")
-                trace = trace_module(module, inputs)
+                trace = traced(module, inputs)
         except Exception:  # noqa: BLE001 - the net's strides do not divide this size: try the next one
             continue
         sizes = {name: tuple(x.shape) for name, x in zip(input_names, inputs)}

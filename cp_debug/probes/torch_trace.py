@@ -58,6 +58,27 @@ class ModuleTrace:
             out.append(c)
         return list(dict.fromkeys(out))
 
+    def to_json(self) -> dict:
+        """The trace as JSON, every table in its order (the trace cache keeps it: `trace_cache.py`); `from_json`
+        gives back an equal trace. ValueError where a site's path holds a step JSON cannot give back as it is (a
+        dict key that is neither an int nor a str)."""
+        for site in self.sites.values():
+            if not all(type(step) in (int, str) for step in site.path):
+                raise ValueError(f"a step of {site.path!r} is neither an int nor a str")
+        return {"order": list(self.order),
+                "shapes": {k: None if v is None else list(v) for k, v in self.shapes.items()},
+                "producers": self.producers, "types": self.types,
+                "children": {k: list(v) for k, v in self.children.items()}, "parents": self.parents,
+                "sites": {k: [s.module, s.call, list(s.path)] for k, s in self.sites.items()}, "calls": self.calls,
+                "call_counts": self.call_counts}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModuleTrace":
+        return cls(tuple(d["order"]), {k: None if v is None else tuple(v) for k, v in d["shapes"].items()},
+                   dict(d["producers"]), dict(d["types"]), {k: tuple(v) for k, v in d["children"].items()},
+                   dict(d["parents"]), {k: Site(m, c, tuple(path)) for k, (m, c, path) in d["sites"].items()},
+                   dict(d["calls"]), dict(d["call_counts"]))
+
 
 def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
     """Run `module(*example_inputs)` once with hooks on every submodule (no grad) and record the tree.

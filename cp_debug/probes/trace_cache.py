@@ -1,0 +1,98 @@
+"""The module trace kept on disk between processes, found again by what made it.
+
+`trace_module` runs the model once with hooks on every submodule only to name the probes: a seconds-long forward
+pass for awml-base on CPU in every run, though the same model is bisected again and again (27 CPU-s of the test
+suite, py-spy). `traced` keys a trace as the export cache keys an export (`export.cache.export_key`: the module's
+structure, the plain attributes of every submodule — `training`, a `cpdebug_trace_skip` set on an instance —, the
+source files of their classes — a class's `cpdebug_trace_skip`, its forward —, every parameter and buffer, the
+example inputs' bytes, the versions of cp_debug, torch and onnx) with the trace's own code (torch_trace.py,
+sites.py, this file), the prefix and which modules the trace skips, and keeps it as `KEY.json` in the cache's
+`traces` folder (`files.cache_dir`), written whole (`graph/stored.py`) and bounded by `files.prune_cache`. What the
+forward said (Python warnings, log records, fd 2) is kept with it and said again on a hit (`export/said.py`), so a
+run's third-party warnings are the same either way. Off with `CPDEBUG_NO_CACHE=1` (`--no-cache`); a folder that
+cannot be written is skipped.
+
+A hit skips a forward pass (run under no_grad, in whatever mode the module is), so it is given only where that pass
+changes nothing the run reads later:
+- a module with a submodule in training mode is traced every time: there the pass is a step (BatchNorm's running
+  statistics move, dropout draws random numbers);
+- so is one with forward hooks not the trace's own (a user's recorder, torch's global hooks): a hit would skip them;
+- so are example inputs that are not all tensors (their bytes are no key);
+- a trace is stored only where the pass left the module and its inputs as it found them — the same key after it
+  (parameters, buffers, plain attributes: an observer's min/max, an amax set on first call, an input changed in
+  place) — and torch's, numpy's and Python's random number generators where they were.
+State no key sees, kept in a plain Python object, stays out by the callers: a calibrator attached to a quantizer
+collects into one, and `quant/calibrate.py` attaches it only inside its own calibration loop, never around a trace.
+"""
+
+from __future__ import annotations
+
+from cp_debug.files import cache_dir
+from cp_debug.probes.torch_trace import ModuleTrace, trace_module
+
+SCHEMA = "cp_debug.trace_cache/1"
+
+
+def traced(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
+    """`trace_module(module, example_inputs, prefix=prefix)` through the cache: the stored trace when one was made
+    from the same module, weights, example inputs and prefix (equal to a fresh one), else a fresh trace, stored
+    where that is safe (the module docstring)."""
+    import torch
+
+    folder = cache_dir("traces")
+    if folder is None or not _cacheable(module, example_inputs):
+        return trace_module(module, example_inputs, prefix=prefix)
+    from cp_debug.export.said import Said, say_again
+    from cp_debug.graph.stored import load_json_entry, store_json_entry
+
+    key = _key(module, example_inputs, prefix)
+    found = load_json_entry(folder, key, SCHEMA)
+    if found is not None:
+        say_again(found["said"])
+        return ModuleTrace.from_json(found["trace"])
+    before = _rng_states(torch)
+    with Said() as said:
+        trace = trace_module(module, example_inputs, prefix=prefix)
+    if _rng_states(torch) != before or _key(module, example_inputs, prefix) != key:
+        return trace  # the pass changed state the run may read later: the next run must run it too
+    try:
+        data = trace.to_json()
+    except ValueError:  # a dict output keyed by something JSON cannot give back as it was
+        return trace
+    store_json_entry(folder, key, {"schema": SCHEMA, "said": said.to_json(), "trace": data})
+    return trace
+
+
+def _cacheable(module, example_inputs: tuple) -> bool:
+    import torch
+    from torch.nn.modules import module as torch_module
+
+    if not all(isinstance(x, torch.Tensor) for x in example_inputs):
+        return False
+    if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):
+        return False
+    return not any(m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def _key(module, example_inputs: tuple, prefix: str) -> str:
+    import inspect
+
+    from cp_debug import sites
+    from cp_debug.export.cache import export_key
+    from cp_debug.probes import torch_trace
+
+    skipped = [n for n, m in module.named_modules() if getattr(m, "cpdebug_trace_skip", False)]
+    code = (__file__, inspect.getsourcefile(torch_trace), inspect.getsourcefile(sites))
+    return export_key(module, example_inputs, {"prefix": prefix, "skipped": skipped}, schema=SCHEMA, code=code)
+
+
+def _rng_states(torch) -> tuple:
+    """The global random number generators' states, as bytes and numbers that compare with ==."""
+    import random
+
+    import numpy as np
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    cuda = [s.numpy().tobytes() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_initialized() else []
+    return (torch.get_rng_state().numpy().tobytes(), name, keys.tobytes(), pos, has_gauss, gauss, random.getstate(),
+            cuda)

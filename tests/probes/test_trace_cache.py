@@ -1,0 +1,184 @@
+"""probes/trace_cache.py: a module trace read back from the cache equals a fresh one; anything it hangs on (a weight,
+an input, an attribute, the prefix) is another key; a pass that changes state the run reads later is never stored."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from cp_debug.export.cache import CACHE_ENV, NO_CACHE_ENV
+from cp_debug.probes.torch_trace import ModuleTrace, trace_module
+from cp_debug.probes.trace_cache import traced
+from tests.zoo import models
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    return tmp_path / "cache" / "traces"
+
+
+def _entries(folder) -> int:
+    return len(list(folder.glob("*.json"))) if folder.exists() else 0
+
+
+def _same(a: ModuleTrace, b: ModuleTrace) -> None:
+    """Equal, every table in the same order, and tuples and Sites where the fresh trace has them."""
+    assert a == b
+    for f in dataclasses.fields(ModuleTrace):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        assert type(x) is type(y), f.name
+        if isinstance(x, dict):
+            assert list(x) == list(y), f.name
+            assert [type(v) for v in x.values()] == [type(v) for v in y.values()], f.name
+    assert all(type(s.path) is tuple for s in b.sites.values())
+
+
+class Block(nn.Module):
+    """torchvision's BasicBlock as it runs: `self.relu` called twice, a downsample branch, BatchNorm in eval mode
+    (torchvision itself takes 2.5 CPU-s to import)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.downsample(x))
+
+
+def _resnet_like():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), Block(8, 16), Block(16, 16),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    return net.eval(), (torch.randn(1, 3, 32, 32),)
+
+
+class Outputs(nn.Module):
+    """A tuple with a None in it and a dict keyed by a str and an int, each holding this call's own tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.flag = False  # a plain attribute the forward branches on
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y.relu(), None), {"score": y.sigmoid(), 3: (y * 2 if self.flag else y - 1)}
+
+
+class Wrap(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Outputs()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("build", [_resnet_like, models.build_twice, models.build_text,
+                                   lambda: (Wrap().eval(), (torch.randn(1, 3, 8, 8),))],
+                         ids=["resnet-like", "called-twice", "dataclass-output", "tuple-and-dict-output"])
+def test_a_hit_equals_a_fresh_trace(cache, build):
+    module, example = build()
+    fresh = trace_module(module, example)
+    assert _entries(cache) == 0
+    first = traced(module, example)
+    assert _entries(cache) == 1
+    again = traced(copy.deepcopy(module), tuple(x.clone() for x in example))  # found by content, not identity
+    assert _entries(cache) == 1
+    _same(fresh, first)
+    _same(fresh, again)
+
+
+def test_a_changed_weight_input_attribute_or_prefix_misses(cache):
+    torch.manual_seed(0)
+    net, x = Wrap().eval(), torch.randn(1, 3, 8, 8)
+    traced(net, (x,))
+    with torch.no_grad():
+        net.inner.conv.weight[0, 0, 0, 0] += 1e-3
+    traced(net, (x,))
+    assert _entries(cache) == 2
+    traced(net, (x * 2,))
+    assert _entries(cache) == 3
+    net.inner.flag = True
+    flagged = traced(net, (x,))
+    assert _entries(cache) == 4 and flagged == trace_module(net, (x,))
+    net.inner.cpdebug_trace_skip = True  # the trace passes over it: another tree
+    skipped = traced(net, (x,))
+    assert _entries(cache) == 5 and "inner" not in skipped.order and skipped == trace_module(net, (x,))
+    prefixed = traced(net, (x,), prefix="stage.")
+    assert _entries(cache) == 6 and prefixed == trace_module(net, (x,), prefix="stage.")
+
+
+def test_with_the_cache_off_or_unwritable_it_traces(cache, monkeypatch, tmp_path):
+    net, example = models.build_twice()
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    assert traced(net, example) == trace_module(net, example)
+    assert not cache.parent.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv(NO_CACHE_ENV)
+    monkeypatch.setenv(CACHE_ENV, str(blocker))  # its `traces` folder cannot be made
+    assert traced(net, example) == trace_module(net, example)
+
+
+class Counting(nn.Module):
+    """An eval-mode module whose forward moves a buffer (an observer's running max)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, x):
+        self.seen.copy_(torch.maximum(self.seen, x.abs().max()))
+        return self.lin(x)
+
+
+class Noisy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(x + torch.rand_like(x))
+
+
+def test_a_pass_that_changes_what_the_run_reads_later_is_traced_every_time(cache):
+    x = torch.randn(2, 4)
+    bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).train()  # running statistics move
+    for module in (bn, Counting().eval(), Noisy().eval()):
+        traced(module, (x,))
+        assert _entries(cache) == 0, type(module).__name__
+    hooked, calls = nn.Sequential(nn.Linear(4, 4)).eval(), []
+    hooked[0].register_forward_hook(lambda *a: calls.append(1))  # a user's recorder: a hit would skip it
+    for _ in range(2):
+        traced(hooked, (x,))
+    assert _entries(cache) == 0 and len(calls) == 2
+
+
+class Warns(nn.Module):
+    def forward(self, x):
+        warnings.warn("this forward warns", UserWarning, stacklevel=2)
+        return x * 2
+
+
+def test_what_the_pass_warned_is_warned_again_on_a_hit(cache):
+    seen = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traced(Warns().eval(), (torch.ones(2),))
+        seen.append([(w.category, str(w.message)) for w in caught])
+    assert _entries(cache) == 1
+    assert seen[0] == seen[1] == [(UserWarning, "this forward warns")]
