@@ -32,6 +32,7 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
     """
     import onnx_graphsurgeon as gs
 
+    from cp_debug.graph.model import infer_types
     from cp_debug.precision.fp16 import convert_to_fp16
 
     keep = [n for n in keep_fp32_nodes if n in {nd.name for nd in window.graph.node}]
@@ -39,13 +40,7 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
     halved = {name.removesuffix("_fp16") for name, t in converted.tensors().items()
               if isinstance(t, gs.Constant) and np.asarray(t.values).dtype == np.float16}
 
-    import onnx
-
-    try:  # the dtypes of intermediate tensors: only float32 ones are rounded
-        typed = onnx.shape_inference.infer_shapes(window, strict_mode=False)
-    except Exception:  # noqa: BLE001 - best effort: untyped tensors are left as they are
-        typed = window
-    graph = gs.import_onnx(typed)
+    graph = gs.import_onnx(infer_types(window))  # the dtypes of intermediate tensors: only float32 ones are rounded
     tensors = graph.tensors()
     for name in halved:
         t = tensors.get(name)

@@ -122,8 +122,9 @@ def shapes_of(values: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
 
 def static_types(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> dict[str, onnx.TypeProto]:
     """Inferred types with the graph inputs fixed to `shapes` (concrete sizes where the file has symbols)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    from cp_debug.graph.model import without_weights
+
+    m = without_weights(model)  # a copy to edit, without the weights' values inference does not read
     for vi in m.graph.input:
         if vi.name in shapes:
             dims = vi.type.tensor_type.shape

@@ -179,12 +179,11 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
 
 
 def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
-    """The type (element type, and the shape where known, possibly symbolic) of every tensor inference can type."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - large or unusual graphs: fall back to the declared types
-        inferred = model
-    g = inferred.graph
+    """The type (element type, and the shape where known, possibly symbolic) of every tensor inference can type
+    (the declared types where it cannot)."""
+    from cp_debug.graph.model import inferred_graph
+
+    g = inferred_graph(model)
     return {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type}
 

@@ -32,10 +32,9 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     """
     import onnx_graphsurgeon as gs
 
-    try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # best effort: dtypes of outputs default to float32 below
-        pass
+    from cp_debug.graph.model import infer_types
+
+    model = infer_types(model)  # best effort: dtypes of outputs default to float32 below
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
     missing = [n for n in list(inputs) + list(outputs) if n not in tensors]
@@ -66,11 +65,10 @@ def _fill_output_shapes(model: onnx.ModelProto, given: dict[str, tuple]) -> onnx
     """Outputs whose shape the original graph left unknown get it from inference on the (now static) segment."""
     if all(o.type.tensor_type.HasField("shape") for o in model.graph.output):
         return model
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:
-        inferred = model
-    known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    from cp_debug.graph.model import inferred_graph
+
+    inferred = inferred_graph(model)
+    known = {vi.name: vi for vi in list(inferred.value_info) + list(inferred.output)}
     for o in model.graph.output:
         vi = known.get(o.name)
         if not o.type.tensor_type.HasField("shape"):

@@ -48,14 +48,13 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
 
 
 def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
-                    keep_io_types: bool, data: bytes | None = None) -> "tuple[onnx.ModelProto, list[str]]":
-    """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid. `data`: `model`'s bytes where the
-    caller has them (the cache's key was made from them), not encoded again."""
+                    keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
+    """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid."""
     import onnx_graphsurgeon as gs
 
     from cp_debug.graph.model import export_like, infer_types
 
-    graph = gs.import_onnx(infer_types(model, data))
+    graph = gs.import_onnx(infer_types(model))
     graph.toposort()
     keep_nodes = set(keep_fp32_nodes)
     check_convertible(graph, keep_nodes)

@@ -28,7 +28,7 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
 
     keep_nodes, keep_ops = sorted(set(keep_fp32_nodes)), sorted(set(keep_fp32_op_types))
     folder = cache_dir("fp16")
-    data = serialized(model) if folder is not None else None  # encoded once: the key and the conversion read it
+    data = serialized(model) if folder is not None else None  # the key is made from them
     if data is None or len(data) > _CACHED_BYTES:
         return convert_to_fp16(model, keep_fp32_nodes=keep_nodes, keep_fp32_op_types=keep_ops,
                                keep_io_types=keep_io_types)
@@ -36,7 +36,7 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
                             "keep_io_types": bool(keep_io_types)})
     found = load_entry(folder, key, _CACHE_SCHEMA)
     if found is None:
-        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types, data=data)
+        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types)
         store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
     else:
         converted, said = found[0], [str(t) for t in found[1].get("warnings", [])]

@@ -114,13 +114,9 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
 
 def _half_tensors(model) -> tuple[set[str], dict[str, int]]:
     """(names of float16 tensors that nodes compute, every known tensor's elem type)."""
-    import onnx
+    from cp_debug.graph.model import inferred_graph
 
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - untypable graphs: what the file declares
-        inferred = model
-    g = inferred.graph
+    g = inferred_graph(model)  # untypable graphs: what the file declares
     dtypes = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
     for node in g.node:  # Constants are typed by their value
         if node.op_type == "Constant":

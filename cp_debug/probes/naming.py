@@ -21,7 +21,7 @@ from typing import Callable
 
 import onnx
 
-from cp_debug.graph.model import static_dims
+from cp_debug.graph.model import inferred_graph, static_dims
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -311,12 +311,8 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # shape inference is best effort: without it shapes are not checked
-        inferred = model
-    return {vi.name: static_dims(vi.type)
-            for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
+    g = inferred_graph(model)  # best effort: where inference cannot run, the declared shapes
+    return {vi.name: static_dims(vi.type) for vi in list(g.value_info) + list(g.output) + list(g.input)}
 
 
 def _sized_fits(sized: SizedShapes, module: str, tensor: str, static: tuple | None) -> bool:

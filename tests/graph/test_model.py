@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -94,18 +95,14 @@ def test_tensor_names_are_checked_as_onnx_graphsurgeon_sees_them():
 
 def test_serialized_is_the_models_bytes_once_and_none_past_the_limit(tiny, monkeypatch):
     """serialized(): SerializeToString's bytes; None past protobuf's limit, where load_onnx skips the in-memory
-    check and infer_types leaves the model as it is; infer_types on given bytes is infer_types on the model."""
+    check."""
     from cp_debug.graph import model as graph_model
 
     model = load_onnx(tiny.path)
     data = graph_model.serialized(model)
     assert data == model.SerializeToString()
-    inferred = graph_model.infer_types(model)
-    assert len(inferred.graph.value_info) > 0
-    assert graph_model.infer_types(model, data).SerializeToString() == inferred.SerializeToString()
     monkeypatch.setattr(graph_model, "_PROTO_LIMIT", len(data))
     assert graph_model.serialized(model) is None
-    assert graph_model.infer_types(model) is model
     broken = onnx.ModelProto()
     broken.CopyFrom(model)
     broken.ir_version = 10_000  # invalid: not checked in memory past the limit
@@ -113,3 +110,55 @@ def test_serialized_is_the_models_bytes_once_and_none_past_the_limit(tiny, monke
     monkeypatch.undo()
     with pytest.raises(BadInputError, match="not valid"):
         load_onnx(broken)
+
+
+def test_inference_without_the_weights_values_is_inference_on_the_model(tiny):
+    """infer_types is infer_shapes to the byte, weights put back; inferred_graph types as it does; neither changes
+    the model; without_weights keeps every initializer's name, type and dims and the values of the small ones."""
+    from cp_debug.graph.model import inferred_graph, infer_types, without_weights
+
+    model = load_onnx(tiny.path)
+    before = model.SerializeToString()
+    full = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    assert len(full.graph.value_info) > 0
+    assert infer_types(model).SerializeToString() == full.SerializeToString()
+    g = inferred_graph(model)
+    for field in ("value_info", "input", "output", "node"):
+        assert [v.SerializeToString() for v in getattr(g, field)] == \
+            [v.SerializeToString() for v in getattr(full.graph, field)], field
+    light = without_weights(model)
+    assert model.SerializeToString() == before
+    sizes = [int(np.prod(t.dims)) for t in model.graph.initializer]
+    assert max(sizes) > 1024 >= min(sizes)  # the tiny net has both kinds
+    for t, kept, n in zip(model.graph.initializer, light.graph.initializer, sizes):
+        assert (kept.name, kept.data_type, list(kept.dims)) == (t.name, t.data_type, list(t.dims))
+        assert kept.raw_data == (t.raw_data if n <= 1024 else b"")
+    assert len(light.SerializeToString()) < len(before) / 2
+    light.graph.ClearField("initializer")
+    model.graph.ClearField("initializer")
+    assert light.SerializeToString() == model.SerializeToString()  # all else as it was
+
+
+def test_shape_values_inference_reads_are_kept():
+    """Reshape's and Expand's shapes are values inference reads: kept, the tensors after them have their shapes as
+    with the weights (without the value the Reshape's output has none)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cp_debug.graph.model import inferred_graph, without_weights
+
+    inits = [numpy_helper.from_array(np.ones(4096, np.float32), "w"),
+             numpy_helper.from_array(np.array([2, 2048], np.int64), "shape"),
+             numpy_helper.from_array(np.array([3, 2, 2048], np.int64), "to")]
+    nodes = [helper.make_node("Add", ["x", "w"], ["y"]), helper.make_node("Reshape", ["y", "shape"], ["z"]),
+             helper.make_node("Expand", ["z", "to"], ["e"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred_graph(model).value_info) + list(inferred_graph(model).output)}
+    assert shapes == {"y": [1, 4096], "z": [2, 2048], "e": [3, 2, 2048]}
+    assert without_weights(model).graph.initializer[0].raw_data == b""
+    stripped = without_weights(model)
+    stripped.graph.initializer[1].ClearField("raw_data")  # what keeping the small values guards against
+    blind = onnx.shape_inference.infer_shapes(stripped, strict_mode=False).graph
+    assert not any(v.name == "z" and v.type.tensor_type.HasField("shape") for v in blind.value_info)
