@@ -21,7 +21,7 @@ def _net():
     """The tests' TinyNet (conv, BN, ReLU, conv, ReLU, transposed conv, Linear, mean) as the `tiny` fixture seeds it."""
     import torch
 
-    from tests.conftest import TinyNet
+    from tests.tiny_net import TinyNet
 
     torch.manual_seed(0)
     net = TinyNet().eval()
