@@ -123,9 +123,13 @@ def test_the_users_forward_raising_on_their_inputs_during_the_run_is_exit_2(mode
     assert f"my_model.py:{line_of(model, 'raise ValueError')} in forward: ValueError: x beyond" in line, line
 
 
-def test_cp_debugs_own_code_raising_under_the_users_stays_a_bug_of_cp_debug(model):
+def test_cp_debugs_own_code_raising_under_the_users_stays_a_bug_of_cp_debug(model, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the bug report's file: here, not in the real /tmp
     proc = bisect(model, "cp_debug_raises")
     assert proc.returncode == 70 and "internal error: AttributeError" in proc.stderr, proc.stderr[-2000:]
+    assert len(list(tmp_path.glob("cpdebug-internal-*.txt"))) == 1
 
 
 def test_calib_takes_a_batch_of_samples_and_several_files(model, tmp_path):
