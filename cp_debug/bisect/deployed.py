@@ -95,7 +95,8 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
-        sized = sized_shapes(model, st.module, st.example_inputs, st.input_names) if st.module is not None else None
+        sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
+                 if st.module is not None else None)
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
         held.append(file_precision(model))
         files.append(path)

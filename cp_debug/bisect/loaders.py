@@ -88,10 +88,11 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
                                  "the example input is")
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
+    code = {"user_code": user_code(path)}
     stage = Stage(
         name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
-        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter,
-                                     extra={"user_code": user_code(path)}))
+        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code),
+        code_key=code)
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter),

@@ -43,6 +43,9 @@ class Stage:
     output_aliases: dict[str, str] = field(default_factory=dict)  # output name -> the module that produces it
     # another module tree's names for this stage's modules -> ours (a deployed file's scopes; probes/naming.py)
     foreign_names: Callable[[str], str | None] | None = None
+    # what else the module's forward depends on beyond its classes' source files (a `--torch` file's own code,
+    # `loaders.user_code`): part of the stored trace's key (`probes/trace_cache.traced`), as of the export's
+    code_key: Any = None
     qdq_export: Callable[[], Any] | None = None  # --int8: () -> ExportResult of the Q/DQ graph (same exporter names)
     _qdq: onnx.ModelProto | None = field(default=None, repr=False)
     _trace: ModuleTrace | None = field(default=None, repr=False)
@@ -52,7 +55,8 @@ class Stage:
     def trace(self) -> ModuleTrace | None:
         if self._trace is None:
             if self.module is not None:
-                self._trace = traced(self.module, self.example_inputs)  # read back where a run made it
+                # read back where a run made it
+                self._trace = traced(self.module, self.example_inputs, extra=self.code_key)
             else:
                 self._trace, self._map = _onnx_only_tables(self.onnx())
         return self._trace
@@ -87,7 +91,8 @@ class Stage:
                 self.trace()
             else:
                 model = self.onnx()
-                sized = sized_shapes(model, self.module, self.example_inputs, self.input_names)
+                sized = sized_shapes(model, self.module, self.example_inputs, self.input_names,
+                                     code_key=self.code_key)
                 self._map = map_modules_to_onnx(model, self.trace(), sized=sized)
         return self._map
 

@@ -35,7 +35,7 @@ class SizedShapes:
 
 
 def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
-                 input_names: tuple[str, ...]) -> SizedShapes | None:
+                 input_names: tuple[str, ...], *, code_key=None) -> SizedShapes | None:
     """Both sides' shapes at the first size the module runs on, or None: no dynamic axis (the static shapes are
     already exact), inputs that do not line up with the graph's, or no size found within `_MAX_GROWTH`."""
     import torch
@@ -56,7 +56,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
         try:
             with warnings.catch_warnings():  # a size the net cannot take says so here, and is passed over
                 warnings.simplefilter("ignore")
-                trace = traced(module, inputs)
+                trace = traced(module, inputs, extra=code_key)
         except Exception:  # noqa: BLE001 - the net's strides do not divide this size: try the next one
             continue
         sizes = {name: tuple(x.shape) for name, x in zip(input_names, inputs)}

@@ -33,10 +33,12 @@ from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 SCHEMA = "cp_debug.trace_cache/1"
 
 
-def traced(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
+def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None) -> ModuleTrace:
     """`trace_module(module, example_inputs, prefix=prefix)` through the cache: the stored trace when one was made
     from the same module, weights, example inputs and prefix (equal to a fresh one), else a fresh trace, stored
-    where that is safe (the module docstring)."""
+    where that is safe (the module docstring). `extra`: what else the module's forward depends on that its classes'
+    source files do not hold, as the export cache takes it (a `--torch` file's own code: `bisect.loaders.user_code`:
+    a helper function in another of the user's files that the forward calls)."""
     import torch
 
     folder = cache_dir("traces")
@@ -45,7 +47,7 @@ def traced(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
     from cp_debug.export.said import Said, say_again
     from cp_debug.graph.stored import load_json_entry, store_json_entry
 
-    key = _key(module, example_inputs, prefix)
+    key = _key(module, example_inputs, prefix, extra)
     found = load_json_entry(folder, key, SCHEMA)
     if found is not None:
         say_again(found["said"])
@@ -53,7 +55,7 @@ def traced(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
     before = _rng_states(torch)
     with Said() as said:
         trace = trace_module(module, example_inputs, prefix=prefix)
-    if _rng_states(torch) != before or _key(module, example_inputs, prefix) != key:
+    if _rng_states(torch) != before or _key(module, example_inputs, prefix, extra) != key:
         return trace  # the pass changed state the run may read later: the next run must run it too
     try:
         data = trace.to_json()
@@ -74,7 +76,7 @@ def _cacheable(module, example_inputs: tuple) -> bool:
     return not any(m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
-def _key(module, example_inputs: tuple, prefix: str) -> str:
+def _key(module, example_inputs: tuple, prefix: str, extra) -> str:
     import inspect
 
     from cp_debug import sites
@@ -83,7 +85,8 @@ def _key(module, example_inputs: tuple, prefix: str) -> str:
 
     skipped = [n for n, m in module.named_modules() if getattr(m, "cpdebug_trace_skip", False)]
     code = (__file__, inspect.getsourcefile(torch_trace), inspect.getsourcefile(sites))
-    return export_key(module, example_inputs, {"prefix": prefix, "skipped": skipped}, schema=SCHEMA, code=code)
+    settings = {"prefix": prefix, "skipped": skipped, "extra": repr(extra)}
+    return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
 
 
 def _rng_states(torch) -> tuple:

@@ -1,5 +1,6 @@
 """probes/trace_cache.py: a module trace read back from the cache equals a fresh one; anything it hangs on (a weight,
-an input, an attribute, the prefix) is another key; a pass that changes state the run reads later is never stored."""
+an input, an attribute, the prefix, a `--torch` file's own code) is another key; a pass that changes state the run
+reads later is never stored."""
 
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ def test_a_changed_weight_input_attribute_or_prefix_misses(cache):
     assert _entries(cache) == 5 and "inner" not in skipped.order and skipped == trace_module(net, (x,))
     prefixed = traced(net, (x,), prefix="stage.")
     assert _entries(cache) == 6 and prefixed == trace_module(net, (x,), prefix="stage.")
+    # a `--torch` file's own code (bisect.loaders.user_code: a helper its forward calls, in another of its files)
+    traced(net, (x,), extra={"user_code": [("helper.py", "1")]})
+    traced(net, (x,), extra={"user_code": [("helper.py", "2")]})
+    assert _entries(cache) == 8
 
 
 def test_with_the_cache_off_or_unwritable_it_traces(cache, monkeypatch, tmp_path):
