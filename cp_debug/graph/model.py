@@ -110,12 +110,8 @@ def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":
     Inference runs on `without_weights(model)` and the weights are put back into its result: the same model
     `infer_shapes(model)` gives, without encoding the weights to C++ and decoding them back (55 -> 7 ms on the
     tiny preset's 18 MB backbone; ~12 such calls a bisect)."""
-    import onnx
-
-    light = without_weights(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=False)
-    except Exception:  # noqa: BLE001 - custom ops, odd graphs: types stay as they were
+    inferred = _inferred_without_weights(model)
+    if inferred is None:
         return model
     inits, originals = inferred.graph.initializer, model.graph.initializer
     if len(inits) != len(originals):
@@ -129,12 +125,18 @@ def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":
 def inferred_graph(model: "onnx.ModelProto") -> "onnx.GraphProto":
     """The graph of `infer_types(model)` for readers of its types (value_info, inputs, outputs, nodes): the weights'
     values left out; `model.graph` where inference cannot run."""
+    inferred = _inferred_without_weights(model)
+    return model.graph if inferred is None else inferred.graph
+
+
+def _inferred_without_weights(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """`infer_shapes` of `without_weights(model)`; None where inference cannot run (custom ops, odd graphs)."""
     import onnx
 
     try:
-        return onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False, data_prop=False).graph
-    except Exception:  # noqa: BLE001 - custom ops, odd graphs: the types the file declares
-        return model.graph
+        return onnx.shape_inference.infer_shapes(without_weights(model), strict_mode=False, data_prop=False)
+    except Exception:  # noqa: BLE001 - the types stay those the file declares
+        return None
 
 
 def without_weights(model: "onnx.ModelProto") -> "onnx.ModelProto":
@@ -224,7 +226,7 @@ def check_tensor_names(model: "onnx.ModelProto", names: Iterable[str]) -> None:
     known.discard("")
     unknown = [n for n in names if n not in known]
     if unknown:
-        computed = [t for node in g.node for t in node.output if t]
+        computed = computed_tensor_names(g)
         raise BadInputError(
             f"unknown ONNX tensor name(s) {_few(unknown)}: not in the graph; valid ones include {_few(computed)}"
         )
@@ -234,12 +236,9 @@ def check_tensor_names(model: "onnx.ModelProto", names: Iterable[str]) -> None:
                             "their consumers instead")
 
 
-def computed_tensor_names(graph: "gs.Graph") -> list[str]:
-    """Names of node outputs in topological order (what can be exposed and compared)."""
-    out: list[str] = []
-    for node in graph.nodes:
-        out.extend(t.name for t in node.outputs if t.name)
-    return out
+def computed_tensor_names(graph: "onnx.GraphProto") -> list[str]:
+    """Names of node outputs in the graph's node order (what can be exposed and compared)."""
+    return [t for node in graph.node for t in node.output if t]
 
 
 def _few(names: list[str], k: int = 5) -> str:

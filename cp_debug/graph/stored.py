@@ -24,10 +24,10 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
     import onnx
 
     meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
+    meta = _meta(meta_path, schema)
+    if meta is None:
+        return None
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("schema") != schema:
-            return None
         model = onnx.load_model_from_string(model_path.read_bytes())
     except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError)
         return None
@@ -39,14 +39,19 @@ def load_json_entry(folder: Path, key: str, schema: str) -> dict | None:
     """The JSON of a JSON-only entry `key`, marked recently used; None where it is missing, of another schema or
     damaged (the caller makes it again)."""
     path = folder / f"{key}.json"
+    meta = _meta(path, schema)
+    if meta is not None:
+        _used(path)
+    return meta
+
+
+def _meta(path: Path, schema: str) -> dict | None:
+    """An entry's JSON when it is there, whole and of `schema`; else None."""
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("schema") != schema:
-        return None
-    _used(path)
-    return meta
+    return meta if isinstance(meta, dict) and meta.get("schema") == schema else None
 
 
 def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) -> bool:
