@@ -230,6 +230,10 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
                          pictures=outputs.pictures)
     if outputs.model_explorer is not None and outputs.model_explorer.exists() and not outputs.model_explorer.is_dir():
         raise BadInputError(f"--model-explorer {outputs.model_explorer} is a file; give a folder")
+    from cp_debug.backends.factory import check_available
+
+    for _, spec in pairs:  # a backend this machine lacks (ort-cuda without onnxruntime-gpu, ...): said before the
+        check_available(spec)  # model loads (seconds here, minutes for a large one), as the engine would after it
     from cp_debug.cli._output import read_budget_for
 
     return read_budget_for(outputs.budget, "bisect")

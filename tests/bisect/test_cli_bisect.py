@@ -118,3 +118,18 @@ def test_extract_bundles_a_saved_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = subprocess.run([sys.executable, "repro.py"], cwd=out, capture_output=True, text=True, timeout=300)
     assert rep.returncode == 1, rep.stdout + rep.stderr
+
+
+def test_a_backend_this_machine_lacks_is_said_before_the_model_loads(tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here: ort-cuda is not missing")
+    built = tmp_path / "built"
+    model = tmp_path / "model.py"
+    model.write_text("import pathlib\nimport torch\n\n\ndef build():\n"
+                     f"    pathlib.Path({str(built)!r}).write_text('the model was loaded')\n"
+                     "    return torch.nn.Conv2d(8, 8, 3), (torch.zeros(1, 8, 16, 16),)\n")
+    proc = cpdebug("bisect", "--torch", f"{model}:build", "--backends", "torch,ort-cuda", "--quiet")
+    assert proc.returncode == 3 and "onnxruntime-gpu" in one_error_line(proc)
+    assert not built.exists()

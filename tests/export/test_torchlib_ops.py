@@ -1,5 +1,6 @@
-"""torchlib's op list read once a process (`export/torchlib_ops.py`): the dynamo exporter's graphs are the same
-with the memo as without it, and the memo makes the list again when torchlib's registry changes."""
+"""torchlib's op list and the exporter's registry made once a process (`export/torchlib_ops.py`): the dynamo
+exporter's graphs are the same with the memos as without them, the memos make their results again when torchlib's
+registry changes, and each export's registry is its own."""
 
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ def test_the_graph_is_the_same_with_the_memo_as_without_it(monkeypatch):
     memo = _apis().get_torchlib_ops
     assert getattr(memo, "cpdebug_once", False), "the dynamo export put no memo in front of get_torchlib_ops"
     again = export_module(module, (x,), ["x"], ["y"], exporter="dynamo")
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    registry_memo = ONNXRegistry.__dict__["from_torchlib"].__func__
+    assert getattr(registry_memo, "cpdebug_once", False), "no memo in front of ONNXRegistry.from_torchlib"
     monkeypatch.setattr(_apis(), "get_torchlib_ops", memo.__wrapped__)  # onnxscript's own, as torch calls it
+    monkeypatch.setattr(ONNXRegistry, "from_torchlib", classmethod(registry_memo.__wrapped__))
     monkeypatch.setattr(torchlib_ops, "torchlib_ops_once", lambda: False)
     monkeypatch.setattr("cp_debug.export.torch_export.torchlib_ops_once", lambda: False)
     plain = export_module(module, (x,), ["x"], ["y"], exporter="dynamo")
@@ -62,3 +68,26 @@ def test_the_list_is_made_once_and_again_when_the_registry_changes(monkeypatch):
     assert once() == ["a", "b"]
     size[0] = 11  # an op registered since
     assert once() == ["a", "b"] and len(calls) == 2
+
+
+def test_each_export_gets_a_registry_of_its_own_with_the_same_entries(monkeypatch):
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    assert torchlib_ops.torchlib_ops_once()
+    made = ONNXRegistry.__dict__["from_torchlib"].__func__.__wrapped__
+    one, two = ONNXRegistry.from_torchlib(opset_version=18), ONNXRegistry.from_torchlib(opset_version=18)
+    plain = made(ONNXRegistry, opset_version=18)
+    assert one is not two and one.opset_version == plain.opset_version == 18
+    assert {k: [(m.fx_target, m.onnx_function, m.signature) for m in v] for k, v in one.functions.items()} == \
+        {k: [(m.fx_target, m.onnx_function, m.signature) for m in v] for k, v in plain.functions.items()}
+    assert len(one.functions) > 100
+
+    def custom(x):
+        return x
+
+    one.register_op(torch.ops.aten.relu.default, custom)  # a custom translation table's entry: that export's alone
+    assert one.get_decomps(torch.ops.aten.relu.default)[0].onnx_function is custom
+    assert all(m.onnx_function is not custom for m in two.get_decomps(torch.ops.aten.relu.default))
+    again = ONNXRegistry.from_torchlib(opset_version=18)
+    assert all(m.onnx_function is not custom for m in again.get_decomps(torch.ops.aten.relu.default))
+    assert ONNXRegistry.from_torchlib(opset_version=20).opset_version == 20
