@@ -158,14 +158,14 @@ def pytest_configure(config):
 
 
 def _collections_scaled_to_the_heap() -> None:
-    """A test process holds a large heap for its whole life (torch, ONNX, onnxscript, every collected test module):
-    with Python's default thresholds (700, 10, 10) each full collection walks all of it again (0.2 s each on the
-    2-core machine). Its first threshold 10,000: collections of every generation a fourteenth as often, the same
-    garbage found. Measured with gc.callbacks over tests/bisect in one process: 3.99 CPU s of collecting (2,760,
-    251 and 13 collections) against 1.55 s (169, 15 and 1), peak memory 2.48 against 2.54 GB."""
-    import gc
+    """A test process holds a large heap for its whole life (torch, ONNX, onnxscript, every collected test module),
+    as a `cpdebug` process does: the collector's thresholds of one (`cli.main.collect_less`). With Python's default
+    every full collection walked all of it again (0.2 s each here). Measured with gc.callbacks over tests/bisect in
+    one process: 3.99 CPU s of collecting (2,760, 251 and 13 collections) against 1.55 s (169, 15 and 1), peak
+    memory 2.48 against 2.54 GB; a worker's collection of the test files is shorter too."""
+    from cp_debug.cli.main import collect_less
 
-    gc.set_threshold(10_000, 10, 10)
+    collect_less()
 
 
 def _compiled_once_per_run() -> None:
