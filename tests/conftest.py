@@ -145,6 +145,7 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the run's first process: what its workers inherit
         _compiled_once_per_run()
+        _freed_memory_reused()
     from tests import kernels_once
 
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
@@ -166,6 +167,23 @@ def _collections_scaled_to_the_heap() -> None:
     from cp_debug.cli.main import collect_less
 
     collect_less()
+
+
+# glibc's malloc, for the processes the run starts (its workers, the cpdebug processes): blocks up to 32 MiB from
+# the heap rather than fresh mappings, and up to 256 MiB freed at its top kept for the next allocation.
+MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456:"
+                   "glibc.malloc.top_pad=16777216")
+
+
+def _freed_memory_reused() -> None:
+    """With glibc's default, a block over its adaptive threshold (128 KiB at first) is a fresh mapping and a freed
+    heap top goes back to the kernel: the activations of every forward pass were faulted in, zeroed page by page,
+    and unmapped again (`clear_page_rep`, `exc_page_fault` in perf). With MALLOC_TUNABLES the processes this run
+    starts reuse what they freed. Measured over tests/fix and tests/sweep (-n 2, every process's CPU from
+    /proc/stat): 210.7 → 206.6 CPU s; tests/bisect/test_candidate_isolation.py alone: page faults 786k → 580k,
+    system time 3.3 → 2.3 s. Where GLIBC_TUNABLES is set already, it stays as it is; the allocator is not what
+    any number is made of (torch and ONNX Runtime align their buffers themselves)."""
+    os.environ.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
 
 
 def _compiled_once_per_run() -> None:
