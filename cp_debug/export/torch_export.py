@@ -186,12 +186,14 @@ class _quiet:
 
 
 def _attribute(caught, module) -> tuple[ExportWarning, ...]:
-    spans = _forward_spans(module)
+    spans = None  # read where a warning is attributed: most exports say none
     out = []
     for w in caught:
         cat = w.category.__name__
         if cat in _IGNORED_CATEGORIES:
             continue
+        if spans is None:
+            spans = _forward_spans(module)
         fname = os.path.abspath(w.filename)
         mods = tuple(q for q, (f, a, b) in spans.items() if f == fname and a <= w.lineno <= b)
         out.append(ExportWarning(cat, str(w.message), w.filename, w.lineno, mods))
@@ -199,15 +201,19 @@ def _attribute(caught, module) -> tuple[ExportWarning, ...]:
 
 
 def _forward_spans(module) -> dict[str, tuple[str, int, int]]:
-    spans = {}
+    """Each submodule's forward as (file, first line, last line); a class's source read once (a ResNet's fifty
+    convolutions share Conv2d.forward)."""
+    spans, of_class = {}, {}
     for q, m in module.named_modules():
         fwd = type(m).forward
-        try:
-            lines, start = inspect.getsourcelines(fwd)
-            fname = os.path.abspath(inspect.getsourcefile(fwd) or "")
-        except (OSError, TypeError):
-            continue
-        spans[q] = (fname, start, start + len(lines) - 1)
+        if fwd not in of_class:
+            try:
+                lines, start = inspect.getsourcelines(fwd)
+                of_class[fwd] = (os.path.abspath(inspect.getsourcefile(fwd) or ""), start, start + len(lines) - 1)
+            except (OSError, TypeError):
+                of_class[fwd] = None
+        if of_class[fwd] is not None:
+            spans[q] = of_class[fwd]
     return spans
 
 
