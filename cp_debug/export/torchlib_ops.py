@@ -11,9 +11,10 @@ registered since: its size is part of the memo's key). Exported graphs are byte-
 
 The registry itself is the second half: `ONNXRegistry.from_torchlib` makes an `OnnxDecompMeta` per op, each
 inferring its ONNX signature from the function (0.25 CPU s an export after the first, 16.8 CPU-s of the suite with
-the list's memo in place). `from_torchlib` is remembered the same way (per opset and torchlib registry size): each
-call gets a registry of its own, its `functions` lists copies (a custom translation table registers into that
-export's registry alone), the metas in them shared (nothing changes them after they are made).
+the list's memo in place). `from_torchlib` is remembered per opset, torchlib's registry and the operators torch
+knows (a library imported since, torchvision say, adds operators the registry then holds): each call gets a registry
+of its own, its `functions` lists copies (a custom translation table registers into that export's registry alone),
+the metas in them shared (nothing changes them after they are made).
 
 Where torch or onnxscript is laid out otherwise (another version), nothing is put in front and the exporter runs
 as it is.
@@ -65,7 +66,10 @@ def _registry_once(made):
     kept: dict[tuple, object] = {}
 
     def from_torchlib(cls, *args, **kwargs):
-        key = (cls, args, tuple(sorted(kwargs.items())), _registry_size())
+        try:
+            key = (cls, args, tuple(sorted(kwargs.items())), _registry_size(), _torch_ops())
+        except Exception:  # noqa: BLE001 - torch laid out otherwise: built afresh, as without the memo
+            return made(cls, *args, **kwargs)
         with _registry_lock:
             built = kept.get(key)
             if built is None:
@@ -79,6 +83,16 @@ def _registry_once(made):
     from_torchlib.cpdebug_once = True
     from_torchlib.__wrapped__ = made
     return from_torchlib
+
+
+def _torch_ops() -> tuple[frozenset, int]:
+    """What a registry is made of besides torchlib's list: the operators torch knows now (an entry whose op does not
+    exist yet is left out: torchvision's, until torchvision is imported) and torch's own torchlib entries."""
+    import torch
+    from torch.onnx._internal.exporter._torchlib import _torchlib_registry, ops
+
+    del ops  # imported for its registrations, as the registry's build does
+    return frozenset(torch._C._dispatch_get_all_op_names()), len(_torchlib_registry._registry)
 
 
 def _once(made):

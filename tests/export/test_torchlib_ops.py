@@ -91,3 +91,32 @@ def test_each_export_gets_a_registry_of_its_own_with_the_same_entries(monkeypatc
     again = ONNXRegistry.from_torchlib(opset_version=18)
     assert all(m.onnx_function is not custom for m in again.get_decomps(torch.ops.aten.relu.default))
     assert ONNXRegistry.from_torchlib(opset_version=20).opset_version == 20
+
+
+def _entries(registry) -> dict:
+    return {k: [(m.fx_target, m.onnx_function) for m in v] for k, v in registry.functions.items()}
+
+
+def test_operators_torch_learns_after_the_first_registry_are_in_the_next_one(monkeypatch):
+    """A library imported after the first export (torchvision: its operators exist from then on, and torchlib has
+    entries for them) is in the next export's registry, as a registry made afresh has it."""
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    built, ops = [], [frozenset({"aten::relu"})]
+    monkeypatch.setattr(torchlib_ops, "_torch_ops", lambda: (ops[0], 1))
+    once = torchlib_ops._registry_once(lambda cls, **kw: built.append(1) or ONNXRegistry())
+    once(ONNXRegistry, opset_version=18)
+    once(ONNXRegistry, opset_version=18)
+    assert len(built) == 1
+    ops[0] = ops[0] | {"torchvision::deform_conv2d"}  # a library's operators registered since
+    once(ONNXRegistry, opset_version=18)
+    assert len(built) == 2
+    monkeypatch.undo()
+
+    assert torchlib_ops.torchlib_ops_once()
+    ONNXRegistry.from_torchlib(opset_version=18)  # remembered before torchvision is imported, where it is not yet
+    import torchvision  # noqa: F401 - registers torchvision::* operators
+
+    made = ONNXRegistry.__dict__["from_torchlib"].__func__.__wrapped__
+    assert _entries(ONNXRegistry.from_torchlib(opset_version=18)) == _entries(made(ONNXRegistry, opset_version=18))
+    assert any(str(k).startswith("torchvision::") for k in ONNXRegistry.from_torchlib(opset_version=18).functions)
