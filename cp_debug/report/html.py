@@ -18,7 +18,7 @@ from cp_debug.report.bev_plot import bisect_pictures, pictures_html
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
                                      precision_line, rows, third_party_line, tolerance_for, tolerance_line, topo_rows,
                                      verdict)
-from cp_debug.report.figure import (drawn_tick_labels, figure_png, fit_margins, fixed_margins, img_tag, new_figure,
+from cp_debug.report.figure import (axis_depth, figure_png, fit_margins, fixed_margins, img_tag, new_figure,
                                      plain_log_ticks, text_size)
 from cp_debug.report.int8_html import int8_section
 from cp_debug.files import write_text_atomic
@@ -277,9 +277,7 @@ def _place_errors(fig, ax1, ax2, labels: list, n: int) -> None:
     else:
         bottom, first = 0.55, 0.0
     fixed_margins(fig, left=0.8, bottom=bottom, right=right, top=top, hgap=gap)  # ticks depend on the height only
-    tick_w = max(text_size(fig, drawn_tick_labels(ax.yaxis))[0] for ax in (ax1, ax2))
-    ylab_h = max(text_size(fig, [ax.yaxis.label])[0] for ax in (ax1, ax2))  # rotated 90°: its width on the page
-    left = max(tick_w + ylab_h + 0.1 + 4 / 72 + pad, first)
+    left = max(max(axis_depth(fig, ax.yaxis) for ax in (ax1, ax2)) + pad, first)
     fixed_margins(fig, left=left, bottom=bottom, right=right, top=top, hgap=gap)
 
 
