@@ -3,7 +3,7 @@ materials): what the layout (`data.scene_layout`) fills and the ray casting (`da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,14 +42,26 @@ class SceneSpec:
     min_points: int = 5
 
 
+# A range under this keeps the objects of a scene of this range, packed closer, and its clutter scaled with the area:
+# the object counts are per area (CLASS_MODELS: per 50 m radius), so a +-12.8 m test grid would otherwise hold one box
+# a scene, and six walls of 8-30 m would fill it.
+SMALL_RANGE = 25.0
+
+
 def scene_spec(cfg: "CenterPointConfig") -> SceneSpec:
-    """The spec for a preset: returns and objects inside the preset's range (a 122 m range gets 64 rings)."""
+    """The spec for a preset: returns and objects inside the preset's range (a 122 m range gets 64 rings; one under
+    `SMALL_RANGE` the objects of that range and a share of its clutter)."""
     x0, y0, _, x1, y1, _ = (float(v) for v in cfg.point_cloud_range)
     half = min(abs(x0), abs(x1), abs(y0), abs(y1))
     far = half > 80.0
-    return SceneSpec(max_range=0.98 * half, n_rings=64 if far else 40,
+    spec = SceneSpec(max_range=0.98 * half, n_rings=64 if far else 40,
                      elevation_deg=(-25.0, 8.0) if not far else (-25.0, 4.0),
                      azimuth_steps=2048 if far else 1800)
+    if spec.max_range >= SMALL_RANGE:
+        return spec
+    area = (spec.max_range / SMALL_RANGE) ** 2
+    return replace(spec, object_density=1.0 / area, walls=max(1, round(spec.walls * area)),
+                   poles=max(1, round(spec.poles * area)), blobs=max(1, round(spec.blobs * area)))
 
 
 # -- primitives ------------------------------------------------------------------------------------------------
