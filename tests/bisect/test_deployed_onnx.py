@@ -28,8 +28,7 @@ PLANTED_LAYER = ("pts_backbone.blocks.1.3", "pts_backbone.blocks.1.4")
 
 
 def _small():
-    """The tiny preset's modules on a 40 x 40 grid of its 0.64 m pillars (its middle quarter): the same graphs, a
-    quarter of the 80 x 80 grid's work in each run."""
+    """The tiny preset (40 x 40 of its 0.64 m pillars on +-12.8 m) under a name of its own."""
     from cp_debug.models.centerpoint.presets import get_preset
 
     cfg = get_preset("tiny").with_(name="tiny-40", point_cloud_range=(-12.8, -12.8, -3.0, 12.8, 12.8, 5.0))

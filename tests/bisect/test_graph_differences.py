@@ -32,8 +32,8 @@ BETWEEN = ["pts_backbone.blocks.1.5", "pts_backbone.blocks.1.7"]
 
 @pytest.fixture(scope="module")
 def tiny_subject():
-    """The tiny preset's modules and seed-0 weights on a 40 x 40 grid of its 0.64 m pillars (its middle quarter):
-    the same graphs, a quarter of the 80 x 80 grid's work in each of a bisect's runs."""
+    """The tiny preset's modules and seed-0 weights on its 40 x 40 grid of 0.64 m pillars, under a name of its
+    own."""
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 

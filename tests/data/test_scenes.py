@@ -81,6 +81,28 @@ def test_density_falls_with_range():
     assert counts[1] < 0.5 * counts[0]
 
 
+def test_a_small_range_keeps_a_25_m_scenes_objects():
+    """Object counts are per area: on the tiny preset's +-12.8 m (max range 12.5 m) a scene would hold about one box,
+    too few for an evaluation. Under 25 m a scene keeps a 25 m scene's objects, packed closer, and a share of its
+    clutter; a 25 m range (tests/pillars032: +-25.6 m) is laid out as before."""
+    from cp_debug.data.scene_spec import SMALL_RANGE, scene_spec
+    from tests.pillars032 import TINY_032
+
+    tiny, wide = get_preset("tiny"), get_preset(TINY_032)
+    as_before = scene_spec(wide)
+    assert as_before == SceneSpec(max_range=as_before.max_range) and as_before.max_range > SMALL_RANGE
+    small = scene_spec(tiny)
+    assert small.max_range < SMALL_RANGE and small.walls < SceneSpec.walls and small.poles < SceneSpec.poles
+    seeds = range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + 12)
+    n_small = [len(make_scene(tiny, s).boxes) for s in seeds]
+    n_wide = [len(make_scene(wide, s).boxes) for s in seeds]
+    # as many boxes as a 25 m scene's, give or take a fifth (the layout places them by chance), most scenes with one
+    assert 0.8 * sum(n_wide) <= sum(n_small) <= 1.2 * sum(n_wide), (n_small, n_wide)
+    assert sum(n > 0 for n in n_small) >= 10, n_small
+    plain = [len(make_scene(tiny, s, SceneSpec(max_range=small.max_range)).boxes) for s in seeds]
+    assert sum(plain) < 0.25 * sum(n_small), plain  # what the spec of a 50 m scene would give on it
+
+
 def test_heldout_seeds_are_disjoint_from_training_seeds():
     held = held_out(2)
     assert [f.token for f in held] == [scene_token(HELDOUT_SEED_BASE), scene_token(HELDOUT_SEED_BASE + 1)]

@@ -105,8 +105,8 @@ def _lost_one(tmp_path, cfg, model) -> tuple[Path, int]:
 def test_min_match_gates_on_the_agreement_with_the_reference(tmp_path):
     """--min-match breaks (exit 1, one line with the figures) above the agreement and holds below it. The tiny
     preset with the demo's trained weights (on tiny's 0.64 m pillars they give boxes, near-duplicates among them;
-    the gate reads the agreement, not how good the boxes are): an engine run of its 80 x 80 grid is a sixteenth of
-    the demo's."""
+    the gate reads the agreement, not how good the boxes are): an engine run of its 40 x 40 grid is a 64th of the
+    demo's."""
     from cp_debug.models.centerpoint.source import load_model, shipped_checkpoint
 
     cfg = get_preset("tiny")

@@ -12,7 +12,7 @@ from cp_debug.models.centerpoint.decode import decode
 from cp_debug.train.targets import TargetConfig, build_targets, gaussian_radius
 from tests.pillars032 import TINY_032
 
-# the tiny preset's range on 0.32 m pillars (its own are 0.64 m), out_size_factor 2: head cells of 0.64 m, 80 x 80
+# TINY_032: tiny's modules on +-25.6 m of 0.32 m pillars, out_size_factor 2: head cells of 0.64 m, 80 x 80
 TINY = get_preset(TINY_032)
 BOXES = np.array([
     [3.3, -5.1, 0.0, 4.5, 1.9, 1.6, 0.4, 5.0, 1.0],  # car

@@ -21,7 +21,7 @@ from cp_debug.train.batches import SceneDataset
 from cp_debug.train.loop import TrainOptions
 from cp_debug.train.loop import train as train_loop
 
-# tiny's modules on a 12.8 m half-range of 0.32 m pillars (80 x 80): the same network and work as tiny's
+# tiny's modules and range (+-12.8 m) on 0.32 m pillars (80 x 80)
 SMALL = get_preset("tiny").with_(name="tiny", point_cloud_range=(-12.8, -12.8, -3.0, 12.8, 12.8, 5.0),
                                  voxel_size=(0.32, 0.32, 8.0), max_voxels=6000)
 

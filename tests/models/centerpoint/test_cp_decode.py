@@ -11,7 +11,7 @@ from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.decode import HEAD_NAMES, circle_nms, decode
 from tests.pillars032 import TINY_032
 
-# the tiny preset's range on 0.32 m pillars (its own are 0.64 m): 80x80 head maps, out_size_factor 2, x/y min -25.6
+# TINY_032: tiny's modules on +-25.6 m of 0.32 m pillars: 80x80 head maps, out_size_factor 2, x/y min -25.6
 CFG = get_preset(TINY_032)
 
 

@@ -1,6 +1,7 @@
-# The tiny preset on the demo's 0.32 m pillars (160 x 160, as tiny was before it took 0.64 m pillars): the shipped
-# demo weights were trained on 0.32 m pillars, and the tests that judge what those weights detect (mAP gates, the
-# node's thresholds on a recording, overflow peaks planted per scene) run them on the pillars they know.
+# The tiny preset's modules on the demo's 0.32 m pillars over +-25.6 m (160 x 160, as tiny was before it took 0.64 m
+# pillars and then +-12.8 m): the shipped demo weights were trained on 0.32 m pillars, and the tests that judge what
+# those weights detect (mAP gates, the node's thresholds on a recording, overflow peaks planted per scene) run them on
+# the pillars they know.
 _base_ = ["../../../../cp_debug/models/centerpoint/configs/tiny.py"]
 point_cloud_range = [-25.6, -25.6, -3.0, 25.6, 25.6, 5.0]
 voxel_size = [0.32, 0.32, 8.0]
