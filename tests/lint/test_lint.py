@@ -29,9 +29,10 @@ from tests.bisect.deployed_files import edited
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "autoware"
 ROOT = Path(__file__).resolve().parents[2]
-# the tiny preset's values, written into Autoware's files in place of their model's
+# the tiny preset's values (+-12.8 m, 40 x 40 pillars of 0.64 m), written into Autoware's files in place of their
+# model's
 TINY = {"class_names": ["CAR", "TRUCK", "BUS", "BICYCLE", "PEDESTRIAN"], "point_feature_size": 4,
-        "max_voxel_size": 12000, "point_cloud_range": [-25.6, -25.6, -3.0, 25.6, 25.6, 5.0],
+        "max_voxel_size": 12000, "point_cloud_range": [-12.8, -12.8, -3.0, 12.8, 12.8, 5.0],
         "voxel_size": [0.64, 0.64, 8.0], "downsample_factor": 2, "encoder_in_feature_size": 10,
         "has_variance": False, "has_twist": False}
 
@@ -98,7 +99,7 @@ def test_real_files_against_the_tiny_model_are_consistent(tmp_path, pair):
 
 @pytest.mark.parametrize("change, check, words", [
     ({"voxel_size": [0.16, 0.16, 8.0]}, "voxel_size", ["[0.64, 0.64, 8]", "[0.16, 0.16, 8]"]),
-    ({"point_cloud_range": [-51.2, -51.2, -3.0, 51.2, 51.2, 5.0]}, "point_cloud_range", ["-25.6", "-51.2"]),
+    ({"point_cloud_range": [-51.2, -51.2, -3.0, 51.2, 51.2, 5.0]}, "point_cloud_range", ["-12.8", "-51.2"]),
     ({"point_feature_size": 5}, "point_feature_size", ["4 (tiny.py:model.pts_voxel_encoder.in_channels)",
                                                        "5 (ml.param.yaml:model_params.point_feature_size)"]),
     ({"class_names": ["TRUCK", "CAR", "BUS", "BICYCLE", "PEDESTRIAN"]}, "class_names", ["car, truck", "TRUCK, CAR"]),
@@ -233,7 +234,7 @@ def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_p
                           voxel_size=[0.16, 0.16, 8.0])
     notes = lint_before_run(model, [params], [pair])
     assert notes[0].startswith("lint mismatch: voxel_size: voxel size: [0.64, 0.64, 8]")
-    assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 80 × 80 against 320 × 320
+    assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 40 × 40 against 160 × 160
     assert lint_before_run(model, [], [pair]) == []  # no parameter files: nothing to check first
     with pytest.raises(BadInputError, match="lint: head_channels: .* the run would compare different networks"):
         lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")])
