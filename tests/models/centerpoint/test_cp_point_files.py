@@ -12,14 +12,15 @@ from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.point_files import load_point_file, parse_use_dim
 
-TINY = get_preset("tiny")  # x, y, z, t; range +-25.6 m, z -3..5 m
+TINY = get_preset("tiny")  # x, y, z, t; range +-12.8 m, z -3..5 m
 J6 = get_preset("awml-j6gen2")  # x, y, z, intensity, t
 
 
 def _scan(n=203, cols=5, seed=0, far=0):
-    """`n` points inside every preset's range and `far` points 130..140 m away (outside all); column 3 is intensity."""
+    """`n` points inside every preset's range (x, y within +-12 m: tiny's +-12.8 m is the smallest) and `far` points
+    130..140 m away (outside all); column 3 is intensity."""
     rng = np.random.default_rng(seed)
-    pts = rng.uniform(-20, 20, (n + far, cols)).astype(np.float32)
+    pts = rng.uniform(-12, 12, (n + far, cols)).astype(np.float32)
     pts[:, 2] = rng.uniform(-2, 2, n + far)
     pts[:, 3] = rng.integers(0, 256, n + far)
     pts[n:, 0] = rng.uniform(130, 140, far)
@@ -196,9 +197,9 @@ def test_pcd_refuses_load_dim_and_empty_range_is_an_error(tmp_path):
     with pytest.raises(BadInputError, match="fields are picked by name: drop --load-dim/--use-dim"):
         load_point_file(path, TINY, load_dim=5)
     far = pts.copy()
-    far[:, 0] += 100.0  # every point 80+ m ahead: outside tiny's +-25.6 m
+    far[:, 0] += 100.0  # every point 88+ m ahead: outside tiny's +-12.8 m
     far.tofile(tmp_path / "far.bin")
-    with pytest.raises(BadInputError, match=r"none of its 203 points lies inside preset 'tiny'.*x -25.6..25.6"):
+    with pytest.raises(BadInputError, match=r"none of its 203 points lies inside preset 'tiny'.*x -12.8..12.8"):
         load_point_file(tmp_path / "far.bin", TINY)
 
 

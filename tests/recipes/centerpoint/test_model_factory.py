@@ -81,8 +81,8 @@ def test_factory_bisects_under_its_own_module_names(subjects):
                   "tuple: the deployed pts_backbone_neck_head gives six tensors in the order heatmap, reg, height, "
                   "dim, rot, vel"),
     ("pair_encoder", "pts_voxel_encoder (PairEncoder) returns a tuple of 2, not a tensor"),
-    ("wrong_classes", "pts_backbone_neck_head (BevDetector): output heatmap has shape [1, 5, 40, 40], not "
-                      "[1, 3, 40, 40]"),
+    ("wrong_classes", "pts_backbone_neck_head (BevDetector): output heatmap has shape [1, 5, 20, 20], not "
+                      "[1, 3, 20, 20]"),
 ])
 def test_a_broken_contract_is_one_line_naming_stage_and_module(func, words):
     from cp_debug.recipes.centerpoint.subject import factory_subject
