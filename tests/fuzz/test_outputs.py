@@ -57,8 +57,9 @@ def _one_error_line(p: subprocess.CompletedProcess) -> str:
 @pytest.mark.slow
 def test_a_sweep_out_of_space_fails_in_one_line_and_resumes(tmp_path):
     out = tmp_path / "s"
-    # one frame's shard file is ~28 kB, two frames' ~50 kB: the first shard's second frame cannot be written
-    p = cpdebug(*SWEEP, "--out", str(out), fsize=(out / "shards", 40_000))
+    # one frame's shard file is ~14 kB, two frames' ~30 kB (the tiny preset's 40 x 40 grid): the first shard's second
+    # frame cannot be written
+    p = cpdebug(*SWEEP, "--out", str(out), fsize=(out / "shards", 22_000))
     assert p.returncode == 2, p.stderr
     line = _one_error_line(p)
     assert "file too large" in line and "shard-00000" in line, line
