@@ -70,11 +70,7 @@ def _registry_once(made):
             key = (cls, args, tuple(sorted(kwargs.items())), _registry_size(), _torch_ops())
         except Exception:  # noqa: BLE001 - torch laid out otherwise: built afresh, as without the memo
             return made(cls, *args, **kwargs)
-        with _registry_lock:
-            built = kept.get(key)
-            if built is None:
-                kept.clear()
-                built = kept[key] = made(cls, *args, **kwargs)
+        built = _newest(kept, key, _registry_lock, lambda: made(cls, *args, **kwargs))
         fresh = cls()
         fresh._opset_version = built._opset_version
         fresh.functions = {target: list(metas) for target, metas in built.functions.items()}
@@ -100,17 +96,20 @@ def _once(made):
     kept: dict[int, list] = {}
 
     def get_torchlib_ops():
-        key = _registry_size()
-        with _lock:
-            ops = kept.get(key)
-            if ops is None:
-                kept.clear()
-                ops = kept[key] = list(made())
-        return list(ops)
+        return list(_newest(kept, _registry_size(), _lock, lambda: list(made())))
 
     get_torchlib_ops.cpdebug_once = True
     get_torchlib_ops.__wrapped__ = made
     return get_torchlib_ops
+
+
+def _newest(kept: dict, key, lock: threading.Lock, build):
+    """`kept[key]`, made by `build()` where missing; `kept` holds the newest key's result alone."""
+    with lock:
+        if key not in kept:
+            kept.clear()
+            kept[key] = build()
+        return kept[key]
 
 
 def _registry_size() -> int:
