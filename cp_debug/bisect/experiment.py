@@ -67,7 +67,8 @@ def probe_order(model: "onnx.ModelProto") -> tuple[str, ...]:
 
     outputs = tuple(o.name for o in model.graph.output)
     stage = Stage(name="model", input_names=(), output_names=outputs, onnx_model=model)
-    return tuple(stage.probes_at("all")) + outputs
+    tensors = stage.probe_map().tensors  # a probe's readable name (`module/Op` on dynamo graphs) -> its tensor
+    return tuple(tensors.get(p, p) for p in stage.probes_at("all")) + outputs
 
 
 def is_bad(diff: TensorDiff) -> bool:
