@@ -236,15 +236,20 @@ class BisectEngine:
 
     def _check_node_lists(self) -> None:
         """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own; a SPEC@DIR
-        candidate's deployed files count too)."""
-        graphs = [st.onnx() for st in self.subject.stages]
-        graphs += [st.onnx() for found in self.run_state.deployed.values() for st in found.stages]
-        names = {n.name for g in graphs for n in g.graph.node}
-        for flag, given in (("--keep-fp32", self.opts.keep_fp32), ("--exclude-int8", self.opts.exclude_int8)):
-            unknown = [n for n in given if n not in names]
-            if unknown:
-                raise BadInputError(f"{flag} names node(s) not in the ONNX graph: {', '.join(unknown[:3])}"
-                                    f"{' …' if len(unknown) > 3 else ''} (node names as in the exported ONNX)")
+        candidate's deployed files count too), in any form cp_debug prints (`probes/node_names.py`): read back to
+        the graphs' node names here, once, for every runner, segment and bundle after."""
+        from dataclasses import replace
+
+        from cp_debug.probes.node_names import NodeNames
+
+        stages = list(self.subject.stages) + [st for found in self.run_state.deployed.values() for st in found.stages]
+        tables = [NodeNames(st.onnx(), _module_names(st)) for st in stages]
+        lists = {}
+        for flag, field_name in (("--keep-fp32", "keep_fp32"), ("--exclude-int8", "exclude_int8")):
+            given = getattr(self.opts, field_name)
+            lists[field_name] = _resolve_in_any(tables, given, flag) if given else ()
+        self.opts = replace(self.opts, **lists)
+        self.run_state.opts = self.opts
 
     def close(self) -> None:
         """Drop the reference tensors (kept after run() for bundles); also done when the engine is collected."""
@@ -402,3 +407,21 @@ class BisectEngine:
             rc = sub_rc
             path.append(rc)
         return rc, fd
+
+
+def _module_names(stage) -> set[str]:
+    """The qualified names of a stage's PyTorch module (a TorchScript graph's node scopes are read against them)."""
+    module = getattr(stage, "module", None)
+    return {q for q, _ in module.named_modules()} if module is not None else set()
+
+
+def _resolve_in_any(tables: list, names: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """Each name read back to node names in the first graph that knows it; the first graph's nearest names for one
+    that none knows."""
+    out: list[str] = []
+    for name in names:
+        found = next((hit for t in tables if (hit := t.lookup(name)) is not None), None)
+        if found is None:
+            tables[0].resolve([name], f"{flag} names")  # raises, naming the nearest
+        out.extend(found or ())
+    return tuple(dict.fromkeys(out))

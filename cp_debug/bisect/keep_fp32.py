@@ -97,6 +97,7 @@ class KeepFp32Result:
     final: tuple[TensorDiff, ...]
     tolerance: Tolerance
     precision: PrecisionReport | None = None
+    modules: Mapping[str, str | None] | None = None  # kept node -> the module whose code made it (exporter scopes)
 
     @property
     def found(self) -> bool:
@@ -112,11 +113,18 @@ class KeepFp32Result:
             return None
         return "--keep-fp32 " + shlex.quote(",".join(self.keep))
 
+    def labels(self) -> list[str]:
+        """Each kept node as people read it: `module: node` where the graph says its module."""
+        modules = self.modules or {}
+        return [f"{modules[n]}: {n}" if modules.get(n) else n for n in self.keep or ()]
+
     def to_json(self) -> dict:
         t = self.tolerance
+        modules = self.modules or {}
         return {
             "schema": SCHEMA, "backend": self.backend, "status": self.status,
             "keep": None if self.keep is None else list(self.keep), "runs": self.runs,
+            "modules": {n: modules.get(n) for n in self.keep or ()},
             "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
             "precision": precision_to_json(self.precision),
             "candidates": [{"name": c.name, "op_type": c.op_type, "index": c.index, "absmax": c.absmax}
@@ -130,18 +138,23 @@ class KeepFp32Result:
 def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapping[str, np.ndarray],
                    tol: Tolerance | None = None, candidates: Sequence[str] | str | None = None, *,
                    reference: Reference | None = None, progress=None,
-                   runner_options: Mapping | None = None) -> KeepFp32Result:
+                   runner_options: Mapping | None = None, module_names: Sequence[str] = ()) -> KeepFp32Result:
     """Search a 1-minimal set of nodes to keep in FP32 for `spec` (ort-*-fp16 or trt-fp16) to pass `tol`.
 
     candidates: node names, or "compute" (default: compute nodes plus nodes near FP16's range) or "all" (every
         named node with a float output); ranked either way (`rank_candidates`).
     tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
-        to values; default ORT CPU FP32. Runs: see KeepFp32Search.
+        to values; default ORT CPU FP32. Runs: see KeepFp32Search. Candidate names may take any form cp_debug
+        prints (`probes/node_names.py`; `module_names`: the exported module's, for a TorchScript graph's scopes).
     """
     from cp_debug.graph.model import load_onnx
+    from cp_debug.probes.node_names import NodeNames
 
     check_backend(spec)
     model = load_onnx(model)
+    names = NodeNames(model, module_names)
+    if candidates is not None and not isinstance(candidates, str):
+        candidates = names.resolve(candidates, "--candidates")
     tol = tol or default_tolerance(spec.precision)
     ref = reference_lookup(reference, model, feed)
     outputs = [o.name for o in model.graph.output]
@@ -165,7 +178,8 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
     plain = trace.find((), frozenset).figures  # the run that kept nothing
     return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs,
-                          trace.find(final_set, frozenset).figures.diffs, tol, plain.precision)
+                          trace.find(final_set, frozenset).figures.diffs, tol, plain.precision,
+                          {n: names.module_of(n) for n in final_set})
 
 
 def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],

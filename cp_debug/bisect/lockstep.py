@@ -7,8 +7,9 @@ on the reference's (local error: the segment alone, on the reference's boundary)
 the caller as soon as its segment has run, and a tensor is dropped once no later segment reads it.
 An FP16 candidate's values cross every cut in float16, as the deployed graph holds them: its segments take
 and return float16 (`fp16_io`) and its chain holds float16 arrays (half the memory and half the transfers, no
-rounding pass). Only a CUDA lane with nodes kept in FP32 keeps float32 edges, rounded at the cut
-(`as_stored`): a kept node's float32 output must reach a kept consumer unrounded. Host memory of every
+rounding pass). Only a lane with nodes kept in FP32 keeps float32 edges, rounded at the cut (`as_stored`) except
+the kept nodes' own outputs: a kept node's float32 output reaches its consumers unrounded, as in the deployed
+graph (on the CPU and on CUDA alike). Host memory of every
 session (a CPU session's tensors, a CUDA session's outputs) comes from one shared arena (`shared_arena`), not a
 fresh one per segment: on the H100 that alone took the ORT time of an awml-base `--level all` lockstep from
 21 s to 9 s (fresh pages for every output).
@@ -56,6 +57,12 @@ class Lane:
     settings: dict | None = None
     seconds: float = 0.0
 
+    def kept_tensors(self, model: onnx.ModelProto) -> frozenset[str]:
+        """The outputs of the nodes this lane keeps in FP32: the deployed graph holds them in float32, so they cross
+        a cut unrounded (rounding a kept logit of 1.7e5 to float16 would make the very inf the user cured)."""
+        keep = set(self.runner_kwargs.get("keep_fp32_nodes") or ())
+        return frozenset(t for n in model.graph.node if n.name in keep for t in n.output if t)
+
 
 @dataclass(frozen=True)
 class ProbeValues:
@@ -86,6 +93,7 @@ class Lockstep:
         self.stop_after_probes = stop_after_probes
         self.types = tensor_types(model)
         self._inits = {i.name: i for i in model.graph.initializer}
+        self.kept = {lane.label: lane.kept_tensors(model) for lane in lanes}
 
     def run(self, ref_feed: dict[str, np.ndarray], on_probe: Callable[[ProbeValues], None],
             label: str = "") -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
@@ -111,12 +119,10 @@ class Lockstep:
                 {lane.label: {t: as_float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
 
     def _native_half(self, lane: Lane) -> bool:
-        """Whether `lane`'s segments take and return float16 (see the module docstring): FP16 lanes on the CPU,
-        and on CUDA unless nodes are kept in FP32 (a kept node's float32 output must reach a kept consumer
-        unrounded, so those lanes keep float32 edges)."""
-        if lane.spec.precision != "fp16":
-            return False
-        return lane.spec.device == "cpu" or not lane.runner_kwargs.get("keep_fp32_nodes")
+        """Whether `lane`'s segments take and return float16 (see the module docstring): FP16 lanes unless nodes
+        are kept in FP32 (a kept node's float32 output must reach its consumers unrounded, so those lanes keep
+        float32 edges)."""
+        return lane.spec.precision == "fp16" and not lane.runner_kwargs.get("keep_fp32_nodes")
 
     def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
         """What `run` runs, in order — (segment, progress text) — and tensor -> the last unit that reads it."""
@@ -157,7 +163,8 @@ class Lockstep:
                 native = self._native_half(lane)
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   calib, fp16_io=native) as r:
-                    out = r.infer(lane_in) if native else as_stored(lane.spec, r.infer(lane_in))
+                    kept = self.kept.get(lane.label, frozenset())
+                    out = r.infer(lane_in) if native else as_stored(lane.spec, r.infer(lane_in), kept=kept)
                     # the lane's own inputs that no later segment reads go before the local run converts the
                     # reference's (to float16, or rounded): on awml-base the neck's concat, 0.19 GiB of peak RSS
                     lane_in = None
@@ -167,7 +174,8 @@ class Lockstep:
                     elif native:  # float16 feeds: the reference's boundary converted, into spare arrays where they fit
                         local[lane.label] = r.infer(_half_feed(ref_in, spare))
                     else:
-                        local[lane.label] = as_stored(lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True)))
+                        local[lane.label] = as_stored(
+                            lane.spec, r.infer(as_stored(lane.spec, ref_in, copy=True, kept=kept)), kept=kept)
                     del spare
                     self._record(lane, r)
                 lane.env.update({t: share_if_identical(v, ref_out[t]) for t, v in out.items()})
@@ -275,7 +283,8 @@ def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom
     return True
 
 
-def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False) -> dict[str, np.ndarray]:
+def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = False,
+              kept: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Float tensors as an FP16 graph holds them between two nodes: rounded to float16 (and back to float32).
 
     The FP16 transform keeps a segment's inputs and outputs in float32, so without this the values crossing a
@@ -284,7 +293,8 @@ def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = Fal
     Rounded in place (a runner's fresh outputs) unless `copy` (arrays someone else holds: the reference's).
     A CUDA runner's own outputs are left as they are: the CUDA EP keeps the Casts, so a float16 node's output
     already is a float16 value, and a node the transform kept in float32 holds float32 as deployed (rounding
-    them again cost 13 s of an awml-base `--level all` run on the H100).
+    them again cost 13 s of an awml-base `--level all` run on the H100). `kept`: tensors written by nodes kept in
+    FP32, left unrounded (the deployed graph holds them in float32).
     """
     if spec.precision != "fp16" or (spec.device == "cuda" and not copy):
         return values
@@ -293,7 +303,7 @@ def as_stored(spec: BackendSpec, values: dict[str, np.ndarray], copy: bool = Fal
     out = {}
     for t, v in values.items():
         a = np.asarray(v)
-        out[t] = as_fp16_stored(a, copy=copy) if a.dtype == np.float32 else a
+        out[t] = as_fp16_stored(a, copy=copy) if a.dtype == np.float32 and t not in kept else a
     return out
 
 

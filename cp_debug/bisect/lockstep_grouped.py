@@ -80,26 +80,27 @@ class GroupedLockstep(Lockstep):
             opened = None
             for lane in self.lanes:
                 t0 = time.perf_counter()
+                kept = self.kept.get(lane.label, frozenset())  # kept nodes' outputs cross cuts in float32
                 lane_in = {t: lane.env[t] for t in seg.inputs}
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   None) as r:
                     # the reference's own arrays (the stage's inputs) are float32: an FP16 graph reads them in
                     # float16, as the segment lockstep's float16 segments do
-                    feed = ({t: (as_stored(lane.spec, {t: v}, copy=True)[t] if v is ref_in[t] else v)
+                    feed = ({t: (as_stored(lane.spec, {t: v}, copy=True, kept=kept)[t] if v is ref_in[t] else v)
                              for t, v in lane_in.items()} if lane.spec.device == "cpu" else lane_in)
                     out = {t: share_if_identical(v, ref_out[t])
-                           for t, v in as_stored(lane.spec, r.infer(feed)).items()}
+                           for t, v in as_stored(lane.spec, r.infer(feed), kept=kept).items()}
                     self._record(lane, r)
                 same = all_shared(lane_in, ref_in) and all(out[t] is ref_out[t] for t in cuts)
                 local[lane.label] = None
                 if self.local and not same:
                     if opened is None:
                         opened = gg.open_cuts(model, self.model, members, gg.shapes_of({t: ref_out[t] for t in cuts}))
-                    feed = {**as_stored(lane.spec, ref_in, copy=True),
+                    feed = {**as_stored(lane.spec, ref_in, copy=True, kept=kept),
                             **{t + gg.CUT_SUFFIX: v for t, v in
-                               as_stored(lane.spec, {t: ref_out[t] for t in cuts}, copy=True).items()}}
+                               as_stored(lane.spec, {t: ref_out[t] for t in cuts}, copy=True, kept=kept).items()}}
                     with self._runner(lane.spec, opened, lane.runner_kwargs, None) as r:  # facts: the deployed model's
-                        local[lane.label] = as_stored(lane.spec, r.infer(feed))
+                        local[lane.label] = as_stored(lane.spec, r.infer(feed), kept=kept)
                 lane.env.update(out)
                 lane.seconds += time.perf_counter() - t0
             self._hand_over(seg, ref_out, local, ref_runner, noise_env, on_probe)

@@ -217,41 +217,14 @@ class Subject:
 
 
 def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:
-    """For an ONNX file without its PyTorch module: probes are the node outputs, named by tensor."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # best effort
-        inferred = model
-    elem = {vi.name: vi.type.tensor_type.elem_type for vi in
-            list(inferred.graph.value_info) + list(inferred.graph.output)}
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-    order, types, index, tensors = [], {}, {}, {}
-    for i, node in enumerate(model.graph.node):
-        if node.op_type == "Constant":
-            continue
-        for t in node.output:
-            if t and elem.get(t, onnx.TensorProto.FLOAT) in floats:
-                name = _readable(node, t, tensors)
-                order.append(name)
-                types[name] = node.op_type
-                index[t] = i
-                tensors[name] = t
+    """For an ONNX file without its PyTorch module: probes are the node outputs, named by `readable_probe_names`
+    (`module/Op` where the graph says the module, else the tensor)."""
+    from cp_debug.probes.node_names import readable_probe_names
+
+    producer = {t: (i, node.op_type) for i, node in enumerate(model.graph.node) for t in node.output if t}
+    tensors = readable_probe_names(model)
+    order = list(tensors)
+    types = {name: producer[t][1] for name, t in tensors.items()}
+    index = {t: producer[t][0] for t in tensors.values()}
     trace = ModuleTrace(tuple(order), {t: None for t in order}, {}, types, {}, {})
-    return trace, ProbeMap(tensors, dict(types), {}, index)
-
-
-def _readable(node, tensor: str, taken: dict[str, str]) -> str:
-    """A probe name for an ONNX tensor: `module/Op` where the node carries its module's scope (the dynamo
-    exporter's `pkg.torch.onnx.name_scopes`: `layer1.0.conv1/Conv`, `encoder.layers.1.self_attn/MatMul_1`,
-    not `getitem_3` or `val_184`), else the tensor's own name (TorchScript's already reads `/layer1/…/Conv`)."""
-    from cp_debug.probes.naming import node_scope
-
-    module = node_scope(node, set())  # the metadata alone: a TorchScript name resolves to no module here
-    if not module or len(node.output) > 1:
-        return tensor
-    base = f"{module}/{node.op_type}"
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
+    return trace, ProbeMap(dict(tensors), dict(types), {}, index)

@@ -105,10 +105,10 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     check_outputs(json_out)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
-        model, feed = _load(onnx_model, torch_model, inputs, exporter, seed)
+        model, feed, modules = _load(onnx_model, torch_model, inputs, exporter, seed)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
-    result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress)
+    result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules)
     from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
@@ -125,7 +125,8 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
 
 
 def _load(onnx_model, torch_model, inputs, exporter, seed):
-    """(ONNX model, feed) through the loaders `cpdebug bisect` uses; one-stage models only."""
+    """(ONNX model, feed, the module's qualified names) through the loaders `cpdebug bisect` uses; one-stage
+    models only."""
     from cp_debug.errors import BadInputError
 
     if onnx_model:
@@ -138,7 +139,9 @@ def _load(onnx_model, torch_model, inputs, exporter, seed):
         subject = torch_subject(torch_model, inputs, exporter=exporter)
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: keep-fp32 searches one ONNX model")
-    return subject.stages[0].onnx(), subject.inputs
+    stage = subject.stages[0]
+    modules = [q for q, _ in stage.module.named_modules()] if stage.module is not None else []
+    return stage.onnx(), subject.inputs, modules
 
 
 def render(result, console) -> None:
@@ -171,8 +174,8 @@ def render(result, console) -> None:
     else:
         console.print(f"[green]Keep {len(result.keep)} node(s) in FP32[/green] (1-minimal: dropping any one fails):",
                       highlight=False)
-        for name in result.keep:
-            console.print(f"  {name}", highlight=False)
+        for label in result.labels():
+            console.print(f"  {label}", highlight=False)
         console.print(f"cpdebug bisect ... {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
 
 
