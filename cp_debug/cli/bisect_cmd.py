@@ -120,7 +120,8 @@ def bisect(
         "mapping for its split-pane sync (DIR/README.md says how to open them).")] = None,
     bundle: Annotated[Optional[Path],
                       typer.Option(help="Write a bug-report bundle (failing subgraph, "
-                                        "inputs, repro.py) to DIR.")] = None,
+                                        "inputs, repro.py) to DIR; where nothing diverged, none is written "
+                                        "and the run's exit code stands.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -292,10 +293,14 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
 def _write_bundle(engine, caught, bundle, progress):
     """The bundle, and one line where it does not reproduce; a CpDebugError is returned, to be the exit once the
-    report is written."""
-    from cp_debug.bugreport.from_run import bundle_from_run
+    report is written. A run where nothing diverged writes no bundle and says so in one line: the run's verdict and
+    exit code stand."""
+    from cp_debug.bugreport.from_run import bundle_from_run, diverged
     from cp_debug.errors import CpDebugError
 
+    if not diverged(caught()):
+        progress.console.print("nothing diverged: no bundle written", highlight=False, soft_wrap=True)
+        return None
     try:
         with progress.step(f"writing bug-report bundle {bundle}"):
             written = bundle_from_run(engine, caught(), bundle)
