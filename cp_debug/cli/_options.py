@@ -45,7 +45,8 @@ Checkpoint = Annotated[Optional[Path], typer.Option(
          "weights (other presets).")]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
-Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs.")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs; a --torch "
+                                        "file runs with Python's, numpy's and torch's generators seeded from it.")]
 Int8Dir = Annotated[Optional[Path], typer.Option(
     "--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir (`cpdebug quantize --out DIR`) or an "
     "AWML PTQ/QAT checkpoint. The model becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "

@@ -29,7 +29,7 @@ class SubjectRequest:
     onnx_model: Path | None = None
     inputs: Path | None = None
     exporter: str = "auto"
-    seed: int = 0  # of the inputs generated for --onnx
+    seed: int = 0  # of the inputs generated for --onnx, and of the random generators a --torch file runs with
     points: Path | None = None
     load_dim: int | None = None
     use_dim: str | None = None
@@ -396,7 +396,7 @@ def _load_subject(request: SubjectRequest):
     if request.torch_model:
         from cp_debug.bisect.loaders import torch_subject
 
-        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter)
+        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed)
     if request.onnx_model:
         from cp_debug.bisect.loaders import onnx_subject
 
