@@ -143,7 +143,7 @@ def bisect(
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe))
+            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe, config))
         _check_recipe(subject, pairs)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,

@@ -118,7 +118,7 @@ def sweep(
 
         no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
-        recipe = recipe_name(recipe)
+        recipe = recipe_name(recipe, config)
         _check_recipe(recipe, int8=int8, params=params, scenes=scenes, lidar_topic=lidar_topic, ray=ray, rrd=rrd,
                       pictures=pictures)
         level = level or ("stage" if recipe == "transfusion" else "block")
