@@ -111,14 +111,7 @@ class Determinism:
                 if cuda and saved["cublas_ws"] is None:
                     # Only effective before cuBLAS creates its first handle; recorded in settings() either way.
                     os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE
-                random.seed(self.seed)
-                np.random.seed(self.seed)
-                # the CPU generator and, on CUDA, every CUDA device: the streams restored below. Not torch.manual_seed,
-                # which also queues seeds for accelerators never initialised (xpu, mtia), formatting the call stack
-                # each time (torch 2.11 on the H100 host: 0.116 ms a call against 0.005 ms).
-                torch.random.default_generator.manual_seed(self.seed)
-                if cuda:
-                    torch.cuda.manual_seed_all(self.seed)
+                seed_all(self.seed, cuda=cuda)
             yield
         finally:
             torch.backends.cuda.matmul.allow_tf32 = saved["matmul_tf32"]
@@ -208,6 +201,23 @@ class Determinism:
             },
             "tensorrt": {"tf32": "on for trt-tf32 only"},
         }
+
+
+def seed_all(seed: int, cuda: bool = True) -> None:
+    """Python's `random`, numpy's global RNG and torch's CPU generator (with `cuda`, every CUDA device's) from
+    `seed`: what `Determinism.apply_torch` does for each run, and what a user's `--torch` / `--model-factory` file
+    gets before any of it runs, so a build() that draws random weights or inputs builds the same model each run."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    # Not torch.manual_seed, which also queues seeds for accelerators never initialised (xpu, mtia), formatting the
+    # call stack each time (torch 2.11 on the H100 host: 0.116 ms a call against 0.005 ms). CUDA's is queued until
+    # CUDA starts where it has not yet.
+    torch.random.default_generator.manual_seed(seed)
+    if cuda:
+        torch.cuda.manual_seed_all(seed)
 
 
 def _deterministic_algorithms(torch, mode: bool, warn_only: bool) -> None:

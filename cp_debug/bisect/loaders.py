@@ -19,10 +19,14 @@ from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_
 from cp_debug.files import sha256_file
 
 
-def user_function(target: str, option: str = "--torch"):
+def user_function(target: str, option: str = "--torch", seed: int = 0):
     """The function FUNC of `FILE.py:FUNC`, its file imported (run) as a module of its own, with FILE's folder on
     `sys.path` while it imports; `option` names the flag in the one-line errors. Running the user's file is what
-    the option asks for (its help says so): nothing else in cp_debug executes a file it is given."""
+    the option asks for (its help says so): nothing else in cp_debug executes a file it is given. Python's, numpy's
+    and torch's random generators are seeded from `seed` (`--seed`) before the file runs, so what it draws on import
+    is the same on every run."""
+    from cp_debug.determinism import seed_all
+
     file, _, func = target.rpartition(":")
     if not file or not func:
         raise BadInputError(f"{option} wants FILE.py:FUNC (got {target!r})")
@@ -40,6 +44,7 @@ def user_function(target: str, option: str = "--torch"):
     note_user_file(path)
     before = set(sys.modules)
     digest = sha256_file(path)  # FILE.py as it runs now (it runs afresh on each load)
+    seed_all(seed)
     try:
         spec.loader.exec_module(user)
     except Exception as err:
@@ -56,15 +61,19 @@ def user_function(target: str, option: str = "--torch"):
     return fn
 
 
-def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto") -> Subject:
-    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple)."""
+def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto", seed: int = 0) -> Subject:
+    """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple). FUNC() runs with the random generators
+    seeded from `seed` (`--seed`), as the file's import does: a build() that draws random weights or example inputs
+    (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache."""
     import torch
 
+    from cp_debug.determinism import seed_all
     from cp_debug.export.cache import export_cached
 
-    fn = user_function(target, "--torch")
+    fn = user_function(target, "--torch", seed=seed)
     file, _, func = target.rpartition(":")
     path = Path(file)
+    seed_all(seed)  # FUNC() draws from the seed itself, whatever the file drew while it imported
     got = _call_user(fn, f"in {func}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")

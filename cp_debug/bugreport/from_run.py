@@ -105,13 +105,18 @@ class Bundle:
     why: str = ""
 
 
+def diverged(report, candidate: str | None = None) -> list:
+    """The run's candidates with a root cause (only `candidate`'s, when named): what a bundle can hold. Empty on a
+    healthy run, where `bisect --bundle` writes nothing and keeps the run's verdict (a CI job that always asks for a
+    bundle passes a healthy run)."""
+    return [c for c in report.candidates if c.root_cause is not None and candidate in (None, c.label)]
+
+
 def bundle_from_run(engine, report, out_dir: str | Path, candidate: str | None = None,
                     make_tar: bool = False) -> Bundle:
     from cp_debug.backends.spec import BackendSpec
 
-    cands = [c for c in report.candidates if c.root_cause is not None]
-    if candidate is not None:
-        cands = [c for c in cands if c.label == candidate]
+    cands = diverged(report, candidate)
     onnx_cands = [c for c in cands if BackendSpec.parse(c.label).runs_onnx]
     if not cands:
         raise BadInputError("no candidate diverged: there is nothing to bundle")

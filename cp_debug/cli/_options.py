@@ -20,13 +20,19 @@ if TYPE_CHECKING:
 RECIPES = ("centerpoint", "transfusion")
 Recipe = Annotated[Optional[str], typer.Option(
     help="Built-in model recipe: centerpoint (the default) or transfusion (TransFusion-L as Autoware deploys it; "
-         "presets transfusion-tiny, transfusion-t4-90m-768, …, or --config an AWML TransFusion .py).")]
+         "presets transfusion-tiny, transfusion-t4-90m-768, …, or --config an AWML TransFusion .py). Without it, a "
+         "--config file's model.type picks the recipe.")]
 
 
-def recipe_name(recipe: str | None) -> str:
-    """--recipe as given, checked; centerpoint when not given."""
+def recipe_name(recipe: str | None, config: Path | None = None) -> str:
+    """--recipe as given, checked; when not given, the recipe that builds the `--config` file's model.type
+    (`recipes.catalog.recipe_of_config`: a TransFusion config needs no --recipe), else centerpoint."""
     from cp_debug.errors import BadInputError
 
+    if recipe is None and config is not None:
+        from cp_debug.recipes.catalog import recipe_of_config
+
+        return recipe_of_config(config)
     name = recipe or "centerpoint"
     if name not in RECIPES:
         raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipes are {', '.join(RECIPES)}")
@@ -45,7 +51,8 @@ Checkpoint = Annotated[Optional[Path], typer.Option(
          "weights (other presets).")]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
-Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs.")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs; a --torch "
+                                        "file runs with Python's, numpy's and torch's generators seeded from it.")]
 Int8Dir = Annotated[Optional[Path], typer.Option(
     "--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir (`cpdebug quantize --out DIR`) or an "
     "AWML PTQ/QAT checkpoint. The model becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "

@@ -53,6 +53,15 @@ def check_report_writers(parquet: str | os.PathLike | None = None, html: str | o
         raise BadInputError(f"--pictures {pictures} is a file: give a folder (made if missing)")
 
 
+def check_library(module: str, need: str) -> None:
+    """`module` can be imported, else `need` (what needs it and the pip line of its extra, one line) as a
+    BackendUnavailableError, exit 3: said before any model loads, not when the finished work is being written."""
+    from cp_debug.errors import BackendUnavailableError
+
+    if not has_module(module):
+        raise BackendUnavailableError(need)
+
+
 def check_devkit() -> None:
     """nuscenes-devkit, which `eval`'s metrics need (BackendUnavailableError with the install line)."""
     from cp_debug.errors import BackendUnavailableError

@@ -29,7 +29,7 @@ class SubjectRequest:
     onnx_model: Path | None = None
     inputs: Path | None = None
     exporter: str = "auto"
-    seed: int = 0  # of the inputs generated for --onnx
+    seed: int = 0  # of the inputs generated for --onnx, and of the random generators a --torch file runs with
     points: Path | None = None
     load_dim: int | None = None
     use_dim: str | None = None
@@ -120,7 +120,8 @@ def bisect(
         "mapping for its split-pane sync (DIR/README.md says how to open them).")] = None,
     bundle: Annotated[Optional[Path],
                       typer.Option(help="Write a bug-report bundle (failing subgraph, "
-                                        "inputs, repro.py) to DIR.")] = None,
+                                        "inputs, repro.py) to DIR; where nothing diverged, none is written "
+                                        "and the run's exit code stands.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -142,7 +143,7 @@ def bisect(
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe))
+            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe, config))
         _check_recipe(subject, pairs)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
@@ -292,10 +293,14 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
 def _write_bundle(engine, caught, bundle, progress):
     """The bundle, and one line where it does not reproduce; a CpDebugError is returned, to be the exit once the
-    report is written."""
-    from cp_debug.bugreport.from_run import bundle_from_run
+    report is written. A run where nothing diverged writes no bundle and says so in one line: the run's verdict and
+    exit code stand."""
+    from cp_debug.bugreport.from_run import bundle_from_run, diverged
     from cp_debug.errors import CpDebugError
 
+    if not diverged(caught()):
+        progress.console.print("nothing diverged: no bundle written", highlight=False, soft_wrap=True)
+        return None
     try:
         with progress.step(f"writing bug-report bundle {bundle}"):
             written = bundle_from_run(engine, caught(), bundle)
@@ -391,7 +396,7 @@ def _load_subject(request: SubjectRequest):
     if request.torch_model:
         from cp_debug.bisect.loaders import torch_subject
 
-        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter)
+        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed)
     if request.onnx_model:
         from cp_debug.bisect.loaders import onnx_subject
 

@@ -74,7 +74,7 @@ def eval_(
         budget_limits = read_budget_for(budget, "eval")
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
-        recipe = recipe_name(recipe)
+        recipe = recipe_name(recipe, config)
         if recipe == "transfusion" and int8 is not None:
             from cp_debug.errors import BadInputError
 

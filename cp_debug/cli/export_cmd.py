@@ -35,7 +35,7 @@ def export(
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        if recipe_name(recipe) == "transfusion":
+        if recipe_name(recipe, config) == "transfusion":
             if rot_y_axis_reference:
                 from cp_debug.errors import BadInputError
 

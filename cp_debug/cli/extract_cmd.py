@@ -77,7 +77,8 @@ def _saved_subject(saved, run_json: Path):
     if isinstance(f, TorchFacts):
         from cp_debug.bisect.loaders import torch_subject
 
-        return torch_subject(f.source, f.inputs, exporter=f.exporter or "auto")
+        seed = (saved.settings.get("determinism") or {}).get("seed") or 0  # the run's --seed: the same weights
+        return torch_subject(f.source, f.inputs, exporter=f.exporter or "auto", seed=seed)
     if isinstance(f, OnnxFacts):
         from cp_debug.bisect.loaders import onnx_subject
 

@@ -49,7 +49,7 @@ def infer(
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        if recipe_name(recipe) == "transfusion":
+        if recipe_name(recipe, config) == "transfusion":
             _centerpoint_only(encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
             _infer_transfusion(model, points, out, device=device, quiet=quiet, third_party=third_party,
                                load_dim=load_dim, use_dim=use_dim)

@@ -51,7 +51,7 @@ def lint(
 
         check_outputs(junit)
 
-        name = recipe_name(recipe)
+        name = recipe_name(recipe, config)
         cfg, label = _config(config, preset, name)
         files = tuple(params or ()) or params_of_folder(onnx_dir)
         frames, data_label = _frames(points, scenes, data_root, cfg)

@@ -118,7 +118,7 @@ def sweep(
 
         no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
-        recipe = recipe_name(recipe)
+        recipe = recipe_name(recipe, config)
         _check_recipe(recipe, int8=int8, params=params, scenes=scenes, lidar_topic=lidar_topic, ray=ray, rrd=rrd,
                       pictures=pictures)
         level = level or ("stage" if recipe == "transfusion" else "block")
@@ -149,6 +149,19 @@ def _check_recipe(recipe: str, **given) -> None:
                             "--recipe transfusion")
 
 
+def _check_libraries(run: SweepRun) -> None:
+    """The optional libraries this sweep will need, each missing one said in one line (exit 3) before a model loads:
+    pyarrow for frames.parquet, which every sweep writes (it used to fail after the whole work), Ray for --ray."""
+    from cp_debug.cli._preflight import check_library
+
+    check_library("pyarrow", "cpdebug sweep writes frames.parquet, which needs pyarrow: "
+                             "pip install 'cp-debug[parquet]'")
+    if run.ray:
+        from cp_debug.sweep.executor import RAY_HINT
+
+        check_library("ray", RAY_HINT)
+
+
 def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int:
     from cp_debug.bisect.subject import LEVELS
     from cp_debug.cli._bar import progress_bar
@@ -168,6 +181,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.cli._preflight import check_outputs, check_report_writers
 
     check_outputs(run.rrd)
+    _check_libraries(run)
     check_report_writers(rrd=run.rrd, pictures=run.pictures)
     preset_config(run.recipe, preset)
     if run.level not in LEVELS:

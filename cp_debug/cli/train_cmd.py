@@ -52,7 +52,7 @@ def train(
     Hungarian-matched queries); AdamW, one-cycle, grad clip 15, AMP on cuda."""
     with ThirdParty(verbose=verbose) as third_party:
         preset = model_record(preset, config).model_name
-        request = TrainRequest(out=out, recipe=recipe_name(recipe), preset=preset, scenes=scenes,
+        request = TrainRequest(out=out, recipe=recipe_name(recipe, config), preset=preset, scenes=scenes,
                                data_root=data_root, synthetic=synthetic, steps=steps, epochs=epochs,
                                batch_size=batch_size, lr=lr, device=device, workers=workers, val_scenes=val_scenes,
                                val_every=val_every, half=half, log=log, seed=seed)

@@ -51,7 +51,7 @@ def trt_kit(
         from cp_debug.kit.writer import KitRequest, frames_of, write_kit
 
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        rname = recipe_name(recipe)
+        rname = recipe_name(recipe, config)
         if onnx_dir is not None and fix is not None:
             raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
         if rname == "transfusion":

@@ -43,8 +43,7 @@ TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel
 NDS_TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err")  # attr_err left out: no attributes
 
 INSTALL_HINT = (
-    "nuscenes-devkit is not installed: pip install --no-deps nuscenes-devkit==1.2.0 && "
-    "pip install 'cp-debug[eval]' (see README, 'Evaluation')"
+    "nuscenes-devkit is not installed: pip install -e '.[eval]' && pip install --no-deps nuscenes-devkit==1.2.0"
 )
 
 

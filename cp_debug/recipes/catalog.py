@@ -28,6 +28,36 @@ def _check(recipe: str) -> str:
     return recipe
 
 
+def model_types(recipe: str) -> tuple[str, ...]:
+    """The `model.type`s of an AWML/mmdet3d config that `recipe`'s config reader builds (`MODEL_TYPES` beside it)."""
+    if _check(recipe) == "transfusion":
+        from cp_debug.models.transfusion.config_file import MODEL_TYPES
+    else:
+        from cp_debug.models.centerpoint.config_file import MODEL_TYPES
+    return MODEL_TYPES
+
+
+def recipe_of_config(path) -> str:
+    """The recipe that builds the model a `--config` file names, for a command given no `--recipe`: the recipe whose
+    reader claims the file's `model.type` (a TransFusion config runs TransFusion-L, not CenterPoint's reader refusing
+    it). An autoware-ml YAML config is CenterPoint's (its reader is the only one); a config with no `model.type` goes
+    to CenterPoint's reader, which says what is missing. Reads the file as the reader will (mmengine)."""
+    if str(path).lower().endswith((".yaml", ".yml")):
+        return "centerpoint"
+    from cp_debug.models.centerpoint.config_file import load_config_dict
+
+    model = load_config_dict(path).get("model")
+    kind = model.get("type") if isinstance(model, dict) else None
+    if kind is None:
+        return "centerpoint"
+    claims = {recipe: model_types(recipe) for recipe in RECIPES}
+    found = [recipe for recipe, types in claims.items() if kind in types]
+    if not found:
+        built = "; ".join(f"{', '.join(map(repr, types))} (--recipe {recipe})" for recipe, types in claims.items())
+        raise BadInputError(f"config {path}: model.type = {kind!r} is built by no recipe of cp_debug; built: {built}")
+    return found[0]
+
+
 def preset_config(recipe: str, preset: str):
     """The model config of `preset` (a name or a config file) in `recipe`."""
     if _check(recipe) == "transfusion":

@@ -49,8 +49,9 @@ def plan_shards(frames: list[Frame], size: int) -> list[ShardTask]:
 @contextlib.contextmanager
 def locked(out: str | Path):
     """Hold `out/.lock` while the block runs (the folder is made if missing); another holder is one line, exit 2.
-    The lock is the kernel's (released when this process ends, however it ends); the file stays, naming the last
-    holder's pid. A folder made here that is left holding only the lock file is removed again."""
+    The lock is the kernel's (released when this process ends, however it ends); after a finished sweep the file
+    stays, naming the last holder's pid. A block that raises leaves no lock file (removed while still held: the
+    shards written so far stay for --resume), and a folder made here that is left empty is removed again."""
     import fcntl
 
     out = Path(out)
@@ -60,6 +61,7 @@ def locked(out: str | Path):
         fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
         raise BadInputError(f"cannot write in {out}: {os_reason(e)}; choose another --out") from None
+    held = finished = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,15 +69,19 @@ def locked(out: str | Path):
             pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise BadInputError(f"{out} is in use by another sweep (pid {pid}): wait for it or choose another "
                                 "--out") from None
+        held = True
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
+        finished = True
     finally:
-        os.close(fd)
-        if made and [p.name for p in out.iterdir()] == [".lock"]:
+        if held and (not finished or (made and [p.name for p in out.iterdir()] == [".lock"])):
             with contextlib.suppress(OSError):
                 (out / ".lock").unlink()
-                out.rmdir()
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only where the folder made here is empty
 
 
 def frame_text(result: FrameResult) -> str:

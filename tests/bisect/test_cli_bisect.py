@@ -73,6 +73,18 @@ def test_bundle_of_a_planted_fault_reproduces_in_a_fresh_process(tmp_path):
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") >= 2
 
 
+def test_bundle_on_a_healthy_run_keeps_its_verdict_and_writes_nothing(tmp_path):
+    """A CI job that always asks for a bundle: a healthy run stays exit 0, its JSON written, one line, no folder."""
+    out, run = tmp_path / "bundle", tmp_path / "run.json"
+    proc = cpdebug("bisect", "--torch", f"{PLANTED}:healthy", "--backends", "torch,ort", "--bundle", out,
+                   "--json", run, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("nothing diverged: no bundle written") == 1, proc.stderr
+    assert "error" not in proc.stderr
+    assert not out.exists()
+    assert json.loads(run.read_text())["outcome"] == "within_precision"
+
+
 @pytest.mark.parametrize("case", ["unknown_backend", "corrupt_onnx", "unknown_input", "wrong_shape", "nan_input",
                                   "missing_backend"])
 def test_bad_input_gives_one_line_and_the_documented_exit_code(tmp_path, case):

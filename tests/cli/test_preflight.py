@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -39,6 +42,42 @@ def test_eval_without_the_devkit_stops_before_any_inference(monkeypatch):
     result = _run("eval", "--n", "50", "--backends", "torch,ort", "--quiet")
     assert result.exit_code == 3, result.output
     assert "nuscenes-devkit is not installed" in _error_line(result)
+
+
+# `python -c` entry: cpdebug in a fresh process where `import MODULE` fails (sys.modules[MODULE] = None), as on an
+# install without that optional library
+_WITHOUT = """
+import sys
+sys.modules[sys.argv[1]] = None
+sys.argv = ["cpdebug", *sys.argv[2:]]
+from cp_debug.cli.main import main
+main()
+"""
+
+
+def _without(module: str, *args, cwd) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
+    env.pop("CPDEBUG_DEBUG", None)
+    return subprocess.run([sys.executable, "-c", _WITHOUT, module, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("module, args, says", [
+    ("pyarrow", ("sweep", "--preset", "tiny", "--backends", "torch,ort", "--n", "1", "--no-html", "-q", "--out", "s"),
+     "cpdebug: error: cpdebug sweep writes frames.parquet, which needs pyarrow: pip install 'cp-debug[parquet]'"),
+    ("nuscenes", ("eval", "--preset", "tiny", "--n", "1", "--backends", "torch,ort", "-q", "--json", "s/e.json"),
+     "cpdebug: error: nuscenes-devkit is not installed: pip install -e '.[eval]' && "
+     "pip install --no-deps nuscenes-devkit==1.2.0"),
+])
+def test_a_missing_library_is_one_line_before_the_work_and_nothing_is_written(tmp_path, module, args, says):
+    """Issue 72: a sweep without pyarrow ran every frame, then exited 70 at frames.parquet and left a .lock; eval's
+    line pointed at a README section that does not exist. Now: exit 3, the install line, no folder, no lock."""
+    proc = _without(module, *args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [says], proc.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_bisect_parquet_without_pyarrow_and_an_unwritable_json_stop_before_the_model_loads(monkeypatch, tmp_path):

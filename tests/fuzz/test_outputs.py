@@ -111,6 +111,21 @@ def test_the_lock_is_released_and_a_fresh_folder_left_clean(tmp_path):
     assert (out / ".lock").exists() and (out / "manifest.json").exists()
 
 
+def test_a_sweep_that_fails_leaves_no_lock(tmp_path):
+    """An error inside the locked block (a writer failing at the end, Ctrl-C) removes the lock file it held; what was
+    written so far (the shards, for --resume) stays, and a folder made here and left empty goes."""
+    from cp_debug.sweep.shards import locked
+
+    out = tmp_path / "s"
+    with pytest.raises(RuntimeError), locked(out):
+        (out / "shards").mkdir()
+        raise RuntimeError("frames.parquet could not be written")
+    assert sorted(f.name for f in out.iterdir()) == ["shards"]
+    with pytest.raises(KeyboardInterrupt), locked(tmp_path / "t"):
+        raise KeyboardInterrupt
+    assert not (tmp_path / "t").exists()
+
+
 @pytest.mark.parametrize("where", ["under_a_file", "read_only"])
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, where):
     if where == "under_a_file":

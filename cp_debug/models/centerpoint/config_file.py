@@ -20,6 +20,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.models.centerpoint.config import COMMON_HEADS, CenterPointConfig, voxel_grid
 
 _MISSING = object()
+MODEL_TYPES = ("CenterPoint", "CenterPointONNX")  # the config's model.type this reader builds (recipes.catalog asks)
 # mmdet3d's PillarFeatureNet defaults (a key the config leaves out takes these)
 _PFN_DEFAULTS = {"in_channels": 4, "feat_channels": (64,), "with_distance": False, "with_cluster_center": True,
                  "with_voxel_center": True, "voxel_size": (0.2, 0.2, 4), "point_cloud_range": (0, -40, -3, 70.4, 40, 1),
@@ -163,7 +164,7 @@ def config_from_dict(data: Mapping[str, Any], name: str, description: str = "") 
     if "model" not in data:
         raise BadInputError(f"config {name!r} has no `model`: cp_debug builds the model from model=dict(...)")
     model = _Section(data["model"], "model")
-    model.expect("type", ("CenterPoint", "CenterPointONNX"))
+    model.expect("type", MODEL_TYPES)
     fields: dict[str, Any] = {"name": name, "description": description or f"config file {name}"}
     fields.update(_voxel_layer(model.section("data_preprocessor")))
     fields.update(_voxel_encoder(model.section("pts_voxel_encoder"), fields))

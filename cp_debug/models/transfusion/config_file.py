@@ -23,6 +23,7 @@ from cp_debug.models.transfusion.config import TransFusionConfig
 _HEAD_DEFAULTS = {"num_proposals": 128, "auxiliary": True, "in_channels": 384, "hidden_channel": 128,
                   "num_classes": 4, "num_decoder_layers": 3, "nms_kernel_size": 1, "bn_momentum": 0.1,
                   "num_heatmap_convs": 2}
+MODEL_TYPES = ("TransFusion",)  # the config's model.type this reader builds (recipes.catalog asks)
 _TRAINING_ONLY = ("loss_cls", "loss_bbox", "loss_heatmap", "train_cfg", "init_cfg")
 
 
@@ -37,7 +38,7 @@ def config_from_dict(data: Mapping[str, Any], name: str, description: str = "") 
     if "model" not in data:
         raise BadInputError(f"config {name!r} has no `model`: cp_debug builds the model from model=dict(...)")
     model = cp._Section(data["model"], "model")
-    model.expect("type", ("TransFusion",))
+    model.expect("type", MODEL_TYPES)
     fields: dict[str, Any] = {"name": name, "description": description or f"config file {name}"}
     fields.update(cp._voxel_layer(model.section("data_preprocessor")))
     encoder = cp._voxel_encoder(model.section("pts_voxel_encoder"), fields, legacy_ok=True)

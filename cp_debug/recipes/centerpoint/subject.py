@@ -226,7 +226,7 @@ def factory_subject(target: str, points: "str | Path | LoadedPoints | None" = No
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
 
     where = f"--model-factory {target}"
-    fn = user_function(target, "--model-factory")
+    fn = user_function(target, "--model-factory", seed=seed)
     with torch.random.fork_rng(devices=[]):  # the factory's seeding stays its own
         got = check_factory_result(fn(), where)
     cfg = factory_config(got.config, where)

@@ -82,3 +82,26 @@ def test_refusals(args, says, tmp_path):
     argv = ["infer", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--out", tmp_path / "o.npz", *args]
     res = cpdebug(*argv)
     assert res.returncode == 2 and says in res.stderr, res.stderr
+
+
+def test_a_transfusion_config_needs_no_recipe(scan_file, tmp_path):
+    """`--config` a TransFusion file without `--recipe` (issue 72): the recipe is the one that claims its model.type
+    (recipes.catalog), not CenterPoint's reader refusing 'TransFusion'; a type no recipe builds is one line."""
+    from pathlib import Path
+
+    import cp_debug
+
+    shipped = Path(cp_debug.__file__).parent / "models" / "transfusion" / "configs" / "transfusion-tiny.py"
+    out = tmp_path / "o.npz"
+    res = cpdebug("infer", "--config", shipped, "--seed", "1", "--points", scan_file, "--out", out, "-q")
+    assert res.returncode == 0, res.stderr
+    got = np.load(out)
+    assert str(got["recipe"]) == "transfusion"
+    np.testing.assert_array_equal(got["dense_heatmap"], _forward(tiny_scan(3), seed=1)[0]["dense_heatmap"])
+
+    other = tmp_path / "pointrcnn.py"
+    other.write_text("model = dict(type='PointRCNN')\n")
+    res = cpdebug("infer", "--config", other, "--out", out)
+    assert res.returncode == 2, res.stderr
+    assert "model.type = 'PointRCNN' is built by no recipe" in res.stderr and "--recipe transfusion" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
