@@ -1,0 +1,64 @@
+"""Models from the libraries users deploy — HF `transformers` and `timm` — built from configs with seeded random
+weights (no download), each with an FP16 fault planted at a known module, for `--torch tests/zoo/hf_models.py:build_*`.
+
+A planted attention overflow scales one layer's query and key projections so that its QK^T logits pass float16's
+65504 while every module's output stays in range: the fault users report on FP16 deployments of transformers."""
+
+from __future__ import annotations
+
+import torch
+
+SEQ = 16
+
+
+def _scaled(*linears: torch.nn.Linear, by: float) -> None:
+    with torch.no_grad():
+        for lin in linears:
+            lin.weight.mul_(by)
+            if lin.bias is not None:
+                lin.bias.mul_(by)
+
+
+def _tokens(vocab: int) -> torch.Tensor:
+    return torch.randint(0, vocab, (1, SEQ), generator=torch.Generator().manual_seed(0))
+
+
+def build_bert_planted():
+    """HF BertModel (2 layers, hidden 64, eager attention): layer 1's query and key scaled ×500 — its attention
+    scores reach ~1e5. Input: token ids alone (no mask)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=32, attn_implementation="eager")
+    model = BertModel(cfg).eval()
+    att = model.encoder.layer[1].attention.self
+    _scaled(att.query, att.key, by=500.0)
+    return model, (_tokens(cfg.vocab_size),)
+
+
+def build_llama_planted():
+    """HF LlamaModel (2 layers, hidden 64, RMSNorm, rotary, causal mask, eager attention): layer 1's q and k
+    projections scaled ×500."""
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2, intermediate_size=128, max_position_embeddings=32,
+                      attn_implementation="eager")
+    model = LlamaModel(cfg).eval()
+    att = model.layers[1].self_attn
+    _scaled(att.q_proj, att.k_proj, by=500.0)
+    return model, (_tokens(cfg.vocab_size),)
+
+
+def build_timm_planted():
+    """timm's ResNet (resnet10t, 10 classes, 64×64): the last stage's first conv scaled ×2e5, its output beyond
+    float16's range."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=10).eval()
+    with torch.no_grad():
+        model.layer4[0].conv1.weight.mul_(2e5)
+    return model, (torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),)
