@@ -138,7 +138,8 @@ class KeepFp32Result:
 def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapping[str, np.ndarray],
                    tol: Tolerance | None = None, candidates: Sequence[str] | str | None = None, *,
                    reference: Reference | None = None, progress=None,
-                   runner_options: Mapping | None = None, module_names: Sequence[str] = ()) -> KeepFp32Result:
+                   runner_options: Mapping | None = None, module_names: Sequence[str] = (),
+                   mode: str = "model") -> KeepFp32Result:
     """Search a 1-minimal set of nodes to keep in FP32 for `spec` (ort-*-fp16 or trt-fp16) to pass `tol`.
 
     candidates: node names, or "compute" (default: compute nodes plus nodes near FP16's range) or "all" (every
@@ -146,7 +147,11 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     tol: default `default_tolerance("fp16")`. reference: graph-output values by name, or a callable from names
         to values; default ORT CPU FP32. Runs: see KeepFp32Search. Candidate names may take any form cp_debug
         prints (`probes/node_names.py`; `module_names`: the exported module's, for a TorchScript graph's scopes).
+    mode: "model" (a run passes when every graph output is within `tol` and within the candidate's precision
+        budget: the rule `cpdebug bisect` judges by, so a set found here is one its bisect calls within precision)
+        or "fixed" (`tol` alone: the user's --atol/--rtol).
     """
+    from cp_debug.compare import noise
     from cp_debug.graph.model import load_onnx
     from cp_debug.probes.node_names import NodeNames
 
@@ -172,7 +177,8 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         out, report = run_once(spec, model, feed, progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) kept "
                                "in FP32", keep_fp32_nodes=keep, **opts)
         diffs = tuple(TensorDiff.from_arrays(n, expected[n], out[n], tol) for n in outputs)
-        return Verdict(any(is_bad(d) for d in diffs), KeepFp32Figures(diffs, report))
+        failed = any(is_bad(d) or (mode == "model" and noise.judge(d, spec.precision).beyond) for d in diffs)
+        return Verdict(failed, KeepFp32Figures(diffs, report))
 
     trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)

@@ -36,7 +36,7 @@ def keep_fp32(
                           typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or "
                                             "comma-separated node names.")] = "compute",
     atol: Annotated[Optional[float],
-                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's).")] = None,
+                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's, and every output within FP16's precision budget, as bisect judges).")] = None,
     rtol: Annotated[Optional[float],
                     typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",
@@ -86,13 +86,14 @@ def keep_fp32(
                                     "searches the one model given")
             code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates,
                               tolerance_for(spec.precision, atol, rtol), exporter=exporter, seed=seed,
-                              json_out=json_out, quiet=quiet, third_party=third_party)
+                              json_out=json_out, quiet=quiet, third_party=third_party,
+                              fixed=atol is not None or rtol is not None)
     raise typer.Exit(code)
 
 
 def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | None, spec: BackendSpec,
                candidates: str, tol: Tolerance, *, exporter: str, seed: int, json_out: str | None, quiet: bool,
-               third_party: ThirdParty) -> int:
+               third_party: ThirdParty, fixed: bool = False) -> int:
     from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli._preflight import check_inputs, check_outputs
@@ -108,7 +109,8 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
         model, feed, modules = _load(onnx_model, torch_model, inputs, exporter, seed)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
-    result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules)
+    result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
+                            mode="fixed" if fixed else "model")
     from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
