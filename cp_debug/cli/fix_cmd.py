@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, DataRoot, Int8Dir, Json, Method,
-                                   Percentile, Quiet, RandomWeights, Recipe, Verbose, backends_option, model_record,
-                                   recipe_name)
+from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, DataRoot, Exporter, Int8Dir, Json,
+                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, TorchModel, Verbose,
+                                   backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -34,6 +34,22 @@ def fix(
     from_sweep: Annotated[Optional[Path], typer.Option(
         "--from-sweep", help="Start from a `cpdebug sweep --out DIR`: its model, candidate and held-out frames (judged "
              "worst first, in its rank order), the layers it blamed ranked first.")] = None,
+    torch_model: TorchModel = None,
+    onnx_model: OnnxModel = None,
+    inputs: Annotated[Optional[Path], typer.Option(
+        "--inputs", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one sample each); keys "
+        "= input names or input0, input1, … Default: the model's example inputs (--torch) or seeded random ones "
+        "(--onnx), and 3 seeded random variants.")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
+        "(Polygraphy's load_data); cpdebug imports and runs FILE.py.")] = None,
+    calib: Annotated[Optional[Path], typer.Option(
+        "--calib", help="With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
+        "the search's samples).")] = None,
+    verify_samples: Annotated[Optional[int], typer.Option(
+        "--verify-samples", help="With --torch/--onnx: verify on the last N samples, which the search never sees "
+        "(default half; with one sample it is verified on the search's, and the fix says so).")] = None,
+    exporter: Exporter = "auto",
     recipe: Recipe = None,
     preset: Annotated[Optional[str], typer.Option(
         help="CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a "
@@ -89,9 +105,29 @@ def fix(
     """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
     candidates) so that the candidate is within its precision (default) or --tol / --max-map-drop /
     --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
-    and a README to --out DIR.
+    and a README to --out DIR. With --torch FILE.py:FUNC or --onnx FILE.onnx: any one-graph model, judged on its
+    graph outputs against the FP32 graph in ONNX Runtime (the candidate's precision budget), searched on some samples
+    and verified on the held-out rest.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
+                       verify_samples=verify_samples, exporter=exporter)
+        if torch_model is not None or onnx_model is not None or check is None and any(
+                v is not None for v in (inputs, data, calib, verify_samples)):
+            given = [o for o, v in (("--recipe", recipe), ("--preset", preset), ("--config", config),
+                                    ("--checkpoint", checkpoint), ("--int8", int8), ("--scenes", scenes),
+                                    ("--from-bisect", from_bisect), ("--from-sweep", from_sweep), ("--check", check),
+                                    ("--verify-scenes", verify_scenes), ("--tol", tol)) if v is not None]
+            from cp_debug.errors import BadInputError
+
+            if given:
+                raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged "
+                                    "within the candidate's precision on its samples)")
+            from cp_debug.cli._output import StepProgress
+
+            progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
+            raise typer.Exit(_fix_graph(generic, seed or 0, out=out, backends=backends, json_out=json_out,
+                                        progress=progress, third_party=third_party))
         recipe = recipe_name(recipe)
         if recipe == "transfusion" and preset is None and config is None:
             preset = "transfusion-demo"
@@ -109,6 +145,99 @@ def fix(
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
                     budget=budget)
     raise typer.Exit(code)
+
+
+def _fix_graph(g: dict, seed: int, *, out: Path | None, backends: str | None, json_out: str | None, progress,
+               third_party) -> int:
+    """`fix --torch / --onnx`: `fix.module.fix_graph` on the samples given (or the model's own), DIR written whole."""
+    from cp_debug.cli._output import finish
+    from cp_debug.cli._preflight import check_outputs
+    from cp_debug.errors import BadInputError
+    from cp_debug.fix.module import candidate_spec, check_libraries, fix_graph
+    from cp_debug.fix.module_files import fix_json, write_graph_fix
+    from cp_debug.fix.samples import default_samples, graph_inputs, load_model, load_samples, split_samples
+
+    spec = candidate_spec(backends)
+    if out is None:
+        raise BadInputError("give --out DIR to write the fix to")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; give a directory")
+    if g["calib"] is not None and spec.precision != "int8":
+        raise BadInputError(f"--calib goes with an INT8 candidate (--backends ort-cpu-int8), not {spec}")
+    for option in ("inputs", "calib"):
+        if g[option] is not None and not Path(g[option]).exists():
+            raise BadInputError(f"--{option} not found: {g[option]}")
+    check_outputs(json_out)
+    check_libraries(spec)  # a missing library is said before anything loads or runs
+    given_inputs = g["inputs"] is not None or g["data"] is not None
+    with progress.step("loading the model"):
+        m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given_inputs)
+    graph = graph_inputs(m.model, m.what)
+    samples, said = load_samples(g["inputs"], g["data"], graph)
+    source = (f"{g['inputs']}" if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
+              else f"the model's {m.first_name} inputs and seeded random variants (seed {seed})")
+    if not samples:
+        samples = default_samples(m.first, seed, first_name=m.first_name)
+    split = split_samples(samples, g["verify_samples"], source)
+    calib = load_samples(g["calib"], None, graph, "--calib")[0] if g["calib"] is not None else None
+    result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib,
+                       progress=progress)
+    doc = fix_json(result)
+    written = None
+    if result.fixed is not None:
+        with progress.step(f"writing {out}"):
+            written = write_graph_fix(out, result, doc)
+    finish({**doc, "out": str(written) if written else None, "input_casts": said}, json_out, third_party,
+           lambda console: render_graph(result, written, said, console))
+    return result.exit_code
+
+
+def render_graph(fix, written: Path | None, said: list[str], console) -> None:
+    """A generic fix: the search's steps, the set with each node's module, the verification per sample."""
+    from rich.table import Table
+
+    s, split = fix.search, fix.split
+    what = "kept in FP32" if fix.kind == "fp16" else "left out of INT8"
+    for line in said:
+        console.print(f"note: {line}", highlight=False)
+    t = Table(title=f"fix search: {fix.spec} vs ort-cpu-fp32 on {len(split.search)} sample(s) ({s.runs} runs, "
+                    f"{len(s.candidates)} candidates)", title_justify="left")
+    for col in ("#", "phase", what, "verdict", "worst rel. RMSE", "s"):
+        t.add_column(col, justify="right" if col in ("#", "worst rel. RMSE", "s") else "left")
+    for st in s.steps:
+        keep = st.experiment
+        kept = f"{len(keep)}: " + ", ".join(keep[:2]) + (" …" if len(keep) > 2 else "") if keep else "(none)"
+        worst = max((f.worst_rel_rmse for f in st.figures), default=0.0)
+        t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
+                  f"{worst:.3g}", f"{st.seconds:.1f}")
+    console.print(t)
+    if s.status == "impossible":
+        console.print(f"[red]No set passes[/red]: even with all {len(s.candidates)} candidates {what}, a sample is "
+                      "beyond the precision budget. Nothing was written; `cpdebug bisect` says where it diverges.",
+                      highlight=False)
+        return
+    if not s.keep:
+        console.print(f"[green]nothing to fix[/green]: the plain {fix.spec} is within {fix.kind.upper()}'s budget on "
+                      "every search sample", highlight=False)
+    else:
+        console.print(f"[green]{len(s.keep)} node(s) {what}[/green] (1-minimal over {len(split.search)} sample(s)):",
+                      highlight=False)
+        for name in s.keep:
+            module = fix.node_modules.get(name)
+            console.print(f"  {module + ': ' if module else ''}{name}", highlight=False)
+    v = fix.verification
+    held = "held-out" if split.held_out else "the search's own (only one sample: none held out)"
+    vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} {held} sample(s): "
+                     + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
+    for col in ("sample", "before: worst rel. RMSE", "after: worst rel. RMSE", "after"):
+        vt.add_column(col, justify="left" if col == "sample" else "right")
+    for a, b in zip(v.after, v.before or [None] * len(v.after)):
+        vt.add_row(a.sample, f"{b.worst_rel_rmse:.3g}" if b else "-", f"{a.worst_rel_rmse:.3g}",
+                   "[green]pass[/green]" if a.passed else "[red]fail[/red]")
+    console.print(vt)
+    if written is not None:
+        console.print(f"written: {written} (README.md says how to deploy it; `cpdebug fix --check {written}` "
+                      "re-verifies it)", highlight=False, soft_wrap=True)
 
 
 def _scenes(scenes: str | None, data_root: Path | None) -> dict:
@@ -194,6 +323,13 @@ def _check(check: Path, device: str | None, json_out: str | None, junit: Path | 
     check_outputs(junit)
     limits = read_budget_for(budget, "fix --check")
     result = check_fix(check, device=device, progress=progress)
+    from cp_debug.fix.module_files import GraphCheck
+
+    if isinstance(result, GraphCheck):  # a fix of one graph (`fix --torch / --onnx`): its samples, no mAP
+        if junit is not None or budget is not None:
+            raise BadInputError("--junit and --budget go with CenterPoint fixes; this fix is of one graph")
+        finish(result.to_json(), json_out, third_party, lambda console: render_graph_check(result, console))
+        return result.exit_code
     doc, code, checks = result.to_json(), result.exit_code, ()
     if limits is not None:
         from cp_debug.eval.gates import budget_doc
@@ -309,6 +445,23 @@ def render_check(result, console) -> None:
                       highlight=False)
     else:
         console.print("toolchain unchanged since written", highlight=False)
+    if result.figures:
+        console.print("figures changed: " + "; ".join(c.text() for c in result.figures), highlight=False)
+    if result.modified_files:
+        console.print(f"[yellow]files modified since written:[/yellow] {', '.join(result.modified_files)}",
+                      highlight=False)
+
+
+def render_graph_check(result, console) -> None:
+    v = result.verification
+    worst = max((f.worst_rel_rmse for f in v.after), default=0.0)
+    bad = [f.sample for f in v.after if not f.passed]
+    console.print(f"fix {result.path}: {'[green]holds[/green]' if result.holds else '[red]does NOT hold[/red]'} here, "
+                  f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
+                  f"{worst:.3g} on {len(v.after)} sample(s)"
+                  + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+    console.print(("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions))
+                  if result.versions else "toolchain unchanged since written", highlight=False)
     if result.figures:
         console.print("figures changed: " + "; ".join(c.text() for c in result.figures), highlight=False)
     if result.modified_files:
