@@ -105,29 +105,18 @@ def fix(
     """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
     candidates) so that the candidate is within its precision (default) or --tol / --max-map-drop /
     --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
-    and a README to --out DIR. With --torch FILE.py:FUNC or --onnx FILE.onnx: any one-graph model, judged on its
-    graph outputs against the FP32 graph in ONNX Runtime (the candidate's precision budget), searched on some samples
-    and verified on the held-out rest.
+    and a README to --out DIR. --torch / --onnx: any one-graph model, its outputs within the candidate's precision of
+    the FP32 graph in ONNX Runtime on some samples, verified on the held-out rest.
     """
     with ThirdParty(verbose=verbose) as third_party:
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
                        verify_samples=verify_samples, exporter=exporter)
-        if torch_model is not None or onnx_model is not None or check is None and any(
-                v is not None for v in (inputs, data, calib, verify_samples)):
-            given = [o for o, v in (("--recipe", recipe), ("--preset", preset), ("--config", config),
-                                    ("--checkpoint", checkpoint), ("--int8", int8), ("--scenes", scenes),
-                                    ("--from-bisect", from_bisect), ("--from-sweep", from_sweep), ("--check", check),
-                                    ("--verify-scenes", verify_scenes), ("--tol", tol)) if v is not None]
-            from cp_debug.errors import BadInputError
-
-            if given:
-                raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged "
-                                    "within the candidate's precision on its samples)")
-            from cp_debug.cli._output import StepProgress
-
-            progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
-            raise typer.Exit(_fix_graph(generic, seed or 0, out=out, backends=backends, json_out=json_out,
-                                        progress=progress, third_party=third_party))
+        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:6]):
+            given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
+                     int8, "--scenes": scenes, "--from-bisect": from_bisect, "--from-sweep": from_sweep, "--check":
+                     check, "--verify-scenes": verify_scenes, "--tol": tol}
+            raise typer.Exit(_fix_graph(generic, seed or 0, given, out=out, backends=backends, json_out=json_out,
+                                        quiet=quiet, third_party=third_party))
         recipe = recipe_name(recipe)
         if recipe == "transfusion" and preset is None and config is None:
             preset = "transfusion-demo"
@@ -147,39 +136,31 @@ def fix(
     raise typer.Exit(code)
 
 
-def _fix_graph(g: dict, seed: int, *, out: Path | None, backends: str | None, json_out: str | None, progress,
-               third_party) -> int:
-    """`fix --torch / --onnx`: `fix.module.fix_graph` on the samples given (or the model's own), DIR written whole."""
-    from cp_debug.cli._output import finish
+def _fix_graph(g: dict, seed: int, others: dict, *, out: Path | None, backends: str | None,
+               json_out: str | None, quiet: bool, third_party) -> int:
+    """`fix --torch / --onnx`: `fix.module.fix_graph` on the samples given (or the model's own), DIR written whole;
+    `others`: the CenterPoint options, refused where given."""
+    from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_outputs
     from cp_debug.errors import BadInputError
     from cp_debug.fix.module import candidate_spec, check_libraries, fix_graph
     from cp_debug.fix.module_files import fix_json, write_graph_fix
-    from cp_debug.fix.samples import default_samples, graph_inputs, load_model, load_samples, split_samples
+    from cp_debug.fix.samples import prepare
 
+    given = [o for o, v in others.items() if v is not None]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
+                            "candidate's precision on its samples)")
     spec = candidate_spec(backends)
     if out is None:
         raise BadInputError("give --out DIR to write the fix to")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; give a directory")
-    if g["calib"] is not None and spec.precision != "int8":
-        raise BadInputError(f"--calib goes with an INT8 candidate (--backends ort-cpu-int8), not {spec}")
-    for option in ("inputs", "calib"):
-        if g[option] is not None and not Path(g[option]).exists():
-            raise BadInputError(f"--{option} not found: {g[option]}")
     check_outputs(json_out)
     check_libraries(spec)  # a missing library is said before anything loads or runs
-    given_inputs = g["inputs"] is not None or g["data"] is not None
-    with progress.step("loading the model"):
-        m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given_inputs)
-    graph = graph_inputs(m.model, m.what)
-    samples, said = load_samples(g["inputs"], g["data"], graph)
-    source = (f"{g['inputs']}" if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
-              else f"the model's {m.first_name} inputs and seeded random variants (seed {seed})")
-    if not samples:
-        samples = default_samples(m.first, seed, first_name=m.first_name)
-    split = split_samples(samples, g["verify_samples"], source)
-    calib = load_samples(g["calib"], None, graph, "--calib")[0] if g["calib"] is not None else None
+    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
+    with progress.step("loading the model and the samples"):
+        m, split, calib, said = prepare(g, seed, int8=spec.precision == "int8")
     result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib,
                        progress=progress)
     doc = fix_json(result)
@@ -198,8 +179,7 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
 
     s, split = fix.search, fix.split
     what = "kept in FP32" if fix.kind == "fp16" else "left out of INT8"
-    for line in said:
-        console.print(f"note: {line}", highlight=False)
+    console.print("".join(f"note: {line}\n" for line in said), end="", highlight=False)
     t = Table(title=f"fix search: {fix.spec} vs ort-cpu-fp32 on {len(split.search)} sample(s) ({s.runs} runs, "
                     f"{len(s.candidates)} candidates)", title_justify="left")
     for col in ("#", "phase", what, "verdict", "worst rel. RMSE", "s"):
@@ -216,18 +196,13 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
                       "beyond the precision budget. Nothing was written; `cpdebug bisect` says where it diverges.",
                       highlight=False)
         return
-    if not s.keep:
-        console.print(f"[green]nothing to fix[/green]: the plain {fix.spec} is within {fix.kind.upper()}'s budget on "
-                      "every search sample", highlight=False)
-    else:
-        console.print(f"[green]{len(s.keep)} node(s) {what}[/green] (1-minimal over {len(split.search)} sample(s)):",
-                      highlight=False)
-        for name in s.keep:
-            module = fix.node_modules.get(name)
-            console.print(f"  {module + ': ' if module else ''}{name}", highlight=False)
+    named = "".join(f"\n  {fix.node_modules.get(n) + ': ' if fix.node_modules.get(n) else ''}{n}" for n in s.keep)
+    console.print(f"[green]{len(s.keep)} node(s) {what}[/green] (1-minimal over {len(split.search)} sample(s)):{named}"
+                  if s.keep else f"[green]nothing to fix[/green]: the plain {fix.spec} is within {fix.kind.upper()}'s "
+                  "budget on every search sample", highlight=False)
     v = fix.verification
-    held = "held-out" if split.held_out else "the search's own (only one sample: none held out)"
-    vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} {held} sample(s): "
+    held = "held out" if split.held_out else "the search's own: one sample, none held out"
+    vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} sample(s), {held}: "
                      + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
     for col in ("sample", "before: worst rel. RMSE", "after: worst rel. RMSE", "after"):
         vt.add_column(col, justify="left" if col == "sample" else "right")
@@ -237,7 +212,8 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
     console.print(vt)
     if written is not None:
         console.print(f"written: {written} (README.md says how to deploy it; `cpdebug fix --check {written}` "
-                      "re-verifies it)", highlight=False, soft_wrap=True)
+                      "re-verifies it)" + ("" if v.holds else "; [red]not verified[/red] on the held-out samples: "
+                                           "give more samples to the search"), highlight=False, soft_wrap=True)
 
 
 def _scenes(scenes: str | None, data_root: Path | None) -> dict:
@@ -440,16 +416,7 @@ def render_check(result, console) -> None:
                   f"{f.worst:.3g}, " + (f"lost boxes {f.lost_boxes}, mAP drop {_opt(f.map_drop, '{:+.4f}')}"
                                         if f.lost_boxes is not None else _flips(f))
                   + f" on {len(f.frames)} frame(s)", highlight=False)
-    if result.versions:
-        console.print("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions),
-                      highlight=False)
-    else:
-        console.print("toolchain unchanged since written", highlight=False)
-    if result.figures:
-        console.print("figures changed: " + "; ".join(c.text() for c in result.figures), highlight=False)
-    if result.modified_files:
-        console.print(f"[yellow]files modified since written:[/yellow] {', '.join(result.modified_files)}",
-                      highlight=False)
+    _changes(result, console)
 
 
 def render_graph_check(result, console) -> None:
@@ -460,6 +427,10 @@ def render_graph_check(result, console) -> None:
                   f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+    _changes(result, console)
+
+
+def _changes(result, console) -> None:  # since the fix was written: toolchain versions, figures, files
     console.print(("[yellow]changed since written:[/yellow] " + "; ".join(c.text() for c in result.versions))
                   if result.versions else "toolchain unchanged since written", highlight=False)
     if result.figures:

@@ -251,3 +251,24 @@ def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: st
     modules = frozenset(n for n, _ in stage.module.named_modules()) if stage.module is not None else frozenset()
     return GivenModel(model, {"torch": str(torch_target), "exporter": exporter}, modules, first, "example",
                       f"{torch_target.rpartition(':')[2]}()'s model")
+
+
+def prepare(g: Mapping, seed: int, *, int8: bool) -> tuple[GivenModel, SampleSplit, list[Sample] | None, list[str]]:
+    """What `fix --torch / --onnx` gives (`g`: torch, onnx, inputs, data, calib, verify_samples, exporter) as the
+    model, the split samples, the calibration samples (None: the search's) and the input casts said."""
+    if g["calib"] is not None and not int8:
+        raise BadInputError("--calib goes with an INT8 candidate (--backends ort-cpu-int8)")
+    for option in ("inputs", "calib"):
+        if g[option] is not None and not Path(g[option]).exists():
+            raise BadInputError(f"--{option} not found: {g[option]}")
+    given = g["inputs"] is not None or g["data"] is not None
+    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given)
+    graph = graph_inputs(m.model, m.what)
+    samples, said = load_samples(g["inputs"], g["data"], graph)
+    source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
+              else f"the model's {m.first_name} inputs and seeded random variants (seed {seed})")
+    if not samples:
+        samples = default_samples(m.first, seed, first_name=m.first_name)
+    split = split_samples(samples, g["verify_samples"], source)
+    calib = load_samples(g["calib"], None, graph, "--calib")[0] if g["calib"] is not None else None
+    return m, split, calib, said
