@@ -139,3 +139,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "wrong.npz" in proc.stderr and "'pixels'" in proc.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_samples_from_a_data_function_on_the_text_model(tmp_path):
+    data = tmp_path / "data.py"
+    data.write_text("import numpy as np\n\ndef load_data():\n    rng = np.random.default_rng(5)\n"
+                    "    for _ in range(2):\n        yield {'ids': rng.integers(0, 48, size=(1, 12))}\n")
+    doc, _ = _fix(tmp_path / "fix", "--torch", f"{ZOO}:build_text_planted", "--data", f"{data}:load_data")
+    assert doc["search_frames"]["search"] == ["data_0"] and doc["search_frames"]["verify"] == ["data_1"]
+    assert doc["verification"]["holds"] and doc["set"]["modules"] == ["blocks.1.attn"]
+
+
+def test_a_missing_quantizer_is_said_before_the_search(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime.quantization", None)  # import fails
+    proc = cpdebug("fix", "--torch", f"{ZOO}:build_resnet_int8_planted", "--backends", "ort-cpu-int8",
+                   "--out", tmp_path / "fix")
+    assert proc.returncode == 3 and proc.stderr.strip().count("\n") == 0 and "quantizer" in proc.stderr
+    assert "loading the model" not in proc.stdout + proc.stderr and not (tmp_path / "fix").exists()
