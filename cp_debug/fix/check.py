@@ -106,8 +106,9 @@ def _num(x):
     return float(x) if isinstance(x, str) and x in ("nan", "inf", "-inf") else x
 
 
-def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> CheckResult:
-    """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record."""
+def check_fix(path: str | Path, *, device: str | None = None, progress=None):
+    """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record: a
+    `CheckResult`, or a generic fix's `module_files.GraphCheck` (the same fields and exit codes)."""
     from cp_debug.errors import BadInputError
     from cp_debug.fix.artifact import read_fix, recorded_model_name, reference_name, sha256
     from cp_debug.data.frames import frame_set_from_json
@@ -118,6 +119,10 @@ def check_fix(path: str | Path, *, device: str | None = None, progress=None) -> 
 
     root = Path(path)
     doc = read_fix(root)
+    from cp_debug.fix.module_files import check_graph_fix, is_graph_fix
+
+    if is_graph_fix(doc):  # a fix of any one graph (`fix --torch` / `--onnx`): its own samples and FP32 graph
+        return check_graph_fix(root, doc, device=device, progress=progress)
     recipe = doc.get("recipe", "centerpoint")
     rec = doc["verification"]
     keys = FIGURES

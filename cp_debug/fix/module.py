@@ -1,0 +1,339 @@
+"""The fix of any one-graph model (`cpdebug fix --torch FILE.py:FUNC | --onnx FILE.onnx`): the smallest set of ONNX
+nodes to keep in FP32 (FP16 candidates) or to leave out of INT8 (INT8 candidates, ONNX Runtime's quantizer
+`nodes_to_exclude`), searched on some samples and verified, as the file to deploy, on the held-out others.
+
+The search is bisect's `KeepFp32Search` on the one search driver (`run_search`), its judge taken over several samples:
+a set passes only where every search sample's graph outputs are within the candidate's precision budget
+(`default_tolerance`) of ONNX Runtime's CPU FP32 run of the same graph (the judge of `bisect.keep_fp32`). The
+verification runs the written file as it is (`verify_file`), the same function `fix --check` runs again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.search import TraceStep, Verdict, keep_step_json
+from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
+from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+    from cp_debug.fix.samples import Sample, SampleSplit
+
+REFERENCE = "ort-cpu-fp32"
+MODEL_KIND = "graph"  # fix.json's model.kind: what `fix --check` reads a generic fix DIR by
+FILES = {"fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+REFERENCE_FILE = "model_fp32.onnx"
+CANDIDATES = ("ort-cpu-fp16", "ort-cuda-fp16", "ort-cpu-int8", "ort-cuda-int8")
+
+
+@dataclass(frozen=True)
+class SampleFigures:
+    """One sample's graph outputs against the reference: the worst (rel. RMSE) and those beyond the budget."""
+
+    sample: str
+    worst_output: str | None
+    worst_rel_rmse: float
+    bad_outputs: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad_outputs
+
+    @classmethod
+    def of(cls, sample: str, diffs: Sequence[TensorDiff]) -> "SampleFigures":
+        def badness(d):
+            r = d.rel_rmse
+            return (d.status != "ok", float("inf") if r != r else r)
+
+        worst = max(diffs, key=badness, default=None)
+        return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
+                   tuple(d.name for d in diffs if d.status != "ok"))
+
+    def to_json(self) -> dict:
+        return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
+                "worst_rel_rmse": self.worst_rel_rmse, "bad_outputs": list(self.bad_outputs)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A node the search may keep: name, op, execution index, and why it ranks where it does (`score`: FP16, the
+    largest |x| it touches; INT8, its activation's peak over RMS, an outlier's mark)."""
+
+    name: str
+    op_type: str
+    index: int
+    score: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "op_type": self.op_type, "index": self.index, "score": self.score}
+
+
+@dataclass(frozen=True)
+class GraphSearch:
+    """The search: status (found | not_needed | impossible), the set (None when impossible), the ranked candidates
+    and every run (`TraceStep`s whose figures are the search samples' `SampleFigures`)."""
+
+    status: str
+    keep: tuple[str, ...] | None
+    candidates: tuple[Candidate, ...]
+    steps: tuple[TraceStep, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    def figures_of(self, keep: Sequence[str]) -> tuple[SampleFigures, ...]:
+        want = frozenset(keep)
+        return next((s.figures for s in self.steps if frozenset(s.experiment) == want), ())
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "runs": self.runs, "keep": None if self.keep is None else list(self.keep),
+                "candidates": [c.to_json() for c in self.candidates],
+                "steps": [{**keep_step_json(s), "seconds": s.seconds, "samples": [f.to_json() for f in s.figures]}
+                          for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class GraphVerification:
+    """The written file on the held-out samples (`before`: the plain candidate, nothing kept; `after`: the file)."""
+
+    device: str
+    precision: str
+    tolerance: Tolerance
+    after: tuple[SampleFigures, ...]
+    before: tuple[SampleFigures, ...] = ()
+    held_out: bool = True
+
+    @property
+    def holds(self) -> bool:
+        return all(f.passed for f in self.after)
+
+    def to_json(self) -> dict:
+        t = self.tolerance
+        return {"holds": self.holds, "outcome": None, "precision": self.precision, "device": self.device,
+                "held_out": self.held_out, "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
+                "samples": [{"sample": a.sample, "before": b.to_json() if b else None, "after": a.to_json()}
+                            for a, b in itertools.zip_longest(self.after, self.before)]}
+
+
+@dataclass(frozen=True)
+class GraphFix:
+    """One generic fix: what was given, the search, the file to write (None: impossible) and its verification."""
+
+    spec: BackendSpec
+    model: "onnx.ModelProto"  # the FP32 graph judged against (written as model_fp32.onnx)
+    source: dict  # {"torch": FILE.py:FUNC, "exporter": ...} or {"onnx": path}
+    split: "SampleSplit"
+    search: GraphSearch
+    node_modules: Mapping[str, str | None]  # ONNX node -> module, where the graph says it
+    fixed: "onnx.ModelProto | None" = None
+    verification: GraphVerification | None = None
+    calibration: tuple[str, ...] = ()  # INT8: the samples it calibrated on
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def kind(self) -> str:
+        return self.spec.precision
+
+    @property
+    def file(self) -> str:
+        return FILES[self.kind]
+
+    @property
+    def holds(self) -> bool:
+        return self.verification is not None and self.verification.holds
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """OK: found (or not needed) and verified; DIVERGED: no set; NOT_VERIFIED: written, not held on the held-out."""
+        if self.fixed is None:
+            return ExitCode.DIVERGED
+        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
+
+
+# -- the candidate ------------------------------------------------------------------------------------------------
+def candidate_spec(text: str | None) -> BackendSpec:
+    """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`; default
+    ort-cpu-fp16): ONNX Runtime FP16 or INT8. The reference is always the FP32 graph in ONNX Runtime on the CPU."""
+    items = [t.strip() for t in (text or "ort-cpu-fp16").split(",") if t.strip()]
+    if len(items) == 2:
+        ref = BackendSpec.parse(items[0])
+        if ref.framework != "ort" or ref.device != "cpu" or ref.precision not in ("fp32", None):
+            raise BadInputError(f"--backends {text}: a fix of --torch / --onnx judges against the FP32 graph in ONNX "
+                                "Runtime on the CPU; give the candidate alone (--backends ort-cpu-fp16)")
+        items = items[1:]
+    if len(items) != 1:
+        raise BadInputError(f"--backends {text}: give one candidate ({', '.join(CANDIDATES)})")
+    spec = BackendSpec.parse(items[0])
+    if str(spec) not in CANDIDATES:
+        raise BadInputError(f"--backends {items[0]}: fix of --torch / --onnx searches {', '.join(CANDIDATES)}")
+    return spec
+
+
+def check_libraries(spec: BackendSpec) -> None:
+    """Every library the fix needs, said before anything loads or runs (BackendUnavailableError: exit 3)."""
+    from cp_debug.backends.factory import check_available
+
+    if spec.precision == "fp16":
+        from cp_debug.bisect.keep_fp32 import check_backend
+
+        check_backend(spec)
+        return
+    check_available(spec)
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as err:
+        raise BackendUnavailableError(f"{spec} needs ONNX Runtime's quantizer (onnxruntime.quantization: pip install "
+                                      f"onnxruntime onnx; {type(err).__name__}: {err})") from err
+
+
+# -- the search ---------------------------------------------------------------------------------------------------
+def reference_values(model: "onnx.ModelProto", samples: Sequence["Sample"],
+                     tensors: Sequence[str] = ()) -> list[dict[str, np.ndarray]]:
+    """ONNX Runtime CPU FP32 on each sample: the graph outputs, and `tensors` exposed besides."""
+    from cp_debug.backends import make_runner
+
+    with make_runner(BackendSpec.parse(REFERENCE), onnx_model=model, extra_outputs=list(tensors)) as runner:
+        return [runner.infer(dict(s.feed)) for s in samples]
+
+
+def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected: Sequence[Mapping], tol: Tolerance,
+                **opts) -> tuple[SampleFigures, ...]:
+    """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected`."""
+    from cp_debug.backends import make_runner
+
+    outputs = [o.name for o in model.graph.output]
+    out = []
+    with make_runner(spec, onnx_model=model, **opts) as runner:
+        for s, ref in zip(samples, expected):
+            got = runner.infer(dict(s.feed))
+            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in outputs]))
+    return tuple(out)
+
+
+def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["Sample"],
+               calib: Sequence[Mapping] = (), progress=None) -> GraphSearch:
+    """The 1-minimal set over `samples` (every one must pass) for `spec`: FP16 keeps nodes in FP32, INT8 leaves
+    nodes out of the quantizer."""
+    from cp_debug.bisect.experiment import probe_order, progress_step
+    from cp_debug.bisect.search import KeepFp32Search, run_search
+
+    tol = default_tolerance(spec.precision)
+    outputs = [o.name for o in model.graph.output]
+    probes = [p for p in probe_order(model) if p not in outputs]
+    with progress_step(progress, f"the FP32 reference on {len(samples)} sample(s)"):
+        values = reference_values(model, samples, probes)
+    ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else rank_int8(model, values)
+    option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
+    extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
+    runs = itertools.count(1)
+
+    def judge(keep: list[str]) -> Verdict:
+        what = "kept in FP32" if spec.precision == "fp16" else "left out of INT8"
+        with progress_step(progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, {len(samples)} "
+                                     "sample(s)"):
+            figures = run_samples(spec, model, samples, values, tol, **{option: list(keep)}, **extra)
+        return Verdict(not all(f.passed for f in figures), figures)
+
+    trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
+    return GraphSearch(trace.status, trace.result, ranked, trace.steps)
+
+
+def rank_fp16(model, values: Sequence[Mapping], samples: Sequence["Sample"]) -> tuple[Candidate, ...]:
+    """bisect's keep-FP32 ranking (`rank_candidates`) on the largest |x| over every search sample."""
+    from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
+
+    absmax: dict[str, float] = {}
+    for v, s in zip(values, samples):
+        for name, x in {**absmax_by_name(v), **absmax_by_name(s.feed)}.items():
+            absmax[name] = max(x, absmax.get(name, 0.0))
+    return tuple(Candidate(c.name, c.op_type, c.index, c.absmax) for c in rank_candidates(model, absmax))
+
+
+def rank_int8(model, values: Sequence[Mapping]) -> tuple[Candidate, ...]:
+    """The nodes ONNX Runtime's quantizer quantizes (`precision.int8.DEFAULT_OP_TYPES`), those whose activation has
+    the largest peak over RMS first (outlier channels set a per-tensor INT8 range that rounds the rest to zero),
+    then in execution order."""
+    from cp_debug.precision.int8 import DEFAULT_OP_TYPES
+
+    out = []
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in DEFAULT_OP_TYPES or not node.name:
+            continue
+        score = 0.0
+        for v in values:
+            x = v.get(node.input[0]) if node.input else None
+            if x is not None and np.issubdtype(np.asarray(x).dtype, np.floating) and np.asarray(x).size:
+                x = np.asarray(x, dtype=np.float64)
+                rms = float(np.sqrt(np.mean(x * x)))
+                score = max(score, float(np.abs(x).max()) / rms if rms > 0 else 0.0)
+        out.append(Candidate(node.name, node.op_type, index, score))
+    return tuple(sorted(out, key=lambda c: (-c.score, c.index)))
+
+
+def fixed_model(spec: BackendSpec, model, keep: Sequence[str], calib: Sequence[Mapping] = ()) -> "onnx.ModelProto":
+    """The file to deploy: FP16 with `keep` in FP32 through explicit Casts, or the Q/DQ model without `keep`."""
+    if spec.precision == "fp16":
+        import warnings
+
+        from cp_debug.precision.fp16 import convert_to_fp16
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what it says is in its summary (the model's metadata)
+            return convert_to_fp16(model, keep_fp32_nodes=list(keep))
+    from cp_debug.precision.int8_cache import quantize_int8_cached
+
+    return quantize_int8_cached(model, [dict(c) for c in calib], exclude_nodes=list(keep)).model
+
+
+def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "onnx.ModelProto",
+                samples: Sequence["Sample"], expected: Sequence[Mapping] | None = None) -> tuple[SampleFigures, ...]:
+    """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
+    sample judged against the FP32 graph on the CPU within `kind`'s budget."""
+    expected = expected if expected is not None else reference_values(reference, samples)
+    tol = default_tolerance(kind)
+    if kind == "int8":
+        return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, int8_model=fixed)
+    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol)
+
+
+def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
+    """Each named node's module, where the graph says it (`probes.naming.node_scope`)."""
+    from cp_debug.probes.naming import node_scope
+
+    return {n.name: node_scope(n, module_names) for n in model.graph.node if n.name}
+
+
+def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: "SampleSplit", *,
+              module_names: set[str] = frozenset(), calib: Sequence["Sample"] | None = None,
+              progress=None) -> GraphFix:
+    """Search on `split.search`, build the file, verify it on `split.verify` (figures before and after)."""
+    from cp_debug.bisect.experiment import progress_step
+
+    calib_samples = tuple(calib) if calib else split.search
+    calib_feeds = [s.feed for s in calib_samples] if spec.precision == "int8" else []
+    search = search_set(spec, model, split.search, calib_feeds, progress)
+    base = dict(spec=spec, model=model, source=source, split=split, search=search,
+                node_modules=node_modules(model, set(module_names)),
+                calibration=tuple(s.name for s in calib_samples) if spec.precision == "int8" else ())
+    if search.keep is None:
+        return GraphFix(**base)
+    with progress_step(progress, f"writing {FILES[spec.precision]} and verifying it on {len(split.verify)} "
+                                 "sample(s)"):
+        fixed = fixed_model(spec, model, search.keep, calib_feeds)
+        expected = reference_values(model, split.verify)
+        after = verify_file(spec.precision, spec.device, model, fixed, split.verify, expected)
+        option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
+        extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision == "int8" else {}
+        before = run_samples(spec, model, split.verify, expected, default_tolerance(spec.precision),
+                             **{option: []}, **extra)
+    ver = GraphVerification(spec.device, spec.precision, default_tolerance(spec.precision), after, before,
+                            split.held_out)
+    return GraphFix(**base, fixed=fixed, verification=ver)
