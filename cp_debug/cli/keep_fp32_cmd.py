@@ -36,7 +36,8 @@ def keep_fp32(
                           typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or "
                                             "comma-separated node names.")] = "compute",
     atol: Annotated[Optional[float],
-                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's, and every output within FP16's precision budget, as bisect judges).")] = None,
+                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's, and every output "
+                                      "within FP16's precision budget, as bisect judges).")] = None,
     rtol: Annotated[Optional[float],
                     typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",

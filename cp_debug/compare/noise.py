@@ -183,6 +183,13 @@ def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float
     return Judgement(Outcome.DEGRADED, exp, ratio, f"rel. RMS error {ratio:.3g}× {precision}'s budget")
 
 
+def output_passes(d: TensorDiff, precision: str) -> bool:
+    """A graph output passes the judge of a cure: within its tolerance and within `precision`'s budget — the rule
+    that bisect's verdict, keep-fp32's search and fix's search and verification share, so that a set one of them
+    calls a cure the others call one too."""
+    return d.status == "ok" and not judge(d, precision).beyond
+
+
 def status_of(d: TensorDiff, j: Judgement) -> str:
     """The report's `status` word (unchanged vocabulary) for a tensor judged by the model."""
     if d.status in BROKEN:

@@ -47,14 +47,17 @@ class SampleFigures:
         return not self.bad_outputs
 
     @classmethod
-    def of(cls, sample: str, diffs: Sequence[TensorDiff]) -> "SampleFigures":
+    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str) -> "SampleFigures":
+        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget."""
+        from cp_debug.compare.noise import output_passes
+
         def badness(d):
             r = d.rel_rmse
             return (d.status != "ok", float("inf") if r != r else r)
 
         worst = max(diffs, key=badness, default=None)
         return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
-                   tuple(d.name for d in diffs if d.status != "ok"))
+                   tuple(d.name for d in diffs if not output_passes(d, precision)))
 
     def to_json(self) -> dict:
         return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
@@ -205,8 +208,9 @@ def reference_values(model: "onnx.ModelProto", samples: Sequence["Sample"],
 
 
 def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected: Sequence[Mapping], tol: Tolerance,
-                **opts) -> tuple[SampleFigures, ...]:
-    """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected`."""
+                judged_at: str | None = None, **opts) -> tuple[SampleFigures, ...]:
+    """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected` within
+    `tol` and the budget of `judged_at` (default: the spec's precision)."""
     from cp_debug.backends import make_runner
 
     outputs = [o.name for o in model.graph.output]
@@ -214,7 +218,8 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
     with make_runner(spec, onnx_model=model, **opts) as runner:
         for s, ref in zip(samples, expected):
             got = runner.infer(dict(s.feed))
-            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in outputs]))
+            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in outputs],
+                                        judged_at or spec.precision))
     return tuple(out)
 
 
@@ -300,8 +305,9 @@ def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "on
     expected = expected if expected is not None else reference_values(reference, samples)
     tol = default_tolerance(kind)
     if kind == "int8":
-        return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, int8_model=fixed)
-    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol)
+        return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind,
+                           int8_model=fixed)
+    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind)
 
 
 def node_modules(model, module_names: set[str]) -> dict[str, str | None]:

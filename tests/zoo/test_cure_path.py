@@ -1,5 +1,5 @@
 """The user's whole path to the cure on models no one here wrote (issue 68): bisect → keep-fp32 → bisect
---keep-fp32 SET, with the default (dynamo) exporter, the TorchScript one and a dynamo ONNX file, every name a
+--keep-fp32 SET → fix → fix --check, with the default (dynamo) exporter, the TorchScript one and a dynamo ONNX file, every name a
 command printed taken back by the next. keep-fp32 once refused every dynamo graph (exit 2 on cp_debug's own
 readable names) while the suite stayed green: these tests walk the path a user walks, each step's exit code and the
 cure asserted."""
@@ -53,6 +53,14 @@ def test_bert_default_exporter_bisect_keep_fp32_and_the_set_confirmed(tmp_path):
     assert set(found["modules"].values()) == {"encoder.layer.1.attention.self"}, found["modules"]
     rc, report = _bisect(tmp_path, *model, "--backends", FP16, "--keep-fp32", ",".join(found["keep"]), tag="after")
     assert rc == 0 and report["outcome"] == "within_precision", report["outcome_reasons"]
+    # the deployable file: searched on some samples, verified on the held-out others, re-checked from its folder
+    proc = cpdebug("fix", *model, "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = _json(tmp_path / "fix" / "fix.json")
+    assert doc["set"]["modules"] == ["encoder.layer.1.attention.self"] and doc["verification"]["holds"]
+    assert doc["set"]["keep_fp32"] == found["keep"]  # the same judge as keep-fp32's
+    proc = cpdebug("fix", "--check", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0 and "holds here" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_llama_torchscript_export_cured_by_module_names_copied_from_the_keep_fp32_table(tmp_path):
@@ -92,6 +100,11 @@ def test_a_dynamo_onnx_file_the_names_its_table_and_hint_show_are_a_cure_bisect_
     rc, cured = _bisect(tmp_path, *model, "--backends", "ort,ort-cpu-fp16", "--keep-fp32", ",".join(found["keep"]),
                         tag="found")
     assert rc == 0, cured["outcome_reasons"]
+    proc = cpdebug("fix", *model, "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = _json(tmp_path / "fix" / "fix.json")
+    assert all(m.startswith("layer4.0.") for m in doc["set"]["modules"]) and doc["verification"]["holds"]
+    assert cpdebug("fix", "--check", tmp_path / "fix", "--quiet").returncode == 0
 
 
 def test_a_name_no_graph_has_is_one_line_with_the_nearest_names(tmp_path):
