@@ -87,11 +87,14 @@ class Outcome(enum.Enum):
     WITHIN_PRECISION = "within_precision"
     DEGRADED = "degraded"
     DIVERGED = "diverged"
+    # a candidate that ran none of its requested precision (int8 / fp16 / bf16 asked, every kernel float32): its
+    # numbers say nothing of that precision, so no verdict of them (exit 3, the backend did not run as asked)
+    NOT_RUN_AS_ASKED = "not_run_as_asked"
 
     @property
     def exit_code(self) -> ExitCode:
         return {"within_precision": ExitCode.OK, "degraded": ExitCode.DEGRADED,
-                "diverged": ExitCode.DIVERGED}[self.value]
+                "diverged": ExitCode.DIVERGED, "not_run_as_asked": ExitCode.BACKEND}[self.value]
 
     @property
     def words(self) -> str:
@@ -99,10 +102,15 @@ class Outcome(enum.Enum):
 
     @property
     def severity(self) -> int:
-        return ("within_precision", "degraded", "diverged").index(self.value)
+        return ("within_precision", "degraded", "diverged", "not_run_as_asked").index(self.value)
 
     def to_json(self) -> str:
         return self.value
+
+
+def ran_none_asked(requested: str | None, effective: str | None) -> bool:
+    """A reduced precision requested and none of it run (every compute kernel float32; "mixed" ran some)."""
+    return requested in ("int8", "fp16", "bf16") and effective == "fp32"
 
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
