@@ -107,6 +107,12 @@ class Runner(abc.ABC):
         """What precision really ran; None where the runner cannot tell."""
         return None
 
+    def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
+        """The graph's outputs as deployed (no probe exposed) and the precision that graph ran, where exposing the
+        probes changed its kernels (ONNX Runtime's INT8 fusion); None where the probed run's outputs are the
+        deployed graph's."""
+        return None
+
     def settings(self) -> dict:
         """Backend options that affect numbers (providers, flags), for the report's `settings`."""
         return {}

@@ -123,6 +123,7 @@ class OrtRunner(Runner):
         self._transform = PrecisionTransform()
         self._facts: GraphFacts | None = None
         self._probe_effect: str | None = None
+        self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
         self._providers: list = []
         self._held_half = False
 
@@ -163,8 +164,9 @@ class OrtRunner(Runner):
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
         plain = graph.plain
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
-            _, plain_facts = self._session(plain, self._providers, record=False)
+            plain_sess, plain_facts = self._session(plain, self._providers, record=False)
             self._probe_effect = probe_effect(plain_facts, self._facts)
+            self._deployed = (plain_sess, plain_facts) if self._probe_effect else None
         self._inputs = {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in self._sess.get_inputs()}
 
     def _infer(self, feed: dict[str, np.ndarray], only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -184,6 +186,15 @@ class OrtRunner(Runner):
             else:
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
+
+    def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
+        if self._deployed is None:
+            return None
+        sess, facts = self._deployed
+        names = [o.name for o in sess.get_outputs()]
+        by_name = dict(zip(names, sess.run(names, check_feed(feed, self._inputs))))
+        out = {k: np.asarray(by_name[t], np.float32) for k, t in self._graph.out_map.items() if t in by_name}
+        return out, precision_report_from_facts(self.spec, facts, self._transform)
 
     def _infer_device(self, feed: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         """Through IO binding (`ort_binding.py`): inputs read where they lie, outputs and probes left on the

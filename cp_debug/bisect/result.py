@@ -178,6 +178,9 @@ class CandidateResult:
     outcome: Outcome | None = None
     outcome_reason: str | None = None
     judged_at: str | None = None  # the precision its noise was judged at
+    # the graph as deployed (no probes exposed), run where the probes changed its kernels (ORT's INT8 fusion):
+    # {"precision": {requested, effective, notes}, "outputs": [result, ...]}; None where not run
+    deployed: dict | None = None
     # the discrete decisions of the subject's glue (TransFusion's top-K proposals), the candidate's against the
     # reference's (`Subject.decide`); its later stages ran on the reference's choices
     decisions: list[dict] = field(default_factory=list)
@@ -259,6 +262,7 @@ class BisectReport:
             "outcome": self.outcome.value,
             "outcomes": {c.label: (c.outcome.value if c.outcome else None) for c in self.candidates},
             "outcome_reasons": {c.label: c.outcome_reason for c in self.candidates},
+            "deployed": {c.label: c.deployed for c in self.candidates if c.deployed is not None},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
             "decisions": {c.label: c.decisions for c in self.candidates},
             **({"budget": self.budget} if self.budget is not None else {}),
@@ -288,6 +292,7 @@ class BisectReport:
                                    if label in (d.get("graph_differences") or {}) else None),
                 outcome=Outcome(o) if (o := (d.get("outcomes") or {}).get(label)) else None,
                 outcome_reason=(d.get("outcome_reasons") or {}).get(label),
+                deployed=(d.get("deployed") or {}).get(label),
                 judged_at=(d.get("judged_at") or {}).get(label),
                 decisions=list((d.get("decisions") or {}).get(label) or []),
             ))

@@ -85,6 +85,10 @@ class CandidateState:
     results: dict[str, ProbeResult] = field(default_factory=dict)
     feeds: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # stage -> its feed, from this backend
     precision: PrecisionReport | None = None  # over every stage run so far (record.merge_precision)
+    # the graph as deployed, run beside the probed one where exposing probes changed its kernels (ORT's INT8
+    # fusion): its outputs judged (probe -> ProbeResult) and the precision it ran (`stage_whole.candidate_stage`)
+    deployed: dict[str, ProbeResult] = field(default_factory=dict)
+    deployed_precision: PrecisionReport | None = None
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
     plots: dict[str, ProbePlots] = field(default_factory=dict)
     int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax

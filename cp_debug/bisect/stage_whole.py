@@ -171,6 +171,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
                     _describe(run, state, st, runner)
+                    if not device and made is None:
+                        _deployed(run, state, st, sp, runner, feed)
                     if made is not None:  # for the report: its run and local errors went beside the reference's
                         state.settings[st.name]["ran_beside_reference"] = True
                 vals = probe_values(st, spec, out, chunk, feed)
@@ -238,6 +240,22 @@ def _fits_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bo
 def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str, ...]:
     pm = st.probe_map() if spec.runs_onnx else None
     return tuple(pm.tensors[p.name] for p in chunk if p.kind == "module" and p.name in pm.tensors) if pm else ()
+
+
+def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpec], runner, feed: dict) -> None:
+    """Where exposing the probes changed the candidate's kernels (ORT's INT8 fusion), the graph as deployed is run
+    too and its outputs judged: the verdict rests on them (`verdict.py`), not only on the probed graph's."""
+    ran = runner.infer_deployed(feed)
+    if ran is None:
+        return
+    out, rep = ran
+    for p in sp:
+        if p.kind == "output" and p.name in out and p.name in run.store:
+            d = TensorDiff.from_arrays(p.name, run.store.get(p.name), out[p.name], run.tolerance(state, p.name))
+            state.deployed[p.name] = judged(run, state, p.name, d, None)
+    prev = state.deployed_precision
+    state.deployed_precision = rep if prev is None or prev.effective == rep.effective else replace(
+        rep, effective="mixed", notes=prev.notes + rep.notes)
 
 
 def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:

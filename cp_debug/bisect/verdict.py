@@ -39,7 +39,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     hint = _hint(run, state, rc) if rc else None
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
-    outcome, reason = _outcome(run, state, results, rc, path) if state.refused is None else (None, None)
+    outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None
+                       else (None, None))
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -49,7 +50,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
         decisions=[d.to_json() for d in state.decisions],
-        outcome=outcome, outcome_reason=reason, judged_at=state.judged_at,
+        outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
         error=str(state.refused) if state.refused is not None else None)
 
 
@@ -91,6 +92,37 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     if boxes is not None:
         return boxes.outcome, f"{why}; {boxes.reason}"
     return noise.Outcome.WITHIN_PRECISION, why
+
+
+def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[noise.Outcome, str]:
+    """The verdict on the graph it rests on: where the graph as deployed ran beside the probed one (probes kept ORT
+    from fusing INT8 kernels), its outputs' verdict too; a candidate whose graph ran none of its requested precision
+    is `NOT_RUN_AS_ASKED` (exit 3)."""
+    prec = state.judged_at
+    if state.deployed:
+        outs = [r.judgement for r in state.deployed.values() if r.judgement is not None]
+        dep = noise.worst(j.outcome for j in outs)
+        top = max((j.noise_ratio for j in outs), default=0.0)
+        ran = state.deployed_precision.effective if state.deployed_precision is not None else "?"
+        why = (f"rests on the graph as deployed (no probes exposed, ran {ran}): its outputs {dep.words}, "
+               f"≤ {top:.2g}× {prec}'s expected rounding; the probed graph (probes kept ORT from fusing INT8 "
+               f"kernels, for where): {outcome.words}, {why}")
+        outcome = noise.worst([outcome, dep])
+    ran = state.deployed_precision if state.deployed else state.precision
+    if ran is not None and noise.ran_none_asked(ran.requested, ran.effective):
+        graph = "the graph as deployed" if state.deployed else "its graph"
+        return noise.Outcome.NOT_RUN_AS_ASKED, (f"the requested backend did not run as asked: {graph} ran "
+                                                f"{ran.effective}, not {ran.requested} (precision.effective); "
+                                                f"its numbers: {why}")
+    return outcome, why
+
+
+def _deployed_json(state: CandidateState) -> dict | None:
+    if not state.deployed:
+        return None
+    p = state.deployed_precision
+    return {"precision": p.to_json() if p is not None else None,
+            "outputs": [r.to_json() for r in state.deployed.values()]}
 
 
 def _sibling_ratios(run: RunState, state: CandidateState, name: str) -> list[float]:

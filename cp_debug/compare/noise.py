@@ -29,11 +29,13 @@ precision explains. *Within precision*: neither.
 **Detections.** A box lost or added whose reference (candidate) score lies within the precision's score band of
 a cut is explained by the precision ("at the threshold"): the score threshold, and, where a side kept as many boxes
 as the decoder allows (`post_max_size`), that side's lowest kept score (random weights put hundreds of boxes near
-0.99: the cap decides there, not the threshold). The band is the budget itself on the score
+0.99: the cap decides there, not the threshold; a top-K is a decision like the threshold, and a box lost or gained
+only because it crossed the K-th box's score is a flip, not degradation). The band is the budget itself on the score
 scale (a sigmoid's slope is at most 1/4, and logits are of order 1–4). A matched box that moves by more than
 the budget × the output grid's cell, or whose score changes by more than the band, or whose yaw turns by more
 than its precision explains for it (below), is degraded; unless it moved `NEIGHBOUR` (a tenth of a cell) or more
-and every matched score moved within the band: then the
+(any distance where a side is full: the cap chose between two tied peaks of one object, which may lie a fraction of a
+tenth of a cell apart) and every matched score moved within the band: then the
 "matched" box is a neighbouring peak that NMS kept
 instead of a tied one (the same peak moves by at most the budget × a cell: its offset `reg` is a tensor within its
 noise; a neighbour lies anywhere from a fraction of a cell to two cells away, as the offsets fall). Measured on an
@@ -85,11 +87,14 @@ class Outcome(enum.Enum):
     WITHIN_PRECISION = "within_precision"
     DEGRADED = "degraded"
     DIVERGED = "diverged"
+    # a candidate that ran none of its requested precision (int8 / fp16 / bf16 asked, every kernel float32): its
+    # numbers say nothing of that precision, so no verdict of them (exit 3, the backend did not run as asked)
+    NOT_RUN_AS_ASKED = "not_run_as_asked"
 
     @property
     def exit_code(self) -> ExitCode:
         return {"within_precision": ExitCode.OK, "degraded": ExitCode.DEGRADED,
-                "diverged": ExitCode.DIVERGED}[self.value]
+                "diverged": ExitCode.DIVERGED, "not_run_as_asked": ExitCode.BACKEND}[self.value]
 
     @property
     def words(self) -> str:
@@ -97,10 +102,15 @@ class Outcome(enum.Enum):
 
     @property
     def severity(self) -> int:
-        return ("within_precision", "degraded", "diverged").index(self.value)
+        return ("within_precision", "degraded", "diverged", "not_run_as_asked").index(self.value)
 
     def to_json(self) -> str:
         return self.value
+
+
+def ran_none_asked(requested: str | None, effective: str | None) -> bool:
+    """A reduced precision requested and none of it run (every compute kernel float32; "mixed" ran some)."""
+    return requested in ("int8", "fp16", "bf16") and effective == "fp32"
 
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
@@ -315,7 +325,9 @@ class BoxJudgement:
 
 
 def score_cuts(score_threshold: float, cap: int | None, *kept: Sequence[float]) -> tuple[float, ...]:
-    """Where boxes are cut by score: the threshold, and the lowest kept score of each side that holds `cap` boxes."""
+    """Where boxes are cut by score: the threshold, and the lowest kept score of each side that holds `cap` boxes
+    (a top-K: the K-th box's score is a decision level like the threshold; `judge_boxes` reads a box that crossed
+    it, or a matched pair the cap chose between, as a flip)."""
     return (float(score_threshold),) + tuple(float(min(s)) for s in kept if cap and len(s) >= cap and len(s))
 
 
@@ -349,8 +361,11 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
     near += sum(f.boxes for f in at_nms)
     far = len(scores) - near
     moved = []
-    swapped = max_centre_shift > max(centre_limit, NEIGHBOUR * cell_m) and max_score_change <= b
-    if swapped:  # not the same peak: NMS kept the other of two neighbouring boxes whose scores tie within the band
+    # not the same peak: NMS, or a full side's box cap (`capped`: a decision like the threshold, whatever the
+    # distance), kept the other of two neighbouring boxes whose scores tie within the band
+    capped = len(cuts) > 1
+    swapped = max_centre_shift > max(centre_limit, 0.0 if capped else NEIGHBOUR * cell_m) and max_score_change <= b
+    if swapped:
         pass
     elif max_centre_shift > centre_limit:
         moved.append(f"a centre moved {max_centre_shift:.3g} m (> {centre_limit:.2g})")
@@ -367,12 +382,13 @@ def judge_boxes(precision: str, *, lost_scores: Sequence[float], added_scores: S
         why = [f"{far} box(es) lost/added beyond {b:.2g} of the score threshold"] if far else []
         return BoxJudgement(Outcome.DEGRADED, len(scores), near, far, bool(moved), b, "; ".join(why + moved))
     reason = (f"{len(scores)} box(es) lost/added, all within {b:.2g} of the score threshold {cuts[0]:g}"
-              + (" or the box cap's cut" if len(cuts) > 1 else "")
+              + (" or the box cap's cut (a flip at the top-K, not degradation)" if capped else "")
               + (f" or made by a post-process decision at its threshold ({'; '.join(f.text() for f in at_nms[:2])})"
                  if at_nms else "") if scores else "no box lost or added")
     if swapped:
-        reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): NMS kept the other of two "
-                   f"boxes whose scores tie within {b:.2g}")
+        reason += (f"; a matched box is a neighbouring peak ({max_centre_shift:.2g} m away): "
+                   f"{'NMS or the box cap' if capped else 'NMS'} kept the other of two boxes whose scores tie within "
+                   f"{b:.2g}")
     if sensitive:
         reason += "; " + "; ".join(t.text(b) for t in sensitive)
     return BoxJudgement(Outcome.WITHIN_PRECISION, len(scores), near, 0, False, b, reason, sensitive)
