@@ -1,8 +1,8 @@
 """The user's whole path to the cure on models no one here wrote (issue 68): bisect → keep-fp32 → bisect
 --keep-fp32 SET → fix → fix --check, with the default (dynamo) exporter, the TorchScript one and a dynamo ONNX
-file, every name a command printed taken back by the next. keep-fp32 once refused every dynamo graph (exit 2 on cp_debug's own
-readable names) while the suite stayed green: these tests walk the path a user walks, each step's exit code and the
-cure asserted."""
+file, every name a command printed taken back by the next. keep-fp32 once refused every dynamo graph (exit 2 on
+cp_debug's own readable names) while the suite stayed green: these tests walk the path a user walks, each step's
+exit code and the cure asserted."""
 
 from __future__ import annotations
 
