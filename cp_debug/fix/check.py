@@ -14,46 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cp_debug.errors import ExitCode
+from cp_debug.fix.toolchain import Change, toolchain, version_changes  # noqa: F401 - check's API, in one home
 from cp_debug.fix.verify import Verification
 
-# Recorded environment keys compared by --check, in the order they are reported.
-VERSION_KEYS = ("onnxruntime", "tensorrt", "torch_cuda", "nvidia_driver", "cudnn", "gpu", "torch", "onnx",
-                "onnx_graphsurgeon", "polygraphy", "modelopt", "numpy", "python")
 FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")
 # a TransFusion fix's figures besides (fix/transfusion.py): the proposal flips per frame, those beyond the band
 GRAPH_FIGURES = FIGURES + ("flips", "flips_beyond_band", "matched_queries", "outcomes")
-
-
-def toolchain() -> dict:
-    """This machine's versions: `determinism.environment()` plus the NVIDIA driver (None without one)."""
-    from cp_debug.determinism import environment
-
-    env = environment()
-    env["nvidia_driver"] = nvidia_driver()
-    return env
-
-
-def nvidia_driver() -> str | None:
-    """The NVIDIA kernel driver's version, from /proc (no subprocess); None where there is none."""
-    try:
-        text = Path("/proc/driver/nvidia/version").read_text()
-    except OSError:
-        return None
-    for word in text.split():
-        parts = word.split(".")
-        if len(parts) >= 2 and all(p.isdigit() for p in parts):
-            return word
-    return None
-
-
-@dataclass(frozen=True)
-class Change:
-    name: str
-    recorded: object
-    now: object
-
-    def text(self) -> str:
-        return f"{self.name} {self.recorded} -> {self.now}"
 
 
 @dataclass(frozen=True)
@@ -80,11 +46,6 @@ class CheckResult:
                 "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
                 "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
                 "modified_files": list(self.modified_files), "verification": self.verification.to_json()}
-
-
-def version_changes(recorded: dict, now: dict) -> tuple[Change, ...]:
-    return tuple(Change(k, recorded.get(k), now.get(k)) for k in VERSION_KEYS
-                 if k in recorded and recorded.get(k) != now.get(k))
 
 
 def figure_changes(recorded: dict, now: dict, rel: float = 1e-6, keys=FIGURES) -> tuple[Change, ...]:

@@ -34,7 +34,7 @@ def fix_json(fix: "GraphFix") -> dict:
 
     import cp_debug
     from cp_debug.fix.artifact import SCHEMA
-    from cp_debug.fix.check import toolchain
+    from cp_debug.fix.toolchain import toolchain
 
     from cp_debug.compare.diff import default_tolerance
 
@@ -172,7 +172,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     """Run the written file on the written held-out samples against the written FP32 graph, as the fix did."""
     from cp_debug.bisect.experiment import progress_step
     from cp_debug.fix.artifact import sha256
-    from cp_debug.fix.check import Change, toolchain, version_changes
+    from cp_debug.fix.toolchain import Change, toolchain, version_changes
     from cp_debug.fix.module import verify_file
     from cp_debug.fix.samples import graph_inputs, read_saved
     from cp_debug.graph.model import load_onnx
