@@ -39,7 +39,7 @@ from cp_debug.bisect.stage_whole import candidate_stage, reference_stage
 from cp_debug.bisect.store import TensorStore, default_budget
 from cp_debug.bisect.subject import LEVELS, Subject
 from cp_debug.bisect.verdict import assemble_report, candidate_result, ordered
-from cp_debug.compare.diff import Tolerance, default_tolerance
+from cp_debug.compare.diff import NON_FINITE, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError
 
 __all__ = ["BisectEngine", "BisectOptions"]
@@ -397,7 +397,13 @@ class BisectEngine:
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None
             if sub_rc is None:
-                # No child diverges on its own scale: the error comes from the glue inside `rc` itself.
+                # No child diverges on its own scale: the error comes from the glue inside `rc` itself. Where `rc`
+                # alone makes NaN/Inf and no child does, the op that makes them is in `rc`'s own code (an attention's
+                # QK^T and softmax between its projections): `rc` is the root cause, its op named by the why.
+                own = state.results.get(rc)
+                if own is not None and own.local is not None and own.local.status in NON_FINITE and not any(
+                        r.local is not None and r.local.status in NON_FINITE for r in sub):
+                    break
                 best = max((r for r in sub if r.local is not None), key=lambda r: r.local.rel_rmse, default=None)
                 if best is None or best.local.rel_rmse <= 0:
                     break

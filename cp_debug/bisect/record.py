@@ -17,6 +17,9 @@ from cp_debug.compare.plot_data import error_heatmap, error_histogram, heatmap_s
 def record(run: RunState, s: CandidateState, name: str, ref, value, local_value, upstream: tuple) -> TensorDiff:
     """Store one probe's propagated (and local) error for a candidate; returns the propagated diff."""
     tol = run.tolerance(s, name)
+    note = None
+    if s.spec.precision in ("fp16", "bf16") and _is_mask(run, s, name):
+        value, local_value, note = _mask_saturation(ref, value, local_value)
     d = TensorDiff.from_arrays(name, ref, value, tol)
     loc = None
     if local_value is value:
@@ -26,9 +29,44 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     if name not in s.plots:
         keep_plot(s, name, ref, value)
     s.results[name] = judged(run, s, name, d, loc)
+    if note:
+        s.results[name] = replace(s.results[name], note="; ".join(filter(None, [s.results[name].note, note])))
     if upstream:
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
     return d
+
+
+def _is_mask(run: RunState, s: CandidateState, name: str) -> bool:
+    """The probe's ONNX tensor only reaches softmaxes, comparisons and selections (`graph/masks.py`)."""
+    p = run.probes.get(name)
+    if p is None or p.kind != "module":
+        return False
+    st = run.stage_of(s.label, p.stage)
+    pm = st.made_probe_map
+    return pm is not None and pm.tensors.get(name) in run.mask_tensors(st)
+
+
+def _mask_saturation(ref, value, local_value):
+    """A mask's fill (the reference at or below -65504, `transformers`' finfo.min) saturated to -inf in float16 is
+    what float16 does with it, and harmless where the tensor only reaches softmaxes and comparisons: those elements
+    are taken as equal, and the note says how many. Anything else non-finite stays as it is."""
+    from cp_debug.graph.masks import saturated_mask
+
+    counts = []
+    out = []
+    for v in (value, local_value):
+        sat = saturated_mask(ref, v) if v is not None else None
+        if sat is None:
+            out.append(v)
+            continue
+        fixed = np.where(sat, np.asarray(ref, dtype=np.float32), np.asarray(v, dtype=np.float32))
+        counts.append(int(sat.sum()))
+        out.append(fixed)
+    if local_value is value:
+        out[1] = out[0]
+    note = (f"a mask: {max(counts)} fill value(s) at or below -65504 saturate to -inf in float16, read only by "
+            "softmaxes, comparisons and selections (harmless: exp(-inf) = 0 as in float32)") if counts else None
+    return out[0], out[1], note
 
 
 def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: TensorDiff | None) -> ProbeResult:

@@ -128,6 +128,7 @@ class RunState:
     warnings: list[str] = field(default_factory=list)
     states: dict[str, CandidateState] = field(default_factory=dict)
     lockstep_runs: dict[str, tuple] = field(default_factory=dict)  # probe -> (stage, Lockstep) that last measured it
+    masks: dict[int, frozenset] = field(default_factory=dict)  # id(stage graph) -> its mask tensors (graph/masks.py)
     ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
     # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
@@ -141,6 +142,18 @@ class RunState:
         """Stage i as candidate `label` runs it: the view over its deployed file (SPEC@DIR), else the subject's."""
         found = self.deployed.get(label)
         return found.stages[i] if found is not None else self.subject.stages[i]
+
+    def mask_tensors(self, st: Stage) -> frozenset[str]:
+        """The tensors of `st`'s graph that only reach softmaxes, comparisons and selections (`graph/masks.py`),
+        worked out once a graph."""
+        if st.onnx_model is None:
+            return frozenset()
+        key = id(st.onnx_model)
+        if key not in self.masks:
+            from cp_debug.graph.masks import mask_tensors
+
+            self.masks[key] = mask_tensors(st.onnx_model)
+        return self.masks[key]
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
         """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:

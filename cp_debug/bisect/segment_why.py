@@ -214,10 +214,11 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     judged = through or probe
     inner = _float_outputs(seg)
     ref = run_segment(run, "ort", seg, feed, inner).values
-    finding, keep = _overflow(seg, ref, st)
+    masks = run.mask_tensors(run.stage_of(state.label, i))
+    finding, keep = _overflow(seg, ref, st, masks)
     if finding is None:
         cand = run_segment(run, str(spec), seg, feed, inner, spec=spec).values
-        finding = (_first_nonfinite(seg, ref, cand, st) or _collapsed(seg, ref, cand, st)
+        finding = (_first_nonfinite(seg, ref, cand, st, masks) or _collapsed(seg, ref, cand, st)
                    or _long_reduction(seg, ref, cand, st))
         if finding is None:
             return None
@@ -301,14 +302,18 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
     return SegmentRun({t: np.asarray(out[t]) for t in outputs if t in out}, amax)
 
 
-def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
+def _overflow(seg, ref: dict, st, masks: frozenset = frozenset()) -> tuple[OpFinding | None, tuple[str, ...]]:
     """The first node whose FP32 output leaves float16's range, and the nodes to keep: every node that writes
-    such a value, and every node that reads one (a Softmax over overflowing logits)."""
+    such a value, and every node that reads one (a Softmax over overflowing logits). A mask's fill (only values at
+    or below -65504, in a tensor that only reaches softmaxes and comparisons: `graph/masks.py`) saturates to -inf
+    harmlessly and is no finding."""
     big: list = []
     for node in seg.graph.node:
         for t in node.output:
             v = ref.get(t)
             if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
+                if t in masks and not (v[np.isfinite(v)] > FP16_MAX).any():
+                    continue
                 a = np.abs(v[np.isfinite(v)])
                 if a.size and float(a.max()) > FP16_MAX:
                     big.append((node, t, float(a.max())))
@@ -323,12 +328,16 @@ def _overflow(seg, ref: dict, st) -> tuple[OpFinding | None, tuple[str, ...]]:
         tuple(dict.fromkeys(keep))
 
 
-def _first_nonfinite(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+def _first_nonfinite(seg, ref: dict, cand: dict, st, masks: frozenset = frozenset()) -> OpFinding | None:
+    from cp_debug.graph.masks import saturated_mask
+
     for node in seg.graph.node:
         for t in node.output:
             r, c = ref.get(t), cand.get(t)
             if r is None or c is None or r.shape != c.shape or not np.issubdtype(c.dtype, np.floating):
                 continue
+            if t in masks and saturated_mask(r, c) is not None:
+                continue  # a mask's fill saturated to -inf: what float16 does with it, harmless there
             bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
             if bad.any():
                 return OpFinding(node.name, node.op_type, named_module(node, st), float(bad.sum()), "nonfinite",

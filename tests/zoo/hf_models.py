@@ -62,3 +62,16 @@ def build_timm_planted():
     with torch.no_grad():
         model.layer4[0].conv1.weight.mul_(2e5)
     return model, (torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),)
+
+
+def build_bert_masked():
+    """A healthy HF BertModel (eager attention) given token ids and an attention mask whose last 4 positions are
+    padding: transformers fills their logits with finfo(float32).min (-3.4e38), which saturates to -inf in FP16."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=32, attn_implementation="eager")
+    mask = torch.ones(1, SEQ, dtype=torch.long)
+    mask[0, -4:] = 0
+    return BertModel(cfg).eval(), (_tokens(cfg.vocab_size), mask)

@@ -1,0 +1,65 @@
+"""Attention masks in an ONNX graph: tensors whose values only select, compare or enter a softmax.
+
+`transformers` fills masked attention logits with `torch.finfo(float32).min` (-3.4e38), far beyond float16's range:
+in an FP16 graph the fill saturates to -inf. That is harmless where the value only reaches a softmax (exp(-inf) = 0,
+as exp(-3.4e38 - max) is in float32), a comparison, or a Where's condition; it matters where it is multiplied,
+normalised or reaches an output. `mask_tensors` finds the tensors of the first kind from the graph alone; whether a
+run's values are only such a saturation is the caller's reading of the data (`saturated_mask`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+FP16_MAX = 65504.0
+# ops a mask value passes through unchanged in kind: it stays a large negative fill where it was one
+_PASS = frozenset({"Add", "Sub", "Where", "Expand", "Reshape", "Unsqueeze", "Squeeze", "Cast", "Slice", "Transpose",
+                   "Concat", "Identity", "Tile", "Gather", "Max", "Min", "Flatten"})
+# ops whose result a saturated -inf does not change: a softmax's weight of exp(-inf) = 0, comparisons, selections
+_SINKS = frozenset({"Softmax", "LogSoftmax", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "Not",
+                    "ReduceMax", "ArgMax", "IsInf", "IsNaN"})
+
+
+def mask_tensors(model: "onnx.ModelProto") -> frozenset[str]:
+    """Tensors every use of which ends in a softmax, a comparison or a Where's condition through ops that only pass
+    or select values (`_PASS`), reaching no graph output: where such a tensor saturates to -inf in float16, nothing
+    downstream changes. Graph work only: callers keep the answer per graph."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for i, t in enumerate(node.input):
+            if t:
+                consumers.setdefault(t, []).append((node, i))
+    outputs = {o.name for o in model.graph.output}
+    memo: dict[str, bool] = {}
+
+    def harmless(t: str, depth: int = 0) -> bool:
+        if t in memo:
+            return memo[t]
+        memo[t] = False  # while it is worked out, and past the depth limit: not a mask
+        uses = consumers.get(t, [])
+        if t in outputs or not uses or depth > 64:
+            return False
+        ok = all(node.op_type in _SINKS or (node.op_type == "Where" and slot == 0)
+                 or (node.op_type in _PASS and all(harmless(o, depth + 1) for o in node.output if o))
+                 for node, slot in uses)
+        memo[t] = ok
+        return ok
+
+    return frozenset(t for n in model.graph.node for t in n.output if t and harmless(t))
+
+
+def saturated_mask(ref: np.ndarray, test: np.ndarray) -> np.ndarray | None:
+    """Where `test` (a float16 run) is -inf because `ref` lies at or below -65504 — the saturation of a mask's fill —
+    a boolean array; None where `test` has any other non-finite value (then it is no mere saturation)."""
+    r, t = np.asarray(ref), np.asarray(test)
+    if r.shape != t.shape or not np.issubdtype(t.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(t)
+    if not bad.any():
+        return None
+    sat = bad & np.isneginf(t) & (r <= -FP16_MAX)
+    return sat if np.array_equal(sat, bad) else None

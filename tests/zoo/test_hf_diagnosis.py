@@ -1,0 +1,48 @@
+"""HF transformers diagnosed as users deploy them (issue 69): a mask's finfo.min fill that saturates to -inf in FP16
+is no finding, and a planted QK^T overflow is named in the layer whose attention code makes it, with its op."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+from tests.zoo import hf_models
+
+HF = Path(hf_models.__file__)
+pytest.importorskip("transformers")
+
+
+def test_a_healthy_bert_onnx_file_with_a_padding_mask_is_within_precision_at_level_all(tmp_path):
+    import onnx
+    import torch
+
+    net, inputs = hf_models.build_bert_masked()
+    path = tmp_path / "bert.onnx"
+    torch.onnx.export(net, inputs, dynamo=True).save(str(path))
+    names = [i.name for i in onnx.load(str(path)).graph.input]
+    np.savez(tmp_path / "x.npz", **{n: t.numpy() for n, t in zip(names, inputs)})
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--onnx", path, "--inputs", tmp_path / "x.npz", "--backends", "ort,ort-cpu-fp16",
+                   "--level", "all", "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0, report["outcome_reasons"]
+    masked = [r for r in report["results"]["ort-cpu-fp16"] if (r.get("note") or "").startswith("a mask:")]
+    assert masked and all(r["status"] == "ok" for r in masked)  # the fill saturated to -inf, said, and harmless
+
+
+@pytest.mark.parametrize("build, module", [("build_llama_planted", "layers.1.self_attn"),
+                                           ("build_bert_planted", "encoder.layer.1.attention.self")])
+def test_a_planted_qk_overflow_is_named_in_its_layer_not_at_another_layers_mask(tmp_path, build, module):
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:{build}", "--backends", "torch,ort-cpu-fp16", "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 1
+    root = report["root_cause"]["ort-cpu-fp16"]
+    assert root["hint"].startswith(f"FP16 overflow at {module}: attention logits (QK^T) MatMul"), root
+    assert "3.4e+38" not in root["hint"] and "verified: keeping" in root["hint"]
+    if build == "build_bert_planted":  # the NaN is made in the attention's own code, not in a projection
+        assert root["probe"] == f"{module}[0]"
