@@ -34,6 +34,8 @@ class HintContext:
     # the op-level finding in the segment, with its advice tried there (FP16: segment_why.py; INT8: segment_int8.py,
     # which then stands for the probe's own `int8_range` reading and its unverified advice)
     segment_why: str | None = None
+    # why a normalisation's division makes NaN: its eps underflowing float16, or dropped by the exporter (eps_why.py)
+    eps: str | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -45,9 +47,11 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status in NON_FINITE)
     if ctx.export_warnings:
         parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
+    if ctx.eps and nonfinite:  # the why of the NaN; the op-level finding after it carries the verified advice
+        parts.append(ctx.eps)
     if ctx.segment_why:
         parts.append(ctx.segment_why)
-    elif nonfinite:
+    elif nonfinite and not ctx.eps:
         parts.append(_nonfinite_hint(ctx))
     if ctx.precision_note:
         parts.append(ctx.precision_note)

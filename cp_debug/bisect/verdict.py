@@ -170,7 +170,7 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=_segment_why(run, state, p, r))
+        segment_why=_segment_why(run, state, p, r), eps=_eps(run, state, p, r))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
@@ -200,6 +200,16 @@ def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
         run.warnings.append(f"{state.label}: the op-level why of {p.name} was not worked out: {err}")
         return None
     return why.text() if why is not None else None
+
+
+def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
+    """The eps finding (`eps_why.py`) where this probe's candidate makes NaN/Inf on its own."""
+    local_bad = r.local is not None and r.local.status in NON_FINITE
+    if p.kind != "module" or not (local_bad or (r.local is None and r.status in NON_FINITE)):
+        return None
+    from cp_debug.bisect.eps_why import eps_reason
+
+    return eps_reason(run, p.stage, p.name, state.spec.precision)
 
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:

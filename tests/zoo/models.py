@@ -231,3 +231,27 @@ def build_text_int8_planted():
     mlp = module.blocks[0].mlp
     _outlier_channels(mlp[0].weight, mlp[0].bias, mlp[2].weight)
     return module, example
+
+
+class HandLayerNorm(nn.Module):
+    """A LayerNorm written out by hand, as BERT-era code has it, with BERT's eps of 1e-12."""
+
+    def __init__(self, d: int, eps: float = 1e-12):
+        super().__init__()
+        self.weight, self.bias, self.eps = nn.Parameter(torch.ones(d)), nn.Parameter(torch.zeros(d)), eps
+
+    def forward(self, x):
+        u = x.mean(-1, keepdim=True)
+        s = (x - u).pow(2).mean(-1, keepdim=True)
+        return self.weight * (x - u) / torch.sqrt(s + self.eps) + self.bias
+
+
+def build_eps_planted():
+    """Linear → HandLayerNorm(eps 1e-12) → Linear, the first Linear writing a constant row (its variance 0): eps
+    alone keeps the division finite, and FP16 rounds it to 0 (pytorch#86580)."""
+    _seeded()
+    net = nn.Sequential(nn.Linear(8, 16), HandLayerNorm(16), nn.Linear(16, 4)).eval()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.fill_(0.5)
+    return net, (torch.randn(1, 5, 8),)

@@ -46,3 +46,18 @@ def test_a_planted_qk_overflow_is_named_in_its_layer_not_at_another_layers_mask(
     assert "3.4e+38" not in root["hint"] and "verified: keeping" in root["hint"]
     if build == "build_bert_planted":  # the NaN is made in the attention's own code, not in a projection
         assert root["probe"] == f"{module}[0]"
+
+
+@pytest.mark.parametrize("exporter, backends, reason", [
+    ("torchscript", "torch,ort-cpu-fp16", "eps underflow: 1.eps = 1e-12 is below float16's smallest subnormal"),
+    ("dynamo", "torch,ort", "export fault: 1.eps = 1e-12 appears in no node of its exported graph")])
+def test_an_eps_of_1e_12_is_named_with_its_value_when_fp16_rounds_it_or_the_exporter_drops_it(
+        tmp_path, exporter, backends, reason):
+    from tests.zoo import models
+
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{Path(models.__file__)}:build_eps_planted", "--backends", backends,
+                   "--exporter", exporter, "--json", out)
+    assert proc.returncode == 1
+    root = json.loads(out.read_text())["root_cause"][backends.split(",")[1]]
+    assert root["probe"] == "1" and root["hint"].startswith(reason), root
