@@ -81,7 +81,8 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     example = tuple(example) if isinstance(example, (tuple, list)) else (example,)
     if not all(isinstance(t, torch.Tensor) for t in example):
         raise BadInputError(f"{target}(): every example input must be a torch.Tensor")
-    module.eval()
+    told = _to_eval(module)
+    said = list(told)
     input_names = _forward_names(module, len(example))
     with torch.no_grad():
         out = _call_user(module, "on the example inputs", *example)
@@ -89,12 +90,13 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     if not output_names:
         raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
-    feed, said = ex_np, []
+    feed = ex_np
     if inputs is not None:
         feed = match_inputs(load_npz_inputs(inputs), input_names, {n: a.shape for n, a in ex_np.items()},
                             f"{func}()'s model")
-        feed, said = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
+        feed, cast = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
                                  "the example input is")
+        said += cast
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
     code = {"user_code": user_code(path)}
@@ -105,7 +107,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter),
-                   default_level="block", warnings=said)
+                   default_level="block", warnings=said, told=told)
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
@@ -154,6 +156,19 @@ def output_names_of(out) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _to_eval(module) -> tuple[str, ...]:
+    """`module` in eval mode, and a line saying so where build() left it (or any of its modules) in train mode:
+    dropout drawing afresh on every run and BatchNorm normalising by the batch would make every comparison
+    meaningless."""
+    training = sum(m.training for m in module.modules())
+    module.eval()
+    if not training:
+        return ()
+    return (f"the model was in train mode ({training} of its modules); switched to eval mode for the comparison "
+            "(in train mode dropout draws afresh on every run and BatchNorm uses the batch's statistics): call "
+            ".eval() in build() to silence this",)
+
+
 def _forward_names(module, n: int) -> tuple[str, ...]:
     try:
         params = [p for p in inspect.signature(module.forward).parameters.values()
@@ -168,11 +183,15 @@ def _forward_names(module, n: int) -> tuple[str, ...]:
 
 
 def _call_user(fn, doing: str, *args):
-    """`fn(*args)`, the user's code: what it raises from their file is their error (`UserCodeError`, exit 2)."""
+    """`fn(*args)`, the user's code: what it raises from their file, or from their model's modules where `fn` is
+    the model (`UserCodeError.in_model`), is their error (`UserCodeError`, exit 2)."""
+    import torch
+
     try:
         return fn(*args)
     except Exception as err:
-        user = UserCodeError.of(err, doing)
+        user = UserCodeError.in_model(err, {id(m): n for n, m in fn.named_modules()}, doing) \
+            if isinstance(fn, torch.nn.Module) else UserCodeError.of(err, doing)
         if user is None:
             raise
         raise user from err
