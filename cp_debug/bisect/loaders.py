@@ -7,6 +7,8 @@ import inspect
 import os
 import sys
 import sysconfig
+import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +79,19 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     got = _call_user(fn, f"in {func}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
-    module, example = got
-    example = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    module, (args, keywords) = got[0], _split_example(got[1])
+    example = (*args, *keywords.values())
     if not all(isinstance(t, torch.Tensor) for t in example):
-        raise BadInputError(f"{target}(): every example input must be a torch.Tensor")
+        raise BadInputError(f"{target}(): every example input must be a torch.Tensor (positional, or keyword in a "
+                            "dict: {'input_ids': ..., 'attention_mask': ...})")
     told = _to_eval(module)
     said = list(told)
-    input_names = _forward_names(module, len(example))
+    input_names = _forward_names(module, len(args)) + tuple(keywords)
+    if len(set(input_names)) != len(input_names):
+        raise BadInputError(f"{target}(): keyword input(s) {sorted(set(keywords) & set(input_names[:len(args)]))} "
+                            "also given by position")
+    if keywords:
+        by_keyword(module, len(args), tuple(keywords))
     with torch.no_grad():
         out = _call_user(module, "on the example inputs", *example)
     output_names = output_names_of(out)
@@ -154,6 +162,33 @@ def output_names_of(out) -> tuple[str, ...]:
             name += "_"
         names.append(name)
     return tuple(names)
+
+
+def _split_example(example) -> tuple[tuple, dict]:
+    """build()'s example inputs as (positional, keyword): a tensor, a tuple or list of them, a dict of keyword
+    tensors (HF style: `{"input_ids": ..., "attention_mask": ...}`), or a tuple whose last item is such a dict
+    (torch.export's `args, kwargs`)."""
+    if isinstance(example, Mapping):
+        return (), dict(example)
+    if isinstance(example, (tuple, list)):
+        if example and isinstance(example[-1], Mapping):
+            return tuple(example[:-1]), dict(example[-1])
+        return tuple(example), {}
+    return (example,), {}
+
+
+def by_keyword(module, n_args: int, keywords: tuple[str, ...]) -> None:
+    """`module` called with its inputs all by position from here on: the first `n_args` as they are, the rest as
+    the keyword arguments `keywords` of its class's forward. Every caller — the module trace, both exporters (the
+    ONNX inputs take the keywords' names), the torch runners — passes a stage's inputs by position; the forward set
+    on the instance is a bound method, so a deep copy (each torch runner's) calls its own copy's forward."""
+    module.cpdebug_keyword_inputs = (n_args, keywords)
+    module.forward = types.MethodType(_keyword_forward, module)
+
+
+def _keyword_forward(self, *args):
+    n_args, keywords = self.cpdebug_keyword_inputs
+    return type(self).forward(self, *args[:n_args], **dict(zip(keywords, args[n_args:])))
 
 
 def _to_eval(module) -> tuple[str, ...]:

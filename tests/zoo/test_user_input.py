@@ -71,3 +71,23 @@ def test_a_module_shared_by_five_blocks_is_one_probe_per_call_named_by_its_block
     rows = {r["probe"]: r["status"] for r in report["results"][cand]}
     assert [rows[p] for p in acts] == ["ok"] * 5
     assert not [p for p, s in rows.items() if s == "missing" and "act" in p]
+
+
+def test_keyword_example_inputs_are_onnx_inputs_by_their_names_and_the_inputs_files_keys(tmp_path):
+    from cp_debug.bisect.loaders import torch_subject
+
+    for build, names in (("build_bert_keywords", ["input_ids", "attention_mask"]),
+                         ("build_bert_args_and_keywords", ["input_ids", "token_type_ids"])):
+        subject = torch_subject(f"{ZOO}:{build}", exporter="torchscript")
+        (stage,) = subject.stages
+        assert list(stage.input_names) == names == list(subject.inputs)
+        assert [i.name for i in stage.onnx().graph.input] == names
+        copy = __import__("copy").deepcopy(stage.module)  # each torch runner's copy calls its own forward
+        assert copy.forward.__self__ is copy
+    given = tmp_path / "kw.npz"
+    np.savez(given, input_ids=np.arange(models.SEQ)[None], attention_mask=np.ones((1, models.SEQ), np.int64))
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{ZOO}:build_bert_keywords", "--inputs", given, "--exporter", "dynamo",
+                   "--json", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["outcome"] == "within_precision"
