@@ -91,3 +91,11 @@ def test_keyword_example_inputs_are_onnx_inputs_by_their_names_and_the_inputs_fi
                    "--json", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(out.read_text())["outcome"] == "within_precision"
+
+
+def test_calls_no_exporter_scope_tells_apart_share_one_note():
+    proc = cpdebug("bisect", "--torch", f"{ZOO}:build_thrice", "--level", "all", "--exporter", "dynamo")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("note act")]
+    assert notes == ["  note act#1 … act#3 (3 probes): called 3 times, but its ONNX nodes form 1 group(s): no call is "
+                     "paired with another call's tensor, so none is compared"], notes

@@ -78,3 +78,18 @@ class SharedAct(nn.Module):
 def build_shared_act():
     torch.manual_seed(0)
     return SharedAct().eval(), (torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)),)
+
+
+class _Thrice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.act(self.act(self.act(self.conv(x))))  # chained calls: the dynamo graph's nodes form one group
+
+
+def build_thrice():
+    torch.manual_seed(0)
+    return _Thrice().eval(), (torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)),)
