@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Mapping
 
 
 class ExitCode(enum.IntEnum):
@@ -66,6 +67,31 @@ class UserCodeError(BadInputError):
         doing = f" {doing}" if doing else ""
         return cls(f"{where}: {type(err).__name__}: {said} (your model's code raised{doing}; CPDEBUG_DEBUG=1 shows "
                    "the traceback)")
+
+
+    @classmethod
+    def in_model(cls, err: BaseException, names: Mapping[int, str], doing: str) -> UserCodeError | None:
+        """`err` raised by the user's model called at the traceback's first frame (cp_debug's call), as their
+        error: where a file of theirs raised it (`of`), or where no frame of cp_debug's own code (a probe hook, an
+        emulated kernel) runs between that call and the raise — a library's module raising on the data, as an
+        embedding given token ids beyond its vocabulary does. The line names the innermost module of the model on
+        the way (`names`: id() of each module -> its qualified name). None otherwise: cp_debug's bug stays one."""
+        user = cls.of(err, doing)
+        if user is not None or err.__traceback__ is None:
+            return user
+        tb, module = err.__traceback__.tb_next, None
+        while tb is not None:
+            if os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+                return None
+            this = tb.tb_frame.f_locals.get("self")
+            if id(this) in names:
+                module = f"{names[id(this)] or 'the model'} ({type(this).__name__})"
+            tb = tb.tb_next
+        if module is None:
+            return None
+        said = first_line(err) if str(err).strip() else "(no message)"
+        return cls(f"{module} raised {doing}: {type(err).__name__}: {said} (the model's own code on these inputs: "
+                   "check their values and shapes against what it takes; CPDEBUG_DEBUG=1 shows the traceback)")
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -26,7 +26,7 @@ from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.backends.torch_tensors import STAGING, device_copy, first_tensor, flatten, is_tensor, to_numpy
 from cp_debug.determinism import Determinism
 from cp_debug.sites import Site, at_path, tensors_in
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendUnavailableError, BadInputError, UserCodeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -145,9 +145,14 @@ class TorchRunner(Runner):
                     torch.no_grad(), self._arithmetic():
                 try:
                     result = self._module(*args)
-                except (RuntimeError, NotImplementedError) as err:
-                    self._raise_if_missing_kernel(err)
-                    raise
+                except Exception as err:
+                    if isinstance(err, (RuntimeError, NotImplementedError)):
+                        self._raise_if_missing_kernel(err)
+                    names = {id(m): n for n, m in self._module.named_modules()}
+                    user = UserCodeError.in_model(err, names, f"running in {self.spec}")
+                    if user is None:  # cp_debug's own code on the way: its bug
+                        raise
+                    raise user from err
             out = self._map_outputs(result)
             probes = self._probe_buf
         finally:

@@ -7,6 +7,8 @@ import inspect
 import os
 import sys
 import sysconfig
+import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -77,24 +79,32 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     got = _call_user(fn, f"in {func}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
-    module, example = got
-    example = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    module, (args, keywords) = got[0], _split_example(got[1])
+    example = (*args, *keywords.values())
     if not all(isinstance(t, torch.Tensor) for t in example):
-        raise BadInputError(f"{target}(): every example input must be a torch.Tensor")
-    module.eval()
-    input_names = _forward_names(module, len(example))
+        raise BadInputError(f"{target}(): every example input must be a torch.Tensor (positional, or keyword in a "
+                            "dict: {'input_ids': ..., 'attention_mask': ...})")
+    told = _to_eval(module)
+    said = list(told)
+    input_names = _forward_names(module, len(args)) + tuple(keywords)
+    if len(set(input_names)) != len(input_names):
+        raise BadInputError(f"{target}(): keyword input(s) {sorted(set(keywords) & set(input_names[:len(args)]))} "
+                            "also given by position")
+    if keywords:
+        by_keyword(module, len(args), tuple(keywords))
     with torch.no_grad():
         out = _call_user(module, "on the example inputs", *example)
     output_names = output_names_of(out)
     if not output_names:
         raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
-    feed, said = ex_np, []
+    feed = ex_np
     if inputs is not None:
         feed = match_inputs(load_npz_inputs(inputs), input_names, {n: a.shape for n, a in ex_np.items()},
                             f"{func}()'s model")
-        feed, said = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
+        feed, cast = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
                                  "the example input is")
+        said += cast
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
     code = {"user_code": user_code(path)}
@@ -105,7 +115,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter),
-                   default_level="block", warnings=said)
+                   default_level="block", warnings=said, told=told)
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
@@ -154,6 +164,46 @@ def output_names_of(out) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _split_example(example) -> tuple[tuple, dict]:
+    """build()'s example inputs as (positional, keyword): a tensor, a tuple or list of them, a dict of keyword
+    tensors (HF style: `{"input_ids": ..., "attention_mask": ...}`), or a tuple whose last item is such a dict
+    (torch.export's `args, kwargs`)."""
+    if isinstance(example, Mapping):
+        return (), dict(example)
+    if isinstance(example, (tuple, list)):
+        if example and isinstance(example[-1], Mapping):
+            return tuple(example[:-1]), dict(example[-1])
+        return tuple(example), {}
+    return (example,), {}
+
+
+def by_keyword(module, n_args: int, keywords: tuple[str, ...]) -> None:
+    """`module` called with its inputs all by position from here on: the first `n_args` as they are, the rest as
+    the keyword arguments `keywords` of its class's forward. Every caller — the module trace, both exporters (the
+    ONNX inputs take the keywords' names), the torch runners — passes a stage's inputs by position; the forward set
+    on the instance is a bound method, so a deep copy (each torch runner's) calls its own copy's forward."""
+    module.cpdebug_keyword_inputs = (n_args, keywords)
+    module.forward = types.MethodType(_keyword_forward, module)
+
+
+def _keyword_forward(self, *args):
+    n_args, keywords = self.cpdebug_keyword_inputs
+    return type(self).forward(self, *args[:n_args], **dict(zip(keywords, args[n_args:])))
+
+
+def _to_eval(module) -> tuple[str, ...]:
+    """`module` in eval mode, and a line saying so where build() left it (or any of its modules) in train mode:
+    dropout drawing afresh on every run and BatchNorm normalising by the batch would make every comparison
+    meaningless."""
+    training = sum(m.training for m in module.modules())
+    module.eval()
+    if not training:
+        return ()
+    return (f"the model was in train mode ({training} of its modules); switched to eval mode for the comparison "
+            "(in train mode dropout draws afresh on every run and BatchNorm uses the batch's statistics): call "
+            ".eval() in build() to silence this",)
+
+
 def _forward_names(module, n: int) -> tuple[str, ...]:
     try:
         params = [p for p in inspect.signature(module.forward).parameters.values()
@@ -168,11 +218,15 @@ def _forward_names(module, n: int) -> tuple[str, ...]:
 
 
 def _call_user(fn, doing: str, *args):
-    """`fn(*args)`, the user's code: what it raises from their file is their error (`UserCodeError`, exit 2)."""
+    """`fn(*args)`, the user's code: what it raises from their file, or from their model's modules where `fn` is
+    the model (`UserCodeError.in_model`), is their error (`UserCodeError`, exit 2)."""
+    import torch
+
     try:
         return fn(*args)
     except Exception as err:
-        user = UserCodeError.of(err, doing)
+        user = UserCodeError.in_model(err, {id(m): n for n, m in fn.named_modules()}, doing) \
+            if isinstance(fn, torch.nn.Module) else UserCodeError.of(err, doing)
         if user is None:
             raise
         raise user from err

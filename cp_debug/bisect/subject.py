@@ -182,6 +182,7 @@ class Subject:
     # detects on this input? (CenterPoint: decoded boxes matched box to box)
     detection_verdict: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], DetectionVerdict] | None = None
     warnings: list[str] = field(default_factory=list)  # what loading the inputs warned about (for the report)
+    told: tuple[str, ...] = ()  # of those, the lines to say on the terminal at once (a train-mode model)
     # glued input -> the earlier stages' outputs the glue computes it from (default: the previous stage's outputs)
     glue_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # the scan and its ground truth for the BEV pictures (CenterPoint); the engine keeps every side's last-stage

@@ -261,6 +261,8 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     notes = _lint_first(pairs, subject_request, progress)
     with progress.step("loading the model"):
         subject = _load_subject(subject_request)
+    for line in subject.told:  # before the run: the report's warnings come after it
+        progress.warn(line)
 
     from cp_debug.bisect.engine import BisectEngine
 

@@ -164,7 +164,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     tensors leaving its nodes, matched by shape: one tensor out, the last one that fits; several (a tuple), each
     to the one tensor that fits it, left out where two could."""
     graph = model.graph
-    names = set(trace.call_counts) | {trace.site(p).module for p in trace.order}
+    names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     scopes = node_scopes(model, names, rename)
     shapes = _static_shapes(model)
     consumers: dict[str, list[int]] = {}
@@ -187,16 +187,16 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
         by_call.setdefault(trace.call_of(p), []).append(p)
     groups: dict[str, list[list[int]] | str] = {}  # module -> its calls' nodes, or why they cannot be told apart
     for probes in by_call.values():
-        site = trace.site(probes[0])
-        idx: list[int] | str = [i for i in members.get(site.module, []) if graph.node[i].op_type != "Constant"]
-        n_calls = trace.call_counts.get(site.module, 1)
+        scope, call = trace.scope_of(probes[0])  # a shared module's call: by the name it was reached through
+        idx: list[int] | str = [i for i in members.get(scope, []) if graph.node[i].op_type != "Constant"]
+        n_calls = trace.call_counts.get(scope, 1)
         if not idx:
             idx = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"
         elif n_calls > 1:
-            if site.module not in groups:
-                groups[site.module] = _calls_apart(graph, idx, n_calls, site.module, names, rename is None)
-            split = groups[site.module]
-            idx = split if isinstance(split, str) else split[site.call - 1]
+            if scope not in groups:
+                groups[scope] = _calls_apart(graph, idx, n_calls, scope, names, rename is None)
+            split = groups[scope]
+            idx = split if isinstance(split, str) else split[call - 1]
         if isinstance(idx, str):
             unmapped.update((p, idx) for p in probes)
             continue

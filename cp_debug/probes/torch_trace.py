@@ -7,6 +7,11 @@ dataclass (nn.MultiheadAttention's `(attn_output, weights)`, a ModelOutput) give
 name. `sites` says, for every probe name, which module, which call and which path into the output it is: the torch
 runner reads the value there, the name table (`naming.py`) maps it to its own ONNX tensor.
 
+A module object held under several names (ultralytics' Conv blocks share one `nn.SiLU`; `blocks.0.act` is
+`blocks.3.act`) is named, call by call, by the name it was reached through — its name under the calling module, as
+both exporters name its nodes' scopes — so the call in `blocks.3` is the probe `blocks.3.act` (`scopes` keeps the
+name and its call apart from the site's module, the first of its names, which the torch runner hooks).
+
 The trace gives the execution order (a call completes after its children), output shapes, which probe's value was
 each call's first input (data flow, used to see BatchNorm folded into its conv), and the module types. It is the
 PyTorch side of the name table in `naming.py`.
@@ -29,13 +34,20 @@ class ModuleTrace:
     parents: dict[str, str] = field(default_factory=dict)  # call -> parent call ('' for top-level calls)
     sites: dict[str, Site] = field(default_factory=dict)  # probe -> where its value is
     calls: dict[str, str] = field(default_factory=dict)  # probe -> its call's name (itself for a plain probe)
-    call_counts: dict[str, int] = field(default_factory=dict)  # module -> how often it ran
+    call_counts: dict[str, int] = field(default_factory=dict)  # module (scope name) -> how often it ran
+    scopes: dict[str, tuple[str, int]] = field(default_factory=dict)  # call -> (its scope name, which call of it)
+    #                                   where that is not (site.module, site.call): a shared module's other names
 
     def call_of(self, name: str) -> str:
         return self.calls.get(name, name)
 
     def site(self, name: str) -> Site:
         return self.sites.get(name) or Site(name)
+
+    def scope_of(self, name: str) -> tuple[str, int]:
+        """The module name the exporters give `name`'s call in their scopes, and which call of that name it is."""
+        site = self.site(name)
+        return self.scopes.get(self.call_of(name)) or (site.module, site.call)
 
     def depth(self, name: str) -> int:
         name, d = self.call_of(name), 0
@@ -70,14 +82,14 @@ class ModuleTrace:
                 "producers": self.producers, "types": self.types,
                 "children": {k: list(v) for k, v in self.children.items()}, "parents": self.parents,
                 "sites": {k: [s.module, s.call, list(s.path)] for k, s in self.sites.items()}, "calls": self.calls,
-                "call_counts": self.call_counts}
+                "call_counts": self.call_counts, "scopes": {k: list(v) for k, v in self.scopes.items()}}
 
     @classmethod
     def from_json(cls, d: dict) -> "ModuleTrace":
         return cls(tuple(d["order"]), {k: None if v is None else tuple(v) for k, v in d["shapes"].items()},
                    dict(d["producers"]), dict(d["types"]), {k: tuple(v) for k, v in d["children"].items()},
                    dict(d["parents"]), {k: Site(m, c, tuple(path)) for k, (m, c, path) in d["sites"].items()},
-                   dict(d["calls"]), dict(d["call_counts"]))
+                   dict(d["calls"]), dict(d["call_counts"]), {k: (m, c) for k, (m, c) in d["scopes"].items()})
 
 
 def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTrace:
@@ -88,6 +100,10 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
     import torch
 
     names = {m: n for n, m in module.named_modules()}
+    aliases: dict[int, list[str]] = {}  # a module held under several names: all of them
+    for n, m in module.named_modules(remove_duplicate=False):
+        aliases.setdefault(id(m), []).append(n)
+    reached: dict[tuple[str, int], str] = {}  # (module, call) -> the name it was reached through
     counts: dict[str, int] = {}
     events: list[tuple[str, int, list[tuple[tuple, tuple | None]], str]] = []  # (module, call, tensors, type)
     first_in: dict[tuple[str, int], tuple | None] = {}  # (module, call) -> the (module, call, path) of arg 0
@@ -102,6 +118,7 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
         counts[name] = counts.get(name, 0) + 1
         key = (name, counts[name])
         parent_of[key] = stack[-1] if stack else None
+        reached[key] = _reached_as(name, aliases.get(id(mod), ()), reached.get(stack[-1]) if stack else None)
         stack.append(key)
         versions[key] = {id(a): a._version for a in args if isinstance(a, torch.Tensor)}
         first = args[0] if args else None
@@ -138,13 +155,35 @@ def trace_module(module, example_inputs: tuple, *, prefix: str = "") -> ModuleTr
     finally:
         for h in handles:
             h.remove()
-    return _tables(events, counts, first_in, parent_of, prefix, {prefix + n for n in names.values() if n})
+    modules = {prefix + n for names_of in aliases.values() for n in names_of if n}
+    return _tables(events, reached, first_in, parent_of, prefix, modules)
 
 
-def _tables(events, counts, first_in, parent_of, prefix, modules) -> ModuleTrace:
-    """The name tables from the recorded calls: call names (`m` or `m#k`), probe names, the call tree."""
+def _reached_as(name: str, aliases, caller: str | None) -> str:
+    """The name a call of module `name` goes by: itself, or for a module held under several `aliases` the one
+    right under its `caller`'s name (the fewest levels below it); `name` where none or several fit."""
+    if len(aliases) < 2 or caller is None:
+        return name
+    under = [a for a in aliases if not caller or a.startswith(caller + ".")]
+    depth = {a: a.count(".") for a in under}
+    best = [a for a in under if depth[a] == min(depth.values())]
+    return best[0] if len(best) == 1 else name
+
+
+def _tables(events, reached, first_in, parent_of, prefix, modules) -> ModuleTrace:
+    """The name tables from the recorded calls: call names (`m` or `m#k`, `m` the name the call was reached
+    through), probe names, the call tree."""
+    counts: dict[str, int] = {}
+    scope: dict[tuple[str, int], tuple[str, int]] = {}  # (module, call) -> (the name reached through, its k-th call)
+    for key in sorted(reached, key=lambda k: (k[0], k[1])):
+        counts[reached[key]] = counts.get(reached[key], 0) + 1
+        scope[key] = (reached[key], counts[reached[key]])
+
     def call_name(module: str, call: int) -> str:
-        return "" if not module else prefix + module + (f"#{call}" if counts.get(module, 1) > 1 else "")
+        if not module:
+            return ""
+        name, k = scope[(module, call)]
+        return prefix + name + (f"#{k}" if counts.get(name, 1) > 1 else "")
 
     order: list[str] = []
     shapes: dict[str, tuple | None] = {}
@@ -152,6 +191,8 @@ def _tables(events, counts, first_in, parent_of, prefix, modules) -> ModuleTrace
     sites: dict[str, Site] = {}
     calls: dict[str, str] = {}
     probes_of: dict[str, list[str]] = {}  # call -> its probes
+    scopes = {call_name(*key): (prefix + name, k) for key, (name, k) in scope.items()
+              if key[0] and (name, k) != key}
     probe_at: dict[tuple, str] = {}  # (module, call, path) -> probe
     for module, call, found, kind in events:
         cname = call_name(module, call)
@@ -185,7 +226,7 @@ def _tables(events, counts, first_in, parent_of, prefix, modules) -> ModuleTrace
         children[pname].extend(probes_of.get(cname) or _through(cname, parents, probes_of))
     kids = {k: tuple(sorted(dict.fromkeys(v), key=lambda n: pos.get(n, 1 << 30))) for k, v in children.items()}
     return ModuleTrace(tuple(order), shapes, producers, types, kids, parents, sites, calls,
-                       {prefix + m: n for m, n in counts.items() if m})
+                       {prefix + m: n for m, n in counts.items() if m}, scopes)
 
 
 def _through(call: str, parents: dict[str, str], probes_of: dict[str, list[str]]) -> list[str]:

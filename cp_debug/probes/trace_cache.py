@@ -30,7 +30,7 @@ from __future__ import annotations
 from cp_debug.files import cache_dir
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
-SCHEMA = "cp_debug.trace_cache/1"
+SCHEMA = "cp_debug.trace_cache/2"  # 2: a shared module's calls by the name reached through
 
 
 def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None) -> ModuleTrace:

@@ -169,9 +169,13 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     kind, text = verdict(cand)
     if not cand.first_divergent:
         console.print(Text(f"  {text}", style=VERDICT_STYLE[kind]))
-    notes = [r for r in cand.results if r.note]
-    for r in notes[:10]:
-        console.print(Text(f"  note {r.probe}: {r.note}", style="dim"))
+    notes: dict[str, list[str]] = {}  # one line per reason: a module's calls that cannot be told apart share one
+    for r in cand.results:
+        if r.note:
+            notes.setdefault(r.note, []).append(r.probe)
+    for note, probes in list(notes.items())[:10]:
+        who = probes[0] if len(probes) == 1 else f"{probes[0]} … {probes[-1]} ({len(probes)} probes)"
+        console.print(Text(f"  note {who}: {note}", style="dim"))
     if len(notes) > 10:
         console.print(Text(f"  … {len(notes) - 10} more notes in the JSON report", style="dim"))
     console.print()
