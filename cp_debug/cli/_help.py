@@ -20,12 +20,12 @@ ADVANCED = "Advanced (internals, speed and memory)"
 _PANEL_OPTIONS = {
     MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch onnx params onnx-dir fix encoder "
            "backbone",
-    INPUT: "points load-dim use-dim inputs seed scenes data-root n first-scene eval-scenes map-scenes detections "
-           "cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
-    BACKENDS: "backends backend device deterministic precision keep-fp32 exclude-int8",
-    VERDICT: "atol rtol tolerance-mode level refine local noise-floor tol max-map-drop max-nds-drop max-lost-boxes "
-             "min-match match-distance",
-    CALIBRATION: "calib calib-n calib-scenes method percentile skip-layers convtranspose per-tensor-convtranspose",
+    INPUT: "points load-dim use-dim inputs data seed scenes data-root n first-scene eval-n map-n val-n verify-n "
+           "detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
+    BACKENDS: "backends device deterministic precision keep-fp32 exclude-int8",
+    VERDICT: "atol rtol tolerance-mode level refine local noise-floor max-rel-rmse max-map-drop max-nds-drop "
+             "max-lost-boxes min-match match-distance",
+    CALIBRATION: "calib calib-n method percentile skip-layers convtranspose per-tensor-convtranspose",
     OUTPUT: "out json csv parquet html pictures rrd model-explorer bundle tar max-rows plot quiet verbose",
     CI: "junit budget",
     ADVANCED: "lockstep-mode device-budget memory-budget cudnn-algo no-cache exporter shard-size ray ray-workers "
@@ -33,7 +33,12 @@ _PANEL_OPTIONS = {
 }
 PANEL_OF = {f"--{name}": panel for panel, names in _PANEL_OPTIONS.items() for name in names.split()}
 """The panel of each option by its long name, the same on every command; an option not named here is one of the
-command's own and stays in typer's first panel, "Options"."""
+command's own and goes to the command's own panel (`OWN_PANEL`): typer's untitled "Options" keeps --help alone."""
+OWN_PANEL = {
+    "sweep": "Sweep", "extract": "Bundle", "fix": "Fix: where to start, what to search", "keep-fp32": "Search",
+    "sensitivity": "Search", "replay": "Replay", "bench": "Timing", "export": "Head outputs", "infer": "Head outputs",
+    "trt-kit": "Kit", "train": "Training", "serve": "Server",
+}
 
 # -- command groups of `cpdebug --help` ---------------------------------------------------------------------------
 FIND = "Find the divergence"
@@ -68,7 +73,7 @@ EXAMPLES = {
             "cpdebug fix --int8 ptq/ --backends torch,ort-cpu-int8 --max-map-drop 0.05 --out fix8/ "
             "&& cpdebug fix --check fix8/"),
     "keep-fp32": ("cpdebug keep-fp32 --onnx model.onnx --inputs x.npz",
-                  "cpdebug keep-fp32 --torch my_model.py:build --backend ort-cpu-fp16 --json keep.json"),
+                  "cpdebug keep-fp32 --torch my_model.py:build --backends ort-cpu-fp16 --json keep.json"),
     "quantize": ("cpdebug quantize --preset tiny --calib-n 4 --method max --out ptq/",
                  "cpdebug quantize --config cfg.py --checkpoint ckpt.pth --calib-scenes infos.pkl --out ptq/"),
     "sensitivity": ("cpdebug sensitivity --preset tiny --calib-n 4 --method max",
@@ -140,29 +145,65 @@ _EVERY = {2: "bad input or usage (one line: what is wrong, what to do)", 70: "a 
 _BUDGETED = ("bisect", "sweep", "eval", "fix")
 
 
-# -- deprecated spellings: accepted, with one line on stderr naming the new one ------------------------------------
-DEPRECATED = {
+# -- deprecated spellings: accepted, with one line on stderr naming the new one (docs/terms.md lists them) ------------
+def _count(value: str | None) -> bool:
+    return value is not None and value.strip().isdigit()
+
+
+def _no_value(value: str | None) -> bool:
+    return value is None or value.startswith("-")
+
+
+_COUNT = "one name for a frame count: --n, or --ROLE-n"
+_RMSE = "a rel. RMSE target, not an element-wise tolerance: --atol/--rtol are those"
+DEPRECATED: dict[tuple[str, str], tuple] = {
+    # (command, old): (new, why[, test of the value after it: the old spelling only where it holds; new "" drops it])
     ("sweep", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
     ("eval", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
+    ("quantize", "--calib-scenes"): ("--calib", "what to calibrate on is --calib in every command"),
+    ("sensitivity", "--calib-scenes"): ("--calib", "what to calibrate on is --calib in every command"),
     ("lint", "--onnx"): ("--onnx-dir", "the pair's folder, as trt-kit and infer spell it; --onnx is a file elsewhere"),
+    ("keep-fp32", "--backend"): ("--backends", "one name for the backend specs in every command"),
+    ("fix", "--tol"): ("--max-rel-rmse", _RMSE),
+    ("sensitivity", "--tol"): ("--max-rel-rmse", _RMSE),
+    ("sweep", "--html"): ("", "--html is a file in every command; sweep writes OUT/report.html unless --no-html",
+                          _no_value),
+    ("fix", "--scenes"): ("--n", "--scenes is a path (an info file); " + _COUNT, _count),
+    ("fix", "--verify-scenes"): ("--verify-n", _COUNT),
+    ("fix", "--verify-samples"): ("--verify-n", _COUNT),
+    ("keep-fp32", "--scenes"): ("--n", _COUNT),
+    ("keep-fp32", "--verify-scenes"): ("--verify-n", _COUNT),
+    ("quantize", "--eval-scenes"): ("--eval-n", _COUNT),
+    ("quantize", "--map-scenes"): ("--map-n", _COUNT),
+    ("sensitivity", "--eval-scenes"): ("--eval-n", _COUNT),
+    ("sensitivity", "--map-scenes"): ("--map-n", _COUNT),
+    ("train", "--val-scenes"): ("--val-n", _COUNT),
+    ("train", "--synthetic"): ("--n", _COUNT),
+    ("replay", "--max-frames"): ("--n", _COUNT),
 }
 
 
 def renamed(name: str, args: list[str]) -> list[str]:
     """Command `name`'s arguments with each deprecated option spelling replaced by the current one, saying so once
     on stderr (`cpdebug: warning: ...`); the option's behaviour is the same. Nothing after `--` is touched."""
-    out, done = [], False
-    for arg in args:
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
         flag, eq, value = arg.partition("=")
-        new = None if done else DEPRECATED.get((name, flag))
-        done = done or arg == "--"
+        new = DEPRECATED.get((name, flag))
+        if new is not None and len(new) > 2 and not new[2](value if eq else (args[i + 1] if i + 1 < len(args)
+                                                                             else None)):
+            new = None
         if new is None:
             out.append(arg)
             continue
         import sys
 
-        print(f"cpdebug: warning: {name} {flag} is deprecated ({new[1]}): use {new[0]}", file=sys.stderr)
-        out.append(new[0] + eq + value)
+        use = f"use {new[0]}" if new[0] else "drop it"
+        print(f"cpdebug: warning: {name} {flag} is deprecated ({new[1]}): {use}", file=sys.stderr)
+        if new[0]:
+            out.append(new[0] + eq + value)
     return out
 
 
@@ -211,15 +252,16 @@ def polish(command) -> None:
         if getattr(param, "help", None):
             param.help = escape(param.help)
         if param.param_type_name == "option" and getattr(param, "rich_help_panel", None) is None:
-            param.rich_help_panel = PANEL_OF.get(max(param.opts, key=len))
+            param.rich_help_panel = PANEL_OF.get(max(param.opts, key=len)) or OWN_PANEL.get(command.name)
         if param.param_type_name == "argument":  # its name (REPORT, BAG) says what goes there; no `<path>` beside it
             param.display_type_rich = _no_type
+            _usage_name(param)
             _no_type_column(param)
         if param.param_type_name != "option" or param.metavar is not None:
             continue
         param.metavar = "" if param.is_flag or param.count else _metavar(param)
     # the panels in the order of _PANEL_OPTIONS (typer shows them in the order of their first option)
-    order = [None, *_PANEL_OPTIONS]
+    order = [None, OWN_PANEL.get(command.name), *_PANEL_OPTIONS]
     command.params.sort(key=lambda p: order.index(getattr(p, "rich_help_panel", None))
                         if getattr(p, "rich_help_panel", None) in order else 0)
 
@@ -229,10 +271,17 @@ _NAMED = {  # what goes after an option whose type alone does not say it
     "json": "FILE|-", "torch": "FILE.py:FUNC", "preset": "NAME", "recipe": "NAME", "level": "stage|block|layer|all",
     "tolerance-mode": "model|fixed", "use-dim": "N|I,I,…", "keep-fp32": "NODE,NODE…", "exclude-int8": "NODE,NODE…",
     "skip-layers": "LAYER,LAYER…", "layers": "LAYER,LAYER…", "candidates": "NAME,NAME…", "candidate": "SPEC",
-    "backend": "SPEC", "exporter": "auto|dynamo|torchscript", "lockstep-mode": "segments|grouped",
+    "exporter": "auto|dynamo|torchscript", "lockstep-mode": "segments|grouped",
     "device": "cpu|cuda", "method": "max|percentile|entropy|mse", "convtranspose": "skip|per-channel|per-tensor",
     "precision": "fp32|fp16|int8",
 }
+
+
+def _usage_name(argument) -> None:
+    """The usage line names an argument as the help does: RUN_JSON (required), [BAG] (optional); typer 0.29 wrote a
+    required one as `{run_json}`."""
+    name = argument.metavar or argument.name.upper()
+    argument._usage_display_name = lambda: name if argument.required else f"[{name}]"
 
 
 def _no_type(ctx) -> None:

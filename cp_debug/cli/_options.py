@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 RECIPES = ("centerpoint", "transfusion")
 Recipe = Annotated[Optional[str], typer.Option(
     help="Built-in model recipe: centerpoint (the default) or transfusion (TransFusion-L as Autoware deploys it; "
-         "presets transfusion-tiny, transfusion-t4-90m-768, …, or --config an AWML TransFusion .py). Without it, a "
-         "--config file's model.type picks the recipe.")]
+         "presets transfusion-tiny, transfusion-t4-90m-768, …, or an AWML TransFusion .py config). Without it, a "
+         "config file's model.type picks the recipe.")]
 
 
 def recipe_name(recipe: str | None, config: Path | None = None) -> str:
@@ -51,8 +51,9 @@ Checkpoint = Annotated[Optional[Path], typer.Option(
          "weights (other presets).")]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
-Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs; a --torch "
-                                        "file runs with Python's, numpy's and torch's generators seeded from it.")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs.")]
+TorchSeed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs; a --torch "
+                                             "file runs with Python's, numpy's and torch's generators seeded from it.")]
 Int8Dir = Annotated[Optional[Path], typer.Option(
     "--int8", metavar="DIR", help="CenterPoint as deployed in INT8: a PTQ dir (`cpdebug quantize --out DIR`) or an "
     "AWML PTQ/QAT checkpoint. The model becomes its BN-fused network (FP32: quantizers off); torch-*-int8 runs its "
@@ -106,7 +107,7 @@ def model_record(preset: str, config: Path | None, checkpoint: Path | None = Non
 AutowareParams = Annotated[Optional[list[Path]], typer.Option(
     "--params", metavar="FILE", help="Autoware's parameter files of the deployment (*.param.yaml: ml_package, "
     "centerpoint_common, a manifest; repeatable): checked against the model and the deployed pair first "
-    "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it. --recipe transfusion: "
+    "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it. TransFusion-L: "
     "transfusion.param.yaml's score threshold, circle / IoU NMS and yaw thresholds make the boxes the verdict "
     "judges.")]
 
@@ -163,16 +164,19 @@ ToleranceMode = Annotated[Optional[str], typer.Option(
 
 # -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
 CalibScenes = Annotated[Optional[Path], typer.Option(
-    "--calib-scenes", help="Info file (mmdet3d v1.x .pkl) or DIR with infos.pkl to calibrate on.")]
+    "--calib", metavar="PATH", help="What to calibrate on: an info file (mmdet3d v1.x .pkl) or DIR with infos.pkl "
+    "(default: synthetic training scenes).")]
 CalibN = Annotated[Optional[int], typer.Option(
-    "--calib-n", help="Number of calibration scenes (synthetic: default 100, 16 for sensitivity and fix; with "
-    "--calib-scenes: the first N).")]
+    "--calib-n", help="Number of calibration frames (default 100 synthetic, 16 for sensitivity; with --calib: its "
+    "first N).")]
+FixCalibN = Annotated[int, typer.Option(
+    "--calib-n", help="Number of calibration frames (synthetic) of an INT8 candidate made from scratch (no --int8).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
 HeldOutCalib = Annotated[int, typer.Option(
-    "--calib-n", min=0, help="Held-out synthetic scenes (not evaluated) that calibrate INT8 backends "
-    "(--calib-scenes N before: deprecated, a path in quantize and sensitivity).")]
+    "--calib-n", min=0, help="Number of calibration frames: held-out synthetic ones (not evaluated) that calibrate "
+    "INT8 backends.")]
 SkipLayers = Annotated[Optional[str], typer.Option(
     "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(
@@ -191,7 +195,7 @@ MinMatch = Annotated[Optional[float], typer.Option(
 Json = Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to FILE ('-' = stdout, no table).")]
 Csv = Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")]
 Parquet = Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")]
-Html = Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")]
+Html = Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write a self-contained HTML report with plots.")]
 Pictures = Annotated[Optional[Path], typer.Option(
     "--pictures", metavar="DIR", help="Write the bird's-eye pictures (CenterPoint) as PNG files into DIR: each head "
     "map's change in metres, the peak flips at the score threshold, the root cause's segment.")]
@@ -200,12 +204,12 @@ Rrd = Annotated[Optional[Path], typer.Option(
     "per-probe errors, one time point per frame (needs rerun-sdk: pip install 'cp-debug[rerun]').")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show third-party warnings (ONNX Runtime, torch, …) "
-                                       "as they come; by default they go to the report's warnings.")]
+                                       "as they come; by default they are held back (a JSON report keeps them).")]
 
 # -- CI (bisect, sweep, eval, fix --check) -------------------------------------------------------------------------
 Junit = Annotated[Optional[Path], typer.Option(
     "--junit", metavar="FILE", help="Write JUnit XML for CI (one test case per candidate, frame or check, the "
-    "figures in the failure message; and one per budget limit with --budget).")]
+    "figures in the failure message; and one per budget limit).")]
 BudgetFile = Annotated[Optional[Path], typer.Option(
     "--budget", metavar="FILE.yaml", help="The limits a team sets (max_map_drop, max_nds_drop, max_ap_drop_per_class, "
     "max_ap_drop_per_range, min_match_rate, max_p95_centre_shift, max_p95_yaw_change, max_head_error, "

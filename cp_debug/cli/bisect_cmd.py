@@ -11,7 +11,7 @@ import typer
 from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, CudnnAlgo,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
                                    NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
-                                   Recipe, Rtol, Seed, ToleranceMode, TorchModel, UseDim, Verbose, backends_option,
+                                   Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
                                    model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
@@ -91,7 +91,7 @@ def bisect(
                             typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
     exporter: Exporter = "auto",
     cache: NoCache = False,
-    seed: Seed = 0,
+    seed: TorchSeed = 0,
     memory_budget: Annotated[Optional[int], typer.Option(
         "--memory-budget", min=0, metavar="MB", help="Reference tensors kept in memory, in MiB; past it they go to "
         "disk (0 = every reference tensor on disk). Default: a quarter of the memory available at the start.")] = None,

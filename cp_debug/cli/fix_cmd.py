@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, CalibN, Checkpoint, ConfigFile, DataRoot, Exporter, Int8Dir, Json,
+from cp_debug.cli._options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir, Json,
                                    Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, TorchModel, Verbose,
                                    backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
@@ -46,9 +46,6 @@ def fix(
     calib: Annotated[Optional[Path], typer.Option(
         "--calib", help="With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
-    verify_samples: Annotated[Optional[int], typer.Option(
-        "--verify-samples", help="With --torch/--onnx: verify on the last N samples, which the search never sees "
-        "(default half; with one sample it is verified on the search's, and the fix says so).")] = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
     preset: Annotated[Optional[str], typer.Option(
@@ -61,35 +58,36 @@ def fix(
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
     tol: Annotated[Optional[float], typer.Option(
-        help="Largest rel. RMSE of the worst head output on the worst frame (a fixed tolerance: the target instead "
-             "of within precision).")] = None,
+        "--max-rel-rmse", help="Largest rel. RMSE of the worst head output on the worst frame (a fixed target "
+        "instead of within precision; not an element-wise tolerance).")] = None,
     max_map_drop: Annotated[Optional[float], typer.Option(
         "--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
     max_lost_boxes: Annotated[Optional[int], typer.Option(
         "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
     tolerance_mode: Annotated[Optional[str], typer.Option(
         "--tolerance-mode", help="'model': the fix must be within the candidate's precision on every frame (head "
-             "maps within the rounding it brings, no box changed beyond it), besides any --tol/--max-map-drop/"
+             "maps within the rounding it brings, no box changed beyond it), besides any --max-rel-rmse/--max-map-drop/"
              "--max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is given, else "
              "them alone.")] = None,
+    n: Annotated[Optional[int], typer.Option(
+        "--n", help="Held-out synthetic frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
     scenes: Annotated[Optional[str], typer.Option(
-        "--scenes", metavar="N|INFOS", help="N: held-out synthetic frames the search judges on (default 8, or the "
-             "--from-sweep sweep's). INFOS: your scenes, an info file (or a folder with infos.pkl, as `cpdebug "
-             "scenes` writes): the search judges the first part, the verification the last --verify-scenes frames "
+        "--scenes", metavar="INFOS", help="Your scenes instead, an info file (or a folder with infos.pkl, as `cpdebug "
+             "scenes` writes): the search judges the first part, the verification the last --verify-n frames "
              "(default half), which the search never sees.")] = None,
     data_root: DataRoot = None,
     first_scene: Annotated[Optional[int], typer.Option(
         "--first-scene", help="Skip this many scenes first (held-out: `eval` uses the first ones; default 0, or the "
              "--from-sweep sweep's).")] = None,
-    verify_scenes: Annotated[Optional[int], typer.Option(
-        "--verify-scenes",
-        help="Held-out: verify on this many other frames after the search's (default 0: on the search's). INFOS: "
-             "the last N frames of the file, left out of the search (default: half; 0: on the search's).")] = None,
+    verify_n: Annotated[Optional[int], typer.Option(
+        "--verify-n", help="Held-out: verify on N other frames after the search's (default 0: on the search's). "
+        "--scenes INFOS: the file's last N frames (default half). --torch/--onnx: the last N samples (default half; "
+        "with one sample, on the search's, and the fix says so). The search never sees them.")] = None,
     worst_frames: Annotated[int, typer.Option(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
     candidates: Annotated[Optional[str], typer.Option(
         help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
-    calib_n: CalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
+    calib_n: FixCalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
     method: Method = "mse",
     percentile: Percentile = 99.99,
     bootstrap: Annotated[int, typer.Option(
@@ -103,18 +101,18 @@ def fix(
     verbose: Verbose = False,
 ) -> None:
     """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
-    candidates) so that the candidate is within its precision (default) or --tol / --max-map-drop /
+    candidates) so that the candidate is within its precision (default) or --max-rel-rmse / --max-map-drop /
     --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
     and a README to --out DIR. --torch / --onnx: any one-graph model, its outputs within the candidate's precision of
     the FP32 graph in ONNX Runtime on some samples, verified on the held-out rest.
     """
     with ThirdParty(verbose=verbose) as third_party:
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
-                       verify_samples=verify_samples, exporter=exporter)
-        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:6]):
+                       verify_samples=verify_n, exporter=exporter)
+        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
-                     int8, "--scenes": scenes, "--from-bisect": from_bisect, "--from-sweep": from_sweep, "--check":
-                     check, "--verify-scenes": verify_scenes, "--tol": tol}
+                     int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
+                     "--check": check, "--max-rel-rmse": tol}
             raise typer.Exit(_fix_graph(generic, seed or 0, given, out=out, backends=backends, json_out=json_out,
                                         quiet=quiet, third_party=third_party))
         recipe = recipe_name(recipe)
@@ -126,7 +124,7 @@ def fix(
                        preset=preset if config is None else None,
                        config=str(config) if config else None, checkpoint=str(checkpoint) if checkpoint else None,
                        seed=seed, random_weights=random_weights or None, int8=str(int8) if int8 else None,
-                       **_scenes(scenes, data_root), first_scene=first_scene, verify_scenes=verify_scenes,
+                       **_scenes(scenes, n, data_root), first_scene=first_scene, verify_scenes=verify_n,
                        worst=worst_frames,
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap, recipe=recipe)
@@ -216,14 +214,16 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
                                            "give more samples to the search"), highlight=False, soft_wrap=True)
 
 
-def _scenes(scenes: str | None, data_root: Path | None) -> dict:
-    """--scenes N (held-out synthetic frames) or INFOS (the user's info file) as the request's fields."""
+def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
+    """--n N (held-out synthetic frames) or --scenes INFOS (the user's info file) as the request's fields."""
     from cp_debug.errors import BadInputError
 
-    if scenes is None or scenes.strip().isdigit():
+    if scenes is None:
         if data_root is not None:
             raise BadInputError("--data-root goes with --scenes INFOS (an info file's lidar paths)")
-        return {"scenes": None if scenes is None else int(scenes)}
+        return {"scenes": n}
+    if n is not None:
+        raise BadInputError("--n counts held-out synthetic frames, --scenes INFOS gives yours: give one of them")
     return {"scenes_path": scenes, "data_root": str(data_root) if data_root is not None else None}
 
 
@@ -245,8 +245,8 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
             raise BadInputError("give --check DIR or --out DIR, not both")
         return _check(check, device, json_out, junit, budget, progress, third_party)
     if junit is not None or budget is not None:
-        raise BadInputError("--junit and --budget go with --check DIR (a search is judged by its own target: --tol, "
-                            "--max-map-drop, --max-lost-boxes)")
+        raise BadInputError("--junit and --budget go with --check DIR (a search is judged by its own target: "
+                            "--max-rel-rmse, --max-map-drop, --max-lost-boxes)")
     if device is not None:
         raise BadInputError("--device goes with --check DIR; a search runs where its candidate says (ort-cuda-fp16)")
     if out is None:
@@ -370,8 +370,8 @@ def render(outcome, written: Path | None, console) -> None:
                       f"`cpdebug fix --check {written}` re-verifies it)", highlight=False, soft_wrap=True)
         if not outcome.holds:
             console.print("[red]not verified[/red]: the set meets the target on the search's frames, but the written "
-                          "pair does not hold on the verification's (table above); widen --scenes or relax the "
-                          "target", highlight=False, soft_wrap=True)
+                          "pair does not hold on the verification's (table above); widen --n (or --scenes) or relax "
+                          "the target", highlight=False, soft_wrap=True)
 
 
 def _verification_table(v):

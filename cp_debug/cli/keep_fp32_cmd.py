@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe, Seed,
-                                   TorchModel, Verbose)
+from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe,
+                                   TorchModel, TorchSeed, Verbose)
 from cp_debug.cli._quiet import ThirdParty
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ def keep_fp32(
     torch_model: TorchModel = None,
     inputs: Inputs = None,
     backend: Annotated[str, typer.Option(
-        "--backend", "-b", help="The FP16 backend: ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
+        "--backends", "-b", metavar="SPEC", help="The one FP16 candidate (the reference is ONNX Runtime FP32 on the "
+        "CPU): ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
     candidates: Annotated[str,
                           typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or "
                                             "comma-separated node names.")] = "compute",
@@ -41,13 +42,13 @@ def keep_fp32(
     rtol: Annotated[Optional[float],
                     typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",
-    seed: Seed = 0,
+    seed: TorchSeed = 0,
     recipe: Recipe = None,
     preset: _tf(str, "--preset", "the TransFusion-L preset (default transfusion-demo).") = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
-    scenes: _tf(int, "--scenes", "held-out synthetic frames the search judges on (default 8).") = None,
-    verify_scenes: _tf(int, "--verify-scenes", "verify on this many frames after the search's (default 0: on the "
+    scenes: _tf(int, "--n", "held-out synthetic frames the search judges on (default 8).") = None,
+    verify_scenes: _tf(int, "--verify-n", "verify on this many frames after the search's (default 0: on the "
                        "search's).") = None,
     out: _tf(Path, "--out", "write the deployable transfusion.onnx with the set kept in FP32 (the folder `cpdebug "
              "fix --out` writes; `cpdebug fix --check DIR` re-verifies it).", "-o") = None,
@@ -79,8 +80,8 @@ def keep_fp32(
             code = _transfusion(model, str(spec), candidates, out=out, json_out=json_out, quiet=quiet,
                                 third_party=third_party)
         else:
-            extra = [o for o, v in (("--preset", preset), ("--checkpoint", checkpoint), ("--scenes", scenes),
-                                    ("--verify-scenes", verify_scenes), ("--out", out),
+            extra = [o for o, v in (("--preset", preset), ("--checkpoint", checkpoint), ("--n", scenes),
+                                    ("--verify-n", verify_scenes), ("--out", out),
                                     ("--random-weights", random_weights or None)) if v is not None]
             if extra:
                 raise BadInputError(f"{', '.join(extra)} go with --recipe transfusion; keep-fp32 of --onnx / --torch "

@@ -24,8 +24,8 @@ def lint(
         "transfusion_ml_package.param.yaml), read in order as the launch file reads them; repeat the option.")] \
         = None,
     onnx_dir: Annotated[Optional[Path], typer.Option(
-        "--onnx-dir", metavar="DIR", help="The deployed pair (the folder SPEC@DIR names; --onnx before: "
-        "deprecated): pts_voxel_encoder[_<model>].onnx and "
+        "--onnx-dir", metavar="DIR", help="The deployed pair (the folder SPEC@DIR names): "
+        "pts_voxel_encoder[_<model>].onnx and "
         "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); --recipe transfusion: the folder of "
         "transfusion.onnx, or the file; its *.param.yaml files are read too when no --params is given.")] = None,
     points: Annotated[Optional[list[Path]], typer.Option(

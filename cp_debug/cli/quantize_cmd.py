@@ -28,11 +28,11 @@ def quantize(
     convtranspose: ConvT = "skip",
     per_tensor_convtranspose: PerTensorConvT = False,
     eval_scenes: Annotated[int,
-                           typer.Option("--eval-scenes",
-                                        help="Held-out scenes for the SQNR table and the FP32 vs INT8 error.")] = 2,
+                           typer.Option("--eval-n",
+                                        help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
     map_scenes: Annotated[int,
-                          typer.Option("--map-scenes",
-                                       help="Held-out scenes with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
+                          typer.Option("--map-n",
+                                       help="Held-out frames with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
     out: Annotated[Path, typer.Option(
         help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
@@ -63,9 +63,9 @@ def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_
 
     get_preset(model.model_name)
     if eval_scenes < 1:
-        raise BadInputError(f"--eval-scenes must be at least 1, got {eval_scenes}")
+        raise BadInputError(f"--eval-n must be at least 1, got {eval_scenes}")
     if map_scenes < 0:
-        raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
+        raise BadInputError(f"--map-n must be >= 0, got {map_scenes}")
     check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
     check_outputs(json_out)
     if map_scenes:

@@ -37,9 +37,9 @@ class SearchRequest:
                 raise BadInputError(f"--max-map-drop must be >= 0, got {self.max_map_drop}")
             map_scenes = map_scenes or 20
         if map_scenes < 0:
-            raise BadInputError(f"--map-scenes must be >= 0, got {map_scenes}")
+            raise BadInputError(f"--map-n must be >= 0, got {map_scenes}")
         if self.eval_scenes < 1:
-            raise BadInputError(f"--eval-scenes must be at least 1, got {self.eval_scenes}")
+            raise BadInputError(f"--eval-n must be at least 1, got {self.eval_scenes}")
         if self.search and tol is None and self.max_map_drop is None:
             tol = 0.05
         return replace(self, map_scenes=map_scenes, tol=tol)
@@ -59,22 +59,22 @@ def sensitivity(
     convtranspose: ConvT = "skip",
     per_tensor_convtranspose: PerTensorConvT = False,
     eval_scenes: Annotated[int,
-                           typer.Option("--eval-scenes", help="Held-out scenes the output error is measured on.")] = 4,
+                           typer.Option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
     layers: Annotated[Optional[str],
                       typer.Option("--layers",
                                    help="Comma-separated quantized layers to measure (default: all).")] = None,
     search: Annotated[bool,
                       typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
     tol: Annotated[Optional[float],
-                   typer.Option(help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 "
-                                     "without --max-map-drop).")] = None,
+                   typer.Option("--max-rel-rmse", help="--search: largest rel. RMSE of the worst head output that "
+                                "passes (default 0.05 without --max-map-drop).")] = None,
     max_map_drop: Annotated[Optional[float],
                             typer.Option("--max-map-drop",
                                          help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with "
-                                              "--tol, both must hold.")] = None,
+                                              "--max-rel-rmse, both must hold.")] = None,
     map_scenes: Annotated[int,
-                          typer.Option("--map-scenes",
-                                       help="Held-out scenes with ground truth for mAP (0: no mAP; 20 when "
+                          typer.Option("--map-n",
+                                       help="Held-out frames with ground truth for mAP (0: no mAP; 20 when "
                                             "--max-map-drop is given).")] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
     json_out: Json = None,
@@ -84,7 +84,7 @@ def sensitivity(
     verbose: Verbose = False,
 ) -> None:
     """Quantize one layer at a time (the rest FP32) and rank the layers by the head outputs' rel. RMSE vs FP32
-    on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --tol."""
+    on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --max-rel-rmse."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.ptq.quantize import PtqSettings

@@ -42,7 +42,7 @@ class SweepRun:
     calib_scenes: int
     match_distance: float
     deterministic: bool
-    html: bool
+    html: bool | Path  # True: OUT/report.html
     quiet: bool
     tolerance_mode: str = "model"
     atol: float | None = None
@@ -97,7 +97,9 @@ def sweep(
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     cache: NoCache = False,
-    html: Annotated[bool, typer.Option(help="Write report.html.")] = True,
+    html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the HTML report to FILE (default: "
+                                                 "OUT/report.html).")] = None,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Write no HTML report.")] = False,
     pictures: Pictures = None,
     rrd: Rrd = None,
     junit: Junit = None,
@@ -122,6 +124,7 @@ def sweep(
         _check_recipe(recipe, int8=int8, params=params, scenes=scenes, lidar_topic=lidar_topic, ray=ray, rrd=rrd,
                       pictures=pictures)
         level = level or ("stage" if recipe == "transfusion" else "block")
+        html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        bootstrap=bootstrap,

@@ -25,7 +25,7 @@ def train(
                          typer.Option(help="Folder the info file's lidar paths are relative to "
                                            "(default: its own).")] = None,
     synthetic: Annotated[int,
-                         typer.Option(help="Instead of --scenes: generate this many training scenes (seeds "
+                         typer.Option("--n", help="Instead of --scenes: generate this many training scenes (seeds "
                                            "0..N-1) on the fly.")] = 0,
     steps: Annotated[int, typer.Option(help="Optimizer steps (0: use --epochs).")] = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the scenes when --steps is 0.")] = 20.0,
@@ -36,7 +36,7 @@ def train(
                        typer.Option(help="DataLoader worker processes (scene loading, "
                                          "augmentation, voxelization).")] = 0,
     val_scenes: Annotated[int,
-                          typer.Option(help="Held-out scenes for the final nuScenes "
+                          typer.Option("--val-n", help="Held-out frames for the final nuScenes "
                                             "center-distance mAP (0: none).")] = 50,
     val_every: Annotated[int, typer.Option(help="Also validate every this many steps (0: only at the end).")] = 0,
     half: Annotated[bool,
@@ -86,11 +86,11 @@ class TrainRequest:
         from cp_debug.errors import BadInputError
 
         if (self.scenes is None) == (self.synthetic <= 0):
-            raise BadInputError("give the training scenes: --scenes DIR (from `cpdebug scenes`) or --synthetic N")
+            raise BadInputError("give the training scenes: --scenes DIR (from `cpdebug scenes`) or --n N")
         if self.device not in ("cpu", "cuda"):
             raise BadInputError(f"--device {self.device!r}: choose cpu or cuda")
         if self.batch_size < 1 or self.workers < 0 or self.val_scenes < 0 or self.val_every < 0:
-            raise BadInputError("--batch-size must be >= 1 and --workers, --val-scenes, --val-every >= 0")
+            raise BadInputError("--batch-size must be >= 1 and --workers, --val-n, --val-every >= 0")
         if self.out.suffix != ".pth":
             raise BadInputError(f"--out {self.out} must end in .pth")
         check_inputs(scenes=self.scenes, data_root=self.data_root)

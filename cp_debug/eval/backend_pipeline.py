@@ -76,7 +76,7 @@ class BackendPipeline:
                                 int8_model=self.int8_dir / BACKBONE_FILE))
         if spec.precision == "int8":
             if not self.calib:
-                raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-scenes >= 1)")
+                raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-n >= 1)")
             enc_kw["calib_feeds"], bb_kw["calib_feeds"] = self.calib["encoder"], self.calib["backbone"]
         return (make_runner(spec, onnx_model=self.onnx_dir / VOXEL_ENCODER_FILE, **enc_kw),
                 make_runner(spec, onnx_model=self.onnx_dir / BACKBONE_FILE, **bb_kw))
@@ -101,7 +101,7 @@ class BackendPipeline:
             kw: dict = {"determinism": self.determinism}
             if spec.precision == "int8":
                 if not self.calib:
-                    raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-scenes >= 1)")
+                    raise BadInputError(f"{self.label} needs INT8 calibration scenes (--calib-n >= 1)")
                 kw["calib_feeds"] = self.calib["encoder" if name == VOXEL_ENCODER_FILE else "backbone"]
             runners.append(make_runner(spec, onnx_model=model, **kw))
         return runners[0], runners[1]

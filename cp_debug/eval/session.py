@@ -185,7 +185,7 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
         if any(s.precision == "int8" and (opts.int8_dir is None or not s.can(Capability.PTQ_MODEL))
                for s in specs.values()):
             if opts.calib_scenes < 1:
-                raise BadInputError("INT8 backends need --calib-scenes >= 1")
+                raise BadInputError("INT8 backends need --calib-n >= 1")
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
                 frames = calibration(cfg, opts.calib_scenes, held_out_seeds=True, exclude=tokens)
                 calib = int8_calibration(cfg, loaded.model, points_of(frames, cfg))

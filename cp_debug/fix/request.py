@@ -90,7 +90,7 @@ def check_request(req: FixRequest) -> None:
     if spec.onnx_dir is not None and req.model.int8 is not None:
         raise BadInputError("--int8 DIR is a PTQ model; a deployed pair (@DIR) is fixed in FP16: drop --int8")
     if req.verify_scenes is not None and req.verify_scenes < 0:
-        raise BadInputError(f"--verify-scenes must be >= 0, got {req.verify_scenes}")
+        raise BadInputError(f"--verify-n must be >= 0, got {req.verify_scenes}")
     if req.scenes < 1:
         raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
     if req.first_scene < 0:
@@ -111,7 +111,8 @@ def check_transfusion(req: FixRequest) -> None:
                             ("--max-lost-boxes", req.target.max_lost_boxes)) if v is not None]
     if given:
         raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for fix --recipe transfusion (it judges the "
-                            "graph's per-query outputs over held-out synthetic frames: --tol or within precision)")
+                            "graph's per-query outputs over held-out synthetic frames: --max-rel-rmse or within "
+                            "precision)")
 
 
 def fixable(spec: BackendSpec) -> bool:

@@ -119,9 +119,9 @@ def _transfusion(req: FixRequest, progress) -> FixOutcome:
 
 
 def _frames(req: FixRequest, cfg):
-    """(the search's frames, the verification's). Held-out synthetic frames: `--scenes N` from `--first-scene`,
-    verified on them or on `--verify-scenes` frames after them. The user's scenes (an info file): every frame from
-    `--first-scene`; the last `--verify-scenes` (default: half) are verified and never seen by the search."""
+    """(the search's frames, the verification's). Held-out synthetic frames: `--n N` from `--first-scene`,
+    verified on them or on `--verify-n` frames after them. The user's scenes (an info file): every frame from
+    `--first-scene`; the last `--verify-n` (default: half) are verified and never seen by the search."""
     from cp_debug.data.frames import HeldOutSet, ScenesSet
 
     if req.scenes_path is None:
@@ -136,7 +136,7 @@ def _frames(req: FixRequest, cfg):
     if n_verify >= len(every):
         raise BadInputError(f"--scenes {req.scenes_path} has {len(every)} frame(s) from frame {req.first_scene} on: "
                             f"too few to verify on {n_verify} the search does not see (give more frames, or "
-                            "--verify-scenes 0 to verify on the search's own)")
+                            "--verify-n 0 to verify on the search's own)")
     return every.split(n_verify)
 
 
@@ -315,7 +315,7 @@ def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
     seeds = [heldout_seed(f.get("token")) for f in ranked]
     if not seeds or None in seeds:
         raise BadInputError(f"{path} ran on {settings.get('scenes') or 'other frames'}; fix judges on held-out "
-                            "synthetic frames: start from scratch (--backends, --scenes N) or from a bisect report")
+                            "synthetic frames: start from scratch (--backends, --n N) or from a bisect report")
     lo = min(seeds)
     local = [f["candidates"][cand]["local_probe"] for f in ranked
              if (f.get("candidates") or {}).get(cand, {}).get("class") == "local"]

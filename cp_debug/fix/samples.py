@@ -112,7 +112,7 @@ def split_samples(samples: Sequence[Sample], verify_n: int | None, source: str) 
     if verify_n is None:
         verify_n = n // 2
     if verify_n < 0 or (verify_n >= n and n > 1):
-        raise BadInputError(f"--verify-samples {verify_n}: of {n} samples, at least one must be left to the search "
+        raise BadInputError(f"--verify-n {verify_n}: of {n} samples, at least one must be left to the search "
                             f"(give 1…{n - 1}, or 0 to verify on the search's own)")
     if n == 1 or verify_n == 0:
         return SampleSplit(tuple(samples), tuple(samples), source)

@@ -3,7 +3,7 @@
 no box lost, added, moved or rescored beyond it: `fix/figures.frame_verdict`), a tolerance on the head outputs, a
 largest mAP drop, a largest number of lost boxes. Every given criterion must hold; at least one is needed.
 
-Which ones (`FixTarget.of`): with no fixed criterion given, within precision; `--tol`, `--max-map-drop`,
+Which ones (`FixTarget.of`): with no fixed criterion given, within precision; `--max-rel-rmse`, `--max-map-drop`,
 `--max-lost-boxes` given keep their old meaning and are the target alone; `--tolerance-mode model` adds within
 precision to them, `--tolerance-mode fixed` never judges by the noise model (a criterion is then needed).
 
@@ -31,10 +31,10 @@ class FixTarget:
     def __post_init__(self) -> None:
         if self.tol is None and self.max_map_drop is None and self.max_lost_boxes is None \
                 and not self.within_precision:
-            raise BadInputError("give a target: --tol, --max-map-drop or --max-lost-boxes (or leave "
+            raise BadInputError("give a target: --max-rel-rmse, --max-map-drop or --max-lost-boxes (or leave "
                                 "--tolerance-mode at 'model': within the candidate's precision)")
         if self.tol is not None and not self.tol > 0:
-            raise BadInputError(f"--tol must be positive, got {self.tol}")
+            raise BadInputError(f"--max-rel-rmse must be positive, got {self.tol}")
         if self.max_map_drop is not None and not self.max_map_drop >= 0:
             raise BadInputError(f"--max-map-drop must be >= 0, got {self.max_map_drop}")
         if self.max_lost_boxes is not None and self.max_lost_boxes < 0:

@@ -3,7 +3,7 @@
 Scans run through the staged pipeline exactly as `recipes/centerpoint/pipeline.py` does (voxelize ->
 decorated features -> voxel encoder -> scatter -> backbone/neck/head), so every quantizer sees the inputs the
 deployed stage would. The scans are frames (`data.frames`): calibration frames from an info file
-(`--calib-scenes DIR`) or synthetic training seeds (`calibration`), held-out frames for the errors and mAP.
+(`--calib DIR`) or synthetic training seeds (`calibration`), held-out frames for the errors and mAP.
 """
 
 from __future__ import annotations

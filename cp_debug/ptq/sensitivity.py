@@ -205,9 +205,9 @@ def exclusion_search(ev: Evaluator, ranked: Sequence[str], tol: float | None = N
     `max_map_drop`, the mAP drop vs FP32 is <= it; both when both are given), every other quantized layer in
     INT8. `ranked`: candidates, most sensitive first."""
     if tol is None and max_map_drop is None:
-        raise BadInputError("give a tolerance (--tol) or a maximum mAP drop (--max-map-drop)")
+        raise BadInputError("give a target (--max-rel-rmse) or a maximum mAP drop (--max-map-drop)")
     if tol is not None and not tol > 0:
-        raise BadInputError(f"--tol must be positive, got {tol}")
+        raise BadInputError(f"--max-rel-rmse must be positive, got {tol}")
     if max_map_drop is not None and ev.map_scenes is None:
         raise BadInputError("--max-map-drop needs held-out scenes with ground truth for mAP")
     all_layers = ev.layers

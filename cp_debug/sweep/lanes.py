@@ -120,7 +120,7 @@ def calibration_feeds(settings: SweepSettings, cfg) -> dict | None:
     from cp_debug.eval.backend_pipeline import int8_calibration
 
     if settings.calib_scenes < 1:
-        raise BadInputError("INT8 backends need --calib-scenes >= 1")
+        raise BadInputError("INT8 backends need --calib-n >= 1")
     from cp_debug.eval.session import load_weights
 
     model = load_weights(settings.preset, settings.checkpoint, settings.random_weights, settings.seed).model

@@ -154,9 +154,10 @@ def frame_rows(outcome: SweepOutcome):
     return pd.DataFrame(rows)
 
 
-def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = True,
+def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Path = True,
               pictures: dict | None = None, budget: dict | None = None, lint: list | None = None) -> dict:
-    """sweep.json, frames.parquet (and report.html) in `opts.out`, each written whole; returns the JSON doc.
+    """sweep.json, frames.parquet (and report.html, or the file `html_report` names) in `opts.out`, each written
+    whole; returns the JSON doc.
     `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given;
     `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`; `lint`: the checks run
     first (`lint.run.lint_reports_before_run`, each report's JSON), sweep.json's `lint`."""
@@ -174,7 +175,8 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool = Tru
     if html_report:
         if pictures is None:
             pictures = bisected_pictures(outcome)
-        write_text_atomic(out / "report.html", render_html(doc, outcome, opts, pictures))
+        html_file = out / "report.html" if html_report is True else Path(html_report)
+        write_text_atomic(html_file, render_html(doc, outcome, opts, pictures))
     return doc
 
 

@@ -104,7 +104,7 @@ def test_the_pairs_build_at_fp32_fp16_and_int8(preset, tmp_path):
 @pytest.mark.needs("nuscenes-devkit")  # `cpdebug fix` judges detections with its metrics
 def test_a_fix_folder_s_kept_fp32_pair_builds(tmp_path):
     """A `cpdebug fix` folder of the demo (FP16 against torch, a set kept in FP32): the pair it writes builds as it
-    is. CPDEBUG_FIX_DIR names one made beforehand (`cpdebug fix --backends torch,ort-cpu-fp16 --tol 0.008 --out
+    is. CPDEBUG_FIX_DIR names one made beforehand (`cpdebug fix --backends torch,ort-cpu-fp16 --max-rel-rmse 0.008 --out
     DIR`, ~10 min on the 2-core machine); without it the fix runs here."""
     from cp_debug.models.centerpoint.presets import get_preset
     from tests.cli_run import cpdebug
@@ -112,7 +112,7 @@ def test_a_fix_folder_s_kept_fp32_pair_builds(tmp_path):
     given = os.environ.get("CPDEBUG_FIX_DIR")
     out = Path(given) if given else tmp_path / "fix"
     if not given:
-        proc = cpdebug("fix", "--backends", "torch,ort-cpu-fp16", "--tol", "0.008", "--out", str(out), "-q")
+        proc = cpdebug("fix", "--backends", "torch,ort-cpu-fp16", "--max-rel-rmse", "0.008", "--out", str(out), "-q")
         assert proc.returncode == 0, proc.stderr
     kept = json.loads((out / "fix.json").read_text())["search"]["keep"]
     assert kept, "a fix whose set is empty holds no node kept in FP32"

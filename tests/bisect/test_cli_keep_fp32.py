@@ -76,7 +76,7 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
         "two_models": ["--onnx", model, "--torch", CONCAT],
         "no_model": [],
         "unknown_node": ["--onnx", model, "--inputs", inputs, "--candidates", "/no/such,/head/Conv"],
-        "int8_backend": ["--onnx", model, "--backend", "ort-cpu-int8"],
+        "int8_backend": ["--onnx", model, "--backends", "ort-cpu-int8"],
         "wrong_inputs": ["--onnx", model, "--inputs", tmp_path / "bad.npz"],
         "unwritable_json": ["--onnx", model, "--json", tmp_path / "no_dir" / "k.json"],
     }[case]
@@ -95,6 +95,6 @@ def test_trt_fp16_unavailable_here_is_exit_3(files):
         pass
     else:
         pytest.skip("TensorRT is installed here")
-    proc = cpdebug("--onnx", files / "model.onnx", "--backend", "trt-fp16", "--quiet")
+    proc = cpdebug("--onnx", files / "model.onnx", "--backends", "trt-fp16", "--quiet")
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "TensorRT" in one_error_line(proc)

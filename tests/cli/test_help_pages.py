@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import typer
@@ -92,9 +93,97 @@ def test_a_deprecated_spelling_still_works_and_says_so_once(name, capsys):
 
 def test_nothing_after_a_double_dash_is_renamed():
     assert _help.renamed("sweep", ["--", "--calib-scenes"]) == ["--", "--calib-scenes"]
-    assert _help.renamed("quantize", ["--calib-scenes", "infos.pkl"]) == ["--calib-scenes", "infos.pkl"]
+    assert _help.renamed("bisect", ["--calib-scenes", "infos.pkl"]) == ["--calib-scenes", "infos.pkl"]
 
 
 def test_lint_takes_the_pair_folder_as_onnx_dir_and_still_reads_onnx():
     ctx = GROUP.commands["lint"].make_context("lint", ["--onnx", "deploy"])
     assert str(ctx.params["onnx_dir"]) == "deploy"
+
+
+# -- one name per idea (issue 72 item 7): docs/terms.md's option table is the source ----------------------------------
+TERMS = Path(__file__).resolve().parents[2] / "docs" / "terms.md"
+
+
+def _option_table() -> list[tuple[str, list[str]]]:
+    """(canonical option, its old spellings) of each row of terms.md's "Option names" table."""
+    text = TERMS.read_text().split("## Option names", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`--"):
+            rows.append((cells[1].strip("`"), re.findall(r"`(--[a-z0-9-]+)", cells[2])))
+    return rows
+
+
+def _options(command) -> set[str]:
+    return {o for p in command.params for o in [*p.opts, *p.secondary_opts]} | {"--help"}
+
+
+def _mentions(text: str) -> set[str]:
+    """The options a help text names, less those of another command in a quoted command line (`cpdebug fix
+    --check DIR`, `ray start --head`)."""
+    text = re.sub(r"`[^`-][^`]*`", "", " ".join((text or "").split()))
+    return set(re.findall(r"(?<![\w\[-])--[a-z][a-z0-9-]*", text))
+
+
+def test_terms_names_every_deprecated_spelling_and_no_page_shows_one():
+    table = dict(_option_table())
+    assert {"--backends", "--atol", "--rtol", "--calib", "--calib-n", "--html", "--n"} <= set(table)
+    old = {spelling for spellings in table.values() for spelling in spellings}
+    for (name, flag), entry in _help.DEPRECATED.items():
+        assert flag in old, f"{name} {flag}: not in docs/terms.md's option table"
+        assert entry[0] == "" or entry[0] in table, f"{name} {flag} -> {entry[0]}: not a canonical name"
+        assert entry[0] == "" or entry[0] in _options(GROUP.commands[name]), (name, entry[0])
+    assert old <= {flag for _, flag in _help.DEPRECATED}, "an old spelling in docs/terms.md that no command takes"
+    for (name, flag), entry in _help.DEPRECATED.items():  # hidden: the page shows the new name alone
+        if len(entry) == 2:  # (fix --scenes INFOS and sweep --html FILE stay: only a count / no value is the old one)
+            assert flag not in _options(GROUP.commands[name]), (name, flag)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_help_text_names_an_option_its_command_lacks(name):
+    command = GROUP.commands[name]
+    have = _options(command)
+    for param in command.params:
+        lacks = {m for m in _mentions(getattr(param, "help", None)) if m not in have and not m.startswith("--no-")}
+        assert not lacks, f"{name} {param.opts[0]}: names {sorted(lacks)}"
+    assert not _mentions(command.help) - have, f"{name}'s description: {sorted(_mentions(command.help) - have)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_usage_reads_and_every_option_sits_in_a_titled_panel(name):
+    text = page(name)
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage, usage
+    untitled = text.split("─ Options ─", 1)[1].split("╰", 1)[0] if "─ Options ─" in text else ""
+    assert re.findall(r"│ +(-[-\w]+)", untitled) in ([], ["--help"]), untitled
+
+
+@pytest.mark.parametrize(("name", "old", "new"), [
+    ("keep-fp32", ["--backend", "ort-cuda-fp16"], ["--backends", "ort-cuda-fp16"]),
+    ("fix", ["--tol", "0.05"], ["--max-rel-rmse", "0.05"]),
+    ("fix", ["--scenes", "4", "--verify-scenes", "2"], ["--n", "4", "--verify-n", "2"]),
+    ("quantize", ["--calib-scenes", "infos.pkl", "--eval-scenes=3"], ["--calib", "infos.pkl", "--eval-n=3"]),
+    ("train", ["--out", "c.pth", "--synthetic", "8", "--val-scenes", "2"],
+     ["--out", "c.pth", "--n", "8", "--val-n", "2"]),
+    ("replay", ["--max-frames", "5"], ["--n", "5"]),
+])
+def test_an_old_spelling_parses_as_the_new_one_with_one_line_each(name, old, new, capsys):
+    command = GROUP.commands[name]
+    assert command.make_context(name, list(old)).params == command.make_context(name, list(new)).params
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == sum((name, a.partition("=")[0]) in _help.DEPRECATED for a in old)
+    assert all(line.startswith(f"cpdebug: warning: {name} --") and "is deprecated" in line for line in err), err
+
+
+def test_fix_scenes_stays_a_path_and_sweep_html_a_file(capsys):
+    fix = GROUP.commands["fix"]
+    assert fix.make_context("fix", ["--scenes", "infos.pkl"]).params["scenes"] == "infos.pkl"
+    assert capsys.readouterr().err == ""
+    sweep = GROUP.commands["sweep"]
+    ctx = sweep.make_context("sweep", ["--out", "o", "--html", "-q"])  # the old flag: the default, said once
+    assert ctx.params["html"] is None and ctx.params["quiet"] and not ctx.params["no_html"]
+    assert capsys.readouterr().err.count("sweep --html is deprecated") == 1
+    ctx = sweep.make_context("sweep", ["--out", "o", "--html", "r.html"])
+    assert str(ctx.params["html"]) == "r.html" and capsys.readouterr().err == ""

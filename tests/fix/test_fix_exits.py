@@ -19,8 +19,9 @@ def test_no_set_found_is_exit_1_and_writes_nothing(tmp_path):
     """Only the shared conv may be kept in FP32: the deblock's overflow stays, even with it kept."""
     ckpt = local_overflow_checkpoint(tmp_path / "planted.pth")
     out = tmp_path / "fix"
-    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
-                   "--scenes", 1, "--bootstrap", 0, "--candidates", LOCAL_OVERFLOW_NODES[-1], "--out", out,
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16",
+                   "--max-rel-rmse", "0.05", "--n", 1, "--bootstrap", 0, "--candidates", LOCAL_OVERFLOW_NODES[-1],
+                   "--out", out,
                    "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.DIVERGED == 1, proc.stdout + proc.stderr
     assert "No set meets" in proc.stdout and "Nothing was written" in proc.stdout
@@ -37,8 +38,9 @@ def test_written_but_not_verified_is_exit_5_and_check_agrees(tmp_path):
     1.31; the planted factor scales every scene alike.)"""
     ckpt = local_overflow_checkpoint(tmp_path / "planted.pth", peak=5.2e4, scene=5)
     out = tmp_path / "fix"
-    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
-                   "--first-scene", 5, "--scenes", 1, "--verify-scenes", 1, "--bootstrap", 0, "--out", out,
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16",
+                   "--max-rel-rmse", "0.05", "--first-scene", 5, "--n", 1, "--verify-n", 1, "--bootstrap", 0,
+                   "--out", out,
                    "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.NOT_VERIFIED == 5, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run.json").read_text())

@@ -28,8 +28,9 @@ def written(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fix_fp16")
     ckpt = local_overflow_checkpoint(tmp / "planted.pth")
     out = tmp / "fix"
-    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--tol", "0.05",
-                   "--scenes", 1, "--bootstrap", 0, "--out", out, "--json", tmp / "fix_run.json", "--quiet")
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16",
+                   "--max-rel-rmse", "0.05", "--n", 1, "--bootstrap", 0, "--out", out, "--json",
+                   tmp / "fix_run.json", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, json.loads((tmp / "fix_run.json").read_text()), proc.stdout
 
@@ -160,7 +161,7 @@ def deployed_fix(written, tmp_path_factory):
     write_scene_set(get_preset("tiny"), tmp / "scenes", heldout_seeds(2))
     fixed = tmp / "fix"
     proc = cpdebug("--preset", "tiny", "--checkpoint", out.parent / "planted.pth", "--backends",
-                   f"torch,ort-cpu-fp16@{deploy}", "--scenes", tmp / "scenes" / "infos.pkl", "--tol", "0.05",
+                   f"torch,ort-cpu-fp16@{deploy}", "--scenes", tmp / "scenes" / "infos.pkl", "--max-rel-rmse", "0.05",
                    "--bootstrap", 0, "--out", fixed, "--json", tmp / "fix_run.json", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return deploy, fixed, json.loads((tmp / "fix_run.json").read_text()), out
@@ -216,15 +217,16 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
     cases = [
         (("--out", tmp_path / "x", "--preset", "tiny", "--tolerance-mode", "fixed"), "give a target"),
         (("--out", tmp_path / "x", "--tolerance-mode", "exact"), "--tolerance-mode 'exact'"),
-        (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch,trt-fp16"), "ONNX Runtime FP16 or INT8"),
-        (("--out", tmp_path / "x", "--tol", "0.1", "--backends", "torch"), "REF,CAND"),
+        (("--out", tmp_path / "x", "--max-rel-rmse", "0.1", "--backends", "torch,trt-fp16"),
+         "ONNX Runtime FP16 or INT8"),
+        (("--out", tmp_path / "x", "--max-rel-rmse", "0.1", "--backends", "torch"), "REF,CAND"),
         (("--check", tmp_path), "fix.json"),
-        (("--tol", "0.1"), "--out DIR"),
+        (("--max-rel-rmse", "0.1"), "--out DIR"),
         (("--check", tmp_path, "--device", "tpu"), "--device must be cpu or cuda"),
-        (("--out", tmp_path / "x", "--tol", "0.1", "--device", "cuda"), "--device goes with --check"),
+        (("--out", tmp_path / "x", "--max-rel-rmse", "0.1", "--device", "cuda"), "--device goes with --check"),
         (("--out", tmp_path / "x", "--backends", f"torch,ort-cpu-int8@{deployed}"), "searches FP16 candidates"),
         (("--out", tmp_path / "x", "--scenes", tmp_path), "give an info file"),
-        (("--out", tmp_path / "x", "--scenes", "3", "--data-root", tmp_path), "--data-root goes with --scenes INFOS"),
+        (("--out", tmp_path / "x", "--n", "3", "--data-root", tmp_path), "--data-root goes with --scenes INFOS"),
     ]
     for args, match in cases:
         proc = cpdebug(*args)

@@ -118,7 +118,7 @@ def test_int8_leaves_the_outlier_convs_out_on_the_users_samples(tmp_path):
     for k in range(3):  # one sample per .npz, keyed input0: two searched, one held out
         np.savez(folder / f"s{k}.npz", input0=rng.standard_normal(tuple(x.shape)).astype(np.float32))
     doc, _ = _fix(tmp_path / "fix", "--torch", f"{ZOO}:build_resnet_int8_planted", "--backends", "ort-cpu-int8",
-                  "--inputs", folder, "--verify-samples", 1)
+                  "--inputs", folder, "--verify-n", 1)
     s = doc["set"]
     assert doc["status"] == "found" and doc["kind"] == "int8" and doc["verification"]["holds"]
     assert "layer2.0.bn2" in s["modules"]  # conv2 of layer2.0 (BN folded in) reads the outlier channels

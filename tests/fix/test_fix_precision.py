@@ -1,6 +1,7 @@
-"""`cpdebug fix` judged by the noise model (no --tol: the default target is "within precision") (the CLI, run in
-process): the planted FP16 overflow still needs exactly its kept-FP32 set, and fix.json records each frame's outcome
-(the plain pair diverged, the fix within precision); the trained demo's healthy FP16 pair needs no fix at all."""
+"""`cpdebug fix` judged by the noise model (no --max-rel-rmse: the default target is "within precision") (the
+CLI, run in process): the planted FP16 overflow still needs exactly its kept-FP32 set, and fix.json records each
+frame's outcome (the plain pair diverged, the fix within precision); the trained demo's healthy FP16 pair needs no fix
+at all."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_the_planted_overflow_is_fixed_to_within_precision(tmp_path):
     ckpt = local_overflow_checkpoint(tmp_path / "planted.pth")
     out = tmp_path / "fix"
-    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--scenes", 1,
+    proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--n", 1,
                    "--bootstrap", 0, "--out", out, "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run.json").read_text())
@@ -45,7 +46,7 @@ def test_a_healthy_fp16_candidate_needs_no_fix(tmp_path):
     One candidate given: the search's first run (nothing kept) is the claim, whatever the candidates; given, they
     are not ranked by a pass over every tensor of the FP32 pair (8 of the run's 35 CPU s on the demo's grid)."""
     out = tmp_path / "fix"
-    proc = cpdebug("--backends", "torch,ort-cpu-fp16", "--scenes", 1, "--bootstrap", 0, "--candidates",
+    proc = cpdebug("--backends", "torch,ort-cpu-fp16", "--n", 1, "--bootstrap", 0, "--candidates",
                    LOCAL_OVERFLOW_NODES[-1], "--out", out, "--json", tmp_path / "run.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "nothing to fix: within precision" in proc.stdout

@@ -74,6 +74,6 @@ def test_sweeps_it_cannot_start_from_are_one_line(swept, tmp_path):
     cases = [(tmp_path / "t4", "held-out synthetic frames"), (tmp_path / "fp32", "no ONNX Runtime FP16/INT8"),
              (tmp_path / "nothing", "cannot read the sweep")]
     for path, match in cases:
-        proc = cpdebug("--from-sweep", path, "--tol", "0.05", "--out", tmp_path / "x")
+        proc = cpdebug("--from-sweep", path, "--max-rel-rmse", "0.05", "--out", tmp_path / "x")
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
         assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], (path, proc.stderr)

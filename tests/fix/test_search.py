@@ -83,8 +83,8 @@ def test_targets():
     assert t.holds(0.01, None, None)  # figures not measured are not judged
     assert FixTarget.from_json(t.to_json()) == t
     assert t.describe() == "tol 0.05, max mAP drop 0.01, max lost boxes 2"
-    for kwargs, match in (({}, "give a target"), ({"tol": 0}, "--tol"), ({"max_map_drop": -1}, "--max-map-drop"),
-                          ({"max_lost_boxes": -1}, "--max-lost-boxes")):
+    for kwargs, match in (({}, "give a target"), ({"tol": 0}, "--max-rel-rmse"),
+                          ({"max_map_drop": -1}, "--max-map-drop"), ({"max_lost_boxes": -1}, "--max-lost-boxes")):
         with pytest.raises(BadInputError, match=match):
             FixTarget(**kwargs)
 
@@ -115,7 +115,7 @@ def test_the_steps_are_those_the_fix_search_always_gave():
 
 
 def test_a_frame_whose_output_is_not_finite_is_the_worst_wherever_it_comes():
-    """A NaN rel. RMSE (heads overflowed on that frame) fails any --tol, first frame or last."""
+    """A NaN rel. RMSE (heads overflowed on that frame) fails any --max-rel-rmse, first frame or last."""
     from cp_debug.fix.figures import Figures
     from cp_debug.fix.targets import FixTarget
 
@@ -127,7 +127,7 @@ def test_a_frame_whose_output_is_not_finite_is_the_worst_wherever_it_comes():
 
 class PrecisionJudge(OracleJudge):
     """As OracleJudge, with every frame judged by the noise model: diverged (overflow) on the worst frame, degraded
-    on the others, unless every needed node is kept; the rel. RMSE stays 0.01 (a --tol would always hold)."""
+    on the others, unless every needed node is kept; the rel. RMSE stays 0.01 (a --max-rel-rmse would always hold)."""
 
     def __call__(self, keep, indices, whole):
         from cp_debug.compare.noise import Outcome
@@ -162,7 +162,7 @@ def test_within_precision_is_the_default_target_and_is_judged_frame_by_frame():
     judge = PrecisionJudge()
     result = search_fix(CANDIDATES, judge, default, len(FRAME_ERRORS), worst=1, frame_order=[2, 0, 1, 3])
     assert result.status == "found" and set(result.keep) == NEEDED
-    assert result.cheap_rejections > 0  # rejected on the worst frame alone, as for --tol
+    assert result.cheap_rejections > 0  # rejected on the worst frame alone, as for --max-rel-rmse
     assert search_fix(CANDIDATES, PrecisionJudge(), FixTarget(tol=0.1), 4).status == "not_needed"
     doc = step_json(result.steps[0])
     assert doc["outcome"] == "diverged" and doc["outcomes"] == ["diverged"] and doc["checked"] == "worst 1"

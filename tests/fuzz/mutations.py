@@ -723,7 +723,7 @@ def report_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
         cmds = [("report", str(path), "--html", "{OUT}/r.html", "--csv", "{OUT}/r.csv", "--json", "{OUT}/r.json"),
                 ("extract", str(path), "--bundle", "{OUT}/bundle")]
         if bad:  # an accepted report starts fix's search: minutes; a damaged one must be refused first
-            cmds.append(("fix", "--from-bisect", str(path), "--tol", "0.05", "--out", "{OUT}/fix", "-q"))
+            cmds.append(("fix", "--from-bisect", str(path), "--max-rel-rmse", "0.05", "--out", "{OUT}/fix", "-q"))
         out.append(Case("report", f"report/{name}", tuple(cmds), bad, note=note))
     return out
 
@@ -751,7 +751,7 @@ def sweep_cases(seeds: Seeds, work: Path, rng, invoke, names=None) -> list[Case]
                   "--bootstrap", "0", "--no-html", "--shard-size", "1", "--out", str(d), "--resume", "-q")
         cmds = [resume] if name in ("manifest", "shard", "shard_value") else []
         if bad:
-            cmds.append(("fix", "--from-sweep", str(d), "--tol", "0.05", "--out", "{OUT}/fix", "-q"))
+            cmds.append(("fix", "--from-sweep", str(d), "--max-rel-rmse", "0.05", "--out", "{OUT}/fix", "-q"))
         out.append(Case("sweep", f"sweep/{name}", tuple(cmds), bad and name != "shard", note=note))
     return [c for c in out if c.commands]
 
@@ -822,7 +822,7 @@ def bag_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
     for name in names or muts:
         d, bad, note = muts[name]()
         out.append(Case("bag", f"bag/{name}", (
-            ("replay", str(d), "--preset", "tiny", "--max-frames", "1", "--shuffle-seeds", "0",
+            ("replay", str(d), "--preset", "tiny", "--n", "1", "--shuffle-seeds", "0",
              "--json", "{OUT}/replay.json", "-q"),
             ("replay", str(d), "--list", "-q"),
             ("sweep", "--preset", "tiny", "--backends", "torch,ort", "--scenes", str(d), "--bisect-top", "0",
@@ -1002,9 +1002,9 @@ def options_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
         "lockstep_mode": ("bisect", *tiny, "--backends", "ort,ort", "--lockstep-mode", "bogus"),
         "exporter": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--exporter", "bogus", "-q"),
         "candidates": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--candidates", "no_such_node", "-q"),
-        "keep_backend": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--backend", "ort", "-q"),
+        "keep_backend": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--backends", "ort", "-q"),
         "atol": ("bisect", *tiny, "--atol", str(pick(rng, ["-1", "nan", "inf"])), "-q"),
-        "fix_tol": ("fix", *tiny, "--tol", str(pick(rng, ["-1", "nan", "0"])), "--out", "{OUT}/fix", "-q"),
+        "fix_tol": ("fix", *tiny, "--max-rel-rmse", str(pick(rng, ["-1", "nan", "0"])), "--out", "{OUT}/fix", "-q"),
         "fix_no_target": ("fix", *tiny, "--out", "{OUT}/fix", "--scenes", "-1", "-q"),
         "fix_method": ("fix", *tiny, "--backends", "torch,ort-cpu-int8", "--method", "bogus", "--out", "{OUT}/fix",
                        "-q"),

@@ -58,8 +58,8 @@ def tf_fix(tmp_path_factory) -> tuple[Path, Path]:
     ckpt = planted_checkpoint(root / "planted.pth", "attention")
     out = root / "fix"
     code, lines = _cli("fix", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--checkpoint", str(ckpt),
-                       "--backends", "torch,ort-cpu-fp16", "--scenes", "1", "--first-scene", "3",
-                       "--verify-scenes", "0", "--candidates", ",".join(f"{STAGE}.onnx:{n}" for n in KEPT),
+                       "--backends", "torch,ort-cpu-fp16", "--n", "1", "--first-scene", "3",
+                       "--verify-n", "0", "--candidates", ",".join(f"{STAGE}.onnx:{n}" for n in KEPT),
                        "--out", str(out), "--quiet")
     assert code == 0, lines
     return out, ckpt

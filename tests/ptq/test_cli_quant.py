@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
     out = tmp_path / "ptq"
     res = runner.invoke(app, ["quantize", "--preset", "tiny", "--calib-n", "1", "--method", "percentile",
-                              "--eval-scenes", "1", "--out", str(out), "--json", "-"])
+                              "--eval-n", "1", "--out", str(out), "--json", "-"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert res.stderr == "" and summary["third_party_warnings"] == []  # ORT/torch text caught, none left
@@ -54,7 +54,7 @@ def test_sensitivity_ranks_chosen_layers_and_writes_csv(tmp_path):
     layers = "pts_backbone.blocks.2.3,pts_bbox_head.task_heads.0.heatmap.1,pts_bbox_head.shared_conv.conv"
     csv = tmp_path / "s.csv"
     res = runner.invoke(app, ["sensitivity", "--preset", "tiny", "--calib-n", "1", "--method", "max",
-                              "--eval-scenes", "1", "--layers", layers, "--csv", str(csv), "--json", "-"])
+                              "--eval-n", "1", "--layers", layers, "--csv", str(csv), "--json", "-"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert res.stderr == "" and data["third_party_warnings"] == []
@@ -70,7 +70,7 @@ def test_sensitivity_refuses_a_negative_map_drop():
 
 
 def test_calibration_scenes_come_from_an_info_file(tmp_path, tiny_cfg):
-    """--calib-scenes reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
+    """--calib reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
     scene_set = pytest.importorskip("cp_debug.data.scene_set")
     from cp_debug.data.frames import calibration, points_of
     from cp_debug.ptq.quantize import calibration_text

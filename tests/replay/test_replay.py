@@ -216,7 +216,7 @@ def test_cli_replays_a_bag_and_writes_json_parquet_html(world, tmp_path):
     r = cpdebug("replay", "--list", str(bag))
     assert r.returncode == 0 and LIDAR_TOPIC in r.stdout and "autoware_perception_msgs/msg/DetectedObjects" in r.stdout
     r = cpdebug("replay", str(bag), "--config", TINY_032, "--checkpoint", str(shipped_checkpoint("demo")),
-                "--shuffle-seeds", "0", "--max-frames", "1", "--json", str(tmp_path / "r.json"),
+                "--shuffle-seeds", "0", "--n", "1", "--json", str(tmp_path / "r.json"),
                 "--parquet", str(tmp_path / "r.parquet"), "--html", str(tmp_path / "r.html"), "-q")
     assert r.returncode == 0, r.stderr
     assert "y-axis reference" in r.stdout and "verdict" in r.stdout

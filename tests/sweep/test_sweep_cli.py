@@ -60,7 +60,7 @@ def test_a_degraded_frame_is_degraded_in_every_file_and_exits_4(tmp_path):
 
     out, junit = tmp_path / "out", tmp_path / "sweep.xml"
     run = cpdebug("sweep", "--out", out, "--n", "1", "--backends", "torch,ort-cpu-int8", "--preset", "tiny", "--level",
-                  "stage", "--calib-scenes", "1", "--bootstrap", "10", "--bisect-top", "0", "--junit", junit)
+                  "stage", "--calib-n", "1", "--bootstrap", "10", "--bisect-top", "0", "--junit", junit)
     assert run.returncode == 4, run.stderr[-2000:]
     doc = json.loads((out / "sweep.json").read_text())
     frame = doc["frames"][0]

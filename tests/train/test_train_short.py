@@ -44,7 +44,7 @@ def test_cli_trains_and_writes_a_float16_checkpoint_that_loads(tmp_path):
     assert res.exit_code == 0, res.output
     ckpt, log = tmp_path / "ck.pth", tmp_path / "log.json"
     res = _run("train", "--preset", "tiny", "--scenes", tmp_path / "scenes", "--steps", "1", "--batch-size", "1",
-               "--val-scenes", "1", "--half", "--out", ckpt, "--log", log, "-q")
+               "--val-n", "1", "--half", "--out", ckpt, "--log", log, "-q")
     assert res.exit_code == 0, res.output
     data = json.loads(log.read_text())
     assert data["steps"] == 1 and np.isfinite(data["loss_curve"][0]["loss"])
@@ -63,7 +63,7 @@ def test_cli_trains_and_writes_a_float16_checkpoint_that_loads(tmp_path):
 def test_train_refuses_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["train", "--preset", "tiny", "--out", str(tmp_path / "x.pth")])
     assert res.exit_code == 2 and "--scenes" in res.output
-    res = CliRunner().invoke(app, ["train", "--preset", "tiny", "--synthetic", "2", "--out", str(tmp_path / "x.ckpt")])
+    res = CliRunner().invoke(app, ["train", "--preset", "tiny", "--n", "2", "--out", str(tmp_path / "x.ckpt")])
     assert res.exit_code == 2 and ".pth" in res.output
 
 
@@ -84,7 +84,7 @@ def one_scene(tmp_path_factory) -> Path:
 def _train_on_one_cpu(scene_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[2]
     return subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "train", "--preset", "tiny", "--scenes",
-                           str(scene_dir), "--steps", "1", "--batch-size", "1", "--val-scenes", "0", "--workers", "2",
+                           str(scene_dir), "--steps", "1", "--batch-size", "1", "--val-n", "0", "--workers", "2",
                            "--out", str(out), *extra], capture_output=True, text=True, timeout=300, cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"},
                           preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))

@@ -60,8 +60,8 @@ def test_short_training_lowers_every_loss():
 
 def test_cli_trains_a_checkpoint_that_infer_loads(tmp_path):
     ckpt = tmp_path / "tf.pth"
-    res = CliRunner().invoke(app, ["train", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--synthetic",
-                                   "1", "--steps", "1", "--batch-size", "1", "--val-scenes", "1", "--half", "--out",
+    res = CliRunner().invoke(app, ["train", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--n",
+                                   "1", "--steps", "1", "--batch-size", "1", "--val-n", "1", "--half", "--out",
                                    str(ckpt), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     raw = read_checkpoint(ckpt)

@@ -18,7 +18,7 @@ def strict(text: str) -> dict:
 @pytest.fixture(scope="module")
 def ptq_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("ptq") / "tiny"
-    proc = cpdebug("quantize", "--preset", "tiny", "--calib-n", 2, "--method", "max", "--eval-scenes", 1,
+    proc = cpdebug("quantize", "--preset", "tiny", "--calib-n", 2, "--method", "max", "--eval-n", 1,
                    "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
