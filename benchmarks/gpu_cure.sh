@@ -21,7 +21,7 @@ models=("$@"); [ ${#models[@]} -gt 0 ] || models=($Z:build_bert_planted $Z:build
 for m in "${models[@]}"; do
   b=${m##*:}
   step "$b.bisect" bisect --torch $m --backends torch-cuda,ort-cuda-fp16 --json "$W/$b.bisect.json"; show "$W/$b.bisect.json"
-  step "$b.keep" keep-fp32 --torch $m --backend ort-cuda-fp16 --json "$W/$b.keep.json"
+  step "$b.keep" keep-fp32 --torch $m --backends ort-cuda-fp16 --json "$W/$b.keep.json"
   keep=$(keep_of "$W/$b.keep.json"); echo "   keep: $keep"
   python3 -c "import json,sys; print('   modules', json.load(open(sys.argv[1]))['modules'])" "$W/$b.keep.json"
   step "$b.confirm" bisect --torch $m --backends torch-cuda,ort-cuda-fp16 --keep-fp32 "$keep" --json "$W/$b.confirm.json"
@@ -43,7 +43,7 @@ torch.onnx.export(net, inputs, dynamo=True).save(f"{sys.argv[1]}/resnet.onnx"); 
 PY
 M=(--onnx "$W/resnet.onnx" --inputs "$W/x.npz")
 step onnx.bisect bisect "${M[@]}" --backends ort-cuda,ort-cuda-fp16 --json "$W/onnx.bisect.json"; show "$W/onnx.bisect.json"
-step onnx.keep keep-fp32 "${M[@]}" --backend ort-cuda-fp16 --json "$W/onnx.keep.json"; keep=$(keep_of "$W/onnx.keep.json"); echo "   keep: $keep"
+step onnx.keep keep-fp32 "${M[@]}" --backends ort-cuda-fp16 --json "$W/onnx.keep.json"; keep=$(keep_of "$W/onnx.keep.json"); echo "   keep: $keep"
 step onnx.confirm bisect "${M[@]}" --backends ort-cuda,ort-cuda-fp16 --keep-fp32 "$keep" --json "$W/onnx.confirm.json"
 show "$W/onnx.confirm.json"
 step onnx.fix fix "${M[@]}" --backends ort-cuda-fp16 --out "$W/onnx.fix" --quiet
