@@ -21,12 +21,14 @@ from cp_debug.bisect.run_state import RunState
 
 FP16_SUBNORMAL_MIN = 2.0 ** -24  # 5.96e-8: the smallest positive float16
 FP16_NORMAL_MIN = 2.0 ** -14  # 6.1e-5
+OPTIMIZER_ZERO = 1e-8  # onnxscript's pattern constants match 0 within this (abs_tol): an Add of a smaller eps goes
 _EPS_NAME = re.compile(r"(^|_)(eps|epsilon)$|variance_epsilon|norm_eps")
 _CALL = re.compile(r"(\[\d+\]|#\d+)+$")
 
 
 def eps_reason(run: RunState, i: int, probe: str, precision: str) -> str | None:
-    """The eps finding for probe `probe` of stage i whose candidate makes NaN/Inf, or None."""
+    """The eps finding for probe `probe` of stage i whose candidate makes NaN (0 / 0) where the reference is finite,
+    or None."""
     st = run.subject.stages[i]
     model = st.onnx_model
     if model is None:
@@ -37,7 +39,8 @@ def eps_reason(run: RunState, i: int, probe: str, precision: str) -> str | None:
     for where, value in eps.items():
         if not 0 < value < FP16_NORMAL_MIN:
             continue
-        if scope_constants is not None and not any(math.isclose(c, value, rel_tol=1e-3) for c in scope_constants):
+        if value <= OPTIMIZER_ZERO and scope_constants is not None and not any(
+                math.isclose(c, value, rel_tol=1e-3) for c in scope_constants):
             return (f"export fault: {where} = {value:g} appears in no node of its exported graph — the exporter "
                     "dropped Add(var, eps) (the dynamo exporter's optimizer takes a constant within 1e-8 of 0 for "
                     "0), so where a row's variance is 0 the graph divides 0 by 0 even in FP32 (the TorchScript "
@@ -64,6 +67,8 @@ def _module_eps(root, name: str) -> dict[str, float]:
         return {}
     out = {}
     for sub_name, sub in module.named_modules():
+        if any(c.__name__ == "_BatchNorm" for c in type(sub).__mro__):
+            continue  # running statistics: its eps is folded into constants (or the Conv) at export, never an Add
         for attr, value in vars(sub).items():
             if _EPS_NAME.search(attr) and isinstance(value, float):
                 out[f"{'.'.join(filter(None, [name, sub_name]))}.{attr}"] = value

@@ -204,9 +204,9 @@ def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
 
 def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
     """The eps finding (`eps_why.py`) where this probe's candidate makes NaN/Inf on its own."""
-    local_bad = r.local is not None and r.local.status in NON_FINITE
-    if p.kind != "module" or not (local_bad or (r.local is None and r.status in NON_FINITE)):
-        return None
+    local_nan = r.local is not None and r.local.status == "nan"
+    if p.kind != "module" or not (local_nan or (r.local is None and r.status == "nan")):
+        return None  # 0 / 0 is NaN; an Inf is an overflow's, not an eps's
     from cp_debug.bisect.eps_why import eps_reason
 
     return eps_reason(run, p.stage, p.name, state.spec.precision)
