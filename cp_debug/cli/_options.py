@@ -215,3 +215,12 @@ BudgetFile = Annotated[Optional[Path], typer.Option(
     "max_ap_drop_per_range, min_match_rate, max_p95_centre_shift, max_p95_yaw_change, max_head_error, "
     "no_frame_diverged): they decide the exit code, 1 when one is broken (each named with its figure and limit), "
     "0 when all hold. A key this command cannot measure is refused before the run (exit 2). See docs/ci.md.")]
+
+# -- the samples of any one-graph model (--torch / --onnx: sweep, eval) ----------------------------------------------
+SampleData = Annotated[Optional[str], typer.Option(
+    "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
+    "(Polygraphy's load_data; a 'label' / 'labels' key the model does not take is the sample's label); cpdebug "
+    "imports and runs FILE.py.")]
+SampleInputs = Annotated[Optional[Path], typer.Option(
+    "--inputs", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one sample each); keys = "
+    "input names or input0, input1, … (a folder is read one sample at a time).")]

@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
-                                   HeldOutCalib, Int8Dir, Json, MinMatch, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   Verbose, backends_option, model_record, recipe_name)
+from cp_debug.cli._options import (Atol, BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
+                                   Exporter, HeldOutCalib, Int8Dir, Json, MinMatch, OnnxModel, Preset, Quiet,
+                                   RandomWeights, Recipe, Rtol, SampleData, SampleInputs, Seed, TorchModel, Verbose,
+                                   backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -58,10 +59,38 @@ def eval_(
                                       "most different scan.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    torch_model: TorchModel = None,
+    onnx_model: OnnxModel = None,
+    inputs: SampleInputs = None,
+    data: SampleData = None,
+    metric: Annotated[Optional[str], typer.Option(
+        "--metric", metavar="NAME|FILE.py:FUNC", help="With --torch/--onnx: the task metric per backend, with a "
+        "bootstrap interval: top1, top5 (classifier logits: agreement with the reference's top class), argmax "
+        "(agreement per position: tokens [.., T, V], pixels [N, C, H, W]), cosine, snr (embeddings), accuracy "
+        "(--data yielding labels), or FILE.py:FUNC(outputs, reference, label) -> float (cpdebug runs FILE.py). "
+        "Default top1.")] = None,
+    bootstrap: Annotated[int, typer.Option(
+        "--bootstrap", min=0, help="With --torch/--onnx: bootstrap resamples of the metric's interval.")] = 1000,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    exporter: Exporter = "auto",
 ) -> None:
     """Evaluate backends on scans with nuScenes metrics and show how a candidate's boxes differ from the reference's.
 
-    Backends default to torch,ort (torch alone with --detections)."""
+    Backends default to torch,ort (torch alone with --detections). --torch / --onnx: any one-graph model's task
+    metric (--metric) over its samples (--inputs or --data), per backend, the samples that change named."""
+    if torch_model or onnx_model:
+        from cp_debug.cli._samples import SampleRun, eval_samples
+
+        others = dict(scenes=scenes, config=config, checkpoint=checkpoint, detections=detections, int8=int8,
+                      max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match, html=html)
+        mode = None if tolerance_mode == "model" and (atol is not None or rtol is not None) else tolerance_mode
+        with ThirdParty(verbose=verbose) as third_party:
+            code = eval_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, mode, atol,
+                                          rtol, quiet or json_out == "-", deterministic=deterministic),
+                                metric or "top1", bootstrap=bootstrap, json_out=json_out, budget=budget,
+                                others=others, third_party=third_party)
+        raise typer.Exit(code)
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.eval.gates import check_limits

@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
-                                   DataRoot, Deterministic, HeldOutCalib, Int8Dir, Junit, NoCache, Pictures, Preset,
-                                   Quiet, RandomWeights, Recipe, Rrd, Rtol, Seed, ToleranceMode, Verbose, model_record,
-                                   no_cache, recipe_name)
+                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, NoCache, OnnxModel,
+                                   Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleData, SampleInputs,
+                                   Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
 
@@ -106,6 +106,11 @@ def sweep(
     budget: BudgetFile = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    torch_model: TorchModel = None,
+    onnx_model: OnnxModel = None,
+    inputs: SampleInputs = None,
+    data: SampleData = None,
+    exporter: Exporter = "auto",
 ) -> None:
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
@@ -113,7 +118,19 @@ def sweep(
     Every candidate is graded at its own precision (a deployed folder: the precision its files hold), as bisect does.
     Each frame's status (sweep.json, frames.parquet, the table, the JUnit file) is its outcome in the same words:
     within_precision, degraded, diverged, or failed.
+    --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     """
+    if torch_model or onnx_model:
+        from cp_debug.cli._samples import SampleRun, sweep_samples
+
+        others = dict(scenes=scenes, config=config, checkpoint=checkpoint, params=params, int8=int8, ray=ray,
+                      rrd=rrd, pictures=pictures, budget=budget)
+        with ThirdParty(verbose=verbose) as third_party:
+            code = sweep_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends,
+                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic),
+                                 out, level=level, bisect_top=bisect_top, shard_size=shard_size, resume=resume,
+                                 others=others, third_party=third_party)
+        raise typer.Exit(code)
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.determinism import check_conv_algo

@@ -127,13 +127,16 @@ BUDGET_KEYS: dict[str, str] = {
     "max_head_error": "largest error of each head output over the frames: {quantile: 0.95, limits: number or "
                       "{heatmap: .., reg: ..}} (rel. RMSE vs the reference)",
     "no_frame_diverged": "true: no frame (scan, input) may diverge (a local fault, NaN/Inf, a frame that fails)",
+    "max_metric_drop": "largest drop of the task metric of `eval --torch|--onnx --metric` (top1, accuracy, cosine, "
+                       "…) below the reference's, the mean over the samples",
 }
 MEASURED_BY: dict[str, frozenset[str]] = {
-    "sweep": frozenset(BUDGET_KEYS),
+    "sweep": frozenset(BUDGET_KEYS) - {"max_metric_drop"},
     "eval": frozenset({"max_map_drop", "max_nds_drop", "max_ap_drop_per_class", "min_match_rate",
                        "max_p95_centre_shift", "max_p95_yaw_change", "no_frame_diverged"}),
     "bisect": frozenset({"max_head_error", "min_match_rate", "no_frame_diverged"}),
     "fix --check": frozenset({"max_map_drop", "max_nds_drop", "no_frame_diverged"}),
+    "eval --metric": frozenset({"max_metric_drop", "no_frame_diverged"}),
 }
 
 
@@ -162,6 +165,7 @@ class Budget:
     max_p95_yaw_change: float | None = None
     max_head_error: HeadErrorBudget | None = None
     no_frame_diverged: bool = False
+    max_metric_drop: float | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -278,6 +282,8 @@ class CandidateFigures:
     head_errors: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # head output -> rel. RMSE per frame
     frames: int = 0
     diverged_frames: tuple[str, ...] = ()  # tokens (or why) of the frames that diverged or failed
+    metric: tuple[float, float] | None = None  # a generic model's task metric: (reference, candidate)
+    metric_name: str = ""
 
 
 def budget_checks(budget: Budget, figures: Sequence[CandidateFigures]) -> tuple[GateCheck, ...]:
@@ -315,6 +321,11 @@ def _candidate_checks(b: Budget, f: CandidateFigures) -> list[GateCheck]:
                                  True, ".4g"))
     if b.max_head_error is not None:
         out += _head_checks(b.max_head_error, f, vs)
+    if b.max_metric_drop is not None:
+        m = f.metric
+        seen = f"{m[0]:.4g} -> {m[1]:.4g}" if m else "not measured"
+        out.append(GateCheck("max_metric_drop", b.max_metric_drop, m[0] - m[1] if m else math.nan,
+                             f"{vs}: {f.metric_name or 'metric'} drop ({seen})", True, ".4g"))
     if b.no_frame_diverged:
         d = f.diverged_frames
         shown = (": " + ", ".join(d[:5]) + (" …" if len(d) > 5 else "")) if d else ""
@@ -419,3 +430,12 @@ def budget_doc(budget: Budget, checks: Sequence[GateCheck]) -> dict:
     """The JSON of a budget's verdict (a command's JSON `budget` key): the limits, every check, whether all hold."""
     return {**budget.to_json(), "holds": not any(c.broken for c in checks),
             "checks": [{**c.to_json(), "candidate": c.subject} for c in checks]}
+
+
+def samples_figures(report) -> list[CandidateFigures]:
+    """What `eval --torch|--onnx --metric` (`eval.samples.SamplesEval`) measured of each candidate, for a budget."""
+    failed = tuple(s for s, _ in report.failed)
+    return [CandidateFigures(c.label, report.reference, frames=report.samples + len(failed),
+                             diverged_frames=tuple(s for s, o in c.outcomes.items() if o == "diverged") + failed,
+                             metric=(report.reference_metric.mean, c.metric.mean), metric_name=report.metric)
+            for c in report.candidates]

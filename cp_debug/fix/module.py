@@ -24,7 +24,8 @@ from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from cp_debug.fix.samples import Sample, SampleSplit
+    from cp_debug.fix.samples import SampleSplit
+    from cp_debug.recipes.module.samples import Sample
 
 REFERENCE = "ort-cpu-fp32"
 MODEL_KIND = "graph"  # fix.json's model.kind: what `fix --check` reads a generic fix DIR by

@@ -70,7 +70,6 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
     """Bisect the `opts.bisect_top` worst frames beyond the precision, degraded or diverged (their worst candidate);
     reports (or failures) by token, and the ranked frames with `root_cause` filled in. A deployed folder
     (`SPEC@DIR`) is bisected on its own files."""
-    from cp_debug.files import write_json
     cfg = opts.settings.config()
     by_token = {f.token: f for f in frames}
     todo = [r for r in ranked if r.flagged and r.candidate]
@@ -85,10 +84,17 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
                 reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue
         reports[r.token] = rep
-        write_json(Path(opts.out) / "bisect" / f"{r.token}.json", rep, parents=True)
-        rc = next((c.root_cause for c in rep.candidates if c.label == r.candidate), None)
-        out[out.index(r)] = replace(r, bisected=True, root_cause=rc.probe if rc else None, hint=rc.hint if rc else None)
+        out[out.index(r)] = bisected(opts.out, r, rep)
     return reports, out
+
+
+def bisected(out: str | Path, r: RankedFrame, rep: BisectReport) -> RankedFrame:
+    """`rep` written whole to `out/bisect/<token>.json`, and `r` given its candidate's root cause and hint."""
+    from cp_debug.files import write_json
+
+    write_json(Path(out) / "bisect" / f"{r.token}.json", rep, parents=True)
+    rc = next((c.root_cause for c in rep.candidates if c.label == r.candidate), None)
+    return replace(r, bisected=True, root_cause=rc.probe if rc else None, hint=rc.hint if rc else None)
 
 
 def root_cause_counts(ranked: list[RankedFrame]) -> dict:

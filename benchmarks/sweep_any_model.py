@@ -1,0 +1,100 @@
+"""The speed item of issue 70: a sweep of any model over N samples against N plain reference + candidate runs of the
+same samples, side by side in one process (the sessions built once in both; both read each sample's .npz).
+
+    PYTHONPATH=. python benchmarks/sweep_any_model.py [N] [--torch FILE.py:FUNC] [--backends REF,CAND]
+
+Default model: benchmarks/sweep_any_model.py:build (an MLP large enough that inference, not bookkeeping, is what a
+sample costs: 512 → 2048 → 2048 → 1000 on a batch of 32), torch against ort-cpu-fp16. The sweep runs without its
+bisects (--bisect-top 0: they are extra work on the flagged samples, by design). Prints both wall times and the ratio
+(the issue's target: ≤ 1.2), and the sweep's peak traced Python memory at N and 2N (flat in N: about the same)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+
+def build():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(512, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 1000))
+    return net.eval(), (torch.randn(32, 512),)
+
+
+def _samples(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        np.savez(folder / f"s{k:04d}.npz", input0=rng.standard_normal((32, 512)).astype(np.float32))
+    return folder
+
+
+def plain(model, samples, pairs) -> float:
+    """N reference + candidate runs: the runners built once, every sample read and run through both."""
+    import contextlib
+
+    t = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        runners = [stack.enter_context(model.runner(spec)) for _, spec in pairs]
+        for sample in samples:
+            for r in runners:
+                r.infer(dict(sample.feed))
+    return time.perf_counter() - t
+
+
+def swept(model, samples, pairs, out: Path, traced: bool = False) -> float:
+    """The sweep's wall time (`traced`: its peak traced Python memory instead, tracemalloc slowing it)."""
+    from cp_debug.files import write_json
+    from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc
+
+    if traced:
+        tracemalloc.start()
+    t = time.perf_counter()
+    opts = SampleSweepOptions(pairs, out, bisect_top=0)
+    result = run_sample_sweep(model, samples, opts)
+    write_json(out / "sweep.json", sweep_doc(result, opts, model))
+    took = time.perf_counter() - t
+    if traced:
+        took = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return took
+
+
+def main(argv: list[str]) -> int:
+    from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
+    from cp_debug.recipes.module.model import load_module_model
+    from cp_debug.recipes.module.samples import sample_set
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", nargs="?", type=int, default=32)
+    ap.add_argument("--torch", default=f"{Path(__file__).resolve()}:build")
+    ap.add_argument("--backends", default="torch,ort-cpu-fp16")
+    a = ap.parse_args(argv)
+    pairs = tuple(parse_backends(a.backends, rule=REF_CANDIDATES))
+    model = load_module_model(a.torch, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        small = sample_set(_samples(tmp / "n", a.n), None, model.graph)
+        large = sample_set(_samples(tmp / "2n", 2 * a.n), None, model.graph)
+        plain(model, small, pairs)  # warm: first sessions, caches
+        p = plain(model, small, pairs)
+        s = swept(model, small, pairs, tmp / "sweep_n")
+        p2 = plain(model, small, pairs)  # again, after: the machine's load moves under both
+        peak = swept(model, small, pairs, tmp / "mem_n", traced=True)
+        peak2 = swept(model, large, pairs, tmp / "mem_2n", traced=True)
+    p = min(p, p2)
+    print(f"{a.n} samples, {a.backends}: plain runs {p:.2f} s, sweep {s:.2f} s, ratio {s / p:.2f} (target ≤ 1.2)")
+    print(f"sweep's peak traced memory: {peak / 2**20:.1f} MiB at N={a.n}, {peak2 / 2**20:.1f} MiB at N={2 * a.n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

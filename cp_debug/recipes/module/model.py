@@ -1,0 +1,77 @@
+"""Any one-graph model, loaded once for a run over many samples: `--torch FILE.py:FUNC` (exported once, by the
+exporter bisect uses, through the export cache) or `--onnx FILE.onnx`, as bisect's loaders read them; each backend's
+runner is built from it (`runner`), and one sample is bisected on the same subject (`bisect`), so nothing is loaded or
+exported again per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+from cp_debug.recipes.module.samples import GraphInputs, graph_inputs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.backends.base import Runner
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.result import BisectReport
+    from cp_debug.bisect.subject import Subject
+
+
+@dataclass(frozen=True)
+class ModuleModel:
+    """The model of a generic run: bisect's one-stage subject (its torch module, its ONNX graph), the graph's inputs
+    and where it came from (the reports' `model`)."""
+
+    subject: "Subject"
+    graph: GraphInputs
+    source: dict  # {"torch": FILE.py:FUNC, "exporter": ...} or {"onnx": path}
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.subject.stages[0].output_names)
+
+    def runner(self, spec: "BackendSpec", **opts) -> "Runner":
+        """`spec`'s runner (built, not activated) on this model: the module for torch, the graph for the others."""
+        from cp_debug.backends import make_runner
+
+        stage = self.subject.stages[0]
+        if spec.is_torch and stage.module is None:
+            raise BadInputError(f"{spec} runs the PyTorch module: give --torch FILE.py:FUNC, not --onnx")
+        return make_runner(spec, torch_module=stage.module, onnx_model=stage.onnx() if spec.runs_onnx else None,
+                           input_names=list(stage.input_names), output_names=list(self.output_names), **opts)
+
+    def bisect(self, feed: Mapping[str, np.ndarray], reference: tuple[str, "BackendSpec"],
+               candidate: tuple[str, "BackendSpec"], options) -> "BisectReport":
+        """The bisect of one sample (`options`: bisect's `BisectOptions`), on the subject already loaded."""
+        from cp_debug.bisect.engine import BisectEngine
+
+        engine = BisectEngine(replace(self.subject, inputs=dict(feed), warnings=[]), reference, [candidate], options)
+        try:
+            return engine.run()
+        finally:
+            engine.close()
+
+
+def load_module_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str = "auto",
+                      seed: int = 0) -> ModuleModel:
+    """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once."""
+    from cp_debug.bisect.loaders import onnx_subject, torch_subject
+
+    if bool(torch_target) == bool(onnx_path):
+        raise BadInputError("give one model: --onnx FILE.onnx or --torch FILE.py:FUNC")
+    if onnx_path is not None:
+        if not Path(onnx_path).is_file():
+            raise BadInputError(f"--onnx file not found: {onnx_path}")
+        subject = onnx_subject(onnx_path, None, seed=seed)
+        return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
+                           {"onnx": str(onnx_path)})
+    subject = torch_subject(torch_target, None, exporter=exporter, seed=seed)
+    if len(subject.stages) != 1:
+        raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: a sample run takes one graph")
+    what = f"{torch_target.rpartition(':')[2]}()'s model"
+    return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), what),
+                       {"torch": str(torch_target), "exporter": exporter})

@@ -1,0 +1,174 @@
+"""`cpdebug sweep --torch | --onnx`: every sample of any one-graph model through the reference and the candidates,
+as the frames of a CenterPoint sweep go: each sample's outcome (within_precision, degraded, diverged, or failed) by the
+one judge (`recipes/module/judge.py`), written into the same shard files (`shards.py`: whole, resumable), ranked by
+`rank.py` (its outputs' errors against their median over the samples), the worst K bisected on the model already
+loaded (`ModuleModel.bisect`) and their root causes counted (`explain.root_cause_counts`); sweep.json is read by the
+same terminal table and JUnit suite (`summary.py`).
+
+The model is loaded and exported once and each backend's session is built once for the whole sweep; the samples are
+read one at a time and only each sample's figures are kept, so memory does not grow with the samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cp_debug.compare.noise import Outcome, status_of, worst
+from cp_debug.errors import CpDebugError
+from cp_debug.sweep.records import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
+
+SCHEMA = "cp_debug.sweep/2"  # sweep.json's contract, a CenterPoint sweep's too (docs/schemas/)
+MANIFEST_KIND = "samples"
+NO_BOXES = DetectionDelta(0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, False)  # a generic model's sample has no boxes
+
+
+@dataclass(frozen=True)
+class SampleSweepOptions:
+    """How a sample sweep runs: the backends ((label, spec), the reference first), where it writes, how it judges."""
+
+    pairs: tuple
+    out: Path
+    shard_size: int = 8
+    resume: bool = False
+    bisect_top: int = 3
+    level: str | None = None
+    tolerance_mode: str = "model"
+    atol: float | None = None
+    rtol: float | None = None
+    seed: int = 0
+    deterministic: bool = True
+
+    def settings(self, model) -> dict:
+        """What the results depend on (the manifest's identity for --resume)."""
+        return {"kind": MANIFEST_KIND, "model": model.source, "backends": [label for label, _ in self.pairs],
+                "tolerance_mode": self.tolerance_mode, "atol": self.atol, "rtol": self.rtol, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class SampleSweep:
+    """The samples ranked worst first, the bisect reports of the worst (by sample), and the source in words."""
+
+    ranked: list
+    reports: dict
+    source: str
+    failed: int
+
+
+def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
+    """`samples` (`recipes.module.samples.SampleSet`) through `model` (`ModuleModel`) on every backend, into shards
+    under `opts.out`; ranked; the worst `opts.bisect_top` bisected."""
+    from cp_debug.sweep.rank import rank_frames
+    from cp_debug.sweep.shards import ShardStore, plan_shards
+
+    store = ShardStore(opts.out)
+    names = list(samples.names)
+    store.start(opts.settings(model), names, opts.shard_size, opts.resume)
+    pending = store.pending(plan_shards(names, opts.shard_size))
+    todo = sum(len(t.todo) for t in pending)
+    with contextlib.ExitStack() as stack:
+        runners = {label: stack.enter_context(model.runner(spec)) for label, spec in opts.pairs} if todo else {}
+        for task in pending:
+            results = list(task.done)
+            for index, _ in task.todo:
+                results.append(_sample_result(index, samples.read(index), runners, opts))
+                store.write(task.index, results, partial=True)
+                if progress:
+                    progress()
+            store.write(task.index, results)
+    results = store.results()
+    ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
+    reports, ranked = _bisect_worst(model, samples, ranked, opts, step)
+    return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results))
+
+
+def _sample_result(index: int, sample, runners: dict, opts: SampleSweepOptions) -> FrameResult:
+    """One sample through every lane and judged; a sample that cannot be read or run is failed, with why."""
+    from cp_debug.recipes.module.judge import judge_sample, tolerance
+    from cp_debug.recipes.module.samples import SampleError
+
+    if isinstance(sample, SampleError):
+        return FrameResult(index, sample.name, "failed", sample.reason)
+    (ref_label, _), cands = opts.pairs[0], opts.pairs[1:]
+    try:
+        ref = runners[ref_label].infer(dict(sample.feed))
+        got = {label: runners[label].infer(dict(sample.feed)) for label, _ in cands}
+    except CpDebugError as err:
+        return FrameResult(index, sample.name, "failed", str(err).splitlines()[0])
+    frames = []
+    for label, spec in cands:
+        j = judge_sample(ref, got[label], spec.precision, tolerance(spec.precision, opts.atol, opts.rtol),
+                         opts.tolerance_mode)
+        probes = tuple(ProbeStat(o.diff.name, k, o.diff.rel_rmse, o.diff.rel_max, o.diff.cosine, o.diff.max_abs,
+                                 o.diff.nan, o.diff.inf, status_of(o.diff, o.judgement),
+                                 o.judgement.expected_rel_rmse, o.judgement.noise_ratio)
+                       for k, o in enumerate(j.outputs))
+        frames.append(CandidateFrame(label, probes, NO_BOXES, j.outcome is not Outcome.WITHIN_PRECISION,
+                                     j.outcome.value, j.reason, spec.precision))
+    status = worst(Outcome(c.outcome) for c in frames).value
+    reason = next((c.reason for c in frames if c.outcome == status and c.reason), None)
+    return FrameResult(index, sample.name, status, reason, 0, tuple(frames))
+
+
+def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) -> tuple[dict, list]:
+    """The `bisect_top` worst samples beyond the precision bisected on their worst candidate; each report written to
+    `out/bisect/<sample>.json`, the ranked samples given their root cause."""
+    from cp_debug.bisect.engine import BisectOptions
+    from cp_debug.recipes.module.samples import SampleError
+    from cp_debug.sweep.explain import FrameFailure, bisected
+
+    specs = dict(opts.pairs)
+    reference = opts.pairs[0]
+    bisect_opts = BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
+                                rtol=opts.rtol, tolerance_mode=opts.tolerance_mode)
+    reports: dict = {}
+    out = list(ranked)
+    for r in [r for r in ranked if r.flagged and r.candidate][: opts.bisect_top]:
+        with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})") if step else contextlib.nullcontext():
+            sample = samples.read(r.index)
+            try:
+                if isinstance(sample, SampleError):
+                    raise CpDebugError(sample.reason)
+                rep = model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
+            except CpDebugError as err:
+                reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
+                continue
+        reports[r.token] = rep
+        out[out.index(r)] = bisected(opts.out, r, rep)
+    return reports, out
+
+
+def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
+    """sweep.json of a sample sweep: the frames' entries in the shape `summary.py` reads (table, JUnit)."""
+    from cp_debug.sweep.explain import FrameFailure, root_cause_counts
+
+    frames = []
+    for r in result.ranked:
+        w = r.worst
+        frames.append({
+            "rank": r.rank, "token": r.token, "index": r.index, "status": r.status,
+            "outcome": r.outcome.value if r.outcome else None, "outcome_reason": w.reason if w else None,
+            "reason": r.reason, "class": None, "candidate": r.candidate,
+            "worst_probe": w.worst_probe if w else None, "worst_ratio": w.worst_ratio if w else None,
+            "local_probe": None, "root_cause": r.root_cause, "hint": r.hint, "bisected": r.bisected,
+            "detections": {}, "candidates": {v.candidate: {"outcome": v.outcome.value, "reason": v.reason}
+                                             for v in r.verdicts}})
+    rc = root_cause_counts(result.ranked)
+    counts = {s: sum(f["status"] == s for f in frames) for s in ("within_precision", "degraded", "diverged", "failed")}
+    outcome = _outcome(result.ranked)
+    verdict = (f"{outcome.words}: {counts['diverged']} diverged, {counts['degraded']} degraded, {counts['failed']} "
+               f"failed of {len(frames)} samples" + (f"; {rc['text']}" if rc["text"] else ""))
+    return {"schema": SCHEMA, "kind": MANIFEST_KIND, "model": model.source, "samples": result.source,
+            "reference": opts.pairs[0][0], "candidates": [label for label, _ in opts.pairs[1:]],
+            "tolerance_mode": opts.tolerance_mode, "outcome": outcome.value, "verdict": verdict,
+            "summary": {"frames": len(frames), "degraded": counts["degraded"], "diverged": counts["diverged"],
+                        "failed": counts["failed"], "outcomes": counts}, "root_cause_counts": rc,
+            "frames": frames, "bisect": {t: rep.to_json() if isinstance(rep, FrameFailure) else f"bisect/{t}.json"
+                                        for t, rep in result.reports.items()}}
+
+
+def _outcome(ranked: list) -> Outcome:
+    """The worst sample's outcome; a failed sample counts as diverged (its numbers could not be judged)."""
+    return worst(r.outcome if r.outcome is not None else Outcome.DIVERGED for r in ranked)

@@ -1,0 +1,95 @@
+"""`cpdebug sweep` and `cpdebug eval` of any one-graph model over its samples, on a classifier no one here tuned them
+for: its FP16 deployment overflows in one Linear only on the 3 large-magnitude samples of 12 — the sweep ranks those
+first and blames that layer, eval says top-1 changes on exactly them; the healthy model is within precision; samples
+that do not fit are one line each, exit 2; --data's labels give accuracy; a budget gates on the metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_run import cpdebug
+from tests.zoo import classifier
+
+ZOO = Path(classifier.__file__)
+LARGE = ("s02", "s05", "s09")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("samples")
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        x = rng.standard_normal((1, classifier.FEATURES)).astype(np.float32)
+        np.savez(folder / f"s{k:02d}.npz", input0=x * (400 if f"s{k:02d}" in LARGE else 1))
+    return folder
+
+
+def test_the_sweep_ranks_the_overflowing_samples_first_and_blames_the_layer(samples, tmp_path):
+    out, junit = tmp_path / "sweep", tmp_path / "sweep.xml"
+    args = ("sweep", "--torch", f"{ZOO}:build_overflow", "--inputs", samples, "--out", out, "--shard-size", "5",
+            "--quiet")
+    proc = cpdebug(*args, "--junit", junit)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    frames = doc["frames"]
+    assert sorted(f["token"] for f in frames[:3]) == list(LARGE)
+    assert all(f["status"] == "diverged" and f["root_cause"] == classifier.OVERFLOW_LAYER for f in frames[:3])
+    assert {f["status"] for f in frames[3:]} == {"within_precision"}
+    assert doc["root_cause_counts"]["counts"] == {classifier.OVERFLOW_LAYER: 3}
+    assert {p.name for p in (out / "bisect").iterdir()} == {f"{s}.json" for s in LARGE}
+    assert junit.read_text().count("<failure") == 3
+    again = cpdebug(*args, "--resume")  # every shard is written: nothing runs again, the same ranking
+    assert again.returncode == 1 and json.loads((out / "sweep.json").read_text())["frames"][:3] == frames[:3]
+
+
+def test_eval_names_the_samples_whose_top1_changes_and_a_budget_gates_it(samples, tmp_path):
+    budget = tmp_path / "budget.json"
+    budget.write_text(json.dumps({"max_metric_drop": 0.1}))
+    proc = cpdebug("eval", "--torch", f"{ZOO}:build_overflow", "--inputs", samples, "--metric", "top1",
+                   "--bootstrap", "200", "--budget", budget, "--json", tmp_path / "eval.json", "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "budget broken: max_metric_drop" in proc.stderr
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    v = doc["verdicts"]["ort-cpu-fp16"]
+    assert [c["sample"] for c in v["changed"]] == list(LARGE)
+    assert doc["metrics"]["torch"]["metric"]["mean"] == 1.0 and v["metric"]["mean"] == pytest.approx(0.75)
+    assert v["drop"]["low"] <= 0.25 <= v["drop"]["high"]
+
+
+def test_a_healthy_model_is_within_precision_on_every_sample(samples, tmp_path):
+    proc = cpdebug("sweep", "--torch", f"{ZOO}:build_healthy", "--inputs", samples, "--out", tmp_path / "s",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert {f["status"] for f in doc["frames"]} == {"within_precision"} and doc["root_cause_counts"]["bisected"] == 0
+
+
+def test_samples_that_do_not_fit_are_one_line_each(samples, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a", "b"):
+        np.savez(bad / f"{name}.npz", input0=np.zeros((1, 7), np.float32))
+    np.savez(bad / "c.npz", input0=np.zeros((1, classifier.FEATURES), np.float32))
+    proc = cpdebug("sweep", "--torch", f"{ZOO}:build_healthy", "--inputs", bad, "--out", tmp_path / "s", "--quiet")
+    assert proc.returncode == 2
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("cpdebug: sample ")]
+    assert [x.split()[2] for x in lines] == ["a.npz:", "b.npz:"]
+    assert "2 of 3 samples do not fit" in proc.stderr
+
+
+def test_data_with_labels_gives_accuracy(tmp_path):
+    data = tmp_path / "data.py"
+    data.write_text("import numpy as np\n\ndef load_data():\n    rng = np.random.default_rng(1)\n"
+                    "    for k in range(6):\n"
+                    f"        yield {{'input0': rng.standard_normal((1, {classifier.FEATURES})).astype(np.float32),"
+                    " 'label': np.array([k % 3])}\n")
+    proc = cpdebug("eval", "--torch", f"{ZOO}:build_healthy", "--data", f"{data}:load_data", "--metric", "accuracy",
+                   "--json", "-", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["metric"] == "accuracy" and doc["verdicts"]["ort-cpu-fp16"]["changed"] == []
+    assert doc["metrics"]["torch"]["metric"]["mean"] == doc["metrics"]["ort-cpu-fp16"]["metric"]["mean"]
