@@ -37,7 +37,7 @@ command's own and goes to the command's own panel (`OWN_PANEL`): typer's untitle
 OWN_PANEL = {
     "sweep": "Sweep", "extract": "Bundle", "fix": "Fix: where to start, what to search", "keep-fp32": "Search",
     "sensitivity": "Search", "replay": "Replay", "bench": "Timing", "export": "Head outputs", "infer": "Head outputs",
-    "trt-kit": "Kit", "train": "Training", "serve": "Server",
+    "trt-kit": "Kit", "train": "Training", "serve": "Server", "eval": "Evaluation",
 }
 
 # -- command groups of `cpdebug --help` ---------------------------------------------------------------------------
