@@ -29,7 +29,7 @@ _PANEL_OPTIONS = {
     OUTPUT: "out json csv parquet html pictures rrd model-explorer bundle tar max-rows plot quiet verbose",
     CI: "junit budget",
     ADVANCED: "lockstep-mode device-budget memory-budget cudnn-algo no-cache exporter shard-size ray ray-workers "
-              "bootstrap workers",
+              "ray-cpus-per-worker bootstrap workers",
 }
 PANEL_OF = {f"--{name}": panel for panel, names in _PANEL_OPTIONS.items() for name in names.split()}
 """The panel of each option by its long name, the same on every command; an option not named here is one of the

@@ -38,6 +38,7 @@ class SweepRun:
     resume: bool
     ray: str | None
     ray_workers: int | None
+    ray_cpus_per_worker: int | None
     bootstrap: int
     calib_scenes: int
     match_distance: float
@@ -86,6 +87,9 @@ def sweep(
     ] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
                                                        "GPU for CUDA backends, else one per CPU).")] = None,
+    ray_cpus_per_worker: Annotated[Optional[int], typer.Option(
+        "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
+        "shared out between the actors).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
@@ -144,7 +148,7 @@ def sweep(
         html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
-                       bootstrap=bootstrap,
+                       ray_cpus_per_worker=ray_cpus_per_worker, bootstrap=bootstrap,
                        calib_scenes=calib_scenes, match_distance=match_distance, deterministic=deterministic,
                        html=html, quiet=quiet or False, tolerance_mode=check_mode(tolerance_mode, atol, rtol),
                        atol=atol, rtol=rtol, params=tuple(params or ()), pictures=pictures, rrd=rrd, junit=junit,
@@ -223,7 +227,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                              rtol=run.rtol)
     opts = SweepOptions(settings, Path(run.out), scenes=run.scenes, data_root=run.data_root, n=run.n,
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
-                        ray_workers=run.ray_workers, bootstrap=run.bootstrap, model_record=model,
+                        ray_workers=run.ray_workers, ray_cpus_per_worker=run.ray_cpus_per_worker,
+                        bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic)
     steps = StepProgress(quiet, stream=third_party.terminal)
     from cp_debug.cli._preflight import lint_first

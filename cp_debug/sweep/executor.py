@@ -70,9 +70,14 @@ class InProcessExecutor:
 class _ActorBody:
     """The Ray actor: a `SweepWorker` opened once in the actor's process."""
 
-    def __init__(self, settings: SweepSettings, onnx_dir: str):
+    def __init__(self, settings: SweepSettings, onnx_dir: str, cpus: int = 1):
         import os
 
+        # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus)
+        os.environ["CPDEBUG_COMPARE_THREADS"] = str(cpus)
+        import torch
+
+        torch.set_num_threads(cpus)
         self.worker = SweepWorker(settings, onnx_dir).open()
         self.pid = os.getpid()
 
@@ -89,10 +94,11 @@ class RayExecutor:
     "local" starts one on this machine with every CPU and GPU it has (shut down again in `close`), "auto" joins the
     running one, else an address; a Ray already initialised in this process (a test's `ray.init(num_cpus=2)`) is
     used as it is. `workers`: actors to start (default: one per GPU for CUDA backends, else the cluster's CPUs /
-    `cpus_per_worker`)."""
+    `cpus_per_worker`). `cpus_per_worker`: the CPUs (and threads) each actor gets (default: the cluster's CPUs
+    shared out between the actors, so a GPU actor is not held to one thread while the in-process sweep has all)."""
 
     def __init__(self, settings: SweepSettings, onnx_dir: str | Path, address: str = "auto", workers: int | None = None,
-                 cpus_per_worker: int = 1):
+                 cpus_per_worker: int | None = None):
         self.settings, self.onnx_dir, self.address = settings, str(onnx_dir), address
         self.workers, self.cpus = workers, cpus_per_worker
         self.actors: list = []
@@ -122,14 +128,17 @@ class RayExecutor:
 
         cuda = any(BackendSpec.parse(b).device == "cuda" for b in self.settings.backends)  # trt-* runs on CUDA too
         res = ray.cluster_resources()
+        total = max(1, int(res.get("CPU", 1)))
         if cuda:
-            opts = {"num_gpus": 1, "num_cpus": self.cpus}
             n = self.workers or max(1, int(res.get("GPU", 0)))
         else:
-            opts = {"num_cpus": self.cpus}
-            n = self.workers or max(1, int(res.get("CPU", 1)) // self.cpus)
+            n = self.workers or max(1, total // (self.cpus or 1))
+        cpus = self.cpus or max(1, total // n)
+        opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, **opts)(_ActorBody)
-        self.actors = [actor.remote(self.settings, self.onnx_dir) for _ in range(n)]
+        # the actors build their model and sessions now, while the driver goes on planning
+        self.actors = [actor.remote(self.settings, self.onnx_dir, cpus) for _ in range(n)]
+        self.cpus_each, self.cluster_cpus = cpus, total
         return self.actors
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
@@ -175,4 +184,6 @@ class RayExecutor:
             self._started = False
 
     def describe(self) -> dict:
-        return {"kind": "ray", "address": self.address, "workers": len(self.actors)}
+        return {"kind": "ray", "address": self.address, "workers": len(self.actors),
+                "cpus_per_worker": getattr(self, "cpus_each", self.cpus),
+                "cluster_cpus": getattr(self, "cluster_cpus", None)}

@@ -45,6 +45,7 @@ class SweepOptions:
     bisect_top: int = 3
     ray: str | None = None  # None: in process; "auto" or an address: Ray
     ray_workers: int | None = None
+    ray_cpus_per_worker: int | None = None  # None: the cluster's CPUs shared out between the actors
     bootstrap: int = 200
     factor: float = LOCAL_FACTOR
     model_record: ModelRecord | None = None  # the model as the user named it, stored in sweep.json
@@ -152,7 +153,8 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
             with step("exporting the two ONNX stages (once, for every Ray worker)"):
                 subject = build_subject(s)
                 save_stages(subject, opts.out / "model")
-            executor = RayExecutor(s, opts.out / "model", address=opts.ray, workers=opts.ray_workers)
+            executor = RayExecutor(s, opts.out / "model", address=opts.ray, workers=opts.ray_workers,
+                                   cpus_per_worker=opts.ray_cpus_per_worker)
             with step("starting the Ray workers"):
                 executor.start()
         if tasks:

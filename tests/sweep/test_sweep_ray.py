@@ -100,5 +100,7 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     assert not ray.is_initialized()  # the cluster --ray local started is shut down with the sweep
     on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
     assert on_ray["kind"] == "ray" and on_ray["address"] == "local" and on_ray["workers"] == 1
+    # one actor gets the whole host's CPUs (and threads), not Ray's default of one (issue 71)
+    assert on_ray["cpus_per_worker"] == on_ray["cluster_cpus"] >= 1
     assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
     assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
