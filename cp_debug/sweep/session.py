@@ -143,6 +143,9 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     already = len(frames) - sum(len(t.todo) for t in tasks)
     t0 = time.perf_counter()
     worker = None
+    from cp_debug.sweep.metrics import MetricsAhead
+
+    ahead = MetricsAhead(s)  # the metrics' per-frame work and imports, while the frames run
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
@@ -163,6 +166,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
                 counts = Counter()
 
                 def on_frame(r: FrameResult) -> None:
+                    ahead.add(r)
                     counts[r.status] += 1
                     advance(1, degraded=counts["degraded"], diverged=counts["diverged"], failed=counts["failed"])
 
@@ -188,5 +192,5 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.sweep.metrics import sweep_metrics
 
     with step("metrics over the set (nuscenes-devkit, bootstrap intervals)"):
-        outcome.metrics = sweep_metrics(results, s, opts.bootstrap)
+        outcome.metrics = sweep_metrics(results, s, opts.bootstrap, ahead)
     return outcome
