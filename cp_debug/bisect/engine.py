@@ -30,6 +30,7 @@ import numpy as np
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.ahead import Ahead, runs_ahead
 from cp_debug.bisect.placement import device_whole
+from cp_debug.bisect.contribution import judge_small_terms
 from cp_debug.bisect.ranking import first_divergent, root_cause
 from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
@@ -368,6 +369,7 @@ class BisectEngine:
         t0 = time.perf_counter()
         if state.refused is not None:
             return candidate_result(self.run_state, state, None, None, [], started=t0)
+        judge_small_terms(self.run_state, state, list(state.results))
         results = ordered(state, probes)
         fd = first_divergent(results)
         rc = root_cause(results, fd)
@@ -393,6 +395,7 @@ class BisectEngine:
                 lockstep_stage(rs, stage, kids, [state], refine=True)
             else:
                 self._whole_stage(stage, kids, [state], noise=False, timed=False)
+            judge_small_terms(rs, state, [k.name for k in kids])
             sub = ordered(state, kids)
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None

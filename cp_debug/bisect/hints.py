@@ -36,6 +36,8 @@ class HintContext:
     segment_why: str | None = None
     # why a normalisation's division makes NaN: its eps underflowing float16, or dropped by the exporter (eps_why.py)
     eps: str | None = None
+    # the exported graph computing something else than the module: other rounding, or an op removed (export_why.py)
+    export: str | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -49,9 +51,11 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
         parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
     if ctx.eps and nonfinite:  # the why of the NaN; the op-level finding after it carries the verified advice
         parts.append(ctx.eps)
+    if ctx.export:  # read on the FP32 graph: the why whatever the precision
+        parts.append(ctx.export)
     if ctx.segment_why:
         parts.append(ctx.segment_why)
-    elif nonfinite and not ctx.eps:
+    elif nonfinite and not (ctx.eps or ctx.export):
         parts.append(_nonfinite_hint(ctx))
     if ctx.precision_note:
         parts.append(ctx.precision_note)

@@ -170,7 +170,8 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=_segment_why(run, state, p, r), eps=_eps(run, state, p, r))
+        segment_why=_segment_why(run, state, p, r), eps=_eps(run, state, p, r),
+        export=_export(run, state, p, r))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
@@ -210,6 +211,20 @@ def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
     from cp_debug.bisect.eps_why import eps_reason
 
     return eps_reason(run, p.stage, p.name, state.spec.precision)
+
+
+def _export(run: RunState, state: CandidateState, p, r) -> str | None:
+    """The export fault in this probe's segment (`export_why.py`) where its segment alone is beyond tolerance."""
+    local_bad = r.local is not None and r.local.status != "ok"
+    if p.kind != "module" or not (local_bad or (r.local is None and r.status != "ok")):
+        return None
+    from cp_debug.bisect.export_why import export_reason
+
+    try:
+        return export_reason(run, state, p.stage, p.name)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the export check of {p.name} was not worked out: {err}")
+        return None
 
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:

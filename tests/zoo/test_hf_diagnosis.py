@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.cli_run import cpdebug
@@ -17,16 +16,11 @@ pytest.importorskip("transformers")
 
 
 def test_a_healthy_bert_onnx_file_with_a_padding_mask_is_within_precision_at_level_all(tmp_path):
-    import onnx
-    import torch
+    from tests.zoo.planted_export import onnx_with_inputs
 
-    net, inputs = hf_models.build_bert_masked()
-    path = tmp_path / "bert.onnx"
-    torch.onnx.export(net, inputs, dynamo=True).save(str(path))
-    names = [i.name for i in onnx.load(str(path)).graph.input]
-    np.savez(tmp_path / "x.npz", **{n: t.numpy() for n, t in zip(names, inputs)})
+    path, feeds = onnx_with_inputs(*hf_models.build_bert_masked(), tmp_path)
     out = tmp_path / "r.json"
-    proc = cpdebug("bisect", "--onnx", path, "--inputs", tmp_path / "x.npz", "--backends", "ort,ort-cpu-fp16",
+    proc = cpdebug("bisect", "--onnx", path, "--inputs", feeds, "--backends", "ort,ort-cpu-fp16",
                    "--level", "all", "--json", out)
     report = json.loads(out.read_text())
     assert proc.returncode == 0, report["outcome_reasons"]
