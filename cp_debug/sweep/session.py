@@ -123,10 +123,7 @@ def _check_run(opts: SweepOptions) -> bool:
 def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
               step: Callable[[str], ContextManager] | None = None) -> SweepOutcome:
     """Run (or resume) the sweep of `opts` and rank it; files of `opts.out` are written by `report.write_all`."""
-    from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
-    from cp_debug.sweep.lanes import build_subject, save_stages
-    from cp_debug.sweep.staged import StagedWorker
-    from cp_debug.sweep.worker import SweepWorker
+    from cp_debug.sweep.metrics import MetricsAhead
 
     step = step or (lambda text: contextlib.nullcontext())
     if opts.settings.threads is None:
@@ -140,12 +137,42 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
                 opts.shard_size, opts.resume)
     tasks = store.pending(plan_shards(frames, opts.shard_size))
-    already = len(frames) - sum(len(t.todo) for t in tasks)
     t0 = time.perf_counter()
-    worker = None
-    from cp_debug.sweep.metrics import MetricsAhead
-
     ahead = MetricsAhead(s)  # the metrics' per-frame work and imports, while the frames run
+    try:
+        model, describe = _run_frames(opts, staged, frames, tasks, store, ahead, progress, step)
+        results = store.results()
+        if len(results) != len(frames) or {r.token for r in results} != {f.token for f in frames}:
+            raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to "
+                                "finish")
+        ranked, spread = rank_frames(results, opts.factor, s.tolerance_mode)
+        outcome = SweepOutcome(results, ranked, spread, model=model, executor=describe,
+                               seconds=time.perf_counter() - t0, opts=opts)
+        if opts.bisect_top:
+            from cp_debug.sweep.explain import bisect_worst
+
+            outcome.bisects, outcome.ranked = bisect_worst(opts, outcome.ranked, frames, step)
+        from cp_debug.sweep.metrics import sweep_metrics
+
+        with step("metrics over the set (nuscenes-devkit, bootstrap intervals)"):
+            outcome.metrics = sweep_metrics(results, s, opts.bootstrap, ahead)
+        return outcome
+    finally:
+        ahead.close()
+
+
+def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, store: ShardStore, ahead,
+                progress: ProgressFactory, step) -> tuple[dict, dict]:
+    """Every pending shard through the executor (in process, or Ray actors); (the model's record, the executor's
+    description). Each returned frame goes to `ahead` too."""
+    from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
+    from cp_debug.sweep.lanes import build_subject, save_stages
+    from cp_debug.sweep.staged import StagedWorker
+    from cp_debug.sweep.worker import SweepWorker
+
+    s = opts.settings
+    already = len(frames) - sum(len(t.todo) for t in tasks)
+    worker = None
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
@@ -176,21 +203,7 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
             executor.close()
         model = {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
                  "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
+        return model, describe
     finally:
         if worker is not None:
             worker.close()
-    results = store.results()
-    if len(results) != len(frames) or {r.token for r in results} != {f.token for f in frames}:
-        raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to finish")
-    ranked, spread = rank_frames(results, opts.factor, s.tolerance_mode)
-    outcome = SweepOutcome(results, ranked, spread, model=model, executor=describe,
-                           seconds=time.perf_counter() - t0, opts=opts)
-    if opts.bisect_top:
-        from cp_debug.sweep.explain import bisect_worst
-
-        outcome.bisects, outcome.ranked = bisect_worst(opts, outcome.ranked, frames, step)
-    from cp_debug.sweep.metrics import sweep_metrics
-
-    with step("metrics over the set (nuscenes-devkit, bootstrap intervals)"):
-        outcome.metrics = sweep_metrics(results, s, opts.bootstrap, ahead)
-    return outcome
