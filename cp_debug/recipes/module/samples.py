@@ -90,9 +90,11 @@ def default_samples(first: Mapping[str, np.ndarray], seed: int, n: int = DEFAULT
 
 
 def save_sample(path: Path, sample: Sample) -> None:
-    """A sample as an .npz keyed by the graph's input names (what `--inputs` and `fix --check` read)."""
+    """A sample as an .npz keyed by the graph's input names, and its label under `label` where it has one (what
+    `--inputs` and `fix --check` read)."""
+    label = {} if sample.label is None else {"label": np.asarray(sample.label)}
     with open(path, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in sample.feed.items()})
+        np.savez(f, **{k: np.asarray(v) for k, v in sample.feed.items()}, **label)
 
 
 def read_saved(files: Mapping[str, Path], graph: GraphInputs) -> list[Sample]:
@@ -190,7 +192,8 @@ def _label(given: Mapping, graph: GraphInputs) -> tuple[dict, np.ndarray | None]
 
 
 def _checked(name: str, given: dict, graph: GraphInputs, option: str) -> Sample:
-    return Sample(name, _matched(given, graph, option))
+    given, label = _label(given, graph)
+    return Sample(name, _matched(given, graph, option), label)
 
 
 def _matched(given: dict, graph: GraphInputs, option: str) -> dict[str, np.ndarray]:
