@@ -11,6 +11,7 @@ import typer
 from cp_debug.cli._options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir, Json,
                                    Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, TorchModel, Verbose,
                                    backends_option, model_record, recipe_name)
+from cp_debug.cli._fix_graph import FixMetric, fix_graph_cmd, refuse_metric
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -46,6 +47,7 @@ def fix(
     calib: Annotated[Optional[Path], typer.Option(
         "--calib", help="With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
+    metric: FixMetric = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
     preset: Annotated[Optional[str], typer.Option(
@@ -113,8 +115,9 @@ def fix(
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
                      "--check": check, "--max-rel-rmse": tol}
-            raise typer.Exit(_fix_graph(generic, seed or 0, given, out=out, backends=backends, json_out=json_out,
-                                        quiet=quiet, third_party=third_party))
+            raise typer.Exit(fix_graph_cmd(generic, seed or 0, given, out=out, backends=backends, metric=metric,
+                                           json_out=json_out, quiet=quiet, third_party=third_party))
+        refuse_metric(metric)
         recipe = recipe_name(recipe)
         if recipe == "transfusion" and preset is None and config is None:
             preset = "transfusion-demo"
@@ -132,86 +135,6 @@ def fix(
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
                     budget=budget)
     raise typer.Exit(code)
-
-
-def _fix_graph(g: dict, seed: int, others: dict, *, out: Path | None, backends: str | None,
-               json_out: str | None, quiet: bool, third_party) -> int:
-    """`fix --torch / --onnx`: `fix.module.fix_graph` on the samples given (or the model's own), DIR written whole;
-    `others`: the CenterPoint options, refused where given."""
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli._preflight import check_outputs
-    from cp_debug.errors import BadInputError
-    from cp_debug.fix.module import candidate_spec, check_libraries, fix_graph
-    from cp_debug.fix.module_files import fix_json, write_graph_fix
-    from cp_debug.fix.samples import prepare
-
-    given = [o for o, v in others.items() if v is not None]
-    if given:
-        raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
-                            "candidate's precision on its samples)")
-    spec = candidate_spec(backends)
-    if out is None:
-        raise BadInputError("give --out DIR to write the fix to")
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} is a file; give a directory")
-    check_outputs(json_out)
-    check_libraries(spec)  # a missing library is said before anything loads or runs
-    progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
-    with progress.step("loading the model and the samples"):
-        m, split, calib, said = prepare(g, seed, int8=spec.precision == "int8")
-    result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib,
-                       progress=progress)
-    doc = fix_json(result)
-    written = None
-    if result.fixed is not None:
-        with progress.step(f"writing {out}"):
-            written = write_graph_fix(out, result, doc)
-    finish({**doc, "out": str(written) if written else None, "input_casts": said}, json_out, third_party,
-           lambda console: render_graph(result, written, said, console))
-    return result.exit_code
-
-
-def render_graph(fix, written: Path | None, said: list[str], console) -> None:
-    """A generic fix: the search's steps, the set with each node's module, the verification per sample."""
-    from rich.table import Table
-
-    s, split = fix.search, fix.split
-    what = "kept in FP32" if fix.kind == "fp16" else "left out of INT8"
-    console.print("".join(f"note: {line}\n" for line in said), end="", highlight=False)
-    t = Table(title=f"fix search: {fix.spec} vs ort-cpu-fp32 on {len(split.search)} sample(s) ({s.runs} runs, "
-                    f"{len(s.candidates)} candidates)", title_justify="left")
-    for col in ("#", "phase", what, "verdict", "worst rel. RMSE", "s"):
-        t.add_column(col, justify="right" if col in ("#", "worst rel. RMSE", "s") else "left")
-    for st in s.steps:
-        keep = st.experiment
-        kept = f"{len(keep)}: " + ", ".join(keep[:2]) + (" …" if len(keep) > 2 else "") if keep else "(none)"
-        worst = max((f.worst_rel_rmse for f in st.figures), default=0.0)
-        t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
-                  f"{worst:.3g}", f"{st.seconds:.1f}")
-    console.print(t)
-    if s.status == "impossible":
-        console.print(f"[red]No set passes[/red]: even with all {len(s.candidates)} candidates {what}, a sample is "
-                      "beyond the precision budget. Nothing was written; `cpdebug bisect` says where it diverges.",
-                      highlight=False)
-        return
-    named = "".join(f"\n  {fix.node_modules.get(n) + ': ' if fix.node_modules.get(n) else ''}{n}" for n in s.keep)
-    console.print(f"[green]{len(s.keep)} node(s) {what}[/green] (1-minimal over {len(split.search)} sample(s)):{named}"
-                  if s.keep else f"[green]nothing to fix[/green]: the plain {fix.spec} is within {fix.kind.upper()}'s "
-                  "budget on every search sample", highlight=False)
-    v = fix.verification
-    held = "held out" if split.held_out else "the search's own: one sample, none held out"
-    vt = Table(title=f"verification of {fix.file} in ONNX Runtime ({v.device}) on {len(v.after)} sample(s), {held}: "
-                     + ("[green]holds[/green]" if v.holds else "[red]does not hold[/red]"), title_justify="left")
-    for col in ("sample", "before: worst rel. RMSE", "after: worst rel. RMSE", "after"):
-        vt.add_column(col, justify="left" if col == "sample" else "right")
-    for a, b in zip(v.after, v.before or [None] * len(v.after)):
-        vt.add_row(a.sample, f"{b.worst_rel_rmse:.3g}" if b else "-", f"{a.worst_rel_rmse:.3g}",
-                   "[green]pass[/green]" if a.passed else "[red]fail[/red]")
-    console.print(vt)
-    if written is not None:
-        console.print(f"written: {written} (README.md says how to deploy it; `cpdebug fix --check {written}` "
-                      "re-verifies it)" + ("" if v.holds else "; [red]not verified[/red] on the held-out samples: "
-                                           "give more samples to the search"), highlight=False, soft_wrap=True)
 
 
 def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
@@ -427,6 +350,8 @@ def render_graph_check(result, console) -> None:
                   f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+    if result.metric is not None:
+        console.print(result.metric.text(), highlight=False, markup=False)
     _changes(result, console)
 
 

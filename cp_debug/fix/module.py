@@ -24,8 +24,10 @@ from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
+    from cp_debug.fix.metric import MetricFigures
     from cp_debug.fix.samples import SampleSplit
     from cp_debug.recipes.module.samples import Sample
+    from cp_debug.recipes.module.tasks import TaskMetric
 
 REFERENCE = "ort-cpu-fp32"
 MODEL_KIND = "graph"  # fix.json's model.kind: what `fix --check` reads a generic fix DIR by
@@ -141,6 +143,7 @@ class GraphFix:
     verification: GraphVerification | None = None
     calibration: tuple[str, ...] = ()  # INT8: the samples it calibrated on
     notes: tuple[str, ...] = field(default=())
+    metric: tuple["MetricFigures", ...] = ()  # --metric: the held-out samples', then the search's (where held out)
 
     @property
     def kind(self) -> str:
@@ -209,18 +212,21 @@ def reference_values(model: "onnx.ModelProto", samples: Sequence["Sample"],
 
 
 def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected: Sequence[Mapping], tol: Tolerance,
-                judged_at: str | None = None, **opts) -> tuple[SampleFigures, ...]:
+                judged_at: str | None = None, outputs: list | None = None, **opts) -> tuple[SampleFigures, ...]:
     """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected` within
-    `tol` and the budget of `judged_at` (default: the spec's precision)."""
+    `tol` and the budget of `judged_at` (default: the spec's precision); `outputs`: where given, each sample's graph
+    outputs appended to it (a task metric's input)."""
     from cp_debug.backends import make_runner
 
-    outputs = [o.name for o in model.graph.output]
+    names = [o.name for o in model.graph.output]
     out = []
     with make_runner(spec, onnx_model=model, **opts) as runner:
         for s, ref in zip(samples, expected):
             got = runner.infer(dict(s.feed))
-            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in outputs],
+            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in names],
                                         judged_at or spec.precision))
+            if outputs is not None:
+                outputs.append({n: got[n] for n in names})
     return tuple(out)
 
 
@@ -300,15 +306,16 @@ def fixed_model(spec: BackendSpec, model, keep: Sequence[str], calib: Sequence[M
 
 
 def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "onnx.ModelProto",
-                samples: Sequence["Sample"], expected: Sequence[Mapping] | None = None) -> tuple[SampleFigures, ...]:
+                samples: Sequence["Sample"], expected: Sequence[Mapping] | None = None,
+                outputs: list | None = None) -> tuple[SampleFigures, ...]:
     """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
-    sample judged against the FP32 graph on the CPU within `kind`'s budget."""
+    sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`')."""
     expected = expected if expected is not None else reference_values(reference, samples)
     tol = default_tolerance(kind)
     if kind == "int8":
-        return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind,
+        return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind, outputs,
                            int8_model=fixed)
-    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind)
+    return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind, outputs)
 
 
 def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
@@ -318,10 +325,31 @@ def node_modules(model, module_names: set[str]) -> dict[str, str | None]:
     return {n.name: node_scope(n, module_names) for n in model.graph.node if n.name}
 
 
+def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], calib_feeds: Sequence[Mapping],
+                 metric: "TaskMetric | None" = None, part: str = "held_out"):
+    """The written file (after) and the plain candidate (before) on `samples`, each judged against the FP32 graph:
+    (after's figures, before's, the metric's figures or None)."""
+    expected = reference_values(model, samples)
+    got_after, got_before = ([], []) if metric is not None else (None, None)
+    after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after)
+    option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
+    extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision == "int8" else {}
+    before = run_samples(spec, model, samples, expected, default_tolerance(spec.precision), outputs=got_before,
+                         **{option: []}, **extra)
+    if metric is None:
+        return after, before, None
+    from cp_debug.fix.metric import outputs_of, score
+
+    names = [o.name for o in model.graph.output]
+    return after, before, score(metric, part, samples, outputs_of(expected, names), got_after, after, got_before,
+                                before)
+
+
 def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: "SampleSplit", *,
               module_names: set[str] = frozenset(), calib: Sequence["Sample"] | None = None,
-              progress=None) -> GraphFix:
-    """Search on `split.search`, build the file, verify it on `split.verify` (figures before and after)."""
+              metric: "TaskMetric | None" = None, progress=None) -> GraphFix:
+    """Search on `split.search`, build the file, verify it on `split.verify` (figures before and after; `metric`:
+    the task metric before and after on the held-out samples, and on the search's where they are apart)."""
     from cp_debug.bisect.experiment import progress_step
 
     calib_samples = tuple(calib) if calib else split.search
@@ -335,12 +363,11 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
     with progress_step(progress, f"writing {FILES[spec.precision]} and verifying it on {len(split.verify)} "
                                  "sample(s)"):
         fixed = fixed_model(spec, model, search.keep, calib_feeds)
-        expected = reference_values(model, split.verify)
-        after = verify_file(spec.precision, spec.device, model, fixed, split.verify, expected)
-        option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
-        extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision == "int8" else {}
-        before = run_samples(spec, model, split.verify, expected, default_tolerance(spec.precision),
-                             **{option: []}, **extra)
+        after, before, scored = before_after(spec, model, fixed, split.verify, calib_feeds, metric)
+    scores = (scored,) if scored is not None else ()
+    if metric is not None and split.held_out:
+        with progress_step(progress, f"{metric.name} on the {len(split.search)} search sample(s)"):
+            scores += (before_after(spec, model, fixed, split.search, calib_feeds, metric, "search")[2],)
     ver = GraphVerification(spec.device, spec.precision, default_tolerance(spec.precision), after, before,
                             split.held_out)
-    return GraphFix(**base, fixed=fixed, verification=ver)
+    return GraphFix(**base, fixed=fixed, verification=ver, metric=scores)

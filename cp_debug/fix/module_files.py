@@ -19,6 +19,7 @@ from cp_debug.errors import BadInputError, ExitCode
 from cp_debug.fix.module import FILES, MODEL_KIND, REFERENCE, REFERENCE_FILE, GraphVerification
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.fix.metric import MetricFigures
     from cp_debug.fix.module import GraphFix
 
 VERIFY_PREFIX = "verify_"
@@ -68,9 +69,17 @@ def fix_json(fix: "GraphFix") -> dict:
         "outcome": None, "search_frames": fix.split.to_json(), "held_out_verification": fix.split.held_out,
         "calibration": list(fix.calibration) if fix.kind == "int8" else None, "set": s, "search": search,
         "verification": fix.verification.to_json() if fix.verification else None, "notes": list(fix.notes),
+        "metric": metric_json(fix.metric),
         "environment": toolchain(), "cp_debug_version": cp_debug.__version__,
         "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def metric_json(parts) -> dict | None:
+    """fix.json's `metric` (None: no --metric): its name and its figures per part (`held_out`, `search`)."""
+    if not parts:
+        return None
+    return {"name": parts[0].name, **{p.part: p.to_json() for p in parts}}
 
 
 def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
@@ -116,6 +125,12 @@ def readme(doc: dict) -> str:
              f"verified in ONNX Runtime ({v.get('device')}) on {len(v.get('samples') or ())} sample(s)"
              f"{' the search never saw' if doc.get('held_out_verification') else ' (the search sample itself)'}: "
              f"**{'holds' if v.get('holds') else 'does NOT hold'}**.", ""]
+    m = (doc.get("metric") or {}).get("held_out")
+    if m:
+        changed = ", ".join(m["changed_before"]) or "none"
+        lines += [f"Task metric `{m['name']}` on the held-out samples: {_f(m['before'])} before (the plain candidate; "
+                  f"changed: {changed}), {_f(m['after'])} after (this file; changed: "
+                  f"{', '.join(m['changed_after']) or 'none'}); the reference's {_f(m['reference'])}.", ""]
     if nodes:
         lines += ["| node | op | module |", "|---|---|---|"]
         lines += [f"| `{n['name']}` | {n['op_type']} | {n['module'] or '-'} |" for n in s["nodes"]]
@@ -149,8 +164,9 @@ class GraphCheck:
     recorded_holds: bool | None
     verification: GraphVerification
     versions: tuple  # fix.check.Change of the toolchain
-    figures: tuple  # fix.check.Change of each sample's worst rel. RMSE
+    figures: tuple  # fix.check.Change of each sample's worst rel. RMSE (and of the metric, where recorded)
     modified_files: tuple[str, ...]
+    metric: "MetricFigures | None" = None  # the recorded --metric on the held-out samples, computed again here
 
     @property
     def holds(self) -> bool:
@@ -165,7 +181,8 @@ class GraphCheck:
                 "recorded_holds": self.recorded_holds,
                 "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
                 "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
-                "modified_files": list(self.modified_files), "verification": self.verification.to_json()}
+                "modified_files": list(self.modified_files), "verification": self.verification.to_json(),
+                "metric": metric_json((self.metric,) if self.metric is not None else ())}
 
 
 def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progress=None) -> GraphCheck:
@@ -173,7 +190,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     from cp_debug.bisect.experiment import progress_step
     from cp_debug.fix.artifact import sha256
     from cp_debug.fix.toolchain import Change, toolchain, version_changes
-    from cp_debug.fix.module import verify_file
+    from cp_debug.fix.module import reference_values, verify_file
     from cp_debug.recipes.module.samples import graph_inputs, read_saved
     from cp_debug.graph.model import load_onnx
 
@@ -198,8 +215,12 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
 
         check_available(BackendSpec.parse(f"ort-cuda-{'int8' if kind == 'int8' else 'fp32'}"))
     samples = read_saved(dict(zip(names, paths)), graph_inputs(ref, REFERENCE_FILE))
+    recorded_metric = (doc.get("metric") or {}).get("held_out")
+    metric = _task_metric(recorded_metric["name"]) if recorded_metric else None
     with progress_step(progress, f"running {model['file']} on {len(samples)} sample(s), {device}"):
-        after = verify_file(kind, device, ref, fixed, samples)
+        expected = reference_values(ref, samples)
+        got: list | None = [] if metric is not None else None
+        after = verify_file(kind, device, ref, fixed, samples, expected, got)
     from cp_debug.compare.diff import Tolerance
 
     t = rec.get("tolerance") or {}
@@ -208,10 +229,24 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     recorded = {x["sample"]: _num(x["after"]["worst_rel_rmse"]) for x in rec.get("samples") or ()}
     changed = tuple(Change(f"{f.sample}.worst_rel_rmse", recorded.get(f.sample), f.worst_rel_rmse) for f in after
                     if not _same(recorded.get(f.sample), f.worst_rel_rmse))
+    scored = None
+    if metric is not None:
+        from cp_debug.fix.metric import outputs_of, score
+
+        scored = score(metric, "held_out", samples, outputs_of(expected, [o.name for o in ref.graph.output]), got,
+                       after)
+        if not _same(_num(recorded_metric.get("after")), scored.after):
+            changed += (Change(f"{metric.name}.after", recorded_metric.get("after"), scored.after),)
     modified = tuple(n for n, digest in (doc.get("files") or {}).items()
                      if not (root / n).is_file() or sha256(root / n) != digest)
     return GraphCheck(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
-                      changed, modified)
+                      changed, modified, scored)
+
+
+def _task_metric(name: str):
+    from cp_debug.recipes.module.tasks import task_metric
+
+    return task_metric(name)
 
 
 def _num(x):

@@ -23,17 +23,21 @@ RAY_HINT = "--ray needs Ray: pip install 'cp-debug[ray]' (ray>=2.40)"
 
 
 class InProcessExecutor:
-    """Every shard in this process through one worker (built once); the partial file follows each frame. The
+    """Every shard in this process through one worker (built once); the partial file follows each frame (with
+    `partial_every`, at most once in that many seconds: a killed sweep loses at most that much work). The
     frames of all shards are one stream, so the worker's read-ahead runs on across shard boundaries, and the shard
     files are written (fsync'd) on a helper thread while the next frame runs, one write at a time, in order."""
 
-    def __init__(self, worker: SweepWorker):
+    def __init__(self, worker: SweepWorker, partial_every: float = 0.0):
         self.worker = worker
+        self.partial_every = partial_every  # seconds between two writes of a partial file (0: after every frame)
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
+        import time
         from concurrent.futures import ThreadPoolExecutor
 
         shard_of = {i: task for task in tasks for i, _ in task.todo}
+        written = time.monotonic()
         results = {task.index: list(task.done) for task in tasks}
         rendered: dict[int, str] = {}  # the running shard's frames, each rendered to JSON once
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
@@ -55,7 +59,9 @@ class InProcessExecutor:
                 rendered[r.index] = frame_text(r)
                 on_frame(r)
                 if len(got) < len(task.frames):
-                    write(task.index, got, True)
+                    if time.monotonic() - written >= self.partial_every:
+                        write(task.index, got, True)
+                        written = time.monotonic()
                     continue
                 write(task.index, sorted(got, key=lambda r: r.index), False)
                 for done in results.pop(task.index):

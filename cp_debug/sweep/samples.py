@@ -5,8 +5,15 @@ one judge (`recipes/module/judge.py`), written into the same shard files (`shard
 loaded (`ModuleModel.bisect`) and their root causes counted (`explain.root_cause_counts`); sweep.json is read by the
 same terminal table and JUnit suite (`summary.py`).
 
-The model is loaded and exported once and each backend's session is built once for the whole sweep; the samples are
-read one at a time and only each sample's figures are kept, so memory does not grow with the samples.
+The model is loaded and exported once and each backend's session is built once for the whole sweep (ONNX Runtime's
+threads not spinning between runs: the other lanes and the judge run there); the samples are read one at a time, the
+next one on a helper thread while the current one runs, and judged on another while the next one runs; only each
+sample's figures are kept, so memory does not grow with the samples. The loop is a CenterPoint sweep's in-process
+executor (`executor.InProcessExecutor`): shard files written on a helper thread, each sample rendered once, a
+shard's partial file at most once a second (`PARTIAL_EVERY`: after every sample it cost 2-4 ms a sample, a quarter of
+a small model's inference; a killed sweep loses at most a second of samples). The comparison kernels (numba) are
+loaded on a helper thread while the sessions are built (`kernels.warm_up_in_background`). Measured against plain
+runs of the same samples by `benchmarks/sweep_any_model.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from cp_debug.compare.noise import Outcome, status_of, worst
 from cp_debug.errors import CpDebugError
 from cp_debug.sweep.records import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
 
+PARTIAL_EVERY = 1.0  # seconds: a shard's partial file rewritten at most this often (the docstring says why)
+RUNNER_OPTIONS = {"spinning": False}  # ORT's idle threads would busy-wait through the other lanes and the judge
 SCHEMA = "cp_debug.sweep/2"  # sweep.json's contract, a CenterPoint sweep's too (docs/schemas/)
 MANIFEST_KIND = "samples"
 NO_BOXES = DetectionDelta(0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, False)  # a generic model's sample has no boxes
@@ -63,30 +72,60 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
     from cp_debug.sweep.rank import rank_frames
     from cp_debug.sweep.shards import ShardStore, plan_shards
 
+    from cp_debug.sweep.executor import InProcessExecutor
+
     store = ShardStore(opts.out)
     names = list(samples.names)
     store.start(opts.settings(model), names, opts.shard_size, opts.resume)
     pending = store.pending(plan_shards(names, opts.shard_size))
-    todo = sum(len(t.todo) for t in pending)
+    if any(t.todo for t in pending):
+        from cp_debug.compare import kernels
+
+        kernels.warm_up_in_background()  # numba's start (~1 s of CPU) while the sessions are built
     with contextlib.ExitStack() as stack:
-        runners = {label: stack.enter_context(model.runner(spec)) for label, spec in opts.pairs} if todo else {}
-        for task in pending:
-            results = list(task.done)
-            for index, _ in task.todo:
-                results.append(_sample_result(index, samples.read(index), runners, opts))
-                store.write(task.index, results, partial=True)
-                if progress:
-                    progress()
-            store.write(task.index, results)
+        runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS)) for label, spec in opts.pairs} \
+            if any(t.todo for t in pending) else {}
+        InProcessExecutor(_SampleWorker(samples, runners, opts), PARTIAL_EVERY).run(
+            pending, store, lambda _: progress() if progress else None)
     results = store.results()
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
     reports, ranked = _bisect_worst(model, samples, ranked, opts, step)
     return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results))
 
 
-def _sample_result(index: int, sample, runners: dict, opts: SampleSweepOptions) -> FrameResult:
-    """One sample through every lane and judged; a sample that cannot be read or run is failed, with why."""
-    from cp_debug.recipes.module.judge import judge_sample, tolerance
+class _SampleWorker:
+    """The samples' worker for `executor.InProcessExecutor` (the frame loop of a CenterPoint sweep, whose shard
+    files it writes on a helper thread, each frame rendered once): each sample through every lane, the next one
+    read (its .npz loaded, checked and cast) on a helper thread meanwhile, and judged on another while the next one
+    runs (one sample's outputs waiting at most)."""
+
+    def __init__(self, samples, runners: dict, opts: SampleSweepOptions):
+        self.samples, self.runners, self.opts = samples, runners, opts
+
+    def run_frames(self, items):
+        from concurrent.futures import ThreadPoolExecutor
+
+        items = list(items)
+        with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-sample") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="cpdebug-judge") as judge:
+            coming = reader.submit(self.samples.read, items[0][0]) if items else None
+            judging = None
+            for k, (index, _) in enumerate(items):
+                sample = coming.result()
+                coming = reader.submit(self.samples.read, items[k + 1][0]) if k + 1 < len(items) else None
+                ran = _run_lanes(index, sample, self.runners, self.opts)
+                if judging is not None:
+                    yield judging.result()
+                judging = judge.submit(_judged, ran, self.opts) if isinstance(ran, tuple) else None
+                if judging is None:
+                    yield ran
+            if judging is not None:
+                yield judging.result()
+
+
+def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
+    """(index, name, reference's outputs, each candidate's) of one sample; or, where it cannot be read or run, its
+    failed `FrameResult`, with why."""
     from cp_debug.recipes.module.samples import SampleError
 
     if isinstance(sample, SampleError):
@@ -97,8 +136,16 @@ def _sample_result(index: int, sample, runners: dict, opts: SampleSweepOptions) 
         got = {label: runners[label].infer(dict(sample.feed)) for label, _ in cands}
     except CpDebugError as err:
         return FrameResult(index, sample.name, "failed", str(err).splitlines()[0])
+    return index, sample.name, ref, got
+
+
+def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
+    """One sample's candidates judged against its reference by the one judge (`recipes/module/judge.py`)."""
+    from cp_debug.recipes.module.judge import judge_sample, tolerance
+
+    index, name, ref, got = ran
     frames = []
-    for label, spec in cands:
+    for label, spec in opts.pairs[1:]:
         j = judge_sample(ref, got[label], spec.precision, tolerance(spec.precision, opts.atol, opts.rtol),
                          opts.tolerance_mode)
         probes = tuple(ProbeStat(o.diff.name, k, o.diff.rel_rmse, o.diff.rel_max, o.diff.cosine, o.diff.max_abs,
@@ -109,7 +156,7 @@ def _sample_result(index: int, sample, runners: dict, opts: SampleSweepOptions) 
                                      j.outcome.value, j.reason, spec.precision))
     status = worst(Outcome(c.outcome) for c in frames).value
     reason = next((c.reason for c in frames if c.outcome == status and c.reason), None)
-    return FrameResult(index, sample.name, status, reason, 0, tuple(frames))
+    return FrameResult(index, name, status, reason, 0, tuple(frames))
 
 
 def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) -> tuple[dict, list]:

@@ -156,3 +156,40 @@ def test_a_missing_quantizer_is_said_before_the_search(tmp_path, monkeypatch):
                    "--out", tmp_path / "fix")
     assert proc.returncode == 3 and proc.stderr.strip().count("\n") == 0 and "quantizer" in proc.stderr
     assert "loading the model" not in proc.stdout + proc.stderr and not (tmp_path / "fix").exists()
+
+
+def test_a_metric_is_reported_before_and_after_and_checked_again(tmp_path):
+    """The classifier whose FP16 Linear overflows on 3 of 12 samples (s02, s05 searched; s09 held out): top-1
+    agreement below 1 before the fix, 1 after, each overflowing sample named in its part; fix.json valid against
+    its schema; `fix --check` computes the metric again."""
+    import jsonschema
+
+    from tests.zoo import classifier
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    large = ("s02", "s05", "s09")
+    for k in range(12):
+        x = rng.standard_normal((1, classifier.FEATURES)).astype(np.float32)
+        np.savez(folder / f"s{k:02d}.npz", input0=x * (400 if f"s{k:02d}" in large else 1))
+    out = tmp_path / "fix"
+    proc = cpdebug("fix", "--torch", f"{Path(classifier.__file__)}:build_overflow", "--inputs", folder, "--metric",
+                   "top1", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    doc = json.loads((out / "fix.json").read_text())
+    schema = json.loads((Path(__file__).parents[2] / "docs" / "schemas" / "fix.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert classifier.OVERFLOW_LAYER in doc["set"]["modules"]  # and what reads its large output
+    held, search = doc["metric"]["held_out"], doc["metric"]["search"]
+    assert doc["metric"]["name"] == "top1" and held["reference"] == 1.0
+    assert held["before"] < 1 and held["after"] == 1.0 and held["changed_after"] == []
+    assert held["changed_before"] == ["s09"] and search["changed_before"] == ["s02", "s05"]
+    assert search["before"] < 1 and search["after"] == 1.0
+    assert "top1 on 6 held-out sample(s)" in proc.stdout and "s09 changed" in proc.stdout
+    again = cpdebug("fix", "--check", out, "--json", "-", "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    check = json.loads(again.stdout)
+    assert check["metric"]["held_out"]["after"] == 1.0 and check["changed_figures"] == []
+    refused = cpdebug("fix", "--check", out, "--metric", "top1")
+    assert refused.returncode == 2 and "--metric goes with --torch / --onnx" in refused.stderr

@@ -93,3 +93,26 @@ def test_data_with_labels_gives_accuracy(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["metric"] == "accuracy" and doc["verdicts"]["ort-cpu-fp16"]["changed"] == []
     assert doc["metrics"]["torch"]["metric"]["mean"] == doc["metrics"]["ort-cpu-fp16"]["metric"]["mean"]
+
+
+def test_data_samples_stream_through_a_temporary_folder(tmp_path):
+    """--data's samples are written as FUNC() yields them and read back one at a time (memory flat in N): the same
+    arrays and labels, the folder gone with the set."""
+    import gc
+
+    from cp_debug.recipes.module.samples import GraphInputs, sample_set
+
+    data = tmp_path / "data.py"
+    data.write_text("import numpy as np\n\ndef load_data():\n    for k in range(4):\n"
+                    "        yield {'x': np.full((1, 3), k, np.float64), 'label': np.array([k])}\n")
+    graph = GraphInputs(("x",), {"x": (1, 3)}, {"x": np.dtype(np.float32)}, "the model")
+    samples = sample_set(None, f"{data}:load_data", graph)
+    assert samples.names == ("data_0", "data_1", "data_2", "data_3") and samples.problems() == []
+    got = list(samples)
+    assert [int(s.feed["x"][0, 0]) for s in got] == [0, 1, 2, 3] and got[2].feed["x"].dtype == np.float32
+    assert [int(s.label[0]) for s in got] == [0, 1, 2, 3]
+    folder = samples.files[0].parent
+    assert len(list(folder.glob("*.npz"))) == 4
+    del samples, got
+    gc.collect()
+    assert not folder.exists()

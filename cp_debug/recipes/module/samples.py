@@ -6,7 +6,8 @@ a few seeded random variants. sweep, eval and fix read them here.
 Every sample is checked and cast by the reader `cpdebug bisect --inputs` uses (`bisect.feeds.match_inputs` /
 `cast_inputs`): keys are the graph's input names or input0, input1, …; a `label` / `labels` key the graph does not take
 is the sample's label (a labelled metric's truth). A folder of samples is read one sample at a time (`SampleSet`), its
-names and shapes checked first from the files' headers alone, so a sweep's memory does not grow with the samples.
+names and shapes checked first from the files' headers alone, so a sweep's memory does not grow with the samples;
+`--data`'s samples are written to a temporary folder as FUNC() yields them and read back the same way.
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ def default_samples(first: Mapping[str, np.ndarray], seed: int, n: int = DEFAULT
 
 
 def save_sample(path: Path, sample: Sample) -> None:
-    """A sample as an .npz keyed by the graph's input names (what `--inputs` and `fix --check` read)."""
+    """A sample as an .npz keyed by the graph's input names, and its label under `label` where it has one (what
+    `--inputs` and `fix --check` read)."""
+    label = {} if sample.label is None else {"label": np.asarray(sample.label)}
     with open(path, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in sample.feed.items()})
+        np.savez(f, **{k: np.asarray(v) for k, v in sample.feed.items()}, **label)
 
 
 def read_saved(files: Mapping[str, Path], graph: GraphInputs) -> list[Sample]:
@@ -125,10 +128,20 @@ def _from_npz(path: Path, graph: GraphInputs, option: str) -> tuple[list[Sample]
 def _from_data(target: str, graph: GraphInputs, problems: list[str] | None = None) -> tuple[list[Sample], list[str]]:
     """`--data FILE.py:FUNC`: FUNC() yields (or returns a list of) dicts of arrays, one per sample; the file runs.
     `problems`: where given, a sample that does not fit is one line there instead of an error."""
+    out: list[Sample] = []
+    said = _data_samples(target, graph, out.append, problems)
+    if not out and not problems:
+        raise BadInputError(f"--data {target} yielded no sample")
+    return out, said
+
+
+def _data_samples(target: str, graph: GraphInputs, keep, problems: list[str] | None) -> list[str]:
+    """Each sample FUNC() yields, checked and cast, handed to `keep` as it comes (nothing held here); the casts
+    said."""
     from cp_debug.bisect.loaders import user_function
 
     fn = user_function(target, "--data")
-    out, said = [], []
+    said: list[str] = []
     for k, feed in enumerate(_user_feeds(fn, target)):
         try:
             if not isinstance(feed, Mapping):
@@ -141,11 +154,9 @@ def _from_data(target: str, graph: GraphInputs, problems: list[str] | None = Non
                 raise
             problems.append(f"data_{k}: {str(err).splitlines()[0]}")
             continue
-        out.append(sample)
+        keep(sample)
         said += [c for c in casts if c not in said]
-    if not out and not problems:
-        raise BadInputError(f"--data {target} yielded no sample")
-    return out, said
+    return said
 
 
 def _user_feeds(fn, target: str):
@@ -190,7 +201,8 @@ def _label(given: Mapping, graph: GraphInputs) -> tuple[dict, np.ndarray | None]
 
 
 def _checked(name: str, given: dict, graph: GraphInputs, option: str) -> Sample:
-    return Sample(name, _matched(given, graph, option))
+    given, label = _label(given, graph)
+    return Sample(name, _matched(given, graph, option), label)
 
 
 def _matched(given: dict, graph: GraphInputs, option: str) -> dict[str, np.ndarray]:
@@ -203,16 +215,17 @@ def _matched(given: dict, graph: GraphInputs, option: str) -> dict[str, np.ndarr
 @dataclass(frozen=True)
 class SampleSet:
     """The user's samples in order, each read when iterated (a folder of .npz: one file at a time; `--data`: the
-    samples FUNC() yielded, held), named up front. `said`: the casts said so far."""
+    samples FUNC() yielded, each written as it came to an .npz of a temporary folder, `spill`, and read back the
+    same way), named up front. `said`: the casts said so far."""
 
     names: tuple[str, ...]
     source: str  # where they came from, in words
     graph: GraphInputs
     files: tuple[Path, ...] = ()
-    held: tuple[Sample, ...] = ()
     option: str = "--inputs"
     said: list[str] = field(default_factory=list)
     bad: tuple[str, ...] = ()  # --data: one line per sample that did not fit, found as FUNC() yielded them
+    spill: object = None  # --data: the TemporaryDirectory its samples were written to (removed with the set)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -223,8 +236,6 @@ class SampleSet:
     def read(self, index: int) -> Sample | SampleError:
         """Sample `index`, read now; or the `SampleError` that stands in its place where reading it fails (a NaN, a
         value its dtype cannot hold): the caller records it as failed and goes on."""
-        if self.held:
-            return self.held[index]
         f = self.files[index]
         try:
             sample, casts = _cast(f.stem, _npz(f, self.option), self.graph, f"{self.option} {f.name}", f.name)
@@ -264,10 +275,21 @@ def sample_set(given: str | Path | None, data: str | None, graph: GraphInputs, o
     if given is not None:
         files = tuple(_npz_files(Path(given), option))
         return SampleSet(tuple(f.stem for f in files), str(given), graph, files=files, option=option)
+    import tempfile
+
     bad: list[str] = []
-    held, said = _from_data(data, graph, bad)
-    return SampleSet(tuple(s.name for s in held), f"--data {data}", graph, held=tuple(held), option="--data",
-                     said=said, bad=tuple(bad))
+    spill = tempfile.TemporaryDirectory(prefix="cpdebug-data-")
+    files: list[Path] = []
+
+    def keep(sample: Sample) -> None:  # one sample at a time: the memory does not grow with FUNC()'s samples
+        files.append(Path(spill.name) / f"{sample.name}.npz")
+        save_sample(files[-1], sample)
+
+    said = _data_samples(data, graph, keep, bad)
+    if not files and not bad:
+        raise BadInputError(f"--data {data} yielded no sample")
+    return SampleSet(tuple(f.stem for f in files), f"--data {data}", graph, files=tuple(files), option="--data",
+                     said=said, bad=tuple(bad), spill=spill)
 
 
 def check_fit(samples: SampleSet, stream=None) -> None:
