@@ -13,9 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from cp_debug.errors import ExitCode
-from cp_debug.fix.toolchain import Change, toolchain, version_changes  # noqa: F401 - check's API, in one home
-from cp_debug.fix.verify import Verification
+from cp_debug.fix.toolchain import Change, CheckedFix, toolchain, version_changes  # noqa: F401 - check's API
 
 FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")
 # a TransFusion fix's figures besides (fix/transfusion.py): the proposal flips per frame, those beyond the band
@@ -23,29 +21,8 @@ GRAPH_FIGURES = FIGURES + ("flips", "flips_beyond_band", "matched_queries", "out
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    path: Path
-    recorded_holds: bool | None
-    verification: Verification
-    versions: tuple[Change, ...]  # versions that differ from the record
-    figures: tuple[Change, ...]  # verification figures that differ from the record
-    modified_files: tuple[str, ...]
-
-    @property
-    def holds(self) -> bool:
-        return self.verification.holds
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """OK when the written fix holds here; NOT_VERIFIED when it does not."""
-        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
-
-    def to_json(self) -> dict:
-        return {"schema": "cp_debug.fix_check/1", "path": str(self.path), "holds": self.holds,
-                "recorded_holds": self.recorded_holds,
-                "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
-                "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
-                "modified_files": list(self.modified_files), "verification": self.verification.to_json()}
+class CheckResult(CheckedFix):
+    """`fix --check DIR` of a CenterPoint or TransFusion-L fix (its `verification`: `fix.verify.Verification`)."""
 
 
 def figure_changes(recorded: dict, now: dict, rel: float = 1e-6, keys=FIGURES) -> tuple[Change, ...]:

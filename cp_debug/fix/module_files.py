@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.errors import BadInputError, ExitCode
+from cp_debug.errors import BadInputError
 from cp_debug.fix.module import FILES, MODEL_KIND, REFERENCE, REFERENCE_FILE, GraphVerification
+from cp_debug.fix.toolchain import CheckedFix
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.fix.metric import MetricFigures
@@ -157,32 +158,14 @@ def readme(doc: dict) -> str:
 
 
 @dataclass(frozen=True)
-class GraphCheck:
-    """`fix --check DIR` of a generic fix: the verification run again here, and what changed since it was written."""
+class GraphCheck(CheckedFix):
+    """`fix --check DIR` of a generic fix (its `verification`: `GraphVerification`), with the recorded --metric on
+    the held-out samples computed again here."""
 
-    path: Path
-    recorded_holds: bool | None
-    verification: GraphVerification
-    versions: tuple  # fix.check.Change of the toolchain
-    figures: tuple  # fix.check.Change of each sample's worst rel. RMSE (and of the metric, where recorded)
-    modified_files: tuple[str, ...]
-    metric: "MetricFigures | None" = None  # the recorded --metric on the held-out samples, computed again here
-
-    @property
-    def holds(self) -> bool:
-        return self.verification.holds
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
+    metric: "MetricFigures | None" = None
 
     def to_json(self) -> dict:
-        return {"schema": "cp_debug.fix_check/1", "path": str(self.path), "holds": self.holds,
-                "recorded_holds": self.recorded_holds,
-                "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
-                "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
-                "modified_files": list(self.modified_files), "verification": self.verification.to_json(),
-                "metric": metric_json((self.metric,) if self.metric is not None else ())}
+        return {**super().to_json(), "metric": metric_json((self.metric,) if self.metric is not None else ())}
 
 
 def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progress=None) -> GraphCheck:

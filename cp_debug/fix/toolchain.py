@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from cp_debug.errors import ExitCode
 
 # Recorded environment keys compared by --check, in the order they are reported.
 VERSION_KEYS = ("onnxruntime", "tensorrt", "torch_cuda", "nvidia_driver", "cudnn", "gpu", "torch", "onnx",
@@ -46,3 +49,32 @@ class Change:
 def version_changes(recorded: dict, now: dict) -> tuple[Change, ...]:
     return tuple(Change(k, recorded.get(k), now.get(k)) for k in VERSION_KEYS
                  if k in recorded and recorded.get(k) != now.get(k))
+
+
+@dataclass(frozen=True)
+class CheckedFix:
+    """What `fix --check DIR` found, whatever wrote DIR: the verification run again here (`verification`: anything
+    with `holds` and `to_json()`), and what changed since it was written."""
+
+    path: Path
+    recorded_holds: bool | None
+    verification: Any
+    versions: tuple[Change, ...]  # versions that differ from the record
+    figures: tuple[Change, ...]  # verification figures that differ from the record
+    modified_files: tuple[str, ...]
+
+    @property
+    def holds(self) -> bool:
+        return self.verification.holds
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """OK when the written fix holds here; NOT_VERIFIED when it does not."""
+        return ExitCode.OK if self.holds else ExitCode.NOT_VERIFIED
+
+    def to_json(self) -> dict:
+        return {"schema": "cp_debug.fix_check/1", "path": str(self.path), "holds": self.holds,
+                "recorded_holds": self.recorded_holds,
+                "changed_versions": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.versions],
+                "changed_figures": [{"name": c.name, "recorded": c.recorded, "now": c.now} for c in self.figures],
+                "modified_files": list(self.modified_files), "verification": self.verification.to_json()}
