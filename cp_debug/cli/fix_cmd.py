@@ -199,6 +199,10 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     else:
         req = make_request(ModelRecord(), {}, common)
     check_request(req)
+    if req.needs_devkit:
+        from cp_debug.cli._preflight import check_devkit
+
+        check_devkit()  # the verification's mAP: said now, not after minutes of search
     outcome = run_fix(req, progress=progress)
     written = None
     if outcome.fixed is not None:

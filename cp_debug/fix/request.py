@@ -49,6 +49,12 @@ class FixRequest:
     def kind(self) -> str:
         return self.spec.precision
 
+    @property
+    def needs_devkit(self) -> bool:
+        """Whether the verification scores mAP with nuscenes-devkit (`fix/verify.py`: CenterPoint's pair; a
+        TransFusion-L fix judges its graph's queries instead): checked before the search, never after it."""
+        return self.recipe == "centerpoint"
+
 
 def with_model(model: ModelRecord, **given) -> ModelRecord:
     """`model` with the model options the user gave (None: not given) in place of its own: a config file replaces
