@@ -243,6 +243,8 @@ class BisectEngine:
 
         from cp_debug.probes.node_names import NodeNames
 
+        if not (self.opts.keep_fp32 or self.opts.exclude_int8):
+            return
         stages = list(self.subject.stages) + [st for found in self.run_state.deployed.values() for st in found.stages]
         tables = [NodeNames(st.onnx(), _module_names(st)) for st in stages]
         lists = {}
