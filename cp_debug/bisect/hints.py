@@ -38,6 +38,8 @@ class HintContext:
     eps: str | None = None
     # the exported graph computing something else than the module: other rounding, or an op removed (export_why.py)
     export: str | None = None
+    # INT8: how the run's calibration fits this input on the segment (segment_int8.calibration_fit)
+    calib_fit: str | None = None
 
 
 def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
@@ -57,8 +59,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
         parts.append(ctx.segment_why)
     elif nonfinite and not (ctx.eps or ctx.export):
         parts.append(_nonfinite_hint(ctx))
-    if ctx.precision_note:
-        parts.append(ctx.precision_note)
+    parts += [note for note in (ctx.calib_fit, ctx.precision_note) if note]
     if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
         amax, sat, zero = ctx.int8_range.amax, ctx.int8_range.saturated, ctx.int8_range.rounded_to_zero
         if sat > 1e-4:

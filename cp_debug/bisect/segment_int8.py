@@ -23,6 +23,8 @@ from cp_debug.compare.diff import TensorDiff
 
 LOST_SHARE = 0.5  # a tensor whose nonzero values mostly round to zero: its range is set by outliers
 SATURATED_SHARE = 1e-4  # as hints.py: a share of values beyond the calibrated range worth naming
+OUTLIER_RATIO = 8.0  # a channel whose |x| max is this many times the channels' median max is an outlier channel
+OUTLIER_LOST = 0.1  # with outlier channels setting the range, a share of values rounded to zero worth naming
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,17 @@ class Int8Finding:
     median: float  # the reference's median nonzero |x|
     lost: float  # share of the nonzero values that round to zero
     saturated: float  # share of the values beyond ±amax
+    outliers: tuple[int, int, float] | None = None  # outlier channels, channels, their max over the others' median
 
     def text(self) -> str:
         at = "; ".join(self.readers)
-        if self.lost > LOST_SHARE:
+        if self.lost > LOST_SHARE or (self.outliers and self.saturated <= SATURATED_SHARE):
+            by = "outliers"
+            if self.outliers:
+                k, n, ratio = self.outliers
+                by = f"{k} outlier channel{'s' * (k > 1)} of {n}, {ratio:.3g}× the other channels' median |x| max"
             return (f"INT8 resolution lost at {at}: it reads {self.tensor!r} quantized per tensor at "
-                    f"±{self.amax:.3g}, a range set by outliers (|x| max {self.absmax:.3g}, median nonzero |x| "
+                    f"±{self.amax:.3g}, a range set by {by} (|x| max {self.absmax:.3g}, median nonzero |x| "
                     f"{self.median:.3g}): {self.lost:.0%} of its nonzero values round to zero (|x| < half a step, "
                     f"{self.amax / 254:.3g})")
         return (f"INT8 saturation at {at}: it reads {self.tensor!r} quantized at ±{self.amax:.3g} and "
@@ -95,10 +102,11 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     nodes = [n for n in seg.graph.node if n.op_type in DEFAULT_OP_TYPES]
     finding, sets = None, [tuple(n.name for n in nodes)]
     for t in quantized:
-        found = _range_finding(t, ref.get(t), float(cand.amax[t]))
+        readers = [n for n in nodes if t in n.input]
+        axis = 1 if any(n.op_type.startswith("Conv") for n in readers) else -1
+        found = _range_finding(t, ref.get(t), float(cand.amax[t]), axis)
         if found is None:
             continue
-        readers = [n for n in nodes if t in n.input]
         writer = next((n for n in nodes if t in n.output), None)
         sets = [tuple(n.name for n in readers)] if readers else []
         if writer is not None:
@@ -121,21 +129,39 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     return None
 
 
-def _range_finding(tensor: str, value, amax: float):
+def _range_finding(tensor: str, value, amax: float, axis: int = -1):
     """A maker of the finding for `tensor` (given its readers' names) where its reference values do not fit
-    ±amax, else None."""
+    ±amax, else None: most nonzero values round to zero, some saturate, or a few outlier channels (on `axis`, the
+    readers' channel axis) set the range and a share of the values worth naming rounds to zero."""
     if value is None or amax <= 0:
         return None
-    a = np.abs(np.asarray(value, dtype=np.float64)).ravel()
+    full = np.abs(np.asarray(value, dtype=np.float64))
+    a = full.ravel()
     nonzero = a[a > 0]
     if not nonzero.size:
         return None
     lost = int8_range(nonzero, amax).rounded_to_zero
     saturated = int8_range(a, amax).saturated
-    if lost <= LOST_SHARE and saturated <= SATURATED_SHARE:
+    outliers = _outlier_channels(full, axis)
+    if lost <= LOST_SHARE and saturated <= SATURATED_SHARE and not (outliers and lost > OUTLIER_LOST):
         return None
     return lambda readers: Int8Finding(tensor, readers, amax, float(a.max()), float(np.median(nonzero)), lost,
-                                       saturated)
+                                       saturated, outliers)
+
+
+def _outlier_channels(a: np.ndarray, axis: int) -> tuple[int, int, float] | None:
+    """The channels (on `axis`) whose |x| max stands `OUTLIER_RATIO`× above the channels' median max, where they
+    are a few (at most one in eight): their count, the channels' count and the largest ratio; else None."""
+    if a.ndim < 2 or a.shape[axis] < 4:
+        return None
+    per = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1).max(axis=1)
+    med = float(np.median(per))
+    if med <= 0:
+        return None
+    k = int((per > OUTLIER_RATIO * med).sum())
+    if not 0 < k <= max(1, per.size // 8):
+        return None
+    return k, int(per.size), float(per.max() / med)
 
 
 def _named(node, named) -> str:
@@ -150,3 +176,48 @@ def _within(run: RunState, state: CandidateState, probe: str, d: TensorDiff) -> 
         return d.status == "ok", None
     j = run.judge(state, probe, d)
     return not j.beyond, j.expected_rel_rmse
+
+
+FIT_SATURATED = 1e-3  # a share of the input's values beyond the calibrated range that says the set misses it
+FIT_WIDE = 4.0  # a calibrated range this many times the input's |x| max: two INT8 bits of the input lost
+
+
+def calibration_fit(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
+    """How the run's calibration fits this input on `probe`'s segment: the quantized tensor whose input |x| max
+    passes its calibrated amax (a share saturates), else the one whose calibrated range is far wider than the
+    input's (resolution lost), with the numbers; None where the fit is good or it does not apply. The local error
+    recalibrates each segment on the input itself, so only this reading shows a calibration set drawn unlike it."""
+    from cp_debug.bisect.kit_local import local_spec
+
+    spec, _ = local_spec(state)
+    if spec.precision != "int8" or not state.int8_amax:
+        return None
+    rs = root_segment(run, state, i, probe)
+    if rs is None:
+        return None
+    order = [*rs.feed, *(t for n in rs.model.graph.node for t in n.output)]
+    quantized = [t for t in dict.fromkeys(order) if state.int8_amax.get(t, 0) > 0]
+    inner = [t for t in quantized if t not in rs.feed]
+    ref = {**rs.feed, **(run_segment(run, "ort", rs.model, rs.feed, inner).values if inner else {})}
+    fits = []
+    for t in quantized:
+        if t not in ref or not np.size(ref[t]):
+            continue
+        a = np.abs(np.asarray(ref[t], dtype=np.float64))
+        amax, top = float(state.int8_amax[t]), float(a.max())
+        r = int8_range(a[a > 0], amax)
+        fits.append((t, amax, top, int8_range(a, amax).saturated, r.rounded_to_zero))
+    over = max((f for f in fits if f[3] > FIT_SATURATED), key=lambda f: f[3], default=None)
+    if over is not None:
+        t, amax, top, sat, _ = over
+        return (f"the calibration set does not cover this input: {t!r} is calibrated at ±{amax:.3g} and the input "
+                f"reaches |x| {top:.3g} ({top / amax:.3g}× its range): {sat:.2%} of its values saturate; calibrate "
+                "on inputs drawn like the deployed ones (--calib)")
+    wide = max((f for f in fits if f[2] > 0 and f[1] > FIT_WIDE * f[2]), key=lambda f: f[1] / f[2], default=None)
+    if wide is None:
+        return None
+    t, amax, top, _, zero = wide
+    return (f"the calibration set's range is far wider than this input's: {t!r} is calibrated at ±{amax:.3g}, "
+            f"{amax / top:.3g}× the input's |x| max {top:.3g}, which uses {127 * top / amax:.3g} of 127 INT8 levels: "
+            f"{zero:.0%} of its nonzero values round to zero; calibrate on inputs drawn like the deployed ones "
+            "(--calib)")

@@ -171,7 +171,7 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
         segment_why=_segment_why(run, state, p, r), eps=_eps(run, state, p, r),
-        export=_export(run, state, p, r))
+        export=_export(run, state, p, r), calib_fit=_calib_fit(run, state, p))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
@@ -203,6 +203,24 @@ def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
     return why.text() if why is not None else None
 
 
+def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
+    """How the INT8 calibration set fits the input on this probe's segment (segment_int8.calibration_fit)."""
+    if p.kind != "module" or state.spec.precision != "int8":
+        return None
+    from cp_debug.bisect.segment_int8 import calibration_fit
+
+    return _extra(run, state, p, "the calibration's fit at", calibration_fit)
+
+
+def _extra(run: RunState, state: CandidateState, p, what: str, reason) -> str | None:
+    """`reason(run, state, stage, probe)`, a finding beside the verdict: where it fails, a warning and None."""
+    try:
+        return reason(run, state, p.stage, p.name)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: {what} {p.name} was not worked out: {err}")
+        return None
+
+
 def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
     """The eps finding (`eps_why.py`) where this probe's candidate makes NaN/Inf on its own."""
     local_nan = r.local is not None and r.local.status == "nan"
@@ -220,11 +238,7 @@ def _export(run: RunState, state: CandidateState, p, r) -> str | None:
         return None
     from cp_debug.bisect.export_why import export_reason
 
-    try:
-        return export_reason(run, state, p.stage, p.name)
-    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the export check of {p.name} was not worked out: {err}")
-        return None
+    return _extra(run, state, p, "the export check of", export_reason)
 
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:

@@ -215,12 +215,27 @@ def build_resnet_int8_planted():
     """torchvision's ResNet of one BasicBlock a stage (resnet18's blocks, half as many: a fast bisect), with
     layer2.0's conv1 writing two outlier channels (its BatchNorm keeps them: random weights leave its statistics at
     identity) that conv2 reads quantized per tensor."""
+    return _resnet_int8(1000.0, 2)
+
+
+def build_resnet_int8_one_channel():
+    """As `build_resnet_int8_planted`, one channel ×100 (issue 69): a third of conv2's input rounds to zero, not
+    most of it."""
+    return _resnet_int8(100.0, 1)
+
+
+def build_resnet_int8_twin():
+    """The healthy twin of the planted ResNets: the same weights, no outlier channel."""
+    return _resnet_int8(1.0, 0)
+
+
+def _resnet_int8(scale: float, channels: int):
     from torchvision.models.resnet import BasicBlock, ResNet
 
     _seeded()
     module, example = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10).eval(), (torch.randn(1, 3, 32, 32),)
     block = module.layer2[0]
-    _outlier_channels(block.conv1.weight, None, block.conv2.weight)
+    _outlier_channels(block.conv1.weight, None, block.conv2.weight, scale, channels)
     return module, example
 
 
