@@ -5,7 +5,9 @@ written to `DIR/bisect/<token>.json`, and the root causes counted over them. A f
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,20 +74,32 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
     (`SPEC@DIR`) is bisected on its own files."""
     cfg = opts.settings.config()
     by_token = {f.token: f for f in frames}
-    todo = [r for r in ranked if r.flagged and r.candidate]
+
+    def bisect_one(r: RankedFrame) -> BisectReport:
+        scan, truth = frame_scan(by_token[r.token], cfg)
+        return bisect_frame(opts.settings, scan, r.candidate, truth)
+
+    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one)
+
+
+def bisect_flagged(out: str | Path, ranked: list[RankedFrame], top: int, step,
+                   bisect_one: Callable[[RankedFrame], BisectReport]
+                   ) -> tuple[dict[str, BisectReport | FrameFailure], list[RankedFrame]]:
+    """The `top` worst flagged frames (or samples), each bisected on its worst candidate by `bisect_one`: the reports
+    (a `CpDebugError` becomes the frame's `FrameFailure`) by token, each written to `out/bisect/` (`bisected`), and
+    the ranked list with their root causes; the one loop of CenterPoint's and the sample sweep's."""
     reports: dict[str, BisectReport | FrameFailure] = {}
-    out = list(ranked)
-    for r in todo[: opts.bisect_top]:
-        with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})"):
+    ranked_out = list(ranked)
+    for r in [r for r in ranked if r.flagged and r.candidate][:top]:
+        with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})") if step else contextlib.nullcontext():
             try:
-                scan, truth = frame_scan(by_token[r.token], cfg)
-                rep = bisect_frame(opts.settings, scan, r.candidate, truth)
+                rep = bisect_one(r)
             except CpDebugError as err:
                 reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue
         reports[r.token] = rep
-        out[out.index(r)] = bisected(opts.out, r, rep)
-    return reports, out
+        ranked_out[ranked_out.index(r)] = bisected(out, r, rep)
+    return reports, ranked_out
 
 
 def bisected(out: str | Path, r: RankedFrame, rep: BisectReport) -> RankedFrame:

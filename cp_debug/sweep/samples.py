@@ -164,27 +164,20 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) 
     `out/bisect/<sample>.json`, the ranked samples given their root cause."""
     from cp_debug.bisect.engine import BisectOptions
     from cp_debug.recipes.module.samples import SampleError
-    from cp_debug.sweep.explain import FrameFailure, bisected
+    from cp_debug.sweep.explain import bisect_flagged
 
     specs = dict(opts.pairs)
     reference = opts.pairs[0]
     bisect_opts = BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
                                 rtol=opts.rtol, tolerance_mode=opts.tolerance_mode)
-    reports: dict = {}
-    out = list(ranked)
-    for r in [r for r in ranked if r.flagged and r.candidate][: opts.bisect_top]:
-        with step(f"bisecting {r.token} (rank {r.rank}, {r.candidate})") if step else contextlib.nullcontext():
-            sample = samples.read(r.index)
-            try:
-                if isinstance(sample, SampleError):
-                    raise CpDebugError(sample.reason)
-                rep = model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
-            except CpDebugError as err:
-                reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
-                continue
-        reports[r.token] = rep
-        out[out.index(r)] = bisected(opts.out, r, rep)
-    return reports, out
+
+    def bisect_one(r):
+        sample = samples.read(r.index)
+        if isinstance(sample, SampleError):
+            raise CpDebugError(sample.reason)
+        return model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
+
+    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one)
 
 
 def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
