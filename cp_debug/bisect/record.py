@@ -54,7 +54,7 @@ def _mask_saturation(ref, value, local_value):
 
     counts = []
     out = []
-    for v in (value, local_value):
+    for v in (value, local_value) if local_value is not value else (value,):  # one array: read once
         sat = saturated_mask(ref, v) if v is not None else None
         if sat is None:
             out.append(v)
@@ -63,7 +63,7 @@ def _mask_saturation(ref, value, local_value):
         counts.append(int(sat.sum()))
         out.append(fixed)
     if local_value is value:
-        out[1] = out[0]
+        out.append(out[0])  # `record` keeps the propagated diff as the local one
     note = (f"a mask: {max(counts)} fill value(s) at or below -65504 saturate to -inf in float16, read only by "
             "softmaxes, comparisons and selections (harmless: exp(-inf) = 0 as in float32)") if counts else None
     return out[0], out[1], note
