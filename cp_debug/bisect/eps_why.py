@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 
 from cp_debug.bisect.run_state import RunState
 
@@ -78,9 +77,7 @@ def _module_eps(root, name: str) -> dict[str, float]:
 def _scope_constants(model, root, name: str) -> list[float] | None:
     """The scalar float constants (initializers, Constant nodes) read by the nodes of module `name`'s ONNX scope;
     None where the graph names no node of that scope (then nothing can be said of what it lacks)."""
-    import onnx
-    from onnx import numpy_helper
-
+    from cp_debug.precision.layernorm import scalar_constants
     from cp_debug.probes.naming import node_scopes
 
     names = {q for q, _ in root.named_modules()} if root is not None else set()
@@ -88,19 +85,7 @@ def _scope_constants(model, root, name: str) -> list[float] | None:
     inside = [n for n, chain in zip(model.graph.node, chains) if not name or name in chain]
     if name and not inside:
         return None
-    scalars: dict[str, float] = {}
-    for init in model.graph.initializer:
-        if int(np.prod(init.dims, dtype=np.int64)) == 1 and init.data_type in (onnx.TensorProto.FLOAT,
-                                                                                onnx.TensorProto.DOUBLE,
-                                                                                onnx.TensorProto.FLOAT16):
-            scalars[init.name] = float(numpy_helper.to_array(init).reshape(-1)[0])
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.name == "value" and int(np.prod(attr.t.dims, dtype=np.int64)) == 1:
-                    value = numpy_helper.to_array(attr.t).reshape(-1)[0]
-                    if np.issubdtype(np.asarray(value).dtype, np.floating):
-                        scalars[node.output[0]] = float(value)
-                elif attr.name == "value_float":
-                    scalars[node.output[0]] = float(attr.f)
+    scalars = scalar_constants(model)
+    scalars.update({n.output[0]: float(a.f) for n in model.graph.node if n.op_type == "Constant" and n.output
+                    for a in n.attribute if a.name == "value_float"})
     return [scalars[t] for n in inside for t in n.input if t in scalars]

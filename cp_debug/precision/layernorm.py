@@ -39,7 +39,7 @@ def layernorm_sites(model: "onnx.ModelProto") -> tuple[LayerNormSite, ...]:
     for n in nodes:
         for t in n.input:
             consumers.setdefault(t, []).append(n)
-    constants = _scalar_constants(model)
+    constants = scalar_constants(model)
 
     def only(tensor: str, op: str):
         users = [u for u in consumers.get(tensor, []) if u.op_type == op]
@@ -83,7 +83,8 @@ def layernorm_nodes(model: "onnx.ModelProto") -> frozenset[str]:
     return frozenset(name for site in layernorm_sites(model) for name in site.nodes)
 
 
-def _scalar_constants(model: "onnx.ModelProto") -> dict[str, float]:
+def scalar_constants(model: "onnx.ModelProto") -> dict[str, float]:
+    """Tensor name -> value of every one-element initializer and Constant node of `model`."""
     from onnx import numpy_helper
 
     out: dict[str, float] = {}
