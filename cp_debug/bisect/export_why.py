@@ -55,7 +55,7 @@ def export_reason(run: RunState, state: CandidateState, i: int, probe: str) -> s
         elif node.name in removed:
             why = _removed_text(node, removed[node.name], values)
         if why:
-            from cp_debug.bisect.segment_why import named_module
+            from cp_debug.bisect.op_findings import named_module
 
             where = named_module(node, rs.named)
             return f"export fault at {where + ': ' if where else ''}{why}"

@@ -121,9 +121,14 @@ class RootCause:
     hint: str | None = None
     # a deployed graph's nodes with no counterpart in the reference, in the probe's segment (`graph_blame.py`)
     nodes: tuple[UnmatchedNode, ...] = ()
+    # the module whose own code holds the op the hint names, where it encloses the probe: the segment ending at a
+    # child (an attention's o_proj) holds its parent's code (the QK^T), and the parent is what is to blame
+    module: str | None = None
 
     def to_json(self) -> dict:
         out = {"probe": self.probe, "hint": self.hint}
+        if self.module:
+            out["module"] = self.module
         if self.nodes:
             out["graph_difference"] = [{**n.to_json(), "side": n.side} for n in self.nodes]
         return out
@@ -131,11 +136,14 @@ class RootCause:
     @classmethod
     def from_json(cls, d: dict) -> "RootCause":
         nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
-        return cls(d["probe"], d.get("hint"), nodes)
+        return cls(d["probe"], d.get("hint"), nodes, d.get("module"))
 
     @property
     def title(self) -> str:
-        """What the root cause is called: the probe, or the unmatched node its segment holds."""
+        """What the root cause is called: the probe, the module whose own code before it is to blame, or the unmatched
+        node its segment holds."""
+        if self.module and not self.nodes:
+            return f"{self.module} (its own code, before {self.probe})"
         if not self.nodes:
             return self.probe
         return "; ".join(f"{n.op_type} {n.node!r} ({n.where})" for n in self.nodes) + f", at {self.probe}"

@@ -18,7 +18,8 @@ import numpy as np
 
 from cp_debug.bisect.hints import int8_range
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_why import named_module, root_segment, run_segment
+from cp_debug.bisect.op_findings import named_module
+from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
 LOST_SHARE = 0.5  # a tensor whose nonzero values mostly round to zero: its range is set by outliers

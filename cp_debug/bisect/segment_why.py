@@ -19,29 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from cp_debug.bisect.op_findings import (NamedStage, OpFinding, find_collapse, find_long_reduction, find_nonfinite,
+                                         find_overflow)
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import FP16_MAX, TensorDiff
-
-# ops that read big values and bring them back into range: kept with the op that wrote them
-_ATTENTION_READERS = ("Softmax",)
-
-
-@dataclass(frozen=True)
-class OpFinding:
-    node: str  # ONNX node name
-    op: str  # its op type
-    module: str | None  # the module it was created in (exporter scopes), None where the graph does not say
-    value: float  # the reference's |x| max there (overflow), or the count of non-finite candidate elements
-    kind: str  # "overflow" | "nonfinite"
-    role: str = ""  # e.g. "QK^T logits" for a MatMul a Softmax reads
-    ref_absmax: float | None = None  # nonfinite: the FP32 reference's |x| max there
-    rel_rmse: float | None = None  # reduction: the candidate's output there against the reference's
-
-    def describe(self) -> str:
-        where = f"{self.module}: " if self.module else ""
-        what = f"{self.role} {self.op}" if self.role else self.op
-        return f"{where}{what} {self.node!r}"
-
 
 @dataclass(frozen=True)
 class SegmentWhy:
@@ -57,7 +38,7 @@ class SegmentWhy:
         f = self.finding
         if f.kind == "overflow":
             why = (f"FP16 overflow at {f.describe()}: its FP32 value reaches |x| = {f.value:.3g} > {FP16_MAX:g}, "
-                   "beyond the FP16 range")
+                   "beyond the FP16 range" + f.sum_text())
         elif f.kind == "zero":
             why = (f"FP16 output collapsed to zero at {f.describe()}: the candidate gives 0 everywhere where the "
                    f"FP32 reference reaches |x| = {f.value:.3g}, with no NaN/Inf (as ONNX Runtime's float16 "
@@ -73,7 +54,8 @@ class SegmentWhy:
                 near = (f"; its FP32 value |x| = {f.ref_absmax:.5g} lies within the FP16 range, "
                         f"{FP16_MAX - f.ref_absmax:.3g} below 65504: rounding its float16 inputs takes it past")
             why = (f"FP16 NaN/Inf first made at {f.describe()}: {int(f.value)} non-finite element(s) where the "
-                   f"FP32 reference is finite, and no FP32 value in the segment leaves float16's range{near}")
+                   f"FP32 reference is finite, and no FP32 value in the segment leaves float16's range{near}"
+                   + f.sum_text())
         keep = ", ".join(self.keep)
         seg = "this segment"
         if self.through:
@@ -102,7 +84,7 @@ class RootSegment:
     feed: dict
     tensor: str
     spec: Any  # BackendSpec: the candidate's, or ONNX Runtime's standing in for a trt-*@KIT (kit_local.py)
-    named: Any  # _Named
+    named: Any  # NamedStage
 
 
 def root_segment(run: RunState, state: CandidateState, i: int, probe: str, through: str | None = None
@@ -138,7 +120,7 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str, throu
         return None
     seg = segment_model(model, cut, feed, tensor_types(model),
                         {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(end)})
-    return RootSegment(seg, feed, tensor, spec, _Named(st, {t: p for p, t in pm.tensors.items()}))
+    return RootSegment(seg, feed, tensor, spec, NamedStage(st, {t: p for p, t in pm.tensors.items()}))
 
 
 def reference_in_store(run: RunState, i: int, names: list[str]) -> None:
@@ -215,11 +197,12 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     inner = _float_outputs(seg)
     ref = run_segment(run, "ort", seg, feed, inner).values
     masks = run.mask_tensors(run.stage_of(state.label, i))
-    finding, keep = _overflow(seg, ref, st, masks)
+    ref = {**feed, **ref}  # a summing op's terms may be the segment's own inputs
+    finding, keep = find_overflow(seg, ref, st, masks)
     if finding is None:
         cand = run_segment(run, str(spec), seg, feed, inner, spec=spec).values
-        finding = (_first_nonfinite(seg, ref, cand, st, masks) or _collapsed(seg, ref, cand, st)
-                   or _long_reduction(seg, ref, cand, st))
+        finding = (find_nonfinite(seg, ref, cand, st, masks) or find_collapse(seg, ref, cand, st)
+                   or find_long_reduction(seg, ref, cand, st))
         if finding is None:
             return None
         keep = (finding.node,)
@@ -302,143 +285,3 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
     return SegmentRun({t: np.asarray(out[t]) for t in outputs if t in out}, amax)
 
 
-def _overflow(seg, ref: dict, st, masks: frozenset = frozenset()) -> tuple[OpFinding | None, tuple[str, ...]]:
-    """The first node whose FP32 output leaves float16's range, and the nodes to keep: every node that writes
-    such a value, and every node that reads one (a Softmax over overflowing logits). A mask's fill (only values at
-    or below -65504, in a tensor that only reaches softmaxes and comparisons: `graph/masks.py`) saturates to -inf
-    harmlessly and is no finding."""
-    big: list = []
-    for node in seg.graph.node:
-        for t in node.output:
-            v = ref.get(t)
-            if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
-                if t in masks and not (v[np.isfinite(v)] > FP16_MAX).any():
-                    continue
-                a = np.abs(v[np.isfinite(v)])
-                if a.size and float(a.max()) > FP16_MAX:
-                    big.append((node, t, float(a.max())))
-                    break
-    if not big:
-        return None, ()
-    node, _, value = big[0]
-    out_of_range = {t for _, t, _ in big}
-    keep = [n.name for n, _, _ in big]
-    keep += [n.name for n in seg.graph.node if n.name not in keep and out_of_range & set(n.input)]
-    return OpFinding(node.name, node.op_type, named_module(node, st), value, "overflow", _role(seg, node)), \
-        tuple(dict.fromkeys(keep))
-
-
-def _first_nonfinite(seg, ref: dict, cand: dict, st, masks: frozenset = frozenset()) -> OpFinding | None:
-    from cp_debug.graph.masks import saturated_mask
-
-    for node in seg.graph.node:
-        for t in node.output:
-            r, c = ref.get(t), cand.get(t)
-            if r is None or c is None or r.shape != c.shape or not np.issubdtype(c.dtype, np.floating):
-                continue
-            if t in masks and saturated_mask(r, c) is not None:
-                continue  # a mask's fill saturated to -inf: what float16 does with it, harmless there
-            bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
-            if bad.any():
-                return OpFinding(node.name, node.op_type, named_module(node, st), float(bad.sum()), "nonfinite",
-                                 _role(seg, node), float(np.abs(r[np.isfinite(r)]).max(initial=0.0)))
-    return None
-
-
-def _collapsed(seg, ref: dict, cand: dict, st) -> OpFinding | None:
-    """The first node whose candidate output is all zeros while the reference's is not (no NaN/Inf involved)."""
-    for node in seg.graph.node:
-        for t in node.output:
-            r, c = ref.get(t), cand.get(t)
-            if r is None or c is None or r.shape != c.shape or not r.size or not np.issubdtype(r.dtype, np.floating):
-                continue
-            big = float(np.abs(r).max())
-            if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
-                return OpFinding(node.name, node.op_type, named_module(node, st), big, "zero", _role(seg, node))
-    return None
-
-
-_REDUCING = {"ReduceSum": "axes", "ReduceMean": "axes", "ReduceL2": "axes", "Softmax": "axis",
-             "LayerNormalization": "axis"}
-_LONG_REDUCTION = 1 << 15
-
-
-def _long_reduction(seg, ref: dict, cand: dict, st) -> OpFinding | None:
-    """The first reduction (a sum, a mean, a softmax's sum, a LayerNorm's statistics) over more than 2^15 elements
-    of its input (the reference's shape) whose candidate output is measurably off: a relative RMSE against the
-    reference beyond one float16 rounding (2^-11). A long reduction the candidate computes well is no finding."""
-    from onnx import helper
-
-    from cp_debug.compare.noise import UNIT_ROUNDOFF
-
-    for node in seg.graph.node:
-        if node.op_type not in _REDUCING or not node.input or ref.get(node.input[0]) is None:
-            continue
-        shape = ref[node.input[0]].shape
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Softmax":
-            axes = [attrs.get("axis", -1)]
-        elif node.op_type == "LayerNormalization":
-            axes = list(range(attrs.get("axis", -1) % len(shape), len(shape))) if shape else []
-        else:
-            axes = list(attrs.get("axes", range(len(shape))))
-        n = int(np.prod([shape[a] for a in axes])) if shape else 0
-        if n <= _LONG_REDUCTION:
-            continue
-        r, c = ref.get(node.output[0]), cand.get(node.output[0])
-        if r is None or c is None or r.shape != c.shape:
-            continue
-        r, c = r.astype(np.float64), c.astype(np.float64)
-        scale = float(np.sqrt(np.mean(r * r)))
-        rel = float(np.sqrt(np.mean((c - r) ** 2))) / scale if scale > 0 else 0.0
-        if rel > UNIT_ROUNDOFF["fp16"]:
-            return OpFinding(node.name, node.op_type, named_module(node, st), float(n), "reduction",
-                             _role(seg, node), rel_rmse=rel)
-    return None
-
-
-def _role(seg, node) -> str:
-    """What the op is in the model's terms, where its neighbours say: a MatMul whose value a Softmax reads (through
-    a scaling Div / Mul, a mask Add) is the attention logits."""
-    if node.op_type in ("MatMul", "Gemm", "Einsum"):
-        at, steps = node, 0
-        while steps < 4:
-            readers = [n for n in seg.graph.node if set(at.output) & set(n.input)]
-            if any(n.op_type in _ATTENTION_READERS for n in readers):
-                return "attention logits (QK^T)"
-            if len(readers) != 1 or readers[0].op_type not in ("Div", "Mul", "Add", "Where", "Cast"):
-                break
-            at, steps = readers[0], steps + 1
-    if node.op_type == "Softmax":
-        return "attention"
-    return ""
-
-
-@dataclass(frozen=True)
-class _Named:
-    """A stage with its probe map read backwards (tensor -> probe): a node whose output is a probe's tensor is
-    named by that probe (a conv with its BatchNorm folded in holds the BN's value, and is the BN's row)."""
-
-    stage: object
-    probes: dict
-
-    @property
-    def module(self):
-        return self.stage.module
-
-    def trace(self):
-        return self.stage.trace()
-
-
-def named_module(node, st) -> str | None:
-    """The module a node was created in: the probe whose tensor it writes, else the dynamo exporter's scope
-    metadata, else TorchScript's node name."""
-    from cp_debug.probes.naming import node_scope
-
-    named = next((st.probes[t] for t in node.output if t in getattr(st, "probes", {})), None)
-    if named is not None:
-        return named
-
-    trace = st.trace() if st.module is not None else None
-    names = set(trace.call_counts) if trace is not None else set()
-    return node_scope(node, names)

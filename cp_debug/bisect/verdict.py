@@ -36,7 +36,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     `started` (perf_counter) is added to the candidate's seconds."""
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
-    hint = _hint(run, state, rc) if rc else None
+    hint, owner = _hint(run, state, rc) if rc else (None, None)
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None
@@ -44,7 +44,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
-        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment) if rc else None, path=path,
+        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner) if rc else None, path=path,
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
@@ -139,10 +139,13 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
     return all(state.results[n].status == "ok" for n in names if n in state.results)
 
 
-def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
+def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, str | None]:
+    """The root cause's hint, and the module whose own code holds the op its segment's why names where that module
+    encloses the probe (an attention's QK^T measured first at its `o_proj`: the segment ending at the child holds
+    the parent's code), else None."""
     r = state.results.get(name)
     if r is None:
-        return None
+        return None, None
     p = run.probes[name]
     st = run.subject.stages[p.stage]
     ref_in = None
@@ -165,18 +168,25 @@ def _hint(run: RunState, state: CandidateState, name: str) -> str | None:
         if t in state.int8_amax and name in run.store:
             int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
     layer_norm = _is_layer_norm(st, name, p.kind)  # its input's spread is read (from the store) only then
+    why = _segment_why(run, state, p, r)
     ctx = hints_mod.HintContext(
         precision=state.spec.precision, framework=state.spec.framework,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=_segment_why(run, state, p, r), eps=_eps(run, state, p, r),
+        segment_why=why.text() if why is not None else None, eps=_eps(run, state, p, r),
         export=_export(run, state, p, r), calib_fit=_calib_fit(run, state, p))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
-    return hint
+    return hint, _owner(name, why)
+
+
+def _owner(probe: str, why) -> str | None:
+    """The module whose own code (not a child's) holds the op `why` names, where it encloses `probe`'s module."""
+    module = getattr(getattr(why, "finding", None), "module", None)
+    return module if module and probe.startswith(module + ".") else None
 
 
 def _branch_text(w) -> str:
@@ -184,7 +194,7 @@ def _branch_text(w) -> str:
             f"the other ({w.short()})")
 
 
-def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
+def _segment_why(run: RunState, state: CandidateState, p, r):
     """The op inside the root cause's segment that overflows or first makes NaN/Inf (FP16, segment_why.py), or the
     tensor whose INT8 range loses its values (INT8, segment_int8.py), with its advice tried on the segment; None
     where it does not apply, shows nothing, or cannot be worked out."""
@@ -200,7 +210,7 @@ def _segment_why(run: RunState, state: CandidateState, p, r) -> str | None:
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: the op-level why of {p.name} was not worked out: {err}")
         return None
-    return why.text() if why is not None else None
+    return why
 
 
 def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:

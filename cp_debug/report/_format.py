@@ -154,7 +154,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
         if judged:
             text = f"{cand.outcome.words}: beyond {cand.judged_at} from {cand.first_divergent}"
         if cand.root_cause:
-            same = cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
+            same = (cand.root_cause.probe == cand.first_divergent and not cand.root_cause.nodes
+                    and not cand.root_cause.module)
             text += " (the root cause)" if same else f", root cause {cand.root_cause.title}"
             if cand.root_cause.hint and hint:
                 text += f": {cand.root_cause.hint}"

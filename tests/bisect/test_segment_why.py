@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 from onnx import TensorProto, helper
 
-from cp_debug.bisect.segment_why import SegmentWhy, _collapsed, _long_reduction, _overflow
+from cp_debug.bisect.op_findings import find_collapse, find_long_reduction, find_overflow
+from cp_debug.bisect.segment_why import SegmentWhy
 
 ONNX_ONLY = SimpleNamespace(module=None)  # a stage without its torch module: modules from node metadata only
 
@@ -39,24 +40,24 @@ def _softmax_both_ways(n: int, seed: int = 0):
 
 def test_a_softmax_over_more_than_2_15_keys_is_named_with_its_count_and_measured_error_and_a_short_one_is_not():
     g, ref, cand = _softmax_both_ways(36864)  # the T4 grid's 192 x 192 cells
-    found = _long_reduction(g, ref, cand, ONNX_ONLY)
+    found = find_long_reduction(g, ref, cand, ONNX_ONLY)
     assert found is not None and found.node == "the_softmax" and found.value == 36864 and found.kind == "reduction"
     assert found.rel_rmse > 2.0 ** -11  # the harm is measured, not assumed from the count
     why = SegmentWhy(found, ("the_softmax",), None, note="a unit test").text()
     assert "FP16 reduction over 36864 elements" in why and f"rel. RMSE {found.rel_rmse:.3g}" in why
     g, ref, cand = _softmax_both_ways(1024)  # transfusion-tiny's 32 x 32 cells: never a long reduction
-    assert _long_reduction(g, ref, cand, ONNX_ONLY) is None
+    assert find_long_reduction(g, ref, cand, ONNX_ONLY) is None
     g, ref, _ = _softmax_both_ways(40000)
-    assert _long_reduction(g, ref, {"y": ref["y"].copy()}, ONNX_ONLY) is None  # long, but computed well: no finding
+    assert find_long_reduction(g, ref, {"y": ref["y"].copy()}, ONNX_ONLY) is None  # long, but computed well: no finding
 
 
-def test_an_output_all_zero_where_the_reference_is_not_is_a_collapse_and_values_in_range_are_no_overflow():
+def test_an_output_all_zero_where_the_reference_is_not_is_a_collapse_and_values_in_range_are_nofind_overflow():
     g = _graph("Relu", 8)
     ref = {"y": np.full((1, 8), 3.0, np.float32)}
-    found = _collapsed(g, ref, {"y": np.zeros((1, 8), np.float16)}, ONNX_ONLY)
+    found = find_collapse(g, ref, {"y": np.zeros((1, 8), np.float16)}, ONNX_ONLY)
     assert found is not None and found.kind == "zero" and found.value == 3.0
-    assert _collapsed(g, ref, {"y": np.full((1, 8), 3.0, np.float16)}, ONNX_ONLY) is None
-    assert _overflow(g, ref, ONNX_ONLY) == (None, ())
+    assert find_collapse(g, ref, {"y": np.full((1, 8), 3.0, np.float16)}, ONNX_ONLY) is None
+    assert find_overflow(g, ref, ONNX_ONLY) == (None, ())
     big = {"y": np.full((1, 8), 7e4, np.float32)}
-    finding, keep = _overflow(g, big, ONNX_ONLY)
+    finding, keep = find_overflow(g, big, ONNX_ONLY)
     assert finding.kind == "overflow" and finding.value == 7e4 and keep == ("the_relu",)

@@ -270,3 +270,31 @@ def build_eps_planted():
         net[0].weight.zero_()
         net[0].bias.fill_(0.5)
     return net, (torch.randn(1, 5, 8),)
+
+
+class SumPool(nn.Module):
+    """A token pooling that sums (the mean is taken after, by the caller): the sum of many in-range terms."""
+
+    def forward(self, x):
+        return x.sum(dim=1)
+
+
+class LongSum(nn.Module):
+    """Linear → ReLU → a sum over 4096 tokens → divide by the count → Linear: every term fits float16, the sum does
+    not (4096 × ~20 ≈ 8e4 > 65504), the mean after it would."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.pool, self.head = nn.Linear(8, 16), SumPool(), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.pool(torch.relu(self.proj(x))) / x.shape[1])
+
+
+def build_long_sum_planted():
+    _seeded()
+    net = LongSum().eval()
+    with torch.no_grad():
+        net.proj.weight.mul_(40.0)
+        net.proj.bias.fill_(20.0)
+    return net, (torch.randn(1, 4096, 8),)

@@ -4,6 +4,7 @@ is no finding, and a planted QK^T overflow is named in the layer whose attention
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,34 @@ def test_an_eps_of_1e_12_is_named_with_its_value_when_fp16_rounds_it_or_the_expo
     assert proc.returncode == 1
     root = json.loads(out.read_text())["root_cause"][backends.split(",")[1]]
     assert root["probe"] == "1" and root["hint"].startswith(reason), root
+
+
+@pytest.mark.parametrize("spec, module, child", [
+    (f"{HF}:build_llama_planted", "layers.1.self_attn", "layers.1.self_attn.o_proj"),
+    ("tests/zoo/models.py:build_text_planted", "blocks.1.attn", "blocks.1.attn.o_proj")])
+def test_at_level_all_the_attention_whose_own_code_overflows_is_blamed_not_the_projection_after_it(
+        tmp_path, spec, module, child):
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", spec, "--backends", "torch,ort-cpu-fp16", "--level", "all", "--json", out)
+    assert proc.returncode == 1
+    report = json.loads(out.read_text())
+    root = report["root_cause"]["ort-cpu-fp16"]
+    # the segment ending at the child holds the parent's own QK^T: measured at the child, blamed on the parent
+    assert root["probe"] == child and root["module"] == module, root
+    assert root["hint"].startswith(f"FP16 overflow at {module}: attention logits (QK^T) MatMul"), root
+    said = " ".join(proc.stdout.replace("│", " ").split())  # the summary box's lines joined
+    assert f"root cause {module} (its own code, before {child})" in said
+
+
+def test_a_sum_over_many_in_range_terms_is_named_with_its_length_and_largest_term(tmp_path):
+    from tests.zoo import models
+
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{Path(models.__file__)}:build_long_sum_planted", "--backends",
+                   "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 1
+    root = json.loads(out.read_text())["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"] == "pool" and root["hint"].startswith("FP16 overflow at pool: ReduceSum"), root
+    n, biggest = re.search(r"a sum over (\d+) elements of \|x\| <= ([\d.e+]+) each", root["hint"]).groups()
+    assert int(n) == 4096 and float(biggest) < 65504 < int(n) * float(biggest)  # each term fits, the sum does not
+    assert "verified: keeping node_sum" in root["hint"]

@@ -1,0 +1,210 @@
+"""The op-level findings inside a root cause's segment (`segment_why.py` runs the segment; `segment_int8.py` and
+`export_why.py` name nodes with `named_module`): the first op whose FP32 value leaves float16's range, the first
+where the candidate makes NaN/Inf while the reference is finite, an output collapsed to zero, a long reduction
+measurably off — each named with its module, its role in the model's terms (attention logits) and, for a reduction,
+how many elements it sums and how large they are (a sum over n elements of |x| <= m can reach n x m)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.compare.diff import FP16_MAX
+
+# ops that read big values and bring them back into range: kept with the op that wrote them
+_ATTENTION_READERS = ("Softmax",)
+
+
+@dataclass(frozen=True)
+class OpFinding:
+    node: str  # ONNX node name
+    op: str  # its op type
+    module: str | None  # the module it was created in (exporter scopes), None where the graph does not say
+    value: float  # the reference's |x| max there (overflow), or the count of non-finite candidate elements
+    kind: str  # "overflow" | "nonfinite"
+    role: str = ""  # e.g. "QK^T logits" for a MatMul a Softmax reads
+    ref_absmax: float | None = None  # nonfinite: the FP32 reference's |x| max there
+    rel_rmse: float | None = None  # reduction: the candidate's output there against the reference's
+    summed: tuple[int, float] | None = None  # a summing op: (elements per output, the largest |term| among them)
+
+    def describe(self) -> str:
+        where = f"{self.module}: " if self.module else ""
+        what = f"{self.role} {self.op}" if self.role else self.op
+        return f"{where}{what} {self.node!r}"
+
+    def sum_text(self) -> str:
+        """Where a summing op's elements each fit float16 and their count times the largest passes 65504: the
+        sum of many in-range terms is what overflows (its FP32 value, or a float16 accumulator's), said with both
+        numbers; "" otherwise."""
+        if self.summed is None:
+            return ""
+        n, m = self.summed
+        if not 0 < m <= FP16_MAX or n * m <= FP16_MAX:
+            return ""
+        acc = ("" if self.kind == "overflow" else
+               f"; the FP32 result stays within the range (|x| = {self.ref_absmax:.3g}): a float16 accumulator "
+               "overflowed")
+        return (f"; a sum over {n} elements of |x| <= {m:.3g} each (n x max = {n * m:.3g} > {FP16_MAX:g}): every "
+                f"term fits float16, their sum does not{acc} — a mean (ReduceMean), a pre-scaled sum or FP32 "
+                "accumulation keeps it in range")
+
+
+# summing ops and the power of |x| each term carries (ReduceSumSquare and ReduceL2 sum squares)
+_SUMMING = {"ReduceSum": 1, "ReduceMean": 1, "ReduceL1": 1, "GlobalAveragePool": 1, "ReduceSumSquare": 2,
+            "ReduceL2": 2}
+
+
+def summed(node, values: dict) -> tuple[int, float] | None:
+    """(elements per output value, the largest |term|) of a summing op, from the reference's input and output
+    shapes; None for other ops or where the values are not at hand."""
+    power = _SUMMING.get(node.op_type)
+    x = values.get(node.input[0]) if power and node.input else None
+    y = values.get(node.output[0]) if x is not None else None
+    if y is None or not y.size or x.size <= y.size or not np.issubdtype(x.dtype, np.floating):
+        return None
+    a = np.abs(x[np.isfinite(x)]).astype(np.float64)
+    return x.size // y.size, (float(a.max()) ** power if a.size else 0.0)
+
+
+def find_overflow(seg, ref: dict, st, masks: frozenset = frozenset()) -> tuple[OpFinding | None, tuple[str, ...]]:
+    """The first node whose FP32 output leaves float16's range, and the nodes to keep: every node that writes
+    such a value, and every node that reads one (a Softmax over overflowing logits). A mask's fill (only values at
+    or below -65504, in a tensor that only reaches softmaxes and comparisons: `graph/masks.py`) saturates to -inf
+    harmlessly and is no finding."""
+    big: list = []
+    for node in seg.graph.node:
+        for t in node.output:
+            v = ref.get(t)
+            if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
+                if t in masks and not (v[np.isfinite(v)] > FP16_MAX).any():
+                    continue
+                a = np.abs(v[np.isfinite(v)])
+                if a.size and float(a.max()) > FP16_MAX:
+                    big.append((node, t, float(a.max())))
+                    break
+    if not big:
+        return None, ()
+    node, _, value = big[0]
+    out_of_range = {t for _, t, _ in big}
+    keep = [n.name for n, _, _ in big]
+    keep += [n.name for n in seg.graph.node if n.name not in keep and out_of_range & set(n.input)]
+    return OpFinding(node.name, node.op_type, named_module(node, st), value, "overflow", _role(seg, node),
+                     summed=summed(node, ref)), tuple(dict.fromkeys(keep))
+
+
+def find_nonfinite(seg, ref: dict, cand: dict, st, masks: frozenset = frozenset()) -> OpFinding | None:
+    from cp_debug.graph.masks import saturated_mask
+
+    for node in seg.graph.node:
+        for t in node.output:
+            r, c = ref.get(t), cand.get(t)
+            if r is None or c is None or r.shape != c.shape or not np.issubdtype(c.dtype, np.floating):
+                continue
+            if t in masks and saturated_mask(r, c) is not None:
+                continue  # a mask's fill saturated to -inf: what float16 does with it, harmless there
+            bad = ~np.isfinite(c.astype(np.float32)) & np.isfinite(r)
+            if bad.any():
+                return OpFinding(node.name, node.op_type, named_module(node, st), float(bad.sum()), "nonfinite",
+                                 _role(seg, node), float(np.abs(r[np.isfinite(r)]).max(initial=0.0)),
+                                 summed=summed(node, ref))
+    return None
+
+
+def find_collapse(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+    """The first node whose candidate output is all zeros while the reference's is not (no NaN/Inf involved)."""
+    for node in seg.graph.node:
+        for t in node.output:
+            r, c = ref.get(t), cand.get(t)
+            if r is None or c is None or r.shape != c.shape or not r.size or not np.issubdtype(r.dtype, np.floating):
+                continue
+            big = float(np.abs(r).max())
+            if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
+                return OpFinding(node.name, node.op_type, named_module(node, st), big, "zero", _role(seg, node))
+    return None
+
+
+_REDUCING = {"ReduceSum": "axes", "ReduceMean": "axes", "ReduceL2": "axes", "Softmax": "axis",
+             "LayerNormalization": "axis"}
+_LONG_REDUCTION = 1 << 15
+
+
+def find_long_reduction(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+    """The first reduction (a sum, a mean, a softmax's sum, a LayerNorm's statistics) over more than 2^15 elements
+    of its input (the reference's shape) whose candidate output is measurably off: a relative RMSE against the
+    reference beyond one float16 rounding (2^-11). A long reduction the candidate computes well is no finding."""
+    from onnx import helper
+
+    from cp_debug.compare.noise import UNIT_ROUNDOFF
+
+    for node in seg.graph.node:
+        if node.op_type not in _REDUCING or not node.input or ref.get(node.input[0]) is None:
+            continue
+        shape = ref[node.input[0]].shape
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Softmax":
+            axes = [attrs.get("axis", -1)]
+        elif node.op_type == "LayerNormalization":
+            axes = list(range(attrs.get("axis", -1) % len(shape), len(shape))) if shape else []
+        else:
+            axes = list(attrs.get("axes", range(len(shape))))
+        n = int(np.prod([shape[a] for a in axes])) if shape else 0
+        if n <= _LONG_REDUCTION:
+            continue
+        r, c = ref.get(node.output[0]), cand.get(node.output[0])
+        if r is None or c is None or r.shape != c.shape:
+            continue
+        r, c = r.astype(np.float64), c.astype(np.float64)
+        scale = float(np.sqrt(np.mean(r * r)))
+        rel = float(np.sqrt(np.mean((c - r) ** 2))) / scale if scale > 0 else 0.0
+        if rel > UNIT_ROUNDOFF["fp16"]:
+            return OpFinding(node.name, node.op_type, named_module(node, st), float(n), "reduction",
+                             _role(seg, node), rel_rmse=rel)
+    return None
+
+
+def _role(seg, node) -> str:
+    """What the op is in the model's terms, where its neighbours say: a MatMul whose value a Softmax reads (through
+    a scaling Div / Mul, a mask Add) is the attention logits."""
+    if node.op_type in ("MatMul", "Gemm", "Einsum"):
+        at, steps = node, 0
+        while steps < 4:
+            readers = [n for n in seg.graph.node if set(at.output) & set(n.input)]
+            if any(n.op_type in _ATTENTION_READERS for n in readers):
+                return "attention logits (QK^T)"
+            if len(readers) != 1 or readers[0].op_type not in ("Div", "Mul", "Add", "Where", "Cast"):
+                break
+            at, steps = readers[0], steps + 1
+    if node.op_type == "Softmax":
+        return "attention"
+    return ""
+
+
+@dataclass(frozen=True)
+class NamedStage:
+    """A stage with its probe map read backwards (tensor -> probe): a node whose output is a probe's tensor is
+    named by that probe (a conv with its BatchNorm folded in holds the BN's value, and is the BN's row)."""
+
+    stage: object
+    probes: dict
+
+    @property
+    def module(self):
+        return self.stage.module
+
+    def trace(self):
+        return self.stage.trace()
+
+
+def named_module(node, st) -> str | None:
+    """The module a node was created in: the probe whose tensor it writes, else the dynamo exporter's scope
+    metadata, else TorchScript's node name."""
+    from cp_debug.probes.naming import node_scope
+
+    named = next((st.probes[t] for t in node.output if t in getattr(st, "probes", {})), None)
+    if named is not None:
+        return named
+
+    trace = st.trace() if st.module is not None else None
+    names = set(trace.call_counts) if trace is not None else set()
+    return node_scope(node, names)
