@@ -121,8 +121,8 @@ class RootCause:
     hint: str | None = None
     # a deployed graph's nodes with no counterpart in the reference, in the probe's segment (`graph_blame.py`)
     nodes: tuple[UnmatchedNode, ...] = ()
-    # the module whose own code holds the op the hint names, where it encloses the probe: the segment ending at a
-    # child (an attention's o_proj) holds its parent's code (the QK^T), and the parent is what is to blame
+    # the module whose own code holds the op the hint names, where that is not the probe's: the segment ending at the
+    # probe holds code run before it (a parent's QK^T before its o_proj), and that module is what is to blame
     module: str | None = None
 
     def to_json(self) -> dict:

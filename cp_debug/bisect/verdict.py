@@ -140,9 +140,8 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
 
 
 def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, str | None]:
-    """The root cause's hint, and the module whose own code holds the op its segment's why names where that module
-    encloses the probe (an attention's QK^T measured first at its `o_proj`: the segment ending at the child holds
-    the parent's code), else None."""
+    """The root cause's hint, and the module whose own code holds the op its segment's why names where that is
+    another module than the probe's (`_owner`), else None."""
     r = state.results.get(name)
     if r is None:
         return None, None
@@ -184,9 +183,19 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
 
 
 def _owner(probe: str, why) -> str | None:
-    """The module whose own code (not a child's) holds the op `why` names, where it encloses `probe`'s module."""
+    """The module whose own code holds the op `why` names, where that is not `probe`'s module nor inside it: the
+    segment ending at `probe` also holds the code run before it — a parent's between its children (an attention's
+    QK^T before its o_proj), a sibling's whose own output is no probe (HF DETR's self_attn before its LayerNorm)."""
     module = getattr(getattr(why, "finding", None), "module", None)
-    return module if module and probe.startswith(module + ".") else None
+    if not module:
+        return None
+    module, base = _bare(module), _bare(probe)
+    return None if module == base or module.startswith(base + ".") else module
+
+
+def _bare(name: str) -> str:
+    """A probe's module: its name less the output index (`[0]`) and call number (`#2`)."""
+    return name.split("[", 1)[0].split("#", 1)[0]
 
 
 def _branch_text(w) -> str:

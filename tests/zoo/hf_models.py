@@ -75,3 +75,25 @@ def build_bert_masked():
     mask = torch.ones(1, SEQ, dtype=torch.long)
     mask[0, -4:] = 0
     return BertModel(cfg).eval(), (_tokens(cfg.vocab_size), mask)
+
+
+def build_detr_planted(scale: float = 500.0):
+    """HF DetrModel (a small ResNet backbone from its config, 2 encoder and 2 decoder layers, d_model 64, eager
+    attention, 128×128 image): encoder layer 1's query and key projections scaled ×`scale`. Its attention's own
+    output is no probe at the default level: the LayerNorm after it is the first probe its NaN reaches."""
+    from transformers import DetrConfig, DetrModel, ResNetConfig
+
+    torch.manual_seed(0)
+    backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 1, 1],
+                            out_features=["stage4"])
+    cfg = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, d_model=64,
+                     encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                     encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=10, attn_implementation="eager")
+    model = DetrModel(cfg).eval()
+    att = model.encoder.layers[1].self_attn
+    _scaled(att.q_proj, att.k_proj, by=scale)
+    return model, (torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)),)
+
+
+def build_detr_healthy():
+    return build_detr_planted(1.0)

@@ -87,3 +87,19 @@ def test_a_sum_over_many_in_range_terms_is_named_with_its_length_and_largest_ter
     n, biggest = re.search(r"a sum over (\d+) elements of \|x\| <= ([\d.e+]+) each", root["hint"]).groups()
     assert int(n) == 4096 and float(biggest) < 65504 < int(n) * float(biggest)  # each term fits, the sum does not
     assert "verified: keeping node_sum" in root["hint"]
+
+
+def test_hf_detr_healthy_within_precision_and_its_planted_encoder_overflow_blamed_on_the_attention(tmp_path):
+    """HF DETR: at the default level the attention's own output is no probe, the LayerNorm after it is where its
+    NaN is first seen; the root cause names the attention whose code holds the QK^T (issue 69's "the same on HF
+    DETR")."""
+    out = tmp_path / "healthy.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_detr_healthy", "--backends", "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 0, json.loads(out.read_text())["outcome_reasons"]
+    out = tmp_path / "planted.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_detr_planted", "--backends", "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 1
+    root = json.loads(out.read_text())["root_cause"]["ort-cpu-fp16"]
+    assert root["module"] == "encoder.layers.1.self_attn", root
+    assert root["hint"].startswith("FP16 overflow at encoder.layers.1.self_attn: attention logits (QK^T)"), root
+    assert "verified: keeping" in root["hint"]
