@@ -401,14 +401,16 @@ class BisectEngine:
             sub = ordered(state, kids)
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None
-            if sub_rc is None:
-                # No child diverges on its own scale: the error comes from the glue inside `rc` itself. Where `rc`
-                # alone makes NaN/Inf and no child does, the op that makes them is in `rc`'s own code (an attention's
-                # QK^T and softmax between its projections): `rc` is the root cause, its op named by the why.
-                own = state.results.get(rc)
-                if own is not None and own.local is not None and own.local.status in NON_FINITE and not any(
-                        r.local is not None and r.local.status in NON_FINITE for r in sub):
-                    break
+            # Where `rc` makes NaN/Inf and no child does on its own segment, the op that makes them is in `rc`'s own
+            # code (an attention's QK^T and softmax between its projections): `rc` is the root cause, its op named
+            # by the why — not a child that only reads the NaN, nor the child with the most rounding. Where `rc`'s
+            # own local error is not known (a torch candidate's tuple output `self_attn[1]`), its NaN/Inf says so.
+            own = state.results.get(rc)
+            made_here = own is not None and (own.local.status in NON_FINITE if own.local is not None
+                                             else own.status in NON_FINITE)
+            if made_here and not any(r.local is not None and r.local.status in NON_FINITE for r in sub):
+                break
+            if sub_rc is None:  # no child diverges on its own scale: the one adding the most error
                 best = max((r for r in sub if r.local is not None), key=lambda r: r.local.rel_rmse, default=None)
                 if best is None or best.local.rel_rmse <= 0:
                     break

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cp_debug.backends.spec import Capability
+from cp_debug.bisect.record import is_mask_probe, mask_saturation
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, store_keys
 from cp_debug.compare.device_diff import diff_tensors, host_array
 from cp_debug.compare.diff import TensorDiff
@@ -111,10 +112,12 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         if noise_known is not None:
             noise_known()
         kept = store.device_value(p.name) if device is not None else None
-        if kept is not None:
+        if kept is not None and not is_mask_probe(run, state, p.name):
             loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name), one_pass=True)
         else:
             val = host_array(val) if device is not None else val
+            if is_mask_probe(run, state, p.name):  # its saturated fill taken as equal, as its propagated value's
+                val, _ = mask_saturation(store.get(p.name), np.asarray(val))
             loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))
         out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
 

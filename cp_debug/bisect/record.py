@@ -18,7 +18,7 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     """Store one probe's propagated (and local) error for a candidate; returns the propagated diff."""
     tol = run.tolerance(s, name)
     note = None
-    if s.spec.precision in ("fp16", "bf16") and _is_mask(run, s, name):
+    if is_mask_probe(run, s, name):
         value, local_value, note = _mask_saturation(ref, value, local_value)
     d = TensorDiff.from_arrays(name, ref, value, tol)
     loc = None
@@ -36,14 +36,23 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     return d
 
 
-def _is_mask(run: RunState, s: CandidateState, name: str) -> bool:
-    """The probe's ONNX tensor only reaches softmaxes, comparisons and selections (`graph/masks.py`)."""
+def is_mask_probe(run: RunState, s: CandidateState, name: str) -> bool:
+    """A float16 / bfloat16 candidate's probe whose ONNX tensor only reaches softmaxes, comparisons and selections
+    (`graph/masks.py`): its saturated fill is taken as equal (`mask_saturation`)."""
+    if s.spec.precision not in ("fp16", "bf16"):
+        return False
     p = run.probes.get(name)
     if p is None or p.kind != "module":
         return False
     st = run.stage_of(s.label, p.stage)
     pm = st.made_probe_map
     return pm is not None and pm.tensors.get(name) in run.mask_tensors(st)
+
+
+def mask_saturation(ref, value) -> tuple[np.ndarray, str | None]:
+    """One value of a mask probe (`is_mask_probe`) on the host, its saturated fill taken as equal, and the note."""
+    fixed, _, note = _mask_saturation(ref, value, value)
+    return fixed, note
 
 
 def _mask_saturation(ref, value, local_value):

@@ -98,6 +98,7 @@ class CandidateState:
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
     decisions: list = field(default_factory=list)  # subject.Decision per decided stage feed (`Subject.decide`)
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
+    notes: dict[str, str] = field(default_factory=dict)  # probe -> what its comparison said (a mask's saturated fill)
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts
     refused: Any = None  # backends.trt_engine.EngineRefusedError | None
     built: dict[str, dict | None] = field(default_factory=dict)

@@ -186,6 +186,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     if spec.framework == "torch":
         spec = BackendSpec.parse("ort-cpu-fp16")
         lane = str(spec)
+    probe = _stand_in(run, state, i, probe) or probe
     through = _back_in_range(run, state, i, probe)
     rs = root_segment(run, state, i, probe, through) if through else None
     if rs is None:
@@ -218,6 +219,19 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
             return SegmentWhy(finding, tried, True, d.rel_rmse, through=through, lane=lane)
         first = first or f"status {d.status}, local rel. RMSE {d.rel_rmse:.3g}"
     return SegmentWhy(finding, keep, False, note=first, through=through, lane=lane)
+
+
+def _stand_in(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
+    """For a probe with no tensor in the graph (a module's second output the exporter does not keep apart, say an
+    attention's weights `self_attn[1]`), the last probe of that module's own — a child, another output — that has
+    one and a reference value: its segment holds the module's code up to there. None where the probe has a tensor."""
+    pm = run.stage_of(state.label, i).probe_map()
+    if pm is None or pm.tensors.get(probe):
+        return None
+    base = probe.split("[", 1)[0].split("#", 1)[0]
+    own = [(p.pos, n) for n, p in run.probes.items() if p.stage == i and p.kind == "module" and n != probe
+           and n.startswith((base + ".", base + "[")) and pm.tensors.get(n) and n in run.store]
+    return max(own)[1] if own else None
 
 
 def _cured(run: RunState, state: CandidateState, name: str, d: TensorDiff) -> bool:

@@ -20,7 +20,8 @@ from cp_debug.bisect.ahead import Ahead
 from cp_debug.bisect.local_error import local_errors
 from cp_debug.bisect.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory, probe_bytes,
                                        to_device, to_host, use_device_tier)
-from cp_debug.bisect.record import amplification, judged, keep_plot, keep_plot_device, merge_precision
+from cp_debug.bisect.record import (amplification, is_mask_probe, judged, keep_plot, keep_plot_device,
+                                   mask_saturation, merge_precision)
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stage_runner import make_stage_runner, probe_values
@@ -200,6 +201,9 @@ def _record(run: RunState, state: CandidateState, sp: list[ProbeSpec], diffs: di
             run.exposed[p.name] = exposed[p.name]
             loc, _ = local.get(p.name, (None, ()))
             state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
+            if p.name in state.notes:
+                r = state.results[p.name]
+                state.results[p.name] = replace(r, note="; ".join(filter(None, [r.note, state.notes[p.name]])))
     for name, (_, upstream) in local.items():
         if name in state.results:
             state.results[name] = replace(state.results[name],
@@ -319,6 +323,11 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     from cp_debug.compare.device_diff import diff_tensors, host_array, is_tensor
 
     kept = run.store.device_value(name)
+    if is_mask_probe(run, state, name):  # a mask (small): its saturated fill taken as equal, on the host
+        kept, ref = None, run.store.get(name)
+        value, note = mask_saturation(ref, host_array(value) if is_tensor(value) else np.asarray(value))
+        if note:
+            state.notes[name] = note
     if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
         value = to_device(value, kept.device)
         diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)

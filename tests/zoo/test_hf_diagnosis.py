@@ -103,3 +103,37 @@ def test_hf_detr_healthy_within_precision_and_its_planted_encoder_overflow_blame
     assert root["module"] == "encoder.layers.1.self_attn", root
     assert root["hint"].startswith("FP16 overflow at encoder.layers.1.self_attn: attention logits (QK^T)"), root
     assert "verified: keeping" in root["hint"]
+
+
+def test_a_padding_mask_is_harmless_when_its_stage_runs_whole_as_on_cuda(tmp_path):
+    """On CUDA an ONNX Runtime pair runs each stage whole (`placement.device_whole`), not in lockstep: the mask's
+    saturated fill must be taken as equal there too (on an H100 it was "diverged at where, 64 Inf")."""
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.engine import BisectEngine, BisectOptions
+    from cp_debug.bisect.loaders import onnx_subject
+    from tests.zoo.planted_export import onnx_with_inputs
+
+    path, feeds = onnx_with_inputs(*hf_models.build_bert_masked(), tmp_path)
+    engine = BisectEngine(onnx_subject(path, feeds), ("ort", BackendSpec.parse("ort")),
+                          [("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"))],
+                          BisectOptions(level="all", lockstep=False))
+    cand = engine.run().candidates[0]
+    assert cand.outcome.value == "within_precision", cand.outcome_reason
+    masked = [r for r in cand.results if (r.note or "").startswith("a mask:")]
+    assert masked and all(r.status == "ok" for r in masked)
+
+
+@pytest.mark.parametrize("build, module", [("build_llama_planted", "layers.1.self_attn"),
+                                           ("build_bert_planted", "encoder.layer.1.attention.self")])
+def test_a_torch_fp16_candidate_names_the_attention_whose_code_overflows_not_a_healthy_projection(
+        tmp_path, build, module):
+    """torch-cuda-fp16 on an H100 named Llama's `v_proj` ("FP16 rounding … no single layer dominates") while
+    `o_proj` held 640 NaN: the refinement descended into children none of whose own segments makes NaN. The same
+    on the CPU's torch-fp16: the attention is the root cause, its QK^T named on the exported segment."""
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:{build}", "--backends", "torch,torch-fp16", "--json", out)
+    assert proc.returncode == 1
+    report = json.loads(out.read_text())
+    root = report["root_cause"]["torch-fp16"]
+    assert root["probe"].startswith(module) and "." not in root["probe"][len(module):], root  # the module itself
+    assert root["hint"].startswith(f"FP16 overflow at {module}: attention logits (QK^T) MatMul"), root
