@@ -111,14 +111,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     def measured(p: ProbeSpec, cut, val) -> None:
         if noise_known is not None:
             noise_known()
-        kept = store.device_value(p.name) if device is not None else None
-        if kept is not None and not is_mask_probe(run, state, p.name):
-            loc = diff_tensors(p.name, kept, val, run.tolerance(state, p.name), one_pass=True)
-        else:
-            val = host_array(val) if device is not None else val
-            if is_mask_probe(run, state, p.name):  # its saturated fill taken as equal, as its propagated value's
-                val, _ = mask_saturation(store.get(p.name), np.asarray(val))
-            loc = TensorDiff.from_arrays(p.name, store.get(p.name), val, run.tolerance(state, p.name))
+        loc = _local_diff(run, state, p.name, val, device)
         out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
 
     def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
@@ -242,3 +235,17 @@ def upstream_names(run: RunState, i: int, tensor: str, states: list[CandidateSta
     except BadInputError:
         return ()
     return tuple(known[t] for t in found if known[t] in measured or t in st.input_names)
+
+
+def _local_diff(run: RunState, state: CandidateState, name: str, val, device) -> TensorDiff:
+    """A probe's local value against the reference, where the store keeps it (a mask's on the host, its saturated
+    fill taken as equal, as its propagated value's)."""
+    store = run.store
+    kept = store.device_value(name) if device is not None else None
+    mask = is_mask_probe(run, state, name)
+    if kept is not None and not mask:
+        return diff_tensors(name, kept, val, run.tolerance(state, name), one_pass=True)
+    val = host_array(val) if device is not None else val
+    if mask:
+        val, _ = mask_saturation(store.get(name), np.asarray(val))
+    return TensorDiff.from_arrays(name, store.get(name), val, run.tolerance(state, name))
