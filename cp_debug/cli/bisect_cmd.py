@@ -377,6 +377,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     between the model and a deployed pair stops the run (one line); the others are warnings of the report."""
     from cp_debug.errors import BadInputError
     from cp_debug.lint.run import lint_before_run, params_of_folder
+    from cp_debug.recipes.catalog import recipe
 
     if request.model is None:
         if request.params:
@@ -386,7 +387,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     if not request.params and not any(params_of_folder(d) for d in dirs):
         return []
     with progress.step("checking the parameter files against the model"):
-        notes = lint_before_run(request.model, request.params, dirs, request.recipe)
+        notes = lint_before_run(request.model, request.params, dirs, recipe(request.recipe).plugin("lint"))
     for n in notes:
         progress.note(n)
     return notes

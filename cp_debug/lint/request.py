@@ -1,6 +1,6 @@
 """What one lint is asked (`LintRequest`) and what every recipe's lint does with it before and after its own checks:
 the request checked before anything is read, the data's fact (the fullest frame's pillars), the inputs a report
-names. CenterPoint's lint (run.py) and TransFusion-L's (transfusion.py) both stand on this module."""
+names. CenterPoint's lint (run.py) and TransFusion-L's (recipes/transfusion/lint.py) both stand on this module."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass(frozen=True)
 class LintRequest:
     """The inputs of one lint; any may be missing. `config_label` names the config in messages (its file name).
-    `frames` (with `data_label`): scans whose pillar count is checked against the voxel cap. `recipe`: centerpoint
-    (the config a CenterPointConfig, onnx_dir the deployed pair) or transfusion (a TransFusionConfig, the folder of
-    transfusion.onnx or the file: `transfusion.py`)."""
+    `frames` (with `data_label`): scans whose pillar count is checked against the voxel cap. What `config` and
+    `onnx_dir` are is the recipe's whose lint reads the request (its `lint` plug-in): CenterPoint's a
+    CenterPointConfig and the deployed pair, TransFusion-L's a TransFusionConfig and the folder of transfusion.onnx
+    or the file."""
 
     config: "CenterPointConfig | TransFusionConfig | None" = None
     config_label: str = ""
@@ -30,7 +31,6 @@ class LintRequest:
     onnx_dir: Path | None = None
     frames: tuple = ()
     data_label: str = ""
-    recipe: str = "centerpoint"
 
 
 def check_request(req: LintRequest) -> None:

@@ -18,10 +18,8 @@ from cp_debug.lint.request import LintRequest, check_request, data_fact, inputs_
 from cp_debug.models.centerpoint.source import ModelRecord
 
 def lint(req: LintRequest) -> LintReport:
-    if req.recipe == "transfusion":
-        from cp_debug.lint.transfusion import lint_transfusion
-
-        return lint_transfusion(req)
+    """The lint of a training config, Autoware's parameter files and a deployed pair (CenterPoint's, the default
+    recipe's `lint` plug-in; another recipe's plug-in has a lint of its own and stands on this package)."""
     from cp_debug.data.autoware_params import read_params
     from cp_debug.lint.checks import run_checks
     from cp_debug.lint.sources import config_facts, onnx_facts, params_facts, read_pair
@@ -45,27 +43,26 @@ def params_of_folder(folder: Path | None) -> tuple[Path, ...]:
 
 
 def lint_reports_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
-                            recipe: str = "centerpoint") -> tuple[LintReport, ...]:
+                            linter=None) -> tuple[LintReport, ...]:
     """The checks a run makes first when it is given parameter files (`--params`) or deployed folders that hold
     some (`SPEC@DIR`), one report per folder (or one for --params alone): a mismatch between the run's model and a
     deployed pair is a BadInputError (the comparison would mean nothing). Neither given: no report (the run checks
-    the pair's interface and weights itself). `recipe`: centerpoint, or transfusion (its config, its files)."""
-    from cp_debug.models.centerpoint.presets import get_preset
-
+    the pair's interface and weights itself). `linter`: the run's recipe's `lint` plug-in (its `model_config(name)`
+    and `lint(request)`, recipes/contract.PLUGINS); None: this package's lint of the pair."""
     todo = [(tuple(params) or params_of_folder(d), d) for d in (list(onnx_dirs) or [None])]
     todo = [(files, d) for files, d in todo if files]
     if not todo:
         return ()
-    if recipe == "transfusion":
-        from cp_debug.models.transfusion.presets import get_preset as get_tf_preset
+    if linter is None:
+        from cp_debug.models.centerpoint.presets import get_preset
 
-        cfg = get_tf_preset(model.model_name)
+        cfg, run = get_preset(model.model_name), lint
     else:
-        cfg = get_preset(model.model_name)
+        cfg, run = linter.model_config(model.model_name), linter.lint
     label = Path(model.config).name if model.config is not None else f"preset {model.model_name}"
     reports = []
     for files, folder in todo:
-        report = lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder, recipe=recipe))
+        report = run(LintRequest(cfg, label, tuple(Path(p) for p in files), folder))
         breaking = [f for f in report.mismatches if f.breaks_comparison]
         if breaking:
             raise BadInputError(f"lint: {breaking[0].check}: {breaking[0].message}; the run would compare different "
@@ -80,9 +77,9 @@ def lint_notes(reports: Sequence[LintReport]) -> list[str]:
 
 
 def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
-                    recipe: str = "centerpoint") -> list[str]:
+                    linter=None) -> list[str]:
     """`lint_reports_before_run` as the lines a run reports: the other mismatches and the warnings, one line each."""
-    return lint_notes(lint_reports_before_run(model, params, onnx_dirs, recipe))
+    return lint_notes(lint_reports_before_run(model, params, onnx_dirs, linter))
 
 
 def _note(f: LintFinding) -> str:

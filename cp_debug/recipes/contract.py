@@ -26,9 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 # with the hook the feature calls (the feature's docstring of that hook is the contract; tests/recipes/test_contract.py
 # checks every registered recipe's modules have them).
 PLUGINS: dict[str, tuple[str, ...]] = {
-    "fix": ("check_request", "run_fix", "check_fix", "needs_devkit"),
-    "kit": ("write_kit", "kit_scripts"),
-    "lint": ("lint_config", "lint_deployed"),
+    "fix": ("needs_devkit", "check_request", "run_fix", "check_fix"),
+    "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
+            "bisect_command", "readme_text"),
+    "lint": ("model_config", "lint"),
     "train": ("detector",),
 }
 
@@ -44,6 +45,7 @@ class Recipe:
     plugins: frozenset[str] = frozenset()  # the features of PLUGINS this recipe's folder has a module for
     model_types: Callable[[], tuple[str, ...]] = lambda: ()  # config `model.type`s its reader builds
     preset_config: Optional[Callable[[str], Any]] = None  # preset name or config file → the model config
+    check_model: Optional[Callable[[Any], None]] = None  # a ModelRecord's preset checked before torch loads
     box_cut: Optional[Callable[[Any], tuple[float, int | None]]] = None  # cfg → (score threshold, cap) deployed
     frame_model: Optional[Callable[..., "FrameModel"]] = None  # (preset, checkpoint, seed, random_weights): a
     # FrameModel; None where its frames run on a pipeline of its own (CenterPoint's lanes)

@@ -19,6 +19,16 @@ def _preset_config(preset: str):
     return get_preset(preset)
 
 
+def _check_model(model) -> None:
+    """A preset the ModelRecord `model` names is a shipped one: the one line of an unknown name before torch loads (a
+    config file and a model factory are read where they load)."""
+    if model.factory is not None or model.config is not None:
+        return
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    get_preset(model.model_name)
+
+
 def _box_cut(cfg) -> tuple[float, int | None]:
     return float(cfg.score_threshold), cfg.post_max_size
 
@@ -34,6 +44,6 @@ def _frame_subject(preset: str, *, checkpoint=None, seed: int = 0, random_weight
 RECIPE = Recipe(
     name="centerpoint", title="CenterPoint", package="cp_debug.recipes.centerpoint",
     plugins=frozenset({"fix", "kit", "lint", "train"}),
-    model_types=_model_types, preset_config=_preset_config, box_cut=_box_cut, frame_model=None,
-    frame_subject=_frame_subject, sweep_level="block", one_graph=False, fix_from_reports=True,
+    model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
+    frame_model=None, frame_subject=_frame_subject, sweep_level="block", one_graph=False, fix_from_reports=True,
 )

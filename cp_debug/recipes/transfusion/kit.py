@@ -108,7 +108,7 @@ class OneGraph:
 def node_voxels_num(params: Sequence[Path]) -> tuple[tuple[int, int, int], str]:
     """(voxels_num [min, opt, max], where it came from) as the node takes it: the files' three values, else its
     defaults."""
-    from cp_debug.lint.transfusion_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
+    from cp_debug.recipes.transfusion.lint_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
 
     if params:
         from cp_debug.data.autoware_params import read_params
@@ -238,7 +238,7 @@ def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
 
     path = tmp / ONNX_FILE
     if req.onnx_dir is not None:
-        from cp_debug.lint.transfusion_sources import transfusion_onnx_path
+        from cp_debug.recipes.transfusion.lint_sources import transfusion_onnx_path
         from cp_debug.recipes.transfusion.interface import interface_mismatch
 
         shutil.copyfile(transfusion_onnx_path(req.onnx_dir), path)
