@@ -82,6 +82,19 @@ def check_preset(model, recipe: str) -> None:
         check(model)
 
 
+def refuse_options(recipe: str, command: str, given: dict, why: str = "", after: str = "") -> None:
+    """One line, before anything runs, naming the options of `given` ({flag: value}; a value that is not falsy
+    counts as given) that `recipe` refuses in `command` (`Recipe.refuses`: the default recipe's options, or ones not
+    built for it yet). `why`: said after them (its `{title}`: the recipe's); `after`: at the end of the line."""
+    from cp_debug.recipes import catalog
+
+    r = catalog.recipe(recipe)
+    named = [flag for flag, v in given.items() if v and flag in r.refuses.get(command, ())]
+    if named:
+        raise BadInputError(f"{', '.join(named)}: {catalog.recipe().title}'s{why.format(title=r.title)}; not for "
+                            f"--recipe {r.name}{after}")
+
+
 def check_torch_device(device: str) -> None:
     """`--device` is cpu or cuda, and cuda is there when asked (else exit 3, one line)."""
     from cp_debug.errors import BackendUnavailableError

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import Fact
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.lint.sources import Facts
-    from cp_debug.models.centerpoint.config import CenterPointConfig
-    from cp_debug.models.transfusion.config import TransFusionConfig
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class LintRequest:
     CenterPointConfig and the deployed pair, TransFusion-L's a TransFusionConfig and the folder of transfusion.onnx
     or the file."""
 
-    config: "CenterPointConfig | TransFusionConfig | None" = None
+    config: Any = None  # the recipe's model config (its `lint` plug-in's `model_config`)
     config_label: str = ""
     params: tuple[Path, ...] = ()
     onnx_dir: Path | None = None

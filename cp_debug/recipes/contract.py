@@ -50,8 +50,22 @@ class Recipe:
     frame_model: Optional[Callable[..., "FrameModel"]] = None  # (preset, checkpoint, seed, random_weights): a
     # FrameModel; None where its frames run on a pipeline of its own (CenterPoint's lanes)
     frame_subject: Optional[Callable[..., "Subject"]] = None  # one frame's bisect subject (see catalog.frame_subject)
+    bisect_subject: Optional[Callable[..., "Subject"]] = None  # `cpdebug bisect`'s subject of a ModelRecord (see
+    # catalog.bisect_subject)
+    check_bisect: Optional[Callable[..., None]] = None  # (ModelRecord, [(label, BackendSpec)]): what its bisect
+    # does not take, said before the model loads
+    load_model: Optional[Callable[[Any], Any]] = None  # ModelRecord → the loaded model (`.model`, `.cfg`, `.weights`)
+    export_files: Optional[Callable[..., tuple]] = None  # (loaded, out, *, sample_points, rot_y_axis_reference): its
+    # deployment's ONNX files written into `out`, their paths in stage order (`cpdebug export`)
+    infer_scan: Optional[Callable[..., tuple]] = None  # (loaded, points, device) → (the outputs by name, the
+    # Detections, the run's timings, what the summary line says beside the boxes): one scan run end to end in torch
+    # (`cpdebug infer`); None: its stages run one by one with a backend each (CenterPoint's pair, the CLI's own)
+    default_preset: str = ""  # the preset a command given neither --preset nor --config runs
+    graph_files: tuple[str, ...] = ()  # the ONNX files of its deployment, in stage order
     sweep_level: str = "block"  # the probe level a sweep takes when given none
-    one_graph: bool = False  # its deployment is one ONNX graph (TransFusion-L), not CenterPoint's pair
+    keep_fp32_is_fix: bool = False  # `keep-fp32` of it is its fix's search (one graph judged as fix judges it)
+    refuses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command → the options (flags) of the
+    # default recipe it does not take (cli/_preflight.refuse_options says so in one line)
     fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
     notes: dict[str, str] = field(default_factory=dict)  # messages the features show of it, by key
 
