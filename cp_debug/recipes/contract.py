@@ -34,10 +34,11 @@ PLUGINS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Recipe:
     """One kind of model, as every feature sees it. Hooks that a recipe lacks are None (the module recipe builds
-    from `--torch` / `--onnx`, not from a preset, and runs no frames)."""
+    from `--torch` / `--onnx`, not from a preset, and runs no frames). One object per recipe (the catalog's): equal
+    only to itself."""
 
     name: str  # what `--recipe` takes and what reports record
     title: str  # how messages name it: "CenterPoint", "TransFusion-L"
@@ -50,8 +51,8 @@ class Recipe:
     frame_model: Optional[Callable[..., "FrameModel"]] = None  # (preset, checkpoint, seed, random_weights): a
     # FrameModel; None where its frames run on a pipeline of its own (CenterPoint's lanes)
     frame_subject: Optional[Callable[..., "Subject"]] = None  # one frame's bisect subject (see catalog.frame_subject)
-    bisect_subject: Optional[Callable[..., "Subject"]] = None  # `cpdebug bisect`'s subject of a ModelRecord (see
-    # catalog.bisect_subject)
+    bisect_subject: Optional[Callable[..., "Subject"]] = None  # (ModelRecord, *, points, load_dim, use_dim, params):
+    # `cpdebug bisect`'s subject (and extract's, of a report)
     check_bisect: Optional[Callable[..., None]] = None  # (ModelRecord, [(label, BackendSpec)]): what its bisect
     # does not take, said before the model loads
     load_model: Optional[Callable[[Any], Any]] = None  # ModelRecord → the loaded model (`.model`, `.cfg`, `.weights`)
@@ -67,7 +68,6 @@ class Recipe:
     refuses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command → the options (flags) of the
     # default recipe it does not take (cli/_preflight.refuse_options says so in one line)
     fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
-    notes: dict[str, str] = field(default_factory=dict)  # messages the features show of it, by key
 
     def plugin(self, feature: str) -> ModuleType:
         """This recipe's module for `feature` (`recipes/<name>/<feature>.py`), imported now; a recipe without one
