@@ -227,8 +227,11 @@ def _render_graph(outcome, written: Path | None, console) -> None:
     """The fix search's steps on the one graph (each judged flip-aware on its frames), then the set."""
     from rich.table import Table
 
+    from cp_debug.recipes.catalog import recipe
+
     s = outcome.search
-    table = Table(title=f"keep-FP32 search of transfusion.onnx on {outcome.request.candidate} ({s.runs} runs, "
+    graph = recipe(outcome.request.recipe).graph_files[0]
+    table = Table(title=f"keep-FP32 search of {graph} on {outcome.request.candidate} ({s.runs} runs, "
                         f"{len(s.candidates)} candidates, judged per query with proposal flips)", title_justify="left")
     for col in ("#", "phase", "kept in FP32", "frames", "verdict", "outcome", "worst output", "rel. RMSE", "flips"):
         table.add_column(col, justify="right" if col in ("#", "rel. RMSE", "flips") else "left")
