@@ -135,3 +135,39 @@ def test_the_checks_see_a_name_compared_and_an_import(tmp_path):
                    '    """centerpoint"""\n    return r == "transfusion"\n')
     assert recipe_names_in_code(src, {"transfusion", "centerpoint"}) == ["7: 'transfusion'"]
     assert recipe_imports(src, {"cp_debug.recipes.transfusion"}) == ["2: cp_debug.recipes.transfusion.fix"]
+
+
+def test_a_fourth_recipe_is_one_folder_and_one_catalog_line(tmp_path, monkeypatch):
+    """A recipe written as one folder (its `recipe.py` and a `train.py` plug-in) and registered by one line of the
+    catalog is taken by `--recipe`, trained by `cpdebug train`'s detector lookup, and refused by the features it does
+    not plug into, in one line each — no generic module changed."""
+    from cp_debug.cli._options import recipe_name
+    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.errors import BadInputError
+    from cp_debug.train.detectors import detector
+
+    folder = tmp_path / "fourth_recipe"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "recipe.py").write_text(
+        "from cp_debug.recipes.contract import Recipe\n"
+        "RECIPE = Recipe(name='fourth', title='Fourth', package='fourth_recipe', plugins=frozenset({'train'}),\n"
+        "                preset_config=lambda name: {'name': name}, default_preset='fourth-demo',\n"
+        "                refuses={'sweep': ('--int8',)})\n")
+    (folder / "train.py").write_text(
+        "from cp_debug.train.detectors import Detector\n"
+        "def detector():\n"
+        "    return Detector('fourth', lambda n: n, None, None, None, None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(catalog._FOLDERS, "fourth", "fourth_recipe")
+    catalog._load.cache_clear()
+    try:
+        assert "fourth" in catalog.built_in() and recipe_name("fourth") == "fourth"
+        assert catalog.preset_config("fourth", "fourth-demo") == {"name": "fourth-demo"}
+        assert detector("fourth").recipe == "fourth"
+        with pytest.raises(BadInputError, match="--int8: CenterPoint's; not for --recipe fourth"):
+            refuse_options("fourth", "sweep", {"--int8": "DIR"})
+        with pytest.raises(BadInputError, match="fix does not run the Fourth recipe"):
+            catalog.recipe("fourth").plugin("fix")
+    finally:
+        catalog._load.cache_clear()
