@@ -70,8 +70,8 @@ class Recipe:
     fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
 
     def plugin(self, feature: str) -> ModuleType:
-        """This recipe's module for `feature` (`recipes/<name>/<feature>.py`), imported now; a recipe without one
-        is one line."""
+        """This recipe's module for `feature` (`recipes/<name>/<feature>.py`, or that package), imported now; a
+        recipe without one is one line."""
         if feature not in PLUGINS:
             raise KeyError(f"no recipe plug-in feature {feature!r} (recipes/contract.PLUGINS)")
         if feature not in self.plugins:

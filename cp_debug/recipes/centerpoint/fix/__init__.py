@@ -171,7 +171,7 @@ def frame_order(order: Sequence[int] | None, n: int) -> tuple[int, ...] | None:
 
 
 def _fp16(req, cfg, fp32: dict, frames, module_names, progress, order=None, modules=None):
-    from cp_debug.fix.fp16 import find_fp16_fix
+    from cp_debug.recipes.centerpoint.fix.fp16 import find_fp16_fix
 
     fx = find_fp16_fix(cfg, fp32, frames, req.target, device=req.spec.device, worst=req.worst,
                        first=req.first_modules, candidates=req.candidates, module_names=module_names,
@@ -188,7 +188,7 @@ def _fp16(req, cfg, fp32: dict, frames, module_names, progress, order=None, modu
 def _int8(req, cfg, qmodel, fp32_model, frames, module_names, sample, tmp, progress, skipped: Sequence[str],
           order=None):
     from cp_debug.fix.figures import progress_step
-    from cp_debug.fix.int8 import export_pairs, find_int8_fix
+    from cp_debug.recipes.centerpoint.fix.int8 import export_pairs, find_int8_fix
     from cp_debug.fix.names import layer_nodes
 
     fx = find_int8_fix(cfg, qmodel, fp32_model, frames, req.target, worst=req.worst, first=req.first_modules,
