@@ -1,6 +1,7 @@
 """What one lint is asked (`LintRequest`) and what every recipe's lint does with it before and after its own checks:
 the request checked before anything is read, the data's fact (the fullest frame's pillars), the inputs a report
-names. CenterPoint's lint (run.py) and TransFusion-L's (recipes/transfusion/lint.py) both stand on this module."""
+names. CenterPoint's lint (recipes/centerpoint/lint.py) and TransFusion-L's (recipes/transfusion/lint.py) both stand
+on this module."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ cli/quantize_cmd cli/replay_cmd cli/scenes_cmd cli/sensitivity_cmd cli/sweep_cmd
 data/frames data/infos data/point_files data/ros_messages data/rosbag data/scene_layout data/scene_set
 data/scene_spec data/scenes eval/backend_pipeline eval/detection_diff eval/gates eval/samples eval/session
 eval/verdict fix/artifact fix/figures fix/metric fix/module fix/module_files fix/pair_runs
-fix/request fix/run fix/samples kit/content lint/run lint/sources ptq/int8_error ptq/map_eval ptq/ptq_dir
+fix/request fix/run fix/samples kit/content lint/run ptq/int8_error ptq/map_eval ptq/ptq_dir
 ptq/qdq_files ptq/quantize ptq/scenes ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint replay/engine
 replay/variants report/bev sweep/judge sweep/lanes sweep/metrics sweep/samples sweep/session sweep/worker
 train/batches train/losses train/runner train/targets train/validate
