@@ -234,7 +234,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     # the checks run first: their reports go into sweep.json's `lint` as well as on the terminal
     lint_doc = [r.to_json() for r in lint_first(model, run.params, [s.onnx_dir for _, s in pairs],
-                                                third_party.terminal)] or None
+                                                third_party.terminal, run.recipe)] or None
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
