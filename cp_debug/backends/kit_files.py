@@ -15,7 +15,7 @@ manifest):
     inputs/<frame>/<stage>/<input>.raw        trtexec --loadInputs: raw bytes, C order, the ONNX input's dtype
     inputs/<stage>.polygraphy.json            polygraphy --load-inputs: one feed per frame, in manifest order
     inputs/<frame>/<stage>.npz                TransFusion-L's one graph: the frame's inputs for `bisect --onnx
-                                              KIT/transfusion.onnx --inputs` (`kit/transfusion.py`)
+                                              KIT/transfusion.onnx --inputs` (`recipes/transfusion/kit.py`)
     reference/<frame>/<stage>/<output>.raw    trtexec --loadRefOutputs (TensorRT >= 11.1): the reference's outputs
     run_trtexec.sh, run_polygraphy.sh, README.md
     results/<precision>/ran.sha256            written on the target: the sha256 of the ONNX and input files it ran

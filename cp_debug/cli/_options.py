@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from cp_debug.models.centerpoint.source import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
-RECIPES = ("centerpoint", "transfusion")
 Recipe = Annotated[Optional[str], typer.Option(
     help="Built-in model recipe: centerpoint (the default) or transfusion (TransFusion-L as Autoware deploys it; "
          "presets transfusion-tiny, transfusion-t4-90m-768, …, or an AWML TransFusion .py config). Without it, a "
@@ -26,16 +25,16 @@ Recipe = Annotated[Optional[str], typer.Option(
 
 def recipe_name(recipe: str | None, config: Path | None = None) -> str:
     """--recipe as given, checked; when not given, the recipe that builds the `--config` file's model.type
-    (`recipes.catalog.recipe_of_config`: a TransFusion config needs no --recipe), else centerpoint."""
+    (`recipes.catalog.recipe_of_config`: a TransFusion config needs no --recipe), else the catalog's default. The
+    names are the catalog's (`recipes.catalog.built_in`)."""
     from cp_debug.errors import BadInputError
+    from cp_debug.recipes import catalog
 
     if recipe is None and config is not None:
-        from cp_debug.recipes.catalog import recipe_of_config
-
-        return recipe_of_config(config)
-    name = recipe or "centerpoint"
-    if name not in RECIPES:
-        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipes are {', '.join(RECIPES)}")
+        return catalog.recipe_of_config(config)
+    name = recipe or catalog.DEFAULT
+    if name not in catalog.built_in():
+        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipes are {', '.join(catalog.built_in())}")
     return name
 
 

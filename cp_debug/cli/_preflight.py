@@ -73,13 +73,26 @@ def check_devkit() -> None:
 
 
 def check_preset(model, recipe: str) -> None:
-    """A CenterPoint preset `model` (a ModelRecord) names is a shipped one: the one line of an unknown name before
-    torch loads (a config file and a model factory are read where they load; TransFusion's presets are its own)."""
-    if model is None or recipe != "centerpoint" or model.factory is not None or model.config is not None:
-        return
-    from cp_debug.models.centerpoint.presets import get_preset
+    """The preset `model` (a ModelRecord) names is one `recipe` ships, where the recipe checks it before torch loads
+    (`Recipe.check_model`: CenterPoint's; a config file and a model factory are read where they load)."""
+    from cp_debug.recipes.catalog import recipe as recipe_of
 
-    get_preset(model.model_name)
+    check = recipe_of(recipe).check_model
+    if model is not None and check is not None:
+        check(model)
+
+
+def refuse_options(recipe: str, command: str, given: dict, why: str = "", after: str = "") -> None:
+    """One line, before anything runs, naming the options of `given` ({flag: value}; a value that is not falsy
+    counts as given) that `recipe` refuses in `command` (`Recipe.refuses`: the default recipe's options, or ones not
+    built for it yet). `why`: said after them (its `{title}`: the recipe's); `after`: at the end of the line."""
+    from cp_debug.recipes import catalog
+
+    r = catalog.recipe(recipe)
+    named = [flag for flag, v in given.items() if v and flag in r.refuses.get(command, ())]
+    if named:
+        raise BadInputError(f"{', '.join(named)}: {catalog.recipe().title}'s{why.format(title=r.title)}; not for "
+                            f"--recipe {r.name}{after}")
 
 
 def check_torch_device(device: str) -> None:
@@ -95,14 +108,17 @@ def check_torch_device(device: str) -> None:
             raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
 
-def lint_first(model, params, dirs, stream, recipe: str = "centerpoint") -> tuple:
+def lint_first(model, params, dirs, stream, recipe: str | None = None) -> tuple:
     """`cpdebug lint`'s checks over the run's model, the --params files and the deployed folders' own parameter files,
     before anything runs (`lint.run.lint_reports_before_run`): a mismatch between the model and a deployed pair
     stops the command (one line); the other mismatches and the warnings are printed on `stream`, one line each.
-    Returns the reports (none when there was nothing to check)."""
+    Returns the reports (none when there was nothing to check). `recipe`: the run's (None: the default), whose
+    `lint` plug-in checks."""
     from cp_debug.lint.run import lint_notes, lint_reports_before_run
+    from cp_debug.recipes.catalog import recipe as recipe_of
 
-    reports = lint_reports_before_run(model, tuple(params or ()), [d for d in dirs if d is not None], recipe)
+    reports = lint_reports_before_run(model, tuple(params or ()), [d for d in dirs if d is not None],
+                                      recipe_of(recipe).plugin("lint"))
     for note in lint_notes(reports):
         print(f"cpdebug: {note}", file=stream, flush=True)
     return reports

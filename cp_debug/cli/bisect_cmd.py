@@ -15,6 +15,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile,
                                    model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -34,7 +35,7 @@ class SubjectRequest:
     load_dim: int | None = None
     use_dim: str | None = None
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
-    recipe: str = "centerpoint"  # the built-in recipe `model` is of (cli._options.RECIPES)
+    recipe: str = DEFAULT  # the built-in recipe `model` is of (recipes/catalog.py)
 
 
 @dataclass(frozen=True)
@@ -178,29 +179,18 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
 
 
 def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]]) -> None:
-    """What the TransFusion recipe does not take (CenterPoint's options; a kit's results: the target ran the one
-    graph, the bisect cuts it at the proposal selection), said before anything loads."""
-    from cp_debug.errors import BadInputError
+    """What the recipe does not take (`Recipe.refuses`, its `check_bisect`: TransFusion-L refuses CenterPoint's
+    options and a kit's results), said before anything loads."""
+    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.recipes.catalog import recipe
 
     m = request.model
-    if request.recipe != "transfusion" or m is None:
+    if m is None:
         return
-    given = [o for o, v in (("--int8", m.int8),) if v]
-    if given:
-        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion")
-    kit = next((label for label, spec in pairs if spec.kit), None)
-    if kit is not None:
-        from cp_debug.backends.kit_files import onnx_inputs
-
-        d = kit.split("@", 1)[1]
-        raise BadInputError(f"{kit}: the target ran TransFusion-L's one graph, which --recipe transfusion cuts in two "
-                            f"at the proposal selection; read it with `cpdebug bisect --onnx {d}/transfusion.onnx "
-                            f"--inputs {d}/{onnx_inputs('frame_000', 'transfusion')} --backends ort,{kit}`")
-    for _, spec in pairs:  # a deployed one graph: Autoware's interface and its TopK, before the model loads
-        if spec.onnx_dir is not None:
-            from cp_debug.recipes.transfusion.split import deployed_file
-
-            deployed_file(spec.onnx_dir, str(spec))
+    refuse_options(request.recipe, "bisect", {"--int8": m.int8})
+    check = recipe(request.recipe).check_bisect
+    if check is not None:
+        check(m, pairs)
 
 
 def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],
@@ -377,6 +367,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     between the model and a deployed pair stops the run (one line); the others are warnings of the report."""
     from cp_debug.errors import BadInputError
     from cp_debug.lint.run import lint_before_run, params_of_folder
+    from cp_debug.recipes.catalog import recipe
 
     if request.model is None:
         if request.params:
@@ -386,7 +377,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     if not request.params and not any(params_of_folder(d) for d in dirs):
         return []
     with progress.step("checking the parameter files against the model"):
-        notes = lint_before_run(request.model, request.params, dirs, request.recipe)
+        notes = lint_before_run(request.model, request.params, dirs, recipe(request.recipe).plugin("lint"))
     for n in notes:
         progress.note(n)
     return notes
@@ -403,23 +394,10 @@ def _load_subject(request: SubjectRequest):
         from cp_debug.bisect.loaders import onnx_subject
 
         return onnx_subject(request.onnx_model, request.inputs, seed=request.seed)
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+    from cp_debug.recipes.catalog import recipe
 
-    m = request.model
-    if request.recipe == "transfusion":
-        from cp_debug.recipes.transfusion.subject import transfusion_subject
-
-        return transfusion_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
-                                   load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
-                                   random_weights=m.random_weights, params=request.params)
-    if m.factory is not None:
-        from cp_debug.recipes.centerpoint.subject import factory_subject
-
-        return factory_subject(m.factory, points=request.points, seed=m.seed, load_dim=request.load_dim,
-                               use_dim=parse_use_dim(request.use_dim))
-    return centerpoint_subject(preset=m.model_name, checkpoint=m.checkpoint, points=request.points, seed=m.seed,
-                               load_dim=request.load_dim, use_dim=parse_use_dim(request.use_dim),
-                               random_weights=m.random_weights, int8=m.int8)
+    return recipe(request.recipe).bisect_subject(request.model, points=request.points, load_dim=request.load_dim,
+                                                 use_dim=parse_use_dim(request.use_dim), params=request.params)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...]:

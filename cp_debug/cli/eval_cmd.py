@@ -104,10 +104,9 @@ def eval_(
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
         recipe = recipe_name(recipe, config)
-        if recipe == "transfusion" and int8 is not None:
-            from cp_debug.errors import BadInputError
+        from cp_debug.cli._preflight import refuse_options
 
-            raise BadInputError("--int8: CenterPoint's; not for --recipe transfusion")
+        refuse_options(recipe, "eval", {"--int8": int8 is not None})
         _preflight(recipe, preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
                    json_out=json_out, html=html)
         from cp_debug.determinism import check_conv_algo

@@ -35,65 +35,34 @@ def export(
     """Export CenterPoint to ONNX as AWML deploys it (opset 17, TorchScript exporter, constant folding)."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        if recipe_name(recipe, config) == "transfusion":
-            if rot_y_axis_reference:
-                from cp_debug.errors import BadInputError
+        name = recipe_name(recipe, config)
+        from cp_debug.cli._preflight import refuse_options
 
-                raise BadInputError("--rot-y-axis-reference is CenterPoint's: drop it for --recipe transfusion")
-            _export_transfusion(model, out, points, quiet, third_party)
-            return
-        _export(model, out, rot_y_axis_reference, points, quiet, third_party)
+        refuse_options(name, "export", {"--rot-y-axis-reference": rot_y_axis_reference})
+        _export(name, model, out, rot_y_axis_reference, points, quiet, third_party)
 
 
-def _export_transfusion(model: ModelRecord, out: Path, points: Path | None, quiet: bool,
-                        third_party: ThirdParty) -> None:
+def _export(recipe: str, model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None,
+            quiet: bool, third_party: ThirdParty) -> None:
+    """The recipe's deployment files of `model` (`Recipe.export_files`), their paths printed."""
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli._preflight import check_inputs
-    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.recipes.catalog import recipe as recipe_of
 
-    cfg = get_preset(model.model_name)  # an unknown preset fails before torch is imported
-    check_inputs(points=points, checkpoint=model.checkpoint)
-    progress = StepProgress(quiet, stream=third_party.terminal)
-    with progress.step(f"building {cfg.name}"):
-        from cp_debug.recipes.transfusion.source import load_transfusion
-
-        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed, model.random_weights)
-    sample = None
-    if points is not None:
-        from cp_debug.data.point_files import load_points
-
-        sample = load_points(points, loaded.cfg)
-    with progress.step(f"exporting to {out}"):
-        from cp_debug.recipes.transfusion.export import export_transfusion
-
-        result = export_transfusion(loaded.model, loaded.cfg, out, sample_points=sample)
-    console = stdout_console()
-    console.print(f"{result.path}", highlight=False, soft_wrap=True)
-    third_party.print_count(console, where=None)
-
-
-def _export(model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None, quiet: bool,
-            third_party: ThirdParty) -> None:
-    from cp_debug.cli._output import StepProgress, stdout_console
-    from cp_debug.cli._preflight import check_inputs
-    from cp_debug.models.centerpoint.presets import get_preset
-
-    get_preset(model.model_name)  # an unknown preset fails before torch is imported
+    r = recipe_of(recipe)
+    r.config(model.model_name)  # an unknown preset fails before torch is imported
     check_inputs(points=points, checkpoint=model.checkpoint)
     progress = StepProgress(quiet, stream=third_party.terminal)
     with progress.step(f"building {model.model_name} ({model.label})"):
-        loaded = model.load()
+        loaded = r.load_model(model)
     sample = None
     if points is not None:
         from cp_debug.data.point_files import load_points
 
         sample = load_points(points, loaded.cfg)
     with progress.step(f"exporting to {out}"):
-        from cp_debug.recipes.centerpoint.export import export_onnx
-
-        result = export_onnx(loaded.model, loaded.cfg, out, rot_y_axis_reference=rot_y_axis_reference,
-                             sample_points=sample)
+        files = r.export_files(loaded, out, rot_y_axis_reference=rot_y_axis_reference, sample_points=sample)
     console = stdout_console()
-    console.print(f"{result.voxel_encoder}", highlight=False, soft_wrap=True)
-    console.print(f"{result.backbone}", highlight=False, soft_wrap=True)
+    for path in files:
+        console.print(f"{path}", highlight=False, soft_wrap=True)
     third_party.print_count(console, where=None)

@@ -83,7 +83,9 @@ def _saved_subject(saved, run_json: Path):
         from cp_debug.bisect.loaders import onnx_subject
 
         return onnx_subject(f.source, f.inputs, seed=f.seed or 0)
-    recipe = f if isinstance(f, RecipeFacts) and f.recipe == "centerpoint" else None
+    from cp_debug.recipes import catalog
+
+    recipe = f if isinstance(f, RecipeFacts) else None
     if saved.model is not None:
         record = saved.model
     elif recipe is not None:
@@ -95,14 +97,11 @@ def _saved_subject(saved, run_json: Path):
                                 seed=recipe.seed or 0)
     else:
         raise BadInputError(f"{run_json} does not record which model it ran: re-run `cpdebug bisect --bundle DIR`")
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
     points_file = load_dim = use_dim = None  # a record without facts: the default scan
     if recipe is not None:
         if recipe.points_file is None and (recipe.point_cloud or {}).get("format") == "array":
             raise BadInputError(f"{run_json} bisected a scan held in memory ({recipe.points}), which it cannot load "
                                 "again: bisect that frame's point file (cpdebug bisect --points FILE --bundle DIR)")
         points_file, load_dim, use_dim = recipe.points_file, recipe.load_dim, recipe.use_dim
-    return centerpoint_subject(preset=record.model_name, checkpoint=record.checkpoint, points=points_file,
-                               seed=record.seed, load_dim=load_dim, use_dim=use_dim,
-                               random_weights=record.random_weights, int8=record.int8)
+    return catalog.recipe(recipe.recipe if recipe is not None else None).bisect_subject(
+        record, points=points_file, load_dim=load_dim, use_dim=use_dim)

@@ -119,8 +119,7 @@ def fix(
                                            json_out=json_out, quiet=quiet, third_party=third_party))
         refuse_metric(metric)
         recipe = recipe_name(recipe)
-        if recipe == "transfusion" and preset is None and config is None:
-            preset = "transfusion-demo"
+        preset = _default_preset(recipe, preset, config)
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
             model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
         request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode),
@@ -148,6 +147,16 @@ def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
     if n is not None:
         raise BadInputError("--n counts held-out synthetic frames, --scenes INFOS gives yours: give one of them")
     return {"scenes_path": scenes, "data_root": str(data_root) if data_root is not None else None}
+
+
+def _default_preset(recipe: str, preset: str | None, config: Path | None) -> str | None:
+    """The preset of a fix given neither --preset nor --config: the recipe's default (`Recipe.default_preset`); for
+    the catalog's default recipe it stays None (ModelRecord's own default, or what a report given fills in)."""
+    from cp_debug.recipes import catalog
+
+    if recipe != catalog.DEFAULT and preset is None and config is None:
+        return catalog.recipe(recipe).default_preset
+    return preset
 
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
@@ -189,9 +198,12 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     common = {**request, "target": FixTarget.of(*request["target"]), "reference": ref, "candidate": cand}
     if from_bisect is not None and from_sweep is not None:
         raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
-    if request["recipe"] == "transfusion" and (from_bisect is not None or from_sweep is not None):
-        raise BadInputError("--from-bisect / --from-sweep start from a CenterPoint run; fix --recipe transfusion "
-                            "starts from scratch (--preset, --checkpoint, --backends)")
+    from cp_debug.recipes import catalog
+
+    if not catalog.starts_fix_from_reports(request["recipe"]) and (from_bisect is not None or from_sweep is not None):
+        raise BadInputError(f"--from-bisect / --from-sweep start from a "
+                            f"{' or '.join(catalog.titles(catalog.fixed_from_reports()))} run; fix --recipe "
+                            f"{request['recipe']} starts from scratch (--preset, --checkpoint, --backends)")
     if from_bisect is not None:
         req = request_from_bisect(from_bisect, **common)
     elif from_sweep is not None:

@@ -49,37 +49,37 @@ def infer(
     """Run voxelize -> encoder -> scatter -> backbone/neck/head -> decode and write the head maps and boxes."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        if recipe_name(recipe, config) == "transfusion":
-            _centerpoint_only(encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
-            _infer_transfusion(model, points, out, device=device, quiet=quiet, third_party=third_party,
-                               load_dim=load_dim, use_dim=use_dim)
+        from cp_debug.recipes.catalog import recipe as recipe_of
+
+        r = recipe_of(recipe_name(recipe, config))
+        if r.infer_scan is not None:  # one scan end to end in torch: the stage options are the pair's
+            _stages_refused(r.name, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
+            _infer_end_to_end(r, model, points, out, device=device, quiet=quiet, third_party=third_party,
+                              load_dim=load_dim, use_dim=use_dim)
             return
         _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
 
 
-def _centerpoint_only(*, encoder: str, backbone: str, onnx_dir: Path | None, rot_y: bool | None) -> None:
-    """--recipe transfusion runs the torch model end to end: CenterPoint's stage options are refused by name."""
-    from cp_debug.errors import BadInputError
+def _stages_refused(recipe: str, *, encoder: str, backbone: str, onnx_dir: Path | None, rot_y: bool | None) -> None:
+    """A recipe run end to end in torch: the pair's stage options are refused by name."""
+    from cp_debug.cli._preflight import refuse_options
 
-    given = [o for o, v in (("--encoder", encoder != "torch"), ("--backbone", backbone != "torch"),
-                            ("--onnx-dir", onnx_dir is not None), ("--(no-)rot-y-axis-reference", rot_y is not None))
-             if v]
-    if given:
-        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for --recipe transfusion (it runs the torch "
-                            "model; without --checkpoint its weights are random)")
+    given = {"--encoder": encoder != "torch", "--backbone": backbone != "torch", "--onnx-dir": onnx_dir is not None,
+             "--(no-)rot-y-axis-reference": rot_y is not None}
+    refuse_options(recipe, "infer", given,
+                   after=" (it runs the torch model; without --checkpoint its weights are random)")
 
 
-def _infer_transfusion(model: ModelRecord, points: Path | None, out: Path, *, device: str, quiet: bool,
-                       third_party: ThirdParty, load_dim: int | None, use_dim: str | None) -> None:
-    """TransFusion-L on one scan: the head's outputs by AWML's names, the proposals' classes and the decoded
-    boxes, written to `out`."""
+def _infer_end_to_end(r, model: ModelRecord, points: Path | None, out: Path, *, device: str, quiet: bool,
+                      third_party: ThirdParty, load_dim: int | None, use_dim: str | None) -> None:
+    """Recipe `r` on one scan in torch (`Recipe.infer_scan`): its outputs by name, the decoded boxes and what the
+    recipe says of the run, written to `out`."""
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError
-    from cp_debug.models.transfusion.presets import get_preset
 
-    cfg = get_preset(model.model_name)  # an unknown preset fails before torch is imported
+    cfg = r.config(model.model_name)  # an unknown preset fails before torch is imported
     _check_options(model, out, encoder="torch", backbone="torch", onnx_dir=None, device=device)
     scan = _scan(cfg, points, load_dim, use_dim)
     progress = StepProgress(quiet, stream=third_party.terminal)
@@ -90,25 +90,20 @@ def _infer_transfusion(model: ModelRecord, points: Path | None, out: Path, *, de
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
     from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.recipes.transfusion.infer import run_transfusion
-    from cp_debug.recipes.transfusion.source import load_transfusion
 
     pts = scan.points if scan is not None else synthetic_scene(model.seed, cfg).points
     with progress.step(f"building {cfg.name}"):
-        loaded = load_transfusion(model.model_name, model.checkpoint, model.seed, model.random_weights)
-    with progress.step(f"running TransFusion ({device})"):
-        result = run_transfusion(loaded.model, loaded.cfg, pts, device=device)
-    dets = result.detections
-    arrays = dict(result.head)
+        loaded = r.load_model(model)
+    with progress.step(f"running {r.title} ({device})"):
+        arrays, dets, timings, said = r.infer_scan(loaded, pts, device)
     arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names),
-                  model_record=np.asarray(json.dumps(model.to_json())), recipe=np.asarray("transfusion"))
+                  model_record=np.asarray(json.dumps(model.to_json())), recipe=np.asarray(r.name))
     _save_npz(out, arrays)
     console = stdout_console()
     _scan_lines(console, scan)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
-    console.print(f"{len(dets)} boxes ({counts}) of {cfg.num_proposals} proposals, {result.num_voxels} voxels, from "
-                  f"{loaded.weights}", highlight=False, soft_wrap=True)
-    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,
+    console.print(f"{len(dets)} boxes ({counts}) {said}from {loaded.weights}", highlight=False, soft_wrap=True)
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()), highlight=False,
                   soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
     third_party.print_count(console, where=None)

@@ -1,6 +1,6 @@
 """`cpdebug keep-fp32`: the nodes to keep in FP32 so that the FP16 model passes (a 1-minimal set).
 
-With `--recipe transfusion` it is the fix's search of TransFusion-L's one graph (`fix/transfusion.py`), mapped
+With `--recipe transfusion` it is the fix's search of TransFusion-L's one graph (`recipes/transfusion/fix.py`), mapped
 thinly: the same request `cpdebug fix --recipe transfusion` makes, the same judge and search, the same document
 (`cp_debug.fix/1`) and, with `--out`, the same deployable folder. One graph over held-out frames judged flip-aware
 is what both commands do there; a second search would be a copy."""
@@ -70,14 +70,17 @@ def keep_fp32(
         spec = BackendSpec.parse(backend)
         model = {"preset": preset, "checkpoint": str(checkpoint) if checkpoint else None, "seed": seed,
                  "random_weights": random_weights or None, "scenes": scenes, "verify_scenes": verify_scenes}
-        if recipe_name(recipe) == "transfusion":
+        from cp_debug.recipes.catalog import recipe as recipe_of
+
+        r = recipe_of(recipe_name(recipe))
+        if r.keep_fp32_is_fix:
             given = [o for o, v in (("--onnx", onnx_model), ("--torch", torch_model), ("--inputs", inputs),
                                     ("--atol", atol), ("--rtol", rtol)) if v is not None]
             if given:
-                raise BadInputError(f"{', '.join(given)}: not for keep-fp32 --recipe transfusion (it exports the "
+                raise BadInputError(f"{', '.join(given)}: not for keep-fp32 --recipe {r.name} (it exports the "
                                     "model's one graph and judges it per query over held-out frames, within FP16's "
                                     "precision)")
-            code = _transfusion(model, str(spec), candidates, out=out, json_out=json_out, quiet=quiet,
+            code = _by_fix(r, model, str(spec), candidates, out=out, json_out=json_out, quiet=quiet,
                                 third_party=third_party)
         else:
             extra = [o for o, v in (("--preset", preset), ("--checkpoint", checkpoint), ("--n", scenes),
@@ -183,10 +186,11 @@ def render(result, console) -> None:
         console.print(f"cpdebug bisect ... {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
 
 
-def _transfusion(model: dict, candidate: str, candidates: str, *, out: Path | None, json_out: str | None, quiet: bool,
-                 third_party: ThirdParty) -> int:
-    """keep-fp32 --recipe transfusion: `fix.run.run_fix` on the request `fix --recipe transfusion` makes (module
-    docstring); the exit code is the fix's (0 found or not needed and verified, 1 impossible, 5 not verified)."""
+def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None, json_out: str | None, quiet: bool,
+            third_party: ThirdParty) -> int:
+    """keep-fp32 of recipe `r` whose keep-fp32 is its fix (`Recipe.keep_fp32_is_fix`: TransFusion-L's one graph):
+    `fix.run.run_fix` on the request `fix --recipe NAME` makes (module docstring); the exit code is the fix's (0
+    found or not needed and verified, 1 impossible, 5 not verified)."""
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_outputs
     from cp_debug.errors import BadInputError
@@ -195,21 +199,21 @@ def _transfusion(model: dict, candidate: str, candidates: str, *, out: Path | No
     from cp_debug.fix.run import run_fix
     from cp_debug.fix.targets import FixTarget
     from cp_debug.models.centerpoint.source import ModelRecord
-    from cp_debug.recipes.transfusion.export import ONNX_FILE
 
+    onnx_file = r.graph_files[0]
     names = candidates.strip()
     if names == "all":
-        raise BadInputError("--candidates all: keep-fp32 --recipe transfusion ranks the graph's compute nodes "
+        raise BadInputError(f"--candidates all: keep-fp32 --recipe {r.name} ranks the graph's compute nodes "
                             "(compute) or takes node names")
     chosen = None if names == "compute" else tuple(
-        n if n.startswith(ONNX_FILE + SEP) else f"{ONNX_FILE}{SEP}{n}" for n in (x.strip() for x in names.split(","))
+        n if n.startswith(onnx_file + SEP) else f"{onnx_file}{SEP}{n}" for n in (x.strip() for x in names.split(","))
         if n)
     if out is not None and out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; give a directory")
     check_outputs(json_out)
     req = make_request(ModelRecord(), {"source": {"from": "keep-fp32"}},
-                       {**model, "preset": model["preset"] or "transfusion-demo", "target": FixTarget.of(),
-                        "candidate": candidate, "reference": "torch", "candidates": chosen, "recipe": "transfusion"})
+                       {**model, "preset": model["preset"] or r.default_preset, "target": FixTarget.of(),
+                        "candidate": candidate, "reference": "torch", "candidates": chosen, "recipe": r.name})
     check_request(req)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     outcome = run_fix(req, progress=progress)
@@ -223,8 +227,11 @@ def _render_graph(outcome, written: Path | None, console) -> None:
     """The fix search's steps on the one graph (each judged flip-aware on its frames), then the set."""
     from rich.table import Table
 
+    from cp_debug.recipes.catalog import recipe
+
     s = outcome.search
-    table = Table(title=f"keep-FP32 search of transfusion.onnx on {outcome.request.candidate} ({s.runs} runs, "
+    graph = recipe(outcome.request.recipe).graph_files[0]
+    table = Table(title=f"keep-FP32 search of {graph} on {outcome.request.candidate} ({s.runs} runs, "
                         f"{len(s.candidates)} candidates, judged per query with proposal flips)", title_justify="left")
     for col in ("#", "phase", "kept in FP32", "frames", "verdict", "outcome", "worst output", "rel. RMSE", "flips"):
         table.add_column(col, justify="right" if col in ("#", "rel. RMSE", "flips") else "left")

@@ -47,15 +47,16 @@ def lint(
     """
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.cli._preflight import check_outputs
-        from cp_debug.lint.run import LintRequest, lint as run_lint, params_of_folder
+        from cp_debug.lint.run import LintRequest, params_of_folder
+        from cp_debug.recipes.catalog import recipe as recipe_of
 
         check_outputs(junit)
 
-        name = recipe_name(recipe, config)
-        cfg, label = _config(config, preset, name)
+        linter = recipe_of(recipe_name(recipe, config)).plugin("lint")
+        cfg, label = _config(config, preset, linter)
         files = tuple(params or ()) or params_of_folder(onnx_dir)
         frames, data_label = _frames(points, scenes, data_root, cfg)
-        report = run_lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label, recipe=name))
+        report = linter.lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label))
 
         from cp_debug.cli._output import finish
 
@@ -87,22 +88,18 @@ def _junit_suite(report):
     return TestSuite("cpdebug.lint", cases, {"consistent": report.consistent, "summary": report.summary()})
 
 
-def _config(config: Path | None, preset: str | None, recipe: str = "centerpoint"):
-    """The training config (a file, else the preset), and how messages name it; (None, "") when neither is given."""
+def _config(config: Path | None, preset: str | None, linter):
+    """The training config (a file, else the preset) as the recipe's `lint` plug-in `linter` reads it, and how
+    messages name it; (None, "") when neither is given."""
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.source import model_name
-
-    if recipe == "transfusion":
-        from cp_debug.models.transfusion.presets import get_preset
-    else:
-        from cp_debug.models.centerpoint.presets import get_preset
 
     if config is not None and preset is not None:
         raise BadInputError("give --config or --preset, not both")
     if config is None and preset is None:
         return None, ""
     name = model_name(preset or "", config)
-    return get_preset(name), (Path(name).name if config is not None else f"preset {name}")
+    return linter.model_config(name), (Path(name).name if config is not None else f"preset {name}")
 
 
 def _frames(points: list[Path] | None, scenes: Path | None, data_root: Path | None, cfg):

@@ -15,6 +15,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, C
                                    Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.recipes.catalog import DEFAULT
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "
                                    "worst frames' bisect reports.")]
@@ -54,7 +55,7 @@ class SweepRun:
     junit: Path | None = None
     budget: Path | None = None
     cudnn_algo: str | None = None
-    recipe: str = "centerpoint"
+    recipe: str = DEFAULT
 
 
 def sweep(
@@ -144,7 +145,9 @@ def sweep(
         recipe = recipe_name(recipe, config)
         _check_recipe(recipe, int8=int8, params=params, scenes=scenes, lidar_topic=lidar_topic, ray=ray, rrd=rrd,
                       pictures=pictures)
-        level = level or ("stage" if recipe == "transfusion" else "block")
+        from cp_debug.recipes.catalog import recipe as recipe_of
+
+        level = level or recipe_of(recipe).sweep_level
         html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
@@ -158,19 +161,15 @@ def sweep(
 
 
 def _check_recipe(recipe: str, **given) -> None:
-    """What --recipe transfusion does not take (CenterPoint's options, or not built for it yet), said before anything
-    runs or is written."""
-    from cp_debug.errors import BadInputError
+    """What the recipe does not take of this command (`Recipe.refuses`: CenterPoint's options, or not built for it
+    yet), said before anything runs or is written; --scenes only where it is a rosbag2 folder."""
+    from cp_debug.cli._preflight import refuse_options
 
-    if recipe != "transfusion":
-        return
     scenes = given.pop("scenes")
     if scenes is not None and scenes.is_dir() and (scenes / "metadata.yaml").is_file():
         given["scenes"] = "a rosbag2 folder"
-    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
-    if named:
-        raise BadInputError(f"{', '.join(named)}: CenterPoint's (or not built for TransFusion-L yet); not for "
-                            "--recipe transfusion")
+    refuse_options(recipe, "sweep", {f"--{k.replace('_', '-')}": v for k, v in given.items()},
+                   " (or not built for {title} yet)")
 
 
 def _check_libraries(run: SweepRun) -> None:
@@ -235,7 +234,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     # the checks run first: their reports go into sweep.json's `lint` as well as on the terminal
     lint_doc = [r.to_json() for r in lint_first(model, run.params, [s.onnx_dir for _, s in pairs],
-                                                third_party.terminal)] or None
+                                                third_party.terminal, run.recipe)] or None
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)

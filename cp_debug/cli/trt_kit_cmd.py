@@ -54,10 +54,10 @@ def trt_kit(
         rname = recipe_name(recipe, config)
         if onnx_dir is not None and fix is not None:
             raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
-        if rname == "transfusion":
-            from cp_debug.kit.writer import model_config
+        from cp_debug.recipes.catalog import recipe as recipe_of
 
-            model_config(rname, model.model_name)  # an unknown preset is said before anything loads
+        kit = recipe_of(rname).plugin("kit")
+        kit.check_model(model)  # TransFusion-L: an unknown preset is said before anything loads
         source, kind, doc = onnx_dir, "deployed", None
         if fix is not None:
             from cp_debug.fix.artifact import read_fix
@@ -66,11 +66,7 @@ def trt_kit(
             doc = read_fix(fix)
             check_fix(fix, doc, model, rname)
             source, kind = fix, "fix"
-        if rname == "transfusion":
-            from cp_debug.kit.transfusion import fix_precisions, node_precision
-
-            precision = (fix_precisions(fix, doc, precision) if doc is not None else
-                         precision or [node_precision(params or ()) or "fp16"])
+        precision = kit.precisions(fix, doc, precision, tuple(params or ()))
         if source is None:
             kind = "export"
         req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
@@ -86,7 +82,7 @@ def trt_kit(
         check_request(req)  # a bad --out or --onnx-dir is said before the checks
         # --params, or the deployed folder's own parameter files: checked against the model before the reference runs
         # (TransFusion-L: a fix's transfusion.onnx too, against the --params)
-        lint_first(model, params, [onnx_dir, fix if rname == "transfusion" else None], third_party.terminal, rname)
+        lint_first(model, params, [onnx_dir, fix if kit.LINTS_FIX else None], third_party.terminal, rname)
         progress = StepProgress(quiet=quiet, stream=third_party.terminal)
         summary = write_kit(req, progress=progress)
         console = stdout_console()

@@ -16,6 +16,7 @@ from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.report import EvalReport
+from cp_debug.recipes.catalog import DEFAULT
 
 # progress(description, total) -> context manager yielding advance(n=1)
 ProgressFactory = Callable[[str, int], ContextManager[Callable[..., None]]]
@@ -43,7 +44,7 @@ class EvalOptions:
     max_dist: float = 2.0
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
     tolerance_mode: str = "model"  # "model": a verdict per candidate (verdict.py); "fixed": none, as before
-    recipe: str = "centerpoint"  # the built-in recipe of `preset` (recipes/catalog.py)
+    recipe: str = DEFAULT  # the built-in recipe of `preset` (recipes/catalog.py)
 
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):

@@ -15,9 +15,7 @@ from pathlib import Path
 
 from cp_debug.fix.toolchain import Change, CheckedFix, toolchain, version_changes  # noqa: F401 - check's API
 
-FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")
-# a TransFusion fix's figures besides (fix/transfusion.py): the proposal flips per frame, those beyond the band
-GRAPH_FIGURES = FIGURES + ("flips", "flips_beyond_band", "matched_queries", "outcomes")
+FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")  # a recipe's fix compares these and its own
 
 
 @dataclass(frozen=True)
@@ -47,41 +45,17 @@ def _num(x):
 def check_fix(path: str | Path, *, device: str | None = None, progress=None):
     """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record: a
     `CheckResult`, or a generic fix's `module_files.GraphCheck` (the same fields and exit codes)."""
-    from cp_debug.errors import BadInputError
-    from cp_debug.fix.artifact import read_fix, recorded_model_name, reference_name, sha256
-    from cp_debug.data.frames import frame_set_from_json
-    from cp_debug.fix.figures import check_onnx_pair
-    from cp_debug.fix.targets import FixTarget
-    from cp_debug.fix.verify import verify_pair
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.fix.artifact import read_fix, sha256
+    from cp_debug.fix.module_files import check_graph_fix, is_graph_fix
+    from cp_debug.recipes import catalog
 
     root = Path(path)
     doc = read_fix(root)
-    from cp_debug.fix.module_files import check_graph_fix, is_graph_fix
-
     if is_graph_fix(doc):  # a fix of any one graph (`fix --torch` / `--onnx`): its own samples and FP32 graph
         return check_graph_fix(root, doc, device=device, progress=progress)
-    recipe = doc.get("recipe", "centerpoint")
     rec = doc["verification"]
-    keys = FIGURES
-    if recipe == "transfusion":  # the one graph, judged flip-aware as when it was written
-        from cp_debug.fix.transfusion import check_graph
-
-        ver = check_graph(root, doc, device=device, progress=progress)
-        keys = GRAPH_FIGURES
-    elif recipe != "centerpoint":
-        raise BadInputError(f"{root} is a fix of {recipe}: fix --check re-verifies CenterPoint and TransFusion fixes")
-    else:
-        fixed = check_onnx_pair(root, (doc.get("pair") or {}).get("files"))
-        reference = tuple(root / reference_name(p.name) for p in fixed)
-        missing = [p.name for p in reference if not p.is_file()]
-        if missing:
-            raise BadInputError(f"{root} lacks {', '.join(missing)} (the FP32 pair the fix is checked against)")
-        cfg = get_preset(recorded_model_name(doc))
-        frames = frame_set_from_json(rec["frames"], cfg)
-        ver = verify_pair(cfg, frames, FixTarget.from_json(doc["target"]), reference, fixed,
-                          precision=rec.get("precision") or doc.get("kind") or "fp16",
-                          device=device or rec.get("device", "cpu"), bootstrap=0, progress=progress)
+    ver, keys = catalog.recipe(doc.get("recipe", catalog.DEFAULT)).plugin("fix").check_fix(
+        root, doc, device=device, progress=progress)
     modified = tuple(name for name, digest in (doc.get("files") or {}).items()
                      if not (root / name).is_file() or sha256(root / name) != digest)
     return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),

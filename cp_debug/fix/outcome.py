@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cp_debug.errors import BadInputError, ExitCode
+from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:
     from cp_debug.data.frames import FrameSet
@@ -70,7 +71,7 @@ class FixOutcome:
     nodes_to_exclude: dict = field(default_factory=dict)
     skip_layers: tuple[str, ...] = ()
     pair: dict | None = None  # a fix of the user's deployed pair (SPEC@DIR): its folder, file names, mapping notes
-    recipe: str = "centerpoint"  # the built-in recipe (transfusion: the one graph `transfusion.onnx`)
+    recipe: str = DEFAULT  # the built-in recipe (recipes/catalog.py) whose fix plug-in ran
     judged_against: str | None = None  # what the candidate was judged against, where not JUDGED_AGAINST[kind]
 
     @property

@@ -9,6 +9,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.fix.targets import FixTarget
 from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.recipes import catalog
 
 # The request's keys that name the model: they go into its ModelRecord (`with_model`).
 MODEL_KEYS = ("preset", "config", "checkpoint", "seed", "random_weights", "int8")
@@ -39,7 +40,7 @@ class FixRequest:
     percentile: float = 99.99
     bootstrap: int = 20
     source: dict = field(default_factory=lambda: {"from": "scratch"})
-    recipe: str = "centerpoint"  # the built-in recipe of the model (cli._options.RECIPES)
+    recipe: str = catalog.DEFAULT  # the built-in recipe of the model (recipes/catalog.py)
 
     @property
     def spec(self) -> BackendSpec:
@@ -51,9 +52,9 @@ class FixRequest:
 
     @property
     def needs_devkit(self) -> bool:
-        """Whether the verification scores mAP with nuscenes-devkit (`fix/verify.py`: CenterPoint's pair; a
-        TransFusion-L fix judges its graph's queries instead): checked before the search, never after it."""
-        return self.recipe == "centerpoint"
+        """Whether the verification scores mAP with nuscenes-devkit (the recipe's fix says: CenterPoint's pair does;
+        a TransFusion-L fix judges its graph's queries instead): checked before the search, never after it."""
+        return catalog.recipe(self.recipe).plugin("fix").needs_devkit(self)
 
 
 def with_model(model: ModelRecord, **given) -> ModelRecord:
@@ -101,24 +102,29 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
     if req.first_scene < 0:
         raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
-    if req.recipe == "transfusion":
-        check_transfusion(req)
+    catalog.recipe(req.recipe).plugin("fix").check_request(req)
 
 
-def check_transfusion(req: FixRequest) -> None:
-    """What the TransFusion fix does not take, said before anything runs: it keeps nodes of the one graph in FP32
-    for an FP16 candidate over held-out synthetic frames, judged per query (no boxes, no mAP)."""
-    spec = req.spec
-    if spec.precision != "fp16":
-        raise BadInputError(f"fix --recipe transfusion searches FP16 candidates (ort-cpu-fp16, ort-cuda-fp16), not "
-                            f"{req.candidate}: INT8 of TransFusion-L is not built")
-    given = [o for o, v in (("--int8", req.model.int8), ("@DIR (a deployed file)", spec.onnx_dir),
-                            ("--scenes INFOS", req.scenes_path), ("--max-map-drop", req.target.max_map_drop),
-                            ("--max-lost-boxes", req.target.max_lost_boxes)) if v is not None]
-    if given:
-        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for fix --recipe transfusion (it judges the "
-                            "graph's per-query outputs over held-out synthetic frames: --max-rel-rmse or within "
-                            "precision)")
+def request_frames(req: FixRequest, cfg):
+    """(the search's frames, the verification's). Held-out synthetic frames: `--n N` from `--first-scene`,
+    verified on them or on `--verify-n` frames after them. The user's scenes (an info file): every frame from
+    `--first-scene`; the last `--verify-n` (default: half) are verified and never seen by the search."""
+    from cp_debug.data.frames import HeldOutSet, ScenesSet
+
+    if req.scenes_path is None:
+        frames = HeldOutSet.load(cfg, req.scenes, req.first_scene)
+        if not req.verify_scenes:
+            return frames, frames
+        return frames, HeldOutSet.load(cfg, req.verify_scenes, req.first_scene + req.scenes)
+    every = ScenesSet.load(cfg, req.scenes_path, req.first_scene, data_root=req.data_root)
+    n_verify = len(every) // 2 if req.verify_scenes is None else req.verify_scenes
+    if n_verify == 0:
+        return every, every
+    if n_verify >= len(every):
+        raise BadInputError(f"--scenes {req.scenes_path} has {len(every)} frame(s) from frame {req.first_scene} on: "
+                            f"too few to verify on {n_verify} the search does not see (give more frames, or "
+                            "--verify-n 0 to verify on the search's own)")
+    return every.split(n_verify)
 
 
 def fixable(spec: BackendSpec) -> bool:

@@ -23,6 +23,19 @@ def toolchain() -> dict:
     return env
 
 
+def stamp(progress=None) -> tuple[dict, str, str]:
+    """(the toolchain's versions, cp_debug's, now in ISO 8601 UTC): what a fix outcome records it ran with."""
+    import datetime
+
+    from cp_debug.fix.figures import progress_step
+
+    import cp_debug
+
+    with progress_step(progress, "versions"):
+        env = toolchain()
+    return env, cp_debug.__version__, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def nvidia_driver() -> str | None:
     """The NVIDIA kernel driver's version, from /proc (no subprocess); None where there is none."""
     try:

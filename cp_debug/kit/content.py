@@ -1,6 +1,6 @@
 """What a kit holds, before it is written (`cpdebug trt-kit`): the request, and a recipe's `KitContent` — its
-frames, stages, the reference's values per frame and its ONNX files. CenterPoint's content is built in `writer.py`,
-TransFusion-L's in `transfusion.py`; `writer.py` writes either."""
+frames, stages, the reference's values per frame and its ONNX files, built by the recipe's `kit` plug-in
+(`recipes/<name>/kit.py`, recipes/contract.PLUGINS); `writer.py` writes any."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.errors import BadInputError
+from cp_debug.recipes import catalog
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -35,7 +36,7 @@ class KitRequest:
     frames: tuple["Frame", ...] = ()  # --scenes / --n; with neither and no points: the model's own scan of seed
     precisions: tuple[str, ...] = ("fp16",)
     force: bool = False
-    recipe: str = "centerpoint"  # centerpoint (the pair) | transfusion (Autoware's one graph: kit/transfusion.py)
+    recipe: str = catalog.DEFAULT  # the recipe (recipes/catalog.py) whose `kit` plug-in says what goes in
     params: tuple[Path, ...] = ()  # Autoware's parameter files (TransFusion: voxels_num sets the profile)
     fix_doc: dict | None = None  # fix.json of a --fix folder (read above the kit: fix/ is a floor above it)
 
@@ -96,7 +97,7 @@ def torch_reference(module, st, feed: dict, seed: int) -> dict:
 def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str) -> None:
     """fix.json `doc` of the `cpdebug fix --out DIR` folder `path` the kit takes (`--fix DIR`): a fix of `recipe`'s
     files, for the model's preset. BadInputError (one line) otherwise."""
-    made_for = doc.get("recipe") or "centerpoint"  # fixes written before the recipe was recorded: CenterPoint's
+    made_for = doc.get("recipe") or catalog.DEFAULT  # fixes written before the recipe was recorded: the default's
     if made_for != recipe:
         raise BadInputError(f"--fix {path} is a fix of {made_for}'s files; a {recipe} kit takes a `cpdebug fix "
                             f"--recipe {recipe}` folder (or give --recipe {made_for})")
@@ -106,11 +107,5 @@ def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str) -> None:
 
 
 def model_config(recipe: str, name: str):
-    """The model config of preset or config file `name` in `recipe` (CenterPoint's or TransFusion-L's)."""
-    if recipe == "transfusion":
-        from cp_debug.models.transfusion.presets import get_preset
-
-        return get_preset(name)
-    from cp_debug.models.centerpoint.presets import as_config
-
-    return as_config(name)
+    """The model config of preset or config file `name` in `recipe` (its `kit` plug-in's `model_config`)."""
+    return catalog.recipe(recipe).plugin("kit").model_config(name)

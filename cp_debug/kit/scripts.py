@@ -33,6 +33,7 @@ import textwrap
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.trt_profile import ShapeRange, shape_text, trtexec_shape_flags
+from cp_debug.recipes import catalog
 
 DEBUG_TENSORS_FROM = 101200  # TensorRT 10.12: markUnfusedTensorsAsDebugTensors, saveAllDebugTensors
 REF_OUTPUTS_FROM = 110100  # TensorRT 11.1: --loadRefOutputs
@@ -45,14 +46,15 @@ POLYGRAPHY_CHECKED = ("0.49.9", "0.53.6")  # tools/Polygraphy at the tags, PyPI'
 
 
 def bisect_command(m: kf.Manifest, precision: str) -> str:
-    """The command that reads the target's results back: bisect on the kit's first frame (TransFusion-L's one graph:
-    on its ONNX file and that frame's inputs, against ONNX Runtime: `kit/transfusion.py` says why)."""
-    frame = m.frames[0].id
-    if m.source.get("recipe") == "transfusion":
-        stage = m.stages[0].name
-        return (f"cpdebug bisect --onnx KIT/{stage}.onnx --inputs KIT/{kf.onnx_inputs(frame, stage)} "
-                f"--backends ort,trt-{precision}@KIT")
-    return f"cpdebug bisect --backends torch,trt-{precision}@KIT --points KIT/frames/{frame}.npy"
+    """The command that reads the target's results back: the kit's recipe's (its `kit` plug-in's `bisect_command`;
+    TransFusion-L's one graph: on its ONNX file and the first frame's inputs, against ONNX Runtime)."""
+    return _plugin(m).bisect_command(m, precision)
+
+
+def _plugin(m: kf.Manifest):
+    """The `kit` plug-in of the recipe the kit was written for (kits written before the recipe was recorded: the
+    default's)."""
+    return catalog.recipe(m.source.get("recipe") or catalog.DEFAULT).plugin("kit")
 
 
 def _profile(m: kf.Manifest, stage: str) -> dict[str, ShapeRange]:
@@ -343,24 +345,6 @@ def _threshold_text(m: kf.Manifest) -> str:
     return textwrap.fill(text, width=116)
 
 
-def _recipe_text(m: kf.Manifest) -> str:
-    """What the README says of TransFusion-L's one graph (`kit/transfusion.py`): the node's profile, its precision."""
-    if m.source.get("recipe") != "transfusion":
-        return ""
-    stage = m.stages[0].name
-    r = m.profile[stage][m.stages[0].inputs[0].name]
-    text = (f"TransFusion-L's one graph, `{stage}.onnx`, as autoware_lidar_transfusion deploys it. The engine's "
-            f"profile is the node's: axis 0 (`voxels_num`) of every input at min {r['min'][0]}, opt {r['opt'][0]}, "
-            f"max {r['max'][0]} (its voxels_num). fp16 here is the FP16 file built strongly typed (TensorRT 11, "
-            "TensorRT-RTX); the node on TensorRT 10 builds the FP32 file with the FP16 builder flag instead "
-            "(`trt_precision: fp16`), where TensorRT may keep layers in FP32: this kit does not run that engine.")
-    if m.source.get("kind") == "fix":
-        text += (f" This `{stage}.onnx` is the file of `cpdebug fix` ({m.source.get('path')}): FP16 with the nodes the "
-                 "fix keeps in FP32 through explicit Casts. Build it strongly typed, as the scripts do: a build with "
-                 "the FP16 builder flag on TensorRT 10 (not strongly typed) may run the kept nodes in FP16 anyway.")
-    return "\n" + textwrap.fill(text, width=116, break_on_hyphens=False, break_long_words=False) + "\n"  # paths whole
-
-
 def readme(m: kf.Manifest) -> str:
     frames = "\n".join(f"| `{f.id}` | {f.token} | {f.source} |" for f in m.frames)
     stages = "\n".join(f"| `{s.name}` | " + ", ".join(f"`{t.name}` {t.dtype}" for t in s.inputs) + " | "
@@ -370,7 +354,7 @@ def readme(m: kf.Manifest) -> str:
 
 Written by cp_debug {m.cp_debug} on {m.created}. The ONNX files hold {m.held_precision}; the scripts run
 {', '.join(m.precisions)}. Nothing here needs cp_debug on the target: only `trtexec` or `polygraphy`.
-{_recipe_text(m)}
+{_plugin(m).readme_text(m)}
 ## On the target
 ```
 bash run_trtexec.sh {first}              # trtexec: one engine per stage, every frame, debug tensors, layer info
@@ -404,7 +388,7 @@ Every flag these scripts pass was checked against the tools' own sources, at eve
 ## Back on the machine with cp_debug
 Copy `results/` into this folder (next to `manifest.json`), then
 ```
-{bisect_command(m, first)}{"" if m.source.get("recipe") == "transfusion" else " [model options as for the kit]"}
+{bisect_command(m, first)}{_plugin(m).BISECT_SUFFIX}
 ```
 cp_debug checks every file against the manifest's hashes and the results against the files they were computed from
 (`results/<precision>/ran.sha256`); anything else is refused in one line.

@@ -1,6 +1,7 @@
 """Write a kit for the target (`cpdebug trt-kit`): the ONNX files, every stage's exact inputs per frame, the
 reference's outputs, the scripts and the manifest — needs no TensorRT. What a recipe puts in is a `KitContent`
-(CenterPoint's pair here; TransFusion-L's one graph in `kit/transfusion.py`); the rest is written once, here.
+(the recipe's `kit` plug-in: CenterPoint's pair in `recipes/centerpoint/kit.py`, TransFusion-L's one graph in
+`recipes/transfusion/kit.py`); the rest is written once, here.
 
 The reference runs as bisect's does (the model in PyTorch on the CPU, deterministic; each frame's stage inputs as
 `recipes/centerpoint/subject.py` makes them), so `bisect --points KIT/frames/<frame>.npy --backends
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cp_debug.backends import kit_files as kf
+from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
-
 from cp_debug.kit.content import (KIT_PRECISIONS, KitContent, KitRequest, ReferenceRun,  # noqa: F401 (callers' names)
                                    frame_scans, model_config, torch_reference)
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
 
-    from cp_debug.backends.trt_profile import Profile
     from cp_debug.data.frames import Frame
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ def check_request(req: KitRequest) -> None:
         if not Path(req.onnx_dir).is_dir():
             raise BadInputError(f"{where} {req.onnx_dir} is not a folder")
         if not any(Path(req.onnx_dir).glob("*.onnx")):
-            expected = ("transfusion.onnx" if req.recipe == "transfusion" else
-                        "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx")
+            expected = catalog.recipe(req.recipe).plugin("kit").DEPLOYED_FILES
             raise BadInputError(f"{where} {req.onnx_dir} holds no .onnx file (expected the deployed {expected})")
 
 
@@ -76,10 +75,7 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
     """Run the reference over the frames and write the kit to `req.out`, whole or not at all."""
     check_request(req)
     step = progress.step if progress is not None else _no_step
-    if req.recipe == "transfusion":
-        from cp_debug.kit.transfusion import transfusion_content as content_of
-    else:
-        content_of = _centerpoint_content
+    content_of = catalog.recipe(req.recipe).plugin("kit").content
     req.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=req.out.parent, prefix=f".{req.out.name}.", suffix=".tmp"))
     try:
@@ -112,60 +108,7 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
                       manifest.precisions, held, len(files) + 1, size, tuple(content.notes + notes))
 
 
-# -- frames and the reference ----------------------------------------------------------------------------------
-def _centerpoint_content(req: KitRequest) -> KitContent:
-    """CenterPoint's pair: each frame's stages fed as bisect feeds its reference (`recipes/centerpoint/subject.py`),
-    the profile over the frames with the first stage's voxel axis up to the config's max_voxels."""
-    from functools import partial
-
-    from cp_debug.backends.trt_profile import profile_from_shapes
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
-    m = req.model
-    cfg = model_config("centerpoint", m.model_name)
-    scans = frame_scans(req, cfg)
-    runs, subject = [], None
-    for _, loaded in scans:
-        subject = centerpoint_subject(preset=cfg, checkpoint=m.checkpoint, points=loaded, seed=m.seed,
-                                      random_weights=m.random_weights)
-        feeds, outputs, upstream = [], [], {}
-        for i, st in enumerate(subject.stages):
-            feed = subject.feed(i, upstream)
-            out = torch_reference(st.module, st, feed, m.seed)
-            feeds.append(feed)
-            outputs.append(out)
-            upstream.update(out)
-        runs.append(ReferenceRun(feeds, outputs))
-
-    def profile(i: int, shapes: list) -> "Profile":
-        caps = {"input_features": {0: cfg.max_voxels}} if i == 0 else {}
-        return profile_from_shapes(shapes, {n: c for n, c in caps.items() if n in subject.stages[i].input_names})
-
-    return KitContent(scans, tuple(subject.stages), runs, partial(_centerpoint_onnx, req, subject), profile)
-
-
 # -- the ONNX files --------------------------------------------------------------------------------------------
-def _centerpoint_onnx(req: KitRequest, subject, tmp: Path) -> dict[str, "onnx.ModelProto"]:
-    """The pair at the top level: a deployed folder's files as they are (checked against the model), else
-    cp_debug's export."""
-    import onnx
-
-    from cp_debug.bisect.deployed import deployed_stages
-
-    if req.onnx_dir is not None:
-        from cp_debug.backends.spec import BackendSpec
-
-        found = deployed_stages(BackendSpec.parse(f"ort@{req.onnx_dir}"), subject, {})  # interface checked
-        models = {st.name: view.onnx() for st, view in zip(subject.stages, found.stages)}  # the files, loaded once
-        for path in found.files:
-            shutil.copyfile(path, tmp / f"{Path(path).stem}.onnx")
-    else:
-        models = {st.name: st.onnx() for st in subject.stages}
-        for name, model in models.items():
-            onnx.save(model, str(tmp / f"{name}.onnx"))
-    return models
-
-
 def _convert(req: KitRequest, models: dict[str, "onnx.ModelProto"], tmp: Path) -> tuple[str, list[str]]:
     """Per precision the files do not hold, their converted copy. Returns the precision the files hold, and notes."""
     import onnx
@@ -293,7 +236,7 @@ class _no_step:
         return False
 
 
-def frames_of(scenes: Path | None, n: int | None, cfg_name: str, recipe: str = "centerpoint") -> tuple["Frame", ...]:
+def frames_of(scenes: Path | None, n: int | None, cfg_name: str, recipe: str = catalog.DEFAULT) -> tuple["Frame", ...]:
     """The --scenes / --n frames (data/frames.py), or none."""
     from cp_debug.data.frames import from_scenes, held_out
 

@@ -1,36 +1,35 @@
 """What one lint is asked (`LintRequest`) and what every recipe's lint does with it before and after its own checks:
 the request checked before anything is read, the data's fact (the fullest frame's pillars), the inputs a report
-names. CenterPoint's lint (run.py) and TransFusion-L's (transfusion.py) both stand on this module."""
+names. CenterPoint's lint (recipes/centerpoint/lint.py) and TransFusion-L's (recipes/transfusion/lint.py) both stand
+on this module."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import Fact
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.lint.sources import Facts
-    from cp_debug.models.centerpoint.config import CenterPointConfig
-    from cp_debug.models.transfusion.config import TransFusionConfig
 
 
 @dataclass(frozen=True)
 class LintRequest:
     """The inputs of one lint; any may be missing. `config_label` names the config in messages (its file name).
-    `frames` (with `data_label`): scans whose pillar count is checked against the voxel cap. `recipe`: centerpoint
-    (the config a CenterPointConfig, onnx_dir the deployed pair) or transfusion (a TransFusionConfig, the folder of
-    transfusion.onnx or the file: `transfusion.py`)."""
+    `frames` (with `data_label`): scans whose pillar count is checked against the voxel cap. What `config` and
+    `onnx_dir` are is the recipe's whose lint reads the request (its `lint` plug-in): CenterPoint's a
+    CenterPointConfig and the deployed pair, TransFusion-L's a TransFusionConfig and the folder of transfusion.onnx
+    or the file."""
 
-    config: "CenterPointConfig | TransFusionConfig | None" = None
+    config: Any = None  # the recipe's model config (its `lint` plug-in's `model_config`)
     config_label: str = ""
     params: tuple[Path, ...] = ()
     onnx_dir: Path | None = None
     frames: tuple = ()
     data_label: str = ""
-    recipe: str = "centerpoint"
 
 
 def check_request(req: LintRequest) -> None:

@@ -1,7 +1,8 @@
 """One lint over whatever inputs are given: a training config, Autoware parameter files, a deployed pair, data.
 
-`lint(request)` reads each input (a file that cannot be read is a BadInputError: exit 2), gathers its facts
-(`sources.py`) and runs the checks (`checks.py`). `lint_before_run` is what bisect and sweep call first: the same
+A recipe's lint (its `lint` plug-in's `lint(request)`: `recipes/<name>/lint.py`) reads each input (a file that cannot
+be read is a BadInputError: exit 2), gathers its facts (on `sources.py`) and runs the checks (on `checks.py`).
+`lint_before_run` is what bisect and sweep call first, with the run's recipe's plug-in: the same
 checks over the run's model and the files the user gave (`--params`, a `SPEC@DIR` folder holding parameter files);
 a mismatch between the model and the deployed pair (the two sides the run compares) stops the run in one line,
 every other mismatch becomes a warning of the run's report.
@@ -14,27 +15,8 @@ from typing import Sequence
 
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import LintFinding, LintReport
-from cp_debug.lint.request import LintRequest, check_request, data_fact, inputs_of  # noqa: F401 (LintRequest: the callers' import)
+from cp_debug.lint.request import LintRequest  # noqa: F401 (LintRequest: the callers' import)
 from cp_debug.models.centerpoint.source import ModelRecord
-
-def lint(req: LintRequest) -> LintReport:
-    if req.recipe == "transfusion":
-        from cp_debug.lint.transfusion import lint_transfusion
-
-        return lint_transfusion(req)
-    from cp_debug.data.autoware_params import read_params
-    from cp_debug.lint.checks import run_checks
-    from cp_debug.lint.sources import config_facts, onnx_facts, params_facts, read_pair
-
-    check_request(req)
-    autoware = read_params(req.params) if req.params else None
-    cfg = config_facts(req.config, req.config_label or req.config.name) if req.config is not None else {}
-    params = params_facts(autoware) if autoware is not None else {}
-    pair = read_pair(req.onnx_dir) if req.onnx_dir is not None else None
-    grid = params.get("grid") or cfg.get("grid")
-    onnx = onnx_facts(pair, grid.value if grid is not None else None) if pair is not None else {}
-    findings = run_checks(cfg, params, onnx, autoware, data_fact(req, cfg, params))
-    return LintReport(tuple(findings), inputs_of(req, [pair.encoder, pair.backbone] if pair is not None else []))
 
 
 def params_of_folder(folder: Path | None) -> tuple[Path, ...]:
@@ -45,27 +27,21 @@ def params_of_folder(folder: Path | None) -> tuple[Path, ...]:
 
 
 def lint_reports_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
-                            recipe: str = "centerpoint") -> tuple[LintReport, ...]:
+                            linter) -> tuple[LintReport, ...]:
     """The checks a run makes first when it is given parameter files (`--params`) or deployed folders that hold
     some (`SPEC@DIR`), one report per folder (or one for --params alone): a mismatch between the run's model and a
     deployed pair is a BadInputError (the comparison would mean nothing). Neither given: no report (the run checks
-    the pair's interface and weights itself). `recipe`: centerpoint, or transfusion (its config, its files)."""
-    from cp_debug.models.centerpoint.presets import get_preset
-
+    the pair's interface and weights itself). `linter`: the run's recipe's `lint` plug-in (its `model_config(name)`
+    and `lint(request)`, recipes/contract.PLUGINS)."""
     todo = [(tuple(params) or params_of_folder(d), d) for d in (list(onnx_dirs) or [None])]
     todo = [(files, d) for files, d in todo if files]
     if not todo:
         return ()
-    if recipe == "transfusion":
-        from cp_debug.models.transfusion.presets import get_preset as get_tf_preset
-
-        cfg = get_tf_preset(model.model_name)
-    else:
-        cfg = get_preset(model.model_name)
+    cfg = linter.model_config(model.model_name)
     label = Path(model.config).name if model.config is not None else f"preset {model.model_name}"
     reports = []
     for files, folder in todo:
-        report = lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder, recipe=recipe))
+        report = linter.lint(LintRequest(cfg, label, tuple(Path(p) for p in files), folder))
         breaking = [f for f in report.mismatches if f.breaks_comparison]
         if breaking:
             raise BadInputError(f"lint: {breaking[0].check}: {breaking[0].message}; the run would compare different "
@@ -79,10 +55,9 @@ def lint_notes(reports: Sequence[LintReport]) -> list[str]:
     return [_note(f) for r in reports for f in (*r.mismatches, *r.warnings)]
 
 
-def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path],
-                    recipe: str = "centerpoint") -> list[str]:
+def lint_before_run(model: ModelRecord, params: Sequence[Path], onnx_dirs: Sequence[Path], linter) -> list[str]:
     """`lint_reports_before_run` as the lines a run reports: the other mismatches and the warnings, one line each."""
-    return lint_notes(lint_reports_before_run(model, params, onnx_dirs, recipe))
+    return lint_notes(lint_reports_before_run(model, params, onnx_dirs, linter))
 
 
 def _note(f: LintFinding) -> str:

@@ -1,100 +1,123 @@
-"""The built-in recipes by name, for the features that run any of them frame by frame (sweep, eval) and know none:
-the model config of a preset, where a recipe's deployment cuts its boxes by score, its `FrameModel`
-(`recipes/staged.py`) and the bisect subject of one frame. CenterPoint's frames still run on its own glue
-(`recipes/centerpoint/pipeline.py`), so it has no `FrameModel`."""
+"""The recipes by name: the one place that lists them (each a `Recipe` of recipes/contract.py, in its folder's
+`recipe.py`). Every feature finds a recipe here by the name a command, a report or a fix document gives, and asks
+it; none compares a recipe's name. A fourth recipe is one folder and one line of `_FOLDERS`."""
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
 from typing import TYPE_CHECKING
 
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.subject import Subject
+    from cp_debug.recipes.contract import Recipe
     from cp_debug.recipes.staged import FrameModel
 
-RECIPES = ("centerpoint", "transfusion")
-FRAME_MODELS = ("transfusion",)  # the recipes whose frames run through a `FrameModel`
+# name → the recipe's folder (its `recipe.py` holds `RECIPE`); the first is the default of a command given none.
+_FOLDERS = {
+    "centerpoint": "cp_debug.recipes.centerpoint",
+    "transfusion": "cp_debug.recipes.transfusion",
+    "module": "cp_debug.recipes.module",
+}
+DEFAULT = "centerpoint"
 
 
-def runs_frame_model(recipe: str) -> bool:
-    """Whether `recipe`'s frames run through its `FrameModel` (else through its own pipeline)."""
-    return _check(recipe) in FRAME_MODELS
+@cache
+def _load(name: str) -> "Recipe":
+    return importlib.import_module(f"{_FOLDERS[name]}.recipe").RECIPE
 
 
-def _check(recipe: str) -> str:
-    if recipe not in RECIPES:
-        raise BadInputError(f"unknown recipe {recipe!r}: the built-in recipes are {', '.join(RECIPES)}")
-    return recipe
+def every() -> tuple["Recipe", ...]:
+    """Every registered recipe, the default first."""
+    return tuple(_load(name) for name in _FOLDERS)
 
 
-def model_types(recipe: str) -> tuple[str, ...]:
-    """The `model.type`s of an AWML/mmdet3d config that `recipe`'s config reader builds (`MODEL_TYPES` beside it)."""
-    if _check(recipe) == "transfusion":
-        from cp_debug.models.transfusion.config_file import MODEL_TYPES
-    else:
-        from cp_debug.models.centerpoint.config_file import MODEL_TYPES
-    return MODEL_TYPES
+def built_in() -> tuple[str, ...]:
+    """The names `--recipe` takes: the recipes built from a preset or a config file."""
+    return tuple(r.name for r in every() if r.preset_config is not None)
+
+
+def recipe(name: str | None = None) -> "Recipe":
+    """The recipe called `name` (None: the default); an unknown name is one line listing the built-in ones."""
+    name = DEFAULT if name is None else name
+    if name not in _FOLDERS:
+        raise BadInputError(f"unknown recipe {name!r}: the built-in recipes are {', '.join(built_in())}")
+    return _load(name)
+
+
+def titles(names) -> list[str]:
+    """How messages name the recipes `names`."""
+    return [recipe(n).title for n in names]
+
+
+def fixed_from_reports() -> tuple[str, ...]:
+    """The recipes whose bisect reports and sweeps `fix --from-bisect` / `--from-sweep` start from."""
+    return tuple(r.name for r in every() if r.fix_from_reports)
+
+
+def starts_fix_from_reports(name: str) -> bool:
+    """Whether a bisect report or sweep of recipe `name` (any name a report holds) can start a fix."""
+    return name in _FOLDERS and recipe(name).fix_from_reports
+
+
+def runs_frame_model(name: str) -> bool:
+    """Whether `name`'s frames run through its `FrameModel` (else through its own pipeline)."""
+    return recipe(name).runs_frame_model
+
+
+def model_types(name: str) -> tuple[str, ...]:
+    """The `model.type`s of an AWML/mmdet3d config that `name`'s config reader builds (`MODEL_TYPES` beside it)."""
+    return recipe(name).model_types()
 
 
 def recipe_of_config(path) -> str:
     """The recipe that builds the model a `--config` file names, for a command given no `--recipe`: the recipe whose
     reader claims the file's `model.type` (a TransFusion config runs TransFusion-L, not CenterPoint's reader refusing
-    it). An autoware-ml YAML config is CenterPoint's (its reader is the only one); a config with no `model.type` goes
-    to CenterPoint's reader, which says what is missing. Reads the file as the reader will (mmengine)."""
+    it). An autoware-ml YAML config is the default recipe's (its reader is the only one); a config with no
+    `model.type` goes to the default recipe's reader, which says what is missing. Reads the file as the reader will
+    (mmengine)."""
     if str(path).lower().endswith((".yaml", ".yml")):
-        return "centerpoint"
+        return DEFAULT
     from cp_debug.models.centerpoint.config_file import load_config_dict
 
     model = load_config_dict(path).get("model")
     kind = model.get("type") if isinstance(model, dict) else None
     if kind is None:
-        return "centerpoint"
-    claims = {recipe: model_types(recipe) for recipe in RECIPES}
-    found = [recipe for recipe, types in claims.items() if kind in types]
+        return DEFAULT
+    claims = {name: model_types(name) for name in built_in()}
+    found = [name for name, types in claims.items() if kind in types]
     if not found:
-        built = "; ".join(f"{', '.join(map(repr, types))} (--recipe {recipe})" for recipe, types in claims.items())
+        built = "; ".join(f"{', '.join(map(repr, types))} (--recipe {name})" for name, types in claims.items())
         raise BadInputError(f"config {path}: model.type = {kind!r} is built by no recipe of cp_debug; built: {built}")
     return found[0]
 
 
-def preset_config(recipe: str, preset: str):
-    """The model config of `preset` (a name or a config file) in `recipe`."""
-    if _check(recipe) == "transfusion":
-        from cp_debug.models.transfusion.presets import get_preset
-    else:
-        from cp_debug.models.centerpoint.presets import get_preset
-    return get_preset(preset)
+def preset_config(name: str, preset: str):
+    """The model config of `preset` (a name or a config file) in recipe `name`."""
+    return recipe(name).config(preset)
 
 
-def box_cut(recipe: str, cfg) -> tuple[float, int | None]:
-    """(score threshold, cap): where `recipe`'s deployment cuts the boxes of model `cfg` (TransFusion-L: the node's)."""
-    if _check(recipe) == "transfusion":
-        from cp_debug.recipes.transfusion.detections import NodeParams
-
-        params = NodeParams().for_model(cfg)
-        return params.score_cut, params.num_proposals
-    return float(cfg.score_threshold), cfg.post_max_size
+def box_cut(name: str, cfg) -> tuple[float, int | None]:
+    """(score threshold, cap): where recipe `name`'s deployment cuts the boxes of model `cfg`."""
+    return recipe(name).box_cut(cfg)
 
 
-def frame_model(recipe: str, preset: str, checkpoint=None, seed: int = 0, random_weights: bool = False) -> FrameModel:
-    """`recipe`'s `FrameModel` of `preset`; CenterPoint has none (its frames run on its own pipeline)."""
-    if not runs_frame_model(recipe):
-        raise BadInputError(f"recipe {recipe!r} runs its frames on its own pipeline")
-    from cp_debug.recipes.transfusion.frames import transfusion_frame_model
+def frame_model(name: str, preset: str, checkpoint=None, seed: int = 0, random_weights: bool = False) -> "FrameModel":
+    """Recipe `name`'s `FrameModel` of `preset`; one that runs its frames on its own pipeline has none."""
+    r = recipe(name)
+    if r.frame_model is None:
+        raise BadInputError(f"recipe {name!r} runs its frames on its own pipeline")
+    return r.frame_model(preset, checkpoint, seed, random_weights)
 
-    return transfusion_frame_model(preset, checkpoint, seed, random_weights)
 
-
-def frame_subject(recipe: str, preset: str, *, checkpoint=None, seed: int = 0, random_weights: bool = False,
+def frame_subject(name: str, preset: str, *, checkpoint=None, seed: int = 0, random_weights: bool = False,
                   int8=None, points=None, truth=None) -> "Subject":
-    """The bisect subject of one frame's scan `points` (a `LoadedPoints`) in `recipe` (`truth`: its ground truth)."""
-    if _check(recipe) == "transfusion":
-        from cp_debug.recipes.transfusion.subject import transfusion_subject
-
-        return transfusion_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed,
-                                   random_weights=random_weights)
-    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-
-    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed,
-                               random_weights=random_weights, int8=int8, truth=truth)
+    """The bisect subject of one frame's scan `points` (a `LoadedPoints`) in recipe `name` (`truth`: its ground
+    truth)."""
+    r = recipe(name)
+    if r.frame_subject is None:
+        raise BadInputError(f"the {r.title} recipe has no frames to bisect")
+    return r.frame_subject(preset, checkpoint=checkpoint, seed=seed, random_weights=random_weights, int8=int8,
+                           points=points, truth=truth)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from cp_debug.recipes.catalog import DEFAULT
+
 # a box's distance from the sensor, `DetectionDelta.by_range`'s keys (`bucket_of`)
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
 
@@ -28,7 +30,7 @@ class SweepSettings:
 
     backends: tuple[str, ...]
     preset: str = "demo"
-    recipe: str = "centerpoint"  # the built-in recipe of `preset` (recipes/frame_model.RECIPES)
+    recipe: str = DEFAULT  # the built-in recipe of `preset` (recipes/catalog.py)
     level: str = "block"
     checkpoint: str | None = None
     random_weights: bool = False

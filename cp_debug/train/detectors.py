@@ -1,6 +1,7 @@
-"""The detectors `cpdebug train` trains, one entry each: how its preset is read, its model is built for training
-and for re-loading, a batch's losses computed and a scan detected. The loop, the runner and validation take one
-`Detector` and know nothing of either network. Nothing heavy is imported here.
+"""What `cpdebug train` asks of a recipe, its `Detector`: how its preset is read, its model is built for training and
+for re-loading, a batch's losses computed and a scan detected. Each recipe's `train` plug-in (`recipes/<name>/train.py`)
+gives its own; the loop, the runner and validation take one `Detector` and know no network. Nothing heavy is
+imported here.
 """
 
 from __future__ import annotations
@@ -22,29 +23,12 @@ class Detector:
     detect: Callable[..., Any]
 
 
-def _centerpoint() -> Detector:
-    from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.train import centerpoint, validate
-
-    return Detector("centerpoint", get_preset, centerpoint.training_model, centerpoint.eval_model,
-                    centerpoint.batch_losses, validate.detect)
-
-
-def _transfusion() -> Detector:
-    from cp_debug.models.transfusion.presets import get_preset
-    from cp_debug.train import transfusion
-
-    return Detector("transfusion", get_preset, transfusion.training_model, transfusion.eval_model,
-                    transfusion.batch_losses, transfusion.detect)
-
-
-_DETECTORS = {"centerpoint": _centerpoint, "transfusion": _transfusion}
-
-
-def detector(recipe: str = "centerpoint") -> Detector:
-    """The Detector of a recipe name (centerpoint, transfusion)."""
+def detector(recipe: str | None = None) -> Detector:
+    """The Detector of a recipe name (None: the default recipe): its `train` plug-in's (recipes/contract.PLUGINS)."""
     from cp_debug.errors import BadInputError
+    from cp_debug.recipes import catalog
 
-    if recipe not in _DETECTORS:
-        raise BadInputError(f"cannot train recipe {recipe!r}: choose one of {', '.join(_DETECTORS)}")
-    return _DETECTORS[recipe]()
+    trainable = [r.name for r in catalog.every() if r.has("train")]
+    if recipe is not None and recipe not in trainable:
+        raise BadInputError(f"cannot train recipe {recipe!r}: choose one of {', '.join(trainable)}")
+    return catalog.recipe(recipe).plugin("train").detector()

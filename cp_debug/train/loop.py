@@ -1,9 +1,8 @@
 """Train a detector on scenes with ground truth: AdamW + one-cycle, grad clip, mixed precision on CUDA.
 
-The loop takes one `detectors.Detector` (CenterPoint's model and losses are here, TransFusion's in
-`transfusion.py`). CenterPoint as AWML trains it: mmdet3d's initialisation with the heatmap bias at -2.19;
-for both: AdamW (lr 3e-4, weight decay 0.01), gradient norm clipped at 15, a one-cycle schedule (cosine), fp16
-autocast with loss scaling on CUDA.
+The loop takes one `detectors.Detector` (a recipe's `train` plug-in gives it: `recipes/<name>/train.py`).
+CenterPoint as AWML trains it: mmdet3d's initialisation with the heatmap bias at -2.19; for both: AdamW (lr 3e-4,
+weight decay 0.01), gradient norm clipped at 15, a one-cycle schedule (cosine), fp16 autocast with loss scaling on CUDA.
 The result is saved in mmengine's layout by `save_checkpoint` (float16 tensors with `half=True`; they load
 into the float32 model unchanged in meaning).
 """
@@ -87,7 +86,7 @@ def train(cfg, dataset: "SceneDataset", opts: TrainOptions,
     from cp_debug.train.batches import collate
     from cp_debug.train.detectors import detector as detector_of
 
-    detector = detector or detector_of("centerpoint")
+    detector = detector or detector_of()
 
     torch.manual_seed(opts.seed)
     device = torch.device(opts.device)

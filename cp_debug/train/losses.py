@@ -1,5 +1,5 @@
 """CenterHead's losses as mmdet3d computes them (`CenterHead.loss_by_feat`, one task), and the focal losses
-TransFusionHead's share with them (`train/transfusion.py`).
+TransFusionHead's share with them (`recipes/transfusion/train.py`).
 
 Heatmap (CenterHead's and TransFusionHead's dense heatmap alike): GaussianFocalLoss (alpha 2, gamma 4) on
 clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided by the number of cells equal to 1. Boxes: L1 (weight

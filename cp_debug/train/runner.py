@@ -73,7 +73,7 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
     from cp_debug.train.loop import TrainOptions, train
     from cp_debug.train.validate import validate
 
-    detector = detector or detector_of("centerpoint")
+    detector = detector or detector_of()
     heldout = [f.in_memory(cfg) for f in held_out(val_scenes)] if val_scenes else []
     validations: list[dict] = []
     opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_request_and_ranking_from_a_bisect_report(tmp_path):
     import onnx
 
-    from cp_debug.fix.fp16 import fp16_candidates
+    from cp_debug.recipes.centerpoint.fix.fp16 import fp16_candidates
     from cp_debug.data.frames import HeldOutSet
     from cp_debug.fix.names import node_modules
     from cp_debug.fix.run import request_from_bisect

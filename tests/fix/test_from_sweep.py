@@ -53,7 +53,7 @@ def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
 def test_the_sweeps_order_reaches_the_search_cut_to_the_frames_judged():
     """run_fix hands the search the sweep's order (worst first) over the frames it judges: every frame once (the
     search itself, its cheap rejection on the worst frames included, is tested in test_search.py / test_fix_fp16)."""
-    from cp_debug.fix.run import _frame_order
+    from cp_debug.recipes.centerpoint.fix import frame_order as _frame_order
 
     assert _frame_order((2, 0, 1), 3) == (2, 0, 1)
     assert _frame_order((2, 0, 1), 2) == (0, 1)  # --scenes 2: frame 2 is not judged

@@ -20,7 +20,8 @@ from cp_debug.bisect.deployed import deployed_stages
 from cp_debug.data.autoware_params import read_params
 from cp_debug.data.model_folder import stage_file
 from cp_debug.errors import BadInputError
-from cp_debug.lint.run import LintRequest, lint
+from cp_debug.lint.run import LintRequest
+from cp_debug.recipes.centerpoint.lint import lint
 from cp_debug.models.centerpoint.presets import get_preset, preset_config_path
 from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 from cp_debug.sweep.lanes import save_stages
@@ -218,7 +219,8 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
     bad = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "lint", "--params", str(tmp_path / "none.yaml")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no such file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    from cp_debug.lint.run import LintRequest, lint
+    from cp_debug.lint.run import LintRequest
+    from cp_debug.recipes.centerpoint.lint import lint
     from cp_debug.models.centerpoint.presets import get_preset
 
     with pytest.raises(BadInputError, match="a training config alone has nothing to be checked against"):
@@ -226,18 +228,19 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
 
 
 def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_path, subject, pair):
+    import cp_debug.recipes.centerpoint.lint as linter
     from cp_debug.lint.run import lint_before_run
     from cp_debug.models.centerpoint.source import ModelRecord
 
     model = ModelRecord.of("tiny", random_weights=True)
     params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",
                           voxel_size=[0.16, 0.16, 8.0])
-    notes = lint_before_run(model, [params], [pair])
+    notes = lint_before_run(model, [params], [pair], linter)
     assert notes[0].startswith("lint mismatch: voxel_size: voxel size: [0.64, 0.64, 8]")
     assert [n.split(":")[1].strip() for n in notes] == ["voxel_size", "grid"]  # 40 × 40 against 160 × 160
-    assert lint_before_run(model, [], [pair]) == []  # no parameter files: nothing to check first
+    assert lint_before_run(model, [], [pair], linter) == []  # no parameter files: nothing to check first
     with pytest.raises(BadInputError, match="lint: head_channels: .* the run would compare different networks"):
-        lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")])
+        lint_before_run(model, [params], [_no_vel(subject, pair, tmp_path / "no_vel")], linter)
 
 
 def _cli(*args) -> subprocess.CompletedProcess:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from cp_debug.errors import BadInputError
-from cp_debug.lint.run import LintRequest, lint
+from cp_debug.lint.run import LintRequest
+from cp_debug.recipes.transfusion.lint import lint
 from cp_debug.models.transfusion.presets import configs_dir, get_preset
 
 from tests.cli_run import cpdebug
@@ -48,7 +49,7 @@ def _ml(tmp_path: Path, **changes) -> Path:
 
 def _lint(onnx_dir, params=(NODE, ML), cfg=None):
     cfg = cfg if cfg is not None else get_preset(T4).with_(num_proposals=200)
-    return lint(LintRequest(cfg, "t4.py", tuple(params), onnx_dir, recipe="transfusion"))
+    return lint(LintRequest(cfg, "t4.py", tuple(params), onnx_dir))
 
 
 def _by_check(report):

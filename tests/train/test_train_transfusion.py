@@ -15,7 +15,7 @@ from cp_debug.models.transfusion.presets import get_preset
 from cp_debug.train.batches import SceneDataset
 from cp_debug.train.detectors import detector
 from cp_debug.train.loop import TrainOptions, train
-from cp_debug.train.transfusion import TransFusionLossConfig, hungarian_assign
+from cp_debug.recipes.transfusion.train import TransFusionLossConfig, hungarian_assign
 
 TINY = get_preset("transfusion-tiny")
 # tiny's modules on a 12.8 m half-range (64 x 64 pillars, 16 x 16 head): the same network, a quarter of the work

@@ -1,11 +1,12 @@
-"""`cpdebug lint --recipe transfusion`: an AWML TransFusion config, Autoware's TransFusion parameter files
-(`autoware_lidar_transfusion`) and the deployed transfusion.onnx checked against each other.
+"""`cpdebug lint --recipe transfusion` (TransFusion-L's `lint` plug-in, recipes/contract.PLUGINS): an AWML
+TransFusion config, Autoware's TransFusion parameter files (`autoware_lidar_transfusion`) and the deployed
+transfusion.onnx checked against each other.
 
 The node (`lidar_transfusion_node.cpp`, `transfusion_config.hpp`, `network_trt.cpp`) reads flat parameters, keeps
 some sizes as constants and refuses an engine whose outputs are not [1, 5, num_proposals], [1, 8, num_proposals] and
 [1, 2, num_proposals]. Where the config and the files disagree with the ONNX, the ONNX is what is deployed: its
 value comes first in each line, and every other input that disagrees is named beside it. The facts are gathered by
-`transfusion_sources.py`; `checks.agree` compares them as CenterPoint's lint does.
+`lint_sources.py`; `lint/checks.agree` compares them as CenterPoint's lint does.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from cp_debug.lint.checks import _max_voxels, _voxel_cap, agree
 from cp_debug.lint.findings import Fact, LintFinding, LintReport
 from cp_debug.lint.request import check_request, data_fact, inputs_of
 from cp_debug.lint.sources import Facts
-from cp_debug.lint.transfusion_sources import (NODE_INPUTS, NODE_OUTPUTS, NODE_VOXELS_NUM, TRANSFUSION_NODE,
+from cp_debug.recipes.transfusion.lint_sources import (NODE_INPUTS, NODE_OUTPUTS, NODE_VOXELS_NUM, TRANSFUSION_NODE,
                                                tf_config_facts, tf_onnx_facts, tf_params_facts,
                                                transfusion_onnx_path)
 
 
-def lint_transfusion(req) -> LintReport:
-    """The TransFusion lint of a `run.LintRequest` (config: a TransFusionConfig; onnx_dir: the folder of
+def model_config(name: str):
+    """The model config lint reads of preset or config file `name`."""
+    from cp_debug.models.transfusion.presets import get_preset
+
+    return get_preset(name)
+
+
+def lint(req) -> LintReport:
+    """The TransFusion lint of a `lint.request.LintRequest` (config: a TransFusionConfig; onnx_dir: the folder of
     transfusion.onnx, or the file)."""
     from cp_debug.data.autoware_params import read_params
 

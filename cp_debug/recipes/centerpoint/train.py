@@ -1,5 +1,6 @@
-"""CenterPoint's part of `cpdebug train` (its `Detector` entry in detectors.py): the model built for training and for
-re-loading, and a batch's forward and CenterHead losses. The loop (loop.py) knows no network."""
+"""CenterPoint's part of `cpdebug train` (its `train` plug-in, recipes/contract.PLUGINS: its `Detector`): the model
+built for training and for re-loading, and a batch's forward and CenterHead losses. The loop (train/loop.py) knows no
+network."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cp_debug.train.targets import TargetConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.train.detectors import Detector
 
 TRAIN_HEATMAP_BIAS = -2.19  # AWML/mmdet3d CenterHead init_bias in training configs
 
@@ -52,3 +54,13 @@ def batch_losses(model, batch: dict, cfg: "CenterPointConfig", device, amp: bool
     targets = [batch[k].to(device, non_blocking=True) for k in ("heatmap", "anno_box", "ind", "mask")]
     code_weights = torch.tensor(TargetConfig().code_weights, dtype=torch.float32, device=device)
     return centerpoint_losses(maps, *targets, code_weights, LossConfig())
+
+
+def detector() -> "Detector":
+    """CenterPoint as `cpdebug train` trains it (scans detected by `train/validate.detect`, CenterPoint's maps)."""
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.train import validate
+    from cp_debug.train.detectors import Detector
+
+    return Detector("centerpoint", get_preset, training_model, eval_model, batch_losses, validate.detect)
+

@@ -1,4 +1,5 @@
-"""TransFusion-L's training losses as AWML's TransFusionHead computes them (`get_targets` / `loss_by_feat`).
+"""TransFusion-L's part of `cpdebug train` (its `train` plug-in, recipes/contract.PLUGINS: its `Detector`): the
+training losses as AWML's TransFusionHead computes them (`get_targets` / `loss_by_feat`).
 
 - Dense heatmap: GaussianFocalLoss on clip_sigmoid(dense_heatmap) against CenterPoint-style Gaussian targets
   (`targets.build_targets`: the same radius, min_radius 2, gaussian_overlap 0.1), over the cells equal to 1
@@ -30,6 +31,7 @@ from cp_debug.train.losses import LossConfig, heatmap_loss, sigmoid_focal_loss
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.decode import Detections
     from cp_debug.models.transfusion.config import TransFusionConfig
+    from cp_debug.train.detectors import Detector
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,12 @@ def batch_losses(model, batch: dict, cfg: "TransFusionConfig", device, amp: bool
         out = model(voxels, num_points, coors, batch["batch_size"])
     return transfusion_losses(out, batch["heatmap"].to(device, non_blocking=True), batch["gt_boxes"],
                               batch["gt_labels"], cfg)
+
+
+def detector() -> "Detector":
+    """TransFusion-L as `cpdebug train` trains it."""
+    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.train.detectors import Detector
+
+    return Detector("transfusion", get_preset, training_model, eval_model, batch_losses, detect)
+

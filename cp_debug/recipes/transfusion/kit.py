@@ -1,6 +1,6 @@
-"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`): Autoware's one graph, `transfusion.onnx`, as
-autoware_lidar_transfusion deploys it — one stage, `transfusion`: voxels, num_points, coors -> cls_score0, bbox_pred0,
-dir_cls_pred0.
+"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`; its `kit` plug-in, recipes/contract.PLUGINS):
+Autoware's one graph, `transfusion.onnx`, as autoware_lidar_transfusion deploys it — one stage, `transfusion`: voxels,
+num_points, coors -> cls_score0, bbox_pred0, dir_cls_pred0.
 
 - The profile is the node's own. `transfusion_config.hpp` takes `voxels_num` [min, opt, max] of
   transfusion_ml_package.param.yaml (a list of another length leaves its defaults 5000, 30000, 60000) for axis 0 of
@@ -32,15 +32,69 @@ from typing import TYPE_CHECKING, Sequence
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.trt_profile import Profile, ShapeRange
 from cp_debug.errors import BadInputError
-from cp_debug.kit.content import KitContent, KitRequest, ReferenceRun, frame_scans, model_config, torch_reference
+from cp_debug.kit.content import KitContent, KitRequest, ReferenceRun, frame_scans, torch_reference
 from cp_debug.recipes.transfusion.export import ONNX_FILE
 from cp_debug.recipes.transfusion.interface import DEPLOY_INPUTS, DEPLOY_OUTPUTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
+    from cp_debug.models.centerpoint.source import ModelRecord
+
 STAGE = Path(ONNX_FILE).stem  # the kit's stage: its file is transfusion.onnx, the name the node loads
 NODE_PRECISIONS = ("fp16", "fp32")  # trt_precision values the node builds
+
+
+DEPLOYED_FILES = ONNX_FILE  # what a deployed folder holds
+LINTS_FIX = True  # the lint before the kit reads a --fix folder's transfusion.onnx too, against the --params
+BISECT_SUFFIX = ""  # the read-back command needs no model options
+
+
+def model_config(name: str):
+    """The model config of preset or config file `name`."""
+    from cp_debug.models.transfusion.presets import get_preset
+
+    return get_preset(name)
+
+
+def check_model(model: "ModelRecord") -> None:
+    """An unknown preset is said before anything loads."""
+    model_config(model.model_name)
+
+
+def precisions(fix: Path | None, doc: dict | None, precision: Sequence[str] | None,
+               params: Sequence[Path]) -> Sequence[str]:
+    """The precisions the kit runs: a fix's (`fix_precisions`), else those given, else the node's `trt_precision`
+    (--params), else fp16."""
+    if doc is not None:
+        return fix_precisions(fix, doc, precision)
+    return precision or [node_precision(params or ()) or "fp16"]
+
+
+def bisect_command(m: kf.Manifest, precision: str) -> str:
+    """The command that reads the target's results back: bisect of the one graph on its ONNX file and the kit's first
+    frame's inputs, against ONNX Runtime (the module docstring says why)."""
+    stage = m.stages[0].name
+    return (f"cpdebug bisect --onnx KIT/{stage}.onnx --inputs KIT/{kf.onnx_inputs(m.frames[0].id, stage)} "
+            f"--backends ort,trt-{precision}@KIT")
+
+
+def readme_text(m: kf.Manifest) -> str:
+    """What the README says of the one graph: the node's profile, its precision."""
+    import textwrap
+
+    stage = m.stages[0].name
+    r = m.profile[stage][m.stages[0].inputs[0].name]
+    text = (f"TransFusion-L's one graph, `{stage}.onnx`, as autoware_lidar_transfusion deploys it. The engine's "
+            f"profile is the node's: axis 0 (`voxels_num`) of every input at min {r['min'][0]}, opt {r['opt'][0]}, "
+            f"max {r['max'][0]} (its voxels_num). fp16 here is the FP16 file built strongly typed (TensorRT 11, "
+            "TensorRT-RTX); the node on TensorRT 10 builds the FP32 file with the FP16 builder flag instead "
+            "(`trt_precision: fp16`), where TensorRT may keep layers in FP32: this kit does not run that engine.")
+    if m.source.get("kind") == "fix":
+        text += (f" This `{stage}.onnx` is the file of `cpdebug fix` ({m.source.get('path')}): FP16 with the nodes the "
+                 "fix keeps in FP32 through explicit Casts. Build it strongly typed, as the scripts do: a build with "
+                 "the FP16 builder flag on TensorRT 10 (not strongly typed) may run the kept nodes in FP16 anyway.")
+    return "\n" + textwrap.fill(text, width=116, break_on_hyphens=False, break_long_words=False) + "\n"  # paths whole
 
 
 class OneGraph:
@@ -54,7 +108,7 @@ class OneGraph:
 def node_voxels_num(params: Sequence[Path]) -> tuple[tuple[int, int, int], str]:
     """(voxels_num [min, opt, max], where it came from) as the node takes it: the files' three values, else its
     defaults."""
-    from cp_debug.lint.transfusion_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
+    from cp_debug.recipes.transfusion.lint_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
 
     if params:
         from cp_debug.data.autoware_params import read_params
@@ -93,7 +147,7 @@ def node_profile(voxels_num: Sequence[int], fixed: dict[str, tuple[int, ...]]) -
     return {n: ShapeRange((lo, *fixed[n]), (opt, *fixed[n]), (hi, *fixed[n])) for n in DEPLOY_INPUTS}
 
 
-def transfusion_content(req: KitRequest) -> KitContent:
+def content(req: KitRequest) -> KitContent:
     """The one graph's kit content: frames voxelized, checked against the node's profile, run by the reference."""
     import torch
 
@@ -102,7 +156,7 @@ def transfusion_content(req: KitRequest) -> KitContent:
     from cp_debug.recipes.transfusion.stages import TransFusionDeploy
 
     m = req.model
-    cfg = model_config("transfusion", m.model_name)
+    cfg = model_config(m.model_name)
     voxels_num, where = node_voxels_num(req.params)
     scans = frame_scans(req, cfg)
     feeds = []
@@ -184,7 +238,7 @@ def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
 
     path = tmp / ONNX_FILE
     if req.onnx_dir is not None:
-        from cp_debug.lint.transfusion_sources import transfusion_onnx_path
+        from cp_debug.recipes.transfusion.lint_sources import transfusion_onnx_path
         from cp_debug.recipes.transfusion.interface import interface_mismatch
 
         shutil.copyfile(transfusion_onnx_path(req.onnx_dir), path)

@@ -1,5 +1,6 @@
-"""The FP16 fix of TransFusion-L's one graph (`transfusion.onnx`, Autoware's interface): the smallest set of nodes
-to keep in FP32 over a frame set, judged flip-aware.
+"""TransFusion-L's part of `cpdebug fix` (its `fix` plug-in, recipes/contract.PLUGINS): the FP16 fix of its one
+graph (`transfusion.onnx`, Autoware's interface), the smallest set of nodes to keep in FP32 over a frame set, judged
+flip-aware; what the fix does not take of it, and `fix --check` of a folder it wrote.
 
 The graph's outputs are per query, and which cell a query is comes from the top K over the dense heatmap: a tiny
 score change swaps the cells chosen (a flip), and the columns of cls_score0 / bbox_pred0 / dir_cls_pred0 then do
@@ -19,22 +20,80 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.compare.noise import Outcome
 from cp_debug.errors import BadInputError
+from cp_debug.fix.check import FIGURES
 from cp_debug.fix.figures import Figures, FrameVerdict, progress_step
 from cp_debug.fix.names import SEP
 from cp_debug.fix.targets import FixTarget
 from cp_debug.recipes.transfusion.export import ONNX_FILE
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.fix.outcome import FixOutcome
+    from cp_debug.fix.request import FixRequest
+
 HEATMAP = "dense_heatmap"  # the selection's input, judged beside the deployed outputs
 JUDGED_AGAINST = ("the FP32 transfusion.onnx in ONNX Runtime: per-query outputs on the proposals both chose (matched "
                   "by cell), the dense heatmap, and the proposal flips beyond the precision's score band of the K-th "
                   "score")
+NEEDS_DEVKIT = False  # the verification judges the graph's queries: no mAP, no nuscenes-devkit
+# `fix --check`'s figures besides CenterPoint's: the proposal flips per frame, those beyond the band
+CHECK_FIGURES = FIGURES + ("flips", "flips_beyond_band", "matched_queries", "outcomes")
+
+
+def needs_devkit(req: "FixRequest") -> bool:
+    """Whether the verification scores mAP with nuscenes-devkit: never for the one graph."""
+    return NEEDS_DEVKIT
+
+
+def check_request(req: "FixRequest") -> None:
+    """What the TransFusion fix does not take, said before anything runs: it keeps nodes of the one graph in FP32
+    for an FP16 candidate over held-out synthetic frames, judged per query (no boxes, no mAP)."""
+    spec = req.spec
+    if spec.precision != "fp16":
+        raise BadInputError(f"fix --recipe transfusion searches FP16 candidates (ort-cpu-fp16, ort-cuda-fp16), not "
+                            f"{req.candidate}: INT8 of TransFusion-L is not built")
+    given = [o for o, v in (("--int8", req.model.int8), ("@DIR (a deployed file)", spec.onnx_dir),
+                            ("--scenes INFOS", req.scenes_path), ("--max-map-drop", req.target.max_map_drop),
+                            ("--max-lost-boxes", req.target.max_lost_boxes)) if v is not None]
+    if given:
+        raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for fix --recipe transfusion (it judges the "
+                            "graph's per-query outputs over held-out synthetic frames: --max-rel-rmse or within "
+                            "precision)")
+
+
+def run_fix(req: "FixRequest", progress=None) -> "FixOutcome":
+    """The FP16 fix of the one graph (`transfusion_fix`) as a FixOutcome."""
+    from cp_debug.fix.names import per_file
+    from cp_debug.fix.outcome import FixOutcome, FixSet
+    from cp_debug.fix.request import request_frames
+    from cp_debug.fix.toolchain import stamp
+    from cp_debug.models.transfusion.presets import get_preset
+    from cp_debug.recipes.transfusion.source import load_transfusion
+
+    m = req.model
+    cfg = get_preset(m.model_name)
+    frames, vframes = request_frames(req, cfg)
+    with progress_step(progress, "loading the model"):
+        loaded = load_transfusion(m.model_name, m.checkpoint, m.seed, m.random_weights)
+    fx = transfusion_fix(req, loaded.model.eval(), cfg, frames, vframes, progress)
+    nodes = per_file(fx.search.keep or (), [ONNX_FILE])
+    modules = sorted({v for v in fx.modules.values() if v})
+    kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(fx.search.keep or ()), node_modules=fx.modules)
+    env, version, now = stamp(progress)
+    return FixOutcome(req, m.model_name, loaded.weights, frames, kept, fx.search, fx.verification, env, version, now,
+                      None, fx.fixed, fx.reference, nodes, tuple(modules), recipe=req.recipe,
+                      judged_against=JUDGED_AGAINST)
+
+
+def check_fix(root, doc: dict, *, device: str | None = None, progress=None):
+    """(the verification run again, the figures `fix --check` compares): `check_graph`."""
+    return check_graph(root, doc, device=device, progress=progress), CHECK_FIGURES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""CenterPoint as a `Recipe` (recipes/contract.py): presets and AWML/mmdet3d or autoware-ml configs read by
+`models/centerpoint`, the two-stage pair (voxel encoder, backbone/neck/head) with its own staged pipeline, boxes cut
+where the preset's decode cuts them."""
+
+from __future__ import annotations
+
+from cp_debug.recipes.contract import Recipe
+
+
+def _model_types() -> tuple[str, ...]:
+    from cp_debug.models.centerpoint.config_file import MODEL_TYPES
+
+    return MODEL_TYPES
+
+
+def _preset_config(preset: str):
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    return get_preset(preset)
+
+
+def _check_model(model) -> None:
+    """A preset the ModelRecord `model` names is a shipped one: the one line of an unknown name before torch loads (a
+    config file and a model factory are read where they load)."""
+    if model.factory is not None or model.config is not None:
+        return
+    from cp_debug.models.centerpoint.presets import get_preset
+
+    get_preset(model.model_name)
+
+
+def _box_cut(cfg) -> tuple[float, int | None]:
+    return float(cfg.score_threshold), cfg.post_max_size
+
+
+def _frame_subject(preset: str, *, checkpoint=None, seed: int = 0, random_weights: bool = False, int8=None,
+                   points=None, truth=None):
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    return centerpoint_subject(preset=preset, checkpoint=checkpoint, points=points, seed=seed,
+                               random_weights=random_weights, int8=int8, truth=truth)
+
+
+def _bisect_subject(model, *, points=None, load_dim=None, use_dim=None, params=()):
+    if model.factory is not None:
+        from cp_debug.recipes.centerpoint.subject import factory_subject
+
+        return factory_subject(model.factory, points=points, seed=model.seed, load_dim=load_dim, use_dim=use_dim)
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+
+    return centerpoint_subject(preset=model.model_name, checkpoint=model.checkpoint, points=points, seed=model.seed,
+                               load_dim=load_dim, use_dim=use_dim, random_weights=model.random_weights,
+                               int8=model.int8)
+
+
+def _load_model(model):
+    return model.load()
+
+
+def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool = False) -> tuple:
+    from cp_debug.recipes.centerpoint.export import export_onnx
+
+    result = export_onnx(loaded.model, loaded.cfg, out, rot_y_axis_reference=rot_y_axis_reference,
+                         sample_points=sample_points)
+    return result.voxel_encoder, result.backbone
+
+
+RECIPE = Recipe(
+    name="centerpoint", title="CenterPoint", package="cp_debug.recipes.centerpoint",
+    plugins=frozenset({"fix", "kit", "lint", "train"}),
+    model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
+    frame_model=None, frame_subject=_frame_subject, bisect_subject=_bisect_subject, load_model=_load_model,
+    export_files=_export_files, default_preset="demo",
+    graph_files=("pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx"), sweep_level="block",
+    fix_from_reports=True,
+)

@@ -1,0 +1,94 @@
+"""What a recipe is: the one contract CenterPoint, TransFusion-L and the generic module recipe keep, and a fourth
+keeps by writing one folder (`recipes/<name>/`, its `Recipe` in `recipe.py`, one line in `recipes/catalog.py`).
+
+A `Recipe` says how its model is loaded (presets, the config `model.type`s its reader builds), what its frames are
+and how one frame becomes a bisect subject or a `FrameModel` (`recipes/staged.py`), where its deployment cuts boxes,
+and which features it plugs into. The features that stand above this floor (fix, kit, lint, train, …) find a recipe's
+part of them in its folder, in a module named after the feature (`recipes/transfusion/fix.py`), through
+`Recipe.plugin(feature)`: the feature defines what that module provides (its hook), the recipe folder implements
+it, and no feature names a recipe. Building a `Recipe` loads nothing: every hook imports what it needs when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.subject import Subject
+    from cp_debug.recipes.staged import FrameModel
+
+# The features whose part of a recipe is a module of the recipe's folder (`recipes/<name>/<feature>.py`), each
+# with the hook the feature calls (the feature's docstring of that hook is the contract; tests/recipes/test_contract.py
+# checks every registered recipe's modules have them).
+PLUGINS: dict[str, tuple[str, ...]] = {
+    "fix": ("needs_devkit", "check_request", "run_fix", "check_fix"),
+    "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
+            "bisect_command", "readme_text"),
+    "lint": ("model_config", "lint"),
+    "train": ("detector",),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """One kind of model, as every feature sees it. Hooks that a recipe lacks are None (the module recipe builds
+    from `--torch` / `--onnx`, not from a preset, and runs no frames). One object per recipe (the catalog's): equal
+    only to itself."""
+
+    name: str  # what `--recipe` takes and what reports record
+    title: str  # how messages name it: "CenterPoint", "TransFusion-L"
+    package: str  # the recipe's folder as a package: its plug-in modules are `package.<feature>`
+    plugins: frozenset[str] = frozenset()  # the features of PLUGINS this recipe's folder has a module for
+    model_types: Callable[[], tuple[str, ...]] = lambda: ()  # config `model.type`s its reader builds
+    preset_config: Optional[Callable[[str], Any]] = None  # preset name or config file → the model config
+    check_model: Optional[Callable[[Any], None]] = None  # a ModelRecord's preset checked before torch loads
+    box_cut: Optional[Callable[[Any], tuple[float, int | None]]] = None  # cfg → (score threshold, cap) deployed
+    frame_model: Optional[Callable[..., "FrameModel"]] = None  # (preset, checkpoint, seed, random_weights): a
+    # FrameModel; None where its frames run on a pipeline of its own (CenterPoint's lanes)
+    frame_subject: Optional[Callable[..., "Subject"]] = None  # one frame's bisect subject (see catalog.frame_subject)
+    bisect_subject: Optional[Callable[..., "Subject"]] = None  # (ModelRecord, *, points, load_dim, use_dim, params):
+    # `cpdebug bisect`'s subject (and extract's, of a report)
+    check_bisect: Optional[Callable[..., None]] = None  # (ModelRecord, [(label, BackendSpec)]): what its bisect
+    # does not take, said before the model loads
+    load_model: Optional[Callable[[Any], Any]] = None  # ModelRecord → the loaded model (`.model`, `.cfg`, `.weights`)
+    export_files: Optional[Callable[..., tuple]] = None  # (loaded, out, *, sample_points, rot_y_axis_reference): its
+    # deployment's ONNX files written into `out`, their paths in stage order (`cpdebug export`)
+    infer_scan: Optional[Callable[..., tuple]] = None  # (loaded, points, device) → (the outputs by name, the
+    # Detections, the run's timings, what the summary line says beside the boxes): one scan run end to end in torch
+    # (`cpdebug infer`); None: its stages run one by one with a backend each (CenterPoint's pair, the CLI's own)
+    default_preset: str = ""  # the preset a command given neither --preset nor --config runs
+    graph_files: tuple[str, ...] = ()  # the ONNX files of its deployment, in stage order
+    sweep_level: str = "block"  # the probe level a sweep takes when given none
+    keep_fp32_is_fix: bool = False  # `keep-fp32` of it is its fix's search (one graph judged as fix judges it)
+    refuses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command → the options (flags) of the
+    # default recipe it does not take (cli/_preflight.refuse_options says so in one line)
+    fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
+
+    def plugin(self, feature: str) -> ModuleType:
+        """This recipe's module for `feature` (`recipes/<name>/<feature>.py`, or that package), imported now; a
+        recipe without one is one line."""
+        if feature not in PLUGINS:
+            raise KeyError(f"no recipe plug-in feature {feature!r} (recipes/contract.PLUGINS)")
+        if feature not in self.plugins:
+            raise BadInputError(f"{feature} does not run the {self.title} recipe")
+        return importlib.import_module(f"{self.package}.{feature}")
+
+    def has(self, feature: str) -> bool:
+        """Whether this recipe plugs into `feature`."""
+        return feature in self.plugins
+
+    @property
+    def runs_frame_model(self) -> bool:
+        """Whether its frames run through its `FrameModel` (sweep's staged lanes, eval's staged pipeline)."""
+        return self.frame_model is not None
+
+    def config(self, preset: str):
+        """The model config of `preset` (a name or a config file)."""
+        if self.preset_config is None:
+            raise BadInputError(f"the {self.title} recipe has no presets")
+        return self.preset_config(preset)
