@@ -103,6 +103,45 @@ class GpuSampler:
         return {"util": {i: sum(v) / len(v) for i, v in self.util.items() if v}, "mem_mb": dict(self.mem_mb)}
 
 
+class TreeCpu:
+    """The CPU seconds of process `root` and every process under it (the sweep, and the Ray cluster `--ray local`
+    starts under it), read from /proc twice a second: each process's last reading counts."""
+
+    def __init__(self, every: float = 0.5):
+        self.root, self.every = 0, every
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.wait(self.every):
+            stats = {}
+            for d in Path("/proc").glob("[0-9]*"):
+                try:
+                    f = d.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+                    stats[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)
+                except (OSError, ValueError, IndexError):
+                    continue
+            for pid, (_, cpu) in stats.items():
+                up = pid
+                while up > 1 and up != self.root and up in stats:
+                    up = stats[up][0]
+                if up == self.root and self.root:
+                    self.last[pid] = cpu
+
+    def seconds(self) -> float:
+        return sum(self.last.values())
+
+    def __enter__(self) -> "TreeCpu":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _shard_frames(out: Path) -> int:
     """Frames in the finished shard files of a sweep folder (what a run cut short had done)."""
     n = 0
@@ -150,6 +189,12 @@ def _killer(out: Path, proc: subprocess.Popen, killed: list) -> None:
         killed.append(pids[0])
 
 
+def _busy_seconds() -> float:
+    """CPU seconds every process on this machine has spent (user, nice, system; /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
+
+
 def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) -> dict:
     """One configuration as its own process; its figures (`done: False` where it ran past `limit`)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -160,10 +205,12 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) 
     if not extra:  # in process: the first card, as Ray gives one to each actor
         env.setdefault("CUDA_VISIBLE_DEVICES", "0")
     killed: list[int] = []
-    with GpuSampler() as gpu:
+    busy0 = _busy_seconds()
+    with GpuSampler() as gpu, TreeCpu() as tree:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                                 start_new_session=True)
+        tree.root = proc.pid
         if kill:
             threading.Thread(target=_killer, args=(out, proc, killed), daemon=True).start()
         try:
@@ -176,11 +223,13 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) 
         wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1, 4):
         sys.exit(f"{' '.join(cmd)}: exit {proc.returncode}\n{err[-3000:]}")
+    cpu = tree.seconds()
     doc = json.loads((out / "sweep.json").read_text())
     ex = doc["settings"]["executor"]
     tokens = [f["token"] for f in doc["frames"]]
     return {"done": True, "wall": wall, "frames_seconds": ex.get("frames_seconds"), "executor": ex,
-            "frames": len(tokens), "unique": len(set(tokens)), "killed": killed, **gpu.figures()}
+            "frames": len(tokens), "unique": len(set(tokens)), "killed": killed, "cpu_s": cpu,
+            "others_cpu_s": max(0.0, _busy_seconds() - busy0 - cpu), **gpu.figures()}
 
 
 def _folder(name: str) -> str:
@@ -217,6 +266,8 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append("worker peaks " + ", ".join(
             f"{p['rss_mb'] / 1024:.1f} GiB resident" + (f" + {p['torch_cuda_mb'] / 1024:.1f} GiB torch CUDA"
                                                          if p.get("torch_cuda_mb") else "") for p in peaks))
+    if fig.get("cpu_s") is not None:
+        parts.append(f"CPU {fig['cpu_s']:.0f} s (other processes meanwhile: {fig['others_cpu_s']:.0f} s)")
     if fig.get("same") is not None:
         parts.append(f"report {'identical' if fig['same'] else 'DIFFERS'}")
     if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
