@@ -2,12 +2,13 @@
 actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
 `run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
 
-Ray is imported only by `RayExecutor`. Its actors are started first (`start`: each warms up — imports, the model's
-modules, the comparison kernels, CUDA — while the driver exports), get the export once through Ray's object store
-(`ship`), and are fed chunks of frames sized by their measured speed (`chunks.ChunkPlan`), two queued on each so none
-waits for the driver. The actors are declared with `max_restarts=-1, max_task_retries=-1`: a worker process killed
-mid-chunk is restarted by Ray and the chunk's call runs again on it; the driver keeps each frame once, from the
-call's result, and writes a shard once all its frames are back, so nothing is lost or counted twice.
+Ray is imported only by `RayExecutor`. Its actors are started as soon as Ray is (`start`: each warms up — imports,
+the model's modules, the comparison kernels, CUDA —; the driver exports while Ray starts), get the export once
+through Ray's object store (`ship`), and are fed chunks of frames sized by their measured speed
+(`chunks.ChunkPlan`), two queued on each so none waits for the driver. The actors are declared with
+`max_restarts=-1, max_task_retries=-1`: a worker process killed mid-chunk is restarted by Ray and the chunk's call
+runs again on it; the driver keeps each frame once, from the call's result, and writes a shard once all its frames
+are back, so nothing is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ DEPTH = 2
 
 
 class _ActorBody:
-    """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), while the
-    driver exports; its `SweepWorker` opened on the stages the driver shipped once (`open`, or the first chunk after
-    Ray restarted a killed actor). `passive`: more threads than CPUs on the host, so idle OpenMP threads sleep
-    instead of spinning on the cores the other actors compute on (set before torch loads OpenMP)."""
+    """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), all actors
+    at once and before their sessions (the driver exported while Ray started); its `SweepWorker` opened on the
+    stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed actor). `passive`: more
+    threads than CPUs on the host, so idle OpenMP threads sleep instead of spinning on the cores the other actors
+    compute on (set before torch loads OpenMP)."""
 
     def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
         import os
@@ -145,7 +147,7 @@ class _ActorBody:
 
 
 def _warm_up(settings: SweepSettings):
-    """What an actor's first frame would otherwise wait for, loaded while the driver exports: the subject's modules
+    """What an actor's first frame would otherwise wait for, loaded as the actor is made: the subject's modules
     (its stages come from the driver), the comparison kernels (numba's load, ~1.7 s on the CPU machine), and on a
     CUDA lane the device's context and the Triton comparison kernel. The subject is returned."""
     from cp_debug.backends.spec import BackendSpec

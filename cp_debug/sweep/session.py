@@ -205,8 +205,8 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
 
 
 def _start_ray(executor, step):
-    """The Ray actors started (each warming up in its process) while a helper thread builds the model and exports its
-    two stages, which are then shipped to them once through Ray's object store; the subject."""
+    """Ray and its actors started (each warming up in its process) while a helper thread builds the model and exports
+    its two stages, which are then shipped to them once through Ray's object store; the subject."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cp_debug.sweep.lanes import build_subject, stage_bytes
@@ -217,7 +217,7 @@ def _start_ray(executor, step):
 
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-export") as pool:
         exporting = pool.submit(export)
-        with step("starting the Ray workers (they warm up while the two ONNX stages are exported)"):
+        with step("starting Ray and its workers (the two ONNX stages exported meanwhile)"):
             executor.start()  # Ray's own start wants the main thread
         with step("exporting the two ONNX stages (once, for every Ray worker)"):
             subject, stages = exporting.result()
