@@ -23,5 +23,5 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 git log --oneline -1 2>/dev/null || true
 python3 -c "import ray, torch, onnxruntime as o; print('ray', ray.__version__, 'torch', torch.__version__, 'ort', o.__version__)"
 python3 benchmarks/ray_scaling.py --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block \
-  --frames "$frames" --workers "$workers" --kill --time-limit "${TIME_LIMIT:-560}" --out "$out" \
+  --frames "$frames" --workers "$workers" --kill --time-limit "${TIME_LIMIT:-500}" --out "$out" \
   ${RESUME:+--resume}
