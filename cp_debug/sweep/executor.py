@@ -77,10 +77,11 @@ class InProcessExecutor:
                     rendered.pop(done.index, None)
             if last is not None:
                 last.result()
-        self.frames_seconds = time.perf_counter() - began
+        self.frames_seconds, self.peak = time.perf_counter() - began, _peak_memory()
 
     def describe(self) -> dict:
-        return {"kind": "in-process", "workers": 1, "frames_seconds": getattr(self, "frames_seconds", None)}
+        return {"kind": "in-process", "workers": 1, "frames_seconds": getattr(self, "frames_seconds", None),
+                "peak_memory": [getattr(self, "peak", None)]}
 
 
 # chunks queued on every actor: the next one starts as soon as the current one ends, while the driver reads what came
