@@ -71,7 +71,7 @@ if [[ $steps == *ray* ]]; then  # 2: the same sweep on 1, 2 (and 4) GPUs of one 
   for w in 1 2 4; do
     [ "$w" -le "$n" ] || continue
     timed "ray_$w" $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 0 \
-      --n "$frames" --ray auto --ray-workers "$w" --out "$out/ray_$w" --no-html
+      --n "$frames" --ray local --ray-workers "$w" --out "$out/ray_$w" --no-html
   done
   python3 - "$out" <<'PY'
 import json, pathlib, sys
@@ -85,7 +85,7 @@ for name, d in docs.items():
 PY
   # a worker killed mid-sweep: its shard is retried, every frame present once
   ( $cp sweep --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --bisect-top 0 --n "$frames" \
-      --ray auto --ray-workers 2 --out "$out/ray_kill" --no-html > "$out/ray_kill.log" 2>&1 & )
+      --ray local --ray-workers 2 --out "$out/ray_kill" --no-html > "$out/ray_kill.log" 2>&1 & )
   sleep 60; pkill -9 -f "ray::_ActorBody" -n && echo "killed one actor"; wait
   sleep 5; while pgrep -f "sweep --preset awml-base" >/dev/null; do sleep 5; done
   python3 -c "import json,sys; d=json.load(open('$out/ray_kill/sweep.json')); t=[f['token'] for f in d['frames']]; \

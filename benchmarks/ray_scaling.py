@@ -1,19 +1,32 @@
-"""`cpdebug sweep` in process against `--ray local` with 1, 2, … workers, one machine, one run (issue 71).
+"""`cpdebug sweep` in process against `--ray local` with 1, 2, 4 … workers, one machine, one run (issue 71).
 
     python benchmarks/ray_scaling.py [--frames 120] [--workers 1,2] [--preset tiny] [--backends torch,ort-cpu-fp16]
-        [--level block] [--out DIR]
-On a GPU host: --preset awml-base --backends torch-cuda,ort-cuda-fp16 --workers 1,2,4 (one actor per GPU each).
-Prints per run: wall seconds, frames/s, speed-up over one Ray worker and efficiency (speed-up ÷ workers), the
-ratio to the in-process wall, the CPUs each actor got, the mean GPU utilisation sampled every second (nvidia-smi,
-where there is one), and whether sweep.json's numbers equal the in-process run's (versions and the executor
-aside). Each run is a fresh `cpdebug` process: the figures include starting Ray and its actors.
+        [--level block] [--out DIR] [--time-limit 570] [--resume] [--no-in-process] [--kill]
+On a GPU host (benchmarks/gpu_ray_scaling.sh): --preset awml-base --backends torch-cuda,ort-cuda-fp16 --frames 1000
+--workers 1,2,4 (one actor per GPU, Ray pins each to its card; the in-process run gets card 0).
+
+Each configuration is a fresh `cpdebug sweep` process (`--bisect-top 0`, no HTML): the figures include the process's
+start, Ray's and the actors' start. Printed as each one finishes (a run cut short still leaves its lines): wall
+seconds and frames/s; the frames phase alone (first frame handed out → last one back, the executor's own clock in
+sweep.json) and its frames/s; speed-up over one Ray worker and efficiency (speed-up ÷ workers), of both; the ratio to
+the in-process wall; each GPU's mean utilisation and peak memory, sampled every second (pynvml, else nvidia-smi); each
+worker's peak memory as it reports it (resident, and what torch reserved on its card); and whether sweep.json's
+numbers equal the in-process run's (versions, the executor and the seconds aside).
+
+`--time-limit S` (default 570: the device's 10 minutes less its start): a configuration that would not finish within
+what is left, judged by the rates measured so far, is skipped and said so, and a run past it is stopped; every
+configuration's figures are kept in DIR/summary.json, so `--resume` with the same --out measures only the ones
+missing (a second device call on the same warm machine finishes the table). `--kill`: one more 2-worker run whose
+first actor is killed (SIGKILL, by its pid) once the first shard is written; every frame must come back once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,55 +34,256 @@ import threading
 import time
 from pathlib import Path
 
+STRIP = ("environment", "seconds")
+
 
 def _numbers(out: Path) -> dict:
+    """sweep.json less what differs between runs of the same numbers."""
     doc = json.loads((out / "sweep.json").read_text())
-    doc.pop("environment", None)
+    for key in STRIP:
+        doc.pop(key, None)
     doc["settings"] = {k: v for k, v in doc["settings"].items() if k != "executor"}
-    doc.pop("seconds", None)
     return doc
 
 
-class _GpuSampler:
-    """Mean utilisation of every GPU, sampled once a second while a run goes (None without nvidia-smi)."""
+class GpuSampler:
+    """Every GPU's utilisation and used memory, sampled once a second on a thread while a run goes (nothing without
+    a GPU): pynvml where it is installed, else `nvidia-smi --query-gpu`."""
 
-    def __init__(self):
-        self.samples: list[float] = []
+    def __init__(self, every: float = 1.0):
+        self.every = every
+        self.util: dict[int, list[float]] = {}
+        self.mem_mb: dict[int, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True) if shutil.which("nvidia-smi") else None
+        self._query = self._nvml() or (self._smi if shutil.which("nvidia-smi") else None)
+        self._thread = threading.Thread(target=self._loop, daemon=True) if self._query else None
 
-    def _loop(self):
-        while not self._stop.wait(1.0):
-            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True).stdout.split()
-            if out:
-                self.samples.append(sum(float(x) for x in out) / len(out))
+    def _nvml(self):
+        try:
+            import pynvml
 
-    def __enter__(self):
+            pynvml.nvmlInit()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001 - no pynvml, or no driver: nvidia-smi or nothing
+            return None
+
+        def query() -> list[tuple[float, float]]:
+            return [(float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu),
+                     pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20) for h in handles]
+
+        return query
+
+    @staticmethod
+    def _smi() -> list[tuple[float, float]]:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True).stdout
+        return [(float(u), float(m)) for u, m in (line.split(",") for line in out.strip().splitlines() if "," in line)]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                rows = self._query()
+            except Exception:  # noqa: BLE001 - a sample lost, not the run
+                continue
+            for i, (util, mem) in enumerate(rows):
+                self.util.setdefault(i, []).append(util)
+                self.mem_mb[i] = max(self.mem_mb.get(i, 0.0), mem)
+
+    def __enter__(self) -> "GpuSampler":
         if self._thread:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join()
 
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
+    def figures(self) -> dict:
+        return {"util": {i: sum(v) / len(v) for i, v in self.util.items() if v}, "mem_mb": dict(self.mem_mb)}
 
 
-def _sweep(args, out: Path, extra: list[str]) -> tuple[float, float | None]:
+class TreeCpu:
+    """The CPU seconds of process `root` and every process under it (the sweep, and the Ray cluster `--ray local`
+    starts under it), read from /proc twice a second: each process's last reading counts."""
+
+    def __init__(self, every: float = 0.5):
+        self.root, self.every = 0, every
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.wait(self.every):
+            stats = {}
+            for d in Path("/proc").glob("[0-9]*"):
+                try:
+                    f = d.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+                    stats[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)
+                except (OSError, ValueError, IndexError):
+                    continue
+            for pid, (_, cpu) in stats.items():
+                up = pid
+                while up > 1 and up != self.root and up in stats:
+                    up = stats[up][0]
+                if up == self.root and self.root:
+                    self.last[pid] = cpu
+
+    def seconds(self) -> float:
+        return sum(self.last.values())
+
+    def __enter__(self) -> "TreeCpu":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _shard_frames(out: Path) -> int:
+    """Frames in the finished shard files of a sweep folder (what a run cut short had done)."""
+    n = 0
+    for f in (out / "shards").glob("shard-?????.json"):
+        try:
+            n += len(json.loads(f.read_text())["frames"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return n
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _actor_pids(root: int) -> list[int]:
+    """The sweep's Ray actors (`ray::_ActorBody` processes descending from process `root`: `--ray local` starts its
+    cluster under the sweep), oldest first."""
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if "_ActorBody" not in (d / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            up = int(d.name)
+            while up > 1 and up != root:
+                up = _parent(up)
+            if up == root:
+                pids.append((d.stat().st_ctime, int(d.name)))
+        except OSError:
+            continue
+    return [p for _, p in sorted(pids)]
+
+
+def _killer(out: Path, proc: subprocess.Popen, killed: list) -> None:
+    """Kill the first actor once the first shard of `out` is written (every 0.2 s a look; the run's own clock)."""
+    first = out / "shards" / "shard-00000.json"
+    while proc.poll() is None and not first.exists():
+        time.sleep(0.2)
+    pids = _actor_pids(proc.pid)
+    if proc.poll() is None and pids:
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+
+def _busy_seconds() -> float:
+    """CPU seconds every process on this machine has spent (user, nice, system; /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) -> dict:
+    """One configuration as its own process; its figures (`done: False` where it ran past `limit`)."""
+    shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "sweep", "--preset", args.preset, "--backends", args.backends,
            "--level", args.level, "--n", str(args.frames), "--bisect-top", "0", "--no-html", "-q", "--out", str(out),
            *extra]
-    with _GpuSampler() as gpu:
+    env = dict(os.environ, CPDEBUG_SERVER="off")
+    if not extra:  # in process: the first card, as Ray gives one to each actor
+        env.setdefault("CUDA_VISIBLE_DEVICES", "0")
+    killed: list[int] = []
+    busy0 = _busy_seconds()
+    with GpuSampler() as gpu, TreeCpu() as tree:
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+        tree.root = proc.pid
+        if kill:
+            threading.Thread(target=_killer, args=(out, proc, killed), daemon=True).start()
+        try:
+            _, err = proc.communicate(timeout=max(1.0, limit))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the Ray cluster it started (its session)
+            proc.communicate()
+            return {"done": False, "wall": time.perf_counter() - t0, "frames_done": _shard_frames(out),
+                    **gpu.figures()}
         wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1, 4):
-        sys.exit(f"{' '.join(cmd)}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
-    return wall, gpu.mean()
+        sys.exit(f"{' '.join(cmd)}: exit {proc.returncode}\n{err[-3000:]}")
+    cpu = tree.seconds()
+    doc = json.loads((out / "sweep.json").read_text())
+    ex = doc["settings"]["executor"]
+    tokens = [f["token"] for f in doc["frames"]]
+    return {"done": True, "wall": wall, "frames_seconds": ex.get("frames_seconds"), "executor": ex,
+            "frames": len(tokens), "unique": len(set(tokens)), "killed": killed, "cpu_s": cpu,
+            "others_cpu_s": max(0.0, _busy_seconds() - busy0 - cpu), **gpu.figures()}
+
+
+def _folder(name: str) -> str:
+    """A configuration's folder under --out: "ray 2 worker(s)" -> ray_2_workers."""
+    return name.replace("(s)", "s").replace(",", "").replace(" ", "_")
+
+
+def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None, workers: int) -> str:
+    """One configuration's figures, as printed."""
+    if not fig["done"]:
+        return (f"{name}: stopped at the time limit after {fig['wall']:.1f} s, {fig['frames_done']} of {frames} frames "
+                f"in finished shards ({fig['frames_done'] / fig['wall']:.2f} frames/s)")
+    rate = frames / fig["wall"]
+    fs = fig.get("frames_seconds")
+    parts = [f"{name}: {fig['wall']:.1f} s, {rate:.2f} frames/s"]
+    if fs:
+        parts.append(f"frames phase {fs:.1f} s = {frames / fs:.2f} frames/s")
+    if here is not None and here.get("done") and name != "in process":
+        parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
+    if one is not None and one.get("done") and workers:
+        up = one["wall"] / fig["wall"]
+        parts.append(f"speed-up {up:.2f}x over 1 worker (efficiency {up / workers:.2f})")
+        if fs and one.get("frames_seconds"):
+            up = one["frames_seconds"] / fs
+            parts.append(f"frames phase {up:.2f}x (efficiency {up / workers:.2f})")
+    ex = fig.get("executor") or {}
+    if ex.get("cpus_per_worker"):
+        parts.append(f"{ex['cpus_per_worker']} CPU(s) each of {ex.get('cluster_cpus')}, {ex.get('chunks')} chunks")
+    if fig.get("util"):
+        parts.append("GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %")
+        parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")
+    peaks = [p for p in ex.get("peak_memory") or [] if p]
+    if peaks:
+        parts.append("worker peaks " + ", ".join(
+            f"{p['rss_mb'] / 1024:.1f} GiB resident" + (f" + {p['torch_cuda_mb'] / 1024:.1f} GiB torch CUDA"
+                                                         if p.get("torch_cuda_mb") else "") for p in peaks))
+    if fig.get("cpu_s") is not None:
+        parts.append(f"CPU {fig['cpu_s']:.0f} s (other processes meanwhile: {fig['others_cpu_s']:.0f} s)")
+    if fig.get("same") is not None:
+        parts.append(f"report {'identical' if fig['same'] else 'DIFFERS'}")
+    if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
+        parts.append(f"{fig['frames']} frames, {fig['unique']} unique: A FRAME TWICE")
+    return ", ".join(parts)
+
+
+def _fits(figs: dict, workers: int, frames: int, left: float) -> bool:
+    """Whether a configuration of `workers` Ray workers (0: in process) would end within `left` seconds, judged by
+    the slowest per-frame rate and the largest fixed cost measured so far (where nothing is measured: yes)."""
+    done = [f for f in figs.values() if f.get("done") and f.get("frames_seconds")]
+    if not done:
+        return True
+    fixed = max(f["wall"] - f["frames_seconds"] for f in done)
+    per_worker = min(frames / f["frames_seconds"] / max(1, f["workers"]) for f in done)
+    return fixed + frames / (per_worker * max(1, workers)) < left
 
 
 def main() -> None:
@@ -80,26 +294,46 @@ def main() -> None:
     ap.add_argument("--backends", default="torch,ort-cpu-fp16")
     ap.add_argument("--level", default="block")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--time-limit", type=float, default=570.0)
+    ap.add_argument("--resume", action="store_true", help="keep the configurations DIR/summary.json holds")
+    ap.add_argument("--no-in-process", action="store_true")
+    ap.add_argument("--kill", action="store_true", help="one more 2-worker run with an actor killed mid-sweep")
     args = ap.parse_args()
+    t_end = time.perf_counter() + args.time_limit
     root = args.out or Path(tempfile.mkdtemp(prefix="ray_scaling_"))
-    here_wall, here_gpu = _sweep(args, root / "in_process", [])
-    base = _numbers(root / "in_process")
-    print(f"in process: {here_wall:.1f} s, {args.frames / here_wall:.2f} frames/s"
-          + (f", GPU {here_gpu:.0f}%" if here_gpu is not None else ""))
-    one = None
-    for w in (int(x) for x in args.workers.split(",")):
-        out = root / f"ray_{w}"
-        wall, gpu = _sweep(args, out, ["--ray", "local", "--ray-workers", str(w)])
-        ex = json.loads((out / "sweep.json").read_text())["settings"]["executor"]
-        one = one or (wall if w == 1 else None)
-        speedup = (one / wall) if one else None
-        same = _numbers(out) == base
-        print(f"ray {w} worker(s): {wall:.1f} s, {args.frames / wall:.2f} frames/s, "
-              f"{wall / here_wall:.2f}x the in-process wall"
-              + (f", speed-up {speedup:.2f}x over 1 worker, efficiency {speedup / w:.2f}" if speedup else "")
-              + f", {ex.get('cpus_per_worker')} CPU(s) each of {ex.get('cluster_cpus')}"
-              + (f", GPU {gpu:.0f}%" if gpu is not None else "")
-              + f", report {'identical' if same else 'DIFFERS'}")
+    root.mkdir(parents=True, exist_ok=True)
+    summary = root / "summary.json"
+    want = {k: getattr(args, k) for k in ("frames", "preset", "backends", "level")}
+    figs: dict = {}
+    if args.resume and summary.is_file():
+        doc = json.loads(summary.read_text())
+        figs = doc["runs"] if doc.get("settings") == want else {}
+    print(f"{args.frames} frames, --preset {args.preset} --backends {args.backends} --level {args.level}, "
+          f"{os.cpu_count()} CPUs, out {root}", flush=True)
+    configs = ([] if args.no_in_process else [("in process", 0)])
+    configs += [(f"ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(","))]
+    if args.kill:
+        configs.append(("ray 2 workers, one killed", 2))
+    for name, w in configs:
+        kill = "killed" in name
+        if name not in figs or not figs[name].get("done"):
+            left = t_end - time.perf_counter()
+            if not _fits(figs, w, args.frames, left):
+                print(f"{name}: skipped, would not end within the {left:.0f} s left (--resume with this --out "
+                      "in another call measures it)", flush=True)
+                continue
+            extra = ["--ray", "local", "--ray-workers", str(w)] if w else []
+            fig = _sweep(args, root / _folder(name), extra, left, kill)
+            fig["workers"] = w
+            figs[name] = fig
+            base = root / _folder("in process" if "in process" in figs else "ray 1 worker(s)")
+            if fig["done"] and base != root / _folder(name) and (base / "sweep.json").is_file():
+                fig["same"] = _numbers(root / _folder(name)) == _numbers(base)
+            summary.write_text(json.dumps({"settings": want, "runs": figs}, indent=1, default=str))
+        fig = figs[name]
+        print(_line(name, fig, args.frames, figs.get("in process"), figs.get("ray 1 worker(s)"), w), flush=True)
+        if kill and fig.get("done"):
+            print(f"  killed actor pid {fig['killed']}: {fig['frames']} frames, {fig['unique']} unique", flush=True)
 
 
 if __name__ == "__main__":

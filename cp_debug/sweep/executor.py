@@ -2,22 +2,29 @@
 actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
 `run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
 
-Ray is imported only by `RayExecutor`. Its actors are declared with `max_restarts=-1, max_task_retries=-1`: a
-worker process killed mid-shard is restarted by Ray and the shard's call runs again on it; the driver writes a
-shard once, from the call's result, so nothing is lost or counted twice.
+Ray is imported only by `RayExecutor`. Its actors are started as soon as Ray is (`start`: each warms up — imports,
+the model's modules, the comparison kernels, CUDA —; the driver exports while Ray starts), get the export once
+through Ray's object store (`ship`), and are fed chunks of frames sized by their measured speed
+(`chunks.ChunkPlan`), two queued on each so none waits for the driver. The actors are declared with
+`max_restarts=-1, max_task_retries=-1`: a worker process killed mid-chunk is restarted by Ray and the chunk's call
+runs again on it; the driver keeps each frame once, from the call's result, and writes a shard once all its frames
+are back, so nothing is lost or counted twice.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+
 from typing import Callable
 
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
 from cp_debug.sweep.worker import SweepWorker
 
 OnFrame = Callable[[FrameResult], None]
+OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
 
 RAY_HINT = "--ray needs Ray: pip install 'cp-debug[ray]' (ray>=2.40)"
 
@@ -32,10 +39,12 @@ class InProcessExecutor:
         self.worker = worker
         self.partial_every = partial_every  # seconds between two writes of a partial file (0: after every frame)
 
-    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
+    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
+            ) -> None:
         import time
         from concurrent.futures import ThreadPoolExecutor
 
+        began = time.perf_counter()
         shard_of = {i: task for task in tasks for i, _ in task.todo}
         written = time.monotonic()
         results = {task.index: list(task.done) for task in tasks}
@@ -68,31 +77,107 @@ class InProcessExecutor:
                     rendered.pop(done.index, None)
             if last is not None:
                 last.result()
+        self.frames_seconds, self.peak = time.perf_counter() - began, _peak_memory()
 
     def describe(self) -> dict:
-        return {"kind": "in-process", "workers": 1}
+        return {"kind": "in-process", "workers": 1, "frames_seconds": getattr(self, "frames_seconds", None),
+                "peak_memory": [getattr(self, "peak", None)]}
+
+
+# chunks queued on every actor: the next one starts as soon as the current one ends, while the driver reads what came
+# back, writes its shards and hands the actor another
+DEPTH = 2
 
 
 class _ActorBody:
-    """The Ray actor: a `SweepWorker` opened once in the actor's process."""
+    """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), all actors
+    at once and before their sessions (the driver exported while Ray started); its `SweepWorker` opened on the
+    stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed actor). `passive`: more
+    threads than CPUs on the host, so idle OpenMP threads sleep instead of spinning on the cores the other actors
+    compute on (set before torch loads OpenMP)."""
 
-    def __init__(self, settings: SweepSettings, onnx_dir: str, cpus: int = 1):
+    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
         import os
+        import time
+        from concurrent.futures import ThreadPoolExecutor
 
+        t0 = time.perf_counter()
+        if passive:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus)
         os.environ["CPDEBUG_COMPARE_THREADS"] = str(cpus)
         import torch
 
         torch.set_num_threads(cpus)
-        self.worker = SweepWorker(settings, onnx_dir).open()
-        self.pid = os.getpid()
+        self.settings, self.pid, self.worker = settings, os.getpid(), None
+        self.subject = _warm_up(settings)
+        self._tables = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-tables")
+        self.warm_seconds = time.perf_counter() - t0
 
     def getpid(self) -> int:
         return self.pid
 
-    def run_shard(self, task: ShardTask) -> list[dict]:
-        done = list(task.done)
-        return [r.to_json() for r in done] + [r.to_json() for r in self.worker.run_frames(task.todo)]
+    def open(self, stages: list) -> float:
+        """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of `lanes.stage_bytes`: in a list, so that
+        each call is handed the reference and the bytes are fetched here, once); the seconds the warm-up took."""
+        if self.worker is None:
+            import ray
+
+            from cp_debug.sweep.lanes import with_stages
+
+            subject = with_stages(self.subject, ray.get(stages[0]))
+            self.worker = SweepWorker(self.settings, subject=subject).open()
+        return self.warm_seconds
+
+    def run_chunk(self, items: tuple, stages: list) -> dict:
+        """The chunk's frames (`FrameResult.to_json`), each frame's metrics tables (worked out on a helper thread while
+        the next frames run), the seconds the chunk took here and this process's peak memory."""
+        import time
+
+        from cp_debug.sweep.metrics import frame_tables
+
+        self.open(stages)
+        t0 = time.perf_counter()
+        lanes, n_classes = list(self.settings.backends), len(self.worker.cfg.class_names)
+        frames, tables = [], []
+        for r in self.worker.run_frames(items):
+            frames.append(r.to_json())
+            tables.append((r.token, self._tables.submit(frame_tables, r, lanes, n_classes)))
+        tables = {token: t for token, f in tables if (t := f.result()) is not None}
+        return {"frames": frames, "tables": tables, "seconds": time.perf_counter() - t0, "peak": _peak_memory()}
+
+
+def _warm_up(settings: SweepSettings):
+    """What an actor's first frame would otherwise wait for, loaded as the actor is made: the subject's modules
+    (its stages come from the driver), the comparison kernels (numba's load, ~1.7 s on the CPU machine), and on a
+    CUDA lane the device's context and the Triton comparison kernel. The subject is returned."""
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.compare import kernels
+    from cp_debug.sweep.lanes import build_subject
+
+    subject = build_subject(settings)
+    kernels.warm_up()
+    if any(BackendSpec.parse(b).device == "cuda" for b in settings.backends):
+        import torch
+
+        if torch.cuda.is_available():
+            from cp_debug.compare.fused_diff import warm_up
+
+            torch.zeros(1, device="cuda")
+            warm_up()
+    return subject
+
+
+def _peak_memory() -> dict:
+    """This process's peak resident memory, and the CUDA memory torch reserved at its peak, in MiB."""
+    import resource
+    import sys
+
+    out = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["torch_cuda_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    return out
 
 
 class RayExecutor:
@@ -101,15 +186,17 @@ class RayExecutor:
     running one, else an address; a Ray already initialised in this process (a test's `ray.init(num_cpus=2)`) is
     used as it is. `workers`: actors to start (default: one per GPU for CUDA backends, else the cluster's CPUs /
     `cpus_per_worker`). `cpus_per_worker`: the CPUs (and threads) each actor gets (default: the cluster's CPUs
-    shared out between the actors, so a GPU actor is not held to one thread while the in-process sweep has all)."""
+    shared out between the actors, so a GPU actor is not held to one thread while the in-process sweep has all).
+    `start` the actors first (they warm up meanwhile), `ship` them the export, then `run`."""
 
-    def __init__(self, settings: SweepSettings, onnx_dir: str | Path, address: str = "auto", workers: int | None = None,
+    def __init__(self, settings: SweepSettings, address: str = "auto", workers: int | None = None,
                  cpus_per_worker: int | None = None):
-        self.settings, self.onnx_dir, self.address = settings, str(onnx_dir), address
+        self.settings, self.address = settings, address
         self.workers, self.cpus = workers, cpus_per_worker
         self.actors: list = []
+        self.stages: list = []  # [the ObjectRef of the export], once shipped
+        self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
         self._started = False  # this executor started Ray in this process (and shuts it down)
-
     def _ray(self):
         try:
             import ray
@@ -117,7 +204,10 @@ class RayExecutor:
             raise BackendUnavailableError(RAY_HINT) from None
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+                # a cluster of our own: its workers at the user's priority, as the in-process sweep runs (Ray's
+                # default niceness of 15 lets any other process on the host starve the actors)
+                own = {"_system_config": {"worker_niceness": 0}} if self.address == "local" else {}
+                ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **own)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 if self.address == "auto":
                     raise BadInputError("no running Ray cluster found: start one with `ray start --head`, or use "
@@ -129,6 +219,7 @@ class RayExecutor:
         return ray
 
     def start(self) -> list:
+        """The actors, started (each warms up in its own process while the caller goes on: `ship`, then `run`)."""
         ray = self._ray()
         from cp_debug.backends.spec import BackendSpec
 
@@ -140,41 +231,80 @@ class RayExecutor:
         else:
             n = self.workers or max(1, total // (self.cpus or 1))
         cpus = self.cpus or max(1, total // n)
+        passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, **opts)(_ActorBody)
-        # the actors build their model and sessions now, while the driver goes on planning
-        self.actors = [actor.remote(self.settings, self.onnx_dir, cpus) for _ in range(n)]
-        self.cpus_each, self.cluster_cpus = cpus, total
+        self.actors = [actor.remote(self.settings, cpus, passive) for _ in range(n)]
+        self.figures.update(cpus_per_worker=cpus, cluster_cpus=total)
         return self.actors
 
-    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame) -> None:
+    def ship(self, stages: dict[str, bytes]) -> None:
+        """The export (`lanes.stage_bytes`) put once into Ray's object store, whichever node each actor runs on; every
+        actor opens its sessions on it as soon as its warm-up is done."""
+        ray = self._ray()
+        self.stages = [ray.put(stages)]
+        for a in self.actors:
+            a.open.remote(self.stages)
+
+    def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
+            ) -> None:
+        """Every pending frame through the actors in chunks (`ChunkPlan`, `DEPTH` queued on each); each shard written
+        (on a helper thread, in order) once all its frames are back; on an error, the shards begun are written as
+        partial files for `--resume`. `on_tables`: each frame's metrics tables, as the actor worked them out."""
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+
         ray = self._ray()
         if not self.actors:
             self.start()
-        queue = list(tasks)
-        running: dict = {}
-        idle = list(self.actors)
-        try:
-            while queue or running:
-                while queue and idle:
-                    actor, task = idle.pop(), queue.pop(0)
-                    running[actor.run_shard.remote(task)] = (actor, task)
-                ready, _ = ray.wait(list(running), num_returns=1)
-                actor, task = running.pop(ready[0])
-                try:
-                    results = [FrameResult.from_json(d) for d in ray.get(ready[0])]
-                except ray.exceptions.RayError as err:  # a CpDebugError in the actor is still one line
-                    cause = getattr(err, "cause", None)
-                    if isinstance(cause, CpDebugError):
-                        raise cause from None
-                    raise
-                for r in results[len(task.done):]:
-                    on_frame(r)
-                store.write(task.index, sorted(results, key=lambda r: r.index))
-                idle.append(actor)
-        finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
+        if not self.stages:
+            from cp_debug.sweep.lanes import build_subject, stage_bytes
+
+            self.ship(stage_bytes(build_subject(self.settings)))
+        fill = ShardFill(tasks)
+        plan = ChunkPlan([item for t in tasks for item in t.todo], range(len(self.actors)))
+        running: dict = {}  # ObjectRef -> (actor's number, chunk)
+        queued = [0] * len(self.actors)
+        peaks: dict[int, dict] = {}
+
+        def feed(i: int) -> None:
+            while queued[i] < DEPTH and len(plan):
+                chunk = plan.next(i)
+                running[self.actors[i].run_chunk.remote(chunk, self.stages)] = (i, chunk)
+                queued[i] += 1
+
+        began, chunks = time.perf_counter(), 0
+        with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
+            writes = [writer.submit(store.write, index, got) for index, got in fill.finished()]
+            try:
+                for i in range(len(self.actors)):
+                    feed(i)
+                while running:
+                    ready, _ = ray.wait(list(running), num_returns=1)
+                    i, chunk = running.pop(ready[0])
+                    queued[i] -= 1
+                    got = _result(ray, ready[0])
+                    plan.tell(i, len(chunk), got["seconds"])
+                    feed(i)  # before reading what came back: the actor has its next chunks queued meanwhile
+                    chunks, peaks[i] = chunks + 1, got["peak"]
+                    for d in got["frames"]:
+                        r = FrameResult.from_json(d)
+                        if on_tables is not None and r.token in got["tables"]:
+                            on_tables(r.token, got["tables"][r.token])
+                        on_frame(r)
+                        if (done := fill.add(r)) is not None:
+                            writes.append(writer.submit(store.write, *done))
+                for w in writes:
+                    w.result()
+            except BaseException:
+                for ref in running:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref)
+                for index, got in fill.partial():  # what came back stays for --resume
+                    writer.submit(store.write, index, got, True)
+                raise
+        self.figures.update(frames_seconds=time.perf_counter() - began, chunks=chunks,
+                            peak_memory=[peaks.get(i) for i in range(len(self.actors))])
 
     def close(self) -> None:
         if self.actors:
@@ -191,5 +321,17 @@ class RayExecutor:
 
     def describe(self) -> dict:
         return {"kind": "ray", "address": self.address, "workers": len(self.actors),
-                "cpus_per_worker": getattr(self, "cpus_each", self.cpus),
-                "cluster_cpus": getattr(self, "cluster_cpus", None)}
+                "cpus_per_worker": self.figures.get("cpus_per_worker", self.cpus),
+                "cluster_cpus": self.figures.get("cluster_cpus"), "frames_seconds": self.figures.get("frames_seconds"),
+                "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory")}
+
+
+def _result(ray, ref) -> dict:
+    """A chunk's result; a `CpDebugError` raised in the actor is raised here as itself (one line for the user)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, CpDebugError):
+            raise cause from None
+        raise

@@ -161,28 +161,41 @@ def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) 
     return Lane(label, spec, taps[0], taps[1], tuple(missing), precision)
 
 
-def build_subject(settings: SweepSettings, onnx_dir: Path | None = None):
-    """The CenterPoint subject (modules, probe maps); its two ONNX stages loaded from `onnx_dir` when given."""
+def build_subject(settings: SweepSettings, onnx_dir: Path | None = None, stages: dict[str, bytes] | None = None):
+    """The CenterPoint subject (modules, probe maps); its two ONNX stages loaded from `onnx_dir` when given, or from
+    `stages` (stage name -> the serialized graph, as `stage_bytes` gives it: what a Ray actor gets through Ray's
+    object store)."""
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     subject = centerpoint_subject(preset=settings.preset, checkpoint=settings.checkpoint, seed=settings.seed,
                                   random_weights=settings.random_weights, int8=settings.int8_dir)
     if onnx_dir is not None:
-        import onnx
+        stages = {st.name: (Path(onnx_dir) / f"{st.name}.onnx").read_bytes() for st in subject.stages
+                  if (Path(onnx_dir) / f"{st.name}.onnx").is_file()}
+    return with_stages(subject, stages or {})
 
-        for st in subject.stages:
-            f = Path(onnx_dir) / f"{st.name}.onnx"
-            if f.is_file():
-                st.onnx_model = onnx.load(str(f))
+
+def with_stages(subject, stages: dict[str, bytes]):
+    """`subject` with the ONNX graphs of `stages` (stage name -> serialized graph) in place of its own exports."""
+    import onnx
+
+    for st in subject.stages:
+        if st.name in stages:
+            st.onnx_model = onnx.load_model_from_string(stages[st.name])
     return subject
+
+
+def stage_bytes(subject) -> dict[str, bytes]:
+    """The subject's two ONNX stages (exported here, once), serialized: stage name -> bytes."""
+    return {st.name: st.onnx().SerializeToString() for st in subject.stages}
 
 
 def save_stages(subject, onnx_dir: Path) -> None:
     """Write the subject's two ONNX stages (exported once) for the workers to load."""
     from cp_debug.files import write_bytes_atomic
 
-    for st in subject.stages:
-        write_bytes_atomic(Path(onnx_dir) / f"{st.name}.onnx", st.onnx().SerializeToString(), parents=True)
+    for name, data in stage_bytes(subject).items():
+        write_bytes_atomic(Path(onnx_dir) / f"{name}.onnx", data, parents=True)
 
 
 def stage_probes(stage, level: str) -> list[str]:

@@ -134,12 +134,17 @@ class MetricsAhead:
             for _ in self.lanes:
                 self.processes.submit(_import_devkit)
 
+    def put(self, token: str, tables: dict) -> None:
+        """A frame's tables worked out elsewhere (`frame_tables` in a Ray actor, beside its frames): `add` of that
+        frame then has nothing left to do."""
+        self.tables[token] = tables
+
     def add(self, r: FrameResult) -> None:
-        if _usable(r, self.lanes):
+        if r.token not in self.tables and _usable(r, self.lanes):
             self._pool.submit(self._add, r)
 
     def _add(self, r: FrameResult) -> None:
-        self.tables[r.token] = {b: _tables(r.gt, r.boxes[b], self.n_classes) for b in self.lanes}
+        self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
 
     def done(self) -> dict[str, dict]:
         """Every table worked out so far, once the helper has finished what it was given."""
@@ -158,6 +163,14 @@ def _import_devkit() -> None:
         import nuscenes.eval.detection.algo  # noqa: F401 - 3.8 s of imports, paid while the frames run
     except Exception:  # noqa: BLE001 - missing or broken: `_devkit` says so in its own words later
         pass
+
+
+def frame_tables(r: FrameResult, lanes: list[str], n_classes: int) -> dict | None:
+    """lane -> the frame's TP tables (`_tables`), what the metrics over the set need of it; None for a frame they
+    leave out (failed, or without ground truth)."""
+    if not _usable(r, lanes):
+        return None
+    return {b: _tables(r.gt, r.boxes[b], n_classes) for b in lanes}
 
 
 def _usable(r: FrameResult, lanes: list[str]) -> bool:

@@ -166,13 +166,12 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
     """Every pending shard through the executor (in process, or Ray actors); (the model's record, the executor's
     description). Each returned frame goes to `ahead` too."""
     from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
-    from cp_debug.sweep.lanes import build_subject, save_stages
     from cp_debug.sweep.staged import StagedWorker
     from cp_debug.sweep.worker import SweepWorker
 
     s = opts.settings
     already = len(frames) - sum(len(t.todo) for t in tasks)
-    worker = None
+    worker = executor = None
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
@@ -180,13 +179,9 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
             executor = InProcessExecutor(worker)
             subject = worker.subject
         else:
-            with step("exporting the two ONNX stages (once, for every Ray worker)"):
-                subject = build_subject(s)
-                save_stages(subject, opts.out / "model")
-            executor = RayExecutor(s, opts.out / "model", address=opts.ray, workers=opts.ray_workers,
+            executor = RayExecutor(s, address=opts.ray, workers=opts.ray_workers,
                                    cpus_per_worker=opts.ray_cpus_per_worker)
-            with step("starting the Ray workers"):
-                executor.start()
+            subject = _start_ray(executor, step)
         if tasks:
             with progress("frames", len(frames)) as advance:
                 advance(already)
@@ -197,13 +192,34 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
                     counts[r.status] += 1
                     advance(1, degraded=counts["degraded"], diverged=counts["diverged"], failed=counts["failed"])
 
-                executor.run(tasks, store, on_frame)
+                executor.run(tasks, store, on_frame, ahead.put)
         describe = executor.describe()
-        if opts.ray is not None:
-            executor.close()
         model = {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
                  "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
         return model, describe
     finally:
         if worker is not None:
             worker.close()
+        if isinstance(executor, RayExecutor):
+            executor.close()
+
+
+def _start_ray(executor, step):
+    """Ray and its actors started (each warming up in its process) while a helper thread builds the model and exports
+    its two stages, which are then shipped to them once through Ray's object store; the subject."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cp_debug.sweep.lanes import build_subject, stage_bytes
+
+    def export():
+        subject = build_subject(executor.settings)
+        return subject, stage_bytes(subject)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-export") as pool:
+        exporting = pool.submit(export)
+        with step("starting Ray and its workers (the two ONNX stages exported meanwhile)"):
+            executor.start()  # Ray's own start wants the main thread
+        with step("exporting the two ONNX stages (once, for every Ray worker)"):
+            subject, stages = exporting.result()
+        executor.ship(stages)
+    return subject

@@ -38,13 +38,14 @@ FRAMES_AHEAD = max(1, min(4, (os.cpu_count() or 1) // 4))
 
 class SweepWorker:
     """Sessions built once (`open`), then `run_frame` per frame; a context manager. `onnx_dir`: the two stages
-    already exported by the driver (each Ray actor loads them instead of exporting again)."""
+    already exported (read instead of exporting again); `subject`: the subject already built, its stages in place
+    (a Ray actor's: its modules built while the driver exported, the stages from Ray's object store)."""
 
-    def __init__(self, settings: SweepSettings, onnx_dir: str | Path | None = None):
+    def __init__(self, settings: SweepSettings, onnx_dir: str | Path | None = None, subject=None):
         self.settings = settings
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else None
         self.cfg = None
-        self.subject = None
+        self.subject = subject
         self.order: list[str] = []
         self._lanes: list[Lane] = []
         self._stack = None
@@ -60,7 +61,8 @@ class SweepWorker:
 
         s = self.settings
         self.cfg = s.config()
-        self.subject = build_subject(s, self.onnx_dir)
+        if self.subject is None:
+            self.subject = build_subject(s, self.onnx_dir)
         self.order = probe_order(self.subject, s.level)
         if s.threads:
             import torch

@@ -102,5 +102,8 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     assert on_ray["kind"] == "ray" and on_ray["address"] == "local" and on_ray["workers"] == 1
     # one actor gets the whole host's CPUs (and threads), not Ray's default of one (issue 71)
     assert on_ray["cpus_per_worker"] == on_ray["cluster_cpus"] >= 1
+    # the export reached the actor through Ray's object store, not a folder only the driver's machine has (issue 71)
+    assert not (tmp_path / "local" / "model").exists()
+    assert on_ray["chunks"] >= 2 and len(on_ray["peak_memory"]) == 1 and on_ray["peak_memory"][0]["rss_mb"] > 0
     assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
     assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
