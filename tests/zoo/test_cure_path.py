@@ -118,3 +118,21 @@ def test_a_name_no_graph_has_is_one_line_with_the_nearest_names(tmp_path):
     assert proc.returncode == 2
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug: error:")]
     assert len(line) == 1 and "nearest: encoder.layers.1.self_attn/MatMul" in line[0], proc.stderr
+
+
+def test_hf_detr_the_root_causes_module_is_what_keep_fp32_keeps_and_fix_deploys(tmp_path):
+    """HF DETR (issue 69): the root cause names the attention whose code holds the QK^T (measured at the LayerNorm
+    after it); keep-fp32 keeps that module's nodes, the bisect's hint had verified the same set, and the fix holds."""
+    model = ("--torch", f"{HF}:build_detr_planted")
+    rc, report = _bisect(tmp_path, *model, "--backends", FP16, tag="before")
+    root = report["root_cause"]["ort-cpu-fp16"]
+    assert rc == 1 and root["module"] == "encoder.layers.1.self_attn", root
+    found = _keep(tmp_path, *model, tag="detr")
+    assert set(found["modules"].values()) == {root["module"]}, found["modules"]
+    assert f"keeping {', '.join(found['keep'])} in FP32" in root["hint"]  # the hint's verified set is the search's
+    rc, report = _bisect(tmp_path, *model, "--backends", FP16, "--keep-fp32", ",".join(found["keep"]), tag="after")
+    assert rc == 0, report["outcome_reasons"]
+    proc = cpdebug("fix", *model, "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert _json(tmp_path / "fix" / "fix.json")["set"]["modules"] == [root["module"]]
+    assert cpdebug("fix", "--check", tmp_path / "fix", "--quiet").returncode == 0
