@@ -124,15 +124,16 @@ def find_collapse(seg, ref: dict, cand: dict, st) -> OpFinding | None:
     return None
 
 
-_REDUCING = {"ReduceSum": "axes", "ReduceMean": "axes", "ReduceL2": "axes", "Softmax": "axis",
-             "LayerNormalization": "axis"}
+_REDUCING = ("ReduceSum", "ReduceMean", "ReduceL2", "Softmax", "LayerNormalization")
 _LONG_REDUCTION = 1 << 15
 
 
 def find_long_reduction(seg, ref: dict, cand: dict, st) -> OpFinding | None:
     """The first reduction (a sum, a mean, a softmax's sum, a LayerNorm's statistics) over more than 2^15 elements
     of its input (the reference's shape) whose candidate output is measurably off: a relative RMSE against the
-    reference beyond one float16 rounding (2^-11). A long reduction the candidate computes well is no finding."""
+    reference beyond one float16 rounding (2^-11). A long reduction the candidate computes well is no finding. A
+    Reduce op's length is read from its reference's input and output sizes (`summed`), whichever opset holds its
+    axes (an attribute, or an input from opset 13 / 18 on)."""
     from onnx import helper
 
     from cp_debug.compare.noise import UNIT_ROUNDOFF
@@ -143,12 +144,11 @@ def find_long_reduction(seg, ref: dict, cand: dict, st) -> OpFinding | None:
         shape = ref[node.input[0]].shape
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type == "Softmax":
-            axes = [attrs.get("axis", -1)]
+            n = shape[attrs.get("axis", -1)] if shape else 0
         elif node.op_type == "LayerNormalization":
-            axes = list(range(attrs.get("axis", -1) % len(shape), len(shape))) if shape else []
+            n = int(np.prod(shape[attrs.get("axis", -1) % len(shape):])) if shape else 0
         else:
-            axes = list(attrs.get("axes", range(len(shape))))
-        n = int(np.prod([shape[a] for a in axes])) if shape else 0
+            n = (summed(node, ref) or (0, 0.0))[0]
         if n <= _LONG_REDUCTION:
             continue
         r, c = ref.get(node.output[0]), cand.get(node.output[0])

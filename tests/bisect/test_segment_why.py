@@ -61,3 +61,26 @@ def test_an_output_all_zero_where_the_reference_is_not_is_a_collapse_and_values_
     big = {"y": np.full((1, 8), 7e4, np.float32)}
     finding, keep = find_overflow(g, big, ONNX_ONLY)
     assert finding.kind == "overflow" and finding.value == 7e4 and keep == ("the_relu",)
+
+
+def _sum_over(axis: int):
+    """ReduceSum of a 40000 × 2 tensor over `axis`, its axes an input (opset 13 on)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [40000, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [axis])
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="the_sum")
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], [axes]), ir_version=8,
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_reduce_ops_length_is_what_it_reduces_when_its_axes_are_an_input():
+    """From opset 13 (ReduceSum) / 18 (the others) the axes are an input, not an attribute: a sum over the 2
+    columns of a 40000 × 2 tensor is no long reduction, a sum over its 40000 rows is — the candidate as far off."""
+    xs = np.random.default_rng(0).normal(size=(40000, 2)).astype(np.float32)
+    for axis, length in ((1, None), (0, 40000)):
+        ref = {"x": xs, "y": xs.sum(axis=axis)}
+        found = find_long_reduction(_sum_over(axis), ref, {"y": ref["y"] * 1.01}, ONNX_ONLY)
+        if length is None:
+            assert found is None
+        else:
+            assert found is not None and found.value == length and found.kind == "reduction"
