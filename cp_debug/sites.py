@@ -61,6 +61,12 @@ def at_path(out: Any, path: tuple) -> Any:
     return out
 
 
+def module_of_probe(name: str) -> str:
+    """The module a probe name is written from, less its output index (`attn[0]`) and call number (`relu#2`); a
+    key written after a dot (`head.logits`) is not told from a child module and stays."""
+    return name.split("[", 1)[0].split("#", 1)[0]
+
+
 def path_name(call: str, path: tuple, modules: set[str]) -> str:
     """`call[0]`, `call.logits`, `call[1][0]`: an index in brackets, a key or field after a dot (in brackets where
     the dotted name would be a module's own name, or the key is no identifier)."""

@@ -55,7 +55,7 @@ def _as_term(r: ProbeResult, sum_name: str, sum_r: ProbeResult) -> ProbeResult |
     note = (f"a small term of {sum_name}: {size}its error is {shares[0]:.2g} of the sum (rms), within the sum's "
             f"budget ({budget:.3g}); judged by its contribution, not on its own scale (rel. RMSE "
             f"{r.diff.rel_rmse:.3g})")
-    return replace(r, status="ok", note="; ".join(filter(None, [r.note, note])),
+    return replace(r.noted(note), status="ok",
                    judgement=_contribution(r.diff, shares[0], budget, sum_name),
                    local_judgement=(_contribution(r.local, shares[-1], budget, sum_name)
                                     if r.local is not None else None))

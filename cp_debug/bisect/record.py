@@ -28,9 +28,7 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
         loc = TensorDiff.from_arrays(name, ref, local_value, tol)
     if name not in s.plots:
         keep_plot(s, name, ref, value)
-    s.results[name] = judged(run, s, name, d, loc)
-    if note:
-        s.results[name] = replace(s.results[name], note="; ".join(filter(None, [s.results[name].note, note])))
+    s.results[name] = judged(run, s, name, d, loc).noted(note)
     if upstream:
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
     return d

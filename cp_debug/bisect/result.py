@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -53,6 +53,10 @@ class ProbeResult:
     note: str | None = None
     judgement: Judgement | None = None  # the propagated error against the precision's noise (compare/noise.py)
     local_judgement: Judgement | None = None  # the local error against it
+
+    def noted(self, note: str | None) -> "ProbeResult":
+        """This result with `note` added after its own note ("; " between them); itself where `note` is empty."""
+        return replace(self, note="; ".join(filter(None, [self.note, note]))) if note else self
 
     def to_json(self) -> dict:
         d = self.diff

@@ -23,6 +23,7 @@ from cp_debug.bisect.op_findings import (NamedStage, OpFinding, find_collapse, f
                                          find_overflow)
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import FP16_MAX, TensorDiff
+from cp_debug.sites import module_of_probe
 
 @dataclass(frozen=True)
 class SegmentWhy:
@@ -228,7 +229,7 @@ def _stand_in(run: RunState, state: CandidateState, i: int, probe: str) -> str |
     pm = run.stage_of(state.label, i).probe_map()
     if pm is None or pm.tensors.get(probe):
         return None
-    base = probe.split("[", 1)[0].split("#", 1)[0]
+    base = module_of_probe(probe)
     own = [(p.pos, n) for n, p in run.probes.items() if p.stage == i and p.kind == "module" and n != probe
            and n.startswith((base + ".", base + "[")) and pm.tensors.get(n) and n in run.store]
     return max(own)[1] if own else None

@@ -200,10 +200,7 @@ def _record(run: RunState, state: CandidateState, sp: list[ProbeSpec], diffs: di
         if p.name in diffs:
             run.exposed[p.name] = exposed[p.name]
             loc, _ = local.get(p.name, (None, ()))
-            state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc)
-            if p.name in state.notes:
-                r = state.results[p.name]
-                state.results[p.name] = replace(r, note="; ".join(filter(None, [r.note, state.notes[p.name]])))
+            state.results[p.name] = judged(run, state, p.name, diffs[p.name], loc).noted(state.notes.get(p.name))
     for name, (_, upstream) in local.items():
         if name in state.results:
             state.results[name] = replace(state.results[name],
@@ -323,12 +320,8 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     from cp_debug.compare.device_diff import diff_tensors, host_array, is_tensor
 
     kept = run.store.device_value(name)
-    if is_mask_probe(run, state, name):  # a mask (small): its saturated fill taken as equal, on the host
-        kept, ref = None, run.store.get(name)
-        value, note = mask_saturation(ref, host_array(value) if is_tensor(value) else np.asarray(value))
-        if note:
-            state.notes[name] = note
-    if kept is not None:  # a host value (a stage input) is copied in: the host never reads the reference back
+    mask = is_mask_probe(run, state, name)  # a mask (small) is compared on the host, its saturated fill as equal
+    if kept is not None and not mask:  # a host value (a stage input) is copied in: the host never reads it back
         value = to_device(value, kept.device)
         diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)
         keep_plot_device(state, name, kept, value)
@@ -336,5 +329,9 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     if is_tensor(value):
         value = host_array(value)
     ref = run.store.get(name)
+    if mask:
+        value, note = mask_saturation(ref, np.asarray(value))
+        if note:
+            state.notes[name] = note
     diffs[name] = TensorDiff.from_arrays(name, ref, value, run.tolerance(state, name))
     keep_plot(state, name, ref, value)

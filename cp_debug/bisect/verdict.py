@@ -19,6 +19,7 @@ from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
+from cp_debug.sites import module_of_probe
 
 
 def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]:
@@ -189,13 +190,8 @@ def _owner(probe: str, why) -> str | None:
     module = getattr(getattr(why, "finding", None), "module", None)
     if not module:
         return None
-    module, base = _bare(module), _bare(probe)
+    module, base = module_of_probe(module), module_of_probe(probe)
     return None if module == base or module.startswith(base + ".") else module
-
-
-def _bare(name: str) -> str:
-    """A probe's module: its name less the output index (`[0]`) and call number (`#2`)."""
-    return name.split("[", 1)[0].split("#", 1)[0]
 
 
 def _branch_text(w) -> str:
@@ -214,12 +210,7 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
     from cp_debug.bisect.segment_why import explain_segment
 
     explain = explain_int8_segment if state.spec.precision == "int8" else explain_segment
-    try:
-        why = explain(run, state, p.stage, p.name)
-    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the op-level why of {p.name} was not worked out: {err}")
-        return None
-    return why
+    return _extra(run, state, p, "the op-level why of", explain)
 
 
 def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
@@ -231,7 +222,7 @@ def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
     return _extra(run, state, p, "the calibration's fit at", calibration_fit)
 
 
-def _extra(run: RunState, state: CandidateState, p, what: str, reason) -> str | None:
+def _extra(run: RunState, state: CandidateState, p, what: str, reason):
     """`reason(run, state, stage, probe)`, a finding beside the verdict: where it fails, a warning and None."""
     try:
         return reason(run, state, p.stage, p.name)
