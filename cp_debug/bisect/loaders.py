@@ -118,7 +118,9 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
                    default_level="block", warnings=said, told=told)
 
 
-def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0) -> Subject:
+def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0, *, seeded: bool = True) -> Subject:
+    """An ONNX file as a one-stage subject, fed `inputs` (an .npz), else seeded random inputs; `seeded=False`: no
+    feed at all, for a caller that brings its own samples (a graph with dynamic axes needs no fixed shape then)."""
     from cp_debug.graph.model import load_onnx, static_dims
 
     model = load_onnx(path)
@@ -134,7 +136,7 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     else:
         rng = np.random.default_rng(seed)
         feed = {}
-        for i in ins:
+        for i in ins if seeded else ():
             shp = shapes[i.name]
             if any(d is None for d in shp):
                 raise BadInputError(f"input {i.name!r} of {path} has dynamic dims {list(shp)}: give --inputs FILE.npz")

@@ -50,7 +50,7 @@ def load(run: SampleRun, steps, stream):
     if run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
-        model = load_module_model(run.torch, run.onnx, exporter=run.exporter, seed=run.seed)
+        model = load_module_model(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
     samples = sample_set(run.inputs, run.data, model.graph)
     check_fit(samples, stream)
     return model, samples, pairs, mode

@@ -64,30 +64,18 @@ class GivenModel:
 
 def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str, seed: int,
                need_feed: bool) -> GivenModel:
-    """`--torch FILE.py:FUNC` (exported by the exporter bisect uses) or `--onnx FILE.onnx`, through bisect's loaders;
-    one stage only."""
-    from cp_debug.bisect.loaders import onnx_subject, torch_subject
+    """`--torch FILE.py:FUNC` (exported by the exporter bisect uses, its generators seeded from `seed`) or `--onnx
+    FILE.onnx`, as every sample run loads it (`recipes/module/model.load_module_model`); one stage only."""
+    from cp_debug.recipes.module.model import load_module_model
 
-    if bool(torch_target) == bool(onnx_path):
-        raise BadInputError("give one model: --onnx FILE.onnx or --torch FILE.py:FUNC")
+    m = load_module_model(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed)
+    stage = m.subject.stages[0]
     if onnx_path is not None:
-        from cp_debug.graph.model import load_onnx
-
-        if not Path(onnx_path).is_file():
-            raise BadInputError(f"--onnx file not found: {onnx_path}")
-        model = load_onnx(onnx_path)
-        first = onnx_subject(onnx_path, None, seed=seed).inputs if need_feed else None
-        return GivenModel(model, {"onnx": str(onnx_path)}, frozenset(), first, "seeded", Path(onnx_path).name)
-    subject = torch_subject(torch_target, None, exporter=exporter)
-    if len(subject.stages) != 1:
-        raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: fix searches one ONNX graph")
-    stage = subject.stages[0]
-    model = stage.onnx()
-    names = graph_inputs(model, subject.name).names
-    first = dict(zip(names, subject.inputs.values()))
+        first = m.subject.inputs if need_feed else None
+        return GivenModel(stage.onnx(), m.source, frozenset(), first, "seeded", Path(onnx_path).name)
+    first = dict(zip(m.graph.names, m.subject.inputs.values()))
     modules = frozenset(n for n, _ in stage.module.named_modules()) if stage.module is not None else frozenset()
-    return GivenModel(model, {"torch": str(torch_target), "exporter": exporter}, modules, first, "example",
-                      f"{torch_target.rpartition(':')[2]}()'s model")
+    return GivenModel(stage.onnx(), m.source, modules, first, "example", m.graph.what)
 
 
 def prepare(g: Mapping, seed: int, *, int8: bool) -> tuple[GivenModel, SampleSplit, list[Sample] | None, list[str]]:

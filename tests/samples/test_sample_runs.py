@@ -116,3 +116,24 @@ def test_data_samples_stream_through_a_temporary_folder(tmp_path):
     del samples, got
     gc.collect()
     assert not folder.exists()
+
+
+def test_an_onnx_file_with_a_dynamic_batch_runs_on_the_samples_given(samples, tmp_path):
+    """The samples fix the shapes: a user's ONNX file exported with a dynamic batch axis needs no seeded input of a
+    fixed shape (eval and sweep once refused it: "dynamic dims …: give --inputs", with --inputs given)."""
+    import torch
+
+    net, example = classifier.build_overflow()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(net, example, str(path), input_names=["input0"], dynamic_axes={"input0": {0: "batch"}},
+                      dynamo=False)
+    proc = cpdebug("eval", "--onnx", path, "--inputs", samples, "--metric", "top1", "--json", tmp_path / "e.json",
+                   "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    changed = json.loads((tmp_path / "e.json").read_text())["verdicts"]["ort-cpu-fp16"]["changed"]
+    assert [c["sample"] for c in changed] == list(LARGE)
+    proc = cpdebug("sweep", "--onnx", path, "--inputs", samples, "--out", tmp_path / "s", "--bisect-top", "0",
+                   "--quiet")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    frames = json.loads((tmp_path / "s" / "sweep.json").read_text())["frames"]
+    assert sorted(f["token"] for f in frames[:3]) == list(LARGE)

@@ -57,8 +57,10 @@ class ModuleModel:
 
 
 def load_module_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str = "auto",
-                      seed: int = 0) -> ModuleModel:
-    """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once."""
+                      seed: int = 0, need_feed: bool = True) -> ModuleModel:
+    """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once.
+    `need_feed=False`: the caller brings its samples, so an ONNX file gets no seeded inputs (nor needs fixed
+    shapes for them)."""
     from cp_debug.bisect.loaders import onnx_subject, torch_subject
 
     if bool(torch_target) == bool(onnx_path):
@@ -66,7 +68,7 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
     if onnx_path is not None:
         if not Path(onnx_path).is_file():
             raise BadInputError(f"--onnx file not found: {onnx_path}")
-        subject = onnx_subject(onnx_path, None, seed=seed)
+        subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})
     subject = torch_subject(torch_target, None, exporter=exporter, seed=seed)
