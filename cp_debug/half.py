@@ -17,6 +17,8 @@ import numpy as np
 
 from cp_debug.parallel import run_parts, split, thread_count
 
+FP16_MAX = 65504.0  # float16's largest finite value: beyond it a value rounds to ±inf
+
 _LOCK = threading.Lock()
 _SESSIONS: dict[str, object] = {}
 

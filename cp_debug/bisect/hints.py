@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.bisect.result import ProbeResult
-from cp_debug.compare.diff import FP16_MAX, NON_FINITE
+from cp_debug.compare.diff import NON_FINITE
+from cp_debug.half import FP16_MAX
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cp_debug.compare.diff import FP16_MAX
+from cp_debug.half import FP16_MAX
 
 # ops that read big values and bring them back into range: kept with the op that wrote them
 _ATTENTION_READERS = ("Softmax",)

@@ -22,7 +22,8 @@ import numpy as np
 from cp_debug.bisect.op_findings import (NamedStage, OpFinding, find_collapse, find_long_reduction, find_nonfinite,
                                          find_overflow)
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.compare.diff import FP16_MAX, TensorDiff
+from cp_debug.compare.diff import TensorDiff
+from cp_debug.half import FP16_MAX
 from cp_debug.sites import module_of_probe
 
 @dataclass(frozen=True)

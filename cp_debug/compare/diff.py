@@ -10,8 +10,6 @@ import numpy as np
 from cp_debug.compare import kernels
 from cp_debug.parallel import run_parts, split, thread_count
 
-FP16_MAX = 65504.0
-
 
 @dataclass(frozen=True)
 class Tolerance:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp_debug.half import FP16_MAX
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-FP16_MAX = 65504.0
 # ops a mask value passes through unchanged in kind: it stays a large negative fill where it was one
 _PASS = frozenset({"Add", "Sub", "Where", "Expand", "Reshape", "Unsqueeze", "Squeeze", "Cast", "Slice", "Transpose",
                    "Concat", "Identity", "Tile", "Gather", "Max", "Min", "Flatten"})

@@ -9,7 +9,8 @@ import pytest
 from cp_debug.backends.factory import make_runner
 from cp_debug.backends.trt_plan import BuildPlan, plan_build
 from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
-from cp_debug.compare.diff import FP16_MAX, TensorDiff, default_tolerance
+from cp_debug.compare.diff import TensorDiff, default_tolerance
+from cp_debug.half import FP16_MAX
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 from tests.bisect.exported import exported
