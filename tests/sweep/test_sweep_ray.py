@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -74,25 +72,23 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)
     assert here.returncode in (0, 1, 4), here.stderr
 
-    killed = []
-    started = ex.RayExecutor.start
+    pids, killed = [], []
+    started, told = ex.RayExecutor.start, ex.ChunkPlan.tell
 
-    def start_and_arm(self):  # kill the actor's process while it works on the second shard
+    def start_and_note(self):
         actors = started(self)
-        pid = ray.get(actors[0].getpid.remote())
-        first = tmp_path / "local" / "shards" / "shard-00000.json"
-
-        def kill():
-            while not first.exists():
-                time.sleep(0.05)
-            time.sleep(0.2)
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-        threading.Thread(target=kill, daemon=True).start()
+        pids.append(ray.get(actors[0].getpid.remote()))
         return actors
 
-    monkeypatch.setattr(ex.RayExecutor, "start", start_and_arm)
+    def tell_and_kill(self, worker, frames, seconds):
+        # the first chunk is back: the second, queued on the actor with it, is in its hands — kill it there
+        if not killed:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+        told(self, worker, frames, seconds)
+
+    monkeypatch.setattr(ex.RayExecutor, "start", start_and_note)
+    monkeypatch.setattr(ex.ChunkPlan, "tell", tell_and_kill)
     local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
                     env=NO_ADDRESS)
     assert killed
