@@ -28,7 +28,7 @@ def main() -> None:
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
                                                    VoxelEncoderStage, build_model)
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.compare_detections import compare_detections
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 

@@ -45,7 +45,7 @@ def child_plain(preset: str, labels: list[str]) -> None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import export_onnx
 
     cfg = _preset(preset)
@@ -81,7 +81,7 @@ def child_backbone(preset: str) -> None:
     import onnx
 
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.precision.fp16 import convert_to_fp16
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, export_onnx
 

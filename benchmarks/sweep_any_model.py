@@ -88,7 +88,7 @@ def load_data():
 def data_peak(model, pairs, tmp: Path, n: int) -> int:
     """The peak traced Python memory of a sweep over `--data FILE.py:FUNC`'s `n` samples, the samples' reading
     (FUNC() run, each sample checked) included."""
-    from cp_debug.recipes.module.samples import sample_set
+    from cp_debug.samples.sets import sample_set
 
     script = tmp / f"data_{n}.py"
     script.write_text(DATA.format(n=n))
@@ -103,7 +103,7 @@ def data_peak(model, pairs, tmp: Path, n: int) -> int:
 def main(argv: list[str]) -> int:
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
     from cp_debug.recipes.module.model import load_module_model
-    from cp_debug.recipes.module.samples import sample_set
+    from cp_debug.samples.sets import sample_set
 
     ap = argparse.ArgumentParser()
     ap.add_argument("n", nargs="?", type=int, default=32)

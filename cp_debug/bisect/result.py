@@ -12,7 +12,7 @@ from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Judgement, Outcome, worst
 from cp_debug.data.frames import GroundTruth
 from cp_debug.models.centerpoint.config import CenterPointConfig
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
 SCHEMA = "cp_debug.report/1"

@@ -48,7 +48,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     check_libraries(spec)  # a missing library is said before anything loads or runs
     task = None
     if metric is not None:
-        from cp_debug.recipes.module.tasks import task_metric
+        from cp_debug.samples.tasks import task_metric
 
         task = task_metric(metric)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)

@@ -14,7 +14,7 @@ import typer
 from cp_debug.cli._help import BACKENDS
 
 if TYPE_CHECKING:
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
 # -- the model a run is about ----------------------------------------------------------------------------------
 Recipe = Annotated[Optional[str], typer.Option(
@@ -91,7 +91,7 @@ def model_record(preset: str, config: Path | None, checkpoint: Path | None = Non
     --model-factory) as the one record every report stores; --config, which must be an existing .py or .yaml file,
     replaces --preset; --model-factory replaces both and takes no weights options. Loads nothing (runs no file)."""
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.source import ModelRecord, model_name
+    from cp_debug.lidar.record import ModelRecord, model_name
 
     if factory is not None:
         given = [o for o, v in (("--config", config), ("--checkpoint", checkpoint), ("--random-weights",

@@ -41,8 +41,8 @@ def load(run: SampleRun, steps, stream):
     against its graph once."""
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
     from cp_debug.compare.noise import check_mode
-    from cp_debug.recipes.module.model import load_module_model
-    from cp_debug.recipes.module.samples import check_fit, sample_set
+    from cp_debug.recipes.catalog import of_any_model
+    from cp_debug.samples.sets import check_fit, sample_set
 
     mode = check_mode(run.tolerance_mode, run.atol, run.rtol)
     default = "torch,ort-cpu-fp16" if run.torch else "ort-cpu,ort-cpu-fp16"
@@ -50,7 +50,7 @@ def load(run: SampleRun, steps, stream):
     if run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
-        model = load_module_model(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
+        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
     samples = sample_set(run.inputs, run.data, model.graph)
     check_fit(samples, stream)
     return model, samples, pairs, mode
@@ -99,7 +99,7 @@ def eval_samples(run: SampleRun, metric_text: str, *, bootstrap: int, json_out: 
     from cp_debug.cli._output import StepProgress, finish, read_budget_for
     from cp_debug.cli._preflight import check_outputs
     from cp_debug.eval.samples import run_samples_eval
-    from cp_debug.recipes.module.tasks import task_metric
+    from cp_debug.samples.tasks import task_metric
 
     refuse(others)
     check_outputs(json_out)

@@ -10,7 +10,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Json, Points, Preset, Quiet,
                                    RandomWeights, Seed, Verbose, backends_option, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec

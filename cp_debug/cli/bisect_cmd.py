@@ -14,7 +14,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile,
                                    Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
                                    model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:

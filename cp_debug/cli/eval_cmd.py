@@ -12,7 +12,7 @@ from cp_debug.cli._options import (Atol, BudgetFile, ConfigFile, Checkpoint, Cud
                                    RandomWeights, Recipe, Rtol, SampleData, SampleInputs, Seed, TorchModel, Verbose,
                                    backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 
 def eval_(

@@ -11,7 +11,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
                                    Verbose, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 RotY = Annotated[bool,
                  typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
@@ -53,7 +53,7 @@ def _export(recipe: str, model: ModelRecord, out: Path, rot_y_axis_reference: bo
     r.config(model.model_name)  # an unknown preset fails before torch is imported
     check_inputs(points=points, checkpoint=model.checkpoint)
     progress = StepProgress(quiet, stream=third_party.terminal)
-    with progress.step(f"building {model.model_name} ({model.label})"):
+    with progress.step(f"building {model.model_name} ({r.weights_label(model)})"):
         loaded = r.load_model(model)
     sample = None
     if points is not None:

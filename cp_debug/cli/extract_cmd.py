@@ -71,7 +71,7 @@ def _saved_subject(saved, run_json: Path):
     written before `model_record`, the recipe fields of its `model` facts."""
     from cp_debug.bisect.model_facts import OnnxFacts, RecipeFacts, TorchFacts
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     f = saved.facts
     if isinstance(f, TorchFacts):

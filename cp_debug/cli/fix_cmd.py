@@ -187,7 +187,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         raise BadInputError(f"--out {out} is a file; give a directory")
     from cp_debug.fix.request import check_request, make_request
     from cp_debug.fix.run import request_from_bisect, request_from_sweep, run_fix
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
     from cp_debug.fix.targets import FixTarget
 
     ref = cand = None

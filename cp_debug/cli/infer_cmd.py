@@ -13,7 +13,7 @@ import typer
 from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
                                    UseDim, Verbose, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 STAGE_BACKENDS = ("torch", "ort")
 
@@ -57,7 +57,7 @@ def infer(
             _infer_end_to_end(r, model, points, out, device=device, quiet=quiet, third_party=third_party,
                               load_dim=load_dim, use_dim=use_dim)
             return
-        _infer(model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
+        _infer(r, model, points, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device,
                rot_y=rot_y_axis_reference, quiet=quiet, third_party=third_party, load_dim=load_dim, use_dim=use_dim)
 
 
@@ -89,7 +89,7 @@ def _infer_end_to_end(r, model: ModelRecord, points: Path | None, out: Path, *, 
 
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
 
     pts = scan.points if scan is not None else synthetic_scene(model.seed, cfg).points
     with progress.step(f"building {cfg.name}"):
@@ -175,7 +175,7 @@ def _rot_y_of_files(onnx_dir: Path, rot_y: bool | None, preset: str, console) ->
     return rot_y
 
 
-def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
+def _infer(r, model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
     from cp_debug.cli._output import StepProgress, stdout_console
@@ -197,7 +197,7 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
     from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
@@ -209,8 +209,8 @@ def _infer(model: ModelRecord, points: Path | None, out: Path, *, encoder: str, 
         rot_y = _rot_y_of_files(onnx_dir, rot_y, cfg.name, None if quiet else progress.console)
     rot_y = bool(rot_y)
 
-    with progress.step(f"building {model.model_name} ({model.label})"):
-        loaded = model.load()
+    with progress.step(f"building {model.model_name} ({r.weights_label(model)})"):
+        loaded = r.load_model(model)
 
     with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
         if uses_ort and onnx_dir is None:

@@ -198,7 +198,7 @@ def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None
     from cp_debug.fix.request import check_request, make_request
     from cp_debug.fix.run import run_fix
     from cp_debug.fix.targets import FixTarget
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     onnx_file = r.graph_files[0]
     names = candidates.strip()

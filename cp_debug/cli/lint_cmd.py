@@ -92,7 +92,7 @@ def _config(config: Path | None, preset: str | None, linter):
     """The training config (a file, else the preset) as the recipe's `lint` plug-in `linter` reads it, and how
     messages name it; (None, "") when neither is given."""
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.source import model_name
+    from cp_debug.lidar.record import model_name
 
     if config is not None and preset is not None:
         raise BadInputError("give --config or --preset, not both")

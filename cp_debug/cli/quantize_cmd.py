@@ -11,7 +11,7 @@ from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, 
                                    PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
                                    model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 
 def quantize(

@@ -13,7 +13,7 @@ from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataR
                                    Preset, Quiet,
                                    RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 
 @dataclass(frozen=True)

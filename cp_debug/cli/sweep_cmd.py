@@ -14,7 +14,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, C
                                    Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleData, SampleInputs,
                                    Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for shards, sweep.json, frames.parquet, report.html and the "

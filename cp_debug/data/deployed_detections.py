@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 CUDA_CENTERPOINT_CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle",
                             "bicycle", "pedestrian", "traffic_cone")

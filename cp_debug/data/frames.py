@@ -9,7 +9,7 @@ columns) and the typed `GroundTruth` where the source has one. Sources:
 - `PointFile`: a point file with the sweeps the config adds and, from an info file, its ground truth.
 - `BagMessage`: one PointCloud2 message of a rosbag2 folder (topic, bag time), read as the node reads it (the key
   frame's time column 0: `data.rosbag.node_points`); no ground truth.
-- `ModelScan`: `models.centerpoint.synthetic.synthetic_scene`, bisect's default scan.
+- `ModelScan`: `lidar.synthetic.synthetic_scene`, bisect's default scan.
 - `InMemory`: a frame already loaded (`frame.in_memory(cfg)`), for features that run many experiments on it.
 
 Two scan generators, on purpose: `synthetic_scene` (surface-sampled boxes) is part of the model: the random
@@ -29,7 +29,7 @@ from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.point_files import Sweep
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 POINT_SUFFIXES = (".bin", ".npy", ".npz", ".pcd")
 CALIBRATION_SEED_OFFSET = 500_000  # held-out calibration scenes: this far past the first held-out seed
@@ -66,13 +66,13 @@ class SceneSeed:
 
     seed: int
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
+    def load(self, cfg: "LidarConfig") -> Scan:
         from cp_debug.data.scenes import make_scene
 
         scene = make_scene(cfg, self.seed)
         return Scan(scene.points, GroundTruth(scene.boxes, scene.labels))
 
-    def truth(self, cfg: "CenterPointConfig") -> GroundTruth:
+    def truth(self, cfg: "LidarConfig") -> GroundTruth:
         return self.load(cfg).truth
 
 
@@ -85,13 +85,13 @@ class PointFile:
     sweeps: tuple["Sweep", ...] = ()
     ground_truth: GroundTruth | None = None
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
+    def load(self, cfg: "LidarConfig") -> Scan:
         from cp_debug.data.point_files import load_with_sweeps
 
         points = load_with_sweeps(self.path, cfg, self.sweeps, remove_close=cfg.sweeps_remove_close).points
         return Scan(points, self.ground_truth)
 
-    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+    def truth(self, cfg: "LidarConfig") -> GroundTruth | None:
         return self.ground_truth
 
 
@@ -103,29 +103,29 @@ class BagMessage:
     topic: str
     time_ns: int
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
+    def load(self, cfg: "LidarConfig") -> Scan:
         from cp_debug.data.rosbag import node_points, read_cloud_at
 
         cloud = read_cloud_at(self.path, self.topic, self.time_ns)
         return Scan(node_points(cloud, cfg, f"{self.path} {self.topic} at {self.time_ns}"))
 
-    def truth(self, cfg: "CenterPointConfig") -> None:
+    def truth(self, cfg: "LidarConfig") -> None:
         return None
 
 
 @dataclass(frozen=True)
 class ModelScan:
-    """The model's own synthetic scan of `seed` (`models.centerpoint.synthetic.synthetic_scene`)."""
+    """The model's own synthetic scan of `seed` (`lidar.synthetic.synthetic_scene`)."""
 
     seed: int
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
-        from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    def load(self, cfg: "LidarConfig") -> Scan:
+        from cp_debug.lidar.synthetic import synthetic_scene
 
         scene = synthetic_scene(self.seed, cfg)
         return Scan(scene.points, GroundTruth(scene.boxes, scene.labels))
 
-    def truth(self, cfg: "CenterPointConfig") -> GroundTruth:
+    def truth(self, cfg: "LidarConfig") -> GroundTruth:
         return self.load(cfg).truth
 
     def describe(self) -> str:
@@ -138,10 +138,10 @@ class InMemory:
 
     scan: Scan
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
+    def load(self, cfg: "LidarConfig") -> Scan:
         return self.scan
 
-    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+    def truth(self, cfg: "LidarConfig") -> GroundTruth | None:
         return self.scan.truth
 
 
@@ -155,20 +155,20 @@ class Frame:
     token: str
     source: Source
 
-    def load(self, cfg: "CenterPointConfig") -> Scan:
+    def load(self, cfg: "LidarConfig") -> Scan:
         """The points and ground truth of this frame for preset `cfg`; a BadInputError for an unreadable source."""
         return self.source.load(cfg)
 
-    def truth(self, cfg: "CenterPointConfig") -> GroundTruth | None:
+    def truth(self, cfg: "LidarConfig") -> GroundTruth | None:
         """The ground truth alone (None where the source has none); a point file's without reading its points."""
         return self.source.truth(cfg)
 
-    def in_memory(self, cfg: "CenterPointConfig") -> "Frame":
+    def in_memory(self, cfg: "LidarConfig") -> "Frame":
         """This frame loaded once, for work that runs it many times (a fix's experiments, every backend of eval)."""
         return self if isinstance(self.source, InMemory) else Frame(self.token, InMemory(self.load(cfg)))
 
 
-def points_of(frames: Sequence[Frame], cfg: "CenterPointConfig") -> Iterator[np.ndarray]:
+def points_of(frames: Sequence[Frame], cfg: "LidarConfig") -> Iterator[np.ndarray]:
     """The points of each frame, loaded one at a time."""
     for f in frames:
         yield f.load(cfg).points
@@ -205,7 +205,7 @@ class HeldOutSet(_FrameSequence):
     frames: tuple[Frame, ...]
 
     @classmethod
-    def load(cls, cfg: "CenterPointConfig", n: int, first: int = 0) -> "HeldOutSet":
+    def load(cls, cfg: "LidarConfig", n: int, first: int = 0) -> "HeldOutSet":
         return cls(first, tuple(f.in_memory(cfg) for f in held_out(n, first)))
 
     def to_json(self) -> dict:
@@ -224,7 +224,7 @@ class ScenesSet(_FrameSequence):
     data_root: str | None = None
 
     @classmethod
-    def load(cls, cfg: "CenterPointConfig", path: str | Path, first: int = 0, n: int | None = None,
+    def load(cls, cfg: "LidarConfig", path: str | Path, first: int = 0, n: int | None = None,
              data_root: str | Path | None = None) -> "ScenesSet":
         """Frames `first` .. `first + n` of `path` (all from `first` when n is None)."""
         p = Path(path)
@@ -253,7 +253,7 @@ class ScenesSet(_FrameSequence):
 FrameSet = Union[HeldOutSet, ScenesSet]  # the frames a fix is judged on
 
 
-def frame_set_from_json(doc: dict, cfg: "CenterPointConfig") -> FrameSet:
+def frame_set_from_json(doc: dict, cfg: "LidarConfig") -> FrameSet:
     """The frame set a `to_json()` names, loaded again; one line where its frames are not those any more."""
     if doc.get("kind") == "scenes":
         frames = ScenesSet.load(cfg, doc["path"], doc["first"], doc["n"], doc.get("data_root"))
@@ -265,7 +265,7 @@ def frame_set_from_json(doc: dict, cfg: "CenterPointConfig") -> FrameSet:
     return frames
 
 
-def calibration(cfg: "CenterPointConfig", n: int | None, *, infos: str | Path | None = None,
+def calibration(cfg: "LidarConfig", n: int | None, *, infos: str | Path | None = None,
                 held_out_seeds: bool = False, exclude: Sequence[str] = ()) -> list[Frame]:
     """Calibration frames: the samples of an info file (`infos`, the first n; all when n is None or 0), else n
     synthetic scenes: training seeds 0..n-1 (PTQ, as a deployment calibrates on training data; n None: 100), or
@@ -290,7 +290,7 @@ def calibration(cfg: "CenterPointConfig", n: int | None, *, infos: str | Path | 
 
 
 # -- frames of files -------------------------------------------------------------------------------------------
-def from_infos(path: str | Path, cfg: "CenterPointConfig", data_root: str | Path | None = None, *,
+def from_infos(path: str | Path, cfg: "LidarConfig", data_root: str | Path | None = None, *,
                n: int | None = None, task: str = "read") -> list[Frame]:
     """The samples of an mmdet3d info file (or DIR/infos.pkl; the first n when n is given), each with its ground
     truth and the first `cfg.sweeps_num` sweeps it lists; relative lidar paths are joined to `data_root`
@@ -324,7 +324,7 @@ def from_folder(path: str | Path) -> list[Frame]:
     return [Frame(f.stem, PointFile(str(f))) for f in files]
 
 
-def from_scenes(scenes: str | Path, cfg: "CenterPointConfig", data_root: str | Path | None = None,
+def from_scenes(scenes: str | Path, cfg: "LidarConfig", data_root: str | Path | None = None,
                 lidar_topic: str | None = None, *, task: str = "read") -> list[Frame]:
     """The frames of `scenes`: an info file (or a folder holding infos.pkl), a rosbag2 folder (every cloud of
     `lidar_topic`), else a folder of point files; tokens must not repeat."""

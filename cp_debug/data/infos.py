@@ -29,7 +29,7 @@ import numpy as np
 
 from cp_debug.files import write_bytes_atomic
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.lidar.space import CLASS_NAMES
 from cp_debug.data.point_files import Sweep, check_sweep
 
 INFO_FILE = "infos.pkl"
@@ -78,7 +78,7 @@ def write_infos(path: str | Path, entries: Iterable[dict], class_names: Sequence
 
 
 def _load_pickle(p: Path):
-    from cp_debug.models.centerpoint.checkpoint import RestrictedUnpickler
+    from cp_debug.pickles import RestrictedUnpickler
 
     try:
         with open(p, "rb") as f:

@@ -6,7 +6,7 @@ columns `use_dim` names (an int n = the first n). The kept columns are read as x
 (nuScenes/T4 `.pcd.bin` store 5; KITTI velodyne files 4). AWML's LoadPointsFromMultiSweeps then overwrites
 column 4 with the sweep's time lag (0 for the key frame) before the model picks its columns (`cfg.use_dim`);
 a feature the file lacks is zero-filled, and said so. `PointsRangeFilter` drops points outside the preset's
-point_cloud_range (strictly inside on every axis, as mmdet3d's `in_range_3d`: `models.centerpoint.points`).
+point_cloud_range (strictly inside on every axis, as mmdet3d's `in_range_3d`: `lidar.points`).
 Points with NaN/Inf values in a file (organised PCD clouds mark missing returns so) are dropped and counted;
 arrays given through the API (`prepare_points`) are refused instead.
 """
@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.points import (FILE_COLUMNS, FILE_FEATURES, checked_points, crop_to_range,
-                                               model_columns, prepare_points)
+from cp_debug.lidar.points import (
+    FILE_COLUMNS, FILE_FEATURES, checked_points, crop_to_range, model_columns, prepare_points
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 SUFFIXES = (".bin", ".npy", ".npz", ".pcd")
 PCD_TIME_FIELDS = ("time", "t", "timestamp", "time_stamp")
@@ -78,13 +79,13 @@ def parse_use_dim(text: str | None) -> int | tuple[int, ...] | None:
     return values[0] if len(values) == 1 and "," not in text else tuple(values)
 
 
-def load_points(path: str | Path, cfg: "CenterPointConfig", *, time_lag: float | None = 0.0,
+def load_points(path: str | Path, cfg: "LidarConfig", *, time_lag: float | None = 0.0,
                 load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """The model's (M, in_channels) float32 points of a .bin, .npy, .npz or .pcd file (see `load_point_file`)."""
     return load_point_file(path, cfg, time_lag=time_lag, load_dim=load_dim, use_dim=use_dim).points
 
 
-def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: float | None = 0.0,
+def load_point_file(path: str | Path, cfg: "LidarConfig", *, time_lag: float | None = 0.0,
                     load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None) -> LoadedPoints:
     """Read a point file as mmdet3d's LoadPointsFromFile(load_dim, use_dim) + PointsRangeFilter would.
 
@@ -95,7 +96,7 @@ def load_point_file(path: str | Path, cfg: "CenterPointConfig", *, time_lag: flo
     return _loaded(_read_features(Path(path), cfg, load_dim, use_dim), cfg, time_lag)
 
 
-def load_point_array(array: np.ndarray, cfg: "CenterPointConfig", source: str, *, time_lag: float | None = 0.0,
+def load_point_array(array: np.ndarray, cfg: "LidarConfig", source: str, *, time_lag: float | None = 0.0,
                      load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None) -> LoadedPoints:
     """An in-memory scan read exactly as `load_point_file` reads it saved as .npy (format "array"): a scan handed
     over without a temporary file (a sweep's frame to bisect) gets the same points and the same facts."""
@@ -104,7 +105,7 @@ def load_point_array(array: np.ndarray, cfg: "CenterPointConfig", source: str, *
     return _loaded(_numpy_features(np.asarray(array), source, "array", cfg, load_dim, use_dim), cfg, time_lag)
 
 
-def _loaded(read: "_Read", cfg: "CenterPointConfig", time_lag: float | None) -> LoadedPoints:
+def _loaded(read: "_Read", cfg: "LidarConfig", time_lag: float | None) -> LoadedPoints:
     if read.model is not None:
         return _cropped(read.model, cfg, read.source, read.fmt, read.load_dim, None,
                         tuple(FILE_FEATURES[i] for i in cfg.use_dim), (), ())
@@ -126,7 +127,7 @@ class _Read:
     model: np.ndarray | None = None
 
 
-def _read_features(p: Path, cfg: "CenterPointConfig", load_dim: int | None,
+def _read_features(p: Path, cfg: "LidarConfig", load_dim: int | None,
                    use_dim: int | tuple[int, ...] | None) -> _Read:
     if not p.is_file():
         raise BadInputError(f"point file {p} does not exist (give a {', '.join(SUFFIXES)} file)")
@@ -149,7 +150,7 @@ def _read_features(p: Path, cfg: "CenterPointConfig", load_dim: int | None,
     raise BadInputError(f"point file {p} has an unknown suffix {suffix!r}: use one of {', '.join(SUFFIXES)}")
 
 
-def _numpy_features(arr: np.ndarray, source: str, fmt: str, cfg: "CenterPointConfig", load_dim: int | None,
+def _numpy_features(arr: np.ndarray, source: str, fmt: str, cfg: "LidarConfig", load_dim: int | None,
                     use_dim: int | tuple[int, ...] | None) -> _Read:
     """A numpy array's points: its columns (checked against `load_dim`), or the model's columns as they are."""
     if arr.ndim != 2:
@@ -190,7 +191,7 @@ class Sweep:
 SWEEP_CLOSE_RADIUS = 1.0  # mmdet3d's _remove_close: |x| < 1 and |y| < 1 (the sweep's own frame)
 
 
-def load_with_sweeps(path: str | Path, cfg: "CenterPointConfig", sweeps: Sequence[Sweep], *,
+def load_with_sweeps(path: str | Path, cfg: "LidarConfig", sweeps: Sequence[Sweep], *,
                      load_dim: int | None = None, use_dim: int | tuple[int, ...] | None = None,
                      remove_close: bool = True, data_root_hint: str = "--data-root") -> LoadedPoints:
     """The key frame (time column 0) plus `sweeps` moved into its frame, as mmdet3d's test pipeline
@@ -230,7 +231,7 @@ def check_sweep(sweep: Sweep, hint: str = "--data-root") -> None:
                             "fix the info file, or read no sweeps (sweeps_num=0)")
 
 
-def _sweep_points(sweep: Sweep, cfg: "CenterPointConfig", load_dim, use_dim, remove_close: bool,
+def _sweep_points(sweep: Sweep, cfg: "LidarConfig", load_dim, use_dim, remove_close: bool,
                   hint: str) -> np.ndarray:
     """One sweep's (M, in_channels) points in the key frame (before the range filter; M after remove_close)."""
     check_sweep(sweep, hint)
@@ -248,14 +249,14 @@ def _sweep_points(sweep: Sweep, cfg: "CenterPointConfig", load_dim, use_dim, rem
     return model_columns(feats, cfg, float(sweep.time_lag))
 
 
-def points_from_array(array: np.ndarray, cfg: "CenterPointConfig", source: str) -> LoadedPoints:
+def points_from_array(array: np.ndarray, cfg: "LidarConfig", source: str) -> LoadedPoints:
     """`prepare_points`, then the range filter, with the counts (e.g. for a synthetic scene)."""
     model = prepare_points(array, cfg, source=source)
     return _cropped(model, cfg, source, "synthetic", None, None, tuple(FILE_FEATURES[i] for i in cfg.use_dim), (), ())
 
 
 # -- reading ---------------------------------------------------------------------------------------------
-def _read_bin(path: Path, load_dim: int | None, cfg: "CenterPointConfig") -> np.ndarray:
+def _read_bin(path: Path, load_dim: int | None, cfg: "LidarConfig") -> np.ndarray:
     size = path.stat().st_size
     if size == 0:
         raise BadInputError(f"point file {path} is empty: it holds no points")

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from cp_debug.errors import BackendUnavailableError, BadInputError
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 DETECTED_OBJECTS = "autoware_perception_msgs/msg/DetectedObjects"

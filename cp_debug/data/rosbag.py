@@ -25,10 +25,10 @@ import numpy as np
 from cp_debug.data.ros_messages import (DETECTED_OBJECTS, POINTCLOUD2, decode_objects, decode_pointcloud2,
                                         encode_objects, encode_pointcloud2, rosbags, stamp_ns, typestore)
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 # The topics of Autoware's perception launch (autoware_launch: the node's ~/input/pointcloud remapped to the
 # concatenated cloud, its ~/output/objects under detection/centerpoint).
@@ -186,13 +186,13 @@ def read_cloud_at(path: str | os.PathLike, lidar_topic: str, bag_time_ns: int) -
     raise BadInputError(f"bag {p}: no {lidar_topic} message at bag time {bag_time_ns}")
 
 
-def node_points(cloud: np.ndarray, cfg: "CenterPointConfig", source: str) -> np.ndarray:
+def node_points(cloud: np.ndarray, cfg: "LidarConfig", source: str) -> np.ndarray:
     """A bag's (N, 5) cloud as the node feeds it to the model, the one reading of a bag cloud (`sweep --scenes BAG`
     and `replay BAG` alike): rows with NaN/Inf dropped (organised clouds mark missing returns so), then the model's
     columns with the time column set to the key frame's time lag, 0. Autoware's CenterPoint writes each cloud's
     lag (its stamp's distance to the current one) into that column, never the cloud's per-point time field, and
     AWML's LoadPointsFromMultiSweeps sets the key frame's to 0; a per-point `time_stamp` field is not read."""
-    from cp_debug.models.centerpoint.points import prepare_points
+    from cp_debug.lidar.points import prepare_points
 
     pts = np.asarray(cloud)
     pts = pts[np.isfinite(pts).all(axis=1)]

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from cp_debug.data.scene_spec import BOX, ELLIPSOID, Primitives, SceneSpec
-from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.lidar.space import CLASS_NAMES
 
 # class -> (mean l, w, h), (std l, w, h), share moving, (speed lo, hi), mean count per 50 m radius
 CLASS_MODELS = {

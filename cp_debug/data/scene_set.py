@@ -18,7 +18,7 @@ from cp_debug.data.infos import INFO_FILE, POINTS_DIR, info_entry, write_infos
 from cp_debug.data.scenes import make_scene, scene_token
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 
 def write_points(path: Path, points: np.ndarray) -> None:
@@ -36,7 +36,7 @@ def _one(args: tuple) -> dict:
     return info_entry(index, token, rel, scene.boxes, scene.labels, npts)
 
 
-def write_scene_set(cfg: "CenterPointConfig", out: str | Path, seeds, *, workers: int = 1,
+def write_scene_set(cfg: "LidarConfig", out: str | Path, seeds, *, workers: int = 1,
                     on_scene: Callable[[int], None] | None = None) -> Path:
     """Generate the scenes of `seeds` into `out`; returns the info file's path. `on_scene(i)` after each."""
     out = Path(out)

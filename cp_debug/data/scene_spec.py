@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 BOX, ELLIPSOID = 0, 1
 # material -> (reflectivity mean, std, extra dropout, extra isotropic noise in m)
@@ -48,7 +48,7 @@ class SceneSpec:
 SMALL_RANGE = 25.0
 
 
-def scene_spec(cfg: "CenterPointConfig") -> SceneSpec:
+def scene_spec(cfg: "LidarConfig") -> SceneSpec:
     """The spec for a preset: returns and objects inside the preset's range (a 122 m range gets 64 rings; one under
     `SMALL_RANGE` the objects of that range and a share of its clutter)."""
     x0, y0, _, x1, y1, _ = (float(v) for v in cfg.point_cloud_range)

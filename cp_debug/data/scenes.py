@@ -29,16 +29,16 @@ from cp_debug.data.ray_casting import lidar_returns
 from cp_debug.data.scene_layout import lay_out_scene
 from cp_debug.data.scene_spec import SceneSpec, scene_spec
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.synthetic import Scene
+from cp_debug.lidar.synthetic import Scene
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 HELDOUT_SEED_BASE = 1_000_000  # training scenes use seeds below this, held-out scenes from it up
 MAX_HELDOUT = 1_000_000  # held-out scenes one run may name: a set of frames that is listed whole before it runs
 
 
-def make_scene(cfg: "CenterPointConfig", seed: int, spec: SceneSpec | None = None) -> Scene:
+def make_scene(cfg: "LidarConfig", seed: int, spec: SceneSpec | None = None) -> Scene:
     """The scene of `seed` for preset `cfg` (see the module docstring for what is in it and which boxes are GT)."""
     spec = spec or scene_spec(cfg)
     rng = np.random.default_rng([int(seed), 0x5CE7E])

@@ -1,9 +1,9 @@
 """`cpdebug eval --torch | --onnx`: a task metric per backend over a model's samples, with a bootstrap interval, and
 the samples whose result changes named. Every backend's runner is built once and reused over the samples (the model
-is loaded and exported once: `recipes.module.model.ModuleModel`); only each sample's scores are kept.
+is loaded and exported once: the module recipe's `ModuleModel`); only each sample's scores are kept.
 
-The metric and how a changed sample is told are the recipe's (`recipes/module/tasks.py`); each candidate's outcome on
-a sample is the one judge's (`recipes/module/judge.py` over `compare/noise.py`).
+The metric and how a changed sample is told are the recipe's (`samples/tasks.py`); each candidate's outcome on
+a sample is the one judge's (`samples/judge.py` over `compare/noise.py`).
 """
 
 from __future__ import annotations
@@ -106,10 +106,10 @@ class SamplesEval:
 
 def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, seed: int = 0, mode: str = "model",
                      atol: float | None = None, rtol: float | None = None, progress=None) -> SamplesEval:
-    """Every sample of `samples` (`recipes.module.samples.SampleSet`) through the backends `pairs` ((label, spec),
+    """Every sample of `samples` (`samples.sets.SampleSet`) through the backends `pairs` ((label, spec),
     the reference first) of `model` (`ModuleModel`), scored by `metric` (`TaskMetric`)."""
-    from cp_debug.recipes.module.judge import judge_sample, tolerance
-    from cp_debug.recipes.module.samples import SampleError
+    from cp_debug.samples.judge import judge_sample, tolerance
+    from cp_debug.samples.sets import SampleError
 
     ref_label, cands = pairs[0][0], pairs[1:]
     values: dict[str, list[float]] = {label: [] for label, _ in pairs}

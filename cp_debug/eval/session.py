@@ -49,13 +49,15 @@ class EvalOptions:
 
 def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
     """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     if random_weights and checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    return ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed).load()
+    from cp_debug.recipes.catalog import recipe
+
+    return recipe().load_model(ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed))
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,

@@ -98,7 +98,7 @@ def read_fix(path: str | Path) -> dict:
 def recorded_model_name(doc: dict) -> str:
     """The model fix.json `doc` was made from, as `get_preset` takes it: its ModelRecord's (a config file's path where
     one was given), else its `preset` (fixes written before the record was kept)."""
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     return ModelRecord.from_json(doc["model_record"]).model_name if doc.get("model_record") else doc["preset"]
 

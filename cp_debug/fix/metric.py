@@ -1,5 +1,5 @@
 """A generic fix's task metric (`fix --torch | --onnx … --metric NAME|FILE.py:FUNC`, the metrics of `eval --metric`:
-`recipes/module/tasks.py`): on each sample, the reference's value, the plain candidate's (before) and the written
+`samples/tasks.py`): on each sample, the reference's value, the plain candidate's (before) and the written
 file's (after), all against the FP32 graph's outputs; and the samples whose task result changes from the reference's.
 
 A discrete metric (a class, a token) counts a sample changed where its value differs from the reference's; a
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from cp_debug.recipes.module.samples import Sample
-    from cp_debug.recipes.module.tasks import TaskMetric
+    from cp_debug.samples.sets import Sample
+    from cp_debug.samples.tasks import TaskMetric
 
 
 Figures = object  # a sample's `fix.module.SampleFigures` (what `passed` says), not imported: module imports this

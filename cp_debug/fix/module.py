@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cp_debug.fix.metric import MetricFigures
     from cp_debug.fix.samples import SampleSplit
-    from cp_debug.recipes.module.samples import Sample
-    from cp_debug.recipes.module.tasks import TaskMetric
+    from cp_debug.samples.sets import Sample
+    from cp_debug.samples.tasks import TaskMetric
 
 REFERENCE = "ort-cpu-fp32"
 MODEL_KIND = "graph"  # fix.json's model.kind: what `fix --check` reads a generic fix DIR by

@@ -89,7 +89,7 @@ def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
 
     from cp_debug.files import write_json
     from cp_debug.fix.artifact import FIX_JSON, README, sha256
-    from cp_debug.recipes.module.samples import save_sample
+    from cp_debug.samples.sets import save_sample
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
 
     if fix.fixed is None:
@@ -174,7 +174,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     from cp_debug.fix.artifact import sha256
     from cp_debug.fix.toolchain import Change, toolchain, version_changes
     from cp_debug.fix.module import reference_values, verify_file
-    from cp_debug.recipes.module.samples import graph_inputs, read_saved
+    from cp_debug.samples.sets import graph_inputs, read_saved
     from cp_debug.graph.model import load_onnx
 
     model, rec = doc["model"], doc.get("verification") or {}
@@ -227,7 +227,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
 
 
 def _task_metric(name: str):
-    from cp_debug.recipes.module.tasks import task_metric
+    from cp_debug.samples.tasks import task_metric
 
     return task_metric(name)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.fix.targets import FixTarget
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes import catalog
 
 # The request's keys that name the model: they go into its ModelRecord (`with_model`).

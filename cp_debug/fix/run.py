@@ -16,7 +16,7 @@ from cp_debug.bisect.model_facts import RecipeFacts
 from cp_debug.errors import BadInputError
 from cp_debug.fix.outcome import FixOutcome
 from cp_debug.fix.request import FixRequest, check_request, fixable, make_request
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes import catalog
 
 

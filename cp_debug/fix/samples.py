@@ -1,5 +1,5 @@
 """What a fix of any one-graph model searches and verifies on: the samples (read by the generic module recipe,
-`recipes/module/samples.py`) split into the search's part and the held-out part the written file is verified on; the
+`samples/sets.py`) split into the search's part and the held-out part the written file is verified on; the
 model as one FP32 ONNX graph (`load_model`); and `prepare`, which gives both from the command's options."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.recipes.module.samples import Sample, default_samples, graph_inputs, load_samples
+from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class GivenModel:
 def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str, seed: int,
                need_feed: bool) -> GivenModel:
     """`--torch FILE.py:FUNC` (exported by the exporter bisect uses, its generators seeded from `seed`) or `--onnx
-    FILE.onnx`, as every sample run loads it (`recipes/module/model.load_module_model`); one stage only."""
-    from cp_debug.recipes.module.model import load_module_model
+    FILE.onnx`, as every sample run loads it (the module recipe's `load_module`); one stage only."""
+    from cp_debug.recipes.catalog import of_any_model
 
-    m = load_module_model(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed)
+    m = of_any_model().load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed)
     stage = m.subject.stages[0]
     if onnx_path is not None:
         first = m.subject.inputs if need_feed else None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.backends.trt_profile import Profile
     from cp_debug.data.frames import Frame
     from cp_debug.data.point_files import LoadedPoints
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
 KIT_PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -16,7 +16,7 @@ from typing import Sequence
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import LintFinding, LintReport
 from cp_debug.lint.request import LintRequest  # noqa: F401 (LintRequest: the callers' import)
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 
 def params_of_folder(folder: Path | None) -> tuple[Path, ...]:

@@ -19,7 +19,8 @@ from cp_debug.errors import BadInputError
 from cp_debug.ptq.scenes import stage_inputs
 
 if TYPE_CHECKING:
-    from cp_debug.models.centerpoint.source import LoadedModel, ModelRecord
+    from cp_debug.models.centerpoint.source import LoadedModel
+    from cp_debug.lidar.record import ModelRecord
 
 # AWML's skip list: the neck's deblocks (deblocks.2.0 is a ConvTranspose2d; TensorRT has no INT8 kernel for it).
 DEFAULT_SKIP = ("pts_neck.deblocks.0.0", "pts_neck.deblocks.1.0", "pts_neck.deblocks.2.0")
@@ -139,8 +140,10 @@ def calibrate_model(model: ModelRecord, settings: PtqSettings, calib_scenes: str
     from cp_debug.data.frames import calibration, points_of
 
     step = step or (lambda text: contextlib.nullcontext())
+    from cp_debug.recipes.catalog import recipe
+
     with step(f"building {model.preset}"):
-        loaded = model.load()
+        loaded = recipe().load_model(model)
     frames = calibration(loaded.cfg, calib_n, infos=calib_scenes)
     n = len(frames)
     with bar(f"calibrating ({settings.method})", n) as advance:

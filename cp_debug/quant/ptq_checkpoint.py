@@ -122,7 +122,7 @@ def load_ptq_checkpoint(path_or_obj, cfg) -> PtqState:
     """A PTQ checkpoint (path, checkpoint dict or bare state dict) read onto the CPU and checked for `cfg`."""
     import os
 
-    from cp_debug.models.centerpoint.checkpoint import read_checkpoint
+    from cp_debug.pickles import read_checkpoint
 
     if isinstance(path_or_obj, (str, os.PathLike)):
         return ptq_state(cfg, read_checkpoint(path_or_obj), f"checkpoint {path_or_obj}")
@@ -160,7 +160,7 @@ def build_fakequant_model(cfg, state: PtqState):
 
 def save_ptq_checkpoint(model, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
     """mmengine layout, amax on the CPU, written atomically (fused weights + `_amax` buffers)."""
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
 
     return save_checkpoint(model, path, meta=dict(meta or {}))
 

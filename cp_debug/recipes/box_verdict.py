@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,12 @@ def recipe(name: str | None = None) -> "Recipe":
     return _load(name)
 
 
+def of_any_model() -> "Recipe":
+    """The recipe of a model given as `--torch FILE.py:FUNC` / `--onnx FILE` (sweep, eval and fix over samples):
+    the registered recipe that loads one (`Recipe.load_module`)."""
+    return next(r for r in every() if r.load_module is not None)
+
+
 def titles(names) -> list[str]:
     """How messages name the recipes `names`."""
     return [recipe(n).title for n in names]

@@ -56,6 +56,10 @@ class Recipe:
     check_bisect: Optional[Callable[..., None]] = None  # (ModelRecord, [(label, BackendSpec)]): what its bisect
     # does not take, said before the model loads
     load_model: Optional[Callable[[Any], Any]] = None  # ModelRecord → the loaded model (`.model`, `.cfg`, `.weights`)
+    load_module: Optional[Callable[..., Any]] = None  # (torch_target, onnx_path, *, exporter, seed, need_feed) →
+    # a one-graph model given as `--torch FILE.py:FUNC` / `--onnx FILE` (`ModuleModel`): the sample runs' model
+    weights_label: Optional[Callable[[Any], str]] = None  # ModelRecord → what load_model will load, in words (for
+    # progress lines before the model is built)
     export_files: Optional[Callable[..., tuple]] = None  # (loaded, out, *, sample_points, rot_y_axis_reference): its
     # deployment's ONNX files written into `out`, their paths in stage order (`cpdebug export`)
     infer_scan: Optional[Callable[..., tuple]] = None  # (loaded, points, device) → (the outputs by name, the

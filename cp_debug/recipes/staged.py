@@ -17,7 +17,7 @@ from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.subject import Decision, Stage, Subject
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
 
 @dataclass(frozen=True)

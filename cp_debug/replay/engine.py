@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections, decode
+from cp_debug.lidar.boxes import Detections
+from cp_debug.models.centerpoint.decode import decode
 from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 from cp_debug.replay.variants import (GlueVariant, NodeGlue, apply_box_variant, box_variants, cfg_for, decode_variants,
                                       fitted_thresholds, node_filter, reference_variant, rerun_variants,
@@ -115,7 +116,7 @@ class ReferenceRunner:
 
         if self._runners is None:
             raise RuntimeError("ReferenceRunner.run outside its `with` block")
-        from cp_debug.models.centerpoint.points import prepare_points
+        from cp_debug.lidar.points import prepare_points
 
         pts = prepare_points(np.asarray(points), self.cfg, source="the frame's points")  # the model's columns
         key = (hashlib.blake2b(pts.tobytes(), digest_size=16).hexdigest(), pts.shape, order_seed, max_voxels, features)
@@ -129,8 +130,8 @@ class ReferenceRunner:
         return self._memo[key]
 
     def voxel_count(self, points: np.ndarray) -> int:
-        from cp_debug.models.centerpoint.points import prepare_points
-        from cp_debug.models.centerpoint.voxelize import voxelize
+        from cp_debug.lidar.points import prepare_points
+        from cp_debug.lidar.voxelize import voxelize
 
         return voxelize(prepare_points(np.asarray(points, np.float32), self.cfg, source="points"), self.cfg).num_voxels
 

@@ -27,7 +27,7 @@ from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
 Extent = tuple[float, float, float, float]  # x_min, x_max, y_min, y_max (m), as matplotlib's imshow takes it
 

@@ -1,6 +1,6 @@
 """`cpdebug sweep --torch | --onnx`: every sample of any one-graph model through the reference and the candidates,
 as the frames of a CenterPoint sweep go: each sample's outcome (within_precision, degraded, diverged, or failed) by the
-one judge (`recipes/module/judge.py`), written into the same shard files (`shards.py`: whole, resumable), ranked by
+one judge (`samples/judge.py`), written into the same shard files (`shards.py`: whole, resumable), ranked by
 `rank.py` (its outputs' errors against their median over the samples), the worst K bisected on the model already
 loaded (`ModuleModel.bisect`) and their root causes counted (`explain.root_cause_counts`); sweep.json is read by the
 same terminal table and JUnit suite (`summary.py`).
@@ -67,7 +67,7 @@ class SampleSweep:
 
 
 def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
-    """`samples` (`recipes.module.samples.SampleSet`) through `model` (`ModuleModel`) on every backend, into shards
+    """`samples` (`samples.sets.SampleSet`) through `model` (`ModuleModel`) on every backend, into shards
     under `opts.out`; ranked; the worst `opts.bisect_top` bisected."""
     from cp_debug.sweep.rank import rank_frames
     from cp_debug.sweep.shards import ShardStore, plan_shards
@@ -126,7 +126,7 @@ class _SampleWorker:
 def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
     """(index, name, reference's outputs, each candidate's) of one sample; or, where it cannot be read or run, its
     failed `FrameResult`, with why."""
-    from cp_debug.recipes.module.samples import SampleError
+    from cp_debug.samples.sets import SampleError
 
     if isinstance(sample, SampleError):
         return FrameResult(index, sample.name, "failed", sample.reason)
@@ -140,8 +140,8 @@ def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
 
 
 def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
-    """One sample's candidates judged against its reference by the one judge (`recipes/module/judge.py`)."""
-    from cp_debug.recipes.module.judge import judge_sample, tolerance
+    """One sample's candidates judged against its reference by the one judge (`samples/judge.py`)."""
+    from cp_debug.samples.judge import judge_sample, tolerance
 
     index, name, ref, got = ran
     frames = []
@@ -163,7 +163,7 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) 
     """The `bisect_top` worst samples beyond the precision bisected on their worst candidate; each report written to
     `out/bisect/<sample>.json`, the ranked samples given their root cause."""
     from cp_debug.bisect.engine import BisectOptions
-    from cp_debug.recipes.module.samples import SampleError
+    from cp_debug.samples.sets import SampleError
     from cp_debug.sweep.explain import bisect_flagged
 
     specs = dict(opts.pairs)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager
 
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import Frame, from_scenes, held_out
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 from cp_debug.sweep.rank import LOCAL_FACTOR, RankedFrame, rank_frames
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, plan_shards

@@ -90,7 +90,7 @@ class SceneDataset:
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(points (M, in_channels) in the model's columns, boxes (K, 9), labels (K,)) of sample i, unaugmented."""
         from cp_debug.data.point_files import load_points
-        from cp_debug.models.centerpoint.points import prepare_points
+        from cp_debug.lidar.points import prepare_points
 
         if self.samples is not None:
             s = self.samples[i]
@@ -101,7 +101,7 @@ class SceneDataset:
         return prepare_points(scene.points, self.cfg, file_layout=True), scene.boxes, scene.labels
 
     def __getitem__(self, i: int) -> dict:
-        from cp_debug.models.centerpoint.voxelize import voxelize
+        from cp_debug.lidar.voxelize import voxelize
 
         points, boxes, labels = self.raw(i)
         if self.augment_cfg is not None:

@@ -57,7 +57,7 @@ def save_trained(model, path: Path, meta: dict, half: bool = False) -> Path:
     """mmengine-layout checkpoint of `model`; with `half`, floating tensors stored as float16."""
     import copy
 
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
 
     if half:
         model = copy.deepcopy(model).half()

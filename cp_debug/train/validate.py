@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.frames import Frame
     from cp_debug.eval.devkit import DetectionEvaluation
     from cp_debug.models.centerpoint.config import CenterPointConfig
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
 
 def detect(model, cfg: "CenterPointConfig", points: np.ndarray, device="cpu") -> "Detections":
@@ -25,8 +25,8 @@ def detect(model, cfg: "CenterPointConfig", points: np.ndarray, device="cpu") ->
 
     from cp_debug.models.centerpoint.decode import decode
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
 
     pts = prepare_points(points, cfg, source="validation scene", file_layout=True)
     with torch.no_grad():

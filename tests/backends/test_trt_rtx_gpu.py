@@ -43,10 +43,11 @@ def rtx():
 
 
 def _pair(preset: str, folder) -> dict:
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
+    from cp_debug.recipes.catalog import recipe
     from cp_debug.recipes.centerpoint.export import export_onnx
 
-    loaded = ModelRecord(preset=preset, random_weights=preset != "demo").load()
+    loaded = recipe().load_model(ModelRecord(preset=preset, random_weights=preset != "demo"))
     result = export_onnx(loaded.model, loaded.cfg, folder)
     return {"cfg": loaded.cfg, "model": loaded.model, "pts_voxel_encoder": result.voxel_encoder,
             "pts_backbone_neck_head": result.backbone}

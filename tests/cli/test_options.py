@@ -8,7 +8,7 @@ import pytest
 
 from cp_debug.cli._options import model_record
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
 
 
 def test_model_options_become_one_record():

@@ -12,7 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.models.centerpoint.source import ModelRecord
+from cp_debug.lidar.record import ModelRecord
+
+
+def load(record):
+    """The record built by its recipe (CenterPoint's, the default)."""
+    from cp_debug.recipes.catalog import recipe
+
+    return recipe().load_model(record)
 
 
 def _run(*args):
@@ -101,8 +108,12 @@ def test_model_record_round_trips_through_json_and_loads():
     rec = ModelRecord.of("tiny", checkpoint=None, random_weights=True, seed=3)
     doc = json.loads(json.dumps(rec.to_json()))
     assert ModelRecord.from_json(doc) == rec
-    assert rec.label == "random weights, seed 3"
-    loaded = rec.load()
+    from cp_debug.recipes.catalog import recipe
+
+    assert recipe().weights_label(rec) == "random weights, seed 3"
+    assert recipe().weights_label(ModelRecord.of("demo")).startswith("trained demo weights")
+    assert recipe("transfusion").weights_label(ModelRecord.of("transfusion-demo")).startswith("trained transfusion")
+    loaded = load(rec)
     assert loaded.cfg.name == "tiny" and loaded.weights == "random (seed 3)"
 
 
@@ -114,9 +125,9 @@ def test_model_record_of_a_config_file_loads_that_model_and_refuses_a_missing_on
     rec = ModelRecord.of("demo", config=shipped, random_weights=True, seed=1)
     assert rec.preset is None and rec.model_name == str(shipped)  # the config file is the model
     assert ModelRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
-    assert rec.load().cfg.grid_size == ModelRecord.of("tiny", random_weights=True, seed=1).load().cfg.grid_size
+    assert load(rec).cfg.grid_size == load(ModelRecord.of("tiny", random_weights=True, seed=1)).cfg.grid_size
     with pytest.raises(BadInputError, match="not found"):
-        ModelRecord.of(None, config=tmp_path / "my_centerpoint.py").load()
+        load(ModelRecord.of(None, config=tmp_path / "my_centerpoint.py"))
     with pytest.raises(BadInputError, match="not a model record"):
         ModelRecord.from_json({"preset": "demo", "weights": "random"})
 

@@ -14,8 +14,8 @@ import pytest
 from cp_debug.data.deployed_detections import (read_cuda_centerpoint, read_mmdet3d_pkl, write_cuda_centerpoint,
                                                write_mmdet3d_pkl)
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import CLASS_NAMES
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.space import CLASS_NAMES
+from cp_debug.lidar.boxes import Detections
 
 
 def _dets() -> Detections:

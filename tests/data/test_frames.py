@@ -16,8 +16,8 @@ from cp_debug.data.scene_set import write_scene_set
 from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.points import prepare_points
-from cp_debug.models.centerpoint.synthetic import synthetic_scene
+from cp_debug.lidar.points import prepare_points
+from cp_debug.lidar.synthetic import synthetic_scene
 
 TINY = get_preset("tiny")  # use_dim x, y, z, time: a 5-column scan is cut to 4 model columns
 

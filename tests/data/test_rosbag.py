@@ -17,9 +17,9 @@ from cp_debug.data.rosbag import (LIDAR_TOPIC, OBJECTS_TOPIC, STORAGES, Cloud, l
                                   pair_by_stamp, read_bag, write_bag)
 from cp_debug.data.scenes import make_scene  # noqa: E402
 from cp_debug.errors import BadInputError  # noqa: E402
-from cp_debug.models.centerpoint.config import CLASS_NAMES  # noqa: E402
+from cp_debug.lidar.space import CLASS_NAMES
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.decode import Detections  # noqa: E402
+from cp_debug.lidar.boxes import Detections
 
 S = 1_000_000_000
 

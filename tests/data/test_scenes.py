@@ -13,7 +13,7 @@ from cp_debug.data.scene_spec import Primitives, SceneSpec
 from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene, scene_token, training_seeds
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.synthetic import Scene, synthetic_scene
+from cp_debug.lidar.synthetic import Scene, synthetic_scene
 
 DEMO = get_preset("demo")
 

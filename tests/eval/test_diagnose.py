@@ -8,9 +8,9 @@ import pytest
 from cp_debug.eval.boxes import SampleBoxes
 from cp_debug.eval.detection_diff import diff_detections
 from cp_debug.eval.diagnose import diagnose
-from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.lidar.space import CLASS_NAMES
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.synthetic import synthetic_scene
+from cp_debug.lidar.synthetic import synthetic_scene
 
 CFG = get_preset("demo")
 

@@ -54,7 +54,7 @@ def torch_ort(scene_dir, tmp_path_factory):
     from cp_debug.data.infos import read_infos
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import write_results
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
 
     out = tmp_path_factory.mktemp("eval")
     rng = np.random.default_rng(0)
@@ -134,7 +134,7 @@ def test_the_seeds_case_logits_with_missed_boxes_print_the_diagnosis_not_a_trace
     from cp_debug.data.infos import read_infos
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import write_results
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
 
     rng = np.random.default_rng(1)
     dets = {}
@@ -167,7 +167,7 @@ def test_t4_style_infos_with_sweeps_and_a_data_root(scene_dir, tmp_path):
     from cp_debug.data.infos import read_infos
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import write_results
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
 
     write_results(tmp_path / "gt.json", {s.token: SampleBoxes(s.boxes, s.labels, np.ones(len(s.boxes)))
                                          for s in read_infos(scene_dir)}, CLASS_NAMES)
@@ -189,7 +189,7 @@ def test_gates_exit_1_naming_the_broken_gate_with_both_figures(one_scene, tmp_pa
     (exit 1, one line naming them with both figures, whatever the verdict: degraded) while --max-nds-drop 1 holds."""
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import parse_results, write_results
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
     from cp_debug.models.centerpoint.source import shipped_checkpoint
 
     model = ("--config", TINY_032, "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(one_scene), "-q")
@@ -239,7 +239,7 @@ def test_verdicts_within_precision_degraded_and_diverged_give_the_exit_code(scen
     that gives no box at all is diverged (exit 1, the worst candidate's)."""
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.results_format import parse_results, write_results
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
     from cp_debug.models.centerpoint.source import shipped_checkpoint
 
     model = ("--preset", "tiny", "--checkpoint", str(shipped_checkpoint("demo")), "--scenes", str(scene_dir), "-q")

@@ -11,9 +11,9 @@ import pytest
 from cp_debug.errors import BadInputError
 from cp_debug.eval.boxes import SampleBoxes, box_from_nuscenes, box_to_nuscenes, quaternion_to_yaw, yaw_to_quaternion
 from cp_debug.eval.results_format import parse_results, read_results, to_results, write_results
-from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.lidar.space import CLASS_NAMES
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.synthetic import synthetic_scene
+from cp_debug.lidar.synthetic import synthetic_scene
 
 
 @pytest.fixture(scope="module")

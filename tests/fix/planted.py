@@ -9,7 +9,7 @@ def planted_checkpoint(path, scale: float = 1e6, preset: str = "tiny"):
     """Write a random-weights checkpoint of `preset` with pts_neck.deblocks.0.0's weights × `scale` (beyond 65504)."""
     import torch
 
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
     from cp_debug.models.centerpoint.source import load_model
 
     model = load_model(preset, None, 0, random_weights=True).model
@@ -27,7 +27,7 @@ def int8_hostile_checkpoint(path):
     per-channel INT8 weight scales are set by those outliers and every other weight rounds to zero."""
     import torch
 
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
     from cp_debug.models.centerpoint.source import load_model
 
     model = load_model("tiny", None, 0, random_weights=True).model
@@ -59,7 +59,7 @@ def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, ran
     import torch
 
     from cp_debug.data.scenes import HELDOUT_SEED_BASE, make_scene
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.source import load_model
 

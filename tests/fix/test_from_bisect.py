@@ -69,7 +69,7 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget
     from cp_debug.models.centerpoint.presets import preset_config_path
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     shipped = str(preset_config_path("tiny"))
     record = ModelRecord.of(config=shipped, checkpoint="w.pth", seed=4)

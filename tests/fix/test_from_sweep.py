@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
     from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
@@ -35,7 +35,7 @@ def swept(tmp_path_factory):
 
 def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
     from cp_debug.fix.run import request_from_sweep
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
     from cp_debug.fix.targets import FixTarget
 
     tmp, doc = swept

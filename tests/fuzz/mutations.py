@@ -81,7 +81,7 @@ class Seeds:
         from cp_debug.data.deployed_detections import write_cuda_centerpoint, write_mmdet3d_pkl
         from cp_debug.data.infos import read_infos
         from cp_debug.data.rosbag import Cloud, write_bag
-        from cp_debug.models.centerpoint.decode import Detections
+        from cp_debug.lidar.boxes import Detections
         from cp_debug.models.centerpoint.presets import configs_dir, get_preset
         from cp_debug.models.centerpoint.source import shipped_checkpoint
 

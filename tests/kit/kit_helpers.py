@@ -51,8 +51,8 @@ def planted_kit(tmp: Path, convert=None) -> tuple[Path, Path, Path, Path]:
 
     from cp_debug.kit.writer import KitRequest, write_kit
     from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.models.centerpoint.source import ModelRecord
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.record import ModelRecord
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
     from tests.fix.planted import local_overflow_checkpoint
 

@@ -230,7 +230,7 @@ def test_cli_names_a_mismatch_and_exits_1_and_2(tmp_path, pair):
 def test_runs_check_first_stop_on_a_model_pair_mismatch_and_carry_the_rest(tmp_path, subject, pair):
     import cp_debug.recipes.centerpoint.lint as linter
     from cp_debug.lint.run import lint_before_run
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     model = ModelRecord.of("tiny", random_weights=True)
     params = _tiny_params(DATA / "centerpoint_ml_package.param.yaml", tmp_path / "ml.param.yaml",

@@ -2,10 +2,11 @@
 module of the generic packages names a recipe — no comparison with a recipe's name, no recipe name as a literal in
 code, no import of a recipe's folder or model package other than through the catalog (issue 70, item 5).
 
-CenterPoint, the default recipe and the first model the house was built for, and the generic module recipe are still
-imported by name from the generic packages (`models/centerpoint` holds `ModelRecord` and the config every floor types
-with; CenterPoint's pair is the pipeline sweep, eval and replay run on lanes of their own; the features' sample paths
-read the module recipe's samples, judge and tasks): `IMPORT_DEBT` lists where, so the list can only shrink.
+What the LiDAR recipes share lives in `cp_debug/lidar` (points, voxels, 3D boxes, synthetic scenes, the
+`ModelRecord`), any model's samples, judge and task metrics in `cp_debug/samples`, safe pickles in `cp_debug/pickles`:
+none of them is a recipe. CenterPoint, the default recipe and the first model the house was built for, is still
+imported by name where its pair is the pipeline sweep, eval, replay, bench and PTQ run on lanes of their own, and by
+train's CenterPoint targets: `IMPORT_DEBT` lists where, so the list can only shrink.
 docs/ARCHITECTURE.md ("A recipe is one folder") says what a fourth recipe writes.
 """
 
@@ -21,18 +22,13 @@ from cp_debug.recipes.contract import PLUGINS, Recipe
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cp_debug"
 RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its folder, its network
-IMPORTED_BY_NAME = ("centerpoint", "module")  # recipes the generic modules of IMPORT_DEBT still import
+IMPORTED_BY_NAME = ("centerpoint",)  # the recipe the generic modules of IMPORT_DEBT still import
 IMPORT_DEBT = frozenset("""
-bench/latency bench/run bisect/result cli/_fix_graph cli/_options cli/_samples cli/bench_cmd cli/bisect_cmd
-cli/eval_cmd cli/export_cmd cli/extract_cmd cli/fix_cmd cli/infer_cmd cli/keep_fp32_cmd cli/lint_cmd
-cli/quantize_cmd cli/replay_cmd cli/scenes_cmd cli/sensitivity_cmd cli/sweep_cmd data/deployed_detections
-data/frames data/infos data/point_files data/ros_messages data/rosbag data/scene_layout data/scene_set
-data/scene_spec data/scenes eval/backend_pipeline eval/detection_diff eval/gates eval/samples eval/session
-eval/verdict fix/artifact fix/figures fix/metric fix/module fix/module_files fix/pair_runs
-fix/request fix/run fix/samples kit/content lint/run ptq/int8_error ptq/map_eval ptq/ptq_dir
-ptq/qdq_files ptq/quantize ptq/scenes ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint replay/engine
-replay/variants report/bev sweep/judge sweep/lanes sweep/metrics sweep/samples sweep/session sweep/worker
-train/batches train/losses train/runner train/targets train/validate
+bench/latency bench/run bisect/result cli/bench_cmd cli/infer_cmd cli/quantize_cmd cli/replay_cmd cli/scenes_cmd
+cli/sensitivity_cmd eval/backend_pipeline eval/detection_diff eval/gates eval/session eval/verdict fix/artifact
+fix/figures fix/pair_runs ptq/int8_error ptq/map_eval ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes
+ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint replay/engine report/bev sweep/judge sweep/lanes sweep/metrics
+sweep/worker train/batches train/losses train/runner train/targets train/validate
 """.split())
 
 

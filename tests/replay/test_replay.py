@@ -22,7 +22,8 @@ pytest.importorskip("rosbags.rosbag2")
 from cp_debug.data.rosbag import LIDAR_TOPIC, Cloud, write_bag  # noqa: E402
 from cp_debug.data.scenes import heldout_seeds, make_scene, scene_token  # noqa: E402
 from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
-from cp_debug.models.centerpoint.decode import Detections, decode  # noqa: E402
+from cp_debug.lidar.boxes import Detections
+from cp_debug.models.centerpoint.decode import decode
 from cp_debug.models.centerpoint.source import load_model, shipped_checkpoint  # noqa: E402
 from cp_debug.replay.engine import ReferenceRunner, ReplayOptions  # noqa: E402
 from cp_debug.replay.session import replay  # noqa: E402

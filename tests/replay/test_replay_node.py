@@ -21,7 +21,7 @@ pytest.importorskip("rosbags.rosbag2")
 from cp_debug.data.frames import from_scenes  # noqa: E402
 from cp_debug.data.rosbag import LIDAR_TOPIC, OBJECTS_TOPIC, Cloud, read_bag, write_bag  # noqa: E402
 from cp_debug.data.scenes import heldout_seeds, make_scene  # noqa: E402
-from cp_debug.models.centerpoint.decode import Detections  # noqa: E402
+from cp_debug.lidar.boxes import Detections
 from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
 from tests.cli_run import cpdebug as run_cli  # noqa: E402
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from cp_debug.models.centerpoint.config import CLASS_NAMES
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.space import CLASS_NAMES
+from cp_debug.lidar.boxes import Detections
 from cp_debug.replay.engine import Tolerances, agreement
 from cp_debug.replay.nms import bev_corners, bev_iou, rotated_nms
 from cp_debug.replay.report import GroupScore

@@ -109,7 +109,7 @@ def test_json_numbers_survive(report, tmp_path):
 
 def test_the_one_writer_serializes_typed_values_by_their_to_json(report, tmp_path):
     # a typed value goes to the writer as it is (BisectReport, ModelRecord inside a dict): its own to_json()
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
     record = ModelRecord.of("tiny", seed=3)
     path = write_json(tmp_path / "typed.json", {"report": report, "model_record": record, "t": (1, float("inf"))})

@@ -100,7 +100,7 @@ def test_data_samples_stream_through_a_temporary_folder(tmp_path):
     arrays and labels, the folder gone with the set."""
     import gc
 
-    from cp_debug.recipes.module.samples import GraphInputs, sample_set
+    from cp_debug.samples.sets import GraphInputs, sample_set
 
     data = tmp_path / "data.py"
     data.write_text("import numpy as np\n\ndef load_data():\n    for k in range(4):\n"

@@ -57,7 +57,7 @@ def write_faulty_deployment(subject, out: Path, threshold: float) -> Path:
 def occupied_pillars(points: np.ndarray, cfg) -> int:
     import torch
 
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
 
     return int(voxelize(torch.as_tensor(prepare_points(points, cfg, source="points")), cfg).num_voxels)

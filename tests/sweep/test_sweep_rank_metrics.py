@@ -47,7 +47,7 @@ def test_bootstrap_ap_is_the_devkits_ap():
     pytest.importorskip("nuscenes")
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.devkit import evaluate
-    from cp_debug.models.centerpoint.config import CLASS_NAMES
+    from cp_debug.lidar.space import CLASS_NAMES
     from cp_debug.sweep.metrics import _ap, _tables
 
     rng = np.random.default_rng(3)

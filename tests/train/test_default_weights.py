@@ -7,7 +7,7 @@ import torch
 
 from cp_debug.data.frames import held_out
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.checkpoint import read_checkpoint
+from cp_debug.pickles import read_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.models.centerpoint.source import SHIPPED_WEIGHTS, load_model, shipped_checkpoint

@@ -14,7 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.models.centerpoint.checkpoint import load_checkpoint, read_checkpoint
+from cp_debug.models.centerpoint.checkpoint import load_checkpoint
+from cp_debug.pickles import read_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.train.batches import SceneDataset

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from cp_debug.cli.main import app
-from cp_debug.models.centerpoint.checkpoint import read_checkpoint
+from cp_debug.pickles import read_checkpoint
 from cp_debug.models.transfusion.bbox_coder import TransFusionBBoxCoder
 from cp_debug.models.transfusion.model import build_model
 from cp_debug.models.transfusion.presets import get_preset

@@ -9,16 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.lidar.space import CLASS_NAMES, voxel_grid
 
 VOXEL_ENCODER_FILE = "pts_voxel_encoder.onnx"  # the two ONNX files AWML deploys
 BACKBONE_FILE = "pts_backbone_neck_head.onnx"
 
 VOXEL_ENCODERS = ("PillarFeatureNet", "BackwardPillarFeatureNet")
 BACKBONES = ("SECOND", "ConvNeXt_PC")
-CLASS_NAMES = ("car", "truck", "bus", "bicycle", "pedestrian")
 # Common heads in the order mmdet3d registers them (the heatmap head comes after them).
 COMMON_HEADS = (("reg", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))
 
@@ -211,11 +210,3 @@ class CenterPointConfig:
     def with_(self, **changes) -> "CenterPointConfig":
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
-
-
-def voxel_grid(point_cloud_range, voxel_size) -> tuple[int, int, int]:
-    """(nx, ny, nz) as mmcv computes it: round((max - min) / voxel_size) in float32."""
-    pcr = np.asarray(point_cloud_range, dtype=np.float32)
-    vs = np.asarray(voxel_size, dtype=np.float32)
-    g = (pcr[3:] - pcr[:3]) / vs
-    return tuple(int(math.floor(float(v) + 0.5)) for v in g)  # C round(): half away from zero

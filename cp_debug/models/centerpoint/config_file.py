@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cp_debug.errors import BackendUnavailableError, BadInputError
-from cp_debug.models.centerpoint.config import COMMON_HEADS, CenterPointConfig, voxel_grid
+from cp_debug.models.centerpoint.config import COMMON_HEADS, CenterPointConfig
+from cp_debug.lidar.space import voxel_grid
 
 _MISSING = object()
 MODEL_TYPES = ("CenterPoint", "CenterPointONNX")  # the config's model.type this reader builds (recipes.catalog asks)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cp_debug.errors import BackendUnavailableError, BadInputError
-from cp_debug.models.centerpoint.config import CenterPointConfig, voxel_grid
+from cp_debug.models.centerpoint.config import CenterPointConfig
+from cp_debug.lidar.space import voxel_grid
 from cp_debug.models.centerpoint.config_file import _floats, _ints, _Section
 
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -10,46 +10,18 @@ give identical boxes), or, asked with `device`, where a device-resident pipeline
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from cp_debug.errors import BadInputError
+from cp_debug.lidar.boxes import Detections, circle_nms
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
 
 HEAD_NAMES = ("heatmap", "reg", "height", "dim", "rot", "vel")
 HEAT_ACTIVATIONS = {"none": 0, "sigmoid": 1, "sigmoid_twice": 2}  # how many sigmoids the heatmap gets
-
-
-@dataclass(frozen=True)
-class Detections:
-    """boxes (N, 9) float32 [x, y, z_bottom, l, w, h, yaw, vx, vy]; scores (N,) float32; labels (N,) int64,
-    sorted by descending score; cells (N,) int64: the head-map cell row * W + col each box was decoded from (its
-    heatmap peak), None where the boxes were not decoded here. How well the maps define each yaw (atan2 of the rot
-    head, `compare/noise.py`'s `YawTurn`): rot_norm (N,) float32, |(sin, cos)| at each box's peak, and rot_rms, the
-    rot map's RMS; None where not decoded here."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...] = ()
-    cells: np.ndarray | None = None
-    rot_norm: np.ndarray | None = None
-    rot_rms: float | None = None
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-    def count_by_class(self) -> dict[str, int]:
-        names = self.class_names or tuple(str(i) for i in range(int(self.labels.max(initial=-1)) + 1))
-        return {name: int((self.labels == i).sum()) for i, name in enumerate(names)}
-
-    @classmethod
-    def empty(cls, class_names: tuple[str, ...] = ()) -> "Detections":
-        return cls(np.zeros((0, 9), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64), class_names)
 
 
 def _as_maps(head) -> dict:
@@ -72,25 +44,6 @@ def undo_rot_y_axis_reference(dim, rot):
     dim = dim[:, [1, 0, 2]]
     rot = torch.cat([-rot[:, 1:2], -rot[:, 0:1]], dim=1)
     return dim, rot
-
-
-def circle_nms(centers: np.ndarray, scores: np.ndarray, dist_sq: float, max_keep: int, *,
-               strict: bool = False) -> np.ndarray:
-    """mmdet3d's circle_nms: walk boxes in descending score, suppress later ones within dist_sq; stable order.
-    `strict`: suppress only those strictly nearer (Autoware's circleNMS kernels: squared distance < threshold²)."""
-    order = np.argsort(-scores, kind="stable")
-    c = centers[order].astype(np.float32)
-    d2 = (c[:, None, 0] - c[None, :, 0]) ** 2 + (c[:, None, 1] - c[None, :, 1]) ** 2
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(order[i])
-        if len(keep) >= max_keep:
-            break
-        suppressed |= (d2[i] < dist_sq) if strict else (d2[i] <= dist_sq)
-    return np.asarray(keep, dtype=np.int64)
 
 
 def decode(

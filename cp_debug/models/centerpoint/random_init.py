@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-from cp_debug.models.centerpoint.synthetic import CLASS_SIZES, synthetic_scene
-from cp_debug.models.centerpoint.voxelize import voxelize
+from cp_debug.lidar.synthetic import CLASS_SIZES, synthetic_scene
+from cp_debug.lidar.voxelize import voxelize
 
 # head -> (bias per channel or None to keep, std of the head's output)
 def head_priors(heatmap_bias: float) -> dict[str, tuple[tuple[float, ...] | None, float]]:
@@ -42,7 +42,7 @@ def calibrate_batchnorm(model, points=None, *, seed: int = 0, crop: int = 320) -
     The backbone, neck and head see the central `crop` x `crop` cells of the BEV canvas: BN statistics are
     per channel, so a crop gives the same kind of numbers as the full 1020 x 1020 grid at a fraction of the cost.
     """
-    from cp_debug.models.centerpoint.points import prepare_points
+    from cp_debug.lidar.points import prepare_points
 
     cfg = model.cfg
     if points is None:

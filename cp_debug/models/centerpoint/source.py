@@ -3,9 +3,8 @@
 The demo preset ships weights trained on cp_debug's synthetic scenes (not on a real dataset; see README,
 "Trained demo weights"): they are the default when no checkpoint is given. `random_weights=True` (CLI
 `--random-weights`) gives the seeded random initialisation instead, which every other preset uses.
-`ModelRecord` is the model a run is about as the user named it: what every report stores (`model_record`) and
-what `cpdebug extract` loads again. It lives beside the network (floor 4) so that every floor above types with it:
-bisect's report, fix's request, a sweep. Importing this module loads nothing heavy (the CLI imports it at start-up).
+The model a run names (`cp_debug.lidar.record.ModelRecord`) is loaded here by CenterPoint's recipe
+(`Recipe.load_model`). Importing this module loads nothing heavy.
 
 A seeded random initialisation is made once: it calibrates on a synthetic scan (4 s of an awml-base bisect on the
 H100 machine; a sweep bisects each of its worst frames on a fresh subject), so `load_model` keeps the last few a
@@ -16,7 +15,7 @@ caller a model of its own, loaded from them. Checkpoints are read each time (a f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,22 +48,6 @@ def shipped_checkpoint(preset) -> Path | None:
 
     path = Path(str(files("cp_debug.models.centerpoint") / "weights" / name))
     return path if path.is_file() else None
-
-
-def model_name(preset: str, config: str | Path | None) -> str:
-    """The model a command's `--preset` / `--config` pair names: the config file where one is given (it must exist),
-    else the preset. `get_preset` and `load_model` take either."""
-    if config is None:
-        return preset
-    from cp_debug.errors import BadInputError
-
-    if not Path(config).is_file():
-        raise BadInputError(f"--config {config}: no such file (give an AWML/mmdet3d config .py or an autoware-ml "
-                            "config .yaml)")
-    if not str(config).lower().endswith((".py", ".yaml", ".yml")):
-        raise BadInputError(f"--config {config}: a config is an AWML/mmdet3d Python file (.py, mmengine syntax) or an "
-                            "autoware-ml YAML file (.yaml, Hydra syntax)")
-    return str(config)
 
 
 def weights_label(preset, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
@@ -152,71 +135,3 @@ def _weights_key(cfg, seed: int) -> str:
     for src in sorted(Path(__file__).parent.glob("*.py")):
         h.update(src.name.encode() + b"\0" + src.read_bytes())
     return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """The model of one run, as the user named it: a preset (or a config file), its weights (a checkpoint, the
-    shipped trained weights, or seeded random ones) and, for INT8, a PTQ dir or checkpoint. Building it loads
-    nothing (`load()` does); `to_json()` / `from_json()` round-trip it through a report."""
-
-    preset: str | None = "demo"
-    config: str | None = None  # a user's config file (AWML/mmdet3d syntax); replaces the preset
-    checkpoint: str | None = None
-    random_weights: bool = False
-    seed: int = 0
-    int8: str | None = None  # a PTQ dir or PTQ/QAT checkpoint the run's INT8 side came from
-    # `--model-factory FILE.py:FUNC`: the user's own modules and settings (models/centerpoint/factory.py); it
-    # replaces preset, config and weights, and is built by the subject that runs it (never by `load()`)
-    factory: str | None = None
-
-    @classmethod
-    def of(cls, preset: str | None = "demo", *, config: str | Path | None = None, checkpoint: str | Path | None = None,
-           random_weights: bool = False, seed: int = 0, int8: str | Path | None = None,
-           factory: str | None = None) -> "ModelRecord":
-        """The record of command-line values (paths become strings)."""
-        def text(p):
-            return None if p is None else str(p)
-
-        if config is not None or factory is not None:
-            preset = None  # the config file (or the factory) is the model
-        return cls(preset, text(config), text(checkpoint), bool(random_weights), int(seed), text(int8), text(factory))
-
-    @property
-    def model_name(self) -> str:
-        """What `get_preset` / `load_model` take: the config file's path where one is given, else the preset."""
-        from cp_debug.errors import BadInputError
-
-        if self.factory is not None:
-            raise BadInputError(f"--model-factory {self.factory}: this command builds cp_debug's own CenterPoint "
-                                "(--preset / --config); the factory's modules run in `cpdebug bisect`")
-        name = self.config if self.config is not None else self.preset
-        if name is None:
-            raise BadInputError("the model names no preset and no config file: give --preset or --config")
-        return name
-
-    @property
-    def label(self) -> str:
-        """What `load()` will load, in words (for progress lines before the model is built)."""
-        if self.factory is not None:
-            return f"model factory {self.factory}"
-        return weights_label(self.model_name, self.checkpoint, self.seed, self.random_weights)
-
-    def load(self) -> LoadedModel:
-        """Build the model with its weights (see `load_model`). `int8` is recorded, not loaded here: the INT8 side
-        is built by what runs it (`centerpoint_subject(int8=…)` for bisect and extract, eval's int8 backends)."""
-        return load_model(self.model_name, self.checkpoint, self.seed, random_weights=self.random_weights)
-
-    def to_json(self) -> dict:
-        """Every field; `factory` only where one was given (a record without one reads as before it existed)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "factory" or self.factory}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "ModelRecord":
-        """The record of `to_json()`'s dict; a report's `model_record`. Unknown keys are a BadInputError."""
-        from cp_debug.errors import BadInputError
-
-        known = {f.name for f in fields(cls)}
-        if not isinstance(d, dict) or set(d) - known:
-            raise BadInputError(f"not a model record: {d!r} (keys: {', '.join(sorted(known))})")
-        return cls.of(**d)

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.transfusion.config import TransFusionConfig

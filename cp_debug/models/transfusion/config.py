@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.config import CLASS_NAMES, voxel_grid
+from cp_debug.lidar.space import CLASS_NAMES, voxel_grid
 
 # mmdet3d SeparateHead heads of AWML's T4 TransFusionHead, in registration order (the heatmap head comes after)
 COMMON_HEADS = (("center", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))

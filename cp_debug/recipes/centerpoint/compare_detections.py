@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cp_debug.compare.noise import YawTurn, yaw_turns_of
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 
 @dataclass(frozen=True)

@@ -127,9 +127,9 @@ def example_stage_inputs(model, cfg, sample_points=None):
     import torch
 
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.synthetic import synthetic_scene
+    from cp_debug.lidar.voxelize import voxelize
 
     if sample_points is None:
         sample_points = synthetic_scene(0, cfg).points

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
     from cp_debug.backends.trt_profile import Profile
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
 DEPLOYED_FILES = "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx"  # what a deployed folder holds
 LINTS_FIX = False  # the lint before the kit reads a --fix folder's files too (a fix writes the pair lint reads)

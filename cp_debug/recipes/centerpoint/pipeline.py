@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections, decode
+from cp_debug.lidar.boxes import Detections
+from cp_debug.models.centerpoint.decode import decode
 from cp_debug.models.centerpoint.model import (
     BACKBONE_INPUTS,
     HEAD_OUTPUTS,
@@ -37,7 +38,7 @@ from cp_debug.models.centerpoint.model import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.models.centerpoint.config import CenterPointConfig
-    from cp_debug.models.centerpoint.voxelize import Voxels
+    from cp_debug.lidar.voxelize import Voxels
 
 # Timing keys, in pipeline order.
 STEP_VOXELIZE = "voxelize"
@@ -116,8 +117,8 @@ def _voxelized(model_cfg: "CenterPointConfig", points, device, max_voxels: int |
     """`make_front`'s first part: (the model's point columns, their voxels, the voxel cap)."""
     import torch
 
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
 
     cfg = model_cfg if max_voxels is None else replace(model_cfg, max_voxels=int(max_voxels))
     if isinstance(points, torch.Tensor):

@@ -54,7 +54,17 @@ def _bisect_subject(model, *, points=None, load_dim=None, use_dim=None, params=(
 
 
 def _load_model(model):
-    return model.load()
+    from cp_debug.models.centerpoint.source import load_model
+
+    return load_model(model.model_name, model.checkpoint, model.seed, random_weights=model.random_weights)
+
+
+def _weights_label(model) -> str:
+    from cp_debug.models.centerpoint.source import weights_label
+
+    if model.factory is not None:
+        return f"model factory {model.factory}"
+    return weights_label(model.model_name, model.checkpoint, model.seed, model.random_weights)
 
 
 def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool = False) -> tuple:
@@ -70,7 +80,7 @@ RECIPE = Recipe(
     plugins=frozenset({"fix", "kit", "lint", "train"}),
     model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
     frame_model=None, frame_subject=_frame_subject, bisect_subject=_bisect_subject, load_model=_load_model,
-    export_files=_export_files, default_preset="demo",
+    weights_label=_weights_label, export_files=_export_files, default_preset="demo",
     graph_files=("pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx"), sweep_level="block",
     fix_from_reports=True,
 )

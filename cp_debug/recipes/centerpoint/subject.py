@@ -152,7 +152,7 @@ def _decorated(cfg, pts):
     import torch
 
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.voxelize import voxelize
 
     with torch.no_grad():
         vox = voxelize(torch.as_tensor(pts), cfg)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.recipes.module.samples import GraphInputs, graph_inputs
+from cp_debug.samples.sets import GraphInputs, graph_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.backends.base import Runner

@@ -41,7 +41,7 @@ from cp_debug.errors import BadInputError
 from cp_debug.recipes.transfusion.interface import DEPLOY_OUTPUTS, deployed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
 POSITION_SCALE = 4  # the kernel's `num_point_values_` (transfusion_config.hpp), where out_size_factor belongs
 NODE_SCORE_THRESHOLD = 0.2  # TransfusionConfig's own, used where the file's is ≤ 0
@@ -189,7 +189,7 @@ def node_detections(outputs: Mapping[str, np.ndarray], params: NodeParams | None
 def detections_of(p: NodeBoxes, kept: np.ndarray, outputs: Mapping[str, np.ndarray],
                   params: NodeParams) -> "Detections":
     """The published boxes of decoded proposals `p` whose indices `kept` came through steps 2-3 (`node_kept`)."""
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
 
     b = p.box[kept]
     boxes = np.concatenate([b[:, :2], b[:, 2:3] - b[:, 5:6] * 0.5, b[:, 3:7], np.zeros((len(b), 2), np.float32)], 1)
@@ -233,7 +233,7 @@ def remapped_labels(p: NodeBoxes, kept: np.ndarray, params: NodeParams) -> np.nd
 def node_kept(p: NodeBoxes, params: NodeParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Proposal indices in the node's order after each of steps 2-3: over the score threshold (by descending score),
     after circle NMS, after IoU NMS."""
-    from cp_debug.models.centerpoint.decode import circle_nms
+    from cp_debug.lidar.boxes import circle_nms
 
     passed = np.nonzero(p.score > np.float32(params.score_cut))[0]
     passed = passed[np.argsort(-p.score[passed], kind="stable")]

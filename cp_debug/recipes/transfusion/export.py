@@ -48,9 +48,9 @@ def example_voxels(cfg, sample_points=None, max_voxels: int | None = None):
     """(voxels, num_points, coors) of `sample_points` (default: the synthetic scene of seed 0), cut to `max_voxels`."""
     import torch
 
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.synthetic import synthetic_scene
+    from cp_debug.lidar.voxelize import voxelize
 
     if sample_points is None:
         sample_points = synthetic_scene(0, cfg).points

@@ -180,7 +180,7 @@ def frame_feeds(cfg, frames) -> list[dict[str, np.ndarray]]:
     """Each frame's voxels as the graph takes them (`voxels`, `num_points`, `coors`; cp_debug's voxelization)."""
     import torch
 
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.voxelize import voxelize
 
     feeds = []
     for frame in frames.frames:

@@ -24,8 +24,8 @@ def transfusion_frame_model(preset: str, checkpoint=None, seed: int = 0, random_
     def feed(points: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        from cp_debug.models.centerpoint.points import prepare_points
-        from cp_debug.models.centerpoint.voxelize import voxelize
+        from cp_debug.lidar.points import prepare_points
+        from cp_debug.lidar.voxelize import voxelize
         from cp_debug.recipes.transfusion.stages import BEV_INPUTS
 
         vox = voxelize(torch.as_tensor(prepare_points(np.asarray(points), cfg, source="points")), cfg)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cp_debug.errors import BadInputError
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 
 # what `cpdebug infer` writes of the head, by AWML's names (vel only where the config has the head)
 HEAD_ARRAYS = ("dense_heatmap", "heatmap", "query_heatmap_score", "center", "height", "dim", "rot", "vel",
@@ -34,8 +34,8 @@ class TransFusionRun:
 def run_transfusion(model, cfg, points: np.ndarray, device: str = "cpu") -> TransFusionRun:
     """`points` ((M, 5) file layout or the model's columns) -> the head's outputs and AWML's decoded boxes. A scan
     with no point inside the config's range is refused (`BadInputError`)."""
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.models.transfusion.bbox_coder import predict
 
     timings = {}

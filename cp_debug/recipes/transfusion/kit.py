@@ -39,7 +39,7 @@ from cp_debug.recipes.transfusion.interface import DEPLOY_INPUTS, DEPLOY_OUTPUTS
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from cp_debug.models.centerpoint.source import ModelRecord
+    from cp_debug.lidar.record import ModelRecord
 
 STAGE = Path(ONNX_FILE).stem  # the kit's stage: its file is transfusion.onnx, the name the node loads
 NODE_PRECISIONS = ("fp16", "fp32")  # trt_precision values the node builds
@@ -151,7 +151,7 @@ def content(req: KitRequest) -> KitContent:
     """The one graph's kit content: frames voxelized, checked against the node's profile, run by the reference."""
     import torch
 
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.recipes.transfusion.source import load_transfusion
     from cp_debug.recipes.transfusion.stages import TransFusionDeploy
 

@@ -75,6 +75,16 @@ def _load_model(model):
     return load_transfusion(model.model_name, model.checkpoint, model.seed, model.random_weights)
 
 
+def _weights_label(model) -> str:
+    from cp_debug.recipes.transfusion.source import shipped_checkpoint
+
+    if model.checkpoint is not None:
+        return f"checkpoint {model.checkpoint}"
+    if not model.random_weights and shipped_checkpoint(model.model_name) is not None:
+        return f"trained {model.model_name} weights (synthetic scenes)"
+    return f"random weights, seed {model.seed}"
+
+
 def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool = False) -> tuple:
     from cp_debug.recipes.transfusion.export import export_transfusion
 
@@ -103,7 +113,7 @@ RECIPE = Recipe(
     plugins=frozenset({"fix", "kit", "lint", "train"}),
     model_types=_model_types, preset_config=_preset_config, box_cut=_box_cut, frame_model=_frame_model,
     frame_subject=_frame_subject, bisect_subject=_bisect_subject, check_bisect=_check_bisect,
-    load_model=_load_model, export_files=_export_files, infer_scan=_infer_scan,
+    load_model=_load_model, weights_label=_weights_label, export_files=_export_files, infer_scan=_infer_scan,
     default_preset="transfusion-demo", graph_files=("transfusion.onnx",), sweep_level="stage", keep_fp32_is_fix=True,
     refuses=_REFUSES, fix_from_reports=False,
 )

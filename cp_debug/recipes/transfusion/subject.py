@@ -57,7 +57,7 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
     classes, grid and proposals, whose agreement with the files the run's lint has checked)."""
     import torch
 
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.recipes.centerpoint.subject import _scan
     from cp_debug.recipes.transfusion.verdict import detection_verdict
     from cp_debug.recipes.transfusion.proposals import ProposalSelection

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from cp_debug.train.losses import LossConfig, heatmap_loss, sigmoid_focal_loss
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.decode import Detections
+    from cp_debug.lidar.boxes import Detections
     from cp_debug.models.transfusion.config import TransFusionConfig
     from cp_debug.train.detectors import Detector
 

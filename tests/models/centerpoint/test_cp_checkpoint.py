@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from cp_debug.errors import CheckpointError, CpDebugError
-from cp_debug.models.centerpoint.checkpoint import load_checkpoint, presets_matching, save_checkpoint
+from cp_debug.models.centerpoint.checkpoint import load_checkpoint, presets_matching
+from cp_debug.pickles import save_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 
@@ -165,8 +166,8 @@ def test_presets_matching_groups_shape_identical_presets(tiny_model):
 
 def test_fuse_batchnorm_keeps_outputs_and_has_the_ptq_layout():
     from cp_debug.models.centerpoint.fused import fuse_batchnorm
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.synthetic import synthetic_scene
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.models.centerpoint.pillar_encoder import get_input_features
 
     cfg = get_preset("tiny")

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cp_debug.models.centerpoint.checkpoint import load_checkpoint, save_checkpoint
+from cp_debug.models.centerpoint.checkpoint import load_checkpoint
+from cp_debug.pickles import save_checkpoint
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.convnext_pc import ConvNeXt_PC
 from cp_debug.models.centerpoint.model import build_model
@@ -95,9 +96,9 @@ def test_convnext_pc_matches_reference_and_awml_keys():
 
 
 def test_backward_pillar_features_match_awml_reference(small_cfg):
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.synthetic import synthetic_scene
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
 
     cfg = small_cfg
     vox = voxelize(prepare_points(synthetic_scene(0, cfg).points, cfg, source="test"), cfg)

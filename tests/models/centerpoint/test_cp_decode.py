@@ -8,7 +8,8 @@ import torch
 
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.decode import HEAD_NAMES, circle_nms, decode
+from cp_debug.models.centerpoint.decode import HEAD_NAMES, decode
+from cp_debug.lidar.boxes import circle_nms
 from tests.pillars032 import TINY_032
 
 # TINY_032: tiny's modules on +-25.6 m of 0.32 m pillars: 80x80 head maps, out_size_factor 2, x/y min -25.6

@@ -8,8 +8,8 @@ from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.models.centerpoint.pillar_encoder import get_input_features
 from cp_debug.models.centerpoint.scatter import PointPillarsScatter
-from cp_debug.models.centerpoint.synthetic import synthetic_scene
-from cp_debug.models.centerpoint.voxelize import voxelize
+from cp_debug.lidar.synthetic import synthetic_scene
+from cp_debug.lidar.voxelize import voxelize
 
 
 def _reference_decoration(voxels, num_points, coors, cfg):

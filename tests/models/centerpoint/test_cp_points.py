@@ -6,7 +6,7 @@ import pytest
 from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.data.point_files import load_points
-from cp_debug.models.centerpoint.points import prepare_points
+from cp_debug.lidar.points import prepare_points
 
 BASE = get_preset("awml-base")
 J6 = get_preset("awml-j6gen2")

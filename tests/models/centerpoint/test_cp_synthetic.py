@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.synthetic import CLASS_SIZES, synthetic_scene
+from cp_debug.lidar.synthetic import CLASS_SIZES, synthetic_scene
 
 
 def test_seeded_and_deterministic():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.models.centerpoint.voxelize import hard_voxelize, voxelize
+from cp_debug.lidar.voxelize import hard_voxelize, voxelize
 
 
 def loop_voxelize(points, voxel_size, pcr, max_points, max_voxels):

@@ -19,7 +19,7 @@ def tiny_scan(seed: int = 0, n: int = 1500) -> np.ndarray:
 
 
 def tiny_inputs(seed: int = 0):
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.models.transfusion.presets import get_preset
 
     return voxelize(tiny_scan(seed), get_preset("transfusion-tiny"))

@@ -12,7 +12,7 @@ def tiny_model(tiny_cfg):
 
 @pytest.fixture(scope="session")
 def scene(tiny_cfg):
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
 
     return synthetic_scene(11, tiny_cfg)
 

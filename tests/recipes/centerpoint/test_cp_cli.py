@@ -26,7 +26,7 @@ def test_export_random_weights(tmp_path):
 
 
 def test_export_from_checkpoint_and_infer_with_ort(tmp_path, tiny_model, scene):
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
 
     ckpt = save_checkpoint(tiny_model, tmp_path / "tiny.pth")
     scene.points.tofile(tmp_path / "scan.bin")
@@ -74,7 +74,7 @@ def test_infer_exports_to_a_temp_dir_when_needed(tmp_path):
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_model, args, code, text):
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
     from tests.models.centerpoint.test_cp_checkpoint import _fuse_layout
 
     import torch

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from cp_debug.models.centerpoint.decode import Detections
+from cp_debug.lidar.boxes import Detections
 from cp_debug.recipes.centerpoint.compare_detections import compare_detections
 
 

@@ -16,7 +16,7 @@ def planted_checkpoint(path, fault: str, seed: int = 0):
       the ReLU between holds values near 2e5, and the block's output is what it was in FP32."""
     import torch
 
-    from cp_debug.models.centerpoint.checkpoint import save_checkpoint
+    from cp_debug.pickles import save_checkpoint
     from cp_debug.recipes.transfusion.source import load_transfusion
 
     model = load_transfusion("transfusion-tiny", None, seed).model
@@ -44,7 +44,7 @@ def bisect_planted(tmp_path, fault: str) -> dict:
 
     import numpy as np
 
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.models.transfusion.presets import get_preset
     from tests.cli_run import cpdebug
 

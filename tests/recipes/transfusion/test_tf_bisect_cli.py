@@ -11,7 +11,7 @@ from tests.cli_run import cpdebug
 
 
 def test_cli_bisect_names_the_decision(tmp_path):
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.models.transfusion.presets import get_preset
 
     points = tmp_path / "scan.bin"

@@ -85,7 +85,7 @@ def test_an_fp16_file_cuts_through_its_casts(deployed):
 def test_bisect_deployed_file_as_the_export(deployed, tmp_path):
     """The deployed FP32 file against torch: every probe mapped by scope, the same verdict and the same numbers
     (within FP32's rounding) as cp_debug's own export of the two stages, in one run."""
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.models.transfusion.presets import get_preset
 
     points = tmp_path / "scan.bin"

@@ -16,8 +16,8 @@ HEAD = ("dense_heatmap", "heatmap", "query_heatmap_score", "center", "height", "
 
 
 def _forward(points: np.ndarray, seed: int):
-    from cp_debug.models.centerpoint.points import prepare_points
-    from cp_debug.models.centerpoint.voxelize import voxelize
+    from cp_debug.lidar.points import prepare_points
+    from cp_debug.lidar.voxelize import voxelize
     from cp_debug.models.transfusion.bbox_coder import predict
     from cp_debug.recipes.transfusion.source import load_transfusion
 
@@ -60,7 +60,7 @@ def test_infer_writes_the_head_by_awml_names(scan_file, tmp_path):
 
 
 def test_infer_without_points_runs_the_synthetic_scan(tmp_path):
-    from cp_debug.models.centerpoint.synthetic import synthetic_scene
+    from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.models.transfusion.presets import get_preset
 
     out = tmp_path / "o.npz"

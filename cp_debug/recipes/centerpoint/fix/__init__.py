@@ -149,7 +149,9 @@ def _models(req: "FixRequest", cfg, progress):
             raise BadInputError("--int8 brings its own (BN-fused) weights: drop --checkpoint / --random-weights")
         loaded = load_int8_model(m.int8, cfg)
         return loaded.model, copy.deepcopy(loaded.model), loaded.weights, ()
-    lm = m.load()
+    from cp_debug.models.centerpoint.source import load_model
+
+    lm = load_model(m.model_name, m.checkpoint, m.seed, random_weights=m.random_weights)
     if req.kind == "fp16":
         return None, lm.model, lm.weights, ()
     from cp_debug.ptq.quantize import quantize_centerpoint

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cp_debug.models.centerpoint.config import CLASS_NAMES
+from cp_debug.lidar.space import CLASS_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 # (length, width, height) means in metres and a typical speed, per class.
 CLASS_SIZES = {
@@ -67,7 +67,7 @@ def _box_surface(rng: np.random.Generator, box: np.ndarray, n: int) -> np.ndarra
 
 def synthetic_scene(
     seed: int = 0,
-    cfg: "CenterPointConfig | Sequence[float] | None" = None,
+    cfg: "LidarConfig | Sequence[float] | None" = None,
     *,
     point_cloud_range: Sequence[float] | None = None,
     n_boxes: int = 16,

@@ -16,7 +16,7 @@ import numpy as np
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 FILE_COLUMNS = 5
 FILE_FEATURES = ("x", "y", "z", "intensity", "time")
@@ -24,7 +24,7 @@ FILE_FEATURES = ("x", "y", "z", "intensity", "time")
 
 def prepare_points(
     array: np.ndarray,
-    cfg: "CenterPointConfig",
+    cfg: "LidarConfig",
     *,
     time_lag: float | None = 0.0,
     source: str = "points",
@@ -56,7 +56,7 @@ def prepare_points(
     )
 
 
-def crop_to_range(points: np.ndarray, cfg: "CenterPointConfig") -> np.ndarray:
+def crop_to_range(points: np.ndarray, cfg: "LidarConfig") -> np.ndarray:
     """The points strictly inside the preset's point_cloud_range on x, y and z (mmdet3d's in_range_3d)."""
     lo, hi = np.asarray(cfg.point_cloud_range[:3], np.float32), np.asarray(cfg.point_cloud_range[3:], np.float32)
     xyz = points[:, :3]
@@ -76,7 +76,7 @@ def checked_points(arr: np.ndarray, source: str) -> np.ndarray:
     return arr
 
 
-def model_columns(feats: np.ndarray, cfg: "CenterPointConfig", time_lag: float | None) -> np.ndarray:
+def model_columns(feats: np.ndarray, cfg: "LidarConfig", time_lag: float | None) -> np.ndarray:
     """(M, 5) file features -> the model's columns: column 4 set to `time_lag` (None keeps it), cut to use_dim."""
     out = feats.copy()
     if time_lag is not None:

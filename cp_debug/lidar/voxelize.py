@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def hard_voxelize(
     return Voxels(voxels, num_points, coors)
 
 
-def voxelize(points, cfg: "CenterPointConfig", *, batch_index: int = 0, device=None) -> Voxels:
+def voxelize(points, cfg: "LidarConfig", *, batch_index: int = 0, device=None) -> Voxels:
     """Voxelize with a preset's voxel size, range, max_num_points and max_voxels."""
     import torch
 

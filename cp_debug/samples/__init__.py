@@ -1,0 +1,4 @@
+"""Samples for any model: the `--inputs` / `--data` / `--calib` sets a user brings (`sets.py`), one sample's
+outputs judged by the noise model (`judge.py`), and the task metrics that say what a deployment changes over a set
+(`tasks.py`: top-1/top-5 and argmax agreement, cosine, SNR, accuracy, a user's own). Sweep, eval and fix use them for
+every model given as `--torch` / `--onnx`; no recipe lives here."""
