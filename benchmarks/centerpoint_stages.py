@@ -29,7 +29,7 @@ def main() -> None:
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage,
                                                    VoxelEncoderStage, build_model)
     from cp_debug.lidar.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+    from cp_debug.lidar.compare_detections import compare_detections
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     cfg = get_preset(args.preset)

@@ -40,11 +40,11 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
 
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.data.frames import held_out
-    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
-    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+    from cp_debug.lidar.compare_detections import compare_detections
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     cfg = get_preset(preset)
@@ -84,9 +84,9 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
     import numpy as np
 
     from cp_debug.data.frames import held_out
-    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.sweep.records import SweepSettings
-    from cp_debug.sweep.worker import SweepWorker
+    from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
     frames = held_out(n + 1)
     with SweepWorker(SweepSettings(labels, preset=preset, level=level)) as worker:

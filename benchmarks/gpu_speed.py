@@ -43,7 +43,7 @@ def child_plain(preset: str, labels: list[str]) -> None:
     """The plain pipelines of `labels` on the scan bisect runs (the model's synthetic scan of seed 0), as a process:
     the model, the ONNX export where a backend needs it, each backend's sessions and one frame each."""
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
     from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import export_onnx

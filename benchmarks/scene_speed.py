@@ -20,7 +20,8 @@ It is loaded beside this version's (it imports nothing else of cp_debug that cha
    machine: run it where the scenes are used (the CPU machine and the GPU host).
 3. --gil: the share of a scene's making that holds the GIL (a pure-Python counter in the main thread runs while
    another thread makes scenes; the counter's slowdown is the share), i.e. how far the sweep's read-ahead threads
-   (`sweep/worker.py` FRAMES_AHEAD) run beside the lanes' Python work. Needs two free cores to mean anything.
+   (`recipes/centerpoint/sweep/worker.py` FRAMES_AHEAD) run beside the lanes' Python work. Needs two free cores to
+   mean anything.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 
 def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
@@ -79,7 +79,7 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str, 
     from cp_debug.data.frames import held_out
     from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.shards import ShardStore, plan_shards
-    from cp_debug.sweep.worker import SweepWorker
+    from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
     settings = SweepSettings(labels, preset=preset, level=level, overlap=overlap)
     frames = held_out(n)

@@ -50,7 +50,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
     from cp_debug.backends.factory import check_available
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
-    from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
     from cp_debug.models.centerpoint.presets import get_preset
 

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.eval.boxes import SampleBoxes
-from cp_debug.recipes.centerpoint.compare_detections import compare_detections, unchanged
+from cp_debug.lidar.compare_detections import compare_detections, unchanged
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,14 @@ def read_budget(path: str | Path) -> Budget:
     return Budget(str(p), **values)
 
 
+def head_outputs() -> tuple[str, ...]:
+    """The head outputs a budget's `max_head_error` names: the default recipe's (`Recipe.head_outputs`; the budget's
+    head limits are CenterPoint's pair's today, whatever recipe ran)."""
+    from cp_debug.recipes.catalog import recipe
+
+    return recipe().head_outputs
+
+
 def _budget_value(path: Path, key: str, value):
     where = f"--budget {path}: {key}"
     if key == "no_frame_diverged":
@@ -240,12 +248,11 @@ def _budget_value(path: Path, key: str, value):
             raise BadInputError(f"{where}: quantile {q!r} lies in 0..1 (0.95: the 95th percentile over frames)")
         limits = value["limits"]
         if isinstance(limits, dict):
-            from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-
-            bad = [str(h) for h in limits if h not in HEAD_OUTPUTS]
+            heads = head_outputs()
+            bad = [str(h) for h in limits if h not in heads]
             if bad:
                 raise BadInputError(f"{where}: unknown head output(s) {', '.join(bad)}; the outputs are "
-                                    f"{', '.join(HEAD_OUTPUTS)}")
+                                    f"{', '.join(heads)}")
             return HeadErrorBudget({str(h): _limit(where, "max_", v) for h, v in limits.items()}, float(q))
         return HeadErrorBudget(_limit(where, "max_", limits), float(q))
     if isinstance(value, dict) and key in ("max_ap_drop_per_class", "max_ap_drop_per_range"):
@@ -361,10 +368,8 @@ def _ap_checks(key: str, limits: float | Mapping[str, float], table: Mapping, vs
 
 
 def _head_checks(h: HeadErrorBudget, f: CandidateFigures, vs: str) -> list[GateCheck]:
-    from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-
     out = []
-    for head in HEAD_OUTPUTS:
+    for head in head_outputs():
         limit = h.limit(head)
         if limit is None:
             continue
@@ -406,9 +411,9 @@ def bisect_figures(report) -> tuple[CandidateFigures, ...]:
     rel. RMSE (the probe on the graph output of that name), the box matching of its detection verdict, and whether
     the candidate diverged (its outcome, or a run that failed)."""
     from cp_debug.compare.noise import Outcome
-    from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
 
-    heads = {p.name: p.onnx_tensor for p in report.probes if p.onnx_tensor in HEAD_OUTPUTS}
+    names = head_outputs()
+    heads = {p.name: p.onnx_tensor for p in report.probes if p.onnx_tensor in names}
     out = []
     for c in report.candidates:
         errors = {heads[r.probe]: (r.diff.rel_rmse,) for r in c.results if r.probe in heads and r.diff is not None}

@@ -7,12 +7,11 @@ before the slow work (ONNX export, calibration, inference).
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.report import EvalReport
@@ -70,7 +69,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.results_format import read_results
     from cp_debug.data.frames import from_infos, held_out, unique_tokens
     from cp_debug.eval.boxes import ground_truth
-    from cp_debug.recipes.catalog import box_cut, preset_config, runs_frame_model
+    from cp_debug.recipes.catalog import box_cut, preset_config, recipe, runs_frame_model
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
@@ -95,7 +94,8 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
         with step("loading weights"):
             loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
         weights = loaded.weights
-        detections, seconds, notes, calibrated = _run_backends(opts, specs, cfg, loaded, scenes, progress, step)
+        pair = recipe(opts.recipe).plugin("eval")  # its frames on a pipeline of its own: its `eval` plug-in's
+        detections, seconds, notes, calibrated = pair.run_backends(opts, specs, cfg, loaded, scenes, progress, step)
 
     labels = list(specs)
     if file_dets is not None:
@@ -157,53 +157,6 @@ def _verdicts(opts: EvalOptions, specs: dict, labels: list, detections: dict, di
                                     map_change=metrics[cand].mean_ap - metrics[ref].mean_ap,
                                     nds_change=metrics[cand].nds - metrics[ref].nds, cut=cut)
     return out
-
-
-def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, progress: ProgressFactory,
-                  step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, bool]:
-    """Run every backend of `specs` on the scenes (ONNX exported and INT8 calibrated where one needs it): their
-    detections, seconds and notes by label, and whether INT8 calibration feeds were made."""
-    from cp_debug.data.frames import calibration, points_of
-    from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration, run_backend
-
-    tokens = [s.token for s in scenes]
-    det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
-    detections, seconds, notes = {}, {}, {}
-    with tempfile.TemporaryDirectory(prefix="cpdebug-eval-") as tmp:
-        onnx_dir = None
-        if any(s.runs_onnx for s in specs.values()):
-            from cp_debug.recipes.centerpoint.export import export_onnx
-
-            with step("exporting the two ONNX stages"):
-                onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].load(cfg).points)
-        calib = None
-        if opts.int8_dir is not None:
-            from cp_debug.quant.ptq_checkpoint import read_ptq_dir
-
-            ptq = read_ptq_dir(opts.int8_dir)
-            if ptq.preset != cfg.name:
-                raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass "
-                                    f"--preset {ptq.preset}")
-        if any(s.precision == "int8" and (opts.int8_dir is None or not s.can(Capability.PTQ_MODEL))
-               for s in specs.values()):
-            if opts.calib_scenes < 1:
-                raise BadInputError("INT8 backends need --calib-n >= 1")
-            with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes not evaluated"):
-                frames = calibration(cfg, opts.calib_scenes, held_out_seeds=True, exclude=tokens)
-                calib = int8_calibration(cfg, loaded.model, points_of(frames, cfg))
-        for label, spec in specs.items():
-            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
-                                   int8_dir=opts.int8_dir if spec.can(Capability.PTQ_MODEL) else None)
-            with step(f"{label}: building runners"):
-                pipe.__enter__()
-            try:
-                with progress(label, len(scenes)) as advance:
-                    run = run_backend(pipe, scenes, on_scene=lambda i: advance())
-            finally:
-                pipe.__exit__(None, None, None)
-            detections[label], seconds[label], notes[label] = run.detections, run.seconds, run.notes
-    return detections, seconds, notes, bool(calib)
 
 
 def _run_staged(opts: EvalOptions, specs: dict, scenes: list, progress: ProgressFactory,

@@ -1,5 +1,5 @@
 """Does a candidate's divergence change the detections? Two sets of boxes, however a recipe decoded them, matched box
-to box (`centerpoint/compare_detections.py`) into one `BoxVerdict`: the end of a bisect for every detector recipe.
+to box (`lidar/compare_detections.py`) into one `BoxVerdict`: the end of a bisect for every detector recipe.
 
 "Changed" means a box lost or added, or a matched box moved, rescored or turned by 1e-3 or more:
 `compare_detections.unchanged`, the same test as `cpdebug eval`'s "no box changed" diagnosis. Judged
@@ -7,6 +7,7 @@ to box (`centerpoint/compare_detections.py`) into one `BoxVerdict`: the end of a
 reference defines that yaw. What is particular to a recipe (its decode, where it cuts boxes by score, its grid) is
 the recipe's (`box_grid` reads the grid of any config with a point cloud range, voxel size and
 out_size_factor): CenterPoint's in `centerpoint/detection_verdict.py`, TransFusion-L's in `transfusion/verdict.py`.
+`judge_boxes_of`: the same judgement on a frame's figures, as sweep and eval judge every recipe's frames.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap
     import numpy as np
 
     from cp_debug.compare.noise import score_cuts
-    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+    from cp_debug.lidar.compare_detections import compare_detections
 
     d = compare_detections(a, b)
     lost, added = len(d.unmatched_a), len(d.unmatched_b)
@@ -94,3 +95,12 @@ def box_verdict(a: "Detections", b: "Detections", *, score_threshold: float, cap
                       tuple(float(b.scores[i]) for i in d.unmatched_b),
                       score_cuts(score_threshold, cap, np.asarray(a.scores), np.asarray(b.scores)),
                       cell_m, extent_m, d.yaw_turns, graph_span_m, tuple(box_flips))
+
+
+def judge_boxes_of(cfg, precision: str, **figures):
+    """`compare.noise.judge_boxes` for boxes decoded by `cfg` (its grid's cell and extent): what sweep and eval call
+    with a frame's figures (lost/added scores, cuts, centre shift, score and yaw change)."""
+    from cp_debug.compare.noise import judge_boxes
+
+    cell, extent = box_grid(cfg)
+    return judge_boxes(precision, cell_m=cell, extent_m=extent, **figures)

@@ -26,10 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
 # with the hook the feature calls (the feature's docstring of that hook is the contract; tests/recipes/test_contract.py
 # checks every registered recipe's modules have them).
 PLUGINS: dict[str, tuple[str, ...]] = {
+    "eval": ("run_backends",),  # its frames on a pipeline of its own (eval/__init__.py)
     "fix": ("needs_devkit", "check_request", "run_fix", "check_fix"),
     "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
+    "sweep": ("subject", "stage_bytes", "with_stages", "make_worker"),  # its own lanes (sweep/__init__.py)
     "train": ("detector",),
 }
 
@@ -67,6 +69,8 @@ class Recipe:
     # (`cpdebug infer`); None: its stages run one by one with a backend each (CenterPoint's pair, the CLI's own)
     default_preset: str = ""  # the preset a command given neither --preset nor --config runs
     graph_files: tuple[str, ...] = ()  # the ONNX files of its deployment, in stage order
+    head_outputs: tuple[str, ...] = ()  # its last graph's outputs by name, the head maps (what a `--budget`'s
+    # `max_head_error` limits; each one's rel. RMSE per frame)
     sweep_level: str = "block"  # the probe level a sweep takes when given none
     keep_fp32_is_fix: bool = False  # `keep-fp32` of it is its fix's search (one graph judged as fix judges it)
     refuses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command → the options (flags) of the

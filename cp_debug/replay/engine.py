@@ -19,7 +19,7 @@ import numpy as np
 from cp_debug.errors import BadInputError
 from cp_debug.lidar.boxes import Detections
 from cp_debug.models.centerpoint.decode import decode
-from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+from cp_debug.lidar.compare_detections import compare_detections
 from cp_debug.replay.variants import (GlueVariant, NodeGlue, apply_box_variant, box_variants, cfg_for, decode_variants,
                                       fitted_thresholds, node_filter, reference_variant, rerun_variants,
                                       score_variants)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import contextlib
 
-from typing import Callable
+from typing import Any, Callable
 
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
-from cp_debug.sweep.worker import SweepWorker
 
 OnFrame = Callable[[FrameResult], None]
 OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
@@ -35,7 +34,7 @@ class InProcessExecutor:
     frames of all shards are one stream, so the worker's read-ahead runs on across shard boundaries, and the shard
     files are written (fsync'd) on a helper thread while the next frame runs, one write at a time, in order."""
 
-    def __init__(self, worker: SweepWorker, partial_every: float = 0.0):
+    def __init__(self, worker: Any, partial_every: float = 0.0):
         self.worker = worker
         self.partial_every = partial_every  # seconds between two writes of a partial file (0: after every frame)
 
@@ -91,10 +90,10 @@ DEPTH = 2
 
 class _ActorBody:
     """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), all actors
-    at once and before their sessions (the driver exported while Ray started); its `SweepWorker` opened on the
-    stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed actor). `passive`: more
-    threads than CPUs on the host, so idle OpenMP threads sleep instead of spinning on the cores the other actors
-    compute on (set before torch loads OpenMP)."""
+    at once and before their sessions (the driver exported while Ray started); its worker (the recipe's `sweep`
+    plug-in's) opened on the stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed
+    actor). `passive`: more threads than CPUs on the host, so idle OpenMP threads sleep instead of spinning on the
+    cores the other actors compute on (set before torch loads OpenMP)."""
 
     def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
         import os
@@ -118,15 +117,15 @@ class _ActorBody:
         return self.pid
 
     def open(self, stages: list) -> float:
-        """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of `lanes.stage_bytes`: in a list, so that
-        each call is handed the reference and the bytes are fetched here, once); the seconds the warm-up took."""
+        """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of the plug-in's `stage_bytes`: in a list,
+        so that each call is handed the reference and the bytes are fetched here, once); the seconds the warm-up
+        took."""
         if self.worker is None:
             import ray
 
-            from cp_debug.sweep.lanes import with_stages
-
-            subject = with_stages(self.subject, ray.get(stages[0]))
-            self.worker = SweepWorker(self.settings, subject=subject).open()
+            lanes = self.settings.lanes()
+            subject = lanes.with_stages(self.subject, ray.get(stages[0]))
+            self.worker = lanes.make_worker(self.settings, subject=subject).open()
         return self.warm_seconds
 
     def run_chunk(self, items: tuple, stages: list) -> dict:
@@ -153,9 +152,8 @@ def _warm_up(settings: SweepSettings):
     CUDA lane the device's context and the Triton comparison kernel. The subject is returned."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.compare import kernels
-    from cp_debug.sweep.lanes import build_subject
 
-    subject = build_subject(settings)
+    subject = settings.lanes().subject(settings)
     kernels.warm_up()
     if any(BackendSpec.parse(b).device == "cuda" for b in settings.backends):
         import torch
@@ -239,8 +237,8 @@ class RayExecutor:
         return self.actors
 
     def ship(self, stages: dict[str, bytes]) -> None:
-        """The export (`lanes.stage_bytes`) put once into Ray's object store, whichever node each actor runs on; every
-        actor opens its sessions on it as soon as its warm-up is done."""
+        """The export (the plug-in's `stage_bytes`) put once into Ray's object store, whichever node each actor runs
+        on; every actor opens its sessions on it as soon as its warm-up is done."""
         ray = self._ray()
         self.stages = [ray.put(stages)]
         for a in self.actors:
@@ -258,9 +256,8 @@ class RayExecutor:
         if not self.actors:
             self.start()
         if not self.stages:
-            from cp_debug.sweep.lanes import build_subject, stage_bytes
-
-            self.ship(stage_bytes(build_subject(self.settings)))
+            lanes = self.settings.lanes()
+            self.ship(lanes.stage_bytes(lanes.subject(self.settings)))
         fill = ShardFill(tasks)
         plan = ChunkPlan([item for t in tasks for item in t.todo], range(len(self.actors)))
         running: dict = {}  # ObjectRef -> (actor's number, chunk)

@@ -82,7 +82,7 @@ def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta:
 
 def judge_delta(precision: str, delta: DetectionDelta, cfg):
     """The boxes of one frame judged by `precision` (compare/noise.py: at the threshold or beyond)."""
-    from cp_debug.recipes.centerpoint.detection_verdict import judge_boxes_of
+    from cp_debug.recipes.box_verdict import judge_boxes_of
 
     return judge_boxes_of(cfg, precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
                           cuts=delta.score_cuts or (float(cfg.score_threshold),),
@@ -108,7 +108,7 @@ def detection_delta(ref, cand, class_names: Sequence[str], max_dist: float, cfg=
     `cfg`'s), where boxes are cut by score (the threshold, a full side's lowest score). `flips`: the decided glue's
     choices the candidate made otherwise."""
     from cp_debug.compare.noise import score_cuts
-    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+    from cp_debug.lidar.compare_detections import compare_detections
 
     if cut is None and cfg is not None:
         cut = (cfg.score_threshold, cfg.post_max_size)

@@ -270,8 +270,7 @@ def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | Non
 
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.detection_diff import diff_detections
-    from cp_debug.eval.gates import CandidateFigures
-    from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
+    from cp_debug.eval.gates import CandidateFigures, head_outputs
     names = tuple(settings.config().class_names)
     lanes = list(settings.backends)
     ref = lanes[0]
@@ -302,7 +301,7 @@ def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | Non
         dets = [c.detections for _, c in frames if c is not None]
         diff = diff_detections(ref_boxes, boxes(cand), names, max_dist=settings.max_dist) if ran else None
         heads = {h: tuple(p.rel_rmse for _, c in frames if c is not None for p in c.probes
-                          if p.probe == h and p.status != "missing") for h in HEAD_OUTPUTS}
+                          if p.probe == h and p.status != "missing") for h in head_outputs()}
         verdicts = {rf.index: next((v for v in rf.verdicts if v.candidate == cand), None) for rf in ranked}
         diverged = tuple(r.token for r in results if r.status == "failed" or verdicts.get(r.index) is None
                          or verdicts[r.index].outcome is Outcome.DIVERGED)

@@ -60,6 +60,13 @@ class SweepSettings:
 
         return preset_config(self.recipe, self.preset)
 
+    def lanes(self):
+        """The `sweep` plug-in of `recipe` (recipes/contract.PLUGINS): the lanes and the worker of a recipe whose
+        frames run on a pipeline of their own, not through a `FrameModel` (`sweep/__init__.py` says its hooks)."""
+        from cp_debug.recipes.catalog import recipe
+
+        return recipe(self.recipe).plugin("sweep")
+
     def to_json(self) -> dict:
         """The settings a sweep's results depend on (the manifest's identity for --resume): `overlap` changes no
         value, so it is left out."""

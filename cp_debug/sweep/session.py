@@ -167,7 +167,6 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
     description). Each returned frame goes to `ahead` too."""
     from cp_debug.sweep.executor import InProcessExecutor, RayExecutor
     from cp_debug.sweep.staged import StagedWorker
-    from cp_debug.sweep.worker import SweepWorker
 
     s = opts.settings
     already = len(frames) - sum(len(t.todo) for t in tasks)
@@ -175,7 +174,7 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
-                worker = (StagedWorker(s) if staged else SweepWorker(s)).open()
+                worker = (StagedWorker(s) if staged else s.lanes().make_worker(s)).open()
             executor = InProcessExecutor(worker)
             subject = worker.subject
         else:
@@ -209,11 +208,11 @@ def _start_ray(executor, step):
     its two stages, which are then shipped to them once through Ray's object store; the subject."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from cp_debug.sweep.lanes import build_subject, stage_bytes
+    lanes = executor.settings.lanes()
 
     def export():
-        subject = build_subject(executor.settings)
-        return subject, stage_bytes(subject)
+        subject = lanes.subject(executor.settings)
+        return subject, lanes.stage_bytes(subject)
 
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-export") as pool:
         exporting = pool.submit(export)

@@ -1,9 +1,9 @@
 """The sweep worker of a recipe that runs its frames through a `FrameModel` (recipes/staged.py, made by the recipe's
 `frame_model`; TransFusion-L): every backend a `StagedPipeline` with the level's probes exposed, built once; per
 frame the reference, then each candidate on the reference's decided choices (its own choice counted as flips, and its
-boxes the ones it deploys), judged as `worker.SweepWorker` judges a frame (`judge.candidate_frame`). The same
-interface as `SweepWorker` (`open`, `close`, `run_frames`, `run_frame`, `subject`), so the executor, shards, ranking
-and report are one."""
+boxes the ones it deploys), judged as the lanes of a recipe's `sweep` plug-in judge a frame
+(`judge.candidate_frame`). The same interface as that plug-in's worker (its `make_worker`'s: `open`, `close`,
+`run_frames`, `run_frame`, `subject`), so the executor, shards, ranking and report are one."""
 
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ def test_missing_file_and_deployed_reference_are_refused(subject, tmp_path):
 def test_eval_pipeline_runs_the_deployed_files_and_checks_them(subject, tmp_path):
     """eval / bench build their stage runners through BackendPipeline: `ort@DIR` runs the user's files (a renamed
     copy gives our export's heads exactly) and a mixed-up file stops it in one line."""
-    from cp_debug.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.lidar.synthetic import synthetic_scene
 
     cfg = _small()

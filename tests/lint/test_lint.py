@@ -24,7 +24,7 @@ from cp_debug.lint.run import LintRequest
 from cp_debug.recipes.centerpoint.lint import lint
 from cp_debug.models.centerpoint.presets import get_preset, preset_config_path
 from cp_debug.recipes.centerpoint.subject import centerpoint_subject
-from cp_debug.sweep.lanes import save_stages
+from cp_debug.recipes.centerpoint.sweep.lanes import save_stages
 
 from tests.bisect.deployed_files import edited
 

@@ -18,7 +18,7 @@ from cp_debug.data.scene_set import write_scene_set
 from cp_debug.data.scenes import heldout_seeds
 from cp_debug.eval.gates import budget_checks
 from cp_debug.models.centerpoint.presets import get_preset
-from cp_debug.sweep.lanes import build_subject
+from cp_debug.recipes.centerpoint.sweep.lanes import build_subject
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.report import write_all
 from cp_debug.sweep.session import SweepOptions, run_sweep

@@ -10,7 +10,7 @@ import pytest
 
 from cp_debug.data.frames import held_out
 from cp_debug.sweep.records import SweepSettings
-from cp_debug.sweep.worker import SweepWorker
+from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
 FLOATS = ("rel_rmse", "cosine", "expected_rel_rmse", "noise_ratio")  # sums: float64 summation order apart
 

@@ -11,7 +11,7 @@ from cp_debug.sweep.executor import InProcessExecutor
 from cp_debug.data.frames import Frame, PointFile, held_out
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.shards import ShardStore, plan_shards
-from cp_debug.sweep.worker import SweepWorker
+from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
 SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage")
 

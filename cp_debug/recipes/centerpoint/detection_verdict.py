@@ -3,8 +3,7 @@
 The reference's and the candidate's head maps (the last stage's outputs) are decoded as the deployment decodes
 them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and judged as every detector
 recipe's boxes are (`recipes/box_verdict.py`: matched box to box by `compare_detections.py`, lost, added, moved,
-rescored, turned). `judge_boxes_of`: the same judgement (`compare.noise.judge_boxes`) for sweep and eval, on a
-frame's figures.
+rescored, turned).
 """
 
 from __future__ import annotations
@@ -14,15 +13,6 @@ from collections.abc import Callable
 import numpy as np
 
 from cp_debug.recipes.box_verdict import BoxVerdict, box_grid, box_verdict
-
-
-def judge_boxes_of(cfg, precision: str, **figures):
-    """`compare.noise.judge_boxes` for boxes decoded by `cfg` (its grid's cell and extent): what sweep and eval call
-    with a frame's figures (lost/added scores, cuts, centre shift, score and yaw change)."""
-    from cp_debug.compare.noise import judge_boxes
-
-    cell, extent = box_grid(cfg)
-    return judge_boxes(precision, cell_m=cell, extent_m=extent, **figures)
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from cp_debug.lidar.boxes import Detections
-from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+from cp_debug.lidar.compare_detections import compare_detections
 
 
 def _dets(rows, scores, labels):

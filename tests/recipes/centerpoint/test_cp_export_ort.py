@@ -100,7 +100,7 @@ def test_other_module_variants_on_a_small_grid(tmp_path, base):
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.models.centerpoint.model import build_model
     from cp_debug.lidar.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+    from cp_debug.lidar.compare_detections import compare_detections
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
     from cp_debug.recipes.centerpoint.stage_runners import ort_stage_runners, torch_stage_runners
 

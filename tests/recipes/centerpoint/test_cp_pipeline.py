@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cp_debug.errors import BadInputError, CpDebugError
-from cp_debug.recipes.centerpoint.compare_detections import compare_detections
+from cp_debug.lidar.compare_detections import compare_detections
 from cp_debug.recipes.centerpoint.pipeline import STEPS, make_front, run_pipeline
 from cp_debug.recipes.centerpoint.stage_runners import (
     OrtStageRunner,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.eval.backend_pipeline import BackendPipeline
+from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
 from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
 

@@ -1,5 +1,5 @@
-"""The sweep's lanes: a backend's two stage runners seen through taps that keep the level's probes, built once from
-the CenterPoint subject (its ONNX stages exported once, the probes in pipeline order) and run per frame.
+"""CenterPoint's sweep lanes: a backend's two stage runners seen through taps that keep the level's probes, built
+once from the CenterPoint subject (its ONNX stages exported once, the probes in pipeline order) and run per frame.
 
 A candidate label `SPEC@DIR` (e.g. `ort@deploy/`) runs the two deployed ONNX files of DIR
 (`pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of the model's own export; its probes are
@@ -117,7 +117,7 @@ def calibration_feeds(settings: SweepSettings, cfg) -> dict | None:
     if not any(BackendSpec.parse(b).precision == "int8" for b in settings.backends) or settings.int8_dir is not None:
         return None
     from cp_debug.data.frames import calibration, points_of
-    from cp_debug.eval.backend_pipeline import int8_calibration
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import int8_calibration
 
     if settings.calib_scenes < 1:
         raise BadInputError("INT8 backends need --calib-n >= 1")

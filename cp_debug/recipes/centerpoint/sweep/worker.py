@@ -1,4 +1,5 @@
-"""One sweep worker: every backend's probed pipeline built once, then each frame through all of them.
+"""CenterPoint's sweep worker: every backend's probed pipeline (the pair) built once, then each frame through all
+of them.
 
 Per frame the reference runs first with the probes of the level exposed (torch hooks, or ONNX Runtime extra
 outputs mapped through `probes/` names); then each candidate runs end to end on its own upstream values and
@@ -7,8 +8,8 @@ metrics are kept; the decoded boxes are matched to the reference's (`compare_det
 its frame, so memory stays flat in the number of frames. A frame that cannot be read or run is a `failed`
 result with its one-line reason; the worker goes on with the next frame.
 
-The lanes (and the subject they are built from) are `lanes.py`'s, a frame's judging `judge.py`'s, the records
-`records.py`'s; this module holds the frame loop.
+The lanes (and the subject they are built from) are `lanes.py`'s, a frame's judging `sweep/judge.py`'s, the
+records `sweep/records.py`'s; this module holds the frame loop (the `sweep` plug-in's `worker`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from cp_debug.errors import BadInputError
 from cp_debug.parallel import on_stream
 from cp_debug.sweep.failures import or_failed
 from cp_debug.sweep.judge import box_lists, candidate_frame, detection_delta, truth_lists
-from cp_debug.sweep.lanes import Lane, build_subject, calibration_feeds, make_lane, probe_order, run_lane
+from cp_debug.recipes.centerpoint.sweep.lanes import (
+    Lane, build_subject, calibration_feeds, make_lane, probe_order, run_lane
+)
 from cp_debug.sweep.records import FrameResult, SweepSettings, frame_status
 
 # Frames read ahead of the one running, on threads: a file read releases the GIL; a held-out synthetic scene
