@@ -30,6 +30,7 @@ PLUGINS: dict[str, tuple[str, ...]] = {
     "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
+    "replay": ("stage_runners", "run_scan", "decode", "compare_detections"),
     "train": ("detector",),
 }
 
