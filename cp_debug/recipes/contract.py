@@ -65,7 +65,10 @@ class Recipe:
     # deployment's ONNX files written into `out`, their paths in stage order (`cpdebug export`)
     infer_scan: Optional[Callable[..., tuple]] = None  # (loaded, points, device) → (the outputs by name, the
     # Detections, the run's timings, what the summary line says beside the boxes): one scan run end to end in torch
-    # (`cpdebug infer`); None: its stages run one by one with a backend each (CenterPoint's pair, the CLI's own)
+    # (`cpdebug infer`); None: its stages run one by one with a backend each (`infer_stages`)
+    infer_stages: Optional[Callable[..., tuple]] = None  # (cfg, points, load, *, encoder, backbone, onnx_dir,
+    # device, rot_y, progress, quiet) → (the model `load()` built, head maps by name, Detections, stage seconds): one
+    # scan through its stages, each on "torch" or "ort" (`cpdebug infer` of CenterPoint's pair)
     default_preset: str = ""  # the preset a command given neither --preset nor --config runs
     graph_files: tuple[str, ...] = ()  # the ONNX files of its deployment, in stage order
     sweep_level: str = "block"  # the probe level a sweep takes when given none
