@@ -25,8 +25,8 @@ RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its fol
 IMPORTED_BY_NAME = ("centerpoint",)  # the recipe the generic modules of IMPORT_DEBT still import
 IMPORT_DEBT = frozenset("""
 bench/latency bench/run cli/bench_cmd cli/quantize_cmd cli/scenes_cmd
-cli/sensitivity_cmd eval/backend_pipeline eval/detection_diff eval/gates eval/session eval/verdict fix/artifact
-fix/figures fix/pair_runs ptq/int8_error ptq/map_eval ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes
+cli/sensitivity_cmd eval/backend_pipeline eval/detection_diff eval/gates eval/session eval/verdict
+ptq/int8_error ptq/map_eval ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes
 ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint sweep/judge sweep/lanes sweep/metrics
 sweep/worker
 """.split())
