@@ -58,7 +58,7 @@ def main() -> None:
 
     from cp_debug.compare.pooled import rel_rmse
     from cp_debug.data.frames import HeldOutSet
-    from cp_debug.fix.figures import ort_pair_heads
+    from cp_debug.recipes.centerpoint.fix.pair_runs import ort_pair_heads
     from cp_debug.models.centerpoint.presets import get_preset
 
     def run(cfg, pair, frames, device, mode="emulated"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -11,8 +12,8 @@ from cp_debug.bisect.model_facts import ModelFacts, model_facts_from_json
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Judgement, Outcome, worst
 from cp_debug.data.frames import GroundTruth
-from cp_debug.models.centerpoint.config import CenterPointConfig
 from cp_debug.lidar.record import ModelRecord
+from cp_debug.lidar.space import LidarConfig
 from cp_debug.probes.graph_diff import CANDIDATE, GraphDifferences, UnmatchedNode
 
 SCHEMA = "cp_debug.report/1"
@@ -159,16 +160,20 @@ class BevScene:
     JSON report (megabytes of arrays): the model's config (its grid), the scan's points (N, >= 3: x, y, z, ...), its
     ground truth (None where the scan has none), and the raw head maps (the last stage's outputs, float32) of the
     reference and of each candidate that ran to the end, by label. The subject gives one without head maps; the
-    engine fills them in (`with_heads`)."""
+    engine fills them in (`with_heads`). The subject's recipe says how its head maps decode (`decode(head, cfg, *,
+    score_threshold)` → Detections) and which maps they are (`head_names`): the report draws no map without them."""
 
-    config: CenterPointConfig
+    config: LidarConfig
     points: np.ndarray
     truth: GroundTruth | None = None
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     candidates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    decode: Callable[..., Any] | None = None
+    head_names: tuple[str, ...] = ()
 
     def with_heads(self, reference: dict[str, np.ndarray], candidates: dict[str, dict[str, np.ndarray]]) -> BevScene:
-        return BevScene(self.config, self.points, self.truth, dict(reference), dict(candidates))
+        return BevScene(self.config, self.points, self.truth, dict(reference), dict(candidates), self.decode,
+                        self.head_names)
 
 
 @dataclass

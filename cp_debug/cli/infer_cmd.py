@@ -1,10 +1,10 @@
-"""`cpdebug infer`: run CenterPoint's staged pipeline with torch or ONNX Runtime per stage, save maps and boxes;
-`--recipe transfusion`: TransFusion-L's head outputs (AWML's names), proposal classes and boxes."""
+"""`cpdebug infer`: run a recipe's stages with torch or ONNX Runtime per stage (`Recipe.infer_stages`: CenterPoint's
+pair), save maps and boxes; a recipe run end to end in torch (`Recipe.infer_scan`, `--recipe transfusion`): its head
+outputs (AWML's names), proposal classes and boxes."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -152,37 +152,14 @@ def _check_options(model: ModelRecord, out: Path, *, encoder: str, backbone: str
         raise BadInputError(f"--onnx-dir {onnx_dir} is not a directory (write one with `cpdebug export --out DIR`)")
 
 
-def _rot_y_of_files(onnx_dir: Path, rot_y: bool | None, preset: str, console) -> bool | None:
-    """The head convention the ONNX files of `onnx_dir` were exported with (their metadata; `rot_y` when they do
-    not say), refusing a --(no-)rot-y-axis-reference that contradicts it; notes on `console` (None: quiet) when
-    they were exported from another preset."""
-    from cp_debug.errors import BadInputError
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, read_metadata
-
-    meta = read_metadata(onnx_dir / BACKBONE_FILE) if (onnx_dir / BACKBONE_FILE).is_file() else {}
-    file_preset = meta.get("cp_debug.preset")
-    file_rot = meta.get("cp_debug.rot_y_axis_reference")
-    if file_rot is not None:
-        if rot_y is not None and rot_y != (file_rot == "true"):
-            raise BadInputError(
-                f"{onnx_dir / BACKBONE_FILE} was exported with rot_y_axis_reference={file_rot}; drop the "
-                "--(no-)rot-y-axis-reference option or re-export"
-            )
-        rot_y = file_rot == "true"
-    if file_preset is not None and file_preset != preset and console is not None:
-        console.print(f"[yellow]note: {onnx_dir} was exported from preset {file_preset}, running as "
-                      f"{preset}[/yellow]")
-    return rot_y
-
-
 def _infer(r, model: ModelRecord, points: Path | None, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
+    """Recipe `r`'s stages one by one, each on its backend (`Recipe.infer_stages`: CenterPoint's pair)."""
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError
-    from cp_debug.models.centerpoint.presets import get_preset
 
-    cfg = get_preset(model.model_name)
+    cfg = r.config(model.model_name)
     seed = model.seed
     _check_options(model, out, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, device=device)
     import numpy as np
@@ -198,35 +175,18 @@ def _infer(r, model: ModelRecord, points: Path | None, out: Path, *, encoder: st
         raise BackendUnavailableError("--device cuda was asked but torch sees no CUDA device; use --device cpu")
 
     from cp_debug.lidar.synthetic import synthetic_scene
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
-    from cp_debug.recipes.centerpoint.pipeline import run_pipeline
-    from cp_debug.recipes.centerpoint.stage_runners import OrtStageRunner, torch_stage_runners
 
     if pts is None:
         pts = synthetic_scene(seed, cfg).points
-    uses_ort = "ort" in (encoder, backbone)
-    if onnx_dir is not None and uses_ort:
-        rot_y = _rot_y_of_files(onnx_dir, rot_y, cfg.name, None if quiet else progress.console)
-    rot_y = bool(rot_y)
 
-    with progress.step(f"building {model.model_name} ({r.weights_label(model)})"):
-        loaded = r.load_model(model)
+    def load():
+        with progress.step(f"building {model.model_name} ({r.weights_label(model)})"):
+            return r.load_model(model)
 
-    with tempfile.TemporaryDirectory(prefix="cpdebug-onnx-") as tmp:
-        if uses_ort and onnx_dir is None:
-            with progress.step("exporting ONNX to a temporary directory"):
-                onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, rot_y_axis_reference=rot_y, sample_points=pts)
-        providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
-        torch_enc, torch_bb = torch_stage_runners(loaded.model, device=device, rot_y_axis_reference=rot_y)
-        enc = OrtStageRunner(onnx_dir / VOXEL_ENCODER_FILE, providers) if encoder == "ort" else torch_enc
-        bb = OrtStageRunner(onnx_dir / BACKBONE_FILE, providers) if backbone == "ort" else torch_bb
-        with progress.step(f"running the pipeline (encoder {encoder}, backbone {backbone}, {device})"):
-            with enc, bb:
-                result = run_pipeline(cfg, pts, enc, bb, capture=False, device=device, rot_y_axis_reference=rot_y)
-
-    dets = result.detections
-    arrays = {name: result.head[name] for name in result.head}
+    loaded, head, dets, timings = r.infer_stages(cfg, pts, load, encoder=encoder, backbone=backbone,
+                                                 onnx_dir=onnx_dir, device=device, rot_y=rot_y, progress=progress,
+                                                 quiet=quiet)
+    arrays = {name: head[name] for name in head}
     arrays.update(boxes=dets.boxes, scores=dets.scores, labels=dets.labels, class_names=np.asarray(cfg.class_names),
                   model_record=np.asarray(json.dumps(model.to_json())))  # the run's model, as JSON text
     _save_npz(out, arrays)
@@ -235,7 +195,7 @@ def _infer(r, model: ModelRecord, points: Path | None, out: Path, *, encoder: st
     _scan_lines(console, scan)
     counts = ", ".join(f"{n} {c}" for n, c in dets.count_by_class().items())
     console.print(f"{len(dets)} boxes ({counts}) from {loaded.weights}", highlight=False, soft_wrap=True)
-    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in result.timings.items()), highlight=False,
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()), highlight=False,
                   soft_wrap=True)
     console.print(str(out), highlight=False, soft_wrap=True)
     third_party.print_count(console, where=None)

@@ -142,11 +142,11 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
     caps = _ints(max_voxels, "--max-voxels")
     if 0 in caps:  # no pillar at all: nothing to replay (said before anything loads)
         raise BadInputError(f"--max-voxels {max_voxels!r}: a voxel cap is at least 1")
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes import catalog
     from cp_debug.replay.engine import ReplayOptions
     from cp_debug.report.io import check_writable
 
-    cfg = get_preset(model.model_name)
+    cfg = catalog.recipe().config(model.model_name)  # replay is Autoware's CenterPoint node's: the default recipe
     for out in (json_out if json_out not in (None, "-") else None, parquet, html):
         if out is not None:
             check_writable(out)

@@ -111,7 +111,7 @@ def sha256(path: Path) -> str:
 
 def readme(doc: dict) -> str:
     """How to build the engines from DIR, and what was checked."""
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
+    from cp_debug.recipes import catalog
 
     kind = doc["kind"]
     v = doc.get("verification") or {}
@@ -137,7 +137,7 @@ def readme(doc: dict) -> str:
             lines.append(f"| {name} | {_f(lane.get('mAP'))} | {_f(lane.get('NDS'))} | {_f(lane.get('worst_rel_rmse'))} "
                          f"| {lane.get('lost_boxes')} | {lane.get('added_boxes')} |")
     files = ((doc.get("pair") or {}).get("files") or doc.get("deployed_files")
-             or [VOXEL_ENCODER_FILE, BACKBONE_FILE])
+             or list(catalog.recipe().graph_files))  # a fix.json of before `deployed_files`: the default recipe's
     if doc.get("pair"):
         lines += ["", f"The pair is yours: the files of `{doc['pair']['dir']}` with the kept nodes' Casts added "
                   "(same file names, inputs and outputs)."]

@@ -3,25 +3,24 @@
 Frames are held-out synthetic scenes (`data.frames.HeldOutSet`: never training or calibration seeds) or the user's
 scenes with their ground truth (`data.frames.ScenesSet`: an info file), loaded once and named by their range and
 tokens, so `fix --check` rebuilds exactly the same ones. A candidate is judged by
-its six head maps against the reference's on the same frames: per frame the worst output's rel. RMSE
+its head maps against the reference's on the same frames: per frame the worst output's rel. RMSE
 (`ptq.sensitivity.rel_rmse`), and from the decoded boxes the reference boxes it loses or adds
 (`eval.detection_diff`) and nuScenes mAP/NDS (`eval.devkit`) against the ground truth; and per frame the outcome of
-the noise model (`frame_verdict`: each head map against the rounding the candidate's precision brings, the decoded
-boxes at the score threshold or beyond it: `compare/noise.py`, as bisect and sweep judge).
+the noise model (a `FrameVerdict`: each head map against the rounding the candidate's precision brings, the decoded
+boxes at the score threshold or beyond it: `compare/noise.py`, as bisect and sweep judge). How a recipe's head maps
+decode and are judged is its fix plug-in's (CenterPoint's `recipes/centerpoint/fix/judge.py`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from cp_debug.compare.noise import Outcome, worst as worst_outcome
 from cp_debug.data.frames import FrameSet
-from cp_debug.errors import BadInputError
 
 
 def progress_step(progress, text: str):
@@ -63,16 +62,6 @@ def step_printer(progress):
                       f"{', '.join(figs)}; {step.seconds:.1f} s (search {time.perf_counter() - t0:.0f} s)")
 
     return on_step
-
-
-def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
-                   device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
-    """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
-    in the staged pipeline (the shared torch glue between the two files). A fix running several pairs on the same
-    frames keeps one `pair_runs.PairRuns` instead."""
-    from cp_debug.fix.pair_runs import PairRuns
-
-    return PairRuns(cfg, frames, device).heads(encoder, backbone, indices)
 
 
 @dataclass(frozen=True)
@@ -120,30 +109,6 @@ class Figures:
                     "outcome_reasons": [v.reason for v in self.verdicts]})}
 
 
-def frame_verdict(cfg, ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], precision: str
-                  ) -> FrameVerdict:
-    """One frame's head maps judged against `precision`'s rounding (`compare.noise.judge`, per map: NaN/Inf is
-    diverged, beyond the budget degraded) and its decoded boxes (`compare.noise.judge_boxes` through the recipe's
-    `detection_verdict`: lost/added at the score threshold explained, moved or rescored beyond it degraded)."""
-    from cp_debug.compare.diff import TensorDiff
-    from cp_debug.compare.noise import judge
-    from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
-
-    ref = {n: np.asarray(v, np.float32) for n, v in ref.items()}
-    got = {n: np.asarray(got[n], np.float32) for n in ref}
-    heads = {n: judge(TensorDiff.from_arrays(n, ref[n], got[n]), precision) for n in ref}
-    name = max(heads, key=lambda n: (heads[n].outcome.severity, _finite_or_inf(heads[n].noise_ratio)))
-    if heads[name].outcome is Outcome.DIVERGED:  # NaN/Inf or shape: decoding adds nothing
-        return FrameVerdict(Outcome.DIVERGED, f"{name}: {heads[name].reason}")
-    boxes = detection_verdict(cfg)(ref, got).judge(precision)
-    outcome = worst_outcome((heads[name].outcome, boxes.outcome))
-    return FrameVerdict(outcome, f"worst head map {name}: {heads[name].reason}; {boxes.reason}")
-
-
-def _finite_or_inf(x: float) -> float:
-    return float("inf") if x != x else x
-
-
 def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[str, np.ndarray]]
                  ) -> tuple[tuple[float, ...], tuple[str, ...]]:
     """Per frame: the worst head output's rel. RMSE and its name."""
@@ -158,12 +123,11 @@ def frame_errors(ref: Sequence[Mapping[str, np.ndarray]], got: Sequence[Mapping[
     return tuple(values), tuple(names)
 
 
-def detections(cfg, frames: FrameSet, indices: Sequence[int], heads: Sequence[Mapping[str, np.ndarray]]) -> dict:
-    """{token: SampleBoxes} of decoded head maps."""
+def decoded_boxes(frames: FrameSet, indices: Sequence[int], heads: Sequence, decode: Callable) -> dict:
+    """{token: SampleBoxes} of the frames' outputs `heads` decoded by `decode(head)` → Detections (the recipe's)."""
     from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.models.centerpoint.decode import decode
 
-    return {frames.frames[i].token: SampleBoxes.from_detections(decode(h, cfg)) for i, h in zip(indices, heads)}
+    return {frames.frames[i].token: SampleBoxes.from_detections(decode(h)) for i, h in zip(indices, heads)}
 
 
 def evaluation(cfg, frames: FrameSet, dets: Mapping):
@@ -220,16 +184,3 @@ def _ap(cfg, gt: Mapping, dets: Mapping) -> dict[str, float]:
 
     ev = evaluate(gt, dets, cfg.class_names, class_range=default_range(cfg.point_cloud_range))
     return {c.name: c.ap for c in ev.per_class}
-
-
-def check_onnx_pair(root: str | Path, names: Sequence[str] | None = None) -> tuple[Path, Path]:
-    """The pair's two file paths under `root` (`names`: the user's own file names of a fix of a deployed pair; else
-    AWML's); BadInputError naming what is missing."""
-    from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
-
-    root = Path(root)
-    paths = tuple(root / n for n in (names or (VOXEL_ENCODER_FILE, BACKBONE_FILE)))
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise BadInputError(f"{root} lacks {', '.join(missing)}: it is not a written fix (cpdebug fix --out DIR)")
-    return paths

@@ -11,13 +11,11 @@ passed on every frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 
 from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
-from cp_debug.data.frames import FrameSet
-from cp_debug.fix.figures import Figures, box_diff, detections, evaluation, frame_errors, frame_verdict
+from cp_debug.fix.figures import Figures
 from cp_debug.fix.targets import FixTarget
 
 # judge(keep set, frame indices, whole set?) -> Figures
@@ -107,44 +105,3 @@ class CheapFirst:
 
 def _nan_last(x: float) -> float:
     return float("inf") if x != x else x
-
-
-class HeadJudge:
-    """A judge from head maps: `heads(keep, indices)` gives the candidate's head maps on those frames; the
-    reference's are given once. Boxes are decoded only when the target needs them; mAP only on the whole set; each
-    frame judged by `precision`'s noise (`figures.frame_verdict`) where the target is within precision."""
-
-    def __init__(self, cfg, frames: FrameSet, reference: Sequence[Mapping[str, np.ndarray]], target: FixTarget,
-                 heads: Callable[[tuple[str, ...], Sequence[int]], list], precision: str):
-        self.cfg, self.frames, self.reference, self.target, self.heads = cfg, frames, list(reference), target, heads
-        self.precision = precision
-        self._ref_dets = None
-        self._ref_map = None
-
-    def reference_detections(self) -> dict:
-        if self._ref_dets is None:
-            every = range(len(self.frames))
-            self._ref_dets = detections(self.cfg, self.frames, every, self.reference)
-        return self._ref_dets
-
-    def reference_map(self) -> float:
-        if self._ref_map is None:
-            self._ref_map = evaluation(self.cfg, self.frames, self.reference_detections()).mean_ap
-        return self._ref_map
-
-    def __call__(self, keep: tuple[str, ...], indices: Sequence[int], whole: bool) -> Figures:
-        indices = tuple(indices)
-        got = self.heads(keep, indices)
-        errs, names = frame_errors([self.reference[i] for i in indices], got)
-        lost = added = drop = None
-        if self.target.needs_boxes:
-            dets = detections(self.cfg, self.frames, indices, got)
-            ref = {k: v for k, v in self.reference_detections().items() if k in dets}
-            lost, added = box_diff(self.cfg, ref, dets)
-            if whole and self.target.needs_map:
-                drop = self.reference_map() - evaluation(self.cfg, self.frames, dets).mean_ap
-        verdicts = None
-        if self.target.within_precision:
-            verdicts = tuple(frame_verdict(self.cfg, self.reference[i], g, self.precision)
-                             for i, g in zip(indices, got))
-        return Figures(indices, errs, names, lost, added, drop, verdicts=verdicts)

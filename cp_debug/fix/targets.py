@@ -1,6 +1,7 @@
 """What a fix must achieve over its frames: within the candidate's precision (the noise model of
 `compare/noise.py`, as bisect and sweep judge: every frame's head maps within the rounding the precision brings and
-no box lost, added, moved or rescored beyond it: `fix/figures.frame_verdict`), a tolerance on the head outputs, a
+no box lost, added, moved or rescored beyond it: a recipe's frame verdict, CenterPoint's
+`recipes/centerpoint/fix/judge.frame_verdict`), a tolerance on the head outputs, a
 largest mAP drop, a largest number of lost boxes. Every given criterion must hold; at least one is needed.
 
 Which ones (`FixTarget.of`): with no fixed criterion given, within precision; `--max-rel-rmse`, `--max-map-drop`,

@@ -31,6 +31,7 @@ PLUGINS: dict[str, tuple[str, ...]] = {
     "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
+    "replay": ("stage_runners", "run_scan", "decode", "compare_detections"),
     "sweep": ("subject", "stage_bytes", "with_stages", "make_worker"),  # its own lanes (sweep/__init__.py)
     "train": ("detector",),
 }
@@ -66,7 +67,10 @@ class Recipe:
     # deployment's ONNX files written into `out`, their paths in stage order (`cpdebug export`)
     infer_scan: Optional[Callable[..., tuple]] = None  # (loaded, points, device) → (the outputs by name, the
     # Detections, the run's timings, what the summary line says beside the boxes): one scan run end to end in torch
-    # (`cpdebug infer`); None: its stages run one by one with a backend each (CenterPoint's pair, the CLI's own)
+    # (`cpdebug infer`); None: its stages run one by one with a backend each (`infer_stages`)
+    infer_stages: Optional[Callable[..., tuple]] = None  # (cfg, points, load, *, encoder, backbone, onnx_dir,
+    # device, rot_y, progress, quiet) → (the model `load()` built, head maps by name, Detections, stage seconds): one
+    # scan through its stages, each on "torch" or "ort" (`cpdebug infer` of CenterPoint's pair)
     default_preset: str = ""  # the preset a command given neither --preset nor --config runs
     graph_files: tuple[str, ...] = ()  # the ONNX files of its deployment, in stage order
     head_outputs: tuple[str, ...] = ()  # its last graph's outputs by name, the head maps (what a `--budget`'s

@@ -6,23 +6,34 @@ on the kept head maps and boxes. A deployment's box agrees with a variant's when
 centre (`compare_detections`, within `match_distance`) and also lie within the tolerances of engine numerics
 (centre, z, size, yaw, score). A variant's agreement is the agreeing boxes over the larger of the two box
 counts, so missing and extra boxes both count against it.
+
+The network's part — its stage runners, the staged pipeline, its decode and its box matching — is the recipe's
+`replay` plug-in (`recipes/<name>/replay.py`); replay runs the default recipe's (Autoware's CenterPoint node).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Callable, Sequence
 
 import numpy as np
 
 from cp_debug.errors import BadInputError
 from cp_debug.lidar.boxes import Detections
-from cp_debug.models.centerpoint.decode import decode
-from cp_debug.lidar.compare_detections import compare_detections
 from cp_debug.replay.variants import (GlueVariant, NodeGlue, apply_box_variant, box_variants, cfg_for, decode_variants,
                                       fitted_thresholds, node_filter, reference_variant, rerun_variants,
                                       score_variants)
+
+
+@cache
+def recipe_part(name: str | None = None):
+    """The `replay` plug-in of recipe `name` (None: the default, CenterPoint: `cpdebug replay` replays Autoware's
+    CenterPoint node)."""
+    from cp_debug.recipes import catalog
+
+    return catalog.recipe(name).plugin("replay")
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def _placed(m, tol: Tolerances) -> bool:
 
 
 def agreement(deployed: Detections, variant: Detections, tol: Tolerances) -> Agreement:
-    d = compare_detections(variant, deployed, max_dist=tol.match_distance)
+    d = recipe_part().compare_detections(variant, deployed, max_dist=tol.match_distance)
     ok = [m for m in d.matched if _placed(m, tol) and abs(m.score_diff) <= tol.score]
     return Agreement(len(deployed), len(variant), len(d.matched), len(ok),
                      np.array([m.centre_dist for m in d.matched], np.float64))
@@ -80,7 +91,7 @@ def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances)
     (reference, deployed) pairs: what a score-space variant is fitted on."""
     ref, dep = [], []
     for reference, deployed in pairs:
-        for m in compare_detections(reference, deployed, max_dist=tol.match_distance).matched:
+        for m in recipe_part().compare_detections(reference, deployed, max_dist=tol.match_distance).matched:
             if _placed(m, tol):
                 ref.append(float(reference.scores[m.index_a]))
                 dep.append(float(deployed.scores[m.index_b]))
@@ -88,18 +99,17 @@ def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances)
 
 
 class ReferenceRunner:
-    """The model's two stages as torch runners; `run` runs the staged pipeline once per (points, settings)."""
+    """The model's stages as torch runners; `run` runs the staged pipeline once per (points, settings)."""
 
     def __init__(self, model, cfg, device: str = "cpu"):
         self.model, self.cfg, self.device = model, cfg, device
+        self.part = recipe_part()  # the recipe's pipeline, decode and box matching
         self._runners = None
         self._memo: dict[tuple, object] = {}
         self.runs = 0
 
     def __enter__(self) -> "ReferenceRunner":
-        from cp_debug.recipes.centerpoint.stage_runners import torch_stage_runners
-
-        self._runners = torch_stage_runners(self.model, device=self.device)
+        self._runners = self.part.stage_runners(self.model, device=self.device)
         for r in self._runners:
             r.__enter__()
         return self
@@ -112,8 +122,6 @@ class ReferenceRunner:
     def run(self, points: np.ndarray, *, order_seed: int | None = None, max_voxels: int | None = None,
             features: str = "computed"):
         """The PipelineResult (head maps and boxes) of `points` under a re-run variant's settings."""
-        from cp_debug.recipes.centerpoint.pipeline import run_pipeline
-
         if self._runners is None:
             raise RuntimeError("ReferenceRunner.run outside its `with` block")
         from cp_debug.lidar.points import prepare_points
@@ -124,8 +132,8 @@ class ReferenceRunner:
             if order_seed is not None:
                 pts = pts[np.random.default_rng(order_seed).permutation(len(pts))]
             transform = FEATURE_TRANSFORMS[features](self.cfg.in_channels)
-            self._memo[key] = run_pipeline(self.cfg, pts, *self._runners, capture=False, device=self.device,
-                                           max_voxels=max_voxels, feature_transform=transform)
+            self._memo[key] = self.part.run_scan(self.cfg, pts, self._runners, device=self.device,
+                                                 max_voxels=max_voxels, feature_transform=transform)
             self.runs += 1
         return self._memo[key]
 
@@ -209,7 +217,7 @@ def variant_detections(runner: ReferenceRunner, frame: ReplayFrame, variant: Glu
                           features=p.get("features", "computed")).detections
     ref = runner.run(frame.points)
     if variant.kind == "decode":
-        dets = decode(ref.head, cfg_for(cfg, p), heat_activation=p.get("heat_activation", "sigmoid"))
+        dets = runner.part.decode(ref.head, cfg_for(cfg, p), heat_activation=p.get("heat_activation", "sigmoid"))
         if "rotated_iou" in p:
             from cp_debug.replay.nms import rotated_nms
 
@@ -221,7 +229,7 @@ def variant_detections(runner: ReferenceRunner, frame: ReplayFrame, variant: Glu
     if variant.kind == "node":
         cap = p.get("max_voxels")
         run = runner.run(frame.points, max_voxels=cap) if cap is not None and cap < voxels else ref
-        return node_filter(decode(run.head, cfg_for(cfg, p)), p)
+        return node_filter(runner.part.decode(run.head, cfg_for(cfg, p)), p)
     return ref.detections
 
 

@@ -7,9 +7,10 @@ voxel size × out_size_factor, from the point cloud range's corner):
 - per class, |Δ score| (the heatmap through the model's sigmoid: what the threshold cuts);
 - reg as the centre shift (m), height (m), dim (m, after exp where the model predicts log sizes), rot as the yaw
   change (rad), vel (m/s) — each head's change in the units of the box it decodes to;
-- the peak flips: the cells a decode keeps as a box (`models/centerpoint/decode.py`: top-k, threshold, range,
-  circle NMS — `Detections.cells`) on one side whose score on the other side is at or below the threshold (or not
-  finite): "lost" (reference only) or "added" (candidate only). That is what turns numeric error into a box.
+- the peak flips: the cells a decode keeps as a box (the recipe's decode, given by the caller: CenterPoint's
+  top-k, threshold, range, circle NMS — `Detections.cells`) on one side whose score on the other side is at or below
+  the threshold (or not finite): "lost" (reference only) or "added" (candidate only). That is what turns numeric
+  error into a box.
 `layer_maps(cfg, heatmaps)` places the per-layer BEV error maps of the root cause's segment (`report.plots[label]
 ["segment"]`, made by `compare.plot_data.error_heatmap`) on the same ground, where the layer's grid is the BEV grid
 or an integer downsampling of it. No drawing here: `report/bev_plot.py` draws, the HTML, PNG and Rerun writers show.
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
     from cp_debug.lidar.boxes import Detections
 
 Extent = tuple[float, float, float, float]  # x_min, x_max, y_min, y_max (m), as matplotlib's imshow takes it
@@ -87,15 +87,15 @@ class BevMaps:
     candidate_boxes: "Detections"
 
     @classmethod
-    def from_heads(cls, cfg: "CenterPointConfig", ref_head: Mapping[str, np.ndarray],
-                   cand_head: Mapping[str, np.ndarray], threshold: float | None = None) -> "BevMaps":
+    def from_heads(cls, cfg: Any, ref_head: Mapping[str, np.ndarray], cand_head: Mapping[str, np.ndarray],
+                   threshold: float | None = None, *, decode: Callable[..., "Detections"],
+                   head_names: tuple[str, ...]) -> "BevMaps":
         """The maps of `cand_head` against `ref_head` (dicts by head name, (1, C, H, W) each) for `cfg`'s grid;
-        `threshold`: the score threshold (default the config's)."""
-        from cp_debug.models.centerpoint.decode import HEAD_NAMES, decode
-
+        `threshold`: the score threshold (default the config's). The recipe's (`bisect.result.BevScene`): `decode`
+        (head maps, cfg, *, score_threshold) → Detections, and `head_names`, the maps it decodes."""
         thr = float(cfg.score_threshold if threshold is None else threshold)
-        ref, cand = _heads(ref_head, HEAD_NAMES, "reference"), _heads(cand_head, HEAD_NAMES, "candidate")
-        for name in HEAD_NAMES:
+        ref, cand = _heads(ref_head, head_names, "reference"), _heads(cand_head, head_names, "candidate")
+        for name in head_names:
             if ref[name].shape != cand[name].shape:
                 raise BadInputError(f"head map {name!r}: reference {list(ref[name].shape)} but candidate "
                                     f"{list(cand[name].shape)}: no BEV map of a shape mix-up")
@@ -111,7 +111,7 @@ class BevMaps:
         with np.errstate(all="ignore"):
             score_r, score_c = _sigmoid(heat_r), _sigmoid(heat_c)
             bad = np.zeros((height, width), bool)
-            for name in HEAD_NAMES:
+            for name in head_names:
                 bad |= ~np.isfinite(ref[name]).all(0) | ~np.isfinite(cand[name]).all(0)
             dscore = np.abs(score_c - score_r)
             panels = [HeadPanel(f"heatmap: {c}", "|Δ score|", "", dscore[i]) for i, c in enumerate(cfg.class_names)]
@@ -172,7 +172,7 @@ class LayerMap:
     pool: tuple[int, int]
 
 
-def layer_maps(cfg: "CenterPointConfig", heatmaps: list[dict]) -> list[LayerMap]:
+def layer_maps(cfg: Any, heatmaps: list[dict]) -> list[LayerMap]:
     """The heat maps of `heatmaps` (`compare.plot_data.error_heatmap` dicts) whose grid is the BEV grid of `cfg` or an
     integer downsampling of it, placed in metres; the others (not BEV maps) are left out."""
     nx, ny = cfg.grid_size

@@ -41,9 +41,10 @@ class Picture:
 def bev_maps(report: BisectReport, label: str) -> BevMaps | None:
     """The maps of candidate `label` against the reference, or None where the run kept no head maps for it."""
     scene = report.scene
-    if scene is None or label not in scene.candidates or not scene.reference:
+    if scene is None or label not in scene.candidates or not scene.reference or scene.decode is None:
         return None
-    return BevMaps.from_heads(scene.config, scene.reference, scene.candidates[label])
+    return BevMaps.from_heads(scene.config, scene.reference, scene.candidates[label], decode=scene.decode,
+                              head_names=scene.head_names)
 
 
 def segment_maps(report: BisectReport, label: str) -> list[LayerMap]:

@@ -17,7 +17,7 @@ from cp_debug.train.targets import TargetConfig, build_targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.infos import InfoSample
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def augment(rng: np.random.Generator, points: np.ndarray, boxes: np.ndarray,
 class SceneDataset:
     """A map-style dataset (torch DataLoader accepts it) over InfoSamples or generator seeds."""
 
-    def __init__(self, cfg: "CenterPointConfig", *, samples: Sequence["InfoSample"] | None = None,
+    def __init__(self, cfg: "LidarConfig", *, samples: Sequence["InfoSample"] | None = None,
                  seeds: Sequence[int] | None = None, augment_cfg: AugmentConfig | None = AugmentConfig(),
                  target_cfg: TargetConfig = TargetConfig(), seed: int = 0):
         if (samples is None) == (seeds is None):

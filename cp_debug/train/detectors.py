@@ -13,7 +13,8 @@ from typing import Any, Callable
 @dataclass(frozen=True)
 class Detector:
     """One trainable detector. batch_losses(model, batch, cfg, device, amp) -> named losses (their sum is
-    minimised); detect(model, cfg, points, device) -> Detections (eval mode)."""
+    minimised); detect(model, cfg, points, device) -> Detections (eval mode); load_checkpoint(model, path): a saved
+    checkpoint loaded strictly into `eval_model(cfg)`'s model (the held-out validation of what was saved)."""
 
     recipe: str
     get_preset: Callable[[str], Any]
@@ -21,6 +22,7 @@ class Detector:
     eval_model: Callable[[Any], Any]
     batch_losses: Callable[..., dict]
     detect: Callable[..., Any]
+    load_checkpoint: Callable[[Any, Any], Any] | None = None
 
 
 def detector(recipe: str | None = None) -> Detector:

@@ -1,10 +1,9 @@
-"""CenterHead's losses as mmdet3d computes them (`CenterHead.loss_by_feat`, one task), and the focal losses
-TransFusionHead's share with them (`recipes/transfusion/train.py`).
+"""The focal losses the recipes' heads share, as mmdet computes them: CenterHead's (`recipes/centerpoint/train.py`,
+its `CenterHead.loss_by_feat`) and TransFusionHead's (`recipes/transfusion/train.py`).
 
 Heatmap (CenterHead's and TransFusionHead's dense heatmap alike): GaussianFocalLoss (alpha 2, gamma 4) on
-clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided by the number of cells equal to 1. Boxes: L1 (weight
-0.25) on the head outputs gathered at the GT centre cells, weighted by mask x code_weights, divided by the number
-of GT boxes + 1e-4. Computed in float32 even under autocast.
+clamp(sigmoid(logits), 1e-4, 1 - 1e-4), summed and divided by the number of cells equal to 1; `LossConfig` holds the
+heatmap's and the boxes' weights. Computed in float32 even under autocast.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-
-from cp_debug.models.centerpoint.config import COMMON_HEADS
 
 
 @dataclass(frozen=True)
@@ -50,20 +47,3 @@ def heatmap_loss(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig = L
     hm = torch.clamp(logits.float().sigmoid(), min=1e-4, max=1 - 1e-4)
     num_pos = target.eq(1).float().sum().clamp(min=1.0)
     return gaussian_focal_loss(hm, target, cfg.alpha, cfg.gamma).sum() / num_pos * cfg.heatmap_weight
-
-
-def centerpoint_losses(maps: dict[str, torch.Tensor], heatmap: torch.Tensor, anno_box: torch.Tensor,
-                       ind: torch.Tensor, mask: torch.Tensor, code_weights: torch.Tensor,
-                       cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
-    """{"loss_heatmap", "loss_bbox"} for a batch: maps (B, C, H, W) by head name; targets stacked over B."""
-    loss_heatmap = heatmap_loss(maps["heatmap"], heatmap, cfg)
-
-    pred = torch.cat([maps[name].float() for name, _ in COMMON_HEADS], dim=1)  # (B, 10, H, W)
-    b, c = pred.shape[:2]
-    pred = pred.permute(0, 2, 3, 1).reshape(b, -1, c)
-    pred = pred.gather(1, ind.unsqueeze(2).expand(-1, -1, c))  # (B, max_objs, 10)
-    num = mask.float().sum()
-    weights = mask.unsqueeze(2).float() * ~torch.isnan(anno_box) * code_weights
-    target = torch.nan_to_num(anno_box)
-    loss_bbox = (torch.abs(pred - target) * weights).sum() / (num + 1e-4) * cfg.bbox_weight
-    return {"loss_heatmap": loss_heatmap, "loss_bbox": loss_bbox}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
+    from cp_debug.lidar.space import LidarConfig
     from cp_debug.train.batches import SceneDataset
     from cp_debug.eval.devkit import DetectionEvaluation
     from cp_debug.train.detectors import Detector
@@ -64,7 +64,7 @@ def save_trained(model, path: Path, meta: dict, half: bool = False) -> Path:
     return save_checkpoint(model, path, meta={**meta, "stored_dtype": "float16" if half else "float32"})
 
 
-def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: int, batch_size: int, lr: float,
+def run_training(cfg: "LidarConfig", dataset: "SceneDataset", *, steps: int, batch_size: int, lr: float,
                  device: str, workers: int, val_scenes: int, val_every: int, seed: int, out: Path, half: bool,
                  log_path: Path | None, source: str, bar: Callable[[int], object],
                  detector: "Detector | None" = None) -> RunSummary:
@@ -91,11 +91,9 @@ def run_training(cfg: "CenterPointConfig", dataset: "SceneDataset", *, steps: in
             "note": "trained on cp_debug synthetic scenes, not on a real dataset"}
     final = None
     if heldout:
-        from cp_debug.models.centerpoint.checkpoint import load_checkpoint
-
         path = save_trained(result.model, out, meta, half)  # validate what was saved, re-loaded
         reloaded = detector.eval_model(cfg)
-        load_checkpoint(reloaded, path)
+        detector.load_checkpoint(reloaded, path)
         r: DetectionEvaluation = validate(reloaded.to(device), cfg, heldout, device, detector.detect)
         final = r.to_json()
         validations.append(_validation_row(steps, r))

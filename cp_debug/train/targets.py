@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.models.centerpoint.config import CenterPointConfig
 
 CODE_SIZE = 10
 
@@ -80,9 +77,11 @@ def draw_heatmap_gaussian(heatmap: np.ndarray, center: tuple[int, int], radius: 
         np.maximum(region, patch, out=region)
 
 
-def build_targets(boxes: np.ndarray, labels: np.ndarray, cfg: "CenterPointConfig",
+def build_targets(boxes: np.ndarray, labels: np.ndarray, cfg: Any,
                   tcfg: TargetConfig = TargetConfig()) -> Targets:
-    """Targets for one sample's GT boxes (K, 9) [x, y, z_bottom, l, w, h, yaw, vx, vy] and labels (K,)."""
+    """Targets for one sample's GT boxes (K, 9) [x, y, z_bottom, l, w, h, yaw, vx, vy] and labels (K,); `cfg`: a
+    LiDAR detector's config with a head grid (`head_size`, `out_size_factor`, `num_classes`: CenterPoint's, whose
+    heatmap TransFusion-L's dense heatmap shares)."""
     fx, fy = cfg.head_size
     vx, vy = cfg.voxel_size[0], cfg.voxel_size[1]
     x0, y0 = cfg.point_cloud_range[0], cfg.point_cloud_range[1]

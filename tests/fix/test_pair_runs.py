@@ -1,6 +1,7 @@
-"""`fix.pair_runs.PairRuns` on the tiny preset's exported pair (random weights, 2 held-out frames): what it takes
-from earlier runs (fronts, a voxel encoder's outputs by its graph's bytes, kept head maps) is bit for bit what a
-fresh pipeline run gives; a changed graph misses; verification on the search's frames runs nothing again."""
+"""`recipes.centerpoint.fix.pair_runs.PairRuns` on the tiny preset's exported pair (random weights, 2 held-out
+frames): what it takes from earlier runs (fronts, a voxel encoder's outputs by its graph's bytes, kept head maps) is
+bit for bit what a fresh pipeline run gives; a changed graph misses; verification on the search's frames runs nothing
+again."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _same(a, b) -> bool:
 def test_taken_outputs_are_what_a_fresh_run_gives_and_a_changed_graph_misses(pair):
     import onnx
 
-    from cp_debug.fix.pair_runs import PairRuns
+    from cp_debug.recipes.centerpoint.fix.pair_runs import PairRuns
 
     cfg, frames, fp32, plain, kept = pair
     runs = PairRuns(cfg, frames)
@@ -86,9 +87,9 @@ def test_taken_outputs_are_what_a_fresh_run_gives_and_a_changed_graph_misses(pai
 
 def test_verification_on_the_search_frames_runs_nothing_the_search_kept(pair):
     from cp_debug.data.frames import HeldOutSet
-    from cp_debug.fix.pair_runs import PairRuns
+    from cp_debug.recipes.centerpoint.fix.pair_runs import PairRuns
     from cp_debug.fix.targets import FixTarget
-    from cp_debug.fix.verify import verify_pair
+    from cp_debug.recipes.centerpoint.fix.verify import verify_pair
 
     cfg, frames, fp32, plain, kept = pair
     ref, fix = ([m[f] for f in (ENCODER, BACKBONE)] for m in (fp32, {**plain, BACKBONE: kept[BACKBONE]}))

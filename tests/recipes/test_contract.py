@@ -24,11 +24,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cp_debug"
 RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its folder, its network
 IMPORTED_BY_NAME = ("centerpoint",)  # the recipe the generic modules of IMPORT_DEBT still import
 IMPORT_DEBT = frozenset("""
-bench/latency bench/run bisect/result cli/bench_cmd cli/infer_cmd cli/quantize_cmd cli/replay_cmd cli/scenes_cmd
-cli/sensitivity_cmd fix/artifact
-fix/figures fix/pair_runs ptq/int8_error ptq/map_eval ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes
-ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint replay/engine report/bev
-train/batches train/losses train/runner train/targets train/validate
+bench/latency bench/run cli/bench_cmd cli/quantize_cmd cli/scenes_cmd cli/sensitivity_cmd ptq/int8_error ptq/map_eval
+ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint
 """.split())
 
 

@@ -45,7 +45,8 @@ def test_the_report_keeps_the_scan_truth_and_every_sides_head_maps(report):
 def test_maps_are_placed_in_metres_and_flips_are_threshold_crossings(report):
     scene = report.scene
     cfg = scene.config
-    maps = BevMaps.from_heads(cfg, scene.reference, scene.candidates["ort-cpu-fp16"])
+    maps = BevMaps.from_heads(cfg, scene.reference, scene.candidates["ort-cpu-fp16"], decode=scene.decode,
+                             head_names=scene.head_names)
     w, h = cfg.head_size
     cell = cfg.voxel_size[0] * cfg.out_size_factor
     assert maps.extent == pytest.approx((cfg.point_cloud_range[0], cfg.point_cloud_range[0] + w * cell,
@@ -65,7 +66,8 @@ def test_maps_are_placed_in_metres_and_flips_are_threshold_crossings(report):
             assert cand_s[k, f.row, f.col] > cfg.score_threshold and not ref_s[k, f.row, f.col] > cfg.score_threshold
     assert maps.lost.sum() == sum(f.kind == "lost" for f in maps.flips)
 
-    same = BevMaps.from_heads(cfg, scene.reference, scene.reference)
+    same = BevMaps.from_heads(cfg, scene.reference, scene.reference, decode=scene.decode,
+                             head_names=scene.head_names)
     assert not same.flips and all(np.nanmax(p.values) == 0 for p in same.panels)
 
 
@@ -82,7 +84,7 @@ def test_a_peak_pushed_below_the_threshold_is_one_lost_flip_where_its_box_was(re
     row, col = divmod(flat, w)
     cand = {k: v.copy() for k, v in ref.items()}
     cand["heatmap"][0, label, row, col] = -5.0  # score 0.0067, below the threshold 0.1
-    maps = BevMaps.from_heads(cfg, ref, cand)
+    maps = BevMaps.from_heads(cfg, ref, cand, decode=decode, head_names=scene.head_names)
     lost = [f for f in maps.flips if f.kind == "lost"]
     assert [(f.cls, f.row, f.col) for f in lost] == [(cfg.class_names[label], row, col)]
     assert math.hypot(lost[0].x - boxes.boxes[0, 0], lost[0].y - boxes.boxes[0, 1]) < 1.5 * cfg.voxel_size[0] * \

@@ -75,12 +75,19 @@ def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool
     return result.voxel_encoder, result.backbone
 
 
+def _infer_stages(cfg, points, load, **options) -> tuple:
+    from cp_debug.recipes.centerpoint.infer import infer_stages
+
+    return infer_stages(cfg, points, load, **options)
+
+
 RECIPE = Recipe(
     name="centerpoint", title="CenterPoint", package="cp_debug.recipes.centerpoint",
-    plugins=frozenset({"eval", "fix", "kit", "lint", "sweep", "train"}),
+    plugins=frozenset({"eval", "fix", "kit", "lint", "replay", "sweep", "train"}),
     model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
     frame_model=None, frame_subject=_frame_subject, bisect_subject=_bisect_subject, load_model=_load_model,
-    weights_label=_weights_label, export_files=_export_files, default_preset="demo",
+    weights_label=_weights_label, export_files=_export_files, infer_stages=_infer_stages,
+    default_preset="demo",
     graph_files=("pts_voxel_encoder.onnx", "pts_backbone_neck_head.onnx"), sweep_level="block",
     head_outputs=("heatmap", "reg", "height", "dim", "rot", "vel"),
     fix_from_reports=True,

@@ -65,6 +65,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     `preset`: a preset name, a config file (.py or .yaml) or a CenterPointConfig (`read_config`). `truth`: the
     scan's ground truth for the BEV pictures (a sweep's frame); the synthetic scan brings its own."""
     from cp_debug.bisect.result import BevScene
+    from cp_debug.models.centerpoint.decode import HEAD_NAMES, decode
     from cp_debug.models.centerpoint.presets import as_config
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, VOXEL_ENCODER_INPUTS,
                                                    VOXEL_ENCODER_OUTPUTS, BackboneNeckHeadStage, VoxelEncoderStage)
@@ -132,7 +133,7 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
                      checkpoint=str(checkpoint) if checkpoint else None, random_weights=bool(random_weights),
                      int8=int8_info),
         warnings=list(loaded.warnings), detection_verdict=detection_verdict(cfg),
-        scene=BevScene(cfg, pts, truth))
+        scene=BevScene(cfg, pts, truth, decode=decode, head_names=HEAD_NAMES))
 
 
 def _facts(cfg, weights: str, loaded: "LoadedPoints", points_file: str | None, seed: int, load_dim: int | None,

@@ -164,8 +164,9 @@ def batch_losses(model, batch: dict, cfg: "TransFusionConfig", device, amp: bool
 
 def detector() -> "Detector":
     """TransFusion-L as `cpdebug train` trains it."""
+    from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.transfusion.presets import get_preset
     from cp_debug.train.detectors import Detector
 
-    return Detector("transfusion", get_preset, training_model, eval_model, batch_losses, detect)
+    return Detector("transfusion", get_preset, training_model, eval_model, batch_losses, detect, load_checkpoint)
 

@@ -1,6 +1,6 @@
 """CenterPoint's part of `cpdebug fix` (its `fix` plug-in, recipes/contract.PLUGINS): the pair (voxel encoder,
 backbone/neck/head) searched in FP16 (nodes kept in FP32, of our export or of the user's deployed pair `SPEC@DIR`)
-or INT8 (layers left out), verified by mAP/NDS and each frame's boxes (`fix/verify.py`), and `fix --check` of a
+or INT8 (layers left out), verified by mAP/NDS and each frame's boxes (its `verify.py`), and `fix --check` of a
 folder it wrote.
 """
 
@@ -23,7 +23,7 @@ CHECK_FIGURES = FIGURES  # what `fix --check` compares of the recorded verificat
 
 
 def needs_devkit(req: "FixRequest") -> bool:
-    """Whether the verification scores mAP with nuscenes-devkit (`fix/verify.py`): always, checked before the
+    """Whether the verification scores mAP with nuscenes-devkit (its `verify.py`): always, checked before the
     search, never after it."""
     return True
 
@@ -70,7 +70,7 @@ def run_fix(req: "FixRequest", progress=None) -> FixOutcome:
     verification = None
     if fixed is not None:
         from cp_debug.fix.artifact import kept_fp32_violations
-        from cp_debug.fix.verify import verify_pair
+        from cp_debug.recipes.centerpoint.fix.verify import verify_pair
 
         if req.kind == "fp16":
             for file, nodes in excl.items():
@@ -211,9 +211,9 @@ def check_fix(root: Path, doc: dict, *, device: str | None = None, progress=None
     compares)."""
     from cp_debug.data.frames import frame_set_from_json
     from cp_debug.fix.artifact import recorded_model_name, reference_name
-    from cp_debug.fix.figures import check_onnx_pair
+    from cp_debug.recipes.centerpoint.fix.judge import check_onnx_pair
     from cp_debug.fix.targets import FixTarget
-    from cp_debug.fix.verify import verify_pair
+    from cp_debug.recipes.centerpoint.fix.verify import verify_pair
     from cp_debug.models.centerpoint.presets import get_preset
 
     rec = doc["verification"]

@@ -19,7 +19,8 @@ from typing import Mapping, Sequence
 from cp_debug.errors import BadInputError
 from cp_debug.data.frames import FrameSet
 from cp_debug.fix.names import SEP, node_modules, per_file
-from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
+from cp_debug.fix.search import FixSearch, search_fix
+from cp_debug.recipes.centerpoint.fix.judge import HeadJudge
 from cp_debug.fix.targets import FixTarget
 
 
@@ -80,7 +81,7 @@ def find_fp16_fix(cfg, fp32_models: dict, frames: FrameSet, target: FixTarget, *
     ranked compute nodes. module_names: the torch model's qualified module names (for the set's module names);
     modules: FILE:NODE -> module instead of the nodes' scopes (a deployed pair: `names.mapped_node_modules`)."""
     from cp_debug.fix.figures import progress_step, step_printer
-    from cp_debug.fix.pair_runs import PairRuns
+    from cp_debug.recipes.centerpoint.fix.pair_runs import PairRuns
     from cp_debug.precision.fp16 import convert_to_fp16
 
     files = list(fp32_models)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from cp_debug.data.frames import FrameSet
-from cp_debug.fix.search import FixSearch, HeadJudge, search_fix
+from cp_debug.fix.search import FixSearch, search_fix
+from cp_debug.recipes.centerpoint.fix.judge import HeadJudge
 from cp_debug.fix.targets import FixTarget
 
 

@@ -39,7 +39,7 @@ ENCODERS = 4  # voxel encoder graphs whose outputs are kept (the FP32 one, the p
 
 class PairRuns:
     """`heads(encoder, backbone, indices)`: (head maps per frame, stage seconds per frame) of the pair on
-    `frames`, as `figures.ort_pair_heads` gives them, with what earlier runs made taken (see the module)."""
+    `frames`, as `ort_pair_heads` gives them, with what earlier runs made taken (see the module)."""
 
     def __init__(self, cfg, frames: FrameSet, device: str = "cpu"):
         self.cfg, self.frames, self.device = cfg, frames, device
@@ -166,3 +166,11 @@ class _Recorded:
     def infer(self, feed: dict) -> dict:
         self.out = self.runner.infer(feed)
         return self.out
+
+
+def ort_pair_heads(cfg, encoder, backbone, frames: FrameSet, indices: Sequence[int] | None = None, *,
+                   device: str = "cpu") -> tuple[list[dict[str, np.ndarray]], dict[str, list[float]]]:
+    """(head maps per frame, stage seconds per frame) of an ONNX pair (paths or ModelProtos) run by ONNX Runtime
+    in the staged pipeline (the shared torch glue between the two files). A fix running several pairs on the same
+    frames keeps one `PairRuns` instead."""
+    return PairRuns(cfg, frames, device).heads(encoder, backbone, indices)
