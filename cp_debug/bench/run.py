@@ -52,13 +52,15 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
     from cp_debug.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import recipe
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    cfg = get_preset(opts.preset)
+    default = recipe()  # the bench times CenterPoint's (the default recipe's) staged pipeline today
+    cfg = default.config(opts.preset)
+    stages = default.plugin("bench").STAGES
     if opts.points is not None:
         points, scan = Frame(str(opts.points), PointFile(str(opts.points))).load(cfg).points, str(opts.points)
     else:
@@ -73,11 +75,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None
         if any(s.runs_onnx for s in specs.values()):
-            from cp_debug.recipes.centerpoint.export import export_onnx
-
             with step("exporting the two ONNX stages"):
                 onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, sample_points=points)
+                default.export_files(loaded, onnx_dir, sample_points=points)
         calib = None
         if any(s.precision == "int8" for s in specs.values()):
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes"):
@@ -92,7 +92,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
             try:
                 bar = progress(label, opts.warmup + opts.repeat) if progress else contextlib.nullcontext(None)
                 with bar as advance:
-                    res = bench_backend(pipe, points, repeat=opts.repeat, warmup=opts.warmup,
+                    res = bench_backend(pipe, points, stages=stages, repeat=opts.repeat, warmup=opts.warmup,
                                         on_run=advance if advance else None)
             finally:
                 pipe.__exit__(None, None, None)

@@ -180,8 +180,9 @@ def _run_backends(opts: EvalOptions, specs: dict, cfg, loaded, scenes: list, pro
         calib = None
         if opts.int8_dir is not None:
             from cp_debug.quant.ptq_checkpoint import read_ptq_dir
+            from cp_debug.recipes.catalog import recipe
 
-            ptq = read_ptq_dir(opts.int8_dir)
+            ptq = read_ptq_dir(opts.int8_dir, recipe(opts.recipe).graph_files)
             if ptq.preset != cfg.name:
                 raise BadInputError(f"--int8 {opts.int8_dir} was quantized for preset {ptq.preset!r}: pass "
                                     f"--preset {ptq.preset}")

@@ -31,6 +31,9 @@ PLUGINS: dict[str, tuple[str, ...]] = {
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
     "train": ("detector",),
+    "ptq": ("PtqSettings", "calibrate_model", "write_ptq_dir", "held_out_evaluator", "layer_sensitivity",
+            "exclusion_search"),
+    "bench": ("STAGES",),
 }
 
 

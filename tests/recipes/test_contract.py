@@ -5,7 +5,7 @@ code, no import of a recipe's folder or model package other than through the cat
 What the LiDAR recipes share lives in `cp_debug/lidar` (points, voxels, 3D boxes, synthetic scenes, the
 `ModelRecord`), any model's samples, judge and task metrics in `cp_debug/samples`, safe pickles in `cp_debug/pickles`:
 none of them is a recipe. CenterPoint, the default recipe and the first model the house was built for, is still
-imported by name where its pair is the pipeline sweep, eval, replay, bench and PTQ run on lanes of their own, and by
+imported by name where its pair is the pipeline sweep, eval and replay run on lanes of their own, and by
 train's CenterPoint targets: `IMPORT_DEBT` lists where, so the list can only shrink.
 docs/ARCHITECTURE.md ("A recipe is one folder") says what a fourth recipe writes.
 """
@@ -24,10 +24,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cp_debug"
 RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its folder, its network
 IMPORTED_BY_NAME = ("centerpoint",)  # the recipe the generic modules of IMPORT_DEBT still import
 IMPORT_DEBT = frozenset("""
-bench/latency bench/run bisect/result cli/bench_cmd cli/infer_cmd cli/quantize_cmd cli/replay_cmd cli/scenes_cmd
-cli/sensitivity_cmd eval/backend_pipeline eval/detection_diff eval/gates eval/session eval/verdict fix/artifact
-fix/figures fix/pair_runs ptq/int8_error ptq/map_eval ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes
-ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint replay/engine report/bev sweep/judge sweep/lanes sweep/metrics
+bisect/result cli/infer_cmd cli/replay_cmd
+eval/backend_pipeline eval/detection_diff eval/gates eval/session eval/verdict fix/artifact
+fix/figures fix/pair_runs
+replay/engine report/bev sweep/judge sweep/lanes sweep/metrics
 sweep/worker train/batches train/losses train/runner train/targets train/validate
 """.split())
 

@@ -77,7 +77,7 @@ def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool
 
 RECIPE = Recipe(
     name="centerpoint", title="CenterPoint", package="cp_debug.recipes.centerpoint",
-    plugins=frozenset({"fix", "kit", "lint", "train"}),
+    plugins=frozenset({"fix", "kit", "lint", "train", "ptq", "bench"}),
     model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
     frame_model=None, frame_subject=_frame_subject, bisect_subject=_bisect_subject, load_model=_load_model,
     weights_label=_weights_label, export_files=_export_files, default_preset="demo",
