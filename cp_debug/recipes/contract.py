@@ -31,9 +31,11 @@ PLUGINS: dict[str, tuple[str, ...]] = {
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
     "train": ("detector",),
+    # `cpdebug quantize` / `cpdebug sensitivity`: the feature has no package of its own (its commands call these;
+    # CenterPoint's package recipes/centerpoint/ptq/ says what each takes and gives)
     "ptq": ("PtqSettings", "calibrate_model", "write_ptq_dir", "held_out_evaluator", "layer_sensitivity",
             "exclusion_search"),
-    "bench": ("STAGES",),
+    "bench": ("STAGES",),  # the rows `cpdebug bench` times of the recipe's pipeline (bench/latency.py)
 }
 
 
