@@ -1,4 +1,7 @@
-"""Per-stage latency of CenterPoint's staged pipeline, per backend: median and p90 over repeats after warm-up.
+"""Per-stage latency of a recipe's staged pipeline, per backend: median and p90 over repeats after warm-up.
+
+The rows are the recipe's (its `bench` plug-in, recipes/contract.PLUGINS): `STAGES`, a tuple of (row name, the
+pipeline steps whose times are summed into it), in the order of a scan; the last row, "total", is every step's.
 
 The step times are `run_pipeline`'s own (`PipelineResult.timings`). On CUDA backends the pipeline runs resident
 (torch tensors on the GPU throughout, no host copy between the stages), `torch.cuda.synchronize()` brackets every
@@ -13,19 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-
-from cp_debug.recipes.centerpoint.pipeline import (STAGE_BACKBONE, STAGE_VOXEL_ENCODER, STEP_DECODE,
-                                                   STEP_INPUT_FEATURES, STEP_SCATTER, STEP_VOXELIZE)
-
-# (row name, pipeline steps summed into it)
-STAGES = (
-    ("voxelize", (STEP_VOXELIZE,)),
-    ("input_features", (STEP_INPUT_FEATURES,)),
-    ("voxel_encoder", (STAGE_VOXEL_ENCODER,)),
-    ("scatter", (STEP_SCATTER,)),
-    ("backbone_neck_head", (STAGE_BACKBONE,)),
-    ("decode_nms", (STEP_DECODE,)),
-)
 
 
 @dataclass(frozen=True)
@@ -68,9 +58,10 @@ def _cuda_sync(on_cuda: bool) -> Callable[[], None]:
     return torch.cuda.synchronize
 
 
-def bench_backend(pipe, points: np.ndarray, *, repeat: int, warmup: int,
-                  on_run: Callable[[], None] | None = None) -> BackendBench:
-    """Time `repeat` runs of an entered `BackendPipeline` on `points` after `warmup` untimed runs."""
+def bench_backend(pipe, points: np.ndarray, *, stages: Sequence[tuple[str, tuple[str, ...]]], repeat: int,
+                  warmup: int, on_run: Callable[[], None] | None = None) -> BackendBench:
+    """Time `repeat` runs of an entered `BackendPipeline` on `points` after `warmup` untimed runs, a row per stage
+    of `stages` (the recipe's bench plug-in's `STAGES`) and the total."""
     on_cuda = pipe.spec.device == "cuda" or str(pipe.glue_device).startswith("cuda")
     sync = _cuda_sync(on_cuda)
     torch = None
@@ -78,7 +69,7 @@ def bench_backend(pipe, points: np.ndarray, *, repeat: int, warmup: int,
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    per_step: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    per_step: dict[str, list[float]] = {name: [] for name, _ in stages}
     totals: list[float] = []
     used_peak = 0.0
     boxes = 0
@@ -94,10 +85,10 @@ def bench_backend(pipe, points: np.ndarray, *, repeat: int, warmup: int,
         if i < warmup:
             continue
         boxes = len(res.detections)
-        for name, steps in STAGES:
+        for name, steps in stages:
             per_step[name].append(sum(res.timings.get(s, 0.0) for s in steps))
         totals.append(sum(res.timings.values()))
-    rows = [_row(pipe.label, name, per_step[name]) for name, _ in STAGES] + [_row(pipe.label, "total", totals)]
+    rows = [_row(pipe.label, name, per_step[name]) for name, _ in stages] + [_row(pipe.label, "total", totals)]
     peak = float(torch.cuda.max_memory_allocated() / 2**20) if torch is not None else None
     return BackendBench(pipe.label, str(pipe.spec), tuple(rows), boxes, peak, used_peak if torch is not None else None,
                         tuple(pipe.precision_notes()))

@@ -50,15 +50,17 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
               step: Callable[[str], ContextManager] | None = None) -> BenchReport:
     from cp_debug.backends.factory import check_available
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
-    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline, int8_calibration
     from cp_debug.eval.session import load_weights
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import recipe
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    cfg = get_preset(opts.preset)
+    default = recipe()  # the bench times CenterPoint's (the default recipe's) staged pipeline today
+    cfg = default.config(opts.preset)
+    plug = default.plugin("bench")
+    stages = plug.STAGES
     if opts.points is not None:
         points, scan = Frame(str(opts.points), PointFile(str(opts.points))).load(cfg).points, str(opts.points)
     else:
@@ -73,26 +75,24 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:
         onnx_dir = None
         if any(s.runs_onnx for s in specs.values()):
-            from cp_debug.recipes.centerpoint.export import export_onnx
-
             with step("exporting the two ONNX stages"):
                 onnx_dir = Path(tmp)
-                export_onnx(loaded.model, cfg, onnx_dir, sample_points=points)
+                default.export_files(loaded, onnx_dir, sample_points=points)
         calib = None
         if any(s.precision == "int8" for s in specs.values()):
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes"):
                 calib_frames = calibration(cfg, max(1, opts.calib_scenes), held_out_seeds=True)
-                calib = int8_calibration(cfg, loaded.model, points_of(calib_frames, cfg))
+                calib = plug.int8_calibration(cfg, loaded.model, points_of(calib_frames, cfg))
         for label, spec in specs.items():
             base = baseline_gpu_used_mb() if spec.device == "cuda" else None
-            pipe = BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
+            pipe = plug.BackendPipeline(label, spec, cfg, loaded.model, onnx_dir=onnx_dir, determinism=det, calib=calib,
                                    glue_device=spec.device)
             with step(f"{label}: building runners"):
                 pipe.__enter__()
             try:
                 bar = progress(label, opts.warmup + opts.repeat) if progress else contextlib.nullcontext(None)
                 with bar as advance:
-                    res = bench_backend(pipe, points, repeat=opts.repeat, warmup=opts.warmup,
+                    res = bench_backend(pipe, points, stages=stages, repeat=opts.repeat, warmup=opts.warmup,
                                         on_run=advance if advance else None)
             finally:
                 pipe.__exit__(None, None, None)

@@ -63,9 +63,9 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.files import write_text_atomic
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import recipe
 
-    get_preset(opts.preset)
+    recipe().config(opts.preset)  # the bench is CenterPoint's (the default recipe's) today
     check_inputs(checkpoint=opts.checkpoint, points=opts.points)
     check_outputs(json_out, csv)
     steps = StepProgress(quiet, stream=third_party.terminal)

@@ -43,9 +43,10 @@ def quantize(
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        from cp_debug.ptq.quantize import PtqSettings
+        from cp_debug.recipes.catalog import recipe
 
-        settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        ptq = recipe().plugin("ptq")  # PTQ is CenterPoint's (the default recipe's) today
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         _quantize(model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",
                   third_party=third_party)
@@ -57,11 +58,11 @@ def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.ptq.ptq_dir import write_ptq_dir
-    from cp_debug.ptq.quantize import calibrate_model
+    from cp_debug.recipes.catalog import recipe
 
-    get_preset(model.model_name)
+    default = recipe()  # PTQ is CenterPoint's (the default recipe's) today
+    default.config(model.model_name)
+    ptq = default.plugin("ptq")
     if eval_scenes < 1:
         raise BadInputError(f"--eval-n must be at least 1, got {eval_scenes}")
     if map_scenes < 0:
@@ -73,12 +74,12 @@ def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_
 
         check_devkit()
     progress = StepProgress(quiet, stream=third_party.terminal)
-    cal = calibrate_model(model, settings, calib_scenes, calib_n, step=progress.step,
+    cal = ptq.calibrate_model(model, settings, calib_scenes, calib_n, step=progress.step,
                           bar=lambda text, total: progress_bar(text, total, quiet, third_party.terminal))
     if not quiet:
         progress.console.print(f"[dim]✓ {cal.summary()}[/dim]", highlight=False)
     with progress.step(f"writing the PTQ checkpoint and Q/DQ ONNX to {out}"):
-        summary = write_ptq_dir(cal, settings, eval_scenes, map_scenes, out)
+        summary = ptq.write_ptq_dir(cal, settings, eval_scenes, map_scenes, out)
     doc = {**summary, "model_record": model.to_json()}
     finish(doc, json_out, third_party, lambda console: render(summary, console))
 

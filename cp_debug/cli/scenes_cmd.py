@@ -34,9 +34,9 @@ def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import training_seeds
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes.catalog import recipe
 
-    cfg = get_preset(preset)
+    cfg = recipe().config(preset)  # the scenes are the default recipe's (CenterPoint's) preset's
     seeds = training_seeds(n, seed)
     if workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {workers}")

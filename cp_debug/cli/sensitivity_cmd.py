@@ -87,9 +87,10 @@ def sensitivity(
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --max-rel-rmse."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        from cp_debug.ptq.quantize import PtqSettings
+        from cp_debug.recipes.catalog import recipe
 
-        settings = PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        ptq = recipe().plugin("ptq")  # PTQ is CenterPoint's (the default recipe's) today
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
         n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
@@ -106,11 +107,11 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
-    from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.ptq.quantize import calibrate_model
-    from cp_debug.ptq.sensitivity import exclusion_search, held_out_evaluator, layer_sensitivity
+    from cp_debug.recipes.catalog import recipe
 
-    cfg = get_preset(model.model_name)
+    default = recipe()  # PTQ is CenterPoint's (the default recipe's) today
+    cfg = default.config(model.model_name)
+    ptq = default.plugin("ptq")
     check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
     check_outputs(json_out, csv, plot)
     if plot is not None and not has_module("matplotlib"):
@@ -122,15 +123,15 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
     def bar(text: str, total: int):
         return progress_bar(text, total, quiet, third_party.terminal)
 
-    cal = calibrate_model(model, settings, calib_scenes, calib_n, step=progress.step, bar=bar)
+    cal = ptq.calibrate_model(model, settings, calib_scenes, calib_n, step=progress.step, bar=bar)
     if not quiet:
         progress.console.print(f"[dim]✓ {cal.summary()}[/dim]", highlight=False)
     run = cal.run
     with progress.step(f"preparing {request.eval_scenes} held-out scene(s)"):
-        ev = held_out_evaluator(run, cfg, request.eval_scenes, request.map_scenes)
+        ev = ptq.held_out_evaluator(run, cfg, request.eval_scenes, request.map_scenes)
     chosen = ev.chosen_layers(request.layers)
     with bar("one layer at a time", len(chosen)) as advance:
-        result = layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance())
+        result = ptq.layer_sensitivity(ev, chosen, on_layer=lambda i, n, name: advance())
     found = None
     if request.search:
         ranked = [r.layer for r in result.rows]
@@ -138,7 +139,7 @@ def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_
         crit = " ".join(x for x in (f"tol {tol:g}" if tol is not None else "",
                                     f"max mAP drop {max_map_drop:g}" if max_map_drop is not None else "") if x)
         with progress.step(f"exclusion search ({crit}, {len(ranked)} candidates)"):
-            found = exclusion_search(ev, ranked, tol, max_map_drop=max_map_drop)
+            found = ptq.exclusion_search(ev, ranked, tol, max_map_drop=max_map_drop)
     out = {"preset": cfg.name, "method": run.method, "calibration_scenes": run.scenes,
            "skipped": [n for n, _ in run.plan.skipped], "sensitivity": result.to_json(),
            "search": found.to_json() if found else None, "model_record": model.to_json()}

@@ -5,6 +5,6 @@ Below bisect and recipes: bisect's loaders export a user's module with it, and t
   * here: any torch module -> an in-memory ModelProto, for bisect (`torch_export.py`), kept between processes by
     a content hash of the module, its weights and the export settings (`cache.py`, the user's cache folder);
   * `recipes/centerpoint/export.py`: the CenterPoint ONNX pair written as AWML deploys it (`cpdebug export`);
-  * the PTQ workflow (`cp_debug.ptq`): that pair with the quantizers on, the Q/DQ files of `cpdebug quantize`,
-    whose structure `quant/qdq_check.py` checks.
+  * the PTQ workflow (CenterPoint's `ptq` plug-in, `recipes/centerpoint/ptq/`): that pair with the quantizers on,
+    the Q/DQ files of `cpdebug quantize`, whose structure `quant/qdq_check.py` checks.
 """

@@ -96,12 +96,11 @@ def fuse_module(module: nn.Module) -> tuple[nn.Module, list[ConvBnPair]]:
     return fold_pairs(copy.deepcopy(module).eval(), pairs), pairs
 
 
-def fuse_centerpoint(model: nn.Module) -> tuple[nn.Module, list[ConvBnPair]]:
-    """A BN-fused copy of a CenterPoint (backbone, neck and head; the PFN keeps its BN1d as AWML does), in the
-    structure of `fused.build_fused_model`, so its state dict is the AWML PTQ layout."""
-    from cp_debug.models.centerpoint.model import BackboneNeckHeadStage
-
-    pairs = find_conv_bn_pairs(BackboneNeckHeadStage(model))
+def fuse_through(model: nn.Module, traced: nn.Module) -> tuple[nn.Module, list[ConvBnPair]]:
+    """A BN-fused copy of `model` (eval statistics), its pairs found by data flow through `traced`: a traceable view
+    of `model` whose module names are `model`'s (a recipe's stage wrapper, where the whole model does not trace).
+    Every BatchNorm2d of `model` must be folded; `model` is unchanged and the copy is marked `is_bn_fused`."""
+    pairs = find_conv_bn_pairs(traced)
     fused = fold_pairs(copy.deepcopy(model).eval(), pairs)
     left = [n for n, m in fused.named_modules() if isinstance(m, _BNS)]
     if left:

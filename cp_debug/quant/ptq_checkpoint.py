@@ -6,9 +6,10 @@ per output channel: [C,1,1,1] for Conv2d, [1,C,1,1] for ConvTranspose2d) for eac
 read onto the CPU whatever device they were saved from (map_location), multi-element amax is kept whole, and
 a checkpoint that does not fit names the module and both shapes in one line.
 
-For the backends: `read_ptq_dir(DIR)` -> PtqDir (checkpoint + the two Q/DQ ONNX files `cpdebug quantize`
-wrote); torch-*-int8 = `build_fakequant_model(cfg, load_ptq_checkpoint(ptq.checkpoint, cfg))` wrapped in
-VoxelEncoderStage / BackboneNeckHeadStage like the FP32 model; ort-*-int8 = the ONNX files as they are.
+Generic: the layout, a checked state dict read into a `PtqState` (`quantizer_state`), the fake quantizers set from
+one on a model of the fused structure (`insert_amax`), a PTQ dir (`read_ptq_dir(DIR, graph_files)`: the checkpoint,
+the deployment's Q/DQ ONNX files `cpdebug quantize` wrote, quantization.json). A recipe checks a checkpoint against
+its own fused structure and builds its fake-quant model (CenterPoint's: `recipes/centerpoint/ptq_checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class PtqState:
         return tuple(self.amax)
 
 
-def _cpu(key: str, value, source: str):
+def cpu_tensor(key: str, value, source: str):
+    """A checkpoint's tensor `key` on the CPU; one on the 'meta' device (no values) is one line."""
     if value.device.type == "meta":
         raise CheckpointError(f"{source}: {key} is on the 'meta' device and holds no values; save the "
                               "checkpoint from a model with real (CPU or CUDA) amax tensors")
@@ -94,15 +96,11 @@ def _layer_amax(layer: str, conv, inp, w, source: str) -> LayerAmax:
     return LayerAmax(layer, kind, inp, None if w is None else w.to(torch.float32), axis)
 
 
-def ptq_state(cfg, obj, source: str = "checkpoint") -> PtqState:
-    """Check a PTQ checkpoint dict (or bare state dict) against preset `cfg`'s BN-fused structure."""
-    from cp_debug.models.centerpoint.checkpoint import check_state_dict, extract_state_dict, is_quantizer_key
-    from cp_debug.models.centerpoint.fused import build_fused_model
-
-    state, meta = extract_state_dict(obj, source)
-    state = OrderedDict((k, _cpu(k, v, source)) for k, v in state.items())
-    model = build_fused_model(cfg)
-    check_state_dict(model, state, source)  # fused weights: keys and shapes; amax keys name real convs
+def quantizer_state(model, state: "OrderedDict[str, Any]", meta, preset: str, source: str,
+                    is_quantizer_key) -> PtqState:
+    """The PtqState of a state dict already checked against `model` (the BN-fused structure of `preset`, keys and
+    shapes): each quantized module's amax read and checked, the weights without the quantizer entries
+    (`is_quantizer_key(key)`)."""
     amax_keys = [k for k in state if is_quantizer_key(k)]
     odd = [k for k in amax_keys if not (k.endswith(INPUT_SUFFIX) or k.endswith(WEIGHT_SUFFIX))]
     if odd:
@@ -115,30 +113,14 @@ def ptq_state(cfg, obj, source: str = "checkpoint") -> PtqState:
         if inp is not None or w is not None:
             amax[name] = _layer_amax(name, modules[name], inp, w, source)
     weights = OrderedDict((k, v) for k, v in state.items() if not is_quantizer_key(k))
-    return PtqState(cfg.name, source, weights, amax, dict(meta))
+    return PtqState(preset, source, weights, amax, dict(meta))
 
 
-def load_ptq_checkpoint(path_or_obj, cfg) -> PtqState:
-    """A PTQ checkpoint (path, checkpoint dict or bare state dict) read onto the CPU and checked for `cfg`."""
-    import os
-
-    from cp_debug.pickles import read_checkpoint
-
-    if isinstance(path_or_obj, (str, os.PathLike)):
-        return ptq_state(cfg, read_checkpoint(path_or_obj), f"checkpoint {path_or_obj}")
-    return ptq_state(cfg, path_or_obj)
-
-
-def build_fakequant_model(cfg, state: PtqState):
-    """The BN-fused CenterPoint with the checkpoint's weights and a fake quantizer (its amax) on each quantized
-    conv, in eval mode on the CPU. Its stages run like the FP32 model's: VoxelEncoderStage(model) and
-    BackboneNeckHeadStage(model) take and give the same tensors."""
-    from cp_debug.models.centerpoint.fused import build_fused_model
+def insert_amax(model, state: PtqState):
+    """`model` (the BN-fused structure `state` was checked against) with the checkpoint's weights and a fake
+    quantizer (its amax) on each quantized conv, in eval mode, marked BN-fused."""
     from cp_debug.quant.quantizers import LayerPlan, QuantPlan, insert_quantizers
 
-    if state.preset != cfg.name:
-        raise CheckpointError(f"{state.source} was checked for preset {state.preset!r}, not {cfg.name!r}")
-    model = build_fused_model(cfg)
     model.load_state_dict(state.weights, strict=True)
     plan = QuantPlan(tuple(LayerPlan(a.layer, a.kind, a.weight_axis if a.weight is not None else 0)
                            for a in state.amax.values()), ())
@@ -172,24 +154,23 @@ class PtqDir:
 
     root: Path
     checkpoint: Path
-    voxel_encoder: Path
-    backbone: Path
+    graphs: tuple[Path, ...]  # the Q/DQ ONNX files, in the deployment's stage order
     preset: str
     info: dict
 
 
-def read_ptq_dir(path: str | Path) -> PtqDir:
-    """The files of a PTQ directory, checked to exist; `info` is its quantization.json."""
-    from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
-
+def read_ptq_dir(path: str | Path, graph_files: tuple[str, ...]) -> PtqDir:
+    """The files of a PTQ directory, checked to exist (`graph_files`: the recipe's ONNX file names, in stage order,
+    `Recipe.graph_files`); `info` is its quantization.json."""
     root = Path(path)
-    files = [root / CHECKPOINT_FILE, root / VOXEL_ENCODER_FILE, root / BACKBONE_FILE, root / REPORT_FILE]
+    graphs = [root / name for name in graph_files]
+    files = [root / CHECKPOINT_FILE, *graphs, root / REPORT_FILE]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise CheckpointError(f"{root} is not a PTQ directory (missing {', '.join(missing)}); write one with "
                               "`cpdebug quantize --out DIR`")
-    info = json.loads(files[3].read_text())
-    return PtqDir(root, files[0], files[1], files[2], str(info.get("preset", "")), info)
+    info = json.loads(files[-1].read_text())
+    return PtqDir(root, files[0], tuple(graphs), str(info.get("preset", "")), info)
 
 
 def write_dir_atomically(out: str | Path, write) -> Any:
@@ -224,13 +205,3 @@ def write_dir_atomically(out: str | Path, write) -> Any:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return result
-
-
-def fakequant_model_from_dir(path: str | Path, cfg) -> tuple[PtqDir, Any]:
-    """(PtqDir, fake-quant CenterPoint) of a PTQ directory written for preset `cfg` - the one call a
-    torch-*-int8 backend needs; the ORT lanes take `PtqDir.voxel_encoder` / `.backbone` as they are."""
-    ptq = read_ptq_dir(path)
-    if ptq.preset and ptq.preset != cfg.name:
-        raise CheckpointError(f"{ptq.root} was quantized for preset {ptq.preset!r}, not {cfg.name!r}: pass --preset "
-                              f"{ptq.preset}")
-    return ptq, build_fakequant_model(cfg, load_ptq_checkpoint(ptq.checkpoint, cfg))

@@ -3,10 +3,10 @@
 The Q/DQ files themselves come from torch's own fake-quant ops: torch.fake_quantize_per_tensor_affine /
 _per_channel_affine export (opset >= 13) as QuantizeLinear -> DequantizeLinear with int8 zero points 0 and
 scale = amax / 127: per-tensor for inputs, per-axis (axis 0 for Conv, 1 for ConvTranspose) for weights. Writing
-the two AWML stage files is `cp_debug.ptq.qdq_files.export_qdq` (it calls the recipe's exporter); `check_qdq` reads
-a file back and says, conv by conv, whether both its data input and its weight come out of a DequantizeLinear
-(quantized) or not. TensorRT is not run here: the form is the one its explicit-quantization parser documents
-(symmetric int8, zero point 0, positive scales, per-channel only on the weight's output-channel axis).
+the two AWML stage files is `recipes/centerpoint/ptq/qdq_files.export_qdq` (it calls the recipe's exporter);
+`check_qdq` reads a file back and says, conv by conv, whether both its data input and its weight come out of a
+DequantizeLinear (quantized) or not. TensorRT is not run here: the form is the one its explicit-quantization parser
+documents (symmetric int8, zero point 0, positive scales, per-channel only on the weight's output-channel axis).
 """
 
 from __future__ import annotations

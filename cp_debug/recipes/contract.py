@@ -34,6 +34,12 @@ PLUGINS: dict[str, tuple[str, ...]] = {
     "replay": ("stage_runners", "run_scan", "decode", "compare_detections"),
     "sweep": ("subject", "stage_bytes", "with_stages", "make_worker"),  # its own lanes (sweep/__init__.py)
     "train": ("detector",),
+    # `cpdebug quantize` / `cpdebug sensitivity`: the feature has no package of its own (its commands call these;
+    # CenterPoint's package recipes/centerpoint/ptq/ says what each takes and gives)
+    "ptq": ("PtqSettings", "calibrate_model", "write_ptq_dir", "held_out_evaluator", "layer_sensitivity",
+            "exclusion_search"),
+    "bench": ("STAGES", "BackendPipeline", "int8_calibration"),  # the rows `cpdebug bench` times of the recipe's
+    # pipeline (bench/latency.py), the pipeline of one backend and its INT8 calibration feeds (bench/run.py)
 }
 
 

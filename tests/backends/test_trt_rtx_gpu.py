@@ -55,8 +55,8 @@ def _pair(preset: str, folder) -> dict:
 
 def _qdq_pair(pair: dict, folder) -> dict:
     from cp_debug.data.frames import calibration, points_of
-    from cp_debug.ptq.qdq_files import export_qdq
-    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.quantize import quantize_centerpoint
 
     cfg = pair["cfg"]
     q = quantize_centerpoint(pair["model"].cpu(), cfg, points_of(calibration(cfg, 2), cfg), 2, method="max")

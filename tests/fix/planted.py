@@ -68,7 +68,7 @@ def local_overflow_checkpoint(path, preset: str = "tiny", peak: float = 2e5, ran
     seen = []
     hook = deblock.register_forward_hook(lambda mod, inp, out: seen.append(float(out.abs().max())))
     try:
-        from cp_debug.ptq.scenes import head_outputs, stage_inputs
+        from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs, stage_inputs
 
         cfg = get_preset(preset)
         head_outputs(model, stage_inputs(model, cfg, make_scene(cfg, HELDOUT_SEED_BASE + scene).points)[1])

@@ -26,10 +26,10 @@ def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
 
     from cp_debug.errors import CheckpointError
     from cp_debug.models.centerpoint.presets import get_preset
-    from cp_debug.quant.ptq_checkpoint import fakequant_model_from_dir
+    from cp_debug.recipes.centerpoint.ptq_checkpoint import fakequant_model_from_dir
 
     ptq, model = fakequant_model_from_dir(out, tiny_cfg)
-    assert ptq.preset == "tiny" and ptq.backbone.is_file() and ptq.voxel_encoder.is_file()
+    assert ptq.preset == "tiny" and len(ptq.graphs) == 2 and all(g.is_file() for g in ptq.graphs)
     assert model.pts_backbone.blocks[0][0]._input_quantizer.amax is not None
     with pytest.raises(CheckpointError, match="--preset tiny"):
         fakequant_model_from_dir(out, get_preset("demo"))
@@ -73,7 +73,7 @@ def test_calibration_scenes_come_from_an_info_file(tmp_path, tiny_cfg):
     """--calib reads mmdet3d v1.x infos (cp_debug.data.infos) and their point files."""
     scene_set = pytest.importorskip("cp_debug.data.scene_set")
     from cp_debug.data.frames import calibration, points_of
-    from cp_debug.ptq.quantize import calibration_text
+    from cp_debug.recipes.centerpoint.ptq.quantize import calibration_text
 
     info = scene_set.write_scene_set(tiny_cfg, tmp_path / "set", [5, 6])
     frames = calibration(tiny_cfg, None, infos=info.parent)

@@ -12,10 +12,10 @@ HOSTILE = "pts_bbox_head.task_heads.0.heatmap.0.conv"
 
 @pytest.fixture(scope="module")
 def demo_eval():
-    from cp_debug.ptq.map_eval import map_scenes
-    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.recipes.centerpoint.ptq.map_eval import map_scenes
+    from cp_debug.recipes.centerpoint.ptq.quantize import quantize_centerpoint
     from cp_debug.data.frames import calibration, points_of
-    from cp_debug.ptq.sensitivity import Evaluator
+    from cp_debug.recipes.centerpoint.ptq.sensitivity import Evaluator
     from cp_debug.models.centerpoint.source import load_model
 
     from cp_debug.models.centerpoint.source import shipped_checkpoint
@@ -39,7 +39,7 @@ def demo_eval():
 
 
 def test_map_table_lanes(demo_eval):
-    from cp_debug.ptq.map_eval import map_table
+    from cp_debug.recipes.centerpoint.ptq.map_eval import map_table
 
     cfg, run, scenes, _ = demo_eval
     table = map_table(cfg, run.fused_fp32, run.model, scenes)
@@ -51,7 +51,7 @@ def test_map_table_lanes(demo_eval):
 
 
 def test_map_judged_exclusion_search(demo_eval):
-    from cp_debug.ptq.sensitivity import exclusion_search
+    from cp_debug.recipes.centerpoint.ptq.sensitivity import exclusion_search
 
     _, _, _, ev = demo_eval
     assert ev.map_drop([]) == 0

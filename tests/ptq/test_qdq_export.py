@@ -7,14 +7,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from cp_debug.ptq.int8_error import ort_outputs
-from cp_debug.ptq.scenes import head_outputs
+from cp_debug.recipes.centerpoint.ptq.int8_error import ort_outputs
+from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
 from cp_debug.compare.pooled import rel_rmse
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_cfg, tiny_ptq, tmp_path_factory):
-    from cp_debug.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
 
     return export_qdq(tiny_ptq.model, tiny_cfg, tmp_path_factory.mktemp("qdq"))
 
@@ -58,7 +58,7 @@ def test_ort_runs_it_and_agrees_with_fake_quant_to_int8_rounding(exported, tiny_
 
 def test_one_quantized_layer_matches_ort_within_a_step(tiny_cfg, tiny_ptq, tiny_spatial, tmp_path):
     """Only the heatmap's last conv in INT8: torch fake-quant and ORT's Q/DQ agree within two output steps."""
-    from cp_debug.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
     from cp_debug.quant.quantizers import only_quantized
 
     layer = "pts_bbox_head.task_heads.0.heatmap.1"
@@ -75,9 +75,9 @@ def test_one_quantized_layer_matches_ort_within_a_step(tiny_cfg, tiny_ptq, tiny_
 
 
 def test_awml_variant_quantizes_the_convtranspose_per_tensor(tiny_cfg, tiny_fp32, tmp_path):
-    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.recipes.centerpoint.ptq.quantize import quantize_centerpoint
     from cp_debug.data.frames import calibration, points_of
-    from cp_debug.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
 
     run = quantize_centerpoint(tiny_fp32, tiny_cfg, points_of(calibration(tiny_cfg, 1), tiny_cfg), 1, method="max",
                                convtranspose="per-tensor")

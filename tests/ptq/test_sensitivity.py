@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cp_debug.ptq.sensitivity import Evaluator, exclusion_search, layer_sensitivity
+from cp_debug.recipes.centerpoint.ptq.sensitivity import Evaluator, exclusion_search, layer_sensitivity
 
 HOSTILE = ("pts_backbone.blocks.1.6", "pts_bbox_head.shared_conv.conv")
 

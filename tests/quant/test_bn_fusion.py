@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from cp_debug.errors import BadInputError
-from cp_debug.quant.bn_fusion import ConvBnPair, find_conv_bn_pairs, fuse_centerpoint, fuse_module
+from cp_debug.quant.bn_fusion import ConvBnPair, find_conv_bn_pairs, fuse_module
+from cp_debug.recipes.centerpoint.ptq_checkpoint import fuse_centerpoint
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from cp_debug.errors import CheckpointError
-from cp_debug.quant.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint, save_ptq_checkpoint
+from cp_debug.recipes.centerpoint.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint
+from cp_debug.quant.ptq_checkpoint import save_ptq_checkpoint
 
 
 def _head(model, spatial):
-    from cp_debug.ptq.scenes import head_outputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
 
     return head_outputs(model, spatial)
 

@@ -2,11 +2,11 @@
 module of the generic packages names a recipe — no comparison with a recipe's name, no recipe name as a literal in
 code, no import of a recipe's folder or model package other than through the catalog (issue 70, item 5).
 
-What the LiDAR recipes share lives in `cp_debug/lidar` (points, voxels, 3D boxes, synthetic scenes, the
-`ModelRecord`), any model's samples, judge and task metrics in `cp_debug/samples`, safe pickles in `cp_debug/pickles`:
-none of them is a recipe. CenterPoint, the default recipe and the first model the house was built for, is still
-imported by name where its pair is the pipeline sweep, eval, replay, bench and PTQ run on lanes of their own, and by
-train's CenterPoint targets: `IMPORT_DEBT` lists where, so the list can only shrink.
+What the LiDAR recipes share lives in `cp_debug/lidar` (points, voxels, 3D boxes and their matching, synthetic scenes,
+the `ModelRecord`), any model's samples, judge and task metrics in `cp_debug/samples`, safe pickles in
+`cp_debug/pickles`: none of them is a recipe. What is one recipe's alone — CenterPoint's own sweep lanes, eval
+pipeline, replay, bench rows, PTQ, training losses, the pair's verification — is a plug-in of its folder, reached
+through `Recipe.plugin(feature)`.
 docs/ARCHITECTURE.md ("A recipe is one folder") says what a fourth recipe writes.
 """
 
@@ -22,11 +22,6 @@ from cp_debug.recipes.contract import PLUGINS, Recipe
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cp_debug"
 RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its folder, its network
-IMPORTED_BY_NAME = ("centerpoint",)  # the recipe the generic modules of IMPORT_DEBT still import
-IMPORT_DEBT = frozenset("""
-bench/latency bench/run cli/bench_cmd cli/quantize_cmd cli/scenes_cmd cli/sensitivity_cmd ptq/int8_error ptq/map_eval
-ptq/ptq_dir ptq/qdq_files ptq/quantize ptq/scenes ptq/sensitivity quant/bn_fusion quant/ptq_checkpoint
-""".split())
 
 
 def generic_modules() -> list[Path]:
@@ -110,16 +105,12 @@ def _name(path: Path) -> str:
 
 
 def test_no_generic_module_imports_a_recipe_but_through_the_catalog():
-    """Only through the catalog (`catalog.recipe(name)`, `Recipe.plugin(feature)`): TransFusion-L, and any recipe
-    added, never by name; CenterPoint and the module recipe no more than the debt the module docstring names."""
-    packages = {f"cp_debug.{home}.{r.name}" for r in catalog.every() if r.name not in IMPORTED_BY_NAME
-                for home in RECIPE_HOMES}
+    """Only through the catalog (`catalog.recipe(name)`, `Recipe.plugin(feature)`): no recipe's folder or network,
+    CenterPoint's and the module recipe's included, is imported by name from a generic package."""
+    packages = {f"cp_debug.{home}.{r.name}" for r in catalog.every() for home in RECIPE_HOMES}
+    assert {"cp_debug.recipes.centerpoint", "cp_debug.models.centerpoint", "cp_debug.recipes.module"} <= packages
     found = {_name(p): hits for p in generic_modules() if (hits := recipe_imports(p, packages))}
-    assert not found, f"generic packages import a recipe's own code: {found}"
-    debt = {f"cp_debug.{home}.{name}" for name in IMPORTED_BY_NAME for home in RECIPE_HOMES}
-    grown = {_name(p): hits for p in generic_modules() if _name(p) not in IMPORT_DEBT
-             and (hits := recipe_imports(p, debt))}
-    assert not grown, f"new imports of a recipe by name (ask the catalog's Recipe instead): {grown}"
+    assert not found, f"generic packages import a recipe's own code (ask the catalog's Recipe instead): {found}"
 
 
 def test_the_checks_see_a_name_compared_and_an_import(tmp_path):

@@ -24,7 +24,7 @@ class Int8Model:
 
 def load_int8_model(path: str | Path, cfg) -> Int8Model:
     """The PTQ model of `path` (a PTQ dir or a checkpoint file) for preset `cfg`, every quantizer off."""
-    from cp_debug.quant.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint, read_ptq_dir
+    from cp_debug.recipes.centerpoint.ptq_checkpoint import build_fakequant_model, load_ptq_checkpoint, read_ptq_dir
     from cp_debug.quant.quantizers import set_enabled
 
     p = Path(path)

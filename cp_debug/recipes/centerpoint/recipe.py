@@ -83,7 +83,7 @@ def _infer_stages(cfg, points, load, **options) -> tuple:
 
 RECIPE = Recipe(
     name="centerpoint", title="CenterPoint", package="cp_debug.recipes.centerpoint",
-    plugins=frozenset({"eval", "fix", "kit", "lint", "replay", "sweep", "train"}),
+    plugins=frozenset({"bench", "eval", "fix", "kit", "lint", "ptq", "replay", "sweep", "train"}),
     model_types=_model_types, preset_config=_preset_config, check_model=_check_model, box_cut=_box_cut,
     frame_model=None, frame_subject=_frame_subject, bisect_subject=_bisect_subject, load_model=_load_model,
     weights_label=_weights_label, export_files=_export_files, infer_stages=_infer_stages,

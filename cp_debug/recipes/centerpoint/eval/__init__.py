@@ -39,7 +39,7 @@ def run_backends(opts: "EvalOptions", specs: dict, cfg, loaded, scenes: list, pr
                 export_onnx(loaded.model, cfg, onnx_dir, sample_points=scenes[0].load(cfg).points)
         calib = None
         if opts.int8_dir is not None:
-            from cp_debug.quant.ptq_checkpoint import read_ptq_dir
+            from cp_debug.recipes.centerpoint.ptq_checkpoint import read_ptq_dir
 
             ptq = read_ptq_dir(opts.int8_dir)
             if ptq.preset != cfg.name:

@@ -154,7 +154,7 @@ def _models(req: "FixRequest", cfg, progress):
     lm = load_model(m.model_name, m.checkpoint, m.seed, random_weights=m.random_weights)
     if req.kind == "fp16":
         return None, lm.model, lm.weights, ()
-    from cp_debug.ptq.quantize import quantize_centerpoint
+    from cp_debug.recipes.centerpoint.ptq.quantize import quantize_centerpoint
     from cp_debug.data.frames import calibration, points_of
 
     frames = calibration(cfg, req.calib_n)

@@ -32,8 +32,8 @@ def find_int8_fix(cfg, qmodel, fp32_model, frames: FrameSet, target: FixTarget, 
     """Search the layers of `qmodel` to leave in FP32 for `target` to hold on `frames` (vs `fp32_model`)."""
     from cp_debug.fix.figures import progress_bar, progress_step, step_printer
     from cp_debug.errors import BadInputError
-    from cp_debug.ptq.scenes import head_outputs, stage_inputs
-    from cp_debug.ptq.sensitivity import Evaluator, layer_sensitivity
+    from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs, stage_inputs
+    from cp_debug.recipes.centerpoint.ptq.sensitivity import Evaluator, layer_sensitivity
     from cp_debug.quant.quantizers import only_quantized, quantized_layers
 
     with progress_step(progress, f"FP32 stage inputs and reference on {len(frames)} frame(s)"):
@@ -72,7 +72,7 @@ def export_pairs(cfg, qmodel, fp32_model, quantized: Sequence[str], out_dir, sam
 
     import onnx
 
-    from cp_debug.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
     from cp_debug.quant.quantizers import only_quantized, quantized_layers
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE, export_onnx
 

@@ -30,7 +30,7 @@ class MapFrames:
 
 def map_scenes(cfg, fp32_model, n: int) -> MapFrames:
     """The first n held-out frames (eval's) and their FP32 stage inputs."""
-    from cp_debug.ptq.scenes import stage_inputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import stage_inputs
 
     frames = HeldOutSet.load(cfg, n)
     return MapFrames(frames, tuple(stage_inputs(fp32_model, cfg, f.load(cfg).points)[1] for f in frames.frames))
@@ -48,7 +48,7 @@ def mean_ap(cfg, scenes: MapFrames, heads: Sequence[dict[str, np.ndarray]]):
 
 
 def torch_heads(model, scenes: MapFrames) -> list[dict[str, np.ndarray]]:
-    from cp_debug.ptq.scenes import head_outputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
 
     return [head_outputs(model, s) for s in scenes.spatial]
 
@@ -81,7 +81,7 @@ class MapTable:
 
 def map_table(cfg, fp32_model, qmodel, scenes: MapFrames, backbone_onnx: str | Path | None = None) -> MapTable:
     """mAP, NDS and drop vs FP32 for fp32, torch-fakequant and (given the Q/DQ file) ort-qdq."""
-    from cp_debug.ptq.int8_error import ort_outputs
+    from cp_debug.recipes.centerpoint.ptq.int8_error import ort_outputs
 
     lanes: dict[str, Callable[[], list]] = {
         "fp32": lambda: torch_heads(fp32_model, scenes),

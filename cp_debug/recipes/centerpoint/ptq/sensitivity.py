@@ -27,7 +27,7 @@ class Evaluator:
 
     def __init__(self, qmodel, fp32_model, spatial_inputs: Sequence, map_scenes=None, cfg=None):
         from cp_debug.models.centerpoint.model import HEAD_OUTPUTS
-        from cp_debug.ptq.scenes import head_outputs
+        from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
 
         if not spatial_inputs:
             raise BadInputError("sensitivity needs at least one held-out scene")
@@ -39,13 +39,13 @@ class Evaluator:
         self.cfg, self.map_scenes = cfg, map_scenes  # map_eval.MapFrames: mAP judged on these
         self.fp32_map = None
         if map_scenes is not None:
-            from cp_debug.ptq.map_eval import mean_ap, torch_heads
+            from cp_debug.recipes.centerpoint.ptq.map_eval import mean_ap, torch_heads
 
             self.fp32_map = mean_ap(cfg, map_scenes, torch_heads(fp32_model, map_scenes)).mean_ap
 
     def map_drop(self, quantized: Sequence[str]) -> float:
         """FP32 mAP minus the mAP with exactly `quantized` in INT8 (on the mAP scenes)."""
-        from cp_debug.ptq.map_eval import mean_ap, torch_heads
+        from cp_debug.recipes.centerpoint.ptq.map_eval import mean_ap, torch_heads
         from cp_debug.quant.quantizers import only_quantized
 
         if self.map_scenes is None:
@@ -71,7 +71,7 @@ class Evaluator:
 
     def errors(self, quantized: Sequence[str]) -> dict[str, float]:
         """rel. RMSE per head output with exactly `quantized` in INT8."""
-        from cp_debug.ptq.scenes import head_outputs
+        from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
         from cp_debug.quant.quantizers import only_quantized
 
         with only_quantized(self.qmodel, quantized):
@@ -84,12 +84,12 @@ def held_out_evaluator(run, cfg, eval_scenes: int, map_scenes: int = 0) -> Evalu
     """The Evaluator of a PTQ run (`ptq.quantize.PtqRun`) on `eval_scenes` held-out scenes, with mAP judged on
     `map_scenes` held-out scenes with ground truth (0: no mAP)."""
     from cp_debug.data.frames import held_out, points_of
-    from cp_debug.ptq.scenes import stage_inputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import stage_inputs
 
     spatial = [stage_inputs(run.fused_fp32, cfg, p)[1] for p in points_of(held_out(eval_scenes), cfg)]
     scenes = None
     if map_scenes:
-        from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt
+        from cp_debug.recipes.centerpoint.ptq.map_eval import map_scenes as held_out_with_gt
 
         scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
     return Evaluator(run.model, run.fused_fp32, spatial, scenes, cfg)

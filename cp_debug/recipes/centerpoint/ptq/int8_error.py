@@ -79,7 +79,7 @@ def _lane(lane: str, reference: str, ref: list[dict], got: list[dict]) -> LaneEr
 
 
 def compare_int8(fp32_model, qmodel, backbone_onnx: str | Path, spatial_inputs: Sequence) -> Int8Comparison:
-    from cp_debug.ptq.scenes import head_outputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import head_outputs
 
     fp = [head_outputs(fp32_model, s) for s in spatial_inputs]
     fq = [head_outputs(qmodel, s) for s in spatial_inputs]

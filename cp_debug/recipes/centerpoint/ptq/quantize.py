@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.ptq.scenes import stage_inputs
+from cp_debug.recipes.centerpoint.ptq.scenes import stage_inputs
 
 if TYPE_CHECKING:
     from cp_debug.models.centerpoint.source import LoadedModel
@@ -87,7 +87,7 @@ def quantize_centerpoint(model, cfg, points: Iterator[np.ndarray], n_scenes: int
     import copy
 
     from cp_debug.models.centerpoint.model import BackboneNeckHeadStage
-    from cp_debug.quant.bn_fusion import fuse_centerpoint
+    from cp_debug.recipes.centerpoint.ptq_checkpoint import fuse_centerpoint
     from cp_debug.quant.calibrate import calibrate
     from cp_debug.quant.quantizers import insert_quantizers, plan_quantization
 

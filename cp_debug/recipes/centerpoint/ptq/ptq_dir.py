@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cp_debug.ptq.quantize import CalibratedModel, PtqSettings
+from cp_debug.recipes.centerpoint.ptq.quantize import CalibratedModel, PtqSettings
 
 
 def write_ptq_dir(cal: CalibratedModel, settings: PtqSettings, eval_scenes: int, map_scenes: int,
                   out: str | Path) -> dict:
     """Write the PTQ dir `out` of a calibrated model; returns its summary (quantization.json plus "out")."""
     from cp_debug.files import write_json
-    from cp_debug.ptq.int8_error import compare_int8
-    from cp_debug.ptq.qdq_files import export_qdq
+    from cp_debug.recipes.centerpoint.ptq.int8_error import compare_int8
+    from cp_debug.recipes.centerpoint.ptq.qdq_files import export_qdq
     from cp_debug.data.frames import held_out, points_of
-    from cp_debug.ptq.scenes import stage_inputs
+    from cp_debug.recipes.centerpoint.ptq.scenes import stage_inputs
     from cp_debug.quant.ptq_checkpoint import CHECKPOINT_FILE, REPORT_FILE, save_ptq_checkpoint, write_dir_atomically
     from cp_debug.quant.sqnr import quantization_error
 
@@ -45,7 +45,7 @@ def write_ptq_dir(cal: CalibratedModel, settings: PtqSettings, eval_scenes: int,
         cmp = compare_int8(run.fused_fp32, run.model, qdq.backbone.path, spatial)
         maps = None
         if map_scenes:
-            from cp_debug.ptq.map_eval import map_scenes as held_out_with_gt, map_table
+            from cp_debug.recipes.centerpoint.ptq.map_eval import map_scenes as held_out_with_gt, map_table
 
             scenes = held_out_with_gt(cfg, run.fused_fp32, map_scenes)
             maps = map_table(cfg, run.fused_fp32, run.model, scenes, qdq.backbone.path).to_json()
