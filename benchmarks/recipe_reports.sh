@@ -14,3 +14,7 @@ run tf_sweep sweep --recipe transfusion --preset transfusion-tiny --backends tor
   --out tf_sweep --no-html --quiet
 run tf_eval eval --recipe transfusion --preset transfusion-tiny --backends torch,ort-cpu-fp16 --n 4 --json tf_eval.json
 run tf_fix fix --recipe transfusion --preset transfusion-tiny --backends torch,ort-cpu-fp16 --n 4 --out tf_fix --quiet
+# CenterPoint's PTQ (its `ptq` plug-in) and an INT8 eval of what it wrote, and its stage-by-stage infer
+run cp_quantize quantize --preset tiny --calib-n 4 --method max --eval-n 2 --out cp_ptq --json cp_quantize.json --quiet
+run cp_eval_int8 eval --preset tiny --backends torch,ort-cpu-int8 --int8 cp_ptq --n 2 --json cp_eval_int8.json
+run cp_infer infer --preset demo --backbone ort --out cp_infer.npz --quiet
