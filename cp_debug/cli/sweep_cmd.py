@@ -241,7 +241,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
         code, checks, verdict = int(outcome.outcome.exit_code), (), None
         if budget is not None:
             from cp_debug.eval.gates import budget_doc
-            from cp_debug.sweep.metrics import budget_figures
+            from cp_debug.sweep.budget import budget_figures
 
             checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.ranked, outcome.metrics,
                                                                    opts.settings),

@@ -185,9 +185,20 @@ def evaluate(
     `class_names[label]` must be nuScenes detection names (ours are). Samples with no detections count as
     empty; a detection sample that has no ground-truth sample is an error. `class_range`: boxes whose BEV
     centre is this far from the sensor or farther are dropped from both sides (see `default_range`).
+    The same as `combine` of `evaluate_class` for every class (which callers with cores to spare run apart).
     """
-    EvalBoxes, algo, DETECTION_NAMES, DetectionBox, DetectionConfig, DetectionMetrics = _devkit()
-    class_names = tuple(class_names)
+    check_inputs(ground_truth, detections, class_names)
+    parts = {c: evaluate_class(ground_truth, detections, class_names, c, class_range=class_range)
+             for c in class_names}
+    return combine(parts, class_names, len(ground_truth), class_range)
+
+
+def check_inputs(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
+                 class_names: Sequence[str]) -> None:
+    """What `evaluate` refuses, said in one line: names the devkit does not know, detections of samples without
+    ground truth, labels outside the classes, detections without scores, more than the devkit's 500 per sample,
+    boxes with NaN/Inf."""
+    _, _, DETECTION_NAMES, _, _, _ = _devkit()
     unknown = [c for c in class_names if c not in DETECTION_NAMES]
     if unknown:
         raise BadInputError(f"class names {unknown} are not nuScenes detection names ({', '.join(DETECTION_NAMES)})")
@@ -203,25 +214,19 @@ def evaluate(
                 raise BadInputError(f"{name} of sample {token!r} has a label outside 0..{len(class_names) - 1}")
             if name == "detections" and sb.scores is None:
                 raise BadInputError(f"detections of sample {token!r} have no scores")
+            if name == "detections" and len(sb) > MAX_BOXES_PER_SAMPLE:
+                raise BadInputError(f"sample {token!r} has {len(sb)} detections; nuScenes evaluation allows at most "
+                                    f"{MAX_BOXES_PER_SAMPLE} per sample: keep the highest-scoring ones")
             bad = int((~np.isfinite(sb.boxes).all(axis=1)).sum()) if len(sb) else 0
             if bad:  # the devkit would stop on an assertion; a candidate whose heads overflow decodes such boxes
                 raise BadInputError(f"{name} of sample {token!r}: {bad} of {len(sb)} box(es) hold NaN/Inf; the "
                                     "nuScenes metrics need finite boxes")
 
-    tokens = sorted(ground_truth)
-    gt = _to_eval_boxes(ground_truth, tokens, class_names, True, DetectionBox, EvalBoxes)
-    pred = _to_eval_boxes(detections, tokens, class_names, False, DetectionBox, EvalBoxes)
-    for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
-        for token in tokens:
-            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
 
-    num_gt = {c: sum(1 for b in gt.all if b.detection_name == c) for c in class_names}
-    num_det = {c: sum(1 for b in pred.all if b.detection_name == c) for c in class_names}
-    evaluated = tuple(c for c in class_names if num_gt[c] > 0)
-    if not evaluated:
-        raise BadInputError("the ground truth has no box inside the evaluation range; nothing to evaluate")
-
-    cfg = DetectionConfig(
+def _config(class_range: float):
+    """The nuScenes detection config (detection_cvpr_2019.json) with one `class_range` for every class."""
+    _, _, DETECTION_NAMES, _, DetectionConfig, _ = _devkit()
+    return DetectionConfig(
         class_range={c: class_range for c in DETECTION_NAMES},
         dist_fcn="center_distance",
         dist_ths=list(DIST_THS),
@@ -231,21 +236,77 @@ def evaluate(
         max_boxes_per_sample=MAX_BOXES_PER_SAMPLE,
         mean_ap_weight=MEAN_AP_WEIGHT,
     )
+
+
+@dataclass(frozen=True)
+class ClassPart:
+    """One class's share of an evaluation (`evaluate_class`): its AP per threshold and TP errors as the devkit's
+    `calc_ap` / `calc_tp` give them (None where the class has no ground truth in range), and its box counts."""
+
+    name: str
+    ap_per_threshold: dict[float, float] | None
+    tp_errors: dict[str, float] | None
+    num_gt: int
+    num_detections: int
+
+
+def _of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, SampleBoxes]:
+    out = {}
+    for token, sb in samples.items():
+        keep = np.asarray(sb.labels) == label
+        out[token] = SampleBoxes(sb.boxes[keep], sb.labels[keep], None if sb.scores is None else sb.scores[keep],
+                                 None if sb.num_points is None else np.asarray(sb.num_points)[keep])
+    return out
+
+
+def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
+                   class_names: Sequence[str], name: str, *, class_range: float = 1e9) -> ClassPart:
+    """Class `name`'s part of `evaluate` (inputs checked by `check_inputs` first): the devkit's `accumulate` of its
+    boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
+    per threshold and `calc_tp` at 2 m."""
+    EvalBoxes, algo, _, DetectionBox, _, _ = _devkit()
+    class_names = tuple(class_names)
+    label = class_names.index(name)
+    tokens = sorted(ground_truth)
+    gt = _to_eval_boxes(_of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes)
+    pred = _to_eval_boxes(_of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes)
+    for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
+        for token in tokens:
+            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
+    num_gt, num_det = len(gt.all), len(pred.all)
+    if num_gt == 0:
+        return ClassPart(name, None, None, 0, num_det)
+    cfg = _config(class_range)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
+        # As NuScenesEval.evaluate: accumulate per threshold, then AP and TP errors.
+        data = {th: algo.accumulate(gt, pred, name, cfg.dist_fcn_callable, th) for th in DIST_THS}
+        aps = {th: float(algo.calc_ap(data[th], cfg.min_recall, cfg.min_precision)) for th in DIST_THS}
+        # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
+        tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], cfg.min_recall, m))
+               for m in TP_NAMES}
+    return ClassPart(name, aps, tps, num_gt, num_det)
+
+
+def combine(parts: Mapping[str, ClassPart], class_names: Sequence[str], num_samples: int,
+            class_range: float) -> DetectionEvaluation:
+    """The evaluation of every class's part, as `NuScenesEval.evaluate` adds them up (`DetectionMetrics`: mAP over
+    the evaluated classes, the mean TP errors) and NDS over the four TP errors that exist."""
+    _, _, _, _, _, DetectionMetrics = _devkit()
+    evaluated = tuple(c for c in class_names if parts[c].num_gt > 0)
+    if not evaluated:
+        raise BadInputError("the ground truth has no box inside the evaluation range; nothing to evaluate")
+    cfg = _config(class_range)
     cfg.class_range = {c: class_range for c in evaluated}
     cfg.class_names = cfg.class_range.keys()
-
     metrics = DetectionMetrics(cfg)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
-        # As NuScenesEval.evaluate: accumulate per class and threshold, then AP and TP errors.
-        data = {(c, th): algo.accumulate(gt, pred, c, cfg.dist_fcn_callable, th) for c in evaluated for th in DIST_THS}
         for c in evaluated:
             for th in DIST_THS:
-                metrics.add_label_ap(c, th, algo.calc_ap(data[c, th], cfg.min_recall, cfg.min_precision))
+                metrics.add_label_ap(c, th, parts[c].ap_per_threshold[th])
             for metric in TP_NAMES:
-                # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
-                tp = np.nan if metric == "attr_err" else algo.calc_tp(data[c, DIST_TH_TP], cfg.min_recall, metric)
-                metrics.add_label_tp(c, metric, tp)
+                metrics.add_label_tp(c, metric, parts[c].tp_errors[metric])
         mean_ap = metrics.mean_ap
         tp_errors = metrics.tp_errors
         tp_scores = metrics.tp_scores
@@ -258,8 +319,8 @@ def evaluate(
             ap_per_threshold={th: float(metrics.get_label_ap(c, th)) for th in DIST_THS},
             ap=float(np.mean([metrics.get_label_ap(c, th) for th in DIST_THS])),
             tp_errors={m: float(metrics.get_label_tp(c, m)) for m in TP_NAMES},
-            num_gt=num_gt[c],
-            num_detections=num_det[c],
+            num_gt=parts[c].num_gt,
+            num_detections=parts[c].num_detections,
         )
         for c in evaluated
     )
@@ -268,7 +329,7 @@ def evaluate(
         nds=float(nds),
         tp_errors={TP_NAMES[m]: float(v) for m, v in tp_errors.items()},
         per_class=per_class,
-        num_samples=len(tokens),
+        num_samples=num_samples,
         class_range=float(class_range),
         not_evaluated=tuple(c for c in class_names if c not in evaluated),
     )

@@ -103,8 +103,11 @@ class _ActorBody:
         t0 = time.perf_counter()
         if passive:
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus)
-        os.environ["CPDEBUG_COMPARE_THREADS"] = str(cpus)
+        # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus),
+        # no more than the in-process sweep's (`parallel.MAX_THREADS`)
+        from cp_debug.parallel import MAX_THREADS
+
+        os.environ["CPDEBUG_COMPARE_THREADS"] = str(min(cpus, MAX_THREADS))
         import torch
 
         torch.set_num_threads(cpus)

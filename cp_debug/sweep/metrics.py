@@ -24,7 +24,8 @@ MIN_RECALL = 0.1
 MIN_PRECISION = 0.1
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
 CONFIDENCE = 0.95
-SPARE_CORES = 8  # a host with this many cores or more evaluates each lane's devkit metrics in a process of its own
+SPARE_CORES = 8  # a host with this many cores or more evaluates the devkit's metrics in processes of their own: one
+# per lane and class, at most the host's cores less two
 
 
 def _tables(gt: dict, det: dict, n_classes: int) -> dict:
@@ -69,21 +70,88 @@ def average_precision(npos: int, scores: np.ndarray, tp: np.ndarray) -> float:
     if len(scores) == 0:
         return 0.0
     order = np.argsort(-scores, kind="stable")
-    tp = tp[order].astype(np.float64)
-    ctp = np.cumsum(tp, axis=0)
-    cfp = np.cumsum(1.0 - tp, axis=0)
+    return _sorted_ap(npos, tp[order].T)
+
+
+def _sorted_ap(npos: int, tp: np.ndarray) -> float:
+    """`average_precision` of detections already in descending score order: `tp` (thresholds, detections), their TP
+    flags, one row per distance threshold. The cumulated counts are whole numbers, exact in float64, so the
+    precision's denominator (TP + FP so far) is the detection's rank."""
+    ctp = np.cumsum(tp, axis=1, dtype=np.float64)
+    seen = np.arange(1, tp.shape[1] + 1, dtype=np.float64)
     grid = np.linspace(0, 1, 101)
     aps = []
-    for k in range(tp.shape[1]):
-        prec = ctp[:, k] / (ctp[:, k] + cfp[:, k])
-        rec = ctp[:, k] / npos
+    for k in range(tp.shape[0]):
+        prec = ctp[k] / seen
+        rec = ctp[k] / npos
         p = np.interp(grid, rec, prec, right=0)[round(100 * MIN_RECALL) + 1:]
         p = np.clip(p - MIN_PRECISION, 0, None)
         aps.append(float(np.mean(p)) / (1.0 - MIN_PRECISION))
     return float(np.mean(aps))
 
 
+class _Pooled:
+    """One lane's tables of one (class, bucket) over the swept frames, laid end to end once and sorted once, so that a
+    bootstrap resample's AP is indexed out of them instead of concatenated and sorted from a thousand frames' parts
+    (issue 71: the metrics over the set took 30 s of a 1000-frame awml-base sweep on an H100 host). `_ap` sorts the
+    resample's parts, laid out in the resample's order, by descending score, stably: detections of different scores
+    come in score order, and copies of one frame's detection (equal scores) next to each other — the pooled order
+    with each detection repeated as often as the resample draws its frame. Only where scores tie (float32 scores do,
+    over tens of thousands of boxes) does the layout decide the order: those few are put in the order `_ap` gives
+    them (the resample position of the frame's copy, then the detection's place in its frame). The AP is the number
+    `_ap` gives, to the last bit; NaN scores take `_ap`'s own way."""
+
+    def __init__(self, parts: Sequence[tuple]):
+        n = len(parts)
+        self.n = n
+        self.npos = np.fromiter((p[0] for p in parts), np.int64, n)
+        lens = np.fromiter((len(p[1]) for p in parts), np.int64, n)
+        self.lens, self.start = lens, np.cumsum(lens) - lens
+        self.scores = np.concatenate([p[1] for p in parts]) if n else np.zeros(0)
+        self.tp = np.concatenate([p[2] for p in parts]) if n else np.zeros((0, len(DIST_THS)), bool)
+        self.exact_layout = bool(np.isnan(self.scores).any())
+        if self.exact_layout:
+            return
+        order = np.argsort(-self.scores, kind="stable")
+        self.frame = np.repeat(np.arange(n), lens)[order]
+        self.place = (np.arange(len(order)) - np.repeat(self.start, lens))[order]  # a detection's place in its frame
+        self.tp_sorted = np.ascontiguousarray(self.tp[order].T)  # (thresholds, detections)
+        ranked = self.scores[order]
+        tied = np.zeros(len(order), bool)
+        same = ranked[1:] == ranked[:-1]
+        tied[1:] |= same
+        tied[:-1] |= same
+        self.tied = tied
+        self.group = np.cumsum(np.r_[True, ~same]) - 1 if len(order) else np.zeros(0, np.int64)
+
+    def ap(self, idx: np.ndarray) -> float:
+        npos = int(self.npos[idx].sum())
+        if npos == 0:
+            return math.nan
+        if self.exact_layout:
+            lens = self.lens[idx]
+            at = np.repeat(self.start[idx] - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+            return average_precision(npos, self.scores[at], self.tp[at])
+        draws = np.bincount(idx, minlength=self.n)
+        copies = draws[self.frame]
+        if not copies.any():
+            return 0.0
+        seq = np.repeat(np.arange(len(copies)), copies)  # the resample's detections, pooled order, copies adjacent
+        tp = self.tp_sorted[:, seq]
+        slots = np.flatnonzero(self.tied[seq])
+        if len(slots):
+            det = seq[slots]
+            copy = slots - (np.cumsum(copies) - copies)[det]  # which copy of its frame this is
+            where = np.argsort(idx, kind="stable")  # the resample's positions, frame by frame
+            position = where[(np.cumsum(draws) - draws)[self.frame[det]] + copy]
+            key = np.lexsort((self.place[det], position, self.group[det]))
+            tp[:, slots] = self.tp_sorted[:, det[key]]
+        return _sorted_ap(npos, tp)
+
+
 def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
+    """The AP of the frames `idx` (a resample: repeats allowed) of one (class, bucket), from their parts: what
+    `_Pooled.ap` gives faster."""
     parts = [tables[i][key] for i in idx]
     npos = sum(p[0] for p in parts)
     if npos == 0:
@@ -91,12 +159,6 @@ def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
     scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
     tp = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, len(DIST_THS)), bool)
     return average_precision(npos, scores, tp)
-
-
-def _mean_ap(tables: Sequence[dict], idx: np.ndarray, n_classes: int) -> float:
-    aps = [_ap(tables, idx, (c, "all")) for c in range(n_classes)]
-    aps = [a for a in aps if not math.isnan(a)]
-    return float(np.mean(aps)) if aps else math.nan
 
 
 def _interval(values: list[float]) -> list[float] | None:
@@ -122,16 +184,19 @@ class MetricsAhead:
         self.tables: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
         self._pool.submit(_import_devkit)
-        # where the host has cores to spare (a GPU host), the devkit's evaluation of each lane runs in a process of
-        # its own beside the bootstrap (its accumulate is pure Python: 8 of the 18 s a 300-frame awml-base sweep
-        # spent after its frames, H100 host); started now, so their imports are paid while the frames run
+        # where the host has cores to spare (a GPU host), the devkit's evaluation runs in processes of their own
+        # beside the bootstrap, one per lane and class (its accumulate is pure Python: each lane's alone took ~25 s
+        # of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so their imports are
+        # paid while the frames run
         self.processes = None
-        if len(os.sched_getaffinity(0)) >= SPARE_CORES:
+        cores = len(os.sched_getaffinity(0))
+        if cores >= SPARE_CORES:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self.processes = ProcessPoolExecutor(len(self.lanes), mp_context=multiprocessing.get_context("spawn"))
-            for _ in self.lanes:
+            workers = max(1, min(len(self.lanes) * self.n_classes, cores - 2))
+            self.processes = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(workers):
                 self.processes.submit(_import_devkit)
 
     def put(self, token: str, tables: dict) -> None:
@@ -195,33 +260,21 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     tables = {b: [t[b] for t in per_frame] for b in lanes}
     rng = np.random.default_rng(settings.seed)
     n = len(frames)
-    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
-    full = np.arange(n)
-    ref = lanes[0]
-    ap_change: dict = {}
-    for cand in lanes[1:]:
-        per_class: dict = {}
-        for c, cname in enumerate(names):
-            per_bucket = {}
-            for bname, _, _ in BUCKETS:
-                key = (c, bname)
-                num_gt = sum(t[key][0] for t in tables[ref])
-                if num_gt == 0:
-                    continue
-                a, b = _ap(tables[ref], full, key), _ap(tables[cand], full, key)
-                deltas = [_ap(tables[cand], s, key) - _ap(tables[ref], s, key) for s in samples]
-                per_bucket[bname] = {"ap_ref": a, "ap_cand": b, "delta": b - a, "ci": _interval(deltas),
-                                     "num_gt": num_gt}
-            if per_bucket:
-                per_class[cname] = per_bucket
-        ap_change[cand] = per_class
-    out["ap_change"] = ap_change
-    out["devkit"] = devkit = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
+    boot = _Bootstrap(tables, [rng.integers(0, n, n) for _ in range(bootstrap)])
+    ref, full = lanes[0], np.arange(n)
+    keys = [(c, bname) for c in range(len(names)) for bname, _, _ in BUCKETS]
+    gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
+    boot.warm(sorted({(lane, key) for cand in lanes[1:] for key in keys if gt[key] for lane in (ref, cand)}
+                     | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}))
+    out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt, full) for cand in lanes[1:]}
+    out["devkit"] = dk = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
     chain = []
     for a, b in zip(lanes, lanes[1:]):
-        deltas = [_mean_ap(tables[b], s, len(names)) - _mean_ap(tables[a], s, len(names)) for s in samples]
-        d = _mean_ap(tables[b], full, len(names)) - _mean_ap(tables[a], full, len(names))
-        dk = out["devkit"]
+        per_sample = {lane: list(zip(*(boot.resamples(lane, (c, "all")) for c in range(len(names)))))
+                      for lane in (a, b)}
+        deltas = [_mean_ap(vb) - _mean_ap(va) for va, vb in zip(per_sample[a], per_sample[b])]
+        d = (_mean_ap([boot.ap(b, (c, "all"), full) for c in range(len(names))])
+             - _mean_ap([boot.ap(a, (c, "all"), full) for c in range(len(names))]))
         step = {"from": a, "to": b, "delta_map": d, "ci": _interval(deltas)}
         if dk.get(a) and dk.get(b):
             step["devkit_delta_map"] = _sub(dk[b].get("mAP"), dk[a].get("mAP"))
@@ -231,23 +284,108 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     return out
 
 
+class _Bootstrap:
+    """The resampled APs of a sweep's lanes: each (lane, key)'s tables pooled once (`_Pooled`) and each resample's
+    AP worked out once (the AP change per class and bucket and the chain's mAP share them)."""
+
+    def __init__(self, tables: dict, samples: list[np.ndarray]):
+        self.tables, self.samples = tables, samples
+        self.pooled: dict = {}
+        self.resampled: dict = {}
+
+    def ap(self, lane: str, key, idx: np.ndarray) -> float:
+        if (lane, key) not in self.pooled:
+            self.pooled[lane, key] = _Pooled([t[key] for t in self.tables[lane]])
+        return self.pooled[lane, key].ap(idx)
+
+    def resamples(self, lane: str, key) -> list[float]:
+        if (lane, key) not in self.resampled:
+            self.resampled[lane, key] = [self.ap(lane, key, s) for s in self.samples]
+        return self.resampled[lane, key]
+
+    def warm(self, needed: list[tuple]) -> None:
+        """The resampled APs of `needed` ((lane, key) pairs, each once) on the shared pool: numpy's sorts and sums
+        let go of the GIL, and each AP is a pure function of its tables and draws, so no number depends on the
+        thread count."""
+        from cp_debug.parallel import run_parts, split, thread_count
+
+        def work(lo: int, hi: int) -> None:
+            for lane, key in needed[lo:hi]:
+                self.resamples(lane, key)
+
+        run_parts(work, split(len(needed), thread_count()))
+
+
+def _ap_change(boot: _Bootstrap, ref: str, cand: str, names: tuple, gt: dict, full: np.ndarray) -> dict:
+    """Per class and bucket with ground truth: the reference's and candidate's AP, the change and its bootstrap
+    interval."""
+    per_class: dict = {}
+    for c, cname in enumerate(names):
+        per_bucket = {}
+        for bname, _, _ in BUCKETS:
+            key = (c, bname)
+            if gt[key] == 0:
+                continue
+            a, b = boot.ap(ref, key, full), boot.ap(cand, key, full)
+            deltas = [x - y for x, y in zip(boot.resamples(cand, key), boot.resamples(ref, key))]
+            per_bucket[bname] = {"ap_ref": a, "ap_cand": b, "delta": b - a, "ci": _interval(deltas),
+                                 "num_gt": gt[key]}
+        if per_bucket:
+            per_class[cname] = per_bucket
+    return per_class
+
+
+def _mean_ap(values) -> float:
+    """The mean of the classes' APs that exist (a class without ground truth in a resample has none)."""
+    aps = [a for a in values if not math.isnan(a)]
+    return float(np.mean(aps)) if aps else math.nan
+
+
 def _sub(a, b):
     return None if a is None or b is None else a - b
 
 
 def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None) -> dict:
     """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
-    one-line reason. With `processes` (a process pool), each lane's is a future the caller resolves."""
+    one-line reason. With `processes` (a process pool), each lane's classes are evaluated apart (`evaluate_class`)
+    and the lane's entry is a `_LaneParts` the caller resolves (`.result()`): the same figures as `evaluate`."""
+    from cp_debug.errors import CpDebugError
     from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.eval.devkit import default_range
+    from cp_debug.eval.devkit import check_inputs, default_range, evaluate_class
 
     gt = {r.token: SampleBoxes(r.gt["boxes"], r.gt["labels"], num_points=r.gt.get("num_points")) for r in frames}
+    names, reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
     out = {}
     for b in lanes:
         dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
-        args = (gt, dets, tuple(cfg.class_names), default_range(cfg.point_cloud_range))
-        out[b] = processes.submit(_evaluate_lane, *args) if processes is not None else _evaluate_lane(*args)
+        if processes is None:
+            out[b] = _evaluate_lane(gt, dets, names, reach)
+            continue
+        try:
+            check_inputs(gt, dets, names)
+        except CpDebugError as err:
+            out[b] = {"error": str(err).splitlines()[0]}
+            continue
+        parts = {c: processes.submit(evaluate_class, gt, dets, names, c, class_range=reach) for c in names}
+        out[b] = _LaneParts(parts, names, len(gt), reach)
     return out
+
+
+class _LaneParts:
+    """One lane's devkit figures being worked out class by class in the pool; `result()` adds them up."""
+
+    def __init__(self, parts: dict, names: tuple, num_samples: int, reach: float):
+        self.parts, self.names, self.num_samples, self.reach = parts, names, num_samples, reach
+
+    def result(self) -> dict:
+        from cp_debug.errors import CpDebugError
+        from cp_debug.eval.devkit import combine
+
+        try:
+            done = {c: f.result() for c, f in self.parts.items()}
+            return combine(done, self.names, self.num_samples, self.reach).to_json()
+        except CpDebugError as err:
+            return {"error": str(err).splitlines()[0]}
 
 
 def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float) -> dict:
@@ -258,58 +396,3 @@ def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float)
         return evaluate(gt, dets, class_names, class_range=class_range).to_json()
     except CpDebugError as err:
         return {"error": str(err).splitlines()[0]}
-
-
-def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | None, settings: SweepSettings):
-    """What a sweep measured of each candidate, for `--budget` (`eval.gates.CandidateFigures`): mAP/NDS (the devkit)
-    and the AP change per class and per class x range bin (`sweep_metrics`), the box matching summed over frames
-    and every matched pair's centre shift and yaw change (`eval.detection_diff`), each head output's rel. RMSE per
-    frame, and the frames that failed or whose verdict for it is diverged (`ranked`: `rank.RankedFrame`s, whose
-    verdicts hold the cross-frame layer-local class)."""
-    from cp_debug.compare.noise import Outcome
-
-    from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.eval.detection_diff import diff_detections
-    from cp_debug.eval.gates import CandidateFigures, head_outputs
-    names = tuple(settings.config().class_names)
-    lanes = list(settings.backends)
-    ref = lanes[0]
-    metrics = metrics or {}
-    devkit, ap_change = metrics.get("devkit") or {}, metrics.get("ap_change") or {}
-    ran = [r for r in results if r.status != "failed"]
-
-    def boxes(lane: str) -> dict:
-        return {r.token: SampleBoxes(r.boxes[lane]["boxes"], r.boxes[lane]["labels"], r.boxes[lane]["scores"])
-                for r in ran if lane in r.boxes}
-
-    ref_boxes = boxes(ref)
-    out = []
-    for cand in lanes[1:]:
-        dk_ref, dk_cand = devkit.get(ref) or {}, devkit.get(cand) or {}
-        pair = {k: (dk_ref[k], dk_cand[k]) for k in ("mAP", "NDS")
-                if dk_ref.get(k) is not None and dk_cand.get(k) is not None}
-        per_class, per_range = {}, {}
-        for cname, buckets in (ap_change.get(cand) or {}).items():
-            for bname, v in buckets.items():
-                if v.get("ap_ref") is None or v.get("ap_cand") is None:
-                    continue
-                if bname == "all":
-                    per_class[cname] = (v["ap_ref"], v["ap_cand"])
-                else:
-                    per_range[(cname, bname)] = (v["ap_ref"], v["ap_cand"])
-        frames = [(r, next((c for c in r.candidates if c.candidate == cand), None)) for r in results]
-        dets = [c.detections for _, c in frames if c is not None]
-        diff = diff_detections(ref_boxes, boxes(cand), names, max_dist=settings.max_dist) if ran else None
-        heads = {h: tuple(p.rel_rmse for _, c in frames if c is not None for p in c.probes
-                          if p.probe == h and p.status != "missing") for h in head_outputs()}
-        verdicts = {rf.index: next((v for v in rf.verdicts if v.candidate == cand), None) for rf in ranked}
-        diverged = tuple(r.token for r in results if r.status == "failed" or verdicts.get(r.index) is None
-                         or verdicts[r.index].outcome is Outcome.DIVERGED)
-        out.append(CandidateFigures(
-            cand, ref, map=pair.get("mAP"), nds=pair.get("NDS"), ap_per_class=per_class, ap_per_range=per_range,
-            match=(sum(d.matched for d in dets), sum(d.num_ref for d in dets), sum(d.num_cand for d in dets))
-            if dets else None,
-            centre_shifts=tuple(diff.pairs.centre_shift.tolist()) if diff is not None else None,
-            yaw_changes=tuple(diff.pairs.yaw_change.tolist()) if diff is not None else None,
-            head_errors={h: v for h, v in heads.items() if v}, frames=len(results), diverged_frames=diverged))
-    return tuple(out)

@@ -154,7 +154,7 @@ def budgeted(swept, tmp_path_factory):
     """--budget on the shared sweep: (budget, each lane's figures, the planted lane, its diverging frames)."""
     pytest.importorskip("nuscenes.eval.detection.algo")
     from cp_debug.eval.gates import read_budget
-    from cp_debug.sweep.metrics import budget_figures
+    from cp_debug.sweep.budget import budget_figures
 
     doc, cand, dense, out, outcome, opts = swept
     path = tmp_path_factory.mktemp("budget") / "budget.yaml"

@@ -69,3 +69,76 @@ def test_bootstrap_ap_is_the_devkits_ap():
     theirs = {c.name: c.ap for c in evaluate(gt, det, CLASS_NAMES).per_class}
     for name, ap in ours.items():
         assert math.isclose(ap, theirs[name], abs_tol=1e-9), (name, ap, theirs[name])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
+    """`_Pooled.ap` (the resample indexed out of the frames laid end to end once) against `_ap` (the resample's
+    parts concatenated and sorted): equal to the bit, on resamples with repeats, with scores that tie across and
+    within frames (the exact layout) and without (the presorted one), and where a resample draws no detection."""
+    from cp_debug.sweep.metrics import _ap, _Pooled, _tables
+
+    rng = np.random.default_rng(11)
+    tables = []
+    for _ in range(40):
+        k = int(rng.integers(0, 9))
+        boxes = np.zeros((k, 9))
+        boxes[:, :2] = rng.uniform(-40, 40, (k, 2))
+        noisy = boxes.copy()
+        noisy[:, :2] += rng.normal(0, 1.5, (k, 2))
+        noisy[k // 2:, :2] = rng.uniform(-40, 40, (k - k // 2, 2))
+        scores = np.round(rng.uniform(0.1, 1.0, k), 1) if ties else rng.uniform(0.1, 1.0, k)
+        labels = np.zeros(k, np.int64)
+        tables.append(_tables({"boxes": boxes, "labels": labels, "num_points": None},
+                              {"boxes": noisy, "scores": scores, "labels": labels}, 1))
+    key = (0, "all")
+    pooled = _Pooled([t[key] for t in tables])
+    assert pooled.tied.any() == ties
+    draws = [rng.integers(0, 40, 40) for _ in range(60)] + [np.arange(40), np.zeros(3, np.int64)]
+    empty = [t for t in range(40) if len(tables[t][key][1]) == 0 and tables[t][key][0] > 0]
+    if empty:
+        draws.append(np.asarray(empty[:1] * 5))
+    for idx in draws:
+        ours, theirs = pooled.ap(idx), _ap(tables, idx, key)
+        assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (idx, ours, theirs)
+
+
+def test_the_devkit_figures_class_by_class_in_processes_are_the_lanes_own():
+    """A host with cores to spare evaluates each lane's classes apart in a process pool (`evaluate_class`, then
+    `combine`): the same devkit block, key by key, as `evaluate` of the lane in this process; a lane the devkit
+    refuses (a NaN box) is its one-line reason either way."""
+    pytest.importorskip("nuscenes")
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cp_debug.sweep.metrics import _devkit
+    from cp_debug.sweep.records import FrameResult, SweepSettings
+
+    rng = np.random.default_rng(5)
+    settings = SweepSettings(backends=("torch", "ort-cpu-fp16", "ort-cpu"), preset="demo")
+    frames = []
+    for i in range(12):
+        k = 14
+        gt = np.zeros((k, 9))
+        gt[:, :2] = rng.uniform(-40, 40, (k, 2))
+        gt[:, 3:6] = rng.uniform(1, 4, (k, 3))
+        labels = rng.integers(0, 4, k)  # no pedestrian: a class not evaluated
+        lanes = {}
+        for lane in settings.backends:
+            d = gt.copy()
+            d[:, :2] += rng.normal(0, 0.7, (k, 2))
+            d[:, 6] = rng.normal(0, 0.2, k)
+            if lane == "ort-cpu" and i == 3:
+                d[0, 0] = np.nan
+            lanes[lane] = {"boxes": d.tolist(), "labels": labels.tolist(), "scores": rng.uniform(0, 1, k).tolist()}
+        frames.append(FrameResult(i, f"t{i}", "within_precision", boxes=lanes,
+                                  gt={"boxes": gt.tolist(), "labels": labels.tolist(),
+                                      "num_points": rng.integers(0, 3, k).tolist()}))
+    cfg = settings.config()
+    here = _devkit(frames, list(settings.backends), cfg)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        apart = _devkit(frames, list(settings.backends), cfg, pool)
+        apart = {b: v.result() if hasattr(v, "result") else v for b, v in apart.items()}
+    assert apart == here
+    assert "NaN" in here["ort-cpu"]["error"] and here["torch"]["not_evaluated"] == ["pedestrian"]
+    assert here["torch"]["mAP"] > 0

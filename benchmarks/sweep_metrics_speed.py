@@ -1,0 +1,118 @@
+"""Issue 71: the metrics over a swept set (sweep/metrics.sweep_metrics: nuscenes-devkit mAP/NDS per lane and the
+bootstrap of each candidate's AP change), timed alone on synthetic frames shaped like a random-weight awml-base sweep
+(100 ground-truth boxes and 100 detections a frame, five classes, two lanes), for this tree and any `--tree` given,
+side by side in one run, with a digest of the metrics block (the same digest: the same numbers).
+
+    python benchmarks/sweep_metrics_speed.py [--frames 1000] [--processes N] [--ties] [--tree OLD_CHECKOUT ...]
+
+`--processes N`: the devkit's evaluation in a pool of N spawned processes, as a sweep on a host of 8 or more cores
+runs it (0: in this process, as on a smaller host); `--part bootstrap` leaves the devkit out (the bootstrap alone).
+`--ties`: scores rounded to 0.01, so detections share scores (the bootstrap's exact, slower layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _frames(n: int, ties: bool, per: int = 100):
+    import numpy as np
+
+    from cp_debug.sweep.records import FrameResult
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        g = np.zeros((per, 9))
+        g[:, :2] = rng.uniform(-120, 120, (per, 2))
+        g[:, 3:6] = rng.uniform(1, 5, (per, 3))
+        labels = rng.integers(0, 5, per)
+        lanes = {}
+        for lane, shift in (("torch-cuda", 0.0), ("ort-cuda-fp16", 0.003)):
+            r = np.random.default_rng(i)
+            d = g.copy()
+            d[:, :2] += r.normal(0, 1.0, (per, 2)) + shift
+            d[per // 2:, :2] = r.uniform(-120, 120, (per - per // 2, 2))  # half of them false positives
+            scores = r.uniform(0.1, 1, per).astype(np.float32) + np.float32(shift)
+            if ties:
+                scores = np.round(scores, 2)
+            lanes[lane] = {"boxes": d.tolist(), "labels": labels.tolist(), "scores": scores.tolist()}
+        out.append(FrameResult(i, f"f{i}", "within_precision", boxes=lanes,
+                               gt={"boxes": g.tolist(), "labels": labels.tolist()}))
+    return out
+
+
+def child(frames: int, processes: int, ties: bool, part: str) -> None:
+    import hashlib
+
+    from cp_debug.sweep import metrics
+    from cp_debug.sweep.records import SweepSettings
+
+    settings = SweepSettings(backends=("torch-cuda", "ort-cuda-fp16"), preset="awml-base")
+    results = _frames(frames, ties)
+    tables = {r.token: metrics.frame_tables(r, list(settings.backends), 5) for r in results}
+
+    class Ahead:  # the tables a sweep works out while its frames run
+        def __init__(self):
+            self.processes = None
+
+        def done(self):
+            return tables
+
+    ahead = Ahead()
+    if processes and part == "all":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ahead.processes = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        for f in [ahead.processes.submit(metrics._import_devkit) for _ in range(processes)]:
+            f.result()
+    if part == "bootstrap":
+        metrics._devkit = lambda *a, **k: {}
+    t0 = time.perf_counter()
+    block = metrics.sweep_metrics(results, settings, ahead=ahead)
+    seconds = time.perf_counter() - t0
+    digest = hashlib.sha256(json.dumps(block, sort_keys=True).encode()).hexdigest()[:16]
+    print(json.dumps({"seconds": seconds, "digest": digest}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--processes", type=int, default=0)
+    ap.add_argument("--ties", action="store_true")
+    ap.add_argument("--part", choices=("all", "bootstrap"), default="all")
+    ap.add_argument("--tree", action="append", default=[], help="another checkout, run the same way")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.frames, args.processes, args.ties, args.part)
+        return
+    rows = []
+    for tree in [str(ROOT), *args.tree]:
+        cmd = [sys.executable, __file__, "--child", "--frames", str(args.frames), "--processes", str(args.processes),
+               "--part", args.part, *(["--ties"] if args.ties else [])]
+        env = dict(os.environ, PYTHONPATH=tree)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        rows.append((tree, json.loads(done.stdout.strip().splitlines()[-1])))
+    base = rows[0][1]["seconds"]
+    print(f"sweep_metrics over {args.frames} frames, part {args.part}, processes {args.processes}, "
+          f"{'tied' if args.ties else 'distinct'} scores, {os.cpu_count()} CPUs")
+    for tree, r in rows:
+        print(f"  {tree}: {r['seconds']:.2f} s ({r['seconds'] / base:.2f}x this tree's), digest {r['digest']}")
+    same = len({r['digest'] for _, r in rows}) == 1
+    print(f"  the same metrics block in every tree: {same}")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
