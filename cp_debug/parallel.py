@@ -9,6 +9,12 @@ from one of the pool's own threads runs serially in that thread (a worker waitin
 
 Torch work that a helper thread queues on a CUDA device goes on a stream of the helper's (`on_stream`), so that its
 waits do not wait for what the main thread queues on the default stream meanwhile, nor the main thread for its work.
+
+A warm-up on a helper thread (numba's kernels, Triton's first compile: `in_background`) is Python that holds the GIL
+for long stretches, while the main thread loads the model with many short torch calls that each let the GIL go
+and take it back: with CPython's default switch interval (5 ms) each such call waited up to 5 ms for the helper to
+hand the GIL back (a trace of 108 small ops took 0.6-0.8 s instead of 0.03-0.05 s on the CPU machine, 2 cores). While
+a helper runs, the interval is `_WARM_SWITCH_S`; the process's own comes back when the last one ends.
 """
 
 from __future__ import annotations
@@ -23,8 +29,12 @@ T = TypeVar("T")
 _PREFIX = "cpdebug-pool"
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
-MAX_THREADS = 8  # past 8 parts the comparisons' blocks are too small to gain (and a Ray actor given a host's 32 CPUs
-# was 10% slower than the in-process sweep at 8, awml-base on an H100 host)
+MAX_THREADS = 8  # past 8 parts the comparisons' blocks are too small to gain; a Ray actor is held to it too (given a
+# host's 32 CPUs it split its comparisons 32 ways where the in-process sweep splits them 8)
+_WARM_SWITCH_S = 0.0005  # the GIL switch interval while a warm-up runs on a helper thread (CPython's default: 5 ms)
+_WARMING = 0  # helper threads of `in_background` running now
+_SWITCH_LOCK = threading.Lock()
+_SAVED_SWITCH: float | None = None
 
 
 def thread_count() -> int:
@@ -60,6 +70,44 @@ def _pool(n: int) -> ThreadPoolExecutor:
             _POOL.shutdown(wait=False)
         _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_PREFIX), n
     return _POOL
+
+
+def in_background(target: Callable[[], object], name: str) -> threading.Thread:
+    """`target()` on a daemon thread named `name` (started, returned for whoever wants to wait for it), with the GIL
+    handed back to the main thread sooner while it runs (the module's docstring); what it raises ends it quietly."""
+
+    def run() -> None:
+        try:
+            target()
+        except Exception:  # noqa: BLE001 - a warm-up only: its caller says what goes wrong when it needs the thing
+            pass
+        finally:
+            _warming(-1)
+
+    _warming(+1)
+    th = threading.Thread(target=run, name=name, daemon=True)
+    try:
+        th.start()
+    except BaseException:
+        _warming(-1)
+        raise
+    return th
+
+
+def _warming(step: int) -> None:
+    """Count a helper of `in_background` in (+1) or out (-1): the first sets the short switch interval, the last
+    puts the process's own back."""
+    import sys
+
+    global _WARMING, _SAVED_SWITCH
+    with _SWITCH_LOCK:
+        if step > 0 and _WARMING == 0:
+            _SAVED_SWITCH = sys.getswitchinterval()
+            sys.setswitchinterval(min(_SAVED_SWITCH, _WARM_SWITCH_S))
+        _WARMING += step
+        if _WARMING == 0 and _SAVED_SWITCH is not None:
+            sys.setswitchinterval(_SAVED_SWITCH)
+            _SAVED_SWITCH = None
 
 
 def on_stream(stream, fn: Callable[..., T], *args, after_default: bool = False) -> T:

@@ -41,3 +41,30 @@ def test_on_stream_queues_after_the_default_stream_and_returns_finished_work():
         y = pool.submit(on_stream, stream, lambda: x * 2, after_default=True).result()
     assert stream.query()  # nothing of the helper's left running
     assert bool((y == 400).all())
+
+
+def test_in_background_shortens_the_switch_interval_while_it_runs():
+    """A warm-up on a helper thread holds the GIL in long stretches: while it runs, the main thread gets the GIL back
+    within `_WARM_SWITCH_S`, and the process's own interval returns when the last helper ends, whatever it raised."""
+    import sys
+    import threading
+
+    from cp_debug import parallel
+
+    before = sys.getswitchinterval()
+    go, inside = threading.Event(), []
+
+    def work():
+        inside.append(sys.getswitchinterval())
+        go.wait(30)
+
+    def fails():
+        raise ValueError("a warm-up that fails ends quietly")
+
+    threads = [parallel.in_background(work, "test-warm-a"), parallel.in_background(fails, "test-warm-b")]
+    threads[1].join(30)
+    assert sys.getswitchinterval() == min(before, parallel._WARM_SWITCH_S)  # one helper still runs
+    go.set()
+    threads[0].join(30)
+    assert inside == [min(before, parallel._WARM_SWITCH_S)] and threads[0].name == "test-warm-a"
+    assert sys.getswitchinterval() == before and parallel._WARMING == 0

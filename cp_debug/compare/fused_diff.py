@@ -95,9 +95,9 @@ def warm_up() -> None:
 
 def warm_up_in_background() -> threading.Thread:
     """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
-    th = threading.Thread(target=warm_up, name="cpdebug-triton-warm-up", daemon=True)
-    th.start()
-    return th
+    from cp_debug.parallel import in_background
+
+    return in_background(warm_up, "cpdebug-triton-warm-up")
 
 
 def _load():

@@ -109,15 +109,9 @@ def warm_up_in_background() -> threading.Thread:
     model and runs the first segments: a comparison that comes first waits for it (the kernels' lock). Never raises:
     a comparison that needs a kernel loads it again and says what goes wrong."""
 
-    def run() -> None:
-        try:
-            warm_up()
-        except Exception:  # noqa: BLE001 - a warm-up only
-            return
+    from cp_debug.parallel import in_background
 
-    th = threading.Thread(target=run, name="cpdebug-kernels-warm-up", daemon=True)
-    th.start()
-    return th
+    return in_background(warm_up, "cpdebug-kernels-warm-up")
 
 
 def _raw(a: np.ndarray) -> np.ndarray:

@@ -105,9 +105,9 @@ def export_key(module, example_inputs: Iterable, settings: dict, *, schema: str 
 
     h = hashlib.sha256()
 
-    def add(tag: str, data: bytes | str) -> None:
+    def add(tag: str, data: "bytes | str | np.ndarray") -> None:  # an array: its bytes, read in place (no copy)
         raw = data.encode() if isinstance(data, str) else data
-        h.update(f"{tag}:{len(raw)}:".encode())
+        h.update(f"{tag}:{raw.nbytes if isinstance(raw, np.ndarray) else len(raw)}:".encode())
         h.update(raw)
 
     add("schema", schema)
@@ -127,9 +127,9 @@ def export_key(module, example_inputs: Iterable, settings: dict, *, schema: str 
         add("tensor", f"{name}|{arr.dtype}|{tuple(arr.shape)}")
         if isinstance(arr, torch.Tensor):
             arr = arr.view(torch.uint8) if arr.dim() else arr.reshape(1).view(torch.uint8)
-            add("bytes", arr.numpy().tobytes())
+            add("bytes", arr.numpy().reshape(-1))
         else:
-            add("bytes", arr.tobytes())
+            add("bytes", arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 

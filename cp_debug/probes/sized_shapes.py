@@ -56,7 +56,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
         try:
             with warnings.catch_warnings():  # a size the net cannot take says so here, and is passed over
                 warnings.simplefilter("ignore")
-                trace = traced(module, inputs, extra=code_key)
+                trace = traced(module, inputs, extra=code_key, remember_failure=True)
         except Exception:  # noqa: BLE001 - the net's strides do not divide this size: try the next one
             continue
         sizes = {name: tuple(x.shape) for name, x in zip(input_names, inputs)}

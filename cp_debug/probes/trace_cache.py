@@ -23,6 +23,12 @@ changes nothing the run reads later:
   place) — and torch's, numpy's and Python's random number generators where they were.
 State no key sees, kept in a plain Python object, stays out by the callers: a calibrator attached to a quantizer
 collects into one, and `quant/calibrate.py` attaches it only inside its own calibration loop, never around a trace.
+
+A pass that fails is kept too where the caller asks (`remember_failure`: `sized_shapes.py`, which tries input sizes
+the net cannot take, smallest first, and moves on at the first that fails): its exception's type and message, under
+the same key and the same conditions, and raised again as `TraceFailed` on a hit. Each such try was a forward pass
+at a shape the process had not run (oneDNN's first call at a shape: 0.6-0.9 s a try for the tiny preset on the CPU
+machine) in every run. A memory error is never kept (the next run may have the memory).
 """
 
 from __future__ import annotations
@@ -33,12 +39,19 @@ from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 SCHEMA = "cp_debug.trace_cache/2"  # 2: a shared module's calls by the name reached through
 
 
-def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None) -> ModuleTrace:
+class TraceFailed(RuntimeError):
+    """A pass that failed in an earlier run, raised again from the cache (`traced(remember_failure=True)`): the
+    message is the original exception's type and message."""
+
+
+def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None,
+           remember_failure: bool = False) -> ModuleTrace:
     """`trace_module(module, example_inputs, prefix=prefix)` through the cache: the stored trace when one was made
     from the same module, weights, example inputs and prefix (equal to a fresh one), else a fresh trace, stored
     where that is safe (the module docstring). `extra`: what else the module's forward depends on that its classes'
     source files do not hold, as the export cache takes it (a `--torch` file's own code: `bisect.loaders.user_code`:
-    a helper function in another of the user's files that the forward calls)."""
+    a helper function in another of the user's files that the forward calls). `remember_failure`: a pass that
+    raises is kept too, and raised again as `TraceFailed` on a hit (the module docstring)."""
     import torch
 
     folder = cache_dir("traces")
@@ -49,12 +62,21 @@ def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None) -> Mo
 
     key = _key(module, example_inputs, prefix, extra)
     found = load_json_entry(folder, key, SCHEMA)
-    if found is not None:
+    if found is not None and ("trace" in found or remember_failure):
         say_again(found["said"])
+        if "trace" not in found:
+            raise TraceFailed(found["failed"])
         return ModuleTrace.from_json(found["trace"])
     before = _rng_states(torch)
-    with Said() as said:
-        trace = trace_module(module, example_inputs, prefix=prefix)
+    try:
+        with Said() as said:
+            trace = trace_module(module, example_inputs, prefix=prefix)
+    except Exception as err:
+        if remember_failure and not _memory_error(err) and _rng_states(torch) == before \
+                and _key(module, example_inputs, prefix, extra) == key:
+            store_json_entry(folder, key, {"schema": SCHEMA, "said": said.to_json(),
+                                           "failed": f"{type(err).__name__}: {err}"})
+        raise
     if _rng_states(torch) != before or _key(module, example_inputs, prefix, extra) != key:
         return trace  # the pass changed state the run may read later: the next run must run it too
     try:
@@ -63,6 +85,11 @@ def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None) -> Mo
         return trace
     store_json_entry(folder, key, {"schema": SCHEMA, "said": said.to_json(), "trace": data})
     return trace
+
+
+def _memory_error(err: BaseException) -> bool:
+    """Out of host or device memory: a failure of this machine at this moment, not of the module at this size."""
+    return isinstance(err, MemoryError) or type(err).__name__ in ("OutOfMemoryError", "OutOfMemoryError_")
 
 
 def _cacheable(module, example_inputs: tuple) -> bool:

@@ -187,3 +187,45 @@ def test_what_the_pass_warned_is_warned_again_on_a_hit(cache):
         seen.append([(w.category, str(w.message)) for w in caught])
     assert _entries(cache) == 1
     assert seen[0] == seen[1] == [(UserWarning, "this forward warns")]
+
+
+class Halves(nn.Module):
+    """Takes an even length only (a net whose strides do not divide the size: what `sized_shapes` tries)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        a, b = x.reshape(2, -1, 4)  # raises on an odd first axis
+        return self.lin(a + b)
+
+
+def test_a_failed_pass_is_raised_again_from_the_cache_where_asked(cache, monkeypatch):
+    from cp_debug.probes import trace_cache
+
+    module, odd, even = Halves().eval(), torch.randn(3, 4), torch.randn(4, 4)
+    with pytest.raises(RuntimeError) as first:
+        traced(module, (odd,), remember_failure=True)
+    assert _entries(cache) == 1
+    passes = []
+    monkeypatch.setattr(trace_cache, "trace_module", lambda *a, **k: passes.append(1) or trace_module(*a, **k))
+    with pytest.raises(trace_cache.TraceFailed, match="RuntimeError: ") as again:
+        traced(module, (odd,), remember_failure=True)
+    assert passes == [] and str(first.value) in str(again.value)
+    with pytest.raises(RuntimeError) as plain:  # a caller that did not ask runs the pass (and its own error)
+        traced(module, (odd,))
+    assert passes == [1] and type(plain.value) is RuntimeError
+    traced(module, (even,), remember_failure=True)  # another input: another key, traced and stored
+    assert _entries(cache) == 2 and passes == [1, 1]
+
+
+def test_a_memory_error_is_never_kept(cache):
+    class Short(nn.Module):
+        def forward(self, x):
+            raise MemoryError("out of memory")
+
+    for _ in range(2):
+        with pytest.raises(MemoryError):
+            traced(Short().eval(), (torch.ones(2),), remember_failure=True)
+    assert _entries(cache) == 0
