@@ -132,8 +132,9 @@ class _ActorBody:
         return self.warm_seconds
 
     def run_chunk(self, items: tuple, stages: list) -> dict:
-        """The chunk's frames (`FrameResult.to_json`), each frame's metrics tables (worked out on a helper thread while
-        the next frames run), the seconds the chunk took here and this process's peak memory."""
+        """The chunk's frames (`FrameResult.to_json`) and each frame's metrics tables, both made on a helper thread
+        while the next frames run (the frame loop waits on the device meanwhile), the seconds the chunk took here and
+        this process's peak memory."""
         import time
 
         from cp_debug.sweep.metrics import frame_tables
@@ -141,11 +142,17 @@ class _ActorBody:
         self.open(stages)
         t0 = time.perf_counter()
         lanes, n_classes = list(self.settings.backends), len(self.worker.cfg.class_names)
-        frames, tables = [], []
-        for r in self.worker.run_frames(items):
-            frames.append(r.to_json())
-            tables.append((r.token, self._tables.submit(frame_tables, r, lanes, n_classes)))
-        tables = {token: t for token, f in tables if (t := f.result()) is not None}
+
+        def handed_back(r):
+            return r.token, r.to_json(), frame_tables(r, lanes, n_classes)
+
+        done = [self._tables.submit(handed_back, r) for r in self.worker.run_frames(items)]
+        frames, tables = [], {}
+        for f in done:
+            token, frame, t = f.result()
+            frames.append(frame)
+            if t is not None:
+                tables[token] = t
         return {"frames": frames, "tables": tables, "seconds": time.perf_counter() - t0, "peak": _peak_memory()}
 
 
