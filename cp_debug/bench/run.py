@@ -11,6 +11,7 @@ from typing import Callable, ContextManager
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bench.latency import BackendBench, baseline_gpu_used_mb, bench_backend
 from cp_debug.determinism import Determinism
+from cp_debug.recipes.catalog import DEFAULT
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class BenchOptions:
     deterministic: bool = True
     calib_scenes: int = 2
     cudnn_algo: str | None = None  # Determinism.conv_algo
+    recipe: str = DEFAULT  # whose pipeline is timed (its `bench` plug-in's rows)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    default = recipe()  # the bench times CenterPoint's (the default recipe's) staged pipeline today
+    default = recipe(opts.recipe)
     cfg = default.config(opts.preset)
     plug = default.plugin("bench")
     stages = plug.STAGES
@@ -69,7 +71,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
             points = frame.load(cfg).points
         scan = f"held-out synthetic scene {frame.token}"
     with step("loading weights"):
-        loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
+        loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed, opts.recipe)
     det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
     results = []
     with tempfile.TemporaryDirectory(prefix="cpdebug-bench-") as tmp:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Json, Points, Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, backends_option, model_record)
+                                   RandomWeights, Recipe, Seed, Verbose, backends_option, model_record,
+                                   recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 
 def bench(
+    recipe: Recipe = None,
     backends: Annotated[str, backends_option(
         "SPEC[,SPEC…]: the backends timed side by side (no reference), no spec twice, e.g. "
         "torch,ort,ort-cpu-fp16,torch-cuda-tf32.")] = "torch,ort",
@@ -44,8 +46,12 @@ def bench(
         from cp_debug.bench.run import BenchOptions
         from cp_debug.determinism import check_conv_algo
 
+        from cp_debug.recipes.catalog import recipe as recipe_of
+
+        name = recipe_name(recipe, config)
+        recipe_of(name).plugin("bench")  # a recipe without bench rows is one line (CenterPoint's are the only ones)
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
-                            deterministic, cudnn_algo=check_conv_algo(cudnn_algo))
+                            deterministic, cudnn_algo=check_conv_algo(cudnn_algo), recipe=name)
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
 
 
@@ -65,7 +71,7 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     from cp_debug.files import write_text_atomic
     from cp_debug.recipes.catalog import recipe
 
-    recipe().config(opts.preset)  # the bench is CenterPoint's (the default recipe's) today
+    recipe(opts.recipe).config(opts.preset)  # an unknown preset said before torch loads
     check_inputs(checkpoint=opts.checkpoint, points=opts.points)
     check_outputs(json_out, csv)
     steps = StepProgress(quiet, stream=third_party.terminal)

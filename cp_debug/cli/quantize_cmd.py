@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
-                                   model_record)
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
+                                   model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
 def quantize(
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -43,26 +44,24 @@ def quantize(
     inputs, write an AWML-layout PTQ checkpoint and Q/DQ ONNX for TensorRT's explicit quantization."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        from cp_debug.recipes.catalog import recipe
+        from cp_debug.recipes.catalog import recipe as recipe_of
 
-        ptq = recipe().plugin("ptq")  # PTQ is CenterPoint's (the default recipe's) today
+        r = recipe_of(recipe_name(recipe, config))
+        ptq = r.plugin("ptq")  # a recipe without PTQ is one line (CenterPoint's is the only one today)
         settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
-        _quantize(model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
+        _quantize(r, model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",
                   third_party=third_party)
 
 
-def _quantize(model: ModelRecord, settings, *, calib_scenes: Path | None, calib_n: int | None, eval_scenes: int,
+def _quantize(r, model: ModelRecord, settings, *, calib_scenes: Path | None, calib_n: int | None, eval_scenes: int,
               map_scenes: int, out: Path, json_out: str | None, quiet: bool, third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
-    from cp_debug.recipes.catalog import recipe
-
-    default = recipe()  # PTQ is CenterPoint's (the default recipe's) today
-    default.config(model.model_name)
-    ptq = default.plugin("ptq")
+    r.config(model.model_name)
+    ptq = r.plugin("ptq")
     if eval_scenes < 1:
         raise BadInputError(f"--eval-n must be at least 1, got {eval_scenes}")
     if map_scenes < 0:

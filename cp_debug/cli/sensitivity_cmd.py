@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Seed, SkipLayers, Verbose,
-                                   model_record)
+                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
+                                   model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -46,6 +46,7 @@ class SearchRequest:
 
 
 def sensitivity(
+    recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
@@ -87,31 +88,29 @@ def sensitivity(
     on held-out scenes; with --search, a 1-minimal set of layers to leave in FP32 so that INT8 meets --max-rel-rmse."""
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
-        from cp_debug.recipes.catalog import recipe
+        from cp_debug.recipes.catalog import recipe as recipe_of
 
-        ptq = recipe().plugin("ptq")  # PTQ is CenterPoint's (the default recipe's) today
+        r = recipe_of(recipe_name(recipe, config))
+        ptq = r.plugin("ptq")  # a recipe without PTQ is one line (CenterPoint's is the only one today)
         settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
         n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
-        code = _sensitivity(model, settings, request, calib_scenes=calib_scenes, calib_n=n_calib, top=top,
+        code = _sensitivity(r, model, settings, request, calib_scenes=calib_scenes, calib_n=n_calib, top=top,
                             json_out=json_out, csv=csv, plot=plot, quiet=quiet or json_out == "-",
                             third_party=third_party)
     raise typer.Exit(code)
 
 
-def _sensitivity(model: ModelRecord, settings, request: SearchRequest, *, calib_scenes: Path | None,
+def _sensitivity(r, model: ModelRecord, settings, request: SearchRequest, *, calib_scenes: Path | None,
                  calib_n: int | None, top: int, json_out: str | None, csv: Path | None, plot: Path | None,
                  quiet: bool, third_party: ThirdParty) -> int:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
-    from cp_debug.recipes.catalog import recipe
-
-    default = recipe()  # PTQ is CenterPoint's (the default recipe's) today
-    cfg = default.config(model.model_name)
-    ptq = default.plugin("ptq")
+    cfg = r.config(model.model_name)
+    ptq = r.plugin("ptq")
     check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
     check_outputs(json_out, csv, plot)
     if plot is not None and not has_module("matplotlib"):

@@ -46,8 +46,10 @@ class EvalOptions:
     recipe: str = DEFAULT  # the built-in recipe of `preset` (recipes/catalog.py)
 
 
-def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int):
-    """The model of `preset`: `checkpoint`, seeded random weights, or the package default (`load_model`'s)."""
+def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int,
+                 recipe_name: str | None = None):
+    """The model of `preset` in recipe `recipe_name` (None: the default): `checkpoint`, seeded random weights, or the
+    recipe's default weights (its `load_model`'s)."""
     from cp_debug.lidar.record import ModelRecord
 
     if random_weights and checkpoint is not None:
@@ -56,7 +58,8 @@ def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, see
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
     from cp_debug.recipes.catalog import recipe
 
-    return recipe().load_model(ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed))
+    record = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
+    return recipe(recipe_name).load_model(record)
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
