@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 
 def model_name(preset: str, config: str | Path | None) -> str:
@@ -24,6 +25,18 @@ def model_name(preset: str, config: str | Path | None) -> str:
         raise BadInputError(f"--config {config}: a config is an AWML/mmdet3d Python file (.py, mmengine syntax) or an "
                             "autoware-ml YAML file (.yaml, Hydra syntax)")
     return str(config)
+
+
+def weights_phrase(name: str, checkpoint: str | Path | None, seed: int | None, random_weights: bool,
+                   shipped: Callable[[], bool]) -> str:
+    """What a recipe's `load_model` will load, in words (for progress lines before the model is built): the
+    checkpoint, the preset's shipped trained weights (`shipped()`: whether it has any, asked only when it matters),
+    else seeded random weights."""
+    if checkpoint is not None:
+        return f"checkpoint {checkpoint}"
+    if not random_weights and shipped():
+        return f"trained {name} weights (synthetic scenes)"
+    return f"random weights, seed {seed}"
 
 
 @dataclass(frozen=True)

@@ -52,11 +52,10 @@ def shipped_checkpoint(preset) -> Path | None:
 
 def weights_label(preset, checkpoint: str | Path | None, seed: int | None, random_weights: bool) -> str:
     """What `load_model` will load, in words (for progress lines before the model is built)."""
-    if checkpoint is not None:
-        return f"checkpoint {checkpoint}"
-    if not random_weights and shipped_checkpoint(preset) is not None:
-        return f"trained {getattr(preset, 'name', preset)} weights (synthetic scenes)"
-    return f"random weights, seed {seed}"
+    from cp_debug.lidar.record import weights_phrase
+
+    return weights_phrase(getattr(preset, "name", preset), checkpoint, seed, random_weights,
+                          lambda: shipped_checkpoint(preset) is not None)
 
 
 def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 0, *,

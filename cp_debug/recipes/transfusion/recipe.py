@@ -76,13 +76,11 @@ def _load_model(model):
 
 
 def _weights_label(model) -> str:
+    from cp_debug.lidar.record import weights_phrase
     from cp_debug.recipes.transfusion.source import shipped_checkpoint
 
-    if model.checkpoint is not None:
-        return f"checkpoint {model.checkpoint}"
-    if not model.random_weights and shipped_checkpoint(model.model_name) is not None:
-        return f"trained {model.model_name} weights (synthetic scenes)"
-    return f"random weights, seed {model.seed}"
+    return weights_phrase(model.model_name, model.checkpoint, model.seed, model.random_weights,
+                          lambda: shipped_checkpoint(model.model_name) is not None)
 
 
 def _export_files(loaded, out, *, sample_points=None, rot_y_axis_reference: bool = False) -> tuple:
