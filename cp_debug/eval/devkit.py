@@ -148,11 +148,6 @@ def _to_eval_boxes(samples: Mapping[str, SampleBoxes], tokens, class_names, is_g
         sb = samples.get(token)
         boxes = []
         if sb is not None:
-            if not is_gt and len(sb) > MAX_BOXES_PER_SAMPLE:
-                raise BadInputError(
-                    f"sample {token!r} has {len(sb)} detections; nuScenes evaluation allows at most "
-                    f"{MAX_BOXES_PER_SAMPLE} per sample: keep the highest-scoring ones"
-                )
             for i in range(len(sb)):
                 nb = box_to_nuscenes(sb.boxes[i])
                 boxes.append(

@@ -256,7 +256,7 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     devkit = _devkit(frames, lanes, cfg, ahead.processes if ahead is not None else None)
     out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
                  "buckets": [b[0] for b in BUCKETS], "devkit": devkit}
-    per_frame = [ready.get(r.token) or {b: _tables(r.gt, r.boxes[b], len(names)) for b in lanes} for r in frames]
+    per_frame = [ready.get(r.token) or frame_tables(r, lanes, len(names)) for r in frames]
     tables = {b: [t[b] for t in per_frame] for b in lanes}
     rng = np.random.default_rng(settings.seed)
     n = len(frames)
@@ -364,7 +364,7 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None) ->
         try:
             check_inputs(gt, dets, names)
         except CpDebugError as err:
-            out[b] = {"error": str(err).splitlines()[0]}
+            out[b] = _lane_error(err)
             continue
         parts = {c: processes.submit(evaluate_class, gt, dets, names, c, class_range=reach) for c in names}
         out[b] = _LaneParts(parts, names, len(gt), reach)
@@ -385,7 +385,7 @@ class _LaneParts:
             done = {c: f.result() for c, f in self.parts.items()}
             return combine(done, self.names, self.num_samples, self.reach).to_json()
         except CpDebugError as err:
-            return {"error": str(err).splitlines()[0]}
+            return _lane_error(err)
 
 
 def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float) -> dict:
@@ -395,4 +395,9 @@ def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float)
     try:
         return evaluate(gt, dets, class_names, class_range=class_range).to_json()
     except CpDebugError as err:
-        return {"error": str(err).splitlines()[0]}
+        return _lane_error(err)
+
+
+def _lane_error(err: Exception) -> dict:
+    """A lane's devkit entry where the devkit cannot evaluate it: the reason's first line."""
+    return {"error": str(err).splitlines()[0]}
