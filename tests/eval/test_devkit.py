@@ -103,6 +103,9 @@ def test_range_filter_and_bad_inputs():
     nan = {"a": sb([box(5, 5), box(float("nan"), 0)], [CAR, CAR], [0.9, 0.8])}  # an overflowing head's boxes
     with pytest.raises(BadInputError, match="sample 'a': 1 of 2 box"):
         evaluate(gt, nan, CLASSES)
+    many = {"a": sb([box(5, 5)] * 501, [CAR] * 501, [0.5] * 501)}  # the devkit's 500 a sample, over every class
+    with pytest.raises(BadInputError, match="sample 'a' has 501 detections; .* at most 500"):
+        evaluate(gt, many, CLASSES)
 
 
 def test_ground_truth_without_points_is_dropped_as_the_devkit_does():
