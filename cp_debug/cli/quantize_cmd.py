@@ -46,12 +46,8 @@ def quantize(
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.recipes.catalog import recipe as recipe_of
 
-        from cp_debug.errors import BadInputError
-
         r = recipe_of(recipe_name(recipe, config))
-        if not r.has("ptq"):  # CenterPoint's is the only PTQ plug-in today
-            raise BadInputError(f"quantize does not run the {r.title} recipe (it has no PTQ plug-in)")
-        ptq = r.plugin("ptq")
+        ptq = r.plugin("ptq", command="quantize")  # CenterPoint's is the only PTQ plug-in today
         settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         _quantize(r, model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",

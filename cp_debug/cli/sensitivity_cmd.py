@@ -90,12 +90,8 @@ def sensitivity(
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         from cp_debug.recipes.catalog import recipe as recipe_of
 
-        from cp_debug.errors import BadInputError
-
         r = recipe_of(recipe_name(recipe, config))
-        if not r.has("ptq"):  # CenterPoint's is the only PTQ plug-in today
-            raise BadInputError(f"sensitivity does not run the {r.title} recipe (it has no PTQ plug-in)")
-        ptq = r.plugin("ptq")
+        ptq = r.plugin("ptq", command="sensitivity")  # CenterPoint's is the only PTQ plug-in today
         settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()

@@ -87,13 +87,13 @@ class Recipe:
     # default recipe it does not take (cli/_preflight.refuse_options says so in one line)
     fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
 
-    def plugin(self, feature: str) -> ModuleType:
+    def plugin(self, feature: str, command: str | None = None) -> ModuleType:
         """This recipe's module for `feature` (`recipes/<name>/<feature>.py`, or that package), imported now; a
-        recipe without one is one line."""
+        recipe without one is one line, naming `command` (the command that asked; default: the feature)."""
         if feature not in PLUGINS:
             raise KeyError(f"no recipe plug-in feature {feature!r} (recipes/contract.PLUGINS)")
         if feature not in self.plugins:
-            raise BadInputError(f"{feature} does not run the {self.title} recipe")
+            raise BadInputError(f"{command or feature} does not run the {self.title} recipe")
         return importlib.import_module(f"{self.package}.{feature}")
 
     def has(self, feature: str) -> bool:
