@@ -244,6 +244,11 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         from cp_debug.compare.fused_diff import warm_up_in_background
 
         warm_up_in_background()
+        from cp_debug.backends.ort_warm import warm_up_in_background as warm_up_ort
+        from cp_debug.determinism import Determinism
+
+        # ONNX Runtime's CUDA provider, cuDNN and cuBLAS loaded while the model loads (backends/ort_warm.py)
+        warm_up_ort([spec for _, spec in pairs], Determinism(enabled=opts.deterministic, conv_algo=opts.cudnn_algo))
     if any(spec.device != "cuda" for _, spec in pairs):  # host comparisons: numba's kernels, while the model loads
         from cp_debug.compare import kernels
 

@@ -17,5 +17,7 @@ worker as its `sweep` plug-in (`recipes/<name>/sweep`, reached by `SweepSettings
 - `with_stages(subject, stages)`: the subject with those graphs in place of its own exports;
 - `make_worker(settings, onnx_dir=None, subject=None)`: the worker, not yet opened — a context manager whose
   `open()` builds every backend's lane once, with `run_frames(items)` / `run_frame(index, frame)` giving
-  `FrameResult`s, `subject` and `cfg` (the interface `StagedWorker` keeps too).
+  `FrameResult`s, `subject` and `cfg` (the interface `StagedWorker` keeps too). `run_frames` reads `items` as it
+  goes: a Ray actor runs one loop over a `feed.FrameFeed` for all its chunks, and at a `feed.FLUSH` in it every
+  frame read before is handed back before the next item is asked for.
 """

@@ -83,6 +83,8 @@ class InProcessExecutor:
                 "peak_memory": [getattr(self, "peak", None)]}
 
 
+_SHUTTING_DOWN = None  # the thread shutting down the Ray an earlier `RayExecutor.close` started (None: none)
+
 # chunks queued on every actor: the next one starts as soon as the current one ends, while the driver reads what came
 # back, writes its shards and hands the actor another
 DEPTH = 2
@@ -92,11 +94,15 @@ class _ActorBody:
     """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), all actors
     at once and before their sessions (the driver exported while Ray started); its worker (the recipe's `sweep`
     plug-in's) opened on the stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed
-    actor). `passive`: more threads than CPUs on the host, so idle OpenMP threads sleep instead of spinning on the
-    cores the other actors compute on (set before torch loads OpenMP)."""
+    actor). One frame loop runs all the actor's chunks (`sweep/feed.py`): a threaded actor (`DEPTH` + 1 calls at
+    once), each `run_chunk` call puts its frames into the loop's feed and waits for them, so the next chunk's frames
+    are read ahead and the device kept busy across the chunks' ends. `passive`: more threads than CPUs on the host,
+    so idle OpenMP threads sleep instead of spinning on the cores the other actors compute on (set before torch
+    loads OpenMP)."""
 
     def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
         import os
+        import threading
         import time
         from concurrent.futures import ThreadPoolExecutor
 
@@ -114,6 +120,11 @@ class _ActorBody:
         self.settings, self.pid, self.worker = settings, os.getpid(), None
         self.subject = _warm_up(settings)
         self._tables = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-tables")
+        self._lock = threading.Lock()
+        self._feed = None  # the frame loop's `FrameFeed`, once the first chunk started it
+        self._waiting: dict[int, _Chunk] = {}  # frame index -> the chunk call it goes back to
+        self._failed: BaseException | None = None  # what ended the frame loop
+        self._last = 0.0  # when the loop last handed a frame back (perf_counter)
         self.warm_seconds = time.perf_counter() - t0
 
     def getpid(self) -> int:
@@ -123,56 +134,125 @@ class _ActorBody:
         """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of the plug-in's `stage_bytes`: in a list,
         so that each call is handed the reference and the bytes are fetched here, once); the seconds the warm-up
         took."""
-        if self.worker is None:
-            import ray
+        with self._lock:
+            if self.worker is None:
+                import ray
 
-            lanes = self.settings.lanes()
-            subject = lanes.with_stages(self.subject, ray.get(stages[0]))
-            self.worker = lanes.make_worker(self.settings, subject=subject).open()
+                lanes = self.settings.lanes()
+                subject = lanes.with_stages(self.subject, ray.get(stages[0]))
+                self.worker = lanes.make_worker(self.settings, subject=subject).open()
         return self.warm_seconds
 
     def run_chunk(self, items: tuple, stages: list) -> dict:
         """The chunk's frames (`FrameResult.to_json`) and each frame's metrics tables, both made on a helper thread
-        while the next frames run (the frame loop waits on the device meanwhile), the seconds the chunk took here and
-        this process's peak memory."""
+        while the next frames run (the frame loop waits on the device meanwhile), the seconds the loop spent on the
+        chunk and this process's peak memory."""
+        import threading
+        import time
+
+        from cp_debug.sweep.feed import FrameFeed
+
+        self.open(stages)
+        chunk = _Chunk(len(items), time.perf_counter())
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            self._waiting.update((index, chunk) for index, _ in items)
+            if self._feed is None:
+                self._feed = FrameFeed()
+                threading.Thread(target=self._loop, name="cpdebug-actor-frames", daemon=True).start()
+        self._feed.put(items)
+        chunk.done.wait()
+        if chunk.error is not None:
+            raise chunk.error
+        frames, tables = [], {}
+        for index, _ in items:
+            token, frame, t = chunk.got[index].result()
+            frames.append(frame)
+            if t is not None:
+                tables[token] = t
+        return {"frames": frames, "tables": tables, "seconds": chunk.seconds, "peak": _peak_memory()}
+
+    def _loop(self) -> None:
+        """The actor's one frame loop over its feed: each frame's JSON and tables made on the helper thread, handed
+        to the chunk waiting for it; what ends the loop goes to every chunk still waiting."""
         import time
 
         from cp_debug.sweep.metrics import frame_tables
 
-        self.open(stages)
-        t0 = time.perf_counter()
         lanes, n_classes = list(self.settings.backends), len(self.worker.cfg.class_names)
 
         def handed_back(r):
             return r.token, r.to_json(), frame_tables(r, lanes, n_classes)
 
-        done = [self._tables.submit(handed_back, r) for r in self.worker.run_frames(items)]
-        frames, tables = [], {}
-        for f in done:
-            token, frame, t = f.result()
-            frames.append(frame)
-            if t is not None:
-                tables[token] = t
-        return {"frames": frames, "tables": tables, "seconds": time.perf_counter() - t0, "peak": _peak_memory()}
+        try:
+            for r in self.worker.run_frames(self._feed):
+                now = time.perf_counter()
+                with self._lock:
+                    chunk = self._waiting.pop(r.index)
+                chunk.add(r.index, self._tables.submit(handed_back, r), now, self._last)
+                self._last = now
+        except BaseException as err:  # noqa: BLE001 - said by every chunk call waiting, and the next ones
+            with self._lock:
+                self._failed = err
+                for chunk in set(self._waiting.values()):
+                    chunk.fail(err)
+                self._waiting.clear()
+
+
+class _Chunk:
+    """A `run_chunk` call waiting for its frames: frame index -> the future of (token, JSON, tables); `done` once all
+    are in. `seconds`: from when the loop began on it (its call's arrival, or the loop's previous frame if later) to
+    its last frame."""
+
+    def __init__(self, size: int, arrived: float):
+        import threading
+
+        self.size, self.arrived = size, arrived
+        self.got: dict = {}
+        self.began: float | None = None
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def add(self, index: int, future, now: float, previous: float) -> None:
+        if self.began is None:
+            self.began = max(self.arrived, previous)
+        self.got[index] = future
+        if len(self.got) == self.size:
+            self.seconds = now - self.began
+            self.done.set()
+
+    def fail(self, err: BaseException) -> None:
+        self.error = err
+        self.done.set()
 
 
 def _warm_up(settings: SweepSettings):
     """What an actor's first frame would otherwise wait for, loaded as the actor is made: the subject's modules
     (its stages come from the driver), the comparison kernels (numba's load, ~1.7 s on the CPU machine), and on a
-    CUDA lane the device's context and the Triton comparison kernel. The subject is returned."""
+    CUDA lane the device's context, the Triton comparison kernel and ONNX Runtime's CUDA provider
+    (`backends/ort_warm.py`). The subject is returned."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.compare import kernels
 
     subject = settings.lanes().subject(settings)
     kernels.warm_up()
-    if any(BackendSpec.parse(b).device == "cuda" for b in settings.backends):
+    specs = [BackendSpec.parse(b) for b in settings.backends]
+    if any(spec.device == "cuda" for spec in specs):
         import torch
 
         if torch.cuda.is_available():
+            from cp_debug.backends.ort_warm import warm_up_in_background
             from cp_debug.compare.fused_diff import warm_up
+            from cp_debug.determinism import Determinism
 
+            det = Determinism(enabled=settings.deterministic, seed=settings.seed, conv_algo=settings.cudnn_algo)
+            ort_ready = warm_up_in_background(specs, det)  # beside torch's context and the Triton kernel
             torch.zeros(1, device="cuda")
             warm_up()
+            if ort_ready is not None:
+                ort_ready.join()
     return subject
 
 
@@ -210,6 +290,8 @@ class RayExecutor:
             import ray
         except ImportError:
             raise BackendUnavailableError(RAY_HINT) from None
+        if _SHUTTING_DOWN is not None:
+            _SHUTTING_DOWN.join()  # an earlier sweep's cluster is gone before this one starts
         if not ray.is_initialized():
             try:
                 # a cluster of our own: its workers at the user's priority, as the in-process sweep runs (Ray's
@@ -241,7 +323,7 @@ class RayExecutor:
         cpus = self.cpus or max(1, total // n)
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
-        actor = ray.remote(max_restarts=-1, max_task_retries=-1, **opts)(_ActorBody)
+        actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(_ActorBody)
         self.actors = [actor.remote(self.settings, cpus, passive) for _ in range(n)]
         self.figures.update(cpus_per_worker=cpus, cluster_cpus=total)
         return self.actors
@@ -314,6 +396,9 @@ class RayExecutor:
                             peak_memory=[peaks.get(i) for i in range(len(self.actors))])
 
     def close(self) -> None:
+        """The actors killed (their cards freed at once); a Ray this executor started is shut down on a helper thread
+        (its processes stopped and waited for: 1.3 s of a GPU host's sweep) while the sweep goes on to its metrics,
+        and waited for before this process exits or starts Ray again."""
         if self.actors:
             import ray
 
@@ -321,9 +406,15 @@ class RayExecutor:
                 ray.kill(a)
             self.actors = []
         if self._started:
+            import atexit
+            import threading
+
             import ray
 
-            ray.shutdown()
+            global _SHUTTING_DOWN
+            _SHUTTING_DOWN = threading.Thread(target=ray.shutdown, name="cpdebug-ray-shutdown")
+            _SHUTTING_DOWN.start()
+            atexit.register(_SHUTTING_DOWN.join)  # before Ray's own exit hook (registered earlier, run later)
             self._started = False
 
     def describe(self) -> dict:

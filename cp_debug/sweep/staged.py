@@ -15,6 +15,7 @@ import numpy as np
 from cp_debug.data.frames import Frame
 from cp_debug.errors import BadInputError
 from cp_debug.sweep.failures import or_failed
+from cp_debug.sweep.feed import FLUSH
 from cp_debug.sweep.judge import box_lists, candidate_frame, detection_delta, truth_lists
 from cp_debug.sweep.records import FrameResult, SweepSettings, frame_status
 
@@ -94,9 +95,11 @@ class StagedWorker:
         self.close()
 
     def run_frames(self, items: Iterable[tuple[int, Frame]], ahead: int | None = None) -> Iterator[FrameResult]:
-        """`run_frame` over (index, frame) pairs, in order."""
-        for index, frame in items:
-            yield self.run_frame(index, frame)
+        """`run_frame` over (index, frame) pairs, in order (each handed back before the next is read: a `FLUSH` in
+        `items` asks for nothing more)."""
+        for item in items:
+            if item is not FLUSH:
+                yield self.run_frame(*item)
 
     def run_frame(self, index: int, frame: Frame) -> FrameResult:
         """One frame through every backend; any failure is a `failed` result with its one-line reason."""

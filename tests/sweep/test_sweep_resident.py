@@ -102,3 +102,65 @@ def test_one_front_for_the_lanes_on_a_device_gives_each_lane_s_own_results():
         assert repr(a.candidates) == repr(b.candidates)
     assert [r.status for r in results[True]][:2] != ["failed"] * 2 and results[True][2].status == "failed"
     assert "point_cloud_range" in results[True][2].reason
+
+
+def _streamed(w, chunks: list[list], ahead: int) -> list:
+    """`w.run_frames` over a `FrameFeed` on a thread, `chunks` put in one at a time, each only once every frame of
+    the one before came back (a Ray actor starved between two chunks): the results, in the order handed back."""
+    import queue
+    import threading
+
+    from cp_debug.sweep.feed import FrameFeed
+
+    feed, got, out = FrameFeed(), queue.SimpleQueue(), []
+
+    def loop() -> None:
+        try:
+            for r in w.run_frames(feed, ahead=ahead):
+                got.put(r)
+        finally:
+            got.put(None)
+
+    threading.Thread(target=loop, daemon=True).start()
+    for chunk in chunks:
+        feed.put(chunk)
+        for _ in chunk:  # with the feed empty, the loop hands back all it holds before it waits
+            r = got.get(timeout=600)  # a guard against a hang, not a race: the frames come back or the test fails
+            assert r is not None, "the frame loop ended early"
+            out.append(r)
+    feed.close()
+    assert got.get(timeout=600) is None
+    return out
+
+
+def test_a_feed_runs_chunks_through_one_frame_loop():
+    """One `run_frames` over a `FrameFeed` (a Ray actor's loop over all its chunks) gives the results of running the
+    frames as one list, in order: each chunk's frames come back before the next chunk is put in, a frame that cannot
+    be read fails alone."""
+    from cp_debug.data.frames import Frame, PointFile
+
+    frames = [*held_out(3), Frame("missing", PointFile("/nonexistent/scan.bin"))]
+    items = list(enumerate(frames))
+    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage")) as w:
+        plain = list(w.run_frames(items, ahead=2))
+        streamed = _streamed(w, [items[:1], items[1:3], items[3:]], ahead=2)
+    assert [r.token for r in streamed] == [f.token for f in frames]
+    assert [(r.status, r.reason, r.boxes) for r in streamed] == [(r.status, r.reason, r.boxes) for r in plain]
+    assert streamed[-1].status == "failed" and streamed[0].status != "failed"
+
+
+@pytest.mark.gpu
+@pytest.mark.needs("cuda", "onnxruntime-gpu")
+def test_a_feed_keeps_the_pipelined_loop_s_results():
+    """On a CUDA reference (each frame judged while the next one's reference runs), a `FrameFeed` starved between
+    chunks hands back the frame still waiting to be judged before it waits: every figure and verdict is the list's."""
+    h = held_out(4)
+    items = list(enumerate(h))
+    with SweepWorker(SweepSettings(("torch-cuda", "ort-cuda-fp16"), preset="demo", level="block")) as w:
+        assert w._pipelined()
+        plain = list(w.run_frames(items, ahead=2))
+        streamed = _streamed(w, [items[:1], items[1:3], items[3:]], ahead=2)
+    assert [r.token for r in streamed] == [f.token for f in h]
+    for a, b in zip(plain, streamed):
+        assert (a.status, a.reason, a.boxes) == (b.status, b.reason, b.boxes)
+        assert repr(a.candidates) == repr(b.candidates)

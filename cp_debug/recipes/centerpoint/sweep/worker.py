@@ -26,6 +26,7 @@ from cp_debug.data.frames import Frame
 from cp_debug.errors import BadInputError
 from cp_debug.parallel import on_stream
 from cp_debug.sweep.failures import or_failed
+from cp_debug.sweep.feed import FLUSH
 from cp_debug.sweep.judge import box_lists, candidate_frame, detection_delta, truth_lists
 from cp_debug.recipes.centerpoint.sweep.lanes import (
     Lane, build_subject, calibration_feeds, make_lane, probe_order, run_lane
@@ -142,11 +143,13 @@ class SweepWorker:
         about 30 ms of one core, `benchmarks/scene_speed.py`). `ahead` defaults to `FRAMES_AHEAD` (1 on a machine of
         2 cores or fewer). On a CUDA reference with `overlap` (`_pipelined`) a frame is compared and judged while the
         next frame's reference network runs on the device (between its launch and its decode), not after its own:
-        the host's 15-20 ms of comparisons and detection matching off the device's critical path."""
+        the host's 15-20 ms of comparisons and detection matching off the device's critical path. `items` is read
+        as it goes (a Ray actor's `sweep/feed.FrameFeed`): at a `FLUSH` in it every frame before is handed back
+        before the next item is asked for."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        items = list(items)
+        source = iter(items)
         ahead = max(1, ahead or FRAMES_AHEAD)
         pipelined = self._pipelined()
         pending: list[_Ran] = []  # a frame whose lanes ran, judged while the next frame's reference runs
@@ -158,11 +161,27 @@ class SweepWorker:
                 judged.append(or_failed(ran.index, ran.token, self._judge, ran, self._compare_stream))
 
         with ThreadPoolExecutor(ahead, thread_name_prefix="cpdebug-frame") as pool:
-            coming = deque(pool.submit(self._load, frame) for _, frame in items[:ahead])
-            for k, (index, frame) in enumerate(items):
-                loaded = coming.popleft().result()
-                if k + ahead < len(items):
-                    coming.append(pool.submit(self._load, items[k + ahead][1]))
+            coming: deque = deque()  # (index, frame, its read's future), or FLUSH
+
+            def read_ahead() -> None:  # up to `ahead` frames asked for, none past a FLUSH (the source may wait)
+                while len(coming) < ahead and (not coming or coming[-1] is not FLUSH):
+                    item = next(source, None)
+                    if item is None:
+                        return
+                    coming.append(item if item is FLUSH else (*item, pool.submit(self._load, item[1])))
+
+            read_ahead()
+            while coming:
+                entry = coming.popleft()
+                if entry is FLUSH:
+                    meanwhile()
+                    yield from judged
+                    judged.clear()
+                    read_ahead()
+                    continue
+                index, frame, reading = entry
+                loaded = reading.result()
+                read_ahead()
                 if not pipelined:
                     yield self.run_frame(index, frame, loaded)
                     continue
