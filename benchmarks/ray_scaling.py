@@ -247,6 +247,10 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
     parts = [f"{name}: {fig['wall']:.1f} s, {rate:.2f} frames/s"]
     if fs:
         parts.append(f"frames phase {fs:.1f} s = {frames / fs:.2f} frames/s")
+        ready = (fig.get("executor") or {}).get("sessions_seconds")
+        if ready is not None:  # Ray: the part of it before the first actor's sessions were open (in process: before)
+            parts.append(f"of it {ready:.1f} s before a worker's sessions were open: {frames / (fs - ready):.2f} "
+                         "frames/s after")
     if here is not None and here.get("done") and name != "in process":
         parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
     if one is not None and one.get("done") and workers:

@@ -160,11 +160,11 @@ def pytest_configure(config):
 
 def _collections_scaled_to_the_heap() -> None:
     """A test process holds a large heap for its whole life (torch, ONNX, onnxscript, every collected test module),
-    as a `cpdebug` process does: the collector's thresholds of one (`cli.main.collect_less`). With Python's default
+    as a `cpdebug` process does: the collector's thresholds of one (`heap.collect_less`). With Python's default
     every full collection walked all of it again (0.2 s each here). Measured with gc.callbacks over tests/bisect in
     one process: 3.99 CPU s of collecting (2,760, 251 and 13 collections) against 1.55 s (169, 15 and 1), peak
     memory 2.48 against 2.54 GB; a worker's collection of the test files is shorter too."""
-    from cp_debug.cli.main import collect_less
+    from cp_debug.heap import collect_less
 
     collect_less()
 

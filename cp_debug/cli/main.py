@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from cp_debug.cli._errors import exit_status
 from cp_debug.cli._pipe import exit_code, flush, guard
+from cp_debug.heap import collect_less
 
 
 def __getattr__(name: str):
@@ -49,23 +50,12 @@ def entry() -> NoReturn:
     code = forward(sys.argv[1:])
     if code is not None:
         leave(code)
-    collect_less()
+    collect_less()  # the collector scaled to the heap a command holds (heap.py)
     try:
         main()
     except SystemExit as done:
         leave(done.code)
     leave(0)
-
-
-def collect_less() -> None:
-    """Python's cyclic garbage collector with a first threshold of 10,000 allocations instead of 700: a command
-    imports torch, ONNX Runtime and its model (a heap of millions of objects that live as long as the process), and
-    with the default every few thousand allocations a collection walked them again. Garbage is found the same way,
-    a fourteenth as often; tensors are freed by their reference counts as before. A tiny-preset bisect 6.63 → 6.25
-    CPU s (two runs each, the CPU machine)."""
-    import gc
-
-    gc.set_threshold(10_000, 10, 10)
 
 
 def leave(code: object) -> NoReturn:

@@ -14,6 +14,7 @@ import os
 import time
 from typing import Callable
 
+from cp_debug.heap import settle
 from cp_debug.server import hold
 from cp_debug.server.where import OFF
 
@@ -61,40 +62,15 @@ def warm_up(say: Callable[[str], None]) -> None:
             t0 = time.perf_counter()
             torch.cuda.init()
             torch.zeros(1, device="cuda")
-            _ort_cuda_provider()
+            from cp_debug.backends.ort_warm import warm_up as ort_warm_up
+            from cp_debug.determinism import Determinism
+
+            for half in (True, False):  # its provider, cuDNN's convolutions (NHWC float16 and float32), cuBLAS
+                ort_warm_up(Determinism().ort_cuda_provider_options(tf32=False, half=half), half)
             from cp_debug.compare.fused_diff import warm_up as triton_warm_up
 
             triton_warm_up()
             say(f"warm-up: CUDA, ONNX Runtime's CUDA provider and Triton in {time.perf_counter() - t0:.2f} s")
     except Exception as err:  # noqa: BLE001
         say(f"warm-up: the GPU part failed ({type(err).__name__}: {err})")
-    _freeze()
-
-
-def _freeze() -> None:
-    """What the warm-up loaded (modules, classes, functions: ~300,000 objects that live as long as the server) moved
-    out of the cyclic collector's sight (`gc.freeze`, after one last collection of the warm-up's own garbage): each
-    collection while serving, and the full one after each command (`resident.Server._after`), then walks only what
-    the commands made (0.13 s a full collection of the warmed heap on the CPU machine otherwise). Frozen objects
-    are still freed by their reference counts."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
-def _ort_cuda_provider() -> None:
-    """Load ONNX Runtime's CUDA provider library (and cuDNN, cuBLAS with it) by running a one-node graph on it."""
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warm", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
-    sess.run(None, {"x": np.ones(1, np.float32)})
+    settle()  # the warmed heap out of the collector's sight (heap.py): ~300,000 objects

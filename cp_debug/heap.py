@@ -1,0 +1,28 @@
+"""The cyclic garbage collector's policy for a process that holds torch, ONNX Runtime and a model for its life.
+
+A `cpdebug` command, a Ray actor of a sweep and a resident server each hold millions of objects that live as long as
+the process (modules, classes, functions, the model's). With Python's defaults every few thousand allocations a
+collection walked them again, and each full one all of them: `collect_less` raises the first threshold, `settle`
+moves what a warm-up loaded out of the collector's sight once it is loaded. Garbage is found the same way; frozen
+objects and tensors are still freed by their reference counts.
+"""
+
+from __future__ import annotations
+
+
+def collect_less() -> None:
+    """A first threshold of 10,000 allocations instead of 700: garbage found the same way, a fourteenth as often. A
+    tiny-preset bisect 6.63 → 6.25 CPU s (two runs each, the CPU machine)."""
+    import gc
+
+    gc.set_threshold(10_000, 10, 10)
+
+
+def settle() -> None:
+    """What was loaded so far (the warm-up's modules, the sessions and models built) moved out of the collector's
+    sight (`gc.freeze`, after one last collection of its own garbage): each later collection, and a full one, walks
+    only what was made after (0.13 s a full collection of a server's warmed heap on the CPU machine otherwise)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
