@@ -67,6 +67,10 @@ def keep_fp32(
         from cp_debug.cli._options import recipe_name
         from cp_debug.errors import BadInputError
 
+        if "," in backend:  # bisect's REF,CAND form: say which one keep-fp32 takes
+            cand = backend.split(",")[-1].strip() or "ort-cpu-fp16"
+            raise BadInputError(f"--backends {backend}: keep-fp32 takes the one FP16 candidate (its reference is "
+                                f"ONNX Runtime FP32 on the CPU); give --backends {cand}")
         spec = BackendSpec.parse(backend)
         model = {"preset": preset, "checkpoint": str(checkpoint) if checkpoint else None, "seed": seed,
                  "random_weights": random_weights or None, "scenes": scenes, "verify_scenes": verify_scenes}

@@ -68,7 +68,7 @@ def test_exit_1_when_even_every_candidate_in_fp32_fails(files):
 
 
 @pytest.mark.parametrize("case", ["missing_file", "two_models", "no_model", "unknown_node", "int8_backend",
-                                  "wrong_inputs", "unwritable_json"])
+                                  "wrong_inputs", "unwritable_json", "bisect_pair"])
 def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
     model, inputs = files / "model.onnx", files / "inputs.npz"
     args = {
@@ -79,6 +79,7 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
         "int8_backend": ["--onnx", model, "--backends", "ort-cpu-int8"],
         "wrong_inputs": ["--onnx", model, "--inputs", tmp_path / "bad.npz"],
         "unwritable_json": ["--onnx", model, "--json", tmp_path / "no_dir" / "k.json"],
+        "bisect_pair": ["--onnx", model, "--backends", "torch,ort-cpu-fp16"],  # bisect's REF,CAND form
     }[case]
     if case == "wrong_inputs":
         np.savez(tmp_path / "bad.npz", image=np.zeros((1, 8, 16, 16), np.float32))
@@ -86,6 +87,8 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     one_error_line(proc)
     assert not (tmp_path / "no_dir").exists()
+    if case == "bisect_pair":
+        assert "give --backends ort-cpu-fp16" in proc.stderr
 
 
 def test_trt_fp16_unavailable_here_is_exit_3(files):
