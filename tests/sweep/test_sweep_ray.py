@@ -93,6 +93,8 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
                     env=NO_ADDRESS)
     assert killed
     assert local.returncode == here.returncode, local.stderr
+    if ex._SHUTTING_DOWN is not None:  # shut down on a helper thread beside the metrics, joined before exit
+        ex._SHUTTING_DOWN.join()
     assert not ray.is_initialized()  # the cluster --ray local started is shut down with the sweep
     on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
     assert on_ray["kind"] == "ray" and on_ray["address"] == "local" and on_ray["workers"] == 1
