@@ -156,6 +156,8 @@ class _ActorBody:
         from cp_debug.sweep.feed import FrameFeed
 
         self.open(stages)
+        if not items:  # nothing for the loop to hand back
+            return {"frames": [], "tables": {}, "seconds": 0.0, "peak": _peak_memory()}
         chunk = _Chunk(len(items), time.perf_counter())
         with self._lock:
             if self._failed is not None:

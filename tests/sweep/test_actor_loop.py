@@ -48,6 +48,7 @@ def test_chunks_called_at_once_get_their_own_frames(body):
     for k, chunk in enumerate(chunks):
         assert set(got[k]["tables"]) <= {f.token for _, f in chunk} and got[k]["seconds"] > 0
     assert [FrameResult.from_json(d).index for k in range(3) for d in got[k]["frames"]] == [0, 1, 2, 3]
+    assert body.run_chunk((), [])["frames"] == []  # an empty chunk comes back at once
 
 
 def test_an_error_that_ends_the_loop_reaches_every_call(body, monkeypatch):
