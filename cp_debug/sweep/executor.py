@@ -21,6 +21,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
+from cp_debug.sweep.warm import warm_up
 
 OnFrame = Callable[[FrameResult], None]
 OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
@@ -91,7 +92,7 @@ DEPTH = 2
 
 
 class _ActorBody:
-    """The Ray actor: warmed up when made (`_warm_up`: the model's modules, the comparison kernels, CUDA), all actors
+    """The Ray actor: warmed up when made (`warm.warm_up`: the modules, the comparison kernels, CUDA), all actors
     at once and before their sessions (the driver exported while Ray started); its worker (the recipe's `sweep`
     plug-in's) opened on the stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed
     actor). One frame loop runs all the actor's chunks (`sweep/feed.py`): a threaded actor (`DEPTH` + 1 calls at
@@ -121,7 +122,7 @@ class _ActorBody:
 
         torch.set_num_threads(cpus)
         self.settings, self.pid, self.worker = settings, os.getpid(), None
-        self.subject = _warm_up(settings)
+        self.subject = warm_up(settings)
         self._tables = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-tables")
         self._lock = threading.Lock()
         self._feed = None  # the frame loop's `FrameFeed`, once the first chunk started it
@@ -231,34 +232,6 @@ class _Chunk:
     def fail(self, err: BaseException) -> None:
         self.error = err
         self.done.set()
-
-
-def _warm_up(settings: SweepSettings):
-    """What an actor's first frame would otherwise wait for, loaded as the actor is made: the subject's modules
-    (its stages come from the driver), the comparison kernels (numba's load, ~1.7 s on the CPU machine), and on a
-    CUDA lane the device's context, the Triton comparison kernel and ONNX Runtime's CUDA provider
-    (`backends/ort_warm.py`). The subject is returned."""
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.compare import kernels
-
-    subject = settings.lanes().subject(settings)
-    kernels.warm_up()
-    specs = [BackendSpec.parse(b) for b in settings.backends]
-    if any(spec.device == "cuda" for spec in specs):
-        import torch
-
-        if torch.cuda.is_available():
-            from cp_debug.backends.ort_warm import warm_up_in_background
-            from cp_debug.compare.fused_diff import warm_up
-            from cp_debug.determinism import Determinism
-
-            det = Determinism(enabled=settings.deterministic, seed=settings.seed, conv_algo=settings.cudnn_algo)
-            ort_ready = warm_up_in_background(specs, det)  # beside torch's context and the Triton kernel
-            torch.zeros(1, device="cuda")
-            warm_up()
-            if ort_ready is not None:
-                ort_ready.join()
-    return subject
 
 
 def _peak_memory() -> dict:

@@ -174,6 +174,9 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
     try:
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
+                from cp_debug.sweep.warm import warming
+
+                warming(s)  # numba's kernels, ONNX Runtime's CUDA provider: loaded beside the model and sessions
                 worker = (StagedWorker(s) if staged else s.lanes().make_worker(s)).open()
             executor = InProcessExecutor(worker)
             subject = worker.subject
