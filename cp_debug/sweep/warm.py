@@ -23,9 +23,9 @@ def warming(settings: SweepSettings) -> list[threading.Thread]:
     from cp_debug.compare import kernels
     from cp_debug.determinism import Determinism
 
-    specs = [BackendSpec.parse(b) for b in settings.backends]
     helpers = [kernels.warm_up_in_background()]
-    if _cuda(specs):
+    if _cuda(settings):
+        specs = [BackendSpec.parse(b) for b in settings.backends]
         det = Determinism(enabled=settings.deterministic, seed=settings.seed, conv_algo=settings.cudnn_algo)
         helpers.append(warm_up_in_background(specs, det))
     return [h for h in helpers if h is not None]
@@ -37,9 +37,7 @@ def warm_up(settings: SweepSettings):
     subject is returned."""
     helpers = warming(settings)
     subject = settings.lanes().subject(settings)
-    from cp_debug.backends.spec import BackendSpec
-
-    if _cuda([BackendSpec.parse(b) for b in settings.backends]):
+    if _cuda(settings):
         import torch
 
         from cp_debug.compare.fused_diff import warm_up as triton_warm_up
@@ -51,9 +49,11 @@ def warm_up(settings: SweepSettings):
     return subject
 
 
-def _cuda(specs) -> bool:
+def _cuda(settings: SweepSettings) -> bool:
     """A lane on CUDA (trt-* included) and a GPU torch sees."""
-    if not any(spec.device == "cuda" for spec in specs):
+    from cp_debug.backends.spec import BackendSpec
+
+    if not any(BackendSpec.parse(b).device == "cuda" for b in settings.backends):
         return False
     import torch
 
