@@ -63,15 +63,15 @@ def keep_fp32(
     flip-aware over held-out frames), its fix.json document as --json."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import BackendSpec
-        from cp_debug.bisect.keep_fp32 import tolerance_for
+        from cp_debug.bisect.keep_fp32 import searched_candidates, tolerance_for
         from cp_debug.cli._options import recipe_name
         from cp_debug.errors import BadInputError
 
-        if "," in backend:  # bisect's REF,CAND form: say which one keep-fp32 takes
-            cand = backend.split(",")[-1].strip() or "ort-cpu-fp16"
+        named = searched_candidates(backend)  # bisect's REF,CAND form too, where REF is the search's reference
+        if len(named) != 1:
             raise BadInputError(f"--backends {backend}: keep-fp32 takes the one FP16 candidate (its reference is "
-                                f"ONNX Runtime FP32 on the CPU); give --backends {cand}")
-        spec = BackendSpec.parse(backend)
+                                "ONNX Runtime FP32 on the CPU)")
+        spec = BackendSpec.parse(named[0])
         model = {"preset": preset, "checkpoint": str(checkpoint) if checkpoint else None, "seed": seed,
                  "random_weights": random_weights or None, "scenes": scenes, "verify_scenes": verify_scenes}
         from cp_debug.recipes.catalog import recipe as recipe_of

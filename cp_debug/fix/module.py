@@ -169,13 +169,9 @@ class GraphFix:
 def candidate_spec(text: str | None) -> BackendSpec:
     """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`; default
     ort-cpu-fp16): ONNX Runtime FP16 or INT8. The reference is always the FP32 graph in ONNX Runtime on the CPU."""
-    items = [t.strip() for t in (text or "ort-cpu-fp16").split(",") if t.strip()]
-    if len(items) == 2:
-        ref = BackendSpec.parse(items[0])
-        if ref.framework != "ort" or ref.device != "cpu" or ref.precision not in ("fp32", None):
-            raise BadInputError(f"--backends {text}: a fix of --torch / --onnx judges against the FP32 graph in ONNX "
-                                "Runtime on the CPU; give the candidate alone (--backends ort-cpu-fp16)")
-        items = items[1:]
+    from cp_debug.bisect.keep_fp32 import searched_candidates
+
+    items = searched_candidates(text or "ort-cpu-fp16")
     if len(items) != 1:
         raise BadInputError(f"--backends {text}: give one candidate ({', '.join(CANDIDATES)})")
     spec = BackendSpec.parse(items[0])

@@ -52,6 +52,19 @@ def test_found_set_is_printed_in_keep_fp32_form_and_written_as_json(files, tmp_p
     assert "✓ ort-cpu-fp16: run 1" in proc.stderr  # progress, on stderr
 
 
+def test_bisect_s_pair_form_with_the_search_s_own_reference_is_taken(files, tmp_path):
+    """`--backends ort-cpu,ort-cpu-fp16` (bisect's REF,CAND form, REF the search's own reference) is the candidate
+    alone, as fix of --onnx takes it: the same set as `--backends ort-cpu-fp16`."""
+    sets = []
+    for backends in ("ort-cpu-fp16", "ort-cpu,ort-cpu-fp16"):
+        js = tmp_path / f"{backends.replace(',', '_')}.json"
+        proc = cpdebug("--onnx", files / "model.onnx", "--inputs", files / "inputs.npz", "--backends", backends,
+                       "--json", js, "--quiet")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        sets.append(json.loads(js.read_text())["keep"])
+    assert sets[0] and sets[0] == sets[1]
+
+
 def test_json_to_stdout_and_torch_loader(tmp_path):
     proc = cpdebug("--torch", CONCAT, "--exporter", "torchscript", "--json", "-")
     assert proc.returncode == 0, proc.stderr[-2000:]
