@@ -161,12 +161,12 @@ def _parent(pid: int) -> int:
 
 
 def _actor_pids(root: int) -> list[int]:
-    """The sweep's Ray actors (`ray::_ActorBody` processes descending from process `root`: `--ray local` starts its
+    """The sweep's Ray actors (`ray::ActorBody` processes descending from process `root`: `--ray local` starts its
     cluster under the sweep), oldest first."""
     pids = []
     for d in Path("/proc").glob("[0-9]*"):
         try:
-            if "_ActorBody" not in (d / "cmdline").read_bytes().decode(errors="replace"):
+            if "ActorBody" not in (d / "cmdline").read_bytes().decode(errors="replace"):
                 continue
             up = int(d.name)
             while up > 1 and up != root:
@@ -262,6 +262,13 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
     ex = fig.get("executor") or {}
     if ex.get("cpus_per_worker"):
         parts.append(f"{ex['cpus_per_worker']} CPU(s) each of {ex.get('cluster_cpus')}, {ex.get('chunks')} chunks")
+    line = ex.get("timeline") or {}
+    if line.get("actors"):  # seconds from the frames phase's start: what came before the first sessions were open
+        marks = (("began", "began"), ("imported", "torch"), ("subject", "model"), ("cuda", "CUDA"),
+                 ("triton", "Triton"), ("warm", "warm"), ("fetched", "export"), ("open", "sessions"))
+        parts.append(f"Ray asked for at {line.get('start', 0):+.1f} s, up at {line.get('ray', 0):+.1f} s; actors "
+                     + "; ".join("-" if a is None else " ".join(f"{said} {a[k]:+.1f}" for k, said in marks if k in a)
+                                 for a in line["actors"]))
     if fig.get("util"):
         parts.append("GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %")
         parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")

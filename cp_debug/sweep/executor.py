@@ -18,10 +18,10 @@ import contextlib
 from typing import Any, Callable
 
 from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.sweep.actor import DEPTH, ActorBody, peak_memory
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
-from cp_debug.sweep.warm import warm_up
 
 OnFrame = Callable[[FrameResult], None]
 OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
@@ -77,7 +77,7 @@ class InProcessExecutor:
                     rendered.pop(done.index, None)
             if last is not None:
                 last.result()
-        self.frames_seconds, self.peak = time.perf_counter() - began, _peak_memory()
+        self.frames_seconds, self.peak = time.perf_counter() - began, peak_memory()
 
     def describe(self) -> dict:
         return {"kind": "in-process", "workers": 1, "frames_seconds": getattr(self, "frames_seconds", None),
@@ -85,166 +85,6 @@ class InProcessExecutor:
 
 
 _SHUTTING_DOWN = None  # the thread shutting down the Ray an earlier `RayExecutor.close` started (None: none)
-
-# chunks queued on every actor: the next one starts as soon as the current one ends, while the driver reads what came
-# back, writes its shards and hands the actor another
-DEPTH = 2
-
-
-class _ActorBody:
-    """The Ray actor: warmed up when made (`warm.warm_up`: the modules, the comparison kernels, CUDA), all actors
-    at once and before their sessions (the driver exported while Ray started); its worker (the recipe's `sweep`
-    plug-in's) opened on the stages the driver shipped once (`open`, or the first chunk after Ray restarted a killed
-    actor). One frame loop runs all the actor's chunks (`sweep/feed.py`): a threaded actor (`DEPTH` + 1 calls at
-    once), each `run_chunk` call puts its frames into the loop's feed and waits for them, so the next chunk's frames
-    are read ahead and the device kept busy across the chunks' ends. `passive`: more threads than CPUs on the host,
-    so idle OpenMP threads sleep instead of spinning on the cores the other actors compute on (set before torch
-    loads OpenMP)."""
-
-    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
-        import os
-        import threading
-        import time
-        from concurrent.futures import ThreadPoolExecutor
-
-        t0 = time.perf_counter()
-        from cp_debug.heap import collect_less
-
-        collect_less()  # the collector of a `cpdebug` process (a Ray worker's is Python's default: 14x as often)
-        if passive:
-            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus),
-        # no more than the in-process sweep's (`parallel.MAX_THREADS`)
-        from cp_debug.parallel import MAX_THREADS
-
-        os.environ["CPDEBUG_COMPARE_THREADS"] = str(min(cpus, MAX_THREADS))
-        import torch
-
-        torch.set_num_threads(cpus)
-        self.settings, self.pid, self.worker = settings, os.getpid(), None
-        self.subject = warm_up(settings)
-        self._tables = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-tables")
-        self._lock = threading.Lock()
-        self._feed = None  # the frame loop's `FrameFeed`, once the first chunk started it
-        self._waiting: dict[int, _Chunk] = {}  # frame index -> the chunk call it goes back to
-        self._failed: BaseException | None = None  # what ended the frame loop
-        self._last = 0.0  # when the loop last handed a frame back (perf_counter)
-        self.warm_seconds = time.perf_counter() - t0
-
-    def getpid(self) -> int:
-        return self.pid
-
-    def open(self, stages: list) -> float:
-        """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of the plug-in's `stage_bytes`: in a list,
-        so that each call is handed the reference and the bytes are fetched here, once); the seconds the warm-up
-        took."""
-        with self._lock:
-            if self.worker is None:
-                import ray
-
-                lanes = self.settings.lanes()
-                subject = lanes.with_stages(self.subject, ray.get(stages[0]))
-                self.worker = lanes.make_worker(self.settings, subject=subject).open()
-        return self.warm_seconds
-
-    def run_chunk(self, items: tuple, stages: list) -> dict:
-        """The chunk's frames (`FrameResult.to_json`) and each frame's metrics tables, both made on a helper thread
-        while the next frames run (the frame loop waits on the device meanwhile), the seconds the loop spent on the
-        chunk and this process's peak memory."""
-        import threading
-        import time
-
-        from cp_debug.sweep.feed import FrameFeed
-
-        self.open(stages)
-        if not items:  # nothing for the loop to hand back
-            return {"frames": [], "tables": {}, "seconds": 0.0, "peak": _peak_memory()}
-        chunk = _Chunk(len(items), time.perf_counter())
-        with self._lock:
-            if self._failed is not None:
-                raise self._failed
-            self._waiting.update((index, chunk) for index, _ in items)
-            if self._feed is None:
-                self._feed = FrameFeed()
-                threading.Thread(target=self._loop, name="cpdebug-actor-frames", daemon=True).start()
-        self._feed.put(items)
-        chunk.done.wait()
-        if chunk.error is not None:
-            raise chunk.error
-        frames, tables = [], {}
-        for index, _ in items:
-            token, frame, t = chunk.got[index].result()
-            frames.append(frame)
-            if t is not None:
-                tables[token] = t
-        return {"frames": frames, "tables": tables, "seconds": chunk.seconds, "peak": _peak_memory()}
-
-    def _loop(self) -> None:
-        """The actor's one frame loop over its feed: each frame's JSON and tables made on the helper thread, handed
-        to the chunk waiting for it; what ends the loop goes to every chunk still waiting."""
-        import time
-
-        from cp_debug.sweep.metrics import frame_tables
-
-        lanes, n_classes = list(self.settings.backends), len(self.worker.cfg.class_names)
-
-        def handed_back(r):
-            return r.token, r.to_json(), frame_tables(r, lanes, n_classes)
-
-        try:
-            for r in self.worker.run_frames(self._feed):
-                now = time.perf_counter()
-                with self._lock:
-                    chunk = self._waiting.pop(r.index)
-                chunk.add(r.index, self._tables.submit(handed_back, r), now, self._last)
-                self._last = now
-        except BaseException as err:  # noqa: BLE001 - said by every chunk call waiting, and the next ones
-            with self._lock:
-                self._failed = err
-                for chunk in set(self._waiting.values()):
-                    chunk.fail(err)
-                self._waiting.clear()
-
-
-class _Chunk:
-    """A `run_chunk` call waiting for its frames: frame index -> the future of (token, JSON, tables); `done` once all
-    are in. `seconds`: from when the loop began on it (its call's arrival, or the loop's previous frame if later) to
-    its last frame."""
-
-    def __init__(self, size: int, arrived: float):
-        import threading
-
-        self.size, self.arrived = size, arrived
-        self.got: dict = {}
-        self.began: float | None = None
-        self.seconds = 0.0
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def add(self, index: int, future, now: float, previous: float) -> None:
-        if self.began is None:
-            self.began = max(self.arrived, previous)
-        self.got[index] = future
-        if len(self.got) == self.size:
-            self.seconds = now - self.began
-            self.done.set()
-
-    def fail(self, err: BaseException) -> None:
-        self.error = err
-        self.done.set()
-
-
-def _peak_memory() -> dict:
-    """This process's peak resident memory, and the CUDA memory torch reserved at its peak, in MiB."""
-    import resource
-    import sys
-
-    out = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["torch_cuda_mb"] = torch.cuda.max_memory_reserved() / 2**20
-    return out
-
 
 class RayExecutor:
     """Shards on a Ray cluster, `address` as Ray's `ray.init` means it (`sweep --ray`'s help says it to users):
@@ -264,6 +104,7 @@ class RayExecutor:
         self.opening: list = []  # the actors' `open` calls (`ship`): the first one back starts the frames proper
         self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
         self._started = False  # this executor started Ray in this process (and shuts it down)
+        self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
         try:
             import ray
@@ -292,7 +133,11 @@ class RayExecutor:
 
     def start(self) -> list:
         """The actors, started (each warms up in its own process while the caller goes on: `ship`, then `run`)."""
+        import time
+
+        self._epochs["start"] = time.time()
         ray = self._ray()
+        self._epochs["ray"] = time.time()
         from cp_debug.backends.spec import BackendSpec
 
         cuda = any(BackendSpec.parse(b).device == "cuda" for b in self.settings.backends)  # trt-* runs on CUDA too
@@ -305,7 +150,7 @@ class RayExecutor:
         cpus = self.cpus or max(1, total // n)
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
-        actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(_ActorBody)
+        actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
         self.actors = [actor.remote(self.settings, cpus, passive) for _ in range(n)]
         self.figures.update(cpus_per_worker=cpus, cluster_cpus=total)
         return self.actors
@@ -344,7 +189,8 @@ class RayExecutor:
                 queued[i] += 1
 
         began, chunks, sessions = time.perf_counter(), 0, None
-        opening = list(self.opening)
+        self._epochs["frames"] = time.time()
+        opening, timelines = list(self.opening), {}
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
             writes = [writer.submit(store.write, index, got) for index, got in fill.finished()]
             try:
@@ -353,6 +199,7 @@ class RayExecutor:
                 while running:
                     ready, _ = ray.wait([*running, *opening], num_returns=1)
                     if ready[0] not in running:  # an actor's sessions are open (or failed: its chunks say so)
+                        timelines[self.opening.index(ready[0])] = ready[0]
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
                         continue
@@ -379,7 +226,23 @@ class RayExecutor:
                     writer.submit(store.write, index, got, True)
                 raise
         self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=chunks,
-                            peak_memory=[peaks.get(i) for i in range(len(self.actors))])
+                            peak_memory=[peaks.get(i) for i in range(len(self.actors))],
+                            timeline=self._timeline(ray, timelines))
+
+    def _timeline(self, ray, opened: dict) -> dict:
+        """Seconds from the frames phase's start (negative: before it) at which Ray was asked for and was up, and
+        each actor began, was warm, had the export and had its sessions open (its `open`'s answer; none where it
+        failed: its chunks said why)."""
+        zero = self._epochs["frames"]
+        out = {k: round(self._epochs[k] - zero, 2) for k in ("start", "ray") if k in self._epochs}
+        actors = []
+        for i in range(len(self.actors)):
+            try:
+                got = ray.get(opened[i]) if i in opened else None
+            except Exception:  # noqa: BLE001 - the actor's failure was its chunks' to report
+                got = None
+            actors.append({k: round(v - zero, 2) for k, v in got.items()} if got else None)
+        return {**out, "actors": actors}
 
     def close(self) -> None:
         """The actors killed (their cards freed at once); a Ray this executor started is shut down on a helper thread
@@ -408,7 +271,8 @@ class RayExecutor:
                 "cpus_per_worker": self.figures.get("cpus_per_worker", self.cpus),
                 "cluster_cpus": self.figures.get("cluster_cpus"), "frames_seconds": self.figures.get("frames_seconds"),
                 "sessions_seconds": self.figures.get("sessions_seconds"),
-                "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory")}
+                "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
+                "timeline": self.figures.get("timeline")}
 
 
 def _result(ray, ref) -> dict:

@@ -31,21 +31,29 @@ def warming(settings: SweepSettings) -> list[threading.Thread]:
     return [h for h in helpers if h is not None]
 
 
-def warm_up(settings: SweepSettings):
+def warm_up(settings: SweepSettings, marks: dict[str, float] | None = None):
     """An actor's warm-up: `warming`'s helpers beside the subject's build (its modules; its stages come from the
     driver), then on a CUDA lane the device's context and the Triton kernel; everything loaded on return. The
-    subject is returned."""
+    subject is returned. `marks`: filled with when (time.time) each part was done — "subject", "cuda", "triton",
+    "helpers" (the last helper joined)."""
+    import time
+
+    marks = {} if marks is None else marks
     helpers = warming(settings)
     subject = settings.lanes().subject(settings)
+    marks["subject"] = time.time()
     if _cuda(settings):
         import torch
 
         from cp_debug.compare.fused_diff import warm_up as triton_warm_up
 
         torch.zeros(1, device="cuda")
+        marks["cuda"] = time.time()
         triton_warm_up()
+        marks["triton"] = time.time()
     for helper in helpers:
         helper.join()
+    marks["helpers"] = time.time()
     return subject
 
 

@@ -1,4 +1,4 @@
-"""A Ray actor's one frame loop (`executor._ActorBody`: a threaded actor whose `run_chunk` calls feed one
+"""A Ray actor's one frame loop (`actor.ActorBody`: a threaded actor whose `run_chunk` calls feed one
 `run_frames` loop), run here on its own, without Ray: the chunks' frames come back to their own calls, as the worker
 gives them in one list, and an error that ends the loop reaches the call waiting and every call after it."""
 
@@ -20,11 +20,11 @@ def body(monkeypatch):
     """The actor's body with its worker opened here (its `open` fetches the stages from Ray's object store)."""
     import torch
 
-    from cp_debug.sweep.executor import _ActorBody
+    from cp_debug.sweep.actor import ActorBody
 
     threads = torch.get_num_threads()
     monkeypatch.setenv("CPDEBUG_COMPARE_THREADS", "1")  # the body sets it: put back after
-    b = _ActorBody(SETTINGS, cpus=1)
+    b = ActorBody(SETTINGS, cpus=1)
     b.worker = SETTINGS.lanes().make_worker(SETTINGS, subject=b.subject).open()
     yield b
     b.worker.close()

@@ -103,5 +103,10 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     # the export reached the actor through Ray's object store, not a folder only the driver's machine has (issue 71)
     assert not (tmp_path / "local" / "model").exists()
     assert on_ray["chunks"] >= 2 and len(on_ray["peak_memory"]) == 1 and on_ray["peak_memory"][0]["rss_mb"] > 0
+    # the seconds before the frames: Ray's start, then the actor's warm-up, export and sessions, in that order
+    line = on_ray["timeline"]
+    assert line["start"] <= line["ray"] <= 0
+    (actor,) = line["actors"]
+    assert line["start"] <= actor["began"] <= actor["warm"] <= actor["asked"] <= actor["fetched"] <= actor["open"]
     assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
     assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
