@@ -15,7 +15,6 @@ the same contract as cuDNN/cuBLAS FP16 with float32 accumulation. TF32 flags are
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -23,7 +22,8 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
-from cp_debug.backends.torch_tensors import STAGING, device_copy, first_tensor, flatten, is_tensor, to_numpy
+from cp_debug.backends.torch_tensors import (STAGING, device_copy, first_tensor, flatten, is_tensor, module_copy_on,
+                                             to_numpy)
 from cp_debug.determinism import Determinism
 from cp_debug.sites import Site, at_path, tensors_in
 from cp_debug.errors import BackendUnavailableError, BadInputError, UserCodeError
@@ -107,7 +107,7 @@ class TorchRunner(Runner):
         self._observed.clear()
         self._device = torch.device("cuda" if self.spec.device == "cuda" else "cpu")
         self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.spec.precision, torch.float32)
-        module = copy.deepcopy(self._source).eval().to(self._device)
+        module = module_copy_on(self._source, self._device).eval().to(self._device)
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
         self._channels_last = self.determinism.channels_last(self.spec.device, self.spec.precision)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -176,3 +178,41 @@ def test_cuda_probes_reach_on_probe_through_one_read_only_host_buffer(tiny):
         np.testing.assert_array_equal(seen[name], whole[name])  # what the hooks lent is what they produced
     # one buffer: c1 and c2 have the same size, so c2 was written where c1 had been
     assert np.shares_memory(lent[0], lent[1])
+
+
+class _Tied(torch.nn.Module):
+    """An embedding tied to its output projection, a buffer, a frozen parameter with an attribute of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(7, 4)
+        self.out = torch.nn.Linear(4, 7, bias=False)
+        self.out.weight = self.emb.weight
+        self.norm = torch.nn.BatchNorm1d(4)
+        self.scale = torch.nn.Parameter(torch.full((4,), 0.5), requires_grad=False)
+        self.scale.note = "kept"
+
+    def forward(self, ids):
+        return self.out(self.norm(self.emb(ids)) * self.scale)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_the_runner_s_copy_is_made_on_its_device_and_equals_a_deep_copy(device):
+    from cp_debug.backends.torch_tensors import module_copy_on
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    src = _Tied().eval()
+    ids = torch.tensor([[1, 2, 3, 6]])
+    copied = module_copy_on(src, torch.device(device))
+    assert copied.out.weight is copied.emb.weight  # still tied
+    assert copied.emb.weight is not src.emb.weight and copied.emb.weight.device.type == device
+    assert copied.norm.running_var.device.type == device and src.emb.weight.device.type == "cpu"
+    assert not copied.scale.requires_grad and copied.emb.weight.requires_grad and copied.scale.note == "kept"
+    with torch.no_grad():
+        expected = copy.deepcopy(src).to(device)(ids.to(device))
+        assert torch.equal(copied(ids.to(device)), expected)
+        before = src.emb.weight.clone()
+        copied.emb.weight.add_(1.0)  # the copy is its own: the source is untouched
+        assert torch.equal(src.emb.weight, before)
