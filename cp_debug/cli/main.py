@@ -60,13 +60,13 @@ def entry() -> NoReturn:
 
 
 def sleeping_threads() -> None:
-    """OpenMP's idle threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, unless the user set a policy),
-    set before torch loads libgomp, which reads it once. torch's intra-op threads spin for a while after each
-    parallel region by default, on the cores that a command's other threads need: a sweep reads its next frame and
-    judges its last one beside the frame it runs, the metrics and the shards go on helper threads. Measured on the
-    CPU machine (2 cores, tiny preset, 60 frames in process): the frames phase 12.9 s spinning, 8.9 s sleeping;
-    a 1000-frame awml-base sweep on an H200 took 948 CPU seconds in process against 459 in one Ray actor for the same
-    frames. A bisect (tiny, `--level all`, torch,ort-cpu-fp16): 0.97x the wall, within the noise."""
+    """OpenMP's idle threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, unless the user set a policy;
+    `GOMP_SPINCOUNT` still overrides it), set before torch loads libgomp, which reads it once. By default each of
+    torch's intra-op threads spins for a while after a parallel region, on the cores that a command's other threads
+    need: a sweep reads its next frame and judges its last one beside the frame it runs, its metrics and shards go
+    on helper threads. Measured on the CPU machine (2 cores, tiny preset, 60 frames in process): the frames phase
+    12.9-14.5 s spinning, 8.9-9.9 s sleeping; on a one-H200 host a 1000-frame awml-base sweep and the awml-base
+    bisect were no slower sleeping (docs/measurements.md, issue 71's stop before midnight)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
