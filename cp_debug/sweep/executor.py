@@ -143,11 +143,7 @@ class RayExecutor:
         cuda = any(BackendSpec.parse(b).device == "cuda" for b in self.settings.backends)  # trt-* runs on CUDA too
         res = ray.cluster_resources()
         total = max(1, int(res.get("CPU", 1)))
-        if cuda:
-            n = self.workers or max(1, int(res.get("GPU", 0)))
-        else:
-            n = self.workers or max(1, total // (self.cpus or 1))
-        cpus = self.cpus or max(1, total // n)
+        n, cpus = actors_for(res, cuda, self.workers, self.cpus)
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
@@ -273,6 +269,26 @@ class RayExecutor:
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
                 "timeline": self.figures.get("timeline")}
+
+
+def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None) -> tuple[int, int]:
+    """(actors, CPUs each) for a cluster of `cluster`'s resources (`ray.cluster_resources()`): one actor per GPU for
+    CUDA backends (each holds a card), else the CPUs / `cpus` (default 1); each actor's CPUs default to the cluster's
+    shared out. What the cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for
+    ever, and the frames handed to them with them."""
+    total, gpus = max(1, int(cluster.get("CPU", 1))), int(cluster.get("GPU", 0))
+    if cuda and gpus < 1:
+        raise BadInputError("the Ray cluster has no GPU, and a CUDA backend's worker holds one: start the cluster on "
+                            "a machine with GPUs, or use a CPU backend (torch, ort-cpu…)")
+    if cuda and workers is not None and workers > gpus:
+        raise BadInputError(f"--ray-workers {workers}: the Ray cluster has {gpus} GPU(s), and each worker of a CUDA "
+                            f"backend holds one: give at most {gpus}")
+    n = workers or (gpus if cuda else max(1, total // (cpus or 1)))
+    each = cpus or max(1, total // n)
+    if n * each > total:
+        given = f"--ray-workers {n} × {each} CPU(s) each" if workers else f"--ray-cpus-per-worker {each}"
+        raise BadInputError(f"{given}: the Ray cluster has {total} CPU(s); give fewer workers or CPUs per worker")
+    return n, each
 
 
 def _result(ray, ref) -> dict:

@@ -1,0 +1,39 @@
+"""How many Ray actors a sweep starts, and with how many CPUs each (`executor.actors_for`), from the resources a
+cluster reports (`ray.cluster_resources()`'s dict, as Ray gives it: floats, GPU absent without one); what the cluster
+cannot hold is one line, never actors pending for ever with frames handed to them."""
+
+from __future__ import annotations
+
+import pytest
+
+from cp_debug.errors import BadInputError
+from cp_debug.sweep.executor import actors_for
+
+TWO_GPUS = {"CPU": 32.0, "GPU": 2.0, "memory": 2.5e11, "node:10.0.0.1": 1.0}
+TWO_CPUS = {"CPU": 2.0, "memory": 1.6e10, "object_store_memory": 7e9}
+
+
+@pytest.mark.parametrize(("cluster", "cuda", "workers", "cpus", "expected"), [
+    (TWO_GPUS, True, None, None, (2, 16)),  # one actor per card, the host's CPUs shared out
+    (TWO_GPUS, True, 1, None, (1, 32)),
+    (TWO_GPUS, True, 2, 4, (2, 4)),
+    (TWO_CPUS, False, None, None, (2, 1)),  # a CPU sweep: one actor per CPU
+    (TWO_CPUS, False, 1, None, (1, 2)),
+    (TWO_CPUS, False, None, 2, (1, 2)),
+])
+def test_actors_fit_the_cluster(cluster, cuda, workers, cpus, expected):
+    assert actors_for(cluster, cuda, workers, cpus) == expected
+
+
+@pytest.mark.parametrize(("cluster", "cuda", "workers", "cpus", "said"), [
+    (TWO_GPUS, True, 4, None, "--ray-workers 4: the Ray cluster has 2 GPU(s), and each worker of a CUDA backend "
+                              "holds one: give at most 2"),
+    (TWO_CPUS, True, None, None, "the Ray cluster has no GPU"),
+    (TWO_CPUS, False, 3, None, "--ray-workers 3 × 1 CPU(s) each: the Ray cluster has 2 CPU(s)"),
+    (TWO_CPUS, False, None, 4, "--ray-cpus-per-worker 4: the Ray cluster has 2 CPU(s)"),
+    (TWO_GPUS, True, 2, 20, "--ray-workers 2 × 20 CPU(s) each: the Ray cluster has 32 CPU(s)"),
+])
+def test_what_the_cluster_cannot_hold_is_one_line(cluster, cuda, workers, cpus, said):
+    with pytest.raises(BadInputError) as err:
+        actors_for(cluster, cuda, workers, cpus)
+    assert said in str(err.value) and "\n" not in str(err.value)
