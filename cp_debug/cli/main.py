@@ -21,6 +21,7 @@ from typing import NoReturn
 from cp_debug.cli._errors import exit_status
 from cp_debug.cli._pipe import exit_code, flush, guard
 from cp_debug.heap import collect_less
+from cp_debug.openmp import sleeping_threads
 
 
 def __getattr__(name: str):
@@ -57,17 +58,6 @@ def entry() -> NoReturn:
     except SystemExit as done:
         leave(done.code)
     leave(0)
-
-
-def sleeping_threads() -> None:
-    """OpenMP's idle threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, unless the user set a policy;
-    `GOMP_SPINCOUNT` still overrides it), set before torch loads libgomp, which reads it once. By default each of
-    torch's intra-op threads spins for a while after a parallel region, on the cores that a command's other threads
-    need: a sweep reads its next frame and judges its last one beside the frame it runs, its metrics and shards go
-    on helper threads. Measured on the CPU machine (2 cores, tiny preset, 60 frames in process): the frames phase
-    12.9-14.5 s spinning, 8.9-9.9 s sleeping; on a one-H200 host a 1000-frame awml-base sweep and the awml-base
-    bisect were no slower sleeping (docs/measurements.md, issue 71's stop before midnight)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def leave(code: object) -> NoReturn:

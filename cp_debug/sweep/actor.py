@@ -5,6 +5,7 @@ actor's own process; nothing here imports Ray at module level.
 
 from __future__ import annotations
 
+from cp_debug.openmp import sleeping_threads
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.warm import warm_up
 
@@ -35,6 +36,7 @@ class ActorBody:
         collect_less()  # the collector of a `cpdebug` process (a Ray worker's is Python's default: 14x as often)
         if passive:
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        sleeping_threads()  # as in a `cpdebug` process: an actor's environment is its node's, not the driver's
         # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus),
         # no more than the in-process sweep's (`parallel.MAX_THREADS`)
         from cp_debug.parallel import MAX_THREADS

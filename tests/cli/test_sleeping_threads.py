@@ -1,5 +1,6 @@
-"""`cpdebug` runs torch's OpenMP threads with `OMP_WAIT_POLICY=PASSIVE` (`cli.main.sleeping_threads`): idle threads
-sleep instead of spinning on the cores the command's other threads need, unless the user chose a policy. Read off
+"""`cpdebug` runs torch's OpenMP threads with `OMP_WAIT_POLICY=PASSIVE` (`openmp.sleeping_threads`, first thing
+in `cli.main.entry`, and in a Ray actor): idle threads sleep instead of spinning on the cores the command's other
+threads need, unless the user chose a policy. Read off
 libgomp itself: `OMP_DISPLAY_ENV=VERBOSE` makes it print what it took when torch loaded it, which cp_debug keeps among
 the report's third-party warnings. Its `OMP_WAIT_POLICY` line says 'PASSIVE' when no policy was set at all; the spin
 count tells the two apart: 0 for PASSIVE, 300000 unset (libgomp's default: each idle thread spins that long)."""
@@ -36,7 +37,7 @@ def test_torch_s_threads_sleep_when_idle(tmp_path, monkeypatch):
 
 
 def test_a_policy_the_user_set_is_kept(monkeypatch):
-    from cp_debug.cli.main import sleeping_threads
+    from cp_debug.openmp import sleeping_threads
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     sleeping_threads()
