@@ -2,8 +2,9 @@
 actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
 `run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
 
-Ray is imported only by `RayExecutor`. Its actors are started as soon as Ray is (`start`: each warms up — imports,
-the model's modules, the comparison kernels, CUDA —; the driver exports while Ray starts), get the export once
+Ray is imported only by `RayExecutor`. Its actors (`actor.ActorBody`), as many as the cluster holds
+(`actors_for`), are started as soon as Ray is (`start`: each warms up — imports, the model's modules, the
+comparison kernels, CUDA —; the driver exports while Ray starts), get the export once
 through Ray's object store (`ship`), and are fed chunks of frames sized by their measured speed
 (`chunks.ChunkPlan`), two queued on each so none waits for the driver. The actors are declared with
 `max_restarts=-1, max_task_retries=-1`: a worker process killed mid-chunk is restarted by Ray and the chunk's call
