@@ -107,7 +107,7 @@ class TorchRunner(Runner):
         self._observed.clear()
         self._device = torch.device("cuda" if self.spec.device == "cuda" else "cpu")
         self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.spec.precision, torch.float32)
-        module = module_copy_on(self._source, self._device).eval().to(self._device)
+        module = module_copy_on(self._source, self._device).eval()  # parameters and buffers on the device
         if self._dtype != torch.float32:
             module = module.to(self._dtype)
         self._channels_last = self.determinism.channels_last(self.spec.device, self.spec.precision)

@@ -30,7 +30,7 @@ class ActorBody:
         import time
         from concurrent.futures import ThreadPoolExecutor
 
-        t0, self.began = time.perf_counter(), time.time()
+        self.began = time.time()
         from cp_debug.heap import collect_less
 
         collect_less()  # the collector of a `cpdebug` process (a Ray worker's is Python's default: 14x as often)
@@ -57,7 +57,7 @@ class ActorBody:
         self._waiting: dict[int, _Chunk] = {}  # frame index -> the chunk call it goes back to
         self._failed: BaseException | None = None  # what ended the frame loop
         self._last = 0.0  # when the loop last handed a frame back (perf_counter)
-        self.warm_seconds = time.perf_counter() - t0
+        self._marks["warm"] = time.time()
 
     def getpid(self) -> int:
         return self.pid
@@ -78,8 +78,8 @@ class ActorBody:
                 fetched = time.time()
                 subject = lanes.with_stages(self.subject, got)
                 self.worker = lanes.make_worker(self.settings, subject=subject).open()
-                self.opened = {"began": self.began, **self._marks, "warm": self.began + self.warm_seconds,
-                               "asked": asked, "fetched": fetched, "open": time.time()}
+                self.opened = {"began": self.began, **self._marks, "asked": asked, "fetched": fetched,
+                               "open": time.time()}
         return self.opened
 
     def run_chunk(self, items: tuple, stages: list) -> dict:

@@ -139,9 +139,7 @@ class RayExecutor:
         self._epochs["start"] = time.time()
         ray = self._ray()
         self._epochs["ray"] = time.time()
-        from cp_debug.backends.spec import BackendSpec
-
-        cuda = any(BackendSpec.parse(b).device == "cuda" for b in self.settings.backends)  # trt-* runs on CUDA too
+        cuda = self.settings.on_cuda()
         res = ray.cluster_resources()
         total = max(1, int(res.get("CPU", 1)))
         n, cpus = actors_for(res, cuda, self.workers, self.cpus)

@@ -60,6 +60,12 @@ class SweepSettings:
 
         return preset_config(self.recipe, self.preset)
 
+    def on_cuda(self) -> bool:
+        """A lane on CUDA (trt-* included: TensorRT runs there too)."""
+        from cp_debug.backends.spec import BackendSpec
+
+        return any(BackendSpec.parse(b).device == "cuda" for b in self.backends)
+
     def lanes(self):
         """The `sweep` plug-in of `recipe` (recipes/contract.PLUGINS): the lanes and the worker of a recipe whose
         frames run on a pipeline of their own, not through a `FrameModel` (`sweep/__init__.py` says its hooks)."""

@@ -34,8 +34,8 @@ def warming(settings: SweepSettings) -> list[threading.Thread]:
 def warm_up(settings: SweepSettings, marks: dict[str, float] | None = None):
     """An actor's warm-up: `warming`'s helpers beside the subject's build (its modules; its stages come from the
     driver), then on a CUDA lane the device's context and the Triton kernel; everything loaded on return. The
-    subject is returned. `marks`: filled with when (time.time) each part was done — "subject", "cuda", "triton",
-    "helpers" (the last helper joined)."""
+    subject is returned. `marks`: filled with when (time.time) each part was done — "subject", "cuda", "triton"
+    (the helpers are joined after them: the return is the warm-up's end)."""
     import time
 
     marks = {} if marks is None else marks
@@ -53,15 +53,12 @@ def warm_up(settings: SweepSettings, marks: dict[str, float] | None = None):
         marks["triton"] = time.time()
     for helper in helpers:
         helper.join()
-    marks["helpers"] = time.time()
     return subject
 
 
 def _cuda(settings: SweepSettings) -> bool:
     """A lane on CUDA (trt-* included) and a GPU torch sees."""
-    from cp_debug.backends.spec import BackendSpec
-
-    if not any(BackendSpec.parse(b).device == "cuda" for b in settings.backends):
+    if not settings.on_cuda():
         return False
     import torch
 
