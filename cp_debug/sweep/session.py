@@ -134,13 +134,18 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
     staged = _check_run(opts)
     frames = select_frames(opts)
     store = ShardStore(opts.out)
-    store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None}, [f.token for f in frames],
-                opts.shard_size, opts.resume)
+    fresh = store.start({**s.to_json(), "scenes": str(opts.scenes) if opts.scenes else None},
+                        [f.token for f in frames], opts.shard_size, opts.resume)
     tasks = store.pending(plan_shards(frames, opts.shard_size))
     t0 = time.perf_counter()
     ahead = MetricsAhead(s)  # the metrics' per-frame work and imports, while the frames run
     try:
-        model, describe = _run_frames(opts, staged, frames, tasks, store, ahead, progress, step)
+        try:
+            model, describe = _run_frames(opts, staged, frames, tasks, store, ahead, progress, step)
+        except BaseException:
+            if fresh:
+                store.undo_start()  # where no frame was kept: nothing half-written, nothing to --resume
+            raise
         results = store.results()
         if len(results) != len(frames) or {r.token for r in results} != {f.token for f in frames}:
             raise BadInputError(f"{opts.out}: the shards hold {len(results)} frames of {len(frames)}; --resume to "

@@ -108,8 +108,8 @@ class ShardStore:
         return self.dir / f"shard-{index:05d}{'.partial' if partial else ''}.json"
 
     # -- the manifest ------------------------------------------------------------------------------------
-    def start(self, settings: dict, tokens: list[str], shard_size: int, resume: bool) -> None:
-        """Write the manifest of a fresh sweep, or check that `resume` continues the same one."""
+    def start(self, settings: dict, tokens: list[str], shard_size: int, resume: bool) -> bool:
+        """Write the manifest of a fresh sweep, or check that `resume` continues the same one; whether it was fresh."""
         want = {"schema": MANIFEST_SCHEMA, "settings": settings, "tokens": tokens, "shard_size": shard_size}
         manifest = self.out / "manifest.json"
         if manifest.is_file():
@@ -124,9 +124,20 @@ class ShardStore:
                 if json.loads(json_text(have.get(key))) != json.loads(json_text(want[key])):
                     raise BadInputError(f"--resume: {self.out} holds a sweep with other {key.replace('_', ' ')}; "
                                         "give the same options, or start in another --out")
-            return
+            return False
         self.dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(manifest, json_text(want, indent=None))
+        return True
+
+    def undo_start(self) -> None:
+        """A fresh sweep that ended before any shard or partial file was written (refused after its start, its model
+        raising as it was built, Ctrl-C): its manifest and empty shards folder removed, so that nothing is left
+        half-written and the same command runs again without --resume (there was nothing to resume)."""
+        if self.dir.is_dir() and any(self.dir.iterdir()):
+            return
+        with contextlib.suppress(OSError):
+            (self.out / "manifest.json").unlink()
+            self.dir.rmdir()
 
     # -- shards ------------------------------------------------------------------------------------------
     def pending(self, tasks: list[ShardTask]) -> list[ShardTask]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -61,6 +62,24 @@ def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "cpdebug: error: no running Ray cluster found: start one with `ray start --head`, or use --ray local for a "
         "cluster on this machine"], r.stderr
+    assert not ray.is_initialized()
+
+
+def test_what_the_cluster_cannot_hold_is_one_line_and_leaves_no_folder(tmp_path):
+    # Ray's own cluster on this machine, asked for more CPUs a worker than it has (executor.actors_for)
+    import ray
+
+    out = tmp_path / "refused"
+    r = cpdebug(*ARGS, "--out", out, "--ray", "local", "--ray-cpus-per-worker", "4096", cwd=ROOT, env=NO_ADDRESS)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert re.fullmatch(r"cpdebug: error: --ray-cpus-per-worker 4096: the Ray cluster has \d+ CPU\(s\); give fewer "
+                        r"workers or CPUs per worker", lines[0]), lines  # its CPUs as Ray counts them (cgroups)
+    assert not out.exists()  # its manifest taken back: the same --out runs again without --resume
+    from cp_debug.sweep import executor as ex
+
+    if ex._SHUTTING_DOWN is not None:
+        ex._SHUTTING_DOWN.join()
     assert not ray.is_initialized()
 
 

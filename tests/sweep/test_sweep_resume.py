@@ -60,6 +60,23 @@ def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
     assert not list(store.dir.glob("*.partial.json"))
 
 
+def test_a_fresh_sweep_that_kept_no_frame_leaves_nothing_to_resume(worker, tmp_path):
+    """`undo_start` takes back what `start` wrote for a fresh sweep where no frame came of it; once a frame is in a
+    shard or partial file, everything stays for --resume."""
+    frames = held_out(2)
+    store = ShardStore(tmp_path)
+    assert store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=False)
+    store.undo_start()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=False)  # no --resume asked for
+    with pytest.raises(KeyboardInterrupt):  # one frame, in the shard's partial file, then Ctrl-C
+        InProcessExecutor(_Counting(worker, stop_after=1)).run(store.pending(plan_shards(frames, 2)), store,
+                                                                lambda r: None)
+    store.undo_start()
+    assert (tmp_path / "manifest.json").is_file() and len(list(store.dir.glob("*.partial.json"))) == 1
+    assert not store.start(SETTINGS.to_json(), [f.token for f in frames], 2, resume=True)  # resumed, not fresh
+
+
 def test_failed_frames_are_recorded_and_the_sweep_goes_on(worker, tmp_path):
     from cp_debug.models.centerpoint.presets import get_preset
 
