@@ -123,6 +123,11 @@ def amplification(state: CandidateState, name: str, upstream: list[str]) -> floa
     return own.rel_rmse / e_in
 
 
+# device bytes of plot material a candidate's probes may hold (~1.1 MiB a probe: a sample of 262,144 float32
+# errors and a pooled map) before it is made into JSON
+PLOT_MATERIAL_BYTES = 256 << 20
+
+
 def keep_plot(state: CandidateState, name: str, ref, test) -> None:
     """The small histogram (and heatmap, for image-like tensors) arrays of one probe's error."""
     ref = np.asarray(ref)
@@ -136,14 +141,18 @@ def keep_plot(state: CandidateState, name: str, ref, test) -> None:
     state.plots[name] = ProbePlots(histogram, heatmap)
 
 
-def keep_plot_device(state: CandidateState, name: str, ref, test) -> None:
-    """`keep_plot` of two torch tensors where they lie: only the histogram's sample and the heat map's (H, W)
-    error map reach the host (`compare.device_diff.error_plots`)."""
-    from cp_debug.compare.device_diff import error_plots
+def keep_plots_device(state: CandidateState, items: list[tuple]) -> None:
+    """The plots of each (name, ref, test) item of torch tensors, their material left where they lie and made into
+    JSON when the report asks (`compare.device_plots.DevicePlots`); past `PLOT_MATERIAL_BYTES` of material waiting
+    in `state`, those waiting are made now (their device memory let go)."""
+    from cp_debug.compare.device_plots import DevicePlots, plot_material
 
-    plots = error_plots(name, ref, test)
-    if plots is not None:
-        state.plots[name] = ProbePlots(*plots)
+    for (name, _, _), plots in zip(items, plot_material(items)):
+        if plots is not None:
+            state.plots[name] = plots
+    waiting = [p for p in state.plots.values() if isinstance(p, DevicePlots) and p.nbytes]
+    if sum(p.nbytes for p in waiting) > PLOT_MATERIAL_BYTES:
+        DevicePlots.make_all(waiting)
 
 
 def merge_precision(state: CandidateState, stage: str, rep: PrecisionReport) -> None:

@@ -73,6 +73,10 @@ class ProbePlots:
     histogram: dict[str, Any]
     heatmap: dict[str, Any] | None = None
 
+    @property
+    def has_heatmap(self) -> bool:
+        return self.heatmap is not None
+
     def to_json(self) -> dict:
         return {"histogram": self.histogram, **({"heatmap": self.heatmap} if self.heatmap is not None else {})}
 
@@ -90,7 +94,8 @@ class CandidateState:
     deployed: dict[str, ProbeResult] = field(default_factory=dict)
     deployed_precision: PrecisionReport | None = None
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
-    plots: dict[str, ProbePlots] = field(default_factory=dict)
+    # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
+    plots: dict[str, Any] = field(default_factory=dict)
     int8_amax: dict[str, float] = field(default_factory=dict)  # ONNX tensor -> calibrated amax
     int8_ranges: dict[str, Int8Range] = field(default_factory=dict)  # probe -> its range, computed while values live
     seconds: float = 0.0

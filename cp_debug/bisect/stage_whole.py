@@ -20,7 +20,7 @@ from cp_debug.bisect.ahead import Ahead
 from cp_debug.bisect.local_error import local_errors
 from cp_debug.bisect.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory, probe_bytes,
                                        to_device, to_host, use_device_tier)
-from cp_debug.bisect.record import (amplification, is_mask_probe, judged, keep_plot, keep_plot_device,
+from cp_debug.bisect.record import (amplification, is_mask_probe, judged, keep_plot, keep_plots_device,
                                    mask_saturation, merge_precision)
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
@@ -91,10 +91,12 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
     """The reference's second run on the same feed (its runner active): each probe compared with the store, the
     differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
     so does the store's device tier (`on_device`): bit for bit first, else `device_diff.diff_tensors`. A `bound`
-    reference (ONNX Runtime through IO binding) runs on the device and its values are compared there too."""
-    from cp_debug.compare.device_diff import diff_tensors, identical_diff
+    reference (ONNX Runtime through IO binding) runs on the device and its values are compared there too, in
+    batches (`device_twins.RepeatChecks`)."""
+    from cp_debug.bisect.device_twins import RepeatChecks
 
     names = {p.name for p in sp}
+    checks = RepeatChecks.on(run.store.device) if on_device else None
 
     def against_store(name: str, v) -> None:
         if name in run.store and name in names and not (on_device and against_device(name, v)):
@@ -106,8 +108,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         kept = run.store.device_value(name)
         if kept is None:
             return False  # kept on the host: compared there
-        t = to_device(t, kept.device)  # a stage output or input: a host array, copied in
-        run.noise[name] = identical_diff(name, kept, t) or diff_tensors(name, kept, t, one_pass=True)
+        checks.take(name, kept, to_device(t, kept.device))  # a stage output or input: a host array, copied in
         return True
     if streaming:
         runner.on_probe = against_store
@@ -119,6 +120,9 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
     del again
+    if checks is not None:
+        checks.flush()
+        run.noise.update(checks.found)
     if twins is not None:  # bit-identical on the device: no error, nothing to copy out or compare
         run.noise.update(twins.identical)
         twins.clear()
@@ -281,8 +285,10 @@ def _streamed_compare(run: RunState, state: CandidateState, names: set[str], dif
 
 def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeSpec], vals: dict, runner,
              diffs: dict) -> None:
-    """Each probe of `chunk` against the store (missing ones recorded as such); values popped as compared."""
+    """Each probe of `chunk` against the store (missing ones recorded as such); values popped as compared. Those
+    whose reference lies in the store's device tier are compared there together (`_OnDevice`)."""
     spec = state.spec
+    together = _OnDevice(run, state, diffs)
     for p in chunk:
         if p.name in diffs:  # streamed from a torch runner's hooks
             continue
@@ -300,7 +306,49 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
             note = "its tensor is not in the candidate's graph (e.g. the --int8 Q/DQ graph)" if lost else None
             state.results[p.name] = ProbeResult(p.name, "missing", note=note or unmapped_note(st, p.name, spec))
             continue
-        _compare_one(run, state, p.name, vals.pop(p.name), diffs)
+        value = vals.pop(p.name)
+        if not together.add(p.name, value):
+            _compare_one(run, state, p.name, value, diffs)
+    together.flush()
+
+
+class _OnDevice:
+    """Probes compared where the store's device tier keeps their reference, a batch at a time: their figures and
+    plot arrays reach the host in three copies a batch (`device_diff.diff_many`, `record.keep_plots_device`), where
+    one probe at a time waited on the device six times a probe. Values copied in from the host count towards
+    `COPIED_BYTES`, past which the batch is compared (a host candidate's chunk is not all copied to the GPU)."""
+
+    COPIED_BYTES = 1 << 28
+
+    def __init__(self, run: RunState, state: CandidateState, diffs: dict):
+        self.run, self.state, self.diffs = run, state, diffs
+        self.batch: list[tuple] = []
+        self.copied = 0
+
+    def add(self, name: str, value) -> bool:
+        """Takes a probe whose reference lies in the device tier (True); False for any other."""
+        from cp_debug.compare.device_diff import is_tensor
+
+        kept = self.run.store.device_value(name)
+        if kept is None or is_mask_probe(self.run, self.state, name):
+            return False
+        if not (is_tensor(value) and value.device == kept.device):
+            self.copied += value.nbytes if isinstance(value, np.ndarray) else value.numel() * value.element_size()
+        self.batch.append((name, kept, to_device(value, kept.device)))
+        if self.copied > self.COPIED_BYTES:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        from cp_debug.compare.device_diff import diff_many
+
+        if not self.batch:
+            return
+        tol = self.run.tolerance
+        found = diff_many([(n, k, v, tol(self.state, n)) for n, k, v in self.batch], one_pass=True)
+        self.diffs.update({n: d for (n, _, _), d in zip(self.batch, found)})
+        keep_plots_device(self.state, self.batch)
+        self.batch, self.copied = [], 0
 
 
 def _device_compare(run: RunState, state: CandidateState, names: set[str], diffs: dict):
@@ -324,7 +372,7 @@ def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: 
     if kept is not None and not mask:  # a host value (a stage input) is copied in: the host never reads it back
         value = to_device(value, kept.device)
         diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)
-        keep_plot_device(state, name, kept, value)
+        keep_plots_device(state, [(name, kept, value)])
         return
     if is_tensor(value):
         value = host_array(value)

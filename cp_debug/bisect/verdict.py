@@ -368,12 +368,16 @@ def _segment_heatmaps(run: RunState, kept: dict, root: str) -> list[dict]:
     if spec is None:
         return []
     layers = sorted((p for p in run.probes.values() if p.stage == spec.stage and p.parent == spec.parent
-                     and p.name in kept and kept[p.name].heatmap is not None), key=lambda p: p.pos)
+                     and p.name in kept and kept[p.name].has_heatmap), key=lambda p: p.pos)
     at = next((i for i, p in enumerate(layers) if p.name == root), None)
     if at is None:
         return []
     lo = max(0, min(at - SEGMENT_LAYERS // 2, len(layers) - SEGMENT_LAYERS))
-    return [kept[p.name].heatmap for p in layers[lo:lo + SEGMENT_LAYERS]]
+    from cp_debug.compare.device_plots import DevicePlots
+
+    shown = [kept[p.name] for p in layers[lo:lo + SEGMENT_LAYERS]]
+    DevicePlots.make_all([p for p in shown if isinstance(p, DevicePlots)])  # device material: made together
+    return [p.heatmap for p in shown]
 
 
 def _tol_dict(t: Tolerance) -> dict:

@@ -132,20 +132,67 @@ def _torch_rows(r_all: "torch.Tensor", t_all: "torch.Tensor", tol: Tolerance, sa
 
 
 def identical_diff(name: str, a: "torch.Tensor", b: "torch.Tensor") -> TensorDiff | None:
-    """The zero-error `TensorDiff` of two tensors that are bit for bit the same and finite (as the host gives for
-    one array), else None: a run repeated exactly needs no comparison."""
+    """`identical_many` of one pair."""
+    return identical_many([(name, a, b)])[0]
+
+
+def identical_many(items: list[tuple[str, "torch.Tensor", "torch.Tensor"]]) -> list[TensorDiff | None]:
+    """For each (name, a, b) item, the zero-error `TensorDiff` where the two tensors are bit for bit the same and
+    finite (as the host gives for one array), else None: a run repeated exactly needs no comparison. The answers
+    reach the host in one copy (a device waited for once, not three times a pair)."""
     import torch
 
-    a, b = a.detach(), b.detach()
-    if a.device != b.device:
-        a = a.to(b.device)
-    if a.shape != b.shape or a.dtype != b.dtype or not b.is_floating_point() or b.element_size() not in _BITS:
-        return None
-    bits = getattr(torch, _BITS[b.element_size()])
-    if not torch.equal(a.view(bits), b.view(bits)) or not bool(torch.isfinite(b).all()):
-        return None
-    amax = float(b.abs().max()) if b.numel() else 0.0
-    return TensorDiff.identical(name, tuple(b.shape), amax)
+    rows, at = [], []
+    for _, a, b in items:
+        a, b = a.detach(), b.detach()
+        if a.device != b.device:
+            a = a.to(b.device)
+        if a.shape != b.shape or a.dtype != b.dtype or not b.is_floating_point() or b.element_size() not in _BITS:
+            at.append(None)
+            continue
+        bits = getattr(torch, _BITS[b.element_size()])
+        amax = b.abs().amax().double() if b.numel() else torch.zeros((), dtype=torch.float64, device=b.device)
+        at.append(len(rows))
+        rows.append(torch.stack([(a.view(bits) != b.view(bits)).any().double(), torch.isfinite(b).all().double(),
+                                 amax]))
+    host = [r.cpu().tolist() for r in rows] if len({r.device for r in rows}) > 1 else \
+        torch.stack(rows).cpu().tolist() if rows else []
+    out = []
+    for (name, _, b), k in zip(items, at):
+        differs, finite, amax = host[k] if k is not None else (1.0, 0.0, 0.0)
+        out.append(TensorDiff.identical(name, tuple(b.shape), amax) if not differs and finite else None)
+    return out
+
+
+def warm_up() -> None:
+    """The comparisons' first CUDA kernels launched on small tensors of each operand type: the fused pass
+    (`fused_diff.warm_up`, Triton's first kernel ~0.8 s), the bit-for-bit check and the plots' passes (each torch
+    kernel's first launch loads its module: ~0.1 s of the first stage's comparisons otherwise). Does nothing where
+    CUDA is missing, and never raises (the comparisons say what goes wrong)."""
+    from cp_debug.compare import fused_diff
+
+    fused_diff.warm_up()
+    try:
+        import torch
+
+        from cp_debug.compare.device_plots import error_plots_many
+
+        if not torch.cuda.is_available():
+            return
+        ref = torch.linspace(-1, 1, 4 * 64 * 64, device="cuda").reshape(4, 64, 64)
+        for dtype in (torch.float32, torch.float16):
+            test = (ref * 1.001).to(dtype)
+            identical_many([("w", test, test.clone())])
+            error_plots_many([("w", ref, test)])
+    except Exception:  # noqa: BLE001 - a warm-up only
+        return
+
+
+def warm_up_in_background():
+    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
+    from cp_debug.parallel import in_background
+
+    return in_background(warm_up, "cpdebug-compare-warm-up")
 
 
 def _on_host(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance) -> TensorDiff:
@@ -159,71 +206,3 @@ def host_array(t: "torch.Tensor"):
     if t.is_floating_point() and t.dtype not in (torch.float32, torch.float16, torch.float64):
         t = t.float()  # bfloat16: numpy has no such dtype
     return t.cpu().numpy()
-
-
-def error_plots(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> tuple[dict, dict | None] | None:
-    """`plot_data.error_histogram` and, for an image-like tensor, `error_heatmap` of two torch tensors (None for
-    different shapes), counted where the tensors lie: only the histogram's counts and the pooled heat map (at most
-    128 × 128 cells) reach the host. The histogram is the host's, count for count (the same strided sample, float32
-    |differences| binned on the host's float64 edges, the last bin closed); the map sums float32 |differences| in
-    float64 (as the host's compiled kernel does, in another order), so cells agree to their 4 significant digits."""
-    from cp_debug.compare import plot_data
-
-    ref, test = ref.detach(), test.detach()
-    if ref.device != test.device:
-        ref = ref.to(test.device)
-    if ref.shape != test.shape:
-        return None
-    n = ref.numel()
-    every = plot_data.histogram_stride(n)
-    histogram = _histogram(name, ref.reshape(-1)[::every], test.reshape(-1)[::every], every, n)
-    if not plot_data.heatmap_shape_ok(tuple(ref.shape)) or n == 0:
-        return histogram, None
-    return histogram, _heatmap(name, ref, test)
-
-
-def _histogram(name: str, r: "torch.Tensor", t: "torch.Tensor", every: int, source_total: int) -> dict:
-    """`plot_data.sampled_histogram` of the sample `r`, `t` (1-D tensors), counted on their device."""
-    import numpy as np
-    import torch
-
-    from cp_debug.compare import plot_data
-
-    d = (t.float() - r.float()).abs()  # float32, as the host's _absdiff
-    finite = torch.isfinite(d)
-    pos = d[finite & (d > 0)]
-    head = torch.stack([finite.sum(), (finite & (d == 0)).sum()]).tolist()
-    edges = counts = None
-    if pos.numel():
-        lo, hi = torch.aminmax(pos)
-        edges = plot_data.histogram_edges(float(lo), float(hi))
-        # numpy's bins: [e_i, e_i+1), the last one closed; compared in float64, as numpy promotes the float32 errors
-        at = torch.bucketize(pos.double(), torch.from_numpy(edges).to(pos.device), right=True) - 1
-        counts = torch.bincount(at.clamp_(0, len(edges) - 2), minlength=len(edges) - 1).cpu().numpy()
-        counts = counts.astype(np.int64)
-    total = d.numel()
-    return plot_data.histogram_dict(total, head[1], total - head[0], every, source_total, edges, counts, probe=name)
-
-
-def _heatmap(name: str, ref: "torch.Tensor", test: "torch.Tensor") -> dict:
-    """`plot_data.error_heatmap` of two image-like tensors, the (H, W) map made and max-pooled on their device."""
-    import torch
-
-    from cp_debug.compare import plot_data
-
-    r4 = ref.reshape((1,) * (4 - ref.dim()) + tuple(ref.shape))
-    t4 = test.reshape(r4.shape)
-    worst = None
-    B, C, H, W = r4.shape
-    step = max(1, _CHUNK // max(H * W, 1))  # channels per pass: bounds the float64 temporary
-    for b in range(B):
-        acc = torch.zeros((H, W), dtype=torch.float64, device=r4.device)
-        for lo in range(0, C, step):
-            acc += (t4[b, lo:lo + step].float() - r4[b, lo:lo + step].float()).abs().double().sum(0)
-        acc /= C
-        acc = torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"))
-        worst = acc if worst is None else torch.maximum(worst, acc)
-    (h, w), (kh, kw) = plot_data.heatmap_pool(H, W)
-    padded = torch.nn.functional.pad(worst, (0, w * kw - W, 0, h * kh - H))  # zeros, as the host pads
-    pooled = padded.reshape(h, kh, w, kw).amax(dim=(1, 3))
-    return plot_data.heatmap_dict(pooled.cpu().numpy(), (H, W), (kh, kw), probe=name)

@@ -67,10 +67,11 @@ def warm_up(say: Callable[[str], None]) -> None:
 
             for half in (True, False):  # its provider, cuDNN's convolutions (NHWC float16 and float32), cuBLAS
                 ort_warm_up(Determinism().ort_cuda_provider_options(tf32=False, half=half), half)
-            from cp_debug.compare.fused_diff import warm_up as triton_warm_up
+            from cp_debug.compare.device_diff import warm_up as compare_warm_up
 
-            triton_warm_up()
-            say(f"warm-up: CUDA, ONNX Runtime's CUDA provider and Triton in {time.perf_counter() - t0:.2f} s")
+            compare_warm_up()
+            say(f"warm-up: CUDA, ONNX Runtime's CUDA provider and the comparisons' kernels in "
+                f"{time.perf_counter() - t0:.2f} s")
     except Exception as err:  # noqa: BLE001
         say(f"warm-up: the GPU part failed ({type(err).__name__}: {err})")
     settle()  # the warmed heap out of the collector's sight (heap.py): ~300,000 objects

@@ -4,6 +4,7 @@ equal, sums to float64 rounding. Run on torch CPU tensors: the same code a GPU r
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_the_fused_pass_sends_non_finite_and_overflowing_pairs_to_the_host(devic
 def test_error_plots_where_the_tensors_lie_are_the_host_plots(device, dtype):
     """`error_plots` counts and pools on the tensors' device: the host's histogram count for count (a sampled
     tensor, with a NaN and an exact zero error in the sample), the host's heat map cell for cell (4 digits)."""
-    from cp_debug.compare.device_diff import error_plots
+    from cp_debug.compare.device_plots import error_plots
     from cp_debug.compare.plot_data import error_heatmap, error_histogram
 
     rs = np.random.RandomState(2)
@@ -128,6 +129,69 @@ def test_error_plots_where_the_tensors_lie_are_the_host_plots(device, dtype):
     assert all(a == b or (a != "inf" and b != "inf" and math.isclose(a, b, rel_tol=1e-3)) for a, b in flat)
     same = error_plots("p", torch.from_numpy(ref).to(device), torch.from_numpy(ref).to(device))
     assert same[0] == error_histogram(ref, ref, probe="p")
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_plots_made_together_from_device_material_are_each_pairs_own(device):
+    """`plot_material` leaves each pair's material on the device; `DevicePlots.make_all` (two copies to the host
+    for the batch) gives each pair the plots it gives alone, and the host's: whatever lies beside it (an identical
+    pair, a NaN, no positive error, a shape mismatch, a 1-D tensor without heat map, an empty tensor, fp16 against
+    fp32). The material is let go once made, and the tensors compared are not held."""
+    from cp_debug.compare.device_plots import DevicePlots, error_plots, plot_material
+    from cp_debug.compare.plot_data import error_heatmap, error_histogram
+
+    rs = np.random.RandomState(5)
+    a = torch.from_numpy((rs.randn(2, 5, 40, 33) * 2).astype(np.float32)).to(device)
+    b = a + 1e-3 * torch.from_numpy(rs.randn(2, 5, 40, 33).astype(np.float32)).to(device)
+    nan = b.clone()
+    nan[1, 2, 3, 4] = float("nan")
+    flat = torch.from_numpy(rs.randn(300_000).astype(np.float32)).to(device)  # sampled: every 2nd element
+    items = [("b", a, b), ("same", a, a.clone()), ("nan", a, nan), ("shape", a, a[:1]), ("flat", flat, flat * 1.01),
+             ("empty", a[:0], b[:0]), ("half", a, b.half())]
+    material = plot_material(items)
+    assert material[3] is None and not material[4].has_heatmap and material[0].has_heatmap
+    waiting = [m for m in material if m is not None]
+    assert all(m.nbytes > 0 for m in waiting[:-2])
+    big = torch.ones(1, 3, 800, 700, device=device)  # sampled and pooled: no view of it may outlive the call
+    gone = weakref.ref(big)
+    held = plot_material([("big", big, big * 2)])
+    del big
+    assert gone() is None and held[0].has_heatmap
+    DevicePlots.make_all(waiting)
+    assert all(m.nbytes == 0 for m in waiting)
+    many = [None if m is None else (m.histogram, m.heatmap) for m in material]
+    assert many[1][0]["counts"] == [] and many[1][0]["zeros"] == many[1][0]["total"]
+    assert many[2][0]["nonfinite"] == 1 and many[2][1]["nonfinite_cells"] == 1
+    assert many[4][0]["every"] == 2 and many[5][0]["total"] == 0
+    for item, got in zip(items, many):
+        assert got == error_plots(*item), item[0]
+        if got is None:
+            continue
+        r, t = item[1].cpu().numpy(), item[2].cpu().numpy()
+        assert got[0] == error_histogram(r, t, probe=item[0]), item[0]
+        if got[1] is not None:
+            host = error_heatmap(r, t, probe=item[0])
+            assert {k: v for k, v in got[1].items() if k != "data"} == {k: v for k, v in host.items() if k != "data"}
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_identical_many_finds_the_pairs_equal_bit_for_bit(device):
+    """One copy for the batch: a pair equal bit for bit and finite gets the zero-error diff with its |max|; a pair
+    one bit apart, -0.0 against 0.0, a non-finite pair, other dtypes or shapes get None."""
+    from cp_debug.compare.device_diff import identical_diff, identical_many
+
+    a = torch.linspace(-3, 2, 1000, device=device).reshape(10, 100)
+    bit = a.clone()
+    bit.view(torch.int32)[3, 7] += 1
+    zero = torch.zeros(4, device=device)
+    inf = a.clone()
+    inf[0, 0] = float("inf")
+    items = [("same", a, a.clone()), ("bit", a, bit), ("signed zero", zero, -zero), ("inf", inf, inf.clone()),
+             ("half", a, a.half()), ("shape", a, a[:2]), ("int", a.long(), a.long()), ("empty", a[:0], a[:0])]
+    got = identical_many(items)
+    assert [g is not None for g in got] == [True, False, False, False, False, False, False, True]
+    assert got[0].max_abs == 0 and got[0].ref_absmax == 3.0 and got[0].status == "ok"
+    assert [identical_diff(*item) for item in items] == got
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
@@ -157,14 +221,14 @@ def test_diff_many_gives_each_pairs_own_figures(device):
 @pytest.mark.parametrize("device", [CUDA])
 def test_comparisons_made_while_the_fused_pass_warms_up_on_another_thread_are_its_figures(device):
     """A bisect warms the fused pass up on a helper thread while it loads the model
-    (`fused_diff.warm_up_in_background`); a comparison asked meanwhile waits for the first launch instead of compiling
+    (`device_diff.warm_up_in_background`); a comparison asked meanwhile waits for the first launch instead of compiling
     again, and gives the figures a comparison after it gives."""
-    from cp_debug.compare import fused_diff
+    from cp_debug.compare import device_diff, fused_diff
 
     rs = np.random.RandomState(2)
     ref = torch.from_numpy((rs.randn(2, 64, 300) * 3).astype(np.float32)).to(device)
     test = ref.half()
-    warming = fused_diff.warm_up_in_background()
+    warming = device_diff.warm_up_in_background()
     during = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
     warming.join()
     after = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
