@@ -242,18 +242,26 @@ class RayExecutor:
     def close(self) -> None:
         """The actors killed (their cards freed at once); a Ray this executor started is shut down on a helper thread
         (its processes stopped and waited for: 1.3 s of a GPU host's sweep) while the sweep goes on to its metrics,
-        and waited for before this process exits or starts Ray again."""
+        and waited for before this process exits or starts Ray again.
+
+        Every Ray reference this executor holds (the export's and the sessions' ObjectRefs, the actors' handles) is
+        let go first, and those only a reference cycle held are collected: one freed after Ray's shutdown makes Ray
+        end the process on the spot ("the core worker has already been shutdown"), with the sweep's files not yet
+        written — what the executor's owner dropping it after `close` did, now and then (a pytest worker died so)."""
         if self.actors:
             import ray
 
             for a in self.actors:
                 ray.kill(a)
-            self.actors = []
+        self.actors, self.stages, self.opening = [], [], []
         if self._started:
             import atexit
+            import gc
             import threading
 
             import ray
+
+            gc.collect()
 
             global _SHUTTING_DOWN
             _SHUTTING_DOWN = threading.Thread(target=ray.shutdown, name="cpdebug-ray-shutdown")

@@ -129,3 +129,30 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     assert line["start"] <= actor["began"] <= actor["warm"] <= actor["asked"] <= actor["fetched"] <= actor["open"]
     assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
     assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
+
+
+def test_an_executor_lets_go_of_its_ray_references_before_ray_shuts_down(tmp_path):
+    """`RayExecutor.close` lets go of every Ray reference it holds before Ray's shutdown starts on its helper thread:
+    one freed while that shutdown runs makes Ray end the process on the spot ("the core worker has already been
+    shutdown"), which ended this module's killed-worker test's pytest worker now and then. In a child process (a
+    regression ends it, not this worker): Ray started, the export put into its object store, closed, the executor
+    dropped at once (inside the shutdown's window), the shutdown waited for."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from cp_debug.sweep import executor as ex\n"
+        "e = ex.RayExecutor(settings=None, address='local')\n"
+        "e.ship({'stage': b'x' * 1024})\n"
+        "assert e.stages and e._started\n"
+        "e.close()\n"
+        "assert (e.actors, e.stages, e.opening) == ([], [], []), 'Ray references held past close'\n"
+        "del e\n"
+        "gc.collect()\n"
+        "ex._SHUTTING_DOWN.join()\n"
+        "print('alive after the drop', flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "alive after the drop" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])
