@@ -145,6 +145,12 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
     except ImportError:
         raise BackendUnavailableError("reading config files needs mmengine: pip install 'cp-debug[config]' "
                                       "(mmengine-lite) or mmengine") from None
+    from cp_debug.models.centerpoint.config_bases import base_loop
+
+    loop = base_loop(p)
+    if loop is not None:
+        raise BadInputError(f"config {str(p)!r}: its _base_ chain loops ({' → '.join(f.name for f in loop)}); "
+                            "break the loop")
     try:
         cfg = Config.fromfile(str(p), import_custom_modules=False, lazy_import=False)
     except FileNotFoundError as err:

@@ -124,6 +124,26 @@ def test_missing_base_is_named(tmp_path):
     assert "datasets/t4_base.py" in msg
 
 
+def test_a_base_chain_that_loops_is_one_line_naming_the_loop(tmp_path):
+    """mmengine recurses round a `_base_` loop to Python's limit (and finalizers failing in that depth printed
+    "Exception ignored in sys.unraisablehook" over and over): the loop is found first, reading the files' `_base_`
+    as syntax, and named; a file that is its own base too, and through a tuple or a plain string."""
+    (tmp_path / "a.py").write_text("_base_ = ['./b.py']\nx = 1\n")
+    (tmp_path / "b.py").write_text("_base_ = ('./a.py',)\ny = 2\n")
+    top = tmp_path / "top.py"
+    top.write_text("_base_ = ['./c.py', './a.py']\nmodel = dict()\n")
+    (tmp_path / "c.py").write_text("z = 3\n")
+    assert one_line_error(top, "its _base_ chain loops").endswith("(a.py → b.py → a.py); break the loop")
+    (tmp_path / "own.py").write_text("_base_ = './own.py'\nmodel = dict()\n")
+    assert "(own.py → own.py)" in one_line_error(tmp_path / "own.py", "its _base_ chain loops")
+    (tmp_path / "c.py").write_text("_base_ = './d.py'\nz = 3\n")  # a chain without a loop reads as before
+    (tmp_path / "d.py").write_text("w = 4\n")
+    (tmp_path / "fine.py").write_text("_base_ = ['./c.py']\nmodel = dict()\n")
+    from cp_debug.models.centerpoint.config_bases import base_loop
+
+    assert base_loop(tmp_path / "fine.py") is None
+
+
 @pytest.mark.parametrize("change, match", [
     ('TOP.replace(\'type="ConvNeXt_PC"\', \'type="ResNet"\')',
      r"model\.pts_backbone\.type = 'ResNet' is not built by cp_debug; supported: 'SECOND', 'ConvNeXt_PC'"),
