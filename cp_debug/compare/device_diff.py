@@ -13,6 +13,8 @@ which keeps the exact NaN/Inf rules. On a CUDA device, `one_pass=True` takes eve
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import TYPE_CHECKING
 
 from cp_debug.compare.diff import TensorDiff, Tolerance, _Accumulator
@@ -63,10 +65,7 @@ def diff_many(items: list[tuple], *, one_pass: bool = False) -> list[TensorDiff]
             row = torch.stack(_torch_rows(ref.reshape(-1), test.reshape(-1), tol, same=test is ref))
         jobs.append((name, ref, test, tol, len(rows)))
         rows.append(row)
-    if len({r.device for r in rows}) == 1:  # the one copy to the host
-        host = [r.tolist() for r in torch.cat([r.reshape(-1) for r in rows]).cpu().split([r.numel() for r in rows])]
-    else:
-        host = [r.reshape(-1).cpu().tolist() for r in rows]
+    host = [r.tolist() for r in rows_on_host(rows)]
     out = []
     for name, ref, test, tol, k in jobs:
         if k is None:
@@ -131,6 +130,18 @@ def _torch_rows(r_all: "torch.Tensor", t_all: "torch.Tensor", tol: Tolerance, sa
     return rows
 
 
+def rows_on_host(rows: list["torch.Tensor"]) -> list:
+    """Each tensor's values, flat, as a numpy array on the host: copied there together, one copy a device (a copy a
+    tensor would wait on the device each time)."""
+    import numpy as np
+    import torch
+
+    if len({r.device for r in rows}) != 1:
+        return [r.reshape(-1).cpu().numpy() for r in rows]
+    flat = torch.cat([r.reshape(-1) for r in rows]).cpu().numpy()
+    return np.split(flat, np.cumsum([r.numel() for r in rows])[:-1])
+
+
 def identical_diff(name: str, a: "torch.Tensor", b: "torch.Tensor") -> TensorDiff | None:
     """`identical_many` of one pair."""
     return identical_many([(name, a, b)])[0]
@@ -155,8 +166,7 @@ def identical_many(items: list[tuple[str, "torch.Tensor", "torch.Tensor"]]) -> l
         at.append(len(rows))
         rows.append(torch.stack([(a.view(bits) != b.view(bits)).any().double(), torch.isfinite(b).all().double(),
                                  amax]))
-    host = [r.cpu().tolist() for r in rows] if len({r.device for r in rows}) > 1 else \
-        torch.stack(rows).cpu().tolist() if rows else []
+    host = [r.tolist() for r in rows_on_host(rows)]
     out = []
     for (name, _, b), k in zip(items, at):
         differs, finite, amax = host[k] if k is not None else (1.0, 0.0, 0.0)
@@ -172,20 +182,25 @@ def warm_up() -> None:
     from cp_debug.compare import fused_diff
 
     fused_diff.warm_up()
-    try:
+    with contextlib.suppress(Exception):  # a warm-up only: the comparisons say what goes wrong
         import torch
 
-        from cp_debug.compare.device_plots import error_plots_many
+        if torch.cuda.is_available():
+            warm_up_on(torch.device("cuda"))
 
-        if not torch.cuda.is_available():
-            return
-        ref = torch.linspace(-1, 1, 4 * 64 * 64, device="cuda").reshape(4, 64, 64)
-        for dtype in (torch.float32, torch.float16):
-            test = (ref * 1.001).to(dtype)
-            identical_many([("w", test, test.clone())])
-            error_plots_many([("w", ref, test)])
-    except Exception:  # noqa: BLE001 - a warm-up only
-        return
+
+def warm_up_on(device) -> None:
+    """`warm_up`'s bit-for-bit check and plot passes, on small tensors of each operand type on `device` (raises
+    what they raise: the tests call it on the CPU, so that a warm-up that cannot run is seen)."""
+    import torch
+
+    from cp_debug.compare.device_plots import DevicePlots, plot_material
+
+    ref = torch.linspace(-1, 1, 4 * 64 * 64, device=device).reshape(4, 64, 64)
+    for dtype in (torch.float32, torch.float16):
+        test = (ref * 1.001).to(dtype)
+        identical_many([("w", test, test.clone())])
+        DevicePlots.make_all([p for p in plot_material([("w", ref, test)]) if p is not None])
 
 
 def warm_up_in_background():

@@ -49,7 +49,7 @@ def histogram_stride(size: int, max_elements: int = MAX_HISTOGRAM_ELEMENTS) -> i
 def sampled_histogram(ref: np.ndarray, test: np.ndarray, every: int, source_total: int, bins: int = 50, *,
                       probe: str | None = None) -> dict:
     """`error_histogram` of the sample `ref`/`test` already taken (every `every`-th of `source_total` elements;
-    `test is ref`: one array). The device path (`device_plots.error_plots_many`) counts where the tensors lie and builds
+    `test is ref`: one array). The device path (`device_plots.DevicePlots`) counts where the tensors lie and builds
     the same JSON with `histogram_edges` and `histogram_dict`."""
     same = test is ref
     d = np.where(np.isfinite(ref), 0.0, np.nan) if same else _absdiff(ref, test, "error_histogram")

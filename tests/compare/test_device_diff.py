@@ -175,6 +175,15 @@ def test_plots_made_together_from_device_material_are_each_pairs_own(device):
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_the_comparisons_warm_up_runs_its_passes(device):
+    """`device_diff.warm_up` swallows what fails (a warm-up only): its passes run here without that shield, so a
+    warm-up that cannot run (a renamed function it calls, say) fails this test instead of doing nothing."""
+    from cp_debug.compare.device_diff import warm_up_on
+
+    warm_up_on(torch.device(device))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_identical_many_finds_the_pairs_equal_bit_for_bit(device):
     """One copy for the batch: a pair equal bit for bit and finite gets the zero-error diff with its |max|; a pair
     one bit apart, -0.0 against 0.0, a non-finite pair, other dtypes or shapes get None."""
