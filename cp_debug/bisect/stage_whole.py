@@ -90,9 +90,9 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
                on_device: bool = False, bound: bool = False) -> None:
     """The reference's second run on the same feed (its runner active): each probe compared with the store, the
     differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
-    so does the store's device tier (`on_device`): bit for bit first, else `device_diff.diff_tensors`. A `bound`
-    reference (ONNX Runtime through IO binding) runs on the device and its values are compared there too, in
-    batches (`device_twins.RepeatChecks`)."""
+    so does the store's device tier (`on_device`), in batches (`device_twins.RepeatChecks`): bit for bit first, else
+    `device_diff.diff_many`. A `bound` reference (ONNX Runtime through IO binding) runs on the device and its values
+    are compared there too."""
     from cp_debug.bisect.device_twins import RepeatChecks
 
     names = {p.name for p in sp}
@@ -308,7 +308,7 @@ def _compare(run: RunState, state: CandidateState, st: Stage, chunk: list[ProbeS
             continue
         value = vals.pop(p.name)
         if not together.add(p.name, value):
-            _compare_one(run, state, p.name, value, diffs)
+            _compare_on_host(run, state, p.name, value, diffs)
     together.flush()
 
 
@@ -326,7 +326,9 @@ class _OnDevice:
         self.copied = 0
 
     def add(self, name: str, value) -> bool:
-        """Takes a probe whose reference lies in the device tier (True); False for any other."""
+        """Takes a probe whose reference lies in the device tier (True; a host value is copied in: the host never
+        reads it back); False for any other, and for a mask (small: compared on the host, its saturated fill as
+        equal)."""
         from cp_debug.compare.device_diff import is_tensor
 
         kept = self.run.store.device_value(name)
@@ -363,21 +365,25 @@ def _device_compare(run: RunState, state: CandidateState, names: set[str], diffs
 
 
 def _compare_one(run: RunState, state: CandidateState, name: str, value, diffs: dict) -> None:
-    """One probe's value against the store: its diff into `diffs`, its plot arrays into the state. A torch
-    tensor against a reference in the store's device tier is compared there; any other pair on the host."""
-    from cp_debug.compare.device_diff import diff_tensors, host_array, is_tensor
+    """One probe's value against the store: its diff into `diffs`, its plot arrays into the state. Against a
+    reference in the store's device tier it is compared there (`_OnDevice`, a batch of one); any other pair on the
+    host."""
+    one = _OnDevice(run, state, diffs)
+    if one.add(name, value):
+        one.flush()
+    else:
+        _compare_on_host(run, state, name, value, diffs)
 
-    kept = run.store.device_value(name)
-    mask = is_mask_probe(run, state, name)  # a mask (small) is compared on the host, its saturated fill as equal
-    if kept is not None and not mask:  # a host value (a stage input) is copied in: the host never reads it back
-        value = to_device(value, kept.device)
-        diffs[name] = diff_tensors(name, kept, value, run.tolerance(state, name), one_pass=True)
-        keep_plots_device(state, [(name, kept, value)])
-        return
+
+def _compare_on_host(run: RunState, state: CandidateState, name: str, value, diffs: dict) -> None:
+    """One probe's value against the store's host value (a torch tensor copied out); a mask (small) with its
+    saturated fill taken as equal."""
+    from cp_debug.compare.device_diff import host_array, is_tensor
+
     if is_tensor(value):
         value = host_array(value)
     ref = run.store.get(name)
-    if mask:
+    if is_mask_probe(run, state, name):
         value, note = mask_saturation(ref, np.asarray(value))
         if note:
             state.notes[name] = note

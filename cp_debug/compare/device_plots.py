@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cp_debug.compare.device_diff import rows_on_host
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -66,7 +68,7 @@ class DevicePlots:
         firsts = []
         for p in todo:
             firsts += [_head(p._errors)] + ([p._pooled] if p._pooled is not None else [])
-        first = iter(_to_host(firsts))
+        first = iter(rows_on_host(firsts))
         ranges = []
         for p in todo:
             zeros, finite, positive, lo, hi = next(first)
@@ -74,7 +76,7 @@ class DevicePlots:
             edges = plot_data.histogram_edges(float(lo), float(hi)) if positive else None
             ranges.append((int(zeros), int(finite), edges, pooled))
         binned = [(p, edges) for p, (_, _, edges, _) in zip(todo, ranges) if edges is not None]
-        counts = iter(_to_host(_counts(binned)))
+        counts = iter(rows_on_host(_counts(binned)))
         for p, (zeros, finite, edges, pooled) in zip(todo, ranges):
             total = p._errors.numel()
             c = next(counts).astype("int64") if edges is not None else None
@@ -179,17 +181,3 @@ def _heatmap(ref: "torch.Tensor", test: "torch.Tensor") -> "torch.Tensor":
     (h, w), (kh, kw) = plot_data.heatmap_pool(H, W)
     padded = torch.nn.functional.pad(worst, (0, w * kw - W, 0, h * kh - H))  # zeros, as the host pads
     return padded.reshape(h, kh, w, kw).amax(dim=(1, 3)).reshape(-1)
-
-
-def _to_host(rows: list["torch.Tensor"]) -> list:
-    """Each float64 row as a numpy array on the host, copied there together (one copy a device)."""
-    import torch
-
-    if not rows:
-        return []
-    if len({r.device for r in rows}) > 1:
-        return [r.cpu().numpy() for r in rows]
-    import numpy as np
-
-    flat = torch.cat(rows).cpu().numpy()
-    return np.split(flat, np.cumsum([r.numel() for r in rows])[:-1])
