@@ -241,7 +241,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
     if any(spec.device == "cuda" for _, spec in pairs):  # the comparisons' first CUDA kernel, while the model loads
-        from cp_debug.compare.device_diff import warm_up_in_background
+        from cp_debug.compare.device_warm import warm_up_in_background
 
         warm_up_in_background()
         from cp_debug.backends.ort_warm import warm_up_in_background as warm_up_ort

@@ -13,8 +13,6 @@ which keeps the exact NaN/Inf rules. On a CUDA device, `one_pass=True` takes eve
 
 from __future__ import annotations
 
-import contextlib
-
 from typing import TYPE_CHECKING
 
 from cp_debug.compare.diff import TensorDiff, Tolerance, _Accumulator
@@ -172,42 +170,6 @@ def identical_many(items: list[tuple[str, "torch.Tensor", "torch.Tensor"]]) -> l
         differs, finite, amax = host[k] if k is not None else (1.0, 0.0, 0.0)
         out.append(TensorDiff.identical(name, tuple(b.shape), amax) if not differs and finite else None)
     return out
-
-
-def warm_up() -> None:
-    """The comparisons' first CUDA kernels launched on small tensors of each operand type: the fused pass
-    (`fused_diff.warm_up`, Triton's first kernel ~0.8 s), the bit-for-bit check and the plots' passes (each torch
-    kernel's first launch loads its module: ~0.1 s of the first stage's comparisons otherwise). Does nothing where
-    CUDA is missing, and never raises (the comparisons say what goes wrong)."""
-    from cp_debug.compare import fused_diff
-
-    fused_diff.warm_up()
-    with contextlib.suppress(Exception):  # a warm-up only: the comparisons say what goes wrong
-        import torch
-
-        if torch.cuda.is_available():
-            warm_up_on(torch.device("cuda"))
-
-
-def warm_up_on(device) -> None:
-    """`warm_up`'s bit-for-bit check and plot passes, on small tensors of each operand type on `device` (raises
-    what they raise: the tests call it on the CPU, so that a warm-up that cannot run is seen)."""
-    import torch
-
-    from cp_debug.compare.device_plots import DevicePlots, plot_material
-
-    ref = torch.linspace(-1, 1, 4 * 64 * 64, device=device).reshape(4, 64, 64)
-    for dtype in (torch.float32, torch.float16):
-        test = (ref * 1.001).to(dtype)
-        identical_many([("w", test, test.clone())])
-        DevicePlots.make_all([p for p in plot_material([("w", ref, test)]) if p is not None])
-
-
-def warm_up_in_background():
-    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
-    from cp_debug.parallel import in_background
-
-    return in_background(warm_up, "cpdebug-compare-warm-up")
 
 
 def _on_host(name: str, ref: "torch.Tensor", test: "torch.Tensor", tol: Tolerance) -> TensorDiff:

@@ -13,7 +13,7 @@ the same.
 Triton's first kernel of a process costs ~0.8 s (it hashes its own library for the cache key, `triton_key`: file
 reads and hashing, which leave Python's lock free): callers ask for the pass (`device_diff.diff_tensors(one_pass=True)`
 / `diff_many`) where they compare many tensors, and a bisect on CUDA pays that first kernel on a helper thread while
-it loads the model (`device_diff.warm_up_in_background`).
+it loads the model (`device_warm.warm_up_in_background`).
 """
 
 from __future__ import annotations

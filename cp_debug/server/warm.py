@@ -67,7 +67,7 @@ def warm_up(say: Callable[[str], None]) -> None:
 
             for half in (True, False):  # its provider, cuDNN's convolutions (NHWC float16 and float32), cuBLAS
                 ort_warm_up(Determinism().ort_cuda_provider_options(tf32=False, half=half), half)
-            from cp_debug.compare.device_diff import warm_up as compare_warm_up
+            from cp_debug.compare.device_warm import warm_up as compare_warm_up
 
             compare_warm_up()
             say(f"warm-up: CUDA, ONNX Runtime's CUDA provider and the comparisons' kernels in "

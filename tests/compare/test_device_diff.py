@@ -176,9 +176,9 @@ def test_plots_made_together_from_device_material_are_each_pairs_own(device):
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_the_comparisons_warm_up_runs_its_passes(device):
-    """`device_diff.warm_up` swallows what fails (a warm-up only): its passes run here without that shield, so a
+    """`device_warm.warm_up` swallows what fails (a warm-up only): its passes run here without that shield, so a
     warm-up that cannot run (a renamed function it calls, say) fails this test instead of doing nothing."""
-    from cp_debug.compare.device_diff import warm_up_on
+    from cp_debug.compare.device_warm import warm_up_on
 
     warm_up_on(torch.device(device))
 
@@ -230,14 +230,14 @@ def test_diff_many_gives_each_pairs_own_figures(device):
 @pytest.mark.parametrize("device", [CUDA])
 def test_comparisons_made_while_the_fused_pass_warms_up_on_another_thread_are_its_figures(device):
     """A bisect warms the fused pass up on a helper thread while it loads the model
-    (`device_diff.warm_up_in_background`); a comparison asked meanwhile waits for the first launch instead of compiling
+    (`device_warm.warm_up_in_background`); a comparison asked meanwhile waits for the first launch instead of compiling
     again, and gives the figures a comparison after it gives."""
-    from cp_debug.compare import device_diff, fused_diff
+    from cp_debug.compare import device_warm, fused_diff
 
     rs = np.random.RandomState(2)
     ref = torch.from_numpy((rs.randn(2, 64, 300) * 3).astype(np.float32)).to(device)
     test = ref.half()
-    warming = device_diff.warm_up_in_background()
+    warming = device_warm.warm_up_in_background()
     during = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
     warming.join()
     after = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)

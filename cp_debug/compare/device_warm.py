@@ -1,0 +1,44 @@
+"""The comparisons' first CUDA kernels, launched on small tensors while a command loads its model: the fused pass
+(`fused_diff`), the bit-for-bit check (`device_diff.identical_many`) and the plots' passes (`device_plots`). A module
+of its own: it stands on all three, which stand on one another in one direction only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from cp_debug.compare import fused_diff
+from cp_debug.compare.device_diff import identical_many
+from cp_debug.compare.device_plots import DevicePlots, plot_material
+
+
+def warm_up() -> None:
+    """The comparisons' first CUDA kernels launched on small tensors of each operand type: the fused pass
+    (`fused_diff.warm_up`, Triton's first kernel ~0.8 s), the bit-for-bit check and the plots' passes (each torch
+    kernel's first launch loads its module: ~0.1 s of the first stage's comparisons otherwise). Does nothing where
+    CUDA is missing, and never raises (the comparisons say what goes wrong)."""
+    fused_diff.warm_up()
+    with contextlib.suppress(Exception):  # a warm-up only: the comparisons say what goes wrong
+        import torch
+
+        if torch.cuda.is_available():
+            warm_up_on(torch.device("cuda"))
+
+
+def warm_up_on(device) -> None:
+    """`warm_up`'s bit-for-bit check and plot passes, on small tensors of each operand type on `device` (raises
+    what they raise: the tests call it on the CPU, so that a warm-up that cannot run is seen)."""
+    import torch
+
+    ref = torch.linspace(-1, 1, 4 * 64 * 64, device=device).reshape(4, 64, 64)
+    for dtype in (torch.float32, torch.float16):
+        test = (ref * 1.001).to(dtype)
+        identical_many([("w", test, test.clone())])
+        DevicePlots.make_all([p for p in plot_material([("w", ref, test)]) if p is not None])
+
+
+def warm_up_in_background():
+    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
+    from cp_debug.parallel import in_background
+
+    return in_background(warm_up, "cpdebug-compare-warm-up")
