@@ -67,11 +67,15 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
             import torch
         except ImportError as err:
             raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
-        if spec.device == "cuda" and not torch.cuda.is_available():
-            from cp_debug.backends.torch_runner import TORCH_CUDA_HINT
+        if spec.device == "cuda":  # NVML's count: the driver starts on a helper thread (cuda_driver.py)
+            if torch.version.cuda is None or torch.cuda.device_count() == 0:
+                from cp_debug.backends.torch_runner import TORCH_CUDA_HINT
 
-            why = "torch is a CPU-only build" if torch.version.cuda is None else "no GPU visible to this process"
-            raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
+                why = "torch is a CPU-only build" if torch.version.cuda is None else "no GPU visible to this process"
+                raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
+            from cp_debug import cuda_driver
+
+            cuda_driver.start()
     elif spec.framework == "ort":
         try:
             import onnxruntime as ort

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from cp_debug import cuda_driver
 from cp_debug.compare import fused_diff
 from cp_debug.compare.device_diff import identical_many
 from cp_debug.compare.device_plots import DevicePlots, plot_material
@@ -18,11 +19,18 @@ def warm_up() -> None:
     kernel's first launch loads its module: ~0.1 s of the first stage's comparisons otherwise). Does nothing where
     CUDA is missing, and never raises (the comparisons say what goes wrong)."""
     fused_diff.warm_up()
+    _warm_up_torch_passes()
+
+
+def _warm_up_torch_passes() -> None:
+    """`warm_up_on` the current CUDA device; nothing where there is none, and never raises."""
     with contextlib.suppress(Exception):  # a warm-up only: the comparisons say what goes wrong
         import torch
 
+        cuda_driver.wait()  # a driver started on another thread: waited for without the GIL
         if torch.cuda.is_available():
             warm_up_on(torch.device("cuda"))
+            torch.cuda.current_stream().synchronize()
 
 
 def warm_up_on(device) -> None:
@@ -38,7 +46,10 @@ def warm_up_on(device) -> None:
 
 
 def warm_up_in_background():
-    """`warm_up` on a daemon thread (started; returned for whoever wants to wait for it)."""
+    """`warm_up` on two daemon threads, the torch passes apart from Triton's compile (the first stage's noise run
+    checks bit for bit before Triton's first kernel is ready); returns the fused pass's thread (started) for whoever
+    wants to wait for it."""
     from cp_debug.parallel import in_background
 
-    return in_background(warm_up, "cpdebug-compare-warm-up")
+    in_background(_warm_up_torch_passes, "cpdebug-compare-warm-up-torch")
+    return in_background(fused_diff.warm_up, "cpdebug-compare-warm-up")

@@ -82,13 +82,17 @@ def warm_up() -> None:
     try:
         import torch
 
+        from cp_debug import cuda_driver
+
+        cuda_driver.wait()  # a driver started on another thread: waited for without the GIL
         if not torch.cuda.is_available():
             return
         ref = torch.ones(4096, device="cuda")
         for dtype in (torch.float32, torch.float16):
             if figures_on_device(ref, torch.ones(4096, device="cuda", dtype=dtype), 1e-3, 1e-4) is None:
                 return
-        torch.cuda.synchronize()
+        torch.cuda.current_stream().synchronize()  # this thread's launches (a device-wide wait would wait for the
+        # other threads' sessions and runs too: on the H100 host it held the warm-up 1.8 s, to the bisect's end)
     except Exception:  # noqa: BLE001 - a warm-up only: the comparison itself reports what goes wrong
         return
 
