@@ -76,7 +76,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.kit_local import local_spec
-    from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
+    from cp_debug.graph.plan import segment_model, tensor_types
 
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
     found = LocalErrors()
@@ -87,32 +87,20 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
 
     qdq = st.qdq_onnx() if spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) else None
     model = qdq if qdq is not None else st.onnx()  # --int8: segments of the deployed Q/DQ graph
-    present = {t for n in model.graph.node for t in n.output}
     types = tensor_types(model)  # once per stage: each cut is typed from it (no shape inference per probe)
     inits = {init.name: init for init in model.graph.initializer}
-    pm = st.probe_map()
     known = run.known_tensors(i, st)
     store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
     device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
                               and spec.precision != "int8" and spec.can(Capability.DEVICE_TENSORS)) else None
-    cuts = []  # (probe, its tensor, the segment)
-    for k, p in enumerate(sp):
-        if p.kind == "input":
-            continue
-        tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
-        if tensor is None or p.name not in run.store or tensor not in present:
-            continue
-        try:
-            cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
-            cuts.append((p, tensor, cut))
-        except Exception as err:
-            notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
+    cuts = _cuts(run, state, sp, model, st.probe_map(), known, notes)
 
-    def measured(p: ProbeSpec, cut, val) -> None:
+    def measured(ps: list[ProbeSpec], cut, val) -> None:
         if noise_known is not None:
             noise_known()
-        loc = _local_diff(run, state, p.name, val, device)
-        out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
+        for p in ps:
+            loc = _local_diff(run, state, p.name, val, device)
+            out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
 
     def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
         return {b: _boundary(run, i, known[b], device) for b in cut.inputs}
@@ -122,11 +110,11 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured, device is not None)
     # for the report: how many segments, in how many sessions
     found.settings.update(local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
-    for p, tensor, cut in alone:
+    for ps, tensor, cut in alone:
         try:
             feed = feed_of(cut)
             seg = segment_model(model, cut, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
-                                {tensor: store.shape(p.name)})
+                                {tensor: store.shape(ps[0].name)})
             kw = _session_kw(run, spec, seg)
             if qdq is not None:
                 kw["int8_model"] = seg
@@ -135,10 +123,37 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
             with make_runner(spec, onnx_model=seg, **kw) as r:
                 val = r.infer_device(feed)[tensor] if device is not None else r.infer(feed)[tensor]
         except Exception as err:
+            notes += [f"{state.label}: local error of {p.name} not computed: {err}" for p in ps]
+            continue
+        measured(ps, cut, val)
+    return found
+
+
+def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, known: dict, notes: list) -> list:
+    """(the probes of one tensor, that tensor, its segment) for each probe of `sp` with a reference value and a
+    tensor in `model`: a module and the child whose output it returns (a Sequential and its last layer) read one
+    tensor, cut (and run) once for both. A cut that fails is said in `notes`."""
+    from cp_debug.graph.plan import cut_segment
+
+    present = {t for n in model.graph.node for t in n.output}
+    cuts, of_tensor = [], {}
+    for k, p in enumerate(sp):
+        if p.kind == "input":
+            continue
+        tensor = p.name if p.kind == "output" else pm.tensors.get(p.name)
+        if tensor is None or p.name not in run.store or tensor not in present:
+            continue
+        if tensor in of_tensor:
+            of_tensor[tensor].append(p)
+            continue
+        try:
+            cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
+        except Exception as err:
             notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue
-        measured(p, cut, val)
-    return found
+        of_tensor[tensor] = [p]
+        cuts.append((of_tensor[tensor], tensor, cut))
+    return cuts
 
 
 # the local values one side-by-side session holds at once (each group's outputs): on the device an eighth of the
@@ -158,8 +173,8 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
     from cp_debug.backends.factory import make_runner
     from cp_debug.graph.grouped import CUT_SUFFIX, side_by_side, side_by_side_groups
 
-    by_index = {cut.index: (p, tensor, cut) for p, tensor, cut in cuts}
-    sizes = {tensor: run.store.nbytes(p.name) for p, tensor, _ in cuts}
+    by_index = {cut.index: (ps, tensor, cut) for ps, tensor, cut in cuts}
+    sizes = {tensor: run.store.nbytes(ps[0].name) for ps, tensor, _ in cuts}
     alone, joined = [], 0
     # on the host, a share of the store's memory budget (--memory-budget 0: every segment alone, as it was)
     budget = (max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE) if on_device
@@ -172,7 +187,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
         try:
             feed = {b: v for _, _, cut in members for b, v in feed_of(cut).items()}
             m = side_by_side(model, group, {b: _Typed.of(v) for b, v in feed.items()}, types, inits,
-                             {tensor: run.store.shape(p.name) for p, tensor, _ in members})
+                             {tensor: run.store.shape(ps[0].name) for ps, tensor, _ in members})
             with make_runner(spec, onnx_model=m, **_session_kw(run, spec, m)) as r:
                 joint = {b + CUT_SUFFIX: v for b, v in feed.items()}
                 vals = r.infer_device(joint) if on_device else r.infer(joint)
@@ -180,8 +195,8 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
             alone += members
             continue
         joined += 1
-        for p, tensor, cut in members:
-            measured(p, cut, vals[tensor])
+        for ps, tensor, cut in members:
+            measured(ps, cut, vals[tensor])
         del vals, feed
     return alone, joined
 
