@@ -1,12 +1,18 @@
-"""A bisect as its own process, this checkout against another tree's code, runs interleaved on one machine.
+"""A bisect as its own process, this checkout against other trees' code, runs interleaved on one machine.
 
-    python benchmarks/bisect_ab.py --tree OLD_CHECKOUT [--n 5] [--preset awml-base] [--pair torch-cuda,ort-cuda-fp16]
+    python benchmarks/bisect_ab.py --tree OLD [--tree OTHER ...] [--n 5] [--preset awml-base]
+                                   [--pair torch-cuda,ort-cuda-fp16]
 
-One warm-up run of each tree (the export and weight caches, bytecode), then `--n` rounds alternating which tree goes
-first; each run a fresh `python -m cp_debug.cli.main bisect --level all --quiet --json` (`CPDEBUG_SERVER=off`), its
-wall time taken around the process. Prints each tree's walls and median, their ratio, and whether the last two
-reports are the same key by key (`json_diff.py`: times, free-memory budgets and the machine's state aside). The
-GPU hosts of one kind differ by up to ~1.2× from one loan to the next: compare within one run of this script.
+One warm-up run of each tree (the export and weight caches, bytecode), then `--n` rounds, each round running every
+tree once in an order that turns by one each round; each run a fresh `python -m cp_debug.cli.main bisect --level
+all --quiet --json` (`CPDEBUG_SERVER=off`), its wall time taken around the process. Prints each tree's walls and
+median, this tree's median over each other's, and whether each other tree's last report is this tree's key by key
+(`json_diff.py`: times, free-memory budgets and the machine's state aside). The GPU hosts of one kind differ by up
+to ~1.2× from one loan to the next: compare within one run of this script.
+
+A tree is a checkout or a copy of its `cp_debug` folder (`git archive COMMIT cp_debug | tar -x -C DIR`); it must hold
+the shipped weights this checkout holds (`cp_debug/**/*.pth`), or its demo model would be another one: a tree
+without them is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -34,30 +40,47 @@ def run(tree: Path, args: list[str], out: Path) -> float:
     return wall
 
 
+def missing_weights(tree: Path) -> list[str]:
+    """The shipped weights of this checkout that `tree` lacks (relative paths)."""
+    mine = HERE.parent
+    return [str(p.relative_to(mine)) for p in sorted((mine / "cp_debug").rglob("*.pth"))
+            if not (tree / p.relative_to(mine)).is_file()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tree", type=Path, required=True, help="the other tree (a checkout or `git archive` of one)")
+    ap.add_argument("--tree", type=Path, required=True, action="append",
+                    help="another tree (a checkout, or `git archive` of one); repeatable")
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--preset", default="awml-base")
     ap.add_argument("--pair", default="torch-cuda,ort-cuda-fp16")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bisect_ab"))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    trees = {"this": HERE.parent, "other": a.tree.resolve()}
+    trees = {"this": HERE.parent}
+    for k, tree in enumerate(a.tree):
+        trees["other" if len(a.tree) == 1 else f"other{k + 1}"] = tree.resolve()
+    for tag, tree in trees.items():
+        lacking = missing_weights(tree)
+        if lacking:
+            sys.exit(f"{tag} ({tree}) lacks the shipped weights {', '.join(lacking)}: copy them in (its demo model "
+                     "would be another one)")
     args = ["--preset", a.preset, "--level", "all", "--backends", a.pair, "--quiet"]
     for tag, tree in trees.items():
         print(f"{tag} ({tree}): first run {run(tree, args, a.out / f'{tag}-first.json'):.2f} s", flush=True)
     walls: dict[str, list[float]] = {t: [] for t in trees}
+    tags = list(trees)
     for i in range(a.n):
-        for tag in (("this", "other") if i % 2 == 0 else ("other", "this")):
+        for tag in tags[i % len(tags):] + tags[:i % len(tags)]:
             walls[tag].append(run(trees[tag], args, a.out / f"{tag}.json"))
     med = {t: sorted(w)[len(w) // 2] for t, w in walls.items()}
     for tag, w in walls.items():
         print(f"{tag}: {', '.join(f'{x:.2f}' for x in w)}  median {med[tag]:.2f} s", flush=True)
-    print(f"this ÷ other: {med['this'] / med['other']:.2f}")
-    same = subprocess.run([sys.executable, str(HERE / "json_diff.py"), str(a.out / "other.json"),
-                           str(a.out / "this.json")], capture_output=True, text=True)
-    print("reports the same" if same.returncode == 0 else f"reports differ:\n{same.stdout[-3000:]}")
+    for tag in tags[1:]:
+        print(f"this ÷ {tag}: {med['this'] / med[tag]:.2f}")
+        same = subprocess.run([sys.executable, str(HERE / "json_diff.py"), str(a.out / f"{tag}.json"),
+                               str(a.out / "this.json")], capture_output=True, text=True)
+        print(f"{tag}'s report the same" if same.returncode == 0 else f"{tag}'s report differs:\n{same.stdout[-3000:]}")
 
 
 if __name__ == "__main__":
