@@ -68,10 +68,11 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
         except ImportError as err:
             raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
         if spec.device == "cuda":  # NVML's count: the driver starts on a helper thread (cuda_driver.py)
-            if torch.version.cuda is None or torch.cuda.device_count() == 0:
+            if torch.cuda.device_count() == 0:  # 0 for a CPU-only build too; a ROCm build counts its GPUs
                 from cp_debug.backends.torch_runner import TORCH_CUDA_HINT
 
-                why = "torch is a CPU-only build" if torch.version.cuda is None else "no GPU visible to this process"
+                cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None
+                why = "torch is a CPU-only build" if cpu_only else "no GPU visible to this process"
                 raise BackendUnavailableError(TORCH_CUDA_HINT.format(why=why))
             from cp_debug import cuda_driver
 
