@@ -85,10 +85,11 @@ class RepeatChecks:
         return cls(min(1 << 30, free // 8))
 
     def take(self, name: str, kept: "torch.Tensor", t: "torch.Tensor") -> None:
-        if self._batch and self._bytes + t.numel() * t.element_size() > self.budget:
+        nbytes = t.numel() * t.element_size()
+        if self._batch and self._bytes + nbytes > self.budget:
             self.flush()
         self._batch.append((name, kept, t.detach().clone()))
-        self._bytes += t.numel() * t.element_size()
+        self._bytes += nbytes
 
     def flush(self) -> None:
         same = identical_many(self._batch)

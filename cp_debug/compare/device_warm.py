@@ -64,6 +64,3 @@ class Helpers:
     def join(self) -> None:
         for th in self.threads:
             th.join()
-
-    def is_alive(self) -> bool:
-        return any(th.is_alive() for th in self.threads)
