@@ -3,11 +3,13 @@ bootstrap of each candidate's AP change), timed alone on synthetic frames shaped
 (100 ground-truth boxes and 100 detections a frame, five classes, two lanes), for this tree and any `--tree` given,
 side by side in one run, with a digest of the metrics block (the same digest: the same numbers).
 
-    python benchmarks/sweep_metrics_speed.py [--frames 1000] [--processes N] [--ties] [--tree OLD_CHECKOUT ...]
+    python benchmarks/sweep_metrics_speed.py [--frames 1000] [--processes N] [--ties] [--skewed] [--tree OLD ...]
 
-`--processes N`: the devkit's evaluation in a pool of N spawned processes, as a sweep on a host of 8 or more cores
-runs it (0: in this process, as on a smaller host); `--part bootstrap` leaves the devkit out (the bootstrap alone).
-`--ties`: scores rounded to 0.01, so detections share scores (the bootstrap's exact, slower layout).
+`--processes N`: the devkit's evaluation and the bootstrap's pairs in a pool of N spawned processes, as a sweep on a
+host of 8 or more cores runs them (0: in this process, as on a smaller host); `--part bootstrap` leaves the devkit
+out (the bootstrap alone). `--ties`: scores rounded to 0.01, so detections share scores (the bootstrap's exact,
+slower layout). `--skewed`: the real sweep's class mix (`SKEWED`: 87 ground-truth boxes and 100 detections a frame,
+most of these bus and bicycle), where a class a process left one class as the tail.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _frames(n: int, ties: bool, per: int = 100):
+# per class (car, truck, bus, bicycle, pedestrian): ground-truth boxes and detections a frame of the 1000-frame
+# awml-base sweep of random weights on the H200 host (issue 71, 2026-11-27): most detections in two classes
+SKEWED = ((46, 2), (13, 0), (9, 55), (7, 41), (12, 2))
+
+
+def _frames(n: int, ties: bool, per: int = 100, skewed: bool = False):
     import numpy as np
 
     from cp_debug.sweep.records import FrameResult
@@ -44,25 +51,31 @@ def _frames(n: int, ties: bool, per: int = 100):
             scores = r.uniform(0.1, 1, per).astype(np.float32) + np.float32(shift)
             if ties:
                 scores = np.round(scores, 2)
-            lanes[lane] = {"boxes": d.tolist(), "labels": labels.tolist(), "scores": scores.tolist()}
+            found = labels
+            if skewed:  # the class mix of a real sweep: labels set by class count, the detections' apart
+                found = np.repeat(np.arange(5), [c[1] for c in SKEWED])[:per]
+                d = np.resize(d, (len(found), 9))
+                scores = np.resize(scores, len(found))
+            lanes[lane] = {"boxes": d.tolist(), "labels": found.tolist(), "scores": scores.tolist()}
+        truth = np.repeat(np.arange(5), [c[0] for c in SKEWED])[:per] if skewed else labels
         out.append(FrameResult(i, f"f{i}", "within_precision", boxes=lanes,
-                               gt={"boxes": g.tolist(), "labels": labels.tolist()}))
+                               gt={"boxes": g[:len(truth)].tolist(), "labels": truth.tolist()}))
     return out
 
 
-def child(frames: int, processes: int, ties: bool, part: str) -> None:
+def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = False) -> None:
     import hashlib
 
     from cp_debug.sweep import metrics
     from cp_debug.sweep.records import SweepSettings
 
     settings = SweepSettings(backends=("torch-cuda", "ort-cuda-fp16"), preset="awml-base")
-    results = _frames(frames, ties)
+    results = _frames(frames, ties, skewed=skewed)
     tables = {r.token: metrics.frame_tables(r, list(settings.backends), 5) for r in results}
 
     class Ahead:  # the tables a sweep works out while its frames run
         def __init__(self):
-            self.processes = None
+            self.processes, self.workers = None, 0
 
         def done(self):
             return tables
@@ -73,6 +86,7 @@ def child(frames: int, processes: int, ties: bool, part: str) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         ahead.processes = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        ahead.workers = processes
         for f in [ahead.processes.submit(metrics._import_devkit) for _ in range(processes)]:
             f.result()
     if part == "bootstrap":
@@ -89,23 +103,25 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--processes", type=int, default=0)
     ap.add_argument("--ties", action="store_true")
+    ap.add_argument("--skewed", action="store_true", help="the class mix of a real random-weight awml-base sweep")
     ap.add_argument("--part", choices=("all", "bootstrap"), default="all")
     ap.add_argument("--tree", action="append", default=[], help="another checkout, run the same way")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.frames, args.processes, args.ties, args.part)
+        child(args.frames, args.processes, args.ties, args.part, args.skewed)
         return
     rows = []
     for tree in [str(ROOT), *args.tree]:
         cmd = [sys.executable, __file__, "--child", "--frames", str(args.frames), "--processes", str(args.processes),
-               "--part", args.part, *(["--ties"] if args.ties else [])]
+               "--part", args.part, *(["--ties"] if args.ties else []), *(["--skewed"] if args.skewed else [])]
         env = dict(os.environ, PYTHONPATH=tree)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append((tree, json.loads(done.stdout.strip().splitlines()[-1])))
     base = rows[0][1]["seconds"]
     print(f"sweep_metrics over {args.frames} frames, part {args.part}, processes {args.processes}, "
-          f"{'tied' if args.ties else 'distinct'} scores, {os.cpu_count()} CPUs")
+          f"{'tied' if args.ties else 'distinct'} scores, {'skewed' if args.skewed else 'even'} classes, "
+          f"{os.cpu_count()} CPUs")
     for tree, r in rows:
         print(f"  {tree}: {r['seconds']:.2f} s ({r['seconds'] / base:.2f}x this tree's), digest {r['digest']}")
     same = len({r['digest'] for _, r in rows}) == 1

@@ -245,7 +245,8 @@ class ClassPart:
     num_detections: int
 
 
-def _of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, SampleBoxes]:
+def of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, SampleBoxes]:
+    """Every sample's boxes of class `label` alone (what `evaluate_class` of that class reads of them)."""
     out = {}
     for token, sb in samples.items():
         keep = np.asarray(sb.labels) == label
@@ -255,16 +256,18 @@ def _of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, Sampl
 
 
 def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
-                   class_names: Sequence[str], name: str, *, class_range: float = 1e9) -> ClassPart:
+                   class_names: Sequence[str], name: str, *, class_range: float = 1e9,
+                   thresholds: Sequence[float] = DIST_THS) -> ClassPart:
     """Class `name`'s part of `evaluate` (inputs checked by `check_inputs` first): the devkit's `accumulate` of its
     boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
-    per threshold and `calc_tp` at 2 m."""
+    per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
+    its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m."""
     EvalBoxes, algo, _, DetectionBox, _, _ = _devkit()
     class_names = tuple(class_names)
     label = class_names.index(name)
     tokens = sorted(ground_truth)
-    gt = _to_eval_boxes(_of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes)
-    pred = _to_eval_boxes(_of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes)
+    gt = _to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes)
+    pred = _to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes)
     for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
         for token in tokens:
             boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
@@ -275,12 +278,23 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
         # As NuScenesEval.evaluate: accumulate per threshold, then AP and TP errors.
-        data = {th: algo.accumulate(gt, pred, name, cfg.dist_fcn_callable, th) for th in DIST_THS}
-        aps = {th: float(algo.calc_ap(data[th], cfg.min_recall, cfg.min_precision)) for th in DIST_THS}
+        data = {th: algo.accumulate(gt, pred, name, cfg.dist_fcn_callable, th) for th in thresholds}
+        aps = {th: float(algo.calc_ap(data[th], cfg.min_recall, cfg.min_precision)) for th in thresholds}
         # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
         tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], cfg.min_recall, m))
-               for m in TP_NAMES}
+               for m in TP_NAMES} if DIST_TH_TP in data else None
     return ClassPart(name, aps, tps, num_gt, num_det)
+
+
+def merge_parts(parts: Sequence[ClassPart]) -> ClassPart:
+    """One class's parts evaluated threshold by threshold (`evaluate_class(..., thresholds=)`), as one part: what
+    `evaluate_class` of every threshold at once gives."""
+    first = parts[0]
+    if first.ap_per_threshold is None:  # no ground truth in range: the same for every threshold
+        return first
+    aps = {th: ap for part in parts for th, ap in part.ap_per_threshold.items()}
+    tps = next((part.tp_errors for part in parts if part.tp_errors is not None), None)
+    return ClassPart(first.name, {th: aps[th] for th in DIST_THS}, tps, first.num_gt, first.num_detections)
 
 
 def combine(parts: Mapping[str, ClassPart], class_names: Sequence[str], num_samples: int,

@@ -13,19 +13,15 @@ sweep gives the same intervals.
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 import numpy as np
 
+from cp_debug.sweep.bootstrap import DIST_THS, Bootstrap
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
-DIST_THS = (0.5, 1.0, 2.0, 4.0)
-MIN_RECALL = 0.1
-MIN_PRECISION = 0.1
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
 CONFIDENCE = 0.95
-SPARE_CORES = 8  # a host with this many cores or more evaluates the devkit's metrics in processes of their own: one
-# per lane and class, at most the host's cores less two
+SPARE_CORES = 8  # a host with this many cores or more works the metrics out in processes of their own (the devkit's
+MAX_PROCESSES = 16  # parts, the bootstrap's pairs): at most the host's cores less two, and this many
 
 
 def _tables(gt: dict, det: dict, n_classes: int) -> dict:
@@ -63,104 +59,6 @@ def _tables(gt: dict, det: dict, n_classes: int) -> dict:
     return out
 
 
-def average_precision(npos: int, scores: np.ndarray, tp: np.ndarray) -> float:
-    """Mean over the distance thresholds of the devkit's AP; nan where there is no ground truth."""
-    if npos == 0:
-        return math.nan
-    if len(scores) == 0:
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    return _sorted_ap(npos, tp[order].T)
-
-
-def _sorted_ap(npos: int, tp: np.ndarray) -> float:
-    """`average_precision` of detections already in descending score order: `tp` (thresholds, detections), their TP
-    flags, one row per distance threshold. The cumulated counts are whole numbers, exact in float64, so the
-    precision's denominator (TP + FP so far) is the detection's rank."""
-    ctp = np.cumsum(tp, axis=1, dtype=np.float64)
-    seen = np.arange(1, tp.shape[1] + 1, dtype=np.float64)
-    grid = np.linspace(0, 1, 101)
-    aps = []
-    for k in range(tp.shape[0]):
-        prec = ctp[k] / seen
-        rec = ctp[k] / npos
-        p = np.interp(grid, rec, prec, right=0)[round(100 * MIN_RECALL) + 1:]
-        p = np.clip(p - MIN_PRECISION, 0, None)
-        aps.append(float(np.mean(p)) / (1.0 - MIN_PRECISION))
-    return float(np.mean(aps))
-
-
-class _Pooled:
-    """One lane's tables of one (class, bucket) over the swept frames, laid end to end once and sorted once, so that a
-    bootstrap resample's AP is indexed out of them instead of concatenated and sorted from a thousand frames' parts
-    (issue 71: the metrics over the set took 30 s of a 1000-frame awml-base sweep on an H100 host). `_ap` sorts the
-    resample's parts, laid out in the resample's order, by descending score, stably: detections of different scores
-    come in score order, and copies of one frame's detection (equal scores) next to each other — the pooled order
-    with each detection repeated as often as the resample draws its frame. Only where scores tie (float32 scores do,
-    over tens of thousands of boxes) does the layout decide the order: those few are put in the order `_ap` gives
-    them (the resample position of the frame's copy, then the detection's place in its frame). The AP is the number
-    `_ap` gives, to the last bit; NaN scores take `_ap`'s own way."""
-
-    def __init__(self, parts: Sequence[tuple]):
-        n = len(parts)
-        self.n = n
-        self.npos = np.fromiter((p[0] for p in parts), np.int64, n)
-        lens = np.fromiter((len(p[1]) for p in parts), np.int64, n)
-        self.lens, self.start = lens, np.cumsum(lens) - lens
-        self.scores = np.concatenate([p[1] for p in parts]) if n else np.zeros(0)
-        self.tp = np.concatenate([p[2] for p in parts]) if n else np.zeros((0, len(DIST_THS)), bool)
-        self.exact_layout = bool(np.isnan(self.scores).any())
-        if self.exact_layout:
-            return
-        order = np.argsort(-self.scores, kind="stable")
-        self.frame = np.repeat(np.arange(n), lens)[order]
-        self.place = (np.arange(len(order)) - np.repeat(self.start, lens))[order]  # a detection's place in its frame
-        self.tp_sorted = np.ascontiguousarray(self.tp[order].T)  # (thresholds, detections)
-        ranked = self.scores[order]
-        tied = np.zeros(len(order), bool)
-        same = ranked[1:] == ranked[:-1]
-        tied[1:] |= same
-        tied[:-1] |= same
-        self.tied = tied
-        self.group = np.cumsum(np.r_[True, ~same]) - 1 if len(order) else np.zeros(0, np.int64)
-
-    def ap(self, idx: np.ndarray) -> float:
-        npos = int(self.npos[idx].sum())
-        if npos == 0:
-            return math.nan
-        if self.exact_layout:
-            lens = self.lens[idx]
-            at = np.repeat(self.start[idx] - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-            return average_precision(npos, self.scores[at], self.tp[at])
-        draws = np.bincount(idx, minlength=self.n)
-        copies = draws[self.frame]
-        if not copies.any():
-            return 0.0
-        seq = np.repeat(np.arange(len(copies)), copies)  # the resample's detections, pooled order, copies adjacent
-        tp = self.tp_sorted[:, seq]
-        slots = np.flatnonzero(self.tied[seq])
-        if len(slots):
-            det = seq[slots]
-            copy = slots - (np.cumsum(copies) - copies)[det]  # which copy of its frame this is
-            where = np.argsort(idx, kind="stable")  # the resample's positions, frame by frame
-            position = where[(np.cumsum(draws) - draws)[self.frame[det]] + copy]
-            key = np.lexsort((self.place[det], position, self.group[det]))
-            tp[:, slots] = self.tp_sorted[:, det[key]]
-        return _sorted_ap(npos, tp)
-
-
-def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
-    """The AP of the frames `idx` (a resample: repeats allowed) of one (class, bucket), from their parts: what
-    `_Pooled.ap` gives faster."""
-    parts = [tables[i][key] for i in idx]
-    npos = sum(p[0] for p in parts)
-    if npos == 0:
-        return math.nan
-    scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
-    tp = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, len(DIST_THS)), bool)
-    return average_precision(npos, scores, tp)
-
-
 def _interval(values: list[float]) -> list[float] | None:
     arr = np.asarray([v for v in values if not math.isnan(v)])
     if arr.size == 0:
@@ -184,17 +82,17 @@ class MetricsAhead:
         self.tables: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
         self._pool.submit(_import_devkit)
-        # where the host has cores to spare (a GPU host), the devkit's evaluation runs in processes of their own
-        # beside the bootstrap, one per lane and class (its accumulate is pure Python: each lane's alone took ~25 s
-        # of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so their imports are
-        # paid while the frames run
-        self.processes = None
+        # where the host has cores to spare (a GPU host), the devkit's evaluation (in parts: `devkit_parts.py`) and
+        # the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each lane's
+        # alone took ~25 s of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so
+        # their imports are paid while the frames run
+        self.processes, self.workers = None, 0
         cores = len(os.sched_getaffinity(0))
         if cores >= SPARE_CORES:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            workers = max(1, min(len(self.lanes) * self.n_classes, cores - 2))
+            self.workers = workers = max(1, min(4 * len(self.lanes) * self.n_classes, cores - 2, MAX_PROCESSES))
             self.processes = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             for _ in range(workers):
                 self.processes.submit(_import_devkit)
@@ -253,28 +151,28 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     ready = ahead.done() if ahead is not None else {}
     if not frames:
         return {"note": "no frame with ground truth ran: metrics need an info file (or held-out synthetic frames)"}
-    devkit = _devkit(frames, lanes, cfg, ahead.processes if ahead is not None else None)
+    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers) if ahead is not None else ()))
     out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
                  "buckets": [b[0] for b in BUCKETS], "devkit": devkit}
     per_frame = [ready.get(r.token) or frame_tables(r, lanes, len(names)) for r in frames]
     tables = {b: [t[b] for t in per_frame] for b in lanes}
-    rng = np.random.default_rng(settings.seed)
     n = len(frames)
-    boot = _Bootstrap(tables, [rng.integers(0, n, n) for _ in range(bootstrap)])
-    ref, full = lanes[0], np.arange(n)
+    boot = Bootstrap(tables, n, settings.seed, bootstrap)
+    ref = lanes[0]
     keys = [(c, bname) for c in range(len(names)) for bname, _, _ in BUCKETS]
     gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
     boot.warm(sorted({(lane, key) for cand in lanes[1:] for key in keys if gt[key] for lane in (ref, cand)}
-                     | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}))
-    out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt, full) for cand in lanes[1:]}
+                     | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}),
+              ahead.processes if ahead is not None else None)
+    out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt) for cand in lanes[1:]}
     out["devkit"] = dk = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
     chain = []
     for a, b in zip(lanes, lanes[1:]):
         per_sample = {lane: list(zip(*(boot.resamples(lane, (c, "all")) for c in range(len(names)))))
                       for lane in (a, b)}
         deltas = [_mean_ap(vb) - _mean_ap(va) for va, vb in zip(per_sample[a], per_sample[b])]
-        d = (_mean_ap([boot.ap(b, (c, "all"), full) for c in range(len(names))])
-             - _mean_ap([boot.ap(a, (c, "all"), full) for c in range(len(names))]))
+        d = (_mean_ap([boot.whole(b, (c, "all")) for c in range(len(names))])
+             - _mean_ap([boot.whole(a, (c, "all")) for c in range(len(names))]))
         step = {"from": a, "to": b, "delta_map": d, "ci": _interval(deltas)}
         if dk.get(a) and dk.get(b):
             step["devkit_delta_map"] = _sub(dk[b].get("mAP"), dk[a].get("mAP"))
@@ -284,39 +182,7 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     return out
 
 
-class _Bootstrap:
-    """The resampled APs of a sweep's lanes: each (lane, key)'s tables pooled once (`_Pooled`) and each resample's
-    AP worked out once (the AP change per class and bucket and the chain's mAP share them)."""
-
-    def __init__(self, tables: dict, samples: list[np.ndarray]):
-        self.tables, self.samples = tables, samples
-        self.pooled: dict = {}
-        self.resampled: dict = {}
-
-    def ap(self, lane: str, key, idx: np.ndarray) -> float:
-        if (lane, key) not in self.pooled:
-            self.pooled[lane, key] = _Pooled([t[key] for t in self.tables[lane]])
-        return self.pooled[lane, key].ap(idx)
-
-    def resamples(self, lane: str, key) -> list[float]:
-        if (lane, key) not in self.resampled:
-            self.resampled[lane, key] = [self.ap(lane, key, s) for s in self.samples]
-        return self.resampled[lane, key]
-
-    def warm(self, needed: list[tuple]) -> None:
-        """The resampled APs of `needed` ((lane, key) pairs, each once) on the shared pool: numpy's sorts and sums
-        let go of the GIL, and each AP is a pure function of its tables and draws, so no number depends on the
-        thread count."""
-        from cp_debug.parallel import run_parts, split, thread_count
-
-        def work(lo: int, hi: int) -> None:
-            for lane, key in needed[lo:hi]:
-                self.resamples(lane, key)
-
-        run_parts(work, split(len(needed), thread_count()))
-
-
-def _ap_change(boot: _Bootstrap, ref: str, cand: str, names: tuple, gt: dict, full: np.ndarray) -> dict:
+def _ap_change(boot: Bootstrap, ref: str, cand: str, names: tuple, gt: dict) -> dict:
     """Per class and bucket with ground truth: the reference's and candidate's AP, the change and its bootstrap
     interval."""
     per_class: dict = {}
@@ -326,7 +192,7 @@ def _ap_change(boot: _Bootstrap, ref: str, cand: str, names: tuple, gt: dict, fu
             key = (c, bname)
             if gt[key] == 0:
                 continue
-            a, b = boot.ap(ref, key, full), boot.ap(cand, key, full)
+            a, b = boot.whole(ref, key), boot.whole(cand, key)
             deltas = [x - y for x, y in zip(boot.resamples(cand, key), boot.resamples(ref, key))]
             per_bucket[bname] = {"ap_ref": a, "ap_cand": b, "delta": b - a, "ci": _interval(deltas),
                                  "num_gt": gt[key]}
@@ -345,17 +211,18 @@ def _sub(a, b):
     return None if a is None or b is None else a - b
 
 
-def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None) -> dict:
+def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, workers: int = 0) -> dict:
     """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
-    one-line reason. With `processes` (a process pool), each lane's classes are evaluated apart (`evaluate_class`)
-    and the lane's entry is a `_LaneParts` the caller resolves (`.result()`): the same figures as `evaluate`."""
+    one-line reason. With `processes` (a process pool of `workers`), each lane's classes are evaluated apart, in
+    parts (`devkit_parts.py`), and the lane's entry is a `LaneParts` the caller resolves (`.result()`): the same
+    figures as `evaluate`."""
     from cp_debug.errors import CpDebugError
     from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.eval.devkit import check_inputs, default_range, evaluate_class
+    from cp_debug.eval.devkit import check_inputs, default_range
 
     gt = {r.token: SampleBoxes(r.gt["boxes"], r.gt["labels"], num_points=r.gt.get("num_points")) for r in frames}
     names, reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
-    out = {}
+    out, apart = {}, {}
     for b in lanes:
         dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
         if processes is None:
@@ -366,26 +233,12 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None) ->
         except CpDebugError as err:
             out[b] = _lane_error(err)
             continue
-        parts = {c: processes.submit(evaluate_class, gt, dets, names, c, class_range=reach) for c in names}
-        out[b] = _LaneParts(parts, names, len(gt), reach)
-    return out
+        apart[b] = (gt, dets)
+    if apart:
+        from cp_debug.sweep.devkit_parts import submit_lanes
 
-
-class _LaneParts:
-    """One lane's devkit figures being worked out class by class in the pool; `result()` adds them up."""
-
-    def __init__(self, parts: dict, names: tuple, num_samples: int, reach: float):
-        self.parts, self.names, self.num_samples, self.reach = parts, names, num_samples, reach
-
-    def result(self) -> dict:
-        from cp_debug.errors import CpDebugError
-        from cp_debug.eval.devkit import combine
-
-        try:
-            done = {c: f.result() for c, f in self.parts.items()}
-            return combine(done, self.names, self.num_samples, self.reach).to_json()
-        except CpDebugError as err:
-            return _lane_error(err)
+        out.update(submit_lanes(processes, workers, apart, names, reach))
+    return {b: out[b] for b in lanes}
 
 
 def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float) -> dict:

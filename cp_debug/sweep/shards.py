@@ -103,6 +103,7 @@ class ShardStore:
     def __init__(self, out: str | Path):
         self.out = Path(out)
         self.dir = self.out / "shards"
+        self._written: dict[Path, list[FrameResult]] = {}  # a shard file written here -> its frames, as read back
 
     def path(self, index: int, partial: bool = False) -> Path:
         return self.dir / f"shard-{index:05d}{'.partial' if partial else ''}.json"
@@ -162,19 +163,26 @@ class ShardStore:
         write_text_atomic(self.path(index, partial), text, parents=True)
         if not partial:
             self.path(index, partial=True).unlink(missing_ok=True)
+            # what `results` would read back from the file, read now (the caller writes on a helper thread while
+            # the frames run): 2.6 s of a 1000-frame awml-base sweep's tail on an H200 host went to reading them
+            self._written[self.path(index)] = _frames_of(json.loads(text))
 
     def results(self) -> list[FrameResult]:
-        """Every finished shard's frames, in frame order."""
+        """Every finished shard's frames, in frame order (those this store wrote as it wrote them, the others read)."""
         out: list[FrameResult] = []
         for f in sorted(self.dir.glob("shard-?????.json")):
-            out.extend(self._read(f))
+            out.extend(self._written[f] if f in self._written else self._read(f))
         return sorted(out, key=lambda r: r.index)
 
     @staticmethod
     def _read(path: Path) -> list[FrameResult]:
         try:
-            doc = json.loads(path.read_text())
-            return [FrameResult.from_json(d) for d in doc["frames"]]
+            return _frames_of(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise BadInputError(f"shard {path} cannot be read ({type(err).__name__}: {err}); "
                                 "delete it and --resume") from None
+
+
+def _frames_of(doc: dict) -> list[FrameResult]:
+    """A shard file's frames."""
+    return [FrameResult.from_json(d) for d in doc["frames"]]

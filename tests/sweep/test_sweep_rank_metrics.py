@@ -48,7 +48,8 @@ def test_bootstrap_ap_is_the_devkits_ap():
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.devkit import evaluate
     from cp_debug.lidar.space import CLASS_NAMES
-    from cp_debug.sweep.metrics import _ap, _tables
+    from cp_debug.sweep.bootstrap import _ap
+    from cp_debug.sweep.metrics import _tables
 
     rng = np.random.default_rng(3)
     gt, det, tables = {}, {}, []
@@ -74,9 +75,11 @@ def test_bootstrap_ap_is_the_devkits_ap():
 @pytest.mark.parametrize("ties", [False, True])
 def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
     """`_Pooled.ap` (the resample indexed out of the frames laid end to end once) against `_ap` (the resample's
-    parts concatenated and sorted): equal to the bit, on resamples with repeats, with scores that tie across and
-    within frames (the exact layout) and without (the presorted one), and where a resample draws no detection."""
-    from cp_debug.sweep.metrics import _ap, _Pooled, _tables
+    parts repeated, concatenated and sorted): equal to the bit, on resamples with repeats, with scores that tie across
+    and within frames and without, with a NaN score (the unsorted layout), and where a resample draws no detection;
+    and a resample's AP is its multiset's: the order of the draws changes nothing, ties included."""
+    from cp_debug.sweep.bootstrap import _ap, _Pooled
+    from cp_debug.sweep.metrics import _tables
 
     rng = np.random.default_rng(11)
     tables = []
@@ -92,26 +95,39 @@ def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
         tables.append(_tables({"boxes": boxes, "labels": labels, "num_points": None},
                               {"boxes": noisy, "scores": scores, "labels": labels}, 1))
     key = (0, "all")
-    pooled = _Pooled([t[key] for t in tables])
-    assert pooled.tied.any() == ties
+    pooled = _Pooled.of([t[key] for t in tables])
+    scores = np.concatenate([t[key][1] for t in tables])
+    assert (len(np.unique(scores)) < len(scores)) == ties
     draws = [rng.integers(0, 40, 40) for _ in range(60)] + [np.arange(40), np.zeros(3, np.int64)]
     empty = [t for t in range(40) if len(tables[t][key][1]) == 0 and tables[t][key][0] > 0]
     if empty:
         draws.append(np.asarray(empty[:1] * 5))
+    nan = [dict(t) for t in tables]
+    k = next(i for i, t in enumerate(tables) if len(t[key][1]))
+    nan[k][key] = (tables[k][key][0], np.r_[np.nan, tables[k][key][1][1:]], tables[k][key][2])
+    unsorted = _Pooled.of([t[key] for t in nan])
     for idx in draws:
         ours, theirs = pooled.ap(idx), _ap(tables, idx, key)
         assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (idx, ours, theirs)
+        shuffled = rng.permutation(idx)
+        again = pooled.ap(shuffled)
+        assert (math.isnan(ours) and math.isnan(again)) or again == ours, (idx, ours, again)
+        ours, theirs = unsorted.ap(idx), _ap(nan, idx, key)
+        assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (idx, ours, theirs)
 
 
-def test_the_devkit_figures_class_by_class_in_processes_are_the_lanes_own():
-    """A host with cores to spare evaluates each lane's classes apart in a process pool (`evaluate_class`, then
-    `combine`): the same devkit block, key by key, as `evaluate` of the lane in this process; a lane the devkit
-    refuses (a NaN box) is its one-line reason either way."""
+def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
+    """A host with cores to spare evaluates each lane's classes apart in a process pool, a large class cut by
+    distance threshold (`devkit_parts`), and the bootstrap's (lane, key) pairs there too: the same metrics block,
+    key by key, as in this process (`evaluate` of each lane, the bootstrap on threads); a lane the devkit refuses (a
+    NaN box) is its one-line reason either way."""
     pytest.importorskip("nuscenes")
+    import json
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from cp_debug.sweep.metrics import _devkit
+    from cp_debug.sweep import devkit_parts
+    from cp_debug.sweep.metrics import frame_tables, sweep_metrics
     from cp_debug.sweep.records import FrameResult, SweepSettings
 
     rng = np.random.default_rng(5)
@@ -123,6 +139,7 @@ def test_the_devkit_figures_class_by_class_in_processes_are_the_lanes_own():
         gt[:, :2] = rng.uniform(-40, 40, (k, 2))
         gt[:, 3:6] = rng.uniform(1, 4, (k, 3))
         labels = rng.integers(0, 4, k)  # no pedestrian: a class not evaluated
+        labels[:6] = 0  # cars, the most: the class cut in four
         lanes = {}
         for lane in settings.backends:
             d = gt.copy()
@@ -134,11 +151,44 @@ def test_the_devkit_figures_class_by_class_in_processes_are_the_lanes_own():
         frames.append(FrameResult(i, f"t{i}", "within_precision", boxes=lanes,
                                   gt={"boxes": gt.tolist(), "labels": labels.tolist(),
                                       "num_points": rng.integers(0, 3, k).tolist()}))
-    cfg = settings.config()
-    here = _devkit(frames, list(settings.backends), cfg)
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        apart = _devkit(frames, list(settings.backends), cfg, pool)
-        apart = {b: v.result() if hasattr(v, "result") else v for b, v in apart.items()}
-    assert apart == here
-    assert "NaN" in here["ort-cpu"]["error"] and here["torch"]["not_evaluated"] == ["pedestrian"]
-    assert here["torch"]["mAP"] > 0
+    tables = {r.token: frame_tables(r, list(settings.backends), 5) for r in frames}
+
+    class Ahead:  # what a sweep's `MetricsAhead` hands over: the tables, and its pool on a many-core host
+        def __init__(self, pool=None, workers=0):
+            self.processes, self.workers = pool, workers
+
+        def done(self):
+            return tables
+
+    here = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead())
+    cuts = []
+    plan = devkit_parts.plan
+
+    def planned(costs, workers):
+        cuts.append(plan(costs, workers))
+        return cuts[-1]
+
+    devkit_parts.plan = planned
+    try:
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            apart = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead(pool, 64))
+    finally:
+        devkit_parts.plan = plan
+    assert json.dumps(apart, sort_keys=True) == json.dumps(here, sort_keys=True)
+    assert 4 in cuts[0] and len(cuts[0]) == 2 * 5  # the two lanes the devkit takes, five classes each
+    dk = here["devkit"]
+    assert "NaN" in dk["ort-cpu"]["error"] and dk["torch"]["not_evaluated"] == ["pedestrian"]
+    assert dk["torch"]["mAP"] > 0 and here["ap_change"]["ort-cpu-fp16"]["car"]["all"]["ci"] is not None
+
+
+def test_the_devkit_parts_plan_cuts_the_class_that_holds_the_pool_up():
+    """`devkit_parts.plan`: the class whose part is the longest is cut (in two, then four) while that shortens the
+    estimated finish; one process, or classes of even size on a pool they fill, are not cut."""
+    from cp_debug.sweep.devkit_parts import plan
+
+    bus, car, small = (2.6, 3.3), (1.9, 0.6), (0.5, 0.01)
+    assert plan([bus, car, small] * 2, 14) == [4, 1, 1, 4, 1, 1]
+    assert plan([bus, car, small] * 2, 1) == [1] * 6
+    assert plan([car] * 8, 8) == [1] * 8
+    assert plan([car] * 2, 8) == [4, 4]
+    assert plan([], 8) == []

@@ -1,0 +1,178 @@
+"""The bootstrap of a sweep's AP changes: each resample's AP of a lane's (class, distance bucket), exactly as
+nuscenes-devkit's `accumulate` and `calc_ap` give it (`metrics.py` says how the TP flags are made), worked out once
+per (lane, key) and resample and shared by the AP change and the chain of `sweep_metrics`.
+
+On a host with cores to spare the (lane, key) pairs go to the metrics' process pool beside the devkit's own
+evaluation (`Bootstrap.warm`): the resamples are numpy calls too short to let go of the GIL for long, so threads
+gave ~1x (12 s of a 1000-frame awml-base sweep's metrics on a 16-core H200 host, issue 71). Each process draws the
+same resamples from the sweep's seed (`draws`) and runs the same code: the numbers do not depend on where they ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+DIST_THS = (0.5, 1.0, 2.0, 4.0)
+MIN_RECALL = 0.1
+MIN_PRECISION = 0.1
+
+
+def draws(n: int, seed: int | None, count: int) -> list[np.ndarray]:
+    """The bootstrap's `count` resamples of `n` frames (indices, repeats allowed), seeded: the same sweep gives the
+    same intervals."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(count)]
+
+
+def laid_out(parts: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One (lane, key)'s frame tables (`metrics._tables`' (GT count, scores, TP flags) per frame) laid end to end:
+    each frame's GT count and detection count, then all scores and all TP flags."""
+    n = len(parts)
+    npos = np.fromiter((p[0] for p in parts), np.int64, n)
+    lens = np.fromiter((len(p[1]) for p in parts), np.int64, n)
+    scores = np.concatenate([p[1] for p in parts]) if n else np.zeros(0)
+    tp = np.concatenate([p[2] for p in parts]) if n else np.zeros((0, len(DIST_THS)), bool)
+    return npos, lens, scores, tp
+
+
+def average_precision(npos: int, scores: np.ndarray, tp: np.ndarray) -> float:
+    """Mean over the distance thresholds of the devkit's AP; nan where there is no ground truth."""
+    if npos == 0:
+        return math.nan
+    if len(scores) == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    return _sorted_ap(npos, tp[order].T)
+
+
+def _sorted_ap(npos: int, tp: np.ndarray) -> float:
+    """`average_precision` of detections already in descending score order: `tp` (thresholds, detections), their TP
+    flags, one row per distance threshold. The cumulated counts are whole numbers, exact in float64, so the
+    precision's denominator (TP + FP so far) is the detection's rank."""
+    ctp = np.cumsum(tp, axis=1, dtype=np.float64)
+    seen = np.arange(1, tp.shape[1] + 1, dtype=np.float64)
+    grid = np.linspace(0, 1, 101)
+    aps = []
+    for k in range(tp.shape[0]):
+        prec = ctp[k] / seen
+        rec = ctp[k] / npos
+        p = np.interp(grid, rec, prec, right=0)[round(100 * MIN_RECALL) + 1:]
+        p = np.clip(p - MIN_PRECISION, 0, None)
+        aps.append(float(np.mean(p)) / (1.0 - MIN_PRECISION))
+    return float(np.mean(aps))
+
+
+class _Pooled:
+    """One lane's tables of one (class, bucket) over the swept frames, laid end to end once and sorted once, so that a
+    bootstrap resample's AP is indexed out of them instead of concatenated and sorted from a thousand frames' parts
+    (issue 71: the metrics over the set took 30 s of a 1000-frame awml-base sweep on an H100 host).
+
+    A resample is a multiset of frames: its AP is that of the frames' detections, each repeated as often as its
+    frame is drawn, in descending score order; detections of equal score (an FP16 candidate's scores tie by the
+    thousand: 1364 distinct scores of 5458 detections of one tiny-preset class) in the order of their frame, then
+    their place in it — the order the frames were drawn in changes nothing. That is the pooled order, sorted once,
+    with each detection repeated, and what `_ap` gives from the frames' parts, to the last bit; NaN scores (where a
+    sort's order of them is its own) are laid out in that order and sorted as `_ap` sorts."""
+
+    def __init__(self, npos: np.ndarray, lens: np.ndarray, scores: np.ndarray, tp: np.ndarray):
+        """`npos`, `lens`: each frame's ground-truth and detection counts; `scores`, `tp`: the frames' detections
+        laid end to end (`laid_out`)."""
+        n = len(npos)
+        self.n, self.npos = n, npos
+        self.frame = np.repeat(np.arange(n), lens)  # each detection's frame, in frame order
+        self.scores, self.tp = scores, tp
+        self.unsorted = bool(np.isnan(scores).any())
+        if not self.unsorted:
+            order = np.argsort(-scores, kind="stable")
+            self.frame = self.frame[order]
+            self.tp = np.ascontiguousarray(tp[order].T)  # (thresholds, detections), pooled order
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple]) -> "_Pooled":
+        return cls(*laid_out(parts))
+
+    def ap(self, idx: np.ndarray) -> float:
+        npos = int(self.npos[idx].sum())
+        if npos == 0:
+            return math.nan
+        copies = np.bincount(idx, minlength=self.n)[self.frame]
+        seq = np.repeat(np.arange(len(copies)), copies)  # the resample's detections, each copy next to the others
+        if self.unsorted:
+            return average_precision(npos, self.scores[seq], self.tp[seq])
+        if not len(seq):
+            return 0.0
+        return _sorted_ap(npos, self.tp[:, seq])
+
+
+def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
+    """The AP of the frames `idx` (a resample: repeats allowed) of one (class, bucket), from their parts laid out
+    frame by frame, each detection repeated as often as its frame is drawn: what `_Pooled.ap` gives faster."""
+    frames, counts = np.unique(np.asarray(idx, np.int64), return_counts=True)
+    parts = [tables[i][key] for i in frames]
+    npos = sum(p[0] * c for p, c in zip(parts, counts))
+    if npos == 0:
+        return math.nan
+    scores = np.concatenate([np.repeat(p[1], c) for p, c in zip(parts, counts)]) if parts else np.zeros(0)
+    tp = (np.concatenate([np.repeat(p[2], c, axis=0) for p, c in zip(parts, counts)]) if parts
+          else np.zeros((0, len(DIST_THS)), bool))
+    return average_precision(npos, scores, tp)
+
+
+def resampled(npos: np.ndarray, lens: np.ndarray, scores: np.ndarray, tp: np.ndarray, seed: int | None,
+              count: int) -> tuple[float, list[float]]:
+    """In a pool's process: one (lane, key)'s AP over every frame and over each of the sweep's resamples."""
+    pooled = _Pooled(npos, lens, scores, tp)
+    return pooled.ap(np.arange(pooled.n)), [pooled.ap(s) for s in draws(pooled.n, seed, count)]
+
+
+class Bootstrap:
+    """The APs of a sweep's lanes over its `n` frames and over `count` resamples of them drawn from `seed`: each
+    (lane, key)'s tables pooled once (`_Pooled`) and each AP worked out once (the AP change per class and bucket
+    and the chain's mAP share them)."""
+
+    def __init__(self, tables: dict, n: int, seed: int | None, count: int):
+        self.tables, self.n, self.seed, self.count = tables, n, seed, count
+        self.samples = draws(n, seed, count)
+        self.pooled: dict = {}
+        self.resampled: dict = {}
+        self.whole_ap: dict = {}
+
+    def _pooled(self, lane: str, key) -> _Pooled:
+        if (lane, key) not in self.pooled:
+            self.pooled[lane, key] = _Pooled.of([t[key] for t in self.tables[lane]])
+        return self.pooled[lane, key]
+
+    def whole(self, lane: str, key) -> float:
+        """The AP over every frame."""
+        if (lane, key) not in self.whole_ap:
+            self.whole_ap[lane, key] = self._pooled(lane, key).ap(np.arange(self.n))
+        return self.whole_ap[lane, key]
+
+    def resamples(self, lane: str, key) -> list[float]:
+        if (lane, key) not in self.resampled:
+            pooled = self._pooled(lane, key)
+            self.resampled[lane, key] = [pooled.ap(s) for s in self.samples]
+        return self.resampled[lane, key]
+
+    def warm(self, needed: list[tuple], processes=None) -> None:
+        """The APs of `needed` ((lane, key) pairs, each once): in `processes` (a process pool), the largest first,
+        else on the shared thread pool. Each AP is a pure function of its tables and draws, so no number depends on
+        where it was worked out."""
+        if processes is not None:
+            size = {pair: sum(len(t[pair[1]][1]) for t in self.tables[pair[0]]) for pair in needed}
+            futures = {(lane, key): processes.submit(resampled, *laid_out([t[key] for t in self.tables[lane]]),
+                                                     self.seed, self.count)
+                       for lane, key in sorted(needed, key=lambda pair: -size[pair])}
+            for pair, fut in futures.items():
+                self.whole_ap[pair], self.resampled[pair] = fut.result()
+            return
+        from cp_debug.parallel import run_parts, split, thread_count
+
+        def work(lo: int, hi: int) -> None:
+            for lane, key in needed[lo:hi]:
+                self.resamples(lane, key)
+
+        run_parts(work, split(len(needed), thread_count()))
