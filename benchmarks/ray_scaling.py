@@ -199,7 +199,7 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) 
     """One configuration as its own process; its figures (`done: False` where it ran past `limit`)."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "sweep", "--preset", args.preset, "--backends", args.backends,
-           "--level", args.level, "--n", str(args.frames), "--bisect-top", "0", "--no-html", "-q", "--out", str(out),
+           "--level", args.level, "--n", str(args.frames), "--bisect-top", "0", "--no-html", "--out", str(out),
            *extra]
     env = dict(os.environ, CPDEBUG_SERVER="off")
     if not extra:  # in process: the first card, as Ray gives one to each actor
@@ -227,7 +227,8 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) 
     doc = json.loads((out / "sweep.json").read_text())
     ex = doc["settings"]["executor"]
     tokens = [f["token"] for f in doc["frames"]]
-    return {"done": True, "wall": wall, "frames_seconds": ex.get("frames_seconds"), "executor": ex,
+    steps = [line.strip().lstrip("✓ ") for line in err.splitlines() if line.strip().startswith("✓")]
+    return {"done": True, "wall": wall, "frames_seconds": ex.get("frames_seconds"), "executor": ex, "steps": steps,
             "frames": len(tokens), "unique": len(set(tokens)), "killed": killed, "cpu_s": cpu,
             "others_cpu_s": max(0.0, _busy_seconds() - busy0 - cpu), **gpu.figures()}
 
@@ -281,6 +282,8 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"CPU {fig['cpu_s']:.0f} s (other processes meanwhile: {fig['others_cpu_s']:.0f} s)")
     if fig.get("same") is not None:
         parts.append(f"report {'identical' if fig['same'] else 'DIFFERS'}")
+    if fig.get("steps"):
+        parts.append(f"steps: {'; '.join(fig['steps'])}")
     if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
         parts.append(f"{fig['frames']} frames, {fig['unique']} unique: A FRAME TWICE")
     return ", ".join(parts)

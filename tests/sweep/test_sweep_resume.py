@@ -3,6 +3,8 @@ cannot be read or run is `failed` with its reason and the sweep goes on."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,9 @@ def test_resume_after_interrupt_computes_each_frame_once(worker, tmp_path):
     assert second.computed == [f.token for f in frames[4:]]
     assert [r.token for r in store.results()] == [f.token for f in frames]
     assert not list(store.dir.glob("*.partial.json"))
+    # the frames a store kept as it wrote its shards are the ones a fresh store reads from the files
+    kept, read = ([json.dumps(r.to_json(), sort_keys=True) for r in s.results()] for s in (store, ShardStore(tmp_path)))
+    assert kept == read
 
 
 def test_a_fresh_sweep_that_kept_no_frame_leaves_nothing_to_resume(worker, tmp_path):
