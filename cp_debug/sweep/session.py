@@ -177,6 +177,10 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
     already = len(frames) - sum(len(t.todo) for t in tasks)
     worker = executor = None
     try:
+        if not tasks:  # `--resume` of a sweep whose frames are all in their shards: no sessions, no Ray to start
+            with step("loading the model (every frame is in its shard already)"):
+                subject = _subject(s, staged)
+            return _model_record(s, subject), {"kind": "none: every frame was in its shard already", "workers": 0}
         if opts.ray is None:
             with step("building every backend's sessions (once)"):
                 from cp_debug.sweep.warm import warming
@@ -189,26 +193,36 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
             executor = RayExecutor(s, address=opts.ray, workers=opts.ray_workers,
                                    cpus_per_worker=opts.ray_cpus_per_worker)
             subject = _start_ray(executor, step)
-        if tasks:
-            with progress("frames", len(frames)) as advance:
-                advance(already)
-                counts = Counter()
+        with progress("frames", len(frames)) as advance:
+            advance(already)
+            counts = Counter()
 
-                def on_frame(r: FrameResult) -> None:
-                    ahead.add(r)
-                    counts[r.status] += 1
-                    advance(1, degraded=counts["degraded"], diverged=counts["diverged"], failed=counts["failed"])
+            def on_frame(r: FrameResult) -> None:
+                ahead.add(r)
+                counts[r.status] += 1
+                advance(1, degraded=counts["degraded"], diverged=counts["diverged"], failed=counts["failed"])
 
-                executor.run(tasks, store, on_frame, ahead.put)
-        describe = executor.describe()
-        model = {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
-                 "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
-        return model, describe
+            executor.run(tasks, store, on_frame, ahead.put)
+        return _model_record(s, subject), executor.describe()
     finally:
         if worker is not None:
             worker.close()
         if isinstance(executor, RayExecutor):
             executor.close()
+
+
+def _subject(s: SweepSettings, staged: bool):
+    """The model's subject alone (what sweep.json's model record reads), without sessions."""
+    if staged:
+        from cp_debug.recipes.catalog import frame_model
+
+        return frame_model(s.recipe, s.preset, s.checkpoint, s.seed, s.random_weights).subject
+    return s.lanes().subject(s)
+
+
+def _model_record(s: SweepSettings, subject) -> dict:
+    return {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
+            "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
 
 
 def _start_ray(executor, step):

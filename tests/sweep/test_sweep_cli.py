@@ -46,8 +46,12 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
     resumed = cpdebug(*args, "--resume", "--bisect-top", "0", "--no-html")  # the first run drew the HTML
     assert resumed.returncode == 1, resumed.stderr
-    assert [f["token"] for f in json.loads((out / "sweep.json").read_text())["frames"]] == \
-        [f["token"] for f in doc["frames"]]
+    again_doc = json.loads((out / "sweep.json").read_text())
+    assert [f["token"] for f in again_doc["frames"]] == [f["token"] for f in doc["frames"]]
+    # every frame was in its shard: nothing built to run frames, the same metrics and model record
+    assert again_doc["settings"]["executor"]["kind"].startswith("none") and doc["settings"]["executor"]["kind"] == \
+        "in-process"
+    assert again_doc["metrics"] == doc["metrics"] and again_doc["model"] == doc["model"]
 
 
 def test_a_degraded_frame_is_degraded_in_every_file_and_exits_4(tmp_path):
