@@ -85,9 +85,11 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ahead.processes = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        # each process imports the devkit as it starts (a task may go to a process that has it already)
+        ahead.processes = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=metrics._import_devkit)
         ahead.workers = processes
-        for f in [ahead.processes.submit(metrics._import_devkit) for _ in range(processes)]:
+        for f in [ahead.processes.submit(int) for _ in range(processes)]:
             f.result()
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}

@@ -89,13 +89,8 @@ class MetricsAhead:
         self.processes, self.workers = None, 0
         cores = len(os.sched_getaffinity(0))
         if cores >= SPARE_CORES:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             self.workers = workers = max(1, min(4 * len(self.lanes) * self.n_classes, cores - 2, MAX_PROCESSES))
-            self.processes = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            for _ in range(workers):
-                self.processes.submit(_import_devkit)
+            self.processes = process_pool(workers)
 
     def put(self, token: str, tables: dict) -> None:
         """A frame's tables worked out elsewhere (`frame_tables` in a Ray actor, beside its frames): `add` of that
@@ -119,6 +114,19 @@ class MetricsAhead:
         if self.processes is not None:
             self.processes.shutdown(wait=False, cancel_futures=True)
             self.processes = None
+
+
+def process_pool(workers: int):
+    """The metrics' pool: `workers` spawned processes, all started now, each importing the devkit as it starts (3.8 s
+    of imports on a GPU host). An import task handed to the pool instead may go to a process that has already
+    imported it, and leave another to import at its first part of the metrics, after the frames."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_import_devkit)
+    for _ in range(workers):  # a task submitted while no process is idle starts one more
+        pool.submit(int)
+    return pool
 
 
 def _import_devkit() -> None:
