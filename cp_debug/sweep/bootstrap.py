@@ -3,8 +3,9 @@ nuscenes-devkit's `accumulate` and `calc_ap` give it (`metrics.py` says how the 
 per (lane, key) and resample and shared by the AP change and the chain of `sweep_metrics`.
 
 On a host with cores to spare the (lane, key) pairs go to the metrics' process pool beside the devkit's own
-evaluation (`Bootstrap.warm`): the resamples are numpy calls too short to let go of the GIL for long, so threads
-gave ~1x (12 s of a 1000-frame awml-base sweep's metrics on a 16-core H200 host, issue 71). Each process draws the
+evaluation (`Bootstrap.warm`): the resamples are numpy calls too short to let go of the GIL for long, so eight
+threads ran them in 12 s of a 1000-frame awml-base sweep's metrics on a 16-core H200 host (issue 71; most of it the
+per-resample ordering of an FP16 candidate's tied scores, which `_Pooled` no longer needs). Each process draws the
 same resamples from the sweep's seed (`draws`) and runs the same code: the numbers do not depend on where they ran.
 """
 

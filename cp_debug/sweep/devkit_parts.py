@@ -18,12 +18,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.eval.boxes import SampleBoxes
+from cp_debug.eval.devkit import DIST_THS
 
 # seconds, measured on the CPU machine (Intel Xeon, nuscenes-devkit 1.2.0): making one box, and one detection's
 # distance to one ground-truth box of its sample inside `accumulate` (per threshold); only their ratio matters
 BOX_SECONDS = 40e-6
 PAIR_SECONDS = 6.7e-6
-SPLITS = {1: ((0.5, 1.0, 2.0, 4.0),), 2: ((0.5, 1.0), (2.0, 4.0)), 4: ((0.5,), (1.0,), (2.0,), (4.0,))}
+SPLITS = {k: tuple(DIST_THS[i:i + len(DIST_THS) // k] for i in range(0, len(DIST_THS), len(DIST_THS) // k))
+          for k in (1, 2, 4)}  # a class in 1, 2 or 4 parts: its thresholds (0.5, 1, 2, 4 m) shared out
 
 
 def class_costs(gt: Mapping[str, SampleBoxes], dets: Mapping[str, SampleBoxes], n_classes: int

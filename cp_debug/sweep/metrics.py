@@ -6,13 +6,16 @@ so that backend error and precision error are told apart.
 The bootstrap needs AP thousands of times, so it is computed here in numpy exactly as the devkit's `accumulate`
 and `calc_ap` do (center distance, greedy by score within each sample, 101 recall points, min recall and
 precision 0.1, mean over the thresholds 0.5/1/2/4 m): matching never crosses frames, so each frame's
-true-positive flags are computed once and a resample only concatenates them. Resampling is seeded: the same
-sweep gives the same intervals.
+true-positive flags are computed once here (`frame_tables`, as the frames come back) and a resample's AP is
+worked out of them in `bootstrap.py`. Resampling is seeded: the same sweep gives the same intervals. On a host with
+cores to spare the devkit's evaluation (`devkit_parts.py`) and the resamples run in a process pool started with the
+sweep (`process_pool`).
 """
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from cp_debug.sweep.bootstrap import DIST_THS, Bootstrap
