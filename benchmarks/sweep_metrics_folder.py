@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0)
     args = ap.parse_args()
     workers = args.processes or max(1, min(metrics.MAX_PROCESSES, len(os.sched_getaffinity(0)) - 2))
-    st = json.loads((__import__("pathlib").Path(args.out) / "manifest.json").read_text())["settings"]
+    st = json.loads((Path(args.out) / "manifest.json").read_text())["settings"]
     settings = SweepSettings(tuple(st["backends"]), preset=st["preset"], recipe=st.get("recipe", "centerpoint"),
                              seed=st.get("seed"))
     t0 = time.perf_counter()

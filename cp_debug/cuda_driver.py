@@ -7,8 +7,8 @@ NVML without starting it (0.018 s there). `check_available` now asks NVML, and `
 on a daemon thread (ctypes lets the GIL go for the call), so the driver starts while the main thread builds the
 model on the CPU. `cuInit` creates no context and holds no GPU memory; a process that uses CUDA calls it anyway.
 
-Started while torch imported (tried: on the H100 host the import and `cuInit` slowed each other down, a bisect
-0.1 s slower), so `start` is called once torch is in. A helper thread's first torch CUDA call waits for the start
+Not started while torch imports (tried: on the H100 host the import and `cuInit` slowed each other down, a bisect
+0.1 s slower): `start` is called once torch is in. A helper thread's first torch CUDA call waits for the start
 first (`wait`): torch's own `cudaGetDeviceCount`, made while `cuInit` runs on another thread, waits for it holding
 the GIL, and the main thread with it.
 """

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.eval.boxes import SampleBoxes
-from cp_debug.eval.devkit import DIST_THS
+from cp_debug.eval.devkit import DIST_THS, of_class
 
 # seconds, measured on the CPU machine (Intel Xeon, nuscenes-devkit 1.2.0): making one box, and one detection's
 # distance to one ground-truth box of its sample inside `accumulate` (per threshold); only their ratio matters
@@ -73,8 +73,8 @@ def submit_lanes(processes, workers: int, lanes: Mapping[str, tuple], names: tup
     costs = {lane: class_costs(gt, dets, len(names)) for lane, (gt, dets) in lanes.items()}
     order = [(lane, c) for lane in lanes for c in range(len(names))]
     cuts = dict(zip(order, plan([costs[lane][c] for lane, c in order], workers)))
-    blobs = {(lane, c): pickle.dumps(tuple(_of_class(side, c) for side in lanes[lane]), pickle.HIGHEST_PROTOCOL)
-             for lane, c in order}
+    blobs = {(lane, c): pickle.dumps(tuple(of_class(side, c) for side in lanes[lane]), pickle.HIGHEST_PROTOCOL)
+             for lane, c in order}  # each part is sent its class's boxes only
     jobs = []
     for (lane, c), k in cuts.items():
         make, one = costs[lane][c]
@@ -85,22 +85,12 @@ def submit_lanes(processes, workers: int, lanes: Mapping[str, tuple], names: tup
     return {lane: LaneParts(futures[lane], names, len(lanes[lane][0]), reach) for lane in lanes}
 
 
-def _of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, tuple]:
-    """Each sample's boxes of class `label` as plain arrays (what `class_part` is sent: a fifth of the lane)."""
-    out = {}
-    for token, sb in samples.items():
-        keep = sb.labels == label
-        out[token] = (sb.boxes[keep], sb.labels[keep], None if sb.scores is None else sb.scores[keep],
-                      None if sb.num_points is None else sb.num_points[keep])
-    return out
-
-
 def class_part(blob: bytes, names: tuple, name: str, reach: float, thresholds: tuple):
-    """In a pool's process: class `name`'s part of one lane (`evaluate_class` at `thresholds`), from `_of_class`'s
-    arrays of the ground truth and the detections."""
+    """In a pool's process: class `name`'s part of one lane (`evaluate_class` at `thresholds`), from the ground truth
+    and the detections of that class alone (`of_class`)."""
     from cp_debug.eval.devkit import evaluate_class
 
-    gt, dets = ({token: SampleBoxes(*arrays) for token, arrays in side.items()} for side in pickle.loads(blob))
+    gt, dets = pickle.loads(blob)
     return evaluate_class(gt, dets, names, name, class_range=reach, thresholds=thresholds)
 
 
