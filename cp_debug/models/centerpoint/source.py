@@ -66,7 +66,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
     from cp_debug.errors import BadInputError
     from cp_debug.models.centerpoint.checkpoint import load_checkpoint
     from cp_debug.models.centerpoint.presets import as_config
-    from cp_debug.models.centerpoint.model import CenterPoint, build_model
+    from cp_debug.models.centerpoint.model import build_model
 
     cfg = as_config(preset)
     if checkpoint is not None and random_weights:
@@ -76,11 +76,7 @@ def load_model(preset, checkpoint: str | Path | None = None, seed: int | None = 
         checkpoint = shipped_checkpoint(cfg)
     key = (repr(cfg), int(seed)) if checkpoint is None and seed is not None else None
     if key is not None and key in _LOADED:
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # the constructor's default init must not move the caller's RNG
-            model = CenterPoint(cfg)
-        model.load_state_dict(_LOADED[key], strict=True)  # copied in: the kept set stays no model's
+        model = _with_state(cfg, {k: v.clone() for k, v in _LOADED[key].items()})  # the kept set stays no model's
     elif checkpoint is None:
         model = _random_model(cfg, int(seed)) if seed is not None else build_model(cfg, seed=None)
     else:
@@ -98,16 +94,13 @@ def _random_model(cfg, seed: int):
     import torch
 
     from cp_debug.files import cache_dir, prune_cache, write_atomic
-    from cp_debug.models.centerpoint.model import CenterPoint, build_model
+    from cp_debug.models.centerpoint.model import build_model
 
     folder = cache_dir("weights")
     path = None if folder is None else folder / f"{_weights_key(cfg, seed)}.pt"
     if path is not None and path.is_file():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            with torch.random.fork_rng(devices=[]):
-                model = CenterPoint(cfg)
-            model.load_state_dict(state, strict=True)
+            model = _with_state(cfg, torch.load(path, map_location="cpu", weights_only=True))
             path.touch()  # recently used: kept longest by the pruning
             return model
         except Exception:  # noqa: BLE001 - a damaged or foreign file: made again below, and rewritten
@@ -119,6 +112,28 @@ def _random_model(cfg, seed: int):
             prune_cache(folder)
         except Exception:  # noqa: BLE001 - a read-only or full cache folder: run on without it
             pass
+    return model
+
+
+def _with_state(cfg, state: dict):
+    """A CenterPoint of `cfg` holding `state`'s own tensors (a strict load): built on torch's meta device, so that
+    no default initialisation is drawn only to be overwritten (0.1-0.2 s of awml-base's start) and the caller's RNG
+    does not move; where the meta build or the load fails, built plainly and copied into."""
+    import torch
+
+    from cp_debug.models.centerpoint.model import CenterPoint
+
+    try:
+        with torch.device("meta"):
+            model = CenterPoint(cfg)
+        model.load_state_dict(state, strict=True, assign=True)
+        if not any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            return model
+    except Exception:  # noqa: BLE001 - a constructor that reads its tensors' values: the plain build below
+        pass
+    with torch.random.fork_rng(devices=[]):  # the constructor's default init must not move the caller's RNG
+        model = CenterPoint(cfg)
+    model.load_state_dict(state, strict=True)
     return model
 
 

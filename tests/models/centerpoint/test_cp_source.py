@@ -43,3 +43,31 @@ def test_random_weights_are_kept_on_disk_for_the_next_process(tmp_path, monkeypa
     monkeypatch.setattr(source, "_LOADED", {})
     load_model("tiny", seed=6, random_weights=True)
     assert len(list((tmp_path / "weights").glob("*.pt"))) == 1
+
+
+def test_a_kept_or_stored_state_is_put_in_a_model_built_without_initialising_it():
+    """`_with_state` builds on torch's meta device and takes the state's own tensors: nothing left on meta, the
+    parameters trainable as a plain build's, the caller's RNG untouched; a state that does not fit is refused as
+    the plain strict load refuses it."""
+    from cp_debug.models.centerpoint.model import BackboneNeckHeadStage, CenterPoint
+    from cp_debug.models.centerpoint.source import _with_state
+
+    made = build_model(load_model("tiny").cfg, seed=7)
+    state = {k: v.clone() for k, v in made.state_dict().items()}
+    rng = torch.get_rng_state()
+    model = _with_state(made.cfg, state)
+    assert torch.equal(torch.get_rng_state(), rng)
+    got = model.state_dict()
+    assert got.keys() == state.keys() and all(got[k].data_ptr() == state[k].data_ptr() for k in state)
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert [p.requires_grad for p in model.parameters()] == [p.requires_grad for p in made.parameters()]
+    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
+    spatial = torch.rand(1, made.cfg.pillar_channels, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outs = [BackboneNeckHeadStage(m.eval())(spatial) for m in (model, made)]
+    assert len(outs[0]) > 1 and all(torch.equal(a, b) for a, b in zip(*outs))
+    del state[next(iter(state))]
+    with pytest.raises(RuntimeError, match="Missing key"):
+        _with_state(made.cfg, state)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        CenterPoint(made.cfg).load_state_dict(state, strict=True)
