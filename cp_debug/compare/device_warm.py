@@ -45,22 +45,11 @@ def warm_up_on(device) -> None:
         DevicePlots.make_all([p for p in plot_material([("w", ref, test)]) if p is not None])
 
 
-def warm_up_in_background() -> "Helpers":
+def warm_up_in_background() -> list:
     """`warm_up` on two daemon threads, the torch passes apart from Triton's compile (the first stage's noise run
-    checks bit for bit before Triton's first kernel is ready); started, returned for whoever wants to wait for
-    both."""
+    checks bit for bit before Triton's first kernel is ready): started, returned for whoever wants to wait for them
+    (`parallel.in_background` threads, as `sweep.warm.warming` returns its helpers)."""
     from cp_debug.parallel import in_background
 
-    return Helpers((in_background(_warm_up_torch_passes, "cpdebug-compare-warm-up-torch"),
-                    in_background(fused_diff.warm_up, "cpdebug-compare-warm-up")))
-
-
-class Helpers:
-    """Threads started together, waited for together."""
-
-    def __init__(self, threads: tuple):
-        self.threads = threads
-
-    def join(self) -> None:
-        for th in self.threads:
-            th.join()
+    return [in_background(_warm_up_torch_passes, "cpdebug-compare-warm-up-torch"),
+            in_background(fused_diff.warm_up, "cpdebug-compare-warm-up")]

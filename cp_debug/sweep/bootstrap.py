@@ -12,20 +12,21 @@ same resamples from the sweep's seed (`draws`) and runs the same code: the numbe
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
-DIST_THS = (0.5, 1.0, 2.0, 4.0)
-MIN_RECALL = 0.1
-MIN_PRECISION = 0.1
+from cp_debug.eval.devkit import DIST_THS, MIN_PRECISION, MIN_RECALL
 
 
-def draws(n: int, seed: int | None, count: int) -> list[np.ndarray]:
+@lru_cache(maxsize=2)
+def draws(n: int, seed: int | None, count: int) -> tuple[np.ndarray, ...]:
     """The bootstrap's `count` resamples of `n` frames (indices, repeats allowed), seeded: the same sweep gives the
-    same intervals."""
+    same intervals. Drawn once a process (a pool's process works out many (lane, key) pairs of one sweep); read,
+    never written."""
     rng = np.random.default_rng(seed)
-    return [rng.integers(0, n, n) for _ in range(count)]
+    return tuple(rng.integers(0, n, n) for _ in range(count))
 
 
 def laid_out(parts: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -109,4 +109,9 @@ class LaneParts:
             done = {c: merge_parts([f.result() for f in futs]) for c, futs in self.parts.items()}
             return combine(done, self.names, self.num_samples, self.reach).to_json()
         except CpDebugError as err:
-            return {"error": str(err).splitlines()[0]}
+            return lane_error(err)
+
+
+def lane_error(err: Exception) -> dict:
+    """A lane's devkit entry where the devkit cannot evaluate it: the reason's first line."""
+    return {"error": str(err).splitlines()[0]}

@@ -18,7 +18,9 @@ import math
 
 import numpy as np
 
-from cp_debug.sweep.bootstrap import DIST_THS, Bootstrap
+from cp_debug.eval.devkit import DIST_THS
+from cp_debug.sweep.bootstrap import Bootstrap
+from cp_debug.sweep.devkit_parts import lane_error, submit_lanes
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
@@ -242,12 +244,10 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, wo
         try:
             check_inputs(gt, dets, names)
         except CpDebugError as err:
-            out[b] = _lane_error(err)
+            out[b] = lane_error(err)
             continue
         apart[b] = (gt, dets)
     if apart:
-        from cp_debug.sweep.devkit_parts import submit_lanes
-
         out.update(submit_lanes(processes, workers, apart, names, reach))
     return {b: out[b] for b in lanes}
 
@@ -259,9 +259,4 @@ def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float)
     try:
         return evaluate(gt, dets, class_names, class_range=class_range).to_json()
     except CpDebugError as err:
-        return _lane_error(err)
-
-
-def _lane_error(err: Exception) -> dict:
-    """A lane's devkit entry where the devkit cannot evaluate it: the reason's first line."""
-    return {"error": str(err).splitlines()[0]}
+        return lane_error(err)

@@ -239,7 +239,8 @@ def test_comparisons_made_while_the_fused_pass_warms_up_on_another_thread_are_it
     test = ref.half()
     warming = device_warm.warm_up_in_background()
     during = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
-    warming.join()
+    for helper in warming:
+        helper.join()
     after = diff_tensors("t", ref, test, default_tolerance("fp16"), one_pass=True)
     assert fused_diff.reason_unavailable() is None
     assert during == after and during.max_abs > 0
