@@ -57,7 +57,7 @@ def prune_cache(folder: Path, max_bytes: int | None = None) -> list[str]:
     import time
 
     if max_bytes is None:
-        max_bytes = _cache_limit()
+        max_bytes = cache_limit()
     now = time.time()
     entries: dict[str, list[tuple[Path, os.stat_result]]] = {}
     try:
@@ -86,7 +86,8 @@ def prune_cache(folder: Path, max_bytes: int | None = None) -> list[str]:
     return gone
 
 
-def _cache_limit() -> int:
+def cache_limit() -> int:
+    """The bytes one cache folder may hold (`CPDEBUG_CACHE_MAX_MB`, default 2048 MiB)."""
     raw = os.environ.get(MAX_MB_ENV, "").strip()
     try:
         mb = float(raw) if raw else DEFAULT_MAX_MB

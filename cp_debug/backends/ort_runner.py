@@ -316,16 +316,11 @@ class OrtRunner(Runner):
         import onnx
         import onnxruntime as ort
 
-        from cp_debug.graph.model import serialized
+        from cp_debug.graph.onnx_files import session_source
 
-        with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp:
+        with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
             opt_path = Path(tmp) / "optimized.onnx"
-            data = serialized(model)  # encoded once: its length is the size (ByteSize() encoded it as well)
-            big = data is None or len(data) > 1_800_000_000
-            src: bytes | str | None = data
-            if big:
-                src = str(Path(tmp) / "model.onnx")
-                onnx.save(model, src, save_as_external_data=True)
+            big = not isinstance(src, bytes)  # past 2 GiB: made from a path, its weights as external data
             dump = None if big else str(opt_path)
             try:
                 try:

@@ -133,7 +133,9 @@ class TrtRunner(Runner):
                               held=file_precision(source), probes=any(n not in outputs for n in self.extra_outputs))
         self._plan = plan
         self._graph = self.graph_loader(plan, source)()
-        if self._graph.model.ByteSize() > 1_800_000_000:
+        from cp_debug.graph.onnx_files import fits_inline
+
+        if not fits_inline(self._graph.model):
             raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
 
     def build(self, feed: Mapping[str, np.ndarray] | None = None) -> "BuildFacts | None":

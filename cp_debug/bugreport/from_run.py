@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.errors import BadInputError
+from cp_debug.graph.onnx_files import encoded
 
 _SHRINK_ABOVE = 6  # nodes: larger diverging segments are shrunk to the smallest range that still diverges
 
@@ -242,10 +243,11 @@ def _grown_bundle(engine, cand, fd, rc, spec, providers):
                          "the divergence.")
             meta["window"] = "whole stage, not reproduced"
     story += _fp16_story(runner, w, tol)
-    extra = {}
+    extra, plain = {}, None
     if runner.emulates_cuts:
-        plain = runner.plain_fp16(w.model)
-        extra["subgraph_fp16.onnx"] = (plain.SerializeToString(), "the plain FP16 conversion of the same window "
+        plain = encoded(runner.plain_fp16(w.model))  # None past 2 GiB: left out
+    if runner.emulates_cuts and plain is not None:
+        extra["subgraph_fp16.onnx"] = (plain, "the plain FP16 conversion of the same window "
                                        "(what TensorRT or the CUDA EP would run; ORT's CPU provider computes it in "
                                        "float32)")
     return w.candidate, w.inputs, w.reference_outputs, w.candidate_outputs, tol, story, meta, extra

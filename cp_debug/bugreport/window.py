@@ -19,6 +19,7 @@ import numpy as np
 from cp_debug.bisect.search import RangeShrinkSearch, Verdict, run_search
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
+from cp_debug.graph.onnx_files import copy_model
 from cp_debug.graph.segment import cut_range
 from cp_debug.graph.session import run_all_outputs, run_ort
 
@@ -120,13 +121,12 @@ class _Ranges:
         return Verdict(r.diverged, r)
 
     def _run(self, start: int, stop: int, strict: bool) -> _Run:
-        import onnx
 
         sub, in_names, out_names = cut_range(self.graph, start, stop, self.values)
         feed = {k: self.values[k] for k in in_names}
         ref = {k: self.values[k] for k in out_names}
         try:
-            cand_model = self.transform(onnx.ModelProto.FromString(sub.SerializeToString()))
+            cand_model = self.transform(copy_model(sub))
             got = self.run(cand_model, feed)
             lost = [k for k in out_names if k not in got]
             if lost:

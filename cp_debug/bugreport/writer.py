@@ -8,7 +8,6 @@ sees half a bundle; a read-only or full destination is one BadInputError line an
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,8 @@ from cp_debug.bugreport.polygraphy import polygraphy_cmd, polygraphy_inputs, pol
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.errors import BadInputError
 from cp_debug.report._format import fmt_db, fmt_num
-from cp_debug.files import json_text, os_reason, write_json
+from cp_debug.files import json_text, os_reason, sha256_file, write_json
+from cp_debug.graph.onnx_files import encoded, save_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -52,7 +52,6 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
     `extra_files`: name → (bytes, what it is), written beside the others.
     """
     extra_files = dict(extra_files or {})
-    import onnx
 
     out = Path(out_dir)
     _check_target(out)
@@ -60,10 +59,9 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         _check_target(_tar_path(out), file=True)
     feed, cast_notes = _boundary_inputs(subgraph, inputs)
     _check_outputs(subgraph, ref_outputs, cand_outputs)
-    try:
-        onnx.checker.check_model(subgraph)
-    except Exception as e:  # onnx raises ValidationError, or ValueError for a >2 GB proto
-        raise BadInputError(f"the bundle's subgraph fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+    data = encoded(subgraph)  # None past 2 GiB: written with its weights beside it and checked by path
+    if data is not None:
+        _checked(data)
     diffs = {name: TensorDiff.from_arrays(name, ref_outputs[name], cand_outputs[name], tolerance)
              for name in ref_outputs if name in cand_outputs}
     providers = [p if isinstance(p, str) else [p[0], dict(p[1])] for p in providers]
@@ -77,7 +75,7 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
     try:
         tmp = Path(tempfile.mkdtemp(dir=_parent(out), prefix=f".{out.name}.tmp-"))
         files: dict[str, bytes] = {}
-        files["subgraph.onnx"] = subgraph.SerializeToString()
+        written = _put_subgraph(tmp, subgraph, data, files)
         files["inputs.npz"] = _npz(feed)
         files["reference_outputs.npz"] = _npz(ref_outputs)
         files["candidate_outputs.npz"] = _npz(cand_outputs)
@@ -92,13 +90,14 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
         for name, (data, _) in extra_files.items():
             files[name] = data
         files["README.md"] = _readme(subgraph, diffs, report, candidate_label, candidate_spec, reference, tolerance,
-                                     settings, environment, providers, cast_notes, files, story or [],
+                                     settings, environment, providers, cast_notes,
+                                     {**files, **dict.fromkeys(written, b"")}, story or [],
                                      {k: why for k, (_, why) in extra_files.items()}).encode()
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         os.chmod(tmp / "repro.py", 0o755)
         manifest = _manifest(subgraph, diffs, candidate_label, candidate_spec, reference, tolerance, settings,
-                             environment, providers, session_options, cast_notes, tmp, sorted(files))
+                             environment, providers, session_options, cast_notes, tmp, sorted([*files, *written]))
         write_json(tmp / "manifest.json", manifest)
         os.chmod(tmp, 0o755)
         if make_tar:
@@ -125,6 +124,28 @@ def write_bundle(out_dir: str | os.PathLike, *, subgraph: "onnx.ModelProto", inp
 
 
 # -- checks -----------------------------------------------------------------------------------------------------------
+def _put_subgraph(tmp: Path, subgraph: "onnx.ModelProto", data: bytes | None, files: dict[str, bytes]) -> list[str]:
+    """subgraph.onnx into `files` (its bytes), or, past 2 GiB (`data` None), written into `tmp` with its weights
+    beside it (subgraph.onnx.data) and checked by path: the names written in place."""
+    if data is not None:
+        files["subgraph.onnx"] = data
+        return []
+    written = [p.name for p in save_onnx(subgraph, tmp / "subgraph.onnx", external=True)]
+    _checked(str(tmp / "subgraph.onnx"))
+    return written
+
+
+def _checked(model) -> None:
+    """onnx.checker on the bundle's subgraph (a model, its bytes, or the path of a file with external data)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValidationError, or ValueError for a >2 GB proto
+        raise BadInputError(f"the bundle's subgraph fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+
+
+
 def _parent(out: Path) -> Path:
     return out.parent if str(out.parent) else Path(".")
 
@@ -278,8 +299,7 @@ def _manifest(model, diffs, label, spec, reference, tol, settings, environment, 
               cast_notes, tmp: Path, names: list[str]) -> dict:
     files = {}
     for name in names:
-        data = (tmp / name).read_bytes()
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
     return {
         "format": BUNDLE_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

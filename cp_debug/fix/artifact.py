@@ -33,8 +33,9 @@ def kept_fp32_violations(model, nodes: Sequence[str]) -> dict[str, list[str]]:
     A kept node missing from the graph is reported too."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    g = inferred.graph
+    from cp_debug.graph.model import inferred_graph
+
+    g = inferred_graph(model)  # the weights' values left out: any size
     types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
     types.update({t.name: t.data_type for t in g.initializer})
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
@@ -56,9 +57,9 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
               nodes_to_exclude: Mapping[str, Sequence[str]], skip_layers: Sequence[str]) -> Path:
     """Write the fix DIR whole: `fixed` / `reference` are {AWML file name: ModelProto}; `doc` is fix.json
     without its `files` entry (sha256 of every file written, added here)."""
-    import onnx
 
     from cp_debug.files import write_json
+    from cp_debug.graph.onnx_files import save_onnx
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
 
     out = Path(out)
@@ -67,9 +68,9 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
 
     def write(tmp: Path) -> None:
         for file, model in fixed.items():
-            onnx.save(model, str(tmp / file))
+            save_onnx(model, tmp / file)  # past 2 GiB its weights beside it: FILE.data
         for file, model in reference.items():
-            onnx.save(model, str(tmp / reference_name(file)))
+            save_onnx(model, tmp / reference_name(file))
         write_json(tmp / EXCLUDE_JSON, {f: list(n) for f, n in nodes_to_exclude.items()})
         (tmp / SKIP_LAYERS).write_text(",".join(skip_layers) + "\n")
         (tmp / README).write_text(readme(doc))

@@ -85,10 +85,10 @@ def metric_json(parts) -> dict | None:
 
 def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
     """Write DIR whole (`quant.ptq_checkpoint.write_dir_atomically`): nothing of it is left where a write fails."""
-    import onnx
 
     from cp_debug.files import write_json
     from cp_debug.fix.artifact import FIX_JSON, README, sha256
+    from cp_debug.graph.onnx_files import save_onnx
     from cp_debug.samples.sets import save_sample
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
 
@@ -99,8 +99,8 @@ def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
         raise BadInputError(f"--out {out} is a file; give a directory")
 
     def write(tmp: Path) -> None:
-        onnx.save(fix.fixed, str(tmp / fix.file))
-        onnx.save(fix.model, str(tmp / REFERENCE_FILE))
+        save_onnx(fix.fixed, tmp / fix.file)  # past 2 GiB its weights beside it: FILE.data
+        save_onnx(fix.model, tmp / REFERENCE_FILE)
         for sample in fix.split.verify:
             save_sample(tmp / f"{VERIFY_PREFIX}{sample.name}.npz", sample)
         (tmp / README).write_text(readme(doc))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from cp_debug.graph.onnx_files import copy_model
 from cp_debug.graph.plan import Segment, SegmentPlan, input_info, node_reads, standalone_model, tensor_types
 
 CUT_SUFFIX = "::cut"
@@ -94,8 +95,7 @@ def open_cuts(group_model: onnx.ModelProto, stage_model: onnx.ModelProto, member
     cuts = set(inner_cuts(stage_model, members))
     member_of = [i for i, s in enumerate(members) for _ in s.nodes]  # the group model's non-Constant nodes
     made_in = {t: i for i, s in enumerate(members) for k in s.nodes for t in stage_model.graph.node[k].output if t}
-    m = onnx.ModelProto()
-    m.CopyFrom(group_model)
+    m = copy_model(group_model)
     body = [n for n in m.graph.node if n.op_type != "Constant"]
     if len(body) != len(member_of):
         raise ValueError("open_cuts: the group model's nodes are not the members' nodes")

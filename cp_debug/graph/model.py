@@ -14,23 +14,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
     import onnx_graphsurgeon as gs
 
-_PROTO_LIMIT = 2**31 - 1  # protobuf's 2 GiB limit: bigger models are checked by path, not in memory
-
-
-def serialized(model: "onnx.ModelProto") -> bytes | None:
-    """`model.SerializeToString()`, or None past protobuf's 2 GiB limit. The size is the bytes' length: upb's
-    `ByteSize()` encodes the whole model too (and fails the same way past 2 GiB), so asking it first and then
-    serializing encoded the model twice (44 ms each on the tiny preset's 18 MB backbone, four times per
-    activation)."""
-    from google.protobuf.message import EncodeError
-
-    try:
-        data = model.SerializeToString()
-    except EncodeError:
-        return None
-    return data if len(data) < _PROTO_LIMIT else None
-
-
 def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True) -> "onnx.ModelProto":
     """Load and check an ONNX model; a missing, corrupt or invalid file is one `BadInputError` line.
 
@@ -40,10 +23,12 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     """
     import onnx
 
+    from cp_debug.graph.onnx_files import encoded
+
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
         try:
-            data = serialized(model) if check else None
+            data = encoded(model) if check else None  # None past 2 GiB: not checked in memory
             if data is not None:
                 onnx.checker.check_model(data)  # what check_model(model) checks, the model encoded once
         except onnx.checker.ValidationError as err:
@@ -56,7 +41,11 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     if not path.is_file():
         raise BadInputError(f"ONNX file not found: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=True)
+        model = onnx.load(str(path), load_external_data=False)
+        _external_files_there(model, path)
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except BadInputError:
+        raise
     except FileNotFoundError as err:
         raise BadInputError(f"cannot load {path}: its external data file is missing ({first_line(err)})") from err
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, onnx errors, truncated files: all one message
@@ -73,13 +62,23 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     return model
 
 
+def _external_files_there(model: "onnx.ModelProto", path: Path) -> None:
+    """BadInputError naming the first data file `model` (read from `path`) keeps weights in that is not beside it."""
+    from cp_debug.graph.onnx_files import external_locations
+
+    missing = [loc for loc in external_locations(model) if not (path.parent / loc).is_file()]
+    if missing:
+        raise BadInputError(f"cannot load {path}: its external data file {missing[0]!r} (the weights ONNX keeps "
+                            f"outside the graph) is not beside it; copy it into {path.parent}")
+
+
 def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelProto":
     """`gs.export_onnx` keeping the original's IR version, opsets and metadata (ORT rejects too-new IR versions), and
     each node's metadata where a node of the same name and op type was in the original (graphsurgeon drops it; the
     dynamo exporter's `pkg.torch.onnx.name_scopes` there is what maps a file's nodes onto modules)."""
-    import onnx_graphsurgeon as gs
+    from cp_debug.graph.onnx_files import export_graph
 
-    model = gs.export_onnx(graph)
+    model = export_graph(graph)
     kept = {(n.name, n.op_type): n.metadata_props for n in original.graph.node if n.name and n.metadata_props}
     if kept:
         for node in model.graph.node:
@@ -116,10 +115,33 @@ def infer_types(model: "onnx.ModelProto") -> "onnx.ModelProto":
     inits, originals = inferred.graph.initializer, model.graph.initializer
     if len(inits) != len(originals):
         return model  # inference never adds or drops initializers; were it to, keep the model as it was
+    from cp_debug.graph.onnx_files import copy_tensor
+
     for k, t in enumerate(originals):
         if _is_weight(t):
-            inits[k].CopyFrom(t)
+            copy_tensor(t, inits[k])
     return inferred
+
+
+def import_typed(model: "onnx.ModelProto") -> "gs.Graph":
+    """`gs.import_onnx(infer_types(model))` without copying a weight: the graph imported from `model` itself (its
+    constants hold the model's own tensors) and each variable whose type the file leaves open typed from inference
+    on the model without its weights' values, as graphsurgeon types it from `value_info`."""
+    import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.importers.onnx_importer import get_onnx_tensor_dtype, get_onnx_tensor_shape
+
+    graph = gs.import_onnx(model)
+    inferred = _inferred_without_weights(model)
+    if inferred is None:
+        return graph
+    g = inferred.graph
+    known = {vi.name: vi for vi in (*g.value_info, *g.output) if vi.type.ByteSize() > 0}
+    for name, t in graph.tensors().items():
+        vi = known.get(name)
+        if vi is not None and isinstance(t, gs.Variable):
+            t.dtype = t.dtype or get_onnx_tensor_dtype(vi)
+            t.shape = t.shape or get_onnx_tensor_shape(vi)
+    return graph
 
 
 def inferred_graph(model: "onnx.ModelProto") -> "onnx.GraphProto":
@@ -145,10 +167,12 @@ def without_weights(model: "onnx.ModelProto") -> "onnx.ModelProto":
     read (Reshape's shape, Slice's starts, Resize's scales, Pad's pads, ...) hold a few numbers an axis, and stay."""
     import onnx
 
+    from cp_debug.graph.onnx_files import copy_fields
+
     g = model.graph
     light = onnx.ModelProto()
-    _copy_fields(model, light, skip="graph")
-    _copy_fields(g, light.graph, skip="initializer")
+    copy_fields(model, light, skip="graph")
+    copy_fields(g, light.graph, skip="initializer")
     for t in g.initializer:
         if _is_weight(t):
             light.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims)
@@ -167,33 +191,19 @@ def _is_weight(t: "onnx.TensorProto") -> bool:
     return n > _WEIGHT_ELEMENTS
 
 
-def _copy_fields(src, dst, skip: str) -> None:
-    """Every field set in the protobuf message `src` but `skip`, copied into the empty message `dst`."""
-    for fd, value in src.ListFields():
-        if fd.name == skip:
-            continue
-        if fd.is_repeated:
-            getattr(dst, fd.name).extend(value)
-        elif fd.message_type is not None:
-            getattr(dst, fd.name).CopyFrom(value)
-        else:
-            setattr(dst, fd.name, value)
-
-
 def expose_outputs(model: "onnx.ModelProto", names: Iterable[str]) -> "onnx.ModelProto":
     """A copy of `model` with the named intermediate tensors added as graph outputs (existing outputs kept first).
 
     Types come from shape inference (float32 where unknown). Unknown names → BadInputError naming a few valid
     ones; names of constants (initializers) are refused: they are not computed, so there is nothing to compare.
     """
-    import onnx_graphsurgeon as gs
     import numpy as np
 
     names = list(dict.fromkeys(names))
     if not names:
         return model
     check_tensor_names(model, names)
-    graph = gs.import_onnx(infer_types(model))
+    graph = import_typed(model)
     tensors = graph.tensors()
     present = {t.name for t in graph.outputs}
     for name in names:

@@ -32,10 +32,10 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     """
     import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import infer_types
+    from cp_debug.graph.model import import_typed
+    from cp_debug.graph.onnx_files import export_graph
 
-    model = infer_types(model)  # best effort: dtypes of outputs default to float32 below
-    graph = gs.import_onnx(model)
+    graph = import_typed(model)  # best effort: dtypes of outputs default to float32 below
     tensors = graph.tensors()
     missing = [n for n in list(inputs) + list(outputs) if n not in tensors]
     if missing:
@@ -56,7 +56,7 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     graph.inputs = new_inputs
     graph.outputs = new_outputs
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    out = gs.export_onnx(graph)
+    out = export_graph(graph)
     out.ir_version = model.ir_version
     return _fill_output_shapes(out, output_shapes or {})
 
@@ -108,4 +108,6 @@ def cut_range(graph, start: int, stop: int, values: dict):
         t.dtype, t.shape = v.dtype, list(v.shape)
     g.inputs, g.outputs = ins, outs
     g.cleanup()
-    return gs.export_onnx(g), [t.name for t in ins], [t.name for t in outs]
+    from cp_debug.graph.onnx_files import export_graph
+
+    return export_graph(g), [t.name for t in ins], [t.name for t in outs]

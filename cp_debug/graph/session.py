@@ -20,7 +20,10 @@ def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_opti
         setattr(so, key, value)
     names = [p if isinstance(p, str) else p[0] for p in providers]
     opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
-    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=names, provider_options=opts)
+    from cp_debug.graph.onnx_files import session_source
+
+    with session_source(model) as src:
+        sess = ort.InferenceSession(src, sess_options=so, providers=names, provider_options=opts)
     types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
     fed = {}
     for i in sess.get_inputs():
@@ -57,5 +60,7 @@ def run_all_outputs(graph, feed: dict, providers=("CPUExecutionProvider",),
                 seen.add(t.name)
                 outs.append(t)
     g.outputs = outs
-    model = gs.export_onnx(g, do_type_check=False)
+    from cp_debug.graph.onnx_files import export_graph
+
+    model = export_graph(g, do_type_check=False)
     return run_ort(model, feed, providers, session_options)

@@ -23,15 +23,21 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
     pruned or damaged (the caller makes it again)."""
     import onnx
 
+    from cp_debug.graph.onnx_files import data_file_name
+
     meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
     meta = _meta(meta_path, schema)
     if meta is None:
         return None
+    data_path = model_path.with_name(data_file_name(model_path.name))
     try:
-        model = onnx.load_model_from_string(model_path.read_bytes())
+        if data_path.is_file():  # past 2 GiB: the weights beside the graph (onnx's external data)
+            model = onnx.load(str(model_path), load_external_data=True)
+        else:
+            model = onnx.load_model_from_string(model_path.read_bytes())
     except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError)
         return None
-    _used(meta_path, model_path)
+    _used(meta_path, model_path, *([data_path] if data_path.is_file() else []))
     return model, meta
 
 
@@ -55,13 +61,18 @@ def _meta(path: Path, schema: str) -> dict | None:
 
 
 def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) -> bool:
-    """Write entry `key` (the graph first, `meta` last: it must hold "schema"), then prune the folder; False when the
-    folder cannot be written (read-only or full: the caller runs on without the cache)."""
+    """Write entry `key` (the graph first, past 2 GiB with its weights as external data `KEY.onnx.data`; `meta`
+    last: it must hold "schema"), then prune the folder; False when the folder cannot be written (read-only or
+    full: the caller runs on without the cache) or the graph is larger than the whole cache may be."""
     from cp_debug.errors import BadInputError
-    from cp_debug.files import prune_cache, write_bytes_atomic, write_json
+    from cp_debug.files import cache_limit, prune_cache, write_json
+    from cp_debug.graph.onnx_files import model_nbytes, save_onnx
 
+    if model_nbytes(model) > cache_limit():  # it would go at once, and every other entry with it
+        return False
     try:
-        write_bytes_atomic(folder / f"{key}.onnx", model.SerializeToString(), parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_onnx(model, folder / f"{key}.onnx")  # past 2 GiB, KEY.onnx.data beside it
         write_json(folder / f"{key}.json", meta, parents=True)
     except (BadInputError, OSError):
         return False
@@ -108,7 +119,12 @@ def entry_key(schema: str, versions: Sequence[str], settings: dict, sources: Ite
         h.update(part.encode() + b"\0")
     for source in sources:
         h.update(Path(source).read_bytes() + b"\0")
-    h.update(model if isinstance(model, bytes) else model.SerializeToString())
+    if isinstance(model, bytes):
+        h.update(model)
+    else:
+        from cp_debug.graph.onnx_files import update_digest
+
+        update_digest(h, model)
     for feed in feeds:
         for name in sorted(feed):
             value = np.ascontiguousarray(feed[name])

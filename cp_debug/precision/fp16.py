@@ -50,11 +50,10 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
 def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
                     keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
     """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid."""
-    import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import export_like, infer_types
+    from cp_debug.graph.model import export_like, import_typed, infer_types
 
-    graph = gs.import_onnx(infer_types(model))
+    graph = import_typed(model)
     graph.toposort()
     keep_nodes = set(keep_fp32_nodes)
     check_convertible(graph, keep_nodes)
@@ -308,11 +307,11 @@ def convert_with_autocast(model: "onnx.ModelProto", **kwargs) -> "onnx.ModelProt
     import tempfile
     from pathlib import Path
 
-    import onnx
+    from cp_debug.graph.onnx_files import save_onnx
 
     with tempfile.TemporaryDirectory(prefix="cpdebug_autocast_") as tmp:
         path = Path(tmp) / "model.onnx"
-        onnx.save(model, str(path))
+        save_onnx(model, path)
         out = convert_to_mixed_precision(onnx_path=str(path), **kwargs)
     return out
 

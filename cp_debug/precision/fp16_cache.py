@@ -23,13 +23,13 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
     with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph over protobuf's 2 GB, is converted without
     it."""
     from cp_debug.files import cache_dir
-    from cp_debug.graph.model import serialized
+    from cp_debug.graph.onnx_files import encoded
     from cp_debug.graph.stored import load_entry, store_entry
 
     keep_nodes, keep_ops = sorted(set(keep_fp32_nodes)), sorted(set(keep_fp32_op_types))
     folder = cache_dir("fp16")
-    data = serialized(model) if folder is not None else None  # the key is made from them
-    if data is None or len(data) > _CACHED_BYTES:
+    data = encoded(model) if folder is not None else None  # the key is made from them
+    if data is None:  # past 2 GiB: converted without the cache
         return convert_to_fp16(model, keep_fp32_nodes=keep_nodes, keep_fp32_op_types=keep_ops,
                                keep_io_types=keep_io_types)
     key = _cache_key(data, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
@@ -46,7 +46,6 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
 
 
 _CACHE_SCHEMA = "cp_debug.fp16_cache/1"
-_CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
 
 
 def _cache_key(model: "onnx.ModelProto | bytes", settings: dict) -> str:

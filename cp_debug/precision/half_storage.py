@@ -62,15 +62,16 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
     import onnx
     from onnx import helper, numpy_helper
 
+    from cp_debug.graph.onnx_files import copy_model, copy_tensor
+
     fp16, fp32 = _fp16(), onnx.TensorProto.FLOAT
     half, dtypes = _half_tensors(model)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     g = out.graph
     constants = 0
     for t in g.initializer:
         if t.data_type == fp16:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name))
+            copy_tensor(numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name), t)
             constants += 1
     graph_outputs = {o.name for o in g.output}
     nodes, casts = [], 0

@@ -22,6 +22,7 @@ import numpy as np
 
 from cp_debug.errors import BadInputError
 from cp_debug.graph.model import fold_initializer_identities
+from cp_debug.graph.onnx_files import fits_inline, save_onnx
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -108,11 +109,11 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
     model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
-    big = model.ByteSize() > 1_800_000_000
+    big = not fits_inline(model)
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"
         dst = Path(tmp) / "model_int8.onnx"
-        onnx.save(model, str(src), save_as_external_data=big)
+        save_onnx(model, src, external=big)
         quantize_static(
             str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,

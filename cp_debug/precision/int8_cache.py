@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 _CACHE_SCHEMA = "cp_debug.int8_cache/1"
-_CACHED_BYTES = 1_800_000_000  # SerializeToString's limit is 2 GB
 
 
 def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[str, np.ndarray]]", *,
@@ -28,14 +27,14 @@ def quantize_int8_cached(model: "onnx.ModelProto", calib_feeds: "Sequence[dict[s
     """`quantize_int8(model, calib_feeds, exclude_nodes=…, method=…)` (its other settings at their defaults), read
     back from the cache where this graph was quantized before on the same feeds with the same settings."""
     from cp_debug.files import cache_dir
-    from cp_debug.graph.model import serialized
+    from cp_debug.graph.onnx_files import encoded
     from cp_debug.graph.stored import load_entry, store_entry
 
     feeds = list(calib_feeds or ())
     exclude = list(dict.fromkeys(exclude_nodes))
     folder = cache_dir("int8")
-    data = serialized(model) if folder is not None and feeds else None  # encoded once, for the key
-    if data is None or len(data) > _CACHED_BYTES:
+    data = encoded(model) if folder is not None and feeds else None  # encoded once, for the key
+    if data is None:  # past 2 GiB: converted without the cache
         return int8.quantize_int8(model, feeds, exclude_nodes=exclude, method=method)
     key = _cache_key(data, feeds, {"exclude_nodes": exclude, "method": method})
     found = load_entry(folder, key, _CACHE_SCHEMA)

@@ -148,10 +148,10 @@ def sync_mapping(reference: GraphView, candidate: GraphView, probes: Sequence) -
 def renamed(view: GraphView, name: str) -> GraphView:
     """`view` with its graph named `name` (a copy; node and tensor names kept), so no other graph of the session
     shares its id."""
-    import onnx
 
-    model = onnx.ModelProto()
-    model.CopyFrom(view.model)
+    from cp_debug.graph.onnx_files import copy_model
+
+    model = copy_model(view.model)
     model.graph.name = name
     return GraphView(model, view.tensors, view.note)
 
@@ -159,9 +159,9 @@ def renamed(view: GraphView, name: str) -> GraphView:
 def write_model_explorer(report, stages: Sequence[StageGraphs], out: str | Path) -> Path:
     """Every stage's graphs, node data and sync mapping into folder `out` (each file written whole); returns `out`.
     An index (`index.json`) and a README say which file is which and how to open them."""
-    import onnx
 
-    from cp_debug.files import write_bytes_atomic, write_json, write_text_atomic
+    from cp_debug.files import write_json, write_text_atomic
+    from cp_debug.graph.onnx_files import save_onnx
 
     root = Path(out)
     index: dict = {"schema": "cp_debug.model_explorer/2", "reference": report.reference, "stages": []}
@@ -169,14 +169,16 @@ def write_model_explorer(report, stages: Sequence[StageGraphs], out: str | Path)
         probes = [p for p in report.probes if p.stage in (None, st.stage)]
         reference = renamed(st.reference, f"{st.stage}.reference")
         ref_file = root / "reference" / f"{st.stage}.reference.onnx"
-        write_bytes_atomic(ref_file, onnx.ModelProto.SerializeToString(reference.model), parents=True)
+        ref_file.parent.mkdir(parents=True, exist_ok=True)
+        save_onnx(reference.model, ref_file)
         entry: dict = {"stage": st.stage, "reference": str(ref_file.relative_to(root)),
                        "reference_graph": graph_id(reference.model), "candidates": {}}
         for label, view in st.candidates.items():
             name = safe_name(label)
             view = renamed(view, f"{st.stage}.{name}")
             cand_file = root / name / f"{st.stage}.{name}.onnx"
-            write_bytes_atomic(cand_file, onnx.ModelProto.SerializeToString(view.model), parents=True)
+            cand_file.parent.mkdir(parents=True, exist_ok=True)
+            save_onnx(view.model, cand_file)
             files: dict = {"graph": str(cand_file.relative_to(root)), "graph_id": graph_id(view.model),
                            "note": view.note, "reference_data": {}, "candidate_data": {}}
             for metric in METRICS:

@@ -93,16 +93,16 @@ def test_tensor_names_are_checked_as_onnx_graphsurgeon_sees_them():
         check_tensor_names(model, ["nope"])
 
 
-def test_serialized_is_the_models_bytes_once_and_none_past_the_limit(tiny, monkeypatch):
-    """serialized(): SerializeToString's bytes; None past protobuf's limit, where load_onnx skips the in-memory
-    check."""
-    from cp_debug.graph import model as graph_model
+def test_encoded_is_the_models_bytes_and_none_past_the_limit(tiny, monkeypatch):
+    """encoded(): SerializeToString's bytes; None past the inline limit (nothing encoded), where load_onnx skips
+    the in-memory check."""
+    from cp_debug.graph import onnx_files
 
     model = load_onnx(tiny.path)
-    data = graph_model.serialized(model)
+    data = onnx_files.encoded(model)
     assert data == model.SerializeToString()
-    monkeypatch.setattr(graph_model, "_PROTO_LIMIT", len(data))
-    assert graph_model.serialized(model) is None
+    monkeypatch.setattr(onnx_files, "INLINE_LIMIT", onnx_files.model_nbytes(model))
+    assert onnx_files.encoded(model) is None
     broken = onnx.ModelProto()
     broken.CopyFrom(model)
     broken.ir_version = 10_000  # invalid: not checked in memory past the limit

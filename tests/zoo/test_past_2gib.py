@@ -1,0 +1,120 @@
+"""Issue 83: the user's whole path on a model whose weights are kept as onnx's external data — bisect → keep-fp32 →
+bisect --keep-fp32 → fix → fix --check, a bundle whose repro.py reproduces, and the user's own external-data file
+given as --onnx.
+
+A model past protobuf's 2 GiB costs minutes and ~20 GB here (benchmarks/model_size.py's `emb2g` row runs one);
+these tests lower the two thresholds of `graph/onnx_files.py` instead — the size past which a model is kept with
+external data and the size past which a tensor is copied field by field — so that a 5 MB embedding takes every
+path a 2.2 GB one takes, with real files, real ONNX Runtime sessions made from paths and real fix folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cp_debug.graph import onnx_files
+from tests.cli_run import cpdebug
+
+MODEL = '''
+import torch
+
+
+class Tagger(torch.nn.Module):
+    """A token tagger with a large embedding (the part past 2 GiB in a deployed LLM) and an MLP whose first
+    layer is scaled past float16's range on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20_000, 64)
+        self.up = torch.nn.Linear(64, 128)
+        self.down = torch.nn.Linear(128, 8)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        return self.down(torch.relu(self.up(h) / 65536.0))
+
+
+def build():
+    torch.manual_seed(0)
+    net = Tagger().eval()
+    with torch.no_grad():
+        net.up.weight *= 1e5  # up's output passes 65504: inf in float16, fine after the division in float32
+    return net, (torch.randint(0, 20_000, (2, 12)),)
+'''
+
+
+@pytest.fixture
+def big(monkeypatch):
+    """Every model over 1 MB kept with external data, every tensor over 1 MB copied field by field."""
+    monkeypatch.setattr(onnx_files, "INLINE_LIMIT", 1 << 20)
+    monkeypatch.setattr(onnx_files, "_COPY_WHOLE_BYTES", 1 << 20)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_whole_path_on_a_model_kept_with_external_data(tmp_path, big):
+    (tmp_path / "tagger.py").write_text(MODEL)
+    model = ("--torch", f"{tmp_path / 'tagger.py'}:build")
+    proc = cpdebug("bisect", *model, "--backends", "torch,ort-cpu-fp16", "--json", tmp_path / "run.json",
+                   "--bundle", tmp_path / "bug", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = _json(tmp_path / "run.json")
+    assert run["first_divergent"]["ort-cpu-fp16"] == "up", run["first_divergent"]
+    root = run["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"] == "up" and "65504" in root["hint"], root
+    assert not [w for w in run["warnings"] if "not computed" in w], run["warnings"]
+
+    # the bundle: the failing segment, checked and run by path in a fresh process
+    bug = tmp_path / "bug"
+    assert (bug / "subgraph.onnx").is_file()
+    rep = subprocess.run([sys.executable, "repro.py"], cwd=bug, capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 1 and "REPRODUCED" in rep.stdout, rep.stdout + rep.stderr
+
+    out = tmp_path / "keep.json"
+    proc = cpdebug("keep-fp32", *model, "--backends", "ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    keep = _json(out)
+    assert keep["status"] == "found" and "up" in set(keep["modules"].values()), keep["modules"]
+    proc = cpdebug("bisect", *model, "--backends", "torch,ort-cpu-fp16", "--keep-fp32", ",".join(keep["keep"]),
+                   "--json", tmp_path / "cured.json", "--quiet")
+    assert proc.returncode == 0, _json(tmp_path / "cured.json")["outcome_reasons"]
+
+    proc = cpdebug("fix", *model, "--out", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = _json(tmp_path / "fix" / "fix.json")
+    assert doc["verification"]["holds"] and "up" in doc["set"]["modules"], doc["set"]
+    written = sorted(p.name for p in (tmp_path / "fix").iterdir())
+    data = [n for n in written if n.endswith(".onnx.data")]
+    assert len(data) == 2 and all(n in doc["files"] for n in data), written  # the fixed file and its reference
+    proc = cpdebug("fix", "--check", tmp_path / "fix", "--quiet")
+    assert proc.returncode == 0 and "holds here" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_the_users_own_file_with_external_data_given_as_onnx(tmp_path, big):
+    """torch.onnx.export(..., external_data=True): model.onnx beside model.onnx.data, as a user brings it."""
+    namespace: dict = {}
+    exec(compile(MODEL, "tagger.py", "exec"), namespace)  # the test's own model source, nothing of a user's
+    net, (ids,) = namespace["build"]()
+    folder = tmp_path / "deployed"
+    folder.mkdir()
+    torch.onnx.export(net, (ids,), str(folder / "model.onnx"), dynamo=True, external_data=True,
+                      input_names=["ids"])
+    assert (folder / "model.onnx.data").is_file()
+    np.savez(tmp_path / "x.npz", ids=ids.numpy())
+    proc = cpdebug("bisect", "--onnx", folder / "model.onnx", "--inputs", tmp_path / "x.npz",
+                   "--backends", "ort,ort-cpu-fp16", "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = _json(tmp_path / "run.json")
+    root = run["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"].startswith("up"), root
+    (folder / "model.onnx.data").unlink()
+    proc = cpdebug("bisect", "--onnx", folder / "model.onnx", "--backends", "ort,ort-cpu-fp16")
+    assert proc.returncode == 2 and "external data file 'model.onnx.data'" in proc.stderr, proc.stderr[-2000:]
