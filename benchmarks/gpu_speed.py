@@ -262,6 +262,7 @@ def _same_report(a: Path, b: Path) -> str:
         return f"? ({err})"
     for d in docs:
         d.pop("wall_s", None)
+        d.get("settings", {}).pop("peak_memory", None)
         for key in ("budget_mb", "device_budget_mb"):
             d.get("settings", {}).get("reference_store", {}).pop(key, None)
     return "yes" if docs[0] == docs[1] else "**no**"

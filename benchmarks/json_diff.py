@@ -23,6 +23,7 @@ DEFAULT_IGNORE = (
     r"(^|_)(s|seconds|wall_s|ms|latency_ms|took|elapsed)$",  # times
     r"^(written_at|created|date|started|finished)$",  # dates
     r"^(budget_mb|device_budget_mb|peak_in_memory_bytes|peak_on_device_bytes|spilled_bytes)$",  # free memory
+    r"^peak_memory$",  # the process's peak RSS and GPU memory
     r"^(export_cache|fp16_cache|cache)$",  # a cache hit or miss: the second run finds what the first stored
     r"^(environment|third_party_warnings)$",  # the machine's libraries and what they printed
 )

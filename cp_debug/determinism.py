@@ -258,6 +258,26 @@ def _ort_reads_nhwc() -> bool:
 _RTX_DISTS = ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings", "tensorrt-rtx", "tensorrt_rtx")
 
 
+def peak_memory() -> dict:
+    """What the run held at most: the process's peak resident host memory (getrusage), and where torch used CUDA the
+    peak of torch's allocator and the device memory in use at the end (ONNX Runtime's arena, which keeps its
+    peak, and other processes included): {"host_rss_bytes", "gpu_torch_peak_bytes", "gpu_in_use_bytes"}."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict = {"host_rss_bytes": int(rss if sys.platform == "darwin" else rss * 1024),
+                 "gpu_torch_peak_bytes": None, "gpu_in_use_bytes": None}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        try:
+            out["gpu_torch_peak_bytes"] = int(torch.cuda.max_memory_allocated())
+            free, total = torch.cuda.mem_get_info()
+            out["gpu_in_use_bytes"] = int(total - free)
+        except RuntimeError:  # a device lost mid-run: the host figure stands alone
+            pass
+    return out
+
+
 def environment(load_torch: bool = True) -> dict:
     """Library and device versions for the report. Never fails: what is missing is reported as None.
 

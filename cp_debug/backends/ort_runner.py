@@ -316,11 +316,13 @@ class OrtRunner(Runner):
         import onnx
         import onnxruntime as ort
 
-        from cp_debug.graph.onnx_files import session_source
+        from cp_debug.graph.onnx_files import holds_stored
+        from cp_debug.graph.session import session_source
 
         with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
             opt_path = Path(tmp) / "optimized.onnx"
-            big = not isinstance(src, bytes)  # past 2 GiB: made from a path, its weights as external data
+            # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
+            big = not isinstance(src, bytes) or holds_stored(model)
             dump = None if big else str(opt_path)
             try:
                 try:
@@ -329,14 +331,14 @@ class OrtRunner(Runner):
                         spinning=self.spinning)
                     if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
                         so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
-                    self._configure(so)
+                    self._configure(so, model)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
                 except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
                     so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
                                                               spinning=self.spinning)
-                    self._configure(so)
+                    self._configure(so, model)
                     sess = ort.InferenceSession(src, sess_options=so, providers=providers)
             except _ort_errors("NotImplemented") as err:
                 raise BackendUnavailableError(
@@ -355,8 +357,12 @@ class OrtRunner(Runner):
             fallback = cpu_fallback(sess) if record else None
         return sess, replace(facts, cpu_fallback=None if fallback is None else tuple(fallback))
 
-    def _configure(self, so) -> None:
-        """Session settings beyond determinism's: the shared host arena; for INT8, exact integer products."""
+    def _configure(self, so, model: "onnx.ModelProto") -> None:
+        """Session settings beyond determinism's: where stored weights are; the shared host arena; for INT8, exact
+        integer products."""
+        from cp_debug.graph.session import point_at_weights
+
+        point_at_weights(so, model)
         if self.shared_arena:
             _register_env_arena()
             so.add_session_config_entry("session.use_env_allocators", "1")

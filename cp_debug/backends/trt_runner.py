@@ -133,9 +133,9 @@ class TrtRunner(Runner):
                               held=file_precision(source), probes=any(n not in outputs for n in self.extra_outputs))
         self._plan = plan
         self._graph = self.graph_loader(plan, source)()
-        from cp_debug.graph.onnx_files import fits_inline
+        from cp_debug.graph.onnx_files import encoded
 
-        if not fits_inline(self._graph.model):
+        if encoded(self._graph.model) is None:  # past 2 GiB (inline, or its weights in the weights folder)
             raise BackendUnavailableError(f"{self.spec}: models over 2 GB are not supported by this runner yet")
 
     def build(self, feed: Mapping[str, np.ndarray] | None = None) -> "BuildFacts | None":

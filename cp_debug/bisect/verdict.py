@@ -350,8 +350,9 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     }
     if run.deployed:  # SPEC@DIR candidates: which deployed tensor each probe was compared at, and how it was found
         settings["deployed"] = {label: found.to_json() for label, found in run.deployed.items()}
-    from cp_debug.determinism import environment
+    from cp_debug.determinism import environment, peak_memory
 
+    settings["peak_memory"] = peak_memory()  # issue 83: what a model of this size costs the machine
     # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU
     on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
     return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),

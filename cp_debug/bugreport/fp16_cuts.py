@@ -32,15 +32,17 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
     """
     import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import infer_types
+    from cp_debug.graph.model import import_typed
+    from cp_debug.graph.onnx_files import export_graph
+    from cp_debug.graph.weight_store import import_graph
     from cp_debug.precision.fp16 import convert_to_fp16
 
     keep = [n for n in keep_fp32_nodes if n in {nd.name for nd in window.graph.node}]
-    converted = gs.import_onnx(convert_to_fp16(window, keep_fp32_nodes=keep))
+    converted = import_graph(convert_to_fp16(window, keep_fp32_nodes=keep))
     halved = {name.removesuffix("_fp16") for name, t in converted.tensors().items()
               if isinstance(t, gs.Constant) and np.asarray(t.values).dtype == np.float16}
 
-    graph = gs.import_onnx(infer_types(window))  # the dtypes of intermediate tensors: only float32 ones are rounded
+    graph = import_typed(window)  # the dtypes of intermediate tensors: only float32 ones are rounded
     tensors = graph.tensors()
     for name in halved:
         t = tensors.get(name)
@@ -62,7 +64,7 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
         _round(graph, t)
         done.append(name)
     graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
+    out = export_graph(graph)
     out.ir_version = window.ir_version
     return out, done
 

@@ -68,10 +68,10 @@ def shrink_segment(model: "onnx.ModelProto", transform: Callable[["onnx.ModelPro
     from ONNX Runtime (`providers`, `session_options`); the candidate ranges run there too unless `run`
     (model, feed) -> outputs is given, e.g. a TensorRT runner.
     """
-    import onnx_graphsurgeon as gs
+    from cp_debug.graph.weight_store import import_graph
 
     pred = diverges_beyond(diverges) if isinstance(diverges, Tolerance) else diverges
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     graph.cleanup().toposort()
     n = len(graph.nodes)
     if n == 0:

@@ -19,6 +19,9 @@ import onnx
 
 from cp_debug.errors import BadInputError, plain
 from cp_debug.graph.model import fold_initializer_identities
+from cp_debug.graph import onnx_files
+from cp_debug.graph.onnx_files import keep, read_onnx
+from cp_debug.graph.weight_store import new_file
 from cp_debug.export.torchlib_ops import torchlib_ops_once
 
 _IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
@@ -149,25 +152,49 @@ def _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
 def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
     import torch
 
-    with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
-                          do_constant_folding=True)
-            if dynamo:
-                torchlib_ops_once()  # torchlib's op list read once a process (1.1 CPU s an export)
-                kwargs["dynamic_shapes"] = None
-                kwargs["verbose"] = False
-                # The dynamo exporter prints its progress; keep the user's terminal clean.
-                with _quiet():
-                    torch.onnx.export(module, tuple(example_inputs), path, dynamo=True, external_data=False,
-                                      **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
+                      do_constant_folding=True)
+        if dynamo:
+            torchlib_ops_once()  # torchlib's op list read once a process (1.1 CPU s an export)
+            # The dynamo exporter prints its progress; keep the user's terminal clean. Its graph is taken in memory
+            # (`model_proto`, the bytes it would save): past 2 GiB a file would hold the weights outside and be
+            # read back whole (13-18 s of a 2.2 GB model's export on the CPU machine).
+            with _quiet():
+                program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, dynamic_shapes=None,
+                                            verbose=False, **kwargs)
+            if _weight_bytes(module) < onnx_files.INLINE_LIMIT:
+                model = program.model_proto
             else:
-                torch.onnx.export(module, tuple(example_inputs), path, dynamo=False,
-                                  dynamic_axes=dynamic_axes, **kwargs)
-        model = fold_initializer_identities(onnx.load(path))  # deduplicated weights: initializers again
-    return model, caught
+                model = _into_weights_folder(lambda path: program.save(str(path), external_data=True))
+            del program
+        elif _weight_bytes(module) < onnx_files.INLINE_LIMIT:
+            with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
+                path = os.path.join(tmp, "model.onnx")
+                torch.onnx.export(module, tuple(example_inputs), path, dynamo=False, dynamic_axes=dynamic_axes,
+                                  **kwargs)
+                model = onnx.load(path)
+        else:  # past 2 GiB torch writes model.onnx.data beside it
+            model = _into_weights_folder(lambda path: torch.onnx.export(
+                module, tuple(example_inputs), str(path), dynamo=False, dynamic_axes=dynamic_axes, **kwargs))
+    return keep(fold_initializer_identities(model)), caught  # deduplicated weights: initializers again
+
+
+def _weight_bytes(module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def _into_weights_folder(save) -> "onnx.ModelProto":
+    """The graph of a model past 2 GiB, `save(path)` writing it with its weights as external data straight into the
+    process's weights folder, held from there (`onnx_files.read_onnx`): never one proto in memory. The graph's own
+    file goes once read; its data file stays for the process."""
+    path = new_file().with_suffix(".onnx")
+    try:
+        save(path)
+        return read_onnx(path)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class _quiet:

@@ -23,7 +23,7 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     """
     import onnx
 
-    from cp_debug.graph.onnx_files import encoded
+    from cp_debug.graph.onnx_files import MissingDataFile, encoded, read_onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
@@ -41,11 +41,10 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     if not path.is_file():
         raise BadInputError(f"ONNX file not found: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        _external_files_there(model, path)
-        onnx.load_external_data_for_model(model, str(path.parent))
-    except BadInputError:
-        raise
+        model = read_onnx(path)  # past 2 GiB its data files linked into the weights folder, not read
+    except MissingDataFile as err:
+        raise BadInputError(f"cannot load {path}: its external data file {str(err)!r} (the weights ONNX keeps "
+                            f"outside the graph) is not beside it; copy it into {path.parent}") from err
     except FileNotFoundError as err:
         raise BadInputError(f"cannot load {path}: its external data file is missing ({first_line(err)})") from err
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, onnx errors, truncated files: all one message
@@ -60,16 +59,6 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     except Exception as err:  # noqa: BLE001
         raise BadInputError(f"{path} could not be checked as an ONNX model: {first_line(err)}") from err
     return model
-
-
-def _external_files_there(model: "onnx.ModelProto", path: Path) -> None:
-    """BadInputError naming the first data file `model` (read from `path`) keeps weights in that is not beside it."""
-    from cp_debug.graph.onnx_files import external_locations
-
-    missing = [loc for loc in external_locations(model) if not (path.parent / loc).is_file()]
-    if missing:
-        raise BadInputError(f"cannot load {path}: its external data file {missing[0]!r} (the weights ONNX keeps "
-                            f"outside the graph) is not beside it; copy it into {path.parent}")
 
 
 def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelProto":
@@ -130,7 +119,9 @@ def import_typed(model: "onnx.ModelProto") -> "gs.Graph":
     import onnx_graphsurgeon as gs
     from onnx_graphsurgeon.importers.onnx_importer import get_onnx_tensor_dtype, get_onnx_tensor_shape
 
-    graph = gs.import_onnx(model)
+    from cp_debug.graph.weight_store import import_graph
+
+    graph = import_graph(model)
     inferred = _inferred_without_weights(model)
     if inferred is None:
         return graph
@@ -278,7 +269,9 @@ def fold_initializer_identities(model: "onnx.ModelProto") -> "onnx.ModelProto":
     inits = {i.name for i in model.graph.initializer}
     if not any(n.op_type == "Identity" and n.input and n.input[0] in inits for n in model.graph.node):
         return model
-    graph = gs.import_onnx(model)
+    from cp_debug.graph.weight_store import import_graph
+
+    graph = import_graph(model)
     outputs = {t.name for t in graph.outputs}
     for node in graph.nodes:
         src = node.inputs[0] if node.op == "Identity" and node.inputs else None

@@ -14,11 +14,11 @@ element type (`model_nbytes`): asking protobuf (`ByteSize()`) encodes the whole 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
 PROTO_LIMIT = 2**31 - 1  # protobuf's limit on one encoded message
@@ -100,6 +100,36 @@ def external_locations(model: "onnx.ModelProto") -> list[str]:
     return sorted(found)
 
 
+def read_onnx(path: Path) -> "onnx.ModelProto":
+    """An ONNX file as this process holds it: the graph, and where its tensors live outside it (external data beside
+    the file) their values read in if the whole fits one message, else the data files linked into the weights
+    folder (`adopt`: nothing read, nothing copied). A data file that is not there: `MissingDataFile`."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    missing = [loc for loc in external_locations(model) if not (path.parent / loc).is_file()]
+    if missing:
+        raise MissingDataFile(missing[0])
+    outside = [t for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not outside:
+        return model
+    if model_nbytes(model) + sum(_length(t, path.parent) for t in outside) < INLINE_LIMIT:
+        onnx.load_external_data_for_model(model, str(path.parent))
+        return model
+    return adopt(model, path.parent)
+
+
+class MissingDataFile(FileNotFoundError):
+    """A model file's external data file (its `location`, the exception's text) is not beside it."""
+
+
+def _length(t: "onnx.TensorProto", base: Path) -> int:
+    info = {e.key: e.value for e in t.external_data}
+    if "length" in info:
+        return int(info["length"])
+    return (base / info["location"]).stat().st_size - int(info.get("offset", 0))
+
+
 def model_nbytes(model: "onnx.ModelProto") -> int:
     """The bytes of the tensors a model holds in memory (`tensor_nbytes` over `all_tensors`): its size to within
     the graph's own few kilobytes, read without encoding it."""
@@ -112,10 +142,11 @@ def fits_inline(model: "onnx.ModelProto") -> bool:
 
 
 def encoded(model: "onnx.ModelProto") -> bytes | None:
-    """`model.SerializeToString()`, or None where the model does not fit one message (nothing is encoded then)."""
+    """`model.SerializeToString()`, or None where the model does not fit one message (nothing is encoded then) or
+    keeps weights in the process's weights folder (its bytes alone are no model to write or hash)."""
     from google.protobuf.message import EncodeError
 
-    if not fits_inline(model):
+    if not fits_inline(model) or holds_stored(model):
         return None
     try:
         data = model.SerializeToString()
@@ -133,6 +164,7 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     path = Path(path)
     if external is None:
         external = not fits_inline(model)
+    external = external or holds_stored(model)  # the weights folder's bytes go into the file's own data file
     if not external:
         data = encoded(model)
         if data is None:  # the graph itself (not its tensors) past the limit: nothing can write it
@@ -140,16 +172,23 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
 
             raise BadInputError(f"cannot write {path.name}: its graph alone is over protobuf's 2 GiB")
         return [write_bytes_atomic(path, data)]
-    light, parts = _split_weights(model, data_file_name(path.name))
-    data_path = write_atomic(path.with_name(data_file_name(path.name)), lambda f: _write_parts(f, parts))
+    light, parts = split_weights(model, data_file_name(path.name), take_stored=True)
+    data_path = write_atomic(path.with_name(data_file_name(path.name)), lambda f: write_parts(f, parts))
     return [data_path, write_bytes_atomic(path, light.SerializeToString())]
 
 
-def _split_weights(model: "onnx.ModelProto", location: str):
-    """(a copy of `model` whose tensors of `EXTERNAL_MIN_BYTES` or more point into `location`, [(offset, tensor)]
-    to write there). The copy holds no weight bytes: the big initializers are added empty, node attributes (rarely
-    big) are copied and then emptied."""
+def split_weights(model: "onnx.ModelProto", location: str, *, min_bytes: int = EXTERNAL_MIN_BYTES,
+                  take_stored: bool = False):
+    """(a copy of `model` whose tensors of `min_bytes` or more point into `location`, [(offset, tensor)] to write
+    there). The copy holds no weight bytes: the big initializers are added empty, node attributes (rarely big) are
+    copied and then emptied. `take_stored`: tensors kept in the process's weights folder (`weight_store`) are
+    written into `location` too (a file for someone else); else they stay where they are."""
     import onnx
+
+    from cp_debug.graph.weight_store import is_stored, span
+
+    def size_of(t: "onnx.TensorProto") -> int:
+        return span(t)[2] if take_stored and is_stored(t) else tensor_nbytes(t)
 
     light = onnx.ModelProto()
     copy_fields(model, light, skip="graph")
@@ -159,7 +198,7 @@ def _split_weights(model: "onnx.ModelProto", location: str):
 
     def place(src: "onnx.TensorProto", dst: "onnx.TensorProto") -> None:
         nonlocal offset
-        size = tensor_nbytes(src)
+        size = size_of(src)
         if size >= _ALIGN_MIN_BYTES and offset % _ALIGN:
             offset += _ALIGN - offset % _ALIGN
         for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
@@ -172,14 +211,14 @@ def _split_weights(model: "onnx.ModelProto", location: str):
         offset += size
 
     for t in model.graph.initializer:
-        if tensor_nbytes(t) >= EXTERNAL_MIN_BYTES:
+        if size_of(t) >= min_bytes:
             dst = light.graph.initializer.add()
             dst.CopyFrom(_light(t))
             place(t, dst)
         else:
             light.graph.initializer.append(t)
     for src, dst in zip(_attribute_tensors(model), _attribute_tensors(light)):
-        if tensor_nbytes(src) >= EXTERNAL_MIN_BYTES:
+        if size_of(src) >= min_bytes:
             place(src, dst)
     return light, parts
 
@@ -198,36 +237,46 @@ def copy_fields(src, dst, skip: str) -> None:
             setattr(dst, fd.name, value)
 
 
-def _write_parts(f, parts) -> None:
-    """Each tensor's bytes (little-endian, as `raw_data` holds them) at its offset, one tensor in memory at a time."""
-    from onnx import numpy_helper
-
+def write_parts(f, parts) -> None:
+    """Each tensor's bytes (little-endian, as `raw_data` holds them) at its offset, one tensor in memory at a time;
+    a stored one copied from its file in chunks."""
     for offset, t in parts:
         if f.tell() < offset:
             f.write(b"\0" * (offset - f.tell()))
-        f.write(t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes())  # x86, ARM: LE
+        for chunk in tensor_bytes(t):
+            f.write(chunk)
 
 
-@contextmanager
-def session_source(model: "onnx.ModelProto", folder: str | os.PathLike | None = None) -> Iterator[bytes | str]:
-    """What `onnxruntime.InferenceSession` takes for `model`: its bytes when it fits one message, else the path of a
-    copy written with external data into `folder` (a temporary folder, removed on exit, where none is given).
-    ONNX Runtime reads the weights while the session is made, so the files may go once it exists."""
-    import tempfile
+def tensor_values(t: "onnx.TensorProto") -> "np.ndarray":
+    """A tensor's values, inline or kept in the weights folder (`weight_store.values`: mapped from its file)."""
+    from onnx import numpy_helper
 
-    data = encoded(model)
-    if data is not None:
-        yield data
-        return
-    if folder is not None:
-        target = Path(folder) / "model.onnx"
-        save_onnx(model, target, external=True)
-        yield str(target)
-        return
-    with tempfile.TemporaryDirectory(prefix="cpdebug_big_") as tmp:
-        target = Path(tmp) / "model.onnx"
-        save_onnx(model, target, external=True)
-        yield str(target)
+    from cp_debug.graph import weight_store
+
+    return weight_store.values(t) if weight_store.is_stored(t) else numpy_helper.to_array(t)
+
+
+def tensor_bytes(t: "onnx.TensorProto", chunk: int = 64 << 20) -> "Iterator[bytes]":
+    """A tensor's values as little-endian bytes (what `raw_data` or an external data file holds), in pieces: a stored
+    tensor (`weight_store`) read from its file `chunk` bytes at a time."""
+    from onnx import numpy_helper
+
+    from cp_debug.graph.weight_store import is_stored, span
+
+    if is_stored(t):
+        path, offset, length = span(t)
+        with open(path, "rb") as src:
+            src.seek(offset)
+            while length > 0:
+                piece = src.read(min(chunk, length))
+                if not piece:
+                    raise OSError(f"{path.name} ends before {t.name!r} does")
+                length -= len(piece)
+                yield piece
+    elif t.HasField("raw_data"):
+        yield t.raw_data
+    else:
+        yield numpy_helper.to_array(t).tobytes()  # x86, ARM: little-endian
 
 
 def copy_tensor(src: "onnx.TensorProto", dst: "onnx.TensorProto") -> None:
@@ -293,7 +342,7 @@ def export_graph(graph, **kwargs) -> "onnx.ModelProto":
     import onnx_graphsurgeon as gs
     from onnx_graphsurgeon.ir.tensor import LazyValues
 
-    swapped = []
+    swapped = []  # (stored weights are exported as their file and offset: nothing to copy)
     for t in graph.tensors().values():
         values = getattr(t, "_values", None) if isinstance(t, gs.Constant) else None
         if isinstance(values, LazyValues) and tensor_nbytes(values.tensor) >= _COPY_WHOLE_BYTES:
@@ -309,18 +358,93 @@ def export_graph(graph, **kwargs) -> "onnx.ModelProto":
         for init in model.graph.initializer:
             if init.name in big:
                 copy_tensor(big[init.name], init)
-    return model
+    return keep(model)  # weights made or changed by the edit (an FP16 copy) past 2 GiB go to the weights folder
 
 
 def update_digest(h, model: "onnx.ModelProto") -> None:
     """Feed `model` into the hash `h`: its encoding where it fits one message, else the encoding of its graph
     without weights and each tensor's bytes in turn (one tensor in memory at a time)."""
-    data = encoded(model)
+    data = encoded(model)  # None where it holds weights of the weights folder: hashed by their bytes below
     if data is not None:
         h.update(data)
         return
-    light, parts = _split_weights(model, "digest")
+    light, parts = split_weights(model, "digest", take_stored=True)  # stored weights by their bytes, not their file
     h.update(light.SerializeToString())
     for offset, t in parts:
         h.update(f"{offset}:".encode())
-        h.update(t.raw_data if t.HasField("raw_data") else t.SerializeToString())
+        for chunk in tensor_bytes(t):
+            h.update(chunk)
+
+
+def holds_stored(model: "onnx.ModelProto") -> bool:
+    """Whether any tensor of `model` lives in the weights folder (its sessions must be pointed there)."""
+    from cp_debug.graph import weight_store
+
+    return weight_store.in_use() and any(weight_store.is_stored(t) for t in all_tensors(model))
+
+
+def stored_nbytes(model: "onnx.ModelProto") -> int:
+    """The bytes of `model`'s tensors kept in the weights folder or a user's data file (`weight_store`)."""
+    from cp_debug.graph import weight_store
+
+    if not weight_store.in_use():
+        return 0
+    return sum(weight_store.span(t)[2] for t in all_tensors(model) if weight_store.is_stored(t))
+
+
+def store_array(array: "np.ndarray", name: str) -> "onnx.TensorProto":
+    """`array` written into a new file of the weights folder, as the stored tensor `name` pointing there."""
+    import numpy as np
+    import onnx
+
+    from cp_debug.files import write_atomic
+    from cp_debug.graph.weight_store import new_file, register
+
+    array = np.ascontiguousarray(array)
+    path = new_file()
+    write_atomic(path, lambda f: f.write(memoryview(array.reshape(-1).view(np.uint8))))
+    t = onnx.TensorProto(name=name, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", register(path)), ("offset", 0), ("length", array.nbytes)):
+        t.external_data.add(key=key, value=str(value))
+    return t
+
+
+def keep(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` as this process holds it: as it is where it fits one protobuf message, else with every inline tensor
+    of `STORE_MIN_BYTES` or more written once into a new data file of the weights folder (the graph returned points
+    there; `model` itself is not changed)."""
+    from cp_debug.files import write_atomic
+    from cp_debug.graph.weight_store import STORE_MIN_BYTES, new_file, register
+
+    if fits_inline(model):
+        return model
+    path = new_file()
+    light, parts = split_weights(model, register(path), min_bytes=STORE_MIN_BYTES)
+    write_atomic(path, lambda f: write_parts(f, parts))
+    return light
+
+
+def adopt(model: "onnx.ModelProto", base: Path) -> "onnx.ModelProto":
+    """A model read with `load_external_data=False` from a file in `base`, its tensors kept where they lie (their
+    data files registered as stored: nothing read or copied), but those under a MiB (shapes, scales: what shape
+    inference and the readers of constants read), which are read in. `model` is changed in place (the caller's
+    own fresh load) and returned."""
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    from cp_debug.graph.weight_store import STORE_MIN_BYTES, location, register
+
+    registered: dict[str, str] = {}
+    for t in all_tensors(model):
+        loc = location(t)
+        if loc is None:
+            continue
+        if _length(t, base) < STORE_MIN_BYTES:
+            load_external_data_for_tensor(t, str(base))
+            continue
+        if loc not in registered:
+            registered[loc] = register(base / loc)
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = registered[loc]
+    return model

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
 
 
 def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_options: dict | None = None) -> dict:
@@ -20,8 +28,7 @@ def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_opti
         setattr(so, key, value)
     names = [p if isinstance(p, str) else p[0] for p in providers]
     opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
-    from cp_debug.graph.onnx_files import session_source
-
+    point_at_weights(so, model)
     with session_source(model) as src:
         sess = ort.InferenceSession(src, sess_options=so, providers=names, provider_options=opts)
     types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -64,3 +71,40 @@ def run_all_outputs(graph, feed: dict, providers=("CPUExecutionProvider",),
 
     model = export_graph(g, do_type_check=False)
     return run_ort(model, feed, providers, session_options)
+
+
+def point_at_weights(so, model: "onnx.ModelProto") -> None:
+    """Tell ONNX Runtime's session options `so` where `model`'s stored weights are (`weight_store`): a session made
+    from the graph's bytes reads them from the process's weights folder. Nothing for a model that has none."""
+    from cp_debug.graph.onnx_files import holds_stored
+    from cp_debug.graph.weight_store import ROOT
+
+    if holds_stored(model):  # every stored location is relative to the root (weight_store.register)
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", ROOT)
+
+
+@contextmanager
+def session_source(model: "onnx.ModelProto", folder: str | os.PathLike | None = None) -> Iterator[bytes | str]:
+    """What `onnxruntime.InferenceSession` takes for `model`: its bytes when it fits one message, else the path of a
+    copy written with external data into `folder` (a temporary folder, removed on exit, where none is given).
+    ONNX Runtime reads the weights while the session is made, so the files may go once it exists."""
+    import tempfile
+
+    from cp_debug.graph.onnx_files import encoded, holds_stored, keep, save_onnx
+
+    if holds_stored(model):  # the graph's bytes: its weights are read from the weights folder (point_at_weights)
+        yield keep(model).SerializeToString()
+        return
+    data = encoded(model)
+    if data is not None:
+        yield data
+        return
+    if folder is not None:
+        target = Path(folder) / "model.onnx"
+        save_onnx(model, target, external=True)
+        yield str(target)
+        return
+    with tempfile.TemporaryDirectory(prefix="cpdebug_big_") as tmp:
+        target = Path(tmp) / "model.onnx"
+        save_onnx(model, target, external=True)
+        yield str(target)

@@ -23,7 +23,7 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
     pruned or damaged (the caller makes it again)."""
     import onnx
 
-    from cp_debug.graph.onnx_files import data_file_name
+    from cp_debug.graph.onnx_files import data_file_name, read_onnx
 
     meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
     meta = _meta(meta_path, schema)
@@ -31,8 +31,8 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
         return None
     data_path = model_path.with_name(data_file_name(model_path.name))
     try:
-        if data_path.is_file():  # past 2 GiB: the weights beside the graph (onnx's external data)
-            model = onnx.load(str(model_path), load_external_data=True)
+        if data_path.is_file():  # past 2 GiB: the weights beside the graph, linked into the weights folder
+            model = read_onnx(model_path)
         else:
             model = onnx.load_model_from_string(model_path.read_bytes())
     except Exception:  # noqa: BLE001 - missing, half-pruned or damaged (protobuf DecodeError)
@@ -66,9 +66,9 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
     full: the caller runs on without the cache) or the graph is larger than the whole cache may be."""
     from cp_debug.errors import BadInputError
     from cp_debug.files import cache_limit, prune_cache, write_json
-    from cp_debug.graph.onnx_files import model_nbytes, save_onnx
+    from cp_debug.graph.onnx_files import model_nbytes, save_onnx, stored_nbytes
 
-    if model_nbytes(model) > cache_limit():  # it would go at once, and every other entry with it
+    if model_nbytes(model) + stored_nbytes(model) > cache_limit():  # it would go at once, every other entry with it
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -214,18 +214,47 @@ class _Fp16Conversion:
     def _half_values(self, const):
         import numpy as np
 
-        values = np.asarray(const.values)
+        from cp_debug.graph.weight_store import stored_source
+
+        source = stored_source(const)
+        if source is not None:  # past 2 GiB: its float16 copy stored too, made once a process
+            return self._half_stored(const, source)
+        half, overflow, flushed = self._halved(np.asarray(const.values))
+        if overflow:
+            self.overflow.append(const.name)
+        self.flushed += flushed
+        return half
+
+    def _half_stored(self, const, source):
+        """A stored constant's float16 values, stored in turn (graphsurgeon exports them as their file), with what
+        the conversion learned from them."""
+        from cp_debug.graph import weight_store
+        from cp_debug.graph.onnx_files import store_array
+
+        def make():
+            half, overflow, flushed = self._halved(weight_store.values(source))
+            return store_array(half, const.name), overflow, flushed
+
+        tensor, overflow, flushed = weight_store.derived(source, "float16", make)
+        if overflow:
+            self.overflow.append(const.name)
+        self.flushed += flushed
+        return weight_store.StoredValues(tensor)
+
+    def _halved(self, values):
+        """(the float16 values of `values`, whether a finite value overflowed, how many nonzero ones flushed to 0)."""
+        import numpy as np
+
         half = values.astype(self.f16)
         # read on float16's bits (float16 comparisons are slow in numpy: this took 2.2 of 6.3 CPU-s of the suite's
         # constant conversions): inf/nan in `half` is an all-ones exponent, and only then is the exact test run;
         # every value that was zero is zero in float16, so the flushed ones are the zeros gained
         bits = half.view(np.uint16)
+        overflow = False
         if ((bits & 0x7C00) == 0x7C00).any():
             with np.errstate(invalid="ignore"):
-                if (np.isfinite(values) & ~np.isfinite(half)).any():
-                    self.overflow.append(const.name)
-        self.flushed += int(np.count_nonzero((bits & 0x7FFF) == 0)) - int(np.count_nonzero(values == 0))
-        return half
+                overflow = bool((np.isfinite(values) & ~np.isfinite(half)).any())
+        return half, overflow, int(np.count_nonzero((bits & 0x7FFF) == 0)) - int(np.count_nonzero(values == 0))
 
     # 5 ------------------------------------------------------------------------------------------------------------
     def insert_casts(self) -> None:

@@ -60,9 +60,9 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
     """The float32 graph computing what `model` (holding float16 tensors) computes on a float16 machine; `model` is
     not modified. Control-flow subgraphs are left as they are. Nothing float16 in `model`: `.changed` is False."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
-    from cp_debug.graph.onnx_files import copy_model, copy_tensor
+    from cp_debug.graph.onnx_files import copy_model, copy_tensor, keep
 
     fp16, fp32 = _fp16(), onnx.TensorProto.FLOAT
     half, dtypes = _half_tensors(model)
@@ -71,7 +71,9 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
     constants = 0
     for t in g.initializer:
         if t.data_type == fp16:
-            copy_tensor(numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name), t)
+            name = t.name
+            copy_tensor(_widened(t), t)
+            t.name = name  # a stored one's widening is made once, under the first name it had
             constants += 1
     graph_outputs = {o.name for o in g.output}
     nodes, casts = [], 0
@@ -110,7 +112,7 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
     kept = [v for v in g.value_info if dtypes.get(v.name) != fp16]
     del g.value_info[:]
     g.value_info.extend(kept)
-    return HalfStorage(out, rounded, constants, casts, len(widened_inputs))
+    return HalfStorage(keep(out), rounded, constants, casts, len(widened_inputs))  # keep: float32 past 2 GiB
 
 
 def _half_tensors(model) -> tuple[set[str], dict[str, int]]:
@@ -126,6 +128,19 @@ def _half_tensors(model) -> tuple[set[str], dict[str, int]]:
                     dtypes[node.output[0]] = a.t.data_type
     produced = {t for n in g.node for t in n.output}
     return {t for t in produced if dtypes.get(t) == _fp16()}, dtypes
+
+
+def _widened(t: "onnx.TensorProto") -> "onnx.TensorProto":
+    """A float16 tensor's float32 values; a stored one's stored in turn, made once a process (`weight_store`)."""
+    from onnx import numpy_helper
+
+    from cp_debug.graph import weight_store
+    from cp_debug.graph.onnx_files import store_array
+
+    if weight_store.is_stored(t):
+        return weight_store.derived(t, "float32", lambda: store_array(weight_store.values(t).astype("float32"),
+                                                                       t.name))
+    return numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name)
 
 
 def _widen_attributes(node, fp16: int, fp32: int) -> int:

@@ -74,11 +74,26 @@ def render_summary(report: BisectReport, console: "Console") -> None:
                                   style="yellow" if decision.get("changed") else "green"))
         if cand.wall_s is not None:
             grid.add_row("", Text(f"took {fmt_num(cand.wall_s)} s", style="dim"))
+    memory = memory_line(report.settings.get("peak_memory"))
+    if memory:
+        grid.add_row("memory", Text(memory, style="dim"))
     for w in report.warnings:
         grid.add_row(Text("warning", style="yellow"), Text(str(w)))
     kinds = {verdict(c)[0] for c in report.candidates}
     border = "red" if "diverged" in kinds else "yellow" if kinds & {"error", "unknown"} else "green"
     console.print(Panel(grid, title="cp_debug summary", border_style=border, expand=False))
+
+
+def memory_line(peak: dict | None) -> str | None:
+    """`peak host RSS 17.3 GB · GPU 4.1 GB (torch's peak 2.2 GB)` from the report's `settings.peak_memory`."""
+    if not peak or not peak.get("host_rss_bytes"):
+        return None
+    text = f"peak host RSS {peak['host_rss_bytes'] / 1e9:.3g} GB"
+    if peak.get("gpu_in_use_bytes") is not None:
+        text += f" · GPU {peak['gpu_in_use_bytes'] / 1e9:.3g} GB in use at the end"
+        if peak.get("gpu_torch_peak_bytes") is not None:
+            text += f" (torch's peak {peak['gpu_torch_peak_bytes'] / 1e9:.3g} GB)"
+    return text
 
 
 def render_int8_quantization(report: BisectReport, console: "Console", *, verbose: bool = False) -> None:

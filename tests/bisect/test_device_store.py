@@ -128,6 +128,7 @@ def _without_times(report) -> dict:
     reference store's budgets); a copy: the report itself is left as it was."""
     doc = copy.deepcopy(report.to_json())
     doc.pop("wall_s")
+    doc["settings"].pop("peak_memory")
     store = doc["settings"]["reference_store"]
     store.pop("budget_mb")
     store.pop("device_budget_mb", None)  # a share of the free GPU memory at the start

@@ -32,6 +32,7 @@ def _comparable(path: Path) -> dict:
     """A report less what differs between any two runs: wall times and the store's budgets (free memory)."""
     doc = json.loads(path.read_text())
     doc.pop("wall_s", None)
+    doc["settings"].pop("peak_memory", None)  # the process's peak RSS
     for key in ("budget_mb", "device_budget_mb"):  # free host and device memory
         doc["settings"]["reference_store"].pop(key, None)
     return doc

@@ -71,6 +71,10 @@ def test_the_whole_path_on_a_model_kept_with_external_data(tmp_path, big):
     root = run["root_cause"]["ort-cpu-fp16"]
     assert root["probe"] == "up" and "65504" in root["hint"], root
     assert not [w for w in run["warnings"] if "not computed" in w], run["warnings"]
+    # the export's embedding was held in the process's weights folder, not in the graph
+    from cp_debug.graph import weight_store
+
+    assert weight_store.in_use() and any(weight_store.folder().glob("*.data"))
 
     # the bundle: the failing segment, checked and run by path in a fresh process
     bug = tmp_path / "bug"

@@ -1,0 +1,170 @@
+"""Weights kept in files while a process runs: a model past protobuf's 2 GiB holds its big tensors as onnx's
+external data, so that a graph edit, a segment cut or a copy moves names and offsets, not gigabytes, and ONNX Runtime
+reads the weights from the files itself.
+
+`onnx_files.keep(model)` is the door: a model whose tensors fit one protobuf message comes back as it is — every
+model of the test suite, CenterPoint — and a bigger one as a graph whose tensors of a MiB or more point into a data
+file written once into `folder()` (`cpdebug_weights_*` in the temporary directory, removed when the process ends);
+a user's own data file is used where it lies (`onnx_files.adopt`: nothing read, copied or linked). Such a tensor is
+*stored*: its `location` is its file's absolute path less the leading "/" (`register`), so that one folder, the
+root, holds every stored file for ONNX Runtime (`session.point_at_weights`: a session made from the graph's bytes
+with `session.model_external_initializers_file_folder_path` = "/"; ONNX Runtime refuses a path leaving that folder,
+a symbolic link's target too, and onnx's own reader refuses absolute paths and hard-linked files). `values(t)` reads
+a stored tensor (mapped from its file), graphsurgeon reads it through `import_graph` (its constants'
+`StoredValues`), and `onnx_files.save_onnx` copies its bytes into the file it writes, so that what a user gets stays
+self-contained."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import onnx
+    import onnx_graphsurgeon as gs
+
+STORE_MIN_BYTES = 1 << 20  # smaller tensors (shapes, scales, norms' weights) stay in the graph, readable as they are
+ROOT = "/"  # the folder every stored location is relative to
+_FOLDER: Path | None = None
+_LOCATIONS: set[str] = set()  # the locations this process registered
+_LOCK = threading.Lock()
+_COUNT = itertools.count()
+
+
+def folder() -> Path:
+    """The process's weights folder, made on first use and removed when the process ends."""
+    global _FOLDER
+    with _LOCK:
+        if _FOLDER is None:
+            _FOLDER = Path(tempfile.mkdtemp(prefix="cpdebug_weights_"))
+            atexit.register(shutil.rmtree, _FOLDER, True)
+        return _FOLDER
+
+
+def in_use() -> bool:
+    """Whether this process has stored any weights (none has: no tensor can be stored)."""
+    return bool(_LOCATIONS)
+
+
+def new_file() -> Path:
+    """A new data file's path in the weights folder (not created)."""
+    return folder() / f"w{os.getpid()}-{next(_COUNT)}.data"
+
+
+def register(path: Path) -> str:
+    """The location of a stored tensor in the file `path` (its absolute path less the leading "/"), registered."""
+    loc = str(Path(path).resolve()).lstrip("/")
+    with _LOCK:
+        _LOCATIONS.add(loc)
+    return loc
+
+
+def location(t: "onnx.TensorProto") -> str | None:
+    """The data file of an external tensor (its `location`), else None."""
+    import onnx
+
+    if t.data_location != onnx.TensorProto.EXTERNAL:
+        return None
+    return next((e.value for e in t.external_data if e.key == "location"), None)
+
+
+def is_stored(t: "onnx.TensorProto") -> bool:
+    """Whether `t`'s values live in this process's weights folder."""
+    if not _LOCATIONS:
+        return False
+    return location(t) in _LOCATIONS
+
+
+def span(t: "onnx.TensorProto") -> tuple[Path, int, int]:
+    """(file, offset, length) of a stored tensor."""
+    info = {e.key: e.value for e in t.external_data}
+    path = Path(ROOT) / info["location"]
+    offset = int(info.get("offset", 0))
+    length = int(info["length"]) if "length" in info else path.stat().st_size - offset
+    return path, offset, length
+
+
+def values(t: "onnx.TensorProto") -> "np.ndarray":
+    """A stored tensor's values, mapped read-only from its file (pages read as they are touched)."""
+    import numpy as np
+    import onnx
+
+    path, offset, length = span(t)
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+    shape = tuple(int(d) for d in t.dims)
+    if length == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def derived(source: "onnx.TensorProto", kind: str, make):
+    """What `make()` gives for the stored tensor `source` under `kind` (its float16 copy, its float32 widening and
+    what was learned making it), made once a process: a bisect converts the whole graph and then each segment cut
+    from it, and a segment reads the same weights."""
+    key = (location(source), tuple((e.key, e.value) for e in source.external_data), kind)
+    with _LOCK:
+        if key in _DERIVED:
+            return _DERIVED[key]
+    value = make()
+    with _LOCK:
+        return _DERIVED.setdefault(key, value)
+
+
+_DERIVED: dict = {}
+
+
+def stored_source(const) -> "onnx.TensorProto | None":
+    """The stored tensor a graphsurgeon constant reads (its `StoredValues`, not yet loaded), else None."""
+    values = getattr(const, "_values", None)
+    if _STORED_VALUES is not None and isinstance(values, _STORED_VALUES):
+        return values.tensor
+    return None
+
+
+def import_graph(model: "onnx.ModelProto") -> "gs.Graph":
+    """`gs.import_onnx(model)` whose constants read stored weights from the weights folder (graphsurgeon's own
+    loader resolves external data against the working directory, and fails)."""
+    import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    graph = gs.import_onnx(model)
+    if not _LOCATIONS:
+        return graph
+    for t in graph.tensors().values():
+        lazy = getattr(t, "_values", None) if isinstance(t, gs.Constant) else None
+        if isinstance(lazy, LazyValues) and is_stored(lazy.tensor):
+            t._values = StoredValues(lazy.tensor)
+            t.data_location = None  # values set later are exported inline, not marked external
+    return graph
+
+
+def _stored_values_class():
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    class _StoredValues(LazyValues):
+        """graphsurgeon's lazy values of a stored tensor: exported as the tensor (its file and offset), loaded
+        from the weights folder when read."""
+
+        def load(self):
+            import numpy as np
+
+            return np.array(values(self.tensor))
+
+    return _StoredValues
+
+
+def StoredValues(tensor: "onnx.TensorProto"):  # noqa: N802 - a class made once graphsurgeon is imported
+    global _STORED_VALUES
+    if _STORED_VALUES is None:
+        _STORED_VALUES = _stored_values_class()
+    return _STORED_VALUES(tensor)
+
+
+_STORED_VALUES = None
