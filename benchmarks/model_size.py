@@ -1,6 +1,7 @@
 """Issue 83's measure: what a bisect costs against the size of the model, beside the floor, in one run.
 
     python benchmarks/model_size.py [--sizes 10m,130m,emb2g] [--device cpu|cuda] [--out DIR] [--keep]
+    python benchmarks/model_size.py --path [--out DIR]     # the user's whole path on a 2.2 GB model (CPU)
 
 For each size a model file is written (`FILE.py:build`, random weights from a config, nothing downloaded) and two
 child processes run on it, one after the other:
@@ -13,6 +14,9 @@ floor; on CUDA the card's name and the peak GPU memory of the floor (torch's all
 Sizes: `10m`, `130m`, `800m`, `3b` (Llama-shaped, transformers' LlamaConfig), `emb2g` (a 560 M-row embedding:
 2.24 GB of weights and almost no compute — the cheap way past protobuf's 2 GiB), `unet` (diffusers' UNet2D, if
 diffusers is installed).
+`--path`: `emb2g` with a layer scaled past float16 (`emb2g_planted`) through bisect with a bundle, its repro.py,
+keep-fp32, bisect --keep-fp32 SET, fix, fix --check, and the same model as the user's own ONNX file with external
+data (`torch.onnx.export(external_data=True)`) through bisect --onnx: each step's exit code, wall and peak RSS.
 """
 
 from __future__ import annotations
@@ -58,13 +62,17 @@ class _Embedding(torch.nn.Module):
         self.head = torch.nn.Linear(64, 10)
 
     def forward(self, ids):
-        return self.head(torch.relu(self.proj(self.emb(ids).mean(dim=1))))
+        return self.head(torch.relu(self.proj(self.emb(ids).mean(dim=1)) / 65536.0))
 
 
 def build():
     torch.manual_seed(0)
-    if SIZE == "emb2g":
-        return _Embedding().eval(), (torch.randint(0, 560_000, (2, 16)),)
+    if SIZE.startswith("emb2g"):
+        net = _Embedding().eval()
+        if SIZE == "emb2g_planted":
+            with torch.no_grad():
+                net.proj.weight *= 1e6  # proj's output passes 65504: inf in float16
+        return net, (torch.randint(0, 560_000, (2, 16)),)
     if SIZE == "unet":
         from diffusers import UNet2DModel
 
@@ -136,9 +144,12 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--out", default=None, help="folder for the models' files and JSON reports (a temp one if not)")
     ap.add_argument("--keep", action="store_true", help="keep the folder")
+    ap.add_argument("--path", action="store_true", help="the user's whole path on the planted 2.2 GB model")
     args = ap.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="cpdebug_size_"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.path:
+        return run_path(root)
     pair = "torch-cuda,ort-cuda-fp16" if args.device == "cuda" else "torch,ort-cpu-fp16"
     card = _card() if args.device == "cuda" else os.uname().machine
     print(f"device {args.device} ({card}), pair {pair}, {os.cpu_count()} cores")
@@ -165,6 +176,54 @@ def main() -> int:
     if not args.keep and not args.out:
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+PATH_STEPS = [  # (name, argv after the model options or a whole argv, expected exit codes)
+    ("bisect --bundle", ["bisect", "{model}", "-b", "torch,ort-cpu-fp16", "--json", "{out}/run.json",
+                         "--bundle", "{out}/bug", "-q"], (1,)),
+    ("repro.py", ["{python}", "{out}/bug/repro.py", "--dir", "{out}/bug"], (1,)),
+    ("keep-fp32", ["keep-fp32", "{model}", "--backends", "ort-cpu-fp16", "--json", "{out}/keep.json"], (0,)),
+    ("bisect --keep-fp32", ["bisect", "{model}", "-b", "torch,ort-cpu-fp16", "--keep-fp32", "{keep}", "-q"], (0,)),
+    ("fix", ["fix", "{model}", "--out", "{out}/fix", "-q"], (0,)),
+    ("fix --check", ["fix", "--check", "{out}/fix", "-q"], (0,)),
+    ("bisect --onnx (external data)", ["bisect", "--onnx", "{out}/user/model.onnx", "--inputs", "{out}/x.npz",
+                                       "-b", "ort,ort-cpu-fp16", "-q"], (1,)),
+]
+
+EXPORT_USER_FILE = """
+import importlib.util, sys, numpy as np, torch
+spec = importlib.util.spec_from_file_location("m", sys.argv[1]); mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+net, (ids,) = mod.build()
+torch.onnx.export(net, (ids,), sys.argv[2] + "/model.onnx", dynamo=True, external_data=True, input_names=["ids"])
+np.savez(sys.argv[3], ids=ids.numpy())
+"""
+
+
+def run_path(root: Path) -> int:
+    """The user's whole path on the planted 2.2 GB model, one step after the other (each its own process)."""
+    model = root / "model_emb2g_planted.py"
+    model.write_text(MODEL_FILE.format(size="emb2g_planted", llama=None))
+    env = {**os.environ, "CPDEBUG_CACHE_DIR": str(root / "cache_path")}
+    (root / "user").mkdir(exist_ok=True)
+    (root / "export_user.py").write_text(EXPORT_USER_FILE)
+    wall, rss, code, _ = child([sys.executable, str(root / "export_user.py"), str(model), str(root / "user"),
+                                str(root / "x.npz")], env, root / "export_user.log")
+    print(f"{'the user file: torch.onnx.export(external_data=True)':<44} exit {code}  {wall:7.1f} s  {rss:6.2f} GB")
+    failed = 0
+    for name, argv, expected in PATH_STEPS:
+        keep = ""
+        if (root / "keep.json").is_file():
+            keep = ",".join(json.loads((root / "keep.json").read_text()).get("keep") or [])
+        args = [a.format(model="\0", out=root, python=sys.executable, keep=keep) for a in argv]
+        cmd = args if name == "repro.py" else ["cpdebug", *args]
+        cmd = [x for a in cmd for x in (["--torch", f"{model}:build"] if a == "\0" else [a])]
+        wall, rss, code, _ = child(cmd, env, root / f"{name.split()[0].replace('.', '_')}.log")
+        ok = code in expected
+        failed += not ok
+        print(f"{name:<44} exit {code}{'' if ok else ' (expected ' + str(expected) + ')'}  {wall:7.1f} s  "
+              f"{rss:6.2f} GB", flush=True)
+    return 1 if failed else 0
 
 
 def _card() -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from cp_debug.errors import BadInputError
 from cp_debug.graph.model import fold_initializer_identities
-from cp_debug.graph.onnx_files import fits_inline, save_onnx
+from cp_debug.graph.onnx_files import fits_inline, holds_stored, keep, save_onnx
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -109,7 +109,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         tmap, amax = read_qdq(model, original)
         return QuantizedModel(model, tmap, amax, method)
     model = fold_initializer_identities(model)  # the exporter's do this already; a user's ONNX may not
-    big = not fits_inline(model)
+    big = not fits_inline(model) or holds_stored(model)  # past 2 GiB: files with external data both ways
     with tempfile.TemporaryDirectory(prefix="cpdebug_int8_") as tmp, _quiet_quantizer():
         src = Path(tmp) / "model.onnx"
         dst = Path(tmp) / "model_int8.onnx"
@@ -121,7 +121,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
             weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=calib,
             use_external_data_format=big, extra_options=extra, calibration_providers=["CPUExecutionProvider"],
         )
-        qmodel = onnx.load(str(dst), load_external_data=True)
+        qmodel = keep(onnx.load(str(dst), load_external_data=True))  # past 2 GiB: into the weights folder
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
 
