@@ -90,18 +90,11 @@ def _load(framework: str) -> TensorRtLibrary:
 
 
 def _import_first(names: tuple[str, ...], hint: str):
-    import importlib
+    """The first of `names` installed (`imports.optional`: a broken install — a library it links missing — says its
+    own error, not the hint)."""
+    from cp_debug.imports import optional
 
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-        except Exception as err:  # noqa: BLE001 - a broken install (a library it links is missing)
-            raise BackendUnavailableError(f"{name} is installed but does not load ({type(err).__name__}: "
-                                          f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}); "
-                                          f"{hint}") from err
-    raise BackendUnavailableError(hint)
+    return optional(names, hint)
 
 
 class CapturedLog:

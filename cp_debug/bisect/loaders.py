@@ -28,6 +28,7 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
     and torch's random generators are seeded from `seed` (`--seed`) before the file runs, so what it draws on import
     is the same on every run."""
     from cp_debug.determinism import seed_all
+    from cp_debug.imports import held
 
     file, _, func = target.rpartition(":")
     if not file or not func:
@@ -42,21 +43,22 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
     user = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = user
     folder = path.parent.resolve()
-    sys.path.insert(0, str(folder))
-    note_user_file(path)
-    before = set(sys.modules)
-    digest = sha256_file(path)  # FILE.py as it runs now (it runs afresh on each load)
-    seed_all(seed)
-    try:
-        spec.loader.exec_module(user)
-    except Exception as err:
-        raise UserCodeError.of(err, f"importing {path.name}") or BadInputError(
-            f"cannot import {path}: {type(err).__name__}: {first_line(err)}") from err
-    finally:
-        sys.path.pop(0)
-        new = set(sys.modules) - before
-        _note_beside(folder, new)
-        _remember(path, digest, new)
+    with held():  # sys.path edited: no import that edits it too (OpenCV's loader) runs meanwhile (imports.py)
+        sys.path.insert(0, str(folder))
+        note_user_file(path)
+        before = set(sys.modules)
+        digest = sha256_file(path)  # FILE.py as it runs now (it runs afresh on each load)
+        seed_all(seed)
+        try:
+            spec.loader.exec_module(user)
+        except Exception as err:
+            raise UserCodeError.of(err, f"importing {path.name}") or BadInputError(
+                f"cannot import {path}: {type(err).__name__}: {first_line(err)}") from err
+        finally:
+            sys.path.pop(0)
+            new = set(sys.modules) - before
+            _note_beside(folder, new)
+            _remember(path, digest, new)
     fn = getattr(user, func, None)
     if not callable(fn):
         raise BadInputError(f"{path} has no function {func!r}")

@@ -170,10 +170,10 @@ def file_parameters(path: Path) -> dict[str, Any]:
     """The dotted parameters of one file: the `ros__parameters` of every node entry (`/**`, `/**/name`, `name`),
     or the file itself where it has no such wrapper. Any node's file (TransFusion-L's too:
     `recipes/transfusion/detections.read_node_params`)."""
-    try:
-        import yaml
-    except ImportError as err:
-        raise BadInputError("reading Autoware parameter files needs PyYAML: pip install 'cp-debug[autoware]'") from err
+    from cp_debug.imports import optional
+
+    yaml = optional("yaml", "reading Autoware parameter files needs PyYAML: pip install 'cp-debug[autoware]'",
+                    label="PyYAML", error=BadInputError)
     try:
         text = path.read_text()
     except OSError as err:

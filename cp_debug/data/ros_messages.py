@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BadInputError
 from cp_debug.lidar.boxes import Detections
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
@@ -83,12 +83,9 @@ _TIME_FIELDS = ("time_stamp", "t", "time", "timestamp")
 
 def rosbags():
     """(rosbags.rosbag2, rosbags.typesys), or one BackendUnavailableError saying how to install them."""
-    try:
-        import rosbags.rosbag2 as rosbag2
-        import rosbags.typesys as typesys
-    except ImportError as err:
-        raise BackendUnavailableError(f"{INSTALL_HINT} ({err})") from None
-    return rosbag2, typesys
+    from cp_debug.imports import optional
+
+    return optional("rosbags.rosbag2", INSTALL_HINT), optional("rosbags.typesys", INSTALL_HINT)
 
 
 def typestore():

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BadInputError
 from cp_debug.eval.boxes import SampleBoxes, box_to_nuscenes
 
 # nuScenes detection config (detection_cvpr_2019.json) apart from class_range.
@@ -48,16 +48,17 @@ INSTALL_HINT = (
 
 
 def _devkit():
-    """The devkit modules, imported lazily; missing devkit is one clear message."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from nuscenes.eval.common.data_classes import EvalBoxes
-            from nuscenes.eval.detection import algo
-            from nuscenes.eval.detection.constants import DETECTION_NAMES
-            from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig, DetectionMetrics
-    except ImportError as err:
-        raise BackendUnavailableError(f"{INSTALL_HINT} ({err})") from None
+    """The devkit modules, imported lazily (through `imports.optional`: OpenCV's loader, which the devkit imports,
+    edits `sys.path`); a missing devkit is one clear message, one that fails to import says its own error."""
+    from cp_debug.imports import optional
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optional("nuscenes.eval.detection.algo", INSTALL_HINT, label="nuscenes-devkit")
+        from nuscenes.eval.common.data_classes import EvalBoxes
+        from nuscenes.eval.detection import algo
+        from nuscenes.eval.detection.constants import DETECTION_NAMES
+        from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig, DetectionMetrics
     return EvalBoxes, algo, DETECTION_NAMES, DetectionBox, DetectionConfig, DetectionMetrics
 
 

@@ -204,11 +204,10 @@ def read_budget(path: str | Path) -> Budget:
         except ValueError as err:
             raise BadInputError(f"--budget {p}: not JSON ({err})") from None
     else:
-        try:
-            import yaml
-        except ImportError:
-            raise BadInputError(f"--budget {p}: reading YAML needs PyYAML: pip install 'cp-debug[ci]' (or give the "
-                                "budget as .json)") from None
+        from cp_debug.imports import optional
+
+        yaml = optional("yaml", f"--budget {p}: reading YAML needs PyYAML: pip install 'cp-debug[ci]' (or give the "
+                                "budget as .json)", label="PyYAML", error=BadInputError)
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as err:

@@ -12,10 +12,9 @@ from cp_debug.replay.report import ReplayReport
 
 
 def write_parquet(report: ReplayReport, path: str | os.PathLike) -> Path:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise BadInputError("--parquet needs pyarrow: pip install 'cp-debug[parquet]'") from None
+    from cp_debug.imports import optional
+
+    optional("pyarrow", "--parquet needs pyarrow: pip install 'cp-debug[parquet]'", error=BadInputError)
     buf = io.BytesIO()
     report.to_frame().to_parquet(buf, index=False, engine="pyarrow")
     return write_bytes_atomic(path, buf.getvalue())

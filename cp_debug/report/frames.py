@@ -68,10 +68,9 @@ def write_csv(report: BisectReport, path: str | os.PathLike) -> Path:
 
 
 def write_parquet(report: BisectReport, path: str | os.PathLike) -> Path:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise BadInputError("--parquet needs pyarrow: pip install 'cp-debug[parquet]'") from None
+    from cp_debug.imports import optional
+
+    optional("pyarrow", "--parquet needs pyarrow: pip install 'cp-debug[parquet]'", error=BadInputError)
     buf = io.BytesIO()
     to_frame(report).to_parquet(buf, index=False, engine="pyarrow")
     return write_bytes_atomic(path, buf.getvalue())

@@ -62,8 +62,10 @@ class RerunWriter:
     """A recording written whole to `path` on `close()` (use as a context manager: nothing is left on an error)."""
 
     def __init__(self, path: str | os.PathLike, name: str):
+        from cp_debug.imports import optional
+
         check_rerun()
-        import rerun as rr
+        rr = optional("rerun", RERUN_HINT, label="rerun-sdk", error=BadInputError)
 
         self._rr = rr
         self.path = Path(path)

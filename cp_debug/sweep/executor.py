@@ -2,8 +2,8 @@
 actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
 `run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
 
-Ray is imported only by `RayExecutor`. Its actors (`actor.ActorBody`), as many as the cluster holds
-(`actors_for`), are started as soon as Ray is (`start`: each warms up — imports, the model's modules, the
+Ray is imported only by `RayExecutor` (through `ray_module`). Its actors (`actor.ActorBody`), as many as the cluster
+holds (`actors_for`), are started as soon as Ray is (`start`: each warms up — imports, the model's modules, the
 comparison kernels, CUDA —; the driver exports while Ray starts), get the export once
 through Ray's object store (`ship`), and are fed chunks of frames sized by their measured speed
 (`chunks.ChunkPlan`), two queued on each so none waits for the driver. The actors are declared with
@@ -18,7 +18,7 @@ import contextlib
 
 from typing import Any, Callable
 
-from cp_debug.errors import BackendUnavailableError, BadInputError, CpDebugError
+from cp_debug.errors import BadInputError, CpDebugError
 from cp_debug.sweep.actor import DEPTH, ActorBody, peak_memory
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
@@ -107,10 +107,7 @@ class RayExecutor:
         self._started = False  # this executor started Ray in this process (and shuts it down)
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
-        try:
-            import ray
-        except ImportError:
-            raise BackendUnavailableError(RAY_HINT) from None
+        ray = ray_module()
         if _SHUTTING_DOWN is not None:
             _SHUTTING_DOWN.join()  # an earlier sweep's cluster is gone before this one starts
         if not ray.is_initialized():
@@ -276,6 +273,14 @@ class RayExecutor:
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
                 "timeline": self.figures.get("timeline")}
+
+
+def ray_module():
+    """Ray, imported through `imports.optional` (never beside an import that edits `sys.path`, issue 87): the hint
+    where it is not installed, its own error where it fails to import (exit 3 either way)."""
+    from cp_debug.imports import optional
+
+    return optional("ray", RAY_HINT, label="Ray")
 
 
 def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None) -> tuple[int, int]:

@@ -75,8 +75,10 @@ def _interval(values: list[float]) -> list[float] | None:
 class MetricsAhead:
     """What the metrics over the set need of each frame, worked out on one helper thread while the frames still run
     (issue 71: the metrics ran alone after the last shard, 22 s of a 300-frame awml-base sweep on two H100s):
-    each returned frame's TP tables, and the devkit's import. `sweep_metrics(…, ahead=)` takes what is ready and
-    works out the rest (resumed frames) itself; the numbers are the same either way."""
+    each returned frame's TP tables, and the devkit's import, begun once the frames run (`begin`): not beside the
+    start's own imports — the devkit's OpenCV undid the `sys.path` entry of Ray's, imported meanwhile on the main
+    thread (issue 87, `cp_debug/imports.py`). `sweep_metrics(…, ahead=)` takes what is ready and works out the rest
+    (resumed frames) itself; the numbers are the same either way."""
 
     def __init__(self, settings: SweepSettings):
         import os
@@ -86,7 +88,6 @@ class MetricsAhead:
         self.n_classes = len(settings.config().class_names)
         self.tables: dict[str, dict] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
-        self._pool.submit(_import_devkit)
         # where the host has cores to spare (a GPU host), the devkit's evaluation (in parts: `devkit_parts.py`) and
         # the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each lane's
         # alone took ~25 s of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so
@@ -96,6 +97,11 @@ class MetricsAhead:
         if cores >= SPARE_CORES:
             self.workers = workers = max(1, min(4 * len(self.lanes) * self.n_classes, cores - 2, MAX_PROCESSES))
             self.processes = process_pool(workers)
+
+    def begin(self) -> None:
+        """The devkit imported on the helper (through `imports.load`), ahead of the frames' tables: called once the
+        sweep's start (Ray's, the sessions', a user's file) has imported what it imports."""
+        self._pool.submit(_import_devkit)
 
     def put(self, token: str, tables: dict) -> None:
         """A frame's tables worked out elsewhere (`frame_tables` in a Ray actor, beside its frames): `add` of that
@@ -135,8 +141,11 @@ def process_pool(workers: int):
 
 
 def _import_devkit() -> None:
+    """The devkit's 3.8 s of imports, paid while the frames run (OpenCV's with them: through `imports.load`)."""
+    from cp_debug.imports import load
+
     try:
-        import nuscenes.eval.detection.algo  # noqa: F401 - 3.8 s of imports, paid while the frames run
+        load("nuscenes.eval.detection.algo")
     except Exception:  # noqa: BLE001 - missing or broken: `_devkit` says so in its own words later
         pass
 

@@ -193,6 +193,7 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
             executor = RayExecutor(s, address=opts.ray, workers=opts.ray_workers,
                                    cpus_per_worker=opts.ray_cpus_per_worker)
             subject = _start_ray(executor, step)
+        ahead.begin()  # the devkit's import, once the start's own are done (issue 87: never beside Ray's)
         with progress("frames", len(frames)) as advance:
             advance(already)
             counts = Counter()

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import COMMON_HEADS, CenterPointConfig
 from cp_debug.lidar.space import voxel_grid
 
@@ -140,11 +140,10 @@ def load_config_dict(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise BadInputError(f"config file {str(p)!r} not found")
-    try:
-        from mmengine.config import Config
-    except ImportError:
-        raise BackendUnavailableError("reading config files needs mmengine: pip install 'cp-debug[config]' "
-                                      "(mmengine-lite) or mmengine") from None
+    from cp_debug.imports import optional
+
+    Config = optional("mmengine.config", "reading config files needs mmengine: pip install 'cp-debug[config]' "
+                                         "(mmengine-lite) or mmengine", label="mmengine").Config
     from cp_debug.models.centerpoint.config_bases import base_loop
 
     loop = base_loop(p)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BadInputError
 from cp_debug.models.centerpoint.config import CenterPointConfig
 from cp_debug.lidar.space import voxel_grid
 from cp_debug.models.centerpoint.config_file import _floats, _ints, _Section
@@ -51,12 +51,10 @@ def is_yaml(path: str | Path) -> bool:
 
 
 def _omegaconf():
-    try:
-        import omegaconf
-    except ImportError:
-        raise BackendUnavailableError("reading autoware-ml YAML configs needs omegaconf: "
-                                      "pip install 'cp-debug[yaml]' (or pip install omegaconf)") from None
-    return omegaconf
+    from cp_debug.imports import optional
+
+    return optional("omegaconf", "reading autoware-ml YAML configs needs omegaconf: pip install 'cp-debug[yaml]' "
+                                 "(or pip install omegaconf)")
 
 
 # -- composition (Hydra's defaults list, with omegaconf alone) ----------------------------------------------------
