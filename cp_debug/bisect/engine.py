@@ -31,6 +31,7 @@ from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.bisect.ahead import Ahead, runs_ahead
 from cp_debug.bisect.placement import device_whole
 from cp_debug.bisect.contribution import judge_small_terms
+from cp_debug.bisect.fits import check_fits, subject_weights
 from cp_debug.bisect.ranking import first_divergent, root_cause
 from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
@@ -85,6 +86,8 @@ class BisectEngine:
                                 f"(torch) or cp_debug's export (ort), e.g. --backends torch,{rs.ref_label}")
         for _, spec in everyone:
             check_available(spec)
+        weights, resident = subject_weights(rs.subject)
+        check_fits(weights, [s for _, s in everyone], resident)  # a model too big for the machine: one line, now
         needs_onnx = any(s.runs_onnx for _, s in everyone)
         needs_module = any(s.is_torch for _, s in everyone)
         rs.warnings.extend(rs.subject.warnings)

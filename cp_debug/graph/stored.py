@@ -65,18 +65,18 @@ def store_entry(folder: Path, key: str, model: "onnx.ModelProto", meta: dict) ->
     last: it must hold "schema"), then prune the folder; False when the folder cannot be written (read-only or
     full: the caller runs on without the cache) or the graph is larger than the whole cache may be."""
     from cp_debug.errors import BadInputError
-    from cp_debug.files import cache_limit, prune_cache, write_json
+    from cp_debug.files import cache_limit, prune_after_write, write_json
     from cp_debug.graph.onnx_files import model_nbytes, save_onnx, stored_nbytes
 
     if model_nbytes(model) + stored_nbytes(model) > cache_limit():  # it would go at once, every other entry with it
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        save_onnx(model, folder / f"{key}.onnx")  # past 2 GiB, KEY.onnx.data beside it
-        write_json(folder / f"{key}.json", meta, parents=True)
+        files = save_onnx(model, folder / f"{key}.onnx")  # past 2 GiB, KEY.onnx.data beside it
+        files.append(write_json(folder / f"{key}.json", meta, parents=True))
     except (BadInputError, OSError):
         return False
-    prune_cache(folder)
+    prune_after_write(folder, sum(f.stat().st_size for f in files))
     return True
 
 
@@ -84,13 +84,13 @@ def store_json_entry(folder: Path, key: str, meta: dict) -> bool:
     """Write the JSON-only entry `key` whole (it must hold "schema"), then prune the folder; False when the folder
     cannot be written."""
     from cp_debug.errors import BadInputError
-    from cp_debug.files import prune_cache, write_json
+    from cp_debug.files import prune_after_write, write_json
 
     try:
-        write_json(folder / f"{key}.json", meta, indent=None, parents=True)
+        written = write_json(folder / f"{key}.json", meta, indent=None, parents=True)
     except (BadInputError, OSError):
         return False
-    prune_cache(folder)
+    prune_after_write(folder, written.stat().st_size)
     return True
 
 

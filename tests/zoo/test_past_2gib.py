@@ -122,3 +122,33 @@ def test_the_users_own_file_with_external_data_given_as_onnx(tmp_path, big):
     (folder / "model.onnx.data").unlink()
     proc = cpdebug("bisect", "--onnx", folder / "model.onnx", "--backends", "ort,ort-cpu-fp16")
     assert proc.returncode == 2 and "external data file 'model.onnx.data'" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_model_too_big_for_the_machine_is_one_line_before_the_work(tmp_path, monkeypatch):
+    """The check runs on what the machine says it has (MemAvailable); here the machine says 1 MB."""
+    from cp_debug.bisect import fits
+
+    (tmp_path / "tagger.py").write_text(MODEL)
+    monkeypatch.setattr(fits, "CHECKED_FROM", 0)
+    monkeypatch.setattr(fits, "host_available", lambda: 1_000_000)
+    proc = cpdebug("bisect", "--torch", f"{tmp_path / 'tagger.py'}:build", "--backends", "torch,ort-cpu-fp16",
+                   "--json", tmp_path / "run.json")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug:")]
+    assert proc.returncode == 3 and len(lines) == 1, proc.stderr[-2000:]
+    assert "of host memory for this bisect" in lines[0] and "0.001 GB is available" in lines[0], lines[0]
+    assert "exporting" not in proc.stderr and not (tmp_path / "run.json").exists()  # before the work
+
+
+def test_what_a_bisect_holds_grows_with_its_backends():
+    from cp_debug.backends.spec import parse_backends
+    from cp_debug.bisect.fits import needs
+
+    def specs(text):
+        return [s for _, s in parse_backends(text)]
+
+    w = 4_000_000_000
+    host, gpu = needs(w, specs("torch,ort-cpu-fp16"), module_resident=True)
+    assert gpu == 0 and host == w + w // 2 + int(1.5 * w)  # the module, a conversion, the emulated session
+    host_cuda, gpu_cuda = needs(w, specs("torch-cuda,ort-cuda-fp16"), module_resident=True)
+    assert host_cuda == w + w // 2 and gpu_cuda == w + w // 2  # the module on the GPU, the FP16 session's half
+    assert needs(w, specs("ort,ort-cpu-fp16"), module_resident=False)[0] == w // 2 + 3 * w
