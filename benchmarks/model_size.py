@@ -126,12 +126,22 @@ print(json.dumps({{"wall": time.perf_counter() - t0, "gpu_gb": gpu,
 '''
 
 
+CPDEBUG = [sys.executable, "-m", "cp_debug.cli.main"]  # the console script, where the project is not installed
+TIMEOUT = 3600.0
+
+
 def child(cmd: list[str], env: dict, log: Path) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS GB from wait4, exit code, stdout) of `cmd` as a child process; its stderr into `log`."""
+    """(wall s, peak RSS GB from wait4, exit code, stdout) of `cmd` as a child process; its stderr into `log`; killed
+    past `TIMEOUT` seconds (exit -9)."""
+    import threading
+
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
+        timer = threading.Timer(TIMEOUT, proc.kill)
+        timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
         wall = time.perf_counter() - t0
         out.seek(0)
         text = out.read()
@@ -145,7 +155,9 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="folder for the models' files and JSON reports (a temp one if not)")
     ap.add_argument("--keep", action="store_true", help="keep the folder")
     ap.add_argument("--path", action="store_true", help="the user's whole path on the planted 2.2 GB model")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds a child may run (then killed)")
     args = ap.parse_args()
+    globals()["TIMEOUT"] = args.timeout
     root = Path(args.out or tempfile.mkdtemp(prefix="cpdebug_size_"))
     root.mkdir(parents=True, exist_ok=True)
     if args.path:
@@ -166,13 +178,14 @@ def main() -> int:
                                       root / f"floor_{size}.log")
         floor = json.loads(fout.strip().splitlines()[-1]) if fcode == 0 else {}
         report = root / f"bisect_{size}.json"
-        bw, brss, bcode, _ = child(["cpdebug", "bisect", "--torch", f"{model}:build", "-b", pair, "--json",
+        print(f"  floor: exit {fcode}, {fw:.1f} s", flush=True)
+        bw, brss, bcode, _ = child([*CPDEBUG, "bisect", "--torch", f"{model}:build", "-b", pair, "--json",
                                     str(report), "-q"], env, root / f"bisect_{size}.log")
         outcome = json.loads(report.read_text()).get("outcome") if report.is_file() else None
         gpu = floor.get("gpu_gb")
+        gpu_text = "-" if gpu is None else f"{gpu:.2f}"
         print(f"{size:>6} {floor.get('params', 0) / 1e6:>7.0f}M {fw:>8.1f} {bw:>9.1f} {bw / fw:>5.2f}x {frss:>9.2f} "
-              f"{brss:>10.2f} {brss / frss:>8.2f}x {gpu if gpu is None else f'{gpu:.2f}':>12} {bcode:>4} {outcome}",
-              flush=True)
+              f"{brss:>10.2f} {brss / frss:>8.2f}x {gpu_text:>12} {bcode:>4} {outcome}", flush=True)
     if not args.keep and not args.out:
         shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -216,7 +229,7 @@ def run_path(root: Path) -> int:
         if (root / "keep.json").is_file():
             keep = ",".join(json.loads((root / "keep.json").read_text()).get("keep") or [])
         args = [a.format(model="\0", out=root, python=sys.executable, keep=keep) for a in argv]
-        cmd = args if name == "repro.py" else ["cpdebug", *args]
+        cmd = args if name == "repro.py" else [*CPDEBUG, *args]
         cmd = [x for a in cmd for x in (["--torch", f"{model}:build"] if a == "\0" else [a])]
         wall, rss, code, _ = child(cmd, env, root / f"{name.split()[0].replace('.', '_')}.log")
         ok = code in expected

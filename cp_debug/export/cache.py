@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cp_debug.errors import plain
 from cp_debug.export.said import Said, say_again
-from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module
-from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir
+from cp_debug.export.torch_export import ExportResult, ExportWarning, export_module, weight_bytes
+from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir, cache_limit
 from cp_debug.graph.stored import load_entry, store_entry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ def export_cached(module, example_inputs: tuple, input_names, output_names, *, d
         return export_module(module, example_inputs, input_names, output_names, dynamic_axes=dynamic_axes,
                              exporter=exporter, opset=opset)
 
-    if folder is None:
+    if folder is None or weight_bytes(module) > cache_limit():  # it could not be kept: no key hashed (4 s at 2 GB)
         return fresh()
     key = export_key(module, example_inputs, {
         "input_names": list(input_names), "output_names": list(output_names),

@@ -164,12 +164,12 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
             with _quiet():
                 program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, dynamic_shapes=None,
                                             verbose=False, **kwargs)
-            if _weight_bytes(module) < onnx_files.INLINE_LIMIT:
+            if weight_bytes(module) < onnx_files.INLINE_LIMIT:
                 model = program.model_proto
             else:
                 model = _into_weights_folder(lambda path: program.save(str(path), external_data=True))
             del program
-        elif _weight_bytes(module) < onnx_files.INLINE_LIMIT:
+        elif weight_bytes(module) < onnx_files.INLINE_LIMIT:
             with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
                 path = os.path.join(tmp, "model.onnx")
                 torch.onnx.export(module, tuple(example_inputs), path, dynamo=False, dynamic_axes=dynamic_axes,
@@ -181,7 +181,7 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
     return keep(fold_initializer_identities(model)), caught  # deduplicated weights: initializers again
 
 
-def _weight_bytes(module) -> int:
+def weight_bytes(module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 

@@ -154,8 +154,8 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
     Segment for `segment_model`: a cut between any known tensors, typed from the whole graph's `tensor_types`
     computed once — no shape inference or graph surgery per cut (local error cuts one segment per probe); the graph's
     nodes, producers, reads and order are worked out once a model (`_index`)."""
-    index = _index(model)
-    nodes, initializers, producer, graph_inputs = index.nodes, index.initializers, index.producer, index.graph_inputs
+    known = _index(model)
+    nodes, initializers, producer, graph_inputs = known.nodes, known.initializers, known.producer, known.graph_inputs
     targets, stop = list(dict.fromkeys(targets)), set(boundary)
     picked: set[int] = set()
     seen: set[str] = set()
@@ -171,10 +171,10 @@ def cut_segment(model: onnx.ModelProto, targets: Iterable[str], boundary: Iterab
         if k is None or k in picked or nodes[k].op_type == "Constant":
             continue
         picked.add(k)
-        stack.extend(index.reads[k])
-    order = [k for k in index.order if k in picked]
-    made = {t for k in order for t in index.outputs[k]}
-    reads = (t for k in order for t in index.reads[k] if t not in made)
+        stack.extend(known.reads[k])
+    order = [k for k in known.order if k in picked]
+    made = {t for k in order for t in known.outputs[k]}
+    reads = (t for k in order for t in known.reads[k] if t not in made)
     inputs = tuple(t for t in dict.fromkeys(reads) if t in stop or t in graph_inputs)
     return Segment(index, tuple(order), inputs, tuple(targets), tuple(targets))
 

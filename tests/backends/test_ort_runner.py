@@ -239,7 +239,7 @@ def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_who
     assert facts.error is None and facts.compute_dtypes
     with tempfile.TemporaryDirectory() as tmp:
         so = runner.determinism.ort_session_options(threads=1, optimized_model_filepath=f"{tmp}/whole.onnx")
-        runner._configure(so)
+        runner._configure(so, model)
         ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
         whole = graph_facts(onnx.load(f"{tmp}/whole.onnx"))
     assert (facts.compute_dtypes, facts.compute_ops, facts.other_float_dtypes, facts.casts) == (

@@ -282,8 +282,8 @@ def test_a_socket_folder_others_may_enter_is_refused(tmp_path):
 
 
 def _untimed(text: str) -> str:
-    """`text` less its wall times (and the padding that follows them in the table's boxes)."""
-    return re.sub(r"\s+", " ", re.sub(r"\b\d+(\.\d+)? s\b", "N s", text))
+    """`text` less its wall times and peak memory (and the padding that follows them in the table's boxes)."""
+    return re.sub(r"\s+", " ", re.sub(r"\b\d+(\.\d+)? (s|GB)\b", r"N \2", text))
 
 
 def _wait_for(cond, timeout: float = 120.0) -> None:
