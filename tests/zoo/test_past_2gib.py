@@ -152,3 +152,46 @@ def test_what_a_bisect_holds_grows_with_its_backends():
     host_cuda, gpu_cuda = needs(w, specs("torch-cuda,ort-cuda-fp16"), module_resident=True)
     assert host_cuda == w + w // 2 and gpu_cuda == w + w // 2  # the module on the GPU, the FP16 session's half
     assert needs(w, specs("ort,ort-cpu-fp16"), module_resident=False)[0] == w // 2 + 3 * w
+
+
+def test_an_onnx_file_past_2_gib_is_bisected_where_its_weights_lie(tmp_path):
+    """No threshold lowered: a file whose 2.24 GB embedding sits in model.onnx.data beside it, as the exporters write
+    a model past protobuf's limit, and an MLP scaled past float16 behind it. The bisect reads the data file where it
+    lies (never rewritten), names the planted layer for its overflow and exits 1 (before: exit 70, 'Failed to
+    serialize proto'). About 22 s and 5.7 GB on the 2-core machine."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows, width = 560_000, 1000
+    data = tmp_path / "model.onnx.data"
+    rng = np.random.default_rng(0)
+    with open(data, "wb") as f:
+        for start in range(0, rows, 40_000):
+            f.write(rng.random((min(40_000, rows - start), width), dtype=np.float32).tobytes())
+    emb = TensorProto(name="emb.weight", data_type=TensorProto.FLOAT, dims=[rows, width])
+    emb.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", data.name), ("offset", "0"), ("length", str(rows * width * 4))):
+        emb.external_data.add(key=key, value=value)
+    up = numpy_helper.from_array((rng.standard_normal((width, 64)) * 4000).astype(np.float32), "up.weight")
+    nodes = [helper.make_node("Gather", ["emb.weight", "ids"], ["h"], name="emb"),
+             helper.make_node("ReduceMean", ["h"], ["m"], name="mean", axes=[1], keepdims=0),
+             helper.make_node("MatMul", ["m", "up.weight"], ["u"], name="up"),  # ~1e5: past float16
+             helper.make_node("Relu", ["u"], ["r"], name="relu"),
+             helper.make_node("Div", ["r", "scale"], ["y"], name="down")]
+    graph = helper.make_graph(nodes, "tagger", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
+                              [emb, up, numpy_helper.from_array(np.array(4096.0, np.float32), "scale")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    np.savez(tmp_path / "x.npz", ids=rng.integers(0, rows, (2, 16)))
+    before = data.stat()
+
+    proc = cpdebug("bisect", "--onnx", tmp_path / "model.onnx", "--inputs", tmp_path / "x.npz",
+                   "--backends", "ort,ort-cpu-fp16", "--json", tmp_path / "run.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = _json(tmp_path / "run.json")
+    assert run["root_cause"]["ort-cpu-fp16"]["probe"].startswith("u"), run["root_cause"]
+    assert "65504" in run["root_cause"]["ort-cpu-fp16"]["hint"], run["root_cause"]
+    after = data.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)  # read, never rewritten
