@@ -260,8 +260,9 @@ _RTX_DISTS = ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings", "tenso
 
 def peak_memory() -> dict:
     """What the run held at most: the process's peak resident host memory (getrusage), and where torch used CUDA the
-    peak of torch's allocator and the device memory in use at the end (ONNX Runtime's arena, which keeps its
-    peak, and other processes included): {"host_rss_bytes", "gpu_torch_peak_bytes", "gpu_in_use_bytes"}."""
+    peak of torch's allocator and the most device memory seen in use (`note_gpu_in_use`: each runner's at its end,
+    ONNX Runtime's arena at its largest then; other processes included): {"host_rss_bytes",
+    "gpu_torch_peak_bytes", "gpu_in_use_bytes"}."""
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -271,11 +272,28 @@ def peak_memory() -> dict:
     if torch is not None and torch.cuda.is_initialized():
         try:
             out["gpu_torch_peak_bytes"] = int(torch.cuda.max_memory_allocated())
-            free, total = torch.cuda.mem_get_info()
-            out["gpu_in_use_bytes"] = int(total - free)
+            note_gpu_in_use()
+            out["gpu_in_use_bytes"] = _GPU_SEEN
         except RuntimeError:  # a device lost mid-run: the host figure stands alone
             pass
     return out
+
+
+def note_gpu_in_use() -> None:
+    """Remember the device memory in use now where torch has started CUDA (a runner calls it as it ends, while its
+    session and arena still hold what they took); nothing otherwise."""
+    global _GPU_SEEN
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    try:
+        free, total = torch.cuda.mem_get_info()
+    except RuntimeError:
+        return
+    _GPU_SEEN = max(_GPU_SEEN or 0, int(total - free))
+
+
+_GPU_SEEN: int | None = None
 
 
 def environment(load_torch: bool = True) -> dict:

@@ -95,3 +95,19 @@ def test_deterministic_torch_does_not_load_the_compiler_stack():
             "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_peak_memory_says_the_host_rss_and_the_summary_line_reads_it():
+    """The report's `settings.peak_memory` (issue 83): the process's peak RSS (getrusage); the GPU figures only
+    where torch has started CUDA (never on the CPU machine)."""
+    import resource
+
+    from cp_debug.determinism import peak_memory
+    from cp_debug.report.table import memory_line
+
+    peak = peak_memory()
+    assert peak["host_rss_bytes"] >= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 > 0
+    assert memory_line(peak).startswith(f"peak host RSS {peak['host_rss_bytes'] / 1e9:.3g} GB")
+    line = memory_line({"host_rss_bytes": 12.7e9, "gpu_torch_peak_bytes": 9.72e9, "gpu_in_use_bytes": 11.1e9})
+    assert line == "peak host RSS 12.7 GB · GPU 11.1 GB in use at most (torch's peak 9.72 GB)"
+    assert memory_line(None) is None

@@ -66,6 +66,9 @@ class Runner(abc.ABC):
     def deactivate(self) -> None:
         if not self.is_active:
             return
+        from cp_debug.determinism import note_gpu_in_use
+
+        note_gpu_in_use()  # the report's peak GPU memory: what this runner's session holds, before it lets go
         try:
             self._deactivate()
         finally:

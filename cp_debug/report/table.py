@@ -90,7 +90,7 @@ def memory_line(peak: dict | None) -> str | None:
         return None
     text = f"peak host RSS {peak['host_rss_bytes'] / 1e9:.3g} GB"
     if peak.get("gpu_in_use_bytes") is not None:
-        text += f" · GPU {peak['gpu_in_use_bytes'] / 1e9:.3g} GB in use at the end"
+        text += f" · GPU {peak['gpu_in_use_bytes'] / 1e9:.3g} GB in use at most"
         if peak.get("gpu_torch_peak_bytes") is not None:
             text += f" (torch's peak {peak['gpu_torch_peak_bytes'] / 1e9:.3g} GB)"
     return text
