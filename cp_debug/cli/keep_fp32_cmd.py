@@ -115,7 +115,7 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     check_outputs(json_out)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model"):
-        model, feed, modules = _load(onnx_model, torch_model, inputs, exporter, seed)
+        model, feed, modules = _load(onnx_model, torch_model, inputs, exporter, seed, spec)
     names = candidates.strip()
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
@@ -135,9 +135,11 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     return 0 if result.found else 1
 
 
-def _load(onnx_model, torch_model, inputs, exporter, seed):
+def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
     """(ONNX model, feed, the module's qualified names) through the loaders `cpdebug bisect` uses; one-stage
-    models only."""
+    models only; a model too big for the machine (the search's FP32 reference and `spec`) said before its export."""
+    from cp_debug.backends.spec import BackendSpec as Spec
+    from cp_debug.bisect.fits import check_fits, subject_weights
     from cp_debug.errors import BadInputError
 
     if onnx_model:
@@ -150,6 +152,8 @@ def _load(onnx_model, torch_model, inputs, exporter, seed):
         subject = torch_subject(torch_model, inputs, exporter=exporter)
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: keep-fp32 searches one ONNX model")
+    weights, resident = subject_weights(subject)
+    check_fits(weights, [Spec.parse("ort"), spec], resident)
     stage = subject.stages[0]
     modules = [q for q, _ in stage.module.named_modules()] if stage.module is not None else []
     return stage.onnx(), subject.inputs, modules

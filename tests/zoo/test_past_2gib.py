@@ -137,6 +137,9 @@ def test_a_model_too_big_for_the_machine_is_one_line_before_the_work(tmp_path, m
     assert proc.returncode == 3 and len(lines) == 1, proc.stderr[-2000:]
     assert "of host memory for this bisect" in lines[0] and "0.001 GB is available" in lines[0], lines[0]
     assert "exporting" not in proc.stderr and not (tmp_path / "run.json").exists()  # before the work
+    proc = cpdebug("keep-fp32", "--torch", f"{tmp_path / 'tagger.py'}:build", "--backends", "ort-cpu-fp16")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug:")]
+    assert proc.returncode == 3 and len(lines) == 1 and "of host memory" in lines[0], proc.stderr[-2000:]
 
 
 def test_what_a_bisect_holds_grows_with_its_backends():
