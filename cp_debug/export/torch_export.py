@@ -152,6 +152,7 @@ def _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
 def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
     import torch
 
+    small = weight_bytes(module) < onnx_files.INLINE_LIMIT  # else saved into the weights folder, never one proto
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
@@ -164,12 +165,12 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
             with _quiet():
                 program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, dynamic_shapes=None,
                                             verbose=False, **kwargs)
-            if weight_bytes(module) < onnx_files.INLINE_LIMIT:
+            if small:
                 model = program.model_proto
             else:
                 model = _into_weights_folder(lambda path: program.save(str(path), external_data=True))
             del program
-        elif weight_bytes(module) < onnx_files.INLINE_LIMIT:
+        elif small:
             with tempfile.TemporaryDirectory(prefix="cpdebug-export-") as tmp:
                 path = os.path.join(tmp, "model.onnx")
                 torch.onnx.export(module, tuple(example_inputs), path, dynamo=False, dynamic_axes=dynamic_axes,
@@ -182,6 +183,7 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
 
 
 def weight_bytes(module) -> int:
+    """The bytes of a module's parameters and buffers."""
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 

@@ -41,7 +41,7 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     if not path.is_file():
         raise BadInputError(f"ONNX file not found: {path}")
     try:
-        model = read_onnx(path)  # past 2 GiB its data files linked into the weights folder, not read
+        model = read_onnx(path)  # past 2 GiB its data files registered where they lie, not read
     except MissingDataFile as err:
         raise BadInputError(f"cannot load {path}: its external data file {str(err)!r} (the weights ONNX keeps "
                             f"outside the graph) is not beside it; copy it into {path.parent}") from err

@@ -6,8 +6,9 @@ pass `INLINE_LIMIT` is never encoded whole: `save_onnx` writes it as ONNX's exte
 `NAME.onnx`, every tensor of `EXTERNAL_MIN_BYTES` or more in `NAME.onnx.data`, each at an offset aligned as
 `onnx.external_data_helper.convert_model_to_external_data` aligns them, entries `location` / `offset` / `length`),
 without copying the model or touching the caller's proto (onnx's own `save_model(save_as_external_data=True)`
-clears the weights of the model it is given); ONNX Runtime makes a session from that path (`session_source`), and
-`update_digest` hashes a model by its structure and each tensor's bytes. Sizes come from each tensor's dims and
+clears the weights of the model it is given); `session.session_source` hands ONNX Runtime that path, and
+`update_digest` hashes a model by its structure and each tensor's bytes. Past 2 GiB a model this process holds keeps
+its weights in files (`keep`, `adopt`, `graph/weight_store.py`). Sizes come from each tensor's dims and
 element type (`model_nbytes`): asking protobuf (`ByteSize()`) encodes the whole model, and fails past 2 GiB too.
 """
 
@@ -93,17 +94,15 @@ def _node_tensors(node: "onnx.NodeProto") -> "Iterator[onnx.TensorProto]":
 
 def external_locations(model: "onnx.ModelProto") -> list[str]:
     """The data files (`location`, relative to the model's folder) that `model`'s tensors keep their values in."""
-    import onnx
+    from cp_debug.graph.weight_store import location
 
-    found = {e.value for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL
-             for e in t.external_data if e.key == "location"}
-    return sorted(found)
+    return sorted({loc for loc in map(location, all_tensors(model)) if loc is not None})
 
 
 def read_onnx(path: Path) -> "onnx.ModelProto":
     """An ONNX file as this process holds it: the graph, and where its tensors live outside it (external data beside
-    the file) their values read in if the whole fits one message, else the data files linked into the weights
-    folder (`adopt`: nothing read, nothing copied). A data file that is not there: `MissingDataFile`."""
+    the file) their values read in if the whole fits one message, else the data files registered where they lie
+    (`adopt`: nothing read, nothing copied). A data file that is not there: `MissingDataFile`."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -201,7 +200,7 @@ def split_weights(model: "onnx.ModelProto", location: str, *, min_bytes: int = E
         size = size_of(src)
         if size >= _ALIGN_MIN_BYTES and offset % _ALIGN:
             offset += _ALIGN - offset % _ALIGN
-        for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+        for field in _VALUE_FIELDS:
             dst.ClearField(field)
         dst.data_location = onnx.TensorProto.EXTERNAL
         del dst.external_data[:]
@@ -245,15 +244,6 @@ def write_parts(f, parts) -> None:
             f.write(b"\0" * (offset - f.tell()))
         for chunk in tensor_bytes(t):
             f.write(chunk)
-
-
-def tensor_values(t: "onnx.TensorProto") -> "np.ndarray":
-    """A tensor's values, inline or kept in the weights folder (`weight_store.values`: mapped from its file)."""
-    from onnx import numpy_helper
-
-    from cp_debug.graph import weight_store
-
-    return weight_store.values(t) if weight_store.is_stored(t) else numpy_helper.to_array(t)
 
 
 def tensor_bytes(t: "onnx.TensorProto", chunk: int = 64 << 20) -> "Iterator[bytes]":

@@ -31,7 +31,7 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
         return None
     data_path = model_path.with_name(data_file_name(model_path.name))
     try:
-        if data_path.is_file():  # past 2 GiB: the weights beside the graph, linked into the weights folder
+        if data_path.is_file():  # past 2 GiB: the weights beside the graph, registered where they lie
             model = read_onnx(model_path)
         else:
             model = onnx.load_model_from_string(model_path.read_bytes())

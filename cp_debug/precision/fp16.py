@@ -50,7 +50,6 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
 def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
                     keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
     """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid."""
-
     from cp_debug.graph.model import export_like, import_typed, infer_types
 
     graph = import_typed(model)
@@ -218,16 +217,17 @@ class _Fp16Conversion:
 
         source = stored_source(const)
         if source is not None:  # past 2 GiB: its float16 copy stored too, made once a process
-            return self._half_stored(const, source)
-        half, overflow, flushed = self._halved(np.asarray(const.values))
+            half, overflow, flushed = self._half_stored(const, source)
+        else:
+            half, overflow, flushed = self._halved(np.asarray(const.values))
         if overflow:
             self.overflow.append(const.name)
         self.flushed += flushed
         return half
 
     def _half_stored(self, const, source):
-        """A stored constant's float16 values, stored in turn (graphsurgeon exports them as their file), with what
-        the conversion learned from them."""
+        """`_halved` of a stored constant, its float16 values stored in turn (graphsurgeon exports them as their
+        file): made once a process."""
         from cp_debug.graph import weight_store
         from cp_debug.graph.onnx_files import store_array
 
@@ -236,10 +236,7 @@ class _Fp16Conversion:
             return store_array(half, const.name), overflow, flushed
 
         tensor, overflow, flushed = weight_store.derived(source, "float16", make)
-        if overflow:
-            self.overflow.append(const.name)
-        self.flushed += flushed
-        return weight_store.StoredValues(tensor)
+        return weight_store.StoredValues(tensor), overflow, flushed
 
     def _halved(self, values):
         """(the float16 values of `values`, whether a finite value overflowed, how many nonzero ones flushed to 0)."""

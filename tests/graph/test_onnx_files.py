@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cp_debug.graph import onnx_files
 from cp_debug.graph.onnx_files import (copy_model, data_file_name, encoded, export_graph, holds_stored, model_nbytes,
-                                       save_onnx, tensor_values, update_digest)
+                                       save_onnx, update_digest)
 from cp_debug.graph.session import session_source
 
 
@@ -39,8 +39,10 @@ def _same(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
     """The same nodes, inputs and outputs and the same weights, element for element, wherever each side keeps them
     (upb's == compares encodings, whose field order differs between a message built by CopyFrom and one built
     field by field)."""
-    def values(t):
-        return tensor_values(t)
+    from cp_debug.graph import weight_store
+
+    def values(t):  # wherever it lies: inline, or a stored tensor's file
+        return weight_store.values(t) if weight_store.is_stored(t) else numpy_helper.to_array(t)
 
     ga, gb = a.graph, b.graph
     same_graph = all(list(getattr(ga, f)) == list(getattr(gb, f)) for f in ("input", "output")) and [
