@@ -1,6 +1,7 @@
 """The lockstep in groups of segments: the values of `lockstep.py` from a few sessions per stage.
 
-`--lockstep-mode grouped`: fewer sessions than the segment lockstep (one per segment and side), more memory.
+`--lockstep-mode grouped` (and `auto`, the default, on plans of `GROUPED_FROM_SEGMENTS` segments and more): fewer
+sessions than the segment lockstep (one per segment and side), more memory.
 Measured on the H100 (awml-base, `--level all`, ort-cuda,ort-cuda-fp16): 94.7 s and 13.2 GB peak host RSS in
 7 groups against 87.7 s and 4.7 GB for the segment lockstep — session building was not what bounds the run
 there, so the segments stay the default. Consecutive segments are grouped (`cp_debug.graph.grouped`) while the
@@ -29,8 +30,21 @@ from cp_debug.graph.plan import Segment, SegmentPlan, segment_model
 DEFAULT_GROUP_BYTES = 1 << 30
 
 
+# `--lockstep-mode auto` groups a plan of this many segments: there sessions are most of the cost (DenseNet-121's
+# 1,746 one-node segments on the 2-core CPU machine: 26.7 s by segments, 16.4 s grouped, before this stop's work)
+GROUPED_FROM_SEGMENTS = 200
+
+
 def grouped_supported(lanes: Sequence[Lane]) -> bool:
     return not any(lane.spec.precision == "int8" for lane in lanes)
+
+
+def use_groups(mode: str, plan: SegmentPlan, lanes: Sequence[Lane]) -> bool:
+    """Whether the lockstep runs in groups: asked for ('grouped'), or 'auto' on a plan of many segments; never for
+    INT8 lanes (calibrated per segment)."""
+    if not grouped_supported(lanes):
+        return False
+    return mode == "grouped" or (mode == "auto" and len(plan.segments) >= GROUPED_FROM_SEGMENTS)
 
 
 class GroupedLockstep(Lockstep):

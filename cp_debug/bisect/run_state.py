@@ -46,7 +46,7 @@ class BisectOptions:
     lockstep: bool = True  # segment-by-segment execution where reference and candidate are both ONNX Runtime
     # how the lockstep runs: "segments" (a session per segment) or "grouped" (groups of consecutive segments whose
     # tensors fit 1 GiB, a session each: lockstep_grouped.py)
-    lockstep_mode: str = "segments"
+    lockstep_mode: str = "auto"
     # how probes are judged: "model" (against the candidate's precision's noise, compare/noise.py; three outcomes)
     # or "fixed" (element-wise atol/rtol, diverged or not, as before)
     tolerance_mode: str = "model"

@@ -19,7 +19,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
     """Stage i segment by segment for the reference and `states` together; results are recorded as each
     segment's probes come out. Returns (reference outputs, {label: outputs})."""
     from cp_debug.bisect import lockstep as ls_mod
-    from cp_debug.bisect.lockstep_grouped import GroupedLockstep, grouped_supported
+    from cp_debug.bisect.lockstep_grouped import GroupedLockstep, use_groups
 
     st = run.subject.stages[i]
     by_tensor = _probes_by_tensor(run, i, sp, states)
@@ -30,12 +30,15 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
             for s in states:
                 s.results[p.name] = ProbeResult(p.name, "missing", note="no ONNX node computes this tensor")
     lanes = [ls_mod.Lane(s.label, s.spec, dict(s.feeds[i]), run.ort_kwargs(s.spec)) for s in states]
-    # groups of segments in one session each only when asked: on the H100 they were not faster (lockstep_grouped.py)
-    grouped = run.opts.lockstep_mode == "grouped" and grouped_supported(lanes)
+    grouped = use_groups(run.opts.lockstep_mode, plan, lanes)
     runner = (GroupedLockstep if grouped else ls_mod.Lockstep)(
         model, plan, run.ref_spec, lanes, determinism=run.det, noise=run.opts.noise_floor, local=run.opts.local,
         progress=run.progress, stop_after_probes=refine)
     by_label = {s.label: s for s in states}
+    this_pass = {p.name for p in sp}
+    # the plan's nearest probes are the upstream ones unless an earlier pass measured others of this stage
+    earlier = any(n not in this_pass and (p := run.probes.get(n)) is not None and p.stage == i and p.kind == "module"
+                  for s in states for n in s.results)
     name_of = {t: ps[0].name for t, ps in by_tensor.items()}
     name_of.update({n: n for n in st.input_names})
 
@@ -45,7 +48,7 @@ def lockstep_stage(run: RunState, i: int, sp: list[ProbeSpec], states: list[Cand
         if pv.noise is not None:
             for n in names:
                 run.noise[n] = TensorDiff.from_arrays(n, pv.reference, pv.noise)
-        upstream = (upstream_names(run, i, pv.tensor, states)
+        upstream = ((upstream_names(run, i, pv.tensor, states) if earlier else ())
                     or tuple(name_of[u] for u in pv.upstream if u in name_of))
         off = False
         for lane in lanes:

@@ -271,7 +271,7 @@ _NAMED = {  # what goes after an option whose type alone does not say it
     "json": "FILE|-", "torch": "FILE.py:FUNC", "preset": "NAME", "recipe": "NAME", "level": "stage|block|layer|all",
     "tolerance-mode": "model|fixed", "use-dim": "N|I,I,…", "keep-fp32": "NODE,NODE…", "exclude-int8": "NODE,NODE…",
     "skip-layers": "LAYER,LAYER…", "layers": "LAYER,LAYER…", "candidates": "NAME,NAME…", "candidate": "SPEC",
-    "exporter": "auto|dynamo|torchscript", "lockstep-mode": "segments|grouped",
+    "exporter": "auto|dynamo|torchscript", "lockstep-mode": "auto|segments|grouped",
     "device": "cpu|cuda", "method": "max|percentile|entropy|mse", "convtranspose": "skip|per-channel|per-tensor",
     "precision": "fp32|fp16|int8",
 }

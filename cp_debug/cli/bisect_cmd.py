@@ -103,10 +103,10 @@ def bisect(
         "start.")] = None,
     lockstep_mode: Annotated[str,
                              typer.Option("--lockstep-mode", help="ONNX Runtime on both sides: 'segments' (a session "
-                                               "per segment, least memory) or 'grouped' (consecutive segments in one "
-                                               "session while their tensors fit 1 GiB). On one CUDA device the "
-                                               "pair runs whole stages, compared on the GPU, unless --device-budget "
-                                               "0.")] = "segments",
+                                               "per segment, least memory), 'grouped' (consecutive segments in one "
+                                               "session while their tensors fit 1 GiB) or 'auto' (grouped from 200 "
+                                               "segments). On one CUDA device the pair runs whole stages, compared "
+                                               "on the GPU, unless --device-budget 0.")] = "auto",
     json_out: Json = None,
     csv: Csv = None,
     parquet: Parquet = None,
@@ -200,8 +200,8 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     from cp_debug.cli._preflight import check_inputs, check_outputs, check_preset, check_report_writers
     from cp_debug.errors import BadInputError
 
-    if lockstep_mode not in ("segments", "grouped"):
-        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use segments or grouped")
+    if lockstep_mode not in ("auto", "segments", "grouped"):
+        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use auto, segments or grouped")
     int8 = subject_request.model.int8 if subject_request.model is not None else None
     torch_int8 = [s for _, s in pairs if s.is_torch and s.precision == "int8"]
     if int8 is None and torch_int8:
@@ -360,9 +360,9 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
     else:
         if json_out:
             write_json(Path(json_out), caught())
-        from cp_debug.report.table import render_table
+        from cp_debug.report.table import TERMINAL_ROWS, render_table
 
-        render_table(caught(), stdout_console(), verbose=third_party.verbose)
+        render_table(caught(), stdout_console(), max_rows=TERMINAL_ROWS, verbose=third_party.verbose)
     if failed is not None:
         raise failed
 

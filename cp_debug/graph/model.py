@@ -84,6 +84,21 @@ def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelPr
     return model
 
 
+def cleanup(graph: "gs.Graph") -> "gs.Graph":
+    """`graph.cleanup()` (the graph's inputs kept, as by default), the inputs set aside while it runs:
+    onnx-graphsurgeon tests each input against a list of the used tensors, O(inputs × tensors) — an opened group of
+    DenseNet-121 (1,746 `::cut` inputs) spent 1.8 s there."""
+    inputs = list(graph.inputs)
+    for t in inputs:  # what cleanup does first: a graph input's producers go (the walk back stops at the inputs)
+        t.inputs.clear()
+    graph.inputs = []
+    try:
+        graph.cleanup()
+    finally:
+        graph.inputs = inputs
+    return graph
+
+
 def static_dims(ty: "onnx.TypeProto") -> tuple[int | None, ...] | None:
     """A tensor type's dimensions, None for each one left open; None where the type has no shape at all."""
     tt = ty.tensor_type
@@ -205,7 +220,7 @@ def expose_outputs(model: "onnx.ModelProto", names: Iterable[str]) -> "onnx.Mode
             t.dtype = np.float32
         graph.outputs.append(t)
         present.add(name)
-    graph.cleanup().toposort()
+    cleanup(graph).toposort()
     return export_like(graph, model)
 
 
@@ -279,5 +294,5 @@ def fold_initializer_identities(model: "onnx.ModelProto") -> "onnx.ModelProto":
             out = node.outputs[0]
             node.outputs.clear()
             out.to_constant(np.array(src.values, copy=True))
-    graph.cleanup()
+    cleanup(graph)
     return export_like(graph, model)

@@ -32,7 +32,7 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     """
     import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import import_typed
+    from cp_debug.graph.model import cleanup, import_typed
     from cp_debug.graph.onnx_files import export_graph
 
     graph = import_typed(model)  # best effort: dtypes of outputs default to float32 below
@@ -55,7 +55,7 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
         new_outputs.append(t)
     graph.inputs = new_inputs
     graph.outputs = new_outputs
-    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    cleanup(graph).toposort()
     out = export_graph(graph)
     out.ir_version = model.ir_version
     return _fill_output_shapes(out, output_shapes or {})
@@ -88,6 +88,8 @@ def cut_range(graph, start: int, stop: int, values: dict):
     """
     import onnx_graphsurgeon as gs
 
+    from cp_debug.graph.model import cleanup
+
     g = graph.copy()
     nodes = g.nodes[start:stop]
     made = {t.name for nd in nodes for t in nd.outputs}
@@ -107,7 +109,7 @@ def cut_range(graph, start: int, stop: int, values: dict):
         v = values[t.name]
         t.dtype, t.shape = v.dtype, list(v.shape)
     g.inputs, g.outputs = ins, outs
-    g.cleanup()
+    cleanup(g)
     from cp_debug.graph.onnx_files import export_graph
 
     return export_graph(g), [t.name for t in ins], [t.name for t in outs]

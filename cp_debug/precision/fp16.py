@@ -50,7 +50,7 @@ def convert_to_fp16(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterable[str] 
 def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], keep_fp32_op_types: Iterable[str],
                     keep_io_types: bool) -> "tuple[onnx.ModelProto, list[str]]":
     """The conversion (`convert_to_fp16`) and the warnings it has to say, unsaid."""
-    from cp_debug.graph.model import export_like, import_typed, infer_types
+    from cp_debug.graph.model import cleanup, export_like, import_typed, infer_types
 
     graph = import_typed(model)
     graph.toposort()
@@ -65,7 +65,7 @@ def convert_quietly(model: "onnx.ModelProto", keep_fp32_nodes: Iterable[str], ke
     if keep_io_types:
         step.keep_output_types()
     graph.nodes.extend(step.cast_nodes)
-    graph.cleanup().toposort()
+    cleanup(graph).toposort()
     converted = export_like(graph, model)
     del converted.graph.value_info[:]  # stale float32 types of intermediates: re-inferred below
     converted = infer_types(converted)
@@ -137,7 +137,9 @@ class _Fp16Conversion:
                     out = node.outputs[0]
                     out.to_constant(values)
                     node.outputs.clear()
-        self.graph.cleanup()
+        from cp_debug.graph.model import cleanup
+
+        cleanup(self.graph)
 
     # 2 ------------------------------------------------------------------------------------------------------------
     def choose_fp32_nodes(self, keep_nodes: set[str], keep_ops: set[str]) -> None:

@@ -7,6 +7,7 @@ root cause's hint is printed under the table.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 STATUS_STYLE = {"ok": "green", "diverged": "bold red", "nan": "bold magenta", "inf": "bold magenta",
                 "shape_mismatch": "bold yellow", "missing": "dim"}
 REL_MAX = "max/\n|ref|max"  # max |diff| / max |ref| (the JSON keeps the per-element max_rel too)
+TERMINAL_ROWS = 150  # bisect's table past this many rows: the story's rows, the largest local errors, counts between
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
 
@@ -28,7 +30,8 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
                  verbose: bool = False) -> None:
     """Print one table per candidate, the summary panel and the count of third-party warnings.
 
-    `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables;
+    `max_rows` elides runs of unremarkable "ok" rows (never a marked, diverged or on-path row) in long tables
+    (`TERMINAL_ROWS` for bisect's own table);
     the INT8 quantization error shows its worst layers, all of them with `verbose`.
     """
     for cand in report.candidates:
@@ -151,7 +154,8 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     table.add_column("status", no_wrap=True)
     table.add_column("", no_wrap=True)
 
-    for row in _elide(all_rows, max_rows):
+    shown = _elide(all_rows, max_rows)
+    for row in shown:
         if isinstance(row, str):
             table.add_row("", Text(row, style="dim"), *[""] * (len(table.columns) - 2))
             continue
@@ -172,6 +176,10 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
         cells += [Text(r.status, style=STATUS_STYLE.get(r.status, "")), _marker(row, short)]
         table.add_row(*cells)
     console.print(table)
+    if len(shown) < len(all_rows):
+        n = sum(not isinstance(r, str) for r in shown)
+        console.print(Text(f"  {n} of {len(all_rows)} rows shown: the JSON and HTML reports hold every row "
+                           "(`cpdebug report REPORT.json` prints them all)", style="dim"))
     if cand.path:
         console.print(Text("  path: ", style="dim") + Text(" → ".join(cand.path), style="cyan"))
     if cand.first_divergent:
@@ -184,7 +192,15 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
     kind, text = verdict(cand)
     if not cand.first_divergent:
         console.print(Text(f"  {text}", style=VERDICT_STYLE[kind]))
-    notes: dict[str, list[str]] = {}  # one line per reason: a module's calls that cannot be told apart share one
+    _render_notes(cand, console)
+    console.print()
+
+
+def _render_notes(cand: CandidateResult, console: "Console") -> None:
+    """One line per reason: a module's calls that cannot be told apart share one."""
+    from rich.text import Text
+
+    notes: dict[str, list[str]] = {}
     for r in cand.results:
         if r.note:
             notes.setdefault(r.note, []).append(r.probe)
@@ -193,7 +209,6 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
         console.print(Text(f"  note {who}: {note}", style="dim"))
     if len(notes) > 10:
         console.print(Text(f"  … {len(notes) - 10} more notes in the JSON report", style="dim"))
-    console.print()
 
 
 def _probe_cell(row: Row):
@@ -227,8 +242,14 @@ def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
     if not max_rows or len(all_rows) <= max_rows:
         return list(all_rows)
     tree = any(r.depth > 0 for r in all_rows)  # a refined run: its coarse probes are the overview
-    keep = [r.first_divergent or r.root_cause or r.on_path or (tree and r.depth == 0) or r.result.local is not None
-            or r.result.status in BROKEN for r in all_rows]
+    keep = [bool(r.first_divergent or r.root_cause or r.on_path or (tree and r.depth == 0)
+                 or r.result.status in BROKEN or _local_beyond(r)) for r in all_rows]
+    # rows with a local error tell where error enters: all of them while they fit, else the largest
+    local = sorted((i for i, r in enumerate(all_rows) if not keep[i] and r.result.local is not None),
+                   key=lambda i: -_local_size(all_rows[i]))
+    room = len(local) if sum(keep) + len(local) <= max_rows else max(0, max_rows // 2 - sum(keep))
+    for i in local[:room]:
+        keep[i] = True
     keep[0] = keep[-1] = True
     for i, r in enumerate(all_rows):
         if r.first_divergent or r.root_cause:
@@ -248,6 +269,18 @@ def _elide(all_rows: list[Row], max_rows: int | None) -> list[Row | str]:
     if run:
         out.append(_count_line(run))
     return out
+
+
+def _local_beyond(row: Row) -> bool:
+    j = row.result.local_judgement
+    return j is not None and j.beyond
+
+
+def _local_size(row: Row) -> float:
+    """A row's local error, to rank rows by: relative RMS (its max abs where that is not finite)."""
+    d = row.result.local
+    v = d.rel_rmse if d is not None else None
+    return v if v is not None and math.isfinite(v) else float("inf")
 
 
 def _count_line(run: list[Row]) -> str:
