@@ -32,7 +32,7 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
     """
     import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import import_typed
+    from cp_debug.graph.model import cleanup, cut_ir_version, import_typed
     from cp_debug.graph.onnx_files import export_graph
     from cp_debug.graph.weight_store import import_graph
     from cp_debug.precision.fp16 import convert_to_fp16
@@ -63,9 +63,9 @@ def round_at_cuts(window: "onnx.ModelProto", rounded: Iterable[str], *,
             continue
         _round(graph, t)
         done.append(name)
-    graph.cleanup().toposort()
+    cleanup(graph).toposort()
     out = export_graph(graph)
-    out.ir_version = window.ir_version
+    out.ir_version = cut_ir_version(window)
     return out, done
 
 

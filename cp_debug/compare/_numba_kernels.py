@@ -157,20 +157,36 @@ def part(rs, ts, atol, rtol, o):
     o[11] = max(ram, tam)
 
 
+@nb.njit(inline="always")
+def diff_row(r, t, atol, rtol, parts, chunk, k, out):
+    """Row k of `diff`: part k % parts of chunk k // parts."""
+    n = r.size
+    base = (k // parts) * chunk
+    m = min(n, base + chunk) - base
+    step = (m + parts - 1) // parts
+    lo = base + min(m, (k % parts) * step)
+    hi = min(base + m, lo + step)
+    part(r[lo:hi], t[lo:hi], atol, rtol, out[k])
+
+
 @nb.njit(parallel=True, cache=True)
 def diff(r, t, atol, rtol, parts, chunk):
     """Row c * parts + p: part p of chunk c (chunks of `chunk` elements, the last one shorter, each cut into `parts`
     equal ranges), all in one parallel loop: one call for a whole tensor, its rows the same as a call per chunk."""
-    n = r.size
-    chunks = (n + chunk - 1) // chunk
-    out = np.zeros((chunks * parts, 12))
-    for k in nb.prange(chunks * parts):
-        base = (k // parts) * chunk
-        m = min(n, base + chunk) - base
-        step = (m + parts - 1) // parts
-        lo = base + min(m, (k % parts) * step)
-        hi = min(base + m, lo + step)
-        part(r[lo:hi], t[lo:hi], atol, rtol, out[k])
+    rows = ((r.size + chunk - 1) // chunk) * parts
+    out = np.zeros((rows, 12))
+    for k in nb.prange(rows):
+        diff_row(r, t, atol, rtol, parts, chunk, k, out)
+    return out
+
+
+@nb.njit(cache=True)
+def diff_serial(r, t, atol, rtol, parts, chunk):
+    """`diff`'s rows on the calling thread, the same parts: the same results, without a parallel launch (~0.2 ms)."""
+    rows = ((r.size + chunk - 1) // chunk) * parts
+    out = np.zeros((rows, 12))
+    for k in range(rows):
+        diff_row(r, t, atol, rtol, parts, chunk, k, out)
     return out
 
 
@@ -195,4 +211,13 @@ def heat(r, t):
     for k in nb.prange((H + rows - 1) // rows):
         lo = k * rows
         heat_rows(r, t, acc, lo, min(H, lo + rows))
+    return acc
+
+
+@nb.njit(cache=True)
+def heat_serial(r, t):
+    """`heat` on the calling thread: each row summed channel after channel as there, the same values."""
+    H, W = r.shape[1], r.shape[2]
+    acc = np.zeros((H, W))
+    heat_rows(r, t, acc, 0, H)
     return acc

@@ -74,7 +74,7 @@ def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelPr
             props = kept.get((node.name, node.op_type))
             if props is not None and not node.metadata_props:
                 node.metadata_props.extend(props)
-    model.ir_version = original.ir_version
+    model.ir_version = cut_ir_version(original)
     del model.opset_import[:]
     model.opset_import.extend(original.opset_import)
     model.producer_name = original.producer_name
@@ -82,6 +82,13 @@ def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelPr
     del model.metadata_props[:]
     model.metadata_props.extend(original.metadata_props)
     return model
+
+
+def cut_ir_version(original: "onnx.ModelProto") -> int:
+    """The IR version of a graph made from `original`'s nodes: the original's, and at least 4 — under IR 3 every
+    initializer must also be a graph input, which graphsurgeon's export and cp_debug's cuts do not write (ONNX's
+    own zoo files, e.g. light_resnet50.onnx, are IR 3)."""
+    return max(int(original.ir_version), 4)
 
 
 def cleanup(graph: "gs.Graph") -> "gs.Graph":

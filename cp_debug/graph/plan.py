@@ -137,6 +137,7 @@ def standalone_model(model: onnx.ModelProto, body: list[onnx.NodeProto], inputs:
     `model` it reads, `model`'s opsets, IR version and functions."""
     from onnx import helper
 
+    from cp_debug.graph.model import cut_ir_version
     from cp_debug.graph.onnx_files import add_initializers
 
     const_nodes = {o: n for n in model.graph.node if n.op_type == "Constant" for o in n.output}
@@ -144,7 +145,7 @@ def standalone_model(model: onnx.ModelProto, body: list[onnx.NodeProto], inputs:
     g = helper.make_graph([const_nodes[t] for t in reads if t in const_nodes] + list(body), name, inputs, outputs)
     m = helper.make_model(g, opset_imports=list(model.opset_import), producer_name=producer)
     add_initializers(m.graph, [initializers[t] for t in reads if t in initializers])  # any size
-    m.ir_version = model.ir_version
+    m.ir_version = cut_ir_version(model)
     m.functions.extend(model.functions)
     return m
 

@@ -32,7 +32,7 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     """
     import onnx_graphsurgeon as gs
 
-    from cp_debug.graph.model import cleanup, import_typed
+    from cp_debug.graph.model import cleanup, cut_ir_version, import_typed
     from cp_debug.graph.onnx_files import export_graph
 
     graph = import_typed(model)  # best effort: dtypes of outputs default to float32 below
@@ -57,7 +57,7 @@ def extract_segment(model: onnx.ModelProto, inputs: dict[str, np.ndarray], outpu
     graph.outputs = new_outputs
     cleanup(graph).toposort()
     out = export_graph(graph)
-    out.ir_version = model.ir_version
+    out.ir_version = cut_ir_version(model)
     return _fill_output_shapes(out, output_shapes or {})
 
 

@@ -106,3 +106,38 @@ def test_grouped_engine_finds_the_planted_fp16_overflow_as_the_segment_lockstep(
     out = bundle_from_run(engine, grp, tmp_path / "bundle").path
     assert (out / "repro.py").is_file()
     engine.close()
+
+
+def _chain(n: int, path: Path) -> Path:
+    """An ONNX file of `n` small nodes in a chain (Mul by 1.5, Relu, in turn): a probe, and a segment, each."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, last = [], "x"
+    for k in range(n):
+        out = f"t{k}"
+        nodes.append(helper.make_node("Mul", [last, "s"], [out], name=f"mul{k}") if k % 2 == 0
+                     else helper.make_node("Relu", [last], [out], name=f"relu{k}"))
+        last = out
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info(last, TensorProto.FLOAT, [2, 8])],
+                              initializer=[numpy_helper.from_array(np.array(1.01, np.float32), "s")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_auto_groups_a_plan_of_many_segments_only(tmp_path):
+    """`--lockstep-mode auto` (the default) groups a stage of `GROUPED_FROM_SEGMENTS` segments or more (sessions
+    were most of DenseNet-121's cost) and runs a shorter one segment by segment; the verdicts agree."""
+    from cp_debug.bisect.loaders import onnx_subject
+    from cp_debug.bisect.lockstep_grouped import GROUPED_FROM_SEGMENTS
+
+    for n, grouped in ((GROUPED_FROM_SEGMENTS + 10, True), (12, False)):
+        subject = onnx_subject(_chain(n, tmp_path / f"chain{n}.onnx"))
+        stage = subject.stages[0].name
+        engine = _engine(subject, "ort,ort-cpu-fp16")
+        report = engine.run()
+        engine.close()
+        execution = report.settings["execution"][stage]
+        assert execution.endswith("group sessions") == grouped, execution
+        assert report.candidates[0].first_divergent is None and len(report.candidates[0].results) >= n

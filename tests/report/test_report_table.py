@@ -67,6 +67,28 @@ def test_max_rows_elides_what_does_not_tell_the_story():
     assert len(_render(rep)) > len(out)
 
 
+def test_a_long_lockstep_table_keeps_the_largest_local_errors():
+    """Every row of a lockstep has a local error: past `max_rows` (bisect's terminal: `TERMINAL_ROWS`) the rows kept
+    are the largest local errors, the first and the last, and a line says how many of how many are shown."""
+    from cp_debug.report.table import TERMINAL_ROWS
+
+    n = 2 * TERMINAL_ROWS
+    probes = [Probe(i, f"layer{i}", None, "Conv") for i in range(n)]
+    res = []
+    for p in probes:
+        local = 1e-4 * (1 + p.index % 7) * (50.0 if p.index in (123, 201) else 1.0)
+        d = TensorDiff.from_arrays(p.name, [1.0, 2.0], [1.0 + 1e-4, 2.0])
+        res.append(ProbeResult(p.name, d.status, d, TensorDiff.from_arrays(p.name, [1.0, 2.0], [1.0 + local, 2.0])))
+    rep = BisectReport("ort", [CandidateResult("ort-cpu-fp16", "ort-cpu-fp16", res)], probes)
+    out = _render(rep, max_rows=TERMINAL_ROWS)
+    shown = [line.split()[1] for line in out.splitlines()
+             if line.strip().split(" ")[0].isdigit() and line.split()[1].startswith("layer")]
+    assert {"layer0", "layer123", "layer201", f"layer{n - 1}"} <= set(shown)
+    assert len(shown) <= TERMINAL_ROWS // 2 + 2
+    assert f"{len(shown)} of {n} rows shown" in out
+    assert f"{n} of {n} rows shown" not in _render(rep) and len(_render(rep).splitlines()) > n
+
+
 def test_summary_line(report):
     line = render_summary_line(report)
     assert "\n" not in line
