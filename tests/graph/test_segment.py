@@ -78,7 +78,8 @@ def test_cuts_of_an_ir3_file_are_valid_models():
     inits = [numpy_helper.from_array(np.full((4, 4), 0.5, np.float32), "w"),
              numpy_helper.from_array(np.ones(4, np.float32), "b")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-             helper.make_node("Add", ["h", "b"], ["a"], name="add"), helper.make_node("Relu", ["a"], ["y"], name="relu")]
+             helper.make_node("Add", ["h", "b"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu")]
     graph = helper.make_graph(nodes, "ir3", [value("x", [2, 4]), value("w", [4, 4]), value("b", [4])],
                               [value("y", [2, 4])], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
