@@ -50,22 +50,22 @@ def subject_weights(subject) -> tuple[int, bool]:
     return total, resident
 
 
-def check_fits(weights: int, specs: "Sequence[BackendSpec]", module_resident: bool) -> None:
+def check_fits(weights: int, specs: "Sequence[BackendSpec]", module_resident: bool, doing: str = "bisect") -> None:
     """BackendUnavailableError (exit 3) where the host's available memory or a GPU's free memory is short of what
-    `needs` says; nothing for a model under `CHECKED_FROM`."""
+    `needs` says; nothing for a model under `CHECKED_FROM`. `doing`: the command, as the line names it."""
     if weights < CHECKED_FROM:
         return
     host, gpu = needs(weights, specs, module_resident)
     have = host_available()
     if have is not None and host > have:
         raise BackendUnavailableError(
-            f"the model's {_gb(weights)} of weights need about {_gb(host)} of host memory for this bisect "
+            f"the model's {_gb(weights)} of weights need about {_gb(host)} of host memory for this {doing} "
             f"({', '.join(str(s) for s in specs)}); {_gb(have)} is available: run it on a machine with more memory, "
             "with fewer ONNX Runtime CPU backends, or with a CUDA reference and candidate (their weights on the GPU)")
     free = gpu_free() if gpu else None
     if free is not None and gpu > free:
         raise BackendUnavailableError(
-            f"the model's {_gb(weights)} of weights need about {_gb(gpu)} of GPU memory for this bisect (a copy on "
+            f"the model's {_gb(weights)} of weights need about {_gb(gpu)} of GPU memory for this {doing} (a copy on "
             f"each CUDA backend); {_gb(free)} is free on the GPU: give a CPU reference (torch or ort) so that only "
             "the candidate's copy is on the GPU, or a GPU with more memory")
 

@@ -53,7 +53,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
         task = task_metric(metric)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model and the samples"):
-        m, split, calib, said = prepare(g, seed, int8=spec.precision == "int8")
+        m, split, calib, said = prepare(g, seed, spec)
     result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib, metric=task,
                        progress=progress)
     doc = fix_json(result)

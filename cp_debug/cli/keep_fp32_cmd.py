@@ -153,7 +153,7 @@ def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: keep-fp32 searches one ONNX model")
     weights, resident = subject_weights(subject)
-    check_fits(weights, [Spec.parse("ort"), spec], resident)
+    check_fits(weights, [Spec.parse("ort"), spec], resident, doing="search")
     stage = subject.stages[0]
     modules = [q for q, _ in stage.module.named_modules()] if stage.module is not None else []
     return stage.onnx(), subject.inputs, modules

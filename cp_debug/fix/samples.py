@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
 
@@ -63,12 +64,14 @@ class GivenModel:
 
 
 def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str, seed: int,
-               need_feed: bool) -> GivenModel:
+               need_feed: bool, backends: Sequence[BackendSpec] = ()) -> GivenModel:
     """`--torch FILE.py:FUNC` (exported by the exporter bisect uses, its generators seeded from `seed`) or `--onnx
-    FILE.onnx`, as every sample run loads it (the module recipe's `load_module`); one stage only."""
+    FILE.onnx`, as every sample run loads it (the module recipe's `load_module`); one stage only. `backends`: what
+    the fix runs (a model too big for the machine with them is one line before the export)."""
     from cp_debug.recipes.catalog import of_any_model
 
-    m = of_any_model().load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed)
+    m = of_any_model().load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed,
+                                   backends=backends)
     stage = m.subject.stages[0]
     if onnx_path is not None:
         first = m.subject.inputs if need_feed else None
@@ -78,16 +81,22 @@ def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: st
     return GivenModel(stage.onnx(), m.source, modules, first, "example", m.graph.what)
 
 
-def prepare(g: Mapping, seed: int, *, int8: bool) -> tuple[GivenModel, SampleSplit, list[Sample] | None, list[str]]:
+def prepare(g: Mapping, seed: int, spec: BackendSpec) -> tuple[GivenModel, SampleSplit, list[Sample] | None,
+                                                                list[str]]:
     """What `fix --torch / --onnx` gives (`g`: torch, onnx, inputs, data, calib, verify_samples, exporter) as the
-    model, the split samples, the calibration samples (None: the search's) and the input casts said."""
+    model, the split samples, the calibration samples (None: the search's) and the input casts said; `spec`: the
+    candidate (beside the search's FP32 reference, `fix.module.REFERENCE`)."""
+    from cp_debug.fix.module import REFERENCE
+
+    int8 = spec.precision == "int8"
     if g["calib"] is not None and not int8:
         raise BadInputError("--calib goes with an INT8 candidate (--backends ort-cpu-int8)")
     for option in ("inputs", "calib"):
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
-    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given)
+    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given,
+                   backends=(BackendSpec.parse(REFERENCE), spec))
     graph = graph_inputs(m.model, m.what)
     samples, said = load_samples(g["inputs"], g["data"], graph)
     source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None

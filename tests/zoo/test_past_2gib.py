@@ -140,6 +140,11 @@ def test_a_model_too_big_for_the_machine_is_one_line_before_the_work(tmp_path, m
     proc = cpdebug("keep-fp32", "--torch", f"{tmp_path / 'tagger.py'}:build", "--backends", "ort-cpu-fp16")
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug:")]
     assert proc.returncode == 3 and len(lines) == 1 and "of host memory" in lines[0], proc.stderr[-2000:]
+    proc = cpdebug("fix", "--torch", f"{tmp_path / 'tagger.py'}:build", "--backends", "ort-cpu-fp16",
+                   "--out", tmp_path / "fix")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cpdebug:")]
+    assert proc.returncode == 3 and len(lines) == 1 and "of host memory" in lines[0], proc.stderr[-2000:]
+    assert "ort-cpu-fp32, ort-cpu-fp16" in lines[0] and not (tmp_path / "fix").exists()
 
 
 def test_what_a_bisect_holds_grows_with_its_backends():

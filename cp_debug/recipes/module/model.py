@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -57,10 +57,11 @@ class ModuleModel:
 
 
 def load_module_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str = "auto",
-                      seed: int = 0, need_feed: bool = True) -> ModuleModel:
+                      seed: int = 0, need_feed: bool = True, backends: "Sequence[BackendSpec]" = ()) -> ModuleModel:
     """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once.
     `need_feed=False`: the caller brings its samples, so an ONNX file gets no seeded inputs (nor needs fixed
-    shapes for them)."""
+    shapes for them). `backends`: what the caller will run it on — a model too big for the machine with them is one
+    line (exit 3) before the export (`bisect.fits`)."""
     from cp_debug.bisect.loaders import onnx_subject, torch_subject
 
     if bool(torch_target) == bool(onnx_path):
@@ -69,11 +70,22 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
         if not Path(onnx_path).is_file():
             raise BadInputError(f"--onnx file not found: {onnx_path}")
         subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)
+        _check_fits(subject, backends)
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})
     subject = torch_subject(torch_target, None, exporter=exporter, seed=seed)
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: a sample run takes one graph")
+    _check_fits(subject, backends)
     what = f"{torch_target.rpartition(':')[2]}()'s model"
     return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), what),
                        {"torch": str(torch_target), "exporter": exporter})
+
+
+def _check_fits(subject, backends: "Sequence[BackendSpec]") -> None:
+    """A model too big for the machine with `backends` (their sessions' copies of the weights): one line, exit 3."""
+    from cp_debug.bisect.fits import check_fits, subject_weights
+
+    if backends:
+        weights, resident = subject_weights(subject)
+        check_fits(weights, backends, resident, doing="run")
