@@ -137,9 +137,10 @@ def _widened(t: "onnx.TensorProto") -> "onnx.TensorProto":
     from cp_debug.graph import weight_store
     from cp_debug.graph.onnx_files import store_array
 
-    if weight_store.is_stored(t):
-        return weight_store.derived(t, "float32", lambda: store_array(weight_store.values(t).astype("float32"),
-                                                                       t.name))
+    if weight_store.is_stored(t):  # large: ONNX Runtime's Cast, exact (numpy's conversion: 2.2 s at 1.1 GB)
+        from cp_debug.half import to_fp32
+
+        return weight_store.derived(t, "float32", lambda: store_array(to_fp32(weight_store.values(t)), t.name))
     return numpy_helper.from_array(numpy_helper.to_array(t).astype("float32"), t.name)
 
 

@@ -229,3 +229,20 @@ def test_a_memory_error_is_never_kept(cache):
         with pytest.raises(MemoryError):
             traced(Short().eval(), (torch.ones(2),), remember_failure=True)
     assert _entries(cache) == 0
+
+
+def test_a_module_of_many_weights_is_traced_without_hashing_them(cache, monkeypatch):
+    """Past `TRACE_KEY_FROM` bytes of weights the key (every weight hashed, twice) would cost more than the trace:
+    no key is made and nothing is kept; the trace is the fresh one."""
+    from cp_debug.export import cache as export_cache
+    from cp_debug.probes import trace_cache
+
+    net, example = models.build_twice()
+    hashed = []
+    monkeypatch.setattr(export_cache, "export_key", lambda *a, **k: hashed.append(1) or "k")
+    monkeypatch.setattr(trace_cache, "TRACE_KEY_FROM", sum(p.numel() * 4 for p in net.parameters()))
+    assert traced(net, example) == trace_module(net, example)
+    assert not hashed and _entries(cache) == 0
+    monkeypatch.setattr(trace_cache, "TRACE_KEY_FROM", 1 << 40)
+    traced(net, example)
+    assert hashed and _entries(cache) == 1
