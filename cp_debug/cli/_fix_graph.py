@@ -31,7 +31,8 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_outputs
     from cp_debug.errors import BadInputError
-    from cp_debug.fix.module import candidate_spec, check_libraries, fix_graph
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.fix.module import REFERENCE, candidate_spec, check_libraries, fix_graph
     from cp_debug.fix.module_files import fix_json, write_graph_fix
     from cp_debug.fix.samples import prepare
 
@@ -53,7 +54,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
         task = task_metric(metric)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model and the samples"):
-        m, split, calib, said = prepare(g, seed, spec)
+        m, split, calib, said = prepare(g, seed, (BackendSpec.parse(REFERENCE), spec))
     result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib, metric=task,
                        progress=progress)
     doc = fix_json(result)

@@ -81,22 +81,19 @@ def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: st
     return GivenModel(stage.onnx(), m.source, modules, first, "example", m.graph.what)
 
 
-def prepare(g: Mapping, seed: int, spec: BackendSpec) -> tuple[GivenModel, SampleSplit, list[Sample] | None,
-                                                                list[str]]:
+def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec]) -> tuple[GivenModel, SampleSplit,
+                                                                             list[Sample] | None, list[str]]:
     """What `fix --torch / --onnx` gives (`g`: torch, onnx, inputs, data, calib, verify_samples, exporter) as the
-    model, the split samples, the calibration samples (None: the search's) and the input casts said; `spec`: the
-    candidate (beside the search's FP32 reference, `fix.module.REFERENCE`)."""
-    from cp_debug.fix.module import REFERENCE
-
-    int8 = spec.precision == "int8"
+    model, the split samples, the calibration samples (None: the search's) and the input casts said; `backends`:
+    what the fix runs, the candidate last."""
+    int8 = backends[-1].precision == "int8"
     if g["calib"] is not None and not int8:
         raise BadInputError("--calib goes with an INT8 candidate (--backends ort-cpu-int8)")
     for option in ("inputs", "calib"):
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
-    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given,
-                   backends=(BackendSpec.parse(REFERENCE), spec))
+    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given, backends=backends)
     graph = graph_inputs(m.model, m.what)
     samples, said = load_samples(g["inputs"], g["data"], graph)
     source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
