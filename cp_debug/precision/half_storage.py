@@ -118,22 +118,28 @@ def emulate_half_storage(model: "onnx.ModelProto", rounding: bool = True) -> Hal
             rounded += 1
     del g.node[:]
     g.node.extend(nodes)
-    if not rounding:  # float32 at the edges: the inputs as they are (their widening Casts dropped), outputs typed
-        for v in [*g.input, *g.output]:
-            if v.type.tensor_type.elem_type == fp16:
-                v.type.tensor_type.elem_type = fp32
-        back = {r: k for k, r in renames.items()}
-        for n in g.node:
-            for i, x in enumerate(n.input):
-                if x in back:
-                    n.input[i] = back[x]
-        kept = [n for n in g.node if not n.name.endswith(SUFFIX + "_widen")]
-        del g.node[:]
-        g.node.extend(kept)
+    if not rounding:
+        _float32_edges(g, renames, fp16, fp32)
     kept = [v for v in g.value_info if dtypes.get(v.name) != fp16]
     del g.value_info[:]
     g.value_info.extend(kept)
     return HalfStorage(keep(out), rounded, constants, casts, len(widened_inputs))  # keep: float32 past 2 GiB
+
+
+def _float32_edges(g, renames: dict[str, str], fp16: int, fp32: int) -> None:
+    """The twin's edges (`widen_half`): float16 inputs taken as float32 as they are (their widening Casts dropped),
+    float16 outputs declared float32."""
+    for v in [*g.input, *g.output]:
+        if v.type.tensor_type.elem_type == fp16:
+            v.type.tensor_type.elem_type = fp32
+    back = {r: k for k, r in renames.items()}
+    for n in g.node:
+        for i, x in enumerate(n.input):
+            if x in back:
+                n.input[i] = back[x]
+    kept = [n for n in g.node if not n.name.endswith(SUFFIX + "_widen")]
+    del g.node[:]
+    g.node.extend(kept)
 
 
 def _half_tensors(model) -> tuple[set[str], dict[str, int]]:

@@ -31,6 +31,12 @@ from cp_debug.probes.torch_trace import ModuleTrace
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
                         "InstanceNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"})
 _MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+# Ops a deployment inserts that leave a value what it was, up to its precision: onnxconverter-common's Casts around
+# the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
+# is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
+_THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
+# ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
+_FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,11 @@ class _Graph:
             if node.op_type == "Constant":
                 value = next((a.t for a in node.attribute if a.name == "value"), None)
                 g.constants[node.output[0]] = tuple(value.dims) if value is not None else ()
+                continue
+            if node.op_type in _THROUGH and node.input and node.input[0] in g.constants:
+                # a weight behind DequantizeLinear (an int8 initializer, or QuantizeLinear of a float one) or a
+                # Cast: still that weight, of the quantized initializer's shape
+                g.constants[node.output[0]] = g.constants[node.input[0]]
                 continue
             for k, t in enumerate(node.output):
                 if t:
@@ -316,6 +327,13 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
     cur = start
     for op, slot, out_slot in reversed(steps):
         fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
+        if not fits and op not in _THROUGH:
+            past = _past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
+            if past != cur and op in _FOLDED_INTO_Q and _quantized(b, cur):
+                cur = past  # ONNX Runtime's quantizer dropped this ReLU: the Q/DQ pair after it clips as it did
+                continue
+            cur = past
+            fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
         if len(set(fits)) != 1:
             what = "no" if not fits else "several"
             return (f"{what} {op} after the matching node in the deployed graph (the chain is ambiguous or changed)",)
@@ -323,4 +341,40 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         if out_slot >= len(outs) or not outs[out_slot]:
             return (f"the deployed graph's {op} lacks output {out_slot}",)
         cur = outs[out_slot]
-    return cur
+    ours = {a.model.graph.node[j].op_type for j, _ in a.consumers.get(t, [])}
+    if ours and ours <= _FOLDED_INTO_Q:
+        return cur  # our ReLU follows: the pair after it in the deployed graph is that ReLU's, not this tensor's
+    return _dequantized(b, cur)
+
+
+def _only_consumer(g: _Graph, t: str, op: str) -> str | None:
+    """The output of the one node consuming `t`, where there is exactly one and it is an `op`; else None."""
+    users = {j for j, _ in g.consumers.get(t, [])}
+    if len(users) != 1:
+        return None
+    node = g.model.graph.node[next(iter(users))]
+    return node.output[0] if node.op_type == op and node.output and node.output[0] else None
+
+
+def _quantized(g: _Graph, t: str) -> bool:
+    """Whether `t`'s one consumer is a QuantizeLinear whose one consumer is a DequantizeLinear."""
+    q = _only_consumer(g, t, "QuantizeLinear")
+    return q is not None and _only_consumer(g, q, "DequantizeLinear") is not None
+
+
+def _dequantized(g: _Graph, t: str) -> str:
+    """`t`, or the DequantizeLinear output of the Q/DQ pair that alone consumes it: the value the deployment computes
+    (ONNX Runtime fuses the float tensor before the pair away)."""
+    q = _only_consumer(g, t, "QuantizeLinear")
+    dq = _only_consumer(g, q, "DequantizeLinear") if q is not None else None
+    return dq or t
+
+
+def _past_inserted(g: _Graph, t: str) -> str:
+    """`t` followed through the Casts and Q/DQ pairs that alone consume it, one after the other."""
+    for _ in range(_MAX_CHAIN):
+        nxt = _only_consumer(g, t, "Cast") or (_dequantized(g, t) if _quantized(g, t) else None)
+        if nxt is None:
+            return t
+        t = nxt
+    return t
