@@ -40,13 +40,29 @@ def _notes(report: dict) -> str:
     return "\n".join(report["warnings"])
 
 
-def test_fp16_file_of_onnxconverter_common_names_its_overflow(tmp_path):
+def _stripped(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Node names n0, n1, … and no scope metadata, as simplifiers write them: only structure maps the probes."""
+    for k, node in enumerate(model.graph.node):
+        node.name = f"n{k}"
+        del node.metadata_props[:]
+    return model
+
+
+@pytest.mark.parametrize("by", ["scope", "structure"])
+def test_fp16_file_of_onnxconverter_common_names_its_overflow(tmp_path, by):
+    """`structure`: the converter keeps the ReLUs in FP32 (op_block_list) and so puts Casts around each, and the
+    scopes are gone: every probe is still mapped, through the Casts."""
     float16 = pytest.importorskip("onnxconverter_common.float16")
     folder = tmp_path / "fp16"
     folder.mkdir()
     fp32 = onnx.load(_export("fp16_overflow", tmp_path / "model.onnx"))
     assert [o.name for o in fp32.graph.output] == ["linear"]
-    onnx.save(float16.convert_float_to_float16(fp32, keep_io_types=True), folder / "model.onnx")
+    if by == "scope":
+        half = float16.convert_float_to_float16(fp32, keep_io_types=True)
+    else:
+        half = _stripped(float16.convert_float_to_float16(fp32, keep_io_types=True, op_block_list=["Relu"]))
+        assert sum(n.op_type == "Cast" for n in half.graph.node) == 8
+    onnx.save(half, folder / "model.onnx")
     proc = cpdebug("bisect", "--torch", f"{MODELS}:fp16_overflow", "-b", f"torch,ort@{folder}",
                    "--json", tmp_path / "r.json", "--quiet")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -55,7 +71,7 @@ def test_fp16_file_of_onnxconverter_common_names_its_overflow(tmp_path):
     # the file's own output name, read by order; every probe mapped through the converter's Casts
     notes = _notes(report)
     assert "'linear' as 'output0'" in notes
-    assert "8 of 8 probes mapped" in notes
+    assert f"8 of 8 probes mapped onto the deployed graph (of all modules: 9 by {by})" in notes
     # judged and shown at the precision the file holds: fp16, never ort-cpu-fp32
     assert report["candidate_specs"][label] == f"ort-cpu-fp16@{folder}"
     assert report["judged_at"][label] == "fp16"
@@ -79,15 +95,21 @@ class _Reader:
         return next(self._frames, None)
 
 
-def _quantized(tmp_path: Path) -> tuple[Path, Path]:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _quantized(tmp_path: Path, fp8: bool = False) -> tuple[Path, Path]:
+    """torch.onnx.export's file and a folder holding it quantized by `quantize_static` (QDQ, per tensor): INT8, or
+    float8 e4m3fn (ORT calibrates float8 by its Distribution method only; symmetric, as float8 has no zero point)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     fp32 = _export("healthy", tmp_path / "model.onnx")
-    folder = tmp_path / "int8"
+    folder = tmp_path / ("fp8" if fp8 else "int8")
     folder.mkdir()
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(onnx.load(fp32).graph.input[0].name)
+    kind = QuantType.QFLOAT8E4M3FN if fp8 else QuantType.QInt8
+    extra = dict(calibrate_method=CalibrationMethod.Distribution,
+                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}) if fp8 else {}
     quantize_static(str(fp32), str(folder / "model.onnx"), reader, quant_format=QuantFormat.QDQ, per_channel=False,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=kind, weight_type=kind, **extra)
     return fp32, folder
 
 
@@ -105,6 +127,8 @@ def test_int8_qdq_file_of_quantize_static_maps_every_probe(tmp_path):
     assert "9 of 9 probes mapped" in _notes(report)  # 1 of 9 before: the weights behind DequantizeLinear
     assert report["judged_at"][label] == "int8"
     assert report["root_cause"][label]["probe"] == "body.4/Conv", report["root_cause"]
+    # the ReLUs the quantizer folded into the QuantizeLinear after each conv are no graph difference
+    assert not report["graph_differences"][label]["only_in_reference"], report["graph_differences"][label]
 
 
 def test_int8_spec_over_a_quantized_file_is_one_line(tmp_path):
@@ -113,3 +137,18 @@ def test_int8_spec_over_a_quantized_file_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert f"{folder / 'model.onnx'} is already quantized (" in line and f"give it as ort@{folder}" in line, line
+
+
+def test_fp8_qdq_file_maps_and_is_read_as_fp8(tmp_path):
+    """Q/DQ with float8 e4m3fn zero points (opset 19+): mapped as INT8's are, read as fp8 and never judged by INT8's
+    budget; the noise model has no FP8 rounding unit, and the run says so."""
+    fp32, folder = _quantized(tmp_path, fp8=True)
+    zero_points = [i for i in onnx.load(folder / "model.onnx").graph.initializer if i.name.endswith("_zero_point")]
+    assert zero_points and {i.data_type for i in zero_points} == {onnx.TensorProto.FLOAT8E4M3FN}
+    proc = cpdebug("bisect", "--onnx", fp32, "-b", f"ort,ort@{folder}", "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    notes = _notes(report)
+    assert "9 of 9 probes mapped" in notes
+    assert report["judged_at"][f"ort@{folder}"] == "fp8"
+    assert "the deployed files hold fp8" in notes and "no fp8 rounding unit" in notes
