@@ -10,6 +10,11 @@ the subject's own stages (torch or cp_debug's export), so the two are compared p
 does not map is reported missing with the reason, never compared with a tensor that does not correspond. The nodes
 of either graph with no counterpart in the other (`probes/graph_diff.py`) are listed per stage, for the report and
 for the verdict (`graph_blame.py`).
+
+The files keep their own precision and output names: an FP16 file (onnxconverter-common's, diffusers', Olive's) makes
+`ort@DIR` the `ort-cpu-fp16@DIR` candidate it is (`held_spec`, never converted again), a Q/DQ file runs as given and
+is judged at int8 (or fp8), `*-int8@DIR` over it is one line (never quantized again), and outputs named by the
+user's exporter are read by order under the model's names (`probes/interface.adopt_output_names`).
 """
 
 from __future__ import annotations
