@@ -168,7 +168,9 @@ class PrepareGraph:
         model = expose_outputs(model, extras) if extras and self.expose else model
         out_map = {n: n for n in graph_outputs + tuple(extras)}
         transform = PrecisionTransform()
-        if self.transform == "fp16":
+        if self.transform == "fp16" and not self.keep_fp32_nodes and _holds_half(model):
+            pass  # a file that holds float16 itself (a user's FP16 deployment) runs as it is, never converted again
+        elif self.transform == "fp16":
             from cp_debug.precision.fp16 import conversion_summary
             from cp_debug.precision.fp16_cache import convert_to_fp16_cached
 
@@ -187,3 +189,9 @@ def vanished_note(missing: Sequence[str]) -> str | None:
 
 def _count_ops(model, op_type: str) -> int:
     return sum(1 for n in model.graph.node if n.op_type == op_type)
+
+
+def _holds_half(model) -> bool:
+    from cp_debug.precision.half_storage import holds_half_constants
+
+    return holds_half_constants(model)

@@ -10,6 +10,11 @@ the subject's own stages (torch or cp_debug's export), so the two are compared p
 does not map is reported missing with the reason, never compared with a tensor that does not correspond. The nodes
 of either graph with no counterpart in the other (`probes/graph_diff.py`) are listed per stage, for the report and
 for the verdict (`graph_blame.py`).
+
+The files keep their own precision and output names: an FP16 file (onnxconverter-common's, diffusers', Olive's) makes
+`ort@DIR` the `ort-cpu-fp16@DIR` candidate it is (`held_spec`, never converted again), a Q/DQ file runs as given and
+is judged at int8 (or fp8), `*-int8@DIR` over it is one line (never quantized again), and outputs named by the
+user's exporter are read by order under the model's names (`probes/interface.adopt_output_names`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class DeployedStages:
     files: tuple[Path, ...] = ()
     how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
     differences: tuple[GraphDifferences, ...] = ()  # per stage: the nodes with no counterpart on the other side
+    spec: BackendSpec | None = None  # the candidate as it runs: a plain spec takes the precision its files hold
 
     @property
     def graph_differences(self) -> GraphDifferences:
@@ -80,25 +86,31 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
     from cp_debug.probes.sized_shapes import sized_shapes
-    from cp_debug.probes.interface import check_interface
+    from cp_debug.probes.interface import adopt_output_names, check_interface
 
-    views, notes, held, files, how, differences = [], [], [], [], [], []
+    views, notes, files, how, differences = [], [], [], [], []
     if subject.deployed_split is not None:  # one deployed graph, cut at the stages' interfaces (TransFusion-L)
         one, models = subject.deployed_split(spec.onnx_dir, str(spec))
         paths, shown = [one] * len(models), [f"{one.name} ({st.name})" for st in subject.stages]
     else:
         paths = [stage_file(spec, subject, st) for st in subject.stages]
         models, shown = [load_onnx(path) for path in paths], [path.name for path in paths]
+    held = [file_precision(model) for model in models]
+    _not_quantized_again(spec, paths, models, held)
+    asked, spec = spec, held_spec(spec, held)
     # first, before anything is exported or run: do the files hold the model's weights?
     weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p) for st, m, p
                                                     in zip(subject.stages, models, shown) if st.module is not None])
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
+        model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
+        if renames:
+            notes.append(f"{spec}: {name}: output(s) read by order under the model's names: "
+                         + ", ".join(f"{d!r} as {o!r}" for d, o in renames.items()))
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
         sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
                  if st.module is not None else None)
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
-        held.append(file_precision(model))
         files.append(path)
         how.append(dict(found.how))
         differences.append(found.differences)
@@ -118,12 +130,58 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     if subject.deployed_split is not None and spec.is_tensorrt:
         notes.append(f"{spec}: TensorRT builds each stage's engine from {paths[0].name} cut in two; an engine of the "
                      "whole graph in the folder is not what runs")
-    precision = next((p for p in ("int8", "fp16") if p in held), "fp32")
+    precision = _held_precision(held)
     if precision != "fp32":
-        how_run = "they run as they are" if spec.precision == "fp32" else f"converted to {spec.precision} as asked"
+        how_run = ("they run as they are" if asked.precision in ("fp32", precision)
+                   else f"converted to {spec.precision} as asked")
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
-    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences))
+    notes += _unjudged(spec, precision)
+    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec)
+
+
+def _unjudged(spec: BackendSpec, precision: str) -> list[str]:
+    """Said where the noise model has no rounding unit for the files' precision (FP8: none yet, `compare/noise.py`):
+    the run falls back to fp32's budget and tolerances, under which every FP8 probe is beyond, so the user's own
+    tolerances are the way to judge it; never INT8's budget, whose 127 levels are not FP8's 3 mantissa bits."""
+    from cp_debug.compare.noise import UNIT_ROUNDOFF
+
+    if precision in UNIT_ROUNDOFF or precision == "int8":
+        return []
+    return [f"{spec}: cp_debug's noise model has no {precision} rounding unit yet: the files are judged by fp32's "
+            f"budget and tolerances, which every {precision} probe exceeds; give --atol/--rtol to judge them by "
+            "fixed tolerances"]
+
+
+def _held_precision(held: list[str]) -> str:
+    """The files' precision, the lowest any of them holds."""
+    return next((p for p in ("fp8", "int8", "fp16") if p in held), "fp32")
+
+
+def held_spec(spec: BackendSpec, held: list[str]) -> BackendSpec:
+    """`ort@DIR` / `trt@DIR` over FP16 files runs as `*-fp16@DIR`: the file holds its precision and runs as it is
+    (the graph loader does not convert a float16 file again), so the candidate is shown, judged and explained
+    (segment_why.py) as the FP16 run it is, never as `ort-cpu-fp32`. Q/DQ files keep the spec (their INT8 is run as
+    given, judged at `DeployedStages.precision`)."""
+    if spec.precision == "fp32" and _held_precision(held) == "fp16":
+        return replace(spec, precision="fp16")
+    return spec
+
+
+def _not_quantized_again(spec: BackendSpec, paths: list[Path], models: list, held: list[str]) -> None:
+    """`*-int8@DIR` over files that hold Q/DQ already: quantizing a quantized graph again is no deployment (ONNX
+    Runtime's quantizer meets a cycle in it), so it is one line, exit 2, before anything runs."""
+    if spec.precision != "int8":
+        return
+    from cp_debug.precision.held import qdq_count
+
+    for path, model, p in zip(paths, models, held):
+        if p in ("int8", "fp8"):
+            device = "" if spec.is_tensorrt or spec.device == "cpu" else f"-{spec.device}"
+            plain = f"{spec.framework}{device}@{spec.onnx_dir}"
+            raise BadInputError(f"{path} is already quantized ({qdq_count(model)} QuantizeLinear/DequantizeLinear "
+                                f"nodes): give it as {plain} (it runs as it is, judged at {p}); cp_debug never "
+                                "quantizes a quantized file again")
 
 
 def _weights_verdict(spec: BackendSpec, subject: Subject, checks: list) -> list[str]:

@@ -59,7 +59,7 @@ class BisectEngine:
         from cp_debug.determinism import Determinism
 
         ref_label, ref_spec = reference
-        self.candidates = candidates
+        self.candidates = list(candidates)  # a SPEC@DIR's spec may take its files' precision (`_deployed`)
         self.opts = options
         level = options.level or subject.default_level
         if level not in LEVELS:
@@ -231,12 +231,14 @@ class BisectEngine:
         for p in probes:
             if p.kind == "module":
                 per_stage.setdefault(p.stage, []).append(p.name)
-        for label, spec in self.candidates:
+        for k, (label, spec) in enumerate(self.candidates):
             if spec.onnx_dir is not None:
                 with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"):
                     found = deployed_stages(spec, self.subject, per_stage)
                 rs.deployed[label] = found
                 rs.warnings.extend(found.notes)
+                if found.spec is not None:  # `ort@DIR` over FP16 files runs as the FP16 candidate it is
+                    self.candidates[k] = (label, found.spec)
 
     def _check_node_lists(self) -> None:
         """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own; a SPEC@DIR

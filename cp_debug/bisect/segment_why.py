@@ -198,7 +198,8 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     seg, feed, tensor, st = rs.model, rs.feed, rs.tensor, rs.named
     judged = through or probe
     inner = _float_outputs(seg)
-    ref = run_segment(run, "ort", seg, feed, inner).values
+    wide = _fp32_twin(seg)  # a user's FP16 file: its FP32 values, and the advice tried, on its float32 twin
+    ref = run_segment(run, "ort", wide, feed, inner).values
     masks = run.mask_tensors(run.stage_of(state.label, i))
     ref = {**feed, **ref}  # a summing op's terms may be the segment's own inputs
     finding, keep = find_overflow(seg, ref, st, masks)
@@ -212,7 +213,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     first = None
     for tried in _widening(seg, keep):
         try:
-            got = run_segment(run, str(spec), seg, feed, [tensor], spec=spec, keep=tried).values[tensor]
+            got = run_segment(run, str(spec), wide, feed, [tensor], spec=spec, keep=tried).values[tensor]
         except Exception as err:  # noqa: BLE001 - a segment ONNX Runtime refuses to run with the nodes kept
             return SegmentWhy(finding, keep, None, note=f"the segment did not run with them kept: {err}",
                               through=through, lane=lane)
@@ -221,6 +222,15 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
             return SegmentWhy(finding, tried, True, d.rel_rmse, through=through, lane=lane)
         first = first or f"status {d.status}, local rel. RMSE {d.rel_rmse:.3g}"
     return SegmentWhy(finding, keep, False, note=first, through=through, lane=lane)
+
+
+def _fp32_twin(seg):
+    """`seg` itself, or where it holds float16 (a segment of a user's FP16 file, run as it is) its float32 twin
+    (`half_storage.widen_half`): run plain it gives the FP32 values (a Conv's 9.5e4 stays 9.5e4, not inf), and
+    converted with nodes kept in FP32 it is cp_debug's own FP16 conversion of the same nodes."""
+    from cp_debug.precision.half_storage import holds_half_constants, widen_half
+
+    return widen_half(seg) if holds_half_constants(seg) else seg
 
 
 def _stand_in(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:

@@ -56,9 +56,18 @@ def holds_half_constants(model: "onnx.ModelProto") -> bool:
         a.name == "to" and a.i == fp16 for n in model.graph.node if n.op_type == "Cast" for a in n.attribute)
 
 
-def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
+def widen_half(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """The float32 twin of a graph holding float16 (a user's FP16 file): the same nodes and tensor names, float16
+    constants widened (exact), Casts to float16 made Casts to float32, nothing rounded — what the file computes in
+    FP32, the reference its own segments are explained against (`segment_why.py`): a value past 65504 stays its
+    FP32 value there instead of inf."""
+    return emulate_half_storage(model, rounding=False).model
+
+
+def emulate_half_storage(model: "onnx.ModelProto", rounding: bool = True) -> HalfStorage:
     """The float32 graph computing what `model` (holding float16 tensors) computes on a float16 machine; `model` is
-    not modified. Control-flow subgraphs are left as they are. Nothing float16 in `model`: `.changed` is False."""
+    not modified. Control-flow subgraphs are left as they are. Nothing float16 in `model`: `.changed` is False.
+    `rounding=False`: no rounding after any node, float16 graph inputs and outputs declared float32 (`widen_half`)."""
     import onnx
     from onnx import helper
 
@@ -94,7 +103,7 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
         if node.op_type in ("Constant", "ConstantOfShape"):
             continue  # its value is a float16 value already: exact in float32, nothing to round
         for k, t in enumerate(node.output):
-            if t not in half:
+            if t not in half or not rounding:
                 continue
             raw = t + SUFFIX + "_raw"
             node.output[k] = raw
@@ -109,10 +118,28 @@ def emulate_half_storage(model: "onnx.ModelProto") -> HalfStorage:
             rounded += 1
     del g.node[:]
     g.node.extend(nodes)
+    if not rounding:
+        _float32_edges(g, renames, fp16, fp32)
     kept = [v for v in g.value_info if dtypes.get(v.name) != fp16]
     del g.value_info[:]
     g.value_info.extend(kept)
     return HalfStorage(keep(out), rounded, constants, casts, len(widened_inputs))  # keep: float32 past 2 GiB
+
+
+def _float32_edges(g, renames: dict[str, str], fp16: int, fp32: int) -> None:
+    """The twin's edges (`widen_half`): float16 inputs taken as float32 as they are (their widening Casts dropped),
+    float16 outputs declared float32."""
+    for v in [*g.input, *g.output]:
+        if v.type.tensor_type.elem_type == fp16:
+            v.type.tensor_type.elem_type = fp32
+    back = {r: k for k, r in renames.items()}
+    for n in g.node:
+        for i, x in enumerate(n.input):
+            if x in back:
+                n.input[i] = back[x]
+    kept = [n for n in g.node if not n.name.endswith(SUFFIX + "_widen")]
+    del g.node[:]
+    g.node.extend(kept)
 
 
 def _half_tensors(model) -> tuple[set[str], dict[str, int]]:

@@ -1,5 +1,9 @@
 """The precision an ONNX file carries itself: Q/DQ (or integer ops), float16 weights or casts, or neither.
 
+Q/DQ pairs say their format by their zero point's type: int8/uint8 (onnxruntime.quantization's `quantize_static`,
+ModelOpt's INT8) or float8 e4m3fn / e5m2 (opset 19+: ModelOpt's FP8, TensorRT's FP8 Q/DQ): "fp8" where any
+QuantizeLinear writes float8 — its 3 mantissa bits are not INT8's 256 levels, never judged by INT8's budget.
+
 Where a file carries its precision, a backend runs it as it is (a deployed FP16 or Q/DQ file) and TensorRT builds it
 strongly typed; the `SPEC@DIR` candidates' tolerances follow it too (`bisect/deployed.py`).
 """
@@ -15,10 +19,33 @@ INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLin
                       "MatMulInteger"})
 
 
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
 def file_precision(model: "onnx.ModelProto") -> str:
-    """"int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
+    """"fp8" for float8 Q/DQ, "int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16,
+    else "fp32"."""
     from cp_debug.precision.half_storage import holds_half_constants
 
     if any(n.op_type in INT8_OPS for n in model.graph.node):
-        return "int8"
+        return "fp8" if _float8_qdq(model) else "int8"
     return "fp16" if holds_half_constants(model) else "fp32"
+
+
+def qdq_count(model: "onnx.ModelProto") -> int:
+    """How many QuantizeLinear / DequantizeLinear nodes `model` holds."""
+    return sum(1 for n in model.graph.node if n.op_type in QDQ_OPS)
+
+
+def _float8_qdq(model: "onnx.ModelProto") -> bool:
+    """Whether a QuantizeLinear's zero point (its output type) is a float8 type."""
+    import onnx
+
+    float8 = {getattr(onnx.TensorProto, t) for t in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ")
+              if hasattr(onnx.TensorProto, t)}
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
+            types[n.output[0]] = n.attribute[0].t.data_type
+    return any(n.op_type == "QuantizeLinear" and len(n.input) > 2 and types.get(n.input[2]) in float8
+               for n in model.graph.node) or any(t in float8 for t in types.values())

@@ -10,6 +10,12 @@ table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
    paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
    a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
    same chain is followed in the file.
+What a deployment inserts is looked through (`_THROUGH`): a weight behind DequantizeLinear (an int8 or float8
+initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
+of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts and the Q/DQ pairs on
+activations, a probe tensor quantized in the file maps to the dequantized tensor (what the deployment computes), and
+a ReLU the quantizer folded into its QuantizeLinear maps to that pair's output (with `quantize_static`, 1 of 9 probes
+of a small conv net mapped before, 9 of 9 after).
 A probe whose correspondence is not certain — its compute node unaligned, a chain step with no or several
 fitting consumers — is left unmapped with the reason: two tensors that do not correspond are never compared.
 Past the probes, every node is paired where it can be (`align_nodes`); the nodes left over on either side are the
@@ -31,6 +37,12 @@ from cp_debug.probes.torch_trace import ModuleTrace
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
                         "InstanceNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"})
 _MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+# Ops a deployment inserts that leave a value what it was, up to its precision: onnxconverter-common's Casts around
+# the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
+# is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
+_THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
+# ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
+_FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     nodes = align_nodes(a, b, pair)
     differences = GraphDifferences(
         unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage),
-        unmatched_nodes(ours, a.unpaired(set(nodes)), our_map, REFERENCE, stage))
+        unmatched_nodes(ours, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage))
     return ForeignMap(their_map, how, differences)
 
 
@@ -110,6 +122,11 @@ class _Graph:
             if node.op_type == "Constant":
                 value = next((a.t for a in node.attribute if a.name == "value"), None)
                 g.constants[node.output[0]] = tuple(value.dims) if value is not None else ()
+                continue
+            if node.op_type in _THROUGH and node.input and node.input[0] in g.constants:
+                # a weight behind DequantizeLinear (an int8 initializer, or QuantizeLinear of a float one) or a
+                # Cast: still that weight, of the quantized initializer's shape
+                g.constants[node.output[0]] = g.constants[node.input[0]]
                 continue
             for k, t in enumerate(node.output):
                 if t:
@@ -316,6 +333,13 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
     cur = start
     for op, slot, out_slot in reversed(steps):
         fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
+        if not fits and op not in _THROUGH:
+            past = _past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
+            if past != cur and op in _FOLDED_INTO_Q and _quantized(b, cur):
+                cur = past  # ONNX Runtime's quantizer dropped this ReLU: the Q/DQ pair after it clips as it did
+                continue
+            cur = past
+            fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
         if len(set(fits)) != 1:
             what = "no" if not fits else "several"
             return (f"{what} {op} after the matching node in the deployed graph (the chain is ambiguous or changed)",)
@@ -323,4 +347,60 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         if out_slot >= len(outs) or not outs[out_slot]:
             return (f"the deployed graph's {op} lacks output {out_slot}",)
         cur = outs[out_slot]
-    return cur
+    deq = _dequantized(b, cur)
+    ours = {a.model.graph.node[j].op_type for j, _ in a.consumers.get(t, [])}
+    theirs = {b.model.graph.node[j].op_type for j, _ in b.consumers.get(deq, [])}
+    if ours and ours <= _FOLDED_INTO_Q and not ours & theirs:
+        return cur  # our ReLU follows and the quantizer folded it: the pair after this tensor is that ReLU's
+    return deq
+
+
+def _folded_into_q(a: _Graph, b: _Graph, nodes: dict[int, int]) -> set[int]:
+    """Our ReLUs (and Clips) that ONNX Runtime's quantizer folded into the QuantizeLinear after their producer: the
+    producer's counterpart feeds a Q/DQ pair and no such op. Their counterpart is that pair (it clips as they did),
+    so they are no difference of the graphs."""
+    folded = set()
+    for i, node in enumerate(a.model.graph.node):
+        if node.op_type not in _FOLDED_INTO_Q or not node.input or node.input[0] not in a.producer:
+            continue
+        k, slot = a.producer[node.input[0]]
+        outs = b.model.graph.node[nodes[k]].output if k in nodes else []
+        t = outs[slot] if slot < len(outs) else ""
+        if t and _quantized(b, t):
+            after = {b.model.graph.node[j].op_type for j, _ in b.consumers.get(_dequantized(b, t), [])}
+            if node.op_type not in after:
+                folded.add(i)
+    return folded
+
+
+def _only_consumer(g: _Graph, t: str, op: str) -> str | None:
+    """The output of the one node consuming `t`, where there is exactly one and it is an `op`; else None."""
+    users = {j for j, _ in g.consumers.get(t, [])}
+    if len(users) != 1:
+        return None
+    node = g.model.graph.node[next(iter(users))]
+    return node.output[0] if node.op_type == op and node.output and node.output[0] else None
+
+
+def _quantized(g: _Graph, t: str) -> bool:
+    """Whether `t`'s one consumer is a QuantizeLinear whose one consumer is a DequantizeLinear."""
+    q = _only_consumer(g, t, "QuantizeLinear")
+    return q is not None and _only_consumer(g, q, "DequantizeLinear") is not None
+
+
+def _dequantized(g: _Graph, t: str) -> str:
+    """`t`, or the DequantizeLinear output of the Q/DQ pair that alone consumes it: the value the deployment computes
+    (ONNX Runtime fuses the float tensor before the pair away)."""
+    q = _only_consumer(g, t, "QuantizeLinear")
+    dq = _only_consumer(g, q, "DequantizeLinear") if q is not None else None
+    return dq or t
+
+
+def _past_inserted(g: _Graph, t: str) -> str:
+    """`t` followed through the Casts and Q/DQ pairs that alone consume it, one after the other."""
+    for _ in range(_MAX_CHAIN):
+        nxt = _only_consumer(g, t, "Cast") or (_dequantized(g, t) if _quantized(g, t) else None)
+        if nxt is None:
+            return t
+        t = nxt
+    return t

@@ -8,6 +8,10 @@ Compared with cp_debug's export of the same stage: input and output names, ranks
   zero-pads the features instead of computing them (TensorRT mAP 0.08 against 0.44 in ONNX);
 - a head output that already went through a Sigmoid: the decoder applies it again.
 Each problem is one clause of one line (`InterfaceMismatchError`, exit 2).
+
+Output names are the exporter's, not the model's: torch.onnx names an output after its last node (`linear`) where
+cp_debug's export writes `output0`. A file whose interface fits but for its output names is read with ours, by order
+(`adopt_output_names`), and the report's notes say which name became which.
 """
 
 from __future__ import annotations
@@ -77,6 +81,31 @@ def interface_problems(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> list
         elif (bad := _dims_differ(got, want)) is not None:
             problems.append(f"output {name!r} is {got.shown()} but the model's stage gives {want.shown()}{bad}")
     return problems
+
+
+def adopt_output_names(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """`deployed` with its outputs renamed to `ours`' names, by order, where that is all that keeps the interfaces
+    apart: as many outputs, none of ours among the file's tensor names, and every other check passing once renamed.
+    Returns the model (the same object where nothing is renamed) and the renames (file's name → ours)."""
+    d_out, o_out = [o.name for o in deployed.graph.output], [o.name for o in ours.graph.output]
+    if len(d_out) != len(o_out) or d_out == o_out or not interface_problems(deployed, ours):
+        return deployed, {}
+    renames = {d: o for d, o in zip(d_out, o_out) if d != o}
+    taken = {t for n in deployed.graph.node for t in (*n.input, *n.output)} | {i.name for i in deployed.graph.input}
+    taken |= {i.name for i in deployed.graph.initializer}
+    if any(o in taken for o in renames.values()):
+        return deployed, {}  # one of our names is another tensor of the file: no rename is certain
+    import onnx_graphsurgeon as gs
+
+    from cp_debug.graph.model import export_like
+
+    graph = gs.import_onnx(deployed)
+    for t in graph.outputs:
+        t.name = renames.get(t.name, t.name)
+    renamed = export_like(graph, deployed)
+    if interface_problems(renamed, ours):
+        return deployed, {}
+    return renamed, renames
 
 
 def check_interface(deployed: onnx.ModelProto, ours: onnx.ModelProto, where: str) -> None:
