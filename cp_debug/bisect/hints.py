@@ -60,7 +60,8 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
         parts.append(ctx.segment_why)
     elif nonfinite and not (ctx.eps or ctx.export):
         parts.append(_nonfinite_hint(ctx))
-    parts += [note for note in (ctx.calib_fit, ctx.precision_note) if note]
+    if ctx.calib_fit:
+        parts.append(ctx.calib_fit)
     if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
         amax, sat, zero = ctx.int8_range.amax, ctx.int8_range.saturated, ctx.int8_range.rounded_to_zero
         if sat > 1e-4:
@@ -73,13 +74,15 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
         parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
     if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
-            and not ctx.segment_why:
+            and not ctx.segment_why and not ctx.precision_note:
         if ctx.ref_absmax is not None and ctx.ref_absmax > 0 and d is not None and d.ref_absmax < 1e-3:
             parts.append(f"{ctx.precision.upper()} underflow: values here are tiny (|x| ≤ {d.ref_absmax:.2g}) and "
                          "lose their precision; keep this layer in FP32")
         else:
             parts.append(f"{ctx.precision.upper()} rounding introduced by this layer (local rel. error "
                          f"{loc.rel_rmse:.2g}); keep it in FP32 if it matters")
+    if ctx.precision_note:  # after the reason, once (issue 84: it came first, up to three times)
+        parts.append(ctx.precision_note)
     return "; ".join(parts) if parts else None
 
 

@@ -167,4 +167,16 @@ def merge_precision(state: CandidateState, stage: str, rep: PrecisionReport) -> 
         effective = rep.effective
     elif rep.effective != prev.effective and rep.effective != rep.requested:
         effective = "mixed"
-    state.precision = PrecisionReport(prev.requested, effective, tuple(dict.fromkeys(prev.notes + notes)))
+    state.precision = PrecisionReport(prev.requested, effective, _latest_of_each(prev.notes + notes))
+
+
+def _latest_of_each(notes: tuple[str, ...]) -> tuple[str, ...]:
+    """One note of each kind, the latest: a stage run again for a refinement pass says the same thing with other
+    counts ("ran 27 of 52 Conv nodes as int8 kernels", then 35, then 34 of 52), which a hint repeated three times
+    before its reason (issue 84). Notes that differ only in their numbers are of one kind; first-seen order kept."""
+    import re
+
+    kinds: dict[str, str] = {}
+    for note in notes:
+        kinds[re.sub(r"\d+(\.\d+)?", "#", note)] = note
+    return tuple(kinds.values())

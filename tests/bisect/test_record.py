@@ -39,3 +39,17 @@ def test_plots_are_kept_typed_with_a_heat_map_only_for_image_like_tensors():
     assert isinstance(image, ProbePlots) and image.heatmap is not None and vector.heatmap is None
     assert image.histogram["probe"] == "image" and image.heatmap["probe"] == "image"
     assert list(image.to_json()) == ["histogram", "heatmap"] and list(vector.to_json()) == ["histogram"]
+
+
+def test_a_stage_run_again_says_each_kind_of_note_once_the_latest():
+    """A refinement pass runs a stage again and its ONNX Runtime says the same with other counts: one note of each
+    kind is kept (the latest), so a hint carries one preamble, not three (issue 84's MobileNetV2 INT8)."""
+    s = _state()
+    for ran, unfused in ((27, 10), (35, 2), (34, 3)):
+        merge_precision(s, "mnet", PrecisionReport("int8", "mixed", (
+            f"ORT CPU ran {ran} of 52 Conv nodes as int8 kernels",
+            f"exposing probes kept ORT from fusing {unfused} of 37 int8 kernels")))
+    assert s.precision.notes == ("mnet: ORT CPU ran 34 of 52 Conv nodes as int8 kernels",
+                                 "mnet: exposing probes kept ORT from fusing 3 of 37 int8 kernels")
+    merge_precision(s, "head", PrecisionReport("int8", "mixed", ("ORT CPU ran 4 of 8 Conv nodes as int8 kernels",)))
+    assert len(s.precision.notes) == 3  # another stage's note is another note
