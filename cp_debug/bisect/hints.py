@@ -63,14 +63,7 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.calib_fit:
         parts.append(ctx.calib_fit)
     if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
-        amax, sat, zero = ctx.int8_range.amax, ctx.int8_range.saturated, ctx.int8_range.rounded_to_zero
-        if sat > 1e-4:
-            parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
-        if zero > 0.5:
-            parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
-                         "by outliers); exclude this layer from INT8 (--exclude-int8) or clip the outliers")
-        if not parts or (sat <= 1e-4 and zero <= 0.5):
-            parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
+        parts += _int8_parts(ctx.int8_range, bool(parts))
     if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
         parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
     if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
@@ -84,6 +77,21 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
     if ctx.precision_note:  # after the reason, once (issue 84: it came first, up to three times)
         parts.append(ctx.precision_note)
     return "; ".join(parts) if parts else None
+
+
+def _int8_parts(rng: "Int8Range", said: bool) -> list[str]:
+    """What the calibrated range does to the reference's values here: saturation, lost resolution, else the
+    layer's own quantisation error (also where nothing else was said)."""
+    amax, sat, zero = rng.amax, rng.saturated, rng.rounded_to_zero
+    parts = []
+    if sat > 1e-4:
+        parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
+    if zero > 0.5:
+        parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
+                     "by outliers); exclude this layer from INT8 (--exclude-int8) or clip the outliers")
+    if not (said or parts) or (sat <= 1e-4 and zero <= 0.5):
+        parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
+    return parts
 
 
 def _nonfinite_hint(ctx: HintContext) -> str:
