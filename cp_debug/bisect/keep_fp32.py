@@ -231,15 +231,18 @@ def tolerance_for(precision: str, atol: float | None = None, rtol: float | None 
     return Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol, base.max_share)
 
 
-def searched_candidates(text: str) -> list[str]:
+def searched_candidates(text: str, *, torch_given: bool = False) -> list[str]:
     """The candidates `--backends` names for a search judged against the FP32 graph in ONNX Runtime on the CPU
     (keep-fp32; fix of --torch / --onnx): `CAND`, or bisect's `REF,CAND` form where REF is that very reference
-    (`ort`, `ort-cpu`, `ort-cpu-fp32`); another reference is refused in one line naming the candidate to give. How
+    (`ort`, `ort-cpu`, `ort-cpu-fp32`) or, for a `--torch` model (`torch_given`), the FP32 module on the CPU it is
+    exported from (`torch`, as bisect's default pair and fix's help give it: the search's judge stays the exported
+    graph, which the output names); another reference is refused in one line naming the candidate to give. How
     many candidates the command takes is its own to say."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if len(items) == 2:
         ref = BackendSpec.parse(items[0])
-        if ref.framework != "ort" or ref.device != "cpu" or ref.precision != "fp32":
+        frameworks = ("ort", "torch") if torch_given else ("ort",)
+        if ref.framework not in frameworks or ref.device != "cpu" or ref.precision != "fp32":
             raise BadInputError(f"--backends {text}: the search is judged against the FP32 graph in ONNX Runtime on "
                                 f"the CPU, not {items[0]}; give --backends {items[1]}")
         items = items[1:]

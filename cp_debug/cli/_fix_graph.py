@@ -40,7 +40,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     if given:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
                             "candidate's precision on its samples)")
-    spec = candidate_spec(backends)
+    spec = candidate_spec(backends, torch_given=bool(g["torch"]))
     if out is None:
         raise BadInputError("give --out DIR to write the fix to")
     if out.exists() and not out.is_dir():

@@ -67,7 +67,8 @@ def keep_fp32(
         from cp_debug.cli._options import recipe_name
         from cp_debug.errors import BadInputError
 
-        named = searched_candidates(backend)  # bisect's REF,CAND form too, where REF is the search's reference
+        # bisect's REF,CAND form too, where REF is the search's reference (or, for --torch, the module's FP32)
+        named = searched_candidates(backend, torch_given=bool(torch_model))
         if len(named) != 1:
             raise BadInputError(f"--backends {backend}: keep-fp32 takes the one FP16 candidate (its reference is "
                                 "ONNX Runtime FP32 on the CPU)")

@@ -166,12 +166,13 @@ class GraphFix:
 
 
 # -- the candidate ------------------------------------------------------------------------------------------------
-def candidate_spec(text: str | None) -> BackendSpec:
-    """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`; default
-    ort-cpu-fp16): ONNX Runtime FP16 or INT8. The reference is always the FP32 graph in ONNX Runtime on the CPU."""
+def candidate_spec(text: str | None, *, torch_given: bool = False) -> BackendSpec:
+    """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`, and `torch,CAND`
+    for a `--torch` model; default ort-cpu-fp16): ONNX Runtime FP16 or INT8. The reference is always the FP32 graph
+    in ONNX Runtime on the CPU."""
     from cp_debug.bisect.keep_fp32 import searched_candidates
 
-    items = searched_candidates(text or "ort-cpu-fp16")
+    items = searched_candidates(text or "ort-cpu-fp16", torch_given=torch_given)
     if len(items) != 1:
         raise BadInputError(f"--backends {text}: give one candidate ({', '.join(CANDIDATES)})")
     spec = BackendSpec.parse(items[0])

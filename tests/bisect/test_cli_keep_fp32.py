@@ -71,6 +71,11 @@ def test_json_to_stdout_and_torch_loader(tmp_path):
     data = json.loads(proc.stdout)  # stdout holds the JSON only
     assert data["status"] == "found" and data["backend"] == "ort-cpu-fp16"
     assert "✓" not in proc.stderr  # no progress with --json -
+    # bisect's default pair, as fix's help gives it (issue 85): for a --torch model, the torch reference is taken
+    # (the search's judge stays the exported FP32 graph) and the set is the same
+    proc = cpdebug("--torch", CONCAT, "--exporter", "torchscript", "--backends", "torch,ort-cpu-fp16", "--json", "-")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["keep"] == data["keep"]
 
 
 def test_exit_1_when_even_every_candidate_in_fp32_fails(files):
