@@ -32,7 +32,7 @@ from cp_debug.bisect.ahead import Ahead, runs_ahead
 from cp_debug.bisect.placement import device_whole
 from cp_debug.bisect.contribution import judge_small_terms
 from cp_debug.bisect.fits import check_fits, subject_weights
-from cp_debug.bisect.ranking import first_divergent, root_cause
+from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
 from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -414,6 +414,10 @@ class BisectEngine:
             made_here = own is not None and (own.local.status in NON_FINITE if own.local is not None
                                              else own.status in NON_FINITE)
             if made_here and not any(r.local is not None and r.local.status in NON_FINITE for r in sub):
+                break
+            # Likewise where `rc`'s own segment is beyond precision and no child's is (a BERT's QK^T past float16
+            # behind SDPA's IsNaN/Where guard: self-attention off by 0.49, its q, k, v each within rounding; issue 84)
+            if beyond_locally(own) and not any(beyond_locally(r) for r in sub):
                 break
             if sub_rc is None:  # no child diverges on its own scale: the one adding the most error
                 best = max((r for r in sub if r.local is not None), key=lambda r: r.local.rel_rmse, default=None)

@@ -57,3 +57,13 @@ def _introduced(r: ProbeResult) -> float | None:
             return r.diff.rel_rmse * max(0.0, 1.0 - 1.0 / r.amplification) if r.amplification > 1 else 0.0
         return None
     return None
+
+
+def beyond_locally(r: ProbeResult | None) -> bool:
+    """A probe whose segment alone (on the reference's boundary) breaks (NaN/Inf, shape) or is beyond its budget:
+    the precision's (the noise model's judgement, where the run has one), else the element-wise tolerance."""
+    if r is None or r.local is None:
+        return False
+    if r.local.status in BROKEN:
+        return True
+    return r.local_judgement.beyond if r.local_judgement is not None else r.local.status != "ok"

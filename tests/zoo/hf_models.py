@@ -37,6 +37,21 @@ def build_bert_planted():
     return model, (_tokens(cfg.vocab_size),)
 
 
+def build_bert_guarded():
+    """HF BertModel with SDPA attention (3 layers, hidden 64): layer 1's query and key scaled ×1300 — its attention
+    scores reach 1.7e5, past float16's range; the exported SDPA's IsNaN/Where guard turns the NaN rows of its
+    softmax into zeros, and the residual carries the block's output within tolerance (issue 84)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=32, attn_implementation="sdpa")
+    model = BertModel(cfg).eval()
+    att = model.encoder.layer[1].attention.self
+    _scaled(att.query, att.key, by=1300.0)
+    return model, (_tokens(cfg.vocab_size),)
+
+
 def build_llama_planted():
     """HF LlamaModel (2 layers, hidden 64, RMSNorm, rotary, causal mask, eager attention): layer 1's q and k
     projections scaled ×500."""

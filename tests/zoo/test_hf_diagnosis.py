@@ -43,6 +43,24 @@ def test_a_planted_qk_overflow_is_named_in_its_layer_not_at_another_layers_mask(
         assert root["probe"] == f"{module}[0]"
 
 
+def test_at_level_all_a_qk_overflow_behind_sdpas_nan_guard_is_blamed_on_its_attention_not_the_query(tmp_path):
+    """Issue 84: SDPA's exported IsNaN/Where guard turns the overflowed softmax's NaN rows into zeros — the
+    attention is off by 0.49 while its query, key and value are each within rounding. The refinement stops at the
+    attention (its own segment beyond precision, no child's) and names its QK^T overflow, verified; before, it went
+    on into the query and said "FP16 rounding introduced by this layer". (The default level still reads the block's
+    output within precision: the residual carries it; a screen of every node is issue 84's open item 1.)"""
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_bert_guarded", "--backends", "torch,ort-cpu-fp16",
+                   "--level", "all", "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 1, report["outcome_reasons"]
+    root = report["root_cause"]["ort-cpu-fp16"]
+    module = "encoder.layer.1.attention.self"
+    assert root["probe"] == f"{module}[0]", root
+    assert root["hint"].startswith(f"FP16 overflow at {module}: attention logits (QK^T) MatMul"), root
+    assert "verified: keeping" in root["hint"]
+
+
 @pytest.mark.parametrize("exporter, backends, reason", [
     ("torchscript", "torch,ort-cpu-fp16", "eps underflow: 1.eps = 1e-12 is below float16's smallest subnormal"),
     ("dynamo", "torch,ort", "export fault: 1.eps = 1e-12 appears in no node of its exported graph")])
