@@ -33,6 +33,7 @@ from cp_debug.bisect.placement import device_whole
 from cp_debug.bisect.contribution import judge_small_terms
 from cp_debug.bisect.fits import check_fits, subject_weights
 from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
+from cp_debug.bisect.screen import screen_candidates
 from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -130,7 +131,8 @@ class BisectEngine:
             rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
             ref_up.update(rs.ref_outputs[i])
         self._detection_verdicts(states, cand_up)
-        cands = [self._conclude(s, first) for s in states]
+        screened = screen_candidates(rs, states, self._measure)  # NaN/Inf the outputs hide: their path measured
+        cands = [self._conclude(s, first + screened.get(s.label, [])) for s in states]
         report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)
         report.refusal = refusal(states)
@@ -337,6 +339,13 @@ class BisectEngine:
             rs.probes.setdefault(p.name, p)
         return out
 
+    def _measure(self, i: int, probes: list[ProbeSpec], state: CandidateState) -> None:
+        """`probes` of stage i measured for `state` (a refinement, a screen's path), as its stage runs."""
+        if state.lockstep:
+            lockstep_stage(self.run_state, i, probes, [state], refine=True)
+        else:
+            self._whole_stage(i, probes, [state], noise=False, timed=False)
+
     def _children(self, p: ProbeSpec, mapped_only: bool, label: str | None = None) -> list[ProbeSpec]:
         if p.kind != "module":
             return []
@@ -397,27 +406,20 @@ class BisectEngine:
                 break
             for k in kids:
                 rs.probes.setdefault(k.name, k)
-            stage = p.stage
-            if state.lockstep:
-                lockstep_stage(rs, stage, kids, [state], refine=True)
-            else:
-                self._whole_stage(stage, kids, [state], noise=False, timed=False)
+            self._measure(p.stage, kids, state)
             judge_small_terms(rs, state, [k.name for k in kids])
             sub = ordered(state, kids)
             sub_fd = first_divergent(sub)
             sub_rc = root_cause(sub, sub_fd) if sub_fd else None
-            # Where `rc` makes NaN/Inf and no child does on its own segment, the op that makes them is in `rc`'s own
-            # code (an attention's QK^T and softmax between its projections): `rc` is the root cause, its op named
-            # by the why — not a child that only reads the NaN, nor the child with the most rounding. Where `rc`'s
-            # own local error is not known (a torch candidate's tuple output `self_attn[1]`), its NaN/Inf says so.
+            # Where `rc` makes NaN/Inf (its local value; its own where that is unknown, a torch candidate's tuple
+            # output `self_attn[1]`), or its own segment is beyond precision, and no child's segment is: the op is
+            # in `rc`'s own code (an attention's QK^T between its projections; a BERT's behind SDPA's IsNaN/Where
+            # guard: off by 0.49, q, k, v within rounding), not in a child that reads it or rounds most.
             own = state.results.get(rc)
             made_here = own is not None and (own.local.status in NON_FINITE if own.local is not None
                                              else own.status in NON_FINITE)
-            if made_here and not any(r.local is not None and r.local.status in NON_FINITE for r in sub):
-                break
-            # Likewise where `rc`'s own segment is beyond precision and no child's is (a BERT's QK^T past float16
-            # behind SDPA's IsNaN/Where guard: self-attention off by 0.49, its q, k, v each within rounding; issue 84)
-            if beyond_locally(own) and not any(beyond_locally(r) for r in sub):
+            if (made_here and not any(r.local is not None and r.local.status in NON_FINITE for r in sub)) or (
+                    beyond_locally(own) and not any(beyond_locally(r) for r in sub)):
                 break
             if sub_rc is None:  # no child diverges on its own scale: the one adding the most error
                 best = max((r for r in sub if r.local is not None), key=lambda r: r.local.rel_rmse, default=None)

@@ -1,0 +1,159 @@
+"""Faults the network hides from the default level (issue 84): NaN/Inf made inside a stage that its outputs do not show.
+
+A BERT whose layer-1 QK^T logits reach 1.7e5 overflows float16; softmax makes NaN; the exported SDPA's IsNaN/Where
+guard turns those rows into zeros; the residual carries the block's output within tolerance — and the default level,
+which measures the top modules only, read "within precision". `--level all` named the attention. The screen closes
+that gap where it costs one run: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage graph runs
+once more with every float tensor's `ReduceSum(t - t)` as an extra scalar output (NaN exactly where t holds a NaN or an
+infinity), converted and run as the candidate runs it. Tensors that break there are checked on the FP32 graph (the
+reference's feed, ONNX Runtime on the CPU): a tensor non-finite in FP32 too (an attention mask's -inf) or a mask that
+only reaches softmaxes and comparisons (`graph/masks.py`) is no finding. For the first that remains, the modules on
+its path — its module and every module above it, as `--level all` would measure them — are measured on the stage
+again, and the run's verdict and refinement proceed on them: the same root cause as `--level all`.
+
+Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
+weights (the screen is a second session of the whole graph), CUDA candidates (a second session on the GPU: not yet
+measured against issue 83's cost bounds) — the report's warnings say when a screen was skipped for its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.bisect.ranking import first_divergent
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+
+SCREEN_UP_TO = 1 << 30
+_SUFFIX = "::nonfinite"
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """The first tensor of a stage that the candidate makes NaN/Inf and FP32 does not, its outputs finite."""
+
+    stage: int
+    tensor: str
+    node: str
+    op: str
+    module: str | None
+
+    def text(self, label: str) -> str:
+        where = f"{self.module}: " if self.module else ""
+        return (f"{label}: {where}{self.op} {self.node!r} makes NaN/Inf (FP32 is finite there) that the stage's "
+                "outputs do not show (a guard or a residual downstream): the modules on its path are measured")
+
+
+def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
+    """Whether stage i of `state` is screened (see the module docstring)."""
+    spec = state.spec
+    st = run.stage_of(state.label, i)
+    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16") or spec.device != "cpu":
+        return False
+    if state.refused is not None or st.module is None or spec.onnx_dir is not None:
+        return False
+    return first_divergent(list(state.results.values())) is None  # a divergence tells its own story
+
+
+def screen_model(model):
+    """`model` with `ReduceSum(t - t)` of every float node output as an extra output `t::nonfinite`."""
+    from onnx import TensorProto, helper
+
+    from cp_debug.graph.onnx_files import copy_model
+    from cp_debug.graph.plan import tensor_types
+
+    types = tensor_types(model)
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
+    m = copy_model(model)
+    outputs = {o.name for o in m.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        for t in node.output:
+            ty = types.get(t)
+            if not t or ty is None or ty.tensor_type.elem_type not in floats:
+                continue
+            diff, flag = f"{t}{_SUFFIX}_diff", f"{t}{_SUFFIX}"
+            m.graph.node.extend([helper.make_node("Sub", [t, t], [diff], name=diff),
+                                 helper.make_node("ReduceSum", [diff], [flag], name=flag, keepdims=0)])
+            if flag not in outputs:
+                m.graph.output.append(helper.make_tensor_value_info(flag, ty.tensor_type.elem_type, []))
+    return m
+
+
+def _broken(run: RunState, spec, model, feed: dict) -> list[str]:
+    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN)."""
+    from cp_debug.backends.factory import make_runner
+
+    kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    with make_runner(spec, onnx_model=model, **kw) as r:
+        out = r.infer(feed)
+    return [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(np.asarray(v)).all()]
+
+
+def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
+    """Stage i's first hidden NaN/Inf for `state` (None where there is none or the stage is not screened)."""
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.fits import subject_weights
+    from cp_debug.bisect.op_findings import NamedStage, named_module
+
+    if not wants_screen(run, state, i):
+        return None
+    if subject_weights(run.subject)[0] > SCREEN_UP_TO:
+        run.warnings.append(f"{state.label}: no screen for NaN/Inf the outputs hide (a second run of the graph past "
+                            f"{SCREEN_UP_TO >> 30} GiB of weights): --level all measures every module")
+        return None
+    st = run.stage_of(state.label, i)
+    model = screen_model(st.onnx())
+    broken = _broken(run, state.spec, model, state.feeds[i])
+    if not broken:
+        return None
+    ours = set(broken) - set(_broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i]))
+    ours -= run.mask_tensors(st)
+    ours -= set(st.output_names)  # an output that breaks is measured, and said, already
+    if not ours:
+        return None
+    node = next(n for n in st.onnx().graph.node if set(n.output) & ours)
+    pm = st.probe_map()
+    named = NamedStage(st, {t: p for p, t in (pm.tensors.items() if pm else ())})
+    return Hidden(i, next(t for t in node.output if t in ours), node.name, node.op_type, named_module(node, named))
+
+
+def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[ProbeSpec]:
+    """The probes `--level all` has on the hidden fault's path: its module and every module above it (a module's
+    tuple outputs `m[0]` included), not measured yet."""
+    if not hidden.module:
+        return []
+    st = run.stage_of(state.label, hidden.stage)
+    parts = hidden.module.split(".")
+    above = {".".join(parts[:k]) for k in range(1, len(parts) + 1)}
+    tr = st.trace()
+    pos = {n: k for k, n in enumerate(tr.order)} if tr is not None else {}
+    out = []
+    for name in st.probes_at("all"):
+        base = name.split("[", 1)[0]
+        if base in above and name not in state.results and name in pos:
+            out.append(ProbeSpec(name, hidden.stage, "module", float(pos[name]), depth=0))
+    return out
+
+
+def screen_candidates(run: RunState, states: list[CandidateState], measure) -> dict[str, list[ProbeSpec]]:
+    """Each candidate's stages screened in turn; at its first hidden fault the path's probes are measured
+    (`measure(i, probes, state)`: the engine re-runs stage i for `state` with them) and said in the warnings.
+    Returns the probes added, by candidate label, for its verdict."""
+    added: dict[str, list[ProbeSpec]] = {}
+    for s in states:
+        for i in range(len(run.subject.stages)):
+            found = hidden_fault(run, s, i)
+            if found is None:
+                continue
+            run.warnings.append(found.text(s.label))
+            probes = path_probes(run, s, found)
+            for p in probes:
+                run.probes.setdefault(p.name, p)
+            if probes:
+                measure(i, probes, s)
+                added[s.label] = probes
+            break
+    return added
