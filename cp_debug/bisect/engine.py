@@ -11,10 +11,9 @@ Flow, stage by stage (DESIGN.md, "The flow of one cpdebug bisect"):
    stage end to end on its own upstream outputs, each probe compared as it comes, and each probe's segment
    runs alone on the reference's boundary values (local error): the submodule for torch, the extracted ONNX
    subgraph for ONNX Runtime / TensorRT;
-3. first divergent and root cause are ranked per candidate, and the engine descends into the root cause's
-   children (and the first divergent's) until a leaf, so results name `body.2.0`, not `body`.
-A `SPEC@DIR` candidate (the user's own deployed files) runs whole stages over its files, its probes mapped onto
-them by `deployed.py`; the reference stays the model or cp_debug's export.
+3. first divergent and root cause are ranked per candidate (after `screen.py` measured the path of any NaN/Inf
+   the outputs hide), and the engine descends into the root cause's children until a leaf (`body.2.0`, not `body`).
+A `SPEC@DIR` candidate (the user's own deployed files) runs whole stages over its files (`deployed.py`).
 
 Files: `run_state.py` (options, probe specs, candidate states, the reference store: what the parts share),
 this file (orchestration and refinement), `stage_whole.py` and `stage_lockstep.py` (stage execution),
