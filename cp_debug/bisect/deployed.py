@@ -155,9 +155,9 @@ def held_spec(spec: BackendSpec, held: list[str]) -> BackendSpec:
 
 
 def _not_quantized_again(spec: BackendSpec, paths: list[Path], models: list, held: list[str]) -> None:
-    """`*-int8@DIR` over files that hold Q/DQ already: quantizing a quantized graph again is no deployment (ONNX
-    Runtime's quantizer meets a cycle in it), so it is one line, exit 2, before anything runs."""
-    if spec.precision != "int8":
+    """`*-int8@DIR` / `*-fp8@DIR` over files that hold Q/DQ already: quantizing a quantized graph again is no
+    deployment (ONNX Runtime's quantizer meets a cycle in it), so it is one line, exit 2, before anything runs."""
+    if not spec.calibrated:
         return
     from cp_debug.precision.held import qdq_count
 

@@ -199,3 +199,25 @@ def test_weight_outlier_flushing_a_conv_is_the_root_cause(files, tmp_path):
     results = {r["probe"]: r for r in report["results"]["ort-cpu-fp8"]}
     assert results[CONV2]["local_rel_rmse"] > 0.9  # its weights flushed: the conv's own values gone
     assert results["/body/body.0/Conv_output_0"]["rel_rmse"] < 0.1
+
+
+def test_a_modelopt_style_file_runs_as_deployed_and_is_judged_at_fp8(files, tmp_path):
+    """The file `ort-cpu-fp8` writes, given as a deployment (`ort@DIR`): read as fp8 by its float8 zero points
+    (`precision/held.py`), run as it is with the lane's session setting, judged at fp8; `ort-cpu-fp8@DIR` over it
+    would quantize a quantized file again: one line, exit 2."""
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    prepared = PrepareGraph(files["healthy"], "ort-cpu-fp8", "fp8_qdq", calib_feeds=[_feed()])()
+    onnx.save(prepared.model, folder / "healthy.onnx")
+    proc = cpdebug("bisect", "--onnx", files["healthy"], "-b", f"ort,ort@{folder}", "--json", tmp_path / "r.json",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    label = f"ort@{folder}"
+    assert report["judged_at"][label] == "fp8" and report["precision"][label]["effective"] == "fp8"
+    assert {s["graph_optimization_level"] for s in report["settings"]["backends"][label].values()} == \
+        {"ORT_DISABLE_ALL"}
+    proc = cpdebug("bisect", "--onnx", files["healthy"], "-b", f"ort,ort-cpu-fp8@{folder}", "--quiet")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "is already quantized (" in line and f"give it as ort@{folder}" in line, line
