@@ -3,10 +3,13 @@
 ModelOpt's FP8 graph is standard ONNX (opset 19+): QuantizeLinear / DequantizeLinear with FLOAT8E4M3FN zero points
 and `saturate=1`, per-tensor scales `amax / 448` (E4M3's largest finite value), max calibration. Weights are folded
 to float8 initializers read through a DequantizeLinear; each Conv / Gemm / MatMul activation input gets a Q/DQ pair
-at its calibrated max; a Softmax output (in [0, 1]) gets a fixed scale of 1/448. Biases stay float. What TensorRT
-builds from such a file runs those layers in FP8 with float32 accumulation; ONNX Runtime's CPU provider computes the
-same numbers as float32 arithmetic on the E4M3-rounded values (see `backends/ort_precision.FP8_ORT_OPT_LEVEL` for the
-session setting it needs).
+at its calibrated max; a Softmax output (in [0, 1]) gets a fixed scale of 1/448. Biases stay float. That is ModelOpt's
+torch quantization with `FP8_DEFAULT_CFG` (E4M3 weights and inputs, `axis: None`, algorithm "max") exported to ONNX;
+its ONNX-level PTQ (`modelopt.onnx.quantization`, mode fp8) writes otherwise — weights per channel, entropy
+calibration by default, residual Adds quantized too, float16 elsewhere at opset 21 — and is not what this writes.
+What TensorRT builds from such a file runs those layers in FP8 with float32 accumulation; ONNX Runtime's CPU provider
+computes the same numbers as float32 arithmetic on the E4M3-rounded values (`backends/ort_precision.FP8_ORT_OPT_LEVEL`:
+the session setting it needs).
 
 E4M3 keeps 3 mantissa bits: a value is rounded to within 2^-4 of itself over 2^17 of range below amax (normal from
 amax·2^-15), so its error is a float format's, relative, not INT8's 127 levels (`compare/noise.py`).
