@@ -11,8 +11,9 @@ What TensorRT builds from such a file runs those layers in FP8 with float32 accu
 computes the same numbers as float32 arithmetic on the E4M3-rounded values (`backends/ort_precision.FP8_ORT_OPT_LEVEL`:
 the session setting it needs).
 
-E4M3 keeps 3 mantissa bits: a value is rounded to within 2^-4 of itself over 2^17 of range below amax (normal from
-amax·2^-15), so its error is a float format's, relative, not INT8's 127 levels (`compare/noise.py`).
+E4M3 keeps 3 mantissa bits: a value in its normal range (amax · 2^-6 / 448 ≈ amax · 2^-14.8 up to amax) is rounded
+to within 2^-4 of itself, subnormals reach amax · 2^-17.8 and smaller values flush to zero: its error is a float
+format's, relative, not INT8's 127 levels (`compare/noise.py`).
 
 Names: as for INT8 (`precision/int8.py`), a tensor T that feeds Q → DQ is compared at the DequantizeLinear output,
 the value its consumers read; `tensor_map` says where every tensor of the original graph is.

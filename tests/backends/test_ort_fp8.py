@@ -169,7 +169,9 @@ def test_default_optimisation_is_wrong_and_the_lanes_setting_right(files):
     right, wrong = at("ORT_DISABLE_ALL"), at("ORT_ENABLE_ALL")
     assert _rel_rmse(right, emulated) < 1e-4
     assert 0.02 < _rel_rmse(right, ref) < 0.25  # FP8's own rounding: several times FP16's, far from a fault
-    assert _rel_rmse(wrong, ref) > 0.5  # ORT's extended-level rewrites: measured 1.33
+    # ORT's extended level drops the ReLUs in front of the float8 QuantizeLinears: measured 1.33. Where this fails,
+    # ORT computes float8 Q/DQ right at its default level and ort_precision.FP8_ORT_OPT_LEVEL may be lifted
+    assert _rel_rmse(wrong, ref) > 0.5
     with OrtRunner(files["healthy"], BackendSpec.parse("ort-cpu-fp8"), calib_feeds=[feed]) as runner:
         ran = runner.infer(feed)["y"]
         settings, report = runner.settings(), runner.precision_report()
