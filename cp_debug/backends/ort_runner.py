@@ -29,6 +29,7 @@ from cp_debug.backends.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphF
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
 from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.precision.held import file_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -148,8 +149,6 @@ class OrtRunner(Runner):
         graph = self.graph_loader()()
         self._graph, self._transform, model = graph, graph.transform, graph.model
         from cp_debug.precision.half_storage import holds_half_constants
-
-        from cp_debug.precision.held import file_precision
 
         qdq = graph.transform.kind == "qdq_model"
         self._held_half = self.spec.precision != "fp16" and not qdq and holds_half_constants(model)

@@ -86,6 +86,17 @@ def test_specs_parse_fp8_for_onnx_runtime_only():
             BackendSpec.parse(text)
 
 
+def test_fp8_is_judged_by_its_own_rounding():
+    """u = 2^-4 (3 mantissa bits), a budget of 8 u: neither INT8's per-tensor step nor FP32's summation order."""
+    from cp_debug.compare import noise
+    from cp_debug.compare.diff import default_tolerance
+
+    assert noise.unit_roundoff("fp8") == 2.0 ** -4 and noise.budget("fp8") == pytest.approx(0.5)
+    assert noise.budget("fp8") not in (noise.budget("int8"), noise.budget("fp32"), noise.budget("fp16"))
+    assert default_tolerance("fp8") not in (default_tolerance("int8"), default_tolerance("fp32"))
+    assert noise.ran_none_asked("fp8", "fp32") and not noise.ran_none_asked("fp8", "fp8")
+
+
 def test_the_written_graph_is_modelopt_style(files):
     """Opset 19+, every Conv / Gemm weight a FLOAT8E4M3FN initializer at scale max|w| / 448 behind a
     DequantizeLinear, every activation input behind QuantizeLinear (saturate=1, float8 zero point) at calibrated
