@@ -234,3 +234,18 @@ def test_a_modelopt_style_file_runs_as_deployed_and_is_judged_at_fp8(files, tmp_
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert "is already quantized (" in line and f"give it as ort@{folder}" in line, line
+
+
+def test_calibration_file_runs_whole_stages_and_finds_the_fault(files, tmp_path):
+    """`--calib FILE.npz` (four samples): calibrated on them, so the lockstep (which calibrates each segment on the
+    reference's own values) gives way to whole stages with their probes exposed, local errors cut segment by segment;
+    the same root cause."""
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(3).standard_normal((4, 1, 3, 16, 16)).astype(np.float32))
+    proc = cpdebug("bisect", "--onnx", files["fault"], "-b", "ort,ort-cpu-fp8", "--calib", tmp_path / "calib.npz",
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["root_cause"]["ort-cpu-fp8"]["probe"] == CONV2, report["root_cause"]
+    assert report["settings"]["execution"] == {"fault": "whole stage, probes exposed"}
+    transform = report["settings"]["backends"]["ort-cpu-fp8"]["fault"]["precision_transform"]
+    assert transform["kind"] == "fp8_qdq" and transform["calibration_feeds"] == 4
