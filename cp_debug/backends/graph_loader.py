@@ -35,6 +35,7 @@ class PrecisionTransform:
     dequantize_nodes: int | None = None
     # int8_qdq (symmetric, per channel) / fp8_qdq (E4M3, per tensor, max calibration: ModelOpt's)
     format: str | None = None  # fp8_qdq: the float8 type of its Q/DQ (float8e4m3fn)
+    weights_flushed: dict | None = None  # fp8_qdq: weight → share of its nonzero values flushed to zero (≥ 1%)
     method: str | None = None
     symmetric: bool | None = None
     per_channel: bool | None = None
@@ -156,7 +157,8 @@ class PrepareGraph:
             q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
                                      method=self.calib_method)
         transform = PrecisionTransform(
-            self.transform, format="float8e4m3fn" if fp8 else None, method=q.method, symmetric=True,
+            self.transform, format="float8e4m3fn" if fp8 else None, weights_flushed=q.weights_flushed if fp8 else None,
+            method=q.method, symmetric=True,
             per_channel=not fp8, calibration_feeds=len(self.calib_feeds), quantized_tensors=len(q.activation_amax),
             excluded_nodes=None if fp8 else tuple(self.exclude_int8_nodes))
         out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized

@@ -91,7 +91,7 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
     elif req == "fp16":
         effective = _fp16_effective(facts, by, f"{where} ran", ops, transform, notes)
     elif req in ("int8", "fp8"):
-        effective = _QUANTIZED_EFFECTIVE[req](facts, by, f"{where} ran", ops, notes)
+        effective = _QUANTIZED_EFFECTIVE[req](facts, by, transform, f"{where} ran", ops, notes)
         if probe_effect:
             notes.append(probe_effect)
         if missing:
@@ -137,7 +137,8 @@ def _fp16_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, t
     return "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
 
 
-def _int8_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, notes: list[str]) -> str:
+def _int8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str, ops: str,
+                    notes: list[str]) -> str:
     """The effective precision of an INT8 request from the dtypes `by` of its `ops` nodes; its note goes to `notes`."""
     total = sum(by.values())
     n8 = by.get("int8", 0) + by.get("uint8", 0)
@@ -147,12 +148,19 @@ def _int8_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, n
     return "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
-def _fp8_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, notes: list[str]) -> str:
+def _fp8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str, ops: str,
+                   notes: list[str]) -> str:
     """The effective precision of an FP8 request: its `ops` nodes fed by float8 DequantizeLinear (Q/DQ emulation:
-    float32 arithmetic on E4M3-rounded values, as TensorRT's FP8 kernels accumulate in float32)."""
+    float32 arithmetic on E4M3-rounded values, as TensorRT's FP8 kernels accumulate in float32); the weights whose
+    per-tensor scale flushes a share of them to zero, worst first."""
     total, n8 = sum(by.values()), facts.fp8_fed
     notes.append(f"{ran} {n8} of {total} {ops} nodes on FP8 (E4M3) Q/DQ inputs, in float32 arithmetic")
     notes.append(FP8_ORT_NOTE)
+    flushed = sorted((transform.weights_flushed or {}).items(), key=lambda kv: -kv[1])
+    if flushed:
+        notes.append("FP8's per-tensor scale (max |w| / 448) flushes to zero " + ", ".join(
+            f"{share:.0%} of {name}'s nonzero values" for name, share in flushed[:3])
+            + (f" (and {len(flushed) - 3} more weights)" if len(flushed) > 3 else ""))
     return "fp8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
@@ -181,11 +189,14 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
-    """One precision transform for several segments: counts summed (other facts are the first segment's)."""
+    """One precision transform for several segments: counts summed, FP8's flushed weights joined (other facts are the
+    first segment's)."""
     if not transforms:
         return PrecisionTransform()
     first = transforms[0]
-    sums = {}
+    sums: dict = {}
+    if any(t.weights_flushed for t in transforms):
+        sums["weights_flushed"] = {k: v for t in transforms for k, v in (t.weights_flushed or {}).items()}
     for f in fields(first):
         v = getattr(first, f.name)
         if f.name != "segments" and isinstance(v, int) and not isinstance(v, bool):

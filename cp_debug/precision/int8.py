@@ -38,12 +38,15 @@ class QuantizedModel:
     tensor_map: original tensor name → tensor to compare in `model` (absent: the quantizer removed it).
     activation_amax: original tensor name → calibrated amax (the largest magnitude int8 represents,
         scale·127 for symmetric int8): values beyond it saturate.
+    weights_flushed (FP8, `precision/fp8.py`): weight → the share of its nonzero values that its per-tensor scale
+        rounds to zero, where that is `fp8.FLUSH_NOTE` or more.
     """
 
     model: "onnx.ModelProto"
     tensor_map: dict[str, str] = field(default_factory=dict)
     activation_amax: dict[str, float] = field(default_factory=dict)
     method: str = "minmax"
+    weights_flushed: dict[str, float] = field(default_factory=dict)
 
     def mapped(self, name: str) -> str | None:
         return self.tensor_map.get(name)

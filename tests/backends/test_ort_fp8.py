@@ -202,7 +202,8 @@ def test_healthy_cnn_is_within_fp8(files, tmp_path):
     assert 0.02 < out["rel_rmse"] < 0.25  # measured 0.086: FP8's rounding, nowhere near its budget 0.5
     for stage in report["settings"]["backends"]["ort-cpu-fp8"].values():
         assert stage["graph_optimization_level"] == "ORT_DISABLE_ALL"
-        assert stage["precision_transform"]["kind"] == "fp8_qdq"
+        transform = stage["precision_transform"]
+        assert transform["kind"] == "fp8_qdq" and transform["weights_flushed"] == {}  # no weight flushed
 
 
 def test_weight_outlier_flushing_a_conv_is_the_root_cause(files, tmp_path):
@@ -212,6 +213,12 @@ def test_weight_outlier_flushing_a_conv_is_the_root_cause(files, tmp_path):
     results = {r["probe"]: r for r in report["results"]["ort-cpu-fp8"]}
     assert results[CONV2]["local_rel_rmse"] > 0.9  # its weights flushed: the conv's own values gone
     assert results["/body/body.0/Conv_output_0"]["rel_rmse"] < 0.1
+    # the why, in the precision report: the outlier channel's scale flushes every other weight of that conv
+    transform = report["settings"]["backends"]["ort-cpu-fp8"]["fault"]["precision_transform"]
+    assert list(transform["weights_flushed"]) == ["body.2.weight"]
+    assert transform["weights_flushed"]["body.2.weight"] == pytest.approx(15 / 16, abs=0.01)  # all but channel 5
+    assert "flushes to zero 94% of body.2.weight's nonzero values" in " ".join(report["precision"]["ort-cpu-fp8"]
+                                                                                ["notes"])
 
 
 def test_a_modelopt_style_file_runs_as_deployed_and_is_judged_at_fp8(files, tmp_path):
