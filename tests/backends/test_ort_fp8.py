@@ -256,3 +256,21 @@ def test_calibration_file_runs_whole_stages_and_finds_the_fault(files, tmp_path)
     assert report["settings"]["execution"] == {"fault": "whole stage, probes exposed"}
     transform = report["settings"]["backends"]["ort-cpu-fp8"]["fault"]["precision_transform"]
     assert transform["kind"] == "fp8_qdq" and transform["calibration_feeds"] == 4
+
+
+def test_the_bundle_of_the_fault_reproduces_at_fp8(files, tmp_path):
+    """`--bundle DIR`: the root cause's window written with the FP8 transform the run applied (float8 weights, Q/DQ
+    on its own feed) and the lane's session setting, so its repro.py shows the divergence on its own."""
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    proc = cpdebug("bisect", "--onnx", files["fault"], "-b", "ort,ort-cpu-fp8", "--bundle", bundle, "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    window = onnx.load(bundle / "subgraph.onnx")
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in window.graph.node}
+    assert onnx.TensorProto.FLOAT8E4M3FN in {i.data_type for i in window.graph.initializer}
+    manifest = (bundle / "manifest.json").read_text()
+    assert '"graph_optimization_level": "ORT_DISABLE_ALL"' in manifest
+    run = subprocess.run([sys.executable, "repro.py"], cwd=bundle, capture_output=True, text=True, timeout=120)
+    assert "REPRODUCED: 1 of 1 output(s) beyond tolerance" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
