@@ -126,6 +126,15 @@ def test_the_written_graph_is_modelopt_style(files):
     assert q.activation_amax["x"] == pytest.approx(float(np.abs(feed["x"]).max()), rel=1e-6)  # max calibration
 
 
+def test_a_quantized_graph_is_never_quantized_again(files):
+    """A Q/DQ graph given to `ort-*-fp8` (a ModelOpt file as `--onnx`): one line, as ModelOpt leaves such a graph as
+    it is; rounding its E4M3 values again at a newly calibrated scale is no deployment."""
+    feed = _feed()
+    once = PrepareGraph(files["healthy"], "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])().model
+    with pytest.raises(BadInputError, match=r"already quantized \(fp8: 12 QuantizeLinear/DequantizeLinear nodes\)"):
+        PrepareGraph(once, "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])()
+
+
 def test_softmax_output_takes_the_fixed_scale():
     """A Softmax feeding a MatMul: its Q/DQ at 1/448 (ModelOpt's), whatever the calibration saw."""
     from onnx import TensorProto, helper
