@@ -51,15 +51,14 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
 
     from cp_debug.graph.model import cleanup, export_like
 
-    from cp_debug.precision.held import file_precision, qdq_count
+    from cp_debug.precision.held import file_precision
 
     feeds = list(calib_feeds or ())
     if not feeds:
         raise BadInputError("FP8 quantization needs calibration inputs: give at least one feed (--calib FILE.npz)")
     if (held := file_precision(model)) in ("int8", "fp8"):  # as ModelOpt, which leaves a Q/DQ graph as it is
-        raise BadInputError(f"the model is already quantized ({held}: {qdq_count(model)} QuantizeLinear/"
-                            "DequantizeLinear nodes): run it as it is (ort, not ort-*-fp8); cp_debug never quantizes "
-                            "a quantized graph again")
+        raise BadInputError(f"the model is already quantized (it holds {held} QuantizeLinear/DequantizeLinear): run "
+                            "it as it is (ort, not ort-*-fp8); cp_debug never quantizes a quantized graph again")
     check_calib_feeds(model, feeds)
     model = _at_fp8_opset(model)
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]

@@ -131,7 +131,7 @@ def test_a_quantized_graph_is_never_quantized_again(files):
     it is; rounding its E4M3 values again at a newly calibrated scale is no deployment."""
     feed = _feed()
     once = PrepareGraph(files["healthy"], "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])().model
-    with pytest.raises(BadInputError, match=r"already quantized \(fp8: 12 QuantizeLinear/DequantizeLinear nodes\)"):
+    with pytest.raises(BadInputError, match=r"already quantized \(it holds fp8 QuantizeLinear/DequantizeLinear\)"):
         PrepareGraph(once, "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])()
 
 
