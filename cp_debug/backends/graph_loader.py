@@ -156,11 +156,11 @@ class PrepareGraph:
 
             q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
                                      method=self.calib_method)
-        transform = PrecisionTransform(
-            self.transform, format="float8e4m3fn" if fp8 else None, weights_flushed=q.weights_flushed if fp8 else None,
-            method=q.method, symmetric=True,
-            per_channel=not fp8, calibration_feeds=len(self.calib_feeds), quantized_tensors=len(q.activation_amax),
-            excluded_nodes=None if fp8 else tuple(self.exclude_int8_nodes))
+        kind = ({"format": "float8e4m3fn", "weights_flushed": q.weights_flushed} if fp8
+                else {"excluded_nodes": tuple(self.exclude_int8_nodes)})
+        transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
+                                       calibration_feeds=len(self.calib_feeds),
+                                       quantized_tensors=len(q.activation_amax), **kind)
         out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized
         missing = []
         for n in extras:
