@@ -50,7 +50,6 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
     import onnx_graphsurgeon as gs
 
     from cp_debug.graph.model import cleanup, export_like
-
     from cp_debug.precision.held import file_precision
 
     feeds = list(calib_feeds or ())
