@@ -143,6 +143,9 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
             extra = (" (float16 storage emulated: every float16 tensor rounded after its node, float32 arithmetic, "
                      "as a GPU computes)" if half_mode() == "emulated" else
                      " (ONNX Runtime's own CPU float16: most of an FP16 graph runs in float32 there)")
+        if spec.precision == "fp8":
+            extra = (" (FP8 E4M3 Q/DQ as ModelOpt writes it, float32 arithmetic on E4M3 values; graph optimisations "
+                     "off: ORT's default level computes float8 Q/DQ wrong)")
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     if spec.framework == "trt-rtx":
         return _rtx_runs_on(env)

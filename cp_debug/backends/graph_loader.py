@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cp_debug.precision.int8 import QuantizedModel
 
-TRANSFORMS = ("none", "fp16", "int8_qdq", "qdq_model")
+TRANSFORMS = ("none", "fp16", "int8_qdq", "fp8_qdq", "qdq_model")
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,13 @@ class PrecisionTransform:
     """The precision transform applied to a graph before a backend ran it: `kind` and the facts of that kind (None
     where they do not apply). `to_json()` is the runner settings' "precision_transform"."""
 
-    kind: str = "none"  # none | fp16 | int8_qdq (quantized here) | qdq_model (a Q/DQ file as given)
+    kind: str = "none"  # none | fp16 | int8_qdq / fp8_qdq (quantized here) | qdq_model (a Q/DQ file as given)
     # qdq_model
     quantize_nodes: int | None = None
     dequantize_nodes: int | None = None
-    # int8_qdq (symmetric, per channel)
+    # int8_qdq (symmetric, per channel) / fp8_qdq (E4M3, per tensor, max calibration: ModelOpt's)
+    format: str | None = None  # fp8_qdq: the float8 type of its Q/DQ (float8e4m3fn)
+    weights_flushed: dict | None = None  # fp8_qdq: weight → share of its nonzero values flushed to zero (≥ 1%)
     method: str | None = None
     symmetric: bool | None = None
     per_channel: bool | None = None
@@ -87,7 +89,7 @@ class PreparedGraph:
 class PrepareGraph:
     """A loader: `PrepareGraph(...)()` loads `source` and prepares it for `label` (the spec, for messages).
 
-    transform: none | fp16 | int8_qdq (quantized here on `calib_feeds`) | qdq_model (`source` is a Q/DQ graph,
+    transform: none | fp16 | int8_qdq / fp8_qdq (quantized here on `calib_feeds`) | qdq_model (`source` is a Q/DQ graph,
         run as it is: probes it lacks are missing). keep_io_types (fp16): float32 at the graph's edges; False for
         the lockstep's float16 segments. check: run the ONNX checker on a ModelProto given directly.
     expose: add the probe tensors to the graph's outputs; False where the backend reads them otherwise (TensorRT's
@@ -121,7 +123,7 @@ class PrepareGraph:
         from cp_debug.graph.model import check_tensor_names
 
         check_tensor_names(model, extras)
-        if self.transform == "int8_qdq":
+        if self.transform in ("int8_qdq", "fp8_qdq"):
             return self._quantized(model, graph_outputs, extras)
         return self._exposed(model, graph_outputs, extras)
 
@@ -140,16 +142,25 @@ class PrepareGraph:
 
     def _quantized(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
         from cp_debug.graph.model import expose_outputs
-        from cp_debug.precision.int8_cache import quantize_int8_cached
 
+        fp8 = self.transform == "fp8_qdq"
         if not self.calib_feeds:
             raise BadInputError(f"{self.label} needs calibration inputs (calib_feeds / --calib FILE.npz) to "
-                                "compute INT8 scales")
-        q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
-                                 method=self.calib_method)
-        transform = PrecisionTransform(
-            "int8_qdq", method=q.method, symmetric=True, per_channel=True, calibration_feeds=len(self.calib_feeds),
-            quantized_tensors=len(q.activation_amax), excluded_nodes=tuple(self.exclude_int8_nodes))
+                                f"compute {'FP8' if fp8 else 'INT8'} scales")
+        if fp8:
+            from cp_debug.precision.fp8 import quantize_fp8
+
+            q = quantize_fp8(model, self.calib_feeds)
+        else:
+            from cp_debug.precision.int8_cache import quantize_int8_cached
+
+            q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
+                                     method=self.calib_method)
+        kind = ({"format": "float8e4m3fn", "weights_flushed": q.weights_flushed} if fp8
+                else {"excluded_nodes": tuple(self.exclude_int8_nodes)})
+        transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
+                                       calibration_feeds=len(self.calib_feeds),
+                                       quantized_tensors=len(q.activation_amax), **kind)
         out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized
         missing = []
         for n in extras:

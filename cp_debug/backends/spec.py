@@ -1,5 +1,5 @@
-"""Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`, `trt-fp16`,
-`trt-rtx-fp16` (TensorRT for RTX: the framework's name is `trt-rtx`).
+"""Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`,
+`ort-cpu-fp8`, `trt-fp16`, `trt-rtx-fp16` (TensorRT for RTX: the framework's name is `trt-rtx`).
 
 `SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
 names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
@@ -20,12 +20,15 @@ from cp_debug.errors import BadInputError
 FRAMEWORKS = ("torch", "ort", "trt", "trt-rtx")
 TENSORRT = ("trt", "trt-rtx")  # the frameworks that build TensorRT engines (TensorRT 10/11, TensorRT for RTX)
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+# the precisions whose scales a calibration sets: the runner takes calibration feeds (`calib_feeds`)
+CALIBRATED = ("int8", "fp8")
 
 # What each framework can do: (devices, precisions).
 _SUPPORT = {
     "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8")),  # int8: fake quant of a PTQ model
-    "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8")),
+    # fp8: ModelOpt-style E4M3 Q/DQ written here (`precision/fp8.py`)
+    "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8", "fp8")),
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
     # TensorRT for RTX is strongly typed only (precision from the ONNX), and cp_debug writes no BF16 ONNX
     "trt-rtx": (("cuda",), ("fp32", "tf32", "fp16", "int8")),
@@ -123,6 +126,11 @@ class BackendSpec:
     def is_tensorrt(self) -> bool:
         """Builds a TensorRT engine: TensorRT 10/11 (`trt-*`) or TensorRT for RTX (`trt-rtx-*`)."""
         return self.framework in TENSORRT
+
+    @property
+    def calibrated(self) -> bool:
+        """Its precision's scales come from a calibration (INT8, FP8): its runner takes calibration feeds."""
+        return self.precision in CALIBRATED
 
     @property
     def runs_onnx(self) -> bool:

@@ -136,21 +136,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                    else f"converted to {spec.precision} as asked")
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
-    notes += _unjudged(spec, precision)
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec)
-
-
-def _unjudged(spec: BackendSpec, precision: str) -> list[str]:
-    """Said where the noise model has no rounding unit for the files' precision (FP8: none yet, `compare/noise.py`):
-    the run falls back to fp32's budget and tolerances, under which every FP8 probe is beyond, so the user's own
-    tolerances are the way to judge it; never INT8's budget, whose 127 levels are not FP8's 3 mantissa bits."""
-    from cp_debug.compare.noise import UNIT_ROUNDOFF
-
-    if precision in UNIT_ROUNDOFF or precision == "int8":
-        return []
-    return [f"{spec}: cp_debug's noise model has no {precision} rounding unit yet: the files are judged by fp32's "
-            f"budget and tolerances, which every {precision} probe exceeds; give --atol/--rtol to judge them by "
-            "fixed tolerances"]
 
 
 def _held_precision(held: list[str]) -> str:
@@ -169,9 +155,9 @@ def held_spec(spec: BackendSpec, held: list[str]) -> BackendSpec:
 
 
 def _not_quantized_again(spec: BackendSpec, paths: list[Path], models: list, held: list[str]) -> None:
-    """`*-int8@DIR` over files that hold Q/DQ already: quantizing a quantized graph again is no deployment (ONNX
-    Runtime's quantizer meets a cycle in it), so it is one line, exit 2, before anything runs."""
-    if spec.precision != "int8":
+    """`*-int8@DIR` / `*-fp8@DIR` over files that hold Q/DQ already: quantizing a quantized graph again is no
+    deployment (ONNX Runtime's quantizer meets a cycle in it), so it is one line, exit 2, before anything runs."""
+    if not spec.calibrated:
         return
     from cp_debug.precision.held import qdq_count
 

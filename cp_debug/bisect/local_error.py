@@ -92,7 +92,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     known = run.known_tensors(i, st)
     store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
     device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
-                              and spec.precision != "int8" and spec.can(Capability.DEVICE_TENSORS)) else None
+                              and not spec.calibrated and spec.can(Capability.DEVICE_TENSORS)) else None
     cuts = _cuts(run, state, sp, model, st.probe_map(), known, notes)
 
     def measured(ps: list[ProbeSpec], cut, val) -> None:
@@ -106,7 +106,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
         return {b: _boundary(run, i, known[b], device) for b in cut.inputs}
 
     alone, joined = cuts, 0
-    if len(cuts) > 1 and qdq is None and spec.precision != "int8":  # side by side: a session per group, not per probe
+    if len(cuts) > 1 and qdq is None and not spec.calibrated:  # side by side: a session per group, not per probe
         alone, joined = _side_by_side(run, spec, model, types, inits, cuts, feed_of, measured, device is not None)
     # for the report: how many segments, in how many sessions
     found.settings.update(local_error_segments=len(cuts), local_error_sessions=joined + len(alone))
@@ -118,7 +118,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
             kw = _session_kw(run, spec, seg)
             if qdq is not None:
                 kw["int8_model"] = seg
-            elif spec.precision == "int8":
+            elif spec.calibrated:
                 kw["calib_feeds"] = [feed]
             with make_runner(spec, onnx_model=seg, **kw) as r:
                 val = r.infer_device(feed)[tensor] if device is not None else r.infer(feed)[tensor]

@@ -159,7 +159,7 @@ class Lockstep:
                 t0 = time.perf_counter()
                 lane_in = {t: lane.env[t] for t in seg.inputs}
                 same = all_shared(lane_in, ref_in)
-                calib = [ref_in] if lane.spec.precision == "int8" else None
+                calib = [ref_in] if lane.spec.calibrated else None
                 native = self._native_half(lane)
                 with self._runner(lane.spec, self._model_for(model, seg, lane_in, ref_in), lane.runner_kwargs,
                                   calib, fp16_io=native) as r:
@@ -225,7 +225,7 @@ class Lockstep:
     def _run(self, spec: BackendSpec, seg: Segment, env: dict, kwargs: dict) -> dict[str, np.ndarray]:
         feed = {t: env[t] for t in seg.inputs}
         model = segment_model(self.model, seg, feed, self.types, self._inits)
-        with self._runner(spec, model, kwargs, [feed] if spec.precision == "int8" else None) as r:
+        with self._runner(spec, model, kwargs, [feed] if spec.calibrated else None) as r:
             return r.infer(feed)
 
     def _runner(self, spec: BackendSpec, model, kwargs: dict, calib, fp16_io: bool = False):
@@ -275,10 +275,11 @@ def lane_precision(lane: Lane):
 
 
 def lockstep_supported(reference: BackendSpec, candidate: BackendSpec, *, custom_calibration: bool) -> bool:
-    """Both can run in lockstep (ONNX Runtime); INT8 only when calibrated on the run's own (FP32 reference) values."""
+    """Both can run in lockstep (ONNX Runtime); INT8 / FP8 only when calibrated on the run's own (FP32 reference)
+    values."""
     if not (reference.can(Capability.LOCKSTEP) and candidate.can(Capability.LOCKSTEP)):
         return False
-    if candidate.precision == "int8":
+    if candidate.calibrated:
         return not custom_calibration and reference.precision == "fp32"
     return True
 

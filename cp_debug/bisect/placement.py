@@ -78,7 +78,7 @@ def device_budget(run: RunState) -> int | None:
 
 def binds_on_device(spec: BackendSpec) -> bool:
     """An ONNX Runtime reference that can be read through IO binding: its probes straight into the device tier."""
-    return spec.can(Capability.INFER_SOME) and spec.can(Capability.DEVICE_TENSORS) and spec.precision != "int8"
+    return spec.can(Capability.INFER_SOME) and spec.can(Capability.DEVICE_TENSORS) and not spec.calibrated
 
 
 def device_whole(run: RunState, spec: BackendSpec) -> bool:
@@ -93,7 +93,7 @@ def device_whole(run: RunState, spec: BackendSpec) -> bool:
     on CUDA the provider keeps them, so whole stage and lockstep hold the same float16 values."""
     ref = run.ref_spec
     if not (binds_on_device(ref) and binds_on_device(spec)) or not (ref.device == spec.device == "cuda"):
-        return False  # (`binds_on_device` leaves INT8 out)
+        return False  # (`binds_on_device` leaves INT8 and FP8 out)
     if spec.onnx_dir is not None:
         return False
     return run.store.device is not None or device_budget(run) is not None
@@ -102,9 +102,9 @@ def device_whole(run: RunState, spec: BackendSpec) -> bool:
 def compares_on_device(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> bool:
     """An ONNX Runtime candidate on the device of the store's device tier, which holds some of this stage's
     probes: it runs once through `infer_device` with every probe exposed, its outputs left on the device, when
-    they fit half the free GPU memory (the reference's sizes). Not INT8 (calibration reads host feeds)."""
+    they fit half the free GPU memory (the reference's sizes). Not INT8, FP8 (calibration reads host feeds)."""
     store = run.store
-    if store.device is None or spec.device != store.device.type or spec.precision == "int8":
+    if store.device is None or spec.device != store.device.type or spec.calibrated:
         return False
     if not spec.can(Capability.DEVICE_TENSORS) or not spec.can(Capability.INFER_SOME):
         return False

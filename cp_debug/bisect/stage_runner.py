@@ -31,7 +31,7 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
     qdq = stage.qdq_onnx() if takes_qdq else None
     if qdq is not None:
         kwargs["int8_model"] = qdq  # --int8: the deployed Q/DQ graph, not ORT's own quantization
-    elif spec.precision == "int8":
+    elif spec.calibrated:  # INT8, FP8
         kwargs["calib_feeds"] = calib
     if spec.is_tensorrt:
         kwargs["stage"] = stage.name  # its messages name the stage

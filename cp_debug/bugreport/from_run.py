@@ -61,19 +61,26 @@ class _Candidate:
 
                 return emulate_half_storage(self.plain_fp16(model, exposed=True)).model
             return self.plain_fp16(model, exposed=True)
+        names = {i.name for i in model.graph.input}
+        calib = [{k: v for k, v in feed.items() if k in names}]  # the window calibrated on its own feed, as the run's
         if spec.precision == "int8":
             from cp_debug.precision.int8 import quantize_int8
 
-            names = {i.name for i in model.graph.input}
-            calib = [{k: v for k, v in feed.items() if k in names}]
             return quantize_int8(model, calib, exclude_nodes=kw.get("exclude_int8_nodes", ())).model
+        if spec.precision == "fp8":
+            from cp_debug.precision.fp8 import quantize_fp8
+
+            return quantize_fp8(model, calib).model
         return model
 
     @property
     def session_options(self) -> dict | None:
-        """The session settings the bisect's runner used beyond the defaults (INT8: exact integer products)."""
+        """The session settings the bisect's runner used beyond the defaults (INT8: exact integer products; FP8:
+        graph optimisations off, `backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
         from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
 
+        if self.spec.precision == "fp8":
+            return {"graph_optimization_level": "ORT_DISABLE_ALL"}
         return {"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else None
 
     def run(self, model, feed: dict) -> dict:
@@ -165,10 +172,10 @@ def _root_cause_bundle(engine, cand, probe, found, runner):
              f"{diff.max_abs:.3g}, {diff.share_beyond:.3%} of the elements beyond tolerance)."]
     inputs, refs = feed, {tensor: ref_out}
     spec = runner.spec
-    if len(seg.graph.node) > _SHRINK_ABOVE and spec.precision in ("fp16", "int8"):
+    if len(seg.graph.node) > _SHRINK_ABOVE and spec.precision in ("fp16", "int8", "fp8"):
         try:
             shrink_feed = dict(feed)
-            if spec.precision == "int8":  # each cut is calibrated on the reference values at its boundary
+            if spec.calibrated:  # each cut is calibrated on the reference values at its boundary
                 shrink_feed.update(run_ort(expose_all(seg), feed))
             small = shrink_segment(seg, lambda m: runner.make(m, shrink_feed), feed, diverges_beyond(tol),
                                    providers=runner.providers, session_options=runner.session_options)

@@ -33,6 +33,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(atol=2e-2, rtol=2e-2, max_share=1e-3),
     "bf16": Tolerance(atol=1e-1, rtol=5e-2, max_share=1e-3),
     "int8": Tolerance(atol=1e-1, rtol=1e-1, max_share=1e-2),
+    # E4M3 rounds each input by up to 2^-4 of itself: four such roundings. Measured (`ort-cpu-fp8`, tests/zoo's
+    # ViT, DETR-like, ResNet): no element beyond these; at INT8's 0.1 / 0.1, 2.6% of a healthy ViT layer's (> 2%)
+    "fp8": Tolerance(atol=2.5e-1, rtol=2.5e-1, max_share=2e-2),
 }
 
 

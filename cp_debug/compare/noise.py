@@ -17,6 +17,13 @@ FP32 against FP32 is another matter: both sides round alike, and what differs is
 3×3 conv over 256 channels: 48 u), growing through the layers: `FP32_GROWTH = 1024`. Measured on an H100,
 awml-base `ort-cuda` against `torch-cuda` (both FP32, deterministic) reached 203 u; with GROWTH it was called
 degraded on every frame.
+FP8 (E4M3, ModelOpt's per-tensor scale amax/448) keeps 3 mantissa bits: u = 2^-4 wherever a value lies within
+2^15 of its tensor's amax (E4M3's normal range), so its unit is a float format's, not INT8's per-tensor step. GROWTH's
+64 u would be a budget of 4 (any answer passes): `FP8_GROWTH = 8` units, 0.5. Measured (`ort-cpu-fp8` against
+torch or ort, CPU, `--level all`, random weights): the tests' 3-Conv + Linear CNN reaches 0.086 at its output
+(tests/backends/test_ort_fp8.py); tests/zoo's ResNet 0.096 (0.19 of the budget), MobileNetV3-small 0.17 (0.35, its
+worst probe), ViT, DETR-like and the hand-written attention 0.06 (0.12); a weight outlier that sets its conv's
+per-tensor scale and flushes the rest to zero reaches 0.95 there, 1.9× the budget, a local fault.
 The reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
 
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
@@ -67,12 +74,14 @@ from typing import Iterable, Sequence
 from cp_debug.compare.diff import BROKEN, TensorDiff
 from cp_debug.errors import ExitCode
 
-UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
+UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8,
+                                   "fp8": 2.0 ** -4}
 INT8_LEVELS = 127
 INT8_NOMINAL = 2.0 ** -8  # INT8's unit where neither amax nor the reference's RMS is known: half a step of 127
 GROWTH = 64.0
 FP32_GROWTH = 1024.0  # FP32 against FP32: the summation order of two implementations, not a format's rounding
 INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on the demo's PTQ (see the note)
+FP8_GROWTH = 8.0  # FP8 E4M3: 3 mantissa bits, u = 2^-4; GROWTH's 64 u would be 4 (any answer passes); see the note
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
@@ -110,7 +119,7 @@ class Outcome(enum.Enum):
 
 def ran_none_asked(requested: str | None, effective: str | None) -> bool:
     """A reduced precision requested and none of it run (every compute kernel float32; "mixed" ran some)."""
-    return requested in ("int8", "fp16", "bf16") and effective == "fp32"
+    return requested in ("int8", "fp8", "fp16", "bf16") and effective == "fp32"
 
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
@@ -148,7 +157,7 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
 
 
 def growth(precision: str) -> float:
-    return {"int8": INT8_GROWTH, "fp32": FP32_GROWTH}.get(precision, GROWTH)
+    return {"int8": INT8_GROWTH, "fp8": FP8_GROWTH, "fp32": FP32_GROWTH}.get(precision, GROWTH)
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,8 @@ def _run_staged(opts: EvalOptions, specs: dict, scenes: list, progress: Progress
     if opts.int8_dir is not None:
         raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {opts.recipe}")
     for label, spec in specs.items():
-        if spec.precision == "int8" or spec.onnx_dir is not None:
-            raise BadInputError(f"{label}: INT8 and deployed folders (SPEC@DIR) are not built for --recipe "
+        if spec.calibrated or spec.onnx_dir is not None:
+            raise BadInputError(f"{label}: INT8, FP8 and deployed folders (SPEC@DIR) are not built for --recipe "
                                 f"{opts.recipe}; use fp32 / fp16 backends")
     if opts.random_weights and opts.checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")

@@ -38,12 +38,15 @@ class QuantizedModel:
     tensor_map: original tensor name → tensor to compare in `model` (absent: the quantizer removed it).
     activation_amax: original tensor name → calibrated amax (the largest magnitude int8 represents,
         scale·127 for symmetric int8): values beyond it saturate.
+    weights_flushed (FP8, `precision/fp8.py`): weight → the share of its nonzero values that its per-tensor scale
+        rounds to zero, where that is `fp8.FLUSH_NOTE` or more.
     """
 
     model: "onnx.ModelProto"
     tensor_map: dict[str, str] = field(default_factory=dict)
     activation_amax: dict[str, float] = field(default_factory=dict)
     method: str = "minmax"
+    weights_flushed: dict[str, float] = field(default_factory=dict)
 
     def mapped(self, name: str) -> str | None:
         return self.tensor_map.get(name)
@@ -72,15 +75,7 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
     feeds = list(calib_feeds or ())
     if not feeds:
         raise BadInputError("INT8 quantization needs calibration inputs: give at least one feed (--calib FILE.npz)")
-    input_names = {i.name for i in model.graph.input} - {i.name for i in model.graph.initializer}
-    for k, feed in enumerate(feeds):
-        missing = sorted(input_names - set(feed))
-        extra = sorted(set(feed) - input_names)
-        if missing or extra:
-            raise BadInputError(
-                f"calibration feed {k} does not match the model's inputs {sorted(input_names)}: "
-                f"missing {missing}, unknown {extra}"
-            )
+    check_calib_feeds(model, feeds)
     node_names = {n.name for n in model.graph.node}
     exclude = list(dict.fromkeys(exclude_nodes))
     unknown = [n for n in exclude if n not in node_names]
@@ -124,6 +119,19 @@ def quantize_int8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.n
         qmodel = keep(onnx.load(str(dst), load_external_data=True))  # past 2 GiB: into the weights folder
     tmap, amax = read_qdq(qmodel, original)
     return QuantizedModel(qmodel, tmap, amax, method)
+
+
+def check_calib_feeds(model: "onnx.ModelProto", feeds: Sequence[dict[str, np.ndarray]]) -> None:
+    """A BadInputError, in one line, where a calibration feed's names are not the model's inputs (INT8 and FP8)."""
+    input_names = {i.name for i in model.graph.input} - {i.name for i in model.graph.initializer}
+    for k, feed in enumerate(feeds):
+        missing = sorted(input_names - set(feed))
+        extra = sorted(set(feed) - input_names)
+        if missing or extra:
+            raise BadInputError(
+                f"calibration feed {k} does not match the model's inputs {sorted(input_names)}: "
+                f"missing {missing}, unknown {extra}"
+            )
 
 
 def read_qdq(qmodel: "onnx.ModelProto", names: Iterable[str]) -> tuple[dict[str, str], dict[str, float]]:

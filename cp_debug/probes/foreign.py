@@ -335,11 +335,13 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
         if not fits and op not in _THROUGH:
             past = _past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
-            if past != cur and op in _FOLDED_INTO_Q and _quantized(b, cur):
-                cur = past  # ONNX Runtime's quantizer dropped this ReLU: the Q/DQ pair after it clips as it did
+            fits = [j for j, k in b.consumers.get(past, []) if k == slot and b.model.graph.node[j].op_type == op]
+            # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
+            # keeps the ReLU after the pair, which then is the ReLU's counterpart)
+            if not fits and past != cur and op in _FOLDED_INTO_Q and _quantized(b, cur):
+                cur = past
                 continue
             cur = past
-            fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
         if len(set(fits)) != 1:
             what = "no" if not fits else "several"
             return (f"{what} {op} after the matching node in the deployed graph (the chain is ambiguous or changed)",)

@@ -86,8 +86,8 @@ class StagedPipeline:
         from cp_debug.backends.factory import check_available
 
         check_available(self.spec)
-        if self.spec.precision == "int8" or self.spec.onnx_dir is not None:
-            raise BadInputError(f"{self.spec}: INT8 and deployed folders (SPEC@DIR) are not built for recipe "
+        if self.spec.calibrated or self.spec.onnx_dir is not None:
+            raise BadInputError(f"{self.spec}: INT8, FP8 and deployed folders (SPEC@DIR) are not built for recipe "
                                 f"{self.model.recipe!r}; use fp32/fp16 backends")
         missing = []
         with ExitStack() as stack:  # a runner that fails to start closes those started before it

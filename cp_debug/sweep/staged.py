@@ -26,8 +26,8 @@ def check_specs(settings: SweepSettings) -> None:
 
     for label in settings.backends:
         spec = BackendSpec.parse(label)
-        if spec.precision == "int8" or spec.onnx_dir is not None:
-            raise BadInputError(f"{label}: INT8 and deployed folders (SPEC@DIR) are not built for --recipe "
+        if spec.calibrated or spec.onnx_dir is not None:
+            raise BadInputError(f"{label}: INT8, FP8 and deployed folders (SPEC@DIR) are not built for --recipe "
                                 f"{settings.recipe}; use fp32 / fp16 backends")
     if settings.int8_dir is not None:
         raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {settings.recipe}")
