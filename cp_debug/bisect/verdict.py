@@ -329,8 +329,8 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
         "noise_floor": o.noise_floor, "local_error": o.local, "lockstep": o.lockstep,
         "tolerance": {c.label: _tol_dict(run.states[c.label].tol) for c in cands},
         "tolerance_mode": o.tolerance_mode,
-        "noise_model": {"growth": noise.GROWTH, "unit_roundoff": {c.label: noise.unit_roundoff(c.judged_at or "fp32")
-                                                                  for c in cands}},
+        "noise_model": {"growth": {c.label: noise.growth(c.judged_at or "fp32") for c in cands},
+                        "unit_roundoff": {c.label: noise.unit_roundoff(c.judged_at or "fp32") for c in cands}},
         "determinism": run.det.settings(),
         "noise": {n: d.max_abs for n, d in run.noise.items() if d.max_abs > 0},
         "backends": {c.label: run.states[c.label].settings for c in cands},

@@ -204,6 +204,7 @@ def test_healthy_cnn_is_within_fp8(files, tmp_path):
     proc, report = _bisect(files["healthy"], tmp_path / "r.json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert report["judged_at"]["ort-cpu-fp8"] == "fp8"
+    assert report["settings"]["noise_model"]["growth"]["ort-cpu-fp8"] == 8.0  # the report's budget is fp8's own
     assert report["outcome"] == "within_precision"
     assert "judged at fp8: a healthy fp8 run reaches a relative RMS error of 0.5" in " ".join(proc.stdout.split())
     assert report["precision"]["ort-cpu-fp8"]["effective"] == "fp8"
