@@ -97,7 +97,7 @@ class OrtRunner(Runner):
                  determinism: Determinism = Determinism(), threads: int | None = None, calib_method: str = "minmax",
                  spinning: bool = True, check_model: bool = True,
                  int8_model: "onnx.ModelProto | str | Path | None" = None,
-                 fp16_io: bool = False, shared_arena: bool = False):
+                 fp16_io: bool = False, shared_arena: bool = False, graph_facts: bool = True):
         if spec.framework != "ort":
             raise BadInputError(f"OrtRunner runs ort-* specs, not {spec}")
         super().__init__(str(spec))
@@ -115,6 +115,7 @@ class OrtRunner(Runner):
         self.int8_model = int8_model
         self.fp16_io = fp16_io and spec.precision == "fp16"
         self.shared_arena = shared_arena
+        self.dump_facts = graph_facts  # False: ORT's optimised graph not written and read back (no precision facts)
         self._reset()
 
     def _reset(self) -> None:
@@ -163,7 +164,7 @@ class OrtRunner(Runner):
             emulated = emulate_half_storage(model)
             if emulated.changed:
                 self._transform = replace(self._transform, half_storage=emulated.to_json())
-                declared, model = graph_facts(model), emulated.model
+                declared, model = graph_facts(model) if self.dump_facts else None, emulated.model
         self._sess, self._facts = self._session(model, self._providers, record=True)
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
@@ -329,7 +330,7 @@ class OrtRunner(Runner):
             opt_path = Path(tmp) / "optimized.onnx"
             # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
             big = not isinstance(src, bytes) or holds_stored(model)
-            dump = None if big else str(opt_path)
+            dump = None if big or not self.dump_facts else str(opt_path)
             try:
                 try:
                     so = self.determinism.ort_session_options(
@@ -353,7 +354,7 @@ class OrtRunner(Runner):
                 ) from err
             except _ort_errors(*_BAD_MODEL) as err:  # the model, not the machine: anything else propagates
                 raise BadInputError(f"ONNX Runtime cannot load the model for {self.spec}: {_first_line(err)}") from err
-            if big or not opt_path.is_file():
+            if dump is None or not opt_path.is_file():
                 facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
             else:
                 try:

@@ -86,7 +86,7 @@ def _broken(run: RunState, spec, model, feed: dict) -> list[str]:
     """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN)."""
     from cp_debug.backends.factory import make_runner
 
-    kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     with make_runner(spec, onnx_model=model, **kw) as r:
         out = r.infer(feed)
     return [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(np.asarray(v)).all()]
@@ -109,9 +109,10 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
     broken = _broken(run, state.spec, model, state.feeds[i])
     if not broken:
         return None
-    ours = set(broken) - set(_broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i]))
-    ours -= run.mask_tensors(st)
-    ours -= set(st.output_names)  # an output that breaks is measured, and said, already
+    # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
+    ours = set(broken) - run.mask_tensors(st) - set(st.output_names)  # a broken output is measured, and said
+    if ours:
+        ours -= set(_broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i]))
     if not ours:
         return None
     node = next(n for n in st.onnx().graph.node if set(n.output) & ours)
