@@ -35,9 +35,14 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                      started: float) -> CandidateResult:
     """One candidate's result over every probe it measured, with the root cause explained; the time since
     `started` (perf_counter) is added to the candidate's seconds."""
+    from cp_debug.bisect.flip_why import decision_flip
+
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
-    hint, owner = _hint(run, state, rc) if rc else (None, None)
+    flip = decision_flip(run, state, fd) if rc and state.refused is None else None
+    if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
+        rc, path = flip.probe, [flip.probe]
+    hint, owner = (flip.text(), None) if flip is not None else _hint(run, state, rc) if rc else (None, None)
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None

@@ -1,0 +1,31 @@
+"""A decision that flips on a near tie is named as the decision, with its margin and the format's step, not as an
+upstream layer's rounding (issue 84, item 2); a wide margin is no finding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli_run import cpdebug
+
+MODELS = Path(__file__).with_name("decision_models.py")
+
+
+def test_a_near_tie_at_topk_is_named_as_the_decision_not_as_rounding(tmp_path):
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:build", "--backends", "torch,ort-cpu-fp16", "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode in (1, 4), report["outcome_reasons"]  # beyond fp16 after the choice
+    root = report["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"] == "head", root  # before: `proj`, "FP16 rounding introduced by this layer"
+    assert root["hint"].startswith("decision flip at TopK"), root
+    assert "margin between top 4 and the next is 2e-05" in root["hint"] and "(0.000244)" in root["hint"]
+    assert "FP16 rounding introduced" not in root["hint"]
+
+
+def test_a_wide_margin_keeps_the_choice_and_is_no_finding(tmp_path):
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:build_wide", "--backends", "torch,ort-cpu-fp16", "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0, report["outcome_reasons"]
+    assert report["root_cause"].get("ort-cpu-fp16") is None
