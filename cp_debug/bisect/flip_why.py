@@ -58,7 +58,10 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     r = state.results.get(probe) if probe else None
     if precision not in ("fp16", "bf16") or r is None or r.local is None or beyond_locally(r):
         return None
-    rs = root_segment(run, state, run.probes[probe].stage, probe)
+    i = run.probes[probe].stage
+    if not any(n.op_type in DECISION_OPS for n in run.stage_of(state.label, i).onnx().graph.node):
+        return None  # no decision in the stage: no segment cut (in lockstep, a reference run) to look for one
+    rs = root_segment(run, state, i, probe)
     if rs is None:
         return None
     nodes = [n for n in rs.model.graph.node if n.op_type in DECISION_OPS and n.input]

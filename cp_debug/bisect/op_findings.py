@@ -188,6 +188,12 @@ class NamedStage:
     stage: object
     probes: dict
 
+    @classmethod
+    def of(cls, stage) -> "NamedStage":
+        """`stage` with its probe map read backwards (none where it has no map)."""
+        pm = stage.probe_map()
+        return cls(stage, {t: p for p, t in (pm.tensors.items() if pm is not None else ())})
+
     @property
     def module(self):
         return self.stage.module

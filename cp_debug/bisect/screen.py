@@ -86,12 +86,11 @@ def screen_model(model):
 
 def _broken(run: RunState, spec, model, feed: dict) -> list[str]:
     """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN)."""
-    from cp_debug.backends.factory import make_runner
+    from cp_debug.bisect.segment_why import run_segment
 
-    kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
-    with make_runner(spec, onnx_model=model, **kw) as r:
-        out = r.infer(feed)
-    return [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(np.asarray(v)).all()]
+    flags = [o.name for o in model.graph.output if o.name.endswith(_SUFFIX)]
+    out = run_segment(run, str(spec), model, feed, flags, spec=spec, facts=False).values
+    return [k[: -len(_SUFFIX)] for k, v in out.items() if not np.isfinite(v).all()]
 
 
 def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
@@ -118,9 +117,8 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
     if not ours:
         return None
     node = next(n for n in st.onnx().graph.node if set(n.output) & ours)
-    pm = st.probe_map()
-    named = NamedStage(st, {t: p for p, t in (pm.tensors.items() if pm else ())})
-    return Hidden(i, next(t for t in node.output if t in ours), node.name, node.op_type, named_module(node, named))
+    return Hidden(i, next(t for t in node.output if t in ours), node.name, node.op_type,
+                  named_module(node, NamedStage.of(st)))
 
 
 def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[ProbeSpec]:

@@ -122,7 +122,7 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str, throu
         return None
     seg = segment_model(model, cut, feed, tensor_types(model),
                         {init.name: init for init in model.graph.initializer}, {tensor: run.store.shape(end)})
-    return RootSegment(seg, feed, tensor, spec, NamedStage(st, {t: p for p, t in pm.tensors.items()}))
+    return RootSegment(seg, feed, tensor, spec, NamedStage.of(st))
 
 
 def reference_in_store(run: RunState, i: int, names: list[str]) -> None:
@@ -291,14 +291,17 @@ class SegmentRun:
 
 
 def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=(),
-                exclude=()) -> SegmentRun:
+                exclude=(), facts: bool = True) -> SegmentRun:
     """`model` (a segment) run as `label`/`spec` runs it, `outputs` exposed: with `keep` kept in FP32 (FP16) or
-    `exclude` left out of INT8 on top of the run's own lists; INT8 is calibrated on `feed`, as local errors are."""
+    `exclude` left out of INT8 on top of the run's own lists; INT8 is calibrated on `feed`, as local errors are.
+    `facts=False`: ONNX Runtime's optimised graph is not written and read back for precision facts no one reads."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
 
     spec = spec or BackendSpec.parse(label)
     kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    if not facts:
+        kw["graph_facts"] = False
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
     if spec.precision == "int8":

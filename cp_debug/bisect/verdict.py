@@ -42,7 +42,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     flip = decision_flip(run, state, fd) if rc and state.refused is None else None
     if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
         rc, path = flip.probe, [flip.probe]
-    hint, owner = (flip.text(), None) if flip is not None else _hint(run, state, rc) if rc else (None, None)
+        hint, owner = flip.text(), None
+    else:
+        hint, owner = _hint(run, state, rc) if rc else (None, None)
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None

@@ -26,29 +26,26 @@ def _tokens(vocab: int) -> torch.Tensor:
 def build_bert_planted():
     """HF BertModel (2 layers, hidden 64, eager attention): layer 1's query and key scaled ×500 — its attention
     scores reach ~1e5. Input: token ids alone (no mask)."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=32, attn_implementation="eager")
-    model = BertModel(cfg).eval()
-    att = model.encoder.layer[1].attention.self
-    _scaled(att.query, att.key, by=500.0)
-    return model, (_tokens(cfg.vocab_size),)
+    return _bert_scaled(layers=2, attention="eager", by=500.0)
 
 
 def build_bert_guarded():
     """HF BertModel with SDPA attention (3 layers, hidden 64): layer 1's query and key scaled ×1300 — its attention
     scores reach 1.7e5, past float16's range; the exported SDPA's IsNaN/Where guard turns the NaN rows of its
     softmax into zeros, and the residual carries the block's output within tolerance (issue 84)."""
+    return _bert_scaled(layers=3, attention="sdpa", by=1300.0)
+
+
+def _bert_scaled(*, layers: int, attention: str, by: float):
+    """A seeded HF BertModel (hidden 64, 2 heads) with layer 1's query and key scaled by `by`; token ids alone."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=32, attn_implementation="sdpa")
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=32, attn_implementation=attention)
     model = BertModel(cfg).eval()
     att = model.encoder.layer[1].attention.self
-    _scaled(att.query, att.key, by=1300.0)
+    _scaled(att.query, att.key, by=by)
     return model, (_tokens(cfg.vocab_size),)
 
 
