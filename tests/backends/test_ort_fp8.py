@@ -146,7 +146,7 @@ def test_softmax_output_takes_the_fixed_scale():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
         [onnx.numpy_helper.from_array(w, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)  # any ORT reads it
     feed = {"x": np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32)}
     prepared = PrepareGraph(model, "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])()
     scale = next(i for i in prepared.model.graph.initializer if i.name == "p_fp8_scale")
