@@ -150,14 +150,15 @@ class PrepareGraph:
         if fp8:
             from cp_debug.precision.fp8 import quantize_fp8
 
-            q = quantize_fp8(model, self.calib_feeds)
+            q = quantize_fp8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes)
         else:
             from cp_debug.precision.int8_cache import quantize_int8_cached
 
             q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
                                      method=self.calib_method)
-        kind = ({"format": "float8e4m3fn", "weights_flushed": q.weights_flushed} if fp8
-                else {"excluded_nodes": tuple(self.exclude_int8_nodes)})
+        kind = {"excluded_nodes": tuple(self.exclude_int8_nodes)}
+        if fp8:
+            kind.update(format="float8e4m3fn", weights_flushed=q.weights_flushed)
         transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
                                        calibration_feeds=len(self.calib_feeds),
                                        quantized_tensors=len(q.activation_amax), **kind)

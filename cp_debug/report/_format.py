@@ -176,6 +176,15 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
     return "ok", f"within tolerance{tail}"
 
 
+def candidate_title(cand: CandidateResult) -> str:
+    """The candidate's name in a summary: its label, with the spec it resolved to where that says more; a deployed
+    file holding another precision than its spec's (`ort@DIR` over an FP16 or FP8 file) says what it holds."""
+    if cand.spec in (None, "", cand.label):
+        return cand.label
+    held = cand.judged_at if cand.judged_at and f"-{cand.judged_at}" not in cand.spec and "@" in cand.spec else None
+    return f"{cand.label} ({cand.spec}{f', the file holds {held}' if held else ''})"
+
+
 def precision_line(cand: CandidateResult) -> str | None:
     """"requested fp16, ran fp32: note; note" or None."""
     p = cand.precision
