@@ -66,7 +66,7 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
         raise BadInputError(f"the model is already quantized (it holds {held} QuantizeLinear/DequantizeLinear): run "
                             "it as it is (ort, not ort-*-fp8); cp_debug never quantizes a quantized graph again")
     check_calib_feeds(model, feeds)
-    model = _at_fp8_opset(model)
+    model = at_fp8_opset(model)
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
     graph = gs.import_onnx(model)
     weights, activations = _quantized_inputs(graph, set(exclude_nodes))
@@ -135,7 +135,7 @@ def to_e4m3(values: np.ndarray, scale) -> np.ndarray:
     return scaled.astype(ml_dtypes.float8_e4m3fn)
 
 
-def _at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
+def at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
     import onnx
 
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -241,10 +241,18 @@ def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
         line = ("judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
                 + _int8_cpu_note(report, cand.label)
                 if cand.judged_at == "int8" else
-                f"judged at {cand.judged_at}: a healthy {cand.judged_at} run reaches a relative RMS error of "
-                f"{fmt_num(budget(cand.judged_at))} (its expected rounding)")
+                f"judged at {cand.judged_at}{_emulated(cand.judged_at)}: a healthy {cand.judged_at} run reaches a "
+                f"relative RMS error of {fmt_num(budget(cand.judged_at))} (its expected rounding)")
         return line + (f"; element-wise {elementwise} with --tolerance-mode fixed" if elementwise else "")
     return f"tolerance: {elementwise}" if elementwise else None
+
+
+def _emulated(precision: str) -> str:
+    """" (emulated — not run on hardware)" for a precision no runtime here runs (NVFP4, MXFP8), else ""."""
+    from cp_debug.backends.spec import EMULATED_PRECISIONS
+    from cp_debug.precision.block_quant import EMULATED
+
+    return f" ({EMULATED})" if precision in EMULATED_PRECISIONS else ""
 
 
 def model_title(report: BisectReport) -> str:
