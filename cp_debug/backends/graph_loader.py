@@ -41,7 +41,8 @@ class PrecisionTransform:
     format: str | None = None  # fp8_qdq: the float8 type of its Q/DQ (float8e4m3fn)
     weights_flushed: dict | None = None  # fp8_qdq: weight → share of its nonzero values flushed to zero (≥ 1%)
     # nvfp4_emulated / mxfp8_emulated: `precision.block_quant.EMULATED` (no runtime ran the format), the block length,
-    # and (NVFP4) weight → share of its nonzero blocks whose E4M3 block scale underflows, flushing them (≥ 1%)
+    # and (NVFP4) weight or activation → share of its nonzero blocks whose E4M3 block scale underflows, flushing them
+    # (≥ 1%; an activation's over the calibration feeds)
     emulated: str | None = None
     block_size: int | None = None
     blocks_flushed: dict | None = None

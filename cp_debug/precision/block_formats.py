@@ -92,14 +92,19 @@ def nvfp4_qdq(x: np.ndarray, axis: int, amax: float | None = None) -> tuple[np.n
     b, how = blocked(x, axis, NVFP4.block)
     amax = float(np.abs(b).max()) if amax is None and b.size else (amax or 0.0)
     s2 = tensor_scale(amax)
-    block_amax = np.abs(b).max(axis=-1, keepdims=True)
-    raw = np.where(block_amax == 0, np.float32(1.0), block_amax / (np.float32(E2M1_MAX) * s2))
-    q = round_e4m3(raw)
+    q, share = flush_share(np.abs(b).max(axis=-1, keepdims=True), s2)
     p = (q * s2).astype(np.float32)
     out = round_e2m1(b / np.where(q == 0, np.float32(1.0), p)) * p  # q = 0: the block flushes (ModelOpt: x/0 · 0)
-    nonzero = block_amax > 0
-    share = float(np.count_nonzero(nonzero & (q == 0)) / max(np.count_nonzero(nonzero), 1))
     return unblocked(out.astype(np.float32), how), share
+
+
+def flush_share(block_amax: np.ndarray, s2: np.float32) -> tuple[np.ndarray, float]:
+    """NVFP4's E4M3 block scales `q` of blocks of these amaxes under tensor scale `s2` (an all-zero block's: 1), and
+    the share of the nonzero blocks whose scale rounds to 0 (below 2^-10: the block flushes)."""
+    raw = np.where(block_amax == 0, np.float32(1.0), block_amax / (np.float32(E2M1_MAX) * s2))
+    q = round_e4m3(raw)
+    nonzero = block_amax > 0
+    return q, float(np.count_nonzero(nonzero & (q == 0)) / max(np.count_nonzero(nonzero), 1))
 
 
 def e8m0_exponent(block_amax: np.ndarray) -> np.ndarray:

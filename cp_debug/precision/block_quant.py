@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.precision.block_formats import FORMATS, NVFP4, BlockFormat, mxfp8_qdq, nvfp4_qdq, tensor_scale
+from cp_debug.precision.block_formats import (FORMATS, NVFP4, BlockFormat, blocked, flush_share, mxfp8_qdq, nvfp4_qdq,
+                                              tensor_scale)
 from cp_debug.precision.int8 import QuantizedModel, check_calib_feeds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,8 @@ FLUSH_NOTE = 0.01
 def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat,
                     calib_feeds: Sequence[dict[str, np.ndarray]] = ()) -> QuantizedModel:
     """`model` with its GEMMs' weights and inputs through `fmt` (module docstring), NVFP4's tensor scales
-    calibrated by max over `calib_feeds`. `weights_flushed`: NVFP4 weight → share of its nonzero blocks flushed."""
+    calibrated by max over `calib_feeds`. `weights_flushed` (NVFP4): weight or activation → the share of its nonzero
+    blocks whose E4M3 block scale underflows (an activation's over `calib_feeds`), where `FLUSH_NOTE` or more."""
     import onnx
     import onnx_graphsurgeon as gs
 
@@ -64,12 +66,13 @@ def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat,
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
     graph = gs.import_onnx(model)
     layers = [(node, *axes) for node in graph.nodes if (axes := _axes(node)) is not None]
-    activations = list(dict.fromkeys(node.inputs[0].name for node, *_ in layers))
-    amax = calibrate_max(model, activations, feeds) if fmt.calibrated else {}
+    activations = {node.inputs[0].name: axis for node, axis, _ in reversed(layers)}  # the first layer's axis
+    blocks = BlockAmax(activations)
+    amax = calibrate_max(model, list(activations), feeds, blocks.seen) if fmt.calibrated else {}
     tmap = {n: n for n in original}
     done: dict[tuple[str, int], object] = {}
     folded: dict[tuple[str, int], object] = {}
-    flushed: dict[str, float] = {}
+    flushed = {t: share for t, share in blocks.flushed(amax).items() if share >= FLUSH_NOTE}
     for node, x_axis, w_axis in layers:
         x, w = node.inputs[0], node.inputs[1]
         values = np.asarray(w.values, np.float32)
@@ -92,6 +95,28 @@ def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat,
     onnx.helper.set_model_props(qmodel, {**{p.key: p.value for p in qmodel.metadata_props}, METADATA_KEY: fmt.name})
     return QuantizedModel(qmodel, tmap, {t: float(a) for t, a in amax.items()}, "max" if fmt.calibrated else "none",
                           flushed)
+
+
+class BlockAmax:
+    """NVFP4's blocks of the calibrated activations (each along its layer's block axis), to count those whose E4M3
+    block scale underflows at the tensor scale calibration sets: `seen` is `calibrate_max`'s callback."""
+
+    def __init__(self, axes: dict[str, int]) -> None:
+        self.axes, self.amax = axes, {t: [] for t in axes}
+
+    def seen(self, name: str, magnitudes: np.ndarray) -> None:
+        if magnitudes.ndim:
+            b, _ = blocked(magnitudes, self.axes[name], NVFP4.block)
+            self.amax[name].append(b.max(axis=-1).ravel())
+
+    def flushed(self, amax: dict[str, float]) -> dict[str, float]:
+        """tensor → the share of its nonzero blocks (over every feed) whose block scale rounds to 0 at `amax`."""
+        out = {}
+        for name, parts in self.amax.items():
+            if parts and name in amax:
+                _, share = flush_share(np.concatenate(parts), tensor_scale(amax[name]))
+                out[name] = share
+        return out
 
 
 def _axes(node) -> tuple[int, int] | None:

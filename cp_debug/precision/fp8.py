@@ -21,7 +21,7 @@ the value its consumers read; `tensor_map` says where every tensor of the origin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -96,9 +96,10 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
     return QuantizedModel(qmodel, tmap, {t: float(a) for t, a in found.items()}, METHOD, flushed)
 
 
-def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]]
-                  ) -> dict[str, float]:
-    """The largest |x| of each named tensor over `feeds`: one FP32 session of `model` with them exposed."""
+def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]],
+                  seen: "Callable[[str, np.ndarray], None] | None" = None) -> dict[str, float]:
+    """The largest |x| of each named tensor over `feeds`: one FP32 session of `model` with them exposed. `seen(name,
+    |x|)` is shown each tensor's magnitudes of each feed (NVFP4 counts its blocks there)."""
     import onnxruntime as ort
 
     from cp_debug.graph.model import expose_outputs
@@ -122,6 +123,8 @@ def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequenc
         for n in names:
             v = np.abs(np.asarray(values[n], np.float32))
             amax[n] = max(amax[n], float(v.max()) if v.size else 0.0)
+            if seen is not None:
+                seen(n, v)
     return amax
 
 

@@ -5,7 +5,8 @@ float4_e2m1fn, E4M3 against torch's float8_e4m3fn casts, the two-level weight sc
 written in torch, and the ONNX fake-quant subgraphs (as ONNX Runtime runs them) against the numpy reference. Then the
 real CLI on a small CNN and a transformer block of our own: healthy → within the format's budget, the result labelled
 "emulated — not run on hardware" in the JSON and on the terminal; a weight outlier that sets its layer's NVFP4
-tensor scale → that layer named the root cause, the share of its blocks whose E4M3 scale underflows in the report.
+tensor scale → that layer named the root cause, the share of its blocks whose E4M3 scale underflows in the report;
+the same for an activation outlier (its input's blocks that flush, counted over the calibration inputs).
 """
 
 from __future__ import annotations
@@ -48,15 +49,20 @@ def _cnn(fault: bool) -> SmallCnn:
     return net
 
 
-def _block(fault: bool) -> Block:
-    """A pre-norm transformer block (hand-written attention, GELU MLP). Fault: feature 5 of the MLP's input is 0
-    (norm2's weight and bias there) and the first MLP Linear reads it with weights 10^5."""
+def _block(fault: str | None) -> Block:
+    """A pre-norm transformer block (hand-written attention, GELU MLP). Fault "weight": feature 5 of the MLP's input
+    is 0 (norm2's weight and bias there) and the first MLP Linear reads it with weights 10^5. Fault "activation": an
+    outlier feature, 10^7 (norm2's weight there), that the Linear reads with weights 0 — no effect in FP32; in NVFP4
+    it sets its input's tensor scale: the other features' blocks flush (an LLM's activation outliers, in small)."""
     torch.manual_seed(0)
     net = Block(32, 4).eval()
-    if fault:
-        with torch.no_grad():
+    with torch.no_grad():
+        if fault == "weight":
             net.norm2.weight[5] = net.norm2.bias[5] = 0.0
             net.mlp[0].weight[:, 5] = 1e5
+        elif fault == "activation":
+            net.norm2.weight[5] = 1e7
+            net.mlp[0].weight[:, 5] = 0.0
     return net
 
 
@@ -75,7 +81,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     for fault in (False, True):
         tag = "fault" if fault else "healthy"
         out[f"cnn_{tag}"] = _export(_cnn(fault), torch.zeros(1, 3, 16, 16), folder / f"cnn_{tag}.onnx")
-        out[f"block_{tag}"] = _export(_block(fault), torch.zeros(1, 12, 32), folder / f"block_{tag}.onnx")
+        out[f"block_{tag}"] = _export(_block("weight" if fault else None), torch.zeros(1, 12, 32),
+                                      folder / f"block_{tag}.onnx")
+    out["block_outlier"] = _export(_block("activation"), torch.zeros(1, 12, 32), folder / "block_outlier.onnx")
     return out
 
 
@@ -228,17 +236,19 @@ def test_mxfp8_lane_runs_the_cnn_within_its_budget(files, tmp_path):
     assert y["rel_rmse"] < 0.1
 
 
-@pytest.mark.parametrize(("net", "layer", "weight"), [("cnn", CONV3, "body.4.weight"),
-                                                      ("block", MLP_IN, None)])
-def test_a_flushed_block_scale_is_named_at_its_layer(files, tmp_path, net, layer, weight):
-    proc, report = _bisect(files[f"{net}_fault"], tmp_path / "r.json")
+@pytest.mark.parametrize(("net", "layer", "tensor"), [("cnn_fault", CONV3, "body.4.weight"),
+                                                      ("block_fault", MLP_IN, None),  # its weight's name: onnx::…
+                                                      ("block_outlier", MLP_IN, "/norm2/LayerNormalization_output_0")])
+def test_a_flushed_block_scale_is_named_at_its_layer(files, tmp_path, net, layer, tensor):
+    """A weight's blocks, or an activation's over the calibration inputs (the run's own here): half of them flush."""
+    proc, report = _bisect(files[net], tmp_path / "r.json")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert report["root_cause"]["ort-cpu-nvfp4"]["probe"] == layer, report["root_cause"]
     flushed = {k: v for s in report["settings"]["backends"]["ort-cpu-nvfp4"].values()
                for k, v in s["precision_transform"]["blocks_flushed"].items()}
     assert list(flushed.values()) == [0.5], flushed  # the 16 channels without the outlier: one block of two
-    name = weight or next(iter(flushed))
-    assert weight is None or list(flushed) == [weight]
+    name = tensor or next(iter(flushed))
+    assert tensor is None or list(flushed) == [tensor]
     assert f"flushes to zero 50% of {name}'s nonzero blocks" in " ".join(report["precision"]["ort-cpu-nvfp4"]["notes"])
 
 
