@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from cp_debug.backends.base import PrecisionReport
@@ -165,13 +166,15 @@ def _fp8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTr
     return "fp8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
-def _block_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str, ops: str,
-                     notes: list[str]) -> str:
-    """The effective precision of an emulated NVFP4 / MXFP8 request (the first note says it is emulated): its `ops`
-    nodes that read the format's fake quant; the weights whose NVFP4 block scales underflow, worst first."""
+def _block_effective(fmt: str, facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str,
+                     ops: str, notes: list[str]) -> str:
+    """The effective precision of an emulated NVFP4 / MXFP8 request, or file (the first note says it is emulated):
+    its `ops` nodes that read the format's fake quant; the tensors whose NVFP4 block scales underflow, worst first."""
+    from cp_debug.precision.block_formats import FORMATS
+    from cp_debug.precision.block_quant import EMULATED
+
     total, n = sum(by.values()), facts.block_fed
-    notes.append(f"{transform.emulated or 'emulated'}: {transform.format or 'a block-scaled format'}, computed in "
-                 "float32 ONNX ops that round as the format does")
+    notes.append(f"{EMULATED}: {FORMATS[fmt].describe}, computed in float32 ONNX ops that round as the format does")
     notes.append(f"{ran} {n} of {total} {ops} nodes on the format's rounded inputs and weights, in float32 arithmetic"
                  + ("" if n == total else f"; the other {total - n} stay float32 (activation × activation products "
                     "and grouped convs: the recipe quantizes only weighted layers)"))
@@ -181,11 +184,11 @@ def _block_effective(facts: GraphFacts, by: dict[str, int], transform: Precision
                      "and flushes to zero " + ", ".join(f"{share:.0%} of {name}'s nonzero blocks"
                                                         for name, share in flushed[:3])
                      + (f" (and {len(flushed) - 3} more weights)" if len(flushed) > 3 else ""))
-    return transform.kind.removesuffix("_emulated") if n else "fp32"
+    return fmt if n else "fp32"  # the layers the recipe leaves in float32 are the format's deployment too
 
 
-_QUANTIZED_EFFECTIVE = {"int8": _int8_effective, "fp8": _fp8_effective, "nvfp4": _block_effective,
-                        "mxfp8": _block_effective}
+_QUANTIZED_EFFECTIVE = {"int8": _int8_effective, "fp8": _fp8_effective, "nvfp4": partial(_block_effective, "nvfp4"),
+                        "mxfp8": partial(_block_effective, "mxfp8")}
 
 
 def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:

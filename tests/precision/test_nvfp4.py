@@ -257,3 +257,21 @@ def test_a_quantized_graph_is_never_quantized_again(files):
                         calib_feeds=[{"x": np.ones((1, 3, 16, 16), np.float32)}])().model
     with pytest.raises(BadInputError, match=r"already quantized \(it holds nvfp4\)"):
         PrepareGraph(once, "ort-cpu-mxfp8", "mxfp8_emulated")()
+
+
+def test_a_written_nvfp4_graph_runs_as_deployed_and_is_judged_at_nvfp4(files, tmp_path):
+    """The graph `ort-cpu-nvfp4` writes (a bundle's window, say), given as `ort@DIR`: read as nvfp4 by its metadata
+    (`precision/held.py`), run as it is with graph optimisations off (its float8 Q/DQ), judged at nvfp4, emulated."""
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    feed = {"x": np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    onnx.save(PrepareGraph(files["cnn_healthy"], "ort-cpu-nvfp4", "nvfp4_emulated", calib_feeds=[feed])().model,
+              folder / "cnn_healthy.onnx")
+    proc = cpdebug("bisect", "--onnx", files["cnn_healthy"], "-b", f"ort,ort@{folder}", "--json", tmp_path / "r.json",
+                   "--quiet")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report, label = json.loads((tmp_path / "r.json").read_text()), f"ort@{folder}"
+    assert report["judged_at"][label] == "nvfp4" and report["precision"][label]["effective"] == "nvfp4"
+    assert EMULATED in report["precision"][label]["notes"][0]
+    assert {s["graph_optimization_level"] for s in report["settings"]["backends"][label].values()} == \
+        {"ORT_DISABLE_ALL"}
