@@ -195,11 +195,12 @@ class PrepareGraph:
         if fmt.calibrated and not self.calib_feeds:
             raise BadInputError(f"{self.label} needs calibration inputs (calib_feeds / --calib FILE.npz) to compute "
                                 f"{fmt.name.upper()}'s per-tensor scales")
-        q = quantize_blocks(model, fmt, self.calib_feeds or ())
+        q = quantize_blocks(model, fmt, self.calib_feeds or (), exclude_nodes=self.exclude_int8_nodes)
         calibrated = {"calibration_feeds": len(self.calib_feeds), "quantized_tensors": len(q.activation_amax),
                       "blocks_flushed": q.weights_flushed} if fmt.calibrated else {}
         return q, PrecisionTransform(self.transform, format=fmt.describe, method=q.method, emulated=EMULATED,
-                                     block_size=fmt.block, **calibrated)
+                                     block_size=fmt.block, excluded_nodes=tuple(self.exclude_int8_nodes),
+                                     **calibrated)
 
     def _exposed(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
         """none / fp16: the probes exposed first, then the whole graph converted (their Casts included)."""

@@ -176,8 +176,8 @@ def _block_effective(fmt: str, facts: GraphFacts, by: dict[str, int], transform:
     total, n = sum(by.values()), facts.block_fed
     notes.append(f"{EMULATED}: {FORMATS[fmt].describe}, computed in float32 ONNX ops that round as the format does")
     notes.append(f"{ran} {n} of {total} {ops} nodes on the format's rounded inputs and weights, in float32 arithmetic"
-                 + ("" if n == total else f"; the other {total - n} stay float32 (activation × activation products "
-                    "and grouped convs: the recipe quantizes only weighted layers)"))
+                 + ("" if n == total else f"; the other {total - n} stay float32 (nodes left out by --exclude-int8, "
+                    "and what the recipe leaves: activation × activation products, grouped convs)"))
     flushed = sorted((transform.blocks_flushed or {}).items(), key=lambda kv: -kv[1])
     if flushed:
         notes.append("NVFP4's block scale (block amax / (6 · tensor scale)) underflows E4M3's smallest subnormal "

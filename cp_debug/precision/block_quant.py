@@ -40,11 +40,12 @@ COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 FLUSH_NOTE = 0.01
 
 
-def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat,
-                    calib_feeds: Sequence[dict[str, np.ndarray]] = ()) -> QuantizedModel:
+def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat, calib_feeds: Sequence[dict[str, np.ndarray]] = (),
+                    *, exclude_nodes: Sequence[str] = ()) -> QuantizedModel:
     """`model` with its GEMMs' weights and inputs through `fmt` (module docstring), NVFP4's tensor scales
-    calibrated by max over `calib_feeds`. `weights_flushed` (NVFP4): weight or activation → the share of its nonzero
-    blocks whose E4M3 block scale underflows (an activation's over `calib_feeds`), where `FLUSH_NOTE` or more."""
+    calibrated by max over `calib_feeds`; `exclude_nodes` left in float32 (ModelOpt's `nodes_to_exclude`).
+    `weights_flushed` (NVFP4): weight or activation → the share of its nonzero blocks whose E4M3 block scale
+    underflows (an activation's over `calib_feeds`), where `FLUSH_NOTE` or more."""
     import onnx
     import onnx_graphsurgeon as gs
 
@@ -65,7 +66,8 @@ def quantize_blocks(model: "onnx.ModelProto", fmt: str | BlockFormat,
     model = at_fp8_opset(model)  # float8 QuantizeLinear (the E4M3 rounding) from opset 19
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
     graph = gs.import_onnx(model)
-    layers = [(node, *axes) for node in graph.nodes if (axes := _axes(node)) is not None]
+    excluded = set(exclude_nodes)
+    layers = [(node, *axes) for node in graph.nodes if node.name not in excluded and (axes := _axes(node)) is not None]
     activations = {node.inputs[0].name: axis for node, axis, _ in reversed(layers)}  # the first layer's axis
     blocks = BlockAmax(activations)
     amax = calibrate_max(model, list(activations), feeds, blocks.seen) if fmt.calibrated else {}
