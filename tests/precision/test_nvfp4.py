@@ -160,9 +160,11 @@ def test_mxfp8_scale_is_the_power_of_two_above_amax_over_448():
 @pytest.mark.parametrize("fmt", ["nvfp4", "mxfp8"])
 def test_the_onnx_fake_quant_is_the_reference_bit_for_bit(fmt):
     """The subgraphs ONNX Runtime runs (a MatMul's input blocked along its last axis, a Conv's along its channels,
-    both padded to whole blocks) equal the numpy reference; a zero block and a flushed block among them."""
+    both padded to whole blocks) equal the numpy reference, and so does onnx's reference evaluator (standard ONNX
+    semantics, no runtime's own); a zero block and a flushed block among them."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
 
     rng = np.random.default_rng(4)
     w, cw = rng.standard_normal((40, 8)).astype(np.float32), rng.standard_normal((8, 20, 3, 3)).astype(np.float32)
@@ -187,9 +189,11 @@ def test_the_onnx_fake_quant_is_the_reference_bit_for_bit(fmt):
         ref = {n: nvfp4_qdq(feed[n], a, float(np.abs(feed[n]).max()))[0] for n, a in (("x", -1), ("z", 1))}
     else:
         ref = {n: mxfp8_qdq(feed[n], a) for n, a in (("x", -1), ("z", 1))}
-    for name in ("x", "z"):
+    standard = ReferenceEvaluator(prepared.model).run([f"{n}_{fmt}_dq" for n in ("x", "z")], feed)  # onnx's own
+    for name, by_onnx in zip(("x", "z"), standard):
         assert prepared.out_map[name] == f"{name}_{fmt}_dq"
         np.testing.assert_array_equal(out[prepared.out_map[name]], ref[name])
+        np.testing.assert_array_equal(by_onnx, ref[name])
     weight = nvfp4_qdq(w, 0)[0] if fmt == "nvfp4" else mxfp8_qdq(w, 0)
     np.testing.assert_allclose(out["y"], ref["x"] @ weight, rtol=1e-5, atol=1e-5)
     assert prepared.transform.emulated == EMULATED and prepared.transform.block_size == (16 if fmt == "nvfp4" else 32)
