@@ -109,14 +109,14 @@ def _margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, in
     v = -np.sort(-v, axis=1) if largest else np.sort(v, axis=1)
     last, first_out = v[:, k - 1], v[:, k]
     gap = np.abs(last - first_out)
-    step = _step(np.maximum(np.abs(last), np.abs(first_out)), precision)
+    step = rounding_step(np.maximum(np.abs(last), np.abs(first_out)), precision)
     tie = gap <= step
     if not tie.any():
         return None
     return int(tie.sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
 
 
-def _step(a: np.ndarray, precision: str) -> np.ndarray:
+def rounding_step(a: np.ndarray, precision: str) -> np.ndarray:
     """The format's spacing at |a| (float16: numpy's own; bfloat16: 8 significant bits)."""
     if precision == "fp16":
         return np.spacing(a.astype(np.float16)).astype(np.float64)

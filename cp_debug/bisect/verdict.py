@@ -41,6 +41,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     flip = decision_flip(run, state, fd) if rc and state.refused is None else None
+    if flip is None and rc and state.refused is None:  # a value rounded across an integer: another index
+        flip = _index_flip(run, state, fd, rc)
     if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
         rc, path = flip.probe, [flip.probe]
         hint, owner = flip.text(), None
@@ -269,6 +271,18 @@ def _extra(run: RunState, state: CandidateState, p, what: str, reason):
         return reason(run, state, p.stage, p.name)
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {what} {p.name} was not worked out: {err}")
+        return None
+
+
+def _index_flip(run: RunState, state: CandidateState, fd: str | None, rc: str):
+    """The index flip in the first divergent probe's or the root cause's segment (`index_why.py`); where it cannot
+    be worked out, a warning and None."""
+    from cp_debug.bisect.index_why import index_flip
+
+    try:
+        return index_flip(run, state, fd, rc)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the index check of {fd} was not worked out: {err}")
         return None
 
 
