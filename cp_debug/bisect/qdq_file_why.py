@@ -21,6 +21,7 @@ from cp_debug.bisect.run_state import CandidateState, RunState
 LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
 SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
 LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
+WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
 
 
 def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None:
@@ -47,7 +48,10 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         dq = producer[dq_out]
         q = producer.get(dq.input[0])
         source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
-        if source is None:
+        if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
+            found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+            if found is not None:
+                return found
             continue
         if source in inits:
             value = numpy_helper.to_array(inits[source])
@@ -68,6 +72,43 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
                      else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
             return f"the file's {fmt.upper()} Q/DQ on {where} {found}"
     return None
+
+
+def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:
+    """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
+    the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
+    than the format's rounding (a relative RMS difference past WEIGHT_OFF), the words that say so."""
+    from onnx import numpy_helper
+
+    ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
+    pm = ref_stage.probe_map()
+    t = pm.tensors.get(probe) if pm is not None else None
+    model = ref_stage.onnx()
+    node = next((n for n in model.graph.node if t in n.output), None)
+    ref_inits = {i.name: i for i in model.graph.initializer}
+    if node is None or len(node.input) < 2 or node.input[1] not in ref_inits:
+        return None
+    ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
+    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64) if dq.input[1] in inits else None
+    zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and \
+        dq.input[2] in inits else np.zeros(())
+    if scale is None or q.shape != ref.shape:
+        return None
+    if scale.size > 1:
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    got = (q - zero) * scale
+    norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+    off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
+    if off <= WEIGHT_OFF:
+        return None
+    fit = float(np.sum(got * ref) / max(float(np.sum(ref * ref)), 1e-30))  # the best single factor got ≈ fit · ref
+    return (f"the file's weight {dq.input[0]!r} of {_node(reader)} dequantizes to values {fit:.3g}× the "
+            f"reference's {node.input[1]!r} (rel. RMS difference {off:.3g}, where its own rounding is a few 1e-3): "
+            "the file's weights or their scale are not this model's")
 
 
 def _entered(pm, producer: dict) -> dict[str, str]:
