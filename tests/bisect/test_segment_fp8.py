@@ -111,3 +111,23 @@ def test_the_ladders_variants_are_written_as_modelopt_writes_them(files):
     out = quantize_fp8(model, feed, exclude_nodes=["/body/body.2/Conv"]).model
     conv = next(n for n in out.graph.node if n.name == "/body/body.2/Conv")
     assert conv.input[:2] == ["/body/body.1/Relu_output_0", "body.2.weight"], conv.input
+
+
+def test_fix_leaves_the_flushed_conv_out_of_fp8_writes_modelopts_lists_and_checks_again(files, tmp_path):
+    """`cpdebug fix -b ort-cpu-fp8` (issue 86, item 5): the 1-minimal set searched on some samples and verified on the
+    held-out others is the one conv the bisect names; fix.json holds it as ModelOpt's nodes_to_exclude (and its
+    command), model_fp8.onnx is that file (float8 Q/DQ on every other GEMM), and `fix --check` re-verifies it."""
+    out = tmp_path / "fix"
+    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    doc = json.loads((out / "fix.json").read_text())
+    assert doc["kind"] == "fp8" and doc["set"]["nodes_to_exclude"] == ["/body/body.2/Conv"], doc["set"]
+    assert doc["set"]["modelopt"]["command"].endswith("--quantize_mode=fp8 --nodes_to_exclude /body/body.2/Conv")
+    assert doc["verification"]["holds"] is True
+    fixed = onnx.load(out / "model_fp8.onnx")
+    conv = next(n for n in fixed.graph.node if n.name == "/body/body.2/Conv")
+    assert conv.input[1] == "body.2.weight"  # left in float32
+    assert onnx.TensorProto.FLOAT8E4M3FN in {i.data_type for i in fixed.graph.initializer}
+    assert "left out of FP8" in proc.stdout
+    proc = cpdebug("fix", "--check", out)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
