@@ -108,7 +108,7 @@ class Lockstep:
         for k, (seg, text) in enumerate(units):
             if self.stop_after_probes and k > last_with_probes:
                 break
-            with self.progress.step(f"{label}{text}") if self.progress else _nullctx():
+            with self.progress.step(f"{label}{text}", final=False) if self.progress else _nullctx():
                 self._run_unit(k, seg, ref_env, noise_env, on_probe)
             for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
                 if env is not None:

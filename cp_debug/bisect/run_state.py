@@ -111,7 +111,7 @@ class CandidateState:
 
 class NullProgress:
     @contextlib.contextmanager
-    def step(self, text: str):
+    def step(self, text: str, final: bool = True):
         yield
 
 

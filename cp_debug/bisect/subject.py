@@ -102,9 +102,8 @@ class Stage:
         tr = self.trace()
         if tr is None:
             return []
-        if self.module is None:
-            # ONNX only: every computed float tensor is a probe, whatever the level.
-            return [t for t in tr.order if t not in self.output_names]
+        if self.module is None:  # ONNX only: every computed float tensor at `all`, the scopes' ends otherwise
+            return [t for t in _onnx_level(self, tr, level) if t not in self.output_names]
         if level == "stage" and self.stage_probes is not None:
             return [p for p in tr.order if p in set(self.stage_probes)]
         if level == "all":
@@ -123,6 +122,10 @@ class Stage:
 
     def children(self, name: str) -> list[str]:
         tr = self.trace()
+        if tr is not None and self.module is None:  # ONNX only: the tensors inside the scope `name` ends
+            from cp_debug.probes.node_names import scope_members
+
+            return scope_members(list(tr.order), _probe_chains(self, tr), name)
         return list(tr.kids(name)) if tr else []
 
     def op_type(self, name: str) -> str | None:
@@ -215,6 +218,26 @@ class Subject:
         if index == 0:
             return ()
         return tuple(self.glue_from.get(name, self.stages[index - 1].output_names))
+
+
+def _onnx_level(stage: "Stage", tr: ModuleTrace, level: str) -> list[str]:
+    """An ONNX-only stage's probes at `level`: every tensor at `all`; else the last tensor of each module scope the
+    exporter left on the nodes at that depth (`probes.node_names.scope_ends`), every tensor where it left none."""
+    if level == "all":
+        return list(tr.order)
+    from cp_debug.probes.node_names import scope_ends
+
+    chosen = scope_ends(list(tr.order), _probe_chains(stage, tr), level)
+    return list(tr.order) if chosen is None else chosen
+
+
+def _probe_chains(stage: "Stage", tr: ModuleTrace) -> dict[str, tuple[str, ...]]:
+    """Each probe of an ONNX-only stage → its node's chain of module scopes (`probes.node_names.scope_chains`)."""
+    from cp_debug.probes.node_names import scope_chains
+
+    pm = stage.probe_map()
+    chains = scope_chains(stage.onnx())
+    return {p: chains.get(pm.tensors.get(p, ""), ()) for p in tr.order} if pm is not None else {}
 
 
 def _onnx_only_tables(model: onnx.ModelProto) -> tuple[ModuleTrace, ProbeMap]:

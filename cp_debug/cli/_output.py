@@ -38,7 +38,9 @@ class StepProgress:
         return progress_bar(description, total, self.quiet, self.stream)
 
     @contextlib.contextmanager
-    def step(self, text: str):
+    def step(self, text: str, final: bool = True):
+        """`final=False`: one of many small steps (a lockstep's segments) — its live line on a terminal only, no
+        finished line (84 segments made 84 lines), nothing in a pipe."""
         t0 = time.perf_counter()
         if self.quiet or not self.console.is_terminal:
             yield
@@ -52,7 +54,7 @@ class StepProgress:
                 yield
         dt = time.perf_counter() - t0
         self.timings.append((text, dt))
-        if not self.quiet:
+        if not self.quiet and final:
             self.console.print(f"[dim]✓ {text} ({dt:.1f} s)[/dim]", highlight=False)
 
 

@@ -46,6 +46,61 @@ def readable_probe_names(model: onnx.ModelProto) -> dict[str, str]:
     return names
 
 
+def scope_chains(model: onnx.ModelProto) -> dict[str, tuple[str, ...]]:
+    """Tensor → the chain of module scopes its node was made in, outermost first, for an ONNX file read without its
+    module: the dynamo exporter's `pkg.torch.onnx.name_scopes` (`body`, `body.2`), else the TorchScript exporter's
+    node name (`/body/body.2/Conv` → `/body`, `/body/body.2`); () where the node says neither (a simplifier's
+    `n12`, a top-level op's `/Flatten`)."""
+    from cp_debug.probes.naming import _scopes_from_metadata
+
+    out: dict[str, tuple[str, ...]] = {}
+    for node in model.graph.node:
+        chain = _scopes_from_metadata(node)
+        if chain is None:
+            parts = node.name.split("/")[1:-1] if node.name.startswith("/") else []
+            chain = ["/" + "/".join(parts[:k]) for k in range(1, len(parts) + 1)]
+        for t in node.output:
+            if t:
+                out[t] = tuple(chain)
+    return out
+
+
+def scope_ends(order: list[str], chains: dict[str, tuple[str, ...]], level: str) -> list[str] | None:
+    """The probes (of `order`, tensors in execution order) that end the scopes `level` probes: stage, the
+    outermost; block, the second (or a shallower leaf); layer, the innermost — each scope's last tensor. None where
+    no tensor has a scope (nothing to group by: every tensor stays a probe)."""
+    if not any(chains.get(t) for t in order):
+        return None
+    ends: dict[str, str] = {}
+    deeper: set[str] = set()
+    for t in order:
+        chain = chains.get(t, ())
+        for k, scope in enumerate(chain):
+            ends[scope] = t
+            if k:
+                deeper.add(chain[k - 1])
+    depth = {s: k + 1 for t in order for k, s in enumerate(chains.get(t, ()))}
+    want = {"stage": 1, "block": 2}.get(level)
+    if want is None:  # layer: the innermost scopes
+        chosen = {ends[s] for s in ends if s not in deeper}
+    else:
+        chosen = {ends[s] for s in ends if depth[s] == want or (depth[s] < want and s not in deeper)}
+    return [t for t in order if t in chosen]
+
+
+def scope_members(order: list[str], chains: dict[str, tuple[str, ...]], probe: str) -> list[str]:
+    """The tensors (of `order`) inside the outermost scope that `probe` ends, `probe` left out: what a refinement
+    measures under a scope's probe; [] where `probe` ends no scope."""
+    ends: dict[str, str] = {}
+    for t in order:
+        for scope in chains.get(t, ()):
+            ends[scope] = t
+    scope = next((s for s in chains.get(probe, ()) if ends.get(s) == probe), None)
+    if scope is None:
+        return []
+    return [t for t in order if t != probe and scope in chains.get(t, ())]
+
+
 def _readable(node, tensor: str, taken: dict[str, str]) -> str:
     from cp_debug.probes.naming import node_scope
 
