@@ -12,7 +12,7 @@ from cp_debug.backends.base import Runner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
-_TORCH_OPTS = {"probe_modules", "probe_sites", "capture_inputs", "on_probe", "determinism"}
+_TORCH_OPTS = {"probe_modules", "probe_sites", "capture_inputs", "on_probe", "determinism", "calib_feeds"}
 _ONNX_OPTS = {"extra_outputs", "calib_feeds", "keep_fp32_nodes", "exclude_int8_nodes", "determinism", "calib_method"}
 _ORT_ONLY = {"threads", "spinning", "int8_model", "shared_arena", "graph_facts"}
 _TRT_ONLY = {"workspace", "profile", "profile_caps", "engine_file", "cache_dir", "cache", "stage"}
@@ -132,7 +132,9 @@ def availability() -> list[tuple[str, bool, str]]:
 def _runs_on(spec: BackendSpec, env: dict) -> str:
     if spec.framework == "torch":
         where = env.get("gpu") if spec.device == "cuda" else "CPU"
-        extra = " (fake quantization of a PTQ model: bisect/eval --int8 DIR)" if spec.precision == "int8" else ""
+        extra = {"int8": " (fake quantization of a PTQ model: bisect/eval --int8 DIR)",
+                 "fp8": " (E4M3 fake quantization of every Linear / Conv, emulated in float32; on a GPU of compute "
+                        "capability 8.9+ nn.Linear runs as FP8 GEMMs through torch._scaled_mm)"}.get(spec.precision, "")
         return f"torch {env.get('torch')} on {where}{extra}"
     if spec.framework == "ort":
         ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"

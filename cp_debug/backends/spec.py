@@ -29,7 +29,9 @@ EMULATED_PRECISIONS = ("nvfp4", "mxfp8")
 
 # What each framework can do: (devices, precisions).
 _SUPPORT = {
-    "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8")),  # int8: fake quant of a PTQ model
+    # int8: fake quant of a PTQ model; fp8: E4M3 fake quant of every Linear / Conv (on CUDA sm_89+ nn.Linear as
+    # real FP8 GEMMs: `torch_fp8.py`)
+    "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")),
     # fp8: ModelOpt-style E4M3 Q/DQ written here (`precision/fp8.py`); nvfp4 / mxfp8: emulated in float32 ONNX
     "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8", "fp8", "nvfp4", "mxfp8")),
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),

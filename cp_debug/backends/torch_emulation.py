@@ -15,10 +15,13 @@ still fail as they would.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.overrides import TorchFunctionMode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.backends.spec import BackendSpec
 
 # Ops with a reduction inside: float32 accumulation on the GPU (cuDNN / cuBLAS / TensorRT FP16 kernels).
 ACCUMULATING_OPS = frozenset({
@@ -63,3 +66,37 @@ class HalfAccumulateFp32(TorchFunctionMode):
         if isinstance(v, (list, tuple)):
             return any(self._any_half(x) for x in v)
         return False
+
+
+def check_cpu_reduced(dtype) -> str:
+    """Does torch's CPU build really compute conv in `dtype`? Measured once per activate, on a tiny conv."""
+    name = str(dtype).replace("torch.", "")
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 8, 6, 6, generator=g)
+        w = torch.randn(4, 8, 3, 3, generator=g)
+        y = torch.nn.functional.conv2d(x.to(dtype), w.to(dtype))
+        y32 = torch.nn.functional.conv2d(x.to(dtype).float(), w.to(dtype).float())
+    except RuntimeError as err:
+        return f"not computed in {name}: torch CPU has no {name} conv ({str(err).splitlines()[0][:80]})"
+    if y.dtype != dtype:
+        return f"not computed in {name}: conv returned {y.dtype}"
+    rounded = bool((y.float() == y32.to(dtype).float()).float().mean() > 0.9)
+    return (f"torch CPU computes {name} conv natively ({name} storage, float32 accumulation"
+            f"{'' if rounded else ', rounding differs from the float32-accumulate model'})")
+
+
+def attention_setting(spec: "BackendSpec", emulated: bool) -> str:
+    """How `scaled_dot_product_attention` runs for a half-precision torch backend: what a user needs to tell a fused
+    attention (float32 logits, no overflow) from an unfused one (logits stored in half)."""
+    if spec.device == "cpu":
+        if emulated:
+            return SDPA_NOTE
+        return "scaled_dot_product_attention in torch's CPU half kernels, not emulated (native mode)"
+    cuda = torch.backends.cuda
+    enabled = [name for name, on in (("flash", cuda.flash_sdp_enabled()), ("memory-efficient",
+               cuda.mem_efficient_sdp_enabled()), ("cudnn", getattr(cuda, "cudnn_sdp_enabled", lambda: False)()),
+               ("math", cuda.math_sdp_enabled())) if on]
+    return (f"scaled_dot_product_attention kernels enabled: {', '.join(enabled) or 'none'}; torch takes the first "
+            "the shapes and dtype allow (flash and memory-efficient keep QK^T and softmax in float32, math stores "
+            "them in half); attention written out as matmul + softmax runs op by op")

@@ -1,4 +1,5 @@
-"""PyTorch runner: the reference (torch-cpu-fp32) and torch's own reduced precisions (tf32, fp16, bf16).
+"""PyTorch runner: the reference (torch-cpu-fp32) and torch's own reduced precisions (tf32, fp16, bf16; fp8: E4M3
+fake quantization of every Linear / Conv, on CUDA sm_89+ nn.Linear as real FP8 GEMMs: `torch_fp8.py`).
 
 fp16/bf16 are real reduced-precision arithmetic: the module copy is cast with `.to(dtype)` and floating inputs
 too, so every op computes on float16/bfloat16 tensors. On the CPU, convolutions, matrix products and
@@ -62,10 +63,11 @@ class TorchRunner(Runner):
     def __init__(self, module: "torch.nn.Module", input_names: Sequence[str], output_names: Sequence[str],
                  spec: BackendSpec, *, probe_modules: Iterable[str] = (), capture_inputs: bool = False,
                  on_probe: Callable[[str, np.ndarray], None] | None = None, determinism: Determinism = Determinism(),
-                 probe_sites: "Mapping[str, Site] | None" = None):
+                 probe_sites: "Mapping[str, Site] | None" = None, calib_feeds: Sequence[dict] | None = None):
         if spec.framework != "torch":
             raise BadInputError(f"TorchRunner runs torch-* specs, not {spec}")
         super().__init__(str(spec))
+        self.calib_feeds = list(calib_feeds or ())  # fp8's max calibration (none: the first input run)
         self.spec = spec
         self._source = module
         self.input_names = tuple(input_names)
@@ -85,6 +87,7 @@ class TorchRunner(Runner):
         self._observed: Counter = Counter()  # output dtypes of parameterised leaf modules, over all infer calls
         self._cpu_check: str | None = None
         self._int8_layers = 0  # int8: layers whose fake quantizers run
+        self._fp8 = None  # fp8: the quantized layers of the module copy (torch_fp8.Fp8Lane)
         self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
         self._on_device = False  # inside infer_device: outputs and probes stay torch tensors
         self._channels_last = False  # CUDA fp16/tf32 under the heuristic conv choice (Determinism.channels_last)
@@ -119,12 +122,18 @@ class TorchRunner(Runner):
             if not is_ptq(module):
                 raise BadInputError(TORCH_INT8_HINT.format(spec=self.spec))
             self._int8_layers = enable_calibrated(module)
+        if self.spec.precision == "fp8":  # on the copy; the FP32 module itself calibrates (torch_fp8.py)
+            from cp_debug.backends.torch_fp8 import Fp8Lane
+
+            self._fp8 = Fp8Lane(module, self._device)
         self._module = module
         self._register_hooks()
         if self.spec.device == "cpu" and self._dtype != torch.float32:
             self._emulate = _cpu_half_mode() == "emulated"
             if not self._emulate:
-                self._cpu_check = _check_cpu_reduced(self._dtype)
+                from cp_debug.backends.torch_emulation import check_cpu_reduced
+
+                self._cpu_check = check_cpu_reduced(self._dtype)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._forward(self._tensors_from_feed(feed), on_device=False)
@@ -142,9 +151,12 @@ class TorchRunner(Runner):
         self._on_device = on_device
         try:
             with self.determinism.apply_torch(self.spec.device, allow_tf32=self.spec.precision == "tf32"), \
-                    torch.no_grad(), self._arithmetic():
+                    torch.no_grad():
                 try:
-                    result = self._module(*args)
+                    if self._fp8 is not None and not self._fp8.calibrated:
+                        self._calibrate_fp8(args)  # float32, outside the quantized arithmetic
+                    with self._arithmetic():
+                        result = self._module(*args)
                 except Exception as err:
                     if isinstance(err, (RuntimeError, NotImplementedError)):
                         self._raise_if_missing_kernel(err)
@@ -161,7 +173,22 @@ class TorchRunner(Runner):
         out.update(probes)
         return out
 
+    def _calibrate_fp8(self, args: list) -> None:
+        """FP8's max calibration in float32: over the calibration feeds, else over this input (as `ort-*-fp8`); the
+        probes see none of it."""
+        feeds = [self._tensors_from_feed(f) for f in self.calib_feeds] or [args]
+        saved, self._probe_buf = self._probe_buf, None
+        try:
+            with self._fp8.calibrating(len(self.calib_feeds)):
+                for a in feeds:
+                    self._module(*a)
+        finally:
+            self._probe_buf = saved
+            self._calls.clear()
+
     def _deactivate(self) -> None:
+        if self._fp8 is not None:
+            self._fp8.release()
         for h in self._hooks:
             h.remove()
         self._hooks = []
@@ -208,12 +235,13 @@ class TorchRunner(Runner):
             "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(self.spec.precision, "float32"),
             **({"half_arithmetic": "emulated" if self._emulate else "native"}
                if self.spec.device == "cpu" and self.spec.precision in ("fp16", "bf16") else {}),
-            **({"attention": _attention_setting(self.spec, self._emulate)}
+            **({"attention": _attention(self.spec, self._emulate)}
                if self.spec.precision in ("fp16", "bf16") else {}),
             "tf32": self.spec.precision == "tf32",
             **({"memory_format": "channels_last" if self._channels_last else "contiguous",
                 "cudnn_algo": self.determinism.cudnn_algo} if self.spec.device == "cuda" else {}),
             **({"fake_quant_layers": self._int8_layers} if self.spec.precision == "int8" else {}),
+            **(self._fp8.settings() if self._fp8 is not None else {}),
             "probe_modules": len(self.probe_modules),
             "capture_inputs": self.capture_inputs,
             **{f"determinism.{k}": v for k, v in self.determinism.settings()["torch"].items()},
@@ -238,6 +266,8 @@ class TorchRunner(Runner):
         elif req == "int8":
             notes.append(f"fake quantization: {self._int8_layers} layers quantize-dequantize their input and weight "
                          "with the checkpoint's amax (symmetric INT8, as Q/DQ), arithmetic in float32")
+        if req == "fp8" and self._fp8 is not None:
+            effective = self._fp8.report(notes)
         if req in ("fp16", "bf16") and self._emulate:
             notes.append(f"emulated: {self._dtype_name()} storage, float32 accumulation in conv/matmul/norm "
                          f"(as GPU FP16 kernels; {CPU_HALF_ENV}=native for torch's CPU half kernels)")
@@ -262,9 +292,11 @@ class TorchRunner(Runner):
 
     # -- internals ---------------------------------------------------------------------------------------
     def _arithmetic(self):
-        """The emulation mode around a forward (CPU fp16/bf16), else nothing."""
+        """The emulation mode around a forward (CPU fp16/bf16), FP8's layers (fp8), else nothing."""
         import contextlib
 
+        if self._fp8 is not None:
+            return self._fp8.mode()
         if not self._emulate:
             return contextlib.nullcontext()
         from cp_debug.backends.torch_emulation import HalfAccumulateFp32
@@ -392,26 +424,6 @@ def _cpu_half_mode() -> str:
     return mode
 
 
-def _check_cpu_reduced(dtype) -> str:
-    """Does torch's CPU build really compute conv in `dtype`? Measured once per activate, on a tiny conv."""
-    import torch
-
-    name = str(dtype).replace("torch.", "")
-    try:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(1, 8, 6, 6, generator=g)
-        w = torch.randn(4, 8, 3, 3, generator=g)
-        y = torch.nn.functional.conv2d(x.to(dtype), w.to(dtype))
-        y32 = torch.nn.functional.conv2d(x.to(dtype).float(), w.to(dtype).float())
-    except RuntimeError as err:
-        return f"not computed in {name}: torch CPU has no {name} conv ({str(err).splitlines()[0][:80]})"
-    if y.dtype != dtype:
-        return f"not computed in {name}: conv returned {y.dtype}"
-    rounded = bool((y.float() == y32.to(dtype).float()).float().mean() > 0.9)
-    return (f"torch CPU computes {name} conv natively ({name} storage, float32 accumulation"
-            f"{'' if rounded else ', rounding differs from the float32-accumulate model'})")
-
-
 def _site_tensor(output, site: Site):
     """The tensor at a probe's path in its call's output (a plain module name: the first tensor in it)."""
     if not site.path:
@@ -420,21 +432,7 @@ def _site_tensor(output, site: Site):
     return value if is_tensor(value) else None
 
 
-def _attention_setting(spec: BackendSpec, emulated: bool) -> str:
-    """How `scaled_dot_product_attention` runs for a half-precision torch backend: what a user needs to tell a fused
-    attention (float32 logits, no overflow) from an unfused one (logits stored in half)."""
-    if spec.device == "cpu":
-        if emulated:
-            from cp_debug.backends.torch_emulation import SDPA_NOTE
+def _attention(spec: BackendSpec, emulated: bool) -> str:
+    from cp_debug.backends.torch_emulation import attention_setting
 
-            return SDPA_NOTE
-        return "scaled_dot_product_attention in torch's CPU half kernels, not emulated (native mode)"
-    import torch
-
-    cuda = torch.backends.cuda
-    enabled = [name for name, on in (("flash", cuda.flash_sdp_enabled()), ("memory-efficient",
-               cuda.mem_efficient_sdp_enabled()), ("cudnn", getattr(cuda, "cudnn_sdp_enabled", lambda: False)()),
-               ("math", cuda.math_sdp_enabled())) if on]
-    return (f"scaled_dot_product_attention kernels enabled: {', '.join(enabled) or 'none'}; torch takes the first "
-            "the shapes and dtype allow (flash and memory-efficient keep QK^T and softmax in float32, math stores "
-            "them in half); attention written out as matmul + softmax runs op by op")
+    return attention_setting(spec, emulated)

@@ -20,7 +20,7 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
     if spec.is_torch:
         return make_runner(spec, torch_module=stage.module, input_names=stage.input_names,
                            output_names=stage.output_names, probe_modules=mods, probe_sites=stage.sites(),
-                           capture_inputs=capture_inputs, determinism=run.det)
+                           capture_inputs=capture_inputs, determinism=run.det, calib_feeds=calib)
     model = onnx_model if onnx_model is not None else stage.onnx()
     if extra_tensors is None:
         pm = stage.probe_map()

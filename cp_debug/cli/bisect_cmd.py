@@ -83,8 +83,9 @@ def bisect(
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
     calib: Annotated[Optional[list[Path]], typer.Option(
-        help="INT8 calibration inputs (.npz, same keys as --inputs): each array one sample or a batch of samples "
-             "along its first axis; repeat for several files.")] = None,
+        help="INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
+             "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
+             "several files.")] = None,
     int8: Int8Dir = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,

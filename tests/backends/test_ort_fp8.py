@@ -78,12 +78,13 @@ def _bisect(path: Path, out: Path):
     return proc, json.loads(out.read_text())
 
 
-def test_specs_parse_fp8_for_onnx_runtime_only():
+def test_specs_parse_fp8_for_onnx_runtime_and_torch():
+    """ort-*-fp8 here, torch-*-fp8 in test_torch_fp8.py; TensorRT's FP8 comes from a Q/DQ file (trt@DIR), no spec."""
     assert (BackendSpec.parse("ort-cpu-fp8").precision, BackendSpec.parse("ort-cuda-fp8").device) == ("fp8", "cuda")
     assert BackendSpec.parse("ort-cpu-fp8").calibrated and not BackendSpec.parse("ort-cpu-fp16").calibrated
-    for text in ("torch-cpu-fp8", "trt-fp8"):
-        with pytest.raises(BadInputError, match="supports"):
-            BackendSpec.parse(text)
+    assert BackendSpec.parse("torch-cpu-fp8").calibrated
+    with pytest.raises(BadInputError, match="supports"):
+        BackendSpec.parse("trt-fp8")
 
 
 def test_fp8_is_judged_by_its_own_rounding():

@@ -984,7 +984,7 @@ def options_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
         "scenes_workers": ("scenes", *tiny, "--n", "1", "--workers", str(pick(rng, [0, -3])), "--out", "{OUT}/sc",
                            "-q"),
         "backends_unknown": ("bisect", *tiny, "--backends", str(pick(rng, ["foo", "torch,bar", "ort-gpu-fp16",
-                                                                            "torch-cpu-fp8", "ort-cpu-fp16-x"]))),
+                                                                            "torch-cpu-fp7", "ort-cpu-fp16-x"]))),
         "backends_empty": ("bisect", *tiny, "--backends", str(pick(rng, [",", " , ", "torch,", ",ort"]))),
         "backends_twice": ("sweep", *tiny, "--backends", "torch,ort,ort", "--out", "{OUT}/s"),
         "backends_missing_dir": ("bisect", *tiny, "--backends", f"ort,ort@{work / 'nope'}"),
