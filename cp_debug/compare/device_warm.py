@@ -48,7 +48,15 @@ def warm_up_on(device) -> None:
 def warm_up_in_background() -> list:
     """`warm_up` on two daemon threads, the torch passes apart from Triton's compile (the first stage's noise run
     checks bit for bit before Triton's first kernel is ready): started, returned for whoever wants to wait for them
-    (`parallel.in_background` threads, as `sweep.warm.warming` returns its helpers)."""
+    (`parallel.in_background` threads, as `sweep.warm.warming` returns its helpers).
+
+    torch is imported here, on the calling thread, before either starts: two threads importing torch side by side
+    (and the main thread's own first `import torch` beside them) can each be handed the other's half-initialized
+    module — Python's import locks break such a wait cycle that way — and the caller's next `torch.cuda` then fails
+    ("partially initialized module 'torch' has no attribute 'cuda'": `bisect --onnx … -b ort,ort-cuda-fp8`, exit 70
+    in 2 of 20 runs on an H200)."""
+    import torch  # noqa: F401 - see the docstring
+
     from cp_debug.parallel import in_background
 
     return [in_background(_warm_up_torch_passes, "cpdebug-compare-warm-up-torch"),

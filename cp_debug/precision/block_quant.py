@@ -28,13 +28,14 @@ import numpy as np
 from cp_debug.errors import BadInputError
 from cp_debug.precision.block_formats import (FORMATS, NVFP4, BlockFormat, blocked, flush_share, mxfp8_qdq, nvfp4_qdq,
                                               tensor_scale)
+from cp_debug.precision.held import EMULATED_KEY
 from cp_debug.precision.int8 import QuantizedModel, check_calib_feeds
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 EMULATED = "emulated — not run on hardware"
-METADATA_KEY = "cp_debug.emulated_precision"  # the emulated graph says its format: `precision/held.py` reads it
+METADATA_KEY = EMULATED_KEY  # the emulated graph says its format: `precision/held.py` reads it
 COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
 # a weight whose NVFP4 block scales flush this share of its nonzero blocks to zero is named in the precision report
 FLUSH_NOTE = 0.01
@@ -146,11 +147,6 @@ def _fake_quant(graph, fmt: BlockFormat, x, axis: int, k: int, amax: float | Non
     if fmt is NVFP4:
         return nvfp4_fake_quant(graph, x, axis, k, tensor_scale(amax or 0.0), name)
     return mxfp8_fake_quant(graph, x, axis, k, name)
-
-
-def emulated_format(model: "onnx.ModelProto") -> str | None:
-    """The format a graph written here emulates ("nvfp4", "mxfp8"), None for any other graph."""
-    return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
 
 
 def fake_quant_output(name: str) -> bool:

@@ -24,12 +24,18 @@ INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLin
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # the precisions whose graphs hold float8 Q/DQ: ONNX Runtime runs them at `ort_precision.FP8_ORT_OPT_LEVEL`
 FLOAT8_GRAPHS = ("fp8", "nvfp4", "mxfp8")
+# a graph emulating NVFP4 / MXFP8 (`precision/block_quant.py` writes it) says its format under this metadata key
+EMULATED_KEY = "cp_debug.emulated_precision"
+
+
+def emulated_format(model: "onnx.ModelProto") -> str | None:
+    """The format a graph written here emulates ("nvfp4", "mxfp8"), None for any other graph."""
+    return next((p.value for p in model.metadata_props if p.key == EMULATED_KEY), None)
 
 
 def file_precision(model: "onnx.ModelProto") -> str:
     """"nvfp4" / "mxfp8" for a graph emulating that format here, "fp8" for float8 Q/DQ, "int8" for a Q/DQ (or
     integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
-    from cp_debug.precision.block_quant import emulated_format
     from cp_debug.precision.half_storage import holds_half_constants
 
     if (emulated := emulated_format(model)) is not None:
