@@ -176,11 +176,13 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
                                        data_root=src.data_root)
     from cp_debug.cli._bar import progress_bar
     from cp_debug.replay.report import print_report
+    from cp_debug.recipes import catalog
     from cp_debug.replay.session import gates, run_replay
 
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
-                            on_frame=lambda i: advance(), device=device)
+                            on_frame=lambda i: advance(), device=device,
+                            recipe=catalog.recipe())  # Autoware's CenterPoint node: the default recipe's
     for w in report.warnings:
         print(f"cpdebug: warning: {w}", file=third_party.terminal, flush=True)
     checks = gates(report, min_match)

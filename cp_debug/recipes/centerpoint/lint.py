@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug lint` (its `lint` plug-in, recipes/contract.PLUGINS): a training config,
+"""CenterPoint's part of `cpdebug lint` (its `lint` plug-in, recipe_contract/recipe.PLUGINS): a training config,
 Autoware's parameter files (`autoware_lidar_centerpoint`) and the deployed pair checked against each other — the
 facts gathered by `lint_sources.py`, compared by `lint/checks.agree` into one `LintFinding` per check (`run_checks`).
 """

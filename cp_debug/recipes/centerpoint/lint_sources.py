@@ -1,4 +1,4 @@
-"""CenterPoint's lint facts (its `lint` plug-in, recipes/contract.PLUGINS), each with where it came from:
+"""CenterPoint's lint facts (its `lint` plug-in, recipe_contract/recipe.PLUGINS), each with where it came from:
 
   * the training config (`CenterPointConfig`, from an AWML / autoware-ml config file or a preset): its key paths;
   * Autoware's parameter files (`data/autoware_params.py`), and the node's fixed sizes (32 points per pillar,

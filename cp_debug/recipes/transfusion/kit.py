@@ -1,4 +1,4 @@
-"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`; its `kit` plug-in, recipes/contract.PLUGINS):
+"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`; its `kit` plug-in, recipe_contract/recipe.PLUGINS):
 Autoware's one graph, `transfusion.onnx`, as autoware_lidar_transfusion deploys it — one stage, `transfusion`: voxels,
 num_points, coors -> cls_score0, bbox_pred0, dir_cls_pred0.
 

@@ -1,4 +1,4 @@
-"""`cpdebug lint --recipe transfusion` (TransFusion-L's `lint` plug-in, recipes/contract.PLUGINS): an AWML
+"""`cpdebug lint --recipe transfusion` (TransFusion-L's `lint` plug-in, recipe_contract/recipe.PLUGINS): an AWML
 TransFusion config, Autoware's TransFusion parameter files (`autoware_lidar_transfusion`) and the deployed
 transfusion.onnx checked against each other.
 
