@@ -156,7 +156,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
         from cp_debug.replay.variants import NodeGlue
 
         lint_first(model, params, [], third_party.terminal)
-        node = NodeGlue.read(params)
+        node = NodeGlue.read(params, catalog.recipe().plugin("replay").AUTOWARE_NODE)
     opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=caps, node=node)
     check_torch_device(device)
     steps = StepProgress(quiet, stream=third_party.terminal)

@@ -32,7 +32,7 @@ PLUGINS: dict[str, tuple[str, ...]] = {
     "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
-    "replay": ("stage_runners", "run_scan", "decode", "compare_detections"),
+    "replay": ("stage_runners", "run_scan", "decode", "compare_detections", "AUTOWARE_NODE"),
     "sweep": ("subject", "stage_bytes", "with_stages", "make_worker"),  # its own lanes (sweep/__init__.py)
     "train": ("detector",),
     # `cpdebug quantize` / `cpdebug sensitivity`: the feature has no package of its own (its commands call these;

@@ -273,7 +273,7 @@ def test_params_give_the_nodes_own_thresholds_instead_of_a_guess(world):
     runner, _, refs, _, weights, _, _ = world
     data = ROOT / "tests" / "data" / "autoware"
     node = NodeGlue.read([data / "centerpoint_short_range_ml_package.param.yaml",
-                          data / "centerpoint_common.param.yaml"])
+                          data / "centerpoint_common.param.yaml"], catalog.recipe().plugin("replay").AUTOWARE_NODE)
     assert node.max_voxels == 40000 and node.circle_nms_m == 0.5 and node.iou_nms == 0.1
     assert node.thresholds[0] == (0.35, 0.35, 0.35, 0.35)
     dropped = sum(int((r.detections.scores < 0.35).sum()) for r in refs)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from cp_debug.recipes.centerpoint.autoware_node import AUTOWARE_NODE  # noqa: F401 (the hook: the node replayed)
+
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.lidar.boxes import Detections
     from cp_debug.lidar.compare_detections import DetectionDiff
