@@ -1,5 +1,6 @@
 """Issue 86's FP8 lanes side by side: `ort-cpu-fp8` and, where onnxruntime-gpu runs, `ort-cuda-fp8`, on the small CNN
-of tests/backends/test_ort_fp8.py (healthy, and with a weight outlier that sets its second conv's per-tensor scale).
+of tests/backends/test_ort_fp8.py (healthy, and with a weight outlier that sets its second conv's per-tensor scale);
+beside them the emulated `ort-*-nvfp4` and `ort-*-mxfp8` (float32 ONNX on either device: not run on FP4 hardware).
 
     python benchmarks/fp8_lanes.py [--out DIR]
 
@@ -31,12 +32,12 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="cpdebug_fp8_"))
     out.mkdir(parents=True, exist_ok=True)
     nets = {name: _export(_net(name == "fault"), out / f"{name}.onnx") for name in ("healthy", "fault")}
-    lanes = [("ort", "ort-cpu-fp8")]
+    lanes = [("ort", f"ort-cpu-{p}") for p in ("fp8", "nvfp4", "mxfp8")]
     if "CUDAExecutionProvider" in ort.get_available_providers():
         card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True).stdout.strip()
         print(f"CUDA: {card}")
-        lanes.append(("ort-cuda", "ort-cuda-fp8"))
+        lanes += [("ort-cuda", f"ort-cuda-{p}") for p in ("fp8", "nvfp4", "mxfp8")]
     print("| lane | net | exit | wall | output rel. RMSE | root cause |")
     print("|---|---|---|---|---|---|")
     for ref, lane in lanes:

@@ -146,6 +146,11 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         if spec.precision == "fp8":
             extra = (" (FP8 E4M3 Q/DQ as ModelOpt writes it, float32 arithmetic on E4M3 values; graph optimisations "
                      "off: ORT's default level computes float8 Q/DQ wrong)")
+        if spec.emulated:
+            from cp_debug.precision.block_formats import FORMATS
+            from cp_debug.precision.block_quant import EMULATED
+
+            extra = f" ({FORMATS[spec.precision].describe}, {EMULATED}: float32 ONNX ops round as the format does)"
         return f"onnxruntime {env.get('onnxruntime')} {ep}{extra}"
     if spec.framework == "trt-rtx":
         return _rtx_runs_on(env)

@@ -21,7 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cp_debug.precision.int8 import QuantizedModel
 
-TRANSFORMS = ("none", "fp16", "int8_qdq", "fp8_qdq", "qdq_model")
+TRANSFORMS = ("none", "fp16", "int8_qdq", "fp8_qdq", "nvfp4_emulated", "mxfp8_emulated", "qdq_model")
+# a spec's precision → the transform that writes it (a given Q/DQ model, `qdq_model`, is the runner's own choice)
+PRECISION_TRANSFORMS = {"int8": "int8_qdq", "fp8": "fp8_qdq", "fp16": "fp16", "nvfp4": "nvfp4_emulated",
+                        "mxfp8": "mxfp8_emulated"}
+_QUANTIZED = ("int8_qdq", "fp8_qdq", "nvfp4_emulated", "mxfp8_emulated")
 
 
 @dataclass(frozen=True)
@@ -29,13 +33,19 @@ class PrecisionTransform:
     """The precision transform applied to a graph before a backend ran it: `kind` and the facts of that kind (None
     where they do not apply). `to_json()` is the runner settings' "precision_transform"."""
 
-    kind: str = "none"  # none | fp16 | int8_qdq / fp8_qdq (quantized here) | qdq_model (a Q/DQ file as given)
+    kind: str = "none"  # none | fp16 | int8_qdq / fp8_qdq / *_emulated (quantized here) | qdq_model (file as given)
     # qdq_model
     quantize_nodes: int | None = None
     dequantize_nodes: int | None = None
     # int8_qdq (symmetric, per channel) / fp8_qdq (E4M3, per tensor, max calibration: ModelOpt's)
     format: str | None = None  # fp8_qdq: the float8 type of its Q/DQ (float8e4m3fn)
     weights_flushed: dict | None = None  # fp8_qdq: weight → share of its nonzero values flushed to zero (≥ 1%)
+    # nvfp4_emulated / mxfp8_emulated: `precision.block_quant.EMULATED` (no runtime ran the format), the block length,
+    # and (NVFP4) weight or activation → share of its nonzero blocks whose E4M3 block scale underflows, flushing them
+    # (≥ 1%; an activation's over the calibration feeds)
+    emulated: str | None = None
+    block_size: int | None = None
+    blocks_flushed: dict | None = None
     method: str | None = None
     symmetric: bool | None = None
     per_channel: bool | None = None
@@ -123,7 +133,7 @@ class PrepareGraph:
         from cp_debug.graph.model import check_tensor_names
 
         check_tensor_names(model, extras)
-        if self.transform in ("int8_qdq", "fp8_qdq"):
+        if self.transform in _QUANTIZED:
             return self._quantized(model, graph_outputs, extras)
         return self._exposed(model, graph_outputs, extras)
 
@@ -144,23 +154,27 @@ class PrepareGraph:
         from cp_debug.graph.model import expose_outputs
 
         fp8 = self.transform == "fp8_qdq"
-        if not self.calib_feeds:
+        if self.transform.endswith("_emulated"):
+            q, transform = self._emulated(model)
+        elif not self.calib_feeds:
             raise BadInputError(f"{self.label} needs calibration inputs (calib_feeds / --calib FILE.npz) to "
                                 f"compute {'FP8' if fp8 else 'INT8'} scales")
-        if fp8:
+        elif fp8:
             from cp_debug.precision.fp8 import quantize_fp8
 
-            q = quantize_fp8(model, self.calib_feeds)
+            q = quantize_fp8(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes)
         else:
             from cp_debug.precision.int8_cache import quantize_int8_cached
 
             q = quantize_int8_cached(model, self.calib_feeds, exclude_nodes=self.exclude_int8_nodes,
                                      method=self.calib_method)
-        kind = ({"format": "float8e4m3fn", "weights_flushed": q.weights_flushed} if fp8
-                else {"excluded_nodes": tuple(self.exclude_int8_nodes)})
-        transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
-                                       calibration_feeds=len(self.calib_feeds),
-                                       quantized_tensors=len(q.activation_amax), **kind)
+        if self.transform in ("int8_qdq", "fp8_qdq"):
+            kind = {"excluded_nodes": tuple(self.exclude_int8_nodes)}
+            if fp8:
+                kind.update(format="float8e4m3fn", weights_flushed=q.weights_flushed)
+            transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
+                                           calibration_feeds=len(self.calib_feeds),
+                                           quantized_tensors=len(q.activation_amax), **kind)
         out_map = {n: n for n in graph_outputs}  # graph outputs are what a user reads: not re-quantized
         missing = []
         for n in extras:
@@ -171,6 +185,22 @@ class PrepareGraph:
         probe_names = [out_map[n] for n in extras if n in out_map]
         exposed = expose_outputs(q.model, probe_names) if probe_names and self.expose else q.model
         return PreparedGraph(exposed, graph_outputs, out_map, tuple(missing), transform, plain=q.model, quantized=q)
+
+    def _emulated(self, model) -> tuple:
+        """NVFP4 / MXFP8 written in float32 ONNX (`precision/block_quant.py`): the quantized model and its facts."""
+        from cp_debug.precision.block_formats import FORMATS
+        from cp_debug.precision.block_quant import EMULATED, quantize_blocks
+
+        fmt = FORMATS[self.transform.removesuffix("_emulated")]
+        if fmt.calibrated and not self.calib_feeds:
+            raise BadInputError(f"{self.label} needs calibration inputs (calib_feeds / --calib FILE.npz) to compute "
+                                f"{fmt.name.upper()}'s per-tensor scales")
+        q = quantize_blocks(model, fmt, self.calib_feeds or (), exclude_nodes=self.exclude_int8_nodes)
+        calibrated = {"calibration_feeds": len(self.calib_feeds), "quantized_tensors": len(q.activation_amax),
+                      "blocks_flushed": q.weights_flushed} if fmt.calibrated else {}
+        return q, PrecisionTransform(self.transform, format=fmt.describe, method=q.method, emulated=EMULATED,
+                                     block_size=fmt.block, excluded_nodes=tuple(self.exclude_int8_nodes),
+                                     **calibrated)
 
     def _exposed(self, model, graph_outputs: tuple[str, ...], extras: list[str]) -> PreparedGraph:
         """none / fp16: the probes exposed first, then the whole graph converted (their Casts included)."""

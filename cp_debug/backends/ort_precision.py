@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from cp_debug.backends.base import PrecisionReport
@@ -66,6 +67,7 @@ class GraphFacts:
     cpu_fallback: tuple[str, ...] | None = None  # compute nodes ORT put on the CPU EP; None: ORT cannot say
     error: str | None = None
     fp8_fed: int = 0  # compute nodes whose data input is dequantized from float8 (FP8 Q/DQ in front of them)
+    block_fed: int = 0  # compute nodes reading an NVFP4 / MXFP8 fake quant (`precision/block_quant.py`) and its weight
 
 
 HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)
@@ -90,7 +92,7 @@ def precision_report_from_facts(spec: BackendSpec, facts: GraphFacts, transform:
         effective = req
     elif req == "fp16":
         effective = _fp16_effective(facts, by, f"{where} ran", ops, transform, notes)
-    elif req in ("int8", "fp8"):
+    elif req in _QUANTIZED_EFFECTIVE:
         effective = _QUANTIZED_EFFECTIVE[req](facts, by, transform, f"{where} ran", ops, notes)
         if probe_effect:
             notes.append(probe_effect)
@@ -164,7 +166,29 @@ def _fp8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTr
     return "fp8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
-_QUANTIZED_EFFECTIVE = {"int8": _int8_effective, "fp8": _fp8_effective}
+def _block_effective(fmt: str, facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str,
+                     ops: str, notes: list[str]) -> str:
+    """The effective precision of an emulated NVFP4 / MXFP8 request, or file (the first note says it is emulated):
+    its `ops` nodes that read the format's fake quant; the tensors whose NVFP4 block scales underflow, worst first."""
+    from cp_debug.precision.block_formats import FORMATS
+    from cp_debug.precision.block_quant import EMULATED
+
+    total, n = sum(by.values()), facts.block_fed
+    notes.append(f"{EMULATED}: {FORMATS[fmt].describe}, computed in float32 ONNX ops that round as the format does")
+    notes.append(f"{ran} {n} of {total} {ops} nodes on the format's rounded inputs and weights, in float32 arithmetic"
+                 + ("" if n == total else f"; the other {total - n} stay float32 (nodes left out by --exclude-int8, "
+                    "and what the recipe leaves: activation × activation products, grouped convs)"))
+    flushed = sorted((transform.blocks_flushed or {}).items(), key=lambda kv: -kv[1])
+    if flushed:
+        notes.append("NVFP4's block scale (block amax / (6 · tensor scale)) underflows E4M3's smallest subnormal "
+                     "and flushes to zero " + ", ".join(f"{share:.0%} of {name}'s nonzero blocks"
+                                                        for name, share in flushed[:3])
+                     + (f" (and {len(flushed) - 3} more weights)" if len(flushed) > 3 else ""))
+    return fmt if n else "fp32"  # the layers the recipe leaves in float32 are the format's deployment too
+
+
+_QUANTIZED_EFFECTIVE = {"int8": _int8_effective, "fp8": _fp8_effective, "nvfp4": partial(_block_effective, "nvfp4"),
+                        "mxfp8": partial(_block_effective, "mxfp8")}
 
 
 def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
@@ -172,7 +196,7 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
     dtypes: Counter = Counter()
     other: Counter = Counter()
     ops: set[str] = set()
-    casts = fp8 = 0
+    casts = fp8 = block = 0
     fallback: tuple[str, ...] | None = ()
     error = None
     for f in all_facts:
@@ -184,8 +208,9 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
         other.update(f.other_float_dtypes)
         casts += f.casts
         fp8 += f.fp8_fed
+        block += f.block_fed
         fallback = None if f.cpu_fallback is None or fallback is None else fallback + tuple(f.cpu_fallback)
-    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8)
+    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8, block)
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
@@ -195,11 +220,12 @@ def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTrans
         return PrecisionTransform()
     first = transforms[0]
     sums: dict = {}
-    if any(t.weights_flushed for t in transforms):
-        sums["weights_flushed"] = {k: v for t in transforms for k, v in (t.weights_flushed or {}).items()}
+    for key in ("weights_flushed", "blocks_flushed"):
+        if any(getattr(t, key) for t in transforms):
+            sums[key] = {k: v for t in transforms for k, v in (getattr(t, key) or {}).items()}
     for f in fields(first):
         v = getattr(first, f.name)
-        if f.name != "segments" and isinstance(v, int) and not isinstance(v, bool):
+        if f.name not in ("segments", "block_size") and isinstance(v, int) and not isinstance(v, bool):
             sums[f.name] = v + sum(getattr(t, f.name) or 0 for t in transforms[1:])
     return replace(first, **sums, segments=len(transforms))
 
@@ -223,7 +249,8 @@ def graph_facts(opt: "onnx.ModelProto") -> GraphFacts:
         if dt in ("float16", "float32", "bfloat16"):
             other[dt] += 1
     casts = sum(1 for n in opt.graph.node if n.op_type == "Cast")
-    return GraphFacts(dict(by), tuple(sorted(ops)), dict(other), casts, fp8_fed=_fp8_fed(opt, dtypes))
+    return GraphFacts(dict(by), tuple(sorted(ops)), dict(other), casts, fp8_fed=_fp8_fed(opt, dtypes),
+                      block_fed=_block_fed(opt))
 
 
 def _fp8_fed(opt: "onnx.ModelProto", dtypes: dict[str, int]) -> int:
@@ -231,6 +258,13 @@ def _fp8_fed(opt: "onnx.ModelProto", dtypes: dict[str, int]) -> int:
     from_float8 = {n.output[0] for n in opt.graph.node
                    if n.op_type == "DequantizeLinear" and n.input and dtypes.get(n.input[0]) in _FLOAT8}
     return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and n.input[0] in from_float8)
+
+
+def _block_fed(opt: "onnx.ModelProto") -> int:
+    """Compute nodes whose data input is an NVFP4 / MXFP8 fake quant's output (`<tensor>_nvfp4_dq`, its names)."""
+    from cp_debug.precision.block_quant import fake_quant_output
+
+    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and fake_quant_output(n.input[0]))
 
 
 def _propagate_dtypes(model: "onnx.ModelProto") -> dict[str, int]:

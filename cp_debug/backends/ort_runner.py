@@ -1,4 +1,4 @@
-"""ONNX Runtime runner: CPU or CUDA EP, at FP32 / TF32 / FP16 / INT8 / FP8, with probe tensors exposed as outputs.
+"""ONNX Runtime runner: CPU or CUDA EP, at FP32 / TF32 / FP16 / INT8 / FP8 (NVFP4 / MXFP8 emulated), probes exposed.
 
 Precision is applied to the ONNX graph (FP16 conversion, Q/DQ insertion), so what ORT really computed has to be
 checked afterwards: the CPU provider has few float16 kernels and wraps float16 nodes in Casts, running them in
@@ -23,13 +23,13 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
 from cp_debug.backends.feed import check_feed
-from cp_debug.backends.graph_loader import PrecisionTransform, PreparedGraph, PrepareGraph
+from cp_debug.backends.graph_loader import PRECISION_TRANSFORMS, PrecisionTransform, PreparedGraph, PrepareGraph
 from cp_debug.backends.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphFacts, cpu_fallback, graph_facts,
                                              precision_report_from_facts, probe_effect)
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
 from cp_debug.errors import BackendUnavailableError, BadInputError
-from cp_debug.precision.held import file_precision
+from cp_debug.precision.held import FLOAT8_GRAPHS, file_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -127,14 +127,13 @@ class OrtRunner(Runner):
         self._probe_effect: str | None = None
         self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
         self._providers: list = []
-        self._held_half = self._held_fp8 = False
+        self._held_half, self._held_fp8 = False, None
 
     def graph_loader(self) -> PrepareGraph:
         """The loader that prepares this runner's graph: the spec's precision transform, the probes exposed (a
         given Q/DQ model, `int8_model`, is run as it is)."""
         qdq = self.int8_model is not None and self.spec.precision == "int8"
-        transform = "qdq_model" if qdq else {"int8": "int8_qdq", "fp8": "fp8_qdq", "fp16": "fp16"}.get(
-            self.spec.precision, "none")
+        transform = "qdq_model" if qdq else PRECISION_TRANSFORMS.get(self.spec.precision, "none")
         return PrepareGraph(self.int8_model if qdq else self._model_src, str(self.spec), transform,
                             extra_outputs=self.extra_outputs, calib_feeds=self.calib_feeds,
                             keep_fp32_nodes=self.keep_fp32_nodes, exclude_int8_nodes=self.exclude_int8_nodes,
@@ -151,9 +150,9 @@ class OrtRunner(Runner):
         self._graph, self._transform, model = graph, graph.transform, graph.model
         from cp_debug.precision.half_storage import holds_half_constants
 
-        qdq = graph.transform.kind == "qdq_model"
+        qdq, held = graph.transform.kind == "qdq_model", file_precision(model)
         self._held_half = self.spec.precision != "fp16" and not qdq and holds_half_constants(model)
-        self._held_fp8 = file_precision(model) == "fp8"  # `ort-*-fp8`, or a deployed FP8 file run as it is
+        self._held_fp8 = held if held in FLOAT8_GRAPHS else None  # `ort-*-fp8` / -nvfp4 / -mxfp8, a deployed FP8 file
         if self._held_fp8:  # why: FP8_ORT_OPT_LEVEL; the settings' graph_optimization_level says it
             self.determinism = replace(self.determinism, ort_opt_level=FP8_ORT_OPT_LEVEL)
         self._providers = self._provider_list(model)
@@ -281,7 +280,7 @@ class OrtRunner(Runner):
         if self._facts is None:  # never activated
             return None
         # a file that holds float16 (float8 Q/DQ) itself, a deployed pair run as `ort@DIR`, asked for fp16 (fp8)
-        held = "fp8" if self._held_fp8 else "fp16" if self._held_half else None
+        held = self._held_fp8 or ("fp16" if self._held_half else None)
         spec = replace(self.spec, precision=held) if held else self.spec
         return precision_report_from_facts(spec, self._facts, self._transform, self.missing_outputs,
                                            self._probe_effect)

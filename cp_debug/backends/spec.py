@@ -1,5 +1,5 @@
 """Backend specs: `framework[-device][-precision][@DIR]`, e.g. `torch`, `torch-cuda-tf32`, `ort-cpu-int8`,
-`ort-cpu-fp8`, `trt-fp16`, `trt-rtx-fp16` (TensorRT for RTX: the framework's name is `trt-rtx`).
+`ort-cpu-fp8`, `ort-cpu-nvfp4`, `trt-fp16`, `trt-rtx-fp16` (TensorRT for RTX: the framework's name is `trt-rtx`).
 
 `SPEC@DIR` runs the user's own deployed ONNX files from DIR (one `<stage>.onnx` per stage, as AWML's exporter
 names them: `pts_voxel_encoder.onnx`, `pts_backbone_neck_head.onnx`) instead of cp_debug's export: `ort@deploy/onnx`,
@@ -20,15 +20,18 @@ from cp_debug.errors import BadInputError
 FRAMEWORKS = ("torch", "ort", "trt", "trt-rtx")
 TENSORRT = ("trt", "trt-rtx")  # the frameworks that build TensorRT engines (TensorRT 10/11, TensorRT for RTX)
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
-# the precisions whose scales a calibration sets: the runner takes calibration feeds (`calib_feeds`)
-CALIBRATED = ("int8", "fp8")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8", "nvfp4", "mxfp8")
+# the precisions whose scales a calibration sets: the runner takes calibration feeds (`calib_feeds`); MXFP8's block
+# scales are the blocks' own (no tensor scale), NVFP4's sit over a calibrated per-tensor scale
+CALIBRATED = ("int8", "fp8", "nvfp4")
+# the precisions no runtime here runs: written in float32 ONNX (`precision/block_quant.py`), labelled as such
+EMULATED_PRECISIONS = ("nvfp4", "mxfp8")
 
 # What each framework can do: (devices, precisions).
 _SUPPORT = {
     "torch": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "bf16", "int8")),  # int8: fake quant of a PTQ model
-    # fp8: ModelOpt-style E4M3 Q/DQ written here (`precision/fp8.py`)
-    "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8", "fp8")),
+    # fp8: ModelOpt-style E4M3 Q/DQ written here (`precision/fp8.py`); nvfp4 / mxfp8: emulated in float32 ONNX
+    "ort": (("cpu", "cuda"), ("fp32", "tf32", "fp16", "int8", "fp8", "nvfp4", "mxfp8")),
     "trt": (("cuda",), ("fp32", "tf32", "fp16", "bf16", "int8")),
     # TensorRT for RTX is strongly typed only (precision from the ONNX), and cp_debug writes no BF16 ONNX
     "trt-rtx": (("cuda",), ("fp32", "tf32", "fp16", "int8")),
@@ -131,6 +134,11 @@ class BackendSpec:
     def calibrated(self) -> bool:
         """Its precision's scales come from a calibration (INT8, FP8): its runner takes calibration feeds."""
         return self.precision in CALIBRATED
+
+    @property
+    def emulated(self) -> bool:
+        """Its precision's format is emulated in float32 (NVFP4, MXFP8): no runtime here runs it on hardware."""
+        return self.precision in EMULATED_PRECISIONS
 
     @property
     def runs_onnx(self) -> bool:

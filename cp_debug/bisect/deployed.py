@@ -141,7 +141,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
 
 def _held_precision(held: list[str]) -> str:
     """The files' precision, the lowest any of them holds."""
-    return next((p for p in ("fp8", "int8", "fp16") if p in held), "fp32")
+    return next((p for p in ("nvfp4", "fp8", "mxfp8", "int8", "fp16") if p in held), "fp32")
 
 
 def held_spec(spec: BackendSpec, held: list[str]) -> BackendSpec:

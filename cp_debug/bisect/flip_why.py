@@ -72,7 +72,7 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
         x = ref.get(node.input[0])
         if x is None or not np.issubdtype(x.dtype, np.floating) or x.size < 2:
             continue
-        found = _margin(node, x, _chosen(node, rs.model), precision)
+        found = margin(node, x, chosen(node, rs.model), precision)
         if found is not None:
             ties, rows, gap, step, k = found
             return Flip(probe, node.name, node.op_type, named_module(node, rs.named), k, ties, rows, gap, step,
@@ -80,7 +80,7 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     return None
 
 
-def _chosen(node, model) -> int | None:
+def chosen(node, model) -> int | None:
     """TopK's k where the graph holds it as a constant; 1 for ArgMax / ArgMin."""
     from onnx import numpy_helper
 
@@ -97,7 +97,7 @@ def _chosen(node, model) -> int | None:
     return None
 
 
-def _margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int, float, float, int] | None:
+def margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int, float, float, int] | None:
     """(rows within a step, rows, the smallest margin, the step there, k) where some row's margin at the cut is
     within the format's rounding step; None otherwise."""
     attrs = {a.name: a.i for a in node.attribute}
@@ -109,14 +109,14 @@ def _margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, in
     v = -np.sort(-v, axis=1) if largest else np.sort(v, axis=1)
     last, first_out = v[:, k - 1], v[:, k]
     gap = np.abs(last - first_out)
-    step = _step(np.maximum(np.abs(last), np.abs(first_out)), precision)
+    step = rounding_step(np.maximum(np.abs(last), np.abs(first_out)), precision)
     tie = gap <= step
     if not tie.any():
         return None
     return int(tie.sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
 
 
-def _step(a: np.ndarray, precision: str) -> np.ndarray:
+def rounding_step(a: np.ndarray, precision: str) -> np.ndarray:
     """The format's spacing at |a| (float16: numpy's own; bfloat16: 8 significant bits)."""
     if precision == "fp16":
         return np.spacing(a.astype(np.float16)).astype(np.float64)

@@ -84,8 +84,10 @@ class KeepFp32Result:
 
     status: found (keep holds a 1-minimal set: it passed, and dropping any one of its nodes failed);
         not_needed (the FP16 model passes as is; keep is ()); impossible (even with every candidate in FP32 the
-        outputs fail; keep is None). baseline: the graph outputs with nothing kept; final: with `keep` (with
-        every candidate kept when impossible). precision: what the backend really ran, in the baseline run.
+        outputs fail; keep is None); tie (the outputs fail because a TopK / ArgMax / ArgMin chooses between near
+        ties the format cannot keep apart, `tie` says which: no FP32 set is searched, keep is None). baseline: the
+        graph outputs with nothing kept; final: with `keep` (with every candidate kept when impossible).
+        precision: what the backend really ran, in the baseline run.
     """
 
     backend: str
@@ -98,10 +100,11 @@ class KeepFp32Result:
     tolerance: Tolerance
     precision: PrecisionReport | None = None
     modules: Mapping[str, str | None] | None = None  # kept node -> the module whose code made it (exporter scopes)
+    tie: str | None = None  # status tie: the decision and its margin against the format's step
 
     @property
     def found(self) -> bool:
-        return self.status != "impossible"
+        return self.status not in ("impossible", "tie")
 
     @property
     def runs(self) -> int:
@@ -122,7 +125,7 @@ class KeepFp32Result:
         t = self.tolerance
         modules = self.modules or {}
         return {
-            "schema": SCHEMA, "backend": self.backend, "status": self.status,
+            "schema": SCHEMA, "backend": self.backend, "status": self.status, "tie": self.tie,
             "keep": None if self.keep is None else list(self.keep), "runs": self.runs,
             "modules": {n: modules.get(n) for n in self.keep or ()},
             "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
@@ -163,8 +166,11 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     tol = tol or default_tolerance(spec.precision)
     ref = reference_lookup(reference, model, feed)
     outputs = [o.name for o in model.graph.output]
+    tie = None
     if isinstance(ref, OrtFp32Reference):  # magnitudes of every float tensor, in the same run as the outputs
-        absmax = absmax_by_name(ref(list(probe_order(model))))
+        values = ref(list(probe_order(model)))
+        absmax = absmax_by_name(values)
+        tie = near_tie(model, values, spec.precision)
     else:
         absmax = absmax_by_name(ref(outputs))
     absmax.update(absmax_by_name(feed))
@@ -180,12 +186,37 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
         failed = any(is_bad(d) if mode != "model" else not noise.output_passes(d, spec.precision) for d in diffs)
         return Verdict(failed, KeepFp32Figures(diffs, report))
 
+    if tie is not None:  # a choice between near ties: no set of FP32 layers keeps it (issue 84, item 2)
+        plain = judge([])
+        if plain.bad:
+            step = TraceStep(1, "none", (), True, plain.figures, 0.0)
+            return KeepFp32Result(str(spec), "tie", None, ranked, (step,), plain.figures.diffs, plain.figures.diffs,
+                                  tol, plain.figures.precision, {}, tie)
     trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
     final_set = trace.result if trace.result is not None else tuple(c.name for c in ranked)
     plain = trace.find((), frozenset).figures  # the run that kept nothing
     return KeepFp32Result(str(spec), trace.status, trace.result, ranked, trace.steps, plain.diffs,
                           trace.find(final_set, frozenset).figures.diffs, tol, plain.precision,
                           {n: names.module_of(n) for n in final_set})
+
+
+def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str) -> str | None:
+    """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
+    rounding step there: bisect/flip_why.py's reading), said with its numbers; None where there is none."""
+    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin
+
+    for node in model.graph.node:
+        x = values.get(node.input[0]) if node.op_type in DECISION_OPS and node.input else None
+        if x is None or not np.issubdtype(np.asarray(x).dtype, np.floating) or np.size(x) < 2:
+            continue
+        found = margin(node, np.asarray(x), chosen(node, model), precision)
+        if found is not None:
+            ties, rows, gap, step, k = found
+            return (f"{node.op_type} {node.name!r} chooses between near ties: the FP32 margin at its cut (top {k}) "
+                    f"is {gap:.3g} in {ties} of {rows} row(s), within {precision}'s rounding step there "
+                    f"({step:.3g}); the choice flips with any rounding, so no set of layers kept in FP32 keeps it "
+                    "on every input — compare this output as a set, or widen the margin")
+    return None
 
 
 def rank_candidates(model: "onnx.ModelProto", absmax: Mapping[str, float],

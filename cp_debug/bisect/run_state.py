@@ -225,7 +225,7 @@ class RunState:
         segment of it); every listed node when no model is given (lockstep filters per segment itself)."""
         pick = (lambda nodes: _in_graph(nodes, model)) if model is not None else list
         kw: dict = {}
-        if spec.precision == "int8":
+        if spec.precision in ("int8", "fp8", "nvfp4", "mxfp8"):  # --exclude-int8: out of the run's quantisation
             kw["exclude_int8_nodes"] = pick(self.opts.exclude_int8)
         if spec.precision in ("fp16", "bf16"):
             kw["keep_fp32_nodes"] = pick(self.opts.keep_fp32)

@@ -12,10 +12,10 @@ its path — its module and every module above it, as `--level all` would measur
 again, and the run's verdict and refinement proceed on them: the same root cause as `--level all`.
 
 Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
-weights (the screen is a second conversion and session of the whole graph), CUDA candidates (measured on an H200: a
-130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when a screen was
-skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s. Riding on the candidate's own run (the screen's
-nodes added before its one conversion) would make it cheap everywhere.
+weights (the screen is a second conversion and session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
+on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
+a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s. Riding on the candidate's own run
+(the screen's nodes added before its one conversion) would make it cheap everywhere.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from cp_debug.bisect.ranking import first_divergent
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 
 SCREEN_UP_TO = 1 << 30
+# on CUDA, where the candidate's own run is a few seconds, the screen's conversion and session cost more: a 130m
+# Llama (520 MB) 32 → 44-50 s on an H200; the zoo's models (≤ 100 MB) a second or two
+CUDA_SCREEN_UP_TO = 256 << 20
 _SUFFIX = "::nonfinite"
 
 
@@ -51,7 +54,7 @@ def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
     """Whether stage i of `state` is screened (see the module docstring)."""
     spec = state.spec
     st = run.stage_of(state.label, i)
-    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16") or spec.device != "cpu":
+    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16"):
         return False
     if state.refused is not None or st.module is None or spec.onnx_dir is not None:
         return False
@@ -101,9 +104,11 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
 
     if not wants_screen(run, state, i):
         return None
-    if subject_weights(run.subject)[0] > SCREEN_UP_TO:
+    limit = SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO
+    if subject_weights(run.subject)[0] > limit:
         run.warnings.append(f"{state.label}: no screen for NaN/Inf the outputs hide (a second run of the graph past "
-                            f"{SCREEN_UP_TO >> 30} GiB of weights): --level all measures every module")
+                            f"{limit >> 20} MiB of weights on {state.spec.device}): --level all measures every "
+                            "module")
         return None
     st = run.stage_of(state.label, i)
     model = screen_model(st.onnx())

@@ -187,11 +187,12 @@ def calibration_fit(run: RunState, state: CandidateState, i: int, probe: str) ->
     """How the run's calibration fits this input on `probe`'s segment: the quantized tensor whose input |x| max
     passes its calibrated amax (a share saturates), else the one whose calibrated range is far wider than the
     input's (resolution lost), with the numbers; None where the fit is good or it does not apply. The local error
-    recalibrates each segment on the input itself, so only this reading shows a calibration set drawn unlike it."""
+    recalibrates each segment on the input itself, so only this reading shows a calibration set drawn unlike it.
+    FP8 (a float format: a range wider than the input costs it nothing until values flush) reads the first only."""
     from cp_debug.bisect.kit_local import local_spec
 
     spec, _ = local_spec(state)
-    if spec.precision != "int8" or not state.int8_amax:
+    if spec.precision not in ("int8", "fp8") or not state.int8_amax:
         return None
     rs = root_segment(run, state, i, probe)
     if rs is None:
@@ -215,7 +216,7 @@ def calibration_fit(run: RunState, state: CandidateState, i: int, probe: str) ->
                 f"reaches |x| {top:.3g} ({top / amax:.3g}× its range): {sat:.2%} of its values saturate; calibrate "
                 "on inputs drawn like the deployed ones (--calib)")
     wide = max((f for f in fits if f[2] > 0 and f[1] > FIT_WIDE * f[2]), key=lambda f: f[1] / f[2], default=None)
-    if wide is None:
+    if wide is None or spec.precision == "fp8":  # a float format keeps its relative precision over a wide range
         return None
     t, amax, top, _, zero = wide
     return (f"the calibration set's range is far wider than this input's: {t!r} is calibrated at ±{amax:.3g}, "

@@ -304,7 +304,7 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
         kw["graph_facts"] = False
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
-    if spec.precision == "int8":
+    if spec.precision in ("int8", "fp8"):
         kw["calib_feeds"] = [feed]
         kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
     extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]

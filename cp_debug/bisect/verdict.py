@@ -36,19 +36,28 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     """One candidate's result over every probe it measured, with the root cause explained; the time since
     `started` (perf_counter) is added to the candidate's seconds."""
     from cp_debug.bisect.flip_why import decision_flip
+    from cp_debug.bisect.int8_story import range_root_cause
 
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     flip = decision_flip(run, state, fd) if rc and state.refused is None else None
+    if flip is None and rc and state.refused is None:  # a value rounded across an integer: another index
+        flip = _index_flip(run, state, fd, rc)
     if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
         rc, path = flip.probe, [flip.probe]
         hint, owner = flip.text(), None
     else:
+        moved = range_root_cause(run, state, results, fd, rc)  # INT8: the range that loses its values, any level
+        if moved is not None and moved[0] != rc:
+            rc, path = moved[0], [moved[0]]
         hint, owner = _hint(run, state, rc) if rc else (None, None)
+        if moved is not None and moved[1]:
+            hint = f"{moved[1]}; {hint}" if hint else moved[1]
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None
                        else (None, None))
+    _runtime_fault(run, state)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -125,6 +134,22 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
     return outcome, why
 
 
+def _runtime_fault(run: RunState, state: CandidateState) -> None:
+    """A deployed FP8 file that ONNX Runtime's default optimisations compute wrong (runtime_fault.py): said in the
+    candidate's precision notes (the summary's precision line and the JSON's `precision`)."""
+    from dataclasses import replace
+
+    from cp_debug.bisect.runtime_fault import fp8_runtime_fault
+
+    try:
+        note = fp8_runtime_fault(run, state)
+    except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the file at ONNX Runtime's default optimisations was not run: {err}")
+        return
+    if note is not None and state.precision is not None:
+        state.precision = replace(state.precision, notes=(*state.precision.notes, note))
+
+
 def _deployed_json(state: CandidateState) -> dict | None:
     if not state.deployed:
         return None
@@ -166,7 +191,10 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
         warn += [_branch_text(w) for w in st.export_warnings if getattr(w, "freezes_control_flow", False)]
     note = None
     prec = state.precision
-    if prec is not None and not prec.honest:
+    # a deployed FP8 file that quantizes some layers only is mixed by its own design (ModelOpt skips layers), and ORT
+    # runs every FP8 layer as float32 arithmetic on dequantized values: no runtime fell short of what it holds
+    held_fp8 = state.spec.onnx_dir is not None and state.judged_at == "fp8"
+    if prec is not None and not prec.honest and not held_fp8:
         note = f"{state.label} did not run {prec.requested} throughout: " + "; ".join(prec.notes)
     int8 = state.int8_ranges.get(name)
     if int8 is None and state.spec.precision == "int8" and state.int8_amax and p.kind == "module":
@@ -176,12 +204,13 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
             int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
     layer_norm = _is_layer_norm(st, name, p.kind)  # its input's spread is read (from the store) only then
     why = _segment_why(run, state, p, r)
+    file_why = None if why is not None else _extra(run, state, p, "the file's Q/DQ at", _qdq_file_why)
     ctx = hints_mod.HintContext(
         precision=state.spec.precision, framework=state.spec.framework,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=why.text() if why is not None else None, eps=_eps(run, state, p, r),
+        segment_why=why.text() if why is not None else file_why, eps=_eps(run, state, p, r),
         export=_export(run, state, p, r), calib_fit=_calib_fit(run, state, p))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name)
@@ -208,21 +237,28 @@ def _branch_text(w) -> str:
 
 def _segment_why(run: RunState, state: CandidateState, p, r):
     """The op inside the root cause's segment that overflows or first makes NaN/Inf (FP16, segment_why.py), or the
-    tensor whose INT8 range loses its values (INT8, segment_int8.py), with its advice tried on the segment; None
-    where it does not apply, shows nothing, or cannot be worked out."""
+    tensor whose INT8 or FP8 range loses its values (segment_int8.py, segment_fp8.py), with its advice tried on the
+    segment; None where it does not apply, shows nothing, or cannot be worked out."""
     local_bad = r.local is not None and r.local.status != "ok"
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None
+    from cp_debug.bisect.segment_fp8 import explain_fp8_segment
     from cp_debug.bisect.segment_int8 import explain_int8_segment
     from cp_debug.bisect.segment_why import explain_segment
 
-    explain = explain_int8_segment if state.spec.precision == "int8" else explain_segment
+    explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment}.get(state.spec.precision, explain_segment)
     return _extra(run, state, p, "the op-level why of", explain)
 
 
+def _qdq_file_why(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
+    from cp_debug.bisect.qdq_file_why import qdq_file_why
+
+    return qdq_file_why(run, state, probe)
+
+
 def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
-    """How the INT8 calibration set fits the input on this probe's segment (segment_int8.calibration_fit)."""
-    if p.kind != "module" or state.spec.precision != "int8":
+    """How the INT8 / FP8 calibration set fits the input on this probe's segment (segment_int8.calibration_fit)."""
+    if p.kind != "module" or state.spec.precision not in ("int8", "fp8"):
         return None
     from cp_debug.bisect.segment_int8 import calibration_fit
 
@@ -235,6 +271,18 @@ def _extra(run: RunState, state: CandidateState, p, what: str, reason):
         return reason(run, state, p.stage, p.name)
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {what} {p.name} was not worked out: {err}")
+        return None
+
+
+def _index_flip(run: RunState, state: CandidateState, fd: str | None, rc: str):
+    """The index flip in the first divergent probe's or the root cause's segment (`index_why.py`); where it cannot
+    be worked out, a warning and None."""
+    from cp_debug.bisect.index_why import index_flip
+
+    try:
+        return index_flip(run, state, fd, rc)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the index check of {fd} was not worked out: {err}")
         return None
 
 

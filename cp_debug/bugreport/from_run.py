@@ -71,6 +71,10 @@ class _Candidate:
             from cp_debug.precision.fp8 import quantize_fp8
 
             return quantize_fp8(model, calib).model
+        if spec.emulated:  # NVFP4 / MXFP8 written in float32 ONNX: the bundle's window runs on any ONNX Runtime
+            from cp_debug.precision.block_quant import quantize_blocks
+
+            return quantize_blocks(model, spec.precision, calib).model
         return model
 
     @property
@@ -79,7 +83,9 @@ class _Candidate:
         graph optimisations off, `backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
         from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
 
-        if self.spec.precision == "fp8":
+        from cp_debug.precision.held import FLOAT8_GRAPHS
+
+        if self.spec.precision in FLOAT8_GRAPHS:  # FP8, and the float8 Q/DQ that round NVFP4 / MXFP8 block scales
             return {"graph_optimization_level": "ORT_DISABLE_ALL"}
         return {"config_entries": dict(INT8_SESSION_CONFIG)} if self.spec.precision == "int8" else None
 

@@ -74,7 +74,7 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
     from rich.table import Table
 
     s, split = fix.search, fix.split
-    what = "kept in FP32" if fix.kind == "fp16" else "left out of INT8"
+    what = "kept in FP32" if fix.kind == "fp16" else f"left out of {fix.kind.upper()}"
     console.print("".join(f"note: {line}\n" for line in said), end="", highlight=False)
     t = Table(title=f"fix search: {fix.spec} vs ort-cpu-fp32 on {len(split.search)} sample(s) ({s.runs} runs, "
                     f"{len(s.candidates)} candidates)", title_justify="left")

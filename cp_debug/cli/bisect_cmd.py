@@ -89,7 +89,7 @@ def bisect(
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
     exclude_int8: Annotated[Optional[str],
-                            typer.Option(help="Comma-separated ONNX node names left out of INT8.")] = None,
+                            typer.Option(help="Comma-separated ONNX node names left out of INT8 or FP8.")] = None,
     exporter: Exporter = "auto",
     cache: NoCache = False,
     seed: TorchSeed = 0,

@@ -182,6 +182,8 @@ def render(result, console) -> None:
         console.print(f"[dim]note: {result.backend}: {'; '.join(p.notes)}[/dim]", highlight=False)
     if result.status == "not_needed":
         console.print("[green]The FP16 model passes as it is: no node needs to stay in FP32.[/green]")
+    elif result.status == "tie":
+        console.print(f"[yellow]No FP32 set searched:[/yellow] {result.tie}", highlight=False)
     elif result.status == "impossible":
         worst = max((d.rel_rmse for d in result.final), default=float("nan"))
         console.print(f"[red]Even with all {len(result.candidates)} candidates in FP32 the outputs fail[/red] "

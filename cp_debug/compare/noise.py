@@ -24,6 +24,15 @@ torch or ort, CPU, `--level all`, random weights): the tests' 3-Conv + Linear CN
 (tests/backends/test_ort_fp8.py); tests/zoo's ResNet 0.096 (0.19 of the budget), MobileNetV3-small 0.17 (0.35, its
 worst probe), ViT, DETR-like and the hand-written attention 0.06 (0.12); a weight outlier that sets its conv's
 per-tensor scale and flushes the rest to zero reaches 0.95 there, 1.9× the budget, a local fault.
+NVFP4 (emulated: E2M1 values, 1 mantissa bit, u = 2^-2, under an E4M3 scale per 16 values) rounds a block's values to
+within a quarter of themselves near its top and coarser below (0.5 steps under 2 of 6): one rounding of Gaussian
+values is 0.094 rel. RMS already. `NVFP4_GROWTH = 3` units, 0.75, below 1 (an output that lost its values entirely is
+beyond it). Measured (`ort-cpu-nvfp4` against torch or ort, CPU, `--level all`, random weights): tests/zoo's
+MobileNetV3-small 0.56 at its worst probe (a squeeze-excitation fc2, 0.75 of the budget), ResNet 0.37, ViT 0.29,
+DETR-like and the hand-written attention 0.22-0.23; the tests' CNN 0.31 and transformer block 0.21
+(tests/precision/test_nvfp4.py); a weight outlier that flushes the other blocks of its layer brings 1.2-1.3× the
+budget in its segment alone, named there as a local fault. MXFP8 (E4M3 values under a power-of-two scale per 32)
+rounds as finely as FP8 and takes its budget, 0.5: the same zoo reaches 0.06-0.19 (MobileNetV3-small the worst).
 The reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
 
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
@@ -75,13 +84,14 @@ from cp_debug.compare.diff import BROKEN, TensorDiff
 from cp_debug.errors import ExitCode
 
 UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8,
-                                   "fp8": 2.0 ** -4}
+                                   "fp8": 2.0 ** -4, "nvfp4": 2.0 ** -2, "mxfp8": 2.0 ** -4}
 INT8_LEVELS = 127
 INT8_NOMINAL = 2.0 ** -8  # INT8's unit where neither amax nor the reference's RMS is known: half a step of 127
 GROWTH = 64.0
 FP32_GROWTH = 1024.0  # FP32 against FP32: the summation order of two implementations, not a format's rounding
 INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on the demo's PTQ (see the note)
 FP8_GROWTH = 8.0  # FP8 E4M3: 3 mantissa bits, u = 2^-4; GROWTH's 64 u would be 4 (any answer passes); see the note
+NVFP4_GROWTH = 3.0  # NVFP4 E2M1: 1 mantissa bit, u = 2^-2, per-16 block scales; see the note
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
@@ -119,7 +129,7 @@ class Outcome(enum.Enum):
 
 def ran_none_asked(requested: str | None, effective: str | None) -> bool:
     """A reduced precision requested and none of it run (every compute kernel float32; "mixed" ran some)."""
-    return requested in ("int8", "fp8", "fp16", "bf16") and effective == "fp32"
+    return requested in ("int8", "fp8", "nvfp4", "mxfp8", "fp16", "bf16") and effective == "fp32"
 
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
@@ -157,7 +167,8 @@ def budget(precision: str, amax: float | None = None, ref_rms: float | None = No
 
 
 def growth(precision: str) -> float:
-    return {"int8": INT8_GROWTH, "fp8": FP8_GROWTH, "fp32": FP32_GROWTH}.get(precision, GROWTH)
+    return {"int8": INT8_GROWTH, "fp8": FP8_GROWTH, "mxfp8": FP8_GROWTH, "nvfp4": NVFP4_GROWTH,
+            "fp32": FP32_GROWTH}.get(precision, GROWTH)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REFERENCE = "ort-cpu-fp32"
 MODEL_KIND = "graph"  # fix.json's model.kind: what `fix --check` reads a generic fix DIR by
-FILES = {"fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+FILES = {"fp16": "model_fp16.onnx", "int8": "model_int8.onnx", "fp8": "model_fp8.onnx", "nvfp4": "model_nvfp4.onnx",
+         "mxfp8": "model_mxfp8.onnx"}
+QUANTIZED = ("int8", "fp8", "nvfp4", "mxfp8")  # nodes left out of the quantizer (`nodes_to_exclude`), calibrated
 REFERENCE_FILE = "model_fp32.onnx"
-CANDIDATES = ("ort-cpu-fp16", "ort-cuda-fp16", "ort-cpu-int8", "ort-cuda-int8")
+CANDIDATES = tuple(f"ort-{device}-{p}" for p in ("fp16", *QUANTIZED) for device in ("cpu", "cuda"))
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,8 @@ class GraphFix:
 # -- the candidate ------------------------------------------------------------------------------------------------
 def candidate_spec(text: str | None, *, torch_given: bool = False) -> BackendSpec:
     """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`, and `torch,CAND`
-    for a `--torch` model; default ort-cpu-fp16): ONNX Runtime FP16 or INT8. The reference is always the FP32 graph
-    in ONNX Runtime on the CPU."""
+    for a `--torch` model; default ort-cpu-fp16): ONNX Runtime FP16, INT8, FP8, or NVFP4 / MXFP8 emulated. The
+    reference is always the FP32 graph in ONNX Runtime on the CPU."""
     from cp_debug.bisect.keep_fp32 import searched_candidates
 
     items = searched_candidates(text or "ort-cpu-fp16", torch_given=torch_given)
@@ -239,13 +241,14 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     probes = [p for p in probe_order(model) if p not in outputs]
     with progress_step(progress, f"the FP32 reference on {len(samples)} sample(s)"):
         values = reference_values(model, samples, probes)
-    ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else rank_int8(model, values)
+    ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else \
+        rank_int8(model, values, spec.precision)
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
     runs = itertools.count(1)
 
     def judge(keep: list[str]) -> Verdict:
-        what = "kept in FP32" if spec.precision == "fp16" else "left out of INT8"
+        what = "kept in FP32" if spec.precision == "fp16" else f"left out of {spec.precision.upper()}"
         with progress_step(progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, {len(samples)} "
                                      "sample(s)"):
             figures = run_samples(spec, model, samples, values, tol, **{option: list(keep)}, **extra)
@@ -266,15 +269,17 @@ def rank_fp16(model, values: Sequence[Mapping], samples: Sequence["Sample"]) -> 
     return tuple(Candidate(c.name, c.op_type, c.index, c.absmax) for c in rank_candidates(model, absmax))
 
 
-def rank_int8(model, values: Sequence[Mapping]) -> tuple[Candidate, ...]:
-    """The nodes ONNX Runtime's quantizer quantizes (`precision.int8.DEFAULT_OP_TYPES`), those whose activation has
-    the largest peak over RMS first (outlier channels set a per-tensor INT8 range that rounds the rest to zero),
-    then in execution order."""
+def rank_int8(model, values: Sequence[Mapping], precision: str = "int8") -> tuple[Candidate, ...]:
+    """The nodes the quantizer quantizes (INT8: ONNX Runtime's `precision.int8.DEFAULT_OP_TYPES`; FP8, NVFP4, MXFP8:
+    the GEMMs, `precision.fp8.COMPUTE_OPS`), those whose activation has the largest peak over RMS first (outlier
+    channels set a per-tensor range that rounds the rest to zero), then in execution order."""
+    from cp_debug.precision.fp8 import COMPUTE_OPS
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
 
+    ops = DEFAULT_OP_TYPES if precision == "int8" else COMPUTE_OPS
     out = []
     for index, node in enumerate(model.graph.node):
-        if node.op_type not in DEFAULT_OP_TYPES or not node.name:
+        if node.op_type not in ops or not node.name:
             continue
         score = 0.0
         for v in values:
@@ -288,7 +293,9 @@ def rank_int8(model, values: Sequence[Mapping]) -> tuple[Candidate, ...]:
 
 
 def fixed_model(spec: BackendSpec, model, keep: Sequence[str], calib: Sequence[Mapping] = ()) -> "onnx.ModelProto":
-    """The file to deploy: FP16 with `keep` in FP32 through explicit Casts, or the Q/DQ model without `keep`."""
+    """The file to deploy: FP16 with `keep` in FP32 through explicit Casts, or the Q/DQ model without `keep` (INT8:
+    ONNX Runtime's quantizer; FP8: ModelOpt's layout, `precision/fp8.py`; NVFP4 / MXFP8: emulated in float32 ONNX,
+    `precision/block_quant.py`)."""
     if spec.precision == "fp16":
         import warnings
 
@@ -297,16 +304,26 @@ def fixed_model(spec: BackendSpec, model, keep: Sequence[str], calib: Sequence[M
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # what it says is in its summary (the model's metadata)
             return convert_to_fp16(model, keep_fp32_nodes=list(keep))
+    feeds = [dict(c) for c in calib]
+    if spec.precision == "fp8":
+        from cp_debug.precision.fp8 import quantize_fp8
+
+        return quantize_fp8(model, feeds, exclude_nodes=list(keep)).model
+    if spec.precision in ("nvfp4", "mxfp8"):
+        from cp_debug.precision.block_quant import quantize_blocks
+
+        return quantize_blocks(model, spec.precision, feeds, exclude_nodes=list(keep)).model
     from cp_debug.precision.int8_cache import quantize_int8_cached
 
-    return quantize_int8_cached(model, [dict(c) for c in calib], exclude_nodes=list(keep)).model
+    return quantize_int8_cached(model, feeds, exclude_nodes=list(keep)).model
 
 
 def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "onnx.ModelProto",
                 samples: Sequence["Sample"], expected: Sequence[Mapping] | None = None,
                 outputs: list | None = None) -> tuple[SampleFigures, ...]:
     """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
-    sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`')."""
+    sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`'). A file
+    holding float8 runs with the session setting its lanes take (`backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
     expected = expected if expected is not None else reference_values(reference, samples)
     tol = default_tolerance(kind)
     if kind == "int8":
@@ -330,7 +347,7 @@ def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], c
     got_after, got_before = ([], []) if metric is not None else (None, None)
     after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after)
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
-    extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision == "int8" else {}
+    extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision in QUANTIZED else {}
     before = run_samples(spec, model, samples, expected, default_tolerance(spec.precision), outputs=got_before,
                          **{option: []}, **extra)
     if metric is None:
@@ -350,11 +367,11 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
     from cp_debug.bisect.experiment import progress_step
 
     calib_samples = tuple(calib) if calib else split.search
-    calib_feeds = [s.feed for s in calib_samples] if spec.precision == "int8" else []
+    calib_feeds = [s.feed for s in calib_samples] if spec.precision in QUANTIZED else []
     search = search_set(spec, model, split.search, calib_feeds, progress)
     base = dict(spec=spec, model=model, source=source, split=split, search=search,
                 node_modules=node_modules(model, set(module_names)),
-                calibration=tuple(s.name for s in calib_samples) if spec.precision == "int8" else ())
+                calibration=tuple(s.name for s in calib_samples) if spec.precision in QUANTIZED else ())
     if search.keep is None:
         return GraphFix(**base)
     with progress_step(progress, f"writing {FILES[spec.precision]} and verifying it on {len(split.verify)} "

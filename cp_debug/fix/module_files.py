@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
-from cp_debug.fix.module import FILES, MODEL_KIND, REFERENCE, REFERENCE_FILE, GraphVerification
+from cp_debug.fix.module import FILES, MODEL_KIND, QUANTIZED, REFERENCE, REFERENCE_FILE, GraphVerification
 from cp_debug.fix.toolchain import CheckedFix
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,10 +50,13 @@ def fix_json(fix: "GraphFix") -> dict:
     if fix.kind == "int8":
         s["onnxruntime"] = {"nodes_to_exclude": nodes,
                             "call": f"quantize_static(..., quant_format=QuantFormat.QDQ, nodes_to_exclude={nodes!r})"}
-        s["modelopt"] = {"nodes_to_exclude": nodes, "op_types_to_exclude": [],
-                         "command": f"python -m modelopt.onnx.quantization --onnx_path={REFERENCE_FILE} "
-                                    "--quantize_mode=int8" + (" --nodes_to_exclude " + " ".join(nodes) if nodes
-                                                              else "")}
+    if fix.kind in QUANTIZED:  # ModelOpt's lists (its ONNX quantizer takes int8 and fp8; NVFP4 / MXFP8: its torch
+        # path, where these nodes' layers are the ones to disable)
+        s["modelopt"] = {"nodes_to_exclude": nodes, "op_types_to_exclude": []}
+        if fix.kind in ("int8", "fp8"):
+            s["modelopt"]["command"] = (f"python -m modelopt.onnx.quantization --onnx_path={REFERENCE_FILE} "
+                                        f"--quantize_mode={fix.kind}"
+                                        + (" --nodes_to_exclude " + " ".join(nodes) if nodes else ""))
     search = fix.search.to_json()
     after = fix.search.figures_of(nodes) if fix.search.keep is not None else ()
     search["samples"] = [{"sample": b.sample, "before": b.to_json(), "after": a.to_json() if a else None}
@@ -68,7 +71,7 @@ def fix_json(fix: "GraphFix") -> dict:
         "target": {"tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}},
         "target_text": f"every graph output of every sample within {budget}", "tolerance_mode": "model",
         "outcome": None, "search_frames": fix.split.to_json(), "held_out_verification": fix.split.held_out,
-        "calibration": list(fix.calibration) if fix.kind == "int8" else None, "set": s, "search": search,
+        "calibration": list(fix.calibration) if fix.kind in QUANTIZED else None, "set": s, "search": search,
         "verification": fix.verification.to_json() if fix.verification else None, "notes": list(fix.notes),
         "metric": metric_json(fix.metric),
         "environment": toolchain(), "cp_debug_version": cp_debug.__version__,
@@ -116,7 +119,8 @@ def readme(doc: dict) -> str:
     kind, file = doc["kind"], doc["model"]["file"]
     s, v = doc["set"], doc.get("verification") or {}
     nodes = s.get("keep_fp32") if kind == "fp16" else s.get("nodes_to_exclude")
-    what = "kept in FP32 through explicit Casts" if kind == "fp16" else "left out of INT8 (no Q/DQ around them)"
+    what = ("kept in FP32 through explicit Casts" if kind == "fp16"
+            else f"left out of {kind.upper()} (no quantization around them: float32)")
     engine = file.replace(".onnx", ".engine")
     lines = [f"# cp_debug fix: {doc['model'].get('torch') or doc['model'].get('onnx')}, {kind.upper()} "
              f"({doc['backends']['candidate']})", "",
@@ -152,6 +156,8 @@ def readme(doc: dict) -> str:
     if kind == "int8":
         lines += ["", "To quantize again with the same nodes left out: ONNX Runtime "
                   f"`{s['onnxruntime']['call']}`; ModelOpt `{s['modelopt']['command']}`."]
+    elif (s.get("modelopt") or {}).get("command"):
+        lines += ["", f"To quantize again with the same nodes left out: ModelOpt `{s['modelopt']['command']}`."]
     lines += ["", "## Check it again", "", "```", "cpdebug fix --check .   # re-runs the verification on the "
               f"{VERIFY_PREFIX}*.npz samples; exit 0 holds, 5 does not", "```", ""]
     return "\n".join(lines)

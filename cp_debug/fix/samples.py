@@ -89,9 +89,9 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
     """What `fix --torch / --onnx` gives (`g`: torch, onnx, inputs, data, calib, verify_samples, exporter) as the
     model, the split samples, the calibration samples (None: the search's) and the input casts said; `backends`:
     what the fix runs, the candidate last; `recipe`: the one that loads it (`load_model`)."""
-    int8 = backends[-1].precision == "int8"
-    if g["calib"] is not None and not int8:
-        raise BadInputError("--calib goes with an INT8 candidate (--backends ort-cpu-int8)")
+    if g["calib"] is not None and not backends[-1].calibrated:
+        raise BadInputError("--calib goes with a calibrated candidate (--backends ort-cpu-int8, ort-cpu-fp8, "
+                            "ort-cpu-nvfp4)")
     for option in ("inputs", "calib"):
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")

@@ -21,7 +21,7 @@ the value its consumers read; `tensor_map` says where every tensor of the origin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -42,8 +42,15 @@ _TINY = float(np.finfo(np.float32).tiny)  # an all-zero tensor's amax: any posit
 FLUSH_NOTE = 0.01
 
 
-def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.ndarray]]) -> QuantizedModel:
+def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.ndarray]], *,
+                 exclude_nodes: Sequence[str] = (), per_channel_nodes: Sequence[str] = (),
+                 amax: dict[str, float] | None = None) -> QuantizedModel:
     """`model` with ModelOpt-style FP8 Q/DQ (module docstring), activations calibrated by max over `calib_feeds`.
+
+    The cure ladder's variants (bisect/segment_fp8.py): `exclude_nodes` left out of FP8 (their inputs read in float,
+    as ModelOpt's `nodes_to_exclude`); `per_channel_nodes` read their weight per output channel (one scale per
+    channel, as ModelOpt's ONNX path quantizes FP8 weights); `amax`: calibrated ranges given (a run's own), used
+    for the tensors it names instead of calibrating them on `calib_feeds`.
 
     A model below opset 19 is converted to opset 19 first (onnx's version converter); one that cannot be is one
     BadInputError line."""
@@ -59,23 +66,26 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
         raise BadInputError(f"the model is already quantized (it holds {held} QuantizeLinear/DequantizeLinear): run "
                             "it as it is (ort, not ort-*-fp8); cp_debug never quantizes a quantized graph again")
     check_calib_feeds(model, feeds)
-    model = _at_fp8_opset(model)
+    model = at_fp8_opset(model)
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
     graph = gs.import_onnx(model)
-    weights, activations = _quantized_inputs(graph)
+    weights, activations = _quantized_inputs(graph, set(exclude_nodes))
+    given = {t: float(a) for t, a in (amax or {}).items() if t in activations}
     softmax_fed = {t for t in activations if _producer(graph, t) == "Softmax"}
-    amax = calibrate_max(model, [t for t in activations if t not in softmax_fed], feeds)
-    amax.update({t: 1.0 for t in softmax_fed})  # ModelOpt's fixed 1/448 after a Softmax
+    found = calibrate_max(model, [t for t in activations if t not in softmax_fed and t not in given], feeds)
+    found.update({t: 1.0 for t in softmax_fed})  # ModelOpt's fixed 1/448 after a Softmax
+    found.update(given)
     tensors = graph.tensors()
     tmap = {n: n for n in original}
     for name in activations:
-        dq = _qdq(graph, tensors[name], amax[name])
-        for node in [c for c in tensors[name].outputs if c.op in COMPUTE_OPS]:
+        dq = _qdq(graph, tensors[name], found[name])
+        for node in [c for c in tensors[name].outputs if c.op in COMPUTE_OPS and c.name not in exclude_nodes]:
             node.inputs = [dq if t is tensors[name] else t for t in node.inputs]
         tmap[name] = dq.name
     flushed = {}
     for const, readers in weights.values():
-        dq, share = _weight_dq(graph, const)
+        axis = _channel_axis(readers, const) if any(n.name in per_channel_nodes for n in readers) else None
+        dq, share = _weight_dq(graph, const, axis)
         if share >= FLUSH_NOTE:
             flushed[const.name] = share
         for node in readers:
@@ -83,12 +93,13 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
     cleanup(graph).toposort()
     qmodel = export_like(graph, model)
     qmodel.ir_version = max(qmodel.ir_version, 9)  # float8 tensors need IR 9
-    return QuantizedModel(qmodel, tmap, {t: float(a) for t, a in amax.items()}, METHOD, flushed)
+    return QuantizedModel(qmodel, tmap, {t: float(a) for t, a in found.items()}, METHOD, flushed)
 
 
-def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]]
-                  ) -> dict[str, float]:
-    """The largest |x| of each named tensor over `feeds`: one FP32 session of `model` with them exposed."""
+def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]],
+                  seen: "Callable[[str, np.ndarray], None] | None" = None) -> dict[str, float]:
+    """The largest |x| of each named tensor over `feeds`: one FP32 session of `model` with them exposed. `seen(name,
+    |x|)` is shown each tensor's magnitudes of each feed (NVFP4 counts its blocks there)."""
     import onnxruntime as ort
 
     from cp_debug.graph.model import expose_outputs
@@ -112,19 +123,22 @@ def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequenc
         for n in names:
             v = np.abs(np.asarray(values[n], np.float32))
             amax[n] = max(amax[n], float(v.max()) if v.size else 0.0)
+            if seen is not None:
+                seen(n, v)
     return amax
 
 
-def to_e4m3(values: np.ndarray, scale: float) -> np.ndarray:
-    """`values / scale` rounded to FLOAT8E4M3FN (nearest even) with saturation to ±448, as QuantizeLinear with
-    `saturate=1` does (ml_dtypes' cast alone makes NaN of anything beyond 448)."""
+def to_e4m3(values: np.ndarray, scale) -> np.ndarray:
+    """`values / scale` (a number, or scales broadcast against `values`) rounded to FLOAT8E4M3FN (nearest even)
+    with saturation to ±448, as QuantizeLinear with `saturate=1` does (ml_dtypes' cast alone makes NaN of anything
+    beyond 448)."""
     import ml_dtypes
 
-    scaled = np.clip(np.asarray(values, np.float32) / np.float32(scale), -E4M3_MAX, E4M3_MAX)
+    scaled = np.clip(np.asarray(values, np.float32) / np.asarray(scale, np.float32), -E4M3_MAX, E4M3_MAX)
     return scaled.astype(ml_dtypes.float8_e4m3fn)
 
 
-def _at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
+def at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
     import onnx
 
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -138,15 +152,16 @@ def _at_fp8_opset(model: "onnx.ModelProto") -> "onnx.ModelProto":
                             f"export it at opset {FP8_OPSET}+") from err
 
 
-def _quantized_inputs(graph) -> tuple[dict, list[str]]:
-    """The Conv / Gemm / MatMul inputs to quantize: float weights (name → (constant, its readers)) and activations
-    (computed or graph-input tensors, in graph order). A bias (a Conv's or Gemm's third input) stays float."""
+def _quantized_inputs(graph, exclude: set[str]) -> tuple[dict, list[str]]:
+    """The Conv / Gemm / MatMul inputs to quantize, but `exclude`'s: float weights (name → (constant, its readers))
+    and activations (computed or graph-input tensors, in graph order). A bias (a Conv's or Gemm's third input) stays
+    float."""
     import onnx_graphsurgeon as gs
 
     weights: dict = {}
     activations: list[str] = []
     for node in graph.nodes:
-        if node.op not in COMPUTE_OPS:
+        if node.op not in COMPUTE_OPS or node.name in exclude:
             continue
         for t in node.inputs[:2]:
             if isinstance(t, gs.Constant):
@@ -177,21 +192,62 @@ def _qdq(graph, tensor, amax: float):
     return dq
 
 
-def _weight_dq(graph, const) -> tuple:
-    """A float32 weight folded to an E4M3 initializer at scale max|w| / 448, read through a DequantizeLinear; and the
-    share of its nonzero values that scale rounds to zero."""
+def _channel_axis(readers, const) -> int | None:
+    """The output-channel axis of weight `const` as its first reader reads it (Conv: 0; Gemm: 0 with transB, else
+    1; MatMul's second input: its last), None where it is no such weight (a MatMul's first input)."""
+    node = readers[0]
+    if node.op == "Conv":
+        return 0
+    if node.op == "Gemm" and node.inputs[1] is const:
+        return 0 if node.attrs.get("transB", 0) else 1
+    if node.op == "MatMul" and node.inputs[1] is const and np.ndim(const.values) == 2:
+        return 1
+    return None
+
+
+def _weight_dq(graph, const, axis: int | None = None) -> tuple:
+    """A float32 weight folded to an E4M3 initializer at scale max|w| / 448 (per tensor; per slice along `axis`
+    where given), read through a DequantizeLinear; and the share of its nonzero values that scale rounds to zero."""
     import ml_dtypes
     import onnx_graphsurgeon as gs
 
     w = np.asarray(const.values, np.float32)
-    s = np.float32(max(float(np.abs(w).max()) if w.size else 0.0, _TINY) / E4M3_MAX)
-    scale = gs.Constant(f"{const.name}_fp8_scale", np.array(s, np.float32))
-    zero = gs.Constant(f"{const.name}_fp8_zero_point", np.zeros((), ml_dtypes.float8_e4m3fn))
-    e4m3 = to_e4m3(w, s)
+    if axis is None:
+        s = np.float32(max(float(np.abs(w).max()) if w.size else 0.0, _TINY) / E4M3_MAX)
+        e4m3 = to_e4m3(w, s)
+        s, zeros, attrs = np.array(s, np.float32), np.zeros((), ml_dtypes.float8_e4m3fn), {}
+    else:
+        top = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+        s = (np.maximum(top, _TINY) / E4M3_MAX).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        e4m3 = to_e4m3(w, s.reshape(shape))
+        zeros, attrs = np.zeros(s.shape, ml_dtypes.float8_e4m3fn), {"axis": axis}
+    scale = gs.Constant(f"{const.name}_fp8_scale", s)
+    zero = gs.Constant(f"{const.name}_fp8_zero_point", zeros)
     nonzero = w != 0
     share = float(np.count_nonzero(nonzero & (e4m3.astype(np.float32) == 0)) / max(np.count_nonzero(nonzero), 1))
     folded = gs.Constant(f"{const.name}_fp8", e4m3)
     dq = gs.Variable(f"{const.name}_fp8_dq", dtype=np.float32, shape=list(w.shape))
-    graph.nodes.append(gs.Node("DequantizeLinear", f"{const.name}_DequantizeLinear", {}, [folded, scale, zero],
+    graph.nodes.append(gs.Node("DequantizeLinear", f"{const.name}_DequantizeLinear", attrs, [folded, scale, zero],
                                [dq]))
     return dq, share
+
+
+SUBNORMAL_STEP = 2.0 ** -9  # E4M3's smallest subnormal, in units of the scale: half of it and less round to zero
+NORMAL_MIN = 2.0 ** -6  # E4M3's smallest normal, in units of the scale: below it fewer than 3 mantissa bits remain
+
+
+def e4m3_range(values: np.ndarray, amax: float) -> tuple[float, float, float]:
+    """How `values` fit E4M3 at per-tensor range ±`amax` (scale amax / 448): the shares of their nonzero values that
+    round to zero (|x| ≤ half the smallest subnormal step) and that fall below the normal range (fewer than 3
+    mantissa bits), and the share of all values beyond ±amax (saturated)."""
+    a = np.abs(np.asarray(values, np.float64)).ravel()
+    if not a.size or amax <= 0:
+        return 0.0, 0.0, 0.0
+    scale = amax / E4M3_MAX
+    nonzero = a[a > 0]
+    n = max(nonzero.size, 1)
+    flushed = float(np.count_nonzero(nonzero <= scale * SUBNORMAL_STEP / 2) / n)
+    subnormal = float(np.count_nonzero(nonzero < scale * NORMAL_MIN) / n)
+    return flushed, subnormal, float(np.count_nonzero(a > amax) / a.size)

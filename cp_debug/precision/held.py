@@ -2,7 +2,9 @@
 
 Q/DQ pairs say their format by their zero point's type: int8/uint8 (onnxruntime.quantization's `quantize_static`,
 ModelOpt's INT8) or float8 e4m3fn / e5m2 (opset 19+: ModelOpt's FP8, TensorRT's FP8 Q/DQ): "fp8" where any
-QuantizeLinear writes float8 — its 3 mantissa bits are not INT8's 256 levels, never judged by INT8's budget.
+QuantizeLinear writes float8 — its 3 mantissa bits are not INT8's 256 levels, never judged by INT8's budget. A graph
+that `precision/block_quant.py` wrote says the format it emulates ("nvfp4", "mxfp8") in its metadata: its float8
+Q/DQ pairs round block scales, not values at a per-tensor scale.
 
 Where a file carries its precision, a backend runs it as it is (a deployed FP16 or Q/DQ file) and TensorRT builds it
 strongly typed; the `SPEC@DIR` candidates' tolerances follow it too (`bisect/deployed.py`).
@@ -20,13 +22,18 @@ INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLin
 
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# the precisions whose graphs hold float8 Q/DQ: ONNX Runtime runs them at `ort_precision.FP8_ORT_OPT_LEVEL`
+FLOAT8_GRAPHS = ("fp8", "nvfp4", "mxfp8")
 
 
 def file_precision(model: "onnx.ModelProto") -> str:
-    """"fp8" for float8 Q/DQ, "int8" for a Q/DQ (or integer-op) graph, "fp16" where weights or casts are float16,
-    else "fp32"."""
+    """"nvfp4" / "mxfp8" for a graph emulating that format here, "fp8" for float8 Q/DQ, "int8" for a Q/DQ (or
+    integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
+    from cp_debug.precision.block_quant import emulated_format
     from cp_debug.precision.half_storage import holds_half_constants
 
+    if (emulated := emulated_format(model)) is not None:
+        return emulated
     if any(n.op_type in INT8_OPS for n in model.graph.node):
         return "fp8" if _float8_qdq(model) else "int8"
     return "fp16" if holds_half_constants(model) else "fp32"

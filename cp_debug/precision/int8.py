@@ -39,7 +39,8 @@ class QuantizedModel:
     activation_amax: original tensor name → calibrated amax (the largest magnitude int8 represents,
         scale·127 for symmetric int8): values beyond it saturate.
     weights_flushed (FP8, `precision/fp8.py`): weight → the share of its nonzero values that its per-tensor scale
-        rounds to zero, where that is `fp8.FLUSH_NOTE` or more.
+        rounds to zero, where that is `fp8.FLUSH_NOTE` or more; (NVFP4, `precision/block_quant.py`) weight or
+        activation → the share of its nonzero blocks whose block scale underflows.
     """
 
     model: "onnx.ModelProto"

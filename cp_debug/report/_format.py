@@ -176,6 +176,15 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
     return "ok", f"within tolerance{tail}"
 
 
+def candidate_title(cand: CandidateResult) -> str:
+    """The candidate's name in a summary: its label, with the spec it resolved to where that says more; a deployed
+    file holding another precision than its spec's (`ort@DIR` over an FP16 or FP8 file) says what it holds."""
+    if cand.spec in (None, "", cand.label):
+        return cand.label
+    held = cand.judged_at if cand.judged_at and f"-{cand.judged_at}" not in cand.spec and "@" in cand.spec else None
+    return f"{cand.label} ({cand.spec}{f', the file holds {held}' if held else ''})"
+
+
 def precision_line(cand: CandidateResult) -> str | None:
     """"requested fp16, ran fp32: note; note" or None."""
     p = cand.precision
@@ -232,10 +241,18 @@ def tolerance_line(report: BisectReport, cand: CandidateResult) -> str | None:
         line = ("judged at int8: each probe against 8 half-steps of its amax/127 (relative RMS error)"
                 + _int8_cpu_note(report, cand.label)
                 if cand.judged_at == "int8" else
-                f"judged at {cand.judged_at}: a healthy {cand.judged_at} run reaches a relative RMS error of "
-                f"{fmt_num(budget(cand.judged_at))} (its expected rounding)")
+                f"judged at {cand.judged_at}{_emulated(cand.judged_at)}: a healthy {cand.judged_at} run reaches a "
+                f"relative RMS error of {fmt_num(budget(cand.judged_at))} (its expected rounding)")
         return line + (f"; element-wise {elementwise} with --tolerance-mode fixed" if elementwise else "")
     return f"tolerance: {elementwise}" if elementwise else None
+
+
+def _emulated(precision: str) -> str:
+    """" (emulated — not run on hardware)" for a precision no runtime here runs (NVFP4, MXFP8), else ""."""
+    from cp_debug.backends.spec import EMULATED_PRECISIONS
+    from cp_debug.precision.block_quant import EMULATED
+
+    return f" ({EMULATED})" if precision in EMULATED_PRECISIONS else ""
 
 
 def model_title(report: BisectReport) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.report.bev_plot import bisect_pictures, pictures_html
-from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, fmt_db, fmt_num, model_title,
+from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, as_float, candidate_title, fmt_db, fmt_num,
+                                     model_title,
                                      precision_line, rows, third_party_line, tolerance_for, tolerance_line, topo_rows,
                                      verdict)
 from cp_debug.report.figure import (axis_depth, figure_png, fit_margins, fixed_margins, img_tag, new_figure,
@@ -94,7 +95,7 @@ def _summary(report: BisectReport) -> str:
            f"<tr><td>reference</td><td>{escape(report.reference)}</td></tr>"]
     for cand in report.candidates:
         kind, text = verdict(cand)
-        label = cand.label if cand.spec in (None, "", cand.label) else f"{cand.label} ({cand.spec})"
+        label = candidate_title(cand)
         cell = f'<span class="verdict v-{kind}">{escape(text)}</span>'
         prec = precision_line(cand)
         if prec:

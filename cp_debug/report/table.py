@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.compare.diff import BROKEN
-from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, fmt_db, fmt_num, model_title, precision_line,
+from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, candidate_title, fmt_db, fmt_num, model_title,
+                                     precision_line,
                                      rows, summary_line, third_party_line, tolerance_line, verdict)
 from cp_debug.report import int8_rows
 
@@ -60,7 +61,7 @@ def render_summary(report: BisectReport, console: "Console") -> None:
         grid.add_row("model", Text(model_title(report)))
     for cand in report.candidates:
         kind, text = verdict(cand)
-        label = cand.label if cand.spec in (None, "", cand.label) else f"{cand.label} ({cand.spec})"
+        label = candidate_title(cand)
         grid.add_row(label, Text(text, style=VERDICT_STYLE[kind]))
         prec = precision_line(cand)
         if prec:

@@ -31,3 +31,18 @@ def test_a_wide_margin_keeps_the_choice_and_is_no_finding(tmp_path):
     report = json.loads(out.read_text())
     assert proc.returncode == 0, report["outcome_reasons"]
     assert report["root_cause"].get("ort-cpu-fp16") is None
+
+
+def test_keep_fp32_searches_no_set_for_a_near_tie(tmp_path):
+    """keep-fp32 reads the same tie on the FP32 reference and searches nothing (before: it kept the score MatMul in
+    FP32, a set that keeps this input's choice and no other's): one run, status tie, exit 1; a wide margin's model
+    is searched as before."""
+    out = tmp_path / "k.json"
+    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build", "-b", "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert (result["status"], result["keep"], result["runs"]) == ("tie", None, 1)
+    assert result["tie"].startswith("TopK 'node_topk__1' chooses between near ties"), result["tie"]
+    assert "No FP32 set searched" in proc.stdout
+    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build_wide", "-b", "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 0 and json.loads(out.read_text())["status"] != "tie"

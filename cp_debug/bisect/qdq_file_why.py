@@ -1,0 +1,161 @@
+"""Why a user's own Q/DQ file loses its values at the root cause (issue 84, item 3; issue 86, item 4): the reasons
+cp_debug gives its own INT8 / FP8 conversion, read from the file's own scales.
+
+A deployed INT8 or FP8 Q/DQ file (ONNX Runtime's quantize_static, NVIDIA ModelOpt's ONNX quantizer) is run as it is
+and its probes are mapped through its Q/DQ nodes: a tensor read through QuantizeLinear → DequantizeLinear is compared
+at the DequantizeLinear's output, and the value that entered the QuantizeLinear is the reference's value of that
+probe. So the reference's values at each quantized tensor are known, and the file says its range: the scale (per
+tensor or per channel) times the format's largest level (127 for int8, 448 for float8 e4m3fn). The Q/DQ pairs read
+are those at the root cause's probe itself (its tensor is a DequantizeLinear's output) and at the inputs of the node
+that computes it (its data input and its weight); the first that cannot hold the reference's values is named:
+values beyond the range clip (a stale or narrow calibration), or most nonzero values round to zero (a range set by
+outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout) is read from the file itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.bisect.run_state import CandidateState, RunState
+
+LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
+SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
+LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
+WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
+
+
+def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None:
+    """The finding for the root cause `probe` of a deployed Q/DQ file (module docstring), or None."""
+    from onnx import numpy_helper
+
+    if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8") or probe not in run.probes:
+        return None
+    st = run.stage_of(state.label, run.probes[probe].stage)
+    pm = st.probe_map()
+    t = pm.tensors.get(probe) if pm is not None else None
+    if t is None:
+        return None
+    model = st.onnx()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    entered = _entered(pm, producer)  # the tensor entering a Q → the probe whose reference value it is
+    node = producer.get(t)
+    if node is None:
+        return None
+    pairs = [t] if node.op_type == "DequantizeLinear" else [x for x in node.input[:2] if x in producer
+                                                            and producer[x].op_type == "DequantizeLinear"]
+    for dq_out in pairs:
+        dq = producer[dq_out]
+        q = producer.get(dq.input[0])
+        source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+        if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
+            found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+            if found is not None:
+                return found
+            continue
+        if source in inits:
+            value = numpy_helper.to_array(inits[source])
+        elif entered.get(source) in run.store:
+            value = run.store.get(entered[source])
+        else:
+            continue
+        scale = numpy_helper.to_array(inits[dq.input[1]]) if dq.input[1] in inits else None
+        zp = inits.get(dq.input[2]) if len(dq.input) > 2 else None
+        fmt = _format(zp)
+        if scale is None or fmt is None:
+            continue
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        zero = np.asarray(numpy_helper.to_array(zp), np.float64)
+        found = _range(np.asarray(value, np.float64), np.asarray(scale, np.float64), zero, fmt, axis)
+        if found is not None:
+            where = (repr(source) if dq_out == t
+                     else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
+            return f"the file's {fmt.upper()} Q/DQ on {where} {found}"
+    return None
+
+
+def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:
+    """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
+    the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
+    than the format's rounding (a relative RMS difference past WEIGHT_OFF), the words that say so."""
+    from onnx import numpy_helper
+
+    ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
+    pm = ref_stage.probe_map()
+    t = pm.tensors.get(probe) if pm is not None else None
+    model = ref_stage.onnx()
+    node = next((n for n in model.graph.node if t in n.output), None)
+    ref_inits = {i.name: i for i in model.graph.initializer}
+    if node is None or len(node.input) < 2 or node.input[1] not in ref_inits:
+        return None
+    ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
+    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64) if dq.input[1] in inits else None
+    zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and \
+        dq.input[2] in inits else np.zeros(())
+    if scale is None or q.shape != ref.shape:
+        return None
+    if scale.size > 1:
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    got = (q - zero) * scale
+    norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+    off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
+    if off <= WEIGHT_OFF:
+        return None
+    fit = float(np.sum(got * ref) / max(float(np.sum(ref * ref)), 1e-30))  # the best single factor got ≈ fit · ref
+    return (f"the file's weight {dq.input[0]!r} of {_node(reader)} dequantizes to values {fit:.3g}× the "
+            f"reference's {node.input[1]!r} (rel. RMS difference {off:.3g}, where its own rounding is a few 1e-3): "
+            "the file's weights or their scale are not this model's")
+
+
+def _entered(pm, producer: dict) -> dict[str, str]:
+    """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe."""
+    out = {}
+    for p, t in pm.tensors.items():
+        dq = producer.get(t)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            out[q.input[0]] = p
+    return out
+
+
+def _format(zero_point) -> str | None:
+    from onnx import TensorProto
+
+    if zero_point is None:
+        return None
+    return {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
+            TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
+
+
+def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, axis: int) -> str | None:
+    """What the file's range does to `value`: clips a share beyond it, or rounds most nonzero values to zero."""
+    if scale.size > 1:  # per channel: each slice against its own scale and zero point
+        shape = [1] * value.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    qmin, qmax = LEVELS[fmt]
+    lo, hi = (qmin - zero) * scale, (qmax - zero) * scale
+    beyond = float(np.mean((value < lo * (1 + 1e-6)) | (value > hi * (1 + 1e-6))))
+    a = np.abs(value)
+    nonzero = a > 0
+    step = scale * (2.0 ** -10 if fmt == "fp8" else 0.5)  # what rounds to zero: half E4M3's subnormal, half a level
+    lost = float(np.count_nonzero(nonzero & (a <= step)) / max(np.count_nonzero(nonzero), 1))
+    span = f"[{float(np.min(lo)):.3g}, {float(np.max(hi)):.3g}]"
+    if beyond > SATURATED:
+        return (f"clips the reference's values: its range is {span} and they reach [{float(value.min()):.3g}, "
+                f"{float(value.max()):.3g}]: {beyond:.2%} of them lie beyond — a calibration that did not see these "
+                "values")
+    if lost > LOST:
+        return (f"rounds {lost:.0%} of the reference's nonzero values to zero: its range is {span} against their "
+                f"median |x| {float(np.median(a[nonzero])):.3g}")
+    return None
+
+
+def _node(node) -> str:
+    return f"{node.op_type} {node.name!r}"

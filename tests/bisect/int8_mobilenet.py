@@ -1,0 +1,32 @@
+"""torchvision's MobileNetV2 (width 0.5, 10 classes, random weights, no download) for `--torch FILE:FUNC`, with one
+channel ×1000 planted where per-tensor INT8 loses the others: a depthwise conv's (features.5.conv.1.0) or a
+projection's (features.5.conv.2) output channel. The big channel sets its conv output's per-tensor range, most
+other values round to zero, and the output's relative error — dominated by the big channel — stays small there."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.5).eval()
+
+
+def _inputs() -> tuple[torch.Tensor]:
+    return (torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)),)
+
+
+def depthwise():
+    net = _net()
+    with torch.no_grad():
+        net.features[5].conv[1][0].weight[7] *= 1000
+    return net, _inputs()
+
+
+def projection():
+    net = _net()
+    with torch.no_grad():
+        net.features[5].conv[2].weight[3] *= 1000
+    return net, _inputs()

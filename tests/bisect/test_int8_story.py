@@ -1,0 +1,36 @@
+"""INT8 tells one story at every level (issue 84, item 4; bisect/int8_story.py): torchvision's MobileNetV2 with one
+depthwise output channel ×1000 (tests/bisect/int8_mobilenet.py) — the channel sets its conv output's per-tensor range
+and 99% of the other values round to zero, while that output's relative error, dominated by the big channel, stays
+small. Block probes and `--level all` name the same conv (block probes: the block holding it, the finding naming the
+conv inside; every module: the conv itself), with the range that loses the values — not the largest of many
+rounding-sized local errors two blocks away."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_run import cpdebug
+
+MODELS = Path(__file__).with_name("int8_mobilenet.py")
+CONV = "features.5.conv.1.1"  # the depthwise conv with its BatchNorm folded in (features.5.conv.1.0 + .1)
+
+
+@pytest.mark.parametrize("level", ["block", "all"])
+def test_the_depthwise_plant_is_named_at_its_conv_at_every_level(tmp_path, level):
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:depthwise", "-b", "torch,ort-cpu-int8", "--level", level,
+                   "--json", tmp_path / "r.json", "--quiet")
+    assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+    cause = json.loads((tmp_path / "r.json").read_text())["root_cause"]["ort-cpu-int8"]
+    hint = cause["hint"]
+    if level == "all":
+        assert cause["probe"] == CONV, cause
+        assert hint.startswith("INT8 resolution lost:") and "set by outliers" in hint, hint
+    else:  # the block that holds the conv; the finding names the conv inside it
+        assert cause["probe"] == "features.5", cause
+        assert hint.startswith(f"INT8 resolution lost after {CONV}: Conv"), hint
+        assert "a range set by 1 outlier channel of" in hint, hint
+    lost = float(hint.split("% of ")[0].rsplit(" ", 1)[1])
+    assert lost > 90, hint
