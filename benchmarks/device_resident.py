@@ -42,6 +42,7 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
     from cp_debug.data.frames import held_out
     from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
+    from cp_debug.recipes import catalog
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
     from cp_debug.lidar.compare_detections import compare_detections
@@ -49,7 +50,7 @@ def per_frame(preset: str, labels: list[str], repeat: int) -> None:
 
     cfg = get_preset(preset)
     points = held_out(1)[0].load(cfg).points
-    model = load_weights(preset, None, False, 0).model
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points)
         for label in labels:
@@ -85,11 +86,12 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
 
     from cp_debug.data.frames import held_out
     from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes import catalog
     from cp_debug.sweep.records import SweepSettings
     from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
     frames = held_out(n + 1)
-    with SweepWorker(SweepSettings(labels, preset=preset, level=level)) as worker:
+    with SweepWorker(SweepSettings(labels, preset=preset, level=level, recipe=catalog.recipe())) as worker:
         for resident in (False, True):
             for lane in worker._lanes:
                 lane.resident = resident
@@ -135,11 +137,12 @@ def sweep(preset: str, labels: tuple[str, ...], level: str, n: int, profile: boo
     # the plain resident pipelines, back to back, in the same process
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.eval.session import load_weights
+    from cp_debug.recipes import catalog
     from cp_debug.recipes.centerpoint.export import export_onnx
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     pts = [f.load(cfg).points for f in frames]
-    model = load_weights(preset, None, False, 0).model
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = Path(tmp)
         export_onnx(model, cfg, onnx_dir, sample_points=pts[0])

@@ -45,12 +45,13 @@ def child_plain(preset: str, labels: list[str]) -> None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
+    from cp_debug.recipes import catalog
     from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.recipes.centerpoint.export import export_onnx
 
     cfg = _preset(preset)
     points = synthetic_scene(0, cfg).points
-    model = load_weights(preset, None, False, 0).model
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
     specs = {label: BackendSpec.parse(label) for label in labels}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = None
@@ -81,12 +82,14 @@ def child_backbone(preset: str) -> None:
     import onnx
 
     from cp_debug.eval.session import load_weights
+
+    from cp_debug.recipes import catalog
     from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.precision.fp16 import convert_to_fp16
     from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, export_onnx
 
     cfg = _preset(preset)
-    model = load_weights(preset, None, False, 0).model
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=synthetic_scene(0, cfg).points)
         fp32 = onnx.load(str(Path(tmp) / BACKBONE_FILE))

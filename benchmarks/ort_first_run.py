@@ -76,6 +76,8 @@ def main() -> None:
     import onnx
 
     from cp_debug.eval.session import load_weights
+
+    from cp_debug.recipes import catalog
     from cp_debug.lidar.synthetic import synthetic_scene
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.precision.fp16 import convert_to_fp16
@@ -85,7 +87,7 @@ def main() -> None:
     nx, ny = cfg.grid_size
     shape = json.dumps([1, cfg.pillar_channels, ny, nx])
     with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(load_weights(args.preset, None, False, 0).model, cfg, Path(tmp),
+        export_onnx(load_weights(args.preset, None, False, 0, catalog.recipe()).model, cfg, Path(tmp),
                     sample_points=synthetic_scene(0, cfg).points)
         files = {"fp32": str(Path(tmp) / BACKBONE_FILE), "fp16": str(Path(tmp) / "backbone_fp16.onnx")}
         onnx.save(convert_to_fp16(onnx.load(files["fp32"])), files["fp16"])

@@ -20,6 +20,7 @@ from pathlib import Path
 def main() -> None:
     import numpy as np
 
+    from cp_debug.recipes import catalog
     from cp_debug.sweep import metrics
     from cp_debug.sweep.bootstrap import _Pooled
     from cp_debug.sweep.records import SweepSettings
@@ -31,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     workers = args.processes or max(1, min(metrics.MAX_PROCESSES, len(os.sched_getaffinity(0)) - 2))
     st = json.loads((Path(args.out) / "manifest.json").read_text())["settings"]
-    settings = SweepSettings(tuple(st["backends"]), preset=st["preset"], recipe=st.get("recipe", "centerpoint"),
+    settings = SweepSettings(tuple(st["backends"]), preset=st["preset"], recipe=catalog.recipe(st.get("recipe")),
                              seed=st.get("seed"))
     t0 = time.perf_counter()
     results = ShardStore(args.out).results()

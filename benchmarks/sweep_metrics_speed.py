@@ -67,9 +67,10 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     import hashlib
 
     from cp_debug.sweep import metrics
+    from cp_debug.recipes import catalog
     from cp_debug.sweep.records import SweepSettings
 
-    settings = SweepSettings(backends=("torch-cuda", "ort-cuda-fp16"), preset="awml-base")
+    settings = SweepSettings(("torch-cuda", "ort-cuda-fp16"), preset="awml-base", recipe=catalog.recipe())
     results = _frames(frames, ties, skewed=skewed)
     tables = {r.token: metrics.frame_tables(r, list(settings.backends), 5) for r in results}
 

@@ -25,6 +25,7 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
     from cp_debug.eval.session import load_weights
+    from cp_debug.recipes import catalog
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
     from cp_debug.data.frames import held_out
@@ -32,7 +33,7 @@ def _plain(preset: str, n: int, labels: tuple[str, ...]) -> float:
     cfg = get_preset(preset)
     frames = held_out(n)
     points = [f.load(cfg).points for f in frames]
-    model = load_weights(preset, None, False, 0).model
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points[0])
         # the glue on each backend's own device, as `bench` and the sweep's lanes run it (resident on CUDA)
@@ -77,11 +78,12 @@ def _sweep(preset: str, n: int, out: Path, labels: tuple[str, ...], level: str, 
     """Seconds of the frame loop, peak RSS (KiB) and GPU memory in use (MiB) after each frame."""
     from cp_debug.sweep.executor import InProcessExecutor
     from cp_debug.data.frames import held_out
+    from cp_debug.recipes import catalog
     from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.shards import ShardStore, plan_shards
     from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
-    settings = SweepSettings(labels, preset=preset, level=level, overlap=overlap)
+    settings = SweepSettings(labels, preset=preset, level=level, overlap=overlap, recipe=catalog.recipe())
     frames = held_out(n)
     store = ShardStore(out)
     store.start(settings.to_json(), [f.token for f in frames], 8, resume=False)

@@ -1,6 +1,6 @@
 """Per-stage latency of a recipe's staged pipeline, per backend: median and p90 over repeats after warm-up.
 
-The rows are the recipe's (its `bench` plug-in, recipes/contract.PLUGINS): `STAGES`, a tuple of (row name, the
+The rows are the recipe's (its `bench` plug-in, recipe_contract/recipe.PLUGINS): `STAGES`, a tuple of (row name, the
 pipeline steps whose times are summed into it), in the order of a scan; the last row, "total", is every step's.
 
 The step times are `run_pipeline`'s own (`PipelineResult.timings`). On CUDA backends the pipeline runs resident

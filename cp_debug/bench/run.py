@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bench.latency import BackendBench, baseline_gpu_used_mb, bench_backend
 from cp_debug.determinism import Determinism
-from cp_debug.recipes.catalog import DEFAULT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class BenchOptions:
     deterministic: bool = True
     calib_scenes: int = 2
     cudnn_algo: str | None = None  # Determinism.conv_algo
-    recipe: str = DEFAULT  # whose pipeline is timed (its `bench` plug-in's rows)
+    recipe: "Recipe" = field(kw_only=True)  # whose pipeline is timed (its `bench` plug-in's rows)
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,13 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
     from cp_debug.backends.factory import check_available
     from cp_debug.data.frames import Frame, PointFile, calibration, held_out, points_of
     from cp_debug.eval.session import load_weights
-    from cp_debug.recipes.catalog import recipe
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    default = recipe(opts.recipe)
-    cfg = default.config(opts.preset)
-    plug = default.plugin("bench")
+    cfg = opts.recipe.config(opts.preset)
+    plug = opts.recipe.plugin("bench")
     stages = plug.STAGES
     if opts.points is not None:
         points, scan = Frame(str(opts.points), PointFile(str(opts.points))).load(cfg).points, str(opts.points)
@@ -79,7 +79,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str, int], ContextManager]
         if any(s.runs_onnx for s in specs.values()):
             with step("exporting the two ONNX stages"):
                 onnx_dir = Path(tmp)
-                default.export_files(loaded, onnx_dir, sample_points=points)
+                opts.recipe.export_files(loaded, onnx_dir, sample_points=points)
         calib = None
         if any(s.precision == "int8" for s in specs.values()):
             with step(f"INT8 calibration feeds from {opts.calib_scenes} held-out scenes"):

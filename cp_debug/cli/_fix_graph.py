@@ -35,6 +35,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     from cp_debug.fix.module import REFERENCE, candidate_spec, check_libraries, fix_graph
     from cp_debug.fix.module_files import fix_json, write_graph_fix
     from cp_debug.fix.samples import prepare
+    from cp_debug.recipes.catalog import of_any_model
 
     given = [o for o, v in others.items() if v is not None]
     if given:
@@ -54,7 +55,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
         task = task_metric(metric)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model and the samples"):
-        m, split, calib, said = prepare(g, seed, (BackendSpec.parse(REFERENCE), spec))
+        m, split, calib, said = prepare(g, seed, (BackendSpec.parse(REFERENCE), spec), of_any_model())
     result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib, metric=task,
                        progress=progress)
     doc = fix_json(result)

@@ -92,8 +92,10 @@ def read_budget_for(path, command: str):
     if path is None:
         return None
     from cp_debug.eval.gates import read_budget
+    from cp_debug.recipes import catalog
 
-    budget = read_budget(path)
+    # a budget's head limits are the default recipe's head maps (CenterPoint's pair's), whatever recipe runs
+    budget = read_budget(path, catalog.recipe().head_outputs)
     budget.check_measurable(command)
     return budget
 

@@ -48,10 +48,10 @@ def bench(
 
         from cp_debug.recipes.catalog import recipe as recipe_of
 
-        name = recipe_name(recipe, config)
-        recipe_of(name).plugin("bench")  # a recipe without bench rows is one line (CenterPoint's are the only ones)
+        r = recipe_of(recipe_name(recipe, config))
+        r.plugin("bench")  # a recipe without bench rows is one line (CenterPoint's are the only ones)
         opts = BenchOptions(_labels(backends), preset, checkpoint, random_weights, seed, points, repeat, warmup,
-                            deterministic, cudnn_algo=check_conv_algo(cudnn_algo), recipe=name)
+                            deterministic, cudnn_algo=check_conv_algo(cudnn_algo), recipe=r)
         _bench(opts, model, json_out=json_out, csv=csv, quiet=quiet or json_out == "-", third_party=third_party)
 
 
@@ -69,9 +69,8 @@ def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, 
     from cp_debug.cli._output import StepProgress, finish
     from cp_debug.cli._preflight import check_inputs, check_outputs
     from cp_debug.files import write_text_atomic
-    from cp_debug.recipes.catalog import recipe
 
-    recipe(opts.recipe).config(opts.preset)  # an unknown preset said before torch loads
+    opts.recipe.config(opts.preset)  # an unknown preset said before torch loads
     check_inputs(checkpoint=opts.checkpoint, points=opts.points)
     check_outputs(json_out, csv)
     steps = StepProgress(quiet, stream=third_party.terminal)

@@ -279,7 +279,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
             from cp_debug.cli._output import budget_verdict
             from cp_debug.eval.gates import bisect_figures, budget_doc
 
-            checks, code = budget_verdict(budget, bisect_figures(report), third_party.terminal)
+            checks, code = budget_verdict(budget, bisect_figures(report, budget.heads), third_party.terminal)
             report.budget = budget_doc(budget, checks)
         _write_outputs(engine, report, outputs, progress, third_party, checks)
     finally:

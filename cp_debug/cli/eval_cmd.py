@@ -111,13 +111,14 @@ def eval_(
                    json_out=json_out, html=html)
         from cp_debug.determinism import check_conv_algo
         from cp_debug.eval.session import EvalOptions
+        from cp_debug.recipes import catalog
 
         opts = EvalOptions(backends=_backends(backends, detections is not None), preset=preset,
                            checkpoint=checkpoint, random_weights=random_weights, seed=seed, scenes_dir=scenes,
                            data_root=data_root, n=n, detections_file=detections, deterministic=deterministic,
                            cudnn_algo=check_conv_algo(cudnn_algo),
                            calib_scenes=calib_scenes, max_dist=match_distance, int8_dir=int8,
-                           tolerance_mode=tolerance_mode, recipe=recipe)
+                           tolerance_mode=tolerance_mode, recipe=catalog.recipe(recipe))
         code = _eval(opts, model, gates, json_out=json_out, html=html, quiet=quiet or json_out == "-",
                      third_party=third_party, budget=budget_limits)
     raise typer.Exit(code)

@@ -195,17 +195,19 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         from cp_debug.backends.spec import REF_CAND, parse_backends
 
         (ref, _), (cand, _) = parse_backends(backends, rule=REF_CAND)
-    common = {**request, "target": FixTarget.of(*request["target"]), "reference": ref, "candidate": cand}
-    if from_bisect is not None and from_sweep is not None:
-        raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
     from cp_debug.recipes import catalog
 
+    common = {**request, "target": FixTarget.of(*request["target"]), "reference": ref, "candidate": cand,
+              "recipe": catalog.recipe(request["recipe"])}
+    if from_bisect is not None and from_sweep is not None:
+        raise BadInputError("give --from-bisect REPORT or --from-sweep DIR, not both")
     if not catalog.starts_fix_from_reports(request["recipe"]) and (from_bisect is not None or from_sweep is not None):
         raise BadInputError(f"--from-bisect / --from-sweep start from a "
                             f"{' or '.join(catalog.titles(catalog.fixed_from_reports()))} run; fix --recipe "
                             f"{request['recipe']} starts from scratch (--preset, --checkpoint, --backends)")
     if from_bisect is not None:
-        req = request_from_bisect(from_bisect, **common)
+        starts = tuple(catalog.recipe(name) for name in catalog.fixed_from_reports())
+        req = request_from_bisect(from_bisect, starts, **common)
     elif from_sweep is not None:
         req = request_from_sweep(from_sweep, **common)
     else:
@@ -237,7 +239,11 @@ def _check(check: Path, device: str | None, json_out: str | None, junit: Path | 
         raise BadInputError(f"--device must be cpu or cuda, not {device!r}")
     check_outputs(junit)
     limits = read_budget_for(budget, "fix --check")
-    result = check_fix(check, device=device, progress=progress)
+    from cp_debug.fix.artifact import read_fix
+    from cp_debug.recipes import catalog
+
+    made_by = catalog.recipe(read_fix(check).get("recipe"))  # the recipe its fix.json names (none: the default)
+    result = check_fix(check, made_by, device=device, progress=progress)
     from cp_debug.fix.module_files import GraphCheck
 
     if isinstance(result, GraphCheck):  # a fix of one graph (`fix --torch / --onnx`): its samples, no mAP

@@ -224,7 +224,7 @@ def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None
     check_outputs(json_out)
     req = make_request(ModelRecord(), {"source": {"from": "keep-fp32"}},
                        {**model, "preset": model["preset"] or r.default_preset, "target": FixTarget.of(),
-                        "candidate": candidate, "reference": "torch", "candidates": chosen, "recipe": r.name})
+                        "candidate": candidate, "reference": "torch", "candidates": chosen, "recipe": r})
     check_request(req)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     outcome = run_fix(req, progress=progress)
@@ -238,10 +238,8 @@ def _render_graph(outcome, written: Path | None, console) -> None:
     """The fix search's steps on the one graph (each judged flip-aware on its frames), then the set."""
     from rich.table import Table
 
-    from cp_debug.recipes.catalog import recipe
-
     s = outcome.search
-    graph = recipe(outcome.request.recipe).graph_files[0]
+    graph = outcome.request.recipe.graph_files[0]
     table = Table(title=f"keep-FP32 search of {graph} on {outcome.request.candidate} ({s.runs} runs, "
                         f"{len(s.candidates)} candidates, judged per query with proposal flips)", title_justify="left")
     for col in ("#", "phase", "kept in FP32", "frames", "verdict", "outcome", "worst output", "rel. RMSE", "flips"):

@@ -156,7 +156,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
         from cp_debug.replay.variants import NodeGlue
 
         lint_first(model, params, [], third_party.terminal)
-        node = NodeGlue.read(params)
+        node = NodeGlue.read(params, catalog.recipe().plugin("replay").AUTOWARE_NODE)
     opts = ReplayOptions(seeds=_ints(shuffle_seeds, "--shuffle-seeds"), max_voxels=caps, node=node)
     check_torch_device(device)
     steps = StepProgress(quiet, stream=third_party.terminal)
@@ -176,11 +176,13 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
                                        data_root=src.data_root)
     from cp_debug.cli._bar import progress_bar
     from cp_debug.replay.report import print_report
+    from cp_debug.recipes import catalog
     from cp_debug.replay.session import gates, run_replay
 
     with progress_bar("replaying frames", len(source.frames), quiet, third_party.terminal) as advance:
         report = run_replay(source, model.model_name, model.checkpoint, model.random_weights, model.seed, opts,
-                            on_frame=lambda i: advance(), device=device)
+                            on_frame=lambda i: advance(), device=device,
+                            recipe=catalog.recipe())  # Autoware's CenterPoint node: the default recipe's
     for w in report.warnings:
         print(f"cpdebug: warning: {w}", file=third_party.terminal, flush=True)
     checks = gates(report, min_match)

@@ -191,7 +191,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
-    from cp_debug.recipes.catalog import preset_config
+    from cp_debug.recipes import catalog
     from cp_debug.sweep.records import SweepSettings
     from cp_debug.sweep.report import write_all
     from cp_debug.sweep.session import SweepOptions, run_sweep
@@ -207,7 +207,8 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     check_outputs(run.rrd)
     _check_libraries(run)
     check_report_writers(rrd=run.rrd, pictures=run.pictures)
-    preset_config(run.recipe, preset)
+    recipe = catalog.recipe(run.recipe)
+    recipe.config(preset)
     if run.level not in LEVELS:
         raise BadInputError(f"--level {run.level!r}: use one of {', '.join(LEVELS)}")
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
@@ -219,7 +220,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     check_outputs(run.junit)
     budget = read_budget_for(run.budget, "sweep")
-    settings = SweepSettings(labels, preset=preset, recipe=run.recipe, level=run.level, checkpoint=model.checkpoint,
+    settings = SweepSettings(labels, preset=preset, recipe=recipe, level=run.level, checkpoint=model.checkpoint,
                              random_weights=model.random_weights, seed=model.seed, int8_dir=model.int8,
                              deterministic=run.deterministic, cudnn_algo=run.cudnn_algo,
                              max_dist=run.match_distance,
@@ -245,7 +246,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
             from cp_debug.sweep.budget import budget_figures
 
             checks, code = budget_verdict(budget, budget_figures(outcome.results, outcome.ranked, outcome.metrics,
-                                                                   opts.settings),
+                                                                   opts.settings, budget.heads),
                                           third_party.terminal)
             verdict = budget_doc(budget, checks)
         pictures = None

@@ -101,7 +101,7 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
-    from cp_debug.train.detectors import detector
+    from cp_debug.recipes.catalog import detector
 
     trainee = detector(r.recipe)
     cfg = trainee.get_preset(r.preset)

@@ -54,9 +54,10 @@ def trt_kit(
         rname = recipe_name(recipe, config)
         if onnx_dir is not None and fix is not None:
             raise BadInputError("give --onnx-dir DIR or --fix DIR, not both")
-        from cp_debug.recipes.catalog import recipe as recipe_of
+        from cp_debug.recipes.catalog import DEFAULT, recipe as recipe_of
 
-        kit = recipe_of(rname).plugin("kit")
+        r = recipe_of(rname)
+        kit = r.plugin("kit")
         kit.check_model(model)  # TransFusion-L: an unknown preset is said before anything loads
         source, kind, doc = onnx_dir, "deployed", None
         if fix is not None:
@@ -64,15 +65,15 @@ def trt_kit(
             from cp_debug.kit.content import check_fix
 
             doc = read_fix(fix)
-            check_fix(fix, doc, model, rname)
+            check_fix(fix, doc, model, rname, doc.get("recipe") or DEFAULT)  # none named: the default's
             source, kind = fix, "fix"
         precision = kit.precisions(fix, doc, precision, tuple(params or ()))
         if source is None:
             kind = "export"
         req = KitRequest(model=model, out=out, onnx_dir=source, source_kind=kind, points=tuple(points or ()),
-                         frames=frames_of(scenes, n, model.model_name, rname),
+                         frames=frames_of(scenes, n, model.model_name, r),
                          precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
-                         recipe=rname, params=tuple(params or ()), fix_doc=doc)
+                         recipe=r, params=tuple(params or ()), fix_doc=doc)
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
         from cp_debug.cli._output import StepProgress, stdout_console

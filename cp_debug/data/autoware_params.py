@@ -1,4 +1,6 @@
-"""Autoware's CenterPoint parameter files (`autoware_lidar_centerpoint`) → one typed `AutowareParams`.
+"""Autoware's parameter files (`autoware_lidar_centerpoint`, `autoware_lidar_transfusion`) → one typed
+`AutowareParams`. Which node a file belongs to is the recipe's table (`AutowareNode`: the node's name and the groups
+it declares, in the recipe's folder), handed to `read_params` by its caller.
 
 The node (`src/node.cpp`) declares dotted ROS parameters (`model_params.voxel_size`,
 `post_process_params.iou_nms_threshold`, …) that several YAML files fill in the real nested form
@@ -26,12 +28,16 @@ from typing import Any, Sequence
 from cp_debug.errors import BadInputError
 
 _WRAPPER = "ros__parameters"
-# The node's fixed sizes (include/autoware/lidar_centerpoint/centerpoint_config.hpp): points per pillar and pillar
-# channels are constants of the node, not parameters.
-NODE_POINTS_PER_PILLAR = 32
-NODE_PILLAR_CHANNELS = 32
-NODE_HEAD_CHANNELS = {"heatmap": None, "reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
-NODE_VARIANCE_CHANNELS = {"heatmap": None, "reg": 4, "height": 2, "dim": 6, "rot": 4, "vel": 4}
+
+
+@dataclass(frozen=True)
+class AutowareNode:
+    """One Autoware node as its parameter files show it: its `name` (as messages say it) and the first components of
+    what it declares (`groups`): a file holding none of them is not that node's parameter file. Each recipe's node is
+    a table of its folder (CenterPoint's in `recipes/centerpoint/lint_sources.py`)."""
+
+    name: str
+    groups: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -128,37 +134,22 @@ class AutowareParams:
         return None
 
 
-def read_params(paths: Sequence[str | Path], node: str = "CenterPoint") -> AutowareParams:
-    """Read the files in order (later keys replace earlier ones); each must hold ROS 2 parameters of `node`'s
-    (CenterPoint or TransFusion: `NODE_GROUPS`)."""
+def read_params(paths: Sequence[str | Path], node: AutowareNode | None = None) -> AutowareParams:
+    """Read the files in order (later keys replace earlier ones); with `node` (the recipe's), each must hold ROS 2
+    parameters of that node's."""
     raw: dict[str, Param] = {}
     files = []
-    groups = NODE_GROUPS[node]
     for path in paths:
         path = Path(path)
         files.append(path)
         params = file_parameters(path)
-        if not {k.split(".")[0] for k in params} & groups:
-            raise BadInputError(f"{path}: none of the parameters Autoware's {node} node reads "
-                                f"({', '.join(sorted(groups))}): is it the node's *.param.yaml?")
+        if node is not None and not {k.split(".")[0] for k in params} & node.groups:
+            raise BadInputError(f"{path}: none of the parameters Autoware's {node.name} node reads "
+                                f"({', '.join(sorted(node.groups))}): is it the node's *.param.yaml?")
         for key, value in params.items():
             raw[key] = Param(value, f"{path.name}:{key}")
     return AutowareParams(tuple(files), raw)
 
-
-# The first component of what the node declares (autoware_lidar_centerpoint's node, centerpoint_*.param.yaml and the
-# ml_package manifest): a file holding none of them is not the node's parameter file.
-_NODE_GROUPS = frozenset({"model_params", "post_process_params", "densification_params", "encoder_onnx_path",
-                          "head_onnx_path", "encoder_engine_path", "head_engine_path", "trt_precision",
-                          "cloud_capacity"})
-# autoware_lidar_transfusion declares flat names (src/lidar_transfusion_node.cpp)
-_TRANSFUSION_GROUPS = frozenset({"class_names", "trt_precision", "voxels_num", "point_cloud_range", "voxel_size",
-                                 "num_proposals", "onnx_path", "engine_path", "densification_world_frame_id",
-                                 "densification_num_past_frames", "circle_nms_dist_threshold",
-                                 "iou_nms_target_class_names", "iou_nms_search_distance_2d", "iou_nms_threshold",
-                                 "yaw_norm_thresholds", "score_threshold", "allow_remapping_by_area_matrix",
-                                 "min_area_matrix", "max_area_matrix"})
-NODE_GROUPS = {"CenterPoint": _NODE_GROUPS, "TransFusion": _TRANSFUSION_GROUPS}
 
 
 def is_param_file(path: Path) -> bool:

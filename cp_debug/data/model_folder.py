@@ -35,7 +35,7 @@ def _manifest_file(folder: Path, stage: str) -> Path | None:
     from cp_debug.data.autoware_params import read_params
 
     for f in files:
-        p = read_params([f]).get(key)
+        p = read_params([f]).get(key)  # any node's file: the manifest is the one that names the stage's file
         if p is None or not isinstance(p.value, str) or "$(" in p.value:  # a launch substitution: not resolvable
             continue
         path = Path(p.value) if Path(p.value).is_absolute() else folder / p.value

@@ -146,6 +146,7 @@ class HeadErrorBudget:
 
     limits: float | Mapping[str, float]  # one limit for every head output, or per output name
     quantile: float = 0.95
+    heads: tuple[str, ...] = ()  # the head outputs it limits (the recipe's `Recipe.head_outputs`, handed down)
 
     def limit(self, head: str) -> float | None:
         return self.limits if isinstance(self.limits, float) else self.limits.get(head)
@@ -166,6 +167,11 @@ class Budget:
     max_head_error: HeadErrorBudget | None = None
     no_frame_diverged: bool = False
     max_metric_drop: float | None = None
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The head outputs its `max_head_error` limits (none: no such limit)."""
+        return self.max_head_error.heads if self.max_head_error is not None else ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -189,9 +195,10 @@ class Budget:
         return out
 
 
-def read_budget(path: str | Path) -> Budget:
+def read_budget(path: str | Path, heads: tuple[str, ...] = ()) -> Budget:
     """Read a budget file (YAML, or JSON, which YAML reads too): one BadInputError line for a file that cannot be
-    used, naming unknown keys and bad values."""
+    used, naming unknown keys and bad values. `heads`: the head outputs `max_head_error` names (the caller's recipe's
+    `Recipe.head_outputs`)."""
     p = Path(path)
     if not p.is_file():
         raise BadInputError(f"--budget {p}: no such file (a YAML file of limits, e.g. `max_map_drop: 0.01`)")
@@ -218,19 +225,11 @@ def read_budget(path: str | Path) -> Budget:
     unknown = [str(k) for k in doc if k not in BUDGET_KEYS]
     if unknown:
         raise BadInputError(f"--budget {p}: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(BUDGET_KEYS)}")
-    values = {k: _budget_value(p, k, v) for k, v in doc.items()}
+    values = {k: _budget_value(p, k, v, heads) for k, v in doc.items()}
     return Budget(str(p), **values)
 
 
-def head_outputs() -> tuple[str, ...]:
-    """The head outputs a budget's `max_head_error` names: the default recipe's (`Recipe.head_outputs`; the budget's
-    head limits are CenterPoint's pair's today, whatever recipe ran)."""
-    from cp_debug.recipes.catalog import recipe
-
-    return recipe().head_outputs
-
-
-def _budget_value(path: Path, key: str, value):
+def _budget_value(path: Path, key: str, value, heads: tuple[str, ...]):
     where = f"--budget {path}: {key}"
     if key == "no_frame_diverged":
         if not isinstance(value, bool):
@@ -238,7 +237,7 @@ def _budget_value(path: Path, key: str, value):
         return value
     if key == "max_head_error":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return HeadErrorBudget(_limit(where, key, value))
+            return HeadErrorBudget(_limit(where, key, value), heads=heads)
         if not isinstance(value, dict) or "limits" not in value or set(value) - {"limits", "quantile"}:
             raise BadInputError(f"{where}: give {{quantile: 0.95, limits: 0.05}} or limits per head output "
                                 "({heatmap: .., reg: ..})")
@@ -247,13 +246,12 @@ def _budget_value(path: Path, key: str, value):
             raise BadInputError(f"{where}: quantile {q!r} lies in 0..1 (0.95: the 95th percentile over frames)")
         limits = value["limits"]
         if isinstance(limits, dict):
-            heads = head_outputs()
             bad = [str(h) for h in limits if h not in heads]
             if bad:
                 raise BadInputError(f"{where}: unknown head output(s) {', '.join(bad)}; the outputs are "
                                     f"{', '.join(heads)}")
-            return HeadErrorBudget({str(h): _limit(where, "max_", v) for h, v in limits.items()}, float(q))
-        return HeadErrorBudget(_limit(where, "max_", limits), float(q))
+            return HeadErrorBudget({str(h): _limit(where, "max_", v) for h, v in limits.items()}, float(q), heads)
+        return HeadErrorBudget(_limit(where, "max_", limits), float(q), heads)
     if isinstance(value, dict) and key in ("max_ap_drop_per_class", "max_ap_drop_per_range"):
         if not value:
             raise BadInputError(f"{where}: an empty mapping sets no limit; give a number or {{name: number}}")
@@ -368,7 +366,7 @@ def _ap_checks(key: str, limits: float | Mapping[str, float], table: Mapping, vs
 
 def _head_checks(h: HeadErrorBudget, f: CandidateFigures, vs: str) -> list[GateCheck]:
     out = []
-    for head in head_outputs():
+    for head in h.heads:
         limit = h.limit(head)
         if limit is None:
             continue
@@ -405,13 +403,12 @@ def eval_figures(report: "EvalReport") -> tuple[CandidateFigures, ...]:
     return tuple(out)
 
 
-def bisect_figures(report) -> tuple[CandidateFigures, ...]:
+def bisect_figures(report, names: tuple[str, ...] = ()) -> tuple[CandidateFigures, ...]:
     """What a bisect measured per candidate on its one input (a `bisect.result.BisectReport`): each head output's
-    rel. RMSE (the probe on the graph output of that name), the box matching of its detection verdict, and whether
-    the candidate diverged (its outcome, or a run that failed)."""
+    rel. RMSE (the probe on the graph output of that name among `names`, the recipe's head outputs), the box matching
+    of its detection verdict, and whether the candidate diverged (its outcome, or a run that failed)."""
     from cp_debug.compare.noise import Outcome
 
-    names = head_outputs()
     heads = {p.name: p.onnx_tensor for p in report.probes if p.onnx_tensor in names}
     out = []
     for c in report.candidates:

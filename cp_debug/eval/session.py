@@ -7,15 +7,17 @@ before the slow work (ONNX export, calibration, inference).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 from cp_debug.errors import BadInputError
 from cp_debug.eval.report import EvalReport
-from cp_debug.recipes.catalog import DEFAULT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 # progress(description, total) -> context manager yielding advance(n=1)
 ProgressFactory = Callable[[str, int], ContextManager[Callable[..., None]]]
@@ -43,23 +45,20 @@ class EvalOptions:
     max_dist: float = 2.0
     int8_dir: Path | None = None  # a PTQ dir: int8 specs run its fake-quant model (torch) / Q/DQ files (ort)
     tolerance_mode: str = "model"  # "model": a verdict per candidate (verdict.py); "fixed": none, as before
-    recipe: str = DEFAULT  # the built-in recipe of `preset` (recipes/catalog.py)
+    recipe: "Recipe" = field(kw_only=True)  # the recipe of `preset`, resolved by the command line
 
 
-def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int,
-                 recipe_name: str | None = None):
-    """The model of `preset` in recipe `recipe_name` (None: the default): `checkpoint`, seeded random weights, or the
-    recipe's default weights (its `load_model`'s)."""
+def load_weights(preset: str, checkpoint: Path | None, random_weights: bool, seed: int, recipe: "Recipe"):
+    """The model of `preset` in `recipe`: `checkpoint`, seeded random weights, or the recipe's default weights (its
+    `load_model`'s)."""
     from cp_debug.lidar.record import ModelRecord
 
     if random_weights and checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise BadInputError(f"--checkpoint {checkpoint} does not exist")
-    from cp_debug.recipes.catalog import recipe
-
     record = ModelRecord.of(preset, checkpoint=checkpoint, random_weights=random_weights, seed=seed)
-    return recipe(recipe_name).load_model(record)
+    return recipe.load_model(record)
 
 
 def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
@@ -72,14 +71,13 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     from cp_debug.eval.results_format import read_results
     from cp_debug.data.frames import from_infos, held_out, unique_tokens
     from cp_debug.eval.boxes import ground_truth
-    from cp_debug.recipes.catalog import box_cut, preset_config, recipe, runs_frame_model
 
     step = step or (lambda text: contextlib.nullcontext())
     specs = dict(opts.backends)
     for spec in specs.values():
         check_available(spec)
-    cfg = preset_config(opts.recipe, opts.preset)
-    cut = box_cut(opts.recipe, cfg)
+    cfg = opts.recipe.config(opts.preset)
+    cut = opts.recipe.box_cut(cfg)
     if opts.detections_file is not None and not Path(opts.detections_file).is_file():
         raise BadInputError(f"--detections {opts.detections_file} does not exist")
 
@@ -90,14 +88,14 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
     file_dets = absent = None
     if opts.detections_file is not None:
         file_dets, _meta, absent = read_results(opts.detections_file, cfg.class_names, tokens)
-    if runs_frame_model(opts.recipe):
+    if opts.recipe.runs_frame_model:
         detections, seconds, notes, weights = _run_staged(opts, specs, scenes, progress, step)
         calibrated = False
     else:
         with step("loading weights"):
-            loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed)
+            loaded = load_weights(opts.preset, opts.checkpoint, opts.random_weights, opts.seed, opts.recipe)
         weights = loaded.weights
-        pair = recipe(opts.recipe).plugin("eval")  # its frames on a pipeline of its own: its `eval` plug-in's
+        pair = opts.recipe.plugin("eval")  # its frames on a pipeline of its own: its `eval` plug-in's
         detections, seconds, notes, calibrated = pair.run_backends(opts, specs, cfg, loaded, scenes, progress, step)
 
     labels = list(specs)
@@ -133,7 +131,7 @@ def run_eval(opts: EvalOptions, progress: ProgressFactory = _no_progress,
                 **({"int8_dir": str(opts.int8_dir)} if opts.int8_dir is not None else {}),
                 "match_distance_m": opts.max_dist,
                 "class_range_m": rng, "score_threshold": cut[0], "glue_device": "cpu",
-                "tolerance_mode": opts.tolerance_mode, "recipe": opts.recipe}
+                "tolerance_mode": opts.tolerance_mode, "recipe": opts.recipe.name}
     report = EvalReport(preset=cfg.name, weights=weights, class_names=tuple(cfg.class_names), reference=ref,
                         backends=tuple(labels), metrics=metrics, diffs=diffs, diagnoses=diagnoses,
                         detections=detections, ground_truth=gt, seconds=seconds, notes=notes, settings=settings,
@@ -164,25 +162,24 @@ def _verdicts(opts: EvalOptions, specs: dict, labels: list, detections: dict, di
 
 def _run_staged(opts: EvalOptions, specs: dict, scenes: list, progress: ProgressFactory,
                 step: Callable[[str], ContextManager]) -> tuple[dict, dict, dict, str]:
-    """Every backend of `specs` on the scenes through the recipe's `FrameModel` (recipes/staged.py: each backend's
-    stages end to end, its own decisions, the boxes its deployment makes): detections, seconds and notes by label, and
-    the weights in words."""
+    """Every backend of `specs` on the scenes through the recipe's `FrameModel` (recipe_contract/frame_model.py: each
+    backend's stages end to end, its own decisions, the boxes its deployment makes): detections, seconds and notes by
+    label, and the weights in words."""
     import time
 
     from cp_debug.eval.boxes import SampleBoxes
-    from cp_debug.recipes.catalog import frame_model
-    from cp_debug.recipes.staged import StagedPipeline
+    from cp_debug.recipe_contract.frame_model import StagedPipeline
 
     if opts.int8_dir is not None:
-        raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {opts.recipe}")
+        raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {opts.recipe.name}")
     for label, spec in specs.items():
         if spec.calibrated or spec.onnx_dir is not None:
             raise BadInputError(f"{label}: INT8, FP8 and deployed folders (SPEC@DIR) are not built for --recipe "
-                                f"{opts.recipe}; use fp32 / fp16 backends")
+                                f"{opts.recipe.name}; use fp32 / fp16 backends")
     if opts.random_weights and opts.checkpoint is not None:
         raise BadInputError("--random-weights and --checkpoint exclude each other; give one")
     with step("loading weights, exporting the stages"):
-        model = frame_model(opts.recipe, opts.preset, opts.checkpoint, opts.seed, opts.random_weights)
+        model = opts.recipe.make_frame_model(opts.preset, opts.checkpoint, opts.seed, opts.random_weights)
     det = Determinism(enabled=opts.deterministic, seed=opts.seed, conv_algo=opts.cudnn_algo)
     detections, seconds, notes = {}, {}, {}
     for label, spec in specs.items():

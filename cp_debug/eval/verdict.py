@@ -66,7 +66,7 @@ def judge_candidate(candidate: str, precision: str, reference: Mapping[str, Samp
                     nds_change: float, cut: tuple[float, int | None] | None = None) -> CandidateVerdict:
     """`candidate`'s boxes (`detections`, by token) against the `reference`'s, scan by scan (`diff.scenes`); `cut`:
     (score threshold, cap) where the boxes are cut (default `cfg`'s)."""
-    from cp_debug.recipes.box_verdict import judge_boxes_of
+    from cp_debug.lidar.box_verdict import judge_boxes_of
 
     figures = dict(map_change=_finite(map_change), nds_change=_finite(nds_change))
     n = len(diff.scenes)

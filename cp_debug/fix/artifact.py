@@ -54,9 +54,11 @@ def kept_fp32_violations(model, nodes: Sequence[str]) -> dict[str, list[str]]:
 
 
 def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
-              nodes_to_exclude: Mapping[str, Sequence[str]], skip_layers: Sequence[str]) -> Path:
+              nodes_to_exclude: Mapping[str, Sequence[str]], skip_layers: Sequence[str],
+              graph_files: Sequence[str] = ()) -> Path:
     """Write the fix DIR whole: `fixed` / `reference` are {AWML file name: ModelProto}; `doc` is fix.json
-    without its `files` entry (sha256 of every file written, added here)."""
+    without its `files` entry (sha256 of every file written, added here); `graph_files`: the recipe's deployment
+    files, which the README names where `doc` names none."""
 
     from cp_debug.files import write_json
     from cp_debug.graph.onnx_files import save_onnx
@@ -73,7 +75,7 @@ def write_fix(out: str | Path, *, fixed: Mapping, reference: Mapping, doc: dict,
             save_onnx(model, tmp / reference_name(file))
         write_json(tmp / EXCLUDE_JSON, {f: list(n) for f, n in nodes_to_exclude.items()})
         (tmp / SKIP_LAYERS).write_text(",".join(skip_layers) + "\n")
-        (tmp / README).write_text(readme(doc))
+        (tmp / README).write_text(readme(doc, graph_files))
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
         write_json(tmp / FIX_JSON, {**doc, "files": files})
 
@@ -110,9 +112,9 @@ def sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def readme(doc: dict) -> str:
-    """How to build the engines from DIR, and what was checked."""
-    from cp_debug.recipes import catalog
+def readme(doc: dict, graph_files: Sequence[str] = ()) -> str:
+    """How to build the engines from DIR, and what was checked (`graph_files`: the recipe's deployment files, named
+    where `doc` names none)."""
 
     kind = doc["kind"]
     v = doc.get("verification") or {}
@@ -138,7 +140,7 @@ def readme(doc: dict) -> str:
             lines.append(f"| {name} | {_f(lane.get('mAP'))} | {_f(lane.get('NDS'))} | {_f(lane.get('worst_rel_rmse'))} "
                          f"| {lane.get('lost_boxes')} | {lane.get('added_boxes')} |")
     files = ((doc.get("pair") or {}).get("files") or doc.get("deployed_files")
-             or list(catalog.recipe().graph_files))  # a fix.json of before `deployed_files`: the default recipe's
+             or list(graph_files))  # no `deployed_files`: the recipe's
     if doc.get("pair"):
         lines += ["", f"The pair is yours: the files of `{doc['pair']['dir']}` with the kept nodes' Casts added "
                   "(same file names, inputs and outputs)."]

@@ -12,8 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cp_debug.fix.toolchain import Change, CheckedFix, toolchain, version_changes  # noqa: F401 - check's API
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 FIGURES = ("worst_rel_rmse", "map_drop", "lost_boxes", "added_boxes")  # a recipe's fix compares these and its own
 
@@ -42,20 +46,19 @@ def _num(x):
     return float(x) if isinstance(x, str) and x in ("nan", "inf", "-inf") else x
 
 
-def check_fix(path: str | Path, *, device: str | None = None, progress=None):
+def check_fix(path: str | Path, recipe: "Recipe", *, device: str | None = None, progress=None):
     """Re-run the recorded verification of the fix in `path` and compare it and the toolchain with the record: a
-    `CheckResult`, or a generic fix's `module_files.GraphCheck` (the same fields and exit codes)."""
+    `CheckResult`, or a generic fix's `module_files.GraphCheck` (the same fields and exit codes). `recipe`: the one
+    its fix.json names, resolved by the caller (`cli/fix_cmd.py`); a generic fix needs none."""
     from cp_debug.fix.artifact import read_fix, sha256
     from cp_debug.fix.module_files import check_graph_fix, is_graph_fix
-    from cp_debug.recipes import catalog
 
     root = Path(path)
     doc = read_fix(root)
     if is_graph_fix(doc):  # a fix of any one graph (`fix --torch` / `--onnx`): its own samples and FP32 graph
         return check_graph_fix(root, doc, device=device, progress=progress)
     rec = doc["verification"]
-    ver, keys = catalog.recipe(doc.get("recipe", catalog.DEFAULT)).plugin("fix").check_fix(
-        root, doc, device=device, progress=progress)
+    ver, keys = recipe.plugin("fix").check_fix(root, doc, device=device, progress=progress)
     modified = tuple(name for name, digest in (doc.get("files") or {}).items()
                      if not (root / name).is_file() or sha256(root / name) != digest)
     return CheckResult(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cp_debug.errors import BadInputError, ExitCode
-from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:
     from cp_debug.data.frames import FrameSet
@@ -71,8 +70,12 @@ class FixOutcome:
     nodes_to_exclude: dict = field(default_factory=dict)
     skip_layers: tuple[str, ...] = ()
     pair: dict | None = None  # a fix of the user's deployed pair (SPEC@DIR): its folder, file names, mapping notes
-    recipe: str = DEFAULT  # the built-in recipe (recipes/catalog.py) whose fix plug-in ran
     judged_against: str | None = None  # what the candidate was judged against, where not JUDGED_AGAINST[kind]
+
+    @property
+    def recipe(self) -> str:
+        """The name of the recipe whose fix plug-in ran (the request's)."""
+        return self.request.recipe.name
 
     @property
     def held_out_verification(self) -> bool | None:
@@ -145,4 +148,5 @@ class FixOutcome:
         if self.fixed is None:
             raise BadInputError("no set meets the target: nothing to write (the figures say why)")
         return write_fix(out, fixed=self.fixed, reference=self.reference, doc=self.to_json(),
-                         nodes_to_exclude=self.nodes_to_exclude, skip_layers=self.skip_layers)
+                         nodes_to_exclude=self.nodes_to_exclude, skip_layers=self.skip_layers,
+                         graph_files=self.request.recipe.graph_files)

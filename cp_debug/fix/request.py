@@ -4,12 +4,15 @@ report's, and the checks made before anything runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.fix.targets import FixTarget
 from cp_debug.lidar.record import ModelRecord
-from cp_debug.recipes import catalog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 # The request's keys that name the model: they go into its ModelRecord (`with_model`).
 MODEL_KEYS = ("preset", "config", "checkpoint", "seed", "random_weights", "int8")
@@ -40,7 +43,7 @@ class FixRequest:
     percentile: float = 99.99
     bootstrap: int = 20
     source: dict = field(default_factory=lambda: {"from": "scratch"})
-    recipe: str = catalog.DEFAULT  # the built-in recipe of the model (recipes/catalog.py)
+    recipe: "Recipe" = field(kw_only=True)  # the recipe of the model, resolved by the command line
 
     @property
     def spec(self) -> BackendSpec:
@@ -54,7 +57,7 @@ class FixRequest:
     def needs_devkit(self) -> bool:
         """Whether the verification scores mAP with nuscenes-devkit (the recipe's fix says: CenterPoint's pair does;
         a TransFusion-L fix judges its graph's queries instead): checked before the search, never after it."""
-        return catalog.recipe(self.recipe).plugin("fix").needs_devkit(self)
+        return self.recipe.plugin("fix").needs_devkit(self)
 
 
 def with_model(model: ModelRecord, **given) -> ModelRecord:
@@ -102,7 +105,7 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"--scenes must be at least 1, got {req.scenes}")
     if req.first_scene < 0:
         raise BadInputError(f"--first-scene must be >= 0, got {req.first_scene}")
-    catalog.recipe(req.recipe).plugin("fix").check_request(req)
+    req.recipe.plugin("fix").check_request(req)
 
 
 def request_frames(req: FixRequest, cfg):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.model_facts import RecipeFacts
@@ -17,30 +18,32 @@ from cp_debug.errors import BadInputError
 from cp_debug.fix.outcome import FixOutcome
 from cp_debug.fix.request import FixRequest, check_request, fixable, make_request
 from cp_debug.lidar.record import ModelRecord
-from cp_debug.recipes import catalog
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 
 def run_fix(req: FixRequest, progress=None) -> FixOutcome:
     """Search, verify (where a set was found) and gather the versions: the typed outcome (nothing written). The
-    request's recipe runs it (its `fix` plug-in's `run_fix`, recipes/contract.py), after the checks every fix makes."""
+    request's recipe runs it (its `fix` plug-in's `run_fix`, recipe_contract/recipe.py), after the checks every fix
+    makes."""
     check_request(req)
-    return catalog.recipe(req.recipe).plugin("fix").run_fix(req, progress)
+    return req.recipe.plugin("fix").run_fix(req, progress)
 
 
-def request_from_bisect(report_path: str | Path, **overrides) -> FixRequest:
+def request_from_bisect(report_path: str | Path, starts: Sequence["Recipe"], **overrides) -> FixRequest:
     """A FixRequest from a `cpdebug bisect --json` report: its model (the report's ModelRecord), reference, first
     ONNX Runtime FP16/INT8 candidate, and the root-cause path ranked first; `overrides` (not None) replace what it
-    says."""
+    says. `starts`: the recipes whose bisect reports start a fix (`Recipe.fix_from_reports`)."""
     from cp_debug.report.io import load_report
 
     p = Path(report_path)
     report = load_report(p)  # the one reader of a saved report: a damaged or foreign file is one line
     facts = report.facts
-    if not (isinstance(facts, RecipeFacts) and catalog.starts_fix_from_reports(facts.recipe)):
+    if not (isinstance(facts, RecipeFacts) and facts.recipe in {r.name for r in starts}):
         kind = facts.kind if facts is not None else "another model"
         raise BadInputError(f"{p} is a bisect of {kind}; fix works on the "
-                            f"{' or '.join(catalog.titles(catalog.fixed_from_reports()))} recipe (run `cpdebug bisect "
-                            "--json` on it)")
+                            f"{' or '.join(r.title for r in starts)} recipe (run `cpdebug bisect --json` on it)")
     usable = [c for c in report.candidates if _fixable(c.spec)]
     if not usable:
         raise BadInputError(f"{p} has no ONNX Runtime FP16/INT8 candidate "

@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,13 @@ class GivenModel:
 
 
 def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str, seed: int,
-               need_feed: bool, backends: Sequence[BackendSpec] = ()) -> GivenModel:
+               need_feed: bool, backends: Sequence[BackendSpec] = (), recipe: "Recipe") -> GivenModel:
     """`--torch FILE.py:FUNC` (exported by the exporter bisect uses, its generators seeded from `seed`) or `--onnx
     FILE.onnx`, as every sample run loads it (the module recipe's `load_module`); one stage only. `backends`: what
-    the fix runs (a model too big for the machine with them is one line before the export)."""
-    from cp_debug.recipes.catalog import of_any_model
-
-    m = of_any_model().load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed,
-                                   backends=backends)
+    the fix runs (a model too big for the machine with them is one line before the export). `recipe`: the recipe that
+    loads any one-graph model (`Recipe.load_module`), handed down by the command line."""
+    m = recipe.load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed,
+                           backends=backends)
     stage = m.subject.stages[0]
     if onnx_path is not None:
         first = m.subject.inputs if need_feed else None
@@ -81,11 +84,11 @@ def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: st
     return GivenModel(stage.onnx(), m.source, modules, first, "example", m.graph.what)
 
 
-def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec]) -> tuple[GivenModel, SampleSplit,
-                                                                             list[Sample] | None, list[str]]:
+def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Recipe") -> tuple[GivenModel, SampleSplit,
+                                                                                     list[Sample] | None, list[str]]:
     """What `fix --torch / --onnx` gives (`g`: torch, onnx, inputs, data, calib, verify_samples, exporter) as the
     model, the split samples, the calibration samples (None: the search's) and the input casts said; `backends`:
-    what the fix runs, the candidate last."""
+    what the fix runs, the candidate last; `recipe`: the one that loads it (`load_model`)."""
     if g["calib"] is not None and not backends[-1].calibrated:
         raise BadInputError("--calib goes with a calibrated candidate (--backends ort-cpu-int8, ort-cpu-fp8, "
                             "ort-cpu-nvfp4)")
@@ -93,7 +96,8 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec]) -> tuple[Giv
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
-    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given, backends=backends)
+    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given, backends=backends,
+                   recipe=recipe)
     graph = graph_inputs(m.model, m.what)
     samples, said = load_samples(g["inputs"], g["data"], graph)
     source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None

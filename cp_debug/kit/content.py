@@ -1,6 +1,6 @@
 """What a kit holds, before it is written (`cpdebug trt-kit`): the request, and a recipe's `KitContent` — its
 frames, stages, the reference's values per frame and its ONNX files, built by the recipe's `kit` plug-in
-(`recipes/<name>/kit.py`, recipes/contract.PLUGINS); `writer.py` writes any."""
+(`recipes/<name>/kit.py`, recipe_contract/recipe.PLUGINS); `writer.py` writes any."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.errors import BadInputError
-from cp_debug.recipes import catalog
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -19,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.frames import Frame
     from cp_debug.data.point_files import LoadedPoints
     from cp_debug.lidar.record import ModelRecord
+    from cp_debug.recipe_contract.recipe import Recipe
 
 KIT_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -36,7 +36,7 @@ class KitRequest:
     frames: tuple["Frame", ...] = ()  # --scenes / --n; with neither and no points: the model's own scan of seed
     precisions: tuple[str, ...] = ("fp16",)
     force: bool = False
-    recipe: str = catalog.DEFAULT  # the recipe (recipes/catalog.py) whose `kit` plug-in says what goes in
+    recipe: "Recipe" = field(kw_only=True)  # the recipe whose `kit` plug-in says what goes in (handed down)
     params: tuple[Path, ...] = ()  # Autoware's parameter files (TransFusion: voxels_num sets the profile)
     fix_doc: dict | None = None  # fix.json of a --fix folder (read above the kit: fix/ is a floor above it)
 
@@ -94,10 +94,10 @@ def torch_reference(module, st, feed: dict, seed: int) -> dict:
     return {k: out[k] for k in st.output_names}
 
 
-def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str) -> None:
+def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str, made_for: str) -> None:
     """fix.json `doc` of the `cpdebug fix --out DIR` folder `path` the kit takes (`--fix DIR`): a fix of `recipe`'s
-    files, for the model's preset. BadInputError (one line) otherwise."""
-    made_for = doc.get("recipe") or catalog.DEFAULT  # fixes written before the recipe was recorded: the default's
+    files (`made_for`: the recipe the fix names, the default's where it names none), for the model's preset.
+    BadInputError (one line) otherwise."""
     if made_for != recipe:
         raise BadInputError(f"--fix {path} is a fix of {made_for}'s files; a {recipe} kit takes a `cpdebug fix "
                             f"--recipe {recipe}` folder (or give --recipe {made_for})")
@@ -106,6 +106,6 @@ def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str) -> None:
                             f"(--preset {doc.get('preset')}, or its --config and --checkpoint)")
 
 
-def model_config(recipe: str, name: str):
+def model_config(recipe: "Recipe", name: str):
     """The model config of preset or config file `name` in `recipe` (its `kit` plug-in's `model_config`)."""
-    return catalog.recipe(recipe).plugin("kit").model_config(name)
+    return recipe.plugin("kit").model_config(name)

@@ -33,7 +33,6 @@ import textwrap
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.trt_profile import ShapeRange, shape_text, trtexec_shape_flags
-from cp_debug.recipes import catalog
 
 DEBUG_TENSORS_FROM = 101200  # TensorRT 10.12: markUnfusedTensorsAsDebugTensors, saveAllDebugTensors
 REF_OUTPUTS_FROM = 110100  # TensorRT 11.1: --loadRefOutputs
@@ -45,16 +44,11 @@ DEBUG_FILES_CHECKED = ("v10.12.0", "v11.1")  # samples/common/debugTensorWriter.
 POLYGRAPHY_CHECKED = ("0.49.9", "0.53.6")  # tools/Polygraphy at the tags, PyPI's 0.49.26, 0.50.3, 0.53.4, 0.53.6
 
 
-def bisect_command(m: kf.Manifest, precision: str) -> str:
-    """The command that reads the target's results back: the kit's recipe's (its `kit` plug-in's `bisect_command`;
-    TransFusion-L's one graph: on its ONNX file and the first frame's inputs, against ONNX Runtime)."""
-    return _plugin(m).bisect_command(m, precision)
-
-
-def _plugin(m: kf.Manifest):
-    """The `kit` plug-in of the recipe the kit was written for (kits written before the recipe was recorded: the
-    default's)."""
-    return catalog.recipe(m.source.get("recipe") or catalog.DEFAULT).plugin("kit")
+def bisect_command(m: kf.Manifest, precision: str, kit) -> str:
+    """The command that reads the target's results back: the kit's recipe's (its `kit` plug-in `kit`'s
+    `bisect_command`; TransFusion-L's one graph: on its ONNX file and the first frame's inputs, against ONNX
+    Runtime)."""
+    return kit.bisect_command(m, precision)
 
 
 def _profile(m: kf.Manifest, stage: str) -> dict[str, ShapeRange]:
@@ -162,12 +156,12 @@ def _empty_ok(text: str) -> str:
     return re.sub(r'"\$\{(\w+)\[@\]\}"', r'${\1[@]+"${\1[@]}"}', text)
 
 
-def polygraphy_script(m: kf.Manifest) -> str:
+def polygraphy_script(m: kf.Manifest, kit) -> str:
     name = kf.POLYGRAPHY_SCRIPT
     out = [_HEAD.format(what="Runs each stage of this kit with Polygraphy: TensorRT (--trt, the default) or ONNX "
                              "Runtime in its place (--onnxrt).", version=m.cp_debug, created=m.created, name=name,
                         usage="[--onnxrt] [--trt-major 10|11]", precisions="|".join(m.precisions),
-                        first=m.precisions[0], back=bisect_command(m, "PRECISION"))]
+                        first=m.precisions[0], back=bisect_command(m, "PRECISION", kit))]
     out.append("""\
 runner=trt
 """)
@@ -249,12 +243,12 @@ fi
 """
 
 
-def trtexec_script(m: kf.Manifest) -> str:
+def trtexec_script(m: kf.Manifest, kit) -> str:
     name = kf.TRTEXEC_SCRIPT
     out = [_HEAD.format(what="Builds one engine per stage with trtexec (strongly typed, debug tensors of every "
                              "unfused tensor) and runs it on every frame of this kit.", version=m.cp_debug,
                         created=m.created, name=name, usage="[--trt-major 10|11]", precisions="|".join(m.precisions),
-                        first=m.precisions[0], back=bisect_command(m, "PRECISION"))]
+                        first=m.precisions[0], back=bisect_command(m, "PRECISION", kit))]
     out.append(_arg_loop(name, "", "[PRECISION] [--trt-major 10|11]"))
     out.append("""\
 TRTEXEC=${TRTEXEC:-trtexec}
@@ -345,7 +339,8 @@ def _threshold_text(m: kf.Manifest) -> str:
     return textwrap.fill(text, width=116)
 
 
-def readme(m: kf.Manifest) -> str:
+def readme(m: kf.Manifest, kit) -> str:
+    """The kit's README.md: what it holds and how to run it, the recipe's part from its `kit` plug-in `kit`."""
     frames = "\n".join(f"| `{f.id}` | {f.token} | {f.source} |" for f in m.frames)
     stages = "\n".join(f"| `{s.name}` | " + ", ".join(f"`{t.name}` {t.dtype}" for t in s.inputs) + " | "
                        + ", ".join(f"`{t.name}`" for t in s.outputs) + " |" for s in m.stages)
@@ -354,7 +349,7 @@ def readme(m: kf.Manifest) -> str:
 
 Written by cp_debug {m.cp_debug} on {m.created}. The ONNX files hold {m.held_precision}; the scripts run
 {', '.join(m.precisions)}. Nothing here needs cp_debug on the target: only `trtexec` or `polygraphy`.
-{_plugin(m).readme_text(m)}
+{kit.readme_text(m)}
 ## On the target
 ```
 bash run_trtexec.sh {first}              # trtexec: one engine per stage, every frame, debug tensors, layer info
@@ -388,7 +383,7 @@ Every flag these scripts pass was checked against the tools' own sources, at eve
 ## Back on the machine with cp_debug
 Copy `results/` into this folder (next to `manifest.json`), then
 ```
-{bisect_command(m, first)}{_plugin(m).BISECT_SUFFIX}
+{bisect_command(m, first, kit)}{kit.BISECT_SUFFIX}
 ```
 cp_debug checks every file against the manifest's hashes and the results against the files they were computed from
 (`results/<precision>/ran.sha256`); anything else is refused in one line.

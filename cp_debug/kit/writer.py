@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cp_debug.backends import kit_files as kf
-from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
 from cp_debug.kit.content import (KIT_PRECISIONS, KitContent, KitRequest, ReferenceRun,  # noqa: F401 (callers' names)
                                    frame_scans, model_config, torch_reference)
@@ -30,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
     from cp_debug.data.frames import Frame
+    from cp_debug.recipe_contract.recipe import Recipe
 
 @dataclass(frozen=True)
 class KitSummary:
@@ -67,7 +67,7 @@ def check_request(req: KitRequest) -> None:
         if not Path(req.onnx_dir).is_dir():
             raise BadInputError(f"{where} {req.onnx_dir} is not a folder")
         if not any(Path(req.onnx_dir).glob("*.onnx")):
-            expected = catalog.recipe(req.recipe).plugin("kit").DEPLOYED_FILES
+            expected = req.recipe.plugin("kit").DEPLOYED_FILES
             raise BadInputError(f"{where} {req.onnx_dir} holds no .onnx file (expected the deployed {expected})")
 
 
@@ -75,7 +75,8 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
     """Run the reference over the frames and write the kit to `req.out`, whole or not at all."""
     check_request(req)
     step = progress.step if progress is not None else _no_step
-    content_of = catalog.recipe(req.recipe).plugin("kit").content
+    kit = req.recipe.plugin("kit")
+    content_of = kit.content
     req.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=req.out.parent, prefix=f".{req.out.name}.", suffix=".tmp"))
     try:
@@ -89,8 +90,9 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
                 content.extra(tmp, manifest)
         from cp_debug.kit.scripts import polygraphy_script, readme, trtexec_script
 
-        for name, text in ((kf.TRTEXEC_SCRIPT, trtexec_script(manifest)),
-                           (kf.POLYGRAPHY_SCRIPT, polygraphy_script(manifest)), (kf.README, readme(manifest))):
+        for name, text in ((kf.TRTEXEC_SCRIPT, trtexec_script(manifest, kit)),
+                           (kf.POLYGRAPHY_SCRIPT, polygraphy_script(manifest, kit)),
+                           (kf.README, readme(manifest, kit))):
             (tmp / name).write_text(text)
             (tmp / name).chmod(0o755 if name.endswith(".sh") else 0o644)
         files = {rel: kf.sha256_file(tmp / rel) for rel in _listing(tmp)}
@@ -183,7 +185,7 @@ def _write_frames(req: KitRequest, content: KitContent, held: str, tmp: Path) ->
     tol = {p: {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}
            for p in req.precisions for t in [default_tolerance(p)]}
     source = {"kind": req.source_kind, "path": str(req.onnx_dir) if req.onnx_dir is not None else None,
-              "recipe": req.recipe}
+              "recipe": req.recipe.name}
     return kf.Manifest(__version__, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        req.model.to_json(), source, held, tuple(dict.fromkeys(req.precisions)), tuple(frames),
                        tuple(stages), profile, tol, {})
@@ -236,8 +238,8 @@ class _no_step:
         return False
 
 
-def frames_of(scenes: Path | None, n: int | None, cfg_name: str, recipe: str = catalog.DEFAULT) -> tuple["Frame", ...]:
-    """The --scenes / --n frames (data/frames.py), or none."""
+def frames_of(scenes: Path | None, n: int | None, cfg_name: str, recipe: "Recipe") -> tuple["Frame", ...]:
+    """The --scenes / --n frames (data/frames.py) of `recipe`'s model `cfg_name`, or none."""
     from cp_debug.data.frames import from_scenes, held_out
 
     if scenes is not None and n is not None:

@@ -32,7 +32,7 @@ def lint_reports_before_run(model: ModelRecord, params: Sequence[Path], onnx_dir
     some (`SPEC@DIR`), one report per folder (or one for --params alone): a mismatch between the run's model and a
     deployed pair is a BadInputError (the comparison would mean nothing). Neither given: no report (the run checks
     the pair's interface and weights itself). `linter`: the run's recipe's `lint` plug-in (its `model_config(name)`
-    and `lint(request)`, recipes/contract.PLUGINS)."""
+    and `lint(request)`, recipe_contract/recipe.PLUGINS)."""
     todo = [(tuple(params) or params_of_folder(d), d) for d in (list(onnx_dirs) or [None])]
     todo = [(files, d) for files, d in todo if files]
     if not todo:

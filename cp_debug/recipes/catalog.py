@@ -1,6 +1,7 @@
-"""The recipes by name: the one place that lists them (each a `Recipe` of recipes/contract.py, in its folder's
-`recipe.py`). Every feature finds a recipe here by the name a command, a report or a fix document gives, and asks
-it; none compares a recipe's name. A fourth recipe is one folder and one line of `_FOLDERS`."""
+"""The recipes by name: the one place that lists them (each a `Recipe` of recipe_contract/recipe.py, in its folder's
+`recipe.py`). The command line finds the run's recipe here (by the name a command, a report or a fix document gives)
+and hands the `Recipe` down to the features, which import nothing of this package; none compares a recipe's name. A
+fourth recipe is one folder and one line of `_FOLDERS`."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import TYPE_CHECKING
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.subject import Subject
-    from cp_debug.recipes.contract import Recipe
-    from cp_debug.recipes.staged import FrameModel
+    from cp_debug.recipe_contract.recipe import Recipe
 
 # name → the recipe's folder (its `recipe.py` holds `RECIPE`); the first is the default of a command given none.
 _FOLDERS = {
@@ -47,6 +46,15 @@ def recipe(name: str | None = None) -> "Recipe":
     return _load(name)
 
 
+def detector(name: str | None = None):
+    """The `Detector` (train/detectors.py) `cpdebug train` trains of recipe `name` (None: the default): its `train`
+    plug-in's."""
+    trainable = [r.name for r in every() if r.has("train")]
+    if name is not None and name not in trainable:
+        raise BadInputError(f"cannot train recipe {name!r}: choose one of {', '.join(trainable)}")
+    return recipe(name).plugin("train").detector()
+
+
 def of_any_model() -> "Recipe":
     """The recipe of a model given as `--torch FILE.py:FUNC` / `--onnx FILE` (sweep, eval and fix over samples):
     the registered recipe that loads one (`Recipe.load_module`)."""
@@ -67,10 +75,6 @@ def starts_fix_from_reports(name: str) -> bool:
     """Whether a bisect report or sweep of recipe `name` (any name a report holds) can start a fix."""
     return name in _FOLDERS and recipe(name).fix_from_reports
 
-
-def runs_frame_model(name: str) -> bool:
-    """Whether `name`'s frames run through its `FrameModel` (else through its own pipeline)."""
-    return recipe(name).runs_frame_model
 
 
 def model_types(name: str) -> tuple[str, ...]:
@@ -103,27 +107,3 @@ def recipe_of_config(path) -> str:
 def preset_config(name: str, preset: str):
     """The model config of `preset` (a name or a config file) in recipe `name`."""
     return recipe(name).config(preset)
-
-
-def box_cut(name: str, cfg) -> tuple[float, int | None]:
-    """(score threshold, cap): where recipe `name`'s deployment cuts the boxes of model `cfg`."""
-    return recipe(name).box_cut(cfg)
-
-
-def frame_model(name: str, preset: str, checkpoint=None, seed: int = 0, random_weights: bool = False) -> "FrameModel":
-    """Recipe `name`'s `FrameModel` of `preset`; one that runs its frames on its own pipeline has none."""
-    r = recipe(name)
-    if r.frame_model is None:
-        raise BadInputError(f"recipe {name!r} runs its frames on its own pipeline")
-    return r.frame_model(preset, checkpoint, seed, random_weights)
-
-
-def frame_subject(name: str, preset: str, *, checkpoint=None, seed: int = 0, random_weights: bool = False,
-                  int8=None, points=None, truth=None) -> "Subject":
-    """The bisect subject of one frame's scan `points` (a `LoadedPoints`) in recipe `name` (`truth`: its ground
-    truth)."""
-    r = recipe(name)
-    if r.frame_subject is None:
-        raise BadInputError(f"the {r.title} recipe has no frames to bisect")
-    return r.frame_subject(preset, checkpoint=checkpoint, seed=seed, random_weights=random_weights, int8=int8,
-                           points=points, truth=truth)

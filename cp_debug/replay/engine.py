@@ -8,14 +8,14 @@ centre (`compare_detections`, within `match_distance`) and also lie within the t
 counts, so missing and extra boxes both count against it.
 
 The network's part — its stage runners, the staged pipeline, its decode and its box matching — is the recipe's
-`replay` plug-in (`recipes/<name>/replay.py`); replay runs the default recipe's (Autoware's CenterPoint node).
+`replay` plug-in (`recipes/<name>/replay.py`), handed to `ReferenceRunner` by the command line (which replays the
+default recipe's: Autoware's CenterPoint node).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,15 +25,6 @@ from cp_debug.lidar.boxes import Detections
 from cp_debug.replay.variants import (GlueVariant, NodeGlue, apply_box_variant, box_variants, cfg_for, decode_variants,
                                       fitted_thresholds, node_filter, reference_variant, rerun_variants,
                                       score_variants)
-
-
-@cache
-def recipe_part(name: str | None = None):
-    """The `replay` plug-in of recipe `name` (None: the default, CenterPoint: `cpdebug replay` replays Autoware's
-    CenterPoint node)."""
-    from cp_debug.recipes import catalog
-
-    return catalog.recipe(name).plugin("replay")
 
 
 @dataclass(frozen=True)
@@ -79,19 +70,21 @@ def _placed(m, tol: Tolerances) -> bool:
     return m.centre_dist <= tol.centre and abs(m.z_diff) <= tol.z and m.size_diff <= tol.size and m.yaw_diff <= tol.yaw
 
 
-def agreement(deployed: Detections, variant: Detections, tol: Tolerances) -> Agreement:
-    d = recipe_part().compare_detections(variant, deployed, max_dist=tol.match_distance)
+def agreement(deployed: Detections, variant: Detections, tol: Tolerances, match: Callable) -> Agreement:
+    """`deployed` against `variant`, matched by `match` (the replay plug-in's `compare_detections`)."""
+    d = match(variant, deployed, max_dist=tol.match_distance)
     ok = [m for m in d.matched if _placed(m, tol) and abs(m.score_diff) <= tol.score]
     return Agreement(len(deployed), len(variant), len(d.matched), len(ok),
                      np.array([m.centre_dist for m in d.matched], np.float64))
 
 
-def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances) -> tuple[np.ndarray, np.ndarray]:
+def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances,
+                match: Callable) -> tuple[np.ndarray, np.ndarray]:
     """The scores (reference's, deployment's) of the boxes that agree in place, size and yaw, over the frames'
-    (reference, deployed) pairs: what a score-space variant is fitted on."""
+    (reference, deployed) pairs, matched by `match`: what a score-space variant is fitted on."""
     ref, dep = [], []
     for reference, deployed in pairs:
-        for m in recipe_part().compare_detections(reference, deployed, max_dist=tol.match_distance).matched:
+        for m in match(reference, deployed, max_dist=tol.match_distance).matched:
             if _placed(m, tol):
                 ref.append(float(reference.scores[m.index_a]))
                 dep.append(float(deployed.scores[m.index_b]))
@@ -101,9 +94,9 @@ def score_pairs(pairs: Sequence[tuple[Detections, Detections]], tol: Tolerances)
 class ReferenceRunner:
     """The model's stages as torch runners; `run` runs the staged pipeline once per (points, settings)."""
 
-    def __init__(self, model, cfg, device: str = "cpu"):
+    def __init__(self, model, cfg, part, device: str = "cpu"):
         self.model, self.cfg, self.device = model, cfg, device
-        self.part = recipe_part()  # the recipe's pipeline, decode and box matching
+        self.part = part  # the recipe's `replay` plug-in: its pipeline, decode and box matching
         self._runners = None
         self._memo: dict[tuple, object] = {}
         self.runs = 0
@@ -243,21 +236,23 @@ def replay_frames(runner: ReferenceRunner, frames: Sequence[ReplayFrame], opts: 
     """Every variant's agreement with the deployment on every frame."""
     if not frames:
         raise BadInputError("no frame to replay: the deployment's detections and the clouds share no frame")
-    scores = score_pairs([(runner.run(f.points).detections, f.deployed) for f in frames], opts.tolerances)
+    match = runner.part.compare_detections
+    scores = score_pairs([(runner.run(f.points).detections, f.deployed) for f in frames], opts.tolerances, match)
     variants = all_variants(runner.cfg, frames, opts, scores)
     results = []
     for i, frame in enumerate(frames):
         voxels = runner.voxel_count(frame.points)
         reference = runner.run(frame.points).detections
         boxes = [variant_detections(runner, frame, v, voxels) for v in variants]
-        agreements = tuple(agreement(frame.deployed, b, opts.tolerances) for b in boxes)
+        agreements = tuple(agreement(frame.deployed, b, opts.tolerances, match) for b in boxes)
         seeded = [i for i, v in enumerate(variants) if "order_seed" in v.params]
-        to_ref = {i: agreement(reference, boxes[i], opts.tolerances) for i in seeded}
+        to_ref = {i: agreement(reference, boxes[i], opts.tolerances, match) for i in seeded}
         among: dict[str, list[Agreement]] = {}
         for a, i in enumerate(seeded):
             for j in seeded[a + 1:]:
                 if group_of(variants[i]) == group_of(variants[j]):
-                    among.setdefault(group_of(variants[i]), []).append(agreement(boxes[i], boxes[j], opts.tolerances))
+                    among.setdefault(group_of(variants[i]), []).append(agreement(boxes[i], boxes[j], opts.tolerances,
+                                                                                      match))
         pts = np.asarray(frame.points)[:, :2]
         results.append(FrameResult(frame.token, frame.stamp_ns, frame.pair_dt_ns, agreements, reference, frame.deployed,
                                    tuple(boxes), to_ref, {k: tuple(v) for k, v in among.items()},

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cp_debug.replay.engine import ReferenceRunner, ReplayOptions, replay_frames
 from cp_debug.replay.report import ReplayReport, score_groups, score_variants
 from cp_debug.replay.sources import FrameSource
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 
 DEMO_PRESET = "demo"
@@ -50,11 +53,12 @@ def replay(source: FrameSource, runner: ReferenceRunner, weights: str, opts: Rep
 
 def run_replay(source: FrameSource, preset: str, checkpoint=None, random_weights: bool = False, seed: int = 0,
                opts: ReplayOptions = ReplayOptions(), on_frame: Callable[[int], None] | None = None,
-               device: str = "cpu") -> ReplayReport:
-    """The model loaded, its reference run on `device` (cpu or cuda) over every frame of `source`."""
+               device: str = "cpu", *, recipe: "Recipe") -> ReplayReport:
+    """The model of `recipe` loaded, its reference (the recipe's `replay` plug-in) run on `device` (cpu or cuda) over
+    every frame of `source`."""
     from cp_debug.eval.session import load_weights
 
-    loaded = load_weights(preset, checkpoint, random_weights, seed)
-    with ReferenceRunner(loaded.model, loaded.cfg, device=device) as runner:
+    loaded = load_weights(preset, checkpoint, random_weights, seed, recipe)
+    with ReferenceRunner(loaded.model, loaded.cfg, recipe.plugin("replay"), device=device) as runner:
         report = replay(source, runner, loaded.weights, opts, on_frame, model_warnings(loaded.cfg, checkpoint))
     return replace(report, settings={**report.settings, "device": device})

@@ -224,10 +224,12 @@ class NodeGlue:
     iou_nms: float | None = None
 
     @classmethod
-    def read(cls, paths) -> "NodeGlue":
+    def read(cls, paths, node) -> "NodeGlue":
+        """The glue of the files `paths` of Autoware's `node` (a `data.autoware_params.AutowareNode`: the replay
+        plug-in's, handed down)."""
         from cp_debug.data.autoware_params import read_params
 
-        p = read_params(paths)
+        p = read_params(paths, node)
         cap = p.ints("model_params.max_voxel_size")
         circle = p.number("post_process_params.circle_nms_dist_threshold")
         iou = p.number("post_process_params.iou_nms_threshold")

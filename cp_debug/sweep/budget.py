@@ -5,17 +5,19 @@ from __future__ import annotations
 from cp_debug.sweep.records import FrameResult, SweepSettings
 
 
-def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | None, settings: SweepSettings):
+def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | None, settings: SweepSettings,
+                   heads: tuple[str, ...] = ()):
     """What a sweep measured of each candidate, for `--budget` (`eval.gates.CandidateFigures`): mAP/NDS (the devkit)
     and the AP change per class and per class x range bin (`sweep_metrics`), the box matching summed over frames
     and every matched pair's centre shift and yaw change (`eval.detection_diff`), each head output's rel. RMSE per
     frame, and the frames that failed or whose verdict for it is diverged (`ranked`: `rank.RankedFrame`s, whose
-    verdicts hold the cross-frame layer-local class)."""
+    verdicts hold the cross-frame layer-local class). `heads`: the head outputs a budget limits."""
     from cp_debug.compare.noise import Outcome
 
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.detection_diff import diff_detections
-    from cp_debug.eval.gates import CandidateFigures, head_outputs
+    from cp_debug.eval.gates import CandidateFigures
+
     names = tuple(settings.config().class_names)
     lanes = list(settings.backends)
     ref = lanes[0]
@@ -46,7 +48,7 @@ def budget_figures(results: list[FrameResult], ranked: list, metrics: dict | Non
         dets = [c.detections for _, c in frames if c is not None]
         diff = diff_detections(ref_boxes, boxes(cand), names, max_dist=settings.max_dist) if ran else None
         heads = {h: tuple(p.rel_rmse for _, c in frames if c is not None for p in c.probes
-                          if p.probe == h and p.status != "missing") for h in head_outputs()}
+                          if p.probe == h and p.status != "missing") for h in heads}
         verdicts = {rf.index: next((v for v in rf.verdicts if v.candidate == cand), None) for rf in ranked}
         diverged = tuple(r.token for r in results if r.status == "failed" or verdicts.get(r.index) is None
                          or verdicts[r.index].outcome is Outcome.DIVERGED)

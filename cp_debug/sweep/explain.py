@@ -50,11 +50,10 @@ def bisect_frame(settings, scan: "LoadedPoints", candidate: str, truth: "GroundT
     """The bisect report of one frame's scan, reference against `candidate` (`truth`: the scan's ground truth)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
-    from cp_debug.recipes.catalog import frame_subject
 
-    subject = frame_subject(settings.recipe, settings.preset, checkpoint=settings.checkpoint, points=scan,
-                            seed=settings.seed, random_weights=settings.random_weights, int8=settings.int8_dir,
-                            truth=truth)
+    subject = settings.recipe.make_frame_subject(settings.preset, checkpoint=settings.checkpoint, points=scan,
+                                                 seed=settings.seed, random_weights=settings.random_weights,
+                                                 int8=settings.int8_dir, truth=truth)
     ref = settings.backends[0]
     engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(candidate, BackendSpec.parse(candidate))],
                           BisectOptions(level=settings.level, deterministic=settings.deterministic, seed=settings.seed,

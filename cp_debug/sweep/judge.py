@@ -82,7 +82,7 @@ def judge_frame(label: str, precision: str, stats: tuple[ProbeStat, ...], delta:
 
 def judge_delta(precision: str, delta: DetectionDelta, cfg):
     """The boxes of one frame judged by `precision` (compare/noise.py: at the threshold or beyond)."""
-    from cp_debug.recipes.box_verdict import judge_boxes_of
+    from cp_debug.lidar.box_verdict import judge_boxes_of
 
     return judge_boxes_of(cfg, precision, lost_scores=delta.lost_scores, added_scores=delta.added_scores,
                           cuts=delta.score_cuts or (float(cfg.score_threshold),),

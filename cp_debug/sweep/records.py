@@ -4,9 +4,11 @@ boxes' delta) with their JSON; what the worker, the shards, the ranking and the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
-from cp_debug.recipes.catalog import DEFAULT
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.recipe_contract.recipe import Recipe
 
 # a box's distance from the sensor, `DetectionDelta.by_range`'s keys (`bucket_of`)
 DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.inf, "90m+"))
@@ -26,11 +28,12 @@ def bucket_of(x: float, y: float) -> str:
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """What every worker needs to build the same lanes (picklable: it travels to Ray actors)."""
+    """What every worker needs to build the same lanes (picklable: it travels to Ray actors, the recipe by its
+    folder)."""
 
     backends: tuple[str, ...]
     preset: str = "demo"
-    recipe: str = DEFAULT  # the built-in recipe of `preset` (recipes/catalog.py)
+    recipe: "Recipe" = field(kw_only=True)  # the recipe of `preset`, resolved by the command line
     level: str = "block"
     checkpoint: str | None = None
     random_weights: bool = False
@@ -56,9 +59,7 @@ class SweepSettings:
 
     def config(self):
         """The model config of `preset` in `recipe`."""
-        from cp_debug.recipes.catalog import preset_config
-
-        return preset_config(self.recipe, self.preset)
+        return self.recipe.config(self.preset)
 
     def on_cuda(self) -> bool:
         """A lane on CUDA (trt-* included: TensorRT runs there too)."""
@@ -67,17 +68,15 @@ class SweepSettings:
         return any(BackendSpec.parse(b).device == "cuda" for b in self.backends)
 
     def lanes(self):
-        """The `sweep` plug-in of `recipe` (recipes/contract.PLUGINS): the lanes and the worker of a recipe whose
+        """The `sweep` plug-in of `recipe` (recipe_contract/recipe.PLUGINS): the lanes and the worker of a recipe whose
         frames run on a pipeline of their own, not through a `FrameModel` (`sweep/__init__.py` says its hooks)."""
-        from cp_debug.recipes.catalog import recipe
-
-        return recipe(self.recipe).plugin("sweep")
+        return self.recipe.plugin("sweep")
 
     def to_json(self) -> dict:
         """The settings a sweep's results depend on (the manifest's identity for --resume): `overlap` changes no
-        value, so it is left out."""
-        out = asdict(self)
-        out.pop("overlap")
+        value, so it is left out; the recipe by its name."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "overlap"}
+        out["recipe"] = self.recipe.name
         return out
 
 

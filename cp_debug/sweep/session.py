@@ -104,19 +104,17 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
 
 def _check_run(opts: SweepOptions) -> bool:
     """What can be wrong with the run, said before anything is written; whether its recipe runs a `FrameModel`."""
-    from cp_debug.recipes.catalog import runs_frame_model
-
     s = opts.settings
     check_backends(s.backends)
     if opts.bisect_top < 0:
         raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
-    staged = runs_frame_model(s.recipe)
+    staged = s.recipe.runs_frame_model
     if staged:
         from cp_debug.sweep.staged import check_specs
 
         check_specs(s)
         if opts.ray is not None:
-            raise BadInputError(f"--ray is not built for --recipe {s.recipe} yet: run in process")
+            raise BadInputError(f"--ray is not built for --recipe {s.recipe.name} yet: run in process")
     return staged
 
 
@@ -215,14 +213,12 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
 def _subject(s: SweepSettings, staged: bool):
     """The model's subject alone (what sweep.json's model record reads), without sessions."""
     if staged:
-        from cp_debug.recipes.catalog import frame_model
-
-        return frame_model(s.recipe, s.preset, s.checkpoint, s.seed, s.random_weights).subject
+        return s.recipe.make_frame_model(s.preset, s.checkpoint, s.seed, s.random_weights).subject
     return s.lanes().subject(s)
 
 
 def _model_record(s: SweepSettings, subject) -> dict:
-    return {"recipe": s.recipe, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
+    return {"recipe": s.recipe.name, "preset": s.preset, "weights": subject.facts.weights, "checkpoint": s.checkpoint,
             "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
 
 

@@ -1,7 +1,7 @@
-"""The sweep worker of a recipe that runs its frames through a `FrameModel` (recipes/staged.py, made by the recipe's
-`frame_model`; TransFusion-L): every backend a `StagedPipeline` with the level's probes exposed, built once; per
-frame the reference, then each candidate on the reference's decided choices (its own choice counted as flips, and its
-boxes the ones it deploys), judged as the lanes of a recipe's `sweep` plug-in judge a frame
+"""The sweep worker of a recipe that runs its frames through a `FrameModel` (recipe_contract/frame_model.py, made by the
+recipe's `frame_model`; TransFusion-L): every backend a `StagedPipeline` with the level's probes exposed, built once;
+per frame the reference, then each candidate on the reference's decided choices (its own choice counted as flips, and
+its boxes the ones it deploys), judged as the lanes of a recipe's `sweep` plug-in judge a frame
 (`judge.candidate_frame`). The same interface as that plug-in's worker (its `make_worker`'s: `open`, `close`,
 `run_frames`, `run_frame`, `subject`), so the executor, shards, ranking and report are one."""
 
@@ -28,9 +28,9 @@ def check_specs(settings: SweepSettings) -> None:
         spec = BackendSpec.parse(label)
         if spec.calibrated or spec.onnx_dir is not None:
             raise BadInputError(f"{label}: INT8, FP8 and deployed folders (SPEC@DIR) are not built for --recipe "
-                                f"{settings.recipe}; use fp32 / fp16 backends")
+                                f"{settings.recipe.name}; use fp32 / fp16 backends")
     if settings.int8_dir is not None:
-        raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {settings.recipe}")
+        raise BadInputError(f"--int8 is CenterPoint's; not for --recipe {settings.recipe.name}")
 
 
 def probe_order(subject, level: str) -> tuple[list[list[str]], list[str]]:
@@ -58,12 +58,11 @@ class StagedWorker:
     def open(self) -> "StagedWorker":
         from cp_debug.backends.spec import BackendSpec
         from cp_debug.determinism import Determinism
-        from cp_debug.recipes.catalog import frame_model
-        from cp_debug.recipes.staged import StagedPipeline
+        from cp_debug.recipe_contract.frame_model import StagedPipeline
 
         s = self.settings
         check_specs(s)
-        self.model = frame_model(s.recipe, s.preset, s.checkpoint, s.seed, s.random_weights)
+        self.model = s.recipe.make_frame_model(s.preset, s.checkpoint, s.seed, s.random_weights)
         self.cfg, self.subject = self.model.cfg, self.model.subject
         per_stage, self.order = probe_order(self.subject, s.level)
         if s.threads:

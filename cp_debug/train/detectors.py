@@ -24,13 +24,3 @@ class Detector:
     detect: Callable[..., Any]
     load_checkpoint: Callable[[Any, Any], Any] | None = None
 
-
-def detector(recipe: str | None = None) -> Detector:
-    """The Detector of a recipe name (None: the default recipe): its `train` plug-in's (recipes/contract.PLUGINS)."""
-    from cp_debug.errors import BadInputError
-    from cp_debug.recipes import catalog
-
-    trainable = [r.name for r in catalog.every() if r.has("train")]
-    if recipe is not None and recipe not in trainable:
-        raise BadInputError(f"cannot train recipe {recipe!r}: choose one of {', '.join(trainable)}")
-    return catalog.recipe(recipe).plugin("train").detector()

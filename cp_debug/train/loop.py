@@ -77,16 +77,13 @@ def _batches(loader, dataset):
 
 def train(cfg, dataset: "SceneDataset", opts: TrainOptions,
           on_step: Callable[[int, dict, object], None] | None = None, model=None,
-          detector: "Detector | None" = None) -> TrainResult:
-    """Train `detector` (CenterPoint when None) for `opts.steps` optimizer steps (cycling over the dataset);
+          *, detector: "Detector") -> TrainResult:
+    """Train `detector` (the run's recipe's, handed down) for `opts.steps` optimizer steps (cycling over the dataset);
     `on_step(step, losses, model)` after each (the model may be switched to eval and back there, e.g. to
     validate)."""
     import torch
 
     from cp_debug.train.batches import collate
-    from cp_debug.train.detectors import detector as detector_of
-
-    detector = detector or detector_of()
 
     torch.manual_seed(opts.seed)
     device = torch.device(opts.device)

@@ -67,13 +67,11 @@ def save_trained(model, path: Path, meta: dict, half: bool = False) -> Path:
 def run_training(cfg: "LidarConfig", dataset: "SceneDataset", *, steps: int, batch_size: int, lr: float,
                  device: str, workers: int, val_scenes: int, val_every: int, seed: int, out: Path, half: bool,
                  log_path: Path | None, source: str, bar: Callable[[int], object],
-                 detector: "Detector | None" = None) -> RunSummary:
+                 detector: "Detector") -> RunSummary:
     from cp_debug.data.frames import held_out
-    from cp_debug.train.detectors import detector as detector_of
     from cp_debug.train.loop import TrainOptions, train
     from cp_debug.train.validate import validate
 
-    detector = detector or detector_of()
     heldout = [f.in_memory(cfg) for f in held_out(val_scenes)] if val_scenes else []
     validations: list[dict] = []
     opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed,

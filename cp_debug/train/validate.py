@@ -16,15 +16,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.lidar.boxes import Detections
 
 
-def validate(model, cfg, frames: Sequence["Frame"], device="cpu",
-             detect_scan: Callable[..., "Detections"] | None = None) -> "DetectionEvaluation":
+def validate(model, cfg, frames: Sequence["Frame"], device: str,
+             detect_scan: Callable[..., "Detections"]) -> "DetectionEvaluation":
     """Held-out mAP of `model` on `frames`, e.g. `cp_debug.data.frames.held_out(n)` (loaded once with
     `in_memory(cfg)` when validated more than once); `detect_scan(model, cfg, points, device)` decodes one scan
-    (None: the default recipe's `Detector.detect`, CenterPoint's)."""
-    if detect_scan is None:
-        from cp_debug.train.detectors import detector
-
-        detect_scan = detector().detect
+    (the run's `Detector.detect`)."""
     scans = [(f.token, f.load(cfg)) for f in frames]
     was_training = model.training
     model.eval()

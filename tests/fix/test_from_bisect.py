@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
 from tests.cli_run import cpdebug
 from tests.fix.planted import PLANTED_NODE, planted_checkpoint
+
+CP = catalog.recipe()  # the default recipe, CenterPoint: its bisect reports start a fix
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +32,7 @@ def test_request_and_ranking_from_a_bisect_report(tmp_path):
     proc = cpdebug("bisect", "--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16", "--json",
                    report, "-q")
     assert proc.returncode in (0, 1, 4), proc.stderr
-    req = request_from_bisect(report, target=FixTarget(tol=0.05), scenes=1)
+    req = request_from_bisect(report, (CP,), recipe=CP, target=FixTarget(tol=0.05), scenes=1)
     assert (req.model.preset, req.model.checkpoint, req.candidate, req.reference) == ("tiny", str(ckpt), "ort-cpu-fp16",
                                                                                         "torch")
     assert req.source["from"] == "bisect" and req.first_modules and req.first_modules[0] == req.source["root_cause"]
@@ -56,7 +59,7 @@ def test_a_report_without_a_fixable_candidate_is_refused(tmp_path):
     bad = tmp_path / "r.json"
     bad.write_text('{"schema": "nope"}')
     with pytest.raises(BadInputError, match="not a cp_debug report"):
-        request_from_bisect(bad)
+        request_from_bisect(bad, (CP,), recipe=CP)
 
 
 def test_the_request_carries_the_reports_model_record_and_the_users_options_win(tmp_path):
@@ -78,13 +81,15 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
     path = tmp_path / "bisect.json"
     path.write_text(json.dumps(report.to_json()))
     target = FixTarget(tol=0.05)
-    assert request_from_bisect(path, target=target).model == record
-    assert request_from_bisect(path, target=target, seed=7).model == ModelRecord.of(config=shipped, checkpoint="w.pth",
-                                                                                    seed=7)
-    assert request_from_bisect(path, target=target, preset="demo").model == ModelRecord.of("demo",
-                                                                                         checkpoint="w.pth", seed=4)
+
+    def request(**given):
+        return request_from_bisect(path, (CP,), recipe=CP, target=target, **given)
+
+    assert request().model == record
+    assert request(seed=7).model == ModelRecord.of(config=shipped, checkpoint="w.pth", seed=7)
+    assert request(preset="demo").model == ModelRecord.of("demo", checkpoint="w.pth", seed=4)
     # a report from before the record: the model from its facts' recipe fields
     old = {**report.to_json(), "model_record": None,
            "model": {"kind": "recipe", "recipe": "centerpoint", "preset": "tiny", "seed": 4}}
     path.write_text(json.dumps(old))
-    assert request_from_bisect(path, target=target).model == ModelRecord.of("tiny", seed=4)
+    assert request().model == ModelRecord.of("tiny", seed=4)

@@ -8,8 +8,11 @@ import json
 
 import pytest
 
+from cp_debug.recipes import catalog
 from tests.fix.cli import cpdebug
 from tests.fix.planted import local_overflow_checkpoint
+
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +29,7 @@ def swept(tmp_path_factory):
     ckpt = str(local_overflow_checkpoint(tmp / "planted.pth"))
     # one intra-op thread, as conftest gives each xdist worker: the sweep's default is every core, whose torch and
     # ONNX Runtime threads spin against the other worker's (this sweep: 42 -> 25 CPU s). Thread counts only.
-    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt, threads=1)
+    settings = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=ckpt, threads=1, recipe=CP)
     opts = SweepOptions(settings, tmp / "sweep", n=3, shard_size=3, bisect_top=1, bootstrap=0,
                         model_record=ModelRecord.of("tiny", checkpoint=ckpt))
     doc = write_all(run_sweep(opts), opts, html_report=False)
@@ -39,7 +42,7 @@ def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
     from cp_debug.fix.targets import FixTarget
 
     tmp, doc = swept
-    req = request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05))
+    req = request_from_sweep(tmp / "sweep", recipe=CP, target=FixTarget(tol=0.05))
     assert req.candidate == "ort-cpu-fp16" and req.reference == "torch" and req.model.preset == "tiny"
     assert req.model.checkpoint == str(tmp / "planted.pth") and (req.first_scene, req.scenes) == (0, 3)
     assert req.model == ModelRecord.of("tiny", checkpoint=str(tmp / "planted.pth"))  # the sweep's record, whole
@@ -47,7 +50,8 @@ def test_the_request_carries_the_sweeps_model_frames_order_and_blame(swept):
     assert req.frame_order == tuple(ranked) and sorted(ranked) == [0, 1, 2]
     counts = doc["root_cause_counts"]["counts"]
     assert counts and req.first_modules[0] == max(counts, key=counts.get)  # the sweep's blamed layer ranks first
-    assert request_from_sweep(tmp / "sweep", target=FixTarget(tol=0.05), scenes=2).scenes == 2  # the user's word
+    again = request_from_sweep(tmp / "sweep", recipe=CP, target=FixTarget(tol=0.05), scenes=2)
+    assert again.scenes == 2  # the user's word
 
 
 def test_the_sweeps_order_reaches_the_search_cut_to_the_frames_judged():

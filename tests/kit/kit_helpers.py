@@ -11,6 +11,7 @@ import pytest
 from cp_debug.backends import kit_files as kf
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
+from cp_debug.recipes import catalog
 
 
 def copy_kit(kit: Path, dest: Path) -> Path:
@@ -68,5 +69,5 @@ def planted_kit(tmp: Path, convert=None) -> tuple[Path, Path, Path, Path]:
         onnx.save(model, str(deployed / f"{st.name}.onnx"))
     kit = tmp / "kit"
     write_kit(KitRequest(ModelRecord.of("tiny", checkpoint=ckpt), kit, onnx_dir=deployed, source_kind="deployed",
-                         points=(points,), precisions=("fp16",)))
+                         points=(points,), precisions=("fp16",), recipe=catalog.recipe()))
     return kit, deployed, ckpt, points

@@ -17,9 +17,15 @@ import pytest
 
 from cp_debug.backends import kit_files as kf
 from cp_debug.kit import scripts
+from cp_debug.recipes import catalog
 from tests.kit import source_lists as sl
 
 PRECISIONS = ("fp16", "int8")
+
+
+def _kit():
+    """The `kit` plug-in of the default recipe (the one `small_manifest`'s kit was written for)."""
+    return catalog.recipe().plugin("kit")
 
 
 def small_manifest() -> kf.Manifest:
@@ -51,8 +57,10 @@ def small_manifest() -> kf.Manifest:
 def write_scripts(folder: Path, m: kf.Manifest, *, trtexec: str | None = None, polygraphy: str | None = None) -> Path:
     """The kit's two scripts for `m` in `folder` (texts given: planted ones), with the files they hash."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / kf.TRTEXEC_SCRIPT).write_text(trtexec if trtexec is not None else scripts.trtexec_script(m))
-    (folder / kf.POLYGRAPHY_SCRIPT).write_text(polygraphy if polygraphy is not None else scripts.polygraphy_script(m))
+    kit = _kit()
+    (folder / kf.TRTEXEC_SCRIPT).write_text(trtexec if trtexec is not None else scripts.trtexec_script(m, kit))
+    poly = polygraphy if polygraphy is not None else scripts.polygraphy_script(m, kit)
+    (folder / kf.POLYGRAPHY_SCRIPT).write_text(poly)
     for p in m.precisions:
         for rel in m.ran_files(p):
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,7 @@ def test_a_planted_wrong_flag_is_reported(lists, tmp_path):
     trtexec, polygraphy = lists
     m = small_manifest()
     tools = sl.fake_tools(tmp_path / "tools")
-    text = scripts.trtexec_script(m)
+    text = scripts.trtexec_script(m, _kit())
     typo = text.replace("--exportLayerInfo=", "--exportLayerInfos=")
     problems, _ = check_trtexec(write_scripts(tmp_path / "typo", m, trtexec=typo), trtexec, tools)
     assert {re.match(r"trtexec (\S+) ", p).group(1) for p in problems} == {t.tag for t in trtexec}
@@ -175,7 +183,7 @@ def test_a_planted_wrong_flag_is_reported(lists, tmp_path):
     assert {re.match(r"trtexec (\S+) ", p).group(1) for p in problems} == below and "v10.11" in below
     assert all("--markUnfusedTensorsAsDebugTensors is no option" in p for p in problems)
 
-    text = scripts.polygraphy_script(m)
+    text = scripts.polygraphy_script(m, _kit())
     typo = text.replace("--mark-unfused-tensors-as-debug-tensors", "--mark-unfused-tensors-as-debug")
     assert typo != text
     problems, _ = check_polygraphy(write_scripts(tmp_path / "poly", m, polygraphy=typo), polygraphy, tools)
@@ -186,7 +194,7 @@ def test_a_planted_wrong_flag_is_reported(lists, tmp_path):
 
 def test_the_readme_names_the_versions_checked(lists):
     trtexec, polygraphy = lists
-    text = scripts.readme(small_manifest())
+    text = scripts.readme(small_manifest(), _kit())
     assert f"TensorRT {trtexec[0].tag}" in text and trtexec[-1].tag in text
     versions = list(polygraphy)
     assert f"polygraphy {versions[0]}" in text and versions[-1] in text
@@ -212,7 +220,7 @@ def test_trtexec_fails_exactly_the_outputs_cp_debug_calls_diverged(precision):
     m = kf.Manifest(*[getattr(m, f) for f in ("cp_debug", "created", "model_record", "source", "held_precision",
                                               "precisions", "frames", "stages", "profile")],
                     {precision: {"atol": tol.atol, "rtol": tol.rtol, "max_share": tol.max_share}}, {})
-    arms = dict(re.findall(r"(\w+)\) tol=\(([^)]*)\);;", scripts.trtexec_script(m)))
+    arms = dict(re.findall(r"(\w+)\) tol=\(([^)]*)\);;", scripts.trtexec_script(m, _kit())))
     text = re.search(r"--accuracyThreshold=(\S+)", arms[precision]).group(1)
     threshold = float(np.float32(text))  # std::stof: the float nearest the text
     for n in (7, 1000, 4000, 368640):

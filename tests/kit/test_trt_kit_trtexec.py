@@ -23,10 +23,13 @@ import onnx
 import pytest
 
 from cp_debug.backends import kit_files as kf
+from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
 from cp_debug.backends.spec import BackendSpec
 from tests.backends.trtexec_writer import write_debug_dumps, write_export_output, write_layer_info
 from tests.kit.kit_helpers import bisect_cli, copy_kit, planted_kit, refused
+
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
 
 KEPT = "/pts_bbox_head/shared_conv/conv/Conv"  # the deployed pair keeps it in FP32; "TensorRT" runs it in FP16
 FUSED_BLOCK = "/pts_backbone/blocks.0/"  # its Conv outputs fused into the ReLU that follows
@@ -180,7 +183,8 @@ def test_sweep_runs_over_the_kits_frames(written, tmp_path):
     from cp_debug.sweep.session import SweepOptions, run_sweep
 
     kit, ckpt = written
-    settings = SweepSettings(("torch", f"trt-fp16@{kit}"), preset="tiny", level="layer", checkpoint=str(ckpt))
+    settings = SweepSettings(("torch", f"trt-fp16@{kit}"), preset="tiny", level="layer", checkpoint=str(ckpt),
+                             recipe=CP)
     out = run_sweep(SweepOptions(settings, tmp_path / "sweep", bisect_top=0, bootstrap=0))  # no --scenes: the kit's
     (r,) = out.results
     assert (r.token, r.status) == (kf.open_kit(kit).manifest.frames[0].token, "diverged"), r.reason

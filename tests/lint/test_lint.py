@@ -18,6 +18,7 @@ import yaml
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.deployed import deployed_stages
 from cp_debug.data.autoware_params import read_params
+from cp_debug.recipes.centerpoint.autoware_node import AUTOWARE_NODE
 from cp_debug.data.model_folder import stage_file
 from cp_debug.errors import BadInputError
 from cp_debug.lint.run import LintRequest
@@ -82,7 +83,7 @@ def test_every_threshold_layout_is_decoded_as_the_node_decodes_it(name, layout, 
         del doc["/**"]["ros__parameters"]["model_params"]["score_thresholds"]
         (tmp_path / "model.param.yaml").write_text(yaml.safe_dump(doc))
         files.insert(0, tmp_path / "model.param.yaml")
-    params = read_params(files)
+    params = read_params(files, AUTOWARE_NODE)
     table = params.score_thresholds()
     assert table.layout == layout and len(table.table) == 5
     assert all(t == 0.35 for row in table.table for t in row)
@@ -153,15 +154,15 @@ def test_unreadable_and_refused_files_are_one_line(tmp_path):
     bad = tmp_path / "bad.param.yaml"
     bad.write_text("/**:\n  ros__parameters:\n    model_params: [1\n")
     with pytest.raises(BadInputError, match="bad.param.yaml: not YAML"):
-        read_params([bad])
+        read_params([bad], AUTOWARE_NODE)
     other = tmp_path / "other.param.yaml"  # YAML, none of the node's parameters: not an empty, "consistent" file
     other.write_text("/**:\n  ros__parameters:\n    max_range: 100.0\n")
     with pytest.raises(BadInputError, match="other.param.yaml: none of the parameters Autoware's CenterPoint node"):
-        read_params([other])
+        read_params([other], AUTOWARE_NODE)
     short = _tiny_params(DATA / "centerpoint_short_range_ml_package.param.yaml", tmp_path / "s.param.yaml",
                          score_thresholds={"upper_bounds": [50.0, 90.0], "thresholds": {"CAR": [0.3, 0.3]}})
     with pytest.raises(BadInputError, match=r"s.param.yaml:model_params.score_thresholds.thresholds.TRUCK is missing"):
-        read_params([short]).score_thresholds()
+        read_params([short], AUTOWARE_NODE).score_thresholds()
 
 
 def test_pair_from_other_weights_is_named_before_anything_runs(pair):

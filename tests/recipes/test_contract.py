@@ -1,6 +1,6 @@
-"""One recipe contract (recipes/contract.py): every recipe of the catalog provides what the features ask of it, and no
-module of the generic packages names a recipe — no comparison with a recipe's name, no recipe name as a literal in
-code, no import of a recipe's folder or model package other than through the catalog (issue 70, item 5).
+"""One recipe contract (recipe_contract/recipe.py): every recipe of the catalog provides what the features ask of it,
+and no module of the generic packages names a recipe — no comparison with a recipe's name, no recipe name as a literal
+in code, no import of a recipe's folder or model package other than through the catalog (issue 70, item 5).
 
 What the LiDAR recipes share lives in `cp_debug/lidar` (points, voxels, 3D boxes and their matching, synthetic scenes,
 the `ModelRecord`), any model's samples, judge and task metrics in `cp_debug/samples`, safe pickles in
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cp_debug.recipes import catalog
-from cp_debug.recipes.contract import PLUGINS, Recipe
+from cp_debug.recipe_contract.recipe import PLUGINS, Recipe
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cp_debug"
 RECIPE_HOMES = ("recipes", "models")  # where a recipe's own code lives: its folder, its network
@@ -72,7 +72,7 @@ def test_every_recipe_of_the_catalog_keeps_the_contract():
         for feature in r.plugins:
             module = r.plugin(feature)
             missing = [hook for hook in PLUGINS[feature] if not hasattr(module, hook)]
-            assert not missing, f"{module.__name__} lacks {missing} (recipes/contract.PLUGINS[{feature!r}])"
+            assert not missing, f"{module.__name__} lacks {missing} (recipe_contract/recipe.PLUGINS[{feature!r}])"
         if r.preset_config is not None:  # a recipe built from presets runs every preset command
             for hook in ("box_cut", "frame_subject", "bisect_subject", "load_model", "export_files"):
                 assert getattr(r, hook) is not None, f"{r.name} lacks {hook}"
@@ -105,8 +105,9 @@ def _name(path: Path) -> str:
 
 
 def test_no_generic_module_imports_a_recipe_but_through_the_catalog():
-    """Only through the catalog (`catalog.recipe(name)`, `Recipe.plugin(feature)`): no recipe's folder or network,
-    CenterPoint's and the module recipe's included, is imported by name from a generic package."""
+    """Only through the `Recipe` the command line hands down (`Recipe.plugin(feature)`): no recipe's folder or
+    network, CenterPoint's and the module recipe's included, is imported by name from a generic package (nor the
+    catalog: pyproject.toml's contract "the recipe is handed down")."""
     packages = {f"cp_debug.{home}.{r.name}" for r in catalog.every() for home in RECIPE_HOMES}
     assert {"cp_debug.recipes.centerpoint", "cp_debug.models.centerpoint", "cp_debug.recipes.module"} <= packages
     found = {_name(p): hits for p in generic_modules() if (hits := recipe_imports(p, packages))}
@@ -128,13 +129,13 @@ def test_a_fourth_recipe_is_one_folder_and_one_catalog_line(tmp_path, monkeypatc
     from cp_debug.cli._options import recipe_name
     from cp_debug.cli._preflight import refuse_options
     from cp_debug.errors import BadInputError
-    from cp_debug.train.detectors import detector
+    from cp_debug.recipes.catalog import detector
 
     folder = tmp_path / "fourth_recipe"
     folder.mkdir()
     (folder / "__init__.py").write_text("")
     (folder / "recipe.py").write_text(
-        "from cp_debug.recipes.contract import Recipe\n"
+        "from cp_debug.recipe_contract.recipe import Recipe\n"
         "RECIPE = Recipe(name='fourth', title='Fourth', package='fourth_recipe', plugins=frozenset({'train'}),\n"
         "                preset_config=lambda name: {'name': name}, default_preset='fourth-demo',\n"
         "                refuses={'sweep': ('--int8',)})\n")

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("rosbags.rosbag2")
 
 from cp_debug.data.rosbag import LIDAR_TOPIC, Cloud, write_bag  # noqa: E402
+from cp_debug.recipes import catalog  # noqa: E402
 from cp_debug.data.scenes import heldout_seeds, make_scene, scene_token  # noqa: E402
 from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
 from cp_debug.lidar.boxes import Detections
@@ -58,7 +59,7 @@ def world(tmp_path_factory):
     torch.set_num_threads(1)
     loaded = load_model(CFG, shipped_checkpoint("demo"))
     clouds = [make_scene(CFG, s).points for s in SEEDS]
-    with ReferenceRunner(loaded.model, CFG) as runner:
+    with ReferenceRunner(loaded.model, CFG, catalog.recipe().plugin("replay")) as runner:
         refs = [runner.run(c) for c in clouds]
         cap = int(0.83 * np.median([runner.voxel_count(c) for c in clouds]))
         yield runner, clouds, refs, cap, loaded.weights, tmp_path_factory.mktemp("bags"), loaded.model
@@ -272,7 +273,7 @@ def test_params_give_the_nodes_own_thresholds_instead_of_a_guess(world):
     runner, _, refs, _, weights, _, _ = world
     data = ROOT / "tests" / "data" / "autoware"
     node = NodeGlue.read([data / "centerpoint_short_range_ml_package.param.yaml",
-                          data / "centerpoint_common.param.yaml"])
+                          data / "centerpoint_common.param.yaml"], catalog.recipe().plugin("replay").AUTOWARE_NODE)
     assert node.max_voxels == 40000 and node.circle_nms_m == 0.5 and node.iou_nms == 0.1
     assert node.thresholds[0] == (0.35, 0.35, 0.35, 0.35)
     dropped = sum(int((r.detections.scores < 0.35).sum()) for r in refs)

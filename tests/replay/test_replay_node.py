@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("rosbags.rosbag2")
 
 from cp_debug.data.frames import from_scenes  # noqa: E402
+from cp_debug.recipes import catalog  # noqa: E402
 from cp_debug.data.rosbag import LIDAR_TOPIC, OBJECTS_TOPIC, Cloud, read_bag, write_bag  # noqa: E402
 from cp_debug.data.scenes import heldout_seeds, make_scene  # noqa: E402
 from cp_debug.lidar.boxes import Detections
@@ -60,7 +61,7 @@ def test_a_5_channel_model_replayed_from_a_bag_sees_the_points_sweep_sees(tmp_pa
     clouds_only = write_bag(tmp_path / "clouds", clouds)
     sweep_points = [f.load(cfg).points for f in from_scenes(clouds_only, cfg)]  # what `sweep --scenes BAG` reads
     model = load_model(cfg, random_weights=True).model
-    with ReferenceRunner(model, cfg) as runner:
+    with ReferenceRunner(model, cfg, catalog.recipe().plugin("replay")) as runner:
         published = [runner.run(p).detections for p in sweep_points]  # the node's boxes: the reference's own
         bag = write_bag(tmp_path / "bag", clouds, [(c.stamp_ns, d) for c, d in zip(clouds, published)],
                         cfg.class_names)
@@ -90,7 +91,7 @@ def _lost_one(tmp_path, cfg, model) -> tuple[Path, int]:
     clouds = _clouds(cfg, 1)
     points = from_scenes(write_bag(tmp_path / "clouds", clouds), cfg)[0].load(cfg).points
     torch.set_num_threads(1)
-    with ReferenceRunner(model, cfg) as runner:
+    with ReferenceRunner(model, cfg, catalog.recipe().plugin("replay")) as runner:
         ref = runner.run(points).detections
     assert len(ref) >= 4
     # The node lost the reference's best box of those with no other box of their class within the 2 m a box is

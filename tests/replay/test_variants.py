@@ -10,6 +10,7 @@ import pytest
 
 from cp_debug.lidar.space import CLASS_NAMES
 from cp_debug.lidar.boxes import Detections
+from cp_debug.lidar.compare_detections import compare_detections
 from cp_debug.replay.engine import Tolerances, agreement
 from cp_debug.replay.nms import bev_corners, bev_iou, rotated_nms
 from cp_debug.replay.report import GroupScore
@@ -45,7 +46,7 @@ def test_agreement_counts_missing_and_extra_boxes_and_the_tolerances():
     a = _dets([[0, 0, -1, 4, 2, 1.5, 0, 0, 0], [10, 0, -1, 4, 2, 1.5, 0, 0, 0]], [0.9, 0.8], [0, 0])
     b = _dets([[0.05, 0, -1, 4, 2, 1.5, 0.02, 0, 0], [10, 0, -1, 4, 2, 1.5, 1.0, 0, 0],
                [30, 0, -1, 4, 2, 1.5, 0, 0, 0]], [0.9, 0.8, 0.5], [0, 0, 0])
-    ag = agreement(a, b, Tolerances())
+    ag = agreement(a, b, Tolerances(), compare_detections)
     assert (ag.deployed, ag.boxes, ag.matched, ag.agreeing) == (2, 3, 2, 1) and ag.fraction == pytest.approx(1 / 3)
 
 

@@ -9,10 +9,13 @@ import threading
 import pytest
 
 from cp_debug.data.frames import held_out
+from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
 from cp_debug.sweep.records import FrameResult, SweepSettings
 
-SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage")
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
+
+SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage", recipe=CP)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cp_debug.data.frames import held_out
+from cp_debug.recipes import catalog
 from cp_debug.data.scene_set import write_scene_set
 from cp_debug.data.scenes import heldout_seeds
 from cp_debug.eval.gates import budget_checks
@@ -25,6 +26,8 @@ from cp_debug.sweep.session import SweepOptions, run_sweep
 from cp_debug.sweep.summary import junit_suite
 from tests.report.junit_schema import read_junit
 from tests.sweep.planted import FAULT_BLOCK, occupied_pillars, write_faulty_deployment
+
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
 
 # the held-out frames swept: 2 to 6 (FIRST, N). On tiny's 0.64 m pillars healthy FP16 is within its precision on
 # held-out frames 0 and 2 to 10, but frames 1 and 11 are degraded: a bus's yaw turned 0.37 / 0.28 rad (> 0.25) at
@@ -56,11 +59,11 @@ def swept(tmp_path_factory):
     occupied = {f.token: occupied_pillars(f.load(cfg).points, cfg) for f in FRAMES}
     ranked = sorted(occupied.values(), reverse=True)
     threshold = (ranked[1] + ranked[2]) / 2  # the two densest frames only
-    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset="tiny")), tmp / "deploy",
-                                     threshold)
+    faulty = write_faulty_deployment(build_subject(SweepSettings(("torch", "ort"), preset="tiny", recipe=CP)),
+                                     tmp / "deploy", threshold)
     cand = f"ort@{faulty}"
     write_scene_set(cfg, tmp / "scenes", heldout_seeds(N, FIRST))  # the sweep takes held-out frames from the first
-    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset="tiny")
+    settings = SweepSettings(("torch", cand, "ort-cpu-fp16"), preset="tiny", recipe=CP)
     opts = SweepOptions(settings, tmp / "out", scenes=tmp / "scenes", shard_size=4, bisect_top=0, bootstrap=20)
     outcome = run_sweep(opts)
     doc = write_all(outcome, opts)
@@ -159,8 +162,10 @@ def budgeted(swept, tmp_path_factory):
     doc, cand, dense, out, outcome, opts = swept
     path = tmp_path_factory.mktemp("budget") / "budget.yaml"
     path.write_text(BUDGET)
-    figures = {f.candidate: f for f in budget_figures(outcome.results, outcome.ranked, outcome.metrics, opts.settings)}
-    return read_budget(path), figures, cand, dense
+    heads = CP.head_outputs
+    figures = {f.candidate: f for f in budget_figures(outcome.results, outcome.ranked, outcome.metrics, opts.settings,
+                                                      heads)}
+    return read_budget(path, heads), figures, cand, dense
 
 
 @pytest.mark.slow

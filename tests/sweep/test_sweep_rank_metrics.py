@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from cp_debug.sweep.rank import LOCAL_FACTOR, rank_frames
+from cp_debug.recipes import catalog
 from cp_debug.sweep.records import CandidateFrame, DetectionDelta, FrameResult, ProbeStat
+
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
 
 PROBES = ("a", "b", "c")
 
@@ -131,7 +134,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
     from cp_debug.sweep.records import FrameResult, SweepSettings
 
     rng = np.random.default_rng(5)
-    settings = SweepSettings(backends=("torch", "ort-cpu-fp16", "ort-cpu"), preset="demo")
+    settings = SweepSettings(("torch", "ort-cpu-fp16", "ort-cpu"), preset="demo", recipe=CP)
     frames = []
     for i in range(12):
         k = 14

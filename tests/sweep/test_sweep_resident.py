@@ -9,8 +9,11 @@ import math
 import pytest
 
 from cp_debug.data.frames import held_out
+from cp_debug.recipes import catalog
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
+
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
 
 FLOATS = ("rel_rmse", "cosine", "expected_rel_rmse", "noise_ratio")  # sums: float64 summation order apart
 
@@ -18,7 +21,7 @@ FLOATS = ("rel_rmse", "cosine", "expected_rel_rmse", "noise_ratio")  # sums: flo
 @pytest.mark.slow
 def test_resident_lanes_give_the_numpy_figures():
     frame = held_out(1)[0]
-    with SweepWorker(SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", level="block")) as w:
+    with SweepWorker(SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", level="block", recipe=CP)) as w:
         plain = w.run_frame(0, frame)
         for lane in w._lanes:
             lane.resident = True
@@ -43,7 +46,7 @@ def test_frames_read_ahead_keep_their_order_and_results():
 
     frames = [*held_out(3), Frame("missing", PointFile("/nonexistent/scan.bin"))]
     items = list(enumerate(frames))
-    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage")) as w:
+    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage", recipe=CP)) as w:
         one = list(w.run_frames(items, ahead=1))
         three = list(w.run_frames(items, ahead=3))
     assert [r.token for r in three] == [f.token for f in frames] == [r.token for r in one]
@@ -70,7 +73,7 @@ def test_onnx_runtime_lanes_beside_the_reference_give_the_same_results():
     results = {}
     for overlap in (False, True):
         settings = SweepSettings(("torch-cuda", "ort-cuda-fp16", "ort-cuda"), preset="demo", level="block",
-                                 overlap=overlap)
+                                 overlap=overlap, recipe=CP)
         with SweepWorker(settings) as w:
             assert bool(w._beside(w._lanes[0], w._lanes[1:])) == overlap == w._pipelined()
             # with overlap each frame's voxels and features are made on a frame-reading thread's own stream
@@ -94,7 +97,7 @@ def test_one_front_for_the_lanes_on_a_device_gives_each_lane_s_own_results():
     results = {}
     for overlap in (False, True):
         with SweepWorker(SweepSettings(("torch", "ort-cpu-fp16", "ort"), preset="tiny", level="block",
-                                       overlap=overlap)) as w:
+                                       overlap=overlap, recipe=CP)) as w:
             assert {lane.glue_device() for lane in w._lanes} == {"cpu"}
             results[overlap] = list(w.run_frames(list(enumerate(frames)), ahead=2))
     for a, b in zip(results[False], results[True]):
@@ -141,7 +144,7 @@ def test_a_feed_runs_chunks_through_one_frame_loop():
 
     frames = [*held_out(3), Frame("missing", PointFile("/nonexistent/scan.bin"))]
     items = list(enumerate(frames))
-    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage")) as w:
+    with SweepWorker(SweepSettings(("torch", "ort"), preset="tiny", level="stage", recipe=CP)) as w:
         plain = list(w.run_frames(items, ahead=2))
         streamed = _streamed(w, [items[:1], items[1:3], items[3:]], ahead=2)
     assert [r.token for r in streamed] == [f.token for f in frames]
@@ -156,7 +159,7 @@ def test_a_feed_keeps_the_pipelined_loop_s_results():
     chunks hands back the frame still waiting to be judged before it waits: every figure and verdict is the list's."""
     h = held_out(4)
     items = list(enumerate(h))
-    with SweepWorker(SweepSettings(("torch-cuda", "ort-cuda-fp16"), preset="demo", level="block")) as w:
+    with SweepWorker(SweepSettings(("torch-cuda", "ort-cuda-fp16"), preset="demo", level="block", recipe=CP)) as w:
         assert w._pipelined()
         plain = list(w.run_frames(items, ahead=2))
         streamed = _streamed(w, [items[:1], items[1:3], items[3:]], ahead=2)

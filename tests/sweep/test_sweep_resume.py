@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 
 from cp_debug.errors import BadInputError
+from cp_debug.recipes import catalog
 from cp_debug.sweep.executor import InProcessExecutor
 from cp_debug.data.frames import Frame, PointFile, held_out
 from cp_debug.sweep.records import SweepSettings
 from cp_debug.sweep.shards import ShardStore, plan_shards
 from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
 
-SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage")
+CP = catalog.recipe()  # the default recipe, CenterPoint (the command line resolves it)
+
+SETTINGS = SweepSettings(("torch", "ort"), preset="tiny", level="stage", recipe=CP)
 
 
 @pytest.fixture(scope="module")

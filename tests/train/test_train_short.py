@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cp_debug.cli.main import app
 from cp_debug.models.centerpoint.checkpoint import load_checkpoint
 from cp_debug.pickles import read_checkpoint
+from cp_debug.recipes.catalog import detector
 from cp_debug.models.centerpoint.presets import get_preset
 from cp_debug.models.centerpoint.model import build_model
 from cp_debug.train.batches import SceneDataset
@@ -33,7 +34,7 @@ def _run(*args):
 
 def test_short_training_lowers_the_loss():
     data = SceneDataset(SMALL, seeds=[1, 2, 3, 4])
-    result = train_loop(SMALL, data, TrainOptions(steps=6, batch_size=1, lr=1e-3, log_every=1))
+    result = train_loop(SMALL, data, TrainOptions(steps=6, batch_size=1, lr=1e-3, log_every=1), detector=detector())
     losses = [row.loss for row in result.log]
     assert len(losses) == 6 and all(np.isfinite(losses))
     assert np.mean(losses[-2:]) < 0.5 * np.mean(losses[:2])

@@ -13,7 +13,7 @@ from cp_debug.models.transfusion.bbox_coder import TransFusionBBoxCoder
 from cp_debug.models.transfusion.model import build_model
 from cp_debug.models.transfusion.presets import get_preset
 from cp_debug.train.batches import SceneDataset
-from cp_debug.train.detectors import detector
+from cp_debug.recipes.catalog import detector
 from cp_debug.train.loop import TrainOptions, train
 from cp_debug.recipes.transfusion.train import TransFusionLossConfig, hungarian_assign
 

@@ -1,4 +1,4 @@
-"""CenterPoint's `bench` plug-in (recipes/contract.PLUGINS): the rows `cpdebug bench` times of its staged pipeline
+"""CenterPoint's `bench` plug-in (recipe_contract/recipe.PLUGINS): the rows `cpdebug bench` times of its staged pipeline
 (`recipes/centerpoint/pipeline.py`), each the pipeline steps whose times (`PipelineResult.timings`) it sums; the
 pipeline of one backend and its INT8 calibration feeds (its eval plug-in's), which `bench/run.py` builds."""
 

@@ -2,7 +2,7 @@
 
 The reference's and the candidate's head maps (the last stage's outputs) are decoded as the deployment decodes
 them (sigmoid, boxes, circle NMS, score threshold: `models/centerpoint/decode.py`) and judged as every detector
-recipe's boxes are (`recipes/box_verdict.py`: matched box to box by `compare_detections.py`, lost, added, moved,
+recipe's boxes are (`lidar/box_verdict.py`: matched box to box by `compare_detections.py`, lost, added, moved,
 rescored, turned).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cp_debug.recipes.box_verdict import BoxVerdict, box_grid, box_verdict
+from cp_debug.lidar.box_verdict import BoxVerdict, box_grid, box_verdict
 
 
 def detection_verdict(cfg) -> Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], BoxVerdict]:

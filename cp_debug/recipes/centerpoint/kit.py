@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug trt-kit` (its `kit` plug-in, recipes/contract.PLUGINS): the pair (voxel encoder,
+"""CenterPoint's part of `cpdebug trt-kit` (its `kit` plug-in, recipe_contract/recipe.PLUGINS): the pair (voxel encoder,
 backbone/neck/head), each frame's stages fed as bisect feeds its reference (`recipes/centerpoint/subject.py`), the
 profile over the frames with the first stage's voxel axis up to the config's max_voxels; read back by
 `bisect --points KIT/frames/<frame>.npy --backends torch,trt-<precision>@KIT`."""

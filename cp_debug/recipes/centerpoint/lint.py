@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug lint` (its `lint` plug-in, recipes/contract.PLUGINS): a training config,
+"""CenterPoint's part of `cpdebug lint` (its `lint` plug-in, recipe_contract/recipe.PLUGINS): a training config,
 Autoware's parameter files (`autoware_lidar_centerpoint`) and the deployed pair checked against each other — the
 facts gathered by `lint_sources.py`, compared by `lint/checks.agree` into one `LintFinding` per check (`run_checks`).
 """
@@ -23,10 +23,11 @@ def model_config(name: str):
 def lint(req: LintRequest) -> LintReport:
     """The lint of a CenterPoint training config, Autoware's parameter files and a deployed pair."""
     from cp_debug.data.autoware_params import read_params
+    from cp_debug.recipes.centerpoint.autoware_node import AUTOWARE_NODE
     from cp_debug.recipes.centerpoint.lint_sources import config_facts, onnx_facts, params_facts, read_pair
 
     check_request(req)
-    autoware = read_params(req.params) if req.params else None
+    autoware = read_params(req.params, AUTOWARE_NODE) if req.params else None
     cfg = config_facts(req.config, req.config_label or req.config.name) if req.config is not None else {}
     params = params_facts(autoware) if autoware is not None else {}
     pair = read_pair(req.onnx_dir) if req.onnx_dir is not None else None

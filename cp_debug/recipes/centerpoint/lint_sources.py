@@ -1,8 +1,8 @@
-"""CenterPoint's lint facts (its `lint` plug-in, recipes/contract.PLUGINS), each with where it came from:
+"""CenterPoint's lint facts (its `lint` plug-in, recipe_contract/recipe.PLUGINS), each with where it came from:
 
   * the training config (`CenterPointConfig`, from an AWML / autoware-ml config file or a preset): its key paths;
   * Autoware's parameter files (`data/autoware_params.py`), and the node's fixed sizes (32 points per pillar,
-    32 pillar channels, the head's channels by has_variance: `centerpoint_config.hpp`);
+    32 pillar channels, the head's channels by has_variance: `centerpoint_config.hpp`, in `autoware_node.py`);
   * the ONNX pair: the voxel encoder's input and output, the backbone's input, its outputs' channels, and the head
     maps' size at a grid (shape inference where the file's grid is dynamic, as AWML exports it).
 """
@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from cp_debug.data.autoware_params import (NODE_HEAD_CHANNELS, NODE_PILLAR_CHANNELS, NODE_POINTS_PER_PILLAR,
-                                           NODE_VARIANCE_CHANNELS, AutowareParams)
+from cp_debug.data.autoware_params import AutowareParams
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import Fact
 from cp_debug.lint.sources import Facts, _dims, node_grid
 from cp_debug.models.centerpoint.config import CenterPointConfig
+from cp_debug.recipes.centerpoint.autoware_node import (NODE_HEAD_CHANNELS, NODE_PILLAR_CHANNELS,
+                                                        NODE_POINTS_PER_PILLAR, NODE_VARIANCE_CHANNELS)
 
 _NODE = "autoware_lidar_centerpoint (centerpoint_config.hpp)"
 

@@ -1,10 +1,10 @@
-"""CenterPoint as a `Recipe` (recipes/contract.py): presets and AWML/mmdet3d or autoware-ml configs read by
+"""CenterPoint as a `Recipe` (recipe_contract/recipe.py): presets and AWML/mmdet3d or autoware-ml configs read by
 `models/centerpoint`, the two-stage pair (voxel encoder, backbone/neck/head) with its own staged pipeline, boxes cut
 where the preset's decode cuts them."""
 
 from __future__ import annotations
 
-from cp_debug.recipes.contract import Recipe
+from cp_debug.recipe_contract.recipe import Recipe
 
 
 def _model_types() -> tuple[str, ...]:

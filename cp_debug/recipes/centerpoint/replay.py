@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug replay` (its `replay` plug-in, recipes/contract.PLUGINS): the reference that
+"""CenterPoint's part of `cpdebug replay` (its `replay` plug-in, recipe_contract/recipe.PLUGINS): the reference that
 Autoware's CenterPoint node is replayed against — the model's two stages as torch runners, one scan through the
 staged pipeline under a re-run variant's settings, the kept head maps decoded under a decode variant's, and two box
 sets matched (`replay/engine.py` runs the frames and the variants; it names no network)."""
@@ -6,6 +6,8 @@ sets matched (`replay/engine.py` runs the frames and the variants; it names no n
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+
+from cp_debug.recipes.centerpoint.autoware_node import AUTOWARE_NODE  # noqa: F401 (the hook: the node replayed)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.lidar.boxes import Detections

@@ -1,5 +1,5 @@
-"""CenterPoint's part of `cpdebug train` (its `train` plug-in, recipes/contract.PLUGINS: its `Detector`): the model
-built for training and for re-loading, a batch's forward and CenterHead's losses as mmdet3d computes them
+"""CenterPoint's part of `cpdebug train` (its `train` plug-in, recipe_contract/recipe.PLUGINS: its `Detector`): the
+model built for training and for re-loading, a batch's forward and CenterHead's losses as mmdet3d computes them
 (`CenterHead.loss_by_feat`, one task), and a scan detected through its maps. The loop (train/loop.py) knows no
 network.
 

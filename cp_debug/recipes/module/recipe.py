@@ -1,10 +1,10 @@
-"""The generic module recipe as a `Recipe` (recipes/contract.py): any one-graph model given as `--torch FILE:FUNC`
+"""The generic module recipe as a `Recipe` (recipe_contract/recipe.py): any one-graph model given as `--torch FILE:FUNC`
 or `--onnx FILE` (`model.py`), with its samples (`cp_debug/samples`: the sets, the noise model's judge, the task
 metrics). It has no presets and no frames; sweep, eval and fix run it on their sample paths."""
 
 from __future__ import annotations
 
-from cp_debug.recipes.contract import Recipe
+from cp_debug.recipe_contract.recipe import Recipe
 
 
 

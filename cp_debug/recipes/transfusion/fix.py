@@ -1,4 +1,4 @@
-"""TransFusion-L's part of `cpdebug fix` (its `fix` plug-in, recipes/contract.PLUGINS): the FP16 fix of its one
+"""TransFusion-L's part of `cpdebug fix` (its `fix` plug-in, recipe_contract/recipe.PLUGINS): the FP16 fix of its one
 graph (`transfusion.onnx`, Autoware's interface), the smallest set of nodes to keep in FP32 over a frame set, judged
 flip-aware; what the fix does not take of it, and `fix --check` of a folder it wrote.
 
@@ -87,7 +87,7 @@ def run_fix(req: "FixRequest", progress=None) -> "FixOutcome":
     kept = FixSet("fp16", tuple(modules), nodes, keep_fp32=tuple(fx.search.keep or ()), node_modules=fx.modules)
     env, version, now = stamp(progress)
     return FixOutcome(req, m.model_name, loaded.weights, frames, kept, fx.search, fx.verification, env, version, now,
-                      None, fx.fixed, fx.reference, nodes, tuple(modules), recipe=req.recipe,
+                      None, fx.fixed, fx.reference, nodes, tuple(modules),
                       judged_against=JUDGED_AGAINST)
 
 

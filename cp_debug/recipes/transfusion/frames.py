@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.recipes.staged import FrameModel
+from cp_debug.recipe_contract.frame_model import FrameModel
 
 
 def transfusion_frame_model(preset: str, checkpoint=None, seed: int = 0, random_weights: bool = False) -> FrameModel:

@@ -1,4 +1,4 @@
-"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`; its `kit` plug-in, recipes/contract.PLUGINS):
+"""TransFusion-L's kit (`cpdebug trt-kit --recipe transfusion`; its `kit` plug-in, recipe_contract/recipe.PLUGINS):
 Autoware's one graph, `transfusion.onnx`, as autoware_lidar_transfusion deploys it — one stage, `transfusion`: voxels,
 num_points, coors -> cls_score0, bbox_pred0, dir_cls_pred0.
 
@@ -108,12 +108,12 @@ class OneGraph:
 def node_voxels_num(params: Sequence[Path]) -> tuple[tuple[int, int, int], str]:
     """(voxels_num [min, opt, max], where it came from) as the node takes it: the files' three values, else its
     defaults."""
-    from cp_debug.recipes.transfusion.lint_sources import NODE_VOXELS_NUM, TRANSFUSION_NODE
+    from cp_debug.recipes.transfusion.lint_sources import AUTOWARE_NODE, NODE_VOXELS_NUM, TRANSFUSION_NODE
 
     if params:
         from cp_debug.data.autoware_params import read_params
 
-        p = read_params(params, node="TransFusion").get("voxels_num")
+        p = read_params(params, AUTOWARE_NODE).get("voxels_num")
         if p is not None:
             v = p.value
             if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
@@ -131,8 +131,9 @@ def node_precision(params: Sequence[Path]) -> str | None:
     if not params:
         return None
     from cp_debug.data.autoware_params import read_params
+    from cp_debug.recipes.transfusion.lint_sources import AUTOWARE_NODE
 
-    p = read_params(params, node="TransFusion").get("trt_precision")
+    p = read_params(params, AUTOWARE_NODE).get("trt_precision")
     if p is None:
         return None
     if str(p.value).lower() not in NODE_PRECISIONS:

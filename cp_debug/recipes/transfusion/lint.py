@@ -1,4 +1,4 @@
-"""`cpdebug lint --recipe transfusion` (TransFusion-L's `lint` plug-in, recipes/contract.PLUGINS): an AWML
+"""`cpdebug lint --recipe transfusion` (TransFusion-L's `lint` plug-in, recipe_contract/recipe.PLUGINS): an AWML
 TransFusion config, Autoware's TransFusion parameter files (`autoware_lidar_transfusion`) and the deployed
 transfusion.onnx checked against each other.
 
@@ -15,9 +15,9 @@ from cp_debug.lint.checks import _max_voxels, _voxel_cap, agree
 from cp_debug.lint.findings import Fact, LintFinding, LintReport
 from cp_debug.lint.request import check_request, data_fact, inputs_of
 from cp_debug.lint.sources import Facts
-from cp_debug.recipes.transfusion.lint_sources import (NODE_INPUTS, NODE_OUTPUTS, NODE_VOXELS_NUM, TRANSFUSION_NODE,
-                                               tf_config_facts, tf_onnx_facts, tf_params_facts,
-                                               transfusion_onnx_path)
+from cp_debug.recipes.transfusion.lint_sources import (AUTOWARE_NODE, NODE_INPUTS, NODE_OUTPUTS, NODE_VOXELS_NUM,
+                                                       TRANSFUSION_NODE, tf_config_facts, tf_onnx_facts,
+                                                       tf_params_facts, transfusion_onnx_path)
 
 
 def model_config(name: str):
@@ -34,7 +34,7 @@ def lint(req) -> LintReport:
 
     check_request(req)
     cfg = tf_config_facts(req.config, req.config_label or req.config.name) if req.config is not None else {}
-    params = tf_params_facts(read_params(req.params, node="TransFusion")) if req.params else {}
+    params = tf_params_facts(read_params(req.params, AUTOWARE_NODE)) if req.params else {}
     onnx_path = transfusion_onnx_path(req.onnx_dir) if req.onnx_dir is not None else None
     onnx = tf_onnx_facts(onnx_path) if onnx_path is not None else {}
     findings = run_transfusion_checks(cfg, params, onnx, data_fact(req, cfg, params))

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cp_debug.data.autoware_params import AutowareParams, Param
+from cp_debug.data.autoware_params import AutowareNode, AutowareParams, Param
 from cp_debug.errors import BadInputError
 from cp_debug.lint.findings import Fact
 from cp_debug.lint.sources import Facts, _dims, node_grid
 
 TRANSFUSION_NODE = "autoware_lidar_transfusion (transfusion_config.hpp)"
+# autoware_lidar_transfusion declares flat names (src/lidar_transfusion_node.cpp): a file holding none of them is not
+# the node's parameter file (`read_params`)
+AUTOWARE_NODE = AutowareNode("TransFusion", frozenset({
+    "class_names", "trt_precision", "voxels_num", "point_cloud_range", "voxel_size", "num_proposals", "onnx_path",
+    "engine_path", "densification_world_frame_id", "densification_num_past_frames", "circle_nms_dist_threshold",
+    "iou_nms_target_class_names", "iou_nms_search_distance_2d", "iou_nms_threshold", "yaw_norm_thresholds",
+    "score_threshold", "allow_remapping_by_area_matrix", "min_area_matrix", "max_area_matrix"}))
 # the node's constants (transfusion_config.hpp) that the engine's shapes are checked against (network_trt.cpp)
 NODE_NUM_CLASSES = 5
 NODE_POINTS_PER_VOXEL = 20

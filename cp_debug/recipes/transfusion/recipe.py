@@ -1,10 +1,10 @@
-"""TransFusion-L as a `Recipe` (recipes/contract.py): presets and AWML TransFusion configs read by
+"""TransFusion-L as a `Recipe` (recipe_contract/recipe.py): presets and AWML TransFusion configs read by
 `models/transfusion`, one ONNX graph as Autoware deploys it, its frames through a `FrameModel`, boxes cut where
 Autoware's node cuts them."""
 
 from __future__ import annotations
 
-from cp_debug.recipes.contract import Recipe
+from cp_debug.recipe_contract.recipe import Recipe
 
 
 def _model_types() -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""TransFusion-L's part of `cpdebug train` (its `train` plug-in, recipes/contract.PLUGINS: its `Detector`): the
+"""TransFusion-L's part of `cpdebug train` (its `train` plug-in, recipe_contract/recipe.PLUGINS: its `Detector`): the
 training losses as AWML's TransFusionHead computes them (`get_targets` / `loss_by_feat`).
 
 - Dense heatmap: GaussianFocalLoss on clip_sigmoid(dense_heatmap) against CenterPoint-style Gaussian targets

@@ -22,7 +22,7 @@ from cp_debug.recipes.transfusion.detections import (AUTOWARE_LABELS, NodeBoxes,
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.compare.noise import BoxFlip
-    from cp_debug.recipes.box_verdict import BoxVerdict
+    from cp_debug.lidar.box_verdict import BoxVerdict
 
 
 def box_flips(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray],
@@ -115,11 +115,11 @@ def _figure(p: NodeBoxes, q: int, j: int, kind: str, params: NodeParams) -> floa
 def detection_verdict(cfg, params: NodeParams | None = None) -> Callable[[dict, dict], "BoxVerdict"]:
     """A `Subject.detection_verdict` for TransFusion config `cfg`: each side's last-stage outputs → the deployed
     outputs → the node's detections (`params`, default the shipped files' post-process for `cfg`'s model), matched
-    box to box (`recipes/box_verdict.py`)."""
+    box to box (`lidar/box_verdict.py`)."""
     params = params or NodeParams().for_model(cfg)
 
     def verdict(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> "BoxVerdict":
-        from cp_debug.recipes.box_verdict import box_grid, box_verdict
+        from cp_debug.lidar.box_verdict import box_grid, box_verdict
 
         sides = [deployed_outputs(side, params.num_proposals) for side in (reference, candidate)]
         decoded = [decode_proposals(side, params) for side in sides]

@@ -56,7 +56,7 @@ def test_a_swap_at_the_box_cap_is_a_flip_not_degradation():
     """Issue 72 item 6: two boxes swapped at the 100-box cut (scores 0.9678 vs 0.9684) on a healthy FP16 GPU sweep:
     the K-th box is a decision like the score threshold, in every verdict (bisect's BoxVerdict, sweep, eval)."""
     from cp_debug.compare.noise import Outcome
-    from cp_debug.recipes.box_verdict import box_verdict
+    from cp_debug.lidar.box_verdict import box_verdict
 
     kw = dict(score_threshold=0.1, cell_m=0.32, extent_m=121.6)
     # far apart: one lost, one added, each at its side's K-th score

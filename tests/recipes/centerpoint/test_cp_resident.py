@@ -63,12 +63,13 @@ def test_resident_run_with_the_demo_weights(tmp_path):
     range): a quarter of the work in each run; 16 boxes on this frame."""
     from cp_debug.data.frames import held_out
     from cp_debug.eval.session import load_weights
+    from cp_debug.recipes import catalog
     from cp_debug.models.centerpoint.presets import get_preset
     from cp_debug.recipes.centerpoint.export import export_onnx
 
     cfg = get_preset("demo").with_(point_cloud_range=(-25.6, -25.6, -3.0, 25.6, 25.6, 5.0))
     assert cfg.grid_size == (160, 160)
-    model = load_weights("demo", None, False, 0).model
+    model = load_weights("demo", None, False, 0, catalog.recipe()).model
     points = held_out(1)[0].load(cfg).points
     export_onnx(model, cfg, tmp_path, sample_points=points)
     with BackendPipeline("ort", BackendSpec.parse("ort"), cfg, model, onnx_dir=tmp_path) as pipe:

@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug eval` (its `eval` plug-in, recipes/contract.PLUGINS): its frames run on its own
+"""CenterPoint's part of `cpdebug eval` (its `eval` plug-in, recipe_contract/recipe.PLUGINS): its frames run on its own
 staged pipeline, not through a `FrameModel` — each backend's two stage runners and the pair's glue
 (`backend_pipeline.py`), the two ONNX stages exported once for the ONNX backends and INT8 calibrated per stage where
 one needs it. `eval/session.py` calls `run_backends` (the hook `eval/__init__.py` describes).

@@ -1,4 +1,4 @@
-"""CenterPoint's part of `cpdebug fix` (its `fix` plug-in, recipes/contract.PLUGINS): the pair (voxel encoder,
+"""CenterPoint's part of `cpdebug fix` (its `fix` plug-in, recipe_contract/recipe.PLUGINS): the pair (voxel encoder,
 backbone/neck/head) searched in FP16 (nodes kept in FP32, of our export or of the user's deployed pair `SPEC@DIR`)
 or INT8 (layers left out), verified by mAP/NDS and each frame's boxes (its `verify.py`), and `fix --check` of a
 folder it wrote.

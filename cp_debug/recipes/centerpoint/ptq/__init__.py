@@ -1,4 +1,4 @@
-"""CenterPoint's `ptq` plug-in (recipes/contract.PLUGINS): the PTQ workflow as CenterPoint teams run it, on the
+"""CenterPoint's `ptq` plug-in (recipe_contract/recipe.PLUGINS): the PTQ workflow as CenterPoint teams run it, on the
 building blocks of `cp_debug.quant` and CenterPoint's INT8 model (`recipes/centerpoint/ptq_checkpoint.py`): the stage
 tensors of its scans (`scenes.py`; the scans are `data.frames`), quantize a model over calibration frames
 (`quantize.py`), write its Q/DQ ONNX files (`qdq_files.py`) and the whole PTQ dir (`ptq_dir.py`), FP32 vs INT8 error
@@ -7,7 +7,7 @@ exclusion set (`sensitivity.py`). It stands on the ptq feature's floor (it drive
 searches and scenes); `cpdebug quantize` and `cpdebug sensitivity` reach it through `Recipe.plugin("ptq")`,
 CenterPoint's own fix (`fix/int8.py`) by name.
 
-The hooks `cpdebug quantize` / `cpdebug sensitivity` call (recipes/contract.PLUGINS["ptq"]):
+The hooks `cpdebug quantize` / `cpdebug sensitivity` call (recipe_contract/recipe.PLUGINS["ptq"]):
   PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose) -> PtqSettings: the
     options checked before anything loads;
   calibrate_model(model_record, settings, calib_scenes, calib_n, *, step, bar) -> CalibratedModel: the model loaded

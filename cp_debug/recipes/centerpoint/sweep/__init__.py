@@ -1,7 +1,7 @@
-"""CenterPoint's part of `cpdebug sweep` (its `sweep` plug-in, recipes/contract.PLUGINS): its frames run on lanes of
-their own, not through a `FrameModel` — each backend's two stage runners (voxel encoder, backbone/neck/head) seen
-through taps that keep the level's probes, the pair's glue between them (`lanes.py`, over `pipeline.run_pipeline`),
-and the frame loop over every lane, in process or in a Ray actor (`worker.py`). The sweep reaches it through
+"""CenterPoint's part of `cpdebug sweep` (its `sweep` plug-in, recipe_contract/recipe.PLUGINS): its frames run on lanes
+of their own, not through a `FrameModel` — each backend's two stage runners (voxel encoder, backbone/neck/head) seen
+through taps that keep the level's probes, the pair's glue between them (`lanes.py`, over `pipeline.run_pipeline`), and
+the frame loop over every lane, in process or in a Ray actor (`worker.py`). The sweep reaches it through
 `SweepSettings.lanes()`; the hooks are the ones `sweep/__init__.py` describes.
 """
 

@@ -123,7 +123,8 @@ def calibration_feeds(settings: SweepSettings, cfg) -> dict | None:
         raise BadInputError("INT8 backends need --calib-n >= 1")
     from cp_debug.eval.session import load_weights
 
-    model = load_weights(settings.preset, settings.checkpoint, settings.random_weights, settings.seed).model
+    model = load_weights(settings.preset, settings.checkpoint, settings.random_weights, settings.seed,
+                         settings.recipe).model
     frames = calibration(cfg, settings.calib_scenes, held_out_seeds=True)
     return int8_calibration(cfg, model, points_of(frames, cfg))
 
@@ -133,7 +134,7 @@ def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) 
     from cp_debug.backends.factory import check_available
     from cp_debug.backends.spec import BackendSpec, Capability
     from cp_debug.determinism import Determinism
-    from cp_debug.recipes.staged import stage_runner
+    from cp_debug.recipe_contract.frame_model import stage_runner
 
     spec = BackendSpec.parse(label)  # SPEC@DIR: the user's deployed files (torch@DIR is refused there)
     check_available(spec)

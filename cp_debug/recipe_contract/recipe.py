@@ -2,11 +2,12 @@
 keeps by writing one folder (`recipes/<name>/`, its `Recipe` in `recipe.py`, one line in `recipes/catalog.py`).
 
 A `Recipe` says how its model is loaded (presets, the config `model.type`s its reader builds), what its frames are
-and how one frame becomes a bisect subject or a `FrameModel` (`recipes/staged.py`), where its deployment cuts boxes,
-and which features it plugs into. The features that stand above this floor (fix, kit, lint, train, …) find a recipe's
-part of them in its folder, in a module named after the feature (`recipes/transfusion/fix.py`), through
-`Recipe.plugin(feature)`: the feature defines what that module provides (its hook), the recipe folder implements
-it, and no feature names a recipe. Building a `Recipe` loads nothing: every hook imports what it needs when called.
+and how one frame becomes a bisect subject or a `FrameModel` (`frame_model.py`), where its deployment cuts boxes,
+and which features it plugs into. The command line resolves the run's recipe (`recipes/catalog.py`) and hands it
+down to the features (fix, kit, sweep, eval, train, …), which find its part of them in its folder, in a module named
+after the feature (`recipes/transfusion/fix.py`), through `Recipe.plugin(feature)`: the feature defines what that
+module provides (its hook), the recipe folder implements it, and no feature names or imports a recipe. Building a
+`Recipe` loads nothing: every hook imports what it needs when called.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.subject import Subject
-    from cp_debug.recipes.staged import FrameModel
+    from cp_debug.recipe_contract.frame_model import FrameModel
 
 # The features whose part of a recipe is a module of the recipe's folder (`recipes/<name>/<feature>.py`), each
 # with the hook the feature calls (the feature's docstring of that hook is the contract; tests/recipes/test_contract.py
@@ -31,7 +32,7 @@ PLUGINS: dict[str, tuple[str, ...]] = {
     "kit": ("DEPLOYED_FILES", "LINTS_FIX", "BISECT_SUFFIX", "model_config", "check_model", "precisions", "content",
             "bisect_command", "readme_text"),
     "lint": ("model_config", "lint"),
-    "replay": ("stage_runners", "run_scan", "decode", "compare_detections"),
+    "replay": ("stage_runners", "run_scan", "decode", "compare_detections", "AUTOWARE_NODE"),
     "sweep": ("subject", "stage_bytes", "with_stages", "make_worker"),  # its own lanes (sweep/__init__.py)
     "train": ("detector",),
     # `cpdebug quantize` / `cpdebug sensitivity`: the feature has no package of its own (its commands call these;
@@ -59,7 +60,7 @@ class Recipe:
     box_cut: Optional[Callable[[Any], tuple[float, int | None]]] = None  # cfg → (score threshold, cap) deployed
     frame_model: Optional[Callable[..., "FrameModel"]] = None  # (preset, checkpoint, seed, random_weights): a
     # FrameModel; None where its frames run on a pipeline of its own (CenterPoint's lanes)
-    frame_subject: Optional[Callable[..., "Subject"]] = None  # one frame's bisect subject (see catalog.frame_subject)
+    frame_subject: Optional[Callable[..., "Subject"]] = None  # one frame's bisect subject (`make_frame_subject`)
     bisect_subject: Optional[Callable[..., "Subject"]] = None  # (ModelRecord, *, points, load_dim, use_dim, params):
     # `cpdebug bisect`'s subject (and extract's, of a report)
     check_bisect: Optional[Callable[..., None]] = None  # (ModelRecord, [(label, BackendSpec)]): what its bisect
@@ -91,10 +92,14 @@ class Recipe:
         """This recipe's module for `feature` (`recipes/<name>/<feature>.py`, or that package), imported now; a
         recipe without one is one line, naming `command` (the command that asked; default: the feature)."""
         if feature not in PLUGINS:
-            raise KeyError(f"no recipe plug-in feature {feature!r} (recipes/contract.PLUGINS)")
+            raise KeyError(f"no recipe plug-in feature {feature!r} (recipe_contract/recipe.PLUGINS)")
         if feature not in self.plugins:
             raise BadInputError(f"{command or feature} does not run the {self.title} recipe")
         return importlib.import_module(f"{self.package}.{feature}")
+
+    def __reduce__(self):
+        """Pickled as its folder (a sweep's settings travel to Ray actors): the same object on the other side."""
+        return (_registered, (self.package,))
 
     def has(self, feature: str) -> bool:
         """Whether this recipe plugs into `feature`."""
@@ -110,3 +115,24 @@ class Recipe:
         if self.preset_config is None:
             raise BadInputError(f"the {self.title} recipe has no presets")
         return self.preset_config(preset)
+
+    def make_frame_model(self, preset: str, checkpoint=None, seed: int = 0,
+                         random_weights: bool = False) -> "FrameModel":
+        """Its `FrameModel` of `preset`; a recipe that runs its frames on its own pipeline has none."""
+        if self.frame_model is None:
+            raise BadInputError(f"recipe {self.name!r} runs its frames on its own pipeline")
+        return self.frame_model(preset, checkpoint, seed, random_weights)
+
+    def make_frame_subject(self, preset: str, *, checkpoint=None, seed: int = 0, random_weights: bool = False,
+                           int8=None, points=None, truth=None) -> "Subject":
+        """The bisect subject of one frame's scan `points` (a `LoadedPoints`) of `preset` (`truth`: its ground
+        truth)."""
+        if self.frame_subject is None:
+            raise BadInputError(f"the {self.title} recipe has no frames to bisect")
+        return self.frame_subject(preset, checkpoint=checkpoint, seed=seed, random_weights=random_weights, int8=int8,
+                                  points=points, truth=truth)
+
+
+def _registered(package: str) -> Recipe:
+    """The `Recipe` of the folder `package` (its `recipe.py`'s `RECIPE`): how a pickled recipe comes back."""
+    return importlib.import_module(f"{package}.recipe").RECIPE
