@@ -14,6 +14,7 @@ import numpy as np
 from cp_debug.bisect import hints as hints_mod
 from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
+from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.store import AUTO_SHARE
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
@@ -240,13 +241,17 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
     tensor whose INT8 or FP8 range loses its values (segment_int8.py, segment_fp8.py), with its advice tried on the
     segment; None where it does not apply, shows nothing, or cannot be worked out."""
     local_bad = r.local is not None and r.local.status != "ok"
+    if state.spec.precision in ("fp8", "nvfp4", "mxfp8"):  # float formats judged by their budget, not atol / rtol
+        local_bad = beyond_locally(r)
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None
+    from cp_debug.bisect.segment_blocks import explain_block_segment
     from cp_debug.bisect.segment_fp8 import explain_fp8_segment
     from cp_debug.bisect.segment_int8 import explain_int8_segment
     from cp_debug.bisect.segment_why import explain_segment
 
-    explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment}.get(state.spec.precision, explain_segment)
+    explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment, "nvfp4": explain_block_segment,
+               "mxfp8": explain_block_segment}.get(state.spec.precision, explain_segment)
     return _extra(run, state, p, "the op-level why of", explain)
 
 
