@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.bisect.segment_fp8 import ladder_text
 from cp_debug.bisect.segment_int8 import _named, _within
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
@@ -46,13 +47,8 @@ class BlockWhy:
             why = f"{name} rounding of {self.layers} (no block of its segment flushes)"
         else:  # MXFP8's power-of-two block scales: no underflow reading here
             why = f"{name} quantisation of {self.layers}"
-        limit = f", {self.fmt}'s budget {self.budget:.3g}" if self.budget is not None else ""
-        numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
-        flag = f"; --exclude-int8 {','.join(self.exclude)}" if self.exclude else ""
-        if self.verified:
-            return f"{why}; verified: within precision with {self.layers} {self.rung} ({numbers}{flag})"
-        sets = f"; {self.tried} rungs tried, the last shown" if self.tried > 1 else ""
-        return f"{why}; {self.layers} {self.rung} does not cure this segment ({numbers}{flag}{sets})"
+        return ladder_text(why, f"{self.layers} {self.rung}", self.fmt, self.before, self.after, self.budget,
+                           self.exclude, self.verified, self.tried)
 
 
 def explain_block_segment(run: RunState, state: CandidateState, i: int, probe: str) -> BlockWhy | None:

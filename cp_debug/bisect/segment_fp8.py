@@ -78,13 +78,21 @@ class Fp8Why:
         why = (self.finding.text() if self.finding is not None
                else "FP8 quantisation error of this layer (no tensor its segment quantizes flushes most of its "
                     "values to zero or saturates)")
-        limit = f", fp8's budget {self.budget:.3g}" if self.budget is not None else ""
-        numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
-        flag = f"; --exclude-int8 {','.join(self.exclude)}" if self.exclude else ""
-        if self.verified:
-            return f"{why}; verified: within precision with {self.cure} ({numbers}{flag})"
-        sets = f"; {self.tried} changes tried, the widest shown" if self.tried > 1 else ""
-        return f"{why}; {self.cure} does not cure this segment ({numbers}{flag}{sets})"
+        return ladder_text(why, self.cure, "fp8", self.before, self.after, self.budget, self.exclude,
+                           self.verified, self.tried)
+
+
+def ladder_text(why: str, change: str, fmt: str, before: float, after: float, budget: float | None,
+                exclude: tuple[str, ...], verified: bool, tried: int) -> str:
+    """A quantized format's why with the last change of its ladder: verified (within precision with it) or not,
+    the segment's local error before and after against the format's budget, and the flag that leaves nodes out."""
+    limit = f", {fmt}'s budget {budget:.3g}" if budget is not None else ""
+    numbers = f"local rel. RMSE {before:.3g} → {after:.3g}{limit}"
+    flag = f"; --exclude-int8 {','.join(exclude)}" if exclude else ""
+    if verified:
+        return f"{why}; verified: within precision with {change} ({numbers}{flag})"
+    sets = f"; {tried} changes tried, the last shown" if tried > 1 else ""
+    return f"{why}; {change} does not cure this segment ({numbers}{flag}{sets})"
 
 
 def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Fp8Why | None:
