@@ -42,6 +42,10 @@ def _files(work: Path) -> dict[str, Path]:
         out[name] = fm.export(fm.cnn(fault), fm.cnn_example(), work / f"{name}.onnx")
     for name, fault in (("block", True), ("block_healthy", False)):
         out[name] = fm.export(fm.block(fault), fm.block_input(), work / f"{name}.onnx")
+    from tests.precision import test_nvfp4 as t4
+
+    out["nvfp4_cnn_fault"] = t4._export(t4._cnn(True), fm.cnn_example(), work / "nvfp4_cnn_fault.onnx")
+    out["nvfp4_block_fault"] = t4._export(t4._block("weight"), fm.torch.zeros(1, 12, 32), work / "nvfp4_block.onnx")
     np.savez(work / "calib_small.npz", x=fm.cnn_input(0.05, n=4, seed=3))
     np.savez(work / "big.npz", x=fm.cnn_input(3.0, seed=4))
     out["calib_small"], out["big"] = work / "calib_small.npz", work / "big.npz"
@@ -120,6 +124,10 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
         ("nvfp4_block_healthy", ["--onnx", str(f["block_healthy"]), "-b", "ort,ort-{dev}-nvfp4"],
          "exit 0, emulated"),
         ("mxfp8_cnn_healthy", ["--onnx", str(f["cnn_healthy"]), "-b", "ort,ort-{dev}-mxfp8"], "exit 0, emulated"),
+        ("nvfp4_cnn_fault", ["--onnx", str(f["nvfp4_cnn_fault"]), "-b", "ort,ort-{dev}-nvfp4"],
+         "exit 1, /body/body.4/Conv_output_0, NVFP4 block-scale underflow, verified left out"),
+        ("nvfp4_block_fault", ["--onnx", str(f["nvfp4_block_fault"]), "-b", "ort,ort-{dev}-nvfp4"],
+         "exit 1, /mlp/mlp.0/MatMul_output_0, NVFP4 block-scale underflow"),
     ]
 
 

@@ -1,5 +1,6 @@
 """INT8: one story at every level (issue 84, item 4) — where no layer's own error stands out, the tensor whose range
-loses its values is the root cause, not the largest of many small local errors.
+loses its values is the root cause, not the largest of many small local errors (FP8: the first segment whose input
+the calibrated range clips, issue 86).
 
 MobileNetV2 with one depthwise channel ×100 (or one projection channel): that channel sets its conv output's
 per-tensor INT8 range, and most other channels' values round to zero. The output's relative error is dominated by
@@ -30,7 +31,7 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
     A probe's own tensor is read first (the store holds its reference values); then, where none is found, the
     quantized tensors inside each probe's segment (a conv's output before the ReLU6 a block probe ends with), their
     reference values from one FP32 run of the segment."""
-    if state.spec.precision != "int8" or not state.int8_amax or fd is None or rc is None \
+    if state.spec.precision not in ("int8", "fp8") or not state.int8_amax or fd is None or rc is None \
             or beyond_locally(state.results.get(rc)):
         return None
     upto = []
@@ -40,6 +41,8 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
             upto.append(p)
         if r.probe == fd:
             break
+    if state.spec.precision == "fp8":  # a float format loses no resolution to a wide range: what it clips
+        return _first_saturated(run, state, upto)
     for p in upto:
         pm = run.subject.stages[p.stage].probe_map()
         t = pm.tensors.get(p.name) if pm is not None else None
@@ -49,6 +52,17 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
         text = _inside(run, state, p)
         if text is not None:
             return p.name, text
+    return None
+
+
+def _first_saturated(run: RunState, state: CandidateState, upto: list) -> tuple[str, None] | None:
+    """FP8: the first probe whose segment reads a tensor past the run's calibrated range (`calibration_fit`'s
+    reading: a share of the input beyond ±amax clips), its hint saying so; None where every segment fits."""
+    from cp_debug.bisect.segment_int8 import calibration_fit
+
+    for p in upto:
+        if calibration_fit(run, state, p.stage, p.name) is not None:
+            return p.name, None  # its hint says the fit (verdict._calib_fit)
     return None
 
 

@@ -214,7 +214,7 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
         segment_why=why.text() if why is not None else file_why, eps=_eps(run, state, p, r),
         export=_export(run, state, p, r), calib_fit=_calib_fit(run, state, p))
     hint = hints_mod.hint_for(r, ctx)
-    spread = _dominance(run, state, name)
+    spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
     return hint, _owner(name, why)

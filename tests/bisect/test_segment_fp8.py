@@ -131,3 +131,22 @@ def test_fix_leaves_the_flushed_conv_out_of_fp8_writes_modelopts_lists_and_check
     assert "left out of FP8" in proc.stdout
     proc = cpdebug("fix", "--check", out)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_a_transformer_input_beyond_the_calibration_is_named_where_it_clips(files, tmp_path):
+    """The healthy block calibrated on Gaussian tokens, run on tokens with one feature 40 higher: no layer's own
+    error stands out (degraded), and the root cause is the first segment whose input the calibrated range clips —
+    the attention's projection input after the LayerNorm — with the calibration's fit, not 'no single layer
+    dominates' at the largest of six small local errors."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((4, 1, 8, 32)).astype(np.float32))
+    x = rng.standard_normal((1, 8, 32)).astype(np.float32)
+    x[..., 5] += 40.0
+    np.savez(tmp_path / "input.npz", x=x)
+    rc, report = _bisect(tmp_path, "--onnx", files["block_healthy"], "--calib", tmp_path / "calib.npz",
+                         "--inputs", tmp_path / "input.npz")
+    cause = _cause(report)
+    assert rc in (1, 4) and cause["probe"].startswith("/attn/"), report["root_cause"]
+    hint = cause["hint"]
+    assert hint.startswith("the calibration set does not cover this input:"), hint
+    assert "saturate" in hint and "no single layer dominates" not in hint, hint
