@@ -49,6 +49,12 @@ def _files(work: Path) -> dict[str, Path]:
     np.savez(work / "calib_small.npz", x=fm.cnn_input(0.05, n=4, seed=3))
     np.savez(work / "big.npz", x=fm.cnn_input(3.0, seed=4))
     out["calib_small"], out["big"] = work / "calib_small.npz", work / "big.npz"
+    rng = np.random.default_rng(0)  # tokens with one feature 40 higher than the calibration's
+    np.savez(work / "tok_calib.npz", x=rng.standard_normal((4, 1, 8, 32)).astype(np.float32))
+    tokens = rng.standard_normal((1, 8, 32)).astype(np.float32)
+    tokens[..., 5] += 40.0
+    np.savez(work / "tok_big.npz", x=tokens)
+    out["tok_calib"], out["tok_big"] = work / "tok_calib.npz", work / "tok_big.npz"
     # a ModelOpt-layout FP8 file of the healthy CNN, and one with a stale activation scale
     for name, stale in (("modelopt", False), ("modelopt_stale", True)):
         folder = work / name
@@ -116,6 +122,9 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
          "/body/body.0/Conv_output_0, the calibration set does not cover this input"),
         ("fp8_block_healthy", ["--onnx", str(f["block_healthy"]), "-b", "ort,ort-{dev}-fp8"], "exit 0"),
         ("fp8_block", ["--onnx", str(f["block"]), "-b", "ort,ort-{dev}-fp8"], "exit 1, /fc1/MatMul_output_0"),
+        ("fp8_block_beyond_calib", ["--onnx", str(f["block_healthy"]), "-b", "ort,ort-{dev}-fp8", "--calib",
+                                    str(f["tok_calib"]), "--inputs", str(f["tok_big"])],
+         "/attn/…, the calibration set does not cover this input"),
         ("modelopt_file", ["--onnx", str(f["cnn_healthy"]), "-b", f"ort,ort-{{dev}}@{f['modelopt']}"],
          "exit 0, fp8; the default level named where it computes wrong"),
         ("modelopt_stale", ["--onnx", str(f["cnn_healthy"]), "-b", f"ort,ort-{{dev}}@{f['modelopt_stale']}"],
