@@ -105,5 +105,18 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
     if not samples:
         samples = default_samples(m.first, seed, first_name=m.first_name)
     split = split_samples(samples, g["verify_samples"], source)
-    calib = load_samples(g["calib"], None, graph, "--calib")[0] if g["calib"] is not None else None
+    calib = _calibration(Path(g["calib"]), samples[0].feed) if g["calib"] is not None else None
     return m, split, calib, said
+
+
+def _calibration(given: Path, one: Mapping[str, np.ndarray]) -> list[Sample]:
+    """`--calib`'s samples as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`): an .npz (or a folder
+    of them) whose arrays are one sample each or a batch along a first axis ([8,3,32,32] or [8,1,3,32,32] for
+    one sample of [1,3,32,32])."""
+    from cp_debug.bisect.feeds import calibration_feeds
+
+    files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
+    if not files:
+        raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
+    feeds, _ = calibration_feeds(files, one, "the model", "the model takes it")
+    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(feeds)]

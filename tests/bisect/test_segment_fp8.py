@@ -150,3 +150,15 @@ def test_a_transformer_input_beyond_the_calibration_is_named_where_it_clips(file
     hint = cause["hint"]
     assert hint.startswith("the calibration set does not cover this input:"), hint
     assert "saturate" in hint and "no single layer dominates" not in hint, hint
+
+
+def test_fix_takes_a_batched_calibration_file_as_bisect_does(files, tmp_path):
+    """`fix --calib` reads the batched .npz that `bisect --calib` takes ([4,1,3,16,16]: four samples of [1,3,16,16];
+    before: 'input x has shape [4, 1, 3, 16, 16], but … expects [1, 3, 16, 16]', issue 85)."""
+    np.savez(tmp_path / "calib.npz", x=fm.cnn_input(1.0, n=4, seed=7))
+    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--calib", tmp_path / "calib.npz",
+                   "--out", tmp_path / "fix")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "fix" / "fix.json").read_text())
+    assert doc["calibration"] == ["calib_0", "calib_1", "calib_2", "calib_3"]
+    assert doc["set"]["nodes_to_exclude"] == ["/body/body.2/Conv"]
