@@ -104,7 +104,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
         model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
         if renames:
-            notes.append(f"{spec}: {name}: output(s) read by order under the model's names: "
+            notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "
                          + ", ".join(f"{d!r} as {o!r}" for d, o in renames.items()))
         check_interface(model, st.onnx(), f"{spec.framework}@{path}")
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)

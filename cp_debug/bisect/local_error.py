@@ -103,7 +103,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
 
     def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
-        return {b: _boundary(run, i, known[b], device) for b in cut.inputs}
+        return {b: _as_held(_boundary(run, i, known[b], device), types.get(b)) for b in cut.inputs}
 
     alone, joined = cuts, 0
     if len(cuts) > 1 and qdq is None and not spec.calibrated:  # side by side: a session per group, not per probe
@@ -217,6 +217,22 @@ def _boundary(run: RunState, i: int, key: str, device):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(run.known_value(i, key))).to(device)
+
+
+def _as_held(value, declared):
+    """A boundary value as the candidate's graph holds that tensor: the reference's float32 rounded to float16 where
+    the graph (a deployed FP16 file) declares float16 there. Fed as float32, the segment would be typed float32 from
+    its input on, nothing in it would be float16 storage, and an overflow inside it (diffusers' VAE decoder file:
+    a conv at 1.69e5) would never show in its local error."""
+    from onnx import TensorProto
+
+    if declared is None or declared.tensor_type.elem_type != TensorProto.FLOAT16:
+        return value
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float16) if value.dtype == np.float32 else value
+    import torch
+
+    return value.to(torch.float16) if value.dtype == torch.float32 else value
 
 
 @dataclass(frozen=True)

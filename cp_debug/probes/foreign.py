@@ -93,11 +93,28 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             continue
         op_types[q] = producers.get(tensors[q], "Input")
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
-    nodes = align_nodes(a, b, pair)
+    nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     differences = GraphDifferences(
         unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage),
         unmatched_nodes(ours, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage))
     return ForeignMap(their_map, how, differences)
+
+
+def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],
+                 how: dict[str, str]) -> dict[int, int]:
+    """The anchors' pairs and the nodes a module's scope pairs (the producer of its tensor on each side, one op
+    type): a file from another exporter (TorchScript's GroupNorm and SiLU against dynamo's) shares no structural key
+    around many layers, yet each still computes the module its scope names — not a graph difference."""
+    out = dict(pair)
+    used = set(out.values())
+    for q, t in theirs.items():
+        i, j = a.producer.get(our_map.tensors.get(q, "")), b.producer.get(t)
+        if how.get(q) != "scope" or i is None or j is None or i[0] in out or j[0] in used:
+            continue
+        if a.model.graph.node[i[0]].op_type == b.model.graph.node[j[0]].op_type:
+            out[i[0]] = j[0]
+            used.add(j[0])
+    return out
 
 
 @dataclass

@@ -10,8 +10,8 @@ Compared with cp_debug's export of the same stage: input and output names, ranks
 Each problem is one clause of one line (`InterfaceMismatchError`, exit 2).
 
 Output names are the exporter's, not the model's: torch.onnx names an output after its last node (`linear`) where
-cp_debug's export writes `output0`. A file whose interface fits but for its output names is read with ours, by order
-(`adopt_output_names`), and the report's notes say which name became which.
+cp_debug's export writes `output0`. A file whose interface fits but for its output names (and its one input's name)
+is read with ours, by order (`adopt_output_names`), and the report's notes say which name became which.
 """
 
 from __future__ import annotations
@@ -84,13 +84,20 @@ def interface_problems(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> list
 
 
 def adopt_output_names(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """`deployed` with its outputs renamed to `ours`' names, by order, where that is all that keeps the interfaces
-    apart: as many outputs, none of ours among the file's tensor names, and every other check passing once renamed.
-    Returns the model (the same object where nothing is renamed) and the renames (file's name → ours)."""
+    """`deployed` with its outputs renamed to `ours`' names, by order — and its input too where each side has one
+    (diffusers' VAE decoder file takes `latent_sample` where the module's argument is `z`; with several inputs of
+    one shape an order could swap them silently: those keep the file's names and their clear line) —, where that
+    is all that keeps the interfaces apart: as many outputs, none of ours among the file's tensor names, and every
+    other check passing once renamed. Returns the model (the same object where nothing is renamed) and the renames
+    (file's name → ours)."""
     d_out, o_out = [o.name for o in deployed.graph.output], [o.name for o in ours.graph.output]
-    if len(d_out) != len(o_out) or d_out == o_out or not interface_problems(deployed, ours):
+    d_in = [i.name for i in deployed.graph.input if i.name not in {t.name for t in deployed.graph.initializer}]
+    o_in = [i.name for i in ours.graph.input if i.name not in {t.name for t in ours.graph.initializer}]
+    if len(d_out) != len(o_out) or (d_out == o_out and d_in == o_in) or not interface_problems(deployed, ours):
         return deployed, {}
     renames = {d: o for d, o in zip(d_out, o_out) if d != o}
+    if len(d_in) == len(o_in) == 1 and d_in != o_in:
+        renames[d_in[0]] = o_in[0]
     taken = {t for n in deployed.graph.node for t in (*n.input, *n.output)} | {i.name for i in deployed.graph.input}
     taken |= {i.name for i in deployed.graph.initializer}
     if any(o in taken for o in renames.values()):
@@ -100,7 +107,7 @@ def adopt_output_names(deployed: onnx.ModelProto, ours: onnx.ModelProto) -> tupl
     from cp_debug.graph.model import export_like
 
     graph = gs.import_onnx(deployed)
-    for t in graph.outputs:
+    for t in [*graph.inputs, *graph.outputs]:
         t.name = renames.get(t.name, t.name)
     renamed = export_like(graph, deployed)
     if interface_problems(renamed, ours):

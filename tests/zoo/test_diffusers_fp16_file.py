@@ -1,0 +1,51 @@
+"""The user's own FP16 file of a diffusers VAE decoder (issue 84, item 3), as diffusers' and Olive's ONNX pipelines
+make it: TorchScript-exported (input `latent_sample`, output `sample`) and converted by onnxconverter-common's
+`convert_float_to_float16(keep_io_types=True)`, given as `-b torch,ort@DIR`. Before: exit 2 (its names), then the
+overflow blamed on a healthy mid-block conv with no reason — the file's segments were fed float32 (typed float32 from
+their input on: no float16 storage, no overflow in the local error) and the other exporter's GroupNorm and SiLU made
+every conv 'a graph difference'. Now: its one input and output read by order, the planted conv named with the FP16
+reason its FP32 value gives, and the keep verified."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import onnx
+import pytest
+
+from tests.cli_run import cpdebug
+
+MODELS = Path(__file__).with_name("diffusers_models.py")
+CONV = "vae.decoder.up_blocks.1.resnets.0.conv1"
+
+
+def test_a_diffusers_vae_fp16_file_names_its_overflowing_conv(tmp_path):
+    pytest.importorskip("diffusers")
+    float16 = pytest.importorskip("onnxconverter_common.float16")
+    import torch
+
+    from tests.zoo import diffusers_models
+
+    net, inputs = diffusers_models.overflow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, inputs, str(tmp_path / "vae.onnx"), dynamo=False, opset_version=17,
+                          input_names=["latent_sample"], output_names=["sample"])
+        half = float16.convert_float_to_float16(onnx.load(tmp_path / "vae.onnx"), keep_io_types=True)
+    (tmp_path / "fp16").mkdir()
+    onnx.save(half, tmp_path / "fp16" / "vae_decoder.onnx")
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:overflow", "-b", "torch,ort@fp16", "--json", "r.json", "--quiet",
+                   cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    notes = "\n".join(report["warnings"])
+    assert "'sample' as 'output0'" in notes and "'latent_sample' as 'z'" in notes, notes
+    assert report["judged_at"]["ort@fp16"] == "fp16"
+    cause = report["root_cause"]["ort@fp16"]
+    assert cause["probe"] == CONV, cause
+    hint = cause["hint"]
+    assert hint.startswith(f"FP16 overflow at {CONV}: Conv"), hint  # no 'graph difference' before it
+    value = float(hint.split("|x| = ")[1].split(" ")[0])
+    assert 1.5e5 < value < 1.9e5 and "verified: keeping" in hint, hint
