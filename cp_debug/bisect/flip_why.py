@@ -10,6 +10,13 @@ does: the margin between the last chosen and the first left out (the top two for
 format's rounding step at those values (float16's spacing there; bfloat16's). A margin inside one step is a near tie
 the format cannot keep: the root cause is the decision, named with its margin and step, and no layer kept in FP32
 cures it — compare that output as a set, or widen the margin. A margin wider than a step is no finding here.
+
+A softmax whose logits are huge is a decision too (issue 84's attention with QK^T at 2e8): its output is one-hot in a
+row, and where the top two logits lie within the format's rounding step at their magnitude (2^-10 of the binade for
+float16, beyond its range as well: a MatMul kept in FP32 still reads float16-rounded q and k), rounding picks the
+other key and the row hands on another token's value. It is read whatever the segment's own error (its tie flips
+inside the segment too, and overflows there where the logits leave the range): keeping the MatMul in FP32 cures this
+input or not by chance, and no set cures every input.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import numpy as np
 
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.half import FP16_MAX
 
 DECISION_OPS = ("TopK", "ArgMax", "ArgMin")
+SATURATED = 0.99  # a softmax row is a hard choice (one-hot) where its top weight reaches this
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,19 @@ class Flip:
     gap: float  # the smallest margin
     step: float  # the candidate format's rounding step at the values there
     precision: str
+    reach: float | None = None  # Softmax: the largest finite |logit| it reads
 
     def text(self) -> str:
         where = f"{self.module}: " if self.module else ""
+        if self.op == "Softmax":
+            over = f", beyond float16's {FP16_MAX:g} too" if self.reach and self.reach > FP16_MAX else ""
+            return (f"saturated softmax flip at {where}Softmax {self.node!r}: the reference's output is one-hot (a "
+                    f"hard choice) in {self.ties} of {self.rows} row(s) whose top two logits lie {self.gap:.3g} apart, "
+                    f"within {self.precision}'s rounding step at their magnitude ({self.step:.3g}; the logits reach "
+                    f"|x| = {self.reach:.3g}{over}): rounding the logits' inputs picks the other one, so the row "
+                    "hands on another value — not a layer's rounding (keeping layers in FP32 cures an input only by "
+                    "chance, none every input); soften the logits (scale q or k down, a temperature, normalise them) "
+                    "or compare this output as a set")
         what = f"top {self.chosen}" if self.op == "TopK" else "the top one"
         return (f"decision flip at {where}{self.op} {self.node!r}: the reference's margin between {what} and the "
                 f"next is {self.gap:.3g} in {self.ties} of {self.rows} row(s), within {self.precision}'s rounding step "
@@ -56,27 +75,31 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
 
     precision = state.judged_at or state.spec.precision
     r = state.results.get(probe) if probe else None
-    if precision not in ("fp16", "bf16") or r is None or r.local is None or beyond_locally(r):
+    if precision not in ("fp16", "bf16") or r is None or r.local is None:
         return None
+    ops = ("Softmax",) if beyond_locally(r) else (*DECISION_OPS, "Softmax")  # a softmax: whatever its local error
     i = run.probes[probe].stage
-    if not any(n.op_type in DECISION_OPS for n in run.stage_of(state.label, i).onnx().graph.node):
+    if not any(n.op_type in ops for n in run.stage_of(state.label, i).onnx().graph.node):
         return None  # no decision in the stage: no segment cut (in lockstep, a reference run) to look for one
     rs = root_segment(run, state, i, probe)
     if rs is None:
         return None
-    nodes = [n for n in rs.model.graph.node if n.op_type in DECISION_OPS and n.input]
+    nodes = [n for n in rs.model.graph.node if n.op_type in ops and n.input]
     if not nodes:
         return None
     ref = run_segment(run, "ort", rs.model, rs.feed, list(dict.fromkeys(n.input[0] for n in nodes))).values
+    ref = {**rs.feed, **ref}
     for node in nodes:
         x = ref.get(node.input[0])
         if x is None or not np.issubdtype(x.dtype, np.floating) or x.size < 2:
             continue
-        found = margin(node, x, chosen(node, rs.model), precision)
+        found = (softmax_tie(node, x, opset(rs.model), precision) if node.op_type == "Softmax"
+                 else margin(node, x, chosen(node, rs.model), precision))
         if found is not None:
             ties, rows, gap, step, k = found
+            reach = float(np.abs(x[np.isfinite(x)]).max(initial=0.0)) if node.op_type == "Softmax" else None
             return Flip(probe, node.name, node.op_type, named_module(node, rs.named), k, ties, rows, gap, step,
-                        precision)
+                        precision, reach)
     return None
 
 
@@ -122,3 +145,34 @@ def rounding_step(a: np.ndarray, precision: str) -> np.ndarray:
         return np.spacing(a.astype(np.float16)).astype(np.float64)
     e = np.floor(np.log2(np.maximum(a, np.finfo(np.float32).tiny)))
     return np.exp2(e - 7)
+
+
+def opset(model) -> int:
+    """The model's default-domain opset (Softmax's axis reads differently before 13)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def softmax_tie(node, x: np.ndarray, version: int, precision: str) -> tuple[int, int, float, float, int] | None:
+    """(tied rows, rows, the smallest margin, the step there, 1) where some row of a Softmax's logits `x` (the FP32
+    reference) is a hard choice between near ties: its softmax one-hot (top weight ≥ SATURATED) while its top two
+    logits lie within the format's rounding step at their magnitude; None otherwise."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if version >= 13 else 1)
+    axis = axis % x.ndim if x.ndim else 0
+    if version >= 13:
+        v = np.moveaxis(x.astype(np.float64), axis, -1).reshape(-1, x.shape[axis])
+    else:  # opset < 13: the input as a matrix, rows the axes before `axis`
+        v = x.astype(np.float64).reshape(int(np.prod(x.shape[:axis])), -1)
+    if v.shape[1] < 2 or not v.shape[0]:
+        return None
+    s = -np.sort(-v, axis=1)
+    top, second = s[:, 0], s[:, 1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        weight = 1.0 / np.exp(v - top[:, None]).sum(axis=1)  # the top weight of each row
+        gap = top - second
+        a = np.maximum(np.abs(top), np.abs(second))
+        bits = 10 if precision == "fp16" else 7  # the stored mantissa bits: the step is 2^-bits of the binade
+        step = np.exp2(np.floor(np.log2(np.maximum(a, np.finfo(np.float32).tiny))) - bits)
+        tie = np.isfinite(top) & np.isfinite(second) & (weight >= SATURATED) & (gap <= step)
+    if not tie.any():
+        return None
+    return int(tie.sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), 1

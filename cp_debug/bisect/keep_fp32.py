@@ -84,9 +84,10 @@ class KeepFp32Result:
 
     status: found (keep holds a 1-minimal set: it passed, and dropping any one of its nodes failed);
         not_needed (the FP16 model passes as is; keep is ()); impossible (even with every candidate in FP32 the
-        outputs fail; keep is None); tie (the outputs fail because a TopK / ArgMax / ArgMin chooses between near
-        ties the format cannot keep apart, `tie` says which: no FP32 set is searched, keep is None). baseline: the
-        graph outputs with nothing kept; final: with `keep` (with every candidate kept when impossible).
+        outputs fail; keep is None); tie (the outputs fail because a TopK / ArgMax / ArgMin, or a one-hot Softmax,
+        chooses between near ties the format cannot keep apart, `tie` says which: no FP32 set is searched, keep is
+        None). baseline: the graph outputs with nothing kept; final: with `keep` (with every candidate kept when
+        impossible).
         precision: what the backend really ran, in the baseline run.
     """
 
@@ -202,20 +203,26 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
 
 def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str) -> str | None:
     """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
-    rounding step there: bisect/flip_why.py's reading), said with its numbers; None where there is none."""
-    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin
+    rounding step there), or Softmax that chooses one-hot between near ties (bisect/flip_why.py's readings), said
+    with its numbers; None where there is none."""
+    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, softmax_tie
 
+    version, ops = opset(model), (*DECISION_OPS, "Softmax")
     for node in model.graph.node:
-        x = values.get(node.input[0]) if node.op_type in DECISION_OPS and node.input else None
+        x = values.get(node.input[0]) if node.op_type in ops and node.input else None
         if x is None or not np.issubdtype(np.asarray(x).dtype, np.floating) or np.size(x) < 2:
             continue
-        found = margin(node, np.asarray(x), chosen(node, model), precision)
+        x = np.asarray(x)
+        soft = node.op_type == "Softmax"
+        found = softmax_tie(node, x, version, precision) if soft else margin(node, x, chosen(node, model), precision)
         if found is not None:
             ties, rows, gap, step, k = found
-            return (f"{node.op_type} {node.name!r} chooses between near ties: the FP32 margin at its cut (top {k}) "
-                    f"is {gap:.3g} in {ties} of {rows} row(s), within {precision}'s rounding step there "
-                    f"({step:.3g}); the choice flips with any rounding, so no set of layers kept in FP32 keeps it "
-                    "on every input — compare this output as a set, or widen the margin")
+            what = ("makes a hard choice between near ties: its FP32 output is one-hot where the top two logits lie "
+                    f"{gap:.3g} apart" if soft else
+                    f"chooses between near ties: the FP32 margin at its cut (top {k}) is {gap:.3g}")
+            return (f"{node.op_type} {node.name!r} {what} in {ties} of {rows} row(s), within {precision}'s rounding "
+                    f"step there ({step:.3g}); the choice flips with any rounding, so no set of layers kept in FP32 "
+                    "keeps it on every input — compare this output as a set, or widen the margin")
     return None
 
 

@@ -247,12 +247,15 @@ def _stand_in(run: RunState, state: CandidateState, i: int, probe: str) -> str |
 
 
 def _cured(run: RunState, state: CandidateState, name: str, d: TensorDiff) -> bool:
-    """The segment with the advice applied passes by the rule the run judged every probe with: the tolerance, and
-    under the noise model the candidate's precision budget too (one judge: "verified" never means less than the
-    verdict a bisect with the set kept would give)."""
-    if d.status != "ok":
-        return False
-    return run.opts.tolerance_mode != "model" or not run.judge(state, name, d).beyond
+    """The segment with the advice applied passes by the rule the run judged every probe with: the tolerance in
+    fixed mode, the candidate's precision budget under the noise model (one judge: "verified" never means less, nor
+    "does not cure" more, than the verdict a bisect with the set kept would give — issue 84's 'does not cure' at
+    1/68 of FP16's budget was the element-wise tolerance the model-mode verdict does not judge by)."""
+    if run.opts.tolerance_mode != "model":
+        return d.status == "ok"
+    from cp_debug.compare.noise import status_of  # the word record.judged gives a probe: not element-wise
+
+    return status_of(d, run.judge(state, name, d)) == "ok"
 
 
 _WIDEN_STEPS = 6  # how far upstream the kept set grows before the keep-fp32 search is proposed instead
