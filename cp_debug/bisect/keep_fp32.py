@@ -201,13 +201,14 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
                           {n: names.module_of(n) for n in final_set})
 
 
-def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str) -> str | None:
+def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str,
+             softmax: bool = True) -> str | None:
     """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
-    rounding step there), or Softmax that chooses one-hot between near ties (bisect/flip_why.py's readings), said
-    with its numbers; None where there is none."""
+    rounding step there), or (`softmax`) Softmax that chooses one-hot between near ties (bisect/flip_why.py's
+    readings), said with its numbers; None where there is none."""
     from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, softmax_tie
 
-    version, ops = opset(model), (*DECISION_OPS, "Softmax")
+    version, ops = opset(model), (*DECISION_OPS, *(("Softmax",) if softmax else ()))
     for node in model.graph.node:
         x = values.get(node.input[0]) if node.op_type in ops and node.input else None
         if x is None or not np.issubdtype(np.asarray(x).dtype, np.floating) or np.size(x) < 2:

@@ -87,6 +87,9 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
                   f"{worst:.3g}", f"{st.seconds:.1f}")
     console.print(t)
+    if s.status == "tie":
+        console.print(f"[yellow]No set searched[/yellow]: {s.tie}. Nothing was written.", highlight=False)
+        return
     if s.status == "impossible":
         console.print(f"[red]No set passes[/red]: even with all {len(s.candidates)} candidates {what}, a sample is "
                       "beyond the precision budget. Nothing was written; `cpdebug bisect` says where it diverges.",

@@ -85,13 +85,16 @@ class Candidate:
 
 @dataclass(frozen=True)
 class GraphSearch:
-    """The search: status (found | not_needed | impossible), the set (None when impossible), the ranked candidates
-    and every run (`TraceStep`s whose figures are the search samples' `SampleFigures`)."""
+    """The search: status (found | not_needed | impossible | tie), the set (None when impossible or a tie), the
+    ranked candidates and every run (`TraceStep`s whose figures are the search samples' `SampleFigures`); `tie`:
+    the decision that chooses between near ties on a search sample (`keep_fp32.near_tie`), where nothing was
+    searched."""
 
     status: str
     keep: tuple[str, ...] | None
     candidates: tuple[Candidate, ...]
     steps: tuple[TraceStep, ...]
+    tie: str | None = None
 
     @property
     def runs(self) -> int:
@@ -102,7 +105,8 @@ class GraphSearch:
         return next((s.figures for s in self.steps if frozenset(s.experiment) == want), ())
 
     def to_json(self) -> dict:
-        return {"status": self.status, "runs": self.runs, "keep": None if self.keep is None else list(self.keep),
+        return {"status": self.status, "tie": self.tie, "runs": self.runs,
+                "keep": None if self.keep is None else list(self.keep),
                 "candidates": [c.to_json() for c in self.candidates],
                 "steps": [{**keep_step_json(s), "seconds": s.seconds, "samples": [f.to_json() for f in s.figures]}
                           for s in self.steps]}
@@ -254,8 +258,31 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
             figures = run_samples(spec, model, samples, values, tol, **{option: list(keep)}, **extra)
         return Verdict(not all(f.passed for f in figures), figures)
 
+    tie = _near_tie(spec, model, values, samples, softmax=False)
+    if tie is not None:  # a TopK / ArgMax between near ties: no set of layers keeps it on every input (issue 84)
+        plain = judge([])
+        if plain.bad:
+            return GraphSearch("tie", None, ranked, (TraceStep(1, "none", (), True, plain.figures, 0.0),), tie)
     trace = run_search(KeepFp32Search([c.name for c in ranked]), judge)
-    return GraphSearch(trace.status, trace.result, ranked, trace.steps)
+    # a saturated softmax between near ties is said where no set passes: an overflowing QK^T is one-hot too, and
+    # keeping it in FP32 cures it (tests/zoo's planted DETR), so only a search that fails is read as the tie's
+    tie = _near_tie(spec, model, values, samples) if trace.status == "impossible" else None
+    return GraphSearch("tie" if tie else trace.status, trace.result, ranked, trace.steps, tie)
+
+
+def _near_tie(spec: BackendSpec, model, values: Sequence[Mapping], samples: Sequence["Sample"],
+              softmax: bool = True) -> str | None:
+    """The first search sample's decision between near ties (bisect's `keep_fp32.near_tie` on its FP32 values), said
+    with the sample; FP16 / BF16 candidates only (a quantized candidate's ties are below its own step)."""
+    if spec.precision not in ("fp16", "bf16"):
+        return None
+    from cp_debug.bisect.keep_fp32 import near_tie
+
+    for v, s in zip(values, samples):
+        found = near_tie(model, {**dict(s.feed), **v}, spec.precision, softmax)
+        if found is not None:
+            return f"on sample {s.name}: {found}"
+    return None
 
 
 def rank_fp16(model, values: Sequence[Mapping], samples: Sequence["Sample"]) -> tuple[Candidate, ...]:

@@ -46,3 +46,14 @@ def test_keep_fp32_searches_no_set_for_a_near_tie(tmp_path):
     assert "No FP32 set searched" in proc.stdout
     proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build_wide", "-b", "torch,ort-cpu-fp16", "--json", out)
     assert proc.returncode == 0 and json.loads(out.read_text())["status"] != "tie"
+
+
+def test_fix_searches_no_set_for_a_near_tie(tmp_path):
+    """`fix` reads a TopK near tie on its search samples before searching: one run, status tie, nothing written."""
+    proc = cpdebug("fix", "--torch", f"{MODELS}:build", "-b", "ort-cpu-fp16", "--out", tmp_path / "fix", "--json",
+                   tmp_path / "f.json")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["status"] == "tie" and doc["search"]["runs"] == 1, doc["search"]
+    assert "TopK 'node_topk__1' chooses between near ties" in doc["search"]["tie"]
+    assert not (tmp_path / "fix").exists()

@@ -106,3 +106,18 @@ def test_a_segments_cure_is_judged_as_the_run_judges_its_probes(mode):
     assert d.status != "ok" and d.rel_rmse < 1e-3  # beyond atol on the values near zero
     run = SimpleNamespace(opts=SimpleNamespace(tolerance_mode=mode), judge=lambda _s, _n, x: noise.judge(x, "fp16"))
     assert _cured(run, None, "out", d) is (mode == "model")
+
+
+def test_fix_searches_no_set_for_the_tie_either(tmp_path):
+    """`fix` reads the tie on its search samples' FP32 values as keep-fp32 does, where its search finds no set:
+    status tie in fix.json with the softmax named, nothing written, exit 1 (before: 'no set passes', no why)."""
+    from tests.cli_run import cpdebug
+
+    models = Path(__file__).with_name("softmax_models.py")
+    proc = cpdebug("fix", "--torch", f"{models}:build", "-b", "ort-cpu-fp16", "--out", tmp_path / "fix",
+                   "--json", tmp_path / "f.json")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["status"] == "tie", doc["search"]
+    assert "Softmax 'node_softmax' makes a hard choice between near ties" in doc["search"]["tie"]
+    assert not (tmp_path / "fix").exists()
