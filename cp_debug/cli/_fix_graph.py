@@ -56,8 +56,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
     with progress.step("loading the model and the samples"):
         m, split, calib, said = prepare(g, seed, (BackendSpec.parse(REFERENCE), spec), of_any_model())
+    asked = [c.strip() for c in (g.get("candidates") or "").split(",") if c.strip()] or None
     result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib, metric=task,
-                       progress=progress)
+                       progress=progress, candidates=asked)
     doc = fix_json(result)
     written = None
     if result.fixed is not None:

@@ -110,7 +110,7 @@ def fix(
     """
     with ThirdParty(verbose=verbose) as third_party:
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
-                       verify_samples=verify_n, exporter=exporter)
+                       verify_samples=verify_n, exporter=exporter, candidates=candidates)
         if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,

@@ -234,9 +234,11 @@ def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected:
 
 
 def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["Sample"],
-               calib: Sequence[Mapping] = (), progress=None) -> GraphSearch:
+               calib: Sequence[Mapping] = (), progress=None, candidates: Sequence[str] | None = None,
+               module_names: Sequence[str] = ()) -> GraphSearch:
     """The 1-minimal set over `samples` (every one must pass) for `spec`: FP16 keeps nodes in FP32, INT8 leaves
-    nodes out of the quantizer."""
+    nodes out of the quantizer. `candidates` (`--candidates`): the nodes searched, in any form cp_debug prints
+    (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line."""
     from cp_debug.bisect.experiment import probe_order, progress_step
     from cp_debug.bisect.search import KeepFp32Search, run_search
 
@@ -247,6 +249,13 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         values = reference_values(model, samples, probes)
     ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else \
         rank_int8(model, values, spec.precision)
+    if candidates:
+        from cp_debug.probes.node_names import NodeNames
+
+        asked = NodeNames(model, module_names).resolve(list(candidates), "--candidates")
+        ranked = tuple(c for c in ranked if c.name in asked) + tuple(
+            Candidate(n, next(x.op_type for x in model.graph.node if x.name == n), -1, 0.0)
+            for n in asked if n not in {c.name for c in ranked})
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {} if spec.precision == "fp16" else {"calib_feeds": [dict(c) for c in calib]}
     runs = itertools.count(1)
@@ -388,14 +397,14 @@ def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], c
 
 def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: "SampleSplit", *,
               module_names: set[str] = frozenset(), calib: Sequence["Sample"] | None = None,
-              metric: "TaskMetric | None" = None, progress=None) -> GraphFix:
+              metric: "TaskMetric | None" = None, progress=None, candidates: Sequence[str] | None = None) -> GraphFix:
     """Search on `split.search`, build the file, verify it on `split.verify` (figures before and after; `metric`:
     the task metric before and after on the held-out samples, and on the search's where they are apart)."""
     from cp_debug.bisect.experiment import progress_step
 
     calib_samples = tuple(calib) if calib else split.search
     calib_feeds = [s.feed for s in calib_samples] if spec.precision in QUANTIZED else []
-    search = search_set(spec, model, split.search, calib_feeds, progress)
+    search = search_set(spec, model, split.search, calib_feeds, progress, candidates, sorted(module_names))
     base = dict(spec=spec, model=model, source=source, split=split, search=search,
                 node_modules=node_modules(model, set(module_names)),
                 calibration=tuple(s.name for s in calib_samples) if spec.precision in QUANTIZED else ())
