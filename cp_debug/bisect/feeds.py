@@ -14,6 +14,9 @@ from cp_debug.errors import BadInputError
 
 def load_npz_inputs(path: str | Path, option: str = "--inputs") -> dict[str, np.ndarray]:
     path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{option} {path} is a folder: this command takes one .npz (a folder of samples is what "
+                            "`cpdebug fix --inputs DIR` searches over)")
     if not path.is_file():
         raise BadInputError(f"{option} file not found: {path}")
     try:

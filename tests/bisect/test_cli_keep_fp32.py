@@ -119,3 +119,19 @@ def test_trt_fp16_unavailable_here_is_exit_3(files):
     proc = cpdebug("--onnx", files / "model.onnx", "--backends", "trt-fp16", "--quiet")
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "TensorRT" in one_error_line(proc)
+
+
+def test_inputs_given_a_folder_says_it_is_one_and_where_folders_go(tmp_path):
+    """`keep-fp32 --inputs FOLDER` said "file not found" for a folder that exists (issue 85): one line that says
+    what it is and which command takes a folder of samples, exit 2."""
+    import numpy as np
+
+    from tests.bisect import fp8_models as fm
+
+    model = fm.export(fm.cnn(None), fm.cnn_example(), tmp_path / "cnn.onnx")
+    (tmp_path / "samples").mkdir()
+    np.savez(tmp_path / "samples" / "a.npz", x=fm.cnn_input())
+    proc = cpdebug("--onnx", model, "-b", "ort-cpu-fp16", "--inputs", tmp_path / "samples")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "samples is a folder: this command takes one .npz" in line and "cpdebug fix --inputs DIR" in line, line
