@@ -109,6 +109,10 @@ def fix(
     the FP32 graph in ONNX Runtime on some samples, verified on the held-out rest.
     """
     with ThirdParty(verbose=verbose) as third_party:
+        swept = _any_model_sweep(from_sweep, torch_model, onnx_model)  # a sweep of any model: its model and samples
+        if swept is not None:
+            torch_model, onnx_model, inputs = swept["torch"], swept["onnx"], inputs or swept["inputs"]
+            backends, from_sweep = backends or swept["backends"], None
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
                        verify_samples=verify_n, exporter=exporter, candidates=candidates)
         if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
@@ -134,6 +138,15 @@ def fix(
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
                     budget=budget)
     raise typer.Exit(code)
+
+
+def _any_model_sweep(from_sweep: Path | None, torch_model, onnx_model) -> dict | None:
+    """`fix.run.any_model_sweep` of --from-sweep where no model option is given (a CenterPoint sweep: None)."""
+    if from_sweep is None or torch_model or onnx_model:
+        return None
+    from cp_debug.fix.run import any_model_sweep
+
+    return any_model_sweep(from_sweep)
 
 
 def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:

@@ -63,6 +63,48 @@ def _described_model(m: RecipeFacts) -> ModelRecord:
                           random_weights=bool(m.random_weights), int8=(m.int8 or {}).get("source") or None)
 
 
+def any_model_sweep(sweep_dir: str | Path) -> dict | None:
+    """What `fix --from-sweep` takes from a sweep of any model (`cpdebug sweep --torch / --onnx --inputs DIR`: its
+    sweep.json's kind "samples"): the model option, the samples folder and `REF,CAND` (its first candidate fix
+    searches), as `fix --torch / --onnx` takes them; None for a CenterPoint sweep (`request_from_sweep`). Paths
+    written relative are read from here, else beside the sweep's folder."""
+    import json
+
+    p = Path(sweep_dir)
+    path = p / "sweep.json" if p.is_dir() else p
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # request_from_sweep says what is wrong with it
+    if not isinstance(doc, dict) or doc.get("kind") != "samples":
+        return None
+    usable = [c for c in doc.get("candidates") or [] if _any_model_candidate(c)]
+    if not usable:
+        raise BadInputError(f"{path} has no candidate fix searches ({', '.join(doc.get('candidates') or [])}): "
+                            "give --torch / --onnx with --backends")
+
+    def found(text: str | None) -> str | None:  # FILE.py:FUNC keeps its :FUNC
+        if not text:
+            return None
+        head, sep, func = str(text).rpartition(":")
+        file, tail = (head, f":{func}") if sep and head.endswith(".py") else (str(text), "")
+        there = Path(file) if Path(file).exists() else path.parent.parent / file
+        return f"{there}{tail}"
+
+    model = doc.get("model") or {}
+    return {"torch": found(model.get("torch")), "onnx": found(model.get("onnx")), "inputs": found(doc.get("samples")),
+            "backends": f"{doc.get('reference') or 'ort'},{usable[0]}"}
+
+
+def _any_model_candidate(spec: str) -> bool:
+    from cp_debug.fix.module import CANDIDATES
+
+    try:
+        return str(BackendSpec.parse(spec)) in CANDIDATES
+    except BadInputError:
+        return False
+
+
 def request_from_sweep(sweep_dir: str | Path, **overrides) -> FixRequest:
     """A FixRequest from a `cpdebug sweep --out DIR`: its model, reference, first ONNX Runtime FP16/INT8 candidate,
     its held-out frames (the search's whole set unless --scenes says fewer) judged worst first in the sweep's rank
