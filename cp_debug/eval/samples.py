@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -86,6 +87,7 @@ class SamplesEval:
     samples: int
     failed: tuple[tuple[str, str], ...]  # (sample, why) of the samples that could not run
     source: str
+    calibration: object = None  # samples.calibration.Calibration, where a candidate is calibrated
 
     @property
     def outcome(self) -> Outcome:
@@ -101,13 +103,16 @@ class SamplesEval:
                 "metrics": {k: {"metric": v.to_json(), "num_samples": self.samples} for k, v in intervals.items()},
                 "verdicts": {c.label: {"candidate": c.label, "outcome": c.outcome.value, "reason": c.reason,
                                        **c.to_json()} for c in self.candidates},
-                "failed": [{"sample": s, "reason": r} for s, r in self.failed]}
+                "failed": [{"sample": s, "reason": r} for s, r in self.failed],
+                "calibration": self.calibration.to_json() if self.calibration is not None else None}
 
 
 def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, seed: int = 0, mode: str = "model",
-                     atol: float | None = None, rtol: float | None = None, progress=None) -> SamplesEval:
+                     atol: float | None = None, rtol: float | None = None, progress=None,
+                     calib: Path | None = None) -> SamplesEval:
     """Every sample of `samples` (`samples.sets.SampleSet`) through the backends `pairs` ((label, spec),
-    the reference first) of `model` (`ModuleModel`), scored by `metric` (`TaskMetric`)."""
+    the reference first) of `model` (`ModuleModel`), scored by `metric` (`TaskMetric`); a calibrated candidate
+    calibrates on `calib` (`--calib`), else on the set's first samples (`samples/calibration.py`)."""
     from cp_debug.samples.judge import judge_sample, tolerance
     from cp_debug.samples.sets import SampleError
 
@@ -117,8 +122,14 @@ def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, se
     changed: dict[str, list] = {label: [] for label, _ in cands}
     outcomes: dict[str, dict[str, str]] = {label: {} for label, _ in cands}
     failed = []
+    cal = None
+    if any(spec.calibrated for _, spec in pairs):
+        from cp_debug.samples.calibration import calibration_of
+
+        cal = calibration_of(samples, calib)
     with contextlib.ExitStack() as stack:
-        runners = {label: stack.enter_context(model.runner(spec)) for label, spec in pairs}
+        runners = {label: stack.enter_context(model.runner(spec, **(
+            {"calib_feeds": list(cal.feeds)} if cal is not None and spec.calibrated else {}))) for label, spec in pairs}
         for sample in samples:
             if isinstance(sample, SampleError):
                 failed.append((sample.name, sample.reason))
@@ -146,4 +157,4 @@ def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, se
                                 bootstrap(ref_values - np.asarray(values[label]), resamples, seed),
                                 tuple(changed[label]), outcomes[label]) for label, _ in cands)
     return SamplesEval(metric.name, ref_label, bootstrap(ref_values, resamples, seed), out, len(names),
-                       tuple(failed), samples.source)
+                       tuple(failed), samples.source, cal)

@@ -49,6 +49,7 @@ class SampleSweepOptions:
     rtol: float | None = None
     seed: int = 0
     deterministic: bool = True
+    calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py: else the set's first)
 
     def settings(self, model) -> dict:
         """What the results depend on (the manifest's identity for --resume)."""
@@ -64,6 +65,7 @@ class SampleSweep:
     reports: dict
     source: str
     failed: int
+    calibration: object = None  # samples.calibration.Calibration, where a candidate is calibrated
 
 
 def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
@@ -82,15 +84,25 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
         from cp_debug.compare import kernels
 
         kernels.warm_up_in_background()  # numba's start (~1 s of CPU) while the sessions are built
+    cal = None
+    if any(spec.calibrated for _, spec in opts.pairs):
+        from cp_debug.samples.calibration import calibration_of
+
+        cal = calibration_of(samples, opts.calib)
     with contextlib.ExitStack() as stack:
-        runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS)) for label, spec in opts.pairs} \
-            if any(t.todo for t in pending) else {}
+        runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS, **_calibrated(spec, cal)))
+                   for label, spec in opts.pairs} if any(t.todo for t in pending) else {}
         InProcessExecutor(_SampleWorker(samples, runners, opts), PARTIAL_EVERY).run(
             pending, store, lambda _: progress() if progress else None)
     results = store.results()
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
-    reports, ranked = _bisect_worst(model, samples, ranked, opts, step)
-    return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results))
+    reports, ranked = _bisect_worst(model, samples, ranked, opts, step, cal)
+    return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal)
+
+
+def _calibrated(spec, cal) -> dict:
+    """A calibrated candidate's runner keywords: the sweep's calibration feeds."""
+    return {"calib_feeds": list(cal.feeds)} if cal is not None and spec.calibrated else {}
 
 
 class _SampleWorker:
@@ -159,7 +171,7 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
     return FrameResult(index, name, status, reason, 0, tuple(frames))
 
 
-def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) -> tuple[dict, list]:
+def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, cal=None) -> tuple[dict, list]:
     """The `bisect_top` worst samples beyond the precision bisected on their worst candidate; each report written to
     `out/bisect/<sample>.json`, the ranked samples given their root cause."""
     from cp_debug.bisect.engine import BisectOptions
@@ -169,7 +181,8 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step) 
     specs = dict(opts.pairs)
     reference = opts.pairs[0]
     bisect_opts = BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
-                                rtol=opts.rtol, tolerance_mode=opts.tolerance_mode)
+                                rtol=opts.rtol, tolerance_mode=opts.tolerance_mode,
+                                calib_feeds=tuple(cal.feeds) if cal is not None else ())
 
     def bisect_one(r):
         sample = samples.read(r.index)
@@ -206,7 +219,8 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
             "summary": {"frames": len(frames), "degraded": counts["degraded"], "diverged": counts["diverged"],
                         "failed": counts["failed"], "outcomes": counts}, "root_cause_counts": rc,
             "frames": frames, "bisect": {t: rep.to_json() if isinstance(rep, FrameFailure) else f"bisect/{t}.json"
-                                        for t, rep in result.reports.items()}}
+                                        for t, rep in result.reports.items()},
+            "calibration": result.calibration.to_json() if result.calibration is not None else None}
 
 
 def _outcome(ranked: list) -> Outcome:

@@ -1,0 +1,54 @@
+"""What a calibrated candidate (INT8, FP8, NVFP4) of a sample sweep or eval calibrates on (issue 85, item 2: "INT8
+over many samples is impossible for any model").
+
+`--calib` given: its files read as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`: one `.npz` whose
+arrays are one sample or a batch along a first axis, or a folder of them). Not given: the set's first
+`DEFAULT_SAMPLES` readable samples — a PTQ calibration drawn from the data the set judges, said as such in the
+report (an optimistic choice: calibrate on held-out inputs with `--calib` to judge a deployment's own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+DEFAULT_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class Calibration:
+    feeds: tuple[dict[str, np.ndarray], ...]
+    source: str  # in words, for the report
+
+    def to_json(self) -> dict:
+        return {"samples": len(self.feeds), "source": self.source}
+
+
+def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES) -> Calibration:
+    """The feeds of `given` (a file or folder, `--calib`), else of the first `n` readable samples of `samples`
+    (`sets.SampleSet`)."""
+    from cp_debug.samples.sets import SampleError
+
+    readable = (s for s in samples if not isinstance(s, SampleError))
+    first = next(readable, None)
+    if first is None:
+        raise BadInputError("no readable sample to calibrate on: give --calib FILE.npz")
+    if given is not None:
+        from cp_debug.bisect.feeds import calibration_feeds
+
+        given = Path(given)
+        files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
+        if not files:
+            raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
+        feeds, _ = calibration_feeds(files, dict(first.feed), "the model", "the model takes it")
+        return Calibration(tuple(feeds), f"--calib {given} ({len(feeds)} samples)")
+    feeds = [dict(first.feed)]
+    for s in readable:
+        if len(feeds) >= n:
+            break
+        feeds.append(dict(s.feed))
+    return Calibration(tuple(feeds), f"the set's first {len(feeds)} samples (no --calib: the judged data itself)")
