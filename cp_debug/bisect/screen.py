@@ -32,22 +32,27 @@ SCREEN_UP_TO = 1 << 30
 # Llama (520 MB) 32 → 44-50 s on an H200; the zoo's models (≤ 100 MB) a second or two
 CUDA_SCREEN_UP_TO = 256 << 20
 _SUFFIX = "::nonfinite"
+_ZERO = "::abs_sum"  # ReduceSum(Abs(t)): 0 exactly where t is all zeros
 
 
 @dataclass(frozen=True)
 class Hidden:
-    """The first tensor of a stage that the candidate makes NaN/Inf and FP32 does not, its outputs finite."""
+    """The first tensor of a stage that the candidate makes NaN/Inf, or collapses to all zeros, and FP32 does not,
+    the stage's outputs showing neither."""
 
     stage: int
     tensor: str
     node: str
     op: str
     module: str | None
+    kind: str = "nonfinite"  # or "zero"
 
     def text(self, label: str) -> str:
         where = f"{self.module}: " if self.module else ""
-        return (f"{label}: {where}{self.op} {self.node!r} makes NaN/Inf (FP32 is finite there) that the stage's "
-                "outputs do not show (a guard or a residual downstream): the modules on its path are measured")
+        what = ("collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
+                "subnormal)" if self.kind == "zero" else "makes NaN/Inf (FP32 is finite there)")
+        return (f"{label}: {where}{self.op} {self.node!r} {what} that the stage's outputs do not show (a guard or a "
+                "residual downstream): the modules on its path are measured")
 
 
 def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
@@ -62,7 +67,8 @@ def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
 
 
 def screen_model(model):
-    """`model` with `ReduceSum(t - t)` of every float node output as an extra output `t::nonfinite`."""
+    """`model` with `ReduceSum(t - t)` of every float node output as an extra output `t::nonfinite` (NaN where t holds
+    a NaN or an infinity) and `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros)."""
     from onnx import TensorProto, helper
 
     from cp_debug.graph.onnx_files import copy_model
@@ -80,20 +86,26 @@ def screen_model(model):
             if not t or ty is None or ty.tensor_type.elem_type not in floats:
                 continue
             diff, flag = f"{t}{_SUFFIX}_diff", f"{t}{_SUFFIX}"
+            size, zero = f"{t}{_ZERO}_abs", f"{t}{_ZERO}"
             m.graph.node.extend([helper.make_node("Sub", [t, t], [diff], name=diff),
-                                 helper.make_node("ReduceSum", [diff], [flag], name=flag, keepdims=0)])
-            if flag not in outputs:
-                m.graph.output.append(helper.make_tensor_value_info(flag, ty.tensor_type.elem_type, []))
+                                 helper.make_node("ReduceSum", [diff], [flag], name=flag, keepdims=0),
+                                 helper.make_node("Abs", [t], [size], name=size),
+                                 helper.make_node("ReduceSum", [size], [zero], name=zero, keepdims=0)])
+            for out in (flag, zero):
+                if out not in outputs:
+                    m.graph.output.append(helper.make_tensor_value_info(out, ty.tensor_type.elem_type, []))
     return m
 
 
-def _broken(run: RunState, spec, model, feed: dict) -> list[str]:
-    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN)."""
+def _broken(run: RunState, spec, model, feed: dict) -> tuple[list[str], list[str]]:
+    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), and those it makes all
+    zeros (an absolute sum of 0)."""
     from cp_debug.bisect.segment_why import run_segment
 
-    flags = [o.name for o in model.graph.output if o.name.endswith(_SUFFIX)]
+    flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))]
     out = run_segment(run, str(spec), model, feed, flags, spec=spec, facts=False).values
-    return [k[: -len(_SUFFIX)] for k, v in out.items() if not np.isfinite(v).all()]
+    broken = [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()]
+    return broken, [k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)]
 
 
 def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
@@ -112,18 +124,19 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
         return None
     st = run.stage_of(state.label, i)
     model = screen_model(st.onnx())
-    broken = _broken(run, state.spec, model, state.feeds[i])
-    if not broken:
-        return None
+    broken, zeros = _broken(run, state.spec, model, state.feeds[i])
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
-    ours = set(broken) - run.mask_tensors(st) - set(st.output_names)  # a broken output is measured, and said
-    if ours:
-        ours -= set(_broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i]))
-    if not ours:
+    skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
+    ours, ours_zero = set(broken) - skip, set(zeros) - skip
+    if ours or ours_zero:
+        fp32_broken, fp32_zeros = _broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+        ours, ours_zero = ours - set(fp32_broken), ours_zero - set(fp32_zeros)
+    if not (ours or ours_zero):
         return None
-    node = next(n for n in st.onnx().graph.node if set(n.output) & ours)
-    return Hidden(i, next(t for t in node.output if t in ours), node.name, node.op_type,
-                  named_module(node, NamedStage.of(st)))
+    node = next(n for n in st.onnx().graph.node if set(n.output) & (ours | ours_zero))
+    tensor = next(t for t in node.output if t in ours | ours_zero)
+    return Hidden(i, tensor, node.name, node.op_type, named_module(node, NamedStage.of(st)),
+                  "nonfinite" if tensor in ours else "zero")
 
 
 def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[ProbeSpec]:
