@@ -31,6 +31,7 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     s.results[name] = judged(run, s, name, d, loc).noted(note)
     if upstream:
         s.results[name] = replace(s.results[name], amplification=amplification(s, name, list(upstream)))
+        carry(run, s, name, upstream)
     return d
 
 
@@ -106,6 +107,48 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
         note += (f"; the glue spreads them over a {n / n_src:.3g}× larger tensor, which dilutes the share under "
                  f"max_share {run.tolerance(s, name).max_share:g}")
     return ProbeResult(name, "diverged", d, loc, note=note, judgement=j, local_judgement=lj)
+
+
+def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
+    """INT8: a probe beyond its own budget only by the rounding it was fed is judged by the budget that rounding
+    carries (`noise.carried`): its own segment within its budget (local error), the probe it reads (the upstream
+    one with the largest error, as `amplification` divides by) within its *own* budget — never one carried in turn,
+    so a budget does not grow down the network. The graph as deployed (`state.deployed`) is judged alike."""
+    from cp_debug.compare import noise
+
+    r = s.results.get(name)
+    if (s.judged_at != "int8" or run.opts.tolerance_mode != "model" or r is None or r.judgement is None
+            or r.local_judgement is None or r.local_judgement.beyond or r.diff is None):
+        return
+    ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
+           and math.isfinite(s.results[u].diff.rel_rmse) and s.results[u].diff.rel_rmse > 0]
+    if not ins or r.judgement.outcome is not noise.Outcome.DEGRADED:
+        return
+    src = max(ins, key=lambda x: x.diff.rel_rmse)
+    own = run.judge(s, src.probe, src.diff)  # its own budget, not one it carries
+    if own.beyond:
+        return
+    gain = r.diff.rel_rmse / src.diff.rel_rmse
+    j = noise.carried(r.judgement, r.diff.rel_rmse, gain, own, src.probe, s.judged_at)
+    s.results[name] = replace(r, judgement=j, status=noise.status_of(r.diff, j))
+    if name in s.deployed:
+        s.deployed[name] = carried_deployed(s, s.deployed[name])
+
+
+def carried_deployed(s: CandidateState, dep: ProbeResult) -> ProbeResult:
+    """A deployed graph's output judged by the budget its probed twin carries (`carry`), where it carries one."""
+    from cp_debug.compare import noise
+
+    r = s.results.get(dep.probe)
+    j, dj = (r.judgement if r is not None else None), dep.judgement
+    if j is None or j.carried_from is None or dj is None or dj.outcome is not noise.Outcome.DEGRADED \
+            or dep.diff is None:
+        return dep
+    ratio = dep.diff.rel_rmse / j.expected_rel_rmse
+    out = noise.Outcome.WITHIN_PRECISION if ratio <= 1 else noise.Outcome.DEGRADED
+    why = f"rel. RMS error {ratio:.2g}× int8's budget carried from {j.carried_from} (its own {dj.noise_ratio:.3g}×)"
+    dj = noise.Judgement(out, j.expected_rel_rmse, ratio, why, j.carried_from)
+    return replace(dep, judgement=dj, status=noise.status_of(dep.diff, dj))
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -20,8 +20,8 @@ from cp_debug.bisect.ahead import Ahead
 from cp_debug.bisect.local_error import local_errors
 from cp_debug.bisect.placement import (binds_on_device, compares_on_device, device_feed, free_gpu_memory, probe_bytes,
                                        to_device, to_host, use_device_tier)
-from cp_debug.bisect.record import (amplification, is_mask_probe, judged, keep_plot, keep_plots_device,
-                                   mask_saturation, merge_precision)
+from cp_debug.bisect.record import (amplification, carried_deployed, carry, is_mask_probe, judged, keep_plot,
+                                   keep_plots_device, mask_saturation, merge_precision)
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stage_runner import make_stage_runner, probe_values
@@ -209,6 +209,7 @@ def _record(run: RunState, state: CandidateState, sp: list[ProbeSpec], diffs: di
         if name in state.results:
             state.results[name] = replace(state.results[name],
                                           amplification=amplification(state, name, upstream))
+            carry(run, state, name, upstream)
 
 
 def probe_chunks(run: RunState, spec: BackendSpec, sp: list[ProbeSpec]) -> list[list[ProbeSpec]]:
@@ -257,7 +258,7 @@ def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpe
     for p in sp:
         if p.kind == "output" and p.name in out and p.name in run.store:
             d = TensorDiff.from_arrays(p.name, run.store.get(p.name), out[p.name], run.tolerance(state, p.name))
-            state.deployed[p.name] = judged(run, state, p.name, d, None)
+            state.deployed[p.name] = carried_deployed(state, judged(run, state, p.name, d, None))
     prev = state.deployed_precision
     state.deployed_precision = rep if prev is None or prev.effective == rep.effective else replace(
         rep, effective="mixed", notes=prev.notes + rep.notes)

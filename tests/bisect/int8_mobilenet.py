@@ -1,7 +1,8 @@
 """torchvision's MobileNetV2 (width 0.5, 10 classes, random weights, no download) for `--torch FILE:FUNC`, with one
 channel ×1000 planted where per-tensor INT8 loses the others: a depthwise conv's (features.5.conv.1.0) or a
 projection's (features.5.conv.2) output channel. The big channel sets its conv output's per-tensor range, most
-other values round to zero, and the output's relative error — dominated by the big channel — stays small there."""
+other values round to zero, and the output's relative error — dominated by the big channel — stays small there.
+`healthy` is the twin with nothing planted."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def _net() -> torch.nn.Module:
 
 def _inputs() -> tuple[torch.Tensor]:
     return (torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)),)
+
+
+def healthy():
+    """The twin with nothing planted."""
+    return _net(), _inputs()
 
 
 def depthwise():

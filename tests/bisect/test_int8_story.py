@@ -34,3 +34,36 @@ def test_the_depthwise_plant_is_named_at_its_conv_at_every_level(tmp_path, level
         assert "a range set by 1 outlier channel of" in hint, hint
     lost = float(hint.split("% of ")[0].rsplit(" ", 1)[1])
     assert lost > 90, hint
+
+
+def _held_out(tmp_path: Path) -> Path:
+    """Eight samples drawn as the example input is (standard normal), none of them the input: a calibration set."""
+    import numpy as np
+
+    path = tmp_path / "calib.npz"
+    np.savez(path, input0=np.random.default_rng(2).standard_normal((8, 1, 3, 64, 64)).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("level", ["block", "all"])
+def test_a_healthy_model_calibrated_on_held_out_samples_is_within_int8_s_noise_and_its_twin_is_named(
+        tmp_path, level):
+    """Issue 84, item 4: calibrated on samples other than the input (its range fits the input less tightly than
+    the input's own), the healthy MobileNetV2 is within INT8's expected rounding at block and `--level all` alike
+    (exit 0, no root cause), and the depthwise plant calibrated on the same samples is still named at its conv."""
+    calib = _held_out(tmp_path)
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:healthy", "-b", "torch,ort-cpu-int8", "--level", level,
+                   "--calib", calib, "--json", tmp_path / "healthy.json", "--quiet")
+    report = json.loads((tmp_path / "healthy.json").read_text())
+    assert proc.returncode == 0, report["outcome_reasons"]
+    assert report["outcomes"]["ort-cpu-int8"] == "within_precision"
+    assert report["root_cause"]["ort-cpu-int8"] is None
+
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:depthwise", "-b", "torch,ort-cpu-int8", "--level", level,
+                   "--calib", calib, "--json", tmp_path / "planted.json", "--quiet")
+    assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+    cause = json.loads((tmp_path / "planted.json").read_text())["root_cause"]["ort-cpu-int8"]
+    assert cause["probe"] == (CONV if level == "all" else "features.5"), cause
+    assert "INT8 resolution lost" in cause["hint"], cause["hint"]
+    if level == "block":
+        assert f"after {CONV}" in cause["hint"], cause["hint"]

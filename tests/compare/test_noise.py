@@ -116,6 +116,22 @@ def test_local_fault_needs_both_the_budget_and_standing_out():
     assert noise.local_fault(math.inf, [])
 
 
+def test_int8_rounding_carried_from_a_coarser_unit_is_judged_by_the_budget_it_was_made_at():
+    """Ten logits (amax/rms ≈ 2: a fine unit) reading a ReLU6 map's rounding (a coarse one) within its own budget:
+    INT8's noise passed on; a gain beyond DOMINANCE (an index, a decision) or a NaN is not (bisect/record.carry
+    asks besides that the source be within its own budget and the probe's own segment within its)."""
+    own = noise.Judgement(Outcome.DEGRADED, 0.06, 1.8, "")
+    source = noise.Judgement(Outcome.WITHIN_PRECISION, 0.19, 0.43, "")
+    j = noise.carried(own, 0.108, 1.32, source, "features.18", "int8")
+    assert j.outcome is Outcome.WITHIN_PRECISION and j.carried_from == "features.18"
+    assert j.expected_rel_rmse == pytest.approx(1.32 * 0.19) and j.noise_ratio == pytest.approx(0.108 / (1.32 * 0.19))
+    assert "carried from features.18" in j.reason
+    assert noise.carried(own, 0.108, noise.DOMINANCE * 1.01, source, "s", "int8") is own  # error made here
+    broken = noise.Judgement(Outcome.DIVERGED, 0.06, math.inf, "NaN")
+    assert noise.carried(broken, math.inf, 1.0, source, "s", "int8") is broken  # NaN is never carried rounding
+    assert noise.carried(own, 0.108, 0.1, source, "s", "int8") is own  # a budget carried smaller changes nothing
+
+
 def test_boxes_at_the_threshold_are_explained_and_others_are_not():
     kw = dict(max_centre_shift=1e-3, max_score_change=1e-3, max_yaw_change=1e-2, cell_m=0.64)
     b = noise.GROWTH * noise.unit_roundoff("fp16")
