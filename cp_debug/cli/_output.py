@@ -22,6 +22,9 @@ class StepProgress:
 
     def note(self, text: str) -> None:
         """One dim line (nothing when quiet): what a long step just did, e.g. one run of a search."""
+        from cp_debug.cli._what_runs import say_what_runs
+
+        say_what_runs(self.stream)  # the built-in demo named before anything the command says of its run
         if not self.quiet:
             self.console.print(f"[dim]  {text}[/dim]", highlight=False, soft_wrap=True)
 
@@ -29,6 +32,9 @@ class StepProgress:
         """One line that something did not come out as asked (printed even when quiet)."""
         from rich.markup import escape
 
+        from cp_debug.cli._what_runs import say_what_runs
+
+        say_what_runs(self.stream)
         self.console.print(f"[yellow]! {escape(text)}[/yellow]", highlight=False, soft_wrap=True)
 
     def bar(self, description: str, total: int):
