@@ -50,12 +50,17 @@ def old_spellings() -> dict[str, set[str]]:
 
 
 def command_lines(text: str) -> list[tuple[int, str, str]]:
-    """(line number, command, what follows it) of every `cpdebug CMD …` in a page: inline code and code blocks, a
-    block's comment (`# …`) left out."""
-    found = []
+    """(line number, command, what follows it) of every `cpdebug CMD …` in a page: inline code and code blocks (a
+    line that ends in `\\` goes on in the next), a block's comment (`# …`) left out."""
+    found, held, start = [], "", 0
     for number, line in enumerate(text.split("\n"), 1):
-        for m in COMMAND.finditer(line):
-            found.append((number, m.group(1), m.group(2)))
+        start = start or number
+        if line.endswith("\\"):
+            held += line[:-1] + " "
+            continue
+        for m in COMMAND.finditer(held + line):
+            found.append((start, m.group(1), m.group(2)))
+        held, start = "", 0
     return found
 
 
@@ -100,6 +105,8 @@ def test_the_check_bites():
     lines = command_lines("run `cpdebug quantize --calib-scenes infos.pkl --only x` then `cpdebug bisect --json -`")
     assert lines[0][1] == "quantize" and OPTION.findall(lines[0][2]) == ["--calib-scenes", "--only"]
     assert lines[1][1] == "bisect" and OPTION.findall(lines[1][2]) == ["--json"]
+    held = command_lines("```\ncpdebug lint --config cfg.py \\\n    --onnx deploy/  # a comment --n\n```")
+    assert [(n, c, OPTION.findall(r)) for n, c, r in held] == [(2, "lint", ["--config", "--onnx"])]
     assert "--calib-scenes" in old_spellings()["quantize"] and "--calib-scenes" not in options()["quantize"]
     assert "--no-noise-floor" in options()["bisect"]
 
