@@ -15,9 +15,10 @@ import contextlib
 import sys
 from contextvars import ContextVar
 
-FALLS_BACK = frozenset({"bisect", "sweep", "fix", "quantize", "sensitivity", "eval", "replay", "bench", "export",
-                        "infer", "trt-kit", "scenes", "train"})
-"""The commands that run the built-in demo when no model is named (a test walks every command that has --preset)."""
+FALLS_BACK = frozenset({"bisect", "sweep", "fix", "keep-fp32", "quantize", "sensitivity", "eval", "replay", "bench",
+                        "export", "infer", "trt-kit", "scenes", "train"})
+"""The commands that run a built-in demo when no model is named (keep-fp32: with --recipe transfusion alone); a test
+walks every command with a model option."""
 
 NAMING = ("--recipe", "--preset", "--config", "--model-factory", "--torch", "--onnx", "--int8", "--onnx-dir",
           "--fix", "--from-bisect", "--from-sweep", "--check")
@@ -64,10 +65,23 @@ def _words(given: list[tuple[str, object]]) -> str:
 _VERB = {"scenes": "makes scenes for", "train": "trains"}  # the others run the model; these take no weights
 
 
-def demo_text(weights: list[tuple[str, object]] | None) -> str:
+def demo_of(recipe: str | None) -> str | None:
+    """The demo model of built-in recipe `recipe` in words (None: the default recipe's, CenterPoint's); None where
+    `recipe` names no built-in recipe (an AWML config file given as --recipe is a model named)."""
+    from cp_debug.recipes import catalog
+
+    if recipe is None or recipe == catalog.DEFAULT:
+        return DEMO
+    if recipe not in catalog.built_in():
+        return None
+    r = catalog.recipe(recipe)
+    return f"{r.title} preset {r.default_preset}"
+
+
+def demo_text(weights: list[tuple[str, object]] | None, demo: str = DEMO) -> str:
     """What the demo run is, said in one clause: the preset and its weights (None: a command that takes none)."""
     if weights is None:
-        return f"the built-in demo, {DEMO}"
+        return f"the built-in demo, {demo}"
     said = dict(weights)
     if said.get("--checkpoint") is not None:
         how = f"the weights of {said['--checkpoint']}"
@@ -75,7 +89,7 @@ def demo_text(weights: list[tuple[str, object]] | None) -> str:
         how = "seeded random weights"
     else:
         how = "its shipped trained weights"
-    return f"the built-in demo, {DEMO}, with {how}"
+    return f"the built-in demo, {demo}, with {how}"
 
 
 def what_runs(ctx) -> tuple[dict | None, str | None]:
@@ -85,9 +99,11 @@ def what_runs(ctx) -> tuple[dict | None, str | None]:
     if name not in FALLS_BACK:
         return None, None
     given = _given(ctx, NAMING)
-    if given:
+    recipe = dict(given).get("--recipe")
+    demo = demo_of(recipe) if given in ([], [("--recipe", recipe)]) else None  # a recipe alone runs its demo
+    if demo is None:
         return {"given": True, "text": _words(given + _given(ctx, WEIGHTS))}, None
-    text = demo_text(None if name in _VERB else _given(ctx, WEIGHTS))
+    text = demo_text(None if name in _VERB else _given(ctx, WEIGHTS), demo)
     options = {_long(p) for p in ctx.command.params if p.param_type_name == "option"}
     ways = [o for o in _ASK_FOR if o in options]
     ways = " or ".join([", ".join(ways[:-1]), ways[-1]] if len(ways) > 1 else ways)

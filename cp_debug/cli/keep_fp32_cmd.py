@@ -121,10 +121,11 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
                             mode="fixed" if fixed else "model")
+    from cp_debug.cli._output import with_runs_on
     from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
-    doc = {**result.to_json(), "third_party_warnings": caught}
+    doc = {**result.to_json(), **with_runs_on(), "third_party_warnings": caught}
     if json_out == "-":
         print(json_text(doc))
     else:

@@ -13,7 +13,7 @@ from cp_debug.cli._what_runs import FALLS_BACK, NAMING
 from tests.cli_run import cpdebug
 
 DEMO_LINE = "cpdebug: no model given: {command} runs the built-in demo, CenterPoint preset demo"
-# commands with model options that never fall back: each refuses to run without a model
+# commands that refuse to run without a model (keep-fp32 runs TransFusion-L's demo with --recipe transfusion alone)
 NEEDS_A_MODEL = {"lint": "nothing to check", "keep-fp32": "give one model"}
 
 
@@ -23,7 +23,7 @@ def test_every_command_with_model_options_falls_back_aloud_or_refuses():
     group = typer.main.get_command(app)
     with_models = {name for name in group.list_commands(None)
                    if {o for p in group.commands[name].params for o in p.opts} & set(NAMING)}
-    assert with_models - set(NEEDS_A_MODEL) == FALLS_BACK
+    assert with_models - {"lint"} == FALLS_BACK
 
 
 @pytest.mark.parametrize("command", sorted(NEEDS_A_MODEL))
@@ -68,3 +68,17 @@ def test_weights_given_without_a_preset_still_name_the_demo():
 
     assert demo_text([("--checkpoint", "ckpt.pth")]).endswith("with the weights of ckpt.pth")
     assert demo_text([("--random-weights", True)]).endswith("with seeded random weights")
+
+
+def test_a_recipe_alone_names_its_demo():
+    """--recipe transfusion names the family, not the model: its demo preset runs, and is said."""
+    from cp_debug.cli._what_runs import what_runs
+    from cp_debug.cli.main import app
+
+    command = typer.main.get_command(app).commands["export"]
+    for args, said in ((["--recipe", "transfusion"], "TransFusion-L preset transfusion-demo"),
+                       (["--recipe", "centerpoint"], "CenterPoint preset demo")):
+        record, line = what_runs(command.make_context("export", [*args, "--out", "x"]))
+        assert record["given"] is False and said in record["text"] and said in line
+    ctx = command.make_context("export", ["--recipe", "transfusion", "--preset", "transfusion-tiny", "--out", "x"])
+    assert what_runs(ctx) == ({"given": True, "text": "--recipe transfusion --preset transfusion-tiny"}, None)
