@@ -8,7 +8,11 @@ import contextlib
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, quiet: bool = False, stream=None):
     """Yields `advance(n=1, **fields)`; `fields` (e.g. loss=...) are shown after the bar. `stream`: where to draw
-    instead of stderr (`ThirdParty.terminal` while fd 2 is captured; sys.stderr is then left to the capture)."""
+    instead of stderr (`ThirdParty.terminal` while fd 2 is captured; sys.stderr is then left to the capture). The
+    built-in demo is named first where the command runs it (`cli/_what_runs.py`), even when quiet."""
+    from cp_debug.cli._what_runs import say_what_runs
+
+    say_what_runs(stream)
     if quiet:
         yield lambda n=1, **fields: None
         return

@@ -87,7 +87,9 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         worst = max((f.worst_rel_rmse for f in st.figures), default=0.0)
         t.add_row(str(st.step), st.phase, kept, "[green]pass[/green]" if st.passed else "[red]fail[/red]",
                   f"{worst:.3g}", f"{st.seconds:.1f}")
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     if s.status == "tie":
         console.print(f"[yellow]No set searched[/yellow]: {s.tie}. Nothing was written.", highlight=False)
         return

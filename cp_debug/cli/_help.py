@@ -75,7 +75,7 @@ EXAMPLES = {
     "keep-fp32": ("cpdebug keep-fp32 --onnx model.onnx --inputs x.npz",
                   "cpdebug keep-fp32 --torch my_model.py:build --backends ort-cpu-fp16 --json keep.json"),
     "quantize": ("cpdebug quantize --preset tiny --calib-n 4 --method max --out ptq/",
-                 "cpdebug quantize --config cfg.py --checkpoint ckpt.pth --calib-scenes infos.pkl --out ptq/"),
+                 "cpdebug quantize --config cfg.py --checkpoint ckpt.pth --calib infos.pkl --out ptq/"),
     "sensitivity": ("cpdebug sensitivity --preset tiny --calib-n 4 --method max",
                     "cpdebug sensitivity --preset tiny --calib-n 4 --method max --search"),
     "eval": ("cpdebug eval --backends torch,ort,ort-cpu-fp16 --n 50 --json e.json",

@@ -22,6 +22,9 @@ class StepProgress:
 
     def note(self, text: str) -> None:
         """One dim line (nothing when quiet): what a long step just did, e.g. one run of a search."""
+        from cp_debug.cli._what_runs import say_what_runs
+
+        say_what_runs(self.stream)  # the built-in demo named before anything the command says of its run
         if not self.quiet:
             self.console.print(f"[dim]  {text}[/dim]", highlight=False, soft_wrap=True)
 
@@ -29,6 +32,9 @@ class StepProgress:
         """One line that something did not come out as asked (printed even when quiet)."""
         from rich.markup import escape
 
+        from cp_debug.cli._what_runs import say_what_runs
+
+        say_what_runs(self.stream)
         self.console.print(f"[yellow]! {escape(text)}[/yellow]", highlight=False, soft_wrap=True)
 
     def bar(self, description: str, total: int):
@@ -41,6 +47,9 @@ class StepProgress:
     def step(self, text: str, final: bool = True):
         """`final=False`: one of many small steps (a lockstep's segments) — its live line on a terminal only, no
         finished line (84 segments made 84 lines), nothing in a pipe."""
+        from cp_debug.cli._what_runs import say_what_runs
+
+        say_what_runs(self.stream)  # the built-in demo named before the first step, even when quiet
         t0 = time.perf_counter()
         if self.quiet or not self.console.is_terminal:
             yield
@@ -58,25 +67,41 @@ class StepProgress:
             self.console.print(f"[dim]✓ {text} ({dt:.1f} s)[/dim]", highlight=False)
 
 
+FILE_WIDTH = 100
+"""The width of the text a command writes to a file or a pipe where COLUMNS is not set: the summary box wraps there;
+a table's rows stay whole however wide (`report.table.print_whole`)."""
+
+
 def stdout_console():
-    """Tables to stdout; when piped (no terminal, no COLUMNS), wide enough that probe names do not wrap."""
+    """Tables to stdout: at a terminal's width; in a file or a pipe, at COLUMNS where it is set, else `FILE_WIDTH`."""
     import os
     import sys
 
     from rich.console import Console
 
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+    columns = os.environ.get("COLUMNS", "").strip()
+    if sys.stdout.isatty() or (columns.isdigit() and int(columns) > 0):
         return Console()
-    return Console(width=200)
+    return Console(width=FILE_WIDTH)
+
+
+def with_runs_on() -> dict:
+    """`{"runs_on": ...}`: what the command that runs runs on (`cli/_what_runs.py`), for its JSON; {} where the
+    command records none."""
+    from cp_debug.cli._what_runs import runs_on
+
+    record = runs_on()
+    return {} if record is None else {"runs_on": record}
 
 
 def finish(doc: dict, json_out: str | None, third_party, show) -> None:
     """A command's result: with `--json -` the JSON on stdout; else `show(console)` (the tables), the JSON written
     to `--json FILE` if given, and the one count line of third-party warnings. The JSON is `doc` plus the
-    third-party warnings caught so far (`third_party_warnings`, from `_quiet.ThirdParty`)."""
+    third-party warnings caught so far (`third_party_warnings`, from `_quiet.ThirdParty`) and what the run ran on
+    (`runs_on`: the built-in demo where no model was named)."""
     from cp_debug.files import json_text, write_json
 
-    doc = {**doc, "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
+    doc = {**doc, **with_runs_on(), "third_party_warnings": [w.to_json() for w in third_party.warnings()]}
     if json_out == "-":
         print(json_text(doc))
         return

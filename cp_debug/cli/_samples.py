@@ -78,7 +78,9 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
     with locked(opts.out):
         with progress_bar(f"sweeping {len(samples)} samples", len(samples), run.quiet, third_party.terminal) as bar:
             result = run_sample_sweep(model, samples, opts, step=steps.step, progress=bar)
-        doc = sweep_doc(result, opts, model)
+        from cp_debug.cli._output import with_runs_on
+
+        doc = {**sweep_doc(result, opts, model), **with_runs_on()}
         write_json(opts.out / "sweep.json", doc)
     for line in samples.said:
         steps.note(line)
@@ -134,6 +136,8 @@ def print_eval(report, console) -> None:
         names = ", ".join(s for s, _, _ in c.changed[:8]) + (" …" if len(c.changed) > 8 else "")
         t.add_row(c.label, c.metric.text(), c.drop.text(), c.outcome.words, f"{len(c.changed)}: {names}" if names
                   else "0")
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     for s, r in report.failed:
         console.print(f"failed: {s}: {r}", highlight=False)

@@ -79,6 +79,13 @@ class _Command(_HelpPage, TyperCommand):
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, renamed(self.name, args))
 
+    def invoke(self, ctx):
+        """The command, which names the built-in demo where it runs it (`cli/_what_runs.py`)."""
+        from cp_debug.cli._what_runs import saying_what_runs
+
+        with saying_what_runs(ctx):
+            return super().invoke(ctx)
+
 
 def _version(value: bool) -> None:
     if value:

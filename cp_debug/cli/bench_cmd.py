@@ -100,7 +100,9 @@ def _print(report, console) -> None:
                                          for r in report.results])
         t.add_row("GPU used MB", *[f"{r.gpu_used_mb:.0f}" if r.gpu_used_mb is not None else "—"
                                    for r in report.results])
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     for r in report.results:
         for n in r.notes:
             console.print(f"[dim]note ({r.backend}): {n}[/dim]", highlight=False, soft_wrap=True)

@@ -356,11 +356,17 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
         from cp_debug.report.junit import bisect_suite, write_junit
 
         write_junit(outputs.junit, [bisect_suite(caught(), [c.junit_case("cpdebug.budget") for c in checks])])
+    def doc():  # the report with what it ran on (`runs_on`: the built-in demo where no model was named)
+        from cp_debug.cli._output import with_runs_on
+        from cp_debug.files import jsonable
+
+        return {**jsonable(caught()), **with_runs_on()}
+
     if json_out == "-":
-        print(json_text(caught()))
+        print(json_text(doc()))
     else:
         if json_out:
-            write_json(Path(json_out), caught())
+            write_json(Path(json_out), doc())
         from cp_debug.report.table import TERMINAL_ROWS, render_table
 
         render_table(caught(), stdout_console(), max_rows=TERMINAL_ROWS, verbose=third_party.verbose)

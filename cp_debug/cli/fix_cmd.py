@@ -301,7 +301,9 @@ def render(outcome, written: Path | None, console) -> None:
         if req.target.within_precision:
             row.insert(5, f.outcome.words if f.outcome is not None else "-")
         t.add_row(*row)
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     what = "node(s) kept in FP32" if outcome.kind == "fp16" else "layer(s) left out of INT8"
     if s.status == "impossible":
         f = (s.steps[1] if len(s.steps) > 1 else s.steps[0]).figures.figures
@@ -322,7 +324,9 @@ def render(outcome, written: Path | None, console) -> None:
     if outcome.kind == "fp16" and outcome.kept.modules:
         console.print(f"  modules: {', '.join(outcome.kept.modules)}", highlight=False)
     if outcome.verification is not None:
-        console.print(_verification_table(outcome.verification))
+        from cp_debug.report.table import print_whole
+
+        print_whole(console, _verification_table(outcome.verification))
     if written is not None:
         console.print(f"written: {written} (README.md says how to build the engines; "
                       f"`cpdebug fix --check {written}` re-verifies it)", highlight=False, soft_wrap=True)

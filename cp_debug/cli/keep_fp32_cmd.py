@@ -121,10 +121,11 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
                             mode="fixed" if fixed else "model")
+    from cp_debug.cli._output import with_runs_on
     from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
-    doc = {**result.to_json(), "third_party_warnings": caught}
+    doc = {**result.to_json(), **with_runs_on(), "third_party_warnings": caught}
     if json_out == "-":
         print(json_text(doc))
     else:
@@ -173,7 +174,9 @@ def render(result, console) -> None:
         verdict = "[green]pass[/green]" if s.passed else "[red]fail[/red]"
         table.add_row(str(i), s.phase, _kept(s.experiment), verdict, s.figures.worst_output or "-",
                       f"{s.figures.worst_rel_rmse:.3g}", f"{s.seconds:.2f}")
-    console.print(table)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, table)
     p = result.precision
     if p is not None and not p.honest:
         console.print(f"[yellow]note:[/yellow] {result.backend} ran {p.effective}, not {p.requested}: "
@@ -250,7 +253,9 @@ def _render_graph(outcome, written: Path | None, console) -> None:
                       "[green]pass[/green]" if st.passed else "[red]fail[/red]",
                       f.outcome.words if f.outcome is not None else "-", max(f.worst_output, default="-"),
                       f"{f.worst:.3g}", str(sum(f.extra.get("flips") or [])))
-    console.print(table)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, table)
     if s.status == "impossible":
         console.print(f"[red]Even with all {len(s.candidates)} candidates in FP32 the graph is not within FP16's "
                       "precision[/red]: nothing to write.", highlight=False)

@@ -100,7 +100,9 @@ def render(summary: dict, console) -> None:
     for r in rows:
         t.add_row(r["layer"], r["tensor"], r["granularity"], f"{r['amax']:.4g}", f"{r['sqnr_db']:.1f}",
                   f"{100 * r['clipped']:.3f}", f"{100 * r['zeroed']:.2f}")
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     e = Table(title=f"INT8 vs reference, rel. RMSE ({summary['int8_error']['scenes']} held-out scene(s))",
               title_justify="left")
     first = summary["int8_error"]["rows"][0]["per_output"]

@@ -163,7 +163,9 @@ def render(result, found, console, top: int = 10) -> None:
     for i, r in enumerate(result.top(top), 1):
         extra = (f"{r.map_drop:+.4f}",) if has_map else ()
         t.add_row(str(i), r.layer, f"{r.rel_rmse:.3g}", r.worst_output, f"{r.heatmap:.3g}", f"{r.reg:.3g}", *extra)
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     worst = max(result.all_int8.values())
     line = f"all {len(result.rows)} layers INT8: worst rel. RMSE {worst:.3g}"
     if has_map:

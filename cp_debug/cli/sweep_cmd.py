@@ -255,7 +255,10 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
             with steps.step("drawing the bisected frames' bird's-eye pictures"):
                 pictures = bisected_pictures(outcome)
-        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc)
+        from cp_debug.cli._what_runs import runs_on
+
+        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc,
+                        runs_on=runs_on())
         if run.pictures:
             from cp_debug.report.bev_plot import write_pictures
 

@@ -138,10 +138,12 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
                           detector=trainee)
     log = r.log
     if log is not None:  # the run's log, with the third-party warnings caught in it
+        from cp_debug.cli._output import with_runs_on
         from cp_debug.files import json_text, write_text_atomic
 
         caught = [w.to_json() for w in third_party.warnings()]
-        write_text_atomic(log, json_text({**result.to_json(), "third_party_warnings": caught}, indent=1))
+        write_text_atomic(log, json_text({**result.to_json(), **with_runs_on(), "third_party_warnings": caught},
+                                         indent=1))
     if not quiet:
         print(result.summary())
     third_party.print_count(stdout_console(), where="the log's third_party_warnings" if log is not None else None)

@@ -35,7 +35,7 @@ class LintRequest:
 def check_request(req: LintRequest) -> None:
     """What a lint needs before anything is read: two inputs to compare, and the --params files there."""
     if req.config is None and not req.params and req.onnx_dir is None:
-        raise BadInputError("nothing to check: give --config (or --preset), --params FILE or --onnx DIR")
+        raise BadInputError("nothing to check: give --config (or --preset), --params FILE or --onnx-dir DIR")
     if not req.params and req.onnx_dir is None and not req.frames:
         raise BadInputError("a training config alone has nothing to be checked against: add --params FILE, "
                             "--onnx DIR or --points/--scenes")

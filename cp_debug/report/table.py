@@ -27,6 +27,24 @@ TERMINAL_ROWS = 150  # bisect's table past this many rows: the story's rows, the
 VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unknown": "dim"}
 
 
+def print_whole(console: "Console", table) -> None:
+    """Print a rich `table` whose rows are not to break: on a terminal, fitted to its width (long names fold); in a
+    file or a pipe, one row a line with every name whole (a probe's row is found with grep), as wide as its widest
+    row, while the text around it wraps at the console's width (`cli._output.stdout_console`: 100 columns or
+    COLUMNS)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    for column in table.columns:
+        column.no_wrap = True
+    width = console.width
+    console.width = max(width, console.measure(table, options=console.options.update_width(100_000)).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def render_table(report: BisectReport, console: "Console", *, max_rows: int | None = None,
                  verbose: bool = False) -> None:
     """Print one table per candidate, the summary panel and the count of third-party warnings.
@@ -55,7 +73,7 @@ def render_summary(report: BisectReport, console: "Console") -> None:
 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    grid.add_column(overflow="fold")  # a long probe name folds inside the box, never cut short
     grid.add_row("reference", Text(report.reference))
     if report.facts is not None:
         grid.add_row("model", Text(model_title(report)))
@@ -118,7 +136,7 @@ def render_int8_quantization(report: BisectReport, console: "Console", *, verbos
                          justify="right" if head in int8_rows.NUMERIC else "left", no_wrap=head in int8_rows.NUMERIC)
     for row in cells:
         table.add_row(*row)
-    console.print(table)
+    print_whole(console, table)
     if len(shown) < len(qrows):
         more = len(qrows) - len(shown)
         console.print(Text(f"  … {more} more layer{'s' if more != 1 else ''}: bisect -v and the HTML page show all",
@@ -176,7 +194,7 @@ def _render_candidate(report: BisectReport, cand: CandidateResult, console: "Con
         cells += [values[m] for m in metrics]
         cells += [Text(r.status, style=STATUS_STYLE.get(r.status, "")), _marker(row, short)]
         table.add_row(*cells)
-    console.print(table)
+    print_whole(console, table)
     if len(shown) < len(all_rows):
         n = sum(not isinstance(r, str) for r in shown)
         console.print(Text(f"  {n} of {len(all_rows)} rows shown: the JSON and HTML reports hold every row "

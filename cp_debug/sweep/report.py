@@ -155,12 +155,14 @@ def frame_rows(outcome: SweepOutcome):
 
 
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Path = True,
-              pictures: dict | None = None, budget: dict | None = None, lint: list | None = None) -> dict:
+              pictures: dict | None = None, budget: dict | None = None, lint: list | None = None,
+              runs_on: dict | None = None) -> dict:
     """sweep.json, frames.parquet (and report.html, or the file `html_report` names) in `opts.out`, each written
     whole; returns the JSON doc.
     `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given;
     `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`; `lint`: the checks run
-    first (`lint.run.lint_reports_before_run`, each report's JSON), sweep.json's `lint`."""
+    first (`lint.run.lint_reports_before_run`, each report's JSON), sweep.json's `lint`; `runs_on`: what the sweep
+    ran on (`cli/_what_runs.py`: the built-in demo where no model was named), sweep.json's `runs_on`."""
     from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)
@@ -168,6 +170,8 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Pat
         doc["budget"] = budget
     if lint is not None:
         doc["lint"] = lint
+    if runs_on is not None:
+        doc["runs_on"] = runs_on
     out = Path(opts.out)
     write_json(out / "sweep.json", doc, parents=True)
     df = frame_rows(outcome)

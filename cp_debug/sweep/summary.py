@@ -57,7 +57,9 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
         t.add_row(str(f["rank"]), f["token"], f["status"].replace("_", " "), f["class"] or "", f["candidate"] or "",
                   f"{d.get('lost', '')}/{d.get('added', '')}" if d else "", f["worst_probe"] or "",
                   cell(f["worst_ratio"]), f["local_probe"] or "", f.get("root_cause") or (f["reason"] or ""))
-    console.print(t)
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
     console.print(doc["verdict"])
 
 

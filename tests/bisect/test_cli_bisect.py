@@ -40,6 +40,9 @@ def test_demo_prints_table_and_strict_json(tmp_path):
     report = json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert report["outcome"] == "within_precision" and report["settings"]["tolerance_mode"] == "model"
     assert report["schema"] == "cp_debug.report/1"
+    # no model given: the demo named in the first line and in the JSON (issue 85)
+    assert proc.stderr.startswith("cpdebug: no model given: bisect runs the built-in demo, CenterPoint preset demo")
+    assert report["runs_on"]["given"] is False and "CenterPoint preset demo" in report["runs_on"]["text"]
     assert report["reference"] == "torch" and report["candidates"] == ["ort"]
     names = [p["name"] for p in report["probes"]]
     assert "pts_neck.deblocks.2" in names and "spatial_features" in names

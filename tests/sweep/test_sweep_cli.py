@@ -41,6 +41,7 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     assert "root_cause" not in doc["frames"][1]
     assert set(doc["metrics"]["devkit"]) == {"torch", "ort-cpu-fp16"}
     assert doc["verdict"] in run.stdout
+    assert doc["runs_on"] == {"given": True, "text": "--preset tiny"}  # the model named: recorded, nothing said
 
     again = cpdebug(*args)
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
