@@ -172,6 +172,11 @@ FixCalibN = Annotated[int, typer.Option(
     "--calib-n", help="Number of calibration frames (synthetic) of an INT8 candidate made from scratch (no --int8).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
+# a sample sweep's / eval's calibrated candidate (--torch / --onnx): what it calibrates on
+SampleCalib = Annotated[Optional[Path], typer.Option(
+    "--calib", metavar="FILE|DIR", help="With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): what it "
+    "calibrates on, as bisect --calib takes it (an .npz of one sample or a batch, or a folder of them; default: the "
+    "samples' first 16).")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
 HeldOutCalib = Annotated[int, typer.Option(
     "--calib-n", min=0, help="Number of calibration frames: held-out synthetic ones (not evaluated) that calibrate "

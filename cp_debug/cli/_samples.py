@@ -27,6 +27,7 @@ class SampleRun:
     quiet: bool
     junit: Path | None = None
     deterministic: bool = True
+    calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py)
 
 
 def refuse(others: dict) -> None:
@@ -74,7 +75,7 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
     model, samples, pairs, mode = load(run, steps, third_party.terminal)
     opts = SampleSweepOptions(pairs, Path(out), shard_size=shard_size, resume=resume, bisect_top=bisect_top,
                               level=level, tolerance_mode=mode, atol=run.atol, rtol=run.rtol, seed=run.seed,
-                              deterministic=run.deterministic)
+                              deterministic=run.deterministic, calib=run.calib)
     with locked(opts.out):
         with progress_bar(f"sweeping {len(samples)} samples", len(samples), run.quiet, third_party.terminal) as bar:
             result = run_sample_sweep(model, samples, opts, step=steps.step, progress=bar)
@@ -111,7 +112,7 @@ def eval_samples(run: SampleRun, metric_text: str, *, bootstrap: int, json_out: 
     model, samples, pairs, mode = load(run, steps, third_party.terminal)
     with progress_bar(f"evaluating {len(samples)} samples", len(samples), run.quiet, third_party.terminal) as bar:
         report = run_samples_eval(model, samples, pairs, metric, resamples=bootstrap, seed=run.seed, mode=mode,
-                                  atol=run.atol, rtol=run.rtol, progress=bar)
+                                  atol=run.atol, rtol=run.rtol, progress=bar, calib=run.calib)
     doc = {**report.to_json(), "model": model.source}
     code = int(report.outcome.exit_code)
     if limits is not None:

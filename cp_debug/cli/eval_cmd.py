@@ -9,7 +9,8 @@ import typer
 
 from cp_debug.cli._options import (Atol, BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
                                    Exporter, HeldOutCalib, Int8Dir, Json, MinMatch, OnnxModel, Preset, Quiet,
-                                   RandomWeights, Recipe, Rtol, SampleData, SampleInputs, Seed, TorchModel, Verbose,
+                                   RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed, TorchModel,
+                                   Verbose,
                                    backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
@@ -35,6 +36,7 @@ def eval_(
                           typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = "
                                             "scene file stems): one more candidate.")] = None,
     calib_scenes: HeldOutCalib = 4,
+    calib: SampleCalib = None,
     match_distance: Annotated[float,
                               typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
                                                 "reference box in the diff.")] = 2.0,
@@ -87,10 +89,15 @@ def eval_(
         mode = None if tolerance_mode == "model" and (atol is not None or rtol is not None) else tolerance_mode
         with ThirdParty(verbose=verbose) as third_party:
             code = eval_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, mode, atol,
-                                          rtol, quiet or json_out == "-", deterministic=deterministic),
+                                          rtol, quiet or json_out == "-", deterministic=deterministic, calib=calib),
                                 metric or "top1", bootstrap=bootstrap, json_out=json_out, budget=budget,
                                 others=others, third_party=third_party)
         raise typer.Exit(code)
+    if calib is not None:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint eval's INT8 backends "
+                            "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.eval.gates import check_limits

@@ -11,7 +11,8 @@ import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
                                    DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, NoCache, OnnxModel,
-                                   Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleData, SampleInputs,
+                                   Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData,
+                                   SampleInputs,
                                    Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
@@ -94,6 +95,7 @@ def sweep(
         "shared out between the actors).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
+    calib: SampleCalib = None,
     match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
                                                   "a reference box.")] = 2.0,
     deterministic: Deterministic = True,
@@ -133,10 +135,15 @@ def sweep(
                       rrd=rrd, pictures=pictures, budget=budget)
         with ThirdParty(verbose=verbose) as third_party:
             code = sweep_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends,
-                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic),
+                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic, calib),
                                  out, level=level, bisect_top=bisect_top, shard_size=shard_size, resume=resume,
                                  others=others, third_party=third_party)
         raise typer.Exit(code)
+    if calib is not None:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
+                            "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode
         from cp_debug.determinism import check_conv_algo

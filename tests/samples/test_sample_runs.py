@@ -165,3 +165,10 @@ def test_a_sample_sweep_and_eval_of_a_calibrated_candidate_calibrate_on_the_set(
                "--json", "e.json", cwd=tmp_path)
     assert proc.returncode in (0, 1, 4), proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads((tmp_path / "e.json").read_text())["calibration"]["samples"] == 3
+    # --calib: a batched file, as bisect --calib takes it
+    np.savez(tmp_path / "calib.npz", x=fm.cnn_input(n=5, seed=9))
+    proc = run("sweep", "--onnx", "cnn.onnx", "--inputs", "samples", "-b", "ort,ort-cpu-fp8", "--calib", "calib.npz",
+               "--out", "sw2", cwd=tmp_path)
+    assert proc.returncode in (1, 4), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((tmp_path / "sw2" / "sweep.json").read_text())["calibration"] == {
+        "samples": 5, "source": "--calib calib.npz (5 samples)"}
