@@ -102,17 +102,14 @@ def fix(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or layers to leave out of INT8 (INT8
-    candidates) so that the candidate is within its precision (default) or --max-rel-rmse / --max-map-drop /
+    """Find the smallest set of nodes to keep in FP32 (FP16 candidates) or to leave out of the quantizer (INT8, FP8,
+    NVFP4) so that the candidate is within its precision (default) or --max-rel-rmse / --max-map-drop /
     --max-lost-boxes holds over held-out frames, and write the deployable ONNX pair, the exclusion lists, fix.json
     and a README to --out DIR. --torch / --onnx: any one-graph model, its outputs within the candidate's precision of
-    the FP32 graph in ONNX Runtime on some samples, verified on the held-out rest.
-    """
+    the FP32 graph in ONNX Runtime on some samples, verified on the held-out rest."""
     with ThirdParty(verbose=verbose) as third_party:
-        swept = _any_model_sweep(from_sweep, torch_model, onnx_model)  # a sweep of any model: its model and samples
-        if swept is not None:
-            torch_model, onnx_model, inputs = swept["torch"], swept["onnx"], inputs or swept["inputs"]
-            backends, from_sweep = backends or swept["backends"], None
+        torch_model, onnx_model, inputs, backends, from_sweep = _any_model_sweep(from_sweep, torch_model, onnx_model,
+                                                                                inputs, backends)
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
                        verify_samples=verify_n, exporter=exporter, candidates=candidates)
         if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
@@ -140,13 +137,18 @@ def fix(
     raise typer.Exit(code)
 
 
-def _any_model_sweep(from_sweep: Path | None, torch_model, onnx_model) -> dict | None:
-    """`fix.run.any_model_sweep` of --from-sweep where no model option is given (a CenterPoint sweep: None)."""
+def _any_model_sweep(from_sweep: Path | None, torch_model, onnx_model, inputs, backends) -> tuple:
+    """(torch, onnx, inputs, backends, from_sweep): where --from-sweep is a sweep of any model and no model option is
+    given, its model, samples and pair (`fix.run.any_model_sweep`; what the user gave wins) and no --from-sweep left;
+    else the options as given (a CenterPoint sweep goes on as --from-sweep)."""
     if from_sweep is None or torch_model or onnx_model:
-        return None
+        return torch_model, onnx_model, inputs, backends, from_sweep
     from cp_debug.fix.run import any_model_sweep
 
-    return any_model_sweep(from_sweep)
+    swept = any_model_sweep(from_sweep)
+    if swept is None:
+        return torch_model, onnx_model, inputs, backends, from_sweep
+    return swept["torch"], swept["onnx"], inputs or swept["inputs"], backends or swept["backends"], None
 
 
 def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
