@@ -28,7 +28,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
                   metric: str | None, json_out: str | None, quiet: bool, third_party) -> int:
     """`fix --torch / --onnx`: `fix.module.fix_graph` on the samples given (or the model's own), DIR written whole;
     `others`: the CenterPoint options, refused where given."""
-    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.cli._output import StepProgress, finish, with_runs_on
     from cp_debug.cli._preflight import check_outputs
     from cp_debug.errors import BadInputError
     from cp_debug.backends.spec import BackendSpec
@@ -63,7 +63,7 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     written = None
     if result.fixed is not None:
         with progress.step(f"writing {out}"):
-            written = write_graph_fix(out, result, doc)
+            written = write_graph_fix(out, result, {**doc, **with_runs_on()})
     finish({**doc, "out": str(written) if written else None, "input_casts": said}, json_out, third_party,
            lambda console: render_graph(result, written, said, console))
     return result.exit_code

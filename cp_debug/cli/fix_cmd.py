@@ -179,7 +179,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
          from_sweep: Path | None = None, junit: Path | None = None, budget: Path | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
     them); the reference and candidate come from `backends`."""
-    from cp_debug.cli._output import StepProgress, finish
+    from cp_debug.cli._output import StepProgress, finish, with_runs_on
     from cp_debug.errors import BadInputError
 
     if json_out and json_out != "-":
@@ -236,7 +236,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
     written = None
     if outcome.fixed is not None:
         with progress.step(f"writing {out}"):
-            written = outcome.write(out)
+            written = outcome.write(out, with_runs_on())  # what it ran on, in the DIR's fix.json too
     doc = {**outcome.to_json(), "out": str(written) if written else None}
     finish(doc, json_out, third_party, lambda console: render(outcome, written, console))
     return outcome.exit_code

@@ -142,11 +142,12 @@ class FixOutcome:
                                   for r in self.sensitivity]
         return doc
 
-    def write(self, out: str | Path) -> Path:
+    def write(self, out: str | Path, extra: dict | None = None) -> Path:
+        """The fix DIR, its fix.json `to_json()` with `extra` (the command's `runs_on`) beside."""
         from cp_debug.fix.artifact import write_fix
 
         if self.fixed is None:
             raise BadInputError("no set meets the target: nothing to write (the figures say why)")
-        return write_fix(out, fixed=self.fixed, reference=self.reference, doc=self.to_json(),
+        return write_fix(out, fixed=self.fixed, reference=self.reference, doc={**self.to_json(), **(extra or {})},
                          nodes_to_exclude=self.nodes_to_exclude, skip_layers=self.skip_layers,
                          graph_files=self.request.recipe.graph_files)

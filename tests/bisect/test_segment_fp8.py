@@ -122,6 +122,7 @@ def test_fix_leaves_the_flushed_conv_out_of_fp8_writes_modelopts_lists_and_check
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     doc = json.loads((out / "fix.json").read_text())
     assert doc["kind"] == "fp8" and doc["set"]["nodes_to_exclude"] == ["/body/body.2/Conv"], doc["set"]
+    assert doc["runs_on"] == {"given": True, "text": f"--onnx {files['activation']}"}  # what the fix ran on
     assert doc["set"]["modelopt"]["command"].endswith("--quantize_mode=fp8 --nodes_to_exclude /body/body.2/Conv")
     assert doc["verification"]["holds"] is True
     fixed = onnx.load(out / "model_fp8.onnx")
