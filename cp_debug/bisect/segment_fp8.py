@@ -73,13 +73,15 @@ class Fp8Why:
     after: float  # ... with the cure
     budget: float | None  # FP8's budget there (None with --tolerance-mode fixed)
     tried: int = 1
+    split: str | None = None  # the local error split: FP8's rounding, the runtime's arithmetic (`_split`)
 
     def text(self) -> str:
         why = (self.finding.text() if self.finding is not None
                else "FP8 quantisation error of this layer (no tensor its segment quantizes flushes most of its "
                     "values to zero or saturates)")
-        return ladder_text(why, self.cure, "fp8", self.before, self.after, self.budget, self.exclude,
+        text = ladder_text(why, self.cure, "fp8", self.before, self.after, self.budget, self.exclude,
                            self.verified, self.tried)
+        return f"{text}; of its local error, {self.split}" if self.split else text
 
 
 def ladder_text(why: str, change: str, fmt: str, before: float, after: float, budget: float | None,
@@ -113,13 +115,15 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
     amax = {t: a for t, a in state.int8_amax.items() if a > 0}  # the run's calibration, where it has one
     plain = BackendSpec("ort", state.spec.device, "fp32")  # a graph holding float8 runs as the lane runs it
 
-    def run_as(**variant) -> np.ndarray:
+    def run_as(spec=plain, **variant) -> np.ndarray:
         q = quantize_fp8(seg, [feed], amax=variant.pop("amax", amax), **variant)
-        return run_segment(run, str(plain), q.model, feed, [tensor], spec=plain, facts=False).values[tensor]
+        return run_segment(run, str(spec), q.model, feed, [tensor], spec=spec, facts=False).values[tensor]
 
     truth = run.store.get(probe)
     judge = run.tolerance(state, probe)
-    before = TensorDiff.from_arrays(probe, truth, run_as(), judge)
+    ran = run_as()
+    before = TensorDiff.from_arrays(probe, truth, ran, judge)
+    split = _split(truth, ran, run_as(BackendSpec("ort", "cpu", "fp32")) if plain.device != "cpu" else None)
     finding = _finding(run, seg, feed, nodes, amax, rs.named)
     ladder = _ladder(finding, nodes, rs.named)
     for k, (cure, variant, exclude) in enumerate(ladder, 1):
@@ -127,8 +131,26 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
         ok, budget = _within(run, state, probe, after)
         if ok or k == len(ladder):
             return Fp8Why(finding[0] if finding else None, cure, exclude, ok, before.rel_rmse, after.rel_rmse,
-                          budget, k)
+                          budget, k, split)
     return None
+
+
+def _split(truth, ran: np.ndarray, emulated: np.ndarray | None) -> str:
+    """The segment's local error split (issue 86, item 3): what FP8's rounding makes (the segment emulated on the CPU:
+    float32 arithmetic on the E4M3-rounded values, exact to the format) and what the runtime's own arithmetic adds
+    (the candidate's run against that emulation), each a relative RMS against the reference; on the CPU the runtime
+    is the emulation."""
+    ref = np.asarray(truth, np.float64)
+    scale = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+
+    def rel(a, b) -> float:
+        return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))) / scale
+
+    if emulated is None:
+        return (f"FP8 rounding itself: {rel(ran, ref):.3g} (ONNX Runtime's CPU provider computes the Q/DQ graph as "
+                "float32 arithmetic on the E4M3 values: no arithmetic of its own to add)")
+    return (f"FP8 rounding itself {rel(emulated, ref):.3g} (the segment emulated on the CPU), the runtime's own "
+            f"arithmetic {rel(ran, emulated):.3g} more (this run against that emulation)")
 
 
 def _finding(run: RunState, seg, feed: dict, nodes: list, amax: dict, named):

@@ -47,6 +47,8 @@ def test_an_outlier_activation_channel_flushing_the_rest_is_named_and_its_cure_v
     assert "FP8 flush at" in hint and "its input '/body/body.1/Relu_output_0'" in hint, hint
     assert "1 outlier channel of 16" in hint and "round to zero" in hint, hint
     assert "verified: within precision with" in hint and "left out of FP8" in hint, hint
+    # the local error split: all of it FP8's rounding (the CPU provider is the emulation: no arithmetic of its own)
+    assert "of its local error, FP8 rounding itself: 0.9" in hint and "no arithmetic of its own" in hint, hint
     flag = hint.split("--exclude-int8 ")[1].split(")")[0]
     assert flag == "/body/body.2/Conv", hint
     # the advice, as the bisect it names: within FP8 with that one conv left out
