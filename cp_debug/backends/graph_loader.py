@@ -52,6 +52,7 @@ class PrecisionTransform:
     calibration_feeds: int | None = None
     quantized_tensors: int | None = None
     excluded_nodes: tuple[str, ...] | None = None
+    clips_ort_drops: dict | None = None  # int8_qdq: Clip → its quantizer's low bound, where ORT drops it wrongly
     # fp16: the user's keep list, then `precision.fp16.conversion_summary`'s fields
     keep_fp32_nodes: tuple[str, ...] | None = None
     nodes: int | None = None
@@ -170,6 +171,10 @@ class PrepareGraph:
                                      method=self.calib_method)
         if self.transform in ("int8_qdq", "fp8_qdq"):
             kind = {"excluded_nodes": tuple(self.exclude_int8_nodes)}
+        if not fp8:
+            from cp_debug.precision.int8 import clips_ort_drops
+
+            kind["clips_ort_drops"] = clips_ort_drops(q.model) or None
             if fp8:
                 kind.update(format="float8e4m3fn", weights_flushed=q.weights_flushed)
             transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,

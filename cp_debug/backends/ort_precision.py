@@ -147,6 +147,13 @@ def _int8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionT
     if n8 < total:
         notes.append(f"{ran} {n8} of {total} {ops} nodes as int8 kernels; "
                      f"{total - n8} in float on dequantized inputs or unquantized")
+    dropped = transform.clips_ort_drops or {}
+    if dropped:
+        name, lo = next(iter(dropped.items()))
+        notes.append(f"ONNX Runtime's ClipQuantFusion drops {len(dropped)} Clip(s) in front of a QuantizeLinear whose "
+                     f"int8 range reaches below the Clip's minimum by less than float32's epsilon (e.g. {name!r}, to "
+                     f"{lo:.3g}): their negatives pass — activations this small (a random-init or badly scaled layer) "
+                     "meet an optimiser rule that compares in absolute terms")
     return "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
 
 
