@@ -171,12 +171,12 @@ class PrepareGraph:
                                      method=self.calib_method)
         if self.transform in ("int8_qdq", "fp8_qdq"):
             kind = {"excluded_nodes": tuple(self.exclude_int8_nodes)}
-        if not fp8:
-            from cp_debug.precision.int8 import clips_ort_drops
-
-            kind["clips_ort_drops"] = clips_ort_drops(q.model) or None
             if fp8:
                 kind.update(format="float8e4m3fn", weights_flushed=q.weights_flushed)
+            else:
+                from cp_debug.precision.int8 import clips_ort_drops
+
+                kind["clips_ort_drops"] = clips_ort_drops(q.model) or None
             transform = PrecisionTransform(self.transform, method=q.method, symmetric=True, per_channel=not fp8,
                                            calibration_feeds=len(self.calib_feeds),
                                            quantized_tensors=len(q.activation_amax), **kind)
