@@ -59,14 +59,12 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
             value = run.store.get(entered[source])
         else:
             continue
-        scale = numpy_helper.to_array(inits[dq.input[1]]) if dq.input[1] in inits else None
-        zp = inits.get(dq.input[2]) if len(dq.input) > 2 else None
-        fmt = _format(zp)
-        if scale is None or fmt is None:
+        fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+        value = np.asarray(value, np.float64)
+        params = _scale_zero(dq, inits, value.ndim)
+        if params is None or fmt is None:
             continue
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        zero = np.asarray(numpy_helper.to_array(zp), np.float64)
-        found = _range(np.asarray(value, np.float64), np.asarray(scale, np.float64), zero, fmt, axis)
+        found = _range(value, *params, fmt)
         if found is not None:
             where = (repr(source) if dq_out == t
                      else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
@@ -90,16 +88,10 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
         return None
     ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
     q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
-    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64) if dq.input[1] in inits else None
-    zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and \
-        dq.input[2] in inits else np.zeros(())
-    if scale is None or q.shape != ref.shape:
+    params = _scale_zero(dq, inits, q.ndim)
+    if params is None or q.shape != ref.shape:
         return None
-    if scale.size > 1:
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    scale, zero = params
     got = (q - zero) * scale
     norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
     off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
@@ -133,12 +125,26 @@ def _format(zero_point) -> str | None:
             TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
 
 
-def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str, axis: int) -> str | None:
-    """What the file's range does to `value`: clips a share beyond it, or rounds most nonzero values to zero."""
+def _scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
+    along its `axis` where they are per channel; None where its scale is no initializer."""
+    from onnx import numpy_helper
+
+    if dq.input[1] not in inits:
+        return None
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+    zero = (numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)
+            if len(dq.input) > 2 and dq.input[2] in inits else np.zeros(()))
     if scale.size > 1:  # per channel: each slice against its own scale and zero point
-        shape = [1] * value.ndim
-        shape[axis] = -1
+        shape = [1] * ndim
+        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
         scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    return scale, zero
+
+
+def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str) -> str | None:
+    """What the file's range does to `value` (`scale` and `zero` broadcast against it): clips a share beyond it, or
+    rounds most nonzero values to zero."""
     qmin, qmax = LEVELS[fmt]
     lo, hi = (qmin - zero) * scale, (qmax - zero) * scale
     beyond = float(np.mean((value < lo * (1 + 1e-6)) | (value > hi * (1 + 1e-6))))

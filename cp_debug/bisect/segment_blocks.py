@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.segment_fp8 import ladder_text
-from cp_debug.bisect.segment_int8 import _named, _within
+from cp_debug.bisect.segment_int8 import _named, climb
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
@@ -88,9 +88,5 @@ def explain_block_segment(run: RunState, state: CandidateState, i: int, probe: s
     before = TensorDiff.from_arrays(probe, truth, run_as(), judge)
     ladder = ([("in FP8 instead of NVFP4", {"fp8": names}, ())] if fmt == "nvfp4" else []) + \
         [(f"left out of {fmt.upper()} (float32)", {"out": names}, names)]
-    for k, (rung, variant, exclude) in enumerate(ladder, 1):
-        after = TensorDiff.from_arrays(probe, truth, run_as(**variant), judge)
-        ok, budget = _within(run, state, probe, after)
-        if ok or k == len(ladder):
-            return BlockWhy(fmt, flushed, layers, rung, exclude, ok, before.rel_rmse, after.rel_rmse, budget, k)
-    return None
+    k, (rung, _, exclude), after, ok, budget = climb(run, state, probe, ladder, lambda step: run_as(**step[1]))
+    return BlockWhy(fmt, flushed, layers, rung, exclude, ok, before.rel_rmse, after.rel_rmse, budget, k)

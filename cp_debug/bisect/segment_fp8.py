@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_int8 import _named, _outlier_channels, _within
+from cp_debug.bisect.segment_int8 import _named, _outlier_channels, climb
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
@@ -125,14 +125,10 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
     before = TensorDiff.from_arrays(probe, truth, ran, judge)
     split = _split(truth, ran, run_as(BackendSpec("ort", "cpu", "fp32")) if plain.device != "cpu" else None)
     finding = _finding(run, seg, feed, nodes, amax, rs.named)
-    ladder = _ladder(finding, nodes, rs.named)
-    for k, (cure, variant, exclude) in enumerate(ladder, 1):
-        after = TensorDiff.from_arrays(probe, truth, run_as(**variant), judge)
-        ok, budget = _within(run, state, probe, after)
-        if ok or k == len(ladder):
-            return Fp8Why(finding[0] if finding else None, cure, exclude, ok, before.rel_rmse, after.rel_rmse,
-                          budget, k, split)
-    return None
+    k, (cure, _, exclude), after, ok, budget = climb(run, state, probe, _ladder(finding, nodes, rs.named),
+                                                      lambda step: run_as(**step[1]))
+    return Fp8Why(finding[0] if finding else None, cure, exclude, ok, before.rel_rmse, after.rel_rmse, budget, k,
+                  split)
 
 
 def _split(truth, ran: np.ndarray, emulated: np.ndarray | None) -> str:

@@ -120,14 +120,24 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     truth = run.store.get(probe)
     before = TensorDiff.from_arrays(probe, truth, cand.values[tensor], run.tolerance(state, probe))
     by_name = {n.name: n for n in seg.graph.node}
-    for k, tried in enumerate(sets, 1):
-        got = run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=tried).values[tensor]
-        after = TensorDiff.from_arrays(probe, truth, got, run.tolerance(state, probe))
+    k, tried, after, ok, budget = climb(run, state, probe, sets, lambda tried: run_segment(
+        run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=tried).values[tensor])
+    return Int8Why(finding, tried, ", ".join(_named(by_name[n], rs.named) for n in tried), ok,
+                   before.rel_rmse, after.rel_rmse, budget, k)
+
+
+def climb(run: RunState, state: CandidateState, probe: str, steps: list, values_of) -> tuple:
+    """A cure ladder walked on `probe`'s segment, smallest change first: each step's values (`values_of(step)`)
+    judged as the segment's local error is (`_within`), up to the first within the precision or the last step.
+    Returns (its 1-based rank, the step, its TensorDiff, within, the budget) — INT8's sets left out, FP8's and the
+    block formats' rungs (segment_fp8.py, segment_blocks.py)."""
+    truth, judge = run.store.get(probe), run.tolerance(state, probe)
+    for k, step in enumerate(steps, 1):
+        after = TensorDiff.from_arrays(probe, truth, values_of(step), judge)
         ok, budget = _within(run, state, probe, after)
-        if ok or k == len(sets):
-            return Int8Why(finding, tried, ", ".join(_named(by_name[n], rs.named) for n in tried), ok,
-                           before.rel_rmse, after.rel_rmse, budget, k)
-    return None
+        if ok or k == len(steps):
+            return k, step, after, ok, budget
+    raise ValueError("a ladder of no step")
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):

@@ -307,8 +307,9 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
         kw["graph_facts"] = False
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
-    if spec.precision in ("int8", "fp8"):
+    if spec.calibrated:  # INT8, FP8, NVFP4: calibrated on the segment's own feed, as local errors are
         kw["calib_feeds"] = [feed]
+    if exclude:  # out of the run's quantisation, on top of its own list
         kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
     extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]
     with make_runner(spec, onnx_model=model, extra_outputs=extra, **kw) as r:

@@ -110,13 +110,7 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
 
 
 def _calibration(given: Path, one: Mapping[str, np.ndarray]) -> list[Sample]:
-    """`--calib`'s samples as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`): an .npz (or a folder
-    of them) whose arrays are one sample each or a batch along a first axis ([8,3,32,32] or [8,1,3,32,32] for
-    one sample of [1,3,32,32])."""
-    from cp_debug.bisect.feeds import calibration_feeds
+    """`--calib`'s samples, read as `bisect --calib` reads them (`samples.calibration.read_calib`)."""
+    from cp_debug.samples.calibration import read_calib
 
-    files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
-    if not files:
-        raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
-    feeds, _ = calibration_feeds(files, one, "the model", "the model takes it")
-    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(feeds)]
+    return [Sample(f"calib_{k}", feed) for k, feed in enumerate(read_calib(given, one))]

@@ -9,6 +9,7 @@ report (an optimistic choice: calibrate on held-out inputs with `--calib` to jud
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +39,7 @@ def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES)
     if first is None:
         raise BadInputError("no readable sample to calibrate on: give --calib FILE.npz")
     if given is not None:
-        from cp_debug.bisect.feeds import calibration_feeds
-
-        given = Path(given)
-        files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
-        if not files:
-            raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
-        feeds, _ = calibration_feeds(files, dict(first.feed), "the model", "the model takes it")
+        feeds = read_calib(Path(given), first.feed)
         return Calibration(tuple(feeds), f"--calib {given} ({len(feeds)} samples)")
     feeds = [dict(first.feed)]
     for s in readable:
@@ -52,3 +47,16 @@ def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES)
             break
         feeds.append(dict(s.feed))
     return Calibration(tuple(feeds), f"the set's first {len(feeds)} samples (no --calib: the judged data itself)")
+
+
+def read_calib(given: Path, one: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """`--calib`'s feeds as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`): an .npz (or a folder of
+    them) whose arrays are one sample each, of `one`'s shapes, or a batch along a first axis ([8,3,32,32] or
+    [8,1,3,32,32] for one sample of [1,3,32,32])."""
+    from cp_debug.bisect.feeds import calibration_feeds
+
+    files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
+    if not files:
+        raise BadInputError(f"--calib {given}: a folder with no .npz file in it")
+    feeds, _ = calibration_feeds(files, dict(one), "the model", "the model takes it")
+    return feeds
