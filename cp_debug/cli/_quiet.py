@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TextIO
 
+from cp_debug.cli._gs_log import route, unroute
 from cp_debug.cli._options import Verbose  # noqa: F401 - its old home; commands take it from cli._options
 from cp_debug.cli._pipe import guarded
 from cp_debug.errors import plain
@@ -61,6 +62,7 @@ class ThirdParty:
         self._tmp = None
         self._own_terminal = False
         self._levels: dict[str, int] = {}
+        self._gs = None
 
     # -- the context -----------------------------------------------------------------------------------------
     def __enter__(self) -> "ThirdParty":
@@ -77,6 +79,7 @@ class ThirdParty:
             lg = logging.getLogger(name)
             if not lg.propagate:
                 lg.addHandler(self._handler)
+        self._gs = route()  # onnx-graphsurgeon prints its warnings to stdout: into logging instead (_gs_log.py)
         if not self.verbose:
             self._redirect_fd2()
         return self
@@ -89,6 +92,7 @@ class ThirdParty:
             root.removeHandler(self._handler)
             for name in ("onnxruntime", "polygraphy"):
                 logging.getLogger(name).removeHandler(self._handler)
+            unroute(self._gs)
             self._cw.__exit__(*exc)
         return False
 
