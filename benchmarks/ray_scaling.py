@@ -53,6 +53,7 @@ class GpuSampler:
     def __init__(self, every: float = 1.0):
         self.every = every
         self.util: dict[int, list[float]] = {}
+        self.times: list[float] = []  # time.time() of each sample
         self.mem_mb: dict[int, float] = {}
         self._stop = threading.Event()
         self._query = self._nvml() or (self._smi if shutil.which("nvidia-smi") else None)
@@ -85,6 +86,7 @@ class GpuSampler:
                 rows = self._query()
             except Exception:  # noqa: BLE001 - a sample lost, not the run
                 continue
+            self.times.append(time.time())
             for i, (util, mem) in enumerate(rows):
                 self.util.setdefault(i, []).append(util)
                 self.mem_mb[i] = max(self.mem_mb.get(i, 0.0), mem)
@@ -100,7 +102,25 @@ class GpuSampler:
             self._thread.join()
 
     def figures(self) -> dict:
-        return {"util": {i: sum(v) / len(v) for i, v in self.util.items() if v}, "mem_mb": dict(self.mem_mb)}
+        return {"util": {i: sum(v) / len(v) for i, v in self.util.items() if v}, "mem_mb": dict(self.mem_mb),
+                "samples": {"t": list(self.times), "util": {i: list(v) for i, v in self.util.items()}}}
+
+
+def busy_in_frames(fig: dict) -> dict[int, float]:
+    """Each GPU's mean utilisation while the frames ran with sessions open (the executor's `frames_began` plus its
+    sessions' seconds, to the frames phase's end): the run's mean counts Ray's and the sessions' start and the metrics
+    after, when the card has nothing to do."""
+    ex, samples = fig.get("executor") or {}, fig.get("samples") or {}
+    began, seconds = ex.get("frames_began"), ex.get("frames_seconds")
+    if not began or not seconds or not samples.get("t"):
+        return {}
+    lo, hi = began + (ex.get("sessions_seconds") or 0.0), began + seconds
+    out = {}
+    for i, values in samples["util"].items():
+        inside = [u for t, u in zip(samples["t"], values) if lo <= t <= hi]
+        if inside:
+            out[int(i)] = sum(inside) / len(inside)
+    return out
 
 
 class TreeCpu:
@@ -263,6 +283,8 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
     ex = fig.get("executor") or {}
     if ex.get("cpus_per_worker"):
         parts.append(f"{ex['cpus_per_worker']} CPU(s) each of {ex.get('cluster_cpus')}, {ex.get('chunks')} chunks")
+    if ex.get("gpu_share") and ex["gpu_share"] < 1:
+        parts.append(f"{round(1 / ex['gpu_share'])} workers a card")
     line = ex.get("timeline") or {}
     if line.get("actors"):  # seconds from the frames phase's start: what came before the first sessions were open
         marks = (("began", "began"), ("imported", "torch"), ("subject", "model"), ("cuda", "CUDA"),
@@ -272,6 +294,9 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
                                  for a in line["actors"]))
     if fig.get("util"):
         parts.append("GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %")
+        busy = busy_in_frames(fig)
+        if busy:
+            parts.append("while the frames ran " + "/".join(f"{u:.0f}" for u in busy.values()) + " %")
         parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")
     peaks = [p for p in ex.get("peak_memory") or [] if p]
     if peaks:

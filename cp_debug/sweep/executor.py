@@ -45,7 +45,7 @@ class InProcessExecutor:
         import time
         from concurrent.futures import ThreadPoolExecutor
 
-        began = time.perf_counter()
+        began, self.began_at = time.perf_counter(), time.time()
         shard_of = {i: task for task in tasks for i, _ in task.todo}
         written = time.monotonic()
         results = {task.index: list(task.done) for task in tasks}
@@ -82,7 +82,7 @@ class InProcessExecutor:
 
     def describe(self) -> dict:
         return {"kind": "in-process", "workers": 1, "frames_seconds": getattr(self, "frames_seconds", None),
-                "peak_memory": [getattr(self, "peak", None)]}
+                "frames_began": getattr(self, "began_at", None), "peak_memory": [getattr(self, "peak", None)]}
 
 
 _SHUTTING_DOWN = None  # the thread shutting down the Ray an earlier `RayExecutor.close` started (None: none)
@@ -141,10 +141,11 @@ class RayExecutor:
         total = max(1, int(res.get("CPU", 1)))
         n, cpus = actors_for(res, cuda, self.workers, self.cpus)
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
-        opts = {"num_gpus": 1, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
+        share = gpu_share(int(res.get("GPU", 0)), n) if cuda else 0.0
+        opts = {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
         self.actors = [actor.remote(self.settings, cpus, passive) for _ in range(n)]
-        self.figures.update(cpus_per_worker=cpus, cluster_cpus=total)
+        self.figures.update(cpus_per_worker=cpus, cluster_cpus=total, **({"gpu_share": share} if cuda else {}))
         return self.actors
 
     def ship(self, stages: dict[str, bytes]) -> None:
@@ -269,7 +270,8 @@ class RayExecutor:
     def describe(self) -> dict:
         return {"kind": "ray", "address": self.address, "workers": len(self.actors),
                 "cpus_per_worker": self.figures.get("cpus_per_worker", self.cpus),
-                "cluster_cpus": self.figures.get("cluster_cpus"), "frames_seconds": self.figures.get("frames_seconds"),
+                "cluster_cpus": self.figures.get("cluster_cpus"), "gpu_share": self.figures.get("gpu_share"),
+                "frames_seconds": self.figures.get("frames_seconds"), "frames_began": self._epochs.get("frames"),
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
                 "timeline": self.figures.get("timeline")}
@@ -283,24 +285,37 @@ def ray_module():
     return optional("ray", RAY_HINT, label="Ray")
 
 
+# CUDA actors a card may hold at most: each its own sessions and torch's allocator on the card; two or three keep a card
+# busy while the others' host sections (glue, comparisons, detection matching) run (issue 87)
+PER_CARD = 4
+
+
 def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None) -> tuple[int, int]:
     """(actors, CPUs each) for a cluster of `cluster`'s resources (`ray.cluster_resources()`): one actor per GPU for
-    CUDA backends (each holds a card), else the CPUs / `cpus` (default 1); each actor's CPUs default to the cluster's
-    shared out. What the cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for
-    ever, and the frames handed to them with them."""
+    CUDA backends by default (each holds a card; `--ray-workers` beyond the cards puts up to `PER_CARD` on each,
+    `gpu_share`), else the CPUs / `cpus` (default 1); each actor's CPUs default to the cluster's shared out. What the
+    cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for ever, and the frames
+    handed to them with them."""
     total, gpus = max(1, int(cluster.get("CPU", 1))), int(cluster.get("GPU", 0))
     if cuda and gpus < 1:
         raise BadInputError("the Ray cluster has no GPU, and a CUDA backend's worker holds one: start the cluster on "
                             "a machine with GPUs, or use a CPU backend (torch, ort-cpu…)")
-    if cuda and workers is not None and workers > gpus:
-        raise BadInputError(f"--ray-workers {workers}: the Ray cluster has {gpus} GPU(s), and each worker of a CUDA "
-                            f"backend holds one: give at most {gpus}")
+    if cuda and workers is not None and workers > gpus * PER_CARD:
+        raise BadInputError(f"--ray-workers {workers}: the Ray cluster has {gpus} GPU(s), and a card holds at most "
+                            f"{PER_CARD} workers of a CUDA backend: give at most {gpus * PER_CARD}")
     n = workers or (gpus if cuda else max(1, total // (cpus or 1)))
     each = cpus or max(1, total // n)
     if n * each > total:
         given = f"--ray-workers {n} × {each} CPU(s) each" if workers else f"--ray-cpus-per-worker {each}"
         raise BadInputError(f"{given}: the Ray cluster has {total} CPU(s); give fewer workers or CPUs per worker")
     return n, each
+
+
+def gpu_share(gpus: int, actors: int) -> float:
+    """The share of a card each of `actors` CUDA actors asks Ray for on a cluster of `gpus` cards: 1 where each has
+    a card of its own, else 1/k for the k = ⌈actors / gpus⌉ that share one, so Ray places them evenly (a share of
+    gpus/actors, 2/3 for 3 actors on 2 cards, would leave the third pending: two thirds do not fit beside one)."""
+    return 1.0 / max(1, -(-actors // max(1, gpus)))
 
 
 def _result(ray, ref) -> dict:
