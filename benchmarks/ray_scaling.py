@@ -292,12 +292,7 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"Ray asked for at {line.get('start', 0):+.1f} s, up at {line.get('ray', 0):+.1f} s; actors "
                      + "; ".join("-" if a is None else " ".join(f"{said} {a[k]:+.1f}" for k, said in marks if k in a)
                                  for a in line["actors"]))
-    if fig.get("util"):
-        parts.append("GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %")
-        busy = busy_in_frames(fig)
-        if busy:
-            parts.append("while the frames ran " + "/".join(f"{u:.0f}" for u in busy.values()) + " %")
-        parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")
+    parts += _gpu_parts(fig)
     peaks = [p for p in ex.get("peak_memory") or [] if p]
     if peaks:
         parts.append("worker peaks " + ", ".join(
@@ -312,6 +307,18 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
     if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
         parts.append(f"{fig['frames']} frames, {fig['unique']} unique: A FRAME TWICE")
     return ", ".join(parts)
+
+
+def _gpu_parts(fig: dict) -> list[str]:
+    """Each GPU's utilisation (the run's mean, and while the frames ran) and peak memory, where sampled."""
+    if not fig.get("util"):
+        return []
+    parts = ["GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %"]
+    busy = busy_in_frames(fig)
+    if busy:
+        parts.append("while the frames ran " + "/".join(f"{u:.0f}" for u in busy.values()) + " %")
+    parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")
+    return parts
 
 
 def _fits(figs: dict, workers: int, frames: int, left: float) -> bool:
