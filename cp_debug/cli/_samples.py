@@ -63,6 +63,7 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
     from cp_debug.cli._bar import progress_bar
     from cp_debug.cli._output import StepProgress, stdout_console
     from cp_debug.cli._preflight import check_outputs
+    from cp_debug.cli._what_runs import runs_on
     from cp_debug.compare.noise import Outcome
     from cp_debug.files import write_json
     from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc
@@ -75,7 +76,7 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
     model, samples, pairs, mode = load(run, steps, third_party.terminal)
     opts = SampleSweepOptions(pairs, Path(out), shard_size=shard_size, resume=resume, bisect_top=bisect_top,
                               level=level, tolerance_mode=mode, atol=run.atol, rtol=run.rtol, seed=run.seed,
-                              deterministic=run.deterministic, calib=run.calib)
+                              deterministic=run.deterministic, calib=run.calib, runs_on=runs_on())
     with locked(opts.out):
         with progress_bar(f"sweeping {len(samples)} samples", len(samples), run.quiet, third_party.terminal) as bar:
             result = run_sample_sweep(model, samples, opts, step=steps.step, progress=bar)

@@ -225,6 +225,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     labels = tuple(label for label, _ in pairs)
     from cp_debug.cli._output import budget_verdict, read_budget_for
     from cp_debug.cli._preflight import check_outputs
+    from cp_debug.cli._what_runs import runs_on
 
     check_outputs(run.junit)
     budget = read_budget_for(run.budget, "sweep")
@@ -238,7 +239,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         shard_size=run.shard_size, resume=run.resume, bisect_top=run.bisect_top, ray=run.ray,
                         ray_workers=run.ray_workers, ray_cpus_per_worker=run.ray_cpus_per_worker,
                         bootstrap=run.bootstrap, model_record=model,
-                        lidar_topic=run.lidar_topic)
+                        lidar_topic=run.lidar_topic, runs_on=runs_on())
     steps = StepProgress(quiet, stream=third_party.terminal)
     from cp_debug.cli._preflight import lint_first
 
@@ -263,8 +264,6 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
             with steps.step("drawing the bisected frames' bird's-eye pictures"):
                 pictures = bisected_pictures(outcome)
-        from cp_debug.cli._what_runs import runs_on
-
         doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc,
                         runs_on=runs_on())
         if run.pictures:

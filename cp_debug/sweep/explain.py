@@ -78,15 +78,16 @@ def bisect_worst(opts, ranked: list[RankedFrame], frames: list[Frame], step
         scan, truth = frame_scan(by_token[r.token], cfg)
         return bisect_frame(opts.settings, scan, r.candidate, truth)
 
-    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one)
+    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on)
 
 
 def bisect_flagged(out: str | Path, ranked: list[RankedFrame], top: int, step,
-                   bisect_one: Callable[[RankedFrame], BisectReport]
+                   bisect_one: Callable[[RankedFrame], BisectReport], runs_on: dict | None = None
                    ) -> tuple[dict[str, BisectReport | FrameFailure], list[RankedFrame]]:
     """The `top` worst flagged frames (or samples), each bisected on its worst candidate by `bisect_one`: the reports
-    (a `CpDebugError` becomes the frame's `FrameFailure`) by token, each written to `out/bisect/` (`bisected`), and
-    the ranked list with their root causes; the one loop of CenterPoint's and the sample sweep's."""
+    (a `CpDebugError` becomes the frame's `FrameFailure`) by token, each written to `out/bisect/` (`bisected`, with
+    `runs_on`: what the command ran on, as `cpdebug bisect`'s JSON says it), and the ranked list with their root
+    causes; the one loop of CenterPoint's and the sample sweep's."""
     reports: dict[str, BisectReport | FrameFailure] = {}
     ranked_out = list(ranked)
     for r in [r for r in ranked if r.flagged and r.candidate][:top]:
@@ -97,15 +98,17 @@ def bisect_flagged(out: str | Path, ranked: list[RankedFrame], top: int, step,
                 reports[r.token] = FrameFailure(r.token, str(err).splitlines()[0])
                 continue
         reports[r.token] = rep
-        ranked_out[ranked_out.index(r)] = bisected(out, r, rep)
+        ranked_out[ranked_out.index(r)] = bisected(out, r, rep, runs_on)
     return reports, ranked_out
 
 
-def bisected(out: str | Path, r: RankedFrame, rep: BisectReport) -> RankedFrame:
-    """`rep` written whole to `out/bisect/<token>.json`, and `r` given its candidate's root cause and hint."""
+def bisected(out: str | Path, r: RankedFrame, rep: BisectReport, runs_on: dict | None = None) -> RankedFrame:
+    """`rep` written whole to `out/bisect/<token>.json` (with `runs_on` where given), and `r` given its candidate's
+    root cause and hint."""
     from cp_debug.files import write_json
 
-    write_json(Path(out) / "bisect" / f"{r.token}.json", rep, parents=True)
+    doc = rep if runs_on is None else {**rep.to_json(), "runs_on": runs_on}
+    write_json(Path(out) / "bisect" / f"{r.token}.json", doc, parents=True)
     rc = next((c.root_cause for c in rep.candidates if c.label == r.candidate), None)
     return replace(r, bisected=True, root_cause=rc.probe if rc else None, hint=rc.hint if rc else None)
 

@@ -40,6 +40,7 @@ class SampleSweepOptions:
 
     pairs: tuple
     out: Path
+    runs_on: dict | None = None  # what the command runs on (the CLI's record), in each sample's bisect report too
     shard_size: int = 8
     resume: bool = False
     bisect_top: int = 3
@@ -190,7 +191,7 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, 
             raise CpDebugError(sample.reason)
         return model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
 
-    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one)
+    return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on)
 
 
 def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:

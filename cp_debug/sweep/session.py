@@ -50,6 +50,7 @@ class SweepOptions:
     factor: float = LOCAL_FACTOR
     model_record: ModelRecord | None = None  # the model as the user named it, stored in sweep.json
     lidar_topic: str | None = None  # --scenes BAG: the PointCloud2 topic (default Autoware's)
+    runs_on: dict | None = None  # what the command runs on (the CLI's record), in each frame's bisect report too
 
 
 @dataclass

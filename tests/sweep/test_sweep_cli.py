@@ -34,7 +34,8 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     doc = json.loads((out / "sweep.json").read_text())
     top = doc["frames"][0]
     assert top["root_cause"] and (out / "bisect" / f"{top['token']}.json").is_file()
-    model = json.loads((out / "bisect" / f"{top['token']}.json").read_text())["model"]
+    frame_report = json.loads((out / "bisect" / f"{top['token']}.json").read_text())
+    model = frame_report["model"]
     assert model["points"] == f"sweep frame {top['token']}" and model["points_file"] is None  # no temporary file
     assert model["point_cloud"]["format"] == "array" and model["point_cloud"]["points_read"] > 0
     assert doc["root_cause_counts"]["bisected"] == 1 and doc["root_cause_counts"]["counts"] == {top["root_cause"]: 1}
@@ -42,6 +43,7 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     assert set(doc["metrics"]["devkit"]) == {"torch", "ort-cpu-fp16"}
     assert doc["verdict"] in run.stdout
     assert doc["runs_on"] == {"given": True, "text": "--preset tiny"}  # the model named: recorded, nothing said
+    assert frame_report["runs_on"] == doc["runs_on"]  # the frame's bisect says it as `cpdebug bisect` would
 
     again = cpdebug(*args)
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
