@@ -21,10 +21,12 @@ import numpy as np
 from cp_debug.eval.devkit import DIST_THS
 from cp_debug.sweep.bootstrap import Bootstrap
 from cp_debug.sweep.devkit_parts import lane_error, submit_lanes
+from cp_debug.sweep.greedy import true_positives
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
 CONFIDENCE = 0.95
+_THRESHOLDS = np.asarray(DIST_THS, dtype=np.float64)
 SPARE_CORES = 8  # a host with this many cores or more works the metrics out in processes of their own (the devkit's
 MAX_PROCESSES = 16  # parts, the bootstrap's pairs): at most the host's cores less two, and this many
 
@@ -52,14 +54,7 @@ def _tables(gt: dict, det: dict, n_classes: int) -> dict:
             tp = np.zeros((len(scores), len(DIST_THS)), dtype=bool)
             if len(g) and len(scores):  # every detection's distance to every GT box, once for the four thresholds
                 dist = np.hypot(boxes[:, None, 0] - g[None, :, 0], boxes[:, None, 1] - g[None, :, 1])
-                for k, th in enumerate(DIST_THS):
-                    taken = np.zeros(len(g), dtype=bool)
-                    for i in range(len(scores)):
-                        d = np.where(taken, np.inf, dist[i])
-                        j = int(np.argmin(d))
-                        if d[j] < th:
-                            taken[j] = True
-                            tp[i, k] = True
+                tp = true_positives(dist, _THRESHOLDS)  # the devkit's greedy matching, compiled (greedy.py)
             out[(c, name)] = (len(g), scores, tp)
     return out
 

@@ -1,7 +1,8 @@
 """What a sweep's first frame would otherwise wait for, loaded while its model is built: numba's comparison kernels
-(~1 s of CPU where they are loaded from numba's cache), and on a CUDA lane the device's context, ONNX Runtime's CUDA
-provider (`backends/ort_warm.py`) and the Triton comparison kernel. In process (`warming`, beside the sessions) and
-in a Ray actor (`warm_up`, as the actor is made, before the driver ships the export).
+(~1 s of CPU where they are loaded from numba's cache) and the metrics tables' matching kernel (`greedy.py`), and on
+a CUDA lane the device's context, ONNX Runtime's CUDA provider (`backends/ort_warm.py`) and the Triton comparison
+kernel. In process (`warming`, beside the sessions) and in a Ray actor (`warm_up`, as the actor is made, before the
+driver ships the export).
 
 On the CPU machine an actor's warm-up for awml-base (`torch,ort-cpu-fp16`) took 1.52-1.54 s with the kernels loaded
 after the subject, 1.19-1.23 s with them beside it (three fresh processes each, alternating).
@@ -22,8 +23,9 @@ def warming(settings: SweepSettings) -> list[threading.Thread]:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.compare import kernels
     from cp_debug.determinism import Determinism
+    from cp_debug.parallel import in_background
 
-    helpers = [kernels.warm_up_in_background()]
+    helpers = [kernels.warm_up_in_background(), in_background(_greedy_warm_up, "cpdebug-greedy-warm-up")]
     if _cuda(settings):
         specs = [BackendSpec.parse(b) for b in settings.backends]
         det = Determinism(enabled=settings.deterministic, seed=settings.seed, conv_algo=settings.cudnn_algo)
@@ -54,6 +56,16 @@ def warm_up(settings: SweepSettings, marks: dict[str, float] | None = None):
     for helper in helpers:
         helper.join()
     return subject
+
+
+def _greedy_warm_up() -> None:
+    """The metrics tables' matching kernel (`greedy.py`) compiled or read from numba's cache before the first frame's
+    tables need it."""
+    import numpy as np
+
+    from cp_debug.sweep.greedy import true_positives
+
+    true_positives(np.zeros((1, 1)), np.ones(1))
 
 
 def _cuda(settings: SweepSettings) -> bool:
