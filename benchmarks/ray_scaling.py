@@ -215,8 +215,9 @@ def _busy_seconds() -> float:
     return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
 
 
-def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) -> dict:
-    """One configuration as its own process; its figures (`done: False` where it ran past `limit`)."""
+def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False, cards: int | None = None) -> dict:
+    """One configuration as its own process; its figures (`done: False` where it ran past `limit`). `cards`: the
+    sweep sees the first this many GPUs (CUDA_VISIBLE_DEVICES, which Ray's local cluster counts its GPUs by)."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "sweep", "--preset", args.preset, "--backends", args.backends,
            "--level", args.level, "--n", str(args.frames), "--bisect-top", "0", "--no-html", "--out", str(out),
@@ -224,6 +225,8 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False) 
     env = dict(os.environ, CPDEBUG_SERVER="off")
     if not extra:  # in process: the first card, as Ray gives one to each actor
         env.setdefault("CUDA_VISIBLE_DEVICES", "0")
+    if cards:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(cards))
     killed: list[int] = []
     busy0 = _busy_seconds()
     with GpuSampler() as gpu, TreeCpu() as tree:
@@ -258,7 +261,8 @@ def _folder(name: str) -> str:
     return name.replace("(s)", "s").replace(",", "").replace(" ", "_")
 
 
-def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None, workers: int) -> str:
+def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None, workers: int,
+          unit: str = "worker") -> str:
     """One configuration's figures, as printed."""
     if not fig["done"]:
         return (f"{name}: stopped at the time limit after {fig['wall']:.1f} s, {fig['frames_done']} of {frames} frames "
@@ -276,7 +280,7 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
     if one is not None and one.get("done") and workers:
         up = one["wall"] / fig["wall"]
-        parts.append(f"speed-up {up:.2f}x over 1 worker (efficiency {up / workers:.2f})")
+        parts.append(f"speed-up {up:.2f}x over 1 {unit} (efficiency {up / workers:.2f})")
         if fs and one.get("frames_seconds"):
             up = one["frames_seconds"] / fs
             parts.append(f"frames phase {up:.2f}x (efficiency {up / workers:.2f})")
@@ -344,6 +348,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="keep the configurations DIR/summary.json holds")
     ap.add_argument("--no-in-process", action="store_true")
     ap.add_argument("--kill", action="store_true", help="one more 2-worker run with an actor killed mid-sweep")
+    ap.add_argument("--cards", default="", help="GPU counts (1,2,4): a `--ray local` sweep seeing that many cards, "
+                                                "its workers the sweep's default a card (issue 87: two, four under "
+                                                "MPS)")
     args = ap.parse_args()
     t_end = time.perf_counter() + args.time_limit
     root = args.out or Path(tempfile.mkdtemp(prefix="ray_scaling_"))
@@ -357,10 +364,12 @@ def main() -> None:
     print(f"{args.frames} frames, --preset {args.preset} --backends {args.backends} --level {args.level}, "
           f"{os.cpu_count()} CPUs, out {root}", flush=True)
     configs = ([] if args.no_in_process else [("in process", 0)])
-    configs += [(f"ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(","))]
+    configs += [(f"ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(",") if x)]
+    configs += [(f"ray {c} card(s)", c) for c in (int(x) for x in args.cards.split(",") if x)]
     if args.kill:
         configs.append(("ray 2 workers, one killed", 2))
     for name, w in configs:
+        cards = w if "card" in name else None
         kill = "killed" in name
         if name not in figs or not figs[name].get("done"):
             left = t_end - time.perf_counter()
@@ -368,8 +377,8 @@ def main() -> None:
                 print(f"{name}: skipped, would not end within the {left:.0f} s left (--resume with this --out "
                       "in another call measures it)", flush=True)
                 continue
-            extra = ["--ray", "local", "--ray-workers", str(w)] if w else []
-            fig = _sweep(args, root / _folder(name), extra, left, kill)
+            extra = (["--ray", "local"] if cards else ["--ray", "local", "--ray-workers", str(w)] if w else [])
+            fig = _sweep(args, root / _folder(name), extra, left, kill, cards)
             fig["workers"] = w
             figs[name] = fig
             base = root / _folder("in process" if "in process" in figs else "ray 1 worker(s)")
@@ -377,7 +386,8 @@ def main() -> None:
                 fig["same"] = _numbers(root / _folder(name)) == _numbers(base)
             summary.write_text(json.dumps({"settings": want, "runs": figs}, indent=1, default=str))
         fig = figs[name]
-        print(_line(name, fig, args.frames, figs.get("in process"), figs.get("ray 1 worker(s)"), w), flush=True)
+        one = figs.get("ray 1 card(s)" if cards else "ray 1 worker(s)")
+        print(_line(name, fig, args.frames, figs.get("in process"), one, w, "card" if cards else "worker"), flush=True)
         if kill and fig.get("done"):
             print(f"  killed actor pid {fig['killed']}: {fig['frames']} frames, {fig['unique']} unique", flush=True)
 

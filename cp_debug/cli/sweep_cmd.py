@@ -87,10 +87,10 @@ def sweep(
              "(Ray's own ray.init(address='local'); one box, many GPUs); 'auto': the cluster already running here "
              "(`ray start --head`); or a cluster's address: ray://HOST:10001 (Ray Client) or HOST:6379 (its head).")
     ] = None,
-    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: one per "
-                                                       "GPU for CUDA backends, else one per CPU). Beyond the GPUs, "
-                                                       "up to 4 share each card, evenly: worth it with NVIDIA MPS "
-                                                       "running (docs/measurements.md, issue 87).")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray actors (default: two a "
+                                                       "GPU for CUDA backends, four where NVIDIA MPS runs, as the "
+                                                       "host's CPUs allow, 4 each at least; else one per CPU); up to "
+                                                       "4 share each card, evenly.")] = None,
     ray_cpus_per_worker: Annotated[Optional[int], typer.Option(
         "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
         "shared out between the actors).")] = None,

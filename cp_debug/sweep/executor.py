@@ -1,6 +1,7 @@
 """Who runs the shards: `InProcessExecutor` (the embedded default, one local worker) or `RayExecutor` (Ray Core
-actors, one per GPU for CUDA backends or per group of CPUs, each building its sessions once). One interface:
-`run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it finishes.
+actors, two a GPU for CUDA backends (`actors_for`) or one per group of CPUs, each building its sessions once). One
+interface: `run(tasks, store, on_frame)` runs every pending shard and writes each through the `ShardStore` as it
+finishes.
 
 Ray is imported only by `RayExecutor` (through `ray_module`). Its actors (`actor.ActorBody`), as many as the cluster
 holds (`actors_for`), are started as soon as Ray is (`start`: each warms up — imports, the model's modules, the
@@ -91,9 +92,10 @@ class RayExecutor:
     """Shards on a Ray cluster, `address` as Ray's `ray.init` means it (`sweep --ray`'s help says it to users):
     "local" starts one on this machine with every CPU and GPU it has (shut down again in `close`), "auto" joins the
     running one, else an address; a Ray already initialised in this process (a test's `ray.init(num_cpus=2)`) is
-    used as it is. `workers`: actors to start (default: one per GPU for CUDA backends, else the cluster's CPUs /
-    `cpus_per_worker`). `cpus_per_worker`: the CPUs (and threads) each actor gets (default: the cluster's CPUs
-    shared out between the actors, so a GPU actor is not held to one thread while the in-process sweep has all).
+    used as it is. `workers`: actors to start (default: `actors_for`'s, two a GPU for CUDA backends, else the
+    cluster's CPUs / `cpus_per_worker`). `cpus_per_worker`: the CPUs (and threads) each actor gets (default: the
+    cluster's CPUs shared out between the actors, so a GPU actor is not held to one thread while the in-process sweep
+    has all).
     `start` the actors first (they warm up meanwhile), `ship` them the export, then `run`."""
 
     def __init__(self, settings: SweepSettings, address: str = "auto", workers: int | None = None,
@@ -139,7 +141,7 @@ class RayExecutor:
         cuda = self.settings.on_cuda()
         res = ray.cluster_resources()
         total = max(1, int(res.get("CPU", 1)))
-        n, cpus = actors_for(res, cuda, self.workers, self.cpus)
+        n, cpus = actors_for(res, cuda, self.workers, self.cpus, mps=cuda and mps_running())
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         share = gpu_share(int(res.get("GPU", 0)), n) if cuda else 0.0
         opts = {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
@@ -285,17 +287,24 @@ def ray_module():
     return optional("ray", RAY_HINT, label="Ray")
 
 
-# CUDA actors a card may hold at most: each its own sessions and torch's allocator on the card; two or three keep a card
+# CUDA actors a card may hold at most: each its own sessions and torch's allocator on the card; two or more keep a card
 # busy while the others' host sections (glue, comparisons, detection matching) run (issue 87)
 PER_CARD = 4
+# the default a card: on an H200 host (16 cores, awml-base, torch-cuda,ort-cuda-fp16, 300 frames) one actor ran
+# 10.1-11.2 frames/s once its sessions were open, two 12.4-13.0 (reports identical); under NVIDIA MPS, which runs the
+# processes' kernels side by side, two 14.1, three 15.5, four 16.1 (docs/measurements.md, issue 87)
+DEFAULT_PER_CARD, MPS_PER_CARD = 2, 4
+CPUS_AN_ACTOR = 4  # no more actors a card than leave each this many of the host's CPUs
 
 
-def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None) -> tuple[int, int]:
-    """(actors, CPUs each) for a cluster of `cluster`'s resources (`ray.cluster_resources()`): one actor per GPU for
-    CUDA backends by default (each holds a card; `--ray-workers` beyond the cards puts up to `PER_CARD` on each,
-    `gpu_share`), else the CPUs / `cpus` (default 1); each actor's CPUs default to the cluster's shared out. What the
-    cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for ever, and the frames
-    handed to them with them."""
+def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None, mps: bool = False
+               ) -> tuple[int, int]:
+    """(actors, CPUs each) for a cluster of `cluster`'s resources (`ray.cluster_resources()`): for CUDA backends
+    `DEFAULT_PER_CARD` actors a GPU by default (`MPS_PER_CARD` where `mps`: NVIDIA MPS runs on the driver's host),
+    as many as leave each `CPUS_AN_ACTOR` CPUs, at least one a card; `--ray-workers` puts up to `PER_CARD` on each
+    (`gpu_share`). Else the CPUs / `cpus` (default 1). Each actor's CPUs default to the cluster's shared out. What
+    the cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for ever, and the
+    frames handed to them with them."""
     total, gpus = max(1, int(cluster.get("CPU", 1))), int(cluster.get("GPU", 0))
     if cuda and gpus < 1:
         raise BadInputError("the Ray cluster has no GPU, and a CUDA backend's worker holds one: start the cluster on "
@@ -303,12 +312,26 @@ def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None)
     if cuda and workers is not None and workers > gpus * PER_CARD:
         raise BadInputError(f"--ray-workers {workers}: the Ray cluster has {gpus} GPU(s), and a card holds at most "
                             f"{PER_CARD} workers of a CUDA backend: give at most {gpus * PER_CARD}")
-    n = workers or (gpus if cuda else max(1, total // (cpus or 1)))
+    if cuda:
+        per_card = max(1, min(MPS_PER_CARD if mps else DEFAULT_PER_CARD, total // (gpus * CPUS_AN_ACTOR)))
+        n = workers or gpus * per_card
+    else:
+        n = workers or max(1, total // (cpus or 1))
     each = cpus or max(1, total // n)
     if n * each > total:
         given = f"--ray-workers {n} × {each} CPU(s) each" if workers else f"--ray-cpus-per-worker {each}"
         raise BadInputError(f"{given}: the Ray cluster has {total} CPU(s); give fewer workers or CPUs per worker")
     return n, each
+
+
+def mps_running() -> bool:
+    """Whether an NVIDIA MPS control daemon serves this host's CUDA processes (its pipe folder:
+    $CUDA_MPS_PIPE_DIRECTORY, else the default /tmp/nvidia-mps, holding its `control` socket). Read on the driver's
+    host: a cluster's other hosts are taken to be set up alike."""
+    import os
+    from pathlib import Path
+
+    return (Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps") / "control").exists()
 
 
 def gpu_share(gpus: int, actors: int) -> float:

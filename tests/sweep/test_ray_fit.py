@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.sweep.executor import PER_CARD, actors_for, gpu_share
+from cp_debug.sweep.executor import PER_CARD, actors_for, gpu_share, mps_running
 
 TWO_GPUS = {"CPU": 32.0, "GPU": 2.0, "memory": 2.5e11, "node:10.0.0.1": 1.0}
 TWO_CPUS = {"CPU": 2.0, "memory": 1.6e10, "object_store_memory": 7e9}
 
 
 @pytest.mark.parametrize(("cluster", "cuda", "workers", "cpus", "expected"), [
-    (TWO_GPUS, True, None, None, (2, 16)),  # one actor per card, the host's CPUs shared out
+    (TWO_GPUS, True, None, None, (4, 8)),  # two actors a card, the host's CPUs shared out (issue 87)
+    ({**TWO_GPUS, "CPU": 8.0}, True, None, None, (2, 4)),  # one a card where two would get fewer than 4 CPUs each
     (TWO_GPUS, True, 1, None, (1, 32)),
     (TWO_GPUS, True, 2, 4, (2, 4)),
     (TWO_GPUS, True, 4, None, (4, 8)),  # two actors a card (issue 87)
@@ -24,6 +25,19 @@ TWO_CPUS = {"CPU": 2.0, "memory": 1.6e10, "object_store_memory": 7e9}
 ])
 def test_actors_fit_the_cluster(cluster, cuda, workers, cpus, expected):
     assert actors_for(cluster, cuda, workers, cpus) == expected
+
+
+def test_under_mps_four_actors_share_a_card_by_default():
+    assert actors_for(TWO_GPUS, True, None, None, mps=True) == (8, 4)
+    assert actors_for({**TWO_GPUS, "CPU": 16.0}, True, None, None, mps=True) == (4, 4)  # CPUs bound it
+    assert actors_for(TWO_CPUS, False, None, None, mps=True) == (2, 1)  # a CPU sweep: no card to share
+
+
+def test_mps_is_read_from_its_pipe_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not mps_running()
+    (tmp_path / "control").write_text("")  # the daemon's socket, as a file for the test: its name is what is read
+    assert mps_running()
 
 
 @pytest.mark.parametrize(("cluster", "cuda", "workers", "cpus", "said"), [
