@@ -1,7 +1,12 @@
 """The command-line options several commands share, written once: one name, one flag, one help text each.
 
 A command module takes its shared options from here (`preset: Preset = "demo"`) and writes only its own inline;
-command modules never import each other (an import-linter contract in pyproject.toml says so).
+command modules never import each other (an import-linter contract in pyproject.toml says so). The options come in
+groups, each on its own panel of every help page (`cli/_help.py`: Model, Input, Backends, Verdict, INT8 calibration,
+Output, CI, Advanced); docs/terms.md's option table gives each shared option's name, panel, metavar and default, and
+tests/cli/test_option_terms.py reads every help page against it. An option whose text depends on the command (what
+`--calib` reads, what `--n` counts) is made by a function here that fixes the name, metavar and panel
+(`calib_option`), the command saying the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._help import BACKENDS
+from cp_debug.cli._help import BACKENDS, CALIBRATION, SEARCH
 
 if TYPE_CHECKING:
     from cp_debug.lidar.record import ModelRecord
@@ -40,6 +45,12 @@ def recipe_name(recipe: str | None, config: Path | None = None) -> str:
 
 Preset = Annotated[str, typer.Option(
     help="CenterPoint preset: demo, tiny, awml-base, awml-j6gen2, awml-760, convnextpc-demo.")]
+
+
+def preset_option(text: str, shown: str | None = "demo"):
+    """`--preset` whose default is not a fixed name (None: the demo, or a report's, or the recipe's): the help says
+    which, `shown` is the default its page shows (None: none, as lint, which needs --preset or --config)."""
+    return typer.Option("--preset", help=text, show_default=shown if shown else False)
 ConfigFile = Annotated[Optional[Path], typer.Option(
     "--config", metavar="FILE.py|FILE.yaml", help="An AWML/mmdet3d config file (.py: mmengine syntax, `_base_` "
     "chains) or an autoware-ml config (.yaml: Hydra defaults lists and interpolations, composed from its config tree; "
@@ -51,6 +62,8 @@ Checkpoint = Annotated[Optional[Path], typer.Option(
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of the preset's shipped trained weights (demo).")]
 Seed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs.")]
+SeedOrReport = Annotated[Optional[int], typer.Option(
+    "--seed", show_default="0", help="Seed of random weights (default 0, or the --from-bisect report's).")]
 TorchSeed = Annotated[int, typer.Option(help="Seed for random weights, synthetic scans and generated inputs; a --torch "
                                              "file runs with Python's, numpy's and torch's generators seeded from it.")]
 Int8Dir = Annotated[Optional[Path], typer.Option(
@@ -67,7 +80,8 @@ TorchModel = Annotated[Optional[str], typer.Option(
     "--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX for ONNX backends.")]
 OnnxModel = Annotated[Optional[Path], typer.Option("--onnx", help="An ONNX model (FP32; ONNX backends only).")]
 Inputs = Annotated[Optional[Path], typer.Option(
-    help="Inputs to run (.npz; keys = input names or input0, input1, …); random with --seed if omitted.")]
+    "--inputs", metavar="PATH", help="With --torch/--onnx: the inputs to run, one .npz (keys = input names or input0, "
+    "input1, …); random with --seed if omitted.")]
 Exporter = Annotated[str, typer.Option(
     help="For --torch: auto (torch.export, then TorchScript), dynamo, torchscript.")]
 NoCache = Annotated[bool, typer.Option(
@@ -109,6 +123,22 @@ AutowareParams = Annotated[Optional[list[Path]], typer.Option(
     "(`cpdebug lint`); a SPEC@DIR folder's own *.param.yaml files are checked without it. TransFusion-L: "
     "transfusion.param.yaml's score threshold, circle / IoU NMS and yaw thresholds make the boxes the verdict "
     "judges.")]
+
+
+RotY = Annotated[Optional[bool], typer.Option(
+    "--rot-y-axis-reference", show_default="off", help="Head outputs in AWML's y-axis reference: dim as [w,l,h], rot "
+    "as [-cos,-sin] (infer: as its ONNX files were exported, else off; --no-rot-y-axis-reference: off).")]
+# its negative, off whatever the ONNX files say: taken, not shown (on a page of 80 columns the pair broke the names)
+NoRotY = Annotated[bool, typer.Option("--no-rot-y-axis-reference", hidden=True)]
+
+
+def rot_y(on: bool | None, off: bool) -> bool | None:
+    """--rot-y-axis-reference / --no-rot-y-axis-reference as one value: True, False, or None (neither given)."""
+    if on and off:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError("give --rot-y-axis-reference or --no-rot-y-axis-reference, not both")
+    return False if off else on
 
 
 # -- the scan --------------------------------------------------------------------------------------------------
@@ -156,39 +186,59 @@ Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default
 Rtol = Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision; "
                                                "--tolerance-mode fixed judges by it).")]
 ToleranceMode = Annotated[Optional[str], typer.Option(
-    "--tolerance-mode", help="'model': each candidate against the rounding its precision is expected to bring "
-    "(relative RMS error, local faults, boxes at the score threshold): within precision (exit 0), degraded (4) or "
-    "diverged (1). 'fixed': the element-wise atol/rtol check, diverged (1) or not (0). Default: model; fixed when "
-    "--atol or --rtol is given.")]
+    "--tolerance-mode", show_default="model", help="'model': each candidate against the rounding its precision is "
+    "expected to bring (relative RMS error, local faults, boxes at the score threshold): within precision (exit 0), "
+    "degraded (4) or diverged (1). 'fixed': the element-wise atol/rtol check, diverged (1) or not (0). Default: "
+    "model; fixed when --atol or --rtol is given.")]
 
 # -- INT8 calibration: PTQ here (quantize, sensitivity, fix's INT8 from scratch) ---------------------------------
-CalibScenes = Annotated[Optional[Path], typer.Option(
-    "--calib", metavar="PATH", help="What to calibrate on: an info file (mmdet3d v1.x .pkl) or DIR with infos.pkl "
-    "(default: synthetic training scenes).")]
-CalibN = Annotated[Optional[int], typer.Option(
-    "--calib-n", help="Number of calibration frames (default 100 synthetic, 16 for sensitivity; with --calib: its "
-    "first N).")]
-FixCalibN = Annotated[int, typer.Option(
-    "--calib-n", help="Number of calibration frames (synthetic) of an INT8 candidate made from scratch (no --int8).")]
+def calib_option(text: str):
+    """`--calib PATH`, what to calibrate on, in every command that calibrates; `text` says what this command reads
+    there (a scene set in quantize and sensitivity, .npz samples with --torch/--onnx)."""
+    return typer.Option("--calib", metavar="PATH", rich_help_panel=CALIBRATION, help=text)
+
+
+def calib_n_option(text: str, shown: str | None = None, **more):
+    """`--calib-n N`, how many calibration frames: a count in every command, its default the command's own (`shown`:
+    the one its page shows where the default is None, meaning "not given")."""
+    return typer.Option("--calib-n", metavar="N", rich_help_panel=CALIBRATION, show_default=shown or True,
+                        help=text, **more)
+
+
+CalibScenes = Annotated[Optional[Path], calib_option(
+    "What to calibrate on: a scene set, an info file (mmdet3d v1.x .pkl) or DIR with infos.pkl (default: synthetic "
+    "training scenes).")]
+FixCalibN = Annotated[int, calib_n_option(
+    "Number of calibration frames (synthetic) of an INT8 candidate made from scratch (no --int8).")]
 Method = Annotated[str, typer.Option(help="Activation amax: max, percentile, entropy or mse (AWML's default).")]
 Percentile = Annotated[float, typer.Option(help="For --method percentile.")]
 # a sample sweep's / eval's calibrated candidate (--torch / --onnx): what it calibrates on
-SampleCalib = Annotated[Optional[Path], typer.Option(
-    "--calib", metavar="FILE|DIR", help="With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): what it "
-    "calibrates on, as bisect --calib takes it (an .npz of one sample or a batch, or a folder of them; default: the "
-    "samples' first 16).")]
+SampleCalib = Annotated[Optional[Path], calib_option(
+    "With --torch/--onnx and a calibrated candidate (INT8, FP8, NVFP4): what it calibrates on, as bisect --calib "
+    "takes it (an .npz of one sample or a batch, or a folder of them; default: the samples' first 16).")]
 # the backends that calibrate themselves (eval, sweep: INT8 specs without --int8)
-HeldOutCalib = Annotated[int, typer.Option(
-    "--calib-n", min=0, help="Number of calibration frames: held-out synthetic ones (not evaluated) that calibrate "
-    "INT8 backends.")]
-SkipLayers = Annotated[Optional[str], typer.Option(
-    "--skip-layers", help="Comma-separated layers (or prefixes) left in FP32, added to the defaults.")]
+HeldOutCalib = Annotated[int, calib_n_option(
+    "Number of calibration frames: held-out synthetic ones (not evaluated) that calibrate INT8 backends.", min=0)]
+
+
+def exclude_int8_option(text: str):
+    """`--exclude-int8 NAME,NAME…`: what is left out of INT8 (bisect: ONNX nodes of the quantized graph; quantize and
+    sensitivity: modules PTQ leaves in FP32); the twin of bisect's --keep-fp32 for FP16."""
+    return typer.Option("--exclude-int8", metavar="NAME,NAME…", rich_help_panel=CALIBRATION, help=text)
+
+
+SkipLayers = Annotated[Optional[str], exclude_int8_option(
+    "Comma-separated layers (module names or prefixes) left out of INT8, in FP32, added to the defaults.")]
 ConvT = Annotated[str, typer.Option(
-    "--convtranspose", help="ConvTranspose2d: skip (default; with pts_neck.deblocks.{0,1,2}.0 as AWML), per-channel "
-    "(axis 1) or per-tensor.")]
-PerTensorConvT = Annotated[bool, typer.Option(
-    "--per-tensor-convtranspose", help="AWML's variant: ConvTranspose quantized with per-tensor weights, "
-    "pts_backbone.blocks.0 left FP32 (= --convtranspose per-tensor).")]
+    "--convtranspose", metavar="MODE", help="ConvTranspose2d: skip (with the pts_neck.deblocks.N.0 layers, as AWML), "
+    "per-channel (axis 1) or per-tensor (AWML's variant: per-tensor weights, pts_backbone.blocks.0 in FP32).")]
+
+# -- what a search may change (fix, keep-fp32) -----------------------------------------------------------------------
+def search_nodes_option(text: str):
+    """`--search-nodes NAME,NAME…`: the nodes a search may keep in FP32 or leave out of INT8 (`--candidates` before:
+    a candidate is a backend judged, extract's --candidate)."""
+    return typer.Option("--search-nodes", metavar="NAME,NAME…", rich_help_panel=SEARCH, help=text)
+
 
 # -- output ----------------------------------------------------------------------------------------------------
 # -- gates a CI sets (eval, replay): broken -> exit 1, one line naming the gate and both figures ------------
@@ -226,5 +276,5 @@ SampleData = Annotated[Optional[str], typer.Option(
     "(Polygraphy's load_data; a 'label' / 'labels' key the model does not take is the sample's label); cpdebug "
     "imports and runs FILE.py.")]
 SampleInputs = Annotated[Optional[Path], typer.Option(
-    "--inputs", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one sample each); keys = "
-    "input names or input0, input1, … (a folder is read one sample at a time).")]
+    "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
+    "sample each); keys = input names or input0, input1, … (a folder is read one sample at a time).")]

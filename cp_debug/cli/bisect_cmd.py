@@ -12,7 +12,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
                                    NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
                                    Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
-                                   model_record, no_cache, recipe_name)
+                                   calib_option, exclude_int8_option, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -82,15 +82,15 @@ def bisect(
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
-    calib: Annotated[Optional[list[Path]], typer.Option(
-        help="INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
+    calib: Annotated[Optional[list[Path]], calib_option(
+        "INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
              "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
              "several files.")] = None,
     int8: Int8Dir = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
-    exclude_int8: Annotated[Optional[str],
-                            typer.Option(help="Comma-separated ONNX node names left out of INT8 or FP8.")] = None,
+    exclude_int8: Annotated[Optional[str], exclude_int8_option(
+        "Comma-separated ONNX node names left out of INT8 or FP8.")] = None,
     exporter: Exporter = "auto",
     cache: NoCache = False,
     seed: TorchSeed = 0,

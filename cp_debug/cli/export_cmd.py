@@ -8,13 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   Verbose, model_record, recipe_name)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, NoRotY, Recipe, RotY,
+                                   Seed, Verbose, model_record, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
-
-RotY = Annotated[bool,
-                 typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
 
 def export(
@@ -27,7 +24,8 @@ def export(
     out: Annotated[Path, typer.Option(
         help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx (transfusion.onnx with "
              "--recipe transfusion).")] = Path("cpdebug-out/onnx"),
-    rot_y_axis_reference: RotY = False,
+    rot_y_axis_reference: RotY = None,
+    no_rot_y_axis_reference: NoRotY = False,
     points: Points = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -38,8 +36,9 @@ def export(
         name = recipe_name(recipe, config)
         from cp_debug.cli._preflight import refuse_options
 
-        refuse_options(name, "export", {"--rot-y-axis-reference": rot_y_axis_reference})
-        _export(name, model, out, rot_y_axis_reference, points, quiet, third_party)
+        awml_rot_y = rot_y(rot_y_axis_reference, no_rot_y_axis_reference)
+        refuse_options(name, "export", {"--rot-y-axis-reference": awml_rot_y})
+        _export(name, model, out, bool(awml_rot_y), points, quiet, third_party)
 
 
 def _export(recipe: str, model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None,

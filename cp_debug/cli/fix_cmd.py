@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir, Json,
-                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, TorchModel, Verbose,
-                                   backends_option, model_record, recipe_name)
+                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, SeedOrReport,
+                                   TorchModel, Verbose, backends_option, calib_option, model_record, preset_option,
+                                   recipe_name, search_nodes_option)
 from cp_debug.cli._fix_graph import FixMetric, fix_graph_cmd, refuse_metric
 from cp_debug.cli._quiet import ThirdParty
 
@@ -38,25 +39,24 @@ def fix(
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
     inputs: Annotated[Optional[Path], typer.Option(
-        "--inputs", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one sample each); keys "
-        "= input names or input0, input1, … Default: the model's example inputs (--torch) or seeded random ones "
-        "(--onnx), and 3 seeded random variants.")] = None,
+        "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
+        "sample each); keys = input names or input0, input1, … Default: the model's example inputs (--torch) or "
+        "seeded random ones (--onnx), and 3 seeded random variants.")] = None,
     data: Annotated[Optional[str], typer.Option(
         "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
         "(Polygraphy's load_data); cpdebug imports and runs FILE.py.")] = None,
-    calib: Annotated[Optional[Path], typer.Option(
-        "--calib", help="With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
+    calib: Annotated[Optional[Path], calib_option(
+        "With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
     metric: FixMetric = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
-    preset: Annotated[Optional[str], typer.Option(
-        help="CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a "
-             "TransFusion-L preset (default transfusion-demo).")] = None,
+    preset: Annotated[Optional[str], preset_option(
+        "CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a TransFusion-L "
+        "preset (default transfusion-demo).")] = None,
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
-    seed: Annotated[Optional[int], typer.Option(
-        help="Seed of random weights (default 0, or the --from-bisect report's).")] = None,
+    seed: SeedOrReport = None,
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
     tol: Annotated[Optional[float], typer.Option(
@@ -67,14 +67,15 @@ def fix(
     max_lost_boxes: Annotated[Optional[int], typer.Option(
         "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
     tolerance_mode: Annotated[Optional[str], typer.Option(
-        "--tolerance-mode", help="'model': the fix must be within the candidate's precision on every frame (head "
-             "maps within the rounding it brings, no box changed beyond it), besides any --max-rel-rmse/--max-map-drop/"
-             "--max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is given, else "
-             "them alone.")] = None,
+        "--tolerance-mode", show_default="model", help="'model': the fix must be within the candidate's precision on "
+        "every frame (head maps within the rounding it brings, no box changed beyond it), besides any --max-rel-rmse, "
+        "--max-map-drop or --max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is "
+        "given, else them alone.")] = None,
     n: Annotated[Optional[int], typer.Option(
-        "--n", help="Held-out synthetic frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
-    scenes: Annotated[Optional[str], typer.Option(
-        "--scenes", metavar="INFOS", help="Your scenes instead, an info file (or a folder with infos.pkl, as `cpdebug "
+        "--n", show_default="8", help="Held-out synthetic frames the search judges on (default 8, or the --from-sweep "
+        "sweep's).")] = None,
+    scenes: Annotated[Optional[Path], typer.Option(
+        "--scenes", help="Your scenes instead, an info file (or a folder with infos.pkl, as `cpdebug "
              "scenes` writes): the search judges the first part, the verification the last --verify-n frames "
              "(default half), which the search never sees.")] = None,
     data_root: DataRoot = None,
@@ -82,13 +83,14 @@ def fix(
         "--first-scene", help="Skip this many scenes first (held-out: `eval` uses the first ones; default 0, or the "
              "--from-sweep sweep's).")] = None,
     verify_n: Annotated[Optional[int], typer.Option(
-        "--verify-n", help="Held-out: verify on N other frames after the search's (default 0: on the search's). "
-        "--scenes INFOS: the file's last N frames (default half). --torch/--onnx: the last N samples (default half; "
-        "with one sample, on the search's, and the fix says so). The search never sees them.")] = None,
+        "--verify-n", show_default="0", help="Held-out: verify on N other frames after the search's (0: on the "
+        "search's). --scenes PATH: the file's last N frames (default half). --torch/--onnx: the last N samples "
+        "(default half; with one sample, on the search's, and the fix says so). The search never sees them.")] = None,
     worst_frames: Annotated[int, typer.Option(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
-    candidates: Annotated[Optional[str], typer.Option(
-        help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
+    candidates: Annotated[Optional[str], search_nodes_option(
+        "The nodes the search may keep in FP32 or leave out of INT8, instead of the ranked ones: FILE:NODE (FP16) or "
+        "module names (INT8), comma-separated.")] = None,
     calib_n: FixCalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
     method: Method = "mse",
     percentile: Percentile = 99.99,
@@ -151,17 +153,17 @@ def _any_model_sweep(from_sweep: Path | None, torch_model, onnx_model, inputs, b
     return swept["torch"], swept["onnx"], inputs or swept["inputs"], backends or swept["backends"], None
 
 
-def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
-    """--n N (held-out synthetic frames) or --scenes INFOS (the user's info file) as the request's fields."""
+def _scenes(scenes: Path | None, n: int | None, data_root: Path | None) -> dict:
+    """--n N (held-out synthetic frames) or --scenes PATH (the user's info file) as the request's fields."""
     from cp_debug.errors import BadInputError
 
     if scenes is None:
         if data_root is not None:
-            raise BadInputError("--data-root goes with --scenes INFOS (an info file's lidar paths)")
+            raise BadInputError("--data-root goes with --scenes PATH (an info file's lidar paths)")
         return {"scenes": n}
     if n is not None:
-        raise BadInputError("--n counts held-out synthetic frames, --scenes INFOS gives yours: give one of them")
-    return {"scenes_path": scenes, "data_root": str(data_root) if data_root is not None else None}
+        raise BadInputError("--n counts held-out synthetic frames, --scenes PATH gives yours: give one of them")
+    return {"scenes_path": str(scenes), "data_root": str(data_root) if data_root is not None else None}
 
 
 def _default_preset(recipe: str, preset: str | None, config: Path | None) -> str | None:

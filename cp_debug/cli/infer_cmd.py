@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   UseDim, Verbose, model_record, recipe_name)
+from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
+                                   Recipe, RotY, Seed, UseDim, Verbose, model_record, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -39,10 +39,8 @@ def infer(
                         typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked "
                                           "and this is omitted.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
-    rot_y_axis_reference: Annotated[Optional[bool],
-                                    typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference",
-                                                 help="Head outputs in AWML's y-axis reference (default: as the ONNX "
-                                                      "files were exported, else off).")] = None,
+    rot_y_axis_reference: RotY = None,
+    no_rot_y_axis_reference: NoRotY = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -52,6 +50,7 @@ def infer(
         from cp_debug.recipes.catalog import recipe as recipe_of
 
         r = recipe_of(recipe_name(recipe, config))
+        rot_y_axis_reference = rot_y(rot_y_axis_reference, no_rot_y_axis_reference)
         if r.infer_scan is not None:  # one scan end to end in torch: the stage options are the pair's
             _stages_refused(r.name, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
             _infer_end_to_end(r, model, points, out, device=device, quiet=quiet, third_party=third_party,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   model_record, recipe_name)
+from cp_debug.cli._options import (ConfigFile, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
+                                   Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
+                                   calib_n_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -22,12 +22,13 @@ def quantize(
     seed: Seed = 0,
     random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
-    calib_n: CalibN = None,
+    calib_n: Annotated[Optional[int], calib_n_option(
+        "Number of calibration frames: synthetic ones, or with --calib its first N (default: all of it).",
+        shown="100")] = None,
     method: Method = "mse",
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    per_tensor_convtranspose: PerTensorConvT = False,
     eval_scenes: Annotated[int,
                            typer.Option("--eval-n",
                                         help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
@@ -48,7 +49,7 @@ def quantize(
 
         r = recipe_of(recipe_name(recipe, config))
         ptq = r.plugin("ptq", command="quantize")  # CenterPoint's is the only PTQ plug-in today
-        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose)
         _quantize(r, model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",
                   third_party=third_party)

@@ -81,7 +81,8 @@ def replay(
         help="Seeds of the point-order shuffles tried (comma-separated).")] = "0,1,2",
     max_voxels: Annotated[Optional[str], typer.Option(
         help="Voxel caps to try besides the model's (the node's max_voxel_size), comma-separated.")] = None,
-    max_frames: Annotated[Optional[int], typer.Option("--n", min=1, help="Replay at most N frames.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--n", min=1, show_default="all",
+                                                                 help="Replay at most N frames.")] = None,
     device: Annotated[str, typer.Option(
         help="Where the reference runs: cpu or cuda (the node's GPU; exit 3 when torch sees none).")] = "cpu",
     min_match: MinMatch = None,

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   model_record, recipe_name)
+from cp_debug.cli._options import (ConfigFile, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
+                                   Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
+                                   calib_n_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -53,12 +53,13 @@ def sensitivity(
     seed: Seed = 0,
     random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
-    calib_n: CalibN = None,
+    calib_n: Annotated[Optional[int], calib_n_option(
+        "Number of calibration frames: synthetic ones, or with --calib its first N (default: all of it).",
+        shown="16")] = None,
     method: Method = "mse",
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    per_tensor_convtranspose: PerTensorConvT = False,
     eval_scenes: Annotated[int,
                            typer.Option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
     layers: Annotated[Optional[str],
@@ -92,7 +93,7 @@ def sensitivity(
 
         r = recipe_of(recipe_name(recipe, config))
         ptq = r.plugin("ptq", command="sensitivity")  # CenterPoint's is the only PTQ plug-in today
-        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
         n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
@@ -195,7 +196,7 @@ def render(result, found, console, top: int = 10) -> None:
                       "again fails):", highlight=False)
         for n in found.fp32:
             console.print(f"  {n}", highlight=False)
-        console.print(f"cpdebug quantize ... {found.skip_layers_option()}", highlight=False, soft_wrap=True)
+        console.print(f"cpdebug quantize ... {found.exclude_int8_option()}", highlight=False, soft_wrap=True)
 
 
 def _plot(result, path: Path, top: int = 20) -> None:

@@ -15,7 +15,8 @@ from cp_debug.cli._quiet import ThirdParty
 
 
 def trt_kit(
-    out: Annotated[Path, typer.Option("--out", metavar="KIT", help="The kit's folder (written whole).")],
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="The kit's folder (written whole; SPEC@KIT reads its results back).")],
     recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,

@@ -1,0 +1,154 @@
+"""One name, one metavar, one panel and one default per idea (issue 85, item 1): docs/terms.md's option table is the
+source, and every help page is read against it.
+
+Each row names an option, the panel it sits in, its metavar and its default; a command that must differ is named in
+the cell (`CMD: value`), and a count whose default is each command's own says "the command's own" (its page then
+shows one). Every option two commands share must have a row, and the value one option takes is of one kind (a count,
+a number, a flag or text) wherever its metavar is the same."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import typer
+
+from cp_debug.cli import _help
+from cp_debug.cli.main import app
+from tests.cli.terms_table import TERMS, Cell, Row, cell, table
+
+GROUP = typer.main.get_command(app)
+OWN = "the command's own"
+FLAG = "—"
+
+
+def shown_default(param) -> str | None:
+    """The default a help page shows for `param`: its words (`show_default="demo"`), on/off for a flag, the value;
+    None where it shows none."""
+    if isinstance(param.show_default, str):
+        return param.show_default
+    if param.show_default is False:
+        return None
+    if param.is_flag:
+        return "on" if param.default else "off"
+    return None if param.default is None else str(param.default)
+
+
+def kind(param) -> str:
+    """What an option takes: a count, a number, a flag or text (a path or a name)."""
+    if param.is_flag:
+        return "flag"
+    annotation = param.type_descriptor.annotation
+    if param.type_descriptor.is_list:
+        annotation = annotation.__args__[0]
+    return {int: "count", float: "number"}.get(annotation, "text")
+
+
+def visible(command) -> dict[str, object]:
+    """A command's shown options by their long name."""
+    return {max(p.opts, key=len): p for p in command.params
+            if p.param_type_name == "option" and not p.hidden and p.opts[0].startswith("-")}
+
+
+def mismatches(rows: list[Row], commands: dict) -> list[str]:
+    """Every way the help pages of `commands` ({name: click command}) part from the table `rows`."""
+    pages = {name: visible(command) for name, command in commands.items()}
+    wrong = []
+    by_option = {row.option: row for row in rows}
+    shared = {}
+    for name, options in pages.items():
+        for option in options:
+            shared.setdefault(option, []).append(name)
+    wrong += [f"{o}: {', '.join(c)} share it, docs/terms.md has no row" for o, c in shared.items()
+              if len(c) > 1 and o not in by_option]
+    for row in rows:
+        having = shared.get(row.option, [])
+        if not having:
+            wrong.append(f"{row.option}: a row, and no command has it")
+        named = set(row.metavar.differ) | set(row.default.differ)
+        wrong += [f"{row.option}: the row names {n}, which has no {row.option}" for n in sorted(named - set(having))]
+        kinds = {}
+        for name in having:
+            param = pages[name][row.option]
+            if param.rich_help_panel != row.panel:
+                wrong.append(f"{name} {row.option}: panel {param.rich_help_panel!r}, the table {row.panel!r}")
+            metavar = param.metavar or FLAG
+            if metavar != row.metavar.of(name):
+                wrong.append(f"{name} {row.option}: metavar {metavar!r}, the table {row.metavar.of(name)!r}")
+            kinds.setdefault(row.metavar.of(name), {}).setdefault(kind(param), []).append(name)
+            default, want = shown_default(param), row.default.of(name)
+            if want == OWN:
+                if default is None:
+                    wrong.append(f"{name} {row.option}: the command's own default, and its page shows none")
+            elif default != want:
+                wrong.append(f"{name} {row.option}: default {default!r}, the table {want!r}")
+        wrong += [f"{row.option}: takes {' and '.join(sorted(k))} ({k})" for k in kinds.values() if len(k) > 1]
+    return wrong
+
+
+ROWS = table(TERMS.read_text())
+COMMANDS = {name: GROUP.commands[name] for name in GROUP.commands}
+
+
+def test_every_help_page_agrees_with_the_terms_table():
+    assert len(ROWS) > 50
+    assert mismatches(ROWS, COMMANDS) == []
+
+
+@pytest.mark.parametrize("plant", [
+    lambda r: replace(r, metavar=Cell("FILE", {})) if r.option == "--calib" else r,
+    lambda r: replace(r, panel=_help.OUTPUT) if r.option == "--seed" else r,
+    lambda r: replace(r, default=Cell("1", {})) if r.option == "--tolerance-mode" else r,
+    lambda r: replace(r, default=Cell(OWN, {})) if r.option == "--backends" else r,
+    lambda r: None if r.option == "--exclude-int8" else r,
+], ids=["metavar", "panel", "default", "own-default-not-shown", "row-missing"])
+def test_a_planted_mismatch_fails(plant):
+    rows = [r for r in map(plant, ROWS) if r is not None]
+    assert mismatches(rows, COMMANDS)
+
+
+def test_a_command_that_parts_from_the_table_fails(monkeypatch):
+    """The other way round: a page changed under the table (a metavar, a default) is caught."""
+    param = visible(COMMANDS["fix"])["--calib-n"]
+    monkeypatch.setattr(param, "metavar", "COUNT")
+    assert any("fix --calib-n: metavar 'COUNT'" in w for w in mismatches(ROWS, COMMANDS))
+    monkeypatch.setattr(param, "metavar", "N")
+    seed = visible(COMMANDS["fix"])["--seed"]
+    monkeypatch.setattr(seed, "show_default", True)  # None shown as nothing: not the table's 0
+    assert any("fix --seed: default None" in w for w in mismatches(ROWS, COMMANDS))
+
+
+def test_cells_read_their_exceptions():
+    c = cell("`demo` (keep-fp32: `transfusion-demo`; lint: none)")
+    assert (c.value, c.of("lint"), c.of("keep-fp32"), c.of("bisect")) == ("demo", None, "transfusion-demo", "demo")
+    c = cell("`DIR` (infer, train: `FILE`)")
+    assert (c.of("infer"), c.of("train"), c.of("fix")) == ("FILE", "FILE", "DIR")
+    assert cell("`model\\|fixed`").value == "model|fixed"
+    assert cell("the command's own (trt-kit: none)").of("trt-kit") is None
+
+
+@pytest.mark.parametrize(("name", "old", "new"), [
+    ("quantize", ["--skip-layers", "a,b"], ["--exclude-int8", "a,b"]),
+    ("sensitivity", ["--per-tensor-convtranspose"], ["--convtranspose", "per-tensor"]),
+    ("keep-fp32", ["--candidates", "all"], ["--search-nodes", "all"]),
+    ("fix", ["--candidates=x"], ["--search-nodes=x"]),
+])
+def test_the_names_decided_here_keep_the_old_spelling(name, old, new, capsys):
+    command = GROUP.commands[name]
+    assert command.make_context(name, list(old)).params == command.make_context(name, list(new)).params
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cpdebug: warning: {name} {old[0].partition('=')[0]} is deprecated")
+    assert old[0].partition("=")[0] not in {o for p in command.params for o in p.opts}  # hidden
+
+
+def test_a_candidate_is_a_backend_and_calib_a_path_everywhere():
+    """The pairs the issue named: `--candidate` (a backend spec) is no longer beside `--candidates` (nodes), and
+    `--calib` takes a path in every command, `--calib-n` a count."""
+    every = {o for c in COMMANDS.values() for o in visible(c)}
+    assert "--candidate" in every and "--candidates" not in every and "--skip-layers" not in every
+    for command in COMMANDS.values():
+        options = visible(command)
+        if "--calib" in options:
+            assert kind(options["--calib"]) == "text" and options["--calib"].metavar == "PATH"
+        if "--calib-n" in options:
+            assert kind(options["--calib-n"]) == "count"
