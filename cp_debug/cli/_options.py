@@ -150,6 +150,9 @@ LoadDim = Annotated[Optional[int], typer.Option(
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Folder the info file's lidar_path (and lidar_sweeps) are relative to (AWML: the T4 data "
     "root); default: the info file's folder.")]
+LidarTopic = Annotated[Optional[str], typer.Option(
+    "--lidar-topic", help="The PointCloud2 topic of a rosbag2 folder (sweep: --scenes BAG; replay: the recording the "
+    "node read; default: Autoware's /sensing/lidar/concatenated/pointcloud).")]
 UseDim = Annotated[Optional[str], typer.Option(
     "--use-dim", help="Columns read as x,y,z[,intensity[,time]]: a count (4 = the first 4) or indices (0,1,2,4); "
     "mmdet3d use_dim.")]
@@ -185,6 +188,15 @@ Atol = Annotated[Optional[float], typer.Option(help="Absolute tolerance (default
                                                "--tolerance-mode fixed judges by it).")]
 Rtol = Annotated[Optional[float], typer.Option(help="Relative tolerance (default by candidate precision; "
                                                "--tolerance-mode fixed judges by it).")]
+MatchDistance = Annotated[float, typer.Option(
+    "--match-distance", min=0.01, help="Centre distance (m) that matches a candidate box to a reference box.")]
+
+
+def level_option(default: str):
+    """`--level`, how fine the probes are; `default`: the command's, in words (it depends on the recipe)."""
+    return typer.Option("--level", help=f"Probe level: stage, block, layer, all (default: {default}).")
+
+
 ToleranceMode = Annotated[Optional[str], typer.Option(
     "--tolerance-mode", show_default="model", help="'model': each candidate against the rounding its precision is "
     "expected to bring (relative RMS error, local faults, boxes at the score threshold): within precision (exit 0), "

@@ -12,7 +12,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
                                    NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
                                    Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
-                                   calib_option, exclude_int8_option, model_record, no_cache, recipe_name)
+                                   calib_option, exclude_int8_option, level_option, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -70,9 +70,7 @@ def bisect(
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
-    level: Annotated[Optional[str],
-                     typer.Option(help="Probe level: stage, block, layer, all (default: stage for "
-                                       "CenterPoint, block otherwise).")] = None,
+    level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,
     rtol: Rtol = None,

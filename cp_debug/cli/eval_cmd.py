@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
-                                   Exporter, HeldOutCalib, Int8Dir, Json, MinMatch, OnnxModel, Preset, Quiet,
-                                   RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed, TorchModel,
-                                   Verbose,
-                                   backends_option, model_record, recipe_name)
+                                   Exporter, HeldOutCalib, Int8Dir, Json, MatchDistance, MinMatch, OnnxModel, Preset,
+                                   Quiet, RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed,
+                                   TorchModel, Verbose, backends_option, model_record, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -37,9 +36,7 @@ def eval_(
                                             "scene file stems): one more candidate.")] = None,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
-    match_distance: Annotated[float,
-                              typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
-                                                "reference box in the diff.")] = 2.0,
+    match_distance: MatchDistance = 2.0,
     deterministic: Deterministic = True,
     cudnn_algo: CudnnAlgo = None,
     int8: Int8Dir = None,

@@ -9,9 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, MinMatch, Parquet,
-                                   Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, model_record)
+from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, LidarTopic, MinMatch,
+                                   Parquet, Preset, Quiet, RandomWeights, Seed, Verbose, model_record)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -56,8 +55,7 @@ def replay(
         help="A rosbag2 folder (sqlite3 .db3 or .mcap) with the clouds and the node's DetectedObjects.")] = None,
     list_topics: Annotated[bool, typer.Option(
         "--list", help="List the bag's topics and message types, and stop.")] = False,
-    lidar_topic: Annotated[Optional[str], typer.Option(
-        help="PointCloud2 topic the node read (default: Autoware's /sensing/lidar/concatenated/pointcloud).")] = None,
+    lidar_topic: LidarTopic = None,
     objects_topic: Annotated[Optional[str], typer.Option(
         help="DetectedObjects topic the node published (default: "
              "/perception/object_recognition/detection/centerpoint/objects).")] = None,

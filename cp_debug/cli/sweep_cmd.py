@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
-                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, NoCache, OnnxModel,
-                                   Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData,
-                                   SampleInputs,
-                                   Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
+                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
+                                   MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
+                                   Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
+                                   Verbose, level_option, model_record, no_cache, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -71,12 +71,9 @@ def sweep(
     int8: Int8Dir = None,
     scenes: Scenes = None,
     data_root: DataRoot = None,
-    lidar_topic: Annotated[Optional[str], typer.Option(
-        help="--scenes BAG: the PointCloud2 topic (default: Autoware's "
-             "/sensing/lidar/concatenated/pointcloud).")] = None,
+    lidar_topic: LidarTopic = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
-    level: Annotated[Optional[str], typer.Option(
-        help="Probe level: stage, block, layer, all (default: block; stage for --recipe transfusion).")] = None,
+    level: Annotated[Optional[str], level_option("block; stage for --recipe transfusion")] = None,
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0,
                                             help="Bisect the K worst degraded or diverged frames.")] = 3,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
@@ -96,8 +93,7 @@ def sweep(
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
-    match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
-                                                  "a reference box.")] = 2.0,
+    match_distance: MatchDistance = 2.0,
     deterministic: Deterministic = True,
     cudnn_algo: CudnnAlgo = None,
     atol: Atol = None,

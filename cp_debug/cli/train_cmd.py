@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Recipe, Verbose, model_record, recipe_name
+from cp_debug.cli._options import ConfigFile, DataRoot, Preset, Quiet, Recipe, Verbose, model_record, recipe_name
 from cp_debug.cli._quiet import ThirdParty
 
 
@@ -21,9 +21,7 @@ def train(
     scenes: Annotated[Optional[Path],
                       typer.Option(help="Training scenes: a folder from `cpdebug scenes` or "
                                         "an mmdet3d info .pkl.")] = None,
-    data_root: Annotated[Optional[Path],
-                         typer.Option(help="Folder the info file's lidar paths are relative to "
-                                           "(default: its own).")] = None,
+    data_root: DataRoot = None,
     synthetic: Annotated[int,
                          typer.Option("--n", help="Instead of --scenes: generate this many training scenes (seeds "
                                            "0..N-1) on the fly.")] = 0,

@@ -141,14 +141,56 @@ def test_the_names_decided_here_keep_the_old_spelling(name, old, new, capsys):
     assert old[0].partition("=")[0] not in {o for p in command.params for o in p.opts}  # hidden
 
 
-def test_a_candidate_is_a_backend_and_calib_a_path_everywhere():
-    """The pairs the issue named: `--candidate` (a backend spec) is no longer beside `--candidates` (nodes), and
-    `--calib` takes a path in every command, `--calib-n` a count."""
+def _every(option: str) -> dict[str, object]:
+    """`option`'s parameter in each command that shows it."""
+    return {name: visible(c)[option] for name, c in COMMANDS.items() if option in visible(c)}
+
+
+def _calib_is_a_path():
+    """`--calib` was a file here and a dataset there: a path everywhere (its help says what each reads), and the count
+    of calibration frames is --calib-n, a count."""
+    assert {(kind(p), p.metavar) for p in _every("--calib").values()} == {("text", "PATH")}
+    assert {kind(p) for p in _every("--calib-n").values()} == {"count"}
+
+
+def _inputs_one_name_for_one_or_many():
+    """`--inputs` one file or a folder: PATH on every page, with --torch/--onnx, beside --points (a scan) and not
+    instead of it."""
+    assert {p.metavar for p in _every("--inputs").values()} == {"PATH"}
+    assert all("--torch/--onnx" in p.help for p in _every("--inputs").values())
+    assert {p.metavar for p in _every("--points").values()} == {"FILE"}
+
+
+def _candidate_is_a_backend():
+    """`--candidate` (extract: which backend) beside `--candidates` (nodes): the nodes are --search-nodes."""
     every = {o for c in COMMANDS.values() for o in visible(c)}
-    assert "--candidate" in every and "--candidates" not in every and "--skip-layers" not in every
-    for command in COMMANDS.values():
-        options = visible(command)
-        if "--calib" in options:
-            assert kind(options["--calib"]) == "text" and options["--calib"].metavar == "PATH"
-        if "--calib-n" in options:
-            assert kind(options["--calib-n"]) == "count"
+    assert "--candidate" in every and "--candidates" not in every and "--search-nodes" in every
+
+
+def _exclude_int8_one_name():
+    """`--exclude-int8` (bisect) vs `--skip-layers` (quantize, sensitivity): one name, one metavar."""
+    assert set(_every("--exclude-int8")) == {"bisect", "quantize", "sensitivity"}
+    assert {p.metavar for p in _every("--exclude-int8").values()} == {"NAME,NAME…"}
+
+
+def _tolerances_apart_from_a_target():
+    """`--atol/--rtol` (element-wise, the Verdict panel) vs `--max-rel-rmse` (a target): `--tol` maps to the target."""
+    assert _help.DEPRECATED[("fix", "--tol")][0] == "--max-rel-rmse"
+    assert {p.rich_help_panel for o in ("--atol", "--rtol", "--max-rel-rmse") for p in _every(o).values()} == {
+        _help.VERDICT}
+
+
+def _calib_n_defaults_are_each_commands_own():
+    """`--calib-n` had four defaults (100/16/16/4): each page shows its own, and the table says so."""
+    shown = {name: shown_default(p) for name, p in _every("--calib-n").items()}
+    assert shown == {"eval": "4", "sweep": "4", "fix": "16", "sensitivity": "16", "quantize": "100"}
+    assert next(r for r in ROWS if r.option == "--calib-n").default.value == OWN
+
+
+@pytest.mark.parametrize("case", [_calib_is_a_path, _inputs_one_name_for_one_or_many, _candidate_is_a_backend,
+                                  _exclude_int8_one_name, _tolerances_apart_from_a_target,
+                                  _calib_n_defaults_are_each_commands_own], ids=lambda f: f.__name__.strip("_"))
+def test_each_case_the_issue_named(case):
+    """Issue 85's list of names that meant two things, each as a new user meets it on the help pages (the pages at 80
+    columns: tests/cli/test_output_width.py)."""
+    case()
