@@ -1,5 +1,6 @@
-"""Help pages, written once for every command: the panels options sit in, two examples and the exit codes of each
-command (in one format, in the order of the codes), and metavars that say what goes after an option.
+"""Help pages, written once for every command: each option in its group's panel (the groups are cli/_options.py's),
+two examples and the exit codes of each command (in one format, in the order of the codes), and metavars that say
+what goes after an option.
 
 Every help text is shown through rich markup, which takes `[word]` for a style and drops it (`'cp-debug[rerun]'`
 showed as `'cp-debug'`): `polish` escapes every text once here, so the texts themselves are written plainly.
@@ -7,35 +8,9 @@ showed as `'cp-debug'`): `polish` escapes every text once here, so the texts the
 
 from __future__ import annotations
 
-# -- option panels (typer's `rich_help_panel`): the basics first, internals last ---------------------------------
-MODEL = "Model"
-INPUT = "Input"
-BACKENDS = "Backends"
-VERDICT = "Verdict"
-CALIBRATION = "INT8 calibration"
-SEARCH = "Search"
-OUTPUT = "Output"
-CI = "CI"
-ADVANCED = "Advanced (internals, speed and memory)"
+from cp_debug.cli._options import GROUPS, PANEL_OF, SEARCH
 
-_PANEL_OPTIONS = {
-    MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch onnx params onnx-dir fix encoder "
-           "backbone",
-    INPUT: "points load-dim use-dim inputs data seed scenes data-root n first-scene eval-n map-n val-n verify-n "
-           "detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
-    BACKENDS: "backends device deterministic precision keep-fp32",
-    VERDICT: "atol rtol tolerance-mode level refine local noise-floor max-rel-rmse max-map-drop max-nds-drop "
-             "max-lost-boxes min-match match-distance metric",
-    SEARCH: "search-nodes worst-frames",
-    CALIBRATION: "calib calib-n method percentile exclude-int8 convtranspose",
-    OUTPUT: "out json csv parquet html pictures rrd model-explorer bundle tar max-rows plot quiet verbose",
-    CI: "junit budget",
-    ADVANCED: "lockstep-mode device-budget memory-budget cudnn-algo no-cache exporter shard-size ray ray-workers "
-              "ray-cpus-per-worker bootstrap workers",
-}
-PANEL_OF = {f"--{name}": panel for panel, names in _PANEL_OPTIONS.items() for name in names.split()}
-"""The panel of each option by its long name, the same on every command; an option not named here is one of the
-command's own and goes to the command's own panel (`OWN_PANEL`): typer's untitled "Options" keeps --help alone."""
+# -- an option not in a group (cli/_options.py GROUPS) is one of the command's own, in the command's own panel ------
 OWN_PANEL = {
     "sweep": "Sweep", "extract": "Bundle", "fix": "Fix: where to start", "keep-fp32": SEARCH,
     "sensitivity": SEARCH, "replay": "Replay", "bench": "Timing", "export": "Head outputs", "infer": "Head outputs",
@@ -277,8 +252,8 @@ def polish(command) -> None:
         if param.param_type_name != "option" or param.metavar is not None:
             continue
         param.metavar = "" if param.is_flag or param.count else _metavar(param)
-    # the panels in the order of _PANEL_OPTIONS (typer shows them in the order of their first option)
-    order = [None, OWN_PANEL.get(command.name), *_PANEL_OPTIONS]
+    # the panels in the order of GROUPS (typer shows them in the order of their first option)
+    order = [None, OWN_PANEL.get(command.name), *GROUPS]
     command.params.sort(key=lambda p: order.index(getattr(p, "rich_help_panel", None))
                         if getattr(p, "rich_help_panel", None) in order else 0)
 

@@ -93,7 +93,7 @@ def eval_(
     if calib is not None:
         from cp_debug.errors import BadInputError
 
-        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint eval's INT8 backends "
+        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint eval's INT8 backends "
                             "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

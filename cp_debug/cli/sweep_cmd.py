@@ -138,7 +138,7 @@ def sweep(
     if calib is not None:
         from cp_debug.errors import BadInputError
 
-        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
+        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
                             "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

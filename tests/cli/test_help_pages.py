@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.cli import _help
+from cp_debug.cli._options import ADVANCED
 from cp_debug.cli.main import app
 
 GROUP = typer.main.get_command(app)
@@ -66,8 +67,8 @@ def test_brackets_survive_rich_markup_and_backends_says_the_whole_grammar():
 def test_bisect_internals_sit_in_the_advanced_panel_last():
     text = page("bisect")
     panels = re.findall(r"╭─ (.+?) ─", text)
-    assert panels[-1] == _help.ADVANCED
-    advanced = text[text.index(f"─ {_help.ADVANCED} "):]
+    assert panels[-1] == ADVANCED
+    advanced = text[text.index(f"─ {ADVANCED} "):]
     for option in ("--lockstep-mode", "--device-budget", "--memory-budget"):
         assert option in advanced
 

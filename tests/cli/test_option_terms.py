@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import typer
 
-from cp_debug.cli import _help
+from cp_debug.cli import _help, _options
 from cp_debug.cli.main import app
 from tests.cli.terms_table import TERMS, Cell, Row, cell, table
 
@@ -97,7 +97,7 @@ def test_every_help_page_agrees_with_the_terms_table():
 
 @pytest.mark.parametrize("plant", [
     lambda r: replace(r, metavar=Cell("FILE", {})) if r.option == "--calib" else r,
-    lambda r: replace(r, panel=_help.OUTPUT) if r.option == "--seed" else r,
+    lambda r: replace(r, panel=_options.OUTPUT) if r.option == "--seed" else r,
     lambda r: replace(r, default=Cell("1", {})) if r.option == "--tolerance-mode" else r,
     lambda r: replace(r, default=Cell(OWN, {})) if r.option == "--backends" else r,
     lambda r: None if r.option == "--exclude-int8" else r,
@@ -177,7 +177,7 @@ def _tolerances_apart_from_a_target():
     """`--atol/--rtol` (element-wise, the Verdict panel) vs `--max-rel-rmse` (a target): `--tol` maps to the target."""
     assert _help.DEPRECATED[("fix", "--tol")][0] == "--max-rel-rmse"
     assert {p.rich_help_panel for o in ("--atol", "--rtol", "--max-rel-rmse") for p in _every(o).values()} == {
-        _help.VERDICT}
+        _options.VERDICT}
 
 
 def _calib_n_defaults_are_each_commands_own():
@@ -194,3 +194,21 @@ def test_each_case_the_issue_named(case):
     """Issue 85's list of names that meant two things, each as a new user meets it on the help pages (the pages at 80
     columns: tests/cli/test_output_width.py)."""
     case()
+
+
+def test_every_option_declared_once_carries_its_groups_panel():
+    """cli/_options.py's options (`Preset`, `calib_option(...)`, …) each carry the panel of their group (`GROUPS`),
+    so a command that takes one needs nothing else to put it where every other page has it."""
+    import typing
+
+    declared = [m for v in vars(_options).values() if typing.get_origin(v) is typing.Annotated
+                for m in v.__metadata__ if isinstance(m, typer.models.OptionInfo)]
+    declared += [_options.calib_option("x"), _options.calib_n_option("x"), _options.exclude_int8_option("x"),
+                 _options.search_nodes_option("x"), _options.level_option("x"), _options.preset_option("x"),
+                 _options.backends_option("x")]
+    assert len(declared) > 40
+    for info in declared:
+        names = [n for n in (info.default, *info.param_decls) if isinstance(n, str) and n.startswith("-")]
+        long = max(names, key=len).split("/")[0]  # typer keeps the first name where the default would go
+        assert info.rich_help_panel == _options.PANEL_OF.get(long), long
+        assert info.rich_help_panel is not None or long in ("--rot-y-axis-reference", "--no-rot-y-axis-reference"), long
