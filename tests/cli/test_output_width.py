@@ -102,3 +102,17 @@ def test_help_fits_the_width_and_breaks_no_option_name(name, width, monkeypatch)
     assert [o for o in options if o not in named] == []  # each shown whole at least once (its own row)
     # no piece of a broken name: a token that is no option of any command, but the start of one
     assert [t for t in named if t not in EVERY and any(o.startswith(t) for o in EVERY)] == []
+
+
+@pytest.mark.parametrize("name", ["quantize", "export", "fix"])  # the pages whose names broke at 80 columns
+def test_a_fresh_process_at_80_columns_breaks_no_name(name):
+    """As a user's terminal runs it: a new process, COLUMNS=80 (typer reads the width once, at its import)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TERMINAL_WIDTH")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    env["COLUMNS"] = "80"
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", name, "--help"], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+    named = set(re.findall(r"--[a-z0-9][a-z0-9-]*", proc.stdout))
+    assert [t for t in named if t not in EVERY and any(o.startswith(t) for o in EVERY)] == []
