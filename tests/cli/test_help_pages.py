@@ -136,7 +136,7 @@ def test_terms_names_every_deprecated_spelling_and_no_page_shows_one():
         assert new == "" or new in _options(GROUP.commands[name]), (name, new)
     assert old <= {flag for _, flag in _help.DEPRECATED}, "an old spelling in docs/terms.md that no command takes"
     for (name, flag), entry in _help.DEPRECATED.items():  # hidden: the page shows the new name alone
-        if len(entry) == 2:  # (fix --scenes INFOS and sweep --html FILE stay: only a count / no value is the old one)
+        if len(entry) == 2:  # (fix --scenes PATH and sweep --html FILE stay: only a count / no value is the old one)
             assert flag not in _options(GROUP.commands[name]), (name, flag)
 
 
