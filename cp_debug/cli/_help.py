@@ -270,8 +270,9 @@ _NAMED = {  # what goes after an option whose type alone does not say it
 
 
 def _shown(text: str):
-    """typer's `_get_default_string` of an option whose default its page gives in words: those words."""
-    return lambda **_: text
+    """typer's `_get_default_string` of an option whose default its page gives in words: those words (an older typer
+    that has no such method shows click's `(words)`)."""
+    return lambda *_, **__: text
 
 
 def _usage_name(argument) -> None:
