@@ -212,3 +212,17 @@ def test_every_option_declared_once_carries_its_groups_panel():
         long = max(names, key=len).split("/")[0]  # typer keeps the first name where the default would go
         assert info.rich_help_panel == _options.PANEL_OF.get(long), long
         assert info.rich_help_panel is not None or long in ("--rot-y-axis-reference", "--no-rot-y-axis-reference"), long
+
+
+def test_a_default_in_words_shows_as_a_value():
+    """A default that None stands for (fix --preset, --seed, --n) shows as `[default: demo]`, like any other."""
+    from typer.testing import CliRunner
+
+    text = CliRunner().invoke(app, ["fix", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"}).stdout
+    assert "[default: (" not in " ".join(text.split())
+    lines = text.splitlines()
+    for option, value in (("--preset", "demo"), ("--seed", "0"), ("--n", "8"), ("--tolerance-mode", "model")):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"│ {option} "))
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("│ -", "╰")))
+        row = " ".join(" ".join(lines[start:end]).replace("│", " ").split())
+        assert f"[default: {value}]" in row, (option, row)
