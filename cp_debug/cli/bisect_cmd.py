@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, CudnnAlgo,
+from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, Checkpoint, ConfigFile, Csv, CudnnAlgo,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
-                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
-                                   Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
-                                   calib_option, exclude_int8_option, level_option, model_record, no_cache, recipe_name)
+                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Recipe,
+                                   Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
+                                   calib_option, exclude_int8_option, level_option, model_record, no_cache, option,
+                                   recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -119,9 +120,9 @@ def bisect(
         "candidate ONNX graphs, per-node error as custom node data (max/|ref|max, local error, status) and the node "
         "mapping for its split-pane sync (DIR/README.md says how to open them).")] = None,
     bundle: Annotated[Optional[Path],
-                      typer.Option(help="Write a bug-report bundle (failing subgraph, "
-                                        "inputs, repro.py) to DIR; where nothing diverged, none is written "
-                                        "and the run's exit code stands.")] = None,
+                      option("--bundle", help="Write a bug-report bundle (failing subgraph, "
+                                              "inputs, repro.py) to DIR; where nothing diverged, none is written "
+                                              "and the run's exit code stands.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, NoRotY, Recipe, RotY,
-                                   Seed, Verbose, model_record, recipe_name, rot_y)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, NoRotY, Points, Preset, Quiet, RandomWeights, Recipe, RotY,
+                                   Seed, Verbose, model_record, option, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -21,9 +19,9 @@ def export(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    out: Annotated[Path, typer.Option(
-        help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx (transfusion.onnx with "
-             "--recipe transfusion).")] = Path("cpdebug-out/onnx"),
+    out: Annotated[Path, option(
+        "--out", help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx (transfusion.onnx with "
+        "--recipe transfusion).")] = Path("cpdebug-out/onnx"),
     rot_y_axis_reference: RotY = None,
     no_rot_y_axis_reference: NoRotY = False,
     points: Points = None,

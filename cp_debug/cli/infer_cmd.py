@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
-                                   Recipe, RotY, Seed, UseDim, Verbose, model_record, recipe_name, rot_y)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
+                                   Recipe, RotY, Seed, UseDim, Verbose, model_record, option, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -29,16 +29,17 @@ def infer(
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
     out: Annotated[Path,
-                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels "
-                                     "(--recipe transfusion: dense_heatmap, heatmap, query_heatmap_score, center, "
-                                     "height, dim, rot, vel, query_labels, boxes, scores, labels).")]
+                   option("--out", help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels "
+                                        "(--recipe transfusion: dense_heatmap, heatmap, query_heatmap_score, center, "
+                                        "height, dim, rot, vel, query_labels, boxes, scores, labels).")]
     = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
-    onnx_dir: Annotated[Optional[Path],
-                        typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked "
-                                          "and this is omitted.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
+    onnx_dir: Annotated[Optional[Path], option(
+        "--onnx-dir", help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is "
+        "omitted.")] = None,
+    device: Annotated[str, option(
+        "--device", help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
     rot_y_axis_reference: RotY = None,
     no_rot_y_axis_reference: NoRotY = False,
     quiet: Quiet = False,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe,
-                                   TorchModel, TorchSeed, Verbose, search_nodes_option)
+                                   TorchModel, TorchSeed, Verbose, option, search_nodes_option)
 from cp_debug.cli._quiet import ThirdParty
 
 if TYPE_CHECKING:
@@ -23,25 +23,24 @@ if TYPE_CHECKING:
 
 def _tf(kind, name: str, text: str, *more: str, shown: str | bool = True):
     """An option of `--recipe transfusion` alone (None: not given; `shown`: the default its page shows then)."""
-    return Annotated[Optional[kind], typer.Option(name, *more, show_default=shown,
-                                                  help="With --recipe transfusion: " + text)]
+    return Annotated[Optional[kind], option(name, *more, show_default=shown, help="With --recipe transfusion: " + text)]
 
 
 def keep_fp32(
     onnx_model: OnnxModel = None,
     torch_model: TorchModel = None,
     inputs: Inputs = None,
-    backend: Annotated[str, typer.Option(
+    backend: Annotated[str, option(
         "--backends", "-b", metavar="SPEC", help="The one FP16 candidate (the reference is ONNX Runtime FP32 on the "
         "CPU): ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
     candidates: Annotated[str, search_nodes_option(
         "The nodes the search may keep in FP32: compute (compute nodes + nodes near FP16's range), all, or "
         "comma-separated node names.")] = "compute",
     atol: Annotated[Optional[float],
-                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's, and every output "
-                                      "within FP16's precision budget, as bisect judges).")] = None,
+                    option("--atol", help="Absolute tolerance on the graph outputs (default: FP16's, and every output "
+                                          "within FP16's precision budget, as bisect judges).")] = None,
     rtol: Annotated[Optional[float],
-                    typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
+                    option("--rtol", help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",
     seed: TorchSeed = 0,
     recipe: Recipe = None,

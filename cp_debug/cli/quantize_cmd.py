@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
-
-from cp_debug.cli._options import (ConfigFile, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
-                                   Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   calib_n_option, model_record, recipe_name)
+from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Json, Method, Percentile, Preset, Quiet,
+                                   RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option, model_record,
+                                   option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -29,14 +27,13 @@ def quantize(
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    eval_scenes: Annotated[int,
-                           typer.Option("--eval-n",
-                                        help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
-    map_scenes: Annotated[int,
-                          typer.Option("--map-n",
-                                       help="Held-out frames with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
-    out: Annotated[Path, typer.Option(
-        help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
+    eval_scenes: Annotated[int, option(
+        "--eval-n", help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
+    map_scenes: Annotated[int, option(
+        "--map-n", help="Held-out frames with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
+    out: Annotated[Path, option(
+        "--out", help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")
+    ] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
-                                   Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   calib_n_option, model_record, recipe_name)
+from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Csv, Json, Method, Percentile, Preset,
+                                   Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option,
+                                   model_record, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -60,24 +60,21 @@ def sensitivity(
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    eval_scenes: Annotated[int,
-                           typer.Option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
+    eval_scenes: Annotated[int, option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
     layers: Annotated[Optional[str],
                       typer.Option("--layers",
                                    help="Comma-separated quantized layers to measure (default: all).")] = None,
     search: Annotated[bool,
                       typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
-    tol: Annotated[Optional[float],
-                   typer.Option("--max-rel-rmse", help="--search: largest rel. RMSE of the worst head output that "
-                                "passes (default 0.05 without --max-map-drop).")] = None,
-    max_map_drop: Annotated[Optional[float],
-                            typer.Option("--max-map-drop",
-                                         help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with "
-                                              "--max-rel-rmse, both must hold.")] = None,
-    map_scenes: Annotated[int,
-                          typer.Option("--map-n",
-                                       help="Held-out frames with ground truth for mAP (0: no mAP; 20 when "
-                                            "--max-map-drop is given).")] = 0,
+    tol: Annotated[Optional[float], option(
+        "--max-rel-rmse", help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 "
+        "without --max-map-drop).")] = None,
+    max_map_drop: Annotated[Optional[float], option(
+        "--max-map-drop", help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with --max-rel-rmse, "
+        "both must hold.")] = None,
+    map_scenes: Annotated[int, option(
+        "--map-n", help="Held-out frames with ground truth for mAP (0: no mAP; 20 when --max-map-drop is given).")
+    ] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
     json_out: Json = None,
     csv: Csv = None,

@@ -13,7 +13,7 @@ from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, C
                                    DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
                                    MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
                                    Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
-                                   Verbose, level_option, model_record, no_cache, recipe_name)
+                                   Verbose, level_option, model_record, no_cache, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -72,7 +72,7 @@ def sweep(
     scenes: Scenes = None,
     data_root: DataRoot = None,
     lidar_topic: LidarTopic = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
+    n: Annotated[int, option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
     level: Annotated[Optional[str], level_option("block; stage for --recipe transfusion")] = None,
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0,
                                             help="Bisect the K worst degraded or diverged frames.")] = 3,
@@ -90,7 +90,7 @@ def sweep(
     ray_cpus_per_worker: Annotated[Optional[int], typer.Option(
         "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
         "shared out between the actors).")] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
+    bootstrap: Annotated[int, option("--bootstrap", min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
     match_distance: MatchDistance = 2.0,
@@ -101,8 +101,8 @@ def sweep(
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     cache: NoCache = False,
-    html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the HTML report to FILE (default: "
-                                                 "OUT/report.html).")] = None,
+    html: Annotated[Optional[Path], option(
+        "--html", metavar="FILE", help="Write the HTML report to FILE (default: OUT/report.html).")] = None,
     no_html: Annotated[bool, typer.Option("--no-html", help="Write no HTML report.")] = False,
     pictures: Pictures = None,
     rrd: Rrd = None,

@@ -226,3 +226,26 @@ def test_a_default_in_words_shows_as_a_value():
         end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(("│ -", "╰")))
         row = " ".join(" ".join(lines[start:end]).replace("│", " ").split())
         assert f"[default: {value}]" in row, (option, row)
+
+
+def test_no_command_declares_a_shared_option_itself():
+    """An option two commands share is declared through cli/_options.py (an alias such as `Preset`, a function such
+    as `calib_option`, or `option(NAME, help=…)` where the help is the command's own), never with `typer.Option`
+    in a command module: there it would miss its group's panel and drift from the others."""
+    import ast
+
+    shared = {o for o in {o for c in COMMANDS.values() for o in visible(c)}
+              if sum(o in visible(c) for c in COMMANDS.values()) > 1}
+    found = []
+    for path in sorted(TERMS.parents[1].joinpath("cp_debug", "cli").glob("*_cmd.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for arg in [*fn.args.args, *fn.args.kwonlyargs]:
+                for call in ast.walk(arg.annotation) if arg.annotation else ():
+                    if isinstance(call, ast.Call) and ast.unparse(call.func) == "typer.Option":
+                        names = [a.value for a in call.args if isinstance(a, ast.Constant)]
+                        long = max(names, key=len).split("/")[0] if names else "--" + arg.arg.replace("_", "-")
+                        if long in shared:
+                            found.append(f"{path.name} {fn.name}: {long}")
+    assert len(shared) > 50 and found == []
