@@ -163,7 +163,7 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
     model = load_onnx(model)
     names = NodeNames(model, module_names)
     if candidates is not None and not isinstance(candidates, str):
-        candidates = names.resolve(candidates, "--candidates")
+        candidates = names.resolve(candidates, "--search-nodes")
     tol = tol or default_tolerance(spec.precision)
     ref = reference_lookup(reference, model, feed)
     outputs = [o.name for o in model.graph.output]

@@ -1,5 +1,6 @@
-"""Help pages, written once for every command: the panels options sit in, two examples and the exit codes of each
-command (in one format, in the order of the codes), and metavars that say what goes after an option.
+"""Help pages, written once for every command: each option in its group's panel (the groups are cli/_options.py's),
+two examples and the exit codes of each command (in one format, in the order of the codes), and metavars that say
+what goes after an option.
 
 Every help text is shown through rich markup, which takes `[word]` for a style and drops it (`'cp-debug[rerun]'`
 showed as `'cp-debug'`): `polish` escapes every text once here, so the texts themselves are written plainly.
@@ -7,36 +8,12 @@ showed as `'cp-debug'`): `polish` escapes every text once here, so the texts the
 
 from __future__ import annotations
 
-# -- option panels (typer's `rich_help_panel`): the basics first, internals last ---------------------------------
-MODEL = "Model"
-INPUT = "Input"
-BACKENDS = "Backends"
-VERDICT = "Verdict"
-CALIBRATION = "INT8 calibration"
-OUTPUT = "Output"
-CI = "CI"
-ADVANCED = "Advanced (internals, speed and memory)"
+from cp_debug.cli._options import GROUPS, PANEL_OF, SEARCH
 
-_PANEL_OPTIONS = {
-    MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch onnx params onnx-dir fix encoder "
-           "backbone",
-    INPUT: "points load-dim use-dim inputs data seed scenes data-root n first-scene eval-n map-n val-n verify-n "
-           "detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
-    BACKENDS: "backends device deterministic precision keep-fp32 exclude-int8",
-    VERDICT: "atol rtol tolerance-mode level refine local noise-floor max-rel-rmse max-map-drop max-nds-drop "
-             "max-lost-boxes min-match match-distance",
-    CALIBRATION: "calib calib-n method percentile skip-layers convtranspose per-tensor-convtranspose",
-    OUTPUT: "out json csv parquet html pictures rrd model-explorer bundle tar max-rows plot quiet verbose",
-    CI: "junit budget",
-    ADVANCED: "lockstep-mode device-budget memory-budget cudnn-algo no-cache exporter shard-size ray ray-workers "
-              "ray-cpus-per-worker bootstrap workers",
-}
-PANEL_OF = {f"--{name}": panel for panel, names in _PANEL_OPTIONS.items() for name in names.split()}
-"""The panel of each option by its long name, the same on every command; an option not named here is one of the
-command's own and goes to the command's own panel (`OWN_PANEL`): typer's untitled "Options" keeps --help alone."""
+# -- an option not in a group (cli/_options.py GROUPS) is one of the command's own, in the command's own panel ------
 OWN_PANEL = {
-    "sweep": "Sweep", "extract": "Bundle", "fix": "Fix: where to start, what to search", "keep-fp32": "Search",
-    "sensitivity": "Search", "replay": "Replay", "bench": "Timing", "export": "Head outputs", "infer": "Head outputs",
+    "sweep": "Sweep", "extract": "Bundle", "fix": "Fix: where to start", "keep-fp32": SEARCH,
+    "sensitivity": SEARCH, "replay": "Replay", "bench": "Timing", "export": "Head outputs", "infer": "Head outputs",
     "trt-kit": "Kit", "train": "Training", "serve": "Server", "eval": "Evaluation",
 }
 
@@ -156,8 +133,12 @@ def _no_value(value: str | None) -> bool:
 
 _COUNT = "one name for a frame count: --n, or --ROLE-n"
 _RMSE = "a rel. RMSE target, not an element-wise tolerance: --atol/--rtol are those"
+_EXCLUDE = "what is left out of INT8 is --exclude-int8 in every command"
+_SEARCH = "a candidate is a backend judged; these are the nodes the search may change"
+_CONVT = "one name for the ConvTranspose mode"
 DEPRECATED: dict[tuple[str, str], tuple] = {
-    # (command, old): (new, why[, test of the value after it: the old spelling only where it holds; new "" drops it])
+    # (command, old): (new, why[, test of the value after it: the old spelling only where it holds; new "" drops it;
+    # a new of two words, a flag's option and its value, stands for the old flag])
     ("sweep", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
     ("eval", "--calib-scenes"): ("--calib-n", "a count here, a path in quantize and sensitivity"),
     ("quantize", "--calib-scenes"): ("--calib", "what to calibrate on is --calib in every command"),
@@ -180,6 +161,12 @@ DEPRECATED: dict[tuple[str, str], tuple] = {
     ("train", "--val-scenes"): ("--val-n", _COUNT),
     ("train", "--synthetic"): ("--n", _COUNT),
     ("replay", "--max-frames"): ("--n", _COUNT),
+    ("quantize", "--skip-layers"): ("--exclude-int8", _EXCLUDE),
+    ("sensitivity", "--skip-layers"): ("--exclude-int8", _EXCLUDE),
+    ("quantize", "--per-tensor-convtranspose"): ("--convtranspose per-tensor", _CONVT),
+    ("sensitivity", "--per-tensor-convtranspose"): ("--convtranspose per-tensor", _CONVT),
+    ("fix", "--candidates"): ("--search-nodes", _SEARCH),
+    ("keep-fp32", "--candidates"): ("--search-nodes", _SEARCH),
 }
 
 
@@ -202,7 +189,9 @@ def renamed(name: str, args: list[str]) -> list[str]:
 
         use = f"use {new[0]}" if new[0] else "drop it"
         print(f"cpdebug: warning: {name} {flag} is deprecated ({new[1]}): {use}", file=sys.stderr)
-        if new[0]:
+        if " " in new[0]:  # a flag that was an option's value: --per-tensor-convtranspose
+            out.extend(new[0].split())
+        elif new[0]:
             out.append(new[0] + eq + value)
     return out
 
@@ -239,8 +228,9 @@ def command_settings(name: str) -> dict:
 
 def polish(command) -> None:
     """Make click command `command`'s help page say what it means: every help text escaped for rich markup, each
-    option in its panel (`PANEL_OF`), and a metavar that names what goes after each option (FILE, DIR, N, X, or the
-    option's own name) where none is given; a flag shows none."""
+    option in its panel (`PANEL_OF`), a metavar that names what goes after each option (FILE, DIR, N, X, or the
+    option's own name) where none is given (a flag shows none), and a default given in words (`show_default="demo"`
+    where None means "not given") shown as a value is, `[default: demo]`, not click's `[default: (demo)]`."""
     from rich.markup import escape
 
     if command.help:  # a docstring's paragraphs, each on one line: rich would keep its line breaks
@@ -253,6 +243,8 @@ def polish(command) -> None:
             param.help = escape(param.help)
         if param.param_type_name == "option" and getattr(param, "rich_help_panel", None) is None:
             param.rich_help_panel = PANEL_OF.get(max(param.opts, key=len)) or OWN_PANEL.get(command.name)
+        if isinstance(getattr(param, "show_default", None), str):
+            param._get_default_string = _shown(param.show_default)
         if param.param_type_name == "argument":  # its name (REPORT, BAG) says what goes there; no `<path>` beside it
             param.display_type_rich = _no_type
             _usage_name(param)
@@ -260,8 +252,8 @@ def polish(command) -> None:
         if param.param_type_name != "option" or param.metavar is not None:
             continue
         param.metavar = "" if param.is_flag or param.count else _metavar(param)
-    # the panels in the order of _PANEL_OPTIONS (typer shows them in the order of their first option)
-    order = [None, OWN_PANEL.get(command.name), *_PANEL_OPTIONS]
+    # the panels in the order of GROUPS (typer shows them in the order of their first option)
+    order = [None, OWN_PANEL.get(command.name), *GROUPS]
     command.params.sort(key=lambda p: order.index(getattr(p, "rich_help_panel", None))
                         if getattr(p, "rich_help_panel", None) in order else 0)
 
@@ -269,12 +261,18 @@ def polish(command) -> None:
 _DIR_NAMES = {"bundle", "pictures", "model-explorer", "resume", "from-sweep", "check", "onnx-dir", "fix", "data-root"}
 _NAMED = {  # what goes after an option whose type alone does not say it
     "json": "FILE|-", "torch": "FILE.py:FUNC", "preset": "NAME", "recipe": "NAME", "level": "stage|block|layer|all",
-    "tolerance-mode": "model|fixed", "use-dim": "N|I,I,…", "keep-fp32": "NODE,NODE…", "exclude-int8": "NODE,NODE…",
-    "skip-layers": "LAYER,LAYER…", "layers": "LAYER,LAYER…", "candidates": "NAME,NAME…", "candidate": "SPEC",
+    "tolerance-mode": "model|fixed", "use-dim": "N|I,I,…", "keep-fp32": "NODE,NODE…",
+    "layers": "LAYER,LAYER…", "candidate": "SPEC",
     "exporter": "auto|dynamo|torchscript", "lockstep-mode": "auto|segments|grouped",
-    "device": "cpu|cuda", "method": "max|percentile|entropy|mse", "convtranspose": "skip|per-channel|per-tensor",
-    "precision": "fp32|fp16|int8",
+    "device": "cpu|cuda", "method": "max|percentile|entropy|mse",
+    "precision": "fp32|fp16|int8", "lidar-topic": "TOPIC", "objects-topic": "TOPIC",
 }
+
+
+def _shown(text: str):
+    """typer's `_get_default_string` of an option whose default its page gives in words: those words (an older typer
+    that has no such method shows click's `(words)`)."""
+    return lambda *_, **__: text
 
 
 def _usage_name(argument) -> None:

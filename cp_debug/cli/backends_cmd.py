@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._options import Verbose
+from cp_debug.cli._options import Verbose, option
 from cp_debug.cli._quiet import ThirdParty
 
 
 def backends(
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: Annotated[bool, option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """List every backend spec (torch/ort/trt/trt-rtx × device × precision) and whether it is available here

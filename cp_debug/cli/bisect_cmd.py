@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, ConfigFile, Checkpoint, Csv, CudnnAlgo,
+from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, Checkpoint, ConfigFile, Csv, CudnnAlgo,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
-                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Rrd,
-                                   Recipe, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
-                                   model_record, no_cache, recipe_name)
+                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Recipe,
+                                   Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
+                                   calib_option, exclude_int8_option, level_option, model_record, no_cache, option,
+                                   recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -70,9 +71,7 @@ def bisect(
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
-    level: Annotated[Optional[str],
-                     typer.Option(help="Probe level: stage, block, layer, all (default: stage for "
-                                       "CenterPoint, block otherwise).")] = None,
+    level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,
     rtol: Rtol = None,
@@ -82,15 +81,15 @@ def bisect(
     noise_floor: Annotated[bool,
                            typer.Option(help="Run the reference twice and widen tolerances by its noise.")] = True,
     local: Annotated[bool, typer.Option(help="Run each segment alone on the reference's inputs (local error).")] = True,
-    calib: Annotated[Optional[list[Path]], typer.Option(
-        help="INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
+    calib: Annotated[Optional[list[Path]], calib_option(
+        "INT8 / FP8 calibration inputs (ort-*-int8, ort-*-fp8, torch-*-fp8; none: the run's own input) (.npz, "
              "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
              "several files.")] = None,
     int8: Int8Dir = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
-    exclude_int8: Annotated[Optional[str],
-                            typer.Option(help="Comma-separated ONNX node names left out of INT8 or FP8.")] = None,
+    exclude_int8: Annotated[Optional[str], exclude_int8_option(
+        "Comma-separated ONNX node names left out of INT8 or FP8.")] = None,
     exporter: Exporter = "auto",
     cache: NoCache = False,
     seed: TorchSeed = 0,
@@ -121,9 +120,9 @@ def bisect(
         "candidate ONNX graphs, per-node error as custom node data (max/|ref|max, local error, status) and the node "
         "mapping for its split-pane sync (DIR/README.md says how to open them).")] = None,
     bundle: Annotated[Optional[Path],
-                      typer.Option(help="Write a bug-report bundle (failing subgraph, "
-                                        "inputs, repro.py) to DIR; where nothing diverged, none is written "
-                                        "and the run's exit code stands.")] = None,
+                      option("--bundle", help="Write a bug-report bundle (failing subgraph, "
+                                              "inputs, repro.py) to DIR; where nothing diverged, none is written "
+                                              "and the run's exit code stands.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -7,11 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, BudgetFile, ConfigFile, Checkpoint, CudnnAlgo, DataRoot, Deterministic,
-                                   Exporter, HeldOutCalib, Int8Dir, Json, MinMatch, OnnxModel, Preset, Quiet,
-                                   RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed, TorchModel,
-                                   Verbose,
-                                   backends_option, model_record, recipe_name)
+from cp_debug.cli._options import (Atol, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
+                                   Exporter, HeldOutCalib, Int8Dir, Json, MatchDistance, MinMatch, OnnxModel, Preset,
+                                   Quiet, RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed,
+                                   TorchModel, Verbose, backends_option, model_record, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -27,23 +26,22 @@ def eval_(
     random_weights: RandomWeights = False,
     seed: Seed = 0,
     scenes: Annotated[Optional[Path],
-                      typer.Option(help="mmdet3d info file (or DIR with infos.pkl) of the scans to evaluate.")] = None,
+                      option("--scenes", help="mmdet3d info file (or DIR with infos.pkl) of the scans to "
+                                              "evaluate.")] = None,
     data_root: DataRoot = None,
     n: Annotated[int,
-                 typer.Option("--n", min=1,
-                              help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
+                 option("--n", min=1,
+                        help="Held-out synthetic scenes to evaluate when --scenes is not given.")] = 50,
     detections: Annotated[Optional[Path],
                           typer.Option(help="A deployment's detections in the nuScenes submission format (tokens = "
                                             "scene file stems): one more candidate.")] = None,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
-    match_distance: Annotated[float,
-                              typer.Option(min=0.01, help="Centre distance (m) that matches a candidate box to a "
-                                                "reference box in the diff.")] = 2.0,
+    match_distance: MatchDistance = 2.0,
     deterministic: Deterministic = True,
     cudnn_algo: CudnnAlgo = None,
     int8: Int8Dir = None,
-    max_map_drop: Annotated[Optional[float], typer.Option(
+    max_map_drop: Annotated[Optional[float], option(
         "--max-map-drop", metavar="X", help="Gate: exit 1 when a candidate's mAP is more than X below the "
                                             "reference's.")] = None,
     max_nds_drop: Annotated[Optional[float], typer.Option(
@@ -51,27 +49,27 @@ def eval_(
                                             "reference's.")] = None,
     min_match: MinMatch = None,
     budget: BudgetFile = None,
-    tolerance_mode: Annotated[str, typer.Option(
+    tolerance_mode: Annotated[str, option(
         "--tolerance-mode", help="'model': each candidate's boxes judged by its precision's noise (lost/added at the "
         "score threshold explained, moved or rescored beyond it degraded): within precision (exit 0), degraded (4) "
         "or diverged (1: NaN/Inf boxes, no box at all). 'fixed': no verdict, exit 0 when done.")] = "model",
     json_out: Json = None,
     html: Annotated[Optional[Path],
-                    typer.Option(help="Write a self-contained HTML page with the BEV of the "
-                                      "most different scan.")] = None,
+                    option("--html", help="Write a self-contained HTML page with the BEV of the "
+                                          "most different scan.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
     inputs: SampleInputs = None,
     data: SampleData = None,
-    metric: Annotated[Optional[str], typer.Option(
+    metric: Annotated[Optional[str], option(
         "--metric", metavar="NAME|FILE.py:FUNC", help="With --torch/--onnx: the task metric per backend, with a "
         "bootstrap interval: top1, top5 (classifier logits: agreement with the reference's top class), argmax "
         "(agreement per position: tokens [.., T, V], pixels [N, C, H, W]), cosine, snr (embeddings), accuracy "
         "(--data yielding labels), or FILE.py:FUNC(outputs, reference, label) -> float (cpdebug runs FILE.py). "
         "Default top1.")] = None,
-    bootstrap: Annotated[int, typer.Option(
+    bootstrap: Annotated[int, option(
         "--bootstrap", min=0, help="With --torch/--onnx: bootstrap resamples of the metric's interval.")] = 1000,
     atol: Atol = None,
     rtol: Rtol = None,
@@ -96,7 +94,7 @@ def eval_(
     if calib is not None:
         from cp_debug.errors import BadInputError
 
-        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint eval's INT8 backends "
+        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint eval's INT8 backends "
                             "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

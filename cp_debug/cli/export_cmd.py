@@ -6,15 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   Verbose, model_record, recipe_name)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, NoRotY, Points, Preset, Quiet, RandomWeights, Recipe, RotY,
+                                   Seed, Verbose, model_record, option, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
-
-RotY = Annotated[bool,
-                 typer.Option(help="AWML's rot_y_axis_reference head outputs: dim as [w,l,h], rot as [-cos,-sin].")]
 
 
 def export(
@@ -24,10 +19,11 @@ def export(
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    out: Annotated[Path, typer.Option(
-        help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx (transfusion.onnx with "
-             "--recipe transfusion).")] = Path("cpdebug-out/onnx"),
-    rot_y_axis_reference: RotY = False,
+    out: Annotated[Path, option(
+        "--out", help="Directory for pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx (transfusion.onnx with "
+        "--recipe transfusion).")] = Path("cpdebug-out/onnx"),
+    rot_y_axis_reference: RotY = None,
+    no_rot_y_axis_reference: NoRotY = False,
     points: Points = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -38,8 +34,9 @@ def export(
         name = recipe_name(recipe, config)
         from cp_debug.cli._preflight import refuse_options
 
-        refuse_options(name, "export", {"--rot-y-axis-reference": rot_y_axis_reference})
-        _export(name, model, out, rot_y_axis_reference, points, quiet, third_party)
+        awml_rot_y = rot_y(rot_y_axis_reference, no_rot_y_axis_reference)
+        refuse_options(name, "export", {"--rot-y-axis-reference": awml_rot_y})
+        _export(name, model, out, bool(awml_rot_y), points, quiet, third_party)
 
 
 def _export(recipe: str, model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None,

@@ -12,13 +12,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Verbose
+from cp_debug.cli._options import Verbose, option
 from cp_debug.cli._quiet import ThirdParty
 
 
 def extract(
     run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json`.")],
-    bundle: Annotated[Path, typer.Option(help="Directory to write the bundle to.")],
+    bundle: Annotated[Path, option("--bundle", help="Directory to write the bundle to.")],
     candidate: Annotated[Optional[str],
                          typer.Option(help="Which candidate to bundle (default: the first that diverged).")] = None,
     tar: Annotated[bool, typer.Option(help="Also write DIR.tar.gz.")] = False,

@@ -9,14 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir, Json,
-                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, TorchModel, Verbose,
-                                   backends_option, model_record, recipe_name)
+                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, SeedOrReport,
+                                   TorchModel, Verbose, backends_option, calib_option, model_record, option,
+                                   preset_option, recipe_name, search_nodes_option)
 from cp_debug.cli._fix_graph import FixMetric, fix_graph_cmd, refuse_metric
 from cp_debug.cli._quiet import ThirdParty
 
 
 def fix(
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Optional[Path], option(
         "--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
     check: Annotated[Optional[Path], typer.Option(
         "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
@@ -26,7 +27,7 @@ def fix(
         "its own file names.", "Spec: framework[-device][-precision][@DIR]; fix searches ONNX Runtime FP16 or INT8 "
         "candidates only (ort-cpu-fp16, ort-cuda-fp16, ort-cpu-int8; the written pair then builds TensorRT engines); "
         "the reference is FP32 torch or ort.")] = None,
-    device: Annotated[Optional[str], typer.Option(
+    device: Annotated[Optional[str], option(
         "--device", help="With --check: where to re-run the verification, cpu or cuda (default: where it was "
              "written). A fix written on the CPU machine is checked on a GPU's float16 with --device cuda.")] = None,
     from_bisect: Annotated[Optional[Path], typer.Option(
@@ -37,65 +38,66 @@ def fix(
              "worst first, in its rank order), the layers it blamed ranked first.")] = None,
     torch_model: TorchModel = None,
     onnx_model: OnnxModel = None,
-    inputs: Annotated[Optional[Path], typer.Option(
-        "--inputs", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one sample each); keys "
-        "= input names or input0, input1, … Default: the model's example inputs (--torch) or seeded random ones "
-        "(--onnx), and 3 seeded random variants.")] = None,
-    data: Annotated[Optional[str], typer.Option(
+    inputs: Annotated[Optional[Path], option(
+        "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
+        "sample each); keys = input names or input0, input1, … Default: the model's example inputs (--torch) or "
+        "seeded random ones (--onnx), and 3 seeded random variants.")] = None,
+    data: Annotated[Optional[str], option(
         "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
         "(Polygraphy's load_data); cpdebug imports and runs FILE.py.")] = None,
-    calib: Annotated[Optional[Path], typer.Option(
-        "--calib", help="With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
+    calib: Annotated[Optional[Path], calib_option(
+        "With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
     metric: FixMetric = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
-    preset: Annotated[Optional[str], typer.Option(
-        help="CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a "
-             "TransFusion-L preset (default transfusion-demo).")] = None,
+    preset: Annotated[Optional[str], preset_option(
+        "CenterPoint preset (default demo, or the --from-bisect report's); with --recipe transfusion a TransFusion-L "
+        "preset (default transfusion-demo).")] = None,
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
-    seed: Annotated[Optional[int], typer.Option(
-        help="Seed of random weights (default 0, or the --from-bisect report's).")] = None,
+    seed: SeedOrReport = None,
     random_weights: RandomWeights = False,
     int8: Int8Dir = None,
-    tol: Annotated[Optional[float], typer.Option(
+    tol: Annotated[Optional[float], option(
         "--max-rel-rmse", help="Largest rel. RMSE of the worst head output on the worst frame (a fixed target "
         "instead of within precision; not an element-wise tolerance).")] = None,
-    max_map_drop: Annotated[Optional[float], typer.Option(
+    max_map_drop: Annotated[Optional[float], option(
         "--max-map-drop", help="Largest mAP drop vs the reference over the frames.")] = None,
     max_lost_boxes: Annotated[Optional[int], typer.Option(
         "--max-lost-boxes", help="Largest number of reference boxes lost over the frames.")] = None,
-    tolerance_mode: Annotated[Optional[str], typer.Option(
-        "--tolerance-mode", help="'model': the fix must be within the candidate's precision on every frame (head "
-             "maps within the rounding it brings, no box changed beyond it), besides any --max-rel-rmse/--max-map-drop/"
-             "--max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is given, else "
-             "them alone.")] = None,
-    n: Annotated[Optional[int], typer.Option(
-        "--n", help="Held-out synthetic frames the search judges on (default 8, or the --from-sweep sweep's).")] = None,
-    scenes: Annotated[Optional[str], typer.Option(
-        "--scenes", metavar="INFOS", help="Your scenes instead, an info file (or a folder with infos.pkl, as `cpdebug "
+    tolerance_mode: Annotated[Optional[str], option(
+        "--tolerance-mode", show_default="model", help="'model': the fix must be within the candidate's precision on "
+        "every frame (head maps within the rounding it brings, no box changed beyond it), besides any --max-rel-rmse, "
+        "--max-map-drop or --max-lost-boxes; 'fixed': those criteria alone. Default: within precision when none is "
+        "given, else them alone.")] = None,
+    n: Annotated[Optional[int], option(
+        "--n", show_default="8", help="Held-out synthetic frames the search judges on (default 8, or the --from-sweep "
+        "sweep's).")] = None,
+    scenes: Annotated[Optional[Path], option(
+        "--scenes", help="Your scenes instead, an info file (or a folder with infos.pkl, as `cpdebug "
              "scenes` writes): the search judges the first part, the verification the last --verify-n frames "
              "(default half), which the search never sees.")] = None,
     data_root: DataRoot = None,
     first_scene: Annotated[Optional[int], typer.Option(
         "--first-scene", help="Skip this many scenes first (held-out: `eval` uses the first ones; default 0, or the "
              "--from-sweep sweep's).")] = None,
-    verify_n: Annotated[Optional[int], typer.Option(
-        "--verify-n", help="Held-out: verify on N other frames after the search's (default 0: on the search's). "
-        "--scenes INFOS: the file's last N frames (default half). --torch/--onnx: the last N samples (default half; "
-        "with one sample, on the search's, and the fix says so). The search never sees them.")] = None,
+    verify_n: Annotated[Optional[int], option(
+        "--verify-n", show_default="0", help="Held-out: verify on N other frames after the search's (0: on the "
+        "search's). --scenes PATH: the file's last N frames (default half). --torch/--onnx: the last N samples "
+        "(default half; with one sample, on the search's, and the fix says so). The search never sees them.")] = None,
     worst_frames: Annotated[int, typer.Option(
         "--worst-frames", help="Judge each step on the worst K frames first (cheap rejection; 0: off).")] = 2,
-    candidates: Annotated[Optional[str], typer.Option(
-        help="Comma-separated candidates instead of the ranked ones: FILE:NODE (FP16) or module names (INT8).")] = None,
+    candidates: Annotated[Optional[str], search_nodes_option(
+        "The nodes the search may keep in FP32 or leave out of INT8, instead of the ranked ones: FILE:NODE (FP16) or "
+        "module names (INT8), comma-separated.")] = None,
     calib_n: FixCalibN = 16,  # INT8 from scratch (no --int8): the calibration of an INT8 candidate
     method: Method = "mse",
     percentile: Percentile = 99.99,
-    bootstrap: Annotated[int, typer.Option(
-        help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
+    bootstrap: Annotated[int, option(
+        "--bootstrap", help="Bootstrap resamples of the per-class AP change interval (0: none).")] = 20,
     json_out: Json = None,
-    junit: Annotated[Optional[Path], typer.Option(
+    junit: Annotated[Optional[Path], option(
         "--junit", metavar="FILE", help="With --check: write JUnit XML for CI (a test case per check: verification, "
         "files, figures, toolchain; and one per budget limit with --budget).")] = None,
     budget: BudgetFile = None,
@@ -151,17 +153,17 @@ def _any_model_sweep(from_sweep: Path | None, torch_model, onnx_model, inputs, b
     return swept["torch"], swept["onnx"], inputs or swept["inputs"], backends or swept["backends"], None
 
 
-def _scenes(scenes: str | None, n: int | None, data_root: Path | None) -> dict:
-    """--n N (held-out synthetic frames) or --scenes INFOS (the user's info file) as the request's fields."""
+def _scenes(scenes: Path | None, n: int | None, data_root: Path | None) -> dict:
+    """--n N (held-out synthetic frames) or --scenes PATH (the user's info file) as the request's fields."""
     from cp_debug.errors import BadInputError
 
     if scenes is None:
         if data_root is not None:
-            raise BadInputError("--data-root goes with --scenes INFOS (an info file's lidar paths)")
+            raise BadInputError("--data-root goes with --scenes PATH (an info file's lidar paths)")
         return {"scenes": n}
     if n is not None:
-        raise BadInputError("--n counts held-out synthetic frames, --scenes INFOS gives yours: give one of them")
-    return {"scenes_path": scenes, "data_root": str(data_root) if data_root is not None else None}
+        raise BadInputError("--n counts held-out synthetic frames, --scenes PATH gives yours: give one of them")
+    return {"scenes_path": str(scenes), "data_root": str(data_root) if data_root is not None else None}
 
 
 def _default_preset(recipe: str, preset: str | None, config: Path | None) -> str | None:

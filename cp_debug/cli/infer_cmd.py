@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, LoadDim, Points, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   UseDim, Verbose, model_record, recipe_name)
+from cp_debug.cli._options import (Checkpoint, ConfigFile, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
+                                   Recipe, RotY, Seed, UseDim, Verbose, model_record, option, recipe_name, rot_y)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -29,20 +29,19 @@ def infer(
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
     out: Annotated[Path,
-                   typer.Option(help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels "
-                                     "(--recipe transfusion: dense_heatmap, heatmap, query_heatmap_score, center, "
-                                     "height, dim, rot, vel, query_labels, boxes, scores, labels).")]
+                   option("--out", help="Output .npz: heatmap, reg, height, dim, rot, vel, boxes, scores, labels "
+                                        "(--recipe transfusion: dense_heatmap, heatmap, query_heatmap_score, center, "
+                                        "height, dim, rot, vel, query_labels, boxes, scores, labels).")]
     = Path("cpdebug-out/infer.npz"),
     encoder: Annotated[str, typer.Option(help="Backend of pts_voxel_encoder: torch or ort.")] = "torch",
     backbone: Annotated[str, typer.Option(help="Backend of pts_backbone_neck_head: torch or ort.")] = "torch",
-    onnx_dir: Annotated[Optional[Path],
-                        typer.Option(help="Directory with the two ONNX files; exported to a temp dir if ort is asked "
-                                          "and this is omitted.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
-    rot_y_axis_reference: Annotated[Optional[bool],
-                                    typer.Option("--rot-y-axis-reference/--no-rot-y-axis-reference",
-                                                 help="Head outputs in AWML's y-axis reference (default: as the ONNX "
-                                                      "files were exported, else off).")] = None,
+    onnx_dir: Annotated[Optional[Path], option(
+        "--onnx-dir", help="Directory with the two ONNX files; exported to a temp dir if ort is asked and this is "
+        "omitted.")] = None,
+    device: Annotated[str, option(
+        "--device", help="cpu or cuda (torch stages, torch glue, ORT's CUDA provider).")] = "cpu",
+    rot_y_axis_reference: RotY = None,
+    no_rot_y_axis_reference: NoRotY = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -52,6 +51,7 @@ def infer(
         from cp_debug.recipes.catalog import recipe as recipe_of
 
         r = recipe_of(recipe_name(recipe, config))
+        rot_y_axis_reference = rot_y(rot_y_axis_reference, no_rot_y_axis_reference)
         if r.infer_scan is not None:  # one scan end to end in torch: the stage options are the pair's
             _stages_refused(r.name, encoder=encoder, backbone=backbone, onnx_dir=onnx_dir, rot_y=rot_y_axis_reference)
             _infer_end_to_end(r, model, points, out, device=device, quiet=quiet, third_party=third_party,

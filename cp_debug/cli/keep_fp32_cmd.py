@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe,
-                                   TorchModel, TorchSeed, Verbose)
+                                   TorchModel, TorchSeed, Verbose, option, search_nodes_option)
 from cp_debug.cli._quiet import ThirdParty
 
 if TYPE_CHECKING:
@@ -21,35 +21,36 @@ if TYPE_CHECKING:
     from cp_debug.compare.diff import Tolerance
 
 
-def _tf(kind, name: str, text: str, *more: str):
-    """An option of `--recipe transfusion` alone (None: not given)."""
-    return Annotated[Optional[kind], typer.Option(name, *more, help="With --recipe transfusion: " + text)]
+def _tf(kind, name: str, text: str, *more: str, shown: str | bool = True):
+    """An option of `--recipe transfusion` alone (None: not given; `shown`: the default its page shows then)."""
+    return Annotated[Optional[kind], option(name, *more, show_default=shown, help="With --recipe transfusion: " + text)]
 
 
 def keep_fp32(
     onnx_model: OnnxModel = None,
     torch_model: TorchModel = None,
     inputs: Inputs = None,
-    backend: Annotated[str, typer.Option(
+    backend: Annotated[str, option(
         "--backends", "-b", metavar="SPEC", help="The one FP16 candidate (the reference is ONNX Runtime FP32 on the "
         "CPU): ort-cpu-fp16, ort-cuda-fp16 or trt-fp16.")] = "ort-cpu-fp16",
-    candidates: Annotated[str,
-                          typer.Option(help="compute (compute nodes + nodes near FP16's range), all, or "
-                                            "comma-separated node names.")] = "compute",
+    candidates: Annotated[str, search_nodes_option(
+        "The nodes the search may keep in FP32: compute (compute nodes + nodes near FP16's range), all, or "
+        "comma-separated node names.")] = "compute",
     atol: Annotated[Optional[float],
-                    typer.Option(help="Absolute tolerance on the graph outputs (default: FP16's, and every output "
-                                      "within FP16's precision budget, as bisect judges).")] = None,
+                    option("--atol", help="Absolute tolerance on the graph outputs (default: FP16's, and every output "
+                                          "within FP16's precision budget, as bisect judges).")] = None,
     rtol: Annotated[Optional[float],
-                    typer.Option(help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
+                    option("--rtol", help="Relative tolerance on the graph outputs (default: FP16's).")] = None,
     exporter: Exporter = "auto",
     seed: TorchSeed = 0,
     recipe: Recipe = None,
-    preset: _tf(str, "--preset", "the TransFusion-L preset (default transfusion-demo).") = None,
+    preset: _tf(str, "--preset", "the TransFusion-L preset.",
+                 shown="transfusion-demo") = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
-    scenes: _tf(int, "--n", "held-out synthetic frames the search judges on (default 8).") = None,
-    verify_scenes: _tf(int, "--verify-n", "verify on this many frames after the search's (default 0: on the "
-                       "search's).") = None,
+    scenes: _tf(int, "--n", "held-out synthetic frames the search judges on.", shown="8") = None,
+    verify_scenes: _tf(int, "--verify-n", "verify on this many frames after the search's (0: on the "
+                       "search's).", shown="0") = None,
     out: _tf(Path, "--out", "write the deployable transfusion.onnx with the set kept in FP32 (the folder `cpdebug "
              "fix --out` writes; `cpdebug fix --check DIR` re-verifies it).", "-o") = None,
     json_out: Json = None,
@@ -191,7 +192,7 @@ def render(result, console) -> None:
         worst = max((d.rel_rmse for d in result.final), default=float("nan"))
         console.print(f"[red]Even with all {len(result.candidates)} candidates in FP32 the outputs fail[/red] "
                       f"(worst rel. RMSE {worst:.3g}): FP16 of these nodes does not explain the divergence; "
-                      "try --candidates all, or `cpdebug bisect`.", highlight=False)
+                      "try --search-nodes all, or `cpdebug bisect`.", highlight=False)
     else:
         console.print(f"[green]Keep {len(result.keep)} node(s) in FP32[/green] (1-minimal: dropping any one fails):",
                       highlight=False)
@@ -217,7 +218,7 @@ def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None
     onnx_file = r.graph_files[0]
     names = candidates.strip()
     if names == "all":
-        raise BadInputError(f"--candidates all: keep-fp32 --recipe {r.name} ranks the graph's compute nodes "
+        raise BadInputError(f"--search-nodes all: keep-fp32 --recipe {r.name} ranks the graph's compute nodes "
                             "(compute) or takes node names")
     chosen = None if names == "compute" else tuple(
         n if n.startswith(onnx_file + SEP) else f"{onnx_file}{SEP}{n}" for n in (x.strip() for x in names.split(","))

@@ -8,30 +8,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Recipe, Verbose, recipe_name
+from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Recipe, Verbose, option, recipe_name
 from cp_debug.cli._quiet import ThirdParty
 
 
 def lint(
     recipe: Recipe = None,
     config: ConfigFile = None,
-    preset: Annotated[Optional[str], typer.Option(
-        help="A preset as the training config (demo, tiny, awml-base, …; --recipe transfusion: transfusion-tiny, "
-             "transfusion-t4-90m-768, …), instead of --config.")] = None,
-    params: Annotated[Optional[list[Path]], typer.Option(
+    preset: Annotated[Optional[str], option(
+        "--preset", help="A preset as the training config (demo, tiny, awml-base, …; --recipe transfusion: "
+        "transfusion-tiny, transfusion-t4-90m-768, …), instead of --config.")] = None,
+    params: Annotated[Optional[list[Path]], option(
         "--params", metavar="FILE", help="Autoware parameter files (*.param.yaml: the model's ml_package file, "
         "centerpoint_common, a model manifest; --recipe transfusion: transfusion.param.yaml, "
         "transfusion_ml_package.param.yaml), read in order as the launch file reads them; repeat the option.")] \
         = None,
-    onnx_dir: Annotated[Optional[Path], typer.Option(
+    onnx_dir: Annotated[Optional[Path], option(
         "--onnx-dir", metavar="DIR", help="The deployed pair (the folder SPEC@DIR names): "
         "pts_voxel_encoder[_<model>].onnx and "
         "pts_backbone_neck_head[_<model>].onnx (or a manifest naming them); --recipe transfusion: the folder of "
         "transfusion.onnx, or the file; its *.param.yaml files are read too when no --params is given.")] = None,
-    points: Annotated[Optional[list[Path]], typer.Option(
+    points: Annotated[Optional[list[Path]], option(
         "--points", metavar="FILE", help="Point files whose pillars are counted against the voxel cap; repeatable.")]
     = None,
-    scenes: Annotated[Optional[Path], typer.Option(
+    scenes: Annotated[Optional[Path], option(
         "--scenes", help="An info file, a folder of point files or a rosbag2 folder: every frame's pillars counted "
         "against the voxel cap.")] = None,
     data_root: DataRoot = None,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
-import typer
-
-from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   model_record, recipe_name)
+from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Json, Method, Percentile, Preset, Quiet,
+                                   RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option, model_record,
+                                   option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -22,20 +20,20 @@ def quantize(
     seed: Seed = 0,
     random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
-    calib_n: CalibN = None,
+    calib_n: Annotated[Optional[int], calib_n_option(
+        "Number of calibration frames: synthetic ones, or with --calib its first N (default: all of it).",
+        shown="100")] = None,
     method: Method = "mse",
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    per_tensor_convtranspose: PerTensorConvT = False,
-    eval_scenes: Annotated[int,
-                           typer.Option("--eval-n",
-                                        help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
-    map_scenes: Annotated[int,
-                          typer.Option("--map-n",
-                                       help="Held-out frames with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
-    out: Annotated[Path, typer.Option(
-        help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")] = Path("cpdebug-out/ptq"),
+    eval_scenes: Annotated[int, option(
+        "--eval-n", help="Held-out frames for the SQNR table and the FP32 vs INT8 error.")] = 2,
+    map_scenes: Annotated[int, option(
+        "--map-n", help="Held-out frames with ground truth for FP32 vs INT8 mAP (0: none).")] = 0,
+    out: Annotated[Path, option(
+        "--out", help="Output directory: ptq.pth, the two Q/DQ ONNX files, quantization.json.")
+    ] = Path("cpdebug-out/ptq"),
     json_out: Json = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -48,7 +46,7 @@ def quantize(
 
         r = recipe_of(recipe_name(recipe, config))
         ptq = r.plugin("ptq", command="quantize")  # CenterPoint's is the only PTQ plug-in today
-        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose)
         _quantize(r, model, settings, calib_scenes=calib_scenes, calib_n=calib_n, eval_scenes=eval_scenes,
                   map_scenes=map_scenes, out=out, json_out=json_out, quiet=quiet or json_out == "-",
                   third_party=third_party)

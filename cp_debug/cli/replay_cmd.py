@@ -9,9 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, MinMatch, Parquet,
-                                   Preset, Quiet,
-                                   RandomWeights, Seed, Verbose, model_record)
+from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, LidarTopic, MinMatch,
+                                   Parquet, Preset, Quiet, RandomWeights, Seed, Verbose, model_record, option)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -56,8 +55,7 @@ def replay(
         help="A rosbag2 folder (sqlite3 .db3 or .mcap) with the clouds and the node's DetectedObjects.")] = None,
     list_topics: Annotated[bool, typer.Option(
         "--list", help="List the bag's topics and message types, and stop.")] = False,
-    lidar_topic: Annotated[Optional[str], typer.Option(
-        help="PointCloud2 topic the node read (default: Autoware's /sensing/lidar/concatenated/pointcloud).")] = None,
+    lidar_topic: LidarTopic = None,
     objects_topic: Annotated[Optional[str], typer.Option(
         help="DetectedObjects topic the node published (default: "
              "/perception/object_recognition/detection/centerpoint/objects).")] = None,
@@ -68,8 +66,8 @@ def replay(
         help="CUDA-CenterPoint's <token>.txt prediction folder (with --scenes).")] = None,
     mmdet3d_pkl: Annotated[Optional[Path], typer.Option(
         "--mmdet3d-pkl", metavar="FILE", help="An mmdet3d results .pkl (with --scenes).")] = None,
-    scenes: Annotated[Optional[Path], typer.Option(
-        help="mmdet3d info file (or DIR with infos.pkl) of the scans the prediction files are of.")] = None,
+    scenes: Annotated[Optional[Path], option(
+        "--scenes", help="mmdet3d info file (or DIR with infos.pkl) of the scans the prediction files are of.")] = None,
     data_root: DataRoot = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
@@ -81,9 +79,11 @@ def replay(
         help="Seeds of the point-order shuffles tried (comma-separated).")] = "0,1,2",
     max_voxels: Annotated[Optional[str], typer.Option(
         help="Voxel caps to try besides the model's (the node's max_voxel_size), comma-separated.")] = None,
-    max_frames: Annotated[Optional[int], typer.Option("--n", min=1, help="Replay at most N frames.")] = None,
-    device: Annotated[str, typer.Option(
-        help="Where the reference runs: cpu or cuda (the node's GPU; exit 3 when torch sees none).")] = "cpu",
+    max_frames: Annotated[Optional[int], option("--n", min=1, show_default="all", help="Replay at most N frames.")
+                          ] = None,
+    device: Annotated[str, option(
+        "--device", help="Where the reference runs: cpu or cuda (the node's GPU; exit 3 when torch sees none).")
+    ] = "cpu",
     min_match: MinMatch = None,
     json_out: Json = None,
     parquet: Parquet = None,

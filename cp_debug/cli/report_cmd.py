@@ -7,15 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from cp_debug.cli._options import option
 
 def report(
     run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json FILE`.")],
-    html: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report with plots.")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write the results table as CSV.")] = None,
-    parquet: Annotated[Optional[Path], typer.Option(help="Write the results table as Parquet (needs pyarrow).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report again as strict JSON.")] = None,
+    html: Annotated[Optional[Path], option("--html", help="Write a self-contained HTML report with plots.")] = None,
+    csv: Annotated[Optional[Path], option("--csv", help="Write the results table as CSV.")] = None,
+    parquet: Annotated[Optional[Path], option(
+        "--parquet", help="Write the results table as Parquet (needs pyarrow).")] = None,
+    json_out: Annotated[Optional[Path], option("--json", help="Write the report again as strict JSON.")] = None,
     max_rows: Annotated[Optional[int], typer.Option(help="Elide unremarkable rows of tables longer than this.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table; only write the requested files.")] = False,
+    quiet: Annotated[bool, option("--quiet", "-q", help="No table; only write the requested files.")] = False,
 ) -> None:
     """Show a saved run's tables and summary, and write it as HTML / CSV / Parquet / JSON.
     """

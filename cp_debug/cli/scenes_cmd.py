@@ -5,20 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record
+from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record, option
 from cp_debug.cli._quiet import ThirdParty
 
 
 def scenes(
-    out: Annotated[Path, typer.Option(help="Output folder: points/<token>.pcd.bin and infos.pkl.")],
-    n: Annotated[int, typer.Option("--n", help="Number of scenes.")] = 200,
+    out: Annotated[Path, option("--out", help="Output folder: points/<token>.pcd.bin and infos.pkl.")],
+    n: Annotated[int, option("--n", help="Number of scenes.")] = 200,
     preset: Preset = "demo",
     config: ConfigFile = None,
-    seed: Annotated[int, typer.Option(help="First scene seed; scenes use seeds SEED..SEED+N-1 (training seeds, "
-                                            "disjoint from the held-out ones).")] = 0,
-    workers: Annotated[int, typer.Option(help="Processes generating scenes.")] = 1,
+    seed: Annotated[int, option("--seed", help="First scene seed; scenes use seeds SEED..SEED+N-1 (training seeds, "
+                                               "disjoint from the held-out ones).")] = 0,
+    workers: Annotated[int, option("--workers", help="Processes generating scenes.")] = 1,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

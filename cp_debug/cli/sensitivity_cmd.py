@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, CalibN, CalibScenes, Checkpoint, ConvT, Csv, Json, Method, Percentile,
-                                   PerTensorConvT, Preset, Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose,
-                                   model_record, recipe_name)
+from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Csv, Json, Method, Percentile, Preset,
+                                   Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option,
+                                   model_record, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -53,30 +53,28 @@ def sensitivity(
     seed: Seed = 0,
     random_weights: RandomWeights = False,
     calib_scenes: CalibScenes = None,
-    calib_n: CalibN = None,
+    calib_n: Annotated[Optional[int], calib_n_option(
+        "Number of calibration frames: synthetic ones, or with --calib its first N (default: all of it).",
+        shown="16")] = None,
     method: Method = "mse",
     percentile: Percentile = 99.99,
     skip_layers: SkipLayers = None,
     convtranspose: ConvT = "skip",
-    per_tensor_convtranspose: PerTensorConvT = False,
-    eval_scenes: Annotated[int,
-                           typer.Option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
+    eval_scenes: Annotated[int, option("--eval-n", help="Held-out frames the output error is measured on.")] = 4,
     layers: Annotated[Optional[str],
                       typer.Option("--layers",
                                    help="Comma-separated quantized layers to measure (default: all).")] = None,
     search: Annotated[bool,
                       typer.Option("--search", help="Then search a 1-minimal set of layers to leave in FP32.")] = False,
-    tol: Annotated[Optional[float],
-                   typer.Option("--max-rel-rmse", help="--search: largest rel. RMSE of the worst head output that "
-                                "passes (default 0.05 without --max-map-drop).")] = None,
-    max_map_drop: Annotated[Optional[float],
-                            typer.Option("--max-map-drop",
-                                         help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with "
-                                              "--max-rel-rmse, both must hold.")] = None,
-    map_scenes: Annotated[int,
-                          typer.Option("--map-n",
-                                       help="Held-out frames with ground truth for mAP (0: no mAP; 20 when "
-                                            "--max-map-drop is given).")] = 0,
+    tol: Annotated[Optional[float], option(
+        "--max-rel-rmse", help="--search: largest rel. RMSE of the worst head output that passes (default 0.05 "
+        "without --max-map-drop).")] = None,
+    max_map_drop: Annotated[Optional[float], option(
+        "--max-map-drop", help="--search: largest mAP drop vs FP32 that passes (e.g. 0.005); with --max-rel-rmse, "
+        "both must hold.")] = None,
+    map_scenes: Annotated[int, option(
+        "--map-n", help="Held-out frames with ground truth for mAP (0: no mAP; 20 when --max-map-drop is given).")
+    ] = 0,
     top: Annotated[int, typer.Option(help="Rows shown in the table.")] = 10,
     json_out: Json = None,
     csv: Csv = None,
@@ -92,7 +90,7 @@ def sensitivity(
 
         r = recipe_of(recipe_name(recipe, config))
         ptq = r.plugin("ptq", command="sensitivity")  # CenterPoint's is the only PTQ plug-in today
-        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose)
+        settings = ptq.PtqSettings.parse(method, percentile, skip_layers, convtranspose)
         request = SearchRequest(eval_scenes=eval_scenes, layers=layers, search=search, tol=tol,
                                 max_map_drop=max_map_drop, map_scenes=map_scenes).checked()
         n_calib = 16 if calib_n is None and calib_scenes is None else calib_n
@@ -195,7 +193,7 @@ def render(result, found, console, top: int = 10) -> None:
                       "again fails):", highlight=False)
         for n in found.fp32:
             console.print(f"  {n}", highlight=False)
-        console.print(f"cpdebug quantize ... {found.skip_layers_option()}", highlight=False, soft_wrap=True)
+        console.print(f"cpdebug quantize ... {found.exclude_int8_option()}", highlight=False, soft_wrap=True)
 
 
 def _plot(result, path: Path, top: int = 20) -> None:

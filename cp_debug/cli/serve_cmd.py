@@ -17,6 +17,7 @@ from typing import Annotated, Callable
 import typer
 
 from cp_debug.cli._errors import exit_status, internal_error_line
+from cp_debug.cli._options import option
 from cp_debug.cli._pipe import exit_code, flush, guard, unguard
 from cp_debug.errors import CpDebugError, ExitCode
 from cp_debug.server import client, hold, resident, warm, where
@@ -43,7 +44,7 @@ def serve(
                                              "until Ctrl-C, instead of in the background.")] = False,
     idle_minutes: Annotated[float, typer.Option(min=0.0, help="Stop after this many minutes without a command.")]
     = 30.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress while starting.")] = False,
+    quiet: Annotated[bool, option("--quiet", "-q", help="No progress while starting.")] = False,
 ) -> None:
     """Keep cpdebug loaded: later commands of this environment run in it, seconds sooner (`CPDEBUG_SERVER=off`
     runs one in its own process). The socket is this user's alone; the log lies beside it."""

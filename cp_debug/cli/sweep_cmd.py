@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
-                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, NoCache, OnnxModel,
-                                   Pictures, Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData,
-                                   SampleInputs,
-                                   Seed, ToleranceMode, TorchModel, Verbose, model_record, no_cache, recipe_name)
+                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
+                                   MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
+                                   Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
+                                   Verbose, level_option, model_record, no_cache, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -71,12 +71,9 @@ def sweep(
     int8: Int8Dir = None,
     scenes: Scenes = None,
     data_root: DataRoot = None,
-    lidar_topic: Annotated[Optional[str], typer.Option(
-        help="--scenes BAG: the PointCloud2 topic (default: Autoware's "
-             "/sensing/lidar/concatenated/pointcloud).")] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
-    level: Annotated[Optional[str], typer.Option(
-        help="Probe level: stage, block, layer, all (default: block; stage for --recipe transfusion).")] = None,
+    lidar_topic: LidarTopic = None,
+    n: Annotated[int, option("--n", min=1, help="Held-out synthetic frames when --scenes is not given.")] = 20,
+    level: Annotated[Optional[str], level_option("block; stage for --recipe transfusion")] = None,
     bisect_top: Annotated[int, typer.Option("--bisect-top", min=0,
                                             help="Bisect the K worst degraded or diverged frames.")] = 3,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Frames per shard file.")] = 8,
@@ -94,11 +91,10 @@ def sweep(
     ray_cpus_per_worker: Annotated[Optional[int], typer.Option(
         "--ray-cpus-per-worker", min=1, help="CPUs (and threads) each Ray actor gets (default: the cluster's CPUs "
         "shared out between the actors).")] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
+    bootstrap: Annotated[int, option("--bootstrap", min=0, help="Bootstrap resamples for the AP intervals.")] = 200,
     calib_scenes: HeldOutCalib = 4,
     calib: SampleCalib = None,
-    match_distance: Annotated[float, typer.Option(min=0.01, help="Centre distance (m) matching a candidate box to "
-                                                  "a reference box.")] = 2.0,
+    match_distance: MatchDistance = 2.0,
     deterministic: Deterministic = True,
     cudnn_algo: CudnnAlgo = None,
     atol: Atol = None,
@@ -106,8 +102,8 @@ def sweep(
     tolerance_mode: ToleranceMode = None,
     seed: Seed = 0,
     cache: NoCache = False,
-    html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the HTML report to FILE (default: "
-                                                 "OUT/report.html).")] = None,
+    html: Annotated[Optional[Path], option(
+        "--html", metavar="FILE", help="Write the HTML report to FILE (default: OUT/report.html).")] = None,
     no_html: Annotated[bool, typer.Option("--no-html", help="Write no HTML report.")] = False,
     pictures: Pictures = None,
     rrd: Rrd = None,
@@ -143,7 +139,7 @@ def sweep(
     if calib is not None:
         from cp_debug.errors import BadInputError
 
-        raise BadInputError("--calib FILE|DIR goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
+        raise BadInputError("--calib PATH goes with --torch / --onnx: a CenterPoint sweep's INT8 backends "
                             "calibrate on --calib-n held-out synthetic frames")
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.compare.noise import check_mode

@@ -9,32 +9,31 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Recipe, Verbose, model_record, recipe_name
+from cp_debug.cli._options import (ConfigFile, DataRoot, Preset, Quiet, Recipe, Verbose, model_record, option,
+                                   recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 
 
 def train(
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pth, mmengine layout).")],
+    out: Annotated[Path, option("--out", help="Checkpoint to write (.pth, mmengine layout).")],
     preset: Preset = "demo",
     config: ConfigFile = None,
     recipe: Recipe = None,
     scenes: Annotated[Optional[Path],
-                      typer.Option(help="Training scenes: a folder from `cpdebug scenes` or "
-                                        "an mmdet3d info .pkl.")] = None,
-    data_root: Annotated[Optional[Path],
-                         typer.Option(help="Folder the info file's lidar paths are relative to "
-                                           "(default: its own).")] = None,
+                      option("--scenes", help="Training scenes: a folder from `cpdebug scenes` or "
+                                              "an mmdet3d info .pkl.")] = None,
+    data_root: DataRoot = None,
     synthetic: Annotated[int,
-                         typer.Option("--n", help="Instead of --scenes: generate this many training scenes (seeds "
-                                           "0..N-1) on the fly.")] = 0,
+                         option("--n", help="Instead of --scenes: generate this many training scenes (seeds "
+                                            "0..N-1) on the fly.")] = 0,
     steps: Annotated[int, typer.Option(help="Optimizer steps (0: use --epochs).")] = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the scenes when --steps is 0.")] = 20.0,
     batch_size: Annotated[int, typer.Option(help="Scenes per step.")] = 4,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule (AdamW).")] = 3e-4,
-    device: Annotated[str, typer.Option(help="cpu or cuda (mixed precision on cuda).")] = "cpu",
+    device: Annotated[str, option("--device", help="cpu or cuda (mixed precision on cuda).")] = "cpu",
     workers: Annotated[int,
-                       typer.Option(help="DataLoader worker processes (scene loading, "
-                                         "augmentation, voxelization).")] = 0,
+                       option("--workers", help="DataLoader worker processes (scene loading, "
+                                                "augmentation, voxelization).")] = 0,
     val_scenes: Annotated[int,
                           typer.Option("--val-n", help="Held-out frames for the final nuScenes "
                                             "center-distance mAP (0: none).")] = 50,
@@ -44,7 +43,7 @@ def train(
                                       "size; loads as float32).")] = False,
     log: Annotated[Optional[Path],
                    typer.Option(help="Write the training log (loss curve, times, mAP) as JSON.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 0,
+    seed: Annotated[int, option("--seed", help="Seed for weights, shuffling and augmentation.")] = 0,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -10,30 +10,32 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Recipe, Seed,
-                                   Verbose, model_record, recipe_name)
+                                   Verbose, model_record, option, recipe_name)
 from cp_debug.cli._quiet import ThirdParty
 
 
 def trt_kit(
-    out: Annotated[Path, typer.Option("--out", metavar="KIT", help="The kit's folder (written whole).")],
+    out: Annotated[Path, option(
+        "--out", metavar="DIR", help="The kit's folder (written whole; SPEC@KIT reads its results back).")],
     recipe: Recipe = None,
     preset: Preset = "demo",
     config: ConfigFile = None,
     checkpoint: Checkpoint = None,
     random_weights: RandomWeights = False,
     seed: Seed = 0,
-    onnx_dir: Annotated[Optional[Path], typer.Option(
+    onnx_dir: Annotated[Optional[Path], option(
         "--onnx-dir", metavar="DIR", help="A deployed ONNX pair (pts_voxel_encoder.onnx, pts_backbone_neck_head.onnx) "
         "to put in the kit instead of cp_debug's export of the model; checked against the model.")] = None,
     params: AutowareParams = None,
     fix: Annotated[Optional[Path], typer.Option(
         "--fix", metavar="DIR", help="A `cpdebug fix --out DIR` folder: its deployable pair (--recipe transfusion: "
         "its FP16 transfusion.onnx) goes in the kit.")] = None,
-    points: Annotated[Optional[list[Path]], typer.Option(
-        help="Point files, one frame each (repeat the option); bisect reads them as --points.")] = None,
-    scenes: Annotated[Optional[Path], typer.Option(
-        help="Frames of an info file, a folder with infos.pkl, a rosbag2 folder or a folder of point files.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="N held-out synthetic frames.")] = None,
+    points: Annotated[Optional[list[Path]], option(
+        "--points", help="Point files, one frame each (repeat the option); bisect reads them as --points.")] = None,
+    scenes: Annotated[Optional[Path], option(
+        "--scenes", help="Frames of an info file, a folder with infos.pkl, a rosbag2 folder or a folder of point "
+        "files.")] = None,
+    n: Annotated[Optional[int], option("--n", help="N held-out synthetic frames.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(
         help="Precision the target runs (repeat for more): fp16 (default; --recipe transfusion: the --params' "
              "trt_precision where they set it), fp32, int8. One the pair does not hold is converted by cp_debug's "

@@ -237,7 +237,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
                calib: Sequence[Mapping] = (), progress=None, candidates: Sequence[str] | None = None,
                module_names: Sequence[str] = ()) -> GraphSearch:
     """The 1-minimal set over `samples` (every one must pass) for `spec`: FP16 keeps nodes in FP32, INT8 leaves
-    nodes out of the quantizer. `candidates` (`--candidates`): the nodes searched, in any form cp_debug prints
+    nodes out of the quantizer. `candidates` (`--search-nodes`): the nodes searched, in any form cp_debug prints
     (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line."""
     from cp_debug.bisect.experiment import probe_order, progress_step
     from cp_debug.bisect.search import KeepFp32Search, run_search
@@ -252,7 +252,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     if candidates:
         from cp_debug.probes.node_names import NodeNames
 
-        asked = NodeNames(model, module_names).resolve(list(candidates), "--candidates")
+        asked = NodeNames(model, module_names).resolve(list(candidates), "--search-nodes")
         ranked = tuple(c for c in ranked if c.name in asked) + tuple(
             Candidate(n, next(x.op_type for x in model.graph.node if x.name == n), -1, 0.0)
             for n in asked if n not in {c.name for c in ranked})

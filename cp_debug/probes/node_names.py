@@ -1,5 +1,5 @@
 """The names a user gives for ONNX nodes, read back to the graph's own node names (`--keep-fp32`, `--exclude-int8`,
-`keep-fp32 --candidates`, `fix --candidates`).
+`keep-fp32 --search-nodes`, `fix --search-nodes`).
 
 A user copies a name from whatever cp_debug printed: a node name (`node_MatMul_174`, `/body/body.2/Conv`), a
 tensor name (`val_178`), the readable probe name an ONNX-only run shows for a dynamo graph

@@ -178,7 +178,7 @@ def plan_quantization(model: nn.Module, skip: Iterable[str] = (), convtranspose:
     names = {n for n, _ in model.named_modules()}
     unknown = [s for s in skip if s not in names]
     if unknown:
-        raise BadInputError(f"--skip-layers names no module of the model: {', '.join(unknown)} "
+        raise BadInputError(f"--exclude-int8 names no module of the model: {', '.join(unknown)} "
                             f"(e.g. pts_neck.deblocks.0.0, pts_backbone.blocks.0)")
     scope = tuple(scope) if scope is not None else None
     layers, skipped = [], []

@@ -79,7 +79,7 @@ def test_json_to_stdout_and_torch_loader(tmp_path):
 
 
 def test_exit_1_when_even_every_candidate_in_fp32_fails(files):
-    proc = cpdebug("--onnx", files / "model.onnx", "--inputs", files / "inputs.npz", "--candidates", "/head/Conv",
+    proc = cpdebug("--onnx", files / "model.onnx", "--inputs", files / "inputs.npz", "--search-nodes", "/head/Conv",
                    "--quiet")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Even with all 1 candidates in FP32 the outputs fail" in proc.stdout
@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case):
         "missing_file": ["--onnx", tmp_path / "nope.onnx"],
         "two_models": ["--onnx", model, "--torch", CONCAT],
         "no_model": [],
-        "unknown_node": ["--onnx", model, "--inputs", inputs, "--candidates", "/no/such,/head/Conv"],
+        "unknown_node": ["--onnx", model, "--inputs", inputs, "--search-nodes", "/no/such,/head/Conv"],
         "int8_backend": ["--onnx", model, "--backends", "ort-cpu-int8"],
         "wrong_inputs": ["--onnx", model, "--inputs", tmp_path / "bad.npz"],
         "unwritable_json": ["--onnx", model, "--json", tmp_path / "no_dir" / "k.json"],

@@ -168,12 +168,12 @@ def test_fix_takes_a_batched_calibration_file_as_bisect_does(files, tmp_path):
 
 
 def test_fix_honours_candidates_or_refuses_a_name_no_node_has(files, tmp_path):
-    """`fix --candidates` on the any-model path (issue 85, item 2: it was ignored, even a made-up name): the search
+    """`fix --search-nodes` on the any-model path (issue 85, item 2: it was ignored, even a made-up name): the search
     runs over the nodes given, in any form cp_debug prints; a name no node has is one line, exit 2."""
-    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--candidates", "madeup_node",
+    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--search-nodes", "madeup_node",
                    "--out", tmp_path / "a")
-    assert proc.returncode == 2 and "--candidates 'madeup_node': no node" in proc.stderr, proc.stderr[-2000:]
-    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--candidates",
+    assert proc.returncode == 2 and "--search-nodes 'madeup_node': no node" in proc.stderr, proc.stderr[-2000:]
+    proc = cpdebug("fix", "--onnx", files["activation"], "-b", "ort-cpu-fp8", "--search-nodes",
                    "/body/body.2/Conv,/body/body.4/Conv", "--out", tmp_path / "b", "--json", tmp_path / "b.json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "b.json").read_text())

@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.cli import _help
+from cp_debug.cli._options import ADVANCED
 from cp_debug.cli.main import app
 
 GROUP = typer.main.get_command(app)
@@ -66,8 +67,8 @@ def test_brackets_survive_rich_markup_and_backends_says_the_whole_grammar():
 def test_bisect_internals_sit_in_the_advanced_panel_last():
     text = page("bisect")
     panels = re.findall(r"╭─ (.+?) ─", text)
-    assert panels[-1] == _help.ADVANCED
-    advanced = text[text.index(f"─ {_help.ADVANCED} "):]
+    assert panels[-1] == ADVANCED
+    advanced = text[text.index(f"─ {ADVANCED} "):]
     for option in ("--lockstep-mode", "--device-budget", "--memory-budget"):
         assert option in advanced
 
@@ -106,14 +107,11 @@ TERMS = Path(__file__).resolve().parents[2] / "docs" / "terms.md"
 
 
 def _option_table() -> list[tuple[str, list[str]]]:
-    """(canonical option, its old spellings) of each row of terms.md's "Option names" table."""
-    text = TERMS.read_text().split("## Option names", 1)[1].split("\n## ", 1)[0]
-    rows = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[1].startswith("`--"):
-            rows.append((cells[1].strip("`"), re.findall(r"`(--[a-z0-9-]+)", cells[2])))
-    return rows
+    """(canonical option, its old spellings) of each row of terms.md's "Option names" table (tests/cli/
+    test_option_terms.py reads the rest of each row)."""
+    from tests.cli.terms_table import table
+
+    return [(row.option, list(row.old)) for row in table(TERMS.read_text())]
 
 
 def _options(command) -> set[str]:
@@ -132,12 +130,13 @@ def test_terms_names_every_deprecated_spelling_and_no_page_shows_one():
     assert {"--backends", "--atol", "--rtol", "--calib", "--calib-n", "--html", "--n"} <= set(table)
     old = {spelling for spellings in table.values() for spelling in spellings}
     for (name, flag), entry in _help.DEPRECATED.items():
+        new = entry[0].split(" ")[0]  # "--convtranspose per-tensor": the option, then the value the old flag meant
         assert flag in old, f"{name} {flag}: not in docs/terms.md's option table"
-        assert entry[0] == "" or entry[0] in table, f"{name} {flag} -> {entry[0]}: not a canonical name"
-        assert entry[0] == "" or entry[0] in _options(GROUP.commands[name]), (name, entry[0])
+        assert new == "" or new in table, f"{name} {flag} -> {new}: not a canonical name"
+        assert new == "" or new in _options(GROUP.commands[name]), (name, new)
     assert old <= {flag for _, flag in _help.DEPRECATED}, "an old spelling in docs/terms.md that no command takes"
     for (name, flag), entry in _help.DEPRECATED.items():  # hidden: the page shows the new name alone
-        if len(entry) == 2:  # (fix --scenes INFOS and sweep --html FILE stay: only a count / no value is the old one)
+        if len(entry) == 2:  # (fix --scenes PATH and sweep --html FILE stay: only a count / no value is the old one)
             assert flag not in _options(GROUP.commands[name]), (name, flag)
 
 
@@ -179,7 +178,7 @@ def test_an_old_spelling_parses_as_the_new_one_with_one_line_each(name, old, new
 
 def test_fix_scenes_stays_a_path_and_sweep_html_a_file(capsys):
     fix = GROUP.commands["fix"]
-    assert fix.make_context("fix", ["--scenes", "infos.pkl"]).params["scenes"] == "infos.pkl"
+    assert str(fix.make_context("fix", ["--scenes", "infos.pkl"]).params["scenes"]) == "infos.pkl"
     assert capsys.readouterr().err == ""
     sweep = GROUP.commands["sweep"]
     ctx = sweep.make_context("sweep", ["--out", "o", "--html", "-q"])  # the old flag: the default, said once

@@ -1,6 +1,6 @@
 """Output for people and files (issue 85, item 6): in a file or a pipe the summary box wraps at 100 columns (or
-COLUMNS), not 200, while a table's rows keep their probe names whole; every help page fits 100 columns with no option
-name broken."""
+COLUMNS), not 200, while a table's rows keep their probe names whole; every help page fits 100 columns, and 80, with no
+option name broken."""
 
 from __future__ import annotations
 
@@ -77,26 +77,42 @@ def test_a_terminal_narrower_than_a_name_folds_it():
     assert max(len(line) for line in console.file.getvalue().splitlines()) <= 80
 
 
-HELP_WIDTH = 100
+HELP_WIDTHS = (80, 100)  # a terminal's usual width, and what a file or a pipe gets
 GROUP = typer.main.get_command(__import__("cp_debug.cli.main", fromlist=["app"]).app)
 EVERY = {o for c in GROUP.commands.values() for p in c.params for o in (*p.opts, *p.secondary_opts)}
 
 
+@pytest.mark.parametrize("width", HELP_WIDTHS)
 @pytest.mark.parametrize("name", sorted(GROUP.commands))
-def test_help_fits_100_columns_and_breaks_no_option_name(name, monkeypatch):
+def test_help_fits_the_width_and_breaks_no_option_name(name, width, monkeypatch):
+    """At 80 columns as at 100 (issue 85, item 1: names broke mid-word below 100), every option is shown whole."""
     import typer.rich_utils
 
     from cp_debug.cli.main import app
 
     # typer reads TERMINAL_WIDTH once, when typer.rich_utils is first imported: in one process another test's help
     # page (tests/cli/test_help_pages.py asks for 250) may have fixed it already
-    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", HELP_WIDTH)
-    env = {"COLUMNS": str(HELP_WIDTH), "TERMINAL_WIDTH": str(HELP_WIDTH)}
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", width)
+    env = {"COLUMNS": str(width), "TERMINAL_WIDTH": str(width)}
     text = CliRunner().invoke(app, [name, "--help"], env=env).stdout
-    assert max(len(line) for line in text.splitlines()) <= HELP_WIDTH
+    assert max(len(line) for line in text.splitlines()) <= width
     named = set(re.findall(r"--[a-z0-9][a-z0-9-]*", text))
     options = [o for p in GROUP.commands[name].params if not getattr(p, "hidden", False) for o in p.opts
                if o.startswith("--")]
     assert [o for o in options if o not in named] == []  # each shown whole at least once (its own row)
     # no piece of a broken name: a token that is no option of any command, but the start of one
+    assert [t for t in named if t not in EVERY and any(o.startswith(t) for o in EVERY)] == []
+
+
+@pytest.mark.parametrize("name", ["quantize", "export", "fix"])  # the pages whose names broke at 80 columns
+def test_a_fresh_process_at_80_columns_breaks_no_name(name):
+    """As a user's terminal runs it: a new process, COLUMNS=80 (typer reads the width once, at its import)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TERMINAL_WIDTH")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    env["COLUMNS"] = "80"
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", name, "--help"], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+    named = set(re.findall(r"--[a-z0-9][a-z0-9-]*", proc.stdout))
     assert [t for t in named if t not in EVERY and any(o.startswith(t) for o in EVERY)] == []

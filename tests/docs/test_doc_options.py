@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "how-to").glob("*.md")])
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?![A-Za-z0-9-])")
 COMMAND = re.compile(r"\bcpdebug ([a-z][a-z0-9-]*)((?:[^`|&;#\n]|\|(?=[^ ]))*)")
-# options of the other tools the docs quote (pip, pytest, polygraphy), named alone in prose
+# options of the other tools the docs quote (pip, pytest, polygraphy, AWML's PTQ script), named alone in prose
 OTHER_TOOLS = {"--no-deps", "--dist", "--durations", "--load-inputs", "--onnxrt", "--trt", "--extra-index-url",
-               "--index-url"}
+               "--index-url", "--skip-layers"}
 # the lab notebook quotes the benchmark scripts' own options in prose; its cpdebug command lines are still checked
 PROSE_SKIPPED = {"measurements.md"}
 LISTS_OLD_SPELLINGS = {"terms.md"}

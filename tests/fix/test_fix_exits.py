@@ -20,7 +20,7 @@ def test_no_set_found_is_exit_1_and_writes_nothing(tmp_path):
     ckpt = local_overflow_checkpoint(tmp_path / "planted.pth")
     out = tmp_path / "fix"
     proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-fp16",
-                   "--max-rel-rmse", "0.05", "--n", 1, "--bootstrap", 0, "--candidates", LOCAL_OVERFLOW_NODES[-1],
+                   "--max-rel-rmse", "0.05", "--n", 1, "--bootstrap", 0, "--search-nodes", LOCAL_OVERFLOW_NODES[-1],
                    "--out", out,
                    "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.DIVERGED == 1, proc.stdout + proc.stderr

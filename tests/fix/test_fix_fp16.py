@@ -226,7 +226,7 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path):
         (("--out", tmp_path / "x", "--max-rel-rmse", "0.1", "--device", "cuda"), "--device goes with --check"),
         (("--out", tmp_path / "x", "--backends", f"torch,ort-cpu-int8@{deployed}"), "searches FP16 candidates"),
         (("--out", tmp_path / "x", "--scenes", tmp_path), "give an info file"),
-        (("--out", tmp_path / "x", "--n", "3", "--data-root", tmp_path), "--data-root goes with --scenes INFOS"),
+        (("--out", tmp_path / "x", "--n", "3", "--data-root", tmp_path), "--data-root goes with --scenes PATH"),
     ]
     for args, match in cases:
         proc = cpdebug(*args)

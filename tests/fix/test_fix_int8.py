@@ -19,7 +19,7 @@ def test_int8_fix_leaves_the_hostile_layer_out_of_the_qdq_pair(tmp_path):
     ckpt = int8_hostile_checkpoint(tmp_path / "hostile.pth")
     out = tmp_path / "fix"
     proc = cpdebug("--preset", "tiny", "--checkpoint", ckpt, "--backends", "torch,ort-cpu-int8",
-                   "--max-rel-rmse", "0.7", "--n", "1", "--calib-n", "1", "--bootstrap", "0", "--candidates",
+                   "--max-rel-rmse", "0.7", "--n", "1", "--calib-n", "1", "--bootstrap", "0", "--search-nodes",
                    f"pts_backbone.blocks.0.0,{INT8_HOSTILE_LAYER}", "--out", out, "--json", "-", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)

@@ -46,7 +46,7 @@ def test_a_healthy_fp16_candidate_needs_no_fix(tmp_path):
     One candidate given: the search's first run (nothing kept) is the claim, whatever the candidates; given, they
     are not ranked by a pass over every tensor of the FP32 pair (8 of the run's 35 CPU s on the demo's grid)."""
     out = tmp_path / "fix"
-    proc = cpdebug("--backends", "torch,ort-cpu-fp16", "--n", 1, "--bootstrap", 0, "--candidates",
+    proc = cpdebug("--backends", "torch,ort-cpu-fp16", "--n", 1, "--bootstrap", 0, "--search-nodes",
                    LOCAL_OVERFLOW_NODES[-1], "--out", out, "--json", tmp_path / "run.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "nothing to fix: within precision" in proc.stdout

@@ -30,7 +30,7 @@ def planted(tmp_path_factory):
     # the candidates cut to three (one a decoy) to keep the test short; the full ranking finds the same two
     candidates = ",".join([DECOY, ATTN + "MatMul_3", ATTN + "Softmax"])
     proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", "--checkpoint", ckpt,
-                   "--backends", "torch,ort-cpu-fp16", "--n", 1, "--verify-n", 1, "--candidates",
+                   "--backends", "torch,ort-cpu-fp16", "--n", 1, "--verify-n", 1, "--search-nodes",
                    candidates, "--out", out, "--json", tmp / "run.json", "--quiet")
     assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
     return out, json.loads((tmp / "run.json").read_text())
@@ -93,7 +93,7 @@ def test_a_healthy_transfusion_needs_no_fix(tmp_path):
     are not ranked by a pass over every tensor of the FP32 graph."""
     out = tmp_path / "fix"
     proc = cpdebug("--recipe", "transfusion", "--preset", "transfusion-tiny", "--backends", "torch,ort-cpu-fp16",
-                   "--n", 1, "--candidates", DECOY, "--out", out, "--json", tmp_path / "run.json", "--quiet")
+                   "--n", 1, "--search-nodes", DECOY, "--out", out, "--json", tmp_path / "run.json", "--quiet")
     assert proc.returncode == ExitCode.OK, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["status"] == "not_needed" and doc["set"]["keep_fp32"] == []
@@ -134,8 +134,8 @@ def test_keep_fp32_of_transfusion_is_the_fix_request_and_what_it_does_not_take_i
     monkeypatch.setattr(cp_debug.fix.run, "run_fix", record)
     common = ("--recipe", "transfusion", "--preset", "transfusion-tiny", "--n", "2", "--quiet")
     # (the recorder's exception ends each run: the CLI maps it as a bug of cp_debug, exit 70)
-    run("keep-fp32", *common, "--backends", "ort-cpu-fp16", "--candidates", "/a/MatMul,transfusion.onnx:/b/Softmax")
-    cpdebug(*common, "--backends", "torch,ort-cpu-fp16", "--candidates",
+    run("keep-fp32", *common, "--backends", "ort-cpu-fp16", "--search-nodes", "/a/MatMul,transfusion.onnx:/b/Softmax")
+    cpdebug(*common, "--backends", "torch,ort-cpu-fp16", "--search-nodes",
             "transfusion.onnx:/a/MatMul,transfusion.onnx:/b/Softmax", "--out", tmp_path / "fix")
     keep, fix = asked
     assert keep.candidates == ("transfusion.onnx:/a/MatMul", "transfusion.onnx:/b/Softmax")
@@ -144,7 +144,7 @@ def test_keep_fp32_of_transfusion_is_the_fix_request_and_what_it_does_not_take_i
 
     assert replace(keep, source=fix.source) == fix
     for args, said in ((("--onnx", tmp_path / "m.onnx"), "--onnx: not for keep-fp32 --recipe transfusion"),
-                       (("--candidates", "all"), "--candidates all"),
+                       (("--search-nodes", "all"), "--search-nodes all"),
                        (("--backends", "trt-fp16"), "ONNX Runtime FP16")):
         proc = run("keep-fp32", *common, *args)
         assert proc.returncode == ExitCode.BAD_INPUT and said in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -1001,7 +1001,7 @@ def options_cases(seeds: Seeds, work: Path, rng, names=None) -> list[Case]:
         "memory_budget": ("bisect", *tiny, "--memory-budget", "-5"),
         "lockstep_mode": ("bisect", *tiny, "--backends", "ort,ort", "--lockstep-mode", "bogus"),
         "exporter": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--exporter", "bogus", "-q"),
-        "candidates": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--candidates", "no_such_node", "-q"),
+        "candidates": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--search-nodes", "no_such_node", "-q"),
         "keep_backend": ("keep-fp32", "--onnx", str(seeds.onnx / ENCODER), "--backends", "ort", "-q"),
         "atol": ("bisect", *tiny, "--atol", str(pick(rng, ["-1", "nan", "inf"])), "-q"),
         "fix_tol": ("fix", *tiny, "--max-rel-rmse", str(pick(rng, ["-1", "nan", "0"])), "--out", "{OUT}/fix", "-q"),

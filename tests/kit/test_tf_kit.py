@@ -59,7 +59,7 @@ def tf_fix(tmp_path_factory) -> tuple[Path, Path]:
     out = root / "fix"
     code, lines = _cli("fix", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--checkpoint", str(ckpt),
                        "--backends", "torch,ort-cpu-fp16", "--n", "1", "--first-scene", "3",
-                       "--verify-n", "0", "--candidates", ",".join(f"{STAGE}.onnx:{n}" for n in KEPT),
+                       "--verify-n", "0", "--search-nodes", ",".join(f"{STAGE}.onnx:{n}" for n in KEPT),
                        "--out", str(out), "--quiet")
     assert code == 0, lines
     return out, ckpt

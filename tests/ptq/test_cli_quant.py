@@ -37,7 +37,7 @@ def test_quantize_writes_a_ptq_dir_that_loads(tmp_path, tiny_cfg):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--skip-layers", "pts_backbone.nope"], "pts_backbone.nope"),
+    (["--exclude-int8", "pts_backbone.nope"], "pts_backbone.nope"),
     (["--method", "kl"], "--method"),
     (["--calib-n", "0"], "--calib-n"),
     (["--convtranspose", "sideways"], "--convtranspose"),

@@ -56,7 +56,7 @@ def test_exclusion_search_is_one_minimal(hostile):
     for name in found.fp32:  # ...and putting any one of its layers back into INT8 fails
         assert worst(set(found.fp32) - {name}) > tol
     assert found.steps[0].experiment == () and not found.steps[0].passed
-    assert found.skip_layers_option().startswith("--skip-layers ")
+    assert found.exclude_int8_option().startswith("--exclude-int8 ")
 
 
 class _OracleEvaluator:

@@ -95,7 +95,7 @@ def test_a_dynamo_onnx_file_the_names_its_table_and_hint_show_are_a_cure_bisect_
     assert rc == 0, cured["outcome_reasons"]  # the hint's "verified" and the bisect agree
 
     readable = [p["name"] for p in report["probes"] if p["name"].startswith("layer4.0.")]
-    found = _keep(tmp_path, *model, "--candidates", ",".join(readable), tag="onnx")
+    found = _keep(tmp_path, *model, "--search-nodes", ",".join(readable), tag="onnx")
     assert all(m.startswith("layer4.0.") for m in found["modules"].values()), found["modules"]
     rc, cured = _bisect(tmp_path, *model, "--backends", "ort,ort-cpu-fp16", "--keep-fp32", ",".join(found["keep"]),
                         tag="found")

@@ -59,7 +59,7 @@ def check_request(req: "FixRequest") -> None:
         raise BadInputError(f"fix --recipe transfusion searches FP16 candidates (ort-cpu-fp16, ort-cuda-fp16), not "
                             f"{req.candidate}: INT8 of TransFusion-L is not built")
     given = [o for o, v in (("--int8", req.model.int8), ("@DIR (a deployed file)", spec.onnx_dir),
-                            ("--scenes INFOS", req.scenes_path), ("--max-map-drop", req.target.max_map_drop),
+                            ("--scenes PATH", req.scenes_path), ("--max-map-drop", req.target.max_map_drop),
                             ("--max-lost-boxes", req.target.max_lost_boxes)) if v is not None]
     if given:
         raise BadInputError(f"{', '.join(given)}: CenterPoint's; not for fix --recipe transfusion (it judges the "

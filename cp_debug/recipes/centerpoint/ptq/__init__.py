@@ -8,7 +8,7 @@ searches and scenes); `cpdebug quantize` and `cpdebug sensitivity` reach it thro
 CenterPoint's own fix (`fix/int8.py`) by name.
 
 The hooks `cpdebug quantize` / `cpdebug sensitivity` call (recipe_contract/recipe.PLUGINS["ptq"]):
-  PtqSettings.parse(method, percentile, skip_layers, convtranspose, per_tensor_convtranspose) -> PtqSettings: the
+  PtqSettings.parse(method, percentile, skip_layers, convtranspose) -> PtqSettings: the
     options checked before anything loads;
   calibrate_model(model_record, settings, calib_scenes, calib_n, *, step, bar) -> CalibratedModel: the model loaded
     and calibrated (`.run`: the PTQ run, `.summary()`: one line);

@@ -47,18 +47,13 @@ class PtqSettings:
         return tuple(default_skip(self.convtranspose)) + self.extra_skip
 
     @classmethod
-    def parse(cls, method: str, percentile: float, skip_layers: str | None, convtranspose: str,
-              per_tensor_convtranspose: bool) -> "PtqSettings":
+    def parse(cls, method: str, percentile: float, skip_layers: str | None, convtranspose: str) -> "PtqSettings":
         """The settings of the command-line values; a BadInputError names the wrong one."""
         from cp_debug.quant.calibrate import METHODS
         from cp_debug.quant.quantizers import CONVTRANSPOSE_MODES
 
         if method not in METHODS:
             raise BadInputError(f"unknown --method {method!r}: choose one of {', '.join(METHODS)}")
-        if per_tensor_convtranspose:
-            if convtranspose not in ("skip", "per-tensor"):
-                raise BadInputError("--per-tensor-convtranspose contradicts --convtranspose " + convtranspose)
-            convtranspose = "per-tensor"
         if convtranspose not in CONVTRANSPOSE_MODES:
             raise BadInputError(f"unknown --convtranspose {convtranspose!r}: choose {', '.join(CONVTRANSPOSE_MODES)}")
         extra = tuple(s.strip() for s in (skip_layers or "").split(",") if s.strip())
@@ -96,7 +91,7 @@ def quantize_centerpoint(model, cfg, points: Iterator[np.ndarray], n_scenes: int
     skip = default_skip(convtranspose) if skip is None else tuple(skip)
     plan = plan_quantization(fused, skip, convtranspose, scope=QUANT_SCOPE)
     if not plan.layers:
-        raise BadInputError("every layer is skipped: nothing to quantize (check --skip-layers)")
+        raise BadInputError("every layer is skipped: nothing to quantize (check --exclude-int8)")
     qmodel = insert_quantizers(copy.deepcopy(fused), plan).eval()
 
     def loop(m) -> int:

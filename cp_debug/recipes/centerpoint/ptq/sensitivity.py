@@ -187,8 +187,9 @@ class ExclusionResult:
     def runs(self) -> int:
         return len(self.steps)
 
-    def skip_layers_option(self) -> str:
-        return "--skip-layers " + ",".join(self.fp32 or ())
+    def exclude_int8_option(self) -> str:
+        """The set found as `cpdebug quantize`'s option that leaves it out of INT8."""
+        return "--exclude-int8 " + ",".join(self.fp32 or ())
 
     max_map_drop: float | None = None
 
