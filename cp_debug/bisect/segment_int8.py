@@ -79,9 +79,10 @@ class Int8Why:
                 "`cpdebug fix` searches the smallest set of layers to leave out of INT8 that does")
 
 
-def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Int8Why | None:
+def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: str):
     """The INT8 why of `probe`'s segment for an ONNX Runtime INT8 candidate quantized here, with the advice tried on
-    the segment; None where it does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
+    the segment (`Int8Why`; a Clip ONNX Runtime's ClipQuantFusion drops: `clip_fusion.ClipFusionWhy`); None where it
+    does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
 
@@ -89,6 +90,11 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     if spec.precision != "int8" or spec.framework != "ort" \
             or getattr(run.stage_of(state.label, i), "qdq_export", None) is not None:
         return None
+    from cp_debug.bisect.clip_fusion import module_clip_why
+
+    clip = module_clip_why(run, state, i, probe)  # ONNX Runtime's optimiser drops a Clip: its own why, first
+    if clip is not None:
+        return clip
     rs = root_segment(run, state, i, probe)
     if rs is None:
         return None

@@ -241,7 +241,7 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
     tensor whose INT8 or FP8 range loses its values (segment_int8.py, segment_fp8.py), with its advice tried on the
     segment; None where it does not apply, shows nothing, or cannot be worked out."""
     local_bad = r.local is not None and r.local.status != "ok"
-    if state.spec.precision in ("fp8", "nvfp4", "mxfp8"):  # float formats judged by their budget, not atol / rtol
+    if state.spec.precision in ("int8", "fp8", "nvfp4", "mxfp8"):  # judged by their budget, not atol / rtol
         local_bad = beyond_locally(r)
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None
