@@ -260,6 +260,10 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         values = reference_values(model, samples, probes)
     ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else \
         rank_int8(model, values, spec.precision)
+    if spec.precision == "int8":  # bisect's INT8 readings first: the smallest cure is tried first
+        from cp_debug.fix.int8_rank import findings_first
+
+        ranked = findings_first(model, values, calib, ranked)
     if candidates:
         from cp_debug.probes.node_names import NodeNames
 
