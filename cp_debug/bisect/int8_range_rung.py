@@ -50,7 +50,8 @@ def range_rung(finding, value, axis: int) -> RangeRung | None:
         per = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1).max(axis=1)
         k = finding.outliers[0]
         top = float(np.sort(per)[-k - 1]) if per.size > k else 0.0
-        how = f"the largest |x| of the other channels: the {k} outlier channel{'s' * (k > 1)} saturate"
+        which = f"the {k} outlier channels saturate" if k > 1 else "the outlier channel saturates"
+        how = f"the largest |x| of the other channels: {which}"
     else:
         top = float(np.percentile(a, PERCENTILE))
         how = f"the {PERCENTILE:g}th percentile of the reference's |x|"
