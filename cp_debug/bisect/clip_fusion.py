@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_int8 import _named, climb
+from cp_debug.bisect.ladder import climb, ladder_text
+from cp_debug.bisect.ladder import named as _named
 from cp_debug.bisect.segment_why import RootSegment, SegmentRun, root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.precision.int8 import FLOAT32_EPS
@@ -34,8 +35,6 @@ class ClipFusionWhy:
     budget: float | None  # INT8's budget there (None with --tolerance-mode fixed)
 
     def text(self) -> str:
-        from cp_debug.bisect.segment_fp8 import ladder_text
-
         name, q_lo, lo = self.clips[0]
         more = f" (and {len(self.clips) - 1} more Clip(s) of this segment)" if len(self.clips) > 1 else ""
         why = (f"ONNX Runtime's ClipQuantFusion drops {name}{more} in front of its QuantizeLinear: the quantizer's "

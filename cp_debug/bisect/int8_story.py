@@ -120,7 +120,7 @@ def _loses(tensor: str, value, amax: float, readers: tuple[str, ...] = ()):
 def _inside(run: RunState, state: CandidateState, p) -> tuple[str, str] | None:
     """The finding's words and its tensor where a quantized tensor inside probe `p`'s segment (not its own) loses its
     values at the run's range, else None."""
-    from cp_debug.bisect.segment_int8 import _named
+    from cp_debug.bisect.ladder import named as _named
     from cp_debug.bisect.segment_why import root_segment, run_segment
 
     rs = root_segment(run, state, p.stage, p.name)

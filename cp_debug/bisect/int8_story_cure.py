@@ -18,8 +18,9 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
     segment) on the segment from `probe`'s module on to `fd`, said with each rung's figure; None where it cannot be
     run (no segment, the tensor not quantized there)."""
     from cp_debug.bisect.int8_range_rung import RangeRung, range_rung, with_range
-    from cp_debug.bisect.segment_fp8 import ladder_text
-    from cp_debug.bisect.segment_int8 import _named, _range_finding, _within, climb
+    from cp_debug.bisect.ladder import climb, ladder_text, within
+    from cp_debug.bisect.ladder import named as _named
+    from cp_debug.bisect.segment_int8 import _range_finding
     from cp_debug.bisect.segment_why import root_segment, run_segment
     from cp_debug.compare.diff import TensorDiff
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
@@ -57,7 +58,7 @@ def story_cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor
                            facts=False).values[rs.tensor]
 
     before = TensorDiff.from_arrays(fd, run.store.get(fd), cand.values[rs.tensor], run.tolerance(state, fd))
-    if _within(run, state, fd, before)[0]:  # the segment alone does not make the divergence: nothing to verify
+    if within(run, state, fd, before)[0]:  # the segment alone does not make the divergence: nothing to verify
         return None
     seen: list = []
     k, last, after, ok, budget = climb(run, state, fd, steps, values_of, seen)

@@ -22,7 +22,8 @@ import numpy as np
 from cp_debug.bisect.hints import int8_range
 from cp_debug.bisect.int8_range_rung import RangeRung, range_rung, with_range
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.op_findings import named_module
+from cp_debug.bisect.ladder import climb
+from cp_debug.bisect.ladder import named as _named
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
@@ -81,7 +82,7 @@ class Int8Why:
         numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
         flag = f"--exclude-int8 {','.join(self.exclude)}"
         if self.ranged is not None:
-            from cp_debug.bisect.segment_fp8 import ladder_text
+            from cp_debug.bisect.ladder import ladder_text
 
             return ladder_text(why, self.ranged.text(), "int8", self.before, self.after, self.budget, (),
                                self.verified, self.tried) + f"; {self.ranged.how_to()}"
@@ -157,23 +158,6 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
                    before.rel_rmse, after.rel_rmse, budget, k, rungs)
 
 
-def climb(run: RunState, state: CandidateState, probe: str, steps: list, values_of, seen: list | None = None
-          ) -> tuple:
-    """A cure ladder walked on `probe`'s segment, smallest change first: each step's values (`values_of(step)`)
-    judged as the segment's local error is (`_within`), up to the first within the precision or the last step.
-    Returns (its 1-based rank, the step, its TensorDiff, within, the budget) — INT8's range and sets left out, FP8's
-    and the block formats' rungs (segment_fp8.py, segment_blocks.py); `seen` gets (step, TensorDiff, within) of each."""
-    truth, judge = run.store.get(probe), run.tolerance(state, probe)
-    for k, step in enumerate(steps, 1):
-        after = TensorDiff.from_arrays(probe, truth, values_of(step), judge)
-        ok, budget = _within(run, state, probe, after)
-        if seen is not None:
-            seen.append((step, after, ok))
-        if ok or k == len(steps):
-            return k, step, after, ok, budget
-    raise ValueError("a ladder of no step")
-
-
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):
     """A maker of the finding for `tensor` (given its readers' names) where its reference values do not fit
     ±amax, else None: most nonzero values round to zero, some saturate, or a few outlier channels (on `axis`, the
@@ -207,20 +191,6 @@ def _outlier_channels(a: np.ndarray, axis: int) -> tuple[int, int, float] | None
     if not 0 < k <= max(1, per.size // 8):
         return None
     return k, int(per.size), float(per.max() / med)
-
-
-def _named(node, named) -> str:
-    module = named_module(node, named)
-    return f"{module + ': ' if module else ''}{node.op_type} {node.name!r}"
-
-
-def _within(run: RunState, state: CandidateState, probe: str, d: TensorDiff) -> tuple[bool, float | None]:
-    """Is a segment's local error within the candidate's precision, as its local error is judged (the noise model,
-    else the fixed tolerance)? With the budget it was judged against (None in fixed mode)."""
-    if run.opts.tolerance_mode == "fixed":
-        return d.status == "ok", None
-    j = run.judge(state, probe, d)
-    return not j.beyond, j.expected_rel_rmse
 
 
 FIT_SATURATED = 1e-3  # a share of the input's values beyond the calibrated range that says the set misses it
