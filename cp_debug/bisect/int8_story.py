@@ -12,6 +12,8 @@ dominates". The data says more: of the probes up to the first divergent one, the
 calibrated range cannot hold (most nonzero values round to zero, or a few outlier channels set the range and a
 share worth naming rounds to zero: `segment_int8._range_finding`) is where the error is made, at every level.
 Saturation is not read here: a calibration set drawn unlike the input has its own reading (`calibration_fit`).
+The cure ladder then runs from that probe on to the first divergent one (`int8_story_cure.py`), and where it is said,
+the probe's own unverified advice gives way to it (`merged`).
 """
 
 from __future__ import annotations
