@@ -48,6 +48,9 @@ class Determinism:
         TF32 is governed by the backend's precision (on only for `*-tf32` specs), whatever `enabled` says.
     seed: seeds python `random`, numpy's global RNG and torch (CPU and CUDA) inside `apply_torch`.
     ort_opt_level: ORT graph optimisation level: disable | basic | extended | all (ORT's default is all).
+    ort_disabled_optimizers: ORT graph optimisers (transformers or rewrite rules, by ORT's own names) left out of
+        the session (InferenceSession's `disabled_optimizers`): the INT8 why's cure of ClipQuantFusion's wrong drop
+        runs the segment with its rule, "ClipQuantRewrite", off (`bisect/clip_fusion.py`).
     conv_algo: how cuDNN picks convolution kernels on CUDA (`CONV_ALGOS`); None: heuristic when enabled,
         exhaustive otherwise.
     """
@@ -56,6 +59,7 @@ class Determinism:
     seed: int = 0
     ort_opt_level: str = "all"
     conv_algo: str | None = None
+    ort_disabled_optimizers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ort_opt_level not in _ORT_OPT_LEVELS:
@@ -150,6 +154,10 @@ class Determinism:
         so.log_severity_level = 3  # errors only: ORT's warnings (e.g. node placement) are read from the session
         return so
 
+    def ort_session_kwargs(self) -> dict:
+        """InferenceSession's keyword arguments beyond its options: the optimisers left out, where any are."""
+        return {"disabled_optimizers": list(self.ort_disabled_optimizers)} if self.ort_disabled_optimizers else {}
+
     def ort_cuda_provider_options(self, tf32: bool, device_id: int = 0, half: bool = False) -> dict[str, str]:
         """CUDA EP options: TF32 only when asked (ORT turns it on by default), the conv algorithm choice (`cudnn_algo`:
         HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the backbone/neck/head)
@@ -192,6 +200,7 @@ class Determinism:
             },
             "onnxruntime": {
                 "graph_optimization_level": _ORT_OPT_LEVELS[self.ort_opt_level],
+                **({"disabled_optimizers": list(self.ort_disabled_optimizers)} if self.ort_disabled_optimizers else {}),
                 "execution_mode": "ORT_SEQUENTIAL",
                 "use_deterministic_compute": self.enabled,
                 "cuda.use_tf32": "1 for *-tf32 specs only, else 0",

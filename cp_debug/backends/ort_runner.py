@@ -338,14 +338,14 @@ class OrtRunner(Runner):
                     if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
                         so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
                     self._configure(so, model)
-                    sess = ort.InferenceSession(src, sess_options=so, providers=providers)
+                    sess = ort.InferenceSession(src, so, providers, **self.determinism.ort_session_kwargs())
                 except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
                     if dump is None:
                         raise
                     so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
                                                               spinning=self.spinning)
                     self._configure(so, model)
-                    sess = ort.InferenceSession(src, sess_options=so, providers=providers)
+                    sess = ort.InferenceSession(src, so, providers, **self.determinism.ort_session_kwargs())
             except _ort_errors("NotImplemented") as err:
                 raise BackendUnavailableError(
                     f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this "

@@ -75,8 +75,16 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
             parts.append(f"{ctx.precision.upper()} rounding introduced by this layer (local rel. error "
                          f"{loc.rel_rmse:.2g}); keep it in FP32 if it matters")
     if ctx.precision_note:  # after the reason, once (issue 84: it came first, up to three times)
-        parts.append(ctx.precision_note)
+        parts.append(_unsaid(ctx.precision_note, ctx.segment_why))
     return "; ".join(parts) if parts else None
+
+
+def _unsaid(note: str, why: str | None) -> str:
+    """The precision note less its ClipQuantFusion sentence where the why already names the rule with its numbers
+    (`bisect/clip_fusion.py`): said once."""
+    if not (why and why.startswith("ONNX Runtime's ClipQuantFusion drops")):
+        return note
+    return "; ".join(x for x in note.split("; ") if "ONNX Runtime's ClipQuantFusion drops" not in x)
 
 
 def _int8_parts(rng: "Int8Range", said: bool) -> list[str]:

@@ -12,9 +12,13 @@ dominates". The data says more: of the probes up to the first divergent one, the
 calibrated range cannot hold (most nonzero values round to zero, or a few outlier channels set the range and a
 share worth naming rounds to zero: `segment_int8._range_finding`) is where the error is made, at every level.
 Saturation is not read here: a calibration set drawn unlike the input has its own reading (`calibration_fit`).
+The cure ladder then runs from that probe on to the first divergent one (`int8_story_cure.py`), and where it is said,
+the probe's own unverified advice gives way to it (`merged`).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -46,13 +50,51 @@ def range_root_cause(run: RunState, state: CandidateState, results: list[ProbeRe
     for p in upto:
         pm = run.subject.stages[p.stage].probe_map()
         t = pm.tensors.get(p.name) if pm is not None else None
-        if t in state.int8_amax and _loses(t, run.store.get(p.name), state.int8_amax[t]):
-            return p.name, None  # its hint reads the same range (hints.int8_range)
+        found = _loses(t, run.store.get(p.name), state.int8_amax[t], (p.name,)) if t in state.int8_amax else None
+        if found:
+            cure = _cure(run, state, p.name, fd, t)  # said, the probe's own reading of the range gives way to it
+            return p.name, f"{_output(found)}; {cure}" if cure else None  # else its hint reads the same range
     for p in upto:
-        text = _inside(run, state, p)
-        if text is not None:
-            return p.name, text
+        found = _inside(run, state, p)
+        if found is not None:
+            text, t = found
+            cure = _cure(run, state, p.name, fd, t)
+            return p.name, f"{text}; {cure}" if cure else text
     return None
+
+
+def _cure(run: RunState, state: CandidateState, probe: str, fd: str, tensor: str) -> str | None:
+    """`int8_story_cure.story_cure`; where it fails, a warning and None (the story stands without it)."""
+    from cp_debug.bisect.int8_story_cure import story_cure
+
+    try:
+        return story_cure(run, state, probe, fd, tensor)
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the root cause stands without it
+        run.warnings.append(f"{state.label}: the cure ladder of {probe} was not worked out: {err}")
+        return None
+
+
+def _output(found) -> str:
+    """A finding on a tensor a layer writes, in its words (`Int8Finding.text` reads a reader's input)."""
+    return found.text().replace(" at ", " after ", 1).replace("it reads", "its output", 1)
+
+
+# the probe's own unverified INT8 advice (`hints._int8_parts`), which a verified or tried ladder replaces
+_UNTRIED = (re.compile(r"INT8 resolution lost: \d+% of the values round to zero \(range ±[^)]*\); exclude this layer "
+                       r"from INT8 \(--exclude-int8\) or clip the outliers(; )?"),
+            re.compile(r"INT8 quantisation error of this layer; exclude it from INT8 \(--exclude-int8\) if it "
+                       r"matters(; )?"))
+
+
+def merged(story: str, hint: str | None) -> str:
+    """The story's words first, then the probe's own hint less the INT8 advice the story's ladder replaces."""
+    if not hint:
+        return story
+    if "the cure ladder on the segment" in story:
+        for pattern in _UNTRIED:
+            hint = pattern.sub("", hint)
+        hint = hint.strip().removesuffix(";").strip()
+    return f"{story}; {hint}" if hint else story
 
 
 def _first_saturated(run: RunState, state: CandidateState, upto: list) -> tuple[str, None] | None:
@@ -77,10 +119,10 @@ def _loses(tensor: str, value, amax: float, readers: tuple[str, ...] = ()):
     return f if f is not None and (f.lost > LOST_SHARE or bool(f.outliers and f.lost > OUTLIER_LOST)) else None
 
 
-def _inside(run: RunState, state: CandidateState, p) -> str | None:
-    """The finding's words where a quantized tensor inside probe `p`'s segment (not its own) loses its values at the
-    run's range, else None."""
-    from cp_debug.bisect.segment_int8 import _named
+def _inside(run: RunState, state: CandidateState, p) -> tuple[str, str] | None:
+    """The finding's words and its tensor where a quantized tensor inside probe `p`'s segment (not its own) loses its
+    values at the run's range, else None."""
+    from cp_debug.bisect.ladder import named as _named
     from cp_debug.bisect.segment_why import root_segment, run_segment
 
     rs = root_segment(run, state, p.stage, p.name)
@@ -95,5 +137,5 @@ def _inside(run: RunState, state: CandidateState, p) -> str | None:
         writer = tuple(_named(n, rs.named) for n in rs.model.graph.node if t in n.output)
         found = _loses(t, values[t], state.int8_amax[t], writer)
         if found is not None:
-            return found.text().replace(" at ", " after ", 1).replace("it reads", "its output", 1)
+            return _output(found), t
     return None

@@ -115,10 +115,11 @@ def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     one with the largest error, as `amplification` divides by) within its *own* budget — never one carried in turn,
     so a budget does not grow down the network. The graph as deployed (`state.deployed`) is judged alike."""
     from cp_debug.compare import noise
+    from cp_debug.compare.int8_carry import carry_judgement
 
     r = s.results.get(name)
     if (s.judged_at != "int8" or run.opts.tolerance_mode != "model" or r is None or r.judgement is None
-            or r.local_judgement is None or r.local_judgement.beyond or r.diff is None):
+            or r.local_judgement is None or r.diff is None):
         return
     ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
            and math.isfinite(s.results[u].diff.rel_rmse) and s.results[u].diff.rel_rmse > 0]
@@ -126,10 +127,8 @@ def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
         return
     src = max(ins, key=lambda x: x.diff.rel_rmse)
     own = run.judge(s, src.probe, src.diff)  # its own budget, not one it carries
-    if own.beyond:
-        return
-    gain = r.diff.rel_rmse / src.diff.rel_rmse
-    j = noise.carried(r.judgement, r.diff.rel_rmse, gain, own, src.probe, s.judged_at)
+    local = r.local_judgement
+    j = carry_judgement(r.judgement, r.diff, src.probe, src.diff, own, lambda: not local.beyond, s.judged_at)
     s.results[name] = replace(r, judgement=j, status=noise.status_of(r.diff, j))
     if name in s.deployed:
         s.deployed[name] = carried_deployed(s, s.deployed[name])

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_fp8 import ladder_text
-from cp_debug.bisect.segment_int8 import _named, climb
+from cp_debug.bisect.ladder import climb, ladder_text
+from cp_debug.bisect.ladder import named as _named
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.segment_int8 import _named, _outlier_channels, climb
+from cp_debug.bisect.ladder import climb, ladder_text
+from cp_debug.bisect.ladder import named as _named
+from cp_debug.bisect.segment_int8 import _outlier_channels
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
@@ -82,19 +84,6 @@ class Fp8Why:
         text = ladder_text(why, self.cure, "fp8", self.before, self.after, self.budget, self.exclude,
                            self.verified, self.tried)
         return f"{text}; of its local error, {self.split}" if self.split else text
-
-
-def ladder_text(why: str, change: str, fmt: str, before: float, after: float, budget: float | None,
-                exclude: tuple[str, ...], verified: bool, tried: int) -> str:
-    """A quantized format's why with the last change of its ladder: verified (within precision with it) or not,
-    the segment's local error before and after against the format's budget, and the flag that leaves nodes out."""
-    limit = f", {fmt}'s budget {budget:.3g}" if budget is not None else ""
-    numbers = f"local rel. RMSE {before:.3g} → {after:.3g}{limit}"
-    flag = f"; --exclude-int8 {','.join(exclude)}" if exclude else ""
-    if verified:
-        return f"{why}; verified: within precision with {change} ({numbers}{flag})"
-    sets = f"; {tried} changes tried, the last shown" if tried > 1 else ""
-    return f"{why}; {change} does not cure this segment ({numbers}{flag}{sets})"
 
 
 def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Fp8Why | None:

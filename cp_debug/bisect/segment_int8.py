@@ -4,10 +4,13 @@ candidate quantizes it, calibrated on the reference's boundary values as local e
 
 The finding is the first tensor the segment quantizes whose values its per-tensor range cannot hold: most of its
 nonzero values round to zero (a range set by a few outliers: "INT8 resolution lost"), or some lie beyond it
-("INT8 saturation"). Its quantized readers (the Conv / MatMul / Gemm that read it through Q/DQ) are then left out of
-INT8 on the same segment, then with the op that wrote it too, and the advice is called a cure ("verified") only when
-the segment's local error comes back within INT8's budget. Without such a tensor the advice is the hint's own
-("exclude this layer"): every quantized node of the segment, tried the same way.
+("INT8 saturation"). Then the cure ladder on the same segment, smallest change first (issue 84, item 4): that tensor
+quantized at a range fitted to it (`int8_range_rung.py`: the other channels' range where outlier channels set it;
+weights are per channel already), its quantized readers (the Conv / MatMul / Gemm that read it through Q/DQ) left out
+of INT8, then with the op that wrote it too; a rung is called a cure ("verified") only when the segment's local error
+comes back within INT8's budget, and the rungs tried before it are said with their figures. Without such a tensor the
+advice is the hint's own ("exclude this layer"): every quantized node of the segment, tried the same way. A Clip
+ONNX Runtime's ClipQuantFusion drops in the segment is its own why, first (`clip_fusion.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.bisect.hints import int8_range
+from cp_debug.bisect.int8_range_rung import RangeRung, range_rung, with_range
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.op_findings import named_module
+from cp_debug.bisect.ladder import climb
+from cp_debug.bisect.ladder import named as _named
 from cp_debug.bisect.segment_why import root_segment, run_segment
 from cp_debug.compare.diff import TensorDiff
 
@@ -64,14 +69,23 @@ class Int8Why:
     after: float  # ... with `exclude` left out of INT8
     budget: float | None  # INT8's budget there (rel. RMSE; None with --tolerance-mode fixed)
     tried: int = 1  # how many sets were tried
+    rungs: tuple[str, ...] = ()  # the rungs tried before the last, each with its figure (`int8_range_rung`)
+    ranged: RangeRung | None = None  # the last rung, where it is the range's, not a set left out
 
     def text(self) -> str:
         why = (self.finding.text() if self.finding is not None
                else "INT8 quantisation error of this layer (no tensor its segment quantizes loses most of its "
                     "values to an outlier range or saturates)")
+        if self.rungs:
+            why += "; tried first (weights are per channel already): " + "; ".join(self.rungs)
         limit = f", int8's budget {self.budget:.3g}" if self.budget is not None else ""
         numbers = f"local rel. RMSE {self.before:.3g} → {self.after:.3g}{limit}"
         flag = f"--exclude-int8 {','.join(self.exclude)}"
+        if self.ranged is not None:
+            from cp_debug.bisect.ladder import ladder_text
+
+            return ladder_text(why, self.ranged.text(), "int8", self.before, self.after, self.budget, (),
+                               self.verified, self.tried) + f"; {self.ranged.how_to()}"
         if self.verified:
             return f"{why}; verified: within precision with {self.names} left out of INT8 ({flag}; {numbers})"
         sets = f"; {self.tried} sets tried, the widest shown" if self.tried > 1 else ""
@@ -79,9 +93,10 @@ class Int8Why:
                 "`cpdebug fix` searches the smallest set of layers to leave out of INT8 that does")
 
 
-def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: str) -> Int8Why | None:
+def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: str):
     """The INT8 why of `probe`'s segment for an ONNX Runtime INT8 candidate quantized here, with the advice tried on
-    the segment; None where it does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
+    the segment (`Int8Why`; a Clip ONNX Runtime's ClipQuantFusion drops: `clip_fusion.ClipFusionWhy`); None where it
+    does not apply (another precision, a given Q/DQ graph) or nothing is quantized."""
     from cp_debug.bisect.kit_local import local_spec
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
 
@@ -89,6 +104,11 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     if spec.precision != "int8" or spec.framework != "ort" \
             or getattr(run.stage_of(state.label, i), "qdq_export", None) is not None:
         return None
+    from cp_debug.bisect.clip_fusion import module_clip_why
+
+    clip = module_clip_why(run, state, i, probe)  # ONNX Runtime's optimiser drops a Clip: its own why, first
+    if clip is not None:
+        return clip
     rs = root_segment(run, state, i, probe)
     if rs is None:
         return None
@@ -101,7 +121,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     inner = [t for t in quantized if t not in feed]
     ref = {**feed, **(run_segment(run, "ort", seg, feed, inner).values if inner else {})}
     nodes = [n for n in seg.graph.node if n.op_type in DEFAULT_OP_TYPES]
-    finding, sets = None, [tuple(n.name for n in nodes)]
+    finding, sets, rung = None, [tuple(n.name for n in nodes)], None
     for t in quantized:
         readers = [n for n in nodes if t in n.input]
         axis = 1 if any(n.op_type.startswith("Conv") for n in readers) else -1
@@ -113,6 +133,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
         if writer is not None:
             sets.append(tuple(n.name for n in [*readers, writer]))
         finding = found(tuple(_named(n, rs.named) for n in readers or [writer]))
+        rung = range_rung(finding, ref.get(t), axis) if cand.qdq is not None else None
         break
     sets = [s for s in sets if s]
     if not sets:
@@ -120,24 +141,21 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     truth = run.store.get(probe)
     before = TensorDiff.from_arrays(probe, truth, cand.values[tensor], run.tolerance(state, probe))
     by_name = {n.name: n for n in seg.graph.node}
-    k, tried, after, ok, budget = climb(run, state, probe, sets, lambda tried: run_segment(
-        run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=tried).values[tensor])
-    return Int8Why(finding, tried, ", ".join(_named(by_name[n], rs.named) for n in tried), ok,
-                   before.rel_rmse, after.rel_rmse, budget, k)
 
+    def values_of(step):
+        if isinstance(step, RangeRung):
+            return run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, facts=False,
+                               qdq=with_range(cand.qdq, step.tensor, step.amax)).values[tensor]
+        return run_segment(run, str(rs.spec), seg, feed, [tensor], spec=rs.spec, exclude=step).values[tensor]
 
-def climb(run: RunState, state: CandidateState, probe: str, steps: list, values_of) -> tuple:
-    """A cure ladder walked on `probe`'s segment, smallest change first: each step's values (`values_of(step)`)
-    judged as the segment's local error is (`_within`), up to the first within the precision or the last step.
-    Returns (its 1-based rank, the step, its TensorDiff, within, the budget) — INT8's sets left out, FP8's and the
-    block formats' rungs (segment_fp8.py, segment_blocks.py)."""
-    truth, judge = run.store.get(probe), run.tolerance(state, probe)
-    for k, step in enumerate(steps, 1):
-        after = TensorDiff.from_arrays(probe, truth, values_of(step), judge)
-        ok, budget = _within(run, state, probe, after)
-        if ok or k == len(steps):
-            return k, step, after, ok, budget
-    raise ValueError("a ladder of no step")
+    seen: list = []
+    k, last, after, ok, budget = climb(run, state, probe, [rung, *sets] if rung else sets, values_of, seen)
+    rungs = tuple(f"{step.text()}: local rel. RMSE {d.rel_rmse:.3g}, not within"
+                  for step, d, _ in seen[:-1] if isinstance(step, RangeRung))
+    if isinstance(last, RangeRung):
+        return Int8Why(finding, (), "", ok, before.rel_rmse, after.rel_rmse, budget, k, rungs, last)
+    return Int8Why(finding, last, ", ".join(_named(by_name[n], rs.named) for n in last), ok,
+                   before.rel_rmse, after.rel_rmse, budget, k, rungs)
 
 
 def _range_finding(tensor: str, value, amax: float, axis: int = -1):
@@ -173,20 +191,6 @@ def _outlier_channels(a: np.ndarray, axis: int) -> tuple[int, int, float] | None
     if not 0 < k <= max(1, per.size // 8):
         return None
     return k, int(per.size), float(per.max() / med)
-
-
-def _named(node, named) -> str:
-    module = named_module(node, named)
-    return f"{module + ': ' if module else ''}{node.op_type} {node.name!r}"
-
-
-def _within(run: RunState, state: CandidateState, probe: str, d: TensorDiff) -> tuple[bool, float | None]:
-    """Is a segment's local error within the candidate's precision, as its local error is judged (the noise model,
-    else the fixed tolerance)? With the budget it was judged against (None in fixed mode)."""
-    if run.opts.tolerance_mode == "fixed":
-        return d.status == "ok", None
-    j = run.judge(state, probe, d)
-    return not j.beyond, j.expected_rel_rmse
 
 
 FIT_SATURATED = 1e-3  # a share of the input's values beyond the calibrated range that says the set misses it

@@ -14,7 +14,7 @@ value is back within the range, and the advice is verified there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -291,30 +291,41 @@ def _float_outputs(model) -> list[str]:
 class SegmentRun:
     values: dict  # output tensor -> value
     amax: dict  # INT8: the calibrated amax of each tensor the runner quantized; {} otherwise
+    # INT8: Clip → (its QuantizeLinear's low bound, its minimum) where ONNX Runtime's ClipQuantFusion drops it wrongly
+    clips: dict = field(default_factory=dict)
+    qdq: Any = None  # INT8 quantized here: the segment's Q/DQ graph as the runner quantized it (no probes exposed)
 
 
 def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str], *, spec=None, keep=(),
-                exclude=(), facts: bool = True) -> SegmentRun:
+                exclude=(), facts: bool = True, det=None, qdq=None) -> SegmentRun:
     """`model` (a segment) run as `label`/`spec` runs it, `outputs` exposed: with `keep` kept in FP32 (FP16) or
     `exclude` left out of INT8 on top of the run's own lists; INT8 is calibrated on `feed`, as local errors are.
-    `facts=False`: ONNX Runtime's optimised graph is not written and read back for precision facts no one reads."""
+    `facts=False`: ONNX Runtime's optimised graph is not written and read back for precision facts no one reads.
+    `det`: the run's determinism settings with a change (ONNX Runtime optimisers left out: `clip_fusion.py`);
+    `qdq` (INT8): a Q/DQ graph of the segment run as it is (a range changed: `int8_range_rung.py`)."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
+    from cp_debug.precision.int8 import clip_drops
 
     spec = spec or BackendSpec.parse(label)
-    kw = {"determinism": run.det, "spinning": False, **run.ort_kwargs(spec, model)}
+    kw = {"determinism": det or run.det, "spinning": False, **run.ort_kwargs(spec, model)}
     if not facts:
         kw["graph_facts"] = False
     if keep:
         kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
     if spec.calibrated:  # INT8, FP8, NVFP4: calibrated on the segment's own feed, as local errors are
         kw["calib_feeds"] = [feed]
+    if qdq is not None:
+        kw["int8_model"] = qdq
     if exclude:  # out of the run's quantisation, on top of its own list
         kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
     extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]
     with make_runner(spec, onnx_model=model, extra_outputs=extra, **kw) as r:
         out = r.infer(feed)
         amax = r.quant_amax()
-    return SegmentRun({t: np.asarray(out[t]) for t in outputs if t in out}, amax)
+        q = getattr(r, "quantized", None) if spec.precision == "int8" else None
+    clips = clip_drops(q.model) if q is not None else {}
+    return SegmentRun({t: np.asarray(out[t]) for t in outputs if t in out}, amax, clips,
+                      q.model if q is not None else None)
 
 

@@ -37,7 +37,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     """One candidate's result over every probe it measured, with the root cause explained; the time since
     `started` (perf_counter) is added to the candidate's seconds."""
     from cp_debug.bisect.flip_why import decision_flip
-    from cp_debug.bisect.int8_story import range_root_cause
+    from cp_debug.bisect.int8_story import merged, range_root_cause
 
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
@@ -53,7 +53,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
             rc, path = moved[0], [moved[0]]
         hint, owner = _hint(run, state, rc) if rc else (None, None)
         if moved is not None and moved[1]:
-            hint = f"{moved[1]}; {hint}" if hint else moved[1]
+            hint = merged(moved[1], hint)
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None
@@ -241,7 +241,7 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
     tensor whose INT8 or FP8 range loses its values (segment_int8.py, segment_fp8.py), with its advice tried on the
     segment; None where it does not apply, shows nothing, or cannot be worked out."""
     local_bad = r.local is not None and r.local.status != "ok"
-    if state.spec.precision in ("fp8", "nvfp4", "mxfp8"):  # float formats judged by their budget, not atol / rtol
+    if state.spec.precision in ("int8", "fp8", "nvfp4", "mxfp8"):  # judged by their budget, not atol / rtol
         local_bad = beyond_locally(r)
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None

@@ -24,6 +24,7 @@ from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
+    from cp_debug.fix.carried_outputs import CarriedOutputs
     from cp_debug.fix.metric import MetricFigures
     from cp_debug.fix.samples import SampleSplit
     from cp_debug.samples.sets import Sample
@@ -52,8 +53,10 @@ class SampleFigures:
         return not self.bad_outputs
 
     @classmethod
-    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str) -> "SampleFigures":
-        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget."""
+    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str,
+           judgements: Mapping | None = None) -> "SampleFigures":
+        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget
+        (`judgements`: INT8's, by the budget an output's input carries where it applies: `carried_outputs`)."""
         from cp_debug.compare.noise import output_passes
 
         def badness(d):
@@ -62,7 +65,7 @@ class SampleFigures:
 
         worst = max(diffs, key=badness, default=None)
         return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
-                   tuple(d.name for d in diffs if not output_passes(d, precision)))
+                   tuple(d.name for d in diffs if not output_passes(d, precision, (judgements or {}).get(d.name))))
 
     def to_json(self) -> dict:
         return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
@@ -215,19 +218,26 @@ def reference_values(model: "onnx.ModelProto", samples: Sequence["Sample"],
 
 
 def run_samples(spec: BackendSpec, model, samples: Sequence["Sample"], expected: Sequence[Mapping], tol: Tolerance,
-                judged_at: str | None = None, outputs: list | None = None, **opts) -> tuple[SampleFigures, ...]:
+                judged_at: str | None = None, outputs: list | None = None, carry: "CarriedOutputs | None" = None,
+                **opts) -> tuple[SampleFigures, ...]:
     """`spec` built once with `opts`, run on every sample, each sample's outputs judged against `expected` within
-    `tol` and the budget of `judged_at` (default: the spec's precision); `outputs`: where given, each sample's graph
-    outputs appended to it (a task metric's input)."""
+    `tol` and the budget of `judged_at` (default: the spec's precision; INT8 with `carry`: the budget an output's
+    input carries where it applies, as bisect judges it); `outputs`: where given, each sample's graph outputs
+    appended to it (a task metric's input)."""
     from cp_debug.backends import make_runner
 
     names = [o.name for o in model.graph.output]
+    carry = carry if carry is not None and carry.sources else None
+    shown = carry.exposed(opts.get("int8_model")) if carry is not None else {}
     out = []
-    with make_runner(spec, onnx_model=model, **opts) as runner:
+    with make_runner(spec, onnx_model=model, extra_outputs=list(shown.values()), **opts) as runner:
+        amax = carry.amax(runner, opts.get("int8_model")) if carry is not None else {}
         for s, ref in zip(samples, expected):
             got = runner.infer(dict(s.feed))
-            out.append(SampleFigures.of(s.name, [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in names],
-                                        judged_at or spec.precision))
+            diffs = [TensorDiff.from_arrays(n, ref[n], got[n], tol) for n in names]
+            js = carry.judgements(diffs, {**s.feed, **ref}, {t: got[x] for t, x in shown.items() if x in got},
+                                  amax) if carry is not None else None
+            out.append(SampleFigures.of(s.name, diffs, judged_at or spec.precision, js))
             if outputs is not None:
                 outputs.append({n: got[n] for n in names})
     return tuple(out)
@@ -241,6 +251,7 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line."""
     from cp_debug.bisect.experiment import probe_order, progress_step
     from cp_debug.bisect.search import KeepFp32Search, run_search
+    from cp_debug.fix.carried_outputs import CarriedOutputs
 
     tol = default_tolerance(spec.precision)
     outputs = [o.name for o in model.graph.output]
@@ -249,6 +260,10 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         values = reference_values(model, samples, probes)
     ranked = rank_fp16(model, values, samples) if spec.precision == "fp16" else \
         rank_int8(model, values, spec.precision)
+    if spec.precision == "int8":  # bisect's INT8 readings first: the smallest cure is tried first
+        from cp_debug.fix.int8_rank import findings_first
+
+        ranked = findings_first(model, values, calib, ranked)
     if candidates:
         from cp_debug.probes.node_names import NodeNames
 
@@ -264,7 +279,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
         what = "kept in FP32" if spec.precision == "fp16" else f"left out of {spec.precision.upper()}"
         with progress_step(progress, f"{spec}: run {next(runs)}, {len(keep)} node(s) {what}, {len(samples)} "
                                      "sample(s)"):
-            figures = run_samples(spec, model, samples, values, tol, **{option: list(keep)}, **extra)
+            carry = CarriedOutputs.of(model, spec.precision, keep)
+            figures = run_samples(spec, model, samples, values, tol, carry=carry, **{option: list(keep)}, **extra)
         return Verdict(not all(f.passed for f in figures), figures)
 
     tie = _near_tie(spec, model, values, samples, softmax=False)
@@ -360,11 +376,15 @@ def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "on
     """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
     sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`'). A file
     holding float8 runs with the session setting its lanes take (`backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
-    expected = expected if expected is not None else reference_values(reference, samples)
+    from cp_debug.fix.carried_outputs import CarriedOutputs, excluded_in
+
+    carry = CarriedOutputs.of(reference, kind, excluded_in(fixed, reference) if kind == "int8" else ())
+    if expected is None or any(t not in e for e in expected for t in carry.tensors):
+        expected = reference_values(reference, samples, carry.tensors)
     tol = default_tolerance(kind)
     if kind == "int8":
         return run_samples(BackendSpec.parse(f"ort-{device}-int8"), fixed, samples, expected, tol, kind, outputs,
-                           int8_model=fixed)
+                           carry, int8_model=fixed)
     return run_samples(BackendSpec.parse(f"ort-{device}-fp32"), fixed, samples, expected, tol, kind, outputs)
 
 
@@ -379,13 +399,16 @@ def before_after(spec: BackendSpec, model, fixed, samples: Sequence["Sample"], c
                  metric: "TaskMetric | None" = None, part: str = "held_out"):
     """The written file (after) and the plain candidate (before) on `samples`, each judged against the FP32 graph:
     (after's figures, before's, the metric's figures or None)."""
-    expected = reference_values(model, samples)
+    from cp_debug.fix.carried_outputs import CarriedOutputs
+
+    carry = CarriedOutputs.of(model, spec.precision)
+    expected = reference_values(model, samples, carry.tensors)
     got_after, got_before = ([], []) if metric is not None else (None, None)
     after = verify_file(spec.precision, spec.device, model, fixed, samples, expected, got_after)
     option = "keep_fp32_nodes" if spec.precision == "fp16" else "exclude_int8_nodes"
     extra = {"calib_feeds": [dict(c) for c in calib_feeds]} if spec.precision in QUANTIZED else {}
     before = run_samples(spec, model, samples, expected, default_tolerance(spec.precision), outputs=got_before,
-                         **{option: []}, **extra)
+                         carry=carry, **{option: []}, **extra)
     if metric is None:
         return after, before, None
     from cp_debug.fix.metric import outputs_of, score

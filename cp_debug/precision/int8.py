@@ -214,10 +214,18 @@ FLOAT32_EPS = float(np.finfo(np.float32).eps)  # ONNX Runtime's ClipQuantFusion 
 
 def clips_ort_drops(model: "onnx.ModelProto") -> dict[str, float]:
     """Clip nodes ONNX Runtime's ClipQuantFusion removes wrongly from this Q/DQ graph, with their QuantizeLinear's
-    lower bound: the rule drops a Clip whose bounds the quantizer's range meets within float32's epsilon, compared in
-    absolute terms, so where the range's low end lies below the Clip's minimum by less than 1.19e-7 (an int8 range of
-    ±1.9e-8: activations of ~1e-8, a random-init or badly scaled layer) the Clip goes and its negatives pass — a
-    ReLU6 of MobileNetV2 measured 0.052 at ORT_DISABLE_ALL and 0.357 at ORT_ENABLE_ALL (issue 84)."""
+    lower bound (`clip_drops`, less the Clip's minimum)."""
+    return {clip: q_lo for clip, (q_lo, _) in clip_drops(model).items()}
+
+
+def clip_drops(model: "onnx.ModelProto") -> dict[str, tuple[float, float]]:
+    """Clip nodes ONNX Runtime's ClipQuantFusion removes wrongly from this Q/DQ graph, with their QuantizeLinear's
+    lower bound and the Clip's minimum: the rule (ORT's rewrite rule "ClipQuantRewrite") drops a Clip whose bounds
+    the quantizer's range meets within float32's epsilon, compared in absolute terms, so where the range's low end
+    lies below the Clip's minimum by less than 1.19e-7 (an int8 range of ±1.9e-8: activations of ~1e-8, a random-init
+    or badly scaled layer) the Clip goes and its negatives pass — a ReLU6 of MobileNetV2 measured 0.052 at
+    ORT_DISABLE_ALL and 0.357 at ORT_ENABLE_ALL (issue 84). onnxruntime 1.32 leaves the Clip where the session is
+    made with `disabled_optimizers=["ClipQuantRewrite"]` (the rule's own name; "ClipQuantFusion" changes nothing)."""
     from onnx import numpy_helper
 
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -239,5 +247,5 @@ def clips_ort_drops(model: "onnx.ModelProto") -> dict[str, float]:
             qmin = -128.0 if np.asarray(zero).dtype == np.int8 else 0.0
             q_lo = (qmin - float(np.asarray(zero).reshape(-1)[0])) * float(np.asarray(scale).reshape(-1)[0])
             if lo - FLOAT32_EPS <= q_lo < lo:
-                out[clip.name] = q_lo
+                out[clip.name] = (q_lo, lo)
     return out

@@ -2,7 +2,9 @@
 channel ×1000 planted where per-tensor INT8 loses the others: a depthwise conv's (features.5.conv.1.0) or a
 projection's (features.5.conv.2) output channel. The big channel sets its conv output's per-tensor range, most
 other values round to zero, and the output's relative error — dominated by the big channel — stays small there.
-`healthy` is the twin with nothing planted."""
+`healthy` is the twin with nothing planted. `issue_84` is the issue's fix case: width 1.0 at 96×96, one depthwise
+channel ×100 — whose random init also gives three ReLU6 activations of ~1e-8, whose Clips ONNX Runtime's
+ClipQuantFusion drops (bisect/clip_fusion.py)."""
 
 from __future__ import annotations
 
@@ -36,3 +38,11 @@ def projection():
     with torch.no_grad():
         net.features[5].conv[2].weight[3] *= 1000
     return net, _inputs()
+
+
+def issue_84():
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(num_classes=10, width_mult=1.0).eval()
+    with torch.no_grad():
+        net.features[5].conv[1][0].weight[7] *= 100
+    return net, (torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1)),)

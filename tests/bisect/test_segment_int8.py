@@ -35,3 +35,18 @@ def test_a_relu_s_zeros_are_not_values_lost_to_the_range():
     outliers = np.concatenate([x, [1e3]])
     found = _range_finding("relu", outliers, 1e3)(("m: Conv 'c'",))
     assert found.lost > 0.99 and found.median < 1
+
+
+def test_the_range_rung_tried_first_is_said_with_its_figure_before_the_set_that_cures():
+    from cp_debug.bisect.int8_range_rung import RangeRung
+
+    rung = RangeRung("gelu", 3.5, 1240.0, "the 99.99th percentile of the reference's |x|")
+    text = Int8Why(_FINDING, ("mm",), "blocks.0.mlp.2: MatMul 'mm'", True, 0.95, 0.01, 0.031, tried=2,
+                   rungs=(f"{rung.text()}: local rel. RMSE 0.4, not within",)).text()
+    assert ("tried first (weights are per channel already): 'gelu' quantized at ±3.5 (the 99.99th percentile of "
+            "the reference's |x|; calibrated at ±1.24e+03): local rel. RMSE 0.4, not within; verified: within "
+            "precision with blocks.0.mlp.2: MatMul 'mm' left out of INT8") in text
+    cured = Int8Why(_FINDING, (), "", True, 0.95, 0.02, 0.031, ranged=rung).text()
+    assert "verified: within precision with 'gelu' quantized at ±3.5" in cured and "--exclude-int8" not in cured
+    assert cured.endswith("extra_options={'TensorQuantOverrides': {'gelu': [{'rmin': np.float32(-3.5), "
+                          "'rmax': np.float32(3.5)}]}})")
