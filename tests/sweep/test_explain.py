@@ -43,7 +43,7 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
     from cp_debug.models.centerpoint.presets import get_preset
 
     settings = SimpleNamespace(preset="tiny", fail=False, config=lambda: get_preset("tiny"))
-    opts = SimpleNamespace(settings=settings, bisect_top=1, out=tmp_path)
+    opts = SimpleNamespace(settings=settings, bisect_top=1, out=tmp_path, runs_on=None)
     reports, out = explain.bisect_worst(opts, ranked, frames, step)
     assert reports == {"a": report} and scans == [("sweep frame a", "array", 4)]
     assert (out[0].bisected, out[0].root_cause, out[0].hint) == (True, "pts_neck.deblocks.0", "fp16 overflow")
@@ -53,7 +53,7 @@ def test_bisects_and_failures_are_typed_and_the_report_is_written_whole(tmp_path
                                              "text": "root cause `pts_neck.deblocks.0` on 1 of 1 bisected frames"}
 
     failing = SimpleNamespace(**{**vars(settings), "fail": True})
-    opts = SimpleNamespace(settings=failing, bisect_top=2, out=tmp_path / "f")
+    opts = SimpleNamespace(settings=failing, bisect_top=2, out=tmp_path / "f", runs_on=None)
     reports, out = explain.bisect_worst(opts, ranked, frames, step)
     assert reports == {"a": explain.FrameFailure("a", "the frame cannot be bisected"),
                        "b": explain.FrameFailure("b", "the frame cannot be bisected")}
