@@ -204,9 +204,10 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
 def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str,
              softmax: bool = True) -> str | None:
     """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
-    rounding step there), or (`softmax`) Softmax that chooses one-hot between near ties (bisect/flip_why.py's
+    rounding step there) or, a sorted TopK, between two neighbours of its own k (the order it hands on), or
+    (`softmax`) Softmax that chooses one-hot between near ties (bisect/flip_why.py's
     readings), said with its numbers; None where there is none."""
-    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, softmax_tie
+    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, order_margin, softmax_tie
 
     version, ops = opset(model), (*DECISION_OPS, *(("Softmax",) if softmax else ()))
     for node in model.graph.node:
@@ -216,10 +217,12 @@ def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precisi
         x = np.asarray(x)
         soft = node.op_type == "Softmax"
         found = softmax_tie(node, x, version, precision) if soft else margin(node, x, chosen(node, model), precision)
-        if found is not None:
-            ties, rows, gap, step, k = found
+        order = None if soft or found is not None else order_margin(node, x, chosen(node, model), precision)
+        if found is not None or order is not None:
+            ties, rows, gap, step, k = found or order
             what = ("makes a hard choice between near ties: its FP32 output is one-hot where the top two logits lie "
                     f"{gap:.3g} apart" if soft else
+                    f"orders near ties: two neighbours of its top {k} lie {gap:.3g} apart in FP32" if order else
                     f"chooses between near ties: the FP32 margin at its cut (top {k}) is {gap:.3g}")
             return (f"{node.op_type} {node.name!r} {what} in {ties} of {rows} row(s), within {precision}'s rounding "
                     f"step there ({step:.3g}); the choice flips with any rounding, so no set of layers kept in FP32 "

@@ -39,3 +39,59 @@ def build(gap: float = 2e-5):
 
 def build_wide():
     return build(gap=0.05)
+
+
+class Queries(nn.Module):
+    """DETR's shape in small: per-token scores (channel 0 of each token, read by a Linear), the top 5 tokens kept
+    (TopK), their projections gathered as queries, a decoder layer per query, class logits and boxes per query — the
+    outputs are sets of 5 rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Linear(8, 1)
+        self.proj = nn.Linear(16, 16)
+        self.decoder = nn.Linear(16, 16)
+        self.cls = nn.Linear(16, 3)
+        self.box = nn.Linear(16, 4)
+
+    def forward(self, x):
+        s = self.score(x[..., :8]).squeeze(-1)
+        idx = torch.topk(s, 5, dim=1).indices
+        q = torch.gather(self.proj(x), 1, idx.unsqueeze(-1).expand(-1, -1, 16))
+        h = torch.relu(self.decoder(q))
+        return self.cls(h), self.box(h).sigmoid()
+
+
+def _queries(rank: int, gap: float):
+    """Queries whose token scores are 32 float16 values 1/16 apart (channel 0, read exactly: weight 1, bias 0), the
+    token at `rank` (0: the best) given a twin of a higher index scoring `gap` above it: float16 rounds both to the
+    same score, and its TopK takes the lower index first (as ONNX says), the reference the twin."""
+    torch.manual_seed(0)
+    net = Queries().eval()
+    with torch.no_grad():
+        net.score.weight.zero_()
+        net.score.weight[0, 0] = 1.0
+        net.score.bias.zero_()
+    x = torch.randn(1, 32, 16)
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(1))
+    x[0, order, 0] = 1 + torch.arange(32, 0, -1, dtype=torch.float32) / 32  # float16-exact, 1/32 apart in [1, 2)
+    ranked = sorted(range(32), key=lambda t: -float(x[0, t, 0]))
+    low = ranked[rank]
+    high = next(t for t in ranked[rank + 6:] if t > low)  # a token far down the ranking, of a higher index
+    x[0, high, 0] = x[0, low, 0] + gap  # within float16's half step (4.9e-4 in [1, 2)): the same float16 score
+    return net, (x,)
+
+
+def build_order(gap: float = 1e-4):
+    """The twins at ranks 2 and 3: the candidate chooses the same five, two of them in the other order."""
+    return _queries(1, gap)
+
+
+def build_cut(gap: float = 1e-4):
+    """The twins at ranks 5 and 6, the cut: the candidate keeps the lower index and leaves the twin out."""
+    return _queries(4, gap)
+
+
+def build_queries_wide():
+    """The same model with the twin 0.25 above: no tie, the same choice."""
+    return _queries(4, 0.25)

@@ -1,0 +1,198 @@
+"""A decision whose choice flips, measured: the candidate's choice against the reference's, and what follows it on the
+reference's choice (issue 84, item 2: "decisions are decisions").
+
+RT-DETR in FP16 swaps queries at the encoder's TopK: its scores (`enc_outputs_class`) within the precision, the
+queries it gathers (`enc_topk_logits`) at a relative error 100× the scores' — and the root cause was named in the
+decoder (`decoder.query_pos_head.layers.0`), "FP16 rounding introduced by this layer", a verdict of "diverged". The
+TopK's segment reaches from the scores into the decoder, so its local error flips too, and `flip_why.py`'s reading
+(local error within, propagated beyond) never saw it. Here the stage runs twice more with the decision's indices
+exposed, once in FP32 on the reference's feed and once as the candidate runs it: where a TopK / ArgMax / ArgMin
+chooses otherwise while every probe before it is within the precision, the choices are compared member by member
+(members at another position, members replaced), with the reference's margin between the swapped members, the
+format's rounding step there and the candidate's own error at them. The stage then runs as the candidate once more on
+the *reference's* choice (its indices fed in; a TopK's values gathered from the candidate's own scores): where every
+probe after the decision is then within the precision, the difference after it is the choice's, not a layer's
+rounding, and the root cause is the decision.
+
+The verdict follows what the outputs are. Where the candidate chose the same members in another order and the outputs
+after the decision are sets (each holds an axis of the k chosen rows: DETR's queries), they are compared as sets, rows
+matched by the member each holds: within the precision there, the run is within precision, the flip said. Where a
+member was replaced, or an output's order matters (a head reading the chosen rows in turn), the outputs differ by that
+choice: degraded (exit 4), never diverged, and never a layer. Not measured: a candidate other than ONNX Runtime's, a
+deployed file (SPEC@DIR), a decision with later stages after it; those keep `flip_why.py`'s reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cp_debug.bisect.flip_why import DECISION_OPS
+from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.compare import noise
+
+
+@dataclass(frozen=True)
+class ChoiceFlip:
+    """A decision the candidate took otherwise than the reference, every probe before it within the precision and
+    every probe after it within the precision on the reference's choice (see the module docstring)."""
+
+    probe: str  # the first probe after the decision: its segment holds it
+    node: str
+    op: str
+    module: str | None
+    chosen: int  # members per row (TopK's k; 1 for ArgMax / ArgMin)
+    rows: int
+    flipped_rows: int  # rows where the choices differ
+    reordered: int  # members both chose, at another position
+    replaced: int  # members of the reference's choice the candidate left out (as many came in)
+    margin: float  # the largest reference margin between the members at a position where the choices differ
+    step: float  # the format's rounding step at those members' values
+    error: float  # the candidate's largest |error| at those members' values (its own run)
+    before: float  # the worst error ÷ budget among the probes before the decision
+    after: tuple[str, float]  # on the reference's choice: the probe after it with the worst error ÷ budget, and that
+    as_set: tuple[tuple[str, ...], float] | None  # outputs compared as sets (rows matched) and their worst ratio
+    precision: str
+    name: str = "decision (top-k / arg-max)"
+
+    @property
+    def changed(self) -> bool:
+        return self.flipped_rows > 0
+
+    @property
+    def set_holds(self) -> bool:
+        """The outputs after the decision are sets holding the reference's members, each within the precision."""
+        return self.as_set is not None and self.replaced == 0 and self.as_set[1] <= 1.0
+
+    def _what(self) -> str:
+        where = f"{self.module}: " if self.module else ""
+        return f"{where}{self.op} {self.node!r}"
+
+    def _members(self) -> str:
+        total = self.rows * self.chosen
+        parts = ([f"{self.reordered} of {total} member(s) at another position"] if self.reordered else []) + \
+            ([f"{self.replaced} of {total} replaced"] if self.replaced else [])
+        steps = self.margin / self.step if self.step > 0 else float("inf")
+        near = (f"within {self.precision}'s rounding step there ({self.step:.3g})" if steps <= 1 else
+                f"{steps:.3g} of {self.precision}'s rounding steps there ({self.step:.3g})")
+        return (f"{' and '.join(parts)} in {self.flipped_rows} of {self.rows} row(s); the members it swapped lie "
+                f"{self.margin:.3g} apart in the reference, {near}, within the candidate's own error at them "
+                f"({self.error:.3g})")
+
+    def summary_text(self) -> str:
+        return f"{self._what()}: {self._members()}"
+
+    @property
+    def summary(self) -> str:  # subject.Decision's line in the report
+        tail = ("the outputs compared as sets" if self.set_holds else
+                f"on the reference's choice, every probe after it within {self.precision}'s expected rounding")
+        return f"{self.summary_text()}; {tail}"
+
+    def text(self) -> str:
+        after, ratio = self.after
+        head = (f"decision flip at {self._what()}: the candidate chose otherwise, {self._members()}, every probe "
+                f"before it within {self.precision}'s expected rounding (worst {self.before:.2g}×): a near tie the "
+                f"format cannot keep. On the reference's choice every probe after it is within it (worst {after}, "
+                f"{ratio:.2g}×): the difference after it is the choice, not a layer's rounding — keeping layers in "
+                "FP32 does not cure it")
+        if self.set_holds:
+            names, worst = self.as_set
+            return (f"{head}; compared as sets (rows matched by the member each holds), {', '.join(names)} are "
+                    f"within {self.precision}'s expected rounding ({worst:.2g}×)")
+        if self.replaced:
+            return f"{head}; the outputs after it hold another member: widen the margin, or judge the outputs as sets"
+        return (f"{head}; the outputs after it read the chosen members in turn: compare them as a set, or widen "
+                "the margin")
+
+    def verdict(self) -> tuple[noise.Outcome, str]:
+        """Within precision where the outputs are sets holding the reference's members within it; degraded else."""
+        if self.set_holds:
+            names, worst = self.as_set
+            return noise.Outcome.WITHIN_PRECISION, (
+                f"a decision flip at {self._what()}, the same members in another order ({self.reordered} of "
+                f"{self.rows * self.chosen}, margin {self.margin:.3g}); the outputs compared as sets are within "
+                f"{self.precision}'s expected rounding ({', '.join(names)}: ≤ {worst:.2g}×)")
+        what = (f"{self.replaced} member(s) replaced" if self.replaced else
+                f"{self.reordered} member(s) in another order, which the outputs read in turn")
+        return noise.Outcome.DEGRADED, (
+            f"the outputs differ by a decision flip at {self._what()}: {what} between near ties (margin "
+            f"{self.margin:.3g}); on the reference's choice every probe after it is within {self.precision}'s "
+            f"expected rounding (worst {self.after[1]:.2g}×): no layer's rounding is at fault")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": "decision_flip", "changed": self.changed, "summary": self.summary,
+                "node": self.node, "op": self.op, "module": self.module, "probe": self.probe, "k": self.chosen,
+                "rows": self.rows, "flipped_rows": self.flipped_rows, "reordered": self.reordered,
+                "replaced": self.replaced, "margin": self.margin, "step": self.step, "error": self.error,
+                "after": {"probe": self.after[0], "noise_ratio": self.after[1]},
+                "as_set": {"outputs": list(self.as_set[0]), "noise_ratio": self.as_set[1]} if self.as_set else None}
+
+
+def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceFlip | None:
+    """The measured decision flip in the first divergent probe's stage (see the module docstring), or None."""
+    from cp_debug.bisect.choice_runs import choice_runs
+
+    spec = state.spec
+    prec = state.judged_at or spec.precision
+    if fd is None or fd not in run.probes or prec not in ("fp16", "bf16") or spec.framework != "ort" \
+            or spec.onnx_dir is not None or state.refused is not None:
+        return None
+    i = run.probes[fd].stage
+    if any(run.probes[n].stage > i for n in state.results if n in run.probes):
+        return None  # later stages ran on the candidate's own choice: not measured here
+    st = run.stage_of(state.label, i)
+    graph = st.onnx().graph
+    if not any(n.op_type in DECISION_OPS for n in graph.node):
+        return None
+    found = choice_runs(run, state, i)
+    if found is None:
+        return None
+    before, after = _split(run, state, i, found.after_tensors)
+    if not after or any(state.results[n].status not in ("ok", "missing") for n in before):
+        return None  # the values reaching the decision are off already: the flip follows, it does not lead
+    locked = found.locked_ratios(run, state, after)
+    if locked is None or max(locked.values()) > 1.0:
+        return None  # on the reference's choice something after it is still off: not the choice alone
+    first = min(after, key=lambda n: (run.probes[n].pos, n))
+    worst_after = max(locked, key=locked.get)
+    worst_before = max((state.results[n].judgement.noise_ratio for n in before
+                        if state.results[n].judgement is not None), default=0.0)
+    from cp_debug.bisect.op_findings import NamedStage, named_module
+
+    node = found.node
+    m = found.members
+    return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), m.chosen, m.rows,
+                      m.flipped_rows, m.reordered, m.replaced, m.margin, m.step, m.error, worst_before,
+                      (worst_after, locked[worst_after]), found.as_sets(run, state, after), prec)
+
+
+def _split(run: RunState, state: CandidateState, i: int, after_tensors: set[str]) -> tuple[list[str], list[str]]:
+    """The candidate's measured probes of stage i (and before it) whose tensor does not depend on the decision, and
+    those of stage i whose tensor does."""
+    pm = run.stage_of(state.label, i).probe_map()
+    before, after = [], []
+    for name in state.results:
+        p = run.probes.get(name)
+        if p is None:
+            continue
+        tensor = name if p.kind in ("input", "output") else (pm.tensors.get(name) if pm is not None else None)
+        if p.stage == i and tensor in after_tensors:
+            after.append(name)
+        elif p.stage < i or tensor is not None:
+            before.append(name)
+    return before, after
+
+
+def known_flip(run: RunState, state: CandidateState, fd: str | None, rc: str):
+    """Where no choice was measured: a near tie in the first divergent probe's segment (`flip_why.py`), else a value
+    rounded across an integer (`index_why.py`); where the index check cannot be worked out, a warning and None."""
+    from cp_debug.bisect.flip_why import decision_flip
+    from cp_debug.bisect.index_why import index_flip
+
+    flip = decision_flip(run, state, fd)
+    if flip is not None:
+        return flip
+    try:
+        return index_flip(run, state, fd, rc)
+    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: the index check of {fd} was not worked out: {err}")
+        return None

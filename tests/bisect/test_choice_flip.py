@@ -1,0 +1,67 @@
+"""A decision the candidate takes otherwise is measured and named as the decision (issue 84, item 2): the choices
+compared member by member, the stage run again on the reference's choice, the outputs after it compared as sets where
+they are sets — within precision where the same members came in another order, degraded (never diverged, never a
+layer's rounding) where a member was replaced. Before, both read 'diverged', root cause `decoder`, "FP16 rounding
+introduced by this layer"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli_run import cpdebug
+
+MODELS = Path(__file__).with_name("decision_models.py")
+
+
+def _bisect(tmp_path, build: str):
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:{build}", "-b", "torch,ort-cpu-fp16", "--json", out)
+    return proc, json.loads(out.read_text())
+
+
+def test_the_same_members_in_another_order_are_within_precision_as_sets(tmp_path):
+    proc, report = _bisect(tmp_path, "build_order")
+    assert proc.returncode == 0, report["outcome_reasons"]
+    assert report["outcomes"]["ort-cpu-fp16"] == "within_precision"
+    root = report["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"] == "decoder" and root["hint"].startswith("decision flip at TopK 'node_topk__1'"), root
+    assert "FP16 rounding introduced" not in root["hint"]
+    [flip] = report["decisions"]["ort-cpu-fp16"]
+    assert (flip["kind"], flip["changed"], flip["k"], flip["reordered"], flip["replaced"]) == \
+        ("decision_flip", True, 5, 2, 0), flip
+    assert 5e-5 < flip["margin"] < 2e-4 and flip["step"] == 2 ** -10, flip  # the twins 1e-4 apart near 1.97
+    assert flip["margin"] <= flip["error"] < 2e-3, flip  # the candidate's own error there crossed the margin
+    assert sorted(flip["as_set"]["outputs"]) == ["output0", "output1"] and flip["as_set"]["noise_ratio"] < 1, flip
+    assert flip["after"]["noise_ratio"] < 1, flip  # on the reference's choice, everything after it within fp16
+    assert "the outputs compared as sets are within fp16's expected rounding" in \
+        report["outcome_reasons"]["ort-cpu-fp16"]
+
+
+def test_a_member_replaced_at_the_cut_is_degraded_and_named(tmp_path):
+    proc, report = _bisect(tmp_path, "build_cut")
+    assert proc.returncode == 4, report["outcome_reasons"]
+    reason = report["outcome_reasons"]["ort-cpu-fp16"]
+    assert reason.startswith("the outputs differ by a decision flip at TopK 'node_topk__1': 1 member(s) replaced")
+    assert "no layer's rounding is at fault" in reason
+    root = report["root_cause"]["ort-cpu-fp16"]
+    assert root["probe"] == "decoder" and "1 of 5 replaced in 1 of 1 row(s)" in root["hint"], root
+    [flip] = report["decisions"]["ort-cpu-fp16"]
+    assert (flip["reordered"], flip["replaced"], flip["as_set"]) == (0, 1, None), flip
+
+
+def test_a_wide_margin_is_the_same_choice(tmp_path):
+    proc, report = _bisect(tmp_path, "build_queries_wide")
+    assert proc.returncode == 0 and report["root_cause"].get("ort-cpu-fp16") is None, report["outcome_reasons"]
+    assert report["decisions"]["ort-cpu-fp16"] == []
+
+
+def test_keep_fp32_searches_no_set_for_near_ties_in_the_order(tmp_path):
+    """A sorted TopK's near tie among its own k reorders what it hands on: keep-fp32 reads it (one run, status tie)
+    instead of keeping the score's nodes in FP32 for this input."""
+    out = tmp_path / "k.json"
+    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build_order", "-b", "torch,ort-cpu-fp16", "--json", out)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert (result["status"], result["keep"], result["runs"]) == ("tie", None, 1), result
+    assert result["tie"].startswith("TopK 'node_topk__1' orders near ties: two neighbours of its top 5"), result
