@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cp_debug.bisect.flip_why import DECISION_OPS
+from cp_debug.bisect.choice_members import Members
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
 
@@ -40,56 +40,68 @@ class ChoiceFlip:
     node: str
     op: str
     module: str | None
-    chosen: int  # members per row (TopK's k; 1 for ArgMax / ArgMin)
-    rows: int
-    flipped_rows: int  # rows where the choices differ
-    reordered: int  # members both chose, at another position
-    replaced: int  # members of the reference's choice the candidate left out (as many came in)
-    margin: float  # the largest reference margin between the members at a position where the choices differ
-    step: float  # the format's rounding step at those members' values
-    error: float  # the candidate's largest |error| at those members' values (its own run)
+    members: Members  # the candidate's choice against the reference's
     before: float  # the worst error ÷ budget among the probes before the decision
     after: tuple[str, float]  # on the reference's choice: the probe after it with the worst error ÷ budget, and that
     as_set: tuple[tuple[str, ...], float] | None  # outputs compared as sets (rows matched) and their worst ratio
     precision: str
-    name: str = "decision (top-k / arg-max)"
+
+    @property
+    def name(self) -> str:  # subject.Decision's
+        return {"threshold": "decision (threshold)", "nms": "decision (non-max suppression)"}.get(
+            self.members.kind, "decision (top-k / arg-max)")
 
     @property
     def changed(self) -> bool:
-        return self.flipped_rows > 0
+        return self.members.flipped_rows > 0
 
     @property
     def set_holds(self) -> bool:
         """The outputs after the decision are sets holding the reference's members, each within the precision."""
-        return self.as_set is not None and self.replaced == 0 and self.as_set[1] <= 1.0
+        return self.as_set is not None and self.members.replaced == 0 and self.as_set[1] <= 1.0
 
     def _what(self) -> str:
         where = f"{self.module}: " if self.module else ""
         return f"{where}{self.op} {self.node!r}"
 
-    def _members(self) -> str:
-        total = self.rows * self.chosen
-        parts = ([f"{self.reordered} of {total} member(s) at another position"] if self.reordered else []) + \
-            ([f"{self.replaced} of {total} replaced"] if self.replaced else [])
-        steps = self.margin / self.step if self.step > 0 else float("inf")
-        near = (f"within {self.precision}'s rounding step there ({self.step:.3g})" if steps <= 1 else
-                f"{steps:.3g} of {self.precision}'s rounding steps there ({self.step:.3g})")
-        return (f"{' and '.join(parts)} in {self.flipped_rows} of {self.rows} row(s); the members it swapped lie "
-                f"{self.margin:.3g} apart in the reference, {near}, within the candidate's own error at them "
-                f"({self.error:.3g})")
+    def _near(self) -> str:
+        m = self.members
+        steps = m.margin / m.step if m.step > 0 else float("inf")
+        return (f"within {self.precision}'s rounding step there ({m.step:.3g})" if steps <= 1 else
+                f"{steps:.3g} of {self.precision}'s rounding steps there ({m.step:.3g})")
 
-    def summary_text(self) -> str:
-        return f"{self._what()}: {self._members()}"
+    def _members(self) -> str:
+        m = self.members
+        if m.kind == "threshold":
+            return (f"{m.replaced} of {m.rows} comparison(s) came out otherwise; their values lie {m.margin:.3g} from "
+                    f"the threshold ({m.threshold:.4g}) in the reference, {self._near()}, within the candidate's own "
+                    f"error in them ({m.error:.3g})")
+        if m.kind == "nms":
+            kept = ([f"kept {m.entered} box(es) the reference suppressed"] if m.entered else []) + \
+                ([f"dropped {m.replaced} of the reference's {m.chosen}"] if m.replaced else []) or \
+                [f"kept {m.reordered} of {m.chosen} box(es) in another order"]
+            at = f" (the nearest: its {m.near} against {m.threshold:.4g})" if m.threshold is not None else ""
+            return (f"it {' and '.join(kept)}; each lies within {m.margin:.3g} of its threshold in the "
+                    f"reference{at}, {self._near()}, within the candidate's own error there ({m.error:.3g})")
+        total = m.rows * m.chosen
+        parts = ([f"{m.reordered} of {total} member(s) at another position"] if m.reordered else []) + \
+            ([f"{m.replaced} of {total} replaced"] if m.replaced else [])
+        return (f"{' and '.join(parts)} in {m.flipped_rows} of {m.rows} row(s); the members it swapped lie "
+                f"{m.margin:.3g} apart in the reference, {self._near()}, within the candidate's own error at them "
+                f"({m.error:.3g})")
 
     @property
     def summary(self) -> str:  # subject.Decision's line in the report
         tail = ("the outputs compared as sets" if self.set_holds else
                 f"on the reference's choice, every probe after it within {self.precision}'s expected rounding")
-        return f"{self.summary_text()}; {tail}"
+        return f"{self._what()}: {self._members()}; {tail}"
 
     def text(self) -> str:
         after, ratio = self.after
-        head = (f"decision flip at {self._what()}: the candidate chose otherwise, {self._members()}, every probe "
+        kind = {"threshold": "threshold flip", "nms": "non-max suppression flip"}.get(self.members.kind,
+                                                                                      "decision flip")
+        chose = "the candidate chose otherwise, " if self.members.kind == "choice" else ""
+        head = (f"{kind} at {self._what()}: {chose}{self._members()}, every probe "
                 f"before it within {self.precision}'s expected rounding (worst {self.before:.2g}×): a near tie the "
                 f"format cannot keep. On the reference's choice every probe after it is within it (worst {after}, "
                 f"{ratio:.2g}×): the difference after it is the choice, not a layer's rounding — keeping layers in "
@@ -98,38 +110,46 @@ class ChoiceFlip:
             names, worst = self.as_set
             return (f"{head}; compared as sets (rows matched by the member each holds), {', '.join(names)} are "
                     f"within {self.precision}'s expected rounding ({worst:.2g}×)")
-        if self.replaced:
+        if self.members.kind != "choice":
+            return f"{head}; widen the margin to the threshold, or judge the outputs as sets"
+        if self.members.replaced:
             return f"{head}; the outputs after it hold another member: widen the margin, or judge the outputs as sets"
         return (f"{head}; the outputs after it read the chosen members in turn: compare them as a set, or widen "
                 "the margin")
 
     def verdict(self) -> tuple[noise.Outcome, str]:
         """Within precision where the outputs are sets holding the reference's members within it; degraded else."""
+        m = self.members
         if self.set_holds:
             names, worst = self.as_set
             return noise.Outcome.WITHIN_PRECISION, (
-                f"a decision flip at {self._what()}, the same members in another order ({self.reordered} of "
-                f"{self.rows * self.chosen}, margin {self.margin:.3g}); the outputs compared as sets are within "
+                f"a decision flip at {self._what()}, the same members in another order ({m.reordered} of "
+                f"{m.rows * m.chosen}, margin {m.margin:.3g}); the outputs compared as sets are within "
                 f"{self.precision}'s expected rounding ({', '.join(names)}: ≤ {worst:.2g}×)")
-        what = (f"{self.replaced} member(s) replaced" if self.replaced else
-                f"{self.reordered} member(s) in another order, which the outputs read in turn")
+        what = {"threshold": f"{m.replaced} comparison(s) came out otherwise",
+                "nms": f"{m.entered} box(es) kept that the reference suppressed, {m.replaced} of its dropped"}.get(
+                    m.kind) or (
+            f"{m.replaced} member(s) replaced" if m.replaced else
+            f"{m.reordered} member(s) in another order, which the outputs read in turn")
         return noise.Outcome.DEGRADED, (
             f"the outputs differ by a decision flip at {self._what()}: {what} between near ties (margin "
-            f"{self.margin:.3g}); on the reference's choice every probe after it is within {self.precision}'s "
+            f"{m.margin:.3g}); on the reference's choice every probe after it is within {self.precision}'s "
             f"expected rounding (worst {self.after[1]:.2g}×): no layer's rounding is at fault")
 
     def to_json(self) -> dict:
-        return {"name": self.name, "kind": "decision_flip", "changed": self.changed, "summary": self.summary,
-                "node": self.node, "op": self.op, "module": self.module, "probe": self.probe, "k": self.chosen,
-                "rows": self.rows, "flipped_rows": self.flipped_rows, "reordered": self.reordered,
-                "replaced": self.replaced, "margin": self.margin, "step": self.step, "error": self.error,
+        m = self.members
+        return {"name": self.name, "kind": "decision_flip", "decision": m.kind, "changed": self.changed,
+                "summary": self.summary, "node": self.node, "op": self.op, "module": self.module,
+                "probe": self.probe, "k": m.chosen, "rows": m.rows, "flipped_rows": m.flipped_rows,
+                "reordered": m.reordered, "replaced": m.replaced, "entered": m.entered, "margin": m.margin,
+                "step": m.step, "error": m.error, "threshold": m.threshold,
                 "after": {"probe": self.after[0], "noise_ratio": self.after[1]},
                 "as_set": {"outputs": list(self.as_set[0]), "noise_ratio": self.as_set[1]} if self.as_set else None}
 
 
 def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceFlip | None:
     """The measured decision flip in the first divergent probe's stage (see the module docstring), or None."""
-    from cp_debug.bisect.choice_runs import choice_runs
+    from cp_debug.bisect.choice_runs import DECIDING, choice_runs
 
     spec = state.spec
     prec = state.judged_at or spec.precision
@@ -141,7 +161,7 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
         return None  # later stages ran on the candidate's own choice: not measured here
     st = run.stage_of(state.label, i)
     graph = st.onnx().graph
-    if not any(n.op_type in DECISION_OPS for n in graph.node):
+    if not any(n.op_type in DECIDING for n in graph.node):
         return None
     found = choice_runs(run, state, i)
     if found is None:
@@ -159,10 +179,8 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
     from cp_debug.bisect.op_findings import NamedStage, named_module
 
     node = found.node
-    m = found.members
-    return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), m.chosen, m.rows,
-                      m.flipped_rows, m.reordered, m.replaced, m.margin, m.step, m.error, worst_before,
-                      (worst_after, locked[worst_after]), found.as_sets(run, state, after), prec)
+    return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), found.members,
+                      worst_before, (worst_after, locked[worst_after]), found.as_sets(run, state, after), prec)
 
 
 def _split(run: RunState, state: CandidateState, i: int, after_tensors: set[str]) -> tuple[list[str], list[str]]:

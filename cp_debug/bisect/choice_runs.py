@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from cp_debug.bisect.flip_why import DECISION_OPS, rounding_step
+from cp_debug.bisect.choice_members import COMPARISONS, Members, constants
+from cp_debug.bisect.flip_why import DECISION_OPS
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
 from cp_debug.compare.diff import TensorDiff
@@ -24,8 +25,8 @@ class ChoiceRuns:
     node: Any  # the decision's NodeProto
     members: Members
     after_tensors: set  # the tensors that depend on a decision the candidate took otherwise
-    ref_idx: dict  # index tensor -> the reference's indices, for every decision taken otherwise
-    rows: tuple  # (the reference's indices, the candidate's) of `node`, rows × k
+    ref_idx: dict  # decision tensor -> the reference's value (indices, booleans), each taken otherwise
+    rows: tuple | None  # a TopK's / ArgMax's (the reference's indices, the candidate's), rows × k
     lead: tuple  # the shape of the rows before the decision's axis (the batch)
     cand: dict  # the candidate's own values of the stage's outputs
 
@@ -52,9 +53,9 @@ class ChoiceRuns:
         """The stage's outputs after the decision, each with an axis of the k chosen rows compared with its rows
         matched by the member each holds (the others as they are): the names compared as sets and the worst error ÷
         budget (inf where one is off); None where a member was replaced or no output is a set."""
-        ref_idx, cand_idx = self.rows
-        if self.members.replaced:
+        if self.rows is None or self.members.replaced:
             return None
+        ref_idx, cand_idx = self.rows
         perm = np.stack([np.argsort(c)[np.searchsorted(c, r, sorter=np.argsort(c))] for r, c in zip(ref_idx, cand_idx)])
         names, worst = [], 0.0
         for out in run.stage_of(state.label, self.stage).output_names:
@@ -69,77 +70,59 @@ class ChoiceRuns:
         return (tuple(names), worst) if names else None
 
 
-@dataclass(frozen=True)
-class Members:
-    """The candidate's choice against the reference's, member by member."""
-
-    chosen: int
-    rows: int
-    flipped_rows: int
-    reordered: int
-    replaced: int
-    margin: float
-    step: float
-    error: float
-
-    @classmethod
-    def compare(cls, ref_idx: np.ndarray, cand_idx: np.ndarray, ref_x: np.ndarray, cand_x: np.ndarray,
-                precision: str) -> "Members":
-        """`ref_idx` / `cand_idx` (rows × k, the decision's axis last) of the values `ref_x` / `cand_x` (rows × n)."""
-        rows, k = ref_idx.shape
-        flipped = reordered = replaced = 0
-        margin, step, error = 0.0, 0.0, 0.0
-        for r in range(rows):
-            a, b = ref_idx[r], cand_idx[r]
-            at = np.flatnonzero(a != b)
-            if not at.size:
-                continue
-            flipped += 1
-            left = set(a.tolist()) - set(b.tolist())
-            replaced += len(left)
-            reordered += sum(1 for j in at if a[j] not in left)
-            x, y = ref_x[r].astype(np.float64), cand_x[r].astype(np.float64)
-            gaps = np.abs(x[a[at]] - x[b[at]])
-            j = int(np.argmax(gaps))
-            if gaps[j] >= margin:
-                margin = float(gaps[j])
-                step = float(rounding_step(np.array([max(abs(x[a[at[j]]]), abs(x[b[at[j]]]))]), precision)[0])
-            members = np.concatenate([a[at], b[at]])
-            error = max(error, float(np.abs(y[members] - x[members]).max()))
-        return cls(k, rows, flipped, reordered, replaced, margin, step, error)
+DECIDING = (*DECISION_OPS, *COMPARISONS, "NonMaxSuppression")
 
 
 def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | None:
-    """Stage i run in FP32 on the reference's feed and as the candidate on its own, the decisions' inputs and indices
+    """Stage i run in FP32 on the reference's feed and as the candidate on its own, the decisions' inputs and outputs
     exposed; the first decision the candidate took otherwise, or None where it took every one as the reference."""
     st = run.stage_of(state.label, i)
     model = st.onnx()
     graph = model.graph
-    decisions = [n for n in graph.node if n.op_type in DECISION_OPS and n.input and _index(n)]
+    decisions = [n for n in graph.node if n.op_type in DECIDING and n.input and _index(n)]
+    made = {t for n in graph.node if n.op_type != "Constant" for t in n.output if t}
     outs = [o.name for o in graph.output]
-    wanted = list(dict.fromkeys([t for n in decisions for t in (n.input[0], _index(n))] + outs))
-    ref = {**run.ref_feeds[i], **_run(run, None, model, run.ref_feeds[i], wanted)}
-    cand = {**state.feeds[i], **_run(run, state, model, state.feeds[i], wanted)}
-    taken = [n for n in decisions if _index(n) in ref and _index(n) in cand
-             and ref[_index(n)].shape == cand[_index(n)].shape and (ref[_index(n)] != cand[_index(n)]).any()]
+    read = [t for n in decisions for t in n.input[:2] if t]
+    wanted = [t for t in dict.fromkeys(read + [_index(n) for n in decisions] + outs) if t in made]
+    consts = constants(graph, [t for n in decisions for t in n.input if t and t not in made])
+    ref = {**consts, **run.ref_feeds[i], **_run(run, None, model, run.ref_feeds[i], wanted)}
+    cand = {**consts, **state.feeds[i], **_run(run, state, model, state.feeds[i], wanted)}
+    taken = [n for n in decisions if _index(n) in ref and _index(n) in cand and _differs(ref[_index(n)],
+                                                                                       cand[_index(n)])]
     if not taken:
         return None
-    node = taken[0]
-    x_ref, x_cand = ref.get(node.input[0]), cand.get(node.input[0])
-    if x_ref is None or x_cand is None or x_ref.shape != x_cand.shape:
-        return None
-    r_idx, lead = _rows(node, ref[_index(node)], x_ref.ndim)
-    c_idx, _ = _rows(node, cand[_index(node)], x_ref.ndim)
-    r_x, _ = _rows(node, x_ref, x_ref.ndim, keep=True)
-    c_x, _ = _rows(node, x_cand, x_ref.ndim, keep=True)
-    members = Members.compare(r_idx, c_idx, r_x, c_x, state.judged_at or state.spec.precision)
+    node, prec = taken[0], state.judged_at or state.spec.precision
+    rows, lead = None, ()
+    if node.op_type in COMPARISONS:
+        if not all(np.issubdtype(np.asarray(ref[t]).dtype, np.floating) for t in node.input[:2]):
+            return None  # shape arithmetic: no rounding
+        members = Members.threshold_of(tuple(ref[t] for t in (*node.input[:2], node.output[0])),
+                                       tuple(cand[t] for t in (*node.input[:2], node.output[0])), prec)
+    elif node.op_type == "NonMaxSuppression":
+        iou, score = (float(np.asarray(ref[node.input[k]]).reshape(-1)[0]) if len(node.input) > k and node.input[k]
+                      in ref else None for k in (3, 4))
+        members = Members.nms_of(ref, cand, node, iou or 0.0, score, prec)
+    else:
+        x_ref, x_cand = ref.get(node.input[0]), cand.get(node.input[0])
+        if x_ref is None or x_cand is None or x_ref.shape != x_cand.shape:
+            return None
+        r_idx, lead = _rows(node, ref[_index(node)], x_ref.ndim)
+        c_idx, _ = _rows(node, cand[_index(node)], x_ref.ndim)
+        members = Members.compare(r_idx, c_idx, _rows(node, x_ref, x_ref.ndim, keep=True)[0],
+                                  _rows(node, x_cand, x_ref.ndim, keep=True)[0], prec)
+        rows = (r_idx, c_idx)
     after = _downstream(graph, [t for n in taken for t in n.output if t])
-    return ChoiceRuns(i, model, node, members, after, {_index(n): ref[_index(n)] for n in taken}, (r_idx, c_idx),
-                      lead, {o: cand[o] for o in outs if o in cand})
+    return ChoiceRuns(i, model, node, members, after, {_index(n): ref[_index(n)] for n in taken}, rows, lead,
+                      {o: cand[o] for o in outs if o in cand})
+
+
+def _differs(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape != b.shape or bool((a != b).any())
 
 
 def _index(node) -> str | None:
-    """The tensor holding a decision's indices (TopK's second output, ArgMax's / ArgMin's only one)."""
+    """The tensor holding a decision (TopK's indices, its second output; the only output of the others)."""
     i = 1 if node.op_type == "TopK" else 0
     return node.output[i] if len(node.output) > i and node.output[i] else None
 
@@ -171,17 +154,16 @@ def _downstream(graph, tensors: list[str]) -> set[str]:
 
 
 def _locked(model, ref_idx: dict):
-    """`model` with each decision whose indices `ref_idx` holds taking them as a graph input: a TopK's values then
-    gathered from its own input at those indices (GatherElements on its axis), an ArgMax's / ArgMin's output the
-    input itself."""
-    from onnx import TensorProto, helper
+    """`model` with each decision whose output `ref_idx` holds taking it as a graph input: a TopK's values then
+    gathered from its own input at those indices (GatherElements on its axis)."""
+    from onnx import helper
 
     from cp_debug.graph.onnx_files import copy_model
 
     m = copy_model(model)
     nodes = []
     for node in m.graph.node:
-        if node.op_type not in DECISION_OPS or _index(node) not in ref_idx:
+        if node.op_type not in DECIDING or _index(node) not in ref_idx:
             nodes.append(node)
             continue
         if node.op_type == "TopK" and node.output[0]:
@@ -194,7 +176,8 @@ def _locked(model, ref_idx: dict):
     del m.graph.value_info[:]
     m.graph.value_info.extend(kept)
     for name, v in ref_idx.items():
-        m.graph.input.append(helper.make_tensor_value_info(name, TensorProto.INT64, list(v.shape)))
+        elem = helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype)
+        m.graph.input.append(helper.make_tensor_value_info(name, elem, list(np.shape(v))))
     return m
 
 

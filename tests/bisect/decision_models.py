@@ -95,3 +95,82 @@ def build_cut(gap: float = 1e-4):
 def build_queries_wide():
     """The same model with the twin 0.25 above: no tie, the same choice."""
     return _queries(4, 0.25)
+
+
+class Gate(nn.Module):
+    """Per-token scores (channel 0, read exactly), a score threshold (s > 0.5) gating each token's projection
+    (Where), a head per token."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Linear(8, 1)
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        s = self.score(x[..., :8]).squeeze(-1)
+        return self.head(torch.where((s > 0.5)[..., None], self.proj(x), torch.zeros(())))
+
+
+def _exact_scores(net) -> None:
+    """The score Linear reads channel 0 as it is (weight 1, bias 0): float16 rounds the score as it rounds the input."""
+    with torch.no_grad():
+        net.score.weight.zero_()
+        net.score.weight[0, 0] = 1.0
+        net.score.bias.zero_()
+
+
+def build_gate(above: float = 1e-4):
+    """32 tokens, channel 0 float16-exact and at least 0.1 from the threshold, one token `above` it: 0.5 + 1e-4,
+    which float16 rounds to 0.5 (its step there 4.9e-4), so the candidate's s > 0.5 is false where FP32's is true."""
+    torch.manual_seed(0)
+    net = Gate().eval()
+    _exact_scores(net)
+    x = torch.randn(1, 32, 16)
+    x[0, :, 0] = torch.tensor([0.25, 0.375, 0.625, 0.75] * 8)
+    x[0, 5, 0] = 0.5 + above
+    return net, (x,)
+
+
+def build_gate_wide():
+    return build_gate(0.05)
+
+
+class Suppress(nn.Module):
+    """Boxes and scores per token (read from the input through identity Linears: float16 rounds them as it rounds the
+    input), torchvision's NMS at IoU 0.5, the kept tokens' projections through a head, their boxes and scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.box = nn.Linear(4, 4)
+        self.score = nn.Linear(8, 1)
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.box.weight.copy_(torch.eye(4))
+            self.box.bias.zero_()
+        _exact_scores(self)
+
+    def forward(self, x):
+        import torchvision
+
+        boxes, scores = self.box(x[:, 8:12]), self.score(x[:, :8]).squeeze(-1)
+        keep = torchvision.ops.nms(boxes, scores, 0.5)
+        return self.head(self.proj(x)[keep]), boxes[keep], scores[keep]
+
+
+def build_nms(over: float = 1e-4):
+    """12 boxes on a grid, apart, scores 1/16 apart; box 7 nested in box 2 (lower score) with IoU 0.5 + `over`: FP32
+    suppresses it, float16 rounds its height 0.5 + 1e-4 to 0.5 (IoU 0.5, not above) and keeps it."""
+    torch.manual_seed(0)
+    net = Suppress().eval()
+    x = torch.randn(12, 16)
+    x[:, 0] = 1 - torch.arange(12, dtype=torch.float32) / 16
+    for t in range(12):
+        x[t, 8:12] = torch.tensor([4.0 * t, 0.0, 4.0 * t + 1, 1.0])
+    x[7, 8:12] = torch.tensor([8.0, 0.0, 9.0, 0.5 + over])  # inside box 2 ([8, 0, 9, 1]): IoU = its height
+    return net, (x,)
+
+
+def build_nms_wide():
+    return build_nms(0.1)
