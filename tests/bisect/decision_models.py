@@ -6,14 +6,21 @@ import torch
 from torch import nn
 
 
-class Select(nn.Module):
+class _Scored(nn.Module):
+    """Per-token scores of `scored` channels, a projection of the 16 channels, a head."""
+
+    def __init__(self, scored: int, head: tuple[int, int]):
+        super().__init__()
+        self.score = nn.Linear(scored, 1)
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Linear(*head)
+
+
+class Select(_Scored):
     """Per-token scores, the top 4 tokens kept (TopK), their projections gathered and classified."""
 
     def __init__(self):
-        super().__init__()
-        self.score = nn.Linear(16, 1)
-        self.proj = nn.Linear(16, 16)
-        self.head = nn.Linear(64, 8)
+        super().__init__(16, (64, 8))
 
     def forward(self, x):
         s = self.score(x).squeeze(-1)
@@ -97,15 +104,12 @@ def build_queries_wide():
     return _queries(4, 0.25)
 
 
-class Gate(nn.Module):
+class Gate(_Scored):
     """Per-token scores (channel 0, read exactly), a score threshold (s > 0.5) gating each token's projection
     (Where), a head per token."""
 
     def __init__(self):
-        super().__init__()
-        self.score = nn.Linear(8, 1)
-        self.proj = nn.Linear(16, 16)
-        self.head = nn.Linear(16, 4)
+        super().__init__(8, (16, 4))
 
     def forward(self, x):
         s = self.score(x[..., :8]).squeeze(-1)
@@ -136,16 +140,13 @@ def build_gate_wide():
     return build_gate(0.05)
 
 
-class Suppress(nn.Module):
+class Suppress(_Scored):
     """Boxes and scores per token (read from the input through identity Linears: float16 rounds them as it rounds the
     input), torchvision's NMS at IoU 0.5, the kept tokens' projections through a head, their boxes and scores."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(8, (16, 4))
         self.box = nn.Linear(4, 4)
-        self.score = nn.Linear(8, 1)
-        self.proj = nn.Linear(16, 16)
-        self.head = nn.Linear(16, 4)
         with torch.no_grad():
             self.box.weight.copy_(torch.eye(4))
             self.box.bias.zero_()

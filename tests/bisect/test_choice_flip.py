@@ -56,51 +56,55 @@ def test_a_wide_margin_is_the_same_choice(tmp_path):
     assert report["decisions"]["ort-cpu-fp16"] == []
 
 
-def test_keep_fp32_searches_no_set_for_near_ties_in_the_order(tmp_path):
-    """A sorted TopK's near tie among its own k reorders what it hands on: keep-fp32 reads it (one run, status tie)
-    instead of keeping the score's nodes in FP32 for this input."""
+def _keep_fp32_tie(tmp_path, build: str) -> str:
+    """keep-fp32 on `build`: one run, status tie, exit 1; its tie's text."""
     out = tmp_path / "k.json"
-    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build_order", "-b", "torch,ort-cpu-fp16", "--json", out)
+    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:{build}", "-b", "torch,ort-cpu-fp16", "--json", out)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert (result["status"], result["keep"], result["runs"]) == ("tie", None, 1), result
-    assert result["tie"].startswith("TopK 'node_topk__1' orders near ties: two neighbours of its top 5"), result
+    return result["tie"]
+
+
+def test_keep_fp32_searches_no_set_for_near_ties_in_the_order(tmp_path):
+    """A sorted TopK's near tie among its own k reorders what it hands on: keep-fp32 reads it (one run, status tie)
+    instead of keeping the score's nodes in FP32 for this input."""
+    tie = _keep_fp32_tie(tmp_path, "build_order")
+    assert tie.startswith("TopK 'node_topk__1' orders near ties: two neighbours of its top 5"), tie
+
+
+def _degraded_at(tmp_path, build: str, finding: str, twin: str) -> tuple[str, dict]:
+    """bisect on `build`: degraded (exit 4), its root cause's hint starting with `finding`, no layer's rounding nor a
+    shape mix-up in it; its wide `twin` within precision, no decision changed. The hint and the decision's JSON."""
+    proc, report = _bisect(tmp_path, build)
+    assert proc.returncode == 4, report["outcome_reasons"]
+    hint = report["root_cause"]["ort-cpu-fp16"]["hint"]
+    assert hint.startswith(finding) and "FP16 rounding" not in hint and "shape/layout" not in hint, hint
+    [flip] = report["decisions"]["ort-cpu-fp16"]
+    proc, report = _bisect(tmp_path, twin)
+    assert proc.returncode == 0 and report["decisions"]["ort-cpu-fp16"] == [], report["outcome_reasons"]
+    return hint, flip
 
 
 def test_a_score_threshold_flipped_by_rounding_is_named_with_its_margin(tmp_path):
     """s > 0.5 on a score of 0.5 + 1e-4, which float16 rounds to 0.5 (its step there 4.9e-4): before, 'diverged',
     root cause `head`, "FP16 rounding introduced by this layer (local rel. error 0.15)"."""
-    proc, report = _bisect(tmp_path, "build_gate")
-    assert proc.returncode == 4, report["outcome_reasons"]
-    root = report["root_cause"]["ort-cpu-fp16"]
-    assert root["hint"].startswith("threshold flip at Greater"), root
-    assert "1 of 32 comparison(s) came out otherwise" in root["hint"] and "FP16 rounding" not in root["hint"]
-    [flip] = report["decisions"]["ort-cpu-fp16"]
+    hint, flip = _degraded_at(tmp_path, "build_gate", "threshold flip at Greater", "build_gate_wide")
+    assert "1 of 32 comparison(s) came out otherwise" in hint
     assert (flip["decision"], flip["replaced"], flip["threshold"]) == ("threshold", 1, 0.5), flip
     assert 5e-5 < flip["margin"] < 2e-4 and flip["step"] == 2 ** -11, flip
-    proc, report = _bisect(tmp_path, "build_gate_wide")
-    assert proc.returncode == 0 and report["decisions"]["ort-cpu-fp16"] == [], report["outcome_reasons"]
 
 
 def test_a_box_nms_keeps_otherwise_is_named_with_its_iou_margin(tmp_path):
     """A box nested in another with IoU 0.5 + 1e-4: FP32 suppresses it, float16 rounds its height to 0.5 (IoU 0.5,
     not above) and keeps it. Before, 'diverged', "shape/layout mix-up: reference [11, 4] vs candidate [12, 4]"."""
-    proc, report = _bisect(tmp_path, "build_nms")
-    assert proc.returncode == 4, report["outcome_reasons"]
-    root = report["root_cause"]["ort-cpu-fp16"]
-    assert root["hint"].startswith("non-max suppression flip at NonMaxSuppression"), root
-    assert "it kept 1 box(es) the reference suppressed" in root["hint"] and "shape/layout" not in root["hint"]
-    [flip] = report["decisions"]["ort-cpu-fp16"]
+    hint, flip = _degraded_at(tmp_path, "build_nms", "non-max suppression flip at NonMaxSuppression",
+                              "build_nms_wide")
+    assert "it kept 1 box(es) the reference suppressed" in hint
     assert (flip["decision"], flip["entered"], flip["replaced"], flip["k"]) == ("nms", 1, 0, 11), flip
     assert "its IoU against 0.5" in flip["summary"] and 5e-5 < flip["margin"] < 2e-4, flip
-    proc, report = _bisect(tmp_path, "build_nms_wide")
-    assert proc.returncode == 0 and report["decisions"]["ort-cpu-fp16"] == [], report["outcome_reasons"]
 
 
 def test_keep_fp32_searches_no_set_for_a_value_at_its_threshold(tmp_path):
-    out = tmp_path / "k.json"
-    proc = cpdebug("keep-fp32", "--torch", f"{MODELS}:build_gate", "-b", "torch,ort-cpu-fp16", "--json", out)
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(out.read_text())
-    assert (result["status"], result["keep"], result["runs"]) == ("tie", None, 1), result
-    assert result["tie"].startswith("Greater 'node_gt' compares 1 of 32 value(s) with its threshold 0.5"), result
+    tie = _keep_fp32_tie(tmp_path, "build_gate")
+    assert tie.startswith("Greater 'node_gt' compares 1 of 32 value(s) with its threshold 0.5"), tie
