@@ -149,7 +149,9 @@ class ChoiceFlip:
 
 def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceFlip | None:
     """The measured decision flip in the first divergent probe's stage (see the module docstring), or None."""
-    from cp_debug.bisect.choice_runs import DECIDING, choice_runs
+    from cp_debug.bisect.choice_runs import DECIDING, choice_runs, downstream
+    from cp_debug.bisect.fits import subject_weights
+    from cp_debug.bisect.screen import CUDA_SCREEN_UP_TO, SCREEN_UP_TO
 
     spec = state.spec
     prec = state.judged_at or spec.precision
@@ -161,13 +163,18 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
         return None  # later stages ran on the candidate's own choice: not measured here
     st = run.stage_of(state.label, i)
     graph = st.onnx().graph
-    if not any(n.op_type in DECIDING for n in graph.node):
+    decisions = [n for n in graph.node if n.op_type in DECIDING]
+    if not decisions or not _before_ok(run, state, i, downstream(graph, [t for n in decisions for t in n.output if t])):
+        return None  # no decision, or the values reaching every decision are off already: the flip would follow
+    if subject_weights(run.subject)[0] > (SCREEN_UP_TO if spec.device == "cpu" else CUDA_SCREEN_UP_TO):
+        run.warnings.append(f"{state.label}: the decisions of {fd}'s stage were not compared (three more runs of "
+                            "the stage, past the screen's size for this device)")
         return None
     found = choice_runs(run, state, i)
     if found is None:
         return None
     before, after = _split(run, state, i, found.after_tensors)
-    if not after or any(state.results[n].status not in ("ok", "missing") for n in before):
+    if not after or not _before_ok(run, state, i, found.after_tensors):
         return None  # the values reaching the decision are off already: the flip follows, it does not lead
     locked = found.locked_ratios(run, state, after)
     if locked is None or max(locked.values()) > 1.0:
@@ -181,6 +188,11 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
     node = found.node
     return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), found.members,
                       worst_before, (worst_after, locked[worst_after]), found.as_sets(run, state, after), prec)
+
+
+def _before_ok(run: RunState, state: CandidateState, i: int, after_tensors: set[str]) -> bool:
+    """Every measured probe before the decision (not computed from it) within the precision."""
+    return all(state.results[n].status in ("ok", "missing") for n in _split(run, state, i, after_tensors)[0])
 
 
 def _split(run: RunState, state: CandidateState, i: int, after_tensors: set[str]) -> tuple[list[str], list[str]]:

@@ -111,7 +111,7 @@ def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | No
         members = Members.compare(r_idx, c_idx, _rows(node, x_ref, x_ref.ndim, keep=True)[0],
                                   _rows(node, x_cand, x_ref.ndim, keep=True)[0], prec)
         rows = (r_idx, c_idx)
-    after = _downstream(graph, [t for n in taken for t in n.output if t])
+    after = downstream(graph, [t for n in taken for t in n.output if t])
     return ChoiceRuns(i, model, node, members, after, {_index(n): ref[_index(n)] for n in taken}, rows, lead,
                       {o: cand[o] for o in outs if o in cand})
 
@@ -144,7 +144,7 @@ def _rows(node, a: np.ndarray, ndim: int, keep: bool = False) -> tuple[np.ndarra
     return moved.reshape(-1, moved.shape[-1]), moved.shape[:-1]
 
 
-def _downstream(graph, tensors: list[str]) -> set[str]:
+def downstream(graph, tensors: list[str]) -> set[str]:
     """`tensors` and every tensor computed from them (the graph's nodes in topological order)."""
     seen = set(tensors)
     for node in graph.node:
