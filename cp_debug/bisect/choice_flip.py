@@ -14,12 +14,18 @@ the *reference's* choice (its indices fed in; a TopK's values gathered from the 
 probe after the decision is then within the precision, the difference after it is the choice's, not a layer's
 rounding, and the root cause is the decision.
 
+A threshold and an NMS are decisions too: a comparison (Greater / Less / GreaterOrEqual / LessOrEqual of float values)
+whose booleans come out otherwise, read with each value's distance to its threshold, and a NonMaxSuppression whose
+kept boxes differ, read with each box's nearer margin (its score to the score threshold, its IoU with a box of its
+class to the IoU threshold) — both run again on the reference's booleans / kept boxes (`choice_members.py`).
+
 The verdict follows what the outputs are. Where the candidate chose the same members in another order and the outputs
 after the decision are sets (each holds an axis of the k chosen rows: DETR's queries), they are compared as sets, rows
 matched by the member each holds: within the precision there, the run is within precision, the flip said. Where a
 member was replaced, or an output's order matters (a head reading the chosen rows in turn), the outputs differ by that
-choice: degraded (exit 4), never diverged, and never a layer. Not measured: a candidate other than ONNX Runtime's, a
-deployed file (SPEC@DIR), a decision with later stages after it; those keep `flip_why.py`'s reading.
+choice: degraded (exit 4), never diverged, and never a layer; a threshold's or an NMS's flip too. Not measured: a
+candidate other than ONNX Runtime's, a deployed file (SPEC@DIR), a decision with later stages after it, a model past
+the screen's sizes (`screen.py`); those keep `flip_why.py`'s reading.
 """
 
 from __future__ import annotations

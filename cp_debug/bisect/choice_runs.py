@@ -1,6 +1,7 @@
 """The runs `choice_flip.py` reads: a stage in FP32 on the reference's feed and as the candidate runs it, the
-decisions' indices exposed; the same stage as the candidate on the reference's choice (the indices fed in); and the
-outputs after a decision compared as sets, rows matched by the member each holds."""
+decisions' inputs and outputs exposed (a TopK's / ArgMax's indices, a comparison's booleans, an NMS's kept boxes); the
+same stage as the candidate on the reference's choice (those outputs fed in as graph inputs); and the outputs after a
+TopK compared as sets, rows matched by the member each holds."""
 
 from __future__ import annotations
 
