@@ -19,11 +19,15 @@ whose booleans come out otherwise, read with each value's distance to its thresh
 kept boxes differ, read with each box's nearer margin (its score to the score threshold, its IoU with a box of its
 class to the IoU threshold) — both run again on the reference's booleans / kept boxes (`choice_members.py`).
 
-The verdict follows what the outputs are. Where the candidate chose the same members in another order and the outputs
-after the decision are sets (each holds an axis of the k chosen rows: DETR's queries), they are compared as sets, rows
-matched by the member each holds: within the precision there, the run is within precision, the flip said. Where a
-member was replaced, or an output's order matters (a head reading the chosen rows in turn), the outputs differ by that
-choice: degraded (exit 4), never diverged, and never a layer; a threshold's or an NMS's flip too. Not measured: a
+The verdict is within precision, the flip said: a choice between near ties that the precision's own rounding moves
+apart (the values the decision reads within their budget, everything after it within its budget on the reference's
+choice) is what the precision does, as a box the noise model finds at its score threshold is — not a degradation,
+never a divergence, never a layer's rounding (keeping layers in FP32 cures an input only by chance; keep-fp32 and fix
+say `tie` where the margin lies within a rounding step). Where the candidate chose the same members in another order
+and the outputs after the decision are sets (each holds an axis of the k chosen rows: DETR's queries), they are
+compared as sets, rows matched by the member each holds, and the reason says so; where a member was replaced, a box
+kept or dropped, a comparison came out otherwise, or an output reads the chosen rows in turn, the reason says that
+the outputs differ by this choice alone. Not measured: a
 candidate other than ONNX Runtime's, a deployed file (SPEC@DIR), a decision with later stages after it, a model past
 the screen's sizes (`screen.py`); those keep `flip_why.py`'s reading.
 """
@@ -48,6 +52,7 @@ class ChoiceFlip:
     module: str | None
     members: Members  # the candidate's choice against the reference's
     before: float  # the worst error ÷ budget among the probes before the decision
+    read: float  # the worst error ÷ budget of the values the decision reads (its scores, boxes)
     after: tuple[str, float]  # on the reference's choice: the probe after it with the worst error ÷ budget, and that
     as_set: tuple[tuple[str, ...], float] | None  # outputs compared as sets (rows matched) and their worst ratio
     precision: str
@@ -91,7 +96,7 @@ class ChoiceFlip:
                     f"reference{at}, {self._near()}, within the candidate's own error there ({m.error:.3g})")
         total = m.rows * m.chosen
         parts = ([f"{m.reordered} of {total} member(s) at another position"] if m.reordered else []) + \
-            ([f"{m.replaced} of {total} replaced"] if m.replaced else [])
+            ([f"{m.replaced} of {total} member(s) replaced"] if m.replaced else [])
         return (f"{' and '.join(parts)} in {m.flipped_rows} of {m.rows} row(s); the members it swapped lie "
                 f"{m.margin:.3g} apart in the reference, {self._near()}, within the candidate's own error at them "
                 f"({m.error:.3g})")
@@ -107,9 +112,10 @@ class ChoiceFlip:
         kind = {"threshold": "threshold flip", "nms": "non-max suppression flip"}.get(self.members.kind,
                                                                                       "decision flip")
         chose = "the candidate chose otherwise, " if self.members.kind == "choice" else ""
-        head = (f"{kind} at {self._what()}: {chose}{self._members()}, every probe "
-                f"before it within {self.precision}'s expected rounding (worst {self.before:.2g}×): a near tie the "
-                f"format cannot keep. On the reference's choice every probe after it is within it (worst {after}, "
+        head = (f"{kind} at {self._what()}: {chose}{self._members()}, the values it reads and every probe "
+                f"before it within {self.precision}'s expected rounding (worst {max(self.read, self.before):.2g}×): "
+                f"a near tie the format cannot keep. On the reference's choice every probe after it is within it "
+                f"(worst {after}, "
                 f"{ratio:.2g}×): the difference after it is the choice, not a layer's rounding — keeping layers in "
                 "FP32 does not cure it")
         if self.set_holds:
@@ -124,7 +130,10 @@ class ChoiceFlip:
                 "the margin")
 
     def verdict(self) -> tuple[noise.Outcome, str]:
-        """Within precision where the outputs are sets holding the reference's members within it; degraded else."""
+        """Within precision: the choice flipped between near ties that the precision's own rounding moves apart (the
+        values the decision reads within their budget, everything after it within its budget on the reference's
+        choice), as a box the noise model finds at its threshold is the precision's. Said: where the outputs are
+        sets holding the reference's members, compared as sets; else that they differ by this choice alone."""
         m = self.members
         if self.set_holds:
             names, worst = self.as_set
@@ -137,10 +146,12 @@ class ChoiceFlip:
                     m.kind) or (
             f"{m.replaced} member(s) replaced" if m.replaced else
             f"{m.reordered} member(s) in another order, which the outputs read in turn")
-        return noise.Outcome.DEGRADED, (
-            f"the outputs differ by a decision flip at {self._what()}: {what} between near ties (margin "
-            f"{m.margin:.3g}); on the reference's choice every probe after it is within {self.precision}'s "
-            f"expected rounding (worst {self.after[1]:.2g}×): no layer's rounding is at fault")
+        return noise.Outcome.WITHIN_PRECISION, (
+            f"the outputs differ by a decision flip alone, at {self._what()}: {what} between near ties (margin "
+            f"{m.margin:.3g}, within the candidate's own error there, {m.error:.3g}, the values it reads within "
+            f"{self.precision}'s expected rounding: {self.read:.2g}×); on the reference's choice every probe after "
+            f"it is within it (worst {self.after[1]:.2g}×) — what {self.precision} does at a near tie, no layer's "
+            "rounding")
 
     def to_json(self) -> dict:
         m = self.members
@@ -182,6 +193,8 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
     before, after = _split(run, state, i, found.after_tensors)
     if not after or not _before_ok(run, state, i, found.after_tensors):
         return None  # the values reaching the decision are off already: the flip follows, it does not lead
+    if found.read > 1.0:
+        return None  # the values the decision reads are off beyond the precision: the flip follows, it does not lead
     locked = found.locked_ratios(run, state, after)
     if locked is None or max(locked.values()) > 1.0:
         return None  # on the reference's choice something after it is still off: not the choice alone
@@ -193,7 +206,8 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
 
     node = found.node
     return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), found.members,
-                      worst_before, (worst_after, locked[worst_after]), found.as_sets(run, state, after), prec)
+                      worst_before, found.read, (worst_after, locked[worst_after]), found.as_sets(run, state, after),
+                      prec)
 
 
 def _before_ok(run: RunState, state: CandidateState, i: int, after_tensors: set[str]) -> bool:

@@ -30,6 +30,7 @@ class ChoiceRuns:
     rows: tuple | None  # a TopK's / ArgMax's (the reference's indices, the candidate's), rows × k
     lead: tuple  # the shape of the rows before the decision's axis (the batch)
     cand: dict  # the candidate's own values of the stage's outputs
+    read: float  # the worst error ÷ budget of the values the decision reads (its scores, boxes), the candidate's own
 
     def locked_ratios(self, run: RunState, state: CandidateState, after: list[str]) -> dict[str, float] | None:
         """Each probe in `after`: its error ÷ budget with the candidate on the reference's choice; None where one
@@ -83,8 +84,8 @@ def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | No
     decisions = [n for n in graph.node if n.op_type in DECIDING and n.input and _index(n)]
     made = {t for n in graph.node if n.op_type != "Constant" for t in n.output if t}
     outs = [o.name for o in graph.output]
-    read = [t for n in decisions for t in n.input[:2] if t]
-    wanted = [t for t in dict.fromkeys(read + [_index(n) for n in decisions] + outs) if t in made]
+    inputs = [t for n in decisions for t in n.input[:2] if t]
+    wanted = [t for t in dict.fromkeys(inputs + [_index(n) for n in decisions] + outs) if t in made]
     consts = constants(graph, [t for n in decisions for t in n.input if t and t not in made])
     ref = {**consts, **run.ref_feeds[i], **_run(run, None, model, run.ref_feeds[i], wanted)}
     cand = {**consts, **state.feeds[i], **_run(run, state, model, state.feeds[i], wanted)}
@@ -113,8 +114,12 @@ def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | No
                                   _rows(node, x_cand, x_ref.ndim, keep=True)[0], prec)
         rows = (r_idx, c_idx)
     after = downstream(graph, [t for n in taken for t in n.output if t])
+    reads = [t for t in node.input[:2 if node.op_type in (*COMPARISONS, "NonMaxSuppression") else 1]
+             if t and t not in consts]
+    ratios = [_ratio(run, state, t, ref[t], cand[t]) for t in reads if t in ref and t in cand]
+    read = max((r if r is not None else float("inf") for r in ratios), default=0.0)
     return ChoiceRuns(i, model, node, members, after, {_index(n): ref[_index(n)] for n in taken}, rows, lead,
-                      {o: cand[o] for o in outs if o in cand})
+                      {o: cand[o] for o in outs if o in cand}, read)
 
 
 def _differs(a, b) -> bool:
