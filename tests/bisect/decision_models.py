@@ -175,3 +175,27 @@ def build_nms(over: float = 1e-4):
 
 def build_nms_wide():
     return build_nms(0.1)
+
+
+class Best(_Scored):
+    """Per-token scores (channel 0, read exactly), the best token of each row (ArgMax, its axis dropped), its
+    projection through a head."""
+
+    def __init__(self):
+        super().__init__(8, (16, 4))
+
+    def forward(self, x):
+        best = torch.argmax(self.score(x[..., :8]).squeeze(-1), dim=1)
+        return self.head(self.proj(x)[torch.arange(x.shape[0]), best])
+
+
+def build_argmax():
+    """Two rows of 16 tokens scored 1 … 1.9; in row 0, token 15 at 1.9 + 1e-4 above token 3 at 1.9: float16 rounds
+    both to 1.9004, and its ArgMax takes the lower index."""
+    torch.manual_seed(0)
+    net = Best().eval()
+    _exact_scores(net)
+    x = torch.randn(2, 16, 16)
+    x[:, :, 0] = torch.linspace(1, 1.9, 16)
+    x[0, 3, 0], x[0, 15, 0] = 1.9, 1.9 + 1e-4
+    return net, (x,)

@@ -74,6 +74,14 @@ def test_keep_fp32_searches_no_set_for_near_ties_in_the_order(tmp_path):
     assert tie.startswith("TopK 'node_topk__1' orders near ties: two neighbours of its top 5"), tie
 
 
+def test_an_argmax_between_near_ties_is_named_in_its_row(tmp_path):
+    proc, report = _bisect(tmp_path, "build_argmax")
+    assert proc.returncode == 0, report["outcome_reasons"]
+    [flip] = report["decisions"]["ort-cpu-fp16"]
+    assert (flip["op"], flip["k"], flip["rows"], flip["flipped_rows"], flip["replaced"]) == ("ArgMax", 1, 2, 1, 1)
+    assert 5e-5 < flip["margin"] < 2e-4 and flip["step"] == 2 ** -10, flip
+
+
 def _named_at(tmp_path, build: str, finding: str, twin: str) -> tuple[str, dict]:
     """bisect on `build`: within precision (exit 0), its root cause's hint starting with `finding`, no layer's
     rounding nor a shape mix-up in it; its wide `twin` within precision with no decision changed. The hint and the
