@@ -206,7 +206,7 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
 
     node = found.node
     return ChoiceFlip(first, node.name, node.op_type, named_module(node, NamedStage.of(st)), found.members,
-                      worst_before, found.read, (worst_after, locked[worst_after]), found.as_sets(run, state, after),
+                      worst_before, found.read, (worst_after, locked[worst_after]), found.as_sets(run, state),
                       prec)
 
 

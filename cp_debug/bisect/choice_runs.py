@@ -16,6 +16,8 @@ from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
 from cp_debug.compare.diff import TensorDiff
 
+DECIDING = (*DECISION_OPS, *COMPARISONS, "NonMaxSuppression")  # the ops whose output is a choice
+
 
 @dataclass(frozen=True)
 class ChoiceRuns:
@@ -51,7 +53,7 @@ class ChoiceRuns:
             ratios[name] = ratio
         return ratios or None
 
-    def as_sets(self, run: RunState, state: CandidateState, after: list[str]) -> tuple[tuple[str, ...], float] | None:
+    def as_sets(self, run: RunState, state: CandidateState) -> tuple[tuple[str, ...], float] | None:
         """The stage's outputs after the decision, each with an axis of the k chosen rows compared with its rows
         matched by the member each holds (the others as they are): the names compared as sets and the worst error ÷
         budget (inf where one is off); None where a member was replaced or no output is a set."""
@@ -70,9 +72,6 @@ class ChoiceRuns:
             ratio = _ratio(run, state, out, ref, matched if matched is not None else got)
             worst = max(worst, ratio if ratio is not None else float("inf"))
         return (tuple(names), worst) if names else None
-
-
-DECIDING = (*DECISION_OPS, *COMPARISONS, "NonMaxSuppression")
 
 
 def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | None:
