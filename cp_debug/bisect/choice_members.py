@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cp_debug.bisect.flip_why import rounding_step
+from cp_debug.bisect.flip_why import rounding_step, stored
 
 COMPARISONS = ("Greater", "Less", "GreaterOrEqual", "LessOrEqual")
 
@@ -92,7 +92,7 @@ class Members:
                 near.append((abs(scores[0][b, c, i] - score), abs(scores[1][b, c, i] - scores[0][b, c, i]), score,
                              "score"))
             for _, _, j in (m for m in both if m[:2] == (b, c) and m[2] != i):
-                u = [_iou(bx[b, i], bx[b, j], center) for bx in boxes]
+                u = [float(_ious(bx[b, [i, j]], center)[0, 1]) for bx in boxes]
                 near.append((abs(u[0] - iou), abs(u[1] - u[0]), iou, "IoU"))
             if near:
                 d, e, t, what = min(near)
@@ -137,21 +137,60 @@ def threshold_tie(node, values: dict, consts: dict, precision: str) -> tuple[int
             float(np.asarray(limit).reshape(-1)[0]))
 
 
+NMS_PAIRS_UP_TO = 4096  # boxes per batch whose pairwise IoUs nms_tie reads (their square, float64)
+
+
+def nms_tie(node, values: dict, consts: dict, precision: str) -> tuple[int, float, float, float, str] | None:
+    """A NonMaxSuppression whose FP32 boxes hold a pair whose IoU crosses its IoU threshold once their coordinates are
+    rounded to the format (ONNX suppresses above it), or a score that crosses its score threshold once rounded:
+    (such pairs and scores, the nearest FP32 value, its rounded twin, the threshold, "IoU" or "score"); None
+    otherwise, or past `NMS_PAIRS_UP_TO` boxes."""
+    boxes, scores = (values.get(t) for t in node.input[:2])
+    if boxes is None or scores is None or np.shape(boxes)[-2] > NMS_PAIRS_UP_TO:
+        return None
+    iou, score = (setting(node, k, {**values, **consts}) for k in (3, 4))
+    center = next((a.i for a in node.attribute if a.name == "center_point_box"), 0)
+    found = []  # (|value - threshold|, value, rounded value, threshold, what)
+    if score is not None:
+        s = np.asarray(scores, np.float64)
+        r = stored(s, precision)
+        crossed = (s > score) != (r > score)
+        found += [(abs(v - score), float(v), float(w), score, "score") for v, w in zip(s[crossed], r[crossed])]
+    thr = iou or 0.0
+    for b in np.asarray(boxes, np.float64):
+        u, ur = _ious(b, center), _ious(stored(b, precision), center)
+        i, j = np.nonzero(np.triu((u > thr) != (ur > thr), 1))
+        found += [(abs(u[p, q] - thr), float(u[p, q]), float(ur[p, q]), thr, "IoU") for p, q in zip(i, j)]
+    if not found:
+        return None
+    _, value, rounded, at, what = min(found)
+    return len(found), value, rounded, at, what
+
+
+def setting(node, k: int, values: dict) -> float | None:
+    """A NonMaxSuppression's k-th input as one number (3: its IoU threshold, 4: its score threshold), where given."""
+    t = node.input[k] if len(node.input) > k else ""
+    return float(np.asarray(values[t]).reshape(-1)[0]) if t and t in values else None
+
+
+def _ious(b: np.ndarray, center: int) -> np.ndarray:
+    """The IoU of every pair of boxes `b` (N × 4, as NonMaxSuppression reads them)."""
+    if center:
+        x, y, w, h = b.T
+        y1, x1, y2, x2 = y - h / 2, x - w / 2, y + h / 2, x + w / 2
+    else:
+        y1, x1, y2, x2 = np.minimum(b[:, 0], b[:, 2]), np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 0], b[:, 2]), \
+            np.maximum(b[:, 1], b[:, 3])
+    h = np.clip(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0, None)
+    w = np.clip(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0, None)
+    inter = h * w
+    area = (y2 - y1) * (x2 - x1)
+    union = area[:, None] + area - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
 def _wide(side: tuple) -> tuple:
     """(a, b, a ? b) with a and b float64 broadcast to the comparison's shape (a threshold is often one number)."""
     shape = np.shape(side[2])
     return (*(np.broadcast_to(np.asarray(v, np.float64), shape) for v in side[:2]), np.asarray(side[2]))
-
-
-def _iou(p: np.ndarray, q: np.ndarray, center: int) -> float:
-    """Two boxes' intersection over union, as ONNX's NonMaxSuppression reads them: [y1, x1, y2, x2] (any diagonal
-    pair), or [x_center, y_center, width, height] with center_point_box 1."""
-    def corners(v):
-        if center:
-            return v[1] - v[3] / 2, v[0] - v[2] / 2, v[1] + v[3] / 2, v[0] + v[2] / 2
-        return min(v[0], v[2]), min(v[1], v[3]), max(v[0], v[2]), max(v[1], v[3])
-
-    a, b = corners(p), corners(q)
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0

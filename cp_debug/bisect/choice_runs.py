@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cp_debug.bisect.choice_members import COMPARISONS, Members, constants
+from cp_debug.bisect.choice_members import COMPARISONS, Members, constants, setting
 from cp_debug.bisect.flip_why import DECISION_OPS
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
@@ -100,8 +100,7 @@ def choice_runs(run: RunState, state: CandidateState, i: int) -> ChoiceRuns | No
         members = Members.threshold_of(tuple(ref[t] for t in (*node.input[:2], node.output[0])),
                                        tuple(cand[t] for t in (*node.input[:2], node.output[0])), prec)
     elif node.op_type == "NonMaxSuppression":
-        iou, score = (float(np.asarray(ref[node.input[k]]).reshape(-1)[0]) if len(node.input) > k and node.input[k]
-                      in ref else None for k in (3, 4))
+        iou, score = (setting(node, k, ref) for k in (3, 4))
         members = Members.nms_of(ref, cand, node, iou or 0.0, score, prec)
     else:
         x_ref, x_cand = ref.get(node.input[0]), cand.get(node.input[0])

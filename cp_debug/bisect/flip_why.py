@@ -167,6 +167,15 @@ def rounding_step(a: np.ndarray, precision: str) -> np.ndarray:
     return np.exp2(e - 7)
 
 
+def stored(x: np.ndarray, precision: str) -> np.ndarray:
+    """`x` (float64) as the format stores it: float16 by numpy; bfloat16 by float32's upper 16 bits, nearest-even."""
+    if precision == "fp16":
+        return np.asarray(x).astype(np.float16).astype(np.float64)
+    bits = np.asarray(x).astype(np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 def opset(model) -> int:
     """The model's default-domain opset (Softmax's axis reads differently before 13)."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)

@@ -205,15 +205,25 @@ def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precisi
              softmax: bool = True) -> str | None:
     """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
     rounding step there) or, a sorted TopK, between two neighbours of its own k (the order it hands on), a
-    comparison with a constant threshold that some FP32 value lies within the step of, or (`softmax`) Softmax
+    comparison with a constant threshold that some FP32 value lies within the step of, a NonMaxSuppression whose
+    boxes' IoU or scores cross its thresholds once rounded to the format, or (`softmax`) Softmax
     that chooses one-hot between near ties (bisect/flip_why.py's and choice_members.py's readings), said with its
     numbers; None where there is none."""
-    from cp_debug.bisect.choice_members import COMPARISONS, constants, threshold_tie
+    from cp_debug.bisect.choice_members import COMPARISONS, constants, nms_tie, threshold_tie
     from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, order_margin, softmax_tie
 
     version, ops = opset(model), (*DECISION_OPS, *(("Softmax",) if softmax else ()))
-    consts = constants(model.graph, [t for n in model.graph.node if n.op_type in COMPARISONS for t in n.input])
+    consts = constants(model.graph, [t for n in model.graph.node if n.op_type in (*COMPARISONS, "NonMaxSuppression")
+                                     for t in n.input])
     for node in model.graph.node:
+        kept = nms_tie(node, values, consts, precision) if node.op_type == "NonMaxSuppression" else None
+        if kept is not None:
+            crossed, value, rounded, limit, what = kept
+            return (f"NonMaxSuppression {node.name!r} keeps otherwise once its FP32 boxes and scores are rounded to "
+                    f"{precision}: {crossed} box pair IoU(s) or score(s) cross its thresholds (the nearest: the "
+                    f"{what} {value:.6g} becomes {rounded:.6g} against {limit:.4g}); the kept set flips with any "
+                    "rounding, so no set of layers kept in FP32 keeps it on every input — widen the margin to the "
+                    "threshold")
         edge = threshold_tie(node, values, consts, precision) if node.op_type in COMPARISONS else None
         if edge is not None:
             near, size, gap, step, limit = edge

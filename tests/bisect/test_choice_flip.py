@@ -119,3 +119,9 @@ def test_a_box_nms_keeps_otherwise_is_named_with_its_iou_margin(tmp_path):
 def test_keep_fp32_searches_no_set_for_a_value_at_its_threshold(tmp_path):
     tie = _keep_fp32_tie(tmp_path, "build_gate")
     assert tie.startswith("Greater 'node_gt' compares 1 of 32 value(s) with its threshold 0.5"), tie
+
+
+def test_keep_fp32_searches_no_set_for_boxes_at_the_iou_threshold(tmp_path):
+    """Before: 'impossible' with its four Gemms kept (the boxes are the input's, rounded before any node)."""
+    tie = _keep_fp32_tie(tmp_path, "build_nms")
+    assert "the nearest: the IoU 0.5001 becomes 0.5 against 0.5" in tie, tie

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from cp_debug.bisect.choice_members import Members, threshold_tie
+from cp_debug.bisect.choice_members import Members, nms_tie, threshold_tie
 
 
 def test_topk_members_in_another_order_and_replaced():
@@ -42,3 +42,9 @@ def test_nms_names_the_iou_its_kept_box_lies_at():
     m = Members.nms_of(ref, cand, node, 0.5, None, "fp16")
     assert (m.kind, m.chosen, m.replaced, m.entered, m.near, m.threshold) == ("nms", 2, 0, 1, "IoU", 0.5)
     assert abs(m.margin - 1e-4) < 1e-9 and abs(m.error - 1e-4) < 1e-9
+    node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "n", "iou", "score"], ["kept"], name="nms")
+    found = nms_tie(node, {"boxes": boxes, "scores": scores}, {"iou": np.array([0.5], np.float32),
+                                                              "score": np.array([0.8], np.float32)}, "fp16")
+    assert found[0] == 1 and found[3:] == (0.5, "IoU") and abs(found[1] - 0.5001) < 1e-6 and found[2] == 0.5, found
+    far = np.where(boxes == 0.5001, 0.6, boxes)
+    assert nms_tie(node, {"boxes": far, "scores": scores}, {"iou": np.array([0.5], np.float32)}, "fp16") is None
