@@ -139,12 +139,41 @@ def margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int
     return int(tie.sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
 
 
+def order_margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int, float, float, int] | None:
+    """A sorted TopK's near ties among its own k (the order it hands on, not the set): (rows where two neighbours
+    of the top k lie within the format's rounding step, rows, the smallest such gap, the step there, k); None
+    where there are none, or the TopK is unsorted."""
+    attrs = {a.name: a.i for a in node.attribute}
+    if node.op_type != "TopK" or not attrs.get("sorted", 1) or k is None or k < 2:
+        return None
+    axis = attrs.get("axis", -1)
+    v = np.moveaxis(x.astype(np.float64), axis, -1).reshape(-1, x.shape[axis])
+    if k > v.shape[1]:
+        return None
+    v = (-np.sort(-v, axis=1) if attrs.get("largest", 1) else np.sort(v, axis=1))[:, :k]
+    gap = np.abs(v[:, :-1] - v[:, 1:])
+    step = rounding_step(np.maximum(np.abs(v[:, :-1]), np.abs(v[:, 1:])), precision)
+    tie = gap <= step
+    if not tie.any():
+        return None
+    return int(tie.any(axis=1).sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
+
+
 def rounding_step(a: np.ndarray, precision: str) -> np.ndarray:
     """The format's spacing at |a| (float16: numpy's own; bfloat16: 8 significant bits)."""
     if precision == "fp16":
         return np.spacing(a.astype(np.float16)).astype(np.float64)
     e = np.floor(np.log2(np.maximum(a, np.finfo(np.float32).tiny)))
     return np.exp2(e - 7)
+
+
+def stored(x: np.ndarray, precision: str) -> np.ndarray:
+    """`x` (float64) as the format stores it: float16 by numpy; bfloat16 by float32's upper 16 bits, nearest-even."""
+    if precision == "fp16":
+        return np.asarray(x).astype(np.float16).astype(np.float64)
+    bits = np.asarray(x).astype(np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
 def opset(model) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cp_debug.bisect.flip_why import rounding_step
+from cp_debug.bisect.flip_why import rounding_step, stored
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import BROKEN
@@ -183,14 +183,9 @@ class _Format:
         return cls(precision, float(amax[tensor]) / 127 * factor) if amax.get(tensor, 0) > 0 and factor else None
 
     def rounded(self, x: np.ndarray) -> np.ndarray:
-        """`x` (float64) as stored: float16 by numpy; bfloat16 by float32's upper 16 bits, nearest-even."""
-        if self.precision == "fp16":
-            return x.astype(np.float16).astype(np.float64)
-        if self.precision == "int8":
-            return x  # its grid's offset is not known here (see the class): nothing is said to cross
-        bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+        """`x` (float64) as stored (`flip_why.stored`); int8's grid offset is not known here (see the class):
+        nothing is said to cross."""
+        return x if self.precision == "int8" else stored(x, self.precision)
 
     def step(self, a: np.ndarray) -> np.ndarray:
         return np.full(a.shape, self.scale) if self.precision == "int8" else rounding_step(a, self.precision)

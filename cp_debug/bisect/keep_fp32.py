@@ -84,10 +84,10 @@ class KeepFp32Result:
 
     status: found (keep holds a 1-minimal set: it passed, and dropping any one of its nodes failed);
         not_needed (the FP16 model passes as is; keep is ()); impossible (even with every candidate in FP32 the
-        outputs fail; keep is None); tie (the outputs fail because a TopK / ArgMax / ArgMin, or a one-hot Softmax,
-        chooses between near ties the format cannot keep apart, `tie` says which: no FP32 set is searched, keep is
-        None). baseline: the graph outputs with nothing kept; final: with `keep` (with every candidate kept when
-        impossible).
+        outputs fail; keep is None); tie (the outputs fail because a TopK / ArgMax / ArgMin, a one-hot Softmax or a
+        comparison with a threshold chooses between near ties the format cannot keep apart, `tie` says which: no
+        FP32 set is searched, keep is None). baseline: the graph outputs with nothing kept; final: with `keep`
+        (with every candidate kept when impossible).
         precision: what the backend really ran, in the baseline run.
     """
 
@@ -204,22 +204,45 @@ def find_keep_fp32(model: "onnx.ModelProto | str", spec: BackendSpec, feed: Mapp
 def near_tie(model: "onnx.ModelProto", values: Mapping[str, np.ndarray], precision: str,
              softmax: bool = True) -> str | None:
     """The first TopK / ArgMax / ArgMin whose FP32 input holds a near tie at its cut (a margin within `precision`'s
-    rounding step there), or (`softmax`) Softmax that chooses one-hot between near ties (bisect/flip_why.py's
-    readings), said with its numbers; None where there is none."""
-    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, softmax_tie
+    rounding step there) or, a sorted TopK, between two neighbours of its own k (the order it hands on), a
+    comparison with a constant threshold that some FP32 value lies within the step of, a NonMaxSuppression whose
+    boxes' IoU or scores cross its thresholds once rounded to the format, or (`softmax`) Softmax
+    that chooses one-hot between near ties (bisect/flip_why.py's and choice_members.py's readings), said with its
+    numbers; None where there is none."""
+    from cp_debug.bisect.choice_members import COMPARISONS, constants, nms_tie, threshold_tie
+    from cp_debug.bisect.flip_why import DECISION_OPS, chosen, margin, opset, order_margin, softmax_tie
 
     version, ops = opset(model), (*DECISION_OPS, *(("Softmax",) if softmax else ()))
+    consts = constants(model.graph, [t for n in model.graph.node if n.op_type in (*COMPARISONS, "NonMaxSuppression")
+                                     for t in n.input])
     for node in model.graph.node:
+        kept = nms_tie(node, values, consts, precision) if node.op_type == "NonMaxSuppression" else None
+        if kept is not None:
+            crossed, value, rounded, limit, what = kept
+            return (f"NonMaxSuppression {node.name!r} keeps otherwise once its FP32 boxes and scores are rounded to "
+                    f"{precision}: {crossed} box pair IoU(s) or score(s) cross its thresholds (the nearest: the "
+                    f"{what} {value:.6g} becomes {rounded:.6g} against {limit:.4g}); the kept set flips with any "
+                    "rounding, so no set of layers kept in FP32 keeps it on every input — widen the margin to the "
+                    "threshold")
+        edge = threshold_tie(node, values, consts, precision) if node.op_type in COMPARISONS else None
+        if edge is not None:
+            near, size, gap, step, limit = edge
+            return (f"{node.op_type} {node.name!r} compares {near} of {size} value(s) with its threshold {limit:.4g} "
+                    f"from within {precision}'s rounding step there ({step:.3g}; the nearest {gap:.3g} away in "
+                    "FP32): the comparison flips with any rounding, so no set of layers kept in FP32 keeps it on "
+                    "every input — widen the margin to the threshold")
         x = values.get(node.input[0]) if node.op_type in ops and node.input else None
         if x is None or not np.issubdtype(np.asarray(x).dtype, np.floating) or np.size(x) < 2:
             continue
         x = np.asarray(x)
         soft = node.op_type == "Softmax"
         found = softmax_tie(node, x, version, precision) if soft else margin(node, x, chosen(node, model), precision)
-        if found is not None:
-            ties, rows, gap, step, k = found
+        order = None if soft or found is not None else order_margin(node, x, chosen(node, model), precision)
+        if found is not None or order is not None:
+            ties, rows, gap, step, k = found or order
             what = ("makes a hard choice between near ties: its FP32 output is one-hot where the top two logits lie "
                     f"{gap:.3g} apart" if soft else
+                    f"orders near ties: two neighbours of its top {k} lie {gap:.3g} apart in FP32" if order else
                     f"chooses between near ties: the FP32 margin at its cut (top {k}) is {gap:.3g}")
             return (f"{node.op_type} {node.name!r} {what} in {ties} of {rows} row(s), within {precision}'s rounding "
                     f"step there ({step:.3g}); the choice flips with any rounding, so no set of layers kept in FP32 "

@@ -36,14 +36,13 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                      started: float) -> CandidateResult:
     """One candidate's result over every probe it measured, with the root cause explained; the time since
     `started` (perf_counter) is added to the candidate's seconds."""
-    from cp_debug.bisect.flip_why import decision_flip
+    from cp_debug.bisect.choice_flip import known_flip
     from cp_debug.bisect.int8_story import merged, range_root_cause
 
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
-    flip = decision_flip(run, state, fd) if rc and state.refused is None else None
-    if flip is None and rc and state.refused is None:  # a value rounded across an integer: another index
-        flip = _index_flip(run, state, fd, rc)
+    choice = _choice(run, state, fd) if rc and state.refused is None else None  # measured: the choices compared
+    flip = choice or (known_flip(run, state, fd, rc) if rc and state.refused is None else None)
     if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
         rc, path = flip.probe, [flip.probe]
         hint, owner = flip.text(), None
@@ -56,7 +55,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
             hint = merged(moved[1], hint)
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
-    outcome, reason = (_as_ran(state, *_outcome(run, state, results, rc, path)) if state.refused is None
+    judged = choice.verdict() if choice is not None and run.opts.tolerance_mode == "model" else None
+    outcome, reason = (_as_ran(state, *(judged or _outcome(run, state, results, rc, path))) if state.refused is None
                        else (None, None))
     _runtime_fault(run, state)
     state.seconds += time.perf_counter() - started
@@ -67,7 +67,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
-        decisions=[d.to_json() for d in state.decisions],
+        decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
         error=str(state.refused) if state.refused is not None else None)
 
@@ -279,15 +279,14 @@ def _extra(run: RunState, state: CandidateState, p, what: str, reason):
         return None
 
 
-def _index_flip(run: RunState, state: CandidateState, fd: str | None, rc: str):
-    """The index flip in the first divergent probe's or the root cause's segment (`index_why.py`); where it cannot
-    be worked out, a warning and None."""
-    from cp_debug.bisect.index_why import index_flip
+def _choice(run: RunState, state: CandidateState, fd: str | None):
+    """The measured decision flip (`choice_flip.py`); where it cannot be worked out, a warning and None."""
+    from cp_debug.bisect.choice_flip import choice_flip
 
     try:
-        return index_flip(run, state, fd, rc)
+        return choice_flip(run, state, fd)
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the index check of {fd} was not worked out: {err}")
+        run.warnings.append(f"{state.label}: the decisions of {fd}'s stage were not compared: {err}")
         return None
 
 
