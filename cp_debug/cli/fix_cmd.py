@@ -125,12 +125,11 @@ def fix(
         preset = _default_preset(recipe, preset, config)
         if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
             model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
-        request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode),
-                       preset=preset if config is None else None,
-                       config=str(config) if config else None, checkpoint=str(checkpoint) if checkpoint else None,
-                       seed=seed, random_weights=random_weights or None, int8=str(int8) if int8 else None,
-                       **_scenes(scenes, n, data_root), first_scene=first_scene, verify_scenes=verify_n,
-                       worst=worst_frames,
+        request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode), seed=seed,
+                       preset=preset if config is None else None, config=str(config) if config else None,
+                       checkpoint=str(checkpoint) if checkpoint else None, random_weights=random_weights or None,
+                       int8=str(int8) if int8 else None, **_scenes(scenes, n, data_root), first_scene=first_scene,
+                       verify_scenes=verify_n, worst=worst_frames,
                        candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()) if candidates else None,
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap, recipe=recipe)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
