@@ -26,6 +26,7 @@ import numpy as np
 
 from cp_debug.bisect.ranking import first_divergent
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.bisect.screen_sketch import SKETCHES
 
 SCREEN_UP_TO = 1 << 30
 # on CUDA, where the candidate's own run is a few seconds, the screen's conversion and session cost more: a 130m
@@ -37,20 +38,27 @@ _ZERO = "::abs_sum"  # ReduceSum(Abs(t)): 0 exactly where t is all zeros
 
 @dataclass(frozen=True)
 class Hidden:
-    """The first tensor of a stage that the candidate makes NaN/Inf, or collapses to all zeros, and FP32 does not,
-    the stage's outputs showing neither."""
+    """The first tensor of a stage that the candidate makes NaN/Inf, collapses to all zeros, or gets wrong by a
+    relative error far beyond its precision's (`screen_sketch.py`), and FP32 does not, the stage's outputs showing
+    none of it."""
 
     stage: int
     tensor: str
     node: str
     op: str
     module: str | None
-    kind: str = "nonfinite"  # or "zero"
+    kind: str = "nonfinite"  # or "zero", "error"
+    rel: float | None = None  # "error": the estimated relative error, and the limit it passed
+    limit: float | None = None
 
     def text(self, label: str) -> str:
         where = f"{self.module}: " if self.module else ""
-        what = ("collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
-                "subnormal)" if self.kind == "zero" else "makes NaN/Inf (FP32 is finite there)")
+        what = {"zero": "collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
+                        "subnormal)",
+                "error": f"is off by a relative error of ~{self.rel:.2g} against FP32 (estimated from "
+                         f"{SKETCHES} random projections of its error; beyond {self.limit:.2g}, ten times the "
+                         "precision's budget), with no NaN/Inf and not all zeros,"}.get(
+            self.kind, "makes NaN/Inf (FP32 is finite there)")
         return (f"{label}: {where}{self.op} {self.node!r} {what} that the stage's outputs do not show (a guard or a "
                 "residual downstream): the modules on its path are measured")
 
@@ -97,22 +105,26 @@ def screen_model(model):
     return m
 
 
-def _broken(run: RunState, spec, model, feed: dict) -> tuple[list[str], list[str]]:
-    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), and those it makes all
-    zeros (an absolute sum of 0)."""
+def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[str], set[str], dict]:
+    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), those it makes all zeros (an
+    absolute sum of 0), and the sketch outputs (`screen_sketch.py`) as they came; `keep`: the sketch's nodes, kept
+    in FP32."""
+    from cp_debug.bisect.screen_sketch import sketch_outputs
     from cp_debug.bisect.segment_why import run_segment
 
-    flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))]
-    out = run_segment(run, str(spec), model, feed, flags, spec=spec, facts=False).values
-    broken = [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()]
-    return broken, [k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)]
+    flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))] + sketch_outputs(model)
+    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False).values
+    broken = {k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()}
+    return broken, {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
 
 
 def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
-    """Stage i's first hidden NaN/Inf for `state` (None where there is none or the stage is not screened)."""
+    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.fits import subject_weights
     from cp_debug.bisect.op_findings import NamedStage, named_module
+    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors, sketch_model
+    from cp_debug.graph.grouped import shapes_of, static_types
 
     if not wants_screen(run, state, i):
         return None
@@ -123,20 +135,27 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
                             "module")
         return None
     st = run.stage_of(state.label, i)
-    model = screen_model(st.onnx())
-    broken, zeros = _broken(run, state.spec, model, state.feeds[i])
+    model, keep = screen_model(st.onnx()), []
+    shapes = shapes_of(state.feeds[i])
+    if shapes == shapes_of(run.ref_feeds[i]):  # one graph of concrete sizes for both runs
+        model, keep = sketch_model(model, static_types(st.onnx(), shapes))
+    broken, zeros, sketches = _screen_run(run, state.spec, model, state.feeds[i], keep)
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
-    ours, ours_zero = set(broken) - skip, set(zeros) - skip
-    if ours or ours_zero:
-        fp32_broken, fp32_zeros = _broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
-        ours, ours_zero = ours - set(fp32_broken), ours_zero - set(fp32_zeros)
-    if not (ours or ours_zero):
+    ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
+    if ours or ours_zero or keep:
+        fp32_broken, fp32_zeros, fp32_sketches = _screen_run(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+        ours, ours_zero = ours - fp32_broken, ours_zero - fp32_zeros
+        rel = rel_errors(sketches, fp32_sketches)
+        wrong = {t for t, (r, _) in rel.items() if r > hidden_rel(state.judged_at)} - skip - fp32_broken
+    found = ours | ours_zero | wrong
+    if not found:
         return None
-    node = next(n for n in st.onnx().graph.node if set(n.output) & (ours | ours_zero))
-    tensor = next(t for t in node.output if t in ours | ours_zero)
-    return Hidden(i, tensor, node.name, node.op_type, named_module(node, NamedStage.of(st)),
-                  "nonfinite" if tensor in ours else "zero")
+    node = next(n for n in st.onnx().graph.node if set(n.output) & found)
+    tensor = next(t for t in node.output if t in found)
+    kind = "nonfinite" if tensor in ours else "zero" if tensor in ours_zero else "error"
+    return Hidden(i, tensor, node.name, node.op_type, named_module(node, NamedStage.of(st)), kind,
+                  rel[tensor][0] if kind == "error" else None, hidden_rel(state.judged_at) if kind == "error" else None)
 
 
 def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[ProbeSpec]:
