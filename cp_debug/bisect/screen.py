@@ -53,12 +53,15 @@ class Hidden:
 
     def text(self, label: str) -> str:
         where = f"{self.module}: " if self.module else ""
-        what = {"zero": "collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
-                        "subnormal)",
-                "error": f"is off by a relative error of ~{self.rel:.2g} against FP32 (estimated from "
-                         f"{SKETCHES} random projections of its error; beyond {self.limit:.2g}, ten times the "
-                         "precision's budget), with no NaN/Inf and not all zeros,"}.get(
-            self.kind, "makes NaN/Inf (FP32 is finite there)")
+        if self.kind == "zero":
+            what = ("collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
+                    "subnormal)")
+        elif self.kind == "error":
+            what = (f"is off by a relative error of ~{self.rel:.2g} against FP32 (estimated from {SKETCHES} random "
+                    f"projections of its error; beyond {self.limit:.2g}, ten times the precision's budget), with no "
+                    "NaN/Inf and not all zeros,")
+        else:
+            what = "makes NaN/Inf (FP32 is finite there)"
         return (f"{label}: {where}{self.op} {self.node!r} {what} that the stage's outputs do not show (a guard or a "
                 "residual downstream): the modules on its path are measured")
 
@@ -74,24 +77,29 @@ def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
     return first_divergent(list(state.results.values())) is None  # a divergence tells its own story
 
 
-def screen_model(model):
-    """`model` with `ReduceSum(t - t)` of every float node output as an extra output `t::nonfinite` (NaN where t holds
-    a NaN or an infinity) and `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros)."""
+def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
+    """`model` with every float node output screened: with `shapes` (the graph inputs' concrete sizes), a float32
+    tensor of static shape by its sketch (`screen_sketch.py`: projections that show its error, NaN/Inf and all
+    zeros); any other by `ReduceSum(t - t)` as `t::nonfinite` (NaN where t holds a NaN or an infinity) and
+    `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros). With the sketch's nodes, kept in FP32."""
     from onnx import TensorProto, helper
 
+    from cp_debug.bisect.screen_sketch import add_sketches
+    from cp_debug.graph.grouped import static_types
     from cp_debug.graph.onnx_files import copy_model
     from cp_debug.graph.plan import tensor_types
 
     types = tensor_types(model)
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
     m = copy_model(model)
+    sketched, keep = add_sketches(m, static_types(model, shapes)) if shapes is not None else (set(), [])
     outputs = {o.name for o in m.graph.output}
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
         for t in node.output:
             ty = types.get(t)
-            if not t or ty is None or ty.tensor_type.elem_type not in floats:
+            if not t or ty is None or ty.tensor_type.elem_type not in floats or t in sketched:
                 continue
             diff, flag = f"{t}{_SUFFIX}_diff", f"{t}{_SUFFIX}"
             size, zero = f"{t}{_ZERO}_abs", f"{t}{_ZERO}"
@@ -102,20 +110,20 @@ def screen_model(model):
             for out in (flag, zero):
                 if out not in outputs:
                     m.graph.output.append(helper.make_tensor_value_info(out, ty.tensor_type.elem_type, []))
-    return m
+    return m, keep
 
 
 def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[str], set[str], dict]:
     """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), those it makes all zeros (an
-    absolute sum of 0), and the sketch outputs (`screen_sketch.py`) as they came; `keep`: the sketch's nodes, kept
-    in FP32."""
-    from cp_debug.bisect.screen_sketch import sketch_outputs
+    absolute sum of 0), and the sketches as they came; `keep`: the sketch's nodes, kept in FP32."""
+    from cp_debug.bisect.screen_sketch import broken, sketch_outputs
     from cp_debug.bisect.segment_why import run_segment
 
     flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))] + sketch_outputs(model)
     out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False).values
-    broken = {k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()}
-    return broken, {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
+    nonfinite, zeros = broken(out)
+    nonfinite |= {k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()}
+    return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
 
 
 def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
@@ -123,8 +131,8 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.fits import subject_weights
     from cp_debug.bisect.op_findings import NamedStage, named_module
-    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors, sketch_model
-    from cp_debug.graph.grouped import shapes_of, static_types
+    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors
+    from cp_debug.graph.grouped import shapes_of
 
     if not wants_screen(run, state, i):
         return None
@@ -135,10 +143,8 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
                             "module")
         return None
     st = run.stage_of(state.label, i)
-    model, keep = screen_model(st.onnx()), []
-    shapes = shapes_of(state.feeds[i])
-    if shapes == shapes_of(run.ref_feeds[i]):  # one graph of concrete sizes for both runs
-        model, keep = sketch_model(model, static_types(st.onnx(), shapes))
+    shapes = shapes_of(state.feeds[i])  # sketched where both runs take one graph of concrete sizes
+    model, keep = screen_model(st.onnx(), shapes if shapes == shapes_of(run.ref_feeds[i]) else None)
     broken, zeros, sketches = _screen_run(run, state.spec, model, state.feeds[i], keep)
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said

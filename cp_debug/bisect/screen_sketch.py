@@ -30,17 +30,16 @@ def _pattern(size: int, salt: int) -> np.ndarray:
     return rng.choice(np.array([-1.0, 1.0], np.float32), size=(size, SKETCHES))
 
 
-def sketch_model(model, types: dict) -> tuple[object, list[str]]:
-    """`model` with each float32 node output t of static shape (`types`: its types with concrete sizes) giving its
-    projections as an extra output `t::sketch` and ReduceSumSquare(t) as `t::sum_sq`; with the names of the nodes
-    added, which a float16 candidate keeps in FP32 (its projections summed in FP32, beyond float16's range)."""
+def add_sketches(m, types: dict) -> tuple[set[str], list[str]]:
+    """Each float32 node output t of `m` (edited in place) of static shape (`types`: its types with concrete sizes),
+    not a graph output, given its projections as an extra output `t::sketch` and ReduceSumSquare(t) as `t::sum_sq`.
+    Returns the tensors sketched and the names of the nodes added, which a float16 candidate keeps in FP32 (its
+    projections and squares summed in FP32, beyond float16's range)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from cp_debug.graph.onnx_files import copy_model
-
-    m = copy_model(model)
     outputs = {o.name for o in m.graph.output}
     patterns: dict[tuple[str, int], str] = {}
+    sketched: set[str] = set()
     kept: list[str] = []
 
     def pattern(side: str, size: int) -> str:
@@ -49,7 +48,7 @@ def sketch_model(model, types: dict) -> tuple[object, list[str]]:
             m.graph.initializer.append(numpy_helper.from_array(_pattern(size, 0 if side == "L" else 1), name))
         return patterns[(side, size)]
 
-    for node in model.graph.node:
+    for node in list(m.graph.node):
         if node.op_type == "Constant":
             continue
         for t in node.output:
@@ -73,9 +72,10 @@ def sketch_model(model, types: dict) -> tuple[object, list[str]]:
                 helper.make_node("ReduceSum", [mix, _axes0(m)], [sketch], name=sketch, keepdims=0),
                 helper.make_node("ReduceSumSquare", [t], [norm], name=norm, keepdims=0)])
             kept += names
+            sketched.add(t)
             m.graph.output.extend([helper.make_tensor_value_info(sketch, TensorProto.FLOAT, [SKETCHES]),
                                    helper.make_tensor_value_info(norm, TensorProto.FLOAT, [])])
-    return m, kept
+    return sketched, kept
 
 
 def _axes0(m) -> str:
@@ -106,6 +106,14 @@ def hidden_rel(precision: str) -> float:
     from cp_debug.compare.noise import FAR, budget
 
     return min(FAR * budget(precision), HIDDEN_CAP)
+
+
+def broken(out: dict) -> tuple[set[str], set[str]]:
+    """The sketched tensors a run made non-finite (a projection NaN or infinite: a NaN or an infinity in t, as
+    Σ t ⊙ P carries it) and those it made all zeros (a sum of squares of 0: float16's smallest subnormal squared,
+    3.6e-15, is a normal float32)."""
+    nonfinite = {k[: -len(_SKETCH)] for k, v in out.items() if k.endswith(_SKETCH) and not np.isfinite(v).all()}
+    return nonfinite, {k[: -len(_NORM)] for k, v in out.items() if k.endswith(_NORM) and np.all(v == 0)}
 
 
 def rel_errors(cand: dict, fp32: dict) -> dict[str, tuple[float, float]]:
