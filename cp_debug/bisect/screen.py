@@ -1,21 +1,27 @@
-"""Faults the network hides from the default level (issue 84): NaN/Inf made inside a stage that its outputs do not show.
+"""Faults the network hides from the default level (issue 84, item 1): what a stage makes inside that its outputs do
+not show.
 
 A BERT whose layer-1 QK^T logits reach 1.7e5 overflows float16; softmax makes NaN; the exported SDPA's IsNaN/Where
 guard turns those rows into zeros; the residual carries the block's output within tolerance — and the default level,
 which measures the top modules only, read "within precision". `--level all` named the attention. The screen closes
-that gap where it costs one run: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage graph runs
-once more with every float tensor's `ReduceSum(t - t)` as an extra scalar output (NaN exactly where t holds a NaN or an
-infinity), converted and run as the candidate runs it. Tensors that break there are checked on the FP32 graph (the
-reference's feed, ONNX Runtime on the CPU): a tensor non-finite in FP32 too (an attention mask's -inf) or a mask that
-only reaches softmaxes and comparisons (`graph/masks.py`) is no finding. For the first that remains, the modules on
-its path — its module and every module above it, as `--level all` would measure them — are measured on the stage
-again, and the run's verdict and refinement proceed on them: the same root cause as `--level all`.
+that gap where it costs one run a side: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage
+graph runs once more with scalar outputs per float tensor, converted and run as the candidate runs it, and once in
+FP32 (the reference's feed, ONNX Runtime on the CPU). A float32 tensor of static shape gives its error sketch
+(`screen_sketch.py`: projections on fixed ±1 patterns and its sum of squares), which shows a NaN/Inf, all zeros, and
+the relative error against FP32 (a branch float16 cancels, behind a residual that carries the block); any other
+float tensor its `ReduceSum(t - t)` (NaN exactly where t holds a NaN or an infinity) and `ReduceSum(Abs(t))`. A
+tensor non-finite or zero in FP32 too (an attention mask's -inf), a mask that only reaches softmaxes and comparisons
+(`graph/masks.py`) or a stage output is no finding. For the first that remains, the modules on its path — its module
+and every module above it, as `--level all` would measure them — are measured on the stage again, and the run's
+verdict and refinement proceed on them: the same root cause as `--level all`.
 
 Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
 weights (the screen is a second conversion and session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
-a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s. Riding on the candidate's own run
-(the screen's nodes added before its one conversion) would make it cheap everywhere.
+a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
+sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
+cores: ~1.8 s on a ~14 s bisect), shared by the run's candidates. Riding on the candidate's own run (the screen's
+nodes added before its one conversion) would make it cheap everywhere.
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ class Hidden:
                     "subnormal)")
         elif self.kind == "error":
             what = (f"is off by a relative error of ~{self.rel:.2g} against FP32 (estimated from {SKETCHES} random "
-                    f"projections of its error; beyond {self.limit:.2g}, ten times the precision's budget), with no "
-                    "NaN/Inf and not all zeros,")
+                    f"projections of its error; beyond {self.limit:.2g}, ten times the precision's budget or half "
+                    "the tensor), with no NaN/Inf and not all zeros,")
         else:
             what = "makes NaN/Inf (FP32 is finite there)"
         return (f"{label}: {where}{self.op} {self.node!r} {what} that the stage's outputs do not show (a guard or a "
@@ -126,8 +132,9 @@ def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[st
     return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
 
 
-def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
-    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened)."""
+def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None = None) -> Hidden | None:
+    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened); `fp32`: the
+    FP32 screen runs of the run's candidates so far (on the reference's feed: the same for each candidate)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.fits import subject_weights
     from cp_debug.bisect.op_findings import NamedStage, named_module
@@ -138,9 +145,9 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
         return None
     limit = SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO
     if subject_weights(run.subject)[0] > limit:
-        run.warnings.append(f"{state.label}: no screen for NaN/Inf the outputs hide (a second run of the graph past "
-                            f"{limit >> 20} MiB of weights on {state.spec.device}): --level all measures every "
-                            "module")
+        run.warnings.append(f"{state.label}: no screen for faults the outputs hide (NaN/Inf, zeros, large errors: "
+                            f"a second run of the graph past {limit >> 20} MiB of weights on {state.spec.device}): "
+                            "--level all measures every module")
         return None
     st = run.stage_of(state.label, i)
     shapes = shapes_of(state.feeds[i])  # sketched where both runs take one graph of concrete sizes
@@ -150,7 +157,11 @@ def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
     ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
     if ours or ours_zero or keep:
-        fp32_broken, fp32_zeros, fp32_sketches = _screen_run(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+        key = (i, id(st.onnx()), bool(keep))
+        fp32 = fp32 if fp32 is not None else {}
+        if key not in fp32:
+            fp32[key] = _screen_run(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+        fp32_broken, fp32_zeros, fp32_sketches = fp32[key]
         ours, ours_zero = ours - fp32_broken, ours_zero - fp32_zeros
         rel = rel_errors(sketches, fp32_sketches)
         wrong = {t for t, (r, _) in rel.items() if r > hidden_rel(state.judged_at)} - skip - fp32_broken
@@ -187,9 +198,10 @@ def screen_candidates(run: RunState, states: list[CandidateState], measure) -> d
     (`measure(i, probes, state)`: the engine re-runs stage i for `state` with them) and said in the warnings.
     Returns the probes added, by candidate label, for its verdict."""
     added: dict[str, list[ProbeSpec]] = {}
+    fp32: dict = {}
     for s in states:
         for i in range(len(run.subject.stages)):
-            found = hidden_fault(run, s, i)
+            found = hidden_fault(run, s, i, fp32)
             if found is None:
                 continue
             run.warnings.append(found.text(s.label))
