@@ -1,21 +1,27 @@
-"""Faults the network hides from the default level (issue 84): NaN/Inf made inside a stage that its outputs do not show.
+"""Faults the network hides from the default level (issue 84, item 1): what a stage makes inside that its outputs do
+not show.
 
 A BERT whose layer-1 QK^T logits reach 1.7e5 overflows float16; softmax makes NaN; the exported SDPA's IsNaN/Where
 guard turns those rows into zeros; the residual carries the block's output within tolerance — and the default level,
 which measures the top modules only, read "within precision". `--level all` named the attention. The screen closes
-that gap where it costs one run: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage graph runs
-once more with every float tensor's `ReduceSum(t - t)` as an extra scalar output (NaN exactly where t holds a NaN or an
-infinity), converted and run as the candidate runs it. Tensors that break there are checked on the FP32 graph (the
-reference's feed, ONNX Runtime on the CPU): a tensor non-finite in FP32 too (an attention mask's -inf) or a mask that
-only reaches softmaxes and comparisons (`graph/masks.py`) is no finding. For the first that remains, the modules on
-its path — its module and every module above it, as `--level all` would measure them — are measured on the stage
-again, and the run's verdict and refinement proceed on them: the same root cause as `--level all`.
+that gap where it costs one run a side: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage
+graph runs once more with scalar outputs per float tensor, converted and run as the candidate runs it, and once in
+FP32 (the reference's feed, ONNX Runtime on the CPU). A float32 tensor of static shape gives its error sketch
+(`screen_sketch.py`: projections on fixed ±1 patterns and its sum of squares), which shows a NaN/Inf, all zeros, and
+the relative error against FP32 (a branch float16 cancels, behind a residual that carries the block); any other
+float tensor its `ReduceSum(t - t)` (NaN exactly where t holds a NaN or an infinity) and `ReduceSum(Abs(t))`. A
+tensor non-finite or zero in FP32 too (an attention mask's -inf), a mask that only reaches softmaxes and comparisons
+(`graph/masks.py`) or a stage output is no finding. For the first that remains, the modules on its path — its module
+and every module above it, as `--level all` would measure them — are measured on the stage again, and the run's
+verdict and refinement proceed on them: the same root cause as `--level all`.
 
 Not screened: stages of an ONNX file (each of their tensors is a probe already), models past `SCREEN_UP_TO` bytes of
 weights (the screen is a second conversion and session of the whole graph), on CUDA past `CUDA_SCREEN_UP_TO` (measured
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
-a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s. Riding on the candidate's own run
-(the screen's nodes added before its one conversion) would make it cheap everywhere.
+a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
+sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
+cores: ~1.8 s on a ~14 s bisect), shared by the run's candidates. Riding on the candidate's own run (the screen's
+nodes added before its one conversion) would make it cheap everywhere.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from cp_debug.bisect.ranking import first_divergent
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.bisect.screen_sketch import SKETCHES
 
 SCREEN_UP_TO = 1 << 30
 # on CUDA, where the candidate's own run is a few seconds, the screen's conversion and session cost more: a 130m
@@ -37,20 +44,30 @@ _ZERO = "::abs_sum"  # ReduceSum(Abs(t)): 0 exactly where t is all zeros
 
 @dataclass(frozen=True)
 class Hidden:
-    """The first tensor of a stage that the candidate makes NaN/Inf, or collapses to all zeros, and FP32 does not,
-    the stage's outputs showing neither."""
+    """The first tensor of a stage that the candidate makes NaN/Inf, collapses to all zeros, or gets wrong by a
+    relative error far beyond its precision's (`screen_sketch.py`), and FP32 does not, the stage's outputs showing
+    none of it."""
 
     stage: int
     tensor: str
     node: str
     op: str
     module: str | None
-    kind: str = "nonfinite"  # or "zero"
+    kind: str = "nonfinite"  # or "zero", "error"
+    rel: float | None = None  # "error": the estimated relative error, and the limit it passed
+    limit: float | None = None
 
     def text(self, label: str) -> str:
         where = f"{self.module}: " if self.module else ""
-        what = ("collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
-                "subnormal)" if self.kind == "zero" else "makes NaN/Inf (FP32 is finite there)")
+        if self.kind == "zero":
+            what = ("collapses to all zeros (FP32 is not zero there: its values lie below the format's smallest "
+                    "subnormal)")
+        elif self.kind == "error":
+            what = (f"is off by a relative error of ~{self.rel:.2g} against FP32 (estimated from {SKETCHES} random "
+                    f"projections of its error; beyond {self.limit:.2g}, ten times the precision's budget or half "
+                    "the tensor), with no NaN/Inf and not all zeros,")
+        else:
+            what = "makes NaN/Inf (FP32 is finite there)"
         return (f"{label}: {where}{self.op} {self.node!r} {what} that the stage's outputs do not show (a guard or a "
                 "residual downstream): the modules on its path are measured")
 
@@ -66,24 +83,29 @@ def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
     return first_divergent(list(state.results.values())) is None  # a divergence tells its own story
 
 
-def screen_model(model):
-    """`model` with `ReduceSum(t - t)` of every float node output as an extra output `t::nonfinite` (NaN where t holds
-    a NaN or an infinity) and `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros)."""
+def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
+    """`model` with every float node output screened: with `shapes` (the graph inputs' concrete sizes), a float32
+    tensor of static shape by its sketch (`screen_sketch.py`: projections that show its error, NaN/Inf and all
+    zeros); any other by `ReduceSum(t - t)` as `t::nonfinite` (NaN where t holds a NaN or an infinity) and
+    `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros). With the sketch's nodes, kept in FP32."""
     from onnx import TensorProto, helper
 
+    from cp_debug.bisect.screen_sketch import add_sketches
+    from cp_debug.graph.grouped import static_types
     from cp_debug.graph.onnx_files import copy_model
     from cp_debug.graph.plan import tensor_types
 
     types = tensor_types(model)
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
     m = copy_model(model)
+    sketched, keep = add_sketches(m, static_types(model, shapes)) if shapes is not None else (set(), [])
     outputs = {o.name for o in m.graph.output}
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
         for t in node.output:
             ty = types.get(t)
-            if not t or ty is None or ty.tensor_type.elem_type not in floats:
+            if not t or ty is None or ty.tensor_type.elem_type not in floats or t in sketched:
                 continue
             diff, flag = f"{t}{_SUFFIX}_diff", f"{t}{_SUFFIX}"
             size, zero = f"{t}{_ZERO}_abs", f"{t}{_ZERO}"
@@ -94,49 +116,63 @@ def screen_model(model):
             for out in (flag, zero):
                 if out not in outputs:
                     m.graph.output.append(helper.make_tensor_value_info(out, ty.tensor_type.elem_type, []))
-    return m
+    return m, keep
 
 
-def _broken(run: RunState, spec, model, feed: dict) -> tuple[list[str], list[str]]:
-    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), and those it makes all
-    zeros (an absolute sum of 0)."""
+def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[str], set[str], dict]:
+    """The tensors `spec` makes non-finite on `feed` (screen outputs that came out NaN), those it makes all zeros (an
+    absolute sum of 0), and the sketches as they came; `keep`: the sketch's nodes, kept in FP32."""
+    from cp_debug.bisect.screen_sketch import broken, sketch_outputs
     from cp_debug.bisect.segment_why import run_segment
 
-    flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))]
-    out = run_segment(run, str(spec), model, feed, flags, spec=spec, facts=False).values
-    broken = [k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()]
-    return broken, [k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)]
+    flags = [o.name for o in model.graph.output if o.name.endswith((_SUFFIX, _ZERO))] + sketch_outputs(model)
+    out = run_segment(run, str(spec), model, feed, flags, spec=spec, keep=keep, facts=False).values
+    nonfinite, zeros = broken(out)
+    nonfinite |= {k[: -len(_SUFFIX)] for k, v in out.items() if k.endswith(_SUFFIX) and not np.isfinite(v).all()}
+    return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
 
 
-def hidden_fault(run: RunState, state: CandidateState, i: int) -> Hidden | None:
-    """Stage i's first hidden NaN/Inf for `state` (None where there is none or the stage is not screened)."""
+def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None = None) -> Hidden | None:
+    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened); `fp32`: the
+    FP32 screen runs of the run's candidates so far (on the reference's feed: the same for each candidate)."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.fits import subject_weights
     from cp_debug.bisect.op_findings import NamedStage, named_module
+    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors
+    from cp_debug.graph.grouped import shapes_of
 
     if not wants_screen(run, state, i):
         return None
     limit = SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO
     if subject_weights(run.subject)[0] > limit:
-        run.warnings.append(f"{state.label}: no screen for NaN/Inf the outputs hide (a second run of the graph past "
-                            f"{limit >> 20} MiB of weights on {state.spec.device}): --level all measures every "
-                            "module")
+        run.warnings.append(f"{state.label}: no screen for faults the outputs hide (NaN/Inf, zeros, large errors: "
+                            f"a second run of the graph past {limit >> 20} MiB of weights on {state.spec.device}): "
+                            "--level all measures every module")
         return None
     st = run.stage_of(state.label, i)
-    model = screen_model(st.onnx())
-    broken, zeros = _broken(run, state.spec, model, state.feeds[i])
+    shapes = shapes_of(state.feeds[i])  # sketched where both runs take one graph of concrete sizes
+    model, keep = screen_model(st.onnx(), shapes if shapes == shapes_of(run.ref_feeds[i]) else None)
+    broken, zeros, sketches = _screen_run(run, state.spec, model, state.feeds[i], keep)
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
-    ours, ours_zero = set(broken) - skip, set(zeros) - skip
-    if ours or ours_zero:
-        fp32_broken, fp32_zeros = _broken(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
-        ours, ours_zero = ours - set(fp32_broken), ours_zero - set(fp32_zeros)
-    if not (ours or ours_zero):
+    ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
+    if ours or ours_zero or keep:
+        key = (i, id(st.onnx()), bool(keep))
+        fp32 = fp32 if fp32 is not None else {}
+        if key not in fp32:
+            fp32[key] = _screen_run(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+        fp32_broken, fp32_zeros, fp32_sketches = fp32[key]
+        ours, ours_zero = ours - fp32_broken, ours_zero - fp32_zeros
+        rel = rel_errors(sketches, fp32_sketches)
+        wrong = {t for t, (r, _) in rel.items() if r > hidden_rel(state.judged_at)} - skip - fp32_broken
+    found = ours | ours_zero | wrong
+    if not found:
         return None
-    node = next(n for n in st.onnx().graph.node if set(n.output) & (ours | ours_zero))
-    tensor = next(t for t in node.output if t in ours | ours_zero)
-    return Hidden(i, tensor, node.name, node.op_type, named_module(node, NamedStage.of(st)),
-                  "nonfinite" if tensor in ours else "zero")
+    node = next(n for n in st.onnx().graph.node if set(n.output) & found)
+    tensor = next(t for t in node.output if t in found)
+    kind = "nonfinite" if tensor in ours else "zero" if tensor in ours_zero else "error"
+    return Hidden(i, tensor, node.name, node.op_type, named_module(node, NamedStage.of(st)), kind,
+                  rel[tensor][0] if kind == "error" else None, hidden_rel(state.judged_at) if kind == "error" else None)
 
 
 def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[ProbeSpec]:
@@ -162,9 +198,10 @@ def screen_candidates(run: RunState, states: list[CandidateState], measure) -> d
     (`measure(i, probes, state)`: the engine re-runs stage i for `state` with them) and said in the warnings.
     Returns the probes added, by candidate label, for its verdict."""
     added: dict[str, list[ProbeSpec]] = {}
+    fp32: dict = {}
     for s in states:
         for i in range(len(run.subject.stages)):
-            found = hidden_fault(run, s, i)
+            found = hidden_fault(run, s, i, fp32)
             if found is None:
                 continue
             run.warnings.append(found.text(s.label))

@@ -319,7 +319,8 @@ def run_segment(run: RunState, label: str, model, feed: dict, outputs: list[str]
         kw["int8_model"] = qdq
     if exclude:  # out of the run's quantisation, on top of its own list
         kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
-    extra = [t for t in outputs if t not in {o.name for o in model.graph.output}]
+    declared = {o.name for o in model.graph.output}
+    extra = [t for t in outputs if t not in declared]
     with make_runner(spec, onnx_model=model, extra_outputs=extra, **kw) as r:
         out = r.infer(feed)
         amax = r.quant_amax()
