@@ -116,6 +116,8 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
          "features.5, INT8 resolution lost after features.5.conv.1.1"),
         ("mobilenet_dw_all", ["--torch", f"{mb}:depthwise", "-b", "torch,ort-{dev}-int8", "--level", "all"],
          "features.5.conv.1.1, INT8 resolution lost"),
+        ("sketch_cancelled", ["--torch", f"{tests / 'bisect' / 'collapse_models.py'}:cancelled", "-b",
+                              "torch,ort-{dev}-fp16"], "exit 1, 1.inner.shifted.1 (a large error behind a residual)"),
         ("clip_fusion", ["--torch", f"{tests / 'bisect' / 'clip_models.py'}:tiny", "-b", "torch,ort-{dev}-int8",
                          "--level", "block"], "features.1, ONNX Runtime's ClipQuantFusion, verified (CPU)"),
         ("mobilenet_issue84", ["--torch", f"{mb}:issue_84", "-b", "torch,ort-{dev}-int8", "--level", "block"],
