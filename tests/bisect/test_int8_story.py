@@ -15,6 +15,8 @@ import pytest
 
 from tests.cli_run import cpdebug
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 MODELS = Path(__file__).with_name("int8_mobilenet.py")
 CONV = "features.5.conv.1.1"  # the depthwise conv with its BatchNorm folded in (features.5.conv.1.0 + .1)
 

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from cp_debug.fix.carried_outputs import output_sources
 from tests.cli_run import cpdebug
+
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
 
 MODELS = Path(__file__).resolve().parents[1] / "bisect" / "int8_mobilenet.py"
 

@@ -14,6 +14,8 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.zoo import models
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 ZOO = Path(models.__file__)
 # build_detr_planted: encoder.layers.1's QK^T passes float16's 65504; keeping that MatMul and the Softmax reading
 # it in FP32 cures the graph (the Softmax's FP16 input would overflow through its Cast otherwise)

@@ -15,6 +15,8 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.zoo import hf_models, models
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 HF = Path(hf_models.__file__)
 ZOO = Path(models.__file__)
 FP16 = "torch,ort-cpu-fp16"

@@ -17,6 +17,8 @@ import pytest
 
 from tests.cli_run import cpdebug
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 MODELS = Path(__file__).with_name("diffusers_models.py")
 CONV = "vae.decoder.up_blocks.1.resnets.0.conv1"
 

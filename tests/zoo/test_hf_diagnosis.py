@@ -12,6 +12,8 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.zoo import hf_models
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 HF = Path(hf_models.__file__)
 pytest.importorskip("transformers")
 

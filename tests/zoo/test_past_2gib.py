@@ -21,6 +21,8 @@ import torch
 from cp_debug.graph import onnx_files
 from tests.cli_run import cpdebug
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 MODEL = '''
 import torch
 
