@@ -1,8 +1,9 @@
 """The op-level findings inside a root cause's segment (`segment_why.py` runs the segment; `segment_int8.py` and
 `export_why.py` name nodes with `named_module`): the first op whose FP32 value leaves float16's range, the first
-where the candidate makes NaN/Inf while the reference is finite, an output collapsed to zero, a long reduction
-measurably off — each named with its module, its role in the model's terms (attention logits) and, for a reduction,
-how many elements it sums and how large they are (a sum over n elements of |x| <= m can reach n x m)."""
+where the candidate makes NaN/Inf while the reference is finite, an output collapsed to zero, an addition or
+subtraction that cancels (its result far smaller than its inputs, float16's rounding of them its size), a long
+reduction measurably off — each named with its module, its role in the model's terms (attention logits) and, for a
+reduction, how many elements it sums and how large they are (a sum over n elements of |x| <= m can reach n x m)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class OpFinding:
     ref_absmax: float | None = None  # nonfinite: the FP32 reference's |x| max there
     rel_rmse: float | None = None  # reduction: the candidate's output there against the reference's
     summed: tuple[int, float] | None = None  # a summing op: (elements per output, the largest |term| among them)
+    result_rms: float | None = None  # cancel: the FP32 result's RMS (`value` is its inputs' |x| max)
 
     def describe(self) -> str:
         where = f"{self.module}: " if self.module else ""
@@ -121,6 +123,34 @@ def find_collapse(seg, ref: dict, cand: dict, st) -> OpFinding | None:
             big = float(np.abs(r).max())
             if big > 0 and np.isfinite(big) and not np.any(c.astype(np.float32)):
                 return OpFinding(node.name, node.op_type, named_module(node, st), big, "zero", _role(seg, node))
+    return None
+
+
+# an Add / Sub that cancels: the candidate's result off by this rel. RMSE at least (100 float16 roundings), its inputs
+# this many times larger than the result (each input's rounding, 2^-11 of it, then weighs that much more in it)
+_CANCEL_REL, _CANCEL_GAIN = 100 * 2.0 ** -11, 16.0
+
+
+def find_cancellation(seg, ref: dict, cand: dict, st) -> OpFinding | None:
+    """The first Add / Sub whose FP32 result is far smaller than its inputs (by `_CANCEL_GAIN` or more, RMS against
+    |x| max) and whose candidate result is off by `_CANCEL_REL` or more: (x + 1024) - 1024 gives back x in FP32 and
+    float16's spacing of 1 at 1024 in float16 — the inputs' rounding, not the op, is the result's error."""
+    for node in seg.graph.node:
+        if node.op_type not in ("Add", "Sub") or len(node.input) != 2:
+            continue
+        r, c = ref.get(node.output[0]), cand.get(node.output[0])
+        ins = [x for x in (ref.get(t) for t in node.input) if x is not None and x.size]  # a constant: not at hand
+        if r is None or c is None or r.shape != c.shape or not r.size or not ins:
+            continue
+        if not np.issubdtype(r.dtype, np.floating) or not np.isfinite(r).all() or not np.isfinite(c).all():
+            continue
+        r64, c64 = r.astype(np.float64), c.astype(np.float64)
+        rms = float(np.sqrt(np.mean(r64 * r64)))
+        big = max(float(np.abs(x.astype(np.float64)).max(initial=0.0)) for x in ins)
+        rel = float(np.sqrt(np.mean((c64 - r64) ** 2))) / rms if rms > 0 else 0.0
+        if rms > 0 and big >= _CANCEL_GAIN * rms and rel >= _CANCEL_REL:
+            return OpFinding(node.name, node.op_type, named_module(node, st), big, "cancel", _role(seg, node),
+                             rel_rmse=rel, result_rms=rms)
     return None
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cp_debug.bisect.op_findings import (NamedStage, OpFinding, find_collapse, find_long_reduction, find_nonfinite,
-                                         find_overflow)
+from cp_debug.bisect.op_findings import (NamedStage, OpFinding, find_cancellation, find_collapse, find_long_reduction,
+                                         find_nonfinite, find_overflow)
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.half import FP16_MAX
@@ -45,6 +45,12 @@ class SegmentWhy:
             why = (f"FP16 output collapsed to zero at {f.describe()}: the candidate gives 0 everywhere where the "
                    f"FP32 reference reaches |x| = {f.value:.3g}, with no NaN/Inf (as ONNX Runtime's float16 "
                    "LayerNormalization has, onnxruntime#29034)")
+        elif f.kind == "cancel":
+            step = 2.0 ** (np.floor(np.log2(f.value)) - 10)
+            why = (f"FP16 cancellation at {f.describe()}: its inputs reach |x| = {f.value:.3g}, where float16's "
+                   f"step is {step:.3g}, while its FP32 result is {f.result_rms:.3g} (RMS): the inputs' rounding is "
+                   f"the result's size, off by rel. RMSE {f.rel_rmse:.3g} against FP32 — subtract before the large "
+                   "terms are added, or keep the ops that make them in FP32")
         elif f.kind == "reduction":
             why = (f"FP16 reduction over {int(f.value)} elements at {f.describe()} (> 2^15): its float16 result is off "
                    f"by rel. RMSE {f.rel_rmse:.3g} against FP32, beyond one float16 rounding (2^-11); over that many "
@@ -206,7 +212,7 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     if finding is None:
         cand = run_segment(run, str(spec), seg, feed, inner, spec=spec).values
         finding = (find_nonfinite(seg, ref, cand, st, masks) or find_collapse(seg, ref, cand, st)
-                   or find_long_reduction(seg, ref, cand, st))
+                   or find_cancellation(seg, ref, cand, st) or find_long_reduction(seg, ref, cand, st))
         if finding is None:
             return None
         keep = (finding.node,)

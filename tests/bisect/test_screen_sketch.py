@@ -26,6 +26,9 @@ def test_a_branch_fp16_cancels_behind_a_residual_is_found_at_every_level(tmp_pat
     assert proc.returncode == 1, report["outcome_reasons"]
     cause = report["root_cause"]["ort-cpu-fp16"]
     assert cause["probe"] == "1.inner.shifted.1", cause
+    # the why with its numbers: the inputs at 1024 where float16's step is 1, the result a fraction of it
+    assert cause["hint"].startswith("FP16 cancellation at 1.inner.shifted: Sub"), cause["hint"]
+    assert "float16's step is 1," in cause["hint"] and "verified: keeping" in cause["hint"], cause["hint"]
     said = [w for w in report["warnings"] if "relative error of ~" in w]
     assert bool(said) == (level is None), report["warnings"]
     if said:  # the branch's Sub, with its number: FP16's 0.67 (measured), 0.69 estimated from 16 projections
