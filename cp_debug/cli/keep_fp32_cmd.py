@@ -93,8 +93,9 @@ def keep_fp32(
                                     ("--verify-n", verify_scenes), ("--out", out),
                                     ("--random-weights", random_weights or None)) if v is not None]
             if extra:
-                raise BadInputError(f"{', '.join(extra)} go with --recipe transfusion; keep-fp32 of --onnx / --torch "
-                                    "searches the one model given")
+                raise BadInputError(f"{', '.join(extra)}: for --recipe transfusion only; keep-fp32 of --onnx / "
+                                    "--torch searches the one model given and writes no model (`cpdebug fix --torch|"
+                                    "--onnx … --out DIR` writes it with the set kept in FP32)")
             code = _keep_fp32(onnx_model, torch_model, inputs, spec, candidates,
                               tolerance_for(spec.precision, atol, rtol), exporter=exporter, seed=seed,
                               json_out=json_out, quiet=quiet, third_party=third_party,

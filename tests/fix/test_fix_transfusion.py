@@ -149,5 +149,5 @@ def test_keep_fp32_of_transfusion_is_the_fix_request_and_what_it_does_not_take_i
         proc = run("keep-fp32", *common, *args)
         assert proc.returncode == ExitCode.BAD_INPUT and said in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     proc = run("keep-fp32", "--preset", "transfusion-tiny", "--out", tmp_path / "x")
-    assert proc.returncode == ExitCode.BAD_INPUT and "go with --recipe transfusion" in proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.BAD_INPUT and "for --recipe transfusion only" in proc.stdout + proc.stderr
     assert len(asked) == 2 and not (tmp_path / "x").exists()
