@@ -86,7 +86,35 @@ def _files(work: Path) -> dict[str, Path]:
                                                         scale.name))
             onnx.save(q, folder / "model.onnx")
         out["q_fp8_src" if fp8 else "q_int8_src"], out["q_fp8" if fp8 else "q_int8"] = src, folder
+    out["vae_fp16"] = _vae_file(work)
     return out
+
+
+def _vae_file(work: Path) -> Path | None:
+    """The diffusers VAE decoder's FP16 file as diffusers' and Olive's ONNX pipelines make it (TorchScript export,
+    onnxconverter-common with keep_io_types), its planted conv overflowing (tests/zoo/test_diffusers_fp16_file.py);
+    None where diffusers is not installed."""
+    import warnings
+
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+
+        from tests.zoo import diffusers_models
+        net, inputs = diffusers_models.overflow()
+    except ImportError:
+        return None
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, inputs, str(work / "vae.onnx"), dynamo=False, opset_version=17,
+                          input_names=["latent_sample"], output_names=["sample"])
+        half = float16.convert_float_to_float16(onnx.load(work / "vae.onnx"), keep_io_types=True)
+    (work / "vae_fp16").mkdir()
+    onnx.save(half, work / "vae_fp16" / "vae_decoder.onnx")
+    return work / "vae_fp16"
 
 
 def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
@@ -108,6 +136,9 @@ def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:
         ("cast_flip", ["--torch", f"{idx}:build_cast", "-b", "torch,ort-{dev}-fp16"], "index flip at Cast"),
         ("fp16_file", ["--torch", f"{uf}:fp16_overflow", "-b", f"torch,ort-{{dev}}@{f['fp16_file']}"],
          "exit 1, body.4, FP16 overflow > 65504"),
+        ("diffusers_vae_file", ["--torch", f"{tests / 'zoo' / 'diffusers_models.py'}:overflow", "-b",
+                                f"torch,ort-{{dev}}@{f['vae_fp16']}"],
+         "exit 1, vae.decoder.up_blocks.1.resnets.0.conv1, FP16 overflow ~1.7e5, verified"),
         ("int8_file", ["--onnx", str(f["q_int8_src"]), "-b", f"ort,ort-{{dev}}@{f['q_int8']}"],
          "exit 1, body.4/Conv, judged at int8"),
         ("fp8_file_ort", ["--onnx", str(f["q_fp8_src"]), "-b", f"ort,ort-{{dev}}@{f['q_fp8']}"],
