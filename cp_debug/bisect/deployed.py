@@ -98,6 +98,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     held = [file_precision(model) for model in models]
     _not_quantized_again(spec, paths, models, held)
     asked, spec = spec, held_spec(spec, held)
+    refused = _refused_as_is(spec, models, shown, held)  # a float16 file the runtime itself will not load
     # first, before anything is exported or run: do the files hold the model's weights?
     weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p) for st, m, p
                                                     in zip(subject.stages, models, shown) if st.module is not None])
@@ -126,7 +127,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(note)
         if found.differences:
             notes.append(f"{spec}: {name}: graph differences: {found.differences.summary()}")
-    notes[:0] = weight_notes
+    notes[:0] = weight_notes + refused
     if subject.deployed_split is not None and spec.is_tensorrt:
         notes.append(f"{spec}: TensorRT builds each stage's engine from {paths[0].name} cut in two; an engine of the "
                      "whole graph in the folder is not what runs")
@@ -137,6 +138,38 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec)
+
+
+# a user's float16 file is tried in a plain session up to this size (its bytes serialised once more)
+_LOAD_CHECK_UP_TO = 256 << 20
+
+
+def _refused_as_is(spec: BackendSpec, models: list, shown: list[str], held: list[str]) -> list[str]:
+    """On the CPU's emulated float16 storage (`ort_runner.half_mode`), cp_debug runs a float16 file's float32-widened
+    twin, which loads where the file itself may not: onnxconverter-common's `keep_io_types` output leaves a Cast's
+    value_info float while the Cast writes float16, and ONNX Runtime refuses the file ("Type Error …"), on CUDA as in
+    its own CPU float16. Each such file is tried in a plain session (no optimisation, up to `_LOAD_CHECK_UP_TO`
+    bytes); a refusal is said beside the run, with ONNX Runtime's first line."""
+    from cp_debug.backends.ort_runner import half_mode
+
+    if spec.framework != "ort" or spec.device != "cpu" or half_mode() != "emulated":
+        return []
+    import onnxruntime as ort
+
+    out = []
+    for model, name, precision in zip(models, shown, held):
+        if precision != "fp16" or model.ByteSize() > _LOAD_CHECK_UP_TO:
+            continue
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - what ONNX Runtime says of the file is the finding
+            said = (str(err).strip().splitlines() or ["(no message)"])[0][:300]
+            out.append(f"{spec}: {name}: ONNX Runtime {ort.__version__} refuses this file as it is ({said}): cp_debug "
+                       "ran its float32-widened twin with float16 storage emulated, which your runtime cannot load — "
+                       "on CUDA, or with CPDEBUG_ORT_CPU_HALF=native, this is the error")
+    return out
 
 
 def _held_precision(held: list[str]) -> str:

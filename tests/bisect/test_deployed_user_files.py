@@ -71,6 +71,7 @@ def test_fp16_file_of_onnxconverter_common_names_its_overflow(tmp_path, by):
     # the file's own output name, read by order; every probe mapped through the converter's Casts
     notes = _notes(report)
     assert "'linear' as 'output0'" in notes
+    assert "refuses this file as it is" not in notes  # it loads in ONNX Runtime as it is: nothing said
     assert f"8 of 8 probes mapped onto the deployed graph (of all modules: 9 by {by})" in notes
     # judged and shown at the precision the file holds: fp16, never ort-cpu-fp32
     assert report["candidate_specs"][label] == f"ort-cpu-fp16@{folder}"
