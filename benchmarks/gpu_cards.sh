@@ -10,11 +10,8 @@ set -u
 out=${1:-/tmp/issue87_cards}; frames=${2:-1000}; cards=${3:-}; step=${4:-both}
 n=$(nvidia-smi -L | wc -l)
 cards=${cards:-$(for c in 1 2 4; do [ "$c" -le "$n" ] && printf '%s,' "$c"; done | sed 's/,$//')}
-if ! python3 -c "import ray" 2>/dev/null; then
-  whl=/tmp/stage/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
-  [ -f "$whl" ] || cat /tmp/stage/ray.part* > "$whl"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"
-fi
+source "$(dirname "$0")/gpu_ray_mps.sh"
+ray_install
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv,noheader
 args=(--preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block --frames "$frames" --workers ""
       --out "$out" --resume --time-limit "${TIME_LIMIT:-540}")
@@ -22,9 +19,7 @@ if [ "$step" != cards ]; then
   python3 benchmarks/ray_scaling.py "${args[@]}" --cards ""
 fi
 if [ "$step" != inproc ]; then
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/cpdebug-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/cpdebug-mps/log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && echo "MPS daemon up"
+  mps_start
   python3 benchmarks/ray_scaling.py "${args[@]}" --no-in-process --cards "$cards"
-  echo quit | nvidia-cuda-mps-control
+  mps_stop
 fi

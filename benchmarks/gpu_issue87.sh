@@ -8,11 +8,8 @@
 set -u
 out=${1:-/tmp/issue87}; frames=${2:-300}; workers=${3:-1,2,3}
 mkdir -p "$out"
-if ! python3 -c "import ray" 2>/dev/null; then
-  whl=/tmp/stage/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
-  [ -f "$whl" ] || cat /tmp/stage/ray.part* > "$whl"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"
-fi
+source "$(dirname "$0")/gpu_ray_mps.sh"
+ray_install
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import ray, torch, onnxruntime as o; print('ray', ray.__version__, 'torch', torch.__version__, 'ort', o.__version__)"
 python3 benchmarks/ray_scaling.py --preset awml-base --backends torch-cuda,ort-cuda-fp16 --level block \

@@ -7,11 +7,8 @@
 set -u
 out=${1:-/tmp/issue87_mps}; frames=${2:-300}; workers=${3:-1,2,3}
 mkdir -p "$out"
-if ! python3 -c "import ray" 2>/dev/null; then
-  whl=/tmp/stage/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
-  [ -f "$whl" ] || cat /tmp/stage/ray.part* > "$whl"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"
-fi
+source "$(dirname "$0")/gpu_ray_mps.sh"
+ray_install
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv,noheader
 run() {  # $1: name, rest: ray_scaling.py arguments
   local name=$1; shift
@@ -20,11 +17,7 @@ run() {  # $1: name, rest: ray_scaling.py arguments
 }
 TIME_LIMIT=${TIME_LIMIT:-250}
 run plain --no-in-process --workers 1,2 --time-limit "$TIME_LIMIT"
-mps=$(command -v nvidia-cuda-mps-control || true)
-if [ -z "$mps" ]; then echo "no nvidia-cuda-mps-control on this image: MPS not measured"; exit 0; fi
-export CUDA_MPS_PIPE_DIRECTORY=/tmp/cpdebug-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/cpdebug-mps/log
-mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-"$mps" -d && echo "MPS daemon up ($mps)"
+mps_start || { echo "MPS not measured"; exit 0; }
 run mps --no-in-process --workers "$workers" --time-limit "$TIME_LIMIT"
-echo quit | "$mps"
+mps_stop
 cp "$CUDA_MPS_LOG_DIRECTORY"/control.log "$out/mps_control.log" 2>/dev/null || true

@@ -14,11 +14,8 @@ set -u
 out=${1:-/tmp/ray_scaling}; frames=${2:-1000}
 n=$(nvidia-smi -L | wc -l)
 workers=${3:-$(for w in 1 2 4; do [ "$w" -le "$n" ] && printf '%s,' "$w"; done | sed 's/,$//')}
-if ! python3 -c "import ray" 2>/dev/null; then  # the staged wheel, into gpu_setup.sh's /tmp/site
-  whl=/tmp/stage/ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl
-  [ -f "$whl" ] || cat /tmp/stage/ray.part* > "$whl"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"
-fi
+source "$(dirname "$0")/gpu_ray_mps.sh"
+ray_install
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 git log --oneline -1 2>/dev/null || true
 python3 -c "import ray, torch, onnxruntime as o; print('ray', ray.__version__, 'torch', torch.__version__, 'ort', o.__version__)"
