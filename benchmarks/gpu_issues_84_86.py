@@ -91,30 +91,14 @@ def _files(work: Path) -> dict[str, Path]:
 
 
 def _vae_file(work: Path) -> Path | None:
-    """The diffusers VAE decoder's FP16 file as diffusers' and Olive's ONNX pipelines make it (TorchScript export,
-    onnxconverter-common with keep_io_types), its planted conv overflowing (tests/zoo/test_diffusers_fp16_file.py);
-    None where diffusers is not installed."""
-    import warnings
-
-    import onnx
-
+    """The diffusers VAE decoder's FP16 file as diffusers' and Olive's ONNX pipelines make it, its planted conv
+    overflowing (`tests/zoo/diffusers_models.overflow_fp16_file`); None where diffusers is not installed."""
     try:
-        from onnxconverter_common import float16
-
         from tests.zoo import diffusers_models
-        net, inputs = diffusers_models.overflow()
+
+        return diffusers_models.overflow_fp16_file(work / "vae_fp16")
     except ImportError:
         return None
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, inputs, str(work / "vae.onnx"), dynamo=False, opset_version=17,
-                          input_names=["latent_sample"], output_names=["sample"])
-        half = float16.convert_float_to_float16(onnx.load(work / "vae.onnx"), keep_io_types=True)
-    (work / "vae_fp16").mkdir()
-    onnx.save(half, work / "vae_fp16" / "vae_decoder.onnx")
-    return work / "vae_fp16"
 
 
 def _cases(f: dict[str, Path]) -> list[tuple[str, list[str], str]]:

@@ -40,3 +40,27 @@ def overflow():
     with torch.no_grad():
         net.vae.decoder.up_blocks[1].resnets[0].conv1.weight.mul_(1e5)
     return net, (latents(),)
+
+
+def overflow_fp16_file(folder):
+    """The planted decoder as the user's own FP16 file, as diffusers' and Olive's ONNX pipelines make it: TorchScript
+    export (input `latent_sample`, output `sample`, opset 17), then onnxconverter-common's
+    `convert_float_to_float16(keep_io_types=True)`, written to `folder/vae_decoder.onnx` (the folder made); returns the
+    folder. Needs diffusers and onnxconverter-common."""
+    import warnings
+    from pathlib import Path
+
+    import onnx
+    from onnxconverter_common import float16
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    net, inputs = overflow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, inputs, str(folder / "vae_fp32.onnx"), dynamo=False, opset_version=17,
+                          input_names=["latent_sample"], output_names=["sample"])
+        half = float16.convert_float_to_float16(onnx.load(folder / "vae_fp32.onnx"), keep_io_types=True)
+    (folder / "vae_fp32.onnx").unlink()
+    onnx.save(half, folder / "vae_decoder.onnx")
+    return folder

@@ -9,10 +9,8 @@ reason its FP32 value gives, and the keep verified."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
-import onnx
 import pytest
 
 from tests.cli_run import cpdebug
@@ -25,19 +23,10 @@ CONV = "vae.decoder.up_blocks.1.resnets.0.conv1"
 
 def test_a_diffusers_vae_fp16_file_names_its_overflowing_conv(tmp_path):
     pytest.importorskip("diffusers")
-    float16 = pytest.importorskip("onnxconverter_common.float16")
-    import torch
-
+    pytest.importorskip("onnxconverter_common.float16")
     from tests.zoo import diffusers_models
 
-    net, inputs = diffusers_models.overflow()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, inputs, str(tmp_path / "vae.onnx"), dynamo=False, opset_version=17,
-                          input_names=["latent_sample"], output_names=["sample"])
-        half = float16.convert_float_to_float16(onnx.load(tmp_path / "vae.onnx"), keep_io_types=True)
-    (tmp_path / "fp16").mkdir()
-    onnx.save(half, tmp_path / "fp16" / "vae_decoder.onnx")
+    diffusers_models.overflow_fp16_file(tmp_path / "fp16")
     proc = cpdebug("bisect", "--torch", f"{MODELS}:overflow", "-b", "torch,ort@fp16", "--json", "r.json", "--quiet",
                    cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
