@@ -26,7 +26,7 @@ def _graph(scale: float) -> onnx.ModelProto:
              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     m.ir_version = 8
     return m
 
