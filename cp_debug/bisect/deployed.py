@@ -149,21 +149,26 @@ def _refused_as_is(spec: BackendSpec, models: list, shown: list[str], held: list
     twin, which loads where the file itself may not: onnxconverter-common's `keep_io_types` output leaves a Cast's
     value_info float while the Cast writes float16, and ONNX Runtime refuses the file ("Type Error …"), on CUDA as in
     its own CPU float16. Each such file is tried in a plain session (no optimisation, up to `_LOAD_CHECK_UP_TO`
-    bytes); a refusal is said beside the run, with ONNX Runtime's first line."""
+    bytes of weights, as `onnx_files.encoded` encodes it); a refusal is said beside the run, with ONNX Runtime's
+    first line."""
     from cp_debug.backends.ort_runner import half_mode
 
     if spec.framework != "ort" or spec.device != "cpu" or half_mode() != "emulated":
         return []
     import onnxruntime as ort
 
+    from cp_debug.graph.onnx_files import encoded, model_nbytes
+
     out = []
     for model, name, precision in zip(models, shown, held):
-        if precision != "fp16" or model.ByteSize() > _LOAD_CHECK_UP_TO:
+        # its weights' bytes first: a file past 2 GiB (external data) is neither encoded nor tried
+        data = encoded(model) if precision == "fp16" and model_nbytes(model) <= _LOAD_CHECK_UP_TO else None
+        if data is None:
             continue
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - what ONNX Runtime says of the file is the finding
             said = (str(err).strip().splitlines() or ["(no message)"])[0][:300]
             out.append(f"{spec}: {name}: ONNX Runtime {ort.__version__} refuses this file as it is ({said}): cp_debug "
