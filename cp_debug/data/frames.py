@@ -163,6 +163,12 @@ class Frame:
         """The ground truth alone (None where the source has none); a point file's without reading its points."""
         return self.source.truth(cfg)
 
+    @property
+    def portable(self) -> bool:
+        """Whether the frame is the same on any machine without a file of this one: a synthetic scene (made from
+        its seed) or a scan already in memory; a point file's or a bag's is read from this machine's disk."""
+        return isinstance(self.source, (SceneSeed, ModelScan, InMemory))
+
     def in_memory(self, cfg: "LidarConfig") -> "Frame":
         """This frame loaded once, for work that runs it many times (a fix's experiments, every backend of eval)."""
         return self if isinstance(self.source, InMemory) else Frame(self.token, InMemory(self.load(cfg)))

@@ -24,7 +24,7 @@ class ActorBody:
     so idle OpenMP threads sleep instead of spinning on the cores the other actors compute on (set before torch
     loads OpenMP)."""
 
-    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False):
+    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False, shipment=None):
         import os
         import threading
         import time
@@ -47,6 +47,11 @@ class ActorBody:
         # no more torch threads in the warm-up than the worker then runs with (its `open` sets `settings.threads`,
         # the in-process sweep's count), not one per CPU of a whole host beside the warm-up's helper threads
         torch.set_num_threads(min(cpus, settings.threads or cpus))
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()
+        # on another host than the driver's, the checkpoint the driver shipped (`ship.Shipment`), written here
+        settings = shipment.settings_here(settings, self.node) if shipment is not None else settings
         self.settings, self.pid, self.worker = settings, os.getpid(), None
         self.opened: dict | None = None  # `open`'s answer, once it opened the worker
         self._marks: dict[str, float] = {"imported": time.time()}  # when each part of the warm-up was done
@@ -65,7 +70,8 @@ class ActorBody:
     def open(self, stages: list) -> dict | None:
         """The worker's sessions, on the stages of `stages` (`[ObjectRef]` of the plug-in's `stage_bytes`: in a list,
         so that each call is handed the reference and the bytes are fetched here, once). Returned: when (epoch
-        seconds) the actor began, was warm, asked for the stages, had them and had its sessions open."""
+        seconds) the actor began, was warm, asked for the stages, had them and had its sessions open, and "node":
+        its Ray node (the driver ships it the frames of files until it knows, `ship.Shipping`)."""
         import time
 
         with self._lock:
@@ -79,7 +85,7 @@ class ActorBody:
                 subject = lanes.with_stages(self.subject, got)
                 self.worker = lanes.make_worker(self.settings, subject=subject).open()
                 self.opened = {"began": self.began, **self._marks, "asked": asked, "fetched": fetched,
-                               "open": time.time()}
+                               "open": time.time(), "node": self.node}
         return self.opened
 
     def run_chunk(self, items: tuple, stages: list) -> dict:

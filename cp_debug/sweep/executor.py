@@ -24,6 +24,7 @@ from cp_debug.sweep.actor import DEPTH, ActorBody, peak_memory
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
+from cp_debug.sweep.ship import Shipping
 
 OnFrame = Callable[[FrameResult], None]
 OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
@@ -106,6 +107,7 @@ class RayExecutor:
         self.stages: list = []  # [the ObjectRef of the export], once shipped
         self.opening: list = []  # the actors' `open` calls (`ship`): the first one back starts the frames proper
         self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
+        self.shipping: Shipping | None = None  # what goes to actors on other hosts (`start`)
         self._started = False  # this executor started Ray in this process (and shuts it down)
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
@@ -146,7 +148,8 @@ class RayExecutor:
         share = gpu_share(int(res.get("GPU", 0)), n) if cuda else 0.0
         opts = {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
-        self.actors = [actor.remote(self.settings, cpus, passive) for _ in range(n)]
+        self.shipping = Shipping(ray, self.settings, client=_through_client(ray))
+        self.actors = [actor.remote(self.settings, cpus, passive, self.shipping.shipment) for _ in range(n)]
         self.figures.update(cpus_per_worker=cpus, cluster_cpus=total, **({"gpu_share": share} if cuda else {}))
         return self.actors
 
@@ -180,7 +183,8 @@ class RayExecutor:
         def feed(i: int) -> None:
             while queued[i] < DEPTH and len(plan):
                 chunk = plan.next(i)
-                running[self.actors[i].run_chunk.remote(chunk, self.stages)] = (i, chunk)
+                sent = self.shipping.frames(i, chunk)  # a file's frames read here for an actor on another host
+                running[self.actors[i].run_chunk.remote(sent, self.stages)] = (i, chunk)
                 queued[i] += 1
 
         began, chunks, sessions = time.perf_counter(), 0, None
@@ -194,7 +198,8 @@ class RayExecutor:
                 while running:
                     ready, _ = ray.wait([*running, *opening], num_returns=1)
                     if ready[0] not in running:  # an actor's sessions are open (or failed: its chunks say so)
-                        timelines[self.opening.index(ready[0])] = ready[0]
+                        timelines[actor := self.opening.index(ready[0])] = ready[0]
+                        self.shipping.placed(actor, _node(ray, ready[0]))
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
                         continue
@@ -236,7 +241,7 @@ class RayExecutor:
                 got = ray.get(opened[i]) if i in opened else None
             except Exception:  # noqa: BLE001 - the actor's failure was its chunks' to report
                 got = None
-            actors.append({k: round(v - zero, 2) for k, v in got.items()} if got else None)
+            actors.append({k: round(v - zero, 2) for k, v in got.items() if k != "node"} if got else None)
         return {**out, "actors": actors}
 
     def close(self) -> None:
@@ -276,7 +281,8 @@ class RayExecutor:
                 "frames_seconds": self.figures.get("frames_seconds"), "frames_began": self._epochs.get("frames"),
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
-                "timeline": self.figures.get("timeline")}
+                "timeline": self.figures.get("timeline"),
+                "shipped": self.shipping.describe() if self.shipping is not None else None}
 
 
 def ray_module():
@@ -339,6 +345,23 @@ def gpu_share(gpus: int, actors: int) -> float:
     a card of its own, else 1/k for the k = ⌈actors / gpus⌉ that share one, so Ray places them evenly (a share of
     gpus/actors, 2/3 for 3 actors on 2 cards, would leave the third pending: two thirds do not fit beside one)."""
     return 1.0 / max(1, -(-actors // max(1, gpus)))
+
+
+def _through_client(ray) -> bool:
+    """Whether this driver reaches its cluster through Ray Client (`ray://`): its machine is then no node of it."""
+    try:
+        from ray.util.client import ray as client
+    except ImportError:  # a Ray without its client
+        return False
+    return bool(client.is_connected())
+
+
+def _node(ray, opened) -> str | None:
+    """The Ray node an actor's `open` answered from (None where it failed: its chunks say why)."""
+    try:
+        return ray.get(opened).get("node")
+    except Exception:  # noqa: BLE001 - the actor's failure is its chunks' to report
+        return None
 
 
 def _result(ray, ref) -> dict:
