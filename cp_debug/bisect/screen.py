@@ -1,15 +1,15 @@
-"""Faults the network hides from the default level (issue 84, item 1): what a stage makes inside that its outputs do
-not show.
+"""Faults the network hides from the default level (issue 84, item 1): what a stage makes inside that its outputs do not
+show.
 
 A BERT whose layer-1 QK^T logits reach 1.7e5 overflows float16; softmax makes NaN; the exported SDPA's IsNaN/Where
 guard turns those rows into zeros; the residual carries the block's output within tolerance — and the default level,
 which measures the top modules only, read "within precision". `--level all` named the attention. The screen closes
 that gap where it costs one run a side: after a float16 / bfloat16 ONNX Runtime candidate found nothing, its stage
 graph runs once more with scalar outputs per float tensor, converted and run as the candidate runs it, and once in
-FP32 (the reference's feed, ONNX Runtime on the CPU). A float32 tensor of static shape gives its error sketch
-(`screen_sketch.py`: projections on fixed ±1 patterns and its sum of squares), which shows a NaN/Inf, all zeros, and
-the relative error against FP32 (a branch float16 cancels, behind a residual that carries the block); any other
-float tensor its `ReduceSum(t - t)` (NaN exactly where t holds a NaN or an infinity) and `ReduceSum(Abs(t))`. A
+FP32 (the reference's feed, ONNX Runtime on the candidate's device). A float32 tensor of static shape gives its error
+sketch (`screen_sketch.py`: projections on fixed ±1 patterns and its sum of squares), which shows a NaN/Inf, all
+zeros, and the relative error against FP32 (a branch float16 cancels, behind a residual that carries the block); any
+other float tensor its `ReduceSum(t - t)` (NaN exactly where t holds a NaN or an infinity) and `ReduceSum(Abs(t))`. A
 tensor non-finite or zero in FP32 too (an attention mask's -inf), a mask that only reaches softmaxes and comparisons
 (`graph/masks.py`) or a stage output is no finding. For the first that remains, the modules on its path — its module
 and every module above it, as `--level all` would measure them — are measured on the stage again, and the run's
@@ -20,8 +20,9 @@ weights (the screen is a second conversion and session of the whole graph), on C
 on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of the floor) — the report's warnings say when
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
-cores: ~1.8 s on a ~14 s bisect), shared by the run's candidates. Riding on the candidate's own run (the screen's
-nodes added before its one conversion) would make it cheap everywhere.
+cores: ~1.8 s on a ~14 s bisect; awml-base on an H100's CUDA provider 0.6 s, where on its host's CPU it took 8.1 s),
+shared by the run's candidates on one device. Riding on the candidate's own run (the screen's nodes added before its
+one conversion) would make it cheap everywhere.
 """
 
 from __future__ import annotations
@@ -157,10 +158,12 @@ def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
     ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
     if ours or ours_zero or keep:
-        key = (i, id(st.onnx()), bool(keep))
+        # on the candidate's device: an awml-base FP32 screen took 8.1 s on the CPU beside a 0.6 s CUDA run (H100)
+        device = state.spec.device
+        key = (i, id(st.onnx()), bool(keep), device)
         fp32 = fp32 if fp32 is not None else {}
         if key not in fp32:
-            fp32[key] = _screen_run(run, BackendSpec.parse("ort"), model, run.ref_feeds[i])
+            fp32[key] = _screen_run(run, BackendSpec("ort", device, "fp32"), model, run.ref_feeds[i])
         fp32_broken, fp32_zeros, fp32_sketches = fp32[key]
         ours, ours_zero = ours - fp32_broken, ours_zero - fp32_zeros
         rel = rel_errors(sketches, fp32_sketches)
