@@ -37,19 +37,21 @@ def _backbone_probes(model) -> tuple[str, ...]:
 
 
 def _scan(cfg, points: "str | Path | LoadedPoints | None", seed: int, load_dim: int | None,
-          use_dim: int | tuple[int, ...] | None) -> "tuple[LoadedPoints, str | None]":
-    """(the scan, its file or None): a point file (`load_dim`/`use_dim` read it as mmdet3d's LoadPointsFromFile),
-    a scan already in memory (`data.point_files.LoadedPoints`, e.g. a sweep's frame: no temporary file), or None:
-    the model's synthetic scan of `seed` (`data.frames.ModelScan`, bisect's default input)."""
+          use_dim: int | tuple[int, ...] | None) -> "tuple[LoadedPoints, str | None, GroundTruth | None]":
+    """(the scan, its file or None, its ground truth where it brings one): a point file (`load_dim`/`use_dim` read
+    it as mmdet3d's LoadPointsFromFile), a scan already in memory (`data.point_files.LoadedPoints`, e.g. a sweep's
+    frame: no temporary file), or None: the model's synthetic scan of `seed` (`data.frames.ModelScan`, bisect's
+    default input, made once: its boxes are its truth)."""
     from cp_debug.data.frames import ModelScan
     from cp_debug.data.point_files import LoadedPoints, load_point_file, points_from_array
 
     if isinstance(points, LoadedPoints):
-        return points, None
+        return points, None, None
     if points is not None:
-        return load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim), str(points)
+        return load_point_file(points, cfg, load_dim=load_dim, use_dim=use_dim), str(points), None
     source = ModelScan(seed)
-    return points_from_array(source.load(cfg).points, cfg, source.describe()), None
+    scan = source.load(cfg)
+    return points_from_array(scan.points, cfg, source.describe()), None, scan.truth
 
 
 def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
@@ -72,14 +74,11 @@ def centerpoint_subject(preset="demo", checkpoint: str | Path | None = None,
     from cp_debug.recipes.centerpoint.detection_verdict import detection_verdict
 
     cfg = as_config(preset)
-    loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # before the model: a bad file fails fast
+    loaded, points_file, own_truth = _scan(cfg, points, seed, load_dim, use_dim)  # a bad file fails fast
     pts = loaded.points
     from cp_debug.models.centerpoint.source import load_model
 
-    if truth is None and points is None:
-        from cp_debug.data.frames import ModelScan
-
-        truth = ModelScan(seed).truth(cfg)
+    truth = truth if truth is not None else own_truth
     int8_info = None
     if int8 is not None:
         from cp_debug.recipes.centerpoint.int8_source import load_int8_model
@@ -231,7 +230,7 @@ def factory_subject(target: str, points: "str | Path | LoadedPoints | None" = No
     with torch.random.fork_rng(devices=[]):  # the factory's seeding stays its own
         got = check_factory_result(fn(), where)
     cfg = factory_config(got.config, where)
-    loaded, points_file = _scan(cfg, points, seed, load_dim, use_dim)
+    loaded, points_file, _ = _scan(cfg, points, seed, load_dim, use_dim)
     pts = loaded.points
     encoder = _named(got.voxel_encoder_prefix, got.voxel_encoder).eval()
     backbone = _named(got.backbone_neck_head_prefix, got.backbone_neck_head).eval()

@@ -73,7 +73,7 @@ def transfusion_subject(preset: str = "transfusion-tiny", checkpoint: str | Path
         from cp_debug.recipes.transfusion.detections import read_node_params
 
         node_params = read_node_params(params).for_model(cfg)
-    loaded_points, points_file = _scan(cfg, points, seed, load_dim, use_dim)  # a bad file fails before the model
+    loaded_points, points_file, _ = _scan(cfg, points, seed, load_dim, use_dim)  # a bad file fails before the model
     loaded = load_transfusion(preset, checkpoint, seed, random_weights)
     model = loaded.model.eval()
     vox = voxelize(torch.as_tensor(loaded_points.points), cfg)
