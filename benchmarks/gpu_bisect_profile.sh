@@ -4,8 +4,8 @@
 # 1. one bisect of PAIR (default ort-cuda,ort-cuda-fp16) to fill the export cache and the bytecode, then three warm
 #    runs, each a fresh `python -m cp_debug.cli.main bisect --level all` (CPDEBUG_SERVER=off), wall around the process;
 # 2. py-spy (where installed) over one more warm run: every thread, idle frames too, 250 Hz, collapsed stacks
-#    (OUT/bisect.prof.txt; `python benchmarks/stacks_summary.py OUT/bisect.prof.txt` sums them by function);
-# 3. cProfile over one more: the 60 largest cumulative and own times (OUT/bisect.cprofile.txt).
+#    (OUT/bisect.prof.txt; `python benchmarks/stacks_summary.py OUT/bisect.prof.txt` sums them by function).
+# (cProfile writes nothing here: the command ends its process without Python's exit hooks, where cProfile writes.)
 set -u
 out=${1:-/tmp/bisect_profile}; pair=${2:-ort-cuda,ort-cuda-fp16}; preset=${3:-awml-base}
 mkdir -p "$out"
@@ -24,11 +24,3 @@ if [ -n "$spy" ]; then
     python3 -m cp_debug.cli.main "${args[@]}" > "$out/spy.log" 2>&1
   echo "py-spy exit $?: $(wc -l < "$out/bisect.prof.txt") stacks"
 fi
-python3 -m cProfile -o "$out/bisect.cprofile" -m cp_debug.cli.main "${args[@]}" > /dev/null 2>&1
-python3 - "$out/bisect.cprofile" > "$out/bisect.cprofile.txt" <<'EOF'
-import pstats, sys
-s = pstats.Stats(sys.argv[1])
-s.sort_stats("cumulative").print_stats(60)
-s.sort_stats("tottime").print_stats(40)
-EOF
-echo "cProfile: $(wc -l < "$out/bisect.cprofile.txt") lines"
