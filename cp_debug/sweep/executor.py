@@ -259,6 +259,8 @@ class RayExecutor:
             for a in self.actors:
                 ray.kill(a)
         self.actors, self.stages, self.opening = [], [], []
+        if self.shipping is not None:
+            self.shipping.close()
         if self._started:
             import atexit
             import gc

@@ -24,6 +24,8 @@ from typing import Any
 from cp_debug.data.frames import Frame
 from cp_debug.sweep.records import SweepSettings
 
+READERS = 4  # a chunk's frames read side by side on the driver for an actor on another host
+
 
 @dataclass(frozen=True, eq=False)
 class Unread:
@@ -115,6 +117,7 @@ class Shipping:
             checkpoint = [ray.put((path.name, path.read_bytes()))]
         self.shipment = Shipment(self.driver_node, checkpoint)
         self._cfg = None
+        self._pool = None  # the threads reading a chunk's files (a file's read releases the GIL)
 
     def placed(self, actor: int, node: str | None) -> None:
         """Actor `actor` runs on Ray node `node` (its `open`'s answer; None: unknown, it failed)."""
@@ -128,24 +131,34 @@ class Shipping:
         """`chunk` ((index, Frame), …) as actor `actor` is to get it: unchanged where it shares the driver's disk
         (or needs nothing of it); else each frame read from a file here (`Frame.in_memory`; `Unread` where that
         raised)."""
-        if not self.needed or actor in self._local:
+        if not self.needed or actor in self._local or all(frame.portable for _, frame in chunk):
             return chunk
-        out = []
-        for index, frame in chunk:
-            if frame.portable:
-                out.append((index, frame))
-                continue
-            if self._cfg is None:
-                self._cfg = self.settings.config()
-            try:
-                shipped = frame.in_memory(self._cfg)
-            except (KeyboardInterrupt, SystemExit, MemoryError):
-                raise
-            except Exception as err:  # noqa: BLE001 - the frame's own failure, said by the actor's frame loop
-                shipped = Frame(frame.token, Unread(_picklable(err)))
-            self.frames_shipped += 1
-            out.append((index, shipped))
-        return tuple(out)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._cfg = self.settings.config()
+            self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="cpdebug-ship")
+        out = tuple(self._pool.map(self._read, chunk))
+        self.frames_shipped += sum(1 for (_, sent), (_, frame) in zip(out, chunk) if sent is not frame)
+        return out
+
+    def _read(self, item: tuple) -> tuple:
+        """(index, the frame in memory), the frame as it is where it needs no file, or `Unread` where reading it
+        raised."""
+        index, frame = item
+        if frame.portable:
+            return item
+        try:
+            return index, frame.in_memory(self._cfg)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as err:  # noqa: BLE001 - the frame's own failure, said by the actor's frame loop
+            return index, Frame(frame.token, Unread(_picklable(err)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def describe(self) -> dict:
         """What was shipped, for the executor's record."""
