@@ -306,8 +306,28 @@ def pytest_runtest_setup(item):
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the files holding a `slow` test come first (each keeps its tests' order): the workers take files
     in this order (`--dist loadfile`), so the last ones handed out are short and neither worker idles long at the
-    end waiting for the other."""
+    end waiting for the other.
+
+    The modules that take the Ray lock (tests/sweep/ray_lock.py: one at a time on the machine) are kept apart: the
+    first of them opens the run, the others come after the slow files. Handed out side by side (they were adjacent
+    among the slow files), one worker waited in the lock while the other ran its Ray module (a 15 s setup of
+    tests/sweep/test_sweep_ray.py measured). Only the order changes: the lock still holds them apart."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # a stable sort: the rest in collection order
+    ray = list(dict.fromkeys(item.path for item in items if _takes_the_ray_lock(item)))
+
+    def place(item) -> int:
+        if ray and item.path == ray[0]:
+            return 0
+        if item.path in ray:
+            return 2
+        return 1 if item.path in slow else 3
+
+    items.sort(key=place)  # a stable sort: each group in collection order
+
+
+def _takes_the_ray_lock(item) -> bool:
+    from tests.sweep.ray_lock import one_ray_module
+
+    return getattr(getattr(item, "module", None), "one_ray_module", None) is one_ray_module
