@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytestmark = pytest.mark.needs("nuscenes-devkit")
+pytestmark = [pytest.mark.needs("nuscenes-devkit"), pytest.mark.slow]  # slow: scheduled first under xdist
 
 ARGS = ("sweep", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--random-weights", "--n", "2",
         "--backends", "torch,ort-cpu-fp16", "--bootstrap", "10", "-q")

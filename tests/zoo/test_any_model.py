@@ -15,6 +15,8 @@ from cp_debug.probes.torch_trace import trace_module
 from tests.cli_run import cpdebug
 from tests.zoo import models
 
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+
 ZOO = Path(models.__file__)
 
 

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cli_run import cpdebug
 from tests.zoo import models
+
+pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
 
 ZOO = Path(models.__file__)
 
