@@ -67,9 +67,8 @@ def _local_copy(name: str, data: bytes) -> Path:
     import hashlib
     import tempfile
 
-    from cp_debug.files import cache_dir, prune_after_write, write_bytes_atomic
-
     from cp_debug.errors import BadInputError
+    from cp_debug.files import cache_dir, prune_after_write, write_bytes_atomic
 
     digest = hashlib.sha256(data).hexdigest()[:32]
     folder = cache_dir("shipped")
