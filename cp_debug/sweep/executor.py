@@ -198,8 +198,8 @@ class RayExecutor:
                 while running:
                     ready, _ = ray.wait([*running, *opening], num_returns=1)
                     if ready[0] not in running:  # an actor's sessions are open (or failed: its chunks say so)
-                        timelines[actor := self.opening.index(ready[0])] = ready[0]
-                        self.shipping.placed(actor, _node(ray, ready[0]))
+                        answer = timelines[actor := self.opening.index(ready[0])] = _opened(ray, ready[0])
+                        self.shipping.placed(actor, answer.get("node") if answer else None)
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
                         continue
@@ -227,20 +227,17 @@ class RayExecutor:
                 raise
         self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=chunks,
                             peak_memory=[peaks.get(i) for i in range(len(self.actors))],
-                            timeline=self._timeline(ray, timelines))
+                            timeline=self._timeline(timelines))
 
-    def _timeline(self, ray, opened: dict) -> dict:
+    def _timeline(self, opened: dict) -> dict:
         """Seconds from the frames phase's start (negative: before it) at which Ray was asked for and was up, and
-        each actor began, was warm, had the export and had its sessions open (its `open`'s answer; none where it
-        failed: its chunks said why)."""
+        each actor began, was warm, had the export and had its sessions open (`opened`: actor -> its `open`'s
+        answer; none where it failed: its chunks said why)."""
         zero = self._epochs["frames"]
         out = {k: round(self._epochs[k] - zero, 2) for k in ("start", "ray") if k in self._epochs}
         actors = []
         for i in range(len(self.actors)):
-            try:
-                got = ray.get(opened[i]) if i in opened else None
-            except Exception:  # noqa: BLE001 - the actor's failure was its chunks' to report
-                got = None
+            got = opened.get(i)
             actors.append({k: round(v - zero, 2) for k, v in got.items() if k != "node"} if got else None)
         return {**out, "actors": actors}
 
@@ -358,10 +355,10 @@ def _through_client(ray) -> bool:
     return bool(client.is_connected())
 
 
-def _node(ray, opened) -> str | None:
-    """The Ray node an actor's `open` answered from (None where it failed: its chunks say why)."""
+def _opened(ray, ref) -> dict | None:
+    """An actor's `open` answer, its ObjectRef ready (None where it failed: its chunks say why)."""
     try:
-        return ray.get(opened).get("node")
+        return ray.get(ref)
     except Exception:  # noqa: BLE001 - the actor's failure is its chunks' to report
         return None
 
