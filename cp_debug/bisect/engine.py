@@ -33,6 +33,7 @@ from cp_debug.bisect.contribution import judge_small_terms
 from cp_debug.bisect.fits import check_fits, subject_weights
 from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
 from cp_debug.bisect.screen import screen_candidates
+from cp_debug.bisect.screen_ahead import ScreenAhead
 from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -110,27 +111,27 @@ class BisectEngine:
         if needs_onnx:
             self._check_node_lists()
         states = [self._new_state(label, spec) for label, spec in self.candidates]
-        ref_up: dict = {}
-        cand_up: dict[str, dict] = {s.label: {} for s in states}
-        for i, st in enumerate(rs.subject.stages):
-            sp = [p for p in first if p.stage == i]
-            self._feeds(i, states, ref_up, cand_up)
-            locked = [s for s in states if s.lockstep]
-            classic = [s for s in states if not s.lockstep]
-            ref_out = None
-            if classic or not locked:
-                ref_out, outs = self._whole_stage(i, sp, classic, noise=self.opts.noise_floor)
-                for s in classic:
-                    cand_up[s.label].update(outs[s.label])
-            if locked:
-                ls_ref, ls_out = lockstep_stage(rs, i, sp, locked)
-                ref_out = ref_out if ref_out is not None else ls_ref
-                for s in locked:
-                    cand_up[s.label].update(ls_out[s.label])
-            rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
-            ref_up.update(rs.ref_outputs[i])
-        self._detection_verdicts(states, cand_up)
-        screened = screen_candidates(rs, states, self._measure)  # NaN/Inf the outputs hide: their path measured
+        ref_up, cand_up = {}, {s.label: {} for s in states}
+        with ScreenAhead(rs) as screens:  # a stage's screen made while it runs, where the device has room
+            for i, st in enumerate(rs.subject.stages):
+                sp = [p for p in first if p.stage == i]
+                self._feeds(i, states, ref_up, cand_up)
+                screens.start(states, i)
+                locked, classic = [s for s in states if s.lockstep], [s for s in states if not s.lockstep]
+                ref_out = None
+                if classic or not locked:
+                    ref_out, outs = self._whole_stage(i, sp, classic, noise=self.opts.noise_floor)
+                    for s in classic:
+                        cand_up[s.label].update(outs[s.label])
+                if locked:
+                    ls_ref, ls_out = lockstep_stage(rs, i, sp, locked)
+                    ref_out = ref_out if ref_out is not None else ls_ref
+                    for s in locked:
+                        cand_up[s.label].update(ls_out[s.label])
+                rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
+                ref_up.update(rs.ref_outputs[i])
+            self._detection_verdicts(states, cand_up)
+            screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
         cands = [self._conclude(s, first + screened.get(s.label, [])) for s in states]
         report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)
@@ -214,10 +215,8 @@ class BisectEngine:
             return
         last = rs.subject.stages[-1].output_names
         ref = rs.ref_outputs[len(rs.subject.stages) - 1]
-        for s in states:
+        for s in (s for s in states if all(n in cand_up[s.label] for n in last)):
             out = cand_up[s.label]
-            if not all(n in out for n in last):
-                continue
             try:
                 s.detections = judge(ref, {n: out[n] for n in last})
             except Exception as err:  # noqa: BLE001 - a verdict that cannot be made must not lose the run

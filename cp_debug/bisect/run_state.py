@@ -53,6 +53,9 @@ class BisectOptions:
     # an ONNX Runtime candidate on the device of the reference's probes runs each stage on helper threads while the
     # reference runs it (`ahead.py`: the same values); False: one after the other
     overlap: bool = True
+    # a stage's screen for faults the outputs hide (`screen_ahead.py`) started as soon as its feeds are known, on a
+    # helper thread beside the stage's runs: None where the candidate runs on CUDA (and `overlap`), True / False
+    screen_ahead: bool | None = None
 
 
 @dataclass

@@ -21,8 +21,8 @@ on an H200: a 130m Llama's bisect 32 → 44-50 s, against issue 83's 1.5× of th
 a screen was skipped for its size. Its cost on the CPU: 130m Llama 45.7 → 53.5 s (before the FP32 run of the
 sketches); the sketches' FP32 run adds one inference of the stage and its sketches (the CenterPoint demo, 2 shared
 cores: ~1.8 s on a ~14 s bisect; awml-base on an H100's CUDA provider 0.6 s, where on its host's CPU it took 8.1 s),
-shared by the run's candidates on one device. Riding on the candidate's own run (the screen's nodes added before its
-one conversion) would make it cheap everywhere.
+shared by the run's candidates on one device. For a CUDA candidate the screen's runs start as soon as the stage's
+feeds are known, beside the stage's own runs (`screen_ahead.py`), and are thrown away where the stage diverged.
 """
 
 from __future__ import annotations
@@ -74,17 +74,6 @@ class Hidden:
                 "residual downstream): the modules on its path are measured")
 
 
-def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
-    """Whether stage i of `state` is screened (see the module docstring)."""
-    spec = state.spec
-    st = run.stage_of(state.label, i)
-    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16"):
-        return False
-    if state.refused is not None or st.module is None or spec.onnx_dir is not None:
-        return False
-    return first_divergent(list(state.results.values())) is None  # a divergence tells its own story
-
-
 def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
     """`model` with every float node output screened: with `shapes` (the graph inputs' concrete sizes), a float32
     tensor of static shape by its sketch (`screen_sketch.py`: projections that show its error, NaN/Inf and all
@@ -134,44 +123,100 @@ def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[st
     return nonfinite, zeros | {k[: -len(_ZERO)] for k, v in out.items() if k.endswith(_ZERO) and np.all(v == 0)}, out
 
 
-def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None = None) -> Hidden | None:
-    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened); `fp32`: the
-    FP32 screen runs of the run's candidates so far (on the reference's feed: the same for each candidate)."""
-    from cp_debug.backends.spec import BackendSpec
+@dataclass
+class ScreenRuns:
+    """A stage's screen run for one candidate: the screened graph, the sketch's nodes kept in FP32, what the
+    candidate's run made non-finite and all zeros and its sketches (`_screen_run`), and FP32's run on the reference's
+    feed (None where it was not wanted: no sketch, no flag)."""
+
+    model: object
+    keep: list
+    ours: tuple
+    fp32: tuple | None
+    key: tuple
+
+
+def _eligible(run: RunState, state: CandidateState, i: int) -> bool:
+    """An ONNX Runtime float16 / bfloat16 candidate running cp_debug's export of a module at stage i."""
+    spec = state.spec
+    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16"):
+        return False
+    return state.refused is None and run.stage_of(state.label, i).module is not None and spec.onnx_dir is None
+
+
+def _size_limit(spec) -> int:
+    return SCREEN_UP_TO if spec.device == "cpu" else CUDA_SCREEN_UP_TO
+
+
+def screenable(run: RunState, state: CandidateState, i: int) -> bool:
+    """Whether stage i of `state` is screened once its own run found nothing: `_eligible`, its weights within the
+    screen's size for its device (where they are not, `hidden_fault` says so)."""
     from cp_debug.bisect.fits import subject_weights
-    from cp_debug.bisect.op_findings import NamedStage, named_module
-    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors
+
+    return _eligible(run, state, i) and subject_weights(run.subject)[0] <= _size_limit(state.spec)
+
+
+def wants_screen(run: RunState, state: CandidateState, i: int) -> bool:
+    """Whether stage i of `state` is screened (see the module docstring): `screenable`, and its run found nothing
+    (a divergence tells its own story)."""
+    return screenable(run, state, i) and first_divergent(list(state.results.values())) is None
+
+
+def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> ScreenRuns:
+    """Stage i's screened graph run as `state` runs it, on its feed, and where it is sketched (FP32's run then wanted
+    whatever the candidate's shows) once in FP32 on the reference's feed beside it, on the candidate's device (an
+    awml-base FP32 screen took 8.1 s on an H100 host's CPU, 0.6 s on its CUDA provider). `fp32`: the FP32 runs made
+    so far, shared by the candidates of one device (the reference's feed is theirs too). Called on the engine's
+    thread, or ahead on `screen_ahead.ScreenAhead`'s."""
+    from cp_debug.backends.spec import BackendSpec
     from cp_debug.graph.grouped import shapes_of
 
-    if not wants_screen(run, state, i):
-        return None
-    limit = SCREEN_UP_TO if state.spec.device == "cpu" else CUDA_SCREEN_UP_TO
-    if subject_weights(run.subject)[0] > limit:
-        run.warnings.append(f"{state.label}: no screen for faults the outputs hide (NaN/Inf, zeros, large errors: "
-                            f"a second run of the graph past {limit >> 20} MiB of weights on {state.spec.device}): "
-                            "--level all measures every module")
-        return None
     st = run.stage_of(state.label, i)
     shapes = shapes_of(state.feeds[i])  # sketched where both runs take one graph of concrete sizes
     model, keep = screen_model(st.onnx(), shapes if shapes == shapes_of(run.ref_feeds[i]) else None)
-    # FP32's run on the candidate's device (an awml-base FP32 screen took 8.1 s on an H100 host's CPU, 0.6 s on its
-    # CUDA provider); where the graph is sketched it is wanted whatever the candidate's shows: made beside it
-    fp32 = fp32 if fp32 is not None else {}
     key = (i, id(st.onnx()), bool(keep), state.spec.device)
     fp32_spec = BackendSpec("ort", state.spec.device, "fp32")
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-screen-fp32") as pool:
         beside = pool.submit(_screen_run, run, fp32_spec, model, run.ref_feeds[i]) if keep and key not in fp32 \
             else None
-        broken, zeros, sketches = _screen_run(run, state.spec, model, state.feeds[i], keep)
+        ours = _screen_run(run, state.spec, model, state.feeds[i], keep)
         if beside is not None:
             fp32[key] = beside.result()
+    return ScreenRuns(model, keep, ours, fp32.get(key), key)
+
+
+def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None = None, ahead=None
+                 ) -> Hidden | None:
+    """Stage i's first hidden fault for `state` (None where there is none or the stage is not screened); `fp32`: the
+    FP32 screen runs of the run's candidates so far (on the reference's feed: the same for each candidate);
+    `ahead`: the screen's runs made ahead (`screen_ahead.ScreenAhead`), where it made this stage's."""
+    from cp_debug.bisect.op_findings import NamedStage, named_module
+    from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors
+
+    if not wants_screen(run, state, i):
+        if not _eligible(run, state, i) or screenable(run, state, i) or first_divergent(list(state.results.values())):
+            return None
+        limit = _size_limit(state.spec)
+        run.warnings.append(f"{state.label}: no screen for faults the outputs hide (NaN/Inf, zeros, large errors: "
+                            f"a second run of the graph past {limit >> 20} MiB of weights on {state.spec.device}): "
+                            "--level all measures every module")
+        return None
+    st = run.stage_of(state.label, i)
+    made = ahead.runs(state, i) if ahead is not None else None
+    fp32 = fp32 if fp32 is not None else {}
+    made = made if made is not None else screen_runs(run, state, i, fp32)
+    broken, zeros, sketches = made.ours
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said
     ours, ours_zero, wrong, rel = broken - skip, zeros - skip, set(), {}
-    if ours or ours_zero or keep:
-        if key not in fp32:
-            fp32[key] = _screen_run(run, fp32_spec, model, run.ref_feeds[i])
-        fp32_broken, fp32_zeros, fp32_sketches = fp32[key]
+    if ours or ours_zero or made.keep:
+        from cp_debug.backends.spec import BackendSpec
+
+        if made.fp32 is None:  # no sketch: FP32's flags, wanted now that the candidate's show some
+            spec = BackendSpec("ort", state.spec.device, "fp32")
+            made.fp32 = fp32[made.key] if made.key in fp32 else _screen_run(run, spec, made.model, run.ref_feeds[i])
+            fp32[made.key] = made.fp32
+        fp32_broken, fp32_zeros, fp32_sketches = made.fp32
         ours, ours_zero = ours - fp32_broken, ours_zero - fp32_zeros
         rel = rel_errors(sketches, fp32_sketches)
         wrong = {t for t, (r, _) in rel.items() if r > hidden_rel(state.judged_at)} - skip - fp32_broken
@@ -203,15 +248,17 @@ def path_probes(run: RunState, state: CandidateState, hidden: Hidden) -> list[Pr
     return out
 
 
-def screen_candidates(run: RunState, states: list[CandidateState], measure) -> dict[str, list[ProbeSpec]]:
+def screen_candidates(run: RunState, states: list[CandidateState], measure, ahead=None
+                      ) -> dict[str, list[ProbeSpec]]:
     """Each candidate's stages screened in turn; at its first hidden fault the path's probes are measured
     (`measure(i, probes, state)`: the engine re-runs stage i for `state` with them) and said in the warnings.
-    Returns the probes added, by candidate label, for its verdict."""
+    `ahead`: the runs made ahead (`screen_ahead.ScreenAhead`). Returns the probes added, by candidate label, for its
+    verdict."""
     added: dict[str, list[ProbeSpec]] = {}
     fp32: dict = {}
     for s in states:
         for i in range(len(run.subject.stages)):
-            found = hidden_fault(run, s, i, fp32)
+            found = hidden_fault(run, s, i, fp32, ahead)
             if found is None:
                 continue
             run.warnings.append(found.text(s.label))
