@@ -12,6 +12,7 @@ on disk (`shards.plan_shards`): a shard is written once all its frames are back,
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from typing import Hashable, Iterable
 
@@ -32,6 +33,7 @@ class ChunkPlan:
         self.workers = list(workers)
         self.first, self.k, self.most_seconds = max(1, first), k, most_seconds
         self.rate: dict[Hashable, float] = {}  # worker -> frames/s of its latest chunk
+        self.lock = threading.RLock()  # the driver's lane takes its frames on a thread of its own (`driver_lane.py`)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -52,12 +54,27 @@ class ChunkPlan:
         return max(1, min(left, n, math.ceil(mine * self.most_seconds)))
 
     def next(self, worker: Hashable) -> tuple[Item, ...]:
-        n = self.size(worker)
-        return tuple(self.items.popleft() for _ in range(n))
+        with self.lock:
+            n = self.size(worker)
+            return tuple(self.items.popleft() for _ in range(n))
+
+    def join(self, *workers: Hashable) -> None:
+        """More workers to hand frames to (Ray's actors, once up, beside the driver's lane)."""
+        with self.lock:
+            self.workers.extend(w for w in workers if w not in self.workers)
 
     def tell(self, worker: Hashable, frames: int, seconds: float) -> None:
         if frames > 0 and seconds > 0:
-            self.rate[worker] = frames / seconds
+            with self.lock:
+                self.rate[worker] = frames / seconds
+
+    def leave(self, worker: Hashable, unfinished: Iterable[Item] = ()) -> None:
+        """`worker` takes no more chunks; the frames it had and will not return are handed out first."""
+        with self.lock:
+            if worker in self.workers:
+                self.workers.remove(worker)
+            self.rate.pop(worker, None)
+            self.items.extendleft(reversed(list(unfinished)))
 
 
 class ShardFill:

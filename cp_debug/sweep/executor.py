@@ -22,6 +22,7 @@ from typing import Any, Callable
 from cp_debug.errors import BadInputError, CpDebugError
 from cp_debug.sweep.actor import DEPTH, ActorBody, peak_memory
 from cp_debug.sweep.chunks import ChunkPlan, ShardFill
+from cp_debug.sweep.driver_lane import LANE, NO_LANE, DriverLane
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
 from cp_debug.sweep.ship import Shipping
@@ -30,6 +31,7 @@ OnFrame = Callable[[FrameResult], None]
 OnTables = Callable[[str, dict], None]  # token, the frame's metrics tables (`metrics.frame_tables`)
 
 RAY_HINT = "--ray needs Ray: pip install 'cp-debug[ray]' (ray>=2.40)"
+LANE_WAIT = 0.05  # seconds the driver waits on Ray's results, or on its own lane's, while both may bring frames
 
 
 class InProcessExecutor:
@@ -108,6 +110,8 @@ class RayExecutor:
         self.opening: list = []  # the actors' `open` calls (`ship`): the first one back starts the frames proper
         self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
         self.shipping: Shipping | None = None  # what goes to actors on other hosts (`start`)
+        self.lane: DriverLane | None = None  # frames run in this process until the actors are up (`start_lane`)
+        self.plan: ChunkPlan | None = None  # the frames still to hand out, once the lane has begun on them
         self._started = False  # this executor started Ray in this process (and shuts it down)
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
@@ -160,6 +164,17 @@ class RayExecutor:
         self.stages = [ray.put(stages)]
         self.opening = [a.open.remote(self.stages) for a in self.actors]
 
+    def start_lane(self, subject, tasks: list[ShardTask]) -> None:
+        """Frames of `tasks` run in this process on `subject` (the export the actors get), from now until every actor
+        has its sessions open (`driver_lane.py`), where the cluster is this machine's own (`--ray local`): its CPUs
+        and cards are the driver's; and threadpoolctl is installed (`cp-debug[ray]`). Called as soon as the export
+        is done, Ray still starting."""
+        import importlib.util
+
+        if self.address == "local" and self.lane is None and importlib.util.find_spec("threadpoolctl") is not None:
+            self.plan = ChunkPlan(_items(tasks), [LANE])
+            self.lane = DriverLane(self.settings, subject, self.plan)
+
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
             ) -> None:
         """Every pending frame through the actors in chunks (`ChunkPlan`, `DEPTH` queued on each); each shard written
@@ -174,59 +189,49 @@ class RayExecutor:
         if not self.stages:
             lanes = self.settings.lanes()
             self.ship(lanes.stage_bytes(lanes.subject(self.settings)))
-        fill = ShardFill(tasks)
-        plan = ChunkPlan([item for t in tasks for item in t.todo], range(len(self.actors)))
-        running: dict = {}  # ObjectRef -> (actor's number, chunk)
-        queued = [0] * len(self.actors)
-        peaks: dict[int, dict] = {}
-
-        def feed(i: int) -> None:
-            while queued[i] < DEPTH and len(plan):
-                chunk = plan.next(i)
-                sent = self.shipping.frames(i, chunk)  # a file's frames read here for an actor on another host
-                running[self.actors[i].run_chunk.remote(sent, self.stages)] = (i, chunk)
-                queued[i] += 1
-
-        began, chunks, sessions = time.perf_counter(), 0, None
+        lane = self.lane or NO_LANE
+        began, sessions = time.perf_counter(), None
         self._epochs["frames"] = time.time()
         opening, timelines = list(self.opening), {}
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
-            writes = [writer.submit(store.write, index, got) for index, got in fill.finished()]
+            plan = self.plan if self.plan is not None else ChunkPlan(_items(tasks), [])
+            plan.join(*range(len(self.actors)))
+            d = _Dispatch(self, tasks, plan, lambda *a: writer.submit(store.write, *a), on_frame, on_tables)
             try:
-                for i in range(len(self.actors)):
-                    feed(i)
-                while running:
-                    ready, _ = ray.wait([*running, *opening], num_returns=1)
-                    if ready[0] not in running:  # an actor's sessions are open (or failed: its chunks say so)
+                d.feed_all()
+                while d.running or lane.busy:
+                    # the driver's own frames (`driver_lane.py`), until every actor is up
+                    got, back = lane.turn(d.plan, not opening, 0.0 if d.running else LANE_WAIT)
+                    for r in got:
+                        d.returned(r, {})
+                    if back:
+                        d.feed_all()
+                    if not d.running:
+                        continue
+                    ready, _ = ray.wait([*d.running, *opening], num_returns=1,
+                                        timeout=LANE_WAIT if lane.waiting else None)  # a short wait while it runs
+                    if ready and ready[0] not in d.running:  # an actor's sessions are open (or failed: its
+                        # chunks say so)
                         answer = timelines[actor := self.opening.index(ready[0])] = _opened(ray, ready[0])
                         self.shipping.placed(actor, answer.get("node") if answer else None)
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
-                        continue
-                    i, chunk = running.pop(ready[0])
-                    queued[i] -= 1
-                    got = _result(ray, ready[0])
-                    plan.tell(i, len(chunk), got["seconds"])
-                    feed(i)  # before reading what came back: the actor has its next chunks queued meanwhile
-                    chunks, peaks[i] = chunks + 1, got["peak"]
-                    for d in got["frames"]:
-                        r = FrameResult.from_json(d)
-                        if on_tables is not None and r.token in got["tables"]:
-                            on_tables(r.token, got["tables"][r.token])
-                        on_frame(r)
-                        if (done := fill.add(r)) is not None:
-                            writes.append(writer.submit(store.write, *done))
-                for w in writes:
+                    elif ready:
+                        d.chunk_back(ray, ready[0])
+                for w in d.writes:
                     w.result()
             except BaseException:
-                for ref in running:
+                for ref in d.running:
                     with contextlib.suppress(Exception):
                         ray.cancel(ref)
-                for index, got in fill.partial():  # what came back stays for --resume
+                for index, got in d.fill.partial():  # what came back stays for --resume
                     writer.submit(store.write, index, got, True)
                 raise
-        self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=chunks,
-                            peak_memory=[peaks.get(i) for i in range(len(self.actors))],
+            finally:
+                lane.close()
+        self.figures["driver_lane"], self.lane, self.plan = lane.describe(self._epochs["frames"]), None, None
+        self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=d.chunks,
+                            peak_memory=[d.peaks.get(i) for i in range(len(self.actors))],
                             timeline=self._timeline(timelines))
 
     def _timeline(self, opened: dict) -> dict:
@@ -250,6 +255,9 @@ class RayExecutor:
         let go first, and those only a reference cycle held are collected: one freed after Ray's shutdown makes Ray
         end the process on the spot ("the core worker has already been shutdown"), with the sweep's files not yet
         written — what the executor's owner dropping it after `close` did, now and then (a pytest worker died so)."""
+        if self.lane is not None:  # Ray failed to start, or its actors: the lane's thread ends here
+            self.lane.close()
+            self.lane = self.plan = None
         if self.actors:
             import ray
 
@@ -280,8 +288,58 @@ class RayExecutor:
                 "frames_seconds": self.figures.get("frames_seconds"), "frames_began": self._epochs.get("frames"),
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
-                "timeline": self.figures.get("timeline"),
+                "timeline": self.figures.get("timeline"), "driver_lane": self.figures.get("driver_lane"),
                 "shipped": self.shipping.describe() if self.shipping is not None else None}
+
+
+class _Dispatch:
+    """One `RayExecutor.run`'s hand-out: the frames' plan (`ChunkPlan`; the driver's lane takes frames of it too),
+    the chunks running on each actor (`DEPTH` queued on each), and the shards filled as frames come back, each
+    written once all its frames are (`write(index, frames)`, on the run's writer thread, in order)."""
+
+    def __init__(self, ex: RayExecutor, tasks: list[ShardTask], plan: ChunkPlan, write, on_frame: OnFrame,
+                 on_tables: OnTables | None):
+        self.ex, self.write, self.on_frame, self.on_tables = ex, write, on_frame, on_tables
+        self.fill = ShardFill(tasks)
+        self.plan = plan
+        self.running: dict = {}  # ObjectRef -> (actor's number, chunk)
+        self.queued = [0] * len(ex.actors)
+        self.peaks: dict[int, dict] = {}
+        self.chunks = 0
+        self.writes = [write(index, got) for index, got in self.fill.finished()]
+
+    def feed_all(self) -> None:
+        for i in range(len(self.ex.actors)):
+            self.feed(i)
+
+    def feed(self, i: int) -> None:
+        while self.queued[i] < DEPTH and len(self.plan):
+            chunk = self.plan.next(i)
+            sent = self.ex.shipping.frames(i, chunk)  # a file's frames read here for an actor on another host
+            self.running[self.ex.actors[i].run_chunk.remote(sent, self.ex.stages)] = (i, chunk)
+            self.queued[i] += 1
+
+    def chunk_back(self, ray, ref) -> None:
+        """A chunk's result: the actor fed again before its frames are read (its next chunks queued meanwhile)."""
+        i, chunk = self.running.pop(ref)
+        self.queued[i] -= 1
+        got = _result(ray, ref)
+        self.plan.tell(i, len(chunk), got["seconds"])
+        self.feed(i)
+        self.chunks, self.peaks[i] = self.chunks + 1, got["peak"]
+        for d in got["frames"]:
+            self.returned(FrameResult.from_json(d), got["tables"])
+
+    def returned(self, r: FrameResult, tables: dict) -> None:
+        if self.on_tables is not None and r.token in tables:
+            self.on_tables(r.token, tables[r.token])
+        self.on_frame(r)
+        if (done := self.fill.add(r)) is not None:
+            self.writes.append(self.write(*done))
+
+
+def _items(tasks: list[ShardTask]) -> list:
+    return [item for t in tasks for item in t.todo]
 
 
 def ray_module():

@@ -191,7 +191,7 @@ def _run_frames(opts: SweepOptions, staged: bool, frames: list, tasks: list, sto
         else:
             executor = RayExecutor(s, address=opts.ray, workers=opts.ray_workers,
                                    cpus_per_worker=opts.ray_cpus_per_worker)
-            subject = _start_ray(executor, step)
+            subject = _start_ray(executor, step, tasks)
         ahead.begin()  # the devkit's import, once the start's own are done (issue 87: never beside Ray's)
         with progress("frames", len(frames)) as advance:
             advance(already)
@@ -223,16 +223,19 @@ def _model_record(s: SweepSettings, subject) -> dict:
             "random_weights": s.random_weights, "int8": s.int8_dir, "level": s.level}
 
 
-def _start_ray(executor, step):
+def _start_ray(executor, step, tasks):
     """Ray and its actors started (each warming up in its process) while a helper thread builds the model and exports
-    its two stages, which are then shipped to them once through Ray's object store; the subject."""
+    its two stages, which are then shipped to them once through Ray's object store; the subject. On `--ray local` the
+    driver's lane begins on `tasks`' frames as soon as the export is done (`driver_lane.py`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     lanes = executor.settings.lanes()
 
     def export():
         subject = lanes.subject(executor.settings)
-        return subject, lanes.stage_bytes(subject)
+        stages = lanes.stage_bytes(subject)
+        executor.start_lane(subject, tasks)  # frames in this process while Ray and its actors start
+        return subject, stages
 
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-export") as pool:
         exporting = pool.submit(export)

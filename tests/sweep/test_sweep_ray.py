@@ -108,6 +108,8 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
 
     monkeypatch.setattr(ex.RayExecutor, "start", start_and_note)
     monkeypatch.setattr(ex.ChunkPlan, "tell", tell_and_kill)
+    # every frame to the actor: the driver's own lane (its test below) could run all three before the actor is up
+    monkeypatch.setattr(ex.RayExecutor, "start_lane", lambda self, subject, tasks: None)
     local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
                     env=NO_ADDRESS)
     assert killed
@@ -127,8 +129,24 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     assert line["start"] <= line["ray"] <= 0
     (actor,) = line["actors"]
     assert line["start"] <= actor["began"] <= actor["warm"] <= actor["asked"] <= actor["fetched"] <= actor["open"]
+    assert on_ray["driver_lane"] is None
     assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
     assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
+
+
+def test_ray_local_runs_frames_in_the_driver_while_ray_and_its_actor_start(tmp_path):
+    """The driver's lane (`driver_lane.py`, issue 87): frames of the sweep run in the driver from its export on, Ray
+    still starting, until the actor is up — as many as it has time for, none to all; the numbers are the in-process
+    sweep's whoever ran each frame, and the lane is said in the executor's record."""
+    here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)
+    local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
+                    env=NO_ADDRESS)
+    assert local.returncode == here.returncode, local.stderr
+    on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
+    lane = on_ray["driver_lane"]
+    assert lane["error"] is None and lane["began"] <= lane["open"] and 0 <= lane["frames"] <= 3, lane
+    assert lane["stopped"] is not None and (lane["frames"] == 0 or lane["open"] <= lane["stopped"]), lane
+    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
 
 
 def test_an_executor_lets_go_of_its_ray_references_before_ray_shuts_down(tmp_path):

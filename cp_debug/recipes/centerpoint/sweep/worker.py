@@ -63,6 +63,8 @@ class SweepWorker:
     def open(self) -> "SweepWorker":
         from contextlib import ExitStack
 
+        if self._stack is not None:  # open already (`with` over an opened worker): its lanes once
+            return self
         s = self.settings
         self.cfg = s.config()
         if self.subject is None:
