@@ -1,0 +1,127 @@
+"""The plain pipelines' pace on one card (issue 87, item 1): what one card can give a sweep at all.
+
+    python benchmarks/gpu_card_floor.py [--preset awml-base] [--backends torch-cuda,ort-cuda-fp16] [--frames 150]
+        [--procs 1,2,4]
+
+For each count N: N processes on the one card (run it under an NVIDIA MPS daemon to have their kernels side by side,
+as the sweep's four actors a card are: benchmarks/gpu_ray_mps.sh), each running the two backends' plain pipelines
+back to back on the same held-out frames (eval's `BackendPipeline`: reference then candidate, outputs only, sessions
+made once and warmed up, the glue on the device) — no probes, no comparisons, no tables. All start together once
+every one is warm; the figure is N × frames over the wall until the last ends, and the card's utilisation meanwhile
+(NVML, each second). A sweep of the same two backends at `--level block` cannot go faster than this on the card;
+`ray_scaling.py` gives its own frames/s once the actors' sessions are open, to set beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+
+def _child(preset: str, labels: list[str], frames: int) -> None:
+    """One process: the pipelines made and warmed up, "ready" said; on "go" every frame through both, then its
+    seconds said."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.data.frames import held_out
+    from cp_debug.eval.session import load_weights
+    from cp_debug.models.centerpoint.presets import get_preset
+    from cp_debug.recipes import catalog
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
+    from cp_debug.recipes.centerpoint.export import export_onnx
+
+    cfg = get_preset(preset)
+    points = [f.load(cfg).points for f in held_out(frames)]
+    model = load_weights(preset, None, False, 0, catalog.recipe()).model
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, cfg, Path(tmp), sample_points=points[0])
+        pipes = [BackendPipeline(lbl, BackendSpec.parse(lbl), cfg, model, onnx_dir=Path(tmp),
+                                 glue_device=BackendSpec.parse(lbl).device) for lbl in labels]
+        for p in pipes:
+            p.__enter__()
+        for _ in range(3):
+            for p in pipes:
+                p.run(points[0])
+        _sync(torch)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        t0 = time.perf_counter()
+        for pts in points:
+            for p in pipes:
+                p.run(pts, step_times=False)
+        _sync(torch)
+        print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+        for p in pipes:
+            p.__exit__(None, None, None)
+
+
+def _sync(torch) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _smi(*query: str) -> str:
+    """nvidia-smi's answer for card 0 ("" without one)."""
+    try:
+        return subprocess.run(["nvidia-smi", "-i", "0", *query, "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _utilisation(stop: threading.Event, seen: list) -> None:
+    while not stop.wait(1.0):
+        if out := _smi("--query-gpu=utilization.gpu"):
+            seen.append(float(out.splitlines()[0]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="awml-base")
+    ap.add_argument("--backends", default="torch-cuda,ort-cuda-fp16")
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--procs", default="1,2,4")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    labels = args.backends.split(",")
+    if args.child:
+        _child(args.preset, labels, args.frames)
+        return
+    print(_smi("--query-gpu=name,driver_version") or "no GPU")
+    for n in (int(x) for x in args.procs.split(",")):
+        cmd = [sys.executable, __file__, "--child", "--preset", args.preset, "--backends", args.backends,
+               "--frames", str(args.frames)]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0", "CPDEBUG_SERVER": "off"}
+        procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                 for _ in range(n)]
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", "a child failed before it was warm"
+        stop, seen = threading.Event(), []
+        watcher = threading.Thread(target=_utilisation, args=(stop, seen), daemon=True)
+        t0 = time.perf_counter()
+        watcher.start()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        own = [json.loads(p.stdout.readline())["seconds"] for p in procs]
+        wall = time.perf_counter() - t0
+        stop.set()
+        for p in procs:
+            p.wait()
+        util = sum(seen) / len(seen) if seen else float("nan")
+        print(f"{n} process(es) on one card: {n * args.frames / wall:.2f} frames/s in all "
+              f"({n * args.frames} frames in {wall:.1f} s; each {min(own):.1f}-{max(own):.1f} s), "
+              f"GPU utilisation {util:.0f} %", flush=True)
+
+
+if __name__ == "__main__":
+    main()
