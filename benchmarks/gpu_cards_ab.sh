@@ -5,8 +5,9 @@
 # OTHER: a folder holding another cp_debug (`git archive COMMIT cp_debug | tar -x -C OTHER`). FRAMES awml-base frames
 # in process (this tree, no MPS: the issue's baseline), then under an NVIDIA MPS daemon of this script's own the
 # `--ray local` sweeps seeing each of CARDS (default 1,4) cards with this tree (OUT/this) and with OTHER's
-# (OUT/other; its sweep processes and their Ray actors import OTHER's cp_debug first), each report compared with the
-# in-process one (benchmarks/ray_scaling.py).
+# (OUT/other; run from OTHER's folder, so that its sweep processes and their Ray actors import OTHER's cp_debug), each
+# report compared with the in-process one (benchmarks/ray_scaling.py). The export cache is keyed by the code: OTHER's
+# first sweep exports afresh (a second run of it is the one to compare).
 set -u
 out=${1:?OUT}; other=${2:?OTHER}; frames=${3:-1000}; cards=${4:-1,4}
 source "$(dirname "$0")/gpu_ray_mps.sh"
@@ -25,6 +26,8 @@ doc = json.load(open(sys.argv[1]))
 doc["runs"] = {k: v for k, v in doc["runs"].items() if k == "in process"}
 json.dump(doc, open(sys.argv[2], "w"))
 PY
-PYTHONPATH="$(cd "$other" && pwd):$PYTHONPATH" python3 benchmarks/ray_scaling.py "${args[@]}" --out "$out/other" \
-  --resume --no-in-process --cards "$cards"
+# from OTHER's folder: `python -m cp_debug.cli.main` puts the working folder first on sys.path, ahead of PYTHONPATH
+root=$PWD; out=$(cd "$out" && pwd)
+(cd "$other" && PYTHONPATH="$PWD:$PYTHONPATH" python3 "$root/benchmarks/ray_scaling.py" "${args[@]}" --out "$out/other" \
+  --resume --no-in-process --cards "$cards")
 mps_stop
