@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from cp_debug.bisect.ahead import _on_own_stream
 from cp_debug.bisect.run_state import CandidateState, RunState
-from cp_debug.bisect.screen import ScreenRuns, screen_runs, screenable
+from cp_debug.bisect.screen import ScreenRuns, screen_runs, wants_screen
 
 __all__ = ["ScreenAhead", "screens_ahead"]
 
@@ -35,7 +35,7 @@ def screens_ahead(run: RunState, state: CandidateState) -> bool:
 class ScreenAhead:
     """`start(states, i)` once stage i's feeds are known; `runs(state, i)` on the engine's thread gives what the
     helper made (None where it did not start it; raises what the helper raised); `close` (always) drops what nobody
-    took, after the runs under way end."""
+    took."""
 
     def __init__(self, run: RunState):
         self.run = run
@@ -44,8 +44,10 @@ class ScreenAhead:
         self._fp32: dict = {}  # FP32's runs, on the helper's thread alone
 
     def start(self, states: list[CandidateState], i: int) -> None:
+        """Stage i's screen for each candidate that would have it were the stage to find nothing (an earlier stage
+        that diverged already tells that candidate's story: none)."""
         for s in states:
-            if not screens_ahead(self.run, s) or not screenable(self.run, s, i):
+            if not screens_ahead(self.run, s) or not wants_screen(self.run, s, i):
                 continue
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-screen-ahead")
@@ -57,10 +59,10 @@ class ScreenAhead:
         return None if fut is None else fut.result()
 
     def close(self) -> None:
-        for fut in self._made.values():
-            fut.cancel()  # not begun: never begins
+        """What nobody took is dropped: not begun, never begun; a run under way (its stage diverged meanwhile) ends
+        on the helper beside the run's refinement, its sessions then closed, not waited for here."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)  # those under way end (their sessions closed) before the run goes on
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._made.clear()
         self._pool = None
 

@@ -1,7 +1,8 @@
 """The screen's runs made ahead (issue 87, item 4: `bisect/screen_ahead.py`): started on a helper thread as soon as a
 stage's feeds are known (by default for a CUDA candidate; here made so on the CPU), they find what the screen made
 after the stage finds — the branch float16 cancels behind a residual (`collapse_models.cancelled`), named with the
-same number, and the zeros of `collapsed` — in the same report; the runs are made on the helper's thread."""
+same number, and the zeros of `collapsed`; nothing in `healthy` — in the same report; the runs are made on the
+helper's thread."""
 
 from __future__ import annotations
 
@@ -43,13 +44,13 @@ def _plain(doc):
     return doc
 
 
-@pytest.mark.parametrize("model", ["cancelled", "collapsed"])
-def test_the_screen_made_ahead_finds_what_it_finds_after_the_stage(tmp_path, monkeypatch, model):
+@pytest.mark.parametrize("model,rc", [("cancelled", 1), ("collapsed", 1), ("healthy", 0)])
+def test_the_screen_made_ahead_finds_what_it_finds_after_the_stage(tmp_path, monkeypatch, model, rc):
     rc_after, after, on_after = _bisect(tmp_path, model, False, monkeypatch)
     rc_ahead, ahead, on_ahead = _bisect(tmp_path, model, True, monkeypatch)
-    assert rc_after == rc_ahead == 1, (after["outcome_reasons"], ahead["outcome_reasons"])
+    assert rc_after == rc_ahead == rc, (after["outcome_reasons"], ahead["outcome_reasons"])
     assert ahead["root_cause"] == after["root_cause"] and ahead["warnings"] == after["warnings"]
-    assert [w for w in ahead["warnings"] if "do not show" in w], ahead["warnings"]
+    assert bool([w for w in ahead["warnings"] if "do not show" in w]) == bool(rc), ahead["warnings"]
     assert _plain(ahead["results"]) == _plain(after["results"]) and ahead["results"]
     # after the stage: the engine's thread (FP32's sketched run beside it); ahead: the helper's, both runs
     assert "MainThread" in on_after and not any(t.startswith("cpdebug-screen-ahead") for t in on_after), on_after
