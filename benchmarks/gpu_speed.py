@@ -174,6 +174,7 @@ class Tree:
         except (OSError, subprocess.CalledProcessError):
             self.commit = "?"
         self.label = f"{self.path.name}@{self.commit}"
+        self.slug = self.label.replace("@?", "")  # file names the device hands back (no "?" in them)
 
     def env(self, fresh_cache: bool = False) -> dict:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.path), os.environ.get("PYTHONPATH", "")]),
@@ -205,7 +206,7 @@ def bisect_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path) -> 
         for tree in trees:
             figures = []
             for k, fresh in enumerate((True, False)):
-                js = out / f"bisect-{tree.label}-{pair.replace(',', '_')}-{k}.json"
+                js = out / f"bisect-{tree.slug}-{pair.replace(',', '_')}-{k}.json"
                 wall, rss, code, _ = measure(tree.cli("bisect", "--preset", preset, "--level", "all", "--backends",
                                                       pair, "--quiet", "--json", str(js)), tree.env(fresh), tree.path)
                 figures.append((wall, rss, code, js))
@@ -287,7 +288,7 @@ def bench_rows(trees: list[Tree], preset: str, backends: str, repeat: int, out: 
     print("| backend | tree | total | " + " | ".join(stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
     for tree in trees:
-        js = out / f"bench-{tree.label}.json"
+        js = out / f"bench-{tree.slug}.json"
         _, _, code, _ = measure(tree.cli("bench", "--preset", preset, "--backends", backends, "--repeat", str(repeat),
                                          "--json", str(js), "--quiet"), tree.env(), tree.path)
         if not js.is_file():
