@@ -31,6 +31,15 @@ def _alone():
         yield
 
 
+@pytest.fixture(scope="module")
+def here(tmp_path_factory) -> tuple[int, Path]:
+    """The in-process sweep the Ray sweeps of this module are held against: (its exit code, its folder)."""
+    out = tmp_path_factory.mktemp("in_process") / "here"
+    done = cpdebug(*ARGS, "--out", out, cwd=ROOT)
+    assert done.returncode in (0, 1, 4), done.stderr
+    return done.returncode, out
+
+
 def _numbers(out: Path) -> dict:
     """sweep.json less what differs between runs of the same numbers: versions, the executor, where it was written."""
     doc = json.loads((out / "sweep.json").read_text())
@@ -83,14 +92,12 @@ def test_what_the_cluster_cannot_hold_is_one_line_and_leaves_no_folder(tmp_path)
     assert not ray.is_initialized()
 
 
-def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp_path, monkeypatch):
+def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp_path, monkeypatch, here):
     import ray
 
     from cp_debug.sweep import executor as ex
 
-    here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)
-    assert here.returncode in (0, 1, 4), here.stderr
-
+    code, plain = here
     pids, killed = [], []
     started, told = ex.RayExecutor.start, ex.ChunkPlan.tell
 
@@ -113,7 +120,7 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
                     env=NO_ADDRESS)
     assert killed
-    assert local.returncode == here.returncode, local.stderr
+    assert local.returncode == code, local.stderr
     if ex._SHUTTING_DOWN is not None:  # shut down on a helper thread beside the metrics, joined before exit
         ex._SHUTTING_DOWN.join()
     assert not ray.is_initialized()  # the cluster --ray local started is shut down with the sweep
@@ -130,23 +137,23 @@ def test_ray_local_gives_the_in_process_numbers_and_survives_a_killed_worker(tmp
     (actor,) = line["actors"]
     assert line["start"] <= actor["began"] <= actor["warm"] <= actor["asked"] <= actor["fetched"] <= actor["open"]
     assert on_ray["driver_lane"] is None
-    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
-    assert sorted(f["token"] for f in _numbers(tmp_path / "here")["frames"]) == [f.token for f in held_out(3)]
+    assert _numbers(tmp_path / "local") == _numbers(plain)
+    assert sorted(f["token"] for f in _numbers(plain)["frames"]) == [f.token for f in held_out(3)]
 
 
-def test_ray_local_runs_frames_in_the_driver_while_ray_and_its_actor_start(tmp_path):
+def test_ray_local_runs_frames_in_the_driver_while_ray_and_its_actor_start(tmp_path, here):
     """The driver's lane (`driver_lane.py`, issue 87): frames of the sweep run in the driver from its export on, Ray
     still starting, until the actor is up — as many as it has time for, none to all; the numbers are the in-process
     sweep's whoever ran each frame, and the lane is said in the executor's record."""
-    here = cpdebug(*ARGS, "--out", tmp_path / "here", cwd=ROOT)
+    code, plain = here
     local = cpdebug(*ARGS, "--out", tmp_path / "local", "--ray", "local", "--ray-workers", "1", cwd=ROOT,
                     env=NO_ADDRESS)
-    assert local.returncode == here.returncode, local.stderr
+    assert local.returncode == code, local.stderr
     on_ray = json.loads((tmp_path / "local" / "sweep.json").read_text())["settings"]["executor"]
     lane = on_ray["driver_lane"]
     assert lane["error"] is None and lane["began"] <= lane["open"] and 0 <= lane["frames"] <= 3, lane
     assert lane["stopped"] is not None and (lane["frames"] == 0 or lane["open"] <= lane["stopped"]), lane
-    assert _numbers(tmp_path / "local") == _numbers(tmp_path / "here")
+    assert _numbers(tmp_path / "local") == _numbers(plain)
 
 
 def test_an_executor_lets_go_of_its_ray_references_before_ray_shuts_down(tmp_path):
