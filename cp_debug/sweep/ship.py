@@ -64,6 +64,7 @@ class Shipment:
 def _local_copy(name: str, data: bytes) -> Path:
     """`data` as a file named `name` on this host: in the cache folder under its digest (written once, whole), else
     in a temporary folder."""
+    import contextlib
     import hashlib
     import tempfile
 
@@ -75,6 +76,8 @@ def _local_copy(name: str, data: bytes) -> Path:
     if folder is not None:
         path = folder / f"{digest}-{name}"
         if path.is_file() and path.stat().st_size == len(data):
+            with contextlib.suppress(OSError):  # recently used: kept longest by the pruning
+                path.touch()
             return path
         try:
             write_bytes_atomic(path, data, parents=True)

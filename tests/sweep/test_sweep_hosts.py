@@ -76,3 +76,21 @@ def test_the_actor_on_another_node_gets_the_checkpoint_and_the_frames_from_the_d
     copy = tmp_path / "cache" / "shipped" / f"{digest}-tiny.pth"
     assert copy.read_bytes() == ckpt.read_bytes()  # written by the actor on the other node, from the object store
     assert _numbers(tmp_path / "ray") == _numbers(tmp_path / "here")
+
+
+def test_a_shipped_checkpoint_found_in_the_cache_is_kept_as_recently_used(tmp_path, monkeypatch):
+    """An actor's copy of a shipped checkpoint (`ship._local_copy`) is written once under its digest; found again,
+    it is the same file, its bytes untouched, and marked recently used, so the cache's pruning (least recently
+    used first) keeps it."""
+    import os
+
+    from cp_debug.sweep.ship import _local_copy
+
+    monkeypatch.setenv("CPDEBUG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CPDEBUG_NO_CACHE", raising=False)
+    data = os.urandom(4096)
+    first = _local_copy("weights.pth", data)
+    assert first.parent == tmp_path / "cache" / "shipped" and first.read_bytes() == data
+    os.utime(first, (1_000_000, 1_000_000))  # written long ago
+    again = _local_copy("weights.pth", data)
+    assert again == first and again.read_bytes() == data and again.stat().st_mtime > 1_000_000
