@@ -261,6 +261,15 @@ def _folder(name: str) -> str:
     return name.replace("(s)", "s").replace(",", "").replace(" ", "_")
 
 
+def _lane_parts(lane: dict | None) -> list[str]:
+    """The frames the driver ran itself while Ray and the actors started (`sweep/driver_lane.py`)."""
+    if not lane:
+        return []
+    if lane.get("error") is not None or lane.get("open") is None:
+        return [f"the driver's lane did not run: {lane.get('error')}"]
+    return [f"the driver ran {lane['frames']} frames (open {lane['open']:+.1f} s, stopped {lane['stopped']:+.1f} s)"]
+
+
 def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None, workers: int,
           unit: str = "worker") -> str:
     """One configuration's figures, as printed."""
@@ -296,7 +305,7 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"Ray asked for at {line.get('start', 0):+.1f} s, up at {line.get('ray', 0):+.1f} s; actors "
                      + "; ".join("-" if a is None else " ".join(f"{said} {a[k]:+.1f}" for k, said in marks if k in a)
                                  for a in line["actors"]))
-    parts += _gpu_parts(fig)
+    parts += _lane_parts(ex.get("driver_lane")) + _gpu_parts(fig)
     peaks = [p for p in ex.get("peak_memory") or [] if p]
     if peaks:
         parts.append("worker peaks " + ", ".join(
