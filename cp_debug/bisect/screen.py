@@ -193,9 +193,9 @@ def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None
     from cp_debug.bisect.op_findings import NamedStage, named_module
     from cp_debug.bisect.screen_sketch import hidden_rel, rel_errors
 
-    if not wants_screen(run, state, i):
-        if not _eligible(run, state, i) or screenable(run, state, i) or first_divergent(list(state.results.values())):
-            return None
+    if not _eligible(run, state, i) or first_divergent(list(state.results.values())) is not None:
+        return None  # not screened, or a divergence tells its own story
+    if not screenable(run, state, i):  # past the screen's size for its device: said
         limit = _size_limit(state.spec)
         run.warnings.append(f"{state.label}: no screen for faults the outputs hide (NaN/Inf, zeros, large errors: "
                             f"a second run of the graph past {limit >> 20} MiB of weights on {state.spec.device}): "

@@ -35,6 +35,8 @@ class DriverLane:
     """The driver's worker on a thread of its own, taking frames of `plan` (a `ChunkPlan`) one at a time until
     `stop`; `turn` (the driver's loop) gives what it returned."""
 
+    live = True
+
     def __init__(self, settings, subject, plan):
         self.settings, self.subject, self.plan = settings, subject, plan
         self.began = time.time()
@@ -49,8 +51,6 @@ class DriverLane:
         self._thread = threading.Thread(target=self._run, name="cpdebug-driver-lane", daemon=True)
         self._thread.start()
 
-    live = True
-
     @property
     def busy(self) -> bool:
         """Frames it took from the plan and has not returned."""
@@ -62,7 +62,7 @@ class DriverLane:
         """It may still bring frames: the driver waits on Ray's results a short while at a time."""
         return self.busy or self.stopped is None
 
-    def turn(self, plan, actors_up: bool, wait: float) -> tuple[list, bool]:
+    def turn(self, actors_up: bool, wait: float) -> tuple[list, bool]:
         """One turn of the driver's loop: the frames (`FrameResult`) returned since the last turn, waiting up to
         `wait` s for the first; where the actors are up, or the lane failed, it is stopped and leaves the plan (a
         failed lane's frames back in it, first). Returns those frames, and whether frames went back into the plan
@@ -86,7 +86,7 @@ class DriverLane:
             self.stop()
             with self._lock:  # after a failure nothing more comes back: what it holds goes to the actors
                 unfinished = [self._given.pop(i) for i in sorted(self._given)] if self.error is not None else []
-            plan.leave(LANE, unfinished)
+            self.plan.leave(LANE, unfinished)
             back = bool(unfinished)
         self.frames += len(got)
         return got, back
@@ -155,7 +155,7 @@ class _NoLane:
 
     live = busy = waiting = False
 
-    def turn(self, plan, actors_up: bool, wait: float) -> tuple[list, bool]:
+    def turn(self, actors_up: bool, wait: float) -> tuple[list, bool]:
         return [], False
 
     def close(self) -> None:

@@ -66,7 +66,7 @@ class InProcessExecutor:
             for task in tasks:
                 if not task.todo:  # finished by its partial file
                     write(task.index, sorted(results.pop(task.index), key=lambda r: r.index), False)
-            for r in self.worker.run_frames([item for task in tasks for item in task.todo]):
+            for r in self.worker.run_frames(_items(tasks)):
                 task = shard_of[r.index]
                 got = results[task.index]
                 got.append(r)
@@ -201,7 +201,7 @@ class RayExecutor:
                 d.feed_all()
                 while d.running or lane.busy:
                     # the driver's own frames (`driver_lane.py`), until every actor is up
-                    got, back = lane.turn(d.plan, not opening, 0.0 if d.running else LANE_WAIT)
+                    got, back = lane.turn(not opening, 0.0 if d.running else LANE_WAIT)
                     for r in got:
                         d.returned(r, {})
                     if back:

@@ -56,3 +56,18 @@ def test_the_screen_made_ahead_finds_what_it_finds_after_the_stage(tmp_path, mon
     assert "MainThread" in on_after and not any(t.startswith("cpdebug-screen-ahead") for t in on_after), on_after
     assert on_ahead and "MainThread" not in on_ahead, on_ahead
     assert any(t.startswith("cpdebug-screen-ahead") for t in on_ahead), on_ahead
+
+
+def test_a_candidate_past_the_screens_size_is_told_it_was_not_screened(tmp_path, monkeypatch):
+    """Past `SCREEN_UP_TO` bytes of weights (lowered here, as tests/zoo/test_past_2gib.py lowers its thresholds) a
+    within-precision candidate gets no screen, and the report says so, once; a model under it gets no such line
+    (the test above)."""
+    from cp_debug.bisect import screen
+
+    monkeypatch.setattr(screen, "SCREEN_UP_TO", 16)
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{MODELS}:healthy", "-b", "torch,ort-cpu-fp16", "--json", out, "--quiet")
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0, report["outcome_reasons"]
+    said = [w for w in report["warnings"] if "no screen for faults the outputs hide" in w]
+    assert len(said) == 1 and "past 0 MiB of weights on cpu" in said[0], report["warnings"]

@@ -26,7 +26,7 @@ def test_the_lane_returns_the_in_process_frames():
     lane, got = DriverLane(SETTINGS, subject, plan), []
     try:
         while len(plan) or lane.busy:  # the driver's loop with no actor
-            frames, back = lane.turn(plan, False, 0.2)
+            frames, back = lane.turn(False, 0.2)
             assert lane.error is None and not back, lane.error
             got += frames
     finally:
@@ -41,7 +41,7 @@ def test_a_stopped_lane_takes_nothing_more_and_leaves_the_plan():
     plan.join(0)
     lane = DriverLane(replace(SETTINGS, checkpoint="/nonexistent/centerpoint.pth"), None, plan)  # opens no worker
     try:
-        got, back = lane.turn(plan, True, 0.0)  # the actors are up before it took any frame
+        got, back = lane.turn(True, 0.0)  # the actors are up before it took any frame
     finally:
         lane.close()
     assert got == [] and not back and not lane.busy and lane.frames == 0
@@ -55,7 +55,7 @@ def test_a_lane_that_cannot_open_gives_its_frames_back_first():
     lane = DriverLane(replace(SETTINGS, checkpoint="/nonexistent/centerpoint.pth"), None, plan)
     back = False
     while lane.error is None:
-        _, back = lane.turn(plan, False, 0.2)
+        _, back = lane.turn(False, 0.2)
     lane.close()
     assert "nonexistent" in lane.describe(lane.began)["error"] and lane.frames == 0 and not lane.busy
     assert [i for i, _ in taken] + [i for i, _ in plan.items] == [0, 1, 2, 3] and plan.workers == [0]
