@@ -111,7 +111,6 @@ class RayExecutor:
         self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
         self.shipping: Shipping | None = None  # what goes to actors on other hosts (`start`)
         self.lane: DriverLane | None = None  # frames run in this process until the actors are up (`start_lane`)
-        self.plan: ChunkPlan | None = None  # the frames still to hand out, once the lane has begun on them
         self._started = False  # this executor started Ray in this process (and shuts it down)
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
@@ -172,8 +171,7 @@ class RayExecutor:
         import importlib.util
 
         if self.address == "local" and self.lane is None and importlib.util.find_spec("threadpoolctl") is not None:
-            self.plan = ChunkPlan(_items(tasks), [LANE])
-            self.lane = DriverLane(self.settings, subject, self.plan)
+            self.lane = DriverLane(self.settings, subject, ChunkPlan(_items(tasks), [LANE]))
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
             ) -> None:
@@ -194,7 +192,7 @@ class RayExecutor:
         self._epochs["frames"] = time.time()
         opening, timelines = list(self.opening), {}
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
-            plan = self.plan if self.plan is not None else ChunkPlan(_items(tasks), [])
+            plan = self.lane.plan if self.lane is not None else ChunkPlan(_items(tasks), [])  # the lane's, begun
             plan.join(*range(len(self.actors)))
             d = _Dispatch(self, tasks, plan, lambda *a: writer.submit(store.write, *a), on_frame, on_tables)
             try:
@@ -229,7 +227,7 @@ class RayExecutor:
                 raise
             finally:
                 lane.close()
-        self.figures["driver_lane"], self.lane, self.plan = lane.describe(self._epochs["frames"]), None, None
+        self.figures["driver_lane"], self.lane = lane.describe(self._epochs["frames"]), None
         self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=d.chunks,
                             peak_memory=[d.peaks.get(i) for i in range(len(self.actors))],
                             timeline=self._timeline(timelines))
@@ -257,7 +255,7 @@ class RayExecutor:
         written — what the executor's owner dropping it after `close` did, now and then (a pytest worker died so)."""
         if self.lane is not None:  # Ray failed to start, or its actors: the lane's thread ends here
             self.lane.close()
-            self.lane = self.plan = None
+            self.lane = None
         if self.actors:
             import ray
 
