@@ -105,3 +105,30 @@ def test_fmt_num_is_compact():
     assert fmt_num(0) == "0"
     assert fmt_num("inf") == "inf" and fmt_num(float("-inf")) == "-inf" and fmt_num("nan") == "nan"
     assert fmt_num(None) == "—"
+
+
+def test_a_file_table_is_the_one_rich_measures_itself(report, monkeypatch):
+    """In a file or a pipe the probe cell is one Text and every column gets its widest line as a fixed width
+    (`_fixed_widths`), so that rich measures no cell: the text is what rich's own measurement of the grid cells
+    gives, at every width, coloured or not, with markers, depths and elided rows."""
+    import io
+
+    from cp_debug.report import table
+
+    def rendered(width: int, colour, max_rows) -> str:
+        buf = io.StringIO()
+        render_table(report, Console(file=buf, width=width, force_terminal=False, color_system=colour),
+                     max_rows=max_rows)
+        return buf.getvalue()
+
+    cases = [(w, c, m) for w in (80, 100, 160) for c in (None, "truecolor") for m in (None, 4)]
+    fast = [rendered(*case) for case in cases]
+    grid_cell = table._probe_cell
+    with monkeypatch.context() as m:  # rich's own measurement of the cells, the probe names in their grids
+        m.setattr(table, "_fixed_widths", lambda console, t: None)
+        m.setattr(table, "_probe_cell", lambda row, fold=True: grid_cell(row, fold=True))
+        measured = [rendered(*case) for case in cases]
+    assert fast == measured
+    assert any("…" in out or "rows shown" in out for out in fast)  # an elided table among them
+    assert all(PLANTED in out for out in fast)
+
