@@ -11,10 +11,15 @@ Not started while torch imports (tried: on the H100 host the import and `cuInit`
 0.1 s slower): `start` is called once torch is in. A helper thread's first torch CUDA call waits for the start
 first (`wait`): torch's own `cudaGetDeviceCount`, made while `cuInit` runs on another thread, waits for it holding
 the GIL, and the main thread with it.
+
+Here too: how a thread that waits on the device waits (`CPDEBUG_CUDA_SYNC`: `sync_mode`, `set_schedule`), set on the
+primary contexts before the driver starts on its helper thread, in a Ray actor before it makes its context, and in
+the server's warm-up.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 _started: threading.Thread | None = None
@@ -22,12 +27,16 @@ _lock = threading.Lock()
 
 
 def start() -> None:
-    """`cuInit(0)` on a daemon thread, once a process (later calls do nothing). Never raises: without a driver (no
-    GPU, another system) the thread ends quietly and torch says what is missing when it is asked."""
+    """`cuInit(0)` on a daemon thread, once a process (later calls do nothing), after `CPDEBUG_CUDA_SYNC`'s scheduling
+    where it is set. Raises only for a bad value of that (BadInputError): without a driver (no GPU, another system)
+    the thread ends quietly and torch says what is missing when it is asked."""
     global _started
     with _lock:
         if _started is not None:
             return
+        mode = sync_mode()
+        if mode is not None:  # asked for: set before any context, so on this thread
+            set_schedule(mode)
         _started = threading.Thread(target=_init, name="cpdebug-cuda-driver", daemon=True)
         _started.start()
 
@@ -45,3 +54,51 @@ def _init() -> None:
 
     with contextlib.suppress(Exception):  # no libcuda here: torch says so when it is asked
         ctypes.CDLL("libcuda.so.1").cuInit(0)  # an error code stands for torch to find
+
+
+
+SYNC_ENV = "CPDEBUG_CUDA_SYNC"
+# CUDA's own names (cuda.h: CU_CTX_SCHED_*): how a thread that waits on the device waits
+SCHEDULES = {"auto": 0x0, "spin": 0x1, "yield": 0x2, "blocking": 0x4}
+
+
+def sync_mode() -> str | None:
+    """`CPDEBUG_CUDA_SYNC` (auto, spin, yield, blocking), None where unset; a bad value is said in one line.
+
+    How a thread that waits on the device waits, set on each visible device's primary context (the one torch and
+    ONNX Runtime share) before either makes it (`set_schedule`). CUDA's own default ("auto") spins a core whenever a
+    process has fewer contexts than the host has cores: a Ray actor sharing its card with three others under MPS
+    waits longer on each synchronisation and spins all the while. Measured on 2 × H100 (32 cores; awml-base,
+    `torch-cuda,ort-cuda-fp16 --level block`, 400 frames, four actors a card, `benchmarks/gpu_cuda_sync.sh`):
+    "blocking" took the sweep's CPU from 331 to 141 s on one card and 355 to 181 s on two, and the frames/s once the
+    sessions were open from 20.2 to 18.1 and 31.5 to 29.7 (the waiting thread wakes on the driver's interrupt):
+    for a host whose CPUs are short, not the default. The reports the same."""
+    from cp_debug.errors import BadInputError
+
+    mode = os.environ.get(SYNC_ENV, "").strip().lower()
+    if not mode:
+        return None
+    if mode not in SCHEDULES:
+        raise BadInputError(f"{SYNC_ENV}={mode!r}: use one of {', '.join(SCHEDULES)} (how a thread waiting on the "
+                            "GPU waits: CUDA's context scheduling), or unset it")
+    return mode
+
+
+def set_schedule(mode: str) -> bool:
+    """`mode` (a key of SCHEDULES) set on every visible device's primary context; False where it could not be (no
+    driver, a context already made with other flags). Never raises."""
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return False
+    set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
+    for i in range(count.value):
+        dev = ctypes.c_int(0)
+        if cuda.cuDeviceGet(ctypes.byref(dev), i) != 0 or set_flags(dev, ctypes.c_uint(SCHEDULES[mode])) != 0:
+            return False
+    return True

@@ -60,6 +60,11 @@ def warm_up(say: Callable[[str], None]) -> None:
 
         if torch.cuda.is_available():
             t0 = time.perf_counter()
+            from cp_debug.cuda_driver import set_schedule, sync_mode
+
+            sync = sync_mode()  # CPDEBUG_CUDA_SYNC (where.FIXED_AT_START: a caller's other value runs on its own)
+            if sync is not None:
+                set_schedule(sync)
             torch.cuda.init()
             torch.zeros(1, device="cuda")
             from cp_debug.backends.ort_warm import warm_up as ort_warm_up

@@ -18,7 +18,8 @@ SOCKET_ENV = "CPDEBUG_SERVER_SOCKET"  # the socket's path, instead of the defaul
 # environment variables a library reads once, when it loads or initialises: a server started under other values
 # cannot honour the caller's (CUDA_VISIBLE_DEVICES after CUDA's context exists, OMP_NUM_THREADS after torch loads)
 FIXED_AT_START = ("CUDA_", "NVIDIA_", "LD_", "PYTHON", "OMP_", "GOMP_", "MKL_", "OPENBLAS_", "KMP_", "NUMBA_", "TORCH",
-                  "PYTORCH_", "ORT_", "TRITON_", "CUDNN_", "CUBLAS_", "NCCL_", "RAY_", "MPLBACKEND")
+                  "PYTORCH_", "ORT_", "TRITON_", "CUDNN_", "CUBLAS_", "NCCL_", "RAY_", "MPLBACKEND",
+                  "CPDEBUG_CUDA_SYNC")
 
 
 def package_dir() -> Path:

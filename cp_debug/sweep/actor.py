@@ -22,9 +22,11 @@ class ActorBody:
     once), each `run_chunk` call puts its frames into the loop's feed and waits for them, so the next chunk's frames
     are read ahead and the device kept busy across the chunks' ends. `passive`: more threads than CPUs on the host,
     so idle OpenMP threads sleep instead of spinning on the cores the other actors compute on (set before torch
-    loads OpenMP)."""
+    loads OpenMP). `cuda_sync`: how its threads wait on the card (`cuda_driver.sync_mode`, the driver's setting).
+    """
 
-    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False, shipment=None):
+    def __init__(self, settings: SweepSettings, cpus: int = 1, passive: bool = False, shipment=None,
+                 cuda_sync: str | None = None):
         import os
         import threading
         import time
@@ -36,6 +38,10 @@ class ActorBody:
         collect_less()  # the collector of a `cpdebug` process (a Ray worker's is Python's default: 14x as often)
         if passive:
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        if cuda_sync is not None:  # the driver's CPDEBUG_CUDA_SYNC, before torch or ONNX Runtime makes a context
+            from cp_debug.cuda_driver import set_schedule
+
+            set_schedule(cuda_sync)
         sleeping_threads()  # as in a `cpdebug` process: an actor's environment is its node's, not the driver's
         # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus),
         # no more than the in-process sweep's (`parallel.MAX_THREADS`)

@@ -140,10 +140,13 @@ class RayExecutor:
         """The actors, started (each warms up in its own process while the caller goes on: `ship`, then `run`)."""
         import time
 
+        from cp_debug.cuda_driver import sync_mode
+
         self._epochs["start"] = time.time()
+        cuda = self.settings.on_cuda()
+        sync = sync_mode() if cuda else None  # a bad CPDEBUG_CUDA_SYNC said before Ray starts
         ray = self._ray()
         self._epochs["ray"] = time.time()
-        cuda = self.settings.on_cuda()
         res = ray.cluster_resources()
         total = max(1, int(res.get("CPU", 1)))
         n, cpus = actors_for(res, cuda, self.workers, self.cpus, mps=cuda and mps_running())
@@ -152,8 +155,9 @@ class RayExecutor:
         opts = {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
         self.shipping = Shipping(ray, self.settings, client=_through_client(ray))
-        self.actors = [actor.remote(self.settings, cpus, passive, self.shipping.shipment) for _ in range(n)]
-        self.figures.update(cpus_per_worker=cpus, cluster_cpus=total, **({"gpu_share": share} if cuda else {}))
+        self.actors = [actor.remote(self.settings, cpus, passive, self.shipping.shipment, sync) for _ in range(n)]
+        self.figures.update(cpus_per_worker=cpus, cluster_cpus=total,
+                            **({"gpu_share": share, "cuda_sync": sync} if cuda else {}))
         return self.actors
 
     def ship(self, stages: dict[str, bytes]) -> None:
@@ -283,6 +287,7 @@ class RayExecutor:
         return {"kind": "ray", "address": self.address, "workers": len(self.actors),
                 "cpus_per_worker": self.figures.get("cpus_per_worker", self.cpus),
                 "cluster_cpus": self.figures.get("cluster_cpus"), "gpu_share": self.figures.get("gpu_share"),
+                "cuda_sync": self.figures.get("cuda_sync"),
                 "frames_seconds": self.figures.get("frames_seconds"), "frames_began": self._epochs.get("frames"),
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
