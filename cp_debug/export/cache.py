@@ -32,6 +32,7 @@ from cp_debug.files import CACHE_ENV, NO_CACHE_ENV, cache_dir, cache_limit
 from cp_debug.graph.stored import load_entry, store_entry
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import onnx
 
 __all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key", "file_export_cached"]
@@ -93,44 +94,63 @@ def file_export_cached(module, example_inputs: tuple, settings: dict,
 
 
 def export_key(module, example_inputs: Iterable, settings: dict, *, schema: str = SCHEMA,
-               code: Iterable[str] | None = None) -> str:
+               code: Iterable[str] | None = None, start: "hashlib._Hash | None" = None) -> str:
     """The content hash an export is stored under (hex sha256). Another entry made by running a module on example
     inputs is keyed here too, with its own `schema` and `code` (the files of the code that makes it, in place of
-    the exporter's): the module trace (`probes/trace_cache.py`)."""
-    import numpy as np
+    the exporter's): the module trace (`probes/trace_cache.py`). `start`: `key_start(module, settings, schema=,
+    code=)` of the same arguments, hashed once for several inputs (the inputs come last: the key is the same)."""
+    h = (start or key_start(module, settings, schema=schema, code=code)).copy()
+    for i, x in enumerate(example_inputs):
+        _add_tensor(h, f"input{i}", x)
+    return h.hexdigest()
+
+
+def key_start(module, settings: dict, *, schema: str = SCHEMA, code: Iterable[str] | None = None) -> "hashlib._Hash":
+    """`export_key`'s hash up to the example inputs: the schema, the versions, `settings`, the module's structure,
+    the plain attributes of its submodules, the source files of their classes and of `code`, every parameter and
+    buffer. Valid while the module is unchanged: a forward pass may change it (an observer), so a caller that runs
+    one makes it again (`trace_cache.traced`)."""
     import onnx
     import torch
 
     import cp_debug
 
     h = hashlib.sha256()
-
-    def add(tag: str, data: "bytes | str | np.ndarray") -> None:  # an array: its bytes, read in place (no copy)
-        raw = data.encode() if isinstance(data, str) else data
-        h.update(f"{tag}:{raw.nbytes if isinstance(raw, np.ndarray) else len(raw)}:".encode())
-        h.update(raw)
-
-    add("schema", schema)
-    add("versions", json.dumps([cp_debug.__version__, torch.__version__, onnx.__version__]))
-    add("settings", json.dumps(settings, sort_keys=True, default=str))
-    add("structure", repr(module))
+    _add(h, "schema", schema)
+    _add(h, "versions", json.dumps([cp_debug.__version__, torch.__version__, onnx.__version__]))
+    _add(h, "settings", json.dumps(settings, sort_keys=True, default=str))
+    _add(h, "structure", repr(module))
     for qualified, m in module.named_modules():  # plain attributes too: a quantizer's on/off flag, an eps, a mode
-        add("attributes", f"{qualified}|" + json.dumps(
+        _add(h, "attributes", f"{qualified}|" + json.dumps(
             sorted((k, v) for k, v in vars(m).items() if _plain(v)), default=str))
     for path in _source_files(module, code):
-        add("source", path.read_bytes())
-    tensors = [*module.named_parameters(), *module.named_buffers()]
-    for i, x in enumerate(example_inputs):
-        tensors.append((f"input{i}", x))
-    for name, t in tensors:
-        arr = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
-        add("tensor", f"{name}|{arr.dtype}|{tuple(arr.shape)}")
-        if isinstance(arr, torch.Tensor):
-            arr = arr.view(torch.uint8) if arr.dim() else arr.reshape(1).view(torch.uint8)
-            add("bytes", arr.numpy().reshape(-1))
-        else:
-            add("bytes", arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8))
-    return h.hexdigest()
+        _add(h, "source", path.read_bytes())
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        _add_tensor(h, name, t)
+    return h
+
+
+def _add(h, tag: str, data: "bytes | str | np.ndarray") -> None:
+    """`data` into `h` under `tag`, with its length; an array's bytes read in place (no copy)."""
+    import numpy as np
+
+    raw = data.encode() if isinstance(data, str) else data
+    h.update(f"{tag}:{raw.nbytes if isinstance(raw, np.ndarray) else len(raw)}:".encode())
+    h.update(raw)
+
+
+def _add_tensor(h, name: str, t) -> None:
+    """A tensor's (or array's) name, dtype, shape and bytes into `h`."""
+    import numpy as np
+    import torch
+
+    arr = t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+    _add(h, "tensor", f"{name}|{arr.dtype}|{tuple(arr.shape)}")
+    if isinstance(arr, torch.Tensor):
+        arr = arr.view(torch.uint8) if arr.dim() else arr.reshape(1).view(torch.uint8)
+        _add(h, "bytes", arr.numpy().reshape(-1))
+    else:
+        _add(h, "bytes", arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8))
 
 
 def _plain(v) -> bool:

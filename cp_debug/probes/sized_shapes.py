@@ -21,7 +21,7 @@ import onnx
 
 from cp_debug.graph.grouped import static_types
 from cp_debug.graph.model import static_dims
-from cp_debug.probes.trace_cache import traced
+from cp_debug.probes.trace_cache import HeldKey, traced
 
 _FIRST_MULTIPLE = 5  # the fixed axes are 5·S, 7·S, 9·S, …
 _MAX_GROWTH = 2  # tried while the input holds at most this many times the example's elements
@@ -46,7 +46,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
     sides = [example_inputs[i].shape[a] for i, a in axes]
     common = math.gcd(*sides)
     base = sum(x.numel() for x in example_inputs)
-    stride = 1
+    stride, held = 1, HeldKey()  # the module's part of each try's trace key hashed once, while no pass runs
     while common % stride == 0:
         new = {ax: stride * (_FIRST_MULTIPLE + 2 * k) for k, ax in enumerate(axes)}
         inputs = tuple(_resized(x, {a: n for (i, a), n in new.items() if i == j}) for j, x in enumerate(example_inputs))
@@ -56,7 +56,7 @@ def sized_shapes(model: onnx.ModelProto, module, example_inputs: tuple,
         try:
             with warnings.catch_warnings():  # a size the net cannot take says so here, and is passed over
                 warnings.simplefilter("ignore")
-                trace = traced(module, inputs, extra=code_key, remember_failure=True)
+                trace = traced(module, inputs, extra=code_key, remember_failure=True, held=held)
         except Exception:  # noqa: BLE001 - the net's strides do not divide this size: try the next one
             continue
         sizes = {name: tuple(x.shape) for name, x in zip(input_names, inputs)}

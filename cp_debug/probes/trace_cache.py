@@ -39,34 +39,53 @@ from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 SCHEMA = "cp_debug.trace_cache/2"  # 2: a shared module's calls by the name reached through
 
 
+class HeldKey:
+    """The part of a module's trace key before its inputs (`export.cache.key_start`: its structure, attributes,
+    sources and every weight), hashed once for a caller that traces the same module at several inputs in a row
+    (`sized_shapes.py`: a try a size, 4 for awml-base's backbone, each hashing its 18.5 MB again) and copied for
+    each; `traced` drops it whenever it runs a pass, which may change the module."""
+
+    def __init__(self):
+        self.start = None
+        self.of: tuple | None = None  # (the module's id, prefix, extra) it was made for
+
+    def drop(self) -> None:
+        self.start, self.of = None, None
+
+
 class TraceFailed(RuntimeError):
     """A pass that failed in an earlier run, raised again from the cache (`traced(remember_failure=True)`): the
     message is the original exception's type and message."""
 
 
 def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None,
-           remember_failure: bool = False) -> ModuleTrace:
+           remember_failure: bool = False, held: HeldKey | None = None) -> ModuleTrace:
     """`trace_module(module, example_inputs, prefix=prefix)` through the cache: the stored trace when one was made
     from the same module, weights, example inputs and prefix (equal to a fresh one), else a fresh trace, stored
     where that is safe (the module docstring). `extra`: what else the module's forward depends on that its classes'
     source files do not hold, as the export cache takes it (a `--torch` file's own code: `bisect.loaders.user_code`:
     a helper function in another of the user's files that the forward calls). `remember_failure`: a pass that
-    raises is kept too, and raised again as `TraceFailed` on a hit (the module docstring)."""
+    raises is kept too, and raised again as `TraceFailed` on a hit (the module docstring). `held`: the key's
+    part before the inputs kept across calls on the same module (`HeldKey`)."""
     import torch
 
     folder = cache_dir("traces")
     if folder is None or not _cacheable(module, example_inputs):
+        if held is not None:
+            held.drop()  # a pass runs here too
         return trace_module(module, example_inputs, prefix=prefix)
     from cp_debug.export.said import Said, say_again
     from cp_debug.graph.stored import load_json_entry, store_json_entry
 
-    key = _key(module, example_inputs, prefix, extra)
+    key = _key(module, example_inputs, prefix, extra, held)
     found = load_json_entry(folder, key, SCHEMA)
     if found is not None and ("trace" in found or remember_failure):
         say_again(found["said"])
         if "trace" not in found:
             raise TraceFailed(found["failed"])
         return ModuleTrace.from_json(found["trace"])
+    if held is not None:
+        held.drop()  # a pass runs: the module may not be the one hashed
     before = _rng_states(torch)
     try:
         with Said() as said:
@@ -112,17 +131,22 @@ def _cacheable(module, example_inputs: tuple) -> bool:
     return not any(m.training or m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
-def _key(module, example_inputs: tuple, prefix: str, extra) -> str:
+def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None = None) -> str:
     import inspect
 
     from cp_debug import sites
-    from cp_debug.export.cache import export_key
+    from cp_debug.export.cache import export_key, key_start
     from cp_debug.probes import torch_trace
 
     skipped = [n for n, m in module.named_modules() if getattr(m, "cpdebug_trace_skip", False)]
     code = (__file__, inspect.getsourcefile(torch_trace), inspect.getsourcefile(sites))
     settings = {"prefix": prefix, "skipped": skipped, "extra": repr(extra)}
-    return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
+    if held is None:
+        return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
+    of = (id(module), prefix, repr(extra))
+    if held.of != of:
+        held.start, held.of = key_start(module, settings, schema=SCHEMA, code=code), of
+    return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, start=held.start)
 
 
 def _rng_states(torch) -> tuple:

@@ -246,3 +246,49 @@ def test_a_module_of_many_weights_is_traced_without_hashing_them(cache, monkeypa
     monkeypatch.setattr(trace_cache, "TRACE_KEY_FROM", 1 << 40)
     traced(net, example)
     assert hashed and _entries(cache) == 1
+
+
+def test_a_held_key_hashes_the_module_once_across_hits_and_gives_the_same_keys(cache, monkeypatch):
+    """`HeldKey` (sized_shapes' tries at several sizes): the key is the one made without it, the module's part
+    hashed once while every try is a hit; the trace the cached one."""
+    from cp_debug.export import cache as export_cache
+    from cp_debug.probes import trace_cache
+    from cp_debug.probes.trace_cache import HeldKey
+
+    net, _ = _resnet_like()
+    inputs = [(torch.randn(1, 3, s, s),) for s in (20, 28, 36)]
+    fresh = [traced(net, x) for x in inputs]  # stored, no HeldKey
+    starts = []
+    real = export_cache.key_start
+    monkeypatch.setattr(export_cache, "key_start", lambda *a, **k: starts.append(1) or real(*a, **k))
+    held = HeldKey()
+    for x, want in zip(inputs, fresh):
+        assert trace_cache._key(net, x, "", None, held) == trace_cache._key(net, x, "", None)
+        _same(want, traced(net, x, held=held))
+    assert starts.count(1) == 1 + len(inputs)  # once held, once for each unheld key above
+
+
+def test_a_held_key_is_dropped_when_a_pass_runs(cache):
+    """A miss runs the forward pass, which may move the module (an observer's buffer): the next key is made from
+    the module as it is now, never from the part hashed before."""
+    from cp_debug.probes import trace_cache
+    from cp_debug.probes.trace_cache import HeldKey
+
+    class Grows(nn.Module):  # its pass moves a buffer (and the module's key) on the first call only
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.register_buffer("calls", torch.zeros(()))
+
+        def forward(self, x):
+            if self.calls.item() == 0:
+                self.calls.add_(1)
+            return self.lin(x)
+
+    net, held = Grows().eval(), HeldKey()
+    first, second = (torch.randn(2, 4),), (torch.randn(3, 4),)
+    before = trace_cache._key(net, first, "", None, held)
+    traced(net, first, held=held)  # a miss: the pass moves `calls`, nothing stored
+    assert held.start is None and _entries(cache) == 0
+    assert trace_cache._key(net, first, "", None) != before  # the module is another now
+    assert trace_cache._key(net, second, "", None, held) == trace_cache._key(net, second, "", None)
