@@ -27,16 +27,15 @@ _lock = threading.Lock()
 
 
 def start() -> None:
-    """`cuInit(0)` on a daemon thread, once a process (later calls do nothing), after `CPDEBUG_CUDA_SYNC`'s scheduling
-    where it is set. Raises only for a bad value of that (BadInputError): without a driver (no GPU, another system)
-    the thread ends quietly and torch says what is missing when it is asked."""
+    """`cuInit(0)` on a daemon thread, once a process (later calls do nothing), after `apply_sync` (where
+    `CPDEBUG_CUDA_SYNC` is set, its cuInit runs on the calling thread). Raises only for a bad value of that
+    (BadInputError): without a driver (no GPU, another system) the thread ends quietly and torch says what is
+    missing when it is asked."""
     global _started
     with _lock:
         if _started is not None:
             return
-        mode = sync_mode()
-        if mode is not None:  # asked for: set before any context, so on this thread
-            set_schedule(mode)
+        apply_sync()  # where asked for: set before any context, so on this thread (its cuInit too, ~0.2 s)
         _started = threading.Thread(target=_init, name="cpdebug-cuda-driver", daemon=True)
         _started.start()
 
@@ -84,9 +83,24 @@ def sync_mode() -> str | None:
     return mode
 
 
+_applied: str | None = None  # what `apply_sync` set in this process ("" where it was asked for nothing)
+
+
+def apply_sync() -> str | None:
+    """`sync_mode()`'s scheduling set once a process, for every backend on CUDA (`backends.factory.check_available`)
+    and `start`: the mode set, None where unset or not set (no driver). A bad value raises (BadInputError)."""
+    global _applied
+    mode = sync_mode()
+    if mode is None or _applied == mode:
+        return mode
+    _applied = mode if set_schedule(mode) else ""
+    return _applied or None
+
+
 def set_schedule(mode: str) -> bool:
-    """`mode` (a key of SCHEDULES) set on every visible device's primary context; False where it could not be (no
-    driver, a context already made with other flags). Never raises."""
+    """`mode` (a key of SCHEDULES) set on every visible device's primary context (`cuDevicePrimaryCtxSetFlags_v2`,
+    which overwrites the flags; a context made before keeps how it was made); False where a device refused or there
+    is no driver, each device tried all the same. Never raises."""
     import ctypes
 
     try:
@@ -97,8 +111,9 @@ def set_schedule(mode: str) -> bool:
     if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return False
     set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
+    done = True
     for i in range(count.value):
         dev = ctypes.c_int(0)
         if cuda.cuDeviceGet(ctypes.byref(dev), i) != 0 or set_flags(dev, ctypes.c_uint(SCHEDULES[mode])) != 0:
-            return False
-    return True
+            done = False
+    return done

@@ -58,10 +58,16 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
 
 
 def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None:
-    """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine.
+    """Raise BackendUnavailableError (saying what to install) unless `spec` can run on this machine. On CUDA,
+    `CPDEBUG_CUDA_SYNC`'s scheduling is set before any context is made (`cuda_driver.apply_sync`; a bad value
+    BadInputError).
 
     keep_fp32_nodes: the run keeps ONNX nodes in FP32 (Capability.KEEP_FP32_NODES), which trt-bf16 cannot (no
     BF16 ONNX conversion): refused here, before any run."""
+    if spec.device == "cuda":
+        from cp_debug import cuda_driver
+
+        cuda_driver.apply_sync()
     if spec.framework == "torch":
         try:
             import torch

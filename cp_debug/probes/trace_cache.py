@@ -47,10 +47,13 @@ class HeldKey:
 
     def __init__(self):
         self.start = None
-        self.of: tuple | None = None  # (the module's id, prefix, extra) it was made for
+        self.of: tuple | None = None  # (a weak reference to the module, prefix, extra) it was made for
 
     def drop(self) -> None:
         self.start, self.of = None, None
+
+    def holds(self, module, prefix: str, extra: str) -> bool:
+        return self.of is not None and self.of[0]() is module and self.of[1:] == (prefix, extra)
 
 
 class TraceFailed(RuntimeError):
@@ -143,9 +146,11 @@ def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None
     settings = {"prefix": prefix, "skipped": skipped, "extra": repr(extra)}
     if held is None:
         return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
-    of = (id(module), prefix, repr(extra))
-    if held.of != of:
-        held.start, held.of = key_start(module, settings, schema=SCHEMA, code=code), of
+    if not held.holds(module, prefix, repr(extra)):
+        import weakref
+
+        held.start = key_start(module, settings, schema=SCHEMA, code=code)
+        held.of = (weakref.ref(module), prefix, repr(extra))
     return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, start=held.start)
 
 

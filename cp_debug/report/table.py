@@ -53,10 +53,12 @@ def _fixed_widths(console: "Console", table) -> None:
     from rich.cells import cell_len
     from rich.text import Text
 
+    if any(c.width is not None or c.max_width is not None for c in table.columns):
+        return  # a width the caller chose, or a cap rich would crop to: rich measures
     widths = []
     for column in table.columns:
         widest = 0
-        for cell in (column.header, *column.cells):
+        for cell in ((column.header,) if table.show_header else ()) + tuple(column.cells):
             text = console.render_str(cell) if isinstance(cell, str) else cell
             if not isinstance(text, Text):
                 return

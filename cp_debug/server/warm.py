@@ -60,11 +60,7 @@ def warm_up(say: Callable[[str], None]) -> None:
 
         if torch.cuda.is_available():
             t0 = time.perf_counter()
-            from cp_debug.cuda_driver import set_schedule, sync_mode
-
-            sync = sync_mode()  # CPDEBUG_CUDA_SYNC (where.FIXED_AT_START: a caller's other value runs on its own)
-            if sync is not None:
-                set_schedule(sync)
+            _scheduling(say)
             torch.cuda.init()
             torch.zeros(1, device="cuda")
             from cp_debug.backends.ort_warm import warm_up as ort_warm_up
@@ -80,3 +76,15 @@ def warm_up(say: Callable[[str], None]) -> None:
     except Exception as err:  # noqa: BLE001
         say(f"warm-up: the GPU part failed ({type(err).__name__}: {err})")
     settle()  # the warmed heap out of the collector's sight (heap.py): ~300,000 objects
+
+
+def _scheduling(say: Callable[[str], None]) -> None:
+    """CPDEBUG_CUDA_SYNC's scheduling, before the server makes its CUDA context (`where.FIXED_AT_START`: a caller
+    with another value runs in its own process); a bad value said here, the rest of the warm-up going on."""
+    from cp_debug.cuda_driver import apply_sync
+    from cp_debug.errors import BadInputError
+
+    try:
+        apply_sync()
+    except BadInputError as err:
+        say(f"warm-up: {err}; CUDA's own scheduling kept")

@@ -38,10 +38,7 @@ class ActorBody:
         collect_less()  # the collector of a `cpdebug` process (a Ray worker's is Python's default: 14x as often)
         if passive:
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        if cuda_sync is not None:  # the driver's CPDEBUG_CUDA_SYNC, before torch or ONNX Runtime makes a context
-            from cp_debug.cuda_driver import set_schedule
-
-            set_schedule(cuda_sync)
+        drivers_sync(cuda_sync)  # before torch or ONNX Runtime makes a context
         sleeping_threads()  # as in a `cpdebug` process: an actor's environment is its node's, not the driver's
         # the actor's share of the host: torch, numba and the comparisons' threads (Ray caps OMP at its num_cpus),
         # no more than the in-process sweep's (`parallel.MAX_THREADS`)
@@ -191,3 +188,17 @@ def peak_memory() -> dict:
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         out["torch_cuda_mb"] = torch.cuda.max_memory_reserved() / 2**20
     return out
+
+
+def drivers_sync(cuda_sync: str | None) -> None:
+    """The driver's CPDEBUG_CUDA_SYNC (`cuda_driver.sync_mode`), not this node's, made this process's (for the
+    backends' own checks later in it too) and set on the contexts to come (`cuda_driver.apply_sync`)."""
+    import os
+
+    from cp_debug.cuda_driver import SYNC_ENV, apply_sync
+
+    if cuda_sync is None:
+        os.environ.pop(SYNC_ENV, None)
+    else:
+        os.environ[SYNC_ENV] = cuda_sync
+    apply_sync()

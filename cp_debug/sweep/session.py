@@ -106,7 +106,7 @@ def select_frames(opts: SweepOptions) -> list[Frame]:
 def _check_run(opts: SweepOptions) -> bool:
     """What can be wrong with the run, said before anything is written; whether its recipe runs a `FrameModel`."""
     s = opts.settings
-    check_backends(s.backends)
+    check_backends(s.backends)  # a bad CPDEBUG_CUDA_SYNC too, for a lane on CUDA (`check_available`)
     if opts.bisect_top < 0:
         raise BadInputError(f"--bisect-top {opts.bisect_top}: give 0 (no bisect) or more")
     staged = s.recipe.runs_frame_model

@@ -1,6 +1,7 @@
 """How a thread waiting on the GPU waits (`CPDEBUG_CUDA_SYNC`, `cuda_driver.sync_mode` / `set_schedule`): unset, CUDA's
-own; a bad value one line naming the variable and its values, in a Ray sweep's driver before Ray starts; without a
-driver nothing is set, quietly; on a GPU (marked `gpu`), the primary context torch then makes carries the flag."""
+own; a bad value one line naming the variable and its values, for every backend on CUDA before its own checks and
+in a Ray sweep's driver before Ray starts; a Ray actor takes the driver's value, not its node's; without a driver
+nothing is set, quietly; on a GPU (marked `gpu`), the primary context torch then makes carries the flag."""
 
 from __future__ import annotations
 
@@ -43,6 +44,32 @@ def test_a_ray_driver_refuses_a_bad_value_before_ray_starts(monkeypatch):
     with pytest.raises(BadInputError, match="CPDEBUG_CUDA_SYNC='sleepy'"):
         ex.RayExecutor(CudaSettings(), address="local").start()
     assert started == []
+
+
+def test_every_backend_on_cuda_says_a_bad_value_before_anything_else(monkeypatch):
+    # before its own checks (this CPU machine has no CUDA provider and no GPU: a bad value is still the first line)
+    from cp_debug.backends.factory import check_available
+    from cp_debug.backends.spec import BackendSpec
+
+    monkeypatch.setenv(cuda_driver.SYNC_ENV, "sleepy")
+    for label in ("ort-cuda-fp16", "torch-cuda"):
+        with pytest.raises(BadInputError, match="CPDEBUG_CUDA_SYNC='sleepy'"):
+            check_available(BackendSpec.parse(label))
+    check_available(BackendSpec.parse("ort-cpu"))  # not on CUDA: not read
+
+
+def test_a_ray_actor_takes_the_drivers_value_not_its_nodes(monkeypatch):
+    """What `ActorBody` does first (`actor.drivers_sync`): the actor's process (its node's environment) is given
+    the driver's value, or none, for every later check in it."""
+    import os
+
+    from cp_debug.sweep.actor import drivers_sync
+
+    monkeypatch.setenv(cuda_driver.SYNC_ENV, "sleepy")  # the node's own, and bad
+    drivers_sync(None)
+    assert cuda_driver.SYNC_ENV not in os.environ and cuda_driver.sync_mode() is None
+    drivers_sync("blocking")
+    assert os.environ[cuda_driver.SYNC_ENV] == "blocking" and cuda_driver.sync_mode() == "blocking"
 
 
 def test_without_a_driver_nothing_is_set_and_nothing_raises():
