@@ -334,20 +334,26 @@ def pytest_collection_modifyitems(config, items):
     end waiting for the other.
 
     The modules that take the Ray lock (tests/sweep/ray_lock.py: one at a time on the machine) are kept apart: the
-    first of them opens the run, the others come after the slow files. Handed out side by side (they were adjacent
-    among the slow files), one worker waited in the lock while the other ran its Ray module (a 15 s setup of
-    tests/sweep/test_sweep_ray.py measured). Only the order changes: the lock still holds them apart."""
+    first of them opens the run, the second comes after the slow files, the others halfway through the rest. Handed
+    out side by side (they were adjacent among the slow files), one worker waited in the lock while the other ran
+    its Ray module (a 15 s setup of tests/sweep/test_sweep_ray.py measured; with the second and third adjacent after
+    the slow files, 28 s of tests/sweep/test_sweep_hosts.py's). Only the order changes: the lock still holds them
+    apart."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     ray = list(dict.fromkeys(item.path for item in items if _takes_the_ray_lock(item)))
+    rest = [p for p in dict.fromkeys(item.path for item in items) if p not in slow and p not in ray]
+    first_half = set(rest[:len(rest) // 2])
 
     def place(item) -> int:
         if ray and item.path == ray[0]:
             return 0
         if item.path in ray:
-            return 2
-        return 1 if item.path in slow else 3
+            return 2 if item.path == ray[1] else 4
+        if item.path in slow:
+            return 1
+        return 3 if item.path in first_half else 5
 
     items.sort(key=place)  # a stable sort: each group in collection order
 
