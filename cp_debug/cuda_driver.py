@@ -55,7 +55,6 @@ def _init() -> None:
         ctypes.CDLL("libcuda.so.1").cuInit(0)  # an error code stands for torch to find
 
 
-
 SYNC_ENV = "CPDEBUG_CUDA_SYNC"
 # CUDA's own names (cuda.h: CU_CTX_SCHED_*): how a thread that waits on the device waits
 SCHEDULES = {"auto": 0x0, "spin": 0x1, "yield": 0x2, "blocking": 0x4}
@@ -83,7 +82,7 @@ def sync_mode() -> str | None:
     return mode
 
 
-_applied: str | None = None  # what `apply_sync` set in this process ("" where it was asked for nothing)
+_applied: str | None = None  # what `apply_sync` set in this process ("" where the driver refused it)
 
 
 def apply_sync() -> str | None:
