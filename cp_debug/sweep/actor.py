@@ -52,7 +52,9 @@ class ActorBody:
         torch.set_num_threads(min(cpus, settings.threads or cpus))
         import ray
 
-        self.node = ray.get_runtime_context().get_node_id()
+        # (outside a Ray worker — the body run on its own, tests/sweep/test_actor_loop.py — no node, and no Ray
+        # started for the question: `get_runtime_context` starts one where none is up)
+        self.node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         # on another host than the driver's, the checkpoint the driver shipped (`ship.Shipment`), written here
         settings = shipment.settings_here(settings, self.node) if shipment is not None else settings
         self.settings, self.pid, self.worker = settings, os.getpid(), None
