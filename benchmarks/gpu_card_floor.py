@@ -8,7 +8,8 @@ as the sweep's four actors a card are: benchmarks/gpu_ray_mps.sh), each running 
 back to back on the same held-out frames (eval's `BackendPipeline`: reference then candidate, outputs only, sessions
 made once and warmed up, the glue on the device) — no probes, no comparisons, no tables. All start together once
 every one is warm; the figure is N × frames over the wall until the last ends, and the card's utilisation meanwhile
-(NVML, each second). A sweep of the same two backends at `--level block` cannot go faster than this on the card;
+(`ray_scaling.GpuSampler`: NVML, else nvidia-smi, each second). A sweep of the same two backends at `--level block`
+cannot go faster than this on the card;
 `ray_scaling.py` gives its own frames/s once the actors' sessions are open, to set beside it.
 """
 
@@ -19,8 +20,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+
+from ray_scaling import GpuSampler  # this folder's: the sampler of the scaling runs
 
 
 def _child(preset: str, labels: list[str], frames: int) -> None:
@@ -80,12 +82,6 @@ def _smi(*query: str) -> str:
         return ""
 
 
-def _utilisation(stop: threading.Event, seen: list) -> None:
-    while not stop.wait(1.0):
-        if out := _smi("--query-gpu=utilization.gpu"):
-            seen.append(float(out.splitlines()[0]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="awml-base")
@@ -107,19 +103,16 @@ def main() -> None:
                  for _ in range(n)]
         for p in procs:
             assert p.stdout.readline().strip() == "ready", "a child failed before it was warm"
-        stop, seen = threading.Event(), []
-        watcher = threading.Thread(target=_utilisation, args=(stop, seen), daemon=True)
-        t0 = time.perf_counter()
-        watcher.start()
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        own = [json.loads(p.stdout.readline())["seconds"] for p in procs]
-        wall = time.perf_counter() - t0
-        stop.set()
+        with GpuSampler() as gpu:  # each card's utilisation, each second, while the frames run
+            t0 = time.perf_counter()
+            for p in procs:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            own = [json.loads(p.stdout.readline())["seconds"] for p in procs]
+            wall = time.perf_counter() - t0
         for p in procs:
             p.wait()
-        util = sum(seen) / len(seen) if seen else float("nan")
+        util = gpu.figures()["util"].get(0, float("nan"))
         print(f"{n} process(es) on one card: {n * args.frames / wall:.2f} frames/s in all "
               f"({n * args.frames} frames in {wall:.1f} s; each {min(own):.1f}-{max(own):.1f} s), "
               f"GPU utilisation {util:.0f} %", flush=True)
