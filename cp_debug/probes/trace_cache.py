@@ -33,6 +33,8 @@ machine) in every run. A memory error is never kept (the next run may have the m
 
 from __future__ import annotations
 
+import weakref
+
 from cp_debug.files import cache_dir
 from cp_debug.probes.torch_trace import ModuleTrace, trace_module
 
@@ -52,8 +54,11 @@ class HeldKey:
     def drop(self) -> None:
         self.start, self.of = None, None
 
-    def holds(self, module, prefix: str, extra: str) -> bool:
-        return self.of is not None and self.of[0]() is module and self.of[1:] == (prefix, extra)
+    def start_for(self, module, prefix: str, extra: str, make):
+        """The held part for `module` (and `prefix`, `extra`), made by `make()` where it holds none for them."""
+        if self.of is None or self.of[0]() is not module or self.of[1:] != (prefix, extra):
+            self.start, self.of = make(), (weakref.ref(module), prefix, extra)
+        return self.start
 
 
 class TraceFailed(RuntimeError):
@@ -146,12 +151,8 @@ def _key(module, example_inputs: tuple, prefix: str, extra, held: HeldKey | None
     settings = {"prefix": prefix, "skipped": skipped, "extra": repr(extra)}
     if held is None:
         return export_key(module, example_inputs, settings, schema=SCHEMA, code=code)
-    if not held.holds(module, prefix, repr(extra)):
-        import weakref
-
-        held.start = key_start(module, settings, schema=SCHEMA, code=code)
-        held.of = (weakref.ref(module), prefix, repr(extra))
-    return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, start=held.start)
+    start = held.start_for(module, prefix, repr(extra), lambda: key_start(module, settings, schema=SCHEMA, code=code))
+    return export_key(module, example_inputs, settings, schema=SCHEMA, code=code, start=start)
 
 
 def _rng_states(torch) -> tuple:
