@@ -244,7 +244,7 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False, 
             return {"done": False, "wall": time.perf_counter() - t0, "frames_done": _shard_frames(out),
                     **gpu.figures()}
         wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1, 4):
+    if proc.returncode not in (0, 1, 4) or not (out / "sweep.json").is_file():  # 1: Python's own, too
         sys.exit(f"{' '.join(cmd)}: exit {proc.returncode}\n{err[-3000:]}")
     cpu = tree.seconds()
     doc = json.loads((out / "sweep.json").read_text())
@@ -283,8 +283,9 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"frames phase {fs:.1f} s = {frames / fs:.2f} frames/s")
         ready = (fig.get("executor") or {}).get("sessions_seconds")
         if ready is not None:  # Ray: the part of it before the first actor's sessions were open (in process: before)
-            parts.append(f"of it {ready:.1f} s before a worker's sessions were open: {frames / (fs - ready):.2f} "
-                         "frames/s after")
+            theirs = _actor_frames(fig.get("executor") or {}, frames)
+            parts.append(f"of it {ready:.1f} s before a worker's sessions were open: {theirs / (fs - ready):.2f} "
+                         f"frames/s after ({theirs} frames the workers', the driver's own left out)")
     if here is not None and here.get("done") and name != "in process":
         parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
     if one is not None and one.get("done") and workers:
@@ -305,7 +306,7 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
         parts.append(f"Ray asked for at {line.get('start', 0):+.1f} s, up at {line.get('ray', 0):+.1f} s; actors "
                      + "; ".join("-" if a is None else " ".join(f"{said} {a[k]:+.1f}" for k, said in marks if k in a)
                                  for a in line["actors"]))
-    parts += _lane_parts(ex.get("driver_lane")) + _gpu_parts(fig)
+    parts += _lane_parts(ex.get("driver_lane")) + _work_parts(ex) + _gpu_parts(fig)
     peaks = [p for p in ex.get("peak_memory") or [] if p]
     if peaks:
         parts.append("worker peaks " + ", ".join(
@@ -320,6 +321,29 @@ def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None
     if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
         parts.append(f"{fig['frames']} frames, {fig['unique']} unique: A FRAME TWICE")
     return ", ".join(parts)
+
+
+def _actor_frames(ex: dict, frames: int) -> int:
+    """The frames the Ray workers ran: all but the driver's own (`driver_lane.py`, which runs frames until they are up
+    and would otherwise count as frames run once their sessions were open — a one-card run's figure grew by 12-16 %
+    so, a four-card run's hardly)."""
+    work = ex.get("actor_work")
+    if work:
+        return sum(w["frames"] for w in work if w)
+    return frames - ((ex.get("driver_lane") or {}).get("frames") or 0)
+
+
+def _work_parts(ex: dict) -> list[str]:
+    """Each actor's frames over its chunks' own seconds (in the actor, the queue left out), and the driver's seconds
+    taking chunks back."""
+    parts = []
+    work = [w for w in ex.get("actor_work") or [] if w and w["seconds"] > 0]
+    if work:
+        parts.append("actors' own frames/s " + " ".join(f"{w['frames'] / w['seconds']:.2f}" for w in work)
+                     + f" ({sum(w['frames'] for w in work)} frames)")
+    if ex.get("driver_busy_seconds") is not None:
+        parts.append(f"the driver {ex['driver_busy_seconds']:.1f} s taking chunks back")
+    return parts
 
 
 def _gpu_parts(fig: dict) -> list[str]:
@@ -390,8 +414,11 @@ def main() -> None:
             fig = _sweep(args, root / _folder(name), extra, left, kill, cards)
             fig["workers"] = w
             figs[name] = fig
-            base = root / _folder("in process" if "in process" in figs else "ray 1 worker(s)")
-            if fig["done"] and base != root / _folder(name) and (base / "sweep.json").is_file():
+            # the in-process run's numbers, else the first configuration's that ended
+            first = [n for n in ("in process", *(n for n, _ in configs), *figs)
+                     if n != name and figs.get(n, {}).get("done")]
+            base = root / _folder(first[0]) if first else None
+            if fig["done"] and base is not None and (base / "sweep.json").is_file():
                 fig["same"] = _numbers(root / _folder(name)) == _numbers(base)
             summary.write_text(json.dumps({"settings": want, "runs": figs}, indent=1, default=str))
         fig = figs[name]

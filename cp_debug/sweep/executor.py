@@ -219,7 +219,9 @@ class RayExecutor:
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
                     elif ready:
+                        t = time.perf_counter()
                         d.chunk_back(ray, ready[0])
+                        d.busy += time.perf_counter() - t
                 for w in d.writes:
                     w.result()
             except BaseException:
@@ -234,7 +236,9 @@ class RayExecutor:
         self.figures["driver_lane"], self.lane = lane.describe(self._epochs["frames"]), None
         self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=d.chunks,
                             peak_memory=[d.peaks.get(i) for i in range(len(self.actors))],
-                            timeline=self._timeline(timelines))
+                            timeline=self._timeline(timelines), driver_busy_seconds=round(d.busy, 2),
+                            actor_work=[{"frames": d.work[i][0], "seconds": round(d.work[i][1], 2)}
+                                        for i in range(len(self.actors))])
 
     def _timeline(self, opened: dict) -> dict:
         """Seconds from the frames phase's start (negative: before it) at which Ray was asked for and was up, and
@@ -292,6 +296,8 @@ class RayExecutor:
                 "sessions_seconds": self.figures.get("sessions_seconds"),
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
                 "timeline": self.figures.get("timeline"), "driver_lane": self.figures.get("driver_lane"),
+                "actor_work": self.figures.get("actor_work"), "driver_busy_seconds": self.figures.get(
+                    "driver_busy_seconds"),
                 "shipped": self.shipping.describe() if self.shipping is not None else None}
 
 
@@ -309,6 +315,8 @@ class _Dispatch:
         self.queued = [0] * len(ex.actors)
         self.peaks: dict[int, dict] = {}
         self.chunks = 0
+        self.work = [[0, 0.0] for _ in ex.actors]  # each actor's frames back and its chunks' own seconds
+        self.busy = 0.0  # the driver's seconds taking chunks back (`chunk_back`)
         self.writes = [write(index, got) for index, got in self.fill.finished()]
 
     def feed_all(self) -> None:
@@ -328,6 +336,8 @@ class _Dispatch:
         self.queued[i] -= 1
         got = _result(ray, ref)
         self.plan.tell(i, len(chunk), got["seconds"])
+        self.work[i][0] += len(chunk)
+        self.work[i][1] += got["seconds"]
         self.feed(i)
         self.chunks, self.peaks[i] = self.chunks + 1, got["peak"]
         for d in got["frames"]:

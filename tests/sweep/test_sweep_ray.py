@@ -153,6 +153,10 @@ def test_ray_local_runs_frames_in_the_driver_while_ray_and_its_actor_start(tmp_p
     lane = on_ray["driver_lane"]
     assert lane["error"] is None and lane["began"] <= lane["open"] and 0 <= lane["frames"] <= 3, lane
     assert lane["stopped"] is not None and (lane["frames"] == 0 or lane["open"] <= lane["stopped"]), lane
+    # who ran each frame: the actor's chunks (with their own seconds) and the lane's, every frame once
+    (work,) = on_ray["actor_work"]
+    assert work["frames"] + lane["frames"] == 3 and (work["seconds"] > 0) == (work["frames"] > 0), on_ray
+    assert on_ray["driver_busy_seconds"] >= 0
     assert _numbers(tmp_path / "local") == _numbers(plain)
 
 
