@@ -341,6 +341,12 @@ def _work_parts(ex: dict) -> list[str]:
     if work:
         parts.append("actors' own frames/s " + " ".join(f"{w['frames'] / w['seconds']:.2f}" for w in work)
                      + f" ({sum(w['frames'] for w in work)} frames)")
+    opened = [a.get("open") if a else None for a in (ex.get("timeline") or {}).get("actors") or []]
+    end = ex.get("frames_seconds")
+    pairs = [(w["seconds"], end - t) for w, t in zip(ex.get("actor_work") or [], opened)
+             if w and t is not None and end and end > t]
+    if pairs:  # an actor's chunks' own seconds over its time from its sessions' opening to the frames phase's end
+        parts.append(f"busy {sum(b for b, _ in pairs) / sum(a for _, a in pairs):.2f} of their time once open")
     if ex.get("driver_busy_seconds") is not None:
         parts.append(f"the driver {ex['driver_busy_seconds']:.1f} s taking chunks back")
     return parts
