@@ -190,6 +190,12 @@ def _check_libraries(run: SweepRun) -> None:
         check_library("ray", RAY_HINT)
 
 
+def _writing(html, frames: int) -> str:
+    """The step of writing a sweep's files: what they are, for how many frames."""
+    files = "sweep.json, frames.parquet and report.html" if html else "sweep.json and frames.parquet"
+    return f"writing {files} ({frames} frames)"
+
+
 def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int:
     from cp_debug.bisect.subject import LEVELS
     from cp_debug.cli._bar import progress_bar
@@ -260,8 +266,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
             with steps.step("drawing the bisected frames' bird's-eye pictures"):
                 pictures = bisected_pictures(outcome)
-        doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc,
-                        runs_on=runs_on())
+        with steps.step(_writing(run.html, len(outcome.results))):  # after the frames: its own step
+            doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc,
+                            runs_on=runs_on())
         if run.pictures:
             from cp_debug.report.bev_plot import write_pictures
 
