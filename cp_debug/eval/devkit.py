@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.eval.boxes import SampleBoxes, box_to_nuscenes
+from cp_debug.eval.boxes import SampleBoxes
 
 # nuScenes detection config (detection_cvpr_2019.json) apart from class_range.
 DIST_THS = (0.5, 1.0, 2.0, 4.0)
@@ -144,29 +144,10 @@ class DetectionEvaluation:
 
 
 def _to_eval_boxes(samples: Mapping[str, SampleBoxes], tokens, class_names, is_gt: bool, DetectionBox, EvalBoxes):
-    out = EvalBoxes()
-    for token in tokens:
-        sb = samples.get(token)
-        boxes = []
-        if sb is not None:
-            for i in range(len(sb)):
-                nb = box_to_nuscenes(sb.boxes[i])
-                boxes.append(
-                    DetectionBox(
-                        sample_token=token,
-                        translation=nb["translation"],
-                        size=nb["size"],
-                        rotation=nb["rotation"],
-                        velocity=nb["velocity"],
-                        ego_translation=nb["translation"],  # lidar frame taken as the ego frame
-                        num_pts=int(sb.num_points[i]) if is_gt and sb.num_points is not None else -1,
-                        detection_name=class_names[int(sb.labels[i])],
-                        detection_score=-1.0 if is_gt else float(sb.scores[i]),
-                        attribute_name="",
-                    )
-                )
-        out.add_boxes(token, boxes)
-    return out
+    from cp_debug.eval.devkit_boxes import to_eval_boxes
+
+    _, _, detection_names, _, _, _ = _devkit()
+    return to_eval_boxes(samples, tokens, class_names, is_gt, DetectionBox, EvalBoxes, detection_names)
 
 
 def evaluate(

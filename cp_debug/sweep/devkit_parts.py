@@ -5,9 +5,10 @@ detection against its sample's ground truth, and its `DetectionBox`es are made o
 process, the class with the most detections was the metrics' tail: 12.4 s of awml-base's bus class (55 random-weight
 detections and 9 ground-truth boxes a frame, 1000 frames) on the CPU machine, against 3.2 s for car. A class's four
 thresholds are independent `accumulate` calls, so a large class is evaluated in two or four parts (each makes the
-class's boxes again: ~40 us a box), as many as shorten the longest part while the pool's total work shared out stays
-under it (`plan`); `eval.devkit.merge_parts` puts a class back together and `combine` adds the classes up, the same
-figures as `evaluate` of the lane in one process. The parts go out longest first, before the bootstrap's pairs.
+class's boxes again: ~11 us a box, `eval/devkit_boxes.py`), as many as shorten the longest part while the pool's
+total work shared out stays under it (`plan`); `eval.devkit.merge_parts` puts a class back together and `combine`
+adds the classes up, the same figures as `evaluate` of the lane in one process. The parts go out longest first,
+before the bootstrap's pairs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import numpy as np
 from cp_debug.eval.boxes import SampleBoxes
 from cp_debug.eval.devkit import DIST_THS, of_class
 
-# seconds, measured on the CPU machine (Intel Xeon, nuscenes-devkit 1.2.0): making one box, and one detection's
-# distance to one ground-truth box of its sample inside `accumulate` (per threshold); only their ratio matters
-BOX_SECONDS = 40e-6
+# seconds, measured on the CPU machine (Intel Xeon, nuscenes-devkit 1.2.0): making one box (`eval/devkit_boxes.py`:
+# 40 us through the devkit's own constructor, ~0.27 of that since), and one detection's distance to one ground-truth
+# box of its sample inside `accumulate` (per threshold); only their ratio matters
+BOX_SECONDS = 11e-6
 PAIR_SECONDS = 6.7e-6
 SPLITS = {k: tuple(DIST_THS[i:i + len(DIST_THS) // k] for i in range(0, len(DIST_THS), len(DIST_THS) // k))
           for k in (1, 2, 4)}  # a class in 1, 2 or 4 parts: its thresholds (0.5, 1, 2, 4 m) shared out
