@@ -16,6 +16,7 @@ are back, so nothing is lost or counted twice.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from typing import Any, Callable
 
@@ -46,7 +47,6 @@ class InProcessExecutor:
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
             ) -> None:
-        import time
         from concurrent.futures import ThreadPoolExecutor
 
         began, self.began_at = time.perf_counter(), time.time()
@@ -138,8 +138,6 @@ class RayExecutor:
 
     def start(self) -> list:
         """The actors, started (each warms up in its own process while the caller goes on: `ship`, then `run`)."""
-        import time
-
         from cp_debug.cuda_driver import sync_mode
 
         self._epochs["start"] = time.time()
@@ -182,7 +180,6 @@ class RayExecutor:
         """Every pending frame through the actors in chunks (`ChunkPlan`, `DEPTH` queued on each); each shard written
         (on a helper thread, in order) once all its frames are back; on an error, the shards begun are written as
         partial files for `--resume`. `on_tables`: each frame's metrics tables, as the actor worked them out."""
-        import time
         from concurrent.futures import ThreadPoolExecutor
 
         ray = self._ray()
@@ -219,9 +216,7 @@ class RayExecutor:
                         opening.remove(ready[0])
                         sessions = time.perf_counter() - began if sessions is None else sessions
                     elif ready:
-                        t = time.perf_counter()
                         d.chunk_back(ray, ready[0])
-                        d.busy += time.perf_counter() - t
                 for w in d.writes:
                     w.result()
             except BaseException:
@@ -332,6 +327,7 @@ class _Dispatch:
 
     def chunk_back(self, ray, ref) -> None:
         """A chunk's result: the actor fed again before its frames are read (its next chunks queued meanwhile)."""
+        began = time.perf_counter()
         i, chunk = self.running.pop(ref)
         self.queued[i] -= 1
         got = _result(ray, ref)
@@ -342,6 +338,7 @@ class _Dispatch:
         self.chunks, self.peaks[i] = self.chunks + 1, got["peak"]
         for d in got["frames"]:
             self.returned(FrameResult.from_json(d), got["tables"])
+        self.busy += time.perf_counter() - began
 
     def returned(self, r: FrameResult, tables: dict) -> None:
         if self.on_tables is not None and r.token in tables:
