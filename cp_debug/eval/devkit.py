@@ -143,13 +143,6 @@ class DetectionEvaluation:
         }
 
 
-def _to_eval_boxes(samples: Mapping[str, SampleBoxes], tokens, class_names, is_gt: bool, DetectionBox, EvalBoxes):
-    from cp_debug.eval.devkit_boxes import to_eval_boxes
-
-    _, _, detection_names, _, _, _ = _devkit()
-    return to_eval_boxes(samples, tokens, class_names, is_gt, DetectionBox, EvalBoxes, detection_names)
-
-
 def evaluate(
     ground_truth: Mapping[str, SampleBoxes],
     detections: Mapping[str, SampleBoxes],
@@ -244,12 +237,14 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
     per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
     its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m."""
-    EvalBoxes, algo, _, DetectionBox, _, _ = _devkit()
+    from cp_debug.eval.devkit_boxes import to_eval_boxes
+
+    EvalBoxes, algo, known, DetectionBox, _, _ = _devkit()
     class_names = tuple(class_names)
     label = class_names.index(name)
     tokens = sorted(ground_truth)
-    gt = _to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes)
-    pred = _to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes)
+    gt = to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes, known)
+    pred = to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes, known)
     for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
         for token in tokens:
             boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
