@@ -34,6 +34,9 @@ import threading
 import time
 from pathlib import Path
 
+from scaling_lines import config_line
+from serve_ctl import serving
+
 STRIP = ("environment", "seconds")
 
 
@@ -104,23 +107,6 @@ class GpuSampler:
     def figures(self) -> dict:
         return {"util": {i: sum(v) / len(v) for i, v in self.util.items() if v}, "mem_mb": dict(self.mem_mb),
                 "samples": {"t": list(self.times), "util": {i: list(v) for i, v in self.util.items()}}}
-
-
-def busy_in_frames(fig: dict) -> dict[int, float]:
-    """Each GPU's mean utilisation while the frames ran with sessions open (the executor's `frames_began` plus its
-    sessions' seconds, to the frames phase's end): the run's mean counts Ray's and the sessions' start and the metrics
-    after, when the card has nothing to do."""
-    ex, samples = fig.get("executor") or {}, fig.get("samples") or {}
-    began, seconds = ex.get("frames_began"), ex.get("frames_seconds")
-    if not began or not seconds or not samples.get("t"):
-        return {}
-    lo, hi = began + (ex.get("sessions_seconds") or 0.0), began + seconds
-    out = {}
-    for i, values in samples["util"].items():
-        inside = [u for t, u in zip(samples["t"], values) if lo <= t <= hi]
-        if inside:
-            out[int(i)] = sum(inside) / len(inside)
-    return out
 
 
 class TreeCpu:
@@ -215,9 +201,12 @@ def _busy_seconds() -> float:
     return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
 
 
-def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False, cards: int | None = None) -> dict:
+def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False, cards: int | None = None,
+           served: int = 0) -> dict:
     """One configuration as its own process; its figures (`done: False` where it ran past `limit`). `cards`: the
-    sweep sees the first this many GPUs (CUDA_VISIBLE_DEVICES, which Ray's local cluster counts its GPUs by)."""
+    sweep sees the first this many GPUs (CUDA_VISIBLE_DEVICES, which Ray's local cluster counts its GPUs by).
+    `served`: through a `cpdebug serve` of its own, after a sweep of this many frames through it (the cluster and
+    workers it leaves are the measured sweep's, `sweep/kept.py`); the CPU figure is then left out."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "cp_debug.cli.main", "sweep", "--preset", args.preset, "--backends", args.backends,
            "--level", args.level, "--n", str(args.frames), "--bisect-top", "0", "--no-html", "--out", str(out),
@@ -228,6 +217,19 @@ def _sweep(args, out: Path, extra: list[str], limit: float, kill: bool = False, 
     if cards:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(cards))
     killed: list[int] = []
+    if served:
+        env.pop("CPDEBUG_SERVER")
+        warm = [*cmd[:cmd.index("--n") + 1], str(served), *cmd[cmd.index("--n") + 2:]]
+        warm[warm.index("--out") + 1] = f"{out}-warm"
+        shutil.rmtree(f"{out}-warm", ignore_errors=True)
+        with serving(env, warm) as said:
+            fig = _measured(cmd, env, out, limit - said["seconds"], kill, killed)
+        fig.update(cpu_s=None, warm=said)
+        return fig
+    return _measured(cmd, env, out, limit, kill, killed)
+
+
+def _measured(cmd: list, env: dict, out: Path, limit: float, kill: bool, killed: list) -> dict:
     busy0 = _busy_seconds()
     with GpuSampler() as gpu, TreeCpu() as tree:
         t0 = time.perf_counter()
@@ -261,109 +263,6 @@ def _folder(name: str) -> str:
     return name.replace("(s)", "s").replace(",", "").replace(" ", "_")
 
 
-def _lane_parts(lane: dict | None) -> list[str]:
-    """The frames the driver ran itself while Ray and the actors started (`sweep/driver_lane.py`)."""
-    if not lane:
-        return []
-    if lane.get("error") is not None or lane.get("open") is None:
-        return [f"the driver's lane did not run: {lane.get('error')}"]
-    return [f"the driver ran {lane['frames']} frames (open {lane['open']:+.1f} s, stopped {lane['stopped']:+.1f} s)"]
-
-
-def _line(name: str, fig: dict, frames: int, here: dict | None, one: dict | None, workers: int,
-          unit: str = "worker") -> str:
-    """One configuration's figures, as printed."""
-    if not fig["done"]:
-        return (f"{name}: stopped at the time limit after {fig['wall']:.1f} s, {fig['frames_done']} of {frames} frames "
-                f"in finished shards ({fig['frames_done'] / fig['wall']:.2f} frames/s)")
-    rate = frames / fig["wall"]
-    fs = fig.get("frames_seconds")
-    parts = [f"{name}: {fig['wall']:.1f} s, {rate:.2f} frames/s"]
-    if fs:
-        parts.append(f"frames phase {fs:.1f} s = {frames / fs:.2f} frames/s")
-        ready = (fig.get("executor") or {}).get("sessions_seconds")
-        if ready is not None:  # Ray: the part of it before the first actor's sessions were open (in process: before)
-            theirs = _actor_frames(fig.get("executor") or {}, frames)
-            parts.append(f"of it {ready:.1f} s before a worker's sessions were open: {theirs / (fs - ready):.2f} "
-                         f"frames/s after ({theirs} frames the workers', the driver's own left out)")
-    if here is not None and here.get("done") and name != "in process":
-        parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
-    if one is not None and one.get("done") and workers:
-        up = one["wall"] / fig["wall"]
-        parts.append(f"speed-up {up:.2f}x over 1 {unit} (efficiency {up / workers:.2f})")
-        if fs and one.get("frames_seconds"):
-            up = one["frames_seconds"] / fs
-            parts.append(f"frames phase {up:.2f}x (efficiency {up / workers:.2f})")
-    ex = fig.get("executor") or {}
-    if ex.get("cpus_per_worker"):
-        parts.append(f"{ex['cpus_per_worker']} CPU(s) each of {ex.get('cluster_cpus')}, {ex.get('chunks')} chunks")
-    if ex.get("gpu_share") and ex["gpu_share"] < 1:
-        parts.append(f"{round(1 / ex['gpu_share'])} workers a card")
-    line = ex.get("timeline") or {}
-    if line.get("actors"):  # seconds from the frames phase's start: what came before the first sessions were open
-        marks = (("began", "began"), ("imported", "torch"), ("subject", "model"), ("cuda", "CUDA"),
-                 ("triton", "Triton"), ("warm", "warm"), ("fetched", "export"), ("open", "sessions"))
-        parts.append(f"Ray asked for at {line.get('start', 0):+.1f} s, up at {line.get('ray', 0):+.1f} s; actors "
-                     + "; ".join("-" if a is None else " ".join(f"{said} {a[k]:+.1f}" for k, said in marks if k in a)
-                                 for a in line["actors"]))
-    parts += _lane_parts(ex.get("driver_lane")) + _work_parts(ex) + _gpu_parts(fig)
-    peaks = [p for p in ex.get("peak_memory") or [] if p]
-    if peaks:
-        parts.append("worker peaks " + ", ".join(
-            f"{p['rss_mb'] / 1024:.1f} GiB resident" + (f" + {p['torch_cuda_mb'] / 1024:.1f} GiB torch CUDA"
-                                                         if p.get("torch_cuda_mb") else "") for p in peaks))
-    if fig.get("cpu_s") is not None:
-        parts.append(f"CPU {fig['cpu_s']:.0f} s (other processes meanwhile: {fig['others_cpu_s']:.0f} s)")
-    if fig.get("same") is not None:
-        parts.append(f"report {'identical' if fig['same'] else 'DIFFERS'}")
-    if fig.get("steps"):
-        parts.append(f"steps: {'; '.join(fig['steps'])}")
-    if fig.get("frames") is not None and fig["frames"] != fig.get("unique"):
-        parts.append(f"{fig['frames']} frames, {fig['unique']} unique: A FRAME TWICE")
-    return ", ".join(parts)
-
-
-def _actor_frames(ex: dict, frames: int) -> int:
-    """The frames the Ray workers ran: all but the driver's own (`driver_lane.py`, which runs frames until they are up
-    and would otherwise count as frames run once their sessions were open — a one-card run's figure grew by 12-16 %
-    so, a four-card run's hardly)."""
-    work = ex.get("actor_work")
-    if work:
-        return sum(w["frames"] for w in work if w)
-    return frames - ((ex.get("driver_lane") or {}).get("frames") or 0)
-
-
-def _work_parts(ex: dict) -> list[str]:
-    """Each actor's frames over its chunks' own seconds (in the actor, the queue left out), and the driver's seconds
-    taking chunks back."""
-    parts = []
-    work = [w for w in ex.get("actor_work") or [] if w and w["seconds"] > 0]
-    if work:
-        parts.append("actors' own frames/s " + " ".join(f"{w['frames'] / w['seconds']:.2f}" for w in work)
-                     + f" ({sum(w['frames'] for w in work)} frames)")
-    opened = [a.get("open") if a else None for a in (ex.get("timeline") or {}).get("actors") or []]
-    end = ex.get("frames_seconds")
-    pairs = [(w["seconds"], end - t) for w, t in zip(ex.get("actor_work") or [], opened)
-             if w and t is not None and end and end > t]
-    if pairs:  # an actor's chunks' own seconds over its time from its sessions' opening to the frames phase's end
-        parts.append(f"busy {sum(b for b, _ in pairs) / sum(a for _, a in pairs):.2f} of their time once open")
-    if ex.get("driver_busy_seconds") is not None:
-        parts.append(f"the driver {ex['driver_busy_seconds']:.1f} s taking chunks back")
-    return parts
-
-
-def _gpu_parts(fig: dict) -> list[str]:
-    """Each GPU's utilisation (the run's mean, and while the frames ran) and peak memory, where sampled."""
-    if not fig.get("util"):
-        return []
-    parts = ["GPU util " + "/".join(f"{u:.0f}" for u in fig["util"].values()) + " %"]
-    busy = busy_in_frames(fig)
-    if busy:
-        parts.append("while the frames ran " + "/".join(f"{u:.0f}" for u in busy.values()) + " %")
-    parts.append("GPU peak memory " + "/".join(f"{m / 1024:.1f}" for m in fig["mem_mb"].values()) + " GiB")
-    return parts
-
-
 def _fits(figs: dict, workers: int, frames: int, left: float) -> bool:
     """Whether a configuration of `workers` Ray workers (0: in process) would end within `left` seconds, judged by
     the slowest per-frame rate and the largest fixed cost measured so far (where nothing is measured: yes)."""
@@ -390,6 +289,8 @@ def main() -> None:
     ap.add_argument("--cards", default="", help="GPU counts (1,2,4): a `--ray local` sweep seeing that many cards, "
                                                 "its workers the sweep's default a card (issue 87: two, four under "
                                                 "MPS)")
+    ap.add_argument("--served", type=int, default=0, metavar="N", help="the card counts' sweeps through a `cpdebug "
+                    "serve` of their own, after an N-frame sweep through it that leaves its Ray workers up")
     args = ap.parse_args()
     t_end = time.perf_counter() + args.time_limit
     root = args.out or Path(tempfile.mkdtemp(prefix="ray_scaling_"))
@@ -404,7 +305,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, out {root}", flush=True)
     configs = ([] if args.no_in_process else [("in process", 0)])
     configs += [(f"ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(",") if x)]
-    configs += [(f"ray {c} card(s)", c) for c in (int(x) for x in args.cards.split(",") if x)]
+    kind = "served" if args.served else "ray"
+    configs += [(f"{kind} {c} card(s)", c) for c in (int(x) for x in args.cards.split(",") if x)]
     if args.kill:
         configs.append(("ray 2 workers, one killed", 2))
     for name, w in configs:
@@ -417,7 +319,7 @@ def main() -> None:
                       "in another call measures it)", flush=True)
                 continue
             extra = (["--ray", "local"] if cards else ["--ray", "local", "--ray-workers", str(w)] if w else [])
-            fig = _sweep(args, root / _folder(name), extra, left, kill, cards)
+            fig = _sweep(args, root / _folder(name), extra, left, kill, cards, args.served if cards else 0)
             fig["workers"] = w
             figs[name] = fig
             # the in-process run's numbers, else the first configuration's that ended
@@ -428,8 +330,9 @@ def main() -> None:
                 fig["same"] = _numbers(root / _folder(name)) == _numbers(base)
             summary.write_text(json.dumps({"settings": want, "runs": figs}, indent=1, default=str))
         fig = figs[name]
-        one = figs.get("ray 1 card(s)" if cards else "ray 1 worker(s)")
-        print(_line(name, fig, args.frames, figs.get("in process"), one, w, "card" if cards else "worker"), flush=True)
+        one = figs.get(f"{kind} 1 card(s)" if cards else "ray 1 worker(s)")
+        print(config_line(name, fig, args.frames, figs.get("in process"), one, w, "card" if cards else "worker"),
+              flush=True)
         if kill and fig.get("done"):
             print(f"  killed actor pid {fig['killed']}: {fig['frames']} frames, {fig['unique']} unique", flush=True)
 

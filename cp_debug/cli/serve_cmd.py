@@ -93,10 +93,13 @@ def _stop(path, quiet: bool) -> None:
 
 def _foreground(path, idle_minutes: float, group) -> None:
     """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
+    from cp_debug.sweep import kept
+
     server = resident.Server(path, command_runner(group), idle_s=idle_minutes * 60)
     server.say(f"starting for {sys.executable}")
     warm.warm_up(server.say)
-    server.serve(on_ready=lambda: server.say("ready"))
+    with kept.keep_between(server.say):  # a `--ray local` sweep's cluster and workers stay up for the next sweep
+        server.serve(on_ready=lambda: server.say("ready"))
 
 
 def command_runner(group) -> Callable[[list[str]], int]:

@@ -10,20 +10,25 @@ through Ray's object store (`ship`), and are fed chunks of frames sized by their
 (`chunks.ChunkPlan`), two queued on each so none waits for the driver. The actors are declared with
 `max_restarts=-1, max_task_retries=-1`: a worker process killed mid-chunk is restarted by Ray and the chunk's call
 runs again on it; the driver keeps each frame once, from the call's result, and writes a shard once all its frames
-are back, so nothing is lost or counted twice.
+are back, so nothing is lost or counted twice. In the server (`cpdebug serve`), a `--ray local` cluster and its
+actors, their sessions open, outlive the sweep for the next one of the same settings and export (`kept.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 from typing import Any, Callable
 
-from cp_debug.errors import BadInputError, CpDebugError
+from cp_debug.errors import BadInputError
+from cp_debug.sweep import kept
 from cp_debug.sweep.actor import DEPTH, ActorBody, peak_memory
-from cp_debug.sweep.chunks import ChunkPlan, ShardFill
+from cp_debug.sweep.chunks import ChunkPlan
+from cp_debug.sweep.dispatch import Dispatch
 from cp_debug.sweep.driver_lane import LANE, NO_LANE, DriverLane
+from cp_debug.sweep.placement import actors_for, gpu_share, mps_running
 from cp_debug.sweep.records import FrameResult, SweepSettings
 from cp_debug.sweep.shards import ShardStore, ShardTask, frame_text
 from cp_debug.sweep.ship import Shipping
@@ -110,13 +115,28 @@ class RayExecutor:
         self.opening: list = []  # the actors' `open` calls (`ship`): the first one back starts the frames proper
         self.figures: dict = {}  # what `describe` tells of the run: seconds, chunks, each worker's peak memory
         self.shipping: Shipping | None = None  # what goes to actors on other hosts (`start`)
+        self._made: tuple = ()  # (actors, CPUs each, passive, CUDA sync, Ray's resources for each): `start`'s
         self.lane: DriverLane | None = None  # frames run in this process until the actors are up (`start_lane`)
-        self._started = False  # this executor started Ray in this process (and shuts it down)
+        self._started = False  # this executor started Ray in this process (and shuts it down), or took it kept
+        self._kept: kept.RayWorkers | None = None  # actors an earlier sweep of this process left (`kept.py`)
+        self._key = None  # what this run's actors would be kept under (`start`); None: they are not kept
+        self._clean = False  # `run` ended with every frame back: its actors may be kept for the next sweep
+        self._digest: str | None = None  # the export's digest (`ship`), where the actors may be kept
+        self._opened: dict = {}  # actor -> its `open` answer; `_rates`: actor -> frames/s (`ChunkPlan.rate`)
+        self._rates: dict = {}
+        self._ray_env: tuple | None = None  # (environment, folder) the cluster is kept under, in the server
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
+        before = dict(os.environ)
         ray = ray_module()
+        kept.ray_set(before)  # what importing Ray set in this process (RAY_CLIENT_MODE)
         if _SHUTTING_DOWN is not None:
             _SHUTTING_DOWN.join()  # an earlier sweep's cluster is gone before this one starts
+        if not self._started and self.address == "local" and kept.keeping():
+            # the cluster an earlier sweep of this server started, where it was started as this one would be (else
+            # it is shut down here, and a new one started); the key read before Ray's start adds its own variables
+            self._ray_env = (dict(os.environ), os.getcwd())
+            self._started = kept.take("ray", kept.ray_key(self.address, *self._ray_env)) is not None
         if not ray.is_initialized():
             try:
                 # a cluster of our own: its workers at the user's priority, as the in-process sweep runs (Ray's
@@ -125,7 +145,9 @@ class RayExecutor:
                 # `ray.init` 3.4 s against 4.3-4.5 s, the actor ready 0.2-0.4 s later: 0.6 s less in all)
                 own = ({"_system_config": {"worker_niceness": 0, "prestart_worker_first_driver": False}}
                        if self.address == "local" else {})
+                before = dict(os.environ)
                 ray.init(address=self.address, log_to_driver=False, include_dashboard=False, **own)
+                kept.ray_set(before)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 if self.address == "auto":
                     raise BadInputError("no running Ray cluster found: start one with `ray start --head`, or use "
@@ -150,18 +172,45 @@ class RayExecutor:
         n, cpus = actors_for(res, cuda, self.workers, self.cpus, mps=cuda and mps_running())
         passive = n * max(cpus, self.settings.threads or 1) > total  # more threads than the cluster's CPUs
         share = gpu_share(int(res.get("GPU", 0)), n) if cuda else 0.0
-        opts = {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus}
-        actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
-        self.shipping = Shipping(ray, self.settings, client=_through_client(ray))
-        self.actors = [actor.remote(self.settings, cpus, passive, self.shipping.shipment, sync) for _ in range(n)]
         self.figures.update(cpus_per_worker=cpus, cluster_cpus=total,
                             **({"gpu_share": share, "cuda_sync": sync} if cuda else {}))
+        if self._started and kept.keeping():
+            self._key = kept.workers_key(self.settings, res, n, cpus, passive, share, sync)
+            self._kept = kept.take("ray-workers", self._key)
+        self._made = (n, cpus, passive, sync, {"num_gpus": share, "num_cpus": cpus} if cuda else {"num_cpus": cpus})
+        if self._kept is not None:  # up, with their sessions open: `ship` checks they hold this sweep's export
+            self.actors, self.shipping = self._kept.actors, self._kept.shipping
+            return self.actors
+        self.actors = self._new_actors(ray)
         return self.actors
+
+    def _new_actors(self, ray) -> list:
+        """The actors `start` settled on (`_made`), started, with the shipping of their files."""
+        n, cpus, passive, sync, opts = self._made
+        actor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=DEPTH + 1, **opts)(ActorBody)
+        self.shipping = Shipping(ray, self.settings, client=_through_client(ray))
+        return [actor.remote(self.settings, cpus, passive, self.shipping.shipment, sync) for _ in range(n)]
+
+    def held_ready(self) -> bool:
+        """Whether Ray is up already, kept by an earlier sweep of this server (`kept.py`): `start` then takes no
+        time, and is called before the export, so that the driver's lane does not start beside kept actors."""
+        return self.address == "local" and kept.keeping() and kept.holds("ray", kept.ray_key(
+            self.address, dict(os.environ), os.getcwd()))
 
     def ship(self, stages: dict[str, bytes]) -> None:
         """The export (the plug-in's `stage_bytes`) put once into Ray's object store, whichever node each actor runs
         on; every actor opens its sessions on it as soon as its warm-up is done."""
         ray = self._ray()
+        self._digest = kept.stages_digest(stages) if self._key is not None else None
+        if self._kept is not None:
+            if self._kept.digest == self._digest:  # their sessions are open on these very bytes (or opening)
+                self.stages, self.opening = self._kept.stages, self._kept.opening
+                return
+            # the same settings, another export (a checkpoint written anew within its timestamp): new actors
+            self.actors, self.shipping = [], None
+            kept.let_go_workers(self._kept)
+            self._kept = None
+            self.actors = self._new_actors(ray)
         self.stages = [ray.put(stages)]
         self.opening = [a.open.remote(self.stages) for a in self.actors]
 
@@ -172,7 +221,8 @@ class RayExecutor:
         is done, Ray still starting."""
         import importlib.util
 
-        if self.address == "local" and self.lane is None and importlib.util.find_spec("threadpoolctl") is not None:
+        if self.address == "local" and self.lane is None and self._kept is None \
+                and importlib.util.find_spec("threadpoolctl") is not None:
             self.lane = DriverLane(self.settings, subject, ChunkPlan(_items(tasks), [LANE]))
 
     def run(self, tasks: list[ShardTask], store: ShardStore, on_frame: OnFrame, on_tables: OnTables | None = None
@@ -191,11 +241,16 @@ class RayExecutor:
         lane = self.lane or NO_LANE
         began, sessions = time.perf_counter(), None
         self._epochs["frames"] = time.time()
-        opening, timelines = list(self.opening), {}
+        timelines = dict(self._kept.opened) if self._kept is not None else {}  # actor -> its `open` answer
+        opening = [ref for i, ref in enumerate(self.opening) if i not in timelines]
+        if self.opening and not opening:  # kept by the sweep before with their sessions open
+            sessions = 0.0
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
             plan = self.lane.plan if self.lane is not None else ChunkPlan(_items(tasks), [])  # the lane's, begun
             plan.join(*range(len(self.actors)))
-            d = _Dispatch(self, tasks, plan, lambda *a: writer.submit(store.write, *a), on_frame, on_tables)
+            if self._kept is not None:  # their chunks sized by their pace in the sweep before from the first
+                plan.seed(self._kept.rates)
+            d = Dispatch(self, tasks, plan, lambda *a: writer.submit(store.write, *a), on_frame, on_tables)
             try:
                 d.feed_all()
                 while d.running or lane.busy:
@@ -219,6 +274,8 @@ class RayExecutor:
                         d.chunk_back(ray, ready[0])
                 for w in d.writes:
                     w.result()
+                self._clean, self._opened, self._rates = True, timelines, {
+                    i: r for i, r in plan.rate.items() if isinstance(i, int)}
             except BaseException:
                 for ref in d.running:
                     with contextlib.suppress(Exception):
@@ -259,7 +316,15 @@ class RayExecutor:
         if self.lane is not None:  # Ray failed to start, or its actors: the lane's thread ends here
             self.lane.close()
             self.lane = None
-        if self.actors:
+        keep = self._started and self._ray_env is not None  # in the server (`kept.py`)
+        if keep:
+            kept.put("ray", kept.ray_key(self.address, *self._ray_env), True, kept.shut_down_ray)
+        if self.actors and keep and self._clean and self._key is not None:  # for the next sweep, sessions open
+            kept.put("ray-workers", self._key, kept.RayWorkers(self.actors, self.stages, self._digest, self.shipping,
+                                                               self.opening, self._opened, self._rates),
+                     kept.let_go_workers)
+            self.shipping = None
+        elif self.actors:
             import ray
 
             for a in self.actors:
@@ -267,7 +332,7 @@ class RayExecutor:
         self.actors, self.stages, self.opening = [], [], []
         if self.shipping is not None:
             self.shipping.close()
-        if self._started:
+        if self._started and not keep:
             import atexit
             import gc
             import threading
@@ -280,7 +345,7 @@ class RayExecutor:
             _SHUTTING_DOWN = threading.Thread(target=ray.shutdown, name="cpdebug-ray-shutdown")
             _SHUTTING_DOWN.start()
             atexit.register(_SHUTTING_DOWN.join)  # before Ray's own exit hook (registered earlier, run later)
-            self._started = False
+        self._started = False
 
     def describe(self) -> dict:
         return {"kind": "ray", "address": self.address, "workers": len(self.actors),
@@ -292,60 +357,8 @@ class RayExecutor:
                 "chunks": self.figures.get("chunks"), "peak_memory": self.figures.get("peak_memory"),
                 "timeline": self.figures.get("timeline"), "driver_lane": self.figures.get("driver_lane"),
                 "actor_work": self.figures.get("actor_work"), "driver_busy_seconds": self.figures.get(
-                    "driver_busy_seconds"),
+                    "driver_busy_seconds"), "workers_kept": self._kept is not None,
                 "shipped": self.shipping.describe() if self.shipping is not None else None}
-
-
-class _Dispatch:
-    """One `RayExecutor.run`'s hand-out: the frames' plan (`ChunkPlan`; the driver's lane takes frames of it too),
-    the chunks running on each actor (`DEPTH` queued on each), and the shards filled as frames come back, each
-    written once all its frames are (`write(index, frames)`, on the run's writer thread, in order)."""
-
-    def __init__(self, ex: RayExecutor, tasks: list[ShardTask], plan: ChunkPlan, write, on_frame: OnFrame,
-                 on_tables: OnTables | None):
-        self.ex, self.write, self.on_frame, self.on_tables = ex, write, on_frame, on_tables
-        self.fill = ShardFill(tasks)
-        self.plan = plan
-        self.running: dict = {}  # ObjectRef -> (actor's number, chunk)
-        self.queued = [0] * len(ex.actors)
-        self.peaks: dict[int, dict] = {}
-        self.chunks = 0
-        self.work = [[0, 0.0] for _ in ex.actors]  # each actor's frames back and its chunks' own seconds
-        self.busy = 0.0  # the driver's seconds taking chunks back (`chunk_back`)
-        self.writes = [write(index, got) for index, got in self.fill.finished()]
-
-    def feed_all(self) -> None:
-        for i in range(len(self.ex.actors)):
-            self.feed(i)
-
-    def feed(self, i: int) -> None:
-        while self.queued[i] < DEPTH and len(self.plan):
-            chunk = self.plan.next(i)
-            sent = self.ex.shipping.frames(i, chunk)  # a file's frames read here for an actor on another host
-            self.running[self.ex.actors[i].run_chunk.remote(sent, self.ex.stages)] = (i, chunk)
-            self.queued[i] += 1
-
-    def chunk_back(self, ray, ref) -> None:
-        """A chunk's result: the actor fed again before its frames are read (its next chunks queued meanwhile)."""
-        began = time.perf_counter()
-        i, chunk = self.running.pop(ref)
-        self.queued[i] -= 1
-        got = _result(ray, ref)
-        self.plan.tell(i, len(chunk), got["seconds"])
-        self.work[i][0] += len(chunk)
-        self.work[i][1] += got["seconds"]
-        self.feed(i)
-        self.chunks, self.peaks[i] = self.chunks + 1, got["peak"]
-        for d in got["frames"]:
-            self.returned(FrameResult.from_json(d), got["tables"])
-        self.busy += time.perf_counter() - began
-
-    def returned(self, r: FrameResult, tables: dict) -> None:
-        if self.on_tables is not None and r.token in tables:
-            self.on_tables(r.token, tables[r.token])
-        self.on_frame(r)
-        if (done := self.fill.add(r)) is not None:
-            self.writes.append(self.write(*done))
 
 
 def _items(tasks: list[ShardTask]) -> list:
@@ -358,60 +371,6 @@ def ray_module():
     from cp_debug.imports import optional
 
     return optional("ray", RAY_HINT, label="Ray")
-
-
-# CUDA actors a card may hold at most: each its own sessions and torch's allocator on the card; two or more keep a card
-# busy while the others' host sections (glue, comparisons, detection matching) run (issue 87)
-PER_CARD = 4
-# the default a card: on an H200 host (16 cores, awml-base, torch-cuda,ort-cuda-fp16, 300 frames) one actor ran
-# 10.1-11.2 frames/s once its sessions were open, two 12.4-13.0 (reports identical); under NVIDIA MPS, which runs the
-# processes' kernels side by side, two 14.1, three 15.5, four 16.1 (docs/measurements.md, issue 87)
-DEFAULT_PER_CARD, MPS_PER_CARD = 2, 4
-CPUS_AN_ACTOR = 4  # no more actors a card than leave each this many of the host's CPUs
-
-
-def actors_for(cluster: dict, cuda: bool, workers: int | None, cpus: int | None, mps: bool = False
-               ) -> tuple[int, int]:
-    """(actors, CPUs each) for a cluster of `cluster`'s resources (`ray.cluster_resources()`): for CUDA backends
-    `DEFAULT_PER_CARD` actors a GPU by default (`MPS_PER_CARD` where `mps`: NVIDIA MPS runs on the driver's host),
-    as many as leave each `CPUS_AN_ACTOR` CPUs, at least one a card; `--ray-workers` puts up to `PER_CARD` on each
-    (`gpu_share`). Else the CPUs / `cpus` (default 1). Each actor's CPUs default to the cluster's shared out. What
-    the cluster cannot hold is refused in one line: Ray would keep the actors beyond it pending for ever, and the
-    frames handed to them with them."""
-    total, gpus = max(1, int(cluster.get("CPU", 1))), int(cluster.get("GPU", 0))
-    if cuda and gpus < 1:
-        raise BadInputError("the Ray cluster has no GPU, and a CUDA backend's worker holds one: start the cluster on "
-                            "a machine with GPUs, or use a CPU backend (torch, ort-cpu…)")
-    if cuda and workers is not None and workers > gpus * PER_CARD:
-        raise BadInputError(f"--ray-workers {workers}: the Ray cluster has {gpus} GPU(s), and a card holds at most "
-                            f"{PER_CARD} workers of a CUDA backend: give at most {gpus * PER_CARD}")
-    if cuda:
-        per_card = max(1, min(MPS_PER_CARD if mps else DEFAULT_PER_CARD, total // (gpus * CPUS_AN_ACTOR)))
-        n = workers or gpus * per_card
-    else:
-        n = workers or max(1, total // (cpus or 1))
-    each = cpus or max(1, total // n)
-    if n * each > total:
-        given = f"--ray-workers {n} × {each} CPU(s) each" if workers else f"--ray-cpus-per-worker {each}"
-        raise BadInputError(f"{given}: the Ray cluster has {total} CPU(s); give fewer workers or CPUs per worker")
-    return n, each
-
-
-def mps_running() -> bool:
-    """Whether an NVIDIA MPS control daemon serves this host's CUDA processes (its pipe folder:
-    $CUDA_MPS_PIPE_DIRECTORY, else the default /tmp/nvidia-mps, holding its `control` socket). Read on the driver's
-    host: a cluster's other hosts are taken to be set up alike."""
-    import os
-    from pathlib import Path
-
-    return (Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps") / "control").exists()
-
-
-def gpu_share(gpus: int, actors: int) -> float:
-    """The share of a card each of `actors` CUDA actors asks Ray for on a cluster of `gpus` cards: 1 where each has
-    a card of its own, else 1/k for the k = ⌈actors / gpus⌉ that share one, so Ray places them evenly (a share of
-    gpus/actors, 2/3 for 3 actors on 2 cards, would leave the third pending: two thirds do not fit beside one)."""
-    return 1.0 / max(1, -(-actors // max(1, gpus)))
 
 
 def _through_client(ray) -> bool:
@@ -429,14 +388,3 @@ def _opened(ray, ref) -> dict | None:
         return ray.get(ref)
     except Exception:  # noqa: BLE001 - the actor's failure is its chunks' to report
         return None
-
-
-def _result(ray, ref) -> dict:
-    """A chunk's result; a `CpDebugError` raised in the actor is raised here as itself (one line for the user)."""
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as err:
-        cause = getattr(err, "cause", None)
-        if isinstance(cause, CpDebugError):
-            raise cause from None
-        raise

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from cp_debug.eval.devkit import DIST_THS
+from cp_debug.sweep import kept
 from cp_debug.sweep.bootstrap import Bootstrap
 from cp_debug.sweep.devkit_parts import lane_error, submit_lanes
 from cp_debug.sweep.greedy import true_positives
@@ -87,11 +88,13 @@ class MetricsAhead:
         # the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each lane's
         # alone took ~25 s of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so
         # their imports are paid while the frames run
-        self.processes, self.workers = None, 0
+        self.processes, self.workers, self.clean = None, 0, False
         cores = len(os.sched_getaffinity(0))
-        if cores >= SPARE_CORES:
+        if cores >= SPARE_CORES:  # in the server, the pool the sweep before left (`kept.py`), its imports done
             self.workers = workers = max(1, min(4 * len(self.lanes) * self.n_classes, cores - 2, MAX_PROCESSES))
-            self.processes = process_pool(workers)
+            pool = kept.take("metrics-pool", workers)
+            self.processes = pool if pool is not None and not getattr(pool, "_broken", False) else \
+                process_pool(workers)
 
     def begin(self) -> None:
         """The devkit imported on the helper (through `imports.load`), ahead of the frames' tables: called once the
@@ -118,8 +121,15 @@ class MetricsAhead:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.processes is not None:
-            self.processes.shutdown(wait=False, cancel_futures=True)
-            self.processes = None
+            pool, self.processes = self.processes, None
+            if self.clean:  # every part it was given is done: kept for the server's next sweep, else shut down
+                kept.put("metrics-pool", self.workers, pool, _shut_down)
+            else:
+                _shut_down(pool)
+
+
+def _shut_down(pool) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def process_pool(workers: int):
@@ -196,6 +206,8 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
             step["devkit_delta_nds"] = _sub(dk[b].get("NDS"), dk[a].get("NDS"))
         chain.append(step)
     out["chain"] = chain
+    if ahead is not None:
+        ahead.clean = True
     return out
 
 

@@ -237,10 +237,14 @@ def _start_ray(executor, step, tasks):
         executor.start_lane(subject, tasks)  # frames in this process while Ray and its actors start
         return subject, stages
 
+    if executor.held_ready():  # Ray kept up by the server's sweep before (`kept.py`), its workers maybe too
+        with step("taking the Ray cluster and workers the sweep before left in the server"):
+            executor.start()
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-export") as pool:
         exporting = pool.submit(export)
-        with step("starting Ray and its workers (the two ONNX stages exported meanwhile)"):
-            executor.start()  # Ray's own start wants the main thread
+        if not executor.actors:
+            with step("starting Ray and its workers (the two ONNX stages exported meanwhile)"):
+                executor.start()  # Ray's own start wants the main thread
         with step("exporting the two ONNX stages (once, for every Ray worker)"):
             subject, stages = exporting.result()
         executor.ship(stages)

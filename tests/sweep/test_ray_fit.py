@@ -1,4 +1,4 @@
-"""How many Ray actors a sweep starts, and with how many CPUs each (`executor.actors_for`), from the resources a
+"""How many Ray actors a sweep starts, and with how many CPUs each (`placement.actors_for`), from the resources a
 cluster reports (`ray.cluster_resources()`'s dict, as Ray gives it: floats, GPU absent without one); what the cluster
 cannot hold is one line, never actors pending for ever with frames handed to them."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cp_debug.errors import BadInputError
-from cp_debug.sweep.executor import PER_CARD, actors_for, gpu_share, mps_running
+from cp_debug.sweep.placement import PER_CARD, actors_for, gpu_share, mps_running
 
 TWO_GPUS = {"CPU": 32.0, "GPU": 2.0, "memory": 2.5e11, "node:10.0.0.1": 1.0}
 TWO_CPUS = {"CPU": 2.0, "memory": 1.6e10, "object_store_memory": 7e9}

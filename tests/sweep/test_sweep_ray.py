@@ -185,3 +185,40 @@ def test_an_executor_lets_go_of_its_ray_references_before_ray_shuts_down(tmp_pat
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "alive after the drop" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
+def test_in_the_server_the_next_sweep_takes_the_cluster_and_workers_the_sweep_before_left(tmp_path, here):
+    """Issue 87, item 3: in the server (`kept.keep_between`), a `--ray local` sweep leaves its cluster and its actor
+    with its sessions open; the next sweep of the same settings takes them — no Ray start, no driver's lane, its
+    actor's sessions opened before its frames began, every frame the actor's — and gives the in-process numbers.
+    Another `--level` makes a worker of its own (the kept one killed); the server's end shuts Ray down."""
+    import ray
+
+    from cp_debug.sweep import kept
+
+    code, plain = here
+
+    def sweep(name: str, *more: str) -> dict:
+        done = cpdebug(*ARGS, "--out", tmp_path / name, "--ray", "local", "--ray-workers", "1", *more, cwd=ROOT,
+                       env=NO_ADDRESS)
+        assert done.returncode in (0, 1, 4), done.stderr
+        return json.loads((tmp_path / name / "sweep.json").read_text())["settings"]["executor"]
+
+    def actor_pid() -> int:
+        (actor,) = kept._held["ray-workers"][1].actors
+        return ray.get(actor.getpid.remote())
+
+    with kept.keep_between():
+        first = sweep("first")
+        assert not first["workers_kept"] and kept.held() == ["ray", "ray-workers"]
+        pid = actor_pid()
+        ray.get(kept._held["ray-workers"][1].opening)  # its sessions open (the driver's lane may have run all 3)
+        second = sweep("second")
+        assert second["workers_kept"] and second["driver_lane"] is None
+        assert actor_pid() == pid and second["actor_work"][0]["frames"] == 3
+        assert second["timeline"]["actors"][0]["open"] < 0  # open before this sweep's frames phase began
+        assert _numbers(tmp_path / "second") == _numbers(plain)
+        other = sweep("other", "--level", "block")
+        assert not other["workers_kept"] and actor_pid() != pid
+        assert not Path(f"/proc/{pid}").exists() or "ActorBody" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert kept.held() == [] and not ray.is_initialized()
