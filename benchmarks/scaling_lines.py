@@ -101,6 +101,8 @@ def _work_parts(ex: dict) -> list[str]:
     if work:
         parts.append("actors' own frames/s " + " ".join(f"{w['frames'] / w['seconds']:.2f}" for w in work)
                      + f" ({sum(w['frames'] for w in work)} frames)")
+        if all("chunks" in w for w in work):
+            parts.append("chunks (longest) " + " ".join(f"{w['chunks']} ({w['longest']})" for w in work))
     opened = [a.get("open") if a else None for a in (ex.get("timeline") or {}).get("actors") or []]
     end = ex.get("frames_seconds")
     pairs = [(w["seconds"], end - max(t, 0.0)) for w, t in zip(ex.get("actor_work") or [], opened)

@@ -63,12 +63,6 @@ class ChunkPlan:
         with self.lock:
             self.workers.extend(w for w in workers if w not in self.workers)
 
-    def seed(self, rates: dict) -> None:
-        """Workers' paces known beforehand (frames/s; Ray's actors kept from the sweep before, `kept.py`): their
-        first chunks are sized by them, not `first` frames long."""
-        with self.lock:
-            self.rate.update({w: r for w, r in rates.items() if w in self.workers and r > 0})
-
     def tell(self, worker: Hashable, frames: int, seconds: float) -> None:
         if frames > 0 and seconds > 0:
             with self.lock:

@@ -26,7 +26,8 @@ class Dispatch:
         self.queued = [0] * len(ex.actors)
         self.peaks: dict[int, dict] = {}
         self.chunks = 0
-        self.work = [[0, 0.0] for _ in ex.actors]  # each actor's frames back and its chunks' own seconds
+        # each actor's frames back, its chunks' own seconds, its chunks and the longest of them
+        self.work = [[0, 0.0, 0, 0] for _ in ex.actors]
         self.busy = 0.0  # the driver's seconds taking chunks back (`chunk_back`)
         self.writes = [write(index, got) for index, got in self.fill.finished()]
 
@@ -48,8 +49,9 @@ class Dispatch:
         self.queued[i] -= 1
         got = _result(ray, ref)
         self.plan.tell(i, len(chunk), got["seconds"])
-        self.work[i][0] += len(chunk)
-        self.work[i][1] += got["seconds"]
+        work = self.work[i]
+        work[0], work[1], work[2], work[3] = work[0] + len(chunk), work[1] + got["seconds"], work[2] + 1, max(
+            work[3], len(chunk))
         self.feed(i)
         self.chunks, self.peaks[i] = self.chunks + 1, got["peak"]
         for d in got["frames"]:

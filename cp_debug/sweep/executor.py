@@ -122,8 +122,7 @@ class RayExecutor:
         self._key = None  # what this run's actors would be kept under (`start`); None: they are not kept
         self._clean = False  # `run` ended with every frame back: its actors may be kept for the next sweep
         self._digest: str | None = None  # the export's digest (`ship`), where the actors may be kept
-        self._opened: dict = {}  # actor -> its `open` answer; `_rates`: actor -> frames/s (`ChunkPlan.rate`)
-        self._rates: dict = {}
+        self._opened: dict = {}  # actor -> its `open` answer
         self._ray_env: tuple | None = None  # (environment, folder) the cluster is kept under, in the server
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
@@ -248,8 +247,6 @@ class RayExecutor:
         with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-shard") as writer:
             plan = self.lane.plan if self.lane is not None else ChunkPlan(_items(tasks), [])  # the lane's, begun
             plan.join(*range(len(self.actors)))
-            if self._kept is not None:  # their chunks sized by their pace in the sweep before from the first
-                plan.seed(self._kept.rates)
             d = Dispatch(self, tasks, plan, lambda *a: writer.submit(store.write, *a), on_frame, on_tables)
             try:
                 d.feed_all()
@@ -274,8 +271,7 @@ class RayExecutor:
                         d.chunk_back(ray, ready[0])
                 for w in d.writes:
                     w.result()
-                self._clean, self._opened, self._rates = True, timelines, {
-                    i: r for i, r in plan.rate.items() if isinstance(i, int)}
+                self._clean, self._opened = True, timelines
             except BaseException:
                 for ref in d.running:
                     with contextlib.suppress(Exception):
@@ -289,8 +285,8 @@ class RayExecutor:
         self.figures.update(frames_seconds=time.perf_counter() - began, sessions_seconds=sessions, chunks=d.chunks,
                             peak_memory=[d.peaks.get(i) for i in range(len(self.actors))],
                             timeline=self._timeline(timelines), driver_busy_seconds=round(d.busy, 2),
-                            actor_work=[{"frames": d.work[i][0], "seconds": round(d.work[i][1], 2)}
-                                        for i in range(len(self.actors))])
+                            actor_work=[{"frames": f, "seconds": round(t, 2), "chunks": c, "longest": m}
+                                        for f, t, c, m in d.work])
 
     def _timeline(self, opened: dict) -> dict:
         """Seconds from the frames phase's start (negative: before it) at which Ray was asked for and was up, and
@@ -321,7 +317,7 @@ class RayExecutor:
             kept.put("ray", kept.ray_key(self.address, *self._ray_env), True, kept.shut_down_ray)
         if self.actors and keep and self._clean and self._key is not None:  # for the next sweep, sessions open
             kept.put("ray-workers", self._key, kept.RayWorkers(self.actors, self.stages, self._digest, self.shipping,
-                                                               self.opening, self._opened, self._rates),
+                                                               self.opening, self._opened),
                      kept.let_go_workers)
             self.shipping = None
         elif self.actors:

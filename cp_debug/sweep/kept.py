@@ -153,12 +153,12 @@ class RayWorkers:
     """A sweep's Ray actors, kept with their sessions open (`RayExecutor.close` in the server): their handles, the
     export's ObjectRef they opened on and its digest, the shipping of their files, each one's `open` call and
     the answers come back (actor -> answer: a short sweep may end before an actor is up; the next one waits for it
-    as for a new one), each one's pace in frames/s (the next sweep's first chunks sized by it)."""
+    as for a new one). Not their paces: the last chunks of a sweep run with the card to themselves, and a plan
+    seeded with those gave one actor a third of the next sweep's frames (its card busy alone for 19 s of 40)."""
 
-    def __init__(self, actors: list, stages: list, digest: str | None, shipping, opening: list, opened: dict,
-                 rates: dict):
+    def __init__(self, actors: list, stages: list, digest: str | None, shipping, opening: list, opened: dict):
         self.actors, self.stages, self.digest, self.shipping = actors, stages, digest, shipping
-        self.opening, self.opened, self.rates = opening, opened, rates
+        self.opening, self.opened = opening, opened
 
 
 def workers_key(settings, cluster: dict, n: int, cpus: int, passive: bool, share: float, sync) -> tuple:
