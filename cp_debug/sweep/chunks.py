@@ -5,8 +5,13 @@ self-scheduling: a worker asks for its next chunk and gets `k`-th part of its sh
 its share being its measured frames/s over all workers' — so the chunks are long while much is left and shrink to
 single frames at the end, where a long last chunk would leave the other workers idle (the tail). A chunk never holds
 more than `most_seconds` of that worker's measured work, so results (and the shard files, the progress) keep coming;
-a worker not measured yet gets `first` frames. `ShardFill` gathers the returned frames into the shards of the plan
-on disk (`shards.plan_shards`): a shard is written once all its frames are back, whichever chunks brought them.
+a worker not measured yet gets `first` frames. A worker's speed is its frames over its latest chunks' seconds, back
+to `most_seconds` of them: an actor's frame loop runs a chunk's first frame while it judges the one before, so a
+one-frame chunk can come back in hundredths of a second (its work counted in the chunk before), and a speed read off
+that chunk alone (60-100 frames/s where the actor ran 4.4) handed the next chunk 200-255 frames, most of a
+1000-frame sweep's tail on one actor (issue 87, 2 × H200). `ShardFill` gathers the returned frames into the shards
+of the plan on disk (`shards.plan_shards`): a shard is written once all its frames are back, whichever chunks brought
+them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class ChunkPlan:
         self.items: deque[Item] = deque(items)
         self.workers = list(workers)
         self.first, self.k, self.most_seconds = max(1, first), k, most_seconds
-        self.rate: dict[Hashable, float] = {}  # worker -> frames/s of its latest chunk
+        self.rate: dict[Hashable, float] = {}  # worker -> frames/s of its latest chunks (`tell`)
+        self._recent: dict[Hashable, deque] = {}  # worker -> its latest chunks' (frames, seconds)
         self.lock = threading.RLock()  # the driver's lane takes its frames on a thread of its own (`driver_lane.py`)
 
     def __len__(self) -> int:
@@ -64,9 +70,18 @@ class ChunkPlan:
             self.workers.extend(w for w in workers if w not in self.workers)
 
     def tell(self, worker: Hashable, frames: int, seconds: float) -> None:
-        if frames > 0 and seconds > 0:
-            with self.lock:
-                self.rate[worker] = frames / seconds
+        """A chunk of `worker` ran `frames` in `seconds` (its own time, from its start or the worker's previous
+        frame to its last frame)."""
+        if frames <= 0 or seconds < 0:
+            return
+        with self.lock:
+            recent = self._recent.setdefault(worker, deque())
+            recent.append((frames, seconds))
+            while len(recent) > 1 and sum(t for _, t in recent) - recent[0][1] >= self.most_seconds:
+                recent.popleft()  # what is left still covers `most_seconds`
+            took = sum(t for _, t in recent)
+            if took > 0:
+                self.rate[worker] = sum(f for f, _ in recent) / took
 
     def leave(self, worker: Hashable, unfinished: Iterable[Item] = ()) -> None:
         """`worker` takes no more chunks; the frames it had and will not return are handed out first."""
@@ -74,6 +89,7 @@ class ChunkPlan:
             if worker in self.workers:
                 self.workers.remove(worker)
             self.rate.pop(worker, None)
+            self._recent.pop(worker, None)
             self.items.extendleft(reversed(list(unfinished)))
 
 

@@ -40,6 +40,20 @@ def test_a_chunk_holds_at_most_most_seconds_of_its_workers_measured_work():
     assert plan.size("a") == 10
 
 
+def test_a_chunk_back_at_once_is_read_with_the_chunks_before_it():
+    """An actor's frame loop runs a chunk's first frame while it judges the one before: a one-frame chunk can come
+    back in hundredths of a second. Its speed is read with the chunks before it, back to `most_seconds` of them, not
+    alone (100 frames/s, a 400-frame chunk next); older chunks drop out once newer ones cover that much."""
+    plan = ChunkPlan(_items(1000), workers=("a",), most_seconds=4.0)
+    plan.tell("a", 10, 4.0)  # 2.5 frames/s
+    plan.tell("a", 1, 0.01)  # its work mostly done in the chunk before
+    assert plan.rate["a"] == 11 / 4.01 and plan.size("a") == 11
+    plan.tell("a", 20, 4.0)  # 5 frames/s now (the card to itself): the first two drop out
+    assert plan.rate["a"] == 5.0
+    plan.tell("a", 1, 0.0)  # no seconds of its own at all: counted with the one before
+    assert plan.rate["a"] == 21 / 4.0
+
+
 def test_the_chunks_shrink_to_single_frames_and_every_frame_is_handed_out_once_in_order():
     items = _items(60)
     plan = ChunkPlan(items, workers=(0, 1, 2), most_seconds=1000.0)
