@@ -289,8 +289,9 @@ def main() -> None:
     ap.add_argument("--cards", default="", help="GPU counts (1,2,4): a `--ray local` sweep seeing that many cards, "
                                                 "its workers the sweep's default a card (issue 87: two, four under "
                                                 "MPS)")
-    ap.add_argument("--served", type=int, default=0, metavar="N", help="the card counts' sweeps through a `cpdebug "
-                    "serve` of their own, after an N-frame sweep through it that leaves its Ray workers up")
+    ap.add_argument("--served", type=int, default=0, metavar="N", help="every configuration (but --kill's) through "
+                    "a `cpdebug serve` of its own, after an N-frame sweep through it (that leaves its Ray workers "
+                    "up)")
     args = ap.parse_args()
     t_end = time.perf_counter() + args.time_limit
     root = args.out or Path(tempfile.mkdtemp(prefix="ray_scaling_"))
@@ -303,10 +304,10 @@ def main() -> None:
         figs = doc["runs"] if doc.get("settings") == want else {}
     print(f"{args.frames} frames, --preset {args.preset} --backends {args.backends} --level {args.level}, "
           f"{os.cpu_count()} CPUs, out {root}", flush=True)
-    configs = ([] if args.no_in_process else [("in process", 0)])
-    configs += [(f"ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(",") if x)]
-    kind = "served" if args.served else "ray"
-    configs += [(f"{kind} {c} card(s)", c) for c in (int(x) for x in args.cards.split(",") if x)]
+    served = "served " if args.served else ""
+    configs = ([] if args.no_in_process else [(f"{served}in process", 0)])
+    configs += [(f"{served}ray {w} worker(s)", w) for w in (int(x) for x in args.workers.split(",") if x)]
+    configs += [(f"{served or 'ray '}{c} card(s)", c) for c in (int(x) for x in args.cards.split(",") if x)]
     if args.kill:
         configs.append(("ray 2 workers, one killed", 2))
     for name, w in configs:
@@ -319,19 +320,20 @@ def main() -> None:
                       "in another call measures it)", flush=True)
                 continue
             extra = (["--ray", "local"] if cards else ["--ray", "local", "--ray-workers", str(w)] if w else [])
-            fig = _sweep(args, root / _folder(name), extra, left, kill, cards, args.served if cards else 0)
+            fig = _sweep(args, root / _folder(name), extra, left, kill, cards, 0 if kill else args.served)
             fig["workers"] = w
             figs[name] = fig
             # the in-process run's numbers, else the first configuration's that ended
-            first = [n for n in ("in process", *(n for n, _ in configs), *figs)
+            first = [n for n in (f"{served}in process", *(n for n, _ in configs), *figs)
                      if n != name and figs.get(n, {}).get("done")]
             base = root / _folder(first[0]) if first else None
             if fig["done"] and base is not None and (base / "sweep.json").is_file():
                 fig["same"] = _numbers(root / _folder(name)) == _numbers(base)
             summary.write_text(json.dumps({"settings": want, "runs": figs}, indent=1, default=str))
         fig = figs[name]
-        one = figs.get(f"{kind} 1 card(s)" if cards else "ray 1 worker(s)")
-        print(config_line(name, fig, args.frames, figs.get("in process"), one, w, "card" if cards else "worker"),
+        one = figs.get(f"{served or 'ray '}1 card(s)" if cards else f"{served}ray 1 worker(s)")
+        print(config_line(name, fig, args.frames, figs.get(f"{served}in process"), one, w,
+                          "card" if cards else "worker"),
               flush=True)
         if kill and fig.get("done"):
             print(f"  killed actor pid {fig['killed']}: {fig['frames']} frames, {fig['unique']} unique", flush=True)

@@ -46,7 +46,7 @@ def config_line(name: str, fig: dict, frames: int, here: dict | None, one: dict 
             theirs = _actor_frames(fig.get("executor") or {}, frames)
             parts.append(f"of it {ready:.1f} s before a worker's sessions were open: {theirs / (fs - ready):.2f} "
                          f"frames/s after ({theirs} frames the workers', the driver's own left out)")
-    if here is not None and here.get("done") and name != "in process":
+    if here is not None and here.get("done") and not name.endswith("in process"):
         parts.append(f"{fig['wall'] / here['wall']:.2f}x the in-process wall")
     if one is not None and one.get("done") and workers:
         up = one["wall"] / fig["wall"]

@@ -75,6 +75,8 @@ def _status(path) -> None:
     print(f"cpdebug server pid {st['pid']}: up {st['up_s']:.0f} s, {st['served']} command(s) served, "
           f"{'running one' if st['busy'] else 'idle'}{waiting}; "
           f"stops after {st['idle_s'] / 60:g} idle minutes; code {current}")
+    if st.get("keeps"):
+        print(f"kept for the next sweep: {'; '.join(st['keeps'])} (`cpdebug serve --stop` lets them go)")
     print(f"socket {st['socket']}; log {st['log']}")
 
 
@@ -95,7 +97,7 @@ def _foreground(path, idle_minutes: float, group) -> None:
     """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
     from cp_debug.sweep import kept
 
-    server = resident.Server(path, command_runner(group), idle_s=idle_minutes * 60)
+    server = resident.Server(path, command_runner(group), idle_s=idle_minutes * 60, keeps=kept.described)
     server.say(f"starting for {sys.executable}")
     warm.warm_up(server.say)
     with kept.keep_between(server.say):  # a `--ray local` sweep's cluster and workers stay up for the next sweep

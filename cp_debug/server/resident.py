@@ -37,12 +37,15 @@ class _Request:
 
 class Server:
     """The resident process: `run(argv) -> exit code` is the command line (cli.main's, through
-    `cli.serve_cmd.command_runner`), `idle_s` how long it waits for a command before it stops. `serve()` returns
-    when it stops; the socket is gone by then."""
+    `cli.serve_cmd.command_runner`), `idle_s` how long it waits for a command before it stops, `keeps()` what the
+    commands left up for the next ones, in words (a sweep's Ray workers). `serve()` returns when it stops; the
+    socket is gone by then."""
 
-    def __init__(self, path: Path, run: Callable[[list[str]], int], *, idle_s: float, log=None):
+    def __init__(self, path: Path, run: Callable[[list[str]], int], *, idle_s: float, log=None,
+                 keeps: Callable[[], list[str]] = list):
         self.path = path
         self.run = run
+        self.keeps = keeps  # what commands left up for the next (said by `status`)
         self.idle_s = idle_s
         # its own copy of stderr (the log file when in the background): descriptor 2 is the caller's during a command
         self.log = log or open(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", buffering=1)
@@ -380,4 +383,4 @@ class Server:
         return {"pid": os.getpid(), "socket": str(self.path), "log": str(log_path(self.path)),
                 "up_s": round(time.time() - self.started, 1), "served": self.served, "busy": busy,
                 "waiting": waiting, "idle_s": self.idle_s, "fingerprint": self.fingerprint,
-                "python": sys.executable}
+                "python": sys.executable, "keeps": self.keeps()}

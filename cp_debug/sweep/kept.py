@@ -91,6 +91,17 @@ def held() -> list[str]:
         return list(_held)
 
 
+_WORDS = {"ray": "the Ray cluster a `--ray local` sweep started", "metrics-pool": "the metrics' process pool"}
+
+
+def described() -> list[str]:
+    """What is kept now, in words (`cpdebug serve --status`)."""
+    with _lock:
+        held = list(_held.items())
+    return [f"{len(thing.actors)} Ray sweep worker(s), their sessions open" if kind == "ray-workers"
+            else _WORDS.get(kind, kind) for kind, (_, thing, _) in held]
+
+
 def release_all() -> None:
     """Everything kept let go, the last made first (actors before their cluster)."""
     with _lock:

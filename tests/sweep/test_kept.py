@@ -64,3 +64,13 @@ def test_the_export_and_a_users_files_as_keys(tmp_path):
     (tmp_path / "int8").mkdir()
     (tmp_path / "int8" / "calib.cache").write_text("scales")
     assert len(kept.file_stamp(tmp_path / "int8")) == 1 and kept.file_stamp(tmp_path / "missing") == ()
+
+
+def test_what_is_kept_is_said_in_words():
+    with kept.keep_between():
+        kept.put("ray", "k", True, lambda _: None)
+        kept.put("ray-workers", "k", kept.RayWorkers(["a", "b"], [], "digest", None, [], {}), lambda _: None)
+        kept.put("metrics-pool", 16, "pool", lambda _: None)
+        assert kept.described() == ["the Ray cluster a `--ray local` sweep started",
+                                    "2 Ray sweep worker(s), their sessions open", "the metrics' process pool"]
+    assert kept.described() == []
