@@ -129,9 +129,9 @@ def _gpu_parts(fig: dict) -> list[str]:
 def _served_parts(fig: dict) -> list[str]:
     """A run through a server of its own (`ray_scaling.py --served`): what went before it, and whether it found the
     workers the sweep before left."""
-    warm = fig.get("warm")
+    warm, ex = fig.get("warm"), fig.get("executor") or {}
     if not warm:
         return []
-    kept = "kept" if (fig.get("executor") or {}).get("workers_kept") else "NOT KEPT"
-    return [f"after the server's start and a {warm['frames']}-frame sweep through it ({warm['seconds']:.1f} s), "
-            f"the workers {kept}"]
+    kept = "" if ex.get("kind") != "ray" else ", the workers kept" if ex.get("workers_kept") else \
+        ", the workers NOT KEPT"
+    return [f"after the server's start and a {warm['frames']}-frame sweep through it ({warm['seconds']:.1f} s){kept}"]

@@ -136,6 +136,8 @@ class RayExecutor:
             # it is shut down here, and a new one started); the key read before Ray's start adds its own variables
             self._ray_env = (dict(os.environ), os.getcwd())
             self._started = kept.take("ray", kept.ray_key(self.address, *self._ray_env)) is not None
+        elif not self._started and "ray" in kept.held():  # another cluster asked for: the kept one goes first
+            kept.release_all()
         if not ray.is_initialized():
             try:
                 # a cluster of our own: its workers at the user's priority, as the in-process sweep runs (Ray's

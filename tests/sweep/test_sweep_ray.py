@@ -74,6 +74,27 @@ def test_ray_auto_without_a_cluster_says_which_form_is_which(tmp_path):
     assert not ray.is_initialized()
 
 
+def test_in_the_server_another_address_lets_the_kept_local_cluster_go_first():
+    """A cluster a `--ray local` sweep left in the server is no answer to `--ray auto` (or an address): it is let go
+    (with its workers) before Ray is asked for the one the user named, which here does not exist."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.sweep import kept
+    from cp_debug.sweep.executor import RayExecutor
+
+    gone: list = []
+    with kept.keep_between():
+        kept.put("ray", "the local cluster's key", "cluster", gone.append)
+        kept.put("ray-workers", "settings", "workers", gone.append)
+        saved = os.environ.pop("RAY_ADDRESS", None)
+        try:
+            with pytest.raises(BadInputError, match="no running Ray cluster found"):
+                RayExecutor(settings=None, address="auto")._ray()
+        finally:
+            if saved is not None:
+                os.environ["RAY_ADDRESS"] = saved
+        assert gone == ["workers", "cluster"] and kept.held() == []
+
+
 def test_what_the_cluster_cannot_hold_is_one_line_and_leaves_no_folder(tmp_path):
     # Ray's own cluster on this machine, asked for more CPUs a worker than it has (executor.actors_for)
     import ray
