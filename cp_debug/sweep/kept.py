@@ -173,12 +173,14 @@ class RayWorkers:
 
 
 def workers_key(settings, cluster: dict, n: int, cpus: int, passive: bool, share: float, sync) -> tuple:
-    """What a sweep's actors are made of besides the export: the sweep's settings (the model, backends, level…),
+    """What a sweep's actors are made of besides the export: the sweep's settings (the model, backends, level…, and
+    `overlap`, which the manifest leaves out: it changes how the lanes run, not a value),
     the user's checkpoint and INT8 files as they are on disk now, the cluster's resources and the actors' placement
     (`placement.actors_for`, `gpu_share`), CUDA's sync mode."""
     import json
 
-    return (json.dumps(settings.to_json(), sort_keys=True, default=str), file_stamp(settings.checkpoint),
+    return (json.dumps(settings.to_json(), sort_keys=True, default=str), getattr(settings, "overlap", None),
+            file_stamp(settings.checkpoint),
             file_stamp(settings.int8_dir), tuple(sorted(cluster.items())), n, cpus, passive, share, sync)
 
 

@@ -74,3 +74,27 @@ def test_what_is_kept_is_said_in_words():
         assert kept.described() == ["the Ray cluster a `--ray local` sweep started",
                                     "2 Ray sweep worker(s), their sessions open", "the metrics' process pool"]
     assert kept.described() == []
+
+
+def test_the_workers_key_holds_what_the_actors_are_made_of(tmp_path):
+    """Settings that change how the lanes run (`overlap`, which the manifest leaves out) or a checkpoint written anew
+    give other workers; the same settings and files, the same key."""
+    import dataclasses
+
+    from cp_debug.recipes import catalog
+    from cp_debug.sweep.records import SweepSettings
+
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"weights")
+    s = SweepSettings(("torch", "ort-cpu-fp16"), preset="tiny", checkpoint=str(ckpt), recipe=catalog.recipe())
+    cluster = {"CPU": 2.0, "memory": 1e9}
+
+    def key(settings):
+        return kept.workers_key(settings, cluster, 1, 2, False, 0.0, None)
+
+    assert key(s) == key(dataclasses.replace(s))
+    assert key(dataclasses.replace(s, overlap=False)) != key(s)
+    assert key(dataclasses.replace(s, level="stage")) != key(s)
+    before = key(s)
+    ckpt.write_bytes(b"new weights")
+    assert key(s) != before
