@@ -190,6 +190,31 @@ def _check_libraries(run: SweepRun) -> None:
         check_library("ray", RAY_HINT)
 
 
+def _served_hint(steps, executor: dict) -> None:
+    """Where a `--ray local` sweep of its own process spent seconds on Ray's start and its workers' before the first
+    of them had its sessions open, a line that says a server keeps them for the next sweep (`sweep/kept.py`); none
+    where they were kept already, in the server, or for another executor."""
+    from cp_debug.sweep import kept
+
+    line = executor.get("timeline") or {}
+    if executor.get("kind") != "ray" or executor.get("address") != "local" or executor.get("workers_kept") \
+            or kept.keeping() or line.get("start") is None or executor.get("sessions_seconds") is None:
+        return
+    waited = executor["sessions_seconds"] - line["start"]
+    steps.note(f"Ray and its workers took {waited:.1f} s before the first worker's sessions were open; under "
+               "`cpdebug serve` they stay up, and the next sweep of these settings starts its frames at once")
+
+
+def _pictures(run: SweepRun, steps, outcome):
+    """The bisected frames' bird's-eye pictures, where report.html or --pictures wants them (else None)."""
+    if not (run.html or run.pictures):
+        return None
+    from cp_debug.sweep.report import bisected_pictures
+
+    with steps.step("drawing the bisected frames' bird's-eye pictures"):
+        return bisected_pictures(outcome)
+
+
 def _writing(html, frames: int) -> str:
     """The step of writing a sweep's files: what they are, for how many frames."""
     files = "sweep.json, frames.parquet and report.html" if html else "sweep.json and frames.parquet"
@@ -251,6 +276,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
     with locked(opts.out):
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
+        _served_hint(steps, outcome.executor)
         code, checks, verdict = int(outcome.outcome.exit_code), (), None
         if budget is not None:
             from cp_debug.eval.gates import budget_doc
@@ -260,12 +286,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                                                                    opts.settings, budget.heads),
                                           third_party.terminal)
             verdict = budget_doc(budget, checks)
-        pictures = None
-        if run.html or run.pictures:
-            from cp_debug.sweep.report import bisected_pictures
-
-            with steps.step("drawing the bisected frames' bird's-eye pictures"):
-                pictures = bisected_pictures(outcome)
+        pictures = _pictures(run, steps, outcome)
         with steps.step(_writing(run.html, len(outcome.results))):  # after the frames: its own step
             doc = write_all(outcome, opts, html_report=run.html, pictures=pictures, budget=verdict, lint=lint_doc,
                             runs_on=runs_on())
