@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 
 from typing import Any, Callable
@@ -126,9 +127,10 @@ class RayExecutor:
         self._ray_env: tuple | None = None  # (environment, folder) the cluster is kept under, in the server
         self._epochs: dict[str, float] = {}  # when (time.time) Ray was asked for, was up, the frames phase began
     def _ray(self):
-        before = dict(os.environ)
+        before = dict(os.environ) if "ray" not in sys.modules else None
         ray = ray_module()
-        kept.ray_set(before)  # what importing Ray set in this process (RAY_CLIENT_MODE)
+        if before is not None:  # what importing Ray set in this process (RAY_CLIENT_MODE): out of the kept keys
+            kept.ray_set(before)
         if _SHUTTING_DOWN is not None:
             _SHUTTING_DOWN.join()  # an earlier sweep's cluster is gone before this one starts
         if not self._started and self.address == "local" and kept.keeping():

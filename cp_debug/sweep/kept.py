@@ -6,7 +6,7 @@ actor's process, imports, model and sessions (4-6 s), and after its frames the m
 1000-frame sweep whichever number of cards it runs on, which is what held its speed-up on four cards to 2.3×. In the
 server, which runs one command at a time, they outlive the command instead, each under a key of everything it was
 made from — the cluster under the environment and folder its processes inherited, the actors under the sweep's
-settings, their placement and the export's bytes (`ray_workers_key`, `stages_digest`) — and the next sweep takes them
+settings, their placement and the export's bytes (`workers_key`, `stages_digest`) — and the next sweep takes them
 only where its own key is the same (`take`): anything else lets them go and makes its own. A thing left with a
 failed command is let go at once, never kept.
 
@@ -150,14 +150,21 @@ def stages_digest(stages: dict[str, bytes]) -> str:
 
 def file_stamp(path) -> tuple | None:
     """A user's file or folder as a kept thing's key holds it: its size and modification time (of each file under a
-    folder); None where there is none."""
+    folder: `files.tree_stamp`); () where nothing is there, None where no path is given."""
     from pathlib import Path
+
+    from cp_debug.files import tree_stamp
 
     if not path:
         return None
     p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
-    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if p.is_dir():
+        return tree_stamp(p)
+    try:
+        st = p.stat()
+    except OSError:
+        return ()
+    return ((str(p), st.st_size, st.st_mtime_ns),)
 
 
 class RayWorkers:
