@@ -14,7 +14,6 @@ lockstep's float16 segments (`fp16_io`) are left alone: the lockstep rounds at i
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -22,10 +21,13 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from cp_debug.backends.base import PrecisionReport, Runner
+from cp_debug.backends import ort_kept
 from cp_debug.backends.feed import check_feed
 from cp_debug.backends.graph_loader import PRECISION_TRANSFORMS, PrecisionTransform, PreparedGraph, PrepareGraph
-from cp_debug.backends.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphFacts, cpu_fallback, graph_facts,
+from cp_debug.backends.ort_precision import (FP8_ORT_OPT_LEVEL, HALF_ENV, GraphFacts, graph_facts,
                                              precision_report_from_facts, probe_effect)
+from cp_debug.backends.ort_session import (INT8_CPU_BOUND, INT8_SESSION_CONFIG, SessionSettings,  # noqa: F401
+                                           exact_int8, first_line, make_session, ort_errors)
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
 from cp_debug.errors import BackendUnavailableError, BadInputError
@@ -45,23 +47,9 @@ _ORT_TYPES = {
 }
 
 
-# x86 CPUs without VNNI (AVX2, AVX-512F) run ORT's U8S8 integer products through a 16-bit saturating instruction
-# (VPMADDUBSW): some convs come out far off (0.65 against a 0.022 INT8 step on the tiny test net, AVX2 EPYC).
-# ORT's U8U8 path is exact there and changes nothing on other CPUs: the integer sums are then exact on every x86 CPU.
-# What still depends on the CPU is the float arithmetic around them (an unfused Q/DQ group, the float ops between,
-# the FP32 reference itself): AVX2, AVX-512 and AMX kernels round differently in the last bits, and a value that
-# lands within that of a half-step is quantized one step apart (issue 53, benchmarks/int8_isa_check.py: one element
-# of 5120 on the tests' INT8 net, AMX against AVX2; the demo's report: the same verdicts, 70 against 71 boxes matched).
-INT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
-INT8_CPU_BOUND = ("one INT8 step (the quantizer's scale) at an element whose float value lies within the last bits' "
-                  "rounding of a half-step: the float arithmetic around the exact integer sums differs by instruction "
-                  "set (AVX2, AVX-512 VNNI, AMX)")
-
-
-def exact_int8(so) -> None:
-    """Set `INT8_SESSION_CONFIG` on an `onnxruntime.SessionOptions` (every session that may run INT8 kernels)."""
-    for key, value in INT8_SESSION_CONFIG.items():
-        so.add_session_config_entry(key, value)
+# what an activation makes: kept whole in a server between commands (ort_kept.py)
+_MADE = ("_sess", "_inputs", "_graph", "_transform", "_facts", "_probe_effect", "_deployed", "_providers",
+         "_held_half", "_held_fp8", "determinism")
 
 
 class OrtRunner(Runner):
@@ -128,6 +116,8 @@ class OrtRunner(Runner):
         self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
         self._providers: list = []
         self._held_half, self._held_fp8 = False, None
+        self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
+        self._spoken: set = set()  # the input shapes run so far (what a kept session's first runs said)
 
     def graph_loader(self) -> PrepareGraph:
         """The loader that prepares this runner's graph: the spec's precision transform, the probes exposed (a
@@ -146,6 +136,21 @@ class OrtRunner(Runner):
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
+        key = self._kept_key() if ort_kept.keeping() else None
+        self._held = ort_kept.take(key) if key else None
+        if self._held is not None:  # a server's earlier command made it (ort_kept.py)
+            self.__dict__.update(self._held.state)
+            return
+        if key is None:
+            return self._make()
+        with ort_kept.speaking() as said:
+            self._make()
+        if said is not None and said.heard_fd2:
+            self._held = ort_kept.Held(key, self.spec.device, {n: getattr(self, n) for n in _MADE},
+                                        said.to_json())
+
+    def _make(self) -> None:
+        """Prepare the graph and make the sessions."""
         graph = self.graph_loader()()
         self._graph, self._transform, model = graph, graph.transform, graph.model
         from cp_debug.precision.half_storage import holds_half_constants
@@ -164,24 +169,41 @@ class OrtRunner(Runner):
             if emulated.changed:
                 self._transform = replace(self._transform, half_storage=emulated.to_json())
                 declared, model = graph_facts(model) if self.dump_facts else None, emulated.model
-        self._sess, self._facts = self._session(model, self._providers, record=True)
+        self._sess, self._facts = make_session(model, self._providers, True, self._how())
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
         plain = graph.plain
         if plain is not None and len(model.graph.output) != len(plain.graph.output):
-            plain_sess, plain_facts = self._session(plain, self._providers, record=False)
+            plain_sess, plain_facts = make_session(plain, self._providers, False, self._how())
             self._probe_effect = probe_effect(plain_facts, self._facts)
             self._deployed = (plain_sess, plain_facts) if self._probe_effect else None
         self._inputs = {i.name: (_ORT_TYPES.get(i.type), list(i.shape)) for i in self._sess.get_inputs()}
+
+    def _kept_key(self) -> str | None:
+        """What this runner's activation is made of, for the server's keep (`ort_kept.key_of`)."""
+        parts = (str(self.spec), self.extra_outputs, self.keep_fp32_nodes, self.exclude_int8_nodes,
+                 self.determinism, self.threads, self.calib_method, self.spinning, self.check_model, self.fp16_io,
+                 self.shared_arena, self.dump_facts, half_mode(), ort_kept.feeds_digest(self.calib_feeds))
+        return ort_kept.key_of(parts, (self._model_src, self.int8_model))
+
+    def _run(self, feed: dict, where: str, run):
+        """`run()`: with a kept session, what its first run at this input shape says is heard or said again."""
+        if self._held is None:
+            return run()
+        try:
+            return ort_kept.first_run(self._held, self._spoken, (where, *ort_kept.signature(feed)), run)
+        except BaseException:
+            self._held.spoiled = True  # a failed run's session is not kept
+            raise
 
     def _infer(self, feed: dict[str, np.ndarray], only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         ort_feed = check_feed(feed, self._inputs)
         out_map = self._out_map(only)
         wanted = list(dict.fromkeys(out_map.values()))
         try:
-            values = self._sess.run(wanted, ort_feed)
-        except _ort_errors("InvalidArgument", "InvalidGraph") as err:
-            raise BadInputError(f"ONNX Runtime rejected the inputs: {_first_line(err)}") from err
+            values = self._run(ort_feed, "run", lambda: self._sess.run(wanted, ort_feed))
+        except ort_errors("InvalidArgument", "InvalidGraph") as err:
+            raise BadInputError(f"ONNX Runtime rejected the inputs: {first_line(err)}") from err
         by_name = dict(zip(wanted, values))
         out: dict[str, np.ndarray] = {}
         for original, name in out_map.items():
@@ -197,7 +219,8 @@ class OrtRunner(Runner):
             return None
         sess, facts = self._deployed
         names = [o.name for o in sess.get_outputs()]
-        by_name = dict(zip(names, sess.run(names, check_feed(feed, self._inputs))))
+        fed = check_feed(feed, self._inputs)
+        by_name = dict(zip(names, self._run(fed, "deployed", lambda: sess.run(names, fed))))
         out = {k: np.asarray(by_name[t], np.float32) for k, t in self._graph.out_map.items() if t in by_name}
         return out, precision_report_from_facts(self.spec, facts, self._transform)
 
@@ -211,9 +234,10 @@ class OrtRunner(Runner):
         out_map = self._out_map(None)
         wanted = list(dict.fromkeys(out_map.values()))
         try:
-            by_name = run_bound(self._sess, feed, self._inputs, wanted, self.spec.device)
-        except _ort_errors("InvalidArgument", "InvalidGraph") as err:
-            raise BadInputError(f"ONNX Runtime rejected the inputs: {_first_line(err)}") from err
+            by_name = self._run(feed, "bound", lambda: run_bound(self._sess, feed, self._inputs, wanted,
+                                                                 self.spec.device))
+        except ort_errors("InvalidArgument", "InvalidGraph") as err:
+            raise BadInputError(f"ONNX Runtime rejected the inputs: {first_line(err)}") from err
         out: dict[str, torch.Tensor] = {}
         for original, name in out_map.items():
             t = by_name[name]
@@ -236,6 +260,9 @@ class OrtRunner(Runner):
         return self._infer(feed, only=extra)
 
     def _deactivate(self) -> None:
+        if self._held is not None:  # kept for the server's next command (ort_kept.py)
+            ort_kept.put(self._held)
+            self._held = None
         self._sess = None  # what was learnt (precision facts, amax, names) stays readable after deactivate
 
     # -- information -------------------------------------------------------------------------------------
@@ -309,6 +336,10 @@ class OrtRunner(Runner):
         cpu = ["CPUExecutionProvider"]
         return ["CUDAExecutionProvider", *cpu] if self.spec.device == "cuda" else cpu
 
+    def _how(self) -> SessionSettings:
+        return SessionSettings(str(self.spec), self.determinism, self.threads, self.spinning, self.shared_arena,
+                               self.spec.precision == "int8", self.dump_facts)
+
     def _provider_list(self, model: "onnx.ModelProto | None" = None) -> list:
         if self.spec.device == "cuda":
             nhwc_safe = model is not None and _nhwc_safe(model)
@@ -316,68 +347,6 @@ class OrtRunner(Runner):
                                                               half=self.spec.precision == "fp16" and nhwc_safe)
             return [("CUDAExecutionProvider", opts), ("CPUExecutionProvider", {})]
         return [("CPUExecutionProvider", {})]
-
-    def _session(self, model: "onnx.ModelProto", providers: list, record: bool):
-        """An InferenceSession plus the facts read from ORT's optimised graph (dtypes of compute nodes, EP fallback)."""
-        import onnx
-        import onnxruntime as ort
-
-        from cp_debug.graph.onnx_files import holds_stored
-        from cp_debug.graph.session import session_source
-
-        with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
-            opt_path = Path(tmp) / "optimized.onnx"
-            # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
-            big = not isinstance(src, bytes) or holds_stored(model)
-            dump = None if big or not self.dump_facts else str(opt_path)
-            try:
-                try:
-                    so = self.determinism.ort_session_options(
-                        threads=self.threads, optimized_model_filepath=dump, record_assignment=record,
-                        spinning=self.spinning)
-                    if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
-                        so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
-                    self._configure(so, model)
-                    sess = ort.InferenceSession(src, so, providers, **self.determinism.ort_session_kwargs())
-                except _ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
-                    if dump is None:
-                        raise
-                    so = self.determinism.ort_session_options(threads=self.threads, record_assignment=record,
-                                                              spinning=self.spinning)
-                    self._configure(so, model)
-                    sess = ort.InferenceSession(src, so, providers, **self.determinism.ort_session_kwargs())
-            except _ort_errors("NotImplemented") as err:
-                raise BackendUnavailableError(
-                    f"{self.spec}: ONNX Runtime has no kernel for a node of this model at this "
-                    f"precision: {_first_line(err)}"
-                ) from err
-            except _ort_errors(*_BAD_MODEL) as err:  # the model, not the machine: anything else propagates
-                raise BadInputError(f"ONNX Runtime cannot load the model for {self.spec}: {_first_line(err)}") from err
-            if dump is None or not opt_path.is_file():
-                facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
-            else:
-                try:
-                    facts = graph_facts(onnx.load(str(opt_path), load_external_data=False))
-                except Exception as err:  # noqa: BLE001
-                    facts = GraphFacts(error=_first_line(err))
-            fallback = cpu_fallback(sess) if record else None
-        return sess, replace(facts, cpu_fallback=None if fallback is None else tuple(fallback))
-
-    def _configure(self, so, model: "onnx.ModelProto") -> None:
-        """Session settings beyond determinism's: where stored weights are; the shared host arena; for INT8, exact
-        integer products."""
-        from cp_debug.graph.session import point_at_weights
-
-        point_at_weights(so, model)
-        if self.shared_arena:
-            _register_env_arena()
-            so.add_session_config_entry("session.use_env_allocators", "1")
-        if self.spec.precision == "int8":
-            exact_int8(so)
-
-
-_DUMP_WEIGHTS = "session.optimized_model_external_initializers_file_name"
-
 
 def _nhwc_safe(model: "onnx.ModelProto") -> bool:
     """Whether a float16 graph may run ONNX Runtime's NHWC convs (`prefer_nhwc`): it has convs, and every
@@ -392,25 +361,6 @@ def _nhwc_safe(model: "onnx.ModelProto") -> bool:
                                                           for t in bn_inputs)
 
 
-_ENV_ARENA = False
-
-
-def _register_env_arena() -> None:
-    """One CPU arena in ONNX Runtime's environment, for sessions that ask for it (once per process)."""
-    global _ENV_ARENA
-    if _ENV_ARENA:
-        return
-    import onnxruntime as ort
-
-    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    # ORT's defaults but for max_dead_bytes_per_chunk: a free chunk is split when more than 4 MiB of it would sit
-    # unused (ORT's 128 MiB default kept large chunks whole for small tensors). On the CPU machine's awml-base
-    # `--level all` FP16 bisect: peak RSS 2.55 GiB against 2.77 (default) and 1.88 with no arena at all, which
-    # was 40% slower (the kernel zero-filling pages again for every segment)
-    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, 1 << 22))
-    _ENV_ARENA = True
-
-
 def half_mode() -> str:
     """`CPDEBUG_ORT_CPU_HALF`: "emulated" (default) or "native"."""
     import os
@@ -419,24 +369,6 @@ def half_mode() -> str:
     if mode not in ("emulated", "native"):
         raise BadInputError(f"{HALF_ENV}={mode!r}: use 'emulated' (default) or 'native'")
     return mode
-
-
-# ONNX Runtime's errors that say the model itself cannot be loaded (bad input). Others (RuntimeException: out of
-# memory, a provider failing; EPFail; Python errors) are not the user's input and keep their traceback.
-_BAD_MODEL = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile")
-
-
-def _ort_errors(*names: str) -> tuple[type[BaseException], ...]:
-    """ONNX Runtime's own exception types of these names (its pybind module's), or all of them without names."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    found = [getattr(state, n, None) for n in names] if names else [getattr(state, n) for n in dir(state)]
-    return tuple(t for t in found if isinstance(t, type) and issubclass(t, Exception))
-
-
-def _first_line(err: BaseException) -> str:
-    text = [line for line in str(err).strip().splitlines() if line.strip()]
-    return " ".join(text[:2])[:300] if text else type(err).__name__
 
 
 def _ort_version() -> str | None:

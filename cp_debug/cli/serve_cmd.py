@@ -95,19 +95,25 @@ def _stop(path, quiet: bool) -> None:
 
 def _foreground(path, idle_minutes: float, group) -> None:
     """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
+    from cp_debug.backends import ort_kept
     from cp_debug.sweep import kept
 
-    server = resident.Server(path, command_runner(group), idle_s=idle_minutes * 60, keeps=kept.described)
+    server = resident.Server(path, command_runner(group, lambda text: server.say(text)), idle_s=idle_minutes * 60,
+                             keeps=lambda: kept.described() + ort_kept.described())
     server.say(f"starting for {sys.executable}")
     warm.warm_up(server.say)
-    with kept.keep_between(server.say):  # a `--ray local` sweep's cluster and workers stay up for the next sweep
+    # a `--ray local` sweep's cluster and workers stay up for the next sweep, ONNX Runtime's sessions for the next
+    # command
+    with kept.keep_between(server.say), ort_kept.keep_between(server.say):
         server.serve(on_ready=lambda: server.say("ready"))
 
 
-def command_runner(group) -> Callable[[list[str]], int]:
+def command_runner(group, say: Callable[[str], None] = lambda text: None) -> Callable[[list[str]], int]:
     """`run(argv) -> exit status` for click command group `group` (cpdebug's): what a command run in one process
     would exit with. A failure outside the commands' own error mapping (`cli/_errors.py`) is one line and 70 here
-    too, never the server's end; a caller's pipe that closed is 141, as in one process (`cli/_pipe.py`)."""
+    too, never the server's end; a caller's pipe that closed is 141, as in one process (`cli/_pipe.py`). After each
+    command, the ONNX Runtime sessions it did not use are let go (`backends/ort_kept.py`), said through `say`."""
+    from cp_debug.backends import ort_kept
 
     def run(argv: list[str]) -> int:
         saved = guard()
@@ -117,6 +123,9 @@ def command_runner(group) -> Callable[[list[str]], int]:
             return exit_code(code)
         finally:
             unguard(saved)
+            taken, made = ort_kept.command_done()
+            if taken or made:
+                say(f"ONNX Runtime sessions: {taken} taken from the command before, {made} made")
 
     return run
 

@@ -10,6 +10,8 @@ and their counts are the same whether its graph was exported or read back.
 
 Only the exporting thread's log records are kept (another thread's are no part of the export); fd 2 is captured only
 where it is no terminal (a terminal may carry a spinner drawn by another thread: rich's Live, `cli/_output.step`).
+Fd 2 is the process's: one `Said` at a time in the process (`SPEAKING`, which a thread may take again inside its
+own), else two threads' blocks would point it at each other's files and leave it at a closed one.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ import tempfile
 import threading
 import warnings
 
-__all__ = ["Said", "say_again"]
+__all__ = ["SPEAKING", "Said", "say_again"]
+
+SPEAKING = threading.RLock()  # held by the thread inside a `Said` (`backends/ort_kept.py` takes it first, with a limit)
 
 
 class Said:
     """Context manager: what the block said (`to_json()`), passed on as it would have gone without it — log records
-    as they come, Python warnings and fd 2's text when the block ends."""
+    as they come, Python warnings and fd 2's text when the block ends. `fd2_only`: fd 2's text alone (the Python
+    warnings and log records of the block are left to go as they go: `warnings.catch_warnings` is the process's, and
+    a block on one thread would catch, and on leaving put back, another thread's)."""
 
-    def __init__(self):
+    def __init__(self, fd2_only: bool = False):
+        self.fd2_only = fd2_only
         self.log: list[dict] = []
         self.warned: list[dict] = []
         self.stderr = ""
@@ -37,24 +44,30 @@ class Said:
         self._caught: list | None = None
         self._cw = None
         self._fd2: tuple[int, object] | None = None
+        self.heard_fd2 = False  # whether fd 2 was captured (not where it is a terminal)
 
     def __enter__(self) -> "Said":
-        logging.getLogger().addHandler(self._handler)
-        self._cw = warnings.catch_warnings(record=True)
-        self._caught = self._cw.__enter__()
+        SPEAKING.acquire()
+        if not self.fd2_only:
+            logging.getLogger().addHandler(self._handler)
+            self._cw = warnings.catch_warnings(record=True)
+            self._caught = self._cw.__enter__()
         self._fd2 = _capture_fd2()
+        self.heard_fd2 = self._fd2 is not None
         return self
 
     def __exit__(self, *exc) -> bool:
         try:
             self.stderr = _release_fd2(self._fd2)
         finally:
-            self._cw.__exit__(*exc)
-            logging.getLogger().removeHandler(self._handler)
-        for w in self._caught:  # said on, as they came, to whoever listens (the CLI's ThirdParty)
+            if not self.fd2_only:
+                self._cw.__exit__(*exc)
+                logging.getLogger().removeHandler(self._handler)
+            SPEAKING.release()
+        for w in self._caught or ():  # said on, as they came, to whoever listens (the CLI's ThirdParty)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.warned = [{"category": f"{w.category.__module__}:{w.category.__qualname__}", "message": str(w.message),
-                        "filename": w.filename, "lineno": w.lineno} for w in self._caught]
+                        "filename": w.filename, "lineno": w.lineno} for w in self._caught or ()]
         _write_fd2(self.stderr)
         return False
 

@@ -224,11 +224,12 @@ def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
 
 @pytest.mark.parametrize("precision", ["ort", "ort-cpu-int8"])
 def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_whole_dump(tiny, tmp_path, precision):
-    """ORT writes the optimised graph's weights aside (`_DUMP_WEIGHTS`): the facts read from it are those of the
-    same session's graph dumped whole, with its weights in the proto."""
+    """ORT writes the optimised graph's weights aside (`ort_session._DUMP_WEIGHTS`): the facts read from it are
+    those of the same session's graph dumped whole, with its weights in the proto."""
     import tempfile
 
     from cp_debug.backends.ort_precision import graph_facts
+    from cp_debug.backends.ort_session import _configure
 
     spec = BackendSpec.parse(precision)
     calib = [{"x": tiny.x}] if spec.precision == "int8" else None
@@ -239,7 +240,7 @@ def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_who
     assert facts.error is None and facts.compute_dtypes
     with tempfile.TemporaryDirectory() as tmp:
         so = runner.determinism.ort_session_options(threads=1, optimized_model_filepath=f"{tmp}/whole.onnx")
-        runner._configure(so, model)
+        _configure(so, model, runner._how())
         ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
         whole = graph_facts(onnx.load(f"{tmp}/whole.onnx"))
     assert (facts.compute_dtypes, facts.compute_ops, facts.other_float_dtypes, facts.casts) == (

@@ -58,6 +58,27 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
     assert (home / "c1" / "exports").is_dir() and (home / "c2" / "exports").is_dir()
 
 
+def test_the_next_served_command_takes_the_onnx_runtime_sessions_the_one_before_made(server):
+    """ONNX Runtime's sessions kept between commands (`backends/ort_kept.py`): the second of two served ORT-pair
+    bisects makes no session, takes every one the first made, and gives the report of a process of its own."""
+    sock, env, home = server
+    base = ["bisect", "--preset", "tiny", "--backends", "ort,ort-cpu-fp16", "--level", "block", "--quiet", "--json"]
+    env = {**env, "CPDEBUG_CACHE_DIR": str(home / "c3")}
+    said = len(_sessions(sock))
+    runs = [cpdebug([*base, f"{name}.json"], env, home) for name in ("first", "second")]
+    alone = cpdebug([*base, "alone.json"], {**env, "CPDEBUG_SERVER": "off"}, home)
+    assert [p.returncode for p in (*runs, alone)] == [0, 0, 0], runs[0].stderr
+    (_, made1), (taken2, made2) = _sessions(sock)[said:]
+    assert made1 > 0 and (taken2, made2) == (made1, 0)  # the first made what it did not find, the second took all
+    assert _comparable(home / "second.json") == _comparable(home / "alone.json")  # the first stored the exports
+
+
+def _sessions(sock: Path) -> list[tuple[int, int]]:
+    """The server log's (sessions taken, made) of each command that had ONNX Runtime sessions."""
+    return [(int(a), int(b)) for a, b in
+            re.findall(r"ONNX Runtime sessions: (\d+) taken from the command before, (\d+) made", server_log(sock))]
+
+
 def test_a_served_error_is_its_one_line_and_exit_code(server, tmp_path):
     """`report` of a file that is not there: an error the command gives at once, in a process of its own too (a
     bisect's comes after torch has loaded, seconds later, and is the same one line)."""

@@ -100,14 +100,14 @@ class OrtStageRunner(Runner):
                 f"onnxruntime here lacks {', '.join(missing)} (it has {', '.join(available)}); "
                 "install onnxruntime-gpu for CUDAExecutionProvider"
             )
-        from cp_debug.backends.ort_runner import _BAD_MODEL, _first_line, _ort_errors, exact_int8
+        from cp_debug.backends.ort_session import _BAD_MODEL, exact_int8, first_line, ort_errors
 
         so = ort.SessionOptions()
         exact_int8(so)  # a Q/DQ file: exact integer products on CPUs without VNNI
         try:
             self.session = ort.InferenceSession(str(self.onnx_path), sess_options=so, providers=list(self.providers))
-        except _ort_errors(*_BAD_MODEL) as err:  # the file, not the machine: anything else propagates
-            raise BadInputError(f"ONNX Runtime cannot load {self.onnx_path}: {_first_line(err)}; is it a complete "
+        except ort_errors(*_BAD_MODEL) as err:  # the file, not the machine: anything else propagates
+            raise BadInputError(f"ONNX Runtime cannot load {self.onnx_path}: {first_line(err)}; is it a complete "
                                 "ONNX file of this stage (`cpdebug export` writes one)?") from err
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())

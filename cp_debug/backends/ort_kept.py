@@ -1,0 +1,252 @@
+"""ONNX Runtime sessions kept between the commands of a resident server (`cpdebug serve`; issue 87, item 4).
+
+A served bisect made every session anew on every command: each probed graph prepared (probes exposed, FP16
+converted), ONNX Runtime's session made (its graph optimised, written and read back for the precision facts), and
+each session's first run (on CUDA, cuDNN picking each convolution's algorithm). In the server (`keep_between`), an
+`OrtRunner` hands what its activation made back here when it is done (`put`), under a key of everything that made
+it — the graph's bytes (or a file's size and time), the spec, the probes, the options, the determinism settings,
+`CPDEBUG_ORT_CPU_HALF` — and a runner of the same key in a later command takes it (`take`) instead of making its own.
+What a command did not use is let go when it ends (`command_done`): between commands the server holds at most the
+last command's sessions, at most `CPDEBUG_SERVER_SESSIONS` of them (256; 0: none kept), and none where less than
+a quarter of the host's memory (of the card's, for a CUDA session) is free as it is handed back: a served command
+must not fail for memory where its own process would not.
+
+What ONNX Runtime says while a session is made and on its first run at an input shape goes to file descriptor 2 from
+its default logger, and names no session; a command served from kept sessions must still give the report the third-
+party warnings its own process gives. So, while keeping, an activation, and each first run at an input shape new to
+its session, happen one at a time in the process, inside `export.said.Said` (its lock, `SPEAKING`; a run's fd 2
+alone, an activation's Python warnings and log records too: the graph's preparation speaks in Python, the FP16
+conversion's overflow warning): what they said is kept with the session and said again (`say_again`) when a later
+command takes it, and at that command's first run at each shape. Where that cannot be heard (fd 2 a terminal:
+`--verbose`; another thread speaking for over `_WAIT_S`) or a run failed, the session is not kept.
+
+Outside the server nothing is kept and nothing changes: `keeping()` is False, runners make and drop their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+SESSIONS_ENV = "CPDEBUG_SERVER_SESSIONS"  # how many sessions the server keeps between commands, at most
+_DEFAULT_MAX = 256
+_FREE_SHARE = 0.25  # a session is kept while this share of its device's memory stays free
+_WAIT_S = 30.0  # how long a keeping runner waits for another thread's `Said` before it gives keeping up
+
+_KEEP = False
+_held: dict[str, list["Held"]] = {}  # key -> what is kept under it (runners of one key may be active at once)
+_lock = threading.Lock()
+_command = 0  # the serial of the command now running
+_counts = {"taken": 0, "made": 0}  # in the command now running
+
+
+@dataclass
+class Held:
+    """One runner's activation as kept: its fields (`state`), what making it said, what its first run at each input
+    shape said (`runs`: signature -> `Said.to_json()`)."""
+
+    key: str
+    device: str  # "cpu" or "cuda"
+    state: dict
+    said: dict
+    runs: dict = field(default_factory=dict)
+    used: int = 0  # the serial of the command that last used it
+    spoiled: bool = False  # a run failed, or what one said could not be heard: not kept
+
+
+    def close(self) -> None:
+        self.state.clear()  # the sessions go with the last reference to them
+
+
+@contextlib.contextmanager
+def keep_between(say: Callable[[str], None] = lambda text: None) -> Iterator[None]:
+    """While in it (the server's life), runners keep their sessions for the next command; all let go at its end."""
+    global _KEEP
+    raw = os.environ.get(SESSIONS_ENV, "").strip()
+    if raw and not raw.isdigit():
+        say(f"{SESSIONS_ENV}={raw!r} is no whole number of sessions: {_DEFAULT_MAX} kept at most")
+    _KEEP = _most() > 0
+    if not _KEEP:
+        say(f"ONNX Runtime sessions: none kept between commands ({SESSIONS_ENV}=0)")
+    try:
+        yield
+    finally:
+        _KEEP = False
+        release_all()
+
+
+def keeping() -> bool:
+    return _KEEP
+
+
+def take(key: str) -> Held | None:
+    """A session kept under `key`, handed over (no longer held), what making it said said again; None where none."""
+    from cp_debug.export.said import say_again
+
+    with _lock:
+        got = _held.get(key)
+        held = got.pop() if got else None
+        if got is not None and not got:
+            del _held[key]
+        _counts["taken" if held else "made"] += 1
+    if held is not None:
+        held.used = _command
+        say_again(held.said)
+    return held
+
+
+def put(held: Held) -> None:
+    """`held` kept for the next command, where keeping and room remain; else let go."""
+    roomy = _KEEP and not held.spoiled and _room(held.device)
+    with _lock:
+        if roomy and sum(len(v) for v in _held.values()) < _most():
+            held.used = _command
+            _held.setdefault(held.key, []).append(held)
+            return
+    held.close()
+
+
+def command_done() -> tuple[int, int]:
+    """The command ended: what it did not use is let go. Returns (sessions taken from the keep, made) by it."""
+    global _command
+    with _lock:
+        stale = [h for v in _held.values() for h in v if h.used != _command]
+        for key in list(_held):
+            _held[key] = [h for h in _held[key] if h.used == _command]
+            if not _held[key]:
+                del _held[key]
+        counts = (_counts["taken"], _counts["made"])
+        _counts.update(taken=0, made=0)
+        _command += 1
+    for h in stale:
+        h.close()
+    return counts
+
+
+def release_all() -> None:
+    with _lock:
+        gone = [h for v in _held.values() for h in v]
+        _held.clear()
+    for h in gone:
+        h.close()
+
+
+def described() -> list[str]:
+    """What is kept now, in words (`cpdebug serve --status`)."""
+    with _lock:
+        n = sum(len(v) for v in _held.values())
+    return [f"{n} ONNX Runtime session(s) of the last command"] if n else []
+
+
+@contextlib.contextmanager
+def speaking(fd2_only: bool = False) -> Iterator[Any]:
+    """A `Said` around the block, entered once no other thread is inside one (within `_WAIT_S`); None where it
+    could not be: the block runs all the same, unheard."""
+    from cp_debug.export.said import SPEAKING, Said
+
+    if not SPEAKING.acquire(timeout=_WAIT_S):
+        yield None
+        return
+    try:
+        with Said(fd2_only) as said:
+            yield said
+    finally:
+        SPEAKING.release()
+
+
+def first_run(held: Held, spoken: set, signature: tuple, run: Callable[[], Any]) -> Any:
+    """`run()`, a runner's run of `held`'s session: at an input shape the runner has not run yet (`spoken`), what
+    the session's first run at it said is said again, or heard and kept where it never ran it."""
+    from cp_debug.export.said import say_again
+
+    if signature in spoken:
+        return run()
+    spoken.add(signature)
+    said = held.runs.get(signature)
+    if said is not None:
+        say_again(said)
+        return run()
+    with speaking(fd2_only=True) as heard:  # a run says nothing in Python
+        out = run()
+    if heard is None or not heard.heard_fd2:
+        held.spoiled = True
+    else:
+        held.runs[signature] = heard.to_json()
+    return out
+
+
+def key_of(parts: tuple, sources: tuple) -> str | None:
+    """The key of a runner made from `sources` (models: a ModelProto, a file, None) and `parts` (everything else,
+    by `repr`); None where a source cannot be told by its content (a graph over one protobuf message, weights in
+    the weights folder)."""
+    h = hashlib.sha1(repr(parts).encode())
+    for src in sources:
+        if src is None:
+            h.update(b"-")
+            continue
+        found = _source(src)
+        if found is None:
+            return None
+        h.update(found)
+    return h.hexdigest()
+
+
+def feeds_digest(feeds) -> str:
+    """Calibration feeds (a list of name -> array), by content."""
+    import numpy as np
+
+    if not feeds:
+        return ""
+    h = hashlib.sha1()
+    for feed in feeds:
+        for name in sorted(feed):
+            a = np.ascontiguousarray(feed[name])
+            h.update(f"{name}{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def signature(feed: dict) -> tuple:
+    """An input feed's names, shapes and types: a session's first run at each says what it says once."""
+    return tuple(sorted((k, tuple(v.shape), str(v.dtype)) for k, v in feed.items()))
+
+
+def _source(src) -> bytes | None:
+    if isinstance(src, (str, os.PathLike)):  # a file: its size and time, and those of the files beside it (its data)
+        path = Path(src).resolve()
+        try:
+            stamps = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                            for e in os.scandir(path.parent) if e.is_file())
+        except OSError:
+            return None
+        return repr((str(path), stamps)).encode()
+    from cp_debug.graph.onnx_files import encoded
+
+    data = encoded(src)
+    return None if data is None else hashlib.sha1(data).digest()
+
+
+def _room(device: str) -> bool:
+    """Whether `_FREE_SHARE` of the device's memory is free (the host's: /proc/meminfo; a card's: CUDA's runtime
+    through torch); True where it cannot be told."""
+    try:
+        if device == "cuda":
+            import torch
+
+            free, total = torch.cuda.mem_get_info()
+        else:
+            info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+            free, total = (int(info[k].split()[0]) for k in ("MemAvailable", "MemTotal"))
+    except Exception:  # noqa: BLE001 - no CUDA runtime, no /proc: nothing to go by
+        return True
+    return free >= _FREE_SHARE * total
+
+
+def _most() -> int:
+    raw = os.environ.get(SESSIONS_ENV, "").strip()
+    return int(raw) if raw.isdigit() else _DEFAULT_MAX
