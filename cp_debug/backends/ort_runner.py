@@ -136,7 +136,7 @@ class OrtRunner(Runner):
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
-        key = self._kept_key() if ort_kept.keeping() else None
+        key = self._kept_key() if ort_kept.keeping() and self.spec.device == "cpu" else None  # ort_kept: why
         self._held = ort_kept.take(key) if key else None
         if self._held is not None:  # a server's earlier command made it (ort_kept.py)
             self.__dict__.update(self._held.state)
@@ -146,8 +146,7 @@ class OrtRunner(Runner):
         with ort_kept.speaking() as said:
             self._make()
         if said is not None and said.heard_fd2:
-            self._held = ort_kept.Held(key, self.spec.device, {n: getattr(self, n) for n in _MADE},
-                                        said.to_json())
+            self._held = ort_kept.Held(key, {n: getattr(self, n) for n in _MADE}, said.to_json())
 
     def _make(self) -> None:
         """Prepare the graph and make the sessions."""

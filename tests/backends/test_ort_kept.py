@@ -96,9 +96,10 @@ def test_nothing_is_kept_outside_the_server_after_a_failed_run_or_past_the_limit
 
 
 def test_what_a_first_run_said_on_fd_2_is_said_again_at_the_next_command_s_first_run():
-    """ONNX Runtime's CUDA provider writes lines to fd 2 on a session's first run at a shape (cuDNN's plans); a kept
-    session's next first run says nothing itself: the kept lines stand in, once per shape and command."""
-    held = ort_kept.Held("k", "cpu", {}, {})
+    """A session that writes lines to fd 2 on its first run at a shape (as ONNX Runtime's CUDA provider does, of
+    cuDNN's plans): kept, its next command's first run says nothing itself, and the kept lines stand in, once per
+    shape and command."""
+    held = ort_kept.Held("k", {}, {})
     line = b"[W:onnxruntime:, conv.cc:1 Plan] No execution plans support the graph.\n"
 
     def command(fresh: bool):
