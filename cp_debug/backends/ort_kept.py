@@ -7,11 +7,15 @@ each session's first run (on CUDA, cuDNN picking each convolution's algorithm). 
 it — the graph's bytes (or a file's size and time), the spec, the probes, the options, the determinism settings,
 `CPDEBUG_ORT_CPU_HALF` — and a runner of the same key in a later command takes it (`take`) instead of making its own.
 What a command did not use is let go when it ends (`command_done`): between commands the server holds at most the
-last command's sessions, at most `CPDEBUG_SERVER_SESSIONS` of them (256; 0: none kept), and none where less than
-a quarter of the host's memory is free as it is handed back.
+last command's sessions, at most `CPDEBUG_SERVER_SESSIONS` of them (256; 0: none kept), none where less than a
+quarter of the host's memory is free as it is handed back, and none once the server has grown by more than 1 GiB
+since it began to keep: a session holds more than its graph (the demo preset's 136 CPU sessions, 66 MB of graphs,
+held 3 GB: the activations ONNX Runtime plans per session), so the keep stays with the models whose sessions cost
+more to make than to hold.
 
 CPU sessions only. On the CPU machine a served `bisect --preset tiny --level all --backends ort,ort-cpu-fp16` takes
-all 136 of its sessions from the command before and runs in ~1.0 s against ~1.9 s. CUDA sessions were kept too at
+all 136 of its sessions from the command before and runs in ~1.0 s against ~1.9 s; the demo preset's took all 136
+and ran no faster (its runs, 7.6 of its 10-12 s, are the cost), the server 4 GB larger. CUDA sessions were kept too at
 first, and on an H100 (the ORT pair, awml-base, `--level all`, docs/measurements.md) that was worse on both counts:
 the served command took 2.99 s against 2.70 s without (8 of its 13 sessions taken, 5 made anew each time, made one
 at a time to be heard), and a bisect in a process of its own beside the server failed for the card's memory that
@@ -44,7 +48,9 @@ _DEFAULT_MAX = 256
 _FREE_SHARE = 0.25  # a session is kept while this share of its device's memory stays free
 _WAIT_S = 30.0  # how long a keeping runner waits for another thread's `Said` before it gives keeping up
 
+_GROWTH = 1 << 30  # kept sessions let go where the process has grown by more than this since it began to keep
 _KEEP = False
+_base_rss: int | None = None  # the process's resident bytes when it began to keep
 _held: dict[str, list["Held"]] = {}  # key -> what is kept under it (runners of one key may be active at once)
 _lock = threading.Lock()
 _command = 0  # the serial of the command now running
@@ -71,11 +77,11 @@ class Held:
 @contextlib.contextmanager
 def keep_between(say: Callable[[str], None] = lambda text: None) -> Iterator[None]:
     """While in it (the server's life), runners keep their sessions for the next command; all let go at its end."""
-    global _KEEP
+    global _KEEP, _base_rss
     raw = os.environ.get(SESSIONS_ENV, "").strip()
     if raw and not raw.isdigit():
         say(f"{SESSIONS_ENV}={raw!r} is no whole number of sessions: {_DEFAULT_MAX} kept at most")
-    _KEEP = _most() > 0
+    _KEEP, _base_rss = _most() > 0, _rss()
     if not _KEEP:
         say(f"ONNX Runtime sessions: none kept between commands ({SESSIONS_ENV}=0)")
     try:
@@ -116,8 +122,9 @@ def put(held: Held) -> None:
     held.close()
 
 
-def command_done() -> tuple[int, int]:
-    """The command ended: what it did not use is let go. Returns (sessions taken from the keep, made) by it."""
+def command_done() -> tuple[int, int, str | None]:
+    """The command ended: what it did not use is let go, and all of it where the process has grown by more than
+    `_GROWTH` since it began to keep. Returns (sessions taken from the keep, made) by it, and why all went (None)."""
     global _command
     with _lock:
         stale = [h for v in _held.values() for h in v if h.used != _command]
@@ -130,7 +137,13 @@ def command_done() -> tuple[int, int]:
         _command += 1
     for h in stale:
         h.close()
-    return counts
+    now = _rss() if _held else None
+    grown = None if now is None or _base_rss is None else now - _base_rss
+    if grown is not None and grown > _GROWTH:
+        release_all()
+        return (*counts, f"none kept: the server has grown by {grown / 2**30:.1f} GiB since it began to keep them "
+                         f"(more than {_GROWTH / 2**30:.0f} GiB)")
+    return (*counts, None)
 
 
 def release_all() -> None:
@@ -234,6 +247,17 @@ def _source(src) -> bytes | None:
 
     data = encoded(src)
     return None if data is None else hashlib.sha1(data).digest()
+
+
+def _rss() -> int | None:
+    """This process's resident bytes (/proc); None where it cannot be told."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _room() -> bool:

@@ -123,9 +123,10 @@ def command_runner(group, say: Callable[[str], None] = lambda text: None) -> Cal
             return exit_code(code)
         finally:
             unguard(saved)
-            taken, made = ort_kept.command_done()
+            taken, made, gone = ort_kept.command_done()
             if taken or made:
-                say(f"ONNX Runtime sessions: {taken} taken from the command before, {made} made")
+                say(f"ONNX Runtime sessions: {taken} taken from the command before, {made} made"
+                    + (f"; {gone}" if gone else ""))
 
     return run
 

@@ -42,7 +42,7 @@ def _command(model, spec=FP16, feed=FEED, threads=1, extra=("y",)):
             out = r.infer(feed)
             sess = r._sess
         said = [(w.source, w.message, w.count) for w in tp.warnings()]
-    return out, sess, said, ort_kept.command_done()
+    return out, sess, said, ort_kept.command_done()[:2]
 
 
 def test_the_next_command_takes_the_session_and_says_what_making_it_said(overflowing):
@@ -120,3 +120,17 @@ def test_what_a_first_run_said_on_fd_2_is_said_again_at_the_next_command_s_first
     again = command(fresh=False)  # the same session kept, in the next command: it says nothing now
     assert first == again == [(line.decode().strip(), 2)]
     assert not held.spoiled and set(held.runs) == {("run", (1, 4)), ("run", (2, 4))}
+
+
+def test_all_is_let_go_once_the_process_has_grown_past_its_limit(overflowing, monkeypatch):
+    """A session holds more than its graph (ONNX Runtime plans each one's activations): past `_GROWTH` over what the
+    process held when it began to keep, the command's end lets every kept session go, and says why."""
+    with ort_kept.keep_between():
+        _command(overflowing)
+        assert ort_kept.described()  # within the limit: kept
+        monkeypatch.setattr(ort_kept, "_GROWTH", -(1 << 40))  # any size is past it
+        with ThirdParty(), OrtRunner(overflowing, FP16, extra_outputs=["y"], threads=1) as r:
+            r.infer(FEED)
+        taken, made, gone = ort_kept.command_done()
+        assert ort_kept.described() == []  # the server still keeping, nothing held
+    assert (taken, made) == (1, 0) and gone.startswith("none kept: the server has grown by")
