@@ -76,7 +76,7 @@ def _status(path) -> None:
           f"{'running one' if st['busy'] else 'idle'}{waiting}; "
           f"stops after {st['idle_s'] / 60:g} idle minutes; code {current}")
     if st.get("keeps"):
-        print(f"kept for the next sweep: {'; '.join(st['keeps'])} (`cpdebug serve --stop` lets them go)")
+        print(f"kept for the next command: {'; '.join(st['keeps'])} (`cpdebug serve --stop` lets them go)")
     print(f"socket {st['socket']}; log {st['log']}")
 
 

@@ -74,6 +74,8 @@ def test_the_next_served_command_takes_the_onnx_runtime_sessions_the_one_before_
     first["settings"].pop("export_cache")  # the first stored the exports, the second read them back
     second["settings"].pop("export_cache")
     assert second == first
+    status = cpdebug(["serve", "--status"], env, home).stdout
+    assert f"kept for the next command: {made1} ONNX Runtime session(s) of the last command" in status
 
 
 def _sessions(sock: Path) -> list[tuple[int, int]]:
