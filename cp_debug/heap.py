@@ -5,6 +5,9 @@ the process (modules, classes, functions, the model's). With Python's defaults e
 collection walked them again, and each full one all of them: `collect_less` raises the first threshold, `settle`
 moves what a warm-up loaded out of the collector's sight once it is loaded. Garbage is found the same way; frozen
 objects and tensors are still freed by their reference counts.
+
+`meminfo` reads what the host has (/proc/meminfo): the one reader of it for the reference store's budget, the
+fit check of a model's weights and the server's kept sessions.
 """
 
 from __future__ import annotations
@@ -26,3 +29,15 @@ def settle() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def meminfo(field: str) -> int | None:
+    """/proc/meminfo's `field` ("MemAvailable", "MemTotal" …) in bytes; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -45,11 +45,12 @@ from typing import Any, Callable, Iterator
 
 SESSIONS_ENV = "CPDEBUG_SERVER_SESSIONS"  # how many sessions the server keeps between commands, at most
 _DEFAULT_MAX = 256
-_FREE_SHARE = 0.25  # a session is kept while this share of its device's memory stays free
+_FREE_SHARE = 0.25  # a session is kept while this share of the host's memory stays free
 _WAIT_S = 30.0  # how long a keeping runner waits for another thread's `Said` before it gives keeping up
 
 _GROWTH = 1 << 30  # kept sessions let go where the process has grown by more than this since it began to keep
 _KEEP = False
+_max = _DEFAULT_MAX  # sessions kept at most (`CPDEBUG_SERVER_SESSIONS`, read as keeping begins)
 _base_rss: int | None = None  # the process's resident bytes when it began to keep
 _held: dict[str, list["Held"]] = {}  # key -> what is kept under it (runners of one key may be active at once)
 _lock = threading.Lock()
@@ -69,7 +70,6 @@ class Held:
     used: int = 0  # the serial of the command that last used it
     spoiled: bool = False  # a run failed, or what one said could not be heard: not kept
 
-
     def close(self) -> None:
         self.state.clear()  # the sessions go with the last reference to them
 
@@ -77,11 +77,12 @@ class Held:
 @contextlib.contextmanager
 def keep_between(say: Callable[[str], None] = lambda text: None) -> Iterator[None]:
     """While in it (the server's life), runners keep their sessions for the next command; all let go at its end."""
-    global _KEEP, _base_rss
+    global _KEEP, _base_rss, _max
     raw = os.environ.get(SESSIONS_ENV, "").strip()
+    _max = int(raw) if raw.isdigit() else _DEFAULT_MAX
     if raw and not raw.isdigit():
         say(f"{SESSIONS_ENV}={raw!r} is no whole number of sessions: {_DEFAULT_MAX} kept at most")
-    _KEEP, _base_rss = _most() > 0, _rss()
+    _KEEP, _base_rss = _max > 0, _rss()
     if not _KEEP:
         say(f"ONNX Runtime sessions: none kept between commands ({SESSIONS_ENV}=0)")
     try:
@@ -115,7 +116,7 @@ def put(held: Held) -> None:
     """`held` kept for the next command, where keeping and room remain; else let go."""
     roomy = _KEEP and not held.spoiled and _room()
     with _lock:
-        if roomy and sum(len(v) for v in _held.values()) < _most():
+        if roomy and sum(len(v) for v in _held.values()) < _max:
             held.used = _command
             _held.setdefault(held.key, []).append(held)
             return
@@ -262,14 +263,7 @@ def _rss() -> int | None:
 
 def _room() -> bool:
     """Whether `_FREE_SHARE` of the host's memory is free (/proc/meminfo); True where it cannot be told."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        free, total = (int(info[k].split()[0]) for k in ("MemAvailable", "MemTotal"))
-    except (OSError, KeyError, ValueError):  # no /proc: nothing to go by
-        return True
-    return free >= _FREE_SHARE * total
+    from cp_debug.heap import meminfo
 
-
-def _most() -> int:
-    raw = os.environ.get(SESSIONS_ENV, "").strip()
-    return int(raw) if raw.isdigit() else _DEFAULT_MAX
+    free, total = meminfo("MemAvailable"), meminfo("MemTotal")
+    return free is None or total is None or free >= _FREE_SHARE * total

@@ -72,14 +72,9 @@ def check_fits(weights: int, specs: "Sequence[BackendSpec]", module_resident: bo
 
 def host_available() -> int | None:
     """MemAvailable from /proc/meminfo, in bytes; None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    from cp_debug.heap import meminfo
+
+    return meminfo("MemAvailable")
 
 
 def gpu_free() -> int | None:

@@ -36,15 +36,9 @@ _FLOOR = 256 << 20
 def available_memory() -> int | None:
     """Bytes this process could still take: /proc/meminfo's MemAvailable, capped by a cgroup v2 limit
     (memory.max - memory.current; a container sees the host's meminfo), else psutil's figure; None if unknown."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        avail = None
+    from cp_debug.heap import meminfo
+
+    avail = meminfo("MemAvailable")
     if avail is None:
         try:
             import psutil  # optional: not a dependency, used where /proc is not

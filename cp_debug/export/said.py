@@ -44,7 +44,6 @@ class Said:
         self._caught: list | None = None
         self._cw = None
         self._fd2: tuple[int, object] | None = None
-        self.heard_fd2 = False  # whether fd 2 was captured (not where it is a terminal)
 
     def __enter__(self) -> "Said":
         SPEAKING.acquire()
@@ -53,8 +52,12 @@ class Said:
             self._cw = warnings.catch_warnings(record=True)
             self._caught = self._cw.__enter__()
         self._fd2 = _capture_fd2()
-        self.heard_fd2 = self._fd2 is not None
         return self
+
+    @property
+    def heard_fd2(self) -> bool:
+        """Whether fd 2 was captured (not where it is a terminal)."""
+        return self._fd2 is not None
 
     def __exit__(self, *exc) -> bool:
         try:
