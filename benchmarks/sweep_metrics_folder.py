@@ -49,17 +49,29 @@ def main() -> None:
                 print(f"  {lane} class {c}: {len(pooled.scores)} detections, "
                       f"{len(np.unique(pooled.scores))} distinct scores")
 
-    class Ahead:  # what a sweep's MetricsAhead hands over
+    class Ahead:  # what a sweep's MetricsAhead hands over: the tables, the devkit's distances worked out ahead
         def __init__(self, pool):
             self.processes, self.workers = pool, workers
 
         def done(self):
             return tables
 
+        def rows(self):
+            return rows
+
     metrics._import_devkit()  # as a sweep's MetricsAhead does, here and in each process, while the frames run
     with metrics.process_pool(workers) as pool:
         for f in [pool.submit(int) for _ in range(workers)]:
             f.result()
+        from cp_debug.eval.devkit_rows import frame_input, frames_rows
+
+        t0 = time.perf_counter()
+        batch = [(r.token, *frame_input(r.gt, {b: r.boxes[b] for b in lanes})) for r in usable]
+        rows = {lane: {} for lane in lanes}
+        for f in [pool.submit(frames_rows, batch[i:i + 32], n_classes) for i in range(0, len(batch), 32)]:
+            for lane, by_token in f.result().items():
+                rows[lane].update(by_token)
+        print(f"the devkit's distances (a sweep works them out while its frames run): {time.perf_counter() - t0:.2f} s")
         t0 = time.perf_counter()
         metrics.sweep_metrics(results, settings, ahead=Ahead(pool))
         print(f"metrics, a warm pool of {workers}: {time.perf_counter() - t0:.2f} s")
@@ -70,7 +82,7 @@ def main() -> None:
         print(f"  the bootstrap alone: {time.perf_counter() - t0:.2f} s")
         metrics._devkit = devkit
         t0 = time.perf_counter()
-        parts = metrics._devkit(usable, lanes, settings.config(), pool, workers)
+        parts = metrics._devkit(usable, lanes, settings.config(), pool, workers, rows)
         for v in parts.values():
             if hasattr(v, "result"):
                 v.result()

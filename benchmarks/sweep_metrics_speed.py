@@ -63,7 +63,7 @@ def _frames(n: int, ties: bool, per: int = 100, skewed: bool = False):
     return out
 
 
-def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = False) -> None:
+def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = False, no_rows: bool = False) -> None:
     import hashlib
 
     from cp_debug.sweep import metrics
@@ -74,12 +74,15 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     results = _frames(frames, ties, skewed=skewed)
     tables = {r.token: metrics.frame_tables(r, list(settings.backends), 5) for r in results}
 
-    class Ahead:  # the tables a sweep works out while its frames run
+    class Ahead:  # the tables (and, with a pool, the devkit's distances) a sweep works out while its frames run
         def __init__(self):
-            self.processes, self.workers = None, 0
+            self.processes, self.workers, self.ready_rows = None, 0, None
 
         def done(self):
             return tables
+
+        def rows(self):
+            return self.ready_rows
 
     ahead = Ahead()
     if processes and part == "all":
@@ -92,6 +95,20 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
         ahead.workers = processes
         for f in [ahead.processes.submit(int) for _ in range(processes)]:
             f.result()
+        try:  # a tree with the devkit's distances worked out ahead (eval/devkit_rows.py): as the frames come
+            from cp_debug.eval.devkit_rows import frame_input, frames_rows
+        except ImportError:
+            frames_rows = None
+        if frames_rows is not None and not no_rows:
+            t0 = time.perf_counter()
+            batch = [(r.token, *frame_input(r.gt, r.boxes)) for r in results]
+            futures = [ahead.processes.submit(frames_rows, batch[i:i + 32], 5) for i in range(0, len(batch), 32)]
+            ahead.ready_rows = {lane: {} for lane in settings.backends}
+            for f in futures:
+                for lane, by_token in f.result().items():
+                    ahead.ready_rows[lane].update(by_token)
+            print(f"distances worked out ahead (while a sweep's frames run): {time.perf_counter() - t0:.2f} s",
+                  file=sys.stderr)
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}
     t0 = time.perf_counter()
@@ -108,18 +125,21 @@ def main() -> None:
     ap.add_argument("--ties", action="store_true")
     ap.add_argument("--skewed", action="store_true", help="the class mix of a real random-weight awml-base sweep")
     ap.add_argument("--part", choices=("all", "bootstrap"), default="all")
+    ap.add_argument("--no-rows", action="store_true", help="no devkit distances worked out ahead (as before them)")
     ap.add_argument("--tree", action="append", default=[], help="another checkout, run the same way")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.frames, args.processes, args.ties, args.part, args.skewed)
+        child(args.frames, args.processes, args.ties, args.part, args.skewed, args.no_rows)
         return
     rows = []
     for tree in [str(ROOT), *args.tree]:
         cmd = [sys.executable, __file__, "--child", "--frames", str(args.frames), "--processes", str(args.processes),
-               "--part", args.part, *(["--ties"] if args.ties else []), *(["--skewed"] if args.skewed else [])]
+               "--part", args.part, *(["--ties"] if args.ties else []), *(["--skewed"] if args.skewed else []),
+               *(["--no-rows"] if args.no_rows else [])]
         env = dict(os.environ, PYTHONPATH=tree)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        sys.stderr.write(done.stderr)
         rows.append((tree, json.loads(done.stdout.strip().splitlines()[-1])))
     base = rows[0][1]["seconds"]
     print(f"sweep_metrics over {args.frames} frames, part {args.part}, processes {args.processes}, "

@@ -232,11 +232,13 @@ def of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, Sample
 
 def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
                    class_names: Sequence[str], name: str, *, class_range: float = 1e9,
-                   thresholds: Sequence[float] = DIST_THS) -> ClassPart:
+                   thresholds: Sequence[float] = DIST_THS, rows: Mapping[str, np.ndarray] | None = None) -> ClassPart:
     """Class `name`'s part of `evaluate` (inputs checked by `check_inputs` first): the devkit's `accumulate` of its
     boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
     per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
-    its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m."""
+    its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m.
+    `rows`: token -> the class's center distances worked out ahead (`devkit_rows.py`), which `accumulate` then
+    looks up instead of computing each pair again; the same figures."""
     from cp_debug.eval.devkit_boxes import to_eval_boxes
 
     EvalBoxes, algo, known, DetectionBox, _, _ = _devkit()
@@ -245,6 +247,12 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     tokens = sorted(ground_truth)
     gt = to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes, known)
     pred = to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes, known)
+    distance = None
+    if rows is not None:
+        from cp_debug.eval.devkit_rows import looked_up, tag
+
+        tag(gt, pred, tokens, rows)
+        distance = looked_up
     for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
         for token in tokens:
             boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
@@ -255,7 +263,7 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
         # As NuScenesEval.evaluate: accumulate per threshold, then AP and TP errors.
-        data = {th: algo.accumulate(gt, pred, name, cfg.dist_fcn_callable, th) for th in thresholds}
+        data = {th: algo.accumulate(gt, pred, name, distance or cfg.dist_fcn_callable, th) for th in thresholds}
         aps = {th: float(algo.calc_ap(data[th], cfg.min_recall, cfg.min_precision)) for th in thresholds}
         # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
         tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], cfg.min_recall, m))

@@ -26,12 +26,13 @@ from cp_debug.eval.devkit import DIST_THS, of_class
 # box of its sample inside `accumulate` (per threshold); only their ratio matters
 BOX_SECONDS = 11e-6
 PAIR_SECONDS = 6.7e-6
+LOOKED_UP_SECONDS = 0.8e-6  # a pair whose distance was worked out ahead (`eval/devkit_rows.py`)
 SPLITS = {k: tuple(DIST_THS[i:i + len(DIST_THS) // k] for i in range(0, len(DIST_THS), len(DIST_THS) // k))
           for k in (1, 2, 4)}  # a class in 1, 2 or 4 parts: its thresholds (0.5, 1, 2, 4 m) shared out
 
 
-def class_costs(gt: Mapping[str, SampleBoxes], dets: Mapping[str, SampleBoxes], n_classes: int
-                ) -> list[tuple[float, float]]:
+def class_costs(gt: Mapping[str, SampleBoxes], dets: Mapping[str, SampleBoxes], n_classes: int,
+                pair_seconds: float = PAIR_SECONDS) -> list[tuple[float, float]]:
     """Per class: (seconds to make its boxes, seconds of one threshold's `accumulate`), estimated from the counts."""
     g = np.zeros(n_classes)
     d = np.zeros(n_classes)
@@ -41,7 +42,7 @@ def class_costs(gt: Mapping[str, SampleBoxes], dets: Mapping[str, SampleBoxes], 
         found = dets.get(token)
         dc = np.bincount(found.labels, minlength=n_classes)[:n_classes] if found is not None else np.zeros(n_classes)
         g, d, pairs = g + gc, d + dc, pairs + gc * dc
-    return [(BOX_SECONDS * (g[c] + d[c]), PAIR_SECONDS * pairs[c]) for c in range(n_classes)]
+    return [(BOX_SECONDS * (g[c] + d[c]), pair_seconds * pairs[c]) for c in range(n_classes)]
 
 
 def plan(costs: Sequence[tuple[float, float]], workers: int) -> list[int]:
@@ -69,14 +70,25 @@ def plan(costs: Sequence[tuple[float, float]], workers: int) -> list[int]:
     return k
 
 
-def submit_lanes(processes, workers: int, lanes: Mapping[str, tuple], names: tuple, reach: float) -> dict:
+def submit_lanes(processes, workers: int, lanes: Mapping[str, tuple], names: tuple, reach: float,
+                 rows: Mapping[str, Mapping] | None = None) -> dict:
     """Every lane's classes into the pool, cut as `plan` says, longest part first. `lanes`: lane -> (ground truth,
-    detections), inputs `check_inputs` passed. Returns lane -> `LaneParts`."""
-    costs = {lane: class_costs(gt, dets, len(names)) for lane, (gt, dets) in lanes.items()}
+    detections), inputs `check_inputs` passed; `rows`: lane -> token -> class -> the center distances worked out
+    ahead (`eval/devkit_rows.py`), or None. Returns lane -> `LaneParts`."""
+    rows = rows or {}
+    costs = {lane: class_costs(gt, dets, len(names), LOOKED_UP_SECONDS if lane in rows else PAIR_SECONDS)
+             for lane, (gt, dets) in lanes.items()}
     order = [(lane, c) for lane in lanes for c in range(len(names))]
     cuts = dict(zip(order, plan([costs[lane][c] for lane, c in order], workers)))
-    blobs = {(lane, c): pickle.dumps(tuple(of_class(side, c) for side in lanes[lane]), pickle.HIGHEST_PROTOCOL)
-             for lane, c in order}  # each part is sent its class's boxes only
+
+    def class_rows(lane: str, c: int) -> dict | None:
+        if lane not in rows:
+            return None
+        return {token: by_class[c] for token, by_class in rows[lane].items() if c in by_class}
+
+    blobs = {(lane, c): pickle.dumps((*(of_class(side, c) for side in lanes[lane]), class_rows(lane, c)),
+                                     pickle.HIGHEST_PROTOCOL)
+             for lane, c in order}  # each part is sent its class's boxes (and distances) only
     jobs = []
     for (lane, c), k in cuts.items():
         make, one = costs[lane][c]
@@ -92,8 +104,8 @@ def class_part(blob: bytes, names: tuple, name: str, reach: float, thresholds: t
     and the detections of that class alone (`of_class`)."""
     from cp_debug.eval.devkit import evaluate_class
 
-    gt, dets = pickle.loads(blob)
-    return evaluate_class(gt, dets, names, name, class_range=reach, thresholds=thresholds)
+    gt, dets, rows = pickle.loads(blob)
+    return evaluate_class(gt, dets, names, name, class_range=reach, thresholds=thresholds, rows=rows)
 
 
 class LaneParts:

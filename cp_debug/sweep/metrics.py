@@ -28,6 +28,7 @@ from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
 CONFIDENCE = 0.95
 _THRESHOLDS = np.asarray(DIST_THS, dtype=np.float64)
+ROWS_BATCH = 32  # frames a task of the devkit's distances worked out ahead (`devkit_rows.py`) in the metrics' pool
 SPARE_CORES = 8  # a host with this many cores or more works the metrics out in processes of their own (the devkit's
 MAX_PROCESSES = 16  # parts, the bootstrap's pairs): at most the host's cores less two, and this many
 
@@ -83,6 +84,8 @@ class MetricsAhead:
         self.lanes = list(settings.backends)
         self.n_classes = len(settings.config().class_names)
         self.tables: dict[str, dict] = {}
+        self._waiting: list[tuple] = []  # frames whose devkit distances are not yet handed to the pool
+        self._rows: list = []  # the pool's futures of them
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
         # where the host has cores to spare (a GPU host), the devkit's evaluation (in parts: `devkit_parts.py`) and
         # the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each lane's
@@ -107,8 +110,38 @@ class MetricsAhead:
         self.tables[token] = tables
 
     def add(self, r: FrameResult) -> None:
-        if r.token not in self.tables and _usable(r, self.lanes):
+        if not _usable(r, self.lanes):
+            return
+        if r.token not in self.tables:
             self._pool.submit(self._add, r)
+        if self.processes is not None:  # the devkit's distances, in the pool while the frames run
+            from cp_debug.eval.devkit_rows import frame_input
+
+            self._waiting.append((r.token, *frame_input(r.gt, {b: r.boxes[b] for b in self.lanes})))
+            if len(self._waiting) >= ROWS_BATCH:
+                self._hand_rows(ROWS_BATCH)
+
+    def _hand_rows(self, size: int) -> None:
+        from cp_debug.eval.devkit_rows import frames_rows
+
+        waiting, self._waiting = self._waiting, []
+        for i in range(0, len(waiting), size):
+            self._rows.append(self.processes.submit(frames_rows, waiting[i:i + size], self.n_classes))
+
+    def rows(self) -> dict[str, dict[str, dict[int, np.ndarray]]] | None:
+        """lane -> token -> class -> the devkit's center distances worked out in the pool (`devkit_rows.py`), once
+        every frame's are; None where there is no pool or a batch failed (the devkit's parts then work them out)."""
+        if self.processes is None:
+            return None
+        self._hand_rows(2)  # the last frames, a few a process
+        out: dict[str, dict] = {lane: {} for lane in self.lanes}
+        try:
+            for future in self._rows:
+                for lane, by_token in future.result().items():
+                    out[lane].update(by_token)
+        except Exception:  # noqa: BLE001 - a broken pool: `_devkit` says so through its parts, or works them out
+            return None
+        return out
 
     def _add(self, r: FrameResult) -> None:
         self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
@@ -178,7 +211,8 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     ready = ahead.done() if ahead is not None else {}
     if not frames:
         return {"note": "no frame with ground truth ran: metrics need an info file (or held-out synthetic frames)"}
-    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers) if ahead is not None else ()))
+    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers, ahead.rows()) if ahead is not None
+                                           else ()))
     out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
                  "buckets": [b[0] for b in BUCKETS], "devkit": devkit}
     per_frame = [ready.get(r.token) or frame_tables(r, lanes, len(names)) for r in frames]
@@ -240,11 +274,12 @@ def _sub(a, b):
     return None if a is None or b is None else a - b
 
 
-def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, workers: int = 0) -> dict:
+def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, workers: int = 0,
+            rows: dict | None = None) -> dict:
     """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
     one-line reason. With `processes` (a process pool of `workers`), each lane's classes are evaluated apart, in
     parts (`devkit_parts.py`), and the lane's entry is a `LaneParts` the caller resolves (`.result()`): the same
-    figures as `evaluate`."""
+    figures as `evaluate`. `rows`: the center distances `MetricsAhead.rows` worked out while the frames ran."""
     from cp_debug.errors import CpDebugError
     from cp_debug.eval.boxes import SampleBoxes
     from cp_debug.eval.devkit import check_inputs, default_range
@@ -264,7 +299,7 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, wo
             continue
         apart[b] = (gt, dets)
     if apart:
-        out.update(submit_lanes(processes, workers, apart, names, reach))
+        out.update(submit_lanes(processes, workers, apart, names, reach, rows))
     return {b: out[b] for b in lanes}
 
 

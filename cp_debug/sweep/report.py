@@ -40,6 +40,7 @@ from pathlib import Path
 
 from cp_debug.compare.noise import Outcome
 from cp_debug.sweep.explain import root_cause_counts
+from cp_debug.sweep.frames_file import FramesFile
 from cp_debug.sweep.rank import RankedFrame
 from cp_debug.sweep.report_html import render_html
 from cp_debug.sweep.session import SweepOptions, SweepOutcome
@@ -124,36 +125,6 @@ def _budgets(outcome: SweepOutcome, cand: str, probe: str) -> dict:
             "max_noise_ratio": max(p.noise_ratio for p in stats)}
 
 
-def frame_rows(outcome: SweepOutcome):
-    """The pandas frame of frames.parquet: a row per frame x candidate x probe (a failed frame: one row)."""
-    import pandas as pd
-
-    from cp_debug.sweep.rank import ratio
-
-    rank = {r.index: r for r in outcome.ranked}
-    rows = []
-    for res in outcome.results:
-        rf = rank[res.index]
-        base = {"token": res.token, "index": res.index, "rank": rf.rank, "status": rf.status, "class": rf.klass,
-                "reason": res.reason, "num_points": res.num_points}
-        if not res.candidates:
-            rows.append({**base, "candidate": None, "probe": None})
-        for c in res.candidates:
-            d = c.detections
-            for p in c.probes:
-                s = outcome.spreads.get((c.candidate, p.probe))
-                rows.append({**base, "candidate": c.candidate, "probe": p.probe, "order": p.order,
-                             "rel_rmse": p.rel_rmse, "rel_max": p.rel_max, "cosine": p.cosine, "max_abs": p.max_abs,
-                             "nan": p.nan, "inf": p.inf, "probe_status": p.status,
-                             "ratio_to_median": ratio(p.rel_rmse, s.median) if s else math.nan,
-                             "expected_rel_rmse": p.expected_rel_rmse, "noise_ratio": p.noise_ratio,
-                             "outcome": rf.outcome.value if rf.outcome is not None else None,
-                             "lost": d.lost, "added": d.added, "matched": d.matched,
-                             "max_centre_shift": d.max_centre_shift, "max_score_change": d.max_score_change,
-                             "max_yaw_change": d.max_yaw_change})
-    return pd.DataFrame(rows)
-
-
 def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Path = True,
               pictures: dict | None = None, budget: dict | None = None, lint: list | None = None,
               runs_on: dict | None = None) -> dict:
@@ -174,8 +145,8 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Pat
         doc["runs_on"] = runs_on
     out = Path(opts.out)
     write_json(out / "sweep.json", doc, parents=True)
-    df = frame_rows(outcome)
-    write_atomic(out / "frames.parquet", lambda f: df.to_parquet(f, index=False))
+    made = outcome.frames_file if outcome.frames_file is not None else FramesFile(outcome, ahead=False)
+    write_atomic(out / "frames.parquet", made.write_to)
     if html_report:
         if pictures is None:
             pictures = bisected_pictures(outcome)

@@ -65,6 +65,7 @@ class SweepOutcome:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     opts: SweepOptions | None = None  # as run (threads fixed)
+    frames_file: object | None = None  # frames.parquet being made beside the metrics (`frames_file.FramesFile`)
 
     @property
     def any_diverged(self) -> bool:
@@ -156,8 +157,10 @@ def run_sweep(opts: SweepOptions, progress: ProgressFactory = _no_progress,
             from cp_debug.sweep.explain import bisect_worst
 
             outcome.bisects, outcome.ranked = bisect_worst(opts, outcome.ranked, frames, step)
+        from cp_debug.sweep.frames_file import FramesFile
         from cp_debug.sweep.metrics import sweep_metrics
 
+        outcome.frames_file = FramesFile(outcome)  # the frames' file made meanwhile: the ranks are final
         with step("metrics over the set (nuscenes-devkit, bootstrap intervals)"):
             outcome.metrics = sweep_metrics(results, s, opts.bootstrap, ahead)
         return outcome

@@ -165,3 +165,41 @@ def test_a_class_evaluated_threshold_by_threshold_is_the_class_at_once():
 def json_of(values):
     return None if values is None else {k: (None if isinstance(v, float) and math.isnan(v) else v)
                                         for k, v in values.items()}
+
+
+def test_center_distances_worked_out_ahead_are_what_accumulate_would_compute():
+    """`evaluate_class(rows=)` (`eval/devkit_rows.py`): distances worked out ahead by the devkit's own
+    `center_distance` and looked up inside `accumulate` give every AP and TP error of the class bit for bit, with
+    ground truth the range and point-count filters drop and samples whose rows are missing or stale (worked out
+    again there); rows that lie change the figures, so they are what `accumulate` reads."""
+    from cp_debug.eval.devkit import evaluate_class
+    from cp_debug.eval.devkit_rows import frame_input, frames_rows
+
+    rng = np.random.default_rng(7)
+    gt, det = {}, {}
+    for t in range(10):
+        k = 9
+        rows = [box(*rng.uniform(-60, 60, 2), yaw=rng.uniform(-3, 3), vx=rng.normal()) for _ in range(k)]
+        labels = rng.integers(0, 3, k)
+        truth = sb(rows, labels)
+        gt[f"s{t}"] = SampleBoxes(truth.boxes, truth.labels, num_points=rng.integers(0, 3, k))  # some with none
+        noisy = [[r[0] + rng.normal(0, 1.0), r[1] + rng.normal(0, 1.0), *r[2:]] for r in rows]
+        det[f"s{t}"] = sb(noisy + [box(*rng.uniform(-60, 60, 2))], [*labels, 0], np.round(rng.uniform(0, 1, k + 1), 1))
+    batch = [(token, *frame_input({"boxes": gt[token].boxes, "labels": gt[token].labels},
+                                  {"lane": {"boxes": det[token].boxes, "labels": det[token].labels}}))
+             for token in sorted(gt)]
+    ahead = frames_rows(batch, len(CLASSES))["lane"]
+    del ahead["s3"]  # a frame that came back before the pool was there (a resumed sweep's): worked out in the part
+    ahead["s4"] = {c: r[:, :0] for c, r in ahead["s4"].items()}  # a stale row: the same
+
+    def key(part):
+        return part.num_gt, part.num_detections, json_of(part.ap_per_threshold), json_of(part.tp_errors)
+
+    for c, name in enumerate(CLASSES[:3]):
+        rows = {token: by_class[c] for token, by_class in ahead.items() if c in by_class}
+        for reach in (1e9, 50.0):
+            plain = evaluate_class(gt, det, CLASSES, name, class_range=reach)
+            assert key(evaluate_class(gt, det, CLASSES, name, class_range=reach, rows=rows)) == key(plain), name
+        assert plain.num_gt > 0 and any(v > 0 for v in plain.ap_per_threshold.values())
+        lying = {token: np.zeros_like(r) for token, r in rows.items()}
+        assert key(evaluate_class(gt, det, CLASSES, name, rows=lying)) != key(evaluate_class(gt, det, CLASSES, name))

@@ -119,7 +119,7 @@ def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
         assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (idx, ours, theirs)
 
 
-def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
+def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkeypatch):
     """A host with cores to spare evaluates each lane's classes apart in a process pool, a large class cut by
     distance threshold (`devkit_parts`), and the bootstrap's (lane, key) pairs there too: the same metrics block,
     key by key, as in this process (`evaluate` of each lane, the bootstrap on threads); a lane the devkit refuses (a
@@ -129,7 +129,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from cp_debug.sweep import devkit_parts
+    from cp_debug.sweep import devkit_parts, metrics
     from cp_debug.sweep.metrics import frame_tables, sweep_metrics
     from cp_debug.sweep.records import FrameResult, SweepSettings
 
@@ -163,6 +163,9 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
         def done(self):
             return tables
 
+        def rows(self):  # the devkit's distances not worked out ahead: its parts compute them
+            return None
+
     here = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead())
     cuts = []
     plan = devkit_parts.plan
@@ -179,6 +182,24 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here():
         devkit_parts.plan = plan
     assert json.dumps(apart, sort_keys=True) == json.dumps(here, sort_keys=True)
     assert 4 in cuts[0] and len(cuts[0]) == 2 * 5  # the two lanes the devkit takes, five classes each
+    # a sweep's `MetricsAhead` on such a host: the devkit's center distances worked out in the pool as the frames
+    # come back (`eval/devkit_rows.py`; the last frame not through it, as a resumed one), the same block again
+    monkeypatch.setattr(metrics, "ROWS_BATCH", 4)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ahead = metrics.MetricsAhead(settings)
+        ahead.processes, ahead.workers = pool, 64
+        for r in frames[:-1]:
+            ahead.add(r)
+        assert len(ahead._rows) == 2  # two batches of four handed over while the frames came
+        try:
+            looked_up = sweep_metrics(frames, settings, bootstrap=40, ahead=ahead)
+            rows = ahead.rows()
+        finally:
+            ahead.processes = None
+            ahead.close()
+    assert json.dumps(looked_up, sort_keys=True) == json.dumps(here, sort_keys=True)
+    cars = int(np.sum(np.asarray(frames[0].gt["labels"]) == 0))
+    assert set(rows["torch"]) == {r.token for r in frames[:-1]} and rows["torch"]["t0"][0].shape == (cars, cars)
     dk = here["devkit"]
     assert "NaN" in dk["ort-cpu"]["error"] and dk["torch"]["not_evaluated"] == ["pedestrian"]
     assert dk["torch"]["mAP"] > 0 and here["ap_change"]["ort-cpu-fp16"]["car"]["all"]["ci"] is not None
