@@ -111,11 +111,38 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
                   file=sys.stderr)
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}
+    metrics._import_devkit()  # as a sweep's MetricsAhead has it imported while its frames run
+    phases = _timed_phases(metrics)
     t0 = time.perf_counter()
     block = metrics.sweep_metrics(results, settings, ahead=ahead)
     seconds = time.perf_counter() - t0
+    print("phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()), file=sys.stderr)
     digest = hashlib.sha256(json.dumps(block, sort_keys=True).encode()).hexdigest()[:16]
     print(json.dumps({"seconds": seconds, "digest": digest}))
+
+
+def _timed_phases(metrics) -> dict:
+    """Seconds of the metrics' phases on the caller's thread: the devkit's parts prepared and handed to the pool,
+    waited for, and the bootstrap's pairs (`Bootstrap.warm`)."""
+    from cp_debug.sweep import bootstrap, devkit_parts
+
+    phases: dict = {}
+
+    def timed(owner, name, label):
+        inner = getattr(owner, name)
+
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                phases[label] = phases.get(label, 0.0) + time.perf_counter() - t
+        setattr(owner, name, wrapper)
+
+    timed(metrics, "_devkit", "devkit prepared and handed over")
+    timed(bootstrap.Bootstrap, "warm", "bootstrap pairs")
+    timed(devkit_parts.LaneParts, "result", "devkit parts waited for")
+    return phases
 
 
 def main() -> None:
@@ -137,7 +164,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", "--frames", str(args.frames), "--processes", str(args.processes),
                "--part", args.part, *(["--ties"] if args.ties else []), *(["--skewed"] if args.skewed else []),
                *(["--no-rows"] if args.no_rows else [])]
-        env = dict(os.environ, PYTHONPATH=tree)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, *filter(None, [os.environ.get("PYTHONPATH")])]))
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         sys.stderr.write(done.stderr)
         rows.append((tree, json.loads(done.stdout.strip().splitlines()[-1])))

@@ -124,10 +124,25 @@ def _ap(tables: Sequence[dict], idx: np.ndarray, key) -> float:
 
 
 def resampled(npos: np.ndarray, lens: np.ndarray, scores: np.ndarray, tp: np.ndarray, seed: int | None,
-              count: int) -> tuple[float, list[float]]:
-    """In a pool's process: one (lane, key)'s AP over every frame and over each of the sweep's resamples."""
+              count: int, lo: int = 0, hi: int | None = None) -> tuple[float | None, list[float]]:
+    """In a pool's process: one (lane, key)'s AP over every frame (None unless `lo` is 0) and over the sweep's
+    resamples `lo` to `hi` (of `count`, drawn from `seed`: each process draws them all, the same ones)."""
     pooled = _Pooled(npos, lens, scores, tp)
-    return pooled.ap(np.arange(pooled.n)), [pooled.ap(s) for s in draws(pooled.n, seed, count)]
+    samples = draws(pooled.n, seed, count)[lo:hi]
+    return (pooled.ap(np.arange(pooled.n)) if lo == 0 else None), [pooled.ap(s) for s in samples]
+
+
+def chunks(sizes: dict, count: int, workers: int) -> list[tuple]:
+    """(pair, lo, hi) parts of each pair's `count` resamples for a pool of `workers`, the largest first: a pair whose
+    detections (`sizes`) are more than its share of the pool's work is cut into as many runs of resamples as that
+    share goes into it (issue 87: one class's 200 resamples were the metrics' tail after a sweep's frames)."""
+    total = sum(sizes.values()) or 1
+    out = []
+    for pair in sorted(sizes, key=lambda p: -sizes[p]):
+        k = max(1, min(count, math.ceil(sizes[pair] * max(1, workers) / total)))
+        step = math.ceil(count / k)
+        out += [(pair, lo, min(count, lo + step)) for lo in range(0, count, step)]
+    return sorted(out, key=lambda part: -sizes[part[0]] * (part[2] - part[1]))
 
 
 class Bootstrap:
@@ -159,17 +174,23 @@ class Bootstrap:
             self.resampled[lane, key] = [pooled.ap(s) for s in self.samples]
         return self.resampled[lane, key]
 
-    def warm(self, needed: list[tuple], processes=None) -> None:
-        """The APs of `needed` ((lane, key) pairs, each once): in `processes` (a process pool), the largest first,
-        else on the shared thread pool. Each AP is a pure function of its tables and draws, so no number depends on
-        where it was worked out."""
+    def warm(self, needed: list[tuple], processes=None, workers: int = 1) -> None:
+        """The APs of `needed` ((lane, key) pairs, each once): in `processes` (a process pool of `workers`), a
+        large pair's resamples cut into runs (`chunks`), the largest first, else on the shared thread pool. Each
+        AP is a pure function of its tables and draws, so no number depends on where it was worked out."""
         if processes is not None:
-            size = {pair: sum(len(t[pair[1]][1]) for t in self.tables[pair[0]]) for pair in needed}
-            futures = {(lane, key): processes.submit(resampled, *laid_out([t[key] for t in self.tables[lane]]),
-                                                     self.seed, self.count)
-                       for lane, key in sorted(needed, key=lambda pair: -size[pair])}
-            for pair, fut in futures.items():
-                self.whole_ap[pair], self.resampled[pair] = fut.result()
+            size = {pair: sum(len(t[pair[1]][1]) for t in self.tables[pair[0]]) + 1 for pair in needed}
+            laid = {(lane, key): laid_out([t[key] for t in self.tables[lane]]) for lane, key in needed}
+            futures = [(pair, lo, processes.submit(resampled, *laid[pair], self.seed, self.count, lo, hi))
+                       for pair, lo, hi in chunks(size, self.count, workers)]
+            runs: dict = {pair: [] for pair in needed}
+            for pair, lo, fut in futures:
+                whole, aps = fut.result()
+                runs[pair].append((lo, aps))
+                if whole is not None:
+                    self.whole_ap[pair] = whole
+            for pair, parts in runs.items():  # each pair's resamples in their order
+                self.resampled[pair] = [ap for _, aps in sorted(parts, key=lambda part: part[0]) for ap in aps]
             return
         from cp_debug.parallel import run_parts, split, thread_count
 

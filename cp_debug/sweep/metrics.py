@@ -224,7 +224,7 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
     boot.warm(sorted({(lane, key) for cand in lanes[1:] for key in keys if gt[key] for lane in (ref, cand)}
                      | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}),
-              ahead.processes if ahead is not None else None)
+              ahead.processes if ahead is not None else None, ahead.workers if ahead is not None else 1)
     out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt) for cand in lanes[1:]}
     out["devkit"] = dk = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
     chain = []
