@@ -24,7 +24,7 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/tmp/pycache NUMBA_CACHE_DIR=/tmp/numba_cache
 python3 -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
 # a sweep's metrics over the set run nuscenes-devkit; without it their devkit entries hold its error, and a timing
-# leaves out the devkit's part (the sweep timings of 2026-11-27/28 before this check were taken so)
+# leaves out the devkit's part (docs/measurements.md, 2026-11-28 noon: staged wheels without it, found late)
 python3 -c "import nuscenes.eval.detection.algo" 2>/dev/null || \
   echo "gpu_setup: nuscenes-devkit is not installed: stage it (the line above) or the sweeps' metrics skip the devkit" >&2
 set +e
