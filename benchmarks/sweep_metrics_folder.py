@@ -51,7 +51,7 @@ def main() -> None:
 
     class Ahead:  # what a sweep's MetricsAhead hands over: the tables, the devkit's distances worked out ahead
         def __init__(self, pool):
-            self.processes, self.workers = pool, workers
+            self.processes, self.workers, self.samples = pool, workers, {}
 
         def done(self):
             return tables

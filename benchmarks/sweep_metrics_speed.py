@@ -76,7 +76,7 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
 
     class Ahead:  # the tables (and, with a pool, the devkit's distances) a sweep works out while its frames run
         def __init__(self):
-            self.processes, self.workers, self.ready_rows = None, 0, None
+            self.processes, self.workers, self.ready_rows, self.samples = None, 0, None, {}
 
         def done(self):
             return tables
@@ -112,6 +112,8 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}
     metrics._import_devkit()  # as a sweep's MetricsAhead has it imported while its frames run
+    if hasattr(metrics, "frame_samples"):  # and each frame's boxes made as it came
+        ahead.samples = {r.token: metrics.frame_samples(r, list(settings.backends)) for r in results}
     phases = _timed_phases(metrics)
     t0 = time.perf_counter()
     block = metrics.sweep_metrics(results, settings, ahead=ahead)

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from cp_debug.errors import CpDebugError
 from cp_debug.eval.devkit import DIST_THS
 from cp_debug.sweep import kept
 from cp_debug.sweep.bootstrap import Bootstrap
@@ -84,6 +85,7 @@ class MetricsAhead:
         self.lanes = list(settings.backends)
         self.n_classes = len(settings.config().class_names)
         self.tables: dict[str, dict] = {}
+        self.samples: dict[str, tuple] = {}  # token -> `frame_samples`, made as the frames come
         self._waiting: list[tuple] = []  # frames whose devkit distances are not yet handed to the pool
         self._rows: list = []  # the pool's futures of them
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
@@ -110,14 +112,21 @@ class MetricsAhead:
         self.tables[token] = tables
 
     def add(self, r: FrameResult) -> None:
-        if not _usable(r, self.lanes):
-            return
-        if r.token not in self.tables:
-            self._pool.submit(self._add, r)
-        if self.processes is not None:  # the devkit's distances, in the pool while the frames run
-            from cp_debug.eval.devkit_rows import frame_input
+        if _usable(r, self.lanes):
+            self._pool.submit(self._add, r, r.token not in self.tables)
 
-            self._waiting.append((r.token, *frame_input(r.gt, {b: r.boxes[b] for b in self.lanes})))
+    def _add(self, r: FrameResult, tables: bool) -> None:
+        """On the helper: the frame's TP tables (where no actor put them), its boxes as the devkit's evaluation
+        reads them and, with a pool, its center distances handed to the pool a batch at a time."""
+        if tables:
+            self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
+        try:
+            gt, dets = self.samples[r.token] = frame_samples(r, self.lanes)
+        except CpDebugError:  # boxes and labels that do not pair: `_devkit` says so, making them again
+            return
+        if self.processes is not None:  # the devkit's distances, in the pool while the frames run
+            self._waiting.append((r.token, (gt.boxes[:, :2], gt.labels),
+                                  {b: (d.boxes[:, :2], d.labels) for b, d in dets.items()}))
             if len(self._waiting) >= ROWS_BATCH:
                 self._hand_rows(ROWS_BATCH)
 
@@ -142,9 +151,6 @@ class MetricsAhead:
         except Exception:  # noqa: BLE001 - a broken pool: `_devkit` says so through its parts, or works them out
             return None
         return out
-
-    def _add(self, r: FrameResult) -> None:
-        self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
 
     def done(self) -> dict[str, dict]:
         """Every table worked out so far, once the helper has finished what it was given."""
@@ -196,6 +202,14 @@ def frame_tables(r: FrameResult, lanes: list[str], n_classes: int) -> dict | Non
     return {b: _tables(r.gt, r.boxes[b], n_classes) for b in lanes}
 
 
+def frame_samples(r: FrameResult, lanes: list[str]) -> tuple:
+    """(ground truth, lane -> detections) of a frame as `SampleBoxes`, what the devkit's evaluation reads of it."""
+    from cp_debug.eval.boxes import SampleBoxes
+
+    gt = SampleBoxes(r.gt["boxes"], r.gt["labels"], num_points=r.gt.get("num_points"))
+    return gt, {b: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for b in lanes}
+
+
 def _usable(r: FrameResult, lanes: list[str]) -> bool:
     return r.status != "failed" and r.gt is not None and all(b in r.boxes for b in lanes)
 
@@ -211,8 +225,8 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     ready = ahead.done() if ahead is not None else {}
     if not frames:
         return {"note": "no frame with ground truth ran: metrics need an info file (or held-out synthetic frames)"}
-    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers, ahead.rows()) if ahead is not None
-                                           else ()))
+    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers, ahead.rows(), ahead.samples)
+                                           if ahead is not None else ()))
     out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
                  "buckets": [b[0] for b in BUCKETS], "devkit": devkit}
     per_frame = [ready.get(r.token) or frame_tables(r, lanes, len(names)) for r in frames]
@@ -275,20 +289,21 @@ def _sub(a, b):
 
 
 def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, workers: int = 0,
-            rows: dict | None = None) -> dict:
+            rows: dict | None = None, samples: dict | None = None) -> dict:
     """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
     one-line reason. With `processes` (a process pool of `workers`), each lane's classes are evaluated apart, in
     parts (`devkit_parts.py`), and the lane's entry is a `LaneParts` the caller resolves (`.result()`): the same
-    figures as `evaluate`. `rows`: the center distances `MetricsAhead.rows` worked out while the frames ran."""
-    from cp_debug.errors import CpDebugError
-    from cp_debug.eval.boxes import SampleBoxes
+    figures as `evaluate`. `rows`: the center distances `MetricsAhead.rows` worked out while the frames ran;
+    `samples`: token -> `frame_samples`, made as they came (a frame without is made here)."""
     from cp_debug.eval.devkit import check_inputs, default_range
 
-    gt = {r.token: SampleBoxes(r.gt["boxes"], r.gt["labels"], num_points=r.gt.get("num_points")) for r in frames}
+    samples = samples or {}
+    made = [samples.get(r.token) or frame_samples(r, lanes) for r in frames]
+    gt = {r.token: m[0] for r, m in zip(frames, made)}
     names, reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
     out, apart = {}, {}
     for b in lanes:
-        dets = {r.token: SampleBoxes(r.boxes[b]["boxes"], r.boxes[b]["labels"], r.boxes[b]["scores"]) for r in frames}
+        dets = {r.token: m[1][b] for r, m in zip(frames, made)}
         if processes is None:
             out[b] = _evaluate_lane(gt, dets, names, reach)
             continue
@@ -304,7 +319,6 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, wo
 
 
 def _evaluate_lane(gt: dict, dets: dict, class_names: tuple, class_range: float) -> dict:
-    from cp_debug.errors import CpDebugError
     from cp_debug.eval.devkit import evaluate
 
     try:

@@ -158,7 +158,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
 
     class Ahead:  # what a sweep's `MetricsAhead` hands over: the tables, and its pool on a many-core host
         def __init__(self, pool=None, workers=0):
-            self.processes, self.workers = pool, workers
+            self.processes, self.workers, self.samples = pool, workers, {}
 
         def done(self):
             return tables
@@ -190,7 +190,8 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
         ahead.processes, ahead.workers = pool, 64
         for r in frames[:-1]:
             ahead.add(r)
-        assert len(ahead._rows) == 2  # two batches of four handed over while the frames came
+        ahead.done()  # the helper has worked out what it was given
+        assert len(ahead._rows) == 2 and len(ahead.samples) == len(frames) - 1  # two batches of four
         try:
             looked_up = sweep_metrics(frames, settings, bootstrap=40, ahead=ahead)
             rows = ahead.rows()
