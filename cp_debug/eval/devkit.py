@@ -238,7 +238,8 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
     its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m.
     `rows`: token -> the class's center distances worked out ahead (`devkit_rows.py`), which `accumulate` then
-    looks up instead of computing each pair again; the same figures."""
+    looks up instead of computing each pair again; the same figures. Without them, a class evaluated at several
+    thresholds has each distance worked out once here for all of them."""
     from cp_debug.eval.devkit_boxes import to_eval_boxes
 
     EvalBoxes, algo, known, DetectionBox, _, _ = _devkit()
@@ -248,6 +249,8 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     gt = to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes, known)
     pred = to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes, known)
     distance = None
+    if rows is None and len(thresholds) > 1:  # each pair's distance worked out once, not once a threshold
+        rows = {}
     if rows is not None:
         from cp_debug.eval.devkit_rows import looked_up, tag
 

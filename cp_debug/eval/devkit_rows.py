@@ -37,12 +37,11 @@ class _At:
 
 
 def _center_distance():
-    from cp_debug.eval.devkit import _devkit
+    """The devkit's `center_distance`, imported through `imports.load` (the devkit's OpenCV edits `sys.path`); a
+    missing devkit raises ImportError, and the devkit's evaluation then says so in its own words."""
+    from cp_debug.imports import load
 
-    _devkit()  # the devkit imported as everywhere else (its OpenCV through `imports.optional`)
-    from nuscenes.eval.common.utils import center_distance
-
-    return center_distance
+    return load("nuscenes.eval.common.utils").center_distance
 
 
 def rows(gt_xy: np.ndarray, det_xy: np.ndarray, distance=None) -> np.ndarray:

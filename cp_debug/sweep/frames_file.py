@@ -11,10 +11,7 @@ from __future__ import annotations
 import io
 import math
 import threading
-from typing import TYPE_CHECKING, BinaryIO
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.sweep.session import SweepOutcome
+from typing import BinaryIO
 
 
 def _imported() -> bool:
@@ -33,7 +30,8 @@ def _imported() -> bool:
 class FramesFile:
     """frames.parquet's bytes for `outcome`, made on a helper thread (`ahead`) or when first written."""
 
-    def __init__(self, outcome: "SweepOutcome", ahead: bool = True):
+    def __init__(self, outcome, ahead: bool = True):
+        """`outcome`: a `session.SweepOutcome`, its frames ranked."""
         self._outcome, self._data, self._error = outcome, None, None
         self._thread = None
         if ahead and _imported():
@@ -60,7 +58,7 @@ class FramesFile:
         f.write(self._data)
 
 
-def frame_rows(outcome: SweepOutcome):
+def frame_rows(outcome):
     """The pandas frame of frames.parquet: a row per frame x candidate x probe (a failed frame: one row)."""
     import pandas as pd
 
