@@ -190,6 +190,16 @@ def _check_libraries(run: SweepRun) -> None:
         check_library("ray", RAY_HINT)
 
 
+def _devkit_refused(steps, metrics: dict | None) -> None:
+    """One line where nuscenes-devkit gave no mAP/NDS for a lane (not installed, or its inputs refused): sweep.json
+    holds the reason in the lane's `devkit` entry, and the bootstrap's AP changes are there still."""
+    refused = {lane: entry["error"] for lane, entry in ((metrics or {}).get("devkit") or {}).items()
+               if isinstance(entry, dict) and entry.get("error")}
+    for reason in dict.fromkeys(refused.values()):
+        lanes = ", ".join(lane for lane, why in refused.items() if why == reason)
+        steps.warn(f"no mAP/NDS for {lanes}: {reason}")
+
+
 def _served_hint(steps, executor: dict) -> None:
     """Where a `--ray local` sweep of its own process spent seconds on Ray's start and its workers' before the first
     of them had its sessions open, a line that says a server keeps them for the next sweep (`sweep/kept.py`); none
@@ -277,6 +287,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
         outcome = run_sweep(opts, progress=lambda text, total: progress_bar(text, total, quiet, third_party.terminal),
                             step=steps.step)
         _served_hint(steps, outcome.executor)
+        _devkit_refused(steps, outcome.metrics)
         code, checks, verdict = int(outcome.outcome.exit_code), (), None
         if budget is not None:
             from cp_debug.eval.gates import budget_doc

@@ -20,7 +20,7 @@ def cpdebug(*args: str) -> subprocess.CompletedProcess:
     return run_cli(*args, cwd=ROOT)
 
 
-def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
+def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path, monkeypatch):
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import heldout_seeds
     from cp_debug.models.centerpoint.presets import get_preset
@@ -55,6 +55,19 @@ def test_sweep_cli_bisects_the_worst_frame_and_resumes(tmp_path):
     assert again_doc["settings"]["executor"]["kind"].startswith("none") and doc["settings"]["executor"]["kind"] == \
         "in-process"
     assert again_doc["metrics"] == doc["metrics"] and again_doc["model"] == doc["model"]
+    assert "no mAP/NDS" not in resumed.stdout + resumed.stderr
+
+    # where nuscenes-devkit cannot be imported, the sweep says so in one line and sweep.json holds why, per lane
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nuscenes.eval.detection.algo", None)  # as a host without it: not importable
+    blind = cpdebug(*args, "--resume", "--bisect-top", "0", "--no-html")
+    assert blind.returncode == 1, blind.stderr
+    said = [line for line in (blind.stdout + blind.stderr).splitlines() if "no mAP/NDS" in line]
+    assert len(said) == 1 and "torch, ort-cpu-fp16" in said[0] and "nuscenes-devkit is not installed" in said[0]
+    blind_doc = json.loads((out / "sweep.json").read_text())
+    assert "not installed" in blind_doc["metrics"]["devkit"]["torch"]["error"]
+    assert blind_doc["metrics"]["ap_change"] == doc["metrics"]["ap_change"]  # the bootstrap needs no devkit
 
 
 def test_a_degraded_frame_is_degraded_in_every_file_and_exits_4(tmp_path):
