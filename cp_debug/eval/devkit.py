@@ -246,8 +246,9 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     class_names = tuple(class_names)
     label = class_names.index(name)
     tokens = sorted(ground_truth)
-    gt = to_eval_boxes(of_class(ground_truth, label), tokens, class_names, True, DetectionBox, EvalBoxes, known)
-    pred = to_eval_boxes(of_class(detections, label), tokens, class_names, False, DetectionBox, EvalBoxes, known)
+    sides = of_class(ground_truth, label), of_class(detections, label)
+    gt = to_eval_boxes(sides[0], tokens, class_names, True, DetectionBox, EvalBoxes, known)
+    pred = to_eval_boxes(sides[1], tokens, class_names, False, DetectionBox, EvalBoxes, known)
     distance = None
     if rows is None and len(thresholds) > 1:  # each pair's distance worked out once, not once a threshold
         rows = {}
@@ -256,9 +257,11 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
 
         tag(gt, pred, tokens, rows)
         distance = looked_up
-    for boxes in (gt, pred):  # filter_eval_boxes' distance and points-per-box steps (-1: count unknown)
+    for boxes, side in zip((gt, pred), sides):  # filter_eval_boxes' distance and points-per-box steps
         for token in tokens:
-            boxes.boxes[token] = [b for b in boxes[token] if b.ego_dist < class_range and b.num_pts != 0]
+            made = boxes[token]
+            if made:
+                boxes.boxes[token] = [b for b, keep in zip(made, _kept(side[token], class_range)) if keep]
     num_gt, num_det = len(gt.all), len(pred.all)
     if num_gt == 0:
         return ClassPart(name, None, None, 0, num_det)
@@ -272,6 +275,17 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
         tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], cfg.min_recall, m))
                for m in TP_NAMES} if DIST_TH_TP in data else None
     return ClassPart(name, aps, tps, num_gt, num_det)
+
+
+def _kept(sb: SampleBoxes, class_range: float) -> list[bool]:
+    """Which boxes of a sample the devkit's filter keeps: `ego_dist < class_range` (its `EvalBox.ego_dist`,
+    `np.sqrt(np.sum(np.array(xy) ** 2))`: the same float64 square, sum and root worked out for the sample at once) and a
+    ground-truth point count that is not 0 (-1, unknown, is kept)."""
+    x, y = sb.boxes[:, 0], sb.boxes[:, 1]
+    keep = np.sqrt(x * x + y * y) < class_range
+    if sb.num_points is not None:
+        keep &= sb.num_points != 0
+    return keep.tolist()
 
 
 def merge_parts(parts: Sequence[ClassPart]) -> ClassPart:

@@ -48,7 +48,7 @@ def _checked(sb: SampleBoxes, names: list[str], is_gt: bool, known_names) -> boo
         return False  # the translation's z, as made
     labels = np.asarray(sb.labels)
     if labels.min() < 0 or labels.max() >= len(names) or np.any(labels != labels.astype(np.int64)) \
-            or any(names[int(i)] not in known_names for i in np.unique(labels)):
+            or any(names[int(i)] not in known_names for i in set(labels.tolist())):
         return False
     if is_gt:  # the point counts go through int(), as the devkit's constructor is given them
         return sb.num_points is None or bool(np.isfinite(np.asarray(sb.num_points, dtype=np.float64)).all())

@@ -203,3 +203,27 @@ def test_center_distances_worked_out_ahead_are_what_accumulate_would_compute():
         assert plain.num_gt > 0 and any(v > 0 for v in plain.ap_per_threshold.values())
         lying = {token: np.zeros_like(r) for token, r in rows.items()}
         assert key(evaluate_class(gt, det, CLASSES, name, rows=lying)) != key(evaluate_class(gt, det, CLASSES, name))
+
+
+def test_the_range_filter_worked_out_a_sample_at_once_is_the_devkits_box_by_box():
+    """`devkit._kept`: the devkit's `ego_dist < class_range` and point-count filter for a sample's boxes at once, the
+    same decision as each `DetectionBox.ego_dist` gives, at the range's very edge too (boxes exactly at it, a bit
+    inside and a bit outside)."""
+    from nuscenes.eval.detection.data_classes import DetectionBox
+
+    from cp_debug.eval.devkit import _kept
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(-80, 80, (400, 2)) * rng.choice([1e-3, 1.0, 1e3], (400, 1))
+    reach = float(DetectionBox(translation=(*xy[7], 0.0), ego_translation=(*xy[7], 0.0)).ego_dist)
+    edge = xy[7] * np.array([[1.0], [np.nextafter(1.0, 0.0)], [np.nextafter(1.0, 2.0)]])
+    xy = np.concatenate([xy, edge])
+    rows = np.zeros((len(xy), 9))
+    rows[:, :2] = xy
+    points = rng.integers(0, 3, len(xy))
+    sample = SampleBoxes(rows, np.zeros(len(xy), np.int64), num_points=points)
+    for limit in (reach, 50.0, 1e9):
+        devkit = [DetectionBox(translation=(x, y, 0.0), ego_translation=(x, y, 0.0), num_pts=int(n)).ego_dist < limit
+                  and int(n) != 0 for (x, y), n in zip(xy.tolist(), points.tolist())]
+        assert _kept(sample, limit) == devkit
+    assert not _kept(sample, reach)[7] and _kept(SampleBoxes(rows, np.zeros(len(xy), np.int64)), 1e9) == [True] * len(xy)
