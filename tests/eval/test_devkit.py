@@ -226,4 +226,5 @@ def test_the_range_filter_worked_out_a_sample_at_once_is_the_devkits_box_by_box(
         devkit = [DetectionBox(translation=(x, y, 0.0), ego_translation=(x, y, 0.0), num_pts=int(n)).ego_dist < limit
                   and int(n) != 0 for (x, y), n in zip(xy.tolist(), points.tolist())]
         assert _kept(sample, limit) == devkit
-    assert not _kept(sample, reach)[7] and _kept(SampleBoxes(rows, np.zeros(len(xy), np.int64)), 1e9) == [True] * len(xy)
+    unknown_points = SampleBoxes(rows, np.zeros(len(xy), np.int64))  # detections: every box kept inside the range
+    assert not _kept(sample, reach)[7] and _kept(unknown_points, 1e9) == [True] * len(xy)
