@@ -3,14 +3,18 @@
 A `cpdebug` command, a Ray actor of a sweep and a resident server each hold millions of objects that live as long as
 the process (modules, classes, functions, the model's). With Python's defaults every few thousand allocations a
 collection walked them again, and each full one all of them: `collect_less` raises the first threshold, `settle`
-moves what a warm-up loaded out of the collector's sight once it is loaded. Garbage is found the same way; frozen
-objects and tensors are still freed by their reference counts.
+moves what a warm-up loaded out of the collector's sight once it is loaded, and `uncollected` holds the collector
+off a block that makes many objects and no cycles. Garbage is found the same way; frozen objects and tensors are
+still freed by their reference counts.
 
 `meminfo` reads what the host has (/proc/meminfo): the one reader of it for the reference store's budget, the
 fit check of a model's weights and the server's kept sessions.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 
 def collect_less() -> None:
@@ -19,6 +23,23 @@ def collect_less() -> None:
     import gc
 
     gc.set_threshold(10_000, 10, 10)
+
+
+@contextlib.contextmanager
+def uncollected() -> Iterator[None]:
+    """No cyclic collection while the block runs (the collector as it was after): for work that makes many objects
+    holding no cycles, which reference counting frees. The devkit's evaluation of one class at 1000 frames makes 64k
+    boxes: with the collector walking them every 700 allocations, making them took 0.55-0.82 s, without it 0.15 s
+    (the CPU machine)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def settle() -> None:

@@ -240,6 +240,15 @@ def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[
     `rows`: token -> the class's center distances worked out ahead (`devkit_rows.py`), which `accumulate` then
     looks up instead of computing each pair again; the same figures. Without them, a class evaluated at several
     thresholds has each distance worked out once here for all of them."""
+    from cp_debug.heap import uncollected
+
+    with uncollected():  # its boxes and the matching's bookkeeping hold no cycles
+        return _evaluate_class(ground_truth, detections, class_names, name, class_range, thresholds, rows)
+
+
+def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
+                    class_names: Sequence[str], name: str, class_range: float, thresholds: Sequence[float],
+                    rows: Mapping[str, np.ndarray] | None) -> ClassPart:
     from cp_debug.eval.devkit_boxes import to_eval_boxes
 
     EvalBoxes, algo, known, DetectionBox, _, _ = _devkit()
