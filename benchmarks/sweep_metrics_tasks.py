@@ -1,0 +1,86 @@
+"""Issue 87: the tasks a sweep's metrics hand their process pool after the last frame (the devkit's parts and the
+bootstrap's runs of resamples), each run alone in this process and timed, and the first-in-first-out schedule of
+those times on N processes: which task is the metrics' tail on a host with cores to spare, measured on any machine.
+
+    python benchmarks/sweep_metrics_tasks.py [--frames 1000] [--workers 16]
+
+Frames are `sweep_metrics_speed.py`'s skewed ones (a random-weight awml-base sweep's class mix); the devkit's center
+distances are worked out first, as a sweep does while its frames run, and each frame's boxes made as it came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+class _Timed:
+    """A stand-in for the pool that runs each task at once, here, and keeps (task name, seconds)."""
+
+    def __init__(self):
+        self.tasks: list[tuple[str, float]] = []
+
+    def submit(self, fn, *args):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        self.tasks.append((fn.__name__, time.perf_counter() - t0))
+
+        class Done:
+            def result(self):
+                return result
+
+        return Done()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=16)
+    args = ap.parse_args()
+
+    from sweep_metrics_speed import _frames
+
+    from cp_debug.eval.devkit_rows import frames_rows
+    from cp_debug.recipes import catalog
+    from cp_debug.sweep import bootstrap, metrics
+    from cp_debug.sweep.records import SweepSettings
+
+    metrics._import_devkit()
+    settings = SweepSettings(("torch-cuda", "ort-cuda-fp16"), preset="awml-base", recipe=catalog.recipe())
+    lanes, cfg = list(settings.backends), settings.config()
+    n_classes = len(cfg.class_names)
+    results = _frames(args.frames, False, skewed=True)
+    samples = {r.token: metrics.frame_samples(r, lanes) for r in results}
+    batch = [(r.token, (gt.boxes[:, :2], gt.labels), {b: (d.boxes[:, :2], d.labels) for b, d in dets.items()})
+             for r in results for gt, dets in [samples[r.token]]]
+    rows = frames_rows(batch, n_classes)
+    pool = _Timed()
+    metrics._devkit(results, lanes, cfg, pool, args.workers, rows, samples)
+    tables = {r.token: metrics.frame_tables(r, lanes, n_classes) for r in results}
+    boot = bootstrap.Bootstrap({b: [tables[r.token][b] for r in results] for b in lanes}, len(results), 0, 200)
+    keys = [(c, b) for c in range(n_classes) for b, _, _ in metrics.BUCKETS]
+    gt = {k: sum(tables[r.token][lanes[0]][k][0] for r in results) for k in keys}
+    boot.warm(sorted({(lane, k) for k in keys if gt[k] for lane in lanes}
+                     | {(lane, (c, "all")) for lane in lanes for c in range(n_classes)}), pool, args.workers)
+    spent = Counter()
+    for name, seconds in pool.tasks:
+        spent[name] += seconds
+    free = [0.0] * args.workers
+    for _, seconds in pool.tasks:  # handed out in the order submitted, each to the first process free
+        heapq.heappush(free, heapq.heappop(free) + seconds)
+    total = sum(spent.values())
+    print(f"{args.frames} frames: {len(pool.tasks)} tasks, {total:.1f} CPU-s "
+          f"({', '.join(f'{k} {v:.1f} s' for k, v in spent.items())}); longest "
+          f"{', '.join(f'{s:.2f} s ({n})' for n, s in sorted(pool.tasks, key=lambda t: -t[1])[:4])}")
+    print(f"first-in-first-out on {args.workers} processes: {max(free):.2f} s (the work shared out evenly: "
+          f"{total / args.workers:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
