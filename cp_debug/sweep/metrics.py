@@ -142,9 +142,9 @@ class MetricsAhead:
         every frame's are; None where there is no pool or a batch failed (the devkit's parts then work them out)."""
         if self.processes is None:
             return None
-        self._hand_rows(2)  # the last frames, a few a process
         out: dict[str, dict] = {lane: {} for lane in self.lanes}
         try:
+            self._hand_rows(2)  # the last frames, a few a process
             for future in self._rows:
                 for lane, by_token in future.result().items():
                     out[lane].update(by_token)
