@@ -63,10 +63,10 @@ def main() -> None:
     with metrics.process_pool(workers) as pool:
         for f in [pool.submit(int) for _ in range(workers)]:
             f.result()
-        from cp_debug.eval.devkit_rows import frame_input, frames_rows
+        from cp_debug.eval.devkit_rows import frames_rows, sample_input
 
         t0 = time.perf_counter()
-        batch = [(r.token, *frame_input(r.gt, {b: r.boxes[b] for b in lanes})) for r in usable]
+        batch = [(r.token, *sample_input(*metrics.frame_samples(r, lanes))) for r in usable]
         rows = {lane: {} for lane in lanes}
         for f in [pool.submit(frames_rows, batch[i:i + 32], n_classes) for i in range(0, len(batch), 32)]:
             for lane, by_token in f.result().items():

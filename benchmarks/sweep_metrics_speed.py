@@ -85,6 +85,8 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
             return self.ready_rows
 
     ahead = Ahead()
+    if hasattr(metrics, "frame_samples"):  # each frame's boxes made as it came, as a sweep's MetricsAhead does
+        ahead.samples = {r.token: metrics.frame_samples(r, list(settings.backends)) for r in results}
     if processes and part == "all":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -96,12 +98,12 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
         for f in [ahead.processes.submit(int) for _ in range(processes)]:
             f.result()
         try:  # a tree with the devkit's distances worked out ahead (eval/devkit_rows.py): as the frames come
-            from cp_debug.eval.devkit_rows import frame_input, frames_rows
+            from cp_debug.eval.devkit_rows import frames_rows, sample_input
         except ImportError:
             frames_rows = None
         if frames_rows is not None and not no_rows:
             t0 = time.perf_counter()
-            batch = [(r.token, *frame_input(r.gt, r.boxes)) for r in results]
+            batch = [(r.token, *sample_input(*ahead.samples[r.token])) for r in results]
             futures = [ahead.processes.submit(frames_rows, batch[i:i + 32], 5) for i in range(0, len(batch), 32)]
             ahead.ready_rows = {lane: {} for lane in settings.backends}
             for f in futures:
@@ -112,8 +114,6 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}
     metrics._import_devkit()  # as a sweep's MetricsAhead has it imported while its frames run
-    if hasattr(metrics, "frame_samples"):  # and each frame's boxes made as it came
-        ahead.samples = {r.token: metrics.frame_samples(r, list(settings.backends)) for r in results}
     phases = _timed_phases(metrics)
     t0 = time.perf_counter()
     block = metrics.sweep_metrics(results, settings, ahead=ahead)

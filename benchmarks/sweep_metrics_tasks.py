@@ -46,7 +46,7 @@ def main() -> None:
 
     from sweep_metrics_speed import _frames
 
-    from cp_debug.eval.devkit_rows import frames_rows
+    from cp_debug.eval.devkit_rows import frames_rows, sample_input
     from cp_debug.recipes import catalog
     from cp_debug.sweep import bootstrap, metrics
     from cp_debug.sweep.records import SweepSettings
@@ -57,8 +57,7 @@ def main() -> None:
     n_classes = len(cfg.class_names)
     results = _frames(args.frames, False, skewed=True)
     samples = {r.token: metrics.frame_samples(r, lanes) for r in results}
-    batch = [(r.token, (gt.boxes[:, :2], gt.labels), {b: (d.boxes[:, :2], d.labels) for b, d in dets.items()})
-             for r in results for gt, dets in [samples[r.token]]]
+    batch = [(r.token, *sample_input(*samples[r.token])) for r in results]
     rows = frames_rows(batch, n_classes)
     pool = _Timed()
     metrics._devkit(results, lanes, cfg, pool, args.workers, rows, samples)

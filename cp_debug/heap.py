@@ -8,7 +8,8 @@ off a block that makes many objects and no cycles. Garbage is found the same way
 still freed by their reference counts.
 
 `meminfo` reads what the host has (/proc/meminfo): the one reader of it for the reference store's budget, the
-fit check of a model's weights and the server's kept sessions.
+fit check of a model's weights and the server's kept sessions; `resident`, what this process holds (the server's
+kept sessions' growth).
 """
 
 from __future__ import annotations
@@ -54,8 +55,18 @@ def settle() -> None:
 
 def meminfo(field: str) -> int | None:
     """/proc/meminfo's `field` ("MemAvailable", "MemTotal" …) in bytes; None where it cannot be read."""
+    return _proc_bytes("/proc/meminfo", field)
+
+
+def resident() -> int | None:
+    """This process's resident bytes (/proc/self/status's VmRSS); None where it cannot be read."""
+    return _proc_bytes("/proc/self/status", "VmRSS")
+
+
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A "field:  N kB" line of a /proc file, in bytes."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from cp_debug.heap import meminfo, resident
+
 SESSIONS_ENV = "CPDEBUG_SERVER_SESSIONS"  # how many sessions the server keeps between commands, at most
 _DEFAULT_MAX = 256
 _FREE_SHARE = 0.25  # a session is kept while this share of the host's memory stays free
@@ -82,7 +84,7 @@ def keep_between(say: Callable[[str], None] = lambda text: None) -> Iterator[Non
     _max = int(raw) if raw.isdigit() else _DEFAULT_MAX
     if raw and not raw.isdigit():
         say(f"{SESSIONS_ENV}={raw!r} is no whole number of sessions: {_DEFAULT_MAX} kept at most")
-    _KEEP, _base_rss = _max > 0, _rss()
+    _KEEP, _base_rss = _max > 0, resident()
     if not _KEEP:
         say(f"ONNX Runtime sessions: none kept between commands ({SESSIONS_ENV}=0)")
     try:
@@ -138,7 +140,7 @@ def command_done() -> tuple[int, int, str | None]:
         _command += 1
     for h in stale:
         h.close()
-    now = _rss() if _held else None
+    now = resident() if _held else None
     grown = None if now is None or _base_rss is None else now - _base_rss
     if grown is not None and grown > _GROWTH:
         release_all()
@@ -250,20 +252,7 @@ def _source(src) -> bytes | None:
     return None if data is None else hashlib.sha1(data).digest()
 
 
-def _rss() -> int | None:
-    """This process's resident bytes (/proc); None where it cannot be told."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _room() -> bool:
     """Whether `_FREE_SHARE` of the host's memory is free (/proc/meminfo); True where it cannot be told."""
-    from cp_debug.heap import meminfo
-
     free, total = meminfo("MemAvailable"), meminfo("MemTotal")
     return free is None or total is None or free >= _FREE_SHARE * total

@@ -21,12 +21,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-# attributes set on the devkit's boxes of one evaluation: a ground-truth box's place among its sample's boxes of
-# its class, a detection's distances to them
-_PLACE = "_cpdebug_place"
-_DISTANCES = "_cpdebug_distances"
-
-
 class _At:
     """What `center_distance` reads of a box: its translation (x and y are all it uses)."""
 
@@ -68,19 +62,15 @@ def sample_rows(gt_xy: np.ndarray, gt_labels: np.ndarray, det_xy: np.ndarray, de
     return out
 
 
-def frame_input(gt: dict, lanes: Mapping[str, dict]) -> tuple:
+def sample_input(gt, dets: Mapping[str, object]) -> tuple:
     """What `frames_rows` needs of a frame: (ground truth's x and y, labels), lane -> (detections' x and y,
-    labels), from a sweep's box dicts ("boxes" (n, 9), "labels") as float64, the values `SampleBoxes` holds."""
-    def xy(side: dict) -> tuple[np.ndarray, np.ndarray]:
-        boxes = np.asarray(side["boxes"], dtype=np.float64).reshape(-1, 9)
-        return boxes[:, :2].copy(), np.asarray(side["labels"], dtype=np.int64).reshape(-1)
-
-    return xy(gt), {lane: xy(det) for lane, det in lanes.items()}
+    labels), from its `SampleBoxes` (float64, the values the devkit's boxes are made of)."""
+    return (gt.boxes[:, :2], gt.labels), {lane: (d.boxes[:, :2], d.labels) for lane, d in dets.items()}
 
 
 def frames_rows(frames: Sequence[tuple[str, tuple, Mapping[str, tuple]]], n_classes: int
                 ) -> dict[str, dict[str, dict[int, np.ndarray]]]:
-    """lane -> token -> `sample_rows` of each (token, *`frame_input`) of `frames`: a batch of a sweep's frames,
+    """lane -> token -> `sample_rows` of each (token, *`sample_input`) of `frames`: a batch of a sweep's frames,
     worked out in one of the metrics' processes."""
     distance = _center_distance()
     out: dict[str, dict[str, dict[int, np.ndarray]]] = {}
@@ -92,13 +82,14 @@ def frames_rows(frames: Sequence[tuple[str, tuple, Mapping[str, tuple]]], n_clas
 
 def tag(gt, pred, tokens: Sequence[str], given: Mapping[str, np.ndarray]) -> None:
     """Each box of the devkit's `EvalBoxes` `gt` and `pred` (one class's, before filtering) marked for `looked_up`:
-    a ground-truth box with its place, a detection with its distances to its sample's ground truth (`given[token]`,
-    worked out here with `center_distance` where a sample has none)."""
+    a ground-truth box with its place among its sample's boxes of the class (`_cpdebug_place`), a detection with its
+    distances to them (`_cpdebug_distances`: `given[token]`, worked out here with `center_distance` where a sample
+    has none)."""
     distance = None
     for token in tokens:
         gts, dets = gt[token], pred[token]
         for j, box in enumerate(gts):
-            setattr(box, _PLACE, j)
+            box._cpdebug_place = j
         if not dets:
             continue
         row = given.get(token)
@@ -107,9 +98,9 @@ def tag(gt, pred, tokens: Sequence[str], given: Mapping[str, np.ndarray]) -> Non
             row = rows([b.translation[:2] for b in gts], [b.translation[:2] for b in dets], distance) \
                 if gts else np.zeros((len(dets), 0))
         for box, values in zip(dets, row.tolist()):
-            setattr(box, _DISTANCES, values)
+            box._cpdebug_distances = values
 
 
 def looked_up(gt_box, pred_box) -> float:
     """`center_distance(gt_box, pred_box)` as `tag` left it on the two boxes."""
-    return pred_box._cpdebug_distances[gt_box._cpdebug_place]  # _DISTANCES, _PLACE: read once a pair
+    return pred_box._cpdebug_distances[gt_box._cpdebug_place]

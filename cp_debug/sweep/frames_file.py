@@ -48,11 +48,10 @@ class FramesFile:
 
     def write_to(self, f: BinaryIO) -> None:
         """The file's bytes into `f` (made now where no helper made them); what making them raised, raised here."""
-        if self._thread is None:
-            self._make()
-            self._thread = threading.current_thread()
-        elif self._thread is not threading.current_thread():
+        if self._thread is not None:
             self._thread.join()
+        elif self._data is None and self._error is None:
+            self._make()
         if self._error is not None:
             raise self._error
         f.write(self._data)

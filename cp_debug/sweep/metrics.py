@@ -125,8 +125,9 @@ class MetricsAhead:
         except CpDebugError:  # boxes and labels that do not pair: `_devkit` says so, making them again
             return
         if self.processes is not None:  # the devkit's distances, in the pool while the frames run
-            self._waiting.append((r.token, (gt.boxes[:, :2], gt.labels),
-                                  {b: (d.boxes[:, :2], d.labels) for b, d in dets.items()}))
+            from cp_debug.eval.devkit_rows import sample_input
+
+            self._waiting.append((r.token, *sample_input(gt, dets)))
             if len(self._waiting) >= ROWS_BATCH:
                 self._hand_rows(ROWS_BATCH)
 

@@ -173,7 +173,7 @@ def test_center_distances_worked_out_ahead_are_what_accumulate_would_compute():
     ground truth the range and point-count filters drop and samples whose rows are missing or stale (worked out
     again there); rows that lie change the figures, so they are what `accumulate` reads."""
     from cp_debug.eval.devkit import evaluate_class
-    from cp_debug.eval.devkit_rows import frame_input, frames_rows
+    from cp_debug.eval.devkit_rows import frames_rows, sample_input
 
     rng = np.random.default_rng(7)
     gt, det = {}, {}
@@ -185,9 +185,7 @@ def test_center_distances_worked_out_ahead_are_what_accumulate_would_compute():
         gt[f"s{t}"] = SampleBoxes(truth.boxes, truth.labels, num_points=rng.integers(0, 3, k))  # some with none
         noisy = [[r[0] + rng.normal(0, 1.0), r[1] + rng.normal(0, 1.0), *r[2:]] for r in rows]
         det[f"s{t}"] = sb(noisy + [box(*rng.uniform(-60, 60, 2))], [*labels, 0], np.round(rng.uniform(0, 1, k + 1), 1))
-    batch = [(token, *frame_input({"boxes": gt[token].boxes, "labels": gt[token].labels},
-                                  {"lane": {"boxes": det[token].boxes, "labels": det[token].labels}}))
-             for token in sorted(gt)]
+    batch = [(token, *sample_input(gt[token], {"lane": det[token]})) for token in sorted(gt)]
     ahead = frames_rows(batch, len(CLASSES))["lane"]
     del ahead["s3"]  # a frame that came back before the pool was there (a resumed sweep's): worked out in the part
     ahead["s4"] = {c: r[:, :0] for c, r in ahead["s4"].items()}  # a stale row: the same
