@@ -1,7 +1,7 @@
 """Issue 71: where the metrics step of a finished sweep folder goes, on its real frames: the shards read, the frames'
 TP tables, each lane's classes (detections, distinct scores: an FP16 candidate's tie), then `sweep_metrics` with a
-warm process pool as a sweep on a host of 8 or more cores runs it, and its two parts alone (the bootstrap, the
-devkit's evaluation in parts).
+warm process pool as a sweep on a host of 8 or more cores runs it (each frame's devkit matching done first, as a
+sweep does while its frames run), and its two parts alone (the bootstrap, the devkit's lanes summed up).
 
     python benchmarks/sweep_metrics_folder.py OUT_DIR [--processes N]
 
@@ -49,29 +49,32 @@ def main() -> None:
                 print(f"  {lane} class {c}: {len(pooled.scores)} detections, "
                       f"{len(np.unique(pooled.scores))} distinct scores")
 
-    class Ahead:  # what a sweep's MetricsAhead hands over: the tables, the devkit's distances worked out ahead
+    class Ahead:  # what a sweep's MetricsAhead hands over: the tables, the devkit's matching worked out ahead
         def __init__(self, pool):
             self.processes, self.workers, self.samples = pool, workers, {}
 
         def done(self):
             return tables
 
-        def rows(self):
-            return rows
+        def matches(self):
+            return matched
 
     metrics._import_devkit()  # as a sweep's MetricsAhead does, here and in each process, while the frames run
     with metrics.process_pool(workers) as pool:
         for f in [pool.submit(int) for _ in range(workers)]:
             f.result()
-        from cp_debug.eval.devkit_rows import frames_rows, sample_input
+        from cp_debug.eval.devkit import default_range
+        from cp_debug.sweep.devkit_lanes import frames_matches
 
+        cfg = settings.config()
+        names, reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
         t0 = time.perf_counter()
-        batch = [(r.token, *sample_input(*metrics.frame_samples(r, lanes))) for r in usable]
-        rows = {lane: {} for lane in lanes}
-        for f in [pool.submit(frames_rows, batch[i:i + 32], n_classes) for i in range(0, len(batch), 32)]:
+        batch = [(r.token, *metrics.frame_samples(r, lanes)) for r in usable]
+        matched = {lane: {} for lane in lanes}
+        for f in [pool.submit(frames_matches, batch[i:i + 32], names, reach) for i in range(0, len(batch), 32)]:
             for lane, by_token in f.result().items():
-                rows[lane].update(by_token)
-        print(f"the devkit's distances (a sweep works them out while its frames run): {time.perf_counter() - t0:.2f} s")
+                matched[lane].update(by_token)
+        print(f"the devkit's matching (a sweep does it while its frames run): {time.perf_counter() - t0:.2f} s")
         t0 = time.perf_counter()
         metrics.sweep_metrics(results, settings, ahead=Ahead(pool))
         print(f"metrics, a warm pool of {workers}: {time.perf_counter() - t0:.2f} s")
@@ -82,7 +85,7 @@ def main() -> None:
         print(f"  the bootstrap alone: {time.perf_counter() - t0:.2f} s")
         metrics._devkit = devkit
         t0 = time.perf_counter()
-        parts = metrics._devkit(usable, lanes, settings.config(), pool, workers, rows)
+        parts = metrics._devkit(usable, lanes, settings.config(), pool, workers, matched)
         for v in parts.values():
             if hasattr(v, "result"):
                 v.result()

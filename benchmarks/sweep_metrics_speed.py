@@ -63,7 +63,7 @@ def _frames(n: int, ties: bool, per: int = 100, skewed: bool = False):
     return out
 
 
-def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = False, no_rows: bool = False) -> None:
+def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = False, no_ahead: bool = False) -> None:
     import hashlib
 
     from cp_debug.sweep import metrics
@@ -74,15 +74,18 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     results = _frames(frames, ties, skewed=skewed)
     tables = {r.token: metrics.frame_tables(r, list(settings.backends), 5) for r in results}
 
-    class Ahead:  # the tables (and, with a pool, the devkit's distances) a sweep works out while its frames run
+    class Ahead:  # the tables (and, with a pool, the devkit's work) a sweep does while its frames run
         def __init__(self):
-            self.processes, self.workers, self.ready_rows, self.samples = None, 0, None, {}
+            self.processes, self.workers, self.ready, self.samples = None, 0, None, {}
 
         def done(self):
             return tables
 
-        def rows(self):
-            return self.ready_rows
+        def matches(self):  # this tree: each frame's devkit matching (sweep/devkit_lanes.py)
+            return self.ready
+
+        def rows(self):  # trees before it: each frame's devkit distances (eval/devkit_rows.py)
+            return self.ready
 
     ahead = Ahead()
     if hasattr(metrics, "frame_samples"):  # each frame's boxes made as it came, as a sweep's MetricsAhead does
@@ -97,20 +100,16 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
         ahead.workers = processes
         for f in [ahead.processes.submit(int) for _ in range(processes)]:
             f.result()
-        try:  # a tree with the devkit's distances worked out ahead (eval/devkit_rows.py): as the frames come
-            from cp_debug.eval.devkit_rows import frames_rows, sample_input
-        except ImportError:
-            frames_rows = None
-        if frames_rows is not None and not no_rows:
+        work = None if no_ahead else _ahead_work(settings, ahead.samples, results)
+        if work is not None:
             t0 = time.perf_counter()
-            batch = [(r.token, *sample_input(*ahead.samples[r.token])) for r in results]
-            futures = [ahead.processes.submit(frames_rows, batch[i:i + 32], 5) for i in range(0, len(batch), 32)]
-            ahead.ready_rows = {lane: {} for lane in settings.backends}
+            futures = [ahead.processes.submit(work, batch) for batch in _batches(results, ahead.samples, 32)]
+            ahead.ready = {lane: {} for lane in settings.backends}
             for f in futures:
                 for lane, by_token in f.result().items():
-                    ahead.ready_rows[lane].update(by_token)
-            print(f"distances worked out ahead (while a sweep's frames run): {time.perf_counter() - t0:.2f} s",
-                  file=sys.stderr)
+                    ahead.ready[lane].update(by_token)
+            print(f"the devkit's work done ahead (while a sweep's frames run): {time.perf_counter() - t0:.2f} s "
+                  f"({len(futures)} tasks)", file=sys.stderr)
     if part == "bootstrap":
         metrics._devkit = lambda *a, **k: {}
     metrics._import_devkit()  # as a sweep's MetricsAhead has it imported while its frames run
@@ -123,10 +122,47 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     print(json.dumps({"seconds": seconds, "digest": digest}))
 
 
+def _ahead_work(settings, samples: dict, results: list):
+    """What the tree's `MetricsAhead` hands its pool per batch of frames, as a callable of the batch: each frame's
+    devkit matching (`devkit_lanes.frames_matches`), or in trees before it the devkit's distances
+    (`devkit_rows.frames_rows`); None for a tree with neither."""
+    import functools
+
+    from cp_debug.eval.devkit import default_range
+
+    cfg = settings.config()
+    try:
+        from cp_debug.sweep.devkit_lanes import frames_matches
+
+        return functools.partial(_matched, frames_matches, tuple(cfg.class_names),
+                                 default_range(cfg.point_cloud_range))
+    except ImportError:
+        pass
+    try:
+        from cp_debug.eval.devkit_rows import frames_rows, sample_input
+    except ImportError:
+        return None
+    return functools.partial(_rowed, frames_rows, sample_input, len(cfg.class_names))
+
+
+def _matched(frames_matches, names, reach, batch):
+    return frames_matches(batch, names, reach)
+
+
+def _rowed(frames_rows, sample_input, n_classes, batch):
+    return frames_rows([(token, *sample_input(gt, dets)) for token, gt, dets in batch], n_classes)
+
+
+def _batches(results: list, samples: dict, size: int) -> list:
+    made = [(r.token, *samples[r.token]) for r in results]
+    return [made[i:i + size] for i in range(0, len(made), size)]
+
+
 def _timed_phases(metrics) -> dict:
-    """Seconds of the metrics' phases on the caller's thread: the devkit's parts prepared and handed to the pool,
-    waited for, and the bootstrap's pairs (`Bootstrap.warm`)."""
-    from cp_debug.sweep import bootstrap, devkit_parts
+    """Seconds of the metrics' phases on the caller's thread: the devkit's work prepared and handed to the pool, its
+    parts waited for (this tree: its lanes summed up, on a thread beside the bootstrap), and the bootstrap's pairs
+    (`Bootstrap.warm`)."""
+    from cp_debug.sweep import bootstrap
 
     phases: dict = {}
 
@@ -143,7 +179,14 @@ def _timed_phases(metrics) -> dict:
 
     timed(metrics, "_devkit", "devkit prepared and handed over")
     timed(bootstrap.Bootstrap, "warm", "bootstrap pairs")
-    timed(devkit_parts.LaneParts, "result", "devkit parts waited for")
+    try:
+        from cp_debug.sweep import devkit_parts
+    except ImportError:  # this tree: each lane summed up from its frames' matching on a thread, beside the bootstrap
+        from cp_debug.sweep import devkit_lanes
+
+        timed(devkit_lanes, "_lane", "devkit lanes summed up (a thread)")
+    else:
+        timed(devkit_parts.LaneParts, "result", "devkit parts waited for")
     return phases
 
 
@@ -154,18 +197,19 @@ def main() -> None:
     ap.add_argument("--ties", action="store_true")
     ap.add_argument("--skewed", action="store_true", help="the class mix of a real random-weight awml-base sweep")
     ap.add_argument("--part", choices=("all", "bootstrap"), default="all")
-    ap.add_argument("--no-rows", action="store_true", help="no devkit distances worked out ahead (as before them)")
+    ap.add_argument("--no-ahead", action="store_true", help="none of the devkit's work done while frames run (a "
+                    "resumed sweep's case)")
     ap.add_argument("--tree", action="append", default=[], help="another checkout, run the same way")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.frames, args.processes, args.ties, args.part, args.skewed, args.no_rows)
+        child(args.frames, args.processes, args.ties, args.part, args.skewed, args.no_ahead)
         return
     rows = []
     for tree in [str(ROOT), *args.tree]:
         cmd = [sys.executable, __file__, "--child", "--frames", str(args.frames), "--processes", str(args.processes),
                "--part", args.part, *(["--ties"] if args.ties else []), *(["--skewed"] if args.skewed else []),
-               *(["--no-rows"] if args.no_rows else [])]
+               *(["--no-ahead"] if args.no_ahead else [])]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, *filter(None, [os.environ.get("PYTHONPATH")])]))
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         sys.stderr.write(done.stderr)

@@ -1,11 +1,12 @@
-"""Issue 87: the tasks a sweep's metrics hand their process pool after the last frame (the devkit's parts and the
-bootstrap's runs of resamples), each run alone in this process and timed, and the first-in-first-out schedule of
-those times on N processes: which task is the metrics' tail on a host with cores to spare, measured on any machine.
+"""Issue 87: the work a sweep's metrics do after the last frame on a host with cores to spare — the bootstrap's
+runs of resamples handed to the process pool, each run alone in this process and timed, with the first-in-first-out
+schedule of those times on N processes, and each lane's devkit figures summed up from its frames' matching (on a
+thread beside them) — and, apart, the devkit's matching the pool does while the frames run, per frame.
 
     python benchmarks/sweep_metrics_tasks.py [--frames 1000] [--workers 16]
 
-Frames are `sweep_metrics_speed.py`'s skewed ones (a random-weight awml-base sweep's class mix); the devkit's center
-distances are worked out first, as a sweep does while its frames run, and each frame's boxes made as it came.
+Frames are `sweep_metrics_speed.py`'s skewed ones (a random-weight awml-base sweep's class mix); each frame's boxes
+made as it came.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def main() -> None:
 
     from sweep_metrics_speed import _frames
 
-    from cp_debug.eval.devkit_rows import frames_rows, sample_input
+    from cp_debug.eval.devkit import default_range
     from cp_debug.recipes import catalog
     from cp_debug.sweep import bootstrap, metrics
+    from cp_debug.sweep.devkit_lanes import frames_matches
     from cp_debug.sweep.records import SweepSettings
 
     metrics._import_devkit()
@@ -57,10 +59,15 @@ def main() -> None:
     n_classes = len(cfg.class_names)
     results = _frames(args.frames, False, skewed=True)
     samples = {r.token: metrics.frame_samples(r, lanes) for r in results}
-    batch = [(r.token, *sample_input(*samples[r.token])) for r in results]
-    rows = frames_rows(batch, n_classes)
+    t0 = time.perf_counter()
+    matched = frames_matches([(r.token, *samples[r.token]) for r in results], tuple(cfg.class_names),
+                             default_range(cfg.point_cloud_range))
+    ahead = time.perf_counter() - t0
     pool = _Timed()
-    metrics._devkit(results, lanes, cfg, pool, args.workers, rows, samples)
+    t0 = time.perf_counter()
+    for lane in metrics._devkit(results, lanes, cfg, pool, args.workers, matched, samples).values():
+        lane.result()
+    summed = time.perf_counter() - t0
     tables = {r.token: metrics.frame_tables(r, lanes, n_classes) for r in results}
     boot = bootstrap.Bootstrap({b: [tables[r.token][b] for r in results] for b in lanes}, len(results), 0, 200)
     keys = [(c, b) for c in range(n_classes) for b, _, _ in metrics.BUCKETS]
@@ -79,6 +86,9 @@ def main() -> None:
           f"{', '.join(f'{s:.2f} s ({n})' for n, s in sorted(pool.tasks, key=lambda t: -t[1])[:4])}")
     print(f"first-in-first-out on {args.workers} processes: {max(free):.2f} s (the work shared out evenly: "
           f"{total / args.workers:.2f} s)")
+    print(f"the devkit's lanes summed up from their frames' matching: {summed:.2f} s (a thread, beside the pool)")
+    print(f"while the frames run: the devkit's matching {ahead:.1f} CPU-s, "
+          f"{1000 * ahead / len(results):.1f} ms a frame ({len(lanes)} lanes)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ INSTALL_HINT = (
 )
 
 
-def _devkit():
+def devkit_modules():
     """The devkit modules, imported lazily (through `imports.optional`: OpenCV's loader, which the devkit imports,
     edits `sys.path`); a missing devkit is one clear message, one that fails to import says its own error."""
     from cp_debug.imports import optional
@@ -168,7 +168,7 @@ def check_inputs(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[st
     """What `evaluate` refuses, said in one line: names the devkit does not know, detections of samples without
     ground truth, labels outside the classes, detections without scores, more than the devkit's 500 per sample,
     boxes with NaN/Inf."""
-    _, _, DETECTION_NAMES, _, _, _ = _devkit()
+    _, _, DETECTION_NAMES, _, _, _ = devkit_modules()
     unknown = [c for c in class_names if c not in DETECTION_NAMES]
     if unknown:
         raise BadInputError(f"class names {unknown} are not nuScenes detection names ({', '.join(DETECTION_NAMES)})")
@@ -195,7 +195,7 @@ def check_inputs(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[st
 
 def _config(class_range: float):
     """The nuScenes detection config (detection_cvpr_2019.json) with one `class_range` for every class."""
-    _, _, DETECTION_NAMES, _, DetectionConfig, _ = _devkit()
+    _, _, DETECTION_NAMES, _, DetectionConfig, _ = devkit_modules()
     return DetectionConfig(
         class_range={c: class_range for c in DETECTION_NAMES},
         dist_fcn="center_distance",
@@ -232,26 +232,24 @@ def of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, Sample
 
 def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
                    class_names: Sequence[str], name: str, *, class_range: float = 1e9,
-                   thresholds: Sequence[float] = DIST_THS, rows: Mapping[str, np.ndarray] | None = None) -> ClassPart:
+                   thresholds: Sequence[float] = DIST_THS) -> ClassPart:
     """Class `name`'s part of `evaluate` (inputs checked by `check_inputs` first): the devkit's `accumulate` of its
     boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
     per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
-    its own: a caller with cores to spare runs them apart and `merge_parts` them); the TP errors come with 2 m.
-    `rows`: token -> the class's center distances worked out ahead (`devkit_rows.py`), which `accumulate` then
-    looks up instead of computing each pair again; the same figures. Without them, a class evaluated at several
-    thresholds has each distance worked out once here for all of them."""
+    its own; `merge_parts` puts a class evaluated threshold by threshold together); the TP errors come with 2 m.
+    At several thresholds each pair's center distance is worked out once for all of them (`devkit_rows.py`)."""
     from cp_debug.heap import uncollected
 
     with uncollected():  # its boxes and the matching's bookkeeping hold no cycles
-        return _evaluate_class(ground_truth, detections, class_names, name, class_range, thresholds, rows)
+        return _evaluate_class(ground_truth, detections, class_names, name, class_range, thresholds)
 
 
 def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
-                    class_names: Sequence[str], name: str, class_range: float, thresholds: Sequence[float],
-                    rows: Mapping[str, np.ndarray] | None) -> ClassPart:
+                    class_names: Sequence[str], name: str, class_range: float, thresholds: Sequence[float]
+                    ) -> ClassPart:
     from cp_debug.eval.devkit_boxes import to_eval_boxes
 
-    EvalBoxes, algo, known, DetectionBox, _, _ = _devkit()
+    EvalBoxes, algo, known, DetectionBox, _, _ = devkit_modules()
     class_names = tuple(class_names)
     label = class_names.index(name)
     tokens = sorted(ground_truth)
@@ -259,34 +257,43 @@ def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping
     gt = to_eval_boxes(sides[0], tokens, class_names, True, DetectionBox, EvalBoxes, known)
     pred = to_eval_boxes(sides[1], tokens, class_names, False, DetectionBox, EvalBoxes, known)
     distance = None
-    if rows is None and len(thresholds) > 1:  # each pair's distance worked out once, not once a threshold
-        rows = {}
-    if rows is not None:
+    if len(thresholds) > 1:  # each pair's distance worked out once, not once a threshold
         from cp_debug.eval.devkit_rows import looked_up, tag
 
-        tag(gt, pred, tokens, rows)
+        tag(gt, pred, tokens)
         distance = looked_up
     for boxes, side in zip((gt, pred), sides):  # filter_eval_boxes' distance and points-per-box steps
         for token in tokens:
             made = boxes[token]
             if made:
-                boxes.boxes[token] = [b for b, keep in zip(made, _kept(side[token], class_range)) if keep]
+                boxes.boxes[token] = [b for b, keep in zip(made, range_kept(side[token], class_range)) if keep]
     num_gt, num_det = len(gt.all), len(pred.all)
     if num_gt == 0:
         return ClassPart(name, None, None, 0, num_det)
     cfg = _config(class_range)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
+        warnings.simplefilter("ignore", RuntimeWarning)
         # As NuScenesEval.evaluate: accumulate per threshold, then AP and TP errors.
         data = {th: algo.accumulate(gt, pred, name, distance or cfg.dist_fcn_callable, th) for th in thresholds}
-        aps = {th: float(algo.calc_ap(data[th], cfg.min_recall, cfg.min_precision)) for th in thresholds}
+    return class_part(name, data, num_gt, num_det)
+
+
+def class_part(name: str, data: Mapping, num_gt: int, num_det: int) -> ClassPart:
+    """A class's `ClassPart` from its `accumulate` results (threshold -> `DetectionMetricData`): the devkit's `calc_ap`
+    per threshold and `calc_tp` at 2 m (where 2 m is among them), as `NuScenesEval.evaluate` has them."""
+    if num_gt == 0:
+        return ClassPart(name, None, None, 0, num_det)
+    _, algo, _, _, _, _ = devkit_modules()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan attribute errors
+        aps = {th: float(algo.calc_ap(md, MIN_RECALL, MIN_PRECISION)) for th, md in data.items()}
         # No attributes: nan, as NuScenesEval.evaluate sets for traffic_cone (calc_tp would give 1).
-        tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], cfg.min_recall, m))
+        tps = {m: np.nan if m == "attr_err" else float(algo.calc_tp(data[DIST_TH_TP], MIN_RECALL, m))
                for m in TP_NAMES} if DIST_TH_TP in data else None
     return ClassPart(name, aps, tps, num_gt, num_det)
 
 
-def _kept(sb: SampleBoxes, class_range: float) -> list[bool]:
+def range_kept(sb: SampleBoxes, class_range: float) -> list[bool]:
     """Which boxes of a sample the devkit's filter keeps: `ego_dist < class_range` (its `EvalBox.ego_dist`,
     `np.sqrt(np.sum(np.array(xy) ** 2))`: the same float64 square, sum and root worked out for the sample at once) and a
     ground-truth point count that is not 0 (-1, unknown, is kept)."""
@@ -312,7 +319,7 @@ def combine(parts: Mapping[str, ClassPart], class_names: Sequence[str], num_samp
             class_range: float) -> DetectionEvaluation:
     """The evaluation of every class's part, as `NuScenesEval.evaluate` adds them up (`DetectionMetrics`: mAP over
     the evaluated classes, the mean TP errors) and NDS over the four TP errors that exist."""
-    _, _, _, _, _, DetectionMetrics = _devkit()
+    _, _, _, _, _, DetectionMetrics = devkit_modules()
     evaluated = tuple(c for c in class_names if parts[c].num_gt > 0)
     if not evaluated:
         raise BadInputError("the ground truth has no box inside the evaluation range; nothing to evaluate")

@@ -2,7 +2,7 @@
 
 The devkit's `DetectionBox.__init__` checks each box on its own — six `np.any(np.isnan(...))` over short lists and a
 type check per field —, 44 us a box on the CPU machine: with a class's boxes made again for each part of a sweep's
-evaluation (`sweep/devkit_parts.py`), making boxes was about as long as the devkit's own matching. Here a sample's
+evaluation (as it once was), making boxes was about as long as the devkit's own matching. Here a sample's
 boxes are checked at once against the same conditions (finite box fields, known class names, float scores that are
 not NaN, integer point counts), and each box is then made without its per-box checks, its fields the very values
 and types `box_to_nuscenes` and the devkit's constructor give (lists of Python floats, the translation list also

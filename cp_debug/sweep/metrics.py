@@ -8,8 +8,8 @@ and `calc_ap` do (center distance, greedy by score within each sample, 101 recal
 precision 0.1, mean over the thresholds 0.5/1/2/4 m): matching never crosses frames, so each frame's
 true-positive flags are computed once here (`frame_tables`, as the frames come back) and a resample's AP is
 worked out of them in `bootstrap.py`. Resampling is seeded: the same sweep gives the same intervals. On a host with
-cores to spare the devkit's evaluation (`devkit_parts.py`) and the resamples run in a process pool started with the
-sweep (`process_pool`).
+cores to spare the devkit's matching (frame by frame as they come: `devkit_lanes.py`) and the resamples run in a
+process pool started with the sweep (`process_pool`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from cp_debug.errors import CpDebugError
 from cp_debug.eval.devkit import DIST_THS
 from cp_debug.sweep import kept
 from cp_debug.sweep.bootstrap import Bootstrap
-from cp_debug.sweep.devkit_parts import lane_error, submit_lanes
+from cp_debug.sweep.devkit_lanes import evaluate_lanes, frames_matches, lane_error
 from cp_debug.sweep.greedy import true_positives
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
 CONFIDENCE = 0.95
 _THRESHOLDS = np.asarray(DIST_THS, dtype=np.float64)
-ROWS_BATCH = 32  # frames a task of the devkit's distances worked out ahead (`devkit_rows.py`) in the metrics' pool
+MATCH_BATCH = 32  # frames a task of the devkit's matching worked out ahead (`devkit_lanes.py`) in the metrics' pool
 SPARE_CORES = 8  # a host with this many cores or more works the metrics out in processes of their own (the devkit's
-MAX_PROCESSES = 16  # parts, the bootstrap's pairs): at most the host's cores less two, and this many
+MAX_PROCESSES = 16  # matching, the bootstrap's pairs): at most the host's cores less two, and this many
 
 
 def _tables(gt: dict, det: dict, n_classes: int) -> dict:
@@ -82,17 +82,21 @@ class MetricsAhead:
         import os
         from concurrent.futures import ThreadPoolExecutor
 
+        from cp_debug.eval.devkit import default_range
+
+        cfg = settings.config()
         self.lanes = list(settings.backends)
-        self.n_classes = len(settings.config().class_names)
+        self.names, self.reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
+        self.n_classes = len(self.names)
         self.tables: dict[str, dict] = {}
         self.samples: dict[str, tuple] = {}  # token -> `frame_samples`, made as the frames come
-        self._waiting: list[tuple] = []  # frames whose devkit distances are not yet handed to the pool
-        self._rows: list = []  # the pool's futures of them
+        self._waiting: list[tuple] = []  # frames not yet handed to the pool for the devkit's matching
+        self._matched: list = []  # the pool's futures of them
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-metrics")
-        # where the host has cores to spare (a GPU host), the devkit's evaluation (in parts: `devkit_parts.py`) and
-        # the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each lane's
-        # alone took ~25 s of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now, so
-        # their imports are paid while the frames run
+        # where the host has cores to spare (a GPU host), the devkit's matching (frame by frame: `devkit_lanes.py`)
+        # and the bootstrap's pairs run in processes of their own (the devkit's accumulate is pure Python: each
+        # lane's alone took ~25 s of a 1000-frame awml-base sweep's 30 s after its frames, H100 host); started now,
+        # so their imports are paid while the frames run
         self.processes, self.workers, self.clean = None, 0, False
         cores = len(os.sched_getaffinity(0))
         if cores >= SPARE_CORES:  # in the server, the pool the sweep before left (`kept.py`), its imports done
@@ -117,39 +121,36 @@ class MetricsAhead:
 
     def _add(self, r: FrameResult, tables: bool) -> None:
         """On the helper: the frame's TP tables (where no actor put them), its boxes as the devkit's evaluation
-        reads them and, with a pool, its center distances handed to the pool a batch at a time."""
+        reads them and, with a pool, the frame handed to the pool for the devkit's matching, a batch at a time."""
         if tables:
             self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
         try:
             gt, dets = self.samples[r.token] = frame_samples(r, self.lanes)
         except CpDebugError:  # boxes and labels that do not pair: `_devkit` says so, making them again
             return
-        if self.processes is not None:  # the devkit's distances, in the pool while the frames run
-            from cp_debug.eval.devkit_rows import sample_input
+        if self.processes is not None:  # the devkit's matching, in the pool while the frames run
+            self._waiting.append((r.token, gt, dets))
+            if len(self._waiting) >= MATCH_BATCH:
+                self._hand(MATCH_BATCH)
 
-            self._waiting.append((r.token, *sample_input(gt, dets)))
-            if len(self._waiting) >= ROWS_BATCH:
-                self._hand_rows(ROWS_BATCH)
-
-    def _hand_rows(self, size: int) -> None:
-        from cp_debug.eval.devkit_rows import frames_rows
-
+    def _hand(self, size: int) -> None:
         waiting, self._waiting = self._waiting, []
         for i in range(0, len(waiting), size):
-            self._rows.append(self.processes.submit(frames_rows, waiting[i:i + size], self.n_classes))
+            self._matched.append(self.processes.submit(frames_matches, waiting[i:i + size], self.names, self.reach))
 
-    def rows(self) -> dict[str, dict[str, dict[int, np.ndarray]]] | None:
-        """lane -> token -> class -> the devkit's center distances worked out in the pool (`devkit_rows.py`), once
-        every frame's are; None where there is no pool or a batch failed (the devkit's parts then work them out)."""
+    def matches(self) -> dict[str, dict[str, dict | None]] | None:
+        """lane -> token -> the devkit's matching of the frame (`devkit_lanes.frames_matches`), once every frame's
+        is worked out; None where there is no pool or a batch failed (the frames are then matched after the last
+        one)."""
         if self.processes is None:
             return None
         out: dict[str, dict] = {lane: {} for lane in self.lanes}
         try:
-            self._hand_rows(2)  # the last frames, a few a process
-            for future in self._rows:
+            self._hand(2)  # the last frames, a few a process
+            for future in self._matched:
                 for lane, by_token in future.result().items():
                     out[lane].update(by_token)
-        except Exception:  # noqa: BLE001 - a broken pool: `_devkit` says so through its parts, or works them out
+        except Exception:  # noqa: BLE001 - a broken pool: the lanes' evaluation says so, or matches them again
             return None
         return out
 
@@ -226,7 +227,7 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     ready = ahead.done() if ahead is not None else {}
     if not frames:
         return {"note": "no frame with ground truth ran: metrics need an info file (or held-out synthetic frames)"}
-    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers, ahead.rows(), ahead.samples)
+    devkit = _devkit(frames, lanes, cfg, *((ahead.processes, ahead.workers, ahead.matches(), ahead.samples)
                                            if ahead is not None else ()))
     out: dict = {"frames": len(frames), "bootstrap": bootstrap, "confidence": CONFIDENCE,
                  "buckets": [b[0] for b in BUCKETS], "devkit": devkit}
@@ -290,12 +291,12 @@ def _sub(a, b):
 
 
 def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, workers: int = 0,
-            rows: dict | None = None, samples: dict | None = None) -> dict:
+            matches: dict | None = None, samples: dict | None = None) -> dict:
     """mAP, NDS and TP errors per lane from nuscenes-devkit (`eval/devkit.py`); a lane it cannot evaluate gets the
-    one-line reason. With `processes` (a process pool of `workers`), each lane's classes are evaluated apart, in
-    parts (`devkit_parts.py`), and the lane's entry is a `LaneParts` the caller resolves (`.result()`): the same
-    figures as `evaluate`. `rows`: the center distances `MetricsAhead.rows` worked out while the frames ran;
-    `samples`: token -> `frame_samples`, made as they came (a frame without is made here)."""
+    one-line reason. With `processes` (a process pool of `workers`), each lane is summed up from its frames'
+    matching (`devkit_lanes.py`) and its entry is a future the caller resolves (`.result()`): the same figures as
+    `evaluate`. `matches`: the matching `MetricsAhead.matches` worked out while the frames ran; `samples`: token ->
+    `frame_samples`, made as they came (a frame without is made here)."""
     from cp_debug.eval.devkit import check_inputs, default_range
 
     samples = samples or {}
@@ -315,7 +316,7 @@ def _devkit(frames: list[FrameResult], lanes: list[str], cfg, processes=None, wo
             continue
         apart[b] = (gt, dets)
     if apart:
-        out.update(submit_lanes(processes, workers, apart, names, reach, rows))
+        out.update(evaluate_lanes(processes, workers, apart, names, reach, matches))
     return {b: out[b] for b in lanes}
 
 

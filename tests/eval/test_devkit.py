@@ -167,49 +167,13 @@ def json_of(values):
                                         for k, v in values.items()}
 
 
-def test_center_distances_worked_out_ahead_are_what_accumulate_would_compute():
-    """`evaluate_class(rows=)` (`eval/devkit_rows.py`): distances worked out ahead by the devkit's own
-    `center_distance` and looked up inside `accumulate` give every AP and TP error of the class bit for bit, with
-    ground truth the range and point-count filters drop and samples whose rows are missing or stale (worked out
-    again there); rows that lie change the figures, so they are what `accumulate` reads."""
-    from cp_debug.eval.devkit import evaluate_class
-    from cp_debug.eval.devkit_rows import frames_rows, sample_input
-
-    rng = np.random.default_rng(7)
-    gt, det = {}, {}
-    for t in range(10):
-        k = 9
-        rows = [box(*rng.uniform(-60, 60, 2), yaw=rng.uniform(-3, 3), vx=rng.normal()) for _ in range(k)]
-        labels = rng.integers(0, 3, k)
-        truth = sb(rows, labels)
-        gt[f"s{t}"] = SampleBoxes(truth.boxes, truth.labels, num_points=rng.integers(0, 3, k))  # some with none
-        noisy = [[r[0] + rng.normal(0, 1.0), r[1] + rng.normal(0, 1.0), *r[2:]] for r in rows]
-        det[f"s{t}"] = sb(noisy + [box(*rng.uniform(-60, 60, 2))], [*labels, 0], np.round(rng.uniform(0, 1, k + 1), 1))
-    batch = [(token, *sample_input(gt[token], {"lane": det[token]})) for token in sorted(gt)]
-    ahead = frames_rows(batch, len(CLASSES))["lane"]
-    del ahead["s3"]  # a frame that came back before the pool was there (a resumed sweep's): worked out in the part
-    ahead["s4"] = {c: r[:, :0] for c, r in ahead["s4"].items()}  # a stale row: the same
-
-    def key(part):
-        return part.num_gt, part.num_detections, json_of(part.ap_per_threshold), json_of(part.tp_errors)
-
-    for c, name in enumerate(CLASSES[:3]):
-        rows = {token: by_class[c] for token, by_class in ahead.items() if c in by_class}
-        for reach in (1e9, 50.0):
-            plain = evaluate_class(gt, det, CLASSES, name, class_range=reach)
-            assert key(evaluate_class(gt, det, CLASSES, name, class_range=reach, rows=rows)) == key(plain), name
-        assert plain.num_gt > 0 and any(v > 0 for v in plain.ap_per_threshold.values())
-        lying = {token: np.zeros_like(r) for token, r in rows.items()}
-        assert key(evaluate_class(gt, det, CLASSES, name, rows=lying)) != key(evaluate_class(gt, det, CLASSES, name))
-
-
 def test_the_range_filter_worked_out_a_sample_at_once_is_the_devkits_box_by_box():
-    """`devkit._kept`: the devkit's `ego_dist < class_range` and point-count filter for a sample's boxes at once, the
-    same decision as each `DetectionBox.ego_dist` gives, at the range's very edge too (boxes exactly at it, a bit
+    """`devkit.range_kept`: the devkit's `ego_dist < class_range` and point-count filter for a sample's boxes at once,
+    the same decision as each `DetectionBox.ego_dist` gives, at the range's very edge too (boxes exactly at it, a bit
     inside and a bit outside)."""
     from nuscenes.eval.detection.data_classes import DetectionBox
 
-    from cp_debug.eval.devkit import _kept
+    from cp_debug.eval.devkit import range_kept
 
     rng = np.random.default_rng(3)
     xy = rng.uniform(-80, 80, (400, 2)) * rng.choice([1e-3, 1.0, 1e3], (400, 1))
@@ -223,6 +187,6 @@ def test_the_range_filter_worked_out_a_sample_at_once_is_the_devkits_box_by_box(
     for limit in (reach, 50.0, 1e9):
         devkit = [DetectionBox(translation=(x, y, 0.0), ego_translation=(x, y, 0.0), num_pts=int(n)).ego_dist < limit
                   and int(n) != 0 for (x, y), n in zip(xy.tolist(), points.tolist())]
-        assert _kept(sample, limit) == devkit
+        assert range_kept(sample, limit) == devkit
     unknown_points = SampleBoxes(rows, np.zeros(len(xy), np.int64))  # detections: every box kept inside the range
-    assert not _kept(sample, reach)[7] and _kept(unknown_points, 1e9) == [True] * len(xy)
+    assert not range_kept(sample, reach)[7] and range_kept(unknown_points, 1e9) == [True] * len(xy)

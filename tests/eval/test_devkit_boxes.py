@@ -11,7 +11,7 @@ pytestmark = pytest.mark.needs("nuscenes-devkit")
 
 from cp_debug.data.frames import held_out  # noqa: E402
 from cp_debug.eval.boxes import SampleBoxes  # noqa: E402
-from cp_debug.eval.devkit import _devkit  # noqa: E402
+from cp_debug.eval.devkit import devkit_modules  # noqa: E402
 from cp_debug.eval.devkit_boxes import _made_checked, to_eval_boxes  # noqa: E402
 from cp_debug.models.centerpoint.presets import get_preset  # noqa: E402
 
@@ -26,7 +26,7 @@ def _fields(box) -> list:
 
 
 def _both(samples: dict, is_gt: bool):
-    EvalBoxes, _, names, DetectionBox, _, _ = _devkit()
+    EvalBoxes, _, names, DetectionBox, _, _ = devkit_modules()
     fast = to_eval_boxes(samples, sorted(samples), CLASSES, is_gt, DetectionBox, EvalBoxes, names)
     plain = {t: _made_checked(t, sb, list(CLASSES), is_gt, DetectionBox) for t, sb in samples.items()}
     return fast, plain
@@ -59,6 +59,6 @@ def test_detections_with_float_labels_and_a_nan_velocity_are_the_constructors_bo
 def test_a_sample_the_devkit_refuses_is_refused_by_its_own_constructor():
     rows = np.tile([1.0, 2.0, -1.0, 4.0, 2.0, 1.5, 0.3, 0.0, 0.0], (3, 1))
     samples = {"s": SampleBoxes(rows, np.array([0, 1, 2]), np.array([0.9, np.nan, 0.5]))}
-    EvalBoxes, _, names, DetectionBox, _, _ = _devkit()
+    EvalBoxes, _, names, DetectionBox, _, _ = devkit_modules()
     with pytest.raises(AssertionError, match="detection_score may not be NaN"):
         to_eval_boxes(samples, ["s"], CLASSES, False, DetectionBox, EvalBoxes, names)

@@ -120,16 +120,16 @@ def test_the_pooled_bootstrap_ap_is_the_frames_ap_to_the_last_bit(ties):
 
 
 def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkeypatch):
-    """A host with cores to spare evaluates each lane's classes apart in a process pool, a large class cut by
-    distance threshold (`devkit_parts`), and the bootstrap's (lane, key) pairs there too: the same metrics block,
-    key by key, as in this process (`evaluate` of each lane, the bootstrap on threads); a lane the devkit refuses (a
-    NaN box) is its one-line reason either way."""
+    """A host with cores to spare works the devkit's evaluation out frame by frame in a process pool (`devkit_lanes`:
+    each frame matched there, each lane summed up after the last one) and the bootstrap's (lane, key) pairs there too:
+    the same metrics block, key by key, as in this process (`evaluate` of each lane, the devkit's own `accumulate`;
+    the bootstrap on threads); a lane the devkit refuses (a NaN box) is its one-line reason either way."""
     pytest.importorskip("nuscenes")
     import json
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from cp_debug.sweep import devkit_parts, metrics
+    from cp_debug.sweep import metrics
     from cp_debug.sweep.metrics import frame_tables, sweep_metrics
     from cp_debug.sweep.records import FrameResult, SweepSettings
 
@@ -142,7 +142,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
         gt[:, :2] = rng.uniform(-40, 40, (k, 2))
         gt[:, 3:6] = rng.uniform(1, 4, (k, 3))
         labels = rng.integers(0, 4, k)  # no pedestrian: a class not evaluated
-        labels[:6] = 0  # cars, the most: the class cut in four
+        labels[:6] = 0  # cars, the most
         lanes = {}
         for lane in settings.backends:
             d = gt.copy()
@@ -150,7 +150,8 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
             d[:, 6] = rng.normal(0, 0.2, k)
             if lane == "ort-cpu" and i == 3:
                 d[0, 0] = np.nan
-            lanes[lane] = {"boxes": d.tolist(), "labels": labels.tolist(), "scores": rng.uniform(0, 1, k).tolist()}
+            scores = np.round(rng.uniform(0, 1, k), 1)  # ties, within frames and across them
+            lanes[lane] = {"boxes": d.tolist(), "labels": labels.tolist(), "scores": scores.tolist()}
         frames.append(FrameResult(i, f"t{i}", "within_precision", boxes=lanes,
                                   gt={"boxes": gt.tolist(), "labels": labels.tolist(),
                                       "num_points": rng.integers(0, 3, k).tolist()}))
@@ -163,57 +164,33 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
         def done(self):
             return tables
 
-        def rows(self):  # the devkit's distances not worked out ahead: its parts compute them
+        def matches(self):  # no frame matched while the frames ran (a resumed sweep's): all matched at the end
             return None
 
     here = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead())
-    cuts = []
-    plan = devkit_parts.plan
-
-    def planned(costs, workers):
-        cuts.append(plan(costs, workers))
-        return cuts[-1]
-
-    devkit_parts.plan = planned
-    try:
-        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            apart = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead(pool, 64))
-    finally:
-        devkit_parts.plan = plan
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        apart = sweep_metrics(frames, settings, bootstrap=40, ahead=Ahead(pool, 64))
     assert json.dumps(apart, sort_keys=True) == json.dumps(here, sort_keys=True)
-    assert 4 in cuts[0] and len(cuts[0]) == 2 * 5  # the two lanes the devkit takes, five classes each
-    # a sweep's `MetricsAhead` on such a host: the devkit's center distances worked out in the pool as the frames
-    # come back (`eval/devkit_rows.py`; the last frame not through it, as a resumed one), the same block again
-    monkeypatch.setattr(metrics, "ROWS_BATCH", 4)
+    # a sweep's `MetricsAhead` on such a host: each frame matched in the pool as it comes back (the last frame not
+    # through it, as a resumed one: matched after), the same block again
+    monkeypatch.setattr(metrics, "MATCH_BATCH", 4)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         ahead = metrics.MetricsAhead(settings)
         ahead.processes, ahead.workers = pool, 64
         for r in frames[:-1]:
             ahead.add(r)
         ahead.done()  # the helper has worked out what it was given
-        assert len(ahead._rows) == 2 and len(ahead.samples) == len(frames) - 1  # two batches of four
+        assert len(ahead._matched) == 2 and len(ahead.samples) == len(frames) - 1  # two batches of four
         try:
-            looked_up = sweep_metrics(frames, settings, bootstrap=40, ahead=ahead)
-            rows = ahead.rows()
+            streamed = sweep_metrics(frames, settings, bootstrap=40, ahead=ahead)
+            matched = ahead.matches()
         finally:
             ahead.processes = None
             ahead.close()
-    assert json.dumps(looked_up, sort_keys=True) == json.dumps(here, sort_keys=True)
+    assert json.dumps(streamed, sort_keys=True) == json.dumps(here, sort_keys=True)
     cars = int(np.sum(np.asarray(frames[0].gt["labels"]) == 0))
-    assert set(rows["torch"]) == {r.token for r in frames[:-1]} and rows["torch"]["t0"][0].shape == (cars, cars)
+    assert set(matched["torch"]) == {r.token for r in frames[:-1]} and matched["ort-cpu"]["t3"] is None
+    assert len(matched["torch"]["t0"][0].scores) == cars
     dk = here["devkit"]
     assert "NaN" in dk["ort-cpu"]["error"] and dk["torch"]["not_evaluated"] == ["pedestrian"]
     assert dk["torch"]["mAP"] > 0 and here["ap_change"]["ort-cpu-fp16"]["car"]["all"]["ci"] is not None
-
-
-def test_the_devkit_parts_plan_cuts_the_class_that_holds_the_pool_up():
-    """`devkit_parts.plan`: the class whose part is the longest is cut (in two, then four) while that shortens the
-    estimated finish; one process, or classes of even size on a pool they fill, are not cut."""
-    from cp_debug.sweep.devkit_parts import plan
-
-    bus, car, small = (2.6, 3.3), (1.9, 0.6), (0.5, 0.01)
-    assert plan([bus, car, small] * 2, 14) == [4, 1, 1, 4, 1, 1]
-    assert plan([bus, car, small] * 2, 1) == [1] * 6
-    assert plan([car] * 8, 8) == [1] * 8
-    assert plan([car] * 2, 8) == [4, 4]
-    assert plan([], 8) == []
