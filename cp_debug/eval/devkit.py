@@ -231,23 +231,21 @@ def of_class(samples: Mapping[str, SampleBoxes], label: int) -> dict[str, Sample
 
 
 def evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
-                   class_names: Sequence[str], name: str, *, class_range: float = 1e9,
-                   thresholds: Sequence[float] = DIST_THS) -> ClassPart:
+                   class_names: Sequence[str], name: str, *, class_range: float = 1e9) -> ClassPart:
     """Class `name`'s part of `evaluate` (inputs checked by `check_inputs` first): the devkit's `accumulate` of its
     boxes alone — it matches boxes of one class only, so the other classes' boxes change nothing — then `calc_ap`
-    per threshold and `calc_tp` at 2 m. `thresholds`: the distance thresholds to evaluate (each `accumulate` is
-    its own; `merge_parts` puts a class evaluated threshold by threshold together); the TP errors come with 2 m.
-    At several thresholds each pair's center distance is worked out once for all of them (`devkit_rows.py`)."""
+    per threshold and `calc_tp` at 2 m; each pair's center distance worked out once for the four thresholds
+    (`devkit_rows.py`)."""
     from cp_debug.heap import uncollected
 
     with uncollected():  # its boxes and the matching's bookkeeping hold no cycles
-        return _evaluate_class(ground_truth, detections, class_names, name, class_range, thresholds)
+        return _evaluate_class(ground_truth, detections, class_names, name, class_range)
 
 
 def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[str, SampleBoxes],
-                    class_names: Sequence[str], name: str, class_range: float, thresholds: Sequence[float]
-                    ) -> ClassPart:
+                    class_names: Sequence[str], name: str, class_range: float) -> ClassPart:
     from cp_debug.eval.devkit_boxes import to_eval_boxes
+    from cp_debug.eval.devkit_rows import looked_up, tag
 
     EvalBoxes, algo, known, DetectionBox, _, _ = devkit_modules()
     class_names = tuple(class_names)
@@ -256,12 +254,7 @@ def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping
     sides = of_class(ground_truth, label), of_class(detections, label)
     gt = to_eval_boxes(sides[0], tokens, class_names, True, DetectionBox, EvalBoxes, known)
     pred = to_eval_boxes(sides[1], tokens, class_names, False, DetectionBox, EvalBoxes, known)
-    distance = None
-    if len(thresholds) > 1:  # each pair's distance worked out once, not once a threshold
-        from cp_debug.eval.devkit_rows import looked_up, tag
-
-        tag(gt, pred, tokens)
-        distance = looked_up
+    tag(gt, pred, tokens)  # each pair's distance worked out once, not once a threshold
     for boxes, side in zip((gt, pred), sides):  # filter_eval_boxes' distance and points-per-box steps
         for token in tokens:
             made = boxes[token]
@@ -270,11 +263,10 @@ def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping
     num_gt, num_det = len(gt.all), len(pred.all)
     if num_gt == 0:
         return ClassPart(name, None, None, 0, num_det)
-    cfg = _config(class_range)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         # As NuScenesEval.evaluate: accumulate per threshold, then AP and TP errors.
-        data = {th: algo.accumulate(gt, pred, name, distance or cfg.dist_fcn_callable, th) for th in thresholds}
+        data = {th: algo.accumulate(gt, pred, name, looked_up, th) for th in DIST_THS}
     return class_part(name, data, num_gt, num_det)
 
 
@@ -302,17 +294,6 @@ def range_kept(sb: SampleBoxes, class_range: float) -> list[bool]:
     if sb.num_points is not None:
         keep &= sb.num_points != 0
     return keep.tolist()
-
-
-def merge_parts(parts: Sequence[ClassPart]) -> ClassPart:
-    """One class's parts evaluated threshold by threshold (`evaluate_class(..., thresholds=)`), as one part: what
-    `evaluate_class` of every threshold at once gives."""
-    first = parts[0]
-    if first.ap_per_threshold is None:  # no ground truth in range: the same for every threshold
-        return first
-    aps = {th: ap for part in parts for th, ap in part.ap_per_threshold.items()}
-    tps = next((part.tp_errors for part in parts if part.tp_errors is not None), None)
-    return ClassPart(first.name, {th: aps[th] for th in DIST_THS}, tps, first.num_gt, first.num_detections)
 
 
 def combine(parts: Mapping[str, ClassPart], class_names: Sequence[str], num_samples: int,

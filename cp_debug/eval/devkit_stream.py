@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.eval.boxes import SampleBoxes
-from cp_debug.eval.devkit import DIST_THS, class_part, devkit_modules, range_kept
+from cp_debug.eval.devkit import DIST_THS, class_part, devkit_modules, of_class, range_kept
 
 ERRORS = ("trans_err", "vel_err", "scale_err", "orient_err", "attr_err")  # `accumulate`'s match data, its order
 
@@ -45,12 +45,6 @@ class SampleMatch:
     errors: tuple[np.ndarray, ...]
 
 
-def _one_class(sb: SampleBoxes, c: int) -> SampleBoxes:
-    keep = np.asarray(sb.labels) == c
-    return SampleBoxes(sb.boxes[keep], sb.labels[keep], None if sb.scores is None else sb.scores[keep],
-                       None if sb.num_points is None else np.asarray(sb.num_points)[keep])
-
-
 def sample_matches(token: str, gt: SampleBoxes, dets: SampleBoxes, class_names: Sequence[str],
                    class_range: float) -> dict[int, SampleMatch]:
     """class -> `SampleMatch` of one sample (`token`), for each class with a box on either side; the boxes made as
@@ -62,7 +56,7 @@ def sample_matches(token: str, gt: SampleBoxes, dets: SampleBoxes, class_names: 
     present = set(np.asarray(gt.labels).tolist()) | set(np.asarray(dets.labels).tolist())
     out = {}
     for c in sorted(int(v) for v in present):
-        sides = _one_class(gt, c), _one_class(dets, c)
+        sides = of_class({token: gt}, c)[token], of_class({token: dets}, c)[token]
         made = []
         for side, is_gt in zip(sides, (True, False)):
             boxes = to_eval_boxes({token: side}, [token], names, is_gt, DetectionBox, EvalBoxes, known)[token]

@@ -132,39 +132,25 @@ def test_logit_scores_cannot_crash_the_devkit_and_keep_the_ranking_metrics():
     assert order_scores(det) == (det, "")
 
 
-def test_a_class_evaluated_threshold_by_threshold_is_the_class_at_once():
-    """A host with cores to spare cuts a large class's evaluation by distance threshold (`thresholds=`) and puts it
-    back together (`merge_parts`): every AP and TP error the same as the class evaluated at once, and the lane's
-    figures (`combine`) the same as `evaluate`'s."""
-    from cp_debug.eval.devkit import DIST_THS, combine, evaluate_class, merge_parts
+def test_a_lane_summed_up_from_its_samples_matching_is_evaluate():
+    """A sweep on a host with cores to spare matches each sample as it comes (`devkit_stream.sample_matches`) and sums
+    each class up after the last (`class_of_samples`): the lane's figures (`combine`) those of `evaluate`, key by
+    key, on the hand-made case with more samples, boxes near and far from their truth."""
+    from cp_debug.eval.devkit import combine
+    from cp_debug.eval.devkit_stream import class_of_samples, sample_matches
 
     gt, det = hand_case()
     rng = np.random.default_rng(2)
-    for t in range(8):  # more samples, boxes near and far from their truth
+    for t in range(8):
         rows = [box(*rng.uniform(-40, 40, 2), yaw=rng.uniform(-3, 3), vx=rng.normal()) for _ in range(6)]
         labels = rng.integers(0, 5, 6)
         gt[f"s{t}"] = sb(rows, labels)
         noisy = [[r[0] + rng.normal(0, 1.5), r[1] + rng.normal(0, 1.5), *r[2:]] for r in rows]
         det[f"s{t}"] = sb(noisy, labels, rng.uniform(0, 1, 6))
-
-    def key(part):  # NaN (attr_err) compared as NaN
-        return part.name, part.num_gt, part.num_detections, json_of(part.ap_per_threshold), json_of(part.tp_errors)
-
-    whole = {c: evaluate_class(gt, det, CLASSES, c) for c in CLASSES}
-    for cuts in (((0.5,), (1.0,), (2.0,), (4.0,)), ((0.5, 1.0), (2.0, 4.0)), ((2.0, 4.0), (0.5, 1.0))):
-        apart = {c: merge_parts([evaluate_class(gt, det, CLASSES, c, thresholds=ths) for ths in cuts])
-                 for c in CLASSES}
-        for c in CLASSES:
-            assert key(apart[c]) == key(whole[c]), (c, cuts)
-            if whole[c].ap_per_threshold is not None:
-                assert tuple(apart[c].ap_per_threshold) == DIST_THS
-        assert combine(apart, CLASSES, len(gt), 1e9).to_json() == evaluate(gt, det, CLASSES).to_json()
-    assert whole["car"].num_gt > 0 and whole["truck"].ap_per_threshold is not None
-
-
-def json_of(values):
-    return None if values is None else {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                        for k, v in values.items()}
+    by_sample = [sample_matches(t, gt[t], det[t], CLASSES, 1e9) for t in sorted(gt)]
+    parts = {c: class_of_samples(by_sample, i, c) for i, c in enumerate(CLASSES)}
+    assert combine(parts, CLASSES, len(gt), 1e9).to_json() == evaluate(gt, det, CLASSES).to_json()
+    assert parts["car"].num_gt > 0 and parts["truck"].ap_per_threshold is not None
 
 
 def test_the_range_filter_worked_out_a_sample_at_once_is_the_devkits_box_by_box():
