@@ -107,7 +107,7 @@ def accumulated(matches: Sequence[SampleMatch]) -> list:
     _, algo, _, _, _, _ = devkit_modules()
     data = algo.DetectionMetricData
     npos = sum(m.npos for m in matches)
-    if npos == 0 or not matches:
+    if npos == 0:  # no ground truth in range, or no sample at all
         return [data.no_predictions() for _ in DIST_THS]
     scores = np.concatenate([m.scores for m in matches])
     flags = np.concatenate([m.tp for m in matches])
