@@ -269,7 +269,18 @@ def _same_report(a: Path, b: Path) -> str:
         d.get("settings", {}).pop("peak_memory", None)
         for key in ("budget_mb", "device_budget_mb"):
             d.get("settings", {}).get("reference_store", {}).pop(key, None)
-    return "yes" if docs[0] == docs[1] else "**no**"
+    if docs[0] == docs[1]:
+        return "yes"
+    return f"**no** ({', '.join(_differing(docs[0], docs[1])[:4])})"
+
+
+def _differing(a, b, path: str = "") -> list[str]:
+    """The key paths where two JSON documents differ (lists element by element)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b), key=str) for p in _differing(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differing(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path.lstrip(".") or "(the whole)"]
 
 
 def _peak_rss_gb(pid: str | None) -> str:

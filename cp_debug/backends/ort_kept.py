@@ -8,18 +8,23 @@ it — the graph's bytes (or a file's size and time), the spec, the probes, the 
 `CPDEBUG_ORT_CPU_HALF` — and a runner of the same key in a later command takes it (`take`) instead of making its own.
 What a command did not use is let go when it ends (`command_done`): between commands the server holds at most the
 last command's sessions, at most `CPDEBUG_SERVER_SESSIONS` of them (256; 0: none kept), none where less than a
-quarter of the host's memory is free as it is handed back, and none once the server has grown by more than 1 GiB
-since it began to keep: a session holds more than its graph (the demo preset's 136 CPU sessions, 66 MB of graphs,
-held 3 GB: the activations ONNX Runtime plans per session), so the keep stays with the models whose sessions cost
-more to make than to hold.
+quarter of the host's memory is free as it is handed back, and no CPU session once the server has grown by more
+than 1 GiB since it began to keep: a CPU session holds more than its graph (the demo preset's 136 CPU sessions, 66
+MB of graphs, held 3 GB: the activations ONNX Runtime plans per session), so the keep stays with the models whose
+sessions cost more to make than to hold. Only a bisect's runners keep (`wanted`).
 
-CPU sessions only. On the CPU machine a served `bisect --preset tiny --level all --backends ort,ort-cpu-fp16` takes
-all 136 of its sessions from the command before and runs in ~1.0 s against ~1.9 s; the demo preset's took all 136
-and ran no faster (its runs, 7.6 of its 10-12 s, are the cost), the server 4 GB larger. CUDA sessions were kept too at
-first, and on an H100 (the ORT pair, awml-base, `--level all`, docs/measurements.md) that was worse on both counts:
-the served command took 2.99 s against 2.70 s without (8 of its 13 sessions taken, 5 made anew each time, made one
-at a time to be heard), and a bisect in a process of its own beside the server failed for the card's memory that
-the kept sessions' arenas held. A CUDA session is made by each command, as before.
+CUDA sessions are kept as well. A CUDA session's arena keeps the largest run it served — the ORT pair's awml-base
+sessions at `--level all` held 46-66 GB of an H200 between commands — and commands that come one after another run
+fastest on arenas already grown. So right after a command (`after_command`) the CUDA sessions are let go only where
+the card has less than half its memory free; once the server has waited `SHRINK_AFTER_S` for the next command
+(`shrink_kept`), each kept CUDA session runs once more on zeros of an input shape it ran, fetching one output to the
+host, under ONNX Runtime's run option that frees the arena's unused regions (`ort_session.shrink_arena`): the card
+then held 2.3-2.9 GB in all. Measured on that H200 (docs/measurements.md), six served ORT-pair bisects in a row:
+4.73 s (every session made, one at a time to be heard), then 1.77, 1.48, 1.52, 1.51, 1.44 s (all 10 taken), against
+2.40-2.89 s with every session made anew; shrunk after every command instead of when idle, 3.1-3.3 s (the next
+command waited for the shrinking, and its runs grew the arenas again). The growth limit above is the host's, for CPU
+sessions: a CUDA session's host memory is its graph; what a first CUDA command loads (cuDNN's, cuBLAS's kernels) is
+the process's.
 
 What ONNX Runtime says while a session is made and on its first run at an input shape goes to file descriptor 2 from
 its default logger, and names no session; a command served from kept sessions must still give the report the third-
@@ -27,7 +32,8 @@ party warnings its own process gives. So, while keeping, an activation, and each
 its session, happen one at a time in the process, inside `export.said.Said` (its lock, `SPEAKING`; a run's fd 2
 alone, an activation's Python warnings and log records too: the graph's preparation speaks in Python, the FP16
 conversion's overflow warning): what they said is kept with the session and said again (`say_again`) when a later
-command takes it, and at that command's first run at each shape. Where that cannot be heard (fd 2 a terminal:
+command takes it, and at that command's first run at each shape — itself never inside another thread's `Said`,
+which would keep those lines as its own session's too (`_say_again`). Where that cannot be heard (fd 2 a terminal:
 `--verbose`; another thread speaking for over `_WAIT_S`) or a run failed, the session is not kept.
 
 Outside the server nothing is kept and nothing changes: `keeping()` is False, runners make and drop their own.
@@ -38,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +57,11 @@ _DEFAULT_MAX = 256
 _FREE_SHARE = 0.25  # a session is kept while this share of the host's memory stays free
 _WAIT_S = 30.0  # how long a keeping runner waits for another thread's `Said` before it gives keeping up
 
-_GROWTH = 1 << 30  # kept sessions let go where the process has grown by more than this since it began to keep
+_GROWTH = 1 << 30  # kept CPU sessions let go where the process has grown by more than this since it began to keep
+_CARD_FREE_SHARE = 0.5  # kept CUDA sessions let go where less of the card than this is free after a command
+SHRINK_AFTER_S = 10.0  # a server this long without a command gives its kept CUDA sessions' arenas back
 _KEEP = False
+_wanted = 0  # commands' blocks that want their runners kept (`wanted`)
 _max = _DEFAULT_MAX  # sessions kept at most (`CPDEBUG_SERVER_SESSIONS`, read as keeping begins)
 _base_rss: int | None = None  # the process's resident bytes when it began to keep
 _held: dict[str, list["Held"]] = {}  # key -> what is kept under it (runners of one key may be active at once)
@@ -71,6 +81,8 @@ class Held:
     runs: dict = field(default_factory=dict)
     used: int = 0  # the serial of the command that last used it
     spoiled: bool = False  # a run failed, or what one said could not be heard: not kept
+    device: str = "cpu"  # "cuda": its arena given back once the server is idle (`shrink`)
+    shrink: Callable[[], None] | None = None
 
     def close(self) -> None:
         self.state.clear()  # the sessions go with the last reference to them
@@ -95,13 +107,32 @@ def keep_between(say: Callable[[str], None] = lambda text: None) -> Iterator[Non
 
 
 def keeping() -> bool:
+    """Whether runners made now keep their sessions: in the server, inside `wanted()`."""
+    return _KEEP and _wanted > 0
+
+
+def serving() -> bool:
+    """Whether this process is a server that keeps sessions between commands (`keep_between`)."""
     return _KEEP
+
+
+@contextlib.contextmanager
+def wanted() -> Iterator[None]:
+    """Runners made inside keep their sessions where the server keeps (`cpdebug bisect`: its graphs and input shapes
+    come back command after command). Not a sweep's lanes: each frame an input shape of its own, each a first run
+    to hear one at a time and keep the words of."""
+    global _wanted
+    with _lock:
+        _wanted += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _wanted -= 1
 
 
 def take(key: str) -> Held | None:
     """A session kept under `key`, handed over (no longer held), what making it said said again; None where none."""
-    from cp_debug.export.said import say_again
-
     with _lock:
         got = _held.get(key)
         held = got.pop() if got else None
@@ -110,7 +141,7 @@ def take(key: str) -> Held | None:
         _counts["taken" if held else "made"] += 1
     if held is not None:
         held.used = _command
-        say_again(held.said)
+        _say_again(held.said)
     return held
 
 
@@ -126,35 +157,83 @@ def put(held: Held) -> None:
 
 
 def command_done() -> tuple[int, int, str | None]:
-    """The command ended: what it did not use is let go, and all of it where the process has grown by more than
-    `_GROWTH` since it began to keep. Returns (sessions taken from the keep, made) by it, and why all went (None)."""
+    """The command ended: what it did not use is let go, and every CPU session where the process has grown by more
+    than `_GROWTH` since it began to keep. Returns (sessions taken from the keep, made) by it, and why the CPU
+    sessions went (None)."""
     global _command
     with _lock:
-        stale = [h for v in _held.values() for h in v if h.used != _command]
-        for key in list(_held):
-            _held[key] = [h for h in _held[key] if h.used == _command]
-            if not _held[key]:
-                del _held[key]
         counts = (_counts["taken"], _counts["made"])
         _counts.update(taken=0, made=0)
-        _command += 1
-    for h in stale:
-        h.close()
+        done, _command = _command, _command + 1
+    let_go(lambda h: h.used != done)
     now = resident() if _held else None
     grown = None if now is None or _base_rss is None else now - _base_rss
-    if grown is not None and grown > _GROWTH:
-        release_all()
-        return (*counts, f"none kept: the server has grown by {grown / 2**30:.1f} GiB since it began to keep them "
-                         f"(more than {_GROWTH / 2**30:.0f} GiB)")
+    if grown is not None and grown > _GROWTH and let_go(lambda h: h.device == "cpu"):
+        return (*counts, f"no CPU session kept: the server has grown by {grown / 2**30:.1f} GiB since it began to "
+                         f"keep them (more than {_GROWTH / 2**30:.0f} GiB)")
     return (*counts, None)
 
 
-def release_all() -> None:
+def after_command() -> str | None:
+    """Once a command has answered and its values are collected (the server's clean-up): every kept CUDA session let
+    go where the card has less than `_CARD_FREE_SHARE` of its memory free, their arenas as the command left them.
+    Returns why they went, or None."""
     with _lock:
-        gone = [h for v in _held.values() for h in v]
-        _held.clear()
+        cuda = any(h.device == "cuda" for v in _held.values() for h in v)
+    card = _card() if cuda else None
+    if card is not None and card[0] < _CARD_FREE_SHARE * card[1] and let_go(lambda h: h.device == "cuda"):
+        return (f"no CUDA session kept: {card[0] / 2**30:.1f} of the card's {card[1] / 2**30:.1f} GiB free, "
+                f"less than {_CARD_FREE_SHARE:.0%}")
+    return None
+
+
+def shrink_kept() -> str | None:
+    """Each kept CUDA session's arena given back to the card (`Held.shrink`; one whose shrinking fails is let go):
+    what the server does once it has waited `SHRINK_AFTER_S` for the next command. Says what it did, or None."""
+    with _lock:
+        cuda = [h for v in _held.values() for h in v if h.device == "cuda" and h.shrink is not None]
+    failed = set()
+    for h in cuda:
+        try:
+            h.shrink()
+        except Exception:  # noqa: BLE001 - ONNX Runtime's or numpy's refusal: the session is not worth its arena
+            failed.add(id(h))
+    let_go(lambda h: id(h) in failed)
+    if not cuda:
+        return None
+    card = _card()
+    free = f"; the card {card[0] / 2**30:.1f} of {card[1] / 2**30:.1f} GiB free" if card else ""
+    return (f"the arenas of {len(cuda) - len(failed)} kept CUDA session(s) given back{free}"
+            + (f"; {len(failed)} that could not shrink let go" if failed else ""))
+
+
+def let_go(which: Callable[["Held"], bool]) -> int:
+    """The kept sessions `which` picks let go; how many."""
+    with _lock:
+        gone = [h for v in _held.values() for h in v if which(h)]
+        for key in list(_held):
+            _held[key] = [h for h in _held[key] if not which(h)]
+            if not _held[key]:
+                del _held[key]
     for h in gone:
         h.close()
+    return len(gone)
+
+
+def release_all() -> None:
+    let_go(lambda h: True)
+
+
+def _card() -> tuple[int, int] | None:
+    """(free, total) bytes of the current CUDA device, through torch where the process has it and CUDA up."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None or not torch.cuda.is_initialized():
+            return None
+        free, total = torch.cuda.mem_get_info()
+    except Exception:  # noqa: BLE001 - no CUDA runtime to ask: nothing to go by
+        return None
+    return int(free), int(total)
 
 
 def described() -> list[str]:
@@ -183,14 +262,12 @@ def speaking(fd2_only: bool = False) -> Iterator[Any]:
 def first_run(held: Held, spoken: set, signature: tuple, run: Callable[[], Any]) -> Any:
     """`run()`, a runner's run of `held`'s session: at an input shape the runner has not run yet (`spoken`), what
     the session's first run at it said is said again, or heard and kept where it never ran it."""
-    from cp_debug.export.said import say_again
-
     if signature in spoken:
         return run()
     spoken.add(signature)
     said = held.runs.get(signature)
     if said is not None:
-        say_again(said)
+        _say_again(said)
         return run()
     with speaking(fd2_only=True) as heard:  # a run says nothing in Python
         out = run()
@@ -199,6 +276,21 @@ def first_run(held: Held, spoken: set, signature: tuple, run: Callable[[], Any])
     else:
         held.runs[signature] = heard.to_json()
     return out
+
+
+def _say_again(said: dict) -> None:
+    """`export.said.say_again`, never while another thread is inside a `Said`: that block would take the lines (on
+    fd 2) and warnings as its own session's, pass them on once and keep them, and the next command say them twice (on
+    an H200, a served bisect's reference made while its candidates were taken: one line more than its own process
+    said, from the second served command on). Said anyway where none is free within `_WAIT_S`."""
+    from cp_debug.export.said import SPEAKING, say_again
+
+    alone = SPEAKING.acquire(timeout=_WAIT_S)
+    try:
+        say_again(said)
+    finally:
+        if alone:
+            SPEAKING.release()
 
 
 def key_of(parts: tuple, sources: tuple) -> str | None:

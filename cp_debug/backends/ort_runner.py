@@ -136,7 +136,7 @@ class OrtRunner(Runner):
         if self.spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise BackendUnavailableError(ORT_CUDA_HINT)
         self._reset()
-        key = self._kept_key() if ort_kept.keeping() and self.spec.device == "cpu" else None  # ort_kept: why
+        key = self._kept_key() if ort_kept.keeping() else None
         self._held = ort_kept.take(key) if key else None
         if self._held is not None:  # a server's earlier command made it (ort_kept.py)
             self.__dict__.update(self._held.state)
@@ -146,7 +146,10 @@ class OrtRunner(Runner):
         with ort_kept.speaking() as said:
             self._make()
         if said is not None and said.heard_fd2:
-            self._held = ort_kept.Held(key, {n: getattr(self, n) for n in _MADE}, said.to_json())
+            self._held = ort_kept.Held(key, {n: getattr(self, n) for n in _MADE}, said.to_json(),
+                                        device=self.spec.device)
+            if self.spec.device == "cuda":
+                self._held.shrink = _shrinker(self._held)
 
     def _make(self) -> None:
         """Prepare the graph and make the sessions."""
@@ -378,3 +381,20 @@ def _ort_version() -> str | None:
     except Exception:  # noqa: BLE001
         return None
 
+
+def _shrinker(held: ort_kept.Held):
+    """What gives a kept CUDA runner's arenas back to the card after each command (`ort_kept.after_command`): each
+    of its sessions that ran, once more on zeros of an input shape it ran (`ort_session.shrink_arena`)."""
+    def shrink() -> None:
+        from cp_debug.backends.ort_session import shrink_arena
+
+        deployed = held.state.get("_deployed")
+        sessions = {"run": held.state.get("_sess"), "bound": held.state.get("_sess"),
+                    "deployed": deployed[0] if deployed else None}
+        done: set[int] = set()
+        for where, *signature in list(held.runs):
+            sess = sessions.get(where)
+            if sess is not None and id(sess) not in done:
+                shrink_arena(sess, tuple(signature))
+                done.add(id(sess))
+    return shrink

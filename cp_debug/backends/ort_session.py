@@ -148,3 +148,20 @@ def ort_errors(*names: str) -> tuple[type[BaseException], ...]:
 def first_line(err: BaseException) -> str:
     text = [line for line in str(err).strip().splitlines() if line.strip()]
     return " ".join(text[:2])[:300] if text else type(err).__name__
+
+
+def shrink_arena(sess, signature: tuple, arena: str = "gpu:0") -> None:
+    """Give the card back what `sess`'s CUDA arena holds beyond its weights: one run on zeros of `signature` (its
+    inputs' (name, shape, dtype) as `ort_kept.signature` records them), only its first output fetched, to the host,
+    under ONNX Runtime's run option that frees `arena`'s unused regions as the run ends ("gpu:N", or "cpu:0";
+    ONNX Runtime raises where the session has no such arena). Every other value of the run, and those of runs
+    before it that nothing holds any more, then lie in free regions. For a session a server keeps between commands
+    (`ort_kept.py`): the arena otherwise keeps the largest run it has served (the ORT pair's awml-base sessions at
+    `--level all`: 50-65 GB of an H200)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", arena)
+    feed = {name: np.zeros(shape, np.dtype(str(dtype).replace("torch.", ""))) for name, shape, dtype in signature}
+    sess.run([sess.get_outputs()[0].name], feed, options)

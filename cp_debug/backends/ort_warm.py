@@ -11,6 +11,7 @@ GIL while it builds and runs one), so the candidate's own session, on a bisect's
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
@@ -52,4 +53,17 @@ def warm_up_in_background(specs: list[BackendSpec], determinism: Determinism | N
 
     half = spec.precision == "fp16"
     options = (determinism or Determinism()).ort_cuda_provider_options(tf32=spec.precision == "tf32", half=half)
-    return in_background(lambda: warm_up(options, half), "cpdebug-ort-warm-up")
+    return in_background(lambda: _heard(lambda: warm_up(options, half)), "cpdebug-ort-warm-up")
+
+
+def _heard(make: Callable[[], None]) -> None:
+    """`make()`, where a server keeps sessions one `export.said.Said` at a time with the keeping runners (on an H200,
+    the warm-up's own line on fd 2 — "No registered plugin EP device found" — fell now and then inside a kept
+    session's block, was kept with that session and said again by the next command: one more than its own process
+    counts); elsewhere as it is."""
+    from cp_debug.backends import ort_kept
+
+    if not ort_kept.serving():
+        return make()
+    with ort_kept.speaking(fd2_only=True):
+        make()

@@ -177,7 +177,7 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
     sizes = {tensor: run.store.nbytes(ps[0].name) for ps, tensor, _ in cuts}
     alone, joined = [], 0
     # on the host, a share of the store's memory budget (--memory-budget 0: every segment alone, as it was)
-    budget = (max(SIDE_BY_SIDE_MIN_BYTES, run.store.device_budget // SIDE_BY_SIDE_SHARE) if on_device
+    budget = (max(SIDE_BY_SIDE_MIN_BYTES, _device_share(run) // SIDE_BY_SIDE_SHARE) if on_device
               else run.store.budget // SIDE_BY_SIDE_SHARE)
     for group in side_by_side_groups([c for _, _, c in cuts], sizes, budget):
         members = [by_index[seg.index] for seg in group]
@@ -280,3 +280,20 @@ def _local_diff(run: RunState, state: CandidateState, name: str, val, device) ->
     if mask:
         val, _ = mask_saturation(store.get(name), np.asarray(val))
     return TensorDiff.from_arrays(name, store.get(name), val, run.tolerance(state, name))
+
+
+def _device_share(run: RunState) -> int:
+    """What the side-by-side groups share on the device: the device tier's share of the whole card (what it gets on
+    an idle one), not of the memory free as this run started, so that the groups — the sessions made, the report's
+    `local_error_sessions` — are the same whatever else holds the card: on an H200, a server's commands with the
+    kept sessions' arenas grown (46-66 GB) saw other free memory from one command to the next, and other than a
+    process of its own, so made other groups and graphs, and could not take the sessions the command before kept.
+    A tier on the host (`--device-budget`, torch CPU tensors) keeps its own budget."""
+    from cp_debug.bisect.store import DEVICE_SHARE
+
+    device = run.store.device
+    if device is None or device.type != "cuda":
+        return run.store.device_budget
+    import torch
+
+    return int(torch.cuda.get_device_properties(device).total_memory * DEVICE_SHARE)

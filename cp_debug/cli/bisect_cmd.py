@@ -268,8 +268,11 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         subject.warnings.extend(said)
         opts = replace(opts, calib_feeds=tuple(feeds))
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
+    from cp_debug.backends import ort_kept
+
     try:
-        report = engine.run()
+        with ort_kept.wanted():  # in a server: the sessions kept for the next bisect (backends/ort_kept.py)
+            report = engine.run()
         report.warnings[:0] = notes
         if subject_request.model is not None:
             report.model = subject_request.model

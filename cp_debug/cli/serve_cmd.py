@@ -98,8 +98,17 @@ def _foreground(path, idle_minutes: float, group) -> None:
     from cp_debug.backends import ort_kept
     from cp_debug.sweep import kept
 
+    def said(step: Callable[[], str | None]) -> Callable[[], None]:  # kept CUDA sessions (ort_kept.py), logged
+        def run() -> None:
+            text = step()
+            if text:
+                server.say(text)
+        return run
+
     server = resident.Server(path, command_runner(group, lambda text: server.say(text)), idle_s=idle_minutes * 60,
-                             keeps=lambda: kept.described() + ort_kept.described())
+                             keeps=lambda: kept.described() + ort_kept.described(),
+                             after=said(ort_kept.after_command), idle=said(ort_kept.shrink_kept),
+                             idle_after_s=ort_kept.SHRINK_AFTER_S)
     server.say(f"starting for {sys.executable}")
     warm.warm_up(server.say)
     # a `--ray local` sweep's cluster and workers stay up for the next sweep, ONNX Runtime's sessions for the next

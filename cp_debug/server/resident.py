@@ -38,14 +38,19 @@ class _Request:
 class Server:
     """The resident process: `run(argv) -> exit code` is the command line (cli.main's, through
     `cli.serve_cmd.command_runner`), `idle_s` how long it waits for a command before it stops, `keeps()` what the
-    commands left up for the next ones, in words (a sweep's Ray workers). `serve()` returns when it stops; the
-    socket is gone by then."""
+    commands left up for the next ones, in words (a sweep's Ray workers), `after()` what to do once a command has
+    answered and its garbage is collected, `idle()` what to do once, `idle_after_s` into a wait for the next command
+    (kept CUDA sessions' arenas given back to the card). `serve()` returns when it stops; the socket is gone by
+    then."""
 
     def __init__(self, path: Path, run: Callable[[list[str]], int], *, idle_s: float, log=None,
-                 keeps: Callable[[], list[str]] = list):
+                 keeps: Callable[[], list[str]] = list, after: Callable[[], None] = lambda: None,
+                 idle: Callable[[], None] | None = None, idle_after_s: float = 0.0):
         self.path = path
         self.run = run
         self.keeps = keeps  # what commands left up for the next (said by `status`)
+        self.after = after
+        self.idle, self.idle_after_s = idle, idle_after_s
         self.idle_s = idle_s
         # its own copy of stderr (the log file when in the background): descriptor 2 is the caller's during a command
         self.log = log or open(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", buffering=1)
@@ -107,22 +112,31 @@ class Server:
 
     def _next(self) -> _Request | None:
         """The next command in line; None when told to stop (those in line are then left to their callers) or after
-        `idle_s` without one."""
+        `idle_s` without one. `idle()` runs once `idle_after_s` into the wait, outside the lock (a command that comes
+        meanwhile waits in line for it)."""
         hold.at("idle", os.getpid(), until=lambda: self._stopping or bool(self._queue))
-        deadline = time.monotonic() + self.idle_s
-        with self._lock:
-            while not self._stopping and not self._queue:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.say("idle: stopping")
-                    return None
-                self._lock.wait(min(left, 1.0))
-            if self._stopping:
-                self.say("told to stop")
-                return None
-            req = self._queue.pop(0)
-            self._current = req
-            return req
+        start = time.monotonic()
+        deadline, idle_at = start + self.idle_s, None if self.idle is None else start + self.idle_after_s
+        while True:
+            with self._lock:
+                while not self._stopping and not self._queue:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        self.say("idle: stopping")
+                        return None
+                    if idle_at is not None and now >= idle_at:
+                        break
+                    until = deadline if idle_at is None else min(deadline, idle_at)
+                    self._lock.wait(min(until - now, 1.0))
+                else:
+                    if self._stopping:
+                        self.say("told to stop")
+                        return None
+                    req = self._queue.pop(0)
+                    self._current = req
+                    return req
+            idle_at = None
+            self.idle()
 
     def _serve_one(self, req: _Request) -> None:
         self.say(f"command from pid {req.pid}: cpdebug {' '.join(req.argv)}")
@@ -211,7 +225,7 @@ class Server:
 
     def _after(self) -> None:
         """What a command leaves that the next one should not find: garbage holding sessions and device memory,
-        torch's cached device blocks, another thread count."""
+        torch's cached device blocks, another thread count; then `after()`."""
         import gc
 
         gc.collect()
@@ -221,6 +235,7 @@ class Server:
                 torch.set_num_threads(self._threads)
             if torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
+        self.after()
 
     # -- the accepting thread ---------------------------------------------------------------------------------------
     def _listen(self) -> None:

@@ -37,7 +37,7 @@ FEED = {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
 
 def _command(model, spec=FP16, feed=FEED, threads=1, extra=("y",)):
     """One 'command': a runner made, run and let go under the CLI's capture; (outputs, session, warnings, counts)."""
-    with ThirdParty() as tp:
+    with ThirdParty() as tp, ort_kept.wanted():
         with OrtRunner(model, spec, extra_outputs=extra, threads=threads) as r:
             out = r.infer(feed)
             sess = r._sess
@@ -122,15 +122,96 @@ def test_what_a_first_run_said_on_fd_2_is_said_again_at_the_next_command_s_first
     assert not held.spoiled and set(held.runs) == {("run", (1, 4)), ("run", (2, 4))}
 
 
-def test_all_is_let_go_once_the_process_has_grown_past_its_limit(overflowing, monkeypatch):
-    """A session holds more than its graph (ONNX Runtime plans each one's activations): past `_GROWTH` over what the
-    process held when it began to keep, the command's end lets every kept session go, and says why."""
+def test_cpu_sessions_are_let_go_once_the_process_has_grown_past_its_limit(overflowing, monkeypatch):
+    """A CPU session holds more than its graph (ONNX Runtime plans each one's activations): past `_GROWTH` over what
+    the process held when it began to keep, the command's end lets every kept CPU session go, and says why."""
     with ort_kept.keep_between():
         _command(overflowing)
         assert ort_kept.described()  # within the limit: kept
         monkeypatch.setattr(ort_kept, "_GROWTH", -(1 << 40))  # any size is past it
-        with ThirdParty(), OrtRunner(overflowing, FP16, extra_outputs=["y"], threads=1) as r:
+        with ThirdParty(), ort_kept.wanted(), OrtRunner(overflowing, FP16, extra_outputs=["y"], threads=1) as r:
             r.infer(FEED)
         taken, made, gone = ort_kept.command_done()
         assert ort_kept.described() == []  # the server still keeping, nothing held
-    assert (taken, made) == (1, 0) and gone.startswith("none kept: the server has grown by")
+    assert (taken, made) == (1, 0) and gone.startswith("no CPU session kept: the server has grown by")
+
+
+def _relu_session():
+    """A real CPU session of relu → neg, both outputs: (session, the signature of an input it ran)."""
+    import onnxruntime as ort
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["y"], ["z"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, ["n", 4]),
+                           helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"x": np.ones((256, 4), np.float32)}
+    sess.run(None, feed)
+    return sess, ort_kept.signature(feed)
+
+
+def test_an_idle_server_shrinks_its_cuda_sessions_and_lets_go_those_that_cannot(monkeypatch):
+    """`shrink_kept` runs each kept CUDA session's `shrink` (here `shrink_arena` on real CPU sessions: one on the
+    arena it has, one on a CUDA arena it lacks, which ONNX Runtime refuses); the refused one is let go, the other
+    kept, a CPU session left alone. `after_command` lets every CUDA session go where the card is less than half
+    free."""
+    from cp_debug.backends.ort_session import shrink_arena
+
+    calls = []
+
+    def held(arena: str, device: str = "cuda") -> ort_kept.Held:
+        sess, sig = _relu_session()
+        h = ort_kept.Held(arena, {"_sess": sess}, {}, device=device)
+        h.shrink = lambda: (calls.append(arena), shrink_arena(sess, sig, arena))
+        return h
+
+    with ort_kept.keep_between():
+        for h in (held("cpu:0"), held("gpu:0"), held("cpu", device="cpu")):
+            ort_kept.put(h)
+        assert ort_kept.after_command() is None  # no CUDA here to ask how full the card is: nothing goes
+        said = ort_kept.shrink_kept()
+        assert calls == ["cpu:0", "gpu:0"]  # CUDA sessions only
+        assert said == "the arenas of 1 kept CUDA session(s) given back; 1 that could not shrink let go"
+        assert sorted(ort_kept._held) == ["cpu", "cpu:0"]
+        monkeypatch.setattr(ort_kept, "_card", lambda: (30 << 30, 80 << 30))  # 30 of 80 GiB free
+        assert ort_kept.after_command() == "no CUDA session kept: 30.0 of the card's 80.0 GiB free, less than 50%"
+        assert sorted(ort_kept._held) == ["cpu"]
+        assert ort_kept.shrink_kept() is None  # no CUDA session left: nothing to say
+
+
+def test_shrink_arena_runs_on_zeros_of_the_signature_and_refuses_an_arena_the_session_lacks():
+    from cp_debug.backends.ort_session import shrink_arena
+
+    sess, _ = _relu_session()
+    shrink_arena(sess, (("x", (64, 4), "torch.float32"),), "cpu:0")  # a torch tensor's dtype, as a bound run has it
+    with pytest.raises(Exception, match="gpu:0"):
+        shrink_arena(sess, (("x", (64, 4), "float32"),))  # a CPU session has no CUDA arena to shrink
+
+
+def test_what_a_taken_session_said_is_said_again_outside_another_thread_s_block(monkeypatch):
+    """A session taken while another thread makes its own, heard (a served bisect's candidate taken while its
+    reference is made): the taken one's lines are said again only once that block is over, so they are not kept as
+    the other session's too (and said twice by the next command)."""
+    import threading
+
+    from cp_debug.export import said as said_mod
+
+    real, waiting = said_mod.SPEAKING, threading.Event()
+
+    class Watched:  # the process's lock, telling when the other thread asks for it
+        def acquire(self, *args, **kw):
+            if threading.current_thread() is not threading.main_thread():
+                waiting.set()
+            return real.acquire(*args, **kw)
+
+        def release(self):
+            real.release()
+
+    monkeypatch.setattr(said_mod, "SPEAKING", Watched())
+    other = threading.Thread(target=ort_kept._say_again, args=({"stderr": "a taken session's line\n"},))
+    with said_mod.Said(fd2_only=True) as heard:  # this thread making its session, heard
+        other.start()
+        assert waiting.wait(timeout=60)  # the other thread waits for the block to end …
+    other.join()
+    assert heard.heard_fd2 and "a taken session's line" not in heard.to_json()["stderr"]  # … so none of it is kept
