@@ -383,7 +383,7 @@ def _ort_version() -> str | None:
 
 
 def _shrinker(held: ort_kept.Held):
-    """What gives a kept CUDA runner's arenas back to the card after each command (`ort_kept.after_command`): each
+    """What gives a kept CUDA runner's arenas back to the card once the server idles (`ort_kept.shrink_kept`): each
     of its sessions that ran, once more on zeros of an input shape it ran (`ort_session.shrink_arena`)."""
     def shrink() -> None:
         from cp_debug.backends.ort_session import shrink_arena
