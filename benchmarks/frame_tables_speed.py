@@ -1,5 +1,5 @@
 """A frame's metrics tables (`sweep/metrics._tables`, every class × distance bucket's true-positive flags) with the
-devkit's greedy matching compiled (`sweep/greedy.py`) against the same loop in numpy, side by side in one run:
+devkit's greedy matching compiled (`eval/greedy.py`) against the same loop in numpy, side by side in one run:
 
     python benchmarks/frame_tables_speed.py [--frames 50] [--dets 100] [--gt 87]
 
@@ -21,7 +21,8 @@ def main() -> None:
     ap.add_argument("--dets", type=int, default=100)
     ap.add_argument("--gt", type=int, default=87)
     args = ap.parse_args()
-    from cp_debug.sweep import greedy, metrics
+    from cp_debug.eval import greedy
+    from cp_debug.sweep import metrics
 
     rng = np.random.default_rng(0)
     frames = []

@@ -66,27 +66,22 @@ def sample_matches(token: str, gt: SampleBoxes, dets: SampleBoxes, class_names: 
 
 
 def _matched(gts: list, dets: list, name: str, algo) -> SampleMatch:
-    """`accumulate`'s loop over one sample's detections of class `name` (already filtered), at every threshold."""
+    """`accumulate`'s loop over one sample's detections of class `name` (already filtered), at every threshold: the
+    devkit's own distances, its order, its greedy choice (`eval/greedy.matched_boxes`, compiled; a NaN distance
+    passed over as its loop does)."""
+    from cp_debug.eval.greedy import matched_boxes
+
     scores = [d.detection_score for d in dets]
     tp = np.zeros((len(dets), len(DIST_THS)), dtype=bool)
     errors = [np.zeros((0, len(ERRORS)))] * len(DIST_THS)
     if gts and dets:
         distance = algo.center_distance
-        dist = [[distance(g, d) for g in gts] for d in dets]
         order = [i for (v, i) in sorted((v, i) for (i, v) in enumerate(scores))][::-1]  # as `accumulate` sorts
+        dist = np.array([[distance(g, dets[i]) for g in gts] for i in order], dtype=np.float64)
+        took = matched_boxes(dist, DIST_THS)  # rows in `order`
         period = np.pi if name == "barrier" else 2 * np.pi
-        for k, threshold in enumerate(DIST_THS):
-            taken: set[int] = set()
-            pairs = []
-            for i in order:
-                min_dist, match = np.inf, None
-                for j, this_distance in enumerate(dist[i]):
-                    if j not in taken and this_distance < min_dist:
-                        min_dist, match = this_distance, j
-                if min_dist < threshold:
-                    taken.add(match)
-                    pairs.append((i, match))
-            pairs.sort()
+        for k in range(len(DIST_THS)):
+            pairs = sorted((order[r], int(j)) for r, j in enumerate(took[:, k]) if j >= 0)
             for i, _ in pairs:
                 tp[i, k] = True
             errors[k] = np.array([_errors(gts[j], dets[i], period, algo) for i, j in pairs],

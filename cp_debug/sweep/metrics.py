@@ -23,7 +23,7 @@ from cp_debug.eval.devkit import DIST_THS
 from cp_debug.sweep import kept
 from cp_debug.sweep.bootstrap import Bootstrap
 from cp_debug.sweep.devkit_lanes import evaluate_lanes, frames_matches, lane_error
-from cp_debug.sweep.greedy import true_positives
+from cp_debug.eval.greedy import true_positives
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
@@ -57,7 +57,7 @@ def _tables(gt: dict, det: dict, n_classes: int) -> dict:
             tp = np.zeros((len(scores), len(DIST_THS)), dtype=bool)
             if len(g) and len(scores):  # every detection's distance to every GT box, once for the four thresholds
                 dist = np.hypot(boxes[:, None, 0] - g[None, :, 0], boxes[:, None, 1] - g[None, :, 1])
-                tp = true_positives(dist, _THRESHOLDS)  # the devkit's greedy matching, compiled (greedy.py)
+                tp = true_positives(dist, _THRESHOLDS)  # the devkit's greedy matching, compiled (eval/greedy.py)
             out[(c, name)] = (len(g), scores, tp)
     return out
 

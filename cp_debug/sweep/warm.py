@@ -1,6 +1,6 @@
 """What a sweep's first frame would otherwise wait for, loaded while its model is built: numba's comparison kernels
-(~1 s of CPU where they are loaded from numba's cache) and the metrics tables' matching kernel (`greedy.py`), and on
-a CUDA lane the device's context, ONNX Runtime's CUDA provider (`backends/ort_warm.py`) and the Triton comparison
+(~1 s of CPU where they are loaded from numba's cache) and the metrics tables' matching kernel (`eval/greedy.py`), and
+on a CUDA lane the device's context, ONNX Runtime's CUDA provider (`backends/ort_warm.py`) and the Triton comparison
 kernel. In process (`warming`, beside the sessions) and in a Ray actor (`warm_up`, as the actor is made, before the
 driver ships the export).
 
@@ -59,11 +59,11 @@ def warm_up(settings: SweepSettings, marks: dict[str, float] | None = None):
 
 
 def _greedy_warm_up() -> None:
-    """The metrics tables' matching kernel (`greedy.py`) compiled or read from numba's cache before the first frame's
-    tables need it."""
+    """The metrics tables' matching kernel (`eval/greedy.py`) compiled or read from numba's cache before the first
+    frame's tables need it."""
     import numpy as np
 
-    from cp_debug.sweep.greedy import true_positives
+    from cp_debug.eval.greedy import true_positives
 
     true_positives(np.zeros((1, 1)), np.ones(1))
 
