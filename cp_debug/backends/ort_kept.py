@@ -247,16 +247,28 @@ def described() -> list[str]:
 def speaking(fd2_only: bool = False) -> Iterator[Any]:
     """A `Said` around the block, entered once no other thread is inside one (within `_WAIT_S`); None where it
     could not be: the block runs all the same, unheard."""
-    from cp_debug.export.said import SPEAKING, Said
+    from cp_debug.export.said import Said
 
-    if not SPEAKING.acquire(timeout=_WAIT_S):
-        yield None
-        return
-    try:
+    with _alone() as alone:
+        if not alone:
+            yield None
+            return
         with Said(fd2_only) as said:
             yield said
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[bool]:
+    """The block with no other thread inside a `Said` (`export.said.SPEAKING` held); False where none was free
+    within `_WAIT_S` (the block runs all the same)."""
+    from cp_debug.export.said import SPEAKING
+
+    alone = SPEAKING.acquire(timeout=_WAIT_S)
+    try:
+        yield alone
     finally:
-        SPEAKING.release()
+        if alone:
+            SPEAKING.release()
 
 
 def first_run(held: Held, spoken: set, signature: tuple, run: Callable[[], Any]) -> Any:
@@ -283,14 +295,10 @@ def _say_again(said: dict) -> None:
     fd 2) and warnings as its own session's, pass them on once and keep them, and the next command say them twice (on
     an H200, a served bisect's reference made while its candidates were taken: one line more than its own process
     said, from the second served command on). Said anyway where none is free within `_WAIT_S`."""
-    from cp_debug.export.said import SPEAKING, say_again
+    from cp_debug.export.said import say_again
 
-    alone = SPEAKING.acquire(timeout=_WAIT_S)
-    try:
+    with _alone():
         say_again(said)
-    finally:
-        if alone:
-            SPEAKING.release()
 
 
 def key_of(parts: tuple, sources: tuple) -> str | None:

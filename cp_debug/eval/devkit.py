@@ -254,7 +254,7 @@ def _evaluate_class(ground_truth: Mapping[str, SampleBoxes], detections: Mapping
     sides = of_class(ground_truth, label), of_class(detections, label)
     gt = to_eval_boxes(sides[0], tokens, class_names, True, DetectionBox, EvalBoxes, known)
     pred = to_eval_boxes(sides[1], tokens, class_names, False, DetectionBox, EvalBoxes, known)
-    tag(gt, pred, tokens)  # each pair's distance worked out once, not once a threshold
+    tag(gt, pred, tokens, algo.center_distance)  # each pair's distance worked out once, not once a threshold
     for boxes, side in zip((gt, pred), sides):  # filter_eval_boxes' distance and points-per-box steps
         for token in tokens:
             made = boxes[token]

@@ -11,22 +11,13 @@ reads (`tag`), and `accumulate` is given `looked_up`, which reads them back: the
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 
-def _center_distance():
-    """The devkit's `center_distance`, imported through `imports.load` (the devkit's OpenCV edits `sys.path`); a
-    missing devkit raises ImportError, and the devkit's evaluation then says so in its own words."""
-    from cp_debug.imports import load
-
-    return load("nuscenes.eval.common.utils").center_distance
-
-
-def tag(gt, pred, tokens: Sequence[str]) -> None:
+def tag(gt, pred, tokens: Sequence[str], distance: Callable) -> None:
     """Each box of the devkit's `EvalBoxes` `gt` and `pred` (one class's, before filtering) marked for `looked_up`:
     a ground-truth box with its place among its sample's boxes of the class (`_cpdebug_place`), a detection with its
-    distances to them in that order (`_cpdebug_distances`)."""
-    distance = _center_distance()
+    distances to them in that order (`_cpdebug_distances`), each `distance` (the devkit's `center_distance`)."""
     for token in tokens:
         gts = gt[token]
         for j, box in enumerate(gts):

@@ -20,10 +20,10 @@ import numpy as np
 
 from cp_debug.errors import CpDebugError
 from cp_debug.eval.devkit import DIST_THS
+from cp_debug.eval.greedy import true_positives
 from cp_debug.sweep import kept
 from cp_debug.sweep.bootstrap import Bootstrap
 from cp_debug.sweep.devkit_lanes import evaluate_lanes, frames_matches, lane_error
-from cp_debug.eval.greedy import true_positives
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
 BUCKETS = (("all", 0.0, math.inf),) + tuple((name, lo, hi) for lo, hi, name in DISTANCE_BUCKETS)
