@@ -76,7 +76,7 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
 
     class Ahead:  # the tables (and, with a pool, the devkit's work) a sweep does while its frames run
         def __init__(self):
-            self.processes, self.workers, self.ready, self.samples = None, 0, None, {}
+            self.processes, self.workers, self.ready, self.samples, self.laid = None, 0, None, {}, {}
 
         def done(self):
             return tables
@@ -90,6 +90,11 @@ def child(frames: int, processes: int, ties: bool, part: str, skewed: bool = Fal
     ahead = Ahead()
     if hasattr(metrics, "frame_samples"):  # each frame's boxes made as it came, as a sweep's MetricsAhead does
         ahead.samples = {r.token: metrics.frame_samples(r, list(settings.backends)) for r in results}
+    if processes and hasattr(metrics, "table_keys"):  # each frame's tables laid out as it came (the pool's bootstrap)
+        from cp_debug.sweep.bootstrap import frame_row
+
+        keys = metrics.table_keys(5)
+        ahead.laid = {token: {lane: frame_row(t[lane], keys) for lane in t} for token, t in tables.items()}
     if processes and part == "all":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -179,6 +179,8 @@ def check_inputs(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[st
             "sample tokens must be the scene file stems"
         )
     for name, samples in (("ground truth", ground_truth), ("detections", detections)):
+        if _all_fine(list(samples.values()), len(class_names), name == "detections"):
+            continue  # else the sample that is not, found one at a time below
         for token, sb in samples.items():
             if len(sb) and (sb.labels.min() < 0 or sb.labels.max() >= len(class_names)):
                 raise BadInputError(f"{name} of sample {token!r} has a label outside 0..{len(class_names) - 1}")
@@ -191,6 +193,19 @@ def check_inputs(ground_truth: Mapping[str, SampleBoxes], detections: Mapping[st
             if bad:  # the devkit would stop on an assertion; a candidate whose heads overflow decodes such boxes
                 raise BadInputError(f"{name} of sample {token!r}: {bad} of {len(sb)} box(es) hold NaN/Inf; the "
                                     "nuScenes metrics need finite boxes")
+
+
+def _all_fine(samples: list, n_classes: int, scored: bool) -> bool:
+    """Does every sample pass `check_inputs`' per-sample checks? Over the samples' arrays end to end, a few numpy
+    calls where the check one sample at a time made four (0.3 s of 6000 frames' metrics, issue 87)."""
+    if scored and any(sb.scores is None or len(sb) > MAX_BOXES_PER_SAMPLE for sb in samples):
+        return False
+    filled = [sb for sb in samples if len(sb)]
+    if not filled:
+        return True
+    labels = np.concatenate([sb.labels for sb in filled])
+    return bool(labels.min() >= 0 and labels.max() < n_classes
+                and np.isfinite(np.concatenate([sb.boxes for sb in filled])).all())
 
 
 def _config(class_range: float):

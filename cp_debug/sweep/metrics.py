@@ -22,7 +22,7 @@ from cp_debug.errors import CpDebugError
 from cp_debug.eval.devkit import DIST_THS
 from cp_debug.eval.greedy import true_positives
 from cp_debug.sweep import kept
-from cp_debug.sweep.bootstrap import Bootstrap
+from cp_debug.sweep.bootstrap import Bootstrap, frame_row
 from cp_debug.sweep.devkit_lanes import evaluate_lanes, frames_matches, lane_error
 from cp_debug.sweep.records import DISTANCE_BUCKETS, FrameResult, SweepSettings
 
@@ -89,6 +89,8 @@ class MetricsAhead:
         self.names, self.reach = tuple(cfg.class_names), default_range(cfg.point_cloud_range)
         self.n_classes = len(self.names)
         self.tables: dict[str, dict] = {}
+        self.keys = table_keys(self.n_classes)
+        self.laid: dict[str, dict] = {}  # token -> lane -> `bootstrap.frame_row`, for the pool's bootstrap
         self.samples: dict[str, tuple] = {}  # token -> `frame_samples`, made as the frames come
         self._waiting: list[tuple] = []  # frames not yet handed to the pool for the devkit's matching
         self._matched: list = []  # the pool's futures of them
@@ -124,6 +126,9 @@ class MetricsAhead:
         reads them and, with a pool, the frame handed to the pool for the devkit's matching, a batch at a time."""
         if tables:
             self.tables[r.token] = frame_tables(r, self.lanes, self.n_classes)
+        made = self.tables.get(r.token)
+        if self.processes is not None and made is not None:  # laid out now, not after the last frame
+            self.laid[r.token] = {lane: frame_row(made[lane], self.keys) for lane in self.lanes}
         try:
             gt, dets = self.samples[r.token] = frame_samples(r, self.lanes)
         except CpDebugError:  # boxes and labels that do not pair: `_devkit` says so, making them again
@@ -196,6 +201,11 @@ def _import_devkit() -> None:
         pass
 
 
+def table_keys(n_classes: int) -> list[tuple]:
+    """The (class, bucket) keys of a frame's tables, in their order."""
+    return [(c, name) for c in range(n_classes) for name, _, _ in BUCKETS]
+
+
 def frame_tables(r: FrameResult, lanes: list[str], n_classes: int) -> dict | None:
     """lane -> the frame's TP tables (`_tables`), what the metrics over the set need of it; None for a frame they
     leave out (failed, or without ground truth)."""
@@ -236,11 +246,13 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     n = len(frames)
     boot = Bootstrap(tables, n, settings.seed, bootstrap)
     ref = lanes[0]
-    keys = [(c, bname) for c in range(len(names)) for bname, _, _ in BUCKETS]
+    keys = table_keys(len(names))
     gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
+    laid = ahead.laid if ahead is not None else {}
     boot.warm(sorted({(lane, key) for cand in lanes[1:] for key in keys if gt[key] for lane in (ref, cand)}
                      | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}),
-              ahead.processes if ahead is not None else None, ahead.workers if ahead is not None else 1)
+              ahead.processes if ahead is not None else None, ahead.workers if ahead is not None else 1,
+              keys, {lane: [laid.get(r.token, {}).get(lane) for r in frames] for lane in lanes})
     out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt) for cand in lanes[1:]}
     out["devkit"] = dk = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
     chain = []

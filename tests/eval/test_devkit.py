@@ -106,6 +106,19 @@ def test_range_filter_and_bad_inputs():
     many = {"a": sb([box(5, 5)] * 501, [CAR] * 501, [0.5] * 501)}  # the devkit's 500 a sample, over every class
     with pytest.raises(BadInputError, match="sample 'a' has 501 detections; .* at most 500"):
         evaluate(gt, many, CLASSES)
+    # the samples are checked together first, then one at a time where something is wrong: the first sample that
+    # is wrong is named, with the first check it fails
+    gt3 = {t: sb([box(5, 5)], [CAR]) for t in "abc"}
+    fine = {t: sb([box(5, 5)], [CAR], [0.9]) for t in "abc"}
+    with pytest.raises(BadInputError, match="detections of sample 'b' has a label outside 0..4"):
+        evaluate(gt3, {**fine, "b": sb([box(5, 5)], [10], [0.9]), "c": sb([box(5, 5)], [-1], [0.9])}, CLASSES)
+    with pytest.raises(BadInputError, match="ground truth of sample 'c' has a label outside"):
+        evaluate({**gt3, "c": sb([box(5, 5)], [-1])}, fine, CLASSES)
+    with pytest.raises(BadInputError, match="detections of sample 'b' have no scores"):
+        evaluate(gt3, {**fine, "b": sb([box(5, 5)], [CAR]), "c": sb([box(5, 5)], [10], [0.9])}, CLASSES)
+    with pytest.raises(BadInputError, match="ground truth of sample 'a': 1 of 1 box"):
+        evaluate({**gt3, "a": sb([box(float("inf"), 5)], [CAR])}, fine, CLASSES)
+    assert evaluate(gt3, {**fine, "b": sb([], [], [])}, CLASSES).mean_ap > 0  # an empty sample is fine
 
 
 def test_ground_truth_without_points_is_dropped_as_the_devkit_does():

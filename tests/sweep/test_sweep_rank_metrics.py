@@ -159,7 +159,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
 
     class Ahead:  # what a sweep's `MetricsAhead` hands over: the tables, and its pool on a many-core host
         def __init__(self, pool=None, workers=0):
-            self.processes, self.workers, self.samples = pool, workers, {}
+            self.processes, self.workers, self.samples, self.laid = pool, workers, {}, {}
 
         def done(self):
             return tables
@@ -181,6 +181,7 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
             ahead.add(r)
         ahead.done()  # the helper has worked out what it was given
         assert len(ahead._matched) == 2 and len(ahead.samples) == len(frames) - 1  # two batches of four
+        assert set(ahead.laid) == {r.token for r in frames[:-1]}  # laid out for the bootstrap as they came
         try:
             streamed = sweep_metrics(frames, settings, bootstrap=40, ahead=ahead)
             matched = ahead.matches()
@@ -194,3 +195,26 @@ def test_the_metrics_worked_out_in_processes_are_the_ones_worked_out_here(monkey
     dk = here["devkit"]
     assert "NaN" in dk["ort-cpu"]["error"] and dk["torch"]["not_evaluated"] == ["pedestrian"]
     assert dk["torch"]["mAP"] > 0 and here["ap_change"]["ort-cpu-fp16"]["car"]["all"]["ci"] is not None
+
+
+def test_frames_laid_out_as_they_come_are_what_laid_out_gives():
+    """The pool's bootstrap reads each (lane, key)'s frames end to end: `Laid`, stacked from the rows made as the
+    frames came back, gives `laid_out`'s arrays of every key — frames without a detection of a key, frames without
+    any, and no frame at all included."""
+    from cp_debug.sweep.bootstrap import Laid, frame_row, laid_out
+
+    rng = np.random.default_rng(2)
+    keys = [(c, b) for c in range(3) for b in ("all", "0-20m")]
+    frames = []
+    for f in range(40):
+        sizes = [0] * len(keys) if f % 9 == 0 else rng.integers(0, 5, len(keys))
+        frames.append({k: (int(rng.integers(0, 3)), rng.uniform(size=n), rng.uniform(size=(n, 4)) < 0.5)
+                       for k, n in zip(keys, sizes)})
+    laid = Laid([frame_row(t, keys) for t in frames], keys)
+    for k in keys:
+        want = laid_out([t[k] for t in frames])
+        got = laid.of(k)
+        assert [a.dtype for a in got] == [a.dtype for a in want]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        assert laid.size(k) == len(want[2])
+    assert [a.shape for a in Laid([], keys).of(keys[0])] == [a.shape for a in laid_out([])]
