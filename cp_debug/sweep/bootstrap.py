@@ -221,11 +221,14 @@ class Bootstrap:
         pool, each lane's frames are laid out over `keys` (every key of `needed`) from `rows` (lane -> each
         frame's `frame_row` or None, in the frames' order; a missing one is made here)."""
         if processes is not None:
-            keys = list(keys) or sorted({key for _, key in needed}, key=str)
-            lanes = {lane: Laid([r if r is not None else frame_row(t, keys)
-                                 for t, r in zip(self.tables[lane], (rows or {}).get(lane) or
-                                                 [None] * len(self.tables[lane]))], keys)
-                     for lane in dict.fromkeys(lane for lane, _ in needed)}
+            if rows and not keys:
+                raise ValueError("rows are laid out over keys: give the keys they were made with")
+            keys, rows = list(keys) or sorted({key for _, key in needed}, key=str), rows or {}
+            lanes = {}
+            for lane in dict.fromkeys(lane for lane, _ in needed):
+                made = rows.get(lane) or [None] * len(self.tables[lane])
+                lanes[lane] = Laid([r if r is not None else frame_row(t, keys)
+                                    for t, r in zip(self.tables[lane], made)], keys)
             size = {(lane, key): lanes[lane].size(key) + 1 for lane, key in needed}
             laid = {(lane, key): lanes[lane].of(key) for lane, key in needed}
             futures = [(pair, lo, processes.submit(resampled, *laid[pair], self.seed, self.count, lo, hi))
