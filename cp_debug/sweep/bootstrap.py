@@ -53,7 +53,7 @@ def frame_row(tables: dict, keys: Sequence) -> tuple[np.ndarray, np.ndarray, np.
 class Laid:
     """One lane's `frame_row`s of every frame, in the frames' order, stacked once: any key's `laid_out` is then an
     index into them (issue 87: `laid_out` over each (lane, key) walked every frame's tables after the last frame,
-    ~0.5 s of the metrics' tail at 6000 frames on a GPU host). The arrays are those `laid_out` gives."""
+    0.79 s of 6000 frames on the CPU machine, 0.13 s this way). The arrays are those `laid_out` gives."""
 
     def __init__(self, rows: Sequence[tuple], keys: Sequence):
         self.index = {k: i for i, k in enumerate(keys)}
