@@ -69,8 +69,8 @@ def main() -> None:
         lane.result()
     summed = time.perf_counter() - t0
     tables = {r.token: metrics.frame_tables(r, lanes, n_classes) for r in results}
-    boot = bootstrap.Bootstrap({b: [tables[r.token][b] for r in results] for b in lanes}, len(results), 0, 200)
-    keys = [(c, b) for c in range(n_classes) for b, _, _ in metrics.BUCKETS]
+    keys = metrics.table_keys(n_classes)
+    boot = bootstrap.Bootstrap({b: [tables[r.token][b] for r in results] for b in lanes}, len(results), 0, 200, keys)
     gt = {k: sum(tables[r.token][lanes[0]][k][0] for r in results) for k in keys}
     boot.warm(sorted({(lane, k) for k in keys if gt[k] for lane in lanes}
                      | {(lane, (c, "all")) for lane in lanes for c in range(n_classes)}), pool, args.workers)

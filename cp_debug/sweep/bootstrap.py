@@ -186,19 +186,31 @@ def chunks(sizes: dict, count: int, workers: int) -> list[tuple]:
 
 class Bootstrap:
     """The APs of a sweep's lanes over its `n` frames and over `count` resamples of them drawn from `seed`: each
-    (lane, key)'s tables pooled once (`_Pooled`) and each AP worked out once (the AP change per class and bucket
-    and the chain's mAP share them)."""
+    lane's frames laid out once (`Laid`, over the tables' `keys`, from `rows`: lane -> each frame's `frame_row` made
+    as it came, or None), each (lane, key)'s tables pooled once (`_Pooled`) and each AP worked out once (the AP
+    change per class and bucket and the chain's mAP share them)."""
 
-    def __init__(self, tables: dict, n: int, seed: int | None, count: int):
+    def __init__(self, tables: dict, n: int, seed: int | None, count: int, keys: Sequence,
+                 rows: dict | None = None):
         self.tables, self.n, self.seed, self.count = tables, n, seed, count
+        self.keys, self.rows = list(keys), rows or {}
         self.samples = draws(n, seed, count)
+        self.laid: dict[str, Laid] = {}
         self.pooled: dict = {}
         self.resampled: dict = {}
         self.whole_ap: dict = {}
 
+    def _laid(self, lane: str) -> Laid:
+        """The lane's frames laid out, once (a frame's row made here where none came with it)."""
+        if lane not in self.laid:
+            rows = self.rows.get(lane) or [None] * len(self.tables[lane])
+            self.laid[lane] = Laid([r if r is not None else frame_row(t, self.keys)
+                                    for t, r in zip(self.tables[lane], rows)], self.keys)
+        return self.laid[lane]
+
     def _pooled(self, lane: str, key) -> _Pooled:
         if (lane, key) not in self.pooled:
-            self.pooled[lane, key] = _Pooled.of([t[key] for t in self.tables[lane]])
+            self.pooled[lane, key] = _Pooled(*self._laid(lane).of(key))
         return self.pooled[lane, key]
 
     def whole(self, lane: str, key) -> float:
@@ -213,22 +225,12 @@ class Bootstrap:
             self.resampled[lane, key] = [pooled.ap(s) for s in self.samples]
         return self.resampled[lane, key]
 
-    def warm(self, needed: list[tuple], processes=None, workers: int = 1, keys: Sequence = (),
-             rows: dict | None = None) -> None:
+    def warm(self, needed: list[tuple], processes=None, workers: int = 1) -> None:
         """The APs of `needed` ((lane, key) pairs, each once): in `processes` (a process pool of `workers`), a
         large pair's resamples cut into runs (`chunks`), the largest first, else on the shared thread pool. Each
-        AP is a pure function of its tables and draws, so no number depends on where it was worked out. For the
-        pool, each lane's frames are laid out over `keys` (every key of `needed`) from `rows` (lane -> each
-        frame's `frame_row` or None, in the frames' order; a missing one is made here)."""
+        AP is a pure function of its tables and draws, so no number depends on where it was worked out."""
+        lanes = {lane: self._laid(lane) for lane in dict.fromkeys(lane for lane, _ in needed)}  # before any thread
         if processes is not None:
-            if rows and not keys:
-                raise ValueError("rows are laid out over keys: give the keys they were made with")
-            keys, rows = list(keys) or sorted({key for _, key in needed}, key=str), rows or {}
-            lanes = {}
-            for lane in dict.fromkeys(lane for lane, _ in needed):
-                made = rows.get(lane) or [None] * len(self.tables[lane])
-                lanes[lane] = Laid([r if r is not None else frame_row(t, keys)
-                                    for t, r in zip(self.tables[lane], made)], keys)
             size = {(lane, key): lanes[lane].size(key) + 1 for lane, key in needed}
             laid = {(lane, key): lanes[lane].of(key) for lane, key in needed}
             futures = [(pair, lo, processes.submit(resampled, *laid[pair], self.seed, self.count, lo, hi))

@@ -244,15 +244,15 @@ def sweep_metrics(results: list[FrameResult], settings: SweepSettings, bootstrap
     per_frame = [ready.get(r.token) or frame_tables(r, lanes, len(names)) for r in frames]
     tables = {b: [t[b] for t in per_frame] for b in lanes}
     n = len(frames)
-    boot = Bootstrap(tables, n, settings.seed, bootstrap)
-    ref = lanes[0]
     keys = table_keys(len(names))
-    gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
     laid = ahead.laid if ahead is not None else {}
+    boot = Bootstrap(tables, n, settings.seed, bootstrap, keys,
+                     {lane: [laid.get(r.token, {}).get(lane) for r in frames] for lane in lanes})
+    ref = lanes[0]
+    gt = {key: sum(t[key][0] for t in tables[ref]) for key in keys}
     boot.warm(sorted({(lane, key) for cand in lanes[1:] for key in keys if gt[key] for lane in (ref, cand)}
                      | {(lane, (c, "all")) for lane in lanes for c in range(len(names))}),
-              ahead.processes if ahead is not None else None, ahead.workers if ahead is not None else 1,
-              keys, {lane: [laid.get(r.token, {}).get(lane) for r in frames] for lane in lanes})
+              ahead.processes if ahead is not None else None, ahead.workers if ahead is not None else 1)
     out["ap_change"] = {cand: _ap_change(boot, ref, cand, names, gt) for cand in lanes[1:]}
     out["devkit"] = dk = {b: v.result() if hasattr(v, "result") else v for b, v in devkit.items()}
     chain = []
