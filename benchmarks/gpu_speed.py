@@ -243,7 +243,7 @@ def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, run
         pid = status.split("pid ", 1)[1].split(":", 1)[0] if "pid " in status else None
         for pair in pairs:
             base = ["bisect", "--preset", preset, "--level", "all", "--backends", pair, "--quiet", "--json"]
-            tag = pair.replace(",", "_")
+            tag = f"{pair.replace(',', '_')}-t{i}"  # each tree's reports apart: compared across trees below
             measure(tree.cli(*base, str(out / f"own-{tag}-warm.json")), own_env, tree.path)  # the export cache
             first, _, _, _ = measure(tree.cli(*base, str(out / f"served-{tag}-first.json")), env, tree.path)
             own, served = [], []
@@ -256,6 +256,11 @@ def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, run
                   f"{', '.join(f'{w:.2f}' for w in served)} (**{ms:.2f} s**) | {ms / mo:.2f} | {same} | "
                   f"up in {up:.1f} s (exit {code}), peak RSS {_peak_rss_gb(pid)} |", flush=True)
         subprocess.run(tree.cli("serve", "--stop", "--quiet"), env=env, cwd=tree.path, capture_output=True)
+    for i, tree in enumerate(trees[1:], 1):  # the same report in every tree (a change that only saves time)
+        for pair in pairs:
+            tag = pair.replace(",", "_")
+            print(f"- {pair}: {tree.label}'s own-process report the same as {trees[0].label}'s: "
+                  f"{_same_report(out / f'own-{tag}-t0.json', out / f'own-{tag}-t{i}.json')}")
 
 
 def _same_report(a: Path, b: Path) -> str:

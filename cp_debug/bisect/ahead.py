@@ -51,11 +51,13 @@ def runs_ahead(run: RunState, spec: BackendSpec) -> bool:
 class AheadRun:
     """A candidate's stage run made ahead: its active runner (the caller deactivates it) and the outputs of its one
     run with every probe exposed, on the device; `out` None where the probes did not fit the device (the runner is
-    then closed: the serial path runs instead). `seconds`: the helper's time on it, waiting for the reference aside."""
+    then closed: the serial path runs instead). `seconds`: the helper's time on it, waiting for the reference aside.
+    `feed`: the stage's inputs as the run read them, on the device (the input probes' values: not copied in again)."""
 
     runner: object
     out: dict | None
     seconds: float
+    feed: dict | None = None
 
 
 class Ahead:
@@ -157,11 +159,14 @@ class Ahead:
             if self._cancelled or not compares_on_device(run, state.spec, sp):
                 runner.__exit__(None, None, None)
                 return AheadRun(None, None, time.perf_counter() - t0)
-            out = _on_own_stream(run.store.device, lambda: runner.infer_device(device_feed(feed, run.store.device)))
+            def ran() -> tuple[dict, dict]:
+                fed = device_feed(feed, run.store.device)
+                return fed, runner.infer_device(fed)
+            fed, out = _on_own_stream(run.store.device, ran)
         except BaseException:
             runner.__exit__(None, None, None)
             raise
-        return AheadRun(runner, out, time.perf_counter() - t0)
+        return AheadRun(runner, out, time.perf_counter() - t0, fed)
 
 
 class _Cancelled(BaseException):

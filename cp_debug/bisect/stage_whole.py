@@ -68,10 +68,12 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 
                 twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
-            out = runner.infer_device(device_feed(feed, run.store.device)) if bound else runner.infer(feed)
-            for name, v in probe_values(st, run.ref_spec, out, sp, feed).items():
+            # bound: the feed copied in once, for both runs and as the input probes' values (kept where they lie)
+            fed = device_feed(feed, run.store.device) if bound else feed
+            out = runner.infer_device(fed) if bound else runner.infer(feed)
+            for name, v in probe_values(st, run.ref_spec, out, sp, fed).items():
                 if not (on_device and run.store.put_device(name, to_device(v, run.store.device))):
-                    run.store.put(name, to_host(v))
+                    run.store.put(name, to_host(feed[name] if v is fed.get(name) else v))  # an input: as it came
             if capture and not streaming:
                 for key, v in out.items():
                     if ":in" in key:
@@ -81,7 +83,7 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
             if ran is not None:
                 ran()
             if noise:
-                _noise_run(run, runner, st, sp, feed, twins, streaming=streaming, on_device=on_device, bound=bound)
+                _noise_run(run, runner, st, sp, fed, twins, streaming=streaming, on_device=on_device, bound=bound)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
 
@@ -92,7 +94,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
     differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
     so does the store's device tier (`on_device`), in batches (`device_twins.RepeatChecks`): bit for bit first, else
     `device_diff.diff_many`. A `bound` reference (ONNX Runtime through IO binding) runs on the device and its values
-    are compared there too."""
+    are compared there too; its `feed` is the first run's, on the device already."""
     from cp_debug.bisect.device_twins import RepeatChecks
 
     names = {p.name for p in sp}
@@ -116,7 +118,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         runner.on_device_probe = twins.same
     elif on_device:
         runner.on_device_probe = against_device
-    again = runner.infer_device(device_feed(feed, run.store.device)) if bound else runner.infer(feed)
+    again = runner.infer_device(feed) if bound else runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
     del again
@@ -168,10 +170,13 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 if run.store.device is not None and spec.device == run.store.device.type:
                     runner.on_device_probe = _device_compare(run, state, {p.name for p in chunk}, diffs)
             with contextlib.nullcontext(runner) if whole or made else runner:
+                fed = feed  # the probes' inputs: on the device where the run read them there (one copy in)
                 if made is not None:
                     out, made.out = made.out, None
+                    fed, made.feed = made.feed or feed, None
                 elif device:
-                    out = runner.infer_device(device_feed(feed, run.store.device))
+                    fed = device_feed(feed, run.store.device)
+                    out = runner.infer_device(fed)
                 else:
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
@@ -180,7 +185,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                         _deployed(run, state, st, sp, runner, feed)
                     if made is not None:  # for the report: its run and local errors went beside the reference's
                         state.settings[st.name]["ran_beside_reference"] = True
-                vals = probe_values(st, spec, out, chunk, feed)
+                vals = probe_values(st, spec, out, chunk, fed)
+                del fed
                 if stage_out is None:
                     stage_out = {n: to_host(out[n]) for n in st.output_names}
                 del out
