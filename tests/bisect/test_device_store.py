@@ -95,6 +95,11 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
     out = {(mb, lockstep): ort_runs[mb, lockstep, True] for mb, lockstep in ((0, False), (1024, False), (0, True))}
     # on the CPU an ORT pair keeps the lockstep: FP16 values cross its cuts in float16
     assert not any(run.device_whole for run in out.values())
+    # a stage's feed goes to the device once a backend: the reference's two runs and its input probes read the same
+    # tensors, as the candidate's run and its input probes do (the feed of the first stage is both's: 4 copies of
+    # it, 3 and 2 of others' before); the host path copies nothing in
+    assert out[1024, False].copies_in and out[1024, False].copies_in[0] <= 2, out[1024, False].copies_in
+    assert out[0, False].copies_in == []
     out = {key: run.report for key, run in out.items()}
     host, dev, locked = out[0, False], out[1024, False], out[0, True]
     # the rows the lockstep lists, whole stages list too: a probe the ONNX graph lacks would be reported missing
@@ -140,31 +145,43 @@ class Run:
     report: Any
     threads: list[str]  # the threads the candidate's stage runs went ahead on (`Ahead._run`, spied), in order
     device_whole: bool  # `placement.device_whole` for the candidate, after the run
+    copies_in: list[int]  # how many times each host array went to the device tier (`placement.to_device`), most first
 
 
 def _spied_runs(subject, ref: str, cand: str, configs: dict) -> dict:
     """key -> Run: the bisect of (ref, cand) on `subject` at the block level with each configuration's options."""
+    import collections
     import threading
 
-    from cp_debug.bisect import ahead
-    from cp_debug.bisect.placement import device_whole
+    from cp_debug.bisect import ahead, placement, stage_whole
 
     threads: list[str] = []
-    made = ahead.Ahead._run
+    copied: list[np.ndarray] = []  # held: no two of them share an id
+    made, to_device = ahead.Ahead._run, placement.to_device
 
     def spied(self, state, feed):
         threads.append(threading.current_thread().name)
         return made(self, state, feed)
 
+    def copy_in(value, device):
+        if isinstance(value, np.ndarray):
+            copied.append(value)
+        return to_device(value, device)
+
     out = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ahead.Ahead, "_run", spied)
+        patch.setattr(placement, "to_device", copy_in)
+        patch.setattr(stage_whole, "to_device", copy_in)
         for key, options in configs.items():
             threads.clear()
+            copied.clear()
             engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(cand, BackendSpec.parse(cand))],
                                   BisectOptions(level="block", **options))
             report = engine.run()
-            out[key] = Run(report, list(threads), device_whole(engine.run_state, BackendSpec.parse(cand)))
+            counts = sorted(collections.Counter(id(a) for a in copied).values(), reverse=True)
+            out[key] = Run(report, list(threads), placement.device_whole(engine.run_state, BackendSpec.parse(cand)),
+                           counts)
     return out
 
 
