@@ -98,7 +98,9 @@ def test_an_onnx_runtime_reference_read_through_io_binding_gives_the_host_paths_
     # a stage's feed goes to the device once a backend: the reference's two runs and its input probes read the same
     # tensors, as the candidate's run and its input probes do (the feed of the first stage is both's: 4 copies of
     # it, 3 and 2 of others' before); the host path copies nothing in
-    assert out[1024, False].copies_in and out[1024, False].copies_in[0] <= 2, out[1024, False].copies_in
+    dev_run = out[1024, False]
+    assert dev_run.copies_in and dev_run.copies_in[0] <= 2 and dev_run.noise_feed_copies_in == 0, \
+        (dev_run.copies_in, dev_run.noise_feed_copies_in)
     assert out[0, False].copies_in == []
     out = {key: run.report for key, run in out.items()}
     host, dev, locked = out[0, False], out[1024, False], out[0, True]
@@ -145,7 +147,9 @@ class Run:
     report: Any
     threads: list[str]  # the threads the candidate's stage runs went ahead on (`Ahead._run`, spied), in order
     device_whole: bool  # `placement.device_whole` for the candidate, after the run
-    copies_in: list[int]  # how many times each host array went to the device tier (`placement.to_device`), most first
+    copies_in: list[int]  # how many times each host array went to the device tier or a torch runner's device (most
+    # first): `placement.to_device`, `TorchRunner._to_tensor`
+    noise_feed_copies_in: int  # how many of those copies the reference's noise runs made of its stages' feeds
 
 
 def _spied_runs(subject, ref: str, cand: str, configs: dict) -> dict:
@@ -153,35 +157,57 @@ def _spied_runs(subject, ref: str, cand: str, configs: dict) -> dict:
     import collections
     import threading
 
+    from cp_debug.backends.torch_runner import TorchRunner
     from cp_debug.bisect import ahead, placement, stage_whole
 
     threads: list[str] = []
     copied: list[np.ndarray] = []  # held: no two of them share an id
-    made, to_device = ahead.Ahead._run, placement.to_device
+    made, to_device, to_tensor = ahead.Ahead._run, placement.to_device, TorchRunner._to_tensor
+    noise_run, in_noise, here = stage_whole._noise_run, [], threading.local()  # in_noise: a noise run's copies
+
+    def noise_spied(*args, **kwargs):
+        here.noise = True  # on the engine's thread: a candidate's copies on its helper thread meanwhile are its own
+        try:
+            return noise_run(*args, **kwargs)
+        finally:
+            here.noise = False
 
     def spied(self, state, feed):
         threads.append(threading.current_thread().name)
         return made(self, state, feed)
 
-    def copy_in(value, device):
+    def seen(value) -> None:
         if isinstance(value, np.ndarray):
             copied.append(value)
+            if getattr(here, "noise", False):
+                in_noise.append(value)
+
+    def copy_in(value, device):
+        seen(value)
         return to_device(value, device)
+
+    def runner_copy_in(self, name, value):  # a torch runner's input from the host
+        seen(value)
+        return to_tensor(self, name, value)
 
     out = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ahead.Ahead, "_run", spied)
         patch.setattr(placement, "to_device", copy_in)
         patch.setattr(stage_whole, "to_device", copy_in)
+        patch.setattr(TorchRunner, "_to_tensor", runner_copy_in)
+        patch.setattr(stage_whole, "_noise_run", noise_spied)
         for key, options in configs.items():
             threads.clear()
             copied.clear()
+            in_noise.clear()
             engine = BisectEngine(subject, (ref, BackendSpec.parse(ref)), [(cand, BackendSpec.parse(cand))],
                                   BisectOptions(level="block", **options))
             report = engine.run()
             counts = sorted(collections.Counter(id(a) for a in copied).values(), reverse=True)
+            fed = {id(a) for feed in engine.run_state.ref_feeds.values() for a in feed.values()}
             out[key] = Run(report, list(threads), placement.device_whole(engine.run_state, BackendSpec.parse(cand)),
-                           counts)
+                           counts, sum(id(a) in fed for a in in_noise))
     return out
 
 
@@ -212,10 +238,14 @@ def _ahead_gives_the_serial_report(runs: dict, ref: str, cand: str, min_runs: in
     assert sum(r["local_rel_rmse"] is not None for r in rows) >= 10, ref  # local errors measured ahead, and equal
 
 
-def _ahead_pairs(subject, pairs, options: dict, min_runs: int = 2) -> None:
+def _ahead_pairs(subject, pairs, options: dict, min_runs: int = 2) -> dict:
+    """(ref, cand) -> overlap -> Run, each pair's report the same with its candidate run ahead as without."""
+    out = {}
     for ref, cand in pairs:
         runs = _spied_runs(subject, ref, cand, {overlap: {**options, "overlap": overlap} for overlap in (False, True)})
         _ahead_gives_the_serial_report(runs, ref, cand, min_runs)
+        out[ref, cand] = runs
+    return out
 
 
 @pytest.mark.slow  # three tiny-preset bisects (a fourth shared with the IO binding test): about 15 s on two cores
@@ -227,9 +257,12 @@ def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(subject,
                                    "ort", "ort-cpu-fp16")
     # the torch reference: a tolerance no FP16 value meets, so the candidate diverges and the refinement's re-runs go
     # ahead too (3 runs) — what a healthy torch-referenced run does ahead (stages, local errors), and more
-    _ahead_pairs(subject, [("torch", "ort-cpu-fp16")],
-                 {"lockstep": False, "device_budget_mb": 1024, "atol": 1e-7, "rtol": 0.0, "tolerance_mode": "fixed"},
-                 min_runs=3)
+    runs = _ahead_pairs(subject, [("torch", "ort-cpu-fp16")], {"lockstep": False, "device_budget_mb": 1024,
+                        "atol": 1e-7, "rtol": 0.0, "tolerance_mode": "fixed"}, min_runs=3)["torch", "ort-cpu-fp16"]
+    # a torch reference streaming into the device tier reads its feed from there too: its noise run takes a copy
+    # made there, and compares its input probes where they lie (the feed copied in again for both before)
+    assert all(run.noise_feed_copies_in == 0 for run in runs.values()), \
+        [run.noise_feed_copies_in for run in runs.values()]
 
 
 @pytest.mark.gpu
