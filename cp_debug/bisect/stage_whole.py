@@ -68,11 +68,9 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
 
                 twins = DeviceTwins(modules)  # once the runner is active: its module already on the device
                 runner.on_device_probe = twins.keep
-            # into the device tier: the feed copied in once, for both runs and as the input probes' values (kept
-            # where they lie); a torch module reads its own copy a run (its forward may change an input in place)
-            fed = device_feed(feed, run.store.device) if on_device else feed
-            own = streaming and on_device
-            out = runner.infer_device(fed) if bound else runner.infer(_own(fed) if own else feed)
+            # bound: the feed copied in once, for both runs and as the input probes' values (kept where they lie)
+            fed = device_feed(feed, run.store.device) if bound else feed
+            out = runner.infer_device(fed) if bound else runner.infer(feed)
             for name, v in probe_values(st, run.ref_spec, out, sp, fed).items():
                 if not (on_device and run.store.put_device(name, to_device(v, run.store.device))):
                     run.store.put(name, to_host(feed[name] if v is fed.get(name) else v))  # an input: as it came
@@ -85,25 +83,18 @@ def reference_stage(run: RunState, i: int, sp: list[ProbeSpec], *, noise: bool, 
             if ran is not None:
                 ran()
             if noise:
-                _noise_run(run, runner, st, sp, fed, twins, streaming=streaming, on_device=on_device, bound=bound,
-                           own=own)
+                _noise_run(run, runner, st, sp, fed, twins, streaming=streaming, on_device=on_device, bound=bound)
     run.execution.setdefault(st.name, "whole stage, probes exposed")
     return stage_out
 
 
-def _own(feed: dict) -> dict:
-    """A run's own copy of a feed of torch tensors (on their device: no copy in from the host)."""
-    return {k: v.clone() for k, v in feed.items()}
-
-
 def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins, *, streaming: bool,
-               on_device: bool = False, bound: bool = False, own: bool = False) -> None:
+               on_device: bool = False, bound: bool = False) -> None:
     """The reference's second run on the same feed (its runner active): each probe compared with the store, the
     differences are its noise floor (`run.noise`); `twins` compares on the device first where there are some, and
     so does the store's device tier (`on_device`), in batches (`device_twins.RepeatChecks`): bit for bit first, else
     `device_diff.diff_many`. A `bound` reference (ONNX Runtime through IO binding) runs on the device and its values
-    are compared there too. On the device tier `feed` is the first run's, on the device already (`own`: each run
-    reads a copy of it)."""
+    are compared there too; its `feed` is the first run's, on the device already."""
     from cp_debug.bisect.device_twins import RepeatChecks
 
     names = {p.name for p in sp}
@@ -127,7 +118,7 @@ def _noise_run(run: RunState, runner, st, sp: list[ProbeSpec], feed: dict, twins
         runner.on_device_probe = twins.same
     elif on_device:
         runner.on_device_probe = against_device
-    again = runner.infer_device(feed) if bound else runner.infer(_own(feed) if own else feed)
+    again = runner.infer_device(feed) if bound else runner.infer(feed)
     for name, v in probe_values(st, run.ref_spec, again, sp, feed).items():
         against_store(name, v)
     del again
