@@ -52,7 +52,8 @@ class AheadRun:
     """A candidate's stage run made ahead: its active runner (the caller deactivates it) and the outputs of its one
     run with every probe exposed, on the device; `out` None where the probes did not fit the device (the runner is
     then closed: the serial path runs instead). `seconds`: the helper's time on it, waiting for the reference aside.
-    `feed`: the stage's inputs as the run read them, on the device (the input probes' values: not copied in again)."""
+    `feed`: the stage's inputs as the run read them, on the device (the input probes' values: not copied in again);
+    None with `out`."""
 
     runner: object
     out: dict | None

@@ -173,7 +173,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 fed = feed  # the probes' inputs: on the device where the run read them there (one copy in)
                 if made is not None:
                     out, made.out = made.out, None
-                    fed, made.feed = made.feed or feed, None
+                    fed, made.feed = made.feed, None
                 elif device:
                     fed = device_feed(feed, run.store.device)
                     out = runner.infer_device(fed)
