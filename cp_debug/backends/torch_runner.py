@@ -91,6 +91,7 @@ class TorchRunner(Runner):
         self._emulate = False  # CPU fp16/bf16: float32 accumulation around half storage (torch_emulation.py)
         self._on_device = False  # inside infer_device: outputs and probes stay torch tensors
         self._channels_last = False  # CUDA fp16/tf32 under the heuristic conv choice (Determinism.channels_last)
+        self._split_bn = 0  # CUDA: BatchNorm2d modules run with rows as channels where bit-identical (torch_batchnorm)
 
     # -- the contract ------------------------------------------------------------------------------------
     def _activate(self) -> None:
@@ -126,6 +127,10 @@ class TorchRunner(Runner):
             from cp_debug.backends.torch_fp8 import Fp8Lane
 
             self._fp8 = Fp8Lane(module, self._device)
+        if self._device.type == "cuda":  # the same numbers at the card's memory pace, checked per shape
+            from cp_debug.backends.torch_batchnorm import split_rows
+
+            self._split_bn = split_rows(module)
         self._module = module
         self._register_hooks()
         if self.spec.device == "cpu" and self._dtype != torch.float32:
@@ -239,7 +244,8 @@ class TorchRunner(Runner):
                if self.spec.precision in ("fp16", "bf16") else {}),
             "tf32": self.spec.precision == "tf32",
             **({"memory_format": "channels_last" if self._channels_last else "contiguous",
-                "cudnn_algo": self.determinism.cudnn_algo} if self.spec.device == "cuda" else {}),
+                "cudnn_algo": self.determinism.cudnn_algo,
+                "batch_norm_rows_as_channels": self._split_bn} if self.spec.device == "cuda" else {}),
             **({"fake_quant_layers": self._int8_layers} if self.spec.precision == "int8" else {}),
             **(self._fp8.settings() if self._fp8 is not None else {}),
             "probe_modules": len(self.probe_modules),
