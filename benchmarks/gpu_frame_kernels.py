@@ -60,14 +60,7 @@ def _profile(pipe, points: list, torch) -> tuple[float, list[tuple[str, float]],
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
     kernels = [(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == DeviceType.CUDA]
-    heads = [{k: _host(v) for k, v in r.head.items()} for r in runs]
-    return wall, kernels, heads
-
-
-def _host(value):
-    import numpy as np
-
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    return wall, kernels, [r.host().head for r in runs]
 
 
 def _digest(heads: list) -> str:
