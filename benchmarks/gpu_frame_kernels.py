@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_frame_kernels.py [--preset awml-base] [--frames 20]
         [--backends torch-cuda,torch-cuda-tf32,ort-cuda,ort-cuda-fp16] [--cudnn-algo heuristic] [--heads FILE]
+        [--sweep torch-cuda,ort-cuda-fp16 [--level block]]
 
 For each backend: eval's `BackendPipeline` (the two stages and the glue on the device, sessions made once, three
 frames to warm up, as `gpu_card_floor.py` runs them), then `--frames` held-out frames under torch's profiler with
@@ -12,6 +13,12 @@ kind (convolutions, matrix products, copies, the rest) and the kernels that take
 `torch-cuda-tf32` is what the same reference would cost on the tensor cores, `ort-cuda` the FP32 reference of an
 ORT pair. Last, each pair's kernel time a frame and the frames/s it gives where the card runs them one after another
 (processes sharing a card under MPS overlap some kernels: a sweep's four actors can run a little beyond it).
+
+`--sweep PAIR`: then the sweep's own frame loop for that pair (`SweepWorker.run_frames` at `--level`, in one
+process, as each actor runs it: the probes exposed, the candidate beside the reference, the comparisons queued on
+their stream) over the same frames under the profiler: its wall and kernels a frame beside the plain pipelines' sum,
+and its kernels by CUDA stream (the reference's, the ORT candidate's, the comparisons', the fronts') — how much GPU
+work the sweep adds to the pipelines (the actors' gap to `gpu_card_floor.py`'s floor).
 
 `--cudnn-algo`: how cuDNN picks the conv kernels (`determinism.CONV_ALGOS`, the deterministic settings on otherwise):
 `heuristic` is cp_debug's default, `exhaustive` times cuDNN's deterministic algorithms at the first run and keeps the
@@ -61,6 +68,73 @@ def _profile(pipe, points: list, torch) -> tuple[float, list[tuple[str, float]],
         wall = time.perf_counter() - t0
     kernels = [(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == DeviceType.CUDA]
     return wall, kernels, [r.host().head for r in runs]
+
+
+def _profile_sweep(worker, frames: list, torch) -> tuple[float, list[tuple[str, float]], dict[int, list], dict]:
+    """The wall seconds of `frames` through the sweep worker's frame loop, each GPU activity (name, microseconds)
+    meanwhile, those activities by CUDA stream (CUPTI's stream id -> [(name, microseconds)]), and for each kernel
+    the torch ops that launched it (name -> Counter of op: microseconds; ONNX Runtime's and Triton's kernels have
+    none)."""
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        results = list(worker.run_frames(enumerate(frames)))
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    failed = [r.reason for r in results if r.status == "failed"]
+    if failed:
+        raise SystemExit(f"{len(failed)} frames failed in the sweep's loop, the first: {failed[0]}")
+    streams: dict[int, list] = collections.defaultdict(list)
+    for e in prof.profiler.kineto_results.events():
+        if e.device_type() == torch.autograd.DeviceType.CUDA:
+            streams[e.device_resource_id()].append((e.name(), e.duration_ns() / 1e3))
+    launchers: dict = collections.defaultdict(collections.Counter)
+    for e in prof.events():
+        for k in getattr(e, "kernels", ()):
+            launchers[k.name][e.name] += k.duration
+    return wall, [k for ks in streams.values() for k in ks], streams, launchers
+
+
+def _sweep(args, frames: list, busy: dict, walls: dict, torch) -> None:
+    """The sweep's frame loop for `args.sweep` profiled, said beside the plain pipelines' figures."""
+    from cp_debug.recipes import catalog
+    from cp_debug.recipes.centerpoint.sweep.worker import SweepWorker
+    from cp_debug.sweep.records import SweepSettings
+
+    labels = tuple(args.sweep.split(","))
+    settings = SweepSettings(labels, preset=args.preset, level=args.level, recipe=catalog.recipe(),
+                             cudnn_algo=args.cudnn_algo, threads=1)
+    with SweepWorker(settings) as worker:
+        for _ in range(3):
+            worker.run_frame(0, frames[0])
+        wall, kernels, streams, launchers = _profile_sweep(worker, frames, torch)
+    n = len(frames)
+    ms = _say(f"the sweep's frame loop ({args.sweep}, --level {args.level})", n, wall, kernels, args.top)
+    for sid, ks in sorted(streams.items(), key=lambda kv: -sum(us for _, us in kv[1])):
+        top = collections.Counter()
+        for name, us in ks:
+            top[_kind(name)] += us
+        kinds = ", ".join(f"{k} {us / 1e3 / n:.2f}" for k, us in top.most_common(4))
+        print(f"  stream {sid}: {sum(us for _, us in ks) / 1e3 / n:6.2f} ms a frame, {len(ks) / n:.0f} activities "
+              f"({kinds})")
+        names = collections.Counter()
+        for name, us in ks:
+            names[name] += us
+        for name, us in names.most_common(args.top):
+            by = launchers.get(name)
+            who = f"  < {by.most_common(1)[0][0][:70]}" if by else ""
+            print(f"      {us / 1e3 / n:6.2f} ms  {name[:80]}{who}")
+    if all(lbl in busy for lbl in labels):
+        plain_ms = sum(busy[lbl] for lbl in labels)
+        plain_wall = sum(walls[lbl] for lbl in labels) / n * 1e3
+        print(f"  against the plain pipelines one after another: kernels {ms:.1f} / {plain_ms:.1f} ms a frame "
+              f"({ms / plain_ms:.2f}x), wall {wall / n * 1e3:.1f} / {plain_wall:.1f} ms a frame "
+              f"({wall / n * 1e3 / plain_wall:.2f}x)")
 
 
 def _digest(heads: list) -> str:
@@ -115,6 +189,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=6, help="the kernels named under each backend")
     ap.add_argument("--cudnn-algo", default="heuristic", help="how cuDNN picks conv kernels (one choice a process)")
     ap.add_argument("--heads", type=Path, help="an .npz of each backend's head maps: written, or compared with")
+    ap.add_argument("--sweep", help="a pair REF,CAND: the sweep's frame loop for it profiled too")
+    ap.add_argument("--level", default="block", help="the sweep's --level")
     args = ap.parse_args()
 
     import numpy as np
@@ -137,19 +213,21 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
           f"{args.preset}, {args.frames} held-out frames a backend")
     cfg = get_preset(args.preset)
-    points = [f.load(cfg).points for f in held_out(args.frames)]
+    frames = held_out(args.frames)
+    points = [f.load(cfg).points for f in frames]
     model = load_weights(args.preset, None, False, 0, catalog.recipe()).model
-    busy, heads = {}, {}
+    busy, walls, heads = {}, {}, {}
     kept = _read_heads(args.heads) if args.heads is not None and args.heads.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, cfg, Path(tmp), sample_points=points[0])
-        for label in args.backends.split(","):
+        for label in filter(None, args.backends.split(",")):
             spec = BackendSpec.parse(label)
             with BackendPipeline(label, spec, cfg, model, onnx_dir=Path(tmp), glue_device=spec.device,
                                  determinism=Determinism(conv_algo=args.cudnn_algo)) as pipe:
                 for _ in range(3):
                     pipe.run(points[0])
                 wall, kernels, heads[label] = _profile(pipe, points, torch)
+            walls[label] = wall
             busy[label] = _say(f"{label} (cuDNN {args.cudnn_algo})", args.frames, wall, kernels, args.top)
             line = f"  head maps over the frames: digest {_digest(heads[label])}"
             if label in kept:
@@ -159,6 +237,8 @@ def main() -> None:
     if args.heads is not None and not kept:
         np.savez(args.heads, **{f"{label}|{i}|{n}": a for label, frames in heads.items()
                                 for i, frame in enumerate(frames) for n, a in frame.items()})
+    if args.sweep:
+        _sweep(args, frames, busy, walls, torch)
     pairs = [("torch-cuda", "ort-cuda-fp16"), ("torch-cuda-tf32", "ort-cuda-fp16"), ("ort-cuda", "ort-cuda-fp16")]
     print()
     for ref, cand in pairs:

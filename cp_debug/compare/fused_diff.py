@@ -28,7 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # figures of a row, in order: non-finite count, Σ|d|, Σd², Σr·t, Σr², Σt², max|d|, max rel, max|r|, max|t|, beyond
 _SUMS, _MAXES = slice(0, 6), slice(6, 10)
-_BLOCK = 1024
+# a program's step and warps: each element of a step keeps five float64 sums and six other figures in registers, so
+# a smaller step holds fewer a thread — on the H200 awml-base's 16 block probes of a frame (1.8 GB read) took the
+# kernel 1.17 ms at 256 elements and 4 warps against 2.19 ms at 1024 (`benchmarks/fused_diff_speed.py`)
+_BLOCK = 256
+_WARPS = 4
 _PROGRAMS_PER_SM = 8
 
 _kernel = None  # the compiled kernel; False where Triton cannot run (decided once)
@@ -66,7 +70,7 @@ def figures_on_device(ref: "torch.Tensor", test: "torch.Tensor", rtol: float, at
         try:
             with torch.cuda.device(t.device):
                 kernel[(programs,)](r, t, parts, n, per_program, float(rtol), float(atol), BLOCK=_BLOCK,
-                                    enable_fp_fusion=False)
+                                    num_warps=_WARPS, enable_fp_fusion=False)
         except Exception as err:  # noqa: BLE001 - no C compiler, an old driver...: the torch ops measure instead
             _kernel = False
             _why_not = f"Triton could not run its kernel: {type(err).__name__}: {err}".splitlines()[0]
@@ -132,8 +136,8 @@ def _compile():
         m_rel = tl.zeros([BLOCK], tl.float32)
         m_r = tl.zeros([BLOCK], tl.float32)
         m_t = tl.zeros([BLOCK], tl.float32)
-        beyond = tl.zeros([BLOCK], tl.int64)
-        bad = tl.zeros([BLOCK], tl.int64)
+        beyond = tl.zeros([BLOCK], tl.int32)  # a lane's counts: at most per_program / BLOCK each
+        bad = tl.zeros([BLOCK], tl.int32)
         for off in range(start, start + per_program, BLOCK):
             o = off + tl.arange(0, BLOCK)
             m = o < n
@@ -142,8 +146,8 @@ def _compile():
             d = tl.abs(t - r)
             a = tl.abs(r)
             # |t - r| is finite only where both are: NaN (d != d) or beyond float32's largest finite value
-            bad += ((d != d) | (d > 3.4028234663852886e38)).to(tl.int64)
-            beyond += ((d > a * rtol + atol) & m).to(tl.int64)
+            bad += ((d != d) | (d > 3.4028234663852886e38)).to(tl.int32)
+            beyond += ((d > a * rtol + atol) & m).to(tl.int32)
             rel = tl.math.div_rn(d, tl.maximum(a, 1e-12))
             r64 = r.to(tl.float64)
             t64 = t.to(tl.float64)
@@ -158,7 +162,7 @@ def _compile():
             m_r = tl.maximum(m_r, a)
             m_t = tl.maximum(m_t, tl.abs(t))
         row = out_ptr + pid * 11
-        tl.store(row + 0, tl.sum(bad, 0).to(tl.float64))
+        tl.store(row + 0, tl.sum(bad.to(tl.int64), 0).to(tl.float64))
         tl.store(row + 1, tl.sum(s_abs, 0))
         tl.store(row + 2, tl.sum(s_sq, 0))
         tl.store(row + 3, tl.sum(s_dot, 0))
@@ -168,6 +172,6 @@ def _compile():
         tl.store(row + 7, tl.max(m_rel, 0).to(tl.float64))
         tl.store(row + 8, tl.max(m_r, 0).to(tl.float64))
         tl.store(row + 9, tl.max(m_t, 0).to(tl.float64))
-        tl.store(row + 10, tl.sum(beyond, 0).to(tl.float64))
+        tl.store(row + 10, tl.sum(beyond.to(tl.int64), 0).to(tl.float64))
 
     return diff_figures
