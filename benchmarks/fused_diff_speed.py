@@ -18,21 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gpu_frame_kernels import profiled  # this folder's: a run under torch's profiler, the card waited for
+
 
 def _time(fn, repeat: int, torch) -> float:
     """Milliseconds of the fused kernel a call of `fn` (its launch and the row's reduction left out), by torch's
     profiler over `repeat` calls after one."""
-    import warnings
-
-    from torch.profiler import ProfilerActivity, profile
-
     fn()
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-        warnings.simplefilter("ignore")
-        for _ in range(repeat):
-            fn()
-        torch.cuda.synchronize()
+    _, _, prof = profiled(lambda: [fn() for _ in range(repeat)], torch)
     us = [e.duration_ns() / 1e3 for e in prof.profiler.kineto_results.events() if e.name() == "diff_figures"]
     if len(us) != repeat:
         raise SystemExit(f"the profiler saw {len(us)} fused kernels of {repeat}")

@@ -51,21 +51,29 @@ def _kind(name: str) -> str:
     return next((kind for kind, pat in KINDS if pat.search(name)), "other")
 
 
-def _profile(pipe, points: list, torch) -> tuple[float, list[tuple[str, float]], list]:
-    """The wall seconds of running `points` through `pipe`, each GPU activity (name, microseconds) meanwhile, and
-    each frame's head maps (host arrays, read after the timed loop is over)."""
+def profiled(run, torch):
+    """(wall seconds, `run()`'s value, the profiler) of `run()` under torch's profiler with CPU and CUDA activity
+    (CUPTI: every kernel and copy of the process), the card waited for before and after."""
     import warnings
 
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
     with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         warnings.simplefilter("ignore")  # "Profiler clears events at the end of each cycle": one cycle here
         t0 = time.perf_counter()
-        runs = [pipe.run(pts, step_times=False) for pts in points]
+        value = run()
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
+    return wall, value, prof
+
+
+def _profile(pipe, points: list, torch) -> tuple[float, list[tuple[str, float]], list]:
+    """The wall seconds of running `points` through `pipe`, each GPU activity (name, microseconds) meanwhile, and
+    each frame's head maps (host arrays, read after the timed loop is over)."""
+    from torch.autograd import DeviceType
+
+    wall, runs, prof = profiled(lambda: [pipe.run(pts, step_times=False) for pts in points], torch)
     kernels = [(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == DeviceType.CUDA]
     return wall, kernels, [r.host().head for r in runs]
 
@@ -75,17 +83,7 @@ def _profile_sweep(worker, frames: list, torch) -> tuple[float, list[tuple[str, 
     meanwhile, those activities by CUDA stream (CUPTI's stream id -> [(name, microseconds)]), and for each kernel
     the torch ops that launched it (name -> Counter of op: microseconds; ONNX Runtime's and Triton's kernels have
     none)."""
-    import warnings
-
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        results = list(worker.run_frames(enumerate(frames)))
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
+    wall, results, prof = profiled(lambda: list(worker.run_frames(enumerate(frames))), torch)
     failed = [r.reason for r in results if r.status == "failed"]
     if failed:
         raise SystemExit(f"{len(failed)} frames failed in the sweep's loop, the first: {failed[0]}")
@@ -116,15 +114,10 @@ def _sweep(args, frames: list, busy: dict, walls: dict, torch) -> None:
     n = len(frames)
     ms = _say(f"the sweep's frame loop ({args.sweep}, --level {args.level})", n, wall, kernels, args.top)
     for sid, ks in sorted(streams.items(), key=lambda kv: -sum(us for _, us in kv[1])):
-        top = collections.Counter()
-        for name, us in ks:
-            top[_kind(name)] += us
-        kinds = ", ".join(f"{k} {us / 1e3 / n:.2f}" for k, us in top.most_common(4))
+        kinds, names = _tally(ks)
+        said = ", ".join(f"{k} {us / 1e3 / n:.2f}" for k, us in kinds.most_common(4))
         print(f"  stream {sid}: {sum(us for _, us in ks) / 1e3 / n:6.2f} ms a frame, {len(ks) / n:.0f} activities "
-              f"({kinds})")
-        names = collections.Counter()
-        for name, us in ks:
-            names[name] += us
+              f"({said})")
         for name, us in names.most_common(args.top):
             by = launchers.get(name)
             who = f"  < {by.most_common(1)[0][0][:70]}" if by else ""
@@ -165,15 +158,20 @@ def _largest_difference(heads: list, first: list) -> float:
                for a, b in zip(heads, first) for n in a)
 
 
+def _tally(kernels: list[tuple[str, float]]) -> tuple[collections.Counter, collections.Counter]:
+    """The kernels' microseconds by kind (`KINDS`) and by name."""
+    kinds, names = collections.Counter(), collections.Counter()
+    for name, us in kernels:
+        kinds[_kind(name)] += us
+        names[name] += us
+    return kinds, names
+
+
 def _say(label: str, frames: int, wall: float, kernels: list[tuple[str, float]], top: int) -> float:
     busy = sum(us for _, us in kernels) / 1e3 / frames  # ms a frame
     print(f"\n{label}: {wall / frames * 1e3:.1f} ms a frame of wall, kernels {busy:.1f} ms a frame "
           f"({busy / (wall / frames * 1e3):.0%} of it), {len(kernels) / frames:.0f} GPU activities a frame")
-    kinds = collections.Counter()
-    names = collections.Counter()
-    for name, us in kernels:
-        kinds[_kind(name)] += us
-        names[name] += us
+    kinds, names = _tally(kernels)
     for kind, us in kinds.most_common():
         print(f"  {kind:15s} {us / 1e3 / frames:7.2f} ms a frame  {us / 1e3 / frames / busy:6.1%}")
     for name, us in names.most_common(top):
