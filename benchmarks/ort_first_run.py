@@ -8,6 +8,11 @@ seconds of each step: the session's creation, its first run and its second. Rows
 choice and NHWC (cp_debug's default for an FP16 backbone), the same NCHW, cuDNN's DEFAULT algorithm, FP32; FP16 after
 `import torch`; FP16 after `ort_warm.warm_up` (a two-node session made and run first, timed apart). On a machine
 without ONNX Runtime's CUDA provider the rows run on the CPU (a check of the script, not a figure of the issue).
+
+The last table is the floor of an own-process bisect of the ORT pair (issue 87, item 4: `ort-cuda,ort-cuda-fp16`
+≤ 3 s): fresh processes that do only what such a bisect cannot skip — start the interpreter, import torch (the
+comparisons and the subject are torch's) and ONNX Runtime, make the FP32 and FP16 backbone sessions on two threads
+side by side as the bisect's reference and candidate do, and run each once — timed around the whole process.
 """
 
 from __future__ import annotations
@@ -65,11 +70,66 @@ def child(path: str, algo: str, nhwc: bool, before: str, shape: list[int]) -> No
     print(json.dumps(out))
 
 
+def pair_child(fp32: str, fp16: str, shape: list[int]) -> None:
+    """The ORT pair's floor in this process: seconds since the interpreter started at each step, as JSON."""
+    import threading
+
+    t_start = time.perf_counter() - _since_start()
+    import torch  # noqa: F401 - a bisect cannot do without it
+    import numpy as np
+    import onnxruntime as ort
+
+    from cp_debug.determinism import Determinism
+
+    out = {"imports": time.perf_counter() - t_start}
+    det = Determinism()  # the bisect's own settings: deterministic compute, HEURISTIC, FP16 convs NHWC
+
+    def one(path: str, half: bool) -> None:
+        options = det.ort_cuda_provider_options(tf32=False, half=half)
+        sess = ort.InferenceSession(path, det.ort_session_options(),
+                                    providers=[("CUDAExecutionProvider", options), "CPUExecutionProvider"])
+        out["fp16 session" if half else "fp32 session"] = time.perf_counter() - t_start
+        inp = sess.get_inputs()[0]
+        x = np.zeros(shape, np.float16 if "16" in inp.type else np.float32)
+        sess.run(None, {inp.name: x})
+        out["fp16 first run" if half else "fp32 first run"] = time.perf_counter() - t_start
+
+    failed: list[BaseException] = []
+
+    def fp16_side() -> None:
+        try:
+            one(fp16, True)
+        except BaseException as e:  # said by the parent as the row's failure
+            failed.append(e)
+
+    side = threading.Thread(target=fp16_side)
+    side.start()
+    one(fp32, False)
+    side.join()
+    if failed:
+        raise failed[0]
+    out["both"] = time.perf_counter() - t_start
+    print(json.dumps(out), flush=True)
+    os._exit(0)  # as the CLI ends: without Python's exit hooks (torch's and ONNX Runtime's teardown)
+
+
+def _since_start() -> float:
+    """Seconds since this process started (Linux: /proc/self/stat's start time against the uptime)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+    return float(Path("/proc/uptime").read_text().split()[0]) - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="awml-base")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--pair-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--floor-runs", type=int, default=3, help="fresh processes for the ORT pair's floor")
     args = ap.parse_args()
+    if args.pair_child:
+        fp32, fp16, shape = args.pair_child
+        return pair_child(fp32, fp16, json.loads(shape))
     if args.child:
         path, algo, nhwc, before, shape = args.child
         return child(path, algo, nhwc == "1", before, json.loads(shape))
@@ -103,6 +163,27 @@ def main() -> None:
             pre = next((f"{k} {d[k]:.2f}" for k in ("import torch", "warm-up") if k in d), "—")
             print(f"| {name} | {pre} | {d['session']:.2f} | {d['first run']:.2f} | {d['second run']:.3f} | "
                   f"{d['providers']} |", flush=True)
+        _pair_floor(files, shape, args.floor_runs)
+
+
+def _pair_floor(files: dict, shape: str, runs: int) -> None:
+    """The ORT pair's own-process floor: `runs` fresh processes, each timed around the whole process."""
+    print("\n### the ORT pair's own-process floor (FP32 and FP16 backbone sessions side by side, one run each), "
+          "seconds since each process started")
+    print("| run | imports (torch, ONNX Runtime) | FP32 session | FP32 first run | FP16 session | FP16 first run | "
+          "both | process wall |\n|---|---|---|---|---|---|---|---|")
+    for k in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, __file__, "--pair-child", files["fp32"], files["fp16"], shape],
+                           capture_output=True, text=True, env=dict(os.environ))
+        wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            print(f"| {k + 1} | failed: {r.stderr.strip().splitlines()[-1][:160]} | | | | | | |", flush=True)
+            continue
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        cells = " | ".join(f"{d[key]:.2f}" for key in ("imports", "fp32 session", "fp32 first run", "fp16 session",
+                                                       "fp16 first run", "both"))
+        print(f"| {k + 1} | {cells} | {wall:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class Determinism:
             "cudnn_bench": torch.backends.cudnn.benchmark,
             "det_algos": torch.are_deterministic_algorithms_enabled(),
             "det_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "det_fill": _fill_uninitialized(torch),
             "py_rng": random.getstate(),
             "np_rng": np.random.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -112,6 +113,7 @@ class Determinism:
                 torch.backends.cudnn.deterministic = True
                 torch.backends.cudnn.benchmark = self.cudnn_algo == "exhaustive"
                 _deterministic_algorithms(torch, True, warn_only=True)
+                _fill_uninitialized(torch, False)  # see _fill_uninitialized
                 if cuda and saved["cublas_ws"] is None:
                     # Only effective before cuBLAS creates its first handle; recorded in settings() either way.
                     os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE
@@ -123,6 +125,7 @@ class Determinism:
             torch.backends.cudnn.deterministic = saved["cudnn_det"]
             torch.backends.cudnn.benchmark = saved["cudnn_bench"]
             _deterministic_algorithms(torch, saved["det_algos"], warn_only=saved["det_warn_only"])
+            _fill_uninitialized(torch, saved["det_fill"])
             random.setstate(saved["py_rng"])
             np.random.set_state(saved["np_rng"])
             torch.set_rng_state(saved["torch_rng"])
@@ -194,6 +197,7 @@ class Determinism:
                 "memory_format": ("channels_last for torch-cuda-fp16 and torch-cuda-tf32"
                                   if self.cudnn_algo == "heuristic" else "contiguous (NCHW)"),
                 "use_deterministic_algorithms": "warn_only" if self.enabled else "unchanged",
+                "fill_uninitialized_memory": False if self.enabled else "unchanged",
                 "allow_tf32": "on for *-tf32 specs only (cuda.matmul and cudnn)",
                 "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")
                 or (_CUBLAS_WORKSPACE + " (set on CUDA)" if self.enabled else None),
@@ -241,6 +245,26 @@ def _deterministic_algorithms(torch, mode: bool, warn_only: bool) -> None:
     inductor = sys.modules.get("torch._inductor.config")
     if inductor is not None:
         inductor.deterministic = mode
+
+
+def _fill_uninitialized(torch, value: bool | None = None) -> bool | None:
+    """torch's `utils.deterministic.fill_uninitialized_memory` (None where this torch has no such flag); set to
+    `value` where given.
+
+    Under deterministic algorithms torch fills every tensor it allocates with NaN before the op writes it — a
+    convolution's or a BatchNorm's whole output written twice. cp_debug runs it off: torch says a program whose ops
+    never read memory they did not write stays deterministic without it, and the reference's noise run (its second
+    run, compared with the first) is what shows a model that does. Measured: on an H200 awml-base's FP32 reference
+    filled 1.26 ms of its 47 ms of kernels a frame in the sweep's loop (`FillFunctor`, one per allocation); on the
+    2-core CPU machine the demo preset's torch pipeline ~5 % of its frame."""
+    get = getattr(torch._C, "_get_deterministic_fill_uninitialized_memory", None)
+    put = getattr(torch._C, "_set_deterministic_fill_uninitialized_memory", None)
+    if get is None or put is None:
+        return None
+    was = bool(get())
+    if value is not None:
+        put(bool(value))
+    return was
 
 
 def check_conv_algo(value: str | None) -> str | None:

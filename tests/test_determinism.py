@@ -14,7 +14,8 @@ def test_determinism_context_restores_state():
     import random
 
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
-             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+             torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+             torch.utils.deterministic.fill_uninitialized_memory)
     random.seed(123)
     np.random.seed(123)
     torch.manual_seed(123)
@@ -26,12 +27,14 @@ def test_determinism_context_restores_state():
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # outputs written once (determinism.py)
         inside = torch.rand(1).item()
     with Determinism(seed=7).apply_torch("cpu"):
         assert inside == torch.rand(1).item()  # seeded
         assert not torch.backends.cuda.matmul.allow_tf32
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
-            torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == flags
+            torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+            torch.utils.deterministic.fill_uninitialized_memory) == flags
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expect  # caller's streams undisturbed
 
 
