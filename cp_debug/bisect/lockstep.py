@@ -80,6 +80,8 @@ class ProbeValues:
 class Lockstep:
     """Runs `plan`'s segments for a reference spec and candidate lanes; see the module docstring."""
 
+    UNITS = "segments"  # what `_schedule`'s units are, as the progress bar counts them
+
     def __init__(self, model: onnx.ModelProto, plan: SegmentPlan, reference: BackendSpec, lanes: list[Lane], *,
                  determinism, noise: bool, local: bool, progress=None, stop_after_probes: bool = False):
         self.model = model
@@ -104,16 +106,18 @@ class Lockstep:
         for lane in self.lanes:
             lane.env = {t: share_if_identical(np.asarray(lane.env[t]), ref_env[t]) for t in self.plan.graph_inputs}
         units, last_use = self._schedule(ref_env)
-        last_with_probes = max((k for k, (seg, _) in enumerate(units) if seg.probes), default=-1)
-        for k, (seg, text) in enumerate(units):
-            if self.stop_after_probes and k > last_with_probes:
-                break
-            with self.progress.step(f"{label}{text}", final=False) if self.progress else _nullctx():
+        if self.stop_after_probes:
+            units = units[:max((k for k, seg in enumerate(units) if seg.probes), default=-1) + 1]
+        # one bar with ETA over the stage's units (a finished line where stderr is no terminal)
+        with (self.progress.bar(f"{label}{self.UNITS}", len(units)) if self.progress else _nullctx()) as advance:
+            for k, seg in enumerate(units):
                 self._run_unit(k, seg, ref_env, noise_env, on_probe)
-            for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
-                if env is not None:
-                    for t in [t for t in env if last_use.get(t, -1) <= k]:
-                        del env[t]
+                for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
+                    if env is not None:
+                        for t in [t for t in env if last_use.get(t, -1) <= k]:
+                            del env[t]
+                if advance is not None:
+                    advance()
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
                 {lane.label: {t: as_float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
@@ -124,10 +128,10 @@ class Lockstep:
         float32 edges)."""
         return lane.spec.precision == "fp16" and not lane.runner_kwargs.get("keep_fp32_nodes")
 
-    def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
-        """What `run` runs, in order — (segment, progress text) — and tensor -> the last unit that reads it."""
-        n = len(self.plan.segments)
-        return [(seg, f"segment {seg.index + 1}/{n}") for seg in self.plan.segments], self.plan.last_use
+    def _schedule(self, ref_env: dict) -> tuple[list[Segment], dict[str, int]]:
+        """What `run` runs, in order (its units: `UNITS` on the progress bar), and tensor -> the last unit that
+        reads it."""
+        return list(self.plan.segments), self.plan.last_use
 
     def _run_unit(self, k: int, seg: Segment, ref_env: dict, noise_env: dict | None, on_probe) -> None:
         self._segment(seg, ref_env, noise_env, on_probe)
@@ -353,7 +357,7 @@ def all_shared(a: dict, b: dict) -> bool:
 
 class _nullctx:
     def __enter__(self):
-        return self
+        return None
 
     def __exit__(self, *exc):
         return False

@@ -50,6 +50,8 @@ def use_groups(mode: str, plan: SegmentPlan, lanes: Sequence[Lane]) -> bool:
 class GroupedLockstep(Lockstep):
     """`Lockstep` over groups of segments (see the module docstring); `plan` stays the segment plan."""
 
+    UNITS = "segment groups"
+
     def __init__(self, model: onnx.ModelProto, plan: SegmentPlan, reference: BackendSpec, lanes: list[Lane], *,
                  determinism, noise: bool, local: bool, progress=None, stop_after_probes: bool = False,
                  budget_bytes: int = DEFAULT_GROUP_BYTES):
@@ -58,17 +60,13 @@ class GroupedLockstep(Lockstep):
         self.budget_bytes = budget_bytes
         self.groups: list[list] = []
 
-    def _schedule(self, ref_env: dict) -> tuple[list[tuple[Segment, str]], dict[str, int]]:
+    def _schedule(self, ref_env: dict) -> tuple[list[Segment], dict[str, int]]:
         """Groups as merged segments, and each tensor's last reading group."""
         types = gg.static_types(self.model, gg.shapes_of(ref_env))
         self.groups = self._split_unopenable(gg.group_segments(self.plan, types, self.budget_bytes))
         group_of = {s.index: gi for gi, members in enumerate(self.groups) for s in members}
         last_use = {t: group_of.get(s, len(self.groups)) for t, s in self.plan.last_use.items()}
-        n, total = len(self.groups), len(self.plan.segments)
-        units = [(gg.merge_segments(self.model, members, gi),
-                  f"segments {members[0].index + 1}-{members[-1].index + 1} of {total} (group {gi + 1}/{n})")
-                 for gi, members in enumerate(self.groups)]
-        return units, last_use
+        return [gg.merge_segments(self.model, members, gi) for gi, members in enumerate(self.groups)], last_use
 
     def _native_half(self, lane: Lane) -> bool:
         return False  # groups round at their cuts (`as_stored`): one model serves the propagated and local runs

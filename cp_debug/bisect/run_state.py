@@ -113,9 +113,15 @@ class CandidateState:
 
 
 class NullProgress:
+    """`cli._output.StepProgress`'s steps and bars, saying nothing (a run without a terminal of its own)."""
+
     @contextlib.contextmanager
     def step(self, text: str, final: bool = True):
         yield
+
+    @contextlib.contextmanager
+    def bar(self, description: str, total: int):
+        yield lambda n=1, **fields: None
 
 
 @dataclass

@@ -204,7 +204,9 @@ def hidden_fault(run: RunState, state: CandidateState, i: int, fp32: dict | None
     st = run.stage_of(state.label, i)
     made = ahead.runs(state, i) if ahead is not None else None
     fp32 = fp32 if fp32 is not None else {}
-    made = made if made is not None else screen_runs(run, state, i, fp32)
+    if made is None:  # not made ahead: its conversion, sessions and runs here (on a CPU, a long step)
+        with run.progress.step(f"{state.label}: screening {st.name} for faults its outputs hide"):
+            made = screen_runs(run, state, i, fp32)
     broken, zeros, sketches = made.ours
     # masks first (a causal or padding mask's -inf: most models' only flags), then FP32's own, where any remain
     skip = run.mask_tensors(st) | set(st.output_names)  # a broken output is measured, and said

@@ -64,7 +64,7 @@ class StepProgress:
         dt = time.perf_counter() - t0
         self.timings.append((text, dt))
         if not self.quiet and final:
-            self.console.print(f"[dim]✓ {text} ({dt:.1f} s)[/dim]", highlight=False)
+            self.console.print(f"[dim]✓ {text} ({dt:.1f} s)[/dim]", highlight=False, soft_wrap=True)
 
 
 FILE_WIDTH = 100

@@ -62,6 +62,27 @@ def test_lockstep_yields_what_the_whole_graph_computes_and_keeps_only_live_tenso
     assert len(lane.facts) == len(plan.segments)
 
 
+def test_a_stage_in_lockstep_is_one_bar_with_eta_over_its_segments():
+    """Progress of a stage run segment by segment: one bar with ETA over its segments (a CPU bisect of awml-base
+    spent ~100 s there saying nothing where stderr was a file); where stderr is no terminal, its finished line."""
+    import io
+
+    from cp_debug.cli._output import StepProgress
+
+    model = residual_model()
+    x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    plan = plan_segments(model, ["a", "b", "c"])
+    lane = Lane("ort-cpu-fp16", BackendSpec.parse("ort-cpu-fp16"), {"x": x})
+    said = io.StringIO()
+    ls = Lockstep(model, plan, BackendSpec.parse("ort"), [lane], determinism=Determinism(), noise=False,
+                  local=False, progress=StepProgress(stream=said))
+    ls.run({"x": x}, lambda pv: False, label="stage: ")
+    n = len(plan.segments)
+    lines = [ln for ln in said.getvalue().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stage: segments") and f"{n}/{n}" in lines[0], said.getvalue()
+    assert "eta" in lines[0]
+
+
 def test_a_local_run_reads_the_reference_boundary_in_float16_into_the_lanes_dropped_array():
     from cp_debug.backends.ort_runner import OrtRunner
     from cp_debug.graph.plan import segment_model, tensor_types
