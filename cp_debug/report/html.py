@@ -106,7 +106,7 @@ def _summary(report: BisectReport) -> str:
         if cand.detections:
             cell += f'<div class="note">detections: {escape(str(cand.detections.get("summary", "")))}</div>'
         if cand.wall_s is not None:
-            cell += f'<div class="note">took {fmt_num(cand.wall_s)} s</div>'
+            cell += f'<div class="note">its runs and comparisons took {fmt_num(cand.wall_s)} s</div>'
         anchor = f'<a href="#c-{_slug(cand.label)}">{escape(label)}</a>' if cand.results else escape(label)
         out.append(f"<tr><td>{anchor}</td><td>{cell}</td></tr>")
     for w in report.warnings:

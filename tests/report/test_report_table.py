@@ -33,6 +33,8 @@ def test_table_shows_probes_markers_hint_and_summary(report):
     assert "atol 0.02" in out
     assert "noise floor: the reference repeats bit-exactly" in out
     assert "not exported by this recipe" in out
+    # a candidate's time is said as its own share, not as the command's (sample: wall_s 1.234)
+    assert "its runs and comparisons took 1.23 s" in out
 
 
 def test_rows_follow_the_refinement_tree(report):
