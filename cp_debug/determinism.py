@@ -255,8 +255,9 @@ def _fill_uninitialized(torch, value: bool | None = None) -> bool | None:
     convolution's or a BatchNorm's whole output written twice. cp_debug runs it off: torch says a program whose ops
     never read memory they did not write stays deterministic without it, and the reference's noise run (its second
     run, compared with the first) is what shows a model that does. Measured: on an H200 awml-base's FP32 reference
-    filled 1.26 ms of its 47 ms of kernels a frame in the sweep's loop (`FillFunctor`, one per allocation); on the
-    2-core CPU machine the demo preset's torch pipeline ~5 % of its frame."""
+    filled 1.3-1.4 ms of its 47 ms of kernels a frame in the sweep's loop (`FillFunctor`, one per allocation; the
+    head maps bit-identical without it); on the 2-core CPU machine the demo preset's torch pipeline ~5 % of its
+    frame (docs/measurements.md, 2026-11-28 late night)."""
     get = getattr(torch._C, "_get_deterministic_fill_uninitialized_memory", None)
     put = getattr(torch._C, "_set_deterministic_fill_uninitialized_memory", None)
     if get is None or put is None:
