@@ -72,7 +72,7 @@ def child(path: str, algo: str, nhwc: bool, before: str, shape: list[int]) -> No
 
 def pair_child(fp32: str, fp16: str, shape: list[int]) -> None:
     """The ORT pair's floor in this process: seconds since the interpreter started at each step, as JSON."""
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     t_start = time.perf_counter() - _since_start()
     import torch  # noqa: F401 - a bisect cannot do without it
@@ -94,20 +94,10 @@ def pair_child(fp32: str, fp16: str, shape: list[int]) -> None:
         sess.run(None, {inp.name: x})
         out["fp16 first run" if half else "fp32 first run"] = time.perf_counter() - t_start
 
-    failed: list[BaseException] = []
-
-    def fp16_side() -> None:
-        try:
-            one(fp16, True)
-        except BaseException as e:  # said by the parent as the row's failure
-            failed.append(e)
-
-    side = threading.Thread(target=fp16_side)
-    side.start()
-    one(fp32, False)
-    side.join()
-    if failed:
-        raise failed[0]
+    with ThreadPoolExecutor(1) as pool:  # the FP16 session beside the FP32 one; its error raised here
+        side = pool.submit(one, fp16, True)
+        one(fp32, False)
+        side.result()
     out["both"] = time.perf_counter() - t_start
     print(json.dumps(out), flush=True)
     os._exit(0)  # as the CLI ends: without Python's exit hooks (torch's and ONNX Runtime's teardown)

@@ -35,6 +35,7 @@ from cp_debug.backends.graph_loader import PrecisionTransform
 from cp_debug.backends.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
                                              precision_report_from_facts)
 from cp_debug.backends.spec import BackendSpec, Capability
+from cp_debug.bisect.run_state import NullProgress
 from cp_debug.graph.plan import Segment, SegmentPlan, plan_segments, segment_model, tensor_types
 from cp_debug.half import as_float32, to_fp16
 
@@ -91,7 +92,7 @@ class Lockstep:
         self.det = determinism
         self.noise = noise
         self.local = local
-        self.progress = progress
+        self.progress = progress if progress is not None else NullProgress()
         self.stop_after_probes = stop_after_probes
         self.types = tensor_types(model)
         self._inits = {i.name: i for i in model.graph.initializer}
@@ -109,15 +110,14 @@ class Lockstep:
         if self.stop_after_probes:
             units = units[:max((k for k, seg in enumerate(units) if seg.probes), default=-1) + 1]
         # one bar with ETA over the stage's units (a finished line where stderr is no terminal)
-        with (self.progress.bar(f"{label}{self.UNITS}", len(units)) if self.progress else _nullctx()) as advance:
+        with self.progress.bar(f"{label}{self.UNITS}", len(units)) as advance:
             for k, seg in enumerate(units):
                 self._run_unit(k, seg, ref_env, noise_env, on_probe)
                 for env in [ref_env, noise_env] + [lane.env for lane in self.lanes]:
                     if env is not None:
                         for t in [t for t in env if last_use.get(t, -1) <= k]:
                             del env[t]
-                if advance is not None:
-                    advance()
+                advance()
         outs = self.plan.graph_outputs
         return ({t: ref_env[t] for t in outs if t in ref_env},
                 {lane.label: {t: as_float32(lane.env[t]) for t in outs if t in lane.env} for lane in self.lanes})
@@ -353,11 +353,3 @@ def _identical(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> bool:
 def all_shared(a: dict, b: dict) -> bool:
     """Every tensor of `b` is the very same array in `a` (the lane runs on the reference's values)."""
     return all(a[t] is b[t] for t in b)
-
-
-class _nullctx:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
