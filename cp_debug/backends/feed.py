@@ -25,7 +25,7 @@ def check_feed(feed: dict[str, np.ndarray], inputs: Mapping[str, tuple[np.dtype 
         want, dims = inputs[name]
         arr = _cast(name, np.asarray(value), want, what)
         check_shape(name, tuple(arr.shape), dims, what)
-        out[name] = np.ascontiguousarray(arr)
+        out[name] = np.require(arr, requirements="C")  # np.ascontiguousarray makes a scalar 1-D
     return out
 
 

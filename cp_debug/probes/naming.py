@@ -152,6 +152,12 @@ def _resolve(parent_q: str, parent_c: str, comp: str, module_names: "set[str] | 
     return q if q is not None else _container_member(parent_q, comp, module_names)
 
 
+# nodes whose outputs are no module's value: constants, and the integer form a quantizer writes of a tensor
+# (ONNX Runtime's quantize_dynamic names `…/LayerNorm/LayerNormalization_output_0_QuantizeLinear` into the scope of
+# the module whose output it quantizes; its DequantizeLinear, where there is one, stays: that is the value)
+_NOT_A_VALUE = frozenset({"Constant", "QuantizeLinear", "DynamicQuantizeLinear"})
+
+
 def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
                         sized: SizedShapes | None = None) -> ProbeMap:
     """Build the probe → tensor table for every probe in `trace` (`rename`: see `node_scopes`). `sized`: both
@@ -188,7 +194,8 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     groups: dict[str, list[list[int]] | str] = {}  # module -> its calls' nodes, or why they cannot be told apart
     for probes in by_call.values():
         scope, call = trace.scope_of(probes[0])  # a shared module's call: by the name it was reached through
-        idx: list[int] | str = [i for i in members.get(scope, []) if graph.node[i].op_type != "Constant"]
+        # a quantizer's node named in the module's scope writes its integer form, never its value: outside it
+        idx: list[int] | str = [i for i in members.get(scope, []) if graph.node[i].op_type not in _NOT_A_VALUE]
         n_calls = trace.call_counts.get(scope, 1)
         if not idx:
             idx = "no ONNX node carries this module's scope (folded or optimised away by the exporter)"

@@ -245,3 +245,18 @@ def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_who
         whole = graph_facts(onnx.load(f"{tmp}/whole.onnx"))
     assert (facts.compute_dtypes, facts.compute_ops, facts.other_float_dtypes, facts.casts) == (
         whole.compute_dtypes, whole.compute_ops, whole.other_float_dtypes, whole.casts)
+
+
+def test_a_scalar_input_stays_a_scalar(tmp_path):
+    """A segment cut after a Shape → Gather takes a 0-d integer (a BERT's sequence length); the feed keeps it 0-d
+    (np.ascontiguousarray made it [1], and the Unsqueeze → Concat after it failed: exit 70 on a BERT's FP16 run)."""
+    n = helper.make_tensor_value_info("n", TensorProto.INT64, [])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [2])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    one = helper.make_tensor("one", TensorProto.INT64, [1], [-1])
+    graph = helper.make_graph([helper.make_node("Unsqueeze", ["n", "axes"], ["u"]),
+                               helper.make_node("Concat", ["u", "one"], ["y"], axis=0)], "g", [n], [y], [axes, one])
+    path = tmp_path / "scalar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    with OrtRunner(path, BackendSpec.parse("ort")) as r:
+        assert r.infer({"n": np.array(16)})["y"].tolist() == [16, -1]

@@ -138,3 +138,29 @@ def build_rtdetr():
         if hasattr(m, "reset_running_stats"):
             m.reset_running_stats()
     return model, (torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)),)
+
+
+class _HiddenState(torch.nn.Module):
+    """An HF encoder called by keywords (transformers 5 takes no positional mask) returning its last hidden state,
+    as a user wraps it for export."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.bert = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def build_bert_sdpa_masked():
+    """A healthy HF BertModel with transformers' default (SDPA) attention and a padding mask on its last 4 positions:
+    exported by TorchScript, the masked logits are -inf in FP32 itself (not finfo.min), and a softmax guard
+    (IsNaN → Where) follows."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=32)
+    mask = torch.ones(1, SEQ, dtype=torch.long)
+    mask[0, -4:] = 0
+    return _HiddenState(BertModel(cfg, add_pooling_layer=False)).eval(), (_tokens(cfg.vocab_size), mask)
