@@ -5,7 +5,7 @@ The probes only see tensors both graphs have, so an extra op shows up as error i
 layer, whose own computation is fine. The root cause's segment is walked back from its tensor to the tensors this
 candidate measured before it (on each side: the deployed file for its extra nodes, the reference's export for the
 ones it lacks); the unmatched nodes of `probes/graph_diff.py` found there are the cause. Casts and Q/DQ nodes of the
-files' precision are never blamed.
+files' precision, and an exporter's own way of writing weights and shapes (`UnmatchedNode.form`), are never blamed.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     hits: list[UnmatchedNode] = []
     for view, nodes in ((found.stages[p.stage], stage.only_in_candidate),
                         (run.subject.stages[p.stage], stage.only_in_reference)):
-        nodes = [n for n in nodes if not n.precision]
+        nodes = [n for n in nodes if not n.form]
         if nodes:
             made = _segment_tensors(view, rc, p.kind, [(n, run.probes[n].kind) for n in measured])
             hits += [n for n in nodes if made & set(n.outputs)]

@@ -285,7 +285,7 @@ def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, 
     while todo:
         i = todo.pop()
         na, nb = nodes_a[i], nodes_b[pair[i]]
-        for ta, tb in zip(na.input, nb.input):
+        for ta, tb in _input_pairs(na, nb, a, b):
             if ta in a.producer and tb in b.producer and a.producer[ta][1] == b.producer[tb][1]:
                 add(a.producer[ta][0], b.producer[tb][0])
         for ta, tb in zip(na.output, nb.output):
@@ -294,14 +294,38 @@ def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, 
     return pair
 
 
+def _input_pairs(na, nb, a: "_Graph", b: "_Graph") -> list[tuple[str, str]]:
+    """The inputs of two paired nodes that correspond: slot by slot; for a commutative op whose slots hold other
+    kinds of value (TorchScript writes a Linear's `Add(bias, MatMul)`, the dynamo exporter `Add(MatMul, bias)`), each
+    input with the one input on the other side made by the same op type (or the same kind: a weight, an input)."""
+    pairs = list(zip(na.input, nb.input))
+    if na.op_type not in _COMMUTATIVE or len(na.input) != len(nb.input):
+        return pairs
+
+    def kind(g: "_Graph", t: str) -> str:
+        if t in g.producer:
+            return g.model.graph.node[g.producer[t][0]].op_type
+        return "constant" if t in g.constants else "input"
+
+    ka, kb = [kind(a, t) for t in na.input], [kind(b, t) for t in nb.input]
+    if ka == kb:
+        return pairs
+    return [(ta, nb.input[kb.index(k)]) for ta, k in zip(na.input, ka) if ka.count(k) == 1 and kb.count(k) == 1]
+
+
+# ops whose inputs may come in either order: pairing reads them by what makes each input, not by slot
+_COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal"})
+
+
 def _pair_consumers(a: "_Graph", b: "_Graph", ta: str, tb: str, add, pair: dict[int, int], taken: set[int]) -> None:
     """Pair the unpaired consumers of `ta` (in `a`) and `tb` (in `b`) that are alone in taking it in their slot with
-    their op type."""
+    their op type (any slot of a commutative op)."""
     def groups(g: "_Graph", t: str, done) -> dict[tuple, list[int]]:
         out: dict[tuple, list[int]] = {}
         for j, slot in g.consumers.get(t, []):
             if j not in done:
-                out.setdefault((g.model.graph.node[j].op_type, slot), []).append(j)
+                op = g.model.graph.node[j].op_type
+                out.setdefault((op, None if op in _COMMUTATIVE else slot), []).append(j)
         return out
 
     ga, gb = groups(a, ta, pair), groups(b, tb, taken)

@@ -33,11 +33,21 @@ class UnmatchedNode:
     after: str | None
     # its tensors on its own side, for the segment checks of a verdict (not saved: a run's detail)
     outputs: tuple[str, ...] = field(default=(), compare=False)
+    # False: it writes no floating value computed from the graph's inputs — a weight's form (TorchScript's Identity
+    # of a shared initializer, a Transpose of a weight) or shape and index arithmetic (Shape, Gather, Range, Equal …),
+    # which exporters each write their own way
+    computes: bool = True
 
     @property
     def precision(self) -> bool:
         """A cast or quantization node: the file's precision, not a change of the computation."""
         return self.op_type in PRECISION_OPS
+
+    @property
+    def form(self) -> bool:
+        """Not a change of the computation: the file's precision, or an exporter's way of writing weights and
+        shapes (`computes` False)."""
+        return self.precision or not self.computes
 
     @property
     def where(self) -> str:
@@ -48,12 +58,16 @@ class UnmatchedNode:
         return f"{self.op_type} {self.node!r} (between {self.before or 'the input'} and {self.after or 'the output'})"
 
     def to_json(self) -> dict:
-        return {"node": self.node, "op_type": self.op_type, "stage": self.stage, "between": [self.before, self.after]}
+        out = {"node": self.node, "op_type": self.op_type, "stage": self.stage, "between": [self.before, self.after]}
+        if not self.computes:
+            out["computes"] = False
+        return out
 
     @classmethod
     def from_json(cls, d: dict, side: str) -> "UnmatchedNode":
         before, after = (list(d.get("between") or []) + [None, None])[:2]
-        return cls(d["node"], d["op_type"], side, d.get("stage") or "", before, after)
+        return cls(d["node"], d["op_type"], side, d.get("stage") or "", before, after,
+                   computes=d.get("computes", True))
 
 
 @dataclass(frozen=True)
@@ -72,25 +86,28 @@ class GraphDifferences:
 
     @property
     def computation(self) -> tuple[UnmatchedNode, ...]:
-        """The differences that change the computation (precision casts and Q/DQ aside), candidate's first."""
-        return tuple(n for n in self.only_in_candidate + self.only_in_reference if not n.precision)
+        """The differences that change the computation (precision casts and Q/DQ, weights' and shapes' forms aside),
+        candidate's first."""
+        return tuple(n for n in self.only_in_candidate + self.only_in_reference if not n.form)
 
     def summary(self, limit: int = 3) -> str:
-        """One line: how many nodes differ on each side, the first few named; precision nodes only counted."""
+        """One line: how many nodes differ on each side, the first few named; precision nodes and the exporters'
+        forms of weights and shapes only counted."""
         parts = []
         for what, nodes in (("only in the deployed graph", self.only_in_candidate),
                             ("only in the reference", self.only_in_reference)):
-            named = [n for n in nodes if not n.precision]
+            named = [n for n in nodes if not n.form]
             if named:
                 listed = ", ".join(n.describe() for n in named[:limit]) + (" …" if len(named) > limit else "")
                 parts.append(f"{len(named)} node{'s' if len(named) > 1 else ''} {what}: {listed}")
-            ops: dict[str, int] = {}
-            for n in nodes:
-                if n.precision:
+            for label, mine in (("the files' precision", [n for n in nodes if n.precision]),
+                                ("weights' and shapes' forms", [n for n in nodes if not n.precision and n.form])):
+                ops: dict[str, int] = {}
+                for n in mine:
                     ops[n.op_type] = ops.get(n.op_type, 0) + 1
-            if ops:
-                counts = ", ".join(f"{k} {op}" for op, k in ops.items())
-                parts.append(f"{counts} {what} (the files' precision, not compared as a change)")
+                if ops:
+                    counts = ", ".join(f"{k} {op}" for op, k in ops.items())
+                    parts.append(f"{counts} {what} ({label}, not compared as a change)")
         return "; ".join(parts) if parts else "every node has its counterpart"
 
     def to_json(self) -> dict:
@@ -121,14 +138,39 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
         return [x for j in consumers.get(t, ()) for x in graph.node[j].output]
 
     out = []
+    values = _activation_values(model) if nodes else frozenset()
     for i in nodes:
         node = graph.node[i]
         before = _nearest(list(node.input), names, upstream, lambda t: producer.get(t, -1), max)
         after = _nearest(list(node.output), names, downstream, lambda t: producer.get(t, len(graph.node)), min)
         outputs = tuple(t for t in node.output if t)
         name = node.name or f"{node.op_type} → {outputs[0] if outputs else '?'}"  # some exporters leave nodes unnamed
-        out.append(UnmatchedNode(name, node.op_type, side, stage, before, after, outputs))
+        out.append(UnmatchedNode(name, node.op_type, side, stage, before, after, outputs,
+                                 computes=bool(values & set(outputs))))
     return tuple(out)
+
+
+def _activation_values(model: onnx.ModelProto) -> frozenset[str]:
+    """The floating tensors computed from the graph's inputs (not from weights and constants alone): the values a
+    graph difference can change. A tensor inference cannot type counts as floating."""
+    from cp_debug.graph.plan import tensor_types
+
+    graph = model.graph
+    types = tensor_types(model)
+    init = {t.name for t in graph.initializer}
+    live = {t.name for t in graph.input if t.name not in init}
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    out = set()
+    for node in graph.node:  # graph order is topological (ONNX's rule)
+        if not any(t in live for t in node.input if t):
+            continue
+        for t in node.output:
+            if t:
+                live.add(t)
+                ty = types.get(t)
+                if ty is None or ty.tensor_type.elem_type in floating:
+                    out.add(t)
+    return frozenset(out)
 
 
 def _probe_names(model: onnx.ModelProto, probe_map: ProbeMap) -> dict[str, str]:

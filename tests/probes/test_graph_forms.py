@@ -1,0 +1,47 @@
+"""Another exporter's file of the same computation (issue 107 item 3): a Linear's `Add(bias, MatMul)` against
+`Add(MatMul, bias)`, a weight read through an Identity, shape arithmetic written otherwise — paired, or counted as
+the exporter's form, never a change of the computation."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from cp_debug.probes.foreign import _Graph, align_nodes
+from cp_debug.probes.graph_diff import unmatched_nodes
+from cp_debug.probes.naming import ProbeMap
+
+W = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+B = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+
+
+def _model(nodes, inits):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_linear_written_bias_first_pairs_with_one_written_bias_last_and_forms_are_not_changes():
+    """Two Linears read the input (its consumers alone cannot tell them apart): only the inputs of the paired `Mul`
+    and `Add`, read by what makes them rather than by slot, reach them."""
+    ours = _model([helper.make_node("MatMul", ["x", "w"], ["mm1"], name="node_MatMul_1"),
+                   helper.make_node("Add", ["mm1", "b"], ["lin1"], name="node_Add_2"),
+                   helper.make_node("MatMul", ["x", "w"], ["mm2"], name="node_MatMul_3"),
+                   helper.make_node("Add", ["mm2", "b"], ["lin2"], name="node_Add_4"),
+                   helper.make_node("Relu", ["lin2"], ["act"], name="node_Relu_5"),
+                   helper.make_node("Mul", ["lin1", "act"], ["y"], name="node_Mul_6")], [W, B])
+    theirs = _model([helper.make_node("Identity", ["w"], ["w_shared"], name="Identity_7"),  # TorchScript's
+                     helper.make_node("Shape", ["x"], ["shape"], name="/Shape"),  # shape arithmetic of its own
+                     helper.make_node("MatMul", ["x", "w_shared"], ["a_mm"], name="/a/MatMul"),
+                     helper.make_node("Add", ["b", "a_mm"], ["a_out"], name="/a/Add"),
+                     helper.make_node("MatMul", ["x", "w_shared"], ["g_mm"], name="/g/MatMul"),
+                     helper.make_node("Add", ["b", "g_mm"], ["g_out"], name="/g/Add"),
+                     helper.make_node("Relu", ["g_out"], ["g_act"], name="/g/Relu"),
+                     helper.make_node("Mul", ["g_act", "a_out"], ["y"], name="/Mul")], [W, B])
+    a, b = _Graph.of(ours), _Graph.of(theirs)
+    pairs = align_nodes(a, b, {})  # grown from the output alone
+    assert pairs == {5: 7, 0: 2, 1: 3, 2: 4, 3: 5, 4: 6}
+    left = unmatched_nodes(theirs, sorted(set(range(8)) - set(pairs.values())), ProbeMap({}, {}, {}, {}),
+                           "candidate", "model")
+    assert [(n.op_type, n.computes, n.form) for n in left] == [("Identity", False, True), ("Shape", False, True)]
