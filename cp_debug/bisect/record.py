@@ -36,14 +36,15 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
 
 
 def is_mask_probe(run: RunState, s: CandidateState, name: str) -> bool:
-    """A float16 / bfloat16 candidate's probe whose ONNX tensor only reaches softmaxes, comparisons and selections
-    (`graph/masks.py`): its saturated fill is taken as equal (`mask_saturation`)."""
-    if s.spec.precision not in ("fp16", "bf16"):
-        return False
+    """A probe of a candidate that holds float16 — an FP16 run, or a deployed file that keeps its float ops in FP16
+    (ModelOpt's INT8 files, `high_precision_dtype="fp16"` by default) — whose ONNX tensor only reaches softmaxes,
+    comparisons and selections (`graph/masks.py`): its saturated fill is taken as equal (`mask_saturation`)."""
     p = run.probes.get(name)
     if p is None or p.kind != "module":
         return False
     st = run.stage_of(s.label, p.stage)
+    if s.spec.precision not in ("fp16", "bf16") and not run.holds_half(st):
+        return False
     pm = st.made_probe_map
     return pm is not None and pm.tensors.get(name) in run.mask_tensors(st)
 

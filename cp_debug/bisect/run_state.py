@@ -144,6 +144,7 @@ class RunState:
     states: dict[str, CandidateState] = field(default_factory=dict)
     lockstep_runs: dict[str, tuple] = field(default_factory=dict)  # probe -> (stage, Lockstep) that last measured it
     masks: dict[int, frozenset] = field(default_factory=dict)  # id(stage graph) -> its mask tensors (graph/masks.py)
+    halves: dict[int, bool] = field(default_factory=dict)  # id(stage graph) -> whether it holds float16
     ref_cache: dict[str, np.ndarray] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # stage name -> how it ran
     # probe -> the ONNX tensors exposed as outputs in the whole-stage candidate run that measured it (exposing a
@@ -169,6 +170,18 @@ class RunState:
 
             self.masks[key] = mask_tensors(st.onnx_model)
         return self.masks[key]
+
+    def holds_half(self, st: Stage) -> bool:
+        """Whether `st`'s graph holds float16 weights or casts (`half_storage.holds_half_constants`), worked out once
+        a graph."""
+        if st.onnx_model is None:
+            return False
+        key = id(st.onnx_model)
+        if key not in self.halves:
+            from cp_debug.precision.half_storage import holds_half_constants
+
+            self.halves[key] = holds_half_constants(st.onnx_model)
+        return self.halves[key]
 
     def tolerance(self, state: CandidateState, name: str) -> Tolerance:
         """The candidate's tolerance, widened to 4× the reference's own noise at this probe (for a glued input:
