@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes
-from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx
+from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
+from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
@@ -94,9 +94,12 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
         op_types[q] = producers.get(tensors[q], "Input")
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
-    differences = GraphDifferences(
-        unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage),
-        unmatched_nodes(ours, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage))
+    names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
+    differences = without_twins(
+        unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
+                        node_scopes(foreign, names, rename)),
+        unmatched_nodes(ours, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
+                        node_scopes(ours, names)))
     return ForeignMap(their_map, how, differences)
 
 
@@ -163,6 +166,28 @@ class _Graph:
     def unpaired(self, paired: set[int]) -> list[int]:
         """The nodes (Constants aside) not in `paired`, in graph order."""
         return [i for i, n in enumerate(self.model.graph.node) if n.op_type != "Constant" and i not in paired]
+
+    def source(self, t: str) -> str:
+        """The tensor `t` is a precision's copy of (through Casts and Q/DQ pairs on an activation), else `t`."""
+        for _ in range(_MAX_CHAIN):
+            made = self.producer.get(t)
+            node = self.model.graph.node[made[0]] if made else None
+            if node is None or node.op_type not in _THROUGH or not self.computed(node.input[0]):
+                return t
+            t = node.input[0]
+        return t
+
+    def sinks(self, t: str, depth: int = 0) -> list[tuple[int, int]]:
+        """(node, input slot) of the consumers of `t`, a Cast's or Q/DQ pair's read as the consumers of its output
+        (what a precision put in between)."""
+        out = []
+        for j, slot in self.consumers.get(t, []):
+            node = self.model.graph.node[j]
+            if node.op_type in _THROUGH and slot == 0 and depth < _MAX_CHAIN:
+                out += [x for o in node.output if o for x in self.sinks(o, depth + 1)]
+            else:
+                out.append((j, slot))
+        return out
 
     def computed(self, t: str) -> bool:
         return bool(t) and t not in self.constants and (t in self.producer or t in self.inputs)
@@ -286,6 +311,7 @@ def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, 
         i = todo.pop()
         na, nb = nodes_a[i], nodes_b[pair[i]]
         for ta, tb in _input_pairs(na, nb, a, b):
+            ta, tb = a.source(ta), b.source(tb)  # past the Casts and Q/DQ pairs a precision put in between
             if ta in a.producer and tb in b.producer and a.producer[ta][1] == b.producer[tb][1]:
                 add(a.producer[ta][0], b.producer[tb][0])
         for ta, tb in zip(na.output, nb.output):
@@ -322,7 +348,7 @@ def _pair_consumers(a: "_Graph", b: "_Graph", ta: str, tb: str, add, pair: dict[
     their op type (any slot of a commutative op)."""
     def groups(g: "_Graph", t: str, done) -> dict[tuple, list[int]]:
         out: dict[tuple, list[int]] = {}
-        for j, slot in g.consumers.get(t, []):
+        for j, slot in g.sinks(t):
             if j not in done:
                 op = g.model.graph.node[j].op_type
                 out.setdefault((op, None if op in _COMMUTATIVE else slot), []).append(j)

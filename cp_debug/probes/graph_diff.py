@@ -37,6 +37,7 @@ class UnmatchedNode:
     # of a shared initializer, a Transpose of a weight) or shape and index arithmetic (Shape, Gather, Range, Equal …),
     # which exporters each write their own way
     computes: bool = True
+    module: str | None = field(default=None, compare=False)  # the innermost module scope it was made in, if known
 
     @property
     def precision(self) -> bool:
@@ -120,9 +121,38 @@ class GraphDifferences:
                    tuple(UnmatchedNode.from_json(n, REFERENCE) for n in d.get("only_in_reference") or ()))
 
 
+def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[UnmatchedNode, ...]) -> GraphDifferences:
+    """The differences left once each unpaired node is matched with one of the same op type between the same probes
+    on the other side (in graph order): the two graphs compute the same there, and the pairing only lost its way
+    (a GELU written as Erf and four arithmetic ops by TorchScript and otherwise by the dynamo exporter leaves the
+    Mul, MatMul and Add after it unreached on both sides)."""
+    def key(n: UnmatchedNode) -> tuple:
+        return n.op_type, n.before, n.after
+
+    free: dict[tuple, list[int]] = {}
+    for k, n in enumerate(reference):
+        if not n.form:
+            free.setdefault(key(n), []).append(k)
+    matched: set[int] = set()
+    kept = []
+    for n in candidate:
+        twins = free.get(key(n)) if not n.form else None
+        if twins:
+            matched.add(twins.pop(0))
+        else:
+            kept.append(n)
+    left = [n for k, n in enumerate(reference) if k not in matched]
+    # a module both files name whose own nodes differ on both sides: its implementation written otherwise (SDPA's
+    # reshapes, a GELU's ops), which the module's own probe judges; a node only one side adds stays a difference
+    both = ({n.module for n in kept if not n.form} & {n.module for n in left if not n.form}) - {None}
+    return GraphDifferences(tuple(n for n in kept if n.form or n.module not in both),
+                            tuple(n for n in left if n.form or n.module not in both))
+
+
 def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMap, side: str,
-                    stage: str) -> tuple[UnmatchedNode, ...]:
-    """The nodes `nodes` (indices into `model`'s graph) placed between the probes of `probe_map` around them."""
+                    stage: str, scopes: list[tuple[str, ...]] | None = None) -> tuple[UnmatchedNode, ...]:
+    """The nodes `nodes` (indices into `model`'s graph) placed between the probes of `probe_map` around them;
+    `scopes`: every node's module chain (`naming.node_scopes`), which names each one's module."""
     graph = model.graph
     producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
     consumers: dict[str, list[int]] = {}
@@ -145,8 +175,9 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
         after = _nearest(list(node.output), names, downstream, lambda t: producer.get(t, len(graph.node)), min)
         outputs = tuple(t for t in node.output if t)
         name = node.name or f"{node.op_type} → {outputs[0] if outputs else '?'}"  # some exporters leave nodes unnamed
+        module = scopes[i][-1] if scopes and scopes[i] else None
         out.append(UnmatchedNode(name, node.op_type, side, stage, before, after, outputs,
-                                 computes=bool(values & set(outputs))))
+                                 computes=bool(values & set(outputs)), module=module))
     return tuple(out)
 
 
@@ -162,8 +193,8 @@ def _activation_values(model: onnx.ModelProto) -> frozenset[str]:
     floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
     out = set()
     for node in graph.node:  # graph order is topological (ONNX's rule)
-        if not any(t in live for t in node.input if t):
-            continue
+        if node.op_type in ("Shape", "Size") or not any(t in live for t in node.input if t):
+            continue  # a shape is no value: positions read from it are constants of the input's size
         for t in node.output:
             if t:
                 live.add(t)

@@ -45,3 +45,19 @@ def test_a_linear_written_bias_first_pairs_with_one_written_bias_last_and_forms_
     left = unmatched_nodes(theirs, sorted(set(range(8)) - set(pairs.values())), ProbeMap({}, {}, {}, {}),
                            "candidate", "model")
     assert [(n.op_type, n.computes, n.form) for n in left] == [("Identity", False, True), ("Shape", False, True)]
+
+
+def test_twins_between_the_same_probes_and_a_modules_own_rewrite_are_no_difference_but_an_inserted_op_is():
+    from cp_debug.probes.graph_diff import UnmatchedNode, without_twins
+
+    def node(name, op, side, before, after, module=None):
+        return UnmatchedNode(name, op, side, "model", before, after, (f"{name}_out",), module=module)
+
+    theirs = (node("/act/Mul_1", "Mul", "candidate", "fc1", "act", "act"),  # a GELU's ops, TorchScript's way
+              node("/act/Erf", "Erf", "candidate", "fc1", "act", "act"),
+              node("/fc2/MatMul", "MatMul", "candidate", "act", "fc2", "fc2"),  # unreached past it
+              node("/head/Clip", "Clip", "candidate", "fc2", "head", "head"))  # a clamp the user's edit added
+    ours = (node("node_Gelu_4", "Gelu", "reference", "fc1", "act", "act"),
+            node("node_MatMul_5", "MatMul", "reference", "act", "fc2", "fc2"))
+    left = without_twins(theirs, ours)
+    assert [n.node for n in left.only_in_candidate] == ["/head/Clip"] and not left.only_in_reference

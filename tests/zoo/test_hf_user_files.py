@@ -99,3 +99,26 @@ def test_a_dynamic_int8_file_compares_every_module_at_the_float_tensor_that_carr
         rel = float(np.sqrt(np.mean(err.astype(np.float64) ** 2) / np.mean(ref[q].astype(np.float64) ** 2)))
         assert rel == pytest.approx(rows[q]["rel_rmse"], rel=1e-3), q
         assert rows[q]["rel_rmse"] < 0.05, q  # uint8 rounding (1 % here), not the integer form's 140×
+
+
+def test_torchscripts_file_against_cp_debugs_own_export_differs_only_in_form(tmp_path):
+    """The user's file from TorchScript's exporter (optimum's, `/bert/encoder/layer.0/...`) against cp_debug's own
+    dynamo export (`node_MatMul_54`): the same computation — Linears written `Add(bias, MatMul)`, shared weights read
+    through Identity nodes, shape arithmetic, SDPA's and GELU's ops each its own way — so no node is a change of the
+    computation (before: 142 nodes "only in the deployed graph", the root cause's hint a list of them)."""
+    path, _ = _exported(tmp_path)
+    deployed = tmp_path / "deploy"
+    deployed.mkdir()
+    path.rename(deployed / "model.onnx")
+    out = tmp_path / "r.json"
+    proc = cpdebug("bisect", "--torch", f"{HF}:build_bert_sdpa_masked", "--backends", f"torch,ort@{deployed}",
+                   "--json", out)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0, report["outcome_reasons"]
+    cand = report["candidates"][0]
+    diffs = report["graph_differences"][cand]
+    changes = [n for side in ("only_in_candidate", "only_in_reference") for n in diffs[side]
+               if n.get("computes", True) and n["op_type"] not in ("Cast", "QuantizeLinear", "DequantizeLinear")]
+    assert not changes, changes
+    forms = [n for n in diffs["only_in_candidate"] if n.get("computes") is False]
+    assert {"Identity", "Shape"} <= {n["op_type"] for n in forms}  # counted, as the exporter's form
