@@ -60,9 +60,9 @@ def load(run: SampleRun, steps, stream):
     with steps.step("checking the deployed files") if any(s.onnx_dir for _, s in pairs) else contextlib.nullcontext():
         pairs = tuple((label, model.deployed_files(spec).spec or spec) if spec.onnx_dir is not None else (label, spec)
                       for label, spec in pairs)
-    for label, spec in pairs:
+    for _, spec in pairs:
         for line in model.deployed_files(spec).warned if spec.onnx_dir is not None else ():
-            steps.warn(f"{label}: {line}")
+            steps.warn(line)
     samples = sample_set(run.inputs, run.data, model.graph)
     check_fit(samples, stream)
     return model, samples, pairs, mode
