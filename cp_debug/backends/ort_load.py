@@ -83,10 +83,14 @@ def _advice(path: str | Path, said: str) -> str:
     node = by_name.get(named.group(1))
     if node is None:
         return ""
-    feeding = [node] if node.op_type == "Cast" else [producer[i] for i in node.input if i in producer
-                                                      and producer[i].op_type == "Cast"]
-    casts = [n.name for n in feeding if n.op_type == "Cast"
-             and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
+    def to_float(n) -> bool:
+        return n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)
+
+    feeding = [node] if node.op_type == "Cast" else [producer[i] for i in node.input if i in producer]
+    # and every other Cast(to=float) the converter declared float16 (it names one at a time)
+    declared = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    stale = [n for n in model.graph.node if to_float(n) and declared.get(n.output[0]) == onnx.TensorProto.FLOAT16]
+    casts = list(dict.fromkeys(n.name for n in [*feeding, *stale] if to_float(n)))
     if not casts:
         return ""
     listed = ", ".join(repr(c) for c in casts)

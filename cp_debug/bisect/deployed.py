@@ -92,11 +92,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     views, notes, files, how, differences = [], [], [], [], []
     if subject.deployed_split is not None:  # one deployed graph, cut at the stages' interfaces (TransFusion-L)
         one, models = subject.deployed_split(spec.onnx_dir, str(spec))
-        refuse_unloadable(spec, [one])  # the file as the runtime takes it, first
         paths, shown = [one] * len(models), [f"{one.name} ({st.name})" for st in subject.stages]
     else:
         paths = [stage_file(spec, subject, st) for st in subject.stages]
-        refuse_unloadable(spec, paths)  # the files as the runtime takes them, first
         models, shown = [load_onnx(path) for path in paths], [path.name for path in paths]
     held = [file_precision(model) for model in models]
     _not_quantized_again(spec, paths, models, held)
@@ -111,7 +109,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         if renames:
             notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "
                          + ", ".join(f"{d!r} as {o!r}" for d, o in renames.items()))
-        check_interface(model, st.onnx(), f"{spec.framework}@{path}")
+        check_interface(model, st.onnx(), f"{spec.framework}@{path}")  # a mix-up of the user's first (exit 2)
+        if path not in paths[:i]:  # then the file as the runtime takes it (exit 3), before anything runs it
+            refuse_unloadable(spec, [path])
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
         sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
                  if st.module is not None else None)

@@ -74,7 +74,7 @@ def test_bisect_torch_stops_at_polygraphys_file_with_ort_own_line(files, half):
     root, _, _, poly = files
     proc = cpdebug("bisect", "--torch", f"{MODELS}:pooled", "-b", f"torch,ort@{poly}", "--json", root / f"{half}.json",
                    "--quiet", env={"CPDEBUG_ORT_CPU_HALF": half})
-    line = _refused_line(proc, f"ort-cpu-fp32@{poly}")
+    line = _refused_line(proc, f"ort-cpu-fp16@{poly}")
     assert "Type parameter (T) of Optype (Mul) bound to different types" in line, line
     assert "node_block_list=['/Cast']" in line, line  # the cure, the converter's own option
     assert not (root / f"{half}.json").exists()  # nothing judged, nothing written
@@ -83,7 +83,7 @@ def test_bisect_torch_stops_at_polygraphys_file_with_ort_own_line(files, half):
 def test_bisect_onnx_stops_at_the_deployed_file_and_at_a_given_one(files):
     root, fp32, occ, _ = files
     proc = cpdebug("bisect", "--onnx", fp32, "--inputs", root / "s.npz", "-b", f"ort,ort@{occ}", "--quiet")
-    line = _refused_line(proc, f"ort-cpu-fp32@{occ}")
+    line = _refused_line(proc, f"ort-cpu-fp16@{occ}")
     assert "of node (/Cast) does not match expected type" in line, line
     # the converted file given as the model itself: the reference would run its emulated twin
     proc = cpdebug("bisect", "--onnx", occ / "model.onnx", "--inputs", root / "s.npz", "-b", "ort,ort-cpu-fp16",
@@ -95,10 +95,10 @@ def test_sweep_and_eval_stop_at_the_deployed_file(files):
     root, _, occ, poly = files
     proc = cpdebug("sweep", "--torch", f"{MODELS}:pooled", "-b", f"torch,ort@{poly}", "--inputs", root / "s.npz",
                    "--out", root / "sweep", "--quiet")
-    _refused_line(proc, f"ort-cpu-fp32@{poly}")
+    _refused_line(proc, f"ort-cpu-fp16@{poly}")
     proc = cpdebug("eval", "--torch", f"{MODELS}:pooled", "-b", f"torch,ort@{occ}", "--inputs", root / "s.npz",
                    "--quiet")
-    _refused_line(proc, f"ort-cpu-fp32@{occ}")
+    _refused_line(proc, f"ort-cpu-fp16@{occ}")
 
 
 @pytest.mark.parametrize("by", ["occ", "polygraphy"])
