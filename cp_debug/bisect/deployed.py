@@ -15,6 +15,11 @@ The files keep their own precision and output names: an FP16 file (onnxconverter
 `ort@DIR` the `ort-cpu-fp16@DIR` candidate it is (`held_spec`, never converted again), a Q/DQ file runs as given and
 is judged at int8 (or fp8), `*-int8@DIR` over it is one line (never quantized again), and outputs named by the
 user's exporter are read by order under the model's names (`probes/interface.adopt_output_names`).
+
+The files run as the runtime takes them: a file ONNX Runtime refuses as written is exit 3 with its line
+(`refuse_unloadable`, after the interface check), never run through the CPU's float16 emulation that would load it;
+weights an FP16 converter clamped are the model's weights, said with their numbers (`DeployedStages.warned`: on
+stderr once, and in the notes).
 """
 
 from __future__ import annotations

@@ -152,3 +152,32 @@ def test_an_fp8_scale_stored_as_inf_is_said_as_nan(tmp_path):
     assert ("the scale 'body.4.weight_scale' is inf in the file in 1 of its 32 channels (the FP16 cast of 9.2e+04"
             in hint and "overflowed): every value it dequantizes there is NaN" in hint), hint
     assert "range is" not in hint and "to zero" not in hint, hint
+
+
+def test_centerpoints_door_refuses_for_every_ort_candidate_and_leaves_tensorrt_its_own(tmp_path):
+    """`deployed_stages`, the door bisect, sweep and fix (`ort-cpu-fp16@DIR` over the user's FP32 pair) and trt-kit
+    take for CenterPoint: a pair whose backbone declares a conv output float16 where it computes float (a hand-made
+    type clash: the real converters' CenterPoint files load) is exit 3 with ONNX Runtime's line for ONNX Runtime
+    candidates; a TensorRT candidate's file is TensorRT's to take or refuse."""
+    from cp_debug.bisect.deployed import refuse_unloadable
+    from cp_debug.errors import BackendRuntimeError, ExitCode
+    from cp_debug.recipes.centerpoint.subject import centerpoint_subject
+    from tests.bisect.deployed_files import write_folder
+    from tests.bisect.test_deployed_onnx import _small
+
+    from cp_debug.backends.spec import BackendSpec
+    from cp_debug.bisect.deployed import deployed_stages
+
+    subject = centerpoint_subject(_small(), random_weights=True, trace_side=64)
+    folder = write_folder(tmp_path / "deploy", subject, {})
+    path = folder / "pts_backbone_neck_head.onnx"
+    model = onnx.load(path)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    model.graph.value_info.append(onnx.helper.make_tensor_value_info(conv.output[0], onnx.TensorProto.FLOAT16, None))
+    onnx.save(model, path)
+    for spec in ("ort", "ort-cpu-fp16"):
+        with pytest.raises(BackendRuntimeError) as err:
+            deployed_stages(BackendSpec.parse(f"{spec}@{folder}"), subject, {})
+        assert err.value.exit_code == ExitCode.BACKEND
+        assert f"@{folder}: pts_backbone_neck_head.onnx: {REFUSED}Type Error" in str(err.value), err.value
+    refuse_unloadable(BackendSpec.parse(f"trt-fp16@{folder}"), [path])  # not ONNX Runtime's to refuse
