@@ -51,12 +51,12 @@ def load(run: SampleRun, steps, stream):
     pairs = tuple(parse_backends(run.backends or default, rule=REF_CANDIDATES))
     if run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
+    with steps.step("loading the model"):
+        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
     if run.onnx is not None:
         from cp_debug.bisect.deployed import refuse_unloadable_given
 
         refuse_unloadable_given(run.onnx, [spec for _, spec in pairs])  # the file as ONNX Runtime takes it (exit 3)
-    with steps.step("loading the model"):
-        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
     with steps.step("checking the deployed files") if any(s.onnx_dir for _, s in pairs) else contextlib.nullcontext():
         pairs = tuple((label, model.deployed_files(spec).spec or spec) if spec.onnx_dir is not None else (label, spec)
                       for label, spec in pairs)

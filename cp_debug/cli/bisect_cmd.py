@@ -408,8 +408,9 @@ def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
         from cp_debug.bisect.deployed import refuse_unloadable_given
         from cp_debug.bisect.loaders import onnx_subject
 
-        refuse_unloadable_given(request.onnx_model, specs)  # the file as ONNX Runtime takes it (exit 3)
-        return onnx_subject(request.onnx_model, request.inputs, seed=request.seed)
+        subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
+        refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
+        return subject
     from cp_debug.recipes.catalog import recipe
 
     return recipe(request.recipe).bisect_subject(request.model, points=request.points, load_dim=request.load_dim,

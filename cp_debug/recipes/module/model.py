@@ -86,8 +86,8 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
             raise BadInputError(f"--onnx file not found: {onnx_path}")
         from cp_debug.bisect.deployed import refuse_unloadable_given
 
-        refuse_unloadable_given(onnx_path, backends)  # the file as ONNX Runtime takes it (exit 3)
-        subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)
+        subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)  # a broken file: exit 2
+        refuse_unloadable_given(onnx_path, backends)  # then the file as ONNX Runtime takes it (exit 3)
         _check_fits(subject, backends)
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})
