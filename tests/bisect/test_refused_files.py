@@ -181,3 +181,27 @@ def test_centerpoints_door_refuses_for_every_ort_candidate_and_leaves_tensorrt_i
         assert err.value.exit_code == ExitCode.BACKEND
         assert f"@{folder}: pts_backbone_neck_head.onnx: {REFUSED}Type Error" in str(err.value), err.value
     refuse_unloadable(BackendSpec.parse(f"trt-fp16@{folder}"), [path])  # not ONNX Runtime's to refuse
+
+
+def test_sweep_and_eval_run_the_deployed_file_not_the_export(tmp_path):
+    """`sweep` / `eval --torch … -b torch,ort@DIR` ran cp_debug's own export in the file's place (within precision);
+    the deployed FP16 file of `user_files_models.fp16_overflow` overflows to NaN, as ONNX Runtime runs it."""
+    import torch
+
+    from tests.bisect import user_files_models
+
+    net, (x,) = user_files_models.fp16_overflow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(tmp_path / "fp32.onnx"), dynamo=False, input_names=["x"],
+                          output_names=["output0"])
+    folder = _converted(tmp_path / "fp32.onnx", tmp_path / "d", "occ")
+    np.savez(tmp_path / "x.npz", x=x.numpy())
+    model = f"{Path(__file__).with_name('user_files_models.py')}:fp16_overflow"
+    proc = cpdebug("sweep", "--torch", model, "-b", f"torch,ort@{folder}", "--inputs", tmp_path / "x.npz",
+                   "--out", tmp_path / "sweep", "--bisect-top", "0", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    frame = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["frames"][0]
+    assert frame["candidates"][f"ort@{folder}"]["outcome"] == "diverged", frame
+    proc = cpdebug("eval", "--torch", model, "-b", f"torch,ort@{folder}", "--inputs", tmp_path / "x.npz", "--quiet")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
