@@ -156,9 +156,9 @@ def test_an_fp8_scale_stored_as_inf_is_said_as_nan(tmp_path):
 
 def test_centerpoints_door_refuses_for_every_ort_candidate_and_leaves_tensorrt_its_own(tmp_path):
     """`deployed_stages`, the door bisect, sweep and fix (`ort-cpu-fp16@DIR` over the user's FP32 pair) and trt-kit
-    take for CenterPoint: a pair whose backbone declares a conv output float16 where it computes float (a hand-made
-    type clash: the real converters' CenterPoint files load) is exit 3 with ONNX Runtime's line for ONNX Runtime
-    candidates; a TensorRT candidate's file is TensorRT's to take or refuse."""
+    take for CenterPoint, and eval's and bench's stage runners (`BackendPipeline`): a pair whose backbone declares a
+    conv output float16 where it computes float (a hand-made type clash: the real converters' CenterPoint files load)
+    is exit 3 with ONNX Runtime's line for ONNX Runtime candidates; a TensorRT candidate's file is TensorRT's."""
     from cp_debug.bisect.deployed import refuse_unloadable
     from cp_debug.errors import BackendRuntimeError, ExitCode
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
@@ -181,6 +181,11 @@ def test_centerpoints_door_refuses_for_every_ort_candidate_and_leaves_tensorrt_i
         assert err.value.exit_code == ExitCode.BACKEND
         assert f"@{folder}: pts_backbone_neck_head.onnx: {REFUSED}Type Error" in str(err.value), err.value
     refuse_unloadable(BackendSpec.parse(f"trt-fp16@{folder}"), [path])  # not ONNX Runtime's to refuse
+    from cp_debug.recipes.centerpoint.eval.backend_pipeline import BackendPipeline
+
+    label = f"ort@{folder}"  # eval's and bench's stage runners
+    with pytest.raises(BackendRuntimeError, match=f"pts_backbone_neck_head.onnx: {REFUSED}Type Error"):
+        BackendPipeline(label, BackendSpec.parse(label), _small(), None).__enter__()
 
 
 def test_sweep_and_eval_run_the_deployed_file_not_the_export(tmp_path):
