@@ -118,8 +118,9 @@ def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bo
         return f"{said}{cause}: every value it dequantizes{there} is {what}"
     if kind == "NaN":
         return f"{said}: every value it dequantizes{there} is NaN"
+    held = f"stored in {stored}; " if stored else ""
     cause = (f" (the FP16 cast of {calls}, flushed to zero)" if wanted is not None and 0 < wanted < 2.0 ** -25 else
-             f" (stored in {stored}: {calls} is what it should hold)" if stored and wanted else "")
+             f" ({held}the reference's |x| max / {LEVELS[fmt][1]:g} calls for {wanted:.3g})" if wanted else "")
     return f"{said}{cause}: every value it dequantizes{there} is 0"
 
 

@@ -210,3 +210,22 @@ def test_sweep_and_eval_run_the_deployed_file_not_the_export(tmp_path):
     assert frame["candidates"][f"ort@{folder}"]["outcome"] == "diverged", frame
     proc = cpdebug("eval", "--torch", model, "-b", f"torch,ort@{folder}", "--inputs", tmp_path / "x.npz", "--quiet")
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("stored, words", [
+    (np.inf, "the scale 'x_scale' is inf in the file (stored in FP16, where a scale past 65504 is inf): every value "
+             "it dequantizes is NaN"),
+    (np.nan, "the scale 'x_scale' is NaN in the file: every value it dequantizes is NaN"),
+    (0.0, "the scale 'x_scale' is 0 in the file (stored in FP16; the reference's |x| max / 448 calls for 0.0223): "
+          "every value it dequantizes is 0"),
+])
+def test_a_per_tensor_scale_that_is_no_number_is_said_as_what_it_does(stored, words):
+    import ml_dtypes
+
+    from cp_debug.bisect.qdq_file_why import _scale_fault
+
+    inits = {"x_scale": onnx.numpy_helper.from_array(np.array(stored, np.float16), "x_scale"),
+             "x_zero_point": onnx.numpy_helper.from_array(np.zeros((), ml_dtypes.float8_e4m3fn), "x_zero_point")}
+    dq = onnx.helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero_point"], ["x_dq"])
+    value = np.linspace(-10.0, 10.0, 64)
+    assert _scale_fault(dq, inits, value, "fp8", paired=True) == words
