@@ -9,7 +9,8 @@ On the CPU a graph holding float16 tensors (an FP16 conversion, a deployed FP16 
 runs it: `precision.half_storage` rounds every float16 tensor after its node in a float32 graph, since the CPU
 provider drops the Cast pairs it inserts and keeps activations in float32 (no overflow, no rounding). The
 lockstep's float16 segments (`fp16_io`) are left alone: the lockstep rounds at its cuts itself.
-`CPDEBUG_ORT_CPU_HALF=native` runs ONNX Runtime's own CPU float16.
+`CPDEBUG_ORT_CPU_HALF=native` runs ONNX Runtime's own CPU float16. A user's file ONNX Runtime refuses as it is written
+never gets here, where its float32-widened twin would load: it stops the run first (`ort_load.py`, exit 3).
 """
 
 from __future__ import annotations

@@ -57,13 +57,16 @@ class Capability(str, enum.Enum):
     # its values are the target's, read back from a kit (`kit_runner.py`): it runs nothing here, not even a segment
     # alone, so bisect takes ONNX Runtime's local error on the same segment and says so
     TARGET_RESULTS = "target_results"
+    # it runs the ONNX file in ONNX Runtime sessions: a deployed file ONNX Runtime refuses as it is written cannot
+    # run here, whatever a transform or an emulation would make of it (`ort_load.py`)
+    ORT_SESSIONS = "ort_sessions"
 
 
 CAPABILITIES: dict[str, frozenset[Capability]] = {
     "torch": frozenset({Capability.RUN_SUBMODULE, Capability.STREAM_PROBES, Capability.PTQ_MODEL,
                         Capability.DEVICE_TENSORS}),
     "ort": frozenset({Capability.INFER_SOME, Capability.QDQ_MODEL, Capability.PTQ_MODEL, Capability.KEEP_FP32_NODES,
-                      Capability.LOCKSTEP, Capability.DEVICE_TENSORS}),
+                      Capability.LOCKSTEP, Capability.DEVICE_TENSORS, Capability.ORT_SESSIONS}),
     "trt": frozenset({Capability.KEEP_FP32_NODES}),
     "trt-rtx": frozenset({Capability.KEEP_FP32_NODES}),
 }

@@ -15,6 +15,11 @@ The files keep their own precision and output names: an FP16 file (onnxconverter
 `ort@DIR` the `ort-cpu-fp16@DIR` candidate it is (`held_spec`, never converted again), a Q/DQ file runs as given and
 is judged at int8 (or fp8), `*-int8@DIR` over it is one line (never quantized again), and outputs named by the
 user's exporter are read by order under the model's names (`probes/interface.adopt_output_names`).
+
+The files run as the runtime takes them: a file ONNX Runtime refuses as written is exit 3 with its line
+(`refuse_unloadable`, after the interface check), never run through the CPU's float16 emulation that would load it;
+weights an FP16 converter clamped are the model's weights, said with their numbers (`DeployedStages.warned`: on
+stderr once, and in the notes).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class DeployedStages:
     how: tuple[dict[str, str], ...] = ()  # per stage: probe -> "scope" | "structure"
     differences: tuple[GraphDifferences, ...] = ()  # per stage: the nodes with no counterpart on the other side
     spec: BackendSpec | None = None  # the candidate as it runs: a plain spec takes the precision its files hold
+    warned: tuple[str, ...] = ()  # of the notes, those said on stderr too: what a converter changed silently
 
     @property
     def graph_differences(self) -> GraphDifferences:
@@ -98,16 +104,19 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     held = [file_precision(model) for model in models]
     _not_quantized_again(spec, paths, models, held)
     asked, spec = spec, held_spec(spec, held)
-    refused = _refused_as_is(spec, models, shown, held)  # a float16 file the runtime itself will not load
     # first, before anything is exported or run: do the files hold the model's weights?
-    weight_notes = _weights_verdict(spec, subject, [check_weights(st.module, m, p) for st, m, p
-                                                    in zip(subject.stages, models, shown) if st.module is not None])
+    checks = [check_weights(st.module, m, p) for st, m, p in zip(subject.stages, models, shown)
+              if st.module is not None]
+    weight_notes = _weights_verdict(spec, subject, checks)
+    clamped = [f"{spec}: {c.file}: {k.line()}" for c in checks for k in c.clamps]
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
         model, renames = adopt_output_names(model, st.onnx())  # the file's own output names, read as ours
         if renames:
             notes.append(f"{spec}: {name}: input / output(s) read by order under the model's names: "
                          + ", ".join(f"{d!r} as {o!r}" for d, o in renames.items()))
-        check_interface(model, st.onnx(), f"{spec.framework}@{path}")
+        check_interface(model, st.onnx(), f"{spec.framework}@{path}")  # a mix-up of the user's first (exit 2)
+        if path not in paths[:i]:  # then the file as the runtime takes it (exit 3), before anything runs it
+            refuse_unloadable(spec, [path])
         # the file's shapes at a non-square input beside the module's (the interface is ours: checked above)
         sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
                  if st.module is not None else None)
@@ -127,7 +136,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(note)
         if found.differences:
             notes.append(f"{spec}: {name}: graph differences: {found.differences.summary()}")
-    notes[:0] = weight_notes + refused
+    notes[:0] = clamped + weight_notes
     if subject.deployed_split is not None and spec.is_tensorrt:
         notes.append(f"{spec}: TensorRT builds each stage's engine from {paths[0].name} cut in two; an engine of the "
                      "whole graph in the folder is not what runs")
@@ -137,44 +146,37 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                    else f"converted to {spec.precision} as asked")
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
-    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec)
+    return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec,
+                          tuple(clamped))
 
 
-# a user's float16 file is tried in a plain session up to this size (its bytes serialised once more)
-_LOAD_CHECK_UP_TO = 256 << 20
+def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = None) -> None:
+    """A deployed file ONNX Runtime will not load as it is written stops the run (exit 3) with ONNX Runtime's own
+    line (`backends/ort_load.py`: a plain session from the file's path, CPU provider, no optimisation), before
+    anything is mapped or run: cp_debug never runs a repaired copy in its place (on the CPU, the float32-widened
+    twin with float16 storage emulated, `ort_runner.half_mode`, loads where the file itself does not)."""
+    from cp_debug.backends.spec import Capability
+
+    if not spec.can(Capability.ORT_SESSIONS):
+        return
+    from cp_debug.backends.ort_load import load_refusal
+    from cp_debug.errors import BackendRuntimeError
+
+    for path in paths:
+        refusal = load_refusal(path, Path(path).name, device=spec.device)
+        if refusal is not None:
+            raise BackendRuntimeError(refusal.line(label or str(spec)))
 
 
-def _refused_as_is(spec: BackendSpec, models: list, shown: list[str], held: list[str]) -> list[str]:
-    """On the CPU's emulated float16 storage (`ort_runner.half_mode`), cp_debug runs a float16 file's float32-widened
-    twin, which loads where the file itself may not: onnxconverter-common's `keep_io_types` output leaves a Cast's
-    value_info float while the Cast writes float16, and ONNX Runtime refuses the file ("Type Error …"), on CUDA as in
-    its own CPU float16. Each such file is tried in a plain session (no optimisation, up to `_LOAD_CHECK_UP_TO`
-    bytes of weights, as `onnx_files.encoded` encodes it); a refusal is said beside the run, with ONNX Runtime's
-    first line."""
-    from cp_debug.backends.ort_runner import half_mode
+def refuse_unloadable_given(path: str | Path, specs) -> None:
+    """`--onnx FILE` run as it is by an ONNX Runtime backend of `specs` (the reference, or a candidate that runs the
+    file's own precision): a file ONNX Runtime refuses as written is one line, exit 3, before anything else is done
+    with it — never run through an emulation that would load it."""
+    from cp_debug.backends.spec import Capability
 
-    if spec.framework != "ort" or spec.device != "cpu" or half_mode() != "emulated":
-        return []
-    import onnxruntime as ort
-
-    from cp_debug.graph.onnx_files import encoded, model_nbytes
-
-    out = []
-    for model, name, precision in zip(models, shown, held):
-        # its weights' bytes first: a file past 2 GiB (external data) is neither encoded nor tried
-        data = encoded(model) if precision == "fp16" and model_nbytes(model) <= _LOAD_CHECK_UP_TO else None
-        if data is None:
-            continue
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - what ONNX Runtime says of the file is the finding
-            said = (str(err).strip().splitlines() or ["(no message)"])[0][:300]
-            out.append(f"{spec}: {name}: ONNX Runtime {ort.__version__} refuses this file as it is ({said}): cp_debug "
-                       "ran its float32-widened twin with float16 storage emulated, which your runtime cannot load — "
-                       "on CUDA, or with CPDEBUG_ORT_CPU_HALF=native, this is the error")
-    return out
+    ort = next((s for s in specs if s.onnx_dir is None and s.can(Capability.ORT_SESSIONS)), None)
+    if ort is not None:
+        refuse_unloadable(ort, [Path(path)], label=f"{ort} (--onnx)")
 
 
 def _held_precision(held: list[str]) -> str:

@@ -237,6 +237,8 @@ class BisectEngine:
                     found = deployed_stages(spec, self.subject, per_stage)
                 rs.deployed[label] = found
                 rs.warnings.extend(found.notes)
+                for line in found.warned:  # what a converter changed silently: on stderr too, once
+                    rs.progress.warn(line)
                 if found.spec is not None:  # `ort@DIR` over FP16 files runs as the FP16 candidate it is
                     self.candidates[k] = (label, found.spec)
 

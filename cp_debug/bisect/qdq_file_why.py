@@ -10,6 +10,10 @@ are those at the root cause's probe itself (its tensor is a DequantizeLinear's o
 that computes it (its data input and its weight); the first that cannot hold the reference's values is named:
 values beyond the range clip (a stale or narrow calibration), or most nonzero values round to zero (a range set by
 outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout) is read from the file itself.
+
+A scale the file holds as inf, NaN or zero comes first, said as what it is (`_scale_fault`), never as a range: ModelOpt
+stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax / 448) is inf
+there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         q = producer.get(dq.input[0])
         source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
         if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
+            fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+            fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
+            if fault is not None:
+                return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}"
             found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
             if found is not None:
                 return found
@@ -64,12 +72,56 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         params = _scale_zero(dq, inits, value.ndim)
         if params is None or fmt is None:
             continue
+        where = (repr(source) if dq_out == t
+                 else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
+        fault = _scale_fault(dq, inits, value, fmt, paired=True)
+        if fault is not None:
+            return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}"
         found = _range(value, *params, fmt)
         if found is not None:
-            where = (repr(source) if dq_out == t
-                     else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
             return f"the file's {fmt.upper()} Q/DQ on {where} {found}"
     return None
+
+
+def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bool) -> str | None:
+    """The words for a DequantizeLinear whose scale the file holds as inf, NaN or zero (in some channels), with the
+    scale the reference's values call for (|x| max over the format's largest level) where they are known; None where
+    every scale is a positive finite number. `paired`: the DequantizeLinear reads a QuantizeLinear (x / inf is 0, so
+    all its values come out NaN); else it reads stored levels (a zero level NaN, the others ±inf)."""
+    from onnx import TensorProto, numpy_helper
+
+    if dq.input[1] not in inits:
+        return None
+    init = inits[dq.input[1]]
+    scale = numpy_helper.to_array(init).astype(np.float64).ravel()
+    bad = {"inf": np.isinf(scale), "NaN": np.isnan(scale), "0": scale == 0}
+    kind = next((k for k, m in bad.items() if m.any()), None)
+    if kind is None:
+        return None
+    mask = bad[kind]
+    stored = {TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16"}.get(init.data_type)
+    share = (f" in {int(mask.sum())} of its {mask.size} channel{'s' * (mask.size > 1)}" if mask.size > 1 else "")
+    said = f"the scale {dq.input[1]!r} is {kind} in the file{share}"
+    wanted = None
+    if value is not None and np.size(value):
+        a = np.abs(value)
+        if mask.size > 1:  # the channels of the bad scales, along the DequantizeLinear's axis
+            axis = next((x.i for x in dq.attribute if x.name == "axis"), 1) % value.ndim
+            a = np.moveaxis(a, axis, 0)[mask] if a.shape[axis] == mask.size else a
+        wanted = float(np.max(a)) / LEVELS[fmt][1]
+    there = " there" if share else ""
+    calls = f"{wanted:.3g}, the reference's |x| max / {LEVELS[fmt][1]:g}" if wanted is not None else ""
+    if kind == "inf":
+        cause = (f" (the FP16 cast of {calls}, overflowed)" if wanted is not None and wanted > 65504 else
+                 " (stored in FP16, where a scale past 65504 is inf)" if stored == "FP16" else "")
+        what = "NaN" if paired else "NaN (a zero level) or ±inf"
+        return f"{said}{cause}: every value it dequantizes{there} is {what}"
+    if kind == "NaN":
+        return f"{said}: every value it dequantizes{there} is NaN"
+    held = f"stored in {stored}; " if stored else ""
+    cause = (f" (the FP16 cast of {calls}, flushed to zero)" if wanted is not None and 0 < wanted < 2.0 ** -25 else
+             f" ({held}the reference's |x| max / {LEVELS[fmt][1]:g} calls for {wanted:.3g})" if wanted else "")
+    return f"{said}{cause}: every value it dequantizes{there} is 0"
 
 
 def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:

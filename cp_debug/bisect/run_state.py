@@ -123,6 +123,9 @@ class NullProgress:
     def bar(self, description: str, total: int):
         yield lambda n=1, **fields: None
 
+    def warn(self, text: str) -> None:
+        pass
+
 
 @dataclass
 class RunState:

@@ -34,7 +34,7 @@ SATURATED_SHARE = 1e-4  # a share of values beyond the calibrated range worth na
 
 @dataclass(frozen=True)
 class Fp8Finding:
-    kind: str  # "flush" | "saturation"
+    kind: str  # "flush" | "saturation" | "nonfinite" (a range of inf / NaN: no rounding, NaN throughout)
     tensor: str  # the quantized tensor (original ONNX name): a data input, or a weight
     weight: bool
     readers: tuple[str, ...]  # "module: Op 'node'" of each FP8 node reading it
@@ -49,6 +49,10 @@ class Fp8Finding:
     def text(self) -> str:
         at = "; ".join(self.readers)
         what = "weight" if self.weight else "input"
+        if self.kind == "nonfinite":  # a range of inf or NaN is no range: its scale dequantizes everything to NaN
+            return (f"FP8 scale {self.amax:.3g} at {at}: its {what} {self.tensor!r} has the range ±{self.amax:.3g} "
+                    f"(scale amax / 448 = {self.amax / 448:.3g}), so every value it dequantizes is NaN — not a "
+                    "rounding of its values")
         if self.kind == "saturation":
             return (f"FP8 saturation at {at}: its {what} {self.tensor!r} is calibrated at ±{self.amax:.3g} and this "
                     f"input reaches |x| {self.absmax:.3g} ({self.absmax / self.amax:.3g}× the range): "
@@ -156,9 +160,9 @@ def _finding(run: RunState, seg, feed: dict, nodes: list, amax: dict, named):
             a = np.abs(np.asarray(value, np.float64))
             top = float(a.max())
             rng = top if weight else float(amax.get(t, top))  # weights: max |w|; inputs: the run's calibration
-            flushed, subnormal, saturated = e4m3_range(a, rng)
+            flushed, subnormal, saturated = e4m3_range(a, rng) if np.isfinite(rng) else (0.0, 0.0, 0.0)
             outliers = _outliers(a, weight, node.op_type)
-            kind = ("saturation" if saturated > SATURATED_SHARE else
+            kind = ("nonfinite" if not np.isfinite(rng) else "saturation" if saturated > SATURATED_SHARE else
                     "flush" if flushed > FLUSHED_SHARE else None)
             if kind is None:
                 continue

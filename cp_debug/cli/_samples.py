@@ -4,6 +4,7 @@ backends parsed; then the sweep (`sweep/samples.py`) or the eval (`eval/samples.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,16 @@ def load(run: SampleRun, steps, stream):
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
         model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
+    if run.onnx is not None:
+        from cp_debug.bisect.deployed import refuse_unloadable_given
+
+        refuse_unloadable_given(run.onnx, [spec for _, spec in pairs])  # the file as ONNX Runtime takes it (exit 3)
+    with steps.step("checking the deployed files") if any(s.onnx_dir for _, s in pairs) else contextlib.nullcontext():
+        pairs = tuple((label, model.deployed_files(spec).spec or spec) if spec.onnx_dir is not None else (label, spec)
+                      for label, spec in pairs)
+    for _, spec in pairs:
+        for line in model.deployed_files(spec).warned if spec.onnx_dir is not None else ():
+            steps.warn(line)
     samples = sample_set(run.inputs, run.data, model.graph)
     check_fit(samples, stream)
     return model, samples, pairs, mode

@@ -255,7 +255,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         kernels.warm_up_in_background()
     notes = _lint_first(pairs, subject_request, progress)
     with progress.step("loading the model"):
-        subject = _load_subject(subject_request)
+        subject = _load_subject(subject_request, [spec for _, spec in pairs])
     for line in subject.told:  # before the run: the report's warnings come after it
         progress.warn(line)
 
@@ -397,7 +397,7 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     return notes
 
 
-def _load_subject(request: SubjectRequest):
+def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
     from cp_debug.data.point_files import parse_use_dim
 
     if request.torch_model:
@@ -405,9 +405,12 @@ def _load_subject(request: SubjectRequest):
 
         return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed)
     if request.onnx_model:
+        from cp_debug.bisect.deployed import refuse_unloadable_given
         from cp_debug.bisect.loaders import onnx_subject
 
-        return onnx_subject(request.onnx_model, request.inputs, seed=request.seed)
+        subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
+        refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
+        return subject
     from cp_debug.recipes.catalog import recipe
 
     return recipe(request.recipe).bisect_subject(request.model, points=request.points, load_dim=request.load_dim,

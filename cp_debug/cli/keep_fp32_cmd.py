@@ -147,9 +147,11 @@ def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
     from cp_debug.errors import BadInputError
 
     if onnx_model:
+        from cp_debug.bisect.deployed import refuse_unloadable_given
         from cp_debug.bisect.loaders import onnx_subject
 
-        subject = onnx_subject(onnx_model, inputs, seed=seed)
+        subject = onnx_subject(onnx_model, inputs, seed=seed)  # a broken file: exit 2
+        refuse_unloadable_given(onnx_model, [Spec.parse("ort")])  # the search's reference runs it as it is (exit 3)
     else:
         from cp_debug.bisect.loaders import torch_subject
 

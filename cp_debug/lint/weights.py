@@ -7,6 +7,12 @@ peephole: W·γ/√(σ²+ε) along the output channels, which is axis 1 for a Co
 the module's parameters and buffers; a file tensor of two or more dimensions (at least 16 values) is *held* when one
 form of the same shape equals it within the file's precision (FP16 files: float16 rounding), and *differs* when forms of
 its shape exist but none equals it. Names are not used: a foreign exporter's names (dynamo, simplifiers) do not matter.
+
+An FP16 converter changes weights silently: onnxconverter-common's `convert_float_to_float16` (polygraphy's
+`--fp-to-fp16` runs it) clamps values beyond ±max_finite_val (1e4 by default) to it and raises nonzero ones below
+min_positive_val (1e-7) to it, with a UserWarning no deployment log keeps; a plain cast overflows past 65504 to inf. A
+float16 tensor that equals a form everywhere but where the form's value lies beyond one bound (and the file holds
+the bound, same sign) *is* the form, clamped: counted as held, and the clamps said with their numbers (`Clamp`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,32 @@ _MIN_SIZE = 16
 
 
 @dataclass(frozen=True)
+class Clamp:
+    """One weight the FP16 conversion clamped: the module's weight, the file's tensor, how many values went to
+    ±`high_to` (the model's largest |w| `largest`) and how many nonzero ones were raised to ±`low_to` (its smallest
+    nonzero |w| `smallest`)."""
+
+    weight: str
+    tensor: str
+    high: int
+    high_to: float
+    largest: float
+    low: int = 0
+    low_to: float = 0.0
+    smallest: float = 0.0
+
+    def line(self) -> str:
+        said = []
+        if self.high:
+            to = "overflowed to ±inf" if np.isinf(self.high_to) else f"clamped to ±{_num(self.high_to)}"
+            said.append(f"{self.high} values {to} by the FP16 conversion (the model's largest {_num(self.largest)})")
+        if self.low:
+            said.append(f"{self.low} nonzero values raised to ±{_num(self.low_to)} (the model's smallest "
+                        f"{_num(self.smallest)})")
+        return f"{self.weight} (file tensor {self.tensor!r}): {'; '.join(said)}"
+
+
+@dataclass(frozen=True)
 class WeightCheck:
     """One file against one module: how many weight tensors were compared, how many differ, and a few of them."""
 
@@ -27,6 +59,7 @@ class WeightCheck:
     differ: int
     examples: tuple[str, ...] = ()
     skipped: str = ""  # why nothing was compared (INT8 weights, no weights), else ""
+    clamps: tuple[Clamp, ...] = ()  # weights the FP16 conversion clamped (held, not differing)
 
     def line(self) -> str:
         if self.skipped:
@@ -35,17 +68,18 @@ class WeightCheck:
         return f"{self.file}: {self.differ} of {self.compared} weights differ{eg}"
 
 
-def _forms(module) -> dict[tuple[int, ...], list[np.ndarray]]:
-    """Every form the exporter may write each weight of `module` in, by shape, in module order."""
+def _forms(module) -> dict[tuple[int, ...], list[tuple[str, np.ndarray]]]:
+    """Every form the exporter may write each weight of `module` in, by shape, in module order, with the weight's
+    name."""
     import torch
 
     mods = list(module.named_modules())
-    out: dict[tuple[int, ...], list[np.ndarray]] = {}
+    out: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
 
-    def add(a: np.ndarray) -> None:
-        out.setdefault(tuple(a.shape), []).append(a)
+    def add(a: np.ndarray, name: str) -> None:
+        out.setdefault(tuple(a.shape), []).append((name, a))
 
-    for _, m in mods:  # nn.MultiheadAttention's in_proj_weight [3E, E]: q, k, v packed, k and v packed, apart
+    for qual, m in mods:  # nn.MultiheadAttention's in_proj_weight [3E, E]: q, k, v packed, k and v packed, apart
         packed = getattr(m, "in_proj_weight", None)
         if isinstance(packed, torch.Tensor):
             parts = [packed, packed[packed.shape[0] // 3:], *packed.chunk(3, dim=0)]
@@ -53,9 +87,9 @@ def _forms(module) -> dict[tuple[int, ...], list[np.ndarray]]:
             parts = [p for p in (getattr(m, f"{x}_proj_weight", None) for x in "qkv") if isinstance(p, torch.Tensor)]
         for part in parts:
             a = part.detach().double().cpu().numpy()
-            add(a)
-            add(a.T)
-    for k, (_, m) in enumerate(mods):
+            add(a, f"{qual}.in_proj_weight")
+            add(a.T, f"{qual}.in_proj_weight")
+    for k, (qual, m) in enumerate(mods):
         w = getattr(m, "weight", None)
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             continue
@@ -72,9 +106,9 @@ def _forms(module) -> dict[tuple[int, ...], list[np.ndarray]]:
             shape[axis] = -1
             forms.append(weight * scale.reshape(shape))
         for f in forms:
-            add(f)
+            add(f, f"{qual or 'the model'}.weight")
             if f.ndim == 2:
-                add(f.T)
+                add(f.T, f"{qual or 'the model'}.weight")
     return out
 
 
@@ -89,7 +123,7 @@ def check_weights(module, model, file: str) -> WeightCheck:
     if not floats:
         return WeightCheck(file, 0, 0, skipped="no weight tensors in the file")
     forms = _forms(module)
-    compared, differ, examples = 0, 0, []
+    compared, differ, examples, clamps = 0, 0, [], []
     for init in floats:
         candidates = forms.get(tuple(init.dims))
         if not candidates:
@@ -97,11 +131,41 @@ def check_weights(module, model, file: str) -> WeightCheck:
         a = numpy_helper.to_array(init).astype(np.float64)
         half = init.data_type != TensorProto.FLOAT
         compared += 1
-        if not any(_same(a, c, half) for c in candidates):
+        same = next((c for c in candidates if _same(a, c[1], half)), None)
+        clamp = next(filter(None, (_clamped(a, c, init.name) for c in ([same] if same else candidates))),
+                     None) if init.data_type == TensorProto.FLOAT16 else None
+        if clamp is not None:
+            clamps.append(clamp)
+        elif same is None:
             differ += 1
             if len(examples) < 2:
                 examples.append(f"{init.name} {list(init.dims)}")
-    return WeightCheck(file, compared, differ, tuple(examples))
+    return WeightCheck(file, compared, differ, tuple(examples), clamps=tuple(clamps))
+
+
+def _clamped(a: np.ndarray, form: tuple[str, np.ndarray], tensor: str) -> Clamp | None:
+    """`a` (a float16 tensor, as float64) as the form `form` clamped by an FP16 converter: equal to the form rounded
+    to float16 everywhere but where the form lies beyond one high bound (the file holding that bound, or inf) or
+    below one low bound (the file holding it), each with the form's sign; None otherwise (or where nothing was
+    clamped)."""
+    name, b = form
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = b.astype(np.float16).astype(np.float64)
+        changed = ~(np.abs(a - r) <= np.abs(r) * 2.0 ** -10 + 6e-8)
+    if not changed.any():
+        return None
+    agree = np.sign(a) == np.sign(b)
+    high = changed & agree & (np.abs(b) > np.abs(a))
+    low = changed & agree & (np.abs(b) < np.abs(a)) & (b != 0)
+    if np.count_nonzero(high | low) != np.count_nonzero(changed):
+        return None
+    bounds = [np.unique(np.abs(a[m])) for m in (high, low)]
+    if any(len(x) > 1 for x in bounds):
+        return None
+    hi_to, lo_to = (float(x[0]) if len(x) else 0.0 for x in bounds)
+    nonzero = np.abs(b[b != 0])
+    return Clamp(name, tensor, int(np.count_nonzero(high)), hi_to, float(np.abs(b).max()),
+                 int(np.count_nonzero(low)), lo_to, float(nonzero.min()) if nonzero.size else 0.0)
 
 
 def exported_elsewhere(checks) -> bool:
@@ -109,6 +173,11 @@ def exported_elsewhere(checks) -> bool:
     differing is not that: an edited file, or a form `_forms` does not write."""
     compared = sum(c.compared for c in checks)
     return bool(compared) and sum(c.differ for c in checks) * 2 > compared
+
+
+def _num(x: float) -> str:
+    """3 significant digits, exponents as people write them: 1e4, 3.1e4, 1.19e-7."""
+    return f"{x:.3g}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
 
 
 def _same(a: np.ndarray, b: np.ndarray, half: bool) -> bool:

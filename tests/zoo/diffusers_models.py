@@ -42,11 +42,11 @@ def overflow():
     return net, (latents(),)
 
 
-def overflow_fp16_file(folder):
+def overflow_fp16_file(folder, **convert):
     """The planted decoder as the user's own FP16 file, as diffusers' and Olive's ONNX pipelines make it: TorchScript
     export (input `latent_sample`, output `sample`, opset 17), then onnxconverter-common's
-    `convert_float_to_float16(keep_io_types=True)`, written to `folder/vae_decoder.onnx` (the folder made); returns the
-    folder. Needs diffusers and onnxconverter-common."""
+    `convert_float_to_float16(keep_io_types=True, **convert)`, written to `folder/vae_decoder.onnx` (the folder made);
+    returns the folder. Needs diffusers and onnxconverter-common."""
     import warnings
     from pathlib import Path
 
@@ -60,7 +60,7 @@ def overflow_fp16_file(folder):
         warnings.simplefilter("ignore")
         torch.onnx.export(net, inputs, str(folder / "vae_fp32.onnx"), dynamo=False, opset_version=17,
                           input_names=["latent_sample"], output_names=["sample"])
-        half = float16.convert_float_to_float16(onnx.load(folder / "vae_fp32.onnx"), keep_io_types=True)
+        half = float16.convert_float_to_float16(onnx.load(folder / "vae_fp32.onnx"), keep_io_types=True, **convert)
     (folder / "vae_fp32.onnx").unlink()
     onnx.save(half, folder / "vae_decoder.onnx")
     return folder

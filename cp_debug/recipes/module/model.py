@@ -5,7 +5,7 @@ exported again per sample."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -29,6 +29,7 @@ class ModuleModel:
     subject: "Subject"
     graph: GraphInputs
     source: dict  # {"torch": FILE.py:FUNC, "exporter": ...} or {"onnx": path}
+    deployed: dict = field(default_factory=dict, compare=False)  # a SPEC@DIR's files, read once (`deployed_files`)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -41,8 +42,22 @@ class ModuleModel:
         stage = self.subject.stages[0]
         if spec.is_torch and stage.module is None:
             raise BadInputError(f"{spec} runs the PyTorch module: give --torch FILE.py:FUNC, not --onnx")
+        if spec.onnx_dir is not None:  # SPEC@DIR: the user's file as it is, in place of the export
+            found = self.deployed_files(spec)
+            spec, stage = found.spec or spec, found.stages[0]
         return make_runner(spec, torch_module=stage.module, onnx_model=stage.onnx() if spec.runs_onnx else None,
                            input_names=list(stage.input_names), output_names=list(self.output_names), **opts)
+
+    def deployed_files(self, spec: "BackendSpec"):
+        """`spec`'s deployed file (SPEC@DIR) read, checked against the model and mapped once, as bisect reads it
+        (`bisect.deployed.deployed_stages`: a file ONNX Runtime refuses is exit 3, one of other weights exit 2);
+        its `spec` is the candidate as it runs (the precision the file holds)."""
+        key = (spec.framework, spec.device, str(spec.onnx_dir))
+        if key not in self.deployed:
+            from cp_debug.bisect.deployed import deployed_stages
+
+            self.deployed[key] = deployed_stages(spec, self.subject, {})
+        return self.deployed[key]
 
     def bisect(self, feed: Mapping[str, np.ndarray], reference: tuple[str, "BackendSpec"],
                candidate: tuple[str, "BackendSpec"], options) -> "BisectReport":
@@ -69,7 +84,10 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
     if onnx_path is not None:
         if not Path(onnx_path).is_file():
             raise BadInputError(f"--onnx file not found: {onnx_path}")
-        subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)
+        from cp_debug.bisect.deployed import refuse_unloadable_given
+
+        subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)  # a broken file: exit 2
+        refuse_unloadable_given(onnx_path, backends)  # then the file as ONNX Runtime takes it (exit 3)
         _check_fits(subject, backends)
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})

@@ -85,6 +85,7 @@ class BackendPipeline:
         """SPEC@DIR: runners over the user's own two files, their interface checked against cp_debug's export of
         the same model (one line, exit 2, on a mix-up); their precision kept, or converted as the spec asks."""
         from cp_debug.backends.factory import make_runner
+        from cp_debug.bisect.deployed import refuse_unloadable
         from cp_debug.graph.model import load_onnx
         from cp_debug.probes.interface import check_interface
         from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE
@@ -98,6 +99,7 @@ class BackendPipeline:
             model = load_onnx(path)
             if self.onnx_dir is not None:
                 check_interface(model, load_onnx(self.onnx_dir / name), f"{spec.framework}@{path}")
+            refuse_unloadable(spec, [path])  # the file as ONNX Runtime takes it (exit 3), never its emulated twin
             kw: dict = {"determinism": self.determinism}
             if spec.precision == "int8":
                 if not self.calib:
