@@ -49,6 +49,7 @@ class DeployedStages:
     differences: tuple[GraphDifferences, ...] = ()  # per stage: the nodes with no counterpart on the other side
     spec: BackendSpec | None = None  # the candidate as it runs: a plain spec takes the precision its files hold
     warned: tuple[str, ...] = ()  # of the notes, those said on stderr too: what a converter changed silently
+    clamps: tuple[tuple, ...] = ()  # per stage: the weights its FP16 conversion clamped (`lint.weights.Clamp`)
 
     @property
     def graph_differences(self) -> GraphDifferences:
@@ -146,8 +147,10 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                    else f"converted to {spec.precision} as asked")
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
+    by_stage = iter(checks)
+    clamps = tuple(next(by_stage).clamps if st.module is not None else () for st in subject.stages)
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec,
-                          tuple(clamped))
+                          tuple(clamped), clamps)
 
 
 def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = None) -> None:

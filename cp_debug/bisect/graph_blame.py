@@ -23,13 +23,28 @@ class GraphBlame:
 
     differences: GraphDifferences | None = None
     in_segment: tuple[UnmatchedNode, ...] = ()
+    clamped: tuple = ()  # the weights of the segment its file's FP16 conversion clamped (`lint.weights.Clamp`)
 
     def hint(self, hint: str | None) -> str | None:
-        if not self.in_segment:
+        said = []
+        if self.clamped:
+            weights = "; ".join(c.line() for c in self.clamped)
+            said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
+                        "layer (convert it again with a larger max_finite_val, or keep the layer in FP32)")
+        if self.in_segment:
+            nodes = "; ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
+            more = f" (and {len(self.in_segment) - _NAMED} more)" if len(self.in_segment) > _NAMED else ""
+            said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic")
+        if not said:
             return hint
-        nodes = "; ".join(f"{n.describe()} is {n.where}" for n in self.in_segment)
-        text = f"{nodes}: the divergence comes from a graph difference, not the layers' arithmetic"
-        return f"{text}; {hint}" if hint else text
+        from cp_debug.bisect.hints import rounding_only
+
+        if self.clamped and rounding_only(hint):  # the clamped weight is the why the fallback did not know
+            hint = None
+        return "; ".join(said + ([hint] if hint else []))
+
+
+_NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list them all
 
 
 def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBlame:
@@ -39,29 +54,36 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
         return GraphBlame()
     differences = found.graph_differences
     p = run.probes.get(rc) if rc else None
-    if p is None or p.kind == "input" or not differences.computation:
+    if p is None or p.kind == "input":
         return GraphBlame(differences)
     stage = found.differences[p.stage]
-    measured = [n for n, r in state.results.items()
+    clamps = found.clamps[p.stage] if p.stage < len(found.clamps) else ()
+    measured = [(n, run.probes[n].kind) for n, r in state.results.items()
                 if r.diff is not None and n != rc and run.probes[n].stage == p.stage]
     hits: list[UnmatchedNode] = []
     for view, nodes in ((found.stages[p.stage], stage.only_in_candidate),
                         (run.subject.stages[p.stage], stage.only_in_reference)):
         nodes = [n for n in nodes if not n.form]
         if nodes:
-            made = _segment_tensors(view, rc, p.kind, [(n, run.probes[n].kind) for n in measured])
+            made, _ = _segment_tensors(view, rc, p.kind, measured)
             hits += [n for n in nodes if made & set(n.outputs)]
-    return GraphBlame(differences, tuple(hits))
+    clamped = ()
+    if clamps:
+        _, read = _segment_tensors(found.stages[p.stage], rc, p.kind, measured)
+        clamped = tuple(c for c in clamps if c.tensor in read)
+    return GraphBlame(differences, tuple(hits), clamped)
 
 
-def _segment_tensors(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> set[str]:
-    """The tensors computed on the way from the measured probes' tensors to `rc`'s, in `stage`'s graph."""
+def _segment_tensors(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
+    """The tensors computed on the way from the measured probes' tensors to `rc`'s in `stage`'s graph, and those
+    its nodes read."""
     from cp_debug.graph.plan import cut_segment
 
     pm = stage.probe_map()
     target = rc if kind == "output" else pm.tensors.get(rc)
     if target is None:
-        return set()
+        return set(), set()
     known = {n if k in ("input", "output") else pm.tensors.get(n) for n, k in measured} - {None, target}
     model = stage.onnx()
-    return {t for k in cut_segment(model, [target], known).nodes for t in model.graph.node[k].output if t}
+    nodes = [model.graph.node[k] for k in cut_segment(model, [target], known).nodes]
+    return {t for n in nodes for t in n.output if t}, {t for n in nodes for t in n.input if t}

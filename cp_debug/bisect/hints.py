@@ -72,11 +72,19 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
             parts.append(f"{ctx.precision.upper()} underflow: values here are tiny (|x| ≤ {d.ref_absmax:.2g}) and "
                          "lose their precision; keep this layer in FP32")
         else:
-            parts.append(f"{ctx.precision.upper()} rounding introduced by this layer (local rel. error "
-                         f"{loc.rel_rmse:.2g}); keep it in FP32 if it matters")
+            parts.append(f"{ctx.precision.upper()} {ROUNDING_ONLY} (local rel. error {loc.rel_rmse:.2g}); keep it in "
+                         "FP32 if it matters")
     if ctx.precision_note:  # after the reason, once (issue 84: it came first, up to three times)
         parts.append(_unsaid(ctx.precision_note, ctx.segment_why))
     return "; ".join(parts) if parts else None
+
+
+ROUNDING_ONLY = "rounding introduced by this layer"  # the hint where nothing but the local error is known
+
+
+def rounding_only(hint: str | None) -> bool:
+    """Whether `hint` says no more than the fallback: the precision's rounding, by the local error."""
+    return hint is not None and ROUNDING_ONLY in hint and hint.count(";") == 1  # "… (local …); keep it in FP32 …"
 
 
 def _unsaid(note: str, why: str | None) -> str:

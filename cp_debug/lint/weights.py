@@ -43,11 +43,16 @@ class Clamp:
         said = []
         if self.high:
             to = "overflowed to ±inf" if np.isinf(self.high_to) else f"clamped to ±{_num(self.high_to)}"
-            said.append(f"{self.high} values {to} by the FP16 conversion (the model's largest {_num(self.largest)})")
+            said.append(f"{self.high} {_values(self.high)} {to} by the FP16 conversion (the model's largest "
+                        f"{_num(self.largest)})")
         if self.low:
-            said.append(f"{self.low} nonzero values raised to ±{_num(self.low_to)} (the model's smallest "
+            said.append(f"{self.low} nonzero {_values(self.low)} raised to ±{_num(self.low_to)} (the model's smallest "
                         f"{_num(self.smallest)})")
         return f"{self.weight} (file tensor {self.tensor!r}): {'; '.join(said)}"
+
+
+def _values(n: int) -> str:
+    return "value" if n == 1 else "values"
 
 
 @dataclass(frozen=True)

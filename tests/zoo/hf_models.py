@@ -164,3 +164,13 @@ def build_bert_sdpa_masked():
     mask = torch.ones(1, SEQ, dtype=torch.long)
     mask[0, -4:] = 0
     return _HiddenState(BertModel(cfg, add_pooling_layer=False)).eval(), (_tokens(cfg.vocab_size), mask)
+
+
+def build_bert_sdpa_clamped():
+    """`build_bert_sdpa_masked` with 8 weights of one output channel of layer 0's `output.dense` scaled ×4e5: some
+    pass 1e4, which an FP16 converter (onnxconverter-common, polygraphy's --fp-to-fp16) clamps to 1e4 — the file then
+    computes another layer; no activation passes FP16's range."""
+    model, inputs = build_bert_sdpa_masked()
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.weight[5, :8] *= 4e5
+    return model, inputs
