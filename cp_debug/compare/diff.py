@@ -213,7 +213,8 @@ class _Accumulator:
         r[...] = ref
         t[...] = test
         self.n += n
-        np.subtract(t, r, out=d)
+        with np.errstate(invalid="ignore"):  # inf - inf: a NaN, read by `_add_nonfinite`
+            np.subtract(t, r, out=d)
         np.abs(d, out=d)
         if not np.isfinite(d.sum()):  # rare: NaN/Inf somewhere in this block
             self._add_nonfinite(r, t, d)
@@ -251,11 +252,14 @@ class _Accumulator:
         self.beyond += o.beyond
 
     def _add_nonfinite(self, r: np.ndarray, t: np.ndarray, d: np.ndarray) -> None:
+        # an Inf the reference holds too, in the same place with the same sign (a mask's -inf fill), is equal: only
+        # NaN/Inf where the reference is finite (or of the other sign) is the candidate's own
+        same = np.isinf(t) & (r == t)
         self.nan += int(np.isnan(t).sum())
-        self.inf += int(np.isinf(t).sum())
-        finite = np.isfinite(d)
+        self.inf += int((np.isinf(t) & ~same).sum())
+        finite = np.isfinite(d) | same
         self.nonfinite_diff += int((~finite).sum())
-        df = np.where(finite, d, 0.0)
+        df = np.where(np.isfinite(d), d, 0.0)
         absr = np.abs(r)
         self.max_abs = max(self.max_abs, float(df.max()))
         self.max_rel = max(self.max_rel, float((df / np.maximum(absr, 1e-12)).max()))
