@@ -203,8 +203,8 @@ class _Graph:
             return key
         memo = {}
         for i in reversed(self.anchors):
-            outs = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sinks(t, memo, outputs)))
-                         for t in nodes[i].output if t)
+            outs = tuple(tuple(sorted(hash((key[s[1]], s[2])) if s[0] == "at" else hash(s)
+                                      for s in self._sinks(t, memo, outputs))) for t in nodes[i].output if t)
             key[i] = hash((self.signature(i), outs))
         return key
 
@@ -223,12 +223,13 @@ class _Graph:
         return memo[t]
 
     def _sinks(self, t: str, memo: dict, outputs: set[str]) -> frozenset:
-        """The nearest anchors (node indices) or graph outputs (("out", name)) that tensor `t` flows into."""
+        """The nearest anchors, with the input slot it reaches them in (("at", node index, slot): attention's query
+        and key part there), or graph outputs (("out", name)) that tensor `t` flows into."""
         if t not in memo:
             found = {("out", t)} if t in outputs else set()
-            for j, _ in self.consumers.get(t, []):
+            for j, k in self.consumers.get(t, []):
                 if j in self._anchor_set:
-                    found.add(j)
+                    found.add(("at", j, k))
                 else:
                     for x in self.model.graph.node[j].output:
                         if x:

@@ -208,10 +208,19 @@ class _Rewrite:
         self.float_of[t] = name
         return name
 
-    def _weight_shape_init(self, w: str, transposed: bool) -> str:
-        """The name of a constant of `w`'s shape (transposed: a stand-in of the reversed shape)."""
-        if not transposed:
-            return w
+    def _weight_root(self, t: str) -> str | None:
+        """The initializer `t` is (behind DequantizeLinear, QuantizeLinear, Cast or Identity), else None."""
+        for _ in range(4):
+            if t in self.inits:
+                return t
+            j = self.producer.get(t)
+            if j is None or self.nodes[j].op_type not in ("DequantizeLinear", "QuantizeLinear", "Cast", "Identity"):
+                return None
+            t = self.nodes[j].input[0]
+        return None
+
+    def _weight_shape_init(self, w: str) -> str:
+        """The name of a stand-in constant of initializer `w`'s shape reversed (a transposed weight)."""
         init = self.inits[w]
         name = w + "::T"
         if name not in self.names:
@@ -324,10 +333,12 @@ class _Rewrite:
     def _gemm(self, i: int, n: onnx.NodeProto) -> None:
         """Gemm(A, W[, C]) with a constant W, no transA, alpha = beta = 1 → MatMul(A, W(ᵀ)) [+ Add(C)]."""
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or \
-                len(n.input) < 2 or n.input[1] not in self.inits:
+        root = self._weight_root(n.input[1]) if len(n.input) > 1 else None
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or root is None:
             return
-        w = self._weight_shape_init(n.input[1], bool(attrs.get("transB", 0)))
+        # transposed: a stand-in of the reversed shape; else the weight itself (behind its DequantizeLinear still
+        # that weight: `foreign._Graph` reads its shape)
+        w = self._weight_shape_init(root) if attrs.get("transB", 0) else n.input[1]
         y = n.output[0]
         if len(n.input) < 3 or not n.input[2]:
             self.put[i] = [helper.make_node("MatMul", [n.input[0], w], [y], name=n.name or y)]
