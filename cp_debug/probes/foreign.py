@@ -91,7 +91,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     unmapped: dict[str, str] = {}
     how: dict[str, str] = {}
     for q in module_names:
-        if q in by_scope.tensors and b.computed(by_scope.tensors[q]):  # not an integer tensor a quantized form holds
+        if q in by_scope.tensors and b.holds(by_scope.tensors[q]):  # not an integer tensor a quantized form holds
             tensors[q], how[q] = by_scope.tensors[q], "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
@@ -185,6 +185,10 @@ class _Graph:
         """The nodes (Constants and nodes computed from constants only aside) not in `paired`, in graph order."""
         return [i for i, n in enumerate(self.model.graph.node) if n.op_type != "Constant" and i not in paired
                 and not all(t in self.constants for t in n.output if t)]
+
+    def holds(self, t: str) -> bool:
+        """Whether the float view has tensor `t` (the integer tensors inside a quantized form it has not)."""
+        return t in self.producer or t in self.inputs or t in self.constants
 
     def computed(self, t: str) -> bool:
         return bool(t) and t not in self.constants and (t in self.producer or t in self.inputs)
