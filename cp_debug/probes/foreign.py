@@ -47,6 +47,7 @@ ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormali
 # the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
 # is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
 _THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
+_COMMUTATIVE = frozenset({"Add", "Mul"})
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
@@ -378,10 +379,10 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
     for op, slot, out_slot in reversed(steps):
-        fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
+        fits = _fitting(b, cur, op, slot)
         if not fits and op not in _THROUGH:
             past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
-            fits = [j for j, k in b.consumers.get(past, []) if k == slot and b.model.graph.node[j].op_type == op]
+            fits = _fitting(b, past, op, slot)
             # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
             # keeps the ReLU after the pair, which then is the ReLU's counterpart)
             if not fits and past != cur and op in _FOLDED_INTO_Q and quantized(b, cur):
@@ -398,6 +399,15 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
             return (f"the deployed graph's {op} lacks output {out_slot}",)
         cur = outs[out_slot]
     return _as_computed(a, b, t, cur)
+
+
+def _fitting(b: _Graph, t: str, op: str, slot: int) -> list[int]:
+    """The `op` nodes of `b` reading `t` in `slot`; for an Add or Mul none there, those reading it in another (a
+    fused MatMul's bias added after it, where the exporter added it before)."""
+    fits = [j for j, k in b.consumers.get(t, []) if k == slot and b.model.graph.node[j].op_type == op]
+    if not fits and op in _COMMUTATIVE:
+        fits = [j for j, _ in b.consumers.get(t, []) if b.model.graph.node[j].op_type == op]
+    return fits
 
 
 def _as_computed(a: _Graph, b: _Graph, t: str, cur: str) -> str | tuple[str]:

@@ -64,7 +64,8 @@ def float_view(model: onnx.ModelProto) -> FloatView:
     """The float view of `model` (the model itself where it holds no quantized form and no Gemm with a weight)."""
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
-                   "DequantizeLinear"} | set(_QLINEAR) | {"QLinearConcat"}):
+                   "DequantizeLinear", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul",
+                   "Gelu"} | set(_QLINEAR) | {"QLinearConcat"}):
         return FloatView(model)
     return _Rewrite(model).run()
 
@@ -144,6 +145,8 @@ class _Rewrite:
                 self._passing(i, n)
             elif op == "Gemm":
                 self._gemm(i, n)
+            elif op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul", "Gelu"):
+                self._ort_fused(i, n)
         for i, n in enumerate(self.nodes):  # a DynamicQuantizeLinear whose every reader became a float op
             readers = self.consumers.get(n.output[0], []) if n.output else []
             if n.op_type == "DynamicQuantizeLinear" and all(c in self.drop for c in readers):
@@ -318,6 +321,38 @@ class _Rewrite:
         if op == "Gemm":
             self.nodes[i] = node
             self._gemm(i, node)
+
+    def _ort_fused(self, i: int, n: onnx.NodeProto) -> None:
+        """ONNX Runtime's transformer fusions around the quantized MatMuls of an optimized file (ORT's optimizer,
+        optimum's ORTOptimizer): SkipLayerNormalization → Add [+ bias] → LayerNormalization, FusedMatMul (a MatMul
+        with its transposes and scale folded in) → MatMul, Gelu → its erf form's last two Muls (x · (1 + erf(x/√2))
+        · 0.5); the values inside a fusion are no file's tensors (`inner`)."""
+        y = n.output[0]
+        name = n.name or y
+        if n.op_type == "FusedMatMul":
+            self.put[i] = [helper.make_node("MatMul", list(n.input[:2]), [y], name=name)]
+        elif n.op_type == "Gelu":
+            erf, half = y + "::erf", y + "::half"
+            self.inner.update({erf, y + "::x_erf"})
+            self.extra_inits.append(_stand_in(half, onnx.TensorProto.FLOAT, []))
+            self.put[i] = [helper.make_node("Mul", [n.input[0], erf], [y + "::x_erf"], name=name + "::mul"),
+                           helper.make_node("Mul", [y + "::x_erf", half], [y], name=name)]
+        elif len(n.input) >= 3:
+            total = n.output[3] if len(n.output) > 3 and n.output[3] else y + "::sum"
+            if total == y + "::sum":
+                self.inner.add(total)
+            x, nodes = n.input[0], []
+            if len(n.input) > 4 and n.input[4]:  # a bias added before the skip
+                nodes.append(helper.make_node("Add", [x, n.input[4]], [y + "::biased"], name=name + "::bias"))
+                x = y + "::biased"
+                self.inner.add(x)
+            nodes.append(helper.make_node("Add", [x, n.input[1]], [total], name=name + "::skip"))
+            ln = "LayerNormalization" if n.op_type == "SkipLayerNormalization" else "SimplifiedLayerNormalization"
+            inputs = [total, n.input[2]] + ([n.input[3]] if len(n.input) > 3 and n.input[3] and ln ==
+                                             "LayerNormalization" else [])
+            norm = helper.make_node(ln, inputs, [y], name=name)
+            norm.attribute.extend(a for a in n.attribute if a.name == "epsilon")
+            self.put[i] = nodes + [norm]
 
     def _passing(self, i: int, n: onnx.NodeProto) -> None:
         """An op moving an integer tensor's values (MaxPool, Reshape, …): the same op over its float value."""

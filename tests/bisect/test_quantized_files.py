@@ -162,6 +162,28 @@ def test_dynamic_int8_bert_maps_every_probe_shows_the_files_numbers_and_names_a_
                     "/bert/encoder/layer.0/output/dense/MatMul_output_0",
                     "/bert/encoder/layer.1/attention/output/LayerNorm/LayerNormalization_output_0"])
 
+    # the same file as ONNX Runtime's optimizer writes it (optimum's ORTOptimizer too): com.microsoft
+    # DynamicQuantizeMatMul / MatMulIntegerToFloat with their biases, SkipLayerNormalization, FusedMatMul, Gelu
+    import onnxruntime as ort
+
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(fused / "model.onnx")
+    ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(fused / "model.onnx").graph.node}
+    assert {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"} <= ops, ops
+    report = _bisect(fp32, inputs, fused, tmp_path / "f.json")
+    notes = "\n".join(report["warnings"])
+    mapped, total = (int(n) for n in notes.split(" probes mapped onto")[0].rsplit(": ", 1)[1].split(" of "))
+    assert mapped >= 0.6 * total, notes  # 6 of 81 before the fusions were read; the rest fused away, said so
+    assert report["root_cause"][f"ort@{fused}"] is None, report["root_cause"]
+    _check_numbers(report, f"ort@{fused}", fp32, fused / "model.onnx", feed,
+                   ["/bert/encoder/layer.0/attention/self/query/Add_output_0",  # MatMulIntegerToFloat + bias
+                    "/bert/encoder/layer.0/intermediate/dense/Add_output_0",  # DynamicQuantizeMatMul + bias
+                    "/bert/encoder/layer.0/output/LayerNorm/LayerNormalization_output_0"])  # SkipLayerNorm
+
     # planted: one output channel of layer 0's output dense, in the file's uint8 weight, at the top of its range
     planted = tmp_path / "planted"
     planted.mkdir()
