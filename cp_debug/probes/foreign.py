@@ -10,12 +10,9 @@ table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
    paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
    a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
    same chain is followed in the file.
-A quantized file is read as the float computation it stands for (`quantized_forms.float_view`): dynamic INT8
-(DynamicQuantizeLinear → MatMulInteger / ConvInteger → Cast → Mul), ORT's fused DynamicQuantizeMatMul /
-MatMulIntegerToFloat, QOperator (QLinearConv, QGemm, …) and a Gather of a quantized embedding act as the op they
-replace, their float output its output; an integer tensor whose value no float tensor holds is read through a
-DequantizeLinear added to the file (`ForeignMap.views`); a tensor computed from constants only is never a probe's
-counterpart. (quantize_dynamic's tiny BERT: 2 of 100 probes mapped before, 79 of 81 after, the 19 constants gone.)
+A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
+fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
+read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
 What a deployment inserts is looked through (`_THROUGH`): a weight behind DequantizeLinear (an int8 or float8
 initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
 of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts and the Q/DQ pairs on
@@ -92,8 +89,9 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     unmapped: dict[str, str] = {}
     how: dict[str, str] = {}
     for q in module_names:
-        if q in by_scope.tensors and b.holds(by_scope.tensors[q]):  # not an integer tensor a quantized form holds
-            tensors[q], how[q] = by_scope.tensors[q], "scope"
+        scoped = b.float_of.get(by_scope.tensors.get(q, ""), by_scope.tensors.get(q, ""))  # a quantized tensor's
+        if scoped and b.holds(scoped):  # float value (a DynamicQuantizeLinear's input), never the integer tensor
+            tensors[q], how[q] = scoped, "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
             continue
@@ -143,13 +141,14 @@ class _Graph:
     views: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # FloatView.views
     inner: frozenset = frozenset()  # FloatView.inner: no run reads them
     clipped: frozenset = frozenset()  # FloatView.clipped: a ReLU may be folded into their range
+    float_of: dict[str, str] = field(default_factory=dict)  # FloatView.float_of: an integer tensor's float value
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "_Graph":
         """The graph of `model`'s float view (`quantized_forms.float_view`): each quantized form as the op it
         replaces."""
         view = float_view(model)
-        g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped)
+        g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped, float_of=view.float_of)
         graph = g.model.graph
         g.constants = {init.name: tuple(init.dims) for init in graph.initializer}
         g.inputs = frozenset(i.name for i in graph.input if i.name not in g.constants)
@@ -350,7 +349,7 @@ def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
 def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
     """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
     graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
-    steps: list[tuple[str, int, int]] = []  # (op type, input slot taken, output slot), walking back
+    steps: list[tuple[str, int, int, bool]] = []  # (op type, input slot taken, output slot, rest constant), back
     cur = t
     for _ in range(MAX_CHAIN + 1):
         if cur in a.inputs:
@@ -373,16 +372,16 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         slot = next((k for k, x in enumerate(node.input) if a.computed(x)), None)
         if slot is None:
             return ("it is computed from constants only",)
-        steps.append((node.op_type, slot, out_slot))
+        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:])))
         cur = node.input[slot]
     else:
         return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
-    for op, slot, out_slot in reversed(steps):
-        fits = _fitting(b, cur, op, slot)
+    for op, slot, out_slot, rest_constant in reversed(steps):
+        fits = _fitting(b, cur, op, slot, rest_constant)
         if not fits and op not in _THROUGH:
             past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
-            fits = _fitting(b, past, op, slot)
+            fits = _fitting(b, past, op, slot, rest_constant)
             # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
             # keeps the ReLU after the pair, which then is the ReLU's counterpart)
             if not fits and past != cur and op in _FOLDED_INTO_Q and quantized(b, cur):
@@ -401,12 +400,19 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
     return _as_computed(a, b, t, cur)
 
 
-def _fitting(b: _Graph, t: str, op: str, slot: int) -> list[int]:
-    """The `op` nodes of `b` reading `t` in `slot`; for an Add or Mul none there, those reading it in another (a
-    fused MatMul's bias added after it, where the exporter added it before)."""
-    fits = [j for j, k in b.consumers.get(t, []) if k == slot and b.model.graph.node[j].op_type == op]
-    if not fits and op in _COMMUTATIVE:
-        fits = [j for j, _ in b.consumers.get(t, []) if b.model.graph.node[j].op_type == op]
+def _fitting(b: _Graph, t: str, op: str, slot: int, rest_constant: bool) -> list[int]:
+    """The `op` nodes of `b` reading `t` in `slot`, their other inputs constants only where ours are (a GELU's
+    `x · 0.5` is not its `x · (1 + erf)`); for an Add or Mul of `t` and constants (a bias, a scale) none there, those
+    reading it in another slot (a fused MatMul's bias added after it, where the exporter added it before)."""
+    nodes = b.model.graph.node
+
+    def alike(j: int, k: int) -> bool:
+        return nodes[j].op_type == op and rest_constant == (not any(b.computed(x) for m, x in enumerate(nodes[j].input)
+                                                                     if m != k))
+
+    fits = [j for j, k in b.consumers.get(t, []) if k == slot and alike(j, k)]
+    if not fits and rest_constant and op in _COMMUTATIVE:
+        fits = [j for j, k in b.consumers.get(t, []) if alike(j, k)]
     return fits
 
 

@@ -52,12 +52,14 @@ class FloatView:
     """`model` as the float computation it stands for (for alignment, never run); `views`: a tensor only the view
     names -> (the integer tensor, its scale, its zero point), readable once a DequantizeLinear writes it; `inner`:
     tensors of the view no run can read (a fused op's value before its bias); `clipped`: the float values of a
-    QOperator op's integer output, whose range may hold a ReLU the quantizer folded into it."""
+    QOperator op's integer output, whose range may hold a ReLU the quantizer folded into it; `float_of`: an integer
+    tensor -> the float tensor holding its value (what a module's scope, ending at a quantizer, is read as)."""
 
     model: onnx.ModelProto
     views: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     inner: frozenset = frozenset()
     clipped: frozenset = frozenset()
+    float_of: dict[str, str] = field(default_factory=dict)  # an integer tensor -> the float tensor of its value
 
 
 def float_view(model: onnx.ModelProto) -> FloatView:
@@ -127,26 +129,8 @@ class _Rewrite:
 
     def run(self) -> FloatView:
         for i, n in enumerate(self.nodes):
-            if i in self.drop:
-                continue
-            op = n.op_type
-            if op in ("MatMulInteger", "ConvInteger"):
-                self._dynamic(i, n)
-            elif op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
-                self._fused(i, n)
-            elif op == "Gather" and self._int_weight(n.input[0]):
-                self._gather(i, n)
-            elif op in _QLINEAR or op == "QLinearConcat":
-                self._qlinear(i, n)
-            elif op == "QuantizeLinear" and len(n.input) > 1:
-                self.float_of.setdefault(n.output[0], n.input[0])
-                self.qparams[n.output[0]] = (n.input[1], n.input[2] if len(n.input) > 2 else "")
-            elif op in _PASS_INT and n.input and n.input[0] in self.qparams and n.input[0] in self.float_of:
-                self._passing(i, n)
-            elif op == "Gemm":
-                self._gemm(i, n)
-            elif op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul", "Gelu"):
-                self._ort_fused(i, n)
+            if i not in self.drop:
+                self._visit(i, n)
         for i, n in enumerate(self.nodes):  # a DynamicQuantizeLinear whose every reader became a float op
             readers = self.consumers.get(n.output[0], []) if n.output else []
             if n.op_type == "DynamicQuantizeLinear" and all(c in self.drop for c in readers):
@@ -159,7 +143,30 @@ class _Rewrite:
         view = _shell(self.model)
         view.graph.node.extend(nodes)
         view.graph.initializer.extend(self.extra_inits)
-        return FloatView(view, self.views, frozenset(self.inner), frozenset(self.clipped))
+        for n in self.nodes:  # a (Dynamic)QuantizeLinear's output: the value of its input, quantized by the file
+            if n.op_type in ("DynamicQuantizeLinear", "QuantizeLinear") and n.input and n.output:
+                self.float_of.setdefault(n.output[0], n.input[0])
+        return FloatView(view, self.views, frozenset(self.inner), frozenset(self.clipped), dict(self.float_of))
+
+    def _visit(self, i: int, n: onnx.NodeProto) -> None:
+        op = n.op_type
+        if op in ("MatMulInteger", "ConvInteger"):
+            self._dynamic(i, n)
+        elif op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
+            self._fused(i, n)
+        elif op == "Gather" and self._int_weight(n.input[0]):
+            self._gather(i, n)
+        elif op in _QLINEAR or op == "QLinearConcat":
+            self._qlinear(i, n)
+        elif op == "QuantizeLinear" and len(n.input) > 1:
+            self.float_of.setdefault(n.output[0], n.input[0])
+            self.qparams[n.output[0]] = (n.input[1], n.input[2] if len(n.input) > 2 else "")
+        elif op in _PASS_INT and n.input and n.input[0] in self.qparams and n.input[0] in self.float_of:
+            self._passing(i, n)
+        elif op == "Gemm":
+            self._gemm(i, n)
+        elif op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul", "Gelu"):
+            self._ort_fused(i, n)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _int_weight(self, t: str) -> bool:

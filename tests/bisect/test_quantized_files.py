@@ -23,21 +23,21 @@ CNN = Path(__file__).with_name("user_files_models.py")
 _LEVELS = {"ORT_ENABLE_ALL"}  # the runner's optimisation level for an INT8 file (report's settings say it)
 
 
-def _bert(folder: Path) -> tuple[Path, Path, Path]:
-    """A tiny HF BERT (2 layers, hidden 64) exported by torch.onnx (TorchScript) with a padding mask, its inputs, and
-    `quantize_dynamic(weight_type=QUInt8)`'s file in `folder/dyn`."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import BertConfig, BertModel
+_BERT_PY = """
+import torch
+from transformers import BertConfig, BertModel
 
-    class Bert(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.bert = m
 
-        def forward(self, input_ids, attention_mask):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+class Bert(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.bert = m
 
+    def forward(self, input_ids, attention_mask):
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def build():
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=128, max_position_embeddings=64)
@@ -45,6 +45,23 @@ def _bert(folder: Path) -> tuple[Path, Path, Path]:
     ids = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(1))
     mask = torch.ones(1, 16, dtype=torch.int64)
     mask[0, 12:] = 0
+    return net, (ids, mask)
+"""
+
+
+def _bert(folder: Path) -> tuple[Path, Path, Path]:
+    """A tiny HF BERT (2 layers, hidden 64) exported by torch.onnx (TorchScript) with a padding mask, its inputs, and
+    `quantize_dynamic(weight_type=QUInt8)`'s file in `folder/dyn`."""
+    import importlib.util
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    (folder / "bert_model.py").write_text(_BERT_PY)
+    spec = importlib.util.spec_from_file_location("bert_model", folder / "bert_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net, (ids, mask) = mod.build()
     fp32, inputs = folder / "bert.onnx", folder / "x.npz"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -161,6 +178,13 @@ def test_dynamic_int8_bert_maps_every_probe_shows_the_files_numbers_and_names_a_
                     "/bert/encoder/layer.0/attention/self/query/MatMul_output_0",
                     "/bert/encoder/layer.0/output/dense/MatMul_output_0",
                     "/bert/encoder/layer.1/attention/output/LayerNorm/LayerNormalization_output_0"])
+
+    # `--torch`: each module's scope ends at a DynamicQuantizeLinear in the file; read as the float tensor before it
+    proc = cpdebug("bisect", "--torch", f"{tmp_path / 'bert_model.py'}:build", "-b", f"torch,ort@{folder}", "--level",
+                   "all", "--json", tmp_path / "t.json", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]  # 15 probes on uint8 tensors before
+    torch_rows = json.loads((tmp_path / "t.json").read_text())["results"][label]
+    assert all(r["status"] == "ok" for r in torch_rows), [r["probe"] for r in torch_rows if r["status"] != "ok"]
 
     # the same file as ONNX Runtime's optimizer writes it (optimum's ORTOptimizer too): com.microsoft
     # DynamicQuantizeMatMul / MatMulIntegerToFloat with their biases, SkipLayerNormalization, FusedMatMul, Gelu
