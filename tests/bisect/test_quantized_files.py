@@ -75,7 +75,8 @@ def _bert(folder: Path) -> tuple[Path, Path, Path]:
 
 
 def _cnn(folder: Path, fmt: str) -> tuple[Path, Path, Path]:
-    """user_files_models.healthy exported by torch.onnx and `quantize_static` in `fmt` (QOperator / QDQ)."""
+    """user_files_models.healthy exported by torch.onnx and `quantize_static` in `fmt` (QOperator / QDQ), or
+    `quantize_dynamic` ("dynamic")."""
     import importlib.util
 
     import torch
@@ -101,6 +102,12 @@ def _cnn(folder: Path, fmt: str) -> tuple[Path, Path, Path]:
 
     out = folder / fmt.lower()
     out.mkdir()
+    if fmt == "dynamic":  # ConvInteger → Cast → Mul → Add(bias), the Gemm as MatMulInteger over its transpose
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(out / "model.onnx"), weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+        return fp32, inputs, out
     quantize_static(str(fp32), str(out / "model.onnx"), Reader(), quant_format=getattr(QuantFormat, fmt),
                     per_channel=False)
     return fp32, inputs, out
@@ -224,7 +231,7 @@ def test_dynamic_int8_bert_maps_every_probe_shows_the_files_numbers_and_names_a_
     assert rc is not None and rc["probe"] == "/bert/encoder/layer.0/output/dense/MatMul_output_0", rc
 
 
-@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ", "dynamic"])
 def test_static_int8_cnn_maps_its_probes_and_shows_the_files_numbers(tmp_path, fmt):
     fp32, inputs, folder = _cnn(tmp_path, fmt)
     label = f"ort@{folder}"
@@ -246,3 +253,16 @@ def test_static_int8_cnn_maps_its_probes_and_shows_the_files_numbers(tmp_path, f
     assert len(compared) >= (6 if fmt == "QOperator" else 9), compared
     _check_numbers(report, label, fp32, folder / "model.onnx", dict(np.load(inputs)),
                    [p for p in compared if p in relus or p.endswith("body.6/Conv_output_0")])
+    if fmt != "QOperator":
+        return
+    # planted: body.4's weight scale in the file off by 1.5 (a file from other weights), named at body.4's ReLU
+    # (the conv's own value is folded into its QLinearConv with the ReLU)
+    model = onnx.load(folder / "model.onnx")
+    scale = next(i for i in model.graph.initializer if i.name == "body.4.weight_scale")
+    scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * np.float32(1.5), scale.name))
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    onnx.save(model, planted / "model.onnx")
+    report = _bisect(fp32, inputs, planted, tmp_path / "p.json")
+    rc = report["root_cause"][f"ort@{planted}"]
+    assert rc is not None and rc["probe"] == "/body/body.5/Relu_output_0", rc
