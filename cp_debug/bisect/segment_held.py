@@ -36,8 +36,9 @@ class Quantize:
             shape[self.axis % value.ndim] = scale.size
             scale, zero = scale.reshape(shape), zero.reshape(shape)
         info = np.iinfo(zero.dtype)
-        q = np.rint(value / scale) + zero.astype(np.float32)
-        return np.clip(q, info.min, info.max).astype(zero.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a degenerate scale the file holds: as it computes
+            q = np.rint(value / scale) + zero.astype(np.float32)
+            return np.clip(np.nan_to_num(q), info.min, info.max).astype(zero.dtype)
 
 
 def held_boundaries(model: onnx.ModelProto, types: dict, known: dict[str, str]) -> tuple[dict[str, str],

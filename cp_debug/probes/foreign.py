@@ -33,13 +33,14 @@ import onnx
 
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx
-from cp_debug.probes.quantized_forms import MAX_CHAIN, dequantized, float_view, past_inserted, quantized
+from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, past_inserted, quantized
+from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
-# Nodes whose weights make them recognisable: the anchors of the structural alignment.
+# Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
-                        "InstanceNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"})
+                        "InstanceNormalization", "GroupNormalization"})
 # Ops a deployment inserts that leave a value what it was, up to its precision: onnxconverter-common's Casts around
 # the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
 # is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
@@ -145,8 +146,7 @@ class _Graph:
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "_Graph":
-        """The graph of `model`'s float view (`quantized_forms.float_view`): each quantized form as the op it
-        replaces."""
+        """The graph of `model`'s float view (`quantized_forms.float_view`): quantized forms as the ops they are."""
         view = float_view(model)
         g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped, float_of=view.float_of)
         graph = g.model.graph
@@ -173,7 +173,7 @@ class _Graph:
                 if t:
                     g.consumers.setdefault(t, []).append((i, k))
             if node.op_type in ANCHOR_OPS or (node.op_type == "Gather" and len(g.constants.get(node.input[0], ())) > 1):
-                g.anchors.append(i)  # a Gather of a weight: an embedding
+                g.anchors.append(i)
         g._anchor_set = frozenset(g.anchors)
         return g
 

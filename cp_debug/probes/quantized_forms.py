@@ -44,7 +44,6 @@ _ATTRIBUTED = frozenset({"Conv", "Gemm", "Concat", "AveragePool", "Softmax", "Le
 _INTEGER = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16,
                       onnx.TensorProto.INT32, onnx.TensorProto.INT4, onnx.TensorProto.UINT4})
 VIEW_SUFFIX = "_dequantized"
-MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
 
 
 @dataclass(frozen=True)
@@ -292,13 +291,19 @@ class _Rewrite:
 
     def _gather(self, i: int, n: onnx.NodeProto) -> None:
         """Gather of a quantized initializer → DequantizeLinear: Gather of the weight, the DequantizeLinear's
-        output its value."""
+        output its value; read by QOperator ops instead (QLinearAdd), a view by the scale they read it with."""
         dq = self._only(n.output[0], "DequantizeLinear")
-        if dq is None:
-            return
-        y = self.nodes[dq].output[0]
-        self.float_of[n.output[0]] = y
-        self.drop.add(dq)
+        if dq is not None:
+            y = self.nodes[dq].output[0]
+            self.float_of[n.output[0]] = y
+            self.drop.add(dq)
+        else:
+            reads = [(j, k) for j in self.consumers.get(n.output[0], []) for k, x in enumerate(self.nodes[j].input)
+                     if x == n.output[0] and self.nodes[j].op_type in _QLINEAR and k + 2 < len(self.nodes[j].input)]
+            if not reads:
+                return
+            j, k = reads[0]
+            y = self._out(n.output[0], self.nodes[j].input[k + 1], self.nodes[j].input[k + 2])
         self.put[i] = [helper.make_node("Gather", list(n.input), [y], name=n.name or y,
                                         axis=next((a.i for a in n.attribute if a.name == "axis"), 0))]
 
@@ -411,38 +416,4 @@ def _stand_in(name: str, data_type: int, dims) -> onnx.TensorProto:
     t = onnx.TensorProto()
     t.name, t.data_type = name, data_type
     t.dims.extend(dims)
-    return t
-
-
-# -- Q/DQ pairs on activations in a `foreign._Graph` (its `consumers` and `model`) ------------------------------
-def only_consumer(g, t: str, op: str) -> str | None:
-    """The output of the one node consuming `t`, where there is exactly one and it is an `op`; else None."""
-    users = {j for j, _ in g.consumers.get(t, [])}
-    if len(users) != 1:
-        return None
-    node = g.model.graph.node[next(iter(users))]
-    return node.output[0] if node.op_type == op and node.output and node.output[0] else None
-
-
-def quantized(g, t: str) -> bool:
-    """Whether `t`'s one consumer is a QuantizeLinear whose one consumer is a DequantizeLinear."""
-    q = only_consumer(g, t, "QuantizeLinear")
-    return q is not None and only_consumer(g, q, "DequantizeLinear") is not None
-
-
-def dequantized(g, t: str) -> str:
-    """`t`, or the DequantizeLinear output of the Q/DQ pair that alone consumes it: the value the deployment computes
-    (ONNX Runtime fuses the float tensor before the pair away)."""
-    q = only_consumer(g, t, "QuantizeLinear")
-    dq = only_consumer(g, q, "DequantizeLinear") if q is not None else None
-    return dq or t
-
-
-def past_inserted(g, t: str) -> str:
-    """`t` followed through the Casts and Q/DQ pairs that alone consume it, one after the other."""
-    for _ in range(MAX_CHAIN):
-        nxt = only_consumer(g, t, "Cast") or (dequantized(g, t) if quantized(g, t) else None)
-        if nxt is None:
-            return t
-        t = nxt
     return t
