@@ -20,7 +20,6 @@ import pytest
 from tests.cli_run import cpdebug
 
 CNN = Path(__file__).with_name("user_files_models.py")
-_LEVELS = {"ORT_ENABLE_ALL"}  # the runner's optimisation level for an INT8 file (report's settings say it)
 
 
 _BERT_PY = """
@@ -120,16 +119,16 @@ def _bisect(fp32: Path, inputs: Path, folder: Path, report: Path) -> dict:
     return json.loads(report.read_text())
 
 
-def _plain(path: Path, feed: dict, tensors: list[str]) -> dict[str, np.ndarray]:
-    """A plain ONNX Runtime session (CPU, all optimisations, as the runner makes it) of the file at `path` with
-    `tensors` made graph outputs; an integer tensor read through its DequantizeLinear by the file's own scale."""
+def _plain(path: Path, feed: dict, tensors: list[str], level: str = "ORT_ENABLE_ALL") -> dict[str, np.ndarray]:
+    """A plain ONNX Runtime session (CPU, at the runner's optimisation `level`) of the file at `path` with `tensors`
+    made graph outputs."""
     import onnxruntime as ort
 
     model = onnx.load(path)
     have = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in have)
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return dict(zip(tensors, sess.run(tensors, feed)))
 
@@ -155,8 +154,9 @@ def _check_numbers(report: dict, label: str, fp32: Path, file: Path, feed: dict,
     theirs = {p: mapped[p]["tensor"] for p in probes}
     read = {p: t.removesuffix("_dequantized") if t.endswith("_quantized_dequantized") else t
             for p, t in theirs.items()}
+    level = report["settings"]["backends"][label][fp32.stem]["graph_optimization_level"]  # the runner's
     ref = _plain(fp32, feed, probes)
-    got = _plain(file, feed, sorted(set(read.values())))
+    got = _plain(file, feed, sorted(set(read.values())), level)
     for p in probes:
         value = got[read[p]]
         if read[p] != theirs[p]:
