@@ -92,6 +92,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     from cp_debug.graph.model import load_onnx
     from cp_debug.lint.weights import check_weights
     from cp_debug.probes.foreign import map_foreign
+    from cp_debug.probes.quantized_forms import with_dequantized
     from cp_debug.probes.sized_shapes import sized_shapes
     from cp_debug.probes.interface import adopt_output_names, check_interface
 
@@ -122,6 +123,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         sized = (sized_shapes(model, st.module, st.example_inputs, st.input_names, code_key=st.code_key)
                  if st.module is not None else None)
         found = map_foreign(model, st.onnx(), st.probe_map(), st.trace(), st.name, st.foreign_names, sized=sized)
+        model = with_dequantized(model, found.views)  # a QOperator file's integer-only tensors the probes read
         files.append(path)
         how.append(dict(found.how))
         differences.append(found.differences)

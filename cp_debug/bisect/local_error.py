@@ -76,6 +76,7 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     measured (the noise floor widens each probe's tolerance): the segments are cut and run meanwhile."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.bisect.kit_local import local_spec
+    from cp_debug.bisect.segment_held import held_boundaries
     from cp_debug.graph.plan import segment_model, tensor_types
 
     st = run.stage_of(state.label, i)  # a SPEC@DIR candidate: segments of its deployed file
@@ -93,6 +94,9 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
     store = run.store  # a candidate on the device of the store's device tier: segments fed and read there
     device = store.device if (store.device is not None and spec.device == store.device.type and qdq is None
                               and not spec.calibrated and spec.can(Capability.DEVICE_TENSORS)) else None
+    quantize: dict = {}
+    if device is None:  # a quantized file's integer boundaries, fed as it holds them (`segment_held.py`)
+        known, quantize = held_boundaries(model, types, known)
     cuts = _cuts(run, state, sp, model, st.probe_map(), known, notes)
 
     def measured(ps: list[ProbeSpec], cut, val) -> None:
@@ -103,7 +107,8 @@ def segment_errors(run: RunState, state: CandidateState, i: int, sp: list[ProbeS
             out[p.name] = (loc, [known[b] for b in cut.inputs if known[b] in run.probes])
 
     def feed_of(cut) -> dict:  # the segment's boundary values (taken when it runs: they may lie spilled on disk)
-        return {b: _as_held(_boundary(run, i, known[b], device), types.get(b)) for b in cut.inputs}
+        return {b: quantize[b](_boundary(run, i, known[b], device)) if b in quantize
+                else _as_held(_boundary(run, i, known[b], device), types.get(b)) for b in cut.inputs}
 
     alone, joined = cuts, 0
     if len(cuts) > 1 and qdq is None and not spec.calibrated:  # side by side: a session per group, not per probe
@@ -146,8 +151,9 @@ def _cuts(run: RunState, state: CandidateState, sp: list[ProbeSpec], model, pm, 
         if tensor in of_tensor:
             of_tensor[tensor].append(p)
             continue
-        try:
-            cut = cut_segment(model, [tensor], set(known) - {tensor}, index=k)
+        try:  # the probe's own value, under any name it is known by, is no boundary of its segment
+            cut = cut_segment(model, [tensor], {t for t, key in known.items() if key != known.get(tensor, p.name)}
+                              - {tensor}, index=k)
         except Exception as err:
             notes.append(f"{state.label}: local error of {p.name} not computed: {err}")
             continue

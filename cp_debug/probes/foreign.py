@@ -10,6 +10,9 @@ table (`naming.py`) does not carry over by name. Two ways in, tried per probe:
    paired by op type, weight shapes and where they sit between the graph's inputs and outputs (`align_anchors`);
    a probe tensor of ours is reached from its nearest compute node (or graph input) by a chain of ops, and the
    same chain is followed in the file.
+A quantized file is read as the float computation it stands for (`quantized_forms.float_view`: dynamic INT8, ORT's
+fused forms, QOperator, a quantized embedding act as the op they replace); an integer tensor no float tensor holds is
+read through a DequantizeLinear added to the file (`ForeignMap.views`); a constant-only tensor is no counterpart.
 What a deployment inserts is looked through (`_THROUGH`): a weight behind DequantizeLinear (an int8 or float8
 initializer, or QuantizeLinear of a float one; onnxruntime.quantization's `quantize_static`) or a Cast is that weight,
 of the quantized initializer's shape; a chain is followed past onnxconverter-common's Casts and the Q/DQ pairs on
@@ -30,17 +33,20 @@ import onnx
 
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
+from cp_debug.probes.node_pairs import align_nodes
+from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, past_inserted, quantized
+from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
 
-# Nodes whose weights make them recognisable: the anchors of the structural alignment.
+# Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
-                        "InstanceNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"})
-_MAX_CHAIN = 12  # ops between a probe tensor and its anchor, at most
+                        "InstanceNormalization", "GroupNormalization"})
 # Ops a deployment inserts that leave a value what it was, up to its precision: onnxconverter-common's Casts around
 # the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
 # is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
 _THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
+_COMMUTATIVE = frozenset({"Add", "Mul"})
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
@@ -53,6 +59,9 @@ class ForeignMap:
     probe_map: ProbeMap
     how: dict[str, str] = field(default_factory=dict)  # module -> "scope" | "structure"
     differences: GraphDifferences = GraphDifferences()  # nodes with no counterpart on the other side
+    # the dequantized views the probes read (a QOperator file's integer-only tensors): tensor -> (integer tensor,
+    # scale, zero point), each a DequantizeLinear to add to the file (`quantized_forms.with_dequantized`)
+    views: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {"scope": 0, "structure": 0}
@@ -74,15 +83,17 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     a, b = _Graph.of(ours), _Graph.of(foreign)
     pair = align_anchors(a, b)
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
-    producers = {t: n.op_type for n in foreign.graph.node for t in n.output}
+    producers = {t: n.op_type for n in b.model.graph.node for t in n.output}
     index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}
+    index.update({v: index.get(t, -1) for v, (t, _, _) in b.views.items()})
     tensors: dict[str, str] = {}
     op_types: dict[str, str] = {}
     unmapped: dict[str, str] = {}
     how: dict[str, str] = {}
     for q in module_names:
-        if q in by_scope.tensors:
-            tensors[q], how[q] = by_scope.tensors[q], "scope"
+        scoped = b.float_of.get(by_scope.tensors.get(q, ""), by_scope.tensors.get(q, ""))  # a quantized tensor's
+        if scoped and b.holds(scoped):  # float value (a DynamicQuantizeLinear's input), never the integer tensor
+            tensors[q], how[q] = scoped, "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
             continue
@@ -96,11 +107,12 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     differences = without_twins(
-        unmatched_nodes(foreign, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
-                        node_scopes(foreign, names, rename)),
-        unmatched_nodes(ours, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
-                        node_scopes(ours, names)))
-    return ForeignMap(their_map, how, differences)
+        unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
+                        node_scopes(b.model, names, rename)),
+        unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
+                        node_scopes(a.model, names)))
+    views = {t: b.views[t] for t in tensors.values() if t in b.views}
+    return ForeignMap(their_map, how, differences, views)
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],
@@ -131,11 +143,17 @@ class _Graph:
     inputs: frozenset = frozenset()
     anchors: list[int] = field(default_factory=list)
     _anchor_set: frozenset = frozenset()
+    views: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # FloatView.views
+    inner: frozenset = frozenset()  # FloatView.inner: no run reads them
+    clipped: frozenset = frozenset()  # FloatView.clipped: a ReLU may be folded into their range
+    float_of: dict[str, str] = field(default_factory=dict)  # FloatView.float_of: an integer tensor's float value
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "_Graph":
-        g = cls(model)
-        graph = model.graph
+        """The graph of `model`'s float view (`quantized_forms.float_view`): quantized forms as the ops they are."""
+        view = float_view(model)
+        g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped, float_of=view.float_of)
+        graph = g.model.graph
         g.constants = {init.name: tuple(init.dims) for init in graph.initializer}
         g.inputs = frozenset(i.name for i in graph.input if i.name not in g.constants)
         for i, node in enumerate(graph.node):
@@ -143,10 +161,14 @@ class _Graph:
                 value = next((a.t for a in node.attribute if a.name == "value"), None)
                 g.constants[node.output[0]] = tuple(value.dims) if value is not None else ()
                 continue
-            if node.op_type in _THROUGH and node.input and node.input[0] in g.constants:
-                # a weight behind DequantizeLinear (an int8 initializer, or QuantizeLinear of a float one) or a
-                # Cast: still that weight, of the quantized initializer's shape
-                g.constants[node.output[0]] = g.constants[node.input[0]]
+            if node.input and all(t in g.constants for t in node.input if t):
+                # computed from constants only: a weight behind DequantizeLinear (an int8 initializer, or
+                # QuantizeLinear of a float one), a Cast or an Identity (TorchScript's shared weights) is still
+                # that weight, of the initializer's shape; anything else a constant of unknown shape
+                shape = g.constants[node.input[0]] if node.op_type in _THROUGH | {"Identity"} else ()
+                for t in node.output:
+                    if t:
+                        g.constants[t] = shape
                 continue
             for k, t in enumerate(node.output):
                 if t:
@@ -154,7 +176,7 @@ class _Graph:
             for k, t in enumerate(node.input):
                 if t:
                     g.consumers.setdefault(t, []).append((i, k))
-            if node.op_type in ANCHOR_OPS:
+            if node.op_type in ANCHOR_OPS or (node.op_type == "Gather" and len(g.constants.get(node.input[0], ())) > 1):
                 g.anchors.append(i)
         g._anchor_set = frozenset(g.anchors)
         return g
@@ -164,12 +186,17 @@ class _Graph:
         return (node.op_type, tuple(self.constants.get(t) for t in node.input if t in self.constants))
 
     def unpaired(self, paired: set[int]) -> list[int]:
-        """The nodes (Constants aside) not in `paired`, in graph order."""
-        return [i for i, n in enumerate(self.model.graph.node) if n.op_type != "Constant" and i not in paired]
+        """The nodes (Constants and nodes computed from constants only aside) not in `paired`, in graph order."""
+        return [i for i, n in enumerate(self.model.graph.node) if n.op_type != "Constant" and i not in paired
+                and not all(t in self.constants for t in n.output if t)]
+
+    def holds(self, t: str) -> bool:
+        """Whether the float view has tensor `t` (the integer tensors inside a quantized form it has not)."""
+        return t in self.producer or t in self.inputs or t in self.constants
 
     def source(self, t: str) -> str:
         """The tensor `t` is a precision's copy of (through Casts and Q/DQ pairs on an activation), else `t`."""
-        for _ in range(_MAX_CHAIN):
+        for _ in range(MAX_CHAIN):
             made = self.producer.get(t)
             node = self.model.graph.node[made[0]] if made else None
             if node is None or node.op_type not in _THROUGH or not self.computed(node.input[0]):
@@ -183,7 +210,7 @@ class _Graph:
         out = []
         for j, slot in self.consumers.get(t, []):
             node = self.model.graph.node[j]
-            if node.op_type in _THROUGH and slot == 0 and depth < _MAX_CHAIN:
+            if node.op_type in _THROUGH and slot == 0 and depth < MAX_CHAIN:
                 out += [x for o in node.output if o for x in self.sinks(o, depth + 1)]
             else:
                 out.append((j, slot))
@@ -206,8 +233,8 @@ class _Graph:
             return key
         memo = {}
         for i in reversed(self.anchors):
-            outs = tuple(tuple(sorted(key[s] if isinstance(s, int) else hash(s) for s in self._sinks(t, memo, outputs)))
-                         for t in nodes[i].output if t)
+            outs = tuple(tuple(sorted(hash((key[s[1]], s[2])) if s[0] == "at" else hash(s)
+                                      for s in self._sinks(t, memo, outputs))) for t in nodes[i].output if t)
             key[i] = hash((self.signature(i), outs))
         return key
 
@@ -226,12 +253,13 @@ class _Graph:
         return memo[t]
 
     def _sinks(self, t: str, memo: dict, outputs: set[str]) -> frozenset:
-        """The nearest anchors (node indices) or graph outputs (("out", name)) that tensor `t` flows into."""
+        """The nearest anchors, with the input slot it reaches them in (("at", node index, slot): attention's query
+        and key part there), or graph outputs (("out", name)) that tensor `t` flows into."""
         if t not in memo:
             found = {("out", t)} if t in outputs else set()
-            for j, _ in self.consumers.get(t, []):
+            for j, k in self.consumers.get(t, []):
                 if j in self._anchor_set:
-                    found.add(j)
+                    found.add(("at", j, k))
                 else:
                     for x in self.model.graph.node[j].output:
                         if x:
@@ -280,87 +308,6 @@ def align_anchors(a: "_Graph", b: "_Graph") -> dict[int, int]:
     return pair
 
 
-def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, int]:
-    """Every node of `a` → its counterpart in `b`, grown from the aligned anchors, the nodes both graphs name alike
-    (same name and op type) and the interface (inputs and outputs keep their names): a pair's producers pair where
-    they have one op type, and its consumers where exactly one on each side takes the same output in the same
-    slot with the same op type. An inserted, dropped or replaced node is reached by neither and stays unpaired."""
-    nodes_a, nodes_b = a.model.graph.node, b.model.graph.node
-    pair: dict[int, int] = {}
-    taken: set[int] = set()
-    todo: list[int] = []
-
-    def add(i: int, j: int) -> None:
-        if i not in pair and j not in taken and nodes_a[i].op_type == nodes_b[j].op_type:
-            pair[i] = j
-            taken.add(j)
-            todo.append(i)
-
-    for i, j in anchors.items():
-        add(i, j)
-    named = {n.name: j for j, n in enumerate(nodes_b) if n.name and n.op_type != "Constant"}
-    for i, n in enumerate(nodes_a):
-        if n.name and n.op_type != "Constant" and n.name in named:
-            add(i, named[n.name])
-    for t in a.inputs & b.inputs:
-        _pair_consumers(a, b, t, t, add, pair, taken)
-    for o in a.model.graph.output:
-        if o.name in b.producer and o.name in a.producer:
-            add(a.producer[o.name][0], b.producer[o.name][0])
-    while todo:
-        i = todo.pop()
-        na, nb = nodes_a[i], nodes_b[pair[i]]
-        for ta, tb in _input_pairs(na, nb, a, b):
-            ta, tb = a.source(ta), b.source(tb)  # past the Casts and Q/DQ pairs a precision put in between
-            if ta in a.producer and tb in b.producer and a.producer[ta][1] == b.producer[tb][1]:
-                add(a.producer[ta][0], b.producer[tb][0])
-        for ta, tb in zip(na.output, nb.output):
-            if ta and tb:
-                _pair_consumers(a, b, ta, tb, add, pair, taken)
-    return pair
-
-
-def _input_pairs(na, nb, a: "_Graph", b: "_Graph") -> list[tuple[str, str]]:
-    """The inputs of two paired nodes that correspond: slot by slot; for a commutative op whose slots hold other
-    kinds of value (TorchScript writes a Linear's `Add(bias, MatMul)`, the dynamo exporter `Add(MatMul, bias)`), each
-    input with the one input on the other side made by the same op type (or the same kind: a weight, an input)."""
-    pairs = list(zip(na.input, nb.input))
-    if na.op_type not in _COMMUTATIVE or len(na.input) != len(nb.input):
-        return pairs
-
-    def kind(g: "_Graph", t: str) -> str:
-        if t in g.producer:
-            return g.model.graph.node[g.producer[t][0]].op_type
-        return "constant" if t in g.constants else "input"
-
-    ka, kb = [kind(a, t) for t in na.input], [kind(b, t) for t in nb.input]
-    if ka == kb:
-        return pairs
-    return [(ta, nb.input[kb.index(k)]) for ta, k in zip(na.input, ka) if ka.count(k) == 1 and kb.count(k) == 1]
-
-
-# ops whose inputs may come in either order: pairing reads them by what makes each input, not by slot
-_COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal"})
-
-
-def _pair_consumers(a: "_Graph", b: "_Graph", ta: str, tb: str, add, pair: dict[int, int], taken: set[int]) -> None:
-    """Pair the unpaired consumers of `ta` (in `a`) and `tb` (in `b`) that are alone in taking it in their slot with
-    their op type (any slot of a commutative op)."""
-    def groups(g: "_Graph", t: str, done) -> dict[tuple, list[int]]:
-        out: dict[tuple, list[int]] = {}
-        for j, slot in g.sinks(t):
-            if j not in done:
-                op = g.model.graph.node[j].op_type
-                out.setdefault((op, None if op in _COMMUTATIVE else slot), []).append(j)
-        return out
-
-    ga, gb = groups(a, ta, pair), groups(b, tb, taken)
-    for key, mine in ga.items():
-        theirs = gb.get(key, [])
-        if len(set(mine)) == 1 and len(set(theirs)) == 1:
-            add(mine[0], theirs[0])
-
-
 def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
     """key -> node for keys held by exactly one node (all nodes counted), leaving out nodes already paired."""
     seen: dict[int, list[int]] = {}
@@ -372,14 +319,16 @@ def _unique(keys: dict[int, int], taken: set[int]) -> dict[int, int]:
 def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[str]:
     """Walk back from our tensor `t` to its anchor (or a graph input), then the same ops forward in the foreign
     graph. Returns the foreign tensor, or (reason,) where the way is missing or not unique."""
-    steps: list[tuple[str, int, int]] = []  # (op type, input slot taken, output slot), walking back
+    steps: list[tuple[str, int, int, bool]] = []  # (op type, input slot taken, output slot, rest constant), back
     cur = t
-    for _ in range(_MAX_CHAIN + 1):
+    for _ in range(MAX_CHAIN + 1):
         if cur in a.inputs:
             if cur not in b.inputs:
                 return (f"the deployed graph has no input {cur!r}",)
             start = cur
             break
+        if cur not in a.producer:
+            return ("it is computed from constants only",)
         i, out_slot = a.producer[cur]
         node = a.model.graph.node[i]
         if i in a._anchor_set:
@@ -393,21 +342,23 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         slot = next((k for k, x in enumerate(node.input) if a.computed(x)), None)
         if slot is None:
             return ("it is computed from constants only",)
-        steps.append((node.op_type, slot, out_slot))
+        steps.append((node.op_type, slot, out_slot, not any(a.computed(x) for x in node.input[slot + 1:])))
         cur = node.input[slot]
     else:
-        return (f"more than {_MAX_CHAIN} ops from the nearest weighted node",)
+        return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
-    for op, slot, out_slot in reversed(steps):
-        fits = [j for j, k in b.consumers.get(cur, []) if k == slot and b.model.graph.node[j].op_type == op]
+    for op, slot, out_slot, rest_constant in reversed(steps):
+        fits = _fitting(b, cur, op, slot, rest_constant)
         if not fits and op not in _THROUGH:
-            past = _past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
-            fits = [j for j, k in b.consumers.get(past, []) if k == slot and b.model.graph.node[j].op_type == op]
+            past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
+            fits = _fitting(b, past, op, slot, rest_constant)
             # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
             # keeps the ReLU after the pair, which then is the ReLU's counterpart)
-            if not fits and past != cur and op in _FOLDED_INTO_Q and _quantized(b, cur):
+            if not fits and past != cur and op in _FOLDED_INTO_Q and quantized(b, cur):
                 cur = past
                 continue
+            if not fits and op in _FOLDED_INTO_Q and cur in b.clipped:
+                continue  # a QOperator op (QLinearConv) holds the ReLU in its output's range
             cur = past
         if len(set(fits)) != 1:
             what = "no" if not fits else "several"
@@ -416,10 +367,37 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         if out_slot >= len(outs) or not outs[out_slot]:
             return (f"the deployed graph's {op} lacks output {out_slot}",)
         cur = outs[out_slot]
-    deq = _dequantized(b, cur)
+    return _as_computed(a, b, t, cur)
+
+
+def _fitting(b: _Graph, t: str, op: str, slot: int, rest_constant: bool) -> list[int]:
+    """The `op` nodes of `b` reading `t` in `slot`, their other inputs constants only where ours are (a GELU's
+    `x · 0.5` is not its `x · (1 + erf)`); for an Add or Mul of `t` and constants (a bias, a scale) none there, those
+    reading it in another slot (a fused MatMul's bias added after it, where the exporter added it before)."""
+    nodes = b.model.graph.node
+
+    def alike(j: int, k: int) -> bool:
+        return nodes[j].op_type == op and rest_constant == (not any(b.computed(x) for m, x in enumerate(nodes[j].input)
+                                                                     if m != k))
+
+    fits = [j for j, k in b.consumers.get(t, []) if k == slot and alike(j, k)]
+    if not fits and rest_constant and op in _COMMUTATIVE:
+        fits = [j for j, k in b.consumers.get(t, []) if alike(j, k)]
+    return fits
+
+
+def _as_computed(a: _Graph, b: _Graph, t: str, cur: str) -> str | tuple[str]:
+    """The deployed tensor `cur` found for our `t`, read as the deployment computes it: the dequantized tensor of a
+    Q/DQ pair after it, the pair's input where our ReLU follows and the quantizer folded it; or (reason,)."""
+    if cur in b.inner:
+        return ("the deployed graph fuses it into the op after it (its value is not in the file)",)
+    deq = dequantized(b, cur)
     ours = {a.model.graph.node[j].op_type for j, _ in a.consumers.get(t, [])}
     theirs = {b.model.graph.node[j].op_type for j, _ in b.consumers.get(deq, [])}
     if ours and ours <= _FOLDED_INTO_Q and not ours & theirs:
+        if cur in b.clipped:
+            return ("the deployed graph's quantized op folds the ReLU after it into its output's range: its value "
+                    "before the ReLU is not in the file",)
         return cur  # our ReLU follows and the quantizer folded it: the pair after this tensor is that ReLU's
     return deq
 
@@ -435,41 +413,8 @@ def _folded_into_q(a: _Graph, b: _Graph, nodes: dict[int, int]) -> set[int]:
         k, slot = a.producer[node.input[0]]
         outs = b.model.graph.node[nodes[k]].output if k in nodes else []
         t = outs[slot] if slot < len(outs) else ""
-        if t and _quantized(b, t):
-            after = {b.model.graph.node[j].op_type for j, _ in b.consumers.get(_dequantized(b, t), [])}
+        if t and (quantized(b, t) or t in b.clipped):
+            after = {b.model.graph.node[j].op_type for j, _ in b.consumers.get(dequantized(b, t), [])}
             if node.op_type not in after:
                 folded.add(i)
     return folded
-
-
-def _only_consumer(g: _Graph, t: str, op: str) -> str | None:
-    """The output of the one node consuming `t`, where there is exactly one and it is an `op`; else None."""
-    users = {j for j, _ in g.consumers.get(t, [])}
-    if len(users) != 1:
-        return None
-    node = g.model.graph.node[next(iter(users))]
-    return node.output[0] if node.op_type == op and node.output and node.output[0] else None
-
-
-def _quantized(g: _Graph, t: str) -> bool:
-    """Whether `t`'s one consumer is a QuantizeLinear whose one consumer is a DequantizeLinear."""
-    q = _only_consumer(g, t, "QuantizeLinear")
-    return q is not None and _only_consumer(g, q, "DequantizeLinear") is not None
-
-
-def _dequantized(g: _Graph, t: str) -> str:
-    """`t`, or the DequantizeLinear output of the Q/DQ pair that alone consumes it: the value the deployment computes
-    (ONNX Runtime fuses the float tensor before the pair away)."""
-    q = _only_consumer(g, t, "QuantizeLinear")
-    dq = _only_consumer(g, q, "DequantizeLinear") if q is not None else None
-    return dq or t
-
-
-def _past_inserted(g: _Graph, t: str) -> str:
-    """`t` followed through the Casts and Q/DQ pairs that alone consume it, one after the other."""
-    for _ in range(_MAX_CHAIN):
-        nxt = _only_consumer(g, t, "Cast") or (_dequantized(g, t) if _quantized(g, t) else None)
-        if nxt is None:
-            return t
-        t = nxt
-    return t

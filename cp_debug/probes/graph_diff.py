@@ -1,6 +1,6 @@
 """The nodes of a deployed graph and of the reference's export that have no counterpart on the other side.
 
-`foreign.align_nodes` pairs the two graphs node by node; what is left over on either side is a graph difference: a
+`node_pairs.align_nodes` pairs the two graphs node by node; what is left over on either side is a graph difference: a
 Clip or a Mul the deployment inserted, a Sigmoid it dropped, an op it fused or split. Each unpaired node is placed
 between the probes around it on its own side (the nearest probe tensor upstream and downstream), so a report can
 say which segment holds it, and bisect can name it where that segment is the one the divergence arises in.

@@ -37,13 +37,27 @@ def readable_probe_names(model: onnx.ModelProto) -> dict[str, str]:
     elem = {vi.name: vi.type.tensor_type.elem_type for vi in
             list(inferred.graph.value_info) + list(inferred.graph.output)}
     names: dict[str, str] = {}
+    computed = _computed(model)
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
         for t in node.output:
-            if t and elem.get(t, onnx.TensorProto.FLOAT) in _FLOATS:
+            if t and t in computed and elem.get(t, onnx.TensorProto.FLOAT) in _FLOATS:
                 names[_readable(node, t, names)] = t
     return names
+
+
+def _computed(model: onnx.ModelProto) -> set[str]:
+    """The tensors computed from a graph input: a node's outputs made from constants only (the TorchScript
+    exporter's Identity of a shared weight, a folded shape) are no probe, whatever the inputs."""
+    from cp_debug.graph.plan import node_reads
+
+    inits = {i.name for i in model.graph.initializer}
+    out = {i.name for i in model.graph.input if i.name not in inits}
+    for node in model.graph.node:  # graph order is topological; an If's branches read the outer graph too
+        if any(t in out for t in node_reads(node)):
+            out.update(t for t in node.output if t)
+    return out
 
 
 def scope_chains(model: onnx.ModelProto) -> dict[str, tuple[str, ...]]:

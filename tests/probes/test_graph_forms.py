@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from cp_debug.probes.foreign import _Graph, align_nodes
+from cp_debug.probes.foreign import _Graph
+from cp_debug.probes.node_pairs import align_nodes
 from cp_debug.probes.graph_diff import unmatched_nodes
 from cp_debug.probes.naming import ProbeMap
 
