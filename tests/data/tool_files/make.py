@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                     runs[key] = res
                     print(json.dumps({k: res.get(k) for k in ("error", "warnings")})[:600], flush=True)
                     raw_path.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+        raw_path.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")  # the skipped ones too
     sys.path.insert(0, str(STAGES))
     from answers import write_cases  # the project's python: onnxruntime 1.32, torch, models.py
     write_cases(runs, HERE / "cases.json")
