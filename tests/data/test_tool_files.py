@@ -53,6 +53,7 @@ def test_a_case_is_as_recorded(case):
     assert case["call"] and case["expected"]["outcome"] in ("within_precision", "degraded", "diverged", "refused")
     inputs = facts.file_inputs(proto)
     assert inputs == case["file_inputs"]
+    assert facts.non_finite_initializers(proto) == case["file_non_finite_initializers"]  # ModelOpt's inf FP8 scale
     sample = np.load(ROOT / case["inputs"])
     for i in inputs:  # every input of the file has its array, of a shape the file takes
         a = sample[i["name"]]

@@ -149,8 +149,9 @@ def expected(case: dict, proto, layer: dict) -> dict:
     holds16 = prec == "fp16" or "float16" in case["file_float_types"]
     if not ort["finite"]:
         reason = "fp16-overflow" if holds16 else f"{prec}-overflow"
-        if new and new["op"] in ("QuantizeLinear", "DequantizeLinear") and prec == "fp8":
-            reason = "fp8-overflow"
+        node = next((n for n in proto.graph.node if new and n.name == new["node"]), None)
+        if node is not None and set(node.input) & set(case["file_non_finite_initializers"]):
+            reason = f"{prec}-scale-inf"  # the tool wrote an inf scale: the file is broken before it runs
         return {"outcome": "diverged", "reason": reason,
                 "root_cause": {"module": planted, "node": (new or {}).get("node"), "probe": new, "nodes": nodes},
                 "why": f"{ort['non_finite_count']} non-finite outputs; probed, the first inf/NaN the healthy "
@@ -227,6 +228,7 @@ def write_cases(runs: dict, path: Path) -> None:
         proto = onnx.load(str(ROOT / run["file"]))
         case["file_inputs"] = facts.file_inputs(proto)
         case["file_float_types"] = facts.float_types(proto)
+        case["file_non_finite_initializers"] = facts.non_finite_initializers(proto)
         case["opset"] = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
         ref = refs.setdefault((model, variant), facts.reference(model, variant))
         healthy = probes.get((model, tool), set())

@@ -125,3 +125,14 @@ def float_types(model) -> list[str]:
             if at.type == onnx.AttributeProto.TENSOR and at.t.data_type in kinds:
                 found.add(kinds[at.t.data_type])
     return sorted(found)
+
+
+def non_finite_initializers(model) -> list[str]:
+    """The names of the file's floating initializers that hold inf or NaN (a quantizer's scale gone to inf)."""
+    from onnx import numpy_helper
+    bad = []
+    for t in model.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype.kind == "f" and not np.isfinite(np.atleast_1d(a).astype(np.float32)).all():
+            bad.append(t.name)
+    return bad
