@@ -73,13 +73,17 @@ def test_a_case_is_as_recorded(case):
             assert cmp["rel_rms"] == pytest.approx(want["rel_rms"], rel=0.05, abs=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["healthy", "planted", "outlier"])
-def test_the_cnn_module_is_its_export(variant):
+@pytest.mark.parametrize("model, variant", [("cnn", "healthy"), ("cnn", "planted"), ("cnn", "outlier"),
+                                            ("bert", "healthy"), ("bert", "planted")])
+def test_the_module_is_its_export(model, variant):
+    """models.py's module on the stored weights is what the tools were given (optimum exported BERT under
+    transformers 4.57 in its venv; the suite's transformers builds the same module)."""
     sys.path.insert(0, str(ROOT))
     import models
     import torch
-    module, inputs = models.build("cnn", variant)
+    module, inputs = models.build(model, variant)
     with torch.no_grad():
         out = module(*inputs).numpy()
-    np.testing.assert_allclose(reference("cnn", variant), out, rtol=1e-5, atol=1e-5)
-    assert [k for k in np.load(ROOT / "cnn_inputs.npz").files] == list(models.CNN_INPUTS)
+    np.testing.assert_allclose(reference(model, variant), out, rtol=1e-5, atol=1e-5)
+    names = models.BERT_INPUTS if model == "bert" else models.CNN_INPUTS
+    assert np.load(ROOT / f"{model}_inputs.npz").files == list(names)
