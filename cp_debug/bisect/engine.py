@@ -227,10 +227,8 @@ class BisectEngine:
         from cp_debug.bisect.deployed import deployed_stages
 
         rs = self.run_state
-        per_stage: dict[int, list[str]] = {}
-        for p in probes:
-            if p.kind == "module":
-                per_stage.setdefault(p.stage, []).append(p.name)
+        modules = [p for p in probes if p.kind == "module"]
+        per_stage = {i: [p.name for p in modules if p.stage == i] for i in {p.stage for p in modules}}
         for k, (label, spec) in enumerate(self.candidates):
             if spec.onnx_dir is not None:
                 with rs.progress.step(f"{label}: checking and mapping the deployed ONNX files"):

@@ -5,13 +5,11 @@ either side is a graph difference (`graph_diff.py`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.probes.foreign import _Graph
+_Graph = Any  # foreign._Graph: what the alignment reads of a graph (producers, consumers, constants, anchors)
 
-
-def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, int]:
+def align_nodes(a: _Graph, b: _Graph, anchors: dict[int, int]) -> dict[int, int]:
     """Every node of `a` → its counterpart in `b`, grown from the aligned anchors, the nodes both graphs name alike
     (same name and op type) and the interface (inputs and outputs keep their names): a pair's producers pair where
     they have one op type, and its consumers where exactly one on each side takes the same output in the same
@@ -51,7 +49,7 @@ def align_nodes(a: "_Graph", b: "_Graph", anchors: dict[int, int]) -> dict[int, 
     return pair
 
 
-def _input_pairs(na, nb, a: "_Graph", b: "_Graph") -> list[tuple[str, str]]:
+def _input_pairs(na, nb, a: _Graph, b: _Graph) -> list[tuple[str, str]]:
     """The inputs of two paired nodes that correspond: slot by slot; for a commutative op whose slots hold other
     kinds of value (TorchScript writes a Linear's `Add(bias, MatMul)`, the dynamo exporter `Add(MatMul, bias)`), each
     input with the one input on the other side made by the same op type (or the same kind: a weight, an input)."""
@@ -59,7 +57,7 @@ def _input_pairs(na, nb, a: "_Graph", b: "_Graph") -> list[tuple[str, str]]:
     if na.op_type not in _ANY_ORDER or len(na.input) != len(nb.input):
         return pairs
 
-    def kind(g: "_Graph", t: str) -> str:
+    def kind(g: _Graph, t: str) -> str:
         if t in g.producer:
             return g.model.graph.node[g.producer[t][0]].op_type
         return "constant" if t in g.constants else "input"
@@ -74,10 +72,10 @@ def _input_pairs(na, nb, a: "_Graph", b: "_Graph") -> list[tuple[str, str]]:
 _ANY_ORDER = frozenset({"Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal"})
 
 
-def _pair_consumers(a: "_Graph", b: "_Graph", ta: str, tb: str, add, pair: dict[int, int], taken: set[int]) -> None:
+def _pair_consumers(a: _Graph, b: _Graph, ta: str, tb: str, add, pair: dict[int, int], taken: set[int]) -> None:
     """Pair the unpaired consumers of `ta` (in `a`) and `tb` (in `b`) that are alone in taking it in their slot with
     their op type (any slot of a commutative op)."""
-    def groups(g: "_Graph", t: str, done) -> dict[tuple, list[int]]:
+    def groups(g: _Graph, t: str, done) -> dict[tuple, list[int]]:
         out: dict[tuple, list[int]] = {}
         for j, slot in g.sinks(t):
             if j not in done:
