@@ -55,10 +55,10 @@ def run(case: dict, path: str, level: str | None) -> dict:
 def agrees(expected: dict, row: dict) -> bool:
     if expected["outcome"] == "refused":
         return row["exit"] == 3
-    if expected.get("root_cause") is None or expected["outcome"] == "within_precision" and \
-            expected.get("reason") in (None, "none", "mask-harmless", "fp8-tolerates-outlier"):
+    if expected["outcome"] == "within_precision":  # a plant the network hides (an outlier masked downstream) too
         return row["exit"] == 0 or (row.get("outcome") == "degraded" and not row.get("root"))
-    names = [expected["root_cause"].get("module") or "", *(expected["root_cause"].get("nodes") or [])]
+    also = (expected["root_cause"].get("also") or "").split(" (")[0]  # a second layer the plant breaks, where said
+    names = [expected["root_cause"].get("module") or "", *(expected["root_cause"].get("nodes") or []), also]
     said = f"{row.get('root') or ''} {row.get('hint') or ''}"
     slashed = [n.replace(".", "/") for n in names if n]
     return row["exit"] in (1, 4) and any(n and (n in said or n.replace(".", "/") in said) for n in names + slashed)

@@ -24,14 +24,15 @@ class GraphBlame:
     differences: GraphDifferences | None = None
     in_segment: tuple[UnmatchedNode, ...] = ()
     clamped: tuple = ()  # the weights of the segment its file's FP16 conversion clamped (`lint.weights.Clamp`)
+    scales: tuple[str, ...] = ()  # the segment's Q/DQ scales the file holds as inf, NaN or 0 (`qdq_file_why`)
 
     def hint(self, hint: str | None) -> str | None:
-        said = []
+        said = list(self.scales)
         if self.clamped:
             weights = "; ".join(c.line() for c in self.clamped)
             said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
                         "layer (convert it again with a larger max_finite_val, or keep the layer in FP32)")
-        if self.in_segment:
+        if self.in_segment and not said:  # the file's own faults there first: a difference beside them is no why
             nodes = "; ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
             more = f" (and {len(self.in_segment) - _NAMED} more)" if len(self.in_segment) > _NAMED else ""
             said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic")
@@ -39,7 +40,7 @@ class GraphBlame:
             return hint
         from cp_debug.bisect.hints import rounding_only
 
-        if self.clamped and rounding_only(hint):  # the clamped weight is the why the fallback did not know
+        if (self.clamped or self.scales) and rounding_only(hint):  # the why the fallback did not know
             hint = None
         return "; ".join(said + ([hint] if hint else []))
 
@@ -65,25 +66,24 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
                         (run.subject.stages[p.stage], stage.only_in_reference)):
         nodes = [n for n in nodes if not n.form]
         if nodes:
-            made, _ = _segment_tensors(view, rc, p.kind, measured)
+            made = {t for n in _segment_nodes(view, rc, p.kind, measured) for t in n.output if t}
             hits += [n for n in nodes if made & set(n.outputs)]
-    clamped = ()
-    if clamps:
-        _, read = _segment_tensors(found.stages[p.stage], rc, p.kind, measured)
-        clamped = tuple(c for c in clamps if c.tensor in read)
-    return GraphBlame(differences, tuple(hits), clamped)
+    deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)
+    read = {t for n in deployed for t in n.input if t}
+    from cp_debug.bisect.qdq_file_why import scale_faults
+
+    scales = tuple(scale_faults(found.stages[p.stage].onnx(), deployed))
+    return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales)
 
 
-def _segment_tensors(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> tuple[set[str], set[str]]:
-    """The tensors computed on the way from the measured probes' tensors to `rc`'s in `stage`'s graph, and those
-    its nodes read."""
+def _segment_nodes(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> list:
+    """The nodes that compute `rc`'s tensor from the measured probes' tensors in `stage`'s graph."""
     from cp_debug.graph.plan import cut_segment
 
     pm = stage.probe_map()
     target = rc if kind == "output" else pm.tensors.get(rc)
     if target is None:
-        return set(), set()
+        return []
     known = {n if k in ("input", "output") else pm.tensors.get(n) for n, k in measured} - {None, target}
     model = stage.onnx()
-    nodes = [model.graph.node[k] for k in cut_segment(model, [target], known).nodes]
-    return {t for n in nodes for t in n.output if t}, {t for n in nodes for t in n.input if t}
+    return [model.graph.node[k] for k in cut_segment(model, [target], known).nodes]

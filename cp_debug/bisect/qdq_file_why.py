@@ -83,6 +83,23 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
     return None
 
 
+def scale_faults(model, nodes: list) -> list[str]:
+    """The words for each DequantizeLinear among `nodes` (of `model`) whose scale the file holds as inf, NaN or zero:
+    what a root cause's segment reads where the probe itself is no quantized tensor (a coarse level's block)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for dq in (n for n in nodes if n.op_type == "DequantizeLinear" and len(n.input) > 1):
+        fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None) or "int8"
+        q = producer.get(dq.input[0])
+        fault = _scale_fault(dq, inits, None, fmt, paired=q is not None and q.op_type == "QuantizeLinear")
+        if fault is not None:
+            reads = next((n for n in model.graph.node if dq.output[0] in n.input), None)
+            out.append(f"the file's Q/DQ {dq.name or dq.output[0]!r}" + (f" before {_node(reads)}" if reads else "")
+                       + f": {fault}")
+    return out
+
+
 def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bool) -> str | None:
     """The words for a DequantizeLinear whose scale the file holds as inf, NaN or zero (in some channels), with the
     scale the reference's values call for (|x| max over the format's largest level) where they are known; None where

@@ -35,6 +35,34 @@ def record(run: RunState, s: CandidateState, name: str, ref, value, local_value,
     return d
 
 
+def cancel(run: RunState, s: CandidateState, name: str, upstream) -> None:
+    """A cancelling op's output beyond its own budget (`compare/cancellation.py`: a LayerNorm's mean of a residual
+    whose mean is near zero) judged on the scale of the tensor it cancels, its local error alike."""
+    from cp_debug.compare import noise
+    from cp_debug.compare.cancellation import cancelled, centering
+
+    r = s.results.get(name)
+    p = run.probes.get(name)
+    if r is None or r.judgement is None or not r.judgement.beyond or r.diff is None or p is None:
+        return
+    st = run.subject.stages[p.stage]
+    pm = st.made_probe_map
+    x = centering(st.onnx_model, pm.tensors[name]) if pm is not None and name in pm.tensors else None
+    if x is None:
+        return
+    src = next((s.results[u] for u in upstream if u in s.results and pm.tensors.get(u) == x), None)
+    if src is None or src.diff is None:
+        return
+    own = run.judge(s, src.probe, src.diff)  # its own budget, not one it carries
+    j = cancelled(r.judgement, r.diff, src.probe, src.diff, own, s.judged_at)
+    if j is r.judgement:
+        return
+    lj = r.local_judgement
+    if lj is not None and r.local is not None:
+        lj = cancelled(lj, r.local, src.probe, src.diff, own, s.judged_at)
+    s.results[name] = replace(r, judgement=j, local_judgement=lj, status=noise.status_of(r.diff, j))
+
+
 def is_mask_probe(run: RunState, s: CandidateState, name: str) -> bool:
     """A probe of a candidate that holds float16 — an FP16 run, or a deployed file that keeps its float ops in FP16
     (ModelOpt's INT8 files, `high_precision_dtype="fp16"` by default) — whose ONNX tensor only reaches softmaxes,
@@ -111,6 +139,13 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
 
 
 def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
+    """A probe beyond its own budget by what it was fed, judged by the budget its input carries: INT8's rounding
+    (`int8_carry`), a cancellation of larger values at any precision (`cancel`)."""
+    int8_carry(run, s, name, upstream)
+    cancel(run, s, name, upstream)
+
+
+def int8_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     """INT8: a probe beyond its own budget only by the rounding it was fed is judged by the budget that rounding
     carries (`noise.carried`): its own segment within its budget (local error), the probe it reads (the upstream
     one with the largest error, as `amplification` divides by) within its *own* budget — never one carried in turn,
