@@ -34,6 +34,7 @@ import onnx
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
+from cp_debug.probes.probe_shapes import same_shapes
 from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, past_inserted, quantized
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
@@ -93,6 +94,10 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     for q in module_names:
         scoped = b.float_of.get(by_scope.tensors.get(q, ""), by_scope.tensors.get(q, ""))  # a quantized tensor's
         if scoped and b.holds(scoped):  # float value (a DynamicQuantizeLinear's input), never the integer tensor
+            folded = scoped in b.clipped and q in our_map.tensors  # a QOperator op holding the ReLU after it
+            if folded and isinstance(why := _as_computed(a, b, our_map.tensors[q], scoped), tuple):
+                unmapped[q] = f"not found in the deployed graph: {why[0]}"
+                continue
             tensors[q], how[q] = scoped, "scope"
         elif q not in our_map.tensors:
             unmapped[q] = our_map.unmapped.get(q, "no tensor in cp_debug's own export either")
@@ -103,7 +108,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             unmapped[q] = f"not found in the deployed graph: {why_not.get(our_map.tensors[q], 'no match')}"
             continue
         op_types[q] = producers.get(tensors[q], "Input")
-    _same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped)
+    same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
@@ -114,34 +119,6 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
                         node_scopes(a.model, names)))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
     return ForeignMap(their_map, how, differences, views)
-
-
-def _same_shapes(ours, foreign, our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str],
-                 op_types: dict[str, str], unmapped: dict[str, str]) -> None:
-    """A probe found by structure whose deployed tensor has another static shape than ours is not the same value
-    as it stands: where a Reshape after it gives our shape (onnxsim's Reshape → Gemm → Reshape around a Linear) the
-    probe reads that, else it is left unmapped with both shapes — never compared as a shape mix-up."""
-    found = [q for q, way in how.items() if way == "structure"]
-    if not found:
-        return
-    from cp_debug.probes.naming import _static_shapes
-
-    mine, theirs = _static_shapes(ours), _static_shapes(foreign)
-    reshaped = {n.input[0]: n.output[0] for n in foreign.graph.node if n.op_type == "Reshape" and n.input}
-    def fits(a, b) -> bool:  # the same rank, and no dimension known on both sides that differs
-        return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
-
-    for q in found:
-        want, got = mine.get(our_map.tensors[q]), theirs.get(tensors[q])
-        if want is None or got is None or fits(want, got):
-            continue
-        after = reshaped.get(tensors[q])
-        if after is not None and theirs.get(after) is not None and fits(want, theirs[after]):
-            tensors[q], op_types[q] = after, "Reshape"
-            continue
-        unmapped[q] = (f"its deployed counterpart {tensors[q]!r} has shape {list(got)}, the probe {list(want)}: "
-                       "not the same value as it stands")
-        del tensors[q], how[q], op_types[q]
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],

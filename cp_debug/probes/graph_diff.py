@@ -182,19 +182,30 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
 
 
 def _activation_values(model: onnx.ModelProto) -> frozenset[str]:
-    """The floating tensors computed from the graph's inputs (not from weights and constants alone): the values a
-    graph difference can change. A tensor inference cannot type counts as floating."""
+    """The floating tensors computed from the graph's floating inputs or the weights its token ids select (not from
+    weights, constants, ids or masks alone): the values a graph difference can change. A tensor inference cannot
+    type counts as floating."""
     from cp_debug.graph.plan import tensor_types
 
     graph = model.graph
     types = tensor_types(model)
     init = {t.name for t in graph.initializer}
-    live = {t.name for t in graph.input if t.name not in init}
     floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    # values flow from the floating inputs and from the weights token ids select (an embedding's Gather); what ids and
+    # masks compute otherwise (an attention mask's 1 - mask, its fill) each exporter writes its own way
+    inputs = [t for t in graph.input if t.name not in init]
+    live = {t.name for t in inputs if t.type.tensor_type.elem_type in floating}
+    ids = {t.name for t in inputs} - live
+    weights = init | {n.output[0] for n in graph.node if n.op_type == "Constant" and n.output}
     out = set()
     for node in graph.node:  # graph order is topological (ONNX's rule)
-        if node.op_type in ("Shape", "Size") or not any(t in live for t in node.input if t):
+        if node.op_type in ("Shape", "Size"):
             continue  # a shape is no value: positions read from it are constants of the input's size
+        if not any(t in live for t in node.input if t):
+            selects = node.op_type == "Gather" and node.input[0] in weights and node.input[1] in ids
+            if not selects:
+                ids.update(t for t in node.output if t and any(x in ids for x in node.input))
+                continue
         for t in node.output:
             if t:
                 live.add(t)

@@ -172,7 +172,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     graph = model.graph
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     scopes = node_scopes(model, names, rename)
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for t in node.input:
@@ -317,7 +317,7 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
                                   "output is not in the graph (the row of the BN holds the pair's)")
 
 
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
     g = inferred_graph(model)  # best effort: where inference cannot run, the declared shapes
     return {vi.name: static_dims(vi.type) for vi in list(g.value_info) + list(g.output) + list(g.input)}
 

@@ -324,7 +324,7 @@ class _Rewrite:
             elif t:
                 inputs.append(self._float_input(t))
         y = self._out(n.output[0], n.input[s], n.input[z])
-        if op in ("Conv", "Gemm", "MatMul"):
+        if op in ("Conv", "Gemm", "MatMul", "Add"):  # a residual's QLinearAdd takes the ReLU after it too
             self.clipped.add(y)
         node = helper.make_node(op, inputs, [y], name=n.name or y)
         if op in _ATTRIBUTED:

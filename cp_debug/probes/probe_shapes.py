@@ -1,0 +1,32 @@
+"""The shapes of a structurally mapped probe's two tensors, checked: a deployed tensor of another shape is not the
+same value as it stands (`same_shapes`)."""
+
+from __future__ import annotations
+
+from cp_debug.probes.naming import ProbeMap, static_shapes
+
+
+def same_shapes(ours, foreign, our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str],
+                op_types: dict[str, str], unmapped: dict[str, str]) -> None:
+    """A probe found by structure whose deployed tensor has another shape reads the Reshape after it that gives ours
+    (onnxsim's Reshape → Gemm → Reshape around a Linear), else it is unmapped — never compared as a shape mix-up."""
+    found = [q for q, way in how.items() if way == "structure"]
+    if not found:
+        return
+    mine, theirs = static_shapes(ours), static_shapes(foreign)
+    reshaped = {n.input[0]: n.output[0] for n in foreign.graph.node if n.op_type == "Reshape" and n.input}
+
+    def fits(a, b) -> bool:  # the same rank, and no dimension known on both sides that differs
+        return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+    for q in found:
+        want, got = mine.get(our_map.tensors[q]), theirs.get(tensors[q])
+        if want is None or got is None or fits(want, got):
+            continue
+        after = reshaped.get(tensors[q])
+        if after is not None and theirs.get(after) is not None and fits(want, theirs[after]):
+            tensors[q], op_types[q] = after, "Reshape"
+            continue
+        unmapped[q] = (f"its deployed counterpart {tensors[q]!r} has shape {list(got)}, the probe {list(want)}: "
+                       "not the same value as it stands")
+        del tensors[q], how[q], op_types[q]
