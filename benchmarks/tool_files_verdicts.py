@@ -4,9 +4,11 @@ a row each with the outcome, the root cause and its reason's first words, and wh
 
     python benchmarks/tool_files_verdicts.py [--only PREFIX] [--level LEVEL] [--json OUT]
 
-Agreement: a refused file exits 3; a healthy file is within precision (or degraded with no root cause); a planted
-one is not within precision and its root cause (probe or its hint) names the planted module or node — diverged and
-degraded both count (the corpus's own word is its generator's rule: a layer-local fault may be either here)."""
+Agreement: a refused file exits 3; a healthy file, or a plant the network hides (cases.json's within_precision), is
+within precision (or degraded with no root cause); a planted one is not within precision and its root cause (probe
+or its hint) names the planted module or node, the second layer the plant breaks where cases.json says one, or the
+BatchNorm folded into that conv — diverged and degraded both count (the corpus's own word is its generator's rule: a
+layer-local fault may be either here)."""
 
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ def agrees(expected: dict, row: dict) -> bool:
         return row["exit"] == 0 or (row.get("outcome") == "degraded" and not row.get("root"))
     also = (expected["root_cause"].get("also") or "").split(" (")[0]  # a second layer the plant breaks, where said
     names = [expected["root_cause"].get("module") or "", *(expected["root_cause"].get("nodes") or []), also]
+    # the exporters fold a BatchNorm into the conv before it: the BN's probe holds the conv's value (conv1 → bn1)
+    names += [n.replace(".conv", ".bn") for n in names if ".conv" in n]
     said = f"{row.get('root') or ''} {row.get('hint') or ''}"
     slashed = [n.replace(".", "/") for n in names if n]
     return row["exit"] in (1, 4) and any(n and (n in said or n.replace(".", "/") in said) for n in names + slashed)
