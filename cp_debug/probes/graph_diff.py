@@ -144,9 +144,18 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
     left = [n for k, n in enumerate(reference) if k not in matched]
     # a module both files name whose own nodes differ on both sides: its implementation written otherwise (SDPA's
     # reshapes, a GELU's ops), which the module's own probe judges; a node only one side adds stays a difference
+    # (or, on one side, only moves its values about: a Reshape / Transpose of its own the other exporter fused away)
     both = ({n.module for n in kept if not n.form} & {n.module for n in left if not n.form}) - {None}
-    return GraphDifferences(tuple(n for n in kept if n.form or n.module not in both),
-                            tuple(n for n in left if n.form or n.module not in both))
+
+    def rewrite(n: UnmatchedNode) -> bool:
+        return n.module in both or (n.module is not None and n.op_type in _MOVES)
+
+    return GraphDifferences(tuple(n for n in kept if n.form or not rewrite(n)),
+                            tuple(n for n in left if n.form or not rewrite(n)))
+
+
+# ops that only move a tensor's values about: inside a module, its implementation's layout, never new arithmetic
+_MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity"})
 
 
 def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMap, side: str,

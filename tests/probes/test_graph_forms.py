@@ -60,5 +60,8 @@ def test_twins_between_the_same_probes_and_a_modules_own_rewrite_are_no_differen
               node("/head/Clip", "Clip", "candidate", "fc2", "head", "head"))  # a clamp the user's edit added
     ours = (node("node_Gelu_4", "Gelu", "reference", "fc1", "act", "act"),
             node("node_MatMul_5", "MatMul", "reference", "act", "fc2", "fc2"))
+    ours += (node("node_Reshape_9", "Reshape", "reference", "key", "attn", "attn"),  # a layout of its own, in a module
+             node("node_Transpose_2", "Transpose", "reference", "input", "fc1"))  # one the user put before any module
     left = without_twins(theirs, ours)
-    assert [n.node for n in left.only_in_candidate] == ["/head/Clip"] and not left.only_in_reference
+    assert [n.node for n in left.only_in_candidate] == ["/head/Clip"]
+    assert [n.node for n in left.only_in_reference] == ["node_Transpose_2"]
