@@ -239,8 +239,12 @@ class _Rewrite:
 
     # -- the patterns ---------------------------------------------------------------------------------------
     def _dynamic(self, i: int, n: onnx.NodeProto) -> None:
-        """(Dynamic)QuantizeLinear → MatMulInteger / ConvInteger(x_q, W_q) → Cast → Mul(scales) [→ Add(bias)]."""
-        if len(n.input) < 2 or not self._int_weight(n.input[1]):
+        """(Dynamic)QuantizeLinear → MatMulInteger / ConvInteger(x_q, W_q) → Cast → Mul(scales) [→ Add(bias)]; a
+        MatMulInteger of two quantized activations too (optimum's ORTQuantizer quantizes attention's QK^T and ·V)."""
+        if len(n.input) < 2:
+            return
+        w = n.input[1] if self._int_weight(n.input[1]) else self._float_input(n.input[1])
+        if w == n.input[1] and not self._int_weight(w):  # neither a quantized weight nor a quantized activation
             return
         cast = self._only(n.output[0], "Cast")
         mul = self._only(self.nodes[cast].output[0], "Mul") if cast is not None else None
@@ -253,7 +257,7 @@ class _Rewrite:
         k = self.producer.get(scales)
         if k is not None and self.nodes[k].op_type == "Mul" and set(self.consumers.get(scales, [])) == {mul}:
             absorbed.append(k)
-        inputs = [x, n.input[1]]
+        inputs = [x, w]
         if n.op_type == "ConvInteger":
             add = self._only(y, "Add")
             other = next((t for t in self.nodes[add].input if t != y), "") if add is not None else ""
