@@ -168,9 +168,20 @@ def _clamped(a: np.ndarray, form: tuple[str, np.ndarray], tensor: str) -> Clamp 
     if any(len(x) > 1 for x in bounds):
         return None
     hi_to, lo_to = (float(x[0]) if len(x) else 0.0 for x in bounds)
+    # a clamp takes every value past its bound: one beyond it left as it was (or a bound in FP16's plain range) is
+    # no clamp but another weight (a random MobileNet's BN-folded conv differed at one value, read as "±0.031")
+    if high.any() and (np.any(~high & (np.abs(b) > hi_to)) or hi_to < _CLAMP_HIGH):
+        return None
+    if low.any() and (np.any(~low & (b != 0) & (np.abs(b) < lo_to)) or lo_to > _CLAMP_LOW):
+        return None
     nonzero = np.abs(b[b != 0])
     return Clamp(name, tensor, int(np.count_nonzero(high)), hi_to, float(np.abs(b).max()),
                  int(np.count_nonzero(low)), lo_to, float(nonzero.min()) if nonzero.size else 0.0)
+
+
+# the bounds an FP16 converter clamps to lie beyond these (onnxconverter-common's defaults: 1e4 and 1e-7; a user's
+# max_finite_val / min_positive_val may differ, never down into the range float16 holds plainly)
+_CLAMP_HIGH, _CLAMP_LOW = 256.0, 1e-4
 
 
 def exported_elsewhere(checks) -> bool:
