@@ -109,6 +109,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             continue
         op_types[q] = producers.get(tensors[q], "Input")
     same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped)
+    _one_value_one_probe(our_map, tensors, how, op_types, unmapped)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
@@ -119,6 +120,26 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
                         node_scopes(a.model, names)))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
     return ForeignMap(their_map, how, differences, views)
+
+
+def _one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str], op_types: dict[str, str],
+                         unmapped: dict[str, str]) -> None:
+    """Probes that hold distinct tensors in our export and one tensor of the file: the file's scopes end early (ORT's
+    `quant_pre_process` inlines a HardSwish into unnamed nodes, so `features.0`'s scope ends at its conv). The
+    deepest probe keeps it; the others are unmapped — never compared with a tensor that is not their value."""
+    sharing: dict[str, list[str]] = {}
+    for q, t in tensors.items():
+        sharing.setdefault(t, []).append(q)
+    for t, qs in sharing.items():
+        if len({our_map.tensors.get(q) for q in qs}) < 2:
+            continue
+        deepest = max(q.count(".") for q in qs)
+        keep = [q for q in qs if q.count(".") == deepest]
+        for q in qs:
+            if len(keep) > 1 or q not in keep:
+                unmapped[q] = (f"its tensor in the file, {t!r}, is {', '.join(x for x in qs if x != q)}'s too, "
+                               "where cp_debug's export holds two values: the file's scope names end early")
+                del tensors[q], how[q], op_types[q]
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],
