@@ -8,10 +8,13 @@ in FP16 in its default high-precision mode. Either takes `nodes_to_exclude`: the
 quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
 
 The cure is tried here as leaving the node out does it: the same file with the Q/DQ pairs feeding that node removed
-(an activation read from the QuantizeLinear's input, a weight stored quantized read as the reference's float weight of
-the same node where it has one, else dequantized), every other node's scales as they are; run on the run's input by
-the candidate's runner and judged as the run judges its outputs (`compare/noise.output_passes`). "verified" only where
-every output passes; else what it gave.
+(an activation read from the QuantizeLinear's input, through the Relu the quantizer folded into the pair where it did;
+a weight stored quantized read as the reference's float weight of the same node where that is the weight the file
+quantized, else the cure is said untried: a dequantized weight keeps the rounding the cure removes), every other
+node's scales as they are; run on the run's input by the candidate's runner and judged as the run judges its outputs
+(`compare/noise.output_passes`). "verified" only where every output passes; else what it gave. Where the nodes reading
+the pair are not enough, the quantized node computing the values that set its range (`quantized_writer`) is left out
+with them, and the smaller set's figure said too.
 """
 
 from __future__ import annotations

@@ -86,3 +86,27 @@ def test_the_whole_path_from_a_tools_int8_file_to_a_checked_fix(tmp_path, sample
     check = cpdebug("fix", "--check", out)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
     assert "holds here" in check.stdout
+
+
+def test_the_producing_tool_is_told_from_the_file_and_the_cure_edits_only_the_nodes_left_out():
+    """ModelOpt's files and ORT's quantizer's told apart by what each writes (every Q/DQ file of the corpus); the
+    cure's file keeps every other Q/DQ pair, gives back ORT's folded ReLU, and refuses a dequantized weight."""
+    import onnx
+
+    from cp_debug.bisect.qdq_exclude import MODELOPT, ONNXRUNTIME, NoFloatWeight, producer, without_qdq
+
+    for path in sorted(CORPUS.glob("*/*/*/*.onnx")):
+        model = onnx.load(path, load_external_data=False)
+        if any(n.op_type == "DequantizeLinear" for n in model.graph.node):
+            tool = path.parent.name
+            want = MODELOPT if tool.startswith("modelopt") else ONNXRUNTIME
+            assert producer(model) == want, path
+    ort = onnx.load(CNN / "ort-quantize-static-qdq" / "model.onnx")
+    with pytest.raises(NoFloatWeight, match=READER):
+        without_qdq(ort, [READER])  # its weight stored INT8 and no FP32 graph to read it from
+    edited = without_qdq(ort, [READER], onnx.load(FP32))
+    ops = lambda m: [n.op_type for n in m.graph.node]  # noqa: E731
+    assert ops(edited).count("QuantizeLinear") == ops(ort).count("QuantizeLinear") - 1
+    conv = next(n for n in edited.graph.node if n.name == READER)
+    relu = next(n for n in edited.graph.node if conv.input[0] in n.output)
+    assert relu.op_type == "Relu" and relu.input[0] == "/block2/relu/Relu_output_0"  # the ReLU ORT folded
