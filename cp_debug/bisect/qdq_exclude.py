@@ -47,16 +47,27 @@ class ExcludeCure:
     precision: str = "int8"
     failed: tuple["ExcludeCure", ...] = ()  # smaller sets tried before, each not enough alone
     untried: str | None = None  # why it was not tried
+    fp32: bool = False  # the cure is the file's FP16 parts in FP32 (ModelOpt's high_precision_dtype), not `nodes`
+    ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
 
     def text(self) -> str:
         nodes = list(self.nodes)
-        tools = [self.producer] if self.producer else [MODELOPT, ONNXRUNTIME]
-        calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
-        said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
-                + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
+        if self.fp32 and self.producer != MODELOPT:
+            said = "re-quantize keeping the float parts in FP32 (the quantizer's FP16 conversion off)"
+            tried = "the file with its FP16 widened to FP32, nothing else changed"
+        elif self.fp32:
+            said = ("re-quantize with `high_precision_dtype='fp32'` (ModelOpt: `modelopt.onnx.quantization.quantize("
+                    "..., high_precision_dtype='fp32')`"
+                    + (f", or `op_types_to_exclude_fp16={sorted(set(self.ops))!r}`" if self.ops else "") + ")")
+            tried = "the file with its FP16 widened to FP32, nothing else changed"
+        else:
+            tools = [self.producer] if self.producer else [MODELOPT, ONNXRUNTIME]
+            calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
+            said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
+                    + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
+            tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is"
         if self.passes is None:
             return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
-        tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is"
         before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
         if self.passes:
             return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
@@ -104,20 +115,29 @@ def exclusion_cure(run: RunState, state: CandidateState, i: int, model, ladder: 
     return replace(cure, failed=failed) if cure is not None else None
 
 
-def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]) -> ExcludeCure | None:
+def fp32_cure(run: RunState, state: CandidateState, i: int, model, nodes: list) -> ExcludeCure:
+    """The file's FP16 parts in FP32 (ModelOpt's `high_precision_dtype='fp32'`, where `nodes` overflow FP16), tried
+    on the file with its float16 widened (`half_storage.widen_half`: exact, nothing else changed)."""
+    cure = _tried(run, state, i, model, [n.name for n in nodes], fp32=True)
+    return replace(cure, ops=tuple(n.op_type for n in nodes))
+
+
+def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str],
+           fp32: bool = False) -> ExcludeCure | None:
     nodes = [n for n in dict.fromkeys(nodes) if n]
     if not nodes:
         return None
-    cure = ExcludeCure(tuple(nodes), producer(model), precision=state.judged_at)
+    cure = ExcludeCure(tuple(nodes), producer(model), precision=state.judged_at, fp32=fp32)
     ref_out = run.ref_outputs.get(i)
     if not ref_out:
         return cure
     from cp_debug.bisect.stage_runner import make_stage_runner
     from cp_debug.compare import noise
     from cp_debug.compare.diff import TensorDiff
+    from cp_debug.precision.half_storage import widen_half
 
     try:
-        edited = without_qdq(model, nodes, run.subject.stages[i].onnx())
+        edited = widen_half(model) if fp32 else without_qdq(model, nodes, run.subject.stages[i].onnx())
     except NoFloatWeight as err:
         return replace(cure, untried=str(err))
     feed = state.feeds.get(i) or run.ref_feeds[i]
@@ -139,7 +159,7 @@ def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str]
     d, j = worst
     had = state.results.get(d.name)
     before = had.diff.rel_rmse if had is not None and had.diff is not None else None
-    return ExcludeCure(cure.nodes, cure.producer, passes, d.name, before, d.rel_rmse, j.noise_ratio, state.judged_at)
+    return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio)
 
 
 class NoFloatWeight(Exception):

@@ -52,6 +52,9 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
     if node.op_type != "DequantizeLinear":
         pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
+        over = _half_overflow(run, state, st, model, probe, node)
+        if over is not None:
+            return over
     for dq_out in pairs:
         found = _pair_why(run, state, probe, t, dq_out, node, producer, inits, entered)
         if found is None:
@@ -65,6 +68,54 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
                 ladder.append([writer, *readers])
         return text + _cure(run, state, st, model, ladder)
     return None
+
+
+def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, node) -> str | None:
+    """Where the file holds FP16 between its Q/DQ pairs (ModelOpt's default high_precision_dtype='fp16'), the
+    candidate's probe is inf/NaN and the reference's value past 65504: the FP16 overflow of `node`, said before any
+    range, with ModelOpt's cure tried (`qdq_exclude.fp32_cure`)."""
+    from cp_debug.bisect.qdq_exclude import fp32_cure
+
+    r = state.results.get(probe)
+    if r is None or r.diff is None or not (r.diff.inf or r.diff.nan) or not run.holds_half(st) \
+            or probe not in run.store:
+        return None
+    big = float(np.max(np.abs(np.asarray(run.store.get(probe), np.float64))))
+    if not big > 65504:
+        return None
+    from cp_debug.bisect.qdq_exclude import MODELOPT, producer
+
+    how = ", as ModelOpt's default high_precision_dtype='fp16' writes them" if producer(model) == MODELOPT else ""
+    text = (f"FP16 overflow in the file: it computes {_node(node)} in FP16 between its Q/DQ pairs (its float parts "
+            f"held in FP16{how}) and the reference's value there reaches |x| = {big:.3g} > 65504")
+    faults = scale_faults(model, _downstream_dq(model, node))  # a scale calibrated on the overflow: inf there too
+    text += "".join(f"; {f}" for f in faults)
+    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
+    try:
+        cure = fp32_cure(run, state, i, model, [node])
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
+        run.warnings.append(f"{state.label}: the file in FP32 was not tried: {err}")
+        return text
+    return f"{text}; {cure.text()}" + (" (its scales as the file holds them)" if faults else "")
+
+
+def _downstream_dq(model, node, hops: int = 4) -> list:
+    """The DequantizeLinear nodes `node`'s output reaches through one-input ops and Q/DQ pairs (`hops` at most)."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    out, front = [], list(node.output[:1])
+    for _ in range(hops):
+        nxt = []
+        for t in front:
+            for n in readers.get(t, ()):
+                if n.op_type == "DequantizeLinear":
+                    out.append(n)
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Cast", "Identity"):
+                    nxt += list(n.output[:1])
+        front = nxt
+    return out
 
 
 def _set_by(model, source: str, value: np.ndarray, text: str) -> tuple[str, str | None]:

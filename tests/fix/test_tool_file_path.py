@@ -110,3 +110,22 @@ def test_the_producing_tool_is_told_from_the_file_and_the_cure_edits_only_the_no
     conv = next(n for n in edited.graph.node if n.name == READER)
     relu = next(n for n in edited.graph.node if conv.input[0] in n.output)
     assert relu.op_type == "Relu" and relu.input[0] == "/block2/relu/Relu_output_0"  # the ReLU ORT folded
+
+
+def test_an_fp16_overflow_inside_a_modelopt_int8_file_is_named_at_its_layer_with_modelopts_cure_tried(tmp_path):
+    """The x1.25e5 plant: ModelOpt keeps the float parts in FP16 (high_precision_dtype='fp16'), so the BN-folded
+    conv's output (9.5e4) is inf in the file. Named as that, at that conv, before any range; the file widened to FP32
+    cures the overflow and leaves INT8's outlier loss (the x1000 plant's), so not enough alone, with its figure."""
+    out = tmp_path / "r.json"
+    planted = CORPUS / "cnn" / "planted"
+    proc = cpdebug("bisect", "--onnx", planted / "torch-export" / "model.onnx", "--inputs", CORPUS / "cnn_inputs.npz",
+                   "-b", f"ort,ort@{planted / 'modelopt-int8'}", "--json", out, "--quiet")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (cause,) = json.loads(out.read_text())["root_cause"].values()
+    hint = cause["hint"]
+    assert cause["probe"] == f"{PLANTED}_output_0", cause
+    assert hint.startswith(f"FP16 overflow in the file: it computes Conv '{PLANTED}' in FP16"), hint
+    assert "high_precision_dtype='fp32'" in hint and "op_types_to_exclude_fp16=['Conv']" in hint, hint
+    assert ": tried and not enough — the file with its FP16 widened to FP32" in hint, hint
+    before, after, ratio = _figures(hint)
+    assert before > 1 and 0.1 < after < 0.5 and ratio > 1.5, hint  # 2.09 -> 0.213: the overflow gone, INT8's loss left
