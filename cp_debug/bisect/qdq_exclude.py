@@ -198,8 +198,8 @@ def without_qdq(model, nodes: list[str], reference=None):
             ref = inits.get(ref.input[k]) if ref is not None and k < len(ref.input) else None
             value = numpy_helper.to_array(ref) if ref is not None else None
             if value is None or not _same_weight(dq, src, value):
-                raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph has no "
-                                    "float weight it was made from (give that graph: --onnx FILE)")
+                raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
+                                    "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
             node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
     return export_like(cleanup(graph).toposort(), model)
 

@@ -13,7 +13,13 @@ outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout
 
 A scale the file holds as inf, NaN or zero comes first, said as what it is (`_scale_fault`), never as a range: ModelOpt
 stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax / 448) is inf
-there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN.
+there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN. Before any
+range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe is
+inf/NaN and the reference's value past 65504.
+
+Each finding ends with its cure in the producing tool's terms, tried on the file (`qdq_exclude.py`, issue 107 item 6):
+the nodes reading the pair left out of the quantizer (with the quantized node whose outlier channels set the range,
+where those alone are not enough), or ModelOpt's float parts in FP32.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, 
     """Where the file holds FP16 between its Q/DQ pairs (ModelOpt's default high_precision_dtype='fp16'), the
     candidate's probe is inf/NaN and the reference's value past 65504: the FP16 overflow of `node`, said before any
     range, with ModelOpt's cure tried (`qdq_exclude.fp32_cure`)."""
-    from cp_debug.bisect.qdq_exclude import fp32_cure
+    from cp_debug.bisect.qdq_exclude import MODELOPT, fp32_cure, producer
 
     r = state.results.get(probe)
     if r is None or r.diff is None or not (r.diff.inf or r.diff.nan) or not run.holds_half(st) \
@@ -83,8 +89,6 @@ def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, 
     big = float(np.max(np.abs(np.asarray(run.store.get(probe), np.float64))))
     if not big > 65504:
         return None
-    from cp_debug.bisect.qdq_exclude import MODELOPT, producer
-
     how = ", as ModelOpt's default high_precision_dtype='fp16' writes them" if producer(model) == MODELOPT else ""
     text = (f"FP16 overflow in the file: it computes {_node(node)} in FP16 between its Q/DQ pairs (its float parts "
             f"held in FP16{how}) and the reference's value there reaches |x| = {big:.3g} > 65504")
@@ -124,10 +128,11 @@ def _set_by(model, source: str, value: np.ndarray, text: str) -> tuple[str, str 
     from cp_debug.bisect.qdq_exclude import dominant_channels, quantized_writer
 
     writer = quantized_writer(model, source)
-    chans = dominant_channels(value) if value.ndim >= 2 else []
+    axis = 1 if value.ndim == 4 else -1  # NCHW's channels; a transformer's features last
+    chans = dominant_channels(value, axis) if value.ndim >= 2 else []
     if not chans or len(chans) > 4:
         return text, writer.name if writer is not None else None
-    a = np.abs(np.moveaxis(value, 1, 0).reshape(value.shape[1], -1)).max(axis=1)
+    a = np.abs(np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)).max(axis=1)
     others = float(np.median(np.delete(a, chans)))
     where = f" of {_node(writer)}'s output" if writer is not None else ""
     said = (f" — a range set by channel{'s' * (len(chans) > 1)} {', '.join(map(str, chans))}{where} (|x| max "
