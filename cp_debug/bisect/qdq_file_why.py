@@ -13,7 +13,13 @@ outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout
 
 A scale the file holds as inf, NaN or zero comes first, said as what it is (`_scale_fault`), never as a range: ModelOpt
 stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax / 448) is inf
-there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN.
+there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN. Before any
+range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe is
+inf/NaN and the reference's value past 65504.
+
+Each finding ends with its cure in the producing tool's terms, tried on the file (`qdq_exclude.py`, issue 107 item 6):
+the nodes reading the pair left out of the quantizer (with the quantized node whose outlier channels set the range,
+where those alone are not enough), or ModelOpt's float parts in FP32.
 """
 
 from __future__ import annotations
@@ -29,9 +35,8 @@ WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): no
 
 
 def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None:
-    """The finding for the root cause `probe` of a deployed Q/DQ file (module docstring), or None."""
-    from onnx import numpy_helper
-
+    """The finding for the root cause `probe` of a deployed Q/DQ file (module docstring), with the cure in the
+    producing tool's terms (`qdq_exclude.py`), or None."""
     if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8") or probe not in run.probes:
         return None
     st = run.stage_of(state.label, run.probes[probe].stage)
@@ -46,40 +51,147 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
     node = producer.get(t)
     if node is None:
         return None
-    pairs = [t] if node.op_type == "DequantizeLinear" else [x for x in node.input[:2] if x in producer
-                                                            and producer[x].op_type == "DequantizeLinear"]
+    pairs = [t] if node.op_type == "DequantizeLinear" else []
+    if node.op_type == "DequantizeLinear":  # the probe's own pair (ORT's output Q/DQ), then the node computing it
+        q = producer.get(node.input[0])
+        inner = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
+    if node.op_type != "DequantizeLinear":
+        pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
+        over = _half_overflow(run, state, st, model, probe, node)
+        if over is not None:
+            return over
     for dq_out in pairs:
-        dq = producer[dq_out]
-        q = producer.get(dq.input[0])
-        source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
-        if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
-            fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
-            fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
-            if fault is not None:
-                return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}"
-            found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
-            if found is not None:
-                return found
+        found = _pair_why(run, state, probe, t, dq_out, node, producer, inits, entered)
+        if found is None:
             continue
-        if source in inits:
-            value = numpy_helper.to_array(inits[source])
-        elif entered.get(source) in run.store:
-            value = run.store.get(entered[source])
-        else:
-            continue
+        text, source, value = found
+        readers = [n.name for n in model.graph.node if dq_out in n.input] if dq_out == t else [node.name]
+        ladder = [readers]
+        if value is not None and source not in inits:  # an activation: the outlier channels that set its range
+            text, writer = _set_by(model, source, value, text)
+            if writer is not None and writer not in readers:
+                ladder.append([writer, *readers])
+        return text + _cure(run, state, st, model, ladder)
+    return None
+
+
+def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, node) -> str | None:
+    """Where the file holds FP16 between its Q/DQ pairs (ModelOpt's default high_precision_dtype='fp16'), the
+    candidate's probe is inf/NaN and the reference's value past 65504: the FP16 overflow of `node`, said before any
+    range, with ModelOpt's cure tried (`qdq_exclude.fp32_cure`)."""
+    from cp_debug.bisect.qdq_exclude import MODELOPT, fp32_cure, producer
+
+    r = state.results.get(probe)
+    if r is None or r.diff is None or not (r.diff.inf or r.diff.nan) or not run.holds_half(st) \
+            or probe not in run.store:
+        return None
+    big = float(np.max(np.abs(np.asarray(run.store.get(probe), np.float64))))
+    if not big > 65504:
+        return None
+    how = ", as ModelOpt's default high_precision_dtype='fp16' writes them" if producer(model) == MODELOPT else ""
+    text = (f"FP16 overflow in the file: it computes {_node(node)} in FP16 between its Q/DQ pairs (its float parts "
+            f"held in FP16{how}) and the reference's value there reaches |x| = {big:.3g} > 65504")
+    faults = scale_faults(model, _downstream_dq(model, node))  # a scale calibrated on the overflow: inf there too
+    text += "".join(f"; {f}" for f in faults)
+    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
+    try:
+        cure = fp32_cure(run, state, i, model, [node])
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
+        run.warnings.append(f"{state.label}: the file in FP32 was not tried: {err}")
+        return text
+    return f"{text}; {cure.text()}" + (" (its scales as the file holds them)" if faults else "")
+
+
+def _downstream_dq(model, node, hops: int = 4) -> list:
+    """The DequantizeLinear nodes `node`'s output reaches through one-input ops and Q/DQ pairs (`hops` at most)."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    out, front = [], list(node.output[:1])
+    for _ in range(hops):
+        nxt = []
+        for t in front:
+            for n in readers.get(t, ()):
+                if n.op_type == "DequantizeLinear":
+                    out.append(n)
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Cast", "Identity"):
+                    nxt += list(n.output[:1])
+        front = nxt
+    return out
+
+
+def _set_by(model, source: str, value: np.ndarray, text: str) -> tuple[str, str | None]:
+    """`text` with the channels that set `source`'s range and the quantized node computing them where a few stand
+    out (`qdq_exclude.dominant_channels`), and that node's name (None: no such node)."""
+    from cp_debug.bisect.qdq_exclude import dominant_channels, quantized_writer
+
+    writer = quantized_writer(model, source)
+    axis = 1 if value.ndim == 4 else -1  # NCHW's channels; a transformer's features last
+    chans = dominant_channels(value, axis) if value.ndim >= 2 else []
+    if not chans or len(chans) > 4:
+        return text, writer.name if writer is not None else None
+    a = np.abs(np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)).max(axis=1)
+    others = float(np.median(np.delete(a, chans)))
+    where = f" of {_node(writer)}'s output" if writer is not None else ""
+    said = (f" — a range set by channel{'s' * (len(chans) > 1)} {', '.join(map(str, chans))}{where} (|x| max "
+            f"{float(a[chans].max()):.3g} against {others:.3g}, the other channels' median)")
+    return text + said, writer.name if writer is not None else None
+
+
+def _cure(run: RunState, state: CandidateState, st, model, ladder: list[list[str]]) -> str:
+    """"; " and the cure in the producing tool's terms, tried (`qdq_exclude.py`); where it cannot be run, a warning
+    and the cure untried."""
+    from cp_debug.bisect.qdq_exclude import ExcludeCure, exclusion_cure, producer
+
+    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
+    try:
+        cure = exclusion_cure(run, state, i, model, ladder)
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
+        nodes = [n for n in ladder[0] if n]
+        run.warnings.append(f"{state.label}: leaving {', '.join(nodes)} out of the file's quantizer was not tried: "
+                            f"{err}")
+        cure = ExcludeCure(tuple(nodes), producer(model)) if nodes else None
+    return f"; {cure.text()}" if cure is not None else ""
+
+
+def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: str, node, producer: dict,
+              inits: dict, entered: dict) -> tuple[str, str | None, np.ndarray | None] | None:
+    """What the Q/DQ pair ending at `dq_out` (the probe's own, or an input of `node`) does to the reference's
+    values, with the tensor entering it and the reference's value there where known; None where it does nothing
+    worth naming."""
+    from onnx import numpy_helper
+
+    dq = producer[dq_out]
+    q = producer.get(dq.input[0])
+    source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+    if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
         fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
-        value = np.asarray(value, np.float64)
-        params = _scale_zero(dq, inits, value.ndim)
-        if params is None or fmt is None:
-            continue
-        where = (repr(source) if dq_out == t
-                 else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
-        fault = _scale_fault(dq, inits, value, fmt, paired=True)
+        fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
         if fault is not None:
-            return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}"
-        found = _range(value, *params, fmt)
-        if found is not None:
-            return f"the file's {fmt.upper()} Q/DQ on {where} {found}"
+            return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}", None, None
+        found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+        return (found, None, None) if found is not None else None
+    if source in inits:
+        value = numpy_helper.to_array(inits[source])
+    elif entered.get(source) in run.store:
+        value = run.store.get(entered[source])
+    else:
+        return None
+    fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+    value = np.asarray(value, np.float64)
+    params = _scale_zero(dq, inits, value.ndim)
+    if params is None or fmt is None:
+        return None
+    where = (repr(source) if dq_out == t
+             else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
+    fault = _scale_fault(dq, inits, value, fmt, paired=True)
+    if fault is not None:
+        return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}", source, None
+    found = _range(value, *params, fmt)
+    if found is not None:
+        return f"the file's {fmt.upper()} Q/DQ on {where} {found}", source, value
     return None
 
 

@@ -185,6 +185,9 @@ def candidate_spec(text: str | None, *, torch_given: bool = False) -> BackendSpe
     if len(items) != 1:
         raise BadInputError(f"--backends {text}: give one candidate ({', '.join(CANDIDATES)})")
     spec = BackendSpec.parse(items[0])
+    if spec.onnx_dir is not None:  # a file a tool quantized: its bisect names the nodes to leave out, in its terms
+        raise BadInputError(f"--backends {items[0]}: fix searches on the FP32 graph (--onnx FP32 -b ort,ort-cpu-int8) "
+                            "and takes no deployed folder; on a tool's file `bisect -b ort,ort@DIR` names what to drop")
     if str(spec) not in CANDIDATES:
         raise BadInputError(f"--backends {items[0]}: fix of --torch / --onnx searches {', '.join(CANDIDATES)}")
     return spec

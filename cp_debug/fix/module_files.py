@@ -3,7 +3,8 @@
 DIR holds the file to deploy (`model_fp16.onnx`: FP16 with the kept nodes in FP32 through explicit Casts;
 `model_int8.onnx`: the Q/DQ model, the excluded nodes left in float), the FP32 graph it was judged against
 (`model_fp32.onnx`), the held-out samples it was verified on (`verify_<sample>.npz`, keyed by the graph's input
-names), `fix.json` (schema `cp_debug.fix/1`; `model.kind` "graph" is what `fix --check` reads it by) and a README.
+names), `nodes_to_exclude.json` ({file: nodes}, as CenterPoint's fix writes it), `fix.json` (schema `cp_debug.fix/1`;
+`model.kind` "graph" is what `fix --check` reads it by) and a README.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
     """Write DIR whole (`quant.ptq_checkpoint.write_dir_atomically`): nothing of it is left where a write fails."""
 
     from cp_debug.files import write_json
-    from cp_debug.fix.artifact import FIX_JSON, README, sha256
+    from cp_debug.fix.artifact import EXCLUDE_JSON, FIX_JSON, README, sha256
     from cp_debug.graph.onnx_files import save_onnx
     from cp_debug.samples.sets import save_sample
     from cp_debug.quant.ptq_checkpoint import write_dir_atomically
@@ -107,6 +108,7 @@ def write_graph_fix(out: str | Path, fix: "GraphFix", doc: dict) -> Path:
         for sample in fix.split.verify:
             save_sample(tmp / f"{VERIFY_PREFIX}{sample.name}.npz", sample)
         (tmp / README).write_text(readme(doc))
+        write_json(tmp / EXCLUDE_JSON, doc["set"]["onnx_nodes"])  # {file: nodes}, as CenterPoint's fix writes it
         files = {p.name: sha256(p) for p in sorted(tmp.iterdir())}
         write_json(tmp / FIX_JSON, {**doc, "files": files})
 
@@ -146,8 +148,10 @@ def readme(doc: dict) -> str:
         lines.append(f"| {x['sample']} | {_f(b.get('worst_rel_rmse'))} | {_f(a['worst_rel_rmse'])} | "
                      f"{'pass' if a['passed'] else 'fail'} |")
     lines += ["", f"Files: `{file}` (deploy this), `{REFERENCE_FILE}` (the FP32 graph it was judged against), "
-              f"`{VERIFY_PREFIX}*.npz` (the held-out inputs, keyed by input name), `fix.json` (every step, figure and "
-              "version).", "", "## Deploy", "", "TensorRT (the precision is in the graph: build it strongly typed):",
+              f"`{VERIFY_PREFIX}*.npz` (the held-out inputs, keyed by input name), `nodes_to_exclude.json` (the nodes "
+              "by file: ModelOpt's `nodes_to_exclude` (AutoCast's for FP16), ONNX Runtime's quantizer's), `fix.json` "
+              "(every step, figure and version).", "", "## Deploy", "",
+              "TensorRT (the precision is in the graph: build it strongly typed):",
               "```", f"trtexec --onnx={file} --stronglyTyped --saveEngine={engine}",
               f"polygraphy convert {file} --strongly-typed -o {engine}", "```", "", "ONNX Runtime:", "```python",
               "import onnxruntime as ort",
