@@ -19,7 +19,7 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9](?![A-Za-z0-9-])")
 COMMAND = re.compile(r"\bcpdebug ([a-z][a-z0-9-]*)((?:[^`|&;#\n]|\|(?=[^ ]))*)")
 # options of the other tools the docs quote (pip, pytest, polygraphy, AWML's PTQ script), named alone in prose
 OTHER_TOOLS = {"--no-deps", "--dist", "--durations", "--load-inputs", "--onnxrt", "--trt", "--extra-index-url",
-               "--index-url", "--skip-layers"}
+               "--index-url", "--skip-layers", "--fp-to-fp16"}
 # the lab notebook quotes the benchmark scripts' own options in prose; its cpdebug command lines are still checked
 PROSE_SKIPPED = {"measurements.md"}
 LISTS_OLD_SPELLINGS = {"terms.md"}
