@@ -8,7 +8,8 @@ Agreement: a refused file exits 3; a healthy file, or a plant the network hides 
 within precision (or degraded with no root cause); a planted one is not within precision and its root cause (probe
 or its hint) names the planted module or node, the second layer the plant breaks where cases.json says one, or the
 BatchNorm folded into that conv — diverged and degraded both count (the corpus's own word is its generator's rule: a
-layer-local fault may be either here)."""
+layer-local fault may be either here). Where cases.json says FP16 done in FP16 diverges (`fp16_arithmetic`) while ONNX
+Runtime's CPU hides it, that answer counts too: cp_debug rounds float16 storage as a GPU does."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def run(case: dict, path: str, level: str | None) -> dict:
 def agrees(expected: dict, row: dict) -> bool:
     if expected["outcome"] == "refused":
         return row["exit"] == 3
+    if expected.get("fp16_arithmetic", {}).get("outcome") == "diverged" and row["exit"] == 1:
+        expected = {**expected, "outcome": "diverged"}  # FP16 done in FP16, as cp_debug's float16 storage does it
     if expected["outcome"] == "within_precision":  # a plant the network hides (an outlier masked downstream) too
         return row["exit"] == 0 or (row.get("outcome") == "degraded" and not row.get("root"))
     also = (expected["root_cause"].get("also") or "").split(" (")[0]  # a second layer the plant breaks, where said
