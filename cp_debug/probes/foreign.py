@@ -34,8 +34,8 @@ import onnx
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
-from cp_debug.probes.probe_shapes import same_shapes
-from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, past_inserted, quantized
+from cp_debug.probes.probe_shapes import one_value_one_probe, same_shapes
+from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, only_consumer, past_inserted, quantized
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
@@ -48,6 +48,7 @@ ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormali
 # is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
 _THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
 _COMMUTATIVE = frozenset({"Add", "Mul"})
+_SHAPE_OF = frozenset({"Shape", "Size"})  # ops that read a tensor's shape, never its values
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
@@ -109,7 +110,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             continue
         op_types[q] = producers.get(tensors[q], "Input")
     same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped)
-    _one_value_one_probe(our_map, tensors, how, op_types, unmapped)
+    one_value_one_probe(our_map, tensors, how, op_types, unmapped)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
@@ -120,26 +121,6 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
                         node_scopes(a.model, names)))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
     return ForeignMap(their_map, how, differences, views)
-
-
-def _one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str], op_types: dict[str, str],
-                         unmapped: dict[str, str]) -> None:
-    """Probes that hold distinct tensors in our export and one tensor of the file: the file's scopes end early (ORT's
-    `quant_pre_process` inlines a HardSwish into unnamed nodes, so `features.0`'s scope ends at its conv). The
-    deepest probe keeps it; the others are unmapped — never compared with a tensor that is not their value."""
-    sharing: dict[str, list[str]] = {}
-    for q, t in tensors.items():
-        sharing.setdefault(t, []).append(q)
-    for t, qs in sharing.items():
-        if len({our_map.tensors.get(q) for q in qs}) < 2:
-            continue
-        deepest = max(q.count(".") for q in qs)
-        keep = [q for q in qs if q.count(".") == deepest]
-        for q in qs:
-            if len(keep) > 1 or q not in keep:
-                unmapped[q] = (f"its tensor in the file, {t!r}, is {', '.join(x for x in qs if x != q)}'s too, "
-                               "where cp_debug's export holds two values: the file's scope names end early")
-                del tensors[q], how[q], op_types[q]
 
 
 def _with_scopes(a: "_Graph", b: "_Graph", pair: dict[int, int], our_map: ProbeMap, theirs: dict[str, str],
@@ -274,6 +255,8 @@ class _Graph:
                 i, _ = self.producer[t]
                 if i in self._anchor_set:
                     memo[t] = frozenset({i})
+                elif self.model.graph.node[i].op_type in _SHAPE_OF:  # a shape is no value: nothing flows from it
+                    memo[t] = frozenset()
                 else:
                     memo[t] = frozenset().union(*(self._sources(x, memo) for x in self.model.graph.node[i].input
                                                   if self.computed(x)))
@@ -285,6 +268,8 @@ class _Graph:
         if t not in memo:
             found = {("out", t)} if t in outputs else set()
             for j, k in self.consumers.get(t, []):
+                if self.model.graph.node[j].op_type in _SHAPE_OF:  # onnxsim's Reshape sizes read from a Shape
+                    continue
                 if j in self._anchor_set:
                     found.add(("at", j, k))
                 else:
@@ -375,18 +360,9 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
         return (f"more than {MAX_CHAIN} ops from the nearest weighted node",)
     cur = start
     for op, slot, out_slot, rest_constant in reversed(steps):
-        fits = _fitting(b, cur, op, slot, rest_constant)
-        if not fits and op not in _THROUGH:
-            past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
-            fits = _fitting(b, past, op, slot, rest_constant)
-            # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
-            # keeps the ReLU after the pair, which then is the ReLU's counterpart)
-            if not fits and past != cur and op in _FOLDED_INTO_Q and quantized(b, cur):
-                cur = past
-                continue
-            if not fits and op in _FOLDED_INTO_Q and cur in b.clipped:
-                continue  # a QOperator op (QLinearConv) holds the ReLU in its output's range
-            cur = past
+        fits, cur = _step(b, cur, op, slot, rest_constant)
+        if fits is None:
+            continue  # the step's op folded into what the deployment holds
         if len(set(fits)) != 1:
             what = "no" if not fits else "several"
             return (f"{what} {op} after the matching node in the deployed graph (the chain is ambiguous or changed)",)
@@ -395,6 +371,25 @@ def _follow(a: _Graph, b: _Graph, pair: dict[int, int], t: str) -> str | tuple[s
             return (f"the deployed graph's {op} lacks output {out_slot}",)
         cur = outs[out_slot]
     return _as_computed(a, b, t, cur)
+
+
+def _step(b: _Graph, cur: str, op: str, slot: int, rest_constant: bool) -> tuple[list[int] | None, str]:
+    """The nodes of `b` after `cur` that fit our chain's next step (None: the step's op is folded away, `cur` stays
+    the value), and the tensor they read — past what a deployment or simplifier puts in between."""
+    fits = _fitting(b, cur, op, slot, rest_constant)
+    if not fits and op not in _THROUGH:
+        past = past_inserted(b, cur)  # through the deployment's Casts and Q/DQ pairs
+        fits = _fitting(b, past, op, slot, rest_constant)
+        # no ReLU after the pair: ONNX Runtime's INT8 quantizer dropped it, the pair clips as it did (its FP8
+        # keeps the ReLU after the pair, which then is the ReLU's counterpart)
+        if not fits and past != cur and op in _FOLDED_INTO_Q and quantized(b, cur):
+            return None, past
+        if not fits and op in _FOLDED_INTO_Q and cur in b.clipped:
+            return None, cur  # a QOperator op (QLinearConv) holds the ReLU in its output's range
+        cur = past
+    if not fits and op != "Reshape" and (moved := only_consumer(b, cur, "Reshape")):
+        return _fitting(b, moved, op, slot, rest_constant), moved  # onnxsim's Reshape after a Gemm
+    return fits, cur
 
 
 def _fitting(b: _Graph, t: str, op: str, slot: int, rest_constant: bool) -> list[int]:

@@ -1,5 +1,5 @@
-"""The shapes of a structurally mapped probe's two tensors, checked: a deployed tensor of another shape is not the
-same value as it stands (`same_shapes`)."""
+"""Checks of the deployed tensors found for our probes: a tensor of another shape is not the same value as it stands
+(`same_shapes`), nor is one tensor two probes' values where cp_debug's export holds two (`one_value_one_probe`)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,23 @@ def same_shapes(ours, foreign, our_map: ProbeMap, tensors: dict[str, str], how: 
         unmapped[q] = (f"its deployed counterpart {tensors[q]!r} has shape {list(got)}, the probe {list(want)}: "
                        "not the same value as it stands")
         del tensors[q], how[q], op_types[q]
+
+
+def one_value_one_probe(our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str], op_types: dict[str, str],
+                        unmapped: dict[str, str]) -> None:
+    """Probes that hold distinct tensors in our export and one tensor of the file: the file's scopes end early (ORT's
+    `quant_pre_process` inlines a HardSwish into unnamed nodes, so `features.0`'s scope ends at its conv). The
+    deepest probe keeps it; the others are unmapped — never compared with a tensor that is not their value."""
+    sharing: dict[str, list[str]] = {}
+    for q, t in tensors.items():
+        sharing.setdefault(t, []).append(q)
+    for t, qs in sharing.items():
+        if len({our_map.tensors.get(q) for q in qs}) < 2:
+            continue
+        deepest = max(q.count(".") for q in qs)
+        keep = [q for q in qs if q.count(".") == deepest]
+        for q in qs:
+            if len(keep) > 1 or q not in keep:
+                unmapped[q] = (f"its tensor in the file, {t!r}, is {', '.join(x for x in qs if x != q)}'s too, "
+                               "where cp_debug's export holds two values: the file's scope names end early")
+                del tensors[q], how[q], op_types[q]

@@ -47,9 +47,12 @@ def test_a_healthy_file_is_within_precision(tmp_path, case, path):
     assert code == 0, (report or {}).get("outcome_reasons") or err[-800:]
     cand = report["candidates"][0]
     rows = report["results"][cand]
+    compared = sum(r["status"] != "missing" for r in rows)
     if path == "onnx" and "dynamic" in case:  # dynamic INT8 (optimum's quantizes attention's own MatMuls too): its
         # probes compared, at their float tensors
-        assert sum(r["status"] != "missing" for r in rows) >= 0.9 * len(rows)
+        assert compared >= 0.9 * len(rows)
+    if path == "onnx" and "onnxsim" in case:  # every Linear a Reshape → Gemm → Reshape, reshapes sized by Shape ops
+        assert compared >= 0.5 * len(rows)  # 14 of 131 before reading through them, 70 now
 
 
 @pytest.mark.parametrize("case, path", [("bert/healthy/polygraphy-fp16", "onnx"),
