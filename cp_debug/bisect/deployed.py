@@ -107,8 +107,9 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
     _not_quantized_again(spec, paths, models, held)
     asked, spec = spec, held_spec(spec, held)
     # first, before anything is exported or run: do the files hold the model's weights?
-    checks = [check_weights(st.module, m, p) for st, m, p in zip(subject.stages, models, shown)
-              if st.module is not None]
+    per_stage = [check_weights(st.module, m, p) if st.module is not None else None
+                 for st, m, p in zip(subject.stages, models, shown)]
+    checks = [c for c in per_stage if c is not None]
     weight_notes = _weights_verdict(spec, subject, checks)
     clamped = [f"{spec}: {c.file}: {k.line()}" for c in checks for k in c.clamps]
     for i, (st, path, model, name) in enumerate(zip(subject.stages, paths, models, shown)):
@@ -149,8 +150,7 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
                    else f"converted to {spec.precision} as asked")
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
-    by_stage = iter(checks)
-    clamps = tuple(next(by_stage).clamps if st.module is not None else () for st in subject.stages)
+    clamps = tuple(c.clamps if c is not None else () for c in per_stage)
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec,
                           tuple(clamped), clamps)
 

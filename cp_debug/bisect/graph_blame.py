@@ -61,19 +61,21 @@ def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBl
     clamps = found.clamps[p.stage] if p.stage < len(found.clamps) else ()
     measured = [(n, run.probes[n].kind) for n, r in state.results.items()
                 if r.diff is not None and n != rc and run.probes[n].stage == p.stage]
-    hits: list[UnmatchedNode] = []
-    for view, nodes in ((found.stages[p.stage], stage.only_in_candidate),
-                        (run.subject.stages[p.stage], stage.only_in_reference)):
-        nodes = [n for n in nodes if not n.form]
-        if nodes:
-            made = {t for n in _segment_nodes(view, rc, p.kind, measured) for t in n.output if t}
-            hits += [n for n in nodes if made & set(n.outputs)]
-    deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)
+    deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)  # the file's nodes of the segment
+    hits = _made_in(deployed, stage.only_in_candidate)
+    if any(not n.form for n in stage.only_in_reference):
+        hits += _made_in(_segment_nodes(run.subject.stages[p.stage], rc, p.kind, measured), stage.only_in_reference)
     read = {t for n in deployed for t in n.input if t}
     from cp_debug.bisect.qdq_file_why import scale_faults
 
     scales = tuple(scale_faults(found.stages[p.stage].onnx(), deployed))
     return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales)
+
+
+def _made_in(segment: list, nodes: tuple[UnmatchedNode, ...]) -> list[UnmatchedNode]:
+    """The unmatched `nodes` (precision and the exporters' forms aside) whose outputs the `segment`'s nodes make."""
+    made = {t for n in segment for t in n.output if t}
+    return [n for n in nodes if not n.form and made & set(n.outputs)]
 
 
 def _segment_nodes(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> list:

@@ -33,7 +33,7 @@ def cancelled(j: Judgement, d: TensorDiff, source: str, source_diff: TensorDiff,
               precision: str) -> Judgement:
     """`j` (the judgement of `d`, a cancelling op's output, by its own budget), or the judgement by the budget of
     `source` (the tensor it cancels, within its own budget: `source_own`) carried over to `d`'s scale."""
-    if not j.beyond or source_own.beyond or d.status != "ok" and d.status != "diverged":
+    if not j.beyond or source_own.beyond or d.status not in ("ok", "diverged"):  # NaN/Inf, shapes: its own
         return j
     out_rms, in_rms = ref_rms(d), ref_rms(source_diff)
     if not (out_rms and in_rms) or in_rms < GAIN * out_rms:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
@@ -81,7 +82,14 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
     sides' shapes at a non-square input, taken on `foreign` (`sized_shapes.py`), which tell a tensor holding the
     module's output in another axis order apart."""
     module_names = [q for q in trace.order if q in our_map.tensors or q in our_map.unmapped]
-    by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized)
+    inferred: dict[int, dict] = {}
+
+    def types(model: onnx.ModelProto) -> dict:  # a graph's tensor types, inferred once for the readers below
+        if id(model) not in inferred:
+            inferred[id(model)] = tensor_types(model)
+        return inferred[id(model)]
+
+    by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized, types=types(foreign))
     a, b = _Graph.of(ours), _Graph.of(foreign)
     pair = align_anchors(a, b)
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
@@ -109,16 +117,16 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
             unmapped[q] = f"not found in the deployed graph: {why_not.get(our_map.tensors[q], 'no match')}"
             continue
         op_types[q] = producers.get(tensors[q], "Input")
-    same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped)
+    same_shapes(ours, foreign, our_map, tensors, how, op_types, unmapped, types)
     one_value_one_probe(our_map, tensors, how, op_types, unmapped)
     their_map = ProbeMap(tensors, op_types, unmapped, {t: index.get(t, -1) for t in tensors.values()})
     nodes = align_nodes(a, b, _with_scopes(a, b, pair, our_map, tensors, how))
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     differences = without_twins(
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
-                        node_scopes(b.model, names, rename)),
+                        node_scopes(b.model, names, rename), types),
         unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
-                        node_scopes(a.model, names)))
+                        node_scopes(a.model, names), types))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
     return ForeignMap(their_map, how, differences, views)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from cp_debug.graph.plan import tensor_types
 from cp_debug.probes.naming import ProbeMap
 
 CANDIDATE, REFERENCE = "candidate", "reference"
@@ -159,9 +160,11 @@ _MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "
 
 
 def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMap, side: str,
-                    stage: str, scopes: list[tuple[str, ...]] | None = None) -> tuple[UnmatchedNode, ...]:
+                    stage: str, scopes: list[tuple[str, ...]] | None = None,
+                    types=None) -> tuple[UnmatchedNode, ...]:
     """The nodes `nodes` (indices into `model`'s graph) placed between the probes of `probe_map` around them;
-    `scopes`: every node's module chain (`naming.node_scopes`), which names each one's module."""
+    `scopes`: every node's module chain (`naming.node_scopes`), which names each one's module; `types(model)`: a
+    graph's tensor types where the caller infers them once (else `graph.plan.tensor_types`)."""
     graph = model.graph
     producer = {t: i for i, n in enumerate(graph.node) for t in n.output if t}
     consumers: dict[str, list[int]] = {}
@@ -177,7 +180,7 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
         return [x for j in consumers.get(t, ()) for x in graph.node[j].output]
 
     out = []
-    values = _activation_values(model) if nodes else frozenset()
+    values = _activation_values(model, (types or tensor_types)(model)) if nodes else frozenset()
     for i in nodes:
         node = graph.node[i]
         before = _nearest(list(node.input), names, upstream, lambda t: producer.get(t, -1), max)
@@ -190,14 +193,11 @@ def unmatched_nodes(model: onnx.ModelProto, nodes: list[int], probe_map: ProbeMa
     return tuple(out)
 
 
-def _activation_values(model: onnx.ModelProto) -> frozenset[str]:
+def _activation_values(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> frozenset[str]:
     """The floating tensors computed from the graph's floating inputs or the weights its token ids select (not from
-    weights, constants, ids or masks alone): the values a graph difference can change. A tensor inference cannot
+    weights, constants, ids or masks alone): the values a graph difference can change. A tensor `types` does not
     type counts as floating."""
-    from cp_debug.graph.plan import tensor_types
-
     graph = model.graph
-    types = tensor_types(model)
     init = {t.name for t in graph.initializer}
     floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
     # values flow from the floating inputs and from the weights token ids select (an embedding's Gather); what ids and

@@ -159,9 +159,10 @@ _NOT_A_VALUE = frozenset({"Constant", "QuantizeLinear", "DynamicQuantizeLinear"}
 
 
 def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: ScopeRename | None = None,
-                        sized: SizedShapes | None = None) -> ProbeMap:
+                        sized: SizedShapes | None = None, types: dict | None = None) -> ProbeMap:
     """Build the probe → tensor table for every probe in `trace` (`rename`: see `node_scopes`). `sized`: both
     sides' shapes at a size that tells axis orders apart, checked where the graph's static shape leaves axes open.
+    `types`: the graph's tensor types where the caller has them (`static_shapes`).
 
     A module's nodes are those carrying its scope. A module called k > 1 times has its nodes split into its calls
     (TorchScript names each call's scope apart, `relu` / `relu_1`; otherwise each call is a connected group of the
@@ -172,7 +173,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
     graph = model.graph
     names = set(trace.call_counts) | {trace.scope_of(p)[0] for p in trace.order}
     scopes = node_scopes(model, names, rename)
-    shapes = static_shapes(model)
+    shapes = static_shapes(model, types)
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):
         for t in node.input:
@@ -317,8 +318,12 @@ def _move_folded_batchnorms(trace: ModuleTrace, tensors: dict[str, str], op_type
                                   "output is not in the graph (the row of the BN holds the pair's)")
 
 
-def static_shapes(model: onnx.ModelProto) -> dict[str, tuple | None]:
-    g = inferred_graph(model)  # best effort: where inference cannot run, the declared shapes
+def static_shapes(model: onnx.ModelProto, types: dict[str, onnx.TypeProto] | None = None) -> dict[str, tuple | None]:
+    """Each tensor's dimensions (None for one left open), from `types` (`graph.plan.tensor_types(model)`) where the
+    caller has them, else inferred here (best effort: where inference cannot run, the declared shapes)."""
+    if types is not None:
+        return {name: static_dims(ty) for name, ty in types.items()}
+    g = inferred_graph(model)
     return {vi.name: static_dims(vi.type) for vi in list(g.value_info) + list(g.output) + list(g.input)}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 _Graph = Any  # foreign._Graph: what the alignment reads of a graph (producers, consumers, constants, anchors)
 
+
 def align_nodes(a: _Graph, b: _Graph, anchors: dict[int, int]) -> dict[int, int]:
     """Every node of `a` → its counterpart in `b`, grown from the aligned anchors, the nodes both graphs name alike
     (same name and op type) and the interface (inputs and outputs keep their names): a pair's producers pair where

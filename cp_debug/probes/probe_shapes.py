@@ -7,13 +7,14 @@ from cp_debug.probes.naming import ProbeMap, static_shapes
 
 
 def same_shapes(ours, foreign, our_map: ProbeMap, tensors: dict[str, str], how: dict[str, str],
-                op_types: dict[str, str], unmapped: dict[str, str]) -> None:
+                op_types: dict[str, str], unmapped: dict[str, str], types) -> None:
     """A probe found by structure whose deployed tensor has another shape reads the Reshape after it that gives ours
-    (onnxsim's Reshape → Gemm → Reshape around a Linear), else it is unmapped — never compared as a shape mix-up."""
+    (onnxsim's Reshape → Gemm → Reshape around a Linear), else it is unmapped — never compared as a shape mix-up.
+    `types(model)`: a graph's tensor types, inferred once by the caller."""
     found = [q for q, way in how.items() if way == "structure"]
     if not found:
         return
-    mine, theirs = static_shapes(ours), static_shapes(foreign)
+    mine, theirs = static_shapes(ours, types(ours)), static_shapes(foreign, types(foreign))
     reshaped = {n.input[0]: n.output[0] for n in foreign.graph.node if n.op_type == "Reshape" and n.input}
 
     def fits(a, b) -> bool:  # the same rank, and no dimension known on both sides that differs
