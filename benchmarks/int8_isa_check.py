@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cp_debug.backends.graph_loader import PrepareGraph
-    from cp_debug.backends.ort_runner import exact_int8
+    from cp_debug.backends.ort.ort_runner import exact_int8
     from cp_debug.determinism import Determinism, cpu_int8_path
 
     rs = np.random.RandomState(0)

@@ -1,4 +1,4 @@
-"""What an ONNX Runtime CUDA session costs the first time in a process, and what `backends/ort_warm.py` saves of it.
+"""What an ONNX Runtime CUDA session costs the first time in a process, and what `backends/ort/ort_warm.py` saves of it.
 
     python benchmarks/ort_first_run.py [--preset awml-base]
 
@@ -51,7 +51,7 @@ def child(path: str, algo: str, nhwc: bool, before: str, shape: list[int]) -> No
 
         out["import torch"] = time.perf_counter() - t0
     elif before == "warm-up":
-        from cp_debug.backends.ort_warm import warm_up
+        from cp_debug.backends.ort.ort_warm import warm_up
 
         warm_up(options, half=True)
         out["warm-up"] = time.perf_counter() - t0

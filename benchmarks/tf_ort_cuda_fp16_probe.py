@@ -10,7 +10,7 @@ CHILD = r"""
 import sys, json, numpy as np, onnx, onnxruntime as ort, torch
 from cp_debug.precision.fp16 import convert_to_fp16
 from cp_debug.graph.model import expose_outputs
-from cp_debug.backends.ort_binding import run_bound
+from cp_debug.backends.ort.ort_binding import run_bound
 path, feed_path, mode, names = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 m = convert_to_fp16(onnx.load(path))
 if names:

@@ -50,7 +50,7 @@ class Determinism:
     ort_opt_level: ORT graph optimisation level: disable | basic | extended | all (ORT's default is all).
     ort_disabled_optimizers: ORT graph optimisers (transformers or rewrite rules, by ORT's own names) left out of
         the session (InferenceSession's `disabled_optimizers`): the INT8 why's cure of ClipQuantFusion's wrong drop
-        runs the segment with its rule, "ClipQuantRewrite", off (`bisect/clip_fusion.py`).
+        runs the segment with its rule, "ClipQuantRewrite", off (`bisect/findings/clip_fusion.py`).
     conv_algo: how cuDNN picks convolution kernels on CUDA (`CONV_ALGOS`); None: heuristic when enabled,
         exhaustive otherwise.
     """
@@ -166,7 +166,7 @@ class Determinism:
         HEURISTIC, DEFAULT or EXHAUSTIVE) and, for a float16 graph of convolutions (`half`: the backbone/neck/head)
         under the heuristic choice, `prefer_nhwc=1` (NHWC convs on the tensor cores; ONNX Runtime >= 1.20). Not for a
         graph without convs, nor for one with a BatchNormalization that does not read a conv's 4-D output (the caller
-        says so with `half`: `backends.ort_runner._nhwc_safe`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25,
+        says so with `half`: `backends.ort.ort_runner._nhwc_safe`): on the H100 (onnxruntime-gpu 1.31.1, 2026-11-25,
         `benchmarks/ort_cuda_nhwc_abort.py`) a float16 BatchNormalization on a [N, C, P] input (the pillar encoder's
         BatchNorm1d) under prefer_nhwc aborts the process (`terminate called without an active exception`), with or
         without convs beside it; float32, or float16 without prefer_nhwc, runs. So CenterPoint's pillar encoder and

@@ -281,7 +281,7 @@ def _nuscenes() -> str | None:
 
 
 def _trt_rtx() -> str | None:
-    from cp_debug.backends.trt_library import load_library
+    from cp_debug.backends.trt.trt_library import load_library
     from cp_debug.errors import BackendUnavailableError
 
     try:

@@ -38,21 +38,21 @@ def make_runner(spec: BackendSpec, *, torch_module: Any = None, onnx_model: Any 
                                 "not only an ONNX file")
         if input_names is None or output_names is None:
             raise BadInputError(f"{spec} needs input and output names for the PyTorch model")
-        from cp_debug.backends.torch_runner import TorchRunner
+        from cp_debug.backends.pytorch.torch_runner import TorchRunner
 
         return TorchRunner(torch_module, input_names, output_names, spec,
                            **{k: v for k, v in opts.items() if k in _TORCH_OPTS})
     if onnx_model is None:
         raise BadInputError(f"{spec} needs an ONNX model (--onnx FILE.onnx, or a recipe that exports one)")
     if spec.kit:  # trt-*@KIT: the target's results, read back
-        from cp_debug.backends.kit_runner import KitRunner
+        from cp_debug.backends.kit.kit_runner import KitRunner
 
         return KitRunner(onnx_model, spec, extra_outputs=opts.get("extra_outputs", ()))
     if spec.framework == "ort":
-        from cp_debug.backends.ort_runner import OrtRunner
+        from cp_debug.backends.ort.ort_runner import OrtRunner
 
         return OrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _ORT_ONLY})
-    from cp_debug.backends.trt_runner import TrtRunner  # trt-* and trt-rtx-*
+    from cp_debug.backends.trt.trt_runner import TrtRunner  # trt-* and trt-rtx-*
 
     return TrtRunner(onnx_model, spec, **{k: v for k, v in opts.items() if k in _ONNX_OPTS | _TRT_ONLY})
 
@@ -75,7 +75,7 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
             raise BackendUnavailableError("torch backends need PyTorch: pip install torch") from err
         if spec.device == "cuda":  # NVML's count: the driver starts on a helper thread (cuda_driver.py)
             if torch.cuda.device_count() == 0:  # 0 for a CPU-only build too; a ROCm build counts its GPUs
-                from cp_debug.backends.torch_runner import TORCH_CUDA_HINT
+                from cp_debug.backends.pytorch.torch_runner import TORCH_CUDA_HINT
 
                 cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None
                 why = "torch is a CPU-only build" if cpu_only else "no GPU visible to this process"
@@ -89,16 +89,16 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
         except ImportError as err:
             raise BackendUnavailableError("ort backends need ONNX Runtime: pip install onnxruntime") from err
         if spec.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            from cp_debug.backends.ort_runner import ORT_CUDA_HINT
+            from cp_debug.backends.ort.ort_runner import ORT_CUDA_HINT
 
             raise BackendUnavailableError(ORT_CUDA_HINT)
     elif spec.kit:  # no TensorRT needed: the kit and its results are checked instead (one line, exit 2)
-        from cp_debug.backends.kit_runner import check_kit
+        from cp_debug.backends.kit.kit_runner import check_kit
 
         check_kit(spec)
     else:  # trt-* / trt-rtx-*: the library imports and the plan holds; a GPU it cannot run on is told after the build
-        from cp_debug.backends.trt_library import load_library
-        from cp_debug.backends.trt_plan import plan_build
+        from cp_debug.backends.trt.trt_library import load_library
+        from cp_debug.backends.trt.trt_plan import plan_build
 
         plan_build(spec, load_library(spec.framework).version, keep_fp32=keep_fp32_nodes)
 
@@ -146,7 +146,7 @@ def _runs_on(spec: BackendSpec, env: dict) -> str:
         ep = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
         extra = ""
         if spec.device == "cpu" and spec.precision == "fp16":
-            from cp_debug.backends.ort_runner import half_mode
+            from cp_debug.backends.ort.ort_runner import half_mode
 
             extra = (" (float16 storage emulated: every float16 tensor rounded after its node, float32 arithmetic, "
                      "as a GPU computes)" if half_mode() == "emulated" else
@@ -179,7 +179,7 @@ def runs_here(spec: BackendSpec, env: dict | None = None) -> bool:
 
 def _rtx_runs_on(env: dict) -> str:
     """TensorRT-RTX: it builds here whatever the machine; whether its engines run depends on the GPU."""
-    from cp_debug.backends.trt_library import RTX_RUNS_ON, load_library
+    from cp_debug.backends.trt.trt_library import RTX_RUNS_ON, load_library
 
     lib = load_library("trt-rtx")
     gpu, cc = env.get("gpu"), env.get("gpu_capability")
@@ -206,7 +206,7 @@ def tensorrt_paths() -> list[tuple[str, bool, str]]:
 
     from cp_debug.determinism import environment
 
-    from cp_debug.backends.trt_library import load_library
+    from cp_debug.backends.trt.trt_library import load_library
 
     try:
         trt = load_library("trt")
@@ -218,12 +218,12 @@ def tensorrt_paths() -> list[tuple[str, bool, str]]:
         rtx, rtx_why = True, _rtx_runs_on(environment())
     except BackendUnavailableError as err:
         rtx, rtx_why = False, str(err)
-    kit = importlib.util.find_spec("cp_debug.backends.kit_runner") is not None
+    kit = importlib.util.find_spec("cp_debug.backends.kit.kit_runner") is not None
     return [
         ("trt-* (engine built here from the ONNX: tensorrt + a GPU)", here, why),
         ("trt-rtx-* (engine built here by TensorRT for RTX, no GPU needed; run on an RTX GPU)", rtx, rtx_why),
         ("trt-*@DIR with DIR/<stage>.engine|.plan (your prebuilt engines: the TensorRT runtime + a GPU)", here, why),
         ("trt-*@KIT (results a kit brought back from the target: no TensorRT needed)", kit,
          "reads trtexec / polygraphy outputs of `cpdebug trt-kit`" if kit
-         else "this cp_debug has no kit reader (backends/kit_runner.py)"),
+         else "this cp_debug has no kit reader (backends/kit/kit_runner.py)"),
     ]

@@ -50,7 +50,7 @@ class Capability(str, enum.Enum):
     QDQ_MODEL = "qdq_model"  # `int8_model=`: a given Q/DQ graph run as it is (the --int8 DIR's export)
     PTQ_MODEL = "ptq_model"  # runs the PTQ model of --int8 DIR as given (fake quantizers, or its Q/DQ export)
     KEEP_FP32_NODES = "keep_fp32_nodes"  # `keep_fp32_nodes=`: ONNX nodes left in FP32 by the FP16 conversion
-    LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/lockstep.py`)
+    LOCKSTEP = "lockstep"  # its stages can run segment by segment beside the reference (`bisect/stages/lockstep.py`)
     # `infer_device(feed)`: torch tensors in, torch tensors out on the runner's device (CUDA: no host round trip;
     # ONNX Runtime through IO binding); the same numbers as `infer`
     DEVICE_TENSORS = "device_tensors"

@@ -27,20 +27,20 @@ import time
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec, Capability
-from cp_debug.bisect.ahead import Ahead, runs_ahead
-from cp_debug.bisect.placement import device_whole
-from cp_debug.bisect.contribution import judge_small_terms
-from cp_debug.bisect.fits import check_fits, subject_weights
+from cp_debug.bisect.stages.ahead import Ahead, runs_ahead
+from cp_debug.bisect.stages.placement import device_whole
+from cp_debug.bisect.findings.contribution import judge_small_terms
+from cp_debug.bisect.stages.fits import check_fits, subject_weights
 from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
-from cp_debug.bisect.screen import screen_candidates
-from cp_debug.bisect.screen_ahead import ScreenAhead
-from cp_debug.bisect.refused import build_later_stage, refusal, refused_at
+from cp_debug.bisect.stages.screen import screen_candidates
+from cp_debug.bisect.stages.screen_ahead import ScreenAhead
+from cp_debug.bisect.stages.refused import build_later_stage, refusal, refused_at
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
-from cp_debug.bisect.stage_lockstep import lockstep_stage
-from cp_debug.bisect.stage_whole import candidate_stage, reference_stage
+from cp_debug.bisect.stages.stage_lockstep import lockstep_stage
+from cp_debug.bisect.stages.stage_whole import candidate_stage, reference_stage
 from cp_debug.bisect.store import TensorStore, default_budget
-from cp_debug.bisect.subject import LEVELS, Subject
+from cp_debug.bisect.subjects.subject import LEVELS, Subject
 from cp_debug.bisect.verdict import assemble_report, candidate_result, ordered
 from cp_debug.compare.diff import NON_FINITE, Tolerance, default_tolerance
 from cp_debug.errors import BadInputError
@@ -181,7 +181,7 @@ class BisectEngine:
     def _candidate(self, s: CandidateState, i: int, sp: list[ProbeSpec], ahead: Ahead) -> dict:
         """One candidate over stage i (`stage_whole.candidate_stage`); one whose library refuses to run its engine
         here has its later stages built, not run (`refused.py`)."""
-        from cp_debug.backends.trt_engine import EngineRefusedError
+        from cp_debug.backends.trt.trt_engine import EngineRefusedError
 
         rs = self.run_state
         if s.refused is not None:
@@ -224,7 +224,7 @@ class BisectEngine:
 
     def _deployed(self, probes: list[ProbeSpec]) -> None:
         """SPEC@DIR candidates: their stage views over the user's files, checked and mapped (`deployed.py`)."""
-        from cp_debug.bisect.deployed import deployed_stages
+        from cp_debug.bisect.subjects.deployed import deployed_stages
 
         rs = self.run_state
         modules = [p for p in probes if p.kind == "module"]
@@ -293,7 +293,7 @@ class BisectEngine:
 
     def window_context(self, label: str, probe: str):
         """What a bug report needs to grow a window that ends at `probe` (see `window_context.py`), or None."""
-        from cp_debug.bisect.window_context import window_context
+        from cp_debug.bisect.cures.window_context import window_context
 
         if label in self.run_state.deployed:  # a window of our export would not be the user's graph
             return None
@@ -360,7 +360,7 @@ class BisectEngine:
 
     # -- candidates ------------------------------------------------------------------------------------------
     def _new_state(self, label: str, spec: BackendSpec) -> CandidateState:
-        from cp_debug.bisect.lockstep import lockstep_supported
+        from cp_debug.bisect.stages.lockstep import lockstep_supported
 
         o = self.opts
         found = self.run_state.deployed.get(label)  # SPEC@DIR at fp32: the files' own precision sets the tolerance

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cp_debug.bisect.model_facts import ModelFacts, model_facts_from_json
+from cp_debug.bisect.subjects.model_facts import ModelFacts, model_facts_from_json
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.compare.noise import Judgement, Outcome, worst
 from cp_debug.data.frames import GroundTruth
@@ -230,7 +230,7 @@ class BisectReport:
     scene: BevScene | None = None
     # `--budget FILE`: the limits and every check (`eval.gates.budget_doc`), set by the CLI after the run; None without
     budget: dict | None = None
-    # a candidate whose library built its engines and would not run them here (`bisect/refused.py`): the one line
+    # a candidate whose library built its engines and would not run them here (`bisect/stages/refused.py`): the one line
     # the run ends with (exit 3) once the report is written; not in JSON (the candidate's `errors` entry says it)
     refusal: Exception | None = None
 

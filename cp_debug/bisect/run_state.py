@@ -17,10 +17,10 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.hints import Int8Range
+from cp_debug.bisect.findings.hints import Int8Range
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.store import TensorStore
-from cp_debug.bisect.subject import DetectionVerdict, Stage, Subject
+from cp_debug.bisect.subjects.subject import DetectionVerdict, Stage, Subject
 from cp_debug.compare.diff import TensorDiff, Tolerance
 
 
@@ -108,12 +108,12 @@ class CandidateState:
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
     notes: dict[str, str] = field(default_factory=dict)  # probe -> what its comparison said (a mask's saturated fill)
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts
-    refused: Any = None  # backends.trt_engine.EngineRefusedError | None
+    refused: Any = None  # backends.trt.trt_engine.EngineRefusedError | None
     built: dict[str, dict | None] = field(default_factory=dict)
 
 
 class NullProgress:
-    """`cli._output.StepProgress`'s steps and bars, saying nothing (a run without a terminal of its own)."""
+    """`cli.common.output.StepProgress`'s steps and bars, saying nothing (a run without a terminal of its own)."""
 
     @contextlib.contextmanager
     def step(self, text: str, final: bool = True):

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from cp_debug.bisect import hints as hints_mod
-from cp_debug.bisect.graph_blame import graph_blame
+from cp_debug.bisect.findings import hints as hints_mod
+from cp_debug.bisect.findings.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.store import AUTO_SHARE
@@ -36,8 +36,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                      started: float) -> CandidateResult:
     """One candidate's result over every probe it measured, with the root cause explained; the time since
     `started` (perf_counter) is added to the candidate's seconds."""
-    from cp_debug.bisect.choice_flip import known_flip
-    from cp_debug.bisect.int8_story import merged, range_root_cause
+    from cp_debug.bisect.findings.choice_flip import known_flip
+    from cp_debug.bisect.findings.int8_story import merged, range_root_cause
 
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
@@ -140,7 +140,7 @@ def _runtime_fault(run: RunState, state: CandidateState) -> None:
     candidate's precision notes (the summary's precision line and the JSON's `precision`)."""
     from dataclasses import replace
 
-    from cp_debug.bisect.runtime_fault import fp8_runtime_fault
+    from cp_debug.bisect.findings.runtime_fault import fp8_runtime_fault
 
     try:
         note = fp8_runtime_fault(run, state)
@@ -246,10 +246,10 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
         local_bad = beyond_locally(r)
     if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
         return None
-    from cp_debug.bisect.segment_blocks import explain_block_segment
-    from cp_debug.bisect.segment_fp8 import explain_fp8_segment
-    from cp_debug.bisect.segment_int8 import explain_int8_segment
-    from cp_debug.bisect.segment_why import explain_segment
+    from cp_debug.bisect.findings.segment_blocks import explain_block_segment
+    from cp_debug.bisect.findings.segment_fp8 import explain_fp8_segment
+    from cp_debug.bisect.findings.segment_int8 import explain_int8_segment
+    from cp_debug.bisect.findings.segment_why import explain_segment
 
     explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment, "nvfp4": explain_block_segment,
                "mxfp8": explain_block_segment}.get(state.spec.precision, explain_segment)
@@ -257,7 +257,7 @@ def _segment_why(run: RunState, state: CandidateState, p, r):
 
 
 def _qdq_file_why(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
-    from cp_debug.bisect.qdq_file_why import qdq_file_why
+    from cp_debug.bisect.findings.qdq_file_why import qdq_file_why
 
     return qdq_file_why(run, state, probe)
 
@@ -266,7 +266,7 @@ def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
     """How the INT8 / FP8 calibration set fits the input on this probe's segment (segment_int8.calibration_fit)."""
     if p.kind != "module" or state.spec.precision not in ("int8", "fp8"):
         return None
-    from cp_debug.bisect.segment_int8 import calibration_fit
+    from cp_debug.bisect.findings.segment_int8 import calibration_fit
 
     return _extra(run, state, p, "the calibration's fit at", calibration_fit)
 
@@ -282,7 +282,7 @@ def _extra(run: RunState, state: CandidateState, p, what: str, reason):
 
 def _choice(run: RunState, state: CandidateState, fd: str | None):
     """The measured decision flip (`choice_flip.py`); where it cannot be worked out, a warning and None."""
-    from cp_debug.bisect.choice_flip import choice_flip
+    from cp_debug.bisect.findings.choice_flip import choice_flip
 
     try:
         return choice_flip(run, state, fd)
@@ -296,7 +296,7 @@ def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
     local_nan = r.local is not None and r.local.status == "nan"
     if p.kind != "module" or not (local_nan or (r.local is None and r.status == "nan")):
         return None  # 0 / 0 is NaN; an Inf is an overflow's, not an eps's
-    from cp_debug.bisect.eps_why import eps_reason
+    from cp_debug.bisect.findings.eps_why import eps_reason
 
     return eps_reason(run, p.stage, p.name, state.spec.precision)
 
@@ -306,7 +306,7 @@ def _export(run: RunState, state: CandidateState, p, r) -> str | None:
     local_bad = r.local is not None and r.local.status != "ok"
     if p.kind != "module" or not (local_bad or (r.local is None and r.status != "ok")):
         return None
-    from cp_debug.bisect.export_why import export_reason
+    from cp_debug.bisect.findings.export_why import export_reason
 
     return _extra(run, state, p, "the export check of", export_reason)
 

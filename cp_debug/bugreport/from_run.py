@@ -44,7 +44,7 @@ class _Candidate:
     def emulates_storage(self) -> bool:
         """The bisect's whole-stage ort-cpu-fp16 run stored every float16 tensor as float16 (emulated: the default,
         `precision/half_storage.py`): the bundle's graph does the same, in explicit Cast pairs."""
-        from cp_debug.backends.ort_runner import half_mode
+        from cp_debug.backends.ort.ort_runner import half_mode
 
         return self.spec.precision == "fp16" and self.spec.device == "cpu" and half_mode() == "emulated"
 
@@ -80,8 +80,8 @@ class _Candidate:
     @property
     def session_options(self) -> dict | None:
         """The session settings the bisect's runner used beyond the defaults (INT8: exact integer products; FP8:
-        graph optimisations off, `backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
-        from cp_debug.backends.ort_runner import INT8_SESSION_CONFIG
+        graph optimisations off, `backends/ort/ort_precision.FP8_ORT_OPT_LEVEL`)."""
+        from cp_debug.backends.ort.ort_runner import INT8_SESSION_CONFIG
 
         from cp_debug.precision.held import FLOAT8_GRAPHS
 

@@ -1,5 +1,5 @@
 """cpdebug's command group: every command of cli/*_cmd.py under its name (`COMMANDS`), in the one error mapping
-(`_Commands.invoke`, `cli/_errors.py`), with the help pages polished (`cli/_help.py`).
+(`_Commands.invoke`, `cli/common/errors.py`), with the help pages polished (`cli/common/help.py`).
 
 A `cpdebug` process runs one command, so `command_group()` builds the click command of each only when asked for it
 (`_Commands.commands`, a `_Lazy` mapping): the command that runs, or every one for `cpdebug --help`; a server builds
@@ -22,9 +22,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from cp_debug.cli._errors import handle_errors
-from cp_debug.cli._help import command_settings, polish, renamed, root_epilog
-from cp_debug.cli._pipe import help_shown
+from cp_debug.cli.common.errors import handle_errors
+from cp_debug.cli.common.help import command_settings, polish, renamed, root_epilog
+from cp_debug.cli.common.pipe import help_shown
 
 COMMANDS = {  # name: its module in cli/ and function, in the order of `cpdebug --help`
     "bisect": "bisect_cmd:bisect", "sweep": "sweep_cmd:sweep", "report": "report_cmd:report",
@@ -38,7 +38,7 @@ COMMANDS = {  # name: its module in cli/ and function, in the order of `cpdebug 
 
 class _HelpPage:
     """A command (or the group) whose help page is noted as one: cut short by a reader that closed the pipe, it still
-    ends 0 (`cli/_pipe.py`)."""
+    ends 0 (`cli/common/pipe.py`)."""
 
     def format_help(self, ctx, formatter):
         help_shown()
@@ -70,7 +70,7 @@ class _Commands(_HelpPage, TyperGroup):
 
 
 class _Command(_HelpPage, TyperCommand):
-    """One cpdebug command; its help page escaped for rich markup and its metavars named (`cli/_help.py`)."""
+    """One cpdebug command; its help page escaped for rich markup and its metavars named (`cli/common/help.py`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -80,8 +80,8 @@ class _Command(_HelpPage, TyperCommand):
         return super().parse_args(ctx, renamed(self.name, args))
 
     def invoke(self, ctx):
-        """The command, which names the built-in demo where it runs it (`cli/_what_runs.py`)."""
-        from cp_debug.cli._what_runs import saying_what_runs
+        """The command, which names the built-in demo where it runs it (`cli/common/what_runs.py`)."""
+        from cp_debug.cli.common.what_runs import saying_what_runs
 
         with saying_what_runs(ctx):
             return super().invoke(ctx)

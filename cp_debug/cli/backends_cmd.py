@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cp_debug.cli._options import Verbose, option
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.options import Verbose, option
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def backends(
@@ -35,7 +35,7 @@ def backends(
         from rich.markup import escape
         from rich.table import Table
 
-        from cp_debug.cli._output import stdout_console
+        from cp_debug.cli.common.output import stdout_console
 
         table = Table(title="cp_debug backends")
         table.add_column("spec", style="bold")

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Json, Points, Preset, Quiet,
+from cp_debug.cli.common.options import (ConfigFile, Checkpoint, Csv, CudnnAlgo, Deterministic, Json, Points, Preset,
+    Quiet,
                                    RandomWeights, Recipe, Seed, Verbose, backends_option, model_record,
                                    recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ def _labels(backends: str) -> tuple[tuple[str, BackendSpec], ...]:
 def _bench(opts, model: ModelRecord, *, json_out: str | None, csv: Path | None, quiet: bool,
            third_party: ThirdParty) -> None:
     from cp_debug.bench.run import run_bench
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli._preflight import check_inputs, check_outputs
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import StepProgress, finish
+    from cp_debug.cli.common.preflight import check_inputs, check_outputs
     from cp_debug.files import write_text_atomic
 
     opts.recipe.config(opts.preset)  # an unknown preset said before torch loads

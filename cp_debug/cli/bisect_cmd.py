@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, BudgetFile, Checkpoint, ConfigFile, Csv, CudnnAlgo,
+from cp_debug.cli.common.options import (Atol, AutowareParams, BudgetFile, Checkpoint, ConfigFile, Csv, CudnnAlgo,
                                    Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
                                    NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Recipe,
                                    Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
                                    calib_option, exclude_int8_option, level_option, model_record, no_cache, option,
                                    recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
 
@@ -181,7 +181,7 @@ def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path 
 def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]]) -> None:
     """What the recipe does not take (`Recipe.refuses`, its `check_bisect`: TransFusion-L refuses CenterPoint's
     options and a kit's results), said before anything loads."""
-    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.cli.common.preflight import refuse_options
     from cp_debug.recipes.catalog import recipe
 
     m = request.model
@@ -197,7 +197,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
                lockstep_mode: str, outputs: BisectOutputs):
     """Everything that can be wrong with the request, said before the model is loaded. Returns the --budget file
     as read (`eval.gates.Budget`; None without one)."""
-    from cp_debug.cli._preflight import check_inputs, check_outputs, check_preset, check_report_writers
+    from cp_debug.cli.common.preflight import check_inputs, check_outputs, check_preset, check_report_writers
     from cp_debug.errors import BadInputError
 
     if lockstep_mode not in ("auto", "segments", "grouped"):
@@ -205,7 +205,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     int8 = subject_request.model.int8 if subject_request.model is not None else None
     torch_int8 = [s for _, s in pairs if s.is_torch and s.precision == "int8"]
     if int8 is None and torch_int8:
-        from cp_debug.backends.torch_runner import TORCH_INT8_HINT
+        from cp_debug.backends.pytorch.torch_runner import TORCH_INT8_HINT
 
         raise BadInputError(TORCH_INT8_HINT.format(spec=torch_int8[0]))
     if int8 is not None and calib:
@@ -225,7 +225,7 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
     for _, spec in pairs:  # a backend this machine lacks (ort-cuda without onnxruntime-gpu, ...): said before the
         check_available(spec)  # model loads (seconds here, minutes for a large one), as the engine would after it
-    from cp_debug.cli._output import read_budget_for
+    from cp_debug.cli.common.output import read_budget_for
 
     return read_budget_for(outputs.budget, "bisect")
 
@@ -237,17 +237,17 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     file `_preflight` read) is given."""
     from dataclasses import replace
 
-    from cp_debug.cli._output import StepProgress
+    from cp_debug.cli.common.output import StepProgress
 
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
     if any(spec.device == "cuda" for _, spec in pairs):  # the comparisons' first CUDA kernel, while the model loads
         from cp_debug.compare.device_warm import warm_up_in_background
 
         warm_up_in_background()
-        from cp_debug.backends.ort_warm import warm_up_in_background as warm_up_ort
+        from cp_debug.backends.ort.ort_warm import warm_up_in_background as warm_up_ort
         from cp_debug.determinism import Determinism
 
-        # ONNX Runtime's CUDA provider, cuDNN and cuBLAS loaded while the model loads (backends/ort_warm.py)
+        # ONNX Runtime's CUDA provider, cuDNN and cuBLAS loaded while the model loads (backends/ort/ort_warm.py)
         warm_up_ort([spec for _, spec in pairs], Determinism(enabled=opts.deterministic, conv_algo=opts.cudnn_algo))
     if any(spec.device != "cuda" for _, spec in pairs):  # host comparisons: numba's kernels, while the model loads
         from cp_debug.compare import kernels
@@ -262,23 +262,23 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
     from cp_debug.bisect.engine import BisectEngine
 
     if calib:
-        from cp_debug.bisect.feeds import calibration_feeds
+        from cp_debug.bisect.subjects.feeds import calibration_feeds
 
         feeds, said = calibration_feeds(calib, subject.feed(0, {}), "the model", "the model's input is")
         subject.warnings.extend(said)
         opts = replace(opts, calib_feeds=tuple(feeds))
     engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
-    from cp_debug.backends import ort_kept
+    from cp_debug.backends.ort import ort_kept
 
     try:
-        with ort_kept.wanted():  # in a server: the sessions kept for the next bisect (backends/ort_kept.py)
+        with ort_kept.wanted():  # in a server: the sessions kept for the next bisect (backends/ort/ort_kept.py)
             report = engine.run()
         report.warnings[:0] = notes
         if subject_request.model is not None:
             report.model = subject_request.model
         code, checks = int(report.outcome.exit_code), ()
         if budget is not None:
-            from cp_debug.cli._output import budget_verdict
+            from cp_debug.cli.common.output import budget_verdict
             from cp_debug.eval.gates import bisect_figures, budget_doc
 
             checks, code = budget_verdict(budget, bisect_figures(report, budget.heads), third_party.terminal)
@@ -315,7 +315,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
     """The bundle first (it runs ONNX Runtime again), then the files, then the table or JSON on stdout: each
     written with the third-party warnings caught so far."""
     json_out, csv, parquet, html, bundle = outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.bundle
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.output import stdout_console
 
     from cp_debug.files import json_text, write_json
 
@@ -359,7 +359,7 @@ def _write_outputs(engine, report, outputs: BisectOutputs, progress, third_party
 
         write_junit(outputs.junit, [bisect_suite(caught(), [c.junit_case("cpdebug.budget") for c in checks])])
     def doc():  # the report with what it ran on (`runs_on`: the built-in demo where no model was named)
-        from cp_debug.cli._output import with_runs_on
+        from cp_debug.cli.common.output import with_runs_on
         from cp_debug.files import jsonable
 
         return {**jsonable(caught()), **with_runs_on()}
@@ -401,12 +401,12 @@ def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
     from cp_debug.data.point_files import parse_use_dim
 
     if request.torch_model:
-        from cp_debug.bisect.loaders import torch_subject
+        from cp_debug.bisect.subjects.loaders import torch_subject
 
         return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed)
     if request.onnx_model:
-        from cp_debug.bisect.deployed import refuse_unloadable_given
-        from cp_debug.bisect.loaders import onnx_subject
+        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
+        from cp_debug.bisect.subjects.loaders import onnx_subject
 
         subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
         refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
+from cp_debug.cli.common.options import (Atol, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
                                    Exporter, HeldOutCalib, Int8Dir, Json, MatchDistance, MinMatch, OnnxModel, Preset,
                                    Quiet, RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed,
                                    TorchModel, Verbose, backends_option, model_record, option, recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
@@ -80,7 +80,7 @@ def eval_(
     Backends default to torch,ort (torch alone with --detections). --torch / --onnx: any one-graph model's task
     metric (--metric) over its samples (--inputs or --data), per backend, the samples that change named."""
     if torch_model or onnx_model:
-        from cp_debug.cli._samples import SampleRun, eval_samples
+        from cp_debug.cli.common.samples import SampleRun, eval_samples
 
         others = dict(scenes=scenes, config=config, checkpoint=checkpoint, detections=detections, int8=int8,
                       max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match, html=html)
@@ -103,13 +103,13 @@ def eval_(
         check_mode(tolerance_mode)
         check_limits(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
         gates = dict(max_map_drop=max_map_drop, max_nds_drop=max_nds_drop, min_match=min_match)
-        from cp_debug.cli._output import read_budget_for
+        from cp_debug.cli.common.output import read_budget_for
 
         budget_limits = read_budget_for(budget, "eval")
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8)
         preset = model.model_name
         recipe = recipe_name(recipe, config)
-        from cp_debug.cli._preflight import refuse_options
+        from cp_debug.cli.common.preflight import refuse_options
 
         refuse_options(recipe, "eval", {"--int8": int8 is not None})
         _preflight(recipe, preset, checkpoint=checkpoint, scenes=scenes, detections=detections, int8=int8,
@@ -141,7 +141,7 @@ def _backends(text: str | None, has_detections: bool) -> tuple:
 
 def _preflight(recipe: str, preset: str, *, checkpoint, scenes, detections, int8, json_out, html) -> None:
     """What eval needs, checked before any scene is run: the devkit, the preset, the inputs, the outputs."""
-    from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, check_report_writers
+    from cp_debug.cli.common.preflight import check_devkit, check_inputs, check_outputs, check_report_writers
     from cp_debug.recipes.catalog import preset_config
 
     check_devkit()
@@ -155,8 +155,8 @@ def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: 
           third_party: ThirdParty, budget=None) -> int:
     """Run the eval, show and write it; the exit code: `ExitCode.DIVERGED` when a gate of `gates` is broken, else
     the worst candidate's outcome (fixed mode: OK)."""
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish, gates_exit
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import StepProgress, finish, gates_exit
     from cp_debug.errors import ExitCode
     from cp_debug.eval.gates import eval_gates
     from cp_debug.eval.report import print_report
@@ -169,7 +169,7 @@ def _eval(opts, model: ModelRecord, gates: dict, *, json_out: str | None, html: 
     doc = {**report.to_json(), "model_record": model.to_json(), "gates": [c.to_json() for c in checks]}
     budget_code = None
     if budget is not None:
-        from cp_debug.cli._output import budget_verdict
+        from cp_debug.cli.common.output import budget_verdict
         from cp_debug.eval.gates import budget_doc, eval_figures
 
         limits, budget_code = budget_verdict(budget, eval_figures(report), third_party.terminal)

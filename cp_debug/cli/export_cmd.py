@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from cp_debug.cli._options import (Checkpoint, ConfigFile, NoRotY, Points, Preset, Quiet, RandomWeights, Recipe, RotY,
+from cp_debug.cli.common.options import (Checkpoint, ConfigFile, NoRotY, Points, Preset, Quiet, RandomWeights, Recipe,
+    RotY,
                                    Seed, Verbose, model_record, option, recipe_name, rot_y)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
@@ -32,7 +33,7 @@ def export(
     with ThirdParty(verbose=verbose) as third_party:
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         name = recipe_name(recipe, config)
-        from cp_debug.cli._preflight import refuse_options
+        from cp_debug.cli.common.preflight import refuse_options
 
         awml_rot_y = rot_y(rot_y_axis_reference, no_rot_y_axis_reference)
         refuse_options(name, "export", {"--rot-y-axis-reference": awml_rot_y})
@@ -42,8 +43,8 @@ def export(
 def _export(recipe: str, model: ModelRecord, out: Path, rot_y_axis_reference: bool, points: Path | None,
             quiet: bool, third_party: ThirdParty) -> None:
     """The recipe's deployment files of `model` (`Recipe.export_files`), their paths printed."""
-    from cp_debug.cli._output import StepProgress, stdout_console
-    from cp_debug.cli._preflight import check_inputs
+    from cp_debug.cli.common.output import StepProgress, stdout_console
+    from cp_debug.cli.common.preflight import check_inputs
     from cp_debug.recipes.catalog import recipe as recipe_of
 
     r = recipe_of(recipe)

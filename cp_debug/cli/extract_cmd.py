@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import Verbose, option
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.options import Verbose, option
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def extract(
@@ -33,7 +33,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bugreport.from_run import bundle_from_run
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
-    from cp_debug.cli._output import StepProgress
+    from cp_debug.cli.common.output import StepProgress
     from cp_debug.errors import BadInputError
     from cp_debug.report.io import load_report
 
@@ -61,7 +61,7 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
             progress.warn(f"the bundle in {bundle} does not reproduce the divergence: {written.why}")
     finally:
         engine.close()
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.output import stdout_console
 
     third_party.print_count(stdout_console(), where="the bundle's report.json")
 
@@ -69,18 +69,18 @@ def _extract(run_json: Path, bundle: Path, candidate: str | None, tar: bool, thi
 def _saved_subject(saved, run_json: Path):
     """The run's model again: from its `model` record (CenterPoint), its --torch / --onnx source, or, for reports
     written before `model_record`, the recipe fields of its `model` facts."""
-    from cp_debug.bisect.model_facts import OnnxFacts, RecipeFacts, TorchFacts
+    from cp_debug.bisect.subjects.model_facts import OnnxFacts, RecipeFacts, TorchFacts
     from cp_debug.errors import BadInputError
     from cp_debug.lidar.record import ModelRecord
 
     f = saved.facts
     if isinstance(f, TorchFacts):
-        from cp_debug.bisect.loaders import torch_subject
+        from cp_debug.bisect.subjects.loaders import torch_subject
 
         seed = (saved.settings.get("determinism") or {}).get("seed") or 0  # the run's --seed: the same weights
         return torch_subject(f.source, f.inputs, exporter=f.exporter or "auto", seed=seed)
     if isinstance(f, OnnxFacts):
-        from cp_debug.bisect.loaders import onnx_subject
+        from cp_debug.bisect.subjects.loaders import onnx_subject
 
         return onnx_subject(f.source, f.inputs, seed=f.seed or 0)
     from cp_debug.recipes import catalog

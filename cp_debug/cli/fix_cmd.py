@@ -8,12 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir, Json,
+from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir,
+    Json,
                                    Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, SeedOrReport,
                                    TorchModel, Verbose, backends_option, calib_option, model_record, option,
                                    preset_option, recipe_name, search_nodes_option)
-from cp_debug.cli._fix_graph import FixMetric, fix_graph_cmd, refuse_metric
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, refuse_metric
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def fix(
@@ -180,7 +181,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
          from_sweep: Path | None = None, junit: Path | None = None, budget: Path | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
     them); the reference and candidate come from `backends`."""
-    from cp_debug.cli._output import StepProgress, finish, with_runs_on
+    from cp_debug.cli.common.output import StepProgress, finish, with_runs_on
     from cp_debug.errors import BadInputError
 
     if json_out and json_out != "-":
@@ -230,7 +231,7 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
         req = make_request(ModelRecord(), {}, common)
     check_request(req)
     if req.needs_devkit:
-        from cp_debug.cli._preflight import check_devkit
+        from cp_debug.cli.common.preflight import check_devkit
 
         check_devkit()  # the verification's mAP: said now, not after minutes of search
     outcome = run_fix(req, progress=progress)
@@ -246,8 +247,8 @@ def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str |
 def _check(check: Path, device: str | None, json_out: str | None, junit: Path | None, budget: Path | None, progress,
            third_party) -> int:
     """`fix --check DIR`: re-verify, render, write JSON and JUnit; the exit code (the budget's with --budget)."""
-    from cp_debug.cli._output import budget_verdict, finish, read_budget_for
-    from cp_debug.cli._preflight import check_outputs
+    from cp_debug.cli.common.output import budget_verdict, finish, read_budget_for
+    from cp_debug.cli.common.preflight import check_outputs
     from cp_debug.errors import BadInputError
     from cp_debug.fix.check import budget_figures, check_fix, junit_suite
 

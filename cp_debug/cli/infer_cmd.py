@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, ConfigFile, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
+from cp_debug.cli.common.options import (Checkpoint, ConfigFile, LoadDim, NoRotY, Points, Preset, Quiet, RandomWeights,
                                    Recipe, RotY, Seed, UseDim, Verbose, model_record, option, recipe_name, rot_y)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 STAGE_BACKENDS = ("torch", "ort")
@@ -64,7 +64,7 @@ def infer(
 
 def _stages_refused(recipe: str, *, encoder: str, backbone: str, onnx_dir: Path | None, rot_y: bool | None) -> None:
     """A recipe run end to end in torch: the pair's stage options are refused by name."""
-    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.cli.common.preflight import refuse_options
 
     given = {"--encoder": encoder != "torch", "--backbone": backbone != "torch", "--onnx-dir": onnx_dir is not None,
              "--(no-)rot-y-axis-reference": rot_y is not None}
@@ -76,7 +76,7 @@ def _infer_end_to_end(r, model: ModelRecord, points: Path | None, out: Path, *, 
                       third_party: ThirdParty, load_dim: int | None, use_dim: str | None) -> None:
     """Recipe `r` on one scan in torch (`Recipe.infer_scan`): its outputs by name, the decoded boxes and what the
     recipe says of the run, written to `out`."""
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli.common.output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError
 
     cfg = r.config(model.model_name)  # an unknown preset fails before torch is imported
@@ -135,7 +135,7 @@ def _scan_lines(console, scan) -> None:
 def _check_options(model: ModelRecord, out: Path, *, encoder: str, backbone: str, onnx_dir: Path | None,
                    device: str) -> None:
     """The options `cpdebug infer` can check before the slow imports: one clear line for each bad one."""
-    from cp_debug.cli._preflight import check_inputs
+    from cp_debug.cli.common.preflight import check_inputs
     from cp_debug.errors import BadInputError
 
     for label, value in (("--encoder", encoder), ("--backbone", backbone)):
@@ -156,7 +156,7 @@ def _infer(r, model: ModelRecord, points: Path | None, out: Path, *, encoder: st
            device: str, rot_y: bool | None, quiet: bool, third_party: ThirdParty, load_dim: int | None = None,
            use_dim: str | None = None) -> None:
     """Recipe `r`'s stages one by one, each on its backend (`Recipe.infer_stages`: CenterPoint's pair)."""
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.cli.common.output import StepProgress, stdout_console
     from cp_debug.errors import BackendUnavailableError
 
     cfg = r.config(model.model_name)

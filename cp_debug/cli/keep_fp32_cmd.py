@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe,
+from cp_debug.cli.common.options import (Checkpoint, Exporter, Inputs, Json, OnnxModel, Quiet, RandomWeights, Recipe,
                                    TorchModel, TorchSeed, Verbose, option, search_nodes_option)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
@@ -64,8 +64,8 @@ def keep_fp32(
     flip-aware over held-out frames), its fix.json document as --json."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.backends.spec import BackendSpec
-        from cp_debug.bisect.keep_fp32 import searched_candidates, tolerance_for
-        from cp_debug.cli._options import recipe_name
+        from cp_debug.bisect.cures.keep_fp32 import searched_candidates, tolerance_for
+        from cp_debug.cli.common.options import recipe_name
         from cp_debug.errors import BadInputError
 
         # bisect's REF,CAND form too, where REF is the search's reference (or, for --torch, the module's FP32)
@@ -106,9 +106,9 @@ def keep_fp32(
 def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | None, spec: BackendSpec,
                candidates: str, tol: Tolerance, *, exporter: str, seed: int, json_out: str | None, quiet: bool,
                third_party: ThirdParty, fixed: bool = False) -> int:
-    from cp_debug.bisect.keep_fp32 import check_backend, find_keep_fp32
-    from cp_debug.cli._output import StepProgress, stdout_console
-    from cp_debug.cli._preflight import check_inputs, check_outputs
+    from cp_debug.bisect.cures.keep_fp32 import check_backend, find_keep_fp32
+    from cp_debug.cli.common.output import StepProgress, stdout_console
+    from cp_debug.cli.common.preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
 
     if bool(onnx_model) == bool(torch_model):
@@ -123,7 +123,7 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
     chosen = names if names in ("compute", "all") else [n.strip() for n in names.split(",") if n.strip()]
     result = find_keep_fp32(model, spec, feed, tol, chosen, progress=progress, module_names=modules,
                             mode="fixed" if fixed else "model")
-    from cp_debug.cli._output import with_runs_on
+    from cp_debug.cli.common.output import with_runs_on
     from cp_debug.files import json_text, write_json
 
     caught = [w.to_json() for w in third_party.warnings()]
@@ -143,17 +143,17 @@ def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
     """(ONNX model, feed, the module's qualified names) through the loaders `cpdebug bisect` uses; one-stage
     models only; a model too big for the machine (the search's FP32 reference and `spec`) said before its export."""
     from cp_debug.backends.spec import BackendSpec as Spec
-    from cp_debug.bisect.fits import check_fits, subject_weights
+    from cp_debug.bisect.stages.fits import check_fits, subject_weights
     from cp_debug.errors import BadInputError
 
     if onnx_model:
-        from cp_debug.bisect.deployed import refuse_unloadable_given
-        from cp_debug.bisect.loaders import onnx_subject
+        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
+        from cp_debug.bisect.subjects.loaders import onnx_subject
 
         subject = onnx_subject(onnx_model, inputs, seed=seed)  # a broken file: exit 2
         refuse_unloadable_given(onnx_model, [Spec.parse("ort")])  # the search's reference runs it as it is (exit 3)
     else:
-        from cp_debug.bisect.loaders import torch_subject
+        from cp_debug.bisect.subjects.loaders import torch_subject
 
         subject = torch_subject(torch_model, inputs, exporter=exporter)
     if len(subject.stages) != 1:
@@ -209,8 +209,8 @@ def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None
     """keep-fp32 of recipe `r` whose keep-fp32 is its fix (`Recipe.keep_fp32_is_fix`: TransFusion-L's one graph):
     `fix.run.run_fix` on the request `fix --recipe NAME` makes (module docstring); the exit code is the fix's (0
     found or not needed and verified, 1 impossible, 5 not verified)."""
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli._preflight import check_outputs
+    from cp_debug.cli.common.output import StepProgress, finish
+    from cp_debug.cli.common.preflight import check_outputs
     from cp_debug.errors import BadInputError
     from cp_debug.fix.names import SEP
     from cp_debug.fix.request import check_request, make_request

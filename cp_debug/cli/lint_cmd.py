@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import ConfigFile, DataRoot, Json, Junit, Recipe, Verbose, option, recipe_name
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.options import ConfigFile, DataRoot, Json, Junit, Recipe, Verbose, option, recipe_name
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def lint(
@@ -46,7 +46,7 @@ def lint(
     yaw-norm thresholds of an AWML TransFusion config, the node's files and transfusion.onnx.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.cli._preflight import check_outputs
+        from cp_debug.cli.common.preflight import check_outputs
         from cp_debug.lint.run import LintRequest, params_of_folder
         from cp_debug.recipes.catalog import recipe as recipe_of
 
@@ -58,7 +58,7 @@ def lint(
         frames, data_label = _frames(points, scenes, data_root, cfg)
         report = linter.lint(LintRequest(cfg, label, files, onnx_dir, tuple(frames), data_label))
 
-        from cp_debug.cli._output import finish
+        from cp_debug.cli.common.output import finish
 
         def show(console) -> None:
             for f in report.findings:

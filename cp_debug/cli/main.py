@@ -1,10 +1,10 @@
 """`cpdebug`: the command-line entry point. Each command group lives in its own module; the command group itself,
 `app`, in `cli/app.py`.
 
-Errors are mapped once, for every command (`app._Commands.invoke`, `cli/_errors.py`): a CpDebugError is one
+Errors are mapped once, for every command (`app._Commands.invoke`, `cli/common/errors.py`): a CpDebugError is one
 line and its exit code, Ctrl-C is "interrupted" (130), anything else is a bug: one line, exit 70, its traceback in
 a file the line names. Click's own usage errors (exit 2), `--help` and `--version` are click's. Output to a pipe
-whose reader went away ends the program quietly, with 141 (`cli/_pipe.py`).
+whose reader went away ends the program quietly, with 141 (`cli/common/pipe.py`).
 
 The entry point hands a command to this environment's server, where one is up, before it imports any command:
 `cpdebug` then costs its caller Python and the server's client (0.13 CPU s), not typer and the command's module
@@ -18,8 +18,8 @@ import os
 import sys
 from typing import NoReturn
 
-from cp_debug.cli._errors import exit_status
-from cp_debug.cli._pipe import exit_code, flush, guard
+from cp_debug.cli.common.errors import exit_status
+from cp_debug.cli.common.pipe import exit_code, flush, guard
 from cp_debug.heap import collect_less
 from cp_debug.openmp import sleeping_threads
 
@@ -48,7 +48,7 @@ def entry() -> NoReturn:
     from cp_debug.server.client import forward
 
     sleeping_threads()
-    guard()  # a closed pipe ends the program quietly (cli/_pipe.py)
+    guard()  # a closed pipe ends the program quietly (cli/common/pipe.py)
     code = forward(sys.argv[1:])
     if code is not None:
         leave(code)
@@ -64,7 +64,7 @@ def leave(code: object) -> NoReturn:
     """End the process with `code` (a `sys.exit` argument) as Python's own exit would, less the interpreter's
     teardown: the thread pools told to stop and every non-daemon thread waited for, the `atexit` functions run
     (temporary folders removed, logging flushed, a Ray cluster we started stopped), the standard streams flushed,
-    then `os._exit` (with 141 where the output found no reader: `cli/_pipe.py`). Tearing down torch, ONNX Runtime
+    then `os._exit` (with 141 where the output found no reader: `cli/common/pipe.py`). Tearing down torch, ONNX Runtime
     and numba's modules and libraries took 0.6-0.9 s of every command on the CPU machine (0.4 s for `import torch`
     alone) and writes nothing. Under a tracer or a profiler (coverage, cProfile), which write their results at the
     interpreter's exit, it exits the usual way."""
@@ -80,7 +80,7 @@ def leave(code: object) -> NoReturn:
         shutdown()
     atexit._run_exitfuncs()
     flush()
-    os._exit(exit_code(code))  # 141 where the output found no reader (cli/_pipe.py)
+    os._exit(exit_code(code))  # 141 where the output found no reader (cli/common/pipe.py)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Json, Method, Percentile, Preset, Quiet,
+from cp_debug.cli.common.options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Json, Method, Percentile, Preset,
+    Quiet,
                                    RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option, model_record,
                                    option, recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
@@ -54,9 +55,9 @@ def quantize(
 
 def _quantize(r, model: ModelRecord, settings, *, calib_scenes: Path | None, calib_n: int | None, eval_scenes: int,
               map_scenes: int, out: Path, json_out: str | None, quiet: bool, third_party: ThirdParty) -> None:
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli._preflight import check_inputs, check_outputs
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import StepProgress, finish
+    from cp_debug.cli.common.preflight import check_inputs, check_outputs
     from cp_debug.errors import BadInputError
     r.config(model.model_name)
     ptq = r.plugin("ptq")
@@ -67,7 +68,7 @@ def _quantize(r, model: ModelRecord, settings, *, calib_scenes: Path | None, cal
     check_inputs(checkpoint=model.checkpoint, calib_scenes=calib_scenes)
     check_outputs(json_out)
     if map_scenes:
-        from cp_debug.cli._preflight import check_devkit
+        from cp_debug.cli.common.preflight import check_devkit
 
         check_devkit()
     progress = StepProgress(quiet, stream=third_party.terminal)

@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, LidarTopic, MinMatch,
+from cp_debug.cli.common.options import (AutowareParams, Checkpoint, ConfigFile, DataRoot, Html, Json, LidarTopic,
+    MinMatch,
                                    Parquet, Preset, Quiet, RandomWeights, Seed, Verbose, model_record, option)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
@@ -114,7 +115,7 @@ def replay(
 
 
 def _list_topics(bag: Path | None) -> None:
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.output import stdout_console
     from cp_debug.data.rosbag import list_topics as topics
     from cp_debug.errors import BadInputError
 
@@ -128,8 +129,8 @@ def _list_topics(bag: Path | None) -> None:
 def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffle_seeds: str, max_voxels: str | None,
             third_party, device: str = "cpu", min_match: float | None = None, params: tuple[Path, ...] = ()) -> int:
     """Replay, show and write the report; the exit code (`ExitCode.DIVERGED` when --min-match is broken)."""
-    from cp_debug.cli._output import StepProgress, finish, gates_exit
-    from cp_debug.cli._preflight import check_torch_device
+    from cp_debug.cli.common.output import StepProgress, finish, gates_exit
+    from cp_debug.cli.common.preflight import check_torch_device
     from cp_debug.errors import BadInputError, ExitCode
 
     bag, cuda_centerpoint, mmdet3d_pkl = src.bag, src.cuda_centerpoint, src.mmdet3d_pkl
@@ -152,7 +153,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
             check_writable(out)
     node = None
     if params:  # the node's own thresholds, NMS and cap instead of guesses; checked against the model first
-        from cp_debug.cli._preflight import lint_first
+        from cp_debug.cli.common.preflight import lint_first
         from cp_debug.replay.variants import NodeGlue
 
         lint_first(model, params, [], third_party.terminal)
@@ -174,7 +175,7 @@ def _replay(src: ReplaySource, model: ModelRecord, out: ReplayOutputs, *, shuffl
             kind, path = ("cuda-centerpoint", cuda_centerpoint) if cuda_centerpoint else ("mmdet3d-pkl", mmdet3d_pkl)
             source = frames_from_files(kind, path, src.scenes, cfg, max_frames=src.max_frames,
                                        data_root=src.data_root)
-    from cp_debug.cli._bar import progress_bar
+    from cp_debug.cli.common.bar import progress_bar
     from cp_debug.replay.report import print_report
     from cp_debug.recipes import catalog
     from cp_debug.replay.session import gates, run_replay

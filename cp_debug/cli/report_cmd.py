@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import option
+from cp_debug.cli.common.options import option
 
 def report(
     run_json: Annotated[Path, typer.Argument(help="A report written by `cpdebug bisect --json FILE`.")],
@@ -23,7 +23,7 @@ def report(
     """
     from rich.console import Console
 
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.output import stdout_console
     from cp_debug.report.io import load_report
 
     rep = load_report(run_json)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from cp_debug.cli._options import ConfigFile, Preset, Quiet, Verbose, model_record, option
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.options import ConfigFile, Preset, Quiet, Verbose, model_record, option
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def scenes(
@@ -27,8 +27,8 @@ def scenes(
 
 
 def _scenes(out: Path, n: int, preset: str, seed: int, workers: int, quiet: bool, third_party) -> None:
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import stdout_console
     from cp_debug.data.scene_set import write_scene_set
     from cp_debug.data.scenes import training_seeds
     from cp_debug.errors import BadInputError

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Csv, Json, Method, Percentile, Preset,
+from cp_debug.cli.common.options import (CalibScenes, Checkpoint, ConfigFile, ConvT, Csv, Json, Method, Percentile,
+    Preset,
                                    Quiet, RandomWeights, Recipe, Seed, SkipLayers, Verbose, calib_n_option,
                                    model_record, option, recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
 
@@ -103,9 +104,9 @@ def sensitivity(
 def _sensitivity(r, model: ModelRecord, settings, request: SearchRequest, *, calib_scenes: Path | None,
                  calib_n: int | None, top: int, json_out: str | None, csv: Path | None, plot: Path | None,
                  quiet: bool, third_party: ThirdParty) -> int:
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, finish
-    from cp_debug.cli._preflight import check_devkit, check_inputs, check_outputs, has_module
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import StepProgress, finish
+    from cp_debug.cli.common.preflight import check_devkit, check_inputs, check_outputs, has_module
     from cp_debug.errors import BadInputError
     cfg = r.config(model.model_name)
     ptq = r.plugin("ptq")

@@ -16,9 +16,9 @@ from typing import Annotated, Callable
 
 import typer
 
-from cp_debug.cli._errors import exit_status, internal_error_line
-from cp_debug.cli._options import option
-from cp_debug.cli._pipe import exit_code, flush, guard, unguard
+from cp_debug.cli.common.errors import exit_status, internal_error_line
+from cp_debug.cli.common.options import option
+from cp_debug.cli.common.pipe import exit_code, flush, guard, unguard
 from cp_debug.errors import CpDebugError, ExitCode
 from cp_debug.server import client, hold, resident, warm, where
 
@@ -95,7 +95,7 @@ def _stop(path, quiet: bool) -> None:
 
 def _foreground(path, idle_minutes: float, group) -> None:
     """Serve `group`'s commands (cpdebug's own command group, this command's root) until told to stop."""
-    from cp_debug.backends import ort_kept
+    from cp_debug.backends.ort import ort_kept
     from cp_debug.sweep import kept
 
     def said(step: Callable[[], str | None]) -> Callable[[], None]:  # kept CUDA sessions (ort_kept.py), logged
@@ -119,10 +119,11 @@ def _foreground(path, idle_minutes: float, group) -> None:
 
 def command_runner(group, say: Callable[[str], None] = lambda text: None) -> Callable[[list[str]], int]:
     """`run(argv) -> exit status` for click command group `group` (cpdebug's): what a command run in one process
-    would exit with. A failure outside the commands' own error mapping (`cli/_errors.py`) is one line and 70 here
-    too, never the server's end; a caller's pipe that closed is 141, as in one process (`cli/_pipe.py`). After each
-    command, the ONNX Runtime sessions it did not use are let go (`backends/ort_kept.py`), said through `say`."""
-    from cp_debug.backends import ort_kept
+    would exit with. A failure outside the commands' own error mapping (`cli/common/errors.py`) is one line and 70 here
+    too, never the server's end; a caller's pipe that closed is 141, as in one process (`cli/common/pipe.py`). After
+    each
+    command, the ONNX Runtime sessions it did not use are let go (`backends/ort/ort_kept.py`), said through `say`."""
+    from cp_debug.backends.ort import ort_kept
 
     def run(argv: list[str]) -> int:
         saved = guard()
@@ -220,7 +221,7 @@ class _CtrlC:
 def _wait_until_up(proc: subprocess.Popen, path, log, quiet: bool, ctrl_c: _CtrlC) -> None:
     """Wait until the server `proc` answers at `path`; KeyboardInterrupt where a Ctrl-C came, ServerError where it
     ended or did not answer in time."""
-    from cp_debug.cli._output import StepProgress
+    from cp_debug.cli.common.output import StepProgress
 
     t0 = time.monotonic()
     with StepProgress(quiet).step("starting the cpdebug server (loading torch, ONNX Runtime, CUDA)"):

@@ -9,12 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
+from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
                                    DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
                                    MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
                                    Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
                                    Verbose, level_option, model_record, no_cache, option, recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
 
@@ -126,7 +126,7 @@ def sweep(
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     """
     if torch_model or onnx_model:
-        from cp_debug.cli._samples import SampleRun, sweep_samples
+        from cp_debug.cli.common.samples import SampleRun, sweep_samples
 
         others = dict(scenes=scenes, config=config, checkpoint=checkpoint, params=params, int8=int8, ray=ray,
                       rrd=rrd, pictures=pictures, budget=budget)
@@ -168,7 +168,7 @@ def sweep(
 def _check_recipe(recipe: str, **given) -> None:
     """What the recipe does not take of this command (`Recipe.refuses`: CenterPoint's options, or not built for it
     yet), said before anything runs or is written; --scenes only where it is a rosbag2 folder."""
-    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.cli.common.preflight import refuse_options
 
     scenes = given.pop("scenes")
     if scenes is not None and scenes.is_dir() and (scenes / "metadata.yaml").is_file():
@@ -180,7 +180,7 @@ def _check_recipe(recipe: str, **given) -> None:
 def _check_libraries(run: SweepRun) -> None:
     """The optional libraries this sweep will need, each missing one said in one line (exit 3) before a model loads:
     pyarrow for frames.parquet, which every sweep writes (it used to fail after the whole work), Ray for --ray."""
-    from cp_debug.cli._preflight import check_library
+    from cp_debug.cli.common.preflight import check_library
 
     check_library("pyarrow", "cpdebug sweep writes frames.parquet, which needs pyarrow: "
                              "pip install 'cp-debug[parquet]'")
@@ -232,9 +232,9 @@ def _writing(html, frames: int) -> str:
 
 
 def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int:
-    from cp_debug.bisect.subject import LEVELS
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import StepProgress, stdout_console
+    from cp_debug.bisect.subjects.subject import LEVELS
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import StepProgress, stdout_console
     from cp_debug.errors import BadInputError
     from cp_debug.recipes import catalog
     from cp_debug.sweep.records import SweepSettings
@@ -247,7 +247,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     preset, quiet = model.model_name, run.quiet
     check_mode(run.tolerance_mode)
-    from cp_debug.cli._preflight import check_outputs, check_report_writers
+    from cp_debug.cli.common.preflight import check_outputs, check_report_writers
 
     check_outputs(run.rrd)
     _check_libraries(run)
@@ -260,9 +260,9 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
 
     pairs = parse_backends(backends, rule=REF_CANDIDATES)
     labels = tuple(label for label, _ in pairs)
-    from cp_debug.cli._output import budget_verdict, read_budget_for
-    from cp_debug.cli._preflight import check_outputs
-    from cp_debug.cli._what_runs import runs_on
+    from cp_debug.cli.common.output import budget_verdict, read_budget_for
+    from cp_debug.cli.common.preflight import check_outputs
+    from cp_debug.cli.common.what_runs import runs_on
 
     check_outputs(run.junit)
     budget = read_budget_for(run.budget, "sweep")
@@ -278,7 +278,7 @@ def _sweep(backends: str, model: ModelRecord, run: SweepRun, third_party) -> int
                         bootstrap=run.bootstrap, model_record=model,
                         lidar_topic=run.lidar_topic, runs_on=runs_on())
     steps = StepProgress(quiet, stream=third_party.terminal)
-    from cp_debug.cli._preflight import lint_first
+    from cp_debug.cli.common.preflight import lint_first
 
     # the checks run first: their reports go into sweep.json's `lint` as well as on the terminal
     lint_doc = [r.to_json() for r in lint_first(model, run.params, [s.onnx_dir for _, s in pairs],

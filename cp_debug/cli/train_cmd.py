@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (ConfigFile, DataRoot, Preset, Quiet, Recipe, Verbose, model_record, option,
+from cp_debug.cli.common.options import (ConfigFile, DataRoot, Preset, Quiet, Recipe, Verbose, model_record, option,
                                    recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def train(
@@ -81,7 +81,7 @@ class TrainRequest:
     seed: int
 
     def check(self) -> None:
-        from cp_debug.cli._preflight import check_inputs, check_outputs
+        from cp_debug.cli.common.preflight import check_inputs, check_outputs
         from cp_debug.errors import BadInputError
 
         if (self.scenes is None) == (self.synthetic <= 0):
@@ -97,8 +97,8 @@ class TrainRequest:
 
 
 def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
-    from cp_debug.cli._bar import progress_bar
-    from cp_debug.cli._output import stdout_console
+    from cp_debug.cli.common.bar import progress_bar
+    from cp_debug.cli.common.output import stdout_console
     from cp_debug.errors import BackendUnavailableError, BadInputError
     from cp_debug.recipes.catalog import detector
 
@@ -137,7 +137,7 @@ def _train(r: TrainRequest, quiet: bool, third_party: ThirdParty) -> None:
                           detector=trainee)
     log = r.log
     if log is not None:  # the run's log, with the third-party warnings caught in it
-        from cp_debug.cli._output import with_runs_on
+        from cp_debug.cli.common.output import with_runs_on
         from cp_debug.files import json_text, write_text_atomic
 
         caught = [w.to_json() for w in third_party.warnings()]

@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli._options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Recipe, Seed,
+from cp_debug.cli.common.options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Recipe,
+    Seed,
                                    Verbose, model_record, option, recipe_name)
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 
 
 def trt_kit(
@@ -78,8 +79,8 @@ def trt_kit(
                          recipe=r, params=tuple(params or ()), fix_doc=doc)
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
-        from cp_debug.cli._output import StepProgress, stdout_console
-        from cp_debug.cli._preflight import lint_first
+        from cp_debug.cli.common.output import StepProgress, stdout_console
+        from cp_debug.cli.common.preflight import lint_first
         from cp_debug.kit.writer import check_request
 
         check_request(req)  # a bad --out or --onnx-dir is said before the checks

@@ -1,4 +1,5 @@
-"""INT8's carried budget, one rule for every judge of a tensor: bisect's verdict (`bisect.record.carry`) and the judge
+"""INT8's carried budget, one rule for every judge of a tensor: bisect's verdict (`bisect.stages.record.carry`) and the
+judge
 of a cure in fix's search and verification (`fix.carried_outputs`) call `carry_judgement`, so that a model bisect
 calls within INT8's noise is one fix finds nothing to cure in (issue 84, item 4).
 

@@ -46,7 +46,7 @@ def export_cached(module, example_inputs: tuple, input_names, output_names, *, d
                   exporter: str = "auto", opset: int = 17, extra: Any = None) -> ExportResult:
     """`export_module(...)` through the cache: the stored graph when one was made from the same module, weights,
     example inputs and settings (`result.cache == "hit"`), else a fresh export, stored (`"stored"`). `extra`: what
-    else the graph depends on (the model config; a `--torch` file's code: `bisect.loaders.user_code`), as its
+    else the graph depends on (the model config; a `--torch` file's code: `bisect.subjects.loaders.user_code`), as its
     repr. What the export said beside its warnings (log records: `said.Said`) is said again on a hit. With the
     cache off, `export_module` alone."""
     folder = cache_dir("exports")

@@ -1,6 +1,6 @@
 """What an export said on the way, kept with a cached graph and said again when the graph is read back.
 
-Libraries speak three ways (`cli/_quiet.ThirdParty` catches all three for a run's report): Python warnings, log
+Libraries speak three ways (`cli/common/quiet.ThirdParty` catches all three for a run's report): Python warnings, log
 records and text on file descriptor 2. An export speaks all three — onnxscript's optimizer logs "Skipping constant
 folding for op Split …" (10 records for the zoo's DETR), a user's forward that logs on the root logger logs again
 when the exporter runs it, the TorchScript exporter's C++ writes to fd 2 — and a graph read from the cache runs no
@@ -9,7 +9,7 @@ hit, in the same order (log records, then Python warnings, then fd 2's text), so
 and their counts are the same whether its graph was exported or read back.
 
 Only the exporting thread's log records are kept (another thread's are no part of the export); fd 2 is captured only
-where it is no terminal (a terminal may carry a spinner drawn by another thread: rich's Live, `cli/_output.step`).
+where it is no terminal (a terminal may carry a spinner drawn by another thread: rich's Live, `cli/common/output.step`).
 Fd 2 is the process's: one `Said` at a time in the process (`SPEAKING`, which a thread may take again inside its
 own), else two threads' blocks would point it at each other's files and leave it at a closed one.
 """
@@ -26,7 +26,7 @@ import warnings
 
 __all__ = ["SPEAKING", "Said", "say_again"]
 
-SPEAKING = threading.RLock()  # held by the thread inside a `Said` (`backends/ort_kept.py` takes it first, with a limit)
+SPEAKING = threading.RLock()  # held by the thread inside a `Said` (`ort/ort_kept.py` takes it first, with a limit)
 
 
 class Said:

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 def findings_first(model, values: Sequence[Mapping], calib: Sequence[Mapping], ranked: tuple) -> tuple:
     """`ranked` (module.Candidate, the ranking as it was) with the layers bisect's INT8 readings name moved first:
     the readers of a Clip ONNX Runtime drops, then the layers whose range loses their values (most lost first)."""
-    from cp_debug.bisect.segment_int8 import LOST_SHARE, OUTLIER_LOST, _range_finding
+    from cp_debug.bisect.findings.segment_int8 import LOST_SHARE, OUTLIER_LOST, _range_finding
     from cp_debug.precision.int8 import clip_drops
     from cp_debug.precision.int8_cache import quantize_int8_cached
 

@@ -4,7 +4,7 @@ nodes to keep in FP32 (FP16 candidates) or to leave out of INT8 (INT8 candidates
 
 The search is bisect's `KeepFp32Search` on the one search driver (`run_search`), its judge taken over several samples:
 a set passes only where every search sample's graph outputs are within the candidate's precision budget
-(`default_tolerance`) of ONNX Runtime's CPU FP32 run of the same graph (the judge of `bisect.keep_fp32`). The
+(`default_tolerance`) of ONNX Runtime's CPU FP32 run of the same graph (the judge of `bisect.cures.keep_fp32`). The
 verification runs the written file as it is (`verify_file`), the same function `fix --check` runs again.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.search import TraceStep, Verdict, keep_step_json
+from cp_debug.bisect.cures.search import TraceStep, Verdict, keep_step_json
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
 
@@ -179,7 +179,7 @@ def candidate_spec(text: str | None, *, torch_given: bool = False) -> BackendSpe
     """The candidate of a generic fix (`--backends CAND`, or `ort-cpu,CAND` / `ort-cpu-fp32,CAND`, and `torch,CAND`
     for a `--torch` model; default ort-cpu-fp16): ONNX Runtime FP16, INT8, FP8, or NVFP4 / MXFP8 emulated. The
     reference is always the FP32 graph in ONNX Runtime on the CPU."""
-    from cp_debug.bisect.keep_fp32 import searched_candidates
+    from cp_debug.bisect.cures.keep_fp32 import searched_candidates
 
     items = searched_candidates(text or "ort-cpu-fp16", torch_given=torch_given)
     if len(items) != 1:
@@ -198,7 +198,7 @@ def check_libraries(spec: BackendSpec) -> None:
     from cp_debug.backends.factory import check_available
 
     if spec.precision == "fp16":
-        from cp_debug.bisect.keep_fp32 import check_backend
+        from cp_debug.bisect.cures.keep_fp32 import check_backend
 
         check_backend(spec)
         return
@@ -252,8 +252,8 @@ def search_set(spec: BackendSpec, model: "onnx.ModelProto", samples: Sequence["S
     """The 1-minimal set over `samples` (every one must pass) for `spec`: FP16 keeps nodes in FP32, INT8 leaves
     nodes out of the quantizer. `candidates` (`--search-nodes`): the nodes searched, in any form cp_debug prints
     (`probes/node_names.py`), instead of the ranked ones; a name no node has is one BadInputError line."""
-    from cp_debug.bisect.experiment import probe_order, progress_step
-    from cp_debug.bisect.search import KeepFp32Search, run_search
+    from cp_debug.bisect.cures.experiment import probe_order, progress_step
+    from cp_debug.bisect.cures.search import KeepFp32Search, run_search
     from cp_debug.fix.carried_outputs import CarriedOutputs
 
     tol = default_tolerance(spec.precision)
@@ -304,7 +304,7 @@ def _near_tie(spec: BackendSpec, model, values: Sequence[Mapping], samples: Sequ
     with the sample; FP16 / BF16 candidates only (a quantized candidate's ties are below its own step)."""
     if spec.precision not in ("fp16", "bf16"):
         return None
-    from cp_debug.bisect.keep_fp32 import near_tie
+    from cp_debug.bisect.cures.keep_fp32 import near_tie
 
     for v, s in zip(values, samples):
         found = near_tie(model, {**dict(s.feed), **v}, spec.precision, softmax)
@@ -315,7 +315,7 @@ def _near_tie(spec: BackendSpec, model, values: Sequence[Mapping], samples: Sequ
 
 def rank_fp16(model, values: Sequence[Mapping], samples: Sequence["Sample"]) -> tuple[Candidate, ...]:
     """bisect's keep-FP32 ranking (`rank_candidates`) on the largest |x| over every search sample."""
-    from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
+    from cp_debug.bisect.cures.keep_fp32 import absmax_by_name, rank_candidates
 
     absmax: dict[str, float] = {}
     for v, s in zip(values, samples):
@@ -378,7 +378,7 @@ def verify_file(kind: str, device: str, reference: "onnx.ModelProto", fixed: "on
                 outputs: list | None = None) -> tuple[SampleFigures, ...]:
     """The written file run as it is (its own precision: FP16 Casts, or Q/DQ) in ONNX Runtime on `device`, each
     sample judged against the FP32 graph on the CPU within `kind`'s budget (`outputs`: as `run_samples`'). A file
-    holding float8 runs with the session setting its lanes take (`backends/ort_precision.FP8_ORT_OPT_LEVEL`)."""
+    holding float8 runs with the session setting its lanes take (`backends/ort/ort_precision.FP8_ORT_OPT_LEVEL`)."""
     from cp_debug.fix.carried_outputs import CarriedOutputs, excluded_in
 
     carry = CarriedOutputs.of(reference, kind, excluded_in(fixed, reference) if kind == "int8" else ())
@@ -426,7 +426,7 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
               metric: "TaskMetric | None" = None, progress=None, candidates: Sequence[str] | None = None) -> GraphFix:
     """Search on `split.search`, build the file, verify it on `split.verify` (figures before and after; `metric`:
     the task metric before and after on the held-out samples, and on the search's where they are apart)."""
-    from cp_debug.bisect.experiment import progress_step
+    from cp_debug.bisect.cures.experiment import progress_step
 
     calib_samples = tuple(calib) if calib else split.search
     calib_feeds = [s.feed for s in calib_samples] if spec.precision in QUANTIZED else []

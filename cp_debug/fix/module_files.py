@@ -180,7 +180,7 @@ class GraphCheck(CheckedFix):
 
 def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progress=None) -> GraphCheck:
     """Run the written file on the written held-out samples against the written FP32 graph, as the fix did."""
-    from cp_debug.bisect.experiment import progress_step
+    from cp_debug.bisect.cures.experiment import progress_step
     from cp_debug.fix.artifact import sha256
     from cp_debug.fix.toolchain import Change, toolchain, version_changes
     from cp_debug.fix.module import reference_values, verify_file

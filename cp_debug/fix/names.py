@@ -47,7 +47,7 @@ def layer_nodes(models: Mapping, layers: Sequence[str], module_names: set[str]) 
 
 def mapped_node_modules(models: Mapping, probe_maps: Sequence) -> dict[str, str | None]:
     """FILE:NODE -> the innermost module whose probe is one of the node's outputs, by the probe maps bisect makes of
-    a deployed pair (`bisect.deployed.deployed_stages`: scope names, else structure), one per file in order; None
+    a deployed pair (`subjects.deployed.deployed_stages`: scope names, else structure), one per file in order; None
     where no output of the node is a module's tensor."""
     out: dict[str, str | None] = {}
     for (file, model), pm in zip(models.items(), probe_maps):

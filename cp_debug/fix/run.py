@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.model_facts import RecipeFacts
+from cp_debug.bisect.subjects.model_facts import RecipeFacts
 from cp_debug.errors import BadInputError
 from cp_debug.fix.outcome import FixOutcome
 from cp_debug.fix.request import FixRequest, check_request, fixable, make_request

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 
-from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
+from cp_debug.bisect.cures.search import KeepFp32Search, TraceStep, Verdict, keep_step_json, run_search
 from cp_debug.fix.figures import Figures
 from cp_debug.fix.targets import FixTarget
 

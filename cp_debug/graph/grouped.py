@@ -6,11 +6,11 @@ and the tensors that cross the cuts inside it — so the group's model (`graph.p
 run what the members' models give one by one. `open_cuts` turns that model into the *local* one: a node that
 reads a tensor an earlier member made reads a graph input `<tensor>::cut` instead, so each member runs on
 whatever is fed there — fed the reference's values, one run gives every member's local values at once.
-Used by `cp_debug.bisect.lockstep_grouped` (`cpdebug bisect --lockstep-mode grouped`).
+Used by `cp_debug.bisect.stages.lockstep_grouped` (`cpdebug bisect --lockstep-mode grouped`).
 
 `side_by_side` joins cuts that each start from their own boundary (local error's segments, `cut_segment`) into one
 model whose every boundary read is a `::cut` input: one session and one run for a group of probes' local values
-(`cp_debug.bisect.local_error`), groups formed by `side_by_side_groups`.
+(`cp_debug.bisect.stages.local_error`), groups formed by `side_by_side_groups`.
 """
 
 from __future__ import annotations

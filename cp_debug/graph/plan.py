@@ -2,7 +2,8 @@
 
 `plan_segments` cuts after the node producing each probe tensor (Constant nodes are copied where they are
 read) and records which tensors cross each cut and when each is last read; `segment_model` builds one
-segment's model, typed from the arrays that will feed it. Used by lockstep execution (`cp_debug.bisect.lockstep`).
+segment's model, typed from the arrays that will feed it. Used by lockstep execution
+(`cp_debug.bisect.stages.lockstep`).
 """
 
 from __future__ import annotations

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from cp_debug.backends.trt_profile import Profile
+    from cp_debug.backends.trt.trt_profile import Profile
     from cp_debug.data.frames import Frame
     from cp_debug.data.point_files import LoadedPoints
     from cp_debug.lidar.record import ModelRecord

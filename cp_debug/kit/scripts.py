@@ -31,8 +31,8 @@ import shlex
 import struct
 import textwrap
 
-from cp_debug.backends import kit_files as kf
-from cp_debug.backends.trt_profile import ShapeRange, shape_text, trtexec_shape_flags
+from cp_debug.backends.kit import kit_files as kf
+from cp_debug.backends.trt.trt_profile import ShapeRange, shape_text, trtexec_shape_flags
 
 DEBUG_TENSORS_FROM = 101200  # TensorRT 10.12: markUnfusedTensorsAsDebugTensors, saveAllDebugTensors
 REF_OUTPUTS_FROM = 110100  # TensorRT 11.1: --loadRefOutputs

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.errors import BadInputError
 from cp_debug.kit.content import (KIT_PRECISIONS, KitContent, KitRequest, ReferenceRun,  # noqa: F401 (callers' names)
                                    frame_scans, model_config, torch_reference)

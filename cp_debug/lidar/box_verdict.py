@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class BoxVerdict:
-    """The candidate's boxes against the reference's on the bisected scan (a `bisect.subject.DetectionVerdict`)."""
+    """The candidate's boxes against the reference's on the bisected scan (a
+    `bisect.subjects.subject.DetectionVerdict`)."""
 
     reference_boxes: int
     candidate_boxes: int

@@ -8,7 +8,8 @@ torch quantization with `FP8_DEFAULT_CFG` (E4M3 weights and inputs, `axis: None`
 its ONNX-level PTQ (`modelopt.onnx.quantization`, mode fp8) writes otherwise — weights per channel, entropy
 calibration by default, residual Adds quantized too, float16 elsewhere at opset 21 — and is not what this writes.
 What TensorRT builds from such a file runs those layers in FP8 with float32 accumulation; ONNX Runtime's CPU provider
-computes the same numbers as float32 arithmetic on the E4M3-rounded values (`backends/ort_precision.FP8_ORT_OPT_LEVEL`:
+computes the same numbers as float32 arithmetic on the E4M3-rounded values
+(`backends/ort/ort_precision.FP8_ORT_OPT_LEVEL`:
 the session setting it needs).
 
 E4M3 keeps 3 mantissa bits: a value in its normal range (amax · 2^-6 / 448 ≈ amax · 2^-14.8 up to amax) is rounded
@@ -47,7 +48,8 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
                  amax: dict[str, float] | None = None) -> QuantizedModel:
     """`model` with ModelOpt-style FP8 Q/DQ (module docstring), activations calibrated by max over `calib_feeds`.
 
-    The cure ladder's variants (bisect/segment_fp8.py): `exclude_nodes` left out of FP8 (their inputs read in float,
+    The cure ladder's variants (bisect/findings/segment_fp8.py): `exclude_nodes` left out of FP8 (their inputs read in
+    float,
     as ModelOpt's `nodes_to_exclude`); `per_channel_nodes` read their weight per output channel (one scale per
     channel, as ModelOpt's ONNX path quantizes FP8 weights); `amax`: calibrated ranges given (a run's own), used
     for the tensors it names instead of calibrating them on `calib_feeds`.

@@ -7,7 +7,7 @@ that `precision/block_quant.py` wrote says the format it emulates ("nvfp4", "mxf
 Q/DQ pairs round block scales, not values at a per-tensor scale.
 
 Where a file carries its precision, a backend runs it as it is (a deployed FP16 or Q/DQ file) and TensorRT builds it
-strongly typed; the `SPEC@DIR` candidates' tolerances follow it too (`bisect/deployed.py`).
+strongly typed; the `SPEC@DIR` candidates' tolerances follow it too (`bisect/subjects/deployed.py`).
 """
 
 from __future__ import annotations

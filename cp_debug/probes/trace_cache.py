@@ -71,7 +71,7 @@ def traced(module, example_inputs: tuple, *, prefix: str = "", extra=None,
     """`trace_module(module, example_inputs, prefix=prefix)` through the cache: the stored trace when one was made
     from the same module, weights, example inputs and prefix (equal to a fresh one), else a fresh trace, stored
     where that is safe (the module docstring). `extra`: what else the module's forward depends on that its classes'
-    source files do not hold, as the export cache takes it (a `--torch` file's own code: `bisect.loaders.user_code`:
+    source files do not hold, as the export cache takes it (a `--torch` file's own code: `subjects.loaders.user_code`:
     a helper function in another of the user's files that the forward calls). `remember_failure`: a pass that
     raises is kept too, and raised again as `TraceFailed` on a hit (the module docstring). `held`: the key's
     part before the inputs kept across calls on the same module (`HeldKey`)."""

@@ -16,7 +16,7 @@ import numpy as np
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.subject import Decision, Stage, Subject
+    from cp_debug.bisect.subjects.subject import Decision, Stage, Subject
     from cp_debug.lidar.boxes import Detections
 
 

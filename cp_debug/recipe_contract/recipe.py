@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.bisect.subject import Subject
+    from cp_debug.bisect.subjects.subject import Subject
     from cp_debug.recipe_contract.frame_model import FrameModel
 
 # The features whose part of a recipe is a module of the recipe's folder (`recipes/<name>/<feature>.py`), each
@@ -85,7 +85,7 @@ class Recipe:
     sweep_level: str = "block"  # the probe level a sweep takes when given none
     keep_fp32_is_fix: bool = False  # `keep-fp32` of it is its fix's search (one graph judged as fix judges it)
     refuses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command → the options (flags) of the
-    # default recipe it does not take (cli/_preflight.refuse_options says so in one line)
+    # default recipe it does not take (cli/common/preflight.refuse_options says so in one line)
     fix_from_reports: bool = False  # a bisect report (its `RecipeFacts`) or a sweep of it can start a fix
 
     def plugin(self, feature: str, command: str | None = None) -> ModuleType:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cp_debug.bisect.model_facts import RecipeFacts
+from cp_debug.bisect.subjects.model_facts import RecipeFacts
 from cp_debug.bisect.result import BisectReport
 from cp_debug.report._format import as_float, fmt_db, fmt_num
 

@@ -30,7 +30,7 @@ VERDICT_STYLE = {"ok": "green", "diverged": "bold red", "error": "yellow", "unkn
 def print_whole(console: "Console", table) -> None:
     """Print a rich `table` whose rows are not to break: on a terminal, fitted to its width (long names fold); in a
     file or a pipe, one row a line with every name whole (a probe's row is found with grep), as wide as its widest
-    row, while the text around it wraps at the console's width (`cli._output.stdout_console`: 100 columns or
+    row, while the text around it wraps at the console's width (`cli.common.output.stdout_console`: 100 columns or
     COLUMNS)."""
     if console.is_terminal:
         console.print(table)

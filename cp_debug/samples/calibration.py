@@ -1,7 +1,8 @@
 """What a calibrated candidate (INT8, FP8, NVFP4) of a sample sweep or eval calibrates on (issue 85, item 2: "INT8
 over many samples is impossible for any model").
 
-`--calib` given: its files read as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`: one `.npz` whose
+`--calib` given: its files read as `bisect --calib` reads them (`bisect.subjects.feeds.calibration_feeds`: one `.npz`
+whose
 arrays are one sample or a batch along a first axis, or a folder of them). Not given: the set's first
 `DEFAULT_SAMPLES` readable samples — a PTQ calibration drawn from the data the set judges, said as such in the
 report (an optimistic choice: calibrate on held-out inputs with `--calib` to judge a deployment's own).
@@ -50,10 +51,11 @@ def calibration_of(samples, given: Path | None = None, n: int = DEFAULT_SAMPLES)
 
 
 def read_calib(given: Path, one: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """`--calib`'s feeds as `bisect --calib` reads them (`bisect.feeds.calibration_feeds`): an .npz (or a folder of
+    """`--calib`'s feeds as `bisect --calib` reads them (`bisect.subjects.feeds.calibration_feeds`): an .npz (or a
+    folder of
     them) whose arrays are one sample each, of `one`'s shapes, or a batch along a first axis ([8,3,32,32] or
     [8,1,3,32,32] for one sample of [1,3,32,32])."""
-    from cp_debug.bisect.feeds import calibration_feeds
+    from cp_debug.bisect.subjects.feeds import calibration_feeds
 
     files = sorted(given.glob("*.npz")) if given.is_dir() else [given]
     if not files:

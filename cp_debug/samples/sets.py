@@ -3,7 +3,7 @@ inputs: `--inputs` one `.npz` or a folder of them (one sample each), or `--data 
 Polygraphy's `load_data` does (running the user's file); else the model's own example (or seeded random) inputs plus
 a few seeded random variants. sweep, eval and fix read them here.
 
-Every sample is checked and cast by the reader `cpdebug bisect --inputs` uses (`bisect.feeds.match_inputs` /
+Every sample is checked and cast by the reader `cpdebug bisect --inputs` uses (`bisect.subjects.feeds.match_inputs` /
 `cast_inputs`): keys are the graph's input names or input0, input1, …; a `label` / `labels` key the graph does not take
 is the sample's label (a labelled metric's truth). A folder of samples is read one sample at a time (`SampleSet`), its
 names and shapes checked first from the files' headers alone, so a sweep's memory does not grow with the samples;
@@ -138,7 +138,7 @@ def _from_data(target: str, graph: GraphInputs, problems: list[str] | None = Non
 def _data_samples(target: str, graph: GraphInputs, keep, problems: list[str] | None) -> list[str]:
     """Each sample FUNC() yields, checked and cast, handed to `keep` as it comes (nothing held here); the casts
     said."""
-    from cp_debug.bisect.loaders import user_function
+    from cp_debug.bisect.subjects.loaders import user_function
 
     fn = user_function(target, "--data")
     said: list[str] = []
@@ -179,13 +179,13 @@ def _user_feeds(fn, target: str):
 
 
 def _npz(path: Path, option: str) -> dict[str, np.ndarray]:
-    from cp_debug.bisect.feeds import load_npz_inputs
+    from cp_debug.bisect.subjects.feeds import load_npz_inputs
 
     return load_npz_inputs(path, option)
 
 
 def _cast(name: str, given: dict, graph: GraphInputs, option: str, source: str) -> tuple[Sample, list[str]]:
-    from cp_debug.bisect.feeds import cast_inputs
+    from cp_debug.bisect.subjects.feeds import cast_inputs
 
     given, label = _label(given, graph)
     feed = _matched(given, graph, option)
@@ -206,7 +206,7 @@ def _checked(name: str, given: dict, graph: GraphInputs, option: str) -> Sample:
 
 
 def _matched(given: dict, graph: GraphInputs, option: str) -> dict[str, np.ndarray]:
-    from cp_debug.bisect.feeds import match_inputs
+    from cp_debug.bisect.subjects.feeds import match_inputs
 
     return match_inputs(given, graph.names, graph.shapes, graph.what, option)
 
@@ -247,7 +247,7 @@ class SampleSet:
     def problems(self) -> list[str]:
         """One line per sample whose input names or shapes do not fit the graph, read from the .npz headers alone
         (nothing is loaded); [] where every sample fits."""
-        from cp_debug.bisect.feeds import match_inputs
+        from cp_debug.bisect.subjects.feeds import match_inputs
 
         out = list(self.bad)
         for f in self.files:

@@ -118,6 +118,6 @@ def task_metric(text: str) -> TaskMetric:
         return BUILT_INS[text]
     if ":" not in text:
         raise BadInputError(f"--metric {text!r}: a built-in ({', '.join(BUILT_INS)}) or FILE.py:FUNC")
-    from cp_debug.bisect.loaders import user_function
+    from cp_debug.bisect.subjects.loaders import user_function
 
     return TaskMetric(text, user_function(text, "--metric"))

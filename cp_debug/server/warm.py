@@ -63,7 +63,7 @@ def warm_up(say: Callable[[str], None]) -> None:
             _scheduling(say)
             torch.cuda.init()
             torch.zeros(1, device="cuda")
-            from cp_debug.backends.ort_warm import warm_up as ort_warm_up
+            from cp_debug.backends.ort.ort_warm import warm_up as ort_warm_up
             from cp_debug.determinism import Determinism
 
             for half in (True, False):  # its provider, cuDNN's convolutions (NHWC float16 and float32), cuBLAS

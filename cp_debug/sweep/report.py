@@ -133,7 +133,7 @@ def write_all(outcome: SweepOutcome, opts: SweepOptions, html_report: bool | Pat
     `pictures`: the bisected frames' BEV pictures (`bisected_pictures`), drawn here for the HTML when not given;
     `budget`: the verdict of --budget (`eval.gates.budget_doc`), sweep.json's `budget`; `lint`: the checks run
     first (`lint.run.lint_reports_before_run`, each report's JSON), sweep.json's `lint`; `runs_on`: what the sweep
-    ran on (`cli/_what_runs.py`: the built-in demo where no model was named), sweep.json's `runs_on`."""
+    ran on (`cli/common/what_runs.py`: the built-in demo where no model was named), sweep.json's `runs_on`."""
     from cp_debug.files import write_atomic, write_json, write_text_atomic
 
     doc = sweep_doc(outcome, opts)

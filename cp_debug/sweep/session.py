@@ -93,7 +93,7 @@ def check_backends(labels: tuple[str, ...]) -> None:
 
 
 def select_frames(opts: SweepOptions) -> list[Frame]:
-    from cp_debug.backends.kit_files import frames_of_kits
+    from cp_debug.backends.kit.kit_files import frames_of_kits
     from cp_debug.backends.spec import BackendSpec
     cfg = opts.settings.config()
     kit = frames_of_kits([BackendSpec.parse(b) for b in opts.settings.backends], "--scenes" if opts.scenes else None)

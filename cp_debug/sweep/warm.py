@@ -1,6 +1,6 @@
 """What a sweep's first frame would otherwise wait for, loaded while its model is built: numba's comparison kernels
 (~1 s of CPU where they are loaded from numba's cache) and the metrics tables' matching kernel (`eval/greedy.py`), and
-on a CUDA lane the device's context, ONNX Runtime's CUDA provider (`backends/ort_warm.py`) and the Triton comparison
+on a CUDA lane the device's context, ONNX Runtime's CUDA provider (`backends/ort/ort_warm.py`) and the Triton comparison
 kernel. In process (`warming`, beside the sessions) and in a Ray actor (`warm_up`, as the actor is made, before the
 driver ships the export).
 
@@ -19,7 +19,7 @@ def warming(settings: SweepSettings) -> list[threading.Thread]:
     """The helpers started: numba's kernels, and ONNX Runtime's CUDA provider where a lane is an ONNX Runtime one on
     CUDA and a GPU is visible (`parallel.in_background` threads: never raising; whoever needs a kernel waits for it
     or loads it itself)."""
-    from cp_debug.backends.ort_warm import warm_up_in_background
+    from cp_debug.backends.ort.ort_warm import warm_up_in_background
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.compare import kernels
     from cp_debug.determinism import Determinism

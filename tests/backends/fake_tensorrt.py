@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from cp_debug.backends.ort_runner import exact_int8
+from cp_debug.backends.ort.ort_runner import exact_int8
 from cp_debug.determinism import Determinism
 
 _DTYPES = {np.dtype(np.float32): "FLOAT", np.dtype(np.float16): "HALF", np.dtype(np.int8): "INT8",
@@ -258,8 +258,8 @@ class FakeTensorRt:
 def install(monkeypatch, framework: str = "trt-rtx", version: str = "1.7.1.116", **kwargs) -> FakeTensorRt:
     """Make `load_library(framework)` give the fake, the builder serialize the prepared graph as the "engine", and
     the session's buffers host memory. Returns the fake (set `refuse`, `fused`, `fail_run` on it)."""
-    from cp_debug.backends import trt_build, trt_engine, trt_library
-    from cp_debug.backends.trt_build import BuildFacts
+    from cp_debug.backends.trt import trt_build, trt_engine, trt_library
+    from cp_debug.backends.trt.trt_build import BuildFacts
 
     fake = FakeTensorRt(version, **kwargs)
     lib = trt_library.TensorRtLibrary(framework, fake, version)

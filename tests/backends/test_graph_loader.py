@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from cp_debug.backends.graph_loader import PreparedGraph, PrepareGraph, vanished_note
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_plan import OUTPUTS_NOTE, plan_build
-from cp_debug.backends.trt_runner import TrtRunner
+from cp_debug.backends.trt.trt_plan import OUTPUTS_NOTE, plan_build
+from cp_debug.backends.trt.trt_runner import TrtRunner
 from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 
 RELU = "/Relu_output_0"  # ReLU after the first (BN-folded) conv

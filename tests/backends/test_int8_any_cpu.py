@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from cp_debug.backends.ort_runner import INT8_CPU_BOUND, OrtRunner
+from cp_debug.backends.ort.ort_runner import INT8_CPU_BOUND, OrtRunner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
 

@@ -161,7 +161,7 @@ def test_default_optimisation_is_wrong_and_the_lanes_setting_right(files):
     import ml_dtypes
     import onnxruntime as ort
 
-    from cp_debug.backends.ort_runner import OrtRunner
+    from cp_debug.backends.ort.ort_runner import OrtRunner
 
     feed = _feed()
     prepared = PrepareGraph(files["healthy"], "ort-cpu-fp8", "fp8_qdq", calib_feeds=[feed])()

@@ -1,7 +1,7 @@
-"""ONNX Runtime sessions kept between a server's commands (`backends/ort_kept.py`): the next command's runner of the
+"""ONNX Runtime sessions kept between a server's commands (`backends/ort/ort_kept.py`): the next command's runner of the
 same key takes the session and says what making it said; anything else makes its own; nothing is kept outside the
 server, after a failed run, or past the limit. Real sessions (CPU provider) throughout, the commands' third-party
-warnings caught as the CLI catches them (`cli/_quiet.ThirdParty`)."""
+warnings caught as the CLI catches them (`cli/common/quiet.ThirdParty`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from cp_debug.backends import ort_kept
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort import ort_kept
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.cli._quiet import ThirdParty
+from cp_debug.cli.common.quiet import ThirdParty
 
 FP16 = BackendSpec.parse("ort-cpu-fp16")
 
@@ -156,7 +156,7 @@ def test_an_idle_server_shrinks_its_cuda_sessions_and_lets_go_those_that_cannot(
     arena it has, one on a CUDA arena it lacks, which ONNX Runtime refuses); the refused one is let go, the other
     kept, a CPU session left alone. `after_command` lets every CUDA session go where the card is less than half
     free."""
-    from cp_debug.backends.ort_session import shrink_arena
+    from cp_debug.backends.ort.ort_session import shrink_arena
 
     calls = []
 
@@ -181,7 +181,7 @@ def test_an_idle_server_shrinks_its_cuda_sessions_and_lets_go_those_that_cannot(
 
 
 def test_shrink_arena_runs_on_zeros_of_the_signature_and_refuses_an_arena_the_session_lacks():
-    from cp_debug.backends.ort_session import shrink_arena
+    from cp_debug.backends.ort.ort_session import shrink_arena
 
     sess, _ = _relu_session()
     shrink_arena(sess, (("x", (64, 4), "torch.float32"),), "cpu:0")  # a torch tensor's dtype, as a bound run has it

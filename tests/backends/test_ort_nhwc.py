@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
 
 

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from cp_debug.graph.model import expose_outputs, load_onnx
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 
@@ -196,7 +196,7 @@ def test_graph_facts_and_transform_are_typed_and_merge_over_segments(tiny):
     from dataclasses import replace
 
     from cp_debug.backends.graph_loader import PrecisionTransform
-    from cp_debug.backends.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
+    from cp_debug.backends.ort.ort_precision import (GraphFacts, merge_graph_facts, merge_transforms,
                                                  precision_report_from_facts)
     from cp_debug.backends.spec import BackendSpec
 
@@ -228,8 +228,8 @@ def test_graph_facts_read_from_the_dump_without_its_weights_are_those_of_the_who
     those of the same session's graph dumped whole, with its weights in the proto."""
     import tempfile
 
-    from cp_debug.backends.ort_precision import graph_facts
-    from cp_debug.backends.ort_session import _configure
+    from cp_debug.backends.ort.ort_precision import graph_facts
+    from cp_debug.backends.ort.ort_session import _configure
 
     spec = BackendSpec.parse(precision)
     calib = [{"x": tiny.x}] if spec.precision == "int8" else None

@@ -1,11 +1,11 @@
-"""ONNX Runtime's CUDA provider warmed up on a helper thread while a bisect's model loads (`backends/ort_warm.py`):
+"""ONNX Runtime's CUDA provider warmed up on a helper thread while a bisect's model loads (`backends/ort/ort_warm.py`):
 only for an ONNX Runtime CUDA backend, with the options its runner would give, never raising."""
 
 from __future__ import annotations
 
 import pytest
 
-from cp_debug.backends.ort_warm import warm_up, warm_up_in_background
+from cp_debug.backends.ort.ort_warm import warm_up, warm_up_in_background
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.determinism import Determinism
 

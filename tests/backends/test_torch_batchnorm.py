@@ -1,5 +1,6 @@
 """An inference BatchNorm2d run with its rows as channels gives the numbers torch's own BatchNorm gives, or the
-module's own forward runs (`backends/torch_batchnorm.py`): checked on the CPU's kernels here, on cuDNN's on a GPU
+module's own forward runs (`backends/pytorch/torch_batchnorm.py`): checked on the CPU's kernels here, on cuDNN's on a
+GPU
 (the gpu tests: the demo preset's backbone/neck/head through a torch-cuda runner)."""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.backends import torch_batchnorm
-from cp_debug.backends.torch_batchnorm import split_rows
+from cp_debug.backends.pytorch import torch_batchnorm
+from cp_debug.backends.pytorch.torch_batchnorm import split_rows
 
 
 def _net(seed: int = 0) -> torch.nn.Module:

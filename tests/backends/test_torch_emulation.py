@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.backends.torch_runner import CPU_HALF_ENV, TorchRunner
+from cp_debug.backends.pytorch.torch_runner import CPU_HALF_ENV, TorchRunner
 from cp_debug.errors import BadInputError
 from cp_debug.backends.spec import BackendSpec
 

@@ -1,5 +1,6 @@
 """`torch-cpu-fp8` / `torch-cuda-fp8` (issue 86, item 1): the PyTorch module with every Linear / Conv's input and
-weight in E4M3 per tensor, as `ort-*-fp8` writes ModelOpt's FP8 (`backends/torch_fp8.py`), emulated in float32; on
+weight in E4M3 per tensor, as `ort-*-fp8` writes ModelOpt's FP8 (`backends/pytorch/torch_fp8.py`), emulated in float32;
+on
 CUDA 8.9+ nn.Linear as real FP8 GEMMs through `torch._scaled_mm`. The report says which ran how.
 
 The models are tests/backends/fp8_models.py's: the small CNN of test_ort_fp8.py (healthy, and with its planted weight
@@ -89,7 +90,7 @@ def test_the_cast_is_onnx_runtimes_quantizelinear_bit_for_bit():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from cp_debug.backends.torch_fp8 import fp8_scale, to_e4m3
+    from cp_debug.backends.pytorch.torch_fp8 import fp8_scale, to_e4m3
     from cp_debug.precision import fp8
 
     rng = np.random.default_rng(3)
@@ -241,7 +242,7 @@ def test_scaled_linear_is_the_emulated_product():
     """The FP8 GEMM's calling convention (x (…, K) row-major, the weight (N, K) read column-major as (K, N), 0-d
     float32 scales, float32 out, bias after) against float32 arithmetic on the same E4M3 values. Runs on torch's CPU
     `_scaled_mm` where this build has one (the lane itself takes it on CUDA 8.9+ only)."""
-    from cp_debug.backends.torch_fp8 import fp8_scale, scaled_linear, to_e4m3
+    from cp_debug.backends.pytorch.torch_fp8 import fp8_scale, scaled_linear, to_e4m3
 
     g = torch.Generator().manual_seed(0)
     x, w, b = torch.randn(2, 5, 64, generator=g), torch.randn(32, 64, generator=g), torch.randn(32, generator=g)
@@ -260,7 +261,7 @@ def test_gemm_bookkeeping_through_cpu_scaled_mm(monkeypatch):
     """The lane's GEMM path and what it says, with torch's CPU `_scaled_mm` standing in for a GPU (no claim on
     hardware: the CUDA tests below are the real lane): the block's four 16-aligned Linears as GEMMs, its 10-wide head
     emulated with the reason; the numbers the emulation's; a submodule alone as in the whole run."""
-    from cp_debug.backends import torch_fp8
+    from cp_debug.backends.pytorch import torch_fp8
 
     probe = torch_fp8.to_e4m3(torch.ones(16, 16), torch.tensor(1.0))
     try:
@@ -316,7 +317,7 @@ def test_cuda_fp8_gemm_lane_runs_the_block_on_fp8_hardware():
 def test_cuda_fp8_gemm_is_the_emulation_up_to_accumulation():
     """One FP8 GEMM on the GPU against float32 arithmetic on the same E4M3 values, on the same GPU: within PyTorch's
     own bound 0.00025·√K (measured on an H200: 7.5e-5, 1.3e-4, 1.3e-4 for K = 64, 256, 1024)."""
-    from cp_debug.backends.torch_fp8 import fp8_scale, scaled_linear, to_e4m3
+    from cp_debug.backends.pytorch.torch_fp8 import fp8_scale, scaled_linear, to_e4m3
 
     g = torch.Generator().manual_seed(0)
     for k in (64, 256, 1024):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.backends.torch_runner import TorchRunner
+from cp_debug.backends.pytorch.torch_runner import TorchRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 
@@ -198,7 +198,7 @@ class _Tied(torch.nn.Module):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_the_runner_s_copy_is_made_on_its_device_and_equals_a_deep_copy(device):
-    from cp_debug.backends.torch_tensors import module_copy_on
+    from cp_debug.backends.pytorch.torch_tensors import module_copy_on
 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from cp_debug.backends.factory import all_specs, availability, check_available, make_runner
-from cp_debug.backends.trt_runner import TrtRunner
+from cp_debug.backends.trt.trt_runner import TrtRunner
 from cp_debug.errors import BackendUnavailableError, BadInputError
 from cp_debug.backends.spec import BackendSpec
 
@@ -76,7 +76,7 @@ def test_tensorrt_paths_say_why_not_here():
 def test_tensorrt_rtx_is_listed_as_building_here_and_running_only_on_its_gpus():
     """Where TensorRT-RTX is installed and no GPU it supports is here (the CPU machine, an H100): 'builds only'."""
     from cp_debug.backends.factory import runs_here
-    from cp_debug.backends.trt_library import load_library
+    from cp_debug.backends.trt.trt_library import load_library
 
     try:
         load_library("trt-rtx")
@@ -109,7 +109,7 @@ def test_without_tensorrt_rtx_backends_says_how_to_install_it(monkeypatch):
     """The wheels absent (their import fails): every trt-rtx-* row is unavailable and names the extra to install."""
     import sys
 
-    from cp_debug.backends import trt_library
+    from cp_debug.backends.trt import trt_library
 
     for name in ("tensorrt_rtx", "tensorrt_rtx_bindings"):
         monkeypatch.setitem(sys.modules, name, None)  # `import` of it raises ImportError, as when not installed

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from cp_debug.backends.trt_dumps_layer_info import precision_mismatches, read_layer_info, unobservable
-from cp_debug.backends.trt_dumps_numpy import dump_file_name, mangle, read_debug_dumps
-from cp_debug.backends.trt_dumps_outputs import read_trtexec_outputs
-from cp_debug.backends.trt_dumps_polygraphy import read_polygraphy_results
+from cp_debug.backends.trt.trt_dumps_layer_info import precision_mismatches, read_layer_info, unobservable
+from cp_debug.backends.trt.trt_dumps_numpy import dump_file_name, mangle, read_debug_dumps
+from cp_debug.backends.trt.trt_dumps_outputs import read_trtexec_outputs
+from cp_debug.backends.trt.trt_dumps_polygraphy import read_polygraphy_results
 from cp_debug.errors import BadInputError
 from tests.backends import trtexec_writer
 
@@ -279,7 +279,7 @@ def test_the_reader_names_and_reads_dumps_as_each_versions_writer_writes_them(ta
     """TensorRT 10.12.0 ... 11.1, as their debugTensorWriter.cpp and common.h write (tests/data/trt_sources/
     debug_tensors/<tag>.txt, read from the sources by benchmarks/trt_sources.py): the mangling, the 150-character
     cut (10.13 on; 10.12 cuts nothing), the NNNN_ prefix, the suffixes and dtypes, the summary's file and keys."""
-    from cp_debug.backends import trt_dumps_numpy as tdn
+    from cp_debug.backends.trt import trt_dumps_numpy as tdn
 
     f = DEBUG_FACTS[tag]
     assert f["alnum_test"] == "std::isalnum(static_cast<unsigned char>(c))" and f["replacement"] == "_"

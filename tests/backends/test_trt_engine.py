@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_engine import EngineRefusedError, EngineSession, TorchBuffers, numpy_dtype
-from cp_debug.backends.trt_library import TensorRtLibrary
-from cp_debug.backends.trt_runner import TrtRunner
+from cp_debug.backends.trt.trt_engine import EngineRefusedError, EngineSession, TorchBuffers, numpy_dtype
+from cp_debug.backends.trt.trt_library import TensorRtLibrary
+from cp_debug.backends.trt.trt_runner import TrtRunner
 from cp_debug.errors import BackendRuntimeError, BadInputError
 from tests.backends.fake_tensorrt import DataType, FakeTensorRt, install
 
@@ -57,7 +57,7 @@ def test_a_refused_engine_is_one_line_with_the_library_s_reason(tiny):
 
 def test_debug_tensors_numpy_cannot_hold_are_skipped_and_named():
     assert numpy_dtype(DataType.HALF) == np.float16 and numpy_dtype(DataType.BF16) is None
-    from cp_debug.backends.trt_engine import make_listener
+    from cp_debug.backends.trt.trt_engine import make_listener
 
     fake = FakeTensorRt()
     listener = make_listener(fake, TorchBuffers("cpu"))

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-import cp_debug.backends.trt_build as trt_build
-import cp_debug.backends.trt_engine as trt_engine
-import cp_debug.backends.trt_library as trt_library
-import cp_debug.backends.trt_runner as trt_runner
+import cp_debug.backends.trt.trt_build as trt_build
+import cp_debug.backends.trt.trt_engine as trt_engine
+import cp_debug.backends.trt.trt_library as trt_library
+import cp_debug.backends.trt.trt_runner as trt_runner
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_plan import builder_flags, has_debug_tensors, plan_build
+from cp_debug.backends.trt.trt_plan import builder_flags, has_debug_tensors, plan_build
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "trt_names"
 VERSIONS = {"10.0.1": (10, 0), "10.8.0.43": (10, 8), "10.16.1.11": (10, 16), "11.0.0.114": (11, 0),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_plan import (OUTPUTS_NOTE, BuildPlan, builder_flags, cache_key, default_cache_dir,
+from cp_debug.backends.trt.trt_plan import (OUTPUTS_NOTE, BuildPlan, builder_flags, cache_key, default_cache_dir,
                                         parse_version, plan_build, plan_prebuilt, prebuilt_engine)
-from cp_debug.backends.trt_profile import ShapeRange, check_within
+from cp_debug.backends.trt.trt_profile import ShapeRange, check_within
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
 T10, T10_12, T11 = (10, 8), (10, 12), (11, 0)
@@ -143,7 +143,7 @@ def test_a_feed_outside_the_profile_is_one_line():
 def test_an_engine_built_at_its_first_feed_covers_the_capped_axes_from_one():
     """No profile given, dynamic axes: the first feed's shapes; an axis the deployment caps runs from 1 to the cap,
     so every later frame of that deployment fits; the other axes stay as fed (a later change is one line)."""
-    from cp_debug.backends.trt_runner import _first_feed_profile
+    from cp_debug.backends.trt.trt_runner import _first_feed_profile
 
     prof = _first_feed_profile({"input_features": (18000, 32, 9)}, {"input_features": {0: 40000}})
     assert prof["input_features"] == ShapeRange((1, 32, 9), (18000, 32, 9), (40000, 32, 9))

@@ -1,8 +1,8 @@
-"""Optimization profiles from frames' shapes (`backends/trt_profile.py`): what the runner and the kit build with."""
+"""Optimization profiles from frames' shapes (`backends/trt/trt_profile.py`): what the runner and the kit build with."""
 
 import pytest
 
-from cp_debug.backends.trt_profile import ShapeRange, profile_from_shapes, trtexec_shape_flags
+from cp_debug.backends.trt.trt_profile import ShapeRange, profile_from_shapes, trtexec_shape_flags
 from cp_debug.errors import BadInputError
 
 

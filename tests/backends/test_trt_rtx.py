@@ -15,8 +15,8 @@ import onnx
 import pytest
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_engine import EngineRefusedError
-from cp_debug.backends.trt_runner import TrtRunner
+from cp_debug.backends.trt.trt_engine import EngineRefusedError
+from cp_debug.backends.trt.trt_runner import TrtRunner
 from cp_debug.errors import BackendRuntimeError, BackendUnavailableError
 
 RELU = "/Relu_output_0"
@@ -25,7 +25,7 @@ CONV2 = "/c2/Conv_output_0"
 
 @pytest.fixture(scope="module")
 def rtx():
-    from cp_debug.backends.trt_library import load_library
+    from cp_debug.backends.trt.trt_library import load_library
 
     try:
         return load_library("trt-rtx")

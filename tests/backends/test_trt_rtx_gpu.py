@@ -19,7 +19,7 @@ import onnx
 import pytest
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.trt_runner import TrtRunner
+from cp_debug.backends.trt.trt_runner import TrtRunner
 from cp_debug.errors import BackendUnavailableError
 
 pytestmark = pytest.mark.gpu
@@ -28,7 +28,7 @@ FACTS: list[dict] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def rtx():
-    from cp_debug.backends.trt_library import load_library
+    from cp_debug.backends.trt.trt_library import load_library
 
     try:
         load_library("trt-rtx")

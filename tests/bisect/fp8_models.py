@@ -1,4 +1,5 @@
-"""Models for the FP8 reasons and cures (bisect/segment_fp8.py), each with its fault planted where FP32 cannot see
+"""Models for the FP8 reasons and cures (bisect/findings/segment_fp8.py), each with its fault planted where FP32 cannot
+see
 it and FP8's per-tensor scale can: the small CNN of tests/backends/test_ort_fp8.py, and a pre-LayerNorm transformer
 block of our own (self-attention and an MLP, random weights) whose MLP input carries one outlier feature — the
 "massive activation" of LLMs — that its first Linear reads with zero weights."""

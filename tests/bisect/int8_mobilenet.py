@@ -4,7 +4,7 @@ projection's (features.5.conv.2) output channel. The big channel sets its conv o
 other values round to zero, and the output's relative error — dominated by the big channel — stays small there.
 `healthy` is the twin with nothing planted. `issue_84` is the issue's fix case: width 1.0 at 96×96, one depthwise
 channel ×100 — whose random init also gives three ReLU6 activations of ~1e-8, whose Clips ONNX Runtime's
-ClipQuantFusion drops (bisect/clip_fusion.py)."""
+ClipQuantFusion drops (bisect/findings/clip_fusion.py)."""
 
 from __future__ import annotations
 

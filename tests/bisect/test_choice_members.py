@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from cp_debug.bisect.choice_members import Members, nms_tie, threshold_tie
+from cp_debug.bisect.findings.choice_members import Members, nms_tie, threshold_tie
 
 
 def test_topk_members_in_another_order_and_replaced():

@@ -68,7 +68,7 @@ def broken_forward():
 
 
 def cp_debug_raises():
-    from cp_debug.bisect.feeds import cast_inputs
+    from cp_debug.bisect.subjects.feeds import cast_inputs
 
     cast_inputs({"x": None}, {}, "x.npz", "")  # cp_debug's own code raises (AttributeError), called from theirs
 '''

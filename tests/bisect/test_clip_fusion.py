@@ -1,4 +1,5 @@
-"""ONNX Runtime's ClipQuantFusion named as the root cause's why (bisect/clip_fusion.py, issue 84, item 4): a ReLU6
+"""ONNX Runtime's ClipQuantFusion named as the root cause's why (bisect/findings/clip_fusion.py, issue 84, item 4): a
+ReLU6
 whose activations are ~1e-8 loses its Clip at ONNX Runtime's default level; the block holding it is named with the
 quantizer's low bound against the Clip's minimum, its segment's error with the Clip dropped and with the rule off, and
 the cure verified by the run's judge. The twin at ordinary scale is within precision and the rule is not named."""

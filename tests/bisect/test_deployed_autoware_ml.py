@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.deployed import deployed_stages
+from cp_debug.bisect.subjects.deployed import deployed_stages
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from tests.bisect.deployed_files import edited
 

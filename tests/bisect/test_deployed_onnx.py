@@ -15,7 +15,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from cp_debug.backends.spec import BackendSpec, parse_backends
-from cp_debug.bisect.deployed import deployed_stages
+from cp_debug.bisect.subjects.deployed import deployed_stages
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
 from cp_debug.errors import BadInputError
 from cp_debug.probes.foreign import map_foreign
@@ -196,7 +196,7 @@ def test_eval_pipeline_runs_the_deployed_files_and_checks_them(subject, tmp_path
 
 
 def test_the_files_own_precision_is_read_not_assumed(subject):
-    from cp_debug.bisect.deployed import file_precision
+    from cp_debug.bisect.subjects.deployed import file_precision
     from cp_debug.precision.fp16 import convert_to_fp16
 
     st = subject.stages[1]

@@ -156,7 +156,7 @@ def _spied_runs(subject, ref: str, cand: str, configs: dict) -> dict:
     import collections
     import threading
 
-    from cp_debug.bisect import ahead, placement, stage_whole
+    from cp_debug.bisect.stages import ahead, placement, stage_whole
 
     threads: list[str] = []
     copied: list[np.ndarray] = []  # held: no two of them share an id
@@ -237,7 +237,7 @@ def _ahead_pairs(subject, pairs, options: dict, min_runs: int = 2) -> None:
 @pytest.mark.slow  # three tiny-preset bisects (a fourth shared with the IO binding test): about 15 s on two cores
 def test_a_candidate_run_ahead_of_the_reference_gives_the_serial_report(subject, ort_runs):
     """With the reference's probes on the device tier, an ONNX Runtime candidate prepares, runs and measures its local
-    errors on helper threads while the reference runs (`bisect/ahead.py`): the report is the serial one, value for
+    errors on helper threads while the reference runs (`stages/ahead.py`): the report is the serial one, value for
     value, for an ONNX Runtime reference read through IO binding and for a torch reference streaming its probes."""
     _ahead_gives_the_serial_report({overlap: ort_runs[1024, False, overlap] for overlap in (False, True)},
                                    "ort", "ort-cpu-fp16")
@@ -266,7 +266,7 @@ def test_an_error_on_the_engines_thread_stops_the_candidate_ahead_and_is_the_one
     error is the one the caller sees."""
     import threading
 
-    from cp_debug.bisect import stage_whole
+    from cp_debug.bisect.stages import stage_whole
 
     def failing(*args, **kwargs):
         raise RuntimeError("the reference's noise run failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cp_debug.bisect.device_twins import DeviceTwins
+from cp_debug.bisect.stages.device_twins import DeviceTwins
 
 pytestmark = pytest.mark.gpu
 

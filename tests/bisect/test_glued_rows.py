@@ -14,7 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.bisect.subjects.subject import Stage, Subject
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.export.torch_export import export_module

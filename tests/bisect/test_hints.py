@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cp_debug.bisect.hints import HintContext, Int8Range, hint_for, int8_range
+from cp_debug.bisect.findings.hints import HintContext, Int8Range, hint_for, int8_range
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.compare.diff import TensorDiff, default_tolerance
 

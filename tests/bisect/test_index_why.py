@@ -94,7 +94,7 @@ def _node(op: str, **attrs):
 def test_the_values_counted_are_those_the_format_moves_across_the_boundary_or_leaves_within_a_step():
     import numpy as np
 
-    from cp_debug.bisect.index_why import IndexFlip, _Format, _values
+    from cp_debug.bisect.findings.index_why import IndexFlip, _Format, _values
 
     x = np.array([2.99997, 1.2, 3.0, -4.0, 5.5], dtype=np.float32)  # whole values cross nothing
     crossed, near, size, value, rounded, boundary, _ = _values(_node("Cast", to=7), x, _Format("fp16"))

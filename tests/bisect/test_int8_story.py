@@ -1,4 +1,5 @@
-"""INT8 tells one story at every level (issue 84, item 4; bisect/int8_story.py): torchvision's MobileNetV2 with one
+"""INT8 tells one story at every level (issue 84, item 4; bisect/findings/int8_story.py): torchvision's MobileNetV2
+with one
 depthwise output channel ×1000 (tests/bisect/int8_mobilenet.py) — the channel sets its conv output's per-tensor range
 and 99% of the other values round to zero, while that output's relative error, dominated by the big channel, stays
 small. Block probes and `--level all` name the same conv (block probes: the block holding it, the finding naming the
@@ -76,7 +77,7 @@ def test_issue_84_s_case_is_cured_at_its_conv_by_a_range_verified_downstream(tmp
     """The issue's MobileNetV2 (width 1.0, 96×96, one depthwise channel ×100) at `--level all`: the conv's output range
     is set by the planted channel (negative: the ReLU6 after it passes none of it) and rounds most of the others to
     zero. Its own segment's error is within INT8's budget (the big channel dominates it), so the ladder runs on the
-    segment from the conv on to the first divergent probe (bisect/int8_story_cure.py): the tensor quantized at the other
+    segment from the conv on to the first divergent probe (cures/int8_story_cure.py): the tensor quantized at the other
     channels' range cures it there, said with ONNX Runtime's override that sets it; the unverified advice goes."""
     proc = cpdebug("bisect", "--torch", f"{MODELS}:issue_84", "-b", "torch,ort-cpu-int8", "--level", "all",
                    "--json", tmp_path / "r.json", "--quiet")

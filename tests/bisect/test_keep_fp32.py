@@ -7,8 +7,8 @@ import math
 import pytest
 
 from cp_debug.backends.factory import make_runner
-from cp_debug.backends.trt_plan import BuildPlan, plan_build
-from cp_debug.bisect.keep_fp32 import find_keep_fp32, rank_candidates
+from cp_debug.backends.trt.trt_plan import BuildPlan, plan_build
+from cp_debug.bisect.cures.keep_fp32 import find_keep_fp32, rank_candidates
 from cp_debug.compare.diff import TensorDiff, default_tolerance
 from cp_debug.half import FP16_MAX
 from cp_debug.errors import BackendUnavailableError, BadInputError

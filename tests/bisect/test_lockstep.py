@@ -14,9 +14,9 @@ from cp_debug.backends.factory import make_runner
 from cp_debug.graph.model import expose_outputs
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.lockstep import Lane, Lockstep
+from cp_debug.bisect.stages.lockstep import Lane, Lockstep
 from cp_debug.graph.plan import plan_segments
-from cp_debug.bisect.loaders import torch_subject
+from cp_debug.bisect.subjects.loaders import torch_subject
 from cp_debug.determinism import Determinism
 from tests.graph.models import residual_model
 
@@ -67,7 +67,7 @@ def test_a_stage_in_lockstep_is_one_bar_with_eta_over_its_segments():
     spent ~100 s there saying nothing where stderr was a file); where stderr is no terminal, its finished line."""
     import io
 
-    from cp_debug.cli._output import StepProgress
+    from cp_debug.cli.common.output import StepProgress
 
     model = residual_model()
     x = np.random.default_rng(1).normal(size=(1, 4, 8, 8)).astype(np.float32)
@@ -84,7 +84,7 @@ def test_a_stage_in_lockstep_is_one_bar_with_eta_over_its_segments():
 
 
 def test_a_local_run_reads_the_reference_boundary_in_float16_into_the_lanes_dropped_array():
-    from cp_debug.backends.ort_runner import OrtRunner
+    from cp_debug.backends.ort.ort_runner import OrtRunner
     from cp_debug.graph.plan import segment_model, tensor_types
 
     model = residual_model()
@@ -105,7 +105,7 @@ def test_a_local_run_reads_the_reference_boundary_in_float16_into_the_lanes_drop
 
 
 def test_half_feed_converts_into_a_spare_array_only_when_nothing_else_holds_it():
-    from cp_debug.bisect.lockstep import _half_feed
+    from cp_debug.bisect.stages.lockstep import _half_feed
 
     ref = {"t": np.linspace(-2, 2, 64, dtype=np.float32).reshape(4, 16)}
     spare = {"t": np.zeros((4, 16), np.float16)}

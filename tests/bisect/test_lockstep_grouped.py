@@ -9,9 +9,9 @@ import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.loaders import torch_subject
-from cp_debug.bisect.lockstep import Lane, Lockstep
-from cp_debug.bisect.lockstep_grouped import GroupedLockstep
+from cp_debug.bisect.subjects.loaders import torch_subject
+from cp_debug.bisect.stages.lockstep import Lane, Lockstep
+from cp_debug.bisect.stages.lockstep_grouped import GroupedLockstep
 from cp_debug.determinism import Determinism
 from cp_debug.graph.grouped import (CUT_SUFFIX, group_segments, inner_cuts, merge_segments, open_cuts,
                                     static_types, tensor_bytes)
@@ -130,8 +130,8 @@ def _chain(n: int, path: Path) -> Path:
 def test_auto_groups_a_plan_of_many_segments_only(tmp_path):
     """`--lockstep-mode auto` (the default) groups a stage of `GROUPED_FROM_SEGMENTS` segments or more (sessions
     were most of DenseNet-121's cost) and runs a shorter one segment by segment; the verdicts agree."""
-    from cp_debug.bisect.loaders import onnx_subject
-    from cp_debug.bisect.lockstep_grouped import GROUPED_FROM_SEGMENTS
+    from cp_debug.bisect.subjects.loaders import onnx_subject
+    from cp_debug.bisect.stages.lockstep_grouped import GROUPED_FROM_SEGMENTS
 
     for n, grouped in ((GROUPED_FROM_SEGMENTS + 10, True), (12, False)):
         subject = onnx_subject(_chain(n, tmp_path / f"chain{n}.onnx"))

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.backends.torch_runner import TorchRunner
+from cp_debug.backends.pytorch.torch_runner import TorchRunner
 from cp_debug.bisect.engine import BisectEngine, BisectOptions
-from cp_debug.bisect.loaders import torch_subject
+from cp_debug.bisect.subjects.loaders import torch_subject
 
 PLANTED = Path(__file__).with_name("planted.py")
 

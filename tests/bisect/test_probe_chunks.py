@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cp_debug.bisect import stage_whole
+from cp_debug.bisect.stages import stage_whole
 from tests.bisect.test_planted_faults import run
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.record import keep_plot, merge_precision
+from cp_debug.bisect.stages.record import keep_plot, merge_precision
 from cp_debug.bisect.run_state import CandidateState, ProbePlots
 from cp_debug.compare.diff import default_tolerance
 

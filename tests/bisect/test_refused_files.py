@@ -159,14 +159,14 @@ def test_centerpoints_door_refuses_for_every_ort_candidate_and_leaves_tensorrt_i
     take for CenterPoint, and eval's and bench's stage runners (`BackendPipeline`): a pair whose backbone declares a
     conv output float16 where it computes float (a hand-made type clash: the real converters' CenterPoint files load)
     is exit 3 with ONNX Runtime's line for ONNX Runtime candidates; a TensorRT candidate's file is TensorRT's."""
-    from cp_debug.bisect.deployed import refuse_unloadable
+    from cp_debug.bisect.subjects.deployed import refuse_unloadable
     from cp_debug.errors import BackendRuntimeError, ExitCode
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
     from tests.bisect.deployed_files import write_folder
     from tests.bisect.test_deployed_onnx import _small
 
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bisect.deployed import deployed_stages
+    from cp_debug.bisect.subjects.deployed import deployed_stages
 
     subject = centerpoint_subject(_small(), random_weights=True, trace_side=64)
     folder = write_folder(tmp_path / "deploy", subject, {})
@@ -222,7 +222,7 @@ def test_sweep_and_eval_run_the_deployed_file_not_the_export(tmp_path):
 def test_a_per_tensor_scale_that_is_no_number_is_said_as_what_it_does(stored, words):
     import ml_dtypes
 
-    from cp_debug.bisect.qdq_file_why import _scale_fault
+    from cp_debug.bisect.findings.qdq_file_why import _scale_fault
 
     inits = {"x_scale": onnx.numpy_helper.from_array(np.array(stored, np.float16), "x_scale"),
              "x_zero_point": onnx.numpy_helper.from_array(np.zeros((), ml_dtypes.float8_e4m3fn), "x_zero_point")}

@@ -1,4 +1,5 @@
-"""The screen's runs made ahead (issue 87, item 4: `bisect/screen_ahead.py`): started on a helper thread as soon as a
+"""The screen's runs made ahead (issue 87, item 4: `bisect/stages/screen_ahead.py`): started on a helper thread as soon
+as a
 stage's feeds are known (by default for a CUDA candidate; here made so on the CPU), they find what the screen made
 after the stage finds — the branch float16 cancels behind a residual (`collapse_models.cancelled`), named with the
 same number, and the zeros of `collapsed`; nothing in `healthy` — in the same report; the runs are made on the
@@ -19,7 +20,7 @@ _VARIES = ("seconds", "started", "finished", "elapsed", "environment", "wall", "
 
 
 def _bisect(tmp_path: Path, model: str, ahead: bool, monkeypatch) -> tuple[int, dict, list[str]]:
-    from cp_debug.bisect import screen, screen_ahead
+    from cp_debug.bisect.stages import screen, screen_ahead
 
     threads, real = [], screen._screen_run
 
@@ -62,7 +63,7 @@ def test_a_candidate_past_the_screens_size_is_told_it_was_not_screened(tmp_path,
     """Past `SCREEN_UP_TO` bytes of weights (lowered here, as tests/zoo/test_past_2gib.py lowers its thresholds) a
     within-precision candidate gets no screen, and the report says so, once; a model under it gets no such line
     (the test above)."""
-    from cp_debug.bisect import screen
+    from cp_debug.bisect.stages import screen
 
     monkeypatch.setattr(screen, "SCREEN_UP_TO", 16)
     out = tmp_path / "r.json"

@@ -18,7 +18,7 @@ MODELS = Path(__file__).with_name("collapse_models.py")
 
 
 def test_a_cuda_candidates_fp32_screen_runs_on_its_device_and_names_the_branch(tmp_path, monkeypatch):
-    from cp_debug.bisect import screen
+    from cp_debug.bisect.stages import screen
 
     ran_on, threads, real = [], [], screen._screen_run
 

@@ -53,7 +53,7 @@ def test_the_sketch_estimates_a_tensors_relative_error_in_a_real_session():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from cp_debug.bisect.screen_sketch import add_sketches, broken, rel_errors, sketch_outputs
+    from cp_debug.bisect.stages.screen_sketch import add_sketches, broken, rel_errors, sketch_outputs
     from cp_debug.graph.grouped import static_types
 
     g = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["out"])],

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from cp_debug.bisect.search import (KeepFp32Search, KeepStep, RangeShrinkSearch, Trace, TraceStep, Verdict,
+from cp_debug.bisect.cures.search import (KeepFp32Search, KeepStep, RangeShrinkSearch, Trace, TraceStep, Verdict,
                                     WindowGrowSearch, run_search)
 
 

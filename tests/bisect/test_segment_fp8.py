@@ -1,4 +1,5 @@
-"""FP8's own reasons and cures (issue 86, items 3 and 5; bisect/segment_fp8.py): on a small CNN and a transformer
+"""FP8's own reasons and cures (issue 86, items 3 and 5; bisect/findings/segment_fp8.py): on a small CNN and a
+transformer
 block of our own (tests/bisect/fp8_models.py), `-b ort,ort-cpu-fp8` through the CLI — a channel that sets a per-tensor
 scale (the rest flushed to zero) and an input beyond the calibrated range, each named at its layer for that reason;
 the smallest change verified on the segment (per-channel weights before leaving a layer out) and the advice's flag

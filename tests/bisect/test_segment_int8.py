@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cp_debug.bisect.segment_int8 import Int8Finding, Int8Why, _range_finding
+from cp_debug.bisect.findings.segment_int8 import Int8Finding, Int8Why, _range_finding
 
 _FINDING = Int8Finding("gelu", ("blocks.0.mlp.2: MatMul 'mm'",), amax=1240.0, absmax=1240.0, median=0.15, lost=0.99,
                        saturated=0.0)
@@ -38,7 +38,7 @@ def test_a_relu_s_zeros_are_not_values_lost_to_the_range():
 
 
 def test_the_range_rung_tried_first_is_said_with_its_figure_before_the_set_that_cures():
-    from cp_debug.bisect.int8_range_rung import RangeRung
+    from cp_debug.bisect.cures.int8_range_rung import RangeRung
 
     rung = RangeRung("gelu", 3.5, 1240.0, "the 99.99th percentile of the reference's |x|")
     text = Int8Why(_FINDING, ("mm",), "blocks.0.mlp.2: MatMul 'mm'", True, 0.95, 0.01, 0.031, tried=2,

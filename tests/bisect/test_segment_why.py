@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 from onnx import TensorProto, helper
 
-from cp_debug.bisect.op_findings import find_collapse, find_long_reduction, find_overflow
-from cp_debug.bisect.segment_why import SegmentWhy
+from cp_debug.bisect.findings.op_findings import find_collapse, find_long_reduction, find_overflow
+from cp_debug.bisect.findings.segment_why import SegmentWhy
 
 ONNX_ONLY = SimpleNamespace(module=None)  # a stage without its torch module: modules from node metadata only
 

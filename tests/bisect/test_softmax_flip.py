@@ -95,7 +95,7 @@ def test_a_segments_cure_is_judged_as_the_run_judges_its_probes(mode):
 
     import numpy as np
 
-    from cp_debug.bisect.segment_why import _cured
+    from cp_debug.bisect.findings.segment_why import _cured
     from cp_debug.compare import noise
     from cp_debug.compare.diff import TensorDiff, default_tolerance
 

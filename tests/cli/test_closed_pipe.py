@@ -1,4 +1,5 @@
-"""A closed pipe ends a command quietly (cli/_pipe.py), in a process of its own and through a server, as it ends git:
+"""A closed pipe ends a command quietly (cli/common/pipe.py), in a process of its own and through a server, as it ends
+git:
 no message, no traceback file, exit 141 (0 for a help page), and the files the command writes are still written whole.
 Real processes and real pipes: the read end of the command's pipe is closed before it starts, so that its first write
 finds no reader, whenever it comes."""
@@ -126,7 +127,7 @@ def test_a_bisect_s_progress_into_a_closed_stderr_ends_141_with_its_report_whole
 
 
 SCRIPT = """
-from cp_debug.cli._errors import handle_errors
+from cp_debug.cli.common.errors import handle_errors
 with handle_errors():
     raise BrokenPipeError(32, "Broken pipe")
 """

@@ -1,6 +1,7 @@
 """onnx-graphsurgeon prints its warnings to stdout (`[W] Could not convert: FLOAT8E4M3FN …` on a float8 graph, and
 once that the `colored` package is missing): while a command runs they go into logging and the report's
-third-party warnings instead (cli/_gs_log.py) — `bisect -b torch,ort-cpu-fp8 --json -` wrote two such lines in front
+third-party warnings instead (cli/common/gs_log.py) — `bisect -b torch,ort-cpu-fp8 --json -` wrote two such lines in
+front
 of its JSON."""
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cp_debug.cli import _help
-from cp_debug.cli._options import ADVANCED
+from cp_debug.cli.common import help as _help
+from cp_debug.cli.common.options import ADVANCED
 from cp_debug.cli.main import app
 
 GROUP = typer.main.get_command(app)

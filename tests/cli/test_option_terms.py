@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import typer
 
-from cp_debug.cli import _help, _options
+from cp_debug.cli.common import help as _help, options as _options
 from cp_debug.cli.main import app
 from tests.cli.terms_table import TERMS, Cell, Row, cell, table
 
@@ -197,7 +197,8 @@ def test_each_case_the_issue_named(case):
 
 
 def test_every_option_declared_once_carries_its_groups_panel():
-    """cli/_options.py's options (`Preset`, `calib_option(...)`, …) each carry the panel of their group (`GROUPS`),
+    """cli/common/options.py's options (`Preset`, `calib_option(...)`, …) each carry the panel of their group
+    (`GROUPS`),
     so a command that takes one needs nothing else to put it where every other page has it."""
     import typing
 
@@ -229,7 +230,8 @@ def test_a_default_in_words_shows_as_a_value():
 
 
 def test_no_command_declares_a_shared_option_itself():
-    """An option two commands share is declared through cli/_options.py (an alias such as `Preset`, a function such
+    """An option two commands share is declared through cli/common/options.py (an alias such as `Preset`, a function
+    such
     as `calib_option`, or `option(NAME, help=…)` where the help is the command's own), never with `typer.Option`
     in a command module: there it would miss its group's panel and drift from the others."""
     import ast

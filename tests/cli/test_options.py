@@ -1,4 +1,4 @@
-"""The option groups of cli/_options.py: the model options become one ModelRecord, checked in one place."""
+"""The option groups of cli/common/options.py: the model options become one ModelRecord, checked in one place."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cp_debug.cli._options import model_record
+from cp_debug.cli.common.options import model_record
 from cp_debug.errors import BadInputError
 from cp_debug.lidar.record import ModelRecord
 

@@ -136,7 +136,7 @@ def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
     """The record wins over the recipe's facts (whose weights text once decided random weights)."""
     from dataclasses import replace
 
-    from cp_debug.bisect.model_facts import model_facts_from_json
+    from cp_debug.bisect.subjects.model_facts import model_facts_from_json
     from cp_debug.bisect.result import BisectReport
     from cp_debug.cli.extract_cmd import _saved_subject
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import typer
 
-from cp_debug.cli._what_runs import FALLS_BACK, NAMING, SAYS_ITSELF
+from cp_debug.cli.common.what_runs import FALLS_BACK, NAMING, SAYS_ITSELF
 from tests.cli_run import cpdebug
 
 DEMO_LINE = "cpdebug: no model given: {command} runs the built-in demo, CenterPoint preset demo"
@@ -64,7 +64,7 @@ def test_scenes_name_the_demo_they_are_made_for(tmp_path):
 
 
 def test_weights_given_without_a_preset_still_name_the_demo():
-    from cp_debug.cli._what_runs import demo_text
+    from cp_debug.cli.common.what_runs import demo_text
 
     assert demo_text([("--checkpoint", "ckpt.pth")]).endswith("with the weights of ckpt.pth")
     assert demo_text([("--random-weights", True)]).endswith("with seeded random weights")
@@ -72,7 +72,7 @@ def test_weights_given_without_a_preset_still_name_the_demo():
 
 def test_a_recipe_alone_names_its_demo():
     """--recipe transfusion names the family, not the model: its demo preset runs, and is said."""
-    from cp_debug.cli._what_runs import what_runs
+    from cp_debug.cli.common.what_runs import what_runs
     from cp_debug.cli.main import app
 
     command = typer.main.get_command(app).commands["export"]

@@ -59,7 +59,7 @@ def test_a_served_bisect_is_the_bisect_of_a_process_of_its_own(server):
 
 
 def test_the_next_served_command_takes_the_onnx_runtime_sessions_the_one_before_made(server):
-    """ONNX Runtime's sessions kept between commands (`backends/ort_kept.py`): the second of two served ORT-pair
+    """ONNX Runtime's sessions kept between commands (`backends/ort/ort_kept.py`): the second of two served ORT-pair
     bisects makes no session, takes every one the first made (as a process of its own makes them), and gives the
     first's report."""
     sock, env, home = server

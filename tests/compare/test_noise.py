@@ -118,7 +118,7 @@ def test_local_fault_needs_both_the_budget_and_standing_out():
 
 def test_int8_rounding_carried_from_a_coarser_unit_is_judged_by_the_budget_it_was_made_at():
     """Ten logits (amax/rms ≈ 2: a fine unit) reading a ReLU6 map's rounding (a coarse one) within its own budget:
-    INT8's noise passed on; a gain beyond DOMINANCE (an index, a decision) or a NaN is not (bisect/record.carry
+    INT8's noise passed on; a gain beyond DOMINANCE (an index, a decision) or a NaN is not (bisect/stages/record.carry
     asks besides that the source be within its own budget and the probe's own segment within its)."""
     own = noise.Judgement(Outcome.DEGRADED, 0.06, 1.8, "")
     source = noise.Judgement(Outcome.WITHIN_PRECISION, 0.19, 0.43, "")

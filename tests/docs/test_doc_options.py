@@ -1,6 +1,6 @@
 """The docs name only options that exist (issue 85, item 6): every `cpdebug CMD … --option` written in README.md and
 docs/ is an option of CMD, and every option named alone in prose (`` `--option` ``) is one of some command, or of the
-other tools the docs quote. An old spelling (a hidden alias, cli/_help.py `DEPRECATED`) appears only in
+other tools the docs quote. An old spelling (a hidden alias, cli/common/help.py `DEPRECATED`) appears only in
 docs/terms.md, which lists them; the docs use the current one.
 
 The options are read from the command tree itself (typer's click commands), so a renamed option fails here."""
@@ -41,7 +41,7 @@ def options() -> dict[str, set[str]]:
 
 
 def old_spellings() -> dict[str, set[str]]:
-    from cp_debug.cli._help import DEPRECATED
+    from cp_debug.cli.common.help import DEPRECATED
 
     old: dict[str, set[str]] = {}
     for command, spelling in DEPRECATED:
@@ -117,8 +117,8 @@ def test_no_page_opens_with_a_moved_from_line():
 
 
 def test_every_help_example_names_options_its_command_has():
-    """The two examples at the end of each help page (cli/_help.py `EXAMPLES`), read as the docs are."""
-    from cp_debug.cli._help import EXAMPLES
+    """The two examples at the end of each help page (cli/common/help.py `EXAMPLES`), read as the docs are."""
+    from cp_debug.cli.common.help import EXAMPLES
 
     known = options()
     wrong = [f"{command} {option}" for pair in EXAMPLES.values() for line in pair

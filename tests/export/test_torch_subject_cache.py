@@ -1,4 +1,5 @@
-"""A `--torch FILE.py:FUNC` subject's graph through the export cache (bisect/loaders.py, export/cache.py): read back,
+"""A `--torch FILE.py:FUNC` subject's graph through the export cache (bisect/subjects/loaders.py, export/cache.py):
+read back,
 it is the graph, the exporter's warnings and notes and what the export said (a log record, text on fd 2) of the
 export that stored it; an edit to the user's own code (FILE.py, a module beside it) is exported again."""
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from cp_debug.bisect.loaders import torch_subject
+from cp_debug.bisect.subjects.loaders import torch_subject
 from cp_debug.export.cache import CACHE_ENV, NO_CACHE_ENV
 
 MODEL = """\
@@ -118,7 +119,7 @@ def test_no_cache_exports_afresh(user_model, capfd, monkeypatch):
 
 
 def test_user_code_names_the_file_and_the_modules_beside_it(user_model):
-    from cp_debug.bisect.loaders import user_code
+    from cp_debug.bisect.subjects.loaders import user_code
 
     folder, helper = user_model
     torch_subject(f"{folder / 'model.py'}:build", exporter="torchscript")

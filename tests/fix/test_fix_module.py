@@ -80,8 +80,8 @@ def test_the_written_fp16_file_loads_in_onnxruntime_and_keeps_its_nodes_fp32(det
 
 def test_the_written_fp16_file_parses_and_builds_with_tensorrt_rtx(detr_fix, tmp_path):
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.backends.trt_library import load_library
-    from cp_debug.backends.trt_runner import TrtRunner
+    from cp_debug.backends.trt.trt_library import load_library
+    from cp_debug.backends.trt.trt_runner import TrtRunner
     from cp_debug.errors import BackendUnavailableError
 
     try:

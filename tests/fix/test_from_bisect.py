@@ -67,7 +67,7 @@ def test_the_request_carries_the_reports_model_record_and_the_users_options_win(
     a model option given on the command line replaces its field, a config file the preset and back."""
     import json
 
-    from cp_debug.bisect.model_facts import RecipeFacts
+    from cp_debug.bisect.subjects.model_facts import RecipeFacts
     from cp_debug.bisect.result import BisectReport, CandidateResult
     from cp_debug.fix.run import request_from_bisect
     from cp_debug.fix.targets import FixTarget

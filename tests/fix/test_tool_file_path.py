@@ -93,7 +93,7 @@ def test_the_producing_tool_is_told_from_the_file_and_the_cure_edits_only_the_no
     cure's file keeps every other Q/DQ pair, gives back ORT's folded ReLU, and refuses a dequantized weight."""
     import onnx
 
-    from cp_debug.bisect.qdq_exclude import MODELOPT, ONNXRUNTIME, NoFloatWeight, producer, without_qdq
+    from cp_debug.bisect.cures.qdq_exclude import MODELOPT, ONNXRUNTIME, NoFloatWeight, producer, without_qdq
 
     for path in sorted(CORPUS.glob("*/*/*/*.onnx")):
         model = onnx.load(path, load_external_data=False)

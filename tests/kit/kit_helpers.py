@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
 from cp_debug.recipes import catalog

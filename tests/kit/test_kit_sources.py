@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.kit import scripts
 from cp_debug.recipes import catalog
 from tests.kit import source_lists as sl

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.backends.spec import BackendSpec
 from tests.recipes.transfusion.planted import planted_checkpoint
 
@@ -133,9 +133,9 @@ def test_tensorrt_rtx_builds_the_kits_one_graph_over_the_nodes_profile(tf_kit, r
     is the kit of a real `cpdebug fix --recipe transfusion` (its FP16 file, the planted cross-attention's MatMul and
     Softmax kept in FP32 — and FP32 in the strongly typed network). The engine is not run: TensorRT-RTX's runtime
     needs a GPU of compute capability 8.0, 8.6, 8.9 or 12.x."""
-    from cp_debug.backends.trt_build import build_engine
-    from cp_debug.backends.trt_library import load_library
-    from cp_debug.backends.trt_plan import plan_build
+    from cp_debug.backends.trt.trt_build import build_engine
+    from cp_debug.backends.trt.trt_library import load_library
+    from cp_debug.backends.trt.trt_plan import plan_build
     from cp_debug.kit.scripts import _profile
     from cp_debug.precision.held import file_precision
 
@@ -187,7 +187,7 @@ def test_the_targets_results_of_the_one_graph_are_read_back(tf_kit, tmp_path):
     `trt-fp16@KIT` for the one graph fed the kit's .npz (as `bisect --onnx KIT/transfusion.onnx --inputs …` does)."""
     from polygraphy.comparator import IterationResult, RunResults
 
-    from cp_debug.backends.kit_runner import KitRunner
+    from cp_debug.backends.kit.kit_runner import KitRunner
     from tests.kit.kit_helpers import copy_kit
 
     kit = copy_kit(tf_kit, tmp_path / "kit")

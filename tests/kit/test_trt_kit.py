@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.compare.noise import Outcome
 from tests.kit.kit_helpers import bisect_cli, copy_kit, planted_kit, refused
@@ -125,7 +125,7 @@ def test_a_truncated_results_file_stops_bisect_in_one_line_writing_nothing(writt
 def test_results_written_again_are_read_again_by_a_long_lived_process(written, tmp_path):
     """A server (`cpdebug serve`) or a notebook reads a kit's results once while they stay as they were, and again
     after the target's results are copied back: here a damaged copy, refused where the first read would hide it."""
-    from cp_debug.backends.kit_results import target_results
+    from cp_debug.backends.kit.kit_results import target_results
     from cp_debug.errors import BadInputError
 
     kit = copy_kit(written[0], tmp_path / "again")
@@ -144,8 +144,8 @@ def test_polygraphy_trt_results_hold_the_outputs_and_say_where_per_layer_values_
     unfused debug tensor, 0.49.26 ... 0.53.6). The other tensors are absent for that reason, not as fused away."""
     from polygraphy.comparator import IterationResult, RunResults
 
-    from cp_debug.backends.kit_results import target_results
-    from cp_debug.backends.trt_dumps_polygraphy import read_polygraphy_results
+    from cp_debug.backends.kit.kit_results import target_results
+    from cp_debug.backends.trt.trt_dumps_polygraphy import read_polygraphy_results
 
     kit = copy_kit(written[0], tmp_path / "trt")
     stage = kf.open_kit(kit).manifest.stage("pts_backbone_neck_head")

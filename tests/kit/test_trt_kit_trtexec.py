@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import pytest
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.recipes import catalog
 from cp_debug.errors import BadInputError
 from cp_debug.backends.spec import BackendSpec
@@ -125,8 +125,8 @@ def test_bisect_reads_trtexec_dumps_and_names_the_planted_layer(written):
 
 
 def test_the_summary_names_the_dumps_and_an_older_kits_numpy_alone_is_still_read(written, tmp_path):
-    from cp_debug.backends.kit_results import target_results
-    from cp_debug.backends.trt_dumps_numpy import SUMMARY_FILE
+    from cp_debug.backends.kit.kit_results import target_results
+    from cp_debug.backends.trt.trt_dumps_numpy import SUMMARY_FILE
 
     kit = written[0]
     old = copy_kit(kit, tmp_path / "numpy_only")  # what run_trtexec.sh wrote before it asked for the summary

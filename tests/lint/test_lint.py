@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cp_debug.backends.spec import BackendSpec
-from cp_debug.bisect.deployed import deployed_stages
+from cp_debug.bisect.subjects.deployed import deployed_stages
 from cp_debug.data.autoware_params import read_params
 from cp_debug.recipes.centerpoint.autoware_node import AUTOWARE_NODE
 from cp_debug.data.model_folder import stage_file

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from cp_debug.graph.model import expose_outputs
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.errors import BadInputError
 from cp_debug.precision.fp16 import conversion_summary, convert_to_fp16
 from cp_debug.backends.spec import BackendSpec

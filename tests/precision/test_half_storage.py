@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cp_debug.backends.ort_runner import OrtRunner
+from cp_debug.backends.ort.ort_runner import OrtRunner
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.precision.fp16 import convert_to_fp16
 from cp_debug.precision.half_storage import emulate_half_storage, holds_half_constants

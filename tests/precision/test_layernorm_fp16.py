@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cp_debug.bisect.hints import HintContext, hint_for
-from cp_debug.bisect.keep_fp32 import rank_candidates
+from cp_debug.bisect.findings.hints import HintContext, hint_for
+from cp_debug.bisect.cures.keep_fp32 import rank_candidates
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.compare.diff import TensorDiff
 from cp_debug.precision.fp16 import convert_to_fp16

@@ -254,7 +254,8 @@ def test_a_flushed_block_scale_is_named_at_its_layer(files, tmp_path, net, layer
     name = tensor or next(iter(flushed))
     assert tensor is None or list(flushed) == [tensor]
     assert f"flushes to zero 50% of {name}'s nonzero blocks" in " ".join(report["precision"]["ort-cpu-nvfp4"]["notes"])
-    # the root cause's why (bisect/segment_blocks.py): the underflow named there, the ladder tried on its segment —
+    # the root cause's why (bisect/findings/segment_blocks.py): the underflow named there, the ladder tried on its
+    # segment —
     # FP8 first (its per-tensor scale flushes the same blocks: no cure), then the layer left out of NVFP4: verified
     hint = report["root_cause"]["ort-cpu-nvfp4"]["hint"]
     assert hint.startswith(f"NVFP4 block-scale underflow at {layer}: ") and "50% of " in hint, hint

@@ -119,7 +119,8 @@ def test_a_changed_weight_input_attribute_or_prefix_misses(cache):
     assert _entries(cache) == 5 and "inner" not in skipped.order and skipped == trace_module(net, (x,))
     prefixed = traced(net, (x,), prefix="stage.")
     assert _entries(cache) == 6 and prefixed == trace_module(net, (x,), prefix="stage.")
-    # a `--torch` file's own code (bisect.loaders.user_code: a helper its forward calls, in another of its files)
+    # a `--torch` file's own code (bisect.subjects.loaders.user_code: a helper its forward calls, in another of its
+    # files)
     traced(net, (x,), extra={"user_code": [("helper.py", "1")]})
     traced(net, (x,), extra={"user_code": [("helper.py", "2")]})
     assert _entries(cache) == 8

@@ -126,8 +126,8 @@ def test_a_fourth_recipe_is_one_folder_and_one_catalog_line(tmp_path, monkeypatc
     """A recipe written as one folder (its `recipe.py` and a `train.py` plug-in) and registered by one line of the
     catalog is taken by `--recipe`, trained by `cpdebug train`'s detector lookup, and refused by the features it does
     not plug into, in one line each — no generic module changed."""
-    from cp_debug.cli._options import recipe_name
-    from cp_debug.cli._preflight import refuse_options
+    from cp_debug.cli.common.options import recipe_name
+    from cp_debug.cli.common.preflight import refuse_options
     from cp_debug.errors import BadInputError
     from cp_debug.recipes.catalog import detector
 

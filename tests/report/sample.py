@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cp_debug.bisect.model_facts import RecipeFacts
+from cp_debug.bisect.subjects.model_facts import RecipeFacts
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.compare.diff import TensorDiff, Tolerance
 from cp_debug.compare.plot_data import error_heatmap, error_histogram

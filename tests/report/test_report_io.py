@@ -54,7 +54,7 @@ def test_non_finite_values_anywhere_stay_strict_json(report, tmp_path):
 def test_the_model_facts_of_older_reports_read_back_and_a_foreign_kind_is_one_line(report, tmp_path):
     """A recipe run's facts from before the point cloud, the grid and random_weights were recorded read back with
     those as None; each kind's facts write the JSON they were read from; a kind cp_debug never writes is refused."""
-    from cp_debug.bisect.model_facts import OnnxFacts, RecipeFacts, TorchFacts, model_facts_from_json
+    from cp_debug.bisect.subjects.model_facts import OnnxFacts, RecipeFacts, TorchFacts, model_facts_from_json
 
     old = {"kind": "recipe", "recipe": "centerpoint", "preset": "demo", "weights": "random", "points": "synthetic"}
     facts = model_facts_from_json(old)

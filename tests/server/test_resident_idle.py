@@ -1,6 +1,6 @@
 """The resident server's idle step (`server/resident.Server`, `idle` / `idle_after_s`): run once a wait for the next
 command, on the server's main thread, outside its lock — how `cpdebug serve` gives kept CUDA sessions' arenas back
-(backends/ort_kept.shrink_kept). A real server on a socket of the test's own, told to stop by a real client."""
+(backends/ort/ort_kept.shrink_kept). A real server on a socket of the test's own, told to stop by a real client."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def test_a_module_called_twice_maps_each_call_to_its_own_tensor(tmp_path, export
 
 
 def test_a_vit_at_block_level_gives_each_encoder_layer_its_probe():
-    from cp_debug.bisect.subject import Stage
+    from cp_debug.bisect.subjects.subject import Stage
 
     module, example = models.build_vit()
     stage = Stage("vit", ("x",), ("output0",), module=module, example_inputs=example)

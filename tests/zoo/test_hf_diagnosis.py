@@ -144,7 +144,7 @@ def test_a_padding_mask_is_harmless_when_its_stage_runs_whole_as_on_cuda(tmp_pat
     saturated fill must be taken as equal there too (on an H100 it was "diverged at where, 64 Inf")."""
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.engine import BisectEngine, BisectOptions
-    from cp_debug.bisect.loaders import onnx_subject
+    from cp_debug.bisect.subjects.loaders import onnx_subject
     from tests.zoo.planted_export import onnx_with_inputs
 
     path, feeds = onnx_with_inputs(*hf_models.build_bert_masked(), tmp_path)

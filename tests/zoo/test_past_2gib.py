@@ -128,7 +128,7 @@ def test_the_users_own_file_with_external_data_given_as_onnx(tmp_path, big):
 
 def test_a_model_too_big_for_the_machine_is_one_line_before_the_work(tmp_path, monkeypatch):
     """The check runs on what the machine says it has (MemAvailable); here the machine says 1 MB."""
-    from cp_debug.bisect import fits
+    from cp_debug.bisect.stages import fits
 
     (tmp_path / "tagger.py").write_text(MODEL)
     monkeypatch.setattr(fits, "CHECKED_FROM", 0)
@@ -151,7 +151,7 @@ def test_a_model_too_big_for_the_machine_is_one_line_before_the_work(tmp_path, m
 
 def test_what_a_bisect_holds_grows_with_its_backends():
     from cp_debug.backends.spec import parse_backends
-    from cp_debug.bisect.fits import needs
+    from cp_debug.bisect.stages.fits import needs
 
     def specs(text):
         return [s for _, s in parse_backends(text)]

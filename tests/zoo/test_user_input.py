@@ -74,7 +74,7 @@ def test_a_module_shared_by_five_blocks_is_one_probe_per_call_named_by_its_block
 
 
 def test_keyword_example_inputs_are_onnx_inputs_by_their_names_and_the_inputs_files_keys(tmp_path):
-    from cp_debug.bisect.loaders import torch_subject
+    from cp_debug.bisect.subjects.loaders import torch_subject
 
     for build, names in (("build_bert_keywords", ["input_ids", "attention_mask"]),
                          ("build_bert_args_and_keywords", ["input_ids", "token_type_ids"])):

@@ -9,13 +9,13 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from cp_debug.backends import kit_files as kf
+from cp_debug.backends.kit import kit_files as kf
 from cp_debug.kit.content import KitContent, KitRequest, ReferenceRun, frame_scans, torch_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from cp_debug.backends.trt_profile import Profile
+    from cp_debug.backends.trt.trt_profile import Profile
     from cp_debug.lidar.record import ModelRecord
 
 DEPLOYED_FILES = "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx"  # what a deployed folder holds
@@ -55,7 +55,7 @@ def content(req: KitRequest) -> KitContent:
     the profile over the frames with the first stage's voxel axis up to the config's max_voxels."""
     from functools import partial
 
-    from cp_debug.backends.trt_profile import profile_from_shapes
+    from cp_debug.backends.trt.trt_profile import profile_from_shapes
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 
     m = req.model
@@ -86,7 +86,7 @@ def _centerpoint_onnx(req: KitRequest, subject, tmp: Path) -> dict[str, "onnx.Mo
     cp_debug's export."""
     import onnx
 
-    from cp_debug.bisect.deployed import deployed_stages
+    from cp_debug.bisect.subjects.deployed import deployed_stages
 
     if req.onnx_dir is not None:
         from cp_debug.backends.spec import BackendSpec

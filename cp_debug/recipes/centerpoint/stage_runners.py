@@ -100,7 +100,7 @@ class OrtStageRunner(Runner):
                 f"onnxruntime here lacks {', '.join(missing)} (it has {', '.join(available)}); "
                 "install onnxruntime-gpu for CUDAExecutionProvider"
             )
-        from cp_debug.backends.ort_session import _BAD_MODEL, exact_int8, first_line, ort_errors
+        from cp_debug.backends.ort.ort_session import _BAD_MODEL, exact_int8, first_line, ort_errors
 
         so = ort.SessionOptions()
         exact_int8(so)  # a Q/DQ file: exact integer products on CPUs without VNNI

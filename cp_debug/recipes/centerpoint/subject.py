@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cp_debug.bisect.model_facts import RecipeFacts
-from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.bisect.subjects.model_facts import RecipeFacts
+from cp_debug.bisect.subjects.subject import Stage, Subject
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -217,7 +217,7 @@ def factory_subject(target: str, points: "str | Path | LoadedPoints | None" = No
     the stage and the module."""
     import torch
 
-    from cp_debug.bisect.loaders import user_function
+    from cp_debug.bisect.subjects.loaders import user_function
     from cp_debug.models.centerpoint.factory import (check_encoder_output, check_factory_result,
                                                      check_head_outputs, factory_config)
     from cp_debug.models.centerpoint.model import (BACKBONE_INPUTS, HEAD_OUTPUTS, STAGE_BACKBONE, STAGE_VOXEL_ENCODER,

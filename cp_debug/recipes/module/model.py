@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.backends.base import Runner
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.result import BisectReport
-    from cp_debug.bisect.subject import Subject
+    from cp_debug.bisect.subjects.subject import Subject
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,11 @@ class ModuleModel:
 
     def deployed_files(self, spec: "BackendSpec"):
         """`spec`'s deployed file (SPEC@DIR) read, checked against the model and mapped once, as bisect reads it
-        (`bisect.deployed.deployed_stages`: a file ONNX Runtime refuses is exit 3, one of other weights exit 2);
+        (`subjects.deployed.deployed_stages`: a file ONNX Runtime refuses is exit 3, one of other weights exit 2);
         its `spec` is the candidate as it runs (the precision the file holds)."""
         key = (spec.framework, spec.device, str(spec.onnx_dir))
         if key not in self.deployed:
-            from cp_debug.bisect.deployed import deployed_stages
+            from cp_debug.bisect.subjects.deployed import deployed_stages
 
             self.deployed[key] = deployed_stages(spec, self.subject, {})
         return self.deployed[key]
@@ -76,15 +76,15 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
     """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once.
     `need_feed=False`: the caller brings its samples, so an ONNX file gets no seeded inputs (nor needs fixed
     shapes for them). `backends`: what the caller will run it on — a model too big for the machine with them is one
-    line (exit 3) before the export (`bisect.fits`)."""
-    from cp_debug.bisect.loaders import onnx_subject, torch_subject
+    line (exit 3) before the export (`bisect.stages.fits`)."""
+    from cp_debug.bisect.subjects.loaders import onnx_subject, torch_subject
 
     if bool(torch_target) == bool(onnx_path):
         raise BadInputError("give one model: --onnx FILE.onnx or --torch FILE.py:FUNC")
     if onnx_path is not None:
         if not Path(onnx_path).is_file():
             raise BadInputError(f"--onnx file not found: {onnx_path}")
-        from cp_debug.bisect.deployed import refuse_unloadable_given
+        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
 
         subject = onnx_subject(onnx_path, None, seed=seed, seeded=need_feed)  # a broken file: exit 2
         refuse_unloadable_given(onnx_path, backends)  # then the file as ONNX Runtime takes it (exit 3)
@@ -102,7 +102,7 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
 
 def _check_fits(subject, backends: "Sequence[BackendSpec]") -> None:
     """A model too big for the machine with `backends` (their sessions' copies of the weights): one line, exit 3."""
-    from cp_debug.bisect.fits import check_fits, subject_weights
+    from cp_debug.bisect.stages.fits import check_fits, subject_weights
 
     if backends:
         weights, resident = subject_weights(subject)

@@ -248,11 +248,11 @@ class OneGraph:
 
 
 def graph_candidates(model, feed: dict) -> list[str]:
-    """FILE:NODE candidates of the graph, ranked as `cpdebug keep-fp32` ranks them (`bisect.keep_fp32`): nodes
+    """FILE:NODE candidates of the graph, ranked as `cpdebug keep-fp32` ranks them (`bisect.cures.keep_fp32`): nodes
     touching |x| near FP16's range first (largest first, by the FP32 graph on `feed`), then the compute nodes."""
     import onnx_graphsurgeon as gs
 
-    from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
+    from cp_debug.bisect.cures.keep_fp32 import absmax_by_name, rank_candidates
     from cp_debug.graph.session import run_all_outputs
 
     values = {**run_all_outputs(gs.import_onnx(model), feed), **feed}

@@ -29,8 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from cp_debug.backends import kit_files as kf
-from cp_debug.backends.trt_profile import Profile, ShapeRange
+from cp_debug.backends.kit import kit_files as kf
+from cp_debug.backends.trt.trt_profile import Profile, ShapeRange
 from cp_debug.errors import BadInputError
 from cp_debug.kit.content import KitContent, KitRequest, ReferenceRun, frame_scans, torch_reference
 from cp_debug.recipes.transfusion.export import ONNX_FILE

@@ -42,7 +42,7 @@ class FlippedCell:
 
 @dataclass(frozen=True)
 class ProposalFlips:
-    """The top-K proposal selection of one candidate against the reference's (`bisect.subject.Decision`)."""
+    """The top-K proposal selection of one candidate against the reference's (`bisect.subjects.subject.Decision`)."""
 
     k: int
     kth_score: float  # the reference's K-th score

@@ -56,7 +56,7 @@ def _check_bisect(model, pairs) -> None:
 
     kit = next((label for label, spec in pairs if spec.kit), None)
     if kit is not None:
-        from cp_debug.backends.kit_files import onnx_inputs
+        from cp_debug.backends.kit.kit_files import onnx_inputs
 
         d = kit.split("@", 1)[1]
         raise BadInputError(f"{kit}: the target ran TransFusion-L's one graph, which --recipe transfusion cuts in two "

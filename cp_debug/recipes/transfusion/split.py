@@ -14,7 +14,7 @@ The cut is found by structure, not by names:
 Stage 0 is what `onnx.utils.Extractor` cuts out from the inputs to those two tensors; stage 1 what it cuts out from
 the three boundary tensors to the seven outputs, after onnx-graphsurgeon has made the proposals and their scores
 graph inputs. Tensors are renamed to the stages' interface names; every other node keeps its name and scope, so the
-probes map onto the split graphs as onto the file (`bisect/deployed.py`). A file that is not Autoware's (other
+probes map onto the split graphs as onto the file (`bisect/subjects/deployed.py`). A file that is not Autoware's (other
 names, no TopK, a boundary that does not cut the graph in two) is one line (BadInputError, exit 2).
 """
 
@@ -192,6 +192,7 @@ def deployed_file(folder: Path, what: str):
 
 
 def deployed_split(folder: Path, what: str) -> tuple[Path, tuple]:
-    """(the folder's transfusion.onnx, its two stage graphs) for a `SPEC@DIR` candidate (`bisect/deployed.py`)."""
+    """(the folder's transfusion.onnx, its two stage graphs) for a `SPEC@DIR` candidate
+    (`bisect/subjects/deployed.py`)."""
     path, model = deployed_file(folder, what)
     return path, split_transfusion(model, f"{what}: {path.name}")

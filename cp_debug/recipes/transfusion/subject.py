@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from cp_debug.bisect.model_facts import RecipeFacts
-from cp_debug.bisect.subject import Stage, Subject
+from cp_debug.bisect.subjects.model_facts import RecipeFacts
+from cp_debug.bisect.subjects.subject import Stage, Subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.data.point_files import LoadedPoints

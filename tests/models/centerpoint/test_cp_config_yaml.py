@@ -134,7 +134,7 @@ def test_a_checkpoint_of_another_model_names_the_keys(replica, tmp_path):
 
 
 def test_the_cli_takes_a_yaml_config(tmp_path):
-    from cp_debug.cli._options import model_record
+    from cp_debug.cli.common.options import model_record
 
     record = model_record("demo", TINY)
     from cp_debug.models.centerpoint.presets import get_preset

@@ -85,7 +85,7 @@ class BackendPipeline:
         """SPEC@DIR: runners over the user's own two files, their interface checked against cp_debug's export of
         the same model (one line, exit 2, on a mix-up); their precision kept, or converted as the spec asks."""
         from cp_debug.backends.factory import make_runner
-        from cp_debug.bisect.deployed import refuse_unloadable
+        from cp_debug.bisect.subjects.deployed import refuse_unloadable
         from cp_debug.graph.model import load_onnx
         from cp_debug.probes.interface import check_interface
         from cp_debug.recipes.centerpoint.export import BACKBONE_FILE, VOXEL_ENCODER_FILE

@@ -110,11 +110,12 @@ class DeployedPair:
 
 def deployed_pair(req: "FixRequest", cfg) -> DeployedPair:
     """Read, check and map the candidate's deployed pair (`req.spec.onnx_dir`) against the request's model, as a
-    bisect with `SPEC@DIR` does (`bisect.deployed.deployed_stages`); BadInputError where the files are not an FP32
+    bisect with `SPEC@DIR` does (`bisect.subjects.deployed.deployed_stages`); BadInputError where the files are not an
+    FP32
     pair the fix can name node by node."""
     from collections import Counter
 
-    from cp_debug.bisect.deployed import deployed_stages
+    from cp_debug.bisect.subjects.deployed import deployed_stages
     from cp_debug.fix.names import mapped_node_modules
     from cp_debug.recipes.centerpoint.subject import centerpoint_subject
 

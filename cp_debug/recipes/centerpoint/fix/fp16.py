@@ -5,7 +5,7 @@ Casts, the form a strongly typed TensorRT build takes) and runs the pair in ONNX
 pipeline; the reference is the FP32 pair in ONNX Runtime on the same frames. The pairs run through one
 `pair_runs.PairRuns`: what a candidate shares with an earlier run (the frames' fronts, an unchanged voxel encoder's
 outputs, a pair run before) is not made again. Candidates are the nodes of both files, named `FILE:NODE`, ranked as
-`cpdebug keep-fp32` ranks them (`bisect.keep_fp32.rank_candidates`: nodes touching values near FP16's range first,
+`cpdebug keep-fp32` ranks them (`bisect.cures.keep_fp32.rank_candidates`: nodes touching values near FP16's range first,
 by the largest |x| in the FP32 reference on the ranking frame: the worst frame of a report, else the first), with
 the nodes of the probes a bisect report blamed first of all. The converted models of the found set are the
 artifact.
@@ -47,7 +47,7 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
     nodes' own scopes do not say it (a deployed pair's, mapped as bisect maps it)."""
     import onnx_graphsurgeon as gs
 
-    from cp_debug.bisect.keep_fp32 import absmax_by_name, rank_candidates
+    from cp_debug.bisect.cures.keep_fp32 import absmax_by_name, rank_candidates
     from cp_debug.graph.session import run_all_outputs
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 

@@ -52,7 +52,7 @@ def ort_outputs(onnx_path: str | Path, spatial_inputs: Sequence, optimize: bool 
 
     from cp_debug.models.centerpoint.model import BACKBONE_INPUTS, HEAD_OUTPUTS
 
-    from cp_debug.backends.ort_runner import exact_int8
+    from cp_debug.backends.ort.ort_runner import exact_int8
 
     so = ort.SessionOptions()
     so.log_severity_level = 3

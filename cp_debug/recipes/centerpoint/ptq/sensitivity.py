@@ -5,7 +5,7 @@ model against the BN-fused FP32 model (the same weights; fusing BN changes nothi
   rel_rmse(name) = ||y_int8 - y_fp32|| / ||y_fp32|| over all scenes; a run's score is its worst output.
 Only the backbone/neck/head stage holds quantized layers, so the FP32 stage inputs are computed once.
 
-The exclusion search runs `cp_debug.bisect.search.KeepFp32Search` on the one search driver (`run_search`): its
+The exclusion search runs `cp_debug.bisect.cures.search.KeepFp32Search` on the one search driver (`run_search`): its
 "keep" set is the set of layers left in FP32, candidates ranked most sensitive first; every verdict is one run. The
 result is 1-minimal: putting any one of its layers back into INT8 fails the tolerance (each was run).
 """
@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from cp_debug.bisect.search import KeepFp32Search, TraceStep, Verdict, run_search
+from cp_debug.bisect.cures.search import KeepFp32Search, TraceStep, Verdict, run_search
 from cp_debug.compare.pooled import rel_rmse
 from cp_debug.errors import BadInputError
 

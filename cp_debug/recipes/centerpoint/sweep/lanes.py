@@ -143,7 +143,7 @@ def make_lane(label: str, settings: SweepSettings, subject, calib: dict | None) 
     stages = subject.stages
     precision = spec.precision
     if spec.onnx_dir is not None:  # the files' tensors mapped onto our probes (scope names, else structure)
-        from cp_debug.bisect.deployed import deployed_stages
+        from cp_debug.bisect.subjects.deployed import deployed_stages
 
         level = {i: stage_probes(st, settings.level) for i, st in enumerate(stages)}
         found = deployed_stages(spec, subject, level)

@@ -1,0 +1,298 @@
+"""The cure a deployed Q/DQ file's root cause calls for, in the producing tool's own terms, verified where it can be
+(issue 107, item 6): leave the node that reads through the failing Q/DQ pair out of the quantizer.
+
+Who wrote the file is read from the file: ONNX Runtime's quantizer (`quantize_static`, optimum's ORTQuantizer) stamps
+its metadata `onnx.infer: onnxruntime.quant`; NVIDIA ModelOpt's ONNX quantizer runs ORT's underneath (the same
+`onnx.quantize` producer) but writes no such metadata, reads float weights through QuantizeLinear and holds its scales
+in FP16 in its default high-precision mode. Either takes `nodes_to_exclude`: the node names of the FP32 file it
+quantized, which the deployed file keeps (`/block2/conv2/Conv` in both).
+
+The cure is tried here as leaving the node out does it: the same file with the Q/DQ pairs feeding that node removed
+(an activation read from the QuantizeLinear's input, through the Relu the quantizer folded into the pair where it did;
+a weight stored quantized read as the reference's float weight of the same node where that is the weight the file
+quantized, else the cure is said untried: a dequantized weight keeps the rounding the cure removes), every other
+node's scales as they are; run on the run's input by the candidate's runner and judged as the run judges its outputs
+(`compare/noise.output_passes`). "verified" only where every output passes; else what it gave. Where the nodes reading
+the pair are not enough, the quantized node computing the values that set its range (`quantized_writer`) is left out
+with them, and the smaller set's figure said too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from cp_debug.bisect.run_state import CandidateState, RunState
+
+MODELOPT, ONNXRUNTIME = "modelopt", "onnxruntime"
+FOLDED = ("Relu", "Clip")  # activations a quantizer folds into the range of the Q/DQ pair after them
+CALLS = {MODELOPT: "ModelOpt: `modelopt.onnx.quantization.quantize(..., nodes_to_exclude={nodes!r})`",
+         ONNXRUNTIME: "ONNX Runtime: `quantize_static(..., nodes_to_exclude={nodes!r})` (optimum's ORTQuantizer: "
+                      "`QuantizationConfig(nodes_to_exclude={nodes!r})`)"}
+
+
+@dataclass(frozen=True)
+class ExcludeCure:
+    """Nodes to leave out of the file's quantizer, the tool that wrote it (None: not told) and, where tried, the
+    outcome: `passes`, and the worst graph output's rel. RMSE before and after with its ratio to the budget."""
+
+    nodes: tuple[str, ...]
+    producer: str | None
+    passes: bool | None = None  # None: not tried
+    output: str | None = None
+    before: float | None = None
+    after: float | None = None
+    ratio: float | None = None  # after's error / the precision's budget
+    precision: str = "int8"
+    failed: tuple["ExcludeCure", ...] = ()  # smaller sets tried before, each not enough alone
+    untried: str | None = None  # why it was not tried
+    fp32: bool = False  # the cure is the file's FP16 parts in FP32 (ModelOpt's high_precision_dtype), not `nodes`
+    ops: tuple[str, ...] = ()  # fp32: the op types of `nodes` (ModelOpt's op_types_to_exclude_fp16)
+
+    def text(self) -> str:
+        nodes = list(self.nodes)
+        if self.fp32 and self.producer != MODELOPT:
+            said = "re-quantize keeping the float parts in FP32 (the quantizer's FP16 conversion off)"
+            tried = "the file with its FP16 widened to FP32, nothing else changed"
+        elif self.fp32:
+            said = ("re-quantize with `high_precision_dtype='fp32'` (ModelOpt: `modelopt.onnx.quantization.quantize("
+                    "..., high_precision_dtype='fp32')`"
+                    + (f", or `op_types_to_exclude_fp16={sorted(set(self.ops))!r}`" if self.ops else "") + ")")
+            tried = "the file with its FP16 widened to FP32, nothing else changed"
+        else:
+            tools = [self.producer] if self.producer else [MODELOPT, ONNXRUNTIME]
+            calls = "; ".join(CALLS[t].format(nodes=nodes) for t in tools)
+            said = (f"re-quantize with `nodes_to_exclude={nodes!r}` ({calls}"
+                    + ("" if self.producer else "; the file does not say which tool wrote it") + ")")
+            tried = f"the file with the Q/DQ feeding {', '.join(nodes)} removed, every other scale as it is"
+        if self.passes is None:
+            return said + ", not tried here" + (f": {self.untried}" if self.untried else "")
+        before = "".join(f"; {list(f.nodes)!r} alone was not enough ({f.figure()})" for f in self.failed)
+        if self.passes:
+            return (f"{said}: verified — {tried}, holds every output within {self.precision} ({self.figure()})"
+                    + before)
+        return f"{said}: tried and not enough — {tried}: {self.figure()}{before}"
+
+    def figure(self) -> str:
+        if self.after is None:
+            return "no output compared"
+        was = f"{self.before:.3g} → " if self.before is not None else ""
+        return f"{self.output!r} rel. RMSE {was}{self.after:.3g}, {self.ratio:.2g}× {self.precision}'s budget"
+
+
+def producer(model) -> str | None:
+    """The tool that wrote a Q/DQ `model` (module docstring), or None where the file does not say."""
+    from onnx import TensorProto
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("onnx.infer") == "onnxruntime.quant":
+        return ONNXRUNTIME
+    inits = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    fp16 = any(len(n.input) > 1 and n.input[1] in inits and inits[n.input[1]].data_type == TensorProto.FLOAT16
+               for n in qdq)
+    weight_q = any(n.op_type == "QuantizeLinear" and n.input[0] in inits for n in qdq)
+    if model.producer_name == "onnx.quantize" and (fp16 or weight_q):
+        return MODELOPT
+    return None
+
+
+def exclusion_cure(run: RunState, state: CandidateState, i: int, model, ladder: list[list[str]]) -> ExcludeCure | None:
+    """The first set of `ladder` (node sets of the deployed stage i's `model`, smallest first) that, left out of its
+    quantizer, holds every output (module docstring), else the last one tried; untried where the run's reference
+    outputs of the stage are not known; None where no node is named."""
+    cure, failed = None, ()
+    for nodes in ladder:
+        got = _tried(run, state, i, model, nodes)
+        if got is None:
+            continue
+        if cure is not None and cure.passes is False:
+            failed += (cure,)
+        cure = got
+        if cure.passes is not False:
+            break
+    return replace(cure, failed=failed) if cure is not None else None
+
+
+def fp32_cure(run: RunState, state: CandidateState, i: int, model, nodes: list) -> ExcludeCure:
+    """The file's FP16 parts in FP32 (ModelOpt's `high_precision_dtype='fp32'`, where `nodes` overflow FP16), tried
+    on the file with its float16 widened (`half_storage.widen_half`: exact, nothing else changed)."""
+    cure = _tried(run, state, i, model, [n.name for n in nodes], fp32=True)
+    return replace(cure, ops=tuple(n.op_type for n in nodes))
+
+
+def _tried(run: RunState, state: CandidateState, i: int, model, nodes: list[str],
+           fp32: bool = False) -> ExcludeCure | None:
+    nodes = [n for n in dict.fromkeys(nodes) if n]
+    if not nodes:
+        return None
+    cure = ExcludeCure(tuple(nodes), producer(model), precision=state.judged_at, fp32=fp32)
+    ref_out = run.ref_outputs.get(i)
+    if not ref_out:
+        return cure
+    from cp_debug.bisect.stages.stage_runner import make_stage_runner
+    from cp_debug.compare import noise
+    from cp_debug.compare.diff import TensorDiff
+    from cp_debug.precision.half_storage import widen_half
+
+    try:
+        edited = widen_half(model) if fp32 else without_qdq(model, nodes, run.subject.stages[i].onnx())
+    except NoFloatWeight as err:
+        return replace(cure, untried=str(err))
+    feed = state.feeds.get(i) or run.ref_feeds[i]
+    st = run.stage_of(state.label, i)
+    with make_stage_runner(run, state.spec, st, [], onnx_model=edited, extra_tensors=[]) as r:
+        out = r.infer(feed)
+    worst = None
+    passes = True
+    for name, ref in ref_out.items():
+        if name not in out:
+            continue
+        d = TensorDiff.from_arrays(name, np.asarray(ref), np.asarray(out[name]), run.tolerance(state, name))
+        j = noise.judge(d, state.judged_at)
+        passes &= noise.output_passes(d, state.judged_at, j)
+        if worst is None or not j.noise_ratio <= worst[1].noise_ratio:
+            worst = (d, j)
+    if worst is None:
+        return cure
+    d, j = worst
+    had = state.results.get(d.name)
+    before = had.diff.rel_rmse if had is not None and had.diff is not None else None
+    return replace(cure, passes=passes, output=d.name, before=before, after=d.rel_rmse, ratio=j.noise_ratio)
+
+
+class NoFloatWeight(Exception):
+    """A node to leave out reads a weight the file stores quantized, and no FP32 weight of the reference's is it."""
+
+
+def without_qdq(model, nodes: list[str], reference=None):
+    """`model` with the Q/DQ pairs feeding `nodes` removed for them (module docstring). `reference`: the FP32 graph
+    whose node of the same name gives back a weight the file stores quantized, where that weight re-quantized with
+    the file's scale is the file's levels (`NoFloatWeight` where none is: a dequantized weight keeps the rounding
+    leaving the node out removes). An activation whose pair clips at 0 is read through the Relu a quantizer folds
+    into such a pair (the reference's Relu / Clip of that tensor where it has one)."""
+    import onnx_graphsurgeon as gs
+    from onnx import numpy_helper
+
+    from cp_debug.graph.model import cleanup, export_like
+
+    inits = {t.name: t for t in reference.graph.initializer} if reference is not None else {}
+    ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
+    folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
+              and all(x in inits for x in n.input[1:] if x)}
+    graph = gs.import_onnx(model)
+    for node in (n for n in graph.nodes if n.name in nodes):
+        for k, x in enumerate(node.inputs):
+            dq = x.inputs[0] if len(x.inputs) == 1 else None
+            if dq is None or dq.op != "DequantizeLinear":
+                continue
+            src = dq.inputs[0]
+            q = src.inputs[0] if len(src.inputs) == 1 else None
+            if q is not None and q.op == "QuantizeLinear":
+                node.inputs[k] = _unfolded(graph, q, folded, inits)
+                continue
+            if not isinstance(src, gs.Constant) or not isinstance(dq.inputs[1], gs.Constant):
+                continue
+            ref = ref_nodes.get(node.name)
+            ref = inits.get(ref.input[k]) if ref is not None and k < len(ref.input) else None
+            value = numpy_helper.to_array(ref) if ref is not None else None
+            if value is None or not _same_weight(dq, src, value):
+                raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
+                                    "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
+            node.inputs[k] = gs.Constant(f"{x.name}_float", value.astype(np.float32 if x.dtype is None else x.dtype))
+    return export_like(cleanup(graph).toposort(), model)
+
+
+def _unfolded(graph, q, folded: dict, inits: dict):
+    """What entered QuantizeLinear `q` (an activation, or a float weight in ModelOpt's layout) as the node left out
+    reads it: through the activation the quantizer folded into the pair's range where the file computes none (ORT's
+    quantize_static drops a Relu whose output it quantizes as uint8): the reference's Relu / Clip of that tensor, else
+    a Relu where the pair clips at exactly 0 (a range calibrated on values never negative: a no-op otherwise)."""
+    import onnx_graphsurgeon as gs
+    from onnx import helper, numpy_helper
+
+    tensor = q.inputs[0]
+    made = tensor.inputs[0].op if len(tensor.inputs) == 1 else None
+    ref = folded.get(tensor.name)
+    if made in FOLDED or isinstance(tensor, gs.Constant) or (ref is None and not _clips_at_zero(q)):
+        return tensor
+    op = ref.op_type if ref is not None else "Relu"
+    consts = [gs.Constant(f"{x}_unfolded", numpy_helper.to_array(inits[x])) if x else gs.Variable.empty()
+              for x in (ref.input[1:] if ref is not None else ())]
+    attrs = {a.name: helper.get_attribute_value(a) for a in ref.attribute} if ref is not None else {}
+    out = gs.Variable(f"{tensor.name}_unfolded", dtype=tensor.dtype, shape=tensor.shape)
+    graph.nodes.append(gs.Node(op, f"{tensor.name}_unfolded_{op}", attrs, [tensor, *consts], [out]))
+    return out
+
+
+def _clips_at_zero(q) -> bool:
+    """Whether QuantizeLinear `q`'s range starts at exactly 0: its zero point at the format's lowest level."""
+    import onnx_graphsurgeon as gs
+
+    if len(q.inputs) < 3 or not isinstance(q.inputs[2], gs.Constant):
+        return False
+    zero = np.asarray(q.inputs[2].values)
+    lowest = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128, np.dtype(np.uint16): 0,
+              np.dtype(np.int16): -32768}.get(zero.dtype)
+    return lowest is not None and bool(np.all(zero.astype(np.int64) == lowest))
+
+
+def _same_weight(dq, src, value: np.ndarray) -> bool:
+    """Whether `value` (a float weight) is the one stored quantized as `src` and read by `dq`: dequantized, the file's
+    levels lie within a level (integer formats) or E4M3's rounding (float8) of it, for 99 % of the elements."""
+    levels = np.asarray(src.values)
+    if tuple(value.shape) != tuple(levels.shape):
+        return False
+    got = _dequantized(dq, src)
+    scale = np.broadcast_to(_dequantized(dq, src, one=True), got.shape)
+    ref = np.asarray(value, np.float64)
+    step = (np.abs(ref) * 2.0 ** -3 + scale * 2.0 ** -9 if not np.issubdtype(levels.dtype, np.integer)
+            else scale * 1.01)
+    return bool(np.mean(np.abs(got - np.clip(ref, got.min() - step, got.max() + step)) <= step) >= 0.99)
+
+
+def _dequantized(dq, src, one: bool = False) -> np.ndarray:
+    """A weight stored quantized (`src`, a constant), dequantized by `dq`'s scale and zero point (along its axis);
+    `one`: the scale alone, shaped to broadcast against it."""
+    q = np.asarray(src.values).astype(np.float64)
+    scale = np.asarray(dq.inputs[1].values, np.float64)
+    zero = (np.asarray(dq.inputs[2].values).astype(np.float64) if len(dq.inputs) > 2
+            and getattr(dq.inputs[2], "values", None) is not None else np.zeros(()))
+    if scale.size > 1:
+        shape = [1] * q.ndim
+        shape[dq.attrs.get("axis", 1)] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.size > 1 else zero
+    return scale if one else (q - zero) * scale
+
+
+def quantized_writer(model, tensor: str, depth: int = 8):
+    """The nearest node upstream of `tensor` that reads through a DequantizeLinear (a node the tool quantized: the
+    one computing the values a Q/DQ pair's range is set by), walking back through Q/DQ pairs and one-input ops
+    (Relu, Clip, pooling, reshapes); None where the walk meets anything else."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for _ in range(depth):
+        node = producer.get(tensor)
+        if node is None:
+            return None
+        if node.op_type in ("DequantizeLinear", "QuantizeLinear"):
+            tensor = node.input[0]
+            continue
+        if any(x in producer and producer[x].op_type == "DequantizeLinear" for x in node.input):
+            return node
+        data = [x for x in node.input if x in producer or x in {i.name for i in model.graph.input}]
+        if len(data) != 1:
+            return None
+        tensor = data[0]
+    return None
+
+
+def dominant_channels(value: np.ndarray, axis: int = 1, factor: float = 10.0) -> list[int]:
+    """The channels (along `axis`) whose |x| max is `factor`× past the median channel's: the outliers that set a
+    per-tensor range (empty where none stands out, or `value` has no such axis)."""
+    v = np.abs(np.asarray(value, np.float64))
+    if v.ndim < 2 or v.shape[axis] < 4:
+        return []
+    amax = np.moveaxis(v, axis, 0).reshape(v.shape[axis], -1).max(axis=1)
+    med = float(np.median(amax))
+    return [int(c) for c in np.flatnonzero(amax > factor * med)] if med > 0 else []

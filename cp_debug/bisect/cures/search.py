@@ -1,0 +1,366 @@
+"""Search strategies as pure objects, and the one driver that runs any of them against a judge.
+
+Nothing here knows about models or runners (after Polygraphy's `debug` markers), so every strategy is tested
+with oracle functions instead of models. One protocol for all of them:
+
+    search = KeepFp32Search(candidates)
+    while (experiment := search.next()) is not None:
+        search.tell(run_and_judge(experiment))   # True = bad (beyond tolerance)
+    search.result, search.status, search.history
+
+`history` holds one step per run, so `len(history)` is the number of runs made. `run_search(strategy, judge)`
+is that loop once for every caller (keep-fp32, the INT8 exclusion search, fix, the bug-report windows): the
+judge answers a bool or a `Verdict` carrying its figures, and the driver returns a typed `Trace` of every run:
+its `TraceStep`s are the one step record of every search (each search types its own `figures`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Generator, Protocol
+
+
+@dataclass(frozen=True)
+class KeepStep:
+    """One run of the keep-FP32 search: the nodes kept in FP32, the verdict, and which phase asked for it."""
+
+    keep: tuple[str, ...]
+    bad: bool
+    phase: str  # none | all | prefix | minimize
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One run of a range or window search: the experiment, the verdict (True = diverges), the phase."""
+
+    experiment: object
+    bad: bool
+    phase: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's answer: bad (beyond tolerance) and the figures it measured (any typed value), kept in the trace."""
+
+    bad: bool
+    figures: object = None
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One run the driver made: its number (1-based), the phase that asked for it, the experiment, the verdict
+    (True = bad), the judge's figures and the seconds the run took."""
+
+    step: int
+    phase: str
+    experiment: object
+    bad: bool
+    figures: object
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every run of one search, in order, with the strategy's result and status at the end."""
+
+    steps: tuple[TraceStep, ...]
+    result: object
+    status: str
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    def find(self, experiment, key: Callable[[object], Hashable] | None = None) -> TraceStep:
+        """The step that ran `experiment` (compared by `key`, e.g. frozenset for keep sets); KeyError if none."""
+        key = key or (lambda x: x)
+        want = key(experiment)
+        for s in self.steps:
+            if key(s.experiment) == want:
+                return s
+        raise KeyError(f"no run of {experiment!r} in this trace")
+
+
+class Strategy(Protocol):
+    """What the driver needs of a search: the next experiment (None when done), its phase, and the verdict."""
+
+    status: str
+
+    def next(self): ...
+
+    @property
+    def phase(self) -> str | None: ...
+
+    def tell(self, verdict) -> None: ...
+
+    @property
+    def result(self): ...
+
+
+def run_search(strategy: Strategy, judge: Callable[[object], "Verdict | bool"],
+               on_step: Callable[[TraceStep], None] | None = None) -> Trace:
+    """Run `strategy` to the end, `judge(experiment)` deciding each run (True / Verdict.bad = bad); `on_step`
+    sees each step as it ends (progress lines). A list experiment is recorded as a tuple."""
+    steps: list[TraceStep] = []
+    while (experiment := strategy.next()) is not None:
+        phase = strategy.phase
+        t0 = time.perf_counter()
+        verdict = judge(experiment)
+        verdict = verdict if isinstance(verdict, Verdict) else Verdict(verdict)
+        bad = _verdict(verdict.bad)
+        strategy.tell(bad)
+        shown = tuple(experiment) if isinstance(experiment, list) else experiment
+        step = TraceStep(len(steps) + 1, phase, shown, bad, verdict.figures, time.perf_counter() - t0)
+        steps.append(step)
+        if on_step:
+            on_step(step)
+    return Trace(tuple(steps), strategy.result, strategy.status)
+
+
+def keep_step_json(step: TraceStep) -> dict:
+    """The JSON fields every keep-set search's step starts with (keep-fp32, fix): the set run, its size, the phase
+    that asked for it and the verdict."""
+    return {"keep": list(step.experiment), "size": len(step.experiment), "phase": step.phase, "passed": step.passed}
+
+
+class _Search:
+    """The next()/tell() machinery; subclasses write the search as a generator (`_run`) that asks for each
+    experiment through `_test` (which caches verdicts by `_key`, so an experiment is never run twice)."""
+
+    def __init__(self, max_runs: int | None = None) -> None:
+        self.history: list = []
+        self.status = "running"
+        self._max_runs = max_runs
+        self._cache: dict = {}
+        self._result = None
+        self._pending: tuple[object, str] | None = None  # (experiment, phase)
+        self._gen = self._run()
+        self._advance(None)
+
+    def next(self):
+        """The experiment to run next (asking twice without `tell` gives the same one); None when finished."""
+        return None if self._pending is None else self._pending[0]
+
+    @property
+    def phase(self) -> str | None:
+        """The phase that asks for the pending experiment; None when finished."""
+        return None if self._pending is None else self._pending[1]
+
+    @property
+    def result(self):
+        return self._result
+
+    def tell(self, verdict) -> None:
+        """The verdict of the experiment `next()` gave (True = bad)."""
+        if self._pending is None:
+            raise RuntimeError(f"{type(self).__name__}.tell() without a pending experiment: the "
+                               f"search is {self.status}")
+        self._advance(_verdict(verdict))  # checked here: an error inside _run would end it
+
+    @property
+    def done(self) -> bool:
+        return self._pending is None
+
+    @property
+    def runs(self) -> int:
+        return len(self.history)
+
+    def _advance(self, verdict) -> None:
+        try:
+            self._pending = self._gen.send(verdict)
+        except StopIteration:
+            self._pending = None
+
+    def _test(self, experiment, phase: str):
+        """The verdict of `experiment`: cached, else asked for (False, unasked, once `max_runs` runs are made)."""
+        key = self._key(experiment)
+        if key not in self._cache:
+            if self._max_runs is not None and len(self.history) >= self._max_runs:
+                return False
+            bad = yield experiment, phase
+            self._cache[key] = bad
+            self.history.append(self._record(experiment, bad, phase))
+        return self._cache[key]
+
+    def _key(self, experiment) -> Hashable:
+        return experiment
+
+    def _record(self, experiment, bad: bool, phase: str):
+        return Tried(experiment, bad, phase)
+
+    def _run(self) -> Generator[tuple[object, str], object, None]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield ()
+
+
+class KeepFp32Search(_Search):
+    """A small set of nodes to keep in FP32 so that an FP16 model passes; `next()` gives the keep set to try.
+
+    `candidates` are ranked, most likely needed first (see `cp_debug.bisect.cures.keep_fp32.rank_candidates`).
+    Phases, each experiment run once (verdicts are cached by set, so a set is never run twice):
+      1. none: keep nothing. Passing → status "not_needed", result ().
+      2. all: keep every candidate. Failing → status "impossible", result None: these candidates cannot fix it.
+      3. prefix: binary search for the shortest passing prefix of the ranked list, ⌈log2 n⌉ runs at most.
+      4. minimize: ddmin (Zeller) over that prefix, removing complements of ever finer chunks, down to single
+         nodes; no run at all when the prefix has one node (∅ already failed).
+    Guarantees, observed rather than assumed: `result` passed, and removing any single node from it failed
+    (1-minimal) — every such subset was run, in this search, exactly. Not guaranteed: the smallest set overall
+    (that needs exponentially many runs). Runs: 2 + ⌈log2 n⌉ + the ddmin runs for a prefix of k nodes — about
+    m·log2 k for m needed nodes, k(k − 1)/2 + k at worst.
+    """
+
+    def __init__(self, candidates: Sequence[str]):
+        self.candidates = _unique(candidates, "candidates")
+        super().__init__()
+
+    def next(self) -> list[str] | None:
+        """The keep set to try next (asking twice without `tell` gives the same one); None when finished."""
+        experiment = super().next()
+        return None if experiment is None else list(experiment)
+
+    @property
+    def result(self) -> tuple[str, ...] | None:
+        """The keep set found (in candidate order); () when none is needed; None when impossible or running."""
+        return self._result
+
+    def _test(self, keep: Sequence[str], phase: str):
+        return (yield from super()._test(tuple(keep), phase))
+
+    def _key(self, experiment) -> frozenset[str]:
+        return frozenset(experiment)
+
+    def _record(self, experiment, bad: bool, phase: str) -> KeepStep:
+        return KeepStep(experiment, bad, phase)
+
+    def _run(self):
+        c = self.candidates
+        if not (yield from self._test((), "none")):
+            self.status, self._result = "not_needed", ()
+            return
+        if (yield from self._test(c, "all")):
+            self.status = "impossible"
+            return
+        lo, hi = 0, len(c)  # prefix c[:lo] fails, c[:hi] passes
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if (yield from self._test(c[:mid], "prefix")):
+                lo = mid
+            else:
+                hi = mid
+        keep = yield from self._ddmin(list(c[:hi]))
+        self.status, self._result = "found", tuple(keep)
+
+    def _ddmin(self, keep: list[str]):
+        """ddmin, complements only: the set shrinks while some complement passes; ends 1-minimal."""
+        g = 2
+        while len(keep) >= 2:
+            g = min(g, len(keep))
+            for chunk in _split(keep, g):
+                rest = [x for x in keep if x not in chunk]
+                if not (yield from self._test(rest, "minimize")):
+                    keep, g = rest, max(g - 1, 2)
+                    break
+            else:
+                if g >= len(keep):
+                    break
+                g = min(2 * g, len(keep))
+        return keep  # one node left: removing it gives ∅, which failed in phase 1
+
+
+class RangeShrinkSearch(_Search):
+    """A short contiguous range [start, stop) of n ordered nodes that still diverges; `next()` gives the range.
+
+    Phases: whole (0, n) first — not diverging → status "not_diverging", result None; then, up to three rounds
+    while either end moves, end (binary search for the shortest diverging range from the start) and start (the
+    latest start that still diverges up to that end). Result: status "found", (start, stop), a range that was
+    run and seen to diverge. After `max_runs` runs every new range counts as not diverging (not run).
+    """
+
+    def __init__(self, n: int, max_runs: int | None = None):
+        self.n = int(n)
+        super().__init__(max_runs)
+
+    def _run(self):
+        if not (yield from self._test((0, self.n), "whole")):
+            self.status = "not_diverging"
+            return
+        start, stop = 0, self.n
+        for _ in range(3):  # a new start can let the end move again; stop when neither moves
+            lo, hi = start + 1, stop  # the shortest diverging range [start, hi)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if (yield from self._test((start, mid), "end")):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            new_stop = hi
+            lo, hi = start, new_stop - 1  # the latest start that still diverges
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if (yield from self._test((mid, new_stop), "start")):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if (lo, new_stop) == (start, stop):
+                break
+            start, stop = lo, new_stop
+        self.status, self._result = "found", (start, stop)
+
+
+class WindowGrowSearch(_Search):
+    """The largest k in 0..n whose window diverges, windows growing as k falls (k = 0: the whole stage);
+    `next()` gives k.
+
+    Phases: whole (k = 0) — not diverging → status "not_diverging", result None; then grow, a binary search for
+    the largest diverging k (assumes divergence holds below it). `key(k)`: windows with the same key are one
+    run (two cuts whose windows share a boundary), so each is run once. Result: status "found", k.
+    """
+
+    def __init__(self, n: int, key: Callable[[int], Hashable] | None = None):
+        self.n = int(n)
+        self._window_key = key or (lambda k: k)
+        super().__init__()
+
+    def _key(self, experiment) -> Hashable:
+        return self._window_key(experiment)
+
+    def _run(self):
+        if not (yield from self._test(0, "whole")):
+            self.status = "not_diverging"
+            return
+        lo, hi = 0, self.n  # window lo diverges; find the largest such k (the smallest window)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (yield from self._test(mid, "grow")):
+                lo = mid
+            else:
+                hi = mid - 1
+        self.status, self._result = "found", lo
+
+
+def _split(items: list[str], g: int) -> list[list[str]]:
+    """`items` in g contiguous chunks of near-equal size."""
+    n = len(items)
+    return [items[i * n // g:(i + 1) * n // g] for i in range(g)]
+
+
+def _unique(names: Sequence[str], what: str) -> tuple[str, ...]:
+    names = tuple(names)
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{what} lists {', '.join(map(repr, dupes[:5]))} more than once")
+    return names
+
+
+def _verdict(value) -> bool:
+    if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+        raise TypeError(f"tell() takes one bool (True = bad) for this search, got {type(value).__name__}")
+    if value is None:
+        raise TypeError("tell() needs a verdict: True (bad) or False (good), got None")
+    return bool(value)

@@ -1,0 +1,91 @@
+"""A deployed graph's own nodes as the root cause: where the divergence arises in a segment that holds a node with no
+counterpart in the reference (an inserted Clip, a dropped Sigmoid, a fused op), that node is named.
+
+The probes only see tensors both graphs have, so an extra op shows up as error in the probe after it — the next
+layer, whose own computation is fine. The root cause's segment is walked back from its tensor to the tensors this
+candidate measured before it (on each side: the deployed file for its extra nodes, the reference's export for the
+ones it lacks); the unmatched nodes of `probes/graph_diff.py` found there are the cause. Casts and Q/DQ nodes of the
+files' precision, and an exporter's own way of writing weights and shapes (`UnmatchedNode.form`), are never blamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.probes.graph_diff import GraphDifferences, UnmatchedNode
+
+
+@dataclass(frozen=True)
+class GraphBlame:
+    """For one candidate: its graphs' differences (None: not a deployed candidate) and those in its root cause's
+    segment, which the hint names first."""
+
+    differences: GraphDifferences | None = None
+    in_segment: tuple[UnmatchedNode, ...] = ()
+    clamped: tuple = ()  # the weights of the segment its file's FP16 conversion clamped (`lint.weights.Clamp`)
+    scales: tuple[str, ...] = ()  # the segment's Q/DQ scales the file holds as inf, NaN or 0 (`qdq_file_why`)
+
+    def hint(self, hint: str | None) -> str | None:
+        said = list(self.scales)
+        if self.clamped:
+            weights = "; ".join(c.line() for c in self.clamped)
+            said.append(f"the file's weight differs from the model's here: {weights} — the file computes another "
+                        "layer (convert it again with a larger max_finite_val, or keep the layer in FP32)")
+        if self.in_segment and not said:  # the file's own faults there first: a difference beside them is no why
+            nodes = "; ".join(f"{n.describe()} is {n.where}" for n in self.in_segment[:_NAMED])
+            more = f" (and {len(self.in_segment) - _NAMED} more)" if len(self.in_segment) > _NAMED else ""
+            said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic")
+        if not said:
+            return hint
+        from cp_debug.bisect.findings.hints import rounding_only
+
+        if (self.clamped or self.scales) and rounding_only(hint):  # the why the fallback did not know
+            hint = None
+        return "; ".join(said + ([hint] if hint else []))
+
+
+_NAMED = 4  # unmatched nodes a hint names; the report's graph_differences list them all
+
+
+def graph_blame(run: RunState, state: CandidateState, rc: str | None) -> GraphBlame:
+    """The differences of `state`'s deployed files, and those that lie in root cause `rc`'s segment."""
+    found = run.deployed.get(state.label)
+    if found is None:
+        return GraphBlame()
+    differences = found.graph_differences
+    p = run.probes.get(rc) if rc else None
+    if p is None or p.kind == "input":
+        return GraphBlame(differences)
+    stage = found.differences[p.stage]
+    clamps = found.clamps[p.stage] if p.stage < len(found.clamps) else ()
+    measured = [(n, run.probes[n].kind) for n, r in state.results.items()
+                if r.diff is not None and n != rc and run.probes[n].stage == p.stage]
+    deployed = _segment_nodes(found.stages[p.stage], rc, p.kind, measured)  # the file's nodes of the segment
+    hits = _made_in(deployed, stage.only_in_candidate)
+    if any(not n.form for n in stage.only_in_reference):
+        hits += _made_in(_segment_nodes(run.subject.stages[p.stage], rc, p.kind, measured), stage.only_in_reference)
+    read = {t for n in deployed for t in n.input if t}
+    from cp_debug.bisect.findings.qdq_file_why import scale_faults
+
+    scales = tuple(scale_faults(found.stages[p.stage].onnx(), deployed))
+    return GraphBlame(differences, tuple(hits), tuple(c for c in clamps if c.tensor in read), scales)
+
+
+def _made_in(segment: list, nodes: tuple[UnmatchedNode, ...]) -> list[UnmatchedNode]:
+    """The unmatched `nodes` (precision and the exporters' forms aside) whose outputs the `segment`'s nodes make."""
+    made = {t for n in segment for t in n.output if t}
+    return [n for n in nodes if not n.form and made & set(n.outputs)]
+
+
+def _segment_nodes(stage, rc: str, kind: str, measured: list[tuple[str, str]]) -> list:
+    """The nodes that compute `rc`'s tensor from the measured probes' tensors in `stage`'s graph."""
+    from cp_debug.graph.plan import cut_segment
+
+    pm = stage.probe_map()
+    target = rc if kind == "output" else pm.tensors.get(rc)
+    if target is None:
+        return []
+    known = {n if k in ("input", "output") else pm.tensors.get(n) for n, k in measured} - {None, target}
+    model = stage.onnx()
+    return [model.graph.node[k] for k in cut_segment(model, [target], known).nodes]

@@ -1,0 +1,139 @@
+"""Why a probe diverges, where the data shows it: each rule looks at the numbers, never guesses a cause."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.compare.diff import NON_FINITE
+from cp_debug.half import FP16_MAX
+
+
+@dataclass(frozen=True)
+class Int8Range:
+    """A probe's reference values against its calibrated INT8 range (`int8_range`)."""
+
+    amax: float
+    saturated: float  # share of |x| beyond amax
+    rounded_to_zero: float  # share of |x| that rounds to 0 at scale amax / 127
+
+
+@dataclass(frozen=True)
+class HintContext:
+    precision: str  # candidate precision
+    framework: str
+    ref_absmax: float | None = None  # reference |x| max at the probe output
+    ref_input_absmax: float | None = None  # reference |x| max at the segment's inputs
+    precision_note: str | None = None  # set when the backend did not run the precision asked
+    export_warnings: tuple[str, ...] = ()  # exporter warnings attributed to this module or its children
+    int8_range: Int8Range | None = None
+    layer_norm: bool = False  # the probe is a LayerNorm (module, LayerNormalization node or decomposed chain)
+    ln_spread: float | None = None  # a LayerNorm's reference input: max |x - mean| over its normalised axis
+    # the op-level finding in the segment, with its advice tried there (FP16: segment_why.py; INT8: segment_int8.py,
+    # which then stands for the probe's own `int8_range` reading and its unverified advice)
+    segment_why: str | None = None
+    # why a normalisation's division makes NaN: its eps underflowing float16, or dropped by the exporter (eps_why.py)
+    eps: str | None = None
+    # the exported graph computing something else than the module: other rounding, or an op removed (export_why.py)
+    export: str | None = None
+    # INT8: how the run's calibration fits this input on the segment (segment_int8.calibration_fit)
+    calib_fit: str | None = None
+
+
+def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
+    parts: list[str] = []
+    d, loc = r.diff, r.local
+    if r.status == "shape_mismatch" and d is not None:
+        parts.append(f"shape/layout mix-up: reference {list(d.ref_shape)} vs candidate {list(d.test_shape)} — "
+                     "check which tensor feeds this input (e.g. processed vs raw features)")
+    nonfinite = (d is not None and (d.nan or d.inf)) or (loc is not None and loc.status in NON_FINITE)
+    if ctx.export_warnings:
+        parts.append("data-dependent control flow frozen by the exporter: " + ctx.export_warnings[0])
+    if ctx.eps and nonfinite:  # the why of the NaN; the op-level finding after it carries the verified advice
+        parts.append(ctx.eps)
+    if ctx.export:  # read on the FP32 graph: the why whatever the precision
+        parts.append(ctx.export)
+    if ctx.segment_why:
+        parts.append(ctx.segment_why)
+    elif nonfinite and not (ctx.eps or ctx.export):
+        parts.append(_nonfinite_hint(ctx))
+    if ctx.calib_fit:
+        parts.append(ctx.calib_fit)
+    if ctx.int8_range is not None and not (ctx.precision == "int8" and ctx.segment_why):
+        parts += _int8_parts(ctx.int8_range, bool(parts))
+    if ctx.precision == "tf32" and not nonfinite and not ctx.export_warnings:
+        parts.append("TF32 sensitivity: TF32 keeps 10 mantissa bits in matmul/conv; compare with TF32 off")
+    if ctx.precision in ("fp16", "bf16") and not nonfinite and not parts and loc is not None \
+            and not ctx.segment_why and not ctx.precision_note:
+        if ctx.ref_absmax is not None and ctx.ref_absmax > 0 and d is not None and d.ref_absmax < 1e-3:
+            parts.append(f"{ctx.precision.upper()} underflow: values here are tiny (|x| ≤ {d.ref_absmax:.2g}) and "
+                         "lose their precision; keep this layer in FP32")
+        else:
+            parts.append(f"{ctx.precision.upper()} {ROUNDING_ONLY} (local rel. error {loc.rel_rmse:.2g}); keep it in "
+                         "FP32 if it matters")
+    if ctx.precision_note:  # after the reason, once (issue 84: it came first, up to three times)
+        parts.append(_unsaid(ctx.precision_note, ctx.segment_why))
+    return "; ".join(parts) if parts else None
+
+
+ROUNDING_ONLY = "rounding introduced by this layer"  # the hint where nothing but the local error is known
+
+
+def rounding_only(hint: str | None) -> bool:
+    """Whether `hint` says no more than the fallback: the precision's rounding, by the local error."""
+    return hint is not None and ROUNDING_ONLY in hint and hint.count(";") == 1  # "… (local …); keep it in FP32 …"
+
+
+def _unsaid(note: str, why: str | None) -> str:
+    """The precision note less its ClipQuantFusion sentence where the why already names the rule with its numbers
+    (`bisect/findings/clip_fusion.py`): said once."""
+    if not (why and why.startswith("ONNX Runtime's ClipQuantFusion drops")):
+        return note
+    return "; ".join(x for x in note.split("; ") if "ONNX Runtime's ClipQuantFusion drops" not in x)
+
+
+def _int8_parts(rng: "Int8Range", said: bool) -> list[str]:
+    """What the calibrated range does to the reference's values here: saturation, lost resolution, else the
+    layer's own quantisation error (also where nothing else was said)."""
+    amax, sat, zero = rng.amax, rng.saturated, rng.rounded_to_zero
+    parts = []
+    if sat > 1e-4:
+        parts.append(f"INT8 saturation: {sat:.2%} of the reference values exceed the calibrated range ±{amax:.3g}")
+    if zero > 0.5:
+        parts.append(f"INT8 resolution lost: {zero:.0%} of the values round to zero (range ±{amax:.3g} is set "
+                     "by outliers); exclude this layer from INT8 (--exclude-int8) or clip the outliers")
+    if not (said or parts) or (sat <= 1e-4 and zero <= 0.5):
+        parts.append("INT8 quantisation error of this layer; exclude it from INT8 (--exclude-int8) if it matters")
+    return parts
+
+
+def _nonfinite_hint(ctx: HintContext) -> str:
+    """NaN/Inf in the candidate where the reference is finite, without an op-level finding: what the data says."""
+    big = max([v for v in (ctx.ref_absmax, ctx.ref_input_absmax) if v is not None and math.isfinite(v)],
+              default=None)
+    if ctx.precision == "fp16" and ctx.layer_norm and ctx.ln_spread is not None and ctx.ln_spread > 256:
+        return (f"FP16 LayerNorm overflow: its variance sums (x - mean)^2, which passes 65504 once "
+                     f"|x - mean| > 256, and the reference's input reaches |x - mean| = {ctx.ln_spread:.3g} "
+                     "although x itself is in range; keep this LayerNorm in FP32 (--keep-fp32: "
+                     "the LayerNormalization node, or the Pow and ReduceMean of its decomposed "
+                     "ReduceMean/Sub/Pow/Sqrt/Div chain), or export at opset >= 17 for one LayerNormalization "
+                     "node with FP32 statistics")
+    elif ctx.precision == "fp16" and big is not None and big > FP16_MAX:
+        return (f"values beyond the FP16 range: the reference reaches |x| = {big:.3g} > {FP16_MAX:g}; "
+                     "keep this layer in FP32 (--keep-fp32) or rescale it")
+    elif ctx.precision == "fp16":
+        return ("NaN/Inf appear inside this segment in FP16: an intermediate value exceeds 65504 or "
+                     "underflows; keep it in FP32 (--keep-fp32)")
+    else:
+        return ("the candidate produces NaN/Inf here while the reference is finite")
+
+
+def int8_range(ref_input: np.ndarray, amax: float) -> Int8Range:
+    """How `ref_input` fits the range ±amax: the share of |x| > amax, the share that rounds to 0 at scale amax/127."""
+    a = np.abs(np.asarray(ref_input, dtype=np.float64))
+    if a.size == 0 or amax <= 0:
+        return Int8Range(amax, 0.0, 0.0)
+    return Int8Range(amax, float((a > amax * (1 + 1e-6)).mean()), float((a < 0.5 * amax / 127.0).mean()))

@@ -1,0 +1,348 @@
+"""Why a user's own Q/DQ file loses its values at the root cause (issue 84, item 3; issue 86, item 4): the reasons
+cp_debug gives its own INT8 / FP8 conversion, read from the file's own scales.
+
+A deployed INT8 or FP8 Q/DQ file (ONNX Runtime's quantize_static, NVIDIA ModelOpt's ONNX quantizer) is run as it is
+and its probes are mapped through its Q/DQ nodes: a tensor read through QuantizeLinear → DequantizeLinear is compared
+at the DequantizeLinear's output, and the value that entered the QuantizeLinear is the reference's value of that
+probe. So the reference's values at each quantized tensor are known, and the file says its range: the scale (per
+tensor or per channel) times the format's largest level (127 for int8, 448 for float8 e4m3fn). The Q/DQ pairs read
+are those at the root cause's probe itself (its tensor is a DequantizeLinear's output) and at the inputs of the node
+that computes it (its data input and its weight); the first that cannot hold the reference's values is named:
+values beyond the range clip (a stale or narrow calibration), or most nonzero values round to zero (a range set by
+outliers). A weight stored in float beside its QuantizeLinear (ModelOpt's layout) is read from the file itself.
+
+A scale the file holds as inf, NaN or zero comes first, said as what it is (`_scale_fault`), never as a range: ModelOpt
+stores FP16 scales in its FP16-high-precision mode, and a scale past 65504 (an outlier channel's amax / 448) is inf
+there, one below float16's smallest subnormal 0: x / inf quantizes to 0 and 0 × inf dequantizes to NaN. Before any
+range, an FP16 overflow between the file's pairs (ModelOpt's float parts in FP16) where the candidate's probe is
+inf/NaN and the reference's value past 65504.
+
+Each finding ends with its cure in the producing tool's terms, tried on the file (`qdq_exclude.py`, issue 107 item 6):
+the nodes reading the pair left out of the quantizer (with the quantized node whose outlier channels set the range,
+where those alone are not enough), or ModelOpt's float parts in FP32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cp_debug.bisect.run_state import CandidateState, RunState
+
+LEVELS = {"int8": (-128.0, 127.0), "uint8": (0.0, 255.0), "fp8": (-448.0, 448.0)}  # each Q/DQ format's levels
+SATURATED = 1e-3  # a share of the values beyond the file's range worth naming
+LOST = 0.5  # a share of the nonzero values rounded to zero worth naming
+WEIGHT_OFF = 0.1  # a stored weight this far from the reference's (rel. RMS): not rounding (INT8's ~0.005, FP8's ~0.03)
+
+
+def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None:
+    """The finding for the root cause `probe` of a deployed Q/DQ file (module docstring), with the cure in the
+    producing tool's terms (`qdq_exclude.py`), or None."""
+    if state.spec.onnx_dir is None or state.judged_at not in ("int8", "fp8") or probe not in run.probes:
+        return None
+    st = run.stage_of(state.label, run.probes[probe].stage)
+    pm = st.probe_map()
+    t = pm.tensors.get(probe) if pm is not None else None
+    if t is None:
+        return None
+    model = st.onnx()
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    entered = _entered(pm, producer)  # the tensor entering a Q → the probe whose reference value it is
+    node = producer.get(t)
+    if node is None:
+        return None
+    pairs = [t] if node.op_type == "DequantizeLinear" else []
+    if node.op_type == "DequantizeLinear":  # the probe's own pair (ORT's output Q/DQ), then the node computing it
+        q = producer.get(node.input[0])
+        inner = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
+    if node.op_type != "DequantizeLinear":
+        pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
+        over = _half_overflow(run, state, st, model, probe, node)
+        if over is not None:
+            return over
+    for dq_out in pairs:
+        found = _pair_why(run, state, probe, t, dq_out, node, producer, inits, entered)
+        if found is None:
+            continue
+        text, source, value = found
+        readers = [n.name for n in model.graph.node if dq_out in n.input] if dq_out == t else [node.name]
+        ladder = [readers]
+        if value is not None and source not in inits:  # an activation: the outlier channels that set its range
+            text, writer = _set_by(model, source, value, text)
+            if writer is not None and writer not in readers:
+                ladder.append([writer, *readers])
+        return text + _cure(run, state, st, model, ladder)
+    return None
+
+
+def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, node) -> str | None:
+    """Where the file holds FP16 between its Q/DQ pairs (ModelOpt's default high_precision_dtype='fp16'), the
+    candidate's probe is inf/NaN and the reference's value past 65504: the FP16 overflow of `node`, said before any
+    range, with ModelOpt's cure tried (`qdq_exclude.fp32_cure`)."""
+    from cp_debug.bisect.cures.qdq_exclude import MODELOPT, fp32_cure, producer
+
+    r = state.results.get(probe)
+    if r is None or r.diff is None or not (r.diff.inf or r.diff.nan) or not run.holds_half(st) \
+            or probe not in run.store:
+        return None
+    big = float(np.max(np.abs(np.asarray(run.store.get(probe), np.float64))))
+    if not big > 65504:
+        return None
+    how = ", as ModelOpt's default high_precision_dtype='fp16' writes them" if producer(model) == MODELOPT else ""
+    text = (f"FP16 overflow in the file: it computes {_node(node)} in FP16 between its Q/DQ pairs (its float parts "
+            f"held in FP16{how}) and the reference's value there reaches |x| = {big:.3g} > 65504")
+    faults = scale_faults(model, _downstream_dq(model, node))  # a scale calibrated on the overflow: inf there too
+    text += "".join(f"; {f}" for f in faults)
+    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
+    try:
+        cure = fp32_cure(run, state, i, model, [node])
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
+        run.warnings.append(f"{state.label}: the file in FP32 was not tried: {err}")
+        return text
+    return f"{text}; {cure.text()}" + (" (its scales as the file holds them)" if faults else "")
+
+
+def _downstream_dq(model, node, hops: int = 4) -> list:
+    """The DequantizeLinear nodes `node`'s output reaches through one-input ops and Q/DQ pairs (`hops` at most)."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    out, front = [], list(node.output[:1])
+    for _ in range(hops):
+        nxt = []
+        for t in front:
+            for n in readers.get(t, ()):
+                if n.op_type == "DequantizeLinear":
+                    out.append(n)
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "Cast", "Identity"):
+                    nxt += list(n.output[:1])
+        front = nxt
+    return out
+
+
+def _set_by(model, source: str, value: np.ndarray, text: str) -> tuple[str, str | None]:
+    """`text` with the channels that set `source`'s range and the quantized node computing them where a few stand
+    out (`qdq_exclude.dominant_channels`), and that node's name (None: no such node)."""
+    from cp_debug.bisect.cures.qdq_exclude import dominant_channels, quantized_writer
+
+    writer = quantized_writer(model, source)
+    axis = 1 if value.ndim == 4 else -1  # NCHW's channels; a transformer's features last
+    chans = dominant_channels(value, axis) if value.ndim >= 2 else []
+    if not chans or len(chans) > 4:
+        return text, writer.name if writer is not None else None
+    a = np.abs(np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)).max(axis=1)
+    others = float(np.median(np.delete(a, chans)))
+    where = f" of {_node(writer)}'s output" if writer is not None else ""
+    said = (f" — a range set by channel{'s' * (len(chans) > 1)} {', '.join(map(str, chans))}{where} (|x| max "
+            f"{float(a[chans].max()):.3g} against {others:.3g}, the other channels' median)")
+    return text + said, writer.name if writer is not None else None
+
+
+def _cure(run: RunState, state: CandidateState, st, model, ladder: list[list[str]]) -> str:
+    """"; " and the cure in the producing tool's terms, tried (`qdq_exclude.py`); where it cannot be run, a warning
+    and the cure untried."""
+    from cp_debug.bisect.cures.qdq_exclude import ExcludeCure, exclusion_cure, producer
+
+    i = next(k for k, s in enumerate(run.subject.stages) if s.name == st.name)
+    try:
+        cure = exclusion_cure(run, state, i, model, ladder)
+    except Exception as err:  # noqa: BLE001 - the cure is extra; the finding stands without its trial
+        nodes = [n for n in ladder[0] if n]
+        run.warnings.append(f"{state.label}: leaving {', '.join(nodes)} out of the file's quantizer was not tried: "
+                            f"{err}")
+        cure = ExcludeCure(tuple(nodes), producer(model)) if nodes else None
+    return f"; {cure.text()}" if cure is not None else ""
+
+
+def _pair_why(run: RunState, state: CandidateState, probe: str, t: str, dq_out: str, node, producer: dict,
+              inits: dict, entered: dict) -> tuple[str, str | None, np.ndarray | None] | None:
+    """What the Q/DQ pair ending at `dq_out` (the probe's own, or an input of `node`) does to the reference's
+    values, with the tensor entering it and the reference's value there where known; None where it does nothing
+    worth naming."""
+    from onnx import numpy_helper
+
+    dq = producer[dq_out]
+    q = producer.get(dq.input[0])
+    source = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+    if source is None:  # a weight stored quantized (int8 / float8 initializer → DequantizeLinear)
+        fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+        fault = _scale_fault(dq, inits, None, fmt, paired=False) if fmt and dq.input[0] in inits else None
+        if fault is not None:
+            return f"the file's {fmt.upper()} weight {dq.input[0]!r} of {_node(node)}: {fault}", None, None
+        found = _stored_weight(run, probe, dq, inits, node) if dq.input[0] in inits and dq_out != t else None
+        return (found, None, None) if found is not None else None
+    if source in inits:
+        value = numpy_helper.to_array(inits[source])
+    elif entered.get(source) in run.store:
+        value = run.store.get(entered[source])
+    else:
+        return None
+    fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None)
+    value = np.asarray(value, np.float64)
+    params = _scale_zero(dq, inits, value.ndim)
+    if params is None or fmt is None:
+        return None
+    where = (repr(source) if dq_out == t
+             else f"{_node(node)}'s {'weight' if source in inits else 'input'} {source!r}")
+    fault = _scale_fault(dq, inits, value, fmt, paired=True)
+    if fault is not None:
+        return f"the file's {fmt.upper()} Q/DQ on {where}: {fault}", source, None
+    found = _range(value, *params, fmt)
+    if found is not None:
+        return f"the file's {fmt.upper()} Q/DQ on {where} {found}", source, value
+    return None
+
+
+def scale_faults(model, nodes: list) -> list[str]:
+    """The words for each DequantizeLinear among `nodes` (of `model`) whose scale the file holds as inf, NaN or zero:
+    what a root cause's segment reads where the probe itself is no quantized tensor (a coarse level's block)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for dq in (n for n in nodes if n.op_type == "DequantizeLinear" and len(n.input) > 1):
+        fmt = _format(inits.get(dq.input[2]) if len(dq.input) > 2 else None) or "int8"
+        q = producer.get(dq.input[0])
+        fault = _scale_fault(dq, inits, None, fmt, paired=q is not None and q.op_type == "QuantizeLinear")
+        if fault is not None:
+            reads = next((n for n in model.graph.node if dq.output[0] in n.input), None)
+            out.append(f"the file's Q/DQ {dq.name or dq.output[0]!r}" + (f" before {_node(reads)}" if reads else "")
+                       + f": {fault}")
+    return out
+
+
+def _scale_fault(dq, inits: dict, value: np.ndarray | None, fmt: str, paired: bool) -> str | None:
+    """The words for a DequantizeLinear whose scale the file holds as inf, NaN or zero (in some channels), with the
+    scale the reference's values call for (|x| max over the format's largest level) where they are known; None where
+    every scale is a positive finite number. `paired`: the DequantizeLinear reads a QuantizeLinear (x / inf is 0, so
+    all its values come out NaN); else it reads stored levels (a zero level NaN, the others ±inf)."""
+    from onnx import TensorProto, numpy_helper
+
+    if dq.input[1] not in inits:
+        return None
+    init = inits[dq.input[1]]
+    scale = numpy_helper.to_array(init).astype(np.float64).ravel()
+    bad = {"inf": np.isinf(scale), "NaN": np.isnan(scale), "0": scale == 0}
+    kind = next((k for k, m in bad.items() if m.any()), None)
+    if kind is None:
+        return None
+    mask = bad[kind]
+    stored = {TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16"}.get(init.data_type)
+    share = (f" in {int(mask.sum())} of its {mask.size} channel{'s' * (mask.size > 1)}" if mask.size > 1 else "")
+    said = f"the scale {dq.input[1]!r} is {kind} in the file{share}"
+    wanted = None
+    if value is not None and np.size(value):
+        a = np.abs(value)
+        if mask.size > 1:  # the channels of the bad scales, along the DequantizeLinear's axis
+            axis = next((x.i for x in dq.attribute if x.name == "axis"), 1) % value.ndim
+            a = np.moveaxis(a, axis, 0)[mask] if a.shape[axis] == mask.size else a
+        wanted = float(np.max(a)) / LEVELS[fmt][1]
+    there = " there" if share else ""
+    calls = f"{wanted:.3g}, the reference's |x| max / {LEVELS[fmt][1]:g}" if wanted is not None else ""
+    if kind == "inf":
+        cause = (f" (the FP16 cast of {calls}, overflowed)" if wanted is not None and wanted > 65504 else
+                 " (stored in FP16, where a scale past 65504 is inf)" if stored == "FP16" else "")
+        what = "NaN" if paired else "NaN (a zero level) or ±inf"
+        return f"{said}{cause}: every value it dequantizes{there} is {what}"
+    if kind == "NaN":
+        return f"{said}: every value it dequantizes{there} is NaN"
+    held = f"stored in {stored}; " if stored else ""
+    cause = (f" (the FP16 cast of {calls}, flushed to zero)" if wanted is not None and 0 < wanted < 2.0 ** -25 else
+             f" ({held}the reference's |x| max / {LEVELS[fmt][1]:g} calls for {wanted:.3g})" if wanted else "")
+    return f"{said}{cause}: every value it dequantizes{there} is 0"
+
+
+def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | None:
+    """A weight the file stores quantized, dequantized with the file's own scale, against the reference's weight of
+    the same node (the reference graph's node that computes `probe`, its second input): where they differ by more
+    than the format's rounding (a relative RMS difference past WEIGHT_OFF), the words that say so."""
+    from onnx import numpy_helper
+
+    ref_stage = run.subject.stages[run.probes[probe].stage]  # the reference's graph of the stage
+    pm = ref_stage.probe_map()
+    t = pm.tensors.get(probe) if pm is not None else None
+    model = ref_stage.onnx()
+    node = next((n for n in model.graph.node if t in n.output), None)
+    ref_inits = {i.name: i for i in model.graph.initializer}
+    if node is None or len(node.input) < 2 or node.input[1] not in ref_inits:
+        return None
+    ref = numpy_helper.to_array(ref_inits[node.input[1]]).astype(np.float64)
+    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+    params = _scale_zero(dq, inits, q.ndim)
+    if params is None or q.shape != ref.shape:
+        return None
+    scale, zero = params
+    got = (q - zero) * scale
+    norm = float(np.sqrt(np.mean(ref ** 2))) or 1.0
+    off = float(np.sqrt(np.mean((got - ref) ** 2))) / norm
+    if off <= WEIGHT_OFF:
+        return None
+    fit = float(np.sum(got * ref) / max(float(np.sum(ref * ref)), 1e-30))  # the best single factor got ≈ fit · ref
+    return (f"the file's weight {dq.input[0]!r} of {_node(reader)} dequantizes to values {fit:.3g}× the "
+            f"reference's {node.input[1]!r} (rel. RMS difference {off:.3g}, where its own rounding is a few 1e-3): "
+            "the file's weights or their scale are not this model's")
+
+
+def _entered(pm, producer: dict) -> dict[str, str]:
+    """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe."""
+    out = {}
+    for p, t in pm.tensors.items():
+        dq = producer.get(t)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            out[q.input[0]] = p
+    return out
+
+
+def _format(zero_point) -> str | None:
+    from onnx import TensorProto
+
+    if zero_point is None:
+        return None
+    return {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
+            TensorProto.FLOAT8E4M3FN: "fp8"}.get(zero_point.data_type)
+
+
+def _scale_zero(dq, inits: dict, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A DequantizeLinear's scale and zero point (float64), shaped to broadcast against a tensor of `ndim` dimensions
+    along its `axis` where they are per channel; None where its scale is no initializer."""
+    from onnx import numpy_helper
+
+    if dq.input[1] not in inits:
+        return None
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+    zero = (numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64)
+            if len(dq.input) > 2 and dq.input[2] in inits else np.zeros(()))
+    if scale.size > 1:  # per channel: each slice against its own scale and zero point
+        shape = [1] * ndim
+        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
+        scale, zero = scale.reshape(shape), (zero.reshape(shape) if zero.size > 1 else zero)
+    return scale, zero
+
+
+def _range(value: np.ndarray, scale: np.ndarray, zero: np.ndarray, fmt: str) -> str | None:
+    """What the file's range does to `value` (`scale` and `zero` broadcast against it): clips a share beyond it, or
+    rounds most nonzero values to zero."""
+    qmin, qmax = LEVELS[fmt]
+    lo, hi = (qmin - zero) * scale, (qmax - zero) * scale
+    beyond = float(np.mean((value < lo * (1 + 1e-6)) | (value > hi * (1 + 1e-6))))
+    a = np.abs(value)
+    nonzero = a > 0
+    step = scale * (2.0 ** -10 if fmt == "fp8" else 0.5)  # what rounds to zero: half E4M3's subnormal, half a level
+    lost = float(np.count_nonzero(nonzero & (a <= step)) / max(np.count_nonzero(nonzero), 1))
+    span = f"[{float(np.min(lo)):.3g}, {float(np.max(hi)):.3g}]"
+    if beyond > SATURATED:
+        return (f"clips the reference's values: its range is {span} and they reach [{float(value.min()):.3g}, "
+                f"{float(value.max()):.3g}]: {beyond:.2%} of them lie beyond — a calibration that did not see these "
+                "values")
+    if lost > LOST:
+        return (f"rounds {lost:.0%} of the reference's nonzero values to zero: its range is {span} against their "
+                f"median |x| {float(np.median(a[nonzero])):.3g}")
+    return None
+
+
+def _node(node) -> str:
+    return f"{node.op_type} {node.name!r}"
