@@ -208,7 +208,7 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
     why = _segment_why(run, state, p, r)
     file_why = None if why is not None else _extra(run, state, p, "the file's Q/DQ at", _qdq_file_why)
     ctx = hints_mod.HintContext(
-        precision=state.spec.precision, framework=state.spec.framework,
+        precision=state.spec.precision,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cp_debug.backends.spec import BackendSpec
+from cp_debug.backends.spec import BackendSpec, Capability
 from cp_debug.errors import BadInputError
 from cp_debug.fix.targets import FixTarget
 from cp_debug.lidar.record import ModelRecord
@@ -88,7 +88,7 @@ def check_request(req: FixRequest) -> None:
         raise BadInputError(f"fix searches ONNX Runtime FP16 or INT8 candidates (ort-cpu-fp16, ort-cuda-fp16, "
                             f"ort-cpu-int8), not {req.candidate}; the written pair builds TensorRT engines (README)")
     ref = BackendSpec.parse(req.reference)
-    if ref.precision != "fp32" or ref.framework not in ("torch", "ort"):
+    if ref.precision != "fp32" or not (ref.is_torch or ref.can(Capability.ORT_SESSIONS)):
         raise BadInputError(f"the reference must be FP32 torch or ort, not {req.reference}")
     if req.model.int8 is not None and spec.precision != "int8":
         raise BadInputError("--int8 DIR is a PTQ model: use an INT8 candidate (ort-cpu-int8)")
@@ -132,4 +132,4 @@ def request_frames(req: FixRequest, cfg):
 
 def fixable(spec: BackendSpec) -> bool:
     """The candidates fix searches: ONNX Runtime FP16 or INT8 (the written pair then builds TensorRT engines)."""
-    return spec.framework == "ort" and spec.precision in ("fp16", "int8")
+    return spec.can(Capability.ORT_SESSIONS) and spec.precision in ("fp16", "int8")

@@ -15,7 +15,7 @@ def test_saturation_and_lost_resolution_are_named_with_the_range():
     assert r == Int8Range(10.0, 0.01, 0.99)
     tol = default_tolerance("int8")
     d = TensorDiff.from_arrays("conv", x, x * 1.5, tol)
-    hint = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", "ort", int8_range=r))
+    hint = hint_for(ProbeResult("conv", d.status, d), HintContext("int8", int8_range=r))
     assert "INT8 saturation: 1.00%" in hint and "±10" in hint and "99% of the values round to zero" in hint
     assert int8_range(np.zeros(0, np.float32), 3.0) == Int8Range(3.0, 0.0, 0.0)
 
@@ -25,6 +25,6 @@ def test_the_reason_comes_before_the_precision_preamble():
     d = TensorDiff.from_arrays("conv", x, x * 1.3, default_tolerance("int8"))
     note = "ort-cpu-int8 did not run int8 throughout: mnet: ORT CPU ran 34 of 52 Conv nodes as int8 kernels"
     hint = hint_for(ProbeResult("conv", d.status, d, d),
-                    HintContext("int8", "ort", precision_note=note, int8_range=int8_range(x, amax=1.0)))
+                    HintContext("int8", precision_note=note, int8_range=int8_range(x, amax=1.0)))
     assert hint.startswith("INT8 quantisation error of this layer") and hint.endswith(note)
     assert hint.count("did not run int8 throughout") == 1

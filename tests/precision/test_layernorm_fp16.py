@@ -79,13 +79,13 @@ def test_hint_names_an_fp16_layernorm_overflow():
     bad[0, 0] = np.nan
     diff = TensorDiff.from_arrays("pts_backbone.stages.0.0.norm", ref, bad)
     result = ProbeResult("pts_backbone.stages.0.0.norm", "nan", diff, diff)
-    text = hint_for(result, HintContext(precision="fp16", framework="trt", layer_norm=True, ln_spread=310.0))
+    text = hint_for(result, HintContext(precision="fp16", layer_norm=True, ln_spread=310.0))
     assert text.startswith("FP16 LayerNorm overflow") and "|x - mean| > 256" in text and "--keep-fp32" in text
     assert "|x - mean| = 310" in text  # the number the reason rests on
-    other = hint_for(result, HintContext(precision="fp16", framework="trt"))
+    other = hint_for(result, HintContext(precision="fp16"))
     assert "LayerNorm" not in other
     # the data does not meet the condition (the reference's |x - mean| stays at 3.6): no LayerNorm reason
-    small = hint_for(result, HintContext(precision="fp16", framework="trt", layer_norm=True, ln_spread=3.6))
+    small = hint_for(result, HintContext(precision="fp16", layer_norm=True, ln_spread=3.6))
     assert "LayerNorm" not in small
-    unknown = hint_for(result, HintContext(precision="fp16", framework="trt", layer_norm=True))
+    unknown = hint_for(result, HintContext(precision="fp16", layer_norm=True))
     assert "LayerNorm" not in unknown

@@ -304,8 +304,8 @@ def searched_candidates(text: str, *, torch_given: bool = False) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if len(items) == 2:
         ref = BackendSpec.parse(items[0])
-        frameworks = ("ort", "torch") if torch_given else ("ort",)
-        if ref.framework not in frameworks or ref.device != "cpu" or ref.precision != "fp32":
+        ours = ref.can(Capability.ORT_SESSIONS) or (torch_given and ref.is_torch)
+        if not ours or ref.device != "cpu" or ref.precision != "fp32":
             raise BadInputError(f"--backends {text}: the search is judged against the FP32 graph in ONNX Runtime on "
                                 f"the CPU, not {items[0]}; give --backends {items[1]}")
         items = items[1:]

@@ -24,7 +24,6 @@ class Int8Range:
 @dataclass(frozen=True)
 class HintContext:
     precision: str  # candidate precision
-    framework: str
     ref_absmax: float | None = None  # reference |x| max at the probe output
     ref_input_absmax: float | None = None  # reference |x| max at the segment's inputs
     precision_note: str | None = None  # set when the backend did not run the precision asked

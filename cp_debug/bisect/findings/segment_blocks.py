@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.cures.ladder import climb, ladder_text
 from cp_debug.bisect.cures.ladder import named as _named
@@ -59,7 +60,7 @@ def explain_block_segment(run: RunState, state: CandidateState, i: int, probe: s
     from cp_debug.precision.fp8 import COMPUTE_OPS, quantize_fp8
 
     fmt = state.spec.precision
-    if fmt not in BLOCK_FORMATS or state.spec.framework != "ort":
+    if fmt not in BLOCK_FORMATS or not state.spec.can(Capability.ORT_SESSIONS):
         return None
     rs = root_segment(run, state, i, probe)
     if rs is None:

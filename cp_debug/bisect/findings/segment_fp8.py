@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.bisect.cures.ladder import climb, ladder_text
 from cp_debug.bisect.cures.ladder import named as _named
@@ -96,7 +97,7 @@ def explain_fp8_segment(run: RunState, state: CandidateState, i: int, probe: str
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.precision.fp8 import COMPUTE_OPS, quantize_fp8
 
-    if state.spec.precision != "fp8" or state.spec.framework != "ort":
+    if state.spec.precision != "fp8" or not state.spec.can(Capability.ORT_SESSIONS):
         return None
     rs = root_segment(run, state, i, probe)
     if rs is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.hints import int8_range
 from cp_debug.bisect.cures.int8_range_rung import RangeRung, range_rung, with_range
 from cp_debug.bisect.run_state import CandidateState, RunState
@@ -101,7 +102,7 @@ def explain_int8_segment(run: RunState, state: CandidateState, i: int, probe: st
     from cp_debug.precision.int8 import DEFAULT_OP_TYPES
 
     spec, _ = local_spec(state)
-    if spec.precision != "int8" or spec.framework != "ort" \
+    if spec.precision != "int8" or not spec.can(Capability.ORT_SESSIONS) \
             or getattr(run.stage_of(state.label, i), "qdq_export", None) is not None:
         return None
     from cp_debug.bisect.findings.clip_fusion import module_clip_why

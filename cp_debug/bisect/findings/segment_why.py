@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.op_findings import (NamedStage, OpFinding, find_cancellation, find_collapse,
     find_long_reduction,
                                          find_nonfinite, find_overflow)
@@ -189,10 +190,10 @@ def explain_segment(run: RunState, state: CandidateState, i: int, probe: str) ->
     from cp_debug.bisect.stages.kit_local import local_spec
 
     spec, _ = local_spec(state)
-    if spec.precision != "fp16" or spec.framework not in ("ort", "torch"):
+    if spec.precision != "fp16" or not (spec.can(Capability.ORT_SESSIONS) or spec.is_torch):
         return None
     lane = None
-    if spec.framework == "torch":
+    if spec.is_torch:
         spec = BackendSpec.parse("ort-cpu-fp16")
         lane = str(spec)
     probe = _stand_in(run, state, i, probe) or probe

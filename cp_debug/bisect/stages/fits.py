@@ -26,10 +26,10 @@ def needs(weights: int, specs: "Sequence[BackendSpec]", module_resident: bool) -
     host = weights * (1.0 if module_resident else 0.0) + weights * _TRANSIENT
     gpu = 0.0
     for spec in specs:
-        share = 0.5 if spec.precision in ("fp16", "bf16") and spec.framework != "torch" else 1.0
+        share = 0.5 if spec.precision in ("fp16", "bf16") and not spec.is_torch else 1.0
         if spec.device == "cuda":
             gpu += weights * share
-        elif spec.framework != "torch":  # an ONNX Runtime CPU session's copy (float16 emulated in float32) and
+        elif not spec.is_torch:  # an ONNX Runtime CPU session's copy (float16 emulated in float32) and
             host += weights * 1.5  # what making it holds for a while
     return int(host), int(gpu)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.ranking import first_divergent
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.bisect.stages.screen_sketch import SKETCHES
@@ -139,7 +140,7 @@ class ScreenRuns:
 def _eligible(run: RunState, state: CandidateState, i: int) -> bool:
     """An ONNX Runtime float16 / bfloat16 candidate running cp_debug's export of a module at stage i."""
     spec = state.spec
-    if spec.framework != "ort" or spec.precision not in ("fp16", "bf16"):
+    if not spec.can(Capability.ORT_SESSIONS) or spec.precision not in ("fp16", "bf16"):
         return False
     return state.refused is None and run.stage_of(state.label, i).module is not None and spec.onnx_dir is None
 
