@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 
+from cp_debug.bisect.findings import catalog
 from cp_debug.bisect.findings import hints as hints_mod
-from cp_debug.bisect.findings.graph_blame import graph_blame
+from cp_debug.bisect.findings.contract import Candidate, Role, Segment
+from cp_debug.bisect.findings.graph_blame import GraphBlame
+from cp_debug.bisect.findings.int8_story import merged
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
-from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.store import AUTO_SHARE
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
@@ -34,31 +36,32 @@ def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]
 
 def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: str | None, path: list[str],
                      started: float) -> CandidateResult:
-    """One candidate's result over every probe it measured, with the root cause explained; the time since
+    """One candidate's result over every probe it measured, the verdict a reducer over its findings
+    (`findings/catalog.py`, in the list's order): a *where* finding places the root cause (a decision's words stand
+    for the layer's hint; a range's go first), the *why* findings explain the root cause's segment, the *run* findings
+    read the run as a whole; the outcome the worst of the noise model's and what a finding decides. The time since
     `started` (perf_counter) is added to the candidate's seconds."""
-    from cp_debug.bisect.findings.choice_flip import known_flip
-    from cp_debug.bisect.findings.int8_story import merged, range_root_cause
-
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
-    choice = _choice(run, state, fd) if rc and state.refused is None else None  # measured: the choices compared
-    flip = choice or (known_flip(run, state, fd, rc) if rc and state.refused is None else None)
-    if flip is not None:  # a near tie the format cannot keep turned rounding into another choice: the decision
-        rc, path = flip.probe, [flip.probe]
-        hint, owner = flip.text(), None
+    seg = Segment(Candidate(run, state), tuple(results), fd, rc, tuple(path))
+    placed = catalog.where(seg) if rc else None
+    if placed is not None and placed.probe != rc:
+        rc, path = placed.probe, [placed.probe]
+        seg = seg.at(rc)
+    if placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
+        hint, owner = placed.text, None
     else:
-        moved = range_root_cause(run, state, results, fd, rc)  # INT8: the range that loses its values, any level
-        if moved is not None and moved[0] != rc:
-            rc, path = moved[0], [moved[0]]
-        hint, owner = _hint(run, state, rc) if rc else (None, None)
-        if moved is not None and moved[1]:
-            hint = merged(moved[1], hint)
-    blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
+        hint, owner = _hint(run, state, rc, catalog.findings(seg, Role.WHY)) if rc else (None, None)
+        if placed is not None and placed.text:
+            hint = merged(placed.text, hint)
+    ran = catalog.findings(seg, Role.RUN)
+    blame = ran["graph"].detail if "graph" in ran else GraphBlame()
+    choice = placed.detail if placed is not None and placed.fault == "decision" else None
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
-    judged = choice.verdict() if choice is not None and run.opts.tolerance_mode == "model" else None
+    judged = placed.outcome if placed is not None else None
     outcome, reason = (_as_ran(state, *(judged or _outcome(run, state, results, rc, path))) if state.refused is None
                        else (None, None))
-    _runtime_fault(run, state)
+    _runtime_fault(state, ran.get("runtime"))
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -135,20 +138,13 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
     return outcome, why
 
 
-def _runtime_fault(run: RunState, state: CandidateState) -> None:
+def _runtime_fault(state: CandidateState, found) -> None:
     """A deployed FP8 file that ONNX Runtime's default optimisations compute wrong (runtime_fault.py): said in the
     candidate's precision notes (the summary's precision line and the JSON's `precision`)."""
     from dataclasses import replace
 
-    from cp_debug.bisect.findings.runtime_fault import fp8_runtime_fault
-
-    try:
-        note = fp8_runtime_fault(run, state)
-    except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the file at ONNX Runtime's default optimisations was not run: {err}")
-        return
-    if note is not None and state.precision is not None:
-        state.precision = replace(state.precision, notes=(*state.precision.notes, note))
+    if found is not None and found.text and state.precision is not None:
+        state.precision = replace(state.precision, notes=(*state.precision.notes, found.text))
 
 
 def _deployed_json(state: CandidateState) -> dict | None:
@@ -173,9 +169,9 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
     return all(state.results[n].status == "ok" for n in names if n in state.results)
 
 
-def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, str | None]:
-    """The root cause's hint, and the module whose own code holds the op its segment's why names where that is
-    another module than the probe's (`_owner`), else None."""
+def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[str | None, str | None]:
+    """The root cause's hint from its *why* findings (by fault class), and the module whose own code holds the op
+    its segment's why names where that is another module than the probe's (`_owner`), else None."""
     r = state.results.get(name)
     if r is None:
         return None, None
@@ -205,27 +201,26 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
         if t in state.int8_amax and name in run.store:
             int8 = hints_mod.int8_range(np.asarray(run.store.get(name)), float(state.int8_amax[t]))
     layer_norm = _is_layer_norm(st, name, p.kind)  # its input's spread is read (from the store) only then
-    why = _segment_why(run, state, p, r)
-    file_why = None if why is not None else _extra(run, state, p, "the file's Q/DQ at", _qdq_file_why)
+    why = whys.get("segment")
+    said = {k: f.text for k, f in whys.items()}
     ctx = hints_mod.HintContext(
         precision=state.spec.precision,
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=why.text() if why is not None else file_why, eps=_eps(run, state, p, r),
-        export=_export(run, state, p, r), calib_fit=_calib_fit(run, state, p))
+        segment_why=said.get("segment") or said.get("qdq file"), eps=said.get("eps"), export=said.get("export"),
+        calib_fit=said.get("calibration"))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
-    return hint, _owner(name, why)
+    return hint, _owner(name, why.owner if why is not None else None)
 
 
-def _owner(probe: str, why) -> str | None:
+def _owner(probe: str, module: str | None) -> str | None:
     """The module whose own code holds the op `why` names, where that is not `probe`'s module nor inside it: the
     segment ending at `probe` also holds the code run before it — a parent's between its children (an attention's
     QK^T before its o_proj), a sibling's whose own output is no probe (HF DETR's self_attn before its LayerNorm)."""
-    module = getattr(getattr(why, "finding", None), "module", None)
     if not module:
         return None
     module, base = module_of_probe(module), module_of_probe(probe)
@@ -235,80 +230,6 @@ def _owner(probe: str, why) -> str | None:
 def _branch_text(w) -> str:
     return (f"{w.branch()}: the ONNX graph always takes the branch the example input took, and this input may take "
             f"the other ({w.short()})")
-
-
-def _segment_why(run: RunState, state: CandidateState, p, r):
-    """The op inside the root cause's segment that overflows or first makes NaN/Inf (FP16, segment_why.py), or the
-    tensor whose INT8 or FP8 range loses its values (segment_int8.py, segment_fp8.py), with its advice tried on the
-    segment; None where it does not apply, shows nothing, or cannot be worked out."""
-    local_bad = r.local is not None and r.local.status != "ok"
-    if state.spec.precision in ("int8", "fp8", "nvfp4", "mxfp8"):  # judged by their budget, not atol / rtol
-        local_bad = beyond_locally(r)
-    if p.kind != "module" or not (local_bad or r.status in NON_FINITE):
-        return None
-    from cp_debug.bisect.findings.segment_blocks import explain_block_segment
-    from cp_debug.bisect.findings.segment_fp8 import explain_fp8_segment
-    from cp_debug.bisect.findings.segment_int8 import explain_int8_segment
-    from cp_debug.bisect.findings.segment_why import explain_segment
-
-    explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment, "nvfp4": explain_block_segment,
-               "mxfp8": explain_block_segment}.get(state.spec.precision, explain_segment)
-    return _extra(run, state, p, "the op-level why of", explain)
-
-
-def _qdq_file_why(run: RunState, state: CandidateState, i: int, probe: str) -> str | None:
-    from cp_debug.bisect.findings.qdq_file_why import qdq_file_why
-
-    return qdq_file_why(run, state, probe)
-
-
-def _calib_fit(run: RunState, state: CandidateState, p) -> str | None:
-    """How the INT8 / FP8 calibration set fits the input on this probe's segment (segment_int8.calibration_fit)."""
-    if p.kind != "module" or state.spec.precision not in ("int8", "fp8"):
-        return None
-    from cp_debug.bisect.findings.segment_int8 import calibration_fit
-
-    return _extra(run, state, p, "the calibration's fit at", calibration_fit)
-
-
-def _extra(run: RunState, state: CandidateState, p, what: str, reason):
-    """`reason(run, state, stage, probe)`, a finding beside the verdict: where it fails, a warning and None."""
-    try:
-        return reason(run, state, p.stage, p.name)
-    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: {what} {p.name} was not worked out: {err}")
-        return None
-
-
-def _choice(run: RunState, state: CandidateState, fd: str | None):
-    """The measured decision flip (`choice_flip.py`); where it cannot be worked out, a warning and None."""
-    from cp_debug.bisect.findings.choice_flip import choice_flip
-
-    try:
-        return choice_flip(run, state, fd)
-    except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the decisions of {fd}'s stage were not compared: {err}")
-        return None
-
-
-def _eps(run: RunState, state: CandidateState, p, r) -> str | None:
-    """The eps finding (`eps_why.py`) where this probe's candidate makes NaN/Inf on its own."""
-    local_nan = r.local is not None and r.local.status == "nan"
-    if p.kind != "module" or not (local_nan or (r.local is None and r.status == "nan")):
-        return None  # 0 / 0 is NaN; an Inf is an overflow's, not an eps's
-    from cp_debug.bisect.findings.eps_why import eps_reason
-
-    return eps_reason(run, p.stage, p.name, state.spec.precision)
-
-
-def _export(run: RunState, state: CandidateState, p, r) -> str | None:
-    """The export fault in this probe's segment (`export_why.py`) where its segment alone is beyond tolerance."""
-    local_bad = r.local is not None and r.local.status != "ok"
-    if p.kind != "module" or not (local_bad or (r.local is None and r.status != "ok")):
-        return None
-    from cp_debug.bisect.findings.export_why import export_reason
-
-    return _extra(run, state, p, "the export check of", export_reason)
 
 
 def _ln_spread(run: RunState, st, name: str, kind: str) -> float | None:

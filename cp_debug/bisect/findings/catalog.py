@@ -1,0 +1,275 @@
+"""The one ordered list of examiners (`contract.py`): each fault class's module behind `applies` / `examine`.
+
+The order is the story's. *Where*: a decision measured (the stage run again on the reference's choice,
+`choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), an index a float rounds across
+(`index_why.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`). *Why*, at the root cause:
+the op-level why of its segment by format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`,
+`segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
+computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed
+graph's own nodes in the segment (`graph_blame.py`), a runtime that computes the user's file wrong at its default
+settings (`runtime_fault.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cp_debug.backends.spec import Capability
+from cp_debug.bisect.findings.contract import Candidate, Examiner, Finding, Role, Segment, examined
+from cp_debug.bisect.ranking import beyond_locally
+from cp_debug.compare.diff import NON_FINITE
+
+HALF = ("fp16", "bf16")
+QUANTIZED = ("int8", "fp8")
+BLOCKS = ("nvfp4", "mxfp8")
+
+
+def _module_probe(seg: Segment):
+    """The root cause's probe spec and result where it is a module's (the whys read a module's segment)."""
+    p = seg.run.probes.get(seg.root) if seg.root else None
+    r = seg.state.results.get(seg.root) if seg.root else None
+    return (p, r) if p is not None and r is not None and p.kind == "module" else (None, None)
+
+
+# -- where ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MeasuredChoice:
+    """A TopK / ArgMax / threshold / NMS whose choice the candidate takes otherwise, measured on the stage run with
+    its decisions exposed and run again on the reference's choice (`choice_flip.py`)."""
+
+    fault: str = "decision"
+    role: Role = Role.WHERE
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.precision in HALF and c.spec.can(Capability.ORT_SESSIONS) and not c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.choice_flip import choice_flip
+
+        if seg.root is None:
+            return None
+        flip = choice_flip(seg.run, seg.state, seg.first_divergent)
+        if flip is None:
+            return None
+        judged = flip.verdict() if seg.run.opts.tolerance_mode == "model" else None
+        return Finding(self.fault, self.role, flip.probe, flip.text(), flip.members.margin, replaces_hint=True,
+                       outcome=judged, detail=flip)
+
+
+@dataclass(frozen=True)
+class NearTie:
+    """A decision in the first divergent probe's segment whose reference margin is within the format's rounding step,
+    or a float made an index that rounds across its boundary (`flip_why.py`, `index_why.py`)."""
+
+    fault: str = "near tie"
+    role: Role = Role.WHERE
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.choice_flip import known_flip
+
+        if seg.root is None:
+            return None
+        flip = known_flip(seg.run, seg.state, seg.first_divergent, seg.root)
+        if flip is None:
+            return None
+        number = getattr(flip, "gap", None)
+        return Finding(self.fault, self.role, flip.probe, flip.text(),
+                       number if number is not None else getattr(flip, "step", None), replaces_hint=True,
+                       detail=flip)
+
+
+@dataclass(frozen=True)
+class RangeLoss:
+    """The tensor whose calibrated INT8 / FP8 range loses its values, at every level (`int8_story.py`)."""
+
+    fault: str = "range"
+    role: Role = Role.WHERE
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.spec.precision in QUANTIZED
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.int8_story import range_root_cause
+
+        moved = range_root_cause(seg.run, seg.state, list(seg.results), seg.first_divergent, seg.root)
+        if moved is None:
+            return None
+        return Finding(self.fault, self.role, moved[0], moved[1])
+
+
+# -- why ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SegmentWhy:
+    """The op inside the root cause's segment that overflows, flushes or first makes NaN/Inf, or the tensor whose
+    INT8 / FP8 / block range loses its values, with its advice tried on the segment; `owner`: the module whose own
+    code holds the op, where not the probe's."""
+
+    fault: str = "segment"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran
+
+    def examine(self, seg: Segment) -> Finding | None:
+        p, r = _module_probe(seg)
+        if p is None:
+            return None
+        precision = seg.state.spec.precision
+        local_bad = r.local is not None and r.local.status != "ok"
+        if precision in (*QUANTIZED, *BLOCKS):  # judged by their budget, not atol / rtol
+            local_bad = beyond_locally(r)
+        if not (local_bad or r.status in NON_FINITE):
+            return None
+        from cp_debug.bisect.findings.segment_blocks import explain_block_segment
+        from cp_debug.bisect.findings.segment_fp8 import explain_fp8_segment
+        from cp_debug.bisect.findings.segment_int8 import explain_int8_segment
+        from cp_debug.bisect.findings.segment_why import explain_segment
+
+        explain = {"int8": explain_int8_segment, "fp8": explain_fp8_segment, "nvfp4": explain_block_segment,
+                   "mxfp8": explain_block_segment}.get(precision, explain_segment)
+        why = explain(seg.run, seg.state, p.stage, p.name)
+        if why is None:
+            return None
+        module = getattr(getattr(why, "finding", None), "module", None)
+        return Finding(self.fault, self.role, p.name, why.text(), owner=module, detail=why)
+
+
+@dataclass(frozen=True)
+class QdqFile:
+    """Why a user's own Q/DQ file loses its values at the root cause: its scales and zero points (`qdq_file_why`)."""
+
+    fault: str = "qdq file"
+    role: Role = Role.WHY
+    unless: tuple[str, ...] = ("segment",)  # the op-level why said, the file's scales are no second why
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.qdq_file_why import qdq_file_why
+
+        text = qdq_file_why(seg.run, seg.state, seg.root) if seg.root else None  # any probe: a file's tensor
+        return Finding(self.fault, self.role, seg.root, text) if text else None
+
+
+@dataclass(frozen=True)
+class Eps:
+    """A normalisation's eps lost (float16 underflow, or dropped by the exporter) where the segment makes NaN."""
+
+    fault: str = "eps"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran
+
+    def examine(self, seg: Segment) -> Finding | None:
+        p, r = _module_probe(seg)
+        if p is None:
+            return None
+        local_nan = r.local is not None and r.local.status == "nan"
+        if not (local_nan or (r.local is None and r.status == "nan")):
+            return None  # 0 / 0 is NaN; an Inf is an overflow's, not an eps's
+        from cp_debug.bisect.findings.eps_why import eps_reason
+
+        text = eps_reason(seg.run, p.stage, p.name, seg.state.spec.precision)
+        return Finding(self.fault, self.role, p.name, text) if text else None
+
+
+@dataclass(frozen=True)
+class Export:
+    """The exported graph computing otherwise than the module in the root cause's segment (`export_why.py`)."""
+
+    fault: str = "export"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran
+
+    def examine(self, seg: Segment) -> Finding | None:
+        p, r = _module_probe(seg)
+        if p is None:
+            return None
+        local_bad = r.local is not None and r.local.status != "ok"
+        if not (local_bad or (r.local is None and r.status != "ok")):
+            return None
+        from cp_debug.bisect.findings.export_why import export_reason
+
+        text = export_reason(seg.run, seg.state, p.stage, p.name)
+        return Finding(self.fault, self.role, p.name, text) if text else None
+
+
+@dataclass(frozen=True)
+class CalibrationFit:
+    """How the INT8 / FP8 calibration set fits the input on the root cause's segment."""
+
+    fault: str = "calibration"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.spec.precision in QUANTIZED
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.segment_int8 import calibration_fit
+
+        p, _ = _module_probe(seg)
+        text = calibration_fit(seg.run, seg.state, p.stage, p.name) if p is not None else None
+        return Finding(self.fault, self.role, p.name, text) if text else None
+
+
+# -- run ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GraphDifference:
+    """The deployed graph's own nodes (and its clamped weights, its inf/0 scales) in the root cause's segment."""
+
+    fault: str = "graph"
+    role: Role = Role.RUN
+
+    def applies(self, c: Candidate) -> bool:
+        return c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.graph_blame import graph_blame
+
+        blame = graph_blame(seg.run, seg.state, seg.root)
+        return Finding(self.fault, self.role, seg.root, None, detail=blame)
+
+
+@dataclass(frozen=True)
+class RuntimeFault:
+    """A runtime that computes the user's file wrong at its default settings (`runtime_fault.py`)."""
+
+    fault: str = "runtime"
+    role: Role = Role.RUN
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.own_files and c.spec.can(Capability.ORT_SESSIONS)
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.runtime_fault import fp8_runtime_fault
+
+        note = fp8_runtime_fault(seg.run, seg.state)
+        return Finding(self.fault, self.role, None, note) if note else None
+
+
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), SegmentWhy(), QdqFile(), Eps(), Export(),
+                                   CalibrationFit(), GraphDifference(), RuntimeFault())
+
+
+def where(seg: Segment) -> Finding | None:
+    """The first *where* finding: the cause placed by a decision, an index or a range."""
+    for e in EXAMINERS:
+        if e.role is Role.WHERE and (found := examined(e, seg)) is not None:
+            return found
+    return None
+
+
+def findings(seg: Segment, role: Role) -> dict[str, Finding]:
+    """Every finding of `role` on `seg`, by fault class, in the list's order."""
+    found: dict[str, Finding] = {}
+    for e in EXAMINERS:
+        if e.role is role and not set(getattr(e, "unless", ())) & set(found) and (f := examined(e, seg)) is not None:
+            found[f.fault] = f
+    return found
