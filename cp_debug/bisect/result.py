@@ -201,6 +201,8 @@ class CandidateResult:
     # the discrete decisions of the subject's glue (TransFusion's top-K proposals), the candidate's against the
     # reference's (`Subject.decide`); its later stages ran on the reference's choices
     decisions: list[dict] = field(default_factory=list)
+    # what the examiners found (`findings/catalog.py`, in the list's order): {fault, role, probe, number, text, owner}
+    findings: list[dict] = field(default_factory=list)
 
     @property
     def diverged(self) -> bool:
@@ -282,6 +284,7 @@ class BisectReport:
             "deployed": {c.label: c.deployed for c in self.candidates if c.deployed is not None},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
             "decisions": {c.label: c.decisions for c in self.candidates},
+            "findings": {c.label: c.findings for c in self.candidates},
             **({"budget": self.budget} if self.budget is not None else {}),
         }
 
@@ -312,6 +315,7 @@ class BisectReport:
                 deployed=(d.get("deployed") or {}).get(label),
                 judged_at=(d.get("judged_at") or {}).get(label),
                 decisions=list((d.get("decisions") or {}).get(label) or []),
+                findings=list((d.get("findings") or {}).get(label) or []),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

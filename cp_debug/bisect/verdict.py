@@ -48,10 +48,11 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
+    whys = catalog.findings(seg, Role.WHY) if rc and not (placed is not None and placed.replaces_hint) else {}
     if placed is not None and placed.replaces_hint:  # a decision: the choice made the error, no layer's rounding
         hint, owner = placed.text, None
     else:
-        hint, owner = _hint(run, state, rc, catalog.findings(seg, Role.WHY)) if rc else (None, None)
+        hint, owner = _hint(run, state, rc, whys) if rc else (None, None)
         if placed is not None and placed.text:
             hint = merged(placed.text, hint)
     ran = catalog.findings(seg, Role.RUN)
@@ -72,7 +73,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         graph_differences=blame.differences,
         decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
-        error=str(state.refused) if state.refused is not None else None)
+        error=str(state.refused) if state.refused is not None else None,
+        findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]
+                  if f.text])
 
 
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]

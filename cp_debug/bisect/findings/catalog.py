@@ -234,7 +234,7 @@ class GraphDifference:
         from cp_debug.bisect.findings.graph_blame import graph_blame
 
         blame = graph_blame(seg.run, seg.state, seg.root)
-        return Finding(self.fault, self.role, seg.root, None, detail=blame)
+        return Finding(self.fault, self.role, seg.root, blame.hint(None), float(len(blame.in_segment)), detail=blame)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,10 @@ class Finding:
     owner: str | None = None  # the module whose own code holds what it names, where not the probe's
     detail: Any = field(default=None, compare=False)  # its typed object (a ChoiceFlip, a GraphBlame …)
 
+    def to_json(self) -> dict:
+        return {"fault": self.fault, "role": self.role.value, "probe": self.probe, "number": self.number,
+                "text": self.text, "owner": self.owner}
+
 
 class Examiner(Protocol):
     """One fault class: `applies` by the candidate's capabilities, `examine` on a segment."""
