@@ -144,3 +144,53 @@ def test_the_checks_see_a_long_module_and_a_circle_made_inside_functions(tmp_pat
     graph = import_graph(pkg)
     assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.d"] == {"pkg.c"}
     assert circles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+MAX_FOLDER_MODULES = 30  # issue 108, item 6: a family of modules sharing a prefix is a sub-package
+
+
+def crowded_folders(root: Path, limit: int = MAX_FOLDER_MODULES) -> list[tuple[str, int]]:
+    """(folder, modules) of every folder under `root` holding more than `limit` Python modules of its own."""
+    found = []
+    for folder in sorted({p.parent for p in root.rglob("*.py")}):
+        n = sum(1 for _ in folder.glob("*.py"))
+        if n > limit:
+            found.append((str(folder.relative_to(root.parent)), n))
+    return found
+
+
+def test_no_folder_holds_more_than_30_modules():
+    crowded = crowded_folders(PACKAGE)
+    assert not crowded, f"folders over {MAX_FOLDER_MODULES} modules (make a family a sub-package): " + "; ".join(
+        f"{where} ({n})" for where, n in crowded)
+
+
+def framework_branches(root: Path, allowed: str = "backends") -> list[str]:
+    """"path:line" of every comparison outside `root`/`allowed` that reads a `.framework` attribute: what a runner
+    can do is asked of its spec (`spec.can(Capability…)`, `is_torch`, `is_tensorrt`), never of a framework's name
+    (issue 108). A framework's name in a label or a key is no comparison and is not counted."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] == allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(x, ast.Attribute) and x.attr == "framework" for x in (node.left, *node.comparators)):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_check_outside_backends_branches_on_a_framework_name():
+    found = framework_branches(PACKAGE)
+    assert not found, "a check by a framework's name (ask the spec what its runner can do): " + ", ".join(found)
+
+
+def test_the_checks_see_a_crowded_folder_and_a_framework_branch(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "backends").mkdir(parents=True)
+    for k in range(31):
+        (pkg / f"m{k}.py").write_text("")
+    (pkg / "m0.py").write_text("def f(spec):\n    return spec.framework != 'ort'\n")
+    (pkg / "backends" / "ok.py").write_text("def f(spec):\n    return spec.framework == 'ort'\n")
+    assert crowded_folders(pkg) == [("pkg", 31)]
+    assert framework_branches(pkg) == ["pkg/m0.py:2"]

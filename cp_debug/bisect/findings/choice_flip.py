@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.choice_members import Members
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.compare import noise
@@ -172,7 +173,7 @@ def choice_flip(run: RunState, state: CandidateState, fd: str | None) -> ChoiceF
 
     spec = state.spec
     prec = state.judged_at or spec.precision
-    if fd is None or fd not in run.probes or prec not in ("fp16", "bf16") or spec.framework != "ort" \
+    if fd is None or fd not in run.probes or prec not in ("fp16", "bf16") or not spec.can(Capability.ORT_SESSIONS) \
             or spec.onnx_dir is not None or state.refused is not None:
         return None
     i = run.probes[fd].stage

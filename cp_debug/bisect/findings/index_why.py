@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.findings.flip_why import rounding_step, stored
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
@@ -139,7 +140,7 @@ def _differs(run: RunState, rs, node) -> bool:
     re-run here."""
     from cp_debug.bisect.findings.segment_why import run_segment
 
-    if node.op_type == "GridSample" or rs.spec.framework != "ort":
+    if node.op_type == "GridSample" or not rs.spec.can(Capability.ORT_SESSIONS):
         return True
     t = node.output[0]
     ref = run_segment(run, "ort", rs.model, rs.feed, [t]).values.get(t)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 WORSE = 4.0  # the default level's error this many times the bisect's level's (and beyond FP8's budget): a fault
@@ -26,7 +27,8 @@ def fp8_runtime_fault(run: RunState, state: CandidateState) -> str | None:
     from cp_debug.precision.held import file_precision
 
     spec = state.spec
-    if spec.framework != "ort" or spec.onnx_dir is None or state.refused is not None or state.judged_at != "fp8":
+    if not spec.can(Capability.ORT_SESSIONS) or spec.onnx_dir is None or state.refused is not None \
+            or state.judged_at != "fp8":
         return None
     budget = noise.budget("fp8")
     for i in range(len(run.subject.stages)):
