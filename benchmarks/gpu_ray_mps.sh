@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced by the GPU host's Ray benchmarks (gpu_ray_scaling.sh, gpu_issue87.sh, gpu_mps.sh, gpu_cards.sh), after
+# Sourced by the GPU host's Ray benchmarks (gpu_ray_scaling.sh, gpu_mps.sh, gpu_cards.sh), after
 # benchmarks/gpu_setup.sh: Ray from its staged parts, and an NVIDIA MPS control daemon of the caller's own.
 #   ray_install   Ray 2.60.0 into gpu_setup.sh's /tmp/site from /tmp/stage/ray.part* (where `import ray` fails)
 #   mps_start     the daemon, its pipe and log folders under /tmp/cpdebug-mps (exported for the sweeps it starts);

@@ -1,4 +1,5 @@
-"""One error hierarchy: the CLI prints `str(err)` as one line and exits with `err.exit_code`."""
+"""One error hierarchy, `CpDebugError` (`BadInputError`, `BackendUnavailableError`, …), on the ground floor (floor 1):
+the CLI prints `str(err)` as one line and exits with `err.exit_code`."""
 
 from __future__ import annotations
 

@@ -6,7 +6,10 @@ ONNX Runtime's CPU Cast uses the processor's F16C conversions (0.25–0.3 ns an 
 nearest-even with overflow to ±inf and NaN kept, bit-identical to `astype` (tests/test_half.py). Two tiny
 Cast sessions are built on first use, one intra-op thread each, and are shared by every caller
 (`InferenceSession.run` may be called from several threads at once); arrays of more than 8M elements are cast
-in parts on the shared threads of `cp_debug.parallel`.
+in parts on the shared threads of `cp_debug.parallel`. Its callers: rounding at cuts, float16 feeds, comparisons of
+float16 values.
+
+float16's largest value, `FP16_MAX`, is here too: every floor's.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A `cpdebug` command, a Ray actor of a sweep and a resident server each hold mill
 the process (modules, classes, functions, the model's). With Python's defaults every few thousand allocations a
 collection walked them again, and each full one all of them: `collect_less` raises the first threshold, `settle`
 moves what a warm-up loaded out of the collector's sight once it is loaded, and `uncollected` holds the collector
-off a block that makes many objects and no cycles. Garbage is found the same way; frozen objects and tensors are
+off a block that makes many objects and no cycles. `collect_less` is called by a command and a Ray actor; `settle`
+freezes a server's warmed heap. Garbage is found the same way; frozen objects and tensors are
 still freed by their reference counts.
 
 `meminfo` reads what the host has (/proc/meminfo): the one reader of it for the reference store's budget, the

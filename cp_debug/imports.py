@@ -17,7 +17,7 @@ as they load (every module of theirs, Ray's and the devkit's loaded here was rea
 module's own import lock meanwhile.
 
 `optional` tells a library that is not installed (its hint: what needs it and the pip line of its extra) from one
-that is installed and fails to import (its own error, in one line).
+that is installed and fails to import (its own error, in one line: `broken`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""OpenMP's threads in a cp_debug process: how torch's idle intra-op threads wait (`sleeping_threads`). Set before
+"""OpenMP's threads in a cp_debug process: how torch's idle intra-op threads wait (`sleeping_threads`: PASSIVE unless
+the user chose). Set before
 torch loads libgomp, which reads its environment once: first thing in `cli.main.entry` (before a command is handed
 to the server, whose own process set it the same way) and in a Ray actor (whose environment is its node's).
 """

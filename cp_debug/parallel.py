@@ -1,14 +1,16 @@
 """Threads for element-wise numpy work: numpy's ufuncs and ONNX Runtime's runs release the GIL, so a tensor's
 blocks can be processed on several cores at once. A bisect of awml-base at `--level all` spent most of its time
 in TensorDiff's float64 arithmetic on one core (H100 machine, torch-cuda,ort-cuda-fp16: 72 of 127 s); the
-comparisons' numpy paths and the heat map (`compare/`) and large float16 casts (`cp_debug/half.py`) share this pool.
+comparisons' numpy paths and the heat map (`compare/`) and large float16 casts (`cp_debug/half.py`) share this pool
+(`run_parts`, `split`, `thread_count`).
 
 `CPDEBUG_COMPARE_THREADS` sets the count (default: the cores this process may use, at most 8); 1 = serial.
 Results do not depend on it beyond float64 summation order (parts are summed in a fixed order). Work handed out
 from one of the pool's own threads runs serially in that thread (a worker waiting on its pool could deadlock it).
 
 Torch work that a helper thread queues on a CUDA device goes on a stream of the helper's (`on_stream`), so that its
-waits do not wait for what the main thread queues on the default stream meanwhile, nor the main thread for its work.
+waits do not wait for what the main thread queues on the default stream meanwhile, nor the main thread for its work:
+the bisect's helpers, the sweep's side lanes and fronts.
 
 A warm-up on a helper thread (numba's kernels, Triton's first compile: `in_background`) is Python that holds the GIL
 for long stretches, while the main thread loads the model with many short torch calls that each let the GIL go

@@ -1,6 +1,6 @@
 """The bisection engine: propagated error at every probe, local error per segment, ranking, refinement.
 
-Flow, stage by stage (DESIGN.md, "The flow of one cpdebug bisect"):
+Flow, stage by stage (`cp_debug/bisect/__init__.py`, "The flow of one `cpdebug bisect`"):
 1. where the reference and a candidate both run in ONNX Runtime, the stage runs *in lockstep*
    (`lockstep.py`): cut into segments at the probes, each segment runs for the reference, then for the
    candidate on its own upstream values (propagated error) and on the reference's (local error); probes are

@@ -1,4 +1,4 @@
-"""Typed results of one bisect run and their JSON form (`cp_debug.report/1`, see DESIGN.md)."""
+"""Typed results of one bisect run and their JSON form (`cp_debug.report/1`, see docs/schemas/report.schema.json)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A BisectReport as a pandas DataFrame (one row per candidate × probe) and its CSV / Parquet files.
 
-The columns are the JSON result keys (see DESIGN.md) plus `candidate`, `index`, `op_type`, `depth`, `stage`,
-`first_divergent`, `root_cause` and `on_path`; the JSON's "nan"/"inf" strings become real floats here.
+The columns are the JSON result keys (docs/schemas/report.schema.json) plus `candidate`, `index`, `op_type`, `depth`,
+`stage`, `first_divergent`, `root_cause` and `on_path`; the JSON's "nan"/"inf" strings become real floats here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Samples for any model: the `--inputs` / `--data` / `--calib` sets a user brings (`sets.py`), one sample's
+"""Samples for any model (floor 7½): the `--inputs` / `--data` / `--calib` sets a user brings (`sets.py`), one sample's
 outputs judged by the noise model (`judge.py`), and the task metrics that say what a deployment changes over a set
 (`tasks.py`: top-1/top-5 and argmax agreement, cosine, SNR, accuracy, a user's own). Sweep, eval and fix use them for
-every model given as `--torch` / `--onnx`; no recipe lives here."""
+every model given as `--torch` / `--onnx`; no recipe lives here.
+
+The sets are read one at a time and checked against the graph once (`sets.py`, which fix, sweep and eval read); the
+task metrics: top-1/top-5 and argmax agreement, cosine, SNR, accuracy, a user's FUNC (`tasks.py`).
+"""

@@ -7,7 +7,7 @@ the `ModelRecord`), any model's samples, judge and task metrics in `cp_debug/sam
 `cp_debug/pickles`: none of them is a recipe. What is one recipe's alone — CenterPoint's own sweep lanes, eval
 pipeline, replay, bench rows, PTQ, training losses, the pair's verification — is a plug-in of its folder, reached
 through `Recipe.plugin(feature)`.
-docs/ARCHITECTURE.md ("A recipe is one folder") says what a fourth recipe writes.
+`cp_debug/recipes/__init__.py` ("A fourth recipe") says what a fourth recipe writes.
 """
 
 from __future__ import annotations
