@@ -201,6 +201,10 @@ class CandidateResult:
     # the discrete decisions of the subject's glue (TransFusion's top-K proposals), the candidate's against the
     # reference's (`Subject.decide`); its later stages ran on the reference's choices
     decisions: list[dict] = field(default_factory=list)
+    # ONNX Runtime: each stage's final outputs as measured (probes exposed, or cut into segments) against the same
+    # candidate's graph as deployed (no probes): {stage: {"measured", "outputs": [{output, rel_rmse, budget, ratio,
+    # beyond}]}} (`bisect/unprobed.py`); None where not run
+    probe_effect: dict | None = None
 
     @property
     def diverged(self) -> bool:
@@ -282,6 +286,7 @@ class BisectReport:
             "deployed": {c.label: c.deployed for c in self.candidates if c.deployed is not None},
             "judged_at": {c.label: c.judged_at for c in self.candidates},
             "decisions": {c.label: c.decisions for c in self.candidates},
+            "probe_effect": {c.label: c.probe_effect for c in self.candidates if c.probe_effect is not None},
             **({"budget": self.budget} if self.budget is not None else {}),
         }
 
@@ -312,6 +317,7 @@ class BisectReport:
                 deployed=(d.get("deployed") or {}).get(label),
                 judged_at=(d.get("judged_at") or {}).get(label),
                 decisions=list((d.get("decisions") or {}).get(label) or []),
+                probe_effect=(d.get("probe_effect") or {}).get(label),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

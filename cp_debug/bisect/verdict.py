@@ -13,9 +13,11 @@ import numpy as np
 
 from cp_debug.bisect import hints as hints_mod
 from cp_debug.bisect.graph_blame import graph_blame
+from cp_debug.bisect.inconclusive import unstable_reference
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.store import AUTO_SHARE
+from cp_debug.bisect.verdict_notes import noted
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
@@ -56,9 +58,8 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     judged = choice.verdict() if choice is not None and run.opts.tolerance_mode == "model" else None
-    outcome, reason = (_as_ran(state, *(judged or _outcome(run, state, results, rc, path))) if state.refused is None
-                       else (None, None))
-    _runtime_fault(run, state)
+    outcome, reason = noted(run, state, *(_as_ran(state, *(judged or _outcome(run, state, results, rc, path)))
+                                          if state.refused is None else (None, None)))
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -69,7 +70,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         graph_differences=blame.differences,
         decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
-        error=str(state.refused) if state.refused is not None else None)
+        error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None)
 
 
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]
@@ -79,6 +80,8 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     level of the descent (`path`: the root cause at each level, each against its own siblings); degraded for probes
     beyond the precision otherwise, or boxes changed beyond it; else within precision."""
     prec = state.judged_at
+    if (unstable := unstable_reference(run, state, results)) is not None:  # no verdict rests on it (inconclusive.py)
+        return noise.Outcome.INCONCLUSIVE, unstable
     bad = [r for r in results if r.status not in ("ok", "missing")]
     if run.opts.tolerance_mode == "fixed":
         if bad or not _outputs_ok(run, state):
@@ -133,22 +136,6 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
                                                 f"{ran.effective}, not {ran.requested} (precision.effective); "
                                                 f"its numbers: {why}")
     return outcome, why
-
-
-def _runtime_fault(run: RunState, state: CandidateState) -> None:
-    """A deployed FP8 file that ONNX Runtime's default optimisations compute wrong (runtime_fault.py): said in the
-    candidate's precision notes (the summary's precision line and the JSON's `precision`)."""
-    from dataclasses import replace
-
-    from cp_debug.bisect.runtime_fault import fp8_runtime_fault
-
-    try:
-        note = fp8_runtime_fault(run, state)
-    except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
-        run.warnings.append(f"{state.label}: the file at ONNX Runtime's default optimisations was not run: {err}")
-        return
-    if note is not None and state.precision is not None:
-        state.precision = replace(state.precision, notes=(*state.precision.notes, note))
 
 
 def _deployed_json(state: CandidateState) -> dict | None:
