@@ -120,7 +120,7 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
     from fusing INT8 kernels), its outputs' verdict too; a candidate whose graph ran none of its requested precision
     is `NOT_RUN_AS_ASKED` (exit 3)."""
     prec = state.judged_at
-    if state.deployed:
+    if state.deployed and outcome is not noise.Outcome.INCONCLUSIVE:  # an unstable reference judges neither graph
         outs = [r.judgement for r in state.deployed.values() if r.judgement is not None]
         dep = noise.worst(j.outcome for j in outs)
         top = max((j.noise_ratio for j in outs), default=0.0)
