@@ -16,7 +16,7 @@ class ExitCode(enum.IntEnum):
     5 an artifact was written but did not verify; 2 the input is unusable; 3 a backend is missing or failed;
     70 a bug of cp_debug (an uncaught exception: report it); 130 interrupted; 141 the output's reader went away.
     A verdict's word (`compare.noise.Outcome`, the same in the JSON, the tables and the JUnit files) gives its
-    code: within_precision 0, degraded 4, diverged 1 (a sweep frame that failed: 1).
+    code: within_precision 0, degraded 4, diverged 1, inconclusive 6 (a sweep frame that failed: 1).
     """
 
     OK = 0  # within precision (or within tolerance, --tolerance-mode fixed); every check or gate passed
@@ -26,6 +26,7 @@ class ExitCode(enum.IntEnum):
     BACKEND = 3  # a requested backend is not available here, or failed building/running (its own message)
     DEGRADED = 4  # beyond the precision's expected noise, or detections change, without a local fault
     NOT_VERIFIED = 5  # fix: the artifact was written but its verification failed
+    INCONCLUSIVE = 6  # the reference's own two runs differ beyond the candidate's budget: no verdict rests on it
     INTERNAL = 70  # an uncaught exception: a bug of cp_debug (sysexits' EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
     CLOSED_PIPE = 141  # stdout or stderr was a pipe whose reader went away (`| head`): 128 + SIGPIPE, as for git

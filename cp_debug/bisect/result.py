@@ -203,6 +203,10 @@ class CandidateResult:
     decisions: list[dict] = field(default_factory=list)
     # what the examiners found (`findings/catalog.py`, in the list's order): {fault, role, probe, number, text, owner}
     findings: list[dict] = field(default_factory=list)
+    # ONNX Runtime: each stage's final outputs as measured (probes exposed, or cut into segments) against the same
+    # candidate's graph as deployed (no probes): {stage: {"measured", "outputs": [{output, rel_rmse, budget, ratio,
+    # beyond}]}} (`bisect/stages/unprobed.py`); None where not run
+    probe_effect: dict | None = None
 
     @property
     def diverged(self) -> bool:
@@ -285,6 +289,7 @@ class BisectReport:
             "judged_at": {c.label: c.judged_at for c in self.candidates},
             "decisions": {c.label: c.decisions for c in self.candidates},
             "findings": {c.label: c.findings for c in self.candidates},
+            "probe_effect": {c.label: c.probe_effect for c in self.candidates if c.probe_effect is not None},
             **({"budget": self.budget} if self.budget is not None else {}),
         }
 
@@ -316,6 +321,7 @@ class BisectReport:
                 judged_at=(d.get("judged_at") or {}).get(label),
                 decisions=list((d.get("decisions") or {}).get(label) or []),
                 findings=list((d.get("findings") or {}).get(label) or []),
+                probe_effect=(d.get("probe_effect") or {}).get(label),
             ))
         third = list(d.get("third_party_warnings") or [])
         listed = {third_party_text(w) for w in third}

@@ -96,6 +96,9 @@ class CandidateState:
     # fusion): its outputs judged (probe -> ProbeResult) and the precision it ran (`stage_whole.candidate_stage`)
     deployed: dict[str, ProbeResult] = field(default_factory=dict)
     deployed_precision: PrecisionReport | None = None
+    # stage -> its final outputs as measured (probes exposed, or cut into segments) against its graph as deployed (no
+    # probes, one session): {"measured": how, "outputs": [{output, rel_rmse, budget, ratio, beyond}]} (`unprobed.py`)
+    unprobed: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
     # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
     plots: dict[str, Any] = field(default_factory=dict)

@@ -16,8 +16,10 @@ from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
+from cp_debug.bisect.inconclusive import unstable_reference
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.store import AUTO_SHARE
+from cp_debug.bisect.verdict_notes import noted
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
@@ -60,9 +62,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     choice = placed.detail if placed is not None and placed.fault == "decision" else None
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     judged = placed.outcome if placed is not None else None
-    outcome, reason = (_as_ran(state, *(judged or _outcome(run, state, results, rc, path))) if state.refused is None
-                       else (None, None))
-    _runtime_fault(state, ran.get("runtime"))
+    outcome, reason = noted(run, state, ran.get("runtime"),
+                            *(_as_ran(state, *(judged or _outcome(run, state, results, rc, path)))
+                              if state.refused is None else (None, None)))
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
@@ -73,7 +75,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         graph_differences=blame.differences,
         decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
-        error=str(state.refused) if state.refused is not None else None,
+        error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]
                   if f.text])
 
@@ -85,6 +87,8 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     level of the descent (`path`: the root cause at each level, each against its own siblings); degraded for probes
     beyond the precision otherwise, or boxes changed beyond it; else within precision."""
     prec = state.judged_at
+    if (unstable := unstable_reference(run, state, results)) is not None:  # no verdict rests on it (inconclusive.py)
+        return noise.Outcome.INCONCLUSIVE, unstable
     bad = [r for r in results if r.status not in ("ok", "missing")]
     if run.opts.tolerance_mode == "fixed":
         if bad or not _outputs_ok(run, state):
@@ -123,7 +127,7 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
     from fusing INT8 kernels), its outputs' verdict too; a candidate whose graph ran none of its requested precision
     is `NOT_RUN_AS_ASKED` (exit 3)."""
     prec = state.judged_at
-    if state.deployed:
+    if state.deployed and outcome is not noise.Outcome.INCONCLUSIVE:  # an unstable reference judges neither graph
         outs = [r.judgement for r in state.deployed.values() if r.judgement is not None]
         dep = noise.worst(j.outcome for j in outs)
         top = max((j.noise_ratio for j in outs), default=0.0)
@@ -139,15 +143,6 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
                                                 f"{ran.effective}, not {ran.requested} (precision.effective); "
                                                 f"its numbers: {why}")
     return outcome, why
-
-
-def _runtime_fault(state: CandidateState, found) -> None:
-    """A deployed FP8 file that ONNX Runtime's default optimisations compute wrong (runtime_fault.py): said in the
-    candidate's precision notes (the summary's precision line and the JSON's `precision`)."""
-    from dataclasses import replace
-
-    if found is not None and found.text and state.precision is not None:
-        state.precision = replace(state.precision, notes=(*state.precision.notes, found.text))
 
 
 def _deployed_json(state: CandidateState) -> dict | None:

@@ -114,11 +114,15 @@ class Outcome(enum.Enum):
     # a candidate that ran none of its requested precision (int8 / fp16 / bf16 asked, every kernel float32): its
     # numbers say nothing of that precision, so no verdict of them (exit 3, the backend did not run as asked)
     NOT_RUN_AS_ASKED = "not_run_as_asked"
+    # the reference is not stable: its own two runs (the noise floor) differ beyond the candidate's budget, so no
+    # verdict of the candidate can rest on it (exit 6); a candidate's NaN/Inf or shape mix-up is diverged all the same
+    INCONCLUSIVE = "inconclusive"
 
     @property
     def exit_code(self) -> ExitCode:
         return {"within_precision": ExitCode.OK, "degraded": ExitCode.DEGRADED,
-                "diverged": ExitCode.DIVERGED, "not_run_as_asked": ExitCode.BACKEND}[self.value]
+                "diverged": ExitCode.DIVERGED, "not_run_as_asked": ExitCode.BACKEND,
+                "inconclusive": ExitCode.INCONCLUSIVE}[self.value]
 
     @property
     def words(self) -> str:
@@ -126,7 +130,7 @@ class Outcome(enum.Enum):
 
     @property
     def severity(self) -> int:
-        return ("within_precision", "degraded", "diverged", "not_run_as_asked").index(self.value)
+        return ("within_precision", "inconclusive", "degraded", "diverged", "not_run_as_asked").index(self.value)
 
     def to_json(self) -> str:
         return self.value

@@ -126,7 +126,8 @@ def print_report(report: EvalReport, console) -> None:
             console.print(f"  [dim]note: {n}[/dim]", highlight=False, soft_wrap=True)
         v = report.verdicts.get(cand)
         if v is not None:
-            colour = {"within_precision": "green", "degraded": "yellow"}.get(v.outcome.value, "red")
+            colour = {"within_precision": "green", "degraded": "yellow",
+                      "inconclusive": "yellow"}.get(v.outcome.value, "red")
             console.print(f"  [{colour}]verdict[/{colour}] {v.text()}", highlight=False, soft_wrap=True)
     if report.outcome is not None:
         console.print(f"eval: {report.outcome.words} (the worst candidate's verdict)", highlight=False)

@@ -147,6 +147,8 @@ def verdict(cand: CandidateResult, hint: bool = True) -> tuple[str, str]:
     judged = cand.outcome is not None and cand.outcome_reason and "fixed mode" not in cand.outcome_reason
     if cand.outcome is not None and cand.outcome.value == "not_run_as_asked":
         return "error", f"not run as asked: {cand.outcome_reason}{tail}"
+    if cand.outcome is not None and cand.outcome.value == "inconclusive":  # the reference's own runs differ
+        return "unknown", f"inconclusive: {cand.outcome_reason}{tail}"
     if judged and cand.outcome.value == "within_precision":  # the noise model's verdict (compare/noise.py)
         return "ok", f"within precision: {cand.outcome_reason}{tail}"
     if cand.first_divergent:

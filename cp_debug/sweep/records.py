@@ -16,8 +16,9 @@ DISTANCE_BUCKETS = ((0.0, 50.0, "0-50m"), (50.0, 90.0, "50-90m"), (90.0, math.in
 
 # a frame's status: its outcome (compare/noise.Outcome's words, the same in sweep.json, frames.parquet, the table, the
 # JUnit file and the exit code) or "failed"; `FLAGGED`: the outcomes beyond the precision (the frames ranked, classed
-# and bisected). Shards written before issue 46 say "ok" (within precision) or "diverged" (any flagged frame).
-FRAME_STATUSES = ("within_precision", "degraded", "diverged", "failed")
+# and bisected; an inconclusive frame, whose reference's own runs differ beyond the budget, is not). Shards written
+# before issue 46 say "ok" (within precision) or "diverged" (any flagged frame).
+FRAME_STATUSES = ("within_precision", "inconclusive", "degraded", "diverged", "failed")
 FLAGGED = ("degraded", "diverged")
 
 

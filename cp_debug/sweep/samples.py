@@ -210,7 +210,8 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
             "detections": {}, "candidates": {v.candidate: {"outcome": v.outcome.value, "reason": v.reason}
                                              for v in r.verdicts}})
     rc = root_cause_counts(result.ranked)
-    counts = {s: sum(f["status"] == s for f in frames) for s in ("within_precision", "degraded", "diverged", "failed")}
+    counts = {s: sum(f["status"] == s for f in frames)
+              for s in ("within_precision", "inconclusive", "degraded", "diverged", "failed")}
     outcome = _outcome(result.ranked)
     verdict = (f"{outcome.words}: {counts['diverged']} diverged, {counts['degraded']} degraded, {counts['failed']} "
                f"failed of {len(frames)} samples" + (f"; {rc['text']}" if rc["text"] else ""))

@@ -30,7 +30,8 @@ def model_verdict_line(outcome: SweepOutcome) -> str:
     ran = [r for r in outcome.ranked if r.outcome is not None]
     count = {o: sum(1 for r in ran if r.outcome is o) for o in Outcome}
     parts = [f"{count[Outcome.WITHIN_PRECISION]} of {n} frames within precision"]
-    parts += [f"{count[o]} {o.words}" for o in (Outcome.DEGRADED, Outcome.DIVERGED) if count[o]]
+    parts += [f"{count[o]} {o.words}" for o in (Outcome.INCONCLUSIVE, Outcome.DEGRADED, Outcome.DIVERGED)
+              if count[o]]
     failed = sum(1 for r in outcome.ranked if r.status == "failed")
     if failed:
         parts.append(f"{failed} failed")

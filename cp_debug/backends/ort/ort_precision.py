@@ -221,8 +221,9 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
-    """One precision transform for several segments: counts summed, FP8's flushed weights joined (other facts are the
-    first segment's)."""
+    """One precision transform for several segments: counts summed, FP8's flushed weights joined, the calibration
+    samples the most any segment took (each segment calibrates on the same samples' values at its cut: a sum said
+    "calibrated on 8 samples" of one sample cut in 8 segments); other facts are the first segment's."""
     if not transforms:
         return PrecisionTransform()
     first = transforms[0]
@@ -232,7 +233,9 @@ def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTrans
             sums[key] = {k: v for t in transforms for k, v in (getattr(t, key) or {}).items()}
     for f in fields(first):
         v = getattr(first, f.name)
-        if f.name not in ("segments", "block_size") and isinstance(v, int) and not isinstance(v, bool):
+        if f.name == "calibration_feeds" and v is not None:
+            sums[f.name] = max(getattr(t, f.name) or 0 for t in transforms)
+        elif f.name not in ("segments", "block_size") and isinstance(v, int) and not isinstance(v, bool):
             sums[f.name] = v + sum(getattr(t, f.name) or 0 for t in transforms[1:])
     return replace(first, **sums, segments=len(transforms))
 

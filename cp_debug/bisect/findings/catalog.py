@@ -238,8 +238,9 @@ class GraphDifference:
 
 
 @dataclass(frozen=True)
-class RuntimeFault:
-    """A runtime that computes the user's file wrong at its default settings (`runtime_fault.py`)."""
+class RuntimeDefaults:
+    """A runtime that computes the user's file wrong at its default settings — diverged, with the setting that cures
+    it — or refuses it there (`runtime_fault.py`)."""
 
     fault: str = "runtime"
     role: Role = Role.RUN
@@ -250,12 +251,17 @@ class RuntimeFault:
     def examine(self, seg: Segment) -> Finding | None:
         from cp_debug.bisect.findings.runtime_fault import fp8_runtime_fault
 
-        note = fp8_runtime_fault(seg.run, seg.state)
-        return Finding(self.fault, self.role, None, note) if note else None
+        from cp_debug.compare.noise import Outcome
+
+        fault = fp8_runtime_fault(seg.run, seg.state)
+        if fault is None:
+            return None
+        return Finding(self.fault, self.role, None, fault.text, fault.default,
+                       outcome=(Outcome.DIVERGED, fault.text) if fault.wrong else None, detail=fault)
 
 
 EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), SegmentWhy(), QdqFile(), Eps(), Export(),
-                                   CalibrationFit(), GraphDifference(), RuntimeFault())
+                                   CalibrationFit(), GraphDifference(), RuntimeDefaults())
 
 
 def where(seg: Segment) -> Finding | None:

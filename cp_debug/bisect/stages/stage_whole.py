@@ -26,6 +26,7 @@ from cp_debug.bisect.stages.record import (amplification, carried_deployed, carr
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stages.stage_runner import make_stage_runner, probe_values
+from cp_debug.bisect.stages.unprobed import check_unprobed
 from cp_debug.bisect.subjects.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
@@ -154,6 +155,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     diffs: dict[str, TensorDiff] = {}
     exposed: dict[str, tuple[str, ...]] = {}  # probe -> the tensors exposed in the run that measured it
     stage_out: dict | None = None
+    plain: dict | None = None  # the graph as deployed, where it ran beside the probed one (`_deployed`)
     local: dict = {}
     with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"), contextlib.ExitStack() as keep:
         # a CUDA candidate whose probe tensors all fit in device memory: one session exposes them all and each run
@@ -183,7 +185,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 if k == 0:
                     _describe(run, state, st, runner)
                     if not device and made is None:
-                        _deployed(run, state, st, sp, runner, feed)
+                        plain = _deployed(run, state, st, sp, runner, feed)
                     if made is not None:  # for the report: its run and local errors went beside the reference's
                         state.settings[st.name]["ran_beside_reference"] = True
                 vals = probe_values(st, spec, out, chunk, fed)
@@ -201,6 +203,9 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     else:
                         local = local_errors(run, state, i, sp, runner)
     _record(run, state, sp, diffs, exposed, local)
+    # the outputs' run exposed probes: its final outputs against the graph as deployed (`unprobed.py`)
+    shown = _exposed(st, spec, chunks[0] if len(chunks) > 1 and not one_session else sp)
+    check_unprobed(run, state, i, stage_out if shown else None, f"{len(set(shown))} probe tensors exposed", plain)
     return stage_out
 
 
@@ -255,12 +260,14 @@ def _exposed(st: Stage, spec: BackendSpec, chunk: list[ProbeSpec]) -> tuple[str,
     return tuple(pm.tensors[p.name] for p in chunk if p.kind == "module" and p.name in pm.tensors) if pm else ()
 
 
-def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpec], runner, feed: dict) -> None:
+def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpec], runner, feed: dict
+              ) -> dict | None:
     """Where exposing the probes changed the candidate's kernels (ORT's INT8 fusion), the graph as deployed is run
-    too and its outputs judged: the verdict rests on them (`verdict.py`), not only on the probed graph's."""
+    too and its outputs judged: the verdict rests on them (`verdict.py`), not only on the probed graph's. Returns its
+    outputs (None where it did not run)."""
     ran = runner.infer_deployed(feed)
     if ran is None:
-        return
+        return None
     out, rep = ran
     for p in sp:
         if p.kind == "output" and p.name in out and p.name in run.store:
@@ -269,6 +276,7 @@ def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpe
     prev = state.deployed_precision
     state.deployed_precision = rep if prev is None or prev.effective == rep.effective else replace(
         rep, effective="mixed", notes=prev.notes + rep.notes)
+    return out
 
 
 def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:

@@ -87,13 +87,16 @@ EXAMPLES = {
 _FIXED = "--tolerance-mode fixed"
 _BUDGET = "with --budget the budget decides: 1 a limit broken, 0 all hold"
 _BACKEND = "a backend cannot run here, or failed to build or run"
+_INCONCLUSIVE = "inconclusive: the reference's own two runs differ beyond the candidate's budget (no verdict)"
 CODES: dict[str, dict[int, str]] = {
     "bisect": {0: f"within precision ({_FIXED}: within tolerance)",
                1: "diverged: a local fault, NaN/Inf, a shape mix-up (fixed: a probe beyond tolerance)",
-               3: _BACKEND, 4: "degraded: beyond the precision's noise, no local fault"},
+               3: _BACKEND, 4: "degraded: beyond the precision's noise, no local fault",
+               6: _INCONCLUSIVE},
     "sweep": {0: f"every frame within precision ({_FIXED}: no frame diverges)",
               1: "a frame diverged (a layer-local fault, NaN/Inf) or failed", 3: _BACKEND,
-              4: "degraded: beyond the precision's noise, or boxes change beyond it, on some frame"},
+              4: "degraded: beyond the precision's noise, or boxes change beyond it, on some frame",
+              6: _INCONCLUSIVE + " (on some frame's bisect)"},
     "eval": {0: "every candidate within precision and every gate holds (--tolerance-mode fixed: done)",
              1: "a candidate diverged, or a gate (--max-map-drop, --max-nds-drop, --min-match) broken",
              3: "a backend or nuscenes-devkit cannot run here", 4: "a candidate degraded"},
@@ -210,7 +213,8 @@ def exit_codes(name: str) -> str:
 def root_epilog() -> str:
     """The end of `cpdebug --help`: where to start, and every exit code in the format of the commands' pages."""
     codes = {0: "within precision, done, every gate holds", 1: "diverged, or a gate or budget broken",
-             3: "a backend cannot run here, or failed", 4: "degraded", 5: "fix written but not verified", **_EVERY}
+             3: "a backend cannot run here, or failed", 4: "degraded", 5: "fix written but not verified",
+             6: "inconclusive (the reference is not stable)", **_EVERY}
     line = "; ".join(f"{code} {codes[code]}" for code in sorted(codes))
     return ("Examples:\n\n  cpdebug bisect\n\n  cpdebug bisect --backends torch,ort-cpu-fp16@deploy/ --config cfg.py "
             f"--checkpoint ckpt.pth\n\nExit codes: {line}. Each command's page says which it gives.")

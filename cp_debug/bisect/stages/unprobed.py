@@ -1,0 +1,80 @@
+"""Probing must not change the answer (issue 108, item 3).
+
+An ONNX Runtime candidate is measured on a graph that is not the one deployed: its probe tensors exposed as extra
+outputs (`stage_whole.py`: an exposed tensor can keep ORT from fusing the nodes around it, INT8 kernels among them)
+or the stage cut into segments at its probes (`stage_lockstep.py`). Once per stage (the first pass, not the
+refinement's) the candidate's graph as deployed — no probe exposed, one session over the whole stage — runs on the
+same feed and its final outputs are compared with the measured run's: the same candidate, the same precision, so
+anything beyond the candidate's budget (`noise.judge` at the precision it is judged at) is what probing changed.
+Where the graph as deployed already ran beside the probed one (`state.deployed`: ORT's INT8 fusion), its outputs
+are taken, not run again. Said in the report: `probe_effect` per candidate (JSON: each stage's outputs, rel. RMS
+difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch candidates' hooks read
+tensors without changing them; TensorRT's debug tensors are left to the engine's own build (not run twice).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cp_debug.backends.spec import Capability
+from cp_debug.bisect.run_state import CandidateState, RunState
+from cp_debug.bisect.subjects.subject import Stage
+
+
+def check_unprobed(run: RunState, state: CandidateState, i: int, measured: dict | None, how: str,
+                   plain: dict | None = None) -> None:
+    """Stage i's final outputs as `state` measured them (`measured`, `how`: "probes exposed" or "cut into N
+    segments") against its graph as deployed (`plain`: its outputs where already run, else run here once on the
+    candidate's feed), recorded in `state.unprobed` and, beyond the budget, said as a warning."""
+    spec = state.spec
+    st = run.stage_of(state.label, i)
+    if (not spec.can(Capability.ORT_SESSIONS) or state.refused is not None or not measured
+            or st.name in state.unprobed or i not in state.feeds):
+        return
+    try:
+        if plain is None:
+            plain = _run_plain(run, state, i, st)
+        rows = _compare(state, st, measured, plain)
+    except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
+        run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check that "
+                            f"probing left its outputs as they are: {err}")
+        return
+    state.unprobed[st.name] = {"measured": how, "outputs": rows}
+    beyond = [r for r in rows if r["beyond"]]
+    if beyond:
+        w = max(beyond, key=lambda r: r["ratio"])
+        run.warnings.append(
+            f"{state.label}: probing changed {st.name}'s outputs: measured with {how}, its output {w['output']} "
+            f"differs from the same candidate's graph as deployed (no probes, one session) by rel. RMS "
+            f"{w['rel_rmse']:.3g}, {w['ratio']:.3g}× {state.judged_at}'s budget {w['budget']:.3g}: the probes' "
+            "numbers are not the deployment's (JSON probe_effect)")
+
+
+def _run_plain(run: RunState, state: CandidateState, i: int, st: Stage) -> dict:
+    """The candidate's stage graph without probes, one session, on its own feed of stage i."""
+    from cp_debug.bisect.stages.stage_runner import make_stage_runner
+
+    with run.progress.step(f"{state.label}: {st.name} as deployed (no probes)"):
+        with make_stage_runner(run, state.spec, st, [], calib=run.calib(i)) as runner:
+            return runner.infer(state.feeds[i])
+
+
+def _compare(state: CandidateState, st: Stage, measured: dict, plain: dict) -> list[dict]:
+    from cp_debug.compare import noise
+    from cp_debug.compare.diff import TensorDiff
+
+    rows = []
+    for name in st.output_names:
+        if name not in measured or name not in plain:
+            continue
+        a, b = np.asarray(plain[name]), np.asarray(measured[name])
+        if a.shape != b.shape or not np.issubdtype(a.dtype, np.floating):
+            continue
+        d = TensorDiff.from_arrays(name, a, b)
+        j = noise.judge(d, state.judged_at)
+        rel = d.rel_rmse if math.isfinite(d.rel_rmse) else math.inf
+        rows.append({"output": name, "rel_rmse": rel, "budget": j.expected_rel_rmse, "ratio": j.noise_ratio,
+                     "beyond": j.beyond})
+    return rows
