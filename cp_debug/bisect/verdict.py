@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from cp_debug.bisect import hints as hints_mod
+from cp_debug.bisect import decision_cause, hints as hints_mod, owner_cause
 from cp_debug.bisect.graph_blame import graph_blame
 from cp_debug.bisect.result import BisectReport, CandidateResult, Probe, ProbeResult, RootCause
 from cp_debug.bisect.ranking import beyond_locally
@@ -20,7 +20,6 @@ from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
-from cp_debug.sites import module_of_probe
 
 
 def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]:
@@ -33,9 +32,10 @@ def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]
 
 
 def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: str | None, path: list[str],
-                     started: float) -> CandidateResult:
-    """One candidate's result over every probe it measured, with the root cause explained; the time since
-    `started` (perf_counter) is added to the candidate's seconds."""
+                     started: float, measure=None) -> CandidateResult:
+    """One candidate's result over every probe it measured, with the root cause explained (at the module whose own
+    code holds the op its reason names: `owner_cause.py`, measured through `measure` where it was no probe); the time
+    since `started` (perf_counter) is added to the candidate's seconds."""
     from cp_debug.bisect.choice_flip import known_flip
     from cp_debug.bisect.int8_story import merged, range_root_cause
 
@@ -53,9 +53,16 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         hint, owner = _hint(run, state, rc) if rc else (None, None)
         if moved is not None and moved[1]:
             hint = merged(moved[1], hint)
+        to = owner_cause.moved(run, state, rc, owner, path, measure) if owner else None
+        if to is not None:  # the root probe is the module the reason names
+            (rc, path), owner = to, None
+            results = ordered(state, [run.probes[n] for n in state.results])  # the owner's, measured now
     blame = graph_blame(run, state, rc)  # a deployed graph's extra or missing node in the root cause's segment
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     judged = choice.verdict() if choice is not None and run.opts.tolerance_mode == "model" else None
+    if judged is None and flip is not None and state.refused is None:  # the decision's probe reads its flip
+        judged = _outcome(run, state, results, *decision_cause.beside(run, state, results, fd, flip))
+        judged = (judged[0], decision_cause.with_decision(judged[1], flip))
     outcome, reason = (_as_ran(state, *(judged or _outcome(run, state, results, rc, path))) if state.refused is None
                        else (None, None))
     _runtime_fault(run, state)
@@ -175,7 +182,7 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
 
 def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, str | None]:
     """The root cause's hint, and the module whose own code holds the op its segment's why names where that is
-    another module than the probe's (`_owner`), else None."""
+    another module than the probe's (`owner_cause.owner`), else None."""
     r = state.results.get(name)
     if r is None:
         return None, None
@@ -218,18 +225,7 @@ def _hint(run: RunState, state: CandidateState, name: str) -> tuple[str | None, 
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
-    return hint, _owner(name, why)
-
-
-def _owner(probe: str, why) -> str | None:
-    """The module whose own code holds the op `why` names, where that is not `probe`'s module nor inside it: the
-    segment ending at `probe` also holds the code run before it — a parent's between its children (an attention's
-    QK^T before its o_proj), a sibling's whose own output is no probe (HF DETR's self_attn before its LayerNorm)."""
-    module = getattr(getattr(why, "finding", None), "module", None)
-    if not module:
-        return None
-    module, base = module_of_probe(module), module_of_probe(probe)
-    return None if module == base or module.startswith(base + ".") else module
+    return hint, owner_cause.owner(name, why)
 
 
 def _branch_text(w) -> str:
