@@ -82,7 +82,7 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     i = run.probes[probe].stage
     if not any(n.op_type in ops for n in run.stage_of(state.label, i).onnx().graph.node):
         return None  # no decision in the stage: no segment cut (in lockstep, a reference run) to look for one
-    rs = root_segment(run, state, i, probe)
+    rs = root_segment(run, state, i, probe, whole=own)  # its own error: as it ran, its children inside
     if rs is None:
         return None
     nodes = [n for n in rs.model.graph.node if n.op_type in ops and n.input]

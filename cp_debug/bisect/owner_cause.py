@@ -5,8 +5,9 @@ attention's QK^T before its o_proj), a sibling's whose output was no probe (HF D
 after it, Whisper's before its final LayerNorm). The op-level why (`segment_why.py`) names the module that holds the
 op; the root cause moves there wherever that module's output is a probe or can be one (its output mapped to the
 graph, or a torch side's module), measured then if it was not, so that the root probe, its path, the JSON and the
-summary name one module. Where it cannot be (no tensor of its own in the graph), the probe stays and
-`RootCause.module` names the module.
+summary name one module. Where it cannot be (no tensor of its own in the graph: Llama's attention hands up o_proj's
+own tensor), or the module runs after the probe (a Conv folded into the BatchNorm after it takes the BatchNorm's
+name), the probe stays and `RootCause.module` names the module.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def moved(run: RunState, state: CandidateState, probe: str, module: str, path: l
     if tr is None:
         return None
     names = [n for n in tr.order if module_of_probe(n) == module]
+    at = {n: k for k, n in enumerate(tr.order)}
+    if not _holds(module, probe) and names and probe in at and at[names[0]] > at[probe]:
+        return None  # a module run after the probe holds none of its segment's code: a folded Conv named at its BN
     mapped_only = state.spec.runs_onnx or run.ref_spec.runs_onnx
     pm = st.probe_map() if mapped_only else None
     found = next((n for n in names if _compared(state, n)), None)
@@ -57,7 +61,7 @@ def moved(run: RunState, state: CandidateState, probe: str, module: str, path: l
 
 
 def _holds(probe: str, module: str) -> bool:
-    """`probe`'s module is `module`'s or an ancestor of it."""
+    """`probe`'s module is `module`'s or an ancestor of it (`_holds(module, probe)`: `module` holds the probe)."""
     base = module_of_probe(probe)
     return module == base or module.startswith(base + ".")
 
