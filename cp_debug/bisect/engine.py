@@ -390,7 +390,7 @@ class BisectEngine:
         path: list[str] = [rc] if rc else []
         if self.opts.refine and rc is not None:
             rc, fd = self._refine(state, rc, fd, path)
-        return candidate_result(self.run_state, state, fd, rc, path, started=t0)
+        return candidate_result(self.run_state, state, fd, rc, path, started=t0, measure=self._measure)
 
     # -- refinement ------------------------------------------------------------------------------------------
     def _refine(self, state: CandidateState, rc: str, fd: str | None, path: list[str]) -> tuple[str, str | None]:

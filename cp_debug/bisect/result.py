@@ -126,8 +126,8 @@ class RootCause:
     hint: str | None = None
     # a deployed graph's nodes with no counterpart in the reference, in the probe's segment (`graph_blame.py`)
     nodes: tuple[UnmatchedNode, ...] = ()
-    # the module whose own code holds the op the hint names, where that is not the probe's: the segment ending at the
-    # probe holds code run before it (a parent's QK^T before its o_proj), and that module is what is to blame
+    # the module whose own code holds the op the hint names, where that is not the probe's and cannot be (no tensor of
+    # its own: `owner_cause.py`): the segment ending at the probe holds code run before it, that module is to blame
     module: str | None = None
 
     def to_json(self) -> dict:

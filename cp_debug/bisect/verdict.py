@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from cp_debug.bisect.findings import catalog
+from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
 from cp_debug.bisect.findings.graph_blame import GraphBlame
@@ -24,7 +24,6 @@ from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
 from cp_debug.compare.diff import BROKEN, NON_FINITE
 from cp_debug.compare import noise
 from cp_debug.compare.diff import Tolerance
-from cp_debug.sites import module_of_probe
 
 
 def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]:
@@ -37,12 +36,14 @@ def ordered(state: CandidateState, probes: list[ProbeSpec]) -> list[ProbeResult]
 
 
 def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: str | None, path: list[str],
-                     started: float) -> CandidateResult:
+                     started: float, measure=None) -> CandidateResult:
     """One candidate's result over every probe it measured, the verdict a reducer over its findings
     (`findings/catalog.py`, in the list's order): a *where* finding places the root cause (a decision's words stand
-    for the layer's hint; a range's go first), the *why* findings explain the root cause's segment, the *run* findings
-    read the run as a whole; the outcome the worst of the noise model's and what a finding decides. The time since
-    `started` (perf_counter) is added to the candidate's seconds."""
+    for the layer's hint; a range's go first), the *why* findings explain the root cause's segment — the root probe
+    moved to the module whose own code holds the op its reason names (`owner_cause.py`, measured through `measure`
+    where it was no probe) —, the *run* findings read the run as a whole; the outcome the worst of the noise model's
+    and what a finding decides (a decision's: the causes beside it, `decision_cause.py`). The time since `started`
+    (perf_counter) is added to the candidate's seconds."""
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
     seg = Segment(Candidate(run, state), tuple(results), fd, rc, tuple(path))
@@ -57,11 +58,20 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         hint, owner = _hint(run, state, rc, whys) if rc else (None, None)
         if placed is not None and placed.text:
             hint = merged(placed.text, hint)
+        to = owner_cause.moved(run, state, rc, owner, path, measure) if owner else None
+        if to is not None:  # the root probe is the module the reason names
+            (rc, path), owner = to, None
+            results = ordered(state, [run.probes[n] for n in state.results])  # the owner's, measured now
+            seg = Segment(seg.candidate, tuple(results), fd, rc, tuple(path))
     ran = catalog.findings(seg, Role.RUN)
     blame = ran["graph"].detail if "graph" in ran else GraphBlame()
     choice = placed.detail if placed is not None and placed.fault == "decision" else None
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
     judged = placed.outcome if placed is not None else None
+    if judged is None and placed is not None and placed.replaces_hint and state.refused is None:
+        flip = placed.detail  # the decision's probe reads its flip: the outcome judged at the causes beside it
+        judged = _outcome(run, state, results, *decision_cause.beside(run, state, results, fd, flip))
+        judged = (judged[0], decision_cause.with_decision(judged[1], flip))
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc, path)))
                               if state.refused is None else (None, None)))
@@ -169,7 +179,7 @@ def _outputs_ok(run: RunState, state: CandidateState) -> bool:
 
 def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[str | None, str | None]:
     """The root cause's hint from its *why* findings (by fault class), and the module whose own code holds the op
-    its segment's why names where that is another module than the probe's (`_owner`), else None."""
+    its segment's why names where that is another module than the probe's (`owner_cause.owner`), else None."""
     r = state.results.get(name)
     if r is None:
         return None, None
@@ -212,17 +222,7 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
-    return hint, _owner(name, why.owner if why is not None else None)
-
-
-def _owner(probe: str, module: str | None) -> str | None:
-    """The module whose own code holds the op `why` names, where that is not `probe`'s module nor inside it: the
-    segment ending at `probe` also holds the code run before it — a parent's between its children (an attention's
-    QK^T before its o_proj), a sibling's whose own output is no probe (HF DETR's self_attn before its LayerNorm)."""
-    if not module:
-        return None
-    module, base = module_of_probe(module), module_of_probe(probe)
-    return None if module == base or module.startswith(base + ".") else module
+    return hint, owner_cause.owner(name, why.detail if why is not None else None)
 
 
 def _branch_text(w) -> str:

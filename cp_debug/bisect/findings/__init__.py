@@ -8,7 +8,9 @@ run), over which the verdict (`bisect/verdict.py`) is a reducer — the same fin
 
 The verdict's reasons: the op inside a root cause's segment that overflows, first makes NaN/Inf, collapses to zero or
 reduces too long, with its module, its role and a sum's length and largest term (`op_findings.py`, run by
-`segment_why.py`); the module whose own code holds it where that is not the probe's (`RootCause.module`); the reasons
+`segment_why.py`); the module whose own code holds it: the root probe moved there where its output is a probe
+(`owner_cause.py`), else named beside it (`RootCause.module`); a decision in the root cause's segment named as the
+decision, the outcome judged at the causes beside it (`decision_cause.py`); the reasons
 beside it: an eps lost (`eps_why.py`), an export that computes otherwise — a Resize's rounding, a truncating Div, an
 op removed (`export_why.py`) —, a small term judged by its share of the sum it is added to (`contribution.py`). A
 TopK / ArgMax whose reference margin is within the candidate format's rounding step, named as the decision that

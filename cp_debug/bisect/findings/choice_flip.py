@@ -239,9 +239,10 @@ def known_flip(run: RunState, state: CandidateState, fd: str | None, rc: str):
     from cp_debug.bisect.findings.flip_why import decision_flip
     from cp_debug.bisect.findings.index_why import index_flip
 
-    flip = decision_flip(run, state, fd)
-    if flip is not None:
-        return flip
+    for probe in dict.fromkeys(p for p in (fd, rc) if p):  # rounding that flowed in; the root cause's own
+        flip = decision_flip(run, state, probe)
+        if flip is not None:
+            return flip
     try:
         return index_flip(run, state, fd, rc)
     except Exception as err:  # noqa: BLE001 - the finding is extra; the run's verdict stands without it

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cp_debug.backends.spec import Capability
 from cp_debug.bisect.ranking import beyond_locally
 from cp_debug.bisect.run_state import CandidateState, RunState
 from cp_debug.half import FP16_MAX
@@ -77,11 +78,12 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     r = state.results.get(probe) if probe else None
     if precision not in ("fp16", "bf16") or r is None or r.local is None:
         return None
-    ops = ("Softmax",) if beyond_locally(r) else (*DECISION_OPS, "Softmax")  # a softmax: whatever its local error
+    own = beyond_locally(r)  # the segment's own rounding flips it: read where its own run chose otherwise
+    ops = (*DECISION_OPS, "Softmax")
     i = run.probes[probe].stage
     if not any(n.op_type in ops for n in run.stage_of(state.label, i).onnx().graph.node):
         return None  # no decision in the stage: no segment cut (in lockstep, a reference run) to look for one
-    rs = root_segment(run, state, i, probe)
+    rs = root_segment(run, state, i, probe, whole=own)  # its own error: as it ran, its children inside
     if rs is None:
         return None
     nodes = [n for n in rs.model.graph.node if n.op_type in ops and n.input]
@@ -93,6 +95,8 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
         x = ref.get(node.input[0])
         if x is None or not np.issubdtype(x.dtype, np.floating) or x.size < 2:
             continue
+        if own and node.op_type != "Softmax" and not chose_otherwise(run, rs, node):
+            continue
         found = (softmax_tie(node, x, opset(rs.model), precision) if node.op_type == "Softmax"
                  else margin(node, x, chosen(node, rs.model), precision))
         if found is not None:
@@ -101,6 +105,20 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
             return Flip(probe, node.name, node.op_type, named_module(node, rs.named), k, ties, rows, gap, step,
                         precision, reach)
     return None
+
+
+def chose_otherwise(run: RunState, rs, node) -> bool:
+    """The segment run as the candidate runs it, on the reference's boundary values, takes other indices at `node`
+    (a TopK's, an ArgMax's) than its FP32 run: the segment's own rounding flips the decision (its local error is
+    the flip's). A candidate ONNX Runtime does not run is not re-run here: False."""
+    from cp_debug.bisect.findings.segment_why import run_segment
+
+    t = node.output[1] if node.op_type == "TopK" and len(node.output) > 1 else node.output[0]
+    if not rs.spec.can(Capability.ORT_SESSIONS) or not t:
+        return False
+    ref = run_segment(run, "ort", rs.model, rs.feed, [t]).values.get(t)
+    got = run_segment(run, str(rs.spec), rs.model, rs.feed, [t], spec=rs.spec).values.get(t)
+    return ref is not None and got is not None and ref.shape == got.shape and bool((ref != got).any())
 
 
 def chosen(node, model) -> int | None:

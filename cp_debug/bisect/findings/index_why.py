@@ -113,7 +113,7 @@ def _in_segment(run: RunState, state: CandidateState, probe: str, crossed_only: 
     made = _data_indices(graph)
     if not made:
         return None  # nothing makes an index of the data in the stage: no segment cut (in lockstep, a reference run)
-    rs = root_segment(run, state, i, probe)
+    rs = root_segment(run, state, i, probe, whole=crossed_only)  # its own error: as it ran, children inside
     if rs is None:
         return None
     nodes = [n for n in rs.model.graph.node if n.name in made]

@@ -97,11 +97,12 @@ class RootSegment:
     named: Any  # NamedStage
 
 
-def root_segment(run: RunState, state: CandidateState, i: int, probe: str, through: str | None = None
-                 ) -> RootSegment | None:
+def root_segment(run: RunState, state: CandidateState, i: int, probe: str, through: str | None = None,
+                 whole: bool = False) -> RootSegment | None:
     """`probe`'s segment as its local error ran it (local_error.py), or None where it has no tensor or value; with
     `through` (a later probe of the same stage), the segment from the same known tensors on to that probe's tensor,
-    the probes between computed inside it."""
+    the probes between computed inside it; `whole`: the probe's own children (a refinement measured them after its
+    local error) computed inside it too, as its local error ran it before them."""
     from cp_debug.bisect.stages.kit_local import local_spec
     from cp_debug.graph.plan import cut_segment, segment_model, tensor_types
 
@@ -114,6 +115,10 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str, throu
     if tensor is None:
         return None
     inside = {pm.tensors[p] for p in _probes_from(run, i, probe, end) if p in pm.tensors}
+    if whole:
+        base = probe.split("[", 1)[0].split("#", 1)[0] + "."
+        inside |= {pm.tensors[n] for n, q in run.probes.items() if q.stage == i and n.startswith(base)
+                   and n in pm.tensors} - {tensor}
     if probe in run.lockstep_runs and pm.tensors.get(probe):  # the reference's values were never all held
         _, ls = run.lockstep_runs[probe]
         first = ls.plan.segment_of(pm.tensors[probe])
