@@ -254,15 +254,17 @@ def status_of(d: TensorDiff, j: Judgement) -> str:
     return "ok" if not j.beyond else "diverged"
 
 
-def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
-    """Is a segment's own error (÷ its budget) a local fault? Beyond the budget, and either standing out from its
-    siblings (`DOMINANCE`× the median of three or more) or `FAR` beyond the budget."""
+def local_fault(local_ratio: float, run_ratios: Sequence[float], layer: bool = True) -> bool:
+    """Is a segment's own error (÷ its budget) a local fault? Beyond the budget, and either `FAR` beyond it or, for a
+    layer (a segment with no measured probe inside it), standing out from the run's own errors (`DOMINANCE`× the
+    median of `run_ratios`, every other segment the candidate measured, three or more): the same test at every
+    level, where a level's siblings were not (see the module)."""
     if not local_ratio > 1:
         return False
     if local_ratio >= FAR or math.isinf(local_ratio):
         return True
-    others = sorted(r for r in sibling_ratios if math.isfinite(r) and r > 0)
-    if len(others) < 3:
+    others = sorted(r for r in run_ratios if math.isfinite(r) and r > 0)
+    if not layer or len(others) < 3:
         return False
     return local_ratio >= DOMINANCE * others[len(others) // 2]
 
