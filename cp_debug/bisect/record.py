@@ -148,17 +148,19 @@ def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
 
 
 def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
-    """A float format (FP16, BF16, FP8, the block formats, FP32's summation order): a probe beyond its own budget
+    """A float format judged by GROWTH · u (FP16, BF16, TF32, FP32's summation order): a probe beyond its own budget
     only by the rounding accumulated along the layers before it is judged by the budget that rounding carries
     (`noise.carried`: gain × the budget of the probe it reads) — its own segment within its own budget (local
     error), the probe it reads within its budget, carried in turn (a budget grows with depth, as the rounding it
-    bounds does: see compare/noise.py, "Depth"), the gain at most `noise.DOMINANCE`. Not INT8: its unit is each
-    tensor's own (`int8_carry`, never carried in turn)."""
+    bounds does: see compare/noise.py, "Depth"), the gain at most `noise.DOMINANCE`. Not the scaled formats (INT8,
+    FP8, NVFP4, MXFP8): a scale's misfit brings a share of their few-unit budget in one step, which is no rounding
+    accumulated (an FP8 input clipped at its calibrated range carried 0.66 of it at once), and their budgets were
+    measured on whole networks already."""
     from cp_debug.compare import noise
 
     r = s.results.get(name)
-    if (s.judged_at == "int8" or run.opts.tolerance_mode != "model" or r is None or r.judgement is None
-            or r.judgement.outcome is not noise.Outcome.DEGRADED or r.local_judgement is None
+    if (s.judged_at not in ("fp16", "bf16", "tf32", "fp32") or run.opts.tolerance_mode != "model" or r is None
+            or r.judgement is None or r.judgement.outcome is not noise.Outcome.DEGRADED or r.local_judgement is None
             or r.local_judgement.beyond or r.diff is None or not math.isfinite(r.diff.rel_rmse)):
         return
     ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None

@@ -111,7 +111,7 @@ class Stage:
         if level == "layer":
             return [q for q in tr.order if tr.is_leaf(q)]
         want = 1 if level == "stage" else 2
-        probes = set(tr.order)
+        probes = {tr.call_of(q) for q in tr.order}  # a call with a probe of its own (`self_attn[0]` for a tuple's)
         chosen = [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))
                   or (tr.depth(q) > want and _stands_in(tr, q, want, probes))]
         return chosen if level == "stage" else [k for q in chosen for k in _layers_of(tr, q)]
