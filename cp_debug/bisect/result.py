@@ -91,6 +91,9 @@ class ProbeResult:
         out["expected_rel_rmse"] = _num(j.expected_rel_rmse) if j else None
         out["noise_ratio"] = _num(j.noise_ratio) if j else None
         out["local_noise_ratio"] = _num(lj.noise_ratio) if lj else None
+        # the probe whose budget this one's carries (gain × that budget: noise.carried), else null: its own budget
+        out["carried_from"] = j.carried_from if j else None
+        out["carried_reason"] = j.reason if j and j.carried_from else None  # its budget there, the gain, its own ratio
         return out
 
     @classmethod
@@ -111,7 +114,7 @@ class ProbeResult:
         judgement = local_judgement = None
         if r.get("outcome"):
             judgement = Judgement(Outcome(r["outcome"]), _fl(r.get("expected_rel_rmse")), _fl(r.get("noise_ratio")),
-                                  "")
+                                  "", r.get("carried_from"))
             if r.get("local_noise_ratio") is not None:
                 ratio = _fl(r["local_noise_ratio"])
                 local_judgement = Judgement(Outcome.WITHIN_PRECISION if ratio <= 1 else Outcome.DEGRADED,

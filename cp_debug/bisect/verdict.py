@@ -93,9 +93,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]
              ) -> tuple[noise.Outcome, str]:
     """The candidate's outcome and its reason. Fixed mode: diverged where a probe is beyond tolerance. Model mode
-    (compare/noise.py): diverged for NaN/Inf or shape, or a root cause whose local error is a local fault at some
-    level of the descent (`path`: the root cause at each level, each against its own siblings); degraded for probes
-    beyond the precision otherwise, or boxes changed beyond it; else within precision."""
+    (compare/noise.py): diverged for NaN/Inf or shape, or a root cause whose own error is a local fault
+    (`_local_fault`: judged against the run's own errors, not its level's siblings, so that every level gives one
+    verdict); degraded for probes beyond the precision otherwise, or boxes changed beyond it; else within
+    precision. `path` is the descent (the root cause at each level); only where it ends is judged."""
     prec = state.judged_at
     if (unstable := unstable_reference(run, state, results)) is not None:  # no verdict rests on it (inconclusive.py)
         return noise.Outcome.INCONCLUSIVE, unstable
@@ -112,17 +113,12 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
         return noise.Outcome.DIVERGED, f"{broken.probe}: {why}"
     judge_boxes = getattr(state.detections, "judge", None)  # CenterPoint's BoxVerdict judges its boxes
     boxes = judge_boxes(prec) if judge_boxes is not None else None
+    if bad and (fault := _local_fault(state, rc)) is not None:
+        return noise.Outcome.DIVERGED, fault
     if bad:
-        for name in dict.fromkeys([*([rc] if rc else []), *reversed(path)]):
-            r = state.results.get(name)
-            lj = r.local_judgement if r is not None else None
-            if lj is not None and noise.local_fault(lj.noise_ratio, _sibling_ratios(run, state, name)):
-                return noise.Outcome.DIVERGED, (f"local fault at {name}: its segment alone brings "
-                                                f"{lj.noise_ratio:.3g}× {prec}'s expected rounding, far beyond its "
-                                                "siblings'")
         worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
         why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
-               f"{worst_r.judgement.noise_ratio:.3g}×), no single layer's own error far beyond its siblings'"
+               f"{worst_r.judgement.noise_ratio:.3g}×), no layer's own error a local fault"
                if worst_r.judgement else f"{len(bad)} probe(s) beyond {prec}'s expected rounding")
         return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}" if boxes is not None else "")
     top = max((r.judgement.noise_ratio for r in judged), default=0.0)
@@ -163,12 +159,20 @@ def _deployed_json(state: CandidateState) -> dict | None:
             "outputs": [r.to_json() for r in state.deployed.values()]}
 
 
-def _sibling_ratios(run: RunState, state: CandidateState, name: str) -> list[float]:
-    """The local errors (÷ their budgets) of the probes beside `name` (same parent and stage)."""
-    p = run.probes[name]
-    return [state.results[n].local_judgement.noise_ratio for n, q in run.probes.items()
-            if q.parent == p.parent and q.stage == p.stage and n != name and n in state.results
-            and state.results[n].local_judgement is not None]
+def _local_fault(state: CandidateState, rc: str | None) -> str | None:
+    """Why the root cause's own error is a local fault (`noise.local_fault`: against the run's own errors, a layer
+    by dominance, a segment holding measured layers only `FAR` beyond), else None."""
+    lj = state.results[rc].local_judgement if rc in state.results else None
+    others = [q.local_judgement.noise_ratio for n, q in state.results.items()
+              if n != rc and q.local_judgement is not None and q.status != "missing"]
+    layer = not any(n.startswith(f"{rc}.") and q.status != "missing" for n, q in state.results.items())
+    if lj is None or not noise.local_fault(lj.noise_ratio, others, layer):
+        return None
+    others = sorted(x for x in others if math.isfinite(x) and x > 0) or [math.nan]
+    median = others[len(others) // 2]
+    return (f"local fault at {rc}: its segment alone brings {lj.noise_ratio:.3g}× {state.judged_at}'s expected "
+            f"rounding (budget {lj.expected_rel_rmse:.3g}), the median of the run's {len(others)} other segments "
+            f"{median:.2g}×")
 
 
 def _outputs_ok(run: RunState, state: CandidateState) -> bool:

@@ -32,20 +32,32 @@ MobileNetV3-small 0.56 at its worst probe (a squeeze-excitation fc2, 0.75 of the
 DETR-like and the hand-written attention 0.22-0.23; the tests' CNN 0.31 and transformer block 0.21
 (tests/precision/test_nvfp4.py); a weight outlier that flushes the other blocks of its layer brings 1.2-1.3× the
 budget in its segment alone, named there as a local fault. MXFP8 (E4M3 values under a power-of-two scale per 32)
-rounds as finely as FP8 and takes its budget, 0.5: the same zoo reaches 0.06-0.19 (MobileNetV3-small the worst).
-The reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
+rounds as finely as FP8 and takes its budget, 0.5: the same zoo reaches 0.06-0.19 (MobileNetV3-small the worst). The
+reference's own run-to-run noise is a lower bound: 4× its rel. RMS.
 INT8's unit is each tensor's own, so a tensor of narrow spread (a classifier's 10 logits, amax/rms ≈ 2) is held to a
 unit several times finer than the ReLU6 maps whose rounding it reads: a healthy MobileNetV2 calibrated on held-out
 samples reached 1.8× its logits' budget with every other probe within its own (issue 84). Such a probe is judged by
 the budget its input's rounding carries (`carried`: gain × the input's budget) where its input is within its own
 budget and its own segment within its own.
 
+**Depth.** A float format's probe beyond its budget only by the rounding of the layers before it is judged by the
+budget that rounding carries (`carried`, bisect's `record.depth_carry`): gain (its error ÷ its input probe's) × its
+input probe's budget, carried in turn (a budget grows with depth, as the rounding does), where its own segment is within
+its own budget, its input within its budget and the gain ≤ `DOMINANCE`. A healthy 7 B Llama on an H200 (fp16) sat at
+0.032–0.037 from layers.15 on against 0.0312: degraded. On the CPU, tests/zoo/hf_models `build_llama_deep` (32 layers,
+hidden 64, std 0.25, 64 tokens, ort-cpu-fp16) grows 0.0046 → 0.0336 (layers.1 → 31), 0.0356 at the logits, each layer's
+own error 0.013–0.033× its budget: 6 probes beyond (model.norm 1.14×), exit 4, before; within after (layers.31 by 0.0344
+carried from layers.30). An own error beyond its budget is never carried. JSON: `expected_rel_rmse`, `carried_from`,
+`carried_reason`. INT8 is not carried in turn (`int8_carry`).
+
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
 becomes Inf where it is stored in FP16; a finite one was kept in FP32, and is judged as any other), a shape mix-up,
-or a segment whose error *by itself* (local error) is beyond its precision's budget and stands out from its
-siblings' (`DOMINANCE`× their median) or lies `FAR`× beyond the budget. *Degraded*: beyond the
-precision's budget without a local fault (the error accumulates evenly), or detections change beyond what the
-precision explains. *Within precision*: neither.
+or a root cause whose own error (local error) is beyond its budget and `FAR`× beyond it or, for a layer (no
+measured probe inside it), `DOMINANCE`× the median of the run's other own errors — not a level's siblings: a planted
+MobileNetV2 (tests/bisect/int8_mobilenet `depthwise_deep`, INT8) had features.17's block, run whole, at 4.7× (3× its
+siblings): exit 1 at the default level; `--level all` found its layers within 0.15×: exit 4. A segment whose measured
+layers do not show its error is a fault only `FAR` beyond: exit 4 at both. *Degraded*: beyond the precision's
+budget without a local fault, or detections change beyond what the precision explains. *Within precision*: neither.
 
 **Detections.** A box lost or added whose reference (candidate) score lies within the precision's score band of
 a cut is explained by the precision ("at the threshold"): the score threshold, and, where a side kept as many boxes
@@ -56,13 +68,12 @@ scale (a sigmoid's slope is at most 1/4, and logits are of order 1–4). A match
 the budget × the output grid's cell, or whose score changes by more than the band, or whose yaw turns by more
 than its precision explains for it (below), is degraded; unless it moved `NEIGHBOUR` (a tenth of a cell) or more
 (any distance where a side is full: the cap chose between two tied peaks of one object, which may lie a fraction of a
-tenth of a cell apart) and every matched score moved within the band: then the
-"matched" box is a neighbouring peak that NMS kept
-instead of a tied one (the same peak moves by at most the budget × a cell: its offset `reg` is a tensor within its
-noise; a neighbour lies anywhere from a fraction of a cell to two cells away, as the offsets fall). Measured on an
-H100, trained demo: FP16 "moved" a box 0.10 m and BF16 0.46–0.64 m with every probe within its budget and the
-scores tied — neighbouring peaks. What this reading cannot see: a fault that moves a few boxes without changing a
-score or lifting any probe's RMS beyond its budget.
+tenth of a cell apart) and every matched score moved within the band: then the "matched" box is a neighbouring peak
+that NMS kept instead of a tied one (the same peak moves by at most the budget × a cell: its offset `reg` is a tensor
+within its noise; a neighbour lies anywhere from a fraction of a cell to two cells away, as the offsets fall). Measured
+on an H100, trained demo: FP16 "moved" a box 0.10 m and BF16 0.46–0.64 m with every probe within its budget and the
+scores tied — neighbouring peaks. What this reading cannot see: a fault that moves a few boxes without changing a score
+or lifting any probe's RMS beyond its budget.
 
 **A yaw's conditioning** (`YawTurn`). A yaw is atan2(sin, cos) of the rot head at the box's peak, r = (sin, cos):
 a perturbation δ of r turns it by about |δ| / |r|, so how far a precision may turn a box depends on how well the
@@ -224,14 +235,11 @@ def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float
 
 
 def carried(j: Judgement, err: float, gain: float, source: Judgement, name: str, precision: str) -> Judgement:
-    """`j` (a tensor beyond its own budget, error `err`) judged as the rounding it was fed: where the probe it reads,
-    `name`, is within its own budget (`source`) and this probe's own segment is too (the caller's condition), the
-    error made upstream at that tensor's unit and passed on by the reference's own function (× `gain`, the measured
-    error out ÷ error in) is INT8's noise, not a fault of this tensor's finer unit. A tensor of few values or a
-    narrow spread (a classifier's 10 logits: amax/rms ≈ 2) has a unit several times finer than the ReLU6 maps
-    feeding it, and its own budget alone called a healthy network degraded (issue 84). Budget: gain × the source's.
-    A gain beyond `DOMINANCE` is no rounding passed on but a segment that makes error of what it reads (a decision or
-    an index flip, a cancellation): judged by its own budget, its story told where it is made."""
+    """`j` (a tensor beyond its own budget, error `err`) judged by the budget the rounding it was fed carries: where
+    the probe it reads, `name`, is within its budget (`source`) and its own segment within its own (the caller's
+    condition), gain × the source's budget (INT8: a classifier's 10 logits, amax/rms ≈ 2, read ReLU6 maps of a coarser
+    unit, issue 84; a float format: rounding accumulated with depth, see the module). A gain beyond `DOMINANCE` is a
+    segment that makes error of what it reads (a decision, a cancellation): judged by its own budget."""
     if j.outcome is not Outcome.DEGRADED or not (0 < gain <= DOMINANCE):
         return j
     exp = gain * source.expected_rel_rmse
@@ -258,15 +266,15 @@ def status_of(d: TensorDiff, j: Judgement) -> str:
     return "ok" if not j.beyond else "diverged"
 
 
-def local_fault(local_ratio: float, sibling_ratios: Sequence[float]) -> bool:
-    """Is a segment's own error (÷ its budget) a local fault? Beyond the budget, and either standing out from its
-    siblings (`DOMINANCE`× the median of three or more) or `FAR` beyond the budget."""
+def local_fault(local_ratio: float, run_ratios: Sequence[float], layer: bool = True) -> bool:
+    """Is a segment's own error (÷ its budget) a local fault? Beyond the budget and `FAR` beyond it, or, for a `layer`,
+    `DOMINANCE`× the median of the run's own errors `run_ratios` (three or more; see the module)."""
     if not local_ratio > 1:
         return False
     if local_ratio >= FAR or math.isinf(local_ratio):
         return True
-    others = sorted(r for r in sibling_ratios if math.isfinite(r) and r > 0)
-    if len(others) < 3:
+    others = sorted(r for r in run_ratios if math.isfinite(r) and r > 0)
+    if not layer or len(others) < 3:
         return False
     return local_ratio >= DOMINANCE * others[len(others) // 2]
 

@@ -46,3 +46,16 @@ def issue_84():
     with torch.no_grad():
         net.features[5].conv[1][0].weight[7] *= 100
     return net, (torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1)),)
+
+
+def depthwise_deep():
+    """Issue 108: width 1.0 at 96×96, the depthwise conv of features.8 with one channel ×1000. Calibrated on held-out
+    samples, its blocks' own errors (each run whole, ONNX Runtime fusing across its layers) put features.17 at 4.7×
+    INT8's budget, dominating nineteen blocks, while `--level all` measures its layers and finds none beyond: one
+    planted fault read "diverged" at the default level and "degraded" at `--level all` before the local-fault test
+    weighed a segment against the run's own errors."""
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(num_classes=10, width_mult=1.0).eval()
+    with torch.no_grad():
+        net.features[8].conv[1][0].weight[7] *= 1000
+    return net, (torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1)),)

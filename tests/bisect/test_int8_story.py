@@ -93,3 +93,23 @@ def test_issue_84_s_case_is_cured_at_its_conv_by_a_range_verified_downstream(tmp
     before, after, budget = map(float, re.search(
         r"local rel\. RMSE ([\d.e+-]+) → ([\d.e+-]+), int8's budget ([\d.e+-]+)", hint).groups())
     assert after < budget < before, hint  # margins, not exact numbers: AVX2 and AVX-512 alike
+
+
+def test_one_planted_fault_has_one_verdict_at_every_level(tmp_path):
+    """Issue 108, item 1: the depthwise plant of `depthwise_deep`, calibrated on held-out samples, exited 1
+    ("diverged": features.17's block, its layers run whole, 4.7× INT8's budget, three times its siblings') at the
+    default level and 4 at `--level all` (its layers measured, none beyond). A segment's own error is now weighed
+    against the run's own errors, and one holding measured layers is a fault only FAR beyond: one outcome, one exit."""
+    calib = tmp_path / "calib.npz"
+    import numpy as np
+
+    np.savez(calib, input0=np.random.default_rng(2).standard_normal((8, 1, 3, 96, 96)).astype(np.float32))
+    seen = {}
+    for level in ("block", "all"):
+        out = tmp_path / f"{level}.json"
+        proc = cpdebug("bisect", "--torch", f"{MODELS}:depthwise_deep", "-b", "torch,ort-cpu-int8", "--level", level,
+                       "--calib", calib, "--json", out, "--quiet")
+        report = json.loads(out.read_text())
+        seen[level] = (proc.returncode, report["outcomes"]["ort-cpu-int8"])
+        assert proc.returncode in (1, 4), proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert seen["block"] == seen["all"], seen

@@ -73,6 +73,9 @@ def test_a_file_onnx_runtime_refuses_exits_3_with_its_error(tmp_path, case, path
                                                                          "Conv '/block2/conv1/Conv' in FP16"),
     ("bert/planted/modelopt-fp8", "onnx", "/encoder/layer.0/output/dense/MatMul_output_0", "is inf in the file"),
     ("bert/planted/modelopt-fp8", "torch", None, "before MatMul '/encoder/layer.0/output/dense/MatMul'"),
+    # issue 108: the default level probes the encoder's layers (its BertEncoder returns no tensor): the overflow
+    # --onnx and --level all name, not "degraded" at the model's output with no layer named
+    ("bert/planted/modelopt-int8", "torch", "bert.encoder.layer.0.output.dense", "FP16 overflow in the file"),
 ])
 def test_a_planted_fault_is_named_at_its_layer_for_its_reason(tmp_path, case, path, root, says):
     """The BN-folded conv of the planted channel (block2.bn1 holds its value for --torch) overflows FP16 (in

@@ -114,6 +114,10 @@ def test_local_fault_needs_both_the_budget_and_standing_out():
     assert not noise.local_fault(2.0, [0.1])  # too few siblings to say
     assert noise.local_fault(noise.FAR, [5.0, 6.0, 7.0])  # FAR beyond the budget: a fault whatever the siblings
     assert noise.local_fault(math.inf, [])
+    # a segment holding measured layers that show none of its error (issue 108: ONNX Runtime fusing across them):
+    # only FAR beyond, whatever the run's other own errors (features.17's 4.7× against a median of 0.1)
+    assert not noise.local_fault(4.7, [0.1, 0.1, 0.2], layer=False)
+    assert noise.local_fault(noise.FAR, [0.1, 0.1, 0.2], layer=False)
 
 
 def test_int8_rounding_carried_from_a_coarser_unit_is_judged_by_the_budget_it_was_made_at():

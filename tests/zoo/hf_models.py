@@ -174,3 +174,25 @@ def build_bert_sdpa_clamped():
     with torch.no_grad():
         model.bert.encoder.layer[0].output.dense.weight[5, :8] *= 4e5
     return model, inputs
+
+
+def build_llama_deep(plant: float = 1.0):
+    """Issue 108, item 2: a narrow deep HF LlamaForCausalLM from a config (32 layers, hidden 64, random weights of std
+    0.25 — the per-layer scale of a 7 B Llama's 0.02 at hidden 4096 and a little more — 64 tokens): FP16's rounding
+    accumulates along the layers to 1.14× FP16's one-network budget at its last probes (ort-cpu-fp16, the residual
+    stream's max |x| 177, far from float16's range), as a healthy 7 B Llama did on an H200. `plant`: layer 20's q and
+    k projections scaled by it (×500: its attention scores pass float16's range)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=256, hidden_size=64, num_hidden_layers=32, num_attention_heads=2,
+                      num_key_value_heads=2, intermediate_size=172, max_position_embeddings=64,
+                      initializer_range=0.25, attn_implementation="eager", tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg).eval()
+    att = model.model.layers[20].self_attn
+    _scaled(att.q_proj, att.k_proj, by=plant)
+    return model, (torch.randint(0, cfg.vocab_size, (1, 64), generator=torch.Generator().manual_seed(0)),)
+
+
+def build_llama_deep_planted():
+    return build_llama_deep(500.0)

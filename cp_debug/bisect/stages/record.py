@@ -140,9 +140,41 @@ def judged(run: RunState, s: CandidateState, name: str, d: TensorDiff, loc: Tens
 
 def carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
     """A probe beyond its own budget by what it was fed, judged by the budget its input carries: INT8's rounding
-    (`int8_carry`), a cancellation of larger values at any precision (`cancel`)."""
+    (`int8_carry`), a float format's rounding accumulated along the layers (`depth_carry`), a cancellation of larger
+    values at any precision (`cancel`)."""
     int8_carry(run, s, name, upstream)
+    depth_carry(run, s, name, upstream)
     cancel(run, s, name, upstream)
+
+
+def depth_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:
+    """A float format judged by GROWTH · u (FP16, BF16, TF32, FP32's summation order): a probe beyond its own budget
+    only by the rounding accumulated along the layers before it is judged by the budget that rounding carries
+    (`noise.carried`: gain × the budget of the probe it reads) — its own segment within its own budget (local
+    error), the probe it reads within its budget, carried in turn (a budget grows with depth, as the rounding it
+    bounds does: see compare/noise.py, "Depth"), the gain at most `noise.DOMINANCE`. Not the scaled formats (INT8,
+    FP8, NVFP4, MXFP8): a scale's misfit brings a share of their few-unit budget in one step, which is no rounding
+    accumulated (an FP8 input clipped at its calibrated range carried 0.66 of it at once), and their budgets were
+    measured on whole networks already."""
+    from cp_debug.compare import noise
+
+    r = s.results.get(name)
+    if (s.judged_at not in ("fp16", "bf16", "tf32", "fp32") or run.opts.tolerance_mode != "model" or r is None
+            or r.judgement is None or r.judgement.outcome is not noise.Outcome.DEGRADED or r.local_judgement is None
+            or r.local_judgement.beyond or r.diff is None or not math.isfinite(r.diff.rel_rmse)):
+        return
+    ins = [s.results[u] for u in upstream if u in s.results and s.results[u].diff is not None
+           and s.results[u].judgement is not None and math.isfinite(s.results[u].diff.rel_rmse)
+           and s.results[u].diff.rel_rmse > 0]
+    if not ins:
+        return
+    src = max(ins, key=lambda x: x.diff.rel_rmse)  # the input `amplification` divides by
+    if src.judgement.beyond:
+        return
+    gain = r.diff.rel_rmse / src.diff.rel_rmse
+    j = noise.carried(r.judgement, r.diff.rel_rmse, gain, src.judgement, src.probe, s.judged_at)
+    if j is not r.judgement:
+        s.results[name] = replace(r, judgement=j, status=noise.status_of(r.diff, j))
 
 
 def int8_carry(run: RunState, s: CandidateState, name: str, upstream) -> None:

@@ -111,7 +111,9 @@ class Stage:
         if level == "layer":
             return [q for q in tr.order if tr.is_leaf(q)]
         want = 1 if level == "stage" else 2
-        chosen = [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))]
+        probes = {tr.call_of(q) for q in tr.order}  # a call with a probe of its own (`self_attn[0]` for a tuple's)
+        chosen = [q for q in tr.order if tr.depth(q) == want or (tr.depth(q) < want and tr.is_leaf(q))
+                  or (tr.depth(q) > want and _stands_in(tr, q, want, probes))]
         return chosen if level == "stage" else [k for q in chosen for k in _layers_of(tr, q)]
 
     def sites(self) -> dict:
@@ -138,6 +140,18 @@ class Stage:
         if op is not None:
             return op
         return tr.types.get(name) if tr else None
+
+
+def _stands_in(tr: ModuleTrace, name: str, want: int, probes: set[str]) -> bool:
+    """Does `name`, deeper than the level's depth `want`, stand in for a module of that depth that is no probe (its
+    output no tensor: a HF BertModel's encoder returns a ModelOutput)? Where no call between them is a probe: a
+    BERT's layers at the block level, not its embeddings alone and the model's output."""
+    call = tr.parents.get(tr.call_of(name), "")
+    while call and tr.depth(call) >= want:
+        if call in probes:
+            return False
+        call = tr.parents.get(call, "")
+    return True
 
 
 def _layers_of(tr: ModuleTrace, name: str) -> list[str]:
