@@ -72,9 +72,11 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         flip = placed.detail  # the decision's probe reads its flip: the outcome judged at the causes beside it
         judged = _outcome(run, state, results, *decision_cause.beside(run, state, results, fd, flip))
         judged = (judged[0], decision_cause.with_decision(judged[1], flip))
+    decided = placed is not None and placed.replaces_hint and state.refused is None
+    flipped = frozenset(decision_cause.computed_from(run, state, placed.detail)) if decided else frozenset()
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc, path)))
-                              if state.refused is None else (None, None)))
+                              if state.refused is None else (None, None)), flipped=flipped)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,

@@ -18,8 +18,8 @@ NOTABLE = 0.1  # … where it brings a tenth of its budget or more (below, exact
 UNDECIDED = (noise.Outcome.INCONCLUSIVE, noise.Outcome.NOT_RUN_AS_ASKED)
 
 
-def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome | None, why: str | None
-          ) -> tuple[noise.Outcome | None, str | None]:
+def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome | None, why: str | None,
+          flipped: frozenset[str] = frozenset()) -> tuple[noise.Outcome | None, str | None]:
     """`outcome` and its reason with the findings of this module; `runtime`, the run's runtime finding
     (`findings/catalog.py`), makes it diverged where the runtime computes the file wrong at its defaults."""
     fault = _runtime_fault(state, runtime)
@@ -29,8 +29,8 @@ def noted(run: RunState, state: CandidateState, runtime, outcome: noise.Outcome 
         why = f"{fault.text}; the file as judged here (every optimisation off): {outcome.words}, {why}"
         outcome = noise.worst([outcome, noise.Outcome.DIVERGED])
     quiet = (*UNDECIDED, noise.Outcome.DIVERGED)  # diverged: a local fault's own story names such a layer
-    extra = [said for said in (_same_sample(run, state), _standout(run, state) if outcome not in quiet else None)
-             if said]
+    standout = _standout(run, state, flipped) if outcome not in quiet else None
+    extra = [said for said in (_same_sample(run, state), standout) if said]
     return outcome, "; ".join([why, *extra])
 
 
@@ -67,14 +67,16 @@ def _same(a: dict, b: dict) -> bool:
                                         and np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
-def _standout(run: RunState, state: CandidateState) -> str | None:
+def _standout(run: RunState, state: CandidateState, flipped: frozenset[str] = frozenset()) -> str | None:
     """The segment whose own error (local error ÷ its budget) is `STANDOUT`× or more its siblings' median (three or
-    more siblings: same parent, same stage), said with both numbers and warned; None where none stands so far out."""
+    more siblings: same parent, same stage), said with both numbers and warned; None where none stands so far out.
+    `flipped`: the probes computed from a decision that is the root cause (their own error is its other choice's)."""
     groups: dict[tuple, list[tuple[str, float]]] = {}
     for name, r in state.results.items():
         p = run.probes.get(name)
         lj = r.local_judgement
-        if p is None or p.kind != "module" or lj is None or not (math.isfinite(lj.noise_ratio) and lj.noise_ratio > 0):
+        if p is None or p.kind != "module" or lj is None or not (math.isfinite(lj.noise_ratio) and lj.noise_ratio > 0) \
+                or name in flipped:
             continue
         groups.setdefault((p.stage, p.parent), []).append((name, lj.noise_ratio))
     best = None

@@ -1,4 +1,4 @@
-"""What each precision's rounding is expected to bring, and the three outcomes of every verdict.
+"""What each precision's rounding is expected to bring, and the outcomes of every verdict.
 
 One home for the noise model, so that bisect, sweep, fix and eval give the same verdict for the same numbers.
 
@@ -12,11 +12,9 @@ element-wise max: FP16's rounding always exceeds an element-wise tolerance somew
 `GROWTH = 64` (six of the format's bits): measured, healthy FP16 runs reach at most 24 u (trained demo, its head's
 `vel` output) and 20 u (random-weights awml-base, `rot`); planted faults lie beyond it (the branch's note has the
 calibration table). INT8's unit is already the tensor's own (amax / rms), and its budget `INT8_GROWTH = 8` units.
-FP32 against FP32 is another matter: both sides round alike, and what differs is the kernels' order of summation
-(cuDNN's algorithms, ORT's and torch's), worth about `u·sqrt(K)` per layer of K-long dot products (K = 2304 for a
-3×3 conv over 256 channels: 48 u), growing through the layers: `FP32_GROWTH = 1024`. Measured on an H100,
-awml-base `ort-cuda` against `torch-cuda` (both FP32, deterministic) reached 203 u; with GROWTH it was called
-degraded on every frame.
+FP32 against FP32: both sides round alike, what differs is the kernels' order of summation, about `u·sqrt(K)` a
+layer of K-long dot products (K = 2304, a 3×3 conv over 256 channels: 48 u), growing through the layers:
+`FP32_GROWTH = 1024` (an H100's awml-base `ort-cuda` against `torch-cuda`, both FP32, reached 203 u).
 FP8 (E4M3, ModelOpt's per-tensor scale amax/448) keeps 3 mantissa bits: u = 2^-4 wherever a value lies within
 2^15 of its tensor's amax (E4M3's normal range), so its unit is a float format's, not INT8's per-tensor step. GROWTH's
 64 u would be a budget of 4 (any answer passes): `FP8_GROWTH = 8` units, 0.5. Measured (`ort-cpu-fp8` against
@@ -42,22 +40,20 @@ budget and its own segment within its own.
 
 **Depth.** A float format's probe beyond its budget only by the rounding of the layers before it is judged by the
 budget that rounding carries (`carried`, bisect's `record.depth_carry`): gain (its error ÷ its input probe's) × its
-input probe's budget, carried in turn (a budget grows with depth, as the rounding does), where its own segment is within
-its own budget, its input within its budget and the gain ≤ `DOMINANCE`. A healthy 7 B Llama on an H200 (fp16) sat at
-0.032–0.037 from layers.15 on against 0.0312: degraded. On the CPU, tests/zoo/hf_models `build_llama_deep` (32 layers,
-hidden 64, std 0.25, 64 tokens, ort-cpu-fp16) grows 0.0046 → 0.0336 (layers.1 → 31), 0.0356 at the logits, each layer's
-own error 0.013–0.033× its budget: 6 probes beyond (model.norm 1.14×), exit 4, before; within after (layers.31 by 0.0344
-carried from layers.30). An own error beyond its budget is never carried. JSON: `expected_rel_rmse`, `carried_from`,
-`carried_reason`. INT8 is not carried in turn (`int8_carry`).
+input probe's budget, carried in turn (a budget grows with depth, as the rounding does), where its own segment is
+within its own budget, its input within its budget and the gain ≤ `DOMINANCE`. An own error beyond its budget is
+never carried; INT8 is not carried in turn (`int8_carry`). JSON: `expected_rel_rmse`, `carried_from`,
+`carried_reason`. Measured (a healthy 32-layer Llama, degraded before, within after): docs/measurements.md, issue 108.
 
 **Outcomes.** *Diverged*: a local fault — NaN/Inf where the reference is finite (a value beyond FP16's range
 becomes Inf where it is stored in FP16; a finite one was kept in FP32, and is judged as any other), a shape mix-up,
 or a root cause whose own error (local error) is beyond its budget and `FAR`× beyond it or, for a layer (no
-measured probe inside it), `DOMINANCE`× the median of the run's other own errors — not a level's siblings: a planted
-MobileNetV2 (tests/bisect/int8_mobilenet `depthwise_deep`, INT8) had features.17's block, run whole, at 4.7× (3× its
-siblings): exit 1 at the default level; `--level all` found its layers within 0.15×: exit 4. A segment whose measured
-layers do not show its error is a fault only `FAR` beyond: exit 4 at both. *Degraded*: beyond the precision's
-budget without a local fault, or detections change beyond what the precision explains. *Within precision*: neither.
+measured probe inside it), `DOMINANCE`× the median of the run's other own errors — never a level's siblings, so one
+fault has one verdict at every level (docs/measurements.md, issue 108: a planted MobileNetV2 was exit 1 at the
+default level, exit 4 at `--level all`). A segment whose measured layers do not show its error is a fault only `FAR`
+beyond. *Degraded*: beyond the precision's budget without a local fault, or detections change beyond what the
+precision explains. *Within precision*: neither. *Inconclusive*: the reference's own two runs differ beyond the
+candidate's budget.
 
 **Detections.** A box lost or added whose reference (candidate) score lies within the precision's score band of
 a cut is explained by the precision ("at the threshold"): the score threshold, and, where a side kept as many boxes

@@ -163,7 +163,11 @@ def test_boxes_at_the_threshold_are_explained_and_others_are_not():
 
 
 def test_outcomes_map_to_the_exit_codes():
-    assert [o.exit_code for o in Outcome] == [ExitCode.OK, ExitCode.DEGRADED, ExitCode.DIVERGED, ExitCode.BACKEND]
+    assert [o.exit_code for o in Outcome] == [ExitCode.OK, ExitCode.DEGRADED, ExitCode.DIVERGED, ExitCode.BACKEND,
+                                              ExitCode.INCONCLUSIVE]
+    # inconclusive ranks below a verdict that is one: a run's exit is still its worst candidate's
+    assert noise.worst([Outcome.INCONCLUSIVE, Outcome.WITHIN_PRECISION]) is Outcome.INCONCLUSIVE
+    assert noise.worst([Outcome.INCONCLUSIVE, Outcome.DEGRADED]) is Outcome.DEGRADED
     assert noise.worst([Outcome.DEGRADED, Outcome.WITHIN_PRECISION]) is Outcome.DEGRADED
     assert noise.worst([]) is Outcome.WITHIN_PRECISION
     assert Outcome.WITHIN_PRECISION.words == "within precision"

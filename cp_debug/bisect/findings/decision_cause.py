@@ -19,7 +19,7 @@ def beside(run: RunState, state: CandidateState, results: list[ProbeResult], fd:
            ) -> tuple[str | None, list[str]]:
     """The root cause the outcome is judged at where `flip` (a decision) is the run's: the first of `causes` whose
     tensor is not computed from the decision (None where none is), and its path."""
-    after = _after(run, state, flip)
+    after = computed_from(run, state, flip)
     rest = [p for p in causes(results, fd) if p not in after]
     return (rest[0], [rest[0]]) if rest else (None, [])
 
@@ -32,7 +32,7 @@ def with_decision(reason: str, flip) -> str:
             "format cannot keep, and every probe computed from it reads its other choice")
 
 
-def _after(run: RunState, state: CandidateState, flip) -> set[str]:
+def computed_from(run: RunState, state: CandidateState, flip) -> set[str]:
     """The measured probes computed from the decision: its stage's probes whose tensor depends on the node's outputs,
     and every probe of a later stage."""
     from cp_debug.bisect.findings.choice_runs import downstream
