@@ -39,6 +39,7 @@ from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
 from cp_debug.bisect.stages.stage_lockstep import lockstep_stage
 from cp_debug.bisect.stages.stage_whole import candidate_stage, reference_stage
+from cp_debug.bisect.stages.unprobed import deferred
 from cp_debug.bisect.store import TensorStore, default_budget
 from cp_debug.bisect.subjects.subject import LEVELS, Subject
 from cp_debug.bisect.verdict import assemble_report, candidate_result, ordered
@@ -49,10 +50,8 @@ __all__ = ["BisectEngine", "BisectOptions"]
 
 
 class BisectEngine:
-    """One bisect run: orchestration (stages in order, reference then candidates) and the refinement loop.
-
-    The shared state lives in `self.run_state` (run_state.py); the work is done by the parts that receive it.
-    """
+    """One bisect run: orchestration (stages in order, reference then candidates) and the refinement loop. The
+    shared state lives in `self.run_state` (run_state.py); the work is done by the parts that receive it."""
 
     def __init__(self, subject: Subject, reference: tuple[str, BackendSpec],
                  candidates: list[tuple[str, BackendSpec]], options: BisectOptions = BisectOptions(),
@@ -132,6 +131,7 @@ class BisectEngine:
                 ref_up.update(rs.ref_outputs[i])
             self._detection_verdicts(states, cand_up)
             screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
+        deferred(rs, states)  # each graph as deployed, no probes, once no helper thread runs (`unprobed.py`)
         cands = [self._conclude(s, first + screened.get(s.label, [])) for s in states]
         report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)

@@ -99,6 +99,7 @@ class CandidateState:
     # stage -> its final outputs as measured (probes exposed, or cut into segments) against its graph as deployed (no
     # probes, one session): {"measured": how, "outputs": [{output, rel_rmse, budget, ratio, beyond}]} (`unprobed.py`)
     unprobed: dict[str, dict] = field(default_factory=dict)
+    unprobed_later: dict[int, tuple] = field(default_factory=dict)  # stage -> (measured outputs, how): run after
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> the runner's settings (JSON)
     # probe -> its plots; on a device, `compare.device_plots.DevicePlots` (the same attributes, made when asked)
     plots: dict[str, Any] = field(default_factory=dict)

@@ -120,7 +120,7 @@ def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], r
     if bad:
         worst_r = max(bad, key=lambda r: r.judgement.noise_ratio if r.judgement else 0.0)
         why = (f"{len(bad)} probe(s) beyond {prec}'s expected rounding (worst {worst_r.probe}, "
-               f"{worst_r.judgement.noise_ratio:.3g}×), no layer's own error a local fault"
+               f"{worst_r.judgement.noise_ratio:.3g}×), no layer's own error a fault of its own"
                if worst_r.judgement else f"{len(bad)} probe(s) beyond {prec}'s expected rounding")
         return noise.Outcome.DEGRADED, why + (f"; {boxes.reason}" if boxes is not None else "")
     top = max((r.judgement.noise_ratio for r in judged), default=0.0)

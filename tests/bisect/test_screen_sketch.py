@@ -25,7 +25,9 @@ def test_a_branch_fp16_cancels_behind_a_residual_is_found_at_every_level(tmp_pat
     report = json.loads((tmp_path / "r.json").read_text())
     assert proc.returncode == 1, report["outcome_reasons"]
     cause = report["root_cause"]["ort-cpu-fp16"]
-    assert cause["probe"] == "1.inner.shifted.1", cause
+    # the root probe is the module whose own code holds the Sub its reason names (issue 108: one module, not its
+    # child `1.inner.shifted.1`, whose segment the Sub ran in before)
+    assert cause["probe"] == "1.inner.shifted" and "module" not in cause, cause
     # the why with its numbers: the inputs at 1024 where float16's step is 1, the result a fraction of it
     assert cause["hint"].startswith("FP16 cancellation at 1.inner.shifted: Sub"), cause["hint"]
     assert "float16's step is 1," in cause["hint"] and "verified: keeping" in cause["hint"], cause["hint"]

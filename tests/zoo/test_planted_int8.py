@@ -104,7 +104,9 @@ def test_one_outlier_channel_is_named_at_the_default_level_with_the_share_rounde
 
 @pytest.mark.slow
 @pytest.mark.parametrize("twin, scale, said", [
-    ("build_resnet_int8_one_channel", 0.2, r"does not cover this input: 'x' is calibrated at ±[\d.]+ and the input "
+    # the root cause is the layer whose own error stands furthest beyond its budget (the outlier channel's conv): the
+    # fit is read at its segment's input, which a calibration at a fifth of the input's scale saturates as well
+    ("build_resnet_int8_one_channel", 0.2, r"does not cover this input: '[^']+' is calibrated at ±[\d.]+ and the input "
                                            r"reaches \|x\| [\d.]+ \([\d.]+× its range\): ([\d.]+)% of its values"),
     ("build_resnet_int8_twin", None, None),  # calibrated on the input: the healthy twin within precision
 ])

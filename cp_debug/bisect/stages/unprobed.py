@@ -26,16 +26,37 @@ from cp_debug.bisect.subjects.subject import Stage
 def check_unprobed(run: RunState, state: CandidateState, i: int, measured: dict | None, how: str,
                    plain: dict | None = None) -> None:
     """Stage i's final outputs as `state` measured them (`measured`, `how`: "probes exposed" or "cut into N
-    segments") against its graph as deployed (`plain`: its outputs where already run, else run here once on the
-    candidate's feed), recorded in `state.unprobed` and, beyond the budget, said as a warning."""
+    segments") against its graph as deployed (`plain`: its outputs where already run, else run once on the
+    candidate's feed after every stage ran: `deferred`), recorded in `state.unprobed` and, beyond the budget, said
+    as a warning."""
     spec = state.spec
     st = run.stage_of(state.label, i)
     if (not spec.can(Capability.ORT_SESSIONS) or state.refused is not None or not measured
-            or st.name in state.unprobed or i not in state.feeds):
+            or st.name in state.unprobed or i in state.unprobed_later or i not in state.feeds):
         return
+    if plain is None:  # run once the stages' helper threads are done (a session's first run is heard alone)
+        state.unprobed_later[i] = (measured, how)
+        return
+    _record(run, state, st, measured, how, plain)
+
+
+def deferred(run: RunState, states: list) -> None:
+    """The graphs as deployed that `check_unprobed` left for after the stages (each candidate's, each stage's)."""
+    for state in states:
+        for i, (measured, how) in sorted(state.unprobed_later.items()):
+            st = run.stage_of(state.label, i)
+            try:
+                plain = _run_plain(run, state, i, st)
+            except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
+                run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check "
+                                    f"that probing left its outputs as they are: {err}")
+                continue
+            _record(run, state, st, measured, how, plain)
+        state.unprobed_later.clear()
+
+
+def _record(run: RunState, state: CandidateState, st: Stage, measured: dict, how: str, plain: dict) -> None:
     try:
-        if plain is None:
-            plain = _run_plain(run, state, i, st)
         rows = _compare(state, st, measured, plain)
     except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check that "
@@ -56,9 +77,8 @@ def _run_plain(run: RunState, state: CandidateState, i: int, st: Stage) -> dict:
     """The candidate's stage graph without probes, one session, on its own feed of stage i."""
     from cp_debug.bisect.stages.stage_runner import make_stage_runner
 
-    with run.progress.step(f"{state.label}: {st.name} as deployed (no probes)"):
-        with make_stage_runner(run, state.spec, st, [], calib=run.calib(i)) as runner:
-            return runner.infer(state.feeds[i])
+    with make_stage_runner(run, state.spec, st, [], calib=run.calib(i)) as runner:
+        return runner.infer(state.feeds[i])
 
 
 def _compare(state: CandidateState, st: Stage, measured: dict, plain: dict) -> list[dict]:

@@ -75,7 +75,8 @@ def test_fake_quant_and_qdq_graph_agree_layer_by_layer(fakequant_vs_qdq, fp32_vs
     assert not any("_quantizer" in r["probe"] for r in rows)  # refinement stops at the quantized conv, the layer
     # Each quantized conv run alone on the same inputs: the Q/DQ nodes carry the checkpoint's scales, so
     # the deployed graph computes what the fake-quant module does up to float summation order.
-    convs = [r for r in rows if r["local_rel_rmse"] is not None and r["probe"].startswith("pts_backbone.blocks.1.")
+    # (the descent goes into the block whose own error stands furthest beyond its budget, whichever that is)
+    convs = [r for r in rows if r["local_rel_rmse"] is not None and r["probe"].startswith("pts_backbone.blocks.")
              and r["probe"].count(".") == 3]
     assert len(convs) >= 6, [r["probe"] for r in rows]
     assert max(r["local_rel_rmse"] for r in convs) < 1e-3
