@@ -95,5 +95,20 @@ def _standout(run: RunState, state: CandidateState, flipped: frozenset[str] = fr
             f"{ratio / median:.3g}× the median of its {n} siblings' ({median:.3g}×) — a layer that rounds far worse "
             f"than its kind (weights or values {state.judged_at} cannot hold), {'within' if ratio <= 1 else 'beyond'} "
             "the budget on this input")
+    flip = _decision(run, state, name)
+    if flip is not None:  # a TopK / ArgMax in its segment that its own rounding flips: the decision, not the layer
+        said = (f"{name}'s own error stands out ({ratio:.3g}× {state.judged_at}'s budget, {ratio / median:.3g}× the "
+                f"median of its {n} siblings') and is a decision's, not its arithmetic's: {flip.text()}")
     run.warnings.append(f"{state.label}: {said}")
     return said
+
+
+def _decision(run: RunState, state: CandidateState, name: str):
+    """The decision in `name`'s segment that its own rounding flips (`flip_why.decision_flip`), or None."""
+    from cp_debug.bisect.findings.flip_why import decision_flip
+
+    try:
+        return decision_flip(run, state, name)
+    except Exception as err:  # noqa: BLE001 - the note stands without it
+        run.warnings.append(f"{state.label}: the decision check of {name} was not worked out: {err}")
+        return None

@@ -49,6 +49,7 @@ class Flip:
     step: float  # the candidate format's rounding step at the values there
     precision: str
     reach: float | None = None  # Softmax: the largest finite |logit| it reads
+    error: float = 0.0  # the candidate's own error at the values it reads, where its segment's rounding flips it
 
     def text(self) -> str:
         where = f"{self.module}: " if self.module else ""
@@ -63,10 +64,17 @@ class Flip:
                     "or compare this output as a set")
         what = f"top {self.chosen}" if self.op == "TopK" else "the top one"
         return (f"decision flip at {where}{self.op} {self.node!r}: the reference's margin between {what} and the "
-                f"next is {self.gap:.3g} in {self.ties} of {self.rows} row(s), within {self.precision}'s rounding step "
-                f"there ({self.step:.3g}): a near tie the format cannot keep, so the choice flips and everything "
+                f"next is {self.gap:.3g} in {self.ties} of {self.rows} row(s), {self._within()}: a near tie the format "
+                f"cannot keep, so the choice flips and everything "
                 "after it differs — not a layer's rounding (keeping layers in FP32 does not cure it); compare this "
                 "output as a set, or widen the margin")
+
+
+    def _within(self) -> str:
+        if self.error > self.step:
+            return (f"within what the candidate's own rounding moved these values by ({self.error:.3g}; "
+                    f"{self.precision}'s step there {self.step:.3g})")
+        return f"within {self.precision}'s rounding step there ({self.step:.3g})"
 
 
 def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Flip | None:
@@ -95,30 +103,56 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
         x = ref.get(node.input[0])
         if x is None or not np.issubdtype(x.dtype, np.floating) or x.size < 2:
             continue
-        if own and node.op_type != "Softmax" and not chose_otherwise(run, rs, node):
-            continue
+        error = 0.0  # the segment's own rounding flips it: the margin read against what it moved the values by
+        if own and node.op_type != "Softmax":
+            error = chose_otherwise(run, rs, node)
+            if error is None:
+                continue
+        k = chosen(node, rs.model)
         found = (softmax_tie(node, x, opset(rs.model), precision) if node.op_type == "Softmax"
-                 else margin(node, x, chosen(node, rs.model), precision))
+                 else margin(node, x, k, precision, error)
+                 or (order_margin(node, x, k, precision, error) if own else None))
         if found is not None:
             ties, rows, gap, step, k = found
             reach = float(np.abs(x[np.isfinite(x)]).max(initial=0.0)) if node.op_type == "Softmax" else None
             return Flip(probe, node.name, node.op_type, named_module(node, rs.named), k, ties, rows, gap, step,
-                        precision, reach)
+                        precision, reach, error)
     return None
 
 
-def chose_otherwise(run: RunState, rs, node) -> bool:
+def chose_otherwise(run: RunState, rs, node) -> float | None:
     """The segment run as the candidate runs it, on the reference's boundary values, takes other indices at `node`
     (a TopK's, an ArgMax's) than its FP32 run: the segment's own rounding flips the decision (its local error is
-    the flip's). A candidate ONNX Runtime does not run is not re-run here: False."""
+    the flip's). Returns the candidate's own error at the values the decision reads (the largest |difference| among
+    the reference's chosen members and the next: what its rounding moved them by), None where it chose the same. A
+    candidate ONNX Runtime does not run is not re-run here: None."""
     from cp_debug.bisect.findings.segment_why import run_segment
 
     t = node.output[1] if node.op_type == "TopK" and len(node.output) > 1 else node.output[0]
     if not rs.spec.can(Capability.ORT_SESSIONS) or not t:
-        return False
-    ref = run_segment(run, "ort", rs.model, rs.feed, [t]).values.get(t)
-    got = run_segment(run, str(rs.spec), rs.model, rs.feed, [t], spec=rs.spec).values.get(t)
-    return ref is not None and got is not None and ref.shape == got.shape and bool((ref != got).any())
+        return None
+    wanted = [t, node.input[0]]
+    ref = run_segment(run, "ort", rs.model, rs.feed, wanted).values
+    got = run_segment(run, str(rs.spec), rs.model, rs.feed, wanted, spec=rs.spec).values
+    a, b = ref.get(t), got.get(t)
+    if a is None or b is None or a.shape != b.shape or not bool((a != b).any()):
+        return None
+    x, y = ref.get(node.input[0], rs.feed.get(node.input[0])), got.get(node.input[0])
+    if x is None or y is None or x.shape != y.shape:
+        return 0.0
+    return _error_at_cut(node, np.asarray(x, np.float64), np.asarray(y, np.float64), chosen(node, rs.model))
+
+
+def _error_at_cut(node, x: np.ndarray, y: np.ndarray, k: int | None) -> float:
+    """The largest |y - x| among each row's reference top k + 1 (the members and the first left out)."""
+    attrs = {a.name: a.i for a in node.attribute}
+    axis = attrs.get("axis", -1 if node.op_type == "TopK" else 0)
+    largest = attrs.get("largest", 1) if node.op_type == "TopK" else int(node.op_type == "ArgMax")
+    xs, ys = (np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis]) for a in (x, y))
+    n = min((k or 1) + 1, xs.shape[1])
+    at = np.argsort(-xs if largest else xs, axis=1, kind="stable")[:, :n]
+    d = np.abs(np.take_along_axis(ys, at, 1) - np.take_along_axis(xs, at, 1))
+    return float(d[np.isfinite(d)].max(initial=0.0))
 
 
 def chosen(node, model) -> int | None:
@@ -138,9 +172,11 @@ def chosen(node, model) -> int | None:
     return None
 
 
-def margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int, float, float, int] | None:
+def margin(node, x: np.ndarray, k: int | None, precision: str, error: float = 0.0
+           ) -> tuple[int, int, float, float, int] | None:
     """(rows within a step, rows, the smallest margin, the step there, k) where some row's margin at the cut is
-    within the format's rounding step; None otherwise."""
+    within the format's rounding step (or `error`, the candidate's own error at these values, where larger); None
+    otherwise."""
     attrs = {a.name: a.i for a in node.attribute}
     axis = attrs.get("axis", -1 if node.op_type == "TopK" else 0)
     largest = attrs.get("largest", 1) if node.op_type == "TopK" else int(node.op_type == "ArgMax")
@@ -151,13 +187,14 @@ def margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int
     last, first_out = v[:, k - 1], v[:, k]
     gap = np.abs(last - first_out)
     step = rounding_step(np.maximum(np.abs(last), np.abs(first_out)), precision)
-    tie = gap <= step
+    tie = gap <= np.maximum(step, error)
     if not tie.any():
         return None
     return int(tie.sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
 
 
-def order_margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[int, int, float, float, int] | None:
+def order_margin(node, x: np.ndarray, k: int | None, precision: str, error: float = 0.0
+                 ) -> tuple[int, int, float, float, int] | None:
     """A sorted TopK's near ties among its own k (the order it hands on, not the set): (rows where two neighbours
     of the top k lie within the format's rounding step, rows, the smallest such gap, the step there, k); None
     where there are none, or the TopK is unsorted."""
@@ -171,7 +208,7 @@ def order_margin(node, x: np.ndarray, k: int | None, precision: str) -> tuple[in
     v = (-np.sort(-v, axis=1) if attrs.get("largest", 1) else np.sort(v, axis=1))[:, :k]
     gap = np.abs(v[:, :-1] - v[:, 1:])
     step = rounding_step(np.maximum(np.abs(v[:, :-1]), np.abs(v[:, 1:])), precision)
-    tie = gap <= step
+    tie = gap <= np.maximum(step, error)
     if not tie.any():
         return None
     return int(tie.any(axis=1).sum()), int(v.shape[0]), float(gap[tie].min()), float(step[tie].max()), k
