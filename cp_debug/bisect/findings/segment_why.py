@@ -112,6 +112,9 @@ def root_segment(run: RunState, state: CandidateState, i: int, probe: str, throu
     end = through or probe
     tensor = pm.tensors.get(end) if pm is not None else None
     model = st.onnx()
+    q = run.probes.get(end)
+    if tensor is None and q is not None and q.kind == "output":  # a stage output is its own tensor
+        tensor = end
     if tensor is None:
         return None
     inside = {pm.tensors[p] for p in _probes_from(run, i, probe, end) if p in pm.tensors}
