@@ -266,22 +266,30 @@ def _is_layer_norm(st, name: str, kind: str) -> bool:
 
 
 def _dominance(run: RunState, state: CandidateState, name: str) -> str | None:
-    """Say so when the root cause's local error barely stands out from its siblings' (error spread evenly)."""
-    p = run.probes[name]
-    sibs = [n for n, q in run.probes.items() if q.parent == p.parent and q.stage == p.stage and n != name
-            and q.kind == "module" and n in state.results and state.results[n].local is not None]
+    """Say so when the root cause's own error (÷ its budget) barely stands out from the run's other segments' (the
+    error spread evenly): weighed against every segment the run measured, as the local-fault test weighs it, never a
+    level's siblings (the same words at every level)."""
     r = state.results[name]
-    if len(sibs) < 3 or r.local is None or not math.isfinite(r.local.rel_rmse) or r.status in NON_FINITE:
+    mine = _own(r)
+    if mine is None or r.status in NON_FINITE:
         return None
-    others = sorted(v for v in (state.results[n].local.rel_rmse for n in sibs) if v > 0 and math.isfinite(v))
+    others = sorted(v for n, q in run.probes.items() if n != name and q.kind == "module" and n in state.results
+                    and (v := _own(state.results[n])) is not None and v > 0)
     if len(others) < 3:
         return None
-    sibs = others
     median = others[len(others) // 2]
-    if median > 0 and r.local.rel_rmse < 3 * median:
-        return (f"no single layer dominates: this local error is {r.local.rel_rmse / median:.1f}× the median of "
-                f"{len(sibs)} sibling layers — the error accumulates across the network")
+    if median > 0 and mine < noise.DOMINANCE * median:
+        return (f"no single layer dominates: this own error is {mine / median:.1f}× the median of the run's "
+                f"{len(others)} other segments' — the error accumulates across the network")
     return None
+
+
+def _own(r: ProbeResult) -> float | None:
+    """A probe's own error: its local error ÷ its budget where judged, else its local rel. RMSE; None without one."""
+    if r.local is None:
+        return None
+    v = r.local_judgement.noise_ratio if r.local_judgement is not None else r.local.rel_rmse
+    return v if math.isfinite(v) else None
 
 
 def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport:
