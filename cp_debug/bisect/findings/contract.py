@@ -22,6 +22,7 @@ An examiner that fails leaves a warning in the report and no finding: the verdic
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,7 +104,9 @@ class Finding:
     detail: Any = field(default=None, compare=False)  # its typed object (a ChoiceFlip, a GraphBlame …)
 
     def to_json(self) -> dict:
-        return {"fault": self.fault, "role": self.role.value, "probe": self.probe, "number": self.number,
+        """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""
+        number = self.number if self.number is not None and math.isfinite(self.number) else None
+        return {"fault": self.fault, "role": self.role.value, "probe": self.probe, "number": number,
                 "text": self.text, "owner": self.owner}
 
 
