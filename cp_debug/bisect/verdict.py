@@ -46,7 +46,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     (perf_counter) is added to the candidate's seconds."""
     all_probes = [run.probes[n] for n in state.results]
     results = ordered(state, all_probes)
-    seg = Segment(Candidate(run, state), tuple(results), fd, rc, tuple(path))
+    seg = Segment(Candidate(run, state), tuple(results), fd, rc)
     placed = catalog.where(seg) if rc else None
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
@@ -62,20 +62,20 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         if to is not None:  # the root probe is the module the reason names
             (rc, path), owner = to, None
             results = ordered(state, [run.probes[n] for n in state.results])  # the owner's, measured now
-            seg = Segment(seg.candidate, tuple(results), fd, rc, tuple(path))
+            seg = seg.at(rc, tuple(results))
     ran = catalog.findings(seg, Role.RUN)
     blame = ran["graph"].detail if "graph" in ran else GraphBlame()
     choice = placed.detail if placed is not None and placed.fault == "decision" else None
     # a candidate refused by its library ran nothing: no outcome, its error instead (`refused.py`)
-    judged = placed.outcome if placed is not None else None
-    if judged is None and placed is not None and placed.replaces_hint and state.refused is None:
-        flip = placed.detail  # the decision's probe reads its flip: the outcome judged at the causes beside it
-        judged = _outcome(run, state, results, *decision_cause.beside(run, state, results, fd, flip))
-        judged = (judged[0], decision_cause.with_decision(judged[1], flip))
     decided = placed is not None and placed.replaces_hint and state.refused is None
+    # the probes computed from a decision that is the root cause read its other choice (`decision_cause.py`)
     flipped = frozenset(decision_cause.computed_from(run, state, placed.detail)) if decided else frozenset()
+    judged = placed.outcome if placed is not None else None
+    if judged is None and decided:  # the outcome judged at the causes beside the decision
+        judged = _outcome(run, state, results, decision_cause.beside(results, fd, flipped))
+        judged = (judged[0], decision_cause.with_decision(judged[1], placed.detail))
     outcome, reason = noted(run, state, ran.get("runtime"),
-                            *(_as_ran(state, *(judged or _outcome(run, state, results, rc, path)))
+                            *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
@@ -92,13 +92,13 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                   if f.text])
 
 
-def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None, path: list[str]
+def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None
              ) -> tuple[noise.Outcome, str]:
     """The candidate's outcome and its reason. Fixed mode: diverged where a probe is beyond tolerance. Model mode
     (compare/noise.py): diverged for NaN/Inf or shape, or a root cause whose own error is a local fault
     (`_local_fault`: judged against the run's own errors, not its level's siblings, so that every level gives one
     verdict); degraded for probes beyond the precision otherwise, or boxes changed beyond it; else within
-    precision. `path` is the descent (the root cause at each level); only where it ends is judged."""
+    precision. Only the root cause, where the descent ends, is judged a local fault."""
     prec = state.judged_at
     if (unstable := unstable_reference(run, state, results)) is not None:  # no verdict rests on it (inconclusive.py)
         return noise.Outcome.INCONCLUSIVE, unstable
@@ -228,7 +228,7 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story
     if spread is not None:
         hint = (hint + "; " if hint else "") + spread
-    return hint, owner_cause.owner(name, why.detail if why is not None else None)
+    return hint, why.owner if why is not None else None
 
 
 def _branch_text(w) -> str:

@@ -105,7 +105,7 @@ class RangeLoss:
 class SegmentWhy:
     """The op inside the root cause's segment that overflows, flushes or first makes NaN/Inf, or the tensor whose
     INT8 / FP8 / block range loses its values, with its advice tried on the segment; `owner`: the module whose own
-    code holds the op, where not the probe's."""
+    code holds the op, where not the probe's nor inside it (`owner_cause.owner`)."""
 
     fault: str = "segment"
     role: Role = Role.WHY
@@ -133,8 +133,9 @@ class SegmentWhy:
         why = explain(seg.run, seg.state, p.stage, p.name)
         if why is None:
             return None
-        module = getattr(getattr(why, "finding", None), "module", None)
-        return Finding(self.fault, self.role, p.name, why.text(), owner=module, detail=why)
+        from cp_debug.bisect.findings.owner_cause import owner
+
+        return Finding(self.fault, self.role, p.name, why.text(), owner=owner(p.name, why), detail=why)
 
 
 @dataclass(frozen=True)

@@ -67,13 +67,12 @@ class Candidate:
 @dataclass(frozen=True)
 class Segment:
     """What `examine` reads: the candidate's results in execution order, its first divergent probe and the root
-    cause the own-error ranking chose (`ranking.py`), with the path the descent took to it."""
+    cause the own-error ranking chose (`ranking.py`)."""
 
     candidate: Candidate
     results: tuple[ProbeResult, ...]
     first_divergent: str | None
     root: str | None
-    path: tuple[str, ...] = ()
 
     @property
     def run(self) -> RunState:
@@ -83,10 +82,10 @@ class Segment:
     def state(self) -> CandidateState:
         return self.candidate.state
 
-    def at(self, root: str | None, path: tuple[str, ...] | None = None) -> "Segment":
-        """The same candidate's segment ending at another root cause (a *where* finding moved it)."""
-        return Segment(self.candidate, self.results, self.first_divergent, root,
-                       path if path is not None else ((root,) if root else ()))
+    def at(self, root: str | None, results: tuple[ProbeResult, ...] | None = None) -> "Segment":
+        """The same candidate's segment ending at another root cause (a *where* finding, or the owner, moved it),
+        over `results` where the move measured more."""
+        return Segment(self.candidate, self.results if results is None else results, self.first_divergent, root)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,10 @@ from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, RunState
 
 
-def beside(run: RunState, state: CandidateState, results: list[ProbeResult], fd: str | None, flip
-           ) -> tuple[str | None, list[str]]:
-    """The root cause the outcome is judged at where `flip` (a decision) is the run's: the first of `causes` whose
-    tensor is not computed from the decision (None where none is), and its path."""
-    after = computed_from(run, state, flip)
-    rest = [p for p in causes(results, fd) if p not in after]
-    return (rest[0], [rest[0]]) if rest else (None, [])
+def beside(results: list[ProbeResult], fd: str | None, after: frozenset[str]) -> str | None:
+    """The root cause the outcome is judged at where a decision is the run's: the first of `causes` that is not
+    computed from the decision (`after`: `computed_from`'s probes), None where none is."""
+    return next((p for p in causes(results, fd) if p not in after), None)
 
 
 def with_decision(reason: str, flip) -> str:

@@ -98,15 +98,21 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     nodes = [n for n in rs.model.graph.node if n.op_type in ops and n.input]
     if not nodes:
         return None
-    ref = run_segment(run, "ort", rs.model, rs.feed, list(dict.fromkeys(n.input[0] for n in nodes))).values
-    ref = {**rs.feed, **ref}
+    # where the segment's own rounding flips a choice, its run as the candidate runs it beside the reference's, once:
+    # the indices each decision takes and the values it reads, on both sides
+    choices = [n for n in nodes if n.op_type != "Softmax"] if own and rs.spec.can(Capability.ORT_SESSIONS) else []
+    read = [x for n in choices for x in (_indices(n), n.input[0])]
+    ref = run_segment(run, "ort", rs.model, rs.feed, list(dict.fromkeys([*(n.input[0] for n in nodes), *read])))
+    ref = {**rs.feed, **ref.values}
+    got = run_segment(run, str(rs.spec), rs.model, rs.feed, list(dict.fromkeys(read)), spec=rs.spec).values \
+        if choices else {}
     for node in nodes:
         x = ref.get(node.input[0])
         if x is None or not np.issubdtype(x.dtype, np.floating) or x.size < 2:
             continue
         error = 0.0  # the segment's own rounding flips it: the margin read against what it moved the values by
         if own and node.op_type != "Softmax":
-            error = chose_otherwise(run, rs, node)
+            error = chose_otherwise(node, ref, got, chosen(node, rs.model)) if node in choices else None
             if error is None:
                 continue
         k = chosen(node, rs.model)
@@ -123,27 +129,25 @@ def decision_flip(run: RunState, state: CandidateState, probe: str | None) -> Fl
     return None
 
 
-def chose_otherwise(run: RunState, rs, node) -> float | None:
-    """The segment run as the candidate runs it, on the reference's boundary values, takes other indices at `node`
-    (a TopK's, an ArgMax's) than its FP32 run: the segment's own rounding flips the decision (its local error is
-    the flip's). Returns the candidate's own error at the values the decision reads (the largest |difference| among
-    the reference's chosen members and the next: what its rounding moved them by), None where it chose the same. A
-    candidate ONNX Runtime does not run is not re-run here: None."""
-    from cp_debug.bisect.findings.segment_why import run_segment
+def _indices(node) -> str:
+    """The output holding the indices a decision takes (a TopK's second, an ArgMax's only)."""
+    return node.output[1] if node.op_type == "TopK" and len(node.output) > 1 else node.output[0]
 
-    t = node.output[1] if node.op_type == "TopK" and len(node.output) > 1 else node.output[0]
-    if not rs.spec.can(Capability.ORT_SESSIONS) or not t:
-        return None
-    wanted = [t, node.input[0]]
-    ref = run_segment(run, "ort", rs.model, rs.feed, wanted).values
-    got = run_segment(run, str(rs.spec), rs.model, rs.feed, wanted, spec=rs.spec).values
+
+def chose_otherwise(node, ref: dict, got: dict, k: int | None) -> float | None:
+    """The segment run as the candidate runs it (`got`), on the reference's boundary values, takes other indices at
+    `node` (a TopK's, an ArgMax's) than its FP32 run (`ref`): the segment's own rounding flips the decision (its local
+    error is the flip's). Returns the candidate's own error at the values the decision reads (the largest
+    |difference| among the reference's chosen members and the next: what its rounding moved them by), None where it
+    chose the same (or a candidate ONNX Runtime does not run gave no values)."""
+    t = _indices(node)
     a, b = ref.get(t), got.get(t)
-    if a is None or b is None or a.shape != b.shape or not bool((a != b).any()):
+    if not t or a is None or b is None or a.shape != b.shape or not bool((a != b).any()):
         return None
-    x, y = ref.get(node.input[0], rs.feed.get(node.input[0])), got.get(node.input[0])
+    x, y = ref.get(node.input[0]), got.get(node.input[0])
     if x is None or y is None or x.shape != y.shape:
         return 0.0
-    return _error_at_cut(node, np.asarray(x, np.float64), np.asarray(y, np.float64), chosen(node, rs.model))
+    return _error_at_cut(node, np.asarray(x, np.float64), np.asarray(y, np.float64), k)
 
 
 def _error_at_cut(node, x: np.ndarray, y: np.ndarray, k: int | None) -> float:

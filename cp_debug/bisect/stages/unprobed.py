@@ -37,27 +37,23 @@ def check_unprobed(run: RunState, state: CandidateState, i: int, measured: dict 
     if plain is None:  # run once the stages' helper threads are done (a session's first run is heard alone)
         state.unprobed_later[i] = (measured, how)
         return
-    _record(run, state, st, measured, how, plain)
+    _record(run, state, i, measured, how, plain)
 
 
 def deferred(run: RunState, states: list) -> None:
     """The graphs as deployed that `check_unprobed` left for after the stages (each candidate's, each stage's)."""
     for state in states:
         for i, (measured, how) in sorted(state.unprobed_later.items()):
-            st = run.stage_of(state.label, i)
-            try:
-                plain = _run_plain(run, state, i, st)
-            except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
-                run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check "
-                                    f"that probing left its outputs as they are: {err}")
-                continue
-            _record(run, state, st, measured, how, plain)
+            _record(run, state, i, measured, how, None)
         state.unprobed_later.clear()
 
 
-def _record(run: RunState, state: CandidateState, st: Stage, measured: dict, how: str, plain: dict) -> None:
+def _record(run: RunState, state: CandidateState, i: int, measured: dict, how: str, plain: dict | None) -> None:
+    """Stage i's `measured` outputs against its graph as deployed (`plain`: its outputs, None: run here), in
+    `state.unprobed` and, beyond the budget, a warning; where that fails, a warning and no record."""
+    st = run.stage_of(state.label, i)
     try:
-        rows = _compare(state, st, measured, plain)
+        rows = _compare(state, st, measured, plain if plain is not None else _run_plain(run, state, i, st))
     except Exception as err:  # noqa: BLE001 - the check is extra; the run's verdict stands without it
         run.warnings.append(f"{state.label}: {st.name}'s graph as deployed (no probes) was not run to check that "
                             f"probing left its outputs as they are: {err}")
