@@ -34,6 +34,8 @@ from pathlib import Path
 LLAMA = {  # hidden, layers, heads, kv heads, intermediate, vocab: ~parameters
     "10m": (256, 4, 4, 4, 688, 8192),
     "130m": (768, 12, 12, 4, 2048, 32000),
+    "135m8": (1024, 8, 16, 4, 2048, 32000),  # mid-sized and shallow: 136 M
+    "135m30": (576, 30, 9, 3, 1536, 32000),  # deep and narrow, as SmolLM-135M is shaped (its embedding tied): 125 M
     "800m": (1536, 20, 16, 8, 5504, 32000),
     "3b": (2560, 32, 32, 8, 6912, 32000),
 }
@@ -92,7 +94,7 @@ def build():
     h, n, heads, kv, inter, vocab = LLAMA
     cfg = LlamaConfig(hidden_size=h, num_hidden_layers=n, num_attention_heads=heads, num_key_value_heads=kv,
                       intermediate_size=inter, vocab_size=vocab, max_position_embeddings=256,
-                      attn_implementation="eager")
+                      attn_implementation="eager", tie_word_embeddings=SIZE == "135m30")
     return _Logits(LlamaForCausalLM(cfg).eval()).eval(), (torch.randint(0, vocab, (1, 32)),)
 '''
 

@@ -126,9 +126,11 @@ def _unlink(p: Path) -> None:
         pass
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, parents: bool = False) -> Path:
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, parents: bool = False,
+                 durable: bool = True) -> Path:
     """Write `path` with `write(f)` on a binary file object (e.g. `torch.save(obj, f)`); see the module docstring.
-    `parents`: create missing folders first."""
+    `parents`: create missing folders first. `durable=False`: not synced to the disk first (a file of the process's
+    own that goes when it ends: the weights folder's, 0.9 s of 122 syncs in a 136 M model's bisect)."""
     p = Path(path)
     tmp = None
     try:
@@ -140,7 +142,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, p)
         tmp = None

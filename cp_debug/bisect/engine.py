@@ -35,6 +35,7 @@ from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
 from cp_debug.bisect.stages.screen import screen_candidates
 from cp_debug.bisect.stages.screen_ahead import ScreenAhead
 from cp_debug.bisect.stages.refused import build_later_stage, refusal, refused_at
+from cp_debug.bisect.phases import Phases
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
 from cp_debug.bisect.stages.stage_lockstep import lockstep_stage
@@ -55,7 +56,7 @@ class BisectEngine:
 
     def __init__(self, subject: Subject, reference: tuple[str, BackendSpec],
                  candidates: list[tuple[str, BackendSpec]], options: BisectOptions = BisectOptions(),
-                 progress=None):
+                 progress=None, phases: Phases | None = None):
         from cp_debug.determinism import Determinism
 
         ref_label, ref_spec = reference
@@ -68,7 +69,7 @@ class BisectEngine:
             subject=subject, ref_label=ref_label, ref_spec=ref_spec, opts=options,
             det=Determinism(enabled=options.deterministic, seed=options.seed, conv_algo=options.cudnn_algo),
             level=level,
-            progress=progress or NullProgress(),
+            progress=progress or NullProgress(), phases=phases or Phases(),
             store=TensorStore(default_budget() if options.memory_budget_mb is None else options.memory_budget_mb << 20))
 
     @property
@@ -97,7 +98,7 @@ class BisectEngine:
                                     "(e.g. --backends ort,ort-cpu-fp16)")
             if needs_onnx:  # a graph given (--onnx, a deployed folder) is not exported: its probes are mapped
                 what = f"exporting {st.name} to ONNX" if st.onnx_model is None else f"mapping the probes of {st.name}"
-                with rs.progress.step(what):
+                with rs.progress.step(what), rs.phases.timed("export" if st.onnx_model is None else "probe map"):
                     st.onnx()
                     st.probe_map()
                 if st.export_note:
@@ -123,17 +124,24 @@ class BisectEngine:
                     for s in classic:
                         cand_up[s.label].update(outs[s.label])
                 if locked:
-                    ls_ref, ls_out = lockstep_stage(rs, i, sp, locked)
+                    with rs.phases.timed("lockstep (reference and candidates)"):
+                        ls_ref, ls_out = lockstep_stage(rs, i, sp, locked)
                     ref_out = ref_out if ref_out is not None else ls_ref
                     for s in locked:
                         cand_up[s.label].update(ls_out[s.label])
                 rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
                 ref_up.update(rs.ref_outputs[i])
             self._detection_verdicts(states, cand_up)
-            screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
-        deferred(rs, states)  # each graph as deployed, no probes, once no helper thread runs (`unprobed.py`)
-        cands = [self._conclude(s, first + screened.get(s.label, [])) for s in states]
-        report = assemble_report(rs, cands)
+            with rs.phases.timed("screen"):
+                screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
+        with rs.phases.timed("graph as deployed"):
+            deferred(rs, states)  # each graph as deployed, no probes, once no helper thread runs (`unprobed.py`)
+        cands = []
+        for s in states:
+            with rs.phases.timed(f"{s.label}: findings"):
+                cands.append(self._conclude(s, first + screened.get(s.label, [])))
+        with rs.phases.timed("report"):
+            report = assemble_report(rs, cands)
         report.scene = self._scene(states, cand_up)
         report.refusal = refusal(states)
         return report
@@ -168,12 +176,14 @@ class BisectEngine:
             for s in states:
                 if runs_ahead(rs, s.spec):
                     ahead.start(s, s.feeds[i])
-            ref_out = reference_stage(rs, i, sp, noise=noise, ran=ahead.reference_ran,
-                                      capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
+            with rs.phases.timed("reference"):
+                ref_out = reference_stage(rs, i, sp, noise=noise, ran=ahead.reference_ran,
+                                          capture=any(s.spec.can(Capability.RUN_SUBMODULE) for s in states))
             ahead.reference_done()
             for s in states:
                 t0 = time.perf_counter()
-                outs[s.label] = self._candidate(s, i, sp, ahead)
+                with rs.phases.timed(f"{s.label}: run"):
+                    outs[s.label] = self._candidate(s, i, sp, ahead)
                 if timed:
                     s.seconds += time.perf_counter() - t0 + ahead.seconds.get(s.label, 0.0)
         return ref_out, outs
@@ -241,22 +251,11 @@ class BisectEngine:
                     self.candidates[k] = (label, found.spec)
 
     def _check_node_lists(self) -> None:
-        """--keep-fp32 / --exclude-int8 name nodes of the stages' graphs (each stage takes its own; a SPEC@DIR
-        candidate's deployed files count too), in any form cp_debug prints (`probes/node_names.py`): read back to
-        the graphs' node names here, once, for every runner, segment and bundle after."""
-        from dataclasses import replace
+        """--keep-fp32 / --exclude-int8 read back to the graphs' node names, once (`node_lists.py`)."""
+        from cp_debug.bisect.node_lists import resolved
 
-        from cp_debug.probes.node_names import NodeNames
-
-        if not (self.opts.keep_fp32 or self.opts.exclude_int8):
-            return
-        stages = list(self.subject.stages) + [st for found in self.run_state.deployed.values() for st in found.stages]
-        tables = [NodeNames(st.onnx(), _module_names(st)) for st in stages]
-        lists = {}
-        for flag, field_name in (("--keep-fp32", "keep_fp32"), ("--exclude-int8", "exclude_int8")):
-            given = getattr(self.opts, field_name)
-            lists[field_name] = _resolve_in_any(tables, given, flag) if given else ()
-        self.opts = replace(self.opts, **lists)
+        self.opts = resolved(self.opts, list(self.subject.stages) + [
+            st for found in self.run_state.deployed.values() for st in found.stages])
         self.run_state.opts = self.opts
 
     def close(self) -> None:
@@ -430,20 +429,3 @@ class BisectEngine:
             path.append(rc)
         return rc, fd
 
-
-def _module_names(stage) -> set[str]:
-    """The qualified names of a stage's PyTorch module (a TorchScript graph's node scopes are read against them)."""
-    module = getattr(stage, "module", None)
-    return {q for q, _ in module.named_modules()} if module is not None else set()
-
-
-def _resolve_in_any(tables: list, names: tuple[str, ...], flag: str) -> tuple[str, ...]:
-    """Each name read back to node names in the first graph that knows it; the first graph's nearest names for one
-    that none knows."""
-    out: list[str] = []
-    for name in names:
-        found = next((hit for t in tables if (hit := t.lookup(name)) is not None), None)
-        if found is None:
-            tables[0].resolve([name], f"{flag} names")  # raises, naming the nearest
-        out.extend(found or ())
-    return tuple(dict.fromkeys(out))

@@ -18,6 +18,7 @@ import numpy as np
 from cp_debug.backends.base import PrecisionReport
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.findings.hints import Int8Range
+from cp_debug.bisect.phases import Phases
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.store import TensorStore
 from cp_debug.bisect.subjects.subject import DetectionVerdict, Stage, Subject
@@ -160,6 +161,7 @@ class RunState:
     # candidate label -> its stages over the user's deployed files (SPEC@DIR: a `deployed.DeployedStages`); others
     # run the subject's
     deployed: dict[str, object] = field(default_factory=dict)
+    phases: Phases = field(default_factory=Phases)  # where the command's time went (`phases.py`)
 
     def stage_of(self, label: str, i: int) -> Stage:
         """Stage i as candidate `label` runs it: the view over its deployed file (SPEC@DIR), else the subject's."""

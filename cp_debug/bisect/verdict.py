@@ -346,6 +346,7 @@ def assemble_report(run: RunState, cands: list[CandidateResult]) -> BisectReport
     from cp_debug.determinism import environment, peak_memory
 
     settings["peak_memory"] = peak_memory()  # issue 83: what a model of this size costs the machine
+    settings["phases"] = run.phases.to_json()  # issue 109: where the command's time went
     # torch (and the GPU facts it reads) is imported for the report only where the run used a GPU
     on_gpu = any(sp.device == "cuda" for sp in [run.ref_spec] + [s.spec for s in run.states.values()])
     return BisectReport(run.ref_label, cands, probes, settings, environment(load_torch=on_gpu),

@@ -253,8 +253,11 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         from cp_debug.compare import kernels
 
         kernels.warm_up_in_background()
+    from cp_debug.bisect.phases import Phases
+
+    phases = Phases()  # where the command's time goes, from here (the report's settings.phases)
     notes = _lint_first(pairs, subject_request, progress)
-    with progress.step("loading the model"):
+    with progress.step("loading the model"), phases.timed("load"):
         subject = _load_subject(subject_request, [spec for _, spec in pairs])
     for line in subject.told:  # before the run: the report's warnings come after it
         progress.warn(line)
@@ -267,7 +270,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         feeds, said = calibration_feeds(calib, subject.feed(0, {}), "the model", "the model's input is")
         subject.warnings.extend(said)
         opts = replace(opts, calib_feeds=tuple(feeds))
-    engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress)
+    engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress, phases=phases)
     from cp_debug.backends.ort import ort_kept
 
     try:

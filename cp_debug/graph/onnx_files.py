@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PROTO_LIMIT = 2**31 - 1  # protobuf's limit on one encoded message
 INLINE_LIMIT = 1_800_000_000  # past this many bytes of tensors a model is kept with external data (room for the graph)
+# past this many bytes of tensors a model this process holds keeps its weights in files too (`keep`): every session,
+# segment, conversion and hash of it then moves the graph, not the weights (issue 109: a 136 M-parameter Llama's
+# bisect encoded its 547 MB 17 times, 24 s of a 96 s run on the CPU machine)
+STORE_LIMIT = 128 << 20
 EXTERNAL_MIN_BYTES = 1024  # tensors this big or bigger go to the data file (onnx's own size_threshold)
 _ALIGN_MIN_BYTES, _ALIGN = 1 << 20, 1 << 16  # onnx's align_threshold and allocation_granularity
 
@@ -111,11 +115,11 @@ def read_onnx(path: Path) -> "onnx.ModelProto":
         raise MissingDataFile(missing[0])
     outside = [t for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
     if not outside:
-        return model
-    if model_nbytes(model) + sum(_length(t, path.parent) for t in outside) < INLINE_LIMIT:
+        return keep(model)
+    if model_nbytes(model) + sum(_length(t, path.parent) for t in outside) < STORE_LIMIT:
         onnx.load_external_data_for_model(model, str(path.parent))
         return model
-    return adopt(model, path.parent)
+    return keep(adopt(model, path.parent))
 
 
 class MissingDataFile(FileNotFoundError):
@@ -392,7 +396,7 @@ def store_array(array: "np.ndarray", name: str) -> "onnx.TensorProto":
 
     array = np.ascontiguousarray(array)
     path = new_file()
-    write_atomic(path, lambda f: f.write(memoryview(array.reshape(-1).view(np.uint8))))
+    write_atomic(path, lambda f: f.write(memoryview(array.reshape(-1).view(np.uint8))), durable=False)
     t = onnx.TensorProto(name=name, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
     t.data_location = onnx.TensorProto.EXTERNAL
     for key, value in (("location", register(path)), ("offset", 0), ("length", array.nbytes)):
@@ -401,17 +405,17 @@ def store_array(array: "np.ndarray", name: str) -> "onnx.TensorProto":
 
 
 def keep(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """`model` as this process holds it: as it is where it fits one protobuf message, else with every inline tensor
-    of `STORE_MIN_BYTES` or more written once into a new data file of the weights folder (the graph returned points
-    there; `model` itself is not changed)."""
+    """`model` as this process holds it: as it is where its inline tensors are under `STORE_LIMIT`, else with every
+    inline tensor of `STORE_MIN_BYTES` or more written once into a new data file of the weights folder (the graph
+    returned points there; `model` itself is not changed)."""
     from cp_debug.files import write_atomic
     from cp_debug.graph.weight_store import STORE_MIN_BYTES, new_file, register
 
-    if fits_inline(model):
+    if model_nbytes(model) < STORE_LIMIT:
         return model
     path = new_file()
     light, parts = split_weights(model, register(path), min_bytes=STORE_MIN_BYTES)
-    write_atomic(path, lambda f: write_parts(f, parts))
+    write_atomic(path, lambda f: write_parts(f, parts), durable=False)
     return light
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
-from cp_debug.precision.fp16 import convert_quietly, convert_to_fp16
+from cp_debug.precision.fp16 import convert_quietly
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -20,8 +20,8 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
     content hash of the graph's bytes, the settings, the source of this module, `precision/fp16.py`,
     `precision/fp16_keep.py` and `graph/model.py` and the versions of cp_debug, onnx and onnx-graphsurgeon; each
     entry written whole (`KEY.onnx`, then `KEY.json`), bounded like the export cache (`files.prune_cache`). Off
-    with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph over protobuf's 2 GB, is converted without
-    it."""
+    with `CPDEBUG_NO_CACHE`; a folder that cannot be written, or a graph whose weights are kept in files
+    (`onnx_files.keep`), is converted without it."""
     from cp_debug.files import cache_dir
     from cp_debug.graph.onnx_files import encoded
     from cp_debug.graph.stored import load_entry, store_entry
@@ -29,17 +29,15 @@ def convert_to_fp16_cached(model: "onnx.ModelProto", *, keep_fp32_nodes: Iterabl
     keep_nodes, keep_ops = sorted(set(keep_fp32_nodes)), sorted(set(keep_fp32_op_types))
     folder = cache_dir("fp16")
     data = encoded(model) if folder is not None else None  # the key is made from them
-    if data is None:  # past 2 GiB: converted without the cache
-        return convert_to_fp16(model, keep_fp32_nodes=keep_nodes, keep_fp32_op_types=keep_ops,
-                               keep_io_types=keep_io_types)
-    key = _cache_key(data, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
-                            "keep_io_types": bool(keep_io_types)})
-    found = load_entry(folder, key, _CACHE_SCHEMA)
-    if found is None:
-        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types)
-        store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
-    else:
+    key = None if data is None else _cache_key(data, {"keep_fp32_nodes": keep_nodes, "keep_fp32_op_types": keep_ops,
+                                                      "keep_io_types": bool(keep_io_types)})
+    found = None if key is None else load_entry(folder, key, _CACHE_SCHEMA)
+    if found is not None:
         converted, said = found[0], [str(t) for t in found[1].get("warnings", [])]
+    else:  # no key: weights in files (`graph/weight_store.py`), their FP16 copies made once a process
+        converted, said = convert_quietly(model, keep_nodes, keep_ops, keep_io_types)
+        if key is not None:
+            store_entry(folder, key, converted, {"schema": _CACHE_SCHEMA, "warnings": said})
     for text in said:
         warnings.warn(text, stacklevel=2)
     return converted

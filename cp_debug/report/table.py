@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from cp_debug.bisect.phases import phases_line
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.compare.diff import BROKEN
 from cp_debug.report._format import (FIRST_DIVERGENT, ROOT_CAUSE, Row, candidate_title, fmt_db, fmt_num, model_title,
@@ -124,6 +125,9 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     memory = memory_line(report.settings.get("peak_memory"))
     if memory:
         grid.add_row("memory", Text(memory, style="dim"))
+    spent = phases_line(report.settings.get("phases"))
+    if spent:
+        grid.add_row("time", Text(spent, style="dim"))
     for w in report.warnings:
         grid.add_row(Text("warning", style="yellow"), Text(str(w)))
     kinds = {verdict(c)[0] for c in report.candidates}

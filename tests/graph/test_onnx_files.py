@@ -136,6 +136,7 @@ def test_cache_entries_past_the_limit_keep_their_weights_beside_them_and_go_with
     from cp_debug.graph.stored import load_entry, store_entry
 
     monkeypatch.setattr(onnx_files, "INLINE_LIMIT", 1 << 20)
+    monkeypatch.setattr(onnx_files, "STORE_LIMIT", 1 << 20)
     model = _model()
     assert store_entry(tmp_path, "k1", model, {"schema": "s"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k1.json", "k1.onnx", "k1.onnx.data"]

@@ -53,8 +53,10 @@ def build():
 
 @pytest.fixture
 def big(monkeypatch):
-    """Every model over 1 MB kept with external data, every tensor over 1 MB copied field by field."""
+    """Every model over 1 MB kept with external data and its weights in files, every tensor over 1 MB copied field by
+    field."""
     monkeypatch.setattr(onnx_files, "INLINE_LIMIT", 1 << 20)
+    monkeypatch.setattr(onnx_files, "STORE_LIMIT", 1 << 20)
     monkeypatch.setattr(onnx_files, "_COPY_WHOLE_BYTES", 1 << 20)
 
 

@@ -172,7 +172,10 @@ class OrtRunner(Runner):
             if emulated.changed:
                 self._transform = replace(self._transform, half_storage=emulated.to_json())
                 declared, model = graph_facts(model) if self.dump_facts else None, emulated.model
-        self._sess, self._facts = make_session(model, self._providers, True, self._how())
+        how = self._how()
+        if declared is not None:  # the facts said are the float16 graph's: ORT's optimised graph not written
+            how = replace(how, dump_facts=False)
+        self._sess, self._facts = make_session(model, self._providers, True, how)
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
         plain = graph.plain

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from cp_debug.backends.ort.ort_precision import GraphFacts, cpu_fallback, graph_facts
 from cp_debug.determinism import Determinism
+from cp_debug.graph.onnx_files import INLINE_LIMIT
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,14 +65,14 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
     import onnx
     import onnxruntime as ort
 
-    from cp_debug.graph.onnx_files import holds_stored
+    from cp_debug.graph.onnx_files import model_nbytes, stored_nbytes
     from cp_debug.graph.session import session_source
 
     det = how.determinism
     with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
         opt_path = Path(tmp) / "optimized.onnx"
         # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
-        big = not isinstance(src, bytes) or holds_stored(model)
+        big = model_nbytes(model) + stored_nbytes(model) >= INLINE_LIMIT
         dump = None if big or not how.dump_facts else str(opt_path)
         try:
             try:

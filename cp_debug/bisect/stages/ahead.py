@@ -82,7 +82,7 @@ class Ahead:
     def start(self, state: CandidateState, feed: dict) -> None:
         if self._run_pool is None:
             self._run_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-ahead")
-        self._runs[state.label] = self._run_pool.submit(self._run, state, feed)
+        self._runs[state.label] = self._run_pool.submit(self._timed_run, state, feed)
 
     def reference_ran(self) -> None:
         """The reference's first run has filled the store: the candidates' runs go, and their local errors (cut and
@@ -94,8 +94,8 @@ class Ahead:
             state = self.run.states[label]
             if self._local_pool is None:
                 self._local_pool = ThreadPoolExecutor(1, thread_name_prefix="cpdebug-local")
-            self._locals[label] = self._local_pool.submit(_on_own_stream, self.run.store.device, segment_errors,
-                                                          self.run, state, self.i, self.sp, self._measure)
+            self._locals[label] = self._local_pool.submit(_on_own_stream, self.run.store.device, self._local_errors,
+                                                          state)
 
     def reference_done(self) -> None:
         """The reference has finished the stage, its noise run included."""
@@ -147,6 +147,14 @@ class Ahead:
         self._noise_known.wait()
         if self._cancelled:
             raise _Cancelled()
+
+    def _local_errors(self, state: CandidateState) -> LocalErrors:
+        with self.run.phases.timed(f"{state.label}: local errors", beside=True):
+            return segment_errors(self.run, state, self.i, self.sp, self._measure)
+
+    def _timed_run(self, state: CandidateState, feed: dict) -> AheadRun:
+        with self.run.phases.timed(f"{state.label}: run", beside=True):
+            return self._run(state, feed)
 
     def _run(self, state: CandidateState, feed: dict) -> AheadRun:
         run, i, sp = self.run, self.i, self.sp

@@ -209,7 +209,8 @@ def _side_by_side(run: RunState, spec, model, types, inits, cuts: list, feed_of,
 
 def _session_kw(run: RunState, spec, model) -> dict:
     """`make_runner`'s keywords for a local-error session of `model` (a segment, or segments side by side)."""
-    return {"determinism": run.det, "spinning": False, "shared_arena": True, **run.ort_kwargs(spec, model)}
+    return {"determinism": run.det, "spinning": False, "shared_arena": True, "graph_facts": False,
+            **run.ort_kwargs(spec, model)}
 
 
 def _boundary(run: RunState, i: int, key: str, device):

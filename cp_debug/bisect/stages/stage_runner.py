@@ -12,8 +12,10 @@ from cp_debug.bisect.subjects.subject import Stage
 
 
 def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: list[ProbeSpec], *,
-                      capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None):
-    """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX)."""
+                      capture_inputs=False, calib=None, onnx_model=None, extra_tensors=None, facts: bool = True):
+    """A runner for `spec` over `stage` with `probes` exposed (module outputs for torch, tensors for ONNX).
+    `facts=False`: no precision facts read from ONNX Runtime's optimised graph (writing it costs what writing the
+    weights costs: 1.2 s a session of a 136 M-parameter model on the CPU machine) where no one reads them."""
     from cp_debug.backends.factory import make_runner
 
     mods = [p.name for p in probes if p.kind == "module"]
@@ -26,7 +28,7 @@ def make_stage_runner(run: RunState, spec: BackendSpec, stage: Stage, probes: li
         pm = stage.probe_map()
         extra_tensors = [pm.tensors[m] for m in mods if pm is not None and m in pm.tensors]
     kwargs = dict(extra_outputs=list(dict.fromkeys(extra_tensors)), determinism=run.det, spinning=False,
-                  shared_arena=True, **run.ort_kwargs(spec, model))
+                  shared_arena=True, graph_facts=facts, **run.ort_kwargs(spec, model))
     takes_qdq = spec.precision == "int8" and spec.can(Capability.QDQ_MODEL) and onnx_model is None
     qdq = stage.qdq_onnx() if takes_qdq else None
     if qdq is not None:

@@ -201,7 +201,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                     if found is not None:  # measured on a helper thread while the engine's compared
                         local = found.apply(run, state, i)
                     else:
-                        local = local_errors(run, state, i, sp, runner)
+                        with run.phases.timed(f"{state.label}: local errors"):
+                            local = local_errors(run, state, i, sp, runner)
     _record(run, state, sp, diffs, exposed, local)
     # the outputs' run exposed probes: its final outputs against the graph as deployed (`unprobed.py`)
     shown = _exposed(st, spec, chunks[0] if len(chunks) > 1 and not one_session else sp)

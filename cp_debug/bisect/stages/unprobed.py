@@ -73,7 +73,7 @@ def _run_plain(run: RunState, state: CandidateState, i: int, st: Stage) -> dict:
     """The candidate's stage graph without probes, one session, on its own feed of stage i."""
     from cp_debug.bisect.stages.stage_runner import make_stage_runner
 
-    with make_stage_runner(run, state.spec, st, [], calib=run.calib(i)) as runner:
+    with make_stage_runner(run, state.spec, st, [], calib=run.calib(i), facts=False) as runner:
         return runner.infer(state.feeds[i])
 
 
