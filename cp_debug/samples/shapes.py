@@ -73,15 +73,16 @@ def _name_and_dims(item: str, option: str) -> tuple[str, tuple[int, ...]]:
             raise BadInputError(f"{option} {item!r}: no ':' after the quoted name: {SPELLING}")
         dims_text = rest[1:]
     else:
-        name, colon, dims_text = item.rpartition(":")
+        name, colon, dims_text = item.partition(":")
         if not colon:
             raise BadInputError(f"{option} {item!r}: no ':' between the input's name and its shape: {SPELLING}")
     if not name:
         raise BadInputError(f"{option} {item!r}: no input name before ':': {SPELLING}")
     parts = dims_text.strip().split("x")
     if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise BadInputError(f"{option} {item!r}: the shape {dims_text!r} is not positive integers joined by 'x': "
-                            f"{SPELLING}")
+        quote = " (a name holding ':' is quoted: 'input:0':1x3)" if ":" in dims_text else ""
+        raise BadInputError(f"{option} {item!r}: the shape {dims_text!r} is not positive integers joined by "
+                            f"'x'{quote}: {SPELLING}")
     return name, tuple(int(p) for p in parts)
 
 
