@@ -129,20 +129,26 @@ def sweep(
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     --onnx with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing shape.
     """
-    if min_shapes is not None or max_shapes is not None:
+    ranged = min_shapes is not None or max_shapes is not None
+    if ranged:
         from cp_debug.cli.common.shape_range import check_range_given
 
         check_range_given(min_shapes, max_shapes, torch_model, onnx_model, inputs, data)
     if torch_model or onnx_model:
         from cp_debug.cli.common.samples import SampleRun, sweep_samples
+        from cp_debug.cli.common.shape_range import sweep_range
 
         others = dict(scenes=scenes, config=config, checkpoint=checkpoint, params=params, int8=int8, ray=ray,
                       rrd=rrd, pictures=pictures, budget=budget)
+        run = SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, tolerance_mode, atol, rtol,
+                        quiet or False, junit, deterministic, calib)
         with ThirdParty(verbose=verbose) as third_party:
-            code = sweep_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends,
-                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic, calib),
-                                 out, level=level, bisect_top=bisect_top, shard_size=shard_size, resume=resume,
-                                 others=others, third_party=third_party, shapes=(min_shapes, max_shapes))
+            if ranged:
+                code = sweep_range(run, out, (min_shapes, max_shapes), level=level, bisect_top=bisect_top,
+                                   resume=resume, others=others, third_party=third_party)
+            else:
+                code = sweep_samples(run, out, level=level, bisect_top=bisect_top, shard_size=shard_size,
+                                     resume=resume, others=others, third_party=third_party)
         raise typer.Exit(code)
     if calib is not None:
         from cp_debug.errors import BadInputError

@@ -328,12 +328,12 @@ SampleData = Annotated[Optional[str], option(
     "imports and runs FILE.py.")]
 MinShapes = Annotated[Optional[str], option(
     "--min-shapes", metavar="NAME:DxD[,…]", help="With --onnx, instead of samples: search the file's dynamic axes "
-    "from these shapes (trtexec's --minShapes spelling, e.g. input_ids:1x64) to --max-shapes for each candidate's "
+    "from these shapes (trtexec's spelling of minShapes, e.g. input_ids:1x64) to --max-shapes for each candidate's "
     "first failing shape (and the last that passes); inputs are made at every shape (floats seeded normal, token "
     "ids below the vocabulary a Gather reads them into).")]
 MaxShapes = Annotated[Optional[str], option(
-    "--max-shapes", metavar="NAME:DxD[,…]", help="The other end of --min-shapes' range (trtexec's --maxShapes "
-    "spelling, e.g. input_ids:1x4096).")]
+    "--max-shapes", metavar="NAME:DxD[,…]", help="The other end of --min-shapes' range (trtexec's spelling of "
+    "maxShapes, e.g. input_ids:1x4096).")]
 SampleInputs = Annotated[Optional[Path], option(
     "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
     "sample each); keys = input names or input0, input1, … (a folder is read one sample at a time).")]

@@ -71,14 +71,9 @@ def load(run: SampleRun, steps, stream, samples: bool = True):
 
 
 def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: int, shard_size: int, resume: bool,
-                  others: dict, third_party, shapes: tuple = (None, None)) -> int:
-    """`cpdebug sweep --torch | --onnx`: sweep.json written whole, the table, --junit; the worst sample's exit code.
-    `shapes`: --min-shapes / --max-shapes, where given: the range searched instead (`shape_range.sweep_range`)."""
-    if shapes[0] is not None:
-        from cp_debug.cli.common.shape_range import sweep_range
-
-        return sweep_range(run, out, shapes, level=level, bisect_top=bisect_top, resume=resume, others=others,
-                           third_party=third_party)
+                  others: dict, third_party) -> int:
+    """`cpdebug sweep --torch | --onnx`: sweep.json written whole, the table, --junit; the worst sample's exit code
+    (a shape range searched instead of samples: `shape_range.sweep_range`)."""
     from cp_debug.cli.common.bar import progress_bar
     from cp_debug.cli.common.output import StepProgress
     from cp_debug.cli.common.preflight import check_outputs

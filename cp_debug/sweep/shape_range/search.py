@@ -37,8 +37,8 @@ class Boundary:
 
 @dataclass(frozen=True)
 class RangeResult:
-    """The search's answer: the first failing point (None: min passes... and max too) and the last passing one
-    beside it (None: min fails), with every boundary found."""
+    """The search's answer: the first failing point (None: even the max passes) and the passing point one step
+    before it (None: the min fails already), with every boundary found."""
 
     first_failing: Point | None
     last_passing: Point | None
