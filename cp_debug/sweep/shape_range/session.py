@@ -112,24 +112,16 @@ def run_range_sweep(model, space: ShapeSpace, inputs: ShapedInputs, opts: Sample
                     step=None, progress=None) -> RangeSweep:
     """Every candidate's search over `space` on `model` (`ModuleModel`: `runner(spec)`, `bisect(feed, …)`), the judged
     shapes ranked, each candidate's first failing shape bisected (unless `opts.bisect_top` is 0)."""
-    from cp_debug.bisect.cures.search import run_search
     from cp_debug.sweep.rank import rank_frames
     from cp_debug.sweep.samples import RUNNER_OPTIONS
-    from cp_debug.sweep.shape_range.search import ShapeRangeSearch
 
     t0 = time.perf_counter()
-    names = [a.name for a in space.axes]
-    searched = []
     with contextlib.ExitStack() as stack:
         runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS)) for label, spec in opts.pairs}
         judge = ShapeJudge(space, inputs, runners, opts, progress)
-        for label, _ in opts.pairs[1:]:
-            search = ShapeRangeSearch(space.lo, space.hi, names)
-            trace = run_search(search, lambda p, label=label: fails(judge(p), label)[0])
-            searched.append((label, search, trace))
+        candidates = search_candidates(space, [label for label, _ in opts.pairs[1:]], judge)
     results = sorted(judge.results.values(), key=lambda r: r.index)
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)
-    candidates = [_candidate(label, search, trace, space, judge) for label, search, trace in searched]
     reports: dict = {}
     if opts.bisect_top > 0:
         candidates, ranked = _bisect_first_failing(model, candidates, ranked, inputs, opts, step, reports)
@@ -138,7 +130,22 @@ def run_range_sweep(model, space: ShapeSpace, inputs: ShapedInputs, opts: Sample
     return RangeSweep(sweep, space, tuple(candidates), inputs.described(), len(results), time.perf_counter() - t0)
 
 
-def _candidate(label: str, search, trace, space: ShapeSpace, judge: ShapeJudge) -> CandidateRange:
+def search_candidates(space: ShapeSpace, labels: list[str], judge) -> list[CandidateRange]:
+    """Each candidate's search over `space`, `judge(point) -> FrameResult` judging every candidate at a point (the
+    seam any model plugs into: `ShapeJudge` runs an ONNX file's sessions; a judge should keep its runs, as
+    `ShapeJudge` does, so the candidates' searches share them)."""
+    from cp_debug.bisect.cures.search import run_search
+    from cp_debug.sweep.shape_range.search import ShapeRangeSearch
+
+    out = []
+    for label in labels:
+        search = ShapeRangeSearch(space.lo, space.hi, [a.name for a in space.axes])
+        trace = run_search(search, lambda p, label=label: fails(judge(p), label)[0])
+        out.append(_candidate(label, search, trace, space, judge))
+    return out
+
+
+def _candidate(label: str, search, trace, space: ShapeSpace, judge) -> CandidateRange:
     res = search.result
     steps = tuple(Judged(space.token(s.experiment), s.phase, s.bad, fails(judge(s.experiment), label)[1])
                   for s in trace.steps)
