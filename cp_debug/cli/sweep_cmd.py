@@ -9,11 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
-                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
-                                   MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
-                                   Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
-                                   Verbose, level_option, model_record, no_cache, option, recipe_name)
+from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile,
+                                   CudnnAlgo, DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit,
+                                   LidarTopic, MatchDistance, MaxShapes, MinShapes, NoCache, OnnxModel, Pictures,
+                                   Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData,
+                                   SampleInputs, Seed, ToleranceMode, TorchModel, Verbose, level_option, model_record,
+                                   no_cache, option, recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -116,6 +117,8 @@ def sweep(
     inputs: SampleInputs = None,
     data: SampleData = None,
     exporter: Exporter = "auto",
+    min_shapes: MinShapes = None,
+    max_shapes: MaxShapes = None,
 ) -> None:
     """Sweep a validation set: which frames change, which layer is to blame, how often, for which classes and ranges.
 
@@ -124,17 +127,28 @@ def sweep(
     Each frame's status (sweep.json, frames.parquet, the table, the JUnit file) is its outcome in the same words:
     within_precision, degraded, diverged, or failed.
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
+    --onnx with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing shape.
     """
+    ranged = min_shapes is not None or max_shapes is not None
+    if ranged:
+        from cp_debug.cli.common.shape_range import check_range_given
+
+        check_range_given(min_shapes, max_shapes, torch_model, onnx_model, inputs, data)
     if torch_model or onnx_model:
         from cp_debug.cli.common.samples import SampleRun, sweep_samples
+        from cp_debug.cli.common.shape_range import sweep_range
 
         others = dict(scenes=scenes, config=config, checkpoint=checkpoint, params=params, int8=int8, ray=ray,
                       rrd=rrd, pictures=pictures, budget=budget)
+        run = SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, tolerance_mode, atol, rtol,
+                        quiet or False, junit, deterministic, calib)
         with ThirdParty(verbose=verbose) as third_party:
-            code = sweep_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends,
-                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic, calib),
-                                 out, level=level, bisect_top=bisect_top, shard_size=shard_size, resume=resume,
-                                 others=others, third_party=third_party)
+            if ranged:
+                code = sweep_range(run, out, (min_shapes, max_shapes), level=level, bisect_top=bisect_top,
+                                   resume=resume, others=others, third_party=third_party)
+            else:
+                code = sweep_samples(run, out, level=level, bisect_top=bisect_top, shard_size=shard_size,
+                                     resume=resume, others=others, third_party=third_party)
         raise typer.Exit(code)
     if calib is not None:
         from cp_debug.errors import BadInputError

@@ -244,6 +244,21 @@ class SampleSet:
         self.said.extend(c for c in casts if c not in self.said)
         return sample
 
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        """Each sample's input shapes (sample name -> {input: shape}), read from the .npz headers alone; a sample
+        whose headers do not fit the graph is left out (`problems` says why)."""
+        from cp_debug.bisect.subjects.feeds import match_inputs
+
+        out = {}
+        for name, f in zip(self.names, self.files):
+            try:
+                given, _ = _label(_npz_headers(f, self.option), self.graph)
+                feed = match_inputs(given, self.graph.names, self.graph.shapes, self.graph.what, self.option)
+            except CpDebugError:
+                continue
+            out[name] = {k: tuple(int(d) for d in np.shape(v)) for k, v in feed.items()}
+        return out
+
     def problems(self) -> list[str]:
         """One line per sample whose input names or shapes do not fit the graph, read from the .npz headers alone
         (nothing is loaded); [] where every sample fits."""

@@ -24,7 +24,10 @@ frames run and each lane summed up after the last, `devkit_lanes.py` over `eval/
 cut into runs across the pool), what `--budget` limits of it (`budget.py`), sweep.json (`cp_debug.sweep/2`,
 `report.py`) and frames.parquet (`frames_file.py`, made beside the metrics), the verdict line (`verdict.py`),
 report.html (`report_html.py`), the terminal's table and the JUnit suite (`summary.py`), the Rerun recording
-(`rerun.py`); any one-graph model's samples through the same shards, ranking, bisects and summary (`samples.py`).
+(`rerun.py`); any one-graph model's samples through the same shards, ranking, bisects and summary (`samples.py`,
+each sample's shapes and the samples grouped by them in sweep.json's `by_shape`); a declared shape range of an ONNX
+file's dynamic axes searched for each candidate's first failing shape (`shape_range/`: `--min-shapes` /
+`--max-shapes`, the pure search, the judge of a shape, the table).
 
 The worker is the recipe's. A recipe whose frames run through a `FrameModel` (`Recipe.runs_frame_model`) is run by
 `staged.py`'s `StagedWorker`; one whose frames run on a pipeline of its own (CenterPoint's pair) brings its lanes and

@@ -67,6 +67,7 @@ class SampleSweep:
     source: str
     failed: int
     calibration: object = None  # samples.calibration.Calibration, where a candidate is calibrated
+    shapes: dict | None = None  # sample name -> {input: shape}: sweep.json's `shape` of each frame and `by_shape`
 
 
 def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
@@ -98,7 +99,8 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
     results = store.results()
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
     reports, ranked = _bisect_worst(model, samples, ranked, opts, step, cal)
-    return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal)
+    return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal,
+                       samples.shapes())
 
 
 def _calibrated(spec, cal) -> dict:
@@ -134,6 +136,13 @@ class _SampleWorker:
                     yield ran
             if judging is not None:
                 yield judging.result()
+
+
+def judge_feed(index: int, sample, runners: dict, opts: SampleSweepOptions) -> FrameResult:
+    """One sample (`samples.sets.Sample`, or the `SampleError` in its place) through every lane and judged, or
+    failed with why: one sample of the sweep, as the shape-range search judges each shape (`shape_range/`)."""
+    ran = _run_lanes(index, sample, runners, opts)
+    return _judged(ran, opts) if isinstance(ran, tuple) else ran
 
 
 def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
@@ -175,15 +184,12 @@ def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
 def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, cal=None) -> tuple[dict, list]:
     """The `bisect_top` worst samples beyond the precision bisected on their worst candidate; each report written to
     `out/bisect/<sample>.json`, the ranked samples given their root cause."""
-    from cp_debug.bisect.engine import BisectOptions
     from cp_debug.samples.sets import SampleError
     from cp_debug.sweep.explain import bisect_flagged
 
     specs = dict(opts.pairs)
     reference = opts.pairs[0]
-    bisect_opts = BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
-                                rtol=opts.rtol, tolerance_mode=opts.tolerance_mode,
-                                calib_feeds=tuple(cal.feeds) if cal is not None else ())
+    bisect_opts = bisect_options(opts, cal)
 
     def bisect_one(r):
         sample = samples.read(r.index)
@@ -192,6 +198,15 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, 
         return model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
 
     return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on)
+
+
+def bisect_options(opts: SampleSweepOptions, cal=None):
+    """bisect's `BisectOptions` of a sample sweep's bisects (its level, seed, tolerances, calibration feeds)."""
+    from cp_debug.bisect.engine import BisectOptions
+
+    return BisectOptions(level=opts.level, deterministic=opts.deterministic, seed=opts.seed, atol=opts.atol,
+                         rtol=opts.rtol, tolerance_mode=opts.tolerance_mode,
+                         calib_feeds=tuple(cal.feeds) if cal is not None else ())
 
 
 def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
@@ -208,7 +223,8 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
             "worst_probe": w.worst_probe if w else None, "worst_ratio": w.worst_ratio if w else None,
             "local_probe": None, "root_cause": r.root_cause, "hint": r.hint, "bisected": r.bisected,
             "detections": {}, "candidates": {v.candidate: {"outcome": v.outcome.value, "reason": v.reason}
-                                             for v in r.verdicts}})
+                                             for v in r.verdicts},
+            "shape": _shape_json((result.shapes or {}).get(r.token))})
     rc = root_cause_counts(result.ranked)
     counts = {s: sum(f["status"] == s for f in frames)
               for s in ("within_precision", "inconclusive", "degraded", "diverged", "failed")}
@@ -222,7 +238,29 @@ def sweep_doc(result: SampleSweep, opts: SampleSweepOptions, model) -> dict:
                         "failed": counts["failed"], "outcomes": counts}, "root_cause_counts": rc,
             "frames": frames, "bisect": {t: rep.to_json() if isinstance(rep, FrameFailure) else f"bisect/{t}.json"
                                         for t, rep in result.reports.items()},
-            "calibration": result.calibration.to_json() if result.calibration is not None else None}
+            "calibration": result.calibration.to_json() if result.calibration is not None else None,
+            "by_shape": shape_groups(frames)}
+
+
+def _shape_json(shapes: dict | None) -> dict | None:
+    return {n: list(s) for n, s in shapes.items()} if shapes is not None else None
+
+
+def shape_groups(frames: list[dict]) -> list[dict]:
+    """sweep.json's frames grouped by their input shapes (the groups in the order of their worst-ranked frame):
+    each group's shape, its samples' tokens in rank order, their outcomes counted and the worst of them."""
+    groups: dict[str, dict] = {}
+    for f in frames:
+        if f.get("shape") is None:
+            continue
+        key = ",".join(f"{n}={'x'.join(map(str, s))}" for n, s in f["shape"].items())
+        g = groups.setdefault(key, {"shape": f["shape"], "label": key, "samples": [], "outcomes": {}})
+        g["samples"].append(f["token"])
+        g["outcomes"][f["status"]] = g["outcomes"].get(f["status"], 0) + 1
+    order = ("failed", "diverged", "degraded", "inconclusive", "within_precision")
+    for g in groups.values():
+        g["worst"] = next(s for s in order if s in g["outcomes"])
+    return list(groups.values())
 
 
 def _outcome(ranked: list) -> Outcome:

@@ -60,6 +60,11 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
     from cp_debug.report.table import print_whole
 
     print_whole(console, t)
+    from cp_debug.sweep.shape_range.report import print_groups, print_range
+
+    print_groups(doc, console)
+    if doc.get("shape_search"):
+        print_range(doc, console)
     console.print(doc["verdict"])
 
 

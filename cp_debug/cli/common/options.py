@@ -35,8 +35,8 @@ ADVANCED = "Advanced (internals, speed and memory)"
 GROUPS = {
     MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch onnx params onnx-dir fix encoder "
            "backbone",
-    INPUT: "points load-dim use-dim inputs data seed scenes data-root n first-scene eval-n map-n val-n verify-n "
-           "detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
+    INPUT: "points load-dim use-dim inputs data min-shapes max-shapes seed scenes data-root n first-scene eval-n map-n "
+           "val-n verify-n detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
     BACKENDS: "backends device deterministic precision keep-fp32",
     VERDICT: "atol rtol tolerance-mode level refine local noise-floor max-rel-rmse max-map-drop max-nds-drop "
              "max-lost-boxes min-match match-distance metric",
@@ -326,6 +326,14 @@ SampleData = Annotated[Optional[str], option(
     "--data", metavar="FILE.py:FUNC", help="With --torch/--onnx: FUNC() yields dicts of arrays, one sample each "
     "(Polygraphy's load_data; a 'label' / 'labels' key the model does not take is the sample's label); cpdebug "
     "imports and runs FILE.py.")]
+MinShapes = Annotated[Optional[str], option(
+    "--min-shapes", metavar="NAME:DxD[,…]", help="With --onnx, instead of samples: search the file's dynamic axes "
+    "from these shapes (trtexec's spelling of minShapes, e.g. input_ids:1x64) to --max-shapes for each candidate's "
+    "first failing shape (and the last that passes); inputs are made at every shape (floats seeded normal, token "
+    "ids below the vocabulary a Gather reads them into).")]
+MaxShapes = Annotated[Optional[str], option(
+    "--max-shapes", metavar="NAME:DxD[,…]", help="The other end of --min-shapes' range (trtexec's spelling of "
+    "maxShapes, e.g. input_ids:1x4096).")]
 SampleInputs = Annotated[Optional[Path], option(
     "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
     "sample each); keys = input names or input0, input1, … (a folder is read one sample at a time).")]

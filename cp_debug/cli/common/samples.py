@@ -38,9 +38,9 @@ def refuse(others: dict) -> None:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a model's samples: --inputs or --data)")
 
 
-def load(run: SampleRun, steps, stream):
+def load(run: SampleRun, steps, stream, samples: bool = True):
     """(model, samples, (label, spec) pairs, tolerance mode): the model loaded and exported once, every sample checked
-    against its graph once."""
+    against its graph once; `samples=False`: the caller makes its own (samples None)."""
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
     from cp_debug.compare.noise import check_mode
     from cp_debug.recipes.catalog import of_any_model
@@ -49,7 +49,7 @@ def load(run: SampleRun, steps, stream):
     mode = check_mode(run.tolerance_mode, run.atol, run.rtol)
     default = "torch,ort-cpu-fp16" if run.torch else "ort-cpu,ort-cpu-fp16"
     pairs = tuple(parse_backends(run.backends or default, rule=REF_CANDIDATES))
-    if run.inputs is None and run.data is None:
+    if samples and run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
         model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
@@ -63,23 +63,24 @@ def load(run: SampleRun, steps, stream):
     for _, spec in pairs:
         for line in model.deployed_files(spec).warned if spec.onnx_dir is not None else ():
             steps.warn(line)
-    samples = sample_set(run.inputs, run.data, model.graph)
-    check_fit(samples, stream)
-    return model, samples, pairs, mode
+    if not samples:
+        return model, None, pairs, mode
+    given = sample_set(run.inputs, run.data, model.graph)
+    check_fit(given, stream)
+    return model, given, pairs, mode
 
 
 def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: int, shard_size: int, resume: bool,
                   others: dict, third_party) -> int:
-    """`cpdebug sweep --torch | --onnx`: sweep.json written whole, the table, --junit; the worst sample's exit code."""
+    """`cpdebug sweep --torch | --onnx`: sweep.json written whole, the table, --junit; the worst sample's exit code
+    (a shape range searched instead of samples: `shape_range.sweep_range`)."""
     from cp_debug.cli.common.bar import progress_bar
-    from cp_debug.cli.common.output import StepProgress, stdout_console
+    from cp_debug.cli.common.output import StepProgress
     from cp_debug.cli.common.preflight import check_outputs
     from cp_debug.cli.common.what_runs import runs_on
-    from cp_debug.compare.noise import Outcome
     from cp_debug.files import write_json
     from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc
     from cp_debug.sweep.shards import locked
-    from cp_debug.sweep.summary import print_summary
 
     refuse(others)
     check_outputs(run.junit)
@@ -97,12 +98,22 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
         write_json(opts.out / "sweep.json", doc)
     for line in samples.said:
         steps.note(line)
+    return finish_sweep(doc, run.junit)
+
+
+def finish_sweep(doc: dict, junit: Path | None) -> int:
+    """A sample sweep's sweep.json told: the table (and what it adds: shapes, a range search), the JUnit suite
+    where asked; the worst sample's exit code."""
+    from cp_debug.cli.common.output import stdout_console
+    from cp_debug.compare.noise import Outcome
+    from cp_debug.sweep.summary import print_summary
+
     print_summary(doc, stdout_console())
-    if run.junit is not None:
+    if junit is not None:
         from cp_debug.report.junit import write_junit
         from cp_debug.sweep.summary import junit_suite
 
-        write_junit(run.junit, [junit_suite(doc)])
+        write_junit(junit, [junit_suite(doc)])
     return int(Outcome(doc["outcome"]).exit_code)
 
 
