@@ -2,6 +2,10 @@
 
     python benchmarks/model_size.py [--sizes 10m,130m,emb2g] [--device cpu|cuda] [--out DIR] [--keep]
     python benchmarks/model_size.py --path [--out DIR]     # the user's whole path on a 2.2 GB model (CPU)
+    python benchmarks/model_size.py --sizes 7b --device cuda --out DIR --step floor   # then --step bisect, same DIR
+
+`--step floor|bisect`: one child of the pair (a 7 B model's floor and bisect each take most of a GPU machine's
+10-minute call); the floor's wall is kept in DIR and the bisect's row reads it.
 
 For each size a model file is written (`FILE.py:build`, random weights from a config, nothing downloaded) and two
 child processes run on it, one after the other:
@@ -11,7 +15,8 @@ child processes run on it, one after the other:
           torch-cuda,ort-cuda-fp16) with a fresh cache folder.
 Each row: wall time and the child's peak host RSS (wait4), the bisect's exit code and outcome, the ratios to the
 floor; on CUDA the card's name and the peak GPU memory of the floor (torch's allocator) beside them.
-Sizes: `10m`, `130m`, `800m`, `3b` (Llama-shaped, transformers' LlamaConfig), `emb2g` (a 560 M-row embedding:
+Sizes: `10m`, `130m`, `135m8` (8 layers × 1024), `135m30` (30 layers × 576, as SmolLM-135M is shaped), `800m`,
+`3b`, `7b` (Llama-shaped, transformers' LlamaConfig), `emb2g` (a 560 M-row embedding:
 2.24 GB of weights and almost no compute — the cheap way past protobuf's 2 GiB), `unet` (diffusers' UNet2D, if
 diffusers is installed).
 `--path`: `emb2g` with a layer scaled past float16 (`emb2g_planted`) through bisect with a bundle, its repro.py,
@@ -38,6 +43,7 @@ LLAMA = {  # hidden, layers, heads, kv heads, intermediate, vocab: ~parameters
     "135m30": (576, 30, 9, 3, 1536, 32000),  # deep and narrow, as SmolLM-135M is shaped (its embedding tied): 125 M
     "800m": (1536, 20, 16, 8, 5504, 32000),
     "3b": (2560, 32, 32, 8, 6912, 32000),
+    "7b": (4096, 32, 32, 8, 14336, 32000),  # Mistral-shaped: 7.24 B
 }
 
 MODEL_FILE = '''
@@ -158,6 +164,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the folder")
     ap.add_argument("--path", action="store_true", help="the user's whole path on the planted 2.2 GB model")
     ap.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds a child may run (then killed)")
+    ap.add_argument("--step", default="both", choices=("both", "floor", "bisect"),
+                    help="run one child of the pair (the floor's figures kept in --out for the bisect's row)")
     args = ap.parse_args()
     globals()["TIMEOUT"] = args.timeout
     root = Path(args.out or tempfile.mkdtemp(prefix="cpdebug_size_"))
@@ -174,13 +182,21 @@ def main() -> int:
         model.write_text(MODEL_FILE.format(size=size, llama=LLAMA.get(size)))
         env = {**os.environ, "CPDEBUG_CACHE_DIR": str(root / f"cache_{size}")}
         shutil.rmtree(env["CPDEBUG_CACHE_DIR"], ignore_errors=True)
-        floor_script = root / "floor.py"
-        floor_script.write_text(FLOOR.format())
-        fw, frss, fcode, fout = child([sys.executable, str(floor_script), str(model), args.device], env,
-                                      root / f"floor_{size}.log")
-        floor = json.loads(fout.strip().splitlines()[-1]) if fcode == 0 else {}
+        kept = root / f"floor_{size}.json"
+        if args.step != "bisect":
+            floor_script = root / "floor.py"
+            floor_script.write_text(FLOOR.format())
+            fw, frss, fcode, fout = child([sys.executable, str(floor_script), str(model), args.device], env,
+                                          root / f"floor_{size}.log")
+            floor = json.loads(fout.strip().splitlines()[-1]) if fcode == 0 else {}
+            kept.write_text(json.dumps({**floor, "child_wall": fw, "rss": frss, "exit": fcode}))
+            print(f"  floor: exit {fcode}, {fw:.1f} s, {frss:.2f} GB", flush=True)
+            if args.step == "floor":
+                continue
+        else:
+            floor = json.loads(kept.read_text()) if kept.is_file() else {}
+            fw, frss = floor.get("child_wall", float("nan")), floor.get("rss", float("nan"))
         report = root / f"bisect_{size}.json"
-        print(f"  floor: exit {fcode}, {fw:.1f} s", flush=True)
         bw, brss, bcode, _ = child([*CPDEBUG, "bisect", "--torch", f"{model}:build", "-b", pair, "--json",
                                     str(report), "-q"], env, root / f"bisect_{size}.log")
         outcome = json.loads(report.read_text()).get("outcome") if report.is_file() else None
