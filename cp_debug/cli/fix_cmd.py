@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir,
-    Json,
-                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, SeedOrReport,
-                                   TorchModel, Verbose, backends_option, calib_option, model_record, option,
-                                   preset_option, recipe_name, search_nodes_option)
-from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, refuse_metric
+from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Dynamic, Exporter, FixCalibN,
+                                   Int8Dir, Json, Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe,
+                                   SeedOrReport, TorchModel, Verbose, backends_option, calib_option, dynamic_axes,
+                                   model_record, option, preset_option, recipe_name, search_nodes_option)
+from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, print_shapes, refuse_metric
 from cp_debug.cli.common.quiet import ThirdParty
 
 
@@ -38,6 +37,7 @@ def fix(
         "--from-sweep", help="Start from a `cpdebug sweep --out DIR`: its model, candidate and held-out frames (judged "
              "worst first, in its rank order), the layers it blamed ranked first.")] = None,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: Annotated[Optional[Path], option(
         "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
@@ -114,7 +114,8 @@ def fix(
         torch_model, onnx_model, inputs, backends, from_sweep = _any_model_sweep(from_sweep, torch_model, onnx_model,
                                                                                 inputs, backends)
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
-                       verify_samples=verify_n, exporter=exporter, candidates=candidates)
+                       verify_samples=verify_n, exporter=exporter, candidates=candidates,
+                       dynamic=dynamic_axes(dynamic, torch_model))
         if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
@@ -393,6 +394,7 @@ def render_graph_check(result, console) -> None:
                   f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+    print_shapes(v, console)
     if result.metric is not None:
         console.print(result.metric.text(), highlight=False, markup=False)
     _changes(result, console)

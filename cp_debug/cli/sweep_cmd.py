@@ -10,10 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
-                                   DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
+                                   DataRoot, Deterministic, Dynamic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
                                    MatchDistance, NoCache, OnnxModel, Pictures, Preset, Quiet, RandomWeights, Recipe,
                                    Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed, ToleranceMode, TorchModel,
-                                   Verbose, level_option, model_record, no_cache, option, recipe_name)
+                                   Verbose, dynamic_axes, level_option, model_record, no_cache, option,
+                                   recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
@@ -112,6 +113,7 @@ def sweep(
     quiet: Quiet = False,
     verbose: Verbose = False,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: SampleInputs = None,
     data: SampleData = None,
@@ -125,6 +127,7 @@ def sweep(
     within_precision, degraded, diverged, or failed.
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     """
+    dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     if torch_model or onnx_model:
         from cp_debug.cli.common.samples import SampleRun, sweep_samples
 
@@ -132,7 +135,8 @@ def sweep(
                       rrd=rrd, pictures=pictures, budget=budget)
         with ThirdParty(verbose=verbose) as third_party:
             code = sweep_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends,
-                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic, calib),
+                                           tolerance_mode, atol, rtol, quiet or False, junit, deterministic, calib,
+                                           dynamic_axes(dynamic, torch_model)),
                                  out, level=level, bisect_top=bisect_top, shard_size=shard_size, resume=resume,
                                  others=others, third_party=third_party)
         raise typer.Exit(code)

@@ -20,6 +20,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.cures.search import TraceStep, Verdict, keep_step_json
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
+from cp_debug.fix.graph_verification import GraphVerification
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -113,29 +114,6 @@ class GraphSearch:
                 "candidates": [c.to_json() for c in self.candidates],
                 "steps": [{**keep_step_json(s), "seconds": s.seconds, "samples": [f.to_json() for f in s.figures]}
                           for s in self.steps]}
-
-
-@dataclass(frozen=True)
-class GraphVerification:
-    """The written file on the held-out samples (`before`: the plain candidate, nothing kept; `after`: the file)."""
-
-    device: str
-    precision: str
-    tolerance: Tolerance
-    after: tuple[SampleFigures, ...]
-    before: tuple[SampleFigures, ...] = ()
-    held_out: bool = True
-
-    @property
-    def holds(self) -> bool:
-        return all(f.passed for f in self.after)
-
-    def to_json(self) -> dict:
-        t = self.tolerance
-        return {"holds": self.holds, "outcome": None, "precision": self.precision, "device": self.device,
-                "held_out": self.held_out, "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
-                "samples": [{"sample": a.sample, "before": b.to_json() if b else None, "after": a.to_json()}
-                            for a, b in itertools.zip_longest(self.after, self.before)]}
 
 
 @dataclass(frozen=True)
@@ -445,5 +423,5 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
         with progress_step(progress, f"{metric.name} on the {len(split.search)} search sample(s)"):
             scores += (before_after(spec, model, fixed, split.search, calib_feeds, metric, "search")[2],)
     ver = GraphVerification(spec.device, spec.precision, default_tolerance(spec.precision), after, before,
-                            split.held_out)
+                            split.held_out, {x.name: x.shape for x in split.verify})
     return GraphFix(**base, fixed=fixed, verification=ver, metric=scores)
