@@ -161,7 +161,8 @@ def parse_dynamic(texts: Sequence[str] | None, option: str = OPTION) -> DynamicA
 def from_user(value, input_names: Sequence[str], where: str) -> DynamicAxes:
     """What a `--torch` file's `dynamic()` returned, as torch.export's `dynamic_shapes` takes it: a dict keyed by input
     name, or a tuple / list with one entry per input in order; each entry None (static), a dict {axis: name | Dim |
-    None} or a list / tuple of axes. A `Dim`'s name and range are kept."""
+    None} or a tuple / list with one entry per axis (None or an int: static; a name or a `Dim`: dynamic). A `Dim`'s
+    name and range are kept; `Dim.AUTO` / `Dim.DYNAMIC` axes are named here."""
     if isinstance(value, Mapping):
         items = list(value.items())
     elif isinstance(value, (tuple, list)):
@@ -176,11 +177,13 @@ def from_user(value, input_names: Sequence[str], where: str) -> DynamicAxes:
     for name, spec in items:
         if spec is None:
             continue
-        pairs = spec.items() if isinstance(spec, Mapping) else ((i, None) for i in spec) \
-            if isinstance(spec, (tuple, list)) else None
-        if pairs is None:
-            raise BadInputError(f"{where}: input {name!r}'s axes must be a dict {{axis: name}} or a list of axes "
-                                f"(got {type(spec).__name__})")
+        if isinstance(spec, (tuple, list)):  # one entry an axis: None or a size static, a name or Dim dynamic
+            pairs = [(i, d) for i, d in enumerate(spec) if d is not None and not isinstance(d, int)]
+        elif isinstance(spec, Mapping):
+            pairs = list(spec.items())
+        else:
+            raise BadInputError(f"{where}: input {name!r}'s axes must be a dict {{axis: name}} or a tuple with one "
+                                f"entry per axis (got {type(spec).__name__})")
         for index, dim in pairs:
             if not isinstance(index, int) or isinstance(index, bool):
                 raise BadInputError(f"{where}: input {name!r} has axis {index!r}, not an integer")
@@ -204,11 +207,11 @@ def _axis(name: str, index: int, dim, where: str) -> Axis:
 def inferred(example: Mapping[str, tuple], samples: Sequence[Mapping[str, tuple]],
              input_names: Sequence[str]) -> DynamicAxes | None:
     """The axes whose size differs between the example inputs' shapes and a sample's (keys: input names or input0,
-    input1, …; others left out), each named; axes that take the same sizes in every sample share a name (a mask's
-    sequence axis and the ids'). None where every sample has the example's shape, or a rank differs (the sample
-    check says so)."""
+    input1, …; others left out), each under its own name (`x_1`): two axes the model ties (a mask's sequence and the
+    ids') are found one by torch.export, while a square image's height and width, equal in every sample, stay two.
+    None where every sample has the example's shape, or a rank differs (the sample check says so)."""
     positional = {f"input{i}": n for i, n in enumerate(input_names)}
-    sizes: dict[tuple[str, int], list[int]] = {}
+    sizes: dict[tuple[str, int], set[int]] = {}
     for shapes in samples:
         keyed = {(k if k in example else positional.get(k)): tuple(s) for k, s in shapes.items()}
         for name, want in example.items():
@@ -216,13 +219,9 @@ def inferred(example: Mapping[str, tuple], samples: Sequence[Mapping[str, tuple]
             if got is None or len(got) != len(want):
                 continue
             for i, (w, g) in enumerate(zip(want, got)):
-                sizes.setdefault((name, i), [w]).append(g)
-    differ = [(k, tuple(v)) for k, v in sizes.items() if len(set(v)) > 1]
-    if not differ:
-        return None
-    labels: dict[tuple, str] = {}
-    axes = tuple(Axis(n, i, labels.setdefault(v, _default(n, i))) for (n, i), v in differ)
-    return DynamicAxes(axes, FROM_SAMPLES)
+                sizes.setdefault((name, i), {w}).add(g)
+    axes = tuple(Axis(n, i, _default(n, i)) for (n, i), v in sizes.items() if len(v) > 1)
+    return DynamicAxes(axes, FROM_SAMPLES) if axes else None
 
 
 def _default(name: str, index: int) -> str:

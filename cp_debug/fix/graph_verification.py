@@ -1,19 +1,49 @@
 """The verification of a generic fix (`fix --torch / --onnx`, `fix/module.py`) and of its `fix --check`: the written
-file on the held-out samples, each sample judged, and — where the samples come in several shapes (a model with
-dynamic axes: a sequence of 64 to 4,096 tokens) — whether it holds at each shape, said per shape in fix.json
-(`verification.shapes`) and on the terminal: a cure that holds on short inputs and not on long ones is no cure."""
+file on the held-out samples, each sample judged (`SampleFigures`, as the search judges its own), and — where the
+samples come in several shapes (a model with dynamic axes: a sequence of 64 to 4,096 tokens) — whether it holds at
+each shape, said per shape in fix.json (`verification.shapes`) and on the terminal: a cure that holds on short inputs
+and not on long ones is no cure."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from cp_debug.compare.diff import Tolerance
+from cp_debug.compare.diff import TensorDiff, Tolerance
 
-if TYPE_CHECKING:  # pragma: no cover
-    from cp_debug.fix.module import SampleFigures
+
+@dataclass(frozen=True)
+class SampleFigures:
+    """One sample's graph outputs against the reference: the worst (rel. RMSE) and those beyond the budget."""
+
+    sample: str
+    worst_output: str | None
+    worst_rel_rmse: float
+    bad_outputs: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad_outputs
+
+    @classmethod
+    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str,
+           judgements: Mapping | None = None) -> SampleFigures:
+        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget
+        (`judgements`: INT8's, by the budget an output's input carries where it applies: `carried_outputs`)."""
+        from cp_debug.compare.noise import output_passes
+
+        def badness(d):
+            r = d.rel_rmse
+            return (d.status != "ok", float("inf") if r != r else r)
+
+        worst = max(diffs, key=badness, default=None)
+        return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
+                   tuple(d.name for d in diffs if not output_passes(d, precision, (judgements or {}).get(d.name))))
+
+    def to_json(self) -> dict:
+        return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
+                "worst_rel_rmse": self.worst_rel_rmse, "bad_outputs": list(self.bad_outputs)}
 
 
 @dataclass(frozen=True)
@@ -42,8 +72,8 @@ class GraphVerification:
     device: str
     precision: str
     tolerance: Tolerance
-    after: tuple["SampleFigures", ...]
-    before: tuple["SampleFigures", ...] = ()
+    after: tuple[SampleFigures, ...]
+    before: tuple[SampleFigures, ...] = ()
     held_out: bool = True
     shapes: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,6 +101,6 @@ class GraphVerification:
                 **({"shapes": [g.to_json() for g in shapes]} if shapes else {})}
 
 
-def _worst(f: "SampleFigures") -> float:
+def _worst(f: SampleFigures) -> float:
     r = f.worst_rel_rmse
     return float("inf") if r != r else r

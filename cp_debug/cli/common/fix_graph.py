@@ -41,6 +41,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     if given:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
                             "candidate's precision on its samples)")
+    from cp_debug.cli.common.options import dynamic_axes
+
+    g = {**g, "dynamic": dynamic_axes(g.get("dynamic"), g["torch"])}  # --dynamic parsed: a bad one is one line
     spec = candidate_spec(backends, torch_given=bool(g["torch"]))
     if out is None:
         raise BadInputError("give --out DIR to write the fix to")
