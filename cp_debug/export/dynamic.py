@@ -123,6 +123,13 @@ class DynamicAxes:
                 out.append(f"{a.input}:{a.index} ({d[a.index].dim_value})")
         return out
 
+    def kept_in(self, model) -> "DynamicAxes | None":
+        """Those of the axes that are dynamic in the exported graph (None: none): what axes inferred from samples come
+        to, an axis the model ties to a static size (a weight's) being no axis of the model."""
+        fixed = {s.split(" ")[0] for s in self.static_in(model)}
+        kept = tuple(a for a in self.axes if f"{a.input}:{a.index}" not in fixed)
+        return DynamicAxes(kept, self.source) if kept else None
+
     def _said(self) -> str:
         return {FROM_OPTION: OPTION, FROM_FILE: "dynamic()"}.get(self.source, "the dynamic axes")
 

@@ -122,8 +122,11 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
 
 def _check_dynamic(model, dynamic: "DynamicAxes | None", exporter: str) -> None:
     """Every axis said dynamic is dynamic in the graph: an axis the model ties to a static size (a mask or a position
-    table of the example's length) comes out fixed, and every sample of another size would be refused."""
-    fixed = dynamic.static_in(model) if dynamic else []
+    table of the example's length) comes out fixed, and every sample of another size would be refused. Axes inferred
+    from samples are not checked: those that come out fixed are no axes (`DynamicAxes.kept_in`)."""
+    from cp_debug.export.dynamic import FROM_SAMPLES
+
+    fixed = dynamic.static_in(model) if dynamic and dynamic.source != FROM_SAMPLES else []  # inferred: `kept_in`'s
     if fixed:
         raise BadInputError(f"{exporter} fixed the dynamic axes {', '.join(fixed)} at the example's size: the model "
                             "ties them to a static size; declare the axes they depend on dynamic too "

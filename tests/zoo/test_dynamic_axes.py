@@ -96,6 +96,10 @@ def test_without_samples_of_another_shape_the_export_is_static_as_before(lengths
     proc = cpdebug("bisect", "--torch", PLAIN, "--inputs", bad, *FP16)
     assert proc.returncode == 2 and "input 'x' has shape [64, 16], but build()'s model expects [1, 128, 16]" in \
         proc.stderr.strip().splitlines()[-1]
+    np.savez(bad, x=np.zeros((1, 128, 7), np.float32))  # the features axis the embedding's weight fixes: no axis
+    proc = cpdebug("bisect", "--torch", PLAIN, "--inputs", bad, *FP16)
+    assert proc.returncode == 2 and "has shape [1, 128, 7], but build()'s model expects [1, 128, 16]" in \
+        proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("args, said", [

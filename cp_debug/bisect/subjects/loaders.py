@@ -19,7 +19,7 @@ from cp_debug.bisect.subjects.feeds import cast_inputs, load_npz_inputs, match_i
 from cp_debug.bisect.subjects.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subjects.subject import Stage, Subject
 from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
-from cp_debug.export.dynamic import said_of
+from cp_debug.export.dynamic import FROM_SAMPLES, said_of
 from cp_debug.files import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,6 +119,15 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     axes = _dynamic_axes(beside, dynamic, input_names, {n: a.shape for n, a in ex_np.items()},
                          [*shapes, *([{k: a.shape for k, a in given.items()}] if given is not None else [])],
                          f"{func}()'s model")
+    code = {"user_code": user_code(path)}
+    spec = axes
+    stage = Stage(
+        name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
+        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code,
+                                     dynamic=spec),
+        code_key=code)
+    if axes is not None and axes.source == FROM_SAMPLES:  # exported now: an axis the model ties to a static size
+        axes = axes.kept_in(stage.onnx())  # (a weight's) is none, and a sample of another size there is refused
     said += said_of(axes.to_json() if axes else None)
     feed = ex_np
     if given is not None:
@@ -129,12 +138,6 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
         said += cast
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
-    code = {"user_code": user_code(path)}
-    stage = Stage(
-        name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
-        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code,
-                                     dynamic=axes),
-        code_key=code)
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
                                     exporter, axes.to_json() if axes else None),
