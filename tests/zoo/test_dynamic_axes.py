@@ -58,6 +58,15 @@ def test_bisect_of_a_long_sample_with_the_files_dynamic_axes(lengths, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def test_eval_names_the_long_samples_as_changed(lengths, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = cpdebug("eval", "--torch", DECLARED, "--inputs", lengths, "--metric", "cosine", *FP16, "--json", out)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["model"]["dynamic"] == {"axes": ["x:1=seq"], "source": "dynamic()"}
+    assert [c["sample"] for c in doc["verdicts"]["ort-cpu-fp16"]["changed"]] == ["seq2048", "seq4096"]
+
+
 def test_fix_verifies_at_every_length_and_its_check_holds(tmp_path):
     samples = tmp_path / "samples"
     token_encoder.write_samples(samples, per_length=2, seed=1)
