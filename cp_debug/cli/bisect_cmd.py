@@ -9,17 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cp_debug.cli.common.options import (Atol, AutowareParams, BudgetFile, Checkpoint, ConfigFile, Csv, CudnnAlgo,
-                                   Deterministic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim, ModelFactory,
-                                   NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet, RandomWeights, Recipe,
-                                   Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim, Verbose, backends_option,
-                                   calib_option, exclude_int8_option, level_option, model_record, no_cache, option,
-                                   recipe_name)
+                                   Deterministic, Dynamic, Exporter, Html, Inputs, Int8Dir, Json, Junit, LoadDim,
+                                   ModelFactory, NoCache, OnnxModel, Parquet, Pictures, Points, Preset, Quiet,
+                                   RandomWeights, Recipe, Rrd, Rtol, ToleranceMode, TorchModel, TorchSeed, UseDim,
+                                   Verbose, backends_option, calib_option, dynamic_axes, exclude_int8_option,
+                                   level_option, model_record, no_cache, option, recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:
     from cp_debug.backends.spec import BackendSpec
+    from cp_debug.export.dynamic import DynamicAxes
     from cp_debug.bisect.engine import BisectOptions
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class SubjectRequest:
     inputs: Path | None = None
     exporter: str = "auto"
     seed: int = 0  # of the inputs generated for --onnx, and of the random generators a --torch file runs with
+    dynamic: "DynamicAxes | None" = None  # --dynamic: a --torch model's dynamic axes (export/dynamic.py)
     points: Path | None = None
     load_dim: int | None = None
     use_dim: str | None = None
@@ -69,6 +71,7 @@ def bisect(
     load_dim: LoadDim = None,
     use_dim: UseDim = None,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
     level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
@@ -144,7 +147,8 @@ def bisect(
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            load_dim=load_dim, use_dim=use_dim, params=tuple(params or ()), recipe=recipe_name(recipe, config))
+            dynamic=dynamic_axes(dynamic, torch_model), load_dim=load_dim, use_dim=use_dim,
+            params=tuple(params or ()), recipe=recipe_name(recipe, config))
         _check_recipe(subject, pairs)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
@@ -406,7 +410,8 @@ def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
     if request.torch_model:
         from cp_debug.bisect.subjects.loaders import torch_subject
 
-        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed)
+        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed,
+                             dynamic=request.dynamic)
     if request.onnx_model:
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
         from cp_debug.bisect.subjects.loaders import onnx_subject

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from cp_debug.cli.common.options import (Atol, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo, DataRoot, Deterministic,
-                                   Exporter, HeldOutCalib, Int8Dir, Json, MatchDistance, MinMatch, OnnxModel, Preset,
-                                   Quiet, RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs, Seed,
-                                   TorchModel, Verbose, backends_option, model_record, option, recipe_name)
+                                   Dynamic, Exporter, HeldOutCalib, Int8Dir, Json, MatchDistance, MinMatch, OnnxModel,
+                                   Preset, Quiet, RandomWeights, Recipe, Rtol, SampleCalib, SampleData, SampleInputs,
+                                   Seed, TorchModel, Verbose, backends_option, dynamic_axes, model_record, option,
+                                   recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
 
@@ -60,6 +61,7 @@ def eval_(
     quiet: Quiet = False,
     verbose: Verbose = False,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: SampleInputs = None,
     data: SampleData = None,
@@ -79,6 +81,7 @@ def eval_(
 
     Backends default to torch,ort (torch alone with --detections). --torch / --onnx: any one-graph model's task
     metric (--metric) over its samples (--inputs or --data), per backend, the samples that change named."""
+    dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     if torch_model or onnx_model:
         from cp_debug.cli.common.samples import SampleRun, eval_samples
 
@@ -87,7 +90,8 @@ def eval_(
         mode = None if tolerance_mode == "model" and (atol is not None or rtol is not None) else tolerance_mode
         with ThirdParty(verbose=verbose) as third_party:
             code = eval_samples(SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, mode, atol,
-                                          rtol, quiet or json_out == "-", deterministic=deterministic, calib=calib),
+                                          rtol, quiet or json_out == "-", deterministic=deterministic, calib=calib,
+                                          dynamic=dynamic_axes(dynamic, torch_model)),
                                 metric or "top1", bootstrap=bootstrap, json_out=json_out, budget=budget,
                                 others=others, third_party=third_party)
         raise typer.Exit(code)

@@ -8,18 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Exporter, FixCalibN, Int8Dir,
-    Json,
-                                   Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe, SeedOrReport,
-                                   TorchModel, Verbose, backends_option, calib_option, model_record, option,
-                                   preset_option, recipe_name, search_nodes_option)
-from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, refuse_metric
+from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, DataRoot, Dynamic, Exporter, FixCalibN,
+                                   Int8Dir, Json, Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe,
+                                   SeedOrReport, TorchModel, Verbose, backends_option, calib_option, model_record,
+                                   option, preset_option, recipe_name, search_nodes_option)
+from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, print_shapes, refuse_metric
 from cp_debug.cli.common.quiet import ThirdParty
 
 
 def fix(
-    out: Annotated[Optional[Path], option(
-        "--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
+    out: Annotated[Optional[Path], option("--out", "-o", help="Write the fix to DIR (whole or not at all).")] = None,
     check: Annotated[Optional[Path], typer.Option(
         "--check", help="Re-verify the fix written in DIR on this machine; name what changed since.")] = None,
     backends: Annotated[Optional[str], backends_option(
@@ -38,6 +36,7 @@ def fix(
         "--from-sweep", help="Start from a `cpdebug sweep --out DIR`: its model, candidate and held-out frames (judged "
              "worst first, in its rank order), the layers it blamed ranked first.")] = None,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: Annotated[Optional[Path], option(
         "--inputs", metavar="PATH", help="With --torch/--onnx: one .npz (one sample) or a folder of .npz files (one "
@@ -113,9 +112,9 @@ def fix(
     with ThirdParty(verbose=verbose) as third_party:
         torch_model, onnx_model, inputs, backends, from_sweep = _any_model_sweep(from_sweep, torch_model, onnx_model,
                                                                                 inputs, backends)
-        generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib,
+        generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib, dynamic=dynamic,
                        verify_samples=verify_n, exporter=exporter, candidates=candidates)
-        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:5]):
+        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:6]):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
                      "--check": check, "--max-rel-rmse": tol}
@@ -393,6 +392,7 @@ def render_graph_check(result, console) -> None:
                   f"on {v.device} (recorded: {'holds' if result.recorded_holds else 'did not hold'}); worst rel. RMSE "
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
+    print_shapes(v, console)
     if result.metric is not None:
         console.print(result.metric.text(), highlight=False, markup=False)
     _changes(result, console)

@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile,
-                                   CudnnAlgo, DataRoot, Deterministic, Exporter, HeldOutCalib, Int8Dir, Junit,
-                                   LidarTopic, MatchDistance, MaxShapes, MinShapes, NoCache, OnnxModel, Pictures,
-                                   Preset, Quiet, RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData,
-                                   SampleInputs, Seed, ToleranceMode, TorchModel, Verbose, level_option, model_record,
+from cp_debug.cli.common.options import (Atol, AutowareParams, Backends, BudgetFile, Checkpoint, ConfigFile, CudnnAlgo,
+                                   DataRoot, Deterministic, Dynamic, Exporter, HeldOutCalib, Int8Dir, Junit, LidarTopic,
+                                   MatchDistance, MaxShapes, MinShapes, NoCache, OnnxModel, Pictures, Preset, Quiet,
+                                   RandomWeights, Recipe, Rrd, Rtol, SampleCalib, SampleData, SampleInputs, Seed,
+                                   ToleranceMode, TorchModel, Verbose, dynamic_axes, level_option, model_record,
                                    no_cache, option, recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 from cp_debug.lidar.record import ModelRecord
@@ -113,6 +113,7 @@ def sweep(
     quiet: Quiet = False,
     verbose: Verbose = False,
     torch_model: TorchModel = None,
+    dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: SampleInputs = None,
     data: SampleData = None,
@@ -129,6 +130,7 @@ def sweep(
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
     --onnx with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing shape.
     """
+    axes = dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     ranged = min_shapes is not None or max_shapes is not None
     if ranged:
         from cp_debug.cli.common.shape_range import check_range_given
@@ -141,7 +143,7 @@ def sweep(
         others = dict(scenes=scenes, config=config, checkpoint=checkpoint, params=params, int8=int8, ray=ray,
                       rrd=rrd, pictures=pictures, budget=budget)
         run = SampleRun(torch_model, onnx_model, inputs, data, exporter, seed, backends, tolerance_mode, atol, rtol,
-                        quiet or False, junit, deterministic, calib)
+                        quiet or False, junit, deterministic, calib, axes)
         with ThirdParty(verbose=verbose) as third_party:
             if ranged:
                 code = sweep_range(run, out, (min_shapes, max_shapes), level=level, bisect_top=bisect_top,

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
 
+    from cp_debug.export.dynamic import DynamicAxes
+
 __all__ = ["CACHE_ENV", "NO_CACHE_ENV", "export_cached", "export_key", "file_export_cached"]
 
 # /2: what the export said (`said.Said`: log records, fd 2) is kept and said again on a hit
@@ -43,23 +45,26 @@ FILE_SCHEMA = "cp_debug.file_export_cache/2"  # a deployment file's graph as tor
 
 
 def export_cached(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
-                  exporter: str = "auto", opset: int = 17, extra: Any = None) -> ExportResult:
+                  exporter: str = "auto", opset: int = 17, extra: Any = None,
+                  dynamic: "DynamicAxes | None" = None) -> ExportResult:
     """`export_module(...)` through the cache: the stored graph when one was made from the same module, weights,
     example inputs and settings (`result.cache == "hit"`), else a fresh export, stored (`"stored"`). `extra`: what
     else the graph depends on (the model config; a `--torch` file's code: `bisect.subjects.loaders.user_code`), as its
-    repr. What the export said beside its warnings (log records: `said.Said`) is said again on a hit. With the
-    cache off, `export_module` alone."""
+    repr. `dynamic`: the inputs' dynamic axes (`export/dynamic.py`), keyed by their axes, names and ranges (none: the
+    key of a static export, as before). What the export said beside its warnings (log records: `said.Said`) is said
+    again on a hit. With the cache off, `export_module` alone."""
     folder = cache_dir("exports")
 
     def fresh() -> ExportResult:
         return export_module(module, example_inputs, input_names, output_names, dynamic_axes=dynamic_axes,
-                             exporter=exporter, opset=opset)
+                             exporter=exporter, opset=opset, dynamic=dynamic)
 
     if folder is None or weight_bytes(module) > cache_limit():  # it could not be kept: no key hashed (4 s at 2 GB)
         return fresh()
     key = export_key(module, example_inputs, {
         "input_names": list(input_names), "output_names": list(output_names),
-        "dynamic_axes": dynamic_axes, "exporter": exporter, "opset": opset, "extra": repr(extra)})
+        "dynamic_axes": dynamic_axes, "exporter": exporter, "opset": opset, "extra": repr(extra),
+        **({"dynamic": dynamic.key()} if dynamic else {})})
     found = _load(folder, key)
     if found is not None:
         return found

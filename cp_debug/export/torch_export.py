@@ -14,6 +14,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import onnx
 
@@ -23,6 +24,9 @@ from cp_debug.graph import onnx_files
 from cp_debug.graph.onnx_files import keep, read_onnx
 from cp_debug.graph.weight_store import new_file
 from cp_debug.export.torchlib_ops import torchlib_ops_once
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.export.dynamic import DynamicAxes
 
 _IGNORED_CATEGORIES = ("DeprecationWarning", "FutureWarning", "UserWarning")
 
@@ -86,8 +90,10 @@ class ExportResult:
 
 
 def export_module(module, example_inputs: tuple, input_names, output_names, *, dynamic_axes=None,
-                  exporter: str = "auto", opset: int = 17) -> ExportResult:
-    """Export `module` (eval mode) with `example_inputs`. exporter: auto | dynamo | torchscript."""
+                  exporter: str = "auto", opset: int = 17, dynamic: "DynamicAxes | None" = None) -> ExportResult:
+    """Export `module` (eval mode) with `example_inputs`. exporter: auto | dynamo | torchscript. `dynamic`: the
+    inputs' dynamic axes (`export/dynamic.py`: torch.export's `dynamic_shapes`, the TorchScript exporter's
+    `dynamic_axes`), each checked to be dynamic in the graph; `dynamic_axes`: the TorchScript exporter's own dict."""
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise BadInputError(f"unknown exporter {exporter!r}: use auto, dynamo or torchscript")
     module.eval()
@@ -95,18 +101,36 @@ def export_module(module, example_inputs: tuple, input_names, output_names, *, d
     if exporter in ("auto", "dynamo"):
         try:
             model, warns = _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
-                                       opset=max(opset, 18), dynamo=True)
-            return ExportResult(model, "dynamo", _attribute(warns, module))
+                                       opset=max(opset, 18), dynamo=True, dynamic=dynamic)
         except Exception as err:  # the torch.export path failing is expected for some models
             if exporter == "dynamo":
                 raise BadInputError(f"torch.export-based ONNX export failed: {_first_line(err)}") from err
             fallback = _first_line(err)
+        else:
+            _check_dynamic(model, dynamic, "torch.export")
+            return ExportResult(model, "dynamo", _attribute(warns, module))
+    if dynamic:
+        dynamic_axes = {**(dynamic_axes or {}), **dynamic.onnx_axes()}
     try:
         model, warns = _run_export(module, example_inputs, input_names, output_names, dynamic_axes,
                                    opset=opset, dynamo=False)
     except Exception as err:
         raise BadInputError(f"ONNX export failed with both exporters: {_first_line(err)}") from err
+    _check_dynamic(model, dynamic, "the TorchScript exporter")
     return ExportResult(model, "torchscript", _attribute(warns, module), fallback)
+
+
+def _check_dynamic(model, dynamic: "DynamicAxes | None", exporter: str) -> None:
+    """Every axis said dynamic is dynamic in the graph: an axis the model ties to a static size (a mask or a position
+    table of the example's length) comes out fixed, and every sample of another size would be refused. Axes inferred
+    from samples are not checked: those that come out fixed are no axes (`DynamicAxes.kept_in`)."""
+    from cp_debug.export.dynamic import FROM_SAMPLES
+
+    fixed = dynamic.static_in(model) if dynamic and dynamic.source != FROM_SAMPLES else []  # inferred: `kept_in`'s
+    if fixed:
+        raise BadInputError(f"{exporter} fixed the dynamic axes {', '.join(fixed)} at the example's size: the model "
+                            "ties them to a static size; declare the axes they depend on dynamic too "
+                            f"({dynamic.text()} …)")
 
 
 class _TensorsOut:
@@ -143,13 +167,14 @@ class _TensorsOut:
             self.module.forward = self.saved
 
 
-def _run_export(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
+def _run_export(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo, dynamic=None):
     with _TensorsOut(module):
         return _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, opset=opset,
-                                 dynamo=dynamo)
+                                 dynamo=dynamo, dynamic=dynamic)
 
 
-def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo):
+def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic_axes, *, opset, dynamo,
+                      dynamic=None):
     import torch
 
     small = weight_bytes(module) < onnx_files.INLINE_LIMIT  # else saved into the weights folder, never one proto
@@ -163,7 +188,9 @@ def _run_export_as_is(module, example_inputs, input_names, output_names, dynamic
             # (`model_proto`, the bytes it would save): past 2 GiB a file would hold the weights outside and be
             # read back whole (13-18 s of a 2.2 GB model's export on the CPU machine).
             with _quiet():
-                program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, dynamic_shapes=None,
+                # the forward exported is `_TensorsOut`'s `(*args, **kwargs)`: the inputs' specs are its `args`'
+                shapes = (dynamic.torch_shapes(input_names),) if dynamic else None
+                program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, dynamic_shapes=shapes,
                                             verbose=False, **kwargs)
             if small:
                 model = program.model_proto

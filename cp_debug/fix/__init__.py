@@ -13,7 +13,8 @@ sensitivity), verification of the written pair in ONNX Runtime (`verify.py`), th
 `--check DIR` against this machine's toolchain (`check.py`; the versions compared and their changes in
 `toolchain.py`); any one-graph model (`fix --torch / --onnx`): its samples split into search and held-out
 (`samples.py`), bisect's `KeepFp32Search` judged over every search sample for FP16 or INT8 exclusion and the written
-file verified as it is (`module.py`), the task metric (`--metric`, eval's) before and after with the samples that
+file verified as it is (`module.py`; samples of several input shapes split and judged shape by shape:
+`graph_verification.py`), the task metric (`--metric`, eval's) before and after with the samples that
 change (`metric.py`), its DIR, README and `--check` (`module_files.py`).
 
 The flow of one `cpdebug fix` (issue 23):

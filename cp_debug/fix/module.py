@@ -20,6 +20,7 @@ from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.cures.search import TraceStep, Verdict, keep_step_json
 from cp_debug.compare.diff import TensorDiff, Tolerance, default_tolerance
 from cp_debug.errors import BackendUnavailableError, BadInputError, ExitCode
+from cp_debug.fix.graph_verification import GraphVerification, SampleFigures  # noqa: F401 - fix's API
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -37,39 +38,6 @@ FILES = {"fp16": "model_fp16.onnx", "int8": "model_int8.onnx", "fp8": "model_fp8
 QUANTIZED = ("int8", "fp8", "nvfp4", "mxfp8")  # nodes left out of the quantizer (`nodes_to_exclude`), calibrated
 REFERENCE_FILE = "model_fp32.onnx"
 CANDIDATES = tuple(f"ort-{device}-{p}" for p in ("fp16", *QUANTIZED) for device in ("cpu", "cuda"))
-
-
-@dataclass(frozen=True)
-class SampleFigures:
-    """One sample's graph outputs against the reference: the worst (rel. RMSE) and those beyond the budget."""
-
-    sample: str
-    worst_output: str | None
-    worst_rel_rmse: float
-    bad_outputs: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.bad_outputs
-
-    @classmethod
-    def of(cls, sample: str, diffs: Sequence[TensorDiff], precision: str,
-           judgements: Mapping | None = None) -> "SampleFigures":
-        """Judged as a cure is everywhere (`noise.output_passes`): within the tolerance and `precision`'s budget
-        (`judgements`: INT8's, by the budget an output's input carries where it applies: `carried_outputs`)."""
-        from cp_debug.compare.noise import output_passes
-
-        def badness(d):
-            r = d.rel_rmse
-            return (d.status != "ok", float("inf") if r != r else r)
-
-        worst = max(diffs, key=badness, default=None)
-        return cls(sample, worst.name if worst else None, worst.rel_rmse if worst else 0.0,
-                   tuple(d.name for d in diffs if not output_passes(d, precision, (judgements or {}).get(d.name))))
-
-    def to_json(self) -> dict:
-        return {"sample": self.sample, "passed": self.passed, "worst_output": self.worst_output,
-                "worst_rel_rmse": self.worst_rel_rmse, "bad_outputs": list(self.bad_outputs)}
 
 
 @dataclass(frozen=True)
@@ -113,29 +81,6 @@ class GraphSearch:
                 "candidates": [c.to_json() for c in self.candidates],
                 "steps": [{**keep_step_json(s), "seconds": s.seconds, "samples": [f.to_json() for f in s.figures]}
                           for s in self.steps]}
-
-
-@dataclass(frozen=True)
-class GraphVerification:
-    """The written file on the held-out samples (`before`: the plain candidate, nothing kept; `after`: the file)."""
-
-    device: str
-    precision: str
-    tolerance: Tolerance
-    after: tuple[SampleFigures, ...]
-    before: tuple[SampleFigures, ...] = ()
-    held_out: bool = True
-
-    @property
-    def holds(self) -> bool:
-        return all(f.passed for f in self.after)
-
-    def to_json(self) -> dict:
-        t = self.tolerance
-        return {"holds": self.holds, "outcome": None, "precision": self.precision, "device": self.device,
-                "held_out": self.held_out, "tolerance": {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share},
-                "samples": [{"sample": a.sample, "before": b.to_json() if b else None, "after": a.to_json()}
-                            for a, b in itertools.zip_longest(self.after, self.before)]}
 
 
 @dataclass(frozen=True)
@@ -445,5 +390,5 @@ def fix_graph(spec: BackendSpec, model: "onnx.ModelProto", source: dict, split: 
         with progress_step(progress, f"{metric.name} on the {len(split.search)} search sample(s)"):
             scores += (before_after(spec, model, fixed, split.search, calib_feeds, metric, "search")[2],)
     ver = GraphVerification(spec.device, spec.precision, default_tolerance(spec.precision), after, before,
-                            split.held_out)
+                            split.held_out, {x.name: x.shape for x in split.verify})
     return GraphFix(**base, fixed=fixed, verification=ver, metric=scores)

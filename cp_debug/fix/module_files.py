@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.errors import BadInputError
-from cp_debug.fix.module import FILES, MODEL_KIND, QUANTIZED, REFERENCE, REFERENCE_FILE, GraphVerification
+from cp_debug.fix.graph_verification import GraphVerification
+from cp_debug.fix.module import FILES, MODEL_KIND, QUANTIZED, REFERENCE, REFERENCE_FILE
 from cp_debug.fix.toolchain import CheckedFix
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -218,7 +219,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
 
     t = rec.get("tolerance") or {}
     ver = GraphVerification(device, kind, Tolerance(t.get("atol"), t.get("rtol"), t.get("max_share")), after,
-                            held_out=bool(rec.get("held_out", True)))
+                            held_out=bool(rec.get("held_out", True)), shapes={s.name: s.shape for s in samples})
     recorded = {x["sample"]: _num(x["after"]["worst_rel_rmse"]) for x in rec.get("samples") or ()}
     changed = tuple(Change(f"{f.sample}.worst_rel_rmse", recorded.get(f.sample), f.worst_rel_rmse) for f in after
                     if not _same(recorded.get(f.sample), f.worst_rel_rmse))

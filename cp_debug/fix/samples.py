@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp_debug.backends.spec import BackendSpec
+from cp_debug.bisect.subjects.feeds import npz_shapes
 from cp_debug.errors import BadInputError
+from cp_debug.export.dynamic import said_of
 from cp_debug.samples.sets import Sample, default_samples, graph_inputs, load_samples
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass(frozen=True)
 class SampleSplit:
     """The search's samples and the held-out ones the fix is verified on (the search's own where only one sample
-    was given: `held_out` False, and the CLI says so)."""
+    was given: `held_out` False, and the CLI says so). Samples of several input shapes are split shape by shape, so
+    that the search and the verification each see every shape (`by_shape`)."""
 
     search: tuple[Sample, ...]
     verify: tuple[Sample, ...]
@@ -32,25 +35,50 @@ class SampleSplit:
     def held_out(self) -> bool:
         return not {s.name for s in self.verify} & {s.name for s in self.search}
 
+    def by_shape(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Each input shape's (search, verify) sample names, where the samples come in several shapes; else {}."""
+        shapes = dict.fromkeys(s.shape for s in (*self.search, *self.verify))
+        if len(shapes) < 2:
+            return {}
+        return {k: (tuple(s.name for s in self.search if s.shape == k), tuple(s.name for s in self.verify
+                                                                                if s.shape == k)) for k in shapes}
+
     def to_json(self) -> dict:
+        shapes = [{"shape": k, "search": list(a), "verify": list(b), "held_out": not set(a) & set(b)}
+                  for k, (a, b) in self.by_shape().items()]
         return {"source": self.source, "search": [s.name for s in self.search],
-                "verify": [s.name for s in self.verify], "held_out": self.held_out}
+                "verify": [s.name for s in self.verify], "held_out": self.held_out,
+                **({"shapes": shapes} if shapes else {})}
 
 
 def split_samples(samples: Sequence[Sample], verify_n: int | None, source: str) -> SampleSplit:
     """The first part searched, the last `verify_n` held out (default: half, rounded down, where there are ≥ 2; with
-    one sample the search's is verified again)."""
+    one sample the search's is verified again). Samples of several input shapes: split so, shape by shape
+    (`verify_n` a shape's; a shape of one sample is searched and verified on it), so that the set is searched and
+    verified at every shape."""
     n = len(samples)
     if n == 0:
         raise BadInputError("no samples to search on: --inputs / --data gave none")
-    if verify_n is None:
-        verify_n = n // 2
+    given, verify_n = verify_n, n // 2 if verify_n is None else verify_n
     if verify_n < 0 or (verify_n >= n and n > 1):
         raise BadInputError(f"--verify-n {verify_n}: of {n} samples, at least one must be left to the search "
                             f"(give 1…{n - 1}, or 0 to verify on the search's own)")
-    if n == 1 or verify_n == 0:
-        return SampleSplit(tuple(samples), tuple(samples), source)
-    return SampleSplit(tuple(samples[:n - verify_n]), tuple(samples[n - verify_n:]), source)
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.shape, []).append(s)
+    if len(groups) > 1:
+        parts = [_split(g, given) for g in groups.values()]
+        return SampleSplit(tuple(s for p in parts for s in p[0]), tuple(s for p in parts for s in p[1]), source)
+    search, verify = _split(samples, verify_n)
+    return SampleSplit(search, verify, source)
+
+
+def _split(samples: Sequence[Sample], verify_n: int | None) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    n = len(samples)
+    k = min(n // 2 if verify_n is None else verify_n, n - 1)
+    if n == 1 or k == 0:
+        return tuple(samples), tuple(samples)
+    return tuple(samples[:n - k]), tuple(samples[n - k:])
 
 
 @dataclass(frozen=True)
@@ -68,13 +96,14 @@ class GivenModel:
 
 
 def load_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str, seed: int,
-               need_feed: bool, backends: Sequence[BackendSpec] = (), recipe: "Recipe") -> GivenModel:
+               need_feed: bool, backends: Sequence[BackendSpec] = (), recipe: "Recipe", **shapes) -> GivenModel:
     """`--torch FILE.py:FUNC` (exported by the exporter bisect uses, its generators seeded from `seed`) or `--onnx
     FILE.onnx`, as every sample run loads it (the module recipe's `load_module`); one stage only. `backends`: what
     the fix runs (a model too big for the machine with them is one line before the export). `recipe`: the recipe that
-    loads any one-graph model (`Recipe.load_module`), handed down by the command line."""
+    loads any one-graph model (`Recipe.load_module`), handed down by the command line. `shapes`: a `--torch`
+    model's `dynamic` (`--dynamic`) and `shapes` (its samples'), as `load_module` takes them."""
     m = recipe.load_module(torch_target, onnx_path, exporter=exporter, seed=seed, need_feed=need_feed,
-                           backends=backends)
+                           backends=backends, **shapes)
     stage = m.subject.stages[0]
     if onnx_path is not None:
         first = m.subject.inputs if need_feed else None
@@ -96,10 +125,12 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
+    shapes = {"dynamic": g.get("dynamic"), "shapes": npz_shapes(g["inputs"])} if g["torch"] else {}
     m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given, backends=backends,
-                   recipe=recipe)
+                   recipe=recipe, **shapes)
     graph = graph_inputs(m.model, m.what)
     samples, said = load_samples(g["inputs"], g["data"], graph)
+    said = [*said_of(m.source.get("dynamic")), *said]
     source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
               else f"the model's {m.first_name} inputs and seeded random variants (seed {seed})")
     if not samples:

@@ -32,6 +32,12 @@ class Sample:
     feed: Mapping[str, np.ndarray]
     label: np.ndarray | None = None  # a `label` / `labels` key the graph does not take (accuracy's truth)
 
+    @property
+    def shape(self) -> str:
+        """Its inputs' shapes in words, `x[1,64,16]` (several inputs: space apart): a model with dynamic axes is
+        judged per shape (fix's verification)."""
+        return " ".join(f"{n}[{','.join(str(d) for d in np.shape(a))}]" for n, a in self.feed.items())
+
 
 @dataclass(frozen=True)
 class GraphInputs:
@@ -262,12 +268,12 @@ class SampleSet:
     def problems(self) -> list[str]:
         """One line per sample whose input names or shapes do not fit the graph, read from the .npz headers alone
         (nothing is loaded); [] where every sample fits."""
-        from cp_debug.bisect.subjects.feeds import match_inputs
+        from cp_debug.bisect.subjects.feeds import match_inputs, npz_headers
 
         out = list(self.bad)
         for f in self.files:
             try:
-                given, _ = _label(_npz_headers(f, self.option), self.graph)
+                given, _ = _label(npz_headers(f, self.option), self.graph)
                 match_inputs(given, self.graph.names, self.graph.shapes, self.graph.what, f"{self.option} {f.name}")
             except CpDebugError as err:
                 out.append(f"{f.name}: {str(err).splitlines()[0]}")
@@ -319,24 +325,3 @@ def check_fit(samples: SampleSet, stream=None) -> None:
         print(f"cpdebug: sample {line}", file=stream or sys.stderr, flush=True)
     raise BadInputError(f"{len(bad)} of {len(samples) + len(samples.bad)} samples do not fit {samples.graph.what} "
                         "(each said above): fix or remove them")
-
-
-def _npz_headers(path: Path, option: str) -> dict[str, np.ndarray]:
-    """Each array of an .npz as a zero-stride stand-in of its shape and dtype, read from the headers only."""
-    import zipfile
-
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as z:
-            for member in z.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with z.open(member) as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(f)
-                out[member[:-4]] = np.broadcast_to(np.zeros((), dtype), shape)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"cannot read {option} {path}: not a valid .npz file ({type(err).__name__})") from err
-    return out

@@ -26,6 +26,37 @@ def load_npz_inputs(path: str | Path, option: str = "--inputs") -> dict[str, np.
         raise BadInputError(f"cannot read {option} {path}: not a valid .npz file ({type(err).__name__})") from err
 
 
+def npz_headers(path: Path, option: str) -> dict[str, np.ndarray]:
+    """Each array of an .npz as a zero-stride stand-in of its shape and dtype, read from the headers only."""
+    import zipfile
+
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with z.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                out[member[:-4]] = np.broadcast_to(np.zeros((), dtype), shape)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise BadInputError(f"cannot read {option} {path}: not a valid .npz file ({type(err).__name__})") from err
+    return out
+
+
+def npz_shapes(path: str | Path | None, option: str = "--inputs") -> list[dict[str, tuple]]:
+    """The input shapes of each sample `path` holds (one .npz, or a folder of them: one sample each), read from the
+    files' headers alone; [] where no path is given. What a `--torch` model's dynamic axes are inferred from."""
+    if path is None:
+        return []
+    path = Path(path)
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path] if path.is_file() else []
+    return [{k: a.shape for k, a in npz_headers(f, option).items()} for f in files]
+
+
 def match_inputs(given: dict[str, np.ndarray], names: tuple[str, ...], expected: Mapping[str, tuple | None],
                  what: str, option: str = "--inputs") -> dict[str, np.ndarray]:
     """Key `given` by the model's input names (accepting input0, input1, …), checking names, shapes, finiteness."""

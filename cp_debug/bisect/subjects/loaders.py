@@ -8,8 +8,9 @@ import os
 import sys
 import sysconfig
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -18,7 +19,11 @@ from cp_debug.bisect.subjects.feeds import cast_inputs, load_npz_inputs, match_i
 from cp_debug.bisect.subjects.model_facts import OnnxFacts, TorchFacts
 from cp_debug.bisect.subjects.subject import Stage, Subject
 from cp_debug.errors import BadInputError, UserCodeError, first_line, note_user_file
+from cp_debug.export.dynamic import FROM_SAMPLES, said_of
 from cp_debug.files import sha256_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.export.dynamic import DynamicAxes
 
 
 def user_function(target: str, option: str = "--torch", seed: int = 0):
@@ -36,7 +41,7 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
     path = Path(file)
     if not path.is_file():
         raise BadInputError(f"{option} file not found: {path}")
-    mod_name = f"cpdebug_user_{abs(hash(str(path.resolve())))}"
+    mod_name = _module_name(path)
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise BadInputError(f"{option} {path}: not a Python file (give FILE.py:FUNC)")
@@ -65,10 +70,19 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
     return fn
 
 
-def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto", seed: int = 0) -> Subject:
+def _module_name(path: Path) -> str:
+    """The name a user's FILE.py runs as (`user_function`), one per file."""
+    return f"cpdebug_user_{abs(hash(str(path.resolve())))}"
+
+
+def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto", seed: int = 0, *,
+                  dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = ()) -> Subject:
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple). FUNC() runs with the random generators
     seeded from `seed` (`--seed`), as the file's import does: a build() that draws random weights or example inputs
-    (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache."""
+    (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache.
+    Its inputs' dynamic axes (`export/dynamic.py`) are `dynamic` (`--dynamic`), else what the file's `dynamic()`
+    returns, else those whose size differs between the example and the samples (`shapes`: each sample's input shapes,
+    the `inputs` file's besides), said in the subject's warnings; none: exported at the example's shape."""
     import torch
 
     from cp_debug.determinism import seed_all
@@ -100,24 +114,49 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     if not output_names:
         raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
+    given = load_npz_inputs(inputs) if inputs is not None else None
+    beside = getattr(sys.modules.get(_module_name(path)), "dynamic", None)  # a dynamic() in FILE.py
+    axes = _dynamic_axes(beside, dynamic, input_names, {n: a.shape for n, a in ex_np.items()},
+                         [*shapes, *([{k: a.shape for k, a in given.items()}] if given is not None else [])],
+                         f"{func}()'s model")
+    code = {"user_code": user_code(path)}
+    spec = axes
+    stage = Stage(
+        name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
+        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code,
+                                     dynamic=spec),
+        code_key=code)
+    if axes is not None and axes.source == FROM_SAMPLES:  # exported now: an axis the model ties to a static size
+        axes = axes.kept_in(stage.onnx())  # (a weight's) is none, and a sample of another size there is refused
+    said += said_of(axes.to_json() if axes else None)
     feed = ex_np
-    if inputs is not None:
-        feed = match_inputs(load_npz_inputs(inputs), input_names, {n: a.shape for n, a in ex_np.items()},
-                            f"{func}()'s model")
+    if given is not None:
+        expected = {n: a.shape for n, a in ex_np.items()}
+        feed = match_inputs(given, input_names, axes.free(expected) if axes else expected, f"{func}()'s model")
         feed, cast = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
                                  "the example input is")
         said += cast
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
-    code = {"user_code": user_code(path)}
-    stage = Stage(
-        name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
-        export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code),
-        code_key=code)
     return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
                    facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
-                                    exporter),
+                                    exporter, axes.to_json() if axes else None),
                    default_level="block", warnings=said, told=told)
+
+
+def _dynamic_axes(user, given: "DynamicAxes | None", input_names: tuple[str, ...], example: Mapping[str, tuple],
+                  shapes: Sequence[Mapping[str, tuple]], what: str) -> "DynamicAxes | None":
+    """The dynamic axes of a `--torch` model, named and checked (`DynamicAxes.named`): `--dynamic`'s, else those of
+    the file's `dynamic()` (`user`, run as the user's code), else those the samples' shapes differ in from the
+    example's; None: none."""
+    from cp_debug.export.dynamic import from_user, inferred
+
+    if not given:
+        if callable(user):
+            given = from_user(_call_user(user, "in dynamic()"), input_names, "dynamic()")
+        else:
+            given = inferred(example, shapes, input_names)
+    return given.named(input_names, example, what) if given else None
 
 
 def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0, *, seeded: bool = True) -> Subject:

@@ -82,12 +82,14 @@ class RecipeFacts:
 
 @dataclass(frozen=True)
 class TorchFacts:
-    """A --torch FILE.py:FUNC run: the function, the module's class, the --inputs file and the exporter asked for."""
+    """A --torch FILE.py:FUNC run: the function, the module's class, the --inputs file, the exporter asked for and the
+    inputs' dynamic axes where it has any (`export.dynamic.DynamicAxes.to_json`: the axes and where they were said)."""
 
     source: str
     class_name: str | None
     inputs: str | None
     exporter: str | None
+    dynamic: dict | None = None
 
     kind = "torch"
 
@@ -97,11 +99,11 @@ class TorchFacts:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "source": self.source, "class": self.class_name, "inputs": self.inputs,
-                "exporter": self.exporter}
+                "exporter": self.exporter, **({"dynamic": self.dynamic} if self.dynamic else {})}
 
     @classmethod
     def from_json(cls, d: dict) -> TorchFacts:
-        return cls(d["source"], d.get("class"), d.get("inputs"), d.get("exporter"))
+        return cls(d["source"], d.get("class"), d.get("inputs"), d.get("exporter"), d.get("dynamic"))
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     if given:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
                             "candidate's precision on its samples)")
+    from cp_debug.cli.common.options import dynamic_axes
+
+    g = {**g, "dynamic": dynamic_axes(g.get("dynamic"), g["torch"])}  # --dynamic parsed: a bad one is one line
     spec = candidate_spec(backends, torch_given=bool(g["torch"]))
     if out is None:
         raise BadInputError("give --out DIR to write the fix to")
@@ -119,12 +122,23 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
             row += [_score(x.before, x.changed_before), _score(x.after, x.changed_after)]
         vt.add_row(*row)
     console.print(vt)
+    print_shapes(v, console)
     for m in fix.metric:
         console.print(("[bold]" if m.part == "held_out" else "") + escape(m.text()), highlight=False)
     if written is not None:
         console.print(f"written: {written} (README.md says how to deploy it; `cpdebug fix --check {written}` "
                       "re-verifies it)" + ("" if v.holds else "; [red]not verified[/red] on the held-out samples: "
                                            "give more samples to the search"), highlight=False, soft_wrap=True)
+
+
+def print_shapes(v, console) -> None:
+    """Where the samples come in several input shapes (dynamic axes): whether the file holds at each."""
+    shapes = v.by_shape()
+    if not shapes:
+        return
+    bad = [g.shape for g in shapes if not g.holds]
+    console.print(f"per shape: {'[red]does not hold[/red] at ' + ', '.join(bad) if bad else '[green]holds[/green]'} "
+                  f"(of {len(shapes)} shapes)" + "".join(f"\n  {g.text()}" for g in shapes), highlight=False)
 
 
 def _score(value: float | None, changed: bool | None) -> str:

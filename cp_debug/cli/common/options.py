@@ -33,8 +33,8 @@ CI = "CI"
 ADVANCED = "Advanced (internals, speed and memory)"
 
 GROUPS = {
-    MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch onnx params onnx-dir fix encoder "
-           "backbone",
+    MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch dynamic onnx params onnx-dir fix "
+           "encoder backbone",
     INPUT: "points load-dim use-dim inputs data min-shapes max-shapes seed scenes data-root n first-scene eval-n map-n "
            "val-n verify-n detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
     BACKENDS: "backends device deterministic precision keep-fp32",
@@ -117,6 +117,21 @@ ModelFactory = Annotated[Optional[str], option(
 TorchModel = Annotated[Optional[str], option(
     "--torch", help="FILE.py:FUNC returning (module, example_inputs); exported to ONNX for ONNX backends.")]
 OnnxModel = Annotated[Optional[Path], option("--onnx", help="An ONNX model (FP32; ONNX backends only).")]
+Dynamic = Annotated[Optional[list[str]], option(
+    "--dynamic", metavar="NAME:AXIS[,AXIS]", help="With --torch: these axes of input NAME are dynamic in the export "
+    "(x:1, input_ids:0,1; name an axis x:1=seq, axes of one name one size), so samples of any size along them run; "
+    "repeat per input. Default: a dynamic() beside FUNC in FILE.py (torch.export's dynamic_shapes), else the axes "
+    "the samples' shapes differ in from the example's (said), else none (the example's shape).")]
+
+
+def dynamic_axes(texts: list[str] | None, torch_model: str | None):
+    """--dynamic parsed (`export.dynamic.parse_dynamic`; None where not given), refused without --torch."""
+    from cp_debug.errors import BadInputError
+    from cp_debug.export.dynamic import parse_dynamic
+
+    if texts and not torch_model:
+        raise BadInputError("--dynamic goes with --torch FILE.py:FUNC (an --onnx file's axes are its own)")
+    return parse_dynamic(texts)
 Inputs = Annotated[Optional[Path], option(
     "--inputs", metavar="PATH", help="With --torch/--onnx: the inputs to run, one .npz (keys = input names or input0, "
     "input1, …); random with --seed if omitted.")]

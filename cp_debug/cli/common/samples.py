@@ -8,7 +8,12 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.export.dynamic import DynamicAxes
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class SampleRun:
     junit: Path | None = None
     deterministic: bool = True
     calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py)
+    dynamic: "DynamicAxes | None" = None  # --dynamic: a --torch model's dynamic axes (export/dynamic.py)
 
 
 def refuse(others: dict) -> None:
@@ -42,7 +48,9 @@ def load(run: SampleRun, steps, stream, samples: bool = True):
     """(model, samples, (label, spec) pairs, tolerance mode): the model loaded and exported once, every sample checked
     against its graph once; `samples=False`: the caller makes its own (samples None)."""
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
+    from cp_debug.bisect.subjects.feeds import npz_shapes
     from cp_debug.compare.noise import check_mode
+    from cp_debug.export.dynamic import said_of
     from cp_debug.recipes.catalog import of_any_model
     from cp_debug.samples.sets import check_fit, sample_set
 
@@ -52,7 +60,10 @@ def load(run: SampleRun, steps, stream, samples: bool = True):
     if samples and run.inputs is None and run.data is None:
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
-        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False)
+        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False,
+                                           dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else ())
+    for line in said_of(model.source.get("dynamic")):
+        steps.note(line)
     if run.onnx is not None:
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
 

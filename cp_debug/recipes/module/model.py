@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.bisect.result import BisectReport
     from cp_debug.bisect.subjects.subject import Subject
+    from cp_debug.export.dynamic import DynamicAxes
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,14 @@ class ModuleModel:
 
 
 def load_module_model(torch_target: str | None, onnx_path: Path | None, *, exporter: str = "auto",
-                      seed: int = 0, need_feed: bool = True, backends: "Sequence[BackendSpec]" = ()) -> ModuleModel:
+                      seed: int = 0, need_feed: bool = True, backends: "Sequence[BackendSpec]" = (),
+                      dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = ()) -> ModuleModel:
     """`--torch FILE.py:FUNC` (FUNC runs: the user's code) or `--onnx FILE.onnx`: one graph, exported once.
     `need_feed=False`: the caller brings its samples, so an ONNX file gets no seeded inputs (nor needs fixed
     shapes for them). `backends`: what the caller will run it on — a model too big for the machine with them is one
-    line (exit 3) before the export (`bisect.stages.fits`)."""
+    line (exit 3) before the export (`bisect.stages.fits`). `dynamic` (`--dynamic`) and `shapes` (the samples'
+    input shapes): a `--torch` model's dynamic axes, as `bisect.subjects.loaders.torch_subject` takes them; the
+    model's `source` says them where it has any."""
     from cp_debug.bisect.subjects.loaders import onnx_subject, torch_subject
 
     if bool(torch_target) == bool(onnx_path):
@@ -91,13 +95,14 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
         _check_fits(subject, backends)
         return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), Path(onnx_path).name),
                            {"onnx": str(onnx_path)})
-    subject = torch_subject(torch_target, None, exporter=exporter, seed=seed)
+    subject = torch_subject(torch_target, None, exporter=exporter, seed=seed, dynamic=dynamic, shapes=shapes)
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: a sample run takes one graph")
     _check_fits(subject, backends)
     what = f"{torch_target.rpartition(':')[2]}()'s model"
+    axes = getattr(subject.facts, "dynamic", None)
     return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), what),
-                       {"torch": str(torch_target), "exporter": exporter})
+                       {"torch": str(torch_target), "exporter": exporter, **({"dynamic": axes} if axes else {})})
 
 
 def _check_fits(subject, backends: "Sequence[BackendSpec]") -> None:
