@@ -205,3 +205,27 @@ def test_bad_input_is_one_line_and_writes_nothing(samples, onnx_kits, tmp_path):
     _run_polygraphy(other, "fp32")
     code, lines = _cli("bisect", "--backends", f"trt-fp32@{onnx_kits[0]},trt-fp32@{other}")
     assert code == 2 and "takes kits of one graph, the same in both" in lines[-1], lines
+
+
+def test_a_file_with_external_data_keeps_its_weights_beside_it_in_the_kit(samples, tmp_path):
+    """An --onnx file whose weights are onnx's external data (as any file past 2 GiB is): the kit writes them in
+    `<stage>.onnx.data` beside its file, the target's run hashes it with the file it read, and polygraphy runs it."""
+    import onnx
+
+    given = tmp_path / "given"
+    given.mkdir()
+    onnx.save(onnx.load(str(samples[0])), str(given / "big.onnx"), save_as_external_data=True,
+              location="weights.bin", size_threshold=64)
+    kit = tmp_path / "kit"
+    code, lines = _cli("trt-kit", "--onnx", given / "big.onnx", "--inputs", samples[1], "--precision", "fp32",
+                       "--out", kit, "--quiet")
+    assert code == 0, lines
+    m = kf.open_kit(kit).manifest
+    assert m.onnx_data == ("big.onnx.data",) and "big.onnx.data" in m.ran_files("fp32")
+    from onnx.numpy_helper import to_array
+
+    ours, theirs = (onnx.load(str(f)).graph.initializer for f in (kit / "big.onnx", given / "big.onnx"))
+    assert {t.name: to_array(t).tobytes() for t in ours} == {t.name: to_array(t).tobytes() for t in theirs}
+    _run_polygraphy(kit, "fp32")
+    assert "big.onnx.data" in (kit / kf.ran_file("fp32")).read_text()
+    kf.check_ran(kf.open_kit(kit), "fp32")  # the target's run read this kit's weights
