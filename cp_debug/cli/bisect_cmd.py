@@ -144,6 +144,10 @@ def bisect(
         from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
         pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
+        if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
+            from cp_debug.cli.common.output import print_targets
+
+            raise typer.Exit(print_targets(pairs, json_out, third_party))
         subject = SubjectRequest(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,

@@ -1,6 +1,7 @@
 """`cpdebug trt-kit`: a folder for the target — the ONNX pair (`--recipe transfusion`: Autoware's one
-transfusion.onnx), every stage's inputs per frame, the reference's outputs, trtexec / polygraphy scripts and a
-manifest; no TensorRT needed here. Its results come back through `trt-*@KIT`."""
+transfusion.onnx; `--torch FILE.py:FUNC` / `--onnx FILE`: any model's one graph and its samples), every stage's inputs
+per frame, the reference's outputs, trtexec / polygraphy scripts and a manifest; no TensorRT needed here. Its results
+come back through `trt-*@KIT`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cp_debug.cli.common.options import (AutowareParams, Checkpoint, ConfigFile, Preset, Quiet, RandomWeights, Recipe,
-    Seed,
-                                   Verbose, model_record, option, recipe_name)
+from cp_debug.cli.common.options import (AutowareParams, Checkpoint, ConfigFile, Exporter, OnnxModel, Preset, Quiet,
+                                         RandomWeights, Recipe, Seed, TorchModel, Verbose, model_record, option,
+                                         recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
 
 
@@ -43,16 +44,42 @@ def trt_kit(
              "transform into <precision>/ (TensorRT 11 takes precision from the ONNX).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing KIT.")] = False,
+    torch_model: TorchModel = None,
+    onnx_model: OnnxModel = None,
+    inputs: Annotated[Optional[list[Path]], option(
+        "--inputs", metavar="PATH", help="With --torch/--onnx: the samples, one .npz each or a folder of them (repeat "
+        "the option); each is one frame of the kit. Default: --torch's example inputs.")] = None,
+    exporter: Exporter = "auto",
+    min_shapes: Annotated[Optional[list[str]], option(
+        "--min-shapes", metavar="NAME:DxD", help="With --torch/--onnx: an input's smallest shape in the engine's "
+        "profile, as trtexec's --minShapes spells it (name:1x3x224x224, several joined by ','); give --max-shapes "
+        "too. Default: the smallest over the samples.")] = None,
+    opt_shapes: Annotated[Optional[list[str]], option(
+        "--opt-shapes", metavar="NAME:DxD", help="The shape TensorRT tunes for (default: the largest sample's).")
+    ] = None,
+    max_shapes: Annotated[Optional[list[str]], option(
+        "--max-shapes", metavar="NAME:DxD", help="An input's largest shape in the profile (default: the largest over "
+        "the samples).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Write a kit to run on the target with trtexec or polygraphy; read its results back with
     `cpdebug bisect --backends torch,trt-fp16@KIT` (--recipe transfusion: `cpdebug bisect --onnx KIT/transfusion.onnx
-    --inputs KIT/inputs/frame_000/transfusion.npz --backends ort,trt-fp16@KIT`)."""
+    --inputs KIT/inputs/frame_000/transfusion.npz --backends ort,trt-fp16@KIT`; --torch/--onnx: the command the kit's
+    README gives). Two kits' results of one file: `cpdebug bisect --onnx KIT_A/<file>.onnx --inputs … --backends
+    trt-fp16@KIT_A,trt-fp16@KIT_B`."""
     with ThirdParty(verbose=verbose) as third_party:
         from cp_debug.errors import BadInputError
         from cp_debug.kit.writer import KitRequest, frames_of, write_kit
 
+        if torch_model or onnx_model:
+            given = {"--recipe": recipe, "--config": config, "--checkpoint": checkpoint, "--onnx-dir": onnx_dir,
+                     "--fix": fix, "--params": params, "--points": points, "--scenes": scenes, "--n": n}
+            _graph_kit(out, torch_model, onnx_model, inputs or [], exporter, (min_shapes, opt_shapes, max_shapes),
+                       seed, precision, force, [k for k, v in given.items() if v], quiet, third_party.terminal)
+            return
+        if inputs or min_shapes or opt_shapes or max_shapes:
+            raise BadInputError("--inputs and --min/--opt/--max-shapes go with --torch FILE.py:FUNC or --onnx FILE")
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed)
         rname = recipe_name(recipe, config)
         if onnx_dir is not None and fix is not None:
@@ -79,7 +106,7 @@ def trt_kit(
                          recipe=r, params=tuple(params or ()), fix_doc=doc)
         if req.points and req.frames:
             raise BadInputError("give --points FILE…, --scenes DIR or --n N: one source of frames")
-        from cp_debug.cli.common.output import StepProgress, stdout_console
+        from cp_debug.cli.common.output import StepProgress
         from cp_debug.cli.common.preflight import lint_first
         from cp_debug.kit.writer import check_request
 
@@ -88,12 +115,46 @@ def trt_kit(
         # (TransFusion-L: a fix's transfusion.onnx too, against the --params)
         lint_first(model, params, [onnx_dir, fix if kit.LINTS_FIX else None], third_party.terminal, rname)
         progress = StepProgress(quiet=quiet, stream=third_party.terminal)
-        summary = write_kit(req, progress=progress)
-        console = stdout_console()
-        console.print(f"kit written to {summary.out}: {len(summary.frames)} frame(s), stages "
-                      f"{', '.join(summary.stages)}, precisions {', '.join(summary.precisions)} (the ONNX holds "
-                      f"{summary.held_precision}); {summary.files} files, {summary.bytes / 2**20:.1f} MiB")
-        for note in summary.notes:
-            console.print(f"  {note}")
-        console.print(f"on the target: bash {summary.out}/run_trtexec.sh {summary.precisions[0]}  (or "
-                      f"run_polygraphy.sh; see {summary.out}/README.md)", soft_wrap=True)
+        _print(write_kit(req, progress=progress))
+
+
+def _graph_kit(out: Path, torch_model, onnx_model, inputs: list[Path], exporter: str, ranges: tuple, seed: int,
+               precision, force: bool, refused: list[str], quiet: bool, terminal) -> None:
+    """`trt-kit --torch FILE.py:FUNC | --onnx FILE`: any one graph's kit (`kit/graph_kit.py`), written whole."""
+    from cp_debug.backends.trt.trt_profile import parse_shapes
+    from cp_debug.cli.common.output import StepProgress
+    from cp_debug.errors import BadInputError
+    from cp_debug.kit.content import GraphSource
+    from cp_debug.kit.writer import KitRequest, check_request, write_kit
+    from cp_debug.lidar.record import ModelRecord
+    from cp_debug.recipes.catalog import of_any_model
+
+    if torch_model and onnx_model:
+        raise BadInputError("give one model: --torch FILE.py:FUNC or --onnx FILE")
+    if refused:
+        raise BadInputError(f"{', '.join(refused)}: a kit of a --torch / --onnx model takes its samples (--inputs), "
+                            "not a recipe's model, frames or deployed files")
+    for p in inputs:
+        if not p.exists():
+            raise BadInputError(f"--inputs {p} is not a file or folder")
+    given = {k: parse_shapes(t or [], f"--{k}-shapes") for k, t in zip(("min", "opt", "max"), ranges)}
+    graph = GraphSource(torch_model, onnx_model, tuple(inputs), {k: v for k, v in given.items() if v}, exporter)
+    req = KitRequest(model=ModelRecord(None, seed=seed), out=out, source_kind="torch" if torch_model else "onnx",
+                     precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
+                     recipe=of_any_model(), graph=graph)
+    check_request(req)
+    _print(write_kit(req, progress=StepProgress(quiet=quiet, stream=terminal)))
+
+
+def _print(summary) -> None:
+    """What was written, and the command for the target."""
+    from cp_debug.cli.common.output import stdout_console
+
+    console = stdout_console()
+    console.print(f"kit written to {summary.out}: {len(summary.frames)} frame(s), stages "
+                  f"{', '.join(summary.stages)}, precisions {', '.join(summary.precisions)} (the ONNX holds "
+                  f"{summary.held_precision}); {summary.files} files, {summary.bytes / 2**20:.1f} MiB")
+    for note in summary.notes:
+        console.print(f"  {note}")
+    console.print(f"on the target: bash {summary.out}/run_trtexec.sh {summary.precisions[0]}  (or "
+                  f"run_polygraphy.sh; see {summary.out}/README.md)", soft_wrap=True)

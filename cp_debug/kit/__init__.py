@@ -7,5 +7,8 @@ inputs as `trtexec --loadInputs` / `polygraphy --load-inputs` read them, the ref
 facts `benchmarks/trt_sources.py` reads out of those sources into `tests/data/trt_sources/`), written whole
 (`writer.py`; what a kit holds, `content.py`); its layout, manifest and checks live in `backends/kit/kit_files.py`,
 read back by `backends/kit/kit_runner.py` (`trt-*@KIT`). A recipe's part is its `kit` plug-in (what a kit holds:
-`content` → `KitContent`, …; `cp_debug/recipes/__init__.py`).
+`content` → `KitContent`, …; `cp_debug/recipes/__init__.py`); any `--torch` / `--onnx` model's content, its samples
+and trtexec's min/opt/max shapes is `graph_kit.py` (the module recipe's plug-in loads the model and hands it here).
+Two kits' results of one file compared with each other, the first layer that moved named (`bisect --backends
+trt-fp16@KIT_A,trt-fp16@KIT_B`): `targets.py` (issue 110).
 """

@@ -1,6 +1,7 @@
 """What a kit holds, before it is written (`cpdebug trt-kit`): the request, and a recipe's `KitContent` — its
 frames, stages, the reference's values per frame and its ONNX files, built by the recipe's `kit` plug-in
-(`recipes/<name>/kit.py`, recipe_contract/recipe.PLUGINS); `writer.py` writes any."""
+(`recipes/<name>/kit.py`, recipe_contract/recipe.PLUGINS; any `--torch` / `--onnx` model's: `graph_kit.py`);
+`writer.py` writes any."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ KIT_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
+class GraphSource:
+    """Any one-graph model's kit (`trt-kit --torch FILE.py:FUNC | --onnx FILE`): the model, its samples (`--inputs`:
+    .npz files or folders of them, one sample a file) and the optimization profile given in trtexec's spelling
+    (`ranges`: "min" / "opt" / "max" -> input -> shape; an input not given takes its range from the samples)."""
+
+    torch: str | None = None
+    onnx: Path | None = None
+    inputs: tuple[Path, ...] = ()
+    ranges: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    exporter: str = "auto"
+
+    def to_json(self) -> dict:
+        return {"kind": "torch" if self.torch else "onnx", "path": self.torch or str(self.onnx),
+                "inputs": [str(p) for p in self.inputs], "ranges": {k: {n: list(s) for n, s in v.items()}
+                                                                    for k, v in self.ranges.items()}}
+
+
+@dataclass(frozen=True)
 class KitRequest:
     """What to put in a kit: the model (the reference), the ONNX pair (None: cp_debug's export of the model; a
     folder: a deployed pair or a fix's), the frames, the precisions the target runs."""
@@ -39,6 +58,7 @@ class KitRequest:
     recipe: "Recipe" = field(kw_only=True)  # the recipe whose `kit` plug-in says what goes in (handed down)
     params: tuple[Path, ...] = ()  # Autoware's parameter files (TransFusion: voxels_num sets the profile)
     fix_doc: dict | None = None  # fix.json of a --fix folder (read above the kit: fix/ is a floor above it)
+    graph: GraphSource | None = None  # any `--torch` / `--onnx` model (the module recipe's kit), not a preset's
 
 
 @dataclass
@@ -49,20 +69,32 @@ class ReferenceRun:
     outputs: list[dict]  # per stage
 
 
+@dataclass(frozen=True)
+class SampleFrame:
+    """A frame that is no point cloud: one sample of a model's inputs (`source`: where it came from). Its kit file is
+    the sample as one .npz (`kit_files.onnx_inputs`), which `bisect --torch/--onnx … --inputs` reads."""
+
+    source: str
+    points: None = None
+
+
 @dataclass
 class KitContent:
-    """What a recipe puts in a kit: the frames (token, points), the stages (each with `name`, `input_names`,
-    `output_names`), the reference's feeds and outputs per frame, `write_onnx(folder)` writing the top-level ONNX
-    files and returning them by stage, `profile(stage index, [{input: shape} per frame])` the stage's optimization
-    profile, notes for the terminal, and `extra(folder, manifest)` writing files of the recipe's own."""
+    """What a recipe puts in a kit: the frames (token, points; a `SampleFrame` for a model that reads no points),
+    the stages (each with `name`, `input_names`, `output_names`), the reference's feeds and outputs per frame,
+    `write_onnx(folder)` writing the top-level ONNX files and returning them by stage, `profile(stage index,
+    [{input: shape} per frame])` the stage's optimization profile, notes for the terminal, `npz`: each frame's
+    inputs of each stage also as one .npz (`bisect --onnx … --inputs`), and `extra(folder, manifest)` writing files
+    of the recipe's own."""
 
-    scans: list[tuple[str, "LoadedPoints"]]
+    scans: list[tuple[str, "LoadedPoints | SampleFrame"]]
     stages: tuple[Any, ...]
     runs: list[ReferenceRun]
     write_onnx: Callable[[Path], dict[str, "onnx.ModelProto"]]
     profile: Callable[[int, list[dict[str, tuple[int, ...]]]], "Profile"]
     notes: list[str] = field(default_factory=list)
     extra: Callable[[Path, kf.Manifest], None] | None = None
+    npz: bool = False
 
 
 def frame_scans(req: KitRequest, cfg) -> list[tuple[str, "LoadedPoints"]]:
@@ -84,14 +116,20 @@ def frame_scans(req: KitRequest, cfg) -> list[tuple[str, "LoadedPoints"]]:
 
 def torch_reference(module, st, feed: dict, seed: int) -> dict:
     """One stage's reference outputs: `module` in PyTorch, deterministic, on the CPU, as bisect runs its reference."""
+    return reference_outputs("torch", st, [feed], seed, torch_module=module)[0]
+
+
+def reference_outputs(spec: str, st, feeds: list[dict], seed: int, **model) -> list[dict]:
+    """Each feed's outputs of stage `st` (`name`, `input_names`, `output_names`) on the reference `spec` ("torch":
+    the module, `torch_module=`; "ort": ONNX Runtime FP32 on the CPU, `onnx_model=`, bisect --onnx's reference),
+    deterministic, one runner for every feed."""
     from cp_debug.backends.factory import make_runner
     from cp_debug.backends.spec import BackendSpec
     from cp_debug.determinism import Determinism
 
-    with make_runner(BackendSpec.parse("torch"), torch_module=module, input_names=st.input_names,
-                     output_names=st.output_names, determinism=Determinism(enabled=True, seed=seed)) as runner:
-        out = runner.infer(feed)
-    return {k: out[k] for k in st.output_names}
+    with make_runner(BackendSpec.parse(spec), input_names=st.input_names, output_names=st.output_names,
+                     determinism=Determinism(enabled=True, seed=seed), **model) as runner:
+        return [{k: out[k] for k in st.output_names} for out in map(runner.infer, feeds)]
 
 
 def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str, made_for: str) -> None:
@@ -109,3 +147,15 @@ def check_fix(path: Path, doc: dict, model: "ModelRecord", recipe: str, made_for
 def model_config(recipe: "Recipe", name: str):
     """The model config of preset or config file `name` in `recipe` (its `kit` plug-in's `model_config`)."""
     return recipe.plugin("kit").model_config(name)
+
+
+def write_npz_inputs(tmp: Path, m: kf.Manifest) -> None:
+    """Each frame's inputs of each stage as one .npz (`kit_files.onnx_inputs`), as `bisect --onnx … --inputs` reads
+    them: the raw files' bytes, keyed by the graph's input names."""
+    import numpy as np
+
+    for stage in m.stages:
+        for fr in m.frames:
+            arrays = {t.name: np.fromfile(tmp / kf.input_raw(fr.id, stage.name, t.name), dtype=np.dtype(t.dtype))
+                      .reshape(t.shapes[fr.id]) for t in stage.inputs}
+            np.savez(tmp / kf.onnx_inputs(fr.id, stage.name), **arrays)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from cp_debug.backends.kit import kit_files as kf
 from cp_debug.errors import BadInputError
 from cp_debug.kit.content import (KIT_PRECISIONS, KitContent, KitRequest, ReferenceRun,  # noqa: F401 (callers' names)
-                                   frame_scans, model_config, torch_reference)
+                                   frame_scans, model_config, torch_reference, write_npz_inputs)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -86,6 +86,8 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
             held, notes = _convert(req, content.write_onnx(tmp), tmp)
         with step("writing inputs and reference outputs"):
             manifest = _write_frames(req, content, held, tmp)
+            if content.npz:
+                write_npz_inputs(tmp, manifest)
             if content.extra is not None:
                 content.extra(tmp, manifest)
         from cp_debug.kit.scripts import polygraphy_script, readme, trtexec_script
@@ -113,8 +115,7 @@ def write_kit(req: KitRequest, progress=None) -> KitSummary:
 # -- the ONNX files --------------------------------------------------------------------------------------------
 def _convert(req: KitRequest, models: dict[str, "onnx.ModelProto"], tmp: Path) -> tuple[str, list[str]]:
     """Per precision the files do not hold, their converted copy. Returns the precision the files hold, and notes."""
-    import onnx
-
+    from cp_debug.graph.onnx_files import save_onnx
     from cp_debug.precision.held import file_precision
 
     notes = []
@@ -127,8 +128,8 @@ def _convert(req: KitRequest, models: dict[str, "onnx.ModelProto"], tmp: Path) -
             from cp_debug.precision.fp16 import convert_to_fp16
 
             (tmp / p).mkdir(exist_ok=True)
-            for name, model in models.items():
-                onnx.save(convert_to_fp16(model), str(tmp / kf.onnx_path(p, name, held)))
+            for name, model in models.items():  # past 2 GiB its weights in the data file beside it
+                save_onnx(convert_to_fp16(model), tmp / kf.onnx_path(p, name, held))
             notes.append("fp16/: the ONNX converted to FP16 by cp_debug's transform (every node; float32 at the "
                          "graph's inputs and outputs), as trt-fp16 and ort-*-fp16 convert it")
             continue
@@ -149,9 +150,12 @@ def _write_frames(req: KitRequest, content: KitContent, held: str, tmp: Path) ->
     scans, runs = content.scans, content.runs
     top = {st.name: _io_dtypes(tmp / f"{st.name}.onnx") for st in content.stages}
     frames = []
-    (tmp / "frames").mkdir()
     for k, (token, loaded) in enumerate(scans):
         fid = kf.frame_id(k)
+        if loaded.points is None:  # a sample of a model that reads no points: its inputs' .npz is the frame's file
+            frames.append(kf.KitFrame(fid, token, loaded.source, kf.onnx_inputs(fid, content.stages[0].name)))
+            continue
+        (tmp / "frames").mkdir(exist_ok=True)
         np.save(tmp / "frames" / f"{fid}.npy", np.ascontiguousarray(loaded.points, dtype=np.float32))
         frames.append(kf.KitFrame(fid, token, loaded.source, f"frames/{fid}.npy"))
     stages = []
@@ -185,10 +189,11 @@ def _write_frames(req: KitRequest, content: KitContent, held: str, tmp: Path) ->
     tol = {p: {"atol": t.atol, "rtol": t.rtol, "max_share": t.max_share}
            for p in req.precisions for t in [default_tolerance(p)]}
     source = {"kind": req.source_kind, "path": str(req.onnx_dir) if req.onnx_dir is not None else None,
-              "recipe": req.recipe.name}
+              **(req.graph.to_json() if req.graph is not None else {}), "recipe": req.recipe.name}
+    data = tuple(sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*.onnx.data")))  # external data, past 2 GiB
     return kf.Manifest(__version__, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        req.model.to_json(), source, held, tuple(dict.fromkeys(req.precisions)), tuple(frames),
-                       tuple(stages), profile, tol, {})
+                       tuple(stages), profile, tol, {}, data)
 
 
 def _io_dtypes(path: Path) -> dict[str, "np.dtype"]:

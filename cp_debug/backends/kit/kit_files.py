@@ -8,14 +8,17 @@ manifest):
                                               shapes per frame), the precisions and their files, the profile, the
                                               tolerances, the sha256 of every file below
     pts_voxel_encoder.onnx, pts_backbone_neck_head.onnx
-                                              the pair as given (so `ort@KIT` is also a plain deployed folder)
+                                              the pair as given (so `ort@KIT` is also a plain deployed folder); any
+                                              model's one graph (`trt-kit --torch/--onnx`): <stage>.onnx, its
+                                              weights past 2 GiB in <stage>.onnx.data beside it
     <precision>/<stage>.onnx                  a precision the pair does not hold, converted by cp_debug's transform
                                               (TensorRT 11 takes precision from the ONNX file only)
     frames/<frame>.npy                        the frame's points as the model reads them (`bisect --points`)
     inputs/<frame>/<stage>/<input>.raw        trtexec --loadInputs: raw bytes, C order, the ONNX input's dtype
     inputs/<stage>.polygraphy.json            polygraphy --load-inputs: one feed per frame, in manifest order
-    inputs/<frame>/<stage>.npz                TransFusion-L's one graph: the frame's inputs for `bisect --onnx
-                                              KIT/transfusion.onnx --inputs` (`recipes/transfusion/kit.py`)
+    inputs/<frame>/<stage>.npz                a one-graph kit (TransFusion-L's, any model's): the frame's inputs
+                                              for `bisect --onnx KIT/<stage>.onnx --inputs` (or --torch); any
+                                              model's frame is a sample, this its file (no frames/<frame>.npy)
     reference/<frame>/<stage>/<output>.raw    trtexec --loadRefOutputs (TensorRT >= 11.1): the reference's outputs
     run_trtexec.sh, run_polygraphy.sh, README.md
     results/<precision>/ran.sha256            written on the target: the sha256 of the ONNX and input files it ran
@@ -72,11 +75,11 @@ def onnx_path(precision: str, stage: str, held: str) -> str:
 
 
 def input_raw(frame: str, stage: str, name: str) -> str:
-    return f"inputs/{frame}/{stage}/{_safe(name)}.raw"
+    return f"inputs/{frame}/{stage}/{safe_name(name)}.raw"
 
 
 def reference_raw(frame: str, stage: str, name: str) -> str:
-    return f"reference/{frame}/{stage}/{_safe(name)}.raw"
+    return f"reference/{frame}/{stage}/{safe_name(name)}.raw"
 
 
 def onnx_inputs(frame: str, stage: str) -> str:
@@ -106,7 +109,7 @@ def ran_file(precision: str) -> str:
     return f"results/{precision}/{RAN}"
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A tensor name as a file name: characters other than letters, digits, `._-` become `_`."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
@@ -184,6 +187,7 @@ class Manifest:
     profile: dict  # stage -> input -> {min, opt, max}
     tolerance: dict  # precision -> {atol, rtol, max_share}: cp_debug's defaults, used by --loadRefOutputs
     files: dict[str, str]
+    onnx_data: tuple[str, ...] = ()  # the ONNX files' external data (`<file>.onnx.data`: weights past 2 GiB)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "cp_debug": self.cp_debug, "created": self.created,
@@ -191,7 +195,8 @@ class Manifest:
                 "precisions": {p: {s.name: onnx_path(p, s.name, self.held_precision) for s in self.stages}
                                for p in self.precisions},
                 "frames": [f.to_json() for f in self.frames], "stages": [s.to_json() for s in self.stages],
-                "profile": self.profile, "tolerance": self.tolerance, "files": dict(sorted(self.files.items()))}
+                "profile": self.profile, "tolerance": self.tolerance, "files": dict(sorted(self.files.items())),
+                "onnx_data": list(self.onnx_data)}
 
     @classmethod
     def from_json(cls, d: dict, where: Path) -> "Manifest":
@@ -202,7 +207,7 @@ class Manifest:
             return cls(d["cp_debug"], d["created"], d["model_record"], d["source"], d["held_precision"],
                        tuple(d["precisions"]), tuple(KitFrame.from_json(f) for f in d["frames"]),
                        tuple(KitStage.from_json(s) for s in d["stages"]), d["profile"], d["tolerance"],
-                       dict(d["files"]))
+                       dict(d["files"]), tuple(d.get("onnx_data", ())))
         except (KeyError, TypeError) as err:
             raise BadInputError(f"{where / MANIFEST} lacks {err}: write the kit again with `cpdebug trt-kit`") from None
 
@@ -215,6 +220,7 @@ class Manifest:
     def ran_files(self, precision: str) -> list[str]:
         """What the target's run of `precision` reads: the ONNX files and the inputs (hashed in ran.sha256)."""
         onnx = [onnx_path(precision, s.name, self.held_precision) for s in self.stages]
+        onnx += [f"{f}.data" for f in onnx if f"{f}.data" in self.onnx_data]  # what the target read of the weights
         inputs = [polygraphy_inputs(s.name) for s in self.stages]
         raws = [input_raw(f.id, s.name, t.name) for f in self.frames for s in self.stages for t in s.inputs]
         return onnx + inputs + raws

@@ -81,6 +81,65 @@ def trtexec_shape_flags(profile: Profile) -> list[str]:
             for key in ("min", "opt", "max")]
 
 
+def parse_shapes(texts: Sequence[str], option: str) -> dict[str, tuple[int, ...]]:
+    """`name:AxBxC[,name:AxB…]` as trtexec's `--minShapes` spells it (each text one or more pairs; `option` names
+    the flag in the one-line error): {input: shape}. A scalar is `name:` with no dims."""
+    out: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        for pair in filter(None, (p.strip() for p in str(text).split(","))):
+            name, sep, dims = pair.rpartition(":")
+            try:
+                shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+            except ValueError:
+                shape = None
+            if not sep or not name or shape is None or any(d < 0 for d in shape):
+                raise BadInputError(f"{option} {pair!r}: write NAME:DxDxD (trtexec's spelling, e.g. "
+                                    "input:1x3x224x224; several joined by ',')")
+            if name in out and out[name] != shape:
+                raise BadInputError(f"{option} gives {name!r} twice ({shape_text(out[name])} and {shape_text(shape)})")
+            out[name] = shape
+    return out
+
+
+def given_profile(derived: Profile, given: Mapping[str, Mapping[str, Sequence[int]]],
+                  declared: Mapping[str, Sequence[int | None]]) -> Profile:
+    """The profile `derived` from the samples, with the ranges `given` ("min" / "opt" / "max" -> input -> shape:
+    `--min-shapes` …) in place of theirs. An input given takes min and max together (opt: the samples' opt where it
+    lies within them, else max); each shape has the rank and the fixed dims the graph `declared` (None: a dynamic
+    axis), and min <= opt <= max axis by axis. Every sample is then checked to lie within (`check_within`)."""
+    named = {n for shapes in given.values() for n in shapes}
+    unknown = sorted(named - set(derived))
+    if unknown:
+        raise BadInputError(f"--min/--opt/--max-shapes name {', '.join(map(repr, unknown))}: the graph's inputs are "
+                            f"{', '.join(map(repr, derived))}")
+    prof = dict(derived)
+    for name in sorted(named, key=list(derived).index):
+        lo, hi = given.get("min", {}).get(name), given.get("max", {}).get(name)
+        if lo is None or hi is None:
+            raise BadInputError(f"--min-shapes and --max-shapes give {name!r} together (one of them lacks it)")
+        lo, hi = tuple(int(d) for d in lo), tuple(int(d) for d in hi)
+        opt = given.get("opt", {}).get(name)
+        if opt is None:
+            s = derived[name].opt
+            opt = s if len(s) == len(lo) and all(a <= d <= b for d, a, b in zip(s, lo, hi)) else hi
+        opt = tuple(int(d) for d in opt)
+        dims = tuple(declared.get(name, ()))
+        for key, shape in (("min", lo), ("opt", opt), ("max", hi)):
+            if len(shape) != len(dims):
+                raise BadInputError(f"--{key}-shapes {name}:{shape_text(shape)} has {len(shape)} axes; the graph's "
+                                    f"input {name!r} has {len(dims)}")
+            fixed = [a for a, (d, g) in enumerate(zip(shape, dims)) if g is not None and d != g]
+            if fixed:
+                a = fixed[0]
+                raise BadInputError(f"--{key}-shapes {name}:{shape_text(shape)}: axis {a} of {name!r} is fixed at "
+                                    f"{dims[a]} in the graph (a range needs a graph exported with that axis dynamic)")
+        if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise BadInputError(f"{name!r}: min {shape_text(lo)}, opt {shape_text(opt)}, max {shape_text(hi)}: "
+                                "TensorRT needs min <= opt <= max on every axis")
+        prof[name] = ShapeRange(lo, opt, hi)
+    return prof
+
+
 def _numel(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:

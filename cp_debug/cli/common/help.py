@@ -71,7 +71,8 @@ EXAMPLES = {
     "infer": ("cpdebug infer --out out.npz",
               "cpdebug infer --preset awml-base --checkpoint ckpt.pth --points scan.npz --out out.npz"),
     "trt-kit": ("cpdebug trt-kit --preset demo --n 4 --out kit/",
-                "cpdebug trt-kit --config cfg.py --checkpoint ckpt.pth --onnx-dir deploy/ --out kit/"),
+                "cpdebug trt-kit --onnx model.onnx --inputs a.npz --inputs b.npz --max-shapes x:8x3x224x224 "
+                "--min-shapes x:1x3x224x224 --out kit/"),
     "scenes": ("cpdebug scenes --n 200 --out scenes/",
                "cpdebug scenes --n 200 --out scenes/ --preset demo --seed 0 --workers 8"),
     "train": ("cpdebug train --preset demo --scenes scenes/ --out ckpt.pth --steps 200",

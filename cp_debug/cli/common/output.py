@@ -152,3 +152,26 @@ def gates_exit(checks, stream=None) -> int | None:
     if line:
         print(f"cpdebug: {line}", file=stream or sys.stderr, flush=True)
     return gate_exit(checks)
+
+
+def print_targets(pairs, json_out: str | None, third_party) -> int:
+    """`bisect --backends trt-fp16@KIT_A,trt-fp16@KIT_B[,…]`: each candidate target's results against the first's,
+    on the kits' one file (`kit/targets.py`); the exit code of the worst outcome (0 none moved)."""
+    from cp_debug.compare.noise import worst
+    from cp_debug.kit.targets import compare_targets
+
+    reports = [compare_targets(pairs[0], cand) for cand in pairs[1:]]
+    if not reports:
+        from cp_debug.errors import BadInputError
+
+        raise BadInputError(f"--backends {pairs[0][0]}: give a second target to compare it with "
+                            f"(--backends {pairs[0][0]},trt-fp16@OTHER_KIT)")
+
+    def show(console) -> None:
+        for r in reports:
+            for line in r.lines():
+                console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    finish({"schema": "cp_debug.targets/1", "comparisons": [r.to_json() for r in reports]}, json_out, third_party,
+           show)
+    return int(worst(r.outcome for r in reports).exit_code)

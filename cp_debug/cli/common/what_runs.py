@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from contextvars import ContextVar
+from pathlib import Path
 
 FALLS_BACK = frozenset({"bisect", "sweep", "fix", "keep-fp32", "quantize", "sensitivity", "eval", "bench",
                         "export", "infer", "trt-kit", "scenes", "train"})
@@ -101,6 +102,12 @@ def what_runs(ctx) -> tuple[dict | None, str | None]:
     if name not in FALLS_BACK:
         return None, None
     given = _given(ctx, NAMING)
+    reference = str(ctx.params.get("backends") or "").split(",")[0]
+    if not given and "@" in reference:
+        from cp_debug.backends.kit.kit_files import is_kit
+
+        if is_kit(Path(reference.split("@", 1)[1])):  # two targets' results compared: the kits' own file
+            return {"given": True, "text": f"the file of the kit of {reference}"}, None
     recipe = dict(given).get("--recipe")
     demo = demo_of(recipe) if given in ([], [("--recipe", recipe)]) else None  # a recipe alone runs its demo
     if demo is None:

@@ -183,7 +183,7 @@ def content(req: KitRequest) -> KitContent:
 
     notes = [f"profile: voxels_num {list(voxels_num)} ({where}), as the node builds it", *fix_notes]
     return KitContent(scans, (OneGraph,), runs, write_onnx, lambda i, shapes: node_profile(voxels_num, fixed),
-                      notes, _write_npz)
+                      notes, npz=True)
 
 
 def fix_precisions(path: Path, doc: dict, precision: Sequence[str] | None) -> list[str]:
@@ -252,14 +252,3 @@ def _one_graph(req: KitRequest, loaded, points, tmp: Path) -> "onnx.ModelProto":
 
     export_transfusion(loaded.model, loaded.cfg, tmp, sample_points=points)
     return onnx.load(str(path))
-
-
-def _write_npz(tmp: Path, m: kf.Manifest) -> None:
-    """Each frame's inputs of the one graph as `bisect --onnx … --inputs` reads them (the raw files' bytes)."""
-    import numpy as np
-
-    stage = m.stage(STAGE)
-    for fr in m.frames:
-        arrays = {t.name: np.fromfile(tmp / kf.input_raw(fr.id, STAGE, t.name), dtype=np.dtype(t.dtype)).reshape(
-            t.shapes[fr.id]) for t in stage.inputs}
-        np.savez(tmp / kf.onnx_inputs(fr.id, STAGE), **arrays)
