@@ -52,7 +52,7 @@ def trt_kit(
     exporter: Exporter = "auto",
     min_shapes: Annotated[Optional[list[str]], option(
         "--min-shapes", metavar="NAME:DxD", help="With --torch/--onnx: an input's smallest shape in the engine's "
-        "profile, as trtexec's --minShapes spells it (name:1x3x224x224, several joined by ','); give --max-shapes "
+        "profile, as trtexec's minShapes spells it (name:1x3x224x224, several joined by ','); give --max-shapes "
         "too. Default: the smallest over the samples.")] = None,
     opt_shapes: Annotated[Optional[list[str]], option(
         "--opt-shapes", metavar="NAME:DxD", help="The shape TensorRT tunes for (default: the largest sample's).")

@@ -253,12 +253,12 @@ class SampleSet:
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """Each sample's input shapes (sample name -> {input: shape}), read from the .npz headers alone; a sample
         whose headers do not fit the graph is left out (`problems` says why)."""
-        from cp_debug.bisect.subjects.feeds import match_inputs
+        from cp_debug.bisect.subjects.feeds import match_inputs, npz_headers
 
         out = {}
         for name, f in zip(self.names, self.files):
             try:
-                given, _ = _label(_npz_headers(f, self.option), self.graph)
+                given, _ = _label(npz_headers(f, self.option), self.graph)
                 feed = match_inputs(given, self.graph.names, self.graph.shapes, self.graph.what, self.option)
             except CpDebugError:
                 continue
