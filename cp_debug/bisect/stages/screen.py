@@ -75,11 +75,13 @@ class Hidden:
                 "residual downstream): the modules on its path are measured")
 
 
-def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
+def screen_model(model, shapes: dict | None = None, like=None) -> tuple[object, list[str]]:
     """`model` with every float node output screened: with `shapes` (the graph inputs' concrete sizes), a float32
     tensor of static shape by its sketch (`screen_sketch.py`: projections that show its error, NaN/Inf and all
     zeros); any other by `ReduceSum(t - t)` as `t::nonfinite` (NaN where t holds a NaN or an infinity) and
-    `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros). With the sketch's nodes, kept in FP32."""
+    `ReduceSum(Abs(t))` as `t::abs_sum` (0 where t is all zeros). With the sketch's nodes, kept in FP32. `like`: a
+    screened graph of the same stage whose tensors, sketched and flagged, are the ones screened here (the
+    candidate's graph as it runs, its own intermediates not screened)."""
     from onnx import TensorProto, helper
 
     from cp_debug.bisect.stages.screen_sketch import add_sketches
@@ -90,14 +92,16 @@ def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
     types = tensor_types(model)
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
     m = copy_model(model)
-    sketched, keep = add_sketches(m, static_types(model, shapes)) if shapes is not None else (set(), [])
+    sketches, flags = _screened(like) if like is not None else (None, None)
+    sketched, keep = add_sketches(m, static_types(model, shapes), sketches) if shapes is not None else (set(), [])
     outputs = {o.name for o in m.graph.output}
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
         for t in node.output:
             ty = types.get(t)
-            if not t or ty is None or ty.tensor_type.elem_type not in floats or t in sketched:
+            if not t or ty is None or ty.tensor_type.elem_type not in floats or t in sketched or (
+                    flags is not None and t not in flags):
                 continue
             diff, flag = f"{t}{_SUFFIX}_diff", f"{t}{_SUFFIX}"
             size, zero = f"{t}{_ZERO}_abs", f"{t}{_ZERO}"
@@ -109,6 +113,35 @@ def screen_model(model, shapes: dict | None = None) -> tuple[object, list[str]]:
                 if out not in outputs:
                     m.graph.output.append(helper.make_tensor_value_info(out, ty.tensor_type.elem_type, []))
     return m, keep
+
+
+def _screened(model) -> tuple[set[str], set[str]]:
+    """The tensors a screened graph sketches and those it flags, read from its outputs."""
+    from cp_debug.bisect.stages.screen_sketch import sketch_outputs
+
+    names = [o.name for o in model.graph.output]
+    sketched = {n.rsplit("::", 1)[0] for n in sketch_outputs(model)}
+    return sketched, {n[: -len(_SUFFIX)] for n in names if n.endswith(_SUFFIX)}
+
+
+def _as_it_runs(run: RunState, state: CandidateState, st):
+    """A CPU float16 candidate's stage graph as its runner computes it — converted, its float16 storage emulated in
+    float32 (`precision/half_storage.py`) — for the screen to read, run as it is: the screen's thousands of nodes are
+    then neither converted nor emulated again (issue 109: a 30-layer × 576 Llama's screened graph converted,
+    emulated and made a session, 12.9 s → 4.5 s on the CPU machine, its 2,841 outputs' sketches the same bit for
+    bit): each tensor's rounded float32 is what the sketch's FP32 nodes read of its float16 either way; the flags
+    sum in float32 (a flag's sum of |t| no longer overflows float16: read as == 0 only, the same).
+    None where the candidate is no such run (its screened graph is then converted as it runs it)."""
+    from cp_debug.backends.ort.ort_runner import half_mode
+    from cp_debug.precision.fp16_cache import convert_to_fp16_cached
+    from cp_debug.precision.half_storage import emulate_half_storage, holds_half_constants
+
+    spec, model = state.spec, st.onnx()
+    if spec.device != "cpu" or spec.precision != "fp16" or half_mode() == "native" or holds_half_constants(model):
+        return None
+    keep = run.ort_kwargs(spec, model).get("keep_fp32_nodes", ())
+    emulated = emulate_half_storage(convert_to_fp16_cached(model, keep_fp32_nodes=keep))
+    return emulated.model if emulated.changed else None
 
 
 def _screen_run(run: RunState, spec, model, feed: dict, keep=()) -> tuple[set[str], set[str], dict]:
@@ -174,13 +207,18 @@ def screen_runs(run: RunState, state: CandidateState, i: int, fp32: dict) -> Scr
 
     st = run.stage_of(state.label, i)
     shapes = shapes_of(state.feeds[i])  # sketched where both runs take one graph of concrete sizes
-    model, keep = screen_model(st.onnx(), shapes if shapes == shapes_of(run.ref_feeds[i]) else None)
+    concrete = shapes if shapes == shapes_of(run.ref_feeds[i]) else None
+    model, keep = screen_model(st.onnx(), concrete)
     key = (i, id(st.onnx()), bool(keep), state.spec.device)
     fp32_spec = BackendSpec("ort", state.spec.device, "fp32")
     with ThreadPoolExecutor(1, thread_name_prefix="cpdebug-screen-fp32") as pool:
         beside = pool.submit(_screen_run, run, fp32_spec, model, run.ref_feeds[i]) if keep and key not in fp32 \
             else None
-        ours = _screen_run(run, state.spec, model, state.feeds[i], keep)
+        as_run = _as_it_runs(run, state, st)
+        if as_run is None:
+            ours = _screen_run(run, state.spec, model, state.feeds[i], keep)
+        else:  # the candidate's own graph screened, run as it is
+            ours = _screen_run(run, fp32_spec, screen_model(as_run, concrete, like=model)[0], state.feeds[i])
         if beside is not None:
             fp32[key] = beside.result()
     return ScreenRuns(model, keep, ours, fp32.get(key), key)

@@ -43,12 +43,13 @@ def _pattern(size: int, side: str) -> np.ndarray:
     return rng.choice(np.array([-1.0, 1.0], np.float32), size=(SKETCHES, size))
 
 
-def add_sketches(m, types: dict) -> tuple[set[str], list[str]]:
+def add_sketches(m, types: dict, only: set[str] | None = None) -> tuple[set[str], list[str]]:
     """Each float32 node output t of `m` (edited in place) of static shape (`types`: its types with concrete sizes),
     not a graph output nor a rearrangement of a sketched tensor (`_SAME`), given its projections as an extra output
     `t::sketch` and ReduceSumSquare(t) as `t::sum_sq`. Returns the tensors sketched (with those rearranged copies,
     which need no flag of their own) and the names of the nodes added,
     which a float16 candidate keeps in FP32 (its projections and squares summed in FP32, beyond float16's range).
+    `only`: these tensors and no other (the ones another graph of the same stage sketched, `screen.screen_model`).
     The rows' pattern is applied first, MatMul(Q_R [K, R], t [R, L]) then ⊙ P_L [K, L] summed over L: on a
     CenterPoint voxel tensor ([608k, 64]) 16 ms against 38 ms for t · P_L first (ONNX Runtime, 2 CPU threads)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -72,7 +73,7 @@ def add_sketches(m, types: dict) -> tuple[set[str], list[str]]:
             continue
         for t in node.output:
             dims = _static_dims(types.get(t))
-            if not t or dims is None or t in outputs:
+            if not t or dims is None or t in outputs or (only is not None and t not in only):
                 continue
             rows, cols = _split(dims)
             if rows * cols == 0:
