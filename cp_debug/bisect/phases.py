@@ -19,7 +19,7 @@ BESIDE = " (beside)"  # the name's suffix of a phase a helper thread ran beside 
 
 
 class Phases:
-    """Seconds by phase name, in the order the phases first ran; safe to time from several threads."""
+    """Seconds by phase name, in the order the phases first began; safe to time from several threads."""
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
@@ -33,6 +33,7 @@ class Phases:
         beside the main thread's phases (the name gets `BESIDE`)."""
         stack = self._stack()
         entry = [name + (BESIDE if beside else ""), time.perf_counter(), 0.0]
+        self.add(entry[0], 0.0)  # its place in the order: where it began
         stack.append(entry)
         try:
             yield
@@ -48,8 +49,8 @@ class Phases:
             self._seconds[name] = self._seconds.get(name, 0.0) + max(0.0, seconds)
 
     def to_json(self) -> dict:
-        """{phase: seconds} in the order they first ran, then `other` (the wall since this object was made that no
-        main-thread phase holds) and `total` (that wall)."""
+        """{phase: seconds} in the order they first began, then `other` (the wall since this object was made that
+        no main-thread phase holds) and `total` (that wall)."""
         total = time.perf_counter() - self._began
         with self._lock:
             out = {k: round(v, 3) for k, v in self._seconds.items()}
@@ -65,12 +66,12 @@ class Phases:
         return stack
 
 
-def phases_line(phases: dict | None, shown: int = 7) -> str | None:
-    """`total 44.0 s: export 19.1 · load 7.1 · ort-cpu-fp16: run 4.0 · …` from the report's `settings.phases`: the
-    `shown` longest phases, in seconds, the rest summed as `others`; None where the report has none."""
+def phases_line(phases: dict | None) -> str | None:
+    """`time 44.0 s: load 7.1 s · export 19.1 s · … · other 0.1 s` from the report's `settings.phases`, the
+    main thread's phases in the order they began and those beside them after, by name (the same words in the same
+    order for every run of one command: only the figures differ); None where the report has none."""
     if not phases or not phases.get("total"):
         return None
-    parts = sorted(((k, v) for k, v in phases.items() if k not in ("total", "other")), key=lambda kv: -kv[1])
-    rest = sum(v for _, v in parts[shown:]) + phases.get("other", 0.0)
-    text = " · ".join(f"{k} {v:.1f}" for k, v in parts[:shown])
-    return f"total {phases['total']:.1f} s: {text}{f' · others {rest:.1f}' if rest >= 0.05 else ''}"
+    parts = [(k, v) for k, v in phases.items() if k != "total"]
+    parts = [kv for kv in parts if not kv[0].endswith(BESIDE)] + sorted(kv for kv in parts if kv[0].endswith(BESIDE))
+    return f"time {phases['total']:.1f} s: " + " · ".join(f"{k} {v:.1f} s" for k, v in parts)

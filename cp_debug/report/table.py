@@ -125,14 +125,14 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     memory = memory_line(report.settings.get("peak_memory"))
     if memory:
         grid.add_row("memory", Text(memory, style="dim"))
-    spent = phases_line(report.settings.get("phases"))
-    if spent:
-        grid.add_row("time", Text(spent, style="dim"))
     for w in report.warnings:
         grid.add_row(Text("warning", style="yellow"), Text(str(w)))
     kinds = {verdict(c)[0] for c in report.candidates}
     border = "red" if "diverged" in kinds else "yellow" if kinds & {"error", "unknown"} else "green"
     console.print(Panel(grid, title="cp_debug summary", border_style=border, expand=False))
+    spent = phases_line(report.settings.get("phases"))  # outside the box: long, and wrapped at its words alone
+    if spent:
+        console.print(Text(spent, style="dim"))
 
 
 def memory_line(peak: dict | None) -> str | None:

@@ -136,6 +136,7 @@ def _without_times(report) -> dict:
     doc = copy.deepcopy(report.to_json())
     doc.pop("wall_s")
     doc["settings"].pop("peak_memory")
+    doc["settings"].pop("phases")
     store = doc["settings"]["reference_store"]
     store.pop("budget_mb")
     store.pop("device_budget_mb", None)  # a share of the free GPU memory at the start

@@ -35,6 +35,7 @@ def _comparable(path: Path) -> dict:
     doc = json.loads(path.read_text())
     doc.pop("wall_s", None)
     doc["settings"].pop("peak_memory", None)  # the process's peak RSS
+    doc["settings"].pop("phases", None)  # its wall by phase
     for key in ("budget_mb", "device_budget_mb"):  # free host and device memory
         doc["settings"]["reference_store"].pop(key, None)
     return doc
