@@ -12,7 +12,8 @@ from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, Dat
                                    Int8Dir, Json, Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe,
                                    SeedOrReport, TorchModel, Verbose, backends_option, calib_option, model_record,
                                    option, preset_option, recipe_name, search_nodes_option)
-from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, print_shapes, refuse_metric
+from cp_debug.cli.common.fix_graph import (FixMaxShapes, FixMetric, FixMinShapes, fix_graph_cmd, print_range,
+                                           print_shapes, refuse_metric)
 from cp_debug.cli.common.quiet import ThirdParty
 
 
@@ -49,6 +50,8 @@ def fix(
         "With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
     metric: FixMetric = None,
+    min_shapes: FixMinShapes = None,
+    max_shapes: FixMaxShapes = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
     preset: Annotated[Optional[str], preset_option(
@@ -113,8 +116,15 @@ def fix(
         torch_model, onnx_model, inputs, backends, from_sweep = _any_model_sweep(from_sweep, torch_model, onnx_model,
                                                                                 inputs, backends)
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib, dynamic=dynamic,
-                       verify_samples=verify_n, exporter=exporter, candidates=candidates)
-        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:6]):
+                       verify_samples=verify_n, exporter=exporter, candidates=candidates,
+                       range=(min_shapes, max_shapes) if min_shapes or max_shapes else None)
+        if check is not None and generic["range"]:
+            from cp_debug.errors import BadInputError
+
+            raise BadInputError("--min-shapes / --max-shapes: fix --check DIR verifies again at the shapes its "
+                                "fix.json records")
+        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in (*list(generic)[2:6],
+                                                                                                  "range")):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
                      "--check": check, "--max-rel-rmse": tol}
@@ -393,6 +403,7 @@ def render_graph_check(result, console) -> None:
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
     print_shapes(v, console)
+    print_range(result.shape_range, console)
     if result.metric is not None:
         console.print(result.metric.text(), highlight=False, markup=False)
     _changes(result, console)

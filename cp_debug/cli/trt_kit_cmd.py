@@ -121,7 +121,6 @@ def trt_kit(
 def _graph_kit(out: Path, torch_model, onnx_model, inputs: list[Path], exporter: str, ranges: tuple, seed: int,
                precision, force: bool, refused: list[str], quiet: bool, terminal) -> None:
     """`trt-kit --torch FILE.py:FUNC | --onnx FILE`: any one graph's kit (`kit/graph_kit.py`), written whole."""
-    from cp_debug.backends.trt.trt_profile import parse_shapes
     from cp_debug.cli.common.output import StepProgress
     from cp_debug.errors import BadInputError
     from cp_debug.kit.content import GraphSource
@@ -137,8 +136,10 @@ def _graph_kit(out: Path, torch_model, onnx_model, inputs: list[Path], exporter:
     for p in inputs:
         if not p.exists():
             raise BadInputError(f"--inputs {p} is not a file or folder")
-    given = {k: parse_shapes(t or [], f"--{k}-shapes") for k, t in zip(("min", "opt", "max"), ranges)}
-    graph = GraphSource(torch_model, onnx_model, tuple(inputs), {k: v for k, v in given.items() if v}, exporter)
+    from cp_debug.samples.shapes import parse_shapes
+
+    given = {k: parse_shapes(t, f"--{k}-shapes") for k, t in zip(("min", "opt", "max"), ranges) if t}
+    graph = GraphSource(torch_model, onnx_model, tuple(inputs), given, exporter)
     req = KitRequest(model=ModelRecord(None, seed=seed), out=out, source_kind="torch" if torch_model else "onnx",
                      precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
                      recipe=of_any_model(), graph=graph)
