@@ -51,15 +51,16 @@ def trt_kit(
         "the option); each is one frame of the kit. Default: --torch's example inputs.")] = None,
     exporter: Exporter = "auto",
     min_shapes: Annotated[Optional[list[str]], option(
-        "--min-shapes", metavar="NAME:DxD", help="With --torch/--onnx: an input's smallest shape in the engine's "
-        "profile, as trtexec's minShapes spells it (name:1x3x224x224, several joined by ','); give --max-shapes "
-        "too. Default: the smallest over the samples.")] = None,
+        "--min-shapes", metavar="NAME:DxD[,…]", help="With --torch/--onnx: an input's smallest shape in the engine's "
+        "profile, as trtexec's minShapes spells it (name:1x3x224x224, several joined by ',' or the option "
+        "repeated); give --max-shapes too (a --torch model is exported dynamic on the axes the range moves). "
+        "Default: the smallest over the samples.")] = None,
     opt_shapes: Annotated[Optional[list[str]], option(
-        "--opt-shapes", metavar="NAME:DxD", help="The shape TensorRT tunes for (default: the largest sample's).")
+        "--opt-shapes", metavar="NAME:DxD[,…]", help="The shape TensorRT tunes for (default: the largest sample's).")
     ] = None,
     max_shapes: Annotated[Optional[list[str]], option(
-        "--max-shapes", metavar="NAME:DxD", help="An input's largest shape in the profile (default: the largest over "
-        "the samples).")] = None,
+        "--max-shapes", metavar="NAME:DxD[,…]", help="An input's largest shape in the profile (default: the largest "
+        "over the samples).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:

@@ -45,6 +45,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     from cp_debug.recipes.catalog import of_any_model
 
     given = [o for o, v in others.items() if v is not None]
+    if g.get("range") and "--check" in given:
+        raise BadInputError("--min-shapes / --max-shapes: fix --check DIR verifies again at the shapes its fix.json "
+                            "records")
     if given:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
                             "candidate's precision on its samples)")
