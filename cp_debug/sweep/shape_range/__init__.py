@@ -1,5 +1,6 @@
-"""`cpdebug sweep --onnx FILE | --torch FILE.py:FUNC --min-shapes … --max-shapes …` (issue 110): a search over a declared shape range for the
-first shape at which each candidate leaves its precision, and the layer that breaks there.
+"""`cpdebug sweep --onnx FILE | --torch FILE.py:FUNC --min-shapes … --max-shapes …` (issue 110): a search over a
+declared shape range for the first shape at which each candidate leaves its precision, and the layer that breaks
+there.
 
 The range is read in trtexec's spelling (`samples/shapes.py`, which the kit reads too) and checked against the
 graph's dynamic axes; the inputs of every shape are made there (`ShapedInputs`). The search is a pure object
