@@ -12,7 +12,8 @@ from cp_debug.cli.common.options import (BudgetFile, Checkpoint, ConfigFile, Dat
                                    Int8Dir, Json, Method, OnnxModel, Percentile, Quiet, RandomWeights, Recipe,
                                    SeedOrReport, TorchModel, Verbose, backends_option, calib_option, model_record,
                                    option, preset_option, recipe_name, search_nodes_option)
-from cp_debug.cli.common.fix_graph import FixMetric, fix_graph_cmd, print_shapes, refuse_metric
+from cp_debug.cli.common.fix_graph import (FixMaxShapes, FixMetric, FixMinShapes, fix_graph_cmd, print_range,
+                                           print_shapes, refuse_metric)
 from cp_debug.cli.common.quiet import ThirdParty
 
 
@@ -49,6 +50,8 @@ def fix(
         "With --torch/--onnx and an INT8 candidate: the calibration samples, as --inputs (default: "
         "the search's samples).")] = None,
     metric: FixMetric = None,
+    min_shapes: FixMinShapes = None,
+    max_shapes: FixMaxShapes = None,
     exporter: Exporter = "auto",
     recipe: Recipe = None,
     preset: Annotated[Optional[str], preset_option(
@@ -113,18 +116,16 @@ def fix(
         torch_model, onnx_model, inputs, backends, from_sweep = _any_model_sweep(from_sweep, torch_model, onnx_model,
                                                                                 inputs, backends)
         generic = dict(torch=torch_model, onnx=onnx_model, inputs=inputs, data=data, calib=calib, dynamic=dynamic,
-                       verify_samples=verify_n, exporter=exporter, candidates=candidates)
-        if torch_model or onnx_model or check is None and any(generic[k] is not None for k in list(generic)[2:6]):
+                       range=(min_shapes, max_shapes) if min_shapes or max_shapes else None, verify_samples=verify_n,
+                       exporter=exporter, candidates=candidates)
+        if torch_model or onnx_model or generic["range"] or check is None and any(map(generic.get, list(generic)[2:6])):
             given = {"--recipe": recipe, "--preset": preset, "--config": config, "--checkpoint": checkpoint, "--int8":
                      int8, "--scenes": scenes, "--n": n, "--from-bisect": from_bisect, "--from-sweep": from_sweep,
                      "--check": check, "--max-rel-rmse": tol}
             raise typer.Exit(fix_graph_cmd(generic, seed or 0, given, out=out, backends=backends, metric=metric,
                                            json_out=json_out, quiet=quiet, third_party=third_party))
-        refuse_metric(metric)
         recipe = recipe_name(recipe)
         preset = _default_preset(recipe, preset, config)
-        if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
-            model_record(preset or "demo", config)  # the file must exist and be a .py; it replaces the preset
         request = dict(target=(tol, max_map_drop, max_lost_boxes, tolerance_mode), seed=seed,
                        preset=preset if config is None else None, config=str(config) if config else None,
                        checkpoint=str(checkpoint) if checkpoint else None, random_weights=random_weights or None,
@@ -134,7 +135,7 @@ def fix(
                        calib_n=calib_n, method=method, percentile=percentile, bootstrap=bootstrap, recipe=recipe)
         code = _fix(request, out=out, check=check, backends=backends, from_bisect=from_bisect, json_out=json_out,
                     quiet=quiet, third_party=third_party, device=device, from_sweep=from_sweep, junit=junit,
-                    budget=budget)
+                    budget=budget, metric=metric)
     raise typer.Exit(code)
 
 
@@ -167,9 +168,12 @@ def _scenes(scenes: Path | None, n: int | None, data_root: Path | None) -> dict:
 
 def _default_preset(recipe: str, preset: str | None, config: Path | None) -> str | None:
     """The preset of a fix given neither --preset nor --config: the recipe's default (`Recipe.default_preset`); for
-    the catalog's default recipe it stays None (ModelRecord's own default, or what a report given fills in)."""
+    the catalog's default recipe it stays None (ModelRecord's own default, or what a report given fills in). A
+    --config is checked here: the file must exist and be a .py (it replaces the preset)."""
     from cp_debug.recipes import catalog
 
+    if config is not None:  # the model options not given stay None: a --from-bisect/--from-sweep run fills them
+        model_record(preset or "demo", config)
     if recipe != catalog.DEFAULT and preset is None and config is None:
         return catalog.recipe(recipe).default_preset
     return preset
@@ -177,11 +181,14 @@ def _default_preset(recipe: str, preset: str | None, config: Path | None) -> str
 
 def _fix(request: dict, *, out: Path | None, check: Path | None, backends: str | None, from_bisect: Path | None,
          json_out: str | None, quiet: bool, third_party, device: str | None = None,
-         from_sweep: Path | None = None, junit: Path | None = None, budget: Path | None = None) -> int:
+         from_sweep: Path | None = None, junit: Path | None = None, budget: Path | None = None,
+         metric: str | None = None) -> int:
     """`request`: FixRequest's fields as the user gave them (None: not given; a bisect report or the default fills
-    them); the reference and candidate come from `backends`."""
+    them); the reference and candidate come from `backends`; `metric`: --metric, refused here."""
     from cp_debug.cli.common.output import StepProgress, finish, with_runs_on
     from cp_debug.errors import BadInputError
+
+    refuse_metric(metric)
 
     if json_out and json_out != "-":
         from cp_debug.report.io import check_writable
@@ -393,6 +400,7 @@ def render_graph_check(result, console) -> None:
                   f"{worst:.3g} on {len(v.after)} sample(s)"
                   + (f"; beyond the budget: {', '.join(bad)}" if bad else ""), highlight=False)
     print_shapes(v, console)
+    print_range(result.shape_range, console)
     if result.metric is not None:
         console.print(result.metric.text(), highlight=False, markup=False)
     _changes(result, console)

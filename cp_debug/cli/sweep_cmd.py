@@ -128,7 +128,8 @@ def sweep(
     Each frame's status (sweep.json, frames.parquet, the table, the JUnit file) is its outcome in the same words:
     within_precision, degraded, diverged, or failed.
     --torch / --onnx: any one-graph model over its samples (--inputs or --data), ranked, the worst bisected.
-    --onnx with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing shape.
+    --onnx or --torch with --min-shapes / --max-shapes: the shape range searched for each candidate's first failing
+    shape (a --torch model exported dynamic on the axes the range moves).
     """
     axes = dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
     ranged = min_shapes is not None or max_shapes is not None

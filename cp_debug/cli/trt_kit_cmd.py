@@ -51,15 +51,16 @@ def trt_kit(
         "the option); each is one frame of the kit. Default: --torch's example inputs.")] = None,
     exporter: Exporter = "auto",
     min_shapes: Annotated[Optional[list[str]], option(
-        "--min-shapes", metavar="NAME:DxD", help="With --torch/--onnx: an input's smallest shape in the engine's "
-        "profile, as trtexec's minShapes spells it (name:1x3x224x224, several joined by ','); give --max-shapes "
-        "too. Default: the smallest over the samples.")] = None,
+        "--min-shapes", metavar="NAME:DxD[,…]", help="With --torch/--onnx: an input's smallest shape in the engine's "
+        "profile, as trtexec's minShapes spells it (name:1x3x224x224, several joined by ',' or the option "
+        "repeated); give --max-shapes too (a --torch model is exported dynamic on the axes the range moves). "
+        "Default: the smallest over the samples.")] = None,
     opt_shapes: Annotated[Optional[list[str]], option(
-        "--opt-shapes", metavar="NAME:DxD", help="The shape TensorRT tunes for (default: the largest sample's).")
+        "--opt-shapes", metavar="NAME:DxD[,…]", help="The shape TensorRT tunes for (default: the largest sample's).")
     ] = None,
     max_shapes: Annotated[Optional[list[str]], option(
-        "--max-shapes", metavar="NAME:DxD", help="An input's largest shape in the profile (default: the largest over "
-        "the samples).")] = None,
+        "--max-shapes", metavar="NAME:DxD[,…]", help="An input's largest shape in the profile (default: the largest "
+        "over the samples).")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -121,7 +122,6 @@ def trt_kit(
 def _graph_kit(out: Path, torch_model, onnx_model, inputs: list[Path], exporter: str, ranges: tuple, seed: int,
                precision, force: bool, refused: list[str], quiet: bool, terminal) -> None:
     """`trt-kit --torch FILE.py:FUNC | --onnx FILE`: any one graph's kit (`kit/graph_kit.py`), written whole."""
-    from cp_debug.backends.trt.trt_profile import parse_shapes
     from cp_debug.cli.common.output import StepProgress
     from cp_debug.errors import BadInputError
     from cp_debug.kit.content import GraphSource
@@ -137,8 +137,10 @@ def _graph_kit(out: Path, torch_model, onnx_model, inputs: list[Path], exporter:
     for p in inputs:
         if not p.exists():
             raise BadInputError(f"--inputs {p} is not a file or folder")
-    given = {k: parse_shapes(t or [], f"--{k}-shapes") for k, t in zip(("min", "opt", "max"), ranges)}
-    graph = GraphSource(torch_model, onnx_model, tuple(inputs), {k: v for k, v in given.items() if v}, exporter)
+    from cp_debug.samples.shapes import parse_shapes
+
+    given = {k: parse_shapes(t, f"--{k}-shapes") for k, t in zip(("min", "opt", "max"), ranges) if t}
+    graph = GraphSource(torch_model, onnx_model, tuple(inputs), given, exporter)
     req = KitRequest(model=ModelRecord(None, seed=seed), out=out, source_kind="torch" if torch_model else "onnx",
                      precisions=tuple(dict.fromkeys(p.lower() for p in (precision or ["fp16"]))), force=force,
                      recipe=of_any_model(), graph=graph)

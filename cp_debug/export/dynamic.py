@@ -1,6 +1,8 @@
 """The dynamic axes of a model's inputs, in one place: what `--dynamic NAME:AXIS[,AXIS]` says, what a `--torch` file's
 `dynamic()` returns (torch.export's `dynamic_shapes`: a dict or tuple of per-input axis specs), or what the samples'
-shapes say where neither is given (`inferred`: the axes whose size differs between the example and a sample).
+shapes say where neither is given (`inferred`: the axes whose size differs between the example and a sample); with a
+declared range (`--min-shapes` / `--max-shapes`), the axes whose size differs between its min and its max
+(`of_range`), checked against what `--dynamic` or `dynamic()` declares (`with_range`).
 
 A `DynamicAxes` is what the export takes (`torch_shapes` for the dynamo exporter, `onnx_axes` for the TorchScript one),
 what the export cache keys a graph by (`key`), what a sample is checked against (`free`: None at a dynamic axis) and
@@ -16,7 +18,8 @@ from dataclasses import dataclass, replace
 from cp_debug.errors import BadInputError
 
 OPTION = "--dynamic"
-FROM_OPTION, FROM_FILE, FROM_SAMPLES = "option", "dynamic()", "samples"  # DynamicAxes.source
+FROM_OPTION, FROM_FILE, FROM_SAMPLES, FROM_RANGE = "option", "dynamic()", "samples", "range"  # DynamicAxes.source
+RANGE = "--min-shapes / --max-shapes"
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class Axis:
 
 @dataclass(frozen=True)
 class DynamicAxes:
-    """The dynamic axes of a model's inputs and where they were said (`source`: FROM_OPTION, FROM_FILE or
-    FROM_SAMPLES). Falsy when it holds none: the export is static, as without it."""
+    """The dynamic axes of a model's inputs and where they were said (`source`: FROM_OPTION, FROM_FILE, FROM_SAMPLES
+    or FROM_RANGE). Falsy when it holds none: the export is static, as without it."""
 
     axes: tuple[Axis, ...] = ()
     source: str = FROM_OPTION
@@ -131,7 +134,7 @@ class DynamicAxes:
         return DynamicAxes(kept, self.source) if kept else None
 
     def _said(self) -> str:
-        return {FROM_OPTION: OPTION, FROM_FILE: "dynamic()"}.get(self.source, "the dynamic axes")
+        return {FROM_OPTION: OPTION, FROM_FILE: "dynamic()", FROM_RANGE: RANGE}.get(self.source, "the dynamic axes")
 
 
 def said_of(doc: Mapping | None) -> list[str]:
@@ -229,6 +232,32 @@ def inferred(example: Mapping[str, tuple], samples: Sequence[Mapping[str, tuple]
                 sizes.setdefault((name, i), {w}).add(g)
     axes = tuple(Axis(n, i, _default(n, i)) for (n, i), v in sizes.items() if len(v) > 1)
     return DynamicAxes(axes, FROM_SAMPLES) if axes else None
+
+
+def of_range(lo: Mapping[str, Sequence[int]], hi: Mapping[str, Sequence[int]]) -> DynamicAxes | None:
+    """The axes a declared range moves (`lo` / `hi`: its min and max shapes, input -> shape, one rank each), each
+    under its own name (`x_1`); None where min and max are one shape."""
+    axes = tuple(Axis(n, i) for n, shape in lo.items() for i, (a, b) in enumerate(zip(shape, hi.get(n, shape)))
+                 if a != b)
+    return DynamicAxes(axes, FROM_RANGE) if axes else None
+
+
+def with_range(declared: DynamicAxes | None, ranged: DynamicAxes, input_names: Sequence[str],
+               example: Mapping[str, tuple], what: str) -> DynamicAxes:
+    """The axes a `--torch` model is exported with under a declared range: those `declared` (`--dynamic`, a
+    `dynamic()`), which must hold every axis the range moves (one BadInputError line naming those they hold static),
+    else the range's own; named and checked (`DynamicAxes.named`)."""
+    ranged = ranged.named(input_names, example, what)
+    if not declared:
+        return ranged
+    declared = declared.named(input_names, example, what)
+    held = {(a.input, a.index) for a in declared.axes}
+    static = [f"{a.input}:{a.index}" for a in ranged.axes if (a.input, a.index) not in held]
+    if static:
+        raise BadInputError(f"{RANGE} move {', '.join(static)}, which {declared._said()} holds static (it declares "
+                            f"{', '.join(declared.spelled())}): declare {'it' if len(static) == 1 else 'them'} "
+                            "dynamic too, or give one size there")
+    return declared
 
 
 def _default(name: str, index: int) -> str:

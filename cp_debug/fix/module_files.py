@@ -75,7 +75,7 @@ def fix_json(fix: "GraphFix") -> dict:
         "outcome": None, "search_frames": fix.split.to_json(), "held_out_verification": fix.split.held_out,
         "calibration": list(fix.calibration) if fix.kind in QUANTIZED else None, "set": s, "search": search,
         "verification": fix.verification.to_json() if fix.verification else None, "notes": list(fix.notes),
-        "metric": metric_json(fix.metric),
+        "metric": metric_json(fix.metric), "shape_range": fix.split.shape_range,
         "environment": toolchain(), "cp_debug_version": cp_debug.__version__,
         "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -174,9 +174,11 @@ class GraphCheck(CheckedFix):
     the held-out samples computed again here."""
 
     metric: "MetricFigures | None" = None
+    shape_range: dict | None = None  # the declared range its fix verified at (fix.json's `shape_range`)
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "metric": metric_json((self.metric,) if self.metric is not None else ())}
+        return {**super().to_json(), "metric": metric_json((self.metric,) if self.metric is not None else ()),
+                "shape_range": self.shape_range}
 
 
 def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progress=None) -> GraphCheck:
@@ -209,6 +211,12 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
 
         check_available(BackendSpec.parse(f"ort-cuda-{'int8' if kind == 'int8' else 'fp32'}"))
     samples = read_saved(dict(zip(names, paths)), graph_inputs(ref, REFERENCE_FILE))
+    shape_range = doc.get("shape_range")
+    unverified = [f"{k} {v}" for k, v in ((shape_range or {}).get("verified_at") or {}).items()
+                  if v not in {s.shape for s in samples}]
+    if unverified:
+        raise BadInputError(f"{root} holds no sample at the range's {', '.join(unverified)}, which its fix.json "
+                            "says it was verified at: write the fix again (`cpdebug fix --out DIR`)")
     recorded_metric = (doc.get("metric") or {}).get("held_out")
     metric = _task_metric(recorded_metric["name"]) if recorded_metric else None
     with progress_step(progress, f"running {model['file']} on {len(samples)} sample(s), {device}"):
@@ -234,7 +242,7 @@ def check_graph_fix(root: Path, doc: dict, *, device: str | None = None, progres
     modified = tuple(n for n, digest in (doc.get("files") or {}).items()
                      if not (root / n).is_file() or sha256(root / n) != digest)
     return GraphCheck(root, rec.get("holds"), ver, version_changes(doc.get("environment") or {}, toolchain()),
-                      changed, modified, scored)
+                      changed, modified, scored, shape_range)
 
 
 def _task_metric(name: str):

@@ -1,6 +1,8 @@
 """What a fix of any one-graph model searches and verifies on: the samples (read by the generic module recipe,
 `samples/sets.py`) split into the search's part and the held-out part the written file is verified on; the
-model as one FP32 ONNX graph (`load_model`); and `prepare`, which gives both from the command's options."""
+model as one FP32 ONNX graph (`load_model`); and `prepare`, which gives both from the command's options. A declared
+range (`--min-shapes` / `--max-shapes`, `samples/shapes.py`) adds samples at its min, mid and max, two at each (one
+searched, one held out), so the set is verified at every one of those shapes and `fix --check` verifies them again."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class SampleSplit:
     search: tuple[Sample, ...]
     verify: tuple[Sample, ...]
     source: str  # where the samples came from, in words
+    shape_range: dict | None = None  # the declared range the samples cover (`samples.shapes.range_doc`)
 
     @property
     def held_out(self) -> bool:
@@ -125,19 +128,55 @@ def prepare(g: Mapping, seed: int, backends: Sequence[BackendSpec], recipe: "Rec
         if g[option] is not None and not Path(g[option]).exists():
             raise BadInputError(f"--{option} not found: {g[option]}")
     given = g["inputs"] is not None or g["data"] is not None
+    profile = _profile(g.get("range"))
     shapes = {"dynamic": g.get("dynamic"), "shapes": npz_shapes(g["inputs"])} if g["torch"] else {}
-    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given, backends=backends,
-                   recipe=recipe, **shapes)
+    if g["torch"] and profile is not None:
+        from cp_debug.export.dynamic import of_range
+
+        shapes["ranged"] = of_range({n: r.min for n, r in profile.items()}, {n: r.max for n, r in profile.items()})
+    m = load_model(g["torch"], g["onnx"], exporter=g["exporter"], seed=seed, need_feed=not given and profile is None,
+                   backends=backends, recipe=recipe, **shapes)
     graph = graph_inputs(m.model, m.what)
     samples, said = load_samples(g["inputs"], g["data"], graph)
     said = [*said_of(m.source.get("dynamic")), *said]
     source = (str(g["inputs"]) if g["inputs"] is not None else f"--data {g['data']}" if g["data"] is not None
               else f"the model's {m.first_name} inputs and seeded random variants (seed {seed})")
+    ranged = None
+    if profile is not None:
+        samples, ranged = _range_samples(profile, m.model, graph, seed, samples)
+        source = (f"{source} and " if given else "") + f"the range's min, mid and max (seed {seed})"
     if not samples:
         samples = default_samples(m.first, seed, first_name=m.first_name)
     split = split_samples(samples, g["verify_samples"], source)
+    split = SampleSplit(split.search, split.verify, split.source, ranged)
     calib = _calibration(Path(g["calib"]), samples[0].feed) if g["calib"] is not None else None
     return m, split, calib, said
+
+
+def _profile(given: Sequence[str | None] | None):
+    """`--min-shapes` / `--max-shapes` read (`samples.shapes.parse_profile`), None where neither is given."""
+    if not given or all(t is None for t in given):
+        return None
+    from cp_debug.samples.shapes import SPELLING, parse_profile
+
+    if any(t is None for t in given):
+        raise BadInputError(f"give both --min-shapes / --max-shapes ({SPELLING})")
+    return parse_profile(*given)
+
+
+def _range_samples(profile, model, graph, seed: int, given: list[Sample]) -> tuple[list[Sample], dict]:
+    """The samples given and those made at the range's min, mid and max (`samples.shapes.range_samples`), checked
+    against the graph's dynamic axes; and fix.json's `shape_range`."""
+    from cp_debug.samples.shapes import ShapedInputs, dim_symbols, index_bounds, range_doc, range_samples, shape_space
+
+    space = shape_space(profile, graph, dim_symbols(model))
+    bounds = index_bounds(model)
+    made = range_samples(space, graph.dtypes, bounds, seed)
+    taken = {s.name for s in given} & {s.name for s in made}
+    if taken:
+        raise BadInputError(f"the samples {', '.join(sorted(taken))} share their names with those made over the "
+                            "range: rename those files")
+    return [*given, *made], range_doc(ShapedInputs(space, graph.dtypes, bounds, seed))
 
 
 def _calibration(given: Path, one: Mapping[str, np.ndarray]) -> list[Sample]:

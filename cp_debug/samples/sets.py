@@ -12,7 +12,7 @@ names and shapes checked first from the files' headers alone, so a sweep's memor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,12 @@ class Sample:
     def shape(self) -> str:
         """Its inputs' shapes in words, `x[1,64,16]` (several inputs: space apart): a model with dynamic axes is
         judged per shape (fix's verification)."""
-        return " ".join(f"{n}[{','.join(str(d) for d in np.shape(a))}]" for n, a in self.feed.items())
+        return shape_words({n: np.shape(a) for n, a in self.feed.items()})
+
+
+def shape_words(shapes: Mapping[str, Sequence[int]]) -> str:
+    """Inputs' shapes in words, `x[1,64,16]`, space apart (`Sample.shape`)."""
+    return " ".join(f"{n}[{','.join(str(int(d)) for d in s)}]" for n, s in shapes.items())
 
 
 @dataclass(frozen=True)

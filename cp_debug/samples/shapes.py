@@ -1,10 +1,12 @@
 """Shapes as TensorRT writes them, and inputs made at any shape of a declared range.
 
 `parse_shapes` reads trtexec's spelling of `--minShapes` / `--optShapes` / `--maxShapes` (`NAME:DxDxD`, comma-separated
-for several inputs, a name holding ':' or ',' in single quotes: `'input:0':1x3x224x224`); `parse_profile` reads a
-min / opt / max triple into the optimization profile `backends/trt/trt_profile.py` writes back out
-(`trtexec_shape_flags`), so what a user copies from a trtexec line is read here and written there the same way (the
-sweep's `--min-shapes` / `--max-shapes` and the kit's profile both read it here).
+for several inputs, a name holding ':' or ',' in single quotes: `'input:0':1x3x224x224`; a repeated option's texts
+read as one); `parse_profile` reads a min / opt / max triple into the optimization profile `backends/trt/trt_profile.py`
+writes back out (`trtexec_shape_flags`), so what a user copies from a trtexec line is read here and written there the
+same way. The one reader of that spelling: the sweep's and fix's `--min-shapes` / `--max-shapes` and the kit's
+`--min/--opt/--max-shapes` all read it here. `range_shapes` gives a range's corners and its midpoint (what fix
+verifies at), `range_samples` samples made there.
 
 `shape_space` checks a profile against a graph's inputs and names the dynamic axes to search: an axis the file holds
 static takes only its own size (one line, exit 2), a dynamic one the profile leaves out is one line too, and the
@@ -17,6 +19,7 @@ holds every smaller one's values and a search along an axis compares like with l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,14 +32,17 @@ from cp_debug.errors import BadInputError
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from cp_debug.samples.sets import GraphInputs
+    from cp_debug.samples.sets import GraphInputs, Sample
 
 SPELLING = "trtexec's spelling is NAME:DxDxD, comma-separated for several inputs (e.g. input_ids:1x64)"
 Shapes = Mapping[str, tuple[int, ...]]  # input name -> its shape
 
 
-def parse_shapes(text: str, option: str = "--min-shapes") -> dict[str, tuple[int, ...]]:
-    """`NAME:DxDxD[,NAME:DxD…]` as trtexec takes it -> {name: shape}; a bad spelling is one BadInputError line."""
+def parse_shapes(text: str | Sequence[str], option: str = "--min-shapes") -> dict[str, tuple[int, ...]]:
+    """`NAME:DxDxD[,NAME:DxD…]` as trtexec takes it -> {name: shape} (`text` a list: a repeated option's texts, read
+    as one joined by ','); a bad spelling is one BadInputError line."""
+    if not isinstance(text, str):
+        text = ",".join(t.strip() for t in text if t and t.strip())
     if not text or not text.strip():
         raise BadInputError(f"{option} is empty: {SPELLING}")
     out: dict[str, tuple[int, ...]] = {}
@@ -260,3 +266,41 @@ class ShapedInputs:
             else:
                 out[name] = f"{dt.name}, uniform in [0, 2) (no Gather table bounds it)"
         return out
+
+
+MID = "each axis the range moves at the geometric mean of its min and max"
+
+
+def range_points(space: ShapeSpace) -> dict[str, tuple[int, ...]]:
+    """The shapes a cure is verified at over a declared range: its `min`, its `mid` (`MID`) and its `max` (one point
+    each, in the space's axes; a point twice is kept once, under its first name)."""
+    mid = tuple(round(math.sqrt(a.lo * a.hi)) for a in space.axes)
+    out: dict[str, tuple[int, ...]] = {}
+    for name, point in (("min", space.lo), ("mid", mid), ("max", space.hi)):
+        if point not in out.values():
+            out[name] = tuple(point)
+    return out
+
+
+def range_samples(space: ShapeSpace, dtypes: Mapping[str, np.dtype], bounds: Mapping[str, int], seed: int,
+                  draws: int = 2) -> list["Sample"]:
+    """`draws` samples at each of `range_points`, each draw from its own seed (`seed`, `seed + 1`, …) as
+    `ShapedInputs` draws: `min_1`, `min_2`, `mid_1`, … — one to search on, one to verify on at every shape."""
+    from cp_debug.samples.sets import Sample
+
+    makers = [ShapedInputs(space, dtypes, bounds, seed + k) for k in range(draws)]
+    return [Sample(f"{name}_{k + 1}", made.feed(point)) for name, point in range_points(space).items()
+            for k, made in enumerate(makers)]
+
+
+def range_doc(inputs: ShapedInputs) -> dict:
+    """fix.json's `shape_range`: the range's axes, the shapes verified at (`Sample.shape`'s words: `x[1,64,16]`),
+    what `mid` is and how the inputs were drawn."""
+    from cp_debug.samples.sets import shape_words
+
+    space = inputs.space
+    at = {name: shape_words(space.shapes(point)) for name, point in range_points(space).items()}
+    return {"min_shapes": {n: list(s) for n, s in space.shapes(space.lo).items()},
+            "max_shapes": {n: list(s) for n, s in space.shapes(space.hi).items()},
+            "axes": [a.to_json() for a in space.axes], "verified_at": at, "mid": MID, "inputs": inputs.described(),
+            "draws": f"<shape>_k drawn from seed {inputs.seed} + k - 1 (_1 searched, _2 held out)"}

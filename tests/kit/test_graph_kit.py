@@ -194,7 +194,8 @@ def test_bad_input_is_one_line_and_writes_nothing(samples, onnx_kits, tmp_path):
             (["--min-shapes", "x:1x3x8x16", "--max-shapes", "x:8x3x16x16"], "axis 2 of 'x' is fixed at 16"),
             (["--min-shapes", "x:2x3x16x16", "--max-shapes", "x:8x3x16x16"], "sample one"),
             (["--max-shapes", "y:1x3"], "the graph's inputs are 'x'"),
-            (["--min-shapes", "x=1x3"], "write NAME:DxDxD"),
+            (["--min-shapes", "x=1x3"], "no ':' between the input's name and its shape"),
+            (["--min-shapes", "x:1x3x16x16", "--min-shapes", "x:2x3x16x16"], "names input 'x' twice"),
             (["--points", one], "--points: a kit of a --torch / --onnx model takes its samples")):
         code, lines = _cli("trt-kit", "--onnx", onnx_file, "--inputs", one, "--inputs", three, *args, "--out", out)
         assert code == 2 and words in lines[-1] and len(lines) == 1, (args, lines)

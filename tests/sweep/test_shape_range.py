@@ -111,12 +111,14 @@ def test_a_bad_range_is_one_line_and_exit_2(encoder, tmp_path, given, said):
     assert not (tmp_path / "s" / "sweep.json").exists()
 
 
-def test_a_range_goes_with_an_onnx_file_alone(encoder, tmp_path):
+def test_a_range_goes_with_a_model_alone(encoder, tmp_path):
     path, _ = encoder
     for extra, said in ((("--onnx", path, "--min-shapes", "input_ids:1x64"), "give both"),
                         (("--onnx", path, "--min-shapes", "a:1", "--max-shapes", "a:2", "--inputs", tmp_path),
                          "not with --inputs"),
-                        (("--torch", "x.py:f", "--min-shapes", "a:1", "--max-shapes", "a:2"), "give --onnx")):
+                        (("--min-shapes", "a:1", "--max-shapes", "a:2"), "go with --onnx FILE.onnx"),
+                        (("--torch", "x.py:f", "--min-shapes", "a:1", "--max-shapes", "a:2", "--data", "d.py:f"),
+                         "not with --inputs")):
         proc = cpdebug("sweep", *extra, "--out", tmp_path / "s", "--quiet")
         assert proc.returncode == 2 and said in proc.stderr, proc.stderr
 

@@ -81,26 +81,6 @@ def trtexec_shape_flags(profile: Profile) -> list[str]:
             for key in ("min", "opt", "max")]
 
 
-def parse_shapes(texts: Sequence[str], option: str) -> dict[str, tuple[int, ...]]:
-    """`name:AxBxC[,name:AxB…]` as trtexec's `--minShapes` spells it (each text one or more pairs; `option` names
-    the flag in the one-line error): {input: shape}. A scalar is `name:` with no dims."""
-    out: dict[str, tuple[int, ...]] = {}
-    for text in texts:
-        for pair in filter(None, (p.strip() for p in str(text).split(","))):
-            name, sep, dims = pair.rpartition(":")
-            try:
-                shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-            except ValueError:
-                shape = None
-            if not sep or not name or shape is None or any(d < 0 for d in shape):
-                raise BadInputError(f"{option} {pair!r}: write NAME:DxDxD (trtexec's spelling, e.g. "
-                                    "input:1x3x224x224; several joined by ',')")
-            if name in out and out[name] != shape:
-                raise BadInputError(f"{option} gives {name!r} twice ({shape_text(out[name])} and {shape_text(shape)})")
-            out[name] = shape
-    return out
-
-
 def given_profile(derived: Profile, given: Mapping[str, Mapping[str, Sequence[int]]],
                   declared: Mapping[str, Sequence[int | None]]) -> Profile:
     """The profile `derived` from the samples, with the ranges `given` ("min" / "opt" / "max" -> input -> shape:

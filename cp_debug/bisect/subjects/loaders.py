@@ -76,13 +76,15 @@ def _module_name(path: Path) -> str:
 
 
 def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto", seed: int = 0, *,
-                  dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = ()) -> Subject:
+                  dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = (),
+                  ranged: "DynamicAxes | None" = None) -> Subject:
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple). FUNC() runs with the random generators
     seeded from `seed` (`--seed`), as the file's import does: a build() that draws random weights or example inputs
     (`torch.randn`) gives the same model on every run, and the same graph, so a repeat hits the export cache.
     Its inputs' dynamic axes (`export/dynamic.py`) are `dynamic` (`--dynamic`), else what the file's `dynamic()`
     returns, else those whose size differs between the example and the samples (`shapes`: each sample's input shapes,
-    the `inputs` file's besides), said in the subject's warnings; none: exported at the example's shape."""
+    the `inputs` file's besides), said in the subject's warnings; none: exported at the example's shape. `ranged`:
+    the axes a declared range moves (`export.dynamic.of_range`), exported dynamic, the declared ones holding them."""
     import torch
 
     from cp_debug.determinism import seed_all
@@ -118,7 +120,7 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     beside = getattr(sys.modules.get(_module_name(path)), "dynamic", None)  # a dynamic() in FILE.py
     axes = _dynamic_axes(beside, dynamic, input_names, {n: a.shape for n, a in ex_np.items()},
                          [*shapes, *([{k: a.shape for k, a in given.items()}] if given is not None else [])],
-                         f"{func}()'s model")
+                         f"{func}()'s model", ranged)
     code = {"user_code": user_code(path)}
     spec = axes
     stage = Stage(
@@ -145,17 +147,20 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
 
 
 def _dynamic_axes(user, given: "DynamicAxes | None", input_names: tuple[str, ...], example: Mapping[str, tuple],
-                  shapes: Sequence[Mapping[str, tuple]], what: str) -> "DynamicAxes | None":
+                  shapes: Sequence[Mapping[str, tuple]], what: str,
+                  ranged: "DynamicAxes | None" = None) -> "DynamicAxes | None":
     """The dynamic axes of a `--torch` model, named and checked (`DynamicAxes.named`): `--dynamic`'s, else those of
     the file's `dynamic()` (`user`, run as the user's code), else those the samples' shapes differ in from the
-    example's; None: none."""
-    from cp_debug.export.dynamic import from_user, inferred
+    example's; None: none. A declared range (`ranged`: the axes it moves) is held by the declared axes, else its
+    own are taken (`export.dynamic.with_range`)."""
+    from cp_debug.export.dynamic import from_user, inferred, with_range
 
+    if not given and callable(user):
+        given = from_user(_call_user(user, "in dynamic()"), input_names, "dynamic()")
+    if ranged:
+        return with_range(given, ranged, input_names, example, what)
     if not given:
-        if callable(user):
-            given = from_user(_call_user(user, "in dynamic()"), input_names, "dynamic()")
-        else:
-            given = inferred(example, shapes, input_names)
+        given = inferred(example, shapes, input_names)
     return given.named(input_names, example, what) if given else None
 
 

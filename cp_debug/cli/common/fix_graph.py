@@ -13,6 +13,13 @@ FixMetric = Annotated[Optional[str], typer.Option(
     "--metric", metavar="NAME|FILE.py:FUNC", help="With --torch/--onnx: the task metric (eval --metric's: top1, top5, "
     "argmax, cosine, snr, accuracy, or FILE.py:FUNC) before and after on the held-out samples, the samples whose "
     "result changes named; fix --check computes it again.")]
+FixMinShapes = Annotated[Optional[str], typer.Option(
+    "--min-shapes", metavar="NAME:DxD[,…]", help="With --torch/--onnx: a declared shape range (trtexec's spelling of "
+    "minShapes, e.g. x:1x64x16; --max-shapes too), a --torch model exported dynamic on the axes it moves: samples "
+    "are made at its min, mid (each moving axis at the geometric mean) and max, two each (one searched, one held "
+    "out), besides any --inputs; the set is verified at each shape, and fix --check verifies them again.")]
+FixMaxShapes = Annotated[Optional[str], typer.Option(
+    "--max-shapes", metavar="NAME:DxD[,…]", help="The other end of --min-shapes' range (e.g. x:1x4096x16).")]
 
 
 def refuse_metric(metric: str | None) -> None:
@@ -38,6 +45,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     from cp_debug.recipes.catalog import of_any_model
 
     given = [o for o, v in others.items() if v is not None]
+    if g.get("range") and "--check" in given:
+        raise BadInputError("--min-shapes / --max-shapes: fix --check DIR verifies again at the shapes its fix.json "
+                            "records")
     if given:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a fix of one graph, judged within the "
                             "candidate's precision on its samples)")
@@ -123,6 +133,7 @@ def render_graph(fix, written: Path | None, said: list[str], console) -> None:
         vt.add_row(*row)
     console.print(vt)
     print_shapes(v, console)
+    print_range(fix.split.shape_range, console)
     for m in fix.metric:
         console.print(("[bold]" if m.part == "held_out" else "") + escape(m.text()), highlight=False)
     if written is not None:
@@ -139,6 +150,15 @@ def print_shapes(v, console) -> None:
     bad = [g.shape for g in shapes if not g.holds]
     console.print(f"per shape: {'[red]does not hold[/red] at ' + ', '.join(bad) if bad else '[green]holds[/green]'} "
                   f"(of {len(shapes)} shapes)" + "".join(f"\n  {g.text()}" for g in shapes), highlight=False)
+
+
+def print_range(doc: dict | None, console) -> None:
+    """Where a declared range was verified: its axes and the shapes of its min, mid and max."""
+    if not doc:
+        return
+    axes = ", ".join(f"{a['name']} {a['min']}..{a['max']}" for a in doc["axes"]) or "one shape"
+    at = ", ".join(f"{k} {v}" for k, v in doc["verified_at"].items())
+    console.print(f"shape range {axes}: verified at {at} (mid: {doc['mid']})", highlight=False, soft_wrap=True)
 
 
 def _score(value: float | None, changed: bool | None) -> str:

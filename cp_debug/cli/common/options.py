@@ -342,10 +342,11 @@ SampleData = Annotated[Optional[str], option(
     "(Polygraphy's load_data; a 'label' / 'labels' key the model does not take is the sample's label); cpdebug "
     "imports and runs FILE.py.")]
 MinShapes = Annotated[Optional[str], option(
-    "--min-shapes", metavar="NAME:DxD[,…]", help="With --onnx, instead of samples: search the file's dynamic axes "
-    "from these shapes (trtexec's spelling of minShapes, e.g. input_ids:1x64) to --max-shapes for each candidate's "
-    "first failing shape (and the last that passes); inputs are made at every shape (floats seeded normal, token "
-    "ids below the vocabulary a Gather reads them into).")]
+    "--min-shapes", metavar="NAME:DxD[,…]", help="With --onnx or --torch, instead of samples: search the dynamic axes "
+    "(a --torch model's: those the range moves, exported dynamic; with --dynamic or a dynamic(), the axes they "
+    "declare must hold them) from these shapes (trtexec's spelling of minShapes, e.g. input_ids:1x64) to "
+    "--max-shapes for each candidate's first failing shape (and the last that passes); inputs are made at every "
+    "shape (floats seeded normal, token ids below the vocabulary a Gather reads them into).")]
 MaxShapes = Annotated[Optional[str], option(
     "--max-shapes", metavar="NAME:DxD[,…]", help="The other end of --min-shapes' range (trtexec's spelling of "
     "maxShapes, e.g. input_ids:1x4096).")]

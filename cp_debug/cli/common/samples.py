@@ -44,9 +44,10 @@ def refuse(others: dict) -> None:
         raise BadInputError(f"{', '.join(given)}: not with --torch / --onnx (a model's samples: --inputs or --data)")
 
 
-def load(run: SampleRun, steps, stream, samples: bool = True):
+def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAxes | None" = None):
     """(model, samples, (label, spec) pairs, tolerance mode): the model loaded and exported once, every sample checked
-    against its graph once; `samples=False`: the caller makes its own (samples None)."""
+    against its graph once; `samples=False`: the caller makes its own (samples None); `ranged`: the axes a declared
+    range moves, a `--torch` model exported dynamic on them."""
     from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
     from cp_debug.bisect.subjects.feeds import npz_shapes
     from cp_debug.compare.noise import check_mode
@@ -61,7 +62,8 @@ def load(run: SampleRun, steps, stream, samples: bool = True):
         raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
     with steps.step("loading the model"):
         model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False,
-                                           dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else ())
+                                           dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else (),
+                                           ranged=ranged)
     for line in said_of(model.source.get("dynamic")):
         steps.note(line)
     if run.onnx is not None:

@@ -1,12 +1,19 @@
-"""`cpdebug sweep --onnx FILE --min-shapes … --max-shapes …`: the range read (trtexec's spelling) and checked against
-the file's dynamic axes before anything runs, the search (`sweep/shape_range/`) with a progress bar, sweep.json
-written whole with its `shape_search`, the table; the worst judged shape's exit code."""
+"""`cpdebug sweep --onnx FILE | --torch FILE.py:FUNC --min-shapes … --max-shapes …`: the range read (trtexec's
+spelling) before anything runs; a `--torch` model exported dynamic on the axes the range moves (`ranged_axes`: with
+those `--dynamic` or a `dynamic()` declares, which must hold them); the range checked against the graph's dynamic
+axes, the search (`sweep/shape_range/`) with a progress bar, sweep.json written whole with its `shape_search`, the
+table; the worst judged shape's exit code."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.export.dynamic import DynamicAxes
 
 RANGE = "--min-shapes / --max-shapes"
 
@@ -17,14 +24,21 @@ def check_range_given(min_shapes: str | None, max_shapes: str | None, torch_mode
 
     if min_shapes is None or max_shapes is None:
         raise BadInputError(f"give both {RANGE} ({SPELLING})")
-    if torch_model:
-        raise BadInputError(f"{RANGE} search an ONNX file's dynamic axes: give --onnx FILE.onnx (a --torch model is "
-                            "exported at its example's shapes)")
-    if not onnx_model:
-        raise BadInputError(f"{RANGE} go with --onnx FILE.onnx (a file with dynamic axes)")
+    if not onnx_model and not torch_model:
+        raise BadInputError(f"{RANGE} go with --onnx FILE.onnx (a file with dynamic axes) or --torch FILE.py:FUNC")
     if inputs is not None or data is not None:
         raise BadInputError(f"{RANGE} make their own inputs at every shape: not with --inputs / --data")
     parse_profile(min_shapes, max_shapes)
+
+
+def ranged_axes(profile, torch_model) -> "DynamicAxes | None":
+    """The axes the range moves, a `--torch` model's to export dynamic (None for an ONNX file: its own are searched;
+    `profile`: `samples.shapes.parse_profile`'s)."""
+    from cp_debug.export.dynamic import of_range
+
+    if not torch_model:
+        return None
+    return of_range({n: r.min for n, r in profile.items()}, {n: r.max for n, r in profile.items()})
 
 
 def sweep_range(run, out: Path, shapes: tuple[str, str], *, level: str | None, bisect_top: int, resume: bool,
@@ -48,7 +62,8 @@ def sweep_range(run, out: Path, shapes: tuple[str, str], *, level: str | None, b
     check_outputs(run.junit)
     profile = parse_profile(*shapes)
     steps = StepProgress(run.quiet, stream=third_party.terminal)
-    model, _, pairs, mode = load(run, steps, third_party.terminal, samples=False)
+    model, _, pairs, mode = load(run, steps, third_party.terminal, samples=False,
+                                 ranged=ranged_axes(profile, run.torch))
     calibrated = [label for label, spec in pairs if spec.calibrated]
     if calibrated:
         raise BadInputError(f"{', '.join(calibrated)}: a calibrated candidate is not searched over {RANGE} yet "

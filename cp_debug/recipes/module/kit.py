@@ -14,7 +14,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def content(req: "KitRequest") -> "KitContent":
-    """The one graph of `req.graph` (`--torch` / `--onnx`), loaded once, on its samples."""
+    """The one graph of `req.graph` (`--torch` / `--onnx`), loaded once, on its samples; a `--torch` model exported
+    dynamic on the axes the range given moves (`--min-shapes` / `--max-shapes`), else on those its samples' shapes
+    differ in (or its `dynamic()`'s)."""
+    from cp_debug.bisect.subjects.feeds import npz_shapes
+    from cp_debug.export.dynamic import of_range
     from cp_debug.kit.graph_kit import graph_content
     from cp_debug.recipes.module.model import load_module_model
 
@@ -23,5 +27,11 @@ def content(req: "KitRequest") -> "KitContent":
         from cp_debug.errors import BadInputError
 
         raise BadInputError("a kit of any model takes --torch FILE.py:FUNC or --onnx FILE")
-    loaded = load_module_model(g.torch, g.onnx, exporter=g.exporter, seed=req.model.seed, need_feed=not g.inputs)
+    dynamic = {}
+    if g.torch:
+        lo, hi = g.ranges.get("min") or {}, g.ranges.get("max") or {}
+        dynamic = {"shapes": [s for p in g.inputs for s in npz_shapes(p)],
+                   "ranged": of_range(lo, {n: hi.get(n, s) for n, s in lo.items()})}
+    loaded = load_module_model(g.torch, g.onnx, exporter=g.exporter, seed=req.model.seed, need_feed=not g.inputs,
+                               **dynamic)
     return graph_content(req, loaded.subject)

@@ -1,5 +1,6 @@
-"""`cpdebug sweep --onnx FILE --min-shapes … --max-shapes …` (issue 110): a search over a declared shape range for the
-first shape at which each candidate leaves its precision, and the layer that breaks there.
+"""`cpdebug sweep --onnx FILE | --torch FILE.py:FUNC --min-shapes … --max-shapes …` (issue 110): a search over a
+declared shape range for the first shape at which each candidate leaves its precision, and the layer that breaks
+there.
 
 The range is read in trtexec's spelling (`samples/shapes.py`, which the kit reads too) and checked against the
 graph's dynamic axes; the inputs of every shape are made there (`ShapedInputs`). The search is a pure object
@@ -11,5 +12,6 @@ diagonal. `session.py` is the sweep's side: a `judge(point)` that runs every lan
 built once and judges it by the sample sweep's own judge (`sweep/samples.judge_feed`), each candidate's search, the
 judged shapes ranked as the sample sweep ranks its samples, the first failing shape of each candidate bisected, and
 sweep.json's `shape_search` (`CandidateRange.to_json`). A `--torch` model plugs in through the same two seams: a
-`ShapeSpace` of its dynamic axes and a model whose `runner` / `bisect` take any shape of it.
+`ShapeSpace` of its dynamic axes (exported dynamic on the axes the range moves: `export/dynamic.of_range`) and a
+model whose `runner` / `bisect` take any shape of it.
 """
