@@ -135,14 +135,28 @@ def import_graph(model: "onnx.ModelProto") -> "gs.Graph":
     from onnx_graphsurgeon.ir.tensor import LazyValues
 
     graph = gs.import_onnx(model)
-    if not _LOCATIONS:
-        return graph
-    for t in graph.tensors().values():
+    attributes = [v for node in graph.nodes for v in node.attrs.values() if isinstance(v, gs.Constant)]
+    for t in [*graph.tensors().values(), *attributes]:
         lazy = getattr(t, "_values", None) if isinstance(t, gs.Constant) else None
-        if isinstance(lazy, LazyValues) and is_stored(lazy.tensor):
+        if not isinstance(lazy, LazyValues):
+            continue
+        if _LOCATIONS and is_stored(lazy.tensor):
             t._values = StoredValues(lazy.tensor)
             t.data_location = None  # values set later are exported inline, not marked external
+        elif not lazy.tensor.HasField("name"):
+            # a node attribute's tensor (ConstantOfShape's value): graphsurgeon's export writes the tensor it was read
+            # from, naming it, into the graph it makes — `model`'s own Constant then holds `name: ""` it did not
+            # (2 bytes more: a served bisect's next command no longer took the session of the graph as deployed)
+            t._values = LazyValues(_copied(lazy.tensor))
     return graph
+
+
+def _copied(t: "onnx.TensorProto") -> "onnx.TensorProto":
+    import onnx
+
+    out = onnx.TensorProto()
+    out.CopyFrom(t)
+    return out
 
 
 def _stored_values_class():

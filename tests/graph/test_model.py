@@ -162,3 +162,32 @@ def test_shape_values_inference_reads_are_kept():
     stripped.graph.initializer[1].ClearField("raw_data")  # what keeping the small values guards against
     blind = onnx.shape_inference.infer_shapes(stripped, strict_mode=False).graph
     assert not any(v.name == "z" and v.type.tensor_type.HasField("shape") for v in blind.value_info)
+
+
+def test_a_conversion_leaves_the_graph_it_read_byte_for_byte(tmp_path):
+    """graphsurgeon's export writes the tensor a node attribute was read from (ConstantOfShape's value), naming it,
+    into the graph it makes:
+    the model read then held `name: ""` it did not hold (2 bytes; a served bisect's next command no longer took the
+    session of the graph as deployed, its key being the graph's bytes). `weight_store.import_graph` reads such a
+    value from a copy."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from cp_debug.precision.fp16 import convert_to_fp16
+
+    fill = helper.make_node("ConstantOfShape", ["s"], ["ones"],
+                            value=helper.make_tensor("", TensorProto.INT64, [1], [1]))
+    fill.attribute[0].t.ClearField("name")  # as exporters write an attribute's tensor: no name at all
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]), fill, helper.make_node("Cast", ["ones"], ["c"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["x", "c"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    converted = convert_to_fp16(model)
+    assert model.SerializeToString() == before
+    assert len(converted.graph.node) > len(model.graph.node)  # converted all the same (its Casts)
+    onnx.checker.check_model(converted)
+    assert np.array_equal(onnx.numpy_helper.to_array(model.graph.node[1].attribute[0].t), [1])
