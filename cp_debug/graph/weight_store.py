@@ -145,7 +145,7 @@ def import_graph(model: "onnx.ModelProto") -> "gs.Graph":
             t.data_location = None  # values set later are exported inline, not marked external
         elif not lazy.tensor.HasField("name"):
             # a node attribute's tensor (ConstantOfShape's value): graphsurgeon's export writes the tensor it was read
-            # from, naming it, into the graph it makes — `model`'s own Constant then holds `name: ""` it did not
+            # from, naming it, into the graph it makes — `model`'s own node then holds `name: ""` it did not
             # (2 bytes more: a served bisect's next command no longer took the session of the graph as deployed)
             t._values = LazyValues(_copied(lazy.tensor))
     return graph
