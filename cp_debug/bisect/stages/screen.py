@@ -127,10 +127,11 @@ def _screened(model) -> tuple[set[str], set[str]]:
 def _as_it_runs(run: RunState, state: CandidateState, st):
     """A CPU float16 candidate's stage graph as its runner computes it — converted, its float16 storage emulated in
     float32 (`precision/half_storage.py`) — for the screen to read, run as it is: the screen's thousands of nodes are
-    then neither converted nor emulated again (issue 109: a 30-layer × 576 Llama's screened graph converted,
-    emulated and made a session, 12.9 s → 4.5 s on the CPU machine, its 2,841 outputs' sketches the same bit for
-    bit): each tensor's rounded float32 is what the sketch's FP32 nodes read of its float16 either way; the flags
-    sum in float32 (a flag's sum of |t| no longer overflows float16: read as == 0 only, the same).
+    then neither converted nor emulated again (issue 109: a 30-layer × 576 Llama's screened graph made ready and
+    its session made, 12.9 s → 4.5 s alone on the busy CPU machine, its 2,841 outputs' sketches the same bit for bit;
+    the bisect's screen 5.4-5.7 s → 4.8-4.9 s, the FP32 screen run beside it now the longer): each tensor's rounded
+    float32 is what the sketch's FP32 nodes read of its float16 either way; the flags sum in float32 (a flag's sum of
+    |t| no longer overflows float16: read as == 0 only, the same).
     None where the candidate is no such run (its screened graph is then converted as it runs it)."""
     from cp_debug.backends.ort.ort_runner import half_mode
     from cp_debug.precision.fp16_cache import convert_to_fp16_cached
