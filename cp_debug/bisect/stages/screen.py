@@ -133,15 +133,16 @@ def _as_it_runs(run: RunState, state: CandidateState, st):
     float32 is what the sketch's FP32 nodes read of its float16 either way; the flags sum in float32 (a flag's sum of
     |t| no longer overflows float16: read as == 0 only, the same).
     None where the candidate is no such run (its screened graph is then converted as it runs it)."""
+    from cp_debug.backends.graph_loader import PrepareGraph
     from cp_debug.backends.ort.ort_runner import half_mode
-    from cp_debug.precision.fp16_cache import convert_to_fp16_cached
     from cp_debug.precision.half_storage import emulate_half_storage, holds_half_constants
 
     spec, model = state.spec, st.onnx()
     if spec.device != "cpu" or spec.precision != "fp16" or half_mode() == "native" or holds_half_constants(model):
         return None
-    keep = run.ort_kwargs(spec, model).get("keep_fp32_nodes", ())
-    emulated = emulate_half_storage(convert_to_fp16_cached(model, keep_fp32_nodes=keep))
+    keep = tuple(run.ort_kwargs(spec, model).get("keep_fp32_nodes", ()))
+    converted = PrepareGraph(model, str(spec), "fp16", keep_fp32_nodes=keep, check=False)()  # as its runner's
+    emulated = emulate_half_storage(converted.model)
     return emulated.model if emulated.changed else None
 
 
