@@ -130,7 +130,8 @@ def stored_source(const) -> "onnx.TensorProto | None":
 
 def import_graph(model: "onnx.ModelProto") -> "gs.Graph":
     """`gs.import_onnx(model)` whose constants read stored weights from the weights folder (graphsurgeon's own
-    loader resolves external data against the working directory, and fails)."""
+    loader resolves external data against the working directory, and fails) and whose export leaves `model` as it
+    was: every graphsurgeon import of cp_debug goes through here."""
     import onnx_graphsurgeon as gs
     from onnx_graphsurgeon.ir.tensor import LazyValues
 

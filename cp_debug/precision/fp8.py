@@ -56,9 +56,8 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
 
     A model below opset 19 is converted to opset 19 first (onnx's version converter); one that cannot be is one
     BadInputError line."""
-    import onnx_graphsurgeon as gs
-
     from cp_debug.graph.model import cleanup, export_like
+    from cp_debug.graph.weight_store import import_graph
     from cp_debug.precision.held import file_precision
 
     feeds = list(calib_feeds or ())
@@ -70,7 +69,7 @@ def quantize_fp8(model: "onnx.ModelProto", calib_feeds: Sequence[dict[str, np.nd
     check_calib_feeds(model, feeds)
     model = at_fp8_opset(model)
     original = [t for n in model.graph.node for t in n.output if t] + [i.name for i in model.graph.input]
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     weights, activations = _quantized_inputs(graph, set(exclude_nodes))
     given = {t: float(a) for t, a in (amax or {}).items() if t in activations}
     softmax_fed = {t for t in activations if _producer(graph, t) == "Softmax"}

@@ -63,7 +63,9 @@ def with_range(qdq, tensor: str, amax: float):
     int8 scale of amax / 127, the zero point as it was (onnx-graphsurgeon's edit cycle)."""
     import onnx_graphsurgeon as gs
 
-    graph = gs.import_onnx(qdq)
+    from cp_debug.graph.weight_store import import_graph
+
+    graph = import_graph(qdq)
     t = graph.tensors().get(tensor)
     if t is None:
         return qdq

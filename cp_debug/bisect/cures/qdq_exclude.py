@@ -176,12 +176,13 @@ def without_qdq(model, nodes: list[str], reference=None):
     from onnx import numpy_helper
 
     from cp_debug.graph.model import cleanup, export_like
+    from cp_debug.graph.weight_store import import_graph
 
     inits = {t.name: t for t in reference.graph.initializer} if reference is not None else {}
     ref_nodes = {n.name: n for n in reference.graph.node} if reference is not None else {}
     folded = {n.output[0]: n for n in ref_nodes.values() if n.op_type in FOLDED
               and all(x in inits for x in n.input[1:] if x)}
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     for node in (n for n in graph.nodes if n.name in nodes):
         for k, x in enumerate(node.inputs):
             dq = x.inputs[0] if len(x.inputs) == 1 else None

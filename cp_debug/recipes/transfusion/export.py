@@ -67,8 +67,9 @@ def fix_topk(model, k: int):
     import onnx_graphsurgeon as gs
 
     from cp_debug.graph.model import export_like
+    from cp_debug.graph.weight_store import import_graph
 
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     topks = [n for n in graph.nodes if n.op == "TopK"]
     if not topks:
         raise BadInputError("the exported TransFusion graph has no TopK: the proposal selection did not export")
@@ -113,8 +114,9 @@ def pin_proposals(model):
     import onnx_graphsurgeon as gs
 
     from cp_debug.graph.model import export_like
+    from cp_debug.graph.weight_store import import_graph
 
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     topk = next((n for n in graph.nodes if n.op == "TopK"), None)
     if topk is None:
         raise BadInputError("the TransFusion graph has no TopK: the proposal selection is missing")

@@ -250,12 +250,11 @@ class OneGraph:
 def graph_candidates(model, feed: dict) -> list[str]:
     """FILE:NODE candidates of the graph, ranked as `cpdebug keep-fp32` ranks them (`bisect.cures.keep_fp32`): nodes
     touching |x| near FP16's range first (largest first, by the FP32 graph on `feed`), then the compute nodes."""
-    import onnx_graphsurgeon as gs
-
     from cp_debug.bisect.cures.keep_fp32 import absmax_by_name, rank_candidates
     from cp_debug.graph.session import run_all_outputs
+    from cp_debug.graph.weight_store import import_graph
 
-    values = {**run_all_outputs(gs.import_onnx(model), feed), **feed}
+    values = {**run_all_outputs(import_graph(model), feed), **feed}
     return [f"{ONNX_FILE}{SEP}{c.name}" for c in rank_candidates(model, absmax_by_name(values))]
 
 

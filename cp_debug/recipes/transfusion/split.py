@@ -80,11 +80,10 @@ def _outputs(model, producer: dict, what: str) -> dict[str, str]:
 
 def _renamed(model, names: dict[str, str]):
     """`model` with tensors renamed (old -> new) by onnx-graphsurgeon."""
-    import onnx_graphsurgeon as gs
-
     from cp_debug.graph.model import export_like
+    from cp_debug.graph.weight_store import import_graph
 
-    graph = gs.import_onnx(model)
+    graph = import_graph(model)
     tensors = graph.tensors()
     for old, new in names.items():
         if old != new:

@@ -45,10 +45,9 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
     nodes touching |x| near FP16's range (largest first), then the compute nodes in file and execution order.
     The magnitudes are the FP32 reference's, over the frames `indices`. `modules`: FILE:NODE -> module where the
     nodes' own scopes do not say it (a deployed pair's, mapped as bisect maps it)."""
-    import onnx_graphsurgeon as gs
-
     from cp_debug.bisect.cures.keep_fp32 import absmax_by_name, rank_candidates
     from cp_debug.graph.session import run_all_outputs
+    from cp_debug.graph.weight_store import import_graph
     from cp_debug.recipes.centerpoint.pipeline import run_pipeline
 
     absmax: dict[str, dict[str, float]] = {f: {} for f in models}
@@ -57,7 +56,7 @@ def fp16_candidates(cfg, models: dict, frames: FrameSet, indices: Sequence[int],
         res = run_pipeline(cfg, frames.frames[i].load(cfg).points, _Plain(models[enc_file]), _Plain(models[bb_file]))
         feeds = {enc_file: {"input_features": res.input_features}, bb_file: {"spatial_features": res.spatial_features}}
         for f, model in models.items():
-            values = {**run_all_outputs(gs.import_onnx(model), feeds[f]), **feeds[f]}  # every tensor, one run
+            values = {**run_all_outputs(import_graph(model), feeds[f]), **feeds[f]}  # every tensor, one run
             for name, v in absmax_by_name(values).items():
                 absmax[f][name] = max(absmax[f].get(name, 0.0), v)
     ranked = [(f, c) for f, model in models.items() for c in rank_candidates(model, absmax[f])]
