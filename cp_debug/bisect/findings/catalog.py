@@ -31,6 +31,11 @@ def _module_probe(seg: Segment):
     return (p, r) if p is not None and r is not None and p.kind == "module" else (None, None)
 
 
+def _own_status(r) -> str:
+    """A result's segment's own status: its local error's, its propagated one's where no local error was measured."""
+    return r.local.status if r.local is not None else r.status
+
+
 # -- where ----------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MeasuredChoice:
@@ -170,8 +175,7 @@ class Eps:
         p, r = _module_probe(seg)
         if p is None:
             return None
-        local_nan = r.local is not None and r.local.status == "nan"
-        if not (local_nan or (r.local is None and r.status == "nan")):
+        if _own_status(r) != "nan":
             return None  # 0 / 0 is NaN; an Inf is an overflow's, not an eps's
         from cp_debug.bisect.findings.eps_why import eps_reason
 
@@ -193,8 +197,7 @@ class Export:
         p, r = _module_probe(seg)
         if p is None:
             return None
-        local_bad = r.local is not None and r.local.status != "ok"
-        if not (local_bad or (r.local is None and r.status != "ok")):
+        if _own_status(r) == "ok":
             return None
         from cp_debug.bisect.findings.export_why import export_reason
 
