@@ -129,9 +129,10 @@ def keep_step_json(step: TraceStep) -> dict:
     return {"keep": list(step.experiment), "size": len(step.experiment), "phase": step.phase, "passed": step.passed}
 
 
-class _Search:
+class Search:
     """The next()/tell() machinery; subclasses write the search as a generator (`_run`) that asks for each
-    experiment through `_test` (which caches verdicts by `_key`, so an experiment is never run twice)."""
+    experiment through `_test` (which caches verdicts by `_key`, so an experiment is never run twice): the cures'
+    searches here, and a sweep's shape-range search (`sweep/shape_range/search.py`)."""
 
     def __init__(self, max_runs: int | None = None) -> None:
         self.history: list = []
@@ -199,7 +200,7 @@ class _Search:
         yield ()
 
 
-class KeepFp32Search(_Search):
+class KeepFp32Search(Search):
     """A small set of nodes to keep in FP32 so that an FP16 model passes; `next()` gives the keep set to try.
 
     `candidates` are ranked, most likely needed first (see `cp_debug.bisect.cures.keep_fp32.rank_candidates`).
@@ -273,7 +274,7 @@ class KeepFp32Search(_Search):
         return keep  # one node left: removing it gives ∅, which failed in phase 1
 
 
-class RangeShrinkSearch(_Search):
+class RangeShrinkSearch(Search):
     """A short contiguous range [start, stop) of n ordered nodes that still diverges; `next()` gives the range.
 
     Phases: whole (0, n) first — not diverging → status "not_diverging", result None; then, up to three rounds
@@ -313,7 +314,7 @@ class RangeShrinkSearch(_Search):
         self.status, self._result = "found", (start, stop)
 
 
-class WindowGrowSearch(_Search):
+class WindowGrowSearch(Search):
     """The largest k in 0..n whose window diverges, windows growing as k falls (k = 0: the whole stage);
     `next()` gives k.
 

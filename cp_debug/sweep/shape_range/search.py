@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cp_debug.bisect.cures.search import _Search
+from cp_debug.bisect.cures.search import Search
 
 Point = tuple[int, ...]
 
@@ -45,7 +45,7 @@ class RangeResult:
     boundaries: tuple[Boundary, ...] = ()
 
 
-class ShapeRangeSearch(_Search):
+class ShapeRangeSearch(Search):
     """The first failing point between `lo` (every axis at its min) and `hi` (at its max); the module docstring says
     how."""
 
