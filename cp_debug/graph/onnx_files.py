@@ -160,16 +160,19 @@ def encoded(model: "onnx.ModelProto") -> bytes | None:
 
 def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bool | None = None) -> list[Path]:
     """Write `model` to `path` whole (temp file + rename), the files written (`path`, and its data file where the
-    weights go outside). `external`: None = past `INLINE_LIMIT` only; True = always (a folder a user zips stays
-    self-contained: the data file sits beside the graph, named relative to it). The caller's proto is not changed."""
+    weights go outside). `external`: None = only where the whole model, its weights kept in the weights folder
+    counted, is past `INLINE_LIMIT` (such weights are read into the one file otherwise); True = always (a folder a
+    user zips stays self-contained: the data file sits beside the graph, named relative to it). Either way the file
+    stands on its own: no tensor of it points into the process's weights folder. The caller's proto is not
+    changed."""
     from cp_debug.files import write_atomic, write_bytes_atomic
 
     path = Path(path)
+    stored = holds_stored(model)
     if external is None:
-        external = not fits_inline(model)
-    external = external or holds_stored(model)  # the weights folder's bytes go into the file's own data file
+        external = model_nbytes(model) + (stored_nbytes(model) if stored else 0) >= INLINE_LIMIT
     if not external:
-        data = encoded(model)
+        data = encoded(inlined(model))
         if data is None:  # the graph itself (not its tensors) past the limit: nothing can write it
             from cp_debug.errors import BadInputError
 
@@ -178,6 +181,26 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     light, parts = split_weights(model, data_file_name(path.name), take_stored=True)
     data_path = write_atomic(path.with_name(data_file_name(path.name)), lambda f: write_parts(f, parts))
     return [data_path, write_bytes_atomic(path, light.SerializeToString())]
+
+
+def inlined(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` with its tensors kept in the weights folder holding their values again (`raw_data`): a model a file
+    or another process can take whole. A copy where there are such tensors (`model` itself is not changed), else
+    `model`."""
+    import onnx
+
+    from cp_debug.graph.weight_store import is_stored
+
+    if not holds_stored(model):
+        return model
+    out = copy_model(model)
+    for t in all_tensors(out):
+        if is_stored(t):
+            data = b"".join(tensor_bytes(t))
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = data
+    return out
 
 
 def split_weights(model: "onnx.ModelProto", location: str, *, min_bytes: int = EXTERNAL_MIN_BYTES,

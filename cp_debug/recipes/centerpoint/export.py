@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from cp_debug.errors import BadInputError
-from cp_debug.files import os_reason, umask
+from cp_debug.files import os_reason
 from cp_debug.models.centerpoint.config import BACKBONE_FILE, VOXEL_ENCODER_FILE
 
 DEFAULT_OPSET = 17
@@ -90,6 +90,7 @@ def export_stage(
 
     try:
         from cp_debug.export.cache import file_export_cached
+        from cp_debug.graph.onnx_files import save_onnx
 
         # a second export of the same module, weights and inputs (eval, fix, bench, infer of one model) is read back
         settings = {"input_names": list(input_names), "output_names": list(output_names), "dynamic_axes": axes,
@@ -99,9 +100,7 @@ def export_stage(
         for key, value in (metadata or {}).items():
             prop = model.metadata_props.add()
             prop.key, prop.value = str(key), str(value)
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o666 & ~umask())  # the mode a plain open() gives (mkstemp's files are born 0600)
-        os.replace(tmp, p)
+        save_onnx(model, p)  # whole on its own: weights the process keeps in files are written into it
     finally:
         for m, training in modes:
             m.training = training

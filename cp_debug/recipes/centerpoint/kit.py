@@ -84,9 +84,8 @@ def content(req: KitRequest) -> KitContent:
 def _centerpoint_onnx(req: KitRequest, subject, tmp: Path) -> dict[str, "onnx.ModelProto"]:
     """The pair at the top level: a deployed folder's files as they are (checked against the model), else
     cp_debug's export."""
-    import onnx
-
     from cp_debug.bisect.subjects.deployed import deployed_stages
+    from cp_debug.graph.onnx_files import save_onnx
 
     if req.onnx_dir is not None:
         from cp_debug.backends.spec import BackendSpec
@@ -98,5 +97,5 @@ def _centerpoint_onnx(req: KitRequest, subject, tmp: Path) -> dict[str, "onnx.Mo
     else:
         models = {st.name: st.onnx() for st in subject.stages}
         for name, model in models.items():
-            onnx.save(model, str(tmp / f"{name}.onnx"))
+            save_onnx(model, tmp / f"{name}.onnx")  # whole on its own, never pointing into the weights folder
     return models

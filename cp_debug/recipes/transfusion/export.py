@@ -135,23 +135,22 @@ def pin_proposals(model):
 
 def export_transfusion(model, cfg, out_dir: str | Path, *, sample_points=None, opset: int = DEFAULT_OPSET,
                        max_voxels: int | None = None) -> TransFusionExport:
-    """Write `out_dir/transfusion.onnx` (atomically) and return what was written."""
-    import os
-
-    import onnx
-
+    """Write `out_dir/transfusion.onnx` (atomically; whole on its own, its weights in it) and return what was
+    written."""
     import cp_debug
+    from cp_debug.graph.onnx_files import read_onnx, save_onnx
     from cp_debug.recipes.centerpoint.export import export_stage
 
     feed = example_voxels(cfg, sample_points, max_voxels)
     path = Path(out_dir) / ONNX_FILE
-    traced = path.with_name(f".{path.stem}.traced.onnx")  # as traced, beside the file: fixed, then renamed
+    traced = path.with_name(f".{path.stem}.traced.onnx")  # as traced, beside the file: fixed, then written
     try:
         export_stage(deploy_module(model), feed, DEPLOY_INPUTS, DEPLOY_OUTPUTS, DYNAMIC_AXES, traced, opset=opset,
                      metadata={"cp_debug.version": cp_debug.__version__, "cp_debug.recipe": "transfusion",
                                "cp_debug.preset": cfg.name})
-        onnx.save(fix_topk(onnx.load(str(traced)), cfg.num_proposals), str(traced))
-        os.replace(traced, path)
+        # the fixed graph may keep its weights in the process's weights folder (past `STORE_LIMIT`: the 768-grid
+        # configs' canvases): `save_onnx` writes them into the file, never a reference into that temporary folder
+        save_onnx(fix_topk(read_onnx(traced), cfg.num_proposals), path)
     finally:
         traced.unlink(missing_ok=True)
     return TransFusionExport(path, opset, int(feed[0].shape[0]), cfg.num_proposals)

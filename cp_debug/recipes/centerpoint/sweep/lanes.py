@@ -187,8 +187,11 @@ def with_stages(subject, stages: dict[str, bytes]):
 
 
 def stage_bytes(subject) -> dict[str, bytes]:
-    """The subject's two ONNX stages (exported here, once), serialized: stage name -> bytes."""
-    return {st.name: st.onnx().SerializeToString() for st in subject.stages}
+    """The subject's two ONNX stages (exported here, once), serialized whole (weights the process keeps in files
+    read in: another process takes them): stage name -> bytes."""
+    from cp_debug.graph.onnx_files import inlined
+
+    return {st.name: inlined(st.onnx()).SerializeToString() for st in subject.stages}
 
 
 def save_stages(subject, onnx_dir: Path) -> None:
