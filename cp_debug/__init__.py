@@ -66,20 +66,24 @@ is a `cp_debug.CpDebugError`. Importing cp_debug imports none of torch, onnxrunt
 import types as _types
 
 _LIBRARY = {"assert_within_precision": "cp_debug.api.library", "Report": "cp_debug.api.report",
+            "SweepReport": "cp_debug.api.sample_reports", "EvalReport": "cp_debug.api.sample_reports",
+            "FixReport": "cp_debug.api.fix_library",
             "CpDebugError": "cp_debug.errors", "BadInputError": "cp_debug.errors",
             "BackendUnavailableError": "cp_debug.errors", "UserCodeError": "cp_debug.errors"}
 
 
 class _CallablePackage(_types.ModuleType):
     """`cp_debug.bisect` is a package (the engine) and the library's function at once: calling the package calls
-    `cp_debug.api.library.bisect` (imported then), so `cp_debug.bisect(...)` works whether or not the package's
-    modules were imported first (an import sets the package as cp_debug's attribute `bisect`)."""
+    `cp_debug.api.library.bisect` (imported then; `sweep`, `eval` and `fix` likewise: `_CALLS`), so
+    `cp_debug.bisect(...)` works whether or not the package's modules were imported first (an import sets the
+    package as cp_debug's attribute `bisect`)."""
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
         from importlib import import_module
 
-        return getattr(import_module("cp_debug.api.library"), self.__name__.rpartition(".")[2])(*args, **kwargs)
+        name = self.__name__.rpartition(".")[2]
+        return getattr(import_module(_CALLS[name]), name)(*args, **kwargs)
 
 
 def _callable(name: str) -> None:
@@ -88,7 +92,11 @@ def _callable(name: str) -> None:
     import_module(f"cp_debug.{name}").__class__ = _CallablePackage  # its __init__.py is a docstring: cheap
 
 
-_callable("bisect")
+_CALLS = {"bisect": "cp_debug.api.library", "sweep": "cp_debug.api.samples_library",
+          "eval": "cp_debug.api.samples_library", "fix": "cp_debug.api.fix_library"}
+for _name in _CALLS:
+    _callable(_name)
+del _name
 
 
 def __getattr__(name: str):

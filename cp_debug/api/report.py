@@ -91,29 +91,13 @@ class Report:
     def __rich__(self):
         """The terminal's view (`report/table.py`: a table per candidate and the summary panel), at the console's
         width."""
-        return _Tables(self.report)
+        from cp_debug.api.sample_reports import Shown
+        from cp_debug.report.table import render_table
+
+        return Shown(lambda console: render_table(self.report, console))
 
     def _repr_html_(self) -> str:
         """The HTML report `--html` writes (`report/html.py`), shown inline by Jupyter."""
         from cp_debug.report.html import render_html
 
         return render_html(self.report)
-
-
-class _Tables:
-    def __init__(self, report: "BisectReport"):
-        self.report = report
-
-    def __rich_console__(self, console, options):
-        import io
-
-        from rich.console import Console
-        from rich.text import Text
-
-        from cp_debug.report.table import render_table
-
-        buffer = io.StringIO()
-        inner = Console(file=buffer, width=options.max_width, color_system=console.color_system,
-                        force_terminal=console.color_system is not None, legacy_windows=False)
-        render_table(self.report, inner)
-        yield Text.from_ansi(buffer.getvalue())

@@ -102,6 +102,9 @@ class GivenModule:
     def name(self) -> str:
         return type(self.module).__name__
 
+    def __str__(self) -> str:  # where a FILE.py:FUNC is named in a line, the module's class
+        return self.name
+
 
 def given_inputs(inputs: "str | Path | Mapping[str, np.ndarray] | None") -> tuple[dict | None, str | None]:
     """(the samples, what they are called in a line): an .npz file (`--inputs`) read, or arrays handed over in-process
