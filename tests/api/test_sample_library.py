@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.api import nets
 from tests.api.test_library import NETS
@@ -17,6 +18,7 @@ def _samples(n: int = 3) -> list[tuple[np.ndarray]]:
     return [(rng.standard_normal((1, 3, 16, 16)).astype(np.float32),) for _ in range(n)]
 
 
+@pytest.mark.slow  # two sweeps of 3 samples, each bisecting its worst
 def test_the_library_sweep_is_the_commands_sweep_json(tmp_path):
     import cp_debug
 
