@@ -91,7 +91,7 @@ class Report:
     def __rich__(self):
         """The terminal's view (`report/table.py`: a table per candidate and the summary panel), at the console's
         width."""
-        from cp_debug.api.sample_reports import Shown
+        from cp_debug.api.shown import Shown
         from cp_debug.report.table import render_table
 
         return Shown(lambda console: render_table(self.report, console))

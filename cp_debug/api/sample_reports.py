@@ -75,6 +75,8 @@ class SweepReport:
         return self.summary()
 
     def __rich__(self):
+        from cp_debug.api.shown import Shown
+
         return Shown(lambda console: _sweep_table(self.doc, console))
 
     def _repr_html_(self) -> str:
@@ -130,6 +132,8 @@ class EvalReport:
     def __rich__(self):
         from cp_debug.eval.samples import print_eval
 
+        from cp_debug.api.shown import Shown
+
         return Shown(lambda console: print_eval(self.report, console))
 
     def _repr_html_(self) -> str:
@@ -146,22 +150,3 @@ def _escape(text: str) -> str:
     import html
 
     return html.escape(text)
-
-
-class Shown:
-    """A view printed by one of the command's printers (`show(console)`), at the width of the console that shows it
-    (rich's `__rich__` of the reports)."""
-
-    def __init__(self, show):
-        self.show = show
-
-    def __rich_console__(self, console, options):
-        import io
-
-        from rich.console import Console
-        from rich.text import Text
-
-        buffer = io.StringIO()
-        self.show(Console(file=buffer, width=options.max_width, color_system=console.color_system,
-                          force_terminal=console.color_system is not None))
-        yield Text.from_ansi(buffer.getvalue())
