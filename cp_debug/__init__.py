@@ -57,12 +57,58 @@ floor only uses what is below it.
            LidarConfig, ModelRecord (the model a run names)
  precision/ export/ graph/ compare/ (noise.py: Outcome, the three words) determinism/ files (the one JSON writer) /
  half / parallel / errors
+
+The library (docs/python-api.md; `api/library.py`): `cp_debug.bisect(model, inputs, "torch,ort-cpu-fp16", atol=...)`
+returns a `Report`; `cp_debug.assert_within_precision(model, inputs, "ort-cpu-fp16")` gates a test; a failure to run
+is a `cp_debug.CpDebugError`. Importing cp_debug imports none of torch, onnxruntime or pandas.
 """
+
+import types as _types
+
+_LIBRARY = {"assert_within_precision": "cp_debug.api.library", "Report": "cp_debug.api.report",
+            "SweepReport": "cp_debug.api.sample_reports", "EvalReport": "cp_debug.api.sample_reports",
+            "FixReport": "cp_debug.api.fix_library",
+            "CpDebugError": "cp_debug.errors", "BadInputError": "cp_debug.errors",
+            "BackendUnavailableError": "cp_debug.errors", "UserCodeError": "cp_debug.errors"}
+
+
+class _CallablePackage(_types.ModuleType):
+    """`cp_debug.bisect` is a package (the engine) and the library's function at once: calling the package calls
+    `cp_debug.api.library.bisect` (imported then; `sweep`, `eval` and `fix` likewise: `_CALLS`), so
+    `cp_debug.bisect(...)` works whether or not the package's modules were imported first (an import sets the
+    package as cp_debug's attribute `bisect`)."""
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        from importlib import import_module
+
+        name = self.__name__.rpartition(".")[2]
+        return getattr(import_module(_CALLS[name]), name)(*args, **kwargs)
+
+
+def _callable(name: str) -> None:
+    from importlib import import_module
+
+    import_module(f"cp_debug.{name}").__class__ = _CallablePackage  # its __init__.py is a docstring: cheap
+
+
+_CALLS = {"bisect": "cp_debug.api.library", "sweep": "cp_debug.api.samples_library",
+          "eval": "cp_debug.api.samples_library", "fix": "cp_debug.api.fix_library"}
+for _name in _CALLS:
+    _callable(_name)
+del _name
 
 
 def __getattr__(name: str):
     """`cp_debug.__version__`: the installed distribution's version (importlib.metadata, one home: pyproject.toml),
-    looked up when first asked for, so that importing cp_debug reads no metadata."""
+    looked up when first asked for, so that importing cp_debug reads no metadata; the library's names
+    (`_LIBRARY`) imported when first asked for."""
+    if name in _LIBRARY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LIBRARY[name]), name)
+        globals()[name] = value
+        return value
     if name != "__version__":
         raise AttributeError(f"module 'cp_debug' has no attribute {name!r}")
     from importlib.metadata import PackageNotFoundError, version

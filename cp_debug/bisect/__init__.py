@@ -15,7 +15,8 @@ budget), `ranking.py` (first divergent, root cause), `verdict.py` (results order
 report), `result.py` (`BisectReport` and its JSON).
 
 The flow of one `cpdebug bisect`:
-1. `cli/bisect_cmd.py` parses the backends (`backends.spec`) and builds a `Subject` (`bisect/subjects/loaders.py` for
+1. `cli/bisect_cmd.py` (or the library's `cp_debug.bisect`) builds the request (`api/bisect_request.py`: the backends
+   by `backends.spec`) and `api/bisect_run.py` a `Subject` from it (`bisect/subjects/loaders.py` for
    `--torch` / `--onnx`, `recipes/centerpoint/subject.py` for the built-in CenterPoint): stages, each with its torch
    module, its ONNX export (`export/`) and its probe map (`probes/`).
 2. `bisect/engine.py` (`BisectEngine`) makes the shared `RunState` (`run_state.py`: options, probe specs, candidate

@@ -15,31 +15,10 @@ from cp_debug.cli.common.options import (Atol, AutowareParams, BudgetFile, Check
                                    Verbose, backends_option, calib_option, dynamic_axes, exclude_int8_option,
                                    level_option, model_record, no_cache, option, recipe_name)
 from cp_debug.cli.common.quiet import ThirdParty
-from cp_debug.lidar.record import ModelRecord
-from cp_debug.recipes.catalog import DEFAULT
 
 if TYPE_CHECKING:
+    from cp_debug.api.bisect_request import BisectRequest, SubjectRequest
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.export.dynamic import DynamicAxes
-    from cp_debug.bisect.engine import BisectOptions
-
-@dataclass(frozen=True)
-class SubjectRequest:
-    """The model of a bisect as the user named it: the CenterPoint recipe (`model`), or `--torch` / `--onnx`."""
-
-    model: ModelRecord | None  # None: --torch or --onnx
-    torch_model: str | None = None
-    onnx_model: Path | None = None
-    inputs: Path | None = None
-    exporter: str = "auto"
-    seed: int = 0  # of the inputs generated for --onnx, and of the random generators a --torch file runs with
-    dynamic: "DynamicAxes | None" = None  # --dynamic: a --torch model's dynamic axes (export/dynamic.py)
-    points: Path | None = None
-    load_dim: int | None = None
-    use_dim: str | None = None
-    params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
-    recipe: str = DEFAULT  # the built-in recipe `model` is of (recipes/catalog.py)
-
 
 @dataclass(frozen=True)
 class BisectOutputs:
@@ -132,97 +111,50 @@ def bisect(
     """Run the backends side by side, find the first divergent probe and the root cause.
     """
     with ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.compare.noise import check_mode
-
-        tolerance_mode = check_mode(tolerance_mode, atol, rtol)
-        from cp_debug.determinism import check_conv_algo
-
-        check_conv_algo(cudnn_algo)
         no_cache(cache)
         model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
                              factory=model_factory)
-        from cp_debug.backends.spec import NOISE_CHECK, parse_backends
+        from cp_debug.api import bisect_request as groups
 
-        pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
+        pairs = groups.backends_group(backends)
         if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
             from cp_debug.cli.common.output import print_targets
 
             raise typer.Exit(print_targets(pairs, json_out, third_party))
-        subject = SubjectRequest(
-            model=_recipe_model(recipe, torch_model, onnx_model, model),
-            torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            dynamic=dynamic_axes(dynamic, torch_model), load_dim=load_dim, use_dim=use_dim,
-            params=tuple(params or ()), recipe=recipe_name(recipe, config))
-        _check_recipe(subject, pairs)
+        subject = groups.model_group(model, torch_model=torch_model, onnx_model=onnx_model,
+                                     recipe=recipe_name(recipe, config), recipe_given=bool(recipe), exporter=exporter,
+                                     seed=seed, dynamic=dynamic_axes(dynamic, torch_model), params=params or ())
+        subject = groups.samples_group(subject, inputs, points, load_dim, use_dim)
+        if subject.model is not None:
+            from cp_debug.cli.common.preflight import refuse_options
+
+            refuse_options(subject.recipe, "bisect", {"--int8": subject.model.int8})
+        opts = groups.options_group(level=level, refine=refine, atol=atol, rtol=rtol, tolerance_mode=tolerance_mode,
+                                    deterministic=deterministic, cudnn_algo=cudnn_algo, noise_floor=noise_floor,
+                                    local=local, keep_fp32=keep_fp32, exclude_int8=exclude_int8, seed=seed,
+                                    memory_budget=memory_budget, device_budget=device_budget,
+                                    lockstep_mode=lockstep_mode)
+        request = groups.bisect_request(pairs, subject, opts, calib)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
                                 budget=budget, model_explorer=model_explorer)
-        calib = tuple(calib or ())
-        budget_limits = _preflight(pairs, subject, calib, lockstep_mode, outputs)
-        from cp_debug.bisect.engine import BisectOptions
-
-        opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
-                             cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
-                             keep_fp32=_csv_list(keep_fp32),
-                             exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
-                             device_budget_mb=device_budget,
-                             lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
-        code = run_bisect(pairs, subject, opts, calib, outputs, third_party, budget_limits)
+        budget_limits = _preflight(request, outputs)
+        code = run_bisect(request, outputs, third_party, budget_limits)
     raise typer.Exit(code)
 
 
-def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path | None,
-                  model: ModelRecord) -> ModelRecord | None:
-    """The CenterPoint model record `model`, or None for a --torch / --onnx model (one model only)."""
-    from cp_debug.errors import BadInputError
-
-    if len([x for x in (recipe, torch_model, onnx_model, model.factory) if x]) > 1:
-        raise BadInputError("give one model: --recipe, --model-factory, --torch or --onnx")
-    if torch_model or onnx_model:
-        if model.int8 is not None:
-            raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
-        return None
-    recipe_name(recipe)
-    return model
-
-
-def _check_recipe(request: SubjectRequest, pairs: list[tuple[str, BackendSpec]]) -> None:
-    """What the recipe does not take (`Recipe.refuses`, its `check_bisect`: TransFusion-L refuses CenterPoint's
-    options and a kit's results), said before anything loads."""
-    from cp_debug.cli.common.preflight import refuse_options
-    from cp_debug.recipes.catalog import recipe
-
-    m = request.model
-    if m is None:
-        return
-    refuse_options(request.recipe, "bisect", {"--int8": m.int8})
-    check = recipe(request.recipe).check_bisect
-    if check is not None:
-        check(m, pairs)
-
-
-def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, calib: tuple[Path, ...],
-               lockstep_mode: str, outputs: BisectOutputs):
-    """Everything that can be wrong with the request, said before the model is loaded. Returns the --budget file
-    as read (`eval.gates.Budget`; None without one)."""
+def _preflight(request: BisectRequest, outputs: BisectOutputs):
+    """What the command line checks of the request beyond its groups (bisect_request.py) — the files it names, the
+    writers its outputs need, the backends this machine has — said before the model is loaded. Returns the --budget
+    file as read (`eval.gates.Budget`; None without one)."""
     from cp_debug.cli.common.preflight import check_inputs, check_outputs, check_preset, check_report_writers
     from cp_debug.errors import BadInputError
 
-    if lockstep_mode not in ("auto", "segments", "grouped"):
-        raise BadInputError(f"--lockstep-mode {lockstep_mode!r}: use auto, segments or grouped")
+    subject_request = request.subject
     int8 = subject_request.model.int8 if subject_request.model is not None else None
-    torch_int8 = [s for _, s in pairs if s.is_torch and s.precision == "int8"]
-    if int8 is None and torch_int8:
-        from cp_debug.backends.pytorch.torch_runner import TORCH_INT8_HINT
-
-        raise BadInputError(TORCH_INT8_HINT.format(spec=torch_int8[0]))
-    if int8 is not None and calib:
-        raise BadInputError("--int8 brings its own calibration (the checkpoint's amax): drop --calib")
-    if (subject_request.load_dim is not None or subject_request.use_dim is not None) and subject_request.points is None:
-        raise BadInputError("--load-dim/--use-dim describe a --points file: give --points FILE or drop them")
     check_preset(subject_request.model, subject_request.recipe)
     check_inputs(points=subject_request.points, inputs=subject_request.inputs, int8=int8)
-    for c in calib:
+    for c in request.calib:
         check_inputs(calib=c)
     check_outputs(outputs.json_out, outputs.csv, outputs.parquet, outputs.html, outputs.rrd, outputs.junit)
     check_report_writers(parquet=outputs.parquet, html=outputs.html or outputs.pictures, rrd=outputs.rrd,
@@ -231,21 +163,20 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         raise BadInputError(f"--model-explorer {outputs.model_explorer} is a file; give a folder")
     from cp_debug.backends.factory import check_available
 
-    for _, spec in pairs:  # a backend this machine lacks (ort-cuda without onnxruntime-gpu, ...): said before the
-        check_available(spec)  # model loads (seconds here, minutes for a large one), as the engine would after it
+    for _, spec in request.pairs:  # a backend this machine lacks (ort-cuda without onnxruntime-gpu, ...): said before
+        check_available(spec)  # the model loads (seconds here, minutes for a large one), as the engine would after it
     from cp_debug.cli.common.output import read_budget_for
 
     return read_budget_for(outputs.budget, "bisect")
 
 
-def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
-               calib: tuple[Path, ...], outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
+def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
     """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
     (compare/noise.py: 0 within precision, 4 degraded, 1 diverged), or the budget's when `budget` (the --budget
     file `_preflight` read) is given."""
-    from dataclasses import replace
-
     from cp_debug.cli.common.output import StepProgress
+
+    pairs, subject_request, opts = list(request.pairs), request.subject, request.options
 
     progress = StepProgress(quiet=outputs.quiet, stream=third_party.terminal)
     if any(spec.device == "cuda" for _, spec in pairs):  # the comparisons' first CUDA kernel, while the model loads
@@ -265,20 +196,9 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
     phases = Phases()  # where the command's time goes, from here (the report's settings.phases)
     notes = _lint_first(pairs, subject_request, progress)
-    with progress.step("loading the model"), phases.timed("load"):
-        subject = _load_subject(subject_request, [spec for _, spec in pairs])
-    for line in subject.told:  # before the run: the report's warnings come after it
-        progress.warn(line)
+    from cp_debug.api.bisect_run import start_engine
 
-    from cp_debug.bisect.engine import BisectEngine
-
-    if calib:
-        from cp_debug.bisect.subjects.feeds import calibration_feeds
-
-        feeds, said = calibration_feeds(calib, subject.feed(0, {}), "the model", "the model's input is")
-        subject.warnings.extend(said)
-        opts = replace(opts, calib_feeds=tuple(feeds))
-    engine = BisectEngine(subject, pairs[0], pairs[1:], opts, progress=progress, phases=phases)
+    engine = start_engine(request, progress, phases)
     from cp_debug.backends.ort import ort_kept
 
     try:
@@ -406,28 +326,3 @@ def _lint_first(pairs: list[tuple[str, BackendSpec]], request: SubjectRequest, p
     for n in notes:
         progress.note(n)
     return notes
-
-
-def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
-    from cp_debug.data.point_files import parse_use_dim
-
-    if request.torch_model:
-        from cp_debug.bisect.subjects.loaders import torch_subject
-
-        return torch_subject(request.torch_model, request.inputs, exporter=request.exporter, seed=request.seed,
-                             dynamic=request.dynamic)
-    if request.onnx_model:
-        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
-        from cp_debug.bisect.subjects.loaders import onnx_subject
-
-        subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
-        refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
-        return subject
-    from cp_debug.recipes.catalog import recipe
-
-    return recipe(request.recipe).bisect_subject(request.model, points=request.points, load_dim=request.load_dim,
-                                                 use_dim=parse_use_dim(request.use_dim), params=request.params)
-
-
-def _csv_list(text: str | None) -> tuple[str, ...]:
-    return tuple(t.strip() for t in (text or "").split(",") if t.strip())

@@ -158,3 +158,22 @@ def run_samples_eval(model, samples, pairs, metric, *, resamples: int = 1000, se
                                 tuple(changed[label]), outcomes[label]) for label, _ in cands)
     return SamplesEval(metric.name, ref_label, bootstrap(ref_values, resamples, seed), out, len(names),
                        tuple(failed), samples.source, cal)
+
+
+def print_eval(report, console) -> None:
+    """The metric per backend with its interval, each candidate's drop and the samples that changed."""
+    from rich.table import Table
+
+    t = Table(title=f"eval: {report.metric} over {report.samples} samples ({report.source})")
+    for h in ("backend", report.metric, "drop vs " + report.reference, "outcome", "samples changed"):
+        t.add_column(h)
+    t.add_row(report.reference, report.reference_metric.text(), "", "reference", "")
+    for c in report.candidates:
+        names = ", ".join(s for s, _, _ in c.changed[:8]) + (" …" if len(c.changed) > 8 else "")
+        t.add_row(c.label, c.metric.text(), c.drop.text(), c.outcome.words, f"{len(c.changed)}: {names}" if names
+                  else "0")
+    from cp_debug.report.table import print_whole
+
+    print_whole(console, t)
+    for s, r in report.failed:
+        console.print(f"failed: {s}: {r}", highlight=False)

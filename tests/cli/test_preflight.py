@@ -92,9 +92,9 @@ def test_a_missing_library_is_one_line_before_the_work_and_nothing_is_written(tm
 
 
 def test_bisect_parquet_without_pyarrow_and_an_unwritable_json_stop_before_the_model_loads(monkeypatch, tmp_path):
-    from cp_debug.cli import bisect_cmd
+    from cp_debug.api import bisect_run
 
-    _never(monkeypatch, bisect_cmd, "_load_subject")  # no model is built
+    _never(monkeypatch, bisect_run, "load_subject")  # no model is built
     result = _run("bisect", "--json", tmp_path / "no" / "such" / "dir" / "run.json", "-q")
     assert result.exit_code == 2 and "no such file or directory" in _error_line(result)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
@@ -158,9 +158,9 @@ def test_extract_rebuilds_the_model_from_the_model_record(tmp_path):
 def test_an_unknown_preset_and_a_zero_voxel_cap_are_refused_before_anything_loads(tmp_path, monkeypatch):
     """The one line of an unknown preset comes before the model loads (torch is not needed to say it); a replay's
     --max-voxels 0 (no pillar at all) before the bag is read."""
-    from cp_debug.cli import bisect_cmd
+    from cp_debug.api import bisect_run
 
-    _never(monkeypatch, bisect_cmd, "_load_subject")
+    _never(monkeypatch, bisect_run, "load_subject")
     result = _run("bisect", "--preset", "nope", "--json", tmp_path / "r.json")
     assert result.exit_code == 2, result.output
     assert "unknown CenterPoint preset 'nope'" in _error_line(result)

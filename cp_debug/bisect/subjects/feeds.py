@@ -101,7 +101,7 @@ def cast_inputs(feed: dict[str, np.ndarray], dtypes: Mapping[str, np.dtype], sou
     return out, said
 
 
-def calibration_feeds(paths: Sequence[Path], sample: Mapping[str, np.ndarray], what: str,
+def calibration_feeds(paths: Sequence[Path | Mapping[str, np.ndarray]], sample: Mapping[str, np.ndarray], what: str,
                       takes: str) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """The feeds INT8 calibrates on, from the `--calib` files: each input's array is one sample (the shape of
     `sample`, the run's feed) or a batch of them along the first axis (example [1,3,32,32], calib [8,3,32,32]: 8
@@ -110,10 +110,13 @@ def calibration_feeds(paths: Sequence[Path], sample: Mapping[str, np.ndarray], w
     names = tuple(sample)
     feeds: list[dict[str, np.ndarray]] = []
     said: list[str] = []
-    for path in paths:
-        option = f"--calib {Path(path).name}"
-        given = match_inputs(load_npz_inputs(path, "--calib"), names, {}, what, option)
-        given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, Path(path).name, takes)
+    for k, path in enumerate(paths):  # an .npz file, or arrays handed over in-process (the Python API's calib=)
+        source = f"calib[{k}]" if isinstance(path, Mapping) else Path(path).name
+        option = f"--calib {source}"
+        arrays = {n: np.asarray(a) for n, a in path.items()} if isinstance(path, Mapping) else \
+            load_npz_inputs(path, "--calib")
+        given = match_inputs(arrays, names, {}, what, option)
+        given, casts = cast_inputs(given, {n: a.dtype for n, a in sample.items()}, source, takes)
         said += [c for c in casts if c not in said]
         counts = {n: _samples(option, n, a, sample[n].shape) for n, a in given.items()}
         if len(set(counts.values())) > 1:

@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import types
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,12 +71,53 @@ def user_function(target: str, option: str = "--torch", seed: int = 0):
     return fn
 
 
+def _class_code(module) -> list[tuple[str, str]]:
+    """`user_code` of the file the in-process module's class is defined in (its helpers keyed with it); a class with
+    no file (a notebook's): a key of its own each time, so that a changed helper never meets a stale graph."""
+    try:
+        file = Path(inspect.getfile(type(module)))
+    except (TypeError, OSError):
+        file = None
+    if file is None or not file.is_file():
+        import uuid
+
+        return [("<no file>", uuid.uuid4().hex)]
+    return user_code(file)
+
+
 def _module_name(path: Path) -> str:
     """The name a user's FILE.py runs as (`user_function`), one per file."""
     return f"cpdebug_user_{abs(hash(str(path.resolve())))}"
 
 
-def torch_subject(target: str, inputs: str | Path | None = None, exporter: str = "auto", seed: int = 0, *,
+@dataclass(frozen=True)
+class GivenModule:
+    """A model handed over in-process (the Python API: `cp_debug.bisect(module, inputs, ...)`): what a `--torch`
+    FILE.py:FUNC's FUNC() returns, (module, example inputs), with no file to run."""
+
+    module: object  # a torch.nn.Module
+    example: object  # a tensor, a tuple of tensors, a dict of keyword tensors, or (args..., {kwargs})
+
+    @property
+    def name(self) -> str:
+        return type(self.module).__name__
+
+    def __str__(self) -> str:  # where a FILE.py:FUNC is named in a line, the module's class
+        return self.name
+
+
+def given_inputs(inputs: "str | Path | Mapping[str, np.ndarray] | None") -> tuple[dict | None, str | None]:
+    """(the samples, what they are called in a line): an .npz file (`--inputs`) read, or arrays handed over in-process
+    (the Python API) as they are."""
+    if inputs is None:
+        return None, None
+    if isinstance(inputs, Mapping):
+        return {k: np.asarray(v) for k, v in inputs.items()}, "the inputs given"
+    return load_npz_inputs(inputs), Path(inputs).name
+
+
+def torch_subject(target: "str | GivenModule", inputs: "str | Path | Mapping[str, np.ndarray] | None" = None,
+                  exporter: str = "auto", seed: int = 0, *,
                   dynamic: "DynamicAxes | None" = None, shapes: Sequence[Mapping[str, tuple]] = (),
                   ranged: "DynamicAxes | None" = None) -> Subject:
     """`FILE.py:FUNC` where FUNC() returns (module, example_inputs_tuple). FUNC() runs with the random generators
@@ -90,11 +132,17 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     from cp_debug.determinism import seed_all
     from cp_debug.export.cache import export_cached
 
-    fn = user_function(target, "--torch", seed=seed)
-    file, _, func = target.rpartition(":")
-    path = Path(file)
-    seed_all(seed)  # FUNC() draws from the seed itself, whatever the file drew while it imported
-    got = _call_user(fn, f"in {func}()")
+    if isinstance(target, GivenModule):  # in-process: no file, the module's class's file keys its graph
+        path, func, got = None, target.name, (target.module, target.example)
+        if not isinstance(target.module, torch.nn.Module):
+            raise BadInputError(f"the model must be a torch.nn.Module, an ONNX file or an onnx.ModelProto (got "
+                                f"{type(target.module).__name__})")
+    else:
+        fn = user_function(target, "--torch", seed=seed)
+        file, _, func = target.rpartition(":")
+        path = Path(file)
+        seed_all(seed)  # FUNC() draws from the seed itself, whatever the file drew while it imported
+        got = _call_user(fn, f"in {func}()")
     if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.nn.Module)):
         raise BadInputError(f"{target}() must return (module, example_inputs_tuple)")
     module, (args, keywords) = got[0], _split_example(got[1])
@@ -116,15 +164,16 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     if not output_names:
         raise BadInputError(f"{target}(): the module's forward returned no tensor ({type(out).__name__})")
     ex_np = {n: t.detach().cpu().numpy() for n, t in zip(input_names, example)}
-    given = load_npz_inputs(inputs) if inputs is not None else None
-    beside = getattr(sys.modules.get(_module_name(path)), "dynamic", None)  # a dynamic() in FILE.py
+    given, given_name = given_inputs(inputs)
+    beside = getattr(sys.modules.get(_module_name(path)), "dynamic", None) if path else None  # FILE.py's dynamic()
     axes = _dynamic_axes(beside, dynamic, input_names, {n: a.shape for n, a in ex_np.items()},
                          [*shapes, *([{k: a.shape for k, a in given.items()}] if given is not None else [])],
                          f"{func}()'s model", ranged)
-    code = {"user_code": user_code(path)}
+    code = {"user_code": user_code(path) if path else _class_code(module)}
     spec = axes
     stage = Stage(
-        name=path.stem, input_names=input_names, output_names=output_names, module=module, example_inputs=example,
+        name=path.stem if path else func, input_names=input_names, output_names=output_names, module=module,
+        example_inputs=example,
         export=lambda: export_cached(module, example, input_names, output_names, exporter=exporter, extra=code,
                                      dynamic=spec),
         code_key=code)
@@ -135,13 +184,14 @@ def torch_subject(target: str, inputs: str | Path | None = None, exporter: str =
     if given is not None:
         expected = {n: a.shape for n, a in ex_np.items()}
         feed = match_inputs(given, input_names, axes.free(expected) if axes else expected, f"{func}()'s model")
-        feed, cast = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, Path(inputs).name,
+        feed, cast = cast_inputs(feed, {n: a.dtype for n, a in ex_np.items()}, given_name,
                                  "the example input is")
         said += cast
     else:
         match_inputs(feed, input_names, {}, f"{func}()'s model")
-    return Subject(name=f"{path.name}:{func}", stages=[stage], inputs=feed,
-                   facts=TorchFacts(str(target), type(module).__name__, str(inputs) if inputs is not None else None,
+    return Subject(name=f"{path.name}:{func}" if path else func, stages=[stage], inputs=feed,
+                   facts=TorchFacts(str(target) if path else f"<{func}>", type(module).__name__, given_name and (
+                                        str(inputs) if path or not isinstance(inputs, Mapping) else "<arrays>"),
                                     exporter, axes.to_json() if axes else None),
                    default_level="block", warnings=said, told=told)
 
@@ -176,9 +226,10 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     shapes = {i.name: static_dims(i.type) or () for i in ins}
     said = []
     if inputs is not None:
-        feed = match_inputs(load_npz_inputs(inputs), names, shapes, os.path.basename(str(path)))
+        given, given_name = given_inputs(inputs)
+        feed = match_inputs(given, names, shapes, os.path.basename(str(path)))
         dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in ins}
-        feed, said = cast_inputs(feed, dtypes, Path(inputs).name, f"{Path(path).name} takes")
+        feed, said = cast_inputs(feed, dtypes, given_name, f"{Path(path).name} takes")
     else:
         rng = np.random.default_rng(seed)
         feed = {}
@@ -192,7 +243,8 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     stage = Stage(name=Path(path).stem, input_names=names, output_names=tuple(o.name for o in model.graph.output),
                   onnx_model=model, exporter="given")
     return Subject(name=str(path), stages=[stage], inputs=feed,
-                   facts=OnnxFacts(str(path), str(inputs) if inputs is not None else None, seed),
+                   facts=OnnxFacts(str(path), None if inputs is None else "<arrays>" if isinstance(inputs, Mapping)
+                                   else str(inputs), seed),
                    default_level="all", warnings=said)
 
 

@@ -38,11 +38,8 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
     from cp_debug.cli.common.output import StepProgress, finish, with_runs_on
     from cp_debug.cli.common.preflight import check_outputs
     from cp_debug.errors import BadInputError
-    from cp_debug.backends.spec import BackendSpec
-    from cp_debug.fix.module import REFERENCE, candidate_spec, check_libraries, fix_graph
+    from cp_debug.fix.module import candidate_spec, check_libraries
     from cp_debug.fix.module_files import fix_json, write_graph_fix
-    from cp_debug.fix.samples import prepare
-    from cp_debug.recipes.catalog import of_any_model
 
     given = [o for o, v in others.items() if v is not None]
     if g.get("range") and "--check" in given:
@@ -67,11 +64,9 @@ def fix_graph_cmd(g: dict, seed: int, others: dict, *, out: Path | None, backend
 
         task = task_metric(metric)
     progress = StepProgress(quiet=quiet or json_out == "-", stream=third_party.terminal)
-    with progress.step("loading the model and the samples"):
-        m, split, calib, said = prepare(g, seed, (BackendSpec.parse(REFERENCE), spec), of_any_model())
-    asked = [c.strip() for c in (g.get("candidates") or "").split(",") if c.strip()] or None
-    result = fix_graph(spec, m.model, m.source, split, module_names=set(m.module_names), calib=calib, metric=task,
-                       progress=progress, candidates=asked)
+    from cp_debug.api.fix_library import graph_fix
+
+    result, said = graph_fix(g, seed, spec, task, progress)  # the request the library's cp_debug.fix runs too
     doc = fix_json(result)
     written = None
     if result.fixed is not None:

@@ -4,37 +4,16 @@ backends parsed; then the sweep (`sweep/samples.py`) or the eval (`eval/samples.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from cp_debug.api.samples_request import SampleRun
 from cp_debug.errors import BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.export.dynamic import DynamicAxes
 
-
-@dataclass(frozen=True)
-class SampleRun:
-    """The options every sample run takes: the model, its samples, the backends and how they are judged."""
-
-    torch: str | None
-    onnx: Path | None
-    inputs: Path | None
-    data: str | None
-    exporter: str
-    seed: int
-    backends: str | None
-    tolerance_mode: str | None
-    atol: float | None
-    rtol: float | None
-    quiet: bool
-    junit: Path | None = None
-    deterministic: bool = True
-    calib: Path | None = None  # a calibrated candidate's --calib (samples/calibration.py)
-    dynamic: "DynamicAxes | None" = None  # --dynamic: a --torch model's dynamic axes (export/dynamic.py)
+__all__ = ["SampleRun", "eval_samples", "finish_sweep", "load", "refuse", "sweep_samples"]
 
 
 def refuse(others: dict) -> None:
@@ -45,41 +24,11 @@ def refuse(others: dict) -> None:
 
 
 def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAxes | None" = None):
-    """(model, samples, (label, spec) pairs, tolerance mode): the model loaded and exported once, every sample checked
-    against its graph once; `samples=False`: the caller makes its own (samples None); `ranged`: the axes a declared
-    range moves, a `--torch` model exported dynamic on them."""
-    from cp_debug.backends.spec import REF_CANDIDATES, parse_backends
-    from cp_debug.bisect.subjects.feeds import npz_shapes
-    from cp_debug.compare.noise import check_mode
-    from cp_debug.export.dynamic import said_of
-    from cp_debug.recipes.catalog import of_any_model
-    from cp_debug.samples.sets import check_fit, sample_set
+    """The model, samples, pairs and tolerance mode of `run` (`api/samples_request.load`: one loading for the command
+    and the library)."""
+    from cp_debug.api.samples_request import load as load_run
 
-    mode = check_mode(run.tolerance_mode, run.atol, run.rtol)
-    default = "torch,ort-cpu-fp16" if run.torch else "ort-cpu,ort-cpu-fp16"
-    pairs = tuple(parse_backends(run.backends or default, rule=REF_CANDIDATES))
-    if samples and run.inputs is None and run.data is None:
-        raise BadInputError("give the samples: --inputs FILE.npz|DIR (one sample per .npz) or --data FILE.py:FUNC")
-    with steps.step("loading the model"):
-        model = of_any_model().load_module(run.torch, run.onnx, exporter=run.exporter, seed=run.seed, need_feed=False,
-                                           dynamic=run.dynamic, shapes=npz_shapes(run.inputs) if run.torch else (),
-                                           ranged=ranged)
-    for line in said_of(model.source.get("dynamic")):
-        steps.note(line)
-    if run.onnx is not None:
-        from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
-
-        refuse_unloadable_given(run.onnx, [spec for _, spec in pairs])  # the file as ONNX Runtime takes it (exit 3)
-    with steps.step("checking the deployed files") if any(s.onnx_dir for _, s in pairs) else contextlib.nullcontext():
-        pairs = tuple((label, model.deployed_files(spec).spec or spec) if spec.onnx_dir is not None else (label, spec)
-                      for label, spec in pairs)
-    for _, spec in pairs:
-        for line in model.deployed_files(spec).warned if spec.onnx_dir is not None else ():
-            steps.warn(line)
-    if not samples:
-        return model, None, pairs, mode
-    given = sample_set(run.inputs, run.data, model.graph)
-    check_fit(given, stream)
+    model, given, pairs, mode = load_run(run, steps, stream, samples, ranged)
     return model, given, pairs, mode
 
 
@@ -157,24 +106,7 @@ def eval_samples(run: SampleRun, metric_text: str, *, bootstrap: int, json_out: 
 
         checks, code = budget_verdict(limits, samples_figures(report), third_party.terminal)
         doc["budget"] = budget_doc(limits, checks)
+    from cp_debug.eval.samples import print_eval
+
     finish(doc, json_out, third_party, lambda console: print_eval(report, console))
     return int(code)
-
-
-def print_eval(report, console) -> None:
-    """The metric per backend with its interval, each candidate's drop and the samples that changed."""
-    from rich.table import Table
-
-    t = Table(title=f"eval: {report.metric} over {report.samples} samples ({report.source})")
-    for h in ("backend", report.metric, "drop vs " + report.reference, "outcome", "samples changed"):
-        t.add_column(h)
-    t.add_row(report.reference, report.reference_metric.text(), "", "reference", "")
-    for c in report.candidates:
-        names = ", ".join(s for s, _, _ in c.changed[:8]) + (" …" if len(c.changed) > 8 else "")
-        t.add_row(c.label, c.metric.text(), c.drop.text(), c.outcome.words, f"{len(c.changed)}: {names}" if names
-                  else "0")
-    from cp_debug.report.table import print_whole
-
-    print_whole(console, t)
-    for s, r in report.failed:
-        console.print(f"failed: {s}: {r}", highlight=False)

@@ -101,7 +101,7 @@ def load_module_model(torch_target: str | None, onnx_path: Path | None, *, expor
     if len(subject.stages) != 1:
         raise BadInputError(f"{subject.name} has {len(subject.stages)} stages: a sample run takes one graph")
     _check_fits(subject, backends)
-    what = f"{torch_target.rpartition(':')[2]}()'s model"
+    what = f"{str(torch_target).rpartition(':')[2]}()'s model"
     axes = getattr(subject.facts, "dynamic", None)
     return ModuleModel(subject, graph_inputs(subject.stages[0].onnx(), what),
                        {"torch": str(torch_target), "exporter": exporter, **({"dynamic": axes} if axes else {})})
