@@ -131,43 +131,47 @@ def bisect(
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
     """
+    from cp_debug.bisect.phases import Phases
+
+    phases = Phases()  # where the command's time goes, from its first line (the report's settings.phases)
     with ThirdParty(verbose=verbose) as third_party:
-        from cp_debug.compare.noise import check_mode
+        with phases.timed("check"):  # the request checked before anything loads (no heavy library imported)
+            from cp_debug.compare.noise import check_mode
 
-        tolerance_mode = check_mode(tolerance_mode, atol, rtol)
-        from cp_debug.determinism import check_conv_algo
+            tolerance_mode = check_mode(tolerance_mode, atol, rtol)
+            from cp_debug.determinism import check_conv_algo
 
-        check_conv_algo(cudnn_algo)
-        no_cache(cache)
-        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
-                             factory=model_factory)
-        from cp_debug.backends.spec import NOISE_CHECK, parse_backends
+            check_conv_algo(cudnn_algo)
+            no_cache(cache)
+            model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
+                                 factory=model_factory)
+            from cp_debug.backends.spec import NOISE_CHECK, parse_backends
 
-        pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
-        if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
-            from cp_debug.cli.common.output import print_targets
+            pairs = parse_backends(backends or "torch,ort", rule=NOISE_CHECK)
+            if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
+                from cp_debug.cli.common.output import print_targets
 
-            raise typer.Exit(print_targets(pairs, json_out, third_party))
-        subject = SubjectRequest(
-            model=_recipe_model(recipe, torch_model, onnx_model, model),
-            torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
-            dynamic=dynamic_axes(dynamic, torch_model), load_dim=load_dim, use_dim=use_dim,
-            params=tuple(params or ()), recipe=recipe_name(recipe, config))
-        _check_recipe(subject, pairs)
-        outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
-                                quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
-                                budget=budget, model_explorer=model_explorer)
-        calib = tuple(calib or ())
-        budget_limits = _preflight(pairs, subject, calib, lockstep_mode, outputs)
-        from cp_debug.bisect.engine import BisectOptions
+                raise typer.Exit(print_targets(pairs, json_out, third_party))
+            subject = SubjectRequest(
+                model=_recipe_model(recipe, torch_model, onnx_model, model),
+                torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed,
+                points=points, dynamic=dynamic_axes(dynamic, torch_model), load_dim=load_dim, use_dim=use_dim,
+                params=tuple(params or ()), recipe=recipe_name(recipe, config))
+            _check_recipe(subject, pairs)
+            outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
+                                    quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
+                                    budget=budget, model_explorer=model_explorer)
+            calib = tuple(calib or ())
+            budget_limits = _preflight(pairs, subject, calib, lockstep_mode, outputs)
+            from cp_debug.bisect.engine import BisectOptions
 
-        opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
-                             cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
-                             keep_fp32=_csv_list(keep_fp32),
-                             exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
-                             device_budget_mb=device_budget,
-                             lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
-        code = run_bisect(pairs, subject, opts, calib, outputs, third_party, budget_limits)
+            opts = BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
+                                 cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local,
+                                 keep_fp32=_csv_list(keep_fp32),
+                                 exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
+                                 device_budget_mb=device_budget,
+                                 lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
+        code = run_bisect(pairs, subject, opts, calib, outputs, third_party, budget_limits, phases)
     raise typer.Exit(code)
 
 
@@ -239,7 +243,8 @@ def _preflight(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
 
 
 def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectRequest, opts: BisectOptions,
-               calib: tuple[Path, ...], outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
+               calib: tuple[Path, ...], outputs: BisectOutputs, third_party: ThirdParty, budget=None,
+               phases=None) -> int:
     """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
     (compare/noise.py: 0 within precision, 4 degraded, 1 diverged), or the budget's when `budget` (the --budget
     file `_preflight` read) is given."""
@@ -263,7 +268,7 @@ def run_bisect(pairs: list[tuple[str, BackendSpec]], subject_request: SubjectReq
         kernels.warm_up_in_background()
     from cp_debug.bisect.phases import Phases
 
-    phases = Phases()  # where the command's time goes, from here (the report's settings.phases)
+    phases = phases or Phases()  # where the command's time goes (the report's settings.phases)
     notes = _lint_first(pairs, subject_request, progress)
     with progress.step("loading the model"), phases.timed("load"):
         subject = _load_subject(subject_request, [spec for _, spec in pairs])
