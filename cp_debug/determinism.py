@@ -140,8 +140,9 @@ class Determinism:
         """An `onnxruntime.SessionOptions` with the graph optimisation level, thread count and determinism set."""
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_OPT_LEVELS[self.ort_opt_level])
+        from cp_debug.ort_sessions import session_options
+
+        so = session_options(level=_ORT_OPT_LEVELS[self.ort_opt_level])
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if self.enabled and hasattr(so, "use_deterministic_compute"):
             so.use_deterministic_compute = True

@@ -77,8 +77,9 @@ def _session(src: str, dst: str):
         return sess
     with _LOCK:
         if key not in _SESSIONS:
-            import onnxruntime as ort
             from onnx import TensorProto, helper
+
+            from cp_debug.ort_sessions import open_session, session_options
 
             types = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
             graph = helper.make_graph(
@@ -87,13 +88,8 @@ def _session(src: str, dst: str):
                 [helper.make_tensor_value_info("y", types[dst], ["n"])])
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
             model.ir_version = 8
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            so.enable_cpu_mem_arena = False  # outputs are plain allocations, freed with their arrays: an arena
-            # would keep the largest tensor ever converted for the rest of the process
-            _SESSIONS[key] = ort.InferenceSession(model.SerializeToString(), sess_options=so,
-                                                  providers=["CPUExecutionProvider"])
+            # no arena: outputs are plain allocations, freed with their arrays (an arena would keep the largest
+            # tensor ever converted for the rest of the process)
+            so = session_options(threads=1, inter_threads=1, spinning=False, arena=False, quiet=True)
+            _SESSIONS[key] = open_session(model.SerializeToString(), so)
         return _SESSIONS[key]

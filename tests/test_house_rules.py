@@ -194,3 +194,40 @@ def test_the_checks_see_a_crowded_folder_and_a_framework_branch(tmp_path):
     (pkg / "backends" / "ok.py").write_text("def f(spec):\n    return spec.framework == 'ort'\n")
     assert crowded_folders(pkg) == [("pkg", 31)]
     assert framework_branches(pkg) == ["pkg/m0.py:2"]
+
+
+# the one door to an ONNX Runtime session (issue 118), and what may make its own: a user's repro script, written to
+# run where cp_debug is not installed
+SESSION_DOOR = "ort_sessions.py"
+OWN_SESSIONS = ("bugreport/_repro_template.py",)
+
+
+def sessions_made(root: Path, door: str = SESSION_DOOR, allowed: tuple[str, ...] = OWN_SESSIONS) -> list[str]:
+    """"path:line" of every call `InferenceSession(…)` (`ort.InferenceSession`, `onnxruntime.InferenceSession` or a
+    name imported) outside the door and the modules allowed; the word in a string or a comment is no call."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == door or rel in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and (getattr(node.func, "attr", None) == "InferenceSession"
+                                               or getattr(node.func, "id", None) == "InferenceSession"):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_module_but_the_door_makes_an_onnx_runtime_session():
+    found = sessions_made(PACKAGE)
+    assert not found, "an ONNX Runtime session made outside cp_debug/ort_sessions.py (ask open_session): " + ", ".join(
+        found)
+
+
+def test_the_check_sees_a_session_made_outside_the_door(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "graph").mkdir(parents=True)
+    (pkg / "ort_sessions.py").write_text("import onnxruntime as ort\ndef f(m):\n    return ort.InferenceSession(m)\n")
+    (pkg / "graph" / "run.py").write_text("import onnxruntime as ort\ndef f(m):\n    return ort.InferenceSession(m)\n")
+    (pkg / "named.py").write_text("from onnxruntime import InferenceSession\nx = InferenceSession('m.onnx')\n")
+    (pkg / "said.py").write_text("LINE = 'InferenceSession(m, disabled_optimizers=[...])'  # InferenceSession(\n")
+    assert sessions_made(pkg) == ["pkg/graph/run.py:3", "pkg/named.py:2"]

@@ -5,6 +5,7 @@ on `sys.path` whose import fails."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,52 @@ def test_only_an_import_still_to_make_takes_the_lock(tmp_path, monkeypatch):
     assert optional("json", "hint") is sys.modules["json"]
     with pytest.raises(AssertionError, match="lock was taken"):
         imports.load("cpdebug_not_yet")
+
+
+# `cpdebug bisect` in a fresh process, stopped where the request is checked and the run would begin (`run_bisect`):
+# which heavy libraries it imported by then, and the phase its report's time begins with
+_UNTIL_THE_RUN = """
+import json, sys
+from cp_debug.cli import bisect_cmd
+
+def stop(pairs, subject, opts, calib, outputs, third_party, budget=None, phases=None):
+    heavy = sorted(m for m in %r if m in sys.modules)
+    print("RESULT " + json.dumps({"heavy": heavy, "phases": list(phases.to_json())}), file=sys.__stdout__, flush=True)
+    return 0
+
+bisect_cmd.run_bisect = stop
+sys.argv = ["cpdebug", "bisect", *sys.argv[1:]]
+from cp_debug.cli.main import main
+main()
+"""
+HEAVY = ("torch", "onnxruntime", "pandas", "polygraphy", "matplotlib", "numba", "onnx_graphsurgeon", "transformers",
+         "scipy", "tensorrt")
+
+
+@pytest.mark.parametrize("backends", ["torch,ort", "torch,ort-cpu-fp16,ort-cpu-int8"])
+def test_bisect_checks_its_request_without_a_heavy_library(tmp_path, backends):
+    """Issue 118 (a process that starts at once): `cpdebug bisect` checks everything it is given (options, backends
+    found, outputs writable) as its first phase, `check`, and imports none of the heavy libraries for it; each is
+    imported where it is used (torch to build the model, ONNX Runtime where a session is made), so the report's time
+    begins with the interpreter, typer and the option parsing alone."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    r = subprocess.run([sys.executable, "-c", _UNTIL_THE_RUN % (HEAVY,), "--preset", "tiny", "-b", backends,
+                        "--json", str(tmp_path / "r.json"), "-q"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.split("RESULT ", 1)[1])
+    assert got["heavy"] == [], f"checking the request imported {got['heavy']}"
+    assert got["phases"][0] == "check"
+
+
+def test_a_backend_missing_is_said_in_the_check_without_importing_the_others(tmp_path):
+    """The check finds a library without importing it: onnxruntime blocked (as not installed) is exit 3 with its
+    hint, and torch, found, was not imported for it."""
+    script = _UNTIL_THE_RUN.replace("import json, sys\n", "import json, sys\nsys.modules['onnxruntime'] = None\n")
+    script = script.replace('main()\n', 'try:\n    main()\nfinally:\n    print("TORCH", "torch" in sys.modules)\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    r = subprocess.run([sys.executable, "-c", script % (HEAVY,), "--preset", "tiny", "-b", "torch,ort", "-q"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "ort backends need ONNX Runtime: pip install onnxruntime" in r.stderr
+    assert "TORCH False" in r.stdout

@@ -110,6 +110,11 @@ class Runner(abc.ABC):
         """What precision really ran; None where the runner cannot tell."""
         return None
 
+    def probes_left_kernels(self) -> bool | None:
+        """True where exposing the probes changed none of the kernels that compute the graph's outputs (the probed
+        run's outputs are then the graph as deployed's), False where it changed some, None where it cannot tell."""
+        return None
+
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         """The graph's outputs as deployed (no probe exposed) and the precision that graph ran, where exposing the
         probes changed its kernels (ONNX Runtime's INT8 fusion); None where the probed run's outputs are the

@@ -69,6 +69,9 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
         cuda_driver.apply_sync()
     if spec.framework == "torch":
+        if spec.device != "cuda":  # found, not imported: torch is imported where it is used (the model's load)
+            _installed("torch", "torch backends need PyTorch: pip install torch")
+            return
         try:
             import torch
         except ImportError as err:
@@ -84,6 +87,9 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
 
             cuda_driver.start()
     elif spec.framework == "ort":
+        if spec.device != "cuda":  # found, not imported: ONNX Runtime is imported where a session is made
+            _installed("onnxruntime", "ort backends need ONNX Runtime: pip install onnxruntime")
+            return
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -101,6 +107,19 @@ def check_available(spec: BackendSpec, *, keep_fp32_nodes: bool = False) -> None
         from cp_debug.backends.trt.trt_plan import plan_build
 
         plan_build(spec, load_library(spec.framework).version, keep_fp32=keep_fp32_nodes)
+
+
+def _installed(name: str, hint: str) -> None:
+    """BackendUnavailableError(hint) unless `import name` can find the module (without importing it: a check before
+    the model loads costs no library's import; `sys.modules[name] = None` blocks it, as an install without it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise BackendUnavailableError(hint)
 
 
 def all_specs() -> list[BackendSpec]:

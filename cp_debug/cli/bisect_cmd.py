@@ -110,36 +110,42 @@ def bisect(
 ) -> None:
     """Run the backends side by side, find the first divergent probe and the root cause.
     """
+    from cp_debug.bisect.phases import Phases
+
+    phases = Phases()  # where the command's time goes, from its first line (the report's settings.phases)
     with ThirdParty(verbose=verbose) as third_party:
-        no_cache(cache)
-        model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
-                             factory=model_factory)
-        from cp_debug.api import bisect_request as groups
+        with phases.timed("check"):  # the request checked before anything loads (no heavy library imported)
+            no_cache(cache)
+            model = model_record(preset, config, checkpoint, random_weights=random_weights, seed=seed, int8=int8,
+                                 factory=model_factory)
+            from cp_debug.api import bisect_request as groups
 
-        pairs = groups.backends_group(backends)
-        if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
-            from cp_debug.cli.common.output import print_targets
+            pairs = groups.backends_group(backends)
+            if pairs[0][1].kit:  # two targets' results of one file, compared with each other (kit/targets.py)
+                from cp_debug.cli.common.output import print_targets
 
-            raise typer.Exit(print_targets(pairs, json_out, third_party))
-        subject = groups.model_group(model, torch_model=torch_model, onnx_model=onnx_model,
-                                     recipe=recipe_name(recipe, config), recipe_given=bool(recipe), exporter=exporter,
-                                     seed=seed, dynamic=dynamic_axes(dynamic, torch_model), params=params or ())
-        subject = groups.samples_group(subject, inputs, points, load_dim, use_dim)
-        if subject.model is not None:
-            from cp_debug.cli.common.preflight import refuse_options
+                raise typer.Exit(print_targets(pairs, json_out, third_party))
+            subject = groups.model_group(model, torch_model=torch_model, onnx_model=onnx_model,
+                                         recipe=recipe_name(recipe, config), recipe_given=bool(recipe),
+                                         exporter=exporter, seed=seed, dynamic=dynamic_axes(dynamic, torch_model),
+                                         params=params or ())
+            subject = groups.samples_group(subject, inputs, points, load_dim, use_dim)
+            if subject.model is not None:
+                from cp_debug.cli.common.preflight import refuse_options
 
-            refuse_options(subject.recipe, "bisect", {"--int8": subject.model.int8})
-        opts = groups.options_group(level=level, refine=refine, atol=atol, rtol=rtol, tolerance_mode=tolerance_mode,
-                                    deterministic=deterministic, cudnn_algo=cudnn_algo, noise_floor=noise_floor,
-                                    local=local, keep_fp32=keep_fp32, exclude_int8=exclude_int8, seed=seed,
-                                    memory_budget=memory_budget, device_budget=device_budget,
-                                    lockstep_mode=lockstep_mode)
-        request = groups.bisect_request(pairs, subject, opts, calib)
-        outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
-                                quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
-                                budget=budget, model_explorer=model_explorer)
-        budget_limits = _preflight(request, outputs)
-        code = run_bisect(request, outputs, third_party, budget_limits)
+                refuse_options(subject.recipe, "bisect", {"--int8": subject.model.int8})
+            opts = groups.options_group(level=level, refine=refine, atol=atol, rtol=rtol,
+                                        tolerance_mode=tolerance_mode, deterministic=deterministic,
+                                        cudnn_algo=cudnn_algo, noise_floor=noise_floor,
+                                        local=local, keep_fp32=keep_fp32, exclude_int8=exclude_int8, seed=seed,
+                                        memory_budget=memory_budget, device_budget=device_budget,
+                                        lockstep_mode=lockstep_mode)
+            request = groups.bisect_request(pairs, subject, opts, calib)
+            outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
+                                    quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
+                                    budget=budget, model_explorer=model_explorer)
+            budget_limits = _preflight(request, outputs)
+        code = run_bisect(request, outputs, third_party, budget_limits, phases)
     raise typer.Exit(code)
 
 
@@ -170,7 +176,8 @@ def _preflight(request: BisectRequest, outputs: BisectOutputs):
     return read_budget_for(outputs.budget, "bisect")
 
 
-def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: ThirdParty, budget=None) -> int:
+def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: ThirdParty, budget=None,
+               phases=None) -> int:
     """Load, bisect, write (the request checked by `_preflight`): the exit code, the run's outcome's
     (compare/noise.py: 0 within precision, 4 degraded, 1 diverged), or the budget's when `budget` (the --budget
     file `_preflight` read) is given."""
@@ -194,7 +201,7 @@ def run_bisect(request: BisectRequest, outputs: BisectOutputs, third_party: Thir
         kernels.warm_up_in_background()
     from cp_debug.bisect.phases import Phases
 
-    phases = Phases()  # where the command's time goes, from here (the report's settings.phases)
+    phases = phases or Phases()  # where the command's time goes (the report's settings.phases)
     notes = _lint_first(pairs, subject_request, progress)
     from cp_debug.api.bisect_run import start_engine
 

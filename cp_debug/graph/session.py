@@ -17,7 +17,10 @@ def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_opti
     """Run an in-memory ONNX model in ONNX Runtime; feeds are cast to the types the model declares."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
+    from cp_debug.ort_sessions import open_session
+    from cp_debug.ort_sessions import session_options as options
+
+    so = options()
     for key, value in (session_options or {}).items():
         if key == "graph_optimization_level" and isinstance(value, str):
             value = getattr(ort.GraphOptimizationLevel, value)
@@ -30,7 +33,7 @@ def run_ort(model, feed: dict, providers=("CPUExecutionProvider",), session_opti
     opts = [({} if isinstance(p, str) else dict(p[1])) for p in providers]
     point_at_weights(so, model)
     with session_source(model) as src:
-        sess = ort.InferenceSession(src, sess_options=so, providers=names, provider_options=opts)
+        sess = open_session(src, so, names, provider_options=opts)
     types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
     fed = {}
     for i in sess.get_inputs():
@@ -78,9 +81,10 @@ def point_at_weights(so, model: "onnx.ModelProto") -> None:
     from the graph's bytes reads them from the process's weights folder. Nothing for a model that has none."""
     from cp_debug.graph.onnx_files import holds_stored
     from cp_debug.graph.weight_store import ROOT
+    from cp_debug.ort_sessions import point_at
 
     if holds_stored(model):  # every stored location is relative to the root (weight_store.register)
-        so.add_session_config_entry("session.model_external_initializers_file_folder_path", ROOT)
+        point_at(so, ROOT)
 
 
 @contextmanager

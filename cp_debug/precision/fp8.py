@@ -101,20 +101,19 @@ def calibrate_max(model: "onnx.ModelProto", names: Sequence[str], feeds: Sequenc
                   seen: "Callable[[str, np.ndarray], None] | None" = None) -> dict[str, float]:
     """The largest |x| of each named tensor over `feeds`: one FP32 session of `model` with them exposed. `seen(name,
     |x|)` is shown each tensor's magnitudes of each feed (NVFP4 counts its blocks there)."""
-    import onnxruntime as ort
-
     from cp_debug.graph.model import expose_outputs
     from cp_debug.graph.session import cast_feed, point_at_weights, session_source
+    from cp_debug.ort_sessions import open_session, session_options
 
     names = list(dict.fromkeys(names))
     if not names:
         return {}
     inputs = {i.name for i in model.graph.input}
     exposed = expose_outputs(model, [n for n in names if n not in inputs])
-    so = ort.SessionOptions()
+    so = session_options()
     point_at_weights(so, exposed)
     with session_source(exposed) as src:
-        sess = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+        sess = open_session(src, so)
     amax = dict.fromkeys(names, 0.0)
     computed = [n for n in names if n not in inputs]
     for feed in feeds:

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cp_debug.bisect.result import SCHEMA, BisectReport
 from cp_debug.errors import BadInputError
 from cp_debug.files import os_reason
+
+if TYPE_CHECKING:
+    from cp_debug.bisect.result import BisectReport
 
 
 def load_report(path: str | os.PathLike) -> BisectReport:
     """Read a report written by `cpdebug bisect --json` (`files.write_json` of a BisectReport)."""
+    from cp_debug.bisect.result import SCHEMA, BisectReport  # onnx and numpy: not for the output check below
+
     p = Path(path)
     if not p.exists():
         raise BadInputError(f"report file not found: {p}")

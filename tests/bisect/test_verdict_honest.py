@@ -99,6 +99,8 @@ def test_a_layer_standing_30x_beyond_its_siblings_is_noted_within_the_budget(mod
     effect = report["probe_effect"]["ort-cpu-fp16"]["my_model"]
     assert effect["measured"] == "6 probe tensors exposed" and not effect["outputs"][0]["beyond"], effect
     assert effect["outputs"][0]["ratio"] < 0.1, effect
+    # ORT's optimised graph without the probes is the probed one (convs apart): its outputs taken, no run (issue 118)
+    assert effect["same_kernels"] is True and effect["outputs"][0]["rel_rmse"] == 0, effect
 
 
 def test_an_int8_candidate_calibrated_on_the_judged_sample_says_so_and_its_segments_match_its_graph(tmp_path):

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("torch", "onnx", "onnxruntime", "numpy")
+HEAVY = ("torch", "onnx", "onnxruntime", "numpy", "pandas", "polygraphy", "matplotlib", "numba", "onnx_graphsurgeon",
+         "transformers", "scipy")
 
 # One process runs them all, as `cpdebug` does (main() on sys.argv), then says which heavy modules got imported.
 SCRIPT = """

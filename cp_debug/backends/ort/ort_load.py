@@ -45,11 +45,10 @@ def load_refusal(path: str | Path, shown: str | None = None, *, device: str = "c
     from cp_debug.backends.ort.ort_session import ort_errors
     from cp_debug.errors import first_line
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    from cp_debug.ort_sessions import open_session, session_options
+
     try:
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        open_session(str(path), session_options(level="ORT_DISABLE_ALL", quiet=True))
     except ort_errors("NotImplemented") as err:
         if device != "cpu":
             return None

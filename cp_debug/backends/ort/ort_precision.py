@@ -68,6 +68,8 @@ class GraphFacts:
     error: str | None = None
     fp8_fed: int = 0  # compute nodes whose data input is dequantized from float8 (FP8 Q/DQ in front of them)
     block_fed: int = 0  # compute nodes reading an NVFP4 / MXFP8 fake quant (`precision/block_quant.py`) and its weight
+    # the optimised graph's nodes that compute the graph's own outputs (`ort_unprobed.live_nodes`), where asked for
+    nodes: tuple = field(default=(), compare=False, repr=False)
 
 
 HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)

@@ -49,8 +49,8 @@ _ORT_TYPES = {
 
 
 # what an activation makes: kept whole in a server between commands (ort_kept.py)
-_MADE = ("_sess", "_inputs", "_graph", "_transform", "_facts", "_probe_effect", "_deployed", "_providers",
-         "_held_half", "_held_fp8", "determinism")
+_MADE = ("_sess", "_inputs", "_graph", "_transform", "_facts", "_probe_effect", "_deployed", "_made_from",
+         "_left_kernels", "_providers", "_held_half", "_held_fp8", "determinism")
 
 
 class OrtRunner(Runner):
@@ -115,6 +115,8 @@ class OrtRunner(Runner):
         self._facts: GraphFacts | None = None
         self._probe_effect: str | None = None
         self._deployed = None  # (session, facts) of the graph without probes, where probes kept INT8 kernels unfused
+        self._made_from = None  # (the model the session was made from, its live nodes) where probes are exposed
+        self._left_kernels: list = []  # `probes_left_kernels`' answer once asked (kept with the session in a server)
         self._providers: list = []
         self._held_half, self._held_fp8 = False, None
         self._held: ort_kept.Held | None = None  # kept in a server between commands (ort_kept.py)
@@ -175,7 +177,10 @@ class OrtRunner(Runner):
         how = self._how()
         if declared is not None:  # the facts said are the float16 graph's: ORT's optimised graph not written
             how = replace(how, dump_facts=False)
-        self._sess, self._facts = make_session(model, self._providers, True, how)
+        probed = self.dump_facts and len(model.graph.output) > len(graph.graph_outputs)
+        live_for = graph.graph_outputs if probed else None  # its nodes, to compare with the graph as deployed's
+        self._sess, self._facts = make_session(model, self._providers, True, how, live_for)
+        self._made_from = (model, self._facts.nodes) if probed and self._facts.nodes else None
         if declared is not None:
             self._facts = replace(declared, cpu_fallback=self._facts.cpu_fallback)
         plain = graph.plain
@@ -219,6 +224,21 @@ class OrtRunner(Runner):
             else:
                 out[original] = arr.astype(np.float32, copy=False) if np.issubdtype(arr.dtype, np.floating) else arr
         return out
+
+    def probes_left_kernels(self) -> bool | None:
+        """Whether ORT's optimised graph without the probe outputs computes the graph's outputs with the probed
+        session's nodes (`ort_unprobed.py`): one session made and not run, once (a server's kept session keeps the
+        answer); None where it cannot tell."""
+        if self._made_from is None:
+            return None
+        if not self._left_kernels:
+            from cp_debug.backends.ort.ort_unprobed import without_probes
+
+            model, nodes = self._made_from
+            outputs = self._graph.graph_outputs
+            _, facts = make_session(without_probes(model, outputs), self._providers, False, self._how(), outputs)
+            self._left_kernels.append(facts.nodes == nodes if facts.nodes else None)
+        return self._left_kernels[0]
 
     def infer_deployed(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], PrecisionReport] | None:
         if self._deployed is None:

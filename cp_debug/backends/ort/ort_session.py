@@ -17,6 +17,8 @@ from cp_debug.graph.onnx_files import INLINE_LIMIT
 from cp_debug.errors import BackendUnavailableError, BadInputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Sequence
+
     import onnx
 
 # x86 CPUs without VNNI (AVX2, AVX-512F) run ORT's U8S8 integer products through a 16-bit saturating instruction
@@ -59,21 +61,23 @@ def exact_int8(so) -> None:
         so.add_session_config_entry(key, value)
 
 
-def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: SessionSettings):
+def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: SessionSettings,
+                 live_for: "Sequence[str] | None" = None):
     """An InferenceSession plus the facts read from ORT's optimised graph (dtypes of compute nodes, EP fallback;
-    `record`: the node-to-provider assignment read too)."""
+    `record`: the node-to-provider assignment read too; `live_for`: the graph's own outputs, whose computing nodes
+    are read into `facts.nodes`, the optimised graph dumped for them even where `how` asks for no facts)."""
     import onnx
-    import onnxruntime as ort
 
     from cp_debug.graph.onnx_files import model_nbytes, stored_nbytes
     from cp_debug.graph.session import session_source
+    from cp_debug.ort_sessions import open_session
 
     det = how.determinism
     with tempfile.TemporaryDirectory(prefix="cpdebug_ort_") as tmp, session_source(model, tmp) as src:
         opt_path = Path(tmp) / "optimized.onnx"
         # past 2 GiB: made from a path or from the weights folder, and its optimised graph not written again
         big = model_nbytes(model) + stored_nbytes(model) >= INLINE_LIMIT
-        dump = None if big or not how.dump_facts else str(opt_path)
+        dump = None if big or not (how.dump_facts or live_for is not None) else str(opt_path)
         try:
             try:
                 so = det.ort_session_options(threads=how.threads, optimized_model_filepath=dump,
@@ -81,13 +85,13 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
                 if dump is not None:  # the facts read no weights: ORT writes them aside, not into the proto
                     so.add_session_config_entry(_DUMP_WEIGHTS, "weights.bin")  # parsed again (tiny: 25 ms)
                 _configure(so, model, how)
-                sess = ort.InferenceSession(src, so, providers, **det.ort_session_kwargs())
+                sess = open_session(src, so, providers, **det.ort_session_kwargs())
             except ort_errors():  # saving the optimised graph can fail (fused EP nodes): retry without
                 if dump is None:
                     raise
                 so = det.ort_session_options(threads=how.threads, record_assignment=record, spinning=how.spinning)
                 _configure(so, model, how)
-                sess = ort.InferenceSession(src, so, providers, **det.ort_session_kwargs())
+                sess = open_session(src, so, providers, **det.ort_session_kwargs())
         except ort_errors("NotImplemented") as err:
             raise BackendUnavailableError(
                 f"{how.label}: ONNX Runtime has no kernel for a node of this model at this "
@@ -99,7 +103,12 @@ def make_session(model: "onnx.ModelProto", providers: list, record: bool, how: S
             facts = GraphFacts(error="model too large to dump" if big else "ORT wrote no optimised model")
         else:
             try:
-                facts = graph_facts(onnx.load(str(opt_path), load_external_data=False))
+                opt = onnx.load(str(opt_path), load_external_data=False)
+                facts = graph_facts(opt)
+                if live_for is not None:
+                    from cp_debug.backends.ort.ort_unprobed import live_nodes
+
+                    facts = replace(facts, nodes=live_nodes(opt, live_for))
             except Exception as err:  # noqa: BLE001
                 facts = GraphFacts(error=first_line(err))
         fallback = cpu_fallback(sess) if record else None

@@ -34,10 +34,10 @@ def warm_up(options: dict[str, str], half: bool) -> None:
         [helper.make_tensor_value_info("z", kind, [1, 8, 16, 16])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=[("CUDAExecutionProvider", options), "CPUExecutionProvider"])
+    from cp_debug.ort_sessions import open_session, session_options
+
+    sess = open_session(model.SerializeToString(), session_options(quiet=True),
+                        [("CUDAExecutionProvider", options), "CPUExecutionProvider"])
     sess.run(None, {"x": np.ones((1, 8, 16, 16), dtype)})
 
 

@@ -102,18 +102,15 @@ def _cure(model, feed: dict, ref: dict, device: str, budget: float, off: float) 
 def _error(model, feed: dict, ref: dict, device: str, level: str, disabled: tuple[str, ...] = ()) -> float:
     """The largest relative RMS error of `model`'s outputs on `feed` against `ref`, at ONNX Runtime level `level`
     with the optimisers named in `disabled` off."""
-    import onnxruntime as ort
-
     from cp_debug.graph.session import cast_feed, point_at_weights, session_source
+    from cp_debug.ort_sessions import open_session, session_options
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    so.log_severity_level = 3
+    so = session_options(level=level, quiet=True)
     point_at_weights(so, model)
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     with session_source(model) as src:
         kwargs = {"disabled_optimizers": list(disabled)} if disabled else {}
-        sess = ort.InferenceSession(src, sess_options=so, providers=providers, **kwargs)
+        sess = open_session(src, so, providers, **kwargs)
     names = [o.name for o in sess.get_outputs() if o.name in ref]
     got = sess.run(names, cast_feed(model, feed))
     worst = 0.0

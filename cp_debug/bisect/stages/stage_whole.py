@@ -26,7 +26,7 @@ from cp_debug.bisect.stages.record import (amplification, carried_deployed, carr
 from cp_debug.bisect.result import ProbeResult
 from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState, unmapped_note
 from cp_debug.bisect.stages.stage_runner import make_stage_runner, probe_values
-from cp_debug.bisect.stages.unprobed import check_unprobed
+from cp_debug.bisect.stages.unprobed import check_unprobed, same_kernels
 from cp_debug.bisect.subjects.subject import Stage
 from cp_debug.compare.diff import TensorDiff
 
@@ -156,6 +156,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     exposed: dict[str, tuple[str, ...]] = {}  # probe -> the tensors exposed in the run that measured it
     stage_out: dict | None = None
     plain: dict | None = None  # the graph as deployed, where it ran beside the probed one (`_deployed`)
+    same: bool | None = None  # ORT's graph as deployed runs the probed session's kernels (`unprobed.same_kernels`)
     local: dict = {}
     with run.progress.step(f"{state.label}: {st.name} ({len(sp)} probes{runs})"), contextlib.ExitStack() as keep:
         # a CUDA candidate whose probe tensors all fit in device memory: one session exposes them all and each run
@@ -183,11 +184,7 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
                 else:
                     out = runner.infer_some(feed, _exposed(st, spec, chunk)) if whole else runner.infer(feed)
                 if k == 0:
-                    _describe(run, state, st, runner)
-                    if not device and made is None:
-                        plain = _deployed(run, state, st, sp, runner, feed)
-                    if made is not None:  # for the report: its run and local errors went beside the reference's
-                        state.settings[st.name]["ran_beside_reference"] = True
+                    plain, same = _first_run(run, state, i, sp, runner, feed, beside=made is not None, device=device)
                 vals = probe_values(st, spec, out, chunk, fed)
                 del fed
                 if stage_out is None:
@@ -206,7 +203,8 @@ def candidate_stage(run: RunState, state: CandidateState, i: int, sp: list[Probe
     _record(run, state, sp, diffs, exposed, local)
     # the outputs' run exposed probes: its final outputs against the graph as deployed (`unprobed.py`)
     shown = _exposed(st, spec, chunks[0] if len(chunks) > 1 and not one_session else sp)
-    check_unprobed(run, state, i, stage_out if shown else None, f"{len(set(shown))} probe tensors exposed", plain)
+    check_unprobed(run, state, i, stage_out if shown else None, f"{len(set(shown))} probe tensors exposed", plain,
+                   same=bool(same))
     return stage_out
 
 
@@ -278,6 +276,19 @@ def _deployed(run: RunState, state: CandidateState, st: Stage, sp: list[ProbeSpe
     state.deployed_precision = rep if prev is None or prev.effective == rep.effective else replace(
         rep, effective="mixed", notes=prev.notes + rep.notes)
     return out
+
+
+def _first_run(run: RunState, state: CandidateState, i: int, sp: list[ProbeSpec], runner, feed: dict, *,
+               beside: bool, device: bool) -> tuple[dict | None, bool | None]:
+    """After the first run of stage i: the runner described; the graph as deployed run where the probes changed its
+    kernels (`_deployed`), else asked whether they changed none (`unprobed.same_kernels`). `beside`: its run and
+    local errors went beside the reference's (said in the report's settings)."""
+    st = run.stage_of(state.label, i)
+    _describe(run, state, st, runner)
+    plain = _deployed(run, state, st, sp, runner, feed) if not device and not beside else None
+    if beside:
+        state.settings[st.name]["ran_beside_reference"] = True
+    return plain, (same_kernels(run, state, i, runner) if plain is None else None)
 
 
 def _describe(run: RunState, state: CandidateState, st: Stage, runner) -> None:

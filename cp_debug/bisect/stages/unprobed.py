@@ -7,9 +7,13 @@ refinement's) the candidate's graph as deployed — no probe exposed, one sessio
 same feed and its final outputs are compared with the measured run's: the same candidate, the same precision, so
 anything beyond the candidate's budget (`noise.judge` at the precision it is judged at) is what probing changed.
 Where the graph as deployed already ran beside the probed one (`state.deployed`: ORT's INT8 fusion), its outputs
-are taken, not run again. Said in the report: `probe_effect` per candidate (JSON: each stage's outputs, rel. RMS
-difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch candidates' hooks read
-tensors without changing them; TensorRT's debug tensors are left to the engine's own build (not run twice).
+are taken, not run again; where ORT's optimised graph without the probes computes the stage's outputs with the
+probed session's own nodes (`same_kernels`, `backends/ort/ort_unprobed.py`: one session made, never run), the
+probed run's outputs are the graph as deployed's and the check costs no run (issue 118: it took 4.0 s of the CPU
+FP16 demo's 29.7 s); the record says so (`same_kernels`). Said in the report: `probe_effect` per candidate (JSON:
+each stage's outputs, rel. RMS difference, budget, ratio) and, beyond the budget, a warning with the numbers. Torch
+candidates' hooks read tensors without changing them; TensorRT's debug tensors are left to the engine's own build
+(not run twice).
 """
 
 from __future__ import annotations
@@ -24,20 +28,41 @@ from cp_debug.bisect.subjects.subject import Stage
 
 
 def check_unprobed(run: RunState, state: CandidateState, i: int, measured: dict | None, how: str,
-                   plain: dict | None = None) -> None:
+                   plain: dict | None = None, same: bool = False) -> None:
     """Stage i's final outputs as `state` measured them (`measured`, `how`: "probes exposed" or "cut into N
-    segments") against its graph as deployed (`plain`: its outputs where already run, else run once on the
-    candidate's feed after every stage ran: `deferred`), recorded in `state.unprobed` and, beyond the budget, said
-    as a warning."""
-    spec = state.spec
+    segments") against its graph as deployed (`plain`: its outputs where already run; `same`: the probed run's
+    kernels are the graph as deployed's, `measured` are its outputs; else run once on the candidate's feed after
+    every stage ran: `deferred`), recorded in `state.unprobed` and, beyond the budget, said as a warning."""
     st = run.stage_of(state.label, i)
-    if (not spec.can(Capability.ORT_SESSIONS) or state.refused is not None or not measured
-            or st.name in state.unprobed or i in state.unprobed_later or i not in state.feeds):
+    if not measured or not _wanted(run, state, i):
+        return
+    if plain is None and same:
+        _record(run, state, i, measured, how, measured)
+        state.unprobed[st.name]["same_kernels"] = True
         return
     if plain is None:  # run once the stages' helper threads are done (a session's first run is heard alone)
         state.unprobed_later[i] = (measured, how)
         return
     _record(run, state, i, measured, how, plain)
+
+
+def same_kernels(run: RunState, state: CandidateState, i: int, runner) -> bool | None:
+    """Whether stage i's probed runner runs its graph as deployed's kernels (`runner.probes_left_kernels`), asked
+    only where the check still wants stage i; timed as the check's phase."""
+    if not _wanted(run, state, i):
+        return None
+    with run.phases.timed("graph as deployed"):
+        try:
+            return runner.probes_left_kernels()
+        except Exception:  # noqa: BLE001 - the check is extra: the graph as deployed is run instead
+            return None
+
+
+def _wanted(run: RunState, state: CandidateState, i: int) -> bool:
+    """Whether stage i of `state` is still to be checked (an ONNX Runtime candidate that ran it, once a stage)."""
+    st = run.stage_of(state.label, i)
+    return (state.spec.can(Capability.ORT_SESSIONS) and state.refused is None and st.name not in state.unprobed
+            and i not in state.unprobed_later and i in state.feeds)
 
 
 def deferred(run: RunState, states: list) -> None:

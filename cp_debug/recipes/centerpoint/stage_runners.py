@@ -101,11 +101,12 @@ class OrtStageRunner(Runner):
                 "install onnxruntime-gpu for CUDAExecutionProvider"
             )
         from cp_debug.backends.ort.ort_session import _BAD_MODEL, exact_int8, first_line, ort_errors
+        from cp_debug.ort_sessions import open_session, session_options
 
-        so = ort.SessionOptions()
+        so = session_options()
         exact_int8(so)  # a Q/DQ file: exact integer products on CPUs without VNNI
         try:
-            self.session = ort.InferenceSession(str(self.onnx_path), sess_options=so, providers=list(self.providers))
+            self.session = open_session(str(self.onnx_path), so, self.providers)
         except ort_errors(*_BAD_MODEL) as err:  # the file, not the machine: anything else propagates
             raise BadInputError(f"ONNX Runtime cannot load {self.onnx_path}: {first_line(err)}; is it a complete "
                                 "ONNX file of this stage (`cpdebug export` writes one)?") from err

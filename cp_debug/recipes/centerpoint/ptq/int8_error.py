@@ -48,18 +48,14 @@ class Int8Comparison:
 
 def ort_outputs(onnx_path: str | Path, spatial_inputs: Sequence, optimize: bool = True) -> list[dict[str, np.ndarray]]:
     """The backbone/neck/head Q/DQ file run by ONNX Runtime (CPU) on each spatial_features tensor."""
-    import onnxruntime as ort
-
     from cp_debug.models.centerpoint.model import BACKBONE_INPUTS, HEAD_OUTPUTS
 
     from cp_debug.backends.ort.ort_runner import exact_int8
+    from cp_debug.ort_sessions import open_session, session_options
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so = session_options(level=None if optimize else "ORT_DISABLE_ALL", quiet=True)
     exact_int8(so)  # exact integer products on CPUs without VNNI
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = open_session(str(onnx_path), so)
     out = []
     for s in spatial_inputs:
         arr = s.detach().cpu().numpy() if hasattr(s, "detach") else np.asarray(s)

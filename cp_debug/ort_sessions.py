@@ -1,0 +1,62 @@
+"""The one door to an ONNX Runtime session (issue 118, item 1): every `onnxruntime.InferenceSession` cp_debug makes is
+made by `open_session`, with options from `session_options` (the graph optimisation level, threads and their
+spinning, the host arena, config entries, where a model's stored weights are). `tests/test_house_rules.py` holds every
+other module to it.
+
+It stands on the lowest floor that every caller may import, below `half` (the Cast sessions of float16 conversions)
+and `graph` (a graph helper's run, external weights: `graph/session.py` says which folder holds a model's weights),
+so a caller on any floor asks it; what a backend adds (determinism's settings, INT8's exact integer products, the
+facts of the optimised graph, the sessions a served process keeps) stays in `backends/ort/` and `determinism`, which
+build on it. A user's repro script (`bugreport/_repro_template.py`) is written for cp_debug's absence and makes its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+WEIGHTS_FOLDER = "session.model_external_initializers_file_folder_path"  # where relative external data is read
+
+
+def session_options(*, level: str | None = None, threads: int | None = None, inter_threads: int | None = None,
+                    spinning: bool = True, arena: bool = True, quiet: bool = False,
+                    config: Mapping[str, Any] | None = None, weights_folder: str | None = None):
+    """An `onnxruntime.SessionOptions`: `level` a `GraphOptimizationLevel` name (ORT_DISABLE_ALL, …; None: ORT's
+    default, all), `threads` / `inter_threads` the intra- and inter-op thread counts (None: ORT's), `spinning` False:
+    idle threads sleep, `arena` False: outputs are plain allocations, `quiet`: errors only in ORT's log, `config`
+    session config entries, `weights_folder`: the folder a model's relative external data is read from."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if level is not None:
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if threads is not None:
+        so.intra_op_num_threads = int(threads)
+    if inter_threads is not None:
+        so.inter_op_num_threads = int(inter_threads)
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not arena:
+        so.enable_cpu_mem_arena = False
+    if quiet:
+        so.log_severity_level = 3
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(str(key), str(value))
+    if weights_folder is not None:
+        point_at(so, weights_folder)
+    return so
+
+
+def point_at(so, folder: str) -> None:
+    """Session options `so` read a model's relative external data from `folder` (a session made from bytes)."""
+    so.add_session_config_entry(WEIGHTS_FOLDER, str(folder))
+
+
+def open_session(src: bytes | str, so=None, providers: Sequence = ("CPUExecutionProvider",), **kwargs):
+    """An `onnxruntime.InferenceSession` of `src` (a model's bytes or a file's path) with options `so` (None:
+    `session_options()`), `providers` (names, or (name, options) pairs) and InferenceSession's other keyword
+    arguments (`provider_options`, `disabled_optimizers`). Raises what ONNX Runtime raises: the caller tells the
+    user's model from the machine (`backends/ort/ort_session.ort_errors`)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(src, sess_options=so if so is not None else session_options(),
+                                providers=list(providers), **kwargs)
