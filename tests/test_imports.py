@@ -134,7 +134,7 @@ _UNTIL_THE_RUN = """
 import json, sys
 from cp_debug.cli import bisect_cmd
 
-def stop(pairs, subject, opts, calib, outputs, third_party, budget=None, phases=None):
+def stop(request, outputs, third_party, budget=None, phases=None):
     heavy = sorted(m for m in %r if m in sys.modules)
     print("RESULT " + json.dumps({"heavy": heavy, "phases": list(phases.to_json())}), file=sys.__stdout__, flush=True)
     return 0

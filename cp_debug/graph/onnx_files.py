@@ -166,6 +166,7 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     stands on its own: no tensor of it points into the process's weights folder. The caller's proto is not
     changed."""
     from cp_debug.files import write_atomic, write_bytes_atomic
+    from cp_debug.graph.weight_store import inlined
 
     path = Path(path)
     stored = holds_stored(model)
@@ -181,26 +182,6 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     light, parts = split_weights(model, data_file_name(path.name), take_stored=True)
     data_path = write_atomic(path.with_name(data_file_name(path.name)), lambda f: write_parts(f, parts))
     return [data_path, write_bytes_atomic(path, light.SerializeToString())]
-
-
-def inlined(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """`model` with its tensors kept in the weights folder holding their values again (`raw_data`): a model a file
-    or another process can take whole. A copy where there are such tensors (`model` itself is not changed), else
-    `model`."""
-    import onnx
-
-    from cp_debug.graph.weight_store import is_stored
-
-    if not holds_stored(model):
-        return model
-    out = copy_model(model)
-    for t in all_tensors(out):
-        if is_stored(t):
-            data = b"".join(tensor_bytes(t))
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
-            t.raw_data = data
-    return out
 
 
 def split_weights(model: "onnx.ModelProto", location: str, *, min_bytes: int = EXTERNAL_MIN_BYTES,

@@ -183,3 +183,23 @@ def StoredValues(tensor: "onnx.TensorProto"):  # noqa: N802 - a class made once 
 
 
 _STORED_VALUES = None
+
+
+def inlined(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` with its tensors kept in the weights folder holding their values again (`raw_data`): a model a file
+    or another process can take whole. A copy where there are such tensors (`model` itself is not changed), else
+    `model`."""
+    import onnx
+
+    from cp_debug.graph.onnx_files import all_tensors, copy_model, holds_stored, tensor_bytes
+
+    if not holds_stored(model):
+        return model
+    out = copy_model(model)
+    for t in all_tensors(out):
+        if is_stored(t):
+            data = b"".join(tensor_bytes(t))
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = data
+    return out
