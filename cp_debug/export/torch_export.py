@@ -21,7 +21,8 @@ import onnx
 from cp_debug.errors import BadInputError, plain
 from cp_debug.graph.model import fold_initializer_identities
 from cp_debug.graph import onnx_files
-from cp_debug.graph.onnx_files import keep, read_onnx
+from cp_debug.graph.onnx_files import keep
+from cp_debug.graph.onnx_read import read_onnx
 from cp_debug.graph.weight_store import new_file
 from cp_debug.export.torchlib_ops import torchlib_ops_once
 
@@ -216,7 +217,7 @@ def weight_bytes(module) -> int:
 
 def _into_weights_folder(save) -> "onnx.ModelProto":
     """The graph of a model past 2 GiB, `save(path)` writing it with its weights as external data straight into the
-    process's weights folder, held from there (`onnx_files.read_onnx`): never one proto in memory. The graph's own
+    process's weights folder, held from there (`onnx_read.read_onnx`): never one proto in memory. The graph's own
     file goes once read; its data file stays for the process."""
     path = new_file().with_suffix(".onnx")
     try:

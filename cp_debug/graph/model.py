@@ -23,7 +23,8 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     """
     import onnx
 
-    from cp_debug.graph.onnx_files import MissingDataFile, encoded, read_onnx
+    from cp_debug.graph.onnx_files import encoded
+    from cp_debug.graph.onnx_read import MissingDataFile, read_onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model

@@ -8,7 +8,7 @@ pass `INLINE_LIMIT` is never encoded whole: `save_onnx` writes it as ONNX's exte
 without copying the model or touching the caller's proto (onnx's own `save_model(save_as_external_data=True)`
 clears the weights of the model it is given); `session.session_source` hands ONNX Runtime that path, and
 `update_digest` hashes a model by its structure and each tensor's bytes. Past 2 GiB a model this process holds keeps
-its weights in files (`keep`, `adopt`, `graph/weight_store.py`). Sizes come from each tensor's dims and
+its weights in files (`keep`, `onnx_read.adopt`, `graph/weight_store.py`). Sizes come from each tensor's dims and
 element type (`model_nbytes`): asking protobuf (`ByteSize()`) encodes the whole model, and fails past 2 GiB too.
 """
 
@@ -96,43 +96,6 @@ def _node_tensors(node: "onnx.NodeProto") -> "Iterator[onnx.TensorProto]":
             yield from _graph_tensors(g)
 
 
-def external_locations(model: "onnx.ModelProto") -> list[str]:
-    """The data files (`location`, relative to the model's folder) that `model`'s tensors keep their values in."""
-    from cp_debug.graph.weight_store import location
-
-    return sorted({loc for loc in map(location, all_tensors(model)) if loc is not None})
-
-
-def read_onnx(path: Path) -> "onnx.ModelProto":
-    """An ONNX file as this process holds it: the graph, and where its tensors live outside it (external data beside
-    the file) their values read in if the whole fits one message, else the data files registered where they lie
-    (`adopt`: nothing read, nothing copied). A data file that is not there: `MissingDataFile`."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    missing = [loc for loc in external_locations(model) if not (path.parent / loc).is_file()]
-    if missing:
-        raise MissingDataFile(missing[0])
-    outside = [t for t in all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
-    if not outside:
-        return keep(model)
-    if model_nbytes(model) + sum(_length(t, path.parent) for t in outside) < STORE_LIMIT:
-        onnx.load_external_data_for_model(model, str(path.parent))
-        return model
-    return keep(adopt(model, path.parent))
-
-
-class MissingDataFile(FileNotFoundError):
-    """A model file's external data file (its `location`, the exception's text) is not beside it."""
-
-
-def _length(t: "onnx.TensorProto", base: Path) -> int:
-    info = {e.key: e.value for e in t.external_data}
-    if "length" in info:
-        return int(info["length"])
-    return (base / info["location"]).stat().st_size - int(info.get("offset", 0))
-
-
 def model_nbytes(model: "onnx.ModelProto") -> int:
     """The bytes of the tensors a model holds in memory (`tensor_nbytes` over `all_tensors`): its size to within
     the graph's own few kilobytes, read without encoding it."""
@@ -166,7 +129,6 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     stands on its own: no tensor of it points into the process's weights folder. The caller's proto is not
     changed."""
     from cp_debug.files import write_atomic, write_bytes_atomic
-    from cp_debug.graph.weight_store import inlined
 
     path = Path(path)
     stored = holds_stored(model)
@@ -182,6 +144,26 @@ def save_onnx(model: "onnx.ModelProto", path: str | os.PathLike, *, external: bo
     light, parts = split_weights(model, data_file_name(path.name), take_stored=True)
     data_path = write_atomic(path.with_name(data_file_name(path.name)), lambda f: write_parts(f, parts))
     return [data_path, write_bytes_atomic(path, light.SerializeToString())]
+
+
+def inlined(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """`model` with its tensors kept in the weights folder holding their values again (`raw_data`): a model a file
+    or another process can take whole. A copy where there are such tensors (`model` itself is not changed), else
+    `model`."""
+    import onnx
+
+    from cp_debug.graph.weight_store import is_stored
+
+    if not holds_stored(model):
+        return model
+    out = copy_model(model)
+    for t in all_tensors(out):
+        if is_stored(t):
+            data = b"".join(tensor_bytes(t))
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = data
+    return out
 
 
 def split_weights(model: "onnx.ModelProto", location: str, *, min_bytes: int = EXTERNAL_MIN_BYTES,
@@ -421,28 +403,3 @@ def keep(model: "onnx.ModelProto") -> "onnx.ModelProto":
     light, parts = split_weights(model, register(path), min_bytes=STORE_MIN_BYTES)
     write_atomic(path, lambda f: write_parts(f, parts), durable=False)
     return light
-
-
-def adopt(model: "onnx.ModelProto", base: Path) -> "onnx.ModelProto":
-    """A model read with `load_external_data=False` from a file in `base`, its tensors kept where they lie (their
-    data files registered as stored: nothing read or copied), but those under a MiB (shapes, scales: what shape
-    inference and the readers of constants read), which are read in. `model` is changed in place (the caller's
-    own fresh load) and returned."""
-    from onnx.external_data_helper import load_external_data_for_tensor
-
-    from cp_debug.graph.weight_store import STORE_MIN_BYTES, location, register
-
-    registered: dict[str, str] = {}
-    for t in all_tensors(model):
-        loc = location(t)
-        if loc is None:
-            continue
-        if _length(t, base) < STORE_MIN_BYTES:
-            load_external_data_for_tensor(t, str(base))
-            continue
-        if loc not in registered:
-            registered[loc] = register(base / loc)
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = registered[loc]
-    return model

@@ -23,7 +23,8 @@ def load_entry(folder: Path, key: str, schema: str) -> "tuple[onnx.ModelProto, d
     pruned or damaged (the caller makes it again)."""
     import onnx
 
-    from cp_debug.graph.onnx_files import data_file_name, read_onnx
+    from cp_debug.graph.onnx_files import data_file_name
+    from cp_debug.graph.onnx_read import read_onnx
 
     meta_path, model_path = folder / f"{key}.json", folder / f"{key}.onnx"
     meta = _meta(meta_path, schema)

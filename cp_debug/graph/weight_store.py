@@ -5,7 +5,7 @@ reads the weights from the files itself.
 `onnx_files.keep(model)` is the door: a model whose tensors fit one protobuf message comes back as it is — every
 model of the test suite, CenterPoint — and a bigger one as a graph whose tensors of a MiB or more point into a data
 file written once into `folder()` (`cpdebug_weights_*` in the temporary directory, removed when the process ends);
-a user's own data file is used where it lies (`onnx_files.adopt`: nothing read, copied or linked). Such a tensor is
+a user's own data file is used where it lies (`onnx_read.adopt`: nothing read, copied or linked). Such a tensor is
 *stored*: its `location` is its file's absolute path less the leading "/" (`register`), so that one folder, the
 root, holds every stored file for ONNX Runtime (`session.point_at_weights`: a session made from the graph's bytes
 with `session.model_external_initializers_file_folder_path` = "/"; ONNX Runtime refuses a path leaving that folder,
@@ -183,23 +183,3 @@ def StoredValues(tensor: "onnx.TensorProto"):  # noqa: N802 - a class made once 
 
 
 _STORED_VALUES = None
-
-
-def inlined(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """`model` with its tensors kept in the weights folder holding their values again (`raw_data`): a model a file
-    or another process can take whole. A copy where there are such tensors (`model` itself is not changed), else
-    `model`."""
-    import onnx
-
-    from cp_debug.graph.onnx_files import all_tensors, copy_model, holds_stored, tensor_bytes
-
-    if not holds_stored(model):
-        return model
-    out = copy_model(model)
-    for t in all_tensors(out):
-        if is_stored(t):
-            data = b"".join(tensor_bytes(t))
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
-            t.raw_data = data
-    return out

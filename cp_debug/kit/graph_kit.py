@@ -144,7 +144,8 @@ def _write_graph(model: "onnx.ModelProto", given: Path | None, path: Path) -> "o
     with its weights in `<file>.data` beside it (a file given with external data; past 2 GiB)."""
     import shutil
 
-    from cp_debug.graph.onnx_files import external_locations, save_onnx
+    from cp_debug.graph.onnx_files import save_onnx
+    from cp_debug.graph.onnx_read import external_locations
 
     if given is not None:
         import onnx

@@ -138,7 +138,8 @@ def export_transfusion(model, cfg, out_dir: str | Path, *, sample_points=None, o
     """Write `out_dir/transfusion.onnx` (atomically; whole on its own, its weights in it) and return what was
     written."""
     import cp_debug
-    from cp_debug.graph.onnx_files import read_onnx, save_onnx
+    from cp_debug.graph.onnx_files import save_onnx
+    from cp_debug.graph.onnx_read import read_onnx
     from cp_debug.recipes.centerpoint.export import export_stage
 
     feed = example_voxels(cfg, sample_points, max_voxels)

@@ -189,7 +189,7 @@ def with_stages(subject, stages: dict[str, bytes]):
 def stage_bytes(subject) -> dict[str, bytes]:
     """The subject's two ONNX stages (exported here, once), serialized whole (weights the process keeps in files
     read in: another process takes them): stage name -> bytes."""
-    from cp_debug.graph.weight_store import inlined
+    from cp_debug.graph.onnx_files import inlined
 
     return {st.name: inlined(st.onnx()).SerializeToString() for st in subject.stages}
 
