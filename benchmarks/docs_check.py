@@ -23,9 +23,9 @@ run here unchecked — it is still listed. Blocks with the same command, files a
     python benchmarks/docs_check.py README.md -k tiny   # one page, the blocks whose command matches `tiny`
 
 `--update` keeps a block the author trimmed where it still matches (its numbers refreshed) and otherwise writes the
-whole real output in its place, to be trimmed again with `…`. Exit 0: every block matches; 1: a block is stale (or
-ended with another exit code); 2: a malformed block. tests/docs/test_docs_check.py checks that every block is
-well-formed and runs the cheapest one.
+whole real output in its place (its timed `✓` progress lines as one `…`), to be trimmed again with `…`. Exit 0: every
+block matches; 1: a block is stale (or ended with another exit code); 2: a malformed block.
+tests/docs/test_docs_check.py checks that every block is well-formed and runs the cheapest one.
 """
 
 from __future__ import annotations
@@ -257,8 +257,12 @@ def updated(block: Block, result: Run) -> list[str]:
     """The block's new lines: the author's trim with the real lines where every shown line matches, else the whole
     real output."""
     at, missing = match(block.shown, result.lines)
-    if missing or not any(k is not None for k in at):
-        return result.lines
+    if missing or not any(k is not None for k in at):  # the whole output, its progress lines (timed) one `…`
+        whole: list[str] = []
+        for line in result.lines:
+            if not (line.startswith("✓ ") and whole and whole[-1] == ELIDED):
+                whole.append(ELIDED if line.startswith("✓ ") else line)
+        return whole
     return [line if k is None else result.lines[k] for line, k in zip(block.shown, at)]
 
 

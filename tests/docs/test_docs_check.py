@@ -84,6 +84,9 @@ def test_shown_lines_come_in_order_and_an_elided_line_stands_for_any():
     # --update keeps the author's trim where it matches, with the real numbers
     trimmed = dc.Block(ROOT / "README.md", 1, 3, "cpdebug bisect", ["…", first.replace("0.0108", "0.011")])
     assert dc.updated(trimmed, dc.Run(0, REAL)) == ["…", first]
+    # a stale block gets the whole output, its timed progress lines one `…`
+    progress = ["✓ loading the model (2.3 s)", "✓ exporting pts_voxel_encoder to ONNX (1.3 s)"]
+    assert dc.updated(stale, dc.Run(1, progress + REAL[:2])) == ["…", *REAL[:2]]
 
 
 def test_a_malformed_block_is_named_with_its_line(tmp_path):
