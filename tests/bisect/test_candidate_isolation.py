@@ -11,6 +11,8 @@ import pytest
 
 from tests.cli_run import cpdebug
 
+pytestmark = pytest.mark.long  # four whole bisects (48 s of a worker): .ci/run's second step, not the README's command
+
 CANDIDATES = ("ort-cpu-fp16", "ort-cpu-int8")
 # Everything a row says about its numbers and its verdict (timings excluded: they are the only field that
 # may differ between two honest runs).

@@ -21,7 +21,7 @@ from cp_debug.server.hold import PHASES
 from tests.cli.served import cpdebug, serve_env, server_log
 from tests.report.sample import build_report
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # first under xdist (tests/conftest.py); .ci/run's second step
 
 COLD = "off"  # CPDEBUG_SERVER_WARM_UP for the servers whose claim is their start, signals and idle end (warm.py)
 

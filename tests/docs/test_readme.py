@@ -16,8 +16,11 @@ PAGES = [ROOT / "README.md", ROOT / "SKILL.md", *sorted((ROOT / "docs").rglob("*
 def test_the_readme_is_short_and_keeps_the_two_commands():
     assert len(README.splitlines()) <= 250
     assert "pip install -e . && cpdebug bisect" in README
+    # issue 117: without a GPU, the CPU-only torch comes first (PyPI's default wheel brings 4 GB of CUDA)
+    cpu_first = README.index("--index-url https://download.pytorch.org/whl/cpu")
+    assert cpu_first < README.index("pip install -e . && cpdebug")
     assert ('pip install -e \'.[test,eval]\' && pip install --no-deps nuscenes-devkit==1.2.0 && python -m pytest -n 2 '
-            '--dist loadfile -m "not gpu and not trt"') in README
+            '--dist loadfile -m "not gpu and not trt and not long"') in README
 
 
 def test_the_readme_says_what_ran_where_first_and_shows_a_failing_run():

@@ -5,12 +5,15 @@ under a joined driver kills its actors. Each module that starts or looks for a c
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-LOCK = Path(tempfile.gettempdir()) / "cpdebug-tests-ray.lock"
+# the system's temporary folder, not the run's own (tests/conftest.py): Ray clusters are the machine's, so the lock is
+# every run's on this machine; an empty file, never removed (another run may hold it)
+LOCK = Path(os.environ.get("CPDEBUG_TESTS_SYSTEM_TMP") or tempfile.gettempdir()) / "cpdebug-tests-ray.lock"
 
 
 @contextmanager

@@ -74,6 +74,7 @@ def test_opencv_on_a_helper_and_ray_side_by_side_many_times_in_a_row():
         assert got["said"] is None and got["ray_path"] and _from_rays_folder(got), (run, got)
 
 
+@pytest.mark.long  # a Ray cluster of its own: .ci/run's second step, not the README's test command
 def test_a_ray_sweep_in_a_fresh_process_never_says_ray_is_missing(tmp_path):
     """The command of the bars, whole, in a process of its own (a tiny preset, one frame: ~20 s on the 2-core
     machine): a sweep's exit code (0, 4 or 1, by its frames' words), run on Ray, not the 3 of "--ray needs Ray"."""

@@ -14,7 +14,7 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.sweep.ray_lock import one_ray_module
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs("ray"), pytest.mark.needs("nuscenes-devkit")]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.needs("ray"), pytest.mark.needs("nuscenes-devkit")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

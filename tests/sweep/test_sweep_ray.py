@@ -16,7 +16,8 @@ from cp_debug.data.frames import held_out
 from tests.cli_run import cpdebug
 from tests.sweep.ray_lock import one_ray_module
 
-pytestmark = [pytest.mark.slow, pytest.mark.needs("ray")]  # ray imported by the tests: not while collecting
+# ray imported by the tests: not while collecting; `long`: .ci/run's second step, not the README's test command
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.needs("ray")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ("sweep", "--backends", "torch,ort-cpu-fp16", "--preset", "tiny", "--level", "stage", "--n", "3",

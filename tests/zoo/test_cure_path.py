@@ -122,6 +122,7 @@ def test_a_name_no_graph_has_is_one_line_with_the_nearest_names(tmp_path):
     assert len(line) == 1 and "nearest: encoder.layers.1.self_attn/MatMul" in line[0], proc.stderr
 
 
+@pytest.mark.long  # the suite's slowest test (17-30 s): .ci/run's second step; DETR's bisect stays in test_hf_diagnosis
 def test_hf_detr_the_root_causes_module_is_what_keep_fp32_keeps_and_fix_deploys(tmp_path):
     """HF DETR (issue 69): the root cause names the attention whose code holds the QK^T (measured at the LayerNorm
     after it); keep-fp32 keeps that module's nodes, the bisect's hint had verified the same set, and the fix holds."""
