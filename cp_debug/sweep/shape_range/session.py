@@ -126,7 +126,8 @@ def run_range_sweep(model, space: ShapeSpace, inputs: ShapedInputs, opts: Sample
     if opts.bisect_top > 0:
         candidates, ranked = _bisect_first_failing(model, candidates, ranked, inputs, opts, step, reports)
     shapes = {space.token(p): space.shapes(p) for p in judge.results}
-    sweep = SampleSweep(ranked, reports, source, sum(r.status == "failed" for r in results), None, shapes)
+    sweep = SampleSweep(ranked, reports, source, sum(r.status == "failed" for r in results), None, shapes,
+                        tuple(results))
     return RangeSweep(sweep, space, tuple(candidates), inputs.described(), len(results), time.perf_counter() - t0)
 
 
