@@ -156,10 +156,21 @@ def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
     (ref_label, _), cands = opts.pairs[0], opts.pairs[1:]
     try:
         ref = runners[ref_label].infer(dict(sample.feed))
+    except CpDebugError as err:  # the model's own limit, not a candidate's failure (`reference_failed`)
+        return FrameResult(index, sample.name, "failed", f"{REFERENCE_FAILS} {ref_label}: {str(err).splitlines()[0]}")
+    try:
         got = {label: runners[label].infer(dict(sample.feed)) for label, _ in cands}
     except CpDebugError as err:
         return FrameResult(index, sample.name, "failed", str(err).splitlines()[0])
     return index, sample.name, ref, got
+
+
+REFERENCE_FAILS = "the reference cannot run it:"  # a failed sample's reason where the reference raised
+
+
+def reference_failed(result: FrameResult) -> bool:
+    """The sample failed because the reference itself could not run it (the model's limit: a BERT's positions)."""
+    return result.status == "failed" and (result.reason or "").startswith(REFERENCE_FAILS)
 
 
 def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
