@@ -89,6 +89,9 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
         console.print(Text(line, style="dim"))
 
 
+SUMMARY_TEXT_MIN = 40  # the summary box's verdict column: characters it keeps, whatever its labels
+
+
 def render_summary(report: BisectReport, console: "Console") -> None:
     """The summary panel: reference, each candidate's verdict, precision notes, errors, warnings."""
     from rich.panel import Panel
@@ -96,8 +99,11 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     from rich.text import Text
 
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")  # a long probe name folds inside the box, never cut short
+    # a label wraps in its own column (issue 117: `ort@out/bert_outlier/mo_int8 (ort-cpu-fp32@…, the file holds
+    # int8)` left the verdict 6 characters, 150 lines): at most a third of the box, the verdict 40 at least
+    inner = max(20, console.width - 4)
+    grid.add_column(style="bold", overflow="fold", max_width=max(12, min(inner // 3, inner - SUMMARY_TEXT_MIN - 1)))
+    grid.add_column(overflow="fold", min_width=min(SUMMARY_TEXT_MIN, inner // 2))  # a long probe name folds
     grid.add_row("reference", Text(report.reference))
     if report.facts is not None:
         grid.add_row("model", Text(model_title(report)))
