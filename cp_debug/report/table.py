@@ -350,3 +350,26 @@ def _count_line(run: list[Row]) -> str:
         (status, n), = counts.items()
         return f"… {n} {status} probe{'s' if n != 1 else ''} …"
     return f"… {len(run)} probes: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()) + " …"
+
+
+class Notes:
+    """A table's long texts (a failed frame's error, a root cause's sentence) kept out of its cells (issue 117: a
+    sweep's lines reached 1,515 characters): a cell says `[k]`, the text goes under the table, once per text."""
+
+    WIDE = 60  # characters a cell holds as it is
+
+    def __init__(self):
+        self.texts: dict[str, int] = {}
+
+    def cell(self, text: str | None) -> str:
+        if not text:
+            return ""
+        text = str(text)
+        if len(text) <= self.WIDE:
+            return text
+        k = self.texts.setdefault(text, len(self.texts) + 1)
+        return f"[{k}] {text[:self.WIDE - 8].rsplit(' ', 1)[0]} …"
+
+    def print(self, console) -> None:
+        for text, k in self.texts.items():
+            console.print(f"[{k}] {text}", markup=False, highlight=False)

@@ -52,6 +52,8 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
     for h in ("rank", "token", "outcome", "class", "candidate", "lost/added", "worst probe", "×median", "local probe",
               "root cause"):
         t.add_column(h)
+    from cp_debug.report.table import Notes
+
     notes = Notes()
     for f in doc["frames"][:top]:
         d = (f["detections"] or {}).get(f["candidate"]) or {}
@@ -68,29 +70,6 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
     if doc.get("shape_search"):
         print_range(doc, console)
     console.print(doc["verdict"])
-
-
-class Notes:
-    """A table's long texts (a failed frame's error, a root cause's sentence) kept out of its cells (issue 117: a
-    sweep's lines reached 1,515 characters): a cell says `[k]`, the text goes under the table, once per text."""
-
-    WIDE = 60  # characters a cell holds as it is
-
-    def __init__(self):
-        self.texts: dict[str, int] = {}
-
-    def cell(self, text: str | None) -> str:
-        if not text:
-            return ""
-        text = str(text)
-        if len(text) <= self.WIDE:
-            return text
-        k = self.texts.setdefault(text, len(self.texts) + 1)
-        return f"[{k}] {text[:self.WIDE - 8].rsplit(' ', 1)[0]} …"
-
-    def print(self, console) -> None:
-        for text, k in self.texts.items():
-            console.print(f"[{k}] {text}", markup=False, highlight=False)
 
 
 def cell(v) -> str:

@@ -58,7 +58,7 @@ def test_the_reference_limit_bounds_the_search_and_is_said_once(tmp_path):
 def test_a_table_cell_never_carries_a_paragraph():
     from rich.console import Console
 
-    from cp_debug.sweep.summary import Notes
+    from cp_debug.report.table import Notes
 
     notes, long = Notes(), "RuntimeError: " + "the expanded size of the tensor must match " * 8
     assert notes.cell(long).startswith("[1] ") and len(notes.cell(long)) <= Notes.WIDE

@@ -26,7 +26,7 @@ def print_range(doc: dict, console) -> None:
     from rich.table import Table
 
     from cp_debug.report.table import print_whole
-    from cp_debug.sweep.summary import Notes
+    from cp_debug.report.table import Notes
 
     search, notes = doc["shape_search"], Notes()
     axes = ", ".join(f"{a['name']} {a['min']}..{a['max']}" for a in search["axes"]) or "one shape"
