@@ -43,6 +43,8 @@ def test_onnx_sweep_writes_parquet_and_html(tmp_path):
     (["bisect", "--inputs", INPUTS, "--points", INPUTS, "--preset", "awml-base"], "--preset, --points: not with"),
     (["sweep", "--out", "o", "--inputs", INPUTS, "--n", "5", "--bootstrap", "10"], "--n, --bootstrap: not with"),
     (["eval", "--inputs", INPUTS, "--match-distance", "3"], "--match-distance: not with"),
+    (["fix", "--inputs", INPUTS, "-b", "ort,ort-cpu-int8", "--out", "o", "--method", "entropy", "--calib-n", "4"],
+     "--calib-n, --method: not with"),
 ])
 def test_options_that_would_do_nothing_refused(tmp_path, argv, said):
     res = cpdebug(argv[0], "--onnx", CNN, *argv[1:], cwd=tmp_path)

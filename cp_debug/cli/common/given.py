@@ -48,6 +48,10 @@ RECIPE_ONLY = {
     "sweep": (*_CENTERPOINT, "--data-root", "--lidar-topic", "--n", "--ray-workers", "--ray-cpus-per-worker",
               "--bootstrap", "--calib-n", "--match-distance"),
     "eval": (*_CENTERPOINT, "--data-root", "--n", "--calib-n", "--match-distance"),
+    # fix of one graph (`cli/common/fix_graph.py`) refuses --preset, --config, --scenes, --n, … itself
+    "fix": ("--random-weights", "--data-root", "--first-scene", "--device", "--max-map-drop", "--max-lost-boxes",
+            "--tolerance-mode", "--worst-frames", "--calib-n", "--method", "--percentile", "--junit", "--budget",
+            "--bootstrap"),
 }
 """Per command, the options a built-in recipe's run reads and a `--torch` / `--onnx` run does not (a LiDAR
 detector's weights, scans, boxes and pictures): given with either, refused in one line (issue 117: `bisect --onnx
