@@ -210,7 +210,7 @@ class OrtRunner(Runner):
             values = self._run(ort_feed, "run", lambda: self._sess.run(wanted, ort_feed))
         except ort_errors("InvalidArgument", "InvalidGraph") as err:
             raise BadInputError(f"ONNX Runtime rejected the inputs: {first_line(err)}") from err
-        except ort_errors("Fail", "RuntimeException") as err:  # a node cannot run these inputs (a shape past its
+        except ort_errors("Fail") as err:  # a node cannot run these inputs (a shape past its position
             raise BackendRuntimeError(f"ONNX Runtime could not run the model on these inputs: {first_line(err)}") \
                 from err  # table's rows): the model's or the backend's limit, not a bug of cp_debug
         by_name = dict(zip(wanted, values))
