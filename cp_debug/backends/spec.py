@@ -164,6 +164,11 @@ class BackendSpec:
         return f"{base}@{self.onnx_dir}" if self.onnx_dir is not None else base
 
 
+# what a SPEC@DIR folder holds, whichever model: the spec is read before the model is known
+_DEPLOYED = ("the deployed ONNX file(s): the model's own file for --torch / --onnx, one a stage for a recipe "
+             "(CenterPoint: pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+
+
 def _onnx_dir(text: str, head: str, where: str) -> Path:
     """The DIR of `SPEC@DIR`: an existing folder holding ONNX files (which file each stage takes is checked when
     the subject's stages are known)."""
@@ -171,11 +176,9 @@ def _onnx_dir(text: str, head: str, where: str) -> Path:
         raise BadInputError(f"bad backend spec {text!r}: write SPEC@DIR, e.g. ort@deploy/onnx or trt-fp16@deploy/onnx")
     path = Path(where.strip()).expanduser()
     if not path.is_dir():
-        raise BadInputError(f"bad backend spec {text!r}: {path} is not a folder (it should hold the deployed "
-                            "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+        raise BadInputError(f"bad backend spec {text!r}: {path} is not a folder (it should hold {_DEPLOYED})")
     if not any(path.glob("*.onnx")):
-        raise BadInputError(f"bad backend spec {text!r}: {path} holds no .onnx file (expected the deployed "
-                            "pts_voxel_encoder.onnx and pts_backbone_neck_head.onnx)")
+        raise BadInputError(f"bad backend spec {text!r}: {path} holds no .onnx file (it should hold {_DEPLOYED})")
     return path
 
 

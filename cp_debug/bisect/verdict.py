@@ -140,9 +140,10 @@ def _as_ran(state: CandidateState, outcome: noise.Outcome, why: str) -> tuple[no
         dep = noise.worst(j.outcome for j in outs)
         top = max((j.noise_ratio for j in outs), default=0.0)
         ran = state.deployed_precision.effective if state.deployed_precision is not None else "?"
+        probed = state.precision.effective if state.precision is not None else "?"
         why = (f"rests on the graph as deployed (no probes exposed, ran {ran}): its outputs {dep.words}, "
-               f"≤ {top:.2g}× {prec}'s expected rounding; the probed graph (probes kept ORT from fusing INT8 "
-               f"kernels, for where): {outcome.words}, {why}")
+               f"≤ {top:.2g}× {prec}'s expected rounding; the probed graph (ran {probed}: probes kept ORT from "
+               f"fusing INT8 kernels, for where): {outcome.words}, {why}")
         outcome = noise.worst([outcome, dep])
     ran = state.deployed_precision if state.deployed else state.precision
     if ran is not None and noise.ran_none_asked(ran.requested, ran.effective):

@@ -77,12 +77,18 @@ class _Command(_HelpPage, TyperCommand):
         polish(self)
 
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, renamed(self.name, args))
+        from cp_debug.cli.common.given import refuse_repeated
+
+        args = renamed(self.name, args)
+        refuse_repeated(self, args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         """The command, which names the built-in demo where it runs it (`cli/common/what_runs.py`)."""
+        from cp_debug.cli.common.given import refuse_recipe_only
         from cp_debug.cli.common.what_runs import saying_what_runs
 
+        refuse_recipe_only(self.name, ctx)
         with saying_what_runs(ctx):
             return super().invoke(ctx)
 

@@ -134,9 +134,19 @@ def _keep_fp32(onnx_model: Path | None, torch_model: str | None, inputs: Path | 
         if json_out:
             write_json(json_out, doc)
         console = stdout_console()
-        render(result, console)
+        render(result, console, _bisect_command(onnx_model, torch_model, inputs, spec))
         third_party.print_count(console, where="the JSON's third_party_warnings" if json_out else None)
     return 0 if result.found else 1
+
+
+def _bisect_command(onnx_model, torch_model, inputs, spec: BackendSpec) -> str:
+    """The `cpdebug bisect` command of this model with the set found (issue 117: it was printed with a literal
+    `...` for the model, to be filled in by hand)."""
+    import shlex
+
+    model = f"--onnx {shlex.quote(str(onnx_model))}" if onnx_model else f"--torch {shlex.quote(str(torch_model))}"
+    given = f" --inputs {shlex.quote(str(inputs))}" if inputs else ""
+    return f"cpdebug bisect {model}{given} --backends {'ort' if onnx_model else 'torch'},{spec}"
 
 
 def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
@@ -165,8 +175,9 @@ def _load(onnx_model, torch_model, inputs, exporter, seed, spec: BackendSpec):
     return stage.onnx(), subject.inputs, modules
 
 
-def render(result, console) -> None:
-    """The steps as a table, then the set found, in the form `cpdebug bisect --keep-fp32` takes."""
+def render(result, console, command: str) -> None:
+    """The steps as a table, then the set found, in the form `cpdebug bisect --keep-fp32` takes (`command`: the
+    bisect command of this model it completes)."""
     from rich.table import Table
 
     table = Table(title=f"keep-FP32 search on {result.backend} ({result.runs} runs, "
@@ -201,7 +212,7 @@ def render(result, console) -> None:
                       highlight=False)
         for label in result.labels():
             console.print(f"  {label}", highlight=False)
-        console.print(f"cpdebug bisect ... {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
+        console.print(f"{command} {result.keep_fp32_option()}", highlight=False, soft_wrap=True)
 
 
 def _by_fix(r, model: dict, candidate: str, candidates: str, *, out: Path | None, json_out: str | None, quiet: bool,

@@ -132,6 +132,7 @@ def sweep(
     shape (a --torch model exported dynamic on the axes the range moves).
     """
     axes = dynamic_axes(dynamic, torch_model)  # --dynamic without --torch: one line
+    html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False: on every entry
     ranged = min_shapes is not None or max_shapes is not None
     if ranged:
         from cp_debug.cli.common.shape_range import check_range_given
@@ -148,10 +149,10 @@ def sweep(
         with ThirdParty(verbose=verbose) as third_party:
             if ranged:
                 code = sweep_range(run, out, (min_shapes, max_shapes), level=level, bisect_top=bisect_top,
-                                   resume=resume, others=others, third_party=third_party)
+                                   resume=resume, others=others, third_party=third_party, html=html)
             else:
                 code = sweep_samples(run, out, level=level, bisect_top=bisect_top, shard_size=shard_size,
-                                     resume=resume, others=others, third_party=third_party)
+                                     resume=resume, others=others, third_party=third_party, html=html)
         raise typer.Exit(code)
     if calib is not None:
         from cp_debug.errors import BadInputError
@@ -170,7 +171,6 @@ def sweep(
         from cp_debug.recipes.catalog import recipe as recipe_of
 
         level = level or recipe_of(recipe).sweep_level
-        html = not no_html and (html or True)  # a FILE, True (OUT/report.html) or False
         run = SweepRun(out=out, scenes=scenes, data_root=data_root, lidar_topic=lidar_topic, n=n, level=level,
                        bisect_top=bisect_top, shard_size=shard_size, resume=resume, ray=ray, ray_workers=ray_workers,
                        ray_cpus_per_worker=ray_cpus_per_worker, bootstrap=bootstrap,
@@ -194,14 +194,14 @@ def _check_recipe(recipe: str, **given) -> None:
                    " (or not built for {title} yet)")
 
 
-def _check_libraries(run: SweepRun) -> None:
+def _check_libraries(run: SweepRun | None = None) -> None:
     """The optional libraries this sweep will need, each missing one said in one line (exit 3) before a model loads:
     pyarrow for frames.parquet, which every sweep writes (it used to fail after the whole work), Ray for --ray."""
     from cp_debug.cli.common.preflight import check_library
 
     check_library("pyarrow", "cpdebug sweep writes frames.parquet, which needs pyarrow: "
                              "pip install 'cp-debug[parquet]'")
-    if run.ray:
+    if run is not None and run.ray:
         from cp_debug.sweep.executor import RAY_HINT
 
         check_library("ray", RAY_HINT)

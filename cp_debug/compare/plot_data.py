@@ -190,7 +190,7 @@ def _absdiff(ref: np.ndarray, test: np.ndarray, who: str) -> np.ndarray:
     if ref.dtype in kernels.SINGLE and test.dtype in kernels.SINGLE:
         ref, test = as_float32(ref), as_float32(test)
         with np.errstate(invalid="ignore", over="ignore"):
-            d = np.subtract(test, ref)
+            d = np.subtract(test, ref, out=np.empty(ref.shape, np.float32))  # an array also for a 0-d probe
             return np.abs(d, out=d)
     with np.errstate(invalid="ignore", over="ignore"):
         return np.abs(test.astype(np.float64) - ref.astype(np.float64))

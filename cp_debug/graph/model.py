@@ -39,6 +39,11 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     if not isinstance(path_or_model, (str, Path)):
         raise BadInputError(f"expected an ONNX file path or onnx.ModelProto, got {type(path_or_model).__name__}")
     path = Path(path_or_model)
+    if path.is_dir():  # a folder that exists is not "not found": say what it lacks or holds
+        held = sorted(p.name for p in path.glob("*.onnx"))
+        raise BadInputError(f"{path} is a folder, not an ONNX file: " + (
+            f"give one of its files ({', '.join(held[:5])}{' …' if len(held) > 5 else ''})" if held
+            else "it holds no .onnx file"))
     if not path.is_file():
         raise BadInputError(f"ONNX file not found: {path}")
     try:

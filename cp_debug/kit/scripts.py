@@ -339,6 +339,17 @@ def _threshold_text(m: kf.Manifest) -> str:
     return textwrap.fill(text, width=116)
 
 
+def _frames_layout(m: kf.Manifest) -> str:
+    """The Layout's line of the frames' own files, as the kit holds them (issue 117: a --torch/--onnx kit's README
+    named a `frames/` folder it lacks: its samples are .npz inputs)."""
+    lines = []
+    if any(f.points.startswith("frames/") for f in m.frames):
+        lines.append("frames/<frame>.npy                       each frame's points as the model reads them\n")
+    if any(f.points.startswith("inputs/") and f.points.endswith(".npz") for f in m.frames):
+        lines.append("inputs/<frame>/<stage>.npz               each frame's inputs as given (bisect --inputs)\n")
+    return "".join(lines)
+
+
 def readme(m: kf.Manifest, kit) -> str:
     """The kit's README.md: what it holds and how to run it, the recipe's part from its `kit` plug-in `kit`."""
     frames = "\n".join(f"| `{f.id}` | {f.token} | {f.source} |" for f in m.frames)
@@ -403,8 +414,7 @@ The target ran each stage on the reference's inputs: a later stage's error is th
 ```
 manifest.json                            what this kit holds, with the sha256 of every file
 <stage>.onnx                             the ONNX as given; <precision>/<stage>.onnx: converted copies
-frames/<frame>.npy                       each frame's points as the model reads them
-inputs/<frame>/<stage>/<input>.raw       trtexec --loadInputs (raw, C order)
+{_frames_layout(m)}inputs/<frame>/<stage>/<input>.raw       trtexec --loadInputs (raw, C order)
 inputs/<stage>.polygraphy.json           polygraphy --load-inputs (one feed per frame)
 reference/<frame>/<stage>/<output>.raw   trtexec --loadRefOutputs
 results/<precision>/...                  written by the scripts on the target

@@ -126,7 +126,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
         unmatched_nodes(b.model, b.unpaired(set(nodes.values())), their_map, CANDIDATE, stage,
                         node_scopes(b.model, names, rename), types),
         unmatched_nodes(a.model, a.unpaired(set(nodes) | _folded_into_q(a, b, nodes)), our_map, REFERENCE, stage,
-                        node_scopes(a.model, names), types))
+                        node_scopes(a.model, names), types), fused=(ours, foreign))
     views = {t: b.views[t] for t in tensors.values() if t in b.views}
     return ForeignMap(their_map, how, differences, views)
 

@@ -122,11 +122,13 @@ class GraphDifferences:
                    tuple(UnmatchedNode.from_json(n, REFERENCE) for n in d.get("only_in_reference") or ()))
 
 
-def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[UnmatchedNode, ...]) -> GraphDifferences:
+def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[UnmatchedNode, ...],
+                  fused: tuple[onnx.ModelProto, onnx.ModelProto] | None = None) -> GraphDifferences:
     """The differences left once each unpaired node is matched with one of the same op type between the same probes
     on the other side (in graph order): the two graphs compute the same there, and the pairing only lost its way
     (a GELU written as Erf and four arithmetic ops by TorchScript and otherwise by the dynamo exporter leaves the
-    Mul, MatMul and Add after it unreached on both sides)."""
+    Mul, MatMul and Add after it unreached on both sides). `fused`: the (reference, candidate) graphs as written,
+    whose fused ops make the other side's unfused form of the same function one computation (`_fused_forms`)."""
     def key(n: UnmatchedNode) -> tuple:
         return n.op_type, n.before, n.after
 
@@ -143,6 +145,7 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
         else:
             kept.append(n)
     left = [n for k, n in enumerate(reference) if k not in matched]
+    kept, left = _fused_forms(kept, left, fused)
     # a module both files name whose own nodes differ on both sides: its implementation written otherwise (SDPA's
     # reshapes, a GELU's ops), which the module's own probe judges; a node only one side adds stays a difference
     # (or, on one side, only moves its values about: a Reshape / Transpose of its own the other exporter fused away)
@@ -153,6 +156,66 @@ def without_twins(candidate: tuple[UnmatchedNode, ...], reference: tuple[Unmatch
 
     return GraphDifferences(tuple(n for n in kept if n.form or not rewrite(n)),
                             tuple(n for n in left if n.form or not rewrite(n)))
+
+
+# One function, fused and unfused (issue 117 item 4: a user's INT8 file with GELU as one `Gelu` op was reported as a
+# graph difference against the reference's Div/Erf/Add/Mul): the fused op -> (the ops its unfused form is written
+# with, the ops one of which that form must hold). A fused op on one side and unpaired nodes between the same probes
+# on the other, all of its form's ops and one of its signature among them, are one computation.
+_ARITH = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Cast", "Identity"})
+_GELU = (_ARITH | {"Erf", "Tanh"}, frozenset({"Erf", "Tanh"}))
+_NORM = (_ARITH | {"ReduceMean", "ReduceSumSquare", "ReduceSum"}, frozenset({"ReduceMean", "ReduceSumSquare"}))
+_SOFTMAX = (_ARITH | {"Exp", "ReduceMax", "ReduceSum"}, frozenset({"Exp"}))
+_SIGMOID_GATE = (_ARITH | {"Sigmoid"}, frozenset({"Sigmoid"}))
+_CLIPS = frozenset({"HardSigmoid", "Clip", "Relu", "Min", "Max"})
+_HARD = (_ARITH | _CLIPS, _CLIPS)
+FUSED_FORMS = {
+    "Gelu": _GELU, "FastGelu": _GELU, "BiasGelu": _GELU, "QuickGelu": _SIGMOID_GATE,
+    "LayerNormalization": _NORM, "SkipLayerNormalization": _NORM, "SimplifiedLayerNormalization": _NORM,
+    "SkipSimplifiedLayerNormalization": _NORM, "RMSNormalization": _NORM,
+    "Softmax": _SOFTMAX, "LogSoftmax": (_SOFTMAX[0] | {"Log"}, frozenset({"Exp", "Log"})),
+    "Swish": _SIGMOID_GATE, "SiLU": _SIGMOID_GATE, "HardSwish": _HARD, "HardSigmoid": _HARD,
+    "Mish": (_ARITH | {"Softplus", "Tanh", "Exp", "Log"}, frozenset({"Softplus", "Tanh"})),
+    "Softplus": (_ARITH | {"Exp", "Log"}, frozenset({"Log"})),
+    "Gemm": (_ARITH | {"MatMul", "Transpose"}, frozenset({"MatMul"})),
+}
+
+
+def _fused_forms(candidate: list[UnmatchedNode], reference: list[UnmatchedNode],
+                 fused: tuple[onnx.ModelProto, onnx.ModelProto] | None = None
+                 ) -> tuple[list[UnmatchedNode], list[UnmatchedNode]]:
+    """Both sides without each fused op (`FUSED_FORMS`) and the other side's unpaired nodes that write it unfused
+    between the same probes (its `before` and `after`, or its module): one computation, two forms. Where the pairing
+    took the fused op's own part already (an ORT `Gelu` read as its erf form's last two Muls, `quantized_forms`),
+    the other side's nodes left between two probes, all of a form whose fused op the other graph holds (`fused`: the
+    reference and the candidate as written) and one of its signature among them, are its rest."""
+    gone: set[int] = set()
+
+    def match(fused: list[UnmatchedNode], other: list[UnmatchedNode]) -> None:
+        for f in fused:
+            form = FUSED_FORMS.get(f.op_type)
+            if form is None or f.form or id(f) in gone:
+                continue
+            ops, signature = form
+            group = [n for n in other if id(n) not in gone and not n.form and n.op_type in ops
+                     and ((n.before, n.after) == (f.before, f.after)
+                          or (f.module is not None and n.module == f.module))]
+            if any(n.op_type in signature for n in group):
+                gone.update(id(n) for n in (f, *group))
+
+    match(candidate, reference)
+    match(reference, candidate)
+    for nodes, other in ((reference, fused[1] if fused else None), (candidate, fused[0] if fused else None)):
+        for op in sorted({n.op_type for n in other.graph.node} & set(FUSED_FORMS)) if other is not None else ():
+            ops, signature = FUSED_FORMS[op]
+            groups: dict[tuple, list[UnmatchedNode]] = {}
+            for n in nodes:
+                if id(n) not in gone and not n.form and n.op_type in ops:
+                    groups.setdefault((n.before, n.after), []).append(n)
+            for group in groups.values():
+                if any(n.op_type in signature for n in group):
+                    gone.update(id(n) for n in group)
+    return [n for n in candidate if id(n) not in gone], [n for n in reference if id(n) not in gone]
 
 
 # ops that only move a tensor's values about: inside a module, its implementation's layout, never new arithmetic

@@ -199,6 +199,9 @@ def precision_line(cand: CandidateResult) -> str | None:
             parts.append(f"requested {req}, ran {eff}")
         else:
             parts.append(f"ran {eff or req}")
+    dep = ((cand.deployed or {}).get("precision") or {}).get("effective")
+    if parts and dep and dep != (eff or req):  # issue 117: the verdict said "ran int8" (as deployed) and this
+        parts[0] += f" with its probes exposed (the graph as deployed ran {dep})"  # "ran fp32" (probed), unsaid
     notes = [str(n) for n in (p.get("notes") or ())]
     text = ", ".join(parts)
     if notes:

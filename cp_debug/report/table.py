@@ -89,6 +89,9 @@ def render_table(report: BisectReport, console: "Console", *, max_rows: int | No
         console.print(Text(line, style="dim"))
 
 
+SUMMARY_TEXT_MIN = 40  # the summary box's verdict column: characters it keeps, whatever its labels
+
+
 def render_summary(report: BisectReport, console: "Console") -> None:
     """The summary panel: reference, each candidate's verdict, precision notes, errors, warnings."""
     from rich.panel import Panel
@@ -96,8 +99,11 @@ def render_summary(report: BisectReport, console: "Console") -> None:
     from rich.text import Text
 
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")  # a long probe name folds inside the box, never cut short
+    # a label wraps in its own column (issue 117: `ort@out/bert_outlier/mo_int8 (ort-cpu-fp32@…, the file holds
+    # int8)` left the verdict 6 characters, 150 lines): at most a third of the box, the verdict 40 at least
+    inner = max(20, console.width - 4)
+    grid.add_column(style="bold", overflow="fold", max_width=max(12, min(inner // 3, inner - SUMMARY_TEXT_MIN - 1)))
+    grid.add_column(overflow="fold", min_width=min(SUMMARY_TEXT_MIN, inner // 2))  # a long probe name folds
     grid.add_row("reference", Text(report.reference))
     if report.facts is not None:
         grid.add_row("model", Text(model_title(report)))
@@ -344,3 +350,26 @@ def _count_line(run: list[Row]) -> str:
         (status, n), = counts.items()
         return f"… {n} {status} probe{'s' if n != 1 else ''} …"
     return f"… {len(run)} probes: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()) + " …"
+
+
+class Notes:
+    """A table's long texts (a failed frame's error, a root cause's sentence) kept out of its cells (issue 117: a
+    sweep's lines reached 1,515 characters): a cell says `[k]`, the text goes under the table, once per text."""
+
+    WIDE = 60  # characters a cell holds as it is
+
+    def __init__(self):
+        self.texts: dict[str, int] = {}
+
+    def cell(self, text: str | None) -> str:
+        if not text:
+            return ""
+        text = str(text)
+        if len(text) <= self.WIDE:
+            return text
+        k = self.texts.setdefault(text, len(self.texts) + 1)
+        return f"[{k}] {text[:self.WIDE - 8].rsplit(' ', 1)[0]} …"
+
+    def print(self, console) -> None:
+        for text, k in self.texts.items():
+            console.print(f"[{k}] {text}", markup=False, highlight=False)

@@ -85,3 +85,27 @@ def frame_rows(outcome):
                              "max_centre_shift": d.max_centre_shift, "max_score_change": d.max_score_change,
                              "max_yaw_change": d.max_yaw_change})
     return pd.DataFrame(rows)
+
+
+def sample_rows(result, doc: dict):
+    """The pandas frame of a sample sweep's frames.parquet (`samples.SampleSweep` and its sweep.json `doc`): a row
+    per sample x candidate x output (a failed sample: one row), its rank, status and shape as sweep.json says them."""
+    import pandas as pd
+
+    frames = {f["index"]: f for f in doc.get("frames", [])}
+    rows = []
+    for res in result.results:
+        f = frames.get(res.index, {})
+        shape = ";".join(f"{n}={'x'.join(map(str, s))}" for n, s in (f.get("shape") or {}).items()) or None
+        base = {"token": res.token, "index": res.index, "rank": f.get("rank"), "status": res.status,
+                "reason": res.reason, "shape": shape}
+        if not res.candidates:
+            rows.append({**base, "candidate": None, "probe": None})
+        for c in res.candidates:
+            for p in c.probes:
+                rows.append({**base, "candidate": c.candidate, "outcome": c.outcome, "outcome_reason": c.reason,
+                             "probe": p.probe, "order": p.order, "rel_rmse": p.rel_rmse, "rel_max": p.rel_max,
+                             "cosine": p.cosine, "max_abs": p.max_abs, "nan": p.nan, "inf": p.inf,
+                             "probe_status": p.status, "expected_rel_rmse": p.expected_rel_rmse,
+                             "noise_ratio": p.noise_ratio})
+    return pd.DataFrame(rows)

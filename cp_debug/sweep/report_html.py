@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 
 from cp_debug.sweep.rank import RankedFrame
@@ -94,6 +95,41 @@ def _table(rows: list[list], head: list[str]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+_STYLE = "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;" \
+         "padding:2px 6px;font-size:12px}img.plot{display:block;max-width:100%;height:auto;margin:8px 0}" \
+         ".note{color:#666;font-size:12.5px}</style>"
+
+
+def render_samples_html(doc: dict) -> str:
+    """report.html of a sample sweep or a shape-range search (`--torch` / `--onnx`) from its sweep.json: the verdict,
+    the samples ranked, the shapes searched, and where each bisected sample's report is."""
+    lanes = [doc["reference"], *doc["candidates"]]
+    parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>",
+             f"<p><b>{html.escape(doc['verdict'])}</b></p>", f"<p class='note'>{html.escape(str(doc['samples']))}</p>"]
+
+    def shape(f) -> str:
+        return ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in (f.get("shape") or {}).items())
+
+    def root(f) -> str | None:
+        rc = f.get("root_cause")
+        return rc.get("module") or rc.get("node") or rc.get("text") if isinstance(rc, dict) else rc
+
+    parts.append("<h2>Ranked samples</h2>")
+    parts.append(_table([[f["rank"], f["token"], shape(f), f["status"], f["candidate"], f["worst_probe"],
+                          f["worst_ratio"], root(f), f["reason"]] for f in doc["frames"][:200]],
+                        ["rank", "sample", "shape", "status", "candidate", "worst output", "x budget", "root cause",
+                         "reason"]))
+    search = doc.get("shape_search")
+    if search:
+        parts.append("<h2>Shape range searched</h2>")
+        parts.append(f"<pre>{html.escape(json.dumps(search, indent=1, default=str)[:20000])}</pre>")
+    if doc.get("bisect"):
+        parts.append("<h2>Bisected samples</h2>")
+        parts.append(_table([[t, r if isinstance(r, str) else r.get("reason")] for t, r in doc["bisect"].items()],
+                            ["sample", "report"]))
+    return f"<!doctype html><html><head><meta charset='utf-8'>{_STYLE}</head><body>{''.join(parts)}</body></html>"
+
+
 def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: dict | None = None) -> str:
     lanes = list(opts.settings.backends)
     parts = [f"<h1>cpdebug sweep: {html.escape(' → '.join(lanes))}</h1>",
@@ -138,7 +174,4 @@ def render_html(doc: dict, outcome: SweepOutcome, opts: SweepOptions, pictures: 
             for label, pics in by_label.items():
                 parts.append(f"<h3>{html.escape(token)}: {html.escape(label)}</h3>")
                 parts.append(pictures_html(pics).replace("<h3>Bird's-eye view (m)</h3>", "", 1))
-    style = "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;" \
-            "padding:2px 6px;font-size:12px}img.plot{display:block;max-width:100%;height:auto;margin:8px 0}" \
-            ".note{color:#666;font-size:12.5px}</style>"
-    return f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
+    return f"<!doctype html><html><head><meta charset='utf-8'>{_STYLE}</head><body>{''.join(parts)}</body></html>"

@@ -68,6 +68,7 @@ class SampleSweep:
     failed: int
     calibration: object = None  # samples.calibration.Calibration, where a candidate is calibrated
     shapes: dict | None = None  # sample name -> {input: shape}: sweep.json's `shape` of each frame and `by_shape`
+    results: tuple = ()  # every sample's `FrameResult` (its outputs' figures per candidate): frames.parquet's rows
 
 
 def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progress=None) -> SampleSweep:
@@ -100,7 +101,7 @@ def run_sample_sweep(model, samples, opts: SampleSweepOptions, step=None, progre
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)  # outputs only: no layer class
     reports, ranked = _bisect_worst(model, samples, ranked, opts, step, cal)
     return SampleSweep(ranked, reports, samples.source, sum(r.status == "failed" for r in results), cal,
-                       samples.shapes())
+                       samples.shapes(), tuple(results))
 
 
 def _calibrated(spec, cal) -> dict:
@@ -155,10 +156,21 @@ def _run_lanes(index: int, sample, runners: dict, opts: SampleSweepOptions):
     (ref_label, _), cands = opts.pairs[0], opts.pairs[1:]
     try:
         ref = runners[ref_label].infer(dict(sample.feed))
+    except CpDebugError as err:  # the model's own limit, not a candidate's failure (`reference_failed`)
+        return FrameResult(index, sample.name, "failed", f"{REFERENCE_FAILS} {ref_label}: {str(err).splitlines()[0]}")
+    try:
         got = {label: runners[label].infer(dict(sample.feed)) for label, _ in cands}
     except CpDebugError as err:
         return FrameResult(index, sample.name, "failed", str(err).splitlines()[0])
     return index, sample.name, ref, got
+
+
+REFERENCE_FAILS = "the reference cannot run it:"  # a failed sample's reason where the reference raised
+
+
+def reference_failed(result: FrameResult) -> bool:
+    """The sample failed because the reference itself could not run it (the model's limit: a BERT's positions)."""
+    return result.status == "failed" and (result.reason or "").startswith(REFERENCE_FAILS)
 
 
 def _judged(ran: tuple, opts: SampleSweepOptions) -> FrameResult:
@@ -198,6 +210,23 @@ def _bisect_worst(model, samples, ranked: list, opts: SampleSweepOptions, step, 
         return model.bisect(sample.feed, reference, (r.candidate, specs[r.candidate]), bisect_opts)
 
     return bisect_flagged(opts.out, ranked, opts.bisect_top, step, bisect_one, opts.runs_on)
+
+
+def write_sample_files(result: SampleSweep, doc: dict, out: Path, html: bool | Path) -> None:
+    """frames.parquet (a row per sample x candidate x output) and report.html (or the file `html` names; none where
+    False) of a sample sweep or a shape-range search in `out`, each written whole, as a CenterPoint sweep writes
+    them (issue 117: `--out`'s help promised them on every entry)."""
+    from cp_debug.files import write_atomic, write_text_atomic
+    from cp_debug.sweep.frames_file import sample_rows
+
+    def parquet(f) -> None:
+        sample_rows(result, doc).to_parquet(f, index=False)
+
+    write_atomic(Path(out) / "frames.parquet", parquet)
+    if html:
+        from cp_debug.sweep.report_html import render_samples_html
+
+        write_text_atomic(Path(out) / "report.html" if html is True else Path(html), render_samples_html(doc))
 
 
 def bisect_options(opts: SampleSweepOptions, cal=None):

@@ -52,14 +52,18 @@ def print_summary(doc: dict, console, top: int = 10) -> None:
     for h in ("rank", "token", "outcome", "class", "candidate", "lost/added", "worst probe", "×median", "local probe",
               "root cause"):
         t.add_column(h)
+    from cp_debug.report.table import Notes
+
+    notes = Notes()
     for f in doc["frames"][:top]:
         d = (f["detections"] or {}).get(f["candidate"]) or {}
         t.add_row(str(f["rank"]), f["token"], f["status"].replace("_", " "), f["class"] or "", f["candidate"] or "",
                   f"{d.get('lost', '')}/{d.get('added', '')}" if d else "", f["worst_probe"] or "",
-                  cell(f["worst_ratio"]), f["local_probe"] or "", f.get("root_cause") or (f["reason"] or ""))
+                  cell(f["worst_ratio"]), f["local_probe"] or "", notes.cell(f.get("root_cause") or f["reason"]))
     from cp_debug.report.table import print_whole
 
     print_whole(console, t)
+    notes.print(console)
     from cp_debug.sweep.shape_range.report import print_groups, print_range
 
     print_groups(doc, console)

@@ -47,6 +47,10 @@ def test_found_set_is_printed_in_keep_fp32_form_and_written_as_json(files, tmp_p
     assert keep and all(k.startswith("/body/body.2/") or k == "/body/body.3/body.3.0/Conv" for k in keep)
     assert data["steps"][0] == {**data["steps"][0], "phase": "none", "passed": False, "size": 0}
     assert f"--keep-fp32 {','.join(keep)}" in proc.stdout  # what `cpdebug bisect --keep-fp32` takes
+    # the whole command, runnable as printed (issue 117: it said `cpdebug bisect ... --keep-fp32 …`)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("cpdebug bisect"))
+    assert "..." not in line and f"--onnx {files / 'model.onnx'} --inputs {files / 'inputs.npz'}" in line
+    assert "--backends ort,ort-cpu-fp16 --keep-fp32" in line
     assert "keep-FP32 search on ort-cpu-fp16" in proc.stdout and "minimize" in proc.stdout
     assert "float16 storage emulated" in proc.stdout  # what ORT CPU really ran is reported, not hidden
     assert "✓ ort-cpu-fp16: run 1" in proc.stderr  # progress, on stderr

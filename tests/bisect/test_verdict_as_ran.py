@@ -40,5 +40,20 @@ def test_the_verdict_rests_on_the_graph_as_deployed_where_probes_kept_int8_kerne
     out, why = _as_ran(st, noise.Outcome.WITHIN_PRECISION, "every probe within")
     assert out is noise.Outcome.DEGRADED  # the deployed graph ran INT8: judged, not refused
     assert why.startswith("rests on the graph as deployed (no probes exposed, ran int8)")
+    # issue 117: each "ran" says of which graph it is (the verdict said "ran int8" and "ran fp32" unexplained)
+    assert "the probed graph (ran fp32: probes kept ORT from fusing INT8 kernels" in why
     st.deployed_precision = PrecisionReport("int8", "fp32", ())  # as deployed it runs no INT8 kernel either
     assert _as_ran(st, noise.Outcome.WITHIN_PRECISION, "ok")[0] is noise.Outcome.NOT_RUN_AS_ASKED
+
+
+def test_the_precision_line_says_which_graph_ran_what():
+    from cp_debug.bisect.result import CandidateResult
+    from cp_debug.report._format import precision_line
+
+    cand = CandidateResult("ort-cpu-int8", "ort-cpu-int8", [], precision={"requested": "int8", "effective": "fp32",
+                                                                        "notes": []},
+                           deployed={"precision": {"requested": "int8", "effective": "int8", "notes": []}})
+    line = precision_line(cand)
+    assert line == "requested int8, ran fp32 with its probes exposed (the graph as deployed ran int8)", line
+    same = CandidateResult("ort-cpu-int8", "ort-cpu-int8", [], precision={"requested": "int8", "effective": "int8"})
+    assert precision_line(same) == "ran int8"

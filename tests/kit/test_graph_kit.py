@@ -96,6 +96,9 @@ def test_the_kit_carries_the_samples_and_trtexecs_shapes_over_the_range(onnx_kit
         in trtexec
     for name in (kf.TRTEXEC_SCRIPT, kf.POLYGRAPHY_SCRIPT):
         assert subprocess.run(["bash", "-n", str(kit / name)]).returncode == 0
+    readme = (kit / kf.README).read_text()  # issue 117: the Layout names the folders the kit has, no `frames/`
+    assert not (kit / "frames").exists() and "frames/<frame>.npy" not in readme
+    assert "inputs/<frame>/<stage>.npz" in readme
 
 
 @pytest.mark.needs("tensorrt-rtx")

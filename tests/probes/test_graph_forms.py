@@ -65,3 +65,56 @@ def test_twins_between_the_same_probes_and_a_modules_own_rewrite_are_no_differen
     left = without_twins(theirs, ours)
     assert [n.node for n in left.only_in_candidate] == ["/head/Clip"]
     assert [n.node for n in left.only_in_reference] == ["node_Transpose_2"]
+
+
+def _unpaired(ours, theirs):
+    """(candidate `theirs`, reference `ours`) unpaired nodes as `without_twins` takes them, no probes inside."""
+    from cp_debug.probes.graph_diff import without_twins
+
+    a, b = _Graph.of(ours), _Graph.of(theirs)
+    pairs = align_nodes(a, b, {})
+    empty = ProbeMap({}, {}, {}, {})
+    cand = unmatched_nodes(b.model, sorted(set(range(len(b.model.graph.node))) - set(pairs.values())), empty,
+                           "candidate", "model")
+    ref = unmatched_nodes(a.model, sorted(set(range(len(a.model.graph.node))) - set(pairs)), empty, "reference",
+                          "model")
+    return without_twins(cand, ref, fused=(ours, theirs))
+
+
+def _const(name, value):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.float32)))
+
+
+def test_fused_and_unfused_forms_of_one_function_are_one_computation():
+    """Issue 117 item 4: a file with GELU as one `Gelu` op (what ONNX Runtime's optimizer and many converters write),
+    LayerNormalization and Softmax fused, against the reference's Div/Erf/Add/Mul, ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add
+    and Exp/ReduceSum/Div: no graph difference; a Clip only the file has stays one."""
+    ours = _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                   _const("sqrt2", 1.4142135), _const("one", 1.0), _const("half", 0.5), _const("eps", 1e-5),
+                   _const("two", 2.0),
+                   helper.make_node("Div", ["h", "sqrt2"], ["d"], name="gelu/Div"),
+                   helper.make_node("Erf", ["d"], ["e"], name="gelu/Erf"),
+                   helper.make_node("Add", ["e", "one"], ["e1"], name="gelu/Add"),
+                   helper.make_node("Mul", ["h", "e1"], ["m"], name="gelu/Mul"),
+                   helper.make_node("Mul", ["m", "half"], ["g"], name="gelu/Mul_1"),
+                   helper.make_node("ReduceMean", ["g"], ["mu"], axes=[-1], name="ln/ReduceMean"),
+                   helper.make_node("Sub", ["g", "mu"], ["c"], name="ln/Sub"),
+                   helper.make_node("Pow", ["c", "two"], ["c2"], name="ln/Pow"),
+                   helper.make_node("ReduceMean", ["c2"], ["var"], axes=[-1], name="ln/ReduceMean_1"),
+                   helper.make_node("Add", ["var", "eps"], ["ve"], name="ln/Add"),
+                   helper.make_node("Sqrt", ["ve"], ["sd"], name="ln/Sqrt"),
+                   helper.make_node("Div", ["c", "sd"], ["n"], name="ln/Div"),
+                   helper.make_node("Exp", ["n"], ["ex"], name="sm/Exp"),
+                   helper.make_node("ReduceSum", ["ex"], ["se"], keepdims=1, name="sm/ReduceSum"),
+                   helper.make_node("Div", ["ex", "se"], ["y"], name="sm/Div")], [W, B])
+    theirs = _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="/mm/MatMul"),
+                     helper.make_node("Gelu", ["h"], ["g"], name="/gelu/Gelu", domain="com.microsoft"),
+                     helper.make_node("LayerNormalization", ["g", "b", "b"], ["n"], name="/ln/LayerNorm", axis=-1),
+                     helper.make_node("Softmax", ["n"], ["y"], name="/sm/Softmax", axis=-1)], [W, B])
+    diff = _unpaired(ours, theirs)
+    assert diff.computation == (), diff.summary()
+    clipped = _model([*theirs.graph.node[:1], helper.make_node("Clip", ["h"], ["hc"], name="/clip"),
+                      helper.make_node("Gelu", ["hc"], ["g"], name="/gelu/Gelu", domain="com.microsoft"),
+                      *theirs.graph.node[2:]], [W, B])
+    diff = _unpaired(ours, clipped)
+    assert [n.op_type for n in diff.computation] == ["Clip"], diff.summary()

@@ -134,3 +134,27 @@ def test_a_file_table_is_the_one_rich_measures_itself(report, monkeypatch):
     assert any("…" in out or "rows shown" in out for out in fast)  # an elided table among them
     assert all(PLANTED in out for out in fast)
 
+
+
+def test_a_long_candidate_label_wraps_in_its_own_column(report):
+    """Issue 117: `ort@out/bert_outlier/mo_int8 (ort-cpu-fp32@…, the file holds int8)` as a label squeezed the
+    verdict column to 6 characters (150 lines): the label wraps in a third of the box, the verdict keeps 40."""
+    from dataclasses import replace
+
+    long = "ort@out/bert_outlier/some/deeper/folder/of/the/user/mo_int8"
+    cand = replace(report.candidates[0], label=long, spec="ort-cpu-fp32@out/bert_outlier/some/deeper/folder/mo_int8")
+    rep = replace(report, candidates=[cand])
+    for width in (100, 200):
+        console = Console(record=True, width=width, color_system=None)
+        from cp_debug.report.table import render_summary
+
+        render_summary(rep, console)
+        box = console.export_text().splitlines()
+        verdict_lines = [line for line in box if line.startswith("│")]
+        # the label's column at most a third of the box: every line's text after it has room
+        widths = [len(line.rstrip("│ ").split("│", 1)[-1]) for line in verdict_lines]
+        assert max(widths) <= width and len(verdict_lines) < 40, "\n".join(box)
+        label_cols = min(len(line) - len(line[1:].lstrip()) for line in verdict_lines[1:] if line[1:].startswith(" "))
+        assert label_cols <= width // 3 + 3, "\n".join(box)
+        joined = "".join(line[2:width // 3 + 1].strip() for line in verdict_lines)
+        assert "mo_int8" in joined  # the label whole, wrapped, not cut

@@ -31,7 +31,7 @@ from cp_debug.backends.ort.ort_session import (INT8_CPU_BOUND, INT8_SESSION_CONF
                                            exact_int8, first_line, make_session, ort_errors)
 from cp_debug.backends.spec import CAPABILITIES, BackendSpec
 from cp_debug.determinism import Determinism, cpu_int8_path
-from cp_debug.errors import BackendUnavailableError, BadInputError
+from cp_debug.errors import BackendRuntimeError, BackendUnavailableError, BadInputError
 from cp_debug.precision.held import FLOAT8_GRAPHS, file_precision
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -215,6 +215,9 @@ class OrtRunner(Runner):
             values = self._run(ort_feed, "run", lambda: self._sess.run(wanted, ort_feed))
         except ort_errors("InvalidArgument", "InvalidGraph") as err:
             raise BadInputError(f"ONNX Runtime rejected the inputs: {first_line(err)}") from err
+        except ort_errors("Fail") as err:  # a node cannot run these inputs (a shape past its position
+            raise BackendRuntimeError(f"ONNX Runtime could not run the model on these inputs: {first_line(err)}") \
+                from err  # table's rows): the model's or the backend's limit, not a bug of cp_debug
         by_name = dict(zip(wanted, values))
         out: dict[str, np.ndarray] = {}
         for original, name in out_map.items():

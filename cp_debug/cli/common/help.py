@@ -36,14 +36,17 @@ GROUP = {
     "backends": MACHINE, "serve": MACHINE,
 }
 
-# -- two examples a command: the first the plain case, the second one that shows what the command is for ------------
+# -- two examples a command: the first the plain case, the second one that shows what the command is for (a third:
+# the same for any model, --torch / --onnx, where the command takes one) -------------------------------------------
 EXAMPLES = {
     "bisect": ("cpdebug bisect --backends torch,ort-cpu-fp16 --json run.json",
                "cpdebug bisect --config cfg.py --checkpoint ckpt.pth --backends torch,ort-cpu-fp16@deploy/ "
-               "--points scan.pcd.bin --html run.html"),
+               "--points scan.pcd.bin --html run.html",
+               "cpdebug bisect --torch net.py:build --inputs sample.npz --backends torch,ort-cpu-fp16 --json run.json"),
     "sweep": ("cpdebug sweep --backends torch,ort-cpu-fp16 --n 50 --out sweep/",
               "cpdebug sweep --config cfg.py --checkpoint ckpt.pth --backends torch,ort-cpu-fp16@deploy/ "
-              "--scenes infos.pkl --out sweep/ --junit sweep.xml"),
+              "--scenes infos.pkl --out sweep/ --junit sweep.xml",
+              "cpdebug sweep --onnx model.onnx --inputs samples/ --backends ort-cpu,ort-cpu-fp16 --out sweep/"),
     "report": ("cpdebug report run.json",
                "cpdebug report run.json --html run.html --csv run.csv"),
     "extract": ("cpdebug extract run.json --bundle bug/",
@@ -222,9 +225,9 @@ def root_epilog() -> str:
 
 
 def epilog(name: str) -> str:
-    """The end of command `name`'s help page: two examples, then its exit codes (docs/exit-codes.md has them all)."""
-    first, second = EXAMPLES[name]
-    return f"Examples:\n\n  {first}\n\n  {second}\n\n{exit_codes(name)}"
+    """The end of command `name`'s help page: its examples, then its exit codes (docs/exit-codes.md has them all)."""
+    examples = "\n\n  ".join(EXAMPLES[name])
+    return f"Examples:\n\n  {examples}\n\n{exit_codes(name)}"
 
 
 def command_settings(name: str) -> dict:

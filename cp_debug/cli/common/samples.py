@@ -33,19 +33,19 @@ def load(run: SampleRun, steps, stream, samples: bool = True, ranged: "DynamicAx
 
 
 def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: int, shard_size: int, resume: bool,
-                  others: dict, third_party) -> int:
-    """`cpdebug sweep --torch | --onnx`: sweep.json written whole, the table, --junit; the worst sample's exit code
-    (a shape range searched instead of samples: `shape_range.sweep_range`)."""
+                  others: dict, third_party, html: bool | Path = True) -> int:
+    """`cpdebug sweep --torch | --onnx`: sweep.json, frames.parquet and report.html (`html`: True, a file, or False
+    for none) written whole, the table, --junit; the worst sample's exit code (a shape range searched instead of
+    samples: `shape_range.sweep_range`)."""
     from cp_debug.cli.common.bar import progress_bar
     from cp_debug.cli.common.output import StepProgress
-    from cp_debug.cli.common.preflight import check_outputs
     from cp_debug.cli.common.what_runs import runs_on
     from cp_debug.files import write_json
-    from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc
+    from cp_debug.sweep.samples import SampleSweepOptions, run_sample_sweep, sweep_doc, write_sample_files
     from cp_debug.sweep.shards import locked
 
     refuse(others)
-    check_outputs(run.junit)
+    check_sweep_outputs(run.junit, html, out)
     steps = StepProgress(run.quiet, stream=third_party.terminal)
     model, samples, pairs, mode = load(run, steps, third_party.terminal)
     opts = SampleSweepOptions(pairs, Path(out), shard_size=shard_size, resume=resume, bisect_top=bisect_top,
@@ -58,9 +58,22 @@ def sweep_samples(run: SampleRun, out: Path, *, level: str | None, bisect_top: i
 
         doc = {**sweep_doc(result, opts, model), **with_runs_on()}
         write_json(opts.out / "sweep.json", doc)
+        write_sample_files(result, doc, opts.out, html)
     for line in samples.said:
         steps.note(line)
     return finish_sweep(doc, run.junit)
+
+
+def check_sweep_outputs(junit: Path | None, html: bool | Path, out: Path) -> None:
+    """A sample sweep's outputs checked before it runs: --junit's and --html's files writable, pyarrow there for
+    frames.parquet (one line each, exit 2 / 3)."""
+    from cp_debug.cli.common.preflight import check_library, check_outputs
+
+    check_outputs(junit)
+    if isinstance(html, Path) and Path(html).resolve().parent != Path(out).resolve():  # OUT is made by the sweep
+        check_outputs(html)
+    check_library("pyarrow", "cpdebug sweep writes frames.parquet, which needs pyarrow: "
+                             "pip install 'cp-debug[parquet]'")
 
 
 def finish_sweep(doc: dict, junit: Path | None) -> int:

@@ -42,16 +42,16 @@ def ranged_axes(profile, torch_model) -> "DynamicAxes | None":
 
 
 def sweep_range(run, out: Path, shapes: tuple[str, str], *, level: str | None, bisect_top: int, resume: bool,
-                others: dict, third_party) -> int:
-    """The range searched for each candidate's first failing shape, sweep.json written, the table and --junit."""
+                others: dict, third_party, html: bool | Path = True) -> int:
+    """The range searched for each candidate's first failing shape, sweep.json, frames.parquet and report.html
+    (`html` as `samples.sweep_samples` takes it) written, the table and --junit."""
     from cp_debug.cli.common.bar import progress_bar
     from cp_debug.cli.common.output import StepProgress, with_runs_on
-    from cp_debug.cli.common.preflight import check_outputs
-    from cp_debug.cli.common.samples import finish_sweep, load, refuse
+    from cp_debug.cli.common.samples import check_sweep_outputs, finish_sweep, load, refuse
     from cp_debug.cli.common.what_runs import runs_on
     from cp_debug.files import write_json
     from cp_debug.samples.shapes import ShapedInputs, dim_symbols, index_bounds, parse_profile, shape_space
-    from cp_debug.sweep.samples import SampleSweepOptions, sweep_doc
+    from cp_debug.sweep.samples import SampleSweepOptions, sweep_doc, write_sample_files
     from cp_debug.sweep.shape_range.search import planned_runs
     from cp_debug.sweep.shape_range.session import run_range_sweep
     from cp_debug.sweep.shards import locked
@@ -59,7 +59,7 @@ def sweep_range(run, out: Path, shapes: tuple[str, str], *, level: str | None, b
     refuse(others)
     if resume:
         raise BadInputError(f"--resume: a search over {RANGE} keeps no shards to resume; run it again")
-    check_outputs(run.junit)
+    check_sweep_outputs(run.junit, html, out)
     profile = parse_profile(*shapes)
     steps = StepProgress(run.quiet, stream=third_party.terminal)
     model, _, pairs, mode = load(run, steps, third_party.terminal, samples=False,
@@ -93,4 +93,5 @@ def sweep_range(run, out: Path, shapes: tuple[str, str], *, level: str | None, b
         doc = {**doc, "verdict": f"{range_verdict(result)}; {doc['verdict']}", "shape_search": result.to_json(),
                **with_runs_on()}
         write_json(opts.out / "sweep.json", doc)
+        write_sample_files(result.sweep, doc, opts.out, html)
     return finish_sweep(doc, run.junit)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 def range_verdict(result) -> str:
     """Each candidate's answer in one clause (`session.RangeSweep`): where it first fails and what breaks there."""
-    parts = []
+    limited = getattr(result, "limit", None) is not None
+    parts = [result.limit.line()] if limited else []
     for c in result.candidates:
         if c.status == "fails_at_min":
             parts.append(f"{c.label} fails already at the min shapes {c.first_failing_token}")
         elif c.status == "passes_at_max":
-            parts.append(f"{c.label} passes up to the max shapes")
+            parts.append(f"{c.label} passes up to " + ("the model's limit" if limited else "the max shapes"))
         else:
             last = ",".join(f"{n}={'x'.join(map(str, s))}" for n, s in c.last_passing.items())
             at = f" (first divergent {c.first_divergent})" if c.first_divergent else ""
@@ -25,16 +26,18 @@ def print_range(doc: dict, console) -> None:
     from rich.table import Table
 
     from cp_debug.report.table import print_whole
+    from cp_debug.report.table import Notes
 
-    search = doc["shape_search"]
+    search, notes = doc["shape_search"], Notes()
     axes = ", ".join(f"{a['name']} {a['min']}..{a['max']}" for a in search["axes"]) or "one shape"
     t = Table(title=f"shape range: {axes} ({search['runs']} shapes judged, {search['seconds']:.1f} s)")
     for h in ("candidate", "search", "first failing", "last passing", "first divergent", "root cause", "runs"):
         t.add_column(h)
     for label, c in search["candidates"].items():
         t.add_row(label, c["status"].replace("_", " "), _shapes(c["first_failing"]), _shapes(c["last_passing"]),
-                  c["first_divergent"] or "", c["root_cause"] or "", str(c["runs"]))
+                  c["first_divergent"] or "", notes.cell(c["root_cause"]), str(c["runs"]))
     print_whole(console, t)
+    notes.print(console)
 
 
 def print_groups(doc: dict, console) -> None:

@@ -65,12 +65,38 @@ class RangeSweep:
     inputs: dict[str, str]
     runs: int
     seconds: float
+    limit: "ModelLimit | None" = None  # where the reference itself cannot run: the search bounded there
 
     def to_json(self) -> dict:
         """sweep.json's `shape_search`."""
-        return {"min_shapes": _json(self.space.min_shapes), "max_shapes": _json(self.space.shapes(self.space.hi)),
-                "axes": [a.to_json() for a in self.space.axes], "inputs": self.inputs, "runs": self.runs,
-                "seconds": round(self.seconds, 3), "candidates": {c.label: c.to_json() for c in self.candidates}}
+        out = {"min_shapes": _json(self.space.min_shapes), "max_shapes": _json(self.space.shapes(self.space.hi)),
+               "axes": [a.to_json() for a in self.space.axes], "inputs": self.inputs, "runs": self.runs,
+               "seconds": round(self.seconds, 3), "candidates": {c.label: c.to_json() for c in self.candidates}}
+        if self.limit is not None:
+            out["model_limit"] = self.limit.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class ModelLimit:
+    """The reference's own range (issue 117: a BERT of 256 positions searched to 512 tokens, the reference raising
+    from 257 on): the first shape it cannot run (`token`, `shapes`), why, and the last it runs, where the
+    candidates' searches stop (`searched_to`); `shapes_judged`: how many shapes the reference could not run."""
+
+    token: str
+    shapes: dict
+    reason: str
+    searched_to: dict
+    shapes_judged: int
+
+    def to_json(self) -> dict:
+        return {"first_failing": self.shapes, "first_failing_token": self.token, "reason": self.reason,
+                "searched_to": self.searched_to, "shapes_failed": self.shapes_judged}
+
+    def line(self) -> str:
+        to = ",".join(f"{n}={'x'.join(map(str, s))}" for n, s in self.searched_to.items())
+        ref, _, why = self.reason.split(": ", 1)[-1].partition(": ")
+        return f"the model's own limit: the reference {ref} cannot run {self.token} ({why}); searched up to {to}"
 
 
 def _json(shapes) -> dict:
@@ -119,18 +145,56 @@ def run_range_sweep(model, space: ShapeSpace, inputs: ShapedInputs, opts: Sample
     with contextlib.ExitStack() as stack:
         runners = {label: stack.enter_context(model.runner(spec, **RUNNER_OPTIONS)) for label, spec in opts.pairs}
         judge = ShapeJudge(space, inputs, runners, opts, progress)
-        candidates = search_candidates(space, [label for label, _ in opts.pairs[1:]], judge)
-    results = sorted(judge.results.values(), key=lambda r: r.index)
+        limit, hi = model_limit(space, judge)
+        candidates = search_candidates(space, [label for label, _ in opts.pairs[1:]], judge, hi)
+    from cp_debug.sweep.samples import reference_failed
+
+    out_of_range = [r for r in judge.results.values() if reference_failed(r)]
+    if limit is not None:
+        limit = replace(limit, shapes_judged=len(out_of_range))
+    results = sorted((r for r in judge.results.values() if not reference_failed(r)), key=lambda r: r.index)
     ranked, _ = rank_frames(results, factor=math.inf, mode=opts.tolerance_mode)
     reports: dict = {}
     if opts.bisect_top > 0:
         candidates, ranked = _bisect_first_failing(model, candidates, ranked, inputs, opts, step, reports)
     shapes = {space.token(p): space.shapes(p) for p in judge.results}
-    sweep = SampleSweep(ranked, reports, source, sum(r.status == "failed" for r in results), None, shapes)
-    return RangeSweep(sweep, space, tuple(candidates), inputs.described(), len(results), time.perf_counter() - t0)
+    sweep = SampleSweep(ranked, reports, source, sum(r.status == "failed" for r in results), None, shapes,
+                        tuple(results))
+    return RangeSweep(sweep, space, tuple(candidates), inputs.described(), len(judge.results),
+                      time.perf_counter() - t0, limit)
 
 
-def search_candidates(space: ShapeSpace, labels: list[str], judge) -> list[CandidateRange]:
+def model_limit(space: ShapeSpace, judge) -> tuple[ModelLimit | None, Point]:
+    """The reference's own range searched first (a point fails where the reference cannot run it; the judge keeps
+    the runs for the candidates): (its limit, None where it runs the whole range; the range's max bounded by it).
+    The reference unable to run the min shapes: one line (exit 2), the range is the model's mistake."""
+    from cp_debug.bisect.cures.search import run_search
+    from cp_debug.errors import BadInputError
+    from cp_debug.sweep.samples import reference_failed
+    from cp_debug.sweep.shape_range.search import ShapeRangeSearch
+
+    names = [a.name for a in space.axes]
+    search = ShapeRangeSearch(space.lo, space.hi, names)
+    run_search(search, lambda p: reference_failed(judge(p)))
+    if search.status == "passes_at_max":
+        return None, space.hi
+    first = search.result.first_failing
+    reason = judge(first).reason or ""
+    if search.status == "fails_at_min":
+        raise BadInputError(f"--min-shapes {space.token(first)}: {reason}; the model cannot run the range's min "
+                            "shapes (give a range it runs)")
+    hi = list(space.hi)
+    for b in search.result.boundaries:
+        if b.along == "joint":
+            hi = [min(h, v) for h, v in zip(hi, b.last_passing)]
+        else:
+            k = names.index(b.along)
+            hi[k] = min(hi[k], b.last_passing[k])
+    hi = tuple(max(lo, h) for lo, h in zip(space.lo, hi))
+    return ModelLimit(space.token(first), _json(space.shapes(first)), reason, _json(space.shapes(hi)), 0), hi
+
+
+def search_candidates(space: ShapeSpace, labels: list[str], judge, hi: Point | None = None) -> list[CandidateRange]:
     """Each candidate's search over `space`, `judge(point) -> FrameResult` judging every candidate at a point (the
     seam any model plugs into: `ShapeJudge` runs an ONNX file's sessions; a judge should keep its runs, as
     `ShapeJudge` does, so the candidates' searches share them)."""
@@ -138,8 +202,8 @@ def search_candidates(space: ShapeSpace, labels: list[str], judge) -> list[Candi
     from cp_debug.sweep.shape_range.search import ShapeRangeSearch
 
     out = []
-    for label in labels:
-        search = ShapeRangeSearch(space.lo, space.hi, [a.name for a in space.axes])
+    for label in labels:  # `hi`: the range's max where the model's own limit bounds it (`model_limit`)
+        search = ShapeRangeSearch(space.lo, hi or space.hi, [a.name for a in space.axes])
         trace = run_search(search, lambda p, label=label: fails(judge(p), label)[0])
         out.append(_candidate(label, search, trace, space, judge))
     return out
