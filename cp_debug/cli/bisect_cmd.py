@@ -39,6 +39,7 @@ class SubjectRequest:
     use_dim: str | None = None
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
     recipe: str = DEFAULT  # the built-in recipe `model` is of (recipes/catalog.py)
+    generate: int | None = None  # --generate N: a decoder LLM file's greedy decode, then the step that flips
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ def bisect(
     dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
+    generate: Annotated[Optional[int], option(
+        "--generate", min=1, metavar="N", help="With --onnx, a decoder LLM file (input_ids, KV cache): decode N "
+        "greedy tokens with the reference and the candidate, say the first that differs and the accuracy_level "
+        "that cures it, and bisect that step's forward.")] = None,
     level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,
@@ -152,7 +157,7 @@ def bisect(
             model=_recipe_model(recipe, torch_model, onnx_model, model),
             torch_model=torch_model, onnx_model=onnx_model, inputs=inputs, exporter=exporter, seed=seed, points=points,
             dynamic=dynamic_axes(dynamic, torch_model), load_dim=load_dim, use_dim=use_dim,
-            params=tuple(params or ()), recipe=recipe_name(recipe, config))
+            params=tuple(params or ()), recipe=recipe_name(recipe, config), generate=generate)
         _check_recipe(subject, pairs)
         outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                 quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,
@@ -420,7 +425,12 @@ def _load_subject(request: SubjectRequest, specs: list[BackendSpec]):
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
         from cp_debug.bisect.subjects.loaders import onnx_subject
 
-        subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
+        if request.generate:
+            from cp_debug.bisect.subjects.generation import generation_subject
+
+            subject = generation_subject(request.onnx_model, request.inputs, request.seed, request.generate, specs)
+        else:
+            subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
         refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
         return subject
     from cp_debug.recipes.catalog import recipe

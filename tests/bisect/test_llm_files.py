@@ -92,3 +92,32 @@ def test_bisect_runs_a_builder_file_against_its_fp32_file():
     assert res.returncode in (0, 1), res.stderr
     assert "not a valid ONNX model" not in res.stderr + res.stdout
     assert "/lm_head/MatMul_Q4" in res.stdout
+
+
+@pytest.mark.slow
+def test_bisect_generate_names_the_flipped_step_and_the_cure(tmp_path):
+    """`--generate 32`: the step that flips (answers.json), the level-1 cure on lm_head verified on the decode, and
+    that step's forward bisected down to lm_head's MatMulNBits."""
+    prompt = tmp_path / "prompt.npz"
+    np.savez(prompt, input_ids=PROMPT)
+    res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompt, "--generate", N)
+    assert res.returncode == 1, res.stderr
+    said = res.stdout + res.stderr
+    assert "greedy step 7: token 23 → 225" in said
+    assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
+    assert "nodes_to_exclude=/lm_head/MatMul" in said
+
+
+def test_generate_on_a_file_without_input_ids_is_one_line(tmp_path):
+    import onnx
+    from onnx import helper as h
+
+    from cp_debug.bisect.subjects.generation import generation_subject
+
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", 1, [1, 4])],
+                     [h.make_tensor_value_info("y", 1, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    with pytest.raises(BadInputError, match="no input_ids"):
+        generation_subject(path, None, 0, 4, [])
