@@ -6,6 +6,9 @@ it where the float value still exists (onnxruntime.quantization, optimum's ORTQu
   w_scale) [→ Add(bias) after a ConvInteger], the Mul (or Add) writing the float op's output name;
 - ORT's fused forms (com.microsoft): DynamicQuantizeMatMul(A, B, …, bias), MatMulIntegerToFloat(A_q, B, …, bias);
 - an embedding (`Gather` of a float weight) as Gather of a uint8 initializer → DequantizeLinear (its output the name);
+- weight-only blocks (com.microsoft, ONNX Runtime GenAI's model builder, `MatMulNBitsQuantizer`): MatMulNBits(A, B
+  packed 4/8-bit [N, blocks, blob], scales[, zero points][, g_idx][, bias]) writing the MatMul's output name, and
+  GatherBlockQuantized(data, ids, scales[, zero points]) an embedding;
 - QOperator (`quantize_static(..., QuantFormat.QOperator)`): QuantizeLinear → QLinearConv / QLinearMatMul / QGemm /
   QLinearAdd / … → DequantizeLinear, the tensors in between integer only (MaxPool, Reshape, … on them as they are).
 Each pattern becomes the op it replaces — MatMul, Conv, Gemm, Gather of the (quantized) weight, of its shape — whose
@@ -65,6 +68,7 @@ def float_view(model: onnx.ModelProto) -> FloatView:
     """The float view of `model` (the model itself where it holds no quantized form and no Gemm with a weight)."""
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
+                   "MatMulNBits", "GatherBlockQuantized",
                    "DequantizeLinear", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul",
                    "Gelu"} | set(_QLINEAR) | {"QLinearConcat"}):
         return FloatView(model)
@@ -153,6 +157,10 @@ class _Rewrite:
             self._dynamic(i, n)
         elif op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
             self._fused(i, n)
+        elif op == "MatMulNBits":
+            self._nbits(i, n)
+        elif op == "GatherBlockQuantized":
+            self._block_gather(i, n)
         elif op == "Gather" and self._int_weight(n.input[0]):
             self._gather(i, n)
         elif op in _QLINEAR or op == "QLinearConcat":
@@ -380,6 +388,42 @@ class _Rewrite:
         del node.output[:]
         node.output.extend([y] + list(n.output[1:]))
         self.put[i] = [node]
+
+    def _stand_in_weight(self, w: str, dims: list[int]) -> str:
+        """A float stand-in constant of `dims` for the packed weight `w` (its unpacked float shape)."""
+        name = w + "::float"
+        if name not in self.names:
+            self.names.add(name)
+            self.extra_inits.append(_stand_in(name, onnx.TensorProto.FLOAT, dims))
+        return name
+
+    def _nbits(self, i: int, n: onnx.NodeProto) -> None:
+        """MatMulNBits(A, B packed [N, blocks, blob], scales, …, bias at slot 5; attributes K, N) → MatMul(A, W of
+        [K, N]) [+ Add(bias)]: the weight-only matmul as the float one it stands for."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        k, cols = attrs.get("K"), attrs.get("N")
+        if not k or not cols or len(n.input) < 2:
+            return
+        w = self._stand_in_weight(n.input[1], [int(k), int(cols)])
+        y = n.output[0]
+        if len(n.input) < 6 or not n.input[5]:
+            self.put[i] = [helper.make_node("MatMul", [n.input[0], w], [y], name=n.name or y)]
+            return
+        inner = y + "::matmul"
+        self.inner.add(inner)
+        self.put[i] = [helper.make_node("MatMul", [n.input[0], w], [inner], name=n.name or y),
+                       helper.make_node("Add", [inner, n.input[5]], [y], name=(n.name or y) + "::bias")]
+
+    def _block_gather(self, i: int, n: onnx.NodeProto) -> None:
+        """GatherBlockQuantized(data [vocab, hidden (packed for 4 bits)], ids, scales, …) → Gather(W [vocab, hidden],
+        ids): the embedding it stands for (the hidden size from the scales' blocks × block_size)."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        data, scales = self.inits.get(n.input[0]), self.inits.get(n.input[2]) if len(n.input) > 2 else None
+        if data is None or scales is None or len(data.dims) != 2 or attrs.get("gather_axis", 0) != 0:
+            return
+        hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))
+        w = self._stand_in_weight(n.input[0], [int(data.dims[0]), hidden])
+        self.put[i] = [helper.make_node("Gather", [w, n.input[1]], [n.output[0]], name=n.name or n.output[0])]
 
     def _gemm(self, i: int, n: onnx.NodeProto) -> None:
         """Gemm(A, W[, C]) with a constant W, no transA, alpha = beta = 1 → MatMul(A, W(ᵀ)) [+ Add(C)]."""

@@ -91,7 +91,8 @@ def test_bisect_runs_a_builder_file_against_its_fp32_file():
                   f"ort,ort@{LLM / 'qwen3_massive/int4'}")
     assert res.returncode in (0, 1), res.stderr
     assert "not a valid ONNX model" not in res.stderr + res.stdout
-    assert "/lm_head/MatMul_Q4" in res.stdout
+    qkv = next(line for line in res.stdout.splitlines() if "/model/layers.0/attn/qkv_proj/MatMul/output_0 " in line)
+    assert "missing" not in qkv  # MatMulNBits read as the MatMul it stands for
 
 
 @pytest.mark.slow
@@ -121,3 +122,19 @@ def test_generate_on_a_file_without_input_ids_is_one_line(tmp_path):
     onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
     with pytest.raises(BadInputError, match="no input_ids"):
         generation_subject(path, None, 0, 4, [])
+
+
+def test_matmulnbits_read_as_the_matmul_it_stands_for():
+    """The builder's INT4 file's float view: each MatMulNBits a MatMul of a [K, N] float weight writing the same
+    output name as the FP32 file's MatMul, so the probes map by computation (not "only in the deployed graph")."""
+    from cp_debug.probes.quantized_forms import float_view
+
+    model, _ = _file("qwen3_massive/int4")
+    fp32, _ = _file("qwen3_massive/fp32")
+    view = float_view(model).model
+    assert not any(n.op_type == "MatMulNBits" for n in view.graph.node)
+    mm = {n.output[0]: n for n in view.graph.node if n.op_type == "MatMul"}
+    ref = {n.output[0] for n in fp32.graph.node if n.op_type == "MatMul"}
+    assert set(mm) == ref
+    dims = {i.name: list(i.dims) for i in view.graph.initializer}
+    assert dims[mm["logits"].input[1]] == [64, 256]
