@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import helper
 
+from cp_debug.probes.block_forms import BLOCK_FORMS
+
 # QOperator ops: float op, the slots of their data inputs, the slots of the output's scale and zero point
 _QLINEAR = {
     "QLinearConv": ("Conv", (0, 3, 8), (6, 7)),
@@ -157,10 +159,8 @@ class _Rewrite:
             self._dynamic(i, n)
         elif op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
             self._fused(i, n)
-        elif op == "MatMulNBits":
-            self._nbits(i, n)
-        elif op == "GatherBlockQuantized":
-            self._block_gather(i, n)
+        elif op in BLOCK_FORMS:  # weight-only blocks (block_forms.py)
+            BLOCK_FORMS[op](self, i, n)
         elif op == "Gather" and self._int_weight(n.input[0]):
             self._gather(i, n)
         elif op in _QLINEAR or op == "QLinearConcat":
@@ -388,42 +388,6 @@ class _Rewrite:
         del node.output[:]
         node.output.extend([y] + list(n.output[1:]))
         self.put[i] = [node]
-
-    def _stand_in_weight(self, w: str, dims: list[int]) -> str:
-        """A float stand-in constant of `dims` for the packed weight `w` (its unpacked float shape)."""
-        name = w + "::float"
-        if name not in self.names:
-            self.names.add(name)
-            self.extra_inits.append(_stand_in(name, onnx.TensorProto.FLOAT, dims))
-        return name
-
-    def _nbits(self, i: int, n: onnx.NodeProto) -> None:
-        """MatMulNBits(A, B packed [N, blocks, blob], scales, …, bias at slot 5; attributes K, N) → MatMul(A, W of
-        [K, N]) [+ Add(bias)]: the weight-only matmul as the float one it stands for."""
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        k, cols = attrs.get("K"), attrs.get("N")
-        if not k or not cols or len(n.input) < 2:
-            return
-        w = self._stand_in_weight(n.input[1], [int(k), int(cols)])
-        y = n.output[0]
-        if len(n.input) < 6 or not n.input[5]:
-            self.put[i] = [helper.make_node("MatMul", [n.input[0], w], [y], name=n.name or y)]
-            return
-        inner = y + "::matmul"
-        self.inner.add(inner)
-        self.put[i] = [helper.make_node("MatMul", [n.input[0], w], [inner], name=n.name or y),
-                       helper.make_node("Add", [inner, n.input[5]], [y], name=(n.name or y) + "::bias")]
-
-    def _block_gather(self, i: int, n: onnx.NodeProto) -> None:
-        """GatherBlockQuantized(data [vocab, hidden (packed for 4 bits)], ids, scales, …) → Gather(W [vocab, hidden],
-        ids): the embedding it stands for (the hidden size from the scales' blocks × block_size)."""
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        data, scales = self.inits.get(n.input[0]), self.inits.get(n.input[2]) if len(n.input) > 2 else None
-        if data is None or scales is None or len(data.dims) != 2 or attrs.get("gather_axis", 0) != 0:
-            return
-        hidden = int(scales.dims[-1]) * int(attrs.get("block_size", 128))
-        w = self._stand_in_weight(n.input[0], [int(data.dims[0]), hidden])
-        self.put[i] = [helper.make_node("Gather", [w, n.input[1]], [n.output[0]], name=n.name or n.output[0])]
 
     def _gemm(self, i: int, n: onnx.NodeProto) -> None:
         """Gemm(A, W[, C]) with a constant W, no transA, alpha = beta = 1 → MatMul(A, W(ᵀ)) [+ Add(C)]."""
