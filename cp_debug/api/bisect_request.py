@@ -42,6 +42,7 @@ class SubjectRequest:
     use_dim: str | None = None
     params: tuple[Path, ...] = ()  # Autoware's parameter files: checked first (lint)
     recipe: str = DEFAULT  # the built-in recipe `model` is of (recipes/catalog.py)
+    generate: int | None = None  # --generate N: a decoder LLM file's greedy decode, then the step that flips
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def backends_group(backends: "str | Sequence[str] | Pairs | None", default: str 
 def model_group(model: ModelRecord | None = None, *, torch_model: "str | GivenModule | None" = None,
                 onnx_model: Path | None = None, recipe: str = DEFAULT, recipe_given: bool = False,
                 exporter: str = "auto", seed: int = 0, dynamic: "DynamicAxes | None" = None,
-                params: Sequence[Path] = ()) -> SubjectRequest:
+                params: Sequence[Path] = (), generate: int | None = None) -> SubjectRequest:
     """The model: one of a recipe's (`model`, a ModelRecord; `recipe` its name, resolved and checked by the caller,
     `recipe_given` where the user named it), `--torch` (FILE.py:FUNC, or a module in-process) or `--onnx`; the
     samples come with `samples_group`."""
@@ -81,7 +82,7 @@ def model_group(model: ModelRecord | None = None, *, torch_model: "str | GivenMo
         raise BadInputError("--int8 is for the CenterPoint recipe: drop --torch/--onnx")
     return SubjectRequest(model=None if torch_model or onnx_model else model, torch_model=torch_model,
                           onnx_model=onnx_model, exporter=exporter, seed=seed, dynamic=dynamic,
-                          params=tuple(params or ()), recipe=recipe)
+                          params=tuple(params or ()), recipe=recipe, generate=generate)
 
 
 def samples_group(subject: SubjectRequest, inputs: Samples | None = None, points: Path | None = None,

@@ -29,7 +29,12 @@ def load_subject(request: SubjectRequest, specs: list[BackendSpec]) -> Subject:
         from cp_debug.bisect.subjects.deployed import refuse_unloadable_given
         from cp_debug.bisect.subjects.loaders import onnx_subject
 
-        subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
+        if request.generate:
+            from cp_debug.bisect.subjects.generation import generation_subject
+
+            subject = generation_subject(request.onnx_model, request.inputs, request.seed, request.generate, specs)
+        else:
+            subject = onnx_subject(request.onnx_model, request.inputs, seed=request.seed)  # a broken file: exit 2
         refuse_unloadable_given(request.onnx_model, specs)  # then the file as ONNX Runtime takes it (exit 3)
         return subject
     from cp_debug.recipes.catalog import recipe

@@ -53,6 +53,10 @@ def bisect(
     dynamic: Dynamic = None,
     onnx_model: OnnxModel = None,
     inputs: Inputs = None,
+    generate: Annotated[Optional[int], option(
+        "--generate", min=1, metavar="N", help="With --onnx, a decoder LLM file (input_ids, KV cache): decode N "
+        "greedy tokens with the reference and the candidate, say the first that differs and the accuracy_level "
+        "that cures it, and bisect that step's forward.")] = None,
     level: Annotated[Optional[str], level_option("stage for CenterPoint, block otherwise")] = None,
     refine: Annotated[bool, typer.Option(help="Descend into the diverging module's children down to a leaf.")] = True,
     atol: Atol = None,
@@ -128,7 +132,7 @@ def bisect(
             subject = groups.model_group(model, torch_model=torch_model, onnx_model=onnx_model,
                                          recipe=recipe_name(recipe, config), recipe_given=bool(recipe),
                                          exporter=exporter, seed=seed, dynamic=dynamic_axes(dynamic, torch_model),
-                                         params=params or ())
+                                         params=params or (), generate=generate)
             subject = groups.samples_group(subject, inputs, points, load_dim, use_dim)
             if subject.model is not None:
                 from cp_debug.cli.common.preflight import refuse_options

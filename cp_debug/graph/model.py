@@ -33,6 +33,8 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
             if data is not None:
                 onnx.checker.check_model(data)  # what check_model(model) checks, the model encoded once
         except onnx.checker.ValidationError as err:
+            if _checked_as_ort(model, err):
+                return model
             raise BadInputError(f"the ONNX model is not valid: {first_line(err)}; re-export "
                                 "it or fix the graph") from err
         return model
@@ -61,10 +63,36 @@ def load_onnx(path_or_model: "onnx.ModelProto | str | Path", check: bool = True)
     try:
         onnx.checker.check_model(str(path))  # by path: works beyond 2 GiB and with external data
     except onnx.checker.ValidationError as err:
+        if _checked_as_ort(model, err):
+            return model
         raise BadInputError(f"{path} is not a valid ONNX model: {first_line(err)}") from err
     except Exception as err:  # noqa: BLE001
         raise BadInputError(f"{path} could not be checked as an ONNX model: {first_line(err)}") from err
     return model
+
+
+def _checked_as_ort(model: "onnx.ModelProto", err: Exception) -> bool:
+    """True where the checker refused only an operator ONNX Runtime registers in the ONNX domain (the model builder's
+    `SimplifiedLayerNormalization`) and the model checks with those nodes read as ONNX Runtime's (graph/ort_ops.py);
+    the checker's error on the rest is raised. Past 2 GiB (no encoding in memory) the rest is left to ORT's loading."""
+    import onnx
+
+    from cp_debug.graph.onnx_files import encoded
+    from cp_debug.graph.ort_ops import checked_as_ort, ort_only_op
+
+    if ort_only_op(err) is None:
+        return False
+
+    def check(m: "onnx.ModelProto") -> None:
+        data = encoded(m)
+        if data is not None:
+            onnx.checker.check_model(data)
+
+    try:
+        checked_as_ort(model, check)
+    except onnx.checker.ValidationError as rest:
+        raise BadInputError(f"the ONNX model is not valid: {first_line(rest)}; re-export it or fix the graph") from rest
+    return True
 
 
 def export_like(graph: "gs.Graph", original: "onnx.ModelProto") -> "onnx.ModelProto":

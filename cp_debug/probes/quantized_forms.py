@@ -6,6 +6,9 @@ it where the float value still exists (onnxruntime.quantization, optimum's ORTQu
   w_scale) [→ Add(bias) after a ConvInteger], the Mul (or Add) writing the float op's output name;
 - ORT's fused forms (com.microsoft): DynamicQuantizeMatMul(A, B, …, bias), MatMulIntegerToFloat(A_q, B, …, bias);
 - an embedding (`Gather` of a float weight) as Gather of a uint8 initializer → DequantizeLinear (its output the name);
+- weight-only blocks (com.microsoft, ONNX Runtime GenAI's model builder, `MatMulNBitsQuantizer`): MatMulNBits(A, B
+  packed 4/8-bit [N, blocks, blob], scales[, zero points][, g_idx][, bias]) writing the MatMul's output name, and
+  GatherBlockQuantized(data, ids, scales[, zero points]) an embedding;
 - QOperator (`quantize_static(..., QuantFormat.QOperator)`): QuantizeLinear → QLinearConv / QLinearMatMul / QGemm /
   QLinearAdd / … → DequantizeLinear, the tensors in between integer only (MaxPool, Reshape, … on them as they are).
 Each pattern becomes the op it replaces — MatMul, Conv, Gemm, Gather of the (quantized) weight, of its shape — whose
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 
 import onnx
 from onnx import helper
+
+from cp_debug.probes.block_forms import BLOCK_FORMS
 
 # QOperator ops: float op, the slots of their data inputs, the slots of the output's scale and zero point
 _QLINEAR = {
@@ -65,6 +70,7 @@ def float_view(model: onnx.ModelProto) -> FloatView:
     """The float view of `model` (the model itself where it holds no quantized form and no Gemm with a weight)."""
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
+                   "MatMulNBits", "GatherBlockQuantized",
                    "DequantizeLinear", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "FusedMatMul",
                    "Gelu"} | set(_QLINEAR) | {"QLinearConcat"}):
         return FloatView(model)
@@ -153,6 +159,8 @@ class _Rewrite:
             self._dynamic(i, n)
         elif op in ("DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
             self._fused(i, n)
+        elif op in BLOCK_FORMS:  # weight-only blocks (block_forms.py)
+            BLOCK_FORMS[op](self, i, n)
         elif op == "Gather" and self._int_weight(n.input[0]):
             self._gather(i, n)
         elif op in _QLINEAR or op == "QLinearConcat":

@@ -214,9 +214,13 @@ def _dynamic_axes(user, given: "DynamicAxes | None", input_names: tuple[str, ...
     return given.named(input_names, example, what) if given else None
 
 
-def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0, *, seeded: bool = True) -> Subject:
+def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int = 0, *, seeded: bool = True,
+                 ids: np.ndarray | None = None) -> Subject:
     """An ONNX file as a one-stage subject, fed `inputs` (an .npz), else seeded random inputs; `seeded=False`: no
-    feed at all, for a caller that brings its own samples (a graph with dynamic axes needs no fixed shape then)."""
+    feed at all, for a caller that brings its own samples (a graph with dynamic axes needs no fixed shape then).
+    A decoder LLM file (decoder_feed.py) is fed its token ids (`ids`, else --inputs' input_ids, else seeded) with the
+    mask, positions and empty cache made."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed, seeded_ids
     from cp_debug.graph.model import load_onnx, static_dims
 
     model = load_onnx(path)
@@ -225,7 +229,12 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
     names = tuple(i.name for i in ins)
     shapes = {i.name: static_dims(i.type) or () for i in ins}
     said = []
-    if inputs is not None:
+    dec = DecoderInputs.of(model, path)
+    if dec is not None and seeded:  # a decoder LLM: the mask, positions and empty cache made from its token ids
+        given = {IDS: ids} if ids is not None else given_inputs(inputs)[0] if inputs is not None else \
+            {IDS: seeded_ids(dec, seed)}
+        feed = decoder_feed(dec, given)
+    elif inputs is not None:
         given, given_name = given_inputs(inputs)
         feed = match_inputs(given, names, shapes, os.path.basename(str(path)))
         dtypes = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in ins}

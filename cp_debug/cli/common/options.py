@@ -36,7 +36,7 @@ GROUPS = {
     MODEL: "recipe preset config checkpoint random-weights int8 model-factory torch dynamic onnx params onnx-dir fix "
            "encoder backbone",
     INPUT: "points load-dim use-dim inputs data min-shapes max-shapes seed scenes data-root n first-scene eval-n map-n "
-           "val-n verify-n detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic",
+           "val-n verify-n detections cuda-centerpoint mmdet3d-pkl lidar-topic objects-topic generate",
     BACKENDS: "backends device deterministic precision keep-fp32",
     VERDICT: "atol rtol tolerance-mode level refine local noise-floor max-rel-rmse max-map-drop max-nds-drop "
              "max-lost-boxes min-match match-distance metric",

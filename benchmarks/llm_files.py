@@ -1,0 +1,365 @@
+"""A corpus of LLM files made by the real tools, with their right answers found without cp_debug (issue 116, item 6).
+
+Run in a venv of its own (the tools' versions are recorded in the corpus's `versions.json`):
+
+    python -m venv /tmp/genai-venv
+    /tmp/genai-venv/bin/pip install onnxruntime-genai onnxruntime transformers torch onnx
+    /tmp/genai-venv/bin/python benchmarks/llm_files.py OUT_DIR [--tokens 32]
+
+Two tiny decoders from configs, random weights (`save_pretrained`, nothing downloaded):
+- `llama`: a healthy Llama (hidden 64, 2 layers, vocab 256);
+- `qwen3_massive`: a Qwen3 whose residual stream carries one massive channel (~1000x the rest, as trained LLMs
+  do): the layers' norms give it no weight, the final norm hands it to lm_head at ~512 against ~0.25.
+
+Each made into the files a 2026 deployment has: ONNX Runtime GenAI's model builder (`-p int4 -e cpu`, whose
+MatMulNBits default to accuracy_level=4 on the CPU: INT8 activations per 32-value block; int4 at level 1; int4 with
+`nodes_to_exclude=/lm_head/MatMul`; int8; fp32) and ORT's `MatMulNBitsQuantizer` (RTN INT4, block 32, levels 0 and 4)
+on a plain `torch.onnx` export. The right answers: greedy decoding of N tokens by the PyTorch model and by each file
+(ONNX Runtime, the builder's files with their KV cache), the first step whose token differs and the PyTorch logit
+margin there; for a file that flips with MatMulNBits at level 4, each such node set to level 1 alone (the node
+whose setting cures it) and set to 4 alone in a level-1 file (the node that alone flips it).
+Writes OUT_DIR/answers.json and prints the scorecard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROMPT = [17, 101, 42, 7, 199, 64, 3, 250]
+MASSIVE_CHANNEL = 5
+
+
+def _tokenizer(folder: Path, vocab: int) -> None:
+    """A word-level tokenizer of `vocab` tokens ("t0" … ), what the builder copies beside its files."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", eos_token="t1", bos_token="t2",
+                                   pad_token="t0")
+    fast.save_pretrained(folder)
+
+
+ALPHA = 0.5
+
+
+def _bigram(model, gen, alpha: float) -> None:
+    """lm_head given a trained model's confidence: the row of token perm[v] leans towards token v's embedding, so
+    the next token after v stands out (greedy margins of a few logits where random weights give tenths)."""
+    import torch
+
+    emb = model.model.embed_tokens.weight
+    perm = torch.randperm(emb.shape[0], generator=gen)
+    unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    w = model.lm_head.weight
+    w.mul_(25.0)
+    w[perm] += alpha * unit * w.shape[1] ** 0.5
+
+
+def make_llama(folder: Path, seed: int = 0) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=256, max_position_embeddings=256, tie_word_embeddings=False,
+                      bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        _bigram(model, torch.Generator().manual_seed(seed), ALPHA)
+    model.save_pretrained(folder)
+    _tokenizer(folder, cfg.vocab_size)
+
+
+def make_qwen3_massive(folder: Path, seed: int = 1, block_gain: float = 0.25) -> None:
+    """A Qwen3 with a massive channel: embeddings ~0.25, channel MASSIVE_CHANNEL at 250; every layer norm weighs it
+    0 (the layers see ~1), the final norm hands lm_head ~512 there and ~0.25 elsewhere (`block_gain` x that in the
+    other channels of its 32-value block)."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=256,
+                      tie_word_embeddings=False, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    model = Qwen3ForCausalLM(cfg).eval()
+    c, h = MASSIVE_CHANNEL, cfg.hidden_size
+    with torch.no_grad():
+        emb = model.model.embed_tokens.weight
+        emb.normal_(0.0, 0.25)
+        emb[:, c] = 250.0
+        rms = 250.0 / h ** 0.5  # the residual's rms, the massive channel's alone
+        for layer in model.model.layers:
+            for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+                norm.weight.fill_(rms * 4.0)  # the other channels at ~1
+                norm.weight[c] = 0.0
+        fin = model.model.norm.weight
+        fin.fill_(rms)  # ~0.25 at lm_head's input
+        lo = (c // 32) * 32
+        fin[lo:lo + 32] *= block_gain
+        fin[c] = 512.0 / h ** 0.5  # ~512
+        emb_c = emb[:, c].clone()
+        emb[:, c] = 0.0
+        _bigram(model, torch.Generator().manual_seed(seed), ALPHA)
+        emb[:, c] = emb_c
+        model.lm_head.weight[:, c] = 0.0
+    model.save_pretrained(folder)
+    _tokenizer(folder, cfg.vocab_size)
+
+
+# -- the tools --------------------------------------------------------------------------------------------------
+def build(hf: Path, out: Path, precision: str, extra: dict[str, str] | None = None) -> Path:
+    """ONNX Runtime GenAI's model builder, as a user runs it (a folder built already is kept)."""
+    if (out / "model.onnx").is_file():
+        return out / "model.onnx"
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out), "-p", precision,
+           "-e", "cpu", "-c", str(out / "cache")]
+    if extra:
+        cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _drop(out / "cache")
+    return out / "model.onnx"
+
+
+def _drop(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def export_plain(hf: Path, path: Path) -> Path:
+    """A plain `torch.onnx` export of the model: input_ids -> logits, no cache (what a user exports by hand)."""
+    if path.is_file():
+        return path
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(hf).eval()
+    model.config.use_cache = False
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False).logits
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = torch.tensor([PROMPT])
+    seq = torch.export.Dim("seq", min=2, max=128)
+    prog = torch.onnx.export(Logits(model).eval(), (ids,), input_names=["input_ids"], output_names=["logits"],
+                             dynamic_shapes=({1: seq},), opset_version=21, dynamo=True, external_data=False)
+    prog.save(str(path), external_data=False)
+    return path
+
+
+def rtn_int4(plain: Path, path: Path, accuracy_level: int | None) -> Path:
+    """ORT's MatMulNBitsQuantizer: RTN INT4, block 32, symmetric, at `accuracy_level`."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer, RTNWeightOnlyQuantConfig
+
+    conf = RTNWeightOnlyQuantConfig()
+    q = MatMulNBitsQuantizer(onnx.load(str(plain)), block_size=32, is_symmetric=True, accuracy_level=accuracy_level,
+                             algo_config=conf)
+    q.process()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(q.model.model, str(path))
+    return path
+
+
+# -- the right answers -----------------------------------------------------------------------------------------
+def torch_greedy(hf: Path, n: int) -> tuple[list[int], list[float]]:
+    """Greedy tokens of the PyTorch model, and its top-1 minus top-2 logit margin at each step."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(hf).eval()
+    ids = list(PROMPT)
+    toks, margins = [], []
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].double().numpy()
+            top = np.sort(logits)[-2:]
+            t = int(np.argmax(logits))
+            toks.append(t)
+            margins.append(float(top[1] - top[0]))
+            ids.append(t)
+    return toks, margins
+
+
+def ort_greedy(model, n: int, folder: Path | None = None) -> list[int]:
+    """Greedy tokens of an ONNX file in ONNX Runtime: with its KV cache where it has one, else the whole prefix."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    src = model if isinstance(model, (str, Path)) else model.SerializeToString()
+    sess = ort.InferenceSession(str(src) if isinstance(src, Path) else src, so, providers=["CPUExecutionProvider"])
+    ins = {i.name: i for i in sess.get_inputs()}
+    outs = [o.name for o in sess.get_outputs()]
+    past = [k for k in ins if k.startswith("past_key_values")]
+    ids = list(PROMPT)
+    toks: list[int] = []
+    where = folder or Path(model).parent
+    cache = {k: np.zeros((1, ins[k].shape[1], 0, _head_size(ins[k].shape[3], where)), np.float32) for k in past}
+    step_ids = list(PROMPT)
+    for _ in range(n):
+        if past:
+            feed = {"input_ids": np.array([step_ids], np.int64)}
+            if "attention_mask" in ins:
+                feed["attention_mask"] = np.ones((1, len(ids)), np.int64)
+            if "position_ids" in ins:
+                feed["position_ids"] = np.arange(len(ids) - len(step_ids), len(ids), dtype=np.int64)[None]
+            feed.update(cache)
+        else:
+            feed = {"input_ids": np.array([ids], np.int64)}
+        res = dict(zip(outs, sess.run(outs, feed)))
+        t = int(np.argmax(res["logits"][0, -1]))
+        toks.append(t)
+        ids.append(t)
+        step_ids = [t]
+        cache = {k: res[k.replace("past_key_values", "present")] for k in past}
+    return toks
+
+
+def _head_size(dim, folder: Path) -> int:
+    """The cache's last dimension: the file's where fixed, else genai_config.json's `head_size` beside it."""
+    if isinstance(dim, int):
+        return dim
+    cfg = json.loads((folder / "genai_config.json").read_text())
+    return int(cfg["model"]["decoder"]["head_size"])
+
+
+def first_flip(a: list[int], b: list[int]) -> int | None:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+def level4_nodes(model) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type == "MatMulNBits"
+            and any(a.name == "accuracy_level" and a.i == 4 for a in n.attribute)]
+
+
+def with_levels(model, levels: dict[str, int]):
+    """A copy of `model` with the named MatMulNBits nodes' accuracy_level set."""
+    import copy
+
+    m = copy.deepcopy(model)
+    for node in m.graph.node:
+        if node.name in levels:
+            for a in node.attribute:
+                if a.name == "accuracy_level":
+                    a.i = levels[node.name]
+    return m
+
+
+def node_answers(path: Path, ref: list[int], n: int) -> dict:
+    """Each level-4 MatMulNBits node set to 1 alone (does the decode come back?), and set to 4 alone with every
+    other node at 1 (does it alone flip?)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = level4_nodes(model)
+    cures, flips = [], []
+    for name in nodes:
+        if first_flip(ort_greedy(with_levels(model, {name: 1}), n, path.parent), ref) is None:
+            cures.append(name)
+        alone = with_levels(model, {k: 1 for k in nodes if k != name})
+        if first_flip(ort_greedy(alone, n, path.parent), ref) is not None:
+            flips.append(name)
+    return {"level4_nodes": len(nodes), "cured_by_level1_at": cures, "flips_alone_at_level4": flips}
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "processor": _cpu()}
+    for pkg in ("onnxruntime-genai", "onnxruntime", "onnx", "torch", "transformers", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def make_corpus(out: Path, n: int) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    answers: dict = {"versions": versions(), "prompt": PROMPT, "tokens": n, "models": {}}
+    for name, maker in (("llama", make_llama), ("qwen3_massive", make_qwen3_massive)):
+        hf = out / name / "hf"
+        if not (hf / "config.json").is_file():
+            maker(hf)
+        ref, margins = torch_greedy(hf, n)
+        files = {
+            "int4": build(hf, out / name / "int4", "int4"),
+            "int4_level1": build(hf, out / name / "int4_level1", "int4", {"accuracy_level": "1"}),
+            "int4_lm_head_excluded": build(hf, out / name / "int4_lm_head_excluded", "int4",
+                                           {"nodes_to_exclude": "/lm_head/MatMul"}),
+            "int8": build(hf, out / name / "int8", "int8"),
+            "fp32": build(hf, out / name / "fp32", "fp32"),
+        }
+        plain = export_plain(hf, out / name / "plain" / "model.onnx")
+        files["plain_fp32"] = plain
+        files["rtn_int4"] = rtn_int4(plain, out / name / "rtn_int4" / "model.onnx", None)
+        files["rtn_int4_level4"] = rtn_int4(plain, out / name / "rtn_int4_level4" / "model.onnx", 4)
+        entry: dict = {"torch_tokens": ref, "files": {}}
+        for kind, path in files.items():
+            toks = ort_greedy(path, n)
+            step = first_flip(toks, ref)
+            rec = {"path": str(path.relative_to(out)), "tokens": toks, "first_flip": step}
+            if step is not None:
+                rec.update(torch_token=ref[step], file_token=toks[step], torch_margin=margins[step])
+                rec.update(node_answers(path, ref, n))
+            entry["files"][kind] = rec
+        answers["models"][name] = entry
+    tmp = out / "answers.json.tmp"
+    tmp.write_text(json.dumps(answers, indent=1))
+    os.replace(tmp, out / "answers.json")
+    return answers
+
+
+def scorecard(answers: dict) -> str:
+    lines = [f"versions: {json.dumps(answers['versions'])}", ""]
+    lines.append(f"{'model':15} {'file':24} {'first flip':>10} {'torch→file':>12} {'margin':>8}  nodes")
+    for model, entry in answers["models"].items():
+        for kind, rec in entry["files"].items():
+            step = rec["first_flip"]
+            if step is None:
+                lines.append(f"{model:15} {kind:24} {'none':>10}")
+                continue
+            swap = f"{rec['torch_token']}→{rec['file_token']}"
+            nodes = (f"level-4 nodes {rec['level4_nodes']}; cured by level 1 at {rec['cured_by_level1_at']}; "
+                     f"flips alone {rec['flips_alone_at_level4']}")
+            lines.append(f"{model:15} {kind:24} {step:>10} {swap:>12} {rec['torch_margin']:8.3f}  {nodes}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--tokens", type=int, default=32)
+    args = ap.parse_args()
+    print(scorecard(make_corpus(args.out, args.tokens)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The inputs a decoder LLM file needs, made from its token ids: ONNX Runtime GenAI's model builder writes files
+taking `input_ids`, `attention_mask`, `position_ids` (some) and a KV cache (`past_key_values.N.key` / `.value`,
+[batch, kv_heads, past, head_dim]); a user has token ids, or nothing.
+
+`decoder_feed(model, ids)` fills in the rest for a first forward (prefill): the mask all ones over the prompt, the
+positions 0…S-1, the cache empty (past length 0). Without ids, `seeded_ids` draws a prompt from the vocabulary
+(`genai_config.json` beside the file says its size, else the logits' last dimension). A file without `input_ids`
+is no decoder here (None).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+IDS = "input_ids"
+_PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$|^past_(key|value)_(\d+)$")
+PROMPT_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class DecoderInputs:
+    """A decoder file's inputs by role: the cache inputs in order, their dims (kv heads, head dim), the vocabulary."""
+
+    names: tuple[str, ...]
+    past: tuple[str, ...]
+    past_dims: Mapping[str, tuple]
+    dtypes: Mapping[str, np.dtype]
+    vocab: int | None
+    head_size: int | None = None  # genai_config.json's, where the file leaves the cache's last dimension open
+
+    @classmethod
+    def of(cls, model: "onnx.ModelProto", path: str | Path | None = None) -> "DecoderInputs | None":
+        import onnx
+
+        from cp_debug.graph.model import static_dims
+
+        inits = {i.name for i in model.graph.initializer}
+        ins = [i for i in model.graph.input if i.name not in inits]
+        names = tuple(i.name for i in ins)
+        if IDS not in names:
+            return None
+        dims = {i.name: static_dims(i.type) or () for i in ins}
+        dtypes = {i.name: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in ins}
+        past = tuple(n for n in names if _PAST.match(n))
+        cfg = _genai_config(path)
+        head = cfg.get("decoder", {}).get("head_size")
+        return cls(names, past, {n: dims[n] for n in past}, dtypes, _vocab(model, cfg),
+                   int(head) if isinstance(head, int) else None)
+
+
+def _genai_config(path: str | Path | None) -> dict:
+    """The `model` section of ONNX Runtime GenAI's genai_config.json beside the file; {} where there is none."""
+    if path is None:
+        return {}
+    cfg = Path(path).parent / "genai_config.json"
+    try:
+        model = json.loads(cfg.read_text()).get("model", {}) if cfg.is_file() else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return model if isinstance(model, dict) else {}
+
+
+def _vocab(model: "onnx.ModelProto", cfg: dict) -> int | None:
+    """The vocabulary size: genai_config.json's beside the file, else the logits' last dimension where fixed."""
+    if isinstance(cfg.get("vocab_size"), int):
+        return cfg["vocab_size"]
+    from cp_debug.graph.model import static_dims
+
+    for out in model.graph.output:
+        dims = static_dims(out.type) or ()
+        if out.name == "logits" and dims and isinstance(dims[-1], int) and dims[-1] > 0:
+            return dims[-1]
+    return None
+
+
+def seeded_ids(dec: DecoderInputs, seed: int, length: int = PROMPT_LENGTH) -> np.ndarray:
+    """A prompt of `length` token ids drawn with `seed` from the vocabulary, [1, length]."""
+    if dec.vocab is None:
+        raise BadInputError("the decoder file does not say its vocabulary size (no genai_config.json beside it, no "
+                            "fixed logits dimension): give the prompt's token ids as --inputs FILE.npz (input_ids)")
+    return np.random.default_rng(seed).integers(0, dec.vocab, size=(1, length)).astype(dec.dtypes[IDS])
+
+
+def decoder_feed(dec: DecoderInputs, given: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The prefill feed: `given` (input_ids at least, any other input as given) completed with the mask, the
+    positions and an empty cache."""
+    if IDS not in given:
+        raise BadInputError(f"a decoder's inputs need {IDS} (the prompt's token ids); got {', '.join(given)}")
+    ids = np.asarray(given[IDS])
+    if ids.ndim == 1:
+        ids = ids[None]
+    batch, length = ids.shape
+    feed = {IDS: ids.astype(dec.dtypes[IDS])}
+    for name in dec.names:
+        if name in given and name != IDS:
+            feed[name] = np.asarray(given[name]).astype(dec.dtypes[name])
+        elif name == "attention_mask":
+            feed[name] = np.ones((batch, length), dec.dtypes[name])
+        elif name == "position_ids":
+            feed[name] = np.broadcast_to(np.arange(length), (batch, length)).astype(dec.dtypes[name])
+        elif name in dec.past:
+            feed[name] = np.zeros(_past_shape(name, dec.past_dims[name], batch, dec.head_size), dec.dtypes[name])
+        elif name != IDS:
+            raise BadInputError(f"the decoder file's input {name!r} is none cp_debug makes (input_ids, attention_mask, "
+                                "position_ids, past_key_values.*): give it in --inputs FILE.npz")
+    return feed
+
+
+def _past_shape(name: str, dims: tuple, batch: int, head_size: int | None) -> tuple[int, ...]:
+    """An empty cache entry: [batch, kv_heads, 0, head_dim] from the input's fixed dims (the head size from
+    genai_config.json where the file leaves it open, as the builder's `kv_cache_dim`)."""
+    if len(dims) == 4 and not isinstance(dims[3], int) and head_size:
+        dims = (*dims[:3], head_size)
+    if len(dims) != 4 or not all(isinstance(d, int) and d > 0 for d in (dims[1], dims[3])):
+        raise BadInputError(f"cache input {name!r} has dims {list(dims)}: cp_debug makes [batch, kv_heads, past, "
+                            "head_dim] with kv_heads and head_dim fixed; give it in --inputs FILE.npz")
+    return (batch, dims[1], 0, dims[3])

@@ -1,0 +1,70 @@
+"""`bisect --generate N` on a decoder LLM file: greedy decoding first, then the forward of the step that flips.
+
+The reference (the `--onnx` file) and the candidate (its `ort@DIR` file of the same name, else the same file)
+each decode N tokens from the prompt (`--inputs` input_ids, else seeded ids) with their KV cache (greedy.py). Where
+a token differs, the step, both tokens and margins are said, each MatMulNBits at accuracy_level=4 is tried at level
+1 alone (the setting that cures it, verified on the decode), and the bisect runs that step's forward: the prompt and
+the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
+Where none differs, the bisect runs the prompt's forward, as without --generate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cp_debug.errors import BadInputError
+
+
+def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n: int, specs: Sequence):
+    """The subject of the step that flips, with the decode's lines among its warnings (said on the terminal too)."""
+    from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, seeded_ids
+    from cp_debug.bisect.subjects.feeds import load_npz_inputs
+    from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
+    from cp_debug.bisect.subjects.loaders import onnx_subject
+    from cp_debug.graph.model import load_onnx
+
+    path = Path(path)
+    ref_model = load_onnx(path)
+    dec = DecoderInputs.of(ref_model, path)
+    if dec is None:
+        raise BadInputError(f"--generate decodes a decoder LLM file: {path.name} has no input_ids input")
+    cand_path = _candidate_file(path, specs)
+    cand_model = load_onnx(cand_path) if cand_path != path else ref_model
+    cand_dec = DecoderInputs.of(cand_model, cand_path)
+    if cand_dec is None:
+        raise BadInputError(f"--generate: the candidate's {cand_path} has no input_ids input")
+    ids = load_npz_inputs(inputs)[IDS] if inputs is not None else seeded_ids(dec, seed)
+    ids = np.asarray(ids).reshape(1, -1)
+    ref = greedy(ref_model, dec, ids, n)
+    cand = greedy(cand_model, cand_dec, ids, n)
+    flip = first_flip(ref, cand)
+    lines = [f"--generate {n}: the reference's tokens {list(ref.tokens)}"]
+    prefix = ids
+    if flip is None:
+        lines.append(f"--generate {n}: the candidate ({cand_path}) decodes the same {n} tokens")
+    else:
+        lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
+                     f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
+        if level4_nodes(cand_model):
+            lines.append(f"--generate {n}: {level_cures(cand_model, cand_dec, ids, ref).line()} (verified on the "
+                         f"{n}-token decode)")
+        prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
+    subject = onnx_subject(path, None, seed, ids=prefix)
+    subject.warnings[:0] = lines
+    subject.told = (*lines, *subject.told)
+    return subject
+
+
+def _candidate_file(path: Path, specs: Sequence) -> Path:
+    """The first candidate's file: `ort@DIR`'s file of the --onnx file's name in DIR, else the --onnx file."""
+    for spec in list(specs)[1:2]:
+        if getattr(spec, "onnx_dir", None) is not None:
+            cand = Path(spec.onnx_dir) / path.name
+            if not cand.is_file():
+                raise BadInputError(f"--generate: {spec.onnx_dir} holds no {path.name} (the candidate's file of the "
+                                    "--onnx file's name)")
+            return cand
+    return path

@@ -1,0 +1,160 @@
+"""Greedy decoding of a decoder LLM file in ONNX Runtime, and the first generated token that differs (issue 116).
+
+One forward of a prompt rarely shows what a user meets: the token that flips several steps in, where the logit margin
+is thin. `greedy(model, dec, ids, n)` decodes N tokens with the file's KV cache (each step feeds the new token, the
+mask over the whole sequence and the cache the last step returned; a file without a cache re-runs the prefix) and
+keeps each step's top-1 margin; `first_flip(ref, cand)` names the step, the two tokens and both margins.
+
+`level_cures(model, dec, ids, ref_tokens)` is the runtime setting as a candidate: ONNX Runtime's MatMulNBits at
+`accuracy_level=4` quantizes its input to INT8 per block, so a massive-activation channel rounds the rest of its
+block to zero. Each level-4 node is set to level 1 alone in a copy (graphsurgeon) and the decode rerun: the nodes
+whose setting alone gives the reference's tokens back, and whether the whole file at level 1 does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from cp_debug.bisect.subjects.decoder_feed import IDS, DecoderInputs, decoder_feed
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+INT8_LEVEL = 4  # MatMulNBits accuracy_level: 4 is INT8 activations, 1 FP32 (2 FP16, 3 BF16)
+CURE_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class Decode:
+    """N greedy tokens and the top-1 minus top-2 logit at each step."""
+
+    tokens: tuple[int, ...]
+    margins: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Flip:
+    """The first step whose token differs: the reference's token and margin there, the candidate's."""
+
+    step: int
+    ref_token: int
+    cand_token: int
+    ref_margin: float
+    cand_margin: float
+
+    def line(self) -> str:
+        return (f"greedy step {self.step}: token {self.ref_token} → {self.cand_token} (the reference's margin "
+                f"{self.ref_margin:.3g}, the candidate's {self.cand_margin:.3g})")
+
+
+@dataclass(frozen=True)
+class LevelCure:
+    """The level-4 MatMulNBits nodes, those whose level 1 alone gives the reference's tokens back, and whether the
+    whole file at level 1 does."""
+
+    nodes: tuple[str, ...]
+    curing: tuple[str, ...] = field(default_factory=tuple)
+    all_at_level1: bool = False
+
+    def line(self) -> str:
+        if self.curing:
+            return (f"accuracy_level={CURE_LEVEL} on {', '.join(self.curing)} alone gives the reference's tokens back "
+                    f"(of {len(self.nodes)} MatMulNBits at level {INT8_LEVEL}); in the builder's terms "
+                    f"--extra_options accuracy_level={CURE_LEVEL} or nodes_to_exclude={_builder_name(self.curing[0])}")
+        if self.all_at_level1:
+            return f"no single node: every MatMulNBits at accuracy_level={CURE_LEVEL} gives the tokens back"
+        return f"accuracy_level={CURE_LEVEL} does not give the tokens back: not the INT8 activations"
+
+
+def _builder_name(node: str) -> str:
+    """The builder's MatMul a MatMulNBits node was made of (`/lm_head/MatMul_Q4` → `/lm_head/MatMul`)."""
+    for tail in ("_Q4", "_Q8"):
+        if node.endswith(tail):
+            return node[: -len(tail)]
+    return node
+
+
+def greedy(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, n: int) -> Decode:
+    """`n` greedy tokens after the prompt `ids` ([1, S] or [S]) in ONNX Runtime on the CPU."""
+    sess = _session(model)
+    outs = [o.name for o in sess.get_outputs()]
+    prompt = [int(t) for t in np.asarray(ids).reshape(-1)]
+    seq, step_ids, cache = list(prompt), list(prompt), None
+    tokens, margins = [], []
+    for _ in range(n):
+        if dec.past:
+            given = {IDS: np.array([step_ids])}
+            if cache is not None:
+                given.update(cache)
+            feed = decoder_feed(dec, given)
+            if "attention_mask" in feed:
+                feed["attention_mask"] = np.ones((1, len(seq)), feed["attention_mask"].dtype)
+            if "position_ids" in feed:
+                feed["position_ids"] = np.arange(len(seq) - len(step_ids), len(seq))[None].astype(
+                    feed["position_ids"].dtype)
+        else:
+            feed = decoder_feed(dec, {IDS: np.array([seq])})
+        res = dict(zip(outs, sess.run(outs, feed)))
+        logits = np.asarray(res["logits"])[0, -1].astype(np.float64)
+        t = int(np.argmax(logits))
+        top2 = np.partition(logits, -2)[-2:]
+        tokens.append(t)
+        margins.append(float(top2[1] - top2[0]))
+        seq.append(t)
+        step_ids = [t]
+        cache = {k: res[_present(k)] for k in dec.past}
+    return Decode(tuple(tokens), tuple(margins))
+
+
+def _present(past: str) -> str:
+    return past.replace("past_key_values", "present") if past.startswith("past_key_values") else \
+        past.replace("past_", "present_")
+
+
+def first_flip(ref: Decode, cand: Decode) -> Flip | None:
+    for i, (a, b) in enumerate(zip(ref.tokens, cand.tokens)):
+        if a != b:
+            return Flip(i, a, b, ref.margins[i], cand.margins[i])
+    return None
+
+
+def level4_nodes(model: "onnx.ModelProto") -> tuple[str, ...]:
+    return tuple(n.name for n in model.graph.node if n.op_type == "MatMulNBits"
+                 and any(a.name == "accuracy_level" and a.i == INT8_LEVEL for a in n.attribute))
+
+
+def with_levels(model: "onnx.ModelProto", nodes: Sequence[str], level: int = CURE_LEVEL) -> "onnx.ModelProto":
+    """A copy of `model` with the named MatMulNBits nodes at `level` (graphsurgeon's edit cycle)."""
+    from cp_debug.graph.model import export_like
+    from cp_debug.graph.weight_store import import_graph
+
+    graph = import_graph(model)
+    names = set(nodes)
+    for node in graph.nodes:
+        if node.name in names:
+            node.attrs["accuracy_level"] = level
+    return export_like(graph, model)
+
+
+def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, ref: Decode) -> LevelCure:
+    """Each level-4 MatMulNBits set to level 1 alone: those whose decode gives `ref`'s tokens back."""
+    nodes = level4_nodes(model)
+    n = len(ref.tokens)
+    curing = tuple(name for name in nodes if greedy(with_levels(model, [name]), dec, ids, n).tokens == ref.tokens)
+    whole = bool(nodes) and greedy(with_levels(model, nodes), dec, ids, n).tokens == ref.tokens
+    return LevelCure(nodes, curing, whole)
+
+
+def _session(model: "onnx.ModelProto"):
+    import onnxruntime as ort
+
+    from cp_debug.graph.session import point_at_weights, session_source
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    point_at_weights(so, model)
+    with session_source(model) as src:
+        return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])

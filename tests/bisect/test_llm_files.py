@@ -1,0 +1,140 @@
+"""LLM files made by the real tools (tests/data/llm: ONNX Runtime GenAI's model builder, ORT's MatMulNBitsQuantizer;
+README there): they load, their decoder inputs are made, and the generated token that flips is found with the node
+and the setting that cure it — the right answers found without cp_debug (answers.json, benchmarks/llm_files.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cp_debug.bisect.subjects.decoder_feed import DecoderInputs, decoder_feed
+from cp_debug.bisect.subjects.greedy import first_flip, greedy, level4_nodes, level_cures
+from cp_debug.errors import BadInputError
+from cp_debug.graph.model import load_onnx
+from tests.cli_run import cpdebug
+
+LLM = Path(__file__).resolve().parents[1] / "data" / "llm"
+ANSWERS = json.loads((LLM / "answers.json").read_text())
+PROMPT = np.array([ANSWERS["prompt"]])
+N = ANSWERS["tokens"]
+
+
+def _file(rel: str):
+    path = LLM / rel / "model.onnx"
+    model = load_onnx(path)
+    return model, DecoderInputs.of(model, path)
+
+
+@pytest.mark.parametrize("rel", ["llama/fp32", "llama/int4", "qwen3_massive/int4", "qwen3_massive/rtn_int4_level4"])
+def test_the_tools_files_load(rel):
+    """The builder's SimplifiedLayerNormalization (ORT's, in the ONNX domain) and the quantizer's com.microsoft nodes
+    without their opset import: refused by onnx.checker, run by ONNX Runtime — loaded."""
+    model, dec = _file(rel)
+    assert dec is not None and dec.vocab == 256
+    assert any(n.op_type in ("MatMulNBits", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
+               for n in model.graph.node)
+
+
+def test_another_fault_is_still_refused(tmp_path):
+    """Reading the builder's operators as ORT's hides no other fault: a node fed a tensor nobody makes is refused."""
+    import onnx
+
+    model = onnx.load(str(LLM / "llama/fp32/model.onnx"))
+    bad = next(n for n in model.graph.node if n.op_type == "MatMul")
+    bad.input[0] = "nowhere"
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(BadInputError, match="not valid"):
+        load_onnx(path)
+
+
+def test_the_decoder_feed_of_a_builder_file():
+    """input_ids given; the mask over the prompt and the empty cache (head size from genai_config.json) made."""
+    _, dec = _file("qwen3_massive/int4")
+    feed = decoder_feed(dec, {"input_ids": PROMPT})
+    assert feed["attention_mask"].shape == (1, 8) and feed["attention_mask"].all()
+    assert feed["past_key_values.0.key"].shape == (1, 2, 0, 16)
+    assert set(feed) == set(dec.names)
+
+
+def test_healthy_int4_files_keep_their_tokens():
+    """The healthy Llama: the builder's INT4 (level 4) and the RTN file decode the reference's 32 tokens."""
+    ref = greedy(*_file("llama/fp32"), PROMPT, N)
+    assert list(ref.tokens) == ANSWERS["models"]["llama"]["torch_tokens"]
+    assert first_flip(ref, greedy(*_file("llama/int4"), PROMPT, N)) is None
+
+
+def test_the_flipped_token_and_its_cure():
+    """The massive-activation Qwen3: the builder's INT4 flips a greedy token (answers.json: step 7, 23 → 225);
+    lm_head's MatMulNBits at level 1 alone gives the tokens back, and the builder's level-1 file keeps them."""
+    want = ANSWERS["models"]["qwen3_massive"]["files"]["int4"]
+    ref = greedy(*_file("qwen3_massive/fp32"), PROMPT, N)
+    model, dec = _file("qwen3_massive/int4")
+    flip = first_flip(ref, greedy(model, dec, PROMPT, N))
+    assert flip is not None and flip.step == want["first_flip"]
+    assert (flip.ref_token, flip.cand_token) == (want["torch_token"], want["file_token"])
+    assert flip.ref_margin == pytest.approx(want["torch_margin"], rel=0.05)
+    cure = level_cures(model, dec, PROMPT, ref)
+    assert len(cure.nodes) == len(level4_nodes(model)) == want["level4_nodes"]
+    assert list(cure.curing) == want["cured_by_level1_at"] == ["/lm_head/MatMul_Q4"]
+    assert "nodes_to_exclude=/lm_head/MatMul" in cure.line()
+    assert first_flip(ref, greedy(*_file("qwen3_massive/int4_level1"), PROMPT, N)) is None
+
+
+@pytest.mark.slow
+def test_bisect_runs_a_builder_file_against_its_fp32_file():
+    """`--onnx FP32FILE -b ort,ort@INT4DIR`: the builder's files run side by side, the inputs made by cp_debug."""
+    res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen3_massive/int4'}")
+    assert res.returncode in (0, 1), res.stderr
+    assert "not a valid ONNX model" not in res.stderr + res.stdout
+    qkv = next(line for line in res.stdout.splitlines() if "/model/layers.0/attn/qkv_proj/MatMul/output_0 " in line)
+    assert "missing" not in qkv  # MatMulNBits read as the MatMul it stands for
+
+
+@pytest.mark.slow
+def test_bisect_generate_names_the_flipped_step_and_the_cure(tmp_path):
+    """`--generate 32`: the step that flips (answers.json), the level-1 cure on lm_head verified on the decode, and
+    that step's forward bisected down to lm_head's MatMulNBits."""
+    prompt = tmp_path / "prompt.npz"
+    np.savez(prompt, input_ids=PROMPT)
+    res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b",
+                  f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompt, "--generate", N)
+    assert res.returncode == 1, res.stderr
+    said = res.stdout + res.stderr
+    assert "greedy step 7: token 23 → 225" in said
+    assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
+    assert "nodes_to_exclude=/lm_head/MatMul" in said
+
+
+def test_generate_on_a_file_without_input_ids_is_one_line(tmp_path):
+    import onnx
+    from onnx import helper as h
+
+    from cp_debug.bisect.subjects.generation import generation_subject
+
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", 1, [1, 4])],
+                     [h.make_tensor_value_info("y", 1, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    with pytest.raises(BadInputError, match="no input_ids"):
+        generation_subject(path, None, 0, 4, [])
+
+
+def test_matmulnbits_read_as_the_matmul_it_stands_for():
+    """The builder's INT4 file's float view: each MatMulNBits a MatMul of a [K, N] float weight writing the same
+    output name as the FP32 file's MatMul, so the probes map by computation (not "only in the deployed graph")."""
+    from cp_debug.probes.quantized_forms import float_view
+
+    model, _ = _file("qwen3_massive/int4")
+    fp32, _ = _file("qwen3_massive/fp32")
+    view = float_view(model).model
+    assert not any(n.op_type == "MatMulNBits" for n in view.graph.node)
+    mm = {n.output[0]: n for n in view.graph.node if n.op_type == "MatMul"}
+    ref = {n.output[0] for n in fp32.graph.node if n.op_type == "MatMul"}
+    assert set(mm) == ref
+    dims = {i.name: list(i.dims) for i in view.graph.initializer}
+    assert dims[mm["logits"].input[1]] == [64, 256]
