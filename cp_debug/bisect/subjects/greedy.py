@@ -149,12 +149,10 @@ def level_cures(model: "onnx.ModelProto", dec: DecoderInputs, ids: np.ndarray, r
 
 
 def _session(model: "onnx.ModelProto"):
-    import onnxruntime as ort
-
     from cp_debug.graph.session import point_at_weights, session_source
+    from cp_debug.ort_sessions import open_session, session_options
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so = session_options(quiet=True)
     point_at_weights(so, model)
     with session_source(model) as src:
-        return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+        return open_session(src, so)
