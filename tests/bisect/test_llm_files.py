@@ -103,8 +103,10 @@ def test_bisect_generate_names_the_flipped_step_and_the_cure(tmp_path):
     np.savez(prompt, input_ids=PROMPT)
     res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b",
                   f"ort,ort@{LLM / 'qwen3_massive/int4'}", "--inputs", prompt, "--generate", N)
-    assert res.returncode == 1, res.stderr
+    # the flipped step's logits beyond int4w-a8's budget (the weights' own rounding): degraded, lm_head's output named
+    assert res.returncode == 4, res.stderr
     said = res.stdout + res.stderr
+    assert "root cause: logits" in said and "beyond int4w-a8" in said
     assert "greedy step 7: token 23 → 225" in said
     assert "accuracy_level=1 on /lm_head/MatMul_Q4 alone gives the reference's tokens back" in said
     assert "nodes_to_exclude=/lm_head/MatMul" in said
@@ -138,3 +140,35 @@ def test_matmulnbits_read_as_the_matmul_it_stands_for():
     assert set(mm) == ref
     dims = {i.name: list(i.dims) for i in view.graph.initializer}
     assert dims[mm["logits"].input[1]] == [64, 256]
+
+
+def test_weight_only_files_hold_a_precision_of_their_own():
+    """MatMulNBits weights dequantized (the FP32 file's weight, up to their rounding) and their rounding measured
+    from the file alone (step²/12 per element): within 10 % of the true error against the FP32 file's weights."""
+    from onnx import numpy_helper
+
+    from cp_debug.precision.held import file_precision
+    from cp_debug.precision.nbits import dequantize, nbits_nodes, weight_unit
+
+    model, _ = _file("llama/int4")
+    fp32, _ = _file("llama/fp32")
+    assert file_precision(model) == "int4w-a8" and file_precision(_file("qwen3_massive/int4_level1")[0]) == "int4w"
+    inits = {i.name: i for i in model.graph.initializer}
+    ref = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}
+    errs = []
+    for node in nbits_nodes(model):
+        w = dequantize(node, inits)
+        v = ref[node.input[1].replace("_Q4", "")]
+        assert w.shape == v.shape and np.corrcoef(w.ravel(), v.ravel())[0, 1] > 0.99
+        errs.append(float(np.sqrt(((w - v) ** 2).sum() / (v ** 2).sum())))
+    unit = weight_unit(model)
+    assert unit == pytest.approx(float(np.sqrt(np.mean(np.square(errs)))), rel=0.1)
+    assert unit == pytest.approx(0.087, rel=0.15)
+
+
+def test_a_healthy_int4_file_is_within_its_precision():
+    """The healthy Llama's builder INT4 (level 4; its 32 tokens unchanged) against the builder's FP32 file: within
+    int4w-a8's budget, 3 units of its weights' own rounding (it was "diverged" when judged at FP32)."""
+    res = cpdebug("bisect", "--onnx", LLM / "llama/fp32/model.onnx", "-b", f"ort,ort@{LLM / 'llama/int4'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "hold int4w-a8" in " ".join(res.stdout.split())
