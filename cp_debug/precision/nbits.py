@@ -62,18 +62,35 @@ def dequantize(node, inits: dict) -> "np.ndarray | None":
     return (q * scale[:, :, None]).reshape(n, -1)[:, :k].T
 
 
+def array(t) -> "np.ndarray | None":
+    """An initializer's values: in the message, or in this process's weights folder (`graph/weight_store.py`); None
+    where they lie elsewhere (a file not read in)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cp_debug.graph import weight_store
+
+    if weight_store.is_stored(t):
+        return weight_store.values(t)
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    values = numpy_helper.to_array(t)
+    return values if values.size or not t.dims else None
+
+
 def _blocks(node, inits: dict):
     """(q − zp as float [N, blocks, block], scales [N, blocks], K, N) of a MatMulNBits node, or None."""
     import numpy as np
-    from onnx import numpy_helper
 
     a = _attrs(node)
     k, n, bits, block = int(a.get("K", 0)), int(a.get("N", 0)), int(a.get("bits", 4)), int(a.get("block_size", 0))
     names = list(node.input) + [""] * 4
     if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits:
         return None
-    packed = numpy_helper.to_array(inits[names[1]]).astype(np.uint8)
-    scale = numpy_helper.to_array(inits[names[2]]).astype(np.float32)
+    packed, scale = array(inits[names[1]]), array(inits[names[2]])
+    if packed is None or scale is None:
+        return None
+    packed, scale = packed.astype(np.uint8), scale.astype(np.float32)
     blocks = -(-k // block)
     q = _unpack(packed, bits).reshape(n, blocks, -1)[:, :, :block]
     if q.shape != (n, blocks, block) or scale.size != n * blocks:
@@ -81,8 +98,8 @@ def _blocks(node, inits: dict):
     scale = scale.reshape(n, blocks)
     zero = 2 ** (bits - 1)
     if names[3] and names[3] in inits:
-        zp = numpy_helper.to_array(inits[names[3]])
-        if zp.dtype != np.uint8:  # float zero points (HQQ): w = (q − zp) · s with zp on the float scale already
+        zp = array(inits[names[3]])
+        if zp is None or zp.dtype != np.uint8:  # float zero points (HQQ): on the float scale already
             return None
         zp = _unpack(zp.reshape(n, -1), bits).reshape(n, -1)[:, :blocks].astype(np.float32)
     else:
