@@ -183,3 +183,17 @@ def test_a_healthy_int4_file_is_within_its_precision(tmp_path):
         for proj in ("gate_proj", "up_proj"):
             name = f"/model/layers.{layer}/mlp/{proj}/MatMul/output_0"
             assert stage["mapped"][name]["tensor"] == name
+
+
+@pytest.mark.parametrize("rel, code", [("qwen3_massive/int4", 1), ("qwen3_massive/int4_level1", 0)])
+def test_the_flipped_steps_forward_at_the_files_precision(tmp_path, rel, code):
+    """The massive-activation Qwen3's forward of the prompt and the reference's 7 tokens (the step that flips at
+    level 4): lm_head's logits a local fault beyond int4w-a8 (its INT8 activations round the massive channel's block
+    to nothing); the builder's level-1 file, whose tokens are unchanged, within int4w."""
+    prefix = tmp_path / "prefix.npz"
+    np.savez(prefix, input_ids=np.array([ANSWERS["prompt"] + ANSWERS["models"]["qwen3_massive"]["torch_tokens"][:7]]))
+    res = cpdebug("bisect", "--onnx", LLM / "qwen3_massive/fp32/model.onnx", "-b", f"ort,ort@{LLM / rel}",
+                  "--inputs", prefix)
+    assert res.returncode == code, res.stdout + res.stderr
+    said = " ".join(res.stdout.split())
+    assert ("local fault at logits" in said) if code else ("within precision" in said and "int4w's" in said)
