@@ -368,7 +368,8 @@ class BisectEngine:
         if o.atol is not None or o.rtol is not None:
             tol = Tolerance(o.atol if o.atol is not None else tol.atol, o.rtol if o.rtol is not None else tol.rtol,
                             tol.max_share)
-        state = CandidateState(label, spec, tol, judged_at=judged_at)
+        state = CandidateState(label, spec, tol, judged_at=judged_at,
+                               judged_unit=found.unit if found is not None and judged_at == found.precision else None)
         qdq = spec.precision == "int8" and any(st.qdq_export is not None for st in self.subject.stages)
         # --int8 Q/DQ graphs run whole stages
         state.lockstep = o.lockstep and not qdq and spec.onnx_dir is None and lockstep_supported(

@@ -111,6 +111,7 @@ class CandidateState:
     detections: DetectionVerdict | None = None  # the subject's detection verdict on this input
     decisions: list = field(default_factory=list)  # subject.Decision per decided stage feed (`Subject.decide`)
     judged_at: str = "fp32"  # the precision its noise is judged at (a deployed folder: what its files hold)
+    judged_unit: float | None = None  # a weight-only precision's unit, its files' own (`DeployedStages.unit`)
     notes: dict[str, str] = field(default_factory=dict)  # probe -> what its comparison said (a mask's saturated fill)
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts
     refused: Any = None  # backends.trt.trt_engine.EngineRefusedError | None
@@ -214,7 +215,7 @@ class RunState:
             pm = self.stage_of(state.label, self.probes[name].stage).probe_map()
             tensor = pm.tensors.get(name, name) if pm is not None else name
             amax = state.int8_amax.get(tensor)
-        return noise_model.judge(d, state.judged_at, amax, floor)
+        return noise_model.judge(d, state.judged_at, amax, floor, state.judged_unit)
 
     def glue_sources(self, name: str) -> list[str]:
         """The rows a glued input row is computed from: the earlier stages' output rows (or the module rows that

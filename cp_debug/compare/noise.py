@@ -93,7 +93,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from cp_debug.compare.diff import BROKEN, TensorDiff
-from cp_debug.errors import ExitCode
+from cp_debug.errors import BadInputError, ExitCode
 
 UNIT_ROUNDOFF: dict[str, float] = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8,
                                    "fp8": 2.0 ** -4, "nvfp4": 2.0 ** -2, "mxfp8": 2.0 ** -4}
@@ -104,6 +104,7 @@ FP32_GROWTH = 1024.0  # FP32 against FP32: the summation order of two implementa
 INT8_GROWTH = 8.0  # INT8's unit is already per tensor (amax/rms); calibrated on the demo's PTQ (see the note)
 FP8_GROWTH = 8.0  # FP8 E4M3: 3 mantissa bits, u = 2^-4; GROWTH's 64 u would be 4 (any answer passes); see the note
 NVFP4_GROWTH = 3.0  # NVFP4 E2M1: 1 mantissa bit, u = 2^-2, per-16 block scales; see the note
+WEIGHT_ONLY_UNIT, WEIGHT_ONLY_GROWTH = {"int4w": .09, "int8w": .0055, "int4w-a8": .09, "int8w-a8": .0078}, 3.0  # nbits
 FLOOR_FACTOR = 4.0  # × the reference's own noise (its second run), as bisect's run_state widens tolerances
 DOMINANCE = 3.0  # a local error this many times its siblings' median stands out (bisect's "no single layer")
 FAR = 10.0  # a local error this many times its precision's budget is a fault whatever its siblings do
@@ -159,32 +160,31 @@ def check_mode(mode: str | None, atol: float | None = None, rtol: float | None =
     if mode is None:
         return "fixed" if atol is not None or rtol is not None else "model"
     if mode not in MODES:
-        from cp_debug.errors import BadInputError
-
         raise BadInputError(f"--tolerance-mode {mode!r}: use 'model' (the precision's noise model) or 'fixed' "
                             "(element-wise atol/rtol)")
     return mode
 
 
-def unit_roundoff(precision: str, amax: float | None = None, ref_rms: float | None = None) -> float:
-    """The relative rounding unit of `precision` (INT8: half a step over the reference's RMS, see the module)."""
+def unit_roundoff(precision: str, amax: float | None = None, ref_rms: float | None = None, unit=None) -> float:
+    """The relative rounding unit of `precision` (INT8: half a step over the reference's RMS; weight-only: `unit`)."""
+    if precision in WEIGHT_ONLY_UNIT and unit:
+        return unit
     if precision == "int8":
         if amax is not None and ref_rms and math.isfinite(amax) and amax > 0 and ref_rms > 0:
             return amax / (2 * INT8_LEVELS * ref_rms)
         return INT8_NOMINAL
-    return UNIT_ROUNDOFF.get(precision, UNIT_ROUNDOFF["fp32"])
+    return WEIGHT_ONLY_UNIT.get(precision) or UNIT_ROUNDOFF.get(precision, UNIT_ROUNDOFF["fp32"])
 
 
-def budget(precision: str, amax: float | None = None, ref_rms: float | None = None, floor: float = 0.0) -> float:
-    """The relative RMS error a healthy network of `precision` reaches at a probe: GROWTH · u, at least
-    FLOOR_FACTOR × the reference's own rel. RMS noise `floor`."""
-    u = unit_roundoff(precision, amax, ref_rms)
+def budget(precision: str, amax: float | None = None, ref_rms: float | None = None, floor: float = 0.0, unit=None):
+    """GROWTH · u: the rel. RMS error a healthy `precision` reaches at a probe; ≥ FLOOR_FACTOR × its noise `floor`."""
+    u = unit_roundoff(precision, amax, ref_rms, unit)
     return max(growth(precision) * u, FLOOR_FACTOR * floor if math.isfinite(floor) else 0.0)
 
 
 def growth(precision: str) -> float:
     return {"int8": INT8_GROWTH, "fp8": FP8_GROWTH, "mxfp8": FP8_GROWTH, "nvfp4": NVFP4_GROWTH,
-            "fp32": FP32_GROWTH}.get(precision, GROWTH)
+            "fp32": FP32_GROWTH, **dict.fromkeys(WEIGHT_ONLY_UNIT, WEIGHT_ONLY_GROWTH)}.get(precision, GROWTH)
 
 
 @dataclass(frozen=True)
@@ -214,13 +214,13 @@ def ref_rms(d: TensorDiff) -> float | None:
     return None
 
 
-def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float = 0.0) -> Judgement:
-    """`d` against `precision`'s budget (`amax`: INT8's calibrated range where known, else the reference's)."""
+def judge(d: TensorDiff, precision: str, amax: float | None = None, floor: float = 0.0, unit=None) -> Judgement:
+    """`d` against `precision`'s budget (`amax`: INT8's range where known, else the reference's; `unit`: see budget)."""
     if not d.shape_ok:
         return Judgement(Outcome.DIVERGED, math.nan, math.inf, f"shape {list(d.test_shape)} ≠ {list(d.ref_shape)}")
     if precision == "int8" and amax is None:
         amax = d.ref_absmax
-    exp = budget(precision, amax, ref_rms(d), floor)
+    exp = budget(precision, amax, ref_rms(d), floor, unit)
     if d.nan or d.inf:
         return Judgement(Outcome.DIVERGED, exp, math.inf, f"{d.nan} NaN, {d.inf} Inf where the reference is finite")
     err = d.rel_rmse if not math.isnan(d.rel_rmse) else math.inf

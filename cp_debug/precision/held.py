@@ -35,13 +35,17 @@ def emulated_format(model: "onnx.ModelProto") -> str | None:
 
 def file_precision(model: "onnx.ModelProto") -> str:
     """"nvfp4" / "mxfp8" for a graph emulating that format here, "fp8" for float8 Q/DQ, "int8" for a Q/DQ (or
-    integer-op) graph, "fp16" where weights or casts are float16, else "fp32"."""
+    integer-op) graph, "int4w" / "int8w" (+ "-a8": INT8 activations) for MatMulNBits weights (`nbits.py`), "fp16"
+    where weights or casts are float16, else "fp32"."""
     from cp_debug.precision.half_storage import holds_half_constants
+    from cp_debug.precision.nbits import nbits_precision
 
     if (emulated := emulated_format(model)) is not None:
         return emulated
     if any(n.op_type in INT8_OPS for n in model.graph.node):
         return "fp8" if _float8_qdq(model) else "int8"
+    if (weight_only := nbits_precision(model)) is not None:
+        return weight_only
     return "fp16" if holds_half_constants(model) else "fp32"
 
 

@@ -58,3 +58,37 @@ def block_gather(rw, i: int, n: onnx.NodeProto) -> None:
 
 
 BLOCK_FORMS = {"MatMulNBits": nbits, "GatherBlockQuantized": block_gather}
+
+
+def by_weights(a, b, ours: onnx.ModelProto, foreign: onnx.ModelProto, pair: dict[int, int]) -> dict[int, int]:
+    """`pair` (anchor of `a`, our float view → anchor of `b`, the foreign one: `foreign.align_anchors`; `ours` and
+    `foreign` the models themselves, whose initializers hold the values the views leave out) with the MatMuls its
+    structural keys left alike paired by their weights' values: twins of one input and one weight shape (an MLP's gate
+    and up projections) whose foreign weight is a MatMulNBits one, dequantized (`precision/nbits.py`) and matched to
+    our initializer it correlates with best (above 0.9, no other within 0.1 of it, and each the other's best)."""
+    nbits = {n.input[1] + "::float": n for n in foreign.graph.node if n.op_type == "MatMulNBits" and len(n.input) > 1}
+    if not nbits:
+        return pair
+    import numpy as np
+
+    from cp_debug.precision.nbits import array, dequantize
+
+    na, nb, taken = a.model.graph.node, b.model.graph.node, set(pair.values())
+    held = {i.name: i for i in ours.graph.initializer}
+    wa = {i: array(held[na[i].input[1]]) for i in a.anchors
+          if i not in pair and na[i].op_type == "MatMul" and na[i].input[1] in held}
+    inits = {i.name: i for i in foreign.graph.initializer}
+    wb = {j: dequantize(nbits[nb[j].input[1]], inits) for j in b.anchors
+          if j not in taken and nb[j].op_type == "MatMul" and nb[j].input[1] in nbits}
+    alike = [(i, j) for i, x in wa.items() for j, y in wb.items() if x is not None and y is not None
+             and x.shape == y.shape and a.signature(i) == b.signature(j) and x.std() > 0 and y.std() > 0]
+    score = {(i, j): float(np.corrcoef(wa[i].ravel(), wb[j].ravel())[0, 1]) for i, j in alike}
+    out = dict(pair)
+    for i in {i for i, _ in score}:
+        ranked = sorted(((s, j) for (k, j), s in score.items() if k == i), reverse=True)
+        if not ranked or ranked[0][0] <= 0.9 or (len(ranked) > 1 and ranked[0][0] - ranked[1][0] <= 0.1):
+            continue
+        j = ranked[0][1]
+        if max((s, k) for (k, m), s in score.items() if m == j)[1] == i:
+            out[i] = j
+    return out

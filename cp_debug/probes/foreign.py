@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from cp_debug.graph.plan import tensor_types
+from cp_debug.probes.block_forms import by_weights
 from cp_debug.probes.graph_diff import CANDIDATE, REFERENCE, GraphDifferences, unmatched_nodes, without_twins
 from cp_debug.probes.naming import ProbeMap, ScopeRename, map_modules_to_onnx, node_scopes
 from cp_debug.probes.node_pairs import align_nodes
@@ -48,8 +49,7 @@ ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormali
 # the ops it keeps in float32, onnxruntime.quantization's QuantizeLinear -> DequantizeLinear pairs. A chain of ours
 # is followed through them in the deployed graph, and a probe tensor quantized there maps to the dequantized tensor.
 _THROUGH = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear"})
-_COMMUTATIVE = frozenset({"Add", "Mul"})
-_SHAPE_OF = frozenset({"Shape", "Size"})  # ops that read a tensor's shape, never its values
+_COMMUTATIVE, _SHAPE_OF = frozenset({"Add", "Mul"}), frozenset({"Shape", "Size"})  # the latter read shapes, not values
 # ops the quantizer folds into the QuantizeLinear after them (its range clips what they clip)
 _FOLDED_INTO_Q = frozenset({"Relu", "Clip"})
 
@@ -91,7 +91,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
 
     by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized, types=types(foreign))
     a, b = _Graph.of(ours), _Graph.of(foreign)
-    pair = align_anchors(a, b)
+    pair = by_weights(a, b, ours, foreign, align_anchors(a, b))  # twin MatMulNBits by their weights' values
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
     producers = {t: n.op_type for n in b.model.graph.node for t in n.output}
     index = {t: i for i, n in enumerate(foreign.graph.node) for t in n.output}

@@ -30,6 +30,7 @@ from pathlib import Path
 from cp_debug.backends.spec import BackendSpec
 from cp_debug.bisect.subjects.model_facts import RecipeFacts
 from cp_debug.bisect.subjects.subject import Stage, Subject
+from cp_debug.compare.noise import WEIGHT_ONLY_UNIT
 from cp_debug.data.model_folder import stage_file as deployed_file
 from cp_debug.errors import BadInputError
 from cp_debug.precision.held import file_precision
@@ -50,6 +51,7 @@ class DeployedStages:
     spec: BackendSpec | None = None  # the candidate as it runs: a plain spec takes the precision its files hold
     warned: tuple[str, ...] = ()  # of the notes, those said on stderr too: what a converter changed silently
     clamps: tuple[tuple, ...] = ()  # per stage: the weights its FP16 conversion clamped (`lint.weights.Clamp`)
+    unit: float | None = None  # a weight-only precision's unit, measured from the files' own weights (`nbits.py`)
 
     @property
     def graph_differences(self) -> GraphDifferences:
@@ -151,8 +153,23 @@ def deployed_stages(spec: BackendSpec, subject: Subject, level_probes: dict[int,
         notes.append(f"{spec}: the deployed files hold {precision} "
                      f"({', '.join(f'{st.name}: {p}' for st, p in zip(views, held))}); {how_run}")
     clamps = tuple(c.clamps if c is not None else () for c in per_stage)
+    unit = _weight_unit(precision, models, held, notes, str(spec))
     return DeployedStages(tuple(views), tuple(notes), precision, tuple(files), tuple(how), tuple(differences), spec,
-                          tuple(clamped), clamps)
+                          tuple(clamped), clamps, unit)
+
+
+def _weight_unit(precision: str, models: list, held: list[str], notes: list[str], label: str) -> float | None:
+    """A weight-only precision's unit: the largest of its files' weights' own rounding (`precision/nbits.py`)."""
+    from cp_debug.precision.nbits import weight_unit
+
+    if precision not in WEIGHT_ONLY_UNIT:
+        return None
+    units = [u for m, p in zip(models, held) if p == precision and (u := weight_unit(m)) is not None]
+    if not units:
+        return None
+    notes.append(f"{label}: {precision}: its MatMulNBits weights round by {max(units):.3g} of their RMS (step²/12 "
+                 "per element, INT8 activations' 0.0055 added at accuracy_level 4): the unit of its budget")
+    return max(units)
 
 
 def refuse_unloadable(spec: BackendSpec, paths: list[Path], label: str | None = None) -> None:
@@ -186,7 +203,7 @@ def refuse_unloadable_given(path: str | Path, specs) -> None:
 
 def _held_precision(held: list[str]) -> str:
     """The files' precision, the lowest any of them holds."""
-    return next((p for p in ("nvfp4", "fp8", "mxfp8", "int8", "fp16") if p in held), "fp32")
+    return next((p for p in ("nvfp4", "fp8", "mxfp8", "int8", *WEIGHT_ONLY_UNIT, "fp16") if p in held), "fp32")
 
 
 def held_spec(spec: BackendSpec, held: list[str]) -> BackendSpec:

@@ -6,10 +6,17 @@ a token differs, the step, both tokens and margins are said, each MatMulNBits at
 1 alone (the setting that cures it, verified on the decode), and the bisect runs that step's forward: the prompt and
 the reference's tokens before the flip fed to both as one prefill, so the last position's logits are the step's.
 Where none differs, the bisect runs the prompt's forward, as without --generate.
+
+A flipped token that a runtime setting alone causes (its level-1 cure verified on the decode) is beyond what the
+file's precision explains, whatever that step's forward says: the subject's decision verdict (`TokenVerdict`, the
+hook a detector's boxes use) makes the candidate degraded at least. The builder's Qwen3 file at level 4 is a local
+fault at lm_head's logits already; the RTN file's flipped step (9) has logits at 0.99× int4w-a8's budget, and would be
+"within precision" with a flipped token and its cure said — exit 0 — without it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -48,11 +55,15 @@ def generation_subject(path: str | Path, inputs: str | Path | None, seed: int, n
     else:
         lines.append(f"--generate {n}: the first token that differs: {flip.line()}; bisecting that step's "
                      f"forward (the prompt and the reference's {flip.step} tokens before it fed to both)")
-        if level4_nodes(cand_model):
-            lines.append(f"--generate {n}: {level_cures(cand_model, cand_dec, ids, ref).line()} (verified on the "
-                         f"{n}-token decode)")
+        cure = level_cures(cand_model, cand_dec, ids, ref) if level4_nodes(cand_model) else None
+        if cure is not None:
+            lines.append(f"--generate {n}: {cure.line()} (verified on the {n}-token decode)")
         prefix = np.concatenate([ids, np.asarray([ref.tokens[:flip.step]], ids.dtype)], axis=1)
+        verdict = TokenVerdict(True, f"--generate {n}: {flip.line()}" + (f"; {cure.line()}" if cure else ""),
+                               cure.curing if cure is not None else ())
     subject = onnx_subject(path, None, seed, ids=prefix)
+    if flip is not None:
+        subject.detection_verdict = lambda ref_out, cand_out: verdict
     subject.warnings[:0] = lines
     subject.told = (*lines, *subject.told)
     return subject
@@ -68,3 +79,31 @@ def _candidate_file(path: Path, specs: Sequence) -> Path:
                                     "--onnx file's name)")
             return cand
     return path
+
+
+@dataclass(frozen=True)
+class TokenVerdict:
+    """The decode's answer, as the subject's detection verdict (`verdict._outcome` reads `judge`): a flipped token
+    that the settings in `cured_by` alone cause is degraded at least; one no single setting cures is left to the
+    step's forward (a token of a small margin may flip within the file's precision)."""
+
+    changed: bool
+    summary: str
+    cured_by: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"changed": self.changed, "summary": self.summary, "cured_by": list(self.cured_by)}
+
+    def judge(self, precision: str) -> "_TokenJudgement":
+        from cp_debug.compare.noise import Outcome
+
+        if self.cured_by:
+            return _TokenJudgement(Outcome.DEGRADED, f"a greedy token flips, beyond {precision}: {self.summary}")
+        return _TokenJudgement(Outcome.WITHIN_PRECISION, f"a greedy token flips, no single setting cures it: "
+                               f"{self.summary}")
+
+
+@dataclass(frozen=True)
+class _TokenJudgement:
+    outcome: object
+    reason: str

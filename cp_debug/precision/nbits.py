@@ -1,0 +1,140 @@
+"""Weight-only block formats a file holds (issue 116): `MatMulNBits` (com.microsoft; ONNX Runtime GenAI's model builder,
+`MatMulNBitsQuantizer`), its weights dequantized, and the rounding they carry — a precision of its own.
+
+A MatMulNBits weight is stored as `bits`-bit integers in blocks of `block_size` values along K, one float scale (and
+an optional zero point, else the middle level: 8 for 4 bits, 128 for 8) per block: w = (q − zp) · scale. The file
+has no float weight to compare with, so the rounding is measured from the weights themselves: round-to-nearest
+leaves each element within half a step, step²/12 of mean square error (a uniform rounding), and the step is the
+block's scale. The unit of a file is √(Σ step²/12) ÷ √(Σ w²) over all its MatMulNBits weights: the relative RMS
+error the rounding puts on a weight, hence on a matmul's output of uncorrelated inputs (measured on the corpus's
+builder INT4 files: 0.08-0.09 — one layer's own error there is 0.08).
+
+`accuracy_level=4` (the CPU default of the builder) makes ORT quantize the activation too, per block of `block_size`
+values along K to INT8 (step = the block's max |x| / 127): a precision of its own ("-a8"), whose nominal unit is the
+one of Gaussian values (a block of 32's max |x| ≈ 2.4 σ: 2.4 / (127 √12) = 0.0055 of the RMS) — a massive channel in a
+block (a trained LLM's residual stream) rounds its block's other values to nothing, far beyond that.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import onnx
+
+# the nominal units (where a file's own weights are not read): 4-bit blocks of 32 Gaussian weights (max ≈ 2.4 σ over
+# 7.5 levels: step 0.32 σ, /√12) and 8-bit ones (127.5 levels); INT8 activations per block (see the module)
+NOMINAL_UNIT = {4: 0.09, 8: 0.0055}
+A8_UNIT = 0.0055
+
+
+def nbits_nodes(model: "onnx.ModelProto") -> list:
+    return [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def nbits_precision(model: "onnx.ModelProto") -> str | None:
+    """"int4w" / "int8w" (the fewest bits any MatMulNBits holds), "-a8" added where any runs at accuracy_level 4
+    (INT8 activations); None for a file without MatMulNBits."""
+    nodes = nbits_nodes(model)
+    if not nodes:
+        return None
+    attrs = [_attrs(n) for n in nodes]
+    bits = min(int(a.get("bits", 4)) for a in attrs)
+    a8 = any(int(a.get("accuracy_level", 0)) == 4 for a in attrs)
+    return f"int{bits}w" + ("-a8" if a8 else "")
+
+
+def dequantize(node, inits: dict) -> "np.ndarray | None":
+    """The float weight [K, N] a MatMulNBits node stands for (its packed B, scales and zero points dequantized);
+    None where a part is not an initializer or the layout is not the one ONNX Runtime documents."""
+    w = _blocks(node, inits)
+    if w is None:
+        return None
+    q, scale, k, n = w
+    return (q * scale[:, :, None]).reshape(n, -1)[:, :k].T
+
+
+def array(t) -> "np.ndarray | None":
+    """An initializer's values: in the message, or in this process's weights folder (`graph/weight_store.py`); None
+    where they lie elsewhere (a file not read in)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cp_debug.graph import weight_store
+
+    if weight_store.is_stored(t):
+        return weight_store.values(t)
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    values = numpy_helper.to_array(t)
+    return values if values.size or not t.dims else None
+
+
+def _blocks(node, inits: dict):
+    """(q − zp as float [N, blocks, block], scales [N, blocks], K, N) of a MatMulNBits node, or None."""
+    import numpy as np
+
+    a = _attrs(node)
+    k, n, bits, block = int(a.get("K", 0)), int(a.get("N", 0)), int(a.get("bits", 4)), int(a.get("block_size", 0))
+    names = list(node.input) + [""] * 4
+    if not (k and n and block and bits in (4, 8)) or names[1] not in inits or names[2] not in inits:
+        return None
+    packed, scale = array(inits[names[1]]), array(inits[names[2]])
+    if packed is None or scale is None:
+        return None
+    packed, scale = packed.astype(np.uint8), scale.astype(np.float32)
+    blocks = -(-k // block)
+    q = _unpack(packed, bits).reshape(n, blocks, -1)[:, :, :block]
+    if q.shape != (n, blocks, block) or scale.size != n * blocks:
+        return None
+    scale = scale.reshape(n, blocks)
+    zero = 2 ** (bits - 1)
+    if names[3] and names[3] in inits:
+        zp = array(inits[names[3]])
+        if zp is None or zp.dtype != np.uint8:  # float zero points (HQQ): on the float scale already
+            return None
+        zp = _unpack(zp.reshape(n, -1), bits).reshape(n, -1)[:, :blocks].astype(np.float32)
+    else:
+        zp = np.float32(zero)
+    return q.astype(np.float32) - (zp[:, :, None] if np.ndim(zp) else zp), scale, k, n
+
+
+def _unpack(packed: "np.ndarray", bits: int) -> "np.ndarray":
+    """Bytes to `bits`-bit values, the low nibble first (ONNX Runtime's layout)."""
+    import numpy as np
+
+    if bits == 8:
+        return packed.reshape(packed.shape[0], -1)
+    flat = packed.reshape(packed.shape[0], -1)
+    return np.stack([flat & 0x0F, flat >> 4], axis=-1).reshape(flat.shape[0], -1)
+
+
+def weight_unit(model: "onnx.ModelProto") -> float | None:
+    """The relative RMS rounding of the file's MatMulNBits weights, √(Σ step²/12) ÷ √(Σ w²) (see the module), with
+    INT8 activations' nominal unit added in quadrature where any node runs at accuracy_level 4; None without any
+    MatMulNBits weight to read."""
+    import numpy as np
+
+    inits = {i.name: i for i in model.graph.initializer}
+    err = total = 0.0
+    a8 = False
+    for node in nbits_nodes(model):
+        parts = _blocks(node, inits)
+        a8 = a8 or int(_attrs(node).get("accuracy_level", 0)) == 4
+        if parts is None:
+            continue
+        q, scale, _, _ = parts
+        err += float(np.sum(scale.astype(np.float64) ** 2)) * q.shape[2] / 12.0
+        total += float(np.sum((q * scale[:, :, None]).astype(np.float64) ** 2))
+    if not total > 0:
+        return None
+    unit = math.sqrt(err / total)
+    return math.hypot(unit, A8_UNIT) if a8 else unit
