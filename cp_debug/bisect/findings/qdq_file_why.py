@@ -56,12 +56,12 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         q = producer.get(node.input[0])
         inner = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
         node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
+    inner = _biased(node, producer, inits)  # a module probe (--torch) maps to its Linear's bias Add: its MatMul too
     if node.op_type != "DequantizeLinear":
         pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
-        over = _half_overflow(run, state, st, model, probe, node)
+        over = _half_overflow(run, state, st, model, probe, inner or node)  # the MatMul's, as --onnx names it
         if over is not None:
             return over
-    inner = _biased(node, producer, inits)  # a module probe (--torch) maps to its Linear's bias Add: its MatMul too
     examined = [(x, node) for x in pairs] + [(x, inner) for x in (inner.input[:2] if inner is not None else ())
                                              if x in producer and producer[x].op_type == "DequantizeLinear"]
     for dq_out, node in examined:
