@@ -11,8 +11,8 @@ rooms, each with its own docstring:
 
 Here beside them: `engine.py` (`BisectEngine`: orchestration and refinement), `run_state.py` (`RunState`: options,
 probe specs, candidate states, tolerances, the reference store), `store.py` (the reference store within its memory
-budget), `ranking.py` (first divergent, root cause), `verdict.py` (results ordered, the hint and dominance note, the
-report), `result.py` (`BisectReport` and its JSON).
+budget), `ranking.py` (first divergent, root cause), `look_inside.py` (a block that hides its layer), `verdict.py`
+(results ordered, the hint and dominance note, the report), `result.py` (`BisectReport` and its JSON).
 
 The flow of one `cpdebug bisect`:
 1. `cli/bisect_cmd.py` (or the library's `cp_debug.bisect`) builds the request (`api/bisect_request.py`: the backends
@@ -54,7 +54,9 @@ The flow of one `cpdebug bisect`:
    output passes); an FP16 overflow between a ModelOpt file's Q/DQ pairs (its default high_precision_dtype='fp16') is
    said first, with `high_precision_dtype='fp32'` tried on the file widened to FP32.
 3. `engine.py` ranks (`ranking.py`) and descends into the root cause's children (refinement), re-running only that
-   stage; `verdict.py` orders the results, writes the hint (`hints.py`) and dominance note and assembles the
+   stage — at a level the user did not give, with no root cause, into the layers of the block that brings the most
+   error of its own where one of them may be beyond its budget (`look_inside.py`: a block's LayerNorm can hide it);
+   `verdict.py` orders the results, writes the hint (`hints.py`) and dominance note and assembles the
    `BisectReport` (`result.py`).
 4. `cli` renders it through `report/` (table, `--json`, `--csv`, `--html`) and, with `--bundle`, asks
    `bugreport/from_run.py` for the failing subgraph: cut, precision transform (`precision/`), window search, written

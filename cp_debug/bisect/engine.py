@@ -35,6 +35,7 @@ from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
 from cp_debug.bisect.stages.screen import screen_candidates
 from cp_debug.bisect.stages.screen_ahead import ScreenAhead
 from cp_debug.bisect.stages.refused import build_later_stage, refusal, refused_at
+from cp_debug.bisect.look_inside import look_inside
 from cp_debug.bisect.phases import Phases
 from cp_debug.bisect.result import BisectReport, CandidateResult
 from cp_debug.bisect.run_state import BisectOptions, CandidateState, NullProgress, ProbeSpec, RunState
@@ -388,6 +389,10 @@ class BisectEngine:
         fd = first_divergent(results)
         rc = root_cause(results, fd)
         path: list[str] = [rc] if rc else []
+        if rc is None and self.opts.refine and self.opts.level is None:  # a layer a block's output hides
+            inside = look_inside(self.run_state, state, results, self._measure)
+            if inside is not None:
+                rc, fd, path = inside
         if self.opts.refine and rc is not None:
             rc, fd = self._refine(state, rc, fd, path)
         return candidate_result(self.run_state, state, fd, rc, path, started=t0, measure=self._measure)

@@ -76,6 +76,9 @@ def test_a_file_onnx_runtime_refuses_exits_3_with_its_error(tmp_path, case, path
     # issue 108: the default level probes the encoder's layers (its BertEncoder returns no tensor): the overflow
     # --onnx and --level all name, not "degraded" at the model's output with no layer named
     ("bert/planted/modelopt-int8", "torch", "bert.encoder.layer.0.output.dense", "FP16 overflow in the file"),
+    # issue 117: one fault, one answer on both paths — the layer's MatMul (not its bias Add), ModelOpt's cure verified
+    ("bert/planted/modelopt-int8", "onnx", "/encoder/layer.0/output/dense/MatMul_output_0",
+     "computes MatMul '/encoder/layer.0/output/dense/MatMul' in FP16"),
 ])
 def test_a_planted_fault_is_named_at_its_layer_for_its_reason(tmp_path, case, path, root, says):
     """The BN-folded conv of the planted channel (block2.bn1 holds its value for --torch) overflows FP16 (in
@@ -86,6 +89,9 @@ def test_a_planted_fault_is_named_at_its_layer_for_its_reason(tmp_path, case, pa
     rc = report["root_cause"][report["candidates"][0]]
     assert root is None or rc["probe"] == root, rc
     assert says in rc["hint"], rc
+    if case == "bert/planted/modelopt-int8":
+        assert "computes MatMul '/encoder/layer.0/output/dense/MatMul' in FP16" in rc["hint"], rc
+        assert "op_types_to_exclude_fp16=['MatMul']`): verified" in rc["hint"], rc
 
 
 def test_the_numbers_shown_are_the_files_own(tmp_path):

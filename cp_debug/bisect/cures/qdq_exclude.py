@@ -197,7 +197,7 @@ def without_qdq(model, nodes: list[str], reference=None):
                 continue
             ref = ref_nodes.get(node.name)
             ref = inits.get(ref.input[k]) if ref is not None and k < len(ref.input) else None
-            value = numpy_helper.to_array(ref) if ref is not None else None
+            value = numpy_helper.to_array(ref) if ref is not None else _same_levels(dq, src, inits)
             if value is None or not _same_weight(dq, src, value):
                 raise NoFloatWeight(f"the file stores {node.name}'s input {k} quantized, and the FP32 graph holds no "
                                     "float weight that quantizes to it (give the graph the tool quantized: --onnx)")
@@ -237,6 +237,18 @@ def _clips_at_zero(q) -> bool:
     lowest = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128, np.dtype(np.uint16): 0,
               np.dtype(np.int16): -32768}.get(zero.dtype)
     return lowest is not None and bool(np.all(zero.astype(np.int64) == lowest))
+
+
+def _same_levels(dq, src, inits: dict) -> np.ndarray | None:
+    """The reference's float weight that quantizes to `src` (read by `dq`), found by its values where the reference
+    graph names its nodes otherwise (a `--torch` run's own export: `node_MatMul_89` for the file's
+    `/bert/encoder/layer.0/output/dense/MatMul`); None where none, or more than one, does."""
+    from onnx import numpy_helper
+
+    shape = tuple(np.asarray(src.values).shape)
+    found = [v for t in inits.values() if tuple(t.dims) == shape
+             and _same_weight(dq, src, v := numpy_helper.to_array(t))]
+    return found[0] if len(found) == 1 else None
 
 
 def _same_weight(dq, src, value: np.ndarray) -> bool:

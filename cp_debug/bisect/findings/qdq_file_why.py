@@ -47,7 +47,7 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
     model = st.onnx()
     producer = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name: i for i in model.graph.initializer}
-    entered = _entered(pm, producer)  # the tensor entering a Q → the probe whose reference value it is
+    entered = _entered(pm, producer, run.store)  # the tensor entering a Q → the probe whose reference value it is
     node = producer.get(t)
     if node is None:
         return None
@@ -56,12 +56,15 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
         q = producer.get(node.input[0])
         inner = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
         node = inner if inner is not None and inner.op_type not in ("QuantizeLinear", "DequantizeLinear") else node
+    inner = _biased(node, producer, inits)  # a module probe (--torch) maps to its Linear's bias Add: its MatMul too
     if node.op_type != "DequantizeLinear":
         pairs += [x for x in node.input[:2] if x in producer and producer[x].op_type == "DequantizeLinear"]
-        over = _half_overflow(run, state, st, model, probe, node)
+        over = _half_overflow(run, state, st, model, probe, inner or node)  # the MatMul's, as --onnx names it
         if over is not None:
             return over
-    for dq_out in pairs:
+    examined = [(x, node) for x in pairs] + [(x, inner) for x in (inner.input[:2] if inner is not None else ())
+                                             if x in producer and producer[x].op_type == "DequantizeLinear"]
+    for dq_out, node in examined:
         found = _pair_why(run, state, probe, t, dq_out, node, producer, inits, entered)
         if found is None:
             continue
@@ -74,6 +77,31 @@ def qdq_file_why(run: RunState, state: CandidateState, probe: str) -> str | None
                 ladder.append([writer, *readers])
         return text + _cure(run, state, st, model, ladder)
     return None
+
+
+def _biased(node, producer: dict, inits: dict):
+    """The MatMul / Gemm / Conv whose output `node` adds a constant bias to (through the file's Q/DQ pair between
+    them), or None: the node a module probe's tensor (its Linear's output, the bias Add's) is computed by, where an
+    ONNX probe names the MatMul's own output."""
+    if node.op_type != "Add":
+        return None
+
+    def constant(x: str) -> bool:  # an initializer, read through its Q/DQ pair and an Identity (a shared weight)
+        for _ in range(6):
+            p = producer.get(x)
+            if x in inits or p is None or p.op_type not in ("DequantizeLinear", "QuantizeLinear", "Identity"):
+                break
+            x = p.input[0]
+        return x in inits
+
+    data = [x for x in node.input if not constant(x)]
+    if len(data) != 1 or len(node.input) != 2:
+        return None
+    p = producer.get(data[0])
+    if p is not None and p.op_type == "DequantizeLinear":
+        q = producer.get(p.input[0])
+        p = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+    return p if p is not None and p.op_type in ("MatMul", "Gemm", "Conv") else None
 
 
 def _half_overflow(run: RunState, state: CandidateState, st, model, probe: str, node) -> str | None:
@@ -284,10 +312,11 @@ def _stored_weight(run: RunState, probe: str, dq, inits: dict, reader) -> str | 
             "the file's weights or their scale are not this model's")
 
 
-def _entered(pm, producer: dict) -> dict[str, str]:
-    """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe."""
+def _entered(pm, producer: dict, measured) -> dict[str, str]:
+    """Each tensor entering a QuantizeLinear whose DequantizeLinear's output a probe is mapped to → that probe (one
+    `measured` holds the reference's value of, where modules share the tensor: a block and its last layer)."""
     out = {}
-    for p, t in pm.tensors.items():
+    for p, t in sorted(pm.tensors.items(), key=lambda pt: pt[0] in measured):  # a measured one last: it stays
         dq = producer.get(t)
         if dq is None or dq.op_type != "DequantizeLinear":
             continue

@@ -1,0 +1,63 @@
+"""One depth for one fault (issue 117, item 3): a block within precision at its output may hold a layer beyond its
+own budget.
+
+At the default level a `--torch` run probes blocks (a BERT's encoder layers). A block ending in LayerNorm after a
+residual add hides a layer that loses most of its values (an INT8 dense reading outlier channels: 4.5× int8's
+budget on its own, the block's output 0.3×): no probe is beyond, nothing is blamed, nothing descends, where the
+same file given as `--onnx` (every tensor probed) names the dense with its reason and cure. So where the level was
+not the user's and no root cause was found, the block whose own segment brings the largest share of its budget
+(`LOOK`, or more) is probed once more at its layers, each with its local error: a layer beyond its budget there is
+the root cause, refined and explained as at any level; none, and the layers' rows are dropped (the report as at the
+block level). A healthy run whose blocks all stay under `LOOK` probes nothing more.
+"""
+
+from __future__ import annotations
+
+from cp_debug.bisect.findings.contribution import judge_small_terms
+from cp_debug.bisect.ranking import beyond_locally, first_divergent
+from cp_debug.bisect.result import ProbeResult
+from cp_debug.bisect.run_state import CandidateState, ProbeSpec, RunState
+from cp_debug.bisect.verdict import ordered
+
+__all__ = ["LOOK", "look_inside"]
+
+LOOK = 0.25  # a block's own segment at this share of its budget, or more, is looked into (a healthy one: ≲ 0.2)
+
+
+def _ratio(r: ProbeResult) -> float:
+    return r.local_judgement.noise_ratio if r.local_judgement is not None else 0.0
+
+
+def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult], measure
+                ) -> tuple[str, str | None, list[str]] | None:
+    """(root cause, first divergent, path) inside the block that brings the most error of its own, where one of its
+    layers is beyond its budget on its own (module docstring); None otherwise. `measure(stage, probes, state)`
+    measures probes of a stage for the candidate (the engine's)."""
+    blocks = [r for r in results if r.probe in rs.probes and rs.probes[r.probe].kind == "module"]
+    block = max(blocks, key=_ratio, default=None)
+    if block is None or not _ratio(block) >= LOOK:
+        return None
+    p = rs.probes[block.probe]
+    st = rs.stage_of(state.label, p.stage)
+    tr = st.trace()
+    if st.module is None or tr is None:  # an ONNX-only stage probes every tensor at its default level
+        return None
+    mapped = st.probe_map().tensors if state.spec.runs_onnx or rs.ref_spec.runs_onnx else None
+    pos = {n: k for k, n in enumerate(tr.order)}
+    layers = [ProbeSpec(q, p.stage, "module", float(pos[q]), parent=p.name, depth=p.depth + 1) for q in tr.order
+              if q.startswith(p.name + ".") and tr.is_leaf(q) and q not in state.results
+              and (mapped is None or q in mapped)]
+    if not layers:
+        return None
+    for k in layers:
+        rs.probes.setdefault(k.name, k)
+    measure(p.stage, layers, state)
+    judge_small_terms(rs, state, [k.name for k in layers])
+    sub = ordered(state, layers)
+    beyond = [r for r in sub if beyond_locally(r)]
+    if not beyond:  # the block's layers are within their budgets: the report as at the block level
+        for k in layers:
+            state.results.pop(k.name, None)
+        return None
+    rc = max(beyond, key=_ratio).probe
+    return rc, first_divergent(sub) or rc, [block.probe, rc]
