@@ -74,3 +74,14 @@ def test_native_cpu_half_is_judged_as_it_ran(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr  # before: exit 3, "ran fp32, not fp16"
     text = " ".join(res.stdout.split())
     assert "ran mixed" in text and "on float16 values Cast up" in text, text
+
+
+def test_a_scalar_inputs_calibration_samples_stay_arrays(tmp_path):
+    """silero-vad's `sr` is a 0-d input: a `--calib` file stacks it as [N]; each sample is a 0-d array (a numpy
+    scalar made ONNX Runtime's calibration session fail: "Unable to handle object of type numpy.int64", exit 70)."""
+    from cp_debug.bisect.subjects.feeds import calibration_feeds
+
+    one = {"x": np.zeros((1, 8), np.float32), "sr": np.array(16000, np.int64)}
+    np.savez(tmp_path / "c.npz", x=np.ones((3, 1, 8), np.float32), sr=np.full(3, 16000, np.int64))
+    feeds, _ = calibration_feeds([tmp_path / "c.npz"], one, "model.onnx", "model.onnx takes")
+    assert len(feeds) == 3 and all(isinstance(f["sr"], np.ndarray) and f["sr"].shape == () for f in feeds)
