@@ -56,13 +56,35 @@ def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
                 "said": (proc.stderr.strip().splitlines() or [""])[-1][:200]}
     rep = json.loads((work / "r.json").read_text())
     cand = rep["candidates"][0]
-    root = (rep.get("root_cause") or {}).get(cand)
-    node = None
-    if root:
-        probe = (rep.get("probes") or {}).get(root) if isinstance(rep.get("probes"), dict) else None
-        node = (probe or {}).get("node") if isinstance(probe, dict) else None
-    return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": root,
-            "node": node, "said": (rep.get("outcome_reasons") or {}).get(cand, "")[:200]}
+    root = (rep.get("root_cause") or {}).get(cand) or {}
+    probe = root.get("probe") if isinstance(root, dict) else root
+    return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
+            "said": (rep.get("outcome_reasons") or {}).get(cand, "")[:200]}
+
+
+def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
+    """Item 5: the built-in `ort-cpu-int8` and the same quantization written as a user's file (cp_debug's own
+    quantizer settings through ORT's quantize_static, the same calibration samples) given as `ort@DIR`: their
+    root causes (the built-in's, the file's) and the exit code."""
+    import onnx
+
+    from cp_debug.precision.int8 import quantize_int8
+
+    calib = feeds[:: max(1, len(feeds) // 8)]
+    (work / "same").mkdir(parents=True, exist_ok=True)
+    onnx.save(model, work / "model.onnx")
+    onnx.save(quantize_int8(model, calib).model, work / "same" / "model.onnx")
+    np.savez(work / "sample.npz", **feeds[sample])
+    np.savez(work / "calib.npz", **{k: np.stack([f[k] for f in calib]) for k in calib[0]})
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
+                           "--inputs", str(work / "sample.npz"), "--calib", str(work / "calib.npz"), "-b",
+                           f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if not (work / "r.json").exists():
+        return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:160]}"
+    roots = json.loads((work / "r.json").read_text()).get("root_cause") or {}
+    built, file = (((roots.get(c) or {}).get("probe")) for c in ("ort-cpu-int8", f"ort@{work / 'same'}"))
+    return built, file, f"exit {proc.returncode}"
 
 
 def right(ans: dict, got: dict) -> bool:
@@ -70,8 +92,8 @@ def right(ans: dict, got: dict) -> bool:
         return got["outcome"] in ("within_precision", "degraded")
     if got["outcome"] in ("refused", "within_precision", "not_run_as_asked", None):
         return False
-    names = {got.get("root_cause"), got.get("node")}
-    return any(n and any(n == r or n.endswith(r) or r.endswith(n) for r in ans["restoring"]) for n in names)
+    probe = got.get("root_cause") or ""  # a node's output tensor (`<node>_output_0`, as exporters name them)
+    return any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" for r in ans["restoring"])
 
 
 def main(argv=None) -> int:
@@ -104,6 +126,11 @@ def main(argv=None) -> int:
                 row += (f"\n{'':17s} cp_debug: {got['outcome']} (exit {got['exit']}), root cause {got['root_cause']}"
                         f" — {'RIGHT' if ok else 'WRONG'}\n{'':17s} {got['said']}")
                 rows.append(ok)
+                if kind == "int8":
+                    built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
+                    row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
+                            f"file {file} — {'SAME' if built == file else 'DIFFERENT'}")
+                    rows.append(built == file)
             print(row, flush=True)
     if args.answers:
         args.answers.write_text(json.dumps(found, indent=1) + "\n")

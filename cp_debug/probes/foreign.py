@@ -40,7 +40,6 @@ from cp_debug.probes.qdq_pairs import MAX_CHAIN, dequantized, only_consumer, pas
 from cp_debug.probes.quantized_forms import float_view
 from cp_debug.probes.sized_shapes import SizedShapes
 from cp_debug.probes.torch_trace import ModuleTrace
-from cp_debug.probes.written_forms import fuse_written_layernorms
 
 # Nodes whose weights make them recognisable: the anchors of the structural alignment (and a Gather of a weight)
 ANCHOR_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization",
@@ -168,7 +167,7 @@ class _Graph:
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "_Graph":
         """The graph of `model`'s float view (`quantized_forms.float_view`): quantized forms as the ops they are."""
-        view = float_view(fuse_written_layernorms(model))  # a LayerNorm written as ops read as the one op
+        view = float_view(model)
         g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped, float_of=view.float_of)
         graph = g.model.graph
         g.constants = {init.name: tuple(init.dims) for init in graph.initializer}
