@@ -55,6 +55,13 @@ NON_FINITE = ("nan", "inf")
 BROKEN = (*NON_FINITE, "shape_mismatch")
 
 
+
+def one_shape(a: tuple, b: tuple) -> bool:
+    """Whether shapes `a` and `b` hold the same single value: a 0-d tensor and its 1-element twin ([], [1], [1, 1])
+    are one shape (a YOLO head's `Cast` of a scalar comes out [1] where a converter folded it), never a layout
+    mix-up; any other difference is one."""
+    return a != b and int(np.prod(a, dtype=np.int64)) == 1 == int(np.prod(b, dtype=np.int64))
+
 @dataclass(frozen=True)
 class TensorDiff:
     """How far `test` is from `ref`. Shapes must match exactly: a mismatch is its own status, never broadcast."""
@@ -78,7 +85,7 @@ class TensorDiff:
 
     @property
     def shape_ok(self) -> bool:
-        return self.ref_shape == self.test_shape
+        return self.ref_shape == self.test_shape or one_shape(self.ref_shape, self.test_shape)
 
     @property
     def rel_max(self) -> float:
@@ -96,6 +103,8 @@ class TensorDiff:
         tol = tol or Tolerance()
         ref = np.asarray(ref)
         test = np.asarray(test)
+        if ref.shape != test.shape and one_shape(ref.shape, test.shape):
+            test = test.reshape(ref.shape)  # a 0-d tensor and its 1-element twin: one value, compared as such
         if ref.shape != test.shape:
             nan_ = inf_ = 0
             if np.issubdtype(test.dtype, np.floating):

@@ -95,7 +95,13 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     graph = model.graph
     nodes = list(graph.node)
     inits = initializers if initializers is not None else {i.name: i for i in graph.initializer}
-    g_inputs = [input_info(t, inputs[t]) for t in seg.inputs]
+    body = [nodes[k] for k in seg.nodes]
+    # a subgraph (If / Loop / Scan) is inferred on both of an If's branches whatever the sample takes: the branch
+    # not taken, shaped at this sample's sizes, may not infer (silero-vad's 8 kHz branch fed 16 kHz frames), so
+    # its inputs keep the whole graph's symbolic dims, as the file declares them and ONNX Runtime loads it
+    loose = types if any(a.type == onnx.AttributeProto.GRAPH or a.type == onnx.AttributeProto.GRAPHS
+                         for n in body for a in n.attribute) else None
+    g_inputs = [input_info(t, inputs[t], loose.get(t) if loose else None) for t in seg.inputs]
     g_outputs = []
     untyped = []
     for t in seg.outputs:
@@ -105,7 +111,7 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
         if not vi.type.tensor_type.HasField("shape"):
             untyped.append(t)
         g_outputs.append(vi)
-    m = standalone_model(model, [nodes[k] for k in seg.nodes], g_inputs, g_outputs, inits,
+    m = standalone_model(model, body, g_inputs, g_outputs, inits,
                          f"{graph.name or 'graph'}_segment{seg.index}", "cp_debug.lockstep")
     if untyped:  # the whole graph's inference left these open: infer on the (statically shaped) segment
         found = tensor_types(m)
@@ -121,14 +127,19 @@ def segment_model(model: onnx.ModelProto, seg: Segment, inputs: dict[str, np.nda
     return m
 
 
-def input_info(name: str, value) -> onnx.ValueInfoProto:
+def input_info(name: str, value, declared: onnx.TypeProto | None = None) -> onnx.ValueInfoProto:
     """A graph input typed and shaped as `value` will feed it: an array, or what stands for one (anything with a
-    numpy `dtype` and a `shape`: a device tensor's description)."""
+    numpy `dtype` and a `shape`: a device tensor's description). With `declared` (the type the whole graph gives
+    it) of the same rank, a dim it leaves open stays open (symbolic) instead of this value's size."""
     from onnx import helper
 
     if not (isinstance(getattr(value, "dtype", None), np.dtype) and hasattr(value, "shape")):
         value = np.asarray(value)
-    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
+    shape: list = list(value.shape)
+    dims = declared.tensor_type.shape.dim if declared is not None and declared.HasField("tensor_type") else None
+    if dims is not None and declared.tensor_type.HasField("shape") and len(dims) == len(shape):
+        shape = [d if dims[k].HasField("dim_value") else f"{name}_dim{k}" for k, d in enumerate(shape)]
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), shape)
 
 
 def standalone_model(model: onnx.ModelProto, body: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],

@@ -15,6 +15,8 @@ the conv is left unmapped (same name ≠ same value).
 
 from __future__ import annotations
 
+from functools import partial
+
 import ast
 from dataclasses import dataclass, field
 from typing import Callable
@@ -180,6 +182,7 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             consumers.setdefault(t, []).append(i)
     graph_outputs = {o.name for o in graph.output}
     node_index = {t: i for i, node in enumerate(graph.node) for t in node.output}
+    producer = {t: (i, k) for i, node in enumerate(graph.node) for k, t in enumerate(node.output) if t}
 
     members: dict[str, list[int]] = {}
     for i, chain in enumerate(scopes):
@@ -209,7 +212,8 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
             unmapped.update((p, idx) for p in probes)
             continue
         leaving = _leaving(graph, idx, graph_outputs, consumers)
-        for p, found in _match_outputs(trace, probes, leaving, shapes, sized).items():
+        slot_of = partial(_rnn_slot, graph, producer)
+        for p, found in _match_outputs(trace, probes, leaving, shapes, sized, slot_of).items():
             if isinstance(found, str):
                 unmapped[p] = found
             else:
@@ -221,11 +225,15 @@ def map_modules_to_onnx(model: onnx.ModelProto, trace: ModuleTrace, rename: Scop
 
 
 def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[int, str]],
-                   shapes: dict[str, tuple | None], sized: SizedShapes | None) -> dict[str, tuple[int, str] | str]:
-    """Each of one call's probes to (node index, tensor) among the tensors `leaving` its nodes, or why not."""
+                   shapes: dict[str, tuple | None], sized: SizedShapes | None,
+                   slot_of=None) -> dict[str, tuple[int, str] | str]:
+    """Each of one call's probes to (node index, tensor) among the tensors `leaving` its nodes, or why not. Where
+    several fit a tuple's member, `slot_of(node index, tensor)` (the recurrent op's output slot the tensor is
+    computed from: LSTM/GRU/RNN's Y, Y_h, Y_c, which torch returns as (output, (h_n, c_n)) in that order) tells
+    them apart."""
     out: dict[str, tuple[int, str] | str] = {}
     taken: set[str] = set()
-    for p in probes:
+    for k, p in enumerate(probes):
         want = trace.shapes.get(p)
         if want is None:
             out[p] = "module output is not a tensor"
@@ -237,6 +245,10 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
             permuted = [t for _, t in sorted(leaving) if sized is not None and _permuted(sized, p, t)]
             out[p] = _other_order(sized, p, permuted[-1]) if permuted else \
                 f"no tensor leaving the module's ONNX scope has its output shape {list(want)}"
+        elif len(probes) > 1 and len(fitting) > 1 and slot_of is not None and \
+                len(by_slot := [f for f in fitting if slot_of(*f) == k]) == 1:
+            out[p] = by_slot[0]  # the recurrent op's k-th output: the module's k-th, by computation
+            taken.add(out[p][1])
         elif len(probes) > 1 and len(fitting) > 1:
             out[p] = (f"{len(fitting)} tensors leaving the module's ONNX scope have its shape {list(want)}: which "
                       "one holds this output is not known, so none is compared")
@@ -244,6 +256,39 @@ def _match_outputs(trace: ModuleTrace, probes: list[str], leaving: list[tuple[in
             out[p] = max(fitting)
             taken.add(out[p][1])
     return out
+
+
+_RNN_OPS = frozenset({"LSTM", "GRU", "RNN"})
+# ops that carry a recurrent op's output on unchanged in value (the exporter's layout work around it)
+_CARRIES = frozenset({"Identity", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Cast",
+                      "Flatten", "Expand"})
+
+
+def _rnn_slot(graph, producer: dict[str, tuple[int, int]], i: int, tensor: str, depth: int = 8) -> int | None:
+    """The output slot (0 Y, 1 Y_h, 2 Y_c) of the LSTM/GRU/RNN nodes `tensor` (written by node `i`) is, or is
+    carried from through layout ops (a multi-layer module's states Concat one slot of each layer's node); None
+    where it is not one slot of such nodes."""
+    if graph.node[i].op_type in _RNN_OPS:
+        return list(graph.node[i].output).index(tensor)
+    slots: set[int] = set()
+    todo, seen = [(i, depth)], set()
+    while todo:
+        j, left = todo.pop()
+        node = graph.node[j]
+        if j in seen or node.op_type not in _CARRIES or left == 0:
+            if j not in seen and node.op_type not in _CARRIES:
+                return None
+            continue
+        seen.add(j)
+        for t in node.input if node.op_type == "Concat" else node.input[:1]:
+            src = producer.get(t)
+            if src is None:
+                continue
+            if graph.node[src[0]].op_type in _RNN_OPS:
+                slots.add(src[1])
+            else:
+                todo.append((src[0], left - 1))
+    return slots.pop() if len(slots) == 1 else None
 
 
 def _calls_apart(graph, idx: list[int], n_calls: int, module: str, names: set[str],

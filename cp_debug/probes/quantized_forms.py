@@ -67,7 +67,11 @@ class FloatView:
 
 
 def float_view(model: onnx.ModelProto) -> FloatView:
-    """The float view of `model` (the model itself where it holds no quantized form and no Gemm with a weight)."""
+    """The float view of `model` (the model itself where it holds no quantized form, no Gemm with a weight and no
+    LayerNorm written as ops: `written_forms`)."""
+    from cp_debug.probes.written_forms import fuse_written_layernorms
+
+    model = fuse_written_layernorms(model)
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
                    "MatMulNBits", "GatherBlockQuantized",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 COMPUTE_OPS = frozenset({
     "Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedGemm", "FusedMatMul", "NhwcConv", "NhwcFusedConv",
     "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+    "QGemm", "DynamicQuantizeLSTM",  # ORT's fused Q/DQ Gemm and its dynamic INT8 LSTM: int8 kernels too
     "Attention", "MultiHeadAttention", "QAttention", "Einsum",
 })
 # Ops that move or reshape data: their dtype says nothing about arithmetic precision.
@@ -70,6 +71,8 @@ class GraphFacts:
     block_fed: int = 0  # compute nodes reading an NVFP4 / MXFP8 fake quant (`precision/block_quant.py`) and its weight
     # the optimised graph's nodes that compute the graph's own outputs (`ort_unprobed.live_nodes`), where asked for
     nodes: tuple = field(default=(), compare=False, repr=False)
+    int8_fed: int = 0  # float compute nodes whose data input is dequantized from int8 / uint8 (INT8's values)
+    half_fed: int = 0  # float32 compute nodes whose data input is Cast up from float16 (ORT CPU's float16, as it runs)
 
 
 HALF_ENV = "CPDEBUG_ORT_CPU_HALF"  # "native": ORT's CPU float16 as it is; default "emulated" (see ort_runner)
@@ -129,16 +132,18 @@ def _fp16_effective(facts: GraphFacts, by: dict[str, int], ran: str, ops: str, t
     """The effective precision of an FP16 request from the dtypes `by` of its `ops` nodes; its notes go to `notes`."""
     total = sum(by.values())
     n16 = by.get("float16", 0)
+    fed = min(facts.half_fed, total - n16) if by is facts.compute_dtypes else 0
     if n16 < total:
-        notes.append(f"{ran} {total - n16} of {total} {ops} nodes in float32 (inserted Casts); "
-                     "weights are still rounded to float16")
+        notes.append(f"{ran} {total - n16} of {total} {ops} nodes in float32 (inserted Casts)"
+                     + (f", {fed} of them on float16 values Cast up (float16 storage, float32 arithmetic: judged as "
+                        "it ran)" if fed else "") + "; weights are still rounded to float16")
     other = facts.other_float_dtypes
     if by is facts.compute_dtypes and other.get("float32"):
         notes.append(f"{other['float32']} of {sum(other.values())} other float ops ran in float32 too")
     kept = (transform.fp32_nodes_user or 0) + (transform.fp32_nodes_required or 0)
     if kept:
         notes.append(f"{kept} node(s) kept in FP32 by the conversion (user list + float32-only inputs)")
-    return "fp16" if n16 == total else ("fp32" if n16 == 0 else "mixed")
+    return "fp16" if n16 == total else ("fp32" if n16 + fed == 0 else "mixed")
 
 
 def _int8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str, ops: str,
@@ -146,9 +151,11 @@ def _int8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionT
     """The effective precision of an INT8 request from the dtypes `by` of its `ops` nodes; its note goes to `notes`."""
     total = sum(by.values())
     n8 = by.get("int8", 0) + by.get("uint8", 0)
+    fed = min(facts.int8_fed, total - n8)  # float kernels on int8-dequantized values: INT8's numbers, float arithmetic
     if n8 < total:
-        notes.append(f"{ran} {n8} of {total} {ops} nodes as int8 kernels; "
-                     f"{total - n8} in float on dequantized inputs or unquantized")
+        notes.append(f"{ran} {n8} of {total} {ops} nodes as int8 kernels"
+                     + (f", {fed} in float arithmetic on int8-dequantized inputs (Q/DQ)" if fed else "")
+                     + f"; {total - n8 - fed} unquantized (float)")
     dropped = transform.clips_ort_drops or {}
     if dropped:
         name, lo = next(iter(dropped.items()))
@@ -156,7 +163,7 @@ def _int8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionT
                      f"int8 range reaches below the Clip's minimum by less than float32's epsilon (e.g. {name!r}, to "
                      f"{lo:.3g}): their negatives pass — activations this small (a random-init or badly scaled layer) "
                      "meet an optimiser rule that compares in absolute terms")
-    return "int8" if n8 == total else ("fp32" if n8 == 0 else "mixed")
+    return "int8" if n8 + fed == total else ("fp32" if n8 + fed == 0 else "mixed")
 
 
 def _fp8_effective(facts: GraphFacts, by: dict[str, int], transform: PrecisionTransform, ran: str, ops: str,
@@ -205,7 +212,7 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
     dtypes: Counter = Counter()
     other: Counter = Counter()
     ops: set[str] = set()
-    casts = fp8 = block = 0
+    casts = fp8 = block = int8 = half = 0
     fallback: tuple[str, ...] | None = ()
     error = None
     for f in all_facts:
@@ -218,8 +225,10 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
         casts += f.casts
         fp8 += f.fp8_fed
         block += f.block_fed
+        int8 += f.int8_fed
+        half += f.half_fed
         fallback = None if f.cpu_fallback is None or fallback is None else fallback + tuple(f.cpu_fallback)
-    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8, block)
+    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8, block, int8, half)
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
@@ -262,14 +271,30 @@ def graph_facts(opt: "onnx.ModelProto") -> GraphFacts:
             other[dt] += 1
     casts = sum(1 for n in opt.graph.node if n.op_type == "Cast")
     return GraphFacts(dict(by), tuple(sorted(ops)), dict(other), casts, fp8_fed=_fp8_fed(opt, dtypes),
-                      block_fed=_block_fed(opt))
+                      block_fed=_block_fed(opt), int8_fed=_fed_from(opt, dtypes, {2, 3}),
+                      half_fed=_half_fed(opt, dtypes))
 
 
 def _fp8_fed(opt: "onnx.ModelProto", dtypes: dict[str, int]) -> int:
     """Compute nodes whose data input is a DequantizeLinear's output of a float8 tensor."""
-    from_float8 = {n.output[0] for n in opt.graph.node
-                   if n.op_type == "DequantizeLinear" and n.input and dtypes.get(n.input[0]) in _FLOAT8}
-    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and n.input[0] in from_float8)
+    return _fed_from(opt, dtypes, _FLOAT8)
+
+
+def _fed_from(opt: "onnx.ModelProto", dtypes: dict[str, int], kinds) -> int:
+    """Compute nodes whose data input, and weight where they take one, are DequantizeLinear outputs of tensors of an
+    element type in `kinds` (float arithmetic on the format's values: a fake-quantized Conv / MatMul / Gemm)."""
+    made = {n.output[0] for n in opt.graph.node
+            if n.op_type == "DequantizeLinear" and n.input and dtypes.get(n.input[0]) in kinds}
+    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and n.input[0] in made
+               and (len(n.input) < 2 or kinds is _FLOAT8 or n.input[1] in made))
+
+
+def _half_fed(opt: "onnx.ModelProto", dtypes: dict[str, int]) -> int:
+    """Compute nodes whose data input is a Cast to float32 of a float16 tensor (ORT CPU's Casts around a float16
+    Conv it has no kernel for: float16 values in, float32 arithmetic)."""
+    up = {n.output[0] for n in opt.graph.node if n.op_type == "Cast" and n.input and dtypes.get(n.input[0]) == 10
+          and any(a.name == "to" and a.i == 1 for a in n.attribute)}
+    return sum(1 for n in opt.graph.node if n.op_type in COMPUTE_OPS and n.input and n.input[0] in up)
 
 
 def _block_fed(opt: "onnx.ModelProto") -> int:

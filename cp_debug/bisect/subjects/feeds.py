@@ -145,7 +145,7 @@ def _samples(option: str, name: str, arr: np.ndarray, shape: tuple) -> int:
 
 def _sample(arr: np.ndarray, k: int, shape: tuple) -> np.ndarray:
     if arr.ndim == len(shape) + 1:
-        return arr[k]
+        return np.asarray(arr[k])  # a 0-d input's sample (silero-vad's `sr`) stays an array, not a numpy scalar
     b = shape[0] if shape else 1
     return arr[k * b:(k + 1) * b] if arr.shape != tuple(shape) else arr
 

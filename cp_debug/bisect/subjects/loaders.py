@@ -249,6 +249,11 @@ def onnx_subject(path: str | Path, inputs: str | Path | None = None, seed: int =
             dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
             feed[i.name] = rng.standard_normal(shp).astype(dt) if np.issubdtype(dt, np.floating) else \
                 np.zeros(shp, dtype=dt)
+    if feed:  # an If the sample decides runs as its taken branch, so the layers inside are probed (graph/branches.py)
+        from cp_debug.graph.branches import inline_taken_branches
+
+        inlined = inline_taken_branches(model, feed)
+        model, said = inlined.model, [*said, *inlined.said]
     stage = Stage(name=Path(path).stem, input_names=names, output_names=tuple(o.name for o in model.graph.output),
                   onnx_model=model, exporter="given")
     return Subject(name=str(path), stages=[stage], inputs=feed,

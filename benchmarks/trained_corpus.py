@@ -1,0 +1,143 @@
+"""Trained models whose weights ship in PyPI wheels, each judged at its application's decision, and cp_debug's
+answer on them against a right answer found without it, by intervention (issue 115, items 4 and 6).
+
+    pip install silero-vad nudenet            # 11 MB + 11 MB wheels; the weights load from the installed package
+    python benchmarks/trained_corpus.py [--models silero-vad,nudenet] [--candidates fp16,int8] [--out DIR]
+        [--answers tests/data/trained_corpus.json]   # write the right answers found (else: read and check them)
+
+Per model × candidate (`fp16`: onnxconverter-common's float16 with its `node_block_list`; `int8`: ONNX Runtime's
+quantize_static, Q/DQ, its defaults, calibrated on the model's own samples, with `nodes_to_exclude`):
+1. the decision: silero-vad's speech flag per 32 ms frame (probability ≥ 0.5, the state carried frame to frame, as
+   `get_speech_timestamps` reads it); nudenet's boxes after its own post-processing (score ≥ 0.2, NMS 0.25 / 0.45:
+   class and box rounded to 8 px);
+2. the right answer, by intervention: the candidate unchanged keeps every decision → "healthy"; else each node
+   the conversion touched is kept out of it alone (FP32 / not quantized) and the nodes that alone bring every
+   decision back are the answer ("none alone" where no single one does);
+3. cp_debug: `cpdebug bisect --onnx MODEL --inputs SAMPLE -b ort-cpu,ort@DIR` on the candidate file, at the sample
+   whose decision moves (else the first one), with its outcome, exit code and root cause;
+4. the scorecard: right where a healthy candidate is neither flagged nor refused, and a broken one's root cause
+   is one of the nodes that alone bring the decision back.
+Nothing is downloaded at run time: the models are the wheels' files (importlib.metadata), the samples are made here
+(a voiced vowel with formants after half a second of room noise; matplotlib's `grace_hopper.jpg` portrait).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWERS = ROOT / "tests" / "data" / "trained_corpus.json"
+sys.path.insert(0, str(ROOT))
+
+from tests.trained.corpus import MODELS, make, right_answer, session  # noqa: E402 - the corpus lives beside its tests
+
+
+# -- cp_debug on the candidate file ----------------------------------------------------------------------------
+def bisect(spec, kind: str, model, feeds, sample: int, work: Path) -> dict:
+    import onnx
+
+    calib = feeds[:: max(1, len(feeds) // 8)]
+    (work / "cand").mkdir(parents=True, exist_ok=True)
+    onnx.save(model, work / "model.onnx")
+    onnx.save(make(kind, model, calib), work / "cand" / "model.onnx")
+    np.savez(work / "sample.npz", **feeds[sample])
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
+                           "--inputs", str(work / "sample.npz"), "-b", f"ort-cpu,ort@{work / 'cand'}", "--json",
+                           str(work / "r.json"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    if not (work / "r.json").exists():
+        return {"exit": proc.returncode, "outcome": "refused", "root_cause": None,
+                "said": (proc.stderr.strip().splitlines() or [""])[-1][:200]}
+    rep = json.loads((work / "r.json").read_text())
+    cand = rep["candidates"][0]
+    root = (rep.get("root_cause") or {}).get(cand) or {}
+    probe = root.get("probe") if isinstance(root, dict) else root
+    return {"exit": proc.returncode, "outcome": (rep.get("outcomes") or {}).get(cand), "root_cause": probe,
+            "said": (rep.get("outcome_reasons") or {}).get(cand, "")[:200]}
+
+
+def one_story(model, feeds, sample: int, work: Path) -> tuple[str | None, str | None, str]:
+    """Item 5: the built-in `ort-cpu-int8` and the same quantization written as a user's file (cp_debug's own
+    quantizer settings through ORT's quantize_static, the same calibration samples) given as `ort@DIR`: their
+    root causes (the built-in's, the file's) and the exit code."""
+    import onnx
+
+    from cp_debug.precision.int8 import quantize_int8
+
+    calib = feeds[:: max(1, len(feeds) // 8)]
+    (work / "same").mkdir(parents=True, exist_ok=True)
+    onnx.save(model, work / "model.onnx")
+    onnx.save(quantize_int8(model, calib).model, work / "same" / "model.onnx")
+    np.savez(work / "sample.npz", **feeds[sample])
+    np.savez(work / "calib.npz", **{k: np.stack([f[k] for f in calib]) for k in calib[0]})
+    proc = subprocess.run([sys.executable, "-m", "cp_debug.cli.main", "bisect", "--onnx", str(work / "model.onnx"),
+                           "--inputs", str(work / "sample.npz"), "--calib", str(work / "calib.npz"), "-b",
+                           f"ort-cpu,ort-cpu-int8,ort@{work / 'same'}", "--json", str(work / "r.json"), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if not (work / "r.json").exists():
+        return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:160]}"
+    roots = json.loads((work / "r.json").read_text()).get("root_cause") or {}
+    built, file = (((roots.get(c) or {}).get("probe")) for c in ("ort-cpu-int8", f"ort@{work / 'same'}"))
+    return built, file, f"exit {proc.returncode}"
+
+
+def right(ans: dict, got: dict) -> bool:
+    if ans["healthy"]:
+        return got["outcome"] in ("within_precision", "degraded")
+    if got["outcome"] in ("refused", "within_precision", "not_run_as_asked", None):
+        return False
+    probe = got.get("root_cause") or ""  # a node's output tensor (`<node>_output_0`, as exporters name them)
+    return any(probe == r or probe.startswith(f"{r}_output_") or probe == f"{r}_Output" for r in ans["restoring"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--candidates", default="fp16,int8")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "trained_corpus")
+    ap.add_argument("--answers", type=Path, default=None, help="write the right answers found here")
+    ap.add_argument("--no-cpdebug", action="store_true", help="the right answers only")
+    args = ap.parse_args(argv)
+    known = json.loads(ANSWERS.read_text()) if ANSWERS.exists() else {}
+    found, rows = {}, []
+    for name in args.models.split(","):
+        spec = MODELS[name]
+        model = spec.model()
+        ref_run = session(model)
+        feeds = spec.samples(ref_run)
+        ref = spec.decisions(ref_run, feeds)
+        for kind in args.candidates.split(","):
+            ans = right_answer(spec, kind, model, feeds, ref)
+            found[f"{name}/{kind}"] = ans
+            was = known.get(f"{name}/{kind}")
+            same = "" if was is None else (" (as stored)" if was["healthy"] == ans["healthy"] else " (STORED DIFFERS)")
+            what = "healthy" if ans["healthy"] else (f"{ans['moved']}/{ans['of']} decisions move; alone restoring: "
+                                                     f"{', '.join(ans['restoring'][:5]) or 'none alone'}")
+            row = f"{name:11s} {kind:5s} right answer: {what}{same}"
+            if not args.no_cpdebug:
+                got = bisect(spec, kind, model, feeds, ans["sample"], args.out / name / kind)
+                ok = right(ans, got)
+                row += (f"\n{'':17s} cp_debug: {got['outcome']} (exit {got['exit']}), root cause {got['root_cause']}"
+                        f" — {'RIGHT' if ok else 'WRONG'}\n{'':17s} {got['said']}")
+                rows.append(ok)
+                if kind == "int8":
+                    built, file, code = one_story(model, feeds, ans["sample"], args.out / name / "one_story")
+                    row += (f"\n{'':17s} one story per quantization ({code}): built-in {built}, the same as a "
+                            f"file {file} — {'SAME' if built == file else 'DIFFERENT'}")
+                    rows.append(built == file)
+            print(row, flush=True)
+    if args.answers:
+        args.answers.write_text(json.dumps(found, indent=1) + "\n")
+    if rows:
+        print(f"scorecard: {sum(rows)} of {len(rows)} right")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
