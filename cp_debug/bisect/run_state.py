@@ -115,6 +115,8 @@ class CandidateState:
     # its library built an engine and will not run it here (`refused.py`): the error, and each stage's build facts
     refused: Any = None  # backends.trt.trt_engine.EngineRefusedError | None
     built: dict[str, dict | None] = field(default_factory=dict)
+    # the root cause confirmed at the outputs by restoring the proposed causes (`findings/intervention.py`)
+    intervention: Any = None
 
 
 class NullProgress:

@@ -14,6 +14,8 @@ import numpy as np
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
+from cp_debug.bisect.findings.decisions import decided_outcome
+from cp_debug.bisect.findings.intervention import confirmed_at
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
 from cp_debug.bisect.inconclusive import unstable_reference
@@ -48,6 +50,9 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     results = ordered(state, all_probes)
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
     placed = catalog.where(seg) if rc else None
+    confirmed = confirmed_at(state, rc)
+    if placed is not None and confirmed and not _within(placed.probe, rc):
+        placed = None  # the output decides: a finding's kind does not outrank a cause the intervention confirmed
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
@@ -77,10 +82,17 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped)
+    outcome, reason = decided_outcome(state, outcome, reason)
+    tried = state.intervention if rc and state.intervention is not None else None
+    if tried is not None and rc and _within(rc, tried.confirmed or tried.proposed):
+        hint = (hint + "; " if hint else "") + tried.text()
+    else:
+        tried = None
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
-        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner) if rc else None, path=path,
+        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner,
+                             tried.to_json() if tried is not None else None) if rc else None, path=path,
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
@@ -90,6 +102,13 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]
                   if f.text])
+
+
+def _within(probe: str | None, root: str | None) -> bool:
+    """`probe` is `root` or inside it (a module's child), or holds it."""
+    if probe is None or root is None:
+        return False
+    return probe == root or probe.startswith(f"{root}.") or root.startswith(f"{probe}.")
 
 
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.half import FP16_MAX
+from cp_debug.bisect.findings.saturation import saturates
 
 # ops that read big values and bring them back into range: kept with the op that wrote them
 _ATTENTION_READERS = ("Softmax",)
@@ -82,7 +83,7 @@ def find_overflow(seg, ref: dict, st, masks: frozenset = frozenset()) -> tuple[O
                 if t in masks and not (v[np.isfinite(v)] > FP16_MAX).any():
                     continue
                 a = np.abs(v[np.isfinite(v)])
-                if a.size and float(a.max()) > FP16_MAX:
+                if a.size and float(a.max()) > FP16_MAX and not saturates(seg.graph, t, ref):
                     big.append((node, t, float(a.max())))
                     break
     if not big:

@@ -1,0 +1,151 @@
+"""The root cause confirmed by intervention (issue 115, item 1): the own-error ranking proposes, the output decides.
+
+`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are
+beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
+own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
+and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
+decision flipped is the root cause, confirmed; where none alone does, all of them together are tried (a set). What
+was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). An overflow its
+consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
+
+Cost: one run of the stage, without probes, per candidate tried (at most `TRIED` + 2), only for a candidate whose
+outputs are wrong; a candidate within its budget at the outputs runs nothing here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cp_debug.bisect.cures.restore import OutputError, Restoration, output_error, restoration, run_restored
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.result import ProbeResult
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+TRIED = 3  # the proposed candidates restored one by one before the set of them
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One restoration run: what was restored, and the outputs' error after it."""
+
+    restored: tuple[Restoration, ...]
+    after: OutputError
+
+    def to_json(self, before: OutputError) -> dict:
+        r = self.restored
+        return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
+                "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
+                "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
+                "output_error_after": self.after.to_json(), "back": self.after.back}
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """The outcome of the restorations: the probe confirmed (None: no candidate alone brings the outputs back), the
+    set that does where one is needed, the error before, each run, and the seconds they took."""
+
+    proposed: str
+    confirmed: str | None
+    before: OutputError
+    tried: tuple[Tried, ...]
+    seconds: float
+    stage: int
+
+    @property
+    def cure(self) -> Tried | None:
+        """The run that brought the outputs back (a single candidate, or the set)."""
+        return next((t for t in self.tried if t.after.back), None)
+
+    @property
+    def confirmed_set(self) -> tuple[str, ...]:
+        c = self.cure
+        return tuple(x.probe for x in c.restored) if c is not None and len(c.restored) > 1 else ()
+
+    def keep(self) -> tuple[str, ...]:
+        """The nodes the cure keeps in FP32 or leaves out of INT8 (the advice, verified at the output)."""
+        c = self.cure
+        return tuple(n for x in c.restored for n in x.nodes) if c is not None else ()
+
+    def text(self) -> str:
+        c = self.cure
+        before = f"{self.before.ratio:.3g}× its budget"
+        tried = "; ".join(f"{t.restored[0].words() if len(t.restored) == 1 else 'all of them'}: "
+                          f"{t.after.ratio:.3g}×" for t in self.tried)
+        if c is None:
+            return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
+                    f"their budget (worst output {before}; {tried})")
+        what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
+        flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
+        how = c.restored[0].how
+        return (f"confirmed by intervention: {what} {how} brings the outputs back within their budget "
+                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried})")
+
+    def to_json(self) -> dict:
+        c = self.cure
+        return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
+                "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
+                "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
+                "tried": [t.to_json(self.before) for t in self.tried], "seconds": round(self.seconds, 3)}
+
+
+def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
+            ) -> Intervention | None:
+    """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
+    candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
+    if not ranked or state.refused is not None or not state.spec.runs_onnx:
+        return None
+    t0 = time.perf_counter()
+    restorable: list[Restoration] = []
+    for name in ranked:
+        r = restoration(run, state, name)
+        if r is not None and all(r.stage == x.stage for x in restorable):
+            restorable.append(r)
+        if len(restorable) == TRIED:
+            break
+    if not restorable:
+        return None
+    stage = restorable[0].stage
+    with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"):
+        before = output_error(run, state, stage, run_restored(run, state, stage, []))
+        if before.back:
+            return None
+        tried: list[Tried] = []
+        for r in restorable:
+            tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+            if tried[-1].after.back:
+                break
+        if not tried[-1].after.back and len(restorable) > 1:
+            group = tuple(restorable)
+            tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
+    cure = next((t for t in tried if t.after.back), None)
+    confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
+    return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage)
+
+
+def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
+              ) -> str | None:
+    """The root cause the intervention confirms at the outputs, else the own-error ranking's first; the intervention
+    kept on the state for the verdict (`state.intervention`)."""
+    from cp_debug.bisect.findings.decisions import flipped
+    from cp_debug.bisect.ranking import causes
+
+    proposed = ranked
+    if not ranked and results and flipped(state):  # within budget, yet a decision flips: who moves it
+        ranked = causes(results, results[0].probe)
+    try:
+        state.intervention = confirm(run, state, ranked, results)
+    except Exception as err:  # noqa: BLE001 - the ranking's proposal stands where the check cannot run
+        run.warnings.append(f"{state.label}: the root cause was not checked at the outputs: {err}")
+    found = state.intervention
+    return found.confirmed if found is not None and found.confirmed else (proposed[0] if proposed else None)
+
+
+def confirmed_at(state: "CandidateState", root: str | None) -> bool:
+    """The intervention confirmed `root` (alone, or first of the set that brings the outputs back)."""
+    found = state.intervention
+    if found is None or root is None:
+        return False
+    return found.confirmed == root or (bool(found.confirmed_set) and found.confirmed_set[0] == root)
