@@ -57,6 +57,9 @@ class BisectOptions:
     # a stage's screen for faults the outputs hide (`screen_ahead.py`) started as soon as its feeds are known, on a
     # helper thread beside the stage's runs: None where the candidate runs on CUDA (and `overlap`), True / False
     screen_ahead: bool | None = None
+    # `--metric NAME|FILE.py:FUNC` (eval's, `samples/tasks.task_metric`): the application's decision on every output
+    # by name; a value that changes is a flip (`findings/decisions.py`)
+    metric: Any = None
 
 
 @dataclass

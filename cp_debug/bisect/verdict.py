@@ -14,7 +14,7 @@ import numpy as np
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
-from cp_debug.bisect.findings.decisions import decided_outcome
+from cp_debug.bisect.findings.decisions import decided_outcome, shown
 from cp_debug.bisect.findings.intervention import confirmed_at
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
@@ -51,8 +51,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
     placed = catalog.where(seg) if rc else None
     confirmed = confirmed_at(state, rc)
-    if placed is not None and confirmed and not _within(placed.probe, rc):
-        placed = None  # the output decides: a finding's kind does not outrank a cause the intervention confirmed
+    if placed is not None and confirmed and not placed.replaces_hint and not _within(placed.probe, rc):
+        # the output decides: a range's kind does not outrank a cause the intervention confirmed (a decision, measured
+        # on the reference's choice, is an intervention of its own)
+        placed = None
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
@@ -97,7 +99,7 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
-        decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
+        decisions=[d.to_json() for d in [*shown(state.decisions, choice), *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
         error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]

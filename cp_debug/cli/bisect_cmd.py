@@ -89,6 +89,11 @@ def bisect(
              "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
              "several files.")] = None,
     int8: Int8Dir = None,
+    metric: Annotated[Optional[str], typer.Option(
+        "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, eval's metrics: a built-in "
+        "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name; a value that changes "
+        "is a decision flipped (never within precision), the layer that moves it confirmed by intervention. "
+        "Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")] = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
     exclude_int8: Annotated[Optional[str], exclude_int8_option(
@@ -166,9 +171,19 @@ def bisect(
                              keep_fp32=_csv_list(keep_fp32),
                              exclude_int8=_csv_list(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
                              device_budget_mb=device_budget,
-                             lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode)
+                             lockstep_mode=lockstep_mode, tolerance_mode=tolerance_mode,
+                             metric=_metric(metric))
         code = run_bisect(pairs, subject, opts, calib, outputs, third_party, budget_limits)
     raise typer.Exit(code)
+
+
+def _metric(text: str | None):
+    """`--metric` as eval reads it (`samples/tasks.task_metric`), None without one."""
+    if text is None:
+        return None
+    from cp_debug.samples.tasks import task_metric
+
+    return task_metric(text)
 
 
 def _recipe_model(recipe: str | None, torch_model: str | None, onnx_model: Path | None,

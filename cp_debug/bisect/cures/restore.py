@@ -114,7 +114,9 @@ def run_restored(run: "RunState", state: "CandidateState", stage: int, restored:
     replaced = [r for r in restored if r.how == REPLACE]
     if replaced:
         model = _with_reference_inputs(model, [r.tensor for r in replaced])
-        feed.update({_REF_INPUT.format(r.tensor): np.asarray(run.store.get(r.probe)) for r in replaced})
+        dtypes = {i.name: np.float16 if i.type.tensor_type.elem_type == 10 else np.float32 for i in model.graph.input}
+        feed.update({(n := _REF_INPUT.format(r.tensor)): np.asarray(run.store.get(r.probe)).astype(dtypes[n])
+                     for r in replaced})
     kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
     keep = [n for r in restored if r.how == KEEP for n in r.nodes]
     exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
@@ -138,7 +140,7 @@ def _with_reference_inputs(model, tensors: list[str]):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     types = tensor_types(m)
-    for t in tensors:
+    for t in dict.fromkeys(tensors):
         name = _REF_INPUT.format(t)
         for node in m.graph.node:
             for k, x in enumerate(node.input):

@@ -118,18 +118,28 @@ def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[st
 
 
 def decided_outcome(state, outcome, reason: str | None):
-    """The outcome with the candidate's output decisions weighed: a `--metric` that changes is diverged, a Sigmoid /
-    Softmax output deciding otherwise at least degraded — never within precision — with the decision said."""
+    """The outcome with the candidate's `--metric` weighed: a value that changes is diverged — never within
+    precision —, the decision said. A Sigmoid / Softmax output deciding otherwise without a metric is a decision of
+    the report, the outcome left to the noise model and the findings (a near tie upstream is what the format does)."""
     from cp_debug.compare import noise
 
-    changed = flipped(state)
+    changed = flipped(state, metric_only=True)  # a Sigmoid / Softmax flip is said, not judged
     if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
         return outcome, reason
-    worst = noise.Outcome.DIVERGED if any(d.rule == "metric" for d in changed) else noise.Outcome.DEGRADED
+    worst = noise.Outcome.DIVERGED
     words = "; ".join(d.summary for d in changed)
     return noise.worst([outcome, worst]), f"the decision changes: {words}" + (f"; {reason}" if reason else "")
 
 
-def flipped(state) -> list[OutputDecision]:
-    """The candidate's output decisions that flip."""
-    return [d for d in state.decisions if isinstance(d, OutputDecision) and d.changed]
+def flipped(state, metric_only: bool = False) -> list[OutputDecision]:
+    """The candidate's output decisions that flip (`metric_only`: its `--metric`'s)."""
+    return [d for d in state.decisions if isinstance(d, OutputDecision) and d.changed
+            and (d.rule == "metric" or not metric_only)]
+
+
+def shown(decisions: list, choice) -> list:
+    """The decisions a report lists: with a decision inside the model measured as the cause (`choice`), the output
+    flips read at 0.5 / argmax are what it did, not decisions of their own (a `--metric`'s stays)."""
+    if choice is None:
+        return list(decisions)
+    return [d for d in decisions if not isinstance(d, OutputDecision) or d.rule == "metric"]

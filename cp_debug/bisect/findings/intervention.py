@@ -101,7 +101,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     restorable: list[Restoration] = []
     for name in ranked:
         r = restoration(run, state, name)
-        if r is not None and all(r.stage == x.stage for x in restorable):
+        if r is not None and all(r.stage == x.stage and (r.tensor, r.nodes) != (x.tensor, x.nodes)
+                                 for x in restorable):  # one probe a tensor: a module and its last child alike
             restorable.append(r)
         if len(restorable) == TRIED:
             break
@@ -133,7 +134,7 @@ def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], resul
     from cp_debug.bisect.ranking import causes
 
     proposed = ranked
-    if not ranked and results and flipped(state):  # within budget, yet a decision flips: who moves it
+    if not ranked and results and flipped(state, metric_only=True):  # within budget, the metric moves: by whom
         ranked = causes(results, results[0].probe)
     try:
         state.intervention = confirm(run, state, ranked, results)
