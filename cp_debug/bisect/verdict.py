@@ -85,11 +85,10 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped)
     outcome, reason = decided_outcome(state, outcome, reason)
-    tried = state.intervention if rc and state.intervention is not None else None
-    if tried is not None and rc and _within(rc, tried.confirmed or tried.proposed):
-        hint = (hint + "; " if hint else "") + tried.text()
-    else:
-        tried = None
+    closing = [f for f in ran.values() if f.adds_to_hint and f.text]
+    if closing:
+        hint = "; ".join([*([hint] if hint else []), *(f.text for f in closing)])
+    tried = next((f.detail for f in closing if f.detail is not None and hasattr(f.detail, "to_json")), None)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,

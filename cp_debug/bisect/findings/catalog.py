@@ -264,8 +264,30 @@ class RuntimeDefaults:
                        outcome=(Outcome.DIVERGED, fault.text) if fault.wrong else None, detail=fault)
 
 
+@dataclass(frozen=True)
+class Intervened:
+    """The root cause restored in the candidate's terms and run to the outputs (`intervention.py`, run before the
+    verdict): confirmed where that brings them back, else what was tried; its words close the hint."""
+
+    fault: str = "intervention"
+    role: Role = Role.RUN
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.state.intervention is not None
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.intervention import about
+
+        tried = seg.state.intervention
+        if not about(tried, seg.root):
+            return None
+        cure = tried.cure
+        return Finding(self.fault, self.role, seg.root, tried.text(),
+                       cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
+
+
 EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), SegmentWhy(), QdqFile(), Eps(), Export(),
-                                   CalibrationFit(), GraphDifference(), RuntimeDefaults())
+                                   CalibrationFit(), GraphDifference(), RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:

@@ -150,3 +150,11 @@ def confirmed_at(state: "CandidateState", root: str | None) -> bool:
     if found is None or root is None:
         return False
     return found.confirmed == root or (bool(found.confirmed_set) and found.confirmed_set[0] == root)
+
+
+def about(found: Intervention | None, root: str | None) -> bool:
+    """`found` speaks of `root`: the probe it confirmed or proposed, one inside it, or one holding it."""
+    if found is None or root is None:
+        return False
+    probe = found.confirmed or (found.confirmed_set[0] if found.confirmed_set else found.proposed)
+    return root == probe or root.startswith(f"{probe}.") or probe.startswith(f"{root}.")
