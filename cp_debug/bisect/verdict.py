@@ -242,7 +242,9 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=said.get("segment") or said.get("qdq file"), eps=said.get("eps"), export=said.get("export"),
+        segment_why="; ".join([*(f.text for f in whys.values() if f.replaces_hint and f.text),  # the mechanism first
+                               *([w] if (w := said.get("segment") or said.get("qdq file")) else [])]) or None,
+        eps=said.get("eps"), export=said.get("export"),
         calib_fit=said.get("calibration"))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story

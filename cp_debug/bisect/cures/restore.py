@@ -83,11 +83,11 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
         "int8", "fp8", "nvfp4", "mxfp8") else None
     if how is None:
         return None
-    nodes = _nodes(st, probe, tensor, p.kind)
+    nodes = probe_nodes(st, probe, tensor, p.kind)
     return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
 
 
-def _nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:
+def probe_nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:
     """The ONNX nodes `probe` stands for: every node its module created (its scope chain holds it), else the node
     that writes its tensor."""
     model = st.onnx()

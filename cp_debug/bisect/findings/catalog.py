@@ -107,6 +107,29 @@ class RangeLoss:
 
 # -- why ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ConstantRange:
+    """A constant or a statistic the root cause reads beyond float16's range (a BatchNorm's running variance, a
+    weight, a fill): said as such, in place of the rounding hint (`constant_range.py`)."""
+
+    fault: str = "constant"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.precision == "fp16" and c.spec.runs_onnx and not c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.constant_range import constant_out_of_range
+
+        p = seg.run.probes.get(seg.root) if seg.root else None
+        r = seg.state.results.get(seg.root) if seg.root else None
+        if p is None or r is None or _own_status(r) == "ok":
+            return None
+        found = constant_out_of_range(seg.run, seg.state, p.stage, p.name)
+        return Finding(self.fault, self.role, p.name, found.text(), found.value, replaces_hint=True,
+                       detail=found) if found else None
+
+
+@dataclass(frozen=True)
 class SegmentWhy:
     """The op inside the root cause's segment that overflows, flushes or first makes NaN/Inf, or the tensor whose
     INT8 / FP8 / block range loses its values, with its advice tried on the segment; `owner`: the module whose own
@@ -286,8 +309,9 @@ class Intervened:
                        cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
 
 
-EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), SegmentWhy(), QdqFile(), Eps(), Export(),
-                                   CalibrationFit(), GraphDifference(), RuntimeDefaults(), Intervened())
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), SegmentWhy(), QdqFile(),
+                                   Eps(), Export(), CalibrationFit(), GraphDifference(), RuntimeDefaults(),
+                                   Intervened())
 
 
 def where(seg: Segment) -> Finding | None:
