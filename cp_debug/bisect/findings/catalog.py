@@ -137,6 +137,7 @@ class SegmentWhy:
 
     fault: str = "segment"
     role: Role = Role.WHY
+    unless: tuple[str, ...] = ("flush", "constant")  # the mechanism said before it: no second why
 
     def applies(self, c: Candidate) -> bool:
         return c.ran
@@ -182,6 +183,29 @@ class QdqFile:
 
         text = qdq_file_why(seg.run, seg.state, seg.root) if seg.root else None  # any probe: a file's tensor
         return Finding(self.fault, self.role, seg.root, text) if text else None
+
+
+@dataclass(frozen=True)
+class FlushBefore:
+    """Underflow before a Log / Div / Sqrt / Pow named at its producer (the eps Add), with the keep set tried at the
+    outputs (`flush_why.py`): in place of "no FP32 value leaves float16's range"."""
+
+    fault: str = "flush"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.precision == "fp16" and c.spec.runs_onnx and not c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.flush_why import flush_before
+
+        p = seg.run.probes.get(seg.root) if seg.root else None
+        r = seg.state.results.get(seg.root) if seg.root else None
+        if p is None or r is None or _own_status(r) not in NON_FINITE:
+            return None
+        found = flush_before(seg.run, seg.state, p.stage, p.name)
+        return Finding(self.fault, self.role, p.name, found.text(), found.share, replaces_hint=True,
+                       detail=found) if found else None
 
 
 @dataclass(frozen=True)
@@ -309,9 +333,9 @@ class Intervened:
                        cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
 
 
-EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), SegmentWhy(), QdqFile(),
-                                   Eps(), Export(), CalibrationFit(), GraphDifference(), RuntimeDefaults(),
-                                   Intervened())
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), FlushBefore(),
+                                   SegmentWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(),
+                                   RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:
