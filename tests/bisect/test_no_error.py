@@ -1,4 +1,4 @@
-"""Issue 115, items 2 and 7: "this difference is no error" (bisect/findings/no_error.py, saturation.py) on small
+"""Issue 115, items 2 and 7: "this difference is no error" (bisect/findings/no_error.py) on small
 graphs made here — an overflow a saturated tanh absorbs is excused, one that reaches the outputs is not."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from cp_debug.bisect.findings.no_error import excused
-from cp_debug.bisect.findings.saturation import saturates
+from cp_debug.bisect.findings.no_error import excused, saturates
 
 
 def _graph(last: str) -> onnx.GraphProto:
