@@ -9,7 +9,8 @@ was tried is said (`Intervention.to_json`: each candidate's output error ÷ budg
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
 
 Cost: one run of the stage, without probes, per candidate tried (at most `TRIED` + 2), only for a candidate whose
-outputs are wrong; a candidate within its budget at the outputs runs nothing here.
+outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
+restoration); a candidate with no divergent probe runs nothing here.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
             ) -> Intervention | None:
     """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
     candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
-    if not ranked or state.refused is not None or not state.spec.runs_onnx:
+    from cp_debug.backends.spec import Capability
+
+    # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
+    if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
         return None
     t0 = time.perf_counter()
     restorable: list[Restoration] = []
