@@ -36,11 +36,12 @@ class Restoration:
     how: str
     nodes: tuple[str, ...] = ()
     tensor: str | None = None
+    segment: bool = False  # its whole segment, not only its module's own nodes (`widened`)
 
     def words(self) -> str:
         if self.how == REPLACE:
             return f"{self.probe} ({self.how})"
-        return f"{self.probe} ({len(self.nodes)} node(s) {self.how})"
+        return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,30 @@ def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restora
         return None
     nodes = probe_nodes(st, probe, tensor, p.kind)
     return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
+
+
+def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
+    """`r` over the probe's whole segment — every node between the tensors whose reference value is known and the
+    probe's tensor, as its local error ran it (code its parent runs between its children: an attention's QK^T and
+    softmax before its `out` projection) — where that holds more than the module's own nodes; else None."""
+    if r.how == REPLACE:
+        return None
+    st = run.stage_of(state.label, r.stage)
+    pm = st.probe_map()
+    p = run.probes[r.probe]
+    tensor = r.probe if p.kind == "output" else pm.tensors.get(r.probe)
+    model = st.onnx()
+    known = set(run.known_tensors(r.stage, st)) - {tensor}
+    writer = {t: n for n in model.graph.node for t in n.output}
+    seen, todo = set(), [tensor]
+    while todo:
+        n = writer.get(todo.pop())
+        if n is None or n.name in seen or n.op_type == "Constant":
+            continue
+        seen.add(n.name)
+        todo += [x for x in n.input if x and x not in known]
+    nodes = tuple(n.name for n in model.graph.node if n.name in seen or n.name in r.nodes)
+    return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
 
 
 def probe_nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:

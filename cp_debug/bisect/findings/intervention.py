@@ -8,7 +8,10 @@ decision flipped is the root cause, confirmed; where none alone does, all of the
 was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). An overflow its
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
 
-Cost: one run of the stage, without probes, per candidate tried (at most `TRIED` + 2), only for a candidate whose
+A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
+again over its segment, as its local error ran it (`restore.widened`).
+
+Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + 2), only for a candidate whose
 outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
 restoration); a candidate with no divergent probe runs nothing here.
 """
@@ -19,7 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import OutputError, Restoration, output_error, restoration, run_restored
+from cp_debug.bisect.cures.restore import (OutputError, Restoration, output_error, restoration, run_restored,
+                                           widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
@@ -120,6 +124,9 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
         tried: list[Tried] = []
         for r in restorable:
             tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+            wide = widened(run, state, r) if not tried[-1].after.back else None
+            if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
+                tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
             if tried[-1].after.back:
                 break
         if not tried[-1].after.back and len(restorable) > 1:
