@@ -203,7 +203,7 @@ class FlushBefore:
 
         p = seg.run.probes.get(seg.root) if seg.root else None
         r = seg.state.results.get(seg.root) if seg.root else None
-        if p is None or r is None or _own_status(r) not in NON_FINITE:
+        if p is None or r is None or _own_status(r) != "inf":  # 0 / 0 is NaN: an eps's (`Eps`), not a flush's
             return None
         found = flush_before(seg.run, seg.state, p.stage, p.name)
         return Finding(self.fault, self.role, p.name, found.text(), found.share, replaces_hint=True,
