@@ -5,7 +5,9 @@ beyond their budget or a decision they carry flips, the top `TRIED` candidates a
 own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
 and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
 decision flipped is the root cause, confirmed; where none alone does, all of them together are tried (a set). What
-was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). An overflow its
+was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's file
+is restored by a tensor replaced with the reference's, which hides every error that flowed into it: a tensor later
+than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. An overflow its
 consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
 
 A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
@@ -22,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cp_debug.bisect.cures.restore import (OutputError, Restoration, output_error, restoration, run_restored,
-                                           widened)
+from cp_debug.bisect.cures.restore import (REPLACE, OutputError, Restoration, output_error, restoration,
+                                           run_restored, widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp_debug.bisect.result import ProbeResult
@@ -38,13 +40,15 @@ class Tried:
 
     restored: tuple[Restoration, ...]
     after: OutputError
+    hides: bool = False  # a tensor after the proposal replaced: back, but by hiding what flowed into it
 
     def to_json(self, before: OutputError) -> dict:
         r = self.restored
         return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
                 "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
                 "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
-                "output_error_after": self.after.to_json(), "back": self.after.back}
+                "output_error_after": self.after.to_json(), "back": self.after.back and not self.hides,
+                "hides_upstream": self.hides}
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Intervention:
     @property
     def cure(self) -> Tried | None:
         """The run that brought the outputs back (a single candidate, or the set)."""
-        return next((t for t in self.tried if t.after.back), None)
+        return next((t for t in self.tried if t.after.back and not t.hides), None)
 
     @property
     def confirmed_set(self) -> tuple[str, ...]:
@@ -129,11 +133,17 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
                 tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
             if tried[-1].after.back:
                 break
-        if not tried[-1].after.back and len(restorable) > 1:
+        if not tried[-1].after.back and len(restorable) > 1 and restorable[0].how != REPLACE:  # a set of tensors
+            # replaced would hide what flows into its latest
             group = tuple(restorable)
             tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
     cure = next((t for t in tried if t.after.back), None)
     confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
+    order = {r.probe: k for k, r in enumerate(results)}
+    if confirmed is not None and cure.restored[0].how == REPLACE and order.get(confirmed, 0) > order.get(
+            ranked[0], 0):  # a later tensor replaced hides every error that flowed into it: no cause of its own
+        confirmed = None
+        tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
     return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage)
 
 
