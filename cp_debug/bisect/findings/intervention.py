@@ -97,7 +97,7 @@ class Intervention:
         return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
                 "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
                 "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
-                "tried": [t.to_json(self.before) for t in self.tried], "seconds": round(self.seconds, 3)}
+                "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
 
 
 def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
@@ -121,7 +121,8 @@ def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results
     if not restorable:
         return None
     stage = restorable[0].stage
-    with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"):
+    with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
+            f"{state.label}: root cause confirmed"):
         before = output_error(run, state, stage, run_restored(run, state, stage, []))
         if before.back:
             return None
