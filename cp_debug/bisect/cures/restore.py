@@ -99,7 +99,8 @@ def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restora
     p = run.probes[r.probe]
     tensor = r.probe if p.kind == "output" else pm.tensors.get(r.probe)
     model = st.onnx()
-    known = set(run.known_tensors(r.stage, st)) - {tensor}
+    known = ({pm.tensors[n] for n, q in run.probes.items() if q.stage == r.stage and n in pm.tensors}
+             | set(st.input_names)) - {tensor}  # every probe's tensor bounds a segment, stored or not
     writer = {t: n for n in model.graph.node for t in n.output}
     seen, todo = set(), [tensor]
     while todo:
