@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from cp_debug.errors import BadInputError
 from cp_debug.lidar.record import ModelRecord
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cp_debug.backends.spec import BackendSpec
-    from cp_debug.bisect.run_state import BisectOptions
+    from cp_debug.bisect.options import BisectOptions
     from cp_debug.bisect.subjects.loaders import GivenModule
     from cp_debug.export.dynamic import DynamicAxes
 
@@ -115,10 +115,11 @@ def options_group(*, level: str | None = None, refine: bool = True, atol: float 
                   cudnn_algo: str | None = None, noise_floor: bool = True, local: bool = True,
                   keep_fp32: "str | Sequence[str] | None" = None, exclude_int8: "str | Sequence[str] | None" = None,
                   seed: int = 0, memory_budget: int | None = None, device_budget: int | None = None,
-                  lockstep_mode: str = "auto") -> "BisectOptions":
+                  lockstep_mode: str = "auto", metric: Any = None) -> "BisectOptions":
     """How the run compares: the engine's options, each checked (a tolerance mode against atol/rtol, a cuDNN
-    algorithm, a lockstep mode); node lists as comma-separated text or a list."""
-    from cp_debug.bisect.run_state import BisectOptions
+    algorithm, a lockstep mode); node lists as comma-separated text or a list; `metric` the application's decision
+    (eval's `--metric NAME|FILE.py:FUNC`, or a function already read)."""
+    from cp_debug.bisect.options import BisectOptions
     from cp_debug.compare.noise import check_mode
     from cp_debug.determinism import check_conv_algo
 
@@ -129,7 +130,17 @@ def options_group(*, level: str | None = None, refine: bool = True, atol: float 
     return BisectOptions(level=level, refine=refine, atol=atol, rtol=rtol, deterministic=deterministic,
                          cudnn_algo=cudnn_algo, noise_floor=noise_floor, local=local, keep_fp32=names(keep_fp32),
                          exclude_int8=names(exclude_int8), seed=seed, memory_budget_mb=memory_budget,
-                         device_budget_mb=device_budget, lockstep_mode=lockstep_mode, tolerance_mode=mode)
+                         device_budget_mb=device_budget, lockstep_mode=lockstep_mode, tolerance_mode=mode,
+                         metric=_metric(metric))
+
+
+def _metric(metric: Any):
+    """`--metric` as eval reads it (`samples/tasks.task_metric`); a function given by the library as it is."""
+    if metric is None or callable(metric):
+        return metric
+    from cp_debug.samples.tasks import task_metric
+
+    return task_metric(metric)
 
 
 def bisect_request(pairs: Pairs, subject: SubjectRequest, options: "BisectOptions",

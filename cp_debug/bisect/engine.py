@@ -31,7 +31,9 @@ from cp_debug.bisect.stages.ahead import Ahead, runs_ahead
 from cp_debug.bisect.stages.placement import device_whole
 from cp_debug.bisect.findings.contribution import judge_small_terms
 from cp_debug.bisect.stages.fits import check_fits, subject_weights
-from cp_debug.bisect.ranking import beyond_locally, first_divergent, root_cause
+from cp_debug.bisect.findings.decisions import record_flips
+from cp_debug.bisect.findings.intervention import confirmed
+from cp_debug.bisect.ranking import beyond_locally, causes, first_divergent, root_cause
 from cp_debug.bisect.stages.screen import screen_candidates
 from cp_debug.bisect.stages.screen_ahead import ScreenAhead
 from cp_debug.bisect.stages.refused import build_later_stage, refusal, refused_at
@@ -133,6 +135,7 @@ class BisectEngine:
                 rs.ref_outputs[i] = {k: ref_out[k] for k in st.output_names}
                 ref_up.update(rs.ref_outputs[i])
             self._detection_verdicts(states, cand_up)
+            record_flips(rs, states, cand_up)  # the decisions the outputs carry (`findings/decisions.py`)
             with rs.phases.timed("screen"):
                 screened = screen_candidates(rs, states, self._measure, screens)  # NaN/Inf the outputs hide
         with rs.phases.timed("graph as deployed"):
@@ -387,7 +390,7 @@ class BisectEngine:
         judge_small_terms(self.run_state, state, list(state.results))
         results = ordered(state, probes)
         fd = first_divergent(results)
-        rc = root_cause(results, fd)
+        rc = confirmed(self.run_state, state, causes(results, fd), results)  # proposed, confirmed at the outputs
         path: list[str] = [rc] if rc else []
         if rc is None and self.opts.refine and self.opts.level is None:  # a layer a block's output hides
             inside = look_inside(self.run_state, state, results, self._measure)

@@ -132,9 +132,14 @@ class RootCause:
     # the module whose own code holds the op the hint names, where that is not the probe's and cannot be (no tensor of
     # its own: `owner_cause.py`): the segment ending at the probe holds code run before it, that module is to blame
     module: str | None = None
+    # the restorations run to the outputs (`findings/intervention.py`): None where none was tried
+    intervention: dict | None = None
 
     def to_json(self) -> dict:
         out = {"probe": self.probe, "hint": self.hint}
+        if self.intervention is not None:
+            out["confirmed"] = self.intervention["confirmed"]
+            out["intervention"] = self.intervention
         if self.module:
             out["module"] = self.module
         if self.nodes:
@@ -144,7 +149,7 @@ class RootCause:
     @classmethod
     def from_json(cls, d: dict) -> "RootCause":
         nodes = tuple(UnmatchedNode.from_json(n, n.get("side", CANDIDATE)) for n in d.get("graph_difference") or ())
-        return cls(d["probe"], d.get("hint"), nodes, d.get("module"))
+        return cls(d["probe"], d.get("hint"), nodes, d.get("module"), d.get("intervention"))
 
     @property
     def title(self) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 from cp_debug.bisect.findings import catalog, decision_cause, owner_cause
 from cp_debug.bisect.findings import hints as hints_mod
 from cp_debug.bisect.findings.contract import Candidate, Role, Segment
+from cp_debug.bisect.findings.decisions import decided_outcome, shown
+from cp_debug.bisect.findings.intervention import confirmed_at
 from cp_debug.bisect.findings.graph_blame import GraphBlame
 from cp_debug.bisect.findings.int8_story import merged
 from cp_debug.bisect.inconclusive import unstable_reference
@@ -48,6 +50,11 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     results = ordered(state, all_probes)
     seg = Segment(Candidate(run, state), tuple(results), fd, rc)
     placed = catalog.where(seg) if rc else None
+    confirmed = confirmed_at(state, rc)
+    if placed is not None and confirmed and not placed.replaces_hint and not _within(placed.probe, rc):
+        # the output decides: a range's kind does not outrank a cause the intervention confirmed (a decision, measured
+        # on the reference's choice, is an intervention of its own)
+        placed = None
     if placed is not None and placed.probe != rc:
         rc, path = placed.probe, [placed.probe]
         seg = seg.at(rc)
@@ -77,19 +84,32 @@ def candidate_result(run: RunState, state: CandidateState, fd: str | None, rc: s
     outcome, reason = noted(run, state, ran.get("runtime"),
                             *(_as_ran(state, *(judged or _outcome(run, state, results, rc)))
                               if state.refused is None else (None, None)), flipped=flipped)
+    outcome, reason = decided_outcome(state, outcome, reason)
+    closing = [f for f in ran.values() if f.adds_to_hint and f.text]
+    if closing:
+        hint = "; ".join([*([hint] if hint else []), *(f.text for f in closing)])
+    tried = next((f.detail for f in closing if f.detail is not None and hasattr(f.detail, "to_json")), None)
     state.seconds += time.perf_counter() - started
     return CandidateResult(
         label=state.label, spec=str(state.spec), results=results, first_divergent=fd,
-        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner) if rc else None, path=path,
+        root_cause=RootCause(rc, blame.hint(hint), blame.in_segment, owner,
+                             tried.to_json() if tried is not None else None) if rc else None, path=path,
         precision=state.precision.to_json() if state.precision is not None else None,
         outputs_within_tolerance=_outputs_ok(run, state), wall_s=round(state.seconds, 3),
         detections=state.detections.to_json() if state.detections is not None else None,
         graph_differences=blame.differences,
-        decisions=[d.to_json() for d in [*state.decisions, *([choice] if choice is not None else [])]],
+        decisions=[d.to_json() for d in [*shown(state.decisions, choice), *([choice] if choice is not None else [])]],
         outcome=outcome, outcome_reason=reason, judged_at=state.judged_at, deployed=_deployed_json(state),
         error=str(state.refused) if state.refused is not None else None, probe_effect=state.unprobed or None,
         findings=[f.to_json() for f in [*([placed] if placed is not None else []), *whys.values(), *ran.values()]
                   if f.text])
+
+
+def _within(probe: str | None, root: str | None) -> bool:
+    """`probe` is `root` or inside it (a module's child), or holds it."""
+    if probe is None or root is None:
+        return False
+    return probe == root or probe.startswith(f"{root}.") or root.startswith(f"{probe}.")
 
 
 def _outcome(run: RunState, state: CandidateState, results: list[ProbeResult], rc: str | None
@@ -223,7 +243,9 @@ def _hint(run: RunState, state: CandidateState, name: str, whys: dict) -> tuple[
         ref_absmax=r.diff.ref_absmax if r.diff else None, ref_input_absmax=ref_in,
         precision_note=note, export_warnings=tuple(warn), int8_range=int8,
         layer_norm=layer_norm, ln_spread=_ln_spread(run, st, name, p.kind) if layer_norm else None,
-        segment_why=said.get("segment") or said.get("qdq file"), eps=said.get("eps"), export=said.get("export"),
+        segment_why="; ".join([*(f.text for f in whys.values() if f.replaces_hint and f.text),  # the mechanism first
+                               *([w] if (w := said.get("segment") or said.get("qdq file")) else [])]) or None,
+        eps=said.get("eps"), export=said.get("export"),
         calib_fit=said.get("calibration"))
     hint = hints_mod.hint_for(r, ctx)
     spread = _dominance(run, state, name) if not ctx.calib_fit else None  # a calibration that misses: its story

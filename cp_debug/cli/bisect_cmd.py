@@ -72,6 +72,11 @@ def bisect(
              "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
              "several files.")] = None,
     int8: Int8Dir = None,
+    metric: Annotated[Optional[str], typer.Option(
+        "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, eval's metrics: a built-in "
+        "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name; a value that changes "
+        "is a decision flipped (never within precision), the layer that moves it confirmed by intervention. "
+        "Without it, Sigmoid / Softmax outputs are read at 0.5 / argmax.")] = None,
     keep_fp32: Annotated[Optional[str],
                          typer.Option(help="Comma-separated ONNX node names kept in FP32 by FP16 conversion.")] = None,
     exclude_int8: Annotated[Optional[str], exclude_int8_option(
@@ -143,7 +148,7 @@ def bisect(
                                         cudnn_algo=cudnn_algo, noise_floor=noise_floor,
                                         local=local, keep_fp32=keep_fp32, exclude_int8=exclude_int8, seed=seed,
                                         memory_budget=memory_budget, device_budget=device_budget,
-                                        lockstep_mode=lockstep_mode)
+                                        lockstep_mode=lockstep_mode, metric=metric)
             request = groups.bisect_request(pairs, subject, opts, calib)
             outputs = BisectOutputs(json_out=json_out, csv=csv, parquet=parquet, html=html, bundle=bundle,
                                     quiet=quiet or json_out == "-", pictures=pictures, rrd=rrd, junit=junit,

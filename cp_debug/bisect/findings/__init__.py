@@ -27,4 +27,11 @@ file read against its own scales at the root cause (`qdq_file_why.py`); a runtim
 (`runtime_fault.py`); a deployed graph's own nodes where the root cause's segment holds one (`graph_blame.py`:
 `RootCause.nodes`); the hint each rule writes from the numbers (`hints.py`). The cures they call for:
 `bisect/cures/`.
+
+Issue 115: the root cause the ranking proposes is confirmed at the outputs by restoring it (`intervention.py`, the
+runs `cures/restore.py`); the decisions the outputs carry — `--metric`, else Sigmoid / Softmax at 0.5 / argmax —
+(`decisions.py`); the mechanism read from the data: a constant or statistic beyond float16's range
+(`constant_range.py`), a flush before a Log / Div / Sqrt / Pow at its producer (`flush_why.py`), an overflow its
+consumer saturates (`no_error.saturates`), each excuse of "this difference is no error" under one contract
+(`no_error.py`).
 """

@@ -3,11 +3,13 @@
 The order is the story's. *Where*: a decision measured (the stage run again on the reference's choice,
 `choice_flip.py`), a near tie at a TopK / ArgMax / saturated Softmax (`flip_why.py`), an index a float rounds across
 (`index_why.py`), the tensor whose INT8 / FP8 range loses its values (`int8_story.py`). *Why*, at the root cause:
-the op-level why of its segment by format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`,
-`segment_blocks.py`), a user's Q/DQ file's scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that
-computes otherwise (`export_why.py`), the calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed
-graph's own nodes in the segment (`graph_blame.py`), a runtime that computes the user's file wrong at its default
-settings (`runtime_fault.py`).
+a constant or statistic beyond float16's range (`constant_range.py`), a flush to zero before a Log / Div / Sqrt / Pow
+named at its producer (`flush_why.py`) — each in place of the rounding hint —, the op-level why of its segment by
+format (`segment_why.py` FP16/BF16, `segment_int8.py`, `segment_fp8.py`, `segment_blocks.py`), a user's Q/DQ file's
+scales (`qdq_file_why.py`), an eps lost (`eps_why.py`), an export that computes otherwise (`export_why.py`), the
+calibration's fit (`segment_int8.calibration_fit`). *Run*: the deployed graph's own nodes in the segment
+(`graph_blame.py`), a runtime that computes the user's file wrong at its default settings (`runtime_fault.py`), the
+root cause restored and run to the outputs (`intervention.py`, issue 115).
 """
 
 from __future__ import annotations
@@ -107,6 +109,29 @@ class RangeLoss:
 
 # -- why ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ConstantRange:
+    """A constant or a statistic the root cause reads beyond float16's range (a BatchNorm's running variance, a
+    weight, a fill): said as such, in place of the rounding hint (`constant_range.py`)."""
+
+    fault: str = "constant"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.precision == "fp16" and c.spec.runs_onnx and not c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.constant_range import constant_out_of_range
+
+        p = seg.run.probes.get(seg.root) if seg.root else None
+        r = seg.state.results.get(seg.root) if seg.root else None
+        if p is None or r is None or _own_status(r) == "ok":
+            return None
+        found = constant_out_of_range(seg.run, seg.state, p.stage, p.name)
+        return Finding(self.fault, self.role, p.name, found.text(), found.value, replaces_hint=True,
+                       detail=found) if found else None
+
+
+@dataclass(frozen=True)
 class SegmentWhy:
     """The op inside the root cause's segment that overflows, flushes or first makes NaN/Inf, or the tensor whose
     INT8 / FP8 / block range loses its values, with its advice tried on the segment; `owner`: the module whose own
@@ -114,6 +139,7 @@ class SegmentWhy:
 
     fault: str = "segment"
     role: Role = Role.WHY
+    unless: tuple[str, ...] = ("flush", "constant")  # the mechanism said before it: no second why
 
     def applies(self, c: Candidate) -> bool:
         return c.ran
@@ -159,6 +185,29 @@ class QdqFile:
 
         text = qdq_file_why(seg.run, seg.state, seg.root) if seg.root else None  # any probe: a file's tensor
         return Finding(self.fault, self.role, seg.root, text) if text else None
+
+
+@dataclass(frozen=True)
+class FlushBefore:
+    """Underflow before a Log / Div / Sqrt / Pow named at its producer (the eps Add), with the keep set tried at the
+    outputs (`flush_why.py`): in place of "no FP32 value leaves float16's range"."""
+
+    fault: str = "flush"
+    role: Role = Role.WHY
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.precision == "fp16" and c.spec.runs_onnx and not c.own_files
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.flush_why import flush_before
+
+        p = seg.run.probes.get(seg.root) if seg.root else None
+        r = seg.state.results.get(seg.root) if seg.root else None
+        if p is None or r is None or _own_status(r) != "inf":  # 0 / 0 is NaN: an eps's (`Eps`), not a flush's
+            return None
+        found = flush_before(seg.run, seg.state, p.stage, p.name)
+        return Finding(self.fault, self.role, p.name, found.text(), found.share, replaces_hint=True,
+                       detail=found) if found else None
 
 
 @dataclass(frozen=True)
@@ -264,8 +313,31 @@ class RuntimeDefaults:
                        outcome=(Outcome.DIVERGED, fault.text) if fault.wrong else None, detail=fault)
 
 
-EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), SegmentWhy(), QdqFile(), Eps(), Export(),
-                                   CalibrationFit(), GraphDifference(), RuntimeDefaults())
+@dataclass(frozen=True)
+class Intervened:
+    """The root cause restored in the candidate's terms and run to the outputs (`intervention.py`, run before the
+    verdict): confirmed where that brings them back, else what was tried; its words close the hint."""
+
+    fault: str = "intervention"
+    role: Role = Role.RUN
+
+    def applies(self, c: Candidate) -> bool:
+        return c.ran and c.state.intervention is not None
+
+    def examine(self, seg: Segment) -> Finding | None:
+        from cp_debug.bisect.findings.intervention import about
+
+        tried = seg.state.intervention
+        if not about(tried, seg.root):
+            return None
+        cure = tried.cure
+        return Finding(self.fault, self.role, seg.root, tried.text(),
+                       cure.after.ratio if cure is not None else tried.before.ratio, detail=tried, adds_to_hint=True)
+
+
+EXAMINERS: tuple[Examiner, ...] = (MeasuredChoice(), NearTie(), RangeLoss(), ConstantRange(), FlushBefore(),
+                                   SegmentWhy(), QdqFile(), Eps(), Export(), CalibrationFit(), GraphDifference(),
+                                   RuntimeDefaults(), Intervened())
 
 
 def where(seg: Segment) -> Finding | None:

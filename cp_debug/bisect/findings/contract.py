@@ -12,8 +12,14 @@ segment: `examine(segment) -> Finding | None`, a finding carrying the number it 
 - *why* (`Role.WHY`): the reason at the root cause's segment — the op that overflows or flushes, an eps, an export
   that computes otherwise, a Q/DQ file's scales, the calibration's fit. Each adds its sentence to the hint.
 - *run* (`Role.RUN`): what the candidate's run as a whole shows — the deployed graph's own nodes in the root cause's
-  segment, a runtime that computes the user's file wrong at its default settings. A finding may decide the outcome
+  segment, a runtime that computes the user's file wrong at its default settings, the root cause restored and run to
+  the outputs (`intervention.py`: its words close the hint, `Finding.adds_to_hint`). A finding may decide the outcome
   (`Finding.outcome`): the reducer takes the worst of those and the noise model's.
+
+The root cause itself is proposed by own error (`ranking.py`) and confirmed at the outputs by the intervention before
+the verdict (`intervention.confirmed`): a *where* finding that places it elsewhere by its kind alone (a range, not a
+decision measured on the reference's choice) gives way to a confirmed cause. "This difference is no error" (a mask's
+fill, an overflow its consumer saturates) is a contract of its own (`no_error.py`), asked before a finding is made.
 
 The order is the story's: the same findings give the same verdict at every level, since no examiner reads the level.
 An examiner that fails leaves a warning in the report and no finding: the verdict stands on the others.
@@ -101,6 +107,7 @@ class Finding:
     outcome: tuple[Outcome, str] | None = None  # an outcome it decides, with its reason
     owner: str | None = None  # the module whose own code holds what it names, where not the probe's
     detail: Any = field(default=None, compare=False)  # its typed object (a ChoiceFlip, a GraphBlame …)
+    adds_to_hint: bool = False  # RUN: its words close the root cause's hint (an intervention's, at the outputs)
 
     def to_json(self) -> dict:
         """Its JSON: a number that is none (NaN: a runtime that refused the file measured nothing) is null."""

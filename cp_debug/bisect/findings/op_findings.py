@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cp_debug.half import FP16_MAX
+from cp_debug.bisect.findings.no_error import excused
 
 # ops that read big values and bring them back into range: kept with the op that wrote them
 _ATTENTION_READERS = ("Softmax",)
@@ -71,18 +72,15 @@ def summed(node, values: dict) -> tuple[int, float] | None:
 
 def find_overflow(seg, ref: dict, st, masks: frozenset = frozenset()) -> tuple[OpFinding | None, tuple[str, ...]]:
     """The first node whose FP32 output leaves float16's range, and the nodes to keep: every node that writes
-    such a value, and every node that reads one (a Softmax over overflowing logits). A mask's fill (only values at
-    or below -65504, in a tensor that only reaches softmaxes and comparisons: `graph/masks.py`) saturates to -inf
-    harmlessly and is no finding."""
+    such a value, and every node that reads one (a Softmax over overflowing logits). A value "no error" excuses
+    (`no_error.py`: a mask's fill saturating to -inf, an overflow a tanh saturates) is no finding."""
     big: list = []
     for node in seg.graph.node:
         for t in node.output:
             v = ref.get(t)
             if v is not None and v.size and np.issubdtype(v.dtype, np.floating):
-                if t in masks and not (v[np.isfinite(v)] > FP16_MAX).any():
-                    continue
                 a = np.abs(v[np.isfinite(v)])
-                if a.size and float(a.max()) > FP16_MAX:
+                if a.size and float(a.max()) > FP16_MAX and not excused(seg.graph, t, ref, masks):
                     big.append((node, t, float(a.max())))
                     break
     if not big:

@@ -1,0 +1,201 @@
+"""A candidate restored and run to its stage's outputs: the intervention that confirms a root cause (issue 115, item 1).
+
+A probe is restored in the candidate's own terms: a built-in FP16 / BF16 candidate keeps the probe's nodes (every
+ONNX node its module created, else the node that writes its tensor) in FP32 — the `--keep-fp32` cure itself —, a
+built-in INT8 / FP8 candidate leaves them out of its quantisation (`--exclude-int8`), and a candidate running the
+user's own files (`SPEC@DIR`, whose precision is in the file) has the probe's tensor replaced by the reference's
+value (its consumers read a new graph input fed with it). The stage then runs whole, as the candidate runs it, on the
+reference's stage inputs, and each stage output is judged against the reference's by the rule every cure shares
+(`noise.output_passes`), with the decisions its outputs carry (`findings/decisions.py`) compared too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cp_debug.compare.diff import TensorDiff
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+KEEP, EXCLUDE, REPLACE = "kept in FP32", "left out of INT8", "its tensor replaced by the reference's"
+_REF_INPUT = "{}__cpdebug_reference"
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """One candidate restored: the probe, how (`KEEP` / `EXCLUDE` / `REPLACE`), the nodes kept or left out, or the
+    tensor replaced."""
+
+    probe: str
+    stage: int
+    how: str
+    nodes: tuple[str, ...] = ()
+    tensor: str | None = None
+    segment: bool = False  # its whole segment, not only its module's own nodes (`widened`)
+
+    def words(self) -> str:
+        if self.how == REPLACE:
+            return f"{self.probe} ({self.how})"
+        return f"{self.probe} ({len(self.nodes)} node(s){' of its segment' if self.segment else ''} {self.how})"
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """A run's stage outputs against the reference's: the worst output's error ÷ its budget (`ratio`), its rel.
+    RMSE, whether every output passes, and the decisions that flip."""
+
+    ratio: float
+    rel_rmse: float
+    passes: bool
+    flips: int = 0
+
+    @property
+    def back(self) -> bool:
+        """Every output within its budget and no decision flipped: the run is back."""
+        return self.passes and self.flips == 0
+
+    def to_json(self) -> dict:
+        def num(x: float) -> float | None:
+            return round(x, 4) if math.isfinite(x) else None
+        return {"ratio": num(self.ratio), "rel_rmse": num(self.rel_rmse), "within": self.passes,
+                "decisions_flipped": self.flips}
+
+
+def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restoration | None:
+    """`probe` restored in the candidate's terms (module docstring), or None where it cannot be (no tensor, no node,
+    a candidate whose runner takes no node lists)."""
+    p = run.probes.get(probe)
+    spec = state.spec
+    if p is None or not spec.runs_onnx:
+        return None
+    st = run.stage_of(state.label, p.stage)
+    pm = st.probe_map()
+    tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
+    if tensor is None:
+        return None
+    if spec.onnx_dir is not None:
+        return Restoration(probe, p.stage, REPLACE, tensor=tensor) if probe in run.store else None
+    how = KEEP if spec.precision in ("fp16", "bf16") else EXCLUDE if spec.precision in (
+        "int8", "fp8", "nvfp4", "mxfp8") else None
+    if how is None:
+        return None
+    nodes = probe_nodes(st, probe, tensor, p.kind)
+    return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
+
+
+def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restoration | None:
+    """`r` over the probe's whole segment — every node between the tensors whose reference value is known and the
+    probe's tensor, as its local error ran it (code its parent runs between its children: an attention's QK^T and
+    softmax before its `out` projection) — where that holds more than the module's own nodes; else None."""
+    if r.how == REPLACE:
+        return None
+    st = run.stage_of(state.label, r.stage)
+    pm = st.probe_map()
+    p = run.probes[r.probe]
+    tensor = r.probe if p.kind == "output" else pm.tensors.get(r.probe)
+    model = st.onnx()
+    known = ({pm.tensors[n] for n, q in run.probes.items() if q.stage == r.stage and n in pm.tensors}
+             | set(st.input_names)) - {tensor}  # every probe's tensor bounds a segment, stored or not
+    writer = {t: n for n in model.graph.node for t in n.output}
+    seen, todo = set(), [tensor]
+    while todo:
+        n = writer.get(todo.pop())
+        if n is None or n.name in seen or n.op_type == "Constant":
+            continue
+        seen.add(n.name)
+        todo += [x for x in n.input if x and x not in known]
+    nodes = tuple(n.name for n in model.graph.node if n.name in seen or n.name in r.nodes)
+    return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
+
+
+def probe_nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:
+    """The ONNX nodes `probe` stands for: every node its module created (its scope chain holds it), else the node
+    that writes its tensor."""
+    model = st.onnx()
+    if kind == "module" and st.module is not None:
+        from cp_debug.probes.naming import node_scopes
+
+        names = {n for n, _ in st.module.named_modules() if n}
+        scoped = tuple(node.name for node, chain in zip(model.graph.node, node_scopes(model, names))
+                       if probe in chain and node.op_type != "Constant" and node.name)
+        if scoped:
+            return scoped
+    return tuple(n.name for n in model.graph.node if tensor in n.output and n.name)
+
+
+def run_restored(run: "RunState", state: "CandidateState", stage: int, restored: list[Restoration]
+                 ) -> dict[str, np.ndarray]:
+    """Stage `stage` run whole as the candidate runs it, on the reference's stage inputs, with `restored` applied;
+    its outputs by name."""
+    from cp_debug.backends.factory import make_runner
+
+    spec = state.spec
+    model = run.stage_of(state.label, stage).onnx()
+    feed = dict(run.ref_feeds[stage])
+    replaced = [r for r in restored if r.how == REPLACE]
+    if replaced:
+        model = _with_reference_inputs(model, [r.tensor for r in replaced])
+        dtypes = {i.name: np.float16 if i.type.tensor_type.elem_type == 10 else np.float32 for i in model.graph.input}
+        feed.update({(n := _REF_INPUT.format(r.tensor)): np.asarray(run.store.get(r.probe)).astype(dtypes[n])
+                     for r in replaced})
+    kw = {"determinism": run.det, "spinning": False, "graph_facts": False, **run.ort_kwargs(spec, model)}
+    keep = [n for r in restored if r.how == KEEP for n in r.nodes]
+    exclude = [n for r in restored if r.how == EXCLUDE for n in r.nodes]
+    if keep:
+        kw["keep_fp32_nodes"] = list(dict.fromkeys([*kw.get("keep_fp32_nodes", ()), *keep]))
+    if exclude:
+        kw["exclude_int8_nodes"] = list(dict.fromkeys([*kw.get("exclude_int8_nodes", ()), *exclude]))
+    if spec.calibrated and spec.onnx_dir is None:  # calibrated as the candidate was
+        kw["calib_feeds"] = run.calib(stage) if not replaced else [feed]
+    with make_runner(spec, onnx_model=model, **kw) as r:
+        out = r.infer(feed)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _with_reference_inputs(model, tensors: list[str]):
+    """`model` with every reader of `tensors` reading a new float input of the same shape instead."""
+    import onnx
+
+    from cp_debug.graph.plan import tensor_types
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    types = tensor_types(m)
+    for t in dict.fromkeys(tensors):
+        name = _REF_INPUT.format(t)
+        for node in m.graph.node:
+            for k, x in enumerate(node.input):
+                if x == t:
+                    node.input[k] = name
+        vi = onnx.ValueInfoProto(name=name)  # a graph output keeps its producer; only its readers read the reference
+        if t in types:
+            vi.type.CopyFrom(types[t])
+        else:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        m.graph.input.append(vi)
+    return m
+
+
+def output_error(run: "RunState", state: "CandidateState", stage: int, out: dict[str, np.ndarray]) -> OutputError:
+    """`out` (a stage's outputs) against the reference's: every output by `noise.output_passes`, the worst one's
+    error ÷ budget, and the decisions its outputs carry that flip (`findings/decisions.py`)."""
+    from cp_debug.bisect.findings.decisions import flips
+    from cp_debug.compare import noise
+
+    ref = run.ref_outputs.get(stage, {})
+    worst, worst_rel, passes = 0.0, 0.0, True
+    for name in run.subject.stages[stage].output_names:
+        if name not in ref or name not in out:
+            continue
+        d = TensorDiff.from_arrays(name, np.asarray(ref[name]), out[name], run.tolerance(state, name))
+        j = run.judge(state, name, d)
+        passes = passes and noise.output_passes(d, state.judged_at, j)
+        ratio = j.noise_ratio if math.isfinite(j.noise_ratio) else math.inf
+        if ratio >= worst:
+            worst, worst_rel = ratio, d.rel_rmse
+    return OutputError(worst, worst_rel, passes, flips(run, stage, ref, out))

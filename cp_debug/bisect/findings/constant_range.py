@@ -1,0 +1,74 @@
+"""A constant or a statistic beyond float16's range at the root cause (issue 115, item 2): said as such.
+
+A trained BatchNorm's running variance (9.79e7 in a text detector converted from Paddle), a weight, a fill: stored
+in float16 it is Inf, and what the node computes from it (a channel normalised to 0, a product Inf) is no rounding.
+The finding reads the initializers and `Constant` values the root cause's nodes take (`cures/restore.probe_nodes`:
+every node its module created, else the node writing its tensor), names the largest beyond the range with its role
+(BatchNormalization's scale / bias / mean / variance, a Conv / Gemm / MatMul's weight) and advises keeping the node in
+FP32 — the keep set the intervention runs to the outputs (`intervention.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cp_debug.half import FP16_MAX
+
+_ROLES = {"BatchNormalization": {1: "scale", 2: "bias", 3: "running mean", 4: "running variance"},
+          "InstanceNormalization": {1: "scale", 2: "bias"}, "LayerNormalization": {1: "scale", 2: "bias"},
+          "Conv": {1: "weight", 2: "bias"}, "ConvTranspose": {1: "weight", 2: "bias"}, "Gemm": {1: "weight", 2: "bias"},
+          "MatMul": {1: "weight"}, "ConstantOfShape": {}}
+
+
+@dataclass(frozen=True)
+class ConstantOutOfRange:
+    node: str
+    op: str
+    name: str  # the initializer / Constant output
+    role: str
+    value: float  # its largest |x|
+    count: int  # its elements beyond the range
+
+    def text(self) -> str:
+        stat = "a statistic" if "running" in self.role else "a constant"
+        return (f"{stat} beyond float16's range at {self.op} '{self.node}': its {self.role} '{self.name}' reaches "
+                f"|x| = {self.value:.3g} > {FP16_MAX:g} ({self.count} element(s)): Inf in FP16, and what the node "
+                f"computes from it is no rounding; keep '{self.node}' in FP32 (--keep-fp32 {self.node}) or fold it "
+                "into its neighbour before the conversion")
+
+
+def constant_out_of_range(run, state, stage: int, probe: str) -> ConstantOutOfRange | None:
+    """The largest constant beyond float16's range that `probe`'s nodes read, else None."""
+    from cp_debug.bisect.cures.restore import probe_nodes
+    from onnx import numpy_helper
+
+    p = run.probes.get(probe)
+    st = run.stage_of(state.label, stage)
+    pm = st.probe_map()
+    tensor = probe if p is not None and p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
+    if p is None or tensor is None:
+        return None
+    model = st.onnx()
+    mine = set(probe_nodes(st, probe, tensor, p.kind))
+    consts = {i.name: i for i in model.graph.initializer}
+    consts.update({o: a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
+                   if a.name == "value" for o in n.output})
+    found = None
+    for node in model.graph.node:
+        if node.name not in mine:
+            continue
+        values = [(k, x) for k, x in enumerate(node.input) if x in consts]
+        if node.op_type == "ConstantOfShape":
+            values += [(-1, a.t) for a in node.attribute if a.name == "value"]
+        for k, x in values:
+            arr = numpy_helper.to_array(consts[x] if isinstance(x, str) else x).astype(np.float64, copy=False)
+            if not np.issubdtype(arr.dtype, np.floating) or not arr.size:
+                continue
+            big = np.abs(arr[np.isfinite(arr)])
+            if big.size and float(big.max()) > FP16_MAX and (found is None or big.max() > found.value):
+                role = "fill" if k == -1 else _ROLES.get(node.op_type, {}).get(k, f"input {k}")
+                found = ConstantOutOfRange(node.name, node.op_type, x if isinstance(x, str) else f"{node.name}.value",
+                                           role, float(big.max()), int((big > FP16_MAX).sum()))
+    return found

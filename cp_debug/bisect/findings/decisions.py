@@ -1,0 +1,142 @@
+"""Decisions at the application's level (issue 115, item 3): what the model's outputs decide, the candidate's against
+the reference's.
+
+With `--metric NAME|FILE.py:FUNC` (eval's metrics, `samples/tasks.py`: the user's function sees every output by
+name) the metric's value is the decision: a discrete metric whose value differs from the reference's is a flip. Without
+one, an output written by a Sigmoid is read at 0.5 and one written by a Softmax at its argmax (last axis). A flip is a
+decision of the report (`decisions`, Decision's protocol: `subjects/subject.py`) with its margin — the reference's
+distance to the threshold, or between its two top classes, at the element that flips —, and a run whose decision
+flips is not within precision (`verdict.py`); a restored candidate (`cures/restore.py`) is back only where none flips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.run_state import RunState
+
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class OutputDecision:
+    """One output's decision, the candidate's against the reference's."""
+
+    name: str  # the output, or the metric's name
+    rule: str  # "threshold 0.5" | "argmax" | "metric"
+    changed: bool
+    flipped: int  # elements (rows) that decide otherwise; a metric: 1 where its value differs
+    total: int
+    margin: float | None  # the reference's smallest margin at a flipped element
+    reference: float | None = None  # a metric's values
+    candidate: float | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.rule == "metric":
+            return (f"--metric {self.name}: {self.candidate:.6g} where the reference gives {self.reference:.6g}"
+                    + (" (changed)" if self.changed else ""))
+        at = f", the reference's margin there {self.margin:.3g}" if self.margin is not None else ""
+        return (f"{self.name} read at its {self.rule}: {self.flipped} of {self.total} decide otherwise than the "
+                f"reference{at}")
+
+    def to_json(self) -> dict:
+        def num(x):
+            return x if x is None or math.isfinite(x) else None
+        return {"name": self.name, "kind": "output", "rule": self.rule, "changed": self.changed,
+                "flipped": self.flipped, "total": self.total, "margin": num(self.margin),
+                "reference": num(self.reference), "candidate": num(self.candidate), "summary": self.summary}
+
+
+def output_decisions(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
+                     ) -> list[OutputDecision]:
+    """The decisions stage `stage`'s outputs carry, each the candidate's (`out`) against the reference's (`ref`):
+    the run's `--metric` on the last stage, else each Sigmoid / Softmax output's."""
+    last = stage == len(run.subject.stages) - 1
+    metric = getattr(run.opts, "metric", None)
+    if metric is not None and last:
+        names = run.subject.stages[stage].output_names
+        got = {n: np.asarray(out[n]) for n in names if n in out}
+        want = {n: np.asarray(ref[n]) for n in names if n in ref}
+        if len(got) < len(names) or len(want) < len(names):
+            return []
+        r, c = metric.value(want, want, None), metric.value(got, want, None)
+        changed = metric.changed(c, r) if metric.discrete else False
+        return [OutputDecision(metric.name, "metric", changed, int(changed), 1, None, r, c)]
+    found = []
+    for name, op in _decided_outputs(run, stage).items():
+        if name not in ref or name not in out:
+            continue
+        a, b = np.asarray(ref[name], dtype=np.float64), np.asarray(out[name], dtype=np.float64)
+        if a.shape != b.shape or not a.size:
+            continue
+        if op == "Sigmoid":
+            flip = (a > THRESHOLD) != (b > THRESHOLD)
+            margins = np.abs(a - THRESHOLD)[flip]
+            total = a.size
+        else:
+            a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+            flip = a2.argmax(-1) != b2.argmax(-1)
+            top2 = np.sort(a2, axis=-1)[:, -2:] if a2.shape[-1] > 1 else np.zeros((len(a2), 2))
+            margins = (top2[:, 1] - top2[:, 0])[flip]
+            total = len(a2)
+        n = int(flip.sum())
+        found.append(OutputDecision(name, f"threshold {THRESHOLD:g}" if op == "Sigmoid" else "argmax", n > 0, n,
+                                    int(total), float(margins.min()) if n else None))
+    return found
+
+
+def flips(run: "RunState", stage: int, ref: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> int:
+    """How many of the decisions `out` carries flip against `ref` (`output_decisions`)."""
+    return sum(d.flipped for d in output_decisions(run, stage, ref, out) if d.changed)
+
+
+def _decided_outputs(run: "RunState", stage: int) -> dict[str, str]:
+    """Stage `stage`'s outputs written by a Sigmoid or a Softmax node: output name -> op."""
+    st = run.subject.stages[stage]
+    model = st.onnx_model  # never exported for this: a torch-only run reads no op
+    if model is None:
+        return {}
+    writers = {t: n.op_type for n in model.graph.node for t in n.output}
+    return {n: writers[n] for n in st.output_names if writers.get(n) in ("Sigmoid", "Softmax")}
+
+
+def record_flips(run: "RunState", states: list, cand_up: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Each candidate's last-stage decisions that flip, added to its decisions (the report's `decisions`)."""
+    i = len(run.subject.stages) - 1
+    for s in states:
+        if s.refused is None and cand_up.get(s.label) and i in run.ref_outputs:
+            s.decisions += [d for d in output_decisions(run, i, run.ref_outputs[i], cand_up[s.label]) if d.changed]
+
+
+def decided_outcome(state, outcome, reason: str | None):
+    """The outcome with the candidate's `--metric` weighed: a value that changes is diverged — never within
+    precision —, the decision said. A Sigmoid / Softmax output deciding otherwise without a metric is a decision of
+    the report, the outcome left to the noise model and the findings (a near tie upstream is what the format does)."""
+    from cp_debug.compare import noise
+
+    changed = flipped(state, metric_only=True)  # a Sigmoid / Softmax flip is said, not judged
+    if outcome is None or not changed or outcome is noise.Outcome.INCONCLUSIVE:
+        return outcome, reason
+    worst = noise.Outcome.DIVERGED
+    words = "; ".join(d.summary for d in changed)
+    return noise.worst([outcome, worst]), f"the decision changes: {words}" + (f"; {reason}" if reason else "")
+
+
+def flipped(state, metric_only: bool = False) -> list[OutputDecision]:
+    """The candidate's output decisions that flip (`metric_only`: its `--metric`'s)."""
+    return [d for d in state.decisions if isinstance(d, OutputDecision) and d.changed
+            and (d.rule == "metric" or not metric_only)]
+
+
+def shown(decisions: list, choice) -> list:
+    """The decisions a report lists: with a decision inside the model measured as the cause (`choice`), the output
+    flips read at 0.5 / argmax are what it did, not decisions of their own (a `--metric`'s stays)."""
+    if choice is None:
+        return list(decisions)
+    return [d for d in decisions if not isinstance(d, OutputDecision) or d.rule == "metric"]

@@ -1,0 +1,182 @@
+"""The root cause confirmed by intervention (issue 115, item 1): the own-error ranking proposes, the output decides.
+
+`ranking.causes` orders the probes by their own error ÷ budget (NaN/Inf first). Where the candidate's outputs are
+beyond their budget or a decision they carry flips, the top `TRIED` candidates are each restored in the candidate's
+own terms (`cures/restore.py`: its nodes kept in FP32 / left out of INT8, or its tensor replaced by the reference's)
+and the stage run to its outputs: the first whose restoration brings every output back within its budget and no
+decision flipped is the root cause, confirmed; where none alone does, all of them together are tried (a set). What
+was tried is said (`Intervention.to_json`: each candidate's output error ÷ budget before and after). A user's file
+is restored by a tensor replaced with the reference's, which hides every error that flowed into it: a tensor later
+than the proposal that brings the outputs back is said (`hides_upstream`), never named in its place. An overflow its
+consumer saturates (a tanh-GELU's x³) is proposed first and let go: restoring it changes nothing at the output.
+
+A candidate whose module's own nodes are not its whole segment (code its parent runs between its children) is tried
+again over its segment, as its local error ran it (`restore.widened`).
+
+Cost: one run of the stage, without probes, per restoration tried (at most 2 × `TRIED` + 2), only for a candidate whose
+outputs are wrong, and only on ONNX Runtime (`Capability.ORT_SESSIONS`: a TensorRT engine is not rebuilt per
+restoration); a candidate with no divergent probe runs nothing here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cp_debug.bisect.cures.restore import (REPLACE, OutputError, Restoration, output_error, restoration,
+                                           run_restored, widened)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp_debug.bisect.result import ProbeResult
+    from cp_debug.bisect.run_state import CandidateState, RunState
+
+TRIED = 3  # the proposed candidates restored one by one before the set of them
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One restoration run: what was restored, and the outputs' error after it."""
+
+    restored: tuple[Restoration, ...]
+    after: OutputError
+    hides: bool = False  # a tensor after the proposal replaced: back, but by hiding what flowed into it
+
+    def to_json(self, before: OutputError) -> dict:
+        r = self.restored
+        return {"candidate": r[0].probe if len(r) == 1 else [x.probe for x in r],
+                "how": sorted({x.how for x in r}), "nodes": [n for x in r for n in x.nodes],
+                "tensors": [x.tensor for x in r if x.tensor], "output_error_before": before.to_json(),
+                "output_error_after": self.after.to_json(), "back": self.after.back and not self.hides,
+                "hides_upstream": self.hides}
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """The outcome of the restorations: the probe confirmed (None: no candidate alone brings the outputs back), the
+    set that does where one is needed, the error before, each run, and the seconds they took."""
+
+    proposed: str
+    confirmed: str | None
+    before: OutputError
+    tried: tuple[Tried, ...]
+    seconds: float
+    stage: int
+
+    @property
+    def cure(self) -> Tried | None:
+        """The run that brought the outputs back (a single candidate, or the set)."""
+        return next((t for t in self.tried if t.after.back and not t.hides), None)
+
+    @property
+    def confirmed_set(self) -> tuple[str, ...]:
+        c = self.cure
+        return tuple(x.probe for x in c.restored) if c is not None and len(c.restored) > 1 else ()
+
+    def keep(self) -> tuple[str, ...]:
+        """The nodes the cure keeps in FP32 or leaves out of INT8 (the advice, verified at the output)."""
+        c = self.cure
+        return tuple(n for x in c.restored for n in x.nodes) if c is not None else ()
+
+    def text(self) -> str:
+        c = self.cure
+        before = f"{self.before.ratio:.3g}× its budget"
+        tried = "; ".join(f"{t.restored[0].words() if len(t.restored) == 1 else 'all of them'}: "
+                          f"{t.after.ratio:.3g}×" for t in self.tried)
+        if c is None:
+            return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
+                    f"their budget (worst output {before}; {tried})")
+        what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
+        flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
+        how = c.restored[0].how
+        return (f"confirmed by intervention: {what} {how} brings the outputs back within their budget "
+                f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried})")
+
+    def to_json(self) -> dict:
+        c = self.cure
+        return {"proposed": self.proposed, "confirmed": self.confirmed is not None or bool(self.confirmed_set),
+                "probe": self.confirmed, "set": list(self.confirmed_set), "keep": list(self.keep()),
+                "how": c.restored[0].how if c is not None else None, "output_error": self.before.to_json(),
+                "tried": [t.to_json(self.before) for t in self.tried]}  # its time: the report's phases
+
+
+def confirm(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
+            ) -> Intervention | None:
+    """The intervention over `ranked` (`ranking.causes`, most first) for `state`, or None where nothing is tried: no
+    candidate, a runner that takes no restoration, or outputs already within budget with no decision flipped."""
+    from cp_debug.backends.spec import Capability
+
+    # ONNX Runtime sessions only: a TensorRT engine built per restoration would cost minutes each
+    if not ranked or state.refused is not None or not state.spec.can(Capability.ORT_SESSIONS):
+        return None
+    t0 = time.perf_counter()
+    restorable: list[Restoration] = []
+    for name in ranked:
+        r = restoration(run, state, name)
+        if r is not None and all(r.stage == x.stage and (r.tensor, r.nodes) != (x.tensor, x.nodes)
+                                 for x in restorable):  # one probe a tensor: a module and its last child alike
+            restorable.append(r)
+        if len(restorable) == TRIED:
+            break
+    if not restorable:
+        return None
+    stage = restorable[0].stage
+    with run.progress.step(f"{state.label}: the root cause confirmed at the outputs"), run.phases.timed(
+            f"{state.label}: root cause confirmed"):
+        before = output_error(run, state, stage, run_restored(run, state, stage, []))
+        if before.back:
+            return None
+        tried: list[Tried] = []
+        for r in restorable:
+            tried.append(Tried((r,), output_error(run, state, stage, run_restored(run, state, stage, [r]))))
+            wide = widened(run, state, r) if not tried[-1].after.back else None
+            if wide is not None:  # the module's own nodes are not its whole segment: the segment restored
+                tried.append(Tried((wide,), output_error(run, state, stage, run_restored(run, state, stage, [wide]))))
+            if tried[-1].after.back:
+                break
+        if not tried[-1].after.back and len(restorable) > 1 and restorable[0].how != REPLACE:  # a set of tensors
+            # replaced would hide what flows into its latest
+            group = tuple(restorable)
+            tried.append(Tried(group, output_error(run, state, stage, run_restored(run, state, stage, list(group)))))
+    cure = next((t for t in tried if t.after.back), None)
+    confirmed = cure.restored[0].probe if cure is not None and len(cure.restored) == 1 else None
+    order = {r.probe: k for k, r in enumerate(results)}
+    if confirmed is not None and cure.restored[0].how == REPLACE and order.get(confirmed, 0) > order.get(
+            ranked[0], 0):  # a later tensor replaced hides every error that flowed into it: no cause of its own
+        confirmed = None
+        tried = [Tried(t.restored, t.after, hides=t is cure) for t in tried]
+    return Intervention(ranked[0], confirmed, before, tuple(tried), time.perf_counter() - t0, stage)
+
+
+def confirmed(run: "RunState", state: "CandidateState", ranked: list[str], results: list["ProbeResult"]
+              ) -> str | None:
+    """The root cause the intervention confirms at the outputs, else the own-error ranking's first; the intervention
+    kept on the state for the verdict (`state.intervention`)."""
+    from cp_debug.bisect.findings.decisions import flipped
+    from cp_debug.bisect.ranking import causes
+
+    proposed = ranked
+    if not ranked and results and flipped(state, metric_only=True):  # within budget, the metric moves: by whom
+        ranked = causes(results, results[0].probe)
+    try:
+        state.intervention = confirm(run, state, ranked, results)
+    except Exception as err:  # noqa: BLE001 - the ranking's proposal stands where the check cannot run
+        run.warnings.append(f"{state.label}: the root cause was not checked at the outputs: {err}")
+    found = state.intervention
+    return found.confirmed if found is not None and found.confirmed else (proposed[0] if proposed else None)
+
+
+def confirmed_at(state: "CandidateState", root: str | None) -> bool:
+    """The intervention confirmed `root` (alone, or first of the set that brings the outputs back)."""
+    found = state.intervention
+    if found is None or root is None:
+        return False
+    return found.confirmed == root or (bool(found.confirmed_set) and found.confirmed_set[0] == root)
+
+
+def about(found: Intervention | None, root: str | None) -> bool:
+    """`found` speaks of `root`: the probe it confirmed or proposed, one inside it, or one holding it."""
+    if found is None or root is None:
+        return False
+    probe = found.confirmed or (found.confirmed_set[0] if found.confirmed_set else found.proposed)
+    return root == probe or root.startswith(f"{probe}.") or probe.startswith(f"{root}.")
