@@ -264,7 +264,8 @@ def served_rows(trees: list[Tree], preset: str, pairs: list[str], out: Path, run
 
 
 def _same_report(a: Path, b: Path) -> str:
-    """"yes" where two bisect reports are equal less their wall times and the store's budgets (free memory)."""
+    """"yes" where two bisect reports are equal less their wall times (the run's and its phases') and the store's
+    budgets (free memory)."""
     try:
         docs = [json.loads(p.read_text()) for p in (a, b)]
     except (OSError, ValueError) as err:
@@ -272,6 +273,7 @@ def _same_report(a: Path, b: Path) -> str:
     for d in docs:
         d.pop("wall_s", None)
         d.get("settings", {}).pop("peak_memory", None)
+        d.get("settings", {}).pop("phases", None)  # walls: a served run has no load or export of its own
         for key in ("budget_mb", "device_budget_mb"):
             d.get("settings", {}).get("reference_store", {}).pop(key, None)
     if docs[0] == docs[1]:
