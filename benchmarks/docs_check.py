@@ -210,12 +210,28 @@ def match(shown: list[str], real: list[str]) -> tuple[list[int | None], list[str
             if m and _numbers_close(want, [g for g in m.groups() if g is not None]):
                 hit = k
                 break
+        if hit is None and "│" not in line:  # prose a terminal of another width (or a number one digit longer)
+            # wrapped elsewhere: its words in order across lines, from the line the one before it ended in
+            hit = _reflowed(pattern, want, real, max(0, start - 1))
         at.append(hit)
         if hit is None:
             missing.append(line)
         else:
             start = hit + 1
     return at, missing
+
+
+def _reflowed(pattern: re.Pattern, want: list[str], real: list[str], start: int) -> int | None:
+    """The index of the real line where a shown prose line ends when its words run on across line breaks (the
+    real lines from `start` joined one blank apart, the shown line found in them from a word's start), else None."""
+    ends, text = [], ""
+    for line in real[start:]:
+        text = f"{text} {_words(line)}" if text else _words(line)
+        ends.append(len(text))
+    for m in pattern.finditer(text):
+        if (m.start() == 0 or text[m.start() - 1] == " ") and _numbers_close(want, [g for g in m.groups() if g]):
+            return start + next(k for k, end in enumerate(ends) if end >= m.end())
+    return None
 
 
 # ---- running -----------------------------------------------------------------------------------------------------

@@ -89,6 +89,18 @@ def test_shown_lines_come_in_order_and_an_elided_line_stands_for_any():
     assert dc.updated(stale, dc.Run(1, progress + REAL[:2])) == ["…", *REAL[:2]]
 
 
+def test_prose_wrapped_at_another_width_still_matches_word_for_word():
+    """A hint wrapped elsewhere (another terminal width, a number one digit longer on another CPU) is the same text:
+    its words are found in order across the real lines; a box's lines and other words are not."""
+    real = ["  ★ root cause: c1 — FP16 rounding (local rel. error", "0.00075); keep it in FP32; this own error is 1.9×",
+            "the median of the run's 16 other segments'", "│ box │"]
+    shown = ["  ★ root cause: c1 — FP16 rounding (local rel. error", "0.00075); keep it in FP32; this own error",
+             "is 1.9× the median of the run's 16 other segments'"]
+    assert dc.match(shown, real) == ([0, 1, 2], [])
+    assert dc.match(["is 1.9× the median of the run's 17 other segments'"], real)[1]  # an integer is exact
+    assert dc.match(["│ box │ more"], real)[1]
+
+
 def test_a_malformed_block_is_named_with_its_line(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("text\n<!-- docs-check: exit=0 -->\nno fence\n")

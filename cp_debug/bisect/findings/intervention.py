@@ -83,13 +83,15 @@ class Intervention:
         before = f"{self.before.ratio:.3g}× its budget"
         tried = "; ".join(f"{t.restored[0].words() if len(t.restored) == 1 else 'all of them'}: "
                           f"{t.after.ratio:.3g}×" for t in self.tried)
+        # judged by --atol/--rtol (fixed mode) an output fails within its precision's budget: say which limit holds
+        limit = "their budget" if self.before.ratio >= 1 or self.before.flips else "the run's tolerance"
         if c is None:
             return (f"confirmed by no intervention: restoring each of the proposed causes leaves the outputs beyond "
-                    f"their budget (worst output {before}; {tried})")
+                    f"{limit} (worst output {before}; {tried})")
         what = ("the set " + ", ".join(self.confirmed_set)) if self.confirmed_set else self.confirmed
         flips = f", {self.before.flips} decision(s) flipped before" if self.before.flips else ""
         how = c.restored[0].how
-        return (f"confirmed by intervention: {what} {how} brings the outputs back within their budget "
+        return (f"confirmed by intervention: {what} {how} brings the outputs back within {limit} "
                 f"(worst output {before}{flips} → {c.after.ratio:.3g}×; tried {tried})")
 
     def to_json(self) -> dict:
