@@ -90,7 +90,7 @@ def map_foreign(foreign: onnx.ModelProto, ours: onnx.ModelProto, our_map: ProbeM
         return inferred[id(model)]
 
     by_scope = map_modules_to_onnx(foreign, trace, rename, sized=sized, types=types(foreign))
-    a, b = _Graph.of(ours), _Graph.of(foreign)
+    a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
     pair = by_weights(a, b, ours, foreign, align_anchors(a, b))  # twin MatMulNBits by their weights' values
     matched, why_not = _match(a, b, pair, [our_map.tensors[q] for q in module_names if q in our_map.tensors])
     producers = {t: n.op_type for n in b.model.graph.node for t in n.output}
@@ -165,9 +165,9 @@ class _Graph:
     float_of: dict[str, str] = field(default_factory=dict)  # FloatView.float_of: an integer tensor's float value
 
     @classmethod
-    def of(cls, model: onnx.ModelProto) -> "_Graph":
-        """The graph of `model`'s float view (`quantized_forms.float_view`): quantized forms as the ops they are."""
-        view = float_view(model)
+    def of(cls, model: onnx.ModelProto, other: onnx.ModelProto | None = None) -> "_Graph":
+        """The graph of `model`'s float view beside `other` (`quantized_forms.float_view`): quantized forms as ops."""
+        view = float_view(model, other)
         g = cls(view.model, views=view.views, inner=view.inner, clipped=view.clipped, float_of=view.float_of)
         graph = g.model.graph
         g.constants = {init.name: tuple(init.dims) for init in graph.initializer}
@@ -291,7 +291,7 @@ class _Graph:
 def match_tensors(ours: onnx.ModelProto, foreign: onnx.ModelProto,
                   wanted: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Our tensors `wanted` → the foreign graph's corresponding tensors, by structure; and, for the rest, why not."""
-    a, b = _Graph.of(ours), _Graph.of(foreign)
+    a, b = _Graph.of(ours, foreign), _Graph.of(foreign, ours)
     return _match(a, b, align_anchors(a, b), wanted)
 
 

@@ -66,12 +66,17 @@ class FloatView:
     float_of: dict[str, str] = field(default_factory=dict)  # an integer tensor -> the float tensor of its value
 
 
-def float_view(model: onnx.ModelProto) -> FloatView:
-    """The float view of `model` (the model itself where it holds no quantized form, no Gemm with a weight and no
-    LayerNorm written as ops: `written_forms`)."""
+def float_view(model: onnx.ModelProto, other: onnx.ModelProto | None = None) -> FloatView:
+    """The float view of `model` (the model itself where it holds no quantized form and no Gemm with a weight); a
+    LayerNorm written as ops read as one (`written_forms`) where `other`, the graph it is aligned with, holds one op
+    and `model` none: where both write it out, its ops' tensors stay probes."""
     from cp_debug.probes.written_forms import fuse_written_layernorms
 
-    model = fuse_written_layernorms(model)
+    def fused(m: onnx.ModelProto | None) -> bool:
+        return m is not None and any(n.op_type == "LayerNormalization" for n in m.graph.node)
+
+    if fused(other) and not fused(model):
+        model = fuse_written_layernorms(model)
     ops = {n.op_type for n in model.graph.node}
     if not ops & ({"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "Gemm",
                    "MatMulNBits", "GatherBlockQuantized",

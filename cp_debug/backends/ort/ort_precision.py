@@ -228,7 +228,8 @@ def merge_graph_facts(all_facts: Sequence[GraphFacts]) -> GraphFacts:
         int8 += f.int8_fed
         half += f.half_fed
         fallback = None if f.cpu_fallback is None or fallback is None else fallback + tuple(f.cpu_fallback)
-    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8, block, int8, half)
+    return GraphFacts(dict(dtypes), tuple(sorted(ops)), dict(other), casts, fallback, error, fp8_fed=fp8,
+                      block_fed=block, int8_fed=int8, half_fed=half)
 
 
 def merge_transforms(transforms: Sequence[PrecisionTransform]) -> PrecisionTransform:
