@@ -83,9 +83,11 @@ def bev_figure(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]):
     if res.gt and res.gt["boxes"]:
         ax.scatter([x[0] for x in res.gt["boxes"]], [x[1] for x in res.gt["boxes"]], s=4, c="k", label="ground truth")
     ax.set_aspect("equal")
-    ax.legend(fontsize=7)
     ax.set_title(f"{rf.rank}. {rf.token} (BEV, box centres)", fontsize=9)
     fit_margins(fig, ax, axes=equal_aspect_size(ax, _AREA[0] * 4.5, _AREA[1] * 4.5))
+    # the figure's legend, in its corner: an axes squeezed by an equal aspect (boxes along one line) pushed its
+    # own legend past the picture's edge
+    fig.legend(fontsize=7, loc="lower right")
     return fig
 
 
