@@ -72,7 +72,7 @@ def bisect(
              "same keys as --inputs): each array one sample or a batch of samples along its first axis; repeat for "
              "several files.")] = None,
     int8: Int8Dir = None,
-    metric: Annotated[Optional[str], typer.Option(
+    metric: Annotated[Optional[str], option(
         "--metric", metavar="NAME|FILE.py:FUNC", help="The application's decision, eval's metrics: a built-in "
         "(top1, argmax, ...) or FUNC(outputs, reference, label) seeing every output by name; a value that changes "
         "is a decision flipped (never within precision), the layer that moves it confirmed by intervention. "
@@ -143,9 +143,8 @@ def bisect(
                 from cp_debug.cli.common.preflight import refuse_options
 
                 refuse_options(subject.recipe, "bisect", {"--int8": subject.model.int8})
-            opts = groups.options_group(level=level, refine=refine, atol=atol, rtol=rtol,
-                                        tolerance_mode=tolerance_mode, deterministic=deterministic,
-                                        cudnn_algo=cudnn_algo, noise_floor=noise_floor,
+            opts = groups.options_group(level=level, refine=refine, atol=atol, rtol=rtol, tolerance_mode=tolerance_mode,
+                                        deterministic=deterministic, cudnn_algo=cudnn_algo, noise_floor=noise_floor,
                                         local=local, keep_fp32=keep_fp32, exclude_int8=exclude_int8, seed=seed,
                                         memory_budget=memory_budget, device_budget=device_budget,
                                         lockstep_mode=lockstep_mode, metric=metric)

@@ -79,7 +79,8 @@ def test_infer_without_points_runs_the_synthetic_scan(tmp_path):
     (("--preset", "demo"), "unknown TransFusion preset 'demo'"),
 ])
 def test_refusals(args, says, tmp_path):
-    argv = ["infer", "--recipe", "transfusion", "--preset", "transfusion-tiny", "--out", tmp_path / "o.npz", *args]
+    preset = [] if "--preset" in args else ["--preset", "transfusion-tiny"]  # an option given twice: refused itself
+    argv = ["infer", "--recipe", "transfusion", *preset, "--out", tmp_path / "o.npz", *args]
     res = cpdebug(*argv)
     assert res.returncode == 2 and says in res.stderr, res.stderr
 
