@@ -38,10 +38,11 @@ class GraphBlame:
             said.append(f"{nodes}{more}: the divergence comes from a graph difference, not the layers' arithmetic")
         if not said:
             return hint
-        from cp_debug.bisect.findings.hints import rounding_only
+        from cp_debug.bisect.findings.hints import CONFIRMED, rounding_only
 
         if (self.clamped or self.scales) and rounding_only(hint):  # the why the fallback did not know
-            hint = None
+            _, confirmed, words = hint.partition(CONFIRMED)  # the intervention's words stay
+            hint = CONFIRMED.lstrip("; ") + words if confirmed else None
         return "; ".join(said + ([hint] if hint else []))
 
 

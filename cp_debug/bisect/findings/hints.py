@@ -81,8 +81,13 @@ def hint_for(r: ProbeResult, ctx: HintContext) -> str | None:
 ROUNDING_ONLY = "rounding introduced by this layer"  # the hint where nothing but the local error is known
 
 
+CONFIRMED = "; confirmed by "  # where the intervention's words close a hint (`findings/intervention.py`)
+
+
 def rounding_only(hint: str | None) -> bool:
-    """Whether `hint` says no more than the fallback: the precision's rounding, by the local error."""
+    """Whether `hint` says no more than the fallback: the precision's rounding, by the local error (the
+    intervention's words after it aside)."""
+    hint = hint.partition(CONFIRMED)[0] if hint is not None else None
     return hint is not None and ROUNDING_ONLY in hint and hint.count(";") == 1  # "… (local …); keep it in FP32 …"
 
 
