@@ -69,22 +69,19 @@ class OutputError:
 def restoration(run: "RunState", state: "CandidateState", probe: str) -> Restoration | None:
     """`probe` restored in the candidate's terms (module docstring), or None where it cannot be (no tensor, no node,
     a candidate whose runner takes no node lists)."""
-    p = run.probes.get(probe)
     spec = state.spec
-    if p is None or not spec.runs_onnx:
+    held = probe_tensor(run, state, probe) if spec.runs_onnx else None
+    if held is None:
         return None
-    st = run.stage_of(state.label, p.stage)
-    pm = st.probe_map()
-    tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
-    if tensor is None:
-        return None
+    st, tensor, kind = held
+    p = run.probes[probe]
     if spec.onnx_dir is not None:
         return Restoration(probe, p.stage, REPLACE, tensor=tensor) if probe in run.store else None
     how = KEEP if spec.precision in ("fp16", "bf16") else EXCLUDE if spec.precision in (
         "int8", "fp8", "nvfp4", "mxfp8") else None
     if how is None:
         return None
-    nodes = probe_nodes(st, probe, tensor, p.kind)
+    nodes = probe_nodes(st, probe, tensor, kind)
     return Restoration(probe, p.stage, how, nodes=nodes) if nodes else None
 
 
@@ -111,6 +108,17 @@ def widened(run: "RunState", state: "CandidateState", r: Restoration) -> Restora
         todo += [x for x in n.input if x and x not in known]
     nodes = tuple(n.name for n in model.graph.node if n.name in seen or n.name in r.nodes)
     return Restoration(r.probe, r.stage, r.how, nodes=nodes, segment=True) if set(nodes) > set(r.nodes) else None
+
+
+def probe_tensor(run: "RunState", state: "CandidateState", probe: str) -> tuple[object, str, str] | None:
+    """(its stage in `state`'s terms, the tensor that holds `probe`, its kind), or None where it has none."""
+    p = run.probes.get(probe)
+    if p is None:
+        return None
+    st = run.stage_of(state.label, p.stage)
+    pm = st.probe_map()
+    tensor = probe if p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
+    return (st, tensor, p.kind) if tensor is not None else None
 
 
 def probe_nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:

@@ -41,17 +41,15 @@ class ConstantOutOfRange:
 
 def constant_out_of_range(run, state, stage: int, probe: str) -> ConstantOutOfRange | None:
     """The largest constant beyond float16's range that `probe`'s nodes read, else None."""
-    from cp_debug.bisect.cures.restore import probe_nodes
+    from cp_debug.bisect.cures.restore import probe_nodes, probe_tensor
     from onnx import numpy_helper
 
-    p = run.probes.get(probe)
-    st = run.stage_of(state.label, stage)
-    pm = st.probe_map()
-    tensor = probe if p is not None and p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
-    if p is None or tensor is None:
+    held = probe_tensor(run, state, probe)
+    if held is None:
         return None
+    st, tensor, kind = held
     model = st.onnx()
-    mine = set(probe_nodes(st, probe, tensor, p.kind))
+    mine = set(probe_nodes(st, probe, tensor, kind))
     consts = {i.name: i for i in model.graph.initializer}
     consts.update({o: a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
                    if a.name == "value" for o in n.output})

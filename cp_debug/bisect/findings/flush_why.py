@@ -49,17 +49,16 @@ class Flush:
 def flush_before(run, state, stage: int, probe: str) -> Flush | None:
     """The flush before an op needing a positive input among `probe`'s nodes, or None."""
     from cp_debug.bisect.cures.experiment import OrtFp32Reference
-    from cp_debug.bisect.cures.restore import KEEP, Restoration, output_error, probe_nodes, run_restored
+    from cp_debug.bisect.cures.restore import (KEEP, Restoration, output_error, probe_nodes, probe_tensor,
+                                               run_restored)
     from cp_debug.precision.layernorm import scalar_constants
 
-    p = run.probes.get(probe)
-    st = run.stage_of(state.label, stage)
-    pm = st.probe_map()
-    tensor = probe if p is not None and p.kind == "output" else (pm.tensors.get(probe) if pm is not None else None)
-    if p is None or tensor is None:
+    held = probe_tensor(run, state, probe)
+    if held is None:
         return None
+    st, tensor, kind = held
     model = st.onnx()
-    mine = set(probe_nodes(st, probe, tensor, p.kind))
+    mine = set(probe_nodes(st, probe, tensor, kind))
     target = next((n for n in model.graph.node if n.name in mine and n.op_type in NEEDS_POSITIVE), None)
     if target is None:
         return None
