@@ -82,13 +82,23 @@ def bev_figure(outcome: SweepOutcome, rf: RankedFrame, lanes: list[str]):
             ax.scatter(xs, ys, s=[8 + 30 * s for s in b["scores"]], facecolors="none", edgecolors=colour, label=lane)
     if res.gt and res.gt["boxes"]:
         ax.scatter([x[0] for x in res.gt["boxes"]], [x[1] for x in res.gt["boxes"]], s=4, c="k", label="ground truth")
+    _no_sliver(ax)
     ax.set_aspect("equal")
+    ax.legend(fontsize=7)
     ax.set_title(f"{rf.rank}. {rf.token} (BEV, box centres)", fontsize=9)
     fit_margins(fig, ax, axes=equal_aspect_size(ax, _AREA[0] * 4.5, _AREA[1] * 4.5))
-    # the figure's legend, in its corner: an axes squeezed by an equal aspect (boxes along one line) pushed its
-    # own legend past the picture's edge
-    fig.legend(fontsize=7, loc="lower right")
     return fig
+
+
+def _no_sliver(ax, least: float = 0.5) -> None:
+    """Each axis of `ax` spans at least `least` of the other's: boxes along one line (a road's lane) drawn at an
+    equal aspect would leave a sliver of a picture, its legend past the edge."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    want = least * max(x1 - x0, y1 - y0)
+    if x1 - x0 < want:
+        ax.set_xlim((x0 + x1) / 2 - want / 2, (x0 + x1) / 2 + want / 2)
+    if y1 - y0 < want:
+        ax.set_ylim((y0 + y1) / 2 - want / 2, (y0 + y1) / 2 + want / 2)
 
 
 def _table(rows: list[list], head: list[str]) -> str:

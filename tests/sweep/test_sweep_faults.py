@@ -131,6 +131,25 @@ def test_the_report_pictures_draw_every_label_on_the_picture(swept):
     assert off_page(bev, texts) == [] and cand in {t.get_text() for t in texts}  # the legend
 
 
+def test_boxes_along_one_line_keep_the_legend_on_the_picture():
+    """A frame whose box centres lie along a line (one lane ahead): at an equal aspect its picture was a 0.6-inch
+    sliver whose legend reached past the edge; each axis now spans at least half the other's."""
+    from cp_debug.report.figure import equal_aspect_size, fit_margins, new_figure
+    from cp_debug.sweep.report_html import _AREA, _no_sliver
+    from tests.report.page_check import drawn_texts, off_page
+
+    fig = new_figure(4.5, 4.5, layout=None, dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
+    for xs, ys, label in (([0, 20, 50], [0, 0.2, 0.1], "torch"), ([0, 50], [0, 0.1], "ort-cpu-fp16"),
+                          ([5], [0], "ground truth")):
+        ax.scatter(xs, ys, label=label)
+    _no_sliver(ax)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7)
+    fit_margins(fig, ax, axes=equal_aspect_size(ax, _AREA[0] * 4.5, _AREA[1] * 4.5))
+    assert off_page(fig, drawn_texts(fig)) == [] and fig.get_size_inches()[1] > 1.5
+
+
 def test_the_rerun_recording_holds_every_frame(swept, tmp_path):
     pytest.importorskip("rerun")
     from rerun.chunk import RrdReader
