@@ -13,7 +13,9 @@ import pytest
 
 from tests.cli_run import cpdebug
 
-pytestmark = pytest.mark.slow
+# a 32-layer Llama bisected twice: 169 s + 52 s of one worker on the 2-core machine, over a third of the README's
+# command's 9 minutes: run by .ci/run's second step (the `long` cases)
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 MODELS = Path(__file__).with_name("hf_models.py")
 
