@@ -21,7 +21,7 @@ import torch
 from cp_debug.graph import onnx_files
 from tests.cli_run import cpdebug
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # 20-30 s each: run by .ci/run's second step
 
 MODEL = '''
 import torch

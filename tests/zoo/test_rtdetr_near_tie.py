@@ -14,7 +14,7 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.zoo import rtdetr_variants
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # 20-30 s each: run by .ci/run's second step
 
 pytest.importorskip("transformers")
 

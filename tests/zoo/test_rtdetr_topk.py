@@ -13,7 +13,7 @@ import pytest
 from tests.cli_run import cpdebug
 from tests.zoo import hf_models
 
-pytestmark = pytest.mark.slow  # scheduled first under xdist (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # 20-30 s each: run by .ci/run's second step
 
 HF = Path(hf_models.__file__)
 pytest.importorskip("transformers")
