@@ -121,6 +121,15 @@ def probe_tensor(run: "RunState", state: "CandidateState", probe: str) -> tuple[
     return (st, tensor, p.kind) if tensor is not None else None
 
 
+def own_nodes(run: "RunState", state: "CandidateState", probe: str):
+    """(the stage graph `probe` lies in, in `state`'s terms, the names of the nodes it stands for), or None."""
+    held = probe_tensor(run, state, probe)
+    if held is None:
+        return None
+    st, tensor, kind = held
+    return st.onnx(), set(probe_nodes(st, probe, tensor, kind))
+
+
 def probe_nodes(st, probe: str, tensor: str, kind: str) -> tuple[str, ...]:
     """The ONNX nodes `probe` stands for: every node its module created (its scope chain holds it), else the node
     that writes its tensor."""

@@ -41,15 +41,13 @@ class ConstantOutOfRange:
 
 def constant_out_of_range(run, state, stage: int, probe: str) -> ConstantOutOfRange | None:
     """The largest constant beyond float16's range that `probe`'s nodes read, else None."""
-    from cp_debug.bisect.cures.restore import probe_nodes, probe_tensor
+    from cp_debug.bisect.cures.restore import own_nodes
     from onnx import numpy_helper
 
-    held = probe_tensor(run, state, probe)
-    if held is None:
+    own = own_nodes(run, state, probe)
+    if own is None:
         return None
-    st, tensor, kind = held
-    model = st.onnx()
-    mine = set(probe_nodes(st, probe, tensor, kind))
+    model, mine = own
     consts = {i.name: i for i in model.graph.initializer}
     consts.update({o: a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
                    if a.name == "value" for o in n.output})

@@ -49,16 +49,13 @@ class Flush:
 def flush_before(run, state, stage: int, probe: str) -> Flush | None:
     """The flush before an op needing a positive input among `probe`'s nodes, or None."""
     from cp_debug.bisect.cures.experiment import OrtFp32Reference
-    from cp_debug.bisect.cures.restore import (KEEP, Restoration, output_error, probe_nodes, probe_tensor,
-                                               run_restored)
+    from cp_debug.bisect.cures.restore import KEEP, Restoration, output_error, own_nodes, run_restored
     from cp_debug.precision.layernorm import scalar_constants
 
-    held = probe_tensor(run, state, probe)
-    if held is None:
+    own = own_nodes(run, state, probe)
+    if own is None:
         return None
-    st, tensor, kind = held
-    model = st.onnx()
-    mine = set(probe_nodes(st, probe, tensor, kind))
+    model, mine = own
     target = next((n for n in model.graph.node if n.name in mine and n.op_type in NEEDS_POSITIVE), None)
     if target is None:
         return None
