@@ -32,10 +32,11 @@ def test_the_planted_net_deploys_in_fp16(cpdebug):
 @pytest.mark.slow  # a fresh interpreter: torch, ONNX Runtime and two exports (about 15 s on an idle 2-core machine)
 def test_a_users_pytest_file_passes_on_a_healthy_model_and_fails_with_the_summary_on_a_planted_one(tmp_path):
     (tmp_path / "test_numerics.py").write_text(USER_TESTS.format(folder=str(Path(__file__).parent)))
-    # the plugin by name: this checkout's editable install may predate its entry point (a fresh install loads it)
+    # plain pytest, as the user runs it: the installed entry point (pytest11) loads the plugin; naming it again with
+    # `-p cp_debug.pytest_plugin` is refused by pytest ("already registered under a different name")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CPDEBUG_SERVER": "off"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "cp_debug.pytest_plugin", "-q", "-p",
-                           "no:cacheprovider", "-p", "no:randomly", "test_numerics.py"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "test_numerics.py"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:] + proc.stderr[-2000:]
