@@ -392,8 +392,8 @@ class BisectEngine:
         fd = first_divergent(results)
         rc = confirmed(self.run_state, state, causes(results, fd), results)  # proposed, confirmed at the outputs
         path: list[str] = [rc] if rc else []
-        if rc is None and self.opts.refine and self.opts.level is None:  # a layer a block's output hides
-            inside = look_inside(self.run_state, state, results, self._measure)
+        if self.opts.refine and self.opts.level is None:  # a layer a block's output hides (or one larger than
+            inside = look_inside(self.run_state, state, results, self._measure, proposed=rc)  # an unconfirmed root)
             if inside is not None:
                 rc, fd, path = inside
         if self.opts.refine and rc is not None:

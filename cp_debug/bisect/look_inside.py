@@ -9,6 +9,12 @@ not the user's and no root cause was found, the block whose own segment brings t
 (`LOOK`, or more) is probed once more at its layers, each with its local error: a layer beyond its budget there is
 the root cause, refined and explained as at any level; none, and the layers' rows are dropped (the report as at the
 block level). A healthy run whose blocks all stay under `LOOK` probes nothing more.
+
+Size outranks kind (issue 115): where a root cause was proposed but the intervention confirmed none, a block that
+brings `LOOK` of its budget or more may still hide a layer whose own error is larger than the proposed root's (a
+per-tensor Q/DQ MobileNetV2's planted depthwise conv, 4.8× int8's budget on its own, behind its block's residual at
+0.9×, while the graph output's clip stands at 1.5×): the block is looked into the same way, and that layer is the
+root cause only where its own error ÷ budget exceeds the proposed root's (`above`).
 """
 
 from __future__ import annotations
@@ -24,16 +30,39 @@ __all__ = ["LOOK", "look_inside"]
 LOOK = 0.25  # a block's own segment at this share of its budget, or more, is looked into (a healthy one: ≲ 0.2)
 
 
+def _unconfirmed_size(state: CandidateState, rc: str) -> float | None:
+    """The proposed root's own error ÷ budget where the intervention did not confirm it and its kind does not rank
+    it first by right (NaN/Inf, a shape); else None (nothing to look for)."""
+    from cp_debug.bisect.findings.intervention import confirmed_at
+    from cp_debug.bisect.ranking import own_error
+    from cp_debug.compare.diff import BROKEN
+
+    r = state.results.get(rc)
+    if r is None or confirmed_at(state, rc) or state.intervention is None:
+        return None
+    if (r.local.status if r.local is not None else r.status) in BROKEN:
+        return None
+    return own_error(r)
+
+
 def _ratio(r: ProbeResult) -> float:
     return r.local_judgement.noise_ratio if r.local_judgement is not None else 0.0
 
 
-def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult], measure
-                ) -> tuple[str, str | None, list[str]] | None:
+def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult], measure,
+                proposed: str | None = None) -> tuple[str, str | None, list[str]] | None:
     """(root cause, first divergent, path) inside the block that brings the most error of its own, where one of its
-    layers is beyond its budget on its own (module docstring); None otherwise. `measure(stage, probes, state)`
-    measures probes of a stage for the candidate (the engine's)."""
-    blocks = [r for r in results if r.probe in rs.probes and rs.probes[r.probe].kind == "module"]
+    layers is beyond its budget on its own (module docstring) — and, where a root cause was `proposed` and not
+    confirmed at the outputs, its own error ÷ budget larger than the proposal's —; None otherwise.
+    `measure(stage, probes, state)` measures probes of a stage for the candidate (the engine's)."""
+    above, skip = 0.0, proposed
+    if proposed is not None:
+        size = _unconfirmed_size(state, proposed)
+        if size is None:
+            return None
+        above = size
+    blocks = [r for r in results if r.probe in rs.probes and rs.probes[r.probe].kind == "module"
+              and r.probe != skip and not (skip and skip.startswith(r.probe + "."))]
     block = max(blocks, key=_ratio, default=None)
     if block is None or not _ratio(block) >= LOOK:
         return None
@@ -54,7 +83,7 @@ def look_inside(rs: RunState, state: CandidateState, results: list[ProbeResult],
     measure(p.stage, layers, state)
     judge_small_terms(rs, state, [k.name for k in layers])
     sub = ordered(state, layers)
-    beyond = [r for r in sub if beyond_locally(r)]
+    beyond = [r for r in sub if beyond_locally(r) and _ratio(r) > above]
     if not beyond:  # the block's layers are within their budgets: the report as at the block level
         for k in layers:
             state.results.pop(k.name, None)
